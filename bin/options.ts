@@ -1,0 +1,34 @@
+import { resolve } from "node:path";
+
+/** Default location of the embedded store; override with --db or MASTERY_DB. */
+export function defaultDbPath(): string {
+  return resolve(process.env.MASTERY_DB ?? ".mastery/mastery.duckdb");
+}
+
+/** A user-facing CLI error: the message says what was wrong and how to fix it. */
+export class CliError extends Error {
+  readonly code = "CLI";
+  constructor(message: string) {
+    super(message);
+    this.name = "CliError";
+  }
+}
+
+/** Parses "a=x,b=y" into a map; used by --columns. */
+export function parseKeyValues(spec: string, flag: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of spec.split(",")) {
+    const eq = part.indexOf("=");
+    if (eq <= 0 || eq === part.length - 1) {
+      throw new CliError(`${flag}: expected name=COLUMN pairs separated by commas, got "${part}" in "${spec}"`);
+    }
+    out.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
+  }
+  return out;
+}
+
+export function parseIntOption(value: string, flag: string, min = Number.MIN_SAFE_INTEGER): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new CliError(`${flag} must be an integer >= ${min} (got "${value}")`);
+  return n;
+}
