@@ -20,7 +20,9 @@ export function parseKeyValues(spec: string, flag: string): Map<string, string> 
   for (const part of spec.split(",")) {
     const eq = part.indexOf("=");
     if (eq <= 0 || eq === part.length - 1) {
-      throw new CliError(`${flag}: expected name=COLUMN pairs separated by commas, got "${part}" in "${spec}"`);
+      throw new CliError(
+        `${flag}: expected name=COLUMN pairs separated by commas, got "${part}" in "${spec}"`,
+      );
     }
     out.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
   }
@@ -29,6 +31,18 @@ export function parseKeyValues(spec: string, flag: string): Map<string, string> 
 
 export function parseIntOption(value: string, flag: string, min = Number.MIN_SAFE_INTEGER): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new CliError(`${flag} must be an integer >= ${min} (got "${value}")`);
+  if (!Number.isInteger(n) || n < min)
+    throw new CliError(`${flag} must be an integer >= ${min} (got "${value}")`);
   return n;
+}
+
+/** Returns the group command `name` (e.g. "train"), creating it once, so several files can add subcommands to it. */
+export function commandGroup(
+  program: import("commander").Command,
+  name: string,
+  description: string,
+): import("commander").Command {
+  const existing = program.commands.find((c) => c.name() === name);
+  if (existing) return existing;
+  return program.command(name).description(description);
 }

@@ -39,7 +39,9 @@ export class Progress {
       const width = 24;
       const filled = Math.round(frac * width);
       const bar = `${"#".repeat(filled)}${".".repeat(width - filled)}`;
-      process.stderr.write(`\r${this.label.padEnd(22)} [${bar}] ${String(pct).padStart(3)}% ${secs}s ${note}`);
+      process.stderr.write(
+        `\r${this.label.padEnd(22)} [${bar}] ${String(pct).padStart(3)}% ${secs}s ${note}`,
+      );
       if (final) process.stderr.write("\n");
     } else {
       const step = Math.floor(pct / 10);

@@ -101,6 +101,7 @@ export function ece(y: ArrayLike<number>, p: ArrayLike<number>, bins = 10): numb
 }
 
 export function binaryMetrics(y: ArrayLike<number>, p: ArrayLike<number>): BinaryMetrics {
-  if (y.length !== p.length) throw new RangeError(`labels (${y.length}) and predictions (${p.length}) differ in length`);
+  if (y.length !== p.length)
+    throw new RangeError(`labels (${y.length}) and predictions (${p.length}) differ in length`);
   return { auc: auc(y, p), rmse: rmse(y, p), logloss: logloss(y, p), ece: ece(y, p), n: y.length };
 }

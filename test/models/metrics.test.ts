@@ -13,7 +13,10 @@ describe("metrics", () => {
   it("auc equals the brute-force pair count on random data", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 1 }), fc.integer({ min: 0, max: 5 })), { minLength: 2, maxLength: 40 }),
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 1 }), fc.integer({ min: 0, max: 5 })), {
+          minLength: 2,
+          maxLength: 40,
+        }),
         (rows) => {
           const y = rows.map((r) => r[0]);
           const p = rows.map((r) => r[1] / 5);

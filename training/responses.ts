@@ -1,0 +1,197 @@
+import { readFileSync } from "node:fs";
+
+/** Which file columns hold what; `user`, `skill` and `correct` are required. */
+export interface ResponseColumns {
+  user: string;
+  skill: string;
+  correct: string;
+  item?: string;
+  order?: string;
+}
+
+/**
+ * A response log in columnar form, rows grouped by user (users in order of first appearance) and,
+ * within a user, in file order or by the `order` column (stable). Ids are dense integers indexing
+ * the *Names arrays.
+ */
+export interface ResponseLog {
+  n: number;
+  user: Int32Array;
+  skill: Int32Array;
+  /** -1 where the file has no item column. */
+  item: Int32Array;
+  correct: Uint8Array;
+  userNames: string[];
+  skillNames: string[];
+  itemNames: string[];
+  /** Row offsets of each user's block: user u spans [userStart[u], userStart[u+1]). */
+  userStart: Int32Array;
+}
+
+export class ResponseDataError extends Error {
+  readonly code = "RESPONSE_DATA";
+  constructor(message: string) {
+    super(message);
+    this.name = "ResponseDataError";
+  }
+}
+
+/** Parses "user=COL,skill=COL,correct=COL[,item=COL][,order=COL]". */
+export function parseResponseColumns(spec: string): ResponseColumns {
+  const map = new Map<string, string>();
+  for (const part of spec.split(",")) {
+    const eq = part.indexOf("=");
+    if (eq <= 0)
+      throw new ResponseDataError(
+        `--columns: expected name=COLUMN, got "${part}" (e.g. user=user_id,skill=skill_name,correct=correct)`,
+      );
+    const key = part.slice(0, eq).trim();
+    if (!["user", "skill", "correct", "item", "order"].includes(key)) {
+      throw new ResponseDataError(
+        `--columns: unknown role "${key}"; roles are user, skill, correct, item, order`,
+      );
+    }
+    map.set(key, part.slice(eq + 1).trim());
+  }
+  for (const req of ["user", "skill", "correct"]) {
+    if (!map.has(req))
+      throw new ResponseDataError(
+        `--columns: missing ${req}=COLUMN (e.g. user=user_id,skill=skill_name,correct=correct)`,
+      );
+  }
+  const cols: ResponseColumns = {
+    user: map.get("user")!,
+    skill: map.get("skill")!,
+    correct: map.get("correct")!,
+  };
+  const item = map.get("item");
+  const order = map.get("order");
+  if (item !== undefined) cols.item = item;
+  if (order !== undefined) cols.order = order;
+  return cols;
+}
+
+/** Separator from the flag, else tab when the header line holds a tab, else comma. */
+export function detectSeparator(headerLine: string, flag?: string): string {
+  if (flag !== undefined) return flag === "\\t" || flag === "tab" ? "\t" : flag;
+  return headerLine.includes("\t") ? "\t" : ",";
+}
+
+/**
+ * Loads a delimited response file. Rows with an empty skill or a correct value other than 0/1
+ * are skipped and counted (pyBKT drops rows without a skill in the same way).
+ */
+export function loadResponses(
+  path: string,
+  columns: ResponseColumns,
+  sep?: string,
+): ResponseLog & { skipped: number } {
+  const text = readFileSync(path, "utf8");
+  let lineEnd = text.indexOf("\n");
+  if (lineEnd < 0) lineEnd = text.length;
+  const header = text.slice(0, lineEnd).replace(/\r$/, "");
+  const separator = detectSeparator(header, sep);
+  const names = header.split(separator).map((h) => h.trim());
+  const idx = (col: string | undefined): number => {
+    if (col === undefined) return -1;
+    const i = names.indexOf(col);
+    if (i < 0)
+      throw new ResponseDataError(
+        `column "${col}" not found in ${path}; the header has: ${names.join(", ")}`,
+      );
+    return i;
+  };
+  const iUser = idx(columns.user);
+  const iSkill = idx(columns.skill);
+  const iCorrect = idx(columns.correct);
+  const iItem = idx(columns.item);
+  const iOrder = idx(columns.order);
+
+  const userIds = new Map<string, number>();
+  const skillIds = new Map<string, number>();
+  const itemIds = new Map<string, number>();
+  const rawUser: number[] = [];
+  const rawSkill: number[] = [];
+  const rawItem: number[] = [];
+  const rawCorrect: number[] = [];
+  const rawOrder: number[] = [];
+  let skipped = 0;
+  const intern = (m: Map<string, number>, k: string): number => {
+    let v = m.get(k);
+    if (v === undefined) {
+      v = m.size;
+      m.set(k, v);
+    }
+    return v;
+  };
+
+  let pos = lineEnd + 1;
+  let lineNo = 1;
+  while (pos < text.length) {
+    let end = text.indexOf("\n", pos);
+    if (end < 0) end = text.length;
+    const line = text.slice(pos, end).replace(/\r$/, "");
+    pos = end + 1;
+    lineNo++;
+    if (line.length === 0) continue;
+    const f = line.split(separator);
+    const skill = (f[iSkill] ?? "").trim();
+    const c = (f[iCorrect] ?? "").trim();
+    const cv = c === "1" || c === "1.0" ? 1 : c === "0" || c === "0.0" ? 0 : -1;
+    if (skill === "" || skill.toLowerCase() === "nan" || cv < 0) {
+      skipped++;
+      continue;
+    }
+    rawUser.push(intern(userIds, (f[iUser] ?? "").trim()));
+    rawSkill.push(intern(skillIds, skill));
+    rawItem.push(iItem >= 0 ? intern(itemIds, (f[iItem] ?? "").trim()) : -1);
+    rawCorrect.push(cv);
+    if (iOrder >= 0) {
+      const o = Number(f[iOrder]);
+      if (!Number.isFinite(o))
+        throw new ResponseDataError(
+          `${path}:${lineNo}: order column "${columns.order}" is not a number (got "${f[iOrder]}")`,
+        );
+      rawOrder.push(o);
+    }
+  }
+
+  const n = rawUser.length;
+  // Group rows by user (first-appearance order), keeping file order (or the order column) inside a user.
+  const rows = new Int32Array(n);
+  for (let i = 0; i < n; i++) rows[i] = i;
+  const sorted = Array.from(rows).sort((a, b) => {
+    const du = rawUser[a]! - rawUser[b]!;
+    if (du !== 0) return du;
+    if (iOrder >= 0) {
+      const dO = rawOrder[a]! - rawOrder[b]!;
+      if (dO !== 0) return dO;
+    }
+    return a - b;
+  });
+  const log: ResponseLog & { skipped: number } = {
+    n,
+    user: new Int32Array(n),
+    skill: new Int32Array(n),
+    item: new Int32Array(n),
+    correct: new Uint8Array(n),
+    userNames: [...userIds.keys()],
+    skillNames: [...skillIds.keys()],
+    itemNames: [...itemIds.keys()],
+    userStart: new Int32Array(userIds.size + 1),
+    skipped,
+  };
+  for (let k = 0; k < n; k++) {
+    const r = sorted[k]!;
+    log.user[k] = rawUser[r]!;
+    log.skill[k] = rawSkill[r]!;
+    log.item[k] = rawItem[r]!;
+    log.correct[k] = rawCorrect[r]!;
+  }
+  let u = -1;
+  for (let k = 0; k < n; k++) {
+    while (u < log.user[k]!) log.userStart[++u] = k;
+  }
+  while (u < userIds.size) log.userStart[++u] = n;
+  return log;
+}
