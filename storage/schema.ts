@@ -128,4 +128,31 @@ export const CORE_DDL: readonly string[] = [
      days_since_last_activity DOUBLE NOT NULL,
      last_activity_at TIMESTAMP NOT NULL
    )`,
+  // Online BKT + Elo state per (student, topic), built by replaying raw_events in (ts, event_id)
+  // order through models/learnerState.ts. The *_delta columns accumulate each factor's signed
+  // contribution to the scores (for explanations); *_model_version says which parameters built it.
+  `CREATE TABLE IF NOT EXISTS learner_state (
+     student_key VARCHAR NOT NULL,
+     topic_id VARCHAR NOT NULL,
+     p_mastery DOUBLE NOT NULL,
+     elo_ability DOUBLE NOT NULL,
+     elo_n INTEGER NOT NULL,
+     bkt_n INTEGER NOT NULL,
+     last_ts TIMESTAMP,
+     last_event_id VARCHAR,
+     correct_streak INTEGER NOT NULL,
+     updated_at TIMESTAMP NOT NULL,
+     correct_n INTEGER NOT NULL,
+     bkt_correct_delta DOUBLE NOT NULL,
+     bkt_incorrect_delta DOUBLE NOT NULL,
+     bkt_learn_delta DOUBLE NOT NULL,
+     bkt_streak_obs_delta DOUBLE NOT NULL,
+     bkt_streak_learn_delta DOUBLE NOT NULL,
+     elo_correct_delta DOUBLE NOT NULL,
+     elo_incorrect_delta DOUBLE NOT NULL,
+     elo_streak_delta DOUBLE NOT NULL,
+     bkt_model_version VARCHAR NOT NULL,
+     elo_model_version VARCHAR NOT NULL,
+     PRIMARY KEY (student_key, topic_id)
+   )`,
 ];
