@@ -1,0 +1,119 @@
+/**
+ * Quantile binning for histogram-based tree training: each feature's values are mapped once to small integer
+ * bins (one byte each, column-major), so split finding scans at most 255 bins instead of sorted values.
+ *
+ * Bin b of feature f holds values v with cuts[f][b-1] <= v < cuts[f][b] (b = number of cuts <= v), so a split
+ * "bins 0..b go left" is exactly the raw-value rule "x < cuts[f][b] goes left" and trained trees predict on raw
+ * values without the bins. NaN gets the reserved code MISSING_BIN.
+ */
+import { checkMatrix, type Matrix } from "./treeEnsemble.ts";
+
+/** Byte code of a missing value; value bins use 0..254. */
+export const MISSING_BIN = 255;
+/** Most value bins a feature can have (one code is reserved for missing). */
+export const MAX_VALUE_BINS = 255;
+
+export interface BinnedMatrix {
+  /** Column-major codes: bins[f * nRows + r]. */
+  bins: Uint8Array;
+  nRows: number;
+  nCols: number;
+  /** Per feature, the sorted upper bounds of bins 0..nBins-2 (the last bin is unbounded). */
+  cuts: Float64Array[];
+  /** Per feature, the number of value bins (cuts.length + 1). */
+  nBins: Int32Array;
+}
+
+export class BinningError extends Error {
+  readonly code = "GBT_BINNING";
+  override readonly name = "BinningError";
+}
+
+/** A cut strictly above `a` and at most `b` (a < b): the midpoint, unless rounding puts it on `a`. */
+function between(a: number, b: number): number {
+  const m = a + (b - a) / 2;
+  return m > a && m <= b ? m : b;
+}
+
+/** First index i in sorted s[0..n) with s[i] >= v. */
+function lowerBound(s: Float64Array, n: number, v: number): number {
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (s[mid]! < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Cut points for sorted finite-or-infinite values s[0..n): midpoints between all distinct values when there are
+ * at most `maxBins` of them, otherwise between the values at ranks i*n/maxBins (i = 1..maxBins-1) and the
+ * distinct value below them (heavy ties merge bins, so there may be fewer).
+ */
+export function quantileCuts(s: Float64Array, n: number, maxBins: number): Float64Array {
+  const cuts: number[] = [];
+  let distinct = n > 0 ? 1 : 0;
+  for (let i = 1; i < n && distinct <= maxBins; i++) if (s[i]! !== s[i - 1]!) distinct++;
+  if (distinct <= maxBins) {
+    for (let i = 1; i < n; i++) if (s[i]! !== s[i - 1]!) cuts.push(between(s[i - 1]!, s[i]!));
+    return Float64Array.from(cuts);
+  }
+  for (let k = 1; k < maxBins; k++) {
+    const rank = Math.floor((k * n) / maxBins);
+    const v = s[rank]!;
+    const first = lowerBound(s, n, v);
+    if (first === 0) continue;
+    const c = between(s[first - 1]!, v);
+    if (cuts.length === 0 || c > cuts[cuts.length - 1]!) cuts.push(c);
+  }
+  return Float64Array.from(cuts);
+}
+
+/** Number of cuts <= v, i.e. the bin of v. */
+export function binOf(cuts: Float64Array, v: number): number {
+  let lo = 0;
+  let hi = cuts.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (cuts[mid]! <= v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Bins every column of X into at most `maxBins` (2..256; 256 means 255 value bins + the missing code). */
+export function binMatrix(X: Matrix, maxBins: number): BinnedMatrix {
+  checkMatrix(X);
+  if (!Number.isInteger(maxBins) || maxBins < 2 || maxBins > 256) {
+    throw new BinningError(`maxBins must be an integer in 2..256 (got ${maxBins})`);
+  }
+  const valueBins = Math.min(maxBins, MAX_VALUE_BINS);
+  const { nRows, nCols } = X;
+  const bins = new Uint8Array(nRows * nCols);
+  const cuts: Float64Array[] = [];
+  const nBins = new Int32Array(nCols);
+  const col = new Float64Array(nRows);
+  const sorted = new Float64Array(nRows);
+  for (let f = 0; f < nCols; f++) {
+    if (X.layout === "col") col.set(X.data.subarray(f * nRows, (f + 1) * nRows));
+    else for (let r = 0; r < nRows; r++) col[r] = X.data[r * nCols + f]!;
+    let m = 0;
+    for (let r = 0; r < nRows; r++) {
+      const v = col[r]!;
+      if (!Number.isNaN(v)) sorted[m++] = v;
+    }
+    const s = sorted.subarray(0, m);
+    s.sort();
+    const c = quantileCuts(s, m, valueBins);
+    cuts.push(c);
+    nBins[f] = c.length + 1;
+    const off = f * nRows;
+    for (let r = 0; r < nRows; r++) {
+      const v = col[r]!;
+      bins[off + r] = !Number.isNaN(v) ? binOf(c, v) : MISSING_BIN;
+    }
+  }
+  return { bins, nRows, nCols, cuts, nBins };
+}

@@ -1,0 +1,260 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { GbtInputError, GbtParamError, GradientBoostedTrees } from "../../models/gbt.ts";
+import { binMatrix, binOf, MISSING_BIN, quantileCuts } from "../../models/gbtBinning.ts";
+import { auc } from "../../models/metrics.ts";
+import { colMajor, type Matrix, rowMajor } from "../../models/treeEnsemble.ts";
+
+/** Park-Miller generator so the test data is fixed. */
+function lcg(seed: number): () => number {
+  let s = seed;
+  return () => {
+    s = (s * 16807) % 2147483647;
+    return s / 2147483647;
+  };
+}
+
+function randomData(n: number, d: number, seed: number): { X: Matrix; raw: Float64Array; rnd: () => number } {
+  const rnd = lcg(seed);
+  const raw = new Float64Array(n * d);
+  for (let i = 0; i < raw.length; i++) raw[i] = rnd() * 2 - 1;
+  return { X: rowMajor(raw, n, d), raw, rnd };
+}
+
+function mse(a: Float64Array, y: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += (a[i]! - y[i]!) ** 2;
+  return s / a.length;
+}
+
+describe("gbtBinning", () => {
+  it("cuts between all distinct values when there are few, so bins are exact", () => {
+    const s = Float64Array.from([1, 1, 2, 4, 4, 4]);
+    expect(Array.from(quantileCuts(s, s.length, 10))).toEqual([1.5, 3]);
+    const cuts = Float64Array.from([1.5, 3]);
+    expect([binOf(cuts, 1), binOf(cuts, 1.5), binOf(cuts, 2.9), binOf(cuts, 3), binOf(cuts, 99)]).toEqual([
+      0, 1, 1, 2, 2,
+    ]);
+  });
+
+  it("uses at most maxBins quantile bins and maps v to bin b iff cuts[b-1] <= v < cuts[b]", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.integer({ min: -3, max: 3 })), {
+          minLength: 1,
+          maxLength: 300,
+        }),
+        fc.integer({ min: 2, max: 256 }),
+        (values, maxBins) => {
+          const X = colMajor(Float64Array.from([...values, Number.NaN]), values.length + 1, 1);
+          const b = binMatrix(X, maxBins);
+          const cuts = b.cuts[0]!;
+          expect(b.nBins[0]).toBeLessThanOrEqual(Math.min(maxBins, 255));
+          for (let i = 1; i < cuts.length; i++) expect(cuts[i]!).toBeGreaterThan(cuts[i - 1]!);
+          values.forEach((v, r) => {
+            const bin = b.bins[r]!;
+            if (bin > 0) expect(v).toBeGreaterThanOrEqual(cuts[bin - 1]!);
+            if (bin < cuts.length) expect(v).toBeLessThan(cuts[bin]!);
+          });
+          expect(b.bins[values.length]).toBe(MISSING_BIN);
+        },
+      ),
+      { numRuns: 200, seed: 3 },
+    );
+  });
+});
+
+describe("GradientBoostedTrees", () => {
+  it("learns a step function exactly with squared loss (known answer)", () => {
+    // y = 1 for x < 0.3, 3 otherwise: one depth-1 tree with lr 1 and lambda 0 puts the mean of each side in
+    // its leaf, so predictions are exactly 1 and 3 and the threshold lies between 0.29 and 0.31.
+    const xs = [0.1, 0.2, 0.25, 0.29, 0.31, 0.5, 0.7, 0.9];
+    const y = xs.map((x) => (x < 0.3 ? 1 : 3));
+    const X = colMajor(Float64Array.from(xs), xs.length, 1);
+    const m = new GradientBoostedTrees({
+      nRounds: 1,
+      maxDepth: 1,
+      learningRate: 1,
+      lambda: 0,
+      minChildWeight: 0,
+    });
+    m.fit(X, y);
+    expect(m.baseScore).toBe(2);
+    const t = m.trees[0]!;
+    expect(t.feature[0]).toBe(0);
+    expect(t.threshold[0]).toBeCloseTo(0.3, 12);
+    expect(Array.from(m.predict(X))).toEqual(y);
+    expect(Array.from(t.cover)).toEqual([8, 4, 4]);
+    expect(m.trainLoss).toEqual([0]);
+  });
+
+  it("shrinks leaf values by learningRate and lambda: w = -lr * G / (H + lambda)", () => {
+    // Residuals at base 2 are -1 (x4) and +1 (x4): left leaf = -0.5 * (-4) / (4 + 2) = 1/3.
+    const xs = [0, 1, 2, 3, 10, 11, 12, 13];
+    const y = xs.map((x) => (x < 5 ? 1 : 3));
+    const m = new GradientBoostedTrees({ nRounds: 1, maxDepth: 1, learningRate: 0.5, lambda: 2 });
+    m.fit(colMajor(Float64Array.from(xs), 8, 1), y);
+    const t = m.trees[0]!;
+    expect(t.value[t.left[0]!]).toBeCloseTo(-1 / 3, 14);
+    expect(t.value[t.right[0]!]).toBeCloseTo(1 / 3, 14);
+  });
+
+  it("reaches AUC ~1 with logistic loss on separable data", () => {
+    const n = 2000;
+    const { X, raw } = randomData(n, 4, 11);
+    const y = new Float64Array(n);
+    for (let r = 0; r < n; r++) y[r] = raw[r * 4]! + 0.5 * raw[r * 4 + 1]! > 0.1 ? 1 : 0;
+    const m = new GradientBoostedTrees({
+      objective: "logistic",
+      nRounds: 60,
+      maxDepth: 4,
+      learningRate: 0.3,
+    }).fit(X, y);
+    expect(auc(y, m.predict(X))).toBeGreaterThan(0.999);
+    const p = m.predict(X);
+    for (const v of p) expect(v > 0 && v < 1).toBe(true);
+  });
+
+  it("never increases the training loss with more rounds (squared: exact Newton steps; logistic: lr <= 0.3)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 1_000_000 }),
+        fc.constantFrom("squared" as const, "logistic" as const),
+        fc.integer({ min: 1, max: 4 }),
+        fc.double({ min: 0.05, max: 0.3, noNaN: true }),
+        fc.double({ min: 0, max: 5, noNaN: true }),
+        (seed, objective, maxDepth, learningRate, lambda) => {
+          const n = 150;
+          const { X, raw, rnd } = randomData(n, 3, seed);
+          const y = new Float64Array(n);
+          for (let r = 0; r < n; r++) {
+            const f = Math.sin(4 * raw[r * 3]!) + raw[r * 3 + 1]! * raw[r * 3 + 2]!;
+            y[r] = objective === "squared" ? f + rnd() : f + rnd() - 0.5 > 0 ? 1 : 0;
+          }
+          const m = new GradientBoostedTrees({ objective, nRounds: 15, maxDepth, learningRate, lambda }).fit(
+            X,
+            y,
+          );
+          expect(m.trainLoss).toHaveLength(15);
+          for (let i = 1; i < m.trainLoss.length; i++) {
+            expect(m.trainLoss[i]!).toBeLessThanOrEqual(m.trainLoss[i - 1]! * (1 + 1e-12));
+          }
+        },
+      ),
+      { numRuns: 40, seed: 5 },
+    );
+  });
+
+  it("keeps the binned training margins equal to raw-threshold predictions (also with subsampling and NaN)", () => {
+    const n = 600;
+    const { X, raw, rnd } = randomData(n, 3, 99);
+    for (let i = 0; i < raw.length; i++) if (rnd() < 0.15) raw[i] = Number.NaN;
+    const y = new Float64Array(n);
+    for (let r = 0; r < n; r++) y[r] = (Number.isNaN(raw[r * 3]!) ? 2 : raw[r * 3]!) + rnd();
+    const m = new GradientBoostedTrees({ nRounds: 20, maxDepth: 3, subsample: 0.6, seed: 1 }).fit(X, y);
+    // trainLoss comes from margins updated through bins; mse recomputes them through thresholds.
+    expect(mse(m.predictRaw(X), y)).toBeCloseTo(m.trainLoss.at(-1)!, 12);
+  });
+
+  it("learns where missing values go (NaN rows have their own label)", () => {
+    const n = 400;
+    const xs = new Float64Array(n);
+    const y = new Float64Array(n);
+    for (let r = 0; r < n; r++) {
+      // Finite x: label 1 iff x >= 0.7; missing x: label 1 like the right side. The left child is the
+      // heavier one, so a default of "right" can only come from learning it from the NaN rows.
+      xs[r] = r % 4 === 0 ? Number.NaN : (r % 97) / 97;
+      y[r] = Number.isNaN(xs[r]!) ? 1 : xs[r]! >= 0.7 ? 1 : 0;
+    }
+    const X = colMajor(xs, n, 1);
+    const m = new GradientBoostedTrees({
+      objective: "logistic",
+      nRounds: 30,
+      maxDepth: 2,
+      learningRate: 0.5,
+    }).fit(X, y);
+    const root = m.trees[0]!;
+    expect(root.defaultLeft[0]).toBe(0);
+    const p = m.predict(colMajor(Float64Array.from([Number.NaN, 0.1, 0.9]), 3, 1));
+    expect(p[0]!).toBeGreaterThan(0.9);
+    expect(p[1]!).toBeLessThan(0.1);
+    expect(p[2]!).toBeGreaterThan(0.9);
+  });
+
+  it("stops early when the validation loss stops improving and keeps the best round's trees", () => {
+    const n = 500;
+    const { X, rnd } = randomData(n, 3, 4);
+    const y = new Float64Array(n);
+    for (let r = 0; r < n; r++) y[r] = rnd() < 0.5 ? 1 : 0; // pure noise: the model can only overfit
+    const v = randomData(300, 3, 8);
+    const vy = new Float64Array(300);
+    for (let r = 0; r < 300; r++) vy[r] = v.rnd() < 0.5 ? 1 : 0;
+    const m = new GradientBoostedTrees({
+      objective: "logistic",
+      nRounds: 500,
+      maxDepth: 6,
+      learningRate: 0.3,
+      earlyStoppingRounds: 5,
+    }).fit(X, y, { validation: { X: v.X, y: vy } });
+    expect(m.validLoss.length).toBeLessThan(500);
+    expect(m.validLoss.length).toBe(m.bestRound + 1 + 5);
+    expect(m.trees).toHaveLength(m.bestRound + 1);
+    const best = Math.min(...m.validLoss);
+    expect(m.validLoss[m.bestRound]).toBe(best);
+  });
+
+  it("round-trips through toJSON/fromJSON with identical predictions", () => {
+    const { X, raw } = randomData(300, 4, 21);
+    const y = Array.from({ length: 300 }, (_, r) => raw[r * 4]! * 2 + raw[r * 4 + 3]!);
+    const m = new GradientBoostedTrees({ nRounds: 10, maxDepth: 3 }).fit(X, y);
+    const back = GradientBoostedTrees.fromJSON(JSON.parse(JSON.stringify(m.toJSON())));
+    expect(Array.from(back.predict(X))).toEqual(Array.from(m.predict(X)));
+    expect(back.params).toEqual(m.params);
+  });
+
+  it("is deterministic given the seed, and row- and column-major inputs train the same model", () => {
+    const n = 300;
+    const d = 3;
+    const { X, raw } = randomData(n, d, 31);
+    const y = Array.from({ length: n }, (_, r) => raw[r * d]! - raw[r * d + 2]!);
+    const params = { nRounds: 8, maxDepth: 3, subsample: 0.7, seed: 9 };
+    const a = new GradientBoostedTrees(params).fit(X, y).toJSON();
+    const b = new GradientBoostedTrees(params).fit(X, y).toJSON();
+    expect(b).toEqual(a);
+    const cm = new Float64Array(n * d);
+    for (let r = 0; r < n; r++) for (let c = 0; c < d; c++) cm[c * n + r] = raw[r * d + c]!;
+    expect(new GradientBoostedTrees(params).fit(colMajor(cm, n, d), y).toJSON()).toEqual(a);
+    const other = new GradientBoostedTrees({ ...params, seed: 10 }).fit(X, y).toJSON();
+    expect(other.trees).not.toEqual(a.trees);
+  });
+
+  it("respects maxDepth, maxLeaves, gamma and minChildWeight", () => {
+    const { X, raw } = randomData(500, 3, 41);
+    const y = Array.from({ length: 500 }, (_, r) => Math.sin(5 * raw[r * 3]!) + raw[r * 3 + 1]!);
+    const leaves = (m: GradientBoostedTrees): number[] =>
+      m.trees.map((t) => Array.from(t.feature).filter((f) => f < 0).length);
+    const deep = new GradientBoostedTrees({ nRounds: 3, maxDepth: 3 }).fit(X, y);
+    expect(Math.max(...leaves(deep))).toBe(8);
+    const capped = new GradientBoostedTrees({ nRounds: 3, maxDepth: 10, maxLeaves: 5 }).fit(X, y);
+    expect(leaves(capped)).toEqual([5, 5, 5]);
+    const stump = new GradientBoostedTrees({ nRounds: 3, maxDepth: 3, gamma: 1e9 }).fit(X, y);
+    expect(leaves(stump)).toEqual([1, 1, 1]);
+    const heavy = new GradientBoostedTrees({ nRounds: 3, maxDepth: 6, minChildWeight: 200 }).fit(X, y);
+    for (const t of heavy.trees)
+      for (let i = 0; i < t.cover.length; i++) expect(t.cover[i]!).toBeGreaterThanOrEqual(200);
+  });
+
+  it("rejects bad parameters and inputs with a coded error naming the field", () => {
+    expect(() => new GradientBoostedTrees({ learningRate: 0 })).toThrow(GbtParamError);
+    expect(() => new GradientBoostedTrees({ maxBins: 300 })).toThrow(/maxBins/);
+    const X = colMajor(Float64Array.from([1, 2, 3]), 3, 1);
+    expect(() => new GradientBoostedTrees({ objective: "logistic" }).fit(X, [0, 1, 2])).toThrow(
+      GbtInputError,
+    );
+    expect(() => new GradientBoostedTrees().fit(X, [0, 1])).toThrow(/y has 2 labels but X has 3 rows/);
+    expect(() => new GradientBoostedTrees({ earlyStoppingRounds: 3 }).fit(X, [0, 1, 2])).toThrow(
+      /validation/,
+    );
+    expect(() => new GradientBoostedTrees().predict(X)).toThrow(/not fitted/);
+  });
+});
