@@ -27,7 +27,12 @@ describe("TreeSHAP against XGBoost pred_contribs", () => {
   const d = ens.nFeatures;
   const n = golden.X.length;
   const X = new Float64Array(n * d);
-  golden.X.forEach((row, r) => row.forEach((v, c) => (X[r * d + c] = v === null ? Number.NaN : v)));
+  for (let r = 0; r < n; r++) {
+    for (let c = 0; c < d; c++) {
+      const v = golden.X[r]![c]!;
+      X[r * d + c] = v === null ? Number.NaN : v;
+    }
+  }
 
   it("loads the XGBoost trees and reproduces its margins", () => {
     expect(ens.trees).toHaveLength(20);
