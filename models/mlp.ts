@@ -190,7 +190,7 @@ export function forwardStandardized(net: MlpNetwork, acts: Float64Array[]): numb
       for (let j = 0; j < nOut; j++) o[j] = o[j]! + ai * W[row + j]!;
     }
     if (l < L - 1) {
-      for (let j = 0; j < nOut; j++) o[j] = relu ? (o[j]! > 0 ? o[j]! : 0) : Math.tanh(o[j]!);
+      for (let j = 0; j < nOut; j++) o[j] = relu ? Math.max(o[j]!, 0) : Math.tanh(o[j]!);
     }
   }
   return acts[L]![0]!;
@@ -444,10 +444,22 @@ export class MlpRegressor {
       for (let i = 0; i < W.length; i++) W[i] = (2 * rand() - 1) * limit;
       init.push({ W, b: new Float32Array(nOut), nIn, nOut });
     }
+    // Start the output bias at the target mean (its logit for sigmoid) so early epochs fit the shape of
+    // the function rather than spend Adam steps (~learningRate each) walking the bias to the mean.
+    let yMean = 0;
+    for (let k = 0; k < nTrain; k++) yMean += yTrain[k]!;
+    yMean /= nTrain;
+    if (p.output === "sigmoid") {
+      const q = Math.min(1 - 1e-4, Math.max(1e-4, yMean));
+      yMean = Math.log(q / (1 - q));
+    }
+    init[init.length - 1]!.b[0] = yMean;
 
     const { tf, backend, note } = await loadTf(opts.backend ?? "wasm");
-    const Ws = init.map((l, i) => tf.variable(tf.tensor2d(l.W, [l.nIn, l.nOut]), true, `mlp_W${i}`));
-    const bs = init.map((l, i) => tf.variable(tf.tensor1d(l.b), true, `mlp_b${i}`));
+    // tidy frees the initial-value tensors (a variable keeps its own reference to the data). Variables are
+    // left unnamed so concurrent fits in one process cannot collide in tfjs's global variable registry.
+    const Ws = init.map((l) => tf.tidy(() => tf.variable(tf.tensor2d(l.W, [l.nIn, l.nOut]))));
+    const bs = init.map((l) => tf.tidy(() => tf.variable(tf.tensor1d(l.b))));
     const optimizer = tf.train.adam(p.learningRate);
     const valXT = tf.tensor2d(xVal, [nVal, d]);
     const valYT = tf.tensor2d(yVal, [nVal, 1]);
