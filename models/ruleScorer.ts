@@ -1,0 +1,388 @@
+import { type Explanation, explain, type Factor } from "./explanation.ts";
+
+/**
+ * Rule-based mastery score from the windowed features (features/windows.ts).
+ *
+ * 1. Evidence bands. The nested windows 7d ⊂ 30d ⊂ 90d are split into disjoint bands of age
+ *    [0,7), [7,30), [30,90) days (band sums are window differences, e.g. attempts_30d - attempts_7d).
+ * 2. Decay. Evidence of age t days weighs 2^(-t/h), h = evidence_half_life_days. A band's weight is
+ *    that curve's mean over the band: ω_b = h / (ln2 · (b - a)) · (2^(-a/h) - 2^(-b/h)), so the
+ *    7-day band always weighs more than the 30-day one, which weighs more than the 90-day one.
+ *    (h = 14: ω = 0.845, 0.422, 0.072.) Events older than 90 days carry no evidence.
+ * 3. Signals, each a decay-weighted ratio Σ_b ω_b num_b / Σ_b ω_b den_b normalized to [0,1]:
+ *    accuracy (correct / quiz attempts), assignment_score (mean score_pct / 100), practice_success
+ *    (correct_count / attempts), video_completion (mean watch_pct / 100), hint_usage
+ *    (min(1, hints per attempt / hint_rate_max)), trend (0.5 + slope / (2 · trend_slope_full),
+ *    clamped; only with >= trend_min_attempts attempts in 30 days), recency
+ *    (2^(-days_since_last_activity / inactivity_half_life_days)). A signal without evidence is
+ *    missing and drops out.
+ * 4. Combination. With W+ = sum of the positive weights of the present signals and a_s = w_s / W+
+ *    (so missing signals' weight is renormalized away), the evidence score is
+ *    E = Σ a_s x_s: the weighted mean of the positive signals minus the penalties (negative weights,
+ *    e.g. hint_usage). E can fall below 0, never above 1.
+ * 5. Shrinkage toward the prior with little evidence: λ = n / (n + shrinkage_k), n = Σ_b ω_b ·
+ *    (quiz attempts + practice attempts + videos + assignments)_b, raw = prior + λ (E - prior).
+ * 6. score = clamp(raw, 0, 1).
+ *
+ * Explanation (additive, exact): base = prior; a positive signal contributes λ a_s (x_s - prior),
+ * a negative one λ a_s x_s (these sum to λ (E - prior) because the positive a_s sum to 1); when
+ * the clamp acts it is a factor "clamp" with value raw and contribution score - raw.
+ * Factor values are in natural units: ratios, percent (0-100), hints per attempt, slope per day,
+ * days since last activity.
+ */
+export const RULE_SIGNALS = [
+  "accuracy",
+  "assignment_score",
+  "practice_success",
+  "video_completion",
+  "hint_usage",
+  "trend",
+  "recency",
+] as const;
+export type RuleSignal = (typeof RULE_SIGNALS)[number];
+
+export interface RuleConfig {
+  prior: number;
+  shrinkageK: number;
+  evidenceHalfLifeDays: number;
+  inactivityHalfLifeDays: number;
+  weights: Record<RuleSignal, number>;
+  hintRateMax: number;
+  trendSlopeFull: number;
+  trendMinAttempts: number;
+}
+
+/** Age bands in days; their union is the 90-day window. */
+export const EVIDENCE_BANDS: readonly (readonly [number, number])[] = [
+  [0, 7],
+  [7, 30],
+  [30, 90],
+];
+
+/**
+ * Feature columns the scorer reads (names as in the features table). NULL is NaN in the batch form.
+ * Per window: counts and rates; band sums are rebuilt as rate × count.
+ */
+export const RULE_FEATURE_COLUMNS = [
+  "attempts_7d",
+  "correct_7d",
+  "hint_usage_rate_7d",
+  "practice_attempts_7d",
+  "practice_success_rate_7d",
+  "videos_7d",
+  "video_watch_pct_7d",
+  "assignments_7d",
+  "assignment_score_pct_7d",
+  "attempts_30d",
+  "correct_30d",
+  "hint_usage_rate_30d",
+  "practice_attempts_30d",
+  "practice_success_rate_30d",
+  "videos_30d",
+  "video_watch_pct_30d",
+  "assignments_30d",
+  "assignment_score_pct_30d",
+  "attempts_90d",
+  "correct_90d",
+  "hint_usage_rate_90d",
+  "practice_attempts_90d",
+  "practice_success_rate_90d",
+  "videos_90d",
+  "video_watch_pct_90d",
+  "assignments_90d",
+  "assignment_score_pct_90d",
+  "trend_slope_30d",
+  "days_since_last_activity",
+] as const;
+export type RuleFeatureColumn = (typeof RULE_FEATURE_COLUMNS)[number];
+
+/** One features row (extra keys ignored; NULL or missing = no value). */
+export type RuleFeatureRow = Partial<Record<RuleFeatureColumn, number | null>>;
+/** Columnar features: one Float64Array per column, NaN for NULL. */
+export type RuleFeatureColumns = Record<RuleFeatureColumn, Float64Array>;
+
+export interface RuleScore {
+  score: number;
+  explanation: Explanation;
+}
+
+export class RuleConfigError extends Error {
+  readonly code = "RULE_CONFIG";
+  constructor(message: string) {
+    super(message);
+    this.name = "RuleConfigError";
+  }
+}
+
+/** Mean of 2^(-t/h) over each band [a, b): the weight of one unit of evidence in that band. */
+export function bandDecayWeights(halfLifeDays: number): Float64Array {
+  const out = new Float64Array(EVIDENCE_BANDS.length);
+  for (const [i, [a, b]] of EVIDENCE_BANDS.entries()) {
+    out[i] = (halfLifeDays / (Math.LN2 * (b - a))) * (2 ** (-a / halfLifeDays) - 2 ** (-b / halfLifeDays));
+  }
+  return out;
+}
+
+const WINDOW_SUFFIX = ["7d", "30d", "90d"] as const;
+const NUM_BANDS = 3;
+
+/** Column indexes of the batch form: [window][feature]. */
+const PER_WINDOW = [
+  "attempts",
+  "correct",
+  "hint_usage_rate",
+  "practice_attempts",
+  "practice_success_rate",
+  "videos",
+  "video_watch_pct",
+  "assignments",
+  "assignment_score_pct",
+] as const;
+
+/** Rebuilds band sums from cumulative window values: band b = window b - window b-1. */
+function bandSums(
+  cols: RuleFeatureColumns,
+  i: number,
+  count: (typeof PER_WINDOW)[number],
+  rate: (typeof PER_WINDOW)[number] | null,
+  out: Float64Array,
+): void {
+  let prev = 0;
+  for (let b = 0; b < NUM_BANDS; b++) {
+    const suffix = WINDOW_SUFFIX[b] as string;
+    const n = nz(cols[`${count}_${suffix}` as RuleFeatureColumn][i] as number);
+    const total = rate === null ? n : n * nz(cols[`${rate}_${suffix}` as RuleFeatureColumn][i] as number);
+    // Windows are nested, so differences are >= 0; max() only absorbs float rounding of rate × count.
+    out[b] = Math.max(0, total - prev);
+    prev = total;
+  }
+}
+
+function nz(v: number): number {
+  return Number.isNaN(v) ? 0 : v;
+}
+
+function clamp01(v: number): number {
+  return v < 0 ? 0 : Math.min(v, 1);
+}
+
+/** Scratch buffers reused across rows (no allocation per row in the numeric part). */
+interface Scratch {
+  num: Float64Array;
+  den: Float64Array;
+  x: Float64Array;
+  value: Float64Array;
+  present: Uint8Array;
+  omega: Float64Array;
+}
+
+function makeScratch(cfg: RuleConfig): Scratch {
+  return {
+    num: new Float64Array(NUM_BANDS),
+    den: new Float64Array(NUM_BANDS),
+    x: new Float64Array(RULE_SIGNALS.length),
+    value: new Float64Array(RULE_SIGNALS.length),
+    present: new Uint8Array(RULE_SIGNALS.length),
+    omega: bandDecayWeights(cfg.evidenceHalfLifeDays),
+  };
+}
+
+/** Σ ω num / Σ ω den and Σ ω den, written into value/evidence (NaN value when no evidence). */
+function decayedRatio(s: Scratch): [number, number] {
+  let num = 0;
+  let den = 0;
+  for (let b = 0; b < NUM_BANDS; b++) {
+    num += (s.omega[b] as number) * (s.num[b] as number);
+    den += (s.omega[b] as number) * (s.den[b] as number);
+  }
+  return den > 0 ? [num / den, den] : [Number.NaN, 0];
+}
+
+const SIG = {
+  accuracy: 0,
+  assignment_score: 1,
+  practice_success: 2,
+  video_completion: 3,
+  hint_usage: 4,
+  trend: 5,
+  recency: 6,
+} as const satisfies Record<RuleSignal, number>;
+
+function scoreAt(cols: RuleFeatureColumns, i: number, cfg: RuleConfig, s: Scratch): RuleScore {
+  s.present.fill(0);
+  let evidence = 0;
+  const set = (sig: number, value: number, x: number): void => {
+    s.value[sig] = value;
+    s.x[sig] = x;
+    s.present[sig] = 1;
+  };
+
+  // accuracy and hint usage share the attempts denominator
+  bandSums(cols, i, "attempts", null, s.den);
+  for (let b = 0; b < NUM_BANDS; b++) evidence += (s.omega[b] as number) * (s.den[b] as number);
+  bandSums(cols, i, "correct", null, s.num);
+  let [v] = decayedRatio(s);
+  if (!Number.isNaN(v)) set(SIG.accuracy, v, clamp01(v));
+  bandSums(cols, i, "attempts", "hint_usage_rate", s.num);
+  [v] = decayedRatio(s);
+  if (!Number.isNaN(v)) set(SIG.hint_usage, v, clamp01(v / cfg.hintRateMax));
+
+  bandSums(cols, i, "assignments", null, s.den);
+  bandSums(cols, i, "assignments", "assignment_score_pct", s.num);
+  let ev: number;
+  [v, ev] = decayedRatio(s);
+  evidence += ev;
+  if (!Number.isNaN(v)) set(SIG.assignment_score, v, clamp01(v / 100));
+
+  bandSums(cols, i, "practice_attempts", null, s.den);
+  bandSums(cols, i, "practice_attempts", "practice_success_rate", s.num);
+  [v, ev] = decayedRatio(s);
+  evidence += ev;
+  if (!Number.isNaN(v)) set(SIG.practice_success, v, clamp01(v));
+
+  bandSums(cols, i, "videos", null, s.den);
+  bandSums(cols, i, "videos", "video_watch_pct", s.num);
+  [v, ev] = decayedRatio(s);
+  evidence += ev;
+  if (!Number.isNaN(v)) set(SIG.video_completion, v, clamp01(v / 100));
+
+  const slope = cols.trend_slope_30d[i] as number;
+  if (!Number.isNaN(slope) && nz(cols.attempts_30d[i] as number) >= cfg.trendMinAttempts) {
+    set(SIG.trend, slope, clamp01(0.5 + slope / (2 * cfg.trendSlopeFull)));
+  }
+  const days = cols.days_since_last_activity[i] as number;
+  if (!Number.isNaN(days)) set(SIG.recency, days, 2 ** (-Math.max(0, days) / cfg.inactivityHalfLifeDays));
+
+  let wPos = 0;
+  for (let k = 0; k < RULE_SIGNALS.length; k++) {
+    const w = cfg.weights[RULE_SIGNALS[k] as RuleSignal];
+    if (s.present[k] && w > 0) wPos += w;
+  }
+  const prior = cfg.prior;
+  const factors: Factor[] = [];
+  if (wPos === 0) return { score: prior, explanation: explain(prior, factors, prior) };
+
+  const lambda = evidence / (evidence + cfg.shrinkageK);
+  let raw = prior;
+  for (let k = 0; k < RULE_SIGNALS.length; k++) {
+    if (!s.present[k]) continue;
+    const name = RULE_SIGNALS[k] as RuleSignal;
+    const w = cfg.weights[name];
+    if (w === 0) continue;
+    const a = w / wPos;
+    const x = s.x[k] as number;
+    const contribution = w > 0 ? lambda * a * (x - prior) : lambda * a * x;
+    raw += contribution;
+    factors.push({ name, value: s.value[k] as number, contribution });
+  }
+  const score = clamp01(raw);
+  if (score !== raw) factors.push({ name: "clamp", value: raw, contribution: score - raw });
+  return { score, explanation: explain(prior, factors, score) };
+}
+
+/** Scores one features row. */
+export function scoreRuleRow(row: RuleFeatureRow, cfg: RuleConfig): RuleScore {
+  const cols = {} as RuleFeatureColumns;
+  for (const c of RULE_FEATURE_COLUMNS) {
+    const v = row[c];
+    cols[c] = Float64Array.of(v === null || v === undefined ? Number.NaN : v);
+  }
+  return scoreAt(cols, 0, cfg, makeScratch(cfg));
+}
+
+/**
+ * Scores `n` rows given column-wise. Same arithmetic as scoreRuleRow (one shared function), so
+ * batch and single-row results are identical. `onRow` receives each result (e.g. to serialize it)
+ * so the caller need not keep a million explanation objects alive.
+ */
+export function scoreRuleColumns(
+  cols: RuleFeatureColumns,
+  n: number,
+  cfg: RuleConfig,
+  onRow: (i: number, r: RuleScore) => void,
+): Float64Array {
+  const scores = new Float64Array(n);
+  const s = makeScratch(cfg);
+  for (let i = 0; i < n; i++) {
+    const r = scoreAt(cols, i, cfg, s);
+    scores[i] = r.score;
+    onRow(i, r);
+  }
+  return scores;
+}
+
+/**
+ * Validates a parsed rule-weights document (snake_case keys as in config/rule-weights.yaml) and
+ * returns the typed config. Unknown keys are errors so a typo never silently falls back to a default.
+ */
+export function parseRuleConfig(doc: unknown, source = "rule-weights"): RuleConfig {
+  const at = (path: string): string => `${source}: ${path}`;
+  const obj = record(doc, at("(top level)"));
+  unknownKeys(
+    obj,
+    [
+      "prior",
+      "shrinkage_k",
+      "evidence_half_life_days",
+      "inactivity_half_life_days",
+      "weights",
+      "normalization",
+    ],
+    at("(top level)"),
+  );
+  const weightsDoc = record(obj.weights, at("weights"));
+  unknownKeys(weightsDoc, RULE_SIGNALS, at("weights"));
+  const weights = {} as Record<RuleSignal, number>;
+  for (const sig of RULE_SIGNALS) weights[sig] = num(weightsDoc[sig], at(`weights.${sig}`));
+  if (!RULE_SIGNALS.some((sig) => weights[sig] > 0)) {
+    throw new RuleConfigError(`${at("weights")}: at least one weight must be > 0 (all are <= 0)`);
+  }
+  const norm = record(obj.normalization, at("normalization"));
+  unknownKeys(norm, ["hint_rate_max", "trend_slope_full", "trend_min_attempts"], at("normalization"));
+  return {
+    prior: num(obj.prior, at("prior"), 0, 1),
+    shrinkageK: num(obj.shrinkage_k, at("shrinkage_k"), 0),
+    evidenceHalfLifeDays: num(obj.evidence_half_life_days, at("evidence_half_life_days"), 0, Infinity, true),
+    inactivityHalfLifeDays: num(
+      obj.inactivity_half_life_days,
+      at("inactivity_half_life_days"),
+      0,
+      Infinity,
+      true,
+    ),
+    weights,
+    hintRateMax: num(norm.hint_rate_max, at("normalization.hint_rate_max"), 0, Infinity, true),
+    trendSlopeFull: num(norm.trend_slope_full, at("normalization.trend_slope_full"), 0, Infinity, true),
+    trendMinAttempts: num(norm.trend_min_attempts, at("normalization.trend_min_attempts"), 0),
+  };
+}
+
+function record(v: unknown, where: string): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new RuleConfigError(`${where} must be a mapping of keys to values (got ${JSON.stringify(v)})`);
+  }
+  return v as Record<string, unknown>;
+}
+
+function unknownKeys(obj: Record<string, unknown>, allowed: readonly string[], where: string): void {
+  for (const k of Object.keys(obj)) {
+    if (!allowed.includes(k)) {
+      throw new RuleConfigError(`${where}: unknown key "${k}"; allowed keys are ${allowed.join(", ")}`);
+    }
+  }
+}
+
+/** A finite number in [min, max] (or (min, max] when exclusiveMin). */
+function num(v: unknown, where: string, min = -Infinity, max = Infinity, exclusiveMin = false): number {
+  if (v === undefined) throw new RuleConfigError(`${where} is missing; add it (a number)`);
+  const tooLow = typeof v === "number" && (exclusiveMin ? v <= min : v < min);
+  if (typeof v !== "number" || !Number.isFinite(v) || tooLow || v > max) {
+    const bounds: string[] = [];
+    if (Number.isFinite(min)) bounds.push(`${exclusiveMin ? ">" : ">="} ${min}`);
+    if (Number.isFinite(max)) bounds.push(`<= ${max}`);
+    throw new RuleConfigError(
+      `${where} must be a finite number${bounds.length ? ` ${bounds.join(" and ")}` : ""} (got ${JSON.stringify(v)})`,
+    );
+  }
+  return v;
+}

@@ -1,0 +1,205 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { DuckDBDoubleVector } from "@duckdb/node-api";
+import { parse as parseYaml } from "yaml";
+import { buildFeatures, resolveAsOf } from "../features/windows.ts";
+import {
+  parseRuleConfig,
+  RULE_FEATURE_COLUMNS,
+  type RuleConfig,
+  type RuleFeatureColumns,
+  scoreRuleColumns,
+} from "../models/ruleScorer.ts";
+import type { DuckStore } from "../storage/duckdb.ts";
+import { createRollupViews } from "./rollups.ts";
+
+/** config/rule-weights.yaml beside the project root. */
+export const DEFAULT_RULE_CONFIG = join(
+  dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "config",
+  "rule-weights.yaml",
+);
+
+export interface LoadedRuleConfig {
+  config: RuleConfig;
+  /** "rule-" + first 10 hex digits of SHA-256 over the validated config (formatting-insensitive). */
+  modelVersion: string;
+}
+
+/** Reads and validates a rule-weights YAML file (errors name the file and the bad key). */
+export function loadRuleConfig(path = DEFAULT_RULE_CONFIG): LoadedRuleConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new RuleScoringError(`cannot read rule weights ${path}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new RuleScoringError(`${path} is not valid YAML: ${(err as Error).message}`);
+  }
+  const config = parseRuleConfig(doc, path);
+  const modelVersion = `rule-${createHash("sha256").update(JSON.stringify(config)).digest("hex").slice(0, 10)}`;
+  return { config, modelVersion };
+}
+
+export class RuleScoringError extends Error {
+  readonly code = "RULE_SCORING";
+  constructor(message: string) {
+    super(message);
+    this.name = "RuleScoringError";
+  }
+}
+
+export interface ScoreRulesOptions {
+  /** Features snapshot to score; built first if the features table has none for it. Default: the latest snapshot (or "now"). */
+  asOf?: Date;
+  configPath?: string;
+  /** Wall-clock stamp for last_updated / recorded_at (default: now). */
+  now?: Date;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface ScoreRulesResult {
+  asOf: Date;
+  modelVersion: string;
+  scored: number;
+  /** Rows appended to student_mastery_history (new or changed scores). */
+  changed: number;
+  builtFeatures: boolean;
+  millis: number;
+}
+
+/**
+ * The rule-scoring job: features snapshot -> models/ruleScorer (columnar, typed arrays) ->
+ * student_mastery (upsert, score_source 'rule_based') and student_mastery_history (only rows whose
+ * score changed), then (re)creates the rollup views. One transaction: readers never see half a run.
+ */
+export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {}): Promise<ScoreRulesResult> {
+  const started = performance.now();
+  const { config, modelVersion } = loadRuleConfig(opts.configPath);
+  let asOf = opts.asOf;
+  let builtFeatures = false;
+  if (!asOf) {
+    const latest = await store.one<{ t: Date | null }>("SELECT max(as_of) AS t FROM features");
+    asOf = latest?.t ?? undefined;
+  }
+  if (!asOf) asOf = await resolveAsOf(store, "now");
+  const asOfUs = BigInt(asOf.getTime()) * 1000n;
+  const have = await store.one<{ n: bigint }>(
+    "SELECT count(*) AS n FROM features WHERE as_of = make_timestamp($t::BIGINT)",
+    { t: asOfUs },
+  );
+  if (Number(have?.n ?? 0n) === 0) {
+    await buildFeatures(store, asOf);
+    builtFeatures = true;
+  }
+
+  const now = opts.now ?? new Date();
+  let scored = 0;
+  let changed = 0;
+  await store.transaction(async () => {
+    const { rid, cols, n } = await readFeatureColumns(store, asOfUs);
+    scored = n;
+    await store.run(
+      "CREATE OR REPLACE TEMP TABLE rule_scores (rid BIGINT, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
+    );
+    const appender = await store.conn.createAppender("rule_scores", "main", "temp");
+    const step = Math.max(1, Math.floor(n / 20));
+    scoreRuleColumns(cols, n, config, (i, r) => {
+      appender.appendBigInt(BigInt(rid[i] as number));
+      appender.appendDouble(r.score);
+      appender.appendVarchar(JSON.stringify(r.explanation));
+      appender.endRow();
+      if (opts.onProgress && (i + 1) % step === 0) opts.onProgress(i + 1, n);
+    });
+    appender.closeSync();
+    opts.onProgress?.(n, n);
+
+    const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n };
+    const joined = `
+      SELECT f.student_key, f.topic_id, r.score, f.as_of, r.explanation
+      FROM temp.rule_scores r JOIN features f ON f.rowid = r.rid`;
+    const before = await historyCount(store);
+    await store.run(
+      `INSERT INTO student_mastery_history
+         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+       SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
+              make_timestamp($now::BIGINT)
+       FROM (${joined}) s
+       LEFT JOIN student_mastery m
+         ON m.student_key = s.student_key AND m.topic_id = s.topic_id AND m.score_source = 'rule_based'
+       WHERE m.mastery_score IS DISTINCT FROM s.score`,
+      params,
+    );
+    changed = (await historyCount(store)) - before;
+    await store.run(
+      `INSERT INTO student_mastery
+         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+       SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
+              make_timestamp($now::BIGINT)
+       FROM (${joined}) s
+       ON CONFLICT (student_key, topic_id, score_source) DO UPDATE SET
+         mastery_score = excluded.mastery_score, model_version = excluded.model_version,
+         as_of = excluded.as_of, explanation = excluded.explanation, last_updated = excluded.last_updated`,
+      params,
+    );
+    await store.run("DROP TABLE temp.rule_scores");
+  });
+  await createRollupViews(store);
+  return { asOf, modelVersion, scored, changed, builtFeatures, millis: performance.now() - started };
+}
+
+async function historyCount(store: DuckStore): Promise<number> {
+  const r = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history");
+  return Number(r?.n ?? 0n);
+}
+
+/**
+ * Reads the scorer's feature columns of one snapshot straight from DuckDB's vectors into
+ * Float64Arrays (NULL -> NaN): no per-row objects. rid is the features rowid, used to join back.
+ */
+async function readFeatureColumns(
+  store: DuckStore,
+  asOfUs: bigint,
+): Promise<{ rid: Float64Array; cols: RuleFeatureColumns; n: number }> {
+  const countRow = await store.one<{ n: bigint }>(
+    "SELECT count(*) AS n FROM features WHERE as_of = make_timestamp($t::BIGINT)",
+    { t: asOfUs },
+  );
+  const n = Number(countRow?.n ?? 0n);
+  const names = ["rowid", ...RULE_FEATURE_COLUMNS];
+  const arrays = names.map(() => new Float64Array(n));
+  const result = await store.conn.stream(
+    `SELECT ${names.map((c) => `${c}::DOUBLE AS ${c === "rowid" ? "rid" : c}`).join(", ")}
+     FROM features WHERE as_of = make_timestamp($t::BIGINT)`,
+    { t: asOfUs },
+  );
+  let offset = 0;
+  for (;;) {
+    const chunk = await result.fetchChunk();
+    if (!chunk || chunk.rowCount === 0) break;
+    const rows = chunk.rowCount;
+    for (let c = 0; c < names.length; c++) {
+      const vec = chunk.getColumnVector(c) as DuckDBDoubleVector;
+      const out = arrays[c] as Float64Array;
+      for (let j = 0; j < rows; j++) {
+        const v = vec.getItem(j);
+        out[offset + j] = v === null ? Number.NaN : v;
+      }
+    }
+    offset += rows;
+  }
+  if (offset !== n)
+    throw new RuleScoringError(`features changed while reading (${offset} rows, expected ${n})`);
+  const cols = {} as RuleFeatureColumns;
+  RULE_FEATURE_COLUMNS.forEach((c, k) => {
+    cols[c] = arrays[k + 1] as Float64Array;
+  });
+  return { rid: arrays[0] as Float64Array, cols, n };
+}
