@@ -1,0 +1,465 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { DuckDBTimestampValue } from "@duckdb/node-api";
+import { BKT, type BktParams, meanParams } from "../models/bkt.ts";
+import { DEFAULT_ELO_PARAMS, Elo } from "../models/elo.ts";
+import {
+  applyEvent,
+  bktMastery,
+  type ExplainedScore,
+  eloMastery,
+  initialLearnerState,
+  type LearnerEvent,
+  type LearnerState,
+  type TopicParams,
+} from "../models/learnerState.ts";
+import type { DuckStore } from "../storage/duckdb.ts";
+
+/**
+ * The BKT + Elo scoring job: replays raw_events per (student_key, topic_id) in (ts, event_id)
+ * order through models/learnerState.ts into learner_state, then writes the 'bkt' and 'elo' scores
+ * to student_mastery (one row per key and source) and student_mastery_history (one row per key and
+ * source whose state moved in this run), each with its explanation.
+ *
+ * Incremental by default: a key continues from its stored state with only the events after its
+ * cursor (last_ts, last_event_id); a key whose state was built with other model versions, or that
+ * has no state, is replayed from its first event. Because the fold is the same, the state equals a
+ * full replay (test/serving/learnerState.test.ts proves it). An event that arrives late, with a ts
+ * before its key's cursor, is only counted by a full run (`full: true`).
+ */
+
+export class LearnerStateError extends Error {
+  readonly code = "LEARNER_STATE";
+  constructor(message: string) {
+    super(message);
+    this.name = "LearnerStateError";
+  }
+}
+
+/** The models behind the scores and the versions written with them. */
+export interface BktEloModels {
+  bkt: BKT | undefined;
+  bktVersion: string;
+  elo: Elo | undefined;
+  eloVersion: string;
+}
+
+const DEFAULT_BKT_PARAMS: BktParams = meanParams([]);
+
+/** Per-topic parameters from the models (defaults where a model or a topic is missing). */
+export function topicParamsResolver(
+  models: Pick<BktEloModels, "bkt" | "elo">,
+): (topicId: string) => TopicParams {
+  const { bkt, elo } = models;
+  const itemOffsets = new Map<string, number>();
+  const skillDifficulty = new Map<string, number>();
+  let unseen = 0;
+  const eloParams = elo?.params ?? DEFAULT_ELO_PARAMS;
+  if (elo !== undefined) {
+    elo.itemNames.forEach((name, i) => {
+      if (elo.itemCount[i]! > 0) itemOffsets.set(name, elo.itemOffset[i]!);
+    });
+    elo.skillNames.forEach((name, c) => {
+      skillDifficulty.set(name, elo.skillDifficulty[c]!);
+    });
+    unseen = elo.unseenSkillDifficulty();
+  }
+  const cache = new Map<string, TopicParams>();
+  return (topicId) => {
+    let p = cache.get(topicId);
+    if (p === undefined) {
+      p = {
+        bkt: bkt !== undefined ? bkt.paramsFor(topicId) : DEFAULT_BKT_PARAMS,
+        eloA: eloParams.studentA + eloParams.skillA,
+        eloB: eloParams.studentB,
+        topicDifficulty: skillDifficulty.get(topicId) ?? unseen,
+        itemOffsets,
+      };
+      cache.set(topicId, p);
+    }
+    return p;
+  };
+}
+
+/** sha256 of the model file, shortened: the model_version written with each score. */
+export function modelFileVersion(dir: string): { json: unknown; version: string } {
+  const path = join(dir, "model.json");
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new LearnerStateError(
+      `cannot read ${path} (${(err as Error).message}); pass the directory written by "mastery train bkt|elo"`,
+    );
+  }
+  return {
+    json: JSON.parse(text),
+    version: `sha256:${createHash("sha256").update(text).digest("hex").slice(0, 16)}`,
+  };
+}
+
+function jsonVersion(prefix: string, json: unknown): string {
+  return `${prefix}:${createHash("sha256").update(JSON.stringify(json)).digest("hex").slice(0, 16)}`;
+}
+
+/** Quiz attempts of the store as a response log (skill = topic_id, item = question_id), for a quick fit. */
+export async function loadQuizLog(store: DuckStore): Promise<{
+  n: number;
+  user: Int32Array;
+  skill: Int32Array;
+  item: Int32Array;
+  correct: Uint8Array;
+  userNames: string[];
+  skillNames: string[];
+  itemNames: string[];
+}> {
+  const rows = await store.all<{
+    student_key: string;
+    topic_id: string;
+    question_id: string | null;
+    c: boolean;
+  }>(
+    `${DEDUPED_EVENTS}
+     SELECT student_key, topic_id, question_id, is_correct AS c FROM ev
+     WHERE type = 'quiz_attempt' AND is_correct IS NOT NULL
+     ORDER BY student_key, ts, event_id`,
+  );
+  const n = rows.length;
+  const users = new Map<string, number>();
+  const skills = new Map<string, number>();
+  const items = new Map<string, number>();
+  const intern = (m: Map<string, number>, k: string): number => {
+    let v = m.get(k);
+    if (v === undefined) {
+      v = m.size;
+      m.set(k, v);
+    }
+    return v;
+  };
+  const log = {
+    n,
+    user: new Int32Array(n),
+    skill: new Int32Array(n),
+    item: new Int32Array(n),
+    correct: new Uint8Array(n),
+    userNames: [] as string[],
+    skillNames: [] as string[],
+    itemNames: [] as string[],
+  };
+  rows.forEach((r, k) => {
+    log.user[k] = intern(users, r.student_key);
+    log.skill[k] = intern(skills, r.topic_id);
+    log.item[k] = r.question_id === null ? -1 : intern(items, r.question_id);
+    log.correct[k] = r.c ? 1 : 0;
+  });
+  log.userNames = [...users.keys()];
+  log.skillNames = [...skills.keys()];
+  log.itemNames = [...items.keys()];
+  return log;
+}
+
+/**
+ * Models for the job: from model directories when given, else fitted quickly on the store's quiz
+ * attempts (version "store-fit:<hash>"), else defaults (version "default") when there are none.
+ */
+export async function resolveModels(
+  store: DuckStore,
+  opts: { bktModelDir?: string; eloModelDir?: string; seed?: number },
+): Promise<BktEloModels> {
+  let bkt: BKT | undefined;
+  let bktVersion = "default";
+  let elo: Elo | undefined;
+  let eloVersion = "default";
+  if (opts.bktModelDir !== undefined) {
+    const m = modelFileVersion(opts.bktModelDir);
+    bkt = BKT.fromJSON(m.json);
+    bktVersion = m.version;
+  }
+  if (opts.eloModelDir !== undefined) {
+    const m = modelFileVersion(opts.eloModelDir);
+    elo = Elo.fromJSON(m.json);
+    eloVersion = m.version;
+  }
+  if (bkt === undefined || elo === undefined) {
+    const log = await loadQuizLog(store);
+    if (log.n > 0) {
+      if (bkt === undefined) {
+        bkt = new BKT({ restarts: 3, seed: opts.seed ?? 42 }).fit(log);
+        bktVersion = jsonVersion("store-fit", bkt.toJSON());
+      }
+      if (elo === undefined) {
+        elo = new Elo({ maxEvaluations: 60, seed: opts.seed ?? 0 }).fit(log);
+        eloVersion = jsonVersion("store-fit", elo.toJSON());
+      }
+    }
+  }
+  return { bkt, bktVersion, elo, eloVersion };
+}
+
+// Duplicate rows of one event for the same key (a re-delivery) count once: the first ingested.
+const DEDUPED_EVENTS = `WITH ev AS (
+  SELECT event_id, type, student_key, topic_id, ts, is_correct, question_id
+  FROM raw_events
+  QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1
+)`;
+
+type StateRow = {
+  student_key: string;
+  topic_id: string;
+  p_mastery: number;
+  elo_ability: number;
+  elo_n: number;
+  bkt_n: number;
+  last_ts_us: number | null;
+  last_event_id: string | null;
+  correct_streak: number;
+  correct_n: number;
+  bkt_correct_delta: number;
+  bkt_incorrect_delta: number;
+  bkt_learn_delta: number;
+  bkt_streak_obs_delta: number;
+  bkt_streak_learn_delta: number;
+  elo_correct_delta: number;
+  elo_incorrect_delta: number;
+  elo_streak_delta: number;
+};
+
+export function stateFromRow(r: StateRow): LearnerState {
+  return {
+    pMastery: r.p_mastery,
+    bktN: r.bkt_n,
+    eloAbility: r.elo_ability,
+    eloN: r.elo_n,
+    correctN: r.correct_n,
+    correctStreak: r.correct_streak,
+    lastTs: r.last_ts_us,
+    lastEventId: r.last_event_id,
+    bktCorrectDelta: r.bkt_correct_delta,
+    bktIncorrectDelta: r.bkt_incorrect_delta,
+    bktLearnDelta: r.bkt_learn_delta,
+    bktStreakObsDelta: r.bkt_streak_obs_delta,
+    bktStreakLearnDelta: r.bkt_streak_learn_delta,
+    eloCorrectDelta: r.elo_correct_delta,
+    eloIncorrectDelta: r.elo_incorrect_delta,
+    eloStreakDelta: r.elo_streak_delta,
+  };
+}
+
+/** learner_state columns in the order the staging table and the INSERT use. */
+const STATE_COLUMNS = [
+  "student_key",
+  "topic_id",
+  "p_mastery",
+  "elo_ability",
+  "elo_n",
+  "bkt_n",
+  "last_ts",
+  "last_event_id",
+  "correct_streak",
+  "updated_at",
+  "correct_n",
+  "bkt_correct_delta",
+  "bkt_incorrect_delta",
+  "bkt_learn_delta",
+  "bkt_streak_obs_delta",
+  "bkt_streak_learn_delta",
+  "elo_correct_delta",
+  "elo_incorrect_delta",
+  "elo_streak_delta",
+  "bkt_model_version",
+  "elo_model_version",
+].join(", ");
+
+export interface ScoreBktEloOptions {
+  /** Replay every key from its first event, ignoring stored states. */
+  full?: boolean;
+  /** Wall time written to updated_at / last_updated / recorded_at (default: now). */
+  now?: Date;
+  onProgress?: (doneKeys: number, totalKeys: number) => void;
+}
+
+export interface ScoreBktEloResult {
+  /** Keys whose state moved in this run. */
+  keys: number;
+  /** Of those, keys replayed from their first event (new, model changed, or full run). */
+  replayedKeys: number;
+  events: number;
+  quizAttempts: number;
+  bktVersion: string;
+  eloVersion: string;
+}
+
+type EventRow = {
+  student_key: string;
+  topic_id: string;
+  event_id: string;
+  type: string;
+  ts_us: number;
+  is_correct: boolean | null;
+  question_id: string | null;
+};
+
+const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
+
+/** Runs the job on `store` with `models`; see the module comment. */
+export async function scoreBktElo(
+  store: DuckStore,
+  models: BktEloModels,
+  opts: ScoreBktEloOptions = {},
+): Promise<ScoreBktEloResult> {
+  const now = opts.now ?? new Date();
+  const nowUs = now.getTime() * 1000;
+  const paramsFor = topicParamsResolver(models);
+  const versions = [models.bktVersion, models.eloVersion];
+
+  // New events per key: all of them for keys without a usable state, else those after the cursor.
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_elo_new AS
+     ${DEDUPED_EVENTS}
+     SELECT ev.student_key, ev.topic_id, ev.event_id, ev.type, ev.ts, ev.is_correct, ev.question_id,
+            s.student_key IS NULL AS replay
+     FROM ev LEFT JOIN learner_state s
+       ON s.student_key = ev.student_key AND s.topic_id = ev.topic_id
+      AND s.bkt_model_version = $1 AND s.elo_model_version = $2 AND NOT $3
+     WHERE s.student_key IS NULL OR ev.ts > s.last_ts OR (ev.ts = s.last_ts AND ev.event_id > s.last_event_id)`,
+    [...versions, opts.full === true],
+  );
+  const stateRows = await store.all<StateRow>(
+    `SELECT s.*, epoch_us(s.last_ts)::DOUBLE AS last_ts_us
+     FROM learner_state s
+     JOIN (SELECT DISTINCT student_key, topic_id FROM bkt_elo_new WHERE NOT replay) k USING (student_key, topic_id)`,
+  );
+  const stored = new Map<string, LearnerState>();
+  for (const r of stateRows) stored.set(`${r.student_key}\u0000${r.topic_id}`, stateFromRow(r));
+  const events = await store.all<EventRow>(
+    `SELECT student_key, topic_id, event_id, type, epoch_us(ts)::DOUBLE AS ts_us, is_correct, question_id
+     FROM bkt_elo_new ORDER BY student_key, topic_id, ts, event_id`,
+  );
+  const totalKeys = await store.one<{ k: bigint }>(
+    "SELECT count(*) AS k FROM (SELECT DISTINCT student_key, topic_id FROM bkt_elo_new)",
+  );
+  const nKeys = Number(totalKeys?.k ?? 0n);
+
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_elo_state AS SELECT ${STATE_COLUMNS} FROM learner_state LIMIT 0`,
+  );
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_elo_score (
+       student_key VARCHAR, topic_id VARCHAR, mastery_score DOUBLE, score_source VARCHAR,
+       model_version VARCHAR, as_of TIMESTAMP, explanation VARCHAR)`,
+  );
+  const stateApp = await store.conn.createAppender("bkt_elo_state");
+  const scoreApp = await store.conn.createAppender("bkt_elo_score");
+  const writeScore = (
+    key: string,
+    topic: string,
+    s: ExplainedScore,
+    source: string,
+    version: string,
+    asOfUs: number,
+  ) => {
+    scoreApp.appendVarchar(key);
+    scoreApp.appendVarchar(topic);
+    scoreApp.appendDouble(s.score);
+    scoreApp.appendVarchar(source);
+    scoreApp.appendVarchar(version);
+    scoreApp.appendTimestamp(micros(asOfUs));
+    scoreApp.appendVarchar(JSON.stringify(s.explanation));
+    scoreApp.endRow();
+  };
+
+  let quizAttempts = 0;
+  let replayedKeys = 0;
+  let doneKeys = 0;
+  let k = 0;
+  while (k < events.length) {
+    const first = events[k]!;
+    const keyId = `${first.student_key}\u0000${first.topic_id}`;
+    const params = paramsFor(first.topic_id);
+    const prior = stored.get(keyId);
+    if (prior === undefined) replayedKeys++;
+    let state = prior ?? initialLearnerState(params);
+    for (; k < events.length; k++) {
+      const e = events[k]!;
+      if (e.student_key !== first.student_key || e.topic_id !== first.topic_id) break;
+      const ev: LearnerEvent = {
+        eventId: e.event_id,
+        type: e.type,
+        ts: e.ts_us,
+        isCorrect: e.is_correct,
+        questionId: e.question_id,
+      };
+      if (e.type === "quiz_attempt" && e.is_correct !== null) quizAttempts++;
+      state = applyEvent(state, ev, params);
+    }
+    const s = state;
+    stateApp.appendVarchar(first.student_key);
+    stateApp.appendVarchar(first.topic_id);
+    stateApp.appendDouble(s.pMastery);
+    stateApp.appendDouble(s.eloAbility);
+    stateApp.appendInteger(s.eloN);
+    stateApp.appendInteger(s.bktN);
+    if (s.lastTs === null) stateApp.appendNull();
+    else stateApp.appendTimestamp(micros(s.lastTs));
+    if (s.lastEventId === null) stateApp.appendNull();
+    else stateApp.appendVarchar(s.lastEventId);
+    stateApp.appendInteger(s.correctStreak);
+    stateApp.appendTimestamp(micros(nowUs));
+    stateApp.appendInteger(s.correctN);
+    for (const v of [
+      s.bktCorrectDelta,
+      s.bktIncorrectDelta,
+      s.bktLearnDelta,
+      s.bktStreakObsDelta,
+      s.bktStreakLearnDelta,
+      s.eloCorrectDelta,
+      s.eloIncorrectDelta,
+      s.eloStreakDelta,
+    ])
+      stateApp.appendDouble(v);
+    stateApp.appendVarchar(models.bktVersion);
+    stateApp.appendVarchar(models.eloVersion);
+    stateApp.endRow();
+    const asOf = s.lastTs ?? nowUs;
+    writeScore(first.student_key, first.topic_id, bktMastery(s, params), "bkt", models.bktVersion, asOf);
+    writeScore(first.student_key, first.topic_id, eloMastery(s, params), "elo", models.eloVersion, asOf);
+    doneKeys++;
+    if (doneKeys % 1000 === 0) opts.onProgress?.(doneKeys, nKeys);
+  }
+  stateApp.closeSync();
+  scoreApp.closeSync();
+  opts.onProgress?.(doneKeys, nKeys);
+
+  await store.transaction(async () => {
+    if (opts.full === true) await store.run("DELETE FROM learner_state");
+    await store.run(
+      `INSERT OR REPLACE INTO learner_state (${STATE_COLUMNS}) SELECT ${STATE_COLUMNS} FROM bkt_elo_state`,
+    );
+    await store.run(
+      `INSERT OR REPLACE INTO student_mastery
+         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+       SELECT student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, $1
+       FROM bkt_elo_score`,
+      [micros(nowUs)],
+    );
+    await store.run(
+      `INSERT INTO student_mastery_history
+         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+       SELECT student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, $1
+       FROM bkt_elo_score`,
+      [micros(nowUs)],
+    );
+  });
+  await store.run("DROP TABLE IF EXISTS bkt_elo_new");
+  await store.run("DROP TABLE IF EXISTS bkt_elo_state");
+  await store.run("DROP TABLE IF EXISTS bkt_elo_score");
+  return {
+    keys: doneKeys,
+    replayedKeys,
+    events: events.length,
+    quizAttempts,
+    bktVersion: models.bktVersion,
+    eloVersion: models.eloVersion,
+  };
+}

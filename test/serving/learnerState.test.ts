@@ -1,0 +1,230 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { afterAll, describe, expect, it } from "vitest";
+import { type Explanation, explanationTotal } from "../../models/explanation.ts";
+import { type BktEloModels, resolveModels, scoreBktElo } from "../../serving/learnerState.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+
+interface Ev {
+  id: string;
+  type: string;
+  student: string;
+  topic: string;
+  /** Seconds after 2026-01-01. */
+  t: number;
+  correct: boolean | null;
+  question: string | null;
+}
+
+async function insert(store: DuckStore, events: readonly Ev[]): Promise<void> {
+  for (const e of events) {
+    await store.run(
+      `INSERT INTO raw_events (event_id, type, student_key, topic_id, ts, question_id, is_correct, ingested_at)
+       VALUES ($1, $2, $3, $4, TIMESTAMP '2026-01-01' + to_seconds($5::BIGINT), $6, $7, TIMESTAMP '2026-02-01')`,
+      [e.id, e.type, e.student, e.topic, e.t, e.question, e.correct],
+    );
+  }
+}
+
+const DEFAULTS: BktEloModels = {
+  bkt: undefined,
+  bktVersion: "default",
+  elo: undefined,
+  eloVersion: "default",
+};
+const NOW = new Date("2026-03-01T00:00:00Z");
+
+async function snapshot(store: DuckStore): Promise<{ state: unknown[]; mastery: unknown[] }> {
+  const state = await store.all(
+    `SELECT * EXCLUDE (updated_at) FROM learner_state ORDER BY student_key, topic_id`,
+  );
+  const mastery = await store.all(
+    `SELECT student_key, topic_id, score_source, mastery_score, model_version, as_of, explanation
+     FROM student_mastery ORDER BY ALL`,
+  );
+  return { state, mastery };
+}
+
+const evArb = (i: number): fc.Arbitrary<Ev> =>
+  fc
+    .record({
+      id: fc.constant(`e${String(i).padStart(3, "0")}`),
+      type: fc.constantFrom("quiz_attempt", "quiz_attempt", "video"),
+      student: fc.constantFrom("s1", "s2"),
+      topic: fc.constantFrom("t1", "t2"),
+      t: fc.integer({ min: 0, max: 50 }),
+      correct: fc.boolean(),
+      question: fc.constantFrom("q1", "q2"),
+    })
+    .map((e) => (e.type === "quiz_attempt" ? e : { ...e, correct: null, question: null }));
+
+describe("serving/learnerState (score bkt-elo job)", () => {
+  it("incremental runs over batches of events equal one full replay (states and scores)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc
+          .integer({ min: 1, max: 24 })
+          .chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => evArb(i)))),
+        fc.integer({ min: 1, max: 3 }),
+        async (events, batches) => {
+          // Batches arrive in time order (late events are the full run's job; see the next test).
+          const sorted = [...events].sort((a, b) => a.t - b.t || a.id.localeCompare(b.id));
+          const inc = await DuckStore.open(":memory:");
+          const full = await DuckStore.open(":memory:");
+          try {
+            const size = Math.ceil(sorted.length / batches);
+            for (let b = 0; b < sorted.length; b += size) {
+              await insert(inc, sorted.slice(b, b + size));
+              await scoreBktElo(inc, DEFAULTS, { now: NOW });
+            }
+            await insert(full, events);
+            await scoreBktElo(full, DEFAULTS, { now: NOW, full: true });
+            const a = await snapshot(inc);
+            const b = await snapshot(full);
+            expect(a).toEqual(b);
+          } finally {
+            inc.close();
+            full.close();
+          }
+        },
+      ),
+      { numRuns: 12 },
+    );
+  });
+
+  it("writes bkt and elo rows with explanations that sum to the score, and history rows", async () => {
+    const store = await DuckStore.open(":memory:");
+    await insert(store, [
+      { id: "a", type: "quiz_attempt", student: "s1", topic: "t1", t: 1, correct: true, question: "q1" },
+      { id: "b", type: "quiz_attempt", student: "s1", topic: "t1", t: 2, correct: false, question: "q1" },
+      { id: "c", type: "video", student: "s1", topic: "t1", t: 3, correct: null, question: null },
+      { id: "d", type: "quiz_attempt", student: "s1", topic: "t1", t: 4, correct: true, question: "q2" },
+    ]);
+    const res = await scoreBktElo(store, DEFAULTS, { now: NOW });
+    expect(res).toMatchObject({ keys: 1, replayedKeys: 1, events: 4, quizAttempts: 3 });
+    const state = await store.one<{
+      bkt_n: number;
+      elo_n: number;
+      correct_streak: number;
+      last_event_id: string;
+    }>("SELECT * FROM learner_state");
+    expect(state).toMatchObject({ bkt_n: 3, elo_n: 3, correct_streak: 1, last_event_id: "d" });
+    const rows = await store.all<{
+      score_source: string;
+      mastery_score: number;
+      explanation: string;
+      model_version: string;
+    }>("SELECT * FROM student_mastery ORDER BY score_source");
+    expect(rows.map((r) => r.score_source)).toEqual(["bkt", "elo"]);
+    for (const r of rows) {
+      const e = JSON.parse(r.explanation) as Explanation;
+      expect(explanationTotal(e)).toBeCloseTo(r.mastery_score, 12);
+      expect(r.model_version).toBe("default");
+    }
+    // Default BKT (prior 0.5, learn 0.1, guess 0.2, slip 0.1): right, wrong, right.
+    let p = 0.5;
+    for (const c of [true, false, true]) {
+      const post = c ? (p * 0.9) / (p * 0.9 + (1 - p) * 0.2) : (p * 0.1) / (p * 0.1 + (1 - p) * 0.8);
+      p = post + (1 - post) * 0.1;
+    }
+    expect(rows[0]!.mastery_score).toBeCloseTo(p, 12);
+    const hist = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history");
+    expect(hist?.n).toBe(2n);
+    // Nothing new: a second run touches no key and writes no history.
+    expect((await scoreBktElo(store, DEFAULTS, { now: NOW })).keys).toBe(0);
+    expect((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history"))?.n).toBe(2n);
+    store.close();
+  });
+
+  it("replays a key from scratch when the model version changes; late events count only in a full run", async () => {
+    const store = await DuckStore.open(":memory:");
+    await insert(store, [
+      { id: "a", type: "quiz_attempt", student: "s1", topic: "t1", t: 10, correct: true, question: "q1" },
+    ]);
+    await scoreBktElo(store, DEFAULTS, { now: NOW });
+    // A late event (before the cursor) is not picked up incrementally...
+    await insert(store, [
+      { id: "z", type: "quiz_attempt", student: "s1", topic: "t1", t: 5, correct: false, question: "q1" },
+    ]);
+    expect((await scoreBktElo(store, DEFAULTS, { now: NOW })).keys).toBe(0);
+    // ... but a full run, or a new model version, replays the key with it.
+    const other = { ...DEFAULTS, eloVersion: "other" };
+    const r = await scoreBktElo(store, other, { now: NOW });
+    expect(r).toMatchObject({ keys: 1, replayedKeys: 1, events: 2 });
+    const s = await store.one<{ bkt_n: number; last_event_id: string; elo_model_version: string }>(
+      "SELECT * FROM learner_state",
+    );
+    expect(s).toMatchObject({ bkt_n: 2, last_event_id: "a", elo_model_version: "other" });
+    // A full run over existing states rebuilds them (delete + insert of the same keys in one transaction).
+    await insert(store, [
+      { id: "y", type: "quiz_attempt", student: "s1", topic: "t1", t: 1, correct: true, question: "q1" },
+    ]);
+    expect((await scoreBktElo(store, other, { now: NOW, full: true })).events).toBe(3);
+    expect(await store.one("SELECT bkt_n, last_event_id FROM learner_state")).toEqual({
+      bkt_n: 3,
+      last_event_id: "a",
+    });
+    store.close();
+  });
+
+  it("fits BKT and Elo on the store's quiz attempts when no model is given", async () => {
+    const store = await DuckStore.open(":memory:");
+    const events: Ev[] = [];
+    for (let u = 0; u < 20; u++)
+      for (let k = 0; k < 6; k++)
+        events.push({
+          id: `e${u}-${k}`,
+          type: "quiz_attempt",
+          student: `s${u}`,
+          topic: k % 2 === 0 ? "t1" : "t2",
+          t: k,
+          correct: (u * 7 + k * 3) % 5 < 3,
+          question: `q${k}`,
+        });
+    await insert(store, events);
+    const models = await resolveModels(store, {});
+    expect(models.bktVersion).toMatch(/^store-fit:[0-9a-f]{16}$/);
+    expect(models.eloVersion).toMatch(/^store-fit:[0-9a-f]{16}$/);
+    expect(models.elo?.skillNames.sort()).toEqual(["t1", "t2"]);
+    const r = await scoreBktElo(store, models, { now: NOW });
+    expect(r.keys).toBe(40);
+    const versions = await store.all<{ model_version: string }>(
+      "SELECT DISTINCT model_version FROM student_mastery ORDER BY 1",
+    );
+    expect(versions.map((v) => v.model_version).sort()).toEqual(
+      [models.bktVersion, models.eloVersion].sort(),
+    );
+    store.close();
+  });
+
+  const dir = mkdtempSync(join(tmpdir(), "bkt-elo-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("CLI: score bkt-elo on a DuckDB file", async () => {
+    const db = join(dir, "m.duckdb");
+    const store = await DuckStore.open(db);
+    await insert(store, [
+      { id: "a", type: "quiz_attempt", student: "s1", topic: "t1", t: 1, correct: true, question: "q1" },
+      { id: "b", type: "quiz_attempt", student: "s2", topic: "t1", t: 2, correct: false, question: "q1" },
+    ]);
+    store.close();
+    const out = execFileSync(
+      "npx",
+      ["tsx", join(import.meta.dirname, "../../bin/cli.ts"), "score", "bkt-elo", "--db", db],
+      {
+        env: { ...process.env, MASTERY_QUIET: "1" },
+        encoding: "utf8",
+      },
+    );
+    expect(JSON.parse(out)).toMatchObject({ keys: 2, events: 2, quizAttempts: 2 });
+    const again = await DuckStore.open(db);
+    const n = await again.one<{ n: bigint }>(
+      "SELECT count(*) AS n FROM student_mastery WHERE score_source IN ('bkt', 'elo')",
+    );
+    expect(n?.n).toBe(4n);
+    again.close();
+  });
+});
