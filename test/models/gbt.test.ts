@@ -228,6 +228,22 @@ describe("GradientBoostedTrees", () => {
     expect(other.trees).not.toEqual(a.trees);
   });
 
+  it("trains the same model with worker threads as without (feature-parallel histograms)", () => {
+    const n = 3000;
+    const d = 9;
+    const { X, raw, rnd } = randomData(n, d, 77);
+    for (let i = 0; i < raw.length; i++) if (rnd() < 0.05) raw[i] = Number.NaN;
+    const y = Array.from({ length: n }, (_, r) => ((raw[r * d]! || 0) * (raw[r * d + 5]! || 1) > 0 ? 1 : 0));
+    const params = { objective: "logistic" as const, nRounds: 12, maxDepth: 5, subsample: 0.8 };
+    const serial = new GradientBoostedTrees(params).fit(X, y).toJSON();
+    const threaded = new GradientBoostedTrees({ ...params, nThreads: 2 }).fit(X, y).toJSON();
+    expect(threaded.trees).toEqual(serial.trees);
+    const capped = { ...params, maxLeaves: 12, maxDepth: 12 };
+    expect(new GradientBoostedTrees({ ...capped, nThreads: 3 }).fit(X, y).toJSON().trees).toEqual(
+      new GradientBoostedTrees(capped).fit(X, y).toJSON().trees,
+    );
+  });
+
   it("respects maxDepth, maxLeaves, gamma and minChildWeight", () => {
     const { X, raw } = randomData(500, 3, 41);
     const y = Array.from({ length: 500 }, (_, r) => Math.sin(5 * raw[r * 3]!) + raw[r * 3 + 1]!);

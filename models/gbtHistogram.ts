@@ -1,0 +1,288 @@
+/**
+ * Gradient/hessian histograms for GBT split finding, single-threaded or split across worker threads.
+ *
+ * Layout: hist[f * 512 + 2b] = sum of g, hist[f * 512 + 2b + 1] = sum of h over the node's rows whose feature
+ * f has bin b (b = 0..255, 255 = missing).
+ *
+ * Threads: every feature's histogram is summed by exactly one thread, in row order, so the result is
+ * bit-identical for any thread count. Threads claim blocks of 4 features from a shared counter (dynamic load
+ * balancing; the calling thread works too) over SharedArrayBuffer views of bins, g/h, row ids and histograms,
+ * and synchronise with Atomics.wait/notify, so `build` stays synchronous for the caller. Spawning threads is
+ * not I/O on data, but it is a process resource: callers must `close()` the builder.
+ */
+import { Worker } from "node:worker_threads";
+
+export const HIST_STRIDE = 512;
+const BLOCK = 4;
+
+/**
+ * Histogram of features [fBegin, fEnd) over rows rowIdx[start..end), or rows 0..n-1 when `all`. Features go
+ * four at a time so each row's g/h is loaded once per four columns (about 2.4x faster than one at a time).
+ * Self-contained (no outer references): worker threads run its source text.
+ */
+export function histKernel(
+  hist: Float64Array,
+  bins: Uint8Array,
+  n: number,
+  gh: Float64Array,
+  rowIdx: Uint32Array,
+  start: number,
+  end: number,
+  all: boolean,
+  fBegin: number,
+  fEnd: number,
+): void {
+  hist.fill(0, fBegin * 512, fEnd * 512);
+  const kBegin = all ? 0 : start;
+  const kEnd = all ? n : end;
+  let f = fBegin;
+  for (; f + 4 <= fEnd; f += 4) {
+    const c0 = f * n;
+    const c1 = c0 + n;
+    const c2 = c1 + n;
+    const c3 = c2 + n;
+    const h0 = f * 512;
+    const h1 = h0 + 512;
+    const h2 = h1 + 512;
+    const h3 = h2 + 512;
+    for (let k = kBegin; k < kEnd; k++) {
+      const r = all ? k : rowIdx[k]!;
+      const g = gh[2 * r]!;
+      const h = gh[2 * r + 1]!;
+      let j = h0 + (bins[c0 + r]! << 1);
+      hist[j]! += g;
+      hist[j + 1]! += h;
+      j = h1 + (bins[c1 + r]! << 1);
+      hist[j]! += g;
+      hist[j + 1]! += h;
+      j = h2 + (bins[c2 + r]! << 1);
+      hist[j]! += g;
+      hist[j + 1]! += h;
+      j = h3 + (bins[c3 + r]! << 1);
+      hist[j]! += g;
+      hist[j + 1]! += h;
+    }
+  }
+  for (; f < fEnd; f++) {
+    const c0 = f * n;
+    const h0 = f * 512;
+    for (let k = kBegin; k < kEnd; k++) {
+      const r = all ? k : rowIdx[k]!;
+      const j = h0 + (bins[c0 + r]! << 1);
+      hist[j]! += gh[2 * r]!;
+      hist[j + 1]! += gh[2 * r + 1]!;
+    }
+  }
+}
+
+/** Builds histograms for one training run; the trainer owns bins, gh, rowIdx and histograms through it. */
+export interface HistogramBuilder {
+  readonly gh: Float64Array;
+  readonly rowIdx: Uint32Array;
+  readonly bins: Uint8Array;
+  /** A zero-cost handle to a histogram buffer (nCols * 512 doubles). */
+  take(): Float64Array;
+  release(h: Float64Array): void;
+  build(hist: Float64Array, start: number, end: number, all: boolean): void;
+  close(): void;
+}
+
+/** Single-threaded builder over ordinary typed arrays. */
+export class SerialHistogramBuilder implements HistogramBuilder {
+  readonly gh: Float64Array;
+  readonly rowIdx: Uint32Array;
+  private readonly pool: Float64Array[] = [];
+
+  constructor(
+    readonly bins: Uint8Array,
+    private readonly n: number,
+    private readonly nCols: number,
+  ) {
+    this.gh = new Float64Array(2 * n);
+    this.rowIdx = new Uint32Array(n);
+  }
+
+  take(): Float64Array {
+    return this.pool.pop() ?? new Float64Array(this.nCols * HIST_STRIDE);
+  }
+
+  release(h: Float64Array): void {
+    this.pool.push(h);
+  }
+
+  build(hist: Float64Array, start: number, end: number, all: boolean): void {
+    histKernel(hist, this.bins, this.n, this.gh, this.rowIdx, start, end, all, 0, this.nCols);
+  }
+
+  close(): void {}
+}
+
+// Control words (Int32Array over a SharedArrayBuffer).
+const SEQ = 0; // task sequence number; workers wait on it
+const CMD = 1; // 1 = build, 2 = exit
+const NEXT = 2; // (seq & 0x7fffff) << 8 | next block to claim
+const FINISHED = 3; // blocks finished in the current task
+const HIST = 4; // histogram slot in the arena
+const START = 5;
+const END = 6;
+const ALL = 7;
+const NBLOCKS = 8;
+
+/** Worker entry; runs from its source text (CommonJS eval worker), so it must not reference module scope. */
+function workerMain(kernel: typeof histKernel): void {
+  const { workerData } = require("node:worker_threads");
+  const { ctl, bins, gh, rowIdx, arena, n, nCols } = workerData as {
+    ctl: Int32Array;
+    bins: Uint8Array;
+    gh: Float64Array;
+    rowIdx: Uint32Array;
+    arena: Float64Array;
+    n: number;
+    nCols: number;
+  };
+  const histSize = nCols * 512;
+  let seen = 0;
+  for (;;) {
+    Atomics.wait(ctl, 0, seen);
+    seen = Atomics.load(ctl, 0);
+    if (Atomics.load(ctl, 1) === 2) return;
+    const tag = (seen & 0x7fffff) << 8;
+    for (;;) {
+      const cur = Atomics.load(ctl, 2);
+      // A claim is only valid for the task it was issued for; the caller resets the counter per task.
+      if ((cur & ~0xff) !== tag) break;
+      const blk = cur & 0xff;
+      const nBlocks = ctl[8]!;
+      if (blk >= nBlocks) break;
+      if (Atomics.compareExchange(ctl, 2, cur, cur + 1) !== cur) continue;
+      const slot = ctl[4]!;
+      const hist = arena.subarray(slot * histSize, (slot + 1) * histSize);
+      const fb = blk * 4;
+      kernel(hist, bins, n, gh, rowIdx, ctl[5]!, ctl[6]!, ctl[7] === 1, fb, Math.min(fb + 4, nCols));
+      if (Atomics.add(ctl, 3, 1) + 1 === nBlocks) Atomics.notify(ctl, 3);
+    }
+  }
+}
+
+/**
+ * Feature-parallel builder: `threads - 1` workers plus the caller. Histograms live in a fixed arena of
+ * `slots` buffers; when it is exhausted `take` falls back to a private buffer built by the caller alone.
+ */
+export class ParallelHistogramBuilder implements HistogramBuilder {
+  readonly gh: Float64Array;
+  readonly rowIdx: Uint32Array;
+  readonly bins: Uint8Array;
+  private readonly ctl: Int32Array;
+  private readonly arena: Float64Array;
+  private readonly histSize: number;
+  private readonly free: number[] = [];
+  private readonly slotOf = new Map<Float64Array, number>();
+  private readonly workers: Worker[] = [];
+  private seq = 0;
+  private readonly nBlocks: number;
+
+  constructor(
+    bins: Uint8Array,
+    private readonly n: number,
+    private readonly nCols: number,
+    threads: number,
+    slots: number,
+  ) {
+    this.bins = new Uint8Array(new SharedArrayBuffer(bins.length));
+    this.bins.set(bins);
+    this.gh = new Float64Array(new SharedArrayBuffer(16 * n));
+    this.rowIdx = new Uint32Array(new SharedArrayBuffer(4 * n));
+    this.ctl = new Int32Array(new SharedArrayBuffer(64));
+    this.histSize = nCols * HIST_STRIDE;
+    this.arena = new Float64Array(new SharedArrayBuffer(8 * this.histSize * slots));
+    for (let s = slots - 1; s >= 0; s--) this.free.push(s);
+    this.nBlocks = Math.ceil(nCols / BLOCK);
+    // Bundlers may wrap functions in a __name() helper; the stub keeps the source text runnable.
+    const source = `const __name = (f) => f;\n(${workerMain.toString()})(${histKernel.toString()});`;
+    for (let w = 0; w < threads - 1; w++) {
+      const worker = new Worker(source, {
+        eval: true,
+        workerData: {
+          ctl: this.ctl,
+          bins: this.bins,
+          gh: this.gh,
+          rowIdx: this.rowIdx,
+          arena: this.arena,
+          n,
+          nCols,
+        },
+      });
+      worker.unref();
+      this.workers.push(worker);
+    }
+  }
+
+  take(): Float64Array {
+    const slot = this.free.pop();
+    if (slot === undefined) return new Float64Array(this.histSize);
+    const h = this.arena.subarray(slot * this.histSize, (slot + 1) * this.histSize);
+    this.slotOf.set(h, slot);
+    return h;
+  }
+
+  release(h: Float64Array): void {
+    const slot = this.slotOf.get(h);
+    if (slot === undefined) return;
+    this.slotOf.delete(h);
+    this.free.push(slot);
+  }
+
+  build(hist: Float64Array, start: number, end: number, all: boolean): void {
+    const slot = this.slotOf.get(hist);
+    if (slot === undefined || this.workers.length === 0) {
+      histKernel(hist, this.bins, this.n, this.gh, this.rowIdx, start, end, all, 0, this.nCols);
+      return;
+    }
+    const ctl = this.ctl;
+    this.seq = (this.seq + 1) & 0x7fffff;
+    const tag = this.seq << 8;
+    ctl[CMD] = 1;
+    ctl[HIST] = slot;
+    ctl[START] = start;
+    ctl[END] = end;
+    ctl[ALL] = all ? 1 : 0;
+    ctl[NBLOCKS] = this.nBlocks;
+    Atomics.store(ctl, FINISHED, 0);
+    Atomics.store(ctl, NEXT, tag);
+    Atomics.store(ctl, SEQ, this.seq);
+    Atomics.notify(ctl, SEQ);
+    for (;;) {
+      const cur = Atomics.load(ctl, NEXT);
+      const blk = cur & 0xff;
+      if (blk >= this.nBlocks) break;
+      if (Atomics.compareExchange(ctl, NEXT, cur, cur + 1) !== cur) continue;
+      const fb = blk * BLOCK;
+      histKernel(
+        hist,
+        this.bins,
+        this.n,
+        this.gh,
+        this.rowIdx,
+        start,
+        end,
+        all,
+        fb,
+        Math.min(fb + BLOCK, this.nCols),
+      );
+      Atomics.add(ctl, FINISHED, 1);
+    }
+    for (;;) {
+      const done = Atomics.load(ctl, FINISHED);
+      if (done >= this.nBlocks) break;
+      Atomics.wait(ctl, FINISHED, done);
+    }
+  }
+
+  close(): void {
+    Atomics.store(this.ctl, CMD, 2);
+    Atomics.store(this.ctl, SEQ, (this.seq + 1) & 0x7fffff);
+    Atomics.notify(this.ctl, SEQ);
+    for (const w of this.workers) void w.terminate();
+    this.workers.length = 0;
+  }
+}
