@@ -1,0 +1,451 @@
+/**
+ * Event contracts: one JSON Schema (draft-07 + ajv's `$data` for cross-field rules) per event type
+ * and for topic metadata, the matching TypeScript types, and `validateEvent`.
+ *
+ * The schemas are the single source of truth for validity: ajv compiles them (once) for JSON
+ * input and features/contractSql.ts compiles the same objects into DuckDB SQL checks for bulk
+ * CSV/Parquet input, so both paths accept and reject the same rows with the same messages.
+ * HTTP/OpenAPI can reuse `EVENT_SCHEMAS` / `TOPIC_SCHEMA` as they are.
+ *
+ * Required vs optional (the contract, documented in docs/architecture.md):
+ *  - every event: event_id, type, student_id, timestamp, topic_id (assignment: topic_ids[]);
+ *    optional school_id, class_id, grade (integer 1..12).
+ *  - quiz_attempt: question_id, is_correct required; time_spent_sec (>= 0), attempt_number
+ *    (integer >= 1), hints_used (integer >= 0) optional because xAPI and tutor logs often lack them.
+ *  - assignment: assignment_id, topic_ids (non-empty), score_pct (0..100) required.
+ *  - video: video_id and watch_pct required; watch_pct is the share of the video's length the
+ *    student has watched, in percent 0..100 (distinct positions, so rewinds do not push it past
+ *    100); watch_duration_sec (>= 0, wall-clock seconds of playback, may exceed the video
+ *    length when rewinding) and rewind_count (integer >= 0) optional.
+ *  - practice: attempts (integer >= 1), correct_count (integer 0..attempts) required.
+ *  - chatbot: help_requests (integer >= 0), resolved_count (integer 0..help_requests) required.
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import addFormatsModule, { type FormatsPlugin } from "ajv-formats";
+
+export const EVENT_TYPES = ["quiz_attempt", "assignment", "video", "practice", "chatbot"] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+interface EventBase {
+  event_id: string;
+  student_id: string;
+  /** ISO 8601 with offset, e.g. 2026-01-05T10:00:00Z or 2026-01-05T12:00:00+02:00. */
+  timestamp: string;
+  school_id?: string;
+  class_id?: string;
+  grade?: number;
+}
+
+export interface QuizAttemptEvent extends EventBase {
+  type: "quiz_attempt";
+  topic_id: string;
+  question_id: string;
+  is_correct: boolean;
+  time_spent_sec?: number;
+  attempt_number?: number;
+  hints_used?: number;
+}
+
+export interface AssignmentEvent extends EventBase {
+  type: "assignment";
+  topic_ids: string[];
+  assignment_id: string;
+  score_pct: number;
+}
+
+export interface VideoEvent extends EventBase {
+  type: "video";
+  topic_id: string;
+  video_id: string;
+  /** Percent (0..100) of the video's length watched. */
+  watch_pct: number;
+  watch_duration_sec?: number;
+  rewind_count?: number;
+}
+
+export interface PracticeEvent extends EventBase {
+  type: "practice";
+  topic_id: string;
+  attempts: number;
+  correct_count: number;
+}
+
+export interface ChatbotEvent extends EventBase {
+  type: "chatbot";
+  topic_id: string;
+  help_requests: number;
+  resolved_count: number;
+}
+
+export type LearningEvent = QuizAttemptEvent | AssignmentEvent | VideoEvent | PracticeEvent | ChatbotEvent;
+
+export interface TopicMetadata {
+  topic_id: string;
+  name?: string;
+  chapter_id: string;
+  subject_id: string;
+  course_id: string;
+  difficulty_estimate: number;
+  prerequisites: string[];
+  content_length: number;
+}
+
+/** The subset of JSON Schema the contracts use; contractSql.ts understands exactly these keywords. */
+export interface FieldSchema {
+  type: "string" | "number" | "integer" | "boolean" | "array";
+  description?: string;
+  const?: string;
+  minLength?: number;
+  pattern?: string;
+  format?: "date-time";
+  minimum?: number;
+  /** A number, or ajv's relative JSON pointer to a sibling field (cross-field rule). */
+  maximum?: number | { $data: string };
+  minItems?: number;
+  items?: FieldSchema;
+}
+
+export interface ObjectSchema {
+  $id: string;
+  $schema: string;
+  title: string;
+  description?: string;
+  type: "object";
+  required: string[];
+  properties: Record<string, FieldSchema>;
+}
+
+/**
+ * RFC 3339 date-time with a mandatory offset. Narrower than ajv-formats' "date-time" on purpose
+ * (upper-case T/Z, colon in the offset, no leap second, at most microseconds) so that exactly the
+ * strings DuckDB's TIMESTAMPTZ cast accepts pass; `format` then checks the calendar (no Feb 30).
+ */
+export const TIMESTAMP_PATTERN =
+  "^\\d{4}-\\d{2}-\\d{2}T([01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(\\.\\d{1,6})?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)$";
+
+const nonEmpty = (description: string): FieldSchema => ({ type: "string", minLength: 1, description });
+
+const COMMON_PROPERTIES: Record<string, FieldSchema> = {
+  event_id: nonEmpty("Idempotency key; a re-sent event with the same id is counted as a duplicate."),
+  student_id: nonEmpty("Raw student id; pseudonymized at ingest, never stored."),
+  timestamp: {
+    type: "string",
+    format: "date-time",
+    pattern: TIMESTAMP_PATTERN,
+    description: "ISO 8601 date-time with offset, e.g. 2026-01-05T10:00:00Z.",
+  },
+  school_id: nonEmpty("Optional school id."),
+  class_id: nonEmpty("Optional class id."),
+  grade: { type: "integer", minimum: 1, maximum: 12, description: "Optional school grade 1..12." },
+};
+const COMMON_REQUIRED = ["event_id", "type", "student_id", "timestamp"];
+const TOPIC_ID = nonEmpty("Topic the event is about.");
+
+function eventSchema(
+  type: EventType,
+  description: string,
+  required: string[],
+  own: Record<string, FieldSchema>,
+): ObjectSchema {
+  return {
+    $id: `https://mastery-engine.local/schemas/${type}.json`,
+    $schema: "http://json-schema.org/draft-07/schema#",
+    title: type,
+    description,
+    type: "object",
+    required: [...COMMON_REQUIRED, ...required],
+    properties: { type: { type: "string", const: type }, ...COMMON_PROPERTIES, ...own },
+  };
+}
+
+const count = (description: string, minimum = 0): FieldSchema => ({ type: "integer", minimum, description });
+
+export const EVENT_SCHEMAS: Readonly<Record<EventType, ObjectSchema>> = {
+  quiz_attempt: eventSchema(
+    "quiz_attempt",
+    "One answer to one question.",
+    ["topic_id", "question_id", "is_correct"],
+    {
+      topic_id: TOPIC_ID,
+      question_id: nonEmpty("Question (item) answered."),
+      is_correct: { type: "boolean" },
+      time_spent_sec: { type: "number", minimum: 0, description: "Seconds from display to answer." },
+      attempt_number: count("1 for the first try at this question.", 1),
+      hints_used: count("Hints requested before answering."),
+    },
+  ),
+  assignment: eventSchema(
+    "assignment",
+    "A graded assignment; stored as one raw row per topic.",
+    ["topic_ids", "assignment_id", "score_pct"],
+    {
+      topic_ids: { type: "array", minItems: 1, items: nonEmpty("Topic id.") },
+      assignment_id: nonEmpty("Assignment id."),
+      score_pct: { type: "number", minimum: 0, maximum: 100, description: "Score in percent 0..100." },
+    },
+  ),
+  video: eventSchema("video", "A viewing session of one video.", ["topic_id", "video_id", "watch_pct"], {
+    topic_id: TOPIC_ID,
+    video_id: nonEmpty("Video id."),
+    watch_pct: {
+      type: "number",
+      minimum: 0,
+      maximum: 100,
+      description: "Percent 0..100 of the video's length watched (distinct positions; rewinds do not add).",
+    },
+    watch_duration_sec: { type: "number", minimum: 0, description: "Seconds of playback, rewinds included." },
+    rewind_count: count("Times the student jumped back."),
+  }),
+  practice: eventSchema(
+    "practice",
+    "A practice session on one topic.",
+    ["topic_id", "attempts", "correct_count"],
+    {
+      topic_id: TOPIC_ID,
+      attempts: count("Items attempted in the session.", 1),
+      correct_count: {
+        type: "integer",
+        minimum: 0,
+        maximum: { $data: "1/attempts" },
+        description: "Items answered correctly, at most attempts.",
+      },
+    },
+  ),
+  chatbot: eventSchema(
+    "chatbot",
+    "A tutoring-chatbot session on one topic.",
+    ["topic_id", "help_requests", "resolved_count"],
+    {
+      topic_id: TOPIC_ID,
+      help_requests: count("Questions asked to the chatbot."),
+      resolved_count: {
+        type: "integer",
+        minimum: 0,
+        maximum: { $data: "1/help_requests" },
+        description: "Requests the student marked resolved, at most help_requests.",
+      },
+    },
+  ),
+};
+
+export const TOPIC_SCHEMA: ObjectSchema = {
+  $id: "https://mastery-engine.local/schemas/topic.json",
+  $schema: "http://json-schema.org/draft-07/schema#",
+  title: "topic",
+  description: "Topic metadata: topic -> chapter -> subject -> course.",
+  type: "object",
+  required: [
+    "topic_id",
+    "chapter_id",
+    "subject_id",
+    "course_id",
+    "difficulty_estimate",
+    "prerequisites",
+    "content_length",
+  ],
+  properties: {
+    topic_id: nonEmpty("Topic id."),
+    name: { type: "string", description: "Display name." },
+    chapter_id: nonEmpty("Chapter id."),
+    subject_id: nonEmpty("Subject id."),
+    course_id: nonEmpty("Course id."),
+    difficulty_estimate: { type: "number", description: "Prior difficulty (model-specific scale)." },
+    prerequisites: { type: "array", items: nonEmpty("Prerequisite topic id.") },
+    content_length: { type: "number", minimum: 0, description: "Length of the material (e.g. minutes)." },
+  },
+};
+
+/** For OpenAPI: any event, discriminated by `type`. */
+export const ANY_EVENT_SCHEMA = {
+  $id: "https://mastery-engine.local/schemas/event.json",
+  oneOf: EVENT_TYPES.map((t) => ({ $ref: EVENT_SCHEMAS[t].$id })),
+  discriminator: { propertyName: "type" },
+} as const;
+
+/** One problem with one field. `field` is the contract field name (`topic_ids`, not a JSON pointer). */
+export interface ValidationIssue {
+  field: string;
+  /** Human message: `quiz_attempt.time_spent_sec must be >= 0 (got -3)`. */
+  reason: string;
+}
+
+export class EventValidationError extends Error {
+  readonly code = "EVENT_INVALID";
+  constructor(readonly issues: ValidationIssue[]) {
+    super(issues.map((i) => i.reason).join("; "));
+    this.name = "EventValidationError";
+  }
+}
+
+export type ValidationResult<T> = { ok: true; value: T } | { ok: false; issues: ValidationIssue[] };
+
+// ajv-formats is CJS with a default export; under NodeNext the callable sits on .default.
+const addFormats: FormatsPlugin =
+  (addFormatsModule as unknown as { default?: FormatsPlugin }).default ??
+  (addFormatsModule as unknown as FormatsPlugin);
+
+let compiled: { events: Record<EventType, ValidateFunction>; topic: ValidateFunction } | undefined;
+
+/** Compiles every schema once per process (ajv compilation is the slow part, validation is fast). */
+function validators(): NonNullable<typeof compiled> {
+  if (compiled) return compiled;
+  const ajv = new Ajv({ allErrors: true, $data: true, strict: true, allowUnionTypes: true });
+  addFormats(ajv, ["date-time"]);
+  const events = {} as Record<EventType, ValidateFunction>;
+  // Copies, so ajv's schema cache never holds (or mutates) the exported objects.
+  for (const t of EVENT_TYPES) events[t] = ajv.compile(structuredClone(EVENT_SCHEMAS[t]));
+  compiled = { events, topic: ajv.compile(structuredClone(TOPIC_SCHEMA)) };
+  return compiled;
+}
+
+export function isEventType(value: unknown): value is EventType {
+  return typeof value === "string" && (EVENT_TYPES as readonly string[]).includes(value);
+}
+
+/** Validates one event; returns the typed event or every issue found (all fields, not just the first). */
+export function validateEvent(obj: unknown): ValidationResult<LearningEvent> {
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
+    return {
+      ok: false,
+      issues: [{ field: "(event)", reason: `event must be a JSON object (got ${show(obj)})` }],
+    };
+  }
+  const type = (obj as Record<string, unknown>).type;
+  if (!isEventType(type)) {
+    const reason =
+      type === undefined
+        ? `event.type is required; allowed types: ${EVENT_TYPES.join(", ")}`
+        : `event.type must be one of ${EVENT_TYPES.join(", ")} (got ${show(type)})`;
+    return { ok: false, issues: [{ field: "type", reason }] };
+  }
+  const validate = validators().events[type];
+  if (validate(obj)) return { ok: true, value: obj as unknown as LearningEvent };
+  return { ok: false, issues: issuesFromAjv(type, EVENT_SCHEMAS[type], obj, validate.errors ?? []) };
+}
+
+/** Like validateEvent but throws EventValidationError. */
+export function parseEvent(obj: unknown): LearningEvent {
+  const r = validateEvent(obj);
+  if (!r.ok) throw new EventValidationError(r.issues);
+  return r.value;
+}
+
+export function validateTopic(obj: unknown): ValidationResult<TopicMetadata> {
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
+    return {
+      ok: false,
+      issues: [{ field: "(topic)", reason: `topic must be a JSON object (got ${show(obj)})` }],
+    };
+  }
+  const validate = validators().topic;
+  if (validate(obj)) return { ok: true, value: obj as unknown as TopicMetadata };
+  return { ok: false, issues: issuesFromAjv("topic", TOPIC_SCHEMA, obj, validate.errors ?? []) };
+}
+
+/** How a value is quoted in messages; contractSql.ts renders CSV cells the same way. */
+export function show(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (value === undefined) return "undefined";
+  return JSON.stringify(value) ?? String(value);
+}
+
+const ARTICLE: Record<FieldSchema["type"], string> = {
+  string: "a string",
+  number: "a number",
+  integer: "an integer",
+  boolean: "a boolean (true or false)",
+  array: "an array",
+};
+
+/** The message for one rule; shared with the SQL compiler so both paths say the same thing. */
+export const messages = {
+  required: (scope: string, field: string) => `${scope}.${field} is required`,
+  type: (scope: string, field: string, schema: FieldSchema, got: string) =>
+    `${scope}.${field} must be ${ARTICLE[schema.type]} (got ${got})`,
+  minLength: (scope: string, field: string) => `${scope}.${field} must be a non-empty string`,
+  minimum: (scope: string, field: string, limit: number, got: string) =>
+    `${scope}.${field} must be >= ${limit} (got ${got})`,
+  maximum: (scope: string, field: string, limit: number, got: string) =>
+    `${scope}.${field} must be <= ${limit} (got ${got})`,
+  maximumField: (scope: string, field: string, other: string, got: string, limit: string) =>
+    `${scope}.${field} must be <= ${scope}.${other} (got ${got} > ${limit})`,
+  timestamp: (scope: string, field: string, got: string) =>
+    `${scope}.${field} must be an ISO 8601 date-time with offset, e.g. 2026-01-05T10:00:00Z (got ${got})`,
+  minItems: (scope: string, field: string, n: number) =>
+    `${scope}.${field} must list at least ${n} item${n === 1 ? "" : "s"}`,
+  emptyItem: (scope: string, field: string) => `${scope}.${field} must not contain an empty id`,
+  itemType: (scope: string, field: string) => `${scope}.${field} items must be strings`,
+};
+
+/** `$data: "1/attempts"` -> "attempts" (only sibling pointers are used in the contracts). */
+export function dataPointerField(pointer: string): string {
+  const m = /^1\/([A-Za-z_][A-Za-z0-9_]*)$/.exec(pointer);
+  if (!m?.[1]) throw new Error(`unsupported $data pointer ${pointer}; use "1/<sibling field>"`);
+  return m[1];
+}
+
+function issuesFromAjv(
+  scope: string,
+  schema: ObjectSchema,
+  obj: object,
+  errors: ErrorObject[],
+): ValidationIssue[] {
+  const data = obj as Record<string, unknown>;
+  const out: ValidationIssue[] = [];
+  const seen = new Set<string>();
+  const push = (field: string, reason: string) => {
+    if (seen.has(reason)) return;
+    seen.add(reason);
+    out.push({ field, reason });
+  };
+  for (const e of errors) {
+    const parts = e.instancePath.split("/").filter((p) => p.length > 0);
+    if (e.keyword === "required") {
+      const missing = (e.params as { missingProperty: string }).missingProperty;
+      push(missing, messages.required(scope, missing));
+      continue;
+    }
+    const field = parts[0] ?? "(event)";
+    const fs = schema.properties[field];
+    if (!fs) continue;
+    const value = data[field];
+    const isItem = parts.length > 1;
+    switch (e.keyword) {
+      case "type":
+        push(field, isItem ? messages.itemType(scope, field) : messages.type(scope, field, fs, show(value)));
+        break;
+      case "minLength":
+        push(field, isItem ? messages.emptyItem(scope, field) : messages.minLength(scope, field));
+        break;
+      case "minimum":
+        push(field, messages.minimum(scope, field, fs.minimum ?? 0, show(value)));
+        break;
+      case "maximum": {
+        const max = fs.maximum;
+        if (typeof max === "number") push(field, messages.maximum(scope, field, max, show(value)));
+        else if (max) {
+          const other = dataPointerField(max.$data);
+          const limit = data[other];
+          // A bad referenced field carries its own error; the cross-field rule only applies to numbers.
+          if (typeof limit === "number" && Number.isFinite(limit)) {
+            push(field, messages.maximumField(scope, field, other, show(value), show(limit)));
+          }
+        }
+        break;
+      }
+      case "format":
+      case "pattern":
+        push(field, messages.timestamp(scope, field, show(value)));
+        break;
+      case "minItems":
+        push(field, messages.minItems(scope, field, fs.minItems ?? 1));
+        break;
+      case "const":
+        push(field, `${scope}.${field} must be ${show(fs.const)} (got ${show(value)})`);
+        break;
+      default:
+        push(field, `${scope}.${field} ${e.message ?? "is invalid"}`);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,724 @@
+/**
+ * Ingest: validate -> pseudonymize -> de-duplicate by event_id -> append to raw_events; every
+ * invalid row goes to dead_letter with its field, reason and row number, and valid rows of the
+ * same file are kept.
+ *
+ * Two front ends share one back end (a TEMP staging table of VARCHAR contract columns):
+ *  - CSV/TSV/Parquet are loaded by DuckDB and validated in SQL compiled from the JSON Schemas
+ *    (features/ingestSql.ts), because pushing 10M rows through ajv in JS would cost minutes.
+ *  - JSON/JSONL/xAPI (and the HTTP API through `ingestEvents`) are validated by ajv in JS.
+ * Pseudonyms are computed in JS for the distinct raw ids only and joined in through a TEMP table;
+ * TEMP tables are never persisted, so raw ids never reach a stored table.
+ */
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { basename, extname, join } from "node:path";
+import { listValue } from "@duckdb/node-api";
+import type { DuckStore } from "../storage/duckdb.ts";
+import { sqlString } from "../storage/duckdb.ts";
+import { type ColumnMapping, sourceSql } from "./columnMappings.ts";
+import {
+  EVENT_TYPES,
+  type EventType,
+  type LearningEvent,
+  type TopicMetadata,
+  type ValidationIssue,
+  validateEvent,
+  validateTopic,
+} from "./contracts.ts";
+import { ident, issuesSql, LIST_SEPARATOR, lit, STAGE_COLUMNS, validSql } from "./ingestSql.ts";
+import type { Pseudonymizer } from "./pseudonymize.ts";
+import { isXapiStatement, xapiToEvent } from "./xapi.ts";
+
+export interface IngestOptions {
+  pseudonymizer: Pseudonymizer;
+  /** raw_events.source / dead_letter.source; default: the file name, or "api" for ingestEvents. */
+  source?: string;
+  mapping?: ColumnMapping;
+  /** Clock for ingested_at / rejected_at (tests pin it). */
+  now?: Date;
+  /** Called after each phase of each file (for progress bars). */
+  onPhase?: (file: string, phase: string) => void;
+}
+
+export interface FileReport {
+  file: string;
+  source: string;
+  format: "csv" | "parquet" | "jsonl" | "json" | "xapi" | "topics" | "api";
+  /** Events (not fanned-out rows) appended to raw_events, or topics upserted. */
+  accepted: number;
+  duplicate: number;
+  rejected: number;
+}
+
+export interface IngestReport {
+  files: FileReport[];
+  total: { accepted: number; duplicate: number; rejected: number };
+}
+
+export class IngestError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+    this.name = "IngestError";
+  }
+}
+
+/** Phases reported through onPhase, in order, for every file. */
+export const PHASES = ["pseudonymize", "dedupe", "insert", "reject"] as const;
+
+const FILE_TYPES: Record<string, EventType> = {
+  quiz_attempts: "quiz_attempt",
+  quiz_attempt: "quiz_attempt",
+  quizzes: "quiz_attempt",
+  assignments: "assignment",
+  assignment: "assignment",
+  videos: "video",
+  video: "video",
+  practice: "practice",
+  practices: "practice",
+  chatbot: "chatbot",
+  chatbots: "chatbot",
+};
+
+const TABULAR = new Set([".csv", ".tsv", ".parquet"]);
+const JSONISH = new Set([".json", ".jsonl", ".ndjson"]);
+
+/** Expands directories (their files, sorted, not recursive) and keeps ingestible files. */
+export function expandPaths(paths: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const p of paths) {
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(p);
+    } catch {
+      throw new IngestError("INGEST_PATH", `${p}: no such file or directory`);
+    }
+    if (st.isDirectory()) {
+      const files = readdirSync(p)
+        .filter((f) => TABULAR.has(extname(f).toLowerCase()) || JSONISH.has(extname(f).toLowerCase()))
+        .sort(topicsFirst)
+        .map((f) => join(p, f));
+      out.push(...files);
+    } else out.push(p);
+  }
+  return out;
+}
+
+// Topic metadata first, so a directory's events land after the topics they refer to.
+function topicsFirst(a: string, b: string): number {
+  const ta = isTopicsFile(a) ? 0 : 1;
+  const tb = isTopicsFile(b) ? 0 : 1;
+  return ta - tb || a.localeCompare(b);
+}
+
+function isTopicsFile(path: string): boolean {
+  const stem = basename(path, extname(path)).toLowerCase();
+  return stem === "topics";
+}
+
+export async function ingestPaths(
+  store: DuckStore,
+  paths: readonly string[],
+  opts: IngestOptions,
+): Promise<IngestReport> {
+  const files: FileReport[] = [];
+  for (const file of expandPaths(paths)) files.push(await ingestFile(store, file, opts));
+  const total = { accepted: 0, duplicate: 0, rejected: 0 };
+  for (const f of files) {
+    if (f.format === "topics") continue;
+    total.accepted += f.accepted;
+    total.duplicate += f.duplicate;
+    total.rejected += f.rejected;
+  }
+  return { files, total };
+}
+
+export async function ingestFile(store: DuckStore, path: string, opts: IngestOptions): Promise<FileReport> {
+  const ext = extname(path).toLowerCase();
+  const source = opts.source ?? basename(path);
+  if (isTopicsFile(path)) return ingestTopicsFile(store, path, source, opts);
+  if (TABULAR.has(ext)) return ingestTabular(store, path, source, opts);
+  if (JSONISH.has(ext)) {
+    const { records, lines, format } = readJsonRecords(path, ext);
+    const report = await ingestRecords(store, records, { ...opts, source }, lines);
+    return { ...report, file: path, format };
+  }
+  throw new IngestError(
+    "INGEST_FORMAT",
+    `${path}: unsupported file type "${ext}"; use .csv, .tsv, .parquet, .jsonl, .ndjson or .json`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tabular (DuckDB) path
+
+async function ingestTabular(
+  store: DuckStore,
+  path: string,
+  source: string,
+  opts: IngestOptions,
+): Promise<FileReport> {
+  const ext = extname(path).toLowerCase();
+  const isParquet = ext === ".parquet";
+  const mapping = opts.mapping;
+  const delimiter = mapping?.delimiter ?? (ext === ".tsv" ? "\t" : ",");
+  const reader = isParquet
+    ? `read_parquet(${sqlString(path)}, file_row_number = true)`
+    : `read_csv(${sqlString(path)}, header = true, all_varchar = true, delim = ${lit(delimiter)}, ` +
+      "quote = '\"', escape = '\"', ignore_errors = true, store_rejects = true, " +
+      "rejects_table = '__csv_rejects', rejects_scan = '__csv_scans')";
+  let described: { column_name: string; column_type: string }[];
+  try {
+    described = await store.all(`DESCRIBE SELECT * FROM ${reader}`);
+  } catch (err) {
+    throw new IngestError(
+      "INGEST_READ",
+      `${path}: cannot read as ${isParquet ? "Parquet" : "CSV"}: ${firstLine(err)}`,
+    );
+  }
+  const columnTypes = new Map(described.map((d) => [d.column_name, d.column_type]));
+  const available = new Set(columnTypes.keys());
+
+  const select: string[] = [];
+  for (const field of STAGE_COLUMNS) {
+    const src = mapping?.fields[field];
+    if (src) select.push(`${sourceSql(src, available)} AS ${ident(field)}`);
+    else if (!mapping && available.has(field))
+      select.push(`${asText(field, columnTypes.get(field)!)} AS ${ident(field)}`);
+    else select.push(`CAST(NULL AS VARCHAR) AS ${ident(field)}`);
+  }
+  const typeSrc = mapping?.fields.type;
+  let typeSql: string;
+  let fixedType: EventType | undefined;
+  if (typeSrc) typeSql = sourceSql(typeSrc, available);
+  else if (mapping?.type) fixedType = mapping.type;
+  else if (!mapping && available.has("type")) typeSql = ident("type");
+  else {
+    const stem = basename(path, extname(path)).toLowerCase();
+    fixedType = FILE_TYPES[stem];
+    if (!fixedType) {
+      throw new IngestError(
+        "INGEST_TYPE",
+        `${path}: no "type" column and the file name does not say the event type; add a type column ` +
+          `(${EVENT_TYPES.join(", ")}) or name the file quiz_attempts.csv, assignments.csv, videos.csv, ` +
+          "practice.csv or chatbot.csv",
+      );
+    }
+  }
+  typeSql ??= lit(fixedType!);
+  const rnSql = isParquet ? "CAST(file_row_number + 1 AS BIGINT) AS __rn, " : "";
+  const relation =
+    `SELECT *, ${validSql('"type"', fixedType)} AS __ok FROM ` +
+    `(SELECT ${rnSql}${typeSql} AS "type", ${select.join(", ")} FROM ${reader})`;
+  // CSV rows are numbered in file order by a streaming window, only in the passes that need it.
+  const rel: Relation = { sql: relation, hasRn: isParquet, fixedType };
+  const report = await store.transaction(async () => {
+    const r = await loadRelation(store, path, source, opts, rel);
+    const structural = isParquet ? 0 : await deadLetterCsvRejects(store, source, opts);
+    return { ...r, rejected: r.rejected + structural };
+  });
+  return { ...report, format: isParquet ? "parquet" : "csv" };
+}
+
+/** VARCHAR text in CSV conventions for a column of any DuckDB type (Parquet). */
+function asText(column: string, type: string): string {
+  const c = ident(column);
+  if (type === "VARCHAR") return c;
+  if (type.endsWith("[]")) return `array_to_string(${c}, ${lit(LIST_SEPARATOR)})`;
+  if (type === "TIMESTAMP WITH TIME ZONE") return `strftime(timezone('UTC', ${c}), '%Y-%m-%dT%H:%M:%S.%fZ')`;
+  // A naive TIMESTAMP keeps no offset; printed without one it fails the contract, as it should.
+  if (type === "TIMESTAMP") return `strftime(${c}, '%Y-%m-%dT%H:%M:%S.%f')`;
+  return `CAST(${c} AS VARCHAR)`;
+}
+
+async function deadLetterCsvRejects(store: DuckStore, source: string, opts: IngestOptions): Promise<number> {
+  const exists = await store.one<{ n: bigint }>(
+    "SELECT count(*) AS n FROM duckdb_tables() WHERE temporary AND table_name = '__csv_rejects'",
+  );
+  if (!exists || Number(exists.n) === 0) return 0;
+  // Structural problems (wrong column count, bad quoting). The raw line is not kept: it holds the raw student id.
+  const res = await store.conn.run(
+    `INSERT INTO dead_letter SELECT ${lit(source)}, CAST(line - 1 AS BIGINT), NULL, NULL, ` +
+      `coalesce(column_name, '(row)'), 'malformed CSV row: ' || error_type || ' (' || error_message || ')', ` +
+      `NULL, ${tsLiteral(opts.now)} FROM __csv_rejects`,
+  );
+  await store.run("DROP TABLE IF EXISTS __csv_rejects");
+  await store.run("DROP TABLE IF EXISTS __csv_scans");
+  return res.rowsChanged;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared back end: a relation ("type", <STAGE_COLUMNS>, __ok[, __rn]) -> dead_letter + raw_events.
+// It is streamed from the file in a few passes rather than materialized: materializing 10M rows
+// costs more than re-reading the CSV.
+
+interface Relation {
+  /** SELECT producing "type", the STAGE_COLUMNS as VARCHAR, __ok, and __rn when hasRn. */
+  sql: string;
+  hasRn: boolean;
+  fixedType: EventType | undefined;
+}
+
+/** The relation with a 1-based row number __rn in file order. */
+function numbered(rel: Relation): string {
+  return rel.hasRn ? `(${rel.sql})` : `(SELECT row_number() OVER () AS __rn, * FROM (${rel.sql}))`;
+}
+
+async function loadRelation(
+  store: DuckStore,
+  file: string,
+  source: string,
+  opts: IngestOptions,
+  rel: Relation,
+  validatedBy: "sql" | "js" = "sql",
+): Promise<FileReport> {
+  const now = tsLiteral(opts.now);
+  // Pass 1 (no validation): distinct raw ids with row counts, and 64-bit hashes of event ids seen
+  // more than once. Hashing keeps the 10M-group aggregate on integers; candidates are re-checked
+  // exactly below.
+  const pass1 = await store.conn.runAndReadAll(
+    `SELECT student_id, h, count(*) AS n, GROUPING(student_id) AS by_hash
+     FROM (SELECT student_id, hash(event_id) AS h, event_id FROM (${rel.sql}))
+     GROUP BY GROUPING SETS ((student_id), (h))
+     HAVING GROUPING(student_id) = 0 OR (h IS NOT NULL AND count(*) > 1)`,
+  );
+  const [ids, hashes, ns, byHash] = pass1.getColumnsJS() as [
+    (string | null)[],
+    (bigint | null)[],
+    bigint[],
+    bigint[],
+  ];
+  let total = 0;
+  const dupHashes: bigint[] = [];
+  await store.run("CREATE OR REPLACE TEMP TABLE __pseudo (student_id VARCHAR, student_key VARCHAR)");
+  const appender = await store.conn.createAppender("__pseudo", "main", "temp");
+  for (let i = 0; i < ids.length; i++) {
+    if (Number(byHash[i]) === 1) {
+      dupHashes.push(hashes[i]!);
+      continue;
+    }
+    total += Number(ns[i]);
+    const id = ids[i];
+    if (id === null || id === undefined) continue;
+    appender.appendVarchar(id);
+    appender.appendVarchar(opts.pseudonymizer.studentKey(id));
+    appender.endRow();
+  }
+  appender.flushSync();
+  appender.closeSync();
+  opts.onPhase?.(file, "pseudonymize");
+
+  // Within-file duplicates: the first valid row of an event_id wins.
+  let dupFilter = "";
+  let from = `(${rel.sql})`;
+  let withinDups = 0;
+  if (dupHashes.length > 0) {
+    await store.run(
+      `CREATE OR REPLACE TEMP TABLE __dups AS
+       SELECT event_id, min(__rn) AS keep_rn, count(*) AS n FROM ${numbered(rel)}
+       WHERE __ok AND hash(event_id) IN (SELECT unnest($hashes::UBIGINT[]))
+       GROUP BY event_id HAVING count(*) > 1`,
+      { hashes: listValue(dupHashes) },
+    );
+    const d = await store.one<{ extra: bigint | null }>("SELECT sum(n - 1) AS extra FROM __dups");
+    withinDups = Number(d?.extra ?? 0);
+    dupFilter =
+      "AND NOT EXISTS (SELECT 1 FROM __dups d WHERE d.event_id = s.event_id AND d.keep_rn <> s.__rn)";
+    from = numbered(rel);
+  }
+  opts.onPhase?.(file, "dedupe");
+
+  const keep = `s.__ok AND NOT EXISTS (SELECT 1 FROM raw_events r WHERE r.event_id = s.event_id) ${dupFilter}`;
+  const cols = rawColumns(now, lit(source));
+  let accepted = 0;
+  if (rel.fixedType !== "assignment") {
+    const single = await store.conn.run(
+      `INSERT INTO raw_events SELECT ${cols.replace("{topic}", "s.topic_id")}
+       FROM ${from} s JOIN __pseudo p USING (student_id) WHERE ${keep} AND s."type" <> 'assignment'`,
+    );
+    accepted += single.rowsChanged;
+  }
+  if (rel.fixedType === undefined || rel.fixedType === "assignment") {
+    // Assignments fan out to one row per topic; count them as events before fanning out.
+    const assign = await store.one<{ n: bigint }>(
+      `SELECT count(*) AS n FROM ${from} s WHERE s."type" = 'assignment' AND ${keep}`,
+    );
+    if (assign && Number(assign.n) > 0) {
+      accepted += Number(assign.n);
+      await store.run(
+        `INSERT INTO raw_events SELECT ${cols.replace("{topic}", "t.topic_id")}
+         FROM ${from} s JOIN __pseudo p USING (student_id),
+              unnest(list_distinct(string_split(s.topic_ids, ${lit(LIST_SEPARATOR)}))) AS t(topic_id)
+         WHERE ${keep} AND s."type" = 'assignment'`,
+      );
+    }
+  }
+  opts.onPhase?.(file, "insert");
+
+  // Rows neither accepted nor within-file duplicates are invalid or already stored. The validation
+  // pass runs only then, so a clean file into a fresh store is read twice, not three times.
+  let rejected = 0;
+  if (validatedBy === "sql" && total - accepted - withinDups > 0) {
+    const payloadCols = STAGE_COLUMNS.filter((c) => c !== "student_id")
+      .map((c) => `${lit(c)}, ${ident(c)}`)
+      .join(", ");
+    await store.run(
+      `CREATE OR REPLACE TEMP TABLE __bad AS
+       SELECT __rn, event_id, "type", iss.field, iss.reason,
+              CAST(json_object('type', "type", ${payloadCols}, 'student_key', student_key) AS VARCHAR) AS payload
+       FROM (SELECT s.*, p.student_key, unnest(${issuesSql('s."type"', rel.fixedType)}) AS iss
+             FROM ${numbered(rel)} s LEFT JOIN __pseudo p USING (student_id) WHERE NOT s.__ok)`,
+    );
+    await store.run(
+      `INSERT INTO dead_letter SELECT ${lit(source)}, __rn, event_id, "type", field, reason, payload, ${now} FROM __bad`,
+    );
+    const r = await store.one<{ n: bigint }>("SELECT count(DISTINCT __rn) AS n FROM __bad");
+    rejected = Number(r?.n ?? 0);
+    await store.run("DROP TABLE __bad");
+  } else if (validatedBy === "js") {
+    rejected = 0; // the JSON path dead-letters before staging; its caller adds those
+  }
+  opts.onPhase?.(file, "reject");
+  await store.run("DROP TABLE IF EXISTS __pseudo");
+  await store.run("DROP TABLE IF EXISTS __dups");
+  return { file, source, format: "csv", accepted, duplicate: total - accepted - rejected, rejected };
+}
+
+/** SELECT list matching raw_events' columns, from stage alias s and pseudonym alias p. */
+function rawColumns(now: string, source: string): string {
+  const v = (c: string) => `s.${ident(c)}`;
+  const dbl = (c: string) => `CAST(${v(c)} AS DOUBLE)`;
+  const int = (c: string) => `CAST(CAST(${v(c)} AS DOUBLE) AS INTEGER)`;
+  return [
+    v("event_id"),
+    's."type"',
+    "p.student_key",
+    "{topic}",
+    // UTC wall time through epoch microseconds: no time-zone lookup per row (ICU casts are 4x slower).
+    `make_timestamp(epoch_us(CAST(${v("timestamp")} AS TIMESTAMPTZ)))`,
+    v("school_id"),
+    v("class_id"),
+    int("grade"),
+    v("question_id"),
+    `${v("is_correct")} = 'true'`,
+    dbl("time_spent_sec"),
+    int("attempt_number"),
+    int("hints_used"),
+    v("assignment_id"),
+    dbl("score_pct"),
+    v("video_id"),
+    dbl("watch_pct"),
+    dbl("watch_duration_sec"),
+    int("rewind_count"),
+    int("attempts"),
+    int("correct_count"),
+    int("help_requests"),
+    int("resolved_count"),
+    source,
+    now,
+  ].join(", ");
+}
+
+function tsLiteral(now: Date | undefined): string {
+  const iso = (now ?? new Date()).toISOString();
+  return `TIMESTAMP ${lit(iso.replace("T", " ").replace("Z", ""))}`;
+}
+
+function firstLine(err: unknown): string {
+  return String((err as Error).message ?? err).split("\n")[0] ?? "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON path (JSONL files, xAPI files, HTTP API)
+
+interface JsonRecords {
+  records: unknown[];
+  /** 1-based line (JSONL) or array index + 1 (JSON) of each record. */
+  lines: number[];
+  format: "jsonl" | "json" | "xapi";
+}
+
+function readJsonRecords(path: string, ext: string): JsonRecords {
+  const text = readFileSync(path, "utf8");
+  const records: unknown[] = [];
+  const lines: number[] = [];
+  let format: JsonRecords["format"] = ext === ".json" ? "json" : "jsonl";
+  if (ext === ".json") {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new IngestError("INGEST_JSON", `${path}: not valid JSON (${firstLine(err)})`);
+    }
+    const list = Array.isArray(parsed) ? parsed : [parsed];
+    list.forEach((r, i) => {
+      records.push(r);
+      lines.push(i + 1);
+    });
+  } else {
+    const all = text.split("\n");
+    for (let i = 0; i < all.length; i++) {
+      const line = all[i]!.trim();
+      if (line === "") continue;
+      try {
+        records.push(JSON.parse(line));
+      } catch (err) {
+        records.push(new MalformedLine(firstLine(err)));
+      }
+      lines.push(i + 1);
+    }
+  }
+  if (records.length > 0 && records.every((r) => isXapiStatement(r))) format = "xapi";
+  return { records, lines, format };
+}
+
+class MalformedLine {
+  constructor(readonly message: string) {}
+}
+
+/** What the HTTP API returns per rejected event. */
+export interface RecordIssues {
+  index: number;
+  eventId?: string;
+  issues: ValidationIssue[];
+}
+
+/**
+ * Ingests parsed JSON records: learning events or xAPI statements (mixed is fine). The HTTP API
+ * calls this with a request body; invalid records go to dead_letter and are returned, valid ones
+ * are stored.
+ */
+export async function ingestEvents(
+  store: DuckStore,
+  records: readonly unknown[],
+  opts: IngestOptions,
+): Promise<FileReport & { problems: RecordIssues[] }> {
+  const report = await ingestRecords(store, records, opts, undefined);
+  return report;
+}
+
+async function ingestRecords(
+  store: DuckStore,
+  records: readonly unknown[],
+  opts: IngestOptions,
+  lines: number[] | undefined,
+): Promise<FileReport & { problems: RecordIssues[] }> {
+  const source = opts.source ?? "api";
+  const valid: { rn: number; event: LearningEvent }[] = [];
+  const problems: RecordIssues[] = [];
+  const dead: {
+    rn: number;
+    eventId: string | null;
+    type: string | null;
+    issue: ValidationIssue;
+    payload: string;
+  }[] = [];
+  const recordProblem = (
+    i: number,
+    rn: number,
+    original: unknown,
+    mapped: unknown,
+    found: ValidationIssue[],
+  ) => {
+    const obj = (typeof mapped === "object" && mapped !== null ? mapped : {}) as Record<string, unknown>;
+    const eventId = typeof obj.event_id === "string" ? obj.event_id : xapiId(original);
+    const type = typeof obj.type === "string" ? obj.type : null;
+    const payload = JSON.stringify(redact(original, opts.pseudonymizer)) ?? "null";
+    const p: RecordIssues = { index: i, issues: found };
+    if (eventId !== null) p.eventId = eventId;
+    problems.push(p);
+    for (const issue of found) dead.push({ rn, eventId, type, issue, payload });
+  };
+  records.forEach((rec, i) => {
+    const rn = lines?.[i] ?? i + 1;
+    if (rec instanceof MalformedLine) {
+      recordProblem(i, rn, null, null, [{ field: "(row)", reason: `malformed JSON line: ${rec.message}` }]);
+      return;
+    }
+    let candidate: unknown = rec;
+    if (isXapiStatement(rec)) {
+      const mapped = xapiToEvent(rec);
+      if (!mapped.ok) {
+        recordProblem(i, rn, rec, null, mapped.issues);
+        return;
+      }
+      candidate = mapped.value;
+    }
+    const r = validateEvent(candidate);
+    if (r.ok) valid.push({ rn, event: r.value });
+    else recordProblem(i, rn, rec, candidate, r.issues);
+  });
+
+  return store.transaction(async () => {
+    if (dead.length > 0) {
+      const now = tsLiteral(opts.now);
+      await store.run(
+        "CREATE OR REPLACE TEMP TABLE __dead (rn BIGINT, event_id VARCHAR, type VARCHAR, field VARCHAR, reason VARCHAR, payload VARCHAR)",
+      );
+      const ap = await store.conn.createAppender("__dead", "main", "temp");
+      for (const d of dead) {
+        ap.appendBigInt(BigInt(d.rn));
+        d.eventId === null ? ap.appendNull() : ap.appendVarchar(d.eventId);
+        d.type === null ? ap.appendNull() : ap.appendVarchar(d.type);
+        ap.appendVarchar(d.issue.field);
+        ap.appendVarchar(d.issue.reason);
+        ap.appendVarchar(d.payload);
+        ap.endRow();
+      }
+      ap.flushSync();
+      ap.closeSync();
+      await store.run(
+        `INSERT INTO dead_letter SELECT ${lit(source)}, rn, event_id, type, field, reason, payload, ${now} FROM __dead`,
+      );
+      await store.run("DROP TABLE __dead");
+    }
+    await store.run(
+      `CREATE OR REPLACE TEMP TABLE __stage (__rn BIGINT, "type" VARCHAR, ${STAGE_COLUMNS.map((c) => `${ident(c)} VARCHAR`).join(", ")}, __ok BOOLEAN)`,
+    );
+    const ap = await store.conn.createAppender("__stage", "main", "temp");
+    for (const { rn, event } of valid) {
+      ap.appendBigInt(BigInt(rn));
+      ap.appendVarchar(event.type);
+      const e = event as unknown as Record<string, unknown>;
+      for (const c of STAGE_COLUMNS) {
+        const v = e[c];
+        if (v === undefined || v === null) ap.appendNull();
+        else if (Array.isArray(v)) ap.appendVarchar(v.join(LIST_SEPARATOR));
+        else ap.appendVarchar(String(v));
+      }
+      ap.appendBoolean(true);
+      ap.endRow();
+    }
+    ap.flushSync();
+    ap.closeSync();
+    const rejectedRecords = records.length - valid.length;
+    const report = await loadRelation(
+      store,
+      "(records)",
+      source,
+      opts,
+      { sql: "SELECT * FROM __stage", hasRn: true, fixedType: undefined },
+      "js",
+    );
+    await store.run("DROP TABLE IF EXISTS __stage");
+    return { ...report, format: "api" as const, rejected: rejectedRecords, problems };
+  });
+}
+
+function xapiId(rec: unknown): string | null {
+  if (typeof rec === "object" && rec !== null && typeof (rec as { id?: unknown }).id === "string") {
+    return (rec as { id: string }).id;
+  }
+  return null;
+}
+
+/**
+ * Removes raw identities from a payload kept in dead_letter: student_id becomes student_key and
+ * xAPI actor/authority/instructor/team are replaced by the pseudonym of what identifies them.
+ */
+export function redact(rec: unknown, pseudonymizer: Pseudonymizer): unknown {
+  if (typeof rec !== "object" || rec === null || Array.isArray(rec)) return rec;
+  const out: Record<string, unknown> = { ...(rec as Record<string, unknown>) };
+  if ("student_id" in out) {
+    const id = out.student_id;
+    delete out.student_id;
+    if (typeof id === "string" && id !== "") out.student_key = pseudonymizer.studentKey(id);
+  }
+  for (const k of ["actor", "authority"]) {
+    if (k in out) out[k] = "[redacted]";
+  }
+  const ctx = out.context;
+  if (typeof ctx === "object" && ctx !== null) {
+    const c = { ...(ctx as Record<string, unknown>) };
+    for (const k of ["instructor", "team"]) if (k in c) c[k] = "[redacted]";
+    out.context = c;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Topic metadata
+
+async function ingestTopicsFile(
+  store: DuckStore,
+  path: string,
+  source: string,
+  opts: IngestOptions,
+): Promise<FileReport> {
+  const ext = extname(path).toLowerCase();
+  let records: unknown[];
+  if (ext === ".json") {
+    const parsed = JSON.parse(readFileSync(path, "utf8")) as unknown;
+    const list = Array.isArray(parsed) ? parsed : (parsed as { topics?: unknown }).topics;
+    if (!Array.isArray(list)) {
+      throw new IngestError("INGEST_TOPICS", `${path}: expected a JSON array of topics or {"topics": [...]}`);
+    }
+    records = list;
+  } else if (ext === ".csv" || ext === ".tsv") {
+    const rows = await store.all(
+      `SELECT * FROM read_csv(${sqlString(path)}, header = true, all_varchar = true, delim = ${lit(ext === ".tsv" ? "\t" : ",")})`,
+    );
+    records = rows.map(topicFromCsv);
+  } else {
+    throw new IngestError("INGEST_TOPICS", `${path}: topics must be topics.json or topics.csv`);
+  }
+  const good: TopicMetadata[] = [];
+  const now = tsLiteral(opts.now);
+  let rejected = 0;
+  return store.transaction(async () => {
+    for (let i = 0; i < records.length; i++) {
+      const r = validateTopic(records[i]);
+      if (r.ok) {
+        good.push(r.value);
+        continue;
+      }
+      rejected++;
+      for (const issue of r.issues) {
+        await store.run(
+          `INSERT INTO dead_letter VALUES ($source, $rn, NULL, 'topic', $field, $reason, $payload, ${now})`,
+          {
+            source,
+            rn: i + 1,
+            field: issue.field,
+            reason: issue.reason,
+            payload: JSON.stringify(records[i]) ?? "null",
+          },
+        );
+      }
+    }
+    for (const t of good) {
+      await store.run(
+        `INSERT OR REPLACE INTO topics VALUES ($topic_id, $name, $chapter_id, $subject_id, $course_id,
+           $difficulty, $prereq, $content_length)`,
+        {
+          topic_id: t.topic_id,
+          name: t.name ?? null,
+          chapter_id: t.chapter_id,
+          subject_id: t.subject_id,
+          course_id: t.course_id,
+          difficulty: t.difficulty_estimate,
+          prereq: listValue(t.prerequisites),
+          content_length: t.content_length,
+        },
+      );
+    }
+    return { file: path, source, format: "topics" as const, accepted: good.length, duplicate: 0, rejected };
+  });
+}
+
+/** A topics.csv row in CSV conventions -> a JSON-typed object for validateTopic. */
+function topicFromCsv(row: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(row)) {
+    if (v === null || v === undefined) continue;
+    const s = String(v);
+    if (k === "prerequisites") out[k] = s === "" ? [] : s.split(LIST_SEPARATOR);
+    else if (k === "difficulty_estimate" || k === "content_length") {
+      const n = Number(s);
+      out[k] = s.trim() !== "" && Number.isFinite(n) ? n : s;
+    } else out[k] = s;
+  }
+  if (!("prerequisites" in out) && "prerequisites" in row) out.prerequisites = [];
+  return out;
+}
