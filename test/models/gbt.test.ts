@@ -40,10 +40,17 @@ describe("gbtBinning", () => {
   it("uses at most maxBins quantile bins and maps v to bin b iff cuts[b-1] <= v < cuts[b]", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.oneof(fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.integer({ min: -3, max: 3 })), {
-          minLength: 1,
-          maxLength: 300,
-        }),
+        fc.array(
+          fc.oneof(
+            fc.double({ min: -1e6, max: 1e6, noNaN: true }),
+            fc.integer({ min: -3, max: 3 }),
+            fc.constantFrom(Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY),
+          ),
+          {
+            minLength: 1,
+            maxLength: 300,
+          },
+        ),
         fc.integer({ min: 2, max: 256 }),
         (values, maxBins) => {
           const X = colMajor(Float64Array.from([...values, Number.NaN]), values.length + 1, 1);
