@@ -1,0 +1,111 @@
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { buildFeatures } from "../../features/windows.ts";
+import { RULE_FEATURE_COLUMNS, type RuleFeatureRow, scoreRuleRow } from "../../models/ruleScorer.ts";
+import { loadRuleConfig, scoreRules } from "../../serving/ruleScoring.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+import { insertEvents, type TestEvent } from "../features/eventRows.ts";
+
+const T = new Date("2024-03-31T00:00:00Z");
+const DAY = 86_400_000;
+const ago = (days: number): string => new Date(T.getTime() - days * DAY).toISOString();
+
+function quiz(student: string, topic: string, days: number, correct: boolean, hints = 0): TestEvent {
+  return {
+    type: "quiz_attempt",
+    student,
+    topic,
+    ts: ago(days),
+    is_correct: correct,
+    time_spent_sec: 30,
+    hints_used: hints,
+  };
+}
+
+const LOG: TestEvent[] = [
+  ...[1, 2, 3, 4, 5, 6].map((d) => quiz("s1", "t1", d, d % 3 !== 0, d % 2)),
+  ...[10, 20, 40].map((d) => quiz("s1", "t1", d, false, 2)),
+  { type: "assignment", student: "s1", topic: "t1", ts: ago(8), score_pct: 72 },
+  { type: "practice", student: "s1", topic: "t2", ts: ago(3), attempts: 8, correct_count: 6 },
+  { type: "video", student: "s2", topic: "t1", ts: ago(50), watch_pct: 100 },
+  quiz("s2", "t2", 95, true),
+];
+
+describe("scoreRules job", () => {
+  it("writes rule_based scores whose explanation JSON is exactly the pure scorer's output", async () => {
+    const store = await DuckStore.open(":memory:");
+    await insertEvents(store, LOG);
+    const res = await scoreRules(store, { asOf: T, now: new Date("2024-04-01T00:00:00Z") });
+    expect(res.builtFeatures).toBe(true);
+    expect(res.scored).toBe(4);
+    expect(res.changed).toBe(4);
+    const { config, modelVersion } = loadRuleConfig();
+    expect(res.modelVersion).toBe(modelVersion);
+    expect(modelVersion).toMatch(/^rule-[0-9a-f]{10}$/);
+
+    const features = await store.all<Record<string, unknown>>(
+      `SELECT student_key, topic_id, ${RULE_FEATURE_COLUMNS.join(", ")} FROM features ORDER BY 1, 2`,
+    );
+    const mastery = await store.all<Record<string, unknown>>(
+      "SELECT * FROM student_mastery ORDER BY student_key, topic_id",
+    );
+    expect(mastery).toHaveLength(4);
+    features.forEach((f, i) => {
+      const m = mastery[i] as Record<string, unknown>;
+      const pure = scoreRuleRow(f as RuleFeatureRow, config);
+      expect([m.student_key, m.topic_id]).toEqual([f.student_key, f.topic_id]);
+      expect(m.mastery_score).toBe(pure.score);
+      expect(m.explanation).toBe(JSON.stringify(pure.explanation));
+      expect(m.score_source).toBe("rule_based");
+      expect(m.model_version).toBe(modelVersion);
+      expect((m.as_of as Date).toISOString()).toBe(T.toISOString());
+    });
+    store.close();
+  });
+
+  it("appends history only for new or changed scores", async () => {
+    const store = await DuckStore.open(":memory:");
+    await insertEvents(store, LOG);
+    await scoreRules(store, { asOf: T });
+    const again = await scoreRules(store, { asOf: T });
+    expect(again.changed).toBe(0);
+    // one new attempt for s1/t1 changes only that score
+    await insertEvents(store, [quiz("s1", "t1", -0.5, true)]);
+    const later = new Date(T.getTime() + DAY);
+    await buildFeatures(store, later);
+    const res = await scoreRules(store); // the latest snapshot
+    expect(res.asOf.toISOString()).toBe(later.toISOString());
+    expect(res.builtFeatures).toBe(false);
+    // every key's recency moved by a day, so its score changes, except s2/t2: its only event is
+    // 95 days old, outside every window, so λ = 0 and its score stays exactly the prior
+    const hist = await store.all<{ student_key: string; topic_id: string; n: bigint }>(
+      "SELECT student_key, topic_id, count(*) AS n FROM student_mastery_history GROUP BY ALL ORDER BY 1, 2",
+    );
+    expect(hist.map((h) => [h.student_key, h.topic_id, Number(h.n)])).toEqual([
+      ["s1", "t1", 2],
+      ["s1", "t2", 2],
+      ["s2", "t1", 2],
+      ["s2", "t2", 1],
+    ]);
+    expect(res.changed).toBe(3);
+    const cur = await store.all<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery");
+    expect(cur[0]?.n).toBe(4n);
+    store.close();
+  });
+
+  it("uses the config it is given and rejects a bad one naming the key", async () => {
+    const store = await DuckStore.open(":memory:");
+    await insertEvents(store, LOG);
+    const bad = join(tmpdir(), `rule-weights-bad-${process.pid}.yaml`);
+    writeFileSync(
+      bad,
+      "prior: 0.5\nshrinkage_k: 5\nevidence_half_life_days: 14\ninactivity_half_life_days: 30\nweights: {accuracy: 1, recency: 0, trend: 0, hint_usage: 0, assignment_score: 0, practice_success: 0, video_completio: 0}\nnormalization: {hint_rate_max: 2, trend_slope_full: 0.03, trend_min_attempts: 5}\n",
+    );
+    await expect(scoreRules(store, { asOf: T, configPath: bad })).rejects.toThrow(
+      /weights: unknown key "video_completio"/,
+    );
+    store.close();
+  });
+});
