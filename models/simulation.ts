@@ -12,7 +12,7 @@
  *  - forgetting: between events K decays toward a durable floor with a half-life,
  *    K(t) = F + (P - F) 2^(-dt / h) (Ebbinghaus-style exponential forgetting); each event
  *    consolidates part of the gain into F, and spaced practice lengthens h (spacing effect);
- *  - answers: an item with threshold tau is known with probability sigma(8 (K - tau)), and a
+ *  - answers: an item with threshold tau is known with probability sigma(12 (K - tau)), and a
  *    known item is answered correctly unless the student slips; an unknown one by a guess
  *    (BKT-style guess/slip, Corbett & Anderson 1995);
  *  - hints, rewinds, time spent, practice attempts and chatbot requests grow with 1 - K.
@@ -28,7 +28,7 @@ const STREAM_STUDENTS = 0x40000000;
 
 const SEC_PER_DAY = 86400;
 /** Slope of the item characteristic curve on the K scale. */
-export const ITEM_SLOPE = 8;
+export const ITEM_SLOPE = 12;
 const CLASS_SIZE = 25;
 const CLASSES_PER_SCHOOL = 12;
 const TOPICS_PER_CHAPTER = 8;
@@ -62,7 +62,7 @@ const CONCEPTS = [
   "Extensions",
 ];
 
-export const clamp = (x: number, lo: number, hi: number): number => (x < lo ? lo : x > hi ? hi : x);
+export const clamp = (x: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, x));
 export const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 
 /** Knowledge after a learning step with rate r (linear-operator model). */
@@ -184,7 +184,7 @@ export function buildCurriculum(seed: number, nTopics: number): Curriculum {
         questionStart[t] = thresholds.length;
         const nQ = 8 + rng.int(13);
         for (let q = 0; q < nQ; q++) {
-          thresholds.push(clamp(0.3 + 0.35 * d + 0.12 * rng.normal(), 0.08, 0.92));
+          thresholds.push(clamp(0.3 + 0.35 * d + 0.08 * rng.normal(), 0.08, 0.92));
           // multiple choice (4-5 options) vs short answer
           guesses.push(rng.next() < 0.7 ? 0.2 + 0.05 * rng.int(2) : 0.05);
         }
@@ -320,8 +320,11 @@ const VIDEO = 1;
 const PRACTICE = 2;
 const ASSIGNMENT = 3;
 const CHATBOT = 4;
-/** Base type mix before state-dependent modulation (the generated mix stays close to it). */
-const BASE_MIX = [0.6, 0.15, 0.12, 0.05, 0.08];
+/**
+ * Type-mix weights before state-dependent modulation; calibrated so that the generated mix comes
+ * out near 60% quiz, 15% video, 12% practice, 5% assignment, 8% chatbot.
+ */
+const BASE_MIX = [0.6, 0.172, 0.12, 0.043, 0.075];
 const WEEKEND_ACTIVITY = 0.45;
 const EVENTS_PER_SESSION = 8;
 
@@ -346,7 +349,6 @@ const ACTIVITY_B = 0.9;
  * students, so a simulator instance is cheap to run over millions of students.
  */
 export class StudentSimulator {
-  private readonly T: number;
   private readonly peak: Float64Array;
   private readonly floor: Float64Array;
   private readonly lastT: Float64Array;
@@ -380,7 +382,6 @@ export class StudentSimulator {
     private readonly cohort: Cohort,
   ) {
     const T = curriculum.nTopics;
-    this.T = T;
     this.peak = new Float64Array(T);
     this.floor = new Float64Array(T);
     this.lastT = new Float64Array(T);
@@ -539,7 +540,7 @@ export class StudentSimulator {
               const pk = pKnowItem(k, cur.questionThreshold[q]!);
               const hints = Math.min(4, rng.poisson(this.hintPropensity * (1 - pk) * 1.2));
               // a retry after a wrong answer has one option fewer; hints raise a guesser's odds
-              const guess = Math.min(0.9, cur.questionGuess[q]! * (1 + 0.4 * (attempt - 1)) + 0.08 * hints);
+              const guess = Math.min(0.9, cur.questionGuess[q]! * (1 + 0.4 * (attempt - 1)) + 0.04 * hints);
               const correct = rng.next() < pCorrect(pk, guess, this.slip);
               const spent = Math.max(
                 2,

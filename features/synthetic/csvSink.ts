@@ -128,7 +128,7 @@ export class CsvChunkSink implements EventSink {
   readonly assignmentRows = new ByteChunk(1 << 19);
   readonly chatbotRows = new ByteChunk(1 << 19);
   readonly truthRows = new ByteChunk(1 << 20);
-  readonly counts: SinkCounts = { quiz: 0, video: 0, practice: 0, assignment: 0, chatbot: 0, truth: 0 };
+  counts: SinkCounts = { quiz: 0, video: 0, practice: 0, assignment: 0, chatbot: 0, truth: 0 };
 
   private studentId: Uint8Array = new Uint8Array(0);
   /** digits of the student index inside event ids */
@@ -139,9 +139,11 @@ export class CsvChunkSink implements EventSink {
 
   constructor(private readonly f: FormatTables) {}
 
-  /** Hands the accumulated rows over (each an own buffer) and starts empty chunks. */
-  take(): Record<OutputFile, Uint8Array> {
-    return {
+  /** Hands the accumulated rows (each an own buffer) and their counts over, and starts empty chunks. */
+  take(): { chunks: Record<OutputFile, Uint8Array>; counts: SinkCounts } {
+    const counts = this.counts;
+    this.counts = { quiz: 0, video: 0, practice: 0, assignment: 0, chatbot: 0, truth: 0 };
+    const chunks = {
       "quiz_attempts.csv": this.quizRows.take(),
       "assignments.csv": this.assignmentRows.take(),
       "videos.csv": this.videoRows.take(),
@@ -149,6 +151,7 @@ export class CsvChunkSink implements EventSink {
       "chatbot.csv": this.chatbotRows.take(),
       "ground_truth.csv": this.truthRows.take(),
     };
+    return { chunks, counts };
   }
 
   beginStudent(student: number, school: number, klass: number, grade: number): void {

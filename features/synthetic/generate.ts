@@ -132,16 +132,15 @@ export function setupSynthetic(o: GenerateOptions): SyntheticSetup {
   return { params, curriculum, cohort, tables, students: o.students };
 }
 
-/** Simulates students [from, to) into one CSV chunk per file. */
+/** Simulates students [from, to) into one CSV chunk per file (the sink is reused across blocks). */
 export function generateBlock(
-  setup: SyntheticSetup,
   simulator: StudentSimulator,
+  sink: CsvChunkSink,
   from: number,
   to: number,
 ): BlockResult {
-  const sink = new CsvChunkSink(setup.tables);
   for (let s = from; s < to; s++) simulator.run(s, sink);
-  return { chunks: sink.take(), counts: sink.counts };
+  return sink.take();
 }
 
 export function topicsJson(c: Curriculum): string {
@@ -201,9 +200,10 @@ export async function generateSynthetic(o: GenerateOptions): Promise<GenerateMan
   const workers = Math.min(o.workers ?? defaultWorkers(), nBlocks > 1 ? nBlocks : 0);
   if (workers <= 0) {
     const simulator = new StudentSimulator(setup.params, curriculum, cohort);
+    const sink = new CsvChunkSink(setup.tables);
     for (let b = 0; b < nBlocks; b++) {
       const from = b * BLOCK_STUDENTS;
-      await consume(b, generateBlock(setup, simulator, from, Math.min(o.students, from + BLOCK_STUDENTS)));
+      await consume(b, generateBlock(simulator, sink, from, Math.min(o.students, from + BLOCK_STUDENTS)));
     }
   } else {
     await runWithWorkers(o, workers, nBlocks, consume);
