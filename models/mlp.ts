@@ -241,13 +241,16 @@ const tfHandles = new Map<string, Promise<TfHandle>>();
  * @tensorflow/tfjs-backend-wasm package (a file path), never fetched; if WASM cannot start, 'cpu' is used
  * and the reason is recorded in the training log.
  */
-export function loadTf(preferred: "wasm" | "cpu" = "wasm"): Promise<TfHandle> {
+export async function loadTf(preferred: "wasm" | "cpu" = "wasm"): Promise<TfHandle> {
   let h = tfHandles.get(preferred);
   if (h === undefined) {
     h = initTf(preferred);
     tfHandles.set(preferred, h);
   }
-  return h;
+  const handle = await h;
+  // The active backend is global to tfjs: re-select ours in case a call for the other backend switched it.
+  if (handle.tf.getBackend() !== handle.backend) await handle.tf.setBackend(handle.backend);
+  return handle;
 }
 
 async function initTf(preferred: "wasm" | "cpu"): Promise<TfHandle> {
@@ -518,6 +521,9 @@ export class MlpRegressor {
         const log: EpochLog = { epoch, trainLoss: lossSum / nTrain, validationLoss };
         history.push(log);
         opts.onEpoch?.(log, p.maxEpochs);
+        // Let timers and I/O run between epochs (a long fit must not freeze a server's event loop).
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (tf.getBackend() !== backend) await tf.setBackend(backend);
         if (validationLoss < best - p.minDelta) {
           best = validationLoss;
           bestEpoch = epoch;

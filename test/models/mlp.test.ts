@@ -209,6 +209,22 @@ describe("MlpRegressor training mechanics", () => {
     expect(m.predictOne([12, 0.5])).toBeCloseTo(36 - 1 + 1, 3);
   });
 
+  it("trains on the cpu backend too (same seed: same model up to float32 rounding) and switches back", async () => {
+    const { X, y } = smoothTask(300, 3, 4);
+    const opts = { hidden: [8], maxEpochs: 3, batchSize: 50 };
+    const onCpu = await new MlpRegressor(opts).fit(X, y, { backend: "cpu" });
+    const onWasm = await new MlpRegressor(opts).fit(X, y);
+    expect(onCpu.training!.backend).toBe("cpu");
+    expect(onWasm.training!.backend).toBe("wasm");
+    const { tf } = await loadTf();
+    expect(tf.getBackend()).toBe("wasm");
+    const a = onCpu.predict(X);
+    const b = onWasm.predict(X);
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    expect(worst).toBeLessThan(1e-4);
+  });
+
   it("accepts column-major matrices", async () => {
     const { X, y } = smoothTask(300, 2, 9);
     const col = new Float64Array(X.data.length);
