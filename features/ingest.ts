@@ -690,7 +690,7 @@ async function ingestTopicsFile(
     for (const t of good) {
       await store.run(
         `INSERT OR REPLACE INTO topics VALUES ($topic_id, $name, $chapter_id, $subject_id, $course_id,
-           $difficulty, $prereq, $content_length)`,
+           $difficulty, from_json($prereq, '["VARCHAR"]'), $content_length)`,
         {
           topic_id: t.topic_id,
           name: t.name ?? null,
@@ -698,7 +698,7 @@ async function ingestTopicsFile(
           subject_id: t.subject_id,
           course_id: t.course_id,
           difficulty: t.difficulty_estimate,
-          prereq: listValue(t.prerequisites),
+          prereq: JSON.stringify(t.prerequisites),
           content_length: t.content_length,
         },
       );

@@ -1,0 +1,424 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BUILTIN_MAPPINGS, checkMapping, MappingError } from "../../features/columnMappings.ts";
+import { ingestEvents, ingestFile, ingestPaths } from "../../features/ingest.ts";
+import { Pseudonymizer } from "../../features/pseudonymize.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+
+const KEY = "test-key-0123456789abcdef";
+const pseudonymizer = new Pseudonymizer(KEY);
+const NOW = new Date("2026-02-01T00:00:00Z");
+const opts = { pseudonymizer, now: NOW };
+const DATA = join(import.meta.dirname, "../../../shared/data");
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "mastery-ingest-"));
+});
+
+function write(name: string, text: string): string {
+  const path = join(dir, name);
+  mkdirSync(join(path, ".."), { recursive: true });
+  writeFileSync(path, text);
+  return path;
+}
+
+/** Every VARCHAR (or list) cell of every persistent table containing `needle`. */
+async function leaks(store: DuckStore, needles: string[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const table of await store.tableNames()) {
+    const cols = await store.all<{ column_name: string }>(
+      `SELECT column_name FROM information_schema.columns
+       WHERE table_schema = 'main' AND table_name = $t AND data_type LIKE 'VARCHAR%'`,
+      { t: table },
+    );
+    for (const { column_name } of cols) {
+      for (const needle of needles) {
+        const r = await store.one<{ n: bigint }>(
+          `SELECT count(*) AS n FROM "${table}" WHERE contains(CAST("${column_name}" AS VARCHAR), $needle)`,
+          { needle },
+        );
+        if (Number(r?.n) > 0) found.push(`${table}.${column_name} contains ${needle}`);
+      }
+    }
+  }
+  return found;
+}
+
+const QUIZ_HEADER =
+  "event_id,student_id,timestamp,topic_id,question_id,is_correct,time_spent_sec,attempt_number,hints_used,school_id,class_id,grade";
+
+describe("CSV ingest", () => {
+  let store: DuckStore;
+  beforeAll(async () => {
+    store = await DuckStore.open(":memory:");
+  });
+  afterAll(() => store.close());
+
+  it("keeps valid neighbours of bad rows, dead-letters each bad field with its row number", async () => {
+    const path = write(
+      "a/quiz_attempts.csv",
+      [
+        QUIZ_HEADER,
+        "e1,RAWSTUDENT-ALPHA,2026-01-05T10:00:00Z,t1,q1,true,12.5,1,0,sch,c1,7",
+        "e2,RAWSTUDENT-BETA,2026-01-05T10:00:00+02:00,t1,q2,false,-3,1,0,,,",
+        "e3,RAWSTUDENT-ALPHA,2026-01-05 10:00,t1,q2,maybe,3,0,1.5,,,13",
+        "e1,RAWSTUDENT-ALPHA,2026-01-05T10:00:00Z,t1,q1,true,12.5,1,0,sch,c1,7",
+        "e4,RAWSTUDENT-GAMMA,2026-01-05T11:00:00Z,,q2,true,3,2,0,,,",
+        "e5,RAWSTUDENT-BETA,2026-01-05T12:30:00-05:00,t2,q3,false,,,,,,",
+      ].join("\n"),
+    );
+    const r = await ingestFile(store, path, opts);
+    expect(r).toMatchObject({ source: "quiz_attempts.csv", accepted: 2, duplicate: 1, rejected: 3 });
+    const dead = await store.all(
+      "SELECT row_number, event_id, field, reason FROM dead_letter ORDER BY row_number, field",
+    );
+    expect(dead.map((d) => [Number(d.row_number), d.event_id, d.field])).toEqual([
+      [2, "e2", "time_spent_sec"],
+      [3, "e3", "attempt_number"],
+      [3, "e3", "grade"],
+      [3, "e3", "hints_used"],
+      [3, "e3", "is_correct"],
+      [3, "e3", "timestamp"],
+      [5, "e4", "topic_id"],
+    ]);
+    expect(dead[0]?.reason).toBe("quiz_attempt.time_spent_sec must be >= 0 (got -3)");
+    const rows = await store.all(
+      "SELECT event_id, student_key, strftime(ts, '%Y-%m-%d %H:%M:%S') AS ts, is_correct, time_spent_sec, grade, source FROM raw_events ORDER BY event_id",
+    );
+    expect(rows).toEqual([
+      {
+        event_id: "e1",
+        student_key: pseudonymizer.studentKey("RAWSTUDENT-ALPHA"),
+        ts: "2026-01-05 10:00:00",
+        is_correct: true,
+        time_spent_sec: 12.5,
+        grade: 7,
+        source: "quiz_attempts.csv",
+      },
+      {
+        event_id: "e5",
+        student_key: pseudonymizer.studentKey("RAWSTUDENT-BETA"),
+        ts: "2026-01-05 17:30:00", // -05:00 stored in UTC
+        is_correct: false,
+        time_spent_sec: null,
+        grade: null,
+        source: "quiz_attempts.csv",
+      },
+    ]);
+  });
+
+  it("counts re-ingested events as duplicates against the store", async () => {
+    const r = await ingestFile(store, join(dir, "a/quiz_attempts.csv"), opts);
+    expect(r).toMatchObject({ accepted: 0, duplicate: 3, rejected: 3 });
+    const n = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM raw_events");
+    expect(Number(n?.n)).toBe(2);
+  });
+
+  it("fans an assignment out to one row per topic with the same event_id", async () => {
+    const path = write(
+      "b/assignments.csv",
+      [
+        "event_id,student_id,timestamp,topic_ids,assignment_id,score_pct",
+        "as1,RAWSTUDENT-ALPHA,2026-01-06T10:00:00Z,t1|t2|t3,A,85",
+        "as2,RAWSTUDENT-BETA,2026-01-06T10:00:00Z,t1||t2,A,101",
+      ].join("\n"),
+    );
+    const r = await ingestFile(store, path, opts);
+    expect(r).toMatchObject({ accepted: 1, duplicate: 0, rejected: 1 });
+    const rows = await store.all(
+      "SELECT topic_id, score_pct FROM raw_events WHERE event_id = 'as1' ORDER BY topic_id",
+    );
+    expect(rows).toEqual([
+      { topic_id: "t1", score_pct: 85 },
+      { topic_id: "t2", score_pct: 85 },
+      { topic_id: "t3", score_pct: 85 },
+    ]);
+    const again = await ingestFile(store, path, opts);
+    expect(again).toMatchObject({ accepted: 0, duplicate: 1, rejected: 1 });
+  });
+
+  it("keeps row numbers in file order on a file large enough to be read in parallel", async () => {
+    const lines = [QUIZ_HEADER];
+    const bad = new Set([7, 30001, 59999]);
+    for (let i = 1; i <= 60000; i++) {
+      const spent = bad.has(i) ? "-1" : "4";
+      lines.push(
+        `big${i},RAWSTUDENT-${i % 97},2026-01-05T10:00:00Z,t${i % 13},q${i % 101},true,${spent},1,0,,,`,
+      );
+    }
+    const big = await DuckStore.open(":memory:");
+    const r = await ingestFile(big, write("c/quiz_attempts.csv", lines.join("\n")), opts);
+    expect(r).toMatchObject({ accepted: 59997, duplicate: 0, rejected: 3 });
+    const dead = await big.all("SELECT row_number, event_id FROM dead_letter ORDER BY row_number");
+    expect(dead.map((d) => [Number(d.row_number), d.event_id])).toEqual([
+      [7, "big7"],
+      [30001, "big30001"],
+      [59999, "big59999"],
+    ]);
+    big.close();
+  });
+});
+
+describe("ingestPaths over a directory of every format", () => {
+  it("loads topics, CSV, Parquet, JSONL and xAPI; no raw student id reaches any table", async () => {
+    const d = join(dir, "all");
+    const raw = ["RAWSTUDENT-ONE", "RAWSTUDENT-TWO", "raw.three@example.org", "RAWSTUDENT-FOUR"];
+    write(
+      "all/topics.json",
+      JSON.stringify([
+        {
+          topic_id: "t1",
+          name: "Fractions",
+          chapter_id: "c1",
+          subject_id: "math",
+          course_id: "m6",
+          difficulty_estimate: 0.3,
+          prerequisites: [],
+          content_length: 10,
+        },
+        { topic_id: "t2", chapter_id: "c1" },
+      ]),
+    );
+    write(
+      "all/videos.csv",
+      [
+        "event_id,student_id,timestamp,topic_id,video_id,watch_pct,watch_duration_sec,rewind_count",
+        `v1,${raw[0]},2026-01-05T10:00:00Z,t1,vid1,50,120,1`,
+        `v2,${raw[1]},2026-01-05T10:00:00Z,t1,vid1,150,120,1`,
+      ].join("\n"),
+    );
+    write(
+      "all/practice.jsonl",
+      [
+        JSON.stringify({
+          event_id: "p1",
+          type: "practice",
+          student_id: raw[0],
+          timestamp: "2026-01-05T10:00:00Z",
+          topic_id: "t1",
+          attempts: 4,
+          correct_count: 3,
+        }),
+        "",
+        "{not json",
+        JSON.stringify({
+          event_id: "p2",
+          type: "practice",
+          student_id: raw[3],
+          timestamp: "2026-01-05T10:00:00Z",
+          topic_id: "t1",
+          attempts: 2,
+          correct_count: 3,
+        }),
+      ].join("\n"),
+    );
+    write(
+      "all/statements.json",
+      JSON.stringify([
+        {
+          id: "x1",
+          actor: { mbox: `mailto:${raw[2]}` },
+          verb: { id: "http://adlnet.gov/expapi/verbs/answered" },
+          object: { id: "q1" },
+          result: { success: true, duration: "PT30S" },
+          context: { contextActivities: { parent: [{ id: "t1" }] } },
+          timestamp: "2026-01-05T10:00:00Z",
+        },
+        {
+          id: "x2",
+          actor: { account: { homePage: "https://lms", name: raw[1] } },
+          verb: { id: "http://adlnet.gov/expapi/verbs/answered" },
+          object: { id: "q1" },
+          result: { duration: "PT30S" },
+          context: { contextActivities: { parent: [{ id: "t1" }] } },
+          timestamp: "2026-01-05T10:00:00Z",
+        },
+      ]),
+    );
+    const store = await DuckStore.open(":memory:");
+    await store.run(
+      `COPY (SELECT 'c1' AS event_id, ${"'" + raw[3] + "'"} AS student_id, TIMESTAMPTZ '2026-01-05 10:00:00+00' AS timestamp,
+              't1' AS topic_id, 3 AS help_requests, 2 AS resolved_count) TO '${join(d, "chatbot.parquet")}' (FORMAT parquet)`,
+    );
+    const report = await ingestPaths(store, [d], opts);
+    const byFile = Object.fromEntries(
+      report.files.map((f) => [f.source, [f.format, f.accepted, f.duplicate, f.rejected]]),
+    );
+    expect(byFile).toEqual({
+      "topics.json": ["topics", 1, 0, 1],
+      "chatbot.parquet": ["parquet", 1, 0, 0],
+      "practice.jsonl": ["jsonl", 1, 0, 2],
+      "statements.json": ["xapi", 1, 0, 1],
+      "videos.csv": ["csv", 1, 0, 1],
+    });
+    expect(report.total).toEqual({ accepted: 4, duplicate: 0, rejected: 4 });
+    expect(report.files[0]?.source).toBe("topics.json"); // topics load before the events that use them
+
+    const jsonlDead = await store.all(
+      "SELECT row_number, field, reason FROM dead_letter WHERE source = 'practice.jsonl' ORDER BY row_number",
+    );
+    expect(jsonlDead.map((x) => [Number(x.row_number), x.field])).toEqual([
+      [3, "(row)"],
+      [4, "correct_count"],
+    ]);
+    const chat = await store.one(
+      "SELECT student_key, help_requests, strftime(ts, '%H:%M') AS t FROM raw_events WHERE event_id = 'c1'",
+    );
+    expect(chat).toEqual({ student_key: pseudonymizer.studentKey(raw[3]!), help_requests: 3, t: "10:00" });
+    const topic = await store.one("SELECT name, prerequisites FROM topics WHERE topic_id = 't1'");
+    expect(topic).toEqual({ name: "Fractions", prerequisites: [] });
+
+    expect(await leaks(store, raw)).toEqual([]);
+    store.close();
+  });
+});
+
+describe("ingestEvents (HTTP path)", () => {
+  it("stores valid events, returns the problems of invalid ones, and dedupes by event_id", async () => {
+    const store = await DuckStore.open(":memory:");
+    const ev = {
+      event_id: "h1",
+      type: "chatbot",
+      student_id: "RAWSTUDENT-H",
+      timestamp: "2026-01-05T10:00:00Z",
+      topic_id: "t1",
+      help_requests: 2,
+      resolved_count: 1,
+    };
+    const r = await ingestEvents(store, [ev, { ...ev, event_id: "h2", resolved_count: 5 }, ev], opts);
+    expect(r.accepted).toBe(1);
+    expect(r.duplicate).toBe(1);
+    expect(r.rejected).toBe(1);
+    expect(r.problems).toEqual([
+      {
+        index: 1,
+        eventId: "h2",
+        issues: [
+          {
+            field: "resolved_count",
+            reason: "chatbot.resolved_count must be <= chatbot.help_requests (got 5 > 2)",
+          },
+        ],
+      },
+    ]);
+    const dl = await store.one<{ source: string; payload: string }>(
+      "SELECT source, payload FROM dead_letter",
+    );
+    expect(dl?.source).toBe("api");
+    expect(JSON.parse(dl!.payload)).toMatchObject({ student_key: pseudonymizer.studentKey("RAWSTUDENT-H") });
+    expect(await leaks(store, ["RAWSTUDENT-H"])).toEqual([]);
+    store.close();
+  });
+});
+
+describe("real logs through column mappings", () => {
+  it("ingests ASSISTments as.csv: all 10,791 rows, synthetic monotone timestamps", async () => {
+    const store = await DuckStore.open(":memory:");
+    const r = await ingestFile(store, join(DATA, "assistments_raw/as.csv"), {
+      ...opts,
+      mapping: BUILTIN_MAPPINGS.assistments!,
+    });
+    expect(r).toMatchObject({ accepted: 10791, duplicate: 0, rejected: 0 });
+    const first = await store.one(
+      `SELECT topic_id, question_id, is_correct, time_spent_sec, attempt_number, hints_used, school_id, class_id,
+              strftime(ts, '%Y-%m-%dT%H:%M:%S') AS ts FROM raw_events WHERE event_id = 'assistments:33022537'`,
+    );
+    // 2008-09-01T00:00:00Z + 33,022,537 s = + 382 d 4 h 55 min 37 s = 2009-09-18T04:55:37Z.
+    expect(first).toEqual({
+      topic_id: "Box and Whisker",
+      question_id: "51424",
+      is_correct: true,
+      time_spent_sec: 32.454,
+      attempt_number: 1,
+      hints_used: 0,
+      school_id: "73",
+      class_id: "13241",
+      ts: "2009-09-18T04:55:37",
+    });
+    // attempt_count 0 (hints only) is clamped to attempt 1.
+    const hintsOnly = await store.one(
+      "SELECT attempt_number, hints_used, is_correct FROM raw_events WHERE event_id = 'assistments:35230695'",
+    );
+    expect(hintsOnly).toEqual({ attempt_number: 1, hints_used: 3, is_correct: false });
+    const agg = await store.one<{ students: bigint; topics: bigint }>(
+      "SELECT count(DISTINCT student_key) AS students, count(DISTINCT topic_id) AS topics FROM raw_events",
+    );
+    expect([Number(agg?.students), Number(agg?.topics)]).toEqual([902, 2]);
+    store.close();
+  });
+
+  it("ingests Cognitive Tutor ct.tsv: steps without a KC go to dead_letter, timestamps read as UTC", async () => {
+    const store = await DuckStore.open(":memory:");
+    const r = await ingestFile(store, join(DATA, "cognitive_tutor/ct.tsv"), {
+      ...opts,
+      mapping: BUILTIN_MAPPINGS.cognitive_tutor!,
+    });
+    expect(r).toMatchObject({ accepted: 14701, duplicate: 0, rejected: 3519 });
+    const reasons = await store.all("SELECT field, reason, count(*) AS n FROM dead_letter GROUP BY ALL");
+    expect(reasons).toEqual([{ field: "topic_id", reason: "quiz_attempt.topic_id is required", n: 3519n }]);
+    const row = await store.one(
+      "SELECT question_id, is_correct, time_spent_sec, hints_used, strftime(ts, '%Y-%m-%d %H:%M:%S') AS ts, topic_id FROM raw_events WHERE event_id = 'ct:1918'",
+    );
+    // Row 1918: RATIO2-001 / NumeratorQuantity1, first transaction 2006-11-14 10:17:05, no step duration.
+    expect(row).toEqual({
+      question_id: "RATIO2-001 / NumeratorQuantity1",
+      is_correct: false,
+      time_spent_sec: null,
+      hints_used: 0,
+      ts: "2006-11-14 10:17:05",
+      topic_id: "Enter given rate numerator",
+    });
+    const students = await store.all<{ s: string }>(
+      `SELECT DISTINCT "Anon Student Id" AS s FROM read_csv('${join(DATA, "cognitive_tutor/ct.tsv")}', delim='\t', header=true, all_varchar=true)`,
+    );
+    expect(students).toHaveLength(11);
+    expect(
+      await leaks(
+        store,
+        students.map((s) => s.s),
+      ),
+    ).toEqual([]);
+    store.close();
+  });
+});
+
+describe("mapping files", () => {
+  it("loads a JSON/YAML mapping through the same path and names a bad key", async () => {
+    expect(() => checkMapping({ fields: { event_id: { colum: "id" } } }, "m.json")).toThrow(
+      new MappingError("mapping m.json: fields.event_id.colum is not a known option"),
+    );
+    expect(() => checkMapping({ fields: { user: { column: "id" } } }, "m.json")).toThrow(
+      /fields.user is not a contract field/,
+    );
+    const mapping = checkMapping(
+      {
+        name: "lms",
+        type: "video",
+        fields: {
+          event_id: { column: "id" },
+          student_id: { column: "learner" },
+          timestamp: { column: "when", timestamp: "naive-utc" },
+          topic_id: { column: "topic" },
+          video_id: { column: "clip" },
+          watch_pct: { column: "share", divide: 0.01 },
+        },
+      },
+      "inline",
+    );
+    const store = await DuckStore.open(":memory:");
+    const path = write(
+      "m/export.csv",
+      "id,learner,when,topic,clip,share\nv9,RAWSTUDENT-M,2026-01-05 10:00:00,t1,c,0.25\n",
+    );
+    const r = await ingestFile(store, path, { ...opts, mapping });
+    expect(r).toMatchObject({ accepted: 1, rejected: 0 });
+    expect(await store.one("SELECT type, watch_pct FROM raw_events")).toEqual({
+      type: "video",
+      watch_pct: 25,
+    });
+    store.close();
+  });
+});
