@@ -111,6 +111,10 @@ export interface MlpFitOptions {
   backend?: "wasm" | "cpu";
 }
 
+/**
+ * Registry form: plain arrays only. Each layer's W is row-major [nIn, nOut] (ONNX Gemm's B with transB = 0);
+ * the network applies (x - mean) / std first, then the layers, then the output link.
+ */
 export interface MlpJSON {
   kind: "mlp";
   version: 1;
