@@ -40,7 +40,11 @@ export interface BktOptions {
   seed: number;
   /** Maximum EM iterations per restart. */
   maxIter: number;
-  /** Stop when the absolute change of a skill's total log-likelihood between iterations is below this (pyBKT: 1e-3). */
+  /**
+   * Stop when the absolute change of a skill's total log-likelihood between iterations is below this (nats).
+   * Default 0.1: pyBKT's C++ build compares log-likelihoods truncated to integers against its 1e-3
+   * (E_step.cpp returns PyLong_FromLong(total_loglike)), so it effectively stops at changes below ~1 nat.
+   */
   tol: number;
   bounds: BktBounds;
 }
@@ -63,7 +67,7 @@ export const DEFAULT_BKT_OPTIONS: Readonly<BktOptions> = Object.freeze({
   restarts: 5,
   seed: 42,
   maxIter: 100,
-  tol: 1e-3,
+  tol: 0.1,
   bounds: DEFAULT_BKT_BOUNDS,
 });
 
