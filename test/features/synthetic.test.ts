@@ -368,4 +368,61 @@ describe("synthetic generator: realism", () => {
     expect(decreased / idlePairs).toBeGreaterThan(0.9);
     expect(totalDrop / idlePairs).toBeGreaterThan(0.002);
   });
+
+  it("students meet the topics of a subject in curriculum order", () => {
+    const topics = JSON.parse(readFileSync(join(dir, "topics.json"), "utf8")) as {
+      topic_id: string;
+      subject_id: string;
+    }[];
+    const subjectOf = new Map(topics.map((t) => [t.topic_id, t.subject_id]));
+    // first time each (student, topic) appears, in event time
+    const first = new Map<string, string>();
+    for (const file of ["quiz_attempts.csv", "videos.csv", "practice.csv", "chatbot.csv"]) {
+      const t = readCsv(dir, file);
+      const [s, tp, ts] = ["student_id", "topic_id", "timestamp"].map((n) => col(t, n));
+      for (const r of t.rows) {
+        const key = `${r[s!]}|${r[tp!]}`;
+        const prev = first.get(key);
+        if (prev === undefined || r[ts!]! < prev) first.set(key, r[ts!]!);
+      }
+    }
+    const sequences = new Map<string, [string, string][]>(); // student|subject -> (time, topic)
+    for (const [key, ts] of first) {
+      const [s, topic] = key.split("|") as [string, string];
+      const k = `${s}|${subjectOf.get(topic)}`;
+      sequences.set(k, [...(sequences.get(k) ?? []), [ts, topic]]);
+    }
+    let pairs = 0;
+    let inOrder = 0;
+    for (const seq of sequences.values()) {
+      seq.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : 1));
+      for (let i = 1; i < seq.length; i++) {
+        pairs++;
+        if (seq[i]![1] > seq[i - 1]![1]) inOrder++;
+      }
+    }
+    expect(pairs).toBeGreaterThan(500);
+    expect(inOrder / pairs).toBeGreaterThan(0.99);
+  });
+
+  it("students differ in activity and in knowledge", () => {
+    const q = readCsv(dir, "quiz_attempts.csv");
+    const perStudent = new Map<string, number>();
+    for (const r of q.rows)
+      perStudent.set(r[col(q, "student_id")]!, (perStudent.get(r[col(q, "student_id")]!) ?? 0) + 1);
+    const counts = [...perStudent.values()];
+    const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
+    const sd = Math.sqrt(counts.reduce((a, b) => a + (b - mean) ** 2, 0) / counts.length);
+    expect(sd / mean).toBeGreaterThan(0.3);
+    // mean final-day latent per student
+    const finalLatent = new Map<string, number[]>();
+    for (const [key, v] of truth) {
+      const [s, , d] = key.split("|") as [string, string, string];
+      if (d === "2026-09-28") finalLatent.set(s, [...(finalLatent.get(s) ?? []), v]);
+    }
+    const means = [...finalLatent.values()].map((v) => v.reduce((a, b) => a + b, 0) / v.length);
+    const m = means.reduce((a, b) => a + b, 0) / means.length;
+    const spread = Math.sqrt(means.reduce((a, b) => a + (b - m) ** 2, 0) / means.length);
+    expect(spread).toBeGreaterThan(0.05);
+  });
 });
