@@ -37,7 +37,10 @@ export function register(program: Command): void {
       "ground-truth snapshot every N days plus the final day (0 = final day only)",
       "7",
     )
-    .option("--workers <n>", "worker threads (0 = main thread only); does not change the output")
+    .option(
+      "--workers <n>",
+      "worker threads (0 = main thread only; default: one per core from 20,000 students); does not change the output",
+    )
     .addHelpText(
       "after",
       `

@@ -47,7 +47,10 @@ export interface GenerateOptions {
   /** Ground-truth snapshot every this many days plus the final day; 0 = final day only. */
   truthEvery: number;
   outDir: string;
-  /** Worker threads; 0 = generate on the calling thread. Does not change the output. */
+  /**
+   * Worker threads; 0 = generate on the calling thread. Default: one per core for runs of at
+   * least WORKERS_FROM_STUDENTS students, else 0. Does not change the output.
+   */
   workers?: number;
   /** Called after each block is written. */
   onProgress?: (studentsDone: number, events: number) => void;
@@ -197,7 +200,9 @@ export async function generateSynthetic(o: GenerateOptions): Promise<GenerateMan
     );
   };
 
-  const workers = Math.min(o.workers ?? defaultWorkers(), nBlocks > 1 ? nBlocks : 0);
+  // Starting a worker (tsx loader + compile) costs ~0.5 s, so small runs stay on this thread.
+  const wanted = o.workers ?? (o.students >= WORKERS_FROM_STUDENTS ? defaultWorkers() : 0);
+  const workers = Math.min(wanted, nBlocks > 1 ? nBlocks : 0);
   if (workers <= 0) {
     const simulator = new StudentSimulator(setup.params, curriculum, cohort);
     const sink = new CsvChunkSink(setup.tables);
@@ -275,9 +280,14 @@ export async function generateSynthetic(o: GenerateOptions): Promise<GenerateMan
   return manifest;
 }
 
+/** Worker threads used by default for large runs: one per core (up to 4), none on a single core. */
 export function defaultWorkers(): number {
-  return Math.max(0, Math.min(4, availableParallelism()));
+  const cores = availableParallelism();
+  return cores >= 2 ? Math.min(4, cores) : 0;
 }
+
+/** Below this many students the default is to generate on the calling thread. */
+export const WORKERS_FROM_STUDENTS = 20 * BLOCK_STUDENTS;
 
 /**
  * Farms blocks out to worker threads (each builds the same setup from the options) and writes
