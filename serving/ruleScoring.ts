@@ -2,9 +2,10 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { DuckDBDoubleVector } from "@duckdb/node-api";
+import { DOUBLE, DuckDBDataChunk, type DuckDBDoubleVector, VARCHAR } from "@duckdb/node-api";
 import { parse as parseYaml } from "yaml";
 import { buildFeatures, resolveAsOf } from "../features/windows.ts";
+import type { Explanation, Factor } from "../models/explanation.ts";
 import {
   parseRuleConfig,
   RULE_FEATURE_COLUMNS,
@@ -107,31 +108,22 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     const { rid, cols, n } = await readFeatureColumns(store, asOfUs);
     scored = n;
     await store.run(
-      "CREATE OR REPLACE TEMP TABLE rule_scores (rid BIGINT, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
+      "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
     );
-    const appender = await store.conn.createAppender("rule_scores", "main", "temp");
-    const step = Math.max(1, Math.floor(n / 20));
-    scoreRuleColumns(cols, n, config, (i, r) => {
-      appender.appendBigInt(BigInt(rid[i] as number));
-      appender.appendDouble(r.score);
-      appender.appendVarchar(JSON.stringify(r.explanation));
-      appender.endRow();
-      if (opts.onProgress && (i + 1) % step === 0) opts.onProgress(i + 1, n);
-    });
-    appender.closeSync();
-    opts.onProgress?.(n, n);
+    await appendScores(store, rid, cols, n, config, opts.onProgress);
 
     const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n };
-    const joined = `
+    await store.run(`
+      CREATE OR REPLACE TEMP TABLE rule_scored AS
       SELECT f.student_key, f.topic_id, r.score, f.as_of, r.explanation
-      FROM temp.rule_scores r JOIN features f ON f.rowid = r.rid`;
+      FROM temp.rule_scores r JOIN features f ON f.rowid = r.rid::BIGINT`);
     const before = await historyCount(store);
     await store.run(
       `INSERT INTO student_mastery_history
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
        SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
               make_timestamp($now::BIGINT)
-       FROM (${joined}) s
+       FROM temp.rule_scored s
        LEFT JOIN student_mastery m
          ON m.student_key = s.student_key AND m.topic_id = s.topic_id AND m.score_source = 'rule_based'
        WHERE m.mastery_score IS DISTINCT FROM s.score`,
@@ -143,16 +135,76 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
        SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
               make_timestamp($now::BIGINT)
-       FROM (${joined}) s
+       FROM temp.rule_scored s
        ON CONFLICT (student_key, topic_id, score_source) DO UPDATE SET
          mastery_score = excluded.mastery_score, model_version = excluded.model_version,
          as_of = excluded.as_of, explanation = excluded.explanation, last_updated = excluded.last_updated`,
       params,
     );
     await store.run("DROP TABLE temp.rule_scores");
+    await store.run("DROP TABLE temp.rule_scored");
   });
   await createRollupViews(store);
   return { asOf, modelVersion, scored, changed, builtFeatures, millis: performance.now() - started };
+}
+
+const CHUNK = 2048;
+
+/**
+ * Scores all rows and bulk-loads (rid, score, explanation JSON) into temp.rule_scores in data
+ * chunks of 2048 rows (one native call per column per chunk instead of one per value).
+ */
+async function appendScores(
+  store: DuckStore,
+  rid: Float64Array,
+  cols: RuleFeatureColumns,
+  n: number,
+  config: RuleConfig,
+  onProgress: ((done: number, total: number) => void) | undefined,
+): Promise<void> {
+  const appender = await store.conn.createAppender("rule_scores", "main", "temp");
+  const ridBuf: number[] = new Array(CHUNK);
+  const scoreBuf: number[] = new Array(CHUNK);
+  const jsonBuf: string[] = new Array(CHUNK);
+  let fill = 0;
+  const flush = (): void => {
+    if (fill === 0) return;
+    const chunk = DuckDBDataChunk.create([DOUBLE, DOUBLE, VARCHAR], fill);
+    chunk.setColumnValues(0, fill === CHUNK ? ridBuf : ridBuf.slice(0, fill));
+    chunk.setColumnValues(1, fill === CHUNK ? scoreBuf : scoreBuf.slice(0, fill));
+    chunk.setColumnValues(2, fill === CHUNK ? jsonBuf : jsonBuf.slice(0, fill));
+    appender.appendDataChunk(chunk);
+    fill = 0;
+  };
+  const step = Math.max(CHUNK, Math.floor(n / 20));
+  scoreRuleColumns(cols, n, config, (i, r) => {
+    ridBuf[fill] = rid[i] as number;
+    scoreBuf[fill] = r.score;
+    jsonBuf[fill] = explanationJson(r.explanation);
+    if (++fill === CHUNK) flush();
+    if (onProgress && (i + 1) % step === 0) onProgress(i + 1, n);
+  });
+  flush();
+  appender.closeSync();
+  onProgress?.(n, n);
+}
+
+/**
+ * JSON.stringify(e) for an Explanation, written out (about twice as fast over a million rows).
+ * Factor names are machine identifiers (no characters needing escapes); a test checks the
+ * output is byte-identical to JSON.stringify.
+ */
+export function explanationJson(e: Explanation): string {
+  let s = `{"base":${num(e.base)},"factors":[`;
+  for (let i = 0; i < e.factors.length; i++) {
+    const f = e.factors[i] as Factor;
+    s += `${i ? "," : ""}{"name":${JSON.stringify(f.name)},"value":${num(f.value)},"contribution":${num(f.contribution)}}`;
+  }
+  return `${s}],"rest":${num(e.rest)},"score":${num(e.score)}}`;
+}
+
+function num(v: number): string {
+  return Number.isFinite(v) ? String(v) : "null";
 }
 
 async function historyCount(store: DuckStore): Promise<number> {
