@@ -156,3 +156,112 @@ export const CORE_DDL: readonly string[] = [
      PRIMARY KEY (student_key, topic_id)
    )`,
 ];
+
+/**
+ * Model registry tables (registry/), created by the registry store on open, on DuckDB or PostgreSQL
+ * (storage/postgres.ts pgDialectDdl maps DOUBLE). JSON columns hold JSON text. A version's artifact
+ * files live in the content-addressed artifact store under their sha256; model_artifacts maps
+ * (name, version, relative path) to that hash, so identical files are stored once.
+ */
+export const REGISTRY_DDL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS model_versions (
+     name VARCHAR NOT NULL,
+     version INTEGER NOT NULL,
+     kind VARCHAR NOT NULL,
+     params VARCHAR NOT NULL,
+     metrics VARCHAR NOT NULL,
+     data_from TIMESTAMP,
+     data_to TIMESTAMP,
+     data_file VARCHAR,
+     data_hash VARCHAR,
+     data_rows BIGINT,
+     feature_schema_hash VARCHAR NOT NULL,
+     code_commit VARCHAR NOT NULL,
+     parent_name VARCHAR,
+     parent_version INTEGER,
+     description VARCHAR,
+     created_by VARCHAR NOT NULL,
+     created_at TIMESTAMP NOT NULL,
+     PRIMARY KEY (name, version)
+   )`,
+  `CREATE TABLE IF NOT EXISTS model_tags (
+     name VARCHAR NOT NULL,
+     version INTEGER NOT NULL,
+     tag VARCHAR NOT NULL,
+     PRIMARY KEY (name, version, tag)
+   )`,
+  `CREATE TABLE IF NOT EXISTS model_artifacts (
+     name VARCHAR NOT NULL,
+     version INTEGER NOT NULL,
+     path VARCHAR NOT NULL,
+     sha256 VARCHAR NOT NULL,
+     size_bytes BIGINT NOT NULL,
+     PRIMARY KEY (name, version, path)
+   )`,
+  `CREATE TABLE IF NOT EXISTS model_aliases (
+     name VARCHAR NOT NULL,
+     alias VARCHAR NOT NULL,
+     version INTEGER NOT NULL,
+     updated_by VARCHAR NOT NULL,
+     updated_at TIMESTAMP NOT NULL,
+     PRIMARY KEY (name, alias)
+   )`,
+  // Every alias move, in order (seq per name+alias). action: move | promote | rollback | clear.
+  // gate holds the promotion gate's decision (JSON) when the move went through the gate.
+  `CREATE TABLE IF NOT EXISTS alias_history (
+     name VARCHAR NOT NULL,
+     alias VARCHAR NOT NULL,
+     seq INTEGER NOT NULL,
+     from_version INTEGER,
+     to_version INTEGER,
+     action VARCHAR NOT NULL,
+     forced BOOLEAN NOT NULL,
+     actor VARCHAR NOT NULL,
+     reason VARCHAR NOT NULL,
+     gate VARCHAR,
+     moved_at TIMESTAMP NOT NULL,
+     PRIMARY KEY (name, alias, seq)
+   )`,
+];
+
+/**
+ * A/B experiment tables (experiments/). arms: JSON [{name, model: {name, alias | version}, share}];
+ * allocation: JSON list of [startBucket, endBucketExclusive, armIndex] over the 10,000 hash buckets
+ * (experiments/buckets.ts), the only state assignment needs. experiment_exposures is the exposure
+ * log: one row per score served to a student under an experiment.
+ */
+export const EXPERIMENT_DDL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS experiments (
+     experiment_id VARCHAR PRIMARY KEY,
+     name VARCHAR NOT NULL,
+     status VARCHAR NOT NULL,
+     salt VARCHAR NOT NULL,
+     arms VARCHAR NOT NULL,
+     control_arm VARCHAR NOT NULL,
+     allocation VARCHAR NOT NULL,
+     unit VARCHAR NOT NULL,
+     config VARCHAR NOT NULL,
+     start_at TIMESTAMP NOT NULL,
+     end_at TIMESTAMP,
+     created_at TIMESTAMP NOT NULL,
+     updated_at TIMESTAMP NOT NULL
+   )`,
+  `CREATE TABLE IF NOT EXISTS experiment_share_history (
+     experiment_id VARCHAR NOT NULL,
+     seq INTEGER NOT NULL,
+     shares VARCHAR NOT NULL,
+     moved_buckets INTEGER NOT NULL,
+     changed_by VARCHAR NOT NULL,
+     changed_at TIMESTAMP NOT NULL,
+     PRIMARY KEY (experiment_id, seq)
+   )`,
+  `CREATE TABLE IF NOT EXISTS experiment_exposures (
+     experiment_id VARCHAR NOT NULL,
+     arm VARCHAR NOT NULL,
+     student_key VARCHAR NOT NULL,
+     model_name VARCHAR NOT NULL,
+     model_version INTEGER NOT NULL,
+     score DOUBLE NOT NULL,
+     served_at TIMESTAMP NOT NULL
+   )`,
+];
