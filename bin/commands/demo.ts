@@ -1,0 +1,163 @@
+import { rmSync } from "node:fs";
+import { resolve } from "node:path";
+import { listValue } from "@duckdb/node-api";
+import type { Command } from "commander";
+import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
+import type { Explanation } from "../../models/explanation.ts";
+import { demoPaths, PIPELINE_STEPS, type PipelineStep, runPipeline } from "../../serving/pipeline.ts";
+import { rollupMastery } from "../../serving/rollups.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+import { parseIntOption } from "../options.ts";
+import { Progress } from "../progress.ts";
+
+interface DemoOptions {
+  students: string;
+  days: string;
+  seed: string;
+  dir: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command("demo")
+    .description(
+      "End to end on synthetic data: generate a school's events, ingest, build 7/30/90-day features, score (rules, BKT, Elo), print one student's weakest topics with explanations",
+    )
+    .option("--students <n>", "students to generate", "3000")
+    .option("--days <n>", "days of activity", "30")
+    .option("--seed <n>", "random seed", "7")
+    .option("--dir <path>", "where the data and the DuckDB file go (recreated)", ".mastery/demo")
+    .addHelpText("after", "\nExample:\n  npx mastery demo --students 5000 --days 30")
+    .action(async (opts: DemoOptions) => {
+      const students = parseIntOption(opts.students, "--students", 1);
+      const days = parseIntOption(opts.days, "--days", 1);
+      const seed = parseIntOption(opts.seed, "--seed", 0);
+      const root = resolve(opts.dir);
+      const { dataDir, dbPath } = demoPaths(root);
+      rmSync(root, { recursive: true, force: true });
+
+      const pseudonymizer = pseudonymizerFromEnv({ demo: true });
+      const store = await DuckStore.open(dbPath);
+      const bars = new Map<PipelineStep, Progress>();
+      const started = performance.now();
+      try {
+        const result = await runPipeline({
+          store,
+          pseudonymizer,
+          dataDir,
+          generate: {
+            students,
+            topics: 120,
+            days,
+            seed,
+            start: "2026-09-01",
+            eventsPerDay: 3.4,
+            truthEvery: 7,
+            outDir: dataDir,
+          },
+          onProgress: (step, done, total) => {
+            let bar = bars.get(step);
+            if (!bar) {
+              bar = new Progress(step, total);
+              bars.set(step, bar);
+            }
+            bar.set(done);
+          },
+          onStep: (step) => bars.get(step)?.finish(),
+        });
+        const out: string[] = [];
+        const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+        out.push("", "Mastery Engine demo", "===================");
+        out.push(
+          `${result.events.toLocaleString("en-US")} events generated for ${students} students over ${days} days; ` +
+            `ingested ${result.ingest.total.accepted.toLocaleString("en-US")} ` +
+            `(duplicate ${result.ingest.total.duplicate}, rejected ${result.ingest.total.rejected})`,
+        );
+        out.push(
+          `features as of ${result.asOf.toISOString()}: ${result.featureRows.toLocaleString("en-US")} (student, topic) rows; ` +
+            `rule scores ${result.ruleScores.toLocaleString("en-US")}; BKT/Elo states ${result.bktEloKeys.toLocaleString("en-US")}`,
+        );
+        out.push(`timings: ${PIPELINE_STEPS.map((s) => `${s} ${secs(result.millis[s])}`).join(", ")}`);
+
+        // One student: of the first 100 generated ids, the one with the most scored topics, found by
+        // pseudonym (the raw ids never entered the store).
+        const { rawId, studentKey } = await busiestStudent(store, (id) => pseudonymizer.studentKey(id));
+        const weakest = await store.all<{
+          topic_id: string;
+          name: string | null;
+          mastery_score: number;
+          explanation: string;
+          bkt: number | null;
+          elo: number | null;
+        }>(
+          `SELECT m.topic_id, t.name, m.mastery_score, m.explanation,
+                  b.mastery_score AS bkt, e.mastery_score AS elo
+           FROM student_mastery m
+           LEFT JOIN topics t USING (topic_id)
+           LEFT JOIN student_mastery b ON b.student_key = m.student_key AND b.topic_id = m.topic_id AND b.score_source = 'bkt'
+           LEFT JOIN student_mastery e ON e.student_key = m.student_key AND e.topic_id = m.topic_id AND e.score_source = 'elo'
+           WHERE m.student_key = $key AND m.score_source = 'rule_based'
+           ORDER BY m.mastery_score, m.topic_id LIMIT 3`,
+          { key: studentKey },
+        );
+        out.push("", `Weakest topics of student ${rawId} (pseudonym ${studentKey.slice(0, 12)}…):`);
+        for (const w of weakest) {
+          const e = JSON.parse(w.explanation) as Explanation;
+          const f3 = e.factors
+            .map(
+              (f) =>
+                `${f.name}=${round(f.value)} (${f.contribution >= 0 ? "+" : ""}${round(f.contribution)})`,
+            )
+            .join(", ");
+          out.push(
+            `  ${w.topic_id} ${w.name ?? ""}: rule ${round(w.mastery_score)}, BKT ${fmt(w.bkt)}, Elo ${fmt(w.elo)}`,
+            `    = base ${round(e.base)} + ${f3}${e.rest !== 0 ? ` + rest ${round(e.rest)}` : ""}`,
+          );
+        }
+        const subjects = await rollupMastery(store, "subject", { studentKey, scoreSource: "rule_based" });
+        out.push(
+          "",
+          `Subject rollups (rule_based): ${subjects.map((s) => `${s.id} ${round(s.masteryScore)} (${s.topicsScored}/${s.topicsTotal} topics)`).join(", ")}`,
+        );
+        const low = await store.one<{ n: bigint; s: bigint }>(
+          "SELECT count(*) AS n, count(DISTINCT student_key) AS s FROM student_mastery WHERE score_source = 'rule_based' AND mastery_score < 0.3",
+        );
+        out.push(
+          `Below the 0.3 intervention threshold: ${Number(low?.n ?? 0n).toLocaleString("en-US")} (student, topic) pairs across ${Number(low?.s ?? 0n)} of ${students} students`,
+        );
+        out.push(
+          "",
+          `DuckDB file: ${dbPath}`,
+          `Try: npx mastery quality --db ${dbPath}`,
+          `Done in ${secs(performance.now() - started)}.`,
+        );
+        process.stdout.write(`${out.join("\n")}\n`);
+      } finally {
+        store.close();
+      }
+    });
+}
+
+async function busiestStudent(
+  store: DuckStore,
+  keyOf: (rawId: string) => string,
+): Promise<{ rawId: string; studentKey: string }> {
+  const candidates = Array.from({ length: 100 }, (_, i) => `stu-${String(i).padStart(6, "0")}`);
+  const byKey = new Map(candidates.map((id) => [keyOf(id), id]));
+  const rows = await store.all<{ student_key: string; n: bigint }>(
+    `SELECT student_key, count(*) AS n FROM student_mastery
+     WHERE score_source = 'rule_based' AND list_contains($keys::VARCHAR[], student_key)
+     GROUP BY student_key ORDER BY n DESC, student_key LIMIT 1`,
+    { keys: listValue([...byKey.keys()]) },
+  );
+  const key = rows[0]?.student_key ?? keyOf(candidates[0]!);
+  return { rawId: byKey.get(key) ?? candidates[0]!, studentKey: key };
+}
+
+function round(x: number): string {
+  return x.toFixed(2);
+}
+
+function fmt(x: number | null): string {
+  return x === null ? "-" : x.toFixed(2);
+}
