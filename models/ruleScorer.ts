@@ -123,35 +123,77 @@ export function bandDecayWeights(halfLifeDays: number): Float64Array {
   return out;
 }
 
-const WINDOW_SUFFIX = ["7d", "30d", "90d"] as const;
 const NUM_BANDS = 3;
 
-/** Column indexes of the batch form: [window][feature]. */
-const PER_WINDOW = [
-  "attempts",
-  "correct",
-  "hint_usage_rate",
-  "practice_attempts",
-  "practice_success_rate",
-  "videos",
-  "video_watch_pct",
-  "assignments",
-  "assignment_score_pct",
-] as const;
+/** The three window columns (7d, 30d, 90d) of one feature. */
+type WindowCols = readonly [Float64Array, Float64Array, Float64Array];
 
-/** Rebuilds band sums from cumulative window values: band b = window b - window b-1. */
-function bandSums(
-  cols: RuleFeatureColumns,
-  i: number,
-  count: (typeof PER_WINDOW)[number],
-  rate: (typeof PER_WINDOW)[number] | null,
-  out: Float64Array,
-): void {
+function windowCols(cols: RuleFeatureColumns, name: string): WindowCols {
+  const get = (w: string): Float64Array => {
+    const c = cols[`${name}_${w}` as RuleFeatureColumn];
+    if (!c) throw new RangeError(`rule scorer: missing feature column ${name}_${w}`);
+    return c;
+  };
+  return [get("7d"), get("30d"), get("90d")];
+}
+
+/** Column references resolved once per batch plus scratch buffers reused across rows. */
+interface Prepared {
+  attempts: WindowCols;
+  correct: WindowCols;
+  hintRate: WindowCols;
+  practice: WindowCols;
+  practiceRate: WindowCols;
+  videos: WindowCols;
+  videoPct: WindowCols;
+  assignments: WindowCols;
+  assignmentPct: WindowCols;
+  trend: Float64Array;
+  days: Float64Array;
+  omega: Float64Array;
+  num: Float64Array;
+  den: Float64Array;
+  x: Float64Array;
+  value: Float64Array;
+  present: Uint8Array;
+  /** Outputs of decayedRatio. */
+  ratio: number;
+  evidence: number;
+}
+
+function prepare(cols: RuleFeatureColumns, cfg: RuleConfig): Prepared {
+  return {
+    attempts: windowCols(cols, "attempts"),
+    correct: windowCols(cols, "correct"),
+    hintRate: windowCols(cols, "hint_usage_rate"),
+    practice: windowCols(cols, "practice_attempts"),
+    practiceRate: windowCols(cols, "practice_success_rate"),
+    videos: windowCols(cols, "videos"),
+    videoPct: windowCols(cols, "video_watch_pct"),
+    assignments: windowCols(cols, "assignments"),
+    assignmentPct: windowCols(cols, "assignment_score_pct"),
+    trend: cols.trend_slope_30d,
+    days: cols.days_since_last_activity,
+    omega: bandDecayWeights(cfg.evidenceHalfLifeDays),
+    num: new Float64Array(NUM_BANDS),
+    den: new Float64Array(NUM_BANDS),
+    x: new Float64Array(RULE_SIGNALS.length),
+    value: new Float64Array(RULE_SIGNALS.length),
+    present: new Uint8Array(RULE_SIGNALS.length),
+    ratio: 0,
+    evidence: 0,
+  };
+}
+
+/**
+ * Band sums from cumulative window values: band b = window b - window b-1, where a window's
+ * total is count (rate === null) or count × rate (rebuilding a sum from a mean).
+ */
+function bandSums(count: WindowCols, rate: WindowCols | null, i: number, out: Float64Array): void {
   let prev = 0;
   for (let b = 0; b < NUM_BANDS; b++) {
-    const suffix = WINDOW_SUFFIX[b] as string;
-    const n = nz(cols[`${count}_${suffix}` as RuleFeatureColumn][i] as number);
-    const total = rate === null ? n : n * nz(cols[`${rate}_${suffix}` as RuleFeatureColumn][i] as number);
+    const n = nz(count[b]?.[i] as number);
+    const total = rate === null ? n : n * nz(rate[b]?.[i] as number);
     // Windows are nested, so differences are >= 0; max() only absorbs float rounding of rate × count.
     out[b] = Math.max(0, total - prev);
     prev = total;
@@ -166,36 +208,16 @@ function clamp01(v: number): number {
   return v < 0 ? 0 : Math.min(v, 1);
 }
 
-/** Scratch buffers reused across rows (no allocation per row in the numeric part). */
-interface Scratch {
-  num: Float64Array;
-  den: Float64Array;
-  x: Float64Array;
-  value: Float64Array;
-  present: Uint8Array;
-  omega: Float64Array;
-}
-
-function makeScratch(cfg: RuleConfig): Scratch {
-  return {
-    num: new Float64Array(NUM_BANDS),
-    den: new Float64Array(NUM_BANDS),
-    x: new Float64Array(RULE_SIGNALS.length),
-    value: new Float64Array(RULE_SIGNALS.length),
-    present: new Uint8Array(RULE_SIGNALS.length),
-    omega: bandDecayWeights(cfg.evidenceHalfLifeDays),
-  };
-}
-
-/** Σ ω num / Σ ω den and Σ ω den, written into value/evidence (NaN value when no evidence). */
-function decayedRatio(s: Scratch): [number, number] {
+/** p.ratio = Σ ω num / Σ ω den (NaN when no evidence), p.evidence = Σ ω den. */
+function decayedRatio(p: Prepared): void {
   let num = 0;
   let den = 0;
   for (let b = 0; b < NUM_BANDS; b++) {
-    num += (s.omega[b] as number) * (s.num[b] as number);
-    den += (s.omega[b] as number) * (s.den[b] as number);
+    num += (p.omega[b] as number) * (p.num[b] as number);
+    den += (p.omega[b] as number) * (p.den[b] as number);
   }
-  return den > 0 ? [num / den, den] : [Number.NaN, 0];
+  p.ratio = den > 0 ? num / den : Number.NaN;
+  p.evidence = den;
 }
 
 const SIG = {
@@ -208,55 +230,56 @@ const SIG = {
   recency: 6,
 } as const satisfies Record<RuleSignal, number>;
 
-function scoreAt(cols: RuleFeatureColumns, i: number, cfg: RuleConfig, s: Scratch): RuleScore {
-  s.present.fill(0);
+function setSignal(p: Prepared, sig: number, value: number, x: number): void {
+  p.value[sig] = value;
+  p.x[sig] = x;
+  p.present[sig] = 1;
+}
+
+function scoreAt(p: Prepared, i: number, cfg: RuleConfig): RuleScore {
+  p.present.fill(0);
   let evidence = 0;
-  const set = (sig: number, value: number, x: number): void => {
-    s.value[sig] = value;
-    s.x[sig] = x;
-    s.present[sig] = 1;
-  };
 
   // accuracy and hint usage share the attempts denominator
-  bandSums(cols, i, "attempts", null, s.den);
-  for (let b = 0; b < NUM_BANDS; b++) evidence += (s.omega[b] as number) * (s.den[b] as number);
-  bandSums(cols, i, "correct", null, s.num);
-  let [v] = decayedRatio(s);
-  if (!Number.isNaN(v)) set(SIG.accuracy, v, clamp01(v));
-  bandSums(cols, i, "attempts", "hint_usage_rate", s.num);
-  [v] = decayedRatio(s);
-  if (!Number.isNaN(v)) set(SIG.hint_usage, v, clamp01(v / cfg.hintRateMax));
+  bandSums(p.attempts, null, i, p.den);
+  bandSums(p.correct, null, i, p.num);
+  decayedRatio(p);
+  evidence += p.evidence;
+  if (!Number.isNaN(p.ratio)) setSignal(p, SIG.accuracy, p.ratio, clamp01(p.ratio));
+  bandSums(p.attempts, p.hintRate, i, p.num);
+  decayedRatio(p);
+  if (!Number.isNaN(p.ratio)) setSignal(p, SIG.hint_usage, p.ratio, clamp01(p.ratio / cfg.hintRateMax));
 
-  bandSums(cols, i, "assignments", null, s.den);
-  bandSums(cols, i, "assignments", "assignment_score_pct", s.num);
-  let ev: number;
-  [v, ev] = decayedRatio(s);
-  evidence += ev;
-  if (!Number.isNaN(v)) set(SIG.assignment_score, v, clamp01(v / 100));
+  bandSums(p.assignments, null, i, p.den);
+  bandSums(p.assignments, p.assignmentPct, i, p.num);
+  decayedRatio(p);
+  evidence += p.evidence;
+  if (!Number.isNaN(p.ratio)) setSignal(p, SIG.assignment_score, p.ratio, clamp01(p.ratio / 100));
 
-  bandSums(cols, i, "practice_attempts", null, s.den);
-  bandSums(cols, i, "practice_attempts", "practice_success_rate", s.num);
-  [v, ev] = decayedRatio(s);
-  evidence += ev;
-  if (!Number.isNaN(v)) set(SIG.practice_success, v, clamp01(v));
+  bandSums(p.practice, null, i, p.den);
+  bandSums(p.practice, p.practiceRate, i, p.num);
+  decayedRatio(p);
+  evidence += p.evidence;
+  if (!Number.isNaN(p.ratio)) setSignal(p, SIG.practice_success, p.ratio, clamp01(p.ratio));
 
-  bandSums(cols, i, "videos", null, s.den);
-  bandSums(cols, i, "videos", "video_watch_pct", s.num);
-  [v, ev] = decayedRatio(s);
-  evidence += ev;
-  if (!Number.isNaN(v)) set(SIG.video_completion, v, clamp01(v / 100));
+  bandSums(p.videos, null, i, p.den);
+  bandSums(p.videos, p.videoPct, i, p.num);
+  decayedRatio(p);
+  evidence += p.evidence;
+  if (!Number.isNaN(p.ratio)) setSignal(p, SIG.video_completion, p.ratio, clamp01(p.ratio / 100));
 
-  const slope = cols.trend_slope_30d[i] as number;
-  if (!Number.isNaN(slope) && nz(cols.attempts_30d[i] as number) >= cfg.trendMinAttempts) {
-    set(SIG.trend, slope, clamp01(0.5 + slope / (2 * cfg.trendSlopeFull)));
+  const slope = p.trend[i] as number;
+  if (!Number.isNaN(slope) && nz(p.attempts[1][i] as number) >= cfg.trendMinAttempts) {
+    setSignal(p, SIG.trend, slope, clamp01(0.5 + slope / (2 * cfg.trendSlopeFull)));
   }
-  const days = cols.days_since_last_activity[i] as number;
-  if (!Number.isNaN(days)) set(SIG.recency, days, 2 ** (-Math.max(0, days) / cfg.inactivityHalfLifeDays));
+  const days = p.days[i] as number;
+  if (!Number.isNaN(days))
+    setSignal(p, SIG.recency, days, 2 ** (-Math.max(0, days) / cfg.inactivityHalfLifeDays));
 
   let wPos = 0;
   for (let k = 0; k < RULE_SIGNALS.length; k++) {
     const w = cfg.weights[RULE_SIGNALS[k] as RuleSignal];
-    if (s.present[k] && w > 0) wPos += w;
+    if (p.present[k] && w > 0) wPos += w;
   }
   const prior = cfg.prior;
   const factors: Factor[] = [];
@@ -265,15 +288,15 @@ function scoreAt(cols: RuleFeatureColumns, i: number, cfg: RuleConfig, s: Scratc
   const lambda = evidence / (evidence + cfg.shrinkageK);
   let raw = prior;
   for (let k = 0; k < RULE_SIGNALS.length; k++) {
-    if (!s.present[k]) continue;
+    if (!p.present[k]) continue;
     const name = RULE_SIGNALS[k] as RuleSignal;
     const w = cfg.weights[name];
     if (w === 0) continue;
     const a = w / wPos;
-    const x = s.x[k] as number;
+    const x = p.x[k] as number;
     const contribution = w > 0 ? lambda * a * (x - prior) : lambda * a * x;
     raw += contribution;
-    factors.push({ name, value: s.value[k] as number, contribution });
+    factors.push({ name, value: p.value[k] as number, contribution });
   }
   const score = clamp01(raw);
   if (score !== raw) factors.push({ name: "clamp", value: raw, contribution: score - raw });
@@ -287,7 +310,7 @@ export function scoreRuleRow(row: RuleFeatureRow, cfg: RuleConfig): RuleScore {
     const v = row[c];
     cols[c] = Float64Array.of(v === null || v === undefined ? Number.NaN : v);
   }
-  return scoreAt(cols, 0, cfg, makeScratch(cfg));
+  return scoreAt(prepare(cols, cfg), 0, cfg);
 }
 
 /**
@@ -302,9 +325,9 @@ export function scoreRuleColumns(
   onRow: (i: number, r: RuleScore) => void,
 ): Float64Array {
   const scores = new Float64Array(n);
-  const s = makeScratch(cfg);
+  const p = prepare(cols, cfg);
   for (let i = 0; i < n; i++) {
-    const r = scoreAt(cols, i, cfg, s);
+    const r = scoreAt(p, i, cfg);
     scores[i] = r.score;
     onRow(i, r);
   }

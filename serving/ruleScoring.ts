@@ -5,7 +5,6 @@ import { fileURLToPath } from "node:url";
 import { DOUBLE, DuckDBDataChunk, type DuckDBDoubleVector, VARCHAR } from "@duckdb/node-api";
 import { parse as parseYaml } from "yaml";
 import { buildFeatures, resolveAsOf } from "../features/windows.ts";
-import type { Explanation, Factor } from "../models/explanation.ts";
 import {
   parseRuleConfig,
   RULE_FEATURE_COLUMNS,
@@ -180,31 +179,13 @@ async function appendScores(
   scoreRuleColumns(cols, n, config, (i, r) => {
     ridBuf[fill] = rid[i] as number;
     scoreBuf[fill] = r.score;
-    jsonBuf[fill] = explanationJson(r.explanation);
+    jsonBuf[fill] = JSON.stringify(r.explanation);
     if (++fill === CHUNK) flush();
     if (onProgress && (i + 1) % step === 0) onProgress(i + 1, n);
   });
   flush();
   appender.closeSync();
   onProgress?.(n, n);
-}
-
-/**
- * JSON.stringify(e) for an Explanation, written out (about twice as fast over a million rows).
- * Factor names are machine identifiers (no characters needing escapes); a test checks the
- * output is byte-identical to JSON.stringify.
- */
-export function explanationJson(e: Explanation): string {
-  let s = `{"base":${num(e.base)},"factors":[`;
-  for (let i = 0; i < e.factors.length; i++) {
-    const f = e.factors[i] as Factor;
-    s += `${i ? "," : ""}{"name":${JSON.stringify(f.name)},"value":${num(f.value)},"contribution":${num(f.contribution)}}`;
-  }
-  return `${s}],"rest":${num(e.rest)},"score":${num(e.score)}}`;
-}
-
-function num(v: number): string {
-  return Number.isFinite(v) ? String(v) : "null";
 }
 
 async function historyCount(store: DuckStore): Promise<number> {

@@ -1,11 +1,10 @@
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { buildFeatures } from "../../features/windows.ts";
 import { RULE_FEATURE_COLUMNS, type RuleFeatureRow, scoreRuleRow } from "../../models/ruleScorer.ts";
-import { explanationJson, loadRuleConfig, scoreRules } from "../../serving/ruleScoring.ts";
+import { loadRuleConfig, scoreRules } from "../../serving/ruleScoring.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { insertEvents, type TestEvent } from "../features/eventRows.ts";
 
@@ -108,29 +107,5 @@ describe("scoreRules job", () => {
       /weights: unknown key "video_completio"/,
     );
     store.close();
-  });
-});
-
-describe("explanationJson", () => {
-  it("property: byte-identical to JSON.stringify of the explanation", () => {
-    const factor = fc.record({
-      name: fc.oneof(fc.constantFrom("accuracy", "clamp", "hint_usage"), fc.string()),
-      value: fc.oneof(fc.double(), fc.constantFrom(-0, 1e21, 1e-7, 5e-324)),
-      contribution: fc.double(),
-    });
-    fc.assert(
-      fc.property(
-        fc.record({
-          base: fc.double(),
-          factors: fc.array(factor, { maxLength: 3 }),
-          rest: fc.double(),
-          score: fc.double(),
-        }),
-        (e) => {
-          expect(explanationJson(e)).toBe(JSON.stringify(e));
-        },
-      ),
-      { numRuns: 500 },
-    );
   });
 });
