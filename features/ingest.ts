@@ -19,6 +19,7 @@ import { type ColumnMapping, sourceSql } from "./columnMappings.ts";
 import {
   EVENT_TYPES,
   type EventType,
+  isEventType,
   type LearningEvent,
   type TopicMetadata,
   type ValidationIssue,
@@ -82,9 +83,14 @@ const FILE_TYPES: Record<string, EventType> = {
 };
 
 const TABULAR = new Set([".csv", ".tsv", ".parquet"]);
+/** Files a directory may hold that are not events (the generator's labels and manifest); skipped. */
+const NOT_EVENTS = new Set(["manifest", "ground_truth"]);
 const JSONISH = new Set([".json", ".jsonl", ".ndjson"]);
 
-/** Expands directories (their files, sorted, not recursive) and keeps ingestible files. */
+/**
+ * Expands directories (their files, sorted, not recursive, topics first) to the ingestible files;
+ * manifest.* and ground_truth.* are skipped in directories (labels, not events).
+ */
 export function expandPaths(paths: readonly string[]): string[] {
   const out: string[] = [];
   for (const p of paths) {
@@ -97,6 +103,7 @@ export function expandPaths(paths: readonly string[]): string[] {
     if (st.isDirectory()) {
       const files = readdirSync(p)
         .filter((f) => TABULAR.has(extname(f).toLowerCase()) || JSONISH.has(extname(f).toLowerCase()))
+        .filter((f) => !NOT_EVENTS.has(basename(f, extname(f)).toLowerCase()))
         .sort(topicsFirst)
         .map((f) => join(p, f));
       out.push(...files);
@@ -189,7 +196,7 @@ async function ingestTabular(
     else select.push(`CAST(NULL AS VARCHAR) AS ${ident(field)}`);
   }
   const typeSrc = mapping?.fields.type;
-  let typeSql: string;
+  let typeSql: string | undefined;
   let fixedType: EventType | undefined;
   if (typeSrc) typeSql = sourceSql(typeSrc, available);
   else if (mapping?.type) fixedType = mapping.type;
@@ -206,15 +213,16 @@ async function ingestTabular(
       );
     }
   }
-  typeSql ??= lit(fixedType!);
   const rnSql = isParquet ? "CAST(file_row_number + 1 AS BIGINT) AS __rn, " : "";
-  const relation =
-    `SELECT *, ${validSql('"type"', fixedType)} AS __ok FROM ` +
-    `(SELECT ${rnSql}${typeSql} AS "type", ${select.join(", ")} FROM ${reader})`;
+  const inner = `SELECT ${rnSql}${typeSql ?? lit(fixedType!)} AS "type", ${select.join(", ")} FROM ${reader}`;
   // CSV rows are numbered in file order by a streaming window, only in the passes that need it.
-  const rel: Relation = { sql: relation, hasRn: isParquet, fixedType };
+  const rel = (t: EventType | undefined): Relation => ({
+    sql: `SELECT *, ${validSql('"type"', t)} AS __ok FROM (${inner})`,
+    hasRn: isParquet,
+    fixedType: t,
+  });
   const report = await store.transaction(async () => {
-    const r = await loadRelation(store, path, source, opts, rel);
+    const r = await loadRelation(store, path, source, opts, rel(fixedType), "sql", rel);
     const structural = isParquet ? 0 : await deadLetterCsvRejects(store, source, opts);
     return { ...r, rejected: r.rejected + structural };
   });
@@ -272,30 +280,44 @@ async function loadRelation(
   opts: IngestOptions,
   rel: Relation,
   validatedBy: "sql" | "js" = "sql",
+  /** Rebuilds the relation for one type; used when the type column turns out to hold a single type. */
+  specialize?: (t: EventType) => Relation,
 ): Promise<FileReport> {
   const now = tsLiteral(opts.now);
-  // Pass 1 (no validation): distinct raw ids with row counts, and 64-bit hashes of event ids seen
-  // more than once. Hashing keeps the 10M-group aggregate on integers; candidates are re-checked
-  // exactly below.
+  // Pass 1 (no validation): distinct raw ids with row counts, and the event ids seen more than once
+  // (not hash(event_id): DuckDB's 64-bit string hash collides on similar ids, and grouping the
+  // strings themselves costs about the same).
+  // The third grouping set lists the types present, so a file whose type column holds one type
+  // is then validated and inserted with that type's checks only.
   const pass1 = await store.conn.runAndReadAll(
-    `SELECT student_id, h, count(*) AS n, GROUPING(student_id) AS by_hash
-     FROM (SELECT student_id, hash(event_id) AS h, event_id FROM (${rel.sql}))
-     GROUP BY GROUPING SETS ((student_id), (h))
-     HAVING GROUPING(student_id) = 0 OR (h IS NOT NULL AND count(*) > 1)`,
+    `SELECT student_id, event_id AS h, "type", count(*) AS n, GROUPING(student_id, h) AS g
+     FROM (SELECT student_id, event_id, "type" FROM (${rel.sql}))
+     GROUP BY GROUPING SETS ((student_id), (h), ("type"))
+     HAVING GROUPING(student_id) = 0 OR (GROUPING(h) = 0 AND h IS NOT NULL AND count(*) > 1) OR GROUPING("type") = 0`,
   );
-  const [ids, hashes, ns, byHash] = pass1.getColumnsJS() as [
-    (string | null)[],
-    (bigint | null)[],
-    bigint[],
-    bigint[],
-  ];
+  // GROUPING(student_id, h): 1 = per-student row, 2 = per-event-id row, 3 = per-type row.
+  // An empty result has no columns at all, hence the defaults.
+  const columns = pass1.getColumnsJS();
+  const ids = (columns[0] ?? []) as (string | null)[];
+  const dupCandidates = (columns[1] ?? []) as (string | null)[];
+  const types = (columns[2] ?? []) as (string | null)[];
+  const ns = (columns[3] ?? []) as bigint[];
+  const gs = (columns[4] ?? []) as bigint[];
   let total = 0;
-  const dupHashes: bigint[] = [];
+  const dupIds: string[] = [];
+  const present: (string | null)[] = [];
+  for (let i = 0; i < ids.length; i++) {
+    if (Number(gs[i]) === 3) present.push(types[i] ?? null);
+  }
+  const only = present.length === 1 ? present[0] : undefined;
+  if (specialize && rel.fixedType === undefined && isEventType(only)) rel = specialize(only);
   await store.run("CREATE OR REPLACE TEMP TABLE __pseudo (student_id VARCHAR, student_key VARCHAR)");
   const appender = await store.conn.createAppender("__pseudo", "main", "temp");
   for (let i = 0; i < ids.length; i++) {
-    if (Number(byHash[i]) === 1) {
-      dupHashes.push(hashes[i]!);
+    const g = Number(gs[i]);
+    if (g === 3) continue;
+    if (g === 2) {
+      dupIds.push(dupCandidates[i]!);
       continue;
     }
     total += Number(ns[i]);
@@ -313,13 +335,13 @@ async function loadRelation(
   let dupFilter = "";
   let from = `(${rel.sql})`;
   let withinDups = 0;
-  if (dupHashes.length > 0) {
+  if (dupIds.length > 0) {
     await store.run(
       `CREATE OR REPLACE TEMP TABLE __dups AS
        SELECT event_id, min(__rn) AS keep_rn, count(*) AS n FROM ${numbered(rel)}
-       WHERE __ok AND hash(event_id) IN (SELECT unnest($hashes::UBIGINT[]))
+       WHERE __ok AND event_id IN (SELECT unnest($ids::VARCHAR[]))
        GROUP BY event_id HAVING count(*) > 1`,
-      { hashes: listValue(dupHashes) },
+      { ids: listValue(dupIds) },
     );
     const d = await store.one<{ extra: bigint | null }>("SELECT sum(n - 1) AS extra FROM __dups");
     withinDups = Number(d?.extra ?? 0);

@@ -12,7 +12,7 @@ import {
 } from "../../features/contracts.ts";
 
 const common = { student_id: "s1", timestamp: "2026-01-05T10:00:00Z" };
-export const VALID: Record<EventType, Record<string, unknown>> = {
+const VALID: Record<EventType, Record<string, unknown>> = {
   quiz_attempt: {
     ...common,
     event_id: "q1",
