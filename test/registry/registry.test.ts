@@ -56,7 +56,10 @@ for (const backend of ["duckdb", "postgres"] as const) {
         pgUrl: backend === "postgres" ? PG_URL : undefined,
         pgSchema: backend === "postgres" ? schema : undefined,
         artifactBase: join(root, "artifacts"),
-        now: () => new Date((clock += 60_000)),
+        now: () => {
+          clock += 60_000;
+          return new Date(clock);
+        },
       }));
       expect(opened.dialect).toBe(backend);
     });
