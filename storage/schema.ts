@@ -325,3 +325,32 @@ export const SERVING_DDL: readonly string[] = [
      attempted_at TIMESTAMP NOT NULL
    )`,
 ];
+
+/**
+ * Tables of the incremental update path (serving/updater.ts), on DuckDB or PostgreSQL.
+ * learner_state_rev / learner_state_seen are the embedded state store's revision counter and
+ * processed-event set per key (the Redis state store keeps both in Redis instead).
+ * student_mastery_rev is the state revision each key's student_mastery rows were written from: a
+ * writer holding an older revision than the stored one skips the key, so two workers racing on one
+ * key cannot leave an older score behind.
+ */
+export const STREAM_DDL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS learner_state_rev (
+     student_key VARCHAR NOT NULL,
+     topic_id VARCHAR NOT NULL,
+     rev BIGINT NOT NULL,
+     PRIMARY KEY (student_key, topic_id)
+   )`,
+  `CREATE TABLE IF NOT EXISTS learner_state_seen (
+     student_key VARCHAR NOT NULL,
+     topic_id VARCHAR NOT NULL,
+     event_id VARCHAR NOT NULL,
+     PRIMARY KEY (student_key, topic_id, event_id)
+   )`,
+  `CREATE TABLE IF NOT EXISTS student_mastery_rev (
+     student_key VARCHAR NOT NULL,
+     topic_id VARCHAR NOT NULL,
+     rev BIGINT NOT NULL,
+     PRIMARY KEY (student_key, topic_id)
+   )`,
+];
