@@ -102,6 +102,19 @@ export class PgStore {
     return rows[0];
   }
 
+  /**
+   * Like `all`, but parameters may also be arrays (bound as PostgreSQL arrays), for set-based
+   * statements such as INSERT ... SELECT FROM unnest($1::text[], $2::float8[]) that write a whole
+   * batch in one round trip. PostgreSQL only (DuckDB binds lists differently).
+   */
+  async allArrays<T extends PgRow = PgRow>(
+    sql: string,
+    params: readonly (PgParam | readonly PgParam[])[],
+  ): Promise<T[]> {
+    const res = await this.client.query(sql, params as unknown[]);
+    return res.rows as T[];
+  }
+
   /** Runs `fn` inside a transaction; rolls back and rethrows on error. */
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
     await this.client.query("BEGIN");
