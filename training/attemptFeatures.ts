@@ -63,6 +63,13 @@ export function featureIndex(name: string): number {
  */
 export interface ItemStats {
   smoothing: number;
+  /**
+   * Multiplier of the item_count / skill_count features. Training rows get statistics from (K-1)/K of the
+   * training students (out of fold) while new students get them from all, so the full-data context reports
+   * counts times (K-1)/K: both then see counts on the same scale (a tree threshold or an MLP's standardised
+   * input learned on out-of-fold counts would otherwise meet counts 25% larger at prediction time).
+   */
+  countScale: number;
   globalMean: number;
   skills: Map<string, { sum: number; count: number }>;
   items: Map<string, { sum: number; count: number }>;
@@ -70,6 +77,7 @@ export interface ItemStats {
 
 export interface ItemStatsJson {
   smoothing: number;
+  countScale: number;
   globalMean: number;
   /** name -> [correct, answers] */
   skills: Record<string, [number, number]>;
@@ -77,7 +85,12 @@ export interface ItemStatsJson {
 }
 
 /** Counts correct answers and answers per skill and item over the rows of `log` with rowMask[k] = 1 (all if omitted). */
-export function fitItemStats(log: ResponseLog, smoothing = 5, rowMask?: Uint8Array): ItemStats {
+export function fitItemStats(
+  log: ResponseLog,
+  smoothing = 5,
+  rowMask?: Uint8Array,
+  countScale = 1,
+): ItemStats {
   const sSum = new Float64Array(log.skillNames.length);
   const sCnt = new Float64Array(log.skillNames.length);
   const iSum = new Float64Array(log.itemNames.length);
@@ -106,7 +119,7 @@ export function fitItemStats(log: ResponseLog, smoothing = 5, rowMask?: Uint8Arr
   log.itemNames.forEach((name, i) => {
     if (iCnt[i]! > 0) items.set(name, { sum: iSum[i]!, count: iCnt[i]! });
   });
-  return { smoothing, globalMean: cnt > 0 ? tot / cnt : 0.5, skills, items };
+  return { smoothing, countScale, globalMean: cnt > 0 ? tot / cnt : 0.5, skills, items };
 }
 
 export function itemStatsToJson(st: ItemStats): ItemStatsJson {
@@ -114,13 +127,19 @@ export function itemStatsToJson(st: ItemStats): ItemStatsJson {
   for (const [k, v] of st.skills) skills[k] = [v.sum, v.count];
   const items: Record<string, [number, number]> = {};
   for (const [k, v] of st.items) items[k] = [v.sum, v.count];
-  return { smoothing: st.smoothing, globalMean: st.globalMean, skills, items };
+  return { smoothing: st.smoothing, countScale: st.countScale, globalMean: st.globalMean, skills, items };
 }
 
 export function itemStatsFromJson(j: ItemStatsJson): ItemStats {
   const toMap = (r: Record<string, [number, number]>) =>
     new Map(Object.entries(r).map(([k, [sum, count]]) => [k, { sum, count }]));
-  return { smoothing: j.smoothing, globalMean: j.globalMean, skills: toMap(j.skills), items: toMap(j.items) };
+  return {
+    smoothing: j.smoothing,
+    countScale: j.countScale,
+    globalMean: j.globalMean,
+    skills: toMap(j.skills),
+    items: toMap(j.items),
+  };
 }
 
 /** Everything learned on training data that the features read. */
@@ -169,6 +188,7 @@ export function attemptFeatures(log: ResponseLog, ctx: AttemptContext): AttemptF
   const nItems = log.itemNames.length;
   const { itemStats: st, elo, bkt } = ctx;
   const m = st.smoothing;
+  const countScale = st.countScale;
 
   // Per-skill constants of this log, resolved by name once.
   const bktTable = new Float64Array(nSkills * 5);
@@ -303,9 +323,9 @@ export function attemptFeatures(log: ResponseLog, ctx: AttemptContext): AttemptF
 
     const sm = skillMean[s]!;
     put(i >= 0 ? (itemSum[i]! + m * sm) / (itemCount[i]! + m) : sm);
-    put(i >= 0 ? itemCount[i]! : 0);
+    put(i >= 0 ? itemCount[i]! * countScale : 0);
     put(sm);
-    put(skillCount[s]!);
+    put(skillCount[s]! * countScale);
     put((skillC[s]! + RULE_PRIOR * sm) / (sn + RULE_PRIOR));
 
     // Only now read the label and move the state.

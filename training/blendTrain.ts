@@ -143,8 +143,12 @@ export interface GbtFeatureAttribution {
 export interface BlendPredictionExplanation extends BlendExplanation {
   /** Top 3 features behind the GBT source by |TreeSHAP| (Lundberg et al. 2018). */
   gbtTopFeatures: GbtFeatureAttribution[];
-  /** E[GBT margin] + sum of all SHAP values = the GBT margin (local accuracy). */
+  /** E[GBT margin] over the training covers. */
   gbtExpectedValue: number;
+  /** Sum of the SHAP values of the other features. */
+  gbtRest: number;
+  /** gbtExpectedValue + top SHAP values + gbtRest (TreeSHAP local accuracy). */
+  gbtMargin: number;
 }
 
 /** The blend as an online predictor and explainer. */
@@ -191,7 +195,15 @@ export class BlendAttemptModel {
       shap: shap.phi[c]!,
       blendLogit: wGbt * shap.phi[c]!,
     }));
-    return { ...e, gbtTopFeatures, gbtExpectedValue: shap.expectedValue };
+    let gbtRest = 0;
+    for (const c of order.slice(top)) gbtRest += shap.phi[c]!;
+    return {
+      ...e,
+      gbtTopFeatures,
+      gbtExpectedValue: shap.expectedValue,
+      gbtRest,
+      gbtMargin: inputs[BLEND_SOURCES.indexOf("gbt")]!,
+    };
   }
 
   static fromArtifact(a: BlendArtifact): BlendAttemptModel {

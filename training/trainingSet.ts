@@ -177,7 +177,7 @@ export async function buildAttemptTrainingSet(
     y: log.correct,
     fold,
     userFold,
-    context: { bkt, elo, itemStats: fitItemStats(log, smoothing) },
+    context: { bkt, elo, itemStats: fitItemStats(log, smoothing, undefined, (K - 1) / K) },
     folds: K,
   };
 }

@@ -1,0 +1,89 @@
+import type { ResponseLog } from "../../training/responses.ts";
+
+/** One hand-written attempt: [user, skill, item, correct]; rows must come grouped by user, in order. */
+export type Attempt = readonly [string, string, string, number];
+
+/** Builds a ResponseLog (dense ids in order of first appearance) from attempts grouped by user. */
+export function makeLog(rows: readonly Attempt[]): ResponseLog {
+  const ids = () => new Map<string, number>();
+  const users = ids();
+  const skills = ids();
+  const items = ids();
+  const intern = (m: Map<string, number>, k: string): number => {
+    let v = m.get(k);
+    if (v === undefined) {
+      v = m.size;
+      m.set(k, v);
+    }
+    return v;
+  };
+  const n = rows.length;
+  const log: ResponseLog = {
+    n,
+    user: new Int32Array(n),
+    skill: new Int32Array(n),
+    item: new Int32Array(n),
+    correct: new Uint8Array(n),
+    userNames: [],
+    skillNames: [],
+    itemNames: [],
+    userStart: new Int32Array(0),
+  };
+  rows.forEach(([u, s, i, c], k) => {
+    const uid = intern(users, u);
+    if (k > 0 && uid < log.user[k - 1]!) throw new Error(`rows of user ${u} are not contiguous`);
+    log.user[k] = uid;
+    log.skill[k] = intern(skills, s);
+    log.item[k] = intern(items, i);
+    log.correct[k] = c;
+  });
+  log.userNames = [...users.keys()];
+  log.skillNames = [...skills.keys()];
+  log.itemNames = [...items.keys()];
+  log.userStart = new Int32Array(users.size + 1);
+  let u = -1;
+  for (let k = 0; k < n; k++) while (u < log.user[k]!) log.userStart[++u] = k;
+  while (u < users.size) log.userStart[++u] = n;
+  return log;
+}
+
+/** A small synthetic log: students with a latent ability answering items of a few skills, learning as they go. */
+function mulberry(seed: number): () => number {
+  let t = seed >>> 0;
+  return () => {
+    t = (t + 0x6d2b79f5) >>> 0;
+    let r = Math.imul(t ^ (t >>> 15), 1 | t);
+    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Item difficulties are fixed (the same items for every seed, as train and test files share items); the seed
+ * draws the students and their answers.
+ */
+export function syntheticAttempts(
+  nStudents: number,
+  perStudent: number,
+  seed: number,
+  nSkills = 4,
+  itemsPerSkill = 6,
+): Attempt[] {
+  const items = mulberry(12345);
+  const itemD = Array.from({ length: nSkills * itemsPerSkill }, () => 3 * items() - 1.5);
+  const rnd = mulberry(seed);
+  const rows: Attempt[] = [];
+  for (let s = 0; s < nStudents; s++) {
+    const ability = 2 * rnd() - 1;
+    const practice = new Array<number>(nSkills).fill(0);
+    for (let k = 0; k < perStudent; k++) {
+      const skill = Math.floor(rnd() * nSkills);
+      const item = skill * itemsPerSkill + Math.floor(rnd() * itemsPerSkill);
+      const x = ability + 0.25 * practice[skill]! - itemD[item]!;
+      const c = rnd() < 1 / (1 + Math.exp(-x)) ? 1 : 0;
+      practice[skill]! += 1;
+      rows.push([`u${s}`, `k${skill}`, `q${item}`, c]);
+    }
+  }
+  return rows;
+}
