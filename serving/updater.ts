@@ -1,0 +1,398 @@
+import type { LearningEvent } from "../features/contracts.ts";
+import type { Pseudonymizer } from "../features/pseudonymize.ts";
+import { BKT } from "../models/bkt.ts";
+import { Elo } from "../models/elo.ts";
+import {
+  applyEvent,
+  bktMastery,
+  compareEvents,
+  eloMastery,
+  initialLearnerState,
+  type LearnerEvent,
+  type LearnerState,
+  type TopicParams,
+} from "../models/learnerState.ts";
+import type { MasteryStore, MasteryWrite } from "../storage/masteryStore.ts";
+import type { LearnerRow, RawEventRow, RawEventStore } from "../storage/rawEventStore.ts";
+import type { LoadedKey, StateCommit, StateStore, StoredLearnerState } from "../storage/stateStore.ts";
+import { type BktEloModels, modelFileVersion, topicParamsResolver } from "./learnerState.ts";
+
+/**
+ * The ONE incremental update path: the stream worker and POST /events both hand validated,
+ * pseudonymized event rows to `EventUpdater.apply`, which
+ *   1. appends them to the raw zone (first stored version of an event_id wins),
+ *   2. per (student, topic) loads the state, its revision and which of the events it already holds,
+ *   3. folds the new events through models/learnerState.ts applyEvent — forward from the state when
+ *      they all come after the key's cursor (last_ts, last_event_id), otherwise (an older event, a
+ *      new key, or other model versions) by replaying the key's stored events from the start,
+ *   4. commits state + processed event ids with compare-and-set on the revision (retrying a key that
+ *      another worker moved meanwhile), and
+ *   5. writes the BKT and Elo scores with their explanations to student_mastery (+ history).
+ * Invariant after every commit: a key's state is the fold, in (ts, event_id) order, of exactly the
+ * events in its processed set. So duplicates and redeliveries change nothing, arrival order does not
+ * matter, and once every event is processed the state equals `mastery recompute`'s full replay.
+ * A crash between any two steps is safe: unacknowledged events come back, step 1 is idempotent, and
+ * step 5 is re-run for every key an event touches, even a duplicate one.
+ */
+
+export type ApplyOutcome = "applied" | "replayed" | "duplicate";
+
+export interface ApplyResult {
+  eventId: string;
+  studentKey: string;
+  topicId: string;
+  /**
+   * applied: folded forward onto the key's state; replayed: the key was rebuilt from its stored
+   * events (first event of the key, an event older than its cursor, or a model change);
+   * duplicate: the event was already in the state (nothing changed).
+   */
+  outcome: ApplyOutcome;
+  /** The key's scores after this batch. */
+  bkt: number;
+  elo: number;
+}
+
+/** A (student, topic) whose scores a batch may have moved (alerts re-check these). */
+export interface UpdatedKey {
+  studentKey: string;
+  topicId: string;
+}
+
+/** The distinct keys of `results` whose events were applied or replayed (not duplicates only). */
+export function updatedKeys(results: readonly ApplyResult[]): UpdatedKey[] {
+  const seen = new Map<string, UpdatedKey>();
+  for (const r of results)
+    if (r.outcome !== "duplicate")
+      seen.set(keyId(r.studentKey, r.topicId), { studentKey: r.studentKey, topicId: r.topicId });
+  return [...seen.values()];
+}
+
+export interface EventUpdater {
+  apply(rows: readonly RawEventRow[]): Promise<ApplyResult[]>;
+}
+
+export class UpdaterError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "UpdaterError";
+  }
+}
+
+const TS = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(Z|([+-])(\d{2}):(\d{2}))$/;
+
+/**
+ * An event timestamp (features/contracts.ts TIMESTAMP_PATTERN: offset required, at most
+ * microseconds) as epoch microseconds UTC, exactly (Date.parse keeps only milliseconds).
+ */
+export function isoToMicros(ts: string): number {
+  const m = TS.exec(ts);
+  if (m === null)
+    throw new UpdaterError(
+      "EVENT_TIMESTAMP",
+      `timestamp "${ts}" is not ISO 8601 with an offset (e.g. 2026-01-05T10:00:00.123456Z)`,
+    );
+  const n = (i: number) => Number(m[i] ?? "0");
+  let ms = Date.UTC(n(1), n(2) - 1, n(3), n(4), n(5), n(6));
+  if (m[8] !== "Z") ms -= (m[9] === "-" ? -1 : 1) * (n(10) * 60 + n(11)) * 60_000;
+  const frac = (m[7] ?? "").padEnd(6, "0");
+  return ms * 1000 + Number(frac);
+}
+
+/** A validated event as raw_events rows: pseudonymized, one row per topic (assignments fan out). */
+export function rowsFromEvent(
+  event: LearningEvent,
+  pseudonymizer: Pseudonymizer,
+  opts: { source: string; ingestedAtUs: number },
+): RawEventRow[] {
+  const e = event as unknown as Record<string, unknown>;
+  const str = (k: string): string | null => (typeof e[k] === "string" ? (e[k] as string) : null);
+  const num = (k: string): number | null => (typeof e[k] === "number" ? (e[k] as number) : null);
+  const base: Omit<RawEventRow, "topic_id"> = {
+    event_id: event.event_id,
+    type: event.type,
+    student_key: pseudonymizer.studentKey(event.student_id),
+    ts_us: isoToMicros(event.timestamp),
+    school_id: str("school_id"),
+    class_id: str("class_id"),
+    grade: num("grade"),
+    question_id: str("question_id"),
+    is_correct: typeof e.is_correct === "boolean" ? e.is_correct : null,
+    time_spent_sec: num("time_spent_sec"),
+    attempt_number: num("attempt_number"),
+    hints_used: num("hints_used"),
+    assignment_id: str("assignment_id"),
+    score_pct: num("score_pct"),
+    video_id: str("video_id"),
+    watch_pct: num("watch_pct"),
+    watch_duration_sec: num("watch_duration_sec"),
+    rewind_count: num("rewind_count"),
+    attempts: num("attempts"),
+    correct_count: num("correct_count"),
+    help_requests: num("help_requests"),
+    resolved_count: num("resolved_count"),
+    source: opts.source,
+    ingested_at_us: opts.ingestedAtUs,
+  };
+  const topics = event.type === "assignment" ? [...new Set(event.topic_ids)] : [event.topic_id];
+  return topics.map((topic_id) => ({ ...base, topic_id }));
+}
+
+/**
+ * Models for the stream: from model directories (written by `mastery train bkt|elo`), else the
+ * defaults (version "default"). Never fitted at start-up, unlike resolveModels: every worker and
+ * the recompute must use the very same parameters, or their states could not agree.
+ */
+export function streamModels(opts: {
+  bktModelDir?: string | undefined;
+  eloModelDir?: string | undefined;
+}): BktEloModels {
+  const models: BktEloModels = {
+    bkt: undefined,
+    bktVersion: "default",
+    elo: undefined,
+    eloVersion: "default",
+  };
+  if (opts.bktModelDir !== undefined) {
+    const m = modelFileVersion(opts.bktModelDir);
+    models.bkt = BKT.fromJSON(m.json);
+    models.bktVersion = m.version;
+  }
+  if (opts.eloModelDir !== undefined) {
+    const m = modelFileVersion(opts.eloModelDir);
+    models.elo = Elo.fromJSON(m.json);
+    models.eloVersion = m.version;
+  }
+  return models;
+}
+
+export function learnerEvent(r: LearnerRow): LearnerEvent {
+  return {
+    eventId: r.event_id,
+    type: r.type,
+    ts: r.ts_us,
+    isCorrect: r.is_correct,
+    questionId: r.question_id,
+  };
+}
+
+/** The fold of a key's events (in replay order) from a new learner. Shared with the recompute. */
+export function replayKey(events: readonly LearnerRow[], params: TopicParams): LearnerState {
+  let s = initialLearnerState(params);
+  for (const r of events) s = applyEvent(s, learnerEvent(r), params);
+  return s;
+}
+
+/** BKT and Elo scores of a state as student_mastery rows. Shared with the recompute. */
+export function masteryScores(
+  state: LearnerState,
+  params: TopicParams,
+  models: Pick<BktEloModels, "bktVersion" | "eloVersion">,
+): MasteryWrite["scores"] {
+  const b = bktMastery(state, params);
+  const e = eloMastery(state, params);
+  return [
+    {
+      source: "bkt",
+      score: b.score,
+      modelVersion: models.bktVersion,
+      explanation: JSON.stringify(b.explanation),
+    },
+    {
+      source: "elo",
+      score: e.score,
+      modelVersion: models.eloVersion,
+      explanation: JSON.stringify(e.explanation),
+    },
+  ];
+}
+
+function toStored(s: LearnerState, models: BktEloModels): StoredLearnerState {
+  return { ...s, bktModelVersion: models.bktVersion, eloModelVersion: models.eloVersion };
+}
+
+function toLearner(s: StoredLearnerState): LearnerState {
+  const { bktModelVersion: _b, eloModelVersion: _e, ...rest } = s;
+  return rest;
+}
+
+const keyId = (studentKey: string, topicId: string): string => `${studentKey}\u0000${topicId}`;
+
+export interface IncrementalUpdaterOptions {
+  raw: RawEventStore;
+  state: StateStore;
+  mastery: MasteryStore;
+  models: BktEloModels;
+  /** Wall clock in epoch microseconds (tests pin it). */
+  nowUs?: () => number;
+  /** Compare-and-set attempts per key before the batch fails (and is redelivered). */
+  maxAttempts?: number;
+}
+
+interface KeyPlan {
+  studentKey: string;
+  topicId: string;
+  rows: LearnerRow[];
+  outcome: Map<string, ApplyOutcome>;
+  final: { rev: number; state: LearnerState } | null;
+}
+
+export class IncrementalUpdater implements EventUpdater {
+  private readonly paramsFor: (topicId: string) => TopicParams;
+  private readonly nowUs: () => number;
+  private readonly maxAttempts: number;
+  // One batch at a time per process: callers (the worker, concurrent HTTP requests) queue here.
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly opts: IncrementalUpdaterOptions) {
+    this.paramsFor = topicParamsResolver(opts.models);
+    this.nowUs = opts.nowUs ?? (() => Date.now() * 1000);
+    this.maxAttempts = opts.maxAttempts ?? 50;
+  }
+
+  apply(rows: readonly RawEventRow[]): Promise<ApplyResult[]> {
+    const run = this.tail.then(() => this.applyNow(rows));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyNow(rows: readonly RawEventRow[]): Promise<ApplyResult[]> {
+    if (rows.length === 0) return [];
+    const { raw, state: stateStore, mastery, models } = this.opts;
+    const canonical = await raw.record(rows);
+
+    const plans = new Map<string, KeyPlan>();
+    for (const r of canonical) {
+      const id = keyId(r.student_key, r.topic_id);
+      let p = plans.get(id);
+      if (p === undefined) {
+        p = { studentKey: r.student_key, topicId: r.topic_id, rows: [], outcome: new Map(), final: null };
+        plans.set(id, p);
+      }
+      if (!p.rows.some((x) => x.event_id === r.event_id)) p.rows.push(r);
+    }
+
+    let pending = [...plans.values()];
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      if (attempt >= this.maxAttempts)
+        throw new UpdaterError(
+          "UPDATER_CONTENTION",
+          `${pending.length} key(s) still moved by another writer after ${this.maxAttempts} attempts; the batch will be redelivered`,
+        );
+      const loaded = await stateStore.load(
+        pending.map((p) => ({
+          studentKey: p.studentKey,
+          topicId: p.topicId,
+          eventIds: p.rows.map((r) => r.event_id),
+        })),
+      );
+      const commits: StateCommit[] = [];
+      const committing: KeyPlan[] = [];
+      const replay: { plan: KeyPlan; loaded: LoadedKey }[] = [];
+      const updatedAtUs = this.nowUs();
+      pending.forEach((plan, i) => {
+        const l = loaded[i]!;
+        const fresh = plan.rows.filter((r) => !l.seen.has(r.event_id));
+        for (const r of plan.rows) if (l.seen.has(r.event_id)) plan.outcome.set(r.event_id, "duplicate");
+        if (fresh.length === 0) {
+          plan.final = l.state === null ? null : { rev: l.rev, state: toLearner(l.state) };
+          return;
+        }
+        fresh.sort((a, b) => compareEvents(learnerEvent(a), learnerEvent(b)));
+        const s = l.state;
+        const forward =
+          s !== null &&
+          s.bktModelVersion === models.bktVersion &&
+          s.eloModelVersion === models.eloVersion &&
+          (s.lastTs === null ||
+            compareEvents(learnerEvent(fresh[0]!), { ts: s.lastTs, eventId: s.lastEventId ?? "" }) > 0);
+        if (!forward) {
+          replay.push({ plan, loaded: l });
+          return;
+        }
+        const params = this.paramsFor(plan.topicId);
+        let next = toLearner(s);
+        for (const r of fresh) {
+          next = applyEvent(next, learnerEvent(r), params);
+          plan.outcome.set(r.event_id, "applied");
+        }
+        commits.push({
+          studentKey: plan.studentKey,
+          topicId: plan.topicId,
+          expectedRev: l.rev,
+          state: toStored(next, models),
+          processed: fresh.map((r) => r.event_id),
+          updatedAtUs,
+        });
+        committing.push(plan);
+      });
+
+      if (replay.length > 0) {
+        // Rebuild these keys from every stored event (ours were stored in step 1, so they are in).
+        const events = await raw.keyEvents(replay.map((x) => x.plan));
+        const byKey = new Map<string, LearnerRow[]>();
+        for (const e of events) {
+          const id = keyId(e.student_key, e.topic_id);
+          const list = byKey.get(id);
+          if (list === undefined) byKey.set(id, [e]);
+          else list.push(e);
+        }
+        for (const { plan, loaded: l } of replay) {
+          const evs = byKey.get(keyId(plan.studentKey, plan.topicId)) ?? [];
+          const next = replayKey(evs, this.paramsFor(plan.topicId));
+          for (const r of plan.rows) if (!l.seen.has(r.event_id)) plan.outcome.set(r.event_id, "replayed");
+          commits.push({
+            studentKey: plan.studentKey,
+            topicId: plan.topicId,
+            expectedRev: l.rev,
+            state: toStored(next, models),
+            processed: evs.map((e) => e.event_id),
+            updatedAtUs,
+          });
+          committing.push(plan);
+        }
+      }
+
+      const revs = await stateStore.commit(commits);
+      pending = [];
+      revs.forEach((rev, i) => {
+        const plan = committing[i]!;
+        if (rev === null) {
+          plan.outcome.clear();
+          pending.push(plan);
+        } else plan.final = { rev, state: toLearner(commits[i]!.state) };
+      });
+    }
+
+    const writes: MasteryWrite[] = [];
+    for (const p of plans.values()) {
+      if (p.final === null) continue;
+      writes.push({
+        studentKey: p.studentKey,
+        topicId: p.topicId,
+        rev: p.final.rev,
+        asOfUs: p.final.state.lastTs ?? this.nowUs(),
+        scores: masteryScores(p.final.state, this.paramsFor(p.topicId), models),
+      });
+    }
+    await mastery.write(writes, this.nowUs());
+
+    const results: ApplyResult[] = [];
+    for (const r of canonical) {
+      const p = plans.get(keyId(r.student_key, r.topic_id))!;
+      const f = p.final;
+      const params = this.paramsFor(p.topicId);
+      results.push({
+        eventId: r.event_id,
+        studentKey: r.student_key,
+        topicId: r.topic_id,
+        outcome: p.outcome.get(r.event_id) ?? "duplicate",
+        bkt: f === null ? params.bkt.prior : bktMastery(f.state, params).score,
+        elo: f === null ? Number.NaN : eloMastery(f.state, params).score,
+      });
+    }
+    return results;
+  }
+}

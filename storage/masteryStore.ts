@@ -1,0 +1,226 @@
+import { DuckDBTimestampValue, listValue } from "@duckdb/node-api";
+import type { DuckStore } from "./duckdb.ts";
+import { type PgStore, pgDialectDdl } from "./postgres.ts";
+import { microsToSqlTimestamp } from "./rawEventStore.ts";
+import { CORE_DDL, STREAM_DDL } from "./schema.ts";
+
+/**
+ * student_mastery (current score per key and source) and student_mastery_history (one row per
+ * change) for the incremental update path, on DuckDB or PostgreSQL. Each write carries the state
+ * revision it was computed from; student_mastery_rev keeps the newest revision written per key,
+ * and a write whose revision is not newer is skipped. So a redelivered event adds no history row,
+ * and of two workers racing on a key the newer state always ends up in student_mastery.
+ */
+
+export interface MasteryScore {
+  source: string;
+  score: number;
+  modelVersion: string;
+  /** Explanation JSON (models/explanation.ts). */
+  explanation: string;
+}
+
+export interface MasteryWrite {
+  studentKey: string;
+  topicId: string;
+  rev: number;
+  asOfUs: number;
+  scores: readonly MasteryScore[];
+}
+
+export type MasteryRow = {
+  student_key: string;
+  topic_id: string;
+  score_source: string;
+  mastery_score: number;
+  model_version: string;
+  as_of_us: number;
+  explanation: string;
+  last_updated_us: number;
+};
+
+export interface MasteryStore {
+  /** Writes the keys whose revision is newer than the stored one; returns how many keys were written. */
+  write(rows: readonly MasteryWrite[], nowUs: number): Promise<number>;
+  /** The API's read path: current scores of one student. */
+  forStudent(studentKey: string): Promise<MasteryRow[]>;
+  /** Every current score of the given sources (the recompute compares them). */
+  all(sources: readonly string[]): Promise<MasteryRow[]>;
+}
+
+// ------------------------------------------------------------------------------------------------
+// PostgreSQL
+
+const PG_READ = `SELECT student_key, topic_id, score_source, mastery_score, model_version,
+  (extract(epoch FROM as_of) * 1000000)::float8 AS as_of_us, explanation,
+  (extract(epoch FROM last_updated) * 1000000)::float8 AS last_updated_us
+  FROM student_mastery`;
+
+export class PgMasteryStore implements MasteryStore {
+  private constructor(private readonly pg: PgStore) {}
+
+  static async open(pg: PgStore): Promise<PgMasteryStore> {
+    for (const ddl of [...CORE_DDL, ...STREAM_DDL]) await pg.run(pgDialectDdl(ddl));
+    await pg.run(
+      "CREATE INDEX IF NOT EXISTS student_mastery_history_key ON student_mastery_history (student_key, topic_id)",
+    );
+    return new PgMasteryStore(pg);
+  }
+
+  async write(rows: readonly MasteryWrite[], nowUs: number): Promise<number> {
+    if (rows.length === 0) return 0;
+    // One row per key (the newest revision) so the upsert below never touches a row twice.
+    const newest = new Map<string, MasteryWrite>();
+    for (const r of rows) {
+      const id = `${r.studentKey}\u0000${r.topicId}`;
+      const prev = newest.get(id);
+      if (prev === undefined || prev.rev < r.rev) newest.set(id, r);
+    }
+    const keys = [...newest.values()].sort((a, b) =>
+      a.studentKey < b.studentKey
+        ? -1
+        : a.studentKey > b.studentKey
+          ? 1
+          : a.topicId < b.topicId
+            ? -1
+            : a.topicId > b.topicId
+              ? 1
+              : 0,
+    );
+    const now = microsToSqlTimestamp(nowUs);
+    return this.pg.transaction(async () => {
+      // Rows are locked in key order (sorted above), so two writers cannot deadlock; the row lock
+      // held until COMMIT serializes writers of one key, and the WHERE skips older revisions.
+      const moved = await this.pg.allArrays<{ student_key: string; topic_id: string }>(
+        `INSERT INTO student_mastery_rev AS m (student_key, topic_id, rev)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+         ON CONFLICT (student_key, topic_id) DO UPDATE SET rev = EXCLUDED.rev WHERE m.rev < EXCLUDED.rev
+         RETURNING student_key, topic_id`,
+        [keys.map((k) => k.studentKey), keys.map((k) => k.topicId), keys.map((k) => k.rev)],
+      );
+      if (moved.length === 0) return 0;
+      const movedIds = new Set(moved.map((m) => `${m.student_key}\u0000${m.topic_id}`));
+      const cols: (string | number)[][] = [[], [], [], [], [], [], []];
+      for (const k of keys) {
+        if (!movedIds.has(`${k.studentKey}\u0000${k.topicId}`)) continue;
+        for (const s of k.scores) {
+          cols[0]!.push(k.studentKey);
+          cols[1]!.push(k.topicId);
+          cols[2]!.push(s.score);
+          cols[3]!.push(s.source);
+          cols[4]!.push(s.modelVersion);
+          cols[5]!.push(microsToSqlTimestamp(k.asOfUs));
+          cols[6]!.push(s.explanation);
+        }
+      }
+      const src = `unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::timestamp[], $7::text[])
+        AS s(student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation)`;
+      await this.pg.allArrays(
+        `INSERT INTO student_mastery
+           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+         SELECT s.*, $8::timestamp FROM ${src}
+         ON CONFLICT (student_key, topic_id, score_source) DO UPDATE SET
+           mastery_score = EXCLUDED.mastery_score, model_version = EXCLUDED.model_version,
+           as_of = EXCLUDED.as_of, explanation = EXCLUDED.explanation, last_updated = EXCLUDED.last_updated`,
+        [...cols, now],
+      );
+      await this.pg.allArrays(
+        `INSERT INTO student_mastery_history
+           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+         SELECT s.*, $8::timestamp FROM ${src}`,
+        [...cols, now],
+      );
+      return moved.length;
+    });
+  }
+
+  async forStudent(studentKey: string): Promise<MasteryRow[]> {
+    return this.pg.all<MasteryRow>(`${PG_READ} WHERE student_key = $1 ORDER BY topic_id, score_source`, [
+      studentKey,
+    ]);
+  }
+
+  async all(sources: readonly string[]): Promise<MasteryRow[]> {
+    return this.pg.allArrays<MasteryRow>(
+      `${PG_READ} WHERE score_source = ANY($1::text[]) ORDER BY student_key, topic_id, score_source`,
+      [[...sources]],
+    );
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// DuckDB
+
+const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
+
+const DUCK_READ = `SELECT student_key, topic_id, score_source, mastery_score, model_version,
+  epoch_us(as_of)::DOUBLE AS as_of_us, explanation, epoch_us(last_updated)::DOUBLE AS last_updated_us
+  FROM student_mastery`;
+
+export class DuckMasteryStore implements MasteryStore {
+  private constructor(private readonly duck: DuckStore) {}
+
+  static async open(duck: DuckStore): Promise<DuckMasteryStore> {
+    for (const ddl of STREAM_DDL) await duck.run(ddl);
+    return new DuckMasteryStore(duck);
+  }
+
+  async write(rows: readonly MasteryWrite[], nowUs: number): Promise<number> {
+    if (rows.length === 0) return 0;
+    const d = this.duck;
+    return d.transaction(async () => {
+      let written = 0;
+      for (const r of rows) {
+        const cur = await d.one<{ rev: bigint }>(
+          "SELECT rev FROM student_mastery_rev WHERE student_key = $1 AND topic_id = $2",
+          [r.studentKey, r.topicId],
+        );
+        if (cur !== undefined && Number(cur.rev) >= r.rev) continue;
+        await d.run("INSERT OR REPLACE INTO student_mastery_rev VALUES ($1, $2, $3)", [
+          r.studentKey,
+          r.topicId,
+          BigInt(r.rev),
+        ]);
+        for (const s of r.scores) {
+          const params = [
+            r.studentKey,
+            r.topicId,
+            s.score,
+            s.source,
+            s.modelVersion,
+            micros(r.asOfUs),
+            s.explanation,
+            micros(nowUs),
+          ];
+          await d.run(
+            `INSERT OR REPLACE INTO student_mastery
+               (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+            params,
+          );
+          await d.run(
+            `INSERT INTO student_mastery_history
+               (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+            params,
+          );
+        }
+        written++;
+      }
+      return written;
+    });
+  }
+
+  async forStudent(studentKey: string): Promise<MasteryRow[]> {
+    return this.duck.all<MasteryRow>(`${DUCK_READ} WHERE student_key = $1 ORDER BY topic_id, score_source`, [
+      studentKey,
+    ]);
+  }
+
+  async all(sources: readonly string[]): Promise<MasteryRow[]> {
+    return this.duck.all<MasteryRow>(
+      `${DUCK_READ} WHERE score_source IN (SELECT unnest($1::VARCHAR[])) ORDER BY student_key, topic_id, score_source`,
+      [listValue([...sources])],
+    );
+  }
+}

@@ -1,0 +1,351 @@
+import { DuckDBTimestampValue, listValue } from "@duckdb/node-api";
+import type { DuckStore } from "./duckdb.ts";
+import { type PgStore, pgDialectDdl } from "./postgres.ts";
+import { CORE_DDL, STREAM_DDL } from "./schema.ts";
+
+/**
+ * The raw zone as seen by the incremental update path: append (event, topic) rows with first-wins
+ * de-duplication by event_id (as features/ingest.ts does), read back the events of given keys in
+ * replay order, and write dead letters. Two implementations over the same raw_events table: the
+ * embedded DuckDB file and PostgreSQL (shared by several worker processes).
+ */
+
+/** One raw_events row (pseudonymized, fanned out per topic). Times are epoch microseconds (UTC). */
+export interface RawEventRow {
+  event_id: string;
+  type: string;
+  student_key: string;
+  topic_id: string;
+  ts_us: number;
+  school_id: string | null;
+  class_id: string | null;
+  grade: number | null;
+  question_id: string | null;
+  is_correct: boolean | null;
+  time_spent_sec: number | null;
+  attempt_number: number | null;
+  hints_used: number | null;
+  assignment_id: string | null;
+  score_pct: number | null;
+  video_id: string | null;
+  watch_pct: number | null;
+  watch_duration_sec: number | null;
+  rewind_count: number | null;
+  attempts: number | null;
+  correct_count: number | null;
+  help_requests: number | null;
+  resolved_count: number | null;
+  source: string | null;
+  ingested_at_us: number;
+}
+
+/** What the learner-state fold reads of a raw row. */
+export type LearnerRow = {
+  event_id: string;
+  type: string;
+  student_key: string;
+  topic_id: string;
+  ts_us: number;
+  is_correct: boolean | null;
+  question_id: string | null;
+};
+
+export interface DeadLetterRow {
+  source: string;
+  event_id: string | null;
+  type: string | null;
+  field: string;
+  reason: string;
+  payload: string;
+  rejected_at_us: number;
+}
+
+export interface StudentTopic {
+  studentKey: string;
+  topicId: string;
+}
+
+export interface RawEventStore {
+  /**
+   * Appends the rows of every event_id not stored yet (the first stored version of an event wins)
+   * and returns the stored version of every given event_id's rows: what the fold must use.
+   */
+  record(rows: readonly RawEventRow[]): Promise<LearnerRow[]>;
+  /** All stored events of `keys`, de-duplicated, ordered by (student_key, topic_id, ts, event_id). */
+  keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]>;
+  /** Every stored event, in the same order (the recompute reads this). */
+  allEvents(): Promise<LearnerRow[]>;
+  deadLetter(rows: readonly DeadLetterRow[]): Promise<void>;
+}
+
+type ColumnKind = "text" | "int" | "double" | "bool" | "ts";
+
+/** raw_events columns with their kinds, in table order; `ts` and `ingested_at` come from *_us. */
+const RAW_COLUMNS: readonly (readonly [keyof RawEventRow, string, ColumnKind])[] = [
+  ["event_id", "event_id", "text"],
+  ["type", "type", "text"],
+  ["student_key", "student_key", "text"],
+  ["topic_id", "topic_id", "text"],
+  ["ts_us", "ts", "ts"],
+  ["school_id", "school_id", "text"],
+  ["class_id", "class_id", "text"],
+  ["grade", "grade", "int"],
+  ["question_id", "question_id", "text"],
+  ["is_correct", "is_correct", "bool"],
+  ["time_spent_sec", "time_spent_sec", "double"],
+  ["attempt_number", "attempt_number", "int"],
+  ["hints_used", "hints_used", "int"],
+  ["assignment_id", "assignment_id", "text"],
+  ["score_pct", "score_pct", "double"],
+  ["video_id", "video_id", "text"],
+  ["watch_pct", "watch_pct", "double"],
+  ["watch_duration_sec", "watch_duration_sec", "double"],
+  ["rewind_count", "rewind_count", "int"],
+  ["attempts", "attempts", "int"],
+  ["correct_count", "correct_count", "int"],
+  ["help_requests", "help_requests", "int"],
+  ["resolved_count", "resolved_count", "int"],
+  ["source", "source", "text"],
+  ["ingested_at_us", "ingested_at", "ts"],
+];
+
+const COLUMN_LIST = RAW_COLUMNS.map(([, c]) => c).join(", ");
+
+/**
+ * Epoch microseconds -> "YYYY-MM-DD HH:MM:SS.ffffff" (UTC), exact (Date alone keeps milliseconds).
+ */
+export function microsToSqlTimestamp(us: number): string {
+  const ms = Math.floor(us / 1000);
+  const rest = us - ms * 1000;
+  const iso = new Date(ms).toISOString(); // 2026-01-05T10:00:00.123Z
+  return `${iso.slice(0, 10)} ${iso.slice(11, 23)}${String(rest).padStart(3, "0")}`;
+}
+
+/** Only the first row set of each event_id in `rows` (a message delivered twice in one batch). */
+function firstPerEvent(rows: readonly RawEventRow[]): RawEventRow[] {
+  const owner = new Map<string, RawEventRow>();
+  const out: RawEventRow[] = [];
+  for (const r of rows) {
+    const first = owner.get(r.event_id);
+    if (first === undefined) owner.set(r.event_id, r);
+    // Rows of one event share its student and ingest time; anything else is a second event with a reused id.
+    else if (
+      first.student_key !== r.student_key ||
+      first.ingested_at_us !== r.ingested_at_us ||
+      out.some((o) => o.event_id === r.event_id && o.topic_id === r.topic_id)
+    )
+      continue;
+    out.push(r);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// PostgreSQL
+
+const PG_TYPES: Record<ColumnKind, string> = {
+  text: "text[]",
+  int: "int[]",
+  double: "float8[]",
+  bool: "boolean[]",
+  ts: "timestamp[]",
+};
+
+const PG_LEARNER_COLUMNS = `event_id, type, student_key, topic_id,
+  (extract(epoch FROM ts) * 1000000)::float8 AS ts_us, is_correct, question_id`;
+
+export class PgRawEventStore implements RawEventStore {
+  private constructor(private readonly pg: PgStore) {}
+
+  /**
+   * Creates the core and stream tables if missing, plus the two indexes the update path needs: a
+   * unique (event_id, topic_id) so concurrent workers cannot store one event twice, and
+   * (student_key, topic_id, ts) for replaying a key.
+   */
+  static async open(pg: PgStore): Promise<PgRawEventStore> {
+    for (const ddl of [...CORE_DDL, ...STREAM_DDL]) await pg.run(pgDialectDdl(ddl));
+    await pg.run(
+      "CREATE UNIQUE INDEX IF NOT EXISTS raw_events_event_topic ON raw_events (event_id, topic_id)",
+    );
+    await pg.run("CREATE INDEX IF NOT EXISTS raw_events_key_ts ON raw_events (student_key, topic_id, ts)");
+    return new PgRawEventStore(pg);
+  }
+
+  async record(rows: readonly RawEventRow[]): Promise<LearnerRow[]> {
+    if (rows.length === 0) return [];
+    const batch = firstPerEvent(rows);
+    const arrays = RAW_COLUMNS.map(([field, , kind]) =>
+      batch.map((r) => {
+        const v = r[field];
+        return kind === "ts" ? microsToSqlTimestamp(v as number) : (v as string | number | boolean | null);
+      }),
+    );
+    const unnest = RAW_COLUMNS.map(([, , kind], i) => `$${i + 1}::${PG_TYPES[kind]}`).join(", ");
+    const inserted = await this.pg.allArrays<{ event_id: string; topic_id: string }>(
+      `INSERT INTO raw_events (${COLUMN_LIST})
+       SELECT * FROM unnest(${unnest}) AS s(${COLUMN_LIST})
+       WHERE NOT EXISTS (SELECT 1 FROM raw_events r WHERE r.event_id = s.event_id)
+       ON CONFLICT (event_id, topic_id) DO NOTHING
+       RETURNING event_id, topic_id`,
+      arrays,
+    );
+    const done = new Set(inserted.map((r) => `${r.event_id}\u0000${r.topic_id}`));
+    const out: LearnerRow[] = [];
+    const missing = new Set<string>();
+    for (const r of batch) {
+      if (done.has(`${r.event_id}\u0000${r.topic_id}`)) out.push(learnerRow(r));
+      else missing.add(r.event_id);
+    }
+    if (missing.size > 0) {
+      // Already stored (a redelivery, or another worker got there first): the stored version counts.
+      const stored = await this.pg.allArrays<LearnerRow>(
+        `SELECT ${PG_LEARNER_COLUMNS} FROM raw_events WHERE event_id = ANY($1::text[])`,
+        [[...missing]],
+      );
+      out.push(...stored);
+    }
+    return out;
+  }
+
+  async keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]> {
+    if (keys.length === 0) return [];
+    return this.pg.allArrays<LearnerRow>(
+      `SELECT DISTINCT ON (student_key, topic_id, ts, event_id) ${PG_LEARNER_COLUMNS}
+       FROM raw_events
+       WHERE (student_key, topic_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+       ORDER BY student_key, topic_id, ts, event_id, ingested_at`,
+      [keys.map((k) => k.studentKey), keys.map((k) => k.topicId)],
+    );
+  }
+
+  async allEvents(): Promise<LearnerRow[]> {
+    // The unique (event_id, topic_id) index means no key holds an event twice.
+    return this.pg.all<LearnerRow>(
+      `SELECT ${PG_LEARNER_COLUMNS} FROM raw_events ORDER BY student_key, topic_id, ts, event_id`,
+    );
+  }
+
+  async deadLetter(rows: readonly DeadLetterRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.pg.allArrays(
+      `INSERT INTO dead_letter (source, row_number, event_id, type, field, reason, payload, rejected_at)
+       SELECT s.source, NULL, s.event_id, s.type, s.field, s.reason, s.payload, s.rejected_at
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamp[])
+         AS s(source, event_id, type, field, reason, payload, rejected_at)`,
+      [
+        rows.map((r) => r.source),
+        rows.map((r) => r.event_id),
+        rows.map((r) => r.type),
+        rows.map((r) => r.field),
+        rows.map((r) => r.reason),
+        rows.map((r) => r.payload),
+        rows.map((r) => microsToSqlTimestamp(r.rejected_at_us)),
+      ],
+    );
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// DuckDB (embedded; one process holds the file, so no concurrent writers)
+
+const DUCK_LEARNER_COLUMNS =
+  "event_id, type, student_key, topic_id, epoch_us(ts)::DOUBLE AS ts_us, is_correct, question_id";
+
+// Same rule as serving/learnerState.ts: a key's copies of one event count once, the first ingested.
+const DUCK_DEDUPED = `QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1`;
+
+const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
+
+export class DuckRawEventStore implements RawEventStore {
+  private constructor(private readonly duck: DuckStore) {}
+
+  static async open(duck: DuckStore): Promise<DuckRawEventStore> {
+    for (const ddl of STREAM_DDL) await duck.run(ddl);
+    return new DuckRawEventStore(duck);
+  }
+
+  async record(rows: readonly RawEventRow[]): Promise<LearnerRow[]> {
+    if (rows.length === 0) return [];
+    const batch = firstPerEvent(rows);
+    const d = this.duck;
+    await d.run(`CREATE OR REPLACE TEMP TABLE __upd_stage AS SELECT ${COLUMN_LIST} FROM raw_events LIMIT 0`);
+    const ap = await d.conn.createAppender("__upd_stage", "main", "temp");
+    for (const r of batch) {
+      for (const [field, , kind] of RAW_COLUMNS) {
+        const v = r[field];
+        if (v === null) ap.appendNull();
+        else if (kind === "ts") ap.appendTimestamp(micros(v as number));
+        else if (kind === "text") ap.appendVarchar(v as string);
+        else if (kind === "int") ap.appendInteger(v as number);
+        else if (kind === "double") ap.appendDouble(v as number);
+        else ap.appendBoolean(v as boolean);
+      }
+      ap.endRow();
+    }
+    ap.flushSync();
+    ap.closeSync();
+    const inserted = await d.all<{ event_id: string; topic_id: string }>(
+      `INSERT INTO raw_events (${COLUMN_LIST})
+       SELECT ${COLUMN_LIST} FROM __upd_stage s
+       WHERE NOT EXISTS (SELECT 1 FROM raw_events r WHERE r.event_id = s.event_id)
+       RETURNING event_id, topic_id`,
+    );
+    await d.run("DROP TABLE IF EXISTS __upd_stage");
+    const done = new Set(inserted.map((r) => `${r.event_id}\u0000${r.topic_id}`));
+    const out: LearnerRow[] = [];
+    const missing = new Set<string>();
+    for (const r of batch) {
+      if (done.has(`${r.event_id}\u0000${r.topic_id}`)) out.push(learnerRow(r));
+      else missing.add(r.event_id);
+    }
+    if (missing.size > 0) {
+      const stored = await d.all<LearnerRow>(
+        `SELECT ${DUCK_LEARNER_COLUMNS} FROM raw_events WHERE event_id IN (SELECT unnest($1::VARCHAR[]))
+         ${DUCK_DEDUPED}`,
+        [listValue([...missing])],
+      );
+      out.push(...stored);
+    }
+    return out;
+  }
+
+  async keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]> {
+    if (keys.length === 0) return [];
+    return this.duck.all<LearnerRow>(
+      `SELECT ${DUCK_LEARNER_COLUMNS} FROM raw_events
+       JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
+         USING (student_key, topic_id)
+       ${DUCK_DEDUPED}
+       ORDER BY student_key, topic_id, ts, event_id`,
+      [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId))],
+    );
+  }
+
+  async allEvents(): Promise<LearnerRow[]> {
+    return this.duck.all<LearnerRow>(
+      `SELECT ${DUCK_LEARNER_COLUMNS} FROM raw_events ${DUCK_DEDUPED} ORDER BY student_key, topic_id, ts, event_id`,
+    );
+  }
+
+  async deadLetter(rows: readonly DeadLetterRow[]): Promise<void> {
+    for (const r of rows) {
+      await this.duck.run(
+        `INSERT INTO dead_letter (source, row_number, event_id, type, field, reason, payload, rejected_at)
+         VALUES ($1, NULL, $2, $3, $4, $5, $6, $7)`,
+        [r.source, r.event_id, r.type, r.field, r.reason, r.payload, micros(r.rejected_at_us)],
+      );
+    }
+  }
+}
+
+function learnerRow(r: RawEventRow): LearnerRow {
+  return {
+    event_id: r.event_id,
+    type: r.type,
+    student_key: r.student_key,
+    topic_id: r.topic_id,
+    ts_us: r.ts_us,
+    is_correct: r.is_correct,
+    question_id: r.question_id,
+  };
+}

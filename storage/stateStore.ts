@@ -1,0 +1,514 @@
+import { DuckDBTimestampValue, listValue } from "@duckdb/node-api";
+import { Redis } from "ioredis";
+import type { DuckStore } from "./duckdb.ts";
+import { STREAM_DDL } from "./schema.ts";
+
+/**
+ * learner_state for the incremental update path: per (student, topic) the online BKT + Elo state,
+ * a revision counter moved by every commit, and the set of event ids already folded into the state
+ * (so a redelivered event changes nothing). Commits are compare-and-set on the revision: a writer
+ * that read revision r commits only if the key is still at r, else it reloads and recomputes. That
+ * is what lets two worker processes share one consumer without losing or double-counting events.
+ *
+ * Two implementations: Redis (a hash per key and a set of processed event ids per key; commit is
+ * one Lua script, so state, revision and processed set move atomically) and the embedded DuckDB
+ * file (learner_state + learner_state_rev + learner_state_seen, one transaction per batch).
+ */
+
+/** The stored state: models/learnerState.ts LearnerState plus the versions of the models that built it. */
+export interface StoredLearnerState {
+  pMastery: number;
+  bktN: number;
+  eloAbility: number;
+  eloN: number;
+  correctN: number;
+  correctStreak: number;
+  lastTs: number | null;
+  lastEventId: string | null;
+  bktCorrectDelta: number;
+  bktIncorrectDelta: number;
+  bktLearnDelta: number;
+  bktStreakObsDelta: number;
+  bktStreakLearnDelta: number;
+  eloCorrectDelta: number;
+  eloIncorrectDelta: number;
+  eloStreakDelta: number;
+  bktModelVersion: string;
+  eloModelVersion: string;
+}
+
+/** Numeric fields of StoredLearnerState, in a fixed order (Redis hash fields, comparisons). */
+export const STATE_NUMBER_FIELDS = [
+  "pMastery",
+  "bktN",
+  "eloAbility",
+  "eloN",
+  "correctN",
+  "correctStreak",
+  "bktCorrectDelta",
+  "bktIncorrectDelta",
+  "bktLearnDelta",
+  "bktStreakObsDelta",
+  "bktStreakLearnDelta",
+  "eloCorrectDelta",
+  "eloIncorrectDelta",
+  "eloStreakDelta",
+] as const;
+
+export interface KeyLoad {
+  studentKey: string;
+  topicId: string;
+  /** Event ids to check against the key's processed set. */
+  eventIds: readonly string[];
+}
+
+export interface LoadedKey {
+  studentKey: string;
+  topicId: string;
+  /** 0 when the key has never been committed. */
+  rev: number;
+  state: StoredLearnerState | null;
+  /** Those of the asked event ids already folded into the state. */
+  seen: Set<string>;
+}
+
+export interface StateCommit {
+  studentKey: string;
+  topicId: string;
+  /** The revision the new state was computed from; the commit fails if the key moved since. */
+  expectedRev: number;
+  state: StoredLearnerState;
+  /** Event ids folded in by this commit (added to the processed set). */
+  processed: readonly string[];
+  updatedAtUs: number;
+}
+
+export interface KeyStateEntry {
+  studentKey: string;
+  topicId: string;
+  rev: number;
+  state: StoredLearnerState;
+}
+
+export interface StateStore {
+  load(keys: readonly KeyLoad[]): Promise<LoadedKey[]>;
+  /** Per commit: the new revision, or null when the key moved since it was loaded (reload and retry). */
+  commit(commits: readonly StateCommit[]): Promise<(number | null)[]>;
+  /** Every stored key (the recompute compares them with a replay). */
+  all(): Promise<KeyStateEntry[]>;
+  close(): Promise<void>;
+}
+
+export class StateStoreError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "StateStoreError";
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Redis
+
+/**
+ * KEYS[1] = state hash, KEYS[2] = processed set. ARGV[1] = expected revision, ARGV[2] = number of
+ * field/value pairs n, ARGV[3 .. 2+2n] = the pairs, then the processed event ids. Returns the new
+ * revision, or 0 when the hash's revision is not the expected one (nothing is written then).
+ */
+const COMMIT_LUA = `
+local cur = redis.call('HGET', KEYS[1], 'rev') or '0'
+if cur ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[2])
+local pairs = {}
+for i = 3, 2 + 2 * n do pairs[#pairs + 1] = ARGV[i] end
+local rev = tonumber(cur) + 1
+pairs[#pairs + 1] = 'rev'
+pairs[#pairs + 1] = tostring(rev)
+redis.call('HSET', KEYS[1], unpack(pairs))
+local ids = {}
+for i = 3 + 2 * n, #ARGV do
+  ids[#ids + 1] = ARGV[i]
+  if #ids == 1000 then redis.call('SADD', KEYS[2], unpack(ids)); ids = {} end
+end
+if #ids > 0 then redis.call('SADD', KEYS[2], unpack(ids)) end
+return rev
+`;
+
+const PREFIX = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+type RedisWithCommit = Redis & {
+  masteryCommit(stateKey: string, seenKey: string, ...args: string[]): Promise<number>;
+};
+
+export class RedisStateStore implements StateStore {
+  private constructor(
+    private readonly redis: RedisWithCommit,
+    readonly prefix: string,
+  ) {}
+
+  /**
+   * Connects to `url` (e.g. redis://127.0.0.1:6379). Every key starts with `prefix` (default
+   * "mastery"), so test runs and deployments can share one Redis.
+   */
+  static async open(url: string, prefix = "mastery"): Promise<RedisStateStore> {
+    if (!PREFIX.test(prefix))
+      throw new StateStoreError(
+        "REDIS_PREFIX",
+        `Redis key prefix "${prefix}" must be 1-64 characters of letters, digits and _.:- (e.g. mastery_test_1)`,
+      );
+    const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 3 }) as RedisWithCommit;
+    redis.on("error", () => {});
+    try {
+      await redis.connect();
+    } catch (err) {
+      redis.disconnect();
+      throw new StateStoreError(
+        "REDIS_CONNECT",
+        `cannot connect to Redis at ${url}: ${(err as Error).message}. Check MASTERY_REDIS_URL (e.g. redis://127.0.0.1:6379).`,
+      );
+    }
+    redis.defineCommand("masteryCommit", { numberOfKeys: 2, lua: COMMIT_LUA });
+    return new RedisStateStore(redis, prefix);
+  }
+
+  // The {...} hash tag keeps a key's state and processed set in one Redis Cluster slot (the Lua
+  // script touches both).
+  private stateKey(studentKey: string, topicId: string): string {
+    return `${this.prefix}:ls:{${studentKey}:${topicId}}`;
+  }
+
+  private seenKey(studentKey: string, topicId: string): string {
+    return `${this.prefix}:seen:{${studentKey}:${topicId}}`;
+  }
+
+  async load(keys: readonly KeyLoad[]): Promise<LoadedKey[]> {
+    if (keys.length === 0) return [];
+    const p = this.redis.pipeline();
+    for (const k of keys) {
+      p.hgetall(this.stateKey(k.studentKey, k.topicId));
+      if (k.eventIds.length > 0) p.smismember(this.seenKey(k.studentKey, k.topicId), ...k.eventIds);
+    }
+    const res = (await p.exec()) ?? [];
+    const out: LoadedKey[] = [];
+    let j = 0;
+    for (const k of keys) {
+      const [err, hash] = res[j++] ?? [null, {}];
+      if (err) throw err;
+      const h = hash as Record<string, string>;
+      const seen = new Set<string>();
+      if (k.eventIds.length > 0) {
+        const [err2, flags] = res[j++] ?? [null, []];
+        if (err2) throw err2;
+        (flags as number[]).forEach((f, i) => {
+          if (f === 1) seen.add(k.eventIds[i]!);
+        });
+      }
+      out.push({
+        studentKey: k.studentKey,
+        topicId: k.topicId,
+        rev: h.rev === undefined ? 0 : Number(h.rev),
+        state: h.rev === undefined ? null : stateFromHash(h),
+        seen,
+      });
+    }
+    return out;
+  }
+
+  async commit(commits: readonly StateCommit[]): Promise<(number | null)[]> {
+    if (commits.length === 0) return [];
+    const p = this.redis.pipeline() as unknown as {
+      masteryCommit(...args: string[]): void;
+      exec(): Promise<[Error | null, unknown][] | null>;
+    };
+    for (const c of commits) {
+      const pairs = stateToPairs(c);
+      p.masteryCommit(
+        this.stateKey(c.studentKey, c.topicId),
+        this.seenKey(c.studentKey, c.topicId),
+        String(c.expectedRev),
+        String(pairs.length / 2),
+        ...pairs,
+        ...c.processed,
+      );
+    }
+    const res = (await p.exec()) ?? [];
+    return res.map(([err, rev]) => {
+      if (err) throw err;
+      return Number(rev) === 0 ? null : Number(rev);
+    });
+  }
+
+  async all(): Promise<KeyStateEntry[]> {
+    const out: KeyStateEntry[] = [];
+    let cursor = "0";
+    do {
+      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}:ls:*`, "COUNT", 1000);
+      cursor = next;
+      if (keys.length === 0) continue;
+      const p = this.redis.pipeline();
+      for (const k of keys) p.hgetall(k);
+      const res = (await p.exec()) ?? [];
+      for (const [err, hash] of res) {
+        if (err) throw err;
+        const h = hash as Record<string, string>;
+        if (h.rev === undefined) continue;
+        out.push({
+          studentKey: h.studentKey ?? "",
+          topicId: h.topicId ?? "",
+          rev: Number(h.rev),
+          state: stateFromHash(h),
+        });
+      }
+    } while (cursor !== "0");
+    return out;
+  }
+
+  /** Deletes every key under the prefix (tests clean up with this). */
+  async clear(): Promise<number> {
+    let cursor = "0";
+    let n = 0;
+    do {
+      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}:*`, "COUNT", 1000);
+      cursor = next;
+      if (keys.length > 0) n += await this.redis.del(...keys);
+    } while (cursor !== "0");
+    return n;
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit();
+  }
+}
+
+function stateToPairs(c: StateCommit): string[] {
+  const s = c.state;
+  const pairs: string[] = ["studentKey", c.studentKey, "topicId", c.topicId];
+  // String(x) of a double is its shortest round-trip form, so Number() reads back the same bits.
+  for (const f of STATE_NUMBER_FIELDS) pairs.push(f, String(s[f]));
+  pairs.push("lastTs", s.lastTs === null ? "" : String(s.lastTs));
+  pairs.push("lastEventId", s.lastEventId ?? "");
+  pairs.push("hasLastEvent", s.lastEventId === null ? "0" : "1");
+  pairs.push("bktModelVersion", s.bktModelVersion, "eloModelVersion", s.eloModelVersion);
+  pairs.push("updatedAtUs", String(c.updatedAtUs));
+  return pairs;
+}
+
+function stateFromHash(h: Record<string, string>): StoredLearnerState {
+  const num = (f: string) => Number(h[f] ?? "0");
+  return {
+    pMastery: num("pMastery"),
+    bktN: num("bktN"),
+    eloAbility: num("eloAbility"),
+    eloN: num("eloN"),
+    correctN: num("correctN"),
+    correctStreak: num("correctStreak"),
+    lastTs: h.lastTs === undefined || h.lastTs === "" ? null : Number(h.lastTs),
+    lastEventId: h.hasLastEvent === "1" ? (h.lastEventId ?? "") : null,
+    bktCorrectDelta: num("bktCorrectDelta"),
+    bktIncorrectDelta: num("bktIncorrectDelta"),
+    bktLearnDelta: num("bktLearnDelta"),
+    bktStreakObsDelta: num("bktStreakObsDelta"),
+    bktStreakLearnDelta: num("bktStreakLearnDelta"),
+    eloCorrectDelta: num("eloCorrectDelta"),
+    eloIncorrectDelta: num("eloIncorrectDelta"),
+    eloStreakDelta: num("eloStreakDelta"),
+    bktModelVersion: h.bktModelVersion ?? "",
+    eloModelVersion: h.eloModelVersion ?? "",
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+// DuckDB (embedded: one process holds the file, and the updater runs one batch at a time, so the
+// revision check never fails in practice; it is kept so both stores behave the same)
+
+type DuckStateRow = {
+  student_key: string;
+  topic_id: string;
+  p_mastery: number;
+  elo_ability: number;
+  elo_n: number;
+  bkt_n: number;
+  last_ts_us: number | null;
+  last_event_id: string | null;
+  correct_streak: number;
+  correct_n: number;
+  bkt_correct_delta: number;
+  bkt_incorrect_delta: number;
+  bkt_learn_delta: number;
+  bkt_streak_obs_delta: number;
+  bkt_streak_learn_delta: number;
+  elo_correct_delta: number;
+  elo_incorrect_delta: number;
+  elo_streak_delta: number;
+  bkt_model_version: string;
+  elo_model_version: string;
+  rev: bigint | number | null;
+};
+
+const DUCK_SELECT = `SELECT s.student_key, s.topic_id, s.p_mastery, s.elo_ability, s.elo_n, s.bkt_n,
+  epoch_us(s.last_ts)::DOUBLE AS last_ts_us, s.last_event_id, s.correct_streak, s.correct_n,
+  s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta, s.bkt_streak_obs_delta,
+  s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta, s.elo_streak_delta,
+  s.bkt_model_version, s.elo_model_version, r.rev
+  FROM learner_state s LEFT JOIN learner_state_rev r USING (student_key, topic_id)`;
+
+const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
+
+function stateFromDuck(r: DuckStateRow): StoredLearnerState {
+  return {
+    pMastery: r.p_mastery,
+    bktN: r.bkt_n,
+    eloAbility: r.elo_ability,
+    eloN: r.elo_n,
+    correctN: r.correct_n,
+    correctStreak: r.correct_streak,
+    lastTs: r.last_ts_us,
+    lastEventId: r.last_event_id,
+    bktCorrectDelta: r.bkt_correct_delta,
+    bktIncorrectDelta: r.bkt_incorrect_delta,
+    bktLearnDelta: r.bkt_learn_delta,
+    bktStreakObsDelta: r.bkt_streak_obs_delta,
+    bktStreakLearnDelta: r.bkt_streak_learn_delta,
+    eloCorrectDelta: r.elo_correct_delta,
+    eloIncorrectDelta: r.elo_incorrect_delta,
+    eloStreakDelta: r.elo_streak_delta,
+    bktModelVersion: r.bkt_model_version,
+    eloModelVersion: r.elo_model_version,
+  };
+}
+
+export class DuckStateStore implements StateStore {
+  private constructor(private readonly duck: DuckStore) {}
+
+  static async open(duck: DuckStore): Promise<DuckStateStore> {
+    for (const ddl of STREAM_DDL) await duck.run(ddl);
+    return new DuckStateStore(duck);
+  }
+
+  async load(keys: readonly KeyLoad[]): Promise<LoadedKey[]> {
+    if (keys.length === 0) return [];
+    const sks = listValue(keys.map((k) => k.studentKey));
+    const tps = listValue(keys.map((k) => k.topicId));
+    const rows = await this.duck.all<DuckStateRow>(
+      `${DUCK_SELECT}
+       JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
+         USING (student_key, topic_id)`,
+      [sks, tps],
+    );
+    const byKey = new Map(rows.map((r) => [`${r.student_key}\u0000${r.topic_id}`, r]));
+    const ids: string[] = [];
+    const idSk: string[] = [];
+    const idTp: string[] = [];
+    for (const k of keys)
+      for (const e of k.eventIds) {
+        ids.push(e);
+        idSk.push(k.studentKey);
+        idTp.push(k.topicId);
+      }
+    const seenRows =
+      ids.length === 0
+        ? []
+        : await this.duck.all<{ student_key: string; topic_id: string; event_id: string }>(
+            `SELECT s.student_key, s.topic_id, s.event_id FROM learner_state_seen s
+             JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id,
+                          unnest($3::VARCHAR[]) AS event_id) q USING (student_key, topic_id, event_id)`,
+            [listValue(idSk), listValue(idTp), listValue(ids)],
+          );
+    const seenBy = new Map<string, Set<string>>();
+    for (const r of seenRows) {
+      const id = `${r.student_key}\u0000${r.topic_id}`;
+      let s = seenBy.get(id);
+      if (s === undefined) {
+        s = new Set();
+        seenBy.set(id, s);
+      }
+      s.add(r.event_id);
+    }
+    return keys.map((k) => {
+      const id = `${k.studentKey}\u0000${k.topicId}`;
+      const r = byKey.get(id);
+      return {
+        studentKey: k.studentKey,
+        topicId: k.topicId,
+        rev: r === undefined || r.rev === null ? 0 : Number(r.rev),
+        state: r === undefined ? null : stateFromDuck(r),
+        seen: seenBy.get(id) ?? new Set(),
+      };
+    });
+  }
+
+  async commit(commits: readonly StateCommit[]): Promise<(number | null)[]> {
+    if (commits.length === 0) return [];
+    const d = this.duck;
+    return d.transaction(async () => {
+      const current = await this.load(commits.map((c) => ({ ...c, eventIds: [] })));
+      const out: (number | null)[] = [];
+      for (let i = 0; i < commits.length; i++) {
+        const c = commits[i]!;
+        const rev = current[i]!.rev;
+        if (rev !== c.expectedRev) {
+          out.push(null);
+          continue;
+        }
+        const s = c.state;
+        await d.run(
+          `INSERT OR REPLACE INTO learner_state (student_key, topic_id, p_mastery, elo_ability, elo_n, bkt_n,
+             last_ts, last_event_id, correct_streak, updated_at, correct_n, bkt_correct_delta,
+             bkt_incorrect_delta, bkt_learn_delta, bkt_streak_obs_delta, bkt_streak_learn_delta,
+             elo_correct_delta, elo_incorrect_delta, elo_streak_delta, bkt_model_version, elo_model_version)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
+          [
+            c.studentKey,
+            c.topicId,
+            s.pMastery,
+            s.eloAbility,
+            s.eloN,
+            s.bktN,
+            s.lastTs === null ? null : micros(s.lastTs),
+            s.lastEventId,
+            s.correctStreak,
+            micros(c.updatedAtUs),
+            s.correctN,
+            s.bktCorrectDelta,
+            s.bktIncorrectDelta,
+            s.bktLearnDelta,
+            s.bktStreakObsDelta,
+            s.bktStreakLearnDelta,
+            s.eloCorrectDelta,
+            s.eloIncorrectDelta,
+            s.eloStreakDelta,
+            s.bktModelVersion,
+            s.eloModelVersion,
+          ],
+        );
+        await d.run("INSERT OR REPLACE INTO learner_state_rev VALUES ($1, $2, $3)", [
+          c.studentKey,
+          c.topicId,
+          BigInt(rev + 1),
+        ]);
+        if (c.processed.length > 0)
+          await d.run(
+            `INSERT OR IGNORE INTO learner_state_seen
+             SELECT $1, $2, unnest($3::VARCHAR[])`,
+            [c.studentKey, c.topicId, listValue([...c.processed])],
+          );
+        out.push(rev + 1);
+      }
+      return out;
+    });
+  }
+
+  async all(): Promise<KeyStateEntry[]> {
+    const rows = await this.duck.all<DuckStateRow>(DUCK_SELECT);
+    return rows.map((r) => ({
+      studentKey: r.student_key,
+      topicId: r.topic_id,
+      rev: r.rev === null ? 0 : Number(r.rev),
+      state: stateFromDuck(r),
+    }));
+  }
+
+  async close(): Promise<void> {}
+}
