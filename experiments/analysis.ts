@@ -39,7 +39,7 @@ export interface ArmReport {
     mean: number;
     sd: number;
   };
-  accuracyVsControl: (Interval & { df: number }) | null;
+  accuracyVsControl: (Interval & { df: number; se: number }) | null;
   mastery: {
     students: number;
     mastered: number;
