@@ -1,8 +1,10 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { BKT } from "../../models/bkt.ts";
+import { Elo } from "../../models/elo.ts";
 import { explanationTotal } from "../../models/explanation.ts";
 import { attemptFeatures } from "../../training/attemptFeatures.ts";
 import {
@@ -105,6 +107,37 @@ describe("mastery train blend / evaluate (CLI, end to end)", () => {
       expect(gbtSource.value).toBe(e.gbtMargin);
     }
   }, 60_000);
+});
+
+describe("train gbt with given BKT / Elo models", () => {
+  it("uses the model.json files of --bkt-model / --elo-model instead of fitting", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "gbt-given-"));
+    const rows = syntheticAttempts(30, 20, 8);
+    const train = writeTsv(dir, "train.tsv", rows);
+    const log = makeLog(rows);
+    const bkt = new BKT({ restarts: 1, seed: 3 }).fit(log);
+    const elo = new Elo({ params: { studentA: 0.3, skillA: 0.2 }, fitK: false }).fit(log);
+    for (const [name, json] of [
+      ["bkt", bkt.toJSON()],
+      ["elo", elo.toJSON()],
+    ] as const) {
+      mkdirSync(join(dir, name));
+      writeFileSync(join(dir, name, "model.json"), JSON.stringify(json));
+    }
+    const res = await trainAttemptModel({
+      kind: "gbt",
+      data: train,
+      columns: { user: "student", skill: "kc", correct: "ok", item: "q" },
+      out: join(dir, "model"),
+      bktModel: join(dir, "bkt"),
+      eloModel: join(dir, "elo"),
+      threads: 1,
+      gbt: { nRounds: 5 },
+    });
+    const json = JSON.parse(readFileSync(res.modelPath, "utf8"));
+    expect(json.context.elo.params).toEqual(elo.params);
+    expect(json.context.bkt.skills).toEqual(JSON.parse(JSON.stringify(bkt.toJSON().skills)));
+  });
 });
 
 describe("train gbt (in process) and its registered predictor", () => {
