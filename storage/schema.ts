@@ -287,7 +287,7 @@ export const SERVING_DDL: readonly string[] = [
      created_at TIMESTAMP NOT NULL
    )`,
   `CREATE TABLE IF NOT EXISTS audit_log (
-     at TIMESTAMP NOT NULL,
+     logged_at TIMESTAMP NOT NULL,
      actor_role VARCHAR NOT NULL,
      actor VARCHAR NOT NULL,
      action VARCHAR NOT NULL,
