@@ -1,0 +1,355 @@
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { DuckDBTimestampValue } from "@duckdb/node-api";
+import { parse as parseYaml } from "yaml";
+import type { DuckStore } from "../storage/duckdb.ts";
+import { DEFAULT_SOURCE_ORDER, TEACHER_OVERRIDE } from "./masteryView.ts";
+import type { UpdatedKey } from "./updater.ts";
+
+/**
+ * At-risk alerts: when a student's served mastery on a topic drops below the threshold of their
+ * school and grade (config/thresholds.yaml), one alert row is written and every configured webhook
+ * is called with it. One crossing raises one alert: alert_state remembers that the key is below,
+ * and it re-arms only when the score comes back to threshold + hysteresis or above (so a score
+ * hovering at the threshold does not flood teachers). The alert id is a hash of (student, topic,
+ * rule, crossing number): the same crossing always has the same id, sent as Idempotency-Key.
+ *
+ * Webhooks are signed like Stripe's: X-Mastery-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+ * "<t>.<body>" with the webhook's secret>; receivers check it with `verifyWebhookSignature`.
+ * Delivery is retried with exponential backoff (base · 2^(attempt-1)) on network errors and non-2xx
+ * answers; every attempt is logged in webhook_deliveries.
+ */
+export const DEFAULT_THRESHOLDS = join(
+  dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "config",
+  "thresholds.yaml",
+);
+export const RULE = "at_risk";
+
+export interface ThresholdConfig {
+  atRisk: number;
+  hysteresis: number;
+  schools: Map<string, { atRisk: number | undefined; grades: Map<number, number> }>;
+  webhooks: WebhookTarget[];
+}
+
+export interface WebhookTarget {
+  url: string;
+  secret: string;
+}
+
+export class AlertConfigError extends Error {
+  readonly code = "ALERT_CONFIG";
+  constructor(message: string) {
+    super(message);
+    this.name = "AlertConfigError";
+  }
+}
+
+const unit = (v: unknown, where: string): number => {
+  if (typeof v !== "number" || !(v >= 0 && v <= 1)) {
+    throw new AlertConfigError(`${where} must be a number in [0, 1] (got ${JSON.stringify(v)})`);
+  }
+  return v;
+};
+
+/** Parses config/thresholds.yaml (see the file for the layout); webhook secrets come from env. */
+export function parseThresholds(
+  doc: unknown,
+  env: NodeJS.ProcessEnv = process.env,
+  source = "thresholds",
+): ThresholdConfig {
+  const d = (doc ?? {}) as Record<string, unknown>;
+  const def = (d.default ?? {}) as Record<string, unknown>;
+  const cfg: ThresholdConfig = {
+    atRisk: unit(def.at_risk ?? 0.4, `${source}: default.at_risk`),
+    hysteresis: unit(d.hysteresis ?? 0.05, `${source}: hysteresis`),
+    schools: new Map(),
+    webhooks: [],
+  };
+  for (const [school, v] of Object.entries((d.schools ?? {}) as Record<string, unknown>)) {
+    const s = (v ?? {}) as Record<string, unknown>;
+    const grades = new Map<number, number>();
+    for (const [g, t] of Object.entries((s.grades ?? {}) as Record<string, unknown>)) {
+      const grade = Number(g);
+      if (!Number.isInteger(grade))
+        throw new AlertConfigError(`${source}: schools.${school}.grades: "${g}" is not a grade`);
+      grades.set(grade, unit(t, `${source}: schools.${school}.grades.${g}`));
+    }
+    cfg.schools.set(school, {
+      atRisk: s.at_risk === undefined ? undefined : unit(s.at_risk, `${source}: schools.${school}.at_risk`),
+      grades,
+    });
+  }
+  for (const [i, w] of ((d.webhooks ?? []) as Record<string, unknown>[]).entries()) {
+    if (typeof w.url !== "string") throw new AlertConfigError(`${source}: webhooks[${i}].url is required`);
+    const secretEnv = typeof w.secret_env === "string" ? w.secret_env : "MASTERY_WEBHOOK_SECRET";
+    const secret = env[secretEnv];
+    if (secret === undefined || secret === "") {
+      throw new AlertConfigError(`${source}: webhooks[${i}] needs its signing secret in env ${secretEnv}`);
+    }
+    cfg.webhooks.push({ url: w.url, secret });
+  }
+  return cfg;
+}
+
+export function loadThresholds(
+  path = DEFAULT_THRESHOLDS,
+  env: NodeJS.ProcessEnv = process.env,
+): ThresholdConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new AlertConfigError(`cannot read thresholds ${path}: ${(err as Error).message}`);
+  }
+  return parseThresholds(parseYaml(text), env, path);
+}
+
+/** Most specific wins: school + grade, then school, then the default. */
+export function thresholdFor(cfg: ThresholdConfig, school: string | null, grade: number | null): number {
+  const s = school === null ? undefined : cfg.schools.get(school);
+  if (s !== undefined) {
+    if (grade !== null) {
+      const g = s.grades.get(grade);
+      if (g !== undefined) return g;
+    }
+    if (s.atRisk !== undefined) return s.atRisk;
+  }
+  return cfg.atRisk;
+}
+
+export interface AlertPayload {
+  alertId: string;
+  rule: string;
+  studentKey: string;
+  topicId: string;
+  score: number;
+  scoreSource: string;
+  threshold: number;
+  schoolId: string | null;
+  grade: number | null;
+  crossing: number;
+  createdAt: string;
+}
+
+export function signWebhook(secret: string, body: string, tSec: number): string {
+  const mac = createHmac("sha256", secret).update(`${tSec}.${body}`).digest("hex");
+  return `t=${tSec},v1=${mac}`;
+}
+
+/** True when `header` is a valid signature of `body` made within `toleranceSec` of `nowSec`. */
+export function verifyWebhookSignature(
+  secret: string,
+  header: string | undefined,
+  body: string,
+  nowSec = Date.now() / 1000,
+  toleranceSec = 300,
+): boolean {
+  if (header === undefined) return false;
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header);
+  if (!m) return false;
+  const t = Number(m[1]);
+  if (Math.abs(nowSec - t) > toleranceSec) return false;
+  const expected = Buffer.from(createHmac("sha256", secret).update(`${t}.${body}`).digest("hex"));
+  const got = Buffer.from(m[2]!);
+  return expected.length === got.length && timingSafeEqual(expected, got);
+}
+
+export interface AlertEngineOptions {
+  /** Serializes store access with the rest of the server. */
+  withStore: <T>(fn: () => Promise<T>) => Promise<T>;
+  retry?: { attempts: number; baseMs: number };
+  now?: () => Date;
+  fetchImpl?: typeof fetch;
+  onAlert?: (a: AlertPayload) => void;
+  onDelivery?: (outcome: "ok" | "retry" | "failed") => void;
+}
+
+const micros = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
+
+export class AlertEngine {
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(
+    private readonly store: DuckStore,
+    private readonly cfg: ThresholdConfig,
+    private readonly opts: AlertEngineOptions,
+  ) {}
+
+  /**
+   * Checks the served score of each key against its threshold; returns the alerts raised. Must be
+   * called inside `withStore` (it reads and writes the store directly); deliveries run afterwards.
+   */
+  async check(keys: readonly UpdatedKey[]): Promise<AlertPayload[]> {
+    if (keys.length === 0) return [];
+    const store = this.store;
+    const now = this.opts.now?.() ?? new Date();
+    await store.run("CREATE OR REPLACE TEMP TABLE __alert_keys (student_key VARCHAR, topic_id VARCHAR)");
+    const ap = await store.conn.createAppender("__alert_keys", "main", "temp");
+    for (const k of keys) {
+      ap.appendVarchar(k.studentKey);
+      ap.appendVarchar(k.topicId);
+      ap.endRow();
+    }
+    ap.closeSync();
+    const rows = await store.all<{
+      student_key: string;
+      topic_id: string;
+      mastery_score: number;
+      score_source: string;
+      below: boolean | null;
+      crossings: number | null;
+    }>(
+      `SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, s.below, s.crossings
+       FROM student_mastery m JOIN (SELECT DISTINCT * FROM __alert_keys) k USING (student_key, topic_id)
+       LEFT JOIN alert_state s USING (student_key, topic_id)`,
+    );
+    const ctxRows = await store.all<{ student_key: string; school_id: string | null; grade: number | null }>(
+      `SELECT student_key, arg_max(school_id, ts) FILTER (WHERE school_id IS NOT NULL) AS school_id,
+              arg_max(grade, ts) FILTER (WHERE grade IS NOT NULL) AS grade
+       FROM raw_events WHERE student_key IN (SELECT student_key FROM __alert_keys) GROUP BY student_key`,
+    );
+    await store.run("DROP TABLE __alert_keys");
+    const ctx = new Map(ctxRows.map((r) => [r.student_key, r]));
+    const rank = (s: string) => {
+      const i = DEFAULT_SOURCE_ORDER.indexOf(s);
+      return s === TEACHER_OVERRIDE ? -1 : i < 0 ? DEFAULT_SOURCE_ORDER.length : i;
+    };
+    const served = new Map<string, (typeof rows)[number]>();
+    for (const r of rows) {
+      const k = `${r.student_key}\u0000${r.topic_id}`;
+      const cur = served.get(k);
+      if (cur === undefined || rank(r.score_source) < rank(cur.score_source)) served.set(k, r);
+    }
+    const raised: AlertPayload[] = [];
+    await store.transaction(async () => {
+      for (const r of served.values()) {
+        const c = ctx.get(r.student_key);
+        const school = c?.school_id ?? null;
+        const grade = c?.grade ?? null;
+        const threshold = thresholdFor(this.cfg, school, grade);
+        const wasBelow = r.below === true;
+        let crossings = r.crossings ?? 0;
+        let below = wasBelow;
+        if (!wasBelow && r.mastery_score < threshold) {
+          below = true;
+          crossings++;
+          const alertId = createHash("sha256")
+            .update(`${r.student_key}|${r.topic_id}|${RULE}|${crossings}`)
+            .digest("hex")
+            .slice(0, 32);
+          const a: AlertPayload = {
+            alertId,
+            rule: RULE,
+            studentKey: r.student_key,
+            topicId: r.topic_id,
+            score: r.mastery_score,
+            scoreSource: r.score_source,
+            threshold,
+            schoolId: school,
+            grade,
+            crossing: crossings,
+            createdAt: now.toISOString(),
+          };
+          await store.run(
+            "INSERT OR IGNORE INTO alerts VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            [
+              alertId,
+              a.studentKey,
+              a.topicId,
+              RULE,
+              threshold,
+              a.score,
+              a.scoreSource,
+              school,
+              grade,
+              crossings,
+              micros(now),
+            ],
+          );
+          raised.push(a);
+        } else if (wasBelow && r.mastery_score >= threshold + this.cfg.hysteresis) {
+          below = false;
+        }
+        if (below !== wasBelow || r.below === null) {
+          await store.run("INSERT OR REPLACE INTO alert_state VALUES ($1, $2, $3, $4, $5)", [
+            r.student_key,
+            r.topic_id,
+            below,
+            crossings,
+            micros(now),
+          ]);
+        }
+      }
+    });
+    for (const a of raised) {
+      this.opts.onAlert?.(a);
+      for (const w of this.cfg.webhooks) this.track(this.deliver(w, a));
+    }
+    return raised;
+  }
+
+  private track(p: Promise<void>): void {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  /** Resolves when every delivery started so far has succeeded or given up. */
+  async drain(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  private async deliver(w: WebhookTarget, a: AlertPayload): Promise<void> {
+    const { attempts, baseMs } = this.opts.retry ?? { attempts: 5, baseMs: 500 };
+    const body = JSON.stringify(a);
+    const doFetch = this.opts.fetchImpl ?? fetch;
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      const t = Math.floor((this.opts.now?.() ?? new Date()).getTime() / 1000);
+      let status: number | null = null;
+      let error: string | null = null;
+      try {
+        const res = await doFetch(w.url, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "idempotency-key": a.alertId,
+            "x-mastery-signature": signWebhook(w.secret, body, t),
+          },
+          body,
+          signal: AbortSignal.timeout(10_000),
+        });
+        status = res.status;
+        await res.arrayBuffer().catch(() => undefined);
+        if (!res.ok) error = `HTTP ${res.status}`;
+      } catch (err) {
+        error = (err as Error).message;
+      }
+      await this.opts
+        .withStore(() =>
+          this.store.run("INSERT INTO webhook_deliveries VALUES ($1, $2, $3, $4, $5, $6)", [
+            a.alertId,
+            w.url,
+            attempt,
+            status,
+            error,
+            micros(new Date()),
+          ]),
+        )
+        .catch(() => undefined);
+      if (error === null) {
+        this.opts.onDelivery?.("ok");
+        return;
+      }
+      if (attempt === attempts) {
+        this.opts.onDelivery?.("failed");
+        return;
+      }
+      this.opts.onDelivery?.("retry");
+      await new Promise((r) => setTimeout(r, baseMs * 2 ** (attempt - 1)));
+    }
+  }
+}

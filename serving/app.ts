@@ -1,0 +1,317 @@
+/**
+ * The Express app: `createApp(deps)` wires the store, auth, updater, alerts, cache and metrics into
+ * the routes of serving/routes/ (one table, also the source of the OpenAPI document).
+ * Raw student ids appear only in URLs and bodies; they are pseudonymized at once and never logged:
+ * request logs carry the route pattern and the student_key.
+ */
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import express, { type Express, type NextFunction, type Request, type Response } from "express";
+import { rateLimit } from "express-rate-limit";
+import helmet from "helmet";
+import { type Logger, pino } from "pino";
+import { parse as parseYaml } from "yaml";
+import type { Pseudonymizer } from "../features/pseudonymize.ts";
+import type { DuckStore } from "../storage/duckdb.ts";
+import { DuckMasteryStore } from "../storage/masteryStore.ts";
+import { DuckRawEventStore } from "../storage/rawEventStore.ts";
+import { SERVING_DDL } from "../storage/schema.ts";
+import { DuckStateStore } from "../storage/stateStore.ts";
+import { AlertEngine, loadThresholds, type ThresholdConfig } from "./alerts.ts";
+import {
+  AccessError,
+  Authenticator,
+  type Principal,
+  requireAction,
+  requireStudent,
+  type Scope,
+} from "./auth.ts";
+import { HttpError } from "./httpError.ts";
+import { DEFAULT_SOURCE_ORDER, type ExperimentArm, readStudentMastery } from "./masteryView.ts";
+import { ServerMetrics } from "./metrics.ts";
+import { createRollupViews } from "./rollups.ts";
+import { ROUTES } from "./routes/index.ts";
+import { LruCache, StoreGate } from "./storeGate.ts";
+import { type EventUpdater, IncrementalUpdater, streamModels } from "./updater.ts";
+
+export const DEFAULT_SERVING_CONFIG_PATH = join(
+  dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "config",
+  "serving.yaml",
+);
+
+export interface ServingConfig {
+  scoreSources: readonly string[];
+  masteredAt: number;
+  targetSuccess: number;
+  maxBatch: number;
+  cacheSize: number;
+  rateLimit: { windowMs: number; limit: number };
+  bodyLimit: string;
+}
+
+export const DEFAULT_SERVING_CONFIG: ServingConfig = {
+  scoreSources: DEFAULT_SOURCE_ORDER,
+  masteredAt: 0.7,
+  targetSuccess: 0.7,
+  maxBatch: 1000,
+  cacheSize: 20_000,
+  rateLimit: { windowMs: 60_000, limit: 6000 },
+  bodyLimit: "5mb",
+};
+
+/** Reads config/serving.yaml (snake_case keys) over the defaults. */
+export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingConfig {
+  const d = (parseYaml(readFileSync(path, "utf8")) ?? {}) as Record<string, unknown>;
+  const rl = (d.rate_limit ?? {}) as Record<string, unknown>;
+  const num = (v: unknown, fallback: number, key: string): number => {
+    if (v === undefined) return fallback;
+    if (typeof v !== "number" || !Number.isFinite(v))
+      throw new HttpError(500, "config", key, `${path}: ${key} must be a number`);
+    return v;
+  };
+  const def = DEFAULT_SERVING_CONFIG;
+  return {
+    scoreSources: Array.isArray(d.score_sources) ? (d.score_sources as string[]) : def.scoreSources,
+    masteredAt: num(d.mastered_at, def.masteredAt, "mastered_at"),
+    targetSuccess: num(d.target_success, def.targetSuccess, "target_success"),
+    maxBatch: num(d.max_batch, def.maxBatch, "max_batch"),
+    cacheSize: num(d.cache_size, def.cacheSize, "cache_size"),
+    rateLimit: {
+      windowMs: num(rl.window_ms, def.rateLimit.windowMs, "rate_limit.window_ms"),
+      limit: num(rl.limit, def.rateLimit.limit, "rate_limit.limit"),
+    },
+    bodyLimit: typeof d.body_limit === "string" ? d.body_limit : def.bodyLimit,
+  };
+}
+
+export interface AppDeps {
+  store: DuckStore;
+  pseudonymizer: Pseudonymizer;
+  jwtSecret: string;
+  config?: Partial<ServingConfig>;
+  /**
+   * The one incremental update path (serving/updater.ts). Default: IncrementalUpdater on the
+   * embedded store with the models in `modelDirs` (defaults when none).
+   */
+  updater?: EventUpdater;
+  modelDirs?: { bkt?: string; elo?: string };
+  /** Default: config/thresholds.yaml. */
+  thresholds?: ThresholdConfig;
+  webhookRetry?: { attempts: number; baseMs: number };
+  /** Experiment arm of a student (experiments/ plugs in here); default: none. */
+  experimentArm?: (studentKey: string) => Promise<ExperimentArm | null>;
+  logger?: Logger;
+  now?: () => Date;
+  /** Prometheus default process metrics (off in tests to keep them quiet). */
+  defaultMetrics?: boolean;
+}
+
+/** Everything a route handler needs; handlers stay thin over these. */
+export interface ServingContext {
+  store: DuckStore;
+  gate: StoreGate;
+  pseudonymizer: Pseudonymizer;
+  config: ServingConfig;
+  updater: EventUpdater;
+  alerts: AlertEngine;
+  metrics: ServerMetrics;
+  logger: Logger;
+  now: () => Date;
+  experimentArm: (studentKey: string) => Promise<ExperimentArm | null>;
+  /** 401/403 unless the bearer token allows `scope`. */
+  principal(req: Request, scope: Scope): Promise<Principal>;
+  /** Pseudonymizes a raw id from a URL or body and checks the principal may see that student. */
+  student(p: Principal, rawStudentId: string, res: Response): Promise<string>;
+  /** GET /mastery's JSON body for a student (hot cache). */
+  masteryJson(studentKey: string): Promise<string>;
+  /** Drops cached data of these students (after any update). */
+  invalidate(studentKeys: Iterable<string>): void;
+}
+
+export interface AppHandle {
+  app: Express;
+  ctx: ServingContext;
+  /** Waits for webhook deliveries in flight. */
+  drain(): Promise<void>;
+}
+
+export async function createApp(deps: AppDeps): Promise<AppHandle> {
+  const config: ServingConfig = { ...DEFAULT_SERVING_CONFIG, ...deps.config };
+  const store = deps.store;
+  const gate = new StoreGate();
+  await gate.run(async () => {
+    for (const ddl of SERVING_DDL) await store.run(ddl);
+    await createRollupViews(store);
+  });
+  const logger = deps.logger ?? pino({ level: process.env.LOG_LEVEL ?? "info" });
+  const metrics = new ServerMetrics({ defaultMetrics: deps.defaultMetrics ?? true });
+  const now = deps.now ?? (() => new Date());
+  const auth = new Authenticator(deps.jwtSecret, deps.pseudonymizer);
+  const updater =
+    deps.updater ??
+    (await gate.run(
+      async () =>
+        new IncrementalUpdater({
+          raw: await DuckRawEventStore.open(store),
+          state: await DuckStateStore.open(store),
+          mastery: await DuckMasteryStore.open(store),
+          models: streamModels({ bktModelDir: deps.modelDirs?.bkt, eloModelDir: deps.modelDirs?.elo }),
+          nowUs: () => now().getTime() * 1000,
+        }),
+    ));
+  const alerts = new AlertEngine(store, deps.thresholds ?? loadThresholds(), {
+    withStore: (fn) => gate.run(fn),
+    now,
+    ...(deps.webhookRetry ? { retry: deps.webhookRetry } : {}),
+    onAlert: () => metrics.alerts.inc(),
+    onDelivery: (outcome) => metrics.webhooks.inc({ outcome }),
+  });
+  const cache = new LruCache<string>(config.cacheSize);
+  const classCache = new LruCache<ReadonlySet<string>>(config.cacheSize);
+  // Bumped by every invalidation: a read that started before an update must not cache its result.
+  let generation = 0;
+
+  const classesOf = async (studentKey: string): Promise<ReadonlySet<string>> => {
+    const hit = classCache.get(studentKey);
+    if (hit) return hit;
+    const gen = generation;
+    const rows = await gate.run(() =>
+      store.all<{ class_id: string }>(
+        "SELECT DISTINCT class_id FROM raw_events WHERE student_key = $1 AND class_id IS NOT NULL",
+        [studentKey],
+      ),
+    );
+    const set = new Set(rows.map((r) => r.class_id));
+    if (gen === generation) classCache.set(studentKey, set);
+    return set;
+  };
+  const experimentArm = deps.experimentArm ?? (async () => null);
+
+  const ctx: ServingContext = {
+    store,
+    gate,
+    pseudonymizer: deps.pseudonymizer,
+    config,
+    updater,
+    alerts,
+    metrics,
+    logger,
+    now,
+    experimentArm,
+    async principal(req, scope) {
+      const p = await auth.authenticate(req.headers.authorization);
+      requireAction(p, scope);
+      return p;
+    },
+    async student(p, rawStudentId, res) {
+      const key = deps.pseudonymizer.studentKey(rawStudentId);
+      res.locals.studentKey = key;
+      await requireStudent(p, key, classesOf);
+      return key;
+    },
+    async masteryJson(studentKey) {
+      const hit = cache.get(studentKey);
+      if (hit !== undefined) {
+        metrics.cache.inc({ result: "hit" });
+        return hit;
+      }
+      metrics.cache.inc({ result: "miss" });
+      const gen = generation;
+      const arm = await experimentArm(studentKey);
+      const body = await gate.run(() =>
+        readStudentMastery(store, studentKey, { sourceOrder: config.scoreSources, arm }),
+      );
+      const json = JSON.stringify(body);
+      if (gen === generation) cache.set(studentKey, json);
+      return json;
+    },
+    invalidate(studentKeys) {
+      generation++;
+      for (const k of studentKeys) {
+        cache.delete(k);
+        classCache.delete(k);
+      }
+    },
+  };
+
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("trust proxy", false);
+  app.use(helmet());
+  if (config.rateLimit.limit > 0) {
+    app.use(
+      rateLimit({
+        windowMs: config.rateLimit.windowMs,
+        limit: config.rateLimit.limit,
+        standardHeaders: "draft-8",
+        legacyHeaders: false,
+        handler: (_req, res) => {
+          res.status(429).json({
+            error: "rate_limited",
+            field: "(client)",
+            reason: `more than ${config.rateLimit.limit} requests in ${config.rateLimit.windowMs / 1000} s; retry later`,
+          });
+        },
+      }),
+    );
+  }
+  app.use(express.json({ limit: config.bodyLimit }));
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const t0 = process.hrtime.bigint();
+    res.on("finish", () => {
+      const route = (req.route as { path?: string } | undefined)?.path ?? "(unmatched)";
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      metrics.requests.inc({ method: req.method, route, status: String(res.statusCode) });
+      metrics.duration.observe({ method: req.method, route }, seconds);
+      if (logger.isLevelEnabled("info")) {
+        logger.info(
+          {
+            method: req.method,
+            route,
+            status: res.statusCode,
+            ms: Math.round(seconds * 1e5) / 100,
+            studentKey: res.locals.studentKey as string | undefined,
+          },
+          "request",
+        );
+      }
+    });
+    next();
+  });
+  for (const r of ROUTES) app[r.method](r.path, r.handler(ctx));
+  app.use((_req: Request, res: Response) => {
+    res.status(404).json({ error: "not_found", field: "(path)", reason: "no such route; see /openapi.json" });
+  });
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    if (err instanceof AccessError) {
+      res.status(err.status).json({ error: err.code.toLowerCase(), field: err.field, reason: err.reason });
+      return;
+    }
+    if (err instanceof HttpError) {
+      res.status(err.status).json({ error: err.code, field: err.field, reason: err.reason });
+      return;
+    }
+    const e = err as { type?: string; status?: number; message?: string };
+    if (e.type === "entity.parse.failed") {
+      res
+        .status(400)
+        .json({ error: "invalid_json", field: "(body)", reason: `body is not valid JSON: ${e.message}` });
+      return;
+    }
+    if (e.type === "entity.too.large") {
+      res
+        .status(413)
+        .json({ error: "too_large", field: "(body)", reason: `body exceeds ${config.bodyLimit}; split it` });
+      return;
+    }
+    logger.error({ err: { name: (err as Error).name, message: (err as Error).message } }, "unhandled error");
+    res
+      .status(500)
+      .json({ error: "internal", field: "(server)", reason: "internal error; see the server log" });
+  });
+  return { app, ctx, drain: () => alerts.drain() };
+}
+export { HttpError } from "./httpError.ts";

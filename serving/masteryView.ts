@@ -1,0 +1,190 @@
+import type { Explanation } from "../models/explanation.ts";
+import type { DuckStore } from "../storage/duckdb.ts";
+import { ROLLUP_LEVELS, type RollupLevel } from "./rollups.ts";
+
+/**
+ * What GET /mastery serves for one student: per topic, the score of the first source available in
+ * `sourceOrder`, except that a teacher's correction (score_source 'teacher_override') always wins.
+ * Every other stored score of the topic is listed next to it. Rollups are the chapter / subject /
+ * course views (serving/rollups.ts) of the source most of the student's topics are served from.
+ */
+export const TEACHER_OVERRIDE = "teacher_override";
+export const DEFAULT_SOURCE_ORDER: readonly string[] = ["blend", "ml", "bkt", "rule_based", "elo"];
+
+export interface ExperimentArm {
+  experimentId: string;
+  arm: string;
+  /** The score source this arm serves, when the experiment compares sources. */
+  scoreSource?: string;
+}
+
+export interface TopicMastery {
+  topicId: string;
+  name: string | null;
+  chapterId: string | null;
+  subjectId: string | null;
+  courseId: string | null;
+  score: number;
+  scoreSource: string;
+  modelVersion: string;
+  asOf: string;
+  lastUpdated: string;
+  explanation: Explanation;
+  experimentArm: ExperimentArm | null;
+  /** Every stored score of the topic by source (including the served one). */
+  scores: Record<string, { score: number; modelVersion: string; asOf: string }>;
+}
+
+export interface RollupEntry {
+  id: string;
+  score: number;
+  topicsScored: number;
+  topicsTotal: number;
+}
+
+export interface StudentMastery {
+  studentKey: string;
+  topics: TopicMastery[];
+  rollups: { scoreSource: string | null } & Record<RollupLevel, RollupEntry[]>;
+}
+
+type MasteryRow = {
+  topic_id: string;
+  mastery_score: number;
+  score_source: string;
+  model_version: string;
+  as_of: Date;
+  explanation: string;
+  last_updated: Date;
+  name: string | null;
+  chapter_id: string | null;
+  subject_id: string | null;
+  course_id: string | null;
+};
+
+/** The student's served scores (see the module comment); an unknown student has no topics. */
+export async function readStudentMastery(
+  store: DuckStore,
+  studentKey: string,
+  opts: { sourceOrder?: readonly string[]; arm?: ExperimentArm | null } = {},
+): Promise<StudentMastery> {
+  const arm = opts.arm ?? null;
+  const order = [
+    ...(arm?.scoreSource !== undefined ? [arm.scoreSource] : []),
+    ...(opts.sourceOrder ?? DEFAULT_SOURCE_ORDER),
+  ];
+  const rows = await store.all<MasteryRow>(
+    `SELECT m.topic_id, m.mastery_score, m.score_source, m.model_version, m.as_of, m.explanation, m.last_updated,
+            t.name, t.chapter_id, t.subject_id, t.course_id
+     FROM student_mastery m LEFT JOIN topics t USING (topic_id)
+     WHERE m.student_key = $1 ORDER BY m.topic_id, m.score_source`,
+    [studentKey],
+  );
+  const byTopic = new Map<string, MasteryRow[]>();
+  for (const r of rows) {
+    const list = byTopic.get(r.topic_id);
+    if (list) list.push(r);
+    else byTopic.set(r.topic_id, [r]);
+  }
+  const rank = (source: string): number => {
+    if (source === TEACHER_OVERRIDE) return -1;
+    const i = order.indexOf(source);
+    return i < 0 ? order.length : i;
+  };
+  const topics: TopicMastery[] = [];
+  const servedCount = new Map<string, number>();
+  for (const [topicId, list] of byTopic) {
+    const served = [...list].sort(
+      (a, b) => rank(a.score_source) - rank(b.score_source) || a.score_source.localeCompare(b.score_source),
+    )[0]!;
+    if (served.score_source !== TEACHER_OVERRIDE) {
+      servedCount.set(served.score_source, (servedCount.get(served.score_source) ?? 0) + 1);
+    }
+    const scores: TopicMastery["scores"] = {};
+    for (const r of list) {
+      scores[r.score_source] = {
+        score: r.mastery_score,
+        modelVersion: r.model_version,
+        asOf: r.as_of.toISOString(),
+      };
+    }
+    topics.push({
+      topicId,
+      name: served.name,
+      chapterId: served.chapter_id,
+      subjectId: served.subject_id,
+      courseId: served.course_id,
+      score: served.mastery_score,
+      scoreSource: served.score_source,
+      modelVersion: served.model_version,
+      asOf: served.as_of.toISOString(),
+      lastUpdated: served.last_updated.toISOString(),
+      explanation: JSON.parse(served.explanation) as TopicMastery["explanation"],
+      experimentArm: arm,
+      scores,
+    });
+  }
+  let rollupSource: string | null = null;
+  let best = 0;
+  for (const [source, n] of servedCount) {
+    if (n > best || (n === best && rollupSource !== null && rank(source) < rank(rollupSource))) {
+      rollupSource = source;
+      best = n;
+    }
+  }
+  const rollups = {
+    scoreSource: rollupSource,
+    chapter: [],
+    subject: [],
+    course: [],
+  } as StudentMastery["rollups"];
+  if (rollupSource !== null) {
+    for (const level of ROLLUP_LEVELS) {
+      const r = await store.all<{ id: string; s: number; n: number; total: number }>(
+        `SELECT ${level}_id AS id, mastery_score AS s, topics_scored AS n, topics_total AS total
+         FROM mastery_by_${level} WHERE student_key = $1 AND score_source = $2 ORDER BY id`,
+        [studentKey, rollupSource],
+      );
+      rollups[level] = r.map((x) => ({ id: x.id, score: x.s, topicsScored: x.n, topicsTotal: x.total }));
+    }
+  }
+  return { studentKey, topics, rollups };
+}
+
+export interface HistoryEntry {
+  score: number;
+  scoreSource: string;
+  modelVersion: string;
+  asOf: string;
+  recordedAt: string;
+  explanation: unknown;
+}
+
+/** Every recorded change of one (student, topic), oldest first. */
+export async function readHistory(
+  store: DuckStore,
+  studentKey: string,
+  topicId: string,
+): Promise<HistoryEntry[]> {
+  const rows = await store.all<{
+    mastery_score: number;
+    score_source: string;
+    model_version: string;
+    as_of: Date;
+    recorded_at: Date;
+    explanation: string;
+  }>(
+    `SELECT mastery_score, score_source, model_version, as_of, recorded_at, explanation
+     FROM student_mastery_history WHERE student_key = $1 AND topic_id = $2
+     ORDER BY recorded_at, as_of, score_source`,
+    [studentKey, topicId],
+  );
+  return rows.map((r) => ({
+    score: r.mastery_score,
+    scoreSource: r.score_source,
+    modelVersion: r.model_version,
+    asOf: r.as_of.toISOString(),
+    recordedAt: r.recorded_at.toISOString(),
+    explanation: JSON.parse(r.explanation) as unknown,
+  }));
+}

@@ -1,0 +1,251 @@
+import request from "supertest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AppHandle } from "../../serving/app.ts";
+import type { DuckStore } from "../../storage/duckdb.ts";
+import { quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
+
+let store: DuckStore;
+let h: AppHandle;
+const tokens: Record<string, string> = {};
+const ROLES = ["student", "parent", "teacher", "admin", "serviceAll", "serviceNone"] as const;
+
+beforeAll(async () => {
+  store = await storeWithTopics();
+  h = await testApp(store);
+  tokens.student = await token({ role: "student", sub: "s1" });
+  tokens.parent = await token({ role: "parent", sub: "p1", children: ["s1"] });
+  tokens.teacher = await token({ role: "teacher", sub: "t1", classes: ["A"] });
+  tokens.admin = await token({ role: "admin", sub: "root" });
+  tokens.serviceAll = await token({
+    role: "service",
+    sub: "lms",
+    scopes: ["mastery:read", "events:write", "feedback:write", "score:write", "metrics:read"],
+  });
+  tokens.serviceNone = await token({ role: "service", sub: "other", scopes: [] });
+  const events = [
+    quiz("e1", "s1", "T1", true, 1),
+    quiz("e2", "s1", "T1", false, 2),
+    quiz("e3", "s1", "T2", false, 3),
+    quiz("e4", "s2", "T1", true, 4),
+  ];
+  const res = await request(h.app)
+    .post("/events")
+    .set("authorization", `Bearer ${tokens.admin}`)
+    .send(events);
+  expect(res.status).toBe(200);
+});
+
+afterAll(() => store.close());
+
+const auth = (role: string) => ({ authorization: `Bearer ${tokens[role]}` });
+
+type Call = () => request.Test;
+const calls = (role: string): Record<string, Call> => ({
+  masteryOwn: () => request(h.app).get("/mastery/s1").set(auth(role)),
+  masteryOther: () => request(h.app).get("/mastery/s2").set(auth(role)),
+  history: () => request(h.app).get("/mastery/s1/T1/history").set(auth(role)),
+  recommendations: () => request(h.app).get("/recommendations/s1").set(auth(role)),
+  events: () =>
+    request(h.app)
+      .post("/events")
+      .set(auth(role))
+      .send([quiz(`m-${role}`, "s1", "T4", true, 30)]),
+  feedback: () =>
+    request(h.app)
+      .post("/feedback")
+      .set(auth(role))
+      .send({ studentId: "s1", topicId: "T4", mastery: 0.9, reason: "oral exam" }),
+  score: () => request(h.app).post("/score").set(auth(role)).send({ studentId: "s1" }),
+  metrics: () => request(h.app).get("/metrics").set(auth(role)),
+});
+
+// role -> expected status per resource (the access matrix of serving/auth.ts).
+const MATRIX: Record<(typeof ROLES)[number], Record<string, number>> = {
+  student: {
+    masteryOwn: 200,
+    masteryOther: 403,
+    history: 200,
+    recommendations: 200,
+    events: 403,
+    feedback: 403,
+    score: 403,
+    metrics: 403,
+  },
+  parent: {
+    masteryOwn: 200,
+    masteryOther: 403,
+    history: 200,
+    recommendations: 200,
+    events: 403,
+    feedback: 403,
+    score: 403,
+    metrics: 403,
+  },
+  teacher: {
+    masteryOwn: 200,
+    masteryOther: 403,
+    history: 200,
+    recommendations: 200,
+    events: 403,
+    feedback: 201,
+    score: 200,
+    metrics: 403,
+  },
+  admin: {
+    masteryOwn: 200,
+    masteryOther: 200,
+    history: 200,
+    recommendations: 200,
+    events: 200,
+    feedback: 201,
+    score: 200,
+    metrics: 200,
+  },
+  serviceAll: {
+    masteryOwn: 200,
+    masteryOther: 200,
+    history: 200,
+    recommendations: 200,
+    events: 200,
+    feedback: 201,
+    score: 200,
+    metrics: 200,
+  },
+  serviceNone: {
+    masteryOwn: 403,
+    masteryOther: 403,
+    history: 403,
+    recommendations: 403,
+    events: 403,
+    feedback: 403,
+    score: 403,
+    metrics: 403,
+  },
+};
+
+describe("role x resource access matrix", () => {
+  for (const role of ROLES) {
+    for (const [resource, expected] of Object.entries(MATRIX[role])) {
+      it(`${role} ${resource} -> ${expected}`, async () => {
+        const res = await calls(role)[resource]!();
+        expect(res.status).toBe(expected);
+        if (expected === 403) {
+          expect(res.body.error).toBe("forbidden");
+          expect(typeof res.body.reason).toBe("string");
+          expect(["role", "scope", "studentId"]).toContain(res.body.field);
+        }
+      });
+    }
+  }
+
+  it("401 without a token, with a bad one, and with an expired one, saying why", async () => {
+    const none = await request(h.app).get("/mastery/s1");
+    expect(none.status).toBe(401);
+    expect(none.body.reason).toMatch(/missing bearer token/);
+    const bad = await request(h.app).get("/mastery/s1").set("authorization", "Bearer abc.def.ghi");
+    expect(bad.status).toBe(401);
+    expect(bad.body.reason).toMatch(/invalid token/);
+    const expired = await token({ role: "admin", sub: "root" }, Math.floor(Date.now() / 1000) - 10);
+    const exp = await request(h.app).get("/mastery/s1").set("authorization", `Bearer ${expired}`);
+    expect(exp.status).toBe(401);
+    expect(exp.body.reason).toMatch(/expired/);
+  });
+});
+
+describe("routes", () => {
+  it("GET /mastery serves BKT scores with explanations that sum, and rollups", async () => {
+    const res = await request(h.app).get("/mastery/s1").set(auth("admin"));
+    expect(res.status).toBe(200);
+    const t1 = res.body.topics.find((t: { topicId: string }) => t.topicId === "T1");
+    expect(t1.scoreSource).toBe("bkt");
+    expect(t1.modelVersion).toBe("default");
+    expect(t1.experimentArm).toBeNull();
+    const e = t1.explanation;
+    const total =
+      e.base + e.rest + e.factors.reduce((s: number, f: { contribution: number }) => s + f.contribution, 0);
+    expect(total).toBeCloseTo(t1.score, 12);
+    expect(Object.keys(t1.scores).sort()).toEqual(["bkt", "elo"]);
+    expect(res.body.rollups.scoreSource).toBe("bkt");
+    expect(res.body.rollups.chapter.map((r: { id: string }) => r.id)).toContain("C1");
+    expect(JSON.stringify(res.body)).not.toContain('"s1"');
+  });
+
+  it("POST /feedback is served at once as teacher_override, with a label and an audit row", async () => {
+    const res = await request(h.app)
+      .post("/feedback")
+      .set(auth("teacher"))
+      .send({ studentId: "s1", topicId: "T2", mastery: 0.85, reason: "passed the oral test" });
+    expect(res.status).toBe(201);
+    const m = await request(h.app).get("/mastery/s1").set(auth("student"));
+    const t2 = m.body.topics.find((t: { topicId: string }) => t.topicId === "T2");
+    expect(t2.scoreSource).toBe("teacher_override");
+    expect(t2.score).toBe(0.85);
+    expect(t2.explanation.base + t2.explanation.factors[0].contribution).toBeCloseTo(0.85, 12);
+    const labels = await store.all("SELECT * FROM teacher_labels WHERE topic_id = 'T2'");
+    expect(labels).toHaveLength(1);
+    const audit = await store.all("SELECT * FROM audit_log WHERE action = 'feedback' AND topic_id = 'T2'");
+    expect(audit).toHaveLength(1);
+    expect(audit[0]!.actor).toBe("t1");
+  });
+
+  it("GET history lists every change in order", async () => {
+    const res = await request(h.app).get("/mastery/s1/T1/history").set(auth("student"));
+    expect(res.status).toBe(200);
+    expect(res.body.history.length).toBeGreaterThanOrEqual(2);
+    expect(res.body.history.map((x: { scoreSource: string }) => x.scoreSource)).toContain("bkt");
+  });
+
+  it("bodies are validated: errors are {error, field, reason}", async () => {
+    const fb = await request(h.app)
+      .post("/feedback")
+      .set(auth("admin"))
+      .send({ studentId: "s1", topicId: "T1", mastery: 2, reason: "x" });
+    expect(fb.status).toBe(400);
+    expect(fb.body).toMatchObject({ error: "invalid_body", field: "mastery" });
+    const bad = await request(h.app)
+      .post("/events")
+      .set(auth("admin"))
+      .set("content-type", "application/json")
+      .send("{not json");
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toBe("invalid_json");
+    const notBatch = await request(h.app).post("/events").set(auth("admin")).send({ foo: 1 });
+    expect(notBatch.status).toBe(400);
+    expect(notBatch.body.field).toBe("(body)");
+  });
+
+  it("POST /events reports accepted / duplicate / rejected per item (207)", async () => {
+    const res = await request(h.app)
+      .post("/events")
+      .set(auth("admin"))
+      .send([
+        quiz("e1", "s1", "T1", true, 1),
+        quiz("n1", "s1", "T3", true, 40),
+        { ...quiz("n2", "s1", "T3", true, 41), time_spent_sec: -3 },
+        quiz("n1", "s1", "T3", false, 42),
+      ]);
+    expect(res.status).toBe(207);
+    expect(res.body.items.map((i: { status: string }) => i.status)).toEqual([
+      "duplicate",
+      "accepted",
+      "rejected",
+      "duplicate",
+    ]);
+    expect(res.body.items[2].errors[0]).toEqual({
+      field: "time_spent_sec",
+      reason: "quiz_attempt.time_spent_sec must be >= 0 (got -3)",
+    });
+  });
+
+  it("health, readiness, security headers", async () => {
+    expect((await request(h.app).get("/healthz")).status).toBe(200);
+    const ready = await request(h.app).get("/readyz");
+    expect(ready.status).toBe(200);
+    expect(ready.headers["x-content-type-options"]).toBe("nosniff");
+    expect(ready.headers["content-security-policy"]).toBeDefined();
+    const metrics = await request(h.app).get("/metrics").set(auth("admin"));
+    expect(metrics.text).toMatch(
+      /mastery_http_requests_total\{method="GET",route="\/mastery\/:studentId",status="200"\}/,
+    );
+  });
+});

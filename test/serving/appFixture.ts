@@ -1,0 +1,67 @@
+import { pino } from "pino";
+import { Pseudonymizer } from "../../features/pseudonymize.ts";
+import { parseThresholds } from "../../serving/alerts.ts";
+import { type AppDeps, type AppHandle, createApp } from "../../serving/app.ts";
+import { signToken, type TokenClaims } from "../../serving/auth.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+
+export const SECRET = "test-secret-test-secret-test-secret-0123";
+export const PSEUDO_KEY = "test-pseudonym-key-0123456789";
+
+/** T1 <- T2 <- T3 (T3 needs T2 needs T1), all in chapter C1 / subject S1 / course K1; T4 alone in C2. */
+export async function storeWithTopics(): Promise<DuckStore> {
+  const store = await DuckStore.open(":memory:");
+  const topics: [string, string, string[], number][] = [
+    ["T1", "C1", [], 10],
+    ["T2", "C1", ["T1"], 10],
+    ["T3", "C1", ["T2"], 20],
+    ["T4", "C2", [], 10],
+  ];
+  for (const [id, chapter, prereq, len] of topics) {
+    await store.run(
+      "INSERT INTO topics VALUES ($1, $1, $2, 'S1', 'K1', 0, from_json($3, '[\"VARCHAR\"]'), $4)",
+      [id, chapter, JSON.stringify(prereq), len],
+    );
+  }
+  return store;
+}
+
+export function quiz(
+  id: string,
+  student: string,
+  topic: string,
+  correct: boolean,
+  minute: number,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const ts = new Date(Date.UTC(2026, 0, 5, 10, minute)).toISOString();
+  return {
+    event_id: id,
+    type: "quiz_attempt",
+    student_id: student,
+    timestamp: ts,
+    topic_id: topic,
+    question_id: `${topic}-q${minute % 5}`,
+    is_correct: correct,
+    class_id: student === "s2" ? "B" : "A",
+    school_id: "SCH",
+    grade: 7,
+    ...extra,
+  };
+}
+
+export async function testApp(store: DuckStore, over: Partial<AppDeps> = {}): Promise<AppHandle> {
+  return createApp({
+    store,
+    pseudonymizer: new Pseudonymizer(PSEUDO_KEY),
+    jwtSecret: SECRET,
+    logger: pino({ level: "silent" }),
+    defaultMetrics: false,
+    thresholds: parseThresholds({ default: { at_risk: 0.35 } }, {}),
+    config: { rateLimit: { windowMs: 60_000, limit: 0 } },
+    ...over,
+  });
+}
+
+export const token = (claims: TokenClaims, exp: string | number = "1h"): Promise<string> =>
+  signToken(SECRET, claims, exp);
