@@ -195,7 +195,7 @@ function armRow(a: ArmReport): string {
 /** A self-contained HTML page (inline CSS and SVG; no scripts, no CDN). */
 export function renderHtml(r: ExperimentReport): string {
   const acc = svgBars(
-    "Next-week quiz accuracy (95% CI of the mean, Welch)",
+    "Next-week quiz accuracy (mean ± 1.96 SE)",
     r.arms.map((a) => {
       const se = a.accuracy.sd / Math.sqrt(a.accuracy.students);
       return {
