@@ -379,18 +379,27 @@ export class IncrementalUpdater implements EventUpdater {
     }
     await mastery.write(writes, this.nowUs());
 
+    // One result per input row; a second copy of an (event, topic) in the batch, or a row whose
+    // event_id was already stored with other content, is a duplicate.
     const results: ApplyResult[] = [];
-    for (const r of canonical) {
-      const p = plans.get(keyId(r.student_key, r.topic_id))!;
-      const f = p.final;
-      const params = this.paramsFor(p.topicId);
+    const reported = new Set<string>();
+    for (const r of rows) {
+      const p = plans.get(keyId(r.student_key, r.topic_id));
+      const once = `${r.event_id}\u0000${r.student_key}\u0000${r.topic_id}`;
+      const first = !reported.has(once);
+      reported.add(once);
+      const params = this.paramsFor(r.topic_id);
+      const f = p?.final ?? null;
       results.push({
         eventId: r.event_id,
         studentKey: r.student_key,
         topicId: r.topic_id,
-        outcome: p.outcome.get(r.event_id) ?? "duplicate",
+        outcome: (first ? p?.outcome.get(r.event_id) : undefined) ?? "duplicate",
         bkt: f === null ? params.bkt.prior : bktMastery(f.state, params).score,
-        elo: f === null ? Number.NaN : eloMastery(f.state, params).score,
+        elo:
+          f === null
+            ? eloMastery(initialLearnerState(params), params).score
+            : eloMastery(f.state, params).score,
       });
     }
     return results;

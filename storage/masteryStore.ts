@@ -168,46 +168,76 @@ export class DuckMasteryStore implements MasteryStore {
   async write(rows: readonly MasteryWrite[], nowUs: number): Promise<number> {
     if (rows.length === 0) return 0;
     const d = this.duck;
+    const newest = new Map<string, MasteryWrite>();
+    for (const r of rows) {
+      const id = `${r.studentKey}\u0000${r.topicId}`;
+      const prev = newest.get(id);
+      if (prev === undefined || prev.rev < r.rev) newest.set(id, r);
+    }
+    const keys = [...newest.values()];
     return d.transaction(async () => {
-      let written = 0;
-      for (const r of rows) {
-        const cur = await d.one<{ rev: bigint }>(
-          "SELECT rev FROM student_mastery_rev WHERE student_key = $1 AND topic_id = $2",
-          [r.studentKey, r.topicId],
-        );
-        if (cur !== undefined && Number(cur.rev) >= r.rev) continue;
-        await d.run("INSERT OR REPLACE INTO student_mastery_rev VALUES ($1, $2, $3)", [
-          r.studentKey,
-          r.topicId,
-          BigInt(r.rev),
-        ]);
-        for (const s of r.scores) {
-          const params = [
-            r.studentKey,
-            r.topicId,
-            s.score,
-            s.source,
-            s.modelVersion,
-            micros(r.asOfUs),
-            s.explanation,
-            micros(nowUs),
-          ];
-          await d.run(
-            `INSERT OR REPLACE INTO student_mastery
-               (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-            params,
-          );
-          await d.run(
-            `INSERT INTO student_mastery_history
-               (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-            params,
-          );
+      const cur = await d.all<{ student_key: string; topic_id: string; rev: bigint }>(
+        `SELECT student_key, topic_id, rev FROM student_mastery_rev
+         JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
+           USING (student_key, topic_id)`,
+        [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId))],
+      );
+      const stored = new Map(cur.map((c) => [`${c.student_key}\u0000${c.topic_id}`, Number(c.rev)]));
+      const moved = keys.filter((k) => (stored.get(`${k.studentKey}\u0000${k.topicId}`) ?? 0) < k.rev);
+      if (moved.length === 0) return 0;
+      await d.run(
+        `INSERT OR REPLACE INTO student_mastery_rev
+         SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::BIGINT[])`,
+        [
+          listValue(moved.map((k) => k.studentKey)),
+          listValue(moved.map((k) => k.topicId)),
+          listValue(moved.map((k) => BigInt(k.rev))),
+        ],
+      );
+      const cols: {
+        sk: string[];
+        tp: string[];
+        sc: number[];
+        src: string[];
+        mv: string[];
+        asOf: bigint[];
+        ex: string[];
+      } = { sk: [], tp: [], sc: [], src: [], mv: [], asOf: [], ex: [] };
+      for (const k of moved)
+        for (const s of k.scores) {
+          cols.sk.push(k.studentKey);
+          cols.tp.push(k.topicId);
+          cols.sc.push(s.score);
+          cols.src.push(s.source);
+          cols.mv.push(s.modelVersion);
+          cols.asOf.push(BigInt(Math.round(k.asOfUs)));
+          cols.ex.push(s.explanation);
         }
-        written++;
-      }
-      return written;
+      const params = [
+        listValue(cols.sk),
+        listValue(cols.tp),
+        listValue(cols.sc),
+        listValue(cols.src),
+        listValue(cols.mv),
+        listValue(cols.asOf),
+        listValue(cols.ex),
+        micros(nowUs),
+      ];
+      const select = `SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::DOUBLE[]), unnest($4::VARCHAR[]),
+        unnest($5::VARCHAR[]), make_timestamp(unnest($6::BIGINT[])), unnest($7::VARCHAR[]), $8::TIMESTAMP`;
+      await d.run(
+        `INSERT OR REPLACE INTO student_mastery
+           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+         ${select}`,
+        params,
+      );
+      await d.run(
+        `INSERT INTO student_mastery_history
+           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+         ${select}`,
+        params,
+      );
+      return moved.length;
     });
   }
 

@@ -92,7 +92,10 @@ export interface KeyStateEntry {
 
 export interface StateStore {
   load(keys: readonly KeyLoad[]): Promise<LoadedKey[]>;
-  /** Per commit: the new revision, or null when the key moved since it was loaded (reload and retry). */
+  /**
+   * Per commit: the new revision, or null when the key moved since it was loaded (reload and retry).
+   * The commits of one call must be for distinct keys.
+   */
   commit(commits: readonly StateCommit[]): Promise<(number | null)[]>;
   /** Every stored key (the recompute compares them with a replay). */
   all(): Promise<KeyStateEntry[]>;
@@ -356,6 +359,11 @@ const DUCK_SELECT = `SELECT s.student_key, s.topic_id, s.p_mastery, s.elo_abilit
 
 const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
 
+const DUCK_STATE_COLUMNS = `student_key, topic_id, p_mastery, elo_ability, elo_n, bkt_n, last_ts, last_event_id,
+  correct_streak, updated_at, correct_n, bkt_correct_delta, bkt_incorrect_delta, bkt_learn_delta,
+  bkt_streak_obs_delta, bkt_streak_learn_delta, elo_correct_delta, elo_incorrect_delta, elo_streak_delta,
+  bkt_model_version, elo_model_version`;
+
 function stateFromDuck(r: DuckStateRow): StoredLearnerState {
   return {
     pMastery: r.p_mastery,
@@ -443,59 +451,96 @@ export class DuckStateStore implements StateStore {
     if (commits.length === 0) return [];
     const d = this.duck;
     return d.transaction(async () => {
-      const current = await this.load(commits.map((c) => ({ ...c, eventIds: [] })));
+      const revRows = await d.all<{ student_key: string; topic_id: string; rev: bigint }>(
+        `SELECT student_key, topic_id, rev FROM learner_state_rev
+         JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
+           USING (student_key, topic_id)`,
+        [listValue(commits.map((c) => c.studentKey)), listValue(commits.map((c) => c.topicId))],
+      );
+      const revs = new Map(revRows.map((r) => [`${r.student_key}\u0000${r.topic_id}`, Number(r.rev)]));
       const out: (number | null)[] = [];
-      for (let i = 0; i < commits.length; i++) {
-        const c = commits[i]!;
-        const rev = current[i]!.rev;
+      const ok: StateCommit[] = [];
+      for (const c of commits) {
+        const id = `${c.studentKey}\u0000${c.topicId}`;
+        const rev = revs.get(id) ?? 0;
         if (rev !== c.expectedRev) {
           out.push(null);
           continue;
         }
-        const s = c.state;
-        await d.run(
-          `INSERT OR REPLACE INTO learner_state (student_key, topic_id, p_mastery, elo_ability, elo_n, bkt_n,
-             last_ts, last_event_id, correct_streak, updated_at, correct_n, bkt_correct_delta,
-             bkt_incorrect_delta, bkt_learn_delta, bkt_streak_obs_delta, bkt_streak_learn_delta,
-             elo_correct_delta, elo_incorrect_delta, elo_streak_delta, bkt_model_version, elo_model_version)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
-          [
-            c.studentKey,
-            c.topicId,
-            s.pMastery,
-            s.eloAbility,
-            s.eloN,
-            s.bktN,
-            s.lastTs === null ? null : micros(s.lastTs),
-            s.lastEventId,
-            s.correctStreak,
-            micros(c.updatedAtUs),
-            s.correctN,
-            s.bktCorrectDelta,
-            s.bktIncorrectDelta,
-            s.bktLearnDelta,
-            s.bktStreakObsDelta,
-            s.bktStreakLearnDelta,
-            s.eloCorrectDelta,
-            s.eloIncorrectDelta,
-            s.eloStreakDelta,
-            s.bktModelVersion,
-            s.eloModelVersion,
-          ],
-        );
-        await d.run("INSERT OR REPLACE INTO learner_state_rev VALUES ($1, $2, $3)", [
-          c.studentKey,
-          c.topicId,
-          BigInt(rev + 1),
-        ]);
-        if (c.processed.length > 0)
-          await d.run(
-            `INSERT OR IGNORE INTO learner_state_seen
-             SELECT $1, $2, unnest($3::VARCHAR[])`,
-            [c.studentKey, c.topicId, listValue([...c.processed])],
-          );
+        revs.set(id, rev + 1);
         out.push(rev + 1);
+        ok.push(c);
       }
+      if (ok.length === 0) return out;
+      await d.run(
+        `CREATE OR REPLACE TEMP TABLE __ls_stage AS SELECT ${DUCK_STATE_COLUMNS} FROM learner_state LIMIT 0`,
+      );
+      const ap = await d.conn.createAppender("__ls_stage", "main", "temp");
+      for (const c of ok) {
+        const s = c.state;
+        ap.appendVarchar(c.studentKey);
+        ap.appendVarchar(c.topicId);
+        ap.appendDouble(s.pMastery);
+        ap.appendDouble(s.eloAbility);
+        ap.appendInteger(s.eloN);
+        ap.appendInteger(s.bktN);
+        if (s.lastTs === null) ap.appendNull();
+        else ap.appendTimestamp(micros(s.lastTs));
+        if (s.lastEventId === null) ap.appendNull();
+        else ap.appendVarchar(s.lastEventId);
+        ap.appendInteger(s.correctStreak);
+        ap.appendTimestamp(micros(c.updatedAtUs));
+        ap.appendInteger(s.correctN);
+        for (const v of [
+          s.bktCorrectDelta,
+          s.bktIncorrectDelta,
+          s.bktLearnDelta,
+          s.bktStreakObsDelta,
+          s.bktStreakLearnDelta,
+          s.eloCorrectDelta,
+          s.eloIncorrectDelta,
+          s.eloStreakDelta,
+        ])
+          ap.appendDouble(v);
+        ap.appendVarchar(s.bktModelVersion);
+        ap.appendVarchar(s.eloModelVersion);
+        ap.endRow();
+      }
+      ap.flushSync();
+      ap.closeSync();
+      await d.run(
+        `INSERT OR REPLACE INTO learner_state (${DUCK_STATE_COLUMNS}) SELECT ${DUCK_STATE_COLUMNS} FROM __ls_stage`,
+      );
+      await d.run("DROP TABLE __ls_stage");
+      const final = new Map<string, { sk: string; tp: string; rev: number }>();
+      for (const c of ok)
+        final.set(`${c.studentKey}\u0000${c.topicId}`, { sk: c.studentKey, tp: c.topicId, rev: 0 });
+      for (const f of final.values()) f.rev = revs.get(`${f.sk}\u0000${f.tp}`)!;
+      const fs = [...final.values()];
+      await d.run(
+        `INSERT OR REPLACE INTO learner_state_rev
+         SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::BIGINT[])`,
+        [
+          listValue(fs.map((f) => f.sk)),
+          listValue(fs.map((f) => f.tp)),
+          listValue(fs.map((f) => BigInt(f.rev))),
+        ],
+      );
+      const sk: string[] = [];
+      const tp: string[] = [];
+      const ev: string[] = [];
+      for (const c of ok)
+        for (const e of c.processed) {
+          sk.push(c.studentKey);
+          tp.push(c.topicId);
+          ev.push(e);
+        }
+      if (ev.length > 0)
+        await d.run(
+          `INSERT OR IGNORE INTO learner_state_seen
+           SELECT DISTINCT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[])`,
+          [listValue(sk), listValue(tp), listValue(ev)],
+        );
       return out;
     });
   }

@@ -1,0 +1,132 @@
+import type { Command } from "commander";
+import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
+import {
+  busConfigFromEnv,
+  openBus,
+  openStreamStores,
+  streamStoreConfigFromEnv,
+} from "../../serving/streamStores.ts";
+import { startWorker } from "../../serving/streamWorker.ts";
+import { IncrementalUpdater, streamModels } from "../../serving/updater.ts";
+import { NatsBus } from "../../storage/bus.ts";
+import { CliError, defaultDbPath, parseIntOption } from "../options.ts";
+
+interface WorkerCliOptions {
+  db?: string;
+  bktModel?: string;
+  eloModel?: string;
+  stream?: string;
+  subjectPrefix?: string;
+  durable?: string;
+  batch: string;
+  ackWait: string;
+  maxDeliver: string;
+  idleExit?: string;
+  demo?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command("worker")
+    .description(
+      "Consume learning events from NATS JetStream (MASTERY_NATS_URL) and keep learner_state and student_mastery " +
+        "up to date, one event at a time through the same BKT + Elo fold as `mastery score bkt-elo`. Idempotent by " +
+        "event_id; run several workers on the same durable consumer to scale out (state in Redis via " +
+        "MASTERY_REDIS_URL, raw events and scores in PostgreSQL via MASTERY_PG_URL; else the DuckDB file).",
+    )
+    .option("--db <path>", "DuckDB store used when MASTERY_PG_URL / MASTERY_REDIS_URL are unset")
+    .option(
+      "--bkt-model <dir>",
+      "BKT model directory (model.json from `mastery train bkt`); default: default parameters",
+    )
+    .option(
+      "--elo-model <dir>",
+      "Elo model directory (model.json from `mastery train elo`); default: default parameters",
+    )
+    .option("--stream <name>", "JetStream stream", "MASTERY_EVENTS")
+    .option("--subject-prefix <prefix>", "subjects are <prefix>.<event type>", "mastery.events")
+    .option("--durable <name>", "durable consumer shared by all workers", "mastery-worker")
+    .option("--batch <n>", "largest batch of events applied at once", "500")
+    .option("--ack-wait <ms>", "redeliver a message not acknowledged within this time", "10000")
+    .option("--max-deliver <n>", "dead-letter a message after this many deliveries", "10")
+    .option("--idle-exit <seconds>", "exit once no message is pending for this long (batch catch-up runs)")
+    .option("--demo", "pseudonymize with the public demo key when MASTERY_PSEUDONYM_KEY is unset")
+    .addHelpText(
+      "after",
+      `
+Example:
+  MASTERY_NATS_URL=nats://127.0.0.1:4222 MASTERY_REDIS_URL=redis://127.0.0.1:6379 \\
+  MASTERY_PG_URL=postgres://postgres@127.0.0.1:5432/test npx mastery worker --elo-model out/elo
+  # then, to check it against a full replay:  npx mastery recompute --elo-model out/elo
+`,
+    )
+    .action(async (opts: WorkerCliOptions) => {
+      const busCfg = busConfigFromEnv();
+      if (busCfg.natsUrl === undefined)
+        throw new CliError(
+          "mastery worker reads NATS JetStream: set MASTERY_NATS_URL (e.g. nats://127.0.0.1:4222). Without it, " +
+            "events are applied in-process by the API server (POST /events).",
+        );
+      const batch = parseIntOption(opts.batch, "--batch", 1);
+      const idleExit =
+        opts.idleExit !== undefined ? parseIntOption(opts.idleExit, "--idle-exit", 1) : undefined;
+      const pseudonymizer = pseudonymizerFromEnv({ demo: opts.demo === true });
+      const models = streamModels({ bktModelDir: opts.bktModel, eloModelDir: opts.eloModel });
+      const stores = await openStreamStores(streamStoreConfigFromEnv(opts.db ?? defaultDbPath()));
+      const bus = await openBus({
+        ...busCfg,
+        stream: opts.stream,
+        subjectPrefix: opts.subjectPrefix,
+        durable: opts.durable,
+        ackWaitMs: parseIntOption(opts.ackWait, "--ack-wait", 100),
+        maxDeliver: parseIntOption(opts.maxDeliver, "--max-deliver", 1),
+      });
+      const updater = new IncrementalUpdater({
+        raw: stores.raw,
+        state: stores.state,
+        mastery: stores.mastery,
+        models,
+      });
+      const log = (m: string) => process.stderr.write(`${new Date().toISOString()} worker: ${m}\n`);
+      log(`${stores.describe}; models bkt=${models.bktVersion} elo=${models.eloVersion}`);
+      const worker = await startWorker({
+        bus,
+        updater,
+        raw: stores.raw,
+        pseudonymizer,
+        maxBatch: batch,
+        onError: (err) => log(`batch failed (will be redelivered): ${(err as Error).message}`),
+      });
+      const report = () => {
+        const s = worker.stats;
+        log(
+          `${s.messages} messages in ${s.batches} batches: ${s.applied} applied, ${s.replayed} replayed, ` +
+            `${s.duplicates} duplicates, ${s.deadLettered} dead-lettered, ${s.failedBatches} failed batches`,
+        );
+      };
+      const timer = setInterval(report, 10_000);
+      let idleSince: number | undefined;
+      await new Promise<void>((resolve) => {
+        const finish = () => resolve();
+        process.once("SIGINT", finish);
+        process.once("SIGTERM", finish);
+        if (idleExit !== undefined && bus instanceof NatsBus) {
+          const poll = setInterval(async () => {
+            const b = await bus.backlog();
+            if (b.pending === 0 && b.ackPending === 0) {
+              idleSince ??= Date.now();
+              if (Date.now() - idleSince >= idleExit * 1000) {
+                clearInterval(poll);
+                finish();
+              }
+            } else idleSince = undefined;
+          }, 250);
+        }
+      });
+      clearInterval(timer);
+      await worker.stop();
+      report();
+      await bus.close();
+      await stores.close();
+    });
+}

@@ -1,0 +1,239 @@
+import { compareEvents } from "../models/learnerState.ts";
+import type { MasteryStore } from "../storage/masteryStore.ts";
+import type { LearnerRow, RawEventStore } from "../storage/rawEventStore.ts";
+import { STATE_NUMBER_FIELDS, type StateStore, type StoredLearnerState } from "../storage/stateStore.ts";
+import type { BktEloModels } from "./learnerState.ts";
+import { topicParamsResolver } from "./learnerState.ts";
+import { learnerEvent, masteryScores, replayKey } from "./updater.ts";
+
+/**
+ * The reconciliation: replays every raw event, per (student, topic) in (ts, event_id) order,
+ * through the same functions as the updater (replayKey = models/learnerState.ts applyEvent, and
+ * masteryScores), and compares the result with what the stream left in learner_state and
+ * student_mastery. Differences are expected to be 0: the stream's state is the fold of exactly the
+ * events it processed, in the same order, so once every event is processed both are the same
+ * numbers, bit for bit.
+ */
+
+export interface TableReconciliation {
+  table: "learner_state" | "student_mastery";
+  /** Rows expected by the replay. */
+  expected: number;
+  /** Rows found in the store. */
+  actual: number;
+  /** Rows present in both and compared field by field. */
+  compared: number;
+  /** Expected rows the store lacks. */
+  missing: number;
+  /** Store rows the replay does not produce. */
+  extra: number;
+  /** Compared rows with at least one differing field. */
+  differences: number;
+  /** Largest absolute difference of a numeric field over the compared rows (0 when equal). */
+  maxAbsDiff: number;
+  /** A few differing keys with the first differing field, for a human to look at. */
+  examples: string[];
+}
+
+export interface RecomputeReport {
+  events: number;
+  keys: number;
+  tables: TableReconciliation[];
+  /** True when every table has 0 missing, extra and differing rows. */
+  ok: boolean;
+}
+
+export interface RecomputeOptions {
+  onProgress?: (doneKeys: number, totalKeys: number) => void;
+}
+
+const SOURCES = ["bkt", "elo"] as const;
+
+function emptyTable(table: TableReconciliation["table"]): TableReconciliation {
+  return {
+    table,
+    expected: 0,
+    actual: 0,
+    compared: 0,
+    missing: 0,
+    extra: 0,
+    differences: 0,
+    maxAbsDiff: 0,
+    examples: [],
+  };
+}
+
+const keyId = (a: string, b: string, c = ""): string => `${a}\u0000${b}\u0000${c}`;
+const show = (id: string) => id.replaceAll("\u0000", "/").replace(/\/$/, "");
+
+export async function recompute(
+  stores: { raw: RawEventStore; state: StateStore; mastery: MasteryStore },
+  models: BktEloModels,
+  opts: RecomputeOptions = {},
+): Promise<RecomputeReport> {
+  const paramsFor = topicParamsResolver(models);
+  const events = await stores.raw.allEvents();
+  const expectedState = new Map<string, StoredLearnerState>();
+  const expectedScores = new Map<
+    string,
+    { score: number; modelVersion: string; asOfUs: number; explanation: string }
+  >();
+
+  // Count keys first, for the progress bar.
+  let totalKeys = 0;
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
+    const prev = events[i - 1];
+    if (prev === undefined || prev.student_key !== e.student_key || prev.topic_id !== e.topic_id) totalKeys++;
+  }
+  let k = 0;
+  let done = 0;
+  while (k < events.length) {
+    const first = events[k]!;
+    const keyEvents: LearnerRow[] = [];
+    for (; k < events.length; k++) {
+      const e = events[k]!;
+      if (e.student_key !== first.student_key || e.topic_id !== first.topic_id) break;
+      keyEvents.push(e);
+    }
+    // The store orders by (ts, event_id) already; sort again with the fold's own comparison so a
+    // collation difference between engines cannot change the order.
+    keyEvents.sort((a, b) => compareEvents(learnerEvent(a), learnerEvent(b)));
+    const params = paramsFor(first.topic_id);
+    const s = replayKey(keyEvents, params);
+    expectedState.set(keyId(first.student_key, first.topic_id), {
+      ...s,
+      bktModelVersion: models.bktVersion,
+      eloModelVersion: models.eloVersion,
+    });
+    for (const sc of masteryScores(s, params, models))
+      expectedScores.set(keyId(first.student_key, first.topic_id, sc.source), {
+        score: sc.score,
+        modelVersion: sc.modelVersion,
+        asOfUs: s.lastTs ?? 0,
+        explanation: sc.explanation,
+      });
+    done++;
+    if (done % 1000 === 0) opts.onProgress?.(done, totalKeys);
+  }
+  opts.onProgress?.(done, totalKeys);
+
+  // learner_state
+  const st = emptyTable("learner_state");
+  st.expected = expectedState.size;
+  const actualStates = await stores.state.all();
+  st.actual = actualStates.length;
+  const seenState = new Set<string>();
+  for (const a of actualStates) {
+    const id = keyId(a.studentKey, a.topicId);
+    seenState.add(id);
+    const e = expectedState.get(id);
+    if (e === undefined) {
+      st.extra++;
+      continue;
+    }
+    st.compared++;
+    let firstDiff: string | undefined;
+    for (const f of STATE_NUMBER_FIELDS) {
+      const d = Math.abs(a.state[f] - e[f]);
+      if (d > st.maxAbsDiff) st.maxAbsDiff = d;
+      if (a.state[f] !== e[f]) firstDiff ??= `${f} ${a.state[f]} != ${e[f]}`;
+    }
+    if (a.state.lastTs !== e.lastTs) firstDiff ??= `lastTs ${a.state.lastTs} != ${e.lastTs}`;
+    if (a.state.lastEventId !== e.lastEventId)
+      firstDiff ??= `lastEventId ${a.state.lastEventId} != ${e.lastEventId}`;
+    if (a.state.bktModelVersion !== e.bktModelVersion || a.state.eloModelVersion !== e.eloModelVersion)
+      firstDiff ??= "model versions differ";
+    if (firstDiff !== undefined) {
+      st.differences++;
+      if (st.examples.length < 5) st.examples.push(`${show(id)}: ${firstDiff}`);
+    }
+  }
+  for (const id of expectedState.keys()) if (!seenState.has(id)) st.missing++;
+
+  // student_mastery (the bkt and elo rows)
+  const sm = emptyTable("student_mastery");
+  sm.expected = expectedScores.size;
+  const actualScores = await stores.mastery.all(SOURCES);
+  sm.actual = actualScores.length;
+  const seenScores = new Set<string>();
+  for (const a of actualScores) {
+    const id = keyId(a.student_key, a.topic_id, a.score_source);
+    seenScores.add(id);
+    const e = expectedScores.get(id);
+    if (e === undefined) {
+      sm.extra++;
+      continue;
+    }
+    sm.compared++;
+    let firstDiff: string | undefined;
+    const d = Math.abs(a.mastery_score - e.score);
+    if (d > sm.maxAbsDiff) sm.maxAbsDiff = d;
+    if (a.mastery_score !== e.score) firstDiff = `mastery_score ${a.mastery_score} != ${e.score}`;
+    if (a.model_version !== e.modelVersion)
+      firstDiff ??= `model_version ${a.model_version} != ${e.modelVersion}`;
+    if (a.as_of_us !== e.asOfUs) firstDiff ??= `as_of ${a.as_of_us} != ${e.asOfUs}`;
+    const ed = explanationDiff(a.explanation, e.explanation);
+    if (ed.maxAbs > sm.maxAbsDiff) sm.maxAbsDiff = ed.maxAbs;
+    if (ed.differs) firstDiff ??= "explanation differs";
+    if (firstDiff !== undefined) {
+      sm.differences++;
+      if (sm.examples.length < 5) sm.examples.push(`${show(id)}: ${firstDiff}`);
+    }
+  }
+  for (const id of expectedScores.keys()) if (!seenScores.has(id)) sm.missing++;
+
+  const tables = [st, sm];
+  return {
+    events: events.length,
+    keys: expectedState.size,
+    tables,
+    ok: tables.every((t) => t.missing === 0 && t.extra === 0 && t.differences === 0),
+  };
+}
+
+/** Compares two explanation JSON texts: numbers by absolute difference, everything else exactly. */
+function explanationDiff(actual: string, expected: string): { differs: boolean; maxAbs: number } {
+  if (actual === expected) return { differs: false, maxAbs: 0 };
+  let maxAbs = 0;
+  let differs = false;
+  const walk = (a: unknown, b: unknown): void => {
+    if (typeof a === "number" && typeof b === "number") {
+      const d = Math.abs(a - b);
+      if (d > maxAbs) maxAbs = d;
+      if (a !== b) differs = true;
+      return;
+    }
+    if (typeof a === "object" && a !== null && typeof b === "object" && b !== null) {
+      const ka = Object.keys(a);
+      const kb = Object.keys(b);
+      if (ka.length !== kb.length) differs = true;
+      for (const k of ka) walk((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]);
+      return;
+    }
+    if (a !== b) differs = true;
+  };
+  try {
+    walk(JSON.parse(actual), JSON.parse(expected));
+  } catch {
+    differs = true;
+  }
+  return { differs, maxAbs };
+}
+
+/** The report as a small text table. */
+export function formatReport(r: RecomputeReport): string {
+  const lines = [
+    `replayed ${r.events} events over ${r.keys} (student, topic) keys`,
+    "table            expected    actual  compared  missing  extra  differences  max_abs_diff",
+  ];
+  for (const t of r.tables) {
+    lines.push(
+      `${t.table.padEnd(15)} ${String(t.expected).padStart(9)} ${String(t.actual).padStart(9)} ${String(t.compared).padStart(9)} ` +
+        `${String(t.missing).padStart(8)} ${String(t.extra).padStart(6)} ${String(t.differences).padStart(12)}  ${t.maxAbsDiff.toExponential(2)}`,
+    );
+    for (const ex of t.examples) lines.push(`  e.g. ${ex}`);
+  }
+  lines.push(r.ok ? "OK: the streamed state equals the replay" : "MISMATCH: see the differences above");
+  return lines.join("\n");
+}

@@ -1,0 +1,139 @@
+import { type EventBus, MemoryBus, NatsBus, type NatsBusOptions } from "../storage/bus.ts";
+import { DuckStore } from "../storage/duckdb.ts";
+import { DuckMasteryStore, type MasteryStore, PgMasteryStore } from "../storage/masteryStore.ts";
+import { PgStore } from "../storage/postgres.ts";
+import { DuckRawEventStore, PgRawEventStore, type RawEventStore } from "../storage/rawEventStore.ts";
+import { DuckStateStore, RedisStateStore, type StateStore } from "../storage/stateStore.ts";
+
+/**
+ * Which stores the update path uses, from the environment: PostgreSQL for the raw zone and
+ * student_mastery when MASTERY_PG_URL is set, Redis for learner_state when MASTERY_REDIS_URL is set,
+ * else the embedded DuckDB file. Several worker processes need PostgreSQL and Redis (a DuckDB file
+ * is held by one process).
+ */
+export interface StreamStoreConfig {
+  dbPath: string;
+  /**
+   * An already open DuckDB store to use instead of opening dbPath (a process can hold a DuckDB file
+   * only once; the API server passes its own). Not closed by StreamStores.close.
+   */
+  duck?: DuckStore | undefined;
+  pgUrl?: string | undefined;
+  /** PostgreSQL schema (tests use a fresh one per run). */
+  pgSchema?: string | undefined;
+  redisUrl?: string | undefined;
+  /** Prefix of every Redis key (tests use a fresh one per run). */
+  redisPrefix?: string | undefined;
+}
+
+export interface StreamStores {
+  raw: RawEventStore;
+  state: StateStore;
+  mastery: MasteryStore;
+  /** Where each store lives, for logs. */
+  describe: string;
+  close(): Promise<void>;
+}
+
+export function streamStoreConfigFromEnv(
+  dbPath: string,
+  env: NodeJS.ProcessEnv = process.env,
+): StreamStoreConfig {
+  const nonEmpty = (v: string | undefined) => (v === undefined || v === "" ? undefined : v);
+  return {
+    dbPath,
+    pgUrl: nonEmpty(env.MASTERY_PG_URL),
+    pgSchema: nonEmpty(env.MASTERY_PG_SCHEMA),
+    redisUrl: nonEmpty(env.MASTERY_REDIS_URL),
+    redisPrefix: nonEmpty(env.MASTERY_REDIS_PREFIX),
+  };
+}
+
+export async function openStreamStores(cfg: StreamStoreConfig): Promise<StreamStores> {
+  const closers: (() => Promise<void>)[] = [];
+  const where: string[] = [];
+  let duck: DuckStore | undefined = cfg.duck;
+  const openDuck = async () => {
+    if (duck === undefined) {
+      const d = await DuckStore.open(cfg.dbPath);
+      duck = d;
+      closers.push(async () => d.close());
+    }
+    return duck;
+  };
+  try {
+    let raw: RawEventStore;
+    let mastery: MasteryStore;
+    if (cfg.pgUrl !== undefined) {
+      const pgOpts = cfg.pgSchema !== undefined ? { schema: cfg.pgSchema } : {};
+      // Two connections: the read path (forStudent) must not run inside the writer's transaction.
+      const pgRaw = await PgStore.open(cfg.pgUrl, pgOpts);
+      closers.push(() => pgRaw.close());
+      const pgMastery = await PgStore.open(cfg.pgUrl, pgOpts);
+      closers.push(() => pgMastery.close());
+      raw = await PgRawEventStore.open(pgRaw);
+      mastery = await PgMasteryStore.open(pgMastery);
+      where.push(
+        `raw_events + student_mastery: PostgreSQL${cfg.pgSchema !== undefined ? ` (schema ${cfg.pgSchema})` : ""}`,
+      );
+    } else {
+      const d = await openDuck();
+      raw = await DuckRawEventStore.open(d);
+      mastery = await DuckMasteryStore.open(d);
+      where.push(`raw_events + student_mastery: ${cfg.dbPath}`);
+    }
+    let state: StateStore;
+    if (cfg.redisUrl !== undefined) {
+      const r = await RedisStateStore.open(cfg.redisUrl, cfg.redisPrefix);
+      closers.push(() => r.close());
+      state = r;
+      where.push(`learner_state: Redis (prefix ${r.prefix})`);
+    } else {
+      state = await DuckStateStore.open(await openDuck());
+      where.push(`learner_state: ${cfg.dbPath}`);
+    }
+    return {
+      raw,
+      state,
+      mastery,
+      describe: where.join("; "),
+      close: async () => {
+        for (const c of closers.reverse()) await c();
+      },
+    };
+  } catch (err) {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+    throw err;
+  }
+}
+
+export interface BusConfig {
+  natsUrl?: string | undefined;
+  stream?: string | undefined;
+  subjectPrefix?: string | undefined;
+  durable?: string | undefined;
+  ackWaitMs?: number | undefined;
+  maxDeliver?: number | undefined;
+}
+
+export function busConfigFromEnv(env: NodeJS.ProcessEnv = process.env): BusConfig {
+  const v = env.MASTERY_NATS_URL;
+  return { natsUrl: v === undefined || v === "" ? undefined : v };
+}
+
+/** NATS JetStream when a URL is configured, else the in-process bus. */
+export async function openBus(cfg: BusConfig): Promise<EventBus> {
+  if (cfg.natsUrl === undefined) {
+    return new MemoryBus({
+      ...(cfg.maxDeliver !== undefined ? { maxDeliver: cfg.maxDeliver } : {}),
+      ...(cfg.subjectPrefix !== undefined ? { subjectPrefix: cfg.subjectPrefix } : {}),
+    });
+  }
+  const opts: NatsBusOptions = { url: cfg.natsUrl };
+  if (cfg.stream !== undefined) opts.stream = cfg.stream;
+  if (cfg.subjectPrefix !== undefined) opts.subjectPrefix = cfg.subjectPrefix;
+  if (cfg.durable !== undefined) opts.durable = cfg.durable;
+  if (cfg.ackWaitMs !== undefined) opts.ackWaitMs = cfg.ackWaitMs;
+  if (cfg.maxDeliver !== undefined) opts.maxDeliver = cfg.maxDeliver;
+  return NatsBus.open(opts);
+}

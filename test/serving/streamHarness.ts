@@ -1,0 +1,56 @@
+import { randomBytes } from "node:crypto";
+import { Pseudonymizer } from "../../features/pseudonymize.ts";
+import type { BktEloModels } from "../../serving/learnerState.ts";
+import { openStreamStores, type StreamStoreConfig, type StreamStores } from "../../serving/streamStores.ts";
+import { PgStore } from "../../storage/postgres.ts";
+import { RedisStateStore } from "../../storage/stateStore.ts";
+
+/** Services of this machine (CI starts them); the tests use them for real. */
+export const PG_URL = process.env.MASTERY_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+export const REDIS_URL = process.env.MASTERY_REDIS_URL ?? "redis://127.0.0.1:6379";
+export const NATS_URL = process.env.MASTERY_NATS_URL ?? "nats://127.0.0.1:4222";
+
+export const DEFAULT_MODELS: BktEloModels = {
+  bkt: undefined,
+  bktVersion: "default",
+  elo: undefined,
+  eloVersion: "default",
+};
+
+export const pseudonymizer = new Pseudonymizer("stream-test-key-0123456789");
+
+/** A name unique to this test run (PG schema, Redis prefix, NATS stream and subjects). */
+export function runId(label: string): string {
+  return `${label}_${process.pid}_${randomBytes(4).toString("hex")}`;
+}
+
+/** Stores on real PostgreSQL (fresh schema) and Redis (fresh prefix); `drop` removes both. */
+export async function serviceStores(
+  id: string,
+): Promise<{ stores: StreamStores; config: StreamStoreConfig; drop(): Promise<void> }> {
+  const config: StreamStoreConfig = {
+    dbPath: ":memory:",
+    pgUrl: PG_URL,
+    pgSchema: id.toLowerCase(),
+    redisUrl: REDIS_URL,
+    redisPrefix: id,
+  };
+  const stores = await openStreamStores(config);
+  return {
+    stores,
+    config,
+    drop: async () => {
+      await stores.close();
+      await dropServices(id);
+    },
+  };
+}
+
+export async function dropServices(id: string): Promise<void> {
+  const pg = await PgStore.open(PG_URL);
+  await pg.run(`DROP SCHEMA IF EXISTS ${id.toLowerCase()} CASCADE`);
+  await pg.close();
+  const r = await RedisStateStore.open(REDIS_URL, id);
+  await r.clear();
+  await r.close();
+}
