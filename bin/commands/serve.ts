@@ -1,0 +1,87 @@
+import { readFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { Command } from "commander";
+import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
+import { createApp, loadServingConfig } from "../../serving/app.ts";
+import { jwtSecretFromEnv, signToken } from "../../serving/auth.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+import { CliError, defaultDbPath, parseIntOption } from "../options.ts";
+
+interface ServeOptions {
+  port: string;
+  host: string;
+  db?: string;
+  cert?: string;
+  key?: string;
+  demo?: boolean;
+  bktModel?: string;
+  eloModel?: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command("serve")
+    .description(
+      "Run the HTTP API (GET /mastery, /recommendations, POST /events, /feedback, /score, /metrics, /openapi.json, /docs). " +
+        "Needs MASTERY_JWT_SECRET and MASTERY_PSEUDONYM_KEY unless --demo; HTTPS with --cert/--key (or MASTERY_TLS_CERT/MASTERY_TLS_KEY).",
+    )
+    .option("--port <n>", "port", process.env.PORT ?? "8080")
+    .option("--host <addr>", "address to bind", "127.0.0.1")
+    .option("--db <path>", "DuckDB store (default: $MASTERY_DB or .mastery/mastery.duckdb)")
+    .option("--cert <file>", "TLS certificate (PEM); with --key serves HTTPS")
+    .option("--key <file>", "TLS private key (PEM)")
+    .option("--bkt-model <dir>", "BKT model for the incremental update (default parameters otherwise)")
+    .option("--elo-model <dir>", "Elo model for the incremental update")
+    .option("--demo", "synthetic data only: public demo keys, prints an admin token")
+    .addHelpText(
+      "after",
+      `
+Example:
+  npx mastery serve --demo --db .mastery/demo/mastery.duckdb --port 8080
+  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/mastery/student-000001
+  MASTERY_JWT_SECRET=... MASTERY_PSEUDONYM_KEY=... npx mastery serve --cert tls.crt --key tls.key --host 0.0.0.0
+`,
+    )
+    .action(async (opts: ServeOptions) => {
+      const port = parseIntOption(opts.port, "--port", 0);
+      const demo = opts.demo === true;
+      const jwtSecret = jwtSecretFromEnv({ demo });
+      const pseudonymizer = pseudonymizerFromEnv({ demo });
+      const certPath = opts.cert ?? process.env.MASTERY_TLS_CERT;
+      const keyPath = opts.key ?? process.env.MASTERY_TLS_KEY;
+      if ((certPath === undefined) !== (keyPath === undefined)) {
+        throw new CliError("HTTPS needs both --cert and --key (or MASTERY_TLS_CERT and MASTERY_TLS_KEY)");
+      }
+      const store = await DuckStore.open(opts.db ?? defaultDbPath());
+      const { app, ctx } = await createApp({
+        store,
+        pseudonymizer,
+        jwtSecret,
+        config: loadServingConfig(),
+        modelDirs: {
+          ...(opts.bktModel !== undefined ? { bkt: opts.bktModel } : {}),
+          ...(opts.eloModel !== undefined ? { elo: opts.eloModel } : {}),
+        },
+      });
+      const server =
+        certPath !== undefined && keyPath !== undefined
+          ? createHttpsServer({ cert: readFileSync(certPath), key: readFileSync(keyPath) }, app)
+          : createHttpServer(app);
+      await new Promise<void>((resolve) => server.listen(port, opts.host, resolve));
+      const scheme = certPath !== undefined ? "https" : "http";
+      ctx.logger.info({ url: `${scheme}://${opts.host}:${port}`, db: store.path }, "mastery API listening");
+      if (demo) {
+        const token = await signToken(jwtSecret, { role: "admin", sub: "demo-admin" }, "12h");
+        process.stderr.write(`demo admin token (12 h): ${token}\n`);
+      }
+      const stop = () => {
+        server.close(() => {
+          store.close();
+          process.exit(0);
+        });
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+}
