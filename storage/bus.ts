@@ -200,9 +200,11 @@ export class MemoryBus implements EventBus {
     };
   }
 
-  /** Messages waiting for delivery (not in flight). */
-  get pending(): number {
-    return this.ready.length;
+  private inFlight = 0;
+
+  /** Messages waiting for delivery, delivered but not settled, and waiting out a nak delay. */
+  backlogCount(): number {
+    return this.ready.length + this.inFlight + this.timers.size;
   }
 
   private dispatch(): void {
@@ -210,10 +212,16 @@ export class MemoryBus implements EventBus {
       const e = this.ready.shift()!;
       const loop = this.loops[this.next++ % this.loops.length]!;
       e.deliveries++;
+      this.inFlight++;
       const settle = {
-        ack: () => {},
-        term: () => {},
+        ack: () => {
+          this.inFlight--;
+        },
+        term: () => {
+          this.inFlight--;
+        },
         nak: (delayMs?: number) => {
+          this.inFlight--;
           if (delayMs !== undefined && delayMs > 0) {
             const t = setTimeout(() => {
               this.timers.delete(t);

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import type { BktEloModels } from "../../serving/learnerState.ts";
 import { openStreamStores, type StreamStoreConfig, type StreamStores } from "../../serving/streamStores.ts";
+import { type EventBus, type MemoryBus, NatsBus } from "../../storage/bus.ts";
 import { PgStore } from "../../storage/postgres.ts";
 import { RedisStateStore } from "../../storage/stateStore.ts";
 
@@ -53,4 +54,31 @@ export async function dropServices(id: string): Promise<void> {
   const r = await RedisStateStore.open(REDIS_URL, id);
   await r.clear();
   await r.close();
+}
+
+const encoder = new TextEncoder();
+
+export async function publishAll(bus: EventBus, events: readonly Record<string, unknown>[], window = 500) {
+  for (let i = 0; i < events.length; i += window) {
+    await Promise.all(
+      events
+        .slice(i, i + window)
+        .map((e) => bus.publish(bus.subjectFor(String(e.type)), encoder.encode(JSON.stringify(e)))),
+    );
+  }
+}
+
+/** Waits until the bus has nothing pending or unacknowledged (bounded: fails after `timeoutMs`). */
+export async function drained(bus: EventBus, timeoutMs = 60_000): Promise<void> {
+  const start = Date.now();
+  for (;;) {
+    const left =
+      bus instanceof NatsBus
+        ? await bus.backlog().then((b) => b.pending + b.ackPending)
+        : (bus as MemoryBus).backlogCount();
+    if (left === 0) return;
+    if (Date.now() - start > timeoutMs)
+      throw new Error(`bus not drained after ${timeoutMs} ms (${left} left)`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
