@@ -354,3 +354,32 @@ export const STREAM_DDL: readonly string[] = [
      PRIMARY KEY (student_key, topic_id)
    )`,
 ];
+
+/**
+ * Monitoring tables (monitoring/), created by the drift monitor on first use. drift_checks logs
+ * every check (decision JSON); retrain_runs logs every retrain attempt and its outcome (status:
+ * promoted | rejected | skipped | failed). The reference snapshot tables (drift_reference,
+ * drift_reference_scores) copy their columns from the features table, so monitoring/ creates them.
+ */
+export const MONITORING_DDL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS drift_checks (
+     checked_at TIMESTAMP NOT NULL,
+     drift BOOLEAN NOT NULL,
+     reference VARCHAR NOT NULL,
+     current_from TIMESTAMP NOT NULL,
+     current_to TIMESTAMP NOT NULL,
+     tests INTEGER NOT NULL,
+     alerts INTEGER NOT NULL,
+     decision VARCHAR NOT NULL
+   )`,
+  `CREATE TABLE IF NOT EXISTS retrain_runs (
+     started_at TIMESTAMP NOT NULL,
+     finished_at TIMESTAMP NOT NULL,
+     model_name VARCHAR NOT NULL,
+     trigger VARCHAR NOT NULL,
+     status VARCHAR NOT NULL,
+     champion_version INTEGER,
+     challenger_version INTEGER,
+     detail VARCHAR NOT NULL
+   )`,
+];
