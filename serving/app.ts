@@ -28,7 +28,13 @@ import {
   type Scope,
 } from "./auth.ts";
 import { HttpError } from "./httpError.ts";
-import { DEFAULT_SOURCE_ORDER, type ExperimentArm, readStudentMastery } from "./masteryView.ts";
+import {
+  DEFAULT_SOURCE_ORDER,
+  type ExperimentArm,
+  loadTopicMeta,
+  readStudentMastery,
+  type TopicMeta,
+} from "./masteryView.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { createRollupViews } from "./rollups.ts";
 import { ROUTES } from "./routes/index.ts";
@@ -189,6 +195,14 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     return set;
   };
   const experimentArm = deps.experimentArm ?? (async () => null);
+  // Topic metadata changes rarely (ingest of topics files); re-read at most once a minute.
+  let topicMeta: { at: number; meta: TopicMeta } | undefined;
+  const topics = async (s: DuckStore): Promise<TopicMeta> => {
+    if (topicMeta === undefined || Date.now() - topicMeta.at > 60_000) {
+      topicMeta = { at: Date.now(), meta: await loadTopicMeta(s) };
+    }
+    return topicMeta.meta;
+  };
 
   const ctx: ServingContext = {
     store,
@@ -222,7 +236,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       const gen = generation;
       const arm = await experimentArm(studentKey);
       const body = await gate.run(() =>
-        readStudentMastery(store, studentKey, { sourceOrder: config.scoreSources, arm }),
+        readStudentMastery(store, studentKey, { sourceOrder: config.scoreSources, arm, topics }),
       );
       const json = JSON.stringify(body);
       if (gen === generation) cache.set(studentKey, json);

@@ -66,7 +66,12 @@ type MasteryRow = {
 export async function readStudentMastery(
   store: DuckStore,
   studentKey: string,
-  opts: { sourceOrder?: readonly string[]; arm?: ExperimentArm | null } = {},
+  opts: {
+    sourceOrder?: readonly string[];
+    arm?: ExperimentArm | null;
+    /** Topic metadata loader (the server caches it); default: read the topics table. */
+    topics?: (store: DuckStore) => Promise<TopicMeta>;
+  } = {},
 ): Promise<StudentMastery> {
   const arm = opts.arm ?? null;
   const order = [
@@ -139,16 +144,83 @@ export async function readStudentMastery(
     course: [],
   } as StudentMastery["rollups"];
   if (rollupSource !== null) {
-    for (const level of ROLLUP_LEVELS) {
-      const r = await store.all<{ id: string; s: number; n: number; total: number }>(
-        `SELECT ${level}_id AS id, mastery_score AS s, topics_scored AS n, topics_total AS total
-         FROM mastery_by_${level} WHERE student_key = $1 AND score_source = $2 ORDER BY id`,
-        [studentKey, rollupSource],
-      );
-      rollups[level] = r.map((x) => ({ id: x.id, score: x.s, topicsScored: x.n, topicsTotal: x.total }));
+    const meta = await (opts.topics ?? loadTopicMeta)(store);
+    const scores = new Map<string, number>();
+    for (const [topicId, list] of byTopic) {
+      const r = list.find((x) => x.score_source === rollupSource);
+      if (r) scores.set(topicId, r.mastery_score);
     }
+    for (const level of ROLLUP_LEVELS) rollups[level] = rollupLevel(meta, level, scores);
   }
   return { studentKey, topics, rollups };
+}
+
+/** Topic hierarchy and rollup weights (as serving/rollups.ts topic_rollup_weights defines them). */
+export interface TopicMeta {
+  level: Record<RollupLevel, Map<string, string>>;
+  weight: Map<string, number>;
+  totals: Record<RollupLevel, Map<string, number>>;
+}
+
+export async function loadTopicMeta(store: DuckStore): Promise<TopicMeta> {
+  const rows = await store.all<{
+    topic_id: string;
+    chapter_id: string | null;
+    subject_id: string | null;
+    course_id: string | null;
+    content_length: number | null;
+  }>("SELECT topic_id, chapter_id, subject_id, course_id, content_length FROM topics");
+  const positive = rows.map((r) => r.content_length).filter((x): x is number => x !== null && x > 0);
+  const fallback = positive.length > 0 ? positive.reduce((a, b) => a + b, 0) / positive.length : 1;
+  const meta: TopicMeta = {
+    level: { chapter: new Map(), subject: new Map(), course: new Map() },
+    weight: new Map(),
+    totals: { chapter: new Map(), subject: new Map(), course: new Map() },
+  };
+  for (const r of rows) {
+    meta.weight.set(
+      r.topic_id,
+      r.content_length !== null && r.content_length > 0 ? r.content_length : fallback,
+    );
+    for (const level of ROLLUP_LEVELS) {
+      const id = r[`${level}_id`];
+      if (id === null) continue;
+      meta.level[level].set(r.topic_id, id);
+      meta.totals[level].set(id, (meta.totals[level].get(id) ?? 0) + 1);
+    }
+  }
+  return meta;
+}
+
+/**
+ * One rollup level for one student and source, in JS with the formula of the mastery_by_* views
+ * (serving/rollups.ts): sum(w * score) / sum(w) over the level's scored topics; a test checks both
+ * agree. Computed here so a cache miss costs one query instead of three view scans.
+ */
+export function rollupLevel(
+  meta: TopicMeta,
+  level: RollupLevel,
+  scores: ReadonlyMap<string, number>,
+): RollupEntry[] {
+  const acc = new Map<string, { sw: number; w: number; n: number }>();
+  for (const [topicId, score] of scores) {
+    const id = meta.level[level].get(topicId);
+    if (id === undefined) continue;
+    const w = meta.weight.get(topicId) ?? 1;
+    const a = acc.get(id) ?? { sw: 0, w: 0, n: 0 };
+    a.sw += w * score;
+    a.w += w;
+    a.n++;
+    acc.set(id, a);
+  }
+  return [...acc.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([id, a]) => ({
+      id,
+      score: a.sw / a.w,
+      topicsScored: a.n,
+      topicsTotal: meta.totals[level].get(id) ?? a.n,
+    }));
 }
 
 export interface HistoryEntry {

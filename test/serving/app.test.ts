@@ -1,6 +1,7 @@
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AppHandle } from "../../serving/app.ts";
+import { rollupMastery } from "../../serving/rollups.ts";
 import type { DuckStore } from "../../storage/duckdb.ts";
 import { quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
 
@@ -168,6 +169,18 @@ describe("routes", () => {
     expect(res.body.rollups.scoreSource).toBe("bkt");
     expect(res.body.rollups.chapter.map((r: { id: string }) => r.id)).toContain("C1");
     expect(JSON.stringify(res.body)).not.toContain('"s1"');
+    // The JS rollups equal the mastery_by_* views.
+    for (const level of ["chapter", "subject", "course"] as const) {
+      const view = await rollupMastery(store, level, { studentKey: res.body.studentKey, scoreSource: "bkt" });
+      expect(view.length).toBeGreaterThan(0);
+      expect(res.body.rollups[level]).toHaveLength(view.length);
+      view.forEach((v, i) => {
+        const got = res.body.rollups[level][i];
+        expect(got.id).toBe(v.id);
+        expect(got.score).toBeCloseTo(v.masteryScore, 12);
+        expect([got.topicsScored, got.topicsTotal]).toEqual([v.topicsScored, v.topicsTotal]);
+      });
+    }
   });
 
   it("POST /feedback is served at once as teacher_override, with a label and an audit row", async () => {
