@@ -14,6 +14,9 @@
  * values are rounded when fed to ONNX, which can change a split; serve float32 rows or compare on them.
  * Leaf values are float32 too and ONNX Runtime sums them in float32: margins agree to ~1e-6, not bit-exactly.
  *
+ * (post_transform LOGISTIC is read as a logistic model on import, per the spec, but onnxruntime ignores it on
+ * TreeEnsembleRegressor, so our exports and fixtures use a separate Sigmoid node.)
+ *
  * Import: BRANCH_LT/LEQ/GT/GTE (LEQ/GT become LT with the next float32 up as threshold, GT/GTE swap the
  * branches), one target, SUM aggregation. Covers come from nodes_hitrates when they form a valid cover
  * (every parent equals the sum of its children), else from counting the rows of a background data set that
