@@ -8,7 +8,8 @@
  *    pseudonymizes `sub` (students) and `children[]` (parents) when the token is verified, keeps
  *    only the keys, and never logs or stores the raw values.
  *  - parent: children[] (raw student ids); teacher: classes[] (class ids as in events' class_id);
- *    service: scopes[] (e.g. events:write, mastery:read, feedback:write, score:write, metrics:read).
+ *    service: scopes[] (e.g. events:write, mastery:read, feedback:write, score:write, metrics:read,
+ *    models:read, experiments:read). models:write and experiments:write are admin-only whatever the scopes.
  *  - exp is honoured (expired -> 401); nbf/iat as jose checks them.
  */
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
@@ -29,6 +30,10 @@ export const SCOPES = [
   "feedback:write",
   "score:write",
   "metrics:read",
+  "models:read",
+  "models:write",
+  "experiments:read",
+  "experiments:write",
 ] as const;
 export type Scope = (typeof SCOPES)[number];
 
@@ -191,7 +196,7 @@ export class Authenticator {
 const ROLE_ACTIONS: Record<Exclude<Role, "service" | "admin">, ReadonlySet<Scope>> = {
   student: new Set(["mastery:read"]),
   parent: new Set(["mastery:read"]),
-  teacher: new Set(["mastery:read", "feedback:write", "score:write"]),
+  teacher: new Set(["mastery:read", "feedback:write", "score:write", "experiments:read"]),
 };
 
 /** 403 unless the principal's role (or, for services, a scope) allows `action`. */
@@ -213,6 +218,10 @@ const describe = (a: Scope): string =>
     "feedback:write": "post feedback",
     "score:write": "request scoring",
     "metrics:read": "read metrics",
+    "models:read": "read the model registry",
+    "models:write": "change the model registry",
+    "experiments:read": "read experiments",
+    "experiments:write": "create experiments",
   })[a];
 
 /**
