@@ -61,8 +61,8 @@ interface Pair {
   p: number;
 }
 
-function group(pairs: readonly Pair[]): Map<string, Pair[]> {
-  const m = new Map<string, Pair[]>();
+function group<P extends Pair>(pairs: readonly P[]): Map<string, P[]> {
+  const m = new Map<string, P[]>();
   for (const x of pairs) {
     let l = m.get(x.key);
     if (l === undefined) {
@@ -158,7 +158,7 @@ export async function livePerformance(
     }));
     for (const [key, list] of [...group(pairs)].sort((a, b) => a[0].localeCompare(b[0]))) {
       const [experimentId, arm] = key.split("\u0000") as [string, string];
-      const models = [...new Set(list.map((x) => (x as { model: string }).model))].sort();
+      const models = [...new Set(list.map((x) => x.model))].sort();
       arms.push({ experimentId, arm, model: models.join(", "), ...metricsOfPairs(list) });
     }
   }
