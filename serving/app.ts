@@ -12,7 +12,9 @@ import { rateLimit } from "express-rate-limit";
 import helmet from "helmet";
 import { type Logger, pino } from "pino";
 import { parse as parseYaml } from "yaml";
+import type { ExperimentStore } from "../experiments/store.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
+import type { Registry } from "../registry/registry.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckMasteryStore } from "../storage/masteryStore.ts";
 import { DuckRawEventStore } from "../storage/rawEventStore.ts";
@@ -27,6 +29,7 @@ import {
   requireStudent,
   type Scope,
 } from "./auth.ts";
+import { ExperimentArms } from "./experimentArms.ts";
 import { HttpError } from "./httpError.ts";
 import {
   DEFAULT_SOURCE_ORDER,
@@ -36,6 +39,7 @@ import {
   type TopicMeta,
 } from "./masteryView.ts";
 import { ServerMetrics } from "./metrics.ts";
+import { DEFAULT_MODEL_NAME, MODEL_NAME_ENV, ModelScoring, servingRegistry } from "./modelScoring.ts";
 import { createRollupViews } from "./rollups.ts";
 import { ROUTES } from "./routes/index.ts";
 import { LruCache, StoreGate } from "./storeGate.ts";
@@ -56,6 +60,8 @@ export interface ServingConfig {
   cacheSize: number;
   rateLimit: { windowMs: number; limit: number };
   bodyLimit: string;
+  /** Registry model name whose champion (or experiment arm) serves ML scores; env MASTERY_MODEL_NAME overrides. */
+  modelName: string;
 }
 
 export const DEFAULT_SERVING_CONFIG: ServingConfig = {
@@ -66,6 +72,7 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   cacheSize: 20_000,
   rateLimit: { windowMs: 60_000, limit: 6000 },
   bodyLimit: "5mb",
+  modelName: DEFAULT_MODEL_NAME,
 };
 
 /** Reads config/serving.yaml (snake_case keys) over the defaults. */
@@ -90,6 +97,7 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
       limit: num(rl.limit, def.rateLimit.limit, "rate_limit.limit"),
     },
     bodyLimit: typeof d.body_limit === "string" ? d.body_limit : def.bodyLimit,
+    modelName: typeof d.model_name === "string" ? d.model_name : def.modelName,
   };
 }
 
@@ -113,6 +121,18 @@ export interface AppDeps {
   now?: () => Date;
   /** Prometheus default process metrics (off in tests to keep them quiet). */
   defaultMetrics?: boolean;
+  /** Model registry; default: on `store`, artifacts at artifactBase. */
+  registry?: Registry;
+  /** Experiment store; default: on `store`. */
+  experiments?: ExperimentStore;
+  /** Default: MASTERY_ARTIFACTS or .mastery/artifacts. */
+  artifactBase?: string;
+  /** Overrides config.modelName and MASTERY_MODEL_NAME. */
+  modelName?: string;
+  /** Where served model versions are materialized (default: a temp directory). */
+  modelCacheDir?: string;
+  /** How often aliases and experiments are re-read (ms, default 5000). */
+  modelRefreshMs?: number;
 }
 
 /** Everything a route handler needs; handlers stay thin over these. */
@@ -127,6 +147,11 @@ export interface ServingContext {
   logger: Logger;
   now: () => Date;
   experimentArm: (studentKey: string) => Promise<ExperimentArm | null>;
+  registry: Registry;
+  experiments: ExperimentStore;
+  modelScoring: ModelScoring;
+  /** After an alias move or experiment change: re-resolve the served models and drop every cached body. */
+  modelsChanged(): Promise<void>;
   /** 401/403 unless the bearer token allows `scope`. */
   principal(req: Request, scope: Scope): Promise<Principal>;
   /** Pseudonymizes a raw id from a URL or body and checks the principal may see that student. */
@@ -194,7 +219,30 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     if (gen === generation) classCache.set(studentKey, set);
     return set;
   };
-  const experimentArm = deps.experimentArm ?? (async () => null);
+  const models = await gate.run(() =>
+    servingRegistry(store, deps.artifactBase ?? process.env.MASTERY_ARTIFACTS ?? ".mastery/artifacts", now),
+  );
+  const registry = deps.registry ?? models.registry;
+  const experiments = deps.experiments ?? models.experiments;
+  const modelScoring = new ModelScoring({
+    registry,
+    arms: new ExperimentArms(experiments, now, deps.modelRefreshMs),
+    experiments,
+    modelName: deps.modelName ?? (process.env[MODEL_NAME_ENV] || config.modelName),
+    now,
+    ...(deps.modelCacheDir !== undefined ? { cacheDir: deps.modelCacheDir } : {}),
+    ...(deps.modelRefreshMs !== undefined ? { refreshMs: deps.modelRefreshMs } : {}),
+  });
+  const invalidateAll = (): void => {
+    generation++;
+    cache.clear();
+  };
+  const experimentArm =
+    deps.experimentArm ??
+    (async (studentKey: string): Promise<ExperimentArm | null> => {
+      const a = modelScoring.assignment(studentKey);
+      return a === null ? null : { experimentId: a.experimentId, arm: a.arm };
+    });
   // Topic metadata changes rarely (ingest of topics files); re-read at most once a minute.
   let topicMeta: { at: number; meta: TopicMeta } | undefined;
   const topics = async (s: DuckStore): Promise<TopicMeta> => {
@@ -215,6 +263,13 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     logger,
     now,
     experimentArm,
+    registry,
+    experiments,
+    modelScoring,
+    async modelsChanged() {
+      await gate.run(() => modelScoring.refresh(true));
+      invalidateAll();
+    },
     async principal(req, scope) {
       const p = await auth.authenticate(req.headers.authorization);
       requireAction(p, scope);
@@ -227,6 +282,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       return key;
     },
     async masteryJson(studentKey) {
+      if (modelScoring.due() && (await gate.run(() => modelScoring.refresh()))) invalidateAll();
       const hit = cache.get(studentKey);
       if (hit !== undefined) {
         metrics.cache.inc({ result: "hit" });
@@ -235,9 +291,31 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       metrics.cache.inc({ result: "miss" });
       const gen = generation;
       const arm = await experimentArm(studentKey);
-      const body = await gate.run(() =>
-        readStudentMastery(store, studentKey, { sourceOrder: config.scoreSources, arm, topics }),
-      );
+      const body = await gate.run(async () => {
+        const topicIds = await store.all<{ topic_id: string }>(
+          "SELECT DISTINCT topic_id FROM student_mastery WHERE student_key = $1 ORDER BY topic_id",
+          [studentKey],
+        );
+        const model = await modelScoring.scoreStudent(
+          store,
+          studentKey,
+          topicIds.map((r) => r.topic_id),
+        );
+        const view = await readStudentMastery(store, studentKey, {
+          sourceOrder: config.scoreSources,
+          arm,
+          topics,
+          model,
+        });
+        // One exposure per score served from an experiment arm, when the body is computed (cache hits
+        // re-serve an already logged score).
+        await modelScoring.logExposures(
+          studentKey,
+          model.info,
+          view.topics.filter((t) => t.model?.served === true).map((t) => ({ score: t.score })),
+        );
+        return view;
+      });
       const json = JSON.stringify(body);
       if (gen === generation) cache.set(studentKey, json);
       return json;

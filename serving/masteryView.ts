@@ -1,5 +1,6 @@
 import type { Explanation } from "../models/explanation.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
+import type { ModelTopicScore, ServedModelInfo, StudentModelScores } from "./modelScoring.ts";
 import { ROLLUP_LEVELS, type RollupLevel } from "./rollups.ts";
 
 /**
@@ -33,6 +34,8 @@ export interface TopicMastery {
   experimentArm: ExperimentArm | null;
   /** Every stored score of the topic by source (including the served one). */
   scores: Record<string, { score: number; modelVersion: string; asOf: string }>;
+  /** The registry model's score of the topic (serving/modelScoring.ts); served unless a teacher override exists. */
+  model?: (ModelTopicScore & { served: boolean }) | null;
 }
 
 export interface RollupEntry {
@@ -46,6 +49,8 @@ export interface StudentMastery {
   studentKey: string;
   topics: TopicMastery[];
   rollups: { scoreSource: string | null } & Record<RollupLevel, RollupEntry[]>;
+  /** Which registry model (name@version, arm) produced the ML scores, or why none did. */
+  servedModel?: ServedModelInfo;
 }
 
 type MasteryRow = {
@@ -71,6 +76,8 @@ export async function readStudentMastery(
     arm?: ExperimentArm | null;
     /** Topic metadata loader (the server caches it); default: read the topics table. */
     topics?: (store: DuckStore) => Promise<TopicMeta>;
+    /** Registry model scores (serving/modelScoring.ts): served over the stored sources, below teacher_override. */
+    model?: StudentModelScores;
   } = {},
 ): Promise<StudentMastery> {
   const arm = opts.arm ?? null;
@@ -98,10 +105,24 @@ export async function readStudentMastery(
   };
   const topics: TopicMastery[] = [];
   const servedCount = new Map<string, number>();
+  const modelServed = new Map<string, number>();
   for (const [topicId, list] of byTopic) {
-    const served = [...list].sort(
+    const stored = [...list].sort(
       (a, b) => rank(a.score_source) - rank(b.score_source) || a.score_source.localeCompare(b.score_source),
     )[0]!;
+    const m = opts.model?.topics.get(topicId);
+    const fromModel = m !== undefined && stored.score_source !== TEACHER_OVERRIDE;
+    const served: MasteryRow = fromModel
+      ? {
+          ...stored,
+          mastery_score: m.score,
+          score_source: m.scoreSource,
+          model_version: m.modelVersion,
+          as_of: new Date(m.asOf),
+          explanation: JSON.stringify(m.explanation),
+        }
+      : stored;
+    if (fromModel) modelServed.set(topicId, m.score);
     if (served.score_source !== TEACHER_OVERRIDE) {
       servedCount.set(served.score_source, (servedCount.get(served.score_source) ?? 0) + 1);
     }
@@ -127,6 +148,7 @@ export async function readStudentMastery(
       explanation: JSON.parse(served.explanation) as TopicMastery["explanation"],
       experimentArm: arm,
       scores,
+      ...(opts.model !== undefined ? { model: m === undefined ? null : { ...m, served: fromModel } } : {}),
     });
   }
   let rollupSource: string | null = null;
@@ -147,12 +169,19 @@ export async function readStudentMastery(
     const meta = await (opts.topics ?? loadTopicMeta)(store);
     const scores = new Map<string, number>();
     for (const [topicId, list] of byTopic) {
+      const fromModel = opts.model?.info.scoreSource === rollupSource ? modelServed.get(topicId) : undefined;
       const r = list.find((x) => x.score_source === rollupSource);
-      if (r) scores.set(topicId, r.mastery_score);
+      if (fromModel !== undefined) scores.set(topicId, fromModel);
+      else if (r) scores.set(topicId, r.mastery_score);
     }
     for (const level of ROLLUP_LEVELS) rollups[level] = rollupLevel(meta, level, scores);
   }
-  return { studentKey, topics, rollups };
+  return {
+    studentKey,
+    topics,
+    rollups,
+    ...(opts.model !== undefined ? { servedModel: opts.model.info } : {}),
+  };
 }
 
 /** Topic hierarchy and rollup weights (as serving/rollups.ts topic_rollup_weights defines them). */
