@@ -1,0 +1,180 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Xoshiro128 } from "../../models/prng.ts";
+import { DEFAULT_DRIFT_CONFIG, type DriftConfig } from "../../monitoring/config.ts";
+import { FileLock } from "../../monitoring/locks.ts";
+import { monitorOnce, startMonitorLoop } from "../../monitoring/loop.ts";
+import { exportResponses, type Trainer } from "../../monitoring/retrain.ts";
+import { openRegistry, type Registry } from "../../registry/registry.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+import type { OpenedStore } from "../../storage/postgres.ts";
+import { trainElo } from "../../training/elo.ts";
+import { generateRows, insertRows, TEST_FEATURES } from "./driftData.ts";
+
+const NOW = new Date("2025-03-21T00:00:00Z");
+const CFG: DriftConfig = {
+  ...DEFAULT_DRIFT_CONFIG,
+  features: [...TEST_FEATURES],
+  rule: { minFeatures: 2, minSegments: 1, keyFeatures: [] },
+  retrain: { ...DEFAULT_DRIFT_CONFIG.retrain, model: "elo-test", trainDays: 50, holdoutDays: 7 },
+};
+
+/** Quiz answers with P(correct) = sigmoid(ability - difficulty): something Elo can learn. */
+async function insertAnswers(store: DuckStore): Promise<void> {
+  const g = new Xoshiro128(42);
+  const difficulty = Array.from({ length: 20 }, () => g.normal());
+  const rows: string[] = [];
+  const start = Date.parse("2025-01-20T00:00:00Z");
+  for (let s = 0; s < 160; s++) {
+    const ability = 1.2 * g.normal();
+    const school = `s${1 + (s % 4)}`;
+    const grade = 5 + (s % 2);
+    for (let k = 0; k < 40; k++) {
+      const item = Math.floor(g.next() * 20);
+      const p = 1 / (1 + Math.exp(-(ability - difficulty[item]!)));
+      const ts = new Date(start + g.next() * 60 * 86_400_000)
+        .toISOString()
+        .replace("T", " ")
+        .replace("Z", "");
+      rows.push(
+        `('q${s}-${k}', 'quiz_attempt', 'st${s}', 'topic${item % 4}', TIMESTAMP '${ts}', '${school}', ${grade}, 'item${item}', ${g.next() < p}, TIMESTAMP '${ts}')`,
+      );
+    }
+  }
+  for (let i = 0; i < rows.length; i += 1000)
+    await store.run(
+      `INSERT INTO raw_events (event_id, type, student_key, topic_id, ts, school_id, grade, question_id, is_correct, ingested_at) VALUES ${rows.slice(i, i + 1000).join(", ")}`,
+    );
+}
+
+/** A deliberately bad trainer: learns from flipped labels. */
+const flippedTrainer: Trainer = ({ data, columns, out }) => {
+  const lines = readFileSync(data, "utf8").trim().split("\n");
+  const header = lines[0]!.split(",");
+  const ci = header.indexOf(columns.correct);
+  const flipped = lines.map((l, i) => {
+    if (i === 0) return l;
+    const f = l.split(",");
+    f[ci] = f[ci] === "1" ? "0" : "1";
+    return f.join(",");
+  });
+  const path = `${data}.flipped.csv`;
+  writeFileSync(path, `${flipped.join("\n")}\n`);
+  trainElo({ data: path, columns, out, maxEvaluations: 20 });
+};
+
+describe("monitor loop: drift -> retrain -> gate", () => {
+  let store: DuckStore;
+  let registry: Registry;
+  let opened: OpenedStore;
+  let root: string;
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), "retrain-"));
+    store = await DuckStore.open(":memory:");
+    await insertAnswers(store);
+    // Features with a shifted topic in the current window, so the drift rule fires.
+    await insertRows(store, generateRows(1, 1500, "r"), new Date("2025-03-01T00:00:00Z"));
+    await insertRows(
+      store,
+      generateRows(2, 1500, "c", { feature: "avg_time_per_question_7d", topic: "t2", delta: 0.8 }),
+      new Date("2025-03-20T00:00:00Z"),
+    );
+    ({ registry, opened } = await openRegistry({
+      dbPath: ":memory:",
+      artifactBase: join(root, "artifacts"),
+    }));
+    // A bad champion, trained on flipped labels over the reference window.
+    const csv = join(root, "champ.csv");
+    await exportResponses(store, new Date("2025-01-20T00:00:00Z"), new Date("2025-03-14T00:00:00Z"), csv);
+    await flippedTrainer({
+      kind: "elo",
+      data: csv,
+      columns: {
+        user: "student_key",
+        skill: "topic_id",
+        item: "question_id",
+        correct: "correct",
+        order: "ts_ms",
+      },
+      out: join(root, "champ"),
+    });
+    const v = await registry.register({
+      name: "elo-test",
+      dir: join(root, "champ"),
+      data: { from: "2025-02-13T00:00:00.000Z", to: "2025-03-13T00:00:00.000Z" },
+      actor: "test",
+    });
+    await registry.setAlias("elo-test", "champion", v.version, {
+      actor: "test",
+      reason: "seed champion",
+      action: "promote",
+    });
+  });
+  afterAll(async () => {
+    store.close();
+    await opened.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it("promotes a better challenger, then refuses a worse one, logging both runs", async () => {
+    const lock = new FileLock(join(root, "retrain.lock"));
+    const first = await monitorOnce({ store, config: CFG, registry, lock, workDir: root, now: () => NOW });
+    expect(first.driftError).toBeNull();
+    expect(first.drift!.reference.label).toBe("champion elo-test@1 training window");
+    expect(first.drift!.decision.alertingSegments.filter((s) => s.segment.startsWith("topic="))).toEqual([
+      { segment: "topic=t2", features: ["avg_time_per_question_7d"] },
+    ]);
+    expect(first.triggers[0]).toMatch(/^drift: /);
+    expect(first.retrain).toMatchObject({ status: "promoted", champion: 1, challenger: 2 });
+    expect(first.retrain!.trainRows).toBeGreaterThan(3000);
+    expect(first.retrain!.holdoutRows).toBeGreaterThan(400);
+    expect(await registry.store.aliasTarget("elo-test", "champion")).toBe(2);
+
+    const loop = startMonitorLoop({
+      store,
+      config: CFG,
+      registry,
+      lock,
+      workDir: root,
+      now: () => NOW,
+      trainer: flippedTrainer,
+      intervalMs: 3_600_000,
+    });
+    const second = await loop.runOnce();
+    await loop.stop();
+    expect(second.retrain).toMatchObject({ status: "rejected", champion: 2, challenger: 3 });
+    expect(second.retrain!.summary).toMatch(/^FAIL: auc/);
+    expect(second.retrain!.reasons.join(" ")).toMatch(/misses the required gain/);
+    expect(await registry.store.aliasTarget("elo-test", "champion")).toBe(2);
+    expect(await registry.store.aliasTarget("elo-test", "challenger")).toBe(3);
+
+    const runs = await store.all<{ status: string; challenger_version: number }>(
+      "SELECT status, challenger_version FROM retrain_runs ORDER BY started_at",
+    );
+    expect(runs).toEqual([
+      { status: "promoted", challenger_version: 2 },
+      { status: "rejected", challenger_version: 3 },
+    ]);
+  });
+
+  it("skips the retrain while another holder has the lock", async () => {
+    const path = join(root, "held.lock");
+    const other = new FileLock(path);
+    expect(await other.tryAcquire()).toBe(true);
+    const r = await monitorOnce({
+      store,
+      config: CFG,
+      registry,
+      lock: new FileLock(path),
+      workDir: root,
+      now: () => NOW,
+      force: true,
+    });
+    expect(r.retrain).toMatchObject({ status: "skipped" });
+    expect(r.retrain!.summary).toMatch(/another process holds the retrain lock/);
+    await other.release();
+  });
+});
