@@ -127,7 +127,53 @@ function responseComponents(): Json {
                 ],
               },
               scores: { type: "object", additionalProperties: { type: "object" } },
+              model: {
+                description:
+                  "The registry model's score of the topic (serving/modelScoring.ts); served unless a teacher override exists",
+                oneOf: [
+                  { type: "null" },
+                  {
+                    type: "object",
+                    required: ["score", "scoreSource", "modelVersion", "explanation", "served"],
+                    properties: {
+                      score: { type: "number", minimum: 0, maximum: 1 },
+                      scoreSource: str,
+                      modelVersion: { type: "string", description: "name@version" },
+                      asOf: str,
+                      explanation: EXPLANATION,
+                      served: { type: "boolean" },
+                      detail: { type: "object" },
+                    },
+                  },
+                ],
+              },
             },
+          },
+        },
+        servedModel: {
+          type: "object",
+          description:
+            "Which registry model (name@version) and experiment arm produced the ML scores, or why none did",
+          required: ["status", "modelName", "modelVersion", "experimentArm", "reason"],
+          properties: {
+            status: { enum: ["served", "none", "unavailable"] },
+            modelName: str,
+            modelVersion: nullable("string"),
+            version: nullable("integer"),
+            kind: nullable("string"),
+            scoreSource: nullable("string"),
+            modelRef: nullable("string"),
+            experimentArm: {
+              oneOf: [
+                { type: "null" },
+                {
+                  type: "object",
+                  required: ["experimentId", "arm", "modelRef"],
+                  properties: { experimentId: str, arm: str, modelRef: str },
+                },
+              ],
+            },
+            reason: str,
           },
         },
         rollups: {
@@ -264,6 +310,7 @@ export function buildOpenApi(routes: readonly RouteSpec[] = ROUTES): Json {
   };
   schemas.Feedback = bodyComponent(FEEDBACK_SCHEMA as unknown as Json);
   schemas.ScoreRequest = bodyComponent(SCORE_SCHEMA as unknown as Json);
+  for (const r of routes) Object.assign(schemas, r.components ?? {});
 
   const paths: Record<string, Json> = {};
   for (const r of routes) {

@@ -1,13 +1,30 @@
 import type { RequestHandler } from "express";
 import type { ServingContext } from "../app.ts";
 import type { Scope } from "../auth.ts";
+import {
+  EXPERIMENT_COMPONENTS,
+  getExperiment,
+  getExperimentReport,
+  listExperiments,
+  postExperiment,
+} from "./experiments.ts";
 import { getHistory, getMastery, getRecommendations } from "./mastery.ts";
+import {
+  deleteModelVersion,
+  getModel,
+  getModelLineage,
+  getModelVersion,
+  listModels,
+  MODEL_COMPONENTS,
+  postAlias,
+  postRollback,
+} from "./models.ts";
 import { docs, healthz, metricsRoute, openapiJson, readyz } from "./ops.ts";
 import { postEvents, postFeedback, postScore } from "./writes.ts";
 
 /** One route: how it is mounted, who may call it, and what OpenAPI says about it. */
 export interface RouteSpec {
-  method: "get" | "post";
+  method: "get" | "post" | "delete";
   /** Express path (":param"); OpenAPI gets "{param}". */
   path: string;
   operationId: string;
@@ -20,12 +37,165 @@ export interface RouteSpec {
   /** status -> [description, component schema name or null]. */
   responses: Record<string, [string, string | null]>;
   handler: (ctx: ServingContext) => RequestHandler;
+  /** Extra OpenAPI component schemas the route's bodies and responses refer to. */
+  components?: Record<string, unknown>;
 }
 
 const STUDENT_ERRORS: RouteSpec["responses"] = {
   "401": ["Missing, invalid or expired token", "Error"],
   "403": ["Role, scope or ownership does not allow it", "Error"],
 };
+
+const NOT_FOUND: RouteSpec["responses"] = { "404": ["No such model, version, alias or experiment", "Error"] };
+
+/** The model registry (serving/routes/models.ts): reads admin or scope models:read; writes admin only. */
+const MODEL_ROUTES: readonly RouteSpec[] = [
+  {
+    method: "get",
+    path: "/models",
+    operationId: "listModels",
+    summary: "Registered model versions (filters ?name=&kind=&tag=) and each model's aliases",
+    tag: "models",
+    scope: "models:read",
+    responses: { "200": ["Models and versions", "ModelList"], ...STUDENT_ERRORS },
+    handler: listModels,
+    components: MODEL_COMPONENTS,
+  },
+  {
+    method: "get",
+    path: "/models/:name",
+    operationId: "getModel",
+    summary: "One model: its versions, aliases and alias history",
+    tag: "models",
+    scope: "models:read",
+    responses: { "200": ["The model", "Model"], ...STUDENT_ERRORS, ...NOT_FOUND },
+    handler: getModel,
+  },
+  {
+    method: "get",
+    path: "/models/:name/versions/:version",
+    operationId: "getModelVersion",
+    summary:
+      "One version (a number, or an alias such as champion) with artifacts and the alias moves touching it",
+    tag: "models",
+    scope: "models:read",
+    responses: { "200": ["The version", "ModelVersion"], ...STUDENT_ERRORS, ...NOT_FOUND },
+    handler: getModelVersion,
+  },
+  {
+    method: "get",
+    path: "/models/:name/lineage",
+    operationId: "getModelLineage",
+    summary:
+      "Data window, feature-schema hash, code commit and ancestors of a version (?version=, default champion); with ?student=RAW_ID (pseudonymized), of the version serving that student and of their stored scores",
+    tag: "models",
+    scope: "models:read",
+    responses: { "200": ["Lineage", "ModelLineage"], ...STUDENT_ERRORS, ...NOT_FOUND },
+    handler: getModelLineage,
+  },
+  {
+    method: "post",
+    path: "/models/:name/aliases/:alias",
+    operationId: "moveModelAlias",
+    summary:
+      'Admin: point an alias at a version, recorded in alias_history; "champion" needs force: true (skips the promotion gate, recorded as forced)',
+    tag: "models",
+    scope: "models:write",
+    requestBody: "AliasMove",
+    responses: {
+      "201": ["Moved", "AliasHistoryEntry"],
+      "400": ["Invalid body", "Error"],
+      ...STUDENT_ERRORS,
+      ...NOT_FOUND,
+      "409": ["champion without force", "Error"],
+    },
+    handler: postAlias,
+  },
+  {
+    method: "post",
+    path: "/models/:name/rollback",
+    operationId: "rollbackModel",
+    summary: "Admin: restore the previous holder of an alias (default champion) from alias_history",
+    tag: "models",
+    scope: "models:write",
+    requestBody: "Rollback",
+    responses: {
+      "201": ["Rolled back", "AliasHistoryEntry"],
+      "400": ["Invalid body", "Error"],
+      ...STUDENT_ERRORS,
+      ...NOT_FOUND,
+      "409": ["No previous version to roll back to", "Error"],
+    },
+    handler: postRollback,
+  },
+  {
+    method: "delete",
+    path: "/models/:name/versions/:version",
+    operationId: "deleteModelVersion",
+    summary: "Admin: delete a version and its unshared artifact blobs; refused while an alias points at it",
+    tag: "models",
+    scope: "models:write",
+    responses: {
+      "200": ["Deleted", "ModelDeleted"],
+      ...STUDENT_ERRORS,
+      ...NOT_FOUND,
+      "409": ["An alias points at the version", "Error"],
+    },
+    handler: deleteModelVersion,
+  },
+];
+
+/** A/B experiments (serving/routes/experiments.ts): reads admin, teacher or scope experiments:read; create admin. */
+const EXPERIMENT_ROUTES: readonly RouteSpec[] = [
+  {
+    method: "get",
+    path: "/experiments",
+    operationId: "listExperiments",
+    summary: "Every experiment with arms, shares, allocation and status",
+    tag: "experiments",
+    scope: "experiments:read",
+    responses: { "200": ["Experiments", "ExperimentList"], ...STUDENT_ERRORS },
+    handler: listExperiments,
+    components: EXPERIMENT_COMPONENTS,
+  },
+  {
+    method: "get",
+    path: "/experiments/:id",
+    operationId: "getExperiment",
+    summary: "One experiment",
+    tag: "experiments",
+    scope: "experiments:read",
+    responses: { "200": ["The experiment", "Experiment"], ...STUDENT_ERRORS, ...NOT_FOUND },
+    handler: getExperiment,
+  },
+  {
+    method: "get",
+    path: "/experiments/:id/report",
+    operationId: "getExperimentReport",
+    summary:
+      "Outcome report (JSON): next-week quiz accuracy and time to mastery per arm vs control with 95% CIs, SRM check, planned sample size (?as_of=&score_source=&resamples=)",
+    tag: "experiments",
+    scope: "experiments:read",
+    responses: { "200": ["Report", "ExperimentReport"], ...STUDENT_ERRORS, ...NOT_FOUND },
+    handler: getExperimentReport,
+  },
+  {
+    method: "post",
+    path: "/experiments",
+    operationId: "createExperiment",
+    summary: "Admin: create an experiment (running by default: students are routed to its arms at once)",
+    tag: "experiments",
+    scope: "experiments:write",
+    requestBody: "NewExperiment",
+    responses: {
+      "201": ["Created", "Experiment"],
+      "400": ["Invalid body", "Error"],
+      ...STUDENT_ERRORS,
+      "409": ["An experiment with that id exists", "Error"],
+    },
+    handler: postExperiment,
+  },
+];
 
 export const ROUTES: readonly RouteSpec[] = [
   {
@@ -104,6 +274,8 @@ export const ROUTES: readonly RouteSpec[] = [
     },
     handler: postScore,
   },
+  ...MODEL_ROUTES,
+  ...EXPERIMENT_ROUTES,
   {
     method: "get",
     path: "/healthz",
