@@ -32,6 +32,8 @@ export interface StreamStores {
   mastery: MasteryStore;
   /** Where each store lives, for logs. */
   describe: string;
+  /** The mastery store has its own connection (see IncrementalUpdaterOptions.pipelineMastery). */
+  pipelineMastery: boolean;
   close(): Promise<void>;
 }
 
@@ -97,6 +99,7 @@ export async function openStreamStores(cfg: StreamStoreConfig): Promise<StreamSt
       state,
       mastery,
       describe: where.join("; "),
+      pipelineMastery: cfg.pgUrl !== undefined,
       close: async () => {
         for (const c of closers.reverse()) await c();
       },

@@ -34,6 +34,8 @@ export interface StreamWorkerOptions {
   /** raw_events.source of streamed events (default "stream"). */
   source?: string;
   maxBatch?: number;
+  /** Batches in progress at once (default 2: the updater overlaps one's score write with the next one's state update). */
+  concurrency?: number;
   nowUs?: () => number;
   onBatch?: (results: ApplyResult[], stats: WorkerStats) => void;
   onError?: (err: unknown) => void;
@@ -177,6 +179,7 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
 
   const sub: Subscription = await opts.bus.consume({
     maxBatch: opts.maxBatch ?? 500,
+    concurrency: opts.concurrency ?? 2,
     handler,
     onError: (err) => opts.onError?.(err),
   });

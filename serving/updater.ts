@@ -229,6 +229,17 @@ export interface IncrementalUpdaterOptions {
   nowUs?: () => number;
   /** Compare-and-set attempts per key before the batch fails (and is redelivered). */
   maxAttempts?: number;
+  /**
+   * Let a batch's student_mastery write overlap the next batch's state update (throughput; the
+   * revision guard keeps the scores right in any order). Only when the mastery store has its own
+   * connection: openStreamStores sets it for PostgreSQL, not for a shared DuckDB connection.
+   */
+  pipelineMastery?: boolean;
+}
+
+interface Staged {
+  rows: readonly RawEventRow[];
+  plans: Map<string, KeyPlan>;
 }
 
 interface KeyPlan {
@@ -239,7 +250,26 @@ interface KeyPlan {
   final: { rev: number; state: LearnerState } | null;
 }
 
+/** Counters of an updater since it was made (logs and benchmarks read them). */
+export interface UpdaterStats {
+  batches: number;
+  rows: number;
+  /** Keys rebuilt from their stored events. */
+  replayedKeys: number;
+  /** Compare-and-set failures (another writer moved the key first); each costs a retry. */
+  conflicts: number;
+  /** Milliseconds spent per step, summed over batches. */
+  ms: { record: number; load: number; replay: number; commit: number; mastery: number };
+}
+
 export class IncrementalUpdater implements EventUpdater {
+  readonly stats: UpdaterStats = {
+    batches: 0,
+    rows: 0,
+    replayedKeys: 0,
+    conflicts: 0,
+    ms: { record: 0, load: 0, replay: 0, commit: 0, mastery: 0 },
+  };
   private readonly paramsFor: (topicId: string) => TopicParams;
   private readonly nowUs: () => number;
   private readonly maxAttempts: number;
@@ -253,15 +283,41 @@ export class IncrementalUpdater implements EventUpdater {
   }
 
   apply(rows: readonly RawEventRow[]): Promise<ApplyResult[]> {
-    const run = this.tail.then(() => this.applyNow(rows));
-    this.tail = run.catch(() => undefined);
-    return run;
+    if (this.opts.pipelineMastery !== true) {
+      const run = this.tail.then(async () => {
+        const staged = await this.updateState(rows);
+        return this.writeMastery(staged);
+      });
+      this.tail = run.catch(() => undefined);
+      return run;
+    }
+    // Two stages, each one batch at a time, in order: batch n+1's state update may run while
+    // batch n's scores are written.
+    const staged = this.tail.then(() => this.updateState(rows));
+    this.tail = staged.catch(() => undefined);
+    return staged.then((st) => {
+      const run = this.masteryTail.then(() => this.writeMastery(st));
+      this.masteryTail = run.catch(() => undefined);
+      return run;
+    });
   }
 
-  private async applyNow(rows: readonly RawEventRow[]): Promise<ApplyResult[]> {
-    if (rows.length === 0) return [];
-    const { raw, state: stateStore, mastery, models } = this.opts;
+  private masteryTail: Promise<unknown> = Promise.resolve();
+
+  private async updateState(rows: readonly RawEventRow[]): Promise<Staged> {
+    if (rows.length === 0) return { rows, plans: new Map() };
+    const { raw, state: stateStore, models } = this.opts;
+    const ms = this.stats.ms;
+    let t = performance.now();
+    const lap = (step: keyof UpdaterStats["ms"]) => {
+      const now = performance.now();
+      ms[step] += now - t;
+      t = now;
+    };
+    this.stats.batches++;
+    this.stats.rows += rows.length;
     const canonical = await raw.record(rows);
+    lap("record");
 
     const plans = new Map<string, KeyPlan>();
     for (const r of canonical) {
@@ -288,6 +344,7 @@ export class IncrementalUpdater implements EventUpdater {
           eventIds: p.rows.map((r) => r.event_id),
         })),
       );
+      lap("load");
       const commits: StateCommit[] = [];
       const committing: KeyPlan[] = [];
       const replay: { plan: KeyPlan; loaded: LoadedKey }[] = [];
@@ -330,6 +387,7 @@ export class IncrementalUpdater implements EventUpdater {
       });
 
       if (replay.length > 0) {
+        this.stats.replayedKeys += replay.length;
         // Rebuild these keys from every stored event (ours were stored in step 1, so they are in).
         const events = await raw.keyEvents(replay.map((x) => x.plan));
         const byKey = new Map<string, LearnerRow[]>();
@@ -355,17 +413,27 @@ export class IncrementalUpdater implements EventUpdater {
         }
       }
 
+      lap("replay");
       const revs = await stateStore.commit(commits);
+      lap("commit");
       pending = [];
       revs.forEach((rev, i) => {
         const plan = committing[i]!;
         if (rev === null) {
+          this.stats.conflicts++;
           plan.outcome.clear();
           pending.push(plan);
         } else plan.final = { rev, state: toLearner(commits[i]!.state) };
       });
     }
 
+    return { rows, plans };
+  }
+
+  private async writeMastery({ rows, plans }: Staged): Promise<ApplyResult[]> {
+    if (rows.length === 0) return [];
+    const { mastery, models } = this.opts;
+    const t = performance.now();
     const writes: MasteryWrite[] = [];
     for (const p of plans.values()) {
       if (p.final === null) continue;
@@ -378,6 +446,7 @@ export class IncrementalUpdater implements EventUpdater {
       });
     }
     await mastery.write(writes, this.nowUs());
+    this.stats.ms.mastery += performance.now() - t;
 
     // One result per input row; a second copy of an (event, topic) in the batch, or a row whose
     // event_id was already stored with other content, is a duplicate.

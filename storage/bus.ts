@@ -41,6 +41,11 @@ export interface ConsumeOptions {
    * nak'ed; if it throws, every unsettled message is nak'ed.
    */
   handler: (batch: BusMessage[]) => Promise<void>;
+  /**
+   * Batches handled at once (default 1). 2 lets a handler that pipelines its work internally
+   * (serving/updater.ts does) take the next batch while the previous one finishes.
+   */
+  concurrency?: number;
   /** Called when `handler` throws (the loop goes on). */
   onError?: (err: unknown) => void;
 }
@@ -104,12 +109,12 @@ class Settled<M extends { ack(): void; nak(d?: number): void; term(): void }> im
  */
 class BatchLoop<M extends { ack(): void; nak(d?: number): void; term(): void }> {
   private readonly queue: Settled<M>[] = [];
-  private wake: (() => void) | null = null;
   private stopped = false;
   readonly done: Promise<void>;
 
   constructor(private readonly opts: ConsumeOptions) {
-    this.done = this.run();
+    const lanes = Array.from({ length: Math.max(1, opts.concurrency ?? 1) }, () => this.run());
+    this.done = Promise.all(lanes).then(() => undefined);
   }
 
   push(m: Settled<M>): void {
@@ -118,12 +123,18 @@ class BatchLoop<M extends { ack(): void; nak(d?: number): void; term(): void }> 
       return;
     }
     this.queue.push(m);
-    this.wake?.();
+    this.wakeAll();
   }
+
+  private wakeAll(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  private readonly waiters: (() => void)[] = [];
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.wake?.();
+    this.wakeAll();
     await this.done;
     for (const m of this.queue.splice(0)) m.nak();
   }
@@ -133,9 +144,8 @@ class BatchLoop<M extends { ack(): void; nak(d?: number): void; term(): void }> 
     while (!this.stopped) {
       if (this.queue.length === 0) {
         await new Promise<void>((r) => {
-          this.wake = r;
+          this.waiters.push(r);
         });
-        this.wake = null;
         continue;
       }
       const batch = this.queue.splice(0, maxBatch);

@@ -101,7 +101,10 @@ Example:
         const s = worker.stats;
         log(
           `${s.messages} messages in ${s.batches} batches: ${s.applied} applied, ${s.replayed} replayed, ` +
-            `${s.duplicates} duplicates, ${s.deadLettered} dead-lettered, ${s.failedBatches} failed batches`,
+            `${s.duplicates} duplicates, ${s.deadLettered} dead-lettered, ${s.failedBatches} failed batches; ` +
+            `${updater.stats.conflicts} key conflicts; ms ${JSON.stringify(
+              Object.fromEntries(Object.entries(updater.stats.ms).map(([k, v]) => [k, Math.round(v)])),
+            )}`,
         );
       };
       const timer = setInterval(report, 10_000);

@@ -1,0 +1,139 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { formatReport, recompute } from "../../serving/recompute.ts";
+import { NatsBus } from "../../storage/bus.ts";
+import { generateStreamEvents } from "./streamEvents.ts";
+import {
+  DEFAULT_MODELS,
+  dropServices,
+  NATS_URL,
+  PG_URL,
+  publishAll,
+  REDIS_URL,
+  runId,
+  serviceStores,
+} from "./streamHarness.ts";
+
+/**
+ * The fault test: 100k+ events through NATS while the worker PROCESS is killed with SIGKILL again
+ * and again (no shutdown hook runs: batches die half-applied, between the raw insert, the Redis
+ * commit, the PostgreSQL write and the acks). After a last clean run drains the stream, the state
+ * must equal `mastery recompute` exactly.
+ */
+
+const MASTERY = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "mastery.js");
+const KILLS = 6;
+
+describe("fault: kill -9 the worker during a 100k-event replay", () => {
+  const id = runId("fault");
+  let bus: NatsBus | undefined;
+  let child: ChildProcess | undefined;
+  afterAll(async () => {
+    if (child !== undefined && child.exitCode === null) child.kill("SIGKILL");
+    await bus?.destroy().catch(() => undefined);
+    await bus?.close().catch(() => undefined);
+    await dropServices(id);
+  });
+
+  it("ends equal to the recompute after repeated SIGKILLs", { timeout: 240_000 }, async () => {
+    const set = generateStreamEvents({ students: 600, topics: 8, events: 100_000, seed: 99 });
+    bus = await NatsBus.open({
+      url: NATS_URL,
+      stream: id,
+      subjectPrefix: `test.${id}`,
+      durable: "workers",
+      ackWaitMs: 5000,
+      maxDeliver: 50,
+    });
+    const b = bus;
+    await publishAll(b, set.publishOrder, 1000);
+    expect((await b.backlog()).pending).toBe(set.publishOrder.length);
+
+    const env = {
+      ...process.env,
+      MASTERY_NATS_URL: NATS_URL,
+      MASTERY_PG_URL: PG_URL,
+      MASTERY_PG_SCHEMA: id.toLowerCase(),
+      MASTERY_REDIS_URL: REDIS_URL,
+      MASTERY_REDIS_PREFIX: id,
+      MASTERY_PSEUDONYM_KEY: "fault-test-key-0123456789abcdef",
+    };
+    const args = ["worker", "--stream", id, "--subject-prefix", `test.${id}`, "--durable", "workers"];
+    const start = (extra: string[] = []) => {
+      const c = spawn(
+        process.execPath,
+        [MASTERY, ...args, "--ack-wait", "5000", "--max-deliver", "50", ...extra],
+        {
+          env,
+          stdio: ["ignore", "ignore", "pipe"],
+        },
+      );
+      let err = "";
+      c.stderr?.on("data", (d: Buffer) => {
+        err = (err + d.toString()).slice(-4000);
+      });
+      const exited = new Promise<number | null>((r) => c.on("exit", (code) => r(code)));
+      return { c, exited, err: () => err };
+    };
+    const left = async () => {
+      const x = await b.backlog();
+      return x.pending + x.ackPending;
+    };
+
+    let kills = 0;
+    const progressAtKill: number[] = [];
+    for (let k = 0; k < KILLS; k++) {
+      const before = (await b.backlog()).pending;
+      const w = start();
+      child = w.c;
+      // Wait until this incarnation has taken work (pending dropped), then let it run 0.3-1.3 s.
+      const t0 = Date.now();
+      while ((await b.backlog()).pending >= before && Date.now() - t0 < 20_000) await sleep(50);
+      await sleep(300 + ((k * 397) % 1000));
+      w.c.kill("SIGKILL");
+      await w.exited;
+      kills++;
+      progressAtKill.push(set.publishOrder.length - (await left()));
+      if (process.env.MASTERY_TEST_VERBOSE === "1")
+        process.stderr.write(`kill ${kills} at ${Date.now() - t0} ms: ${progressAtKill.at(-1)} settled\n`);
+      if ((await left()) === 0) break;
+    }
+    expect(kills).toBeGreaterThanOrEqual(5);
+    // The kills landed mid-stream: work was still outstanding after the fifth.
+    expect(progressAtKill[4]).toBeLessThan(set.publishOrder.length);
+
+    // A last, clean run drains what is left (redeliveries of the killed batches included).
+    const last = start(["--idle-exit", "2"]);
+    child = last.c;
+    const code = await last.exited;
+    expect(code, last.err()).toBe(0);
+    expect(await left()).toBe(0);
+
+    const svc = await serviceStores(id);
+    try {
+      const report = await recompute(svc.stores, DEFAULT_MODELS);
+      expect(
+        report.tables.map((t) => [t.table, t.missing, t.extra, t.differences, t.maxAbsDiff]),
+        formatReport(report),
+      ).toEqual([
+        ["learner_state", 0, 0, 0, 0],
+        ["student_mastery", 0, 0, 0, 0],
+      ]);
+      expect(report.keys).toBe(600 * 8);
+      // Every (event, topic) row is in the raw zone exactly once.
+      const distinctRows = set.events.reduce(
+        (n, e) => n + (e.type === "assignment" ? (e.topic_ids as string[]).length : 1),
+        0,
+      );
+      expect(report.events).toBe(distinctRows);
+    } finally {
+      await svc.stores.close();
+    }
+  });
+});
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
