@@ -17,6 +17,8 @@ interface ServeOptions {
   demo?: boolean;
   bktModel?: string;
   eloModel?: string;
+  artifacts?: string;
+  modelName?: string;
 }
 
 export function register(program: Command): void {
@@ -33,6 +35,14 @@ export function register(program: Command): void {
     .option("--key <file>", "TLS private key (PEM)")
     .option("--bkt-model <dir>", "BKT model for the incremental update (default parameters otherwise)")
     .option("--elo-model <dir>", "Elo model for the incremental update")
+    .option(
+      "--artifacts <dir>",
+      "model registry artifact store (default: $MASTERY_ARTIFACTS or .mastery/artifacts)",
+    )
+    .option(
+      "--model-name <name>",
+      "registry model whose champion (or experiment arm) serves ML scores (default: $MASTERY_MODEL_NAME, config/serving.yaml model_name, or mastery)",
+    )
     .option("--demo", "synthetic data only: public demo keys, prints an admin token")
     .addHelpText(
       "after",
@@ -40,6 +50,7 @@ export function register(program: Command): void {
 Example:
   npx mastery serve --demo --db .mastery/demo/mastery.duckdb --port 8080
   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/mastery/student-000001
+  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/models/mastery   # registry over REST
   MASTERY_JWT_SECRET=... MASTERY_PSEUDONYM_KEY=... npx mastery serve --cert tls.crt --key tls.key --host 0.0.0.0
 `,
     )
@@ -59,6 +70,8 @@ Example:
         pseudonymizer,
         jwtSecret,
         config: loadServingConfig(),
+        ...(opts.artifacts !== undefined ? { artifactBase: opts.artifacts } : {}),
+        ...(opts.modelName !== undefined ? { modelName: opts.modelName } : {}),
         modelDirs: {
           ...(opts.bktModel !== undefined ? { bkt: opts.bktModel } : {}),
           ...(opts.eloModel !== undefined ? { elo: opts.eloModel } : {}),
