@@ -71,7 +71,11 @@ export async function chooseReference(
     }
   }
   if (opts.config.windows.snapshot !== null) return { kind: "snapshot", id: opts.config.windows.snapshot };
-  return { kind: "window", window: fallback, label: `the ${opts.config.windows.referenceDays} days before` };
+  return {
+    kind: "window",
+    window: fallback,
+    label: `the ${opts.config.windows.referenceDays} days before the current window`,
+  };
 }
 
 export async function monitorOnce(opts: MonitorOptions): Promise<MonitorTickResult> {
