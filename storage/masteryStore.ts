@@ -87,51 +87,51 @@ export class PgMasteryStore implements MasteryStore {
               ? 1
               : 0,
     );
-    const now = microsToSqlTimestamp(nowUs);
-    return this.pg.transaction(async () => {
-      // Rows are locked in key order (sorted above), so two writers cannot deadlock; the row lock
-      // held until COMMIT serializes writers of one key, and the WHERE skips older revisions.
-      const moved = await this.pg.allArrays<{ student_key: string; topic_id: string }>(
-        `INSERT INTO student_mastery_rev AS m (student_key, topic_id, rev)
+    const cols: (string | number)[][] = [[], [], [], [], [], [], []];
+    for (const k of keys)
+      for (const sc of k.scores) {
+        cols[0]!.push(k.studentKey);
+        cols[1]!.push(k.topicId);
+        cols[2]!.push(sc.score);
+        cols[3]!.push(sc.source);
+        cols[4]!.push(sc.modelVersion);
+        cols[5]!.push(microsToSqlTimestamp(k.asOfUs));
+        cols[6]!.push(sc.explanation);
+      }
+    // One statement (one round trip, atomic on its own). Rows are locked in key order (sorted
+    // above), so two writers cannot deadlock; the row lock held until the statement commits
+    // serializes writers of one key, and the WHERE skips revisions that are not newer.
+    const rows2 = await this.pg.allArrays<{ n: string }>(
+      `WITH moved AS (
+         INSERT INTO student_mastery_rev AS m (student_key, topic_id, rev)
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
          ON CONFLICT (student_key, topic_id) DO UPDATE SET rev = EXCLUDED.rev WHERE m.rev < EXCLUDED.rev
-         RETURNING student_key, topic_id`,
-        [keys.map((k) => k.studentKey), keys.map((k) => k.topicId), keys.map((k) => k.rev)],
-      );
-      if (moved.length === 0) return 0;
-      const movedIds = new Set(moved.map((m) => `${m.student_key}\u0000${m.topic_id}`));
-      const cols: (string | number)[][] = [[], [], [], [], [], [], []];
-      for (const k of keys) {
-        if (!movedIds.has(`${k.studentKey}\u0000${k.topicId}`)) continue;
-        for (const s of k.scores) {
-          cols[0]!.push(k.studentKey);
-          cols[1]!.push(k.topicId);
-          cols[2]!.push(s.score);
-          cols[3]!.push(s.source);
-          cols[4]!.push(s.modelVersion);
-          cols[5]!.push(microsToSqlTimestamp(k.asOfUs));
-          cols[6]!.push(s.explanation);
-        }
-      }
-      const src = `unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::timestamp[], $7::text[])
-        AS s(student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation)`;
-      await this.pg.allArrays(
-        `INSERT INTO student_mastery
+         RETURNING student_key, topic_id),
+       src AS (
+         SELECT s.* FROM unnest($4::text[], $5::text[], $6::float8[], $7::text[], $8::text[], $9::timestamp[], $10::text[])
+           AS s(student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation)
+         JOIN moved USING (student_key, topic_id)),
+       up AS (
+         INSERT INTO student_mastery
            (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
-         SELECT s.*, $8::timestamp FROM ${src}
+         SELECT src.*, $11::timestamp FROM src
          ON CONFLICT (student_key, topic_id, score_source) DO UPDATE SET
            mastery_score = EXCLUDED.mastery_score, model_version = EXCLUDED.model_version,
-           as_of = EXCLUDED.as_of, explanation = EXCLUDED.explanation, last_updated = EXCLUDED.last_updated`,
-        [...cols, now],
-      );
-      await this.pg.allArrays(
-        `INSERT INTO student_mastery_history
+           as_of = EXCLUDED.as_of, explanation = EXCLUDED.explanation, last_updated = EXCLUDED.last_updated),
+       hist AS (
+         INSERT INTO student_mastery_history
            (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
-         SELECT s.*, $8::timestamp FROM ${src}`,
-        [...cols, now],
-      );
-      return moved.length;
-    });
+         SELECT src.*, $11::timestamp FROM src)
+       SELECT count(*) AS n FROM moved`,
+      [
+        keys.map((k) => k.studentKey),
+        keys.map((k) => k.topicId),
+        keys.map((k) => k.rev),
+        ...cols,
+        microsToSqlTimestamp(nowUs),
+      ],
+    );
+    return Number(rows2[0]?.n ?? 0);
   }
 
   async forStudent(studentKey: string): Promise<MasteryRow[]> {
