@@ -149,7 +149,13 @@ try {
   let polls = 0;
   const sampler = (async () => {
     while (sampling || pending.size > 0) {
-      const list = [...pending.entries()];
+      // The oldest 300 pending samples only: a poll over thousands of keys would itself load
+      // PostgreSQL and slow the worker it measures (samples become visible roughly in order).
+      const list: [number, Sample][] = [];
+      for (const e of pending) {
+        list.push(e);
+        if (list.length === 300) break;
+      }
       if (list.length > 0) {
         const asOf = await visibleAsOf(list.map(([, s]) => s));
         const now = performance.now();
