@@ -383,3 +383,30 @@ export const MONITORING_DDL: readonly string[] = [
      detail VARCHAR NOT NULL
    )`,
 ];
+
+/**
+ * Data-quality drift (features/qualityDrift.ts). ingest_profiles: one row per ingested CSV/Parquet
+ * file with its header and DuckDB-inferred column types (JSON [{name, type}]). quality_reference:
+ * the schema reference `mastery quality --set-reference` stores (per origin events|file, source,
+ * event type and field: the value type and, for events, the non-null rate).
+ */
+export const QUALITY_DDL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS ingest_profiles (
+     source VARCHAR NOT NULL,
+     file VARCHAR NOT NULL,
+     format VARCHAR NOT NULL,
+     event_type VARCHAR NOT NULL,
+     rows BIGINT NOT NULL,
+     columns VARCHAR NOT NULL,
+     profiled_at TIMESTAMP NOT NULL
+   )`,
+  `CREATE TABLE IF NOT EXISTS quality_reference (
+     set_at TIMESTAMP NOT NULL,
+     origin VARCHAR NOT NULL,
+     source VARCHAR NOT NULL,
+     event_type VARCHAR NOT NULL,
+     field VARCHAR NOT NULL,
+     value_type VARCHAR NOT NULL,
+     non_null_rate DOUBLE
+   )`,
+];
