@@ -28,6 +28,7 @@ import {
 } from "./contracts.ts";
 import { ident, issuesSql, LIST_SEPARATOR, lit, STAGE_COLUMNS, validSql } from "./ingestSql.ts";
 import type { Pseudonymizer } from "./pseudonymize.ts";
+import { recordIngestProfile } from "./qualityDrift.ts";
 import { isXapiStatement, xapiToEvent } from "./xapi.ts";
 
 export interface IngestOptions {
@@ -224,6 +225,23 @@ async function ingestTabular(
   const report = await store.transaction(async () => {
     const r = await loadRelation(store, path, source, opts, rel(fixedType), "sql", rel);
     const structural = isParquet ? 0 : await deadLetterCsvRejects(store, source, opts);
+    // Header + inferred types for schema-drift checks (features/qualityDrift.ts). The load reads
+    // CSV as text, so the types come from a separate sniff of the same file.
+    const inferred = isParquet
+      ? described
+      : await store.all<{ column_name: string; column_type: string }>(
+          `DESCRIBE SELECT * FROM read_csv(${sqlString(path)}, header = true, delim = ${lit(delimiter)}, ` +
+            "quote = '\"', escape = '\"', ignore_errors = true)",
+        );
+    await recordIngestProfile(store, {
+      source,
+      file: path,
+      format: isParquet ? "parquet" : "csv",
+      eventType: fixedType ?? "*",
+      rows: r.accepted + r.duplicate + r.rejected + structural,
+      columns: inferred.map((d) => ({ name: d.column_name, type: d.column_type })),
+      at: opts.now ?? new Date(),
+    });
     return { ...r, rejected: r.rejected + structural };
   });
   return { ...report, format: isParquet ? "parquet" : "csv" };
