@@ -6,6 +6,14 @@
 import type { DuckStore } from "../storage/duckdb.ts";
 import { EVENT_SCHEMAS, EVENT_TYPES, type EventType } from "./contracts.ts";
 import { ident, lit } from "./ingestSql.ts";
+import {
+  DEFAULT_QUALITY_DRIFT_OPTIONS,
+  type QualityDriftOptions,
+  type SchemaDriftReport,
+  schemaDrift,
+  type VolumeReport,
+  volumeAnomalies,
+} from "./qualityDrift.ts";
 
 export interface CompletenessRow {
   type: EventType;
@@ -49,6 +57,10 @@ export interface QualityReport {
   freshness: FreshnessRow[];
   nullRates: NullRateRow[];
   deadLetters: DeadLetterRow[];
+  /** New, missing and retyped fields per source (features/qualityDrift.ts). */
+  schemaDrift: SchemaDriftReport;
+  /** Daily volume per source and type against the trailing baseline. */
+  volume: VolumeReport;
 }
 
 /** raw_events columns that belong to each type (others are null by design and not reported). */
@@ -66,7 +78,11 @@ const TYPE_COLUMNS: Record<EventType, string[]> = (() => {
 const num = (v: unknown): number => (typeof v === "bigint" ? Number(v) : typeof v === "number" ? v : 0);
 const iso = (v: unknown): string => (v instanceof Date ? v.toISOString() : String(v));
 
-export async function qualityReport(store: DuckStore, asOf: Date = new Date()): Promise<QualityReport> {
+export async function qualityReport(
+  store: DuckStore,
+  asOf: Date = new Date(),
+  driftOptions: QualityDriftOptions = DEFAULT_QUALITY_DRIFT_OPTIONS,
+): Promise<QualityReport> {
   const totalsRow = await store.one(
     `SELECT (SELECT count(*) FROM raw_events) AS raw_rows,
             (SELECT count(DISTINCT event_id) FROM raw_events) AS events,
@@ -146,7 +162,16 @@ export async function qualityReport(store: DuckStore, asOf: Date = new Date()): 
     )
   ).map((r) => ({ field: String(r.field), reason: String(r.reason), count: num(r.n) }));
 
-  return { asOf: asOf.toISOString(), totals, completeness, freshness, nullRates, deadLetters };
+  return {
+    asOf: asOf.toISOString(),
+    totals,
+    completeness,
+    freshness,
+    nullRates,
+    deadLetters,
+    schemaDrift: await schemaDrift(store, driftOptions),
+    volume: await volumeAnomalies(store, driftOptions),
+  };
 }
 
 /** Plain-text rendering for the CLI. */
@@ -187,5 +212,29 @@ export function formatQualityReport(r: QualityReport): string {
   lines.push("", "Dead letters by field and reason:");
   for (const d of r.deadLetters) lines.push(`  ${String(d.count).padStart(8)}  ${d.field}: ${d.reason}`);
   if (r.deadLetters.length === 0) lines.push("  (none)");
+  const sd = r.schemaDrift;
+  lines.push(
+    "",
+    `Schema drift (${sd.groups} source/type groups vs ${
+      sd.referenceSetAt === null
+        ? "each one's first profile"
+        : `the reference set ${sd.referenceSetAt} (${sd.storedGroups} groups; others vs their first profile)`
+    }):`,
+  );
+  for (const c of sd.changes)
+    lines.push(
+      `  ${c.change.padEnd(8)} ${`${c.origin}:${c.source}`.padEnd(30)} ${c.type.padEnd(13)} ${c.detail}`,
+    );
+  if (sd.changes.length === 0) lines.push("  (none)");
+  const v = r.volume;
+  lines.push(
+    "",
+    `Volume anomalies (daily events vs the trailing ${v.options.baselineDays}-day median, |robust z| >= ${v.options.threshold}, last ${v.options.reportDays} days to ${v.lastDay ?? "-"}):`,
+  );
+  for (const a of v.anomalies)
+    lines.push(
+      `  ${a.day} ${a.anomaly!.padEnd(5)} ${a.source.padEnd(24)} ${a.type.padEnd(13)} ${String(a.count).padStart(8)} vs median ${a.median} (z ${a.z!.toFixed(1)})`,
+    );
+  if (v.anomalies.length === 0) lines.push("  (none)");
   return lines.join("\n");
 }
