@@ -1,6 +1,7 @@
 import type { RequestHandler } from "express";
 import type { ServingContext } from "../app.ts";
 import type { Scope } from "../auth.ts";
+import { CLASS_COMPONENTS, getClassMastery } from "./classes.ts";
 import {
   EXPERIMENT_COMPONENTS,
   getExperiment,
@@ -229,6 +230,22 @@ export const ROUTES: readonly RouteSpec[] = [
     scope: "mastery:read",
     responses: { "200": ["Recommendations", "RecommendationsResponse"], ...STUDENT_ERRORS },
     handler: getRecommendations,
+  },
+  {
+    method: "get",
+    path: "/classes/:classId/mastery",
+    operationId: "getClassMastery",
+    summary:
+      "Teachers of the class and admin: every student's served score per topic and the topics below ?threshold= (default mastered_at)",
+    tag: "mastery",
+    scope: "mastery:read",
+    responses: {
+      "200": ["Class mastery", "ClassMastery"],
+      "400": ["Invalid threshold", "Error"],
+      ...STUDENT_ERRORS,
+    },
+    handler: getClassMastery,
+    components: CLASS_COMPONENTS,
   },
   {
     method: "post",

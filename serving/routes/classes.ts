@@ -1,0 +1,94 @@
+import type { RequestHandler } from "express";
+import type { ServingContext } from "../app.ts";
+import { AccessError } from "../auth.ts";
+import { HttpError } from "../httpError.ts";
+
+/**
+ * GET /classes/:classId/mastery: the served score of every (student, topic) of one class, for the
+ * dashboard's class view. Students are those with an event carrying the class id (the same rule the
+ * teacher ownership check uses), listed by student_key: raw ids are never stored, so a teacher opens
+ * a student's page by the raw id the LMS shows them. Scores come from the same cached per-student
+ * body as GET /mastery, so teacher overrides and experiment arms apply unchanged.
+ */
+
+const param = (v: string | string[] | undefined): string => (Array.isArray(v) ? (v[0] ?? "") : (v ?? ""));
+
+export interface ClassStudentRow {
+  studentKey: string;
+  scores: Record<string, { score: number; scoreSource: string }>;
+  /** Topics scored below the threshold, sorted. */
+  below: string[];
+}
+
+export const getClassMastery =
+  (ctx: ServingContext): RequestHandler =>
+  async (req, res) => {
+    const p = await ctx.principal(req, "mastery:read");
+    const classId = param(req.params.classId);
+    if (p.role === "student" || p.role === "parent") {
+      throw new AccessError(403, "classId", `role "${p.role}" may not see a class view`);
+    }
+    if (p.role === "teacher" && !p.classes.has(classId)) {
+      throw new AccessError(403, "classId", "a teacher may only see their own classes");
+    }
+    const raw = req.query.threshold;
+    const threshold = raw === undefined ? ctx.config.masteredAt : Number(raw);
+    if (!(threshold >= 0 && threshold <= 1)) {
+      throw new HttpError(400, "invalid_query", "threshold", "threshold must be a number in [0, 1]");
+    }
+    const keys = await ctx.gate.run(() =>
+      ctx.store.all<{ student_key: string }>(
+        "SELECT DISTINCT student_key FROM raw_events WHERE class_id = $1 ORDER BY student_key",
+        [classId],
+      ),
+    );
+    const topics = new Set<string>();
+    const students: ClassStudentRow[] = [];
+    for (const { student_key: studentKey } of keys) {
+      const body = JSON.parse(await ctx.masteryJson(studentKey)) as {
+        topics: { topicId: string; score: number; scoreSource: string }[];
+      };
+      const scores: ClassStudentRow["scores"] = {};
+      const below: string[] = [];
+      for (const t of body.topics) {
+        topics.add(t.topicId);
+        scores[t.topicId] = { score: t.score, scoreSource: t.scoreSource };
+        if (t.score < threshold) below.push(t.topicId);
+      }
+      students.push({ studentKey, scores, below: below.sort() });
+    }
+    res.json({ classId, threshold, topics: [...topics].sort(), students });
+  };
+
+const num = { type: "number" };
+const str = { type: "string" };
+
+export const CLASS_COMPONENTS: Record<string, unknown> = {
+  ClassMastery: {
+    type: "object",
+    required: ["classId", "threshold", "topics", "students"],
+    properties: {
+      classId: str,
+      threshold: { ...num, description: "Scores below it are listed in each student's `below`" },
+      topics: { type: "array", items: str },
+      students: {
+        type: "array",
+        items: {
+          type: "object",
+          required: ["studentKey", "scores", "below"],
+          properties: {
+            studentKey: str,
+            scores: {
+              type: "object",
+              additionalProperties: {
+                type: "object",
+                properties: { score: num, scoreSource: str },
+              },
+            },
+            below: { type: "array", items: str },
+          },
+        },
+      },
+    },
+  },
+};
