@@ -29,6 +29,7 @@ import {
   requireStudent,
   type Scope,
 } from "./auth.ts";
+import { dashboardRouter } from "./dashboard/router.ts";
 import { ExperimentArms } from "./experimentArms.ts";
 import { HttpError } from "./httpError.ts";
 import {
@@ -374,6 +375,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     next();
   });
   for (const r of ROUTES) app[r.method](r.path, r.handler(ctx));
+  // The web dashboard (static pages over this same JSON API; serving/dashboard/).
+  app.use("/app", dashboardRouter());
   app.use((_req: Request, res: Response) => {
     res.status(404).json({ error: "not_found", field: "(path)", reason: "no such route; see /openapi.json" });
   });
