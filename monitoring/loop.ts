@@ -148,12 +148,18 @@ export function startMonitorLoop(
     intervalMs: number;
     onResult?: (r: MonitorTickResult) => void;
     onError?: (err: Error) => void;
+    /**
+     * Runs each tick (default: directly). The server passes its store gate, since the tick uses
+     * the one DuckDB connection that request handlers also use.
+     */
+    runTick?: (tick: () => Promise<MonitorTickResult>) => Promise<MonitorTickResult>;
   },
 ): MonitorLoop {
   let running: Promise<MonitorTickResult> | null = null;
+  const runTick = opts.runTick ?? ((t: () => Promise<MonitorTickResult>) => t());
   const tick = (): Promise<MonitorTickResult> => {
     if (running !== null) return running;
-    running = monitorOnce(opts)
+    running = runTick(() => monitorOnce(opts))
       .then((r) => {
         opts.onResult?.(r);
         return r;
