@@ -181,6 +181,9 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
     maxBatch: opts.maxBatch ?? 500,
     concurrency: opts.concurrency ?? 2,
     handler,
+    ...(opts.updater.stateStageIdle !== undefined
+      ? { beforeTake: () => opts.updater.stateStageIdle?.() ?? Promise.resolve() }
+      : {}),
     onError: (err) => opts.onError?.(err),
   });
   return { stats, stop: () => sub.stop() };

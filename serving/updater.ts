@@ -69,6 +69,8 @@ export function updatedKeys(results: readonly ApplyResult[]): UpdatedKey[] {
 
 export interface EventUpdater {
   apply(rows: readonly RawEventRow[]): Promise<ApplyResult[]>;
+  /** Optional: resolves when the updater can start on a new batch right away. */
+  stateStageIdle?(): Promise<void>;
 }
 
 export class UpdaterError extends Error {
@@ -303,6 +305,15 @@ export class IncrementalUpdater implements EventUpdater {
   }
 
   private masteryTail: Promise<unknown> = Promise.resolve();
+
+  /** Resolves when no batch is queued for or in the state update (a worker forms its next batch then). */
+  async stateStageIdle(): Promise<void> {
+    let seen: Promise<unknown>;
+    do {
+      seen = this.tail;
+      await seen;
+    } while (seen !== this.tail);
+  }
 
   private async updateState(rows: readonly RawEventRow[]): Promise<Staged> {
     if (rows.length === 0) return { rows, plans: new Map() };

@@ -46,6 +46,11 @@ export interface ConsumeOptions {
    * (serving/updater.ts does) take the next batch while the previous one finishes.
    */
   concurrency?: number;
+  /**
+   * Awaited before a lane takes its next batch (with concurrency > 1): lets the handler say when it
+   * can start on one, so a batch is formed as late as possible and holds everything queued by then.
+   */
+  beforeTake?: () => Promise<void>;
   /** Called when `handler` throws (the loop goes on). */
   onError?: (err: unknown) => void;
 }
@@ -147,6 +152,10 @@ class BatchLoop<M extends { ack(): void; nak(d?: number): void; term(): void }> 
           this.waiters.push(r);
         });
         continue;
+      }
+      if (this.opts.beforeTake !== undefined) {
+        await this.opts.beforeTake();
+        if (this.queue.length === 0) continue;
       }
       const batch = this.queue.splice(0, maxBatch);
       try {

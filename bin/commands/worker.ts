@@ -19,6 +19,7 @@ interface WorkerCliOptions {
   subjectPrefix?: string;
   durable?: string;
   batch: string;
+  concurrency: string;
   ackWait: string;
   maxDeliver: string;
   idleExit?: string;
@@ -47,6 +48,11 @@ export function register(program: Command): void {
     .option("--subject-prefix <prefix>", "subjects are <prefix>.<event type>", "mastery.events")
     .option("--durable <name>", "durable consumer shared by all workers", "mastery-worker")
     .option("--batch <n>", "largest batch of events applied at once", "500")
+    .option(
+      "--concurrency <n>",
+      "batches in progress at once (2 overlaps score writes with the next update)",
+      "2",
+    )
     .option("--ack-wait <ms>", "redeliver a message not acknowledged within this time", "10000")
     .option("--max-deliver <n>", "dead-letter a message after this many deliveries", "10")
     .option("--idle-exit <seconds>", "exit once no message is pending for this long (batch catch-up runs)")
@@ -95,6 +101,7 @@ Example:
         raw: stores.raw,
         pseudonymizer,
         maxBatch: batch,
+        concurrency: parseIntOption(opts.concurrency, "--concurrency", 1),
         onError: (err) => log(`batch failed (will be redelivered): ${(err as Error).message}`),
       });
       const report = () => {

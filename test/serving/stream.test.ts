@@ -125,12 +125,13 @@ describe("stream (NATS JetStream -> worker -> Redis + PostgreSQL)", () => {
     const { svc, bus } = await setup("rd", { ackWaitMs: 2000 });
     const real = new IncrementalUpdater({ ...svc.stores, models: DEFAULT_MODELS });
     let calls = 0;
-    // Applies the batch (state and scores are written), then fails every other time, as a worker
+    // Applies the batch (state and scores are written), then fails every other time (for the first 20
+    // batches, so the nak backoff stays short), as a worker
     // would that dies before acknowledging: those messages are nak'ed and delivered again.
     const flaky: EventUpdater = {
       apply: async (rows) => {
         const out = await real.apply(rows);
-        if (calls++ % 2 === 0) throw new Error("injected failure after commit");
+        if (calls++ % 2 === 0 && calls < 20) throw new Error("injected failure after commit");
         return out;
       },
     };
