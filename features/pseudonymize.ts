@@ -1,9 +1,17 @@
 /**
- * Pseudonymization of student ids: student_key = hex(HMAC-SHA256(key, raw id)).
+ * Pseudonymization of student ids: student_key = hex of HMAC-SHA256(key, raw id) truncated to its
+ * first 128 bits (32 hex characters).
  *
  * A keyed HMAC rather than a plain hash because student ids are short and guessable: without the
  * key nobody can rebuild the id -> key table by hashing candidate ids. The same key always gives
  * the same student_key (so re-ingesting is idempotent); rotating the key breaks the link on purpose.
+ *
+ * Truncation to 128 bits: RFC 2104 section 5 allows truncating an HMAC to its leftmost bits (no fewer
+ * than half the hash output, here 128 of 256), and 128 bits leave collisions negligible (birthday
+ * bound ~2^64 students). Half the length halves what every table, join key and index over
+ * student_key carries (raw_events, features, student_mastery's primary key), which is most of the
+ * batch pipeline's string work. Stores built with the former 64-character keys must be re-ingested,
+ * as after a key rotation.
  */
 import { createHmac } from "node:crypto";
 
@@ -17,6 +25,9 @@ export const DEMO_PSEUDONYM_KEY = "mastery-engine-demo-key-not-secret";
 
 /** Shortest accepted key, in characters; 32 hex chars = 128 bits. */
 export const MIN_KEY_LENGTH = 16;
+
+/** Hex characters kept from the HMAC-SHA256 digest: 32 = 128 bits (RFC 2104 truncation to half). */
+export const STUDENT_KEY_HEX_CHARS = 32;
 
 export class PseudonymKeyError extends Error {
   readonly code = "PSEUDONYM_KEY";
@@ -38,11 +49,11 @@ export class Pseudonymizer {
     }
   }
 
-  /** The pseudonym of one raw student id (64 lower-case hex characters). */
+  /** The pseudonym of one raw student id (32 lower-case hex characters). */
   studentKey(rawId: string): string {
     let k = this.cache.get(rawId);
     if (k === undefined) {
-      k = createHmac("sha256", this.key).update(rawId, "utf8").digest("hex");
+      k = createHmac("sha256", this.key).update(rawId, "utf8").digest("hex").slice(0, STUDENT_KEY_HEX_CHARS);
       // The cache only bounds repeated work within a batch; cap it so a long-lived server stays small.
       if (this.cache.size > 1_000_000) this.cache.clear();
       this.cache.set(rawId, k);

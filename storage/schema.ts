@@ -1,6 +1,7 @@
 /**
  * Tables of the embedded store. Column names follow the data contracts in docs/architecture.md.
- * `student_key` is always the pseudonym (HMAC-SHA256 of the raw id); raw ids never reach a table.
+ * `student_key` is always the pseudonym (HMAC-SHA256 of the raw id, 128 bits as 32 hex characters);
+ * raw ids never reach a table.
  * Timestamps are TIMESTAMP in UTC.
  */
 export const CORE_DDL: readonly string[] = [
