@@ -14,6 +14,8 @@ import { type Logger, pino } from "pino";
 import { parse as parseYaml } from "yaml";
 import type { ExperimentStore } from "../experiments/store.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
+import { qualityReport } from "../features/quality.ts";
+import type { MonitorLoop } from "../monitoring/loop.ts";
 import type { Registry } from "../registry/registry.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckMasteryStore } from "../storage/masteryStore.ts";
@@ -41,6 +43,12 @@ import {
 } from "./masteryView.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { DEFAULT_MODEL_NAME, MODEL_NAME_ENV, ModelScoring, servingRegistry } from "./modelScoring.ts";
+import {
+  MonitorMetrics,
+  QualityMetrics,
+  type ServingMonitorOptions,
+  startServingMonitor,
+} from "./qualityMetrics.ts";
 import { createRollupViews } from "./rollups.ts";
 import { ROUTES } from "./routes/index.ts";
 import { LruCache, StoreGate } from "./storeGate.ts";
@@ -63,6 +71,10 @@ export interface ServingConfig {
   bodyLimit: string;
   /** Registry model name whose champion (or experiment arm) serves ML scores; env MASTERY_MODEL_NAME overrides. */
   modelName: string;
+  /** Drift-monitor tick interval (ms; serving.yaml monitor_interval_s); `mastery serve --no-monitor` turns it off. */
+  monitorIntervalMs: number;
+  /** Data-quality gauges on /metrics are recomputed when older than this (ms; quality_max_age_s). */
+  qualityMaxAgeMs: number;
 }
 
 export const DEFAULT_SERVING_CONFIG: ServingConfig = {
@@ -74,6 +86,8 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   rateLimit: { windowMs: 60_000, limit: 6000 },
   bodyLimit: "5mb",
   modelName: DEFAULT_MODEL_NAME,
+  monitorIntervalMs: 900_000,
+  qualityMaxAgeMs: 60_000,
 };
 
 /** Reads config/serving.yaml (snake_case keys) over the defaults. */
@@ -99,6 +113,8 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
     },
     bodyLimit: typeof d.body_limit === "string" ? d.body_limit : def.bodyLimit,
     modelName: typeof d.model_name === "string" ? d.model_name : def.modelName,
+    monitorIntervalMs: 1000 * num(d.monitor_interval_s, def.monitorIntervalMs / 1000, "monitor_interval_s"),
+    qualityMaxAgeMs: 1000 * num(d.quality_max_age_s, def.qualityMaxAgeMs / 1000, "quality_max_age_s"),
   };
 }
 
@@ -134,6 +150,8 @@ export interface AppDeps {
   modelCacheDir?: string;
   /** How often aliases and experiments are re-read (ms, default 5000). */
   modelRefreshMs?: number;
+  /** Runs the drift monitor loop (retrain under `lock`) inside the server; off when absent. */
+  monitor?: ServingMonitorOptions;
 }
 
 /** Everything a route handler needs; handlers stay thin over these. */
@@ -168,6 +186,11 @@ export interface AppHandle {
   ctx: ServingContext;
   /** Waits for webhook deliveries in flight. */
   drain(): Promise<void>;
+  /** Data-quality gauges on /metrics. */
+  quality: QualityMetrics;
+  /** The drift monitor loop (null when deps.monitor was not given); stop it on shutdown. */
+  monitor: MonitorLoop | null;
+  monitorMetrics: MonitorMetrics;
 }
 
 export async function createApp(deps: AppDeps): Promise<AppHandle> {
@@ -407,6 +430,24 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       .status(500)
       .json({ error: "internal", field: "(server)", reason: "internal error; see the server log" });
   });
-  return { app, ctx, drain: () => alerts.drain() };
+  const quality = new QualityMetrics({
+    registry: metrics.registry,
+    report: () => gate.run(() => qualityReport(store, now())),
+    maxAgeMs: config.qualityMaxAgeMs,
+    onError: (err) => logger.warn({ err: { message: err.message } }, "data-quality metrics refresh failed"),
+  });
+  const monitorMetrics = new MonitorMetrics(metrics.registry);
+  const monitor =
+    deps.monitor === undefined
+      ? null
+      : startServingMonitor({
+          store,
+          registry,
+          withStore: (fn) => gate.run(fn),
+          metrics: monitorMetrics,
+          options: deps.monitor,
+          onError: (err) => logger.error({ err: { message: err.message } }, "monitor tick failed"),
+        });
+  return { app, ctx, drain: () => alerts.drain(), quality, monitor, monitorMetrics };
 }
 export { HttpError } from "./httpError.ts";
