@@ -3,6 +3,8 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { Command } from "commander";
 import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
+import { loadDriftConfig } from "../../monitoring/config.ts";
+import { lockFromEnv, type RetrainLock } from "../../monitoring/locks.ts";
 import { createApp, loadServingConfig } from "../../serving/app.ts";
 import { jwtSecretFromEnv, signToken } from "../../serving/auth.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
@@ -19,6 +21,9 @@ interface ServeOptions {
   eloModel?: string;
   artifacts?: string;
   modelName?: string;
+  monitor: boolean;
+  monitorInterval?: string;
+  driftConfig?: string;
 }
 
 export function register(program: Command): void {
@@ -43,6 +48,12 @@ export function register(program: Command): void {
       "--model-name <name>",
       "registry model whose champion (or experiment arm) serves ML scores (default: $MASTERY_MODEL_NAME, config/serving.yaml model_name, or mastery)",
     )
+    .option(
+      "--monitor-interval <s>",
+      "seconds between drift-monitor ticks (default: config/serving.yaml monitor_interval_s, 900)",
+    )
+    .option("--no-monitor", "do not run the drift monitor / retrain loop in this server")
+    .option("--drift-config <file>", "drift and retrain settings (default: config/drift.yaml)")
     .option("--demo", "synthetic data only: public demo keys, prints an admin token")
     .addHelpText(
       "after",
@@ -52,6 +63,9 @@ Example:
   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/mastery/student-000001
   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/models/mastery   # registry over REST
   MASTERY_JWT_SECRET=... MASTERY_PSEUDONYM_KEY=... npx mastery serve --cert tls.crt --key tls.key --host 0.0.0.0
+  npx mastery serve --demo --monitor-interval 300   # drift check every 5 min; retrain under the lock
+                                                    # (PostgreSQL advisory if MASTERY_PG_URL, Redis if
+                                                    # MASTERY_REDIS_URL, else a file next to the store)
 `,
     )
     .action(async (opts: ServeOptions) => {
@@ -64,12 +78,26 @@ Example:
       if ((certPath === undefined) !== (keyPath === undefined)) {
         throw new CliError("HTTPS needs both --cert and --key (or MASTERY_TLS_CERT and MASTERY_TLS_KEY)");
       }
-      const store = await DuckStore.open(opts.db ?? defaultDbPath());
-      const { app, ctx } = await createApp({
+      const servingConfig = loadServingConfig();
+      const intervalMs =
+        opts.monitorInterval !== undefined
+          ? 1000 * parseIntOption(opts.monitorInterval, "--monitor-interval", 1)
+          : servingConfig.monitorIntervalMs;
+      const driftConfig = opts.monitor ? loadDriftConfig(opts.driftConfig) : undefined;
+      const dbPath = opts.db ?? defaultDbPath();
+      const store = await DuckStore.open(dbPath);
+      const lock: RetrainLock | undefined =
+        driftConfig === undefined
+          ? undefined
+          : lockFromEnv({ key: driftConfig.retrain.lockKey, ttlMs: driftConfig.retrain.lockTtlMs, dbPath });
+      const { app, ctx, monitor } = await createApp({
         store,
         pseudonymizer,
         jwtSecret,
-        config: loadServingConfig(),
+        config: servingConfig,
+        ...(driftConfig !== undefined && lock !== undefined
+          ? { monitor: { config: driftConfig, lock, intervalMs, workDir: `${dbPath}.retrain` } }
+          : {}),
         ...(opts.artifacts !== undefined ? { artifactBase: opts.artifacts } : {}),
         ...(opts.modelName !== undefined ? { modelName: opts.modelName } : {}),
         modelDirs: {
@@ -88,8 +116,11 @@ Example:
         const token = await signToken(jwtSecret, { role: "admin", sub: "demo-admin" }, "12h");
         process.stderr.write(`demo admin token (12 h): ${token}\n`);
       }
+      if (monitor !== null) ctx.logger.info({ intervalMs, lock: lock?.kind }, "drift monitor loop started");
       const stop = () => {
-        server.close(() => {
+        server.close(async () => {
+          await monitor?.stop();
+          await lock?.close().catch(() => undefined);
           store.close();
           process.exit(0);
         });
