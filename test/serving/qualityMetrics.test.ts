@@ -1,0 +1,119 @@
+import request from "supertest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AppHandle } from "../../serving/app.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+import { testApp, token } from "./appFixture.ts";
+
+/** `perDay[d]` events of (source, type) on day d after 2026-02-01, optional columns from `cols`. */
+async function insertDaily(
+  store: DuckStore,
+  source: string,
+  type: string,
+  perDay: readonly number[],
+  cols: (day: number) => Record<string, string> = () => ({}),
+): Promise<void> {
+  for (let d = 0; d < perDay.length; d++) {
+    const n = perDay[d]!;
+    if (n === 0) continue;
+    const extra = cols(d);
+    const names = Object.keys(extra);
+    await store.run(
+      `INSERT INTO raw_events (event_id, type, student_key, topic_id, ts, source, ingested_at${names.map((c) => `, ${c}`).join("")})
+       SELECT '${source}-${type}-${d}-' || i, '${type}', 's' || (i % 7), 't1',
+              TIMESTAMP '2026-02-01 08:00:00' + INTERVAL ${d} DAY + INTERVAL (i) SECOND, '${source}',
+              TIMESTAMP '2026-03-01 00:00:00'${names.map((c) => `, ${extra[c]}`).join("")}
+       FROM range(${n}) r(i)`,
+    );
+  }
+}
+
+/** Prometheus text -> value of the sample with exactly these labels. */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  const want = Object.entries(labels)
+    .map(([k, v]) => `${k}="${v}"`)
+    .join(",");
+  const head = want === "" ? `${name} ` : `${name}{${want}} `;
+  const line = text.split("\n").find((l) => l.startsWith(head));
+  return line === undefined ? undefined : Number(line.slice(head.length));
+}
+
+let store: DuckStore;
+let h: AppHandle;
+let admin: string;
+const NOW = new Date("2026-02-22T00:00:00Z");
+
+beforeAll(async () => {
+  store = await DuckStore.open(":memory:");
+  // lms: 10 quiz answers a day, 40 on the newest day (spike); question ids numeric until the
+  // newest day, then text. cdn: 20 videos a day, none on the newest day (drop).
+  await insertDaily(store, "lms", "quiz_attempt", [...Array.from({ length: 20 }, () => 10), 40], (d) => ({
+    question_id: d < 20 ? "CAST(i AS VARCHAR)" : "'q' || i",
+    is_correct: "true",
+  }));
+  await insertDaily(store, "cdn", "video", [...Array.from({ length: 20 }, () => 20), 0], () => ({
+    video_id: "'v1'",
+    watch_pct: "0.5",
+  }));
+  h = await testApp(store, {
+    now: () => NOW,
+    config: { rateLimit: { windowMs: 60_000, limit: 0 }, qualityMaxAgeMs: 3_600_000 },
+  });
+  admin = await token({ role: "admin", sub: "root" });
+});
+
+afterAll(() => store.close());
+
+describe("data-quality gauges on /metrics", () => {
+  it("exposes volume z-scores, anomaly flags, schema drift and freshness with source/type/field labels", async () => {
+    const res = await request(h.app).get("/metrics").set("authorization", `Bearer ${admin}`);
+    expect(res.status).toBe(200);
+    const t = res.text;
+    // Constant baselines (MAD 0, scale sqrt(median)): (40 - 10) / sqrt(10) and (0 - 20) / sqrt(20).
+    expect(sample(t, "mastery_quality_volume_zscore", { source: "lms", type: "quiz_attempt" })).toBeCloseTo(
+      30 / Math.sqrt(10),
+      9,
+    );
+    expect(sample(t, "mastery_quality_volume_zscore", { source: "cdn", type: "(all)" })).toBeCloseTo(
+      -20 / Math.sqrt(20),
+      9,
+    );
+    expect(sample(t, "mastery_quality_volume_anomaly", { source: "lms", type: "quiz_attempt" })).toBe(1);
+    expect(sample(t, "mastery_quality_volume_anomaly", { source: "cdn", type: "video" })).toBe(-1);
+    expect(sample(t, "mastery_quality_volume_events", { source: "cdn", type: "video" })).toBe(0);
+    expect(
+      sample(t, "mastery_quality_schema_drift", {
+        origin: "events",
+        source: "lms",
+        type: "quiz_attempt",
+        field: "question_id",
+        change: "retyped",
+      }),
+    ).toBe(1);
+    expect(sample(t, "mastery_quality_schema_changes", { source: "lms", type: "quiz_attempt" })).toBe(1);
+    expect(sample(t, "mastery_quality_schema_changes", { source: "cdn", type: "video" })).toBeUndefined();
+    // Newest lms event: 2026-02-21 08:00:39; NOW is 2026-02-22 00:00:00 -> 15 h 59 min 21 s.
+    expect(sample(t, "mastery_quality_freshness_seconds", { source: "lms", type: "quiz_attempt" })).toBe(
+      57_561,
+    );
+    expect(sample(t, "mastery_quality_null_rate", { type: "video", field: "watch_pct" })).toBe(0);
+    expect(sample(t, "mastery_quality_report_timestamp_seconds")).toBe(NOW.getTime() / 1000);
+    expect(sample(t, "mastery_quality_refresh_errors_total")).toBe(0);
+    // No monitor loop configured: its gauges exist but no tick ran.
+    expect(t).toContain("# TYPE mastery_monitor_runs_total counter");
+    expect(h.monitor).toBeNull();
+  });
+
+  it("serves the cached report within max age, and new values after a refresh", async () => {
+    await insertDaily(store, "cdn", "video", [...Array.from({ length: 20 }, () => 0), 20], () => ({
+      video_id: "'v2'",
+      watch_pct: "0.5",
+    }));
+    const get = async () =>
+      (await request(h.app).get("/metrics").set("authorization", `Bearer ${admin}`)).text;
+    expect(sample(await get(), "mastery_quality_volume_events", { source: "cdn", type: "video" })).toBe(0);
+    await h.quality.refresh();
+    const t = await get();
+    expect(sample(t, "mastery_quality_volume_events", { source: "cdn", type: "video" })).toBe(20);
+    expect(sample(t, "mastery_quality_volume_anomaly", { source: "cdn", type: "video" })).toBe(0);
+  });
+});
