@@ -18,9 +18,21 @@ function weekOf(iso) {
 }
 const isoDay = (ms) => new Date(ms).toISOString().slice(0, 10);
 
-/** The entries of the series the student is served: the topic's served source plus overrides. */
+// The server's default source order (config/serving.yaml score_sources), used only to tell which
+// model source an override replaced.
+const SOURCE_ORDER = ["blend", "ml", "bkt", "rule_based", "elo"];
+
+/** The model source behind a topic: the served one, or under an override the first stored in order. */
+function modelSource(topic) {
+  if (topic.scoreSource !== OVERRIDE) return topic.scoreSource;
+  const stored = Object.keys(topic.scores ?? {}).filter((s) => s !== OVERRIDE);
+  return SOURCE_ORDER.find((s) => stored.includes(s)) ?? stored[0] ?? OVERRIDE;
+}
+
+/** The entries of the series the student is served: the topic's model source plus overrides. */
 function servedSeries(topic, history) {
-  const own = history.filter((e) => e.scoreSource === topic.scoreSource || e.scoreSource === OVERRIDE);
+  const source = modelSource(topic);
+  const own = history.filter((e) => e.scoreSource === source || e.scoreSource === OVERRIDE);
   const list = own.length > 0 ? own : history;
   return [...list].sort((a, b) => a.asOf.localeCompare(b.asOf) || a.recordedAt.localeCompare(b.recordedAt));
 }
