@@ -163,9 +163,11 @@ export async function run(o: RuleNotebookOptions): Promise<NotebookResult> {
       deciles.map((d, i) => [`${i / 10}–${(i + 1) / 10}`, d.n, d.n > 0 ? d.s / d.n : null]),
     );
     let explanationSum = Number.NaN;
+    let explainedScore = Number.NaN;
     if (one) {
       const e = JSON.parse(one.explanation) as Explanation;
       explanationSum = explanationTotal(e);
+      explainedScore = one.mastery_score;
       r.h2("One explanation");
       r.p(
         `Student ${one.student_key.slice(0, 12)}… on ${one.topic_id}: score ${fmt(one.mastery_score, 4)} = base ${fmt(e.base, 4)} + ` +
@@ -196,6 +198,7 @@ export async function run(o: RuleNotebookOptions): Promise<NotebookResult> {
         pearson,
         spearman,
         explanationSum,
+        explainedScore,
       },
     };
   } finally {
