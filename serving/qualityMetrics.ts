@@ -296,6 +296,8 @@ export interface ServingMonitorOptions {
   workDir?: string;
   trainer?: Trainer;
   now?: () => Date;
+  /** Retrain on every tick even without a trigger (drills and tests). */
+  force?: boolean;
 }
 
 /**
@@ -320,6 +322,7 @@ export function startServingMonitor(deps: {
     ...(o.workDir !== undefined ? { workDir: o.workDir } : {}),
     ...(o.trainer !== undefined ? { trainer: o.trainer } : {}),
     ...(o.now !== undefined ? { now: o.now } : {}),
+    ...(o.force !== undefined ? { force: o.force } : {}),
     runTick: (t) => deps.withStore(t),
     onResult: (r) => deps.metrics.record(r),
     onError: (err) => {
