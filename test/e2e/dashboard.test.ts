@@ -174,9 +174,9 @@ describe("dashboard (headless Chromium)", () => {
       `/recommendations/${STUDENT}`,
       admin,
     );
-    const shown = await page
-      .locator("#recommendations li[data-topic]")
-      .evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.topic));
+    const items = page.locator("#recommendations li[data-topic]");
+    const shown: (string | null)[] = [];
+    for (let i = 0; i < (await items.count()); i++) shown.push(await items.nth(i).getAttribute("data-topic"));
     expect(shown).toEqual(recs.recommendations.map((r) => r.topicId));
     await shot(page, "dashboard-student.png");
     await page.close();
