@@ -363,32 +363,44 @@ async function loadRelation(
     );
     const d = await store.one<{ extra: bigint | null }>("SELECT sum(n - 1) AS extra FROM __dups");
     withinDups = Number(d?.extra ?? 0);
-    dupFilter =
-      "AND NOT EXISTS (SELECT 1 FROM __dups d WHERE d.event_id = s.event_id AND d.keep_rn <> s.__rn)";
+    dupFilter = " ANTI JOIN __dups d ON d.event_id = s.event_id AND d.keep_rn <> s.__rn";
     from = numbered(rel);
   }
   opts.onPhase?.(file, "dedupe");
 
-  const keep = `s.__ok AND NOT EXISTS (SELECT 1 FROM raw_events r WHERE r.event_id = s.event_id) ${dupFilter}`;
+  // Events already stored are skipped. A correlated NOT EXISTS is planned as a delim join that
+  // materializes every column of the file but scans raw_events only for the file's ids: right for a
+  // small batch into a big store. An explicit ANTI JOIN streams the file but reads every stored
+  // event_id (about 30 ns a row, against about 400 ns a file row for the materialization; 12% of
+  // the insert's CPU on a 6M-row file): right once the file is more than a few percent of the store.
+  const stored = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM raw_events");
+  const storedRows = Number(stored?.n ?? 0n);
+  let notStored = dupFilter;
+  let keep = "s.__ok";
+  if (storedRows > 0 && total * 8 >= storedRows) {
+    notStored = ` ANTI JOIN raw_events r ON r.event_id = s.event_id${dupFilter}`;
+  } else if (storedRows > 0) {
+    keep = "s.__ok AND NOT EXISTS (SELECT 1 FROM raw_events r WHERE r.event_id = s.event_id)";
+  }
   const cols = rawColumns(now, lit(source));
   let accepted = 0;
   if (rel.fixedType !== "assignment") {
     const single = await store.conn.run(
       `INSERT INTO raw_events SELECT ${cols.replace("{topic}", "s.topic_id")}
-       FROM ${from} s JOIN __pseudo p USING (student_id) WHERE ${keep} AND s."type" <> 'assignment'`,
+       FROM ${from} s JOIN __pseudo p USING (student_id)${notStored} WHERE ${keep} AND s."type" <> 'assignment'`,
     );
     accepted += single.rowsChanged;
   }
   if (rel.fixedType === undefined || rel.fixedType === "assignment") {
     // Assignments fan out to one row per topic; count them as events before fanning out.
     const assign = await store.one<{ n: bigint }>(
-      `SELECT count(*) AS n FROM ${from} s WHERE s."type" = 'assignment' AND ${keep}`,
+      `SELECT count(*) AS n FROM ${from} s${notStored} WHERE s."type" = 'assignment' AND ${keep}`,
     );
     if (assign && Number(assign.n) > 0) {
       accepted += Number(assign.n);
       await store.run(
         `INSERT INTO raw_events SELECT ${cols.replace("{topic}", "t.topic_id")}
-         FROM ${from} s JOIN __pseudo p USING (student_id),
+         FROM ${from} s JOIN __pseudo p USING (student_id)${notStored},
               unnest(list_distinct(string_split(s.topic_ids, ${lit(LIST_SEPARATOR)}))) AS t(topic_id)
          WHERE ${keep} AND s."type" = 'assignment'`,
       );

@@ -140,6 +140,51 @@ describe("CSV ingest", () => {
     expect(again).toMatchObject({ accepted: 0, duplicate: 1, rejected: 1 });
   });
 
+  it("skips stored events whether the file is small or large next to the store (both anti-join plans)", async () => {
+    const quizRow = (id: string) => `${id},RAWSTUDENT-${id},2026-01-05T10:00:00Z,t1,q1,true,4,1,0,,,`;
+    const asgRow = (id: string) => `${id},RAWSTUDENT-${id},2026-01-06T10:00:00Z,t1|t2,A,80`;
+    const asgHeader = "event_id,student_id,timestamp,topic_ids,assignment_id,score_pct";
+    const s = await DuckStore.open(":memory:");
+    const ids = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+    // 40 events stored first (into an empty store: no anti join at all).
+    await ingestFile(
+      s,
+      write("d/quiz_attempts.csv", [QUIZ_HEADER, ...ids("q", 40).map(quizRow)].join("\n")),
+      opts,
+    );
+    // 3 rows against 40 stored: the NOT EXISTS plan. One stored, one new, the new one twice.
+    const small = [QUIZ_HEADER, quizRow("q5"), quizRow("n1"), quizRow("n1")].join("\n");
+    expect(await ingestFile(s, write("e/quiz_attempts.csv", small), opts)).toMatchObject({
+      accepted: 1,
+      duplicate: 2,
+      rejected: 0,
+    });
+    // 30 rows against 41 stored: the ANTI JOIN plan. 20 stored + 10 new.
+    const large = [QUIZ_HEADER, ...ids("q", 20).map(quizRow), ...ids("m", 10).map(quizRow)].join("\n");
+    expect(await ingestFile(s, write("f/quiz_attempts.csv", large), opts)).toMatchObject({
+      accepted: 10,
+      duplicate: 20,
+    });
+    // Assignments (counted before fan-out) through both plans.
+    const asgLarge = [asgHeader, ...ids("a", 10).map(asgRow)].join("\n");
+    expect(await ingestFile(s, write("g/assignments.csv", asgLarge), opts)).toMatchObject({ accepted: 10 });
+    const asgSmall = [asgHeader, asgRow("a3"), asgRow("b1")].join("\n");
+    expect(await ingestFile(s, write("h/assignments.csv", asgSmall), opts)).toMatchObject({
+      accepted: 1,
+      duplicate: 1,
+    });
+    const asgAgain = [asgHeader, ...ids("a", 12).map(asgRow)].join("\n");
+    expect(await ingestFile(s, write("i/assignments.csv", asgAgain), opts)).toMatchObject({
+      accepted: 2,
+      duplicate: 10,
+    });
+    const counts = await s.one<{ events: bigint; rows: bigint }>(
+      "SELECT count(DISTINCT event_id) AS events, count(*) AS rows FROM raw_events",
+    );
+    expect([Number(counts?.events), Number(counts?.rows)]).toEqual([40 + 1 + 10 + 13, 40 + 1 + 10 + 26]);
+    s.close();
+  });
+
   it("keeps row numbers in file order on a file large enough to be read in parallel", async () => {
     const lines = [QUIZ_HEADER];
     const bad = new Set([7, 30001, 59999]);
