@@ -21,6 +21,7 @@ import {
   postRollback,
 } from "./models.ts";
 import { docs, healthz, metricsRoute, openapiJson, readyz } from "./ops.ts";
+import { getDriftChecks, getQuality, QUALITY_COMPONENTS } from "./quality.ts";
 import { postEvents, postFeedback, postScore } from "./writes.ts";
 
 /** One route: how it is mounted, who may call it, and what OpenAPI says about it. */
@@ -312,6 +313,33 @@ export const ROUTES: readonly RouteSpec[] = [
     scope: null,
     responses: { "200": ["Ready", null], "503": ["Store unreachable", "Error"] },
     handler: readyz,
+  },
+  {
+    method: "get",
+    path: "/quality",
+    operationId: "getQuality",
+    summary:
+      "Admin or service (metrics:read): data-quality report (completeness, freshness, null rates, dead letters, schema drift, volume)",
+    tag: "ops",
+    scope: "metrics:read",
+    responses: { "200": ["Quality report", "QualityReport"], ...STUDENT_ERRORS },
+    handler: getQuality,
+    components: QUALITY_COMPONENTS,
+  },
+  {
+    method: "get",
+    path: "/drift/checks",
+    operationId: "getDriftChecks",
+    summary:
+      "Admin or service (metrics:read): the latest drift checks of the monitor, newest first (?limit=)",
+    tag: "ops",
+    scope: "metrics:read",
+    responses: {
+      "200": ["Drift checks", "DriftChecks"],
+      "400": ["Invalid limit", "Error"],
+      ...STUDENT_ERRORS,
+    },
+    handler: getDriftChecks,
   },
   {
     method: "get",
