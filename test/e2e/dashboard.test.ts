@@ -255,13 +255,22 @@ describe("dashboard (headless Chromium)", () => {
     await student.close();
   });
 
-  it("models and experiments pages render for an admin; no page threw", async () => {
+  it("models, experiments and data-quality pages render for an admin; no page threw", async () => {
     const page = await signedIn(await token({ role: "admin", sub: "root" }));
     await open(page, "models.html");
     expect(await page.getAttribute("body", "data-loaded")).toBe("true");
     expect(await page.locator("#no-models").count()).toBe(1);
     await open(page, "experiments.html");
     expect(await page.getAttribute("body", "data-loaded")).toBe("true");
+    await open(page, "quality.html");
+    expect(await page.getAttribute("body", "data-loaded")).toBe("true");
+    const q = await apiGet<{ totals: { events: number } }>(
+      "/quality",
+      await token({ role: "admin", sub: "root" }),
+    );
+    expect(await page.getAttribute("#totals", "data-events")).toBe(String(q.totals.events));
+    expect(await page.locator("#freshness tbody tr").count()).toBeGreaterThan(0);
+    await shot(page, "dashboard-quality.png");
     await page.close();
     expect(pageErrors).toEqual([]);
   });

@@ -96,6 +96,7 @@ export function page() {
       links.push(
         h("a", { href: "models.html" }, "Models"),
         h("a", { href: "experiments.html" }, "Experiments"),
+        h("a", { href: "quality.html" }, "Data"),
       );
     } else if (c.role === "teacher") {
       links.push(h("a", { href: "experiments.html" }, "Experiments"));

@@ -16,7 +16,11 @@ function home() {
   }
   for (const cls of c.classes ?? []) links.push([`Class ${cls}`, `class.html?id=${encodeURIComponent(cls)}`]);
   if (c.role === "admin" || c.role === "service") {
-    links.push(["Models", "models.html"], ["Experiments", "experiments.html"]);
+    links.push(
+      ["Models", "models.html"],
+      ["Experiments", "experiments.html"],
+      ["Data quality and drift", "quality.html"],
+    );
   }
   if (c.role === "teacher") links.push(["Experiments", "experiments.html"]);
   document
