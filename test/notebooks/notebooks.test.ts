@@ -32,9 +32,15 @@ describe("notebooks", () => {
     const html = checkReport(r.path, "01-rule-based", [
       "score-distribution",
       "score-vs-latent",
+      "class-subject-heatmap",
       "explanation",
     ]);
-    expect(r.figures).toEqual(["score-distribution", "score-vs-latent", "explanation"]);
+    expect(r.figures).toEqual([
+      "score-distribution",
+      "score-vs-latent",
+      "class-subject-heatmap",
+      "explanation",
+    ]);
     expect(r.numbers.pairs).toBeGreaterThan(100);
     // A rule score that ignored the evidence would sit near 0; the full run (300 students) gives r ~ 0.70.
     expect(r.numbers.pearson).toBeGreaterThan(0.4);
