@@ -111,20 +111,20 @@ export async function run(o: RuleNotebookOptions): Promise<NotebookResult> {
       d.s += s;
     }
 
-    // Mean rule score per class (the student's latest class in raw_events) and subject: where are the weak spots?
-    const cells = await store.all<{ class_id: string; subject_id: string; score: number }>(
+    // Mean rule score per class (the student's latest class in raw_events) and chapter: where are the weak spots?
+    const cells = await store.all<{ class_id: string; chapter_id: string; score: number }>(
       `WITH cls AS (
          SELECT student_key, arg_max(class_id, ts) AS class_id FROM raw_events WHERE class_id IS NOT NULL GROUP BY student_key
        )
-       SELECT c.class_id, t.subject_id, avg(m.mastery_score) AS score
+       SELECT c.class_id, t.chapter_id, avg(m.mastery_score) AS score
        FROM student_mastery m JOIN cls c USING (student_key) JOIN topics t USING (topic_id)
        WHERE m.score_source = 'rule_based'
-       GROUP BY ALL ORDER BY c.class_id, t.subject_id`,
+       GROUP BY ALL ORDER BY c.class_id, t.chapter_id`,
     );
     const classes = [...new Set(cells.map((c) => c.class_id))];
-    const subjects = [...new Set(cells.map((c) => c.subject_id))].sort();
+    const chapters = [...new Set(cells.map((c) => c.chapter_id))].sort();
     const grid = classes.map((cl) =>
-      subjects.map((su) => cells.find((c) => c.class_id === cl && c.subject_id === su)?.score ?? Number.NaN),
+      chapters.map((ch) => cells.find((c) => c.class_id === cl && c.chapter_id === ch)?.score ?? Number.NaN),
     );
 
     // One student: the pair with the most factors' worth of evidence — the busiest (student, topic).
@@ -179,11 +179,11 @@ export async function run(o: RuleNotebookOptions): Promise<NotebookResult> {
       ["latent decile", "pairs", "mean rule score"],
       deciles.map((d, i) => [`${i / 10}–${(i + 1) / 10}`, d.n, d.n > 0 ? d.s / d.n : null]),
     );
-    r.h2("Mean rule score by class and subject");
+    r.h2("Mean rule score by class and chapter");
     r.figure(
-      "class-subject-heatmap",
-      `Mean rule score per class (${classes.length}) and subject (${subjects.length})`,
-      heatmap(classes, subjects, grid, { title: "mean rule score" }),
+      "class-chapter-heatmap",
+      `Mean rule score per class (${classes.length}) and chapter (${chapters.length})`,
+      heatmap(classes, chapters, grid, { title: "mean rule score" }),
     );
     let explanationSum = Number.NaN;
     let explainedScore = Number.NaN;

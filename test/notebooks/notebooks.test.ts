@@ -32,13 +32,13 @@ describe("notebooks", () => {
     const html = checkReport(r.path, "01-rule-based", [
       "score-distribution",
       "score-vs-latent",
-      "class-subject-heatmap",
+      "class-chapter-heatmap",
       "explanation",
     ]);
     expect(r.figures).toEqual([
       "score-distribution",
       "score-vs-latent",
-      "class-subject-heatmap",
+      "class-chapter-heatmap",
       "explanation",
     ]);
     expect(r.numbers.pairs).toBeGreaterThan(100);
