@@ -12,6 +12,7 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Progress } from "../bin/progress.ts";
 import { DEFAULT_BKT_OPTIONS } from "../models/bkt.ts";
 import { auc, binaryMetrics, reliability } from "../models/metrics.ts";
 import { fitBktParallel } from "../training/bktFit.ts";
@@ -51,6 +52,8 @@ export interface BktNotebookOptions {
   /** Keep only the first N students of train and test (quick runs; anchors then not comparable). */
   maxUsers?: number;
   threads?: number;
+  /** Progress of each fit: (label, done, total). */
+  onProgress?: (label: string, done: number, total: number) => void;
 }
 
 /** The first `maxUsers` users' rows of a log (rows are grouped by user). */
@@ -105,7 +108,10 @@ export async function run(o: BktNotebookOptions): Promise<NotebookResult> {
     const model = await fitBktParallel(
       train,
       { forgets: v.forgets, restarts, seed: 1, bounds: { ...DEFAULT_BKT_OPTIONS.bounds } },
-      o.threads === undefined ? {} : { threads: o.threads },
+      {
+        ...(o.threads === undefined ? {} : { threads: o.threads }),
+        onProgress: (done, total) => o.onProgress?.(`fit ${v.label}`, done, total),
+      },
     );
     const fitSeconds = (performance.now() - t0) / 1000;
     const predictor = predictorFromJson(model.toJSON());
@@ -186,6 +192,22 @@ export async function run(o: BktNotebookOptions): Promise<NotebookResult> {
   };
 }
 
+/** One stderr progress bar per label (bin/progress.ts), for the command-line runs. */
+export function progressBars(): (label: string, done: number, total: number) => void {
+  const bars = new Map<string, Progress>();
+  return (label, done, total) => {
+    let bar = bars.get(label);
+    if (bar === undefined) {
+      for (const b of bars.values()) b.finish();
+      bars.clear();
+      bar = new Progress(label, total);
+      bars.set(label, bar);
+    }
+    if (done >= total) bar.finish();
+    else bar.set(done);
+  };
+}
+
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
   const a = notebookArgs();
   const dataset = (a.get("dataset") ?? "assistments09_dkt") as DatasetName;
@@ -202,6 +224,7 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
     ...(maxUsers === undefined ? {} : { maxUsers: intFlag(maxUsers, "max-users", 1) }),
     ...(threads === undefined ? {} : { threads: intFlag(threads, "threads", 1) }),
     ...(dataRoot === undefined ? {} : { dataRoot }),
+    onProgress: progressBars(),
   });
   process.stdout.write(`${JSON.stringify(res.numbers)}\nwrote ${res.path}\n`);
 }

@@ -21,7 +21,7 @@ import { GbtAttemptModel } from "../training/gbtTrain.ts";
 import { loadResponses, type ResponseLog } from "../training/responses.ts";
 import { selectRows } from "../training/trainingSet.ts";
 import type { NotebookResult } from "./01-rule-based.ts";
-import { DATASETS, DEFAULT_DATA_ROOT, firstUsers } from "./02-bkt-assistments.ts";
+import { DATASETS, DEFAULT_DATA_ROOT, firstUsers, progressBars } from "./02-bkt-assistments.ts";
 import { fmt, hbarChart, intFlag, notebookArgs, Report, waterfallChart } from "./report.ts";
 
 export interface GbtNotebookOptions {
@@ -32,6 +32,8 @@ export interface GbtNotebookOptions {
   shapRows?: number;
   /** Keep the first N students of train and test (quick runs). */
   maxUsers?: number;
+  /** Progress of each training stage: (stage, done, total). */
+  onProgress?: (stage: string, done: number, total: number) => void;
 }
 
 const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
@@ -59,6 +61,7 @@ export async function run(o: GbtNotebookOptions): Promise<NotebookResult> {
       seed: 1,
       folds: 2,
       gbt: { nRounds: rounds },
+      ...(o.onProgress === undefined ? {} : { onProgress: o.onProgress }),
     });
     const model = trained.model;
     if (!(model instanceof GbtAttemptModel))
@@ -166,6 +169,7 @@ function logToTsv(log: ResponseLog): string {
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
   const a = notebookArgs();
+  const progress = progressBars();
   const maxUsers = a.get("max-users");
   const dataRoot = a.get("data-root");
   const res = await run({
@@ -174,6 +178,7 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
     shapRows: intFlag(a.get("shap-rows"), "shap-rows", 400),
     ...(maxUsers === undefined ? {} : { maxUsers: intFlag(maxUsers, "max-users", 1) }),
     ...(dataRoot === undefined ? {} : { dataRoot }),
+    onProgress: (stage, done, total) => progress(`train gbt: ${stage}`, done, total),
   });
   process.stdout.write(`${JSON.stringify(res.numbers)}\nwrote ${res.path}\n`);
 }
