@@ -182,6 +182,9 @@ describe("CSV ingest", () => {
       "SELECT count(DISTINCT event_id) AS events, count(*) AS rows FROM raw_events",
     );
     expect([Number(counts?.events), Number(counts?.rows)]).toEqual([40 + 1 + 10 + 13, 40 + 1 + 10 + 26]);
+    // FSST is turned off only for the inserts (features/ingest.ts withoutFsst) and restored after.
+    const setting = await s.one<{ v: string }>("SELECT current_setting('disabled_compression_methods') AS v");
+    expect(setting?.v).toBe("");
     s.close();
   });
 
