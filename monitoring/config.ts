@@ -69,7 +69,7 @@ export const DEFAULT_DRIFT_CONFIG: DriftConfig = {
     maxEce: 0.08,
   },
   retrain: {
-    model: "mastery-elo",
+    model: "mastery",
     trainDays: 56,
     holdoutDays: 7,
     onDrift: true,
