@@ -9,6 +9,7 @@ import { Progress } from "../bin/progress.ts";
 import { integratedGradients } from "../models/integratedGradients.ts";
 import { auc, logloss } from "../models/metrics.ts";
 import { type FeatureMatrix, loadTf, MlpRegressor } from "../models/mlp.ts";
+import { mulberry32 as rng } from "../models/prng.ts";
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const rows = Number(positional[0] ?? 100_000);
@@ -16,16 +17,6 @@ const cols = Number(positional[1] ?? 30);
 const backend = process.argv.includes("--backend=cpu") ? "cpu" : "wasm";
 const anchor = !process.argv.includes("--no-anchor");
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const sig = (v: number) => 1 / (1 + Math.exp(-v));
 
 function dataset(n: number, seed: number): { X: FeatureMatrix; y: Float64Array; p: Float64Array } {

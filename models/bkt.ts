@@ -1,3 +1,4 @@
+import { mulberry32 } from "./prng.ts";
 /**
  * Bayesian Knowledge Tracing (Corbett & Anderson 1995) as a two-state hidden Markov model per skill,
  * with the optional forgetting transition of pyBKT (Badrinath et al. 2021).
@@ -103,18 +104,6 @@ export function bktUpdate(params: BktParams, pL: number, correct: boolean | numb
 
 // ---------------------------------------------------------------------------------------------
 // Seeded PRNG.
-
-/** mulberry32 (Tommy Ettinger, public domain): a 32-bit state PRNG returning uniforms in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** FNV-1a hash of a string mixed with a seed and an integer, for per-(skill, restart) seeds. */
 export function restartSeed(seed: number, skillName: string, restart: number): number {

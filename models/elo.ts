@@ -1,4 +1,5 @@
 import { nelderMead } from "./nelderMead.ts";
+import { mulberry32 } from "./prng.ts";
 
 /**
  * Elo rating for student responses, following Pelanek (2016), "Applications of the Elo rating
@@ -251,17 +252,6 @@ const LOG_MAX = Math.log(20);
 function paramsFromLog(x: ArrayLike<number>): EloParams {
   const v = (j: number): number => Math.exp(Math.max(LOG_MIN, Math.min(LOG_MAX, x[j]!)));
   return { studentA: v(0), studentB: v(1), skillA: v(2), itemA: v(3), itemB: v(4) };
-}
-
-/** Small deterministic PRNG (mulberry32) for the seeded simplex steps. */
-function mulberry32(seed: number): () => number {
-  let t = seed >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(t ^ (t >>> 15), 1 | t);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export interface EloModelJson {

@@ -23,6 +23,7 @@ import {
   ParallelHistogramBuilder,
   SerialHistogramBuilder,
 } from "./gbtHistogram.ts";
+import { mulberry32 as rng } from "./prng.ts";
 import {
   allocTree,
   checkMatrix,
@@ -147,18 +148,6 @@ function checkParams(p: GbtParams): void {
   if (!Number.isInteger(p.nThreads) || p.nThreads < 1 || p.nThreads > 64)
     bad("nThreads", "an integer in 1..64", p.nThreads);
   if (p.baseScore !== null && !Number.isFinite(p.baseScore)) bad("baseScore", "finite or null", p.baseScore);
-}
-
-/** mulberry32: small, fast, seedable; enough for row sampling. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function sigmoid(m: number): number {

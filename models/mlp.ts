@@ -12,6 +12,7 @@
  * pipeline may emit NaN for empty windows and an MLP has no native notion of "missing".
  */
 import type * as Tf from "@tensorflow/tfjs";
+import { mulberry32 } from "./prng.ts";
 
 export type Activation = "relu" | "tanh";
 /** "sigmoid": outputs a probability, trained with cross-entropy (targets in [0, 1]); "linear": squared error. */
@@ -280,18 +281,6 @@ async function initTf(preferred: "wasm" | "cpu"): Promise<TfHandle> {
   await tf.setBackend("cpu");
   await tf.ready();
   return { tf, backend: "cpu", note };
-}
-
-/** mulberry32 (Tommy Ettinger, public domain): a tiny seeded PRNG for weight init and shuffling. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function shuffleInPlace(idx: Uint32Array, rand: () => number): void {

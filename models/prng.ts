@@ -124,3 +124,19 @@ export class Xoshiro128 {
     return k;
   }
 }
+
+/**
+ * mulberry32 (Tommy Ettinger, public domain): a 32-bit-state PRNG returning uniforms in [0, 1).
+ * Small and fast; used where one short stream per seed is enough (EM restarts, row sampling,
+ * weight init, test data).
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / TWO_POW_32;
+  };
+}

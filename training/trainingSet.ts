@@ -1,5 +1,6 @@
-import { type BKT, mulberry32 } from "../models/bkt.ts";
+import type { BKT } from "../models/bkt.ts";
 import { Elo } from "../models/elo.ts";
+import { mulberry32 } from "../models/prng.ts";
 import {
   ATTEMPT_FEATURES,
   type AttemptContext,

@@ -10,9 +10,9 @@ import {
   emFitSkill,
   eStep,
   groupBySkill,
-  mulberry32,
   type SkillResponses,
 } from "../../models/bkt.ts";
+import { mulberry32 } from "../../models/prng.ts";
 
 /** A log of `users` x `attempts` per skill simulated from known parameters (rows grouped by user). */
 function simulate(params: BktParams[], users: number, attempts: number, seed: number): SkillResponses {

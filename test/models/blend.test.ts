@@ -10,16 +10,7 @@ import {
 } from "../../models/blend.ts";
 import { IsotonicCalibrator, PlattCalibrator } from "../../models/calibration.ts";
 import { explanationTotal } from "../../models/explanation.ts";
-
-function rng(seed: number): () => number {
-  let t = seed >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(t ^ (t >>> 15), 1 | t);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from "../../models/prng.ts";
 
 /** n rows of 2 standard-normal-ish inputs with y ~ Bernoulli(sigmoid(b0 + w . x)). */
 function synthetic(n: number, w: [number, number], b0: number, seed: number) {

@@ -2,18 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { calibratorFromJSON, IsotonicCalibrator, PlattCalibrator } from "../../models/calibration.ts";
 import { ece } from "../../models/metrics.ts";
-
-/** Small deterministic PRNG so the data sets are fixed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../../models/prng.ts";
 
 describe("isotonic calibration", () => {
   it("pools adjacent violators into a hand-computed step function", () => {

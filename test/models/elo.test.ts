@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_ELO_PARAMS, Elo, type EloResponses, eloRatingStep, kFactor } from "../../models/elo.ts";
+import { mulberry32 } from "../../models/prng.ts";
 
 /** Builds an EloResponses from plain rows [user, skill, item (-1 = none), correct]. */
 function responses(rows: readonly (readonly [number, number, number, number])[]): EloResponses {
@@ -14,16 +15,6 @@ function responses(rows: readonly (readonly [number, number, number, number])[])
     correct: Uint8Array.from(rows.map((r) => r[3])),
     skillNames: Array.from({ length: nSkills }, (_, c) => `s${c}`),
     itemNames: Array.from({ length: nItems }, (_, i) => `i${i}`),
-  };
-}
-
-function mulberry32(seed: number): () => number {
-  let t = seed >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(t ^ (t >>> 15), 1 | t);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
   };
 }
 

@@ -10,18 +10,7 @@ import {
   MlpRegressor,
   mlpForward,
 } from "../../models/mlp.ts";
-
-/** mulberry32, for reproducible synthetic data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from "../../models/prng.ts";
 
 const sig = (v: number) => 1 / (1 + Math.exp(-v));
 

@@ -1,3 +1,4 @@
+import { mulberry32 as mulberry } from "../../models/prng.ts";
 import type { ResponseLog } from "../../training/responses.ts";
 
 /** One hand-written attempt: [user, skill, item, correct]; rows must come grouped by user, in order. */
@@ -45,17 +46,6 @@ export function makeLog(rows: readonly Attempt[]): ResponseLog {
   for (let k = 0; k < n; k++) while (u < log.user[k]!) log.userStart[++u] = k;
   while (u < users.size) log.userStart[++u] = n;
   return log;
-}
-
-/** A small synthetic log: students with a latent ability answering items of a few skills, learning as they go. */
-function mulberry(seed: number): () => number {
-  let t = seed >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(t ^ (t >>> 15), 1 | t);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { mulberry32 } from "../../models/bkt.ts";
+import { mulberry32 } from "../../models/prng.ts";
 import { fitBktParallel } from "../../training/bktFit.ts";
 import { evaluateOnline, predictorFromJson } from "../../training/evaluate.ts";
 import { loadResponses } from "../../training/responses.ts";

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { mulberry32 } from "../../models/prng.ts";
 import { trainElo } from "../../training/elo.ts";
 import {
   evaluateOnline,
@@ -14,16 +15,6 @@ import { loadResponses } from "../../training/responses.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "elo-train-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function mulberry32(seed: number): () => number {
-  let t = seed >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(t ^ (t >>> 15), 1 | t);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A small TSV response log from a Rasch process: 10 items over 2 skills, item k has difficulty k/3 - 1.5. */
 function writeLog(path: string, users: number, firstUser: number, seed: number): void {
