@@ -335,6 +335,21 @@ export function scoreRuleColumns(
 }
 
 /**
+ * Scores rows [from, to) of the columns (a worker thread's share of a batch); same arithmetic as
+ * scoreRuleColumns. `onRow` receives the row index into the columns.
+ */
+export function scoreRuleRange(
+  cols: RuleFeatureColumns,
+  from: number,
+  to: number,
+  cfg: RuleConfig,
+  onRow: (i: number, r: RuleScore) => void,
+): void {
+  const p = prepare(cols, cfg);
+  for (let i = from; i < to; i++) onRow(i, scoreAt(p, i, cfg));
+}
+
+/**
  * Validates a parsed rule-weights document (snake_case keys as in config/rule-weights.yaml) and
  * returns the typed config. Unknown keys are errors so a typo never silently falls back to a default.
  */

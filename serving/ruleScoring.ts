@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import { DOUBLE, DuckDBDataChunk, type DuckDBDoubleVector, VARCHAR } from "@duckdb/node-api";
 import { parse as parseYaml } from "yaml";
 import { buildFeatures, resolveAsOf } from "../features/windows.ts";
@@ -13,7 +15,9 @@ import {
   scoreRuleColumns,
 } from "../models/ruleScorer.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
+import { sqlString } from "../storage/duckdb.ts";
 import { createRollupViews } from "./rollups.ts";
+import type { RuleWorkerTask } from "./ruleScoringWorker.ts";
 
 /** config/rule-weights.yaml beside the project root. */
 export const DEFAULT_RULE_CONFIG = join(
@@ -63,7 +67,15 @@ export interface ScoreRulesOptions {
   /** Wall-clock stamp for last_updated / recorded_at (default: now). */
   now?: Date;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Worker threads scoring in parallel; 0 = score on the calling thread. Default: one per core
+   * (up to 4) from WORKERS_FROM_ROWS rows on, else 0 (starting a worker costs about 0.5 s).
+   */
+  workers?: number;
 }
+
+/** Below this many rows the default is to score on the calling thread. */
+export const WORKERS_FROM_ROWS = 200_000;
 
 export interface ScoreRulesResult {
   asOf: Date;
@@ -104,12 +116,16 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
   let scored = 0;
   let changed = 0;
   await store.transaction(async () => {
-    const { rid, cols, n } = await readFeatureColumns(store, asOfUs);
+    const n = await snapshotRows(store, asOfUs);
+    const cores = availableParallelism();
+    const workers = opts.workers ?? (n >= WORKERS_FROM_ROWS && cores >= 2 ? Math.min(4, cores) : 0);
+    const { rid, cols } = await readFeatureColumns(store, asOfUs, n, workers > 0);
     scored = n;
     await store.run(
       "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
     );
-    await appendScores(store, rid, cols, n, config, opts.onProgress);
+    if (workers > 0 && n > 0) await scoreInWorkers(store, rid, cols, n, config, workers, opts.onProgress);
+    else await appendScores(store, rid, cols, n, config, opts.onProgress);
 
     const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n };
     await store.run(`
@@ -196,6 +212,83 @@ async function appendScores(
   onProgress?.(n, n);
 }
 
+/**
+ * Scores all rows in `workers` threads over shared feature columns; each writes its share as
+ * tab-separated lines (see ruleScoringWorker.ts) to a temp file, and DuckDB loads the files into
+ * temp.rule_scores in parallel. JSON.stringify of the explanations (number-to-text conversion) is
+ * most of the scoring CPU, so this divides the step's single-threaded part by the core count.
+ */
+async function scoreInWorkers(
+  store: DuckStore,
+  rid: Float64Array,
+  cols: RuleFeatureColumns,
+  n: number,
+  config: RuleConfig,
+  workers: number,
+  onProgress: ((done: number, total: number) => void) | undefined,
+): Promise<void> {
+  // Beside the store (about 330 bytes a row), else in the OS temp directory for in-memory stores.
+  const base = store.path === ":memory:" ? tmpdir() : dirname(store.path);
+  const dir = mkdtempSync(join(base, ".mastery-rules-"));
+  try {
+    const entry = new URL("./ruleScoringWorkerEntry.mjs", import.meta.url);
+    const per = Math.ceil(n / workers);
+    const done = new Array<number>(workers).fill(0);
+    const paths: string[] = [];
+    const runs: Promise<void>[] = [];
+    for (let w = 0; w < workers; w++) {
+      const from = w * per;
+      const to = Math.min(n, from + per);
+      if (from >= to) break;
+      const path = join(dir, `scores-${w}.tsv`);
+      paths.push(path);
+      const task: RuleWorkerTask = { cols, rid, from, to, config, path };
+      runs.push(
+        new Promise<void>((resolve, reject) => {
+          const worker = new Worker(entry, { workerData: task });
+          let finished = false;
+          worker.on("message", (m: { done: number; finished?: boolean }) => {
+            done[w] = m.done;
+            onProgress?.(
+              done.reduce((a, b) => a + b, 0),
+              n,
+            );
+            if (m.finished) finished = true;
+          });
+          worker.on("error", reject);
+          worker.on("exit", (code) => {
+            if (finished && code === 0) resolve();
+            else
+              reject(
+                new RuleScoringError(`rule scoring worker ${w} exited with code ${code} before finishing`),
+              );
+          });
+        }),
+      );
+    }
+    await Promise.all(runs);
+    await store.run(
+      `INSERT INTO temp.rule_scores
+       SELECT rid, score, explanation FROM read_csv([${paths.map(sqlString).join(", ")}],
+         delim = '\\t', quote = '', escape = '', header = false, auto_detect = false, new_line = '\\n',
+         columns = {'rid': 'DOUBLE', 'score': 'DOUBLE', 'explanation': 'VARCHAR'})`,
+    );
+    const loaded = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.rule_scores");
+    if (Number(loaded?.n ?? 0n) !== n)
+      throw new RuleScoringError(`rule scoring workers wrote ${Number(loaded?.n)} scores, expected ${n}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function snapshotRows(store: DuckStore, asOfUs: bigint): Promise<number> {
+  const countRow = await store.one<{ n: bigint }>(
+    "SELECT count(*) AS n FROM features WHERE as_of = make_timestamp($t::BIGINT)",
+    { t: asOfUs },
+  );
+  return Number(countRow?.n ?? 0n);
+}
+
 async function historyCount(store: DuckStore): Promise<number> {
   const r = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history");
   return Number(r?.n ?? 0n);
@@ -208,14 +301,14 @@ async function historyCount(store: DuckStore): Promise<number> {
 async function readFeatureColumns(
   store: DuckStore,
   asOfUs: bigint,
-): Promise<{ rid: Float64Array; cols: RuleFeatureColumns; n: number }> {
-  const countRow = await store.one<{ n: bigint }>(
-    "SELECT count(*) AS n FROM features WHERE as_of = make_timestamp($t::BIGINT)",
-    { t: asOfUs },
-  );
-  const n = Number(countRow?.n ?? 0n);
+  n: number,
+  shared: boolean,
+): Promise<{ rid: Float64Array; cols: RuleFeatureColumns }> {
   const names = ["rowid", ...RULE_FEATURE_COLUMNS];
-  const arrays = names.map(() => new Float64Array(n));
+  // Shared memory lets worker threads read the columns without a copy.
+  const arrays = names.map(() =>
+    shared ? new Float64Array(new SharedArrayBuffer(n * 8)) : new Float64Array(n),
+  );
   const result = await store.conn.stream(
     `SELECT ${names.map((c) => `${c}::DOUBLE AS ${c === "rowid" ? "rid" : c}`).join(", ")}
      FROM features WHERE as_of = make_timestamp($t::BIGINT)`,
@@ -242,5 +335,5 @@ async function readFeatureColumns(
   RULE_FEATURE_COLUMNS.forEach((c, k) => {
     cols[c] = arrays[k + 1] as Float64Array;
   });
-  return { rid: arrays[0] as Float64Array, cols, n };
+  return { rid: arrays[0] as Float64Array, cols };
 }

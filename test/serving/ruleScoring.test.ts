@@ -95,6 +95,62 @@ describe("scoreRules job", () => {
     store.close();
   });
 
+  it("writes the same rows when scoring in worker threads as on the calling thread", async () => {
+    // 40 students x 6 topics with varied evidence (every signal, empty windows, clamps).
+    const events: TestEvent[] = [];
+    for (let s = 0; s < 40; s++) {
+      for (let t = 0; t < 6; t++) {
+        const k = s * 6 + t;
+        for (let a = 0; a < k % 9; a++)
+          events.push(quiz(`s${s}`, `t${t}`, (k * 7 + a * 5) % 100, (k + a) % 3 !== 0, a % 3));
+        if (k % 4 === 0)
+          events.push({
+            type: "assignment",
+            student: `s${s}`,
+            topic: `t${t}`,
+            ts: ago(k % 40),
+            score_pct: k % 101,
+          });
+        if (k % 5 === 1)
+          events.push({
+            type: "practice",
+            student: `s${s}`,
+            topic: `t${t}`,
+            ts: ago(k % 20),
+            attempts: 5,
+            correct_count: k % 6,
+          });
+        if (k % 3 === 2)
+          events.push({
+            type: "video",
+            student: `s${s}`,
+            topic: `t${t}`,
+            ts: ago(k % 60),
+            watch_pct: k % 100,
+          });
+      }
+    }
+    const read = async (workers: number) => {
+      const store = await DuckStore.open(":memory:");
+      await insertEvents(store, events);
+      const res = await scoreRules(store, { asOf: T, now: new Date("2024-04-01T00:00:00Z"), workers });
+      const rows = await store.all(
+        "SELECT student_key, topic_id, mastery_score, explanation FROM student_mastery ORDER BY 1, 2",
+      );
+      const hist = await store.all(
+        "SELECT student_key, topic_id, mastery_score, explanation FROM student_mastery_history ORDER BY 1, 2",
+      );
+      store.close();
+      return { res, rows, hist };
+    };
+    const inThread = await read(0);
+    const threaded = await read(3);
+    expect(inThread.res.scored).toBeGreaterThan(200);
+    expect(threaded.res.scored).toBe(inThread.res.scored);
+    expect(threaded.rows).toEqual(inThread.rows);
+    expect(threaded.hist).toEqual(inThread.hist);
+  });
+
   it("uses the config it is given and rejects a bad one naming the key", async () => {
     const store = await DuckStore.open(":memory:");
     await insertEvents(store, LOG);
