@@ -34,6 +34,7 @@ import {
 import { dashboardRouter } from "./dashboard/router.ts";
 import { ExperimentArms } from "./experimentArms.ts";
 import { HttpError } from "./httpError.ts";
+import { DuckMasteryReadStore, type MasteryReadStore } from "./masteryReadStore.ts";
 import {
   DEFAULT_SOURCE_ORDER,
   type ExperimentArm,
@@ -129,6 +130,24 @@ export interface AppDeps {
    */
   updater?: EventUpdater;
   modelDirs?: { bkt?: string; elo?: string };
+  /**
+   * Where GET /mastery, /history and /recommendations read scores, topics and learner_state
+   * (serving/masteryReadStore.ts). Default: the embedded store. Pass the PostgreSQL one when the
+   * updater writes to PostgreSQL (serving/servingBackends.ts wires both from the environment).
+   */
+  read?: MasteryReadStore;
+  /**
+   * How long a cached GET /mastery body may be served (ms; default: until an update through this
+   * server invalidates it). Set it when other processes (stream workers) write the scores this
+   * server reads, since their writes cannot invalidate this server's cache.
+   */
+  cacheTtlMs?: number;
+  /**
+   * `mastery serve --via-stream`: POST /events validates and stores the batch as usual, then
+   * publishes the accepted events (as received) here instead of applying them; a stream worker
+   * (serving/streamWorker.ts) applies them and the scores show up once it has.
+   */
+  publishEvents?: (events: readonly { eventId: string; type: string; record: unknown }[]) => Promise<void>;
   /** Default: config/thresholds.yaml. */
   thresholds?: ThresholdConfig;
   webhookRetry?: { attempts: number; baseMs: number };
@@ -157,10 +176,14 @@ export interface AppDeps {
 /** Everything a route handler needs; handlers stay thin over these. */
 export interface ServingContext {
   store: DuckStore;
+  /** The read side of the served scores (DuckDB or PostgreSQL); reads run through `gate` too. */
+  read: MasteryReadStore;
   gate: StoreGate;
   pseudonymizer: Pseudonymizer;
   config: ServingConfig;
   updater: EventUpdater;
+  /** Set with --via-stream (AppDeps.publishEvents): POST /events publishes instead of applying. */
+  publishEvents: AppDeps["publishEvents"];
   alerts: AlertEngine;
   metrics: ServerMetrics;
   logger: Logger;
@@ -224,7 +247,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     onAlert: () => metrics.alerts.inc(),
     onDelivery: (outcome) => metrics.webhooks.inc({ outcome }),
   });
-  const cache = new LruCache<string>(config.cacheSize);
+  const cache = new LruCache<{ json: string; at: number }>(config.cacheSize);
+  const cacheTtlMs = deps.cacheTtlMs ?? Number.POSITIVE_INFINITY;
   const classCache = new LruCache<ReadonlySet<string>>(config.cacheSize);
   // Bumped by every invalidation: a read that started before an update must not cache its result.
   let generation = 0;
@@ -269,19 +293,22 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     });
   // Topic metadata changes rarely (ingest of topics files); re-read at most once a minute.
   let topicMeta: { at: number; meta: TopicMeta } | undefined;
-  const topics = async (s: DuckStore): Promise<TopicMeta> => {
+  const read = deps.read ?? new DuckMasteryReadStore(store);
+  const topics = async (): Promise<TopicMeta> => {
     if (topicMeta === undefined || Date.now() - topicMeta.at > 60_000) {
-      topicMeta = { at: Date.now(), meta: await loadTopicMeta(s) };
+      topicMeta = { at: Date.now(), meta: await loadTopicMeta(read) };
     }
     return topicMeta.meta;
   };
 
   const ctx: ServingContext = {
     store,
+    read,
     gate,
     pseudonymizer: deps.pseudonymizer,
     config,
     updater,
+    publishEvents: deps.publishEvents,
     alerts,
     metrics,
     logger,
@@ -308,24 +335,17 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     async masteryJson(studentKey) {
       if (modelScoring.due() && (await gate.run(() => modelScoring.refresh()))) invalidateAll();
       const hit = cache.get(studentKey);
-      if (hit !== undefined) {
+      if (hit !== undefined && Date.now() - hit.at <= cacheTtlMs) {
         metrics.cache.inc({ result: "hit" });
-        return hit;
+        return hit.json;
       }
       metrics.cache.inc({ result: "miss" });
       const gen = generation;
       const arm = await experimentArm(studentKey);
       const body = await gate.run(async () => {
-        const topicIds = await store.all<{ topic_id: string }>(
-          "SELECT DISTINCT topic_id FROM student_mastery WHERE student_key = $1 ORDER BY topic_id",
-          [studentKey],
-        );
-        const model = await modelScoring.scoreStudent(
-          store,
-          studentKey,
-          topicIds.map((r) => r.topic_id),
-        );
-        const view = await readStudentMastery(store, studentKey, {
+        const topicIds = [...new Set((await read.masteryRows(studentKey)).map((r) => r.topic_id))];
+        const model = await modelScoring.scoreStudent(store, studentKey, topicIds);
+        const view = await readStudentMastery(read, studentKey, {
           sourceOrder: config.scoreSources,
           arm,
           topics,
@@ -341,7 +361,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         return view;
       });
       const json = JSON.stringify(body);
-      if (gen === generation) cache.set(studentKey, json);
+      if (gen === generation && cacheTtlMs > 0) cache.set(studentKey, { json, at: Date.now() });
       return json;
     },
     invalidate(studentKeys) {

@@ -25,6 +25,12 @@ export interface IntakeResult {
   studentKeys: Set<string>;
   /** raw_events rows of the accepted events (pseudonymized), for the updater. */
   rows: RawEventRow[];
+  /**
+   * The valid items (accepted, and duplicates of stored events) as received (JSON event or xAPI
+   * statement), for --via-stream publishing. Duplicates are included so a client's retry after a
+   * failed publish re-publishes them; the bus (msgId) and the updater's processed set drop repeats.
+   */
+  events: { eventId: string; type: string; record: unknown }[];
   updatedKeys: UpdatedKey[];
 }
 
@@ -67,6 +73,7 @@ export async function intakeEvents(
   const problems = new Map(report.problems.map((p) => [p.index, p]));
   const items: IntakeItem[] = [];
   const rows: RawEventRow[] = [];
+  const events: IntakeResult["events"] = [];
   const studentKeys = new Set<string>();
   const ingestedAtUs = (now ?? new Date()).getTime() * 1000;
   const seen = new Set<string>();
@@ -89,14 +96,16 @@ export async function intakeEvents(
     if (existing.has(ev.event_id) || seen.has(ev.event_id)) {
       duplicate++;
       items.push({ index, eventId: ev.event_id, status: "duplicate" });
+      events.push({ eventId: ev.event_id, type: ev.type, record: records[index] });
       return;
     }
     seen.add(ev.event_id);
     accepted++;
     items.push({ index, eventId: ev.event_id, status: "accepted" });
+    events.push({ eventId: ev.event_id, type: ev.type, record: records[index] });
     const evRows = rowsFromEvent(ev, pseudonymizer, { source: "api", ingestedAtUs });
     for (const r of evRows) rows.push(r);
     if (evRows[0]) studentKeys.add(evRows[0].student_key);
   });
-  return { accepted, duplicate, rejected, items, rows, studentKeys, updatedKeys: [] };
+  return { accepted, duplicate, rejected, items, rows, events, studentKeys, updatedKeys: [] };
 }

@@ -1,5 +1,6 @@
 import type { Explanation } from "../models/explanation.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
+import { DuckMasteryReadStore, type MasteryReadStore, type MasteryViewRow } from "./masteryReadStore.ts";
 import type { ModelTopicScore, ServedModelInfo, StudentModelScores } from "./modelScoring.ts";
 import { ROLLUP_LEVELS, type RollupLevel } from "./rollups.ts";
 
@@ -53,29 +54,24 @@ export interface StudentMastery {
   servedModel?: ServedModelInfo;
 }
 
-type MasteryRow = {
-  topic_id: string;
-  mastery_score: number;
-  score_source: string;
-  model_version: string;
-  as_of: Date;
-  explanation: string;
-  last_updated: Date;
-  name: string | null;
-  chapter_id: string | null;
-  subject_id: string | null;
-  course_id: string | null;
-};
+type MasteryRow = MasteryViewRow;
+
+/** The embedded store, or any MasteryReadStore (serving/masteryReadStore.ts: DuckDB or PostgreSQL). */
+export type MasterySource = DuckStore | MasteryReadStore;
+
+export function readStoreOf(source: MasterySource): MasteryReadStore {
+  return "masteryRows" in source ? source : new DuckMasteryReadStore(source);
+}
 
 /** The student's served scores (see the module comment); an unknown student has no topics. */
 export async function readStudentMastery(
-  store: DuckStore,
+  source: MasterySource,
   studentKey: string,
   opts: {
     sourceOrder?: readonly string[];
     arm?: ExperimentArm | null;
     /** Topic metadata loader (the server caches it); default: read the topics table. */
-    topics?: (store: DuckStore) => Promise<TopicMeta>;
+    topics?: () => Promise<TopicMeta>;
     /** Registry model scores (serving/modelScoring.ts): served over the stored sources, below teacher_override. */
     model?: StudentModelScores;
   } = {},
@@ -85,13 +81,8 @@ export async function readStudentMastery(
     ...(arm?.scoreSource !== undefined ? [arm.scoreSource] : []),
     ...(opts.sourceOrder ?? DEFAULT_SOURCE_ORDER),
   ];
-  const rows = await store.all<MasteryRow>(
-    `SELECT m.topic_id, m.mastery_score, m.score_source, m.model_version, m.as_of, m.explanation, m.last_updated,
-            t.name, t.chapter_id, t.subject_id, t.course_id
-     FROM student_mastery m LEFT JOIN topics t USING (topic_id)
-     WHERE m.student_key = $1 ORDER BY m.topic_id, m.score_source`,
-    [studentKey],
-  );
+  const store = readStoreOf(source);
+  const rows = await store.masteryRows(studentKey);
   const byTopic = new Map<string, MasteryRow[]>();
   for (const r of rows) {
     const list = byTopic.get(r.topic_id);
@@ -166,7 +157,7 @@ export async function readStudentMastery(
     course: [],
   } as StudentMastery["rollups"];
   if (rollupSource !== null) {
-    const meta = await (opts.topics ?? loadTopicMeta)(store);
+    const meta = await (opts.topics ?? (() => loadTopicMeta(store)))();
     const scores = new Map<string, number>();
     for (const [topicId, list] of byTopic) {
       const fromModel = opts.model?.info.scoreSource === rollupSource ? modelServed.get(topicId) : undefined;
@@ -191,14 +182,8 @@ export interface TopicMeta {
   totals: Record<RollupLevel, Map<string, number>>;
 }
 
-export async function loadTopicMeta(store: DuckStore): Promise<TopicMeta> {
-  const rows = await store.all<{
-    topic_id: string;
-    chapter_id: string | null;
-    subject_id: string | null;
-    course_id: string | null;
-    content_length: number | null;
-  }>("SELECT topic_id, chapter_id, subject_id, course_id, content_length FROM topics");
+export async function loadTopicMeta(source: MasterySource): Promise<TopicMeta> {
+  const rows = await readStoreOf(source).topics();
   const positive = rows.map((r) => r.content_length).filter((x): x is number => x !== null && x > 0);
   const fallback = positive.length > 0 ? positive.reduce((a, b) => a + b, 0) / positive.length : 1;
   const meta: TopicMeta = {
@@ -263,23 +248,11 @@ export interface HistoryEntry {
 
 /** Every recorded change of one (student, topic), oldest first. */
 export async function readHistory(
-  store: DuckStore,
+  source: MasterySource,
   studentKey: string,
   topicId: string,
 ): Promise<HistoryEntry[]> {
-  const rows = await store.all<{
-    mastery_score: number;
-    score_source: string;
-    model_version: string;
-    as_of: Date;
-    recorded_at: Date;
-    explanation: string;
-  }>(
-    `SELECT mastery_score, score_source, model_version, as_of, recorded_at, explanation
-     FROM student_mastery_history WHERE student_key = $1 AND topic_id = $2
-     ORDER BY recorded_at, as_of, score_source`,
-    [studentKey, topicId],
-  );
+  const rows = await readStoreOf(source).history(studentKey, topicId);
   return rows.map((r) => ({
     score: r.mastery_score,
     scoreSource: r.score_source,

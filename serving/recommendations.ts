@@ -1,4 +1,4 @@
-import type { DuckStore } from "../storage/duckdb.ts";
+import { type MasterySource, readStoreOf } from "./masteryView.ts";
 
 /**
  * What a student should work on next, and how hard the next quiz item should be.
@@ -97,18 +97,13 @@ export function recommend(input: RecommendationInput): Recommendation[] {
 
 /** Loads the topic graph and the student's Elo abilities; scores come from the served mastery. */
 export async function loadRecommendationContext(
-  store: DuckStore,
+  source: MasterySource,
   studentKey: string,
 ): Promise<Pick<RecommendationInput, "prerequisites" | "abilities">> {
-  const topics = await store.all<{ topic_id: string; prerequisites: string[] | null }>(
-    "SELECT topic_id, prerequisites FROM topics",
-  );
-  const abilities = await store.all<{ topic_id: string; elo_ability: number }>(
-    "SELECT topic_id, elo_ability FROM learner_state WHERE student_key = $1",
-    [studentKey],
-  );
+  const store = readStoreOf(source);
+  const topics = await store.topics();
   return {
     prerequisites: new Map(topics.map((t) => [t.topic_id, t.prerequisites ?? []])),
-    abilities: new Map(abilities.map((a) => [a.topic_id, a.elo_ability])),
+    abilities: await store.eloAbilities(studentKey),
   };
 }

@@ -7,6 +7,9 @@ import { loadDriftConfig } from "../../monitoring/config.ts";
 import { lockFromEnv, type RetrainLock } from "../../monitoring/locks.ts";
 import { createApp, loadServingConfig } from "../../serving/app.ts";
 import { jwtSecretFromEnv, signToken } from "../../serving/auth.ts";
+import { openServingBackends, ServingBackendError } from "../../serving/servingBackends.ts";
+import { busConfigFromEnv, streamStoreConfigFromEnv } from "../../serving/streamStores.ts";
+import { streamModels } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { CliError, defaultDbPath, parseIntOption } from "../options.ts";
 
@@ -24,6 +27,7 @@ interface ServeOptions {
   monitor: boolean;
   monitorInterval?: string;
   driftConfig?: string;
+  viaStream?: boolean;
 }
 
 export function register(program: Command): void {
@@ -54,6 +58,11 @@ export function register(program: Command): void {
     )
     .option("--no-monitor", "do not run the drift monitor / retrain loop in this server")
     .option("--drift-config <file>", "drift and retrain settings (default: config/drift.yaml)")
+    .option(
+      "--via-stream",
+      "POST /events validates, stores and publishes the events to NATS JetStream (MASTERY_NATS_URL) instead of " +
+        "applying them; run `mastery worker` to apply them (needs MASTERY_PG_URL)",
+    )
     .option("--demo", "synthetic data only: public demo keys, prints an admin token")
     .addHelpText(
       "after",
@@ -66,6 +75,16 @@ Example:
   npx mastery serve --demo --monitor-interval 300   # drift check every 5 min; retrain under the lock
                                                     # (PostgreSQL advisory if MASTERY_PG_URL, Redis if
                                                     # MASTERY_REDIS_URL, else a file next to the store)
+
+Stores: the embedded DuckDB file by default. With MASTERY_PG_URL (student_mastery, history, topics,
+raw_events on PostgreSQL; MASTERY_PG_SCHEMA picks a schema) and/or MASTERY_REDIS_URL (learner_state;
+MASTERY_REDIS_PREFIX), POST /events runs through the same IncrementalUpdater and stores as
+\`mastery worker\`, and GET /mastery, /history, /recommendations read from them. The DuckDB file still
+keeps the registry, experiments, alerts, dead letters and a copy of the events accepted over HTTP.
+  MASTERY_PG_URL=postgres://postgres@127.0.0.1:5432/test MASTERY_REDIS_URL=redis://127.0.0.1:6379 \
+    npx mastery serve --demo
+  MASTERY_PG_URL=... MASTERY_REDIS_URL=... MASTERY_NATS_URL=nats://127.0.0.1:4222 npx mastery serve --via-stream
+  MASTERY_PG_URL=... MASTERY_REDIS_URL=... MASTERY_NATS_URL=nats://127.0.0.1:4222 npx mastery worker
 `,
     )
     .action(async (opts: ServeOptions) => {
@@ -86,6 +105,16 @@ Example:
       const driftConfig = opts.monitor ? loadDriftConfig(opts.driftConfig) : undefined;
       const dbPath = opts.db ?? defaultDbPath();
       const store = await DuckStore.open(dbPath);
+      const backends = await openServingBackends({
+        duck: store,
+        stores: streamStoreConfigFromEnv(dbPath),
+        models: streamModels({ bktModelDir: opts.bktModel, eloModelDir: opts.eloModel }),
+        viaStream: opts.viaStream === true ? busConfigFromEnv() : undefined,
+      }).catch((err: unknown) => {
+        store.close();
+        if (err instanceof ServingBackendError) throw new CliError(err.message);
+        throw err;
+      });
       const lock: RetrainLock | undefined =
         driftConfig === undefined
           ? undefined
@@ -100,6 +129,7 @@ Example:
           : {}),
         ...(opts.artifacts !== undefined ? { artifactBase: opts.artifacts } : {}),
         ...(opts.modelName !== undefined ? { modelName: opts.modelName } : {}),
+        ...backends.deps,
         modelDirs: {
           ...(opts.bktModel !== undefined ? { bkt: opts.bktModel } : {}),
           ...(opts.eloModel !== undefined ? { elo: opts.eloModel } : {}),
@@ -111,7 +141,10 @@ Example:
           : createHttpServer(app);
       await new Promise<void>((resolve) => server.listen(port, opts.host, resolve));
       const scheme = certPath !== undefined ? "https" : "http";
-      ctx.logger.info({ url: `${scheme}://${opts.host}:${port}`, db: store.path }, "mastery API listening");
+      ctx.logger.info(
+        { url: `${scheme}://${opts.host}:${port}`, db: store.path, stores: backends.describe },
+        "mastery API listening",
+      );
       if (demo) {
         const token = await signToken(jwtSecret, { role: "admin", sub: "demo-admin" }, "12h");
         process.stderr.write(`demo admin token (12 h): ${token}\n`);
@@ -121,6 +154,7 @@ Example:
         server.close(async () => {
           await monitor?.stop();
           await lock?.close().catch(() => undefined);
+          await backends.close();
           store.close();
           process.exit(0);
         });

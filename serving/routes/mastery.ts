@@ -21,7 +21,7 @@ export const getHistory =
     const p = await ctx.principal(req, "mastery:read");
     const key = await ctx.student(p, param(req.params.studentId), res);
     const topicId = param(req.params.topicId);
-    const history = await ctx.gate.run(() => readHistory(ctx.store, key, topicId));
+    const history = await ctx.gate.run(() => readHistory(ctx.read, key, topicId));
     res.json({ studentKey: key, topicId, history });
   };
 
@@ -34,7 +34,7 @@ export const getRecommendations =
     const mastery = JSON.parse(await ctx.masteryJson(key)) as {
       topics: { topicId: string; score: number }[];
     };
-    const context = await ctx.gate.run(() => loadRecommendationContext(ctx.store, key));
+    const context = await ctx.gate.run(() => loadRecommendationContext(ctx.read, key));
     const recommendations = recommend({
       ...context,
       scores: new Map(mastery.topics.map((t) => [t.topicId, t.score])),

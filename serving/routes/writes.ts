@@ -9,7 +9,9 @@ import { updatedKeys } from "../updater.ts";
 
 /**
  * POST /events: 200 when every item is accepted or a duplicate, 207 when some are rejected, 400
- * when all are; the body always lists every item's status.
+ * when all are; the body always lists every item's status. With --via-stream (ctx.publishEvents)
+ * the accepted events are published to the bus instead of applied here (updatedKeys is then 0):
+ * a stream worker applies them, and GET /mastery shows the new scores once it has.
  */
 export const postEvents =
   (ctx: ServingContext): RequestHandler =>
@@ -19,7 +21,9 @@ export const postEvents =
     if (!batch.ok) throw new HttpError(400, "invalid_body", batch.issue.field, batch.issue.reason);
     const result = await ctx.gate.run(async () => {
       const r = await intakeEvents(ctx.store, batch.value, ctx.pseudonymizer, ctx.now());
-      if (r.rows.length > 0) {
+      if (ctx.publishEvents !== undefined) {
+        if (r.events.length > 0) await ctx.publishEvents(r.events);
+      } else if (r.rows.length > 0) {
         r.updatedKeys = updatedKeys(await ctx.updater.apply(r.rows));
         await ctx.alerts.check(r.updatedKeys);
       }

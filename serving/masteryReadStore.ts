@@ -1,0 +1,162 @@
+import type { DuckStore } from "../storage/duckdb.ts";
+import type { PgStore } from "../storage/postgres.ts";
+import type { StateStore } from "../storage/stateStore.ts";
+
+/**
+ * The reads behind GET /mastery, /mastery/:id/:topic/history and /recommendations: student_mastery
+ * (+ topic metadata), student_mastery_history, topics and the student's Elo abilities from
+ * learner_state. One implementation per place the update path writes to (serving/streamStores.ts):
+ * the embedded DuckDB file, or PostgreSQL (+ learner_state from the StateStore, i.e. Redis when
+ * configured). So whatever the updater or the stream worker wrote is what the server returns.
+ */
+
+/** One stored score of the student joined with its topic's metadata (topic columns null when unknown). */
+export type MasteryViewRow = {
+  topic_id: string;
+  mastery_score: number;
+  score_source: string;
+  model_version: string;
+  as_of: Date;
+  explanation: string;
+  last_updated: Date;
+  name: string | null;
+  chapter_id: string | null;
+  subject_id: string | null;
+  course_id: string | null;
+};
+
+export type HistoryRow = {
+  mastery_score: number;
+  score_source: string;
+  model_version: string;
+  as_of: Date;
+  recorded_at: Date;
+  explanation: string;
+};
+
+export type TopicRow = {
+  topic_id: string;
+  chapter_id: string | null;
+  subject_id: string | null;
+  course_id: string | null;
+  content_length: number | null;
+  prerequisites: string[] | null;
+};
+
+export interface MasteryReadStore {
+  readonly kind: "duckdb" | "postgres";
+  /** Every stored score of the student, ordered by topic_id, score_source. */
+  masteryRows(studentKey: string): Promise<MasteryViewRow[]>;
+  /** Every recorded change of one (student, topic), oldest first. */
+  history(studentKey: string, topicId: string): Promise<HistoryRow[]>;
+  topics(): Promise<TopicRow[]>;
+  /** Per-topic Elo ability of the student (topics without learner_state are absent). */
+  eloAbilities(studentKey: string): Promise<Map<string, number>>;
+}
+
+const MASTERY_SQL = `SELECT m.topic_id, m.mastery_score, m.score_source, m.model_version, m.as_of, m.explanation,
+       m.last_updated, t.name, t.chapter_id, t.subject_id, t.course_id
+  FROM student_mastery m LEFT JOIN topics t USING (topic_id)
+  WHERE m.student_key = $1 ORDER BY m.topic_id, m.score_source`;
+const HISTORY_SQL = `SELECT mastery_score, score_source, model_version, as_of, recorded_at, explanation
+  FROM student_mastery_history WHERE student_key = $1 AND topic_id = $2
+  ORDER BY recorded_at, as_of, score_source`;
+const TOPICS_SQL =
+  "SELECT topic_id, chapter_id, subject_id, course_id, content_length, prerequisites FROM topics";
+
+/**
+ * The StateStore is keyed by (student, topic) and has no per-student scan (Redis hashes), so the
+ * student's topics are taken from student_mastery: the updater writes a score for every key it
+ * commits a state for.
+ */
+async function abilitiesFromState(
+  state: StateStore,
+  studentKey: string,
+  topicIds: readonly string[],
+): Promise<Map<string, number>> {
+  const loaded = await state.load(topicIds.map((topicId) => ({ studentKey, topicId, eventIds: [] })));
+  const out = new Map<string, number>();
+  for (const k of loaded) if (k.state !== null) out.set(k.topicId, k.state.eloAbility);
+  return out;
+}
+
+/**
+ * The embedded store (the server's default). Run it inside the server's StoreGate. `state`: where
+ * learner_state lives when it is not this file (Redis without PostgreSQL); default the file.
+ */
+export class DuckMasteryReadStore implements MasteryReadStore {
+  readonly kind = "duckdb" as const;
+  constructor(
+    private readonly store: DuckStore,
+    private readonly state?: StateStore,
+  ) {}
+
+  masteryRows(studentKey: string): Promise<MasteryViewRow[]> {
+    return this.store.all<MasteryViewRow>(MASTERY_SQL, [studentKey]);
+  }
+
+  history(studentKey: string, topicId: string): Promise<HistoryRow[]> {
+    return this.store.all<HistoryRow>(HISTORY_SQL, [studentKey, topicId]);
+  }
+
+  topics(): Promise<TopicRow[]> {
+    return this.store.all<TopicRow>(TOPICS_SQL);
+  }
+
+  async eloAbilities(studentKey: string): Promise<Map<string, number>> {
+    if (this.state !== undefined) {
+      const topics = await this.store.all<{ topic_id: string }>(
+        "SELECT DISTINCT topic_id FROM student_mastery WHERE student_key = $1",
+        [studentKey],
+      );
+      return abilitiesFromState(
+        this.state,
+        studentKey,
+        topics.map((t) => t.topic_id),
+      );
+    }
+    const rows = await this.store.all<{ topic_id: string; elo_ability: number }>(
+      "SELECT topic_id, elo_ability FROM learner_state WHERE student_key = $1",
+      [studentKey],
+    );
+    return new Map(rows.map((r) => [r.topic_id, r.elo_ability]));
+  }
+}
+
+/**
+ * PostgreSQL for student_mastery / history / topics (the tables PgMasteryStore writes), and the
+ * updater's StateStore (Redis or DuckDB) for learner_state. Give it its own PgStore: a read must
+ * not queue behind, or run inside, the writer's transaction on the writer's connection.
+ */
+export class PgMasteryReadStore implements MasteryReadStore {
+  readonly kind = "postgres" as const;
+  constructor(
+    private readonly pg: PgStore,
+    private readonly state: StateStore,
+  ) {}
+
+  masteryRows(studentKey: string): Promise<MasteryViewRow[]> {
+    // DOUBLE PRECISION arrives as a number, TIMESTAMP as a Date in UTC (storage/postgres.ts).
+    return this.pg.all<MasteryViewRow>(MASTERY_SQL, [studentKey]);
+  }
+
+  history(studentKey: string, topicId: string): Promise<HistoryRow[]> {
+    return this.pg.all<HistoryRow>(HISTORY_SQL, [studentKey, topicId]);
+  }
+
+  topics(): Promise<TopicRow[]> {
+    return this.pg.all<TopicRow>(TOPICS_SQL);
+  }
+
+  async eloAbilities(studentKey: string): Promise<Map<string, number>> {
+    const topics = await this.pg.all<{ topic_id: string }>(
+      "SELECT DISTINCT topic_id FROM student_mastery WHERE student_key = $1",
+      [studentKey],
+    );
+    return abilitiesFromState(
+      this.state,
+      studentKey,
+      topics.map((t) => t.topic_id),
+    );
+  }
+}

@@ -1,0 +1,128 @@
+import type { EventBus } from "../storage/bus.ts";
+import type { DuckStore } from "../storage/duckdb.ts";
+import { PgStore } from "../storage/postgres.ts";
+import type { AppDeps } from "./app.ts";
+import type { BktEloModels } from "./learnerState.ts";
+import { DuckMasteryReadStore, type MasteryReadStore, PgMasteryReadStore } from "./masteryReadStore.ts";
+import {
+  type BusConfig,
+  openBus,
+  openStreamStores,
+  type StreamStoreConfig,
+  type StreamStores,
+} from "./streamStores.ts";
+import { IncrementalUpdater } from "./updater.ts";
+
+/**
+ * Where `mastery serve` writes and reads scores. With no service configured: nothing here (createApp
+ * builds its updater and read store on the embedded file). With MASTERY_PG_URL and/or
+ * MASTERY_REDIS_URL: the SAME stores the stream worker opens (serving/streamStores.ts), so POST
+ * /events goes through an IncrementalUpdater on PostgreSQL / Redis and GET /mastery reads what
+ * any updater (this server's or a worker's) wrote. With `viaStream`: POST /events publishes to
+ * NATS JetStream and a `mastery worker` applies the events.
+ */
+export class ServingBackendError extends Error {
+  readonly code = "SERVING_BACKEND";
+  constructor(message: string) {
+    super(message);
+    this.name = "ServingBackendError";
+  }
+}
+
+/** Default cache TTL when other processes may write the scores this server reads (ms). */
+export const SHARED_STORE_CACHE_TTL_MS = 1000;
+
+export interface ServingBackendOptions {
+  /** The server's embedded store (also used for the raw zone / learner_state when no service replaces it). */
+  duck: DuckStore;
+  stores: StreamStoreConfig;
+  models: BktEloModels;
+  /** Publish POST /events to this bus instead of applying them (needs a NATS URL and PostgreSQL). */
+  viaStream?: BusConfig | undefined;
+  /** Overrides SHARED_STORE_CACHE_TTL_MS. */
+  cacheTtlMs?: number | undefined;
+  nowUs?: () => number;
+}
+
+export interface ServingBackends {
+  /** Spread into createApp's deps (empty on the embedded default). */
+  deps: Pick<AppDeps, "updater" | "read" | "publishEvents" | "cacheTtlMs">;
+  /** Where each store lives, for the startup log. */
+  describe: string;
+  stores: StreamStores | null;
+  bus: EventBus | null;
+  close(): Promise<void>;
+}
+
+export async function openServingBackends(opts: ServingBackendOptions): Promise<ServingBackends> {
+  const cfg = opts.stores;
+  if (opts.viaStream !== undefined) {
+    if (opts.viaStream.natsUrl === undefined)
+      throw new ServingBackendError(
+        "--via-stream publishes POST /events to NATS JetStream: set MASTERY_NATS_URL (e.g. nats://127.0.0.1:4222)",
+      );
+    if (cfg.pgUrl === undefined)
+      throw new ServingBackendError(
+        "--via-stream needs MASTERY_PG_URL: the worker that applies the events runs in another process, " +
+          "and a DuckDB file is held by one process (e.g. MASTERY_PG_URL=postgres://postgres@127.0.0.1:5432/test)",
+      );
+  }
+  if (cfg.pgUrl === undefined && cfg.redisUrl === undefined && opts.viaStream === undefined)
+    return { deps: {}, describe: `embedded ${cfg.dbPath}`, stores: null, bus: null, close: async () => {} };
+
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+  };
+  try {
+    const stores = await openStreamStores({ ...cfg, duck: opts.duck });
+    closers.push(() => stores.close());
+    let read: MasteryReadStore;
+    if (cfg.pgUrl !== undefined) {
+      // Its own connection: reads must not wait behind (or run inside) the updater's writes.
+      const pgRead = await PgStore.open(
+        cfg.pgUrl,
+        cfg.pgSchema !== undefined ? { schema: cfg.pgSchema } : {},
+      );
+      closers.push(() => pgRead.close());
+      read = new PgMasteryReadStore(pgRead, stores.state);
+    } else {
+      read = new DuckMasteryReadStore(opts.duck, stores.state);
+    }
+    // The server applies batches one at a time (POST /events waits for its scores), so no
+    // pipelined mastery write: a GET right after the POST must see the new scores.
+    const updater = new IncrementalUpdater({
+      raw: stores.raw,
+      state: stores.state,
+      mastery: stores.mastery,
+      models: opts.models,
+      ...(opts.nowUs !== undefined ? { nowUs: opts.nowUs } : {}),
+    });
+    let bus: EventBus | null = null;
+    const deps: ServingBackends["deps"] = {
+      updater,
+      read,
+      cacheTtlMs: opts.cacheTtlMs ?? SHARED_STORE_CACHE_TTL_MS,
+    };
+    let describe = stores.describe;
+    if (opts.viaStream !== undefined) {
+      const b = await openBus(opts.viaStream);
+      closers.push(() => b.close());
+      bus = b;
+      const encoder = new TextEncoder();
+      deps.publishEvents = async (events) => {
+        // msgId = event_id: JetStream drops a re-publish of an id within its duplicate window.
+        await Promise.all(
+          events.map((e) =>
+            b.publish(b.subjectFor(e.type), encoder.encode(JSON.stringify(e.record)), e.eventId),
+          ),
+        );
+      };
+      describe += `; POST /events -> bus ${opts.viaStream.natsUrl}`;
+    }
+    return { deps, describe, stores, bus, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

@@ -1,0 +1,199 @@
+import request from "supertest";
+import { afterAll, describe, expect, it } from "vitest";
+import { Pseudonymizer } from "../../features/pseudonymize.ts";
+import type { AppHandle } from "../../serving/app.ts";
+import { recompute } from "../../serving/recompute.ts";
+import { openServingBackends, type ServingBackends } from "../../serving/servingBackends.ts";
+import { startWorker } from "../../serving/streamWorker.ts";
+import { NatsBus } from "../../storage/bus.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+import { PgStore } from "../../storage/postgres.ts";
+import { PSEUDO_KEY, quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
+import { DEFAULT_MODELS, dropServices, NATS_URL, PG_URL, REDIS_URL, runId } from "./streamHarness.ts";
+
+/**
+ * `mastery serve` on real PostgreSQL + Redis (+ NATS JetStream): POST /events goes through the
+ * IncrementalUpdater on the worker's stores, and GET /mastery / history / recommendations read them
+ * back. Each run gets its own PG schema, Redis prefix and NATS stream, dropped at the end.
+ */
+
+type Mastery = {
+  topics: {
+    topicId: string;
+    name: string | null;
+    chapterId: string | null;
+    score: number;
+    scoreSource: string;
+    scores: Record<string, { score: number }>;
+  }[];
+  rollups: { scoreSource: string | null; chapter: { id: string; score: number; topicsScored: number }[] };
+};
+
+const EVENTS = [
+  quiz("e1", "s1", "T1", true, 1),
+  quiz("e2", "s1", "T1", false, 2),
+  quiz("e3", "s1", "T1", true, 3),
+  quiz("e4", "s1", "T2", false, 4),
+  quiz("e5", "s2", "T1", true, 5),
+];
+
+/** The topic hierarchy of appFixture.storeWithTopics, in the PostgreSQL schema. */
+async function pgTopics(schema: string): Promise<void> {
+  const pg = await PgStore.open(PG_URL, { schema, coreTables: true });
+  const rows: [string, string, string[], number][] = [
+    ["T1", "C1", [], 10],
+    ["T2", "C1", ["T1"], 10],
+    ["T3", "C1", ["T2"], 20],
+    ["T4", "C2", [], 10],
+  ];
+  for (const [id, chapter, prereq, len] of rows)
+    await pg.allArrays(
+      "INSERT INTO topics VALUES ($1, $1, $2, 'S1', 'K1', 0, $3::varchar[], $4) ON CONFLICT DO NOTHING",
+      [id, chapter, prereq, len],
+    );
+  await pg.close();
+}
+
+describe("mastery serve on PostgreSQL + Redis", () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  });
+
+  async function serviceApp(label: string, viaStream = false) {
+    const id = runId(label);
+    const schema = id.toLowerCase();
+    cleanups.push(() => dropServices(id));
+    await pgTopics(schema);
+    const duck = await DuckStore.open(":memory:");
+    const backends: ServingBackends = await openServingBackends({
+      duck,
+      stores: { dbPath: ":memory:", pgUrl: PG_URL, pgSchema: schema, redisUrl: REDIS_URL, redisPrefix: id },
+      models: DEFAULT_MODELS,
+      viaStream: viaStream
+        ? { natsUrl: NATS_URL, stream: id, subjectPrefix: `test.${id}`, durable: "workers" }
+        : undefined,
+      cacheTtlMs: 0,
+    });
+    cleanups.push(async () => {
+      if (backends.bus instanceof NatsBus) await backends.bus.destroy();
+      await backends.close();
+      duck.close();
+    });
+    const h: AppHandle = await testApp(duck, backends.deps);
+    return { id, backends, h, duck };
+  }
+
+  it("POST /events is applied to PG + Redis; GET /mastery, history and recommendations read them back", async () => {
+    const { backends, h } = await serviceApp("srvpg");
+    expect(h.ctx.read.kind).toBe("postgres");
+    const admin = { authorization: `Bearer ${await token({ role: "admin", sub: "root" })}` };
+    const post = await request(h.app).post("/events").set(admin).send(EVENTS);
+    expect(post.status).toBe(200);
+    expect(post.body.accepted).toBe(5);
+    expect(post.body.updatedKeys).toBe(3);
+
+    const stores = backends.stores!;
+    // The scores are in PostgreSQL and the state in Redis, and both equal a full replay of raw_events.
+    const report = await recompute(stores, DEFAULT_MODELS);
+    expect(report.ok).toBe(true);
+    expect(report.keys).toBe(3);
+    const key = new Pseudonymizer(PSEUDO_KEY).studentKey("s1");
+    const stored = await stores.mastery.forStudent(key);
+    expect(stored.map((r) => `${r.topic_id}/${r.score_source}`)).toEqual([
+      "T1/bkt",
+      "T1/elo",
+      "T2/bkt",
+      "T2/elo",
+    ]);
+
+    const get = await request(h.app).get("/mastery/s1").set(admin);
+    expect(get.status).toBe(200);
+    const body = get.body as Mastery;
+    expect(body.topics.map((t) => t.topicId)).toEqual(["T1", "T2"]);
+    for (const t of body.topics) {
+      for (const src of ["bkt", "elo"]) {
+        const row = stored.find((r) => r.topic_id === t.topicId && r.score_source === src)!;
+        expect(t.scores[src]!.score).toBe(row.mastery_score);
+      }
+      expect(t.scoreSource).toBe("bkt"); // DEFAULT_SOURCE_ORDER: bkt before elo
+      expect(t.chapterId).toBe("C1"); // topic metadata joined from PostgreSQL
+    }
+    // Rollup over C1 from PG topics: content_length 10 each, so the plain mean of the two bkt scores.
+    const t1 = body.topics[0]!.scores.bkt!.score;
+    const t2 = body.topics[1]!.scores.bkt!.score;
+    expect(body.rollups.chapter).toHaveLength(1);
+    expect(body.rollups.chapter[0]).toMatchObject({ id: "C1", topicsScored: 2, topicsTotal: 3 });
+    expect(body.rollups.chapter[0]!.score).toBeCloseTo((t1 + t2) / 2, 12);
+
+    // Same events through the embedded default give the same scores.
+    const local = await storeWithTopics();
+    const lh = await testApp(local);
+    expect((await request(lh.app).post("/events").set(admin).send(EVENTS)).status).toBe(200);
+    const lbody = (await request(lh.app).get("/mastery/s1").set(admin)).body as Mastery;
+    expect(lbody.topics.map((t) => [t.topicId, t.scores.bkt!.score, t.scores.elo!.score])).toEqual(
+      body.topics.map((t) => [t.topicId, t.scores.bkt!.score, t.scores.elo!.score]),
+    );
+    local.close();
+
+    // History from student_mastery_history in PostgreSQL: one row per source per committed batch.
+    const hist = await request(h.app).get("/mastery/s1/T1/history").set(admin);
+    expect(hist.status).toBe(200);
+    const bktHist = (hist.body.history as { scoreSource: string; score: number }[]).filter(
+      (x) => x.scoreSource === "bkt",
+    );
+    expect(bktHist.map((x) => x.score)).toEqual([t1]);
+
+    // Recommendations: abilities come from learner_state in Redis.
+    const [state] = await stores.state.load([{ studentKey: key, topicId: "T2", eventIds: [] }]);
+    const rec = await request(h.app).get("/recommendations/s1").set(admin);
+    expect(rec.status).toBe(200);
+    const recs = rec.body.recommendations as { topicId: string; ability: number; reason: string }[];
+    const r2 = recs.find((r) => r.topicId === "T2");
+    expect(r2?.ability).toBe(state!.state!.eloAbility);
+    expect(r2?.ability).toBeLessThan(0); // one wrong answer from ability 0
+  });
+
+  it("--via-stream: POST /events publishes to NATS, an in-process worker applies, GET /mastery shows it", async () => {
+    const { backends, h } = await serviceApp("srvns", true);
+    const admin = { authorization: `Bearer ${await token({ role: "admin", sub: "root" })}` };
+    const post = await request(h.app).post("/events").set(admin).send(EVENTS);
+    expect(post.status).toBe(200);
+    expect(post.body.accepted).toBe(5);
+    expect(post.body.updatedKeys).toBe(0); // published, not applied yet
+    const before = (await request(h.app).get("/mastery/s1").set(admin)).body as Mastery;
+    expect(before.topics).toEqual([]);
+
+    const stores = backends.stores!;
+    const worker = await startWorker({
+      bus: backends.bus!,
+      updater: h.ctx.updater,
+      raw: stores.raw,
+      pseudonymizer: new Pseudonymizer(PSEUDO_KEY),
+      maxBatch: 100,
+    });
+    cleanups.push(() => worker.stop());
+    let body: Mastery = before;
+    for (let i = 0; i < 200 && body.topics.length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      body = (await request(h.app).get("/mastery/s1").set(admin)).body as Mastery;
+    }
+    expect(body.topics.map((t) => t.topicId)).toEqual(["T1", "T2"]);
+    // Wait for s2's key too, then everything equals a replay.
+    for (let i = 0; i < 200 && worker.stats.applied + worker.stats.replayed < 5; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    await worker.stop();
+    const report = await recompute(stores, DEFAULT_MODELS);
+    expect(report.ok).toBe(true);
+    expect(report.keys).toBe(3);
+    const stored = await stores.mastery.forStudent(new Pseudonymizer(PSEUDO_KEY).studentKey("s1"));
+    for (const t of body.topics)
+      expect(t.scores.bkt!.score).toBe(
+        stored.find((r) => r.topic_id === t.topicId && r.score_source === "bkt")!.mastery_score,
+      );
+
+    // A retry of the same batch is all duplicates here, re-published and dropped (msgId / processed set).
+    const again = await request(h.app).post("/events").set(admin).send(EVENTS);
+    expect(again.body.duplicate).toBe(5);
+  });
+});
