@@ -15,6 +15,7 @@ import {
   type TopicParams,
 } from "../models/learnerState.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
+import { type LearnerStateRow, learnerStateFromRow } from "../storage/stateStore.ts";
 
 /**
  * The BKT + Elo scoring job: replays raw_events per (student_key, topic_id) in (ts, event_id)
@@ -204,48 +205,6 @@ const DEDUPED_EVENTS = `WITH ev AS (
   QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1
 )`;
 
-type StateRow = {
-  student_key: string;
-  topic_id: string;
-  p_mastery: number;
-  elo_ability: number;
-  elo_n: number;
-  bkt_n: number;
-  last_ts_us: number | null;
-  last_event_id: string | null;
-  correct_streak: number;
-  correct_n: number;
-  bkt_correct_delta: number;
-  bkt_incorrect_delta: number;
-  bkt_learn_delta: number;
-  bkt_streak_obs_delta: number;
-  bkt_streak_learn_delta: number;
-  elo_correct_delta: number;
-  elo_incorrect_delta: number;
-  elo_streak_delta: number;
-};
-
-export function stateFromRow(r: StateRow): LearnerState {
-  return {
-    pMastery: r.p_mastery,
-    bktN: r.bkt_n,
-    eloAbility: r.elo_ability,
-    eloN: r.elo_n,
-    correctN: r.correct_n,
-    correctStreak: r.correct_streak,
-    lastTs: r.last_ts_us,
-    lastEventId: r.last_event_id,
-    bktCorrectDelta: r.bkt_correct_delta,
-    bktIncorrectDelta: r.bkt_incorrect_delta,
-    bktLearnDelta: r.bkt_learn_delta,
-    bktStreakObsDelta: r.bkt_streak_obs_delta,
-    bktStreakLearnDelta: r.bkt_streak_learn_delta,
-    eloCorrectDelta: r.elo_correct_delta,
-    eloIncorrectDelta: r.elo_incorrect_delta,
-    eloStreakDelta: r.elo_streak_delta,
-  };
-}
-
 /** learner_state columns in the order the staging table and the INSERT use. */
 const STATE_COLUMNS = [
   "student_key",
@@ -325,13 +284,13 @@ export async function scoreBktElo(
      WHERE s.student_key IS NULL OR ev.ts > s.last_ts OR (ev.ts = s.last_ts AND ev.event_id > s.last_event_id)`,
     [...versions, opts.full === true],
   );
-  const stateRows = await store.all<StateRow>(
+  const stateRows = await store.all<LearnerStateRow>(
     `SELECT s.*, epoch_us(s.last_ts)::DOUBLE AS last_ts_us
      FROM learner_state s
      JOIN (SELECT DISTINCT student_key, topic_id FROM bkt_elo_new WHERE NOT replay) k USING (student_key, topic_id)`,
   );
   const stored = new Map<string, LearnerState>();
-  for (const r of stateRows) stored.set(`${r.student_key}\u0000${r.topic_id}`, stateFromRow(r));
+  for (const r of stateRows) stored.set(`${r.student_key}\u0000${r.topic_id}`, learnerStateFromRow(r));
   const events = await store.all<EventRow>(
     `SELECT student_key, topic_id, event_id, type, epoch_us(ts)::DOUBLE AS ts_us, is_correct, question_id
      FROM bkt_elo_new ORDER BY student_key, topic_id, ts, event_id`,

@@ -19,6 +19,7 @@ import { formatModelVersion, Registry } from "../registry/registry.ts";
 import { type ModelVersion, RegistryError, SqlRegistryStore } from "../registry/store.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { EXPERIMENT_DDL, REGISTRY_DDL } from "../storage/schema.ts";
+import { type LearnerStateRow, learnerStateFromRow } from "../storage/stateStore.ts";
 import { attemptFeatures } from "../training/attemptFeatures.ts";
 import { type BlendArtifact, BlendAttemptModel } from "../training/blendTrain.ts";
 import { type GbtArtifact, GbtAttemptModel } from "../training/gbtTrain.ts";
@@ -26,7 +27,7 @@ import { type MlpArtifact, MlpAttemptModel } from "../training/mlpTrain.ts";
 import type { ResponseLog } from "../training/responses.ts";
 import { selectRows } from "../training/trainingSet.ts";
 import type { ArmAssignment, ExperimentArms } from "./experimentArms.ts";
-import { stateFromRow, topicParamsResolver } from "./learnerState.ts";
+import { topicParamsResolver } from "./learnerState.ts";
 
 /**
  * Scores served from the model registry (issue 6 item 2).
@@ -399,13 +400,13 @@ async function scoreStateModel(
   paramsFor: (topicId: string) => TopicParams,
 ): Promise<Map<string, ScoredTopic>> {
   const column = kind === "bkt" ? "bkt_model_version" : "elo_model_version";
-  const rows = await store.all<Parameters<typeof stateFromRow>[0] & { version: string }>(
+  const rows = await store.all<LearnerStateRow & { version: string }>(
     `SELECT s.*, epoch_us(s.last_ts)::DOUBLE AS last_ts_us, s.${column} AS version
      FROM learner_state s WHERE s.student_key = $1`,
     [studentKey],
   );
   const stored = new Map<string, LearnerState>();
-  for (const r of rows) if (r.version === fileVersion) stored.set(r.topic_id, stateFromRow(r));
+  for (const r of rows) if (r.version === fileVersion) stored.set(r.topic_id, learnerStateFromRow(r));
   const replay = topicIds.filter((t) => !stored.has(t));
   const events = new Map<string, QuizRow[]>();
   if (replay.length > 0) {

@@ -1,5 +1,6 @@
 import { DuckDBTimestampValue, listValue } from "@duckdb/node-api";
 import { Redis } from "ioredis";
+import type { LearnerState } from "../models/learnerState.ts";
 import type { DuckStore } from "./duckdb.ts";
 import { STREAM_DDL } from "./schema.ts";
 
@@ -16,25 +17,53 @@ import { STREAM_DDL } from "./schema.ts";
  */
 
 /** The stored state: models/learnerState.ts LearnerState plus the versions of the models that built it. */
-export interface StoredLearnerState {
-  pMastery: number;
-  bktN: number;
-  eloAbility: number;
-  eloN: number;
-  correctN: number;
-  correctStreak: number;
-  lastTs: number | null;
-  lastEventId: string | null;
-  bktCorrectDelta: number;
-  bktIncorrectDelta: number;
-  bktLearnDelta: number;
-  bktStreakObsDelta: number;
-  bktStreakLearnDelta: number;
-  eloCorrectDelta: number;
-  eloIncorrectDelta: number;
-  eloStreakDelta: number;
+export interface StoredLearnerState extends LearnerState {
   bktModelVersion: string;
   eloModelVersion: string;
+}
+
+/** A learner_state row as read from SQL (last_ts as epoch microseconds). */
+export type LearnerStateRow = {
+  student_key: string;
+  topic_id: string;
+  p_mastery: number;
+  elo_ability: number;
+  elo_n: number;
+  bkt_n: number;
+  last_ts_us: number | null;
+  last_event_id: string | null;
+  correct_streak: number;
+  correct_n: number;
+  bkt_correct_delta: number;
+  bkt_incorrect_delta: number;
+  bkt_learn_delta: number;
+  bkt_streak_obs_delta: number;
+  bkt_streak_learn_delta: number;
+  elo_correct_delta: number;
+  elo_incorrect_delta: number;
+  elo_streak_delta: number;
+};
+
+/** LearnerState from a learner_state row (the one mapping used by the batch job, the updater and the server). */
+export function learnerStateFromRow(r: LearnerStateRow): LearnerState {
+  return {
+    pMastery: r.p_mastery,
+    bktN: r.bkt_n,
+    eloAbility: r.elo_ability,
+    eloN: r.elo_n,
+    correctN: r.correct_n,
+    correctStreak: r.correct_streak,
+    lastTs: r.last_ts_us,
+    lastEventId: r.last_event_id,
+    bktCorrectDelta: r.bkt_correct_delta,
+    bktIncorrectDelta: r.bkt_incorrect_delta,
+    bktLearnDelta: r.bkt_learn_delta,
+    bktStreakObsDelta: r.bkt_streak_obs_delta,
+    bktStreakLearnDelta: r.bkt_streak_learn_delta,
+    eloCorrectDelta: r.elo_correct_delta,
+    eloIncorrectDelta: r.elo_incorrect_delta,
+    eloStreakDelta: r.elo_streak_delta,
+  };
 }
 
 /** Numeric fields of StoredLearnerState, in a fixed order (Redis hash fields, comparisons). */
@@ -326,25 +355,7 @@ function stateFromHash(h: Record<string, string>): StoredLearnerState {
 // DuckDB (embedded: one process holds the file, and the updater runs one batch at a time, so the
 // revision check never fails in practice; it is kept so both stores behave the same)
 
-type DuckStateRow = {
-  student_key: string;
-  topic_id: string;
-  p_mastery: number;
-  elo_ability: number;
-  elo_n: number;
-  bkt_n: number;
-  last_ts_us: number | null;
-  last_event_id: string | null;
-  correct_streak: number;
-  correct_n: number;
-  bkt_correct_delta: number;
-  bkt_incorrect_delta: number;
-  bkt_learn_delta: number;
-  bkt_streak_obs_delta: number;
-  bkt_streak_learn_delta: number;
-  elo_correct_delta: number;
-  elo_incorrect_delta: number;
-  elo_streak_delta: number;
+type DuckStateRow = LearnerStateRow & {
   bkt_model_version: string;
   elo_model_version: string;
   rev: bigint | number | null;
@@ -366,22 +377,7 @@ const DUCK_STATE_COLUMNS = `student_key, topic_id, p_mastery, elo_ability, elo_n
 
 function stateFromDuck(r: DuckStateRow): StoredLearnerState {
   return {
-    pMastery: r.p_mastery,
-    bktN: r.bkt_n,
-    eloAbility: r.elo_ability,
-    eloN: r.elo_n,
-    correctN: r.correct_n,
-    correctStreak: r.correct_streak,
-    lastTs: r.last_ts_us,
-    lastEventId: r.last_event_id,
-    bktCorrectDelta: r.bkt_correct_delta,
-    bktIncorrectDelta: r.bkt_incorrect_delta,
-    bktLearnDelta: r.bkt_learn_delta,
-    bktStreakObsDelta: r.bkt_streak_obs_delta,
-    bktStreakLearnDelta: r.bkt_streak_learn_delta,
-    eloCorrectDelta: r.elo_correct_delta,
-    eloIncorrectDelta: r.elo_incorrect_delta,
-    eloStreakDelta: r.elo_streak_delta,
+    ...learnerStateFromRow(r),
     bktModelVersion: r.bkt_model_version,
     eloModelVersion: r.elo_model_version,
   };
