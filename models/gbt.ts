@@ -288,7 +288,7 @@ class Trainer {
   readonly scratch: Uint32Array;
   /** Interleaved gradient/hessian: gh[2r] = g_r, gh[2r+1] = h_r. */
   readonly gh: Float64Array;
-  /** Column-major bin codes (the histogram builder's copy, shared with its threads). */
+  /** Row-major bin codes (the histogram builder's copy, shared with its threads). */
   readonly bins: Uint8Array;
   private readonly hb: HistogramBuilder;
 
@@ -406,13 +406,12 @@ class Trainer {
 
   /** Stable in-place partition of rowIdx[start..end) by the split; returns the first right position. */
   private partition(start: number, end: number, f: number, bin: number, defaultLeft: boolean): number {
-    const { rowIdx, scratch, n, bins } = this;
-    const colOff = f * n;
+    const { rowIdx, scratch, nCols, bins } = this;
     let nl = start;
     let nr = 0;
     for (let k = start; k < end; k++) {
       const r = rowIdx[k]!;
-      const b = bins[colOff + r]!;
+      const b = bins[r * nCols + f]!;
       const goLeft = b === MISSING_BIN ? defaultLeft : b <= bin;
       if (goLeft) rowIdx[nl++] = r;
       else scratch[nr++] = r;
@@ -554,7 +553,7 @@ class Trainer {
     const { bins } = this;
     let i = 0;
     while (tb.feature[i]! >= 0) {
-      const b = bins[tb.feature[i]! * this.n + r]!;
+      const b = bins[r * this.nCols + tb.feature[i]!]!;
       const goLeft = b === MISSING_BIN ? tb.defaultLeft[i] === 1 : b <= tb.splitBin[i]!;
       i = goLeft ? tb.left[i]! : tb.right[i]!;
     }

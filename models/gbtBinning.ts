@@ -1,6 +1,6 @@
 /**
  * Quantile binning for histogram-based tree training: each feature's values are mapped once to small integer
- * bins (one byte each, column-major), so split finding scans at most 255 bins instead of sorted values.
+ * bins (one byte each, row-major), so split finding scans at most 255 bins instead of sorted values.
  *
  * Bin b of feature f holds values v with cuts[f][b-1] <= v < cuts[f][b] (b = number of cuts <= v), so a split
  * "bins 0..b go left" is exactly the raw-value rule "x < cuts[f][b] goes left" and trained trees predict on raw
@@ -14,7 +14,7 @@ export const MISSING_BIN = 255;
 export const MAX_VALUE_BINS = 255;
 
 export interface BinnedMatrix {
-  /** Column-major codes: bins[f * nRows + r]. */
+  /** Row-major codes: bins[r * nCols + f] (a row's codes share a cache line; see gbtHistogram.ts). */
   bins: Uint8Array;
   nRows: number;
   nCols: number;
@@ -128,13 +128,12 @@ export function binMatrix(X: Matrix, maxBins: number): BinnedMatrix {
     const c = quantileCuts(s, m, valueBins);
     cuts.push(c);
     nBins[f] = c.length + 1;
-    const off = f * nRows;
     padded.fill(Number.POSITIVE_INFINITY);
     padded.set(c);
     const last = c.length;
     for (let r = 0; r < nRows; r++) {
       const v = col[r]!;
-      bins[off + r] = Number.isNaN(v) ? MISSING_BIN : Math.min(binOfPadded(padded, v), last);
+      bins[r * nCols + f] = Number.isNaN(v) ? MISSING_BIN : Math.min(binOfPadded(padded, v), last);
     }
   }
   return { bins, nRows, nCols, cuts, nBins };
