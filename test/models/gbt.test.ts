@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { GbtInputError, GbtParamError, GradientBoostedTrees } from "../../models/gbt.ts";
-import { binMatrix, binOf, MISSING_BIN, quantileCuts } from "../../models/gbtBinning.ts";
+import { binMatrix, binOf, MISSING_BIN, quantileCuts, radixSortF64 } from "../../models/gbtBinning.ts";
 import { auc } from "../../models/metrics.ts";
 import { colMajor, type Matrix, rowMajor } from "../../models/treeEnsemble.ts";
 
@@ -67,6 +67,31 @@ describe("gbtBinning", () => {
         },
       ),
       { numRuns: 200, seed: 3 },
+    );
+  });
+});
+
+describe("radixSortF64", () => {
+  it("sorts exactly like Float64Array.prototype.sort (signed zeros, infinities, subnormals, ties)", () => {
+    const count = new Uint32Array(65536);
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.double({ noNaN: true }),
+            fc.constantFrom(0, -0, 5e-324, -5e-324, Number.MAX_VALUE, Number.POSITIVE_INFINITY),
+            fc.integer({ min: -3, max: 3 }),
+          ),
+          { maxLength: 200 },
+        ),
+        (values) => {
+          const s = Float64Array.from(values);
+          const want = Float64Array.from(values).sort();
+          radixSortF64(s, new Float64Array(s.length), count);
+          for (let i = 0; i < s.length; i++) expect(Object.is(s[i], want[i])).toBe(true);
+        },
+      ),
+      { numRuns: 300, seed: 5 },
     );
   });
 });
