@@ -305,7 +305,8 @@ class Trainer {
   readonly n: number;
   readonly nCols: number;
   readonly rowIdx: Uint32Array;
-  readonly scratch: Uint32Array;
+  /** partition's lookup: side[bin code] = 1 when the row goes left. */
+  private readonly side = new Uint8Array(256);
   /** Interleaved gradient/hessian: gh[2r] = g_r, gh[2r+1] = h_r. */
   readonly gh: Float64Array;
   /** Row-major bin codes (the histogram builder's copy, shared with its threads). */
@@ -327,7 +328,6 @@ class Trainer {
     this.rowIdx = this.hb.rowIdx;
     this.gh = this.hb.gh;
     this.bins = this.hb.bins;
-    this.scratch = new Uint32Array(this.n);
   }
 
   close(): void {
@@ -426,18 +426,9 @@ class Trainer {
 
   /** Stable in-place partition of rowIdx[start..end) by the split; returns the first right position. */
   private partition(start: number, end: number, f: number, bin: number, defaultLeft: boolean): number {
-    const { rowIdx, scratch, nCols, bins } = this;
-    let nl = start;
-    let nr = 0;
-    for (let k = start; k < end; k++) {
-      const r = rowIdx[k]!;
-      const b = bins[r * nCols + f]!;
-      const goLeft = b === MISSING_BIN ? defaultLeft : b <= bin;
-      if (goLeft) rowIdx[nl++] = r;
-      else scratch[nr++] = r;
-    }
-    rowIdx.set(scratch.subarray(0, nr), nl);
-    return nl;
+    const side = this.side;
+    for (let b = 0; b < 256; b++) side[b] = b === MISSING_BIN ? (defaultLeft ? 1 : 0) : b <= bin ? 1 : 0;
+    return this.hb.partition(start, end, f, side);
   }
 
   private canSplit(depth: number, H: number, count: number): boolean {

@@ -73,6 +73,34 @@ export function histKernel(
   }
 }
 
+/**
+ * Stable partition of rowIdx[start..end) by side[bin of feature f] (1 = left): left rows are compacted in
+ * place from `start`, right rows go to scratch[start..). Returns the number of left rows. Branch-free (which
+ * side a row goes is a coin flip to the branch predictor). Self-contained: worker threads run its source.
+ */
+export function partitionKernel(
+  rowIdx: Uint32Array,
+  scratch: Uint32Array,
+  bins: Uint8Array,
+  nCols: number,
+  f: number,
+  side: Uint8Array,
+  start: number,
+  end: number,
+): number {
+  let nl = start;
+  let nr = start;
+  for (let k = start; k < end; k++) {
+    const r = rowIdx[k]!;
+    const left = side[bins[r * nCols + f]!]!;
+    rowIdx[nl] = r;
+    scratch[nr] = r;
+    nl += left;
+    nr += 1 - left;
+  }
+  return nl - start;
+}
+
 /** Builds histograms for one training run; the trainer owns bins, gh, rowIdx and histograms through it. */
 export interface HistogramBuilder {
   readonly gh: Float64Array;
@@ -82,13 +110,31 @@ export interface HistogramBuilder {
   take(): Float64Array;
   release(h: Float64Array): void;
   build(hist: Float64Array, start: number, end: number, all: boolean): void;
+  /**
+   * Stable in-place partition of rowIdx[start..end): rows whose feature-f code c has side[c] = 1 first.
+   * Returns the first right position.
+   */
+  partition(start: number, end: number, f: number, side: Uint8Array): number;
   close(): void;
+}
+
+/** Moves the right rows from scratch after the left ones (single-range case); returns the first right position. */
+function finishPartition(
+  rowIdx: Uint32Array,
+  scratch: Uint32Array,
+  start: number,
+  end: number,
+  nl: number,
+): number {
+  rowIdx.set(scratch.subarray(start, start + (end - start - nl)), start + nl);
+  return start + nl;
 }
 
 /** Single-threaded builder over ordinary typed arrays. */
 export class SerialHistogramBuilder implements HistogramBuilder {
   readonly gh: Float64Array;
   readonly rowIdx: Uint32Array;
+  private readonly scratch: Uint32Array;
   private readonly pool: Float64Array[] = [];
 
   constructor(
@@ -98,6 +144,7 @@ export class SerialHistogramBuilder implements HistogramBuilder {
   ) {
     this.gh = new Float64Array(2 * n);
     this.rowIdx = new Uint32Array(n);
+    this.scratch = new Uint32Array(n);
   }
 
   take(): Float64Array {
@@ -112,12 +159,17 @@ export class SerialHistogramBuilder implements HistogramBuilder {
     histKernel(hist, this.bins, this.nCols, this.n, this.gh, this.rowIdx, start, end, all, 0, this.nCols);
   }
 
+  partition(start: number, end: number, f: number, side: Uint8Array): number {
+    const nl = partitionKernel(this.rowIdx, this.scratch, this.bins, this.nCols, f, side, start, end);
+    return finishPartition(this.rowIdx, this.scratch, start, end, nl);
+  }
+
   close(): void {}
 }
 
 // Control words (Int32Array over a SharedArrayBuffer).
 const SEQ = 0; // task sequence number; workers wait on it
-const CMD = 1; // 1 = build, 2 = exit
+const CMD = 1; // 1 = build, 2 = exit, 3 = partition
 const NEXT = 2; // (seq & 0x7fffff) << 8 | next block to claim
 const FINISHED = 3; // blocks finished in the current task
 const HIST = 4; // histogram slot in the arena
@@ -126,15 +178,19 @@ const END = 6;
 const ALL = 7;
 const NBLOCKS = 8;
 const BLOCKSIZE = 9; // features per block
+const FEATURE = 10; // partition: split feature
+const LEFT0 = 11; // partition: left count of block 0 (block 1 at LEFT0 + 1)
 
 /** Worker entry; runs from its source text (CommonJS eval worker), so it must not reference module scope. */
-function workerMain(kernel: typeof histKernel): void {
+function workerMain(kernel: typeof histKernel, pKernel: typeof partitionKernel): void {
   const { workerData } = require("node:worker_threads");
-  const { ctl, bins, gh, rowIdx, arena, n, nCols } = workerData as {
+  const { ctl, bins, gh, rowIdx, scratch, side, arena, n, nCols } = workerData as {
     ctl: Int32Array;
     bins: Uint8Array;
     gh: Float64Array;
     rowIdx: Uint32Array;
+    scratch: Uint32Array;
+    side: Uint8Array;
     arena: Float64Array;
     n: number;
     nCols: number;
@@ -157,6 +213,14 @@ function workerMain(kernel: typeof histKernel): void {
       const nBlocks = ctl[8]!;
       if (blk >= nBlocks) break;
       if (Atomics.compareExchange(ctl, 2, cur, cur + 1) !== cur) continue;
+      if (ctl[1] === 3) {
+        // Partition: block 0 is [start, start + half), block 1 the rest (half in ctl[7]).
+        const a = blk === 0 ? ctl[5]! : ctl[5]! + ctl[7]!;
+        const b = blk === 0 ? ctl[5]! + ctl[7]! : ctl[6]!;
+        ctl[11 + blk] = pKernel(rowIdx, scratch, bins, nCols, ctl[10]!, side, a, b);
+        if (Atomics.add(ctl, 3, 1) + 1 === nBlocks) Atomics.notify(ctl, 3);
+        continue;
+      }
       const slot = ctl[4]!;
       const hist = arena.subarray(slot * histSize, (slot + 1) * histSize);
       const block = ctl[9]!;
@@ -187,6 +251,8 @@ export class ParallelHistogramBuilder implements HistogramBuilder {
   readonly gh: Float64Array;
   readonly rowIdx: Uint32Array;
   readonly bins: Uint8Array;
+  private readonly scratch: Uint32Array;
+  private readonly side: Uint8Array;
   private readonly ctl: Int32Array;
   private readonly arena: Float64Array;
   private readonly histSize: number;
@@ -208,6 +274,8 @@ export class ParallelHistogramBuilder implements HistogramBuilder {
     this.bins.set(bins);
     this.gh = new Float64Array(new SharedArrayBuffer(16 * n));
     this.rowIdx = new Uint32Array(new SharedArrayBuffer(4 * n));
+    this.scratch = new Uint32Array(new SharedArrayBuffer(4 * n));
+    this.side = new Uint8Array(new SharedArrayBuffer(256));
     this.ctl = new Int32Array(new SharedArrayBuffer(64));
     this.histSize = nCols * HIST_STRIDE;
     this.arena = new Float64Array(new SharedArrayBuffer(8 * this.histSize * slots));
@@ -216,7 +284,7 @@ export class ParallelHistogramBuilder implements HistogramBuilder {
     this.block = Math.ceil(nCols / threads);
     this.nBlocks = Math.ceil(nCols / this.block);
     // Bundlers may wrap functions in a __name() helper; the stub keeps the source text runnable.
-    const source = `const __name = (f) => f;\n(${workerMain.toString()})(${histKernel.toString()});`;
+    const source = `const __name = (f) => f;\n(${workerMain.toString()})(${histKernel.toString()}, ${partitionKernel.toString()});`;
     for (let w = 0; w < threads - 1; w++) {
       const worker = new Worker(source, {
         eval: true,
@@ -225,6 +293,8 @@ export class ParallelHistogramBuilder implements HistogramBuilder {
           bins: this.bins,
           gh: this.gh,
           rowIdx: this.rowIdx,
+          scratch: this.scratch,
+          side: this.side,
           arena: this.arena,
           n,
           nCols,
@@ -257,8 +327,6 @@ export class ParallelHistogramBuilder implements HistogramBuilder {
       return;
     }
     const ctl = this.ctl;
-    this.seq = (this.seq + 1) & 0x7fffff;
-    const tag = this.seq << 8;
     ctl[CMD] = 1;
     ctl[HIST] = slot;
     ctl[START] = start;
@@ -266,10 +334,7 @@ export class ParallelHistogramBuilder implements HistogramBuilder {
     ctl[ALL] = all ? 1 : 0;
     ctl[NBLOCKS] = this.nBlocks;
     ctl[BLOCKSIZE] = this.block;
-    Atomics.store(ctl, FINISHED, 0);
-    Atomics.store(ctl, NEXT, tag);
-    Atomics.store(ctl, SEQ, this.seq);
-    Atomics.notify(ctl, SEQ);
+    this.dispatch();
     for (;;) {
       const cur = Atomics.load(ctl, NEXT);
       const blk = cur & 0xff;
@@ -291,10 +356,70 @@ export class ParallelHistogramBuilder implements HistogramBuilder {
       );
       Atomics.add(ctl, FINISHED, 1);
     }
-    for (let spin = 0; spin < 100000 && Atomics.load(ctl, FINISHED) < this.nBlocks; spin++);
+    this.await(this.nBlocks);
+  }
+
+  /**
+   * Big nodes: the caller and a worker each partition one half stably (left rows compacted in place, right
+   * rows to scratch), then the halves are concatenated as leftA leftB rightA rightB, which is the serial
+   * order, so the result does not depend on the thread count.
+   */
+  partition(start: number, end: number, f: number, side: Uint8Array): number {
+    const { rowIdx, scratch } = this;
+    if (this.workers.length === 0 || end - start < MIN_PARALLEL_ROWS) {
+      const nl = partitionKernel(rowIdx, scratch, this.bins, this.nCols, f, side, start, end);
+      return finishPartition(rowIdx, scratch, start, end, nl);
+    }
+    const ctl = this.ctl;
+    const half = (end - start) >>> 1;
+    this.side.set(side);
+    ctl[CMD] = 3;
+    ctl[START] = start;
+    ctl[END] = end;
+    ctl[ALL] = half;
+    ctl[FEATURE] = f;
+    ctl[NBLOCKS] = 2;
+    this.dispatch();
+    for (;;) {
+      const cur = Atomics.load(ctl, NEXT);
+      const blk = cur & 0xff;
+      if (blk >= 2) break;
+      if (Atomics.compareExchange(ctl, NEXT, cur, cur + 1) !== cur) continue;
+      const a = blk === 0 ? start : start + half;
+      const b = blk === 0 ? start + half : end;
+      ctl[LEFT0 + blk] = partitionKernel(rowIdx, scratch, this.bins, this.nCols, f, this.side, a, b);
+      Atomics.add(ctl, FINISHED, 1);
+    }
+    this.await(2);
+    const m0 = start + half;
+    const nlA = ctl[LEFT0]!;
+    const nlB = ctl[LEFT0 + 1]!;
+    const nrA = half - nlA;
+    const nrB = end - m0 - nlB;
+    rowIdx.copyWithin(start + nlA, m0, m0 + nlB);
+    const mid = start + nlA + nlB;
+    rowIdx.set(scratch.subarray(start, start + nrA), mid);
+    rowIdx.set(scratch.subarray(m0, m0 + nrB), mid + nrA);
+    return mid;
+  }
+
+  /** Publishes the task set up in ctl to the workers. */
+  private dispatch(): void {
+    const ctl = this.ctl;
+    this.seq = (this.seq + 1) & 0x7fffff;
+    Atomics.store(ctl, FINISHED, 0);
+    Atomics.store(ctl, NEXT, this.seq << 8);
+    Atomics.store(ctl, SEQ, this.seq);
+    Atomics.notify(ctl, SEQ);
+  }
+
+  /** Waits until `nBlocks` blocks of the current task are finished (spinning briefly first). */
+  private await(nBlocks: number): void {
+    const ctl = this.ctl;
+    for (let spin = 0; spin < 100000 && Atomics.load(ctl, FINISHED) < nBlocks; spin++);
     for (;;) {
       const done = Atomics.load(ctl, FINISHED);
-      if (done >= this.nBlocks) break;
+      if (done >= nBlocks) break;
       Atomics.wait(ctl, FINISHED, done);
     }
   }

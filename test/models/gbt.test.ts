@@ -260,8 +260,9 @@ describe("GradientBoostedTrees", () => {
     expect(other.trees).not.toEqual(a.trees);
   });
 
-  it("trains the same model with worker threads as without (feature-parallel histograms)", () => {
-    const n = 3000;
+  it("trains the same model with worker threads as without (feature-parallel histograms, split partitions)", () => {
+    // Enough rows that the top nodes go through the threaded paths (MIN_PARALLEL_ROWS = 4096).
+    const n = 12000;
     const d = 9;
     const { X, raw, rnd } = randomData(n, d, 77);
     for (let i = 0; i < raw.length; i++) if (rnd() < 0.05) raw[i] = Number.NaN;
