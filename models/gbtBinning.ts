@@ -156,6 +156,16 @@ export function radixSortF64(s: Float64Array, tmp: Float64Array, count: Uint32Ar
   }
 }
 
+/** Buckets of binMatrix's value-to-bin lookup table (16x the bins, so a bucket rarely spans a cut). */
+const BUCKETS = 4096;
+
+/** Bucket of v in [lo, hi] (values outside clamp to the end buckets). */
+function bucketOf(v: number, lo: number, hi: number, scale: number): number {
+  if (!(v > lo)) return 0;
+  if (v >= hi) return BUCKETS - 1;
+  return Math.min(BUCKETS - 1, Math.floor((v - lo) * scale));
+}
+
 /** Bins every column of X into at most `maxBins` (2..256; 256 means 255 value bins + the missing code). */
 export function binMatrix(X: Matrix, maxBins: number): BinnedMatrix {
   checkMatrix(X);
@@ -172,6 +182,7 @@ export function binMatrix(X: Matrix, maxBins: number): BinnedMatrix {
   const tmp = new Float64Array(nRows);
   const count = new Uint32Array(65536);
   const padded = new Float64Array(256);
+  const table = new Int32Array(BUCKETS);
   for (let f = 0; f < nCols; f++) {
     if (X.layout === "col") col.set(X.data.subarray(f * nRows, (f + 1) * nRows));
     else for (let r = 0; r < nRows; r++) col[r] = X.data[r * nCols + f]!;
@@ -185,12 +196,38 @@ export function binMatrix(X: Matrix, maxBins: number): BinnedMatrix {
     const c = quantileCuts(s, m, valueBins);
     cuts.push(c);
     nBins[f] = c.length + 1;
-    padded.fill(Number.POSITIVE_INFINITY);
-    padded.set(c);
     const last = c.length;
-    for (let r = 0; r < nRows; r++) {
-      const v = col[r]!;
-      bins[r * nCols + f] = Number.isNaN(v) ? MISSING_BIN : Math.min(binOfPadded(padded, v), last);
+    const lo = m > 0 ? s[0]! : 0;
+    const hi = m > 0 ? s[m - 1]! : 0;
+    const scale = BUCKETS / (hi - lo);
+    if (m > 0 && Number.isFinite(scale) && scale > 0) {
+      // Bucket lookup: table[k] = smallest bin of any value in bucket k (computed with the same bucketOf, so it
+      // is a lower bound for every value landing there), then step up past cuts <= v: exact, ~0-1 steps.
+      table.fill(last);
+      let b = 0;
+      for (let i = 0; i < m; i++) {
+        const v = s[i]!;
+        while (b < last && c[b]! <= v) b++;
+        const k = bucketOf(v, lo, hi, scale);
+        if (b < table[k]!) table[k] = b;
+      }
+      for (let r = 0; r < nRows; r++) {
+        const v = col[r]!;
+        if (Number.isNaN(v)) {
+          bins[r * nCols + f] = MISSING_BIN;
+          continue;
+        }
+        let bb = table[bucketOf(v, lo, hi, scale)]!;
+        while (bb < last && c[bb]! <= v) bb++;
+        bins[r * nCols + f] = bb;
+      }
+    } else {
+      padded.fill(Number.POSITIVE_INFINITY);
+      padded.set(c);
+      for (let r = 0; r < nRows; r++) {
+        const v = col[r]!;
+        bins[r * nCols + f] = Number.isNaN(v) ? MISSING_BIN : Math.min(binOfPadded(padded, v), last);
+      }
     }
   }
   return { bins, nRows, nCols, cuts, nBins };
