@@ -15,7 +15,12 @@ import {
   type TopicParams,
 } from "../models/learnerState.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
-import { type LearnerStateRow, learnerStateFromRow } from "../storage/stateStore.ts";
+import {
+  appendLearnerStateRow,
+  LEARNER_STATE_COLUMNS,
+  type LearnerStateRow,
+  learnerStateFromRow,
+} from "../storage/stateStore.ts";
 
 /**
  * The BKT + Elo scoring job: replays raw_events per (student_key, topic_id) in (ts, event_id)
@@ -205,31 +210,6 @@ const DEDUPED_EVENTS = `WITH ev AS (
   QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1
 )`;
 
-/** learner_state columns in the order the staging table and the INSERT use. */
-const STATE_COLUMNS = [
-  "student_key",
-  "topic_id",
-  "p_mastery",
-  "elo_ability",
-  "elo_n",
-  "bkt_n",
-  "last_ts",
-  "last_event_id",
-  "correct_streak",
-  "updated_at",
-  "correct_n",
-  "bkt_correct_delta",
-  "bkt_incorrect_delta",
-  "bkt_learn_delta",
-  "bkt_streak_obs_delta",
-  "bkt_streak_learn_delta",
-  "elo_correct_delta",
-  "elo_incorrect_delta",
-  "elo_streak_delta",
-  "bkt_model_version",
-  "elo_model_version",
-].join(", ");
-
 export interface ScoreBktEloOptions {
   /** Replay every key from its first event, ignoring stored states. */
   full?: boolean;
@@ -301,7 +281,7 @@ export async function scoreBktElo(
   const nKeys = Number(totalKeys?.k ?? 0n);
 
   await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_elo_state AS SELECT ${STATE_COLUMNS} FROM learner_state LIMIT 0`,
+    `CREATE OR REPLACE TEMP TABLE bkt_elo_state AS SELECT ${LEARNER_STATE_COLUMNS} FROM learner_state LIMIT 0`,
   );
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_elo_score (
@@ -353,33 +333,15 @@ export async function scoreBktElo(
       state = applyEvent(state, ev, params);
     }
     const s = state;
-    stateApp.appendVarchar(first.student_key);
-    stateApp.appendVarchar(first.topic_id);
-    stateApp.appendDouble(s.pMastery);
-    stateApp.appendDouble(s.eloAbility);
-    stateApp.appendInteger(s.eloN);
-    stateApp.appendInteger(s.bktN);
-    if (s.lastTs === null) stateApp.appendNull();
-    else stateApp.appendTimestamp(micros(s.lastTs));
-    if (s.lastEventId === null) stateApp.appendNull();
-    else stateApp.appendVarchar(s.lastEventId);
-    stateApp.appendInteger(s.correctStreak);
-    stateApp.appendTimestamp(micros(nowUs));
-    stateApp.appendInteger(s.correctN);
-    for (const v of [
-      s.bktCorrectDelta,
-      s.bktIncorrectDelta,
-      s.bktLearnDelta,
-      s.bktStreakObsDelta,
-      s.bktStreakLearnDelta,
-      s.eloCorrectDelta,
-      s.eloIncorrectDelta,
-      s.eloStreakDelta,
-    ])
-      stateApp.appendDouble(v);
-    stateApp.appendVarchar(models.bktVersion);
-    stateApp.appendVarchar(models.eloVersion);
-    stateApp.endRow();
+    appendLearnerStateRow(
+      stateApp,
+      first.student_key,
+      first.topic_id,
+      s,
+      nowUs,
+      models.bktVersion,
+      models.eloVersion,
+    );
     const asOf = s.lastTs ?? nowUs;
     writeScore(first.student_key, first.topic_id, bktMastery(s, params), "bkt", models.bktVersion, asOf);
     writeScore(first.student_key, first.topic_id, eloMastery(s, params), "elo", models.eloVersion, asOf);
@@ -393,7 +355,7 @@ export async function scoreBktElo(
   await store.transaction(async () => {
     if (opts.full === true) await store.run("DELETE FROM learner_state");
     await store.run(
-      `INSERT OR REPLACE INTO learner_state (${STATE_COLUMNS}) SELECT ${STATE_COLUMNS} FROM bkt_elo_state`,
+      `INSERT OR REPLACE INTO learner_state (${LEARNER_STATE_COLUMNS}) SELECT ${LEARNER_STATE_COLUMNS} FROM bkt_elo_state`,
     );
     await store.run(
       `INSERT OR REPLACE INTO student_mastery

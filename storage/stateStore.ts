@@ -1,4 +1,4 @@
-import { DuckDBTimestampValue, listValue } from "@duckdb/node-api";
+import { type DuckDBAppender, DuckDBTimestampValue, listValue } from "@duckdb/node-api";
 import { Redis } from "ioredis";
 import type { LearnerState } from "../models/learnerState.ts";
 import type { DuckStore } from "./duckdb.ts";
@@ -370,10 +370,50 @@ const DUCK_SELECT = `SELECT s.student_key, s.topic_id, s.p_mastery, s.elo_abilit
 
 const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
 
-const DUCK_STATE_COLUMNS = `student_key, topic_id, p_mastery, elo_ability, elo_n, bkt_n, last_ts, last_event_id,
+/** learner_state columns in the order appendLearnerStateRow writes them. */
+export const LEARNER_STATE_COLUMNS = `student_key, topic_id, p_mastery, elo_ability, elo_n, bkt_n, last_ts, last_event_id,
   correct_streak, updated_at, correct_n, bkt_correct_delta, bkt_incorrect_delta, bkt_learn_delta,
   bkt_streak_obs_delta, bkt_streak_learn_delta, elo_correct_delta, elo_incorrect_delta, elo_streak_delta,
   bkt_model_version, elo_model_version`;
+
+/** Appends one learner_state row in LEARNER_STATE_COLUMNS order (used by the updater and the batch job). */
+export function appendLearnerStateRow(
+  ap: DuckDBAppender,
+  studentKey: string,
+  topicId: string,
+  s: LearnerState,
+  updatedAtUs: number,
+  bktModelVersion: string,
+  eloModelVersion: string,
+): void {
+  ap.appendVarchar(studentKey);
+  ap.appendVarchar(topicId);
+  ap.appendDouble(s.pMastery);
+  ap.appendDouble(s.eloAbility);
+  ap.appendInteger(s.eloN);
+  ap.appendInteger(s.bktN);
+  if (s.lastTs === null) ap.appendNull();
+  else ap.appendTimestamp(micros(s.lastTs));
+  if (s.lastEventId === null) ap.appendNull();
+  else ap.appendVarchar(s.lastEventId);
+  ap.appendInteger(s.correctStreak);
+  ap.appendTimestamp(micros(updatedAtUs));
+  ap.appendInteger(s.correctN);
+  for (const v of [
+    s.bktCorrectDelta,
+    s.bktIncorrectDelta,
+    s.bktLearnDelta,
+    s.bktStreakObsDelta,
+    s.bktStreakLearnDelta,
+    s.eloCorrectDelta,
+    s.eloIncorrectDelta,
+    s.eloStreakDelta,
+  ])
+    ap.appendDouble(v);
+  ap.appendVarchar(bktModelVersion);
+  ap.appendVarchar(eloModelVersion);
+  ap.endRow();
+}
 
 function stateFromDuck(r: DuckStateRow): StoredLearnerState {
   return {
@@ -469,43 +509,25 @@ export class DuckStateStore implements StateStore {
       }
       if (ok.length === 0) return out;
       await d.run(
-        `CREATE OR REPLACE TEMP TABLE __ls_stage AS SELECT ${DUCK_STATE_COLUMNS} FROM learner_state LIMIT 0`,
+        `CREATE OR REPLACE TEMP TABLE __ls_stage AS SELECT ${LEARNER_STATE_COLUMNS} FROM learner_state LIMIT 0`,
       );
       const ap = await d.conn.createAppender("__ls_stage", "main", "temp");
       for (const c of ok) {
         const s = c.state;
-        ap.appendVarchar(c.studentKey);
-        ap.appendVarchar(c.topicId);
-        ap.appendDouble(s.pMastery);
-        ap.appendDouble(s.eloAbility);
-        ap.appendInteger(s.eloN);
-        ap.appendInteger(s.bktN);
-        if (s.lastTs === null) ap.appendNull();
-        else ap.appendTimestamp(micros(s.lastTs));
-        if (s.lastEventId === null) ap.appendNull();
-        else ap.appendVarchar(s.lastEventId);
-        ap.appendInteger(s.correctStreak);
-        ap.appendTimestamp(micros(c.updatedAtUs));
-        ap.appendInteger(s.correctN);
-        for (const v of [
-          s.bktCorrectDelta,
-          s.bktIncorrectDelta,
-          s.bktLearnDelta,
-          s.bktStreakObsDelta,
-          s.bktStreakLearnDelta,
-          s.eloCorrectDelta,
-          s.eloIncorrectDelta,
-          s.eloStreakDelta,
-        ])
-          ap.appendDouble(v);
-        ap.appendVarchar(s.bktModelVersion);
-        ap.appendVarchar(s.eloModelVersion);
-        ap.endRow();
+        appendLearnerStateRow(
+          ap,
+          c.studentKey,
+          c.topicId,
+          s,
+          c.updatedAtUs,
+          s.bktModelVersion,
+          s.eloModelVersion,
+        );
       }
       ap.flushSync();
       ap.closeSync();
       await d.run(
-        `INSERT OR REPLACE INTO learner_state (${DUCK_STATE_COLUMNS}) SELECT ${DUCK_STATE_COLUMNS} FROM __ls_stage`,
+        `INSERT OR REPLACE INTO learner_state (${LEARNER_STATE_COLUMNS}) SELECT ${LEARNER_STATE_COLUMNS} FROM __ls_stage`,
       );
       await d.run("DROP TABLE __ls_stage");
       const final = new Map<string, { sk: string; tp: string; rev: number }>();
