@@ -89,17 +89,50 @@ export function bktPredict(params: BktParams, pL: number): number {
 }
 
 /**
+ * One filtering step on a belief held as the pair (P(U), P(L)) in st[i], st[i + 1]: Bayes' rule on the
+ * answer, then the learn/forget transition; writes the belief before the next attempt back in place.
+ *
+ * Both probabilities are carried because P(U) = 1 - P(L) rounds to exactly 0 after about 20 correct
+ * answers in a row; from then on no number of wrong answers could lower P(L) again. Kept apart, P(U)
+ * shrinks to 1e-30 and a few wrong answers bring it back, as the model says (pyBKT's forward pass also
+ * keeps both). Nothing here subtracts two probabilities, so both stay accurate to the last bit.
+ */
+export function bktStepPair(
+  learn: number,
+  forget: number,
+  guess: number,
+  slip: number,
+  st: Float64Array,
+  i: number,
+  correct: boolean,
+): void {
+  const k = st[i + 1]! * (correct ? 1 - slip : slip);
+  const u = st[i]! * (correct ? guess : 1 - guess);
+  const z = k + u;
+  // An answer impossible under both states (only with guess/slip at 0 or 1) leaves the belief as it was.
+  const postL = z > 0 ? k / z : st[i + 1]!;
+  const postU = z > 0 ? u / z : st[i]!;
+  st[i] = postL * forget + postU * (1 - learn);
+  st[i + 1] = postL * (1 - forget) + postU * learn;
+}
+
+/**
  * P(L) before the next attempt, given P(L) before this attempt and its outcome: Bayes' rule on the
- * observation, then one transition step (learn from U, forget from L).
+ * observation, then one transition step (learn from U, forget from L). For a long history keep the pair
+ * (P(U), P(L)) and use bktStepPair: P(L) alone cannot hold P(U) below 1e-16.
  */
 export function bktUpdate(params: BktParams, pL: number, correct: boolean | number): number {
-  const c = correct === true || correct === 1;
-  const eL = c ? 1 - params.slip : params.slip;
-  const eU = c ? params.guess : 1 - params.guess;
-  const num = pL * eL;
-  const den = num + (1 - pL) * eU;
-  const post = den > 0 ? num / den : pL;
-  return post * (1 - params.forget) + (1 - post) * params.learn;
+  const st = new Float64Array([1 - pL, pL]);
+  bktStepPair(
+    params.learn,
+    params.forget,
+    params.guess,
+    params.slip,
+    st,
+    0,
+    correct === true || correct === 1,
+  );
+  return st[1]!;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -611,26 +644,23 @@ export class BKT {
       const p = this.paramsFor(log.skillNames[s]!);
       table.set([p.prior, p.learn, p.forget, p.guess, p.slip], s * 5);
     }
-    // Rows are grouped by user, so one P(L) per skill suffices; `owner` marks whose state it holds.
-    const pL = new Float64Array(nSkills);
+    // Rows are grouped by user, so one belief (P(U), P(L)) per skill suffices; `owner` marks whose it is.
+    const belief = new Float64Array(2 * nSkills);
     const owner = new Int32Array(nSkills).fill(-1);
     const out = new Float64Array(log.n);
     for (let i = 0; i < log.n; i++) {
       const s = log.skill[i]!;
       const u = log.user[i]!;
       const o = s * 5;
-      const learn = table[o + 1]!;
-      const forget = table[o + 2]!;
+      if (owner[s] !== u) {
+        owner[s] = u;
+        belief[2 * s] = 1 - table[o]!;
+        belief[2 * s + 1] = table[o]!;
+      }
       const guess = table[o + 3]!;
       const slip = table[o + 4]!;
-      let p = owner[s] === u ? pL[s]! : table[o]!;
-      owner[s] = u;
-      out[i] = p * (1 - slip) + (1 - p) * guess;
-      const correct = log.correct[i] === 1;
-      const num = p * (correct ? 1 - slip : slip);
-      const post = num / (num + (1 - p) * (correct ? guess : 1 - guess));
-      p = post * (1 - forget) + (1 - post) * learn;
-      pL[s] = p;
+      out[i] = belief[2 * s + 1]! * (1 - slip) + belief[2 * s]! * guess;
+      bktStepPair(table[o + 1]!, table[o + 2]!, guess, slip, belief, 2 * s, log.correct[i] === 1);
     }
     return out;
   }

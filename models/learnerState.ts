@@ -1,4 +1,4 @@
-import { type BktParams, bktPredict, bktUpdate } from "./bkt.ts";
+import { type BktParams, bktStepPair } from "./bkt.ts";
 import { eloProbability, eloRatingStep } from "./elo.ts";
 import { type Explanation, explain, type Factor } from "./explanation.ts";
 
@@ -41,7 +41,10 @@ export interface TopicParams {
 }
 
 export interface LearnerState {
+  /** BKT P(learned). */
   pMastery: number;
+  /** BKT P(not learned), carried apart: 1 - pMastery rounds to 0 after a long streak (bktStepPair). */
+  pUnknown: number;
   bktN: number;
   eloAbility: number;
   eloN: number;
@@ -65,6 +68,7 @@ export interface LearnerState {
 export function initialLearnerState(params: TopicParams): LearnerState {
   return {
     pMastery: params.bkt.prior,
+    pUnknown: 1 - params.bkt.prior,
     bktN: 0,
     eloAbility: 0,
     eloN: 0,
@@ -101,15 +105,18 @@ export function applyEvent(state: LearnerState, event: LearnerEvent, params: Top
   if (event.type !== "quiz_attempt" || event.isCorrect === null) return next;
   const correct = event.isCorrect;
 
-  // BKT: split the update into Bayes' evidence and the transition (models/bkt.ts bktUpdate does both).
+  // BKT: Bayes' evidence of the answer, then the learn/forget transition (models/bkt.ts bktStepPair).
   const bkt = params.bkt;
   const p = state.pMastery;
-  const noTransition: BktParams = { ...bkt, learn: 0, forget: 0 };
-  const posterior = bktUpdate(noTransition, p, correct);
-  const after = bktUpdate(bkt, p, correct);
+  const belief = new Float64Array([state.pUnknown, p, state.pUnknown, p]);
+  bktStepPair(0, 0, bkt.guess, bkt.slip, belief, 0, correct);
+  bktStepPair(bkt.learn, bkt.forget, bkt.guess, bkt.slip, belief, 2, correct);
+  const posterior = belief[1]!;
+  const after = belief[3]!;
   const evidence = posterior - p;
   const transition = after - posterior;
   next.pMastery = after;
+  next.pUnknown = belief[2]!;
   next.bktN = state.bktN + 1;
 
   // Elo: the per-topic ability against this question's difficulty; the score reads an average item.
@@ -187,7 +194,7 @@ export function bktMastery(state: LearnerState, params: TopicParams): ExplainedS
 
 /** P(correct) on the next attempt under BKT (not the mastery score; for diagnostics). */
 export function bktNextCorrect(state: LearnerState, params: TopicParams): number {
-  return bktPredict(params.bkt, state.pMastery);
+  return state.pMastery * (1 - params.bkt.slip) + state.pUnknown * params.bkt.guess;
 }
 
 /**

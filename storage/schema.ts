@@ -154,8 +154,12 @@ export const CORE_DDL: readonly string[] = [
      elo_streak_delta DOUBLE NOT NULL,
      bkt_model_version VARCHAR NOT NULL,
      elo_model_version VARCHAR NOT NULL,
+     p_unknown DOUBLE,
      PRIMARY KEY (student_key, topic_id)
    )`,
+  // P(not learned) carried next to p_mastery: 1 - p_mastery rounds to 0 after a long streak
+  // (models/bkt.ts bktStepPair). Added after the first release; NULL in older rows means 1 - p_mastery.
+  "ALTER TABLE learner_state ADD COLUMN IF NOT EXISTS p_unknown DOUBLE",
 ];
 
 /**

@@ -42,12 +42,15 @@ export type LearnerStateRow = {
   elo_correct_delta: number;
   elo_incorrect_delta: number;
   elo_streak_delta: number;
+  /** NULL in rows written before the column existed (then 1 - p_mastery). */
+  p_unknown?: number | null;
 };
 
 /** LearnerState from a learner_state row (the one mapping used by the batch job, the updater and the server). */
 export function learnerStateFromRow(r: LearnerStateRow): LearnerState {
   return {
     pMastery: r.p_mastery,
+    pUnknown: r.p_unknown ?? 1 - r.p_mastery,
     bktN: r.bkt_n,
     eloAbility: r.elo_ability,
     eloN: r.elo_n,
@@ -69,6 +72,7 @@ export function learnerStateFromRow(r: LearnerStateRow): LearnerState {
 /** Numeric fields of StoredLearnerState, in a fixed order (Redis hash fields, comparisons). */
 export const STATE_NUMBER_FIELDS = [
   "pMastery",
+  "pUnknown",
   "bktN",
   "eloAbility",
   "eloN",
@@ -331,6 +335,7 @@ function stateFromHash(h: Record<string, string>): StoredLearnerState {
   const num = (f: string) => Number(h[f] ?? "0");
   return {
     pMastery: num("pMastery"),
+    pUnknown: h.pUnknown === undefined ? 1 - num("pMastery") : Number(h.pUnknown),
     bktN: num("bktN"),
     eloAbility: num("eloAbility"),
     eloN: num("eloN"),
@@ -365,7 +370,7 @@ const DUCK_SELECT = `SELECT s.student_key, s.topic_id, s.p_mastery, s.elo_abilit
   epoch_us(s.last_ts)::DOUBLE AS last_ts_us, s.last_event_id, s.correct_streak, s.correct_n,
   s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta, s.bkt_streak_obs_delta,
   s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta, s.elo_streak_delta,
-  s.bkt_model_version, s.elo_model_version, r.rev
+  s.bkt_model_version, s.elo_model_version, s.p_unknown, r.rev
   FROM learner_state s LEFT JOIN learner_state_rev r USING (student_key, topic_id)`;
 
 const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
@@ -374,7 +379,7 @@ const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(Bi
 export const LEARNER_STATE_COLUMNS = `student_key, topic_id, p_mastery, elo_ability, elo_n, bkt_n, last_ts, last_event_id,
   correct_streak, updated_at, correct_n, bkt_correct_delta, bkt_incorrect_delta, bkt_learn_delta,
   bkt_streak_obs_delta, bkt_streak_learn_delta, elo_correct_delta, elo_incorrect_delta, elo_streak_delta,
-  bkt_model_version, elo_model_version`;
+  bkt_model_version, elo_model_version, p_unknown`;
 
 /** Appends one learner_state row in LEARNER_STATE_COLUMNS order (used by the updater and the batch job). */
 export function appendLearnerStateRow(
@@ -412,6 +417,7 @@ export function appendLearnerStateRow(
     ap.appendDouble(v);
   ap.appendVarchar(bktModelVersion);
   ap.appendVarchar(eloModelVersion);
+  ap.appendDouble(s.pUnknown);
   ap.endRow();
 }
 

@@ -1,4 +1,4 @@
-import { BKT, type BktParams } from "../models/bkt.ts";
+import { BKT, type BktParams, bktStepPair } from "../models/bkt.ts";
 import { Elo } from "../models/elo.ts";
 import type { ResponseLog } from "./responses.ts";
 
@@ -228,7 +228,8 @@ export function attemptFeatures(log: ResponseLog, ctx: AttemptContext): AttemptF
   const skillRing = new Uint8Array(nSkills * RING);
   const skillLast = new Int8Array(nSkills);
   const skillStreak = new Int32Array(nSkills);
-  const pL = new Float64Array(nSkills);
+  // BKT belief per skill as the pair (P(U), P(L)) (models/bkt.ts bktStepPair).
+  const belief = new Float64Array(2 * nSkills);
   const pairTheta = new Float64Array(nSkills);
   const itemOwner = new Int32Array(nItems).fill(-1);
   const itemN = new Int32Array(nItems);
@@ -265,7 +266,8 @@ export function attemptFeatures(log: ResponseLog, ctx: AttemptContext): AttemptF
       skillC[s] = 0;
       skillLast[s] = -1;
       skillStreak[s] = 0;
-      pL[s] = bktTable[s * 5]!;
+      belief[2 * s] = 1 - bktTable[s * 5]!;
+      belief[2 * s + 1] = bktTable[s * 5]!;
       pairTheta[s] = 0;
     }
     if (i >= 0 && itemOwner[i] !== u) {
@@ -299,15 +301,15 @@ export function attemptFeatures(log: ResponseLog, ctx: AttemptContext): AttemptF
     put(i >= 0 ? itemN[i]! : 0);
     put(i >= 0 && itemLast[i]! >= 0 ? itemLast[i]! : Number.NaN);
 
-    // BKT filtering (models/bkt.ts bktPredict / bktUpdate, inlined on the table row).
+    // BKT filtering on the table row (models/bkt.ts bktStepPair).
     const o = s * 5;
     const learn = bktTable[o + 1]!;
     const forget = bktTable[o + 2]!;
     const guess = bktTable[o + 3]!;
     const slip = bktTable[o + 4]!;
-    const p = pL[s]!;
+    const p = belief[2 * s + 1]!;
     put(p);
-    put(p * (1 - slip) + (1 - p) * guess);
+    put(p * (1 - slip) + belief[2 * s]! * guess);
     put(learn);
     put(guess);
     put(slip);
@@ -330,9 +332,7 @@ export function attemptFeatures(log: ResponseLog, ctx: AttemptContext): AttemptF
 
     // Only now read the label and move the state.
     const y = log.correct[k]!;
-    const num = p * (y === 1 ? 1 - slip : slip);
-    const post = num / (num + (1 - p) * (y === 1 ? guess : 1 - guess));
-    pL[s] = post * (1 - forget) + (1 - post) * learn;
+    bktStepPair(learn, forget, guess, slip, belief, 2 * s, y === 1);
     const r = y - pElo;
     theta += (studentA / (1 + studentB * allN)) * r;
     pairTheta[s]! += (skillA / (1 + studentB * sn)) * r;

@@ -1,8 +1,9 @@
 import { buildFeatures, WINDOW_DAYS, WINDOW_FEATURES } from "../features/windows.ts";
-import { type BKT, type BktParams, bktPredict, meanParams } from "../models/bkt.ts";
+import { type BKT, type BktParams, meanParams } from "../models/bkt.ts";
 import { DEFAULT_ELO_PARAMS, type Elo, eloProbability } from "../models/elo.ts";
 import {
   applyEvent,
+  bktNextCorrect,
   initialLearnerState,
   type LearnerEvent,
   type LearnerState,
@@ -256,7 +257,7 @@ export async function buildEventTrainingSet(
       data[EVENT_FEATURES.indexOf(name) * n + k] = v;
     };
     put("bkt_p_mastery", st.pMastery);
-    put("bkt_p_correct", bktPredict(params.bkt, st.pMastery));
+    put("bkt_p_correct", bktNextCorrect(st, params));
     put("elo_ability", st.eloAbility);
     put("elo_mastery", eloProbability(st.eloAbility, params.topicDifficulty));
     put("quiz_attempts_total", st.bktN);

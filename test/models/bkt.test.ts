@@ -135,6 +135,50 @@ describe("BKT forward filtering", () => {
   });
 });
 
+describe("BKT filtering after a long streak", () => {
+  // Independent reference: the same filter on the log-odds log(P(L) / P(U)), which never saturates.
+  const logOddsFilter = (p: BktParams, answers: number[]): number[] => {
+    const sig = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
+    let lam = Math.log(p.prior / (1 - p.prior));
+    const preds: number[] = [];
+    for (const a of answers) {
+      preds.push(sig(lam) * (1 - p.slip) + sig(-lam) * p.guess);
+      lam += a === 1 ? Math.log((1 - p.slip) / p.guess) : Math.log(p.slip / (1 - p.guess));
+      // forget = 0: P(L') = P(L) + P(U) learn, P(U') = P(U) (1 - learn)
+      const k = sig(lam) + sig(-lam) * p.learn;
+      lam =
+        Math.log(k) -
+        (Math.log(1 - p.learn) + (lam >= 0 ? -lam - Math.log1p(Math.exp(-lam)) : -Math.log1p(Math.exp(lam))));
+    }
+    return preds;
+  };
+
+  it("wrong answers still lower P(L) after 60 correct ones (P(U) below 1e-16 is kept)", () => {
+    const p = { prior: 0.5, learn: 0.2, forget: 0, guess: 0.2, slip: 0.001 };
+    const answers = [...Array(60).fill(1), ...Array(25).fill(0)] as number[];
+    const m = new BKT();
+    m.skills.set("a", { ...p, logLikelihood: 0, n: 1, iterations: 1, restart: 0 });
+    const out = m.predict({
+      n: answers.length,
+      user: new Int32Array(answers.length),
+      skill: new Int32Array(answers.length),
+      correct: Uint8Array.from(answers),
+      skillNames: ["a"],
+    });
+    const ref = logOddsFilter(p, answers);
+    for (let i = 0; i < answers.length; i++) expect(Math.abs(out[i]! - ref[i]!)).toBeLessThan(1e-12);
+    // After the streak P(correct) is 1 - slip; 25 wrong answers bring P(L) down to the learn rate
+    // (each wrong answer leaves P(L) ~ 3e-4, then 20% learn): the fixed point pL = 0.20025 gives
+    // P(correct) = 0.20025 * 0.999 + 0.79975 * 0.2 = 0.36000.
+    expect(out[60]).toBeCloseTo(0.999, 12);
+    expect(out[answers.length - 1]!).toBeCloseTo(0.36, 4);
+    // A scalar P(L) would have rounded to exactly 1 and stayed there: bktUpdate shows the saturation.
+    let pL = p.prior;
+    for (const a of answers) pL = bktUpdate(p, pL, a);
+    expect(pL).toBe(1);
+  });
+});
+
 describe("BKT E-step", () => {
   it("log-likelihood and expected counts equal brute-force sums over hidden paths", () => {
     fc.assert(

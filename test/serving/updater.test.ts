@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { validateEvent } from "../../features/contracts.ts";
 import { ingestEvents } from "../../features/ingest.ts";
-import { bktUpdate } from "../../models/bkt.ts";
+import { type BktParams, bktStepPair } from "../../models/bkt.ts";
 import { scoreBktElo } from "../../serving/learnerState.ts";
 import { recompute } from "../../serving/recompute.ts";
 import { openStreamStores, type StreamStores } from "../../serving/streamStores.ts";
@@ -16,6 +16,14 @@ import {
 import { DuckStore } from "../../storage/duckdb.ts";
 import type { RawEventRow } from "../../storage/rawEventStore.ts";
 import { generateStreamEvents } from "./streamEvents.ts";
+
+/** P(L) after `answers` from the prior, through the pair filter the updater uses (models/bkt.ts). */
+function bktAfter(p: BktParams, answers: boolean[]): number {
+  const belief = Float64Array.of(1 - p.prior, p.prior);
+  for (const a of answers) bktStepPair(p.learn, p.forget, p.guess, p.slip, belief, 0, a);
+  return belief[1]!;
+}
+
 import { DEFAULT_MODELS, pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
 
 const NOW_US = Date.UTC(2026, 2, 1) * 1000;
@@ -82,7 +90,7 @@ describe("IncrementalUpdater (embedded DuckDB)", () => {
     // Default BKT parameters, two updates by hand through models/bkt.ts.
     const { topicParamsResolver } = await import("../../serving/learnerState.ts");
     const bkt = topicParamsResolver(DEFAULT_MODELS)("fractions").bkt;
-    const expected = bktUpdate(bkt, bktUpdate(bkt, bkt.prior, true), false);
+    const expected = bktAfter(bkt, [true, false]);
     expect(r2[0]!.bkt).toBe(expected);
     expect(r3[0]!.bkt).toBe(expected);
     const [state] = await stores.state.all();
@@ -103,7 +111,7 @@ describe("IncrementalUpdater (embedded DuckDB)", () => {
     expect(late[0]!.outcome).toBe("replayed");
     const { topicParamsResolver } = await import("../../serving/learnerState.ts");
     const bkt = topicParamsResolver(DEFAULT_MODELS)("fractions").bkt;
-    expect(late[0]!.bkt).toBe(bktUpdate(bkt, bktUpdate(bkt, bkt.prior, true), false));
+    expect(late[0]!.bkt).toBe(bktAfter(bkt, [true, false]));
     const [state] = await stores.state.all();
     expect(state!.state.lastEventId).toBe("e2");
     expect(updatedKeys(late)).toEqual([
@@ -217,5 +225,30 @@ describe("IncrementalUpdater (PostgreSQL + Redis)", () => {
     // The raw zone holds each (event, topic) once.
     const events = await svc.stores.raw.allEvents();
     expect(events.length).toBe(rows(set.events).length);
+  });
+});
+
+describe("learner_state written before p_unknown existed", () => {
+  it("gains the column on open and reads P(U) as 1 - p_mastery", async () => {
+    const { rmSync, mkdtempSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = mkdtempSync(join(tmpdir(), "mastery-mig-"));
+    const path = join(dir, "old.duckdb");
+    const old = await DuckStore.open(path);
+    await old.run("ALTER TABLE learner_state DROP COLUMN p_unknown");
+    await old.run(
+      `INSERT INTO learner_state VALUES ('s1', 'T1', 0.75, 0.1, 2, 2, NULL, NULL, 1, now()::TIMESTAMP, 1,
+         0,0,0,0,0,0,0,0, 'v1', 'v1')`,
+    );
+    old.close();
+    const reopened = await DuckStore.open(path);
+    const { DuckStateStore } = await import("../../storage/stateStore.ts");
+    const store = await DuckStateStore.open(reopened);
+    const [loaded] = await store.load([{ studentKey: "s1", topicId: "T1", eventIds: [] }]);
+    expect(loaded!.state!.pMastery).toBe(0.75);
+    expect(loaded!.state!.pUnknown).toBe(0.25);
+    reopened.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 });
