@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { Progress } from "../bin/progress.ts";
 import { GradientBoostedTrees } from "../models/gbt.ts";
 import { auc } from "../models/metrics.ts";
-import { rowMajor } from "../models/treeEnsemble.ts";
+import { rowMajor, type Tree } from "../models/treeEnsemble.ts";
 import { treeShap } from "../models/treeshap.ts";
 import { ensembleFromXgboostJson } from "../models/xgboostTrees.ts";
 
@@ -59,6 +59,35 @@ function makeData(n: number, d: number): { X: Float64Array; y: Float64Array } {
     y[r] = f + Math.log(u / (1 - u)) > 0.2 ? 1 : 0;
   }
   return { X, y };
+}
+
+/**
+ * Walks our tree and XGBoost's from the root together: a tree counts as identical when every node has the same
+ * split feature, the same threshold as float32 and the same default direction (leaf values are compared
+ * separately: XGBoost computes them in float32).
+ */
+function compareTrees(ours: Tree[], xgb: Tree[]): { identical: number; maxLeafDiff: number; first: number } {
+  let identical = 0;
+  let maxLeafDiff = 0;
+  let first = -1;
+  for (let k = 0; k < Math.min(ours.length, xgb.length); k++) {
+    const a = ours[k]!;
+    const b = xgb[k]!;
+    const same = (i: number, j: number): boolean => {
+      const leafA = a.feature[i]! < 0;
+      if (leafA !== b.left[j]! < 0) return false;
+      if (leafA) {
+        maxLeafDiff = Math.max(maxLeafDiff, Math.abs(a.value[i]! - b.value[j]!));
+        return true;
+      }
+      if (a.feature[i] !== b.feature[j] || a.defaultLeft[i] !== b.defaultLeft[j]) return false;
+      if (Math.fround(a.threshold[i]!) !== Math.fround(b.threshold[j]!)) return false;
+      return same(a.left[i]!, b.left[j]!) && same(a.right[i]!, b.right[j]!);
+    };
+    if (same(0, 0)) identical++;
+    else if (first < 0) first = k;
+  }
+  return { identical, maxLeafDiff, first };
 }
 
 function findPython(): string | null {
@@ -171,8 +200,15 @@ function main(): void {
       `ratio:   time ours/xgboost ${(ourTime / xgbTime).toFixed(2)}x (target <= 1.5), AUC ours - xgboost ${(ourAuc - xgbAuc).toFixed(5)} (target |d| <= 0.003)`,
     );
 
-    // TreeSHAP on XGBoost's own trees vs its pred_contribs.
     const ens = ensembleFromXgboostJson(JSON.parse(readFileSync(join(dir, "xgb_model.json"), "utf8")));
+    const cmp = compareTrees(model!.trees, ens.trees);
+    console.log(
+      `trees:   ${cmp.identical}/${ens.trees.length} identical to XGBoost's (features, float32 thresholds, default ` +
+        `directions)${cmp.first >= 0 ? `, first difference in tree ${cmp.first}` : ""}; max |leaf difference| on ` +
+        `identical trees ${cmp.maxLeafDiff.toExponential(2)}`,
+    );
+
+    // TreeSHAP on XGBoost's own trees vs its pred_contribs.
     const contribs = readF64("xgb_contribs.f64");
     const Xs = rowMajor(Xte.subarray(0, shapRows * nCols), shapRows, nCols);
     const t = performance.now();

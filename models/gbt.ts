@@ -5,12 +5,19 @@
  * Each round fits one regression tree to the gradients g and hessians h of the loss at the current margin:
  *   leaf weight  w* = -G / (H + lambda)                                         (Eq. 5, times learningRate)
  *   split gain   GL^2/(HL+lambda) + GR^2/(HR+lambda) - G^2/(H+lambda)           (Eq. 7 without the 1/2)
- * A split is kept when its gain exceeds `gamma` and both children have hessian sum >= minChildWeight. The gain
- * omits the paper's factor 1/2 like XGBoost's implementation does, so `gamma` means the same as XGBoost's.
+ * A split needs both children to have hessian sum >= minChildWeight, and is kept when its gain is > 1e-6 and
+ * >= `gamma`. The gain omits the paper's factor 1/2 like XGBoost's implementation does, so `gamma` means the
+ * same as XGBoost's.
+ *
+ * The split search follows XGBoost's `hist` method (1.7) so that, on the same data and parameters, the trees are
+ * XGBoost's up to float rounding: the same candidate cuts (gbtBinning.ts, gbtSketch.ts); for each feature in
+ * order, first every "bins 0..b left, missing right" split for ascending b (including b = last bin, which
+ * separates the missing rows from all others), then, when the node has missing values, every "bins b+1.. right,
+ * missing left" split for descending b; the first candidate with the largest gain wins. A node without missing
+ * values for the split feature sends missing values right.
  *
  * Speed: features are binned once (gbtBinning.ts); a node's split is found from its gradient/hessian histogram;
- * only the smaller child's histogram is built from rows, the larger one is parent minus smaller. Missing values
- * (NaN) have their own bin and each split learns whether they go left or right.
+ * only the smaller child's histogram is built from rows, the larger one is parent minus smaller.
  *
  * Input X is a Matrix (treeEnsemble.ts): Float64Array, row-major or column-major, NaN = missing.
  * The trained trees are plain `Tree` structures (raw thresholds, "x < threshold goes left", covers = hessian
@@ -60,7 +67,7 @@ export interface GbtParams {
   minChildWeight: number;
   /** Fraction of rows sampled (Bernoulli, per round) to grow each tree, in (0, 1]. */
   subsample: number;
-  /** Bins per feature, 2..256 (256 = 255 value bins + the missing code). */
+  /** Value bins per feature, 2..256 (XGBoost's max_bin; missing values are kept apart in addition). */
   maxBins: number;
   /** Stop after this many rounds without validation improvement; 0 = off. Needs `validation` in fit(). */
   earlyStoppingRounds: number;
@@ -304,6 +311,8 @@ class TreeBuilder {
 class Trainer {
   readonly n: number;
   readonly nCols: number;
+  /** Byte columns per row of `bins` (features + missing indicators). */
+  readonly stride: number;
   readonly rowIdx: Uint32Array;
   /** partition's lookup: side[bin code] = 1 when the row goes left. */
   private readonly side = new Uint8Array(256);
@@ -319,12 +328,13 @@ class Trainer {
   ) {
     this.n = data.nRows;
     this.nCols = data.nCols;
+    this.stride = data.stride;
     // With LIFO expansion at most maxDepth + 1 candidates hold histograms (maxLeaves with best-first).
     const slots = (p.maxLeaves > 0 ? p.maxLeaves : p.maxDepth + 2) + 2;
     this.hb =
       p.nThreads > 1
-        ? new ParallelHistogramBuilder(data.bins, this.n, this.nCols, p.nThreads, slots)
-        : new SerialHistogramBuilder(data.bins, this.n, this.nCols);
+        ? new ParallelHistogramBuilder(data.bins, this.n, data.stride, p.nThreads, slots)
+        : new SerialHistogramBuilder(data.bins, this.n, data.stride);
     this.rowIdx = this.hb.rowIdx;
     this.gh = this.hb.gh;
     this.bins = this.hb.bins;
@@ -347,15 +357,21 @@ class Trainer {
     this.hb.build(hist, start, end, all);
   }
 
-  /** Best split of a node from its histogram (sets c.gain = -Infinity when none beats gamma). */
+  /**
+   * Best split of a node from its histogram, enumerated in XGBoost's order (module comment); sets
+   * c.gain = -Infinity when no split has gain > 1e-6 and >= gamma.
+   */
   private findSplit(c: Candidate): void {
     const { lambda, gamma, minChildWeight } = this.p;
-    const { nBins } = this.data;
+    const { nBins, hasMissing, missingCol } = this.data;
     const hist = c.hist;
     const G = c.G;
     const H = c.H;
-    const parentScore = (G * G) / (H + lambda);
-    let bestGain = Number.NEGATIVE_INFINITY;
+    // Gains are rounded to float32 like XGBoost's (each child's score, their sum, the difference), so gains
+    // equal to float precision tie and the first candidate in enumeration order wins, as in XGBoost.
+    const f32 = Math.fround;
+    const parentScore = f32((G * G) / (H + lambda));
+    let bestGain = 0;
     let bestF = -1;
     let bestBin = -1;
     let bestDefLeft = false;
@@ -364,55 +380,69 @@ class Trainer {
     for (let f = 0; f < this.nCols; f++) {
       const hOff = f * HSTRIDE;
       const nb = nBins[f]!;
-      const gM = hist[hOff + 2 * MISSING_BIN]!;
-      const hM = hist[hOff + 2 * MISSING_BIN + 1]!;
-      const hasMissing = hM > 0;
+      const mc = missingCol[f]!;
+      // Missing rows: the indicator's code-1 bin, or code MISSING_BIN, which then holds no values.
+      let gM = 0;
+      let hM = 0;
+      if (hasMissing[f] === 1) {
+        const mOff = mc >= 0 ? mc * HSTRIDE + 2 : hOff + 2 * MISSING_BIN;
+        gM = hist[mOff]!;
+        hM = hist[mOff + 1]!;
+      }
+      const missing = hM > 0;
+      // With an indicator, code 255 holds value bin 255 and the missing rows.
+      const fix = mc >= 0 ? MISSING_BIN : -1;
+      // Missing right: left = bins 0..b (b = nb - 1 leaves only the missing rows on the right).
       let GL = 0;
       let HL = 0;
-      for (let b = 0; b < nb - 1; b++) {
-        GL += hist[hOff + 2 * b]!;
-        HL += hist[hOff + 2 * b + 1]!;
-        // Missing values go right: left = bins 0..b.
-        {
+      // The missing-only split needs a threshold above every value; a last cut of +Infinity (a +Infinity value,
+      // or a float32 overflow) cannot send +Infinity left, so it is not offered.
+      const lastB = missing && this.data.cuts[f]![nb - 1]! < Number.POSITIVE_INFINITY ? nb - 1 : nb - 2;
+      for (let b = 0; b <= lastB; b++) {
+        GL += b === fix ? hist[hOff + 2 * b]! - gM : hist[hOff + 2 * b]!;
+        HL += b === fix ? hist[hOff + 2 * b + 1]! - hM : hist[hOff + 2 * b + 1]!;
+        const HR = H - HL;
+        if (HL >= minChildWeight && HR >= minChildWeight) {
           const GR = G - GL;
-          const HR = H - HL;
-          if (HL >= minChildWeight && HR >= minChildWeight) {
-            const sl = (GL * GL) / (HL + lambda);
-            const sr = (GR * GR) / (HR + lambda);
-            const gain = sl + sr - parentScore;
-            if (gain > bestGain && gain > 1e-12 * (sl + sr)) {
-              bestGain = gain;
-              bestF = f;
-              bestBin = b;
-              // With no missing rows here, unseen NaN follows the heavier child.
-              bestDefLeft = hasMissing ? false : HL >= HR;
-              bestGL = GL;
-              bestHL = HL;
-            }
+          const gain = f32(
+            f32(f32((GL * GL) / (HL + lambda)) + f32((GR * GR) / (HR + lambda))) - parentScore,
+          );
+          if (gain > bestGain) {
+            bestGain = gain;
+            bestF = f;
+            bestBin = b;
+            bestDefLeft = false;
+            bestGL = GL;
+            bestHL = HL;
           }
         }
-        if (hasMissing) {
-          const GLm = GL + gM;
-          const HLm = HL + hM;
-          const GR = G - GLm;
-          const HR = H - HLm;
-          if (HLm >= minChildWeight && HR >= minChildWeight) {
-            const sl = (GLm * GLm) / (HLm + lambda);
-            const sr = (GR * GR) / (HR + lambda);
-            const gain = sl + sr - parentScore;
-            if (gain > bestGain && gain > 1e-12 * (sl + sr)) {
-              bestGain = gain;
-              bestF = f;
-              bestBin = b;
-              bestDefLeft = true;
-              bestGL = GLm;
-              bestHL = HLm;
-            }
+      }
+      if (!missing) continue;
+      // Missing left: right = bins b..nb-1 for descending b, left = bins 0..b-1 and the missing rows.
+      let GR = 0;
+      let HR = 0;
+      for (let b = nb - 1; b >= 1; b--) {
+        GR += b === fix ? hist[hOff + 2 * b]! - gM : hist[hOff + 2 * b]!;
+        HR += b === fix ? hist[hOff + 2 * b + 1]! - hM : hist[hOff + 2 * b + 1]!;
+        const HLm = H - HR;
+        if (HLm >= minChildWeight && HR >= minChildWeight) {
+          const GLm = G - GR;
+          const gain = f32(
+            f32(f32((GLm * GLm) / (HLm + lambda)) + f32((GR * GR) / (HR + lambda))) - parentScore,
+          );
+          if (gain > bestGain) {
+            bestGain = gain;
+            bestF = f;
+            bestBin = b - 1;
+            bestDefLeft = true;
+            bestGL = GLm;
+            bestHL = HLm;
           }
         }
       }
     }
-    if (bestF < 0 || !(bestGain > gamma)) {
+    // XGBoost's kRtEps: gains at rounding-noise level never split.
+    if (bestF < 0 || !(bestGain > 1e-6) || !(bestGain >= gamma)) {
       c.gain = Number.NEGATIVE_INFINITY;
       return;
     }
@@ -427,8 +457,12 @@ class Trainer {
   /** Stable in-place partition of rowIdx[start..end) by the split; returns the first right position. */
   private partition(start: number, end: number, f: number, bin: number, defaultLeft: boolean): number {
     const side = this.side;
-    for (let b = 0; b < 256; b++) side[b] = b === MISSING_BIN ? (defaultLeft ? 1 : 0) : b <= bin ? 1 : 0;
-    return this.hb.partition(start, end, f, side);
+    const mc = this.data.missingCol[f]!;
+    const missLeft = defaultLeft ? 1 : 0;
+    // Code MISSING_BIN is the missing code unless the feature has an indicator (or no missing values).
+    const codeMissing = mc < 0 && this.data.hasMissing[f] === 1;
+    for (let b = 0; b < 256; b++) side[b] = b === MISSING_BIN && codeMissing ? missLeft : b <= bin ? 1 : 0;
+    return this.hb.partition(start, end, f, side, mc, missLeft);
   }
 
   private canSplit(depth: number, H: number, count: number): boolean {
@@ -561,11 +595,15 @@ class Trainer {
 
   /** Leaf reached by training row r through the binned splits (for rows outside the round's sample). */
   leafOfBinnedRow(tb: TreeBuilder, r: number): number {
-    const { bins } = this;
+    const { bins, stride } = this;
+    const { hasMissing, missingCol } = this.data;
     let i = 0;
     while (tb.feature[i]! >= 0) {
-      const b = bins[r * this.nCols + tb.feature[i]!]!;
-      const goLeft = b === MISSING_BIN ? tb.defaultLeft[i] === 1 : b <= tb.splitBin[i]!;
+      const f = tb.feature[i]!;
+      const b = bins[r * stride + f]!;
+      const mc = missingCol[f]!;
+      const isMissing = mc >= 0 ? bins[r * stride + mc] === 1 : b === MISSING_BIN && hasMissing[f] === 1;
+      const goLeft = isMissing ? tb.defaultLeft[i] === 1 : b <= tb.splitBin[i]!;
       i = goLeft ? tb.left[i]! : tb.right[i]!;
     }
     return i;
@@ -623,7 +661,7 @@ export class GradientBoostedTrees implements TreeEnsemble {
     this.validLoss = [];
     this.bestRound = -1;
 
-    const binned = binMatrix(X, p.maxBins);
+    const binned = binMatrix(X, p.maxBins, w);
     const tr = new Trainer(binned, p);
     const margin = new Float64Array(n).fill(this.baseScore);
     const inSample = new Uint8Array(n);

@@ -1,27 +1,40 @@
 /**
- * Quantile binning for histogram-based tree training: each feature's values are mapped once to small integer
- * bins (one byte each, row-major), so split finding scans at most 255 bins instead of sorted values.
+ * Binning for histogram-based tree training: each feature's values are mapped once to small integer bins (one
+ * byte each, row-major), so split finding scans at most 256 bins instead of sorted values.
  *
- * Bin b of feature f holds values v with cuts[f][b-1] <= v < cuts[f][b] (b = number of cuts <= v), so a split
- * "bins 0..b go left" is exactly the raw-value rule "x < cuts[f][b] goes left" and trained trees predict on raw
- * values without the bins. NaN gets the reserved code MISSING_BIN.
+ * Cuts are chosen like XGBoost's `hist` method (gbtSketch.ts), so with the same maxBins (XGBoost's max_bin) the
+ * candidate thresholds are XGBoost's. Bin b of feature f holds values v with cuts[f][b-1] <= v < cuts[f][b]
+ * (b = number of cuts <= v); the last cut lies above every training value, so a split "bins 0..b go left" is
+ * exactly the raw-value rule "x < cuts[f][b] goes left" and trained trees predict on raw values without bins.
+ *
+ * Missing values (NaN) get the code MISSING_BIN (255). A feature with 256 value bins uses code 255 for its
+ * last bin too; if it also has missing values, an extra byte column (its missing indicator: 1 = missing) keeps
+ * the two apart, so the histogram of bin 255 is the code-255 sum minus the indicator's sum.
  */
+import { sketchCuts } from "./gbtSketch.ts";
 import { checkMatrix, type Matrix } from "./treeEnsemble.ts";
 
-/** Byte code of a missing value; value bins use 0..254. */
+/** Byte code of a missing value (shared with value bin 255 of a 256-bin feature; see missingCol). */
 export const MISSING_BIN = 255;
-/** Most value bins a feature can have (one code is reserved for missing). */
-export const MAX_VALUE_BINS = 255;
+/** Most value bins a feature can have (XGBoost's largest max_bin with one-byte bins). */
+export const MAX_VALUE_BINS = 256;
 
 export interface BinnedMatrix {
-  /** Row-major codes: bins[r * nCols + f] (a row's codes share a cache line; see gbtHistogram.ts). */
+  /** Row-major codes: bins[r * stride + c] (a row's codes share a cache line; see gbtHistogram.ts). */
   bins: Uint8Array;
   nRows: number;
+  /** Features; byte columns 0..nCols-1 hold their codes. */
   nCols: number;
-  /** Per feature, the sorted upper bounds of bins 0..nBins-2 (the last bin is unbounded). */
+  /** Byte columns per row: nCols plus one missing indicator per feature that needs one. */
+  stride: number;
+  /** Per feature, the sorted cuts: bin b is [cuts[b-1], cuts[b]); the last cut is above every value. */
   cuts: Float64Array[];
-  /** Per feature, the number of value bins (cuts.length + 1). */
+  /** Per feature, the number of value bins (cuts.length, 1..256). */
   nBins: Int32Array;
+  /** Per feature, 1 when some training value is missing. */
+  hasMissing: Uint8Array;
+  /** Per feature, the byte column of its missing indicator, or -1 when code MISSING_BIN alone marks missing. */
+  missingCol: Int32Array;
 }
 
 export class BinningError extends Error {
@@ -29,52 +42,10 @@ export class BinningError extends Error {
   override readonly name = "BinningError";
 }
 
-/** A cut strictly above `a` and at most `b` (a < b): the midpoint, unless rounding puts it on `a`. */
-function between(a: number, b: number): number {
-  const m = a + (b - a) / 2;
-  return m > a && m <= b ? m : b;
-}
-
-/** First index i in sorted s[0..n) with s[i] >= v. */
-function lowerBound(s: Float64Array, n: number, v: number): number {
-  let lo = 0;
-  let hi = n;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (s[mid]! < v) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/**
- * Cut points for sorted finite-or-infinite values s[0..n): midpoints between all distinct values when there are
- * at most `maxBins` of them, otherwise between the values at ranks i*n/maxBins (i = 1..maxBins-1) and the
- * distinct value below them (heavy ties merge bins, so there may be fewer).
- */
-export function quantileCuts(s: Float64Array, n: number, maxBins: number): Float64Array {
-  const cuts: number[] = [];
-  let distinct = n > 0 ? 1 : 0;
-  for (let i = 1; i < n && distinct <= maxBins; i++) if (s[i]! !== s[i - 1]!) distinct++;
-  if (distinct <= maxBins) {
-    for (let i = 1; i < n; i++) if (s[i]! !== s[i - 1]!) cuts.push(between(s[i - 1]!, s[i]!));
-    return Float64Array.from(cuts);
-  }
-  for (let k = 1; k < maxBins; k++) {
-    const rank = Math.floor((k * n) / maxBins);
-    const v = s[rank]!;
-    const first = lowerBound(s, n, v);
-    if (first === 0) continue;
-    const c = between(s[first - 1]!, v);
-    if (cuts.length === 0 || c > cuts[cuts.length - 1]!) cuts.push(c);
-  }
-  return Float64Array.from(cuts);
-}
-
-/** Number of cuts <= v, i.e. the bin of v. */
+/** The bin of v: the number of cuts <= v, capped at the last bin (XGBoost puts v >= the last cut there too). */
 export function binOf(cuts: Float64Array, v: number): number {
   let lo = 0;
-  let hi = cuts.length;
+  let hi = cuts.length - 1;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     if (cuts[mid]! <= v) lo = mid + 1;
@@ -84,9 +55,8 @@ export function binOf(cuts: Float64Array, v: number): number {
 }
 
 /**
- * binOf over cuts padded to 256 entries with +Infinity: a fixed 8-step search whose steps compile to
- * conditional moves (2-3x faster than the branching search on random data). Capped by the caller at the real
- * number of cuts, since +Infinity itself compares >= the padding.
+ * Number of cuts <= v over cuts padded to 256 entries with +Infinity: a fixed 8-step search whose steps
+ * compile to conditional moves. Capped by the caller at the last bin.
  */
 function binOfPadded(p: Float64Array, v: number): number {
   let lo = 0;
@@ -101,61 +71,6 @@ function binOfPadded(p: Float64Array, v: number): number {
   return lo;
 }
 
-/**
- * Sorts s (no NaN) ascending in place: LSD radix sort on the order-preserving 64-bit key of each double
- * (sign bit flipped for positives, all bits flipped for negatives), 16 bits per pass, skipping passes where
- * every key has the same digit (e.g. the low mantissa bits of float32 data). About 3x faster than
- * Float64Array.prototype.sort on 150k values. `tmp` has room for s.length doubles; `count` 65536 entries.
- */
-export function radixSortF64(s: Float64Array, tmp: Float64Array, count: Uint32Array): void {
-  const n = s.length;
-  if (n < 2) return;
-  const a = new Uint32Array(s.buffer, s.byteOffset, 2 * n);
-  const b = new Uint32Array(tmp.buffer, tmp.byteOffset, 2 * n);
-  // Little-endian words: a[2i] = low 32 bits, a[2i + 1] = high 32 bits (sign in bit 31).
-  for (let i = 0; i < n; i++) {
-    const hi = a[2 * i + 1]!;
-    if (hi >>> 31 === 1) {
-      a[2 * i] = ~a[2 * i]!;
-      a[2 * i + 1] = ~hi;
-    } else a[2 * i + 1] = hi | 0x80000000;
-  }
-  let src = a;
-  let dst = b;
-  for (let pass = 0; pass < 4; pass++) {
-    const word = pass >> 1;
-    const shift = (pass & 1) * 16;
-    count.fill(0);
-    for (let i = 0; i < n; i++) count[(src[2 * i + word]! >>> shift) & 0xffff]!++;
-    if (count[(src[word]! >>> shift) & 0xffff] === n) continue;
-    let sum = 0;
-    for (let d = 0; d < 65536; d++) {
-      const c = count[d]!;
-      count[d] = sum;
-      sum += c;
-    }
-    for (let i = 0; i < n; i++) {
-      const lo = src[2 * i]!;
-      const hi = src[2 * i + 1]!;
-      const j = count[((word === 0 ? lo : hi) >>> shift) & 0xffff]!++;
-      dst[2 * j] = lo;
-      dst[2 * j + 1] = hi;
-    }
-    const t = src;
-    src = dst;
-    dst = t;
-  }
-  if (src !== a) a.set(src);
-  for (let i = 0; i < n; i++) {
-    const hi = a[2 * i + 1]!;
-    if (hi >>> 31 === 1) a[2 * i + 1] = hi & 0x7fffffff;
-    else {
-      a[2 * i] = ~a[2 * i]!;
-      a[2 * i + 1] = ~hi;
-    }
-  }
-}
-
 /** Buckets of binMatrix's value-to-bin lookup table (16x the bins, so a bucket rarely spans a cut). */
 const BUCKETS = 4096;
 
@@ -166,69 +81,94 @@ function bucketOf(v: number, lo: number, hi: number, scale: number): number {
   return Math.min(BUCKETS - 1, Math.floor((v - lo) * scale));
 }
 
-/** Bins every column of X into at most `maxBins` (2..256; 256 means 255 value bins + the missing code). */
-export function binMatrix(X: Matrix, maxBins: number): BinnedMatrix {
+/**
+ * Bins every column of X into at most `maxBins` value bins (2..256, XGBoost's max_bin) plus missing. `weights`
+ * (optional, per row) weight the quantile sketch like XGBoost's sample weights do.
+ */
+export function binMatrix(X: Matrix, maxBins: number, weights: Float64Array | null = null): BinnedMatrix {
   checkMatrix(X);
-  if (!Number.isInteger(maxBins) || maxBins < 2 || maxBins > 256) {
-    throw new BinningError(`maxBins must be an integer in 2..256 (got ${maxBins})`);
+  if (!Number.isInteger(maxBins) || maxBins < 2 || maxBins > MAX_VALUE_BINS) {
+    throw new BinningError(`maxBins must be an integer in 2..${MAX_VALUE_BINS} (got ${maxBins})`);
   }
-  const valueBins = Math.min(maxBins, MAX_VALUE_BINS);
   const { nRows, nCols } = X;
-  const bins = new Uint8Array(nRows * nCols);
+  const col = new Float64Array(nRows);
+  const present = new Float64Array(nRows);
+  const presentW = weights === null ? null : new Float64Array(nRows);
   const cuts: Float64Array[] = [];
   const nBins = new Int32Array(nCols);
-  const col = new Float64Array(nRows);
-  const sorted = new Float64Array(nRows);
-  const tmp = new Float64Array(nRows);
-  const count = new Uint32Array(65536);
-  const padded = new Float64Array(256);
-  const table = new Int32Array(BUCKETS);
-  for (let f = 0; f < nCols; f++) {
+  const hasMissing = new Uint8Array(nCols);
+  const missingCol = new Int32Array(nCols).fill(-1);
+  const readCol = (f: number): void => {
     if (X.layout === "col") col.set(X.data.subarray(f * nRows, (f + 1) * nRows));
     else for (let r = 0; r < nRows; r++) col[r] = X.data[r * nCols + f]!;
+  };
+  // Pass 1: cuts per feature (from the non-missing values in row order), and which features need an indicator.
+  let stride = nCols;
+  for (let f = 0; f < nCols; f++) {
+    readCol(f);
     let m = 0;
     for (let r = 0; r < nRows; r++) {
       const v = col[r]!;
-      if (!Number.isNaN(v)) sorted[m++] = v;
+      if (Number.isNaN(v)) continue;
+      if (presentW !== null) presentW[m] = weights![r]!;
+      present[m++] = v;
     }
-    const s = sorted.subarray(0, m);
-    radixSortF64(s, tmp, count);
-    const c = quantileCuts(s, m, valueBins);
+    const c = sketchCuts(present.subarray(0, m), presentW === null ? null : presentW.subarray(0, m), maxBins);
     cuts.push(c);
-    nBins[f] = c.length + 1;
-    const last = c.length;
-    const lo = m > 0 ? s[0]! : 0;
-    const hi = m > 0 ? s[m - 1]! : 0;
+    nBins[f] = c.length;
+    hasMissing[f] = m < nRows ? 1 : 0;
+    if (m < nRows && c.length > MISSING_BIN) missingCol[f] = stride++;
+  }
+  // Pass 2: codes.
+  const bins = new Uint8Array(nRows * stride);
+  const table = new Int32Array(BUCKETS);
+  const padded = new Float64Array(MAX_VALUE_BINS);
+  for (let f = 0; f < nCols; f++) {
+    readCol(f);
+    const c = cuts[f]!;
+    const last = c.length - 1;
+    const mc = missingCol[f]!;
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = Number.NEGATIVE_INFINITY;
+    for (let r = 0; r < nRows; r++) {
+      const v = col[r]!;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
     const scale = BUCKETS / (hi - lo);
-    if (m > 0 && Number.isFinite(scale) && scale > 0) {
-      // Bucket lookup: table[k] = smallest bin of any value in bucket k (computed with the same bucketOf, so it
-      // is a lower bound for every value landing there), then step up past cuts <= v: exact, ~0-1 steps.
-      table.fill(last);
-      let b = 0;
-      for (let i = 0; i < m; i++) {
-        const v = s[i]!;
-        while (b < last && c[b]! <= v) b++;
-        const k = bucketOf(v, lo, hi, scale);
-        if (b < table[k]!) table[k] = b;
+    if (Number.isFinite(scale) && scale > 0) {
+      // Bucket lookup: bucketOf is non-decreasing in v, so every cut in a lower bucket than v's is below v;
+      // table[k] = number of cuts in buckets < k is a lower bound on the bin of any value in bucket k. Then
+      // step up past cuts <= v: exact, ~0-1 steps.
+      table.fill(0);
+      for (let j = 0; j < c.length; j++) {
+        const k = bucketOf(c[j]!, lo, hi, scale);
+        if (k + 1 < BUCKETS) table[k + 1]!++;
       }
+      for (let k = 1; k < BUCKETS; k++) table[k]! += table[k - 1]!;
       for (let r = 0; r < nRows; r++) {
         const v = col[r]!;
         if (Number.isNaN(v)) {
-          bins[r * nCols + f] = MISSING_BIN;
+          bins[r * stride + f] = MISSING_BIN;
+          if (mc >= 0) bins[r * stride + mc] = 1;
           continue;
         }
         let bb = table[bucketOf(v, lo, hi, scale)]!;
         while (bb < last && c[bb]! <= v) bb++;
-        bins[r * nCols + f] = bb;
+        bins[r * stride + f] = bb;
       }
     } else {
+      // Infinite values or a single distinct value: the branch-free search over the padded cuts.
       padded.fill(Number.POSITIVE_INFINITY);
       padded.set(c);
       for (let r = 0; r < nRows; r++) {
         const v = col[r]!;
-        bins[r * nCols + f] = Number.isNaN(v) ? MISSING_BIN : Math.min(binOfPadded(padded, v), last);
+        if (Number.isNaN(v)) {
+          bins[r * stride + f] = MISSING_BIN;
+          if (mc >= 0) bins[r * stride + mc] = 1;
+        } else bins[r * stride + f] = Math.min(binOfPadded(padded, v), last);
       }
     }
   }
-  return { bins, nRows, nCols, cuts, nBins };
+  return { bins, nRows, nCols, stride, cuts, nBins, hasMissing, missingCol };
 }

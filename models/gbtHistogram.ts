@@ -1,8 +1,9 @@
 /**
  * Gradient/hessian histograms for GBT split finding, single-threaded or split across worker threads.
  *
- * Layout: hist[f * 512 + 2b] = sum of g, hist[f * 512 + 2b + 1] = sum of h over the node's rows whose feature
- * f has bin b (b = 0..255, 255 = missing).
+ * Layout: hist[c * 512 + 2b] = sum of g, hist[c * 512 + 2b + 1] = sum of h over the node's rows whose byte
+ * column c has code b (b = 0..255; byte columns are the features' bins and missing indicators, gbtBinning.ts).
+ * `nCols` below is the number of byte columns per row.
  *
  * Threads: every feature's histogram is summed by exactly one thread, in row order, so the result is
  * bit-identical for any thread count. Threads claim contiguous feature blocks (one per thread) from a shared
@@ -74,9 +75,10 @@ export function histKernel(
 }
 
 /**
- * Stable partition of rowIdx[start..end) by side[bin of feature f] (1 = left): left rows are compacted in
- * place from `start`, right rows go to scratch[start..). Returns the number of left rows. Branch-free (which
- * side a row goes is a coin flip to the branch predictor). Self-contained: worker threads run its source.
+ * Stable partition of rowIdx[start..end) by side[code of byte column f] (1 = left), or, when mc >= 0, by
+ * missLeft for rows whose missing indicator (byte column mc) is 1: left rows are compacted in place from
+ * `start`, right rows go to scratch[start..). Returns the number of left rows. Branch-free (which side a row
+ * goes is a coin flip to the branch predictor). Self-contained: worker threads run its source.
  */
 export function partitionKernel(
   rowIdx: Uint32Array,
@@ -85,18 +87,32 @@ export function partitionKernel(
   nCols: number,
   f: number,
   side: Uint8Array,
+  mc: number,
+  missLeft: number,
   start: number,
   end: number,
 ): number {
   let nl = start;
   let nr = start;
-  for (let k = start; k < end; k++) {
-    const r = rowIdx[k]!;
-    const left = side[bins[r * nCols + f]!]!;
-    rowIdx[nl] = r;
-    scratch[nr] = r;
-    nl += left;
-    nr += 1 - left;
+  if (mc < 0) {
+    for (let k = start; k < end; k++) {
+      const r = rowIdx[k]!;
+      const left = side[bins[r * nCols + f]!]!;
+      rowIdx[nl] = r;
+      scratch[nr] = r;
+      nl += left;
+      nr += 1 - left;
+    }
+  } else {
+    for (let k = start; k < end; k++) {
+      const r = rowIdx[k]!;
+      const base = r * nCols;
+      const left = bins[base + mc] === 1 ? missLeft : side[bins[base + f]!]!;
+      rowIdx[nl] = r;
+      scratch[nr] = r;
+      nl += left;
+      nr += 1 - left;
+    }
   }
   return nl - start;
 }
@@ -111,10 +127,11 @@ export interface HistogramBuilder {
   release(h: Float64Array): void;
   build(hist: Float64Array, start: number, end: number, all: boolean): void;
   /**
-   * Stable in-place partition of rowIdx[start..end): rows whose feature-f code c has side[c] = 1 first.
-   * Returns the first right position.
+   * Stable in-place partition of rowIdx[start..end): rows whose byte-column-f code c has side[c] = 1 first
+   * (rows with missing indicator mc = 1 go left iff missLeft = 1, when mc >= 0). Returns the first right
+   * position.
    */
-  partition(start: number, end: number, f: number, side: Uint8Array): number;
+  partition(start: number, end: number, f: number, side: Uint8Array, mc: number, missLeft: number): number;
   close(): void;
 }
 
@@ -159,8 +176,19 @@ export class SerialHistogramBuilder implements HistogramBuilder {
     histKernel(hist, this.bins, this.nCols, this.n, this.gh, this.rowIdx, start, end, all, 0, this.nCols);
   }
 
-  partition(start: number, end: number, f: number, side: Uint8Array): number {
-    const nl = partitionKernel(this.rowIdx, this.scratch, this.bins, this.nCols, f, side, start, end);
+  partition(start: number, end: number, f: number, side: Uint8Array, mc: number, missLeft: number): number {
+    const nl = partitionKernel(
+      this.rowIdx,
+      this.scratch,
+      this.bins,
+      this.nCols,
+      f,
+      side,
+      mc,
+      missLeft,
+      start,
+      end,
+    );
     return finishPartition(this.rowIdx, this.scratch, start, end, nl);
   }
 
@@ -180,6 +208,8 @@ const NBLOCKS = 8;
 const BLOCKSIZE = 9; // features per block
 const FEATURE = 10; // partition: split feature
 const LEFT0 = 11; // partition: left count of block 0 (block 1 at LEFT0 + 1)
+const MISSCOL = 13; // partition: missing indicator column or -1
+const MISSLEFT = 14; // partition: 1 when indicated missing rows go left
 
 /** Worker entry; runs from its source text (CommonJS eval worker), so it must not reference module scope. */
 function workerMain(kernel: typeof histKernel, pKernel: typeof partitionKernel): void {
@@ -217,7 +247,7 @@ function workerMain(kernel: typeof histKernel, pKernel: typeof partitionKernel):
         // Partition: block 0 is [start, start + half), block 1 the rest (half in ctl[7]).
         const a = blk === 0 ? ctl[5]! : ctl[5]! + ctl[7]!;
         const b = blk === 0 ? ctl[5]! + ctl[7]! : ctl[6]!;
-        ctl[11 + blk] = pKernel(rowIdx, scratch, bins, nCols, ctl[10]!, side, a, b);
+        ctl[11 + blk] = pKernel(rowIdx, scratch, bins, nCols, ctl[10]!, side, ctl[13]!, ctl[14]!, a, b);
         if (Atomics.add(ctl, 3, 1) + 1 === nBlocks) Atomics.notify(ctl, 3);
         continue;
       }
@@ -364,10 +394,10 @@ export class ParallelHistogramBuilder implements HistogramBuilder {
    * rows to scratch), then the halves are concatenated as leftA leftB rightA rightB, which is the serial
    * order, so the result does not depend on the thread count.
    */
-  partition(start: number, end: number, f: number, side: Uint8Array): number {
+  partition(start: number, end: number, f: number, side: Uint8Array, mc: number, missLeft: number): number {
     const { rowIdx, scratch } = this;
     if (this.workers.length === 0 || end - start < MIN_PARALLEL_ROWS) {
-      const nl = partitionKernel(rowIdx, scratch, this.bins, this.nCols, f, side, start, end);
+      const nl = partitionKernel(rowIdx, scratch, this.bins, this.nCols, f, side, mc, missLeft, start, end);
       return finishPartition(rowIdx, scratch, start, end, nl);
     }
     const ctl = this.ctl;
@@ -378,6 +408,8 @@ export class ParallelHistogramBuilder implements HistogramBuilder {
     ctl[END] = end;
     ctl[ALL] = half;
     ctl[FEATURE] = f;
+    ctl[MISSCOL] = mc;
+    ctl[MISSLEFT] = missLeft;
     ctl[NBLOCKS] = 2;
     this.dispatch();
     for (;;) {
@@ -387,7 +419,18 @@ export class ParallelHistogramBuilder implements HistogramBuilder {
       if (Atomics.compareExchange(ctl, NEXT, cur, cur + 1) !== cur) continue;
       const a = blk === 0 ? start : start + half;
       const b = blk === 0 ? start + half : end;
-      ctl[LEFT0 + blk] = partitionKernel(rowIdx, scratch, this.bins, this.nCols, f, this.side, a, b);
+      ctl[LEFT0 + blk] = partitionKernel(
+        rowIdx,
+        scratch,
+        this.bins,
+        this.nCols,
+        f,
+        this.side,
+        mc,
+        missLeft,
+        a,
+        b,
+      );
       Atomics.add(ctl, FINISHED, 1);
     }
     this.await(2);

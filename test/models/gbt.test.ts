@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { GbtInputError, GbtParamError, GradientBoostedTrees } from "../../models/gbt.ts";
-import { binMatrix, binOf, MISSING_BIN, quantileCuts, radixSortF64 } from "../../models/gbtBinning.ts";
+import { binMatrix, binOf, MISSING_BIN } from "../../models/gbtBinning.ts";
 import { auc } from "../../models/metrics.ts";
 import { colMajor, type Matrix, rowMajor } from "../../models/treeEnsemble.ts";
 
@@ -28,16 +28,26 @@ function mse(a: Float64Array, y: ArrayLike<number>): number {
 }
 
 describe("gbtBinning", () => {
-  it("cuts between all distinct values when there are few, so bins are exact", () => {
-    const s = Float64Array.from([1, 1, 2, 4, 4, 4]);
-    expect(Array.from(quantileCuts(s, s.length, 10))).toEqual([1.5, 3]);
-    const cuts = Float64Array.from([1.5, 3]);
-    expect([binOf(cuts, 1), binOf(cuts, 1.5), binOf(cuts, 2.9), binOf(cuts, 3), binOf(cuts, 99)]).toEqual([
-      0, 1, 1, 2, 2,
-    ]);
+  it("gives few distinct values one bin each, cut at the next value (XGBoost's rule)", () => {
+    const X = colMajor(Float64Array.from([1, 1, 2, 4, 4, 4, Number.NaN]), 7, 1);
+    const b = binMatrix(X, 10);
+    const cuts = b.cuts[0]!;
+    expect(Array.from(cuts.subarray(0, 2))).toEqual([2, 4]);
+    expect(cuts[2]).toBeGreaterThan(4);
+    expect(Array.from(b.bins)).toEqual([0, 0, 1, 2, 2, 2, MISSING_BIN]);
+    expect([
+      binOf(cuts, 1),
+      binOf(cuts, 1.5),
+      binOf(cuts, 2),
+      binOf(cuts, 3.9),
+      binOf(cuts, 4),
+      binOf(cuts, 99),
+    ]).toEqual([0, 0, 1, 1, 2, 2]);
+    expect(b.missingCol[0]).toBe(-1);
+    expect(b.stride).toBe(1);
   });
 
-  it("uses at most maxBins quantile bins and maps v to bin b iff cuts[b-1] <= v < cuts[b]", () => {
+  it("uses at most maxBins bins and maps v to bin b iff cuts[b-1] <= v < cuts[b] (the last bin takes the rest)", () => {
     fc.assert(
       fc.property(
         fc.array(
@@ -56,50 +66,59 @@ describe("gbtBinning", () => {
           const X = colMajor(Float64Array.from([...values, Number.NaN]), values.length + 1, 1);
           const b = binMatrix(X, maxBins);
           const cuts = b.cuts[0]!;
-          expect(b.nBins[0]).toBeLessThanOrEqual(Math.min(maxBins, 255));
-          for (let i = 1; i < cuts.length; i++) expect(cuts[i]!).toBeGreaterThan(cuts[i - 1]!);
+          const nb = b.nBins[0]!;
+          expect(nb).toBe(cuts.length);
+          expect(nb).toBeLessThanOrEqual(maxBins);
+          // Strictly increasing, except that +Infinity as a value is followed by the +Infinity "above max" cut.
+          for (let i = 1; i < cuts.length; i++) {
+            if (cuts[i] === Number.POSITIVE_INFINITY) expect(cuts[i]!).toBeGreaterThanOrEqual(cuts[i - 1]!);
+            else expect(cuts[i]!).toBeGreaterThan(cuts[i - 1]!);
+          }
+          const s = b.stride;
           values.forEach((v, r) => {
-            const bin = b.bins[r]!;
+            const bin = b.bins[r * s]!;
             if (bin > 0) expect(v).toBeGreaterThanOrEqual(cuts[bin - 1]!);
-            if (bin < cuts.length) expect(v).toBeLessThan(cuts[bin]!);
+            if (bin < nb - 1) expect(v).toBeLessThan(cuts[bin]!);
+            expect(bin).toBe(binOf(cuts, v));
+            if (s > 1) expect(b.bins[r * s + 1]).toBe(0);
           });
-          expect(b.bins[values.length]).toBe(MISSING_BIN);
+          if (Number.isFinite(Math.max(...values)))
+            expect(cuts[nb - 1]!).toBeGreaterThan(Math.max(...values));
+          expect(b.bins[values.length * s]).toBe(MISSING_BIN);
+          // Code 255 is ambiguous only with 256 value bins: then an indicator column marks missing rows.
+          expect(b.missingCol[0]).toBe(nb === 256 ? 1 : -1);
+          if (nb === 256) expect(b.bins[values.length * s + 1]).toBe(1);
         },
       ),
       { numRuns: 200, seed: 3 },
     );
   });
-});
 
-describe("radixSortF64", () => {
-  it("sorts exactly like Float64Array.prototype.sort (signed zeros, infinities, subnormals, ties)", () => {
-    const count = new Uint32Array(65536);
-    fc.assert(
-      fc.property(
-        fc.array(
-          fc.oneof(
-            fc.double({ noNaN: true }),
-            fc.constantFrom(0, -0, 5e-324, -5e-324, Number.MAX_VALUE, Number.POSITIVE_INFINITY),
-            fc.integer({ min: -3, max: 3 }),
-          ),
-          { maxLength: 200 },
-        ),
-        (values) => {
-          const s = Float64Array.from(values);
-          const want = Float64Array.from(values).sort();
-          radixSortF64(s, new Float64Array(s.length), count);
-          for (let i = 0; i < s.length; i++) expect(Object.is(s[i], want[i])).toBe(true);
-        },
-      ),
-      { numRuns: 300, seed: 5 },
-    );
+  it("keeps value bin 255 and missing apart with an indicator column (256 bins + NaN)", () => {
+    const n = 2000;
+    const xs = Float64Array.from({ length: n }, (_, i) => (i % 10 === 9 ? Number.NaN : i));
+    const other = Float64Array.from({ length: n }, (_, i) => i % 3);
+    const b = binMatrix(colMajor(Float64Array.from([...xs, ...other]), n, 2), 256);
+    expect(b.nBins[0]).toBe(256);
+    expect(b.nBins[1]).toBe(3);
+    expect(b.missingCol).toEqual(Int32Array.from([2, -1]));
+    expect(b.stride).toBe(3);
+    for (let r = 0; r < n; r++) {
+      const missing = Number.isNaN(xs[r]!);
+      expect(b.bins[r * 3 + 2]).toBe(missing ? 1 : 0);
+      if (missing) expect(b.bins[r * 3]).toBe(MISSING_BIN);
+      else expect(b.bins[r * 3]).toBe(binOf(b.cuts[0]!, xs[r]!));
+      expect(b.bins[r * 3 + 1]).toBe(other[r]);
+    }
+    expect(b.bins[1998 * 3]).toBe(255);
   });
 });
 
 describe("GradientBoostedTrees", () => {
   it("learns a step function exactly with squared loss (known answer)", () => {
     // y = 1 for x < 0.3, 3 otherwise: one depth-1 tree with lr 1 and lambda 0 puts the mean of each side in
-    // its leaf, so predictions are exactly 1 and 3 and the threshold lies between 0.29 and 0.31.
+    // its leaf, so predictions are exactly 1 and 3; with 8 distinct values each has its own bin and the
+    // threshold is the first value of the right side (XGBoost's cut rule).
     const xs = [0.1, 0.2, 0.25, 0.29, 0.31, 0.5, 0.7, 0.9];
     const y = xs.map((x) => (x < 0.3 ? 1 : 3));
     const X = colMajor(Float64Array.from(xs), xs.length, 1);
@@ -114,7 +133,7 @@ describe("GradientBoostedTrees", () => {
     expect(m.baseScore).toBe(2);
     const t = m.trees[0]!;
     expect(t.feature[0]).toBe(0);
-    expect(t.threshold[0]).toBeCloseTo(0.3, 12);
+    expect(t.threshold[0]).toBe(0.31);
     expect(Array.from(m.predict(X))).toEqual(y);
     expect(Array.from(t.cover)).toEqual([8, 4, 4]);
     expect(m.trainLoss).toEqual([0]);
@@ -193,10 +212,10 @@ describe("GradientBoostedTrees", () => {
     const xs = new Float64Array(n);
     const y = new Float64Array(n);
     for (let r = 0; r < n; r++) {
-      // Finite x: label 1 iff x >= 0.7; missing x: label 1 like the right side. The left child is the
-      // heavier one, so a default of "right" can only come from learning it from the NaN rows.
+      // Finite x: label 1 iff x >= 0.3; missing x: label 0 like the left side. A node without missing
+      // values would send NaN right, so a default of "left" can only come from learning it from the NaN rows.
       xs[r] = r % 4 === 0 ? Number.NaN : (r % 97) / 97;
-      y[r] = Number.isNaN(xs[r]!) ? 1 : xs[r]! >= 0.7 ? 1 : 0;
+      y[r] = Number.isNaN(xs[r]!) ? 0 : xs[r]! >= 0.3 ? 1 : 0;
     }
     const X = colMajor(xs, n, 1);
     const m = new GradientBoostedTrees({
@@ -206,11 +225,45 @@ describe("GradientBoostedTrees", () => {
       learningRate: 0.5,
     }).fit(X, y);
     const root = m.trees[0]!;
-    expect(root.defaultLeft[0]).toBe(0);
+    expect(root.defaultLeft[0]).toBe(1);
     const p = m.predict(colMajor(Float64Array.from([Number.NaN, 0.1, 0.9]), 3, 1));
-    expect(p[0]!).toBeGreaterThan(0.9);
+    expect(p[0]!).toBeLessThan(0.1);
     expect(p[1]!).toBeLessThan(0.1);
     expect(p[2]!).toBeGreaterThan(0.9);
+  });
+
+  it("sends NaN right at splits on features without missing training values (XGBoost's default)", () => {
+    const n = 300;
+    const xs = Float64Array.from({ length: n }, (_, r) => (r % 101) / 101);
+    // The left side (x < 0.8) is far heavier, so "follow the heavier child" would send NaN left.
+    const y = Float64Array.from(xs, (x) => (x < 0.8 ? 0 : 1));
+    const m = new GradientBoostedTrees({ objective: "logistic", nRounds: 5, maxDepth: 1 }).fit(
+      colMajor(xs, n, 1),
+      y,
+    );
+    for (const t of m.trees) expect(t.defaultLeft[0]).toBe(0);
+    const p = m.predict(colMajor(Float64Array.from([Number.NaN, 0.95]), 2, 1));
+    expect(p[0]).toBe(p[1]);
+  });
+
+  it("splits the missing rows from all others with a threshold above the maximum, NaN right", () => {
+    const n = 500;
+    const xs = Float64Array.from({ length: n }, (_, r) =>
+      r % 5 === 0 ? Number.NaN : ((r * 37) % 211) / 211,
+    );
+    const y = Float64Array.from(xs, (x) => (Number.isNaN(x) ? 1 : 0));
+    const X = colMajor(xs, n, 1);
+    const m = new GradientBoostedTrees({ objective: "logistic", nRounds: 1, maxDepth: 1 }).fit(X, y);
+    const t = m.trees[0]!;
+    const max = Math.max(...Array.from(xs).filter((x) => !Number.isNaN(x)));
+    // XGBoost finds this split first as "all values left, missing right" (its forward pass) and keeps it over
+    // the equal-gain mirror image "missing left" from the backward pass.
+    expect(t.threshold[0]).toBe(binMatrix(X, 256).cuts[0]!.at(-1));
+    expect(t.threshold[0]!).toBeGreaterThan(max);
+    expect(t.defaultLeft[0]).toBe(0);
+    // Base margin logit(0.2): every row has hessian 0.2 * 0.8.
+    expect(t.cover[t.left[0]!]).toBeCloseTo(400 * 0.16, 9);
+    expect(t.cover[t.right[0]!]).toBeCloseTo(100 * 0.16, 9);
   });
 
   it("stops early when the validation loss stops improving and keeps the best round's trees", () => {
