@@ -187,66 +187,6 @@ function meanLoss(
   return s / sw;
 }
 
-/**
- * Writes g and h of every row at margins m into gh (times the row weight) and returns the mean loss at m:
- * squared: g = m - y, h = 1, loss (m - y)^2; logistic: g = q - y, h = q(1 - q) with q = sigmoid(m),
- * loss = log(1 + e^m) - y m evaluated without overflow.
- */
-function gradients(
-  objective: GbtObjective,
-  y: ArrayLike<number>,
-  w: Float64Array | null,
-  m: Float64Array,
-  gh: Float64Array,
-): number {
-  let s = 0;
-  let sw = 0;
-  const n = m.length;
-  if (objective === "squared") {
-    for (let r = 0; r < n; r++) {
-      const wr = w === null ? 1 : w[r]!;
-      const d = m[r]! - y[r]!;
-      gh[2 * r] = wr * d;
-      gh[2 * r + 1] = wr;
-      s += wr * d * d;
-      sw += wr;
-    }
-  } else if (w === null) {
-    // Unweighted: sum log(1 + e) as the log of products of 512 factors in (1, 2] (at most 2^512, no overflow),
-    // one Math.log per 512 rows instead of a log1p per row; the loss is only reported, so the ~1e-13
-    // relative rounding difference does not touch the trees.
-    let prod = 1;
-    for (let r = 0; r < n; r++) {
-      const mr = m[r]!;
-      const e = Math.exp(-Math.abs(mr));
-      const q = mr >= 0 ? 1 / (1 + e) : e / (1 + e);
-      gh[2 * r] = q - y[r]!;
-      gh[2 * r + 1] = Math.max(q * (1 - q), 1e-16);
-      s += Math.max(mr, 0) - y[r]! * mr;
-      prod *= 1 + e;
-      if ((r & 511) === 511) {
-        s += Math.log(prod);
-        prod = 1;
-      }
-    }
-    s += Math.log(prod);
-    sw = n;
-  } else {
-    for (let r = 0; r < n; r++) {
-      const wr = w[r]!;
-      const mr = m[r]!;
-      const e = Math.exp(-Math.abs(mr));
-      const q = mr >= 0 ? 1 / (1 + e) : e / (1 + e);
-      gh[2 * r] = wr * (q - y[r]!);
-      // Floor keeps the Newton step finite when predictions saturate.
-      gh[2 * r + 1] = wr * Math.max(q * (1 - q), 1e-16);
-      s += wr * (Math.max(mr, 0) + Math.log1p(e) - y[r]! * mr);
-      sw += wr;
-    }
-  }
-  return s / sw;
-}
-
 /** Histogram stride per feature: 256 bins x (G, H). */
 const HSTRIDE = HIST_STRIDE;
 
@@ -352,9 +292,48 @@ class Trainer {
     this.hb.release(h);
   }
 
-  /** Sums g and h per (feature, bin) over rows rowIdx[start..end); `all` means the rows are exactly 0..n-1. */
-  private buildHist(hist: Float64Array, start: number, end: number, all: boolean): void {
-    this.hb.build(hist, start, end, all);
+  /**
+   * Sums g and h per (byte column, code) over rows rowIdx[start..end) (`all`: the rows are exactly 0..n-1);
+   * with `parent`, the parent's histogram becomes parent - hist.
+   */
+  private buildHist(
+    hist: Float64Array,
+    start: number,
+    end: number,
+    all: boolean,
+    parent: Float64Array | null,
+  ): void {
+    this.hb.build(hist, start, end, all, parent);
+  }
+
+  /** Margins of the training rows (shared with the histogram builder's threads). */
+  get margin(): Float64Array {
+    return this.hb.margin;
+  }
+
+  setTargets(y: ArrayLike<number>, w: Float64Array | null): void {
+    this.hb.setTargets(y, w, this.p.objective === "logistic");
+  }
+
+  /** g and h of every row at the current margins into gh; returns the mean loss there. */
+  gradients(): number {
+    return this.hb.gradients();
+  }
+
+  /** Adds every leaf's value to the margins of its rows (leaf ranges of rowIdx covering 0..nSample). */
+  addLeaves(tb: TreeBuilder, nSample: number): void {
+    let nLeaves = 0;
+    for (let i = 0; i < tb.feature.length; i++) if (tb.feature[i]! < 0) nLeaves++;
+    const buf = this.hb.leafBuffer(nLeaves);
+    let j = 0;
+    for (let i = 0; i < tb.feature.length; i++) {
+      if (tb.feature[i]! >= 0) continue;
+      buf[3 * j] = tb.start[i]!;
+      buf[3 * j + 1] = Math.min(tb.end[i]!, nSample);
+      buf[3 * j + 2] = tb.value[i]!;
+      j++;
+    }
+    this.hb.addLeaves(nLeaves, nSample);
   }
 
   /**
@@ -493,7 +472,7 @@ class Trainer {
     };
     if (this.canSplit(0, H, nSample)) {
       const hist = this.takeHist();
-      this.buildHist(hist, 0, nSample, all);
+      this.buildHist(hist, 0, nSample, all, null);
       consider({
         node: root,
         start: 0,
@@ -548,10 +527,9 @@ class Trainer {
       // Subtraction trick: build the smaller child's histogram, the larger one is parent - smaller.
       const small = this.takeHist();
       const leftSmaller = nL <= nR;
-      if (leftSmaller) this.buildHist(small, c.start, mid, false);
-      else this.buildHist(small, mid, c.end, false);
       const large = c.hist;
-      for (let j = 0; j < large.length; j++) large[j]! -= small[j]!;
+      if (leftSmaller) this.buildHist(small, c.start, mid, false, large);
+      else this.buildHist(small, mid, c.end, false, large);
       const histL = leftSmaller ? small : large;
       const histR = leftSmaller ? large : small;
       if (splitL) {
@@ -663,10 +641,12 @@ export class GradientBoostedTrees implements TreeEnsemble {
 
     const binned = binMatrix(X, p.maxBins, w);
     const tr = new Trainer(binned, p);
-    const margin = new Float64Array(n).fill(this.baseScore);
+    tr.setTargets(y, w);
+    const margin = tr.margin;
+    margin.fill(this.baseScore);
     const inSample = new Uint8Array(n);
     const random = rng(p.seed);
-    const { gh, rowIdx } = tr;
+    const { rowIdx } = tr;
 
     // Validation rows copied row-major once so each round's traversal reads contiguous memory.
     const vRows = valid === undefined ? null : toRowMajor(valid.X);
@@ -677,7 +657,7 @@ export class GradientBoostedTrees implements TreeEnsemble {
     try {
       for (let round = 0; round < p.nRounds; round++) {
         // The loss at the current margin (after the previous round) comes out of the gradient pass for free.
-        const lossBefore = gradients(p.objective, y, w, margin, gh);
+        const lossBefore = tr.gradients();
         if (round > 0) this.trainLoss.push(lossBefore);
         let nSample = 0;
         if (p.subsample < 1) {
@@ -692,11 +672,7 @@ export class GradientBoostedTrees implements TreeEnsemble {
         }
         const tb = tr.grow(nSample, nSample === n);
         // Training margins: sampled rows by leaf ranges, the rest through the binned splits.
-        for (let i = 0; i < tb.feature.length; i++) {
-          if (tb.feature[i]! >= 0) continue;
-          const v = tb.value[i]!;
-          for (let k = tb.start[i]!; k < tb.end[i]!; k++) margin[rowIdx[k]!]! += v;
-        }
+        tr.addLeaves(tb, nSample);
         if (nSample < n) {
           for (let r = 0; r < n; r++)
             if (inSample[r] === 0) margin[r]! += tb.value[tr.leafOfBinnedRow(tb, r)]!;
@@ -720,7 +696,7 @@ export class GradientBoostedTrees implements TreeEnsemble {
         opts.onRound?.(round, vl);
         if (p.earlyStoppingRounds > 0 && round - this.bestRound >= p.earlyStoppingRounds) break;
       }
-      this.trainLoss.push(gradients(p.objective, y, w, margin, gh));
+      this.trainLoss.push(tr.gradients());
     } finally {
       tr.close();
     }

@@ -81,6 +81,64 @@ function bucketOf(v: number, lo: number, hi: number, scale: number): number {
   return Math.min(BUCKETS - 1, Math.floor((v - lo) * scale));
 }
 
+/** Columns read together from a row-major matrix (8 doubles = one cache line per row). */
+const COL_GROUP = 8;
+
+/**
+ * Codes of one feature's values (NaN -> MISSING_BIN) into out[0..n), and 1 into ind[r] for missing rows when
+ * ind is given. `cuts` as from sketchCuts; codes are binOf(cuts, v).
+ */
+function binColumn(
+  col: Float64Array,
+  n: number,
+  c: Float64Array,
+  out: Uint8Array,
+  ind: Uint8Array | null,
+): void {
+  const last = c.length - 1;
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = Number.NEGATIVE_INFINITY;
+  for (let r = 0; r < n; r++) {
+    const v = col[r]!;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const scale = BUCKETS / (hi - lo);
+  if (Number.isFinite(scale) && scale > 0) {
+    // Bucket lookup: bucketOf is non-decreasing in v, so every cut in a lower bucket than v's is below v;
+    // table[k] = number of cuts in buckets < k is a lower bound on the bin of any value in bucket k. Then
+    // step up past cuts <= v: exact, ~0-1 steps.
+    const table = new Int32Array(BUCKETS);
+    for (let j = 0; j < c.length; j++) {
+      const k = bucketOf(c[j]!, lo, hi, scale);
+      if (k + 1 < BUCKETS) table[k + 1]!++;
+    }
+    for (let k = 1; k < BUCKETS; k++) table[k]! += table[k - 1]!;
+    for (let r = 0; r < n; r++) {
+      const v = col[r]!;
+      if (Number.isNaN(v)) {
+        out[r] = MISSING_BIN;
+        if (ind !== null) ind[r] = 1;
+        continue;
+      }
+      let bb = table[bucketOf(v, lo, hi, scale)]!;
+      while (bb < last && c[bb]! <= v) bb++;
+      out[r] = bb;
+    }
+  } else {
+    // Infinite values or a single distinct value: the branch-free search over the padded cuts.
+    const padded = new Float64Array(MAX_VALUE_BINS).fill(Number.POSITIVE_INFINITY);
+    padded.set(c);
+    for (let r = 0; r < n; r++) {
+      const v = col[r]!;
+      if (Number.isNaN(v)) {
+        out[r] = MISSING_BIN;
+        if (ind !== null) ind[r] = 1;
+      } else out[r] = Math.min(binOfPadded(padded, v), last);
+    }
+  }
+}
+
 /**
  * Bins every column of X into at most `maxBins` value bins (2..256, XGBoost's max_bin) plus missing. `weights`
  * (optional, per row) weight the quantile sketch like XGBoost's sample weights do.
@@ -91,84 +149,61 @@ export function binMatrix(X: Matrix, maxBins: number, weights: Float64Array | nu
     throw new BinningError(`maxBins must be an integer in 2..${MAX_VALUE_BINS} (got ${maxBins})`);
   }
   const { nRows, nCols } = X;
-  const col = new Float64Array(nRows);
   const present = new Float64Array(nRows);
   const presentW = weights === null ? null : new Float64Array(nRows);
   const cuts: Float64Array[] = [];
   const nBins = new Int32Array(nCols);
   const hasMissing = new Uint8Array(nCols);
   const missingCol = new Int32Array(nCols).fill(-1);
-  const readCol = (f: number): void => {
-    if (X.layout === "col") col.set(X.data.subarray(f * nRows, (f + 1) * nRows));
-    else for (let r = 0; r < nRows; r++) col[r] = X.data[r * nCols + f]!;
-  };
-  // Pass 1: cuts per feature (from the non-missing values in row order), and which features need an indicator.
+  // Codes column by column, then interleaved into the row-major layout once the indicator columns are known.
+  const codes = new Uint8Array(nRows * nCols);
+  const indicators: Uint8Array[] = [];
+  // Row-major input is read a group of columns at a time (one cache line per row instead of one per value).
+  const group = X.layout === "row" ? new Float64Array(nRows * Math.min(COL_GROUP, nCols)) : null;
   let stride = nCols;
-  for (let f = 0; f < nCols; f++) {
-    readCol(f);
-    let m = 0;
-    for (let r = 0; r < nRows; r++) {
-      const v = col[r]!;
-      if (Number.isNaN(v)) continue;
-      if (presentW !== null) presentW[m] = weights![r]!;
-      present[m++] = v;
+  for (let g0 = 0; g0 < nCols; g0 += COL_GROUP) {
+    const g1 = Math.min(g0 + COL_GROUP, nCols);
+    if (group !== null) {
+      const gw = g1 - g0;
+      for (let r = 0; r < nRows; r++) {
+        const o = r * nCols + g0;
+        for (let j = 0; j < gw; j++) group[j * nRows + r] = X.data[o + j]!;
+      }
     }
-    const c = sketchCuts(present.subarray(0, m), presentW === null ? null : presentW.subarray(0, m), maxBins);
-    cuts.push(c);
-    nBins[f] = c.length;
-    hasMissing[f] = m < nRows ? 1 : 0;
-    if (m < nRows && c.length > MISSING_BIN) missingCol[f] = stride++;
+    for (let f = g0; f < g1; f++) {
+      const col =
+        group !== null
+          ? group.subarray((f - g0) * nRows, (f - g0 + 1) * nRows)
+          : X.data.subarray(f * nRows, (f + 1) * nRows);
+      let m = 0;
+      for (let r = 0; r < nRows; r++) {
+        const v = col[r]!;
+        if (Number.isNaN(v)) continue;
+        if (presentW !== null) presentW[m] = weights![r]!;
+        present[m++] = v;
+      }
+      const c = sketchCuts(
+        present.subarray(0, m),
+        presentW === null ? null : presentW.subarray(0, m),
+        maxBins,
+      );
+      cuts.push(c);
+      nBins[f] = c.length;
+      hasMissing[f] = m < nRows ? 1 : 0;
+      let ind: Uint8Array | null = null;
+      if (m < nRows && c.length > MISSING_BIN) {
+        missingCol[f] = stride++;
+        ind = new Uint8Array(nRows);
+        indicators.push(ind);
+      }
+      binColumn(col, nRows, c, codes.subarray(f * nRows, (f + 1) * nRows), ind);
+    }
   }
-  // Pass 2: codes.
   const bins = new Uint8Array(nRows * stride);
-  const table = new Int32Array(BUCKETS);
-  const padded = new Float64Array(MAX_VALUE_BINS);
-  for (let f = 0; f < nCols; f++) {
-    readCol(f);
-    const c = cuts[f]!;
-    const last = c.length - 1;
-    const mc = missingCol[f]!;
-    let lo = Number.POSITIVE_INFINITY;
-    let hi = Number.NEGATIVE_INFINITY;
-    for (let r = 0; r < nRows; r++) {
-      const v = col[r]!;
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-    const scale = BUCKETS / (hi - lo);
-    if (Number.isFinite(scale) && scale > 0) {
-      // Bucket lookup: bucketOf is non-decreasing in v, so every cut in a lower bucket than v's is below v;
-      // table[k] = number of cuts in buckets < k is a lower bound on the bin of any value in bucket k. Then
-      // step up past cuts <= v: exact, ~0-1 steps.
-      table.fill(0);
-      for (let j = 0; j < c.length; j++) {
-        const k = bucketOf(c[j]!, lo, hi, scale);
-        if (k + 1 < BUCKETS) table[k + 1]!++;
-      }
-      for (let k = 1; k < BUCKETS; k++) table[k]! += table[k - 1]!;
-      for (let r = 0; r < nRows; r++) {
-        const v = col[r]!;
-        if (Number.isNaN(v)) {
-          bins[r * stride + f] = MISSING_BIN;
-          if (mc >= 0) bins[r * stride + mc] = 1;
-          continue;
-        }
-        let bb = table[bucketOf(v, lo, hi, scale)]!;
-        while (bb < last && c[bb]! <= v) bb++;
-        bins[r * stride + f] = bb;
-      }
-    } else {
-      // Infinite values or a single distinct value: the branch-free search over the padded cuts.
-      padded.fill(Number.POSITIVE_INFINITY);
-      padded.set(c);
-      for (let r = 0; r < nRows; r++) {
-        const v = col[r]!;
-        if (Number.isNaN(v)) {
-          bins[r * stride + f] = MISSING_BIN;
-          if (mc >= 0) bins[r * stride + mc] = 1;
-        } else bins[r * stride + f] = Math.min(binOfPadded(padded, v), last);
-      }
-    }
+  for (let r = 0; r < nRows; r++) {
+    const o = r * stride;
+    for (let f = 0; f < nCols; f++) bins[o + f] = codes[f * nRows + r]!;
+    for (let j = 0; j < indicators.length; j++) bins[o + nCols + j] = indicators[j]![r]!;
   }
   return { bins, nRows, nCols, stride, cuts, nBins, hasMissing, missingCol };
 }

@@ -204,9 +204,9 @@ export class SortScratch {
   k1 = new Uint32Array(0);
   k2 = new Uint32Array(0);
   w2 = new Float64Array(0);
-  readonly f32 = new Float32Array(1);
-  readonly f32bits = new Uint32Array(this.f32.buffer);
   readonly count = new Uint32Array(2048);
+  /** Digit counts of the three 11-bit digits of 32-bit keys. */
+  readonly count3 = new Uint32Array(3 * 2048);
 
   ensure(n: number): void {
     if (this.w2.length >= n) return;
@@ -217,45 +217,10 @@ export class SortScratch {
 }
 
 /**
- * One stable LSD pass over 32-bit keys by the digit (key >>> shift) & mask, carrying the weights payload when
- * given. Returns false (and moves nothing) when every key has the same digit.
+ * One stable LSD pass over 64-bit keys stored as (lo, hi) word pairs by the digit of `mask` width whose window
+ * starts at bit `shift`, carrying the weights payload when given. Returns false (and moves nothing) when every
+ * key has the same digit.
  */
-function radixPass32(
-  k: Uint32Array,
-  kOut: Uint32Array,
-  ws: Float64Array | null,
-  wsOut: Float64Array,
-  n: number,
-  shift: number,
-  mask: number,
-  count: Uint32Array,
-): boolean {
-  count.fill(0, 0, mask + 1);
-  for (let i = 0; i < n; i++) count[(k[i]! >>> shift) & mask]!++;
-  if (count[(k[0]! >>> shift) & mask] === n) return false;
-  let sum = 0;
-  for (let d = 0; d <= mask; d++) {
-    const c = count[d]!;
-    count[d] = sum;
-    sum += c;
-  }
-  if (ws === null) {
-    for (let i = 0; i < n; i++) {
-      const key = k[i]!;
-      kOut[count[(key >>> shift) & mask]!++] = key;
-    }
-  } else {
-    for (let i = 0; i < n; i++) {
-      const key = k[i]!;
-      const j = count[(key >>> shift) & mask]!++;
-      kOut[j] = key;
-      wsOut[j] = ws[i]!;
-    }
-  }
-  return true;
-}
-
-/** radixPass32 for 64-bit keys stored as (lo, hi) word pairs; the digit's window starts at bit `shift`. */
 function radixPass64(
   k: Uint32Array,
   kOut: Uint32Array,
@@ -301,33 +266,22 @@ function radixPass64(
 export function sortChunk(vals: Float64Array, ws: Float64Array | null, n: number, sc: SortScratch): void {
   if (n < 2) return;
   sc.ensure(n);
-  let allF32 = true;
-  for (let i = 0; i < n && allF32; i++) allF32 = f32(vals[i]!) === vals[i]!;
+  if (sortChunkF32(vals, ws, n, sc)) return;
   let k = sc.k1;
   let kOut = sc.k2;
   let lowVary = 0;
   let highVary = 0;
-  if (allF32) {
-    const fb = sc.f32bits;
-    for (let i = 0; i < n; i++) {
-      sc.f32[0] = vals[i]!;
-      const b = fb[0]!;
-      k[i] = b >>> 31 === 1 ? ~b >>> 0 : (b | 0x80000000) >>> 0;
-    }
-    for (let i = 1; i < n; i++) lowVary |= k[i]! ^ k[0]!;
-  } else {
-    const bits = new Uint32Array(vals.buffer, vals.byteOffset, 2 * n);
-    for (let i = 0; i < n; i++) {
-      const lo = bits[2 * i]!;
-      const hi = bits[2 * i + 1]!;
-      const neg = hi >>> 31 === 1;
-      k[2 * i] = neg ? ~lo >>> 0 : lo;
-      k[2 * i + 1] = neg ? ~hi >>> 0 : (hi | 0x80000000) >>> 0;
-    }
-    for (let i = 1; i < n; i++) {
-      lowVary |= k[2 * i]! ^ k[0]!;
-      highVary |= k[2 * i + 1]! ^ k[1]!;
-    }
+  const bits = new Uint32Array(vals.buffer, vals.byteOffset, 2 * n);
+  for (let i = 0; i < n; i++) {
+    const lo = bits[2 * i]!;
+    const hi = bits[2 * i + 1]!;
+    const neg = hi >>> 31 === 1;
+    k[2 * i] = neg ? ~lo >>> 0 : lo;
+    k[2 * i + 1] = neg ? ~hi >>> 0 : (hi | 0x80000000) >>> 0;
+  }
+  for (let i = 1; i < n; i++) {
+    lowVary |= k[2 * i]! ^ k[0]!;
+    highVary |= k[2 * i + 1]! ^ k[1]!;
   }
   if (lowVary === 0 && highVary === 0) return;
   // Bit range [first, last] of the key that varies, split into equal passes of <= 11 bits.
@@ -341,10 +295,7 @@ export function sortChunk(vals: Float64Array, ws: Float64Array | null, n: number
   let w: Float64Array | null = ws;
   let wOut: Float64Array = sc.w2;
   for (let p = 0; p < passes; p++) {
-    const moved = allF32
-      ? radixPass32(k, kOut, w, wOut, n, first + p * width, mask, sc.count)
-      : radixPass64(k, kOut, w, wOut, n, first + p * width, mask, sc.count);
-    if (moved) {
+    if (radixPass64(k, kOut, w, wOut, n, first + p * width, mask, sc.count)) {
       const t = k;
       k = kOut;
       kOut = t;
@@ -355,24 +306,76 @@ export function sortChunk(vals: Float64Array, ws: Float64Array | null, n: number
       }
     }
   }
-  if (allF32) {
-    const fb = sc.f32bits;
-    for (let i = 0; i < n; i++) {
-      const key = k[i]!;
-      fb[0] = key >>> 31 === 1 ? key & 0x7fffffff : ~key >>> 0;
-      vals[i] = sc.f32[0]!;
-    }
-  } else {
-    const bits = new Uint32Array(vals.buffer, vals.byteOffset, 2 * n);
-    for (let i = 0; i < n; i++) {
-      const lo = k[2 * i]!;
-      const hi = k[2 * i + 1]!;
-      const pos = hi >>> 31 === 1;
-      bits[2 * i] = pos ? lo : ~lo >>> 0;
-      bits[2 * i + 1] = pos ? hi & 0x7fffffff : ~hi >>> 0;
-    }
+  for (let i = 0; i < n; i++) {
+    const lo = k[2 * i]!;
+    const hi = k[2 * i + 1]!;
+    const pos = hi >>> 31 === 1;
+    bits[2 * i] = pos ? lo : ~lo >>> 0;
+    bits[2 * i + 1] = pos ? hi & 0x7fffffff : ~hi >>> 0;
   }
   if (ws !== null && w !== ws) ws.set(w!.subarray(0, n));
+}
+
+/**
+ * sortChunk for values that are all float32 (the usual case: XGBoost-style data): 32-bit keys, the three
+ * 11-bit digit counts taken in the key pass, then up to three scatter passes. Returns false, leaving vals
+ * untouched, when some value is not a float32.
+ */
+function sortChunkF32(vals: Float64Array, ws: Float64Array | null, n: number, sc: SortScratch): boolean {
+  const fa = new Float32Array(sc.k1.buffer, sc.k1.byteOffset, n);
+  fa.set(vals.subarray(0, n));
+  for (let i = 0; i < n; i++) if (fa[i] !== vals[i]) return false;
+  let k = sc.k1;
+  let kOut = sc.k2;
+  const c = sc.count3;
+  c.fill(0);
+  for (let i = 0; i < n; i++) {
+    const b = k[i]!;
+    const key = b >>> 31 === 1 ? ~b >>> 0 : (b | 0x80000000) >>> 0;
+    k[i] = key;
+    c[key & 0x7ff]!++;
+    c[2048 + ((key >>> 11) & 0x7ff)]!++;
+    c[4096 + (key >>> 22)]!++;
+  }
+  let w: Float64Array | null = ws;
+  let wOut: Float64Array = sc.w2;
+  for (let p = 0; p < 3; p++) {
+    const off = p * 2048;
+    const shift = 11 * p;
+    if (c[off + ((k[0]! >>> shift) & 0x7ff)] === n) continue;
+    let sum = 0;
+    for (let d = off; d < off + 2048; d++) {
+      const cnt = c[d]!;
+      c[d] = sum;
+      sum += cnt;
+    }
+    if (w === null) {
+      for (let i = 0; i < n; i++) {
+        const key = k[i]!;
+        kOut[c[off + ((key >>> shift) & 0x7ff)]!++] = key;
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const key = k[i]!;
+        const j = c[off + ((key >>> shift) & 0x7ff)]!++;
+        kOut[j] = key;
+        wOut[j] = w[i]!;
+      }
+      const tw = w;
+      w = wOut;
+      wOut = tw;
+    }
+    const t = k;
+    k = kOut;
+    kOut = t;
+  }
+  for (let i = 0; i < n; i++) {
+    const key = k[i]!;
+    k[i] = key >>> 31 === 1 ? key & 0x7fffffff : ~key >>> 0;
+  }
+  vals.set(new Float32Array(k.buffer, k.byteOffset, n));
+  if (ws !== null && w !== ws) ws.set(w!.subarray(0, n));
+  return true;
 }
 
 /**

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { GbtInputError, GbtParamError, GradientBoostedTrees } from "../../models/gbt.ts";
+import { type GbtFitOptions, GbtInputError, GbtParamError, GradientBoostedTrees } from "../../models/gbt.ts";
 import { binMatrix, binOf, MISSING_BIN } from "../../models/gbtBinning.ts";
 import { auc } from "../../models/metrics.ts";
 import { colMajor, type Matrix, rowMajor } from "../../models/treeEnsemble.ts";
@@ -313,21 +313,38 @@ describe("GradientBoostedTrees", () => {
     expect(other.trees).not.toEqual(a.trees);
   });
 
-  it("trains the same model with worker threads as without (feature-parallel histograms, split partitions)", () => {
-    // Enough rows that the top nodes go through the threaded paths (MIN_PARALLEL_ROWS = 4096).
-    const n = 12000;
+  it("trains the same model with worker threads as without (histograms, partitions, gradients, margins)", () => {
+    // Enough rows that the top nodes, the gradients (2 x 8192-row loss blocks) and the margin updates go
+    // through the threaded paths (MIN_PARALLEL_ROWS = 4096); NaN gives 256-bin features missing indicators.
+    const n = 20000;
     const d = 9;
     const { X, raw, rnd } = randomData(n, d, 77);
     for (let i = 0; i < raw.length; i++) if (rnd() < 0.05) raw[i] = Number.NaN;
     const y = Array.from({ length: n }, (_, r) => ((raw[r * d]! || 0) * (raw[r * d + 5]! || 1) > 0 ? 1 : 0));
     const params = { objective: "logistic" as const, nRounds: 12, maxDepth: 5, subsample: 0.8 };
-    const serial = new GradientBoostedTrees(params).fit(X, y).toJSON();
-    const threaded = new GradientBoostedTrees({ ...params, nThreads: 2 }).fit(X, y).toJSON();
-    expect(threaded.trees).toEqual(serial.trees);
+    // The model JSON apart from nThreads: trees and per-round losses (summed per fixed row block) bit-identical.
+    const fitted = (
+      m: GradientBoostedTrees,
+      opts: GbtFitOptions = {},
+      labels: ArrayLike<number> = y,
+    ): unknown => {
+      const json = m.fit(X, labels, opts).toJSON();
+      return { ...json, params: { ...json.params, nThreads: 0 } };
+    };
+    const serial = fitted(new GradientBoostedTrees(params));
+    expect(fitted(new GradientBoostedTrees({ ...params, nThreads: 2 }))).toEqual(serial);
     const capped = { ...params, maxLeaves: 12, maxDepth: 12 };
-    expect(new GradientBoostedTrees({ ...capped, nThreads: 3 }).fit(X, y).toJSON().trees).toEqual(
-      new GradientBoostedTrees(capped).fit(X, y).toJSON().trees,
+    expect(fitted(new GradientBoostedTrees({ ...capped, nThreads: 3 }))).toEqual(
+      fitted(new GradientBoostedTrees(capped)),
     );
+    // All rows, row weights, and trees with more leaves than the first leaf buffer holds (64): noisy labels.
+    const weights = Array.from({ length: n }, () => 0.5 + rnd());
+    const noisy = Array.from({ length: n }, () => (rnd() < 0.5 ? 1 : 0));
+    const deep = { objective: "logistic" as const, nRounds: 3, maxDepth: 9, minChildWeight: 0.1 };
+    const deepSerial = new GradientBoostedTrees(deep);
+    const deepJson = fitted(deepSerial, { weights }, noisy);
+    expect(deepSerial.trees.some((t) => Array.from(t.feature).filter((f) => f < 0).length > 64)).toBe(true);
+    expect(fitted(new GradientBoostedTrees({ ...deep, nThreads: 2 }), { weights }, noisy)).toEqual(deepJson);
   });
 
   it("respects maxDepth, maxLeaves, gamma and minChildWeight", () => {
