@@ -25,9 +25,13 @@
  */
 import { type BinnedMatrix, binMatrix, MISSING_BIN } from "./gbtBinning.ts";
 import {
-  HIST_STRIDE,
+  acquireGbtThreads,
+  type GbtThreads,
+  type HistItem,
   type HistogramBuilder,
   ParallelHistogramBuilder,
+  type PartitionItem,
+  releaseGbtThreads,
   SerialHistogramBuilder,
 } from "./gbtHistogram.ts";
 import { mulberry32 as rng } from "./prng.ts";
@@ -74,8 +78,9 @@ export interface GbtParams {
   /** Seed of the row-sampling generator; training is deterministic given the seed. */
   seed: number;
   /**
-   * Threads for histogram building (1 = this thread only). Results are identical for any value; > 1 spawns
-   * nThreads - 1 worker threads for the duration of fit().
+   * Threads for binning, histograms, partitions and gradients (1 = this thread only). Results are identical
+   * for any value; > 1 uses nThreads - 1 worker threads, which are kept idle between fits for reuse
+   * (gbtHistogram.ts: acquireGbtThreads, closeIdleGbtThreads).
    */
   nThreads: number;
   /** Initial margin; null = from the data (mean of y, or log-odds of the mean for logistic). */
@@ -187,8 +192,8 @@ function meanLoss(
   return s / sw;
 }
 
-/** Histogram stride per feature: 256 bins x (G, H). */
-const HSTRIDE = HIST_STRIDE;
+/** Open nodes split per step of grow() without a leaf limit (see there). */
+const GROW_BATCH = 8;
 
 /** Split candidate of a node during growth. */
 interface Candidate {
@@ -254,8 +259,6 @@ class Trainer {
   /** Byte columns per row of `bins` (features + missing indicators). */
   readonly stride: number;
   readonly rowIdx: Uint32Array;
-  /** partition's lookup: side[bin code] = 1 when the row goes left. */
-  private readonly side = new Uint8Array(256);
   /** Interleaved gradient/hessian: gh[2r] = g_r, gh[2r+1] = h_r. */
   readonly gh: Float64Array;
   /** Row-major bin codes (the histogram builder's copy, shared with its threads). */
@@ -265,19 +268,36 @@ class Trainer {
   constructor(
     readonly data: BinnedMatrix,
     readonly p: GbtParams,
+    pool: GbtThreads | null,
   ) {
     this.n = data.nRows;
     this.nCols = data.nCols;
     this.stride = data.stride;
-    // With LIFO expansion at most maxDepth + 1 candidates hold histograms (maxLeaves with best-first).
-    const slots = (p.maxLeaves > 0 ? p.maxLeaves : p.maxDepth + 2) + 2;
+    // Open candidates hold histograms: with batches of GROW_BATCH at most ~GROW_BATCH per depth are left
+    // behind, plus a batch's children (maxLeaves: at most maxLeaves). Beyond the arena, histograms are private
+    // buffers built by the calling thread.
+    const slots = Math.min(p.maxLeaves > 0 ? p.maxLeaves + 2 : GROW_BATCH * (p.maxDepth + 3), 128);
     this.hb =
-      p.nThreads > 1
-        ? new ParallelHistogramBuilder(data.bins, this.n, data.stride, p.nThreads, slots)
+      pool !== null
+        ? new ParallelHistogramBuilder(data.bins, this.n, data.stride, pool, slots)
         : new SerialHistogramBuilder(data.bins, this.n, data.stride);
     this.rowIdx = this.hb.rowIdx;
     this.gh = this.hb.gh;
     this.bins = this.hb.bins;
+    const lastOk = new Uint8Array(this.nCols);
+    // The missing-only split needs a threshold above every value; a last cut of +Infinity (a +Infinity value,
+    // or a float32 overflow) cannot send +Infinity left, so it is not offered.
+    for (let f = 0; f < this.nCols; f++) lastOk[f] = data.cuts[f]!.at(-1)! < Number.POSITIVE_INFINITY ? 1 : 0;
+    this.hb.configureSplits({
+      nFeat: this.nCols,
+      nBins: data.nBins,
+      hasMissing: data.hasMissing,
+      missingCol: data.missingCol,
+      lastOk,
+      lambda: p.lambda,
+      gamma: p.gamma,
+      minChildWeight: p.minChildWeight,
+    });
   }
 
   close(): void {
@@ -336,112 +356,31 @@ class Trainer {
     this.hb.addLeaves(nLeaves, nSample);
   }
 
-  /**
-   * Best split of a node from its histogram, enumerated in XGBoost's order (module comment); sets
-   * c.gain = -Infinity when no split has gain > 1e-6 and >= gamma.
-   */
-  private findSplit(c: Candidate): void {
-    const { lambda, gamma, minChildWeight } = this.p;
-    const { nBins, hasMissing, missingCol } = this.data;
-    const hist = c.hist;
-    const G = c.G;
-    const H = c.H;
-    // Gains are rounded to float32 like XGBoost's (each child's score, their sum, the difference), so gains
-    // equal to float precision tie and the first candidate in enumeration order wins, as in XGBoost.
-    const f32 = Math.fround;
-    const parentScore = f32((G * G) / (H + lambda));
-    let bestGain = 0;
-    let bestF = -1;
-    let bestBin = -1;
-    let bestDefLeft = false;
-    let bestGL = 0;
-    let bestHL = 0;
-    for (let f = 0; f < this.nCols; f++) {
-      const hOff = f * HSTRIDE;
-      const nb = nBins[f]!;
-      const mc = missingCol[f]!;
-      // Missing rows: the indicator's code-1 bin, or code MISSING_BIN, which then holds no values.
-      let gM = 0;
-      let hM = 0;
-      if (hasMissing[f] === 1) {
-        const mOff = mc >= 0 ? mc * HSTRIDE + 2 : hOff + 2 * MISSING_BIN;
-        gM = hist[mOff]!;
-        hM = hist[mOff + 1]!;
-      }
-      const missing = hM > 0;
-      // With an indicator, code 255 holds value bin 255 and the missing rows.
-      const fix = mc >= 0 ? MISSING_BIN : -1;
-      // Missing right: left = bins 0..b (b = nb - 1 leaves only the missing rows on the right).
-      let GL = 0;
-      let HL = 0;
-      // The missing-only split needs a threshold above every value; a last cut of +Infinity (a +Infinity value,
-      // or a float32 overflow) cannot send +Infinity left, so it is not offered.
-      const lastB = missing && this.data.cuts[f]![nb - 1]! < Number.POSITIVE_INFINITY ? nb - 1 : nb - 2;
-      for (let b = 0; b <= lastB; b++) {
-        GL += b === fix ? hist[hOff + 2 * b]! - gM : hist[hOff + 2 * b]!;
-        HL += b === fix ? hist[hOff + 2 * b + 1]! - hM : hist[hOff + 2 * b + 1]!;
-        const HR = H - HL;
-        if (HL >= minChildWeight && HR >= minChildWeight) {
-          const GR = G - GL;
-          const gain = f32(
-            f32(f32((GL * GL) / (HL + lambda)) + f32((GR * GR) / (HR + lambda))) - parentScore,
-          );
-          if (gain > bestGain) {
-            bestGain = gain;
-            bestF = f;
-            bestBin = b;
-            bestDefLeft = false;
-            bestGL = GL;
-            bestHL = HL;
-          }
-        }
-      }
-      if (!missing) continue;
-      // Missing left: right = bins b..nb-1 for descending b, left = bins 0..b-1 and the missing rows.
-      let GR = 0;
-      let HR = 0;
-      for (let b = nb - 1; b >= 1; b--) {
-        GR += b === fix ? hist[hOff + 2 * b]! - gM : hist[hOff + 2 * b]!;
-        HR += b === fix ? hist[hOff + 2 * b + 1]! - hM : hist[hOff + 2 * b + 1]!;
-        const HLm = H - HR;
-        if (HLm >= minChildWeight && HR >= minChildWeight) {
-          const GLm = G - GR;
-          const gain = f32(
-            f32(f32((GLm * GLm) / (HLm + lambda)) + f32((GR * GR) / (HR + lambda))) - parentScore,
-          );
-          if (gain > bestGain) {
-            bestGain = gain;
-            bestF = f;
-            bestBin = b - 1;
-            bestDefLeft = true;
-            bestGL = GLm;
-            bestHL = HLm;
-          }
-        }
-      }
-    }
-    // XGBoost's kRtEps: gains at rounding-noise level never split.
-    if (bestF < 0 || !(bestGain > 1e-6) || !(bestGain >= gamma)) {
-      c.gain = Number.NEGATIVE_INFINITY;
-      return;
-    }
-    c.gain = bestGain;
-    c.feature = bestF;
-    c.bin = bestBin;
-    c.defaultLeft = bestDefLeft;
-    c.GL = bestGL;
-    c.HL = bestHL;
-  }
-
-  /** Stable in-place partition of rowIdx[start..end) by the split; returns the first right position. */
-  private partition(start: number, end: number, f: number, bin: number, defaultLeft: boolean): number {
-    const side = this.side;
+  /** The partition of a candidate's rows by its split (rows going left first; see HistogramBuilder). */
+  private partitionItem(c: Candidate): PartitionItem {
+    const side = new Uint8Array(256);
+    const f = c.feature;
     const mc = this.data.missingCol[f]!;
-    const missLeft = defaultLeft ? 1 : 0;
+    const missLeft = c.defaultLeft ? 1 : 0;
     // Code MISSING_BIN is the missing code unless the feature has an indicator (or no missing values).
     const codeMissing = mc < 0 && this.data.hasMissing[f] === 1;
-    for (let b = 0; b < 256; b++) side[b] = b === MISSING_BIN && codeMissing ? missLeft : b <= bin ? 1 : 0;
-    return this.hb.partition(start, end, f, side, mc, missLeft);
+    for (let b = 0; b < 256; b++) side[b] = b === MISSING_BIN && codeMissing ? missLeft : b <= c.bin ? 1 : 0;
+    return { start: c.start, end: c.end, f, side, mc, missLeft };
+  }
+
+  /** Split search for candidates (in order); a candidate without a split gets gain -Infinity. */
+  private findSplits(cs: Candidate[]): void {
+    if (cs.length === 0) return;
+    const res = this.hb.splitMany(cs.map((c) => ({ hist: c.hist, G: c.G, H: c.H })));
+    cs.forEach((c, i) => {
+      const o = 6 * i;
+      c.gain = res[o]!;
+      c.feature = res[o + 1]!;
+      c.bin = res[o + 2]!;
+      c.defaultLeft = res[o + 3] === 1;
+      c.GL = res[o + 4]!;
+      c.HL = res[o + 5]!;
+    });
   }
 
   private canSplit(depth: number, H: number, count: number): boolean {
@@ -451,6 +390,12 @@ class Trainer {
   /**
    * Grows one tree on rows rowIdx[0..nSample) (gradients already in gh). Returns the builder, whose leaf
    * ranges index rowIdx.
+   *
+   * Without a leaf limit, up to GROW_BATCH open nodes are split per step (the last ones opened): their row
+   * partitions, their children's histograms and the children's split searches each run as one batch on the
+   * threads. Splits are node-local, so the batching changes only the order in which nodes are numbered, and
+   * the batches are the same for any thread count. With a leaf limit the best-gain leaf splits first, one
+   * per step.
    */
   grow(nSample: number, all: boolean): TreeBuilder {
     const { lambda, learningRate: lr, maxLeaves } = this.p;
@@ -465,107 +410,105 @@ class Trainer {
     }
     const root = tb.add((-G / (H + lambda)) * lr, H, 0, nSample);
     const open: Candidate[] = [];
-    const consider = (c: Candidate): void => {
-      this.findSplit(c);
-      if (c.gain > Number.NEGATIVE_INFINITY) open.push(c);
-      else this.releaseHist(c.hist);
+    const candidate = (
+      node: number,
+      start: number,
+      end: number,
+      depth: number,
+      g: number,
+      h: number,
+      hist: Float64Array,
+    ): Candidate => ({
+      node,
+      start,
+      end,
+      depth,
+      G: g,
+      H: h,
+      hist,
+      gain: 0,
+      feature: -1,
+      bin: -1,
+      defaultLeft: false,
+      GL: 0,
+      HL: 0,
+    });
+    // Candidates whose split was searched: open if there is a split, else their histogram is freed.
+    const consider = (cs: Candidate[]): void => {
+      this.findSplits(cs);
+      for (const c of cs) {
+        if (c.gain > Number.NEGATIVE_INFINITY) open.push(c);
+        else this.releaseHist(c.hist);
+      }
     };
     if (this.canSplit(0, H, nSample)) {
       const hist = this.takeHist();
       this.buildHist(hist, 0, nSample, all, null);
-      consider({
-        node: root,
-        start: 0,
-        end: nSample,
-        depth: 0,
-        G,
-        H,
-        hist,
-        gain: 0,
-        feature: -1,
-        bin: -1,
-        defaultLeft: false,
-        GL: 0,
-        HL: 0,
-      });
+      consider([candidate(root, 0, nSample, 0, G, H, hist)]);
     }
     let leaves = 1;
     while (open.length > 0 && (maxLeaves === 0 || leaves < maxLeaves)) {
-      // With a leaf limit the best-gain leaf splits first; without one the order does not change the tree
-      // (splits are node-local), and last-in-first-out keeps at most maxDepth + 1 histograms alive.
-      let bi = open.length - 1;
-      if (maxLeaves > 0) for (let i = 0; i < open.length; i++) if (open[i]!.gain > open[bi]!.gain) bi = i;
-      const c = open[bi]!;
-      open[bi] = open[open.length - 1]!;
-      open.pop();
+      let batch: Candidate[];
+      if (maxLeaves > 0) {
+        let bi = open.length - 1;
+        for (let i = 0; i < open.length; i++) if (open[i]!.gain > open[bi]!.gain) bi = i;
+        batch = [open[bi]!];
+        open[bi] = open[open.length - 1]!;
+        open.pop();
+      } else batch = open.splice(Math.max(0, open.length - GROW_BATCH));
 
-      const mid = this.partition(c.start, c.end, c.feature, c.bin, c.defaultLeft);
-      const GL = c.GL;
-      const HL = c.HL;
-      const GR = c.G - GL;
-      const HR = c.H - HL;
-      const li = tb.add((-GL / (HL + lambda)) * lr, HL, c.start, mid);
-      const ri = tb.add((-GR / (HR + lambda)) * lr, HR, mid, c.end);
-      const node = c.node;
-      tb.feature[node] = c.feature;
-      tb.threshold[node] = this.data.cuts[c.feature]![c.bin]!;
-      tb.left[node] = li;
-      tb.right[node] = ri;
-      tb.defaultLeft[node] = c.defaultLeft ? 1 : 0;
-      tb.splitBin[node] = c.bin;
-      leaves++;
+      const mids = this.hb.partitionMany(batch.map((c) => this.partitionItem(c)));
+      const builds: HistItem[] = [];
+      const after: Float64Array[] = [];
+      const children: Candidate[] = [];
+      batch.forEach((c, i) => {
+        const mid = mids[i]!;
+        const GL = c.GL;
+        const HL = c.HL;
+        const GR = c.G - GL;
+        const HR = c.H - HL;
+        const li = tb.add((-GL / (HL + lambda)) * lr, HL, c.start, mid);
+        const ri = tb.add((-GR / (HR + lambda)) * lr, HR, mid, c.end);
+        const node = c.node;
+        tb.feature[node] = c.feature;
+        tb.threshold[node] = this.data.cuts[c.feature]![c.bin]!;
+        tb.left[node] = li;
+        tb.right[node] = ri;
+        tb.defaultLeft[node] = c.defaultLeft ? 1 : 0;
+        tb.splitBin[node] = c.bin;
+        leaves++;
 
-      const d = c.depth + 1;
-      const nL = mid - c.start;
-      const nR = c.end - mid;
-      const splitL = this.canSplit(d, HL, nL);
-      const splitR = this.canSplit(d, HR, nR);
-      if (!splitL && !splitR) {
-        this.releaseHist(c.hist);
-        continue;
-      }
-      // Subtraction trick: build the smaller child's histogram, the larger one is parent - smaller.
-      const small = this.takeHist();
-      const leftSmaller = nL <= nR;
-      const large = c.hist;
-      if (leftSmaller) this.buildHist(small, c.start, mid, false, large);
-      else this.buildHist(small, mid, c.end, false, large);
-      const histL = leftSmaller ? small : large;
-      const histR = leftSmaller ? large : small;
-      if (splitL) {
-        consider({
-          node: li,
-          start: c.start,
-          end: mid,
-          depth: d,
-          G: GL,
-          H: HL,
-          hist: histL,
-          gain: 0,
-          feature: -1,
-          bin: -1,
-          defaultLeft: false,
-          GL: 0,
-          HL: 0,
+        const d = c.depth + 1;
+        const nL = mid - c.start;
+        const nR = c.end - mid;
+        const splitL = this.canSplit(d, HL, nL);
+        const splitR = this.canSplit(d, HR, nR);
+        if (!splitL && !splitR) {
+          this.releaseHist(c.hist);
+          return;
+        }
+        // Subtraction trick: build one child's histogram, the other becomes parent - built. Like XGBoost, the
+        // child with the smaller hessian sum is built (ties: the left one), usually the one with fewer rows.
+        const small = this.takeHist();
+        const leftSmaller = !(HR < HL);
+        const large = c.hist;
+        builds.push({
+          hist: small,
+          start: leftSmaller ? c.start : mid,
+          end: leftSmaller ? mid : c.end,
+          all: false,
+          parent: large,
         });
-      } else this.releaseHist(histL);
-      if (splitR) {
-        consider({
-          node: ri,
-          start: mid,
-          end: c.end,
-          depth: d,
-          G: GR,
-          H: HR,
-          hist: histR,
-          gain: 0,
-          feature: -1,
-          bin: -1,
-          defaultLeft: false,
-          GL: 0,
-          HL: 0,
-        });
-      } else this.releaseHist(histR);
+        const histL = leftSmaller ? small : large;
+        const histR = leftSmaller ? large : small;
+        if (splitL) children.push(candidate(li, c.start, mid, d, GL, HL, histL));
+        else after.push(histL);
+        if (splitR) children.push(candidate(ri, mid, c.end, d, GR, HR, histR));
+        else after.push(histR);
+      });
+      this.hb.buildMany(builds);
+      for (const h of after) this.releaseHist(h);
+      consider(children);
     }
     for (const c of open) this.releaseHist(c.hist);
     return tb;
@@ -639,8 +582,16 @@ export class GradientBoostedTrees implements TreeEnsemble {
     this.validLoss = [];
     this.bestRound = -1;
 
-    const binned = binMatrix(X, p.maxBins, w);
-    const tr = new Trainer(binned, p);
+    // The threads come first: binning runs on them too.
+    const pool = p.nThreads > 1 ? acquireGbtThreads(p.nThreads) : null;
+    let tr: Trainer;
+    try {
+      const binned = binMatrix(X, p.maxBins, w, pool);
+      tr = new Trainer(binned, p, pool);
+    } catch (e) {
+      if (pool !== null) releaseGbtThreads(pool);
+      throw e;
+    }
     tr.setTargets(y, w);
     const margin = tr.margin;
     margin.fill(this.baseScore);
@@ -699,6 +650,7 @@ export class GradientBoostedTrees implements TreeEnsemble {
       this.trainLoss.push(tr.gradients());
     } finally {
       tr.close();
+      if (pool !== null) releaseGbtThreads(pool);
     }
     // Keep the trees up to the best validation round (XGBoost keeps them all and records best_iteration).
     if (p.earlyStoppingRounds > 0) this.trees.length = this.bestRound + 1;

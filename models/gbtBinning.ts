@@ -11,7 +11,7 @@
  * last bin too; if it also has missing values, an extra byte column (its missing indicator: 1 = missing) keeps
  * the two apart, so the histogram of bin 255 is the code-255 sum minus the indicator's sum.
  */
-import { sketchCuts } from "./gbtSketch.ts";
+import { sketchCuts, sketchSource } from "./gbtSketch.ts";
 import { checkMatrix, type Matrix } from "./treeEnsemble.ts";
 
 /** Byte code of a missing value (shared with value bin 255 of a 256-bin feature; see missingCol). */
@@ -82,7 +82,7 @@ function bucketOf(v: number, lo: number, hi: number, scale: number): number {
 }
 
 /** Columns read together from a row-major matrix (8 doubles = one cache line per row). */
-const COL_GROUP = 8;
+const COL_GROUP = 2;
 
 /**
  * Codes of one feature's values (NaN -> MISSING_BIN) into out[0..n), and 1 into ind[r] for missing rows when
@@ -139,66 +139,150 @@ function binColumn(
   }
 }
 
+/** One binning run's inputs and outputs, as read and written by binGroupKernel on any thread. */
+export interface BinJob {
+  /** X's values, row-major (rowLayout) or column-major. */
+  data: Float64Array;
+  rowLayout: boolean;
+  nRows: number;
+  nCols: number;
+  /** Per-row weights of the sketch, or empty for none. */
+  weights: Float64Array;
+  maxBins: number;
+  /** Out: codes column by column, codes[f * nRows + r]. */
+  codes: Uint8Array;
+  /** Out: missing indicators column by column, written only for features that need one (see BinnedMatrix). */
+  ind: Uint8Array;
+  /** Out: cuts of feature f at cuts[f * 256 ..], nBins[f] of them. */
+  cuts: Float64Array;
+  nBins: Int32Array;
+  hasMissing: Uint8Array;
+}
+
+/**
+ * Bins features [g0, g1) of a job: cuts (`cutsOf` is sketchCuts) and codes. Row-major input is read a group of
+ * columns at a time (one cache line per row instead of one per value). Runs on worker threads from its source
+ * text, so it uses only this module's names (imports are renamed by transpilers; sketchCuts comes in as an
+ * argument).
+ */
+export function binGroupKernel(job: BinJob, g0: number, g1: number, cutsOf: typeof sketchCuts): void {
+  const { data, nRows, nCols } = job;
+  const weighted = job.weights.length > 0;
+  const present = new Float64Array(nRows);
+  const presentW = weighted ? new Float64Array(nRows) : null;
+  const group = job.rowLayout ? new Float64Array(nRows * (g1 - g0)) : null;
+  if (group !== null) {
+    const gw = g1 - g0;
+    for (let r = 0; r < nRows; r++) {
+      const o = r * nCols + g0;
+      for (let j = 0; j < gw; j++) group[j * nRows + r] = data[o + j]!;
+    }
+  }
+  for (let f = g0; f < g1; f++) {
+    const col =
+      group !== null
+        ? group.subarray((f - g0) * nRows, (f - g0 + 1) * nRows)
+        : data.subarray(f * nRows, (f + 1) * nRows);
+    let m = 0;
+    for (let r = 0; r < nRows; r++) {
+      const v = col[r]!;
+      if (Number.isNaN(v)) continue;
+      if (presentW !== null) presentW[m] = job.weights[r]!;
+      present[m++] = v;
+    }
+    const c = cutsOf(present.subarray(0, m), presentW === null ? null : presentW.subarray(0, m), job.maxBins);
+    job.cuts.set(c, f * MAX_VALUE_BINS);
+    job.nBins[f] = c.length;
+    job.hasMissing[f] = m < nRows ? 1 : 0;
+    const needInd = m < nRows && c.length > MISSING_BIN;
+    const out = job.codes.subarray(f * nRows, (f + 1) * nRows);
+    binColumn(col, nRows, c, out, needInd ? job.ind.subarray(f * nRows, (f + 1) * nRows) : null);
+  }
+}
+
+/** Source text of binGroupKernel and everything it uses, for worker threads that run eval'd source. */
+export function binningSource(): string {
+  const parts: (string | { toString(): string })[] = [
+    sketchSource(),
+    `const MISSING_BIN = ${MISSING_BIN}; const MAX_VALUE_BINS = ${MAX_VALUE_BINS}; const BUCKETS = ${BUCKETS};`,
+    binOfPadded,
+    bucketOf,
+    binColumn,
+    binGroupKernel,
+  ];
+  return parts.map(String).join("\n");
+}
+
+/** Runs binGroupKernel over column groups on several threads (gbtHistogram.ts's pool). */
+export interface BinningPool {
+  /** A Float64Array of `length` zeros that every thread can read (SharedArrayBuffer). */
+  sharedF64(length: number): Float64Array;
+  sharedU8(length: number): Uint8Array;
+  sharedI32(length: number): Int32Array;
+  /** binGroupKernel over groups of at least `minGroup` columns, spread over the threads; returns when done. */
+  binColumns(job: BinJob, minGroup: number): void;
+}
+
 /**
  * Bins every column of X into at most `maxBins` value bins (2..256, XGBoost's max_bin) plus missing. `weights`
- * (optional, per row) weight the quantile sketch like XGBoost's sample weights do.
+ * (optional, per row) weight the quantile sketch like XGBoost's sample weights do. With a pool the column
+ * groups are binned on its threads; every column's result is the same either way.
  */
-export function binMatrix(X: Matrix, maxBins: number, weights: Float64Array | null = null): BinnedMatrix {
+export function binMatrix(
+  X: Matrix,
+  maxBins: number,
+  weights: Float64Array | null = null,
+  pool: BinningPool | null = null,
+): BinnedMatrix {
   checkMatrix(X);
   if (!Number.isInteger(maxBins) || maxBins < 2 || maxBins > MAX_VALUE_BINS) {
     throw new BinningError(`maxBins must be an integer in 2..${MAX_VALUE_BINS} (got ${maxBins})`);
   }
   const { nRows, nCols } = X;
-  const present = new Float64Array(nRows);
-  const presentW = weights === null ? null : new Float64Array(nRows);
+  const f64 = (len: number): Float64Array => (pool === null ? new Float64Array(len) : pool.sharedF64(len));
+  const u8 = (len: number): Uint8Array => (pool === null ? new Uint8Array(len) : pool.sharedU8(len));
+  let data: Float64Array = X.data;
+  if (pool !== null && !(data.buffer instanceof SharedArrayBuffer)) {
+    data = f64(X.data.length);
+    data.set(X.data);
+  }
+  let w: Float64Array = new Float64Array(0);
+  if (weights !== null) {
+    w = f64(nRows);
+    w.set(weights);
+  }
+  const job: BinJob = {
+    data,
+    rowLayout: X.layout === "row",
+    nRows,
+    nCols,
+    weights: w,
+    maxBins,
+    codes: u8(nRows * nCols),
+    ind: u8(nRows * nCols),
+    cuts: f64(nCols * MAX_VALUE_BINS),
+    nBins: pool === null ? new Int32Array(nCols) : pool.sharedI32(nCols),
+    hasMissing: u8(nCols),
+  };
+  if (pool === null)
+    for (let g0 = 0; g0 < nCols; g0 += COL_GROUP)
+      binGroupKernel(job, g0, Math.min(g0 + COL_GROUP, nCols), sketchCuts);
+  else pool.binColumns(job, COL_GROUP);
   const cuts: Float64Array[] = [];
-  const nBins = new Int32Array(nCols);
-  const hasMissing = new Uint8Array(nCols);
+  const nBins = Int32Array.from(job.nBins);
+  const hasMissing = Uint8Array.from(job.hasMissing);
   const missingCol = new Int32Array(nCols).fill(-1);
-  // Codes column by column, then interleaved into the row-major layout once the indicator columns are known.
-  const codes = new Uint8Array(nRows * nCols);
   const indicators: Uint8Array[] = [];
-  // Row-major input is read a group of columns at a time (one cache line per row instead of one per value).
-  const group = X.layout === "row" ? new Float64Array(nRows * Math.min(COL_GROUP, nCols)) : null;
   let stride = nCols;
-  for (let g0 = 0; g0 < nCols; g0 += COL_GROUP) {
-    const g1 = Math.min(g0 + COL_GROUP, nCols);
-    if (group !== null) {
-      const gw = g1 - g0;
-      for (let r = 0; r < nRows; r++) {
-        const o = r * nCols + g0;
-        for (let j = 0; j < gw; j++) group[j * nRows + r] = X.data[o + j]!;
-      }
-    }
-    for (let f = g0; f < g1; f++) {
-      const col =
-        group !== null
-          ? group.subarray((f - g0) * nRows, (f - g0 + 1) * nRows)
-          : X.data.subarray(f * nRows, (f + 1) * nRows);
-      let m = 0;
-      for (let r = 0; r < nRows; r++) {
-        const v = col[r]!;
-        if (Number.isNaN(v)) continue;
-        if (presentW !== null) presentW[m] = weights![r]!;
-        present[m++] = v;
-      }
-      const c = sketchCuts(
-        present.subarray(0, m),
-        presentW === null ? null : presentW.subarray(0, m),
-        maxBins,
-      );
-      cuts.push(c);
-      nBins[f] = c.length;
-      hasMissing[f] = m < nRows ? 1 : 0;
-      let ind: Uint8Array | null = null;
-      if (m < nRows && c.length > MISSING_BIN) {
-        missingCol[f] = stride++;
-        ind = new Uint8Array(nRows);
-        indicators.push(ind);
-      }
-      binColumn(col, nRows, c, codes.subarray(f * nRows, (f + 1) * nRows), ind);
+  for (let f = 0; f < nCols; f++) {
+    cuts.push(job.cuts.slice(f * MAX_VALUE_BINS, f * MAX_VALUE_BINS + nBins[f]!));
+    if (hasMissing[f] === 1 && nBins[f]! > MISSING_BIN) {
+      missingCol[f] = stride++;
+      indicators.push(job.ind.subarray(f * nRows, (f + 1) * nRows));
     }
   }
+  // Interleave into the row-major layout.
+  const { codes } = job;
   const bins = new Uint8Array(nRows * stride);
   for (let r = 0; r < nRows; r++) {
     const o = r * stride;

@@ -14,7 +14,9 @@
  * Atomics.wait/notify, so every call stays synchronous for the caller. Spawning threads is not I/O on data, but
  * it is a process resource: callers must `close()` the builder.
  */
-import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
+import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
+import { type BinJob, type BinningPool, binGroupKernel, binningSource } from "./gbtBinning.ts";
+import { sketchCuts } from "./gbtSketch.ts";
 
 export const HIST_STRIDE = 512;
 /**
@@ -211,6 +213,143 @@ export function marginKernel(
   }
 }
 
+/** Split-search settings of one fit (splitKernel). */
+export interface SplitConfig {
+  /** Features (byte columns 0..nFeat-1 of the histograms). */
+  nFeat: number;
+  /** Per feature: value bins, 1 if it has missing values, its missing indicator column or -1, and 1 if the
+   * split "all values left, missing right" is allowed (its threshold, the last cut, is finite). */
+  nBins: Int32Array;
+  hasMissing: Uint8Array;
+  missingCol: Int32Array;
+  lastOk: Uint8Array;
+  lambda: number;
+  gamma: number;
+  minChildWeight: number;
+}
+
+/**
+ * Best split of a node from its histogram (G, H = the node's gradient and hessian sums), in XGBoost's order:
+ * for each feature, "bins 0..b left, missing right" for ascending b (b = nBins - 1 separates the missing rows
+ * from all others), then, when the node has missing rows, "bins b+1.. right, missing left" for descending b.
+ * Gains are rounded to float32 like XGBoost's (each child's score, their sum, the difference), so candidates
+ * equal to float precision tie and the first one wins. A split needs both children's hessian sums >=
+ * minChildWeight, gain > 1e-6 (XGBoost's kRtEps) and >= gamma. Writes out[o..o+5] = gain (-Infinity: no
+ * split), feature, bin (bins 0..bin go left), default left (1/0), GL, HL. Self-contained: worker threads run
+ * its source.
+ */
+export function splitKernel(
+  hist: Float64Array,
+  G: number,
+  H: number,
+  cfg: SplitConfig,
+  out: Float64Array,
+  o: number,
+): void {
+  const f32 = Math.fround;
+  const { nBins, hasMissing, missingCol, lastOk, lambda, gamma, minChildWeight } = cfg;
+  const parentScore = f32((G * G) / (H + lambda));
+  let bestGain = 0;
+  let bestF = -1;
+  let bestBin = -1;
+  let bestDefLeft = 0;
+  let bestGL = 0;
+  let bestHL = 0;
+  for (let f = 0; f < cfg.nFeat; f++) {
+    const hOff = f * 512;
+    const nb = nBins[f]!;
+    const mc = missingCol[f]!;
+    // Missing rows: the indicator's code-1 bin, or code 255, which then holds no values.
+    let gM = 0;
+    let hM = 0;
+    if (hasMissing[f] === 1) {
+      const mOff = mc >= 0 ? mc * 512 + 2 : hOff + 2 * 255;
+      gM = hist[mOff]!;
+      hM = hist[mOff + 1]!;
+    }
+    const missing = hM > 0;
+    // With an indicator, code 255 holds value bin 255 and the missing rows.
+    const fix = mc >= 0 ? 255 : -1;
+    // Missing right: left = bins 0..b.
+    let GL = 0;
+    let HL = 0;
+    const lastB = missing && lastOk[f] === 1 ? nb - 1 : nb - 2;
+    for (let b = 0; b <= lastB; b++) {
+      GL += b === fix ? hist[hOff + 2 * b]! - gM : hist[hOff + 2 * b]!;
+      HL += b === fix ? hist[hOff + 2 * b + 1]! - hM : hist[hOff + 2 * b + 1]!;
+      const HR = H - HL;
+      if (HL >= minChildWeight && HR >= minChildWeight) {
+        const GR = G - GL;
+        const gain = f32(f32(f32((GL * GL) / (HL + lambda)) + f32((GR * GR) / (HR + lambda))) - parentScore);
+        if (gain > bestGain) {
+          bestGain = gain;
+          bestF = f;
+          bestBin = b;
+          bestDefLeft = 0;
+          bestGL = GL;
+          bestHL = HL;
+        }
+      }
+    }
+    if (!missing) continue;
+    // Missing left: right = bins b..nb-1 for descending b, left = bins 0..b-1 and the missing rows.
+    let GR = 0;
+    let HR = 0;
+    for (let b = nb - 1; b >= 1; b--) {
+      GR += b === fix ? hist[hOff + 2 * b]! - gM : hist[hOff + 2 * b]!;
+      HR += b === fix ? hist[hOff + 2 * b + 1]! - hM : hist[hOff + 2 * b + 1]!;
+      const HLm = H - HR;
+      if (HLm >= minChildWeight && HR >= minChildWeight) {
+        const GLm = G - GR;
+        const gain = f32(
+          f32(f32((GLm * GLm) / (HLm + lambda)) + f32((GR * GR) / (HR + lambda))) - parentScore,
+        );
+        if (gain > bestGain) {
+          bestGain = gain;
+          bestF = f;
+          bestBin = b - 1;
+          bestDefLeft = 1;
+          bestGL = GLm;
+          bestHL = HLm;
+        }
+      }
+    }
+  }
+  const ok = bestF >= 0 && bestGain > 1e-6 && bestGain >= gamma;
+  out[o] = ok ? bestGain : Number.NEGATIVE_INFINITY;
+  out[o + 1] = bestF;
+  out[o + 2] = bestBin;
+  out[o + 3] = bestDefLeft;
+  out[o + 4] = bestGL;
+  out[o + 5] = bestHL;
+}
+
+/** One histogram to build: rows rowIdx[start..end) (all rows when `all`), minus-subtracted from `parent`. */
+export interface HistItem {
+  hist: Float64Array;
+  start: number;
+  end: number;
+  all: boolean;
+  parent: Float64Array | null;
+}
+
+/** One partition: rows rowIdx[start..end) by byte column f (see HistogramBuilder.partition). */
+export interface PartitionItem {
+  start: number;
+  end: number;
+  f: number;
+  side: Uint8Array;
+  mc: number;
+  missLeft: number;
+}
+
+/** One split search: a node's histogram and its gradient and hessian sums. */
+export interface SplitItem {
+  hist: Float64Array;
+  G: number;
+  H: number;
+}
+
 /** Per-row training work for one fit; the trainer owns bins, gh, rowIdx, margins and histograms through it. */
 export interface HistogramBuilder {
   readonly gh: Float64Array;
@@ -240,6 +379,14 @@ export interface HistogramBuilder {
   leafBuffer(nLeaves: number): Float64Array;
   /** Adds each leaf's value to the margins of its rows rowIdx[start..end), for leaves covering 0..nSample. */
   addLeaves(nLeaves: number, nSample: number): void;
+  /** Settings for splitMany (once per fit). */
+  configureSplits(cfg: SplitConfig): void;
+  /** build() for every item (disjoint histograms; an item's parent is no other item's histogram). */
+  buildMany(items: HistItem[]): void;
+  /** partition() for every item (disjoint row ranges); returns each item's first right position. */
+  partitionMany(items: PartitionItem[]): number[];
+  /** splitKernel for every item: 6 numbers per item (see splitKernel). */
+  splitMany(items: SplitItem[]): Float64Array;
   close(): void;
 }
 
@@ -292,6 +439,12 @@ abstract class BuilderBase {
   leafBuffer(nLeaves: number): Float64Array {
     if (this.leaves.length < 3 * nLeaves) this.leaves = this.alloc(3 * Math.max(nLeaves, 64));
     return this.leaves;
+  }
+
+  protected cfg: SplitConfig | null = null;
+
+  configureSplits(cfg: SplitConfig): void {
+    this.cfg = cfg;
   }
 }
 
@@ -364,36 +517,63 @@ export class SerialHistogramBuilder extends BuilderBase implements HistogramBuil
     marginKernel(this.margin, this.rowIdx, this.leaves, nLeaves, 0, nSample);
   }
 
+  buildMany(items: HistItem[]): void {
+    for (const it of items) this.build(it.hist, it.start, it.end, it.all, it.parent);
+  }
+
+  partitionMany(items: PartitionItem[]): number[] {
+    return items.map((it) => this.partition(it.start, it.end, it.f, it.side, it.mc, it.missLeft));
+  }
+
+  splitMany(items: SplitItem[]): Float64Array {
+    const out = new Float64Array(6 * items.length);
+    items.forEach((it, i) => {
+      splitKernel(it.hist, it.G, it.H, this.cfg!, out, 6 * i);
+    });
+    return out;
+  }
+
   close(): void {}
 }
 
 // Control words (Int32Array over a SharedArrayBuffer).
 const SEQ = 0; // task sequence number; workers wait on it
 const CMD = 1; // task kind, see below
-const NEXT = 2; // (seq & 0x7fffff) << 8 | next block to claim
+const NEXT = 2; // seq << 16 | blocks << 8 | next block to claim: one word, so a claim never mixes two tasks
 const FINISHED = 3; // blocks finished in the current task
 const HIST = 4; // build: histogram slot in the arena
 const START = 5;
 const END = 6;
 const ALL = 7; // build: 1 = all rows; partition: rows in block 0; gradients, margins: first row of block 1
 const NBLOCKS = 8;
-const BLOCKSIZE = 9; // build: features per block
+const BLOCKSIZE = 9; // build: features per block; binning: columns per block
 const FEATURE = 10; // partition: split feature
 const LEFT0 = 11; // partition: left count of block 0 (block 1 at LEFT0 + 1)
 const MISSCOL = 13; // partition: missing indicator column or -1
 const MISSLEFT = 14; // partition: 1 when indicated missing rows go left
 const PARENT = 15; // build: arena slot of the parent histogram to subtract from, or -1
 const FLAGS = 16; // gradients: 1 = logistic, 2 = weighted; margins: number of leaves
-const CTL_WORDS = 17;
+const FAILED = 17; // set by a worker whose block threw (the error text follows on its port)
+// Task tables (CMD_TABLE): block b runs the task tasks[b * TASK_WORDS ..]; at most MAX_TASKS per run.
+const CTL_WORDS = 18;
 
-// Task kinds.
+// Task kinds (the literals in runBlock and workerMain).
 const CMD_BUILD = 1;
 const CMD_EXIT = 2;
 const CMD_PARTITION = 3;
 const CMD_GRADIENTS = 4;
 const CMD_MARGINS = 5;
+const CMD_REBIND = 6;
+const CMD_BIN = 7;
+const CMD_TABLE = 8;
+const TASK_WORDS = 10;
+const MAX_TASKS = 255;
+// Task table kinds.
+const TASK_HIST = 1;
+const TASK_PARTITION = 3;
+const TASK_SPLIT = 9;
 
-/** Arrays every thread works on (SharedArrayBuffer views). */
+/** Arrays every thread works on (SharedArrayBuffer views); the training ones are empty until bound. */
 interface Shared {
   ctl: Int32Array;
   bins: Uint8Array;
@@ -409,6 +589,14 @@ interface Shared {
   leaves: Float64Array;
   n: number;
   nCols: number;
+  /** The binning run, while binMatrix runs. */
+  job: BinJob | null;
+  /** Task table (CMD_TABLE), partition results and side tables, split inputs/outputs (8 per split task). */
+  tasks: Int32Array;
+  tres: Int32Array;
+  sides: Uint8Array;
+  splitIO: Float64Array;
+  cfg: SplitConfig | null;
 }
 
 interface Kernels {
@@ -416,6 +604,9 @@ interface Kernels {
   part: typeof partitionKernel;
   grad: typeof gradKernel;
   margin: typeof marginKernel;
+  bin: typeof binGroupKernel;
+  cuts: typeof sketchCuts;
+  split: typeof splitKernel;
 }
 
 /**
@@ -452,6 +643,43 @@ function runBlock(s: Shared, k: Kernels, blk: number): void {
     const a = blk === 0 ? 0 : ctl[7]!;
     const b = blk === 0 ? ctl[7]! : ctl[6]!;
     k.margin(s.margin, s.rowIdx, s.leaves, ctl[16]!, a, b);
+  } else if (cmd === 7) {
+    const job = s.job!;
+    const g0 = blk * ctl[9]!;
+    k.bin(job, g0, Math.min(g0 + ctl[9]!, job.nCols), k.cuts);
+  } else if (cmd === 8) {
+    const t = s.tasks;
+    const o = blk * 10;
+    const kind = t[o]!;
+    const histSize = s.nCols * 512;
+    if (kind === 1) {
+      // Histogram of features [fb, fe): slot, start, end, all, fb, fe, parent slot or -1.
+      const slot = t[o + 1]!;
+      const hist = s.arena.subarray(slot * histSize, (slot + 1) * histSize);
+      const fb = t[o + 5]!;
+      const fe = t[o + 6]!;
+      k.hist(hist, s.bins, s.nCols, s.n, s.gh, s.rowIdx, t[o + 2]!, t[o + 3]!, t[o + 4] === 1, fb, fe);
+      const ps = t[o + 7]!;
+      if (ps >= 0) {
+        const parent = s.arena.subarray(ps * histSize, (ps + 1) * histSize);
+        for (let j = fb * 512; j < fe * 512; j++) parent[j]! -= hist[j]!;
+      }
+    } else if (kind === 3) {
+      // Partition of [a, b): a, b, feature, indicator column, missLeft, side table, result index, whole.
+      const a = t[o + 1]!;
+      const b = t[o + 2]!;
+      const side = s.sides.subarray(t[o + 6]! * 256, t[o + 6]! * 256 + 256);
+      const nl = k.part(s.rowIdx, s.scratch, s.bins, s.nCols, t[o + 3]!, side, t[o + 4]!, t[o + 5]!, a, b);
+      s.tres[t[o + 7]!] = nl;
+      // A whole node: move its right rows after the left ones (the rows of other tasks are elsewhere).
+      if (t[o + 8] === 1) s.rowIdx.set(s.scratch.subarray(a, a + (b - a - nl)), a + nl);
+    } else if (kind === 9) {
+      // Split search: slot, io index (splitIO[8i] = G, [8i + 1] = H, results from 8i + 2).
+      const slot = t[o + 1]!;
+      const io = t[o + 2]! * 8;
+      const hist = s.arena.subarray(slot * histSize, (slot + 1) * histSize);
+      k.split(hist, s.splitIO[io]!, s.splitIO[io + 1]!, s.cfg!, s.splitIO, io + 2);
+    }
   }
 }
 
@@ -471,102 +699,91 @@ function workerMain(run: typeof runBlock, k: Kernels): void {
     const cmd = Atomics.load(ctl, 1);
     if (cmd === 2) return;
     if (cmd === 6) {
-      // New shared arrays (e.g. a larger leaf buffer), sent before the task was published.
+      // New shared arrays, posted on the port before the task was published.
       s = receiveMessageOnPort(port).message as Shared;
       if (Atomics.add(ctl, 3, 1) + 1 === ctl[8]) Atomics.notify(ctl, 3);
       continue;
     }
-    const tag = (seen & 0x7fffff) << 8;
     for (;;) {
+      // A claim is valid only for the task it was issued for: the sequence number, the task's block count and
+      // the next block share one word (a count read from elsewhere could already be the next task's).
       const cur = Atomics.load(ctl, 2);
-      // A claim is only valid for the task it was issued for; the caller resets the counter per task.
-      if ((cur & ~0xff) !== tag) break;
+      if (cur >>> 16 !== seen) break;
+      const nBlocks = (cur >>> 8) & 0xff;
       const blk = cur & 0xff;
-      const nBlocks = ctl[8]!;
       if (blk >= nBlocks) break;
       if (Atomics.compareExchange(ctl, 2, cur, cur + 1) !== cur) continue;
-      run(s, k, blk);
+      try {
+        run(s, k, blk);
+      } catch (e) {
+        // Report instead of dying: the caller is blocked in Atomics.wait and would never hear of it.
+        port.postMessage(String((e as Error)?.stack ?? e));
+        Atomics.store(ctl, 17, 1);
+      }
       if (Atomics.add(ctl, 3, 1) + 1 === nBlocks) Atomics.notify(ctl, 3);
     }
   }
 }
 
-/** Task kind telling the workers to take new shared arrays from their message port. */
-const CMD_REBIND = 6;
+/** Shared state with no arrays bound (the threads hold no memory of a finished fit). */
+function emptyShared(ctl: Int32Array): Shared {
+  const none = new Float64Array(0);
+  return {
+    ctl,
+    bins: new Uint8Array(0),
+    gh: none,
+    rowIdx: new Uint32Array(0),
+    scratch: new Uint32Array(0),
+    side: new Uint8Array(0),
+    arena: none,
+    margin: none,
+    y: none,
+    w: none,
+    parts: none,
+    leaves: none,
+    n: 0,
+    nCols: 0,
+    job: null,
+    tasks: new Int32Array(0),
+    tres: new Int32Array(0),
+    sides: new Uint8Array(0),
+    splitIO: none,
+    cfg: null,
+  };
+}
 
 /**
- * Feature-parallel builder: `threads - 1` workers plus the caller. Histograms live in a fixed arena of
- * `slots` buffers; when it is exhausted `take` falls back to a private buffer built by the caller alone.
+ * Worker threads for GBT training: `threads - 1` workers plus the caller, which all run the blocks of one task
+ * at a time (runBlock). A fit takes a pool with acquireGbtThreads (binning runs on it), binds its training
+ * arrays through ParallelHistogramBuilder, and gives it back with releaseGbtThreads.
  */
-export class ParallelHistogramBuilder extends BuilderBase implements HistogramBuilder {
-  readonly gh: Float64Array;
-  readonly rowIdx: Uint32Array;
-  readonly bins: Uint8Array;
-  readonly margin: Float64Array;
-  protected y: Float64Array;
-  protected w: Float64Array;
-  protected parts: Float64Array;
-  protected leaves: Float64Array;
-  private readonly s: Shared;
+export class GbtThreads implements BinningPool {
+  /** The arrays the threads currently work on. */
+  s: Shared;
+  readonly nWorkers: number;
   private readonly kernels: Kernels = {
     hist: histKernel,
     part: partitionKernel,
     grad: gradKernel,
     margin: marginKernel,
+    bin: binGroupKernel,
+    cuts: sketchCuts,
+    split: splitKernel,
   };
-  private readonly histSize: number;
-  private readonly free: number[] = [];
-  private readonly slotOf = new Map<Float64Array, number>();
   private readonly workers: Worker[] = [];
   private readonly ports: MessagePort[] = [];
   private seq = 0;
-  private readonly nBlocks: number;
-  private readonly block: number;
 
-  constructor(
-    bins: Uint8Array,
-    n: number,
-    private readonly nCols: number,
-    threads: number,
-    slots: number,
-  ) {
-    super(n);
-    const f64 = (len: number): Float64Array => new Float64Array(new SharedArrayBuffer(8 * len));
-    this.bins = new Uint8Array(new SharedArrayBuffer(bins.length));
-    this.bins.set(bins);
-    this.gh = f64(2 * n);
-    this.rowIdx = new Uint32Array(new SharedArrayBuffer(4 * n));
-    this.margin = f64(n);
-    this.y = f64(n);
-    this.w = f64(n);
-    this.parts = f64(2 * Math.ceil(n / LOSS_BLOCK));
-    this.leaves = f64(3 * 64);
-    this.histSize = nCols * HIST_STRIDE;
-    this.s = {
-      ctl: new Int32Array(new SharedArrayBuffer(4 * CTL_WORDS)),
-      bins: this.bins,
-      gh: this.gh,
-      rowIdx: this.rowIdx,
-      scratch: new Uint32Array(new SharedArrayBuffer(4 * n)),
-      side: new Uint8Array(new SharedArrayBuffer(256)),
-      arena: f64(this.histSize * slots),
-      margin: this.margin,
-      y: this.y,
-      w: this.w,
-      parts: this.parts,
-      leaves: this.leaves,
-      n,
-      nCols,
-    };
-    for (let s = slots - 1; s >= 0; s--) this.free.push(s);
-    // One contiguous feature range per thread: with row-major bins every block re-reads the node's rows.
-    this.block = Math.ceil(nCols / threads);
-    this.nBlocks = Math.ceil(nCols / this.block);
+  constructor(threads: number) {
+    this.s = emptyShared(new Int32Array(new SharedArrayBuffer(4 * CTL_WORDS)));
+    this.nWorkers = threads - 1;
     // Bundlers may wrap functions in a __name() helper; the stub keeps the source text runnable.
     const source =
-      `const __name = (f) => f;\n(${workerMain.toString()})(${runBlock.toString()}, { hist: ${histKernel.toString()}, ` +
-      `part: ${partitionKernel.toString()}, grad: ${gradKernel.toString()}, margin: ${marginKernel.toString()} });`;
-    for (let i = 0; i < threads - 1; i++) {
+      `const __name = (f) => f;\n${binningSource()}\n(${workerMain.toString()})(${runBlock.toString()}, ` +
+      `{ hist: ${histKernel.toString()}, part: ${partitionKernel.toString()}, grad: ${gradKernel.toString()}, ` +
+      `margin: ${marginKernel.toString()}, bin: binGroupKernel, cuts: sketchCuts, ` +
+      `split: ${splitKernel.toString()} });`;
+    for (let i = 0; i < this.nWorkers; i++) {
       const { port1, port2 } = new MessageChannel();
       const worker = new Worker(source, {
         eval: true,
@@ -580,20 +797,180 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
     }
   }
 
-  protected alloc(length: number): Float64Array {
+  sharedF64(length: number): Float64Array {
     return new Float64Array(new SharedArrayBuffer(8 * length));
+  }
+
+  sharedU8(length: number): Uint8Array {
+    return new Uint8Array(new SharedArrayBuffer(length));
+  }
+
+  sharedI32(length: number): Int32Array {
+    return new Int32Array(new SharedArrayBuffer(4 * length));
+  }
+
+  /** Makes every thread work on `s` from the next task on. */
+  rebind(s: Shared): void {
+    this.s = s;
+    if (this.nWorkers === 0) return;
+    for (const p of this.ports) p.postMessage(s);
+    s.ctl[CMD] = CMD_REBIND;
+    s.ctl[NBLOCKS] = this.nWorkers;
+    this.dispatch(this.nWorkers);
+    this.await(this.nWorkers);
+  }
+
+  binColumns(job: BinJob, minGroup: number): void {
+    this.rebind({ ...this.s, job });
+    const ctl = this.s.ctl;
+    // At most MAX_TASKS blocks per task (the claim word has 8 bits for them).
+    const group = Math.max(minGroup, Math.ceil(job.nCols / MAX_TASKS));
+    ctl[CMD] = CMD_BIN;
+    ctl[BLOCKSIZE] = group;
+    ctl[NBLOCKS] = Math.ceil(job.nCols / group);
+    this.run(ctl[NBLOCKS]!);
+    this.rebind({ ...this.s, job: null });
+  }
+
+  /** Publishes the task set up in ctl, works on its blocks alongside the workers and waits for all of them. */
+  run(nBlocks: number): void {
+    const ctl = this.s.ctl;
+    this.dispatch(nBlocks);
+    for (;;) {
+      const cur = Atomics.load(ctl, NEXT);
+      const blk = cur & 0xff;
+      if (blk >= nBlocks) break;
+      if (Atomics.compareExchange(ctl, NEXT, cur, cur + 1) !== cur) continue;
+      try {
+        runBlock(this.s, this.kernels, blk);
+      } finally {
+        Atomics.add(ctl, FINISHED, 1);
+      }
+    }
+    this.await(nBlocks);
+    if (Atomics.load(ctl, FAILED) === 1) {
+      const msgs = this.ports.map((p) => receiveMessageOnPort(p)?.message).filter((m) => m !== undefined);
+      this.close();
+      throw new Error(`GBT worker thread failed: ${msgs.join("; ")}`);
+    }
+  }
+
+  /** Publishes the task set up in ctl to the workers. */
+  private dispatch(nBlocks: number): void {
+    const ctl = this.s.ctl;
+    this.seq = (this.seq + 1) & 0x7fff;
+    Atomics.store(ctl, FINISHED, 0);
+    Atomics.store(ctl, NEXT, (this.seq << 16) | (nBlocks << 8));
+    Atomics.store(ctl, SEQ, this.seq);
+    Atomics.notify(ctl, SEQ);
+  }
+
+  /** Waits until `nBlocks` blocks of the current task are finished (spinning briefly first). */
+  private await(nBlocks: number): void {
+    const ctl = this.s.ctl;
+    for (let spin = 0; spin < 100000 && Atomics.load(ctl, FINISHED) < nBlocks; spin++);
+    for (;;) {
+      const done = Atomics.load(ctl, FINISHED);
+      if (done >= nBlocks) break;
+      Atomics.wait(ctl, FINISHED, done);
+    }
+  }
+
+  /** True once close() ran (also after a worker failed): the pool must not be used again. */
+  get closed(): boolean {
+    return this.workers.length === 0 && this.nWorkers > 0;
+  }
+
+  close(): void {
+    const ctl = this.s.ctl;
+    Atomics.store(ctl, CMD, CMD_EXIT);
+    Atomics.store(ctl, SEQ, (this.seq + 1) & 0x7fff);
+    Atomics.notify(ctl, SEQ);
+    for (const w of this.workers) void w.terminate();
+    for (const p of this.ports) p.close();
+    this.workers.length = 0;
+  }
+}
+
+/**
+ * Feature-parallel builder on a GbtThreads pool. Histograms live in a fixed arena of `slots` buffers; when it
+ * is exhausted `take` falls back to a private buffer built by the caller alone.
+ */
+export class ParallelHistogramBuilder extends BuilderBase implements HistogramBuilder {
+  readonly gh: Float64Array;
+  readonly rowIdx: Uint32Array;
+  readonly bins: Uint8Array;
+  readonly margin: Float64Array;
+  protected y: Float64Array;
+  protected w: Float64Array;
+  protected parts: Float64Array;
+  protected leaves: Float64Array;
+  private readonly s: Shared;
+  private readonly histSize: number;
+  private readonly free: number[] = [];
+  private readonly slotOf = new Map<Float64Array, number>();
+  private readonly nBlocks: number;
+  private readonly block: number;
+
+  constructor(
+    bins: Uint8Array,
+    n: number,
+    private readonly nCols: number,
+    private readonly pool: GbtThreads,
+    slots: number,
+  ) {
+    super(n);
+    const f64 = (len: number): Float64Array => pool.sharedF64(len);
+    this.bins = pool.sharedU8(bins.length);
+    this.bins.set(bins);
+    this.gh = f64(2 * n);
+    this.rowIdx = new Uint32Array(new SharedArrayBuffer(4 * n));
+    this.margin = f64(n);
+    this.y = f64(n);
+    this.w = f64(n);
+    this.parts = f64(2 * Math.ceil(n / LOSS_BLOCK));
+    this.leaves = f64(3 * 64);
+    this.histSize = nCols * HIST_STRIDE;
+    this.s = {
+      ctl: pool.s.ctl,
+      bins: this.bins,
+      gh: this.gh,
+      rowIdx: this.rowIdx,
+      scratch: new Uint32Array(new SharedArrayBuffer(4 * n)),
+      side: pool.sharedU8(256),
+      arena: f64(this.histSize * slots),
+      margin: this.margin,
+      y: this.y,
+      w: this.w,
+      parts: this.parts,
+      leaves: this.leaves,
+      n,
+      nCols,
+      job: null,
+      tasks: new Int32Array(new SharedArrayBuffer(4 * TASK_WORDS * MAX_TASKS)),
+      tres: new Int32Array(new SharedArrayBuffer(4 * MAX_TASKS)),
+      sides: pool.sharedU8(256 * MAX_TASKS),
+      splitIO: f64(8 * MAX_TASKS),
+      cfg: null,
+    };
+    pool.rebind(this.s);
+    for (let s = slots - 1; s >= 0; s--) this.free.push(s);
+    // One contiguous feature range per thread: with row-major bins every block re-reads the node's rows.
+    const threads = pool.nWorkers + 1;
+    this.block = Math.ceil(nCols / threads);
+    this.nBlocks = Math.ceil(nCols / this.block);
+  }
+
+  protected alloc(length: number): Float64Array {
+    return this.pool.sharedF64(length);
   }
 
   override leafBuffer(nLeaves: number): Float64Array {
     const before = this.leaves;
     const buf = super.leafBuffer(nLeaves);
-    if (buf !== before && this.workers.length > 0) {
+    if (buf !== before) {
       this.s.leaves = buf;
-      for (const p of this.ports) p.postMessage(this.s);
-      this.s.ctl[CMD] = CMD_REBIND;
-      this.s.ctl[NBLOCKS] = this.workers.length;
-      this.dispatch();
-      this.await(this.workers.length);
+      this.pool.rebind(this.s);
     }
     return buf;
   }
@@ -619,7 +996,7 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
     if (
       slot === undefined ||
       ps === -2 ||
-      this.workers.length === 0 ||
+      this.pool.nWorkers === 0 ||
       (!all && end - start < MIN_PARALLEL_ROWS)
     ) {
       histKernel(hist, this.bins, this.nCols, this.n, this.gh, this.rowIdx, start, end, all, 0, this.nCols);
@@ -635,7 +1012,7 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
     ctl[NBLOCKS] = this.nBlocks;
     ctl[BLOCKSIZE] = this.block;
     ctl[PARENT] = ps;
-    this.run(this.nBlocks);
+    this.pool.run(this.nBlocks);
   }
 
   /**
@@ -645,7 +1022,7 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
    */
   partition(start: number, end: number, f: number, side: Uint8Array, mc: number, missLeft: number): number {
     const { rowIdx, scratch } = this.s;
-    if (this.workers.length === 0 || end - start < MIN_PARALLEL_ROWS) {
+    if (this.pool.nWorkers === 0 || end - start < MIN_PARALLEL_ROWS) {
       const nl = partitionKernel(rowIdx, scratch, this.bins, this.nCols, f, side, mc, missLeft, start, end);
       return finishPartition(rowIdx, scratch, start, end, nl);
     }
@@ -660,7 +1037,7 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
     ctl[MISSCOL] = mc;
     ctl[MISSLEFT] = missLeft;
     ctl[NBLOCKS] = 2;
-    this.run(2);
+    this.pool.run(2);
     const m0 = start + half;
     const nlA = ctl[LEFT0]!;
     const nlB = ctl[LEFT0 + 1]!;
@@ -677,7 +1054,7 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
   gradients(): number {
     const n = this.n;
     const half = Math.ceil(n / 2 / LOSS_BLOCK) * LOSS_BLOCK;
-    if (this.workers.length === 0 || n < 2 * LOSS_BLOCK) {
+    if (this.pool.nWorkers === 0 || n < 2 * LOSS_BLOCK) {
       gradKernel(this.logistic, this.weighted, this.y, this.w, this.margin, this.gh, 0, n, this.parts);
     } else {
       const ctl = this.s.ctl;
@@ -685,13 +1062,13 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
       ctl[ALL] = half;
       ctl[FLAGS] = (this.logistic ? 1 : 0) | (this.weighted ? 2 : 0);
       ctl[NBLOCKS] = 2;
-      this.run(2);
+      this.pool.run(2);
     }
     return meanOfParts(this.parts, n);
   }
 
   addLeaves(nLeaves: number, nSample: number): void {
-    if (this.workers.length === 0 || nSample < MIN_PARALLEL_ROWS) {
+    if (this.pool.nWorkers === 0 || nSample < MIN_PARALLEL_ROWS) {
       marginKernel(this.margin, this.rowIdx, this.leaves, nLeaves, 0, nSample);
       return;
     }
@@ -701,52 +1078,190 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
     ctl[END] = nSample;
     ctl[FLAGS] = nLeaves;
     ctl[NBLOCKS] = 2;
-    this.run(2);
+    this.pool.run(2);
   }
 
-  /** Publishes the task set up in ctl, works on its blocks alongside the workers and waits for all of them. */
-  private run(nBlocks: number): void {
-    const ctl = this.s.ctl;
-    this.dispatch();
-    for (;;) {
-      const cur = Atomics.load(ctl, NEXT);
-      const blk = cur & 0xff;
-      if (blk >= nBlocks) break;
-      if (Atomics.compareExchange(ctl, NEXT, cur, cur + 1) !== cur) continue;
-      runBlock(this.s, this.kernels, blk);
-      Atomics.add(ctl, FINISHED, 1);
+  override configureSplits(cfg: SplitConfig): void {
+    super.configureSplits(cfg);
+    const shared = (a: Int32Array | Uint8Array): Int32Array | Uint8Array => {
+      const b = a instanceof Int32Array ? this.pool.sharedI32(a.length) : this.pool.sharedU8(a.length);
+      b.set(a);
+      return b;
+    };
+    this.s.cfg = {
+      ...cfg,
+      nBins: shared(cfg.nBins) as Int32Array,
+      hasMissing: shared(cfg.hasMissing) as Uint8Array,
+      missingCol: shared(cfg.missingCol) as Int32Array,
+      lastOk: shared(cfg.lastOk) as Uint8Array,
+    };
+    this.pool.rebind(this.s);
+  }
+
+  /** Runs the first `count` tasks of the table on all threads. */
+  private runTable(count: number): void {
+    if (count === 0) return;
+    this.s.ctl[CMD] = CMD_TABLE;
+    this.s.ctl[NBLOCKS] = count;
+    this.pool.run(count);
+  }
+
+  /** Nodes with at least MIN_PARALLEL_ROWS rows are split by feature blocks, smaller ones are one task each. */
+  buildMany(items: HistItem[]): void {
+    const t = this.s.tasks;
+    let count = 0;
+    const serial: HistItem[] = [];
+    for (const it of items) {
+      const slot = this.slotOf.get(it.hist);
+      const ps = it.parent === null ? -1 : (this.slotOf.get(it.parent) ?? -2);
+      const rows = it.all ? this.n : it.end - it.start;
+      const nb = rows >= MIN_PARALLEL_ROWS ? this.nBlocks : 1;
+      if (slot === undefined || ps === -2 || count + nb > MAX_TASKS) {
+        serial.push(it);
+        continue;
+      }
+      const block = nb > 1 ? this.block : this.nCols;
+      for (let b = 0; b < nb; b++) {
+        const o = TASK_WORDS * count++;
+        t[o] = TASK_HIST;
+        t[o + 1] = slot;
+        t[o + 2] = it.start;
+        t[o + 3] = it.end;
+        t[o + 4] = it.all ? 1 : 0;
+        t[o + 5] = b * block;
+        t[o + 6] = Math.min((b + 1) * block, this.nCols);
+        t[o + 7] = ps;
+      }
     }
-    this.await(nBlocks);
-  }
-
-  /** Publishes the task set up in ctl to the workers. */
-  private dispatch(): void {
-    const ctl = this.s.ctl;
-    this.seq = (this.seq + 1) & 0x7fffff;
-    Atomics.store(ctl, FINISHED, 0);
-    Atomics.store(ctl, NEXT, this.seq << 8);
-    Atomics.store(ctl, SEQ, this.seq);
-    Atomics.notify(ctl, SEQ);
-  }
-
-  /** Waits until `nBlocks` blocks of the current task are finished (spinning briefly first). */
-  private await(nBlocks: number): void {
-    const ctl = this.s.ctl;
-    for (let spin = 0; spin < 100000 && Atomics.load(ctl, FINISHED) < nBlocks; spin++);
-    for (;;) {
-      const done = Atomics.load(ctl, FINISHED);
-      if (done >= nBlocks) break;
-      Atomics.wait(ctl, FINISHED, done);
+    this.runTable(count);
+    for (const it of serial) {
+      histKernel(
+        it.hist,
+        this.bins,
+        this.nCols,
+        this.n,
+        this.gh,
+        this.rowIdx,
+        it.start,
+        it.end,
+        it.all,
+        0,
+        this.nCols,
+      );
+      if (it.parent !== null) for (let j = 0; j < it.parent.length; j++) it.parent[j]! -= it.hist[j]!;
     }
   }
 
-  close(): void {
-    const ctl = this.s.ctl;
-    Atomics.store(ctl, CMD, CMD_EXIT);
-    Atomics.store(ctl, SEQ, (this.seq + 1) & 0x7fffff);
-    Atomics.notify(ctl, SEQ);
-    for (const w of this.workers) void w.terminate();
-    for (const p of this.ports) p.close();
-    this.workers.length = 0;
+  /**
+   * Small nodes are one task each (partitioned and put back in place by the thread); nodes with at least
+   * MIN_PARALLEL_ROWS rows are split in two halves concatenated afterwards in serial order (see partition).
+   */
+  partitionMany(items: PartitionItem[]): number[] {
+    if (items.length > MAX_TASKS / 2) {
+      return items.map((it) => this.partition(it.start, it.end, it.f, it.side, it.mc, it.missLeft));
+    }
+    const t = this.s.tasks;
+    const { tres, sides, rowIdx, scratch } = this.s;
+    let count = 0;
+    const halves: boolean[] = [];
+    items.forEach((it, i) => {
+      sides.set(it.side, 256 * i);
+      const split = it.end - it.start >= MIN_PARALLEL_ROWS;
+      halves.push(split);
+      const half = (it.end - it.start) >>> 1;
+      const ranges = split
+        ? [
+            [it.start, it.start + half],
+            [it.start + half, it.end],
+          ]
+        : [[it.start, it.end]];
+      ranges.forEach(([a, b], h) => {
+        const o = TASK_WORDS * count++;
+        t[o] = TASK_PARTITION;
+        t[o + 1] = a!;
+        t[o + 2] = b!;
+        t[o + 3] = it.f;
+        t[o + 4] = it.mc;
+        t[o + 5] = it.missLeft;
+        t[o + 6] = i;
+        t[o + 7] = 2 * i + h;
+        t[o + 8] = split ? 0 : 1;
+      });
+    });
+    this.runTable(count);
+    return items.map((it, i) => {
+      if (!halves[i]) return it.start + tres[2 * i]!;
+      const half = (it.end - it.start) >>> 1;
+      const m0 = it.start + half;
+      const nlA = tres[2 * i]!;
+      const nlB = tres[2 * i + 1]!;
+      const nrA = half - nlA;
+      const nrB = it.end - m0 - nlB;
+      rowIdx.copyWithin(it.start + nlA, m0, m0 + nlB);
+      const mid = it.start + nlA + nlB;
+      rowIdx.set(scratch.subarray(it.start, it.start + nrA), mid);
+      rowIdx.set(scratch.subarray(m0, m0 + nrB), mid + nrA);
+      return mid;
+    });
   }
+
+  splitMany(items: SplitItem[]): Float64Array {
+    const out = new Float64Array(6 * items.length);
+    const t = this.s.tasks;
+    const io = this.s.splitIO;
+    const placed: number[] = [];
+    let count = 0;
+    items.forEach((it, i) => {
+      const slot = this.slotOf.get(it.hist);
+      if (slot === undefined || count >= MAX_TASKS) {
+        splitKernel(it.hist, it.G, it.H, this.cfg!, out, 6 * i);
+        return;
+      }
+      io[8 * count] = it.G;
+      io[8 * count + 1] = it.H;
+      const o = TASK_WORDS * count;
+      t[o] = TASK_SPLIT;
+      t[o + 1] = slot;
+      t[o + 2] = count;
+      placed.push(i);
+      count++;
+    });
+    this.runTable(count);
+    placed.forEach((i, k) => out.set(io.subarray(8 * k + 2, 8 * k + 8), 6 * i));
+    return out;
+  }
+
+  /** The pool is the fit's; it closes it. */
+  close(): void {}
+}
+
+/**
+ * Idle pools kept between fits: a new pool's workers run their code cold (interpreted until V8 optimises it),
+ * which costs a fit about 0.1-0.2 s; a reused pool's code is already optimised. Idle workers sleep in
+ * Atomics.wait (no CPU), hold no training arrays, and do not keep the process alive (unref'd).
+ */
+const idlePools: GbtThreads[] = [];
+
+/** A pool with `threads` threads (the caller counts as one): an idle one if there is one, else a new one. */
+export function acquireGbtThreads(threads: number): GbtThreads {
+  const i = idlePools.findIndex((p) => p.nWorkers === threads - 1);
+  if (i < 0) return new GbtThreads(threads);
+  return idlePools.splice(i, 1)[0]!;
+}
+
+/** Gives a pool back for reuse after unbinding its arrays (a failed pool is closed instead). */
+export function releaseGbtThreads(pool: GbtThreads): void {
+  if (pool.closed) return;
+  try {
+    pool.rebind(emptyShared(pool.s.ctl));
+  } catch {
+    pool.close();
+    return;
+  }
+  idlePools.push(pool);
+}
+
+/** Terminates the idle pools (e.g. before a long pause or in tests); later fits start new ones. */
+export function closeIdleGbtThreads(): void {
+  for (const p of idlePools.splice(0)) p.close();
 }

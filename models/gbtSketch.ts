@@ -492,3 +492,23 @@ function aboveMax(max: number): number {
   if (f32(max) === max) return f32(max + f32(f32(Math.abs(max)) + f32(1e-5)));
   return max + (Math.abs(max) + 1e-5);
 }
+
+/**
+ * Source text of this module's code (sketchCuts and everything it uses), for worker threads that run eval'd
+ * source (gbtHistogram.ts): they cannot import modules.
+ */
+export function sketchSource(): string {
+  const parts: (string | { toString(): string })[] = [
+    "const f32 = Math.fround;",
+    Summary,
+    sketchLimit,
+    exactSummary,
+    SortScratch,
+    radixPass64,
+    sortChunk,
+    sortChunkF32,
+    sketchCuts,
+    aboveMax,
+  ];
+  return parts.map(String).join("\n");
+}

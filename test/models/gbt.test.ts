@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type GbtFitOptions, GbtInputError, GbtParamError, GradientBoostedTrees } from "../../models/gbt.ts";
 import { binMatrix, binOf, MISSING_BIN } from "../../models/gbtBinning.ts";
+import { acquireGbtThreads, releaseGbtThreads } from "../../models/gbtHistogram.ts";
 import { auc } from "../../models/metrics.ts";
 import { colMajor, type Matrix, rowMajor } from "../../models/treeEnsemble.ts";
 
@@ -92,6 +93,22 @@ describe("gbtBinning", () => {
       ),
       { numRuns: 200, seed: 3 },
     );
+  });
+
+  it("bins the same on the worker threads as on one thread (also with more column groups than a task holds)", () => {
+    const rnd = lcg(5);
+    const n = 40;
+    const d = 2100; // 263 groups of 8 columns > 255 blocks per task
+    const raw = Float64Array.from({ length: n * d }, () => (rnd() < 0.02 ? Number.NaN : Math.fround(rnd())));
+    const weights = Float64Array.from({ length: n }, () => 0.5 + rnd());
+    const pool = acquireGbtThreads(2);
+    try {
+      for (const X of [rowMajor(raw, n, d), colMajor(raw, n, d)]) {
+        expect(binMatrix(X, 64, weights, pool)).toEqual(binMatrix(X, 64, weights));
+      }
+    } finally {
+      releaseGbtThreads(pool);
+    }
   });
 
   it("keeps value bin 255 and missing apart with an indicator column (256 bins + NaN)", () => {
