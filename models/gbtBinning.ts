@@ -25,7 +25,10 @@ export interface BinnedMatrix {
   nRows: number;
   /** Features; byte columns 0..nCols-1 hold their codes. */
   nCols: number;
-  /** Byte columns per row: nCols plus one missing indicator per feature that needs one. */
+  /**
+   * Bytes per row: nCols codes, then one missing indicator per feature that needs one, then zero padding to a
+   * multiple of 4 (the histogram kernel reads codes four at a time).
+   */
   stride: number;
   /** Per feature, the sorted cuts: bin b is [cuts[b-1], cuts[b]); the last cut is above every value. */
   cuts: Float64Array[];
@@ -283,6 +286,7 @@ export function binMatrix(
   }
   // Interleave into the row-major layout.
   const { codes } = job;
+  stride = (stride + 3) & ~3;
   const bins = new Uint8Array(nRows * stride);
   for (let r = 0; r < nRows; r++) {
     const o = r * stride;

@@ -28,15 +28,16 @@ const MIN_PARALLEL_ROWS = 4096;
 const LOSS_BLOCK = 8192;
 
 /**
- * Histogram of features [fBegin, fEnd) over rows rowIdx[start..end), or rows 0..n-1 when `all`. Bins are
- * row-major (bins[r * nCols + f]), so a row's codes share one cache line: after a few splits a node's rows are
- * scattered, and column-major codes cost one cache miss per (row, feature) instead of one per row. Each row's
- * g/h is loaded once for the whole feature range. Self-contained (no outer references): worker threads run
- * its source text.
+ * Histogram of byte columns [fBegin, fEnd) (multiples of 4) over rows rowIdx[start..end), or rows 0..n-1 when
+ * `all`. Codes are row-major (bins[r * nCols + c], nCols a multiple of 4) and read four at a time through a
+ * Uint32Array view (b32, little-endian), so a row's codes share one cache line: after a few splits a node's
+ * rows are scattered, and column-major codes would cost one cache miss per (row, feature) instead of one per
+ * row. Each row's g/h is loaded once for the whole column range. Self-contained (no outer references): worker
+ * threads run its source text.
  */
 export function histKernel(
   hist: Float64Array,
-  bins: Uint8Array,
+  b32: Uint32Array,
   nCols: number,
   n: number,
   gh: Float64Array,
@@ -50,30 +51,27 @@ export function histKernel(
   hist.fill(0, fBegin * 512, fEnd * 512);
   const kBegin = all ? 0 : start;
   const kEnd = all ? n : end;
-  const f4 = fBegin + ((fEnd - fBegin) & ~3);
+  const words = nCols >> 2;
+  const w0 = fBegin >> 2;
+  const w1 = fEnd >> 2;
   for (let k = kBegin; k < kEnd; k++) {
     const r = all ? k : rowIdx[k]!;
     const g = gh[2 * r]!;
     const h = gh[2 * r + 1]!;
-    const base = r * nCols;
-    let f = fBegin;
-    for (; f < f4; f += 4) {
-      const o = base + f;
-      let j = (f << 9) + (bins[o]! << 1);
+    const base = r * words;
+    for (let w = w0; w < w1; w++) {
+      const word = b32[base + w]!;
+      const f = w << 11;
+      let j = f + ((word & 0xff) << 1);
       hist[j]! += g;
       hist[j + 1]! += h;
-      j = ((f + 1) << 9) + (bins[o + 1]! << 1);
+      j = f + 512 + (((word >>> 8) & 0xff) << 1);
       hist[j]! += g;
       hist[j + 1]! += h;
-      j = ((f + 2) << 9) + (bins[o + 2]! << 1);
+      j = f + 1024 + (((word >>> 16) & 0xff) << 1);
       hist[j]! += g;
       hist[j + 1]! += h;
-      j = ((f + 3) << 9) + (bins[o + 3]! << 1);
-      hist[j]! += g;
-      hist[j + 1]! += h;
-    }
-    for (; f < fEnd; f++) {
-      const j = (f << 9) + (bins[base + f]! << 1);
+      j = f + 1536 + ((word >>> 24) << 1);
       hist[j]! += g;
       hist[j + 1]! += h;
     }
@@ -450,6 +448,8 @@ abstract class BuilderBase {
 
 /** Single-threaded builder over ordinary typed arrays. */
 export class SerialHistogramBuilder extends BuilderBase implements HistogramBuilder {
+  /** The codes four at a time (bins.length is a multiple of 4). */
+  private readonly b32: Uint32Array;
   readonly gh: Float64Array;
   readonly rowIdx: Uint32Array;
   readonly margin: Float64Array;
@@ -466,6 +466,7 @@ export class SerialHistogramBuilder extends BuilderBase implements HistogramBuil
     private readonly nCols: number,
   ) {
     super(n);
+    this.b32 = new Uint32Array(bins.buffer, bins.byteOffset, bins.length >> 2);
     this.gh = new Float64Array(2 * n);
     this.rowIdx = new Uint32Array(n);
     this.scratch = new Uint32Array(n);
@@ -488,7 +489,7 @@ export class SerialHistogramBuilder extends BuilderBase implements HistogramBuil
   }
 
   build(hist: Float64Array, start: number, end: number, all: boolean, parent: Float64Array | null): void {
-    histKernel(hist, this.bins, this.nCols, this.n, this.gh, this.rowIdx, start, end, all, 0, this.nCols);
+    histKernel(hist, this.b32, this.nCols, this.n, this.gh, this.rowIdx, start, end, all, 0, this.nCols);
     if (parent !== null) for (let j = 0; j < parent.length; j++) parent[j]! -= hist[j]!;
   }
 
@@ -577,6 +578,8 @@ const TASK_SPLIT = 9;
 interface Shared {
   ctl: Int32Array;
   bins: Uint8Array;
+  /** bins four codes at a time. */
+  b32: Uint32Array;
   gh: Float64Array;
   rowIdx: Uint32Array;
   scratch: Uint32Array;
@@ -623,7 +626,7 @@ function runBlock(s: Shared, k: Kernels, blk: number): void {
     const block = ctl[9]!;
     const fb = blk * block;
     const fe = Math.min(fb + block, s.nCols);
-    k.hist(hist, s.bins, s.nCols, s.n, s.gh, s.rowIdx, ctl[5]!, ctl[6]!, ctl[7] === 1, fb, fe);
+    k.hist(hist, s.b32, s.nCols, s.n, s.gh, s.rowIdx, ctl[5]!, ctl[6]!, ctl[7] === 1, fb, fe);
     const ps = ctl[15]!;
     if (ps >= 0) {
       const parent = s.arena.subarray(ps * histSize, (ps + 1) * histSize);
@@ -658,7 +661,7 @@ function runBlock(s: Shared, k: Kernels, blk: number): void {
       const hist = s.arena.subarray(slot * histSize, (slot + 1) * histSize);
       const fb = t[o + 5]!;
       const fe = t[o + 6]!;
-      k.hist(hist, s.bins, s.nCols, s.n, s.gh, s.rowIdx, t[o + 2]!, t[o + 3]!, t[o + 4] === 1, fb, fe);
+      k.hist(hist, s.b32, s.nCols, s.n, s.gh, s.rowIdx, t[o + 2]!, t[o + 3]!, t[o + 4] === 1, fb, fe);
       const ps = t[o + 7]!;
       if (ps >= 0) {
         const parent = s.arena.subarray(ps * histSize, (ps + 1) * histSize);
@@ -731,6 +734,7 @@ function emptyShared(ctl: Int32Array): Shared {
   return {
     ctl,
     bins: new Uint8Array(0),
+    b32: new Uint32Array(0),
     gh: none,
     rowIdx: new Uint32Array(0),
     scratch: new Uint32Array(0),
@@ -934,6 +938,7 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
     this.s = {
       ctl: pool.s.ctl,
       bins: this.bins,
+      b32: new Uint32Array(this.bins.buffer, 0, this.bins.length >> 2),
       gh: this.gh,
       rowIdx: this.rowIdx,
       scratch: new Uint32Array(new SharedArrayBuffer(4 * n)),
@@ -955,9 +960,10 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
     };
     pool.rebind(this.s);
     for (let s = slots - 1; s >= 0; s--) this.free.push(s);
-    // One contiguous feature range per thread: with row-major bins every block re-reads the node's rows.
+    // One contiguous column range per thread (a multiple of 4 columns): with row-major bins every block
+    // re-reads the node's rows.
     const threads = pool.nWorkers + 1;
-    this.block = Math.ceil(nCols / threads);
+    this.block = (Math.ceil(nCols / threads) + 3) & ~3;
     this.nBlocks = Math.ceil(nCols / this.block);
   }
 
@@ -999,7 +1005,7 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
       this.pool.nWorkers === 0 ||
       (!all && end - start < MIN_PARALLEL_ROWS)
     ) {
-      histKernel(hist, this.bins, this.nCols, this.n, this.gh, this.rowIdx, start, end, all, 0, this.nCols);
+      histKernel(hist, this.s.b32, this.nCols, this.n, this.gh, this.rowIdx, start, end, all, 0, this.nCols);
       if (parent !== null) for (let j = 0; j < parent.length; j++) parent[j]! -= hist[j]!;
       return;
     }
@@ -1137,7 +1143,7 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
     for (const it of serial) {
       histKernel(
         it.hist,
-        this.bins,
+        this.s.b32,
         this.nCols,
         this.n,
         this.gh,

@@ -35,7 +35,10 @@ describe("gbtBinning", () => {
     const cuts = b.cuts[0]!;
     expect(Array.from(cuts.subarray(0, 2))).toEqual([2, 4]);
     expect(cuts[2]).toBeGreaterThan(4);
-    expect(Array.from(b.bins)).toEqual([0, 0, 1, 2, 2, 2, MISSING_BIN]);
+    // Rows are padded to 4 bytes (the histogram kernel reads codes four at a time).
+    expect(b.stride).toBe(4);
+    expect(Array.from(b.bins.filter((_, i) => i % 4 === 0))).toEqual([0, 0, 1, 2, 2, 2, MISSING_BIN]);
+    expect(b.bins.filter((_, i) => i % 4 !== 0).every((v) => v === 0)).toBe(true);
     expect([
       binOf(cuts, 1),
       binOf(cuts, 1.5),
@@ -45,7 +48,6 @@ describe("gbtBinning", () => {
       binOf(cuts, 99),
     ]).toEqual([0, 0, 1, 1, 2, 2]);
     expect(b.missingCol[0]).toBe(-1);
-    expect(b.stride).toBe(1);
   });
 
   it("uses at most maxBins bins and maps v to bin b iff cuts[b-1] <= v < cuts[b] (the last bin takes the rest)", () => {
@@ -119,15 +121,16 @@ describe("gbtBinning", () => {
     expect(b.nBins[0]).toBe(256);
     expect(b.nBins[1]).toBe(3);
     expect(b.missingCol).toEqual(Int32Array.from([2, -1]));
-    expect(b.stride).toBe(3);
+    expect(b.stride).toBe(4);
     for (let r = 0; r < n; r++) {
       const missing = Number.isNaN(xs[r]!);
-      expect(b.bins[r * 3 + 2]).toBe(missing ? 1 : 0);
-      if (missing) expect(b.bins[r * 3]).toBe(MISSING_BIN);
-      else expect(b.bins[r * 3]).toBe(binOf(b.cuts[0]!, xs[r]!));
-      expect(b.bins[r * 3 + 1]).toBe(other[r]);
+      expect(b.bins[r * 4 + 2]).toBe(missing ? 1 : 0);
+      if (missing) expect(b.bins[r * 4]).toBe(MISSING_BIN);
+      else expect(b.bins[r * 4]).toBe(binOf(b.cuts[0]!, xs[r]!));
+      expect(b.bins[r * 4 + 1]).toBe(other[r]);
+      expect(b.bins[r * 4 + 3]).toBe(0);
     }
-    expect(b.bins[1998 * 3]).toBe(255);
+    expect(b.bins[1998 * 4]).toBe(255);
   });
 });
 
