@@ -391,12 +391,12 @@ export function sketchCuts(x: Float64Array, w: Float64Array | null, maxBins: num
   const limit = sketchLimit(n, eps);
   const cap = 2 * limit;
   // Current chunk, raw values in row order. XGBoost's queue holds `cap` entries (a run of equal consecutive
-  // values shares one entry) and is flushed when a value arrives while it is full; `tail` counts its entries.
+  // values shares one entry) and is flushed when a value different from the last one arrives while it is
+  // full; `tail` counts its entries.
   let qv = new Float64Array(cap);
   let qw = w === null ? null : new Float64Array(cap);
   const sc = new SortScratch();
   let qn = 0;
-  let tail = 0;
   const temp = new Summary(cap);
   const levels: Summary[] = [new Summary(limit)];
   const pushTemp = (): void => {
@@ -416,34 +416,59 @@ export function sketchCuts(x: Float64Array, w: Float64Array | null, maxBins: num
       }
     }
   };
-  let prev = Number.NaN;
-  for (let r = 0; r < n; r++) {
-    const wr = w === null ? 1 : f32(w[r]!);
-    if (wr === 0) continue;
-    const v = x[r]!;
-    if (tail === cap) {
-      sortChunk(qv, qw, qn, sc);
-      exactSummary(qv, qw, qn, temp);
-      qn = 0;
-      tail = 0;
-      pushTemp();
+  const flush = (): void => {
+    sortChunk(qv, qw, qn, sc);
+    exactSummary(qv, qw, qn, temp);
+    qn = 0;
+    pushTemp();
+  };
+  if (w === null) {
+    // Chunks are runs of rows [a, b) with `cap` entries, found in a tight loop and copied in bulk.
+    let a = 0;
+    while (a < n) {
+      let b = a + 1;
+      let tail = 1;
+      // A full queue is flushed when a different value arrives; an equal one still joins the last entry
+      // (XGBoost 1.7's Push checks both).
+      for (; b < n; b++) {
+        if (x[b] !== x[b - 1]) {
+          if (tail === cap) break;
+          tail++;
+        }
+      }
+      qn = b - a;
+      if (qn > qv.length) qv = new Float64Array(qn);
+      qv.set(x.subarray(a, b));
+      // The last chunk stays open (GetSummary below); a full one is flushed when a further value arrives.
+      if (b < n) flush();
+      a = b;
     }
-    if (tail === 0 || v !== prev) tail++;
-    prev = v;
-    if (qn === qv.length) {
-      // Runs of equal values: a chunk can hold more values than entries.
-      const grown = new Float64Array(2 * qn);
-      grown.set(qv);
-      qv = grown;
-      if (qw !== null) {
+  } else {
+    let prev = Number.NaN;
+    let tail = 0;
+    for (let r = 0; r < n; r++) {
+      const wr = f32(w[r]!);
+      if (wr === 0) continue;
+      const v = x[r]!;
+      if (tail === cap && v !== prev) {
+        flush();
+        tail = 0;
+      }
+      if (tail === 0 || v !== prev) tail++;
+      prev = v;
+      if (qn === qv.length) {
+        // Runs of equal values: a chunk can hold more values than entries.
+        const grown = new Float64Array(2 * qn);
+        grown.set(qv);
+        qv = grown;
         const gw = new Float64Array(2 * qn);
-        gw.set(qw);
+        gw.set(qw!);
         qw = gw;
       }
+      qv[qn] = v;
+      qw![qn] = wr;
+      qn++;
     }
-    qv[qn] = v;
-    if (qw !== null) qw[qn] = wr;
-    qn++;
   }
   // Final summary: the open chunk merged with every level (XGBoost's GetSummary).
   const out = new Summary(Math.max(cap, qn));

@@ -30,7 +30,23 @@ function goldenColumns(): { name: string; x: Float64Array; w: Float64Array | nul
   }
   const d = Float64Array.from({ length: 20000 }, () => Math.fround(r() ** 2));
   const dw = Float64Array.from({ length: 20000 }, () => Math.fround(0.5 + 1.5 * r()));
+  // Runs of 1..6 equal values: runs straddle the buffer boundaries, where a full buffer still merges a value
+  // equal to its last entry (XGBoost 1.7's Push) instead of flushing.
+  const runs = (n: number): Float64Array => {
+    const x = new Float64Array(n);
+    for (let i = 0; i < n; ) {
+      const v = Math.fround(r() * 100);
+      const len = 1 + Math.floor(r() * 6);
+      for (let j = 0; j < len && i < n; j++) x[i++] = v;
+    }
+    return x;
+  };
+  const e = runs(10488);
+  const f = runs(12000);
+  const fw = Float64Array.from({ length: 12000 }, () => Math.fround(0.5 + r()));
   return [
+    { name: "runs8", x: e, w: null, maxBins: 8 },
+    { name: "runsWeighted8", x: f, w: fw, maxBins: 8 },
     { name: "uniform16", x: a, w: null, maxBins: 16 },
     { name: "uniform64", x: a, w: null, maxBins: 64 },
     { name: "ties16", x: c, w: null, maxBins: 16 },
@@ -44,6 +60,14 @@ function goldenColumns(): { name: string; x: Float64Array; w: Float64Array | nul
  * min_child_weight 0), which splits at every cut. The last cut (above the maximum) is never a split.
  */
 const XGBOOST_CUTS: Record<string, number[]> = {
+  runs8: [
+    13.891860961914062, 26.739530563354492, 38.908172607421875, 51.521732330322266, 62.915199279785156,
+    74.40813446044922, 87.10431671142578,
+  ],
+  runsWeighted8: [
+    12.491536140441895, 25.36654281616211, 37.44580078125, 48.473812103271484, 60.961490631103516,
+    74.44561004638672, 87.14940643310547,
+  ],
   uniform16: [
     -4.381885528564453, -3.734546422958374, -3.119274139404297, -2.486943244934082, -1.8623933792114258,
     -1.232054591178894, -0.575903058052063, -0.05004330351948738, 0.5933328866958618, 1.207884669303894,
