@@ -839,6 +839,7 @@ export class GbtThreads implements BinningPool {
   /** Publishes the task set up in ctl, works on its blocks alongside the workers and waits for all of them. */
   run(nBlocks: number): void {
     const ctl = this.s.ctl;
+    let failure: unknown = null;
     this.dispatch(nBlocks);
     for (;;) {
       const cur = Atomics.load(ctl, NEXT);
@@ -847,14 +848,17 @@ export class GbtThreads implements BinningPool {
       if (Atomics.compareExchange(ctl, NEXT, cur, cur + 1) !== cur) continue;
       try {
         runBlock(this.s, this.kernels, blk);
-      } finally {
-        Atomics.add(ctl, FINISHED, 1);
+      } catch (e) {
+        failure ??= e;
       }
+      Atomics.add(ctl, FINISHED, 1);
     }
+    // Always wait for the workers' blocks: the next task must not start while one of this task runs.
     this.await(nBlocks);
-    if (Atomics.load(ctl, FAILED) === 1) {
+    if (failure !== null || Atomics.load(ctl, FAILED) === 1) {
       const msgs = this.ports.map((p) => receiveMessageOnPort(p)?.message).filter((m) => m !== undefined);
       this.close();
+      if (failure !== null) throw failure;
       throw new Error(`GBT worker thread failed: ${msgs.join("; ")}`);
     }
   }

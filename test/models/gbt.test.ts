@@ -113,6 +113,31 @@ describe("gbtBinning", () => {
     }
   });
 
+  it("reports an exception in a task instead of hanging, and does not reuse the failed pool", () => {
+    const pool = acquireGbtThreads(2);
+    const n = 100;
+    const d = 16;
+    const job = {
+      data: pool.sharedF64(n * d).fill(1),
+      rowLayout: true,
+      nRows: n,
+      nCols: d,
+      weights: new Float64Array(0),
+      maxBins: 16,
+      codes: pool.sharedU8(n * d),
+      ind: pool.sharedU8(n * d),
+      cuts: pool.sharedF64(1), // too small: every block throws a RangeError
+      nBins: pool.sharedI32(d),
+      hasMissing: pool.sharedU8(d),
+    };
+    expect(() => pool.binColumns(job, 8)).toThrow(/RangeError|out of bounds|offset/i);
+    expect(pool.closed).toBe(true);
+    releaseGbtThreads(pool);
+    const again = acquireGbtThreads(2);
+    expect(again).not.toBe(pool);
+    releaseGbtThreads(again);
+  });
+
   it("keeps value bin 255 and missing apart with an indicator column (256 bins + NaN)", () => {
     const n = 2000;
     const xs = Float64Array.from({ length: n }, (_, i) => (i % 10 === 9 ? Number.NaN : i));
