@@ -66,7 +66,10 @@ function makeData(n: number, d: number): { X: Float64Array; y: Float64Array } {
  * split feature, the same threshold as float32 and the same default direction (leaf values are compared
  * separately: XGBoost computes them in float32).
  */
-function compareTrees(ours: readonly Tree[], xgb: readonly Tree[]): { identical: number; maxLeafDiff: number; first: number } {
+function compareTrees(
+  ours: readonly Tree[],
+  xgb: readonly Tree[],
+): { identical: number; maxLeafDiff: number; first: number } {
   let identical = 0;
   let maxLeafDiff = 0;
   let first = -1;

@@ -1237,7 +1237,7 @@ export class ParallelHistogramBuilder extends BuilderBase implements HistogramBu
       count++;
     });
     this.runTable(count);
-    placed.forEach((i, k) => out.set(io.subarray(8 * k + 2, 8 * k + 8), 6 * i));
+    for (let k = 0; k < placed.length; k++) out.set(io.subarray(8 * k + 2, 8 * k + 8), 6 * placed[k]!);
     return out;
   }
 
