@@ -13,6 +13,7 @@ import type { Registry } from "../registry/registry.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
 import { MONITORING_DDL } from "../storage/schema.ts";
+import { trainBkt } from "../training/bktFit.ts";
 import { trainElo } from "../training/elo.ts";
 import type { ResponseColumns } from "../training/responses.ts";
 import type { DriftConfig } from "./config.ts";
@@ -36,14 +37,20 @@ export type Trainer = (args: {
   out: string;
 }) => Promise<void> | void;
 
-/** The default trainer: the Elo job (K fit by Nelder-Mead on a small budget). Other kinds need a trainer. */
-export const defaultTrainer: Trainer = ({ kind, data, columns, out }) => {
-  if (kind !== "elo")
+/**
+ * The default trainer: the Elo job (K fit by Nelder-Mead on a small budget) for elo champions, the BKT job
+ * (with forgets, 5 restarts, seed 42: the variant that was at least as accurate on every benchmark log) for
+ * bkt champions. Other kinds need a trainer.
+ */
+export const defaultTrainer: Trainer = async ({ kind, data, columns, out }) => {
+  if (kind === "elo") trainElo({ data, columns, out, maxEvaluations: 40 });
+  else if (kind === "bkt")
+    await trainBkt({ data, columns, out, options: { forgets: true, restarts: 5, seed: 42 } });
+  else
     throw new RetrainError(
       "KIND",
-      `no default retrain trainer for model kind "${kind}"; pass a trainer (RetrainContext.trainer) or retrain an elo model`,
+      `no default retrain trainer for model kind "${kind}"; pass a trainer (RetrainContext.trainer) or retrain an elo or bkt model`,
     );
-  trainElo({ data, columns, out, maxEvaluations: 40 });
 };
 
 export class RetrainError extends Error {

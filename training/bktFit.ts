@@ -1,7 +1,10 @@
+import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
+import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import {
   BKT,
+  BktError,
   type BktOptions,
   type BktSkillFit,
   betterFit,
@@ -13,6 +16,7 @@ import {
   skillRows,
 } from "../models/bkt.ts";
 import { registerPredictor } from "./evaluate.ts";
+import { loadResponses, type ResponseColumns } from "./responses.ts";
 
 /** One EM run: a skill and a restart index (the restart's start point derives from seed, skill name, index). */
 export interface BktJob {
@@ -178,3 +182,33 @@ registerPredictor("bkt", (json) => {
   const model = BKT.fromJSON(json);
   return { kind: "bkt", predictLog: (log) => model.predict(log) };
 });
+
+export interface TrainBktOptions extends BktFitRunOptions {
+  data: string;
+  columns: ResponseColumns;
+  sep?: string;
+  out: string;
+  options: Partial<BktOptions>;
+}
+
+/**
+ * The BKT training job (`mastery train bkt`, and the retrain job's default for BKT champions): loads the
+ * log, fits, writes out/model.json (the model plus the data file and the number of skipped rows).
+ */
+export async function trainBkt(
+  opts: TrainBktOptions,
+): Promise<{ model: BKT; modelPath: string; skipped: number }> {
+  const log = loadResponses(opts.data, opts.columns, opts.sep);
+  if (log.n === 0) throw new BktError(`--data ${opts.data}: no usable rows (check --columns and --sep)`);
+  const model = await fitBktParallel(log, opts.options, {
+    ...(opts.threads === undefined ? {} : { threads: opts.threads }),
+    ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
+  });
+  mkdirSync(opts.out, { recursive: true });
+  const modelPath = join(opts.out, "model.json");
+  writeFileSync(
+    modelPath,
+    `${JSON.stringify({ ...model.toJSON(), data: opts.data, skippedRows: log.skipped }, null, 2)}\n`,
+  );
+  return { model, modelPath, skipped: log.skipped };
+}

@@ -1,9 +1,7 @@
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import type { Command } from "commander";
 import { DEFAULT_BKT_OPTIONS } from "../../models/bkt.ts";
-import { fitBktParallel } from "../../training/bktFit.ts";
-import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
+import { trainBkt } from "../../training/bktFit.ts";
+import { parseResponseColumns } from "../../training/responses.ts";
 import { CliError, commandGroup, parseIntOption } from "../options.ts";
 import { Progress } from "../progress.ts";
 
@@ -79,12 +77,13 @@ Example:
       if (opts.maxSlip !== undefined) bounds.maxSlip = parseProbability(opts.maxSlip, "--max-slip");
       const threads = opts.threads === undefined ? undefined : parseIntOption(opts.threads, "--threads", 1);
 
-      const log = loadResponses(opts.data, columns, opts.sep);
-      if (log.n === 0) throw new CliError(`--data ${opts.data}: no usable rows (check --columns and --sep)`);
       const progress = new Progress("train bkt", 1);
-      const model = await fitBktParallel(
-        log,
-        {
+      const { model, modelPath } = await trainBkt({
+        data: opts.data,
+        columns,
+        ...(opts.sep === undefined ? {} : { sep: opts.sep }),
+        out: opts.out,
+        options: {
           forgets: opts.forgets === true,
           restarts,
           seed,
@@ -92,20 +91,12 @@ Example:
           tol,
           bounds: { ...DEFAULT_BKT_OPTIONS.bounds, ...bounds },
         },
-        {
-          ...(threads === undefined ? {} : { threads }),
-          onProgress: (done, total) => progress.set(done / total),
-        },
-      );
+        ...(threads === undefined ? {} : { threads }),
+        onProgress: (done, total) => progress.set(done / total),
+      });
       progress.finish(`${model.skills.size} skills, log-likelihood ${model.logLikelihood.toFixed(1)}`);
-      mkdirSync(opts.out, { recursive: true });
-      const path = join(opts.out, "model.json");
-      writeFileSync(
-        path,
-        `${JSON.stringify({ ...model.toJSON(), data: opts.data, skippedRows: log.skipped }, null, 2)}\n`,
-      );
       process.stdout.write(
-        `${JSON.stringify({ model: path, kind: "bkt", skills: model.skills.size, nRows: model.nRows, logLikelihood: model.logLikelihood, fitSeconds: model.fitSeconds })}\n`,
+        `${JSON.stringify({ model: modelPath, kind: "bkt", skills: model.skills.size, nRows: model.nRows, logLikelihood: model.logLikelihood, fitSeconds: model.fitSeconds })}\n`,
       );
     });
 }

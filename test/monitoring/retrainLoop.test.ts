@@ -6,10 +6,11 @@ import { Xoshiro128 } from "../../models/prng.ts";
 import { DEFAULT_DRIFT_CONFIG, type DriftConfig } from "../../monitoring/config.ts";
 import { FileLock } from "../../monitoring/locks.ts";
 import { monitorOnce, startMonitorLoop } from "../../monitoring/loop.ts";
-import { exportResponses, type Trainer } from "../../monitoring/retrain.ts";
+import { exportResponses, retrain, type Trainer } from "../../monitoring/retrain.ts";
 import { openRegistry, type Registry } from "../../registry/registry.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import type { OpenedStore } from "../../storage/postgres.ts";
+import { trainBkt } from "../../training/bktFit.ts";
 import { trainElo } from "../../training/elo.ts";
 import { generateRows, insertRows, TEST_FEATURES } from "./driftData.ts";
 
@@ -176,5 +177,55 @@ describe("monitor loop: drift -> retrain -> gate", () => {
     expect(r.retrain).toMatchObject({ status: "skipped" });
     expect(r.retrain!.summary).toMatch(/another process holds the retrain lock/);
     await other.release();
+  });
+});
+
+describe("retrain of a BKT champion with the default trainer", () => {
+  it("trains a bkt challenger and promotes it over a champion fitted on flipped labels", async () => {
+    const root = mkdtempSync(join(tmpdir(), "retrain-bkt-"));
+    const store = await DuckStore.open(":memory:");
+    const { registry, opened } = await openRegistry({
+      dbPath: ":memory:",
+      artifactBase: join(root, "artifacts"),
+    });
+    try {
+      await insertAnswers(store);
+      const csv = join(root, "champ.csv");
+      await exportResponses(store, new Date("2025-01-20T00:00:00Z"), new Date("2025-03-14T00:00:00Z"), csv);
+      const columns = { user: "student_key", skill: "topic_id", correct: "correct", order: "ts_ms" };
+      const lines = readFileSync(csv, "utf8").trim().split("\n");
+      const ci = lines[0]!.split(",").indexOf("correct");
+      const flipped = lines.map((l, i) => {
+        if (i === 0) return l;
+        const f = l.split(",");
+        f[ci] = f[ci] === "1" ? "0" : "1";
+        return f.join(",");
+      });
+      writeFileSync(`${csv}.flipped.csv`, `${flipped.join("\n")}\n`);
+      await trainBkt({
+        data: `${csv}.flipped.csv`,
+        columns,
+        out: join(root, "champ"),
+        options: { restarts: 2 },
+      });
+      const v = await registry.register({ name: "bkt-test", dir: join(root, "champ"), actor: "test" });
+      expect(v.kind).toBe("bkt");
+      await registry.setAlias("bkt-test", "champion", v.version, {
+        actor: "test",
+        reason: "seed",
+        action: "promote",
+      });
+
+      const config = { ...CFG, retrain: { ...CFG.retrain, model: "bkt-test" } };
+      const r = await retrain({ store, registry, config, workDir: root, now: NOW }, "manual");
+      expect(r).toMatchObject({ status: "promoted", champion: 1, challenger: 2 });
+      const challenger = await registry.store.getVersion("bkt-test", 2);
+      expect(challenger?.kind).toBe("bkt");
+      expect(await registry.store.aliasTarget("bkt-test", "champion")).toBe(2);
+    } finally {
+      store.close();
+      await opened.close();
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
