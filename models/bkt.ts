@@ -83,9 +83,9 @@ export class BktError extends Error {
 // ---------------------------------------------------------------------------------------------
 // Online filtering: O(1) per event.
 
-/** P(correct on the next attempt) given P(L) before the attempt. */
-export function bktPredict(params: BktParams, pL: number): number {
-  return pL * (1 - params.slip) + (1 - pL) * params.guess;
+/** P(correct on the next attempt) given P(L) (and P(U), when carried apart) before the attempt. */
+export function bktPredict(params: BktParams, pL: number, pU = 1 - pL): number {
+  return pL * (1 - params.slip) + pU * params.guess;
 }
 
 /**

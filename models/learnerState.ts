@@ -1,4 +1,4 @@
-import { type BktParams, bktStepPair } from "./bkt.ts";
+import { type BktParams, bktPredict, bktStepPair } from "./bkt.ts";
 import { eloProbability, eloRatingStep } from "./elo.ts";
 import { type Explanation, explain, type Factor } from "./explanation.ts";
 
@@ -194,7 +194,7 @@ export function bktMastery(state: LearnerState, params: TopicParams): ExplainedS
 
 /** P(correct) on the next attempt under BKT (not the mastery score; for diagnostics). */
 export function bktNextCorrect(state: LearnerState, params: TopicParams): number {
-  return state.pMastery * (1 - params.bkt.slip) + state.pUnknown * params.bkt.guess;
+  return bktPredict(params.bkt, state.pMastery, state.pUnknown);
 }
 
 /**

@@ -50,11 +50,10 @@ async function insertAnswers(store: DuckStore): Promise<void> {
     );
 }
 
-/** A deliberately bad trainer: learns from flipped labels. */
-const flippedTrainer: Trainer = ({ data, columns, out }) => {
+/** Writes a copy of the CSV at `data` with the `correct` column flipped; returns its path. */
+function flipLabels(data: string, correct: string): string {
   const lines = readFileSync(data, "utf8").trim().split("\n");
-  const header = lines[0]!.split(",");
-  const ci = header.indexOf(columns.correct);
+  const ci = lines[0]!.split(",").indexOf(correct);
   const flipped = lines.map((l, i) => {
     if (i === 0) return l;
     const f = l.split(",");
@@ -63,7 +62,12 @@ const flippedTrainer: Trainer = ({ data, columns, out }) => {
   });
   const path = `${data}.flipped.csv`;
   writeFileSync(path, `${flipped.join("\n")}\n`);
-  trainElo({ data: path, columns, out, maxEvaluations: 20 });
+  return path;
+}
+
+/** A deliberately bad trainer: learns from flipped labels. */
+const flippedTrainer: Trainer = ({ data, columns, out }) => {
+  trainElo({ data: flipLabels(data, columns.correct), columns, out, maxEvaluations: 20 });
 };
 
 describe("monitor loop: drift -> retrain -> gate", () => {
@@ -193,17 +197,8 @@ describe("retrain of a BKT champion with the default trainer", () => {
       const csv = join(root, "champ.csv");
       await exportResponses(store, new Date("2025-01-20T00:00:00Z"), new Date("2025-03-14T00:00:00Z"), csv);
       const columns = { user: "student_key", skill: "topic_id", correct: "correct", order: "ts_ms" };
-      const lines = readFileSync(csv, "utf8").trim().split("\n");
-      const ci = lines[0]!.split(",").indexOf("correct");
-      const flipped = lines.map((l, i) => {
-        if (i === 0) return l;
-        const f = l.split(",");
-        f[ci] = f[ci] === "1" ? "0" : "1";
-        return f.join(",");
-      });
-      writeFileSync(`${csv}.flipped.csv`, `${flipped.join("\n")}\n`);
       await trainBkt({
-        data: `${csv}.flipped.csv`,
+        data: flipLabels(csv, "correct"),
         columns,
         out: join(root, "champ"),
         options: { restarts: 2 },
