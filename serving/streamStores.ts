@@ -4,6 +4,13 @@ import { DuckMasteryStore, type MasteryStore, PgMasteryStore } from "../storage/
 import { PgStore } from "../storage/postgres.ts";
 import { DuckRawEventStore, PgRawEventStore, type RawEventStore } from "../storage/rawEventStore.ts";
 import { DuckStateStore, RedisStateStore, type StateStore } from "../storage/stateStore.ts";
+import type { BackendName } from "../storage/unavailable.ts";
+
+/** A cheap round trip to one backend; throws when it does not answer. */
+export interface BackendProbe {
+  backend: BackendName;
+  ping(): Promise<void>;
+}
 
 /**
  * Which stores the update path uses, from the environment: PostgreSQL for the raw zone and
@@ -34,6 +41,10 @@ export interface StreamStores {
   describe: string;
   /** The mastery store has its own connection (see IncrementalUpdaterOptions.pipelineMastery). */
   pipelineMastery: boolean;
+  /** The PostgreSQL pool the raw zone and student_mastery use (null on the embedded file). */
+  pg: PgStore | null;
+  /** One cheap round trip per service these stores use (/readyz and the worker's pause probe). */
+  probes: BackendProbe[];
   close(): Promise<void>;
 }
 
@@ -63,18 +74,21 @@ export async function openStreamStores(cfg: StreamStoreConfig): Promise<StreamSt
     }
     return duck;
   };
+  let pg: PgStore | null = null;
+  const probes: BackendProbe[] = [];
   try {
     let raw: RawEventStore;
     let mastery: MasteryStore;
     if (cfg.pgUrl !== undefined) {
       const pgOpts = cfg.pgSchema !== undefined ? { schema: cfg.pgSchema } : {};
-      // Two connections: the read path (forStudent) must not run inside the writer's transaction.
-      const pgRaw = await PgStore.open(cfg.pgUrl, pgOpts);
-      closers.push(() => pgRaw.close());
-      const pgMastery = await PgStore.open(cfg.pgUrl, pgOpts);
-      closers.push(() => pgMastery.close());
-      raw = await PgRawEventStore.open(pgRaw);
-      mastery = await PgMasteryStore.open(pgMastery);
+      // One pool: a transaction holds its own pooled client, so reads never run inside a writer's
+      // transaction, and the mastery write can overlap the next batch's raw insert.
+      const p = await PgStore.open(cfg.pgUrl, pgOpts);
+      pg = p;
+      closers.push(() => p.close());
+      probes.push({ backend: "postgres", ping: async () => void (await p.one("SELECT 1")) });
+      raw = await PgRawEventStore.open(p);
+      mastery = await PgMasteryStore.open(p);
       where.push(
         `raw_events + student_mastery: PostgreSQL${cfg.pgSchema !== undefined ? ` (schema ${cfg.pgSchema})` : ""}`,
       );
@@ -88,6 +102,7 @@ export async function openStreamStores(cfg: StreamStoreConfig): Promise<StreamSt
     if (cfg.redisUrl !== undefined) {
       const r = await RedisStateStore.open(cfg.redisUrl, cfg.redisPrefix);
       closers.push(() => r.close());
+      probes.push({ backend: "redis", ping: () => r.ping() });
       state = r;
       where.push(`learner_state: Redis (prefix ${r.prefix})`);
     } else {
@@ -100,6 +115,8 @@ export async function openStreamStores(cfg: StreamStoreConfig): Promise<StreamSt
       mastery,
       describe: where.join("; "),
       pipelineMastery: cfg.pgUrl !== undefined,
+      pg,
+      probes,
       close: async () => {
         for (const c of closers.reverse()) await c();
       },
@@ -117,6 +134,7 @@ export interface BusConfig {
   durable?: string | undefined;
   ackWaitMs?: number | undefined;
   maxDeliver?: number | undefined;
+  onStatus?: NatsBusOptions["onStatus"];
 }
 
 export function busConfigFromEnv(env: NodeJS.ProcessEnv = process.env): BusConfig {
@@ -138,5 +156,6 @@ export async function openBus(cfg: BusConfig): Promise<EventBus> {
   if (cfg.durable !== undefined) opts.durable = cfg.durable;
   if (cfg.ackWaitMs !== undefined) opts.ackWaitMs = cfg.ackWaitMs;
   if (cfg.maxDeliver !== undefined) opts.maxDeliver = cfg.maxDeliver;
+  if (cfg.onStatus !== undefined) opts.onStatus = cfg.onStatus;
   return NatsBus.open(opts);
 }

@@ -4,6 +4,8 @@ import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import { isXapiStatement, xapiToEvent } from "../features/xapi.ts";
 import type { BusMessage, EventBus, Subscription } from "../storage/bus.ts";
 import type { DeadLetterRow, RawEventRow, RawEventStore } from "../storage/rawEventStore.ts";
+import { type FaultKind, faultDetail, faultKind, isUnavailable } from "../storage/unavailable.ts";
+import { BackendMonitor, backoffMs } from "./backendMonitor.ts";
 import { type ApplyResult, type EventUpdater, rowsFromEvent } from "./updater.ts";
 
 /**
@@ -11,8 +13,11 @@ import { type ApplyResult, type EventUpdater, rowsFromEvent } from "./updater.ts
  * the bus, validates and pseudonymizes them as ingest does, hands the valid ones to the updater in
  * one call, and acknowledges them once their scores are written. Invalid messages, and messages
  * delivered more than the bus's maxDeliver times, go to dead_letter (with the reason) and are
- * terminated; a batch whose update fails is nak'ed with a backoff and comes back. Any number of
- * workers may share the bus's durable consumer (the updater serializes per key).
+ * terminated. Faults (docs/runbook.md "Reliability"): while a store is unavailable the worker
+ * stops pulling, keeps its in-flight messages alive and retries them once the store answers (no
+ * delivery burned, nothing dead-lettered); a batch that fails for another reason is split into one
+ * apply per message, so only the poison message is dead-lettered (data error) or retried with
+ * backoff. Any number of workers may share the bus's durable consumer (the updater serializes per key).
  */
 
 export interface WorkerStats {
@@ -22,7 +27,14 @@ export interface WorkerStats {
   replayed: number;
   duplicates: number;
   deadLettered: number;
+  /** Batches (or single messages) whose apply failed for a reason other than a store outage. */
   failedBatches: number;
+  /** Failed batches split into one apply per message to isolate the poison one. */
+  isolatedBatches: number;
+  /** Messages nak'ed with backoff after failing on their own. */
+  retried: number;
+  /** Store outages met (each pauses the consumer until the stores answer again). */
+  outages: number;
 }
 
 export interface StreamWorkerOptions {
@@ -39,10 +51,17 @@ export interface StreamWorkerOptions {
   nowUs?: () => number;
   onBatch?: (results: ApplyResult[], stats: WorkerStats) => void;
   onError?: (err: unknown) => void;
+  /**
+   * Tracks the stores' outages: the worker reports unavailable errors to it and waits on it (with
+   * the bus paused) until they answer again. Default: one with no probes (plain backoff).
+   */
+  monitor?: BackendMonitor;
 }
 
 export interface RunningWorker {
   stats: WorkerStats;
+  monitor: BackendMonitor;
+  /** Stops pulling, lets the batches in progress finish (waiting out an outage too), nak's the rest. */
   stop(): Promise<void>;
 }
 
@@ -109,6 +128,24 @@ export function parseMessage(
   };
 }
 
+/** What the worker does with a message whose apply failed on its own (batch of one). */
+export type MessageFailure = "dead-letter" | "retry";
+
+/**
+ * A message whose own apply failed (not because a store is down): a data error (the store refused
+ * its values) is dead-lettered at once; anything else is retried with backoff and dead-lettered
+ * once it has been delivered `maxDeliver` times.
+ */
+export function onMessageFailure(kind: FaultKind, deliveryCount: number, maxDeliver: number): MessageFailure {
+  if (kind === "data") return "dead-letter";
+  return deliveryCount >= maxDeliver ? "dead-letter" : "retry";
+}
+
+/** Redelivery delay of a failed message: 250 ms doubling per delivery, capped at 30 s. */
+export function retryDelayMs(deliveryCount: number, random: () => number = Math.random): number {
+  return backoffMs(deliveryCount - 1, { baseMs: 500, maxMs: 30_000 }, random);
+}
+
 export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWorker> {
   const stats: WorkerStats = {
     batches: 0,
@@ -118,18 +155,38 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
     duplicates: 0,
     deadLettered: 0,
     failedBatches: 0,
+    isolatedBatches: 0,
+    retried: 0,
+    outages: 0,
   };
   const source = opts.source ?? "stream";
   const nowUs = opts.nowUs ?? (() => Date.now() * 1000);
   const maxDeliver = opts.bus.maxDeliver;
+  const monitor = opts.monitor ?? new BackendMonitor({ probes: [] });
+  let sub: Subscription | undefined;
+  let pausedLanes = 0;
 
-  const handler = async (batch: BusMessage[]) => {
+  const count = (results: readonly ApplyResult[]) => {
+    for (const r of results) {
+      if (r.outcome === "applied") stats.applied++;
+      else if (r.outcome === "replayed") stats.replayed++;
+      else stats.duplicates++;
+    }
+  };
+
+  /**
+   * One pass over the batch's unsettled messages: parse, dead-letter the invalid ones, apply the
+   * valid ones in one call; if that call fails for a reason other than a store outage, apply them
+   * one message at a time so a poison message is isolated and its neighbours are kept. Throws only
+   * when a store is unavailable (the caller waits for it and runs the pass again).
+   */
+  const pass = async (batch: readonly BusMessage[], settled: Set<BusMessage>) => {
     const t = nowUs();
-    const good: BusMessage[] = [];
-    const rows: RawEventRow[] = [];
+    const good: { m: BusMessage; rows: RawEventRow[] }[] = [];
     const dead: DeadLetterRow[] = [];
     const toTerm: BusMessage[] = [];
     for (const m of batch) {
+      if (settled.has(m)) continue;
       if (m.deliveryCount > maxDeliver) {
         dead.push({
           source,
@@ -144,40 +201,114 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
         continue;
       }
       const parsed = parseMessage(m.data, opts.pseudonymizer, { source, nowUs: t });
-      if (parsed.ok) {
-        good.push(m);
-        rows.push(...parsed.rows);
-      } else {
+      if (parsed.ok) good.push({ m, rows: parsed.rows });
+      else {
         dead.push(...parsed.dead);
         toTerm.push(m);
       }
     }
-    stats.batches++;
-    stats.messages += batch.length;
     if (dead.length > 0) {
       await opts.raw.deadLetter(dead);
-      for (const m of toTerm) m.term();
+      for (const m of toTerm) {
+        m.term();
+        settled.add(m);
+      }
       stats.deadLettered += toTerm.length;
     }
-    let results: ApplyResult[];
+    if (good.length === 0) return;
     try {
-      results = await opts.updater.apply(rows);
+      const results = await opts.updater.apply(good.flatMap((g) => g.rows));
+      for (const g of good) {
+        g.m.ack();
+        settled.add(g.m);
+      }
+      count(results);
+      opts.onBatch?.(results, stats);
+      return;
     } catch (err) {
+      if (isUnavailable(err)) throw err;
       stats.failedBatches++;
-      // Back off with the number of deliveries, so a struggling store is not hammered.
-      for (const m of good) m.nak(Math.min(30_000, 250 * 2 ** (m.deliveryCount - 1)));
-      throw err;
+      if (good.length === 1) {
+        await settleFailed(good[0]!.m, err, t, settled);
+        return;
+      }
+      stats.isolatedBatches++;
+      opts.onError?.(
+        new Error(
+          `batch of ${good.length} messages failed (${faultDetail(err)}); applying them one at a time to isolate the cause`,
+        ),
+      );
     }
-    for (const m of good) m.ack();
-    for (const r of results) {
-      if (r.outcome === "applied") stats.applied++;
-      else if (r.outcome === "replayed") stats.replayed++;
-      else stats.duplicates++;
+    for (const g of good) {
+      try {
+        const results = await opts.updater.apply(g.rows);
+        g.m.ack();
+        settled.add(g.m);
+        count(results);
+        opts.onBatch?.(results, stats);
+      } catch (err) {
+        if (isUnavailable(err)) throw err;
+        await settleFailed(g.m, err, t, settled);
+      }
     }
-    opts.onBatch?.(results, stats);
   };
 
-  const sub: Subscription = await opts.bus.consume({
+  /** A message that failed alone: dead-letter it with the reason, or nak it with backoff. */
+  const settleFailed = async (m: BusMessage, err: unknown, t: number, settled: Set<BusMessage>) => {
+    const kind = faultKind(err);
+    if (onMessageFailure(kind, m.deliveryCount, maxDeliver) === "retry") {
+      m.nak(retryDelayMs(m.deliveryCount));
+      settled.add(m);
+      stats.retried++;
+      return;
+    }
+    const parsed = parseMessage(m.data, opts.pseudonymizer, { source, nowUs: t });
+    const first = parsed.ok ? parsed.rows[0] : undefined;
+    await opts.raw.deadLetter([
+      {
+        source,
+        event_id: first?.event_id ?? null,
+        type: first?.type ?? null,
+        field: "(store)",
+        reason: `the store refused this event (${kind === "data" ? "data error" : `failed on ${m.deliveryCount} deliveries`}): ${faultDetail(err)}`,
+        payload: parsed.ok ? JSON.stringify(parsed.rows) : "null",
+        rejected_at_us: t,
+      },
+    ]);
+    m.term();
+    settled.add(m);
+    stats.deadLettered++;
+  };
+
+  const handler = async (batch: BusMessage[]) => {
+    stats.batches++;
+    stats.messages += batch.length;
+    const settled = new Set<BusMessage>();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await pass(batch, settled);
+        return;
+      } catch (err) {
+        if (!isUnavailable(err)) throw err;
+        // A store is down: stop pulling (no delivery is burned), keep this batch's messages alive,
+        // wait until every store answers again, then run the pass again on what is left.
+        stats.outages++;
+        monitor.failed(err);
+        if (pausedLanes++ === 0) await sub?.pause();
+        try {
+          await monitor.whenUp();
+          // Nothing known down (an unnamed failure, or no probe for it): still back off.
+          if (monitor.down().length === 0)
+            await new Promise((r) => setTimeout(r, backoffMs(attempt, { baseMs: 200, maxMs: 5000 })));
+        } finally {
+          if (--pausedLanes === 0 && !stopping) await sub?.resume();
+        }
+      }
+    }
+  };
+
+  let stopping = false;
+  sub = await opts.bus.consume({
     maxBatch: opts.maxBatch ?? 500,
     concurrency: opts.concurrency ?? 2,
     handler,
@@ -186,5 +317,14 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
       : {}),
     onError: (err) => opts.onError?.(err),
   });
-  return { stats, stop: () => sub.stop() };
+  const s = sub;
+  return {
+    stats,
+    monitor,
+    stop: async () => {
+      stopping = true;
+      monitor.close();
+      await s.stop();
+    },
+  };
 }

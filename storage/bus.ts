@@ -10,6 +10,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from "nats";
+import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
 
 /**
  * The event bus: publish events, consume them in batches with explicit acknowledgement.
@@ -31,6 +32,11 @@ export interface BusMessage {
   nak(delayMs?: number): void;
   /** Never deliver again (the consumer dead-lettered it). */
   term(): void;
+  /**
+   * Still working on it: restarts the ack-wait timer so the message is not redelivered (and its
+   * delivery count not raised) while the consumer waits for its stores to come back.
+   */
+  working(): void;
 }
 
 export interface ConsumeOptions {
@@ -58,6 +64,15 @@ export interface ConsumeOptions {
 export interface Subscription {
   /** Stops taking messages, waits for the batch in progress, nak's what was buffered. */
   stop(): Promise<void>;
+  /**
+   * Stops pulling new messages (a worker whose stores are down must not burn deliveries); messages
+   * already delivered are kept alive with `working()` every `heartbeatMs` until `resume()`.
+   */
+  pause(heartbeatMs?: number): Promise<void>;
+  /** Pulls again after `pause()`. */
+  resume(): Promise<void>;
+  /** Messages delivered to this consumer and not yet settled (queued or in a handler). */
+  readonly unsettled: number;
 }
 
 export interface EventBus {
@@ -81,29 +96,36 @@ export class BusError extends Error {
   }
 }
 
+type Settleable = { ack(): void; nak(d?: number): void; term(): void; working(): void };
+
 /** Settles a message once: later calls are ignored, so the loop can nak whatever the handler left. */
-class Settled<M extends { ack(): void; nak(d?: number): void; term(): void }> implements BusMessage {
+class Settled<M extends Settleable> implements BusMessage {
   settled = false;
+  /** Called once when the message is settled (the loop forgets it). */
+  onSettle: ((m: Settled<M>) => void) | undefined;
   constructor(
     readonly subject: string,
     readonly data: Uint8Array,
     readonly deliveryCount: number,
     readonly inner: M,
   ) {}
-  ack(): void {
-    if (this.settled) return;
+  private settle(): boolean {
+    if (this.settled) return false;
     this.settled = true;
-    this.inner.ack();
+    this.onSettle?.(this);
+    return true;
+  }
+  ack(): void {
+    if (this.settle()) this.inner.ack();
   }
   nak(delayMs?: number): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.inner.nak(delayMs);
+    if (this.settle()) this.inner.nak(delayMs);
   }
   term(): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.inner.term();
+    if (this.settle()) this.inner.term();
+  }
+  working(): void {
+    if (!this.settled) this.inner.working();
   }
 }
 
@@ -112,9 +134,12 @@ class Settled<M extends { ack(): void; nak(d?: number): void; term(): void }> im
  * whatever is queued (up to maxBatch) to the handler, so batches grow with load and a lone message
  * is not held back waiting for company.
  */
-class BatchLoop<M extends { ack(): void; nak(d?: number): void; term(): void }> {
+class BatchLoop<M extends Settleable> {
   private readonly queue: Settled<M>[] = [];
+  /** Delivered and not settled: queued or handed to the handler. */
+  private readonly open = new Set<Settled<M>>();
   private stopped = false;
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
   readonly done: Promise<void>;
 
   constructor(private readonly opts: ConsumeOptions) {
@@ -127,8 +152,29 @@ class BatchLoop<M extends { ack(): void; nak(d?: number): void; term(): void }> 
       m.nak();
       return;
     }
+    m.onSettle = (x) => this.open.delete(x);
+    this.open.add(m);
     this.queue.push(m);
     this.wakeAll();
+  }
+
+  get unsettled(): number {
+    return this.open.size;
+  }
+
+  /** Keeps every unsettled message alive (working()) every `ms` until stopHeartbeat(). */
+  startHeartbeat(ms: number): void {
+    if (this.heartbeat !== undefined) return;
+    const beat = () => {
+      for (const m of this.open) m.working();
+    };
+    beat();
+    this.heartbeat = setInterval(beat, ms);
+  }
+
+  stopHeartbeat(): void {
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
   }
 
   private wakeAll(): void {
@@ -141,6 +187,7 @@ class BatchLoop<M extends { ack(): void; nak(d?: number): void; term(): void }> 
     this.stopped = true;
     this.wakeAll();
     await this.done;
+    this.stopHeartbeat();
     for (const m of this.queue.splice(0)) m.nak();
   }
 
@@ -181,7 +228,8 @@ interface MemoryEntry {
 export class MemoryBus implements EventBus {
   readonly maxDeliver: number;
   private readonly ready: MemoryEntry[] = [];
-  private readonly loops: BatchLoop<{ ack(): void; nak(d?: number): void; term(): void }>[] = [];
+  private readonly loops: BatchLoop<Settleable>[] = [];
+  private readonly paused = new Set<BatchLoop<Settleable>>();
   private readonly ids = new Set<string>();
   private next = 0;
   private timers = new Set<ReturnType<typeof setTimeout>>();
@@ -207,14 +255,25 @@ export class MemoryBus implements EventBus {
   }
 
   async consume(opts: ConsumeOptions): Promise<Subscription> {
-    const loop = new BatchLoop(opts);
+    const loop = new BatchLoop<Settleable>(opts);
     this.loops.push(loop);
     this.dispatch();
     return {
       stop: async () => {
         const i = this.loops.indexOf(loop);
         if (i >= 0) this.loops.splice(i, 1);
+        this.paused.delete(loop);
         await loop.stop();
+      },
+      pause: async () => {
+        this.paused.add(loop);
+      },
+      resume: async () => {
+        this.paused.delete(loop);
+        this.dispatch();
+      },
+      get unsettled() {
+        return loop.unsettled;
       },
     };
   }
@@ -227,9 +286,10 @@ export class MemoryBus implements EventBus {
   }
 
   private dispatch(): void {
-    while (this.ready.length > 0 && this.loops.length > 0) {
+    const active = this.loops.filter((l) => !this.paused.has(l));
+    while (this.ready.length > 0 && active.length > 0) {
       const e = this.ready.shift()!;
-      const loop = this.loops[this.next++ % this.loops.length]!;
+      const loop = active[this.next++ % active.length]!;
       e.deliveries++;
       this.inFlight++;
       const settle = {
@@ -239,6 +299,7 @@ export class MemoryBus implements EventBus {
         term: () => {
           this.inFlight--;
         },
+        working: () => {},
         nak: (delayMs?: number) => {
           this.inFlight--;
           if (delayMs !== undefined && delayMs > 0) {
@@ -287,6 +348,14 @@ export interface NatsBusOptions {
   maxAgeMs?: number;
   /** Messages each worker keeps buffered (default 1,000). */
   prefetch?: number;
+  /** Connection state changes (disconnected, reconnected), once each, for the process log. */
+  onStatus?: (status: NatsStatus) => void;
+}
+
+/** A change of the NATS connection's state. */
+export interface NatsStatus {
+  state: "disconnected" | "reconnecting" | "reconnected";
+  server: string;
 }
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -304,6 +373,7 @@ export class NatsBus implements EventBus {
     private readonly prefix: string,
     maxDeliver: number,
     private readonly prefetch: number,
+    private readonly ackWaitMs: number,
   ) {
     this.maxDeliver = maxDeliver;
   }
@@ -325,11 +395,19 @@ export class NatsBus implements EventBus {
       );
     let nc: NatsConnection;
     try {
-      nc = await connect({ servers: opts.url, name: `mastery-${process.pid}`, maxReconnectAttempts: -1 });
+      // Reconnect forever (2 s apart, with jitter); publishes made while disconnected are buffered.
+      nc = await connect({
+        servers: opts.url,
+        name: `mastery-${process.pid}`,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 1000,
+        reconnectJitter: 500,
+        waitOnFirstConnect: false,
+      });
     } catch (err) {
       throw new BusError(
         "NATS_CONNECT",
-        `cannot connect to NATS at ${opts.url}: ${(err as Error).message}. Check MASTERY_NATS_URL (e.g. nats://127.0.0.1:4222) and that the server runs with JetStream (-js).`,
+        `cannot connect to NATS at ${redactUrl(opts.url)}: ${(err as Error).message}. Check MASTERY_NATS_URL (e.g. nats://127.0.0.1:4222) and that the server runs with JetStream (-js).`,
       );
     }
     const jsm = await nc.jetstreamManager();
@@ -368,28 +446,105 @@ export class NatsBus implements EventBus {
       if (!/not found/i.test((err as Error).message)) throw err;
       await jsm.consumers.add(stream, consumerConfig);
     }
-    return new NatsBus(nc, nc.jetstream(), jsm, stream, durable, prefix, maxDeliver, opts.prefetch ?? 1000);
+    const bus = new NatsBus(
+      nc,
+      nc.jetstream(),
+      jsm,
+      stream,
+      durable,
+      prefix,
+      maxDeliver,
+      opts.prefetch ?? 1000,
+      opts.ackWaitMs ?? 10_000,
+    );
+    bus.watchStatus(opts.onStatus);
+    return bus;
   }
 
   subjectFor(type: string): string {
     return `${this.prefix}.${type}`;
   }
 
+  private connected = true;
+
+  /** Follows the connection's status; reports each change of state once. */
+  private watchStatus(onStatus: ((s: NatsStatus) => void) | undefined): void {
+    void (async () => {
+      let last: NatsStatus["state"] | undefined;
+      for await (const s of this.nc.status()) {
+        const state =
+          s.type === "disconnect"
+            ? "disconnected"
+            : s.type === "reconnecting"
+              ? "reconnecting"
+              : s.type === "reconnect"
+                ? "reconnected"
+                : undefined;
+        if (state === undefined) continue;
+        this.connected = state === "reconnected";
+        if (state === last || (state === "reconnecting" && last === "disconnected")) continue;
+        last = state;
+        onStatus?.({ state, server: redactUrl(String(s.data)) });
+      }
+    })().catch(() => undefined);
+  }
+
+  /** Round trip to the server (for /readyz); throws BackendUnavailableError when it does not answer. */
+  async ping(): Promise<void> {
+    if (!this.connected || this.nc.isClosed())
+      throw new BackendUnavailableError("nats", "not connected; reconnecting");
+    try {
+      await this.nc.rtt();
+    } catch (err) {
+      throw new BackendUnavailableError("nats", faultDetail(err), { cause: err });
+    }
+  }
+
   async publish(subject: string, data: Uint8Array, msgId?: string): Promise<void> {
-    await this.js.publish(subject, data, msgId !== undefined ? { msgID: msgId } : undefined);
+    // While disconnected the client would buffer the publish and wait for the ack until its
+    // timeout; refuse at once instead, so POST /events answers 503 quickly.
+    if (!this.connected) throw new BackendUnavailableError("nats", "not connected; reconnecting");
+    try {
+      await this.js.publish(
+        subject,
+        data,
+        msgId !== undefined ? { msgID: msgId, timeout: 2000 } : { timeout: 2000 },
+      );
+    } catch (err) {
+      if (isUnavailable(err) || /timeout|503|no responders/i.test(faultDetail(err)))
+        throw new BackendUnavailableError("nats", faultDetail(err), { cause: err });
+      throw err;
+    }
   }
 
   async consume(opts: ConsumeOptions): Promise<Subscription> {
     const consumer = await this.js.consumers.get(this.stream, this.durable);
     const loop = new BatchLoop<JsMsg>(opts);
-    const messages = await consumer.consume({
-      max_messages: this.prefetch,
-      callback: (m: JsMsg) => loop.push(new Settled(m.subject, m.data, m.info.deliveryCount, m)),
-    });
+    const pull = () =>
+      consumer.consume({
+        max_messages: this.prefetch,
+        callback: (m: JsMsg) => loop.push(new Settled(m.subject, m.data, m.info.deliveryCount, m)),
+      });
+    let messages: Awaited<ReturnType<typeof pull>> | null = await pull();
+    const ackWaitMs = this.ackWaitMs;
     return {
       stop: async () => {
-        await messages.close();
+        await messages?.close();
+        messages = null;
         await loop.stop();
+      },
+      pause: async (heartbeatMs) => {
+        loop.startHeartbeat(heartbeatMs ?? Math.max(100, Math.floor(ackWaitMs / 3)));
+        const m = messages;
+        messages = null;
+        await m?.close();
+      },
+      resume: async () => {
+        loop.stopHeartbeat();
+        messages ??= await pull();
+      },
+      get unsettled() {
+        return loop.unsettled;
       },
     };
   }

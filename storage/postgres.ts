@@ -1,6 +1,8 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import pg from "pg";
 import { DuckStore, StorageError } from "./duckdb.ts";
 import { CORE_DDL } from "./schema.ts";
+import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
 
 /** A row as plain JS values (BIGINT -> string unless cast, TIMESTAMP -> Date in UTC, DOUBLE PRECISION -> number). */
 export type PgRow = Record<string, unknown>;
@@ -40,23 +42,61 @@ export interface PgOpenOptions {
   schema?: string;
   /** Also create the core tables of storage/schema.ts (raw_events, student_mastery, ...). Default false. */
   coreTables?: boolean;
+  /** Pool size (default: MASTERY_PG_POOL_MAX or 10). */
+  poolMax?: number;
+  /**
+   * How long a query waits for a connection (a new one, or a free one from the pool) before it fails
+   * as unavailable (ms; default MASTERY_PG_CONNECT_TIMEOUT_MS or 2000).
+   */
+  connectTimeoutMs?: number;
+  /** Server-side statement_timeout (ms; default MASTERY_PG_STATEMENT_TIMEOUT_MS or none). */
+  statementTimeoutMs?: number;
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
+/** Pool settings from the environment (documented in docs/runbook.md). */
+export function pgPoolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): {
+  poolMax: number;
+  connectTimeoutMs: number;
+  statementTimeoutMs: number | undefined;
+} {
+  const int = (name: string, fallback: number | undefined, min: number): number | undefined => {
+    const v = env[name];
+    if (v === undefined || v === "") return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min)
+      throw new StorageError(
+        "PG_CONFIG",
+        `${name}=${v} must be an integer >= ${min} (e.g. ${fallback ?? 30000})`,
+      );
+    return n;
+  };
+  return {
+    poolMax: int("MASTERY_PG_POOL_MAX", 10, 1) ?? 10,
+    connectTimeoutMs: int("MASTERY_PG_CONNECT_TIMEOUT_MS", 2000, 100) ?? 2000,
+    statementTimeoutMs: int("MASTERY_PG_STATEMENT_TIMEOUT_MS", undefined, 1),
+  };
+}
+
 /**
  * The PostgreSQL store: same small surface as DuckStore (run / all / one / transaction / tableNames /
- * close), over ONE client connection, so `transaction` is a real BEGIN ... COMMIT on that
- * connection, exactly like DuckStore's single connection. SQL written with $1-style parameters runs
- * unchanged on both.
+ * close) over a pg.Pool. A statement takes any free connection; `transaction(fn)` holds ONE pooled
+ * client for its BEGIN ... COMMIT, and every statement `fn` runs through this store goes to that
+ * client (tracked with AsyncLocalStorage, so callers keep writing `store.run(...)` inside it).
+ * After a server restart the pool drops the dead connections and opens new ones on the next query:
+ * no process restart. Errors that mean "PostgreSQL is down" are thrown as BackendUnavailableError
+ * (storage/unavailable.ts); SQL and data errors keep the driver's error (with its SQLSTATE `code`).
  */
 export class PgStore {
   readonly dialect = "postgres" as const;
+  private readonly tx = new AsyncLocalStorage<pg.PoolClient>();
 
   private constructor(
     readonly url: string,
     readonly schema: string | undefined,
-    private readonly client: pg.Client,
+    private readonly pool: pg.Pool,
+    readonly poolMax: number,
   ) {}
 
   /** Connects to `url` (e.g. postgres://postgres@127.0.0.1:5432/test). */
@@ -66,25 +106,39 @@ export class PgStore {
         "PG_SCHEMA",
         `schema "${opts.schema}" is not a plain lower-case identifier; use letters, digits and _ (e.g. reg_test_123)`,
       );
-    const client = new pg.Client({ connectionString: url, types: utcTypes });
+    const env = pgPoolSettingsFromEnv();
+    const poolMax = opts.poolMax ?? env.poolMax;
+    const statementTimeout = opts.statementTimeoutMs ?? env.statementTimeoutMs;
+    // Session settings travel in the startup packet, so every pooled connection (including the
+    // ones opened after a server restart) has them before its first query.
+    const settings = ["-c TimeZone=UTC"];
+    if (opts.schema !== undefined) settings.push(`-c search_path=${opts.schema}`);
+    if (statementTimeout !== undefined) settings.push(`-c statement_timeout=${statementTimeout}`);
+    const pool = new pg.Pool({
+      connectionString: url,
+      types: utcTypes,
+      max: poolMax,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? env.connectTimeoutMs,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      options: settings.join(" "),
+    });
+    // An idle connection killed by a server restart emits 'error' on the pool; the pool drops it
+    // and the next query opens a fresh one. Without a listener it would crash the process.
+    pool.on("error", () => {});
+    const store = new PgStore(url, opts.schema, pool, poolMax);
     try {
-      await client.connect();
+      await store.run("SELECT 1");
     } catch (err) {
+      await pool.end().catch(() => undefined);
       throw new StorageError(
         "PG_CONNECT",
-        `cannot connect to PostgreSQL at ${redact(url)}: ${(err as Error).message}. ` +
+        `cannot connect to PostgreSQL at ${redactUrl(url)}: ${faultDetail(err)}. ` +
           "Check MASTERY_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/test) and that the server is running.",
       );
     }
-    // Without this, an idle-connection error (server restart) would be an unhandled 'error' event.
-    client.on("error", () => {});
-    const store = new PgStore(url, opts.schema, client);
-    await client.query("SET TIME ZONE 'UTC'");
-    if (opts.schema !== undefined) {
-      await client.query(`CREATE SCHEMA IF NOT EXISTS ${opts.schema}`);
-      await client.query(`SET search_path TO ${opts.schema}`);
-    }
-    if (opts.coreTables) for (const ddl of CORE_DDL) await client.query(pgDialectDdl(ddl));
+    if (opts.schema !== undefined) await store.run(`CREATE SCHEMA IF NOT EXISTS ${opts.schema}`);
+    if (opts.coreTables) for (const ddl of CORE_DDL) await store.run(pgDialectDdl(ddl));
     return store;
   }
 
@@ -111,20 +165,32 @@ export class PgStore {
     sql: string,
     params: readonly (PgParam | readonly PgParam[])[],
   ): Promise<T[]> {
-    const res = await this.client.query(sql, params as unknown[]);
+    const res = await this.exec(sql, params as unknown[]);
     return res.rows as T[];
   }
 
-  /** Runs `fn` inside a transaction; rolls back and rethrows on error. */
+  /**
+   * Runs `fn` inside a transaction on one pooled client; rolls back and rethrows on error. Nested
+   * calls join the outer transaction. A client whose connection broke is destroyed, not returned.
+   */
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
-    await this.client.query("BEGIN");
+    if (this.tx.getStore() !== undefined) return fn();
+    const client = await this.connect();
+    let broken: unknown;
     try {
-      const out = await fn();
-      await this.client.query("COMMIT");
+      await client.query("BEGIN");
+      const out = await this.tx.run(client, fn);
+      await client.query("COMMIT");
       return out;
     } catch (err) {
-      await this.client.query("ROLLBACK");
-      throw err;
+      if (isUnavailable(err)) broken = err;
+      else
+        await client.query("ROLLBACK").catch((e: unknown) => {
+          broken = e;
+        });
+      throw this.wrap(err);
+    } finally {
+      client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
     }
   }
 
@@ -144,28 +210,54 @@ export class PgStore {
         "PG_SCHEMA",
         "dropSchema: this store was opened without a schema; refusing to drop public",
       );
-    await this.client.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
+    await this.run(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
+  }
+
+  /** Connections open and waiting callers (for /readyz and logs). */
+  poolStats(): { total: number; idle: number; waiting: number; max: number } {
+    return {
+      total: this.pool.totalCount,
+      idle: this.pool.idleCount,
+      waiting: this.pool.waitingCount,
+      max: this.poolMax,
+    };
   }
 
   async close(): Promise<void> {
-    await this.client.end();
+    await this.pool.end();
   }
 
   private async query(sql: string, params?: readonly PgParam[]): Promise<pg.QueryResult> {
     // BIGINT parameters: pg serializes bigint via String(); pass them as text, Postgres casts.
     const values = params?.map((p) => (typeof p === "bigint" ? p.toString() : p));
-    return values === undefined ? this.client.query(sql) : this.client.query(sql, values);
+    return this.exec(sql, values);
   }
-}
 
-/** The URL without its password, for error messages. */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return "(unparseable URL)";
+  private async exec(sql: string, values: unknown[] | undefined): Promise<pg.QueryResult> {
+    const client = this.tx.getStore();
+    try {
+      if (client !== undefined)
+        return values === undefined ? await client.query(sql) : await client.query(sql, values);
+      return values === undefined ? await this.pool.query(sql) : await this.pool.query(sql, values);
+    } catch (err) {
+      throw this.wrap(err);
+    }
+  }
+
+  private async connect(): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (err) {
+      throw this.wrap(err);
+    }
+  }
+
+  /** Connection-level failures become BackendUnavailableError; SQL/data errors pass through. */
+  private wrap(err: unknown): unknown {
+    if (err instanceof BackendUnavailableError || !isUnavailable(err)) return err;
+    return new BackendUnavailableError("postgres", `${redactUrl(this.url)}: ${faultDetail(err)}`, {
+      cause: err,
+    });
   }
 }
 
@@ -218,7 +310,7 @@ export async function openSqlStore(opts: OpenSqlStoreOptions): Promise<OpenedSto
     return {
       store: pgStore,
       dialect: "postgres",
-      location: `${redact(url)}${opts.pgSchema !== undefined ? ` (schema ${opts.pgSchema})` : ""}`,
+      location: `${redactUrl(url)}${opts.pgSchema !== undefined ? ` (schema ${opts.pgSchema})` : ""}`,
       close: () => pgStore.close(),
     };
   }

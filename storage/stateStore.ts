@@ -3,6 +3,7 @@ import { Redis } from "ioredis";
 import type { LearnerState } from "../models/learnerState.ts";
 import type { DuckStore } from "./duckdb.ts";
 import { STREAM_DDL } from "./schema.ts";
+import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
 
 /**
  * learner_state for the incremental update path: per (student, topic) the online BKT + Elo state,
@@ -182,19 +183,39 @@ export class RedisStateStore implements StateStore {
   private constructor(
     private readonly redis: RedisWithCommit,
     readonly prefix: string,
+    private readonly url: string,
   ) {}
 
   /**
    * Connects to `url` (e.g. redis://127.0.0.1:6379). Every key starts with `prefix` (default
    * "mastery"), so test runs and deployments can share one Redis.
+   *
+   * Fail fast, reconnect by itself: while Redis is down, commands are refused at once (no offline
+   * queue piling up behind a dead socket) as BackendUnavailableError, a command that gets no answer
+   * fails after `commandTimeoutMs`, and the client keeps reconnecting with a capped backoff, so
+   * service resumes when Redis does, without a process restart.
    */
-  static async open(url: string, prefix = "mastery"): Promise<RedisStateStore> {
+  static async open(
+    url: string,
+    prefix = "mastery",
+    opts: { commandTimeoutMs?: number; connectTimeoutMs?: number } = {},
+  ): Promise<RedisStateStore> {
     if (!PREFIX.test(prefix))
       throw new StateStoreError(
         "REDIS_PREFIX",
         `Redis key prefix "${prefix}" must be 1-64 characters of letters, digits and _.:- (e.g. mastery_test_1)`,
       );
-    const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 3 }) as RedisWithCommit;
+    const env = redisTimeoutsFromEnv();
+    const redis = new Redis(url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: opts.commandTimeoutMs ?? env.commandTimeoutMs,
+      connectTimeout: opts.connectTimeoutMs ?? env.connectTimeoutMs,
+      // Forever, 100 ms doubling to 2 s between attempts.
+      retryStrategy: (times: number) => Math.min(2000, 100 * 2 ** Math.min(times - 1, 5)),
+      reconnectOnError: (err: Error) => /READONLY|LOADING/.test(err.message),
+    }) as RedisWithCommit;
     redis.on("error", () => {});
     try {
       await redis.connect();
@@ -202,11 +223,28 @@ export class RedisStateStore implements StateStore {
       redis.disconnect();
       throw new StateStoreError(
         "REDIS_CONNECT",
-        `cannot connect to Redis at ${url}: ${(err as Error).message}. Check MASTERY_REDIS_URL (e.g. redis://127.0.0.1:6379).`,
+        `cannot connect to Redis at ${redactUrl(url)}: ${(err as Error).message}. Check MASTERY_REDIS_URL (e.g. redis://127.0.0.1:6379).`,
       );
     }
     redis.defineCommand("masteryCommit", { numberOfKeys: 2, lua: COMMIT_LUA });
-    return new RedisStateStore(redis, prefix);
+    return new RedisStateStore(redis, prefix, url);
+  }
+
+  /** Round trip to Redis (for /readyz); throws BackendUnavailableError when it does not answer. */
+  async ping(): Promise<void> {
+    await this.call(() => this.redis.ping());
+  }
+
+  /** Runs one Redis call; a connection-level failure becomes BackendUnavailableError("redis"). */
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof BackendUnavailableError || !isUnavailable(err)) throw err;
+      throw new BackendUnavailableError("redis", `${redactUrl(this.url)}: ${faultDetail(err)}`, {
+        cause: err,
+      });
+    }
   }
 
   // The {...} hash tag keeps a key's state and processed set in one Redis Cluster slot (the Lua
@@ -226,7 +264,7 @@ export class RedisStateStore implements StateStore {
       p.hgetall(this.stateKey(k.studentKey, k.topicId));
       if (k.eventIds.length > 0) p.smismember(this.seenKey(k.studentKey, k.topicId), ...k.eventIds);
     }
-    const res = (await p.exec()) ?? [];
+    const res = await this.call(async () => unwrapPipeline(await p.exec()));
     const out: LoadedKey[] = [];
     let j = 0;
     for (const k of keys) {
@@ -269,7 +307,7 @@ export class RedisStateStore implements StateStore {
         ...c.processed,
       );
     }
-    const res = (await p.exec()) ?? [];
+    const res = await this.call(async () => unwrapPipeline(await p.exec()));
     return res.map(([err, rev]) => {
       if (err) throw err;
       return Number(rev) === 0 ? null : Number(rev);
@@ -280,12 +318,14 @@ export class RedisStateStore implements StateStore {
     const out: KeyStateEntry[] = [];
     let cursor = "0";
     do {
-      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}:ls:*`, "COUNT", 1000);
+      const [next, keys] = await this.call(() =>
+        this.redis.scan(cursor, "MATCH", `${this.prefix}:ls:*`, "COUNT", 1000),
+      );
       cursor = next;
       if (keys.length === 0) continue;
       const p = this.redis.pipeline();
       for (const k of keys) p.hgetall(k);
-      const res = (await p.exec()) ?? [];
+      const res = await this.call(async () => unwrapPipeline(await p.exec()));
       for (const [err, hash] of res) {
         if (err) throw err;
         const h = hash as Record<string, string>;
@@ -306,16 +346,59 @@ export class RedisStateStore implements StateStore {
     let cursor = "0";
     let n = 0;
     do {
-      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}:*`, "COUNT", 1000);
+      const [next, keys] = await this.call(() =>
+        this.redis.scan(cursor, "MATCH", `${this.prefix}:*`, "COUNT", 1000),
+      );
       cursor = next;
-      if (keys.length > 0) n += await this.redis.del(...keys);
+      if (keys.length > 0) n += await this.call(() => this.redis.del(...keys));
     } while (cursor !== "0");
     return n;
   }
 
   async close(): Promise<void> {
-    await this.redis.quit();
+    // quit() waits for a reply that never comes while Redis is down; disconnect then.
+    if (this.redis.status !== "ready") {
+      this.redis.disconnect();
+      return;
+    }
+    await Promise.race([
+      this.redis.quit().catch(() => undefined),
+      new Promise((r) => setTimeout(r, 1000).unref()),
+    ]);
+    this.redis.disconnect();
   }
+}
+
+/**
+ * A pipeline's replies; if any command failed on the connection (not on its own data), the whole
+ * pipeline is reported as that failure so callers see one unavailable error, not a half result.
+ */
+function unwrapPipeline(res: [Error | null, unknown][] | null): [Error | null, unknown][] {
+  if (res === null) throw new BackendUnavailableError("redis", "pipeline discarded (connection lost)");
+  for (const [err] of res) if (err !== null && isUnavailable(err)) throw err;
+  return res;
+}
+
+/** MASTERY_REDIS_COMMAND_TIMEOUT_MS (default 1000) and MASTERY_REDIS_CONNECT_TIMEOUT_MS (default 2000). */
+export function redisTimeoutsFromEnv(env: NodeJS.ProcessEnv = process.env): {
+  commandTimeoutMs: number;
+  connectTimeoutMs: number;
+} {
+  const int = (name: string, fallback: number): number => {
+    const v = env[name];
+    if (v === undefined || v === "") return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 10)
+      throw new StateStoreError(
+        "REDIS_CONFIG",
+        `${name}=${v} must be an integer >= 10 (milliseconds, e.g. ${fallback})`,
+      );
+    return n;
+  };
+  return {
+    commandTimeoutMs: int("MASTERY_REDIS_COMMAND_TIMEOUT_MS", 1000),
+    connectTimeoutMs: int("MASTERY_REDIS_CONNECT_TIMEOUT_MS", 2000),
+  };
 }
 
 function stateToPairs(c: StateCommit): string[] {

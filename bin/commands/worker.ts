@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
+import { BackendMonitor } from "../../serving/backendMonitor.ts";
 import {
   busConfigFromEnv,
   openBus,
@@ -9,6 +10,7 @@ import {
 import { startWorker } from "../../serving/streamWorker.ts";
 import { IncrementalUpdater, streamModels } from "../../serving/updater.ts";
 import { NatsBus } from "../../storage/bus.ts";
+import { BACKEND_LABEL, faultDetail } from "../../storage/unavailable.ts";
 import { CliError, defaultDbPath, parseIntOption } from "../options.ts";
 
 interface WorkerCliOptions {
@@ -23,6 +25,7 @@ interface WorkerCliOptions {
   ackWait: string;
   maxDeliver: string;
   idleExit?: string;
+  shutdownTimeout: string;
   demo?: boolean;
 }
 
@@ -56,6 +59,11 @@ export function register(program: Command): void {
     .option("--ack-wait <ms>", "redeliver a message not acknowledged within this time", "10000")
     .option("--max-deliver <n>", "dead-letter a message after this many deliveries", "10")
     .option("--idle-exit <seconds>", "exit once no message is pending for this long (batch catch-up runs)")
+    .option(
+      "--shutdown-timeout <ms>",
+      "on SIGTERM/SIGINT, wait this long for batches in progress before exiting (the rest is redelivered)",
+      process.env.MASTERY_SHUTDOWN_TIMEOUT_MS ?? "10000",
+    )
     .option("--demo", "pseudonymize with the public demo key when MASTERY_PSEUDONYM_KEY is unset")
     .addHelpText(
       "after",
@@ -78,8 +86,16 @@ Example:
         opts.idleExit !== undefined ? parseIntOption(opts.idleExit, "--idle-exit", 1) : undefined;
       const pseudonymizer = pseudonymizerFromEnv({ demo: opts.demo === true });
       const models = streamModels({ bktModelDir: opts.bktModel, eloModelDir: opts.eloModel });
+      const shutdownMs = parseIntOption(opts.shutdownTimeout, "--shutdown-timeout", 0);
+      const log = (m: string) => process.stderr.write(`${new Date().toISOString()} worker: ${m}\n`);
       const stores = await openStreamStores(streamStoreConfigFromEnv(opts.db ?? defaultDbPath()));
       const bus = await openBus({
+        onStatus: (s) =>
+          log(
+            s.state === "reconnected"
+              ? `NATS reconnected (${s.server}); consuming again`
+              : `NATS ${s.state} (${s.server}); reconnecting with backoff, acks are retried by redelivery`,
+          ),
         ...busCfg,
         stream: opts.stream,
         subjectPrefix: opts.subjectPrefix,
@@ -93,16 +109,25 @@ Example:
         mastery: stores.mastery,
         models,
       });
-      const log = (m: string) => process.stderr.write(`${new Date().toISOString()} worker: ${m}\n`);
       log(`${stores.describe}; models bkt=${models.bktVersion} elo=${models.eloVersion}`);
+      const monitor = new BackendMonitor({
+        probes: stores.probes,
+        onChange: (e) =>
+          log(
+            e.state === "down"
+              ? `${BACKEND_LABEL[e.backend]} is down (${e.detail}); paused pulling, waiting and retrying with backoff`
+              : `${BACKEND_LABEL[e.backend]} is back after ${(e.downMs / 1000).toFixed(1)} s; resuming`,
+          ),
+      });
       const worker = await startWorker({
+        monitor,
         bus,
         updater,
         raw: stores.raw,
         pseudonymizer,
         maxBatch: batch,
         concurrency: parseIntOption(opts.concurrency, "--concurrency", 1),
-        onError: (err) => log(`batch failed (will be redelivered): ${(err as Error).message}`),
+        onError: (err) => log(`batch failed (will be redelivered): ${faultDetail(err)}`),
       });
       const report = () => {
         const s = worker.stats;
@@ -117,12 +142,19 @@ Example:
       const timer = setInterval(report, 10_000);
       let idleSince: number | undefined;
       await new Promise<void>((resolve) => {
-        const finish = () => resolve();
+        const finish = () => {
+          resolve();
+          // A second signal while draining: exit now (unacknowledged messages are redelivered).
+          const force = () => process.exit(130);
+          process.once("SIGINT", force);
+          process.once("SIGTERM", force);
+        };
         process.once("SIGINT", finish);
         process.once("SIGTERM", finish);
         if (idleExit !== undefined && bus instanceof NatsBus) {
           const poll = setInterval(async () => {
-            const b = await bus.backlog();
+            // NATS may be restarting: count that as not idle and ask again on the next tick.
+            const b = await bus.backlog().catch(() => ({ pending: 1, ackPending: 0 }));
             if (b.pending === 0 && b.ackPending === 0) {
               idleSince ??= Date.now();
               if (Date.now() - idleSince >= idleExit * 1000) {
@@ -134,9 +166,19 @@ Example:
         }
       });
       clearInterval(timer);
-      await worker.stop();
+      // Bounded: batches in progress get shutdownMs to finish; whatever is not acknowledged by then
+      // is redelivered to another worker (the updater is idempotent by event_id).
+      log(`stopping: finishing batches in progress (at most ${shutdownMs} ms)`);
+      const finished = await Promise.race([
+        worker.stop().then(() => true),
+        new Promise<false>((r) => setTimeout(() => r(false), shutdownMs).unref()),
+      ]);
       report();
-      await bus.close();
-      await stores.close();
+      if (!finished) log("shutdown timeout: exiting with batches unfinished; they will be redelivered");
+      await Promise.race([
+        Promise.all([bus.close(), stores.close()]).catch(() => undefined),
+        new Promise((r) => setTimeout(r, 2000).unref()),
+      ]);
+      process.exit(finished ? 0 : 1);
     });
 }

@@ -185,7 +185,10 @@ describe("stream (NATS JetStream -> worker -> Redis + PostgreSQL)", () => {
     const conn = await pg.open(svc.config.pgUrl!, { schema: svc.config.pgSchema! });
     const rows = await conn.all<{ reason: string }>("SELECT reason FROM dead_letter");
     await conn.close();
-    expect(rows.map((r) => r.reason)).toEqual(["delivered 3 times (max 2) without being processed"]);
+    // Retried with backoff once, then dead-lettered alone on its last allowed delivery, with the reason.
+    expect(rows.map((r) => r.reason)).toEqual([
+      "the store refused this event (failed on 2 deliveries): cannot process",
+    ]);
   });
 
   it("two workers sharing the durable consumer end in the same state as one worker", async () => {

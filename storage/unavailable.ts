@@ -1,0 +1,143 @@
+/**
+ * Which failures of a backend mean "it is down or restarting, try again later" and which mean "this
+ * statement or value is wrong, trying again changes nothing". Callers branch on the answer: the
+ * stream worker pauses (and never dead-letters) on the first kind and isolates the message on the
+ * second; the API server answers 503 + Retry-After on the first kind and never 500.
+ */
+
+/** The services the engine depends on, as named in /readyz and in log lines. */
+export type BackendName = "postgres" | "redis" | "nats" | "duckdb";
+
+export const BACKEND_LABEL: Record<BackendName, string> = {
+  postgres: "PostgreSQL",
+  redis: "Redis",
+  nats: "NATS",
+  duckdb: "DuckDB",
+};
+
+/**
+ * unavailable: connection refused/reset/closed, server shutting down or starting, timeouts, too many
+ * connections — the same call will work once the backend is back. data: the backend answered and
+ * refused this statement or value (constraint, out of range, bad encoding, syntax) — retrying the same
+ * input fails the same way. unknown: anything else (treated as retryable a bounded number of times).
+ */
+export type FaultKind = "unavailable" | "data" | "unknown";
+
+/** Thrown (or wrapped) by the storage adapters when a backend cannot be reached. */
+export class BackendUnavailableError extends Error {
+  readonly code = "BACKEND_UNAVAILABLE";
+  constructor(
+    readonly backend: BackendName,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `${BACKEND_LABEL[backend]} is unavailable (${detail}); the call can be retried once it is back`,
+      options,
+    );
+    this.name = "BackendUnavailableError";
+  }
+}
+
+/** Node socket error codes that mean the peer is not there (or went away). */
+const NET_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ENOTCONN",
+]);
+
+/**
+ * PostgreSQL SQLSTATEs (Appendix A of the PostgreSQL manual): class 08 connection exception, 53
+ * insufficient resources (too many connections, disk full), 57P01-57P03 server shutting down /
+ * crashed / starting up, 58 system (I/O) error. 40001/40P01 (serialization, deadlock) are transient
+ * too: the same transaction succeeds when retried.
+ */
+function pgSqlStateKind(state: string): FaultKind | undefined {
+  if (/^(08|53|58)/.test(state) || /^57P0[123]$/.test(state)) return "unavailable";
+  if (state === "40001" || state === "40P01") return "unavailable";
+  // 22 data exception, 23 integrity constraint, 42 syntax or access rule, 54 program limit exceeded
+  // (e.g. an index row too large), 2200x encoding: the input itself is refused.
+  if (/^(22|23|42|54)/.test(state)) return "data";
+  return undefined;
+}
+
+/** Messages the drivers (pg, ioredis, nats) use for a lost or refused connection. */
+const UNAVAILABLE_MESSAGES = [
+  /connection terminated/i,
+  /connection (?:refused|reset|closed|lost)/i,
+  /timeout exceeded when trying to connect/i,
+  /not queryable/i,
+  /terminating connection/i,
+  /the database system is (?:starting up|shutting down|in recovery mode)/i,
+  /stream isn't writeable/i,
+  /connection is closed/i,
+  /command timed out/i,
+  /max retries per request limit/i,
+  /LOADING Redis is loading/i,
+  /MISCONF/i,
+  /CONNECTION_CLOSED|DISCONNECT|connection draining/i,
+  /could not set lock on file/i,
+  /IO Error/,
+];
+
+/** Classifies any error thrown by a storage call (the adapters' own wrappers included). */
+export function faultKind(err: unknown): FaultKind {
+  if (err instanceof BackendUnavailableError) return "unavailable";
+  if (err === null || typeof err !== "object") return "unknown";
+  const e = err as { code?: unknown; message?: unknown; cause?: unknown; name?: unknown };
+  if (typeof e.code === "string") {
+    if (NET_CODES.has(e.code)) return "unavailable";
+    if (/^[0-9A-Z]{5}$/.test(e.code)) {
+      const k = pgSqlStateKind(e.code);
+      if (k !== undefined) return k;
+    }
+  }
+  const message = typeof e.message === "string" ? e.message : "";
+  if (UNAVAILABLE_MESSAGES.some((re) => re.test(message))) return "unavailable";
+  if (e.cause !== undefined && e.cause !== err) {
+    const inner = faultKind(e.cause);
+    if (inner !== "unknown") return inner;
+  }
+  // AggregateError (e.g. a connect that tried IPv4 and IPv6 and was refused on both).
+  const errors = (err as { errors?: unknown }).errors;
+  if (Array.isArray(errors) && errors.length > 0 && errors.every((x) => faultKind(x) === "unavailable"))
+    return "unavailable";
+  return "unknown";
+}
+
+export function isUnavailable(err: unknown): boolean {
+  return faultKind(err) === "unavailable";
+}
+
+/** The backend an unavailable error names, when it says (BackendUnavailableError does). */
+export function unavailableBackend(err: unknown): BackendName | undefined {
+  if (err instanceof BackendUnavailableError) return err.backend;
+  const cause = (err as { cause?: unknown } | null)?.cause;
+  return cause !== undefined && cause !== err ? unavailableBackend(cause) : undefined;
+}
+
+/** A connection URL without its password (for logs and error messages). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparseable URL)";
+  }
+}
+
+/** A short reason for logs: the driver's message with any URL password removed. */
+export function faultDetail(err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const msg = typeof e?.message === "string" && e.message !== "" ? e.message : String(err);
+  const code = typeof e?.code === "string" && !msg.includes(e.code) ? `${e.code}: ` : "";
+  return `${code}${msg}`.replace(/(\/\/[^:/@\s]+:)[^@\s]+@/g, "$1***@").slice(0, 300);
+}

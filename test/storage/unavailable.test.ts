@@ -1,0 +1,85 @@
+import { describe, expect, it } from "vitest";
+import {
+  BackendUnavailableError,
+  faultDetail,
+  faultKind,
+  redactUrl,
+  unavailableBackend,
+} from "../../storage/unavailable.ts";
+
+/** Errors shaped as the drivers throw them (pg's DatabaseError carries the SQLSTATE in `code`). */
+const pgError = (code: string, message: string) => Object.assign(new Error(message), { code });
+const netError = (code: string) => Object.assign(new Error(`connect ${code} 127.0.0.1:25432`), { code });
+
+describe("faultKind: which store failures mean 'down, retry later'", () => {
+  it.each([
+    ["connection refused", netError("ECONNREFUSED")],
+    ["connection reset", netError("ECONNRESET")],
+    ["pg: admin shutdown (57P01)", pgError("57P01", "terminating connection due to administrator command")],
+    ["pg: starting up (57P03)", pgError("57P03", "the database system is starting up")],
+    ["pg: too many connections (53300)", pgError("53300", "sorry, too many clients already")],
+    ["pg: connection exception class 08", pgError("08006", "connection failure")],
+    ["pg: serialization failure (retry the transaction)", pgError("40001", "could not serialize access")],
+    ["pg: socket closed mid-query", new Error("Connection terminated unexpectedly")],
+    ["pg pool: connect timeout", new Error("timeout exceeded when trying to connect")],
+    [
+      "ioredis: offline queue disabled",
+      new Error("Stream isn't writeable and enableOfflineQueue options is false"),
+    ],
+    ["ioredis: command timeout", new Error("Command timed out")],
+    ["ioredis: connection closed", new Error("Connection is closed.")],
+    ["redis: loading dataset", new Error("LOADING Redis is loading the dataset in memory")],
+    ["already classified", new BackendUnavailableError("nats", "not connected")],
+    ["wrapped in a cause", new Error("apply failed", { cause: netError("ECONNREFUSED") })],
+    ["IPv4 + IPv6 both refused", new AggregateError([netError("ECONNREFUSED"), netError("ECONNREFUSED")])],
+  ])("%s -> unavailable", (_label, err) => {
+    expect(faultKind(err)).toBe("unavailable");
+  });
+
+  it.each([
+    ["NUL byte in text (22021)", pgError("22021", 'invalid byte sequence for encoding "UTF8": 0x00')],
+    ["integer out of range (22003)", pgError("22003", "value out of range for type integer")],
+    ["unique violation (23505)", pgError("23505", "duplicate key value violates unique constraint")],
+    ["undefined column (42703)", pgError("42703", 'column "x" does not exist')],
+    ["index row too large (54000)", pgError("54000", "index row size 9000 exceeds maximum 2712")],
+  ])("%s -> data", (_label, err) => {
+    expect(faultKind(err)).toBe("data");
+  });
+
+  it.each([
+    ["a plain bug", new TypeError("cannot read properties of undefined")],
+    ["a string", "boom"],
+    ["null", null],
+    ["AggregateError with one data error", new AggregateError([netError("ECONNREFUSED"), new Error("x")])],
+  ])("%s -> unknown", (_label, err) => {
+    expect(faultKind(err)).toBe("unknown");
+  });
+
+  it("names the backend of a wrapped unavailable error", () => {
+    const e = new BackendUnavailableError("postgres", "connection refused");
+    expect(unavailableBackend(e)).toBe("postgres");
+    expect(unavailableBackend(new Error("outer", { cause: e }))).toBe("postgres");
+    expect(unavailableBackend(netError("ECONNREFUSED"))).toBeUndefined();
+    expect(e.message).toBe(
+      "PostgreSQL is unavailable (connection refused); the call can be retried once it is back",
+    );
+    expect(e.code).toBe("BACKEND_UNAVAILABLE");
+  });
+});
+
+describe("redaction of connection details", () => {
+  it("removes URL passwords", () => {
+    expect(redactUrl("postgres://app:s3cret@db:5432/x")).toBe("postgres://app:***@db:5432/x");
+    expect(redactUrl("redis://127.0.0.1:6379")).toBe("redis://127.0.0.1:6379");
+    expect(redactUrl("not a url")).toBe("(unparseable URL)");
+  });
+
+  it("faultDetail strips passwords embedded in driver messages and keeps the code", () => {
+    const d = faultDetail(netError("ECONNREFUSED"));
+    expect(d).toBe("connect ECONNREFUSED 127.0.0.1:25432");
+    expect(faultDetail(new Error("failed for redis://u:hunter2@h:1/0"))).toBe(
+      "failed for redis://u:***@h:1/0",
+    );
+    expect(faultDetail(pgError("57P01", "terminating connection"))).toBe("57P01: terminating connection");
+  });
+});
