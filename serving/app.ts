@@ -22,6 +22,7 @@ import { DuckMasteryStore } from "../storage/masteryStore.ts";
 import { DuckRawEventStore } from "../storage/rawEventStore.ts";
 import { SERVING_DDL } from "../storage/schema.ts";
 import { DuckStateStore } from "../storage/stateStore.ts";
+import { BACKEND_LABEL } from "../storage/unavailable.ts";
 import { AlertEngine, loadThresholds, type ThresholdConfig } from "./alerts.ts";
 import {
   AccessError,
@@ -31,6 +32,7 @@ import {
   requireStudent,
   type Scope,
 } from "./auth.ts";
+import { type BackendEvent, BackendMonitor } from "./backendMonitor.ts";
 import { dashboardRouter } from "./dashboard/router.ts";
 import { ExperimentArms } from "./experimentArms.ts";
 import { HttpError } from "./httpError.ts";
@@ -53,6 +55,8 @@ import {
 import { createRollupViews } from "./rollups.ts";
 import { ROUTES } from "./routes/index.ts";
 import { LruCache, StoreGate } from "./storeGate.ts";
+import type { BackendProbe } from "./streamStores.ts";
+import { outageGuard, respondUnavailable } from "./unavailableResponse.ts";
 import { type EventUpdater, IncrementalUpdater, streamModels } from "./updater.ts";
 
 export const DEFAULT_SERVING_CONFIG_PATH = join(
@@ -171,6 +175,13 @@ export interface AppDeps {
   modelRefreshMs?: number;
   /** Runs the drift monitor loop (retrain under `lock`) inside the server; off when absent. */
   monitor?: ServingMonitorOptions;
+  /**
+   * Probes of the services the server uses besides its DuckDB file (serving/servingBackends.ts
+   * passes PostgreSQL, Redis, NATS); /readyz reports them and outages answer 503 + Retry-After.
+   */
+  probes?: readonly BackendProbe[];
+  /** Called on each backend state change (default: a warn/info log line). */
+  onBackendChange?: (e: BackendEvent) => void;
 }
 
 /** Everything a route handler needs; handlers stay thin over these. */
@@ -192,6 +203,8 @@ export interface ServingContext {
   registry: Registry;
   experiments: ExperimentStore;
   modelScoring: ModelScoring;
+  /** Which backends are down (503 + Retry-After while they are) and /readyz's probes. */
+  backends: BackendMonitor;
   /** After an alias move or experiment change: re-resolve the served models and drop every cached body. */
   modelsChanged(): Promise<void>;
   /** 401/403 unless the bearer token allows `scope`. */
@@ -301,9 +314,34 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     return topicMeta.meta;
   };
 
+  const backends = new BackendMonitor({
+    probes: [
+      {
+        backend: "duckdb",
+        ping: async () => void (await gate.run(() => store.one("SELECT 1 AS ok"))),
+      },
+      ...(deps.probes ?? []),
+    ],
+    // DuckDB waits behind the gate's queue; a busy store is not a down one.
+    probeTimeoutMs: 2000,
+    onChange:
+      deps.onBackendChange ??
+      ((e) =>
+        e.state === "down"
+          ? logger.warn(
+              { backend: e.backend, detail: e.detail },
+              `${BACKEND_LABEL[e.backend]} is down; answering 503 with Retry-After and probing with backoff`,
+            )
+          : logger.info(
+              { backend: e.backend, downMs: e.downMs },
+              `${BACKEND_LABEL[e.backend]} is back; serving again`,
+            )),
+  });
+
   const ctx: ServingContext = {
     store,
     read,
+    backends,
     gate,
     pseudonymizer: deps.pseudonymizer,
     config,
@@ -417,6 +455,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     });
     next();
   });
+  app.use(outageGuard(backends));
   for (const r of ROUTES) app[r.method](r.path, r.handler(ctx));
   // The web dashboard (static pages over this same JSON API; serving/dashboard/).
   app.use("/app", dashboardRouter());
@@ -424,6 +463,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     res.status(404).json({ error: "not_found", field: "(path)", reason: "no such route; see /openapi.json" });
   });
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    if (respondUnavailable(err, res, backends)) return;
     if (err instanceof AccessError) {
       res.status(err.status).json({ error: err.code.toLowerCase(), field: err.field, reason: err.reason });
       return;

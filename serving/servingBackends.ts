@@ -1,10 +1,10 @@
-import type { EventBus } from "../storage/bus.ts";
+import { type EventBus, NatsBus } from "../storage/bus.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
-import { PgStore } from "../storage/postgres.ts";
 import type { AppDeps } from "./app.ts";
 import type { BktEloModels } from "./learnerState.ts";
 import { DuckMasteryReadStore, type MasteryReadStore, PgMasteryReadStore } from "./masteryReadStore.ts";
 import {
+  type BackendProbe,
   type BusConfig,
   openBus,
   openStreamStores,
@@ -46,7 +46,7 @@ export interface ServingBackendOptions {
 
 export interface ServingBackends {
   /** Spread into createApp's deps (empty on the embedded default). */
-  deps: Pick<AppDeps, "updater" | "read" | "publishEvents" | "cacheTtlMs">;
+  deps: Pick<AppDeps, "updater" | "read" | "publishEvents" | "cacheTtlMs" | "probes">;
   /** Where each store lives, for the startup log. */
   describe: string;
   stores: StreamStores | null;
@@ -78,14 +78,9 @@ export async function openServingBackends(opts: ServingBackendOptions): Promise<
     const stores = await openStreamStores({ ...cfg, duck: opts.duck });
     closers.push(() => stores.close());
     let read: MasteryReadStore;
-    if (cfg.pgUrl !== undefined) {
-      // Its own connection: reads must not wait behind (or run inside) the updater's writes.
-      const pgRead = await PgStore.open(
-        cfg.pgUrl,
-        cfg.pgSchema !== undefined ? { schema: cfg.pgSchema } : {},
-      );
-      closers.push(() => pgRead.close());
-      read = new PgMasteryReadStore(pgRead, stores.state);
+    if (stores.pg !== null) {
+      // The same pool: a read takes any free connection, never one inside the updater's transaction.
+      read = new PgMasteryReadStore(stores.pg, stores.state);
     } else {
       read = new DuckMasteryReadStore(opts.duck, stores.state);
     }
@@ -99,16 +94,19 @@ export async function openServingBackends(opts: ServingBackendOptions): Promise<
       ...(opts.nowUs !== undefined ? { nowUs: opts.nowUs } : {}),
     });
     let bus: EventBus | null = null;
+    const probes: BackendProbe[] = [...stores.probes];
     const deps: ServingBackends["deps"] = {
       updater,
       read,
       cacheTtlMs: opts.cacheTtlMs ?? SHARED_STORE_CACHE_TTL_MS,
+      probes,
     };
     let describe = stores.describe;
     if (opts.viaStream !== undefined) {
       const b = await openBus(opts.viaStream);
       closers.push(() => b.close());
       bus = b;
+      if (b instanceof NatsBus) probes.push({ backend: "nats", ping: () => b.ping() });
       const encoder = new TextEncoder();
       deps.publishEvents = async (events) => {
         // msgId = event_id: JetStream drops a re-publish of an id within its duplicate window.

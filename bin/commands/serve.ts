@@ -7,6 +7,7 @@ import { loadDriftConfig } from "../../monitoring/config.ts";
 import { lockFromEnv, type RetrainLock } from "../../monitoring/locks.ts";
 import { createApp, loadServingConfig } from "../../serving/app.ts";
 import { jwtSecretFromEnv, signToken } from "../../serving/auth.ts";
+import { DEFAULT_SHUTDOWN_TIMEOUT_MS, trackRequests, within } from "../../serving/gracefulShutdown.ts";
 import { openServingBackends, ServingBackendError } from "../../serving/servingBackends.ts";
 import { busConfigFromEnv, streamStoreConfigFromEnv } from "../../serving/streamStores.ts";
 import { streamModels } from "../../serving/updater.ts";
@@ -28,6 +29,7 @@ interface ServeOptions {
   monitorInterval?: string;
   driftConfig?: string;
   viaStream?: boolean;
+  shutdownTimeout: string;
 }
 
 export function register(program: Command): void {
@@ -63,6 +65,11 @@ export function register(program: Command): void {
       "POST /events validates, stores and publishes the events to NATS JetStream (MASTERY_NATS_URL) instead of " +
         "applying them; run `mastery worker` to apply them (needs MASTERY_PG_URL)",
     )
+    .option(
+      "--shutdown-timeout <ms>",
+      "on SIGTERM/SIGINT: stop accepting, finish requests in flight and close keep-alive connections within this time, then exit",
+      process.env.MASTERY_SHUTDOWN_TIMEOUT_MS ?? String(DEFAULT_SHUTDOWN_TIMEOUT_MS),
+    )
     .option("--demo", "synthetic data only: public demo keys, prints an admin token")
     .addHelpText(
       "after",
@@ -89,6 +96,7 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
     )
     .action(async (opts: ServeOptions) => {
       const port = parseIntOption(opts.port, "--port", 0);
+      const shutdownMs = parseIntOption(opts.shutdownTimeout, "--shutdown-timeout", 0);
       const demo = opts.demo === true;
       const jwtSecret = jwtSecretFromEnv({ demo });
       const pseudonymizer = pseudonymizerFromEnv({ demo });
@@ -119,7 +127,12 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         driftConfig === undefined
           ? undefined
           : lockFromEnv({ key: driftConfig.retrain.lockKey, ttlMs: driftConfig.retrain.lockTtlMs, dbPath });
-      const { app, ctx, monitor } = await createApp({
+      const {
+        app,
+        ctx,
+        monitor,
+        drain: drainWebhooks,
+      } = await createApp({
         store,
         pseudonymizer,
         jwtSecret,
@@ -139,6 +152,7 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         certPath !== undefined && keyPath !== undefined
           ? createHttpsServer({ cert: readFileSync(certPath), key: readFileSync(keyPath) }, app)
           : createHttpServer(app);
+      const requests = trackRequests(server);
       await new Promise<void>((resolve) => server.listen(port, opts.host, resolve));
       const scheme = certPath !== undefined ? "https" : "http";
       ctx.logger.info(
@@ -150,16 +164,36 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         process.stderr.write(`demo admin token (12 h): ${token}\n`);
       }
       if (monitor !== null) ctx.logger.info({ intervalMs, lock: lock?.kind }, "drift monitor loop started");
-      const stop = () => {
-        server.close(async () => {
-          await monitor?.stop();
-          await lock?.close().catch(() => undefined);
-          await backends.close();
-          store.close();
-          process.exit(0);
-        });
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) {
+          // A second signal: exit now (the OS releases the DuckDB lock with the process).
+          ctx.logger.warn({ signal }, "second signal while draining: exiting now");
+          process.exit(130);
+        }
+        stopping = true;
+        const t0 = Date.now();
+        ctx.logger.info(
+          { signal, inFlight: requests.inFlight, timeoutMs: shutdownMs },
+          "shutting down: no new connections, finishing requests in flight",
+        );
+        const drained = await requests.drain(shutdownMs);
+        const left = () => Math.max(500, shutdownMs - (Date.now() - t0));
+        await within(Promise.resolve(monitor?.stop()), left());
+        ctx.backends.close();
+        await within(drainWebhooks(), Math.min(2000, left()));
+        await within(lock?.close() ?? Promise.resolve(), 1000);
+        await within(backends.close(), Math.min(2000, left()));
+        // Closing DuckDB while a cut request still runs a query is not safe; process exit releases
+        // the file lock in that case.
+        if (drained.clean) store.close();
+        ctx.logger.info(
+          { ms: Date.now() - t0, clean: drained.clean, requestsCut: drained.cut },
+          "stopped; DuckDB file released",
+        );
+        process.exit(drained.clean ? 0 : 1);
       };
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
+      process.on("SIGINT", () => void stop("SIGINT"));
+      process.on("SIGTERM", () => void stop("SIGTERM"));
     });
 }

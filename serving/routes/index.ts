@@ -308,10 +308,11 @@ export const ROUTES: readonly RouteSpec[] = [
     method: "get",
     path: "/readyz",
     operationId: "readyz",
-    summary: "Readiness: the store answers",
+    summary:
+      "Readiness: every backend (DuckDB, PostgreSQL, Redis, NATS as configured) answers; per-backend status and latency",
     tag: "ops",
     scope: null,
-    responses: { "200": ["Ready", null], "503": ["Store unreachable", "Error"] },
+    responses: { "200": ["Ready", null], "503": ["A backend is down (Retry-After set)", "Error"] },
     handler: readyz,
   },
   {

@@ -6,20 +6,38 @@ export const healthz = (): RequestHandler => (_req, res) => {
   res.json({ status: "ok" });
 };
 
-/** Ready when the store answers a query. */
+/**
+ * Ready when every backend answers: probes each one now (bounded, in parallel) and reports it with
+ * its latency; 503 + Retry-After while any is down. Turns 200 again by itself once they answer.
+ */
 export const readyz =
   (ctx: ServingContext): RequestHandler =>
   async (_req, res) => {
-    try {
-      await ctx.gate.run(() => ctx.store.one("SELECT 1 AS ok"));
-      res.json({ status: "ready", pendingStoreOps: ctx.gate.pending });
-    } catch (err) {
-      res.status(503).json({
-        error: "not_ready",
-        field: "(store)",
-        reason: `store unreachable: ${(err as Error).message}`,
-      });
-    }
+    const backends = await ctx.backends.check();
+    const down = backends.filter((b) => b.status === "down");
+    if (down.length > 0) res.status(503).set("Retry-After", String(ctx.backends.retryAfterSeconds()));
+    res.json({
+      status: down.length === 0 ? "ready" : "not_ready",
+      ...(down.length > 0
+        ? {
+            error: "not_ready",
+            field: "(backend)",
+            reason: down.map((b) => `${b.backend}: ${b.error ?? "down"}`).join("; "),
+          }
+        : {}),
+      backends: Object.fromEntries(
+        backends.map((b) => [
+          b.backend,
+          {
+            status: b.status,
+            latencyMs: b.latencyMs,
+            since: b.since,
+            ...(b.error ? { error: b.error } : {}),
+          },
+        ]),
+      ),
+      pendingStoreOps: ctx.gate.pending,
+    });
   };
 
 export const metricsRoute =
