@@ -75,12 +75,14 @@ interface Child {
 function spawnMastery(args: string[], env: Record<string, string>): Child {
   const proc = spawn(process.execPath, [MASTERY, ...args], {
     env: { ...process.env, MASTERY_QUIET: "1", LOG_LEVEL: "warn", ...env },
-    stdio: ["ignore", "ignore", "pipe"],
+    stdio: ["ignore", "pipe", "pipe"],
   });
   let tail = "";
-  proc.stderr?.on("data", (d: Buffer) => {
+  const keep = (d: Buffer) => {
     tail = (tail + d.toString()).slice(-6000);
-  });
+  };
+  proc.stdout?.on("data", keep);
+  proc.stderr?.on("data", keep);
   const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
   return { proc, exited, tail: () => tail };
 }
@@ -384,6 +386,7 @@ async function httpScenario(
   let http5xx = 0;
   let http503 = 0;
   let healthzMaxMs = 0;
+  let healthzMaxAt = "";
   const acknowledged = new Set<string>();
   let posted = 0;
   const base = `http://127.0.0.1:${port}`;
@@ -404,7 +407,11 @@ async function httpScenario(
         } catch {
           /* counted as the time it took */
         }
-        healthzMaxMs = Math.max(healthzMaxMs, performance.now() - h0);
+        const took = performance.now() - h0;
+        if (took > healthzMaxMs) {
+          healthzMaxMs = took;
+          healthzMaxAt = `${Math.round((Date.now() - t0) / 100) / 10} s into the scenario, ${posted}/${opts.batches.length} batches posted`;
+        }
         await sleep(50);
       }
     })();
@@ -466,6 +473,8 @@ async function httpScenario(
         const eid = (e as { event_id?: unknown; id?: unknown } | null)?.event_id;
         if (typeof eid === "string") sentIds.add(eid);
       }
+    if (healthzMaxMs > 100)
+      notes.push(`/healthz slowest (${Math.round(healthzMaxMs)} ms) at ${healthzMaxAt}`);
     const valid = opts.valid ?? sentIds;
     const mustHave = new Set([...acknowledged].filter((e) => valid.has(e)));
     const a = await audit(s, id, acknowledged);
