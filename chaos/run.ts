@@ -5,9 +5,9 @@
  *   npx tsx chaos/run.ts [--short] [--only SUBSTRING]
  * --short runs the reduced set the test suite runs (test/chaos/chaos.int.test.ts).
  */
-
+import { cpus, loadavg } from "node:os";
 import { chaosPlan, formatTable, meetsTargets } from "./plan.ts";
-import type { ScenarioContext, ScenarioResult } from "./scenarios.ts";
+import { killChildren, type ScenarioContext, type ScenarioResult } from "./scenarios.ts";
 import { missingTools, startChaosServices } from "./services.ts";
 
 const args = process.argv.slice(2);
@@ -22,13 +22,22 @@ if (missing.length > 0) {
   process.exit(2);
 }
 const services = await startChaosServices(log);
+// Ctrl-C / SIGTERM: stop the private services (and remove their data) before exiting.
+for (const sig of ["SIGINT", "SIGTERM"] as const)
+  process.once(sig, () => {
+    log(`${sig}: stopping the chaos services`);
+    killChildren();
+    void services.close().finally(() => process.exit(130));
+  });
 const ctx: ScenarioContext = { services, log, scale: short ? 0.1 : 1 };
 const results: ScenarioResult[] = [];
 let failed = 0;
 try {
   const plan = chaosPlan(short).filter((p) => only === undefined || p.name.includes(only));
   for (const [i, p] of plan.entries()) {
-    log(`[${i + 1}/${plan.length}] ${p.name}`);
+    log(
+      `[${i + 1}/${plan.length}] ${p.name} (load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores)`,
+    );
     const r = await p.run(ctx);
     results.push(r);
     const miss = meetsTargets(r);
@@ -39,6 +48,7 @@ try {
         `healthz max ${r.healthzMaxMs ?? "-"} ms, ${r.seconds} s${miss.length > 0 ? `; MISSED: ${miss.join("; ")}` : ""}`,
     );
     for (const n of r.notes.slice(0, 5)) log(`  note: ${n}`);
+    for (const d of r.deadLetterReasons.slice(0, 6)) log(`  dead letter: ${d}`);
   }
 } finally {
   await services.close();

@@ -43,6 +43,8 @@ export interface ScenarioResult {
   /** learner_state and student_mastery equal the full replay. */
   recomputeOk: boolean;
   deadLettered: number;
+  /** The first dead letters: event id, field, reason. */
+  deadLetterReasons: string[];
   /** HTTP 5xx other than 503-with-Retry-After. */
   http5xx: number;
   /** 503 answers carrying Retry-After (the designed answer during an outage; the client retries). */
@@ -72,6 +74,14 @@ interface Child {
   tail(): string;
 }
 
+/** Every worker/server process a scenario started and that has not exited yet. */
+const live = new Set<ChildProcess>();
+
+/** Kills (SIGKILL) every process the scenarios started (the runner calls it on Ctrl-C). */
+export function killChildren(): void {
+  for (const p of live) p.kill("SIGKILL");
+}
+
 function spawnMastery(args: string[], env: Record<string, string>): Child {
   const proc = spawn(process.execPath, [MASTERY, ...args], {
     env: { ...process.env, MASTERY_QUIET: "1", LOG_LEVEL: "warn", ...env },
@@ -83,7 +93,13 @@ function spawnMastery(args: string[], env: Record<string, string>): Child {
   };
   proc.stdout?.on("data", keep);
   proc.stderr?.on("data", keep);
-  const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
+  live.add(proc);
+  const exited = new Promise<number | null>((r) =>
+    proc.once("exit", (code) => {
+      live.delete(proc);
+      r(code);
+    }),
+  );
   return { proc, exited, tail: () => tail };
 }
 
@@ -102,7 +118,12 @@ async function audit(
   s: ChaosServices,
   id: string,
   acknowledged: ReadonlySet<string>,
-): Promise<Pick<ScenarioResult, "stored" | "lost" | "doubleCounted" | "recomputeOk" | "deadLettered">> {
+): Promise<
+  Pick<
+    ScenarioResult,
+    "stored" | "lost" | "doubleCounted" | "recomputeOk" | "deadLettered" | "deadLetterReasons"
+  >
+> {
   const stores = await openStreamStores({
     dbPath: ":memory:",
     pgUrl: s.pgUrl,
@@ -117,9 +138,13 @@ async function audit(
     let lost = 0;
     for (const e of acknowledged) if (!stored.has(e)) lost++;
     const dl = await pg.one<{ n: string }>("SELECT count(*) AS n FROM dead_letter");
+    const reasons = await pg.all<{ event_id: string | null; field: string; reason: string }>(
+      "SELECT event_id, field, left(reason, 160) AS reason FROM dead_letter ORDER BY event_id LIMIT 10",
+    );
     const report = await recompute(stores, MODELS);
     const ls = report.tables.find((t) => t.table === "learner_state")!;
     return {
+      deadLetterReasons: reasons.map((r) => `${r.event_id ?? "(no id)"} ${r.field}: ${r.reason}`),
       stored: stored.size,
       lost,
       doubleCounted: ls.differences + ls.extra,
@@ -154,6 +179,8 @@ interface StreamRun {
   published: Promise<void>;
   /** Messages published so far (acknowledged by JetStream). */
   progress(): number;
+  /** Messages published and settled by the worker (acked or dead-lettered). */
+  settled(): Promise<number>;
   total: number;
 }
 
@@ -211,6 +238,10 @@ async function streamScenario(
     },
     published: Promise.resolve(),
     progress: () => done,
+    settled: async () => {
+      const b = await bus.backlog().catch(() => null);
+      return b === null ? 0 : done - b.pending - b.ackPending;
+    },
     total: messages.length,
   };
   // Publish in windows, retrying each message until JetStream acknowledges it (msgId = event_id:
@@ -280,9 +311,9 @@ async function streamScenario(
   }
 }
 
-/** Waits until `share` of the stream has been published, then runs `fn`. */
+/** Waits until the worker has settled `share` of the stream, then runs `fn` (the fault lands mid-stream). */
 async function at(run: StreamRun, share: number, fn: () => Promise<void>): Promise<void> {
-  while (run.progress() < run.total * share) await sleep(50);
+  while ((await run.settled()) < run.total * share) await sleep(100);
   await fn();
 }
 
@@ -311,12 +342,13 @@ export const streamKill9 = (ctx: ScenarioContext, kills: number) =>
     fault: async (c, run) => {
       const rng = fuzzRng(17);
       for (let k = 0; k < kills; k++) {
-        // Spread the kills over the stream: kill k lands after share k/kills of it was published.
-        while (run.progress() < (run.total * k) / kills) await sleep(50);
+        // Spread the kills over the stream: kill k lands once share k/(kills+1) of it was settled,
+        // a random 0.3-1.8 s after this worker started taking messages.
+        while ((await run.settled()) < (run.total * k) / (kills + 1)) await sleep(100);
         await sleep(300 + rng.int(1500));
         run.worker.proc.kill("SIGKILL");
         await run.worker.exited;
-        c.log(`  worker kill -9 #${k + 1} at ${run.progress()}/${run.total} published`);
+        c.log(`  worker kill -9 #${k + 1} at ${await run.settled()}/${run.total} settled`);
         run.startWorker();
       }
     },
@@ -417,6 +449,7 @@ async function httpScenario(
     })();
     const run: HttpRun = { server, progress: () => posted, total: opts.batches.length };
     const post = async (batch: unknown[]) => {
+      let errors = 0;
       for (let attempt = 0; attempt < 120; attempt++) {
         let res: Response;
         try {
@@ -442,6 +475,9 @@ async function httpScenario(
         if (res.status >= 500) {
           http5xx++;
           if (notes.length < 20) notes.push(`${res.status}: ${JSON.stringify(body).slice(0, 200)}`);
+          // A 5xx is a bug, not an outage: two more tries, then the batch is given up (and its
+          // valid events show up as never acknowledged).
+          if (++errors >= 3) return;
           await sleep(500);
           continue;
         }

@@ -26,6 +26,12 @@ export interface IntakeResult {
   /** raw_events rows of the accepted events (pseudonymized), for the updater. */
   rows: RawEventRow[];
   /**
+   * raw_events rows of items answered "duplicate" because their event_id was already stored.
+   * The updater gets them too (it is idempotent): an event stored by an earlier attempt whose
+   * update failed (a store outage answered 503) is applied now, on the client's retry.
+   */
+  duplicateRows: RawEventRow[];
+  /**
    * The valid items (accepted, and duplicates of stored events) as received (JSON event or xAPI
    * statement), for --via-stream publishing. Duplicates are included so a client's retry after a
    * failed publish re-publishes them; the bus (msgId) and the updater's processed set drop repeats.
@@ -73,6 +79,7 @@ export async function intakeEvents(
   const problems = new Map(report.problems.map((p) => [p.index, p]));
   const items: IntakeItem[] = [];
   const rows: RawEventRow[] = [];
+  const duplicateRows: RawEventRow[] = [];
   const events: IntakeResult["events"] = [];
   const studentKeys = new Set<string>();
   const ingestedAtUs = (now ?? new Date()).getTime() * 1000;
@@ -97,6 +104,10 @@ export async function intakeEvents(
       duplicate++;
       items.push({ index, eventId: ev.event_id, status: "duplicate" });
       events.push({ eventId: ev.event_id, type: ev.type, record: records[index] });
+      if (!seen.has(ev.event_id)) {
+        seen.add(ev.event_id);
+        duplicateRows.push(...rowsFromEvent(ev, pseudonymizer, { source: "api", ingestedAtUs }));
+      }
       return;
     }
     seen.add(ev.event_id);
@@ -107,5 +118,5 @@ export async function intakeEvents(
     for (const r of evRows) rows.push(r);
     if (evRows[0]) studentKeys.add(evRows[0].student_key);
   });
-  return { accepted, duplicate, rejected, items, rows, events, studentKeys, updatedKeys: [] };
+  return { accepted, duplicate, rejected, items, rows, duplicateRows, events, studentKeys, updatedKeys: [] };
 }

@@ -127,7 +127,7 @@ Example:
         pseudonymizer,
         maxBatch: batch,
         concurrency: parseIntOption(opts.concurrency, "--concurrency", 1),
-        onError: (err) => log(`batch failed (will be redelivered): ${faultDetail(err)}`),
+        onError: (err) => log(faultDetail(err)),
       });
       const report = () => {
         const s = worker.stats;

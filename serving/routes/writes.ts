@@ -23,8 +23,9 @@ export const postEvents =
       const r = await intakeEvents(ctx.store, batch.value, ctx.pseudonymizer, ctx.now());
       if (ctx.publishEvents !== undefined) {
         if (r.events.length > 0) await ctx.publishEvents(r.events);
-      } else if (r.rows.length > 0) {
-        r.updatedKeys = updatedKeys(await ctx.updater.apply(r.rows));
+      } else if (r.rows.length + r.duplicateRows.length > 0) {
+        // Duplicates too: one stored by an attempt whose update then failed is applied on the retry.
+        r.updatedKeys = updatedKeys(await ctx.updater.apply([...r.rows, ...r.duplicateRows]));
         await ctx.alerts.check(r.updatedKeys);
       }
       return r;

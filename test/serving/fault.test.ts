@@ -37,7 +37,9 @@ describe("fault: kill -9 the worker during a 100k-event replay", () => {
     await dropServices(id);
   });
 
-  it("ends equal to the recompute after repeated SIGKILLs", { timeout: 240_000 }, async () => {
+  // No wall-clock budget for the whole run: the guards below fail it when the work stops moving
+  // (a loaded machine is slow, not wrong). The vitest timeout is only a last resort.
+  it("ends equal to the recompute after repeated SIGKILLs", { timeout: 1_800_000 }, async () => {
     const set = generateStreamEvents({ students: 600, topics: 8, events: 100_000, seed: 99 });
     bus = await NatsBus.open({
       url: NATS_URL,
@@ -90,7 +92,7 @@ describe("fault: kill -9 the worker during a 100k-event replay", () => {
       child = w.c;
       // Wait until this incarnation has taken work (pending dropped), then let it run 0.3-1.3 s.
       const t0 = Date.now();
-      while ((await b.backlog()).pending >= before && Date.now() - t0 < 20_000) await sleep(50);
+      await untilStalled(async () => (await b.backlog()).pending < before, 60_000, "the worker to take work");
       await sleep(300 + ((k * 397) % 1000));
       w.c.kill("SIGKILL");
       await w.exited;
@@ -107,7 +109,10 @@ describe("fault: kill -9 the worker during a 100k-event replay", () => {
     // A last, clean run drains what is left (redeliveries of the killed batches included).
     const last = start(["--idle-exit", "2"]);
     child = last.c;
-    const code = await last.exited;
+    // Fails only if the backlog stops shrinking for 60 s (deadline scales with the work left).
+    const watch = watchProgress(left, 60_000);
+    const code = await Promise.race([last.exited, watch.stalled]);
+    watch.stop();
     expect(code, last.err()).toBe(0);
     expect(await left()).toBe(0);
 
@@ -133,6 +138,42 @@ describe("fault: kill -9 the worker during a 100k-event replay", () => {
     }
   });
 });
+
+/** Polls `done` until true; fails after `ms` without it becoming true. */
+async function untilStalled(done: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const t0 = Date.now();
+  while (!(await done())) {
+    if (Date.now() - t0 > ms) throw new Error(`waited ${ms} ms for ${what}`);
+    await sleep(50);
+  }
+}
+
+/**
+ * Rejects `stalled` when `remaining()` has not gone down for `ms` (the worker made no progress);
+ * as long as it keeps draining, there is no deadline.
+ */
+function watchProgress(remaining: () => Promise<number>, ms: number) {
+  let stop = false;
+  const stalled = (async (): Promise<never> => {
+    let last = Number.POSITIVE_INFINITY;
+    let lastMove = Date.now();
+    for (;;) {
+      await sleep(500);
+      if (stop) return new Promise<never>(() => {});
+      const r = await remaining().catch(() => last);
+      if (r < last) {
+        last = r;
+        lastMove = Date.now();
+      } else if (Date.now() - lastMove > ms) throw new Error(`no progress for ${ms} ms (${r} messages left)`);
+    }
+  })();
+  return {
+    stalled,
+    stop: () => {
+      stop = true;
+    },
+  };
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
