@@ -60,11 +60,11 @@ export function meetsTargets(r: ScenarioResult): string[] {
 
 export function formatTable(results: readonly ScenarioResult[]): string {
   const head =
-    "| scenario | sent | acknowledged | stored | lost | double-counted | recompute | dead letters | 5xx | 503 + Retry-After | /healthz max ms | s |";
+    "| scenario | sent | acknowledged | stored | lost | double-counted | recompute | dead letters | 5xx | 503 + Retry-After | /healthz max ms (warm) | s |";
   const rule = "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|";
   const rows = results.map(
     (r) =>
-      `| ${r.name} | ${r.sent} | ${r.acknowledged} | ${r.stored} | ${r.lost} | ${r.doubleCounted} | ${r.recomputeOk ? "equal" : "differs"} | ${r.deadLettered} | ${r.http5xx} | ${r.http503} | ${r.healthzMaxMs ?? "-"} | ${r.seconds} |`,
+      `| ${r.name} | ${r.sent} | ${r.acknowledged} | ${r.stored} | ${r.lost} | ${r.doubleCounted} | ${r.recomputeOk ? "equal" : "differs"} | ${r.deadLettered} | ${r.http5xx} | ${r.http503} | ${r.healthzMaxMs === null ? "-" : `${r.healthzMaxMs} (${r.healthzWarmMaxMs})`} | ${r.seconds} |`,
   );
   return [head, rule, ...rows].join("\n");
 }

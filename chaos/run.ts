@@ -45,7 +45,7 @@ try {
     log(
       `  sent ${r.sent}, acknowledged ${r.acknowledged}, stored ${r.stored}, lost ${r.lost}, double-counted ${r.doubleCounted}, ` +
         `recompute ${r.recomputeOk ? "equal" : "DIFFERS"}, dead letters ${r.deadLettered}, 5xx ${r.http5xx}, 503 ${r.http503}, ` +
-        `healthz max ${r.healthzMaxMs ?? "-"} ms, ${r.seconds} s${miss.length > 0 ? `; MISSED: ${miss.join("; ")}` : ""}`,
+        `healthz max ${r.healthzMaxMs ?? "-"} ms (warm ${r.healthzWarmMaxMs ?? "-"} ms), ${r.seconds} s${miss.length > 0 ? `; MISSED: ${miss.join("; ")}` : ""}`,
     );
     for (const n of r.notes.slice(0, 5)) log(`  note: ${n}`);
     for (const d of r.deadLetterReasons.slice(0, 6)) log(`  dead letter: ${d}`);

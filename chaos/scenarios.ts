@@ -51,6 +51,8 @@ export interface ScenarioResult {
   http503: number;
   /** Slowest /healthz answer while the scenario ran (ms); null when no server ran. */
   healthzMaxMs: number | null;
+  /** Slowest /healthz answer after the server's first POST /events was answered (warm process). */
+  healthzWarmMaxMs: number | null;
   seconds: number;
   notes: string[];
 }
@@ -300,6 +302,7 @@ async function streamScenario(
       http5xx: 0,
       http503: 0,
       healthzMaxMs: null,
+      healthzWarmMaxMs: null,
       seconds: Math.round((Date.now() - t0) / 1000),
       notes,
     };
@@ -419,6 +422,8 @@ async function httpScenario(
   let http503 = 0;
   let healthzMaxMs = 0;
   let healthzMaxAt = "";
+  let healthzWarmMaxMs = 0;
+  let warm = false;
   const acknowledged = new Set<string>();
   let posted = 0;
   const base = `http://127.0.0.1:${port}`;
@@ -440,6 +445,7 @@ async function httpScenario(
           /* counted as the time it took */
         }
         const took = performance.now() - h0;
+        if (warm) healthzWarmMaxMs = Math.max(healthzWarmMaxMs, took);
         if (took > healthzMaxMs) {
           healthzMaxMs = took;
           healthzMaxAt = `${Math.round((Date.now() - t0) / 100) / 10} s into the scenario, ${posted}/${opts.batches.length} batches posted`;
@@ -481,6 +487,7 @@ async function httpScenario(
           await sleep(500);
           continue;
         }
+        warm = true;
         for (const it of body?.items ?? [])
           if ((it.status === "accepted" || it.status === "duplicate") && it.eventId !== null)
             acknowledged.add(it.eventId);
@@ -526,6 +533,7 @@ async function httpScenario(
       http5xx,
       http503,
       healthzMaxMs: Math.round(healthzMaxMs),
+      healthzWarmMaxMs: Math.round(healthzWarmMaxMs),
       seconds: Math.round((Date.now() - t0) / 1000),
       notes,
     };

@@ -136,6 +136,7 @@ export function redactUrl(url: string): string {
 
 /** A short reason for logs: the driver's message with any URL password removed. */
 export function faultDetail(err: unknown): string {
+  if (err instanceof BackendUnavailableError) return `${BACKEND_LABEL[err.backend]}: ${err.detail}`;
   const e = err as { code?: unknown; message?: unknown } | null;
   const msg = typeof e?.message === "string" && e.message !== "" ? e.message : String(err);
   const code = typeof e?.code === "string" && !msg.includes(e.code) ? `${e.code}: ` : "";
