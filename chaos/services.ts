@@ -181,8 +181,11 @@ export interface ChaosServices {
 }
 
 /** Initializes and starts the three private services (about 5 s, mostly initdb). */
-export async function startChaosServices(log: (m: string) => void = () => {}): Promise<ChaosServices> {
-  const ports = chaosPorts();
+export async function startChaosServices(
+  log: (m: string) => void = () => {},
+  portsOverride?: ChaosPorts,
+): Promise<ChaosServices> {
+  const ports = portsOverride ?? chaosPorts();
   const root = mkdtempSync(join(tmpdir(), "mastery-chaos-"));
   chmodSync(root, 0o755);
   const pg = new PgService(join(root, "pg"), ports.pg);

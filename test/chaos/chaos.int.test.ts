@@ -46,9 +46,15 @@ describe.skipIf(missing.length > 0)("chaos (short): faults against private Postg
       const r = await p.run(ctx);
       expectTargets(r);
       if (p.name === "stream-poison") {
-        // 40 valid messages all stored; the 5 poison ones dead-lettered alone.
-        expect(r.stored).toBe(40);
-        expect(r.deadLettered).toBe(5);
+        // The 40 valid messages are all stored (lost 0 above); each of the 5 poison messages ends
+        // exactly once either dead-lettered alone (malformed, invalid, refused by PostgreSQL) or,
+        // for the one the contract accepts (a very long topic id, unless a length bound rejects
+        // it), stored.
+        expect(r.stored).toBeGreaterThanOrEqual(40);
+        expect(r.stored - 40 + r.deadLettered).toBe(5);
+        expect(r.deadLetterReasons.map((d) => d.split(" ")[0])).toEqual(
+          expect.arrayContaining(["p2", "p3", "p4", "(no"]),
+        );
       } else if (p.name === "http-fuzz") {
         // Every valid event of the mix was acknowledged and stored.
         expect(r.notes.filter((n) => n.includes("valid events were never acknowledged"))).toEqual([]);
