@@ -162,6 +162,7 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
   const source = opts.source ?? "stream";
   const nowUs = opts.nowUs ?? (() => Date.now() * 1000);
   const maxDeliver = opts.bus.maxDeliver;
+  const crashLoopDeliveries = 3 * maxDeliver;
   const monitor = opts.monitor ?? new BackendMonitor({ probes: [] });
   let sub: Subscription | undefined;
   let pausedLanes = 0;
@@ -187,13 +188,16 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
     const toTerm: BusMessage[] = [];
     for (const m of batch) {
       if (settled.has(m)) continue;
-      if (m.deliveryCount > maxDeliver) {
+      // Redelivered many times without ever being settled: a worker process dies on it (or is
+      // killed again and again). Past the crash-loop limit it is dead-lettered without another try;
+      // below it, a redelivered message is simply applied (redelivery alone is not a failure).
+      if (m.deliveryCount > crashLoopDeliveries) {
         dead.push({
           source,
           event_id: null,
           type: null,
           field: "(message)",
-          reason: `delivered ${m.deliveryCount} times (max ${maxDeliver}) without being processed`,
+          reason: `delivered ${m.deliveryCount} times (crash-loop limit ${crashLoopDeliveries}) without being settled`,
           payload: decoder.decode(m.data).slice(0, 10_000),
           rejected_at_us: t,
         });

@@ -66,9 +66,10 @@ export interface Subscription {
   stop(): Promise<void>;
   /**
    * Stops pulling new messages (a worker whose stores are down must not burn deliveries); messages
-   * already delivered are kept alive with `working()` every `heartbeatMs` until `resume()`.
+   * already delivered stay unsettled and are kept alive (NATS: `working()` every third of ack_wait,
+   * for every unsettled message, paused or not) until the handler settles them.
    */
-  pause(heartbeatMs?: number): Promise<void>;
+  pause(): Promise<void>;
   /** Pulls again after `pause()`. */
   resume(): Promise<void>;
   /** Messages delivered to this consumer and not yet settled (queued or in a handler). */
@@ -433,9 +434,11 @@ export class NatsBus implements EventBus {
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       ack_wait: nanos(opts.ackWaitMs ?? 10_000),
-      // The worker dead-letters a message once it has been delivered more than maxDeliver times; the
-      // server's own limit sits a little higher, as a backstop if no worker ever gets to settle it.
-      max_deliver: maxDeliver + 3,
+      // No server-side limit: a message past it would be skipped silently (neither applied nor
+      // dead-lettered). The worker decides: it dead-letters a message that FAILS on its
+      // maxDeliver-th delivery, and one that keeps coming back unsettled (a process crashing on it)
+      // after 3 x maxDeliver deliveries.
+      max_deliver: -1,
       max_ack_pending: opts.maxAckPending ?? 20_000,
       filter_subject: `${prefix}.>`,
     };
@@ -520,27 +523,27 @@ export class NatsBus implements EventBus {
   async consume(opts: ConsumeOptions): Promise<Subscription> {
     const consumer = await this.js.consumers.get(this.stream, this.durable);
     const loop = new BatchLoop<JsMsg>(opts);
+    // Messages wait in the buffer (and in a slow batch) longer than ack_wait under load: keep every
+    // unsettled one alive, so a delivery is never burned by waiting, only by a crash.
+    loop.startHeartbeat(Math.max(100, Math.floor(this.ackWaitMs / 3)));
     const pull = () =>
       consumer.consume({
         max_messages: this.prefetch,
         callback: (m: JsMsg) => loop.push(new Settled(m.subject, m.data, m.info.deliveryCount, m)),
       });
     let messages: Awaited<ReturnType<typeof pull>> | null = await pull();
-    const ackWaitMs = this.ackWaitMs;
     return {
       stop: async () => {
         await messages?.close();
         messages = null;
         await loop.stop();
       },
-      pause: async (heartbeatMs) => {
-        loop.startHeartbeat(heartbeatMs ?? Math.max(100, Math.floor(ackWaitMs / 3)));
+      pause: async () => {
         const m = messages;
         messages = null;
         await m?.close();
       },
       resume: async () => {
-        loop.stopHeartbeat();
         messages ??= await pull();
       },
       get unsettled() {
