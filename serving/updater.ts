@@ -1,4 +1,4 @@
-import type { LearningEvent } from "../features/contracts.ts";
+import { type LearningEvent, timestampMicros } from "../features/contracts.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import { BKT } from "../models/bkt.ts";
 import { Elo } from "../models/elo.ts";
@@ -83,24 +83,18 @@ export class UpdaterError extends Error {
   }
 }
 
-const TS = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(Z|([+-])(\d{2}):(\d{2}))$/;
-
 /**
  * An event timestamp (features/contracts.ts TIMESTAMP_PATTERN: offset required, at most
  * microseconds) as epoch microseconds UTC, exactly (Date.parse keeps only milliseconds).
  */
 export function isoToMicros(ts: string): number {
-  const m = TS.exec(ts);
-  if (m === null)
+  const us = timestampMicros(ts);
+  if (us === null)
     throw new UpdaterError(
       "EVENT_TIMESTAMP",
       `timestamp "${ts}" is not ISO 8601 with an offset (e.g. 2026-01-05T10:00:00.123456Z)`,
     );
-  const n = (i: number) => Number(m[i] ?? "0");
-  let ms = Date.UTC(n(1), n(2) - 1, n(3), n(4), n(5), n(6));
-  if (m[8] !== "Z") ms -= (m[9] === "-" ? -1 : 1) * (n(10) * 60 + n(11)) * 60_000;
-  const frac = (m[7] ?? "").padEnd(6, "0");
-  return ms * 1000 + Number(frac);
+  return us;
 }
 
 /** A validated event as raw_events rows: pseudonymized, one row per topic (assignments fan out). */
