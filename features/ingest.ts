@@ -23,6 +23,7 @@ import {
   isEventType,
   type LearningEvent,
   LIMITS,
+  nestsDeeperThan,
   type TopicMetadata,
   type ValidationIssue,
   validateEvent,
@@ -682,6 +683,10 @@ export function checkRecord(rec: unknown, pseudonymizer: Pseudonymizer, bounds: 
   };
   if (rec instanceof MalformedRecord)
     return reject(rec, null, [{ field: "(row)", reason: `malformed JSON: ${rec.message}` }]);
+  if (nestsDeeperThan(rec, LIMITS.depth))
+    return reject(rec, null, [
+      { field: "(event)", reason: `event nests deeper than ${LIMITS.depth} levels; flatten it` },
+    ]);
   let candidate: unknown = rec;
   if (isXapiStatement(rec)) {
     const mapped = xapiToEvent(rec);

@@ -68,9 +68,16 @@ export function updatedKeys(results: readonly ApplyResult[]): UpdatedKey[] {
 }
 
 export interface EventUpdater {
+  /**
+   * Applies the rows; resolves only once they are durably in the stores readers use (raw zone,
+   * state, scores), with one result per row: "duplicate" only for an event its key's state already
+   * held (applied before, by this or another updater), never for one merely seen.
+   */
   apply(rows: readonly RawEventRow[]): Promise<ApplyResult[]>;
   /** Optional: resolves when the updater can start on a new batch right away. */
   stateStageIdle?(): Promise<void>;
+  /** Optional: the event ids among `rows` whose keys' states already hold them (nothing is written). */
+  applied?(rows: readonly RawEventRow[]): Promise<Set<string>>;
 }
 
 export class UpdaterError extends Error {
@@ -299,6 +306,21 @@ export class IncrementalUpdater implements EventUpdater {
   }
 
   private masteryTail: Promise<unknown> = Promise.resolve();
+
+  async applied(rows: readonly RawEventRow[]): Promise<Set<string>> {
+    const keys = new Map<string, { studentKey: string; topicId: string; eventIds: string[] }>();
+    for (const r of rows) {
+      const id = keyId(r.student_key, r.topic_id);
+      const k = keys.get(id);
+      if (k === undefined)
+        keys.set(id, { studentKey: r.student_key, topicId: r.topic_id, eventIds: [r.event_id] });
+      else k.eventIds.push(r.event_id);
+    }
+    const out = new Set<string>();
+    if (keys.size === 0) return out;
+    for (const l of await this.opts.state.load([...keys.values()])) for (const e of l.seen) out.add(e);
+    return out;
+  }
 
   /** Resolves when no batch is queued for or in the state update (a worker forms its next batch then). */
   async stateStageIdle(): Promise<void> {
