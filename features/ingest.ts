@@ -10,23 +10,36 @@
  * Pseudonyms are computed in JS for the distinct raw ids only and joined in through a TEMP table;
  * TEMP tables are never persisted, so raw ids never reach a stored table.
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import { listValue } from "@duckdb/node-api";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
 import { type ColumnMapping, sourceSql } from "./columnMappings.ts";
+import { configuredTimeRange, type TimeBounds, type TimeRange, timeBounds } from "./contractConfig.ts";
 import {
   EVENT_TYPES,
   type EventType,
   isEventType,
   type LearningEvent,
+  LIMITS,
+  nestsDeeperThan,
   type TopicMetadata,
   type ValidationIssue,
   validateEvent,
   validateTopic,
 } from "./contracts.ts";
-import { ident, issuesSql, LIST_SEPARATOR, lit, STAGE_COLUMNS, validSql } from "./ingestSql.ts";
+import { deadLetterEntry, jsonErrorText, redactedPayload, unparsedPayload } from "./deadLetters.ts";
+import {
+  deadLetterFieldSql,
+  deadLetterReasonSql,
+  ident,
+  issuesSql,
+  LIST_SEPARATOR,
+  lit,
+  STAGE_COLUMNS,
+  validSql,
+} from "./ingestSql.ts";
 import type { Pseudonymizer } from "./pseudonymize.ts";
 import { recordIngestProfile } from "./qualityDrift.ts";
 import { isXapiStatement, xapiToEvent } from "./xapi.ts";
@@ -36,8 +49,10 @@ export interface IngestOptions {
   /** raw_events.source / dead_letter.source; default: the file name, or "api" for ingestEvents. */
   source?: string;
   mapping?: ColumnMapping;
-  /** Clock for ingested_at / rejected_at (tests pin it). */
+  /** Clock for ingested_at / rejected_at and the plausible-timestamp check (tests pin it). */
   now?: Date;
+  /** Plausible timestamp range (default: config/events.yaml and the environment). */
+  timeRange?: TimeRange;
   /** Called after each phase of each file (for progress bars). */
   onPhase?: (file: string, phase: string) => void;
 }
@@ -125,6 +140,36 @@ function isTopicsFile(path: string): boolean {
   return stem === "topics";
 }
 
+/** The timestamp bounds of one ingest run (one receive time for the whole file). */
+function boundsOf(opts: IngestOptions): TimeBounds {
+  return timeBounds(opts.timeRange ?? configuredTimeRange(), (opts.now ?? new Date()).getTime());
+}
+
+/**
+ * Refuses, with a one-line message, a file that is empty or not text (a CSV/JSON file whose first
+ * 64 KiB are more than 10% control bytes), before anything of it is parsed or printed.
+ */
+export function checkFileContent(path: string, kind: "text" | "binary"): void {
+  const size = statSync(path).size;
+  if (size === 0) throw new IngestError("INGEST_EMPTY", `${path}: the file is empty (no header, no rows)`);
+  if (kind === "binary") return;
+  const buf = Buffer.alloc(Math.min(size, 65_536));
+  const fd = openSync(path, "r");
+  try {
+    readSync(fd, buf, 0, buf.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  // A NUL in one cell is a bad row (rejected per field); binary files are full of control bytes.
+  let control = 0;
+  for (const b of buf) if (b < 32 && b !== 9 && b !== 10 && b !== 13 && b !== 12) control++;
+  if (control > buf.length * 0.1)
+    throw new IngestError(
+      "INGEST_BINARY",
+      `${path}: not a text file (binary content in its first ${buf.length} bytes); expected CSV, TSV, JSON or JSONL text`,
+    );
+}
+
 export async function ingestPaths(
   store: DuckStore,
   paths: readonly string[],
@@ -148,6 +193,7 @@ export async function ingestFile(store: DuckStore, path: string, opts: IngestOpt
   if (isTopicsFile(path)) return ingestTopicsFile(store, path, source, opts);
   if (TABULAR.has(ext)) return ingestTabular(store, path, source, opts);
   if (JSONISH.has(ext)) {
+    checkFileContent(path, "text");
     const { records, lines, format } = readJsonRecords(path, ext);
     const report = await ingestRecords(store, records, { ...opts, source }, lines);
     return { ...report, file: path, format };
@@ -169,6 +215,8 @@ async function ingestTabular(
 ): Promise<FileReport> {
   const ext = extname(path).toLowerCase();
   const isParquet = ext === ".parquet";
+  checkFileContent(path, isParquet ? "binary" : "text");
+  const bounds = boundsOf(opts);
   const mapping = opts.mapping;
   const delimiter = mapping?.delimiter ?? (ext === ".tsv" ? "\t" : ",");
   const reader = isParquet
@@ -218,32 +266,34 @@ async function ingestTabular(
   const inner = `SELECT ${rnSql}${typeSql ?? lit(fixedType!)} AS "type", ${select.join(", ")} FROM ${reader}`;
   // CSV rows are numbered in file order by a streaming window, only in the passes that need it.
   const rel = (t: EventType | undefined): Relation => ({
-    sql: `SELECT *, ${validSql('"type"', t)} AS __ok FROM (${inner})`,
+    sql: `SELECT *, ${validSql('"type"', bounds, t)} AS __ok FROM (${inner})`,
     hasRn: isParquet,
     fixedType: t,
   });
-  const report = await store.transaction(async () => {
-    const r = await loadRelation(store, path, source, opts, rel(fixedType), "sql", rel);
-    const structural = isParquet ? 0 : await deadLetterCsvRejects(store, source, opts);
-    // Header + inferred types for schema-drift checks (features/qualityDrift.ts). The load reads
-    // CSV as text, so the types come from a separate sniff of the same file.
-    const inferred = isParquet
-      ? described
-      : await store.all<{ column_name: string; column_type: string }>(
-          `DESCRIBE SELECT * FROM read_csv(${sqlString(path)}, header = true, delim = ${lit(delimiter)}, ` +
-            "quote = '\"', escape = '\"', ignore_errors = true)",
-        );
-    await recordIngestProfile(store, {
-      source,
-      file: path,
-      format: isParquet ? "parquet" : "csv",
-      eventType: fixedType ?? "*",
-      rows: r.accepted + r.duplicate + r.rejected + structural,
-      columns: inferred.map((d) => ({ name: d.column_name, type: d.column_type })),
-      at: opts.now ?? new Date(),
-    });
-    return { ...r, rejected: r.rejected + structural };
-  });
+  const report = await withoutFsst(store, () =>
+    store.transaction(async () => {
+      const r = await loadRelation(store, path, source, opts, bounds, rel(fixedType), "sql", rel);
+      const structural = isParquet ? 0 : await deadLetterCsvRejects(store, source, opts);
+      // Header + inferred types for schema-drift checks (features/qualityDrift.ts). The load reads
+      // CSV as text, so the types come from a separate sniff of the same file.
+      const inferred = isParquet
+        ? described
+        : await store.all<{ column_name: string; column_type: string }>(
+            `DESCRIBE SELECT * FROM read_csv(${sqlString(path)}, header = true, delim = ${lit(delimiter)}, ` +
+              "quote = '\"', escape = '\"', ignore_errors = true)",
+          );
+      await recordIngestProfile(store, {
+        source,
+        file: path,
+        format: isParquet ? "parquet" : "csv",
+        eventType: fixedType ?? "*",
+        rows: r.accepted + r.duplicate + r.rejected + structural,
+        columns: inferred.map((d) => ({ name: d.column_name, type: d.column_type })),
+        at: opts.now ?? new Date(),
+      });
+      return { ...r, rejected: r.rejected + structural };
+    }),
+  );
   return { ...report, format: isParquet ? "parquet" : "csv" };
 }
 
@@ -263,11 +313,15 @@ async function deadLetterCsvRejects(store: DuckStore, source: string, opts: Inge
     "SELECT count(*) AS n FROM duckdb_tables() WHERE temporary AND table_name = '__csv_rejects'",
   );
   if (!exists || Number(exists.n) === 0) return 0;
-  // Structural problems (wrong column count, bad quoting). The raw line is not kept: it holds the raw student id.
+  // Structural problems (wrong column count, bad quoting, bad encoding): ONE dead letter per line.
+  // Every pass over the file records its rejects again, and a line missing several columns has
+  // one reject per column, so only the first reject of each line is kept. The raw line is not
+  // kept: it holds the raw student id.
   const res = await store.conn.run(
-    `INSERT INTO dead_letter SELECT ${lit(source)}, CAST(line - 1 AS BIGINT), NULL, NULL, ` +
-      `coalesce(column_name, '(row)'), 'malformed CSV row: ' || error_type || ' (' || error_message || ')', ` +
-      `NULL, ${tsLiteral(opts.now)} FROM __csv_rejects`,
+    `INSERT INTO dead_letter SELECT ${lit(source)}, CAST(line - 1 AS BIGINT), NULL, NULL, '(row)', ` +
+      `left('malformed CSV row: ' || error_type || ' (' || error_message || ')', 500), NULL, ${tsLiteral(opts.now)} ` +
+      "FROM (SELECT *, row_number() OVER (PARTITION BY line ORDER BY scan_id, column_idx) AS k FROM __csv_rejects) " +
+      "WHERE k = 1",
   );
   await store.run("DROP TABLE IF EXISTS __csv_rejects");
   await store.run("DROP TABLE IF EXISTS __csv_scans");
@@ -296,6 +350,7 @@ async function loadRelation(
   file: string,
   source: string,
   opts: IngestOptions,
+  bounds: TimeBounds,
   rel: Relation,
   validatedBy: "sql" | "js" = "sql",
   /** Rebuilds the relation for one type; used when the type column turns out to hold a single type. */
@@ -384,32 +439,27 @@ async function loadRelation(
   }
   const cols = rawColumns(now, lit(source));
   let accepted = 0;
-  const restoreCompression = await withoutFsst(store);
-  try {
-    if (rel.fixedType !== "assignment") {
-      const single = await store.conn.run(
-        `INSERT INTO raw_events SELECT ${cols.replace("{topic}", "s.topic_id")}
-       FROM ${from} s JOIN __pseudo p USING (student_id)${notStored} WHERE ${keep} AND s."type" <> 'assignment'`,
+  if (rel.fixedType !== "assignment") {
+    const single = await store.conn.run(
+      `INSERT INTO raw_events SELECT ${cols.replace("{topic}", "s.topic_id")}
+     FROM ${from} s JOIN __pseudo p USING (student_id)${notStored} WHERE ${keep} AND s."type" <> 'assignment'`,
+    );
+    accepted += single.rowsChanged;
+  }
+  if (rel.fixedType === undefined || rel.fixedType === "assignment") {
+    // Assignments fan out to one row per topic; count them as events before fanning out.
+    const assign = await store.one<{ n: bigint }>(
+      `SELECT count(*) AS n FROM ${from} s${notStored} WHERE s."type" = 'assignment' AND ${keep}`,
+    );
+    if (assign && Number(assign.n) > 0) {
+      accepted += Number(assign.n);
+      await store.run(
+        `INSERT INTO raw_events SELECT ${cols.replace("{topic}", "t.topic_id")}
+       FROM ${from} s JOIN __pseudo p USING (student_id)${notStored},
+            unnest(list_distinct(string_split(s.topic_ids, ${lit(LIST_SEPARATOR)}))) AS t(topic_id)
+       WHERE ${keep} AND s."type" = 'assignment'`,
       );
-      accepted += single.rowsChanged;
     }
-    if (rel.fixedType === undefined || rel.fixedType === "assignment") {
-      // Assignments fan out to one row per topic; count them as events before fanning out.
-      const assign = await store.one<{ n: bigint }>(
-        `SELECT count(*) AS n FROM ${from} s${notStored} WHERE s."type" = 'assignment' AND ${keep}`,
-      );
-      if (assign && Number(assign.n) > 0) {
-        accepted += Number(assign.n);
-        await store.run(
-          `INSERT INTO raw_events SELECT ${cols.replace("{topic}", "t.topic_id")}
-         FROM ${from} s JOIN __pseudo p USING (student_id)${notStored},
-              unnest(list_distinct(string_split(s.topic_ids, ${lit(LIST_SEPARATOR)}))) AS t(topic_id)
-         WHERE ${keep} AND s."type" = 'assignment'`,
-        );
-      }
-    }
-  } finally {
-    await restoreCompression();
   }
   opts.onPhase?.(file, "insert");
 
@@ -420,17 +470,22 @@ async function loadRelation(
     const payloadCols = STAGE_COLUMNS.filter((c) => c !== "student_id")
       .map((c) => `${lit(c)}, ${ident(c)}`)
       .join(", ");
+    // One dead letter per row: its first problem's field and every problem's message.
+    const cut = (c: string, n: number) =>
+      `CASE WHEN length(${c}) > ${n} THEN left(${c}, ${n}) || '…' ELSE ${c} END`;
     await store.run(
       `CREATE OR REPLACE TEMP TABLE __bad AS
-       SELECT __rn, event_id, "type", iss.field, iss.reason,
-              CAST(json_object('type', "type", ${payloadCols}, 'student_key', student_key) AS VARCHAR) AS payload
-       FROM (SELECT s.*, p.student_key, unnest(${issuesSql('s."type"', rel.fixedType)}) AS iss
-             FROM ${numbered(rel)} s LEFT JOIN __pseudo p USING (student_id) WHERE NOT s.__ok)`,
+       SELECT __rn, ${cut("event_id", LIMITS.idLength)} AS event_id, ${cut('"type"', 64)} AS "type",
+              coalesce(${deadLetterFieldSql("l")}, '(row)') AS field,
+              coalesce(nullif(${deadLetterReasonSql("l")}, ''), 'row is invalid') AS reason,
+              CAST(json_object('type', ${cut('"type"', 64)}, ${payloadCols}, 'student_key', student_key) AS VARCHAR) AS payload
+       FROM (SELECT s.*, p.student_key, ${issuesSql('s."type"', bounds, rel.fixedType)} AS l
+             FROM ${numbered(rel)} s LEFT JOIN __pseudo p USING (student_id) WHERE NOT coalesce(s.__ok, false))`,
     );
     await store.run(
       `INSERT INTO dead_letter SELECT ${lit(source)}, __rn, event_id, "type", field, reason, payload, ${now} FROM __bad`,
     );
-    const r = await store.one<{ n: bigint }>("SELECT count(DISTINCT __rn) AS n FROM __bad");
+    const r = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM __bad");
     rejected = Number(r?.n ?? 0);
     await store.run("DROP TABLE __bad");
   } else if (validatedBy === "js") {
@@ -443,11 +498,12 @@ async function loadRelation(
 }
 
 /**
- * Turns FSST string compression off until the returned function is called. The only raw_events
- * column FSST wins on is event_id (unique ids; the others are dictionary-encoded), and FSST's
- * analysis and encoding cost about 2 CPU-s per 6M rows inserted, for about 10 bytes a row on disk.
+ * Runs `fn` with FSST string compression off. The only raw_events column FSST wins on is event_id
+ * (unique ids; the others are dictionary-encoded), and FSST's analysis and encoding cost about 2
+ * CPU-s per 6M rows inserted, for about 10 bytes a row on disk. The setting is changed and restored
+ * outside `fn`'s transaction: a SET inside a failed transaction would fail too and hide the error.
  */
-async function withoutFsst(store: DuckStore): Promise<() => Promise<void>> {
+async function withoutFsst<T>(store: DuckStore, fn: () => Promise<T>): Promise<T> {
   const cur = await store.one<{ v: string | null }>(
     "SELECT current_setting('disabled_compression_methods') AS v",
   );
@@ -456,7 +512,11 @@ async function withoutFsst(store: DuckStore): Promise<() => Promise<void>> {
   methods.add("fsst");
   methods.add("dict_fsst");
   await store.run(`SET disabled_compression_methods = ${lit([...methods].join(","))}`);
-  return () => store.run(`SET disabled_compression_methods = ${lit(before)}`);
+  try {
+    return await fn();
+  } finally {
+    await store.run(`SET disabled_compression_methods = ${lit(before)}`);
+  }
 }
 
 /** SELECT list matching raw_events' columns, from stage alias s and pseudonym alias p. */
@@ -499,8 +559,11 @@ function tsLiteral(now: Date | undefined): string {
   return `TIMESTAMP ${lit(iso.replace("T", " ").replace("Z", ""))}`;
 }
 
+/** The first line of an error message, printable characters only, at most 300 of them. */
 function firstLine(err: unknown): string {
-  return String((err as Error).message ?? err).split("\n")[0] ?? "";
+  const line = String((err as Error).message ?? err).split("\n")[0] ?? "";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
+  return line.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?").slice(0, 300);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -523,7 +586,7 @@ function readJsonRecords(path: string, ext: string): JsonRecords {
     try {
       parsed = JSON.parse(text);
     } catch (err) {
-      throw new IngestError("INGEST_JSON", `${path}: not valid JSON (${firstLine(err)})`);
+      throw new IngestError("INGEST_JSON", `${path}: not valid JSON (${jsonErrorText(err)})`);
     }
     const list = Array.isArray(parsed) ? parsed : [parsed];
     list.forEach((r, i) => {
@@ -538,17 +601,13 @@ function readJsonRecords(path: string, ext: string): JsonRecords {
       try {
         records.push(JSON.parse(line));
       } catch (err) {
-        records.push(new MalformedLine(firstLine(err)));
+        records.push(new MalformedRecord(jsonErrorText(err), Buffer.byteLength(line)));
       }
       lines.push(i + 1);
     }
   }
   if (records.length > 0 && records.every((r) => isXapiStatement(r))) format = "xapi";
   return { records, lines, format };
-}
-
-class MalformedLine {
-  constructor(readonly message: string) {}
 }
 
 /** What the HTTP API returns per rejected event. */
@@ -572,6 +631,72 @@ export async function ingestEvents(
   return report;
 }
 
+/** A record that failed the contract, ready for dead_letter (one row) and for the API's item list. */
+export interface RejectedRecord {
+  ok: false;
+  /** Its event_id (or xAPI statement id) when it has a usable one, cut to LIMITS.idLength. */
+  eventId: string | null;
+  type: string | null;
+  /** Every problem, each naming its field. */
+  issues: ValidationIssue[];
+  /** dead_letter.field and .reason (features/deadLetters.ts deadLetterEntry). */
+  field: string;
+  reason: string;
+  /** Redacted, bounded payload (features/deadLetters.ts). */
+  payload: string;
+}
+
+export type CheckedRecord = { ok: true; event: LearningEvent } | RejectedRecord;
+
+/** A JSON line or message that is not JSON; checkRecord rejects it without keeping its text. */
+export class MalformedRecord {
+  constructor(
+    readonly message: string,
+    readonly bytes: number,
+  ) {}
+}
+
+const cutId = (v: unknown, max: number): string | null => {
+  if (typeof v !== "string") return null;
+  const chars = Array.from(v);
+  return chars.length <= max ? v : `${chars.slice(0, max).join("")}…`;
+};
+
+/**
+ * The one check of a JSON record (a learning event or an xAPI statement) for every JSON path:
+ * JSON/JSONL/xAPI files, POST /events and the stream. Never throws, whatever the record holds.
+ */
+export function checkRecord(rec: unknown, pseudonymizer: Pseudonymizer, bounds: TimeBounds): CheckedRecord {
+  const reject = (original: unknown, mapped: unknown, issues: ValidationIssue[]): RejectedRecord => {
+    const obj = (typeof mapped === "object" && mapped !== null ? mapped : {}) as Record<string, unknown>;
+    const eventId = cutId(
+      typeof obj.event_id === "string" ? obj.event_id : xapiId(original),
+      LIMITS.idLength,
+    );
+    const type = cutId(obj.type, 64);
+    const entry = deadLetterEntry(type, issues);
+    const payload =
+      original instanceof MalformedRecord
+        ? unparsedPayload(original.bytes)
+        : redactedPayload(original, pseudonymizer);
+    return { ok: false, eventId, type, issues, ...entry, payload };
+  };
+  if (rec instanceof MalformedRecord)
+    return reject(rec, null, [{ field: "(row)", reason: `malformed JSON: ${rec.message}` }]);
+  if (nestsDeeperThan(rec, LIMITS.depth))
+    return reject(rec, null, [
+      { field: "(event)", reason: `event nests deeper than ${LIMITS.depth} levels; flatten it` },
+    ]);
+  let candidate: unknown = rec;
+  if (isXapiStatement(rec)) {
+    const mapped = xapiToEvent(rec);
+    if (!mapped.ok) return reject(rec, null, mapped.issues);
+    candidate = mapped.value;
+  }
+  const r = validateEvent(candidate, { bounds });
+  return r.ok ? { ok: true, event: r.value } : reject(rec, candidate, r.issues);
+}
+
 async function ingestRecords(
   store: DuckStore,
   records: readonly unknown[],
@@ -579,105 +704,80 @@ async function ingestRecords(
   lines: number[] | undefined,
 ): Promise<FileReport & { problems: RecordIssues[] }> {
   const source = opts.source ?? "api";
+  const bounds = boundsOf(opts);
   const valid: { rn: number; event: LearningEvent }[] = [];
   const problems: RecordIssues[] = [];
-  const dead: {
-    rn: number;
-    eventId: string | null;
-    type: string | null;
-    issue: ValidationIssue;
-    payload: string;
-  }[] = [];
-  const recordProblem = (
-    i: number,
-    rn: number,
-    original: unknown,
-    mapped: unknown,
-    found: ValidationIssue[],
-  ) => {
-    const obj = (typeof mapped === "object" && mapped !== null ? mapped : {}) as Record<string, unknown>;
-    const eventId = typeof obj.event_id === "string" ? obj.event_id : xapiId(original);
-    const type = typeof obj.type === "string" ? obj.type : null;
-    const payload = JSON.stringify(redact(original, opts.pseudonymizer)) ?? "null";
-    const p: RecordIssues = { index: i, issues: found };
-    if (eventId !== null) p.eventId = eventId;
-    problems.push(p);
-    for (const issue of found) dead.push({ rn, eventId, type, issue, payload });
-  };
+  const dead: (RejectedRecord & { rn: number })[] = [];
   records.forEach((rec, i) => {
     const rn = lines?.[i] ?? i + 1;
-    if (rec instanceof MalformedLine) {
-      recordProblem(i, rn, null, null, [{ field: "(row)", reason: `malformed JSON line: ${rec.message}` }]);
+    const c = checkRecord(rec, opts.pseudonymizer, bounds);
+    if (c.ok) {
+      valid.push({ rn, event: c.event });
       return;
     }
-    let candidate: unknown = rec;
-    if (isXapiStatement(rec)) {
-      const mapped = xapiToEvent(rec);
-      if (!mapped.ok) {
-        recordProblem(i, rn, rec, null, mapped.issues);
-        return;
-      }
-      candidate = mapped.value;
-    }
-    const r = validateEvent(candidate);
-    if (r.ok) valid.push({ rn, event: r.value });
-    else recordProblem(i, rn, rec, candidate, r.issues);
+    const p: RecordIssues = { index: i, issues: c.issues };
+    if (c.eventId !== null) p.eventId = c.eventId;
+    problems.push(p);
+    dead.push({ ...c, rn });
   });
 
-  return store.transaction(async () => {
-    if (dead.length > 0) {
-      const now = tsLiteral(opts.now);
+  return withoutFsst(store, () =>
+    store.transaction(async () => {
+      if (dead.length > 0) {
+        const now = tsLiteral(opts.now);
+        await store.run(
+          "CREATE OR REPLACE TEMP TABLE __dead (rn BIGINT, event_id VARCHAR, type VARCHAR, field VARCHAR, reason VARCHAR, payload VARCHAR)",
+        );
+        const ap = await store.conn.createAppender("__dead", "main", "temp");
+        for (const d of dead) {
+          ap.appendBigInt(BigInt(d.rn));
+          d.eventId === null ? ap.appendNull() : ap.appendVarchar(d.eventId);
+          d.type === null ? ap.appendNull() : ap.appendVarchar(d.type);
+          ap.appendVarchar(d.field);
+          ap.appendVarchar(d.reason);
+          ap.appendVarchar(d.payload);
+          ap.endRow();
+        }
+        ap.flushSync();
+        ap.closeSync();
+        await store.run(
+          `INSERT INTO dead_letter SELECT ${lit(source)}, rn, event_id, type, field, reason, payload, ${now} FROM __dead`,
+        );
+        await store.run("DROP TABLE __dead");
+      }
       await store.run(
-        "CREATE OR REPLACE TEMP TABLE __dead (rn BIGINT, event_id VARCHAR, type VARCHAR, field VARCHAR, reason VARCHAR, payload VARCHAR)",
+        `CREATE OR REPLACE TEMP TABLE __stage (__rn BIGINT, "type" VARCHAR, ${STAGE_COLUMNS.map((c) => `${ident(c)} VARCHAR`).join(", ")}, __ok BOOLEAN)`,
       );
-      const ap = await store.conn.createAppender("__dead", "main", "temp");
-      for (const d of dead) {
-        ap.appendBigInt(BigInt(d.rn));
-        d.eventId === null ? ap.appendNull() : ap.appendVarchar(d.eventId);
-        d.type === null ? ap.appendNull() : ap.appendVarchar(d.type);
-        ap.appendVarchar(d.issue.field);
-        ap.appendVarchar(d.issue.reason);
-        ap.appendVarchar(d.payload);
+      const ap = await store.conn.createAppender("__stage", "main", "temp");
+      for (const { rn, event } of valid) {
+        ap.appendBigInt(BigInt(rn));
+        ap.appendVarchar(event.type);
+        const e = event as unknown as Record<string, unknown>;
+        for (const c of STAGE_COLUMNS) {
+          const v = e[c];
+          if (v === undefined || v === null) ap.appendNull();
+          else if (Array.isArray(v)) ap.appendVarchar(v.join(LIST_SEPARATOR));
+          else ap.appendVarchar(String(v));
+        }
+        ap.appendBoolean(true);
         ap.endRow();
       }
       ap.flushSync();
       ap.closeSync();
-      await store.run(
-        `INSERT INTO dead_letter SELECT ${lit(source)}, rn, event_id, type, field, reason, payload, ${now} FROM __dead`,
+      const rejectedRecords = records.length - valid.length;
+      const report = await loadRelation(
+        store,
+        "(records)",
+        source,
+        opts,
+        bounds,
+        { sql: "SELECT * FROM __stage", hasRn: true, fixedType: undefined },
+        "js",
       );
-      await store.run("DROP TABLE __dead");
-    }
-    await store.run(
-      `CREATE OR REPLACE TEMP TABLE __stage (__rn BIGINT, "type" VARCHAR, ${STAGE_COLUMNS.map((c) => `${ident(c)} VARCHAR`).join(", ")}, __ok BOOLEAN)`,
-    );
-    const ap = await store.conn.createAppender("__stage", "main", "temp");
-    for (const { rn, event } of valid) {
-      ap.appendBigInt(BigInt(rn));
-      ap.appendVarchar(event.type);
-      const e = event as unknown as Record<string, unknown>;
-      for (const c of STAGE_COLUMNS) {
-        const v = e[c];
-        if (v === undefined || v === null) ap.appendNull();
-        else if (Array.isArray(v)) ap.appendVarchar(v.join(LIST_SEPARATOR));
-        else ap.appendVarchar(String(v));
-      }
-      ap.appendBoolean(true);
-      ap.endRow();
-    }
-    ap.flushSync();
-    ap.closeSync();
-    const rejectedRecords = records.length - valid.length;
-    const report = await loadRelation(
-      store,
-      "(records)",
-      source,
-      opts,
-      { sql: "SELECT * FROM __stage", hasRn: true, fixedType: undefined },
-      "js",
-    );
-    await store.run("DROP TABLE IF EXISTS __stage");
-    return { ...report, format: "api" as const, rejected: rejectedRecords, problems };
-  });
+      await store.run("DROP TABLE IF EXISTS __stage");
+      return { ...report, format: "api" as const, rejected: rejectedRecords, problems };
+    }),
+  );
 }
 
 function xapiId(rec: unknown): string | null {
@@ -685,30 +785,6 @@ function xapiId(rec: unknown): string | null {
     return (rec as { id: string }).id;
   }
   return null;
-}
-
-/**
- * Removes raw identities from a payload kept in dead_letter: student_id becomes student_key and
- * xAPI actor/authority/instructor/team are replaced by the pseudonym of what identifies them.
- */
-export function redact(rec: unknown, pseudonymizer: Pseudonymizer): unknown {
-  if (typeof rec !== "object" || rec === null || Array.isArray(rec)) return rec;
-  const out: Record<string, unknown> = { ...(rec as Record<string, unknown>) };
-  if ("student_id" in out) {
-    const id = out.student_id;
-    delete out.student_id;
-    if (typeof id === "string" && id !== "") out.student_key = pseudonymizer.studentKey(id);
-  }
-  for (const k of ["actor", "authority"]) {
-    if (k in out) out[k] = "[redacted]";
-  }
-  const ctx = out.context;
-  if (typeof ctx === "object" && ctx !== null) {
-    const c = { ...(ctx as Record<string, unknown>) };
-    for (const k of ["instructor", "team"]) if (k in c) c[k] = "[redacted]";
-    out.context = c;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -723,13 +799,20 @@ async function ingestTopicsFile(
   const ext = extname(path).toLowerCase();
   let records: unknown[];
   if (ext === ".json") {
-    const parsed = JSON.parse(readFileSync(path, "utf8")) as unknown;
+    checkFileContent(path, "text");
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(path, "utf8"));
+    } catch (err) {
+      throw new IngestError("INGEST_JSON", `${path}: not valid JSON (${jsonErrorText(err)})`);
+    }
     const list = Array.isArray(parsed) ? parsed : (parsed as { topics?: unknown }).topics;
     if (!Array.isArray(list)) {
       throw new IngestError("INGEST_TOPICS", `${path}: expected a JSON array of topics or {"topics": [...]}`);
     }
     records = list;
   } else if (ext === ".csv" || ext === ".tsv") {
+    checkFileContent(path, "text");
     const rows = await store.all(
       `SELECT * FROM read_csv(${sqlString(path)}, header = true, all_varchar = true, delim = ${lit(ext === ".tsv" ? "\t" : ",")})`,
     );
@@ -748,18 +831,17 @@ async function ingestTopicsFile(
         continue;
       }
       rejected++;
-      for (const issue of r.issues) {
-        await store.run(
-          `INSERT INTO dead_letter VALUES ($source, $rn, NULL, 'topic', $field, $reason, $payload, ${now})`,
-          {
-            source,
-            rn: i + 1,
-            field: issue.field,
-            reason: issue.reason,
-            payload: JSON.stringify(records[i]) ?? "null",
-          },
-        );
-      }
+      const entry = deadLetterEntry(null, r.issues);
+      await store.run(
+        `INSERT INTO dead_letter VALUES ($source, $rn, NULL, 'topic', $field, $reason, $payload, ${now})`,
+        {
+          source,
+          rn: i + 1,
+          field: entry.field,
+          reason: entry.reason,
+          payload: redactedPayload(records[i], opts.pseudonymizer),
+        },
+      );
     }
     for (const t of good) {
       await store.run(

@@ -4,19 +4,26 @@
  * ajv. The input is a staging table of VARCHAR columns named after the contract fields, holding
  * text in the CSV conventions: empty = NULL, booleans true/false, lists joined by "|".
  *
- * Only the keywords the contracts use are understood (type, const, required, minLength, pattern,
- * format date-time, minimum, maximum incl. `$data` sibling references, minItems, items); an
- * unknown keyword throws at compile time so the two paths cannot drift silently.
+ * Only the keywords the contracts use are understood (type, const, required, minLength, maxLength,
+ * pattern (the timestamp and text patterns), format date-time, x-plausible-time, minimum, maximum
+ * incl. `$data` sibling references, minItems, maxItems, items); an unknown keyword throws at
+ * compile time so the two paths cannot drift silently. CSV text is UTF-8 (DuckDB rejects other
+ * bytes as a malformed row), so the text pattern's SQL form only has NUL characters to find.
  */
+
+import type { TimeBounds } from "./contractConfig.ts";
 import {
   dataPointerField,
   EVENT_SCHEMAS,
   EVENT_TYPES,
   type EventType,
   type FieldSchema,
+  LIMITS,
   messages,
+  TEXT_PATTERN,
   TIMESTAMP_PATTERN,
 } from "./contracts.ts";
+import { UNKNOWN_FIELD_POSITION } from "./deadLetters.ts";
 
 /** Separator of list cells (topic_ids, prerequisites) in CSV. */
 export const LIST_SEPARATOR = "|";
@@ -37,11 +44,15 @@ const KNOWN_KEYWORDS = new Set([
   "description",
   "const",
   "minLength",
+  "maxLength",
   "pattern",
   "format",
+  "x-plausible-time",
+  "x-max-bytes",
   "minimum",
   "maximum",
   "minItems",
+  "maxItems",
   "items",
 ]);
 
@@ -63,18 +74,34 @@ interface Check {
 
 const num = (c: string) => `TRY_CAST(${c} AS DOUBLE)`;
 const isNum = (c: string) => `coalesce(isfinite(${num(c)}), false)`;
-// Strings are quoted as JSON in messages, like `show()` does for JSON input.
-const shown = (c: string) => `CAST(to_json(${c}) AS VARCHAR)`;
+const tooLongSuffix = (c: string) => `'… (' || length(${c}) || ' characters)'`;
+// Strings are quoted as JSON in messages, at most LIMITS.echo characters, like `show()` does for JSON input.
+const shown = (c: string) =>
+  `CASE WHEN length(${c}) > ${LIMITS.echo} THEN CAST(to_json(left(${c}, ${LIMITS.echo})) AS VARCHAR) || ${tooLongSuffix(c)} ELSE CAST(to_json(${c}) AS VARCHAR) END`;
+// A raw cell (a number's text), bounded the same way.
+const bounded = (c: string) =>
+  `CASE WHEN length(${c}) > ${LIMITS.echo} THEN left(${c}, ${LIMITS.echo}) || ${tooLongSuffix(c)} ELSE ${c} END`;
+const hasNul = (c: string) => `contains(${c}, chr(0))`;
 const concat = (...parts: string[]) => parts.join(" || ");
 
-function fieldChecks(scope: string, field: string, fs: FieldSchema, required: boolean): Check[] {
+/** A check, or one made from the time bounds of a run. */
+type Rule = Check | ((bounds: TimeBounds) => Check);
+
+function fieldChecks(
+  scope: string,
+  field: string,
+  fs: FieldSchema,
+  required: boolean,
+  scopeSql?: string,
+): Rule[] {
   for (const k of Object.keys(fs)) {
     if (!KNOWN_KEYWORDS.has(k))
       throw new Error(`contract keyword "${k}" on ${scope}.${field} has no SQL form`);
   }
   const c = ident(field);
-  const checks: Check[] = [];
-  if (required) checks.push({ field, bad: `${c} IS NULL`, message: lit(messages.required(scope, field)) });
+  const checks: Rule[] = [];
+  const { s, msg } = scoped(scope, scopeSql);
+  if (required) checks.push({ field, bad: `${c} IS NULL`, message: msg(messages.required(s, field)) });
   const present = `${c} IS NOT NULL`;
   switch (fs.type) {
     case "string": {
@@ -83,17 +110,27 @@ function fieldChecks(scope: string, field: string, fs: FieldSchema, required: bo
         checks.push({
           field,
           bad: `${present} AND length(${c}) < ${fs.minLength}`,
-          message: lit(messages.minLength(scope, field)),
+          message: msg(messages.minLength(s, field)),
         });
       }
-      if (fs.pattern !== undefined) {
-        if (fs.pattern !== TIMESTAMP_PATTERN || fs.format !== "date-time") {
-          throw new Error(`${scope}.${field}: only the timestamp pattern has an SQL form`);
-        }
+      if (fs.maxLength !== undefined) {
         checks.push({
           field,
-          bad: `${present} AND NOT (regexp_full_match(${c}, ${lit(fs.pattern)}) AND TRY_CAST(${c} AS TIMESTAMPTZ) IS NOT NULL)`,
-          message: template(messages.timestamp(scope, field, HOLE), shown(c)),
+          bad: `${present} AND length(${c}) > ${fs.maxLength}`,
+          message: msg(messages.maxLength(s, field, fs.maxLength, HOLE), `CAST(length(${c}) AS VARCHAR)`),
+        });
+      }
+      if (fs.pattern === TEXT_PATTERN) {
+        checks.push({ field, bad: `${present} AND ${hasNul(c)}`, message: msg(messages.text(s, field)) });
+      } else if (fs.pattern !== undefined) {
+        if (fs.pattern !== TIMESTAMP_PATTERN || fs.format !== "date-time") {
+          throw new Error(`${scope}.${field}: only the timestamp and text patterns have an SQL form`);
+        }
+        const wellFormed = wellFormedTimestamp(c, fs.pattern);
+        checks.push({
+          field,
+          bad: `${present} AND NOT (${wellFormed})`,
+          message: msg(messages.timestamp(s, field, HOLE), shown(c)),
         });
       }
       break;
@@ -102,41 +139,42 @@ function fieldChecks(scope: string, field: string, fs: FieldSchema, required: bo
       checks.push({
         field,
         bad: `${present} AND ${c} NOT IN ('true', 'false')`,
-        message: typeMessage(scope, field, fs, shown(c)),
+        message: msg(messages.type(s, field, fs, HOLE), shown(c)),
       });
       break;
     case "number":
     case "integer": {
       const notNum = `${present} AND NOT ${isNum(c)}`;
-      checks.push({ field, bad: notNum, message: typeMessage(scope, field, fs, shown(c)) });
+      checks.push({ field, bad: notNum, message: msg(messages.type(s, field, fs, HOLE), shown(c)) });
       if (fs.type === "integer") {
         checks.push({
           field,
           bad: `${present} AND ${isNum(c)} AND ${num(c)} <> trunc(${num(c)})`,
-          message: typeMessage(scope, field, fs, c),
+          message: msg(messages.type(s, field, fs, HOLE), bounded(c)),
         });
       }
       if (fs.minimum !== undefined) {
         checks.push({
           field,
           bad: `${present} AND ${num(c)} < ${fs.minimum}`,
-          message: template(messages.minimum(scope, field, fs.minimum, HOLE), c),
+          message: msg(messages.minimum(s, field, fs.minimum, HOLE), bounded(c)),
         });
       }
       if (typeof fs.maximum === "number") {
         checks.push({
           field,
           bad: `${present} AND ${num(c)} > ${fs.maximum}`,
-          message: template(messages.maximum(scope, field, fs.maximum, HOLE), c),
+          message: msg(messages.maximum(s, field, fs.maximum, HOLE), bounded(c)),
         });
       } else if (fs.maximum !== undefined) {
+        if (scopeSql !== undefined) throw new Error(`${field}: a cross-field rule needs a fixed scope`);
         const other = dataPointerField(fs.maximum.$data);
         const o = ident(other);
         // Like ajv with $data: the rule applies only when the referenced field is a number.
         checks.push({
           field,
           bad: `${present} AND ${isNum(o)} AND ${num(c)} > ${num(o)}`,
-          message: template(messages.maximumField(scope, field, other, HOLE, HOLE), c, o),
+          message: msg(messages.maximumField(s, field, other, HOLE, HOLE), bounded(c), bounded(o)),
         });
       }
       break;
@@ -146,13 +184,94 @@ function fieldChecks(scope: string, field: string, fs: FieldSchema, required: bo
       checks.push({
         field,
         bad: `${present} AND list_contains(${items}, '')`,
-        message: lit(messages.emptyItem(scope, field)),
+        message: msg(messages.emptyItem(s, field)),
       });
+      if (fs.maxItems !== undefined) {
+        checks.push({
+          field,
+          bad: `${present} AND len(${items}) > ${fs.maxItems}`,
+          message: msg(messages.maxItems(s, field, fs.maxItems, HOLE), `CAST(len(${items}) AS VARCHAR)`),
+        });
+      }
+      const it = fs.items;
+      if (it?.maxLength !== undefined) {
+        checks.push({
+          field,
+          bad: `${present} AND len(list_filter(${items}, x -> length(x) > ${it.maxLength})) > 0`,
+          message: msg(messages.itemTooLong(s, field, it.maxLength)),
+        });
+      }
+      if (it?.pattern === TEXT_PATTERN) {
+        checks.push({
+          field,
+          bad: `${present} AND len(list_filter(${items}, x -> ${hasNul("x")})) > 0`,
+          message: msg(messages.itemText(s, field)),
+        });
+      }
       break;
     }
   }
-  return checks;
+  return [...checks, ...extensionChecks(scope, field, fs, scopeSql)];
 }
+
+/**
+ * Our keywords (x-plausible-time, x-max-bytes), applied like validateEvent applies them: only to a
+ * present value on which no other rule of the field failed (`clean`: every other rule, passed).
+ */
+function extensionChecks(scope: string, field: string, fs: FieldSchema, scopeSql?: string): Rule[] {
+  const c = ident(field);
+  const { s, msg } = scoped(scope, scopeSql);
+  const items = `string_split(${c}, ${lit(LIST_SEPARATOR)})`;
+  const ok: string[] = [`${c} IS NOT NULL`];
+  if (fs.type === "string") {
+    if (fs.minLength !== undefined && fs.minLength > 0) ok.push(`length(${c}) >= ${fs.minLength}`);
+    if (fs.maxLength !== undefined) ok.push(`length(${c}) <= ${fs.maxLength}`);
+    if (fs.pattern === TEXT_PATTERN) ok.push(`NOT ${hasNul(c)}`);
+    else if (fs.pattern !== undefined) ok.push(wellFormedTimestamp(c, fs.pattern));
+  } else if (fs.type === "array") {
+    ok.push(`NOT list_contains(${items}, '')`);
+    if (fs.maxItems !== undefined) ok.push(`len(${items}) <= ${fs.maxItems}`);
+    if (fs.items?.maxLength !== undefined)
+      ok.push(`len(list_filter(${items}, x -> length(x) > ${fs.items.maxLength})) = 0`);
+    if (fs.items?.pattern === TEXT_PATTERN) ok.push(`len(list_filter(${items}, x -> ${hasNul("x")})) = 0`);
+  }
+  const clean = ok.join(" AND ");
+  const out: Rule[] = [];
+  if (fs["x-plausible-time"] === true) {
+    // The bounds depend on the receive time: these two checks are made per run.
+    const us = `epoch_us(TRY_CAST(${c} AS TIMESTAMPTZ))`;
+    out.push((b) => ({
+      field,
+      bad: `${clean} AND ${us} < ${Math.trunc(b.minUs)}`,
+      message: msg(messages.timeMin(s, field, b, HOLE), shown(c)),
+    }));
+    out.push((b) => ({
+      field,
+      bad: `${clean} AND ${us} > ${Math.trunc(b.maxUs)}`,
+      message: msg(messages.timeMax(s, field, b, HOLE), shown(c)),
+    }));
+  }
+  const maxBytes = fs["x-max-bytes"];
+  if (maxBytes !== undefined) {
+    out.push({
+      field,
+      bad: `${clean} AND strlen(${c}) > ${maxBytes}`,
+      message: msg(messages.maxBytes(s, field, maxBytes, HOLE), `CAST(strlen(${c}) AS VARCHAR)`),
+    });
+  }
+  const itemBytes = fs.items?.["x-max-bytes"];
+  if (itemBytes !== undefined) {
+    out.push({
+      field,
+      bad: `${clean} AND len(list_filter(${items}, x -> strlen(x) > ${itemBytes})) > 0`,
+      message: msg(messages.itemTooManyBytes(s, field, itemBytes)),
+    });
+  }
+  return out;
+}
+
+const wellFormedTimestamp = (c: string, pattern: string): string =>
+  `regexp_full_match(${c}, ${lit(pattern)}) AND TRY_CAST(${c} AS TIMESTAMPTZ) IS NOT NULL`;
 
 const HOLE = "\u0000";
 
@@ -168,53 +287,124 @@ function template(rendered: string, ...values: string[]): string {
   return concat(...parts);
 }
 
-function typeMessage(scope: string, field: string, fs: FieldSchema, gotSql: string): string {
-  return template(messages.type(scope, field, fs, HOLE), gotSql);
+/**
+ * The scope of a field's messages: a fixed type name, or (scopeSql) the row's type column, spliced
+ * into the message's leading hole.
+ */
+function scoped(
+  scope: string,
+  scopeSql: string | undefined,
+): { s: string; msg: (rendered: string, ...values: string[]) => string } {
+  if (scopeSql === undefined)
+    return { s: scope, msg: (rendered, ...values) => template(rendered, ...values) };
+  return { s: HOLE, msg: (rendered, ...values) => template(rendered, scopeSql, ...values) };
 }
 
-const checksCache = new Map<EventType, Check[]>();
+/**
+ * Fields every event type declares alike (same schema, required-ness and position: event_id,
+ * student_id, timestamp, ...). In a file of mixed types their rules are emitted once, with the
+ * type column as the message scope, instead of once per type: the SQL stays half the size, and
+ * DuckDB's planning time grows with it.
+ */
+const COMMON_FIELDS: ReadonlySet<string> = (() => {
+  const [first, ...rest] = EVENT_TYPES.map((t) => EVENT_SCHEMAS[t]);
+  const out = new Set<string>();
+  const keys = Object.keys(first!.properties);
+  for (const [i, f] of keys.entries()) {
+    if (f === "type") continue;
+    const same = rest.every((sc) => {
+      const k = Object.keys(sc.properties);
+      return (
+        k[i] === f &&
+        JSON.stringify(sc.properties[f]) === JSON.stringify(first!.properties[f]) &&
+        sc.required.includes(f) === first!.required.includes(f)
+      );
+    });
+    if (same) out.add(f);
+  }
+  return out;
+})();
 
-/** Every rule of one event type, compiled from its schema. */
-export function checksFor(type: EventType): Check[] {
-  let checks = checksCache.get(type);
-  if (!checks) {
+const ruleCache = new Map<string, Rule[]>();
+
+/** The rules of a type's fields (`which`), cached: the bounded ones are made per run. */
+function rulesFor(type: EventType, which: "all" | "own" | "common", typeSql?: string): Rule[] {
+  const key = `${type}\u0000${which}\u0000${typeSql ?? ""}`;
+  let rules = ruleCache.get(key);
+  if (!rules) {
     const schema = EVENT_SCHEMAS[type];
-    checks = [];
+    rules = [];
     for (const [field, fs] of Object.entries(schema.properties)) {
       if (field === "type") continue;
-      checks.push(...fieldChecks(type, field, fs, schema.required.includes(field)));
+      if (which === "own" && COMMON_FIELDS.has(field)) continue;
+      if (which === "common" && !COMMON_FIELDS.has(field)) continue;
+      const scopeSql = which === "common" ? typeSql : undefined;
+      rules.push(...fieldChecks(type, field, fs, schema.required.includes(field), scopeSql));
     }
-    checksCache.set(type, checks);
+    ruleCache.set(key, rules);
   }
-  return checks;
+  return rules;
 }
+
+const withBounds = (rules: readonly Rule[], bounds: TimeBounds): Check[] =>
+  rules.map((c) => (typeof c === "function" ? c(bounds) : c));
+
+/** Every rule of one event type, compiled from its schema, with the time bounds of this run. */
+export function checksFor(type: EventType, bounds: TimeBounds): Check[] {
+  return withBounds(rulesFor(type, "all"), bounds);
+}
+
+const anyBad = (checks: readonly Check[]): string => checks.map((c) => `(${c.bad})`).join(" OR ");
 
 /**
  * SQL boolean: the row satisfies its type's contract. `typeSql` is the type column; `fixedType`
  * when the whole file has one type (only that type's checks are emitted).
  */
-export function validSql(typeSql: string, fixedType?: EventType): string {
-  if (fixedType)
-    return `NOT (${checksFor(fixedType)
-      .map((c) => `(${c.bad})`)
-      .join(" OR ")})`;
+export function validSql(typeSql: string, bounds: TimeBounds, fixedType?: EventType): string {
+  if (fixedType) return `coalesce(NOT (${anyBad(checksFor(fixedType, bounds))}), false)`;
+  const common = withBounds(rulesFor(EVENT_TYPES[0], "common", typeSql), bounds);
   const arms = EVENT_TYPES.map((t) => {
-    const bad = checksFor(t).map((c) => `(${c.bad})`);
-    return `WHEN ${lit(t)} THEN NOT (${bad.join(" OR ")})`;
+    const own = withBounds(rulesFor(t, "own"), bounds);
+    return `WHEN ${lit(t)} THEN ${own.length === 0 ? "true" : `NOT (${anyBad(own)})`}`;
   });
-  return `coalesce(CASE ${typeSql} ${arms.join(" ")} ELSE false END, false)`;
+  const known = `${typeSql} IN (${EVENT_TYPES.map(lit).join(", ")})`;
+  return `coalesce(${known} AND NOT (${anyBad(common)}) AND CASE ${typeSql} ${arms.join(" ")} ELSE false END, false)`;
 }
 
-/** SQL list of STRUCT(field, reason): every violation of the row (empty for valid rows). */
-export function issuesSql(typeSql: string, fixedType?: EventType): string {
-  const listOf = (t: EventType) =>
-    `[${checksFor(t)
-      .map((c) => `CASE WHEN ${c.bad} THEN {'field': ${lit(c.field)}, 'reason': ${c.message}} END`)
+/**
+ * SQL list of STRUCT(pos, reason, field): every violation of the row (empty for valid rows), sorted
+ * by the field's position in the schema and then the message, as features/deadLetters.ts sorts
+ * the issues of a JSON record.
+ */
+export function issuesSql(typeSql: string, bounds: TimeBounds, fixedType?: EventType): string {
+  const listOf = (t: EventType, checks: readonly Check[]) => {
+    const order = Object.keys(EVENT_SCHEMAS[t].properties);
+    return `[${checks
+      .map(
+        (c) =>
+          `CASE WHEN ${c.bad} THEN {'pos': ${order.indexOf(c.field)}, 'reason': ${c.message}, 'field': ${lit(c.field)}} END`,
+      )
       .join(", ")}]`;
-  if (fixedType) return `list_filter(${listOf(fixedType)}, x -> x IS NOT NULL)`;
-  const arms = EVENT_TYPES.map((t) => `WHEN ${lit(t)} THEN ${listOf(t)}`);
+  };
+  const sorted = (list: string) => `list_sort(list_filter(${list}, x -> x IS NOT NULL))`;
+  if (fixedType) return sorted(listOf(fixedType, checksFor(fixedType, bounds)));
+  const first = EVENT_TYPES[0];
+  const common = listOf(first, withBounds(rulesFor(first, "common", typeSql), bounds));
+  const arms = EVENT_TYPES.map(
+    (t) => `WHEN ${lit(t)} THEN ${listOf(t, withBounds(rulesFor(t, "own"), bounds))}`,
+  );
   const missing = lit(`event.type is required; allowed types: ${EVENT_TYPES.join(", ")}`);
   const wrong = template(`event.type must be one of ${EVENT_TYPES.join(", ")} (got ${HOLE})`, shown(typeSql));
   const unknown = `CASE WHEN ${typeSql} IS NULL THEN ${missing} ELSE ${wrong} END`;
-  return `list_filter(CASE ${typeSql} ${arms.join(" ")} ELSE [{'field': 'type', 'reason': ${unknown}}] END, x -> x IS NOT NULL)`;
+  const known = `${typeSql} IN (${EVENT_TYPES.map(lit).join(", ")})`;
+  return sorted(
+    `CASE WHEN ${known} THEN list_concat(${common}, CASE ${typeSql} ${arms.join(" ")} END) ELSE [{'pos': ${UNKNOWN_FIELD_POSITION}, 'reason': ${unknown}, 'field': 'type'}] END`,
+  );
 }
+
+/** The one dead_letter field of a row from its sorted issuesSql list `l`: the first problem's field. */
+export const deadLetterFieldSql = (l: string): string => `${l}[1].field`;
+
+/** The one dead_letter reason of a row from its sorted issuesSql list `l`: every message, joined by "; ". */
+export const deadLetterReasonSql = (l: string): string =>
+  `array_to_string(list_transform(${l}, x -> x.reason), '; ')`;

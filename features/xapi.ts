@@ -18,8 +18,13 @@
  * in), while grouping is any looser container (course, curriculum). Assignments take every parent
  * id (else every grouping id) as topic_ids.
  * Optional extensions: attempt_number, hints_used, rewind_count, watch_pct, school_id, class_id, grade.
+ * Shapes: any JSON may arrive here, so every part is read defensively. contextActivities.parent and
+ * .grouping are lists of Activity objects, each with a string id; a single Activity object is read
+ * as a list of one (xAPI 1.0.3, 4.1.6.2, lets a statement send either); any other value (a string,
+ * a list holding null or a non-object, an Activity without an id) rejects the statement, naming
+ * the field.
  */
-import type { LearningEvent, ValidationIssue } from "./contracts.ts";
+import { type LearningEvent, show, type ValidationIssue } from "./contracts.ts";
 
 const ADL = "http://adlnet.gov/expapi/verbs/";
 export const XAPI_EXTENSION = "https://mastery-engine.local/xapi/";
@@ -88,11 +93,11 @@ function verbOf(st: XapiStatement): Verb | undefined {
   const id = st.verb?.id;
   if (typeof id === "string" && id.startsWith(ADL)) {
     const name = id.slice(ADL.length);
-    if (name in VERBS) return name as Verb;
+    if (Object.hasOwn(VERBS, name)) return name as Verb;
   }
   for (const label of Object.values(st.verb?.display ?? {})) {
     const name = String(label).trim().toLowerCase();
-    if (name in VERBS) return name as Verb;
+    if (Object.hasOwn(VERBS, name)) return name as Verb;
   }
   return undefined;
 }
@@ -113,8 +118,36 @@ function ext(st: XapiStatement, name: string): unknown {
   );
 }
 
-function activityIds(list: { id?: string }[] | undefined): string[] {
-  return (list ?? []).map((a) => a.id).filter((x): x is string => typeof x === "string" && x !== "");
+/** The ids of contextActivities.<key> (see the file comment), or the issue with its shape. */
+function activityIds(st: XapiStatement, key: "parent" | "grouping"): string[] | ValidationIssue {
+  const field = `context.contextActivities.${key}`;
+  const ctx = (st as { context?: unknown }).context;
+  if (ctx === undefined || ctx === null) return [];
+  const activities =
+    typeof ctx === "object" ? (ctx as { contextActivities?: unknown }).contextActivities : undefined;
+  if (activities === undefined || activities === null) return [];
+  if (typeof activities !== "object" || Array.isArray(activities))
+    return { field: "context.contextActivities", reason: "xapi.context.contextActivities must be an object" };
+  const value = (activities as Record<string, unknown>)[key];
+  if (value === undefined || value === null) return [];
+  const list = Array.isArray(value) ? value : typeof value === "object" ? [value] : null;
+  if (list === null)
+    return {
+      field,
+      reason: `xapi.${field} must be a list of Activity objects with an id (got ${show(value)})`,
+    };
+  const ids: string[] = [];
+  for (const a of list) {
+    const id =
+      typeof a === "object" && a !== null && !Array.isArray(a) ? (a as { id?: unknown }).id : undefined;
+    if (typeof id !== "string")
+      return {
+        field,
+        reason: `xapi.${field} must be a list of Activity objects with a string id (got an item ${show(a)})`,
+      };
+    if (id !== "") ids.push(id);
+  }
+  return ids;
 }
 
 /**
@@ -149,8 +182,11 @@ export function xapiToEvent(st: XapiStatement): XapiResult {
   else issues.push({ field: "timestamp", reason: "xapi.timestamp is required (ISO 8601 with offset)" });
 
   const explicitTopic = ext(st, "topic_id");
-  const parents = activityIds(st.context?.contextActivities?.parent);
-  const groups = activityIds(st.context?.contextActivities?.grouping);
+  const parentIds = activityIds(st, "parent");
+  const groupIds = activityIds(st, "grouping");
+  for (const r of [parentIds, groupIds]) if (!Array.isArray(r)) issues.push(r);
+  const parents = Array.isArray(parentIds) ? parentIds : [];
+  const groups = Array.isArray(groupIds) ? groupIds : [];
   if (type === "assignment") {
     const explicit = ext(st, "topic_ids") ?? explicitTopic;
     const topics = Array.isArray(explicit)

@@ -13,6 +13,7 @@ import helmet from "helmet";
 import { type Logger, pino } from "pino";
 import { parse as parseYaml } from "yaml";
 import type { ExperimentStore } from "../experiments/store.ts";
+import type { TimeRange } from "../features/contractConfig.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import { qualityReport } from "../features/quality.ts";
 import type { MonitorLoop } from "../monitoring/loop.ts";
@@ -22,20 +23,15 @@ import { DuckMasteryStore } from "../storage/masteryStore.ts";
 import { DuckRawEventStore } from "../storage/rawEventStore.ts";
 import { SERVING_DDL } from "../storage/schema.ts";
 import { DuckStateStore } from "../storage/stateStore.ts";
+import { redactErrorMessage } from "../storage/storeErrors.ts";
 import { BACKEND_LABEL } from "../storage/unavailable.ts";
 import { AlertEngine, loadThresholds, type ThresholdConfig } from "./alerts.ts";
-import {
-  AccessError,
-  Authenticator,
-  type Principal,
-  requireAction,
-  requireStudent,
-  type Scope,
-} from "./auth.ts";
+import { Authenticator, type Principal, requireAction, requireStudent, type Scope } from "./auth.ts";
 import { type BackendEvent, BackendMonitor } from "./backendMonitor.ts";
 import { dashboardRouter } from "./dashboard/router.ts";
+import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
-import { HttpError } from "./httpError.ts";
+import { errorAnswer, HttpError } from "./httpError.ts";
 import { DuckMasteryReadStore, type MasteryReadStore } from "./masteryReadStore.ts";
 import {
   DEFAULT_SOURCE_ORDER,
@@ -182,6 +178,8 @@ export interface AppDeps {
   probes?: readonly BackendProbe[];
   /** Called on each backend state change (default: a warn/info log line). */
   onBackendChange?: (e: BackendEvent) => void;
+  /** Plausible timestamp range of POST /events (default: config/events.yaml and the environment). */
+  timeRange?: TimeRange;
 }
 
 /** Everything a route handler needs; handlers stay thin over these. */
@@ -195,6 +193,8 @@ export interface ServingContext {
   updater: EventUpdater;
   /** Set with --via-stream (AppDeps.publishEvents): POST /events publishes instead of applying. */
   publishEvents: AppDeps["publishEvents"];
+  /** What POST /events writes through (serving/eventIntake.ts). */
+  intake: IntakeDeps;
   alerts: AlertEngine;
   metrics: ServerMetrics;
   logger: Logger;
@@ -241,18 +241,29 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   const metrics = new ServerMetrics({ defaultMetrics: deps.defaultMetrics ?? true });
   const now = deps.now ?? (() => new Date());
   const auth = new Authenticator(deps.jwtSecret, deps.pseudonymizer);
+  const localRaw = await gate.run(() => DuckRawEventStore.open(store));
   const updater =
     deps.updater ??
     (await gate.run(
       async () =>
         new IncrementalUpdater({
-          raw: await DuckRawEventStore.open(store),
+          raw: localRaw,
           state: await DuckStateStore.open(store),
           mastery: await DuckMasteryStore.open(store),
           models: streamModels({ bktModelDir: deps.modelDirs?.bkt, eloModelDir: deps.modelDirs?.elo }),
           nowUs: () => now().getTime() * 1000,
         }),
     ));
+  const intake: IntakeDeps = {
+    updater,
+    deadLetters: localRaw,
+    // An updater given by the caller keeps the raw zone elsewhere (PostgreSQL): copy the applied
+    // events into this server's DuckDB too, which class membership, /quality and model features read.
+    mirror: deps.updater !== undefined ? localRaw : null,
+    publish: deps.publishEvents,
+    pseudonymizer: deps.pseudonymizer,
+    ...(deps.timeRange !== undefined ? { timeRange: deps.timeRange } : {}),
+  };
   const alerts = new AlertEngine(store, deps.thresholds ?? loadThresholds(), {
     withStore: (fn) => gate.run(fn),
     now,
@@ -347,6 +358,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     config,
     updater,
     publishEvents: deps.publishEvents,
+    intake,
     alerts,
     metrics,
     logger,
@@ -463,32 +475,27 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     res.status(404).json({ error: "not_found", field: "(path)", reason: "no such route; see /openapi.json" });
   });
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    // A store outage: 503 + Retry-After from the backend monitor, which logs it once per outage
+    // (not once per request) and finds out when it is back.
     if (respondUnavailable(err, res, backends)) return;
-    if (err instanceof AccessError) {
-      res.status(err.status).json({ error: err.code.toLowerCase(), field: err.field, reason: err.reason });
-      return;
+    const answer = errorAnswer(err, config.bodyLimit);
+    if (answer.status >= 500) {
+      // Never the raw message: drivers and parsers quote values there (a URL's raw student id).
+      const e = err as { name?: unknown; code?: unknown; message?: unknown };
+      logger.error(
+        {
+          err: {
+            name: String(e?.name ?? "Error"),
+            ...(typeof e?.code === "string" ? { code: e.code } : {}),
+            message: redactErrorMessage(String(e?.message ?? err)),
+          },
+          status: answer.status,
+        },
+        "unhandled error",
+      );
     }
-    if (err instanceof HttpError) {
-      res.status(err.status).json({ error: err.code, field: err.field, reason: err.reason });
-      return;
-    }
-    const e = err as { type?: string; status?: number; message?: string };
-    if (e.type === "entity.parse.failed") {
-      res
-        .status(400)
-        .json({ error: "invalid_json", field: "(body)", reason: `body is not valid JSON: ${e.message}` });
-      return;
-    }
-    if (e.type === "entity.too.large") {
-      res
-        .status(413)
-        .json({ error: "too_large", field: "(body)", reason: `body exceeds ${config.bodyLimit}; split it` });
-      return;
-    }
-    logger.error({ err: { name: (err as Error).name, message: (err as Error).message } }, "unhandled error");
-    res
-      .status(500)
-      .json({ error: "internal", field: "(server)", reason: "internal error; see the server log" });
+    if (answer.retryAfterS !== undefined) res.setHeader("Retry-After", String(answer.retryAfterS));
+    res.status(answer.status).json(answer.body);
   });
   const quality = new QualityMetrics({
     registry: metrics.registry,

@@ -1,11 +1,36 @@
-import { listValue } from "@duckdb/node-api";
-import { type LearningEvent, type ValidationIssue, validateEvent } from "../features/contracts.ts";
-import { ingestEvents } from "../features/ingest.ts";
+import { configuredTimeRange, type TimeRange, timeBounds } from "../features/contractConfig.ts";
+import type { ValidationIssue } from "../features/contracts.ts";
+import { checkRecord } from "../features/ingest.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
-import { isXapiStatement, xapiToEvent } from "../features/xapi.ts";
-import type { DuckStore } from "../storage/duckdb.ts";
-import type { RawEventRow } from "../storage/rawEventStore.ts";
-import { rowsFromEvent, type UpdatedKey } from "./updater.ts";
+import type { DeadLetterRow, RawEventRow, RawEventStore } from "../storage/rawEventStore.ts";
+import { redactErrorMessage, storeErrorKind } from "../storage/storeErrors.ts";
+import {
+  type ApplyResult,
+  type EventUpdater,
+  rowsFromEvent,
+  type UpdatedKey,
+  updatedKeys,
+} from "./updater.ts";
+
+/**
+ * POST /events, the write-path contract (docs/runbook.md "Write-path contract"):
+ *  - every item is checked alone against the contract (features/ingest.ts checkRecord: bounds,
+ *    xAPI mapping, redaction); a bad item is `rejected` with every field problem and ONE
+ *    dead_letter row, whatever it contains, and never fails its neighbours;
+ *  - the valid items go to the ONE update path (serving/updater.ts) as one batch. The answer comes
+ *    only after the updater resolved, that is once the events are in the raw zone, the state and
+ *    the scores that readers use (DuckDB, or PostgreSQL + Redis). Per item: `accepted` when the
+ *    updater applied at least one of its rows, `duplicate` when every row was already applied
+ *    before (the updater's outcome against the state readers use is the truth, so an event
+ *    whose earlier attempt failed is applied now and answered `accepted`);
+ *  - when the store refuses a value (a data error, which the bounds should make unreachable), the
+ *    batch is retried item by item and only the refused item is rejected. The raw append is the
+ *    first write and one atomic statement, so a data error leaves nothing applied and the
+ *    per-item retry still tells new events from old ones. A store that is unreachable fails the
+ *    request (503): nothing is acknowledged, and the client's retry is safe (idempotent by event_id);
+ *  - with --via-stream the valid items not yet applied are published to JetStream (acknowledged by
+ *    the stream, durably) and answered `accepted`; a stream worker applies them.
+ */
 
 export type ItemStatus = "accepted" | "duplicate" | "rejected";
 
@@ -21,102 +46,164 @@ export interface IntakeResult {
   duplicate: number;
   rejected: number;
   items: IntakeItem[];
-  /** Students with accepted events. */
+  /** Students of the valid items (their cached bodies are stale). */
   studentKeys: Set<string>;
-  /** raw_events rows of the accepted events (pseudonymized), for the updater. */
-  rows: RawEventRow[];
-  /**
-   * raw_events rows of items answered "duplicate" because their event_id was already stored.
-   * The updater gets them too (it is idempotent): an event stored by an earlier attempt whose
-   * update failed (a store outage answered 503) is applied now, on the client's retry.
-   */
-  duplicateRows: RawEventRow[];
-  /**
-   * The valid items (accepted, and duplicates of stored events) as received (JSON event or xAPI
-   * statement), for --via-stream publishing. Duplicates are included so a client's retry after a
-   * failed publish re-publishes them; the bus (msgId) and the updater's processed set drop repeats.
-   */
-  events: { eventId: string; type: string; record: unknown }[];
+  /** (student, topic) keys whose scores moved (alerts re-check these). */
   updatedKeys: UpdatedKey[];
 }
 
-/**
- * POST /events: stores a batch through features/ingest.ts (validation, pseudonyms, dedupe, dead
- * letters) and says, per item, accepted / duplicate (event_id already stored, or earlier in the
- * batch: the first one wins, as in ingest) / rejected with every field problem. Must run inside the
- * server's store gate: the duplicate check and the insert see the same table.
- */
+/** What POST /events writes through; createApp builds it from its stores. */
+export interface IntakeDeps {
+  updater: EventUpdater;
+  /** Where rejected items' dead letters go (the server's DuckDB dead_letter, read by /quality). */
+  deadLetters: Pick<RawEventStore, "deadLetter">;
+  /**
+   * A second copy of the valid items' raw rows, written after they are applied, when the updater
+   * keeps the raw zone elsewhere (PostgreSQL): the server's DuckDB raw_events, which class
+   * membership, the quality report and model features read. Not the system of record.
+   */
+  mirror: Pick<RawEventStore, "record"> | null;
+  /** --via-stream: publish the valid, not yet applied items (as received) instead of applying them. */
+  publish?:
+    | ((events: readonly { eventId: string; type: string; record: unknown }[]) => Promise<void>)
+    | undefined;
+  pseudonymizer: Pseudonymizer;
+  /** Plausible timestamp range (default: config/events.yaml and the environment). */
+  timeRange?: TimeRange;
+  source?: string;
+}
+
+interface Pending {
+  index: number;
+  eventId: string;
+  type: string;
+  record: unknown;
+  rows: RawEventRow[];
+}
+
 export async function intakeEvents(
-  store: DuckStore,
+  deps: IntakeDeps,
   records: readonly unknown[],
-  pseudonymizer: Pseudonymizer,
-  now?: Date,
+  now: Date,
 ): Promise<IntakeResult> {
-  const mapped: (LearningEvent | null)[] = records.map((rec) => {
-    let candidate: unknown = rec;
-    if (isXapiStatement(rec)) {
-      const m = xapiToEvent(rec);
-      if (!m.ok) return null;
-      candidate = m.value;
-    }
-    const r = validateEvent(candidate);
-    return r.ok ? r.value : null;
-  });
-  const ids = [...new Set(mapped.filter((e) => e !== null).map((e) => e.event_id))];
-  const existing = new Set<string>();
-  if (ids.length > 0) {
-    const rows = await store.all<{ event_id: string }>(
-      "SELECT DISTINCT event_id FROM raw_events WHERE event_id IN (SELECT unnest($ids::VARCHAR[]))",
-      { ids: listValue(ids) },
-    );
-    for (const r of rows) existing.add(r.event_id);
-  }
-  const report = await ingestEvents(store, records, {
-    pseudonymizer,
-    source: "api",
-    ...(now ? { now } : {}),
-  });
-  const problems = new Map(report.problems.map((p) => [p.index, p]));
-  const items: IntakeItem[] = [];
-  const rows: RawEventRow[] = [];
-  const duplicateRows: RawEventRow[] = [];
-  const events: IntakeResult["events"] = [];
-  const studentKeys = new Set<string>();
-  const ingestedAtUs = (now ?? new Date()).getTime() * 1000;
-  const seen = new Set<string>();
-  let accepted = 0;
-  let duplicate = 0;
-  let rejected = 0;
-  records.forEach((_, index) => {
-    const problem = problems.get(index);
-    const ev = mapped[index] ?? null;
-    if (problem !== undefined || ev === null) {
-      rejected++;
-      items.push({
-        index,
-        eventId: problem?.eventId ?? null,
-        status: "rejected",
-        errors: problem?.issues ?? [{ field: "(event)", reason: "event is invalid" }],
+  const source = deps.source ?? "api";
+  const nowUs = now.getTime() * 1000;
+  const bounds = timeBounds(deps.timeRange ?? configuredTimeRange(), now.getTime());
+  const items: IntakeItem[] = new Array(records.length);
+  const dead: DeadLetterRow[] = [];
+  const pending: Pending[] = [];
+  records.forEach((rec, index) => {
+    const c = checkRecord(rec, deps.pseudonymizer, bounds);
+    if (!c.ok) {
+      items[index] = { index, eventId: c.eventId, status: "rejected", errors: c.issues };
+      dead.push({
+        source,
+        event_id: c.eventId,
+        type: c.type,
+        field: c.field,
+        reason: c.reason,
+        payload: c.payload,
+        rejected_at_us: nowUs,
       });
       return;
     }
-    if (existing.has(ev.event_id) || seen.has(ev.event_id)) {
-      duplicate++;
-      items.push({ index, eventId: ev.event_id, status: "duplicate" });
-      events.push({ eventId: ev.event_id, type: ev.type, record: records[index] });
-      if (!seen.has(ev.event_id)) {
-        seen.add(ev.event_id);
-        duplicateRows.push(...rowsFromEvent(ev, pseudonymizer, { source: "api", ingestedAtUs }));
-      }
-      return;
-    }
-    seen.add(ev.event_id);
-    accepted++;
-    items.push({ index, eventId: ev.event_id, status: "accepted" });
-    events.push({ eventId: ev.event_id, type: ev.type, record: records[index] });
-    const evRows = rowsFromEvent(ev, pseudonymizer, { source: "api", ingestedAtUs });
-    for (const r of evRows) rows.push(r);
-    if (evRows[0]) studentKeys.add(evRows[0].student_key);
+    const rows = rowsFromEvent(c.event, deps.pseudonymizer, { source, ingestedAtUs: nowUs });
+    pending.push({ index, eventId: c.event.event_id, type: c.event.type, record: rec, rows });
   });
-  return { accepted, duplicate, rejected, items, rows, duplicateRows, events, studentKeys, updatedKeys: [] };
+
+  let moved: UpdatedKey[] = [];
+  if (pending.length > 0) {
+    if (deps.publish !== undefined) await publishItems(deps, pending, items);
+    else moved = await applyItems(deps, pending, items, dead, nowUs, source);
+    const kept = pending.filter((p) => items[p.index]!.status !== "rejected").flatMap((p) => p.rows);
+    if (deps.mirror !== null && kept.length > 0) await deps.mirror.record(kept);
+  }
+  if (dead.length > 0) await deps.deadLetters.deadLetter(dead);
+
+  const studentKeys = new Set<string>();
+  for (const p of pending) if (p.rows[0]) studentKeys.add(p.rows[0].student_key);
+  const count = (s: ItemStatus) => items.filter((i) => i.status === s).length;
+  return {
+    accepted: count("accepted"),
+    duplicate: count("duplicate"),
+    rejected: count("rejected"),
+    items,
+    studentKeys,
+    updatedKeys: moved,
+  };
+}
+
+/** Applies the items in one batch; on a data error, item by item (see the file comment). */
+async function applyItems(
+  deps: IntakeDeps,
+  pending: readonly Pending[],
+  items: IntakeItem[],
+  dead: DeadLetterRow[],
+  nowUs: number,
+  source: string,
+): Promise<UpdatedKey[]> {
+  const all: ApplyResult[] = [];
+  const settle = (p: Pending, results: readonly ApplyResult[]) => {
+    const applied = results.some((r) => r.outcome !== "duplicate");
+    items[p.index] = { index: p.index, eventId: p.eventId, status: applied ? "accepted" : "duplicate" };
+    all.push(...results);
+  };
+  let results: ApplyResult[] | undefined;
+  try {
+    results = await deps.updater.apply(pending.flatMap((p) => p.rows));
+  } catch (err) {
+    if (storeErrorKind(err) !== "data") throw err;
+  }
+  if (results !== undefined) {
+    // One result per row, in row order.
+    let at = 0;
+    for (const p of pending) {
+      settle(p, results.slice(at, at + p.rows.length));
+      at += p.rows.length;
+    }
+    return updatedKeys(all);
+  }
+  for (const p of pending) {
+    try {
+      settle(p, await deps.updater.apply(p.rows));
+    } catch (err) {
+      if (storeErrorKind(err) !== "data") throw err;
+      const reason = `the store refused this event (${redactErrorMessage((err as Error).message ?? String(err)).slice(0, 200)}); check its values`;
+      items[p.index] = {
+        index: p.index,
+        eventId: p.eventId,
+        status: "rejected",
+        errors: [{ field: "(event)", reason }],
+      };
+      dead.push({
+        source,
+        event_id: p.eventId,
+        type: p.type,
+        field: "(event)",
+        reason,
+        payload: JSON.stringify({ event_id: p.eventId, type: p.type, student_key: p.rows[0]?.student_key }),
+        rejected_at_us: nowUs,
+      });
+    }
+  }
+  return updatedKeys(all);
+}
+
+/** --via-stream: items whose every row the state holds are duplicates; the rest are published. */
+async function publishItems(
+  deps: IntakeDeps,
+  pending: readonly Pending[],
+  items: IntakeItem[],
+): Promise<void> {
+  const applied = (await deps.updater.applied?.(pending.flatMap((p) => p.rows))) ?? new Set<string>();
+  const fresh: Pending[] = [];
+  const seen = new Set<string>();
+  for (const p of pending) {
+    const dup = applied.has(p.eventId) || seen.has(p.eventId);
+    seen.add(p.eventId);
+    items[p.index] = { index: p.index, eventId: p.eventId, status: dup ? "duplicate" : "accepted" };
+    if (!dup) fresh.push(p);
+  }
+  if (fresh.length > 0)
+    await deps.publish!(fresh.map((p) => ({ eventId: p.eventId, type: p.type, record: p.record })));
 }

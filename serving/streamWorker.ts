@@ -1,7 +1,7 @@
-import { validateEvent } from "../features/contracts.ts";
-import { redact } from "../features/ingest.ts";
+import { configuredTimeRange, type TimeRange, timeBounds } from "../features/contractConfig.ts";
+import { jsonErrorText, redactedPayload, unparsedPayload } from "../features/deadLetters.ts";
+import { checkRecord, MalformedRecord } from "../features/ingest.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
-import { isXapiStatement, xapiToEvent } from "../features/xapi.ts";
 import type { BusMessage, EventBus, Subscription } from "../storage/bus.ts";
 import type { DeadLetterRow, RawEventRow, RawEventStore } from "../storage/rawEventStore.ts";
 import { type FaultKind, faultDetail, faultKind, isUnavailable } from "../storage/unavailable.ts";
@@ -67,64 +67,69 @@ export interface RunningWorker {
 
 const decoder = new TextDecoder();
 
-/** Parses one message into rows, or the dead-letter rows saying why it cannot be used. */
+/** The message as JSON, or a MalformedRecord saying why not (its text is never kept). */
+function parseJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(decoder.decode(data));
+  } catch (err) {
+    return new MalformedRecord(jsonErrorText(err), data.byteLength);
+  }
+}
+
+/**
+ * Parses one message into rows, or the ONE dead-letter row saying why it cannot be used (the
+ * contract check of features/ingest.ts checkRecord: same bounds, same redacted bounded payload).
+ */
 export function parseMessage(
   data: Uint8Array,
   pseudonymizer: Pseudonymizer,
-  opts: { source: string; nowUs: number },
+  opts: { source: string; nowUs: number; timeRange?: TimeRange },
 ): { ok: true; rows: RawEventRow[] } | { ok: false; dead: DeadLetterRow[] } {
-  const text = decoder.decode(data);
-  const dead = (
-    field: string,
-    reason: string,
-    obj: unknown,
-    eventId: string | null,
-    type: string | null,
-  ) => ({
-    ok: false as const,
+  const bounds = timeBounds(opts.timeRange ?? configuredTimeRange(), opts.nowUs / 1000);
+  const c = checkRecord(parseJson(data), pseudonymizer, bounds);
+  if (c.ok)
+    return {
+      ok: true,
+      rows: rowsFromEvent(c.event, pseudonymizer, { source: opts.source, ingestedAtUs: opts.nowUs }),
+    };
+  return {
+    ok: false,
     dead: [
       {
         source: opts.source,
-        event_id: eventId,
-        type,
-        field,
-        reason,
-        payload: JSON.stringify(redact(obj, pseudonymizer)) ?? "null",
+        event_id: c.eventId,
+        type: c.type,
+        field: c.field,
+        reason: c.reason,
+        payload: c.payload,
         rejected_at_us: opts.nowUs,
       },
     ],
-  });
-  let obj: unknown;
-  try {
-    obj = JSON.parse(text);
-  } catch (err) {
-    return dead("(message)", `malformed JSON: ${(err as Error).message}`, text.slice(0, 1000), null, null);
-  }
-  let candidate = obj;
-  if (isXapiStatement(obj)) {
-    const mapped = xapiToEvent(obj);
-    if (!mapped.ok) {
-      const id = typeof (obj as { id?: unknown }).id === "string" ? (obj as { id: string }).id : null;
-      return {
-        ok: false,
-        dead: mapped.issues.map((i) => dead(i.field, i.reason, obj, id, null).dead[0]!),
-      };
-    }
-    candidate = mapped.value;
-  }
-  const r = validateEvent(candidate);
-  if (!r.ok) {
-    const o = (typeof candidate === "object" && candidate !== null ? candidate : {}) as Record<
-      string,
-      unknown
-    >;
-    const id = typeof o.event_id === "string" ? o.event_id : null;
-    const type = typeof o.type === "string" ? o.type : null;
-    return { ok: false, dead: r.issues.map((i) => dead(i.field, i.reason, obj, id, type).dead[0]!) };
-  }
+  };
+}
+
+/**
+ * The dead letter of a message delivered more than maxDeliver times: its payload redacted and
+ * bounded like any other (the raw message may hold a raw student id or an email).
+ */
+export function overDeliveredDeadLetter(
+  m: Pick<BusMessage, "data" | "deliveryCount">,
+  maxDeliver: number,
+  pseudonymizer: Pseudonymizer,
+  opts: { source: string; nowUs: number },
+): DeadLetterRow {
+  const obj = parseJson(m.data);
+  const rec = (typeof obj === "object" && obj !== null ? obj : {}) as Record<string, unknown>;
+  const id = typeof rec.event_id === "string" ? rec.event_id : typeof rec.id === "string" ? rec.id : null;
   return {
-    ok: true,
-    rows: rowsFromEvent(r.value, pseudonymizer, { source: opts.source, ingestedAtUs: opts.nowUs }),
+    source: opts.source,
+    event_id: id === null ? null : Array.from(id).slice(0, 256).join(""),
+    type: typeof rec.type === "string" ? rec.type.slice(0, 64) : null,
+    field: "(message)",
+    reason: `delivered ${m.deliveryCount} times (max ${maxDeliver}) without being processed`,
+    payload:
+      obj instanceof MalformedRecord ? unparsedPayload(obj.bytes) : redactedPayload(obj, pseudonymizer),
+    rejected_at_us: opts.nowUs,
   };
 }
 
@@ -192,15 +197,7 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
       // killed again and again). Past the crash-loop limit it is dead-lettered without another try;
       // below it, a redelivered message is simply applied (redelivery alone is not a failure).
       if (m.deliveryCount > crashLoopDeliveries) {
-        dead.push({
-          source,
-          event_id: null,
-          type: null,
-          field: "(message)",
-          reason: `delivered ${m.deliveryCount} times (crash-loop limit ${crashLoopDeliveries}) without being settled`,
-          payload: decoder.decode(m.data).slice(0, 10_000),
-          rejected_at_us: t,
-        });
+        dead.push(overDeliveredDeadLetter(m, crashLoopDeliveries, opts.pseudonymizer, { source, nowUs: t }));
         toTerm.push(m);
         continue;
       }
@@ -275,7 +272,7 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
         type: first?.type ?? null,
         field: "(store)",
         reason: `the store refused this event (${kind === "data" ? "data error" : `failed on ${m.deliveryCount} deliveries`}): ${faultDetail(err)}`,
-        payload: parsed.ok ? JSON.stringify(parsed.rows) : "null",
+        payload: redactedPayload(parseJson(m.data), opts.pseudonymizer),
         rejected_at_us: t,
       },
     ]);

@@ -1,4 +1,4 @@
-import type { LearningEvent } from "../features/contracts.ts";
+import { type LearningEvent, timestampMicros } from "../features/contracts.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import { BKT } from "../models/bkt.ts";
 import { Elo } from "../models/elo.ts";
@@ -68,9 +68,16 @@ export function updatedKeys(results: readonly ApplyResult[]): UpdatedKey[] {
 }
 
 export interface EventUpdater {
+  /**
+   * Applies the rows; resolves only once they are durably in the stores readers use (raw zone,
+   * state, scores), with one result per row: "duplicate" only for an event its key's state already
+   * held (applied before, by this or another updater), never for one merely seen.
+   */
   apply(rows: readonly RawEventRow[]): Promise<ApplyResult[]>;
   /** Optional: resolves when the updater can start on a new batch right away. */
   stateStageIdle?(): Promise<void>;
+  /** Optional: the event ids among `rows` whose keys' states already hold them (nothing is written). */
+  applied?(rows: readonly RawEventRow[]): Promise<Set<string>>;
 }
 
 export class UpdaterError extends Error {
@@ -83,24 +90,18 @@ export class UpdaterError extends Error {
   }
 }
 
-const TS = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(Z|([+-])(\d{2}):(\d{2}))$/;
-
 /**
  * An event timestamp (features/contracts.ts TIMESTAMP_PATTERN: offset required, at most
  * microseconds) as epoch microseconds UTC, exactly (Date.parse keeps only milliseconds).
  */
 export function isoToMicros(ts: string): number {
-  const m = TS.exec(ts);
-  if (m === null)
+  const us = timestampMicros(ts);
+  if (us === null)
     throw new UpdaterError(
       "EVENT_TIMESTAMP",
       `timestamp "${ts}" is not ISO 8601 with an offset (e.g. 2026-01-05T10:00:00.123456Z)`,
     );
-  const n = (i: number) => Number(m[i] ?? "0");
-  let ms = Date.UTC(n(1), n(2) - 1, n(3), n(4), n(5), n(6));
-  if (m[8] !== "Z") ms -= (m[9] === "-" ? -1 : 1) * (n(10) * 60 + n(11)) * 60_000;
-  const frac = (m[7] ?? "").padEnd(6, "0");
-  return ms * 1000 + Number(frac);
+  return us;
 }
 
 /** A validated event as raw_events rows: pseudonymized, one row per topic (assignments fan out). */
@@ -305,6 +306,21 @@ export class IncrementalUpdater implements EventUpdater {
   }
 
   private masteryTail: Promise<unknown> = Promise.resolve();
+
+  async applied(rows: readonly RawEventRow[]): Promise<Set<string>> {
+    const keys = new Map<string, { studentKey: string; topicId: string; eventIds: string[] }>();
+    for (const r of rows) {
+      const id = keyId(r.student_key, r.topic_id);
+      const k = keys.get(id);
+      if (k === undefined)
+        keys.set(id, { studentKey: r.student_key, topicId: r.topic_id, eventIds: [r.event_id] });
+      else k.eventIds.push(r.event_id);
+    }
+    const out = new Set<string>();
+    if (keys.size === 0) return out;
+    for (const l of await this.opts.state.load([...keys.values()])) for (const e of l.seen) out.add(e);
+    return out;
+  }
 
   /** Resolves when no batch is queued for or in the state update (a worker forms its next batch then). */
   async stateStageIdle(): Promise<void> {

@@ -1,4 +1,4 @@
-import { DuckDBTimestampValue, listValue } from "@duckdb/node-api";
+import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, TIMESTAMP, VARCHAR } from "@duckdb/node-api";
 import type { DuckStore } from "./duckdb.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { microsToSqlTimestamp } from "./rawEventStore.ts";
@@ -185,7 +185,7 @@ export class DuckMasteryStore implements MasteryStore {
       const stored = new Map(cur.map((c) => [`${c.student_key}\u0000${c.topic_id}`, Number(c.rev)]));
       const moved = keys.filter((k) => (stored.get(`${k.studentKey}\u0000${k.topicId}`) ?? 0) < k.rev);
       if (moved.length === 0) return 0;
-      await d.run(
+      await d.conn.run(
         `INSERT OR REPLACE INTO student_mastery_rev
          SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::BIGINT[])`,
         [
@@ -193,6 +193,7 @@ export class DuckMasteryStore implements MasteryStore {
           listValue(moved.map((k) => k.topicId)),
           listValue(moved.map((k) => BigInt(k.rev))),
         ],
+        [LIST(VARCHAR), LIST(VARCHAR), LIST(BIGINT)],
       );
       const cols: {
         sk: string[];
@@ -223,19 +224,33 @@ export class DuckMasteryStore implements MasteryStore {
         listValue(cols.ex),
         micros(nowUs),
       ];
+      // Every list is bound with its type: an untyped list takes the type of its first value, so a
+      // score of exactly 1 made the scores an INTEGER list, and the next fractional score failed.
+      const types = [
+        LIST(VARCHAR),
+        LIST(VARCHAR),
+        LIST(DOUBLE),
+        LIST(VARCHAR),
+        LIST(VARCHAR),
+        LIST(BIGINT),
+        LIST(VARCHAR),
+        TIMESTAMP,
+      ];
       const select = `SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::DOUBLE[]), unnest($4::VARCHAR[]),
         unnest($5::VARCHAR[]), make_timestamp(unnest($6::BIGINT[])), unnest($7::VARCHAR[]), $8::TIMESTAMP`;
-      await d.run(
+      await d.conn.run(
         `INSERT OR REPLACE INTO student_mastery
            (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
          ${select}`,
         params,
+        types,
       );
-      await d.run(
+      await d.conn.run(
         `INSERT INTO student_mastery_history
            (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
          ${select}`,
         params,
+        types,
       );
       return moved.length;
     });

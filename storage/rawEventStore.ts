@@ -1,4 +1,4 @@
-import { DuckDBTimestampValue, listValue } from "@duckdb/node-api";
+import { BIGINT, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "@duckdb/node-api";
 import type { DuckStore } from "./duckdb.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
@@ -328,13 +328,32 @@ export class DuckRawEventStore implements RawEventStore {
   }
 
   async deadLetter(rows: readonly DeadLetterRow[]): Promise<void> {
-    for (const r of rows) {
-      await this.duck.run(
-        `INSERT INTO dead_letter (source, row_number, event_id, type, field, reason, payload, rejected_at)
-         VALUES ($1, NULL, $2, $3, $4, $5, $6, $7)`,
-        [r.source, r.event_id, r.type, r.field, r.reason, r.payload, micros(r.rejected_at_us)],
-      );
-    }
+    if (rows.length === 0) return;
+    // One statement for the batch; every list typed (an untyped list takes its first value's type).
+    const text = (f: (r: DeadLetterRow) => string | null) => listValue(rows.map(f));
+    await this.duck.conn.run(
+      `INSERT INTO dead_letter (source, row_number, event_id, type, field, reason, payload, rejected_at)
+       SELECT unnest($1::VARCHAR[]), NULL, unnest($2::VARCHAR[]), unnest($3::VARCHAR[]), unnest($4::VARCHAR[]),
+              unnest($5::VARCHAR[]), unnest($6::VARCHAR[]), make_timestamp(unnest($7::BIGINT[]))`,
+      [
+        text((r) => r.source),
+        text((r) => r.event_id),
+        text((r) => r.type),
+        text((r) => r.field),
+        text((r) => r.reason),
+        text((r) => r.payload),
+        listValue(rows.map((r) => BigInt(Math.round(r.rejected_at_us)))),
+      ],
+      [
+        LIST(VARCHAR),
+        LIST(VARCHAR),
+        LIST(VARCHAR),
+        LIST(VARCHAR),
+        LIST(VARCHAR),
+        LIST(VARCHAR),
+        LIST(BIGINT),
+      ],
+    );
   }
 }
 

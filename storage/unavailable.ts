@@ -19,9 +19,10 @@ export const BACKEND_LABEL: Record<BackendName, string> = {
  * unavailable: connection refused/reset/closed, server shutting down or starting, timeouts, too many
  * connections — the same call will work once the backend is back. data: the backend answered and
  * refused this statement or value (constraint, out of range, bad encoding, syntax) — retrying the same
- * input fails the same way. unknown: anything else (treated as retryable a bounded number of times).
+ * input fails the same way. other: anything else (a bug, a missing table: neither blamed on the
+ * input nor retried blindly; the worker retries it a bounded number of times).
  */
-export type FaultKind = "unavailable" | "data" | "unknown";
+export type FaultKind = "unavailable" | "data" | "other";
 
 /** Thrown (or wrapped) by the storage adapters when a backend cannot be reached. */
 export class BackendUnavailableError extends Error {
@@ -60,8 +61,10 @@ const NET_CODES = new Set([
  * too: the same transaction succeeds when retried.
  */
 function pgSqlStateKind(state: string): FaultKind | undefined {
-  if (/^(08|53|58)/.test(state) || /^57P0[123]$/.test(state)) return "unavailable";
-  if (state === "40001" || state === "40P01") return "unavailable";
+  // 57: operator intervention (shutdown, crash, starting up, statement timeout cancel).
+  if (/^(08|53|57|58)/.test(state)) return "unavailable";
+  // Serialization failure, deadlock, lock not available: the same transaction succeeds when retried.
+  if (state === "40001" || state === "40P01" || state === "55P03") return "unavailable";
   // 22 data exception, 23 integrity constraint, 42 syntax or access rule, 54 program limit exceeded
   // (e.g. an index row too large), 2200x encoding: the input itself is refused.
   if (/^(22|23|42|54)/.test(state)) return "data";
@@ -74,6 +77,7 @@ const UNAVAILABLE_MESSAGES = [
   /connection (?:refused|reset|closed|lost)/i,
   /timeout exceeded when trying to connect/i,
   /not queryable/i,
+  /client has encountered a connection error/i,
   /terminating connection/i,
   /the database system is (?:starting up|shutting down|in recovery mode)/i,
   /stream isn't writeable/i,
@@ -87,13 +91,25 @@ const UNAVAILABLE_MESSAGES = [
   /IO Error/,
 ];
 
-/** Classifies any error thrown by a storage call (the adapters' own wrappers included). */
+/** NATS client codes for a lost connection, a request without answer, no JetStream responder. */
+const NATS_CODES = new Set(["CONNECTION_CLOSED", "CONNECTION_REFUSED", "TIMEOUT", "503"]);
+
+/** DuckDB errors that refuse a value (the same input fails again). */
+const DUCKDB_DATA = /^(Conversion|Invalid Input|Constraint|Out of Range) Error/;
+
+/**
+ * Classifies any error thrown by a storage call (the adapters' own wrappers included): DuckDB,
+ * PostgreSQL (`pg`), Redis (`ioredis`), NATS.
+ */
 export function faultKind(err: unknown): FaultKind {
   if (err instanceof BackendUnavailableError) return "unavailable";
-  if (err === null || typeof err !== "object") return "unknown";
+  if (err === null || typeof err !== "object") return "other";
   const e = err as { code?: unknown; message?: unknown; cause?: unknown; name?: unknown };
+  if (e.name === "MaxRetriesPerRequestError") return "unavailable";
   if (typeof e.code === "string") {
-    if (NET_CODES.has(e.code)) return "unavailable";
+    // A typed code set by an adapter (BACKEND_UNAVAILABLE, or e.g. REDIS_UNAVAILABLE).
+    if (e.code.endsWith("_UNAVAILABLE")) return "unavailable";
+    if (NET_CODES.has(e.code) || NATS_CODES.has(e.code)) return "unavailable";
     if (/^[0-9A-Z]{5}$/.test(e.code)) {
       const k = pgSqlStateKind(e.code);
       if (k !== undefined) return k;
@@ -101,15 +117,16 @@ export function faultKind(err: unknown): FaultKind {
   }
   const message = typeof e.message === "string" ? e.message : "";
   if (UNAVAILABLE_MESSAGES.some((re) => re.test(message))) return "unavailable";
+  if (DUCKDB_DATA.test(message)) return "data";
   if (e.cause !== undefined && e.cause !== err) {
     const inner = faultKind(e.cause);
-    if (inner !== "unknown") return inner;
+    if (inner !== "other") return inner;
   }
   // AggregateError (e.g. a connect that tried IPv4 and IPv6 and was refused on both).
   const errors = (err as { errors?: unknown }).errors;
   if (Array.isArray(errors) && errors.length > 0 && errors.every((x) => faultKind(x) === "unavailable"))
     return "unavailable";
-  return "unknown";
+  return "other";
 }
 
 export function isUnavailable(err: unknown): boolean {

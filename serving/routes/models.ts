@@ -1,5 +1,6 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import type { Request, RequestHandler } from "express";
+import { show } from "../../features/contracts.ts";
 import { formatModelVersion } from "../../registry/registry.ts";
 import { RegistryError } from "../../registry/store.ts";
 import type { ServingContext } from "../app.ts";
@@ -111,9 +112,15 @@ const query = (req: Request, name: string): string | undefined => {
   return typeof v === "string" && v !== "" ? v : undefined;
 };
 
+/** Versions are INTEGER columns: 1 .. 2^31-1. */
 function versionParam(raw: string): number {
-  if (!/^\d+$/.test(raw) || Number(raw) < 1)
-    throw new HttpError(400, "invalid_path", "version", `version must be an integer >= 1 (got "${raw}")`);
+  if (!/^\d{1,10}$/.test(raw) || Number(raw) < 1 || Number(raw) > 2_147_483_647)
+    throw new HttpError(
+      400,
+      "invalid_path",
+      "version",
+      `version must be an integer in [1, 2147483647] (got ${show(raw)})`,
+    );
   return Number(raw);
 }
 

@@ -9,9 +9,10 @@ import { updatedKeys } from "../updater.ts";
 
 /**
  * POST /events: 200 when every item is accepted or a duplicate, 207 when some are rejected, 400
- * when all are; the body always lists every item's status. With --via-stream (ctx.publishEvents)
- * the accepted events are published to the bus instead of applied here (updatedKeys is then 0):
- * a stream worker applies them, and GET /mastery shows the new scores once it has.
+ * when all are; the body always lists every item's status (serving/eventIntake.ts has the
+ * contract). With --via-stream the accepted events are published to the bus instead of applied
+ * here (updatedKeys is then 0): a stream worker applies them, and GET /mastery shows the new
+ * scores once it has.
  */
 export const postEvents =
   (ctx: ServingContext): RequestHandler =>
@@ -20,14 +21,16 @@ export const postEvents =
     const batch = parseEventBatch(req.body, ctx.config.maxBatch);
     if (!batch.ok) throw new HttpError(400, "invalid_body", batch.issue.field, batch.issue.reason);
     const result = await ctx.gate.run(async () => {
-      const r = await intakeEvents(ctx.store, batch.value, ctx.pseudonymizer, ctx.now());
-      if (ctx.publishEvents !== undefined) {
-        if (r.events.length > 0) await ctx.publishEvents(r.events);
-      } else if (r.rows.length + r.duplicateRows.length > 0) {
-        // Duplicates too: one stored by an attempt whose update then failed is applied on the retry.
-        r.updatedKeys = updatedKeys(await ctx.updater.apply([...r.rows, ...r.duplicateRows]));
-        await ctx.alerts.check(r.updatedKeys);
-      }
+      const r = await intakeEvents(ctx.intake, batch.value, ctx.now());
+      // The events are stored and applied by now: a failing alert check must not fail the request
+      // (the client would retry events that are already in).
+      if (r.updatedKeys.length > 0)
+        await ctx.alerts.check(r.updatedKeys).catch((err: unknown) => {
+          ctx.logger.warn(
+            { err: { message: (err as Error).message } },
+            "alert check after POST /events failed",
+          );
+        });
       return r;
     });
     ctx.invalidate(result.studentKeys);

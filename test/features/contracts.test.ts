@@ -69,7 +69,7 @@ const BAD: [EventType, string, unknown, string][] = [
   ["quiz_attempt", "question_id", DELETE, "quiz_attempt.question_id is required"],
   ["quiz_attempt", "topic_id", "", "quiz_attempt.topic_id must be a non-empty string"],
   ["quiz_attempt", "event_id", DELETE, "quiz_attempt.event_id is required"],
-  ["quiz_attempt", "student_id", 42, "quiz_attempt.student_id must be a string (got 42)"],
+  ["quiz_attempt", "student_id", 42, "quiz_attempt.student_id must be a string (got a number)"],
   ["quiz_attempt", "grade", 13, "quiz_attempt.grade must be <= 12 (got 13)"],
   ["quiz_attempt", "grade", 0, "quiz_attempt.grade must be >= 1 (got 0)"],
   [

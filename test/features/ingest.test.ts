@@ -57,7 +57,7 @@ describe("CSV ingest", () => {
   });
   afterAll(() => store.close());
 
-  it("keeps valid neighbours of bad rows, dead-letters each bad field with its row number", async () => {
+  it("keeps valid neighbours of bad rows, dead-letters each bad row once with every problem and its row number", async () => {
     const path = write(
       "a/quiz_attempts.csv",
       [
@@ -75,16 +75,21 @@ describe("CSV ingest", () => {
     const dead = await store.all(
       "SELECT row_number, event_id, field, reason FROM dead_letter ORDER BY row_number, field",
     );
+    // One row per rejected row: the first problem's field (in the contract's field order) and
+    // every problem's message, in that order.
     expect(dead.map((d) => [Number(d.row_number), d.event_id, d.field])).toEqual([
       [2, "e2", "time_spent_sec"],
-      [3, "e3", "attempt_number"],
-      [3, "e3", "grade"],
-      [3, "e3", "hints_used"],
-      [3, "e3", "is_correct"],
       [3, "e3", "timestamp"],
       [5, "e4", "topic_id"],
     ]);
     expect(dead[0]?.reason).toBe("quiz_attempt.time_spent_sec must be >= 0 (got -3)");
+    expect(String(dead[1]?.reason).split("; ")).toEqual([
+      'quiz_attempt.timestamp must be an ISO 8601 date-time with offset, e.g. 2026-01-05T10:00:00Z (got "2026-01-05 10:00")',
+      "quiz_attempt.grade must be <= 12 (got 13)",
+      'quiz_attempt.is_correct must be a boolean (true or false) (got "maybe")',
+      "quiz_attempt.attempt_number must be >= 1 (got 0)",
+      "quiz_attempt.hints_used must be an integer (got 1.5)",
+    ]);
     const rows = await store.all(
       "SELECT event_id, student_key, strftime(ts, '%Y-%m-%d %H:%M:%S') AS ts, is_correct, time_spent_sec, grade, source FROM raw_events ORDER BY event_id",
     );

@@ -5,9 +5,9 @@ import { onMessageFailure, retryDelayMs } from "../../serving/streamWorker.ts";
 describe("what the worker does with a message that failed on its own", () => {
   it("dead-letters data errors at once, retries others until the delivery limit", () => {
     expect(onMessageFailure("data", 1, 10)).toBe("dead-letter");
-    expect(onMessageFailure("unknown", 1, 10)).toBe("retry");
-    expect(onMessageFailure("unknown", 9, 10)).toBe("retry");
-    expect(onMessageFailure("unknown", 10, 10)).toBe("dead-letter");
+    expect(onMessageFailure("other", 1, 10)).toBe("retry");
+    expect(onMessageFailure("other", 9, 10)).toBe("retry");
+    expect(onMessageFailure("other", 10, 10)).toBe("dead-letter");
   });
 
   it("backs off exponentially with the delivery count, capped at 30 s", () => {

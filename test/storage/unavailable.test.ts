@@ -28,6 +28,14 @@ describe("faultKind: which store failures mean 'down, retry later'", () => {
     ],
     ["ioredis: command timeout", new Error("Command timed out")],
     ["ioredis: connection closed", new Error("Connection is closed.")],
+    [
+      "ioredis: retries exhausted",
+      Object.assign(new Error("Reached the max retries per request limit"), {
+        name: "MaxRetriesPerRequestError",
+      }),
+    ],
+    ["nats: connection closed", Object.assign(new Error("connection closed"), { code: "CONNECTION_CLOSED" })],
+    ["pg: lock not available (55P03)", pgError("55P03", "could not obtain lock")],
     ["redis: loading dataset", new Error("LOADING Redis is loading the dataset in memory")],
     ["already classified", new BackendUnavailableError("nats", "not connected")],
     ["wrapped in a cause", new Error("apply failed", { cause: netError("ECONNREFUSED") })],
@@ -42,6 +50,7 @@ describe("faultKind: which store failures mean 'down, retry later'", () => {
     ["unique violation (23505)", pgError("23505", "duplicate key value violates unique constraint")],
     ["undefined column (42703)", pgError("42703", 'column "x" does not exist')],
     ["index row too large (54000)", pgError("54000", "index row size 9000 exceeds maximum 2712")],
+    ["DuckDB conversion", new Error("Conversion Error: Could not convert string 'x' to INT32")],
   ])("%s -> data", (_label, err) => {
     expect(faultKind(err)).toBe("data");
   });
@@ -51,8 +60,8 @@ describe("faultKind: which store failures mean 'down, retry later'", () => {
     ["a string", "boom"],
     ["null", null],
     ["AggregateError with one data error", new AggregateError([netError("ECONNREFUSED"), new Error("x")])],
-  ])("%s -> unknown", (_label, err) => {
-    expect(faultKind(err)).toBe("unknown");
+  ])("%s -> other", (_label, err) => {
+    expect(faultKind(err)).toBe("other");
   });
 
   it("names the backend of a wrapped unavailable error", () => {

@@ -1,0 +1,20 @@
+/**
+ * Store error classification lives in storage/unavailable.ts (`faultKind`: unavailable / data /
+ * other); these names are kept for the intake and HTTP error table.
+ */
+export { type FaultKind as StoreErrorKind, faultKind as storeErrorKind } from "./unavailable.ts";
+
+/**
+ * An error message fit for a log line: quoted parts ('...' and "...", where drivers and parsers
+ * put the offending values, possibly a raw student id) replaced by '…', at most 300 characters.
+ */
+export function redactErrorMessage(message: string): string {
+  return (
+    message
+      .replace(/'(?:[^'\\]|\\.)*'/g, "'…'")
+      .replace(/"(?:[^"\\]|\\.)*"/g, '"…"')
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
+      .replace(/[\u0000-\u001f]/g, " ")
+      .slice(0, 300)
+  );
+}
