@@ -2,7 +2,7 @@
  * `npm run chaos`: starts private PostgreSQL, Redis and NATS (chaos/services.ts), runs every
  * scenario of chaos/scenarios.ts against real `mastery worker` / `mastery serve` processes, and
  * prints one row of counts per scenario (markdown, for docs/benchmarks.md "Reliability").
- *   npx tsx chaos/run.ts [--short] [--only SUBSTRING]
+ *   npx tsx chaos/run.ts [--short] [--only SUBSTRING] [--scale 0.5]
  * --short runs the reduced set the test suite runs (test/chaos/chaos.int.test.ts).
  */
 import { cpus, loadavg } from "node:os";
@@ -14,6 +14,9 @@ const args = process.argv.slice(2);
 const short = args.includes("--short");
 const onlyAt = args.indexOf("--only");
 const only = onlyAt >= 0 ? args[onlyAt + 1] : undefined;
+const scaleAt = args.indexOf("--scale");
+const scale = scaleAt >= 0 ? Number(args[scaleAt + 1]) : short ? 0.1 : 1;
+if (!(scale > 0)) throw new Error("--scale must be a positive number (e.g. 0.5: half the events)");
 const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 
 const missing = missingTools();
@@ -29,7 +32,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const)
     killChildren();
     void services.close().finally(() => process.exit(130));
   });
-const ctx: ScenarioContext = { services, log, scale: short ? 0.1 : 1 };
+const ctx: ScenarioContext = { services, log, scale };
 const results: ScenarioResult[] = [];
 let failed = 0;
 try {

@@ -5,7 +5,7 @@ import { type ChaosServices, missingTools, startChaosServices } from "../../chao
 
 /**
  * The short chaos suite (`npm run chaos -- --short` runs the same plan): private PostgreSQL, Redis
- * and NATS started here on ports 25432 / 26379 / 24222 (MASTERY_CHAOS_*_PORT), faults injected
+ * and NATS started here on ports 25442 / 26389 / 24232 (HTTP 28085), faults injected
  * while real `mastery worker` / `mastery serve` processes take events, then every acknowledged
  * event must be stored, none double-counted, the state equal to the full replay, and no 5xx other
  * than 503 + Retry-After. Timings (/healthz latency) are reported by `npm run chaos`, not asserted.
@@ -18,7 +18,9 @@ describe.skipIf(missing.length > 0)("chaos (short): faults against private Postg
   let services: ChaosServices;
   let ctx: ScenarioContext;
   beforeAll(async () => {
-    services = await startChaosServices();
+    // Ports of their own (not the 2543x defaults), so `npm run chaos` can run at the same time.
+    process.env.MASTERY_CHAOS_HTTP_PORT ??= "28085";
+    services = await startChaosServices(() => {}, { pg: 25442, redis: 26389, nats: 24232 });
     ctx = { services, log: () => {}, scale: 0.1 };
   }, 120_000);
   afterAll(async () => {
