@@ -83,6 +83,7 @@ const UNAVAILABLE_MESSAGES = [
   /stream isn't writeable/i,
   /connection is closed/i,
   /command timed out/i,
+  /command aborted due to connection close/i,
   /max retries per request limit/i,
   /LOADING Redis is loading/i,
   /MISCONF/i,

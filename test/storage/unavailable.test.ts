@@ -27,6 +27,10 @@ describe("faultKind: which store failures mean 'down, retry later'", () => {
       new Error("Stream isn't writeable and enableOfflineQueue options is false"),
     ],
     ["ioredis: command timeout", new Error("Command timed out")],
+    [
+      "ioredis: in-flight command when the socket closes",
+      Object.assign(new Error("Command aborted due to connection close"), { name: "AbortError" }),
+    ],
     ["ioredis: connection closed", new Error("Connection is closed.")],
     [
       "ioredis: retries exhausted",
