@@ -41,7 +41,16 @@ try {
     log(
       `[${i + 1}/${plan.length}] ${p.name} (load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores)`,
     );
-    const r = await p.run(ctx);
+    let r: ScenarioResult;
+    try {
+      r = await p.run(ctx);
+    } catch (err) {
+      // A scenario that could not run (e.g. a process that never started) is a failed row, and the
+      // rest of the plan still runs.
+      log(`  could not run: ${(err as Error).message}`);
+      failed++;
+      continue;
+    }
     results.push(r);
     const miss = meetsTargets(r);
     if (miss.length > 0) failed++;

@@ -428,7 +428,7 @@ async function httpScenario(
   let posted = 0;
   const base = `http://127.0.0.1:${port}`;
   try {
-    await waitForPort(port, 60_000);
+    await waitForPort(port, 180_000);
     const token = await signToken(
       JWT_SECRET,
       { role: "service", sub: "chaos", scopes: ["events:write"] },
