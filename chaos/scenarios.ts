@@ -66,8 +66,9 @@ export interface ScenarioContext {
 
 const encoder = new TextEncoder();
 
+/** A PostgreSQL schema / Redis prefix / NATS stream name for one run (<= 48 characters). */
 function runId(label: string): string {
-  return `chaos_${label}_${randomBytes(3).toString("hex")}`;
+  return `chaos_${label.slice(0, 34)}_${randomBytes(3).toString("hex")}`;
 }
 
 interface Child {
@@ -428,7 +429,13 @@ async function httpScenario(
   let posted = 0;
   const base = `http://127.0.0.1:${port}`;
   try {
-    await waitForPort(port, 180_000);
+    // Fails at once if the server exits instead of listening (its log tail says why).
+    await Promise.race([
+      waitForPort(port, 180_000),
+      server.exited.then((code) => {
+        throw new Error(`mastery serve exited (${code}) before listening: ${server.tail().slice(-500)}`);
+      }),
+    ]);
     const token = await signToken(
       JWT_SECRET,
       { role: "service", sub: "chaos", scopes: ["events:write"] },
