@@ -92,7 +92,11 @@ export function parseRosterCsv(
     const teacherId = ti >= 0 ? r.fields[ti]!.trim() : "";
     const problem =
       rosterIdProblem(classId, "class_id") ??
-      (studentId === "" && teacherId === "" ? "student_id and teacher_id are both empty" : null) ??
+      (studentId === "" && teacherId === ""
+        ? ti >= 0
+          ? "student_id and teacher_id are both empty"
+          : "student_id is empty"
+        : null) ??
       (studentId !== "" ? rosterIdProblem(studentId, "student_id") : null) ??
       (teacherId !== "" ? rosterIdProblem(teacherId, "teacher_id") : null);
     if (problem !== null) {

@@ -169,6 +169,66 @@ export async function signToken(
     .sign(new TextEncoder().encode(secret));
 }
 
+export interface TokenSpec {
+  role: string;
+  sub: string;
+  classes?: readonly string[];
+  children?: readonly string[];
+  scopes?: readonly string[];
+  /** Lifetime in seconds (exp = now + ttlSec). */
+  ttlSec: number;
+}
+
+/**
+ * Validates a token request (`mastery token`) and signs it: the role exists, each list claim belongs
+ * to its role (classes: teacher, children: parent, scopes: service, each a known scope), and the
+ * lifetime is within `maxTtlSec`. Throws JwtSecretError naming what is wrong.
+ */
+export async function mintToken(
+  secret: string,
+  spec: TokenSpec,
+  maxTtlSec: number,
+  nowSec = Math.floor(Date.now() / 1000),
+): Promise<{ token: string; claims: TokenClaims; exp: number }> {
+  const fail = (m: string): never => {
+    throw new JwtSecretError(m);
+  };
+  if (!(ROLES as readonly string[]).includes(spec.role))
+    fail(`--role must be one of ${ROLES.join(", ")} (got "${spec.role}")`);
+  const role = spec.role as Role;
+  if (spec.sub.trim() === "")
+    fail("--sub is required: the caller's LMS id (a student's own raw id for role student)");
+  const lists = { classes: "teacher", children: "parent", scopes: "service" } as const;
+  for (const [claim, owner] of Object.entries(lists) as [keyof typeof lists, Role][]) {
+    const v = spec[claim];
+    if (v !== undefined && v.length > 0 && role !== owner)
+      fail(`--${claim} applies to role ${owner} only (got role ${role})`);
+    if (v?.some((x) => x.trim() === "")) fail(`--${claim} has an empty entry`);
+  }
+  const unknown = (spec.scopes ?? []).filter((x) => !(SCOPES as readonly string[]).includes(x));
+  if (unknown.length > 0) fail(`--scopes: unknown scope ${unknown.join(", ")}; known: ${SCOPES.join(", ")}`);
+  if (role === "service" && (spec.scopes ?? []).length === 0)
+    fail(`a service token needs --scopes (one or more of ${SCOPES.join(", ")})`);
+  if (!(Number.isSafeInteger(spec.ttlSec) && spec.ttlSec > 0)) fail("--ttl must be a positive duration");
+  if (spec.ttlSec > maxTtlSec)
+    fail(
+      `--ttl ${formatDuration(spec.ttlSec)} exceeds the maximum token lifetime ${formatDuration(maxTtlSec)} (${JWT_MAX_TTL_ENV}); the server would refuse it`,
+    );
+  const claims: TokenClaims = { role, sub: spec.sub };
+  if (role === "teacher") claims.classes = [...(spec.classes ?? [])];
+  if (role === "parent") claims.children = [...(spec.children ?? [])];
+  if (role === "service") claims.scopes = [...(spec.scopes ?? [])];
+  const { sub, ...rest } = claims;
+  const exp = nowSec + spec.ttlSec;
+  const token = await new SignJWT({ ...rest })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject(sub)
+    .setIssuedAt(nowSec)
+    .setExpirationTime(exp)
+    .sign(new TextEncoder().encode(secret));
+  return { token, claims, exp };
+}
+
 const stringList = (v: unknown, claim: string): string[] => {
   if (v === undefined) return [];
   if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) {

@@ -6,7 +6,8 @@ import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
 import { loadDriftConfig } from "../../monitoring/config.ts";
 import { lockFromEnv, type RetrainLock } from "../../monitoring/locks.ts";
 import { createApp, loadServingConfig } from "../../serving/app.ts";
-import { jwtSecretFromEnv, signToken } from "../../serving/auth.ts";
+import { formatDuration, jwtSecretFromEnv, maxTtlFromEnv, signToken } from "../../serving/auth.ts";
+import { openRosterStore } from "../../serving/roster.ts";
 import { openServingBackends, ServingBackendError } from "../../serving/servingBackends.ts";
 import { busConfigFromEnv, streamStoreConfigFromEnv } from "../../serving/streamStores.ts";
 import { streamModels } from "../../serving/updater.ts";
@@ -63,7 +64,11 @@ export function register(program: Command): void {
       "POST /events validates, stores and publishes the events to NATS JetStream (MASTERY_NATS_URL) instead of " +
         "applying them; run `mastery worker` to apply them (needs MASTERY_PG_URL)",
     )
-    .option("--demo", "synthetic data only: public demo keys, prints an admin token")
+    .option(
+      "--demo",
+      "synthetic data only: the PUBLIC demo JWT secret and pseudonym key (with a loud warning), prints an admin token; " +
+        "nothing else (NODE_ENV, MASTERY_DEMO) switches to them",
+    )
     .addHelpText(
       "after",
       `
@@ -91,6 +96,7 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
       const port = parseIntOption(opts.port, "--port", 0);
       const demo = opts.demo === true;
       const jwtSecret = jwtSecretFromEnv({ demo });
+      const jwtMaxTtlSec = maxTtlFromEnv();
       const pseudonymizer = pseudonymizerFromEnv({ demo });
       const certPath = opts.cert ?? process.env.MASTERY_TLS_CERT;
       const keyPath = opts.key ?? process.env.MASTERY_TLS_KEY;
@@ -115,6 +121,15 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         if (err instanceof ServingBackendError) throw new CliError(err.message);
         throw err;
       });
+      // Class rosters (teacher access): in PostgreSQL when configured, so `mastery roster load` can
+      // change them while this server runs; otherwise createApp uses the embedded file's tables.
+      const rosterPg = process.env.MASTERY_PG_URL
+        ? await openRosterStore({
+            pgUrl: process.env.MASTERY_PG_URL,
+            pgSchema: process.env.MASTERY_PG_SCHEMA || undefined,
+            duck: async () => store,
+          })
+        : undefined;
       const lock: RetrainLock | undefined =
         driftConfig === undefined
           ? undefined
@@ -123,6 +138,8 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         store,
         pseudonymizer,
         jwtSecret,
+        jwtMaxTtlSec,
+        ...(rosterPg !== undefined ? { roster: rosterPg.roster } : {}),
         config: servingConfig,
         ...(driftConfig !== undefined && lock !== undefined
           ? { monitor: { config: driftConfig, lock, intervalMs, workDir: `${dbPath}.retrain` } }
@@ -146,8 +163,9 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         "mastery API listening",
       );
       if (demo) {
-        const token = await signToken(jwtSecret, { role: "admin", sub: "demo-admin" }, "12h");
-        process.stderr.write(`demo admin token (12 h): ${token}\n`);
+        const ttl = Math.min(12 * 3600, jwtMaxTtlSec);
+        const token = await signToken(jwtSecret, { role: "admin", sub: "demo-admin" }, `${ttl}s`);
+        process.stderr.write(`demo admin token (${formatDuration(ttl)}): ${token}\n`);
       }
       if (monitor !== null) ctx.logger.info({ intervalMs, lock: lock?.kind }, "drift monitor loop started");
       const stop = () => {
@@ -155,6 +173,7 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
           await monitor?.stop();
           await lock?.close().catch(() => undefined);
           await backends.close();
+          await rosterPg?.close();
           store.close();
           process.exit(0);
         });

@@ -70,7 +70,11 @@ describe("pseudonymizerFromEnv", () => {
   });
 
   it("MASTERY_DEMO=1 or NODE_ENV=test alone never switch to the public demo key", () => {
-    expect(() => pseudonymizerFromEnv({ env: { MASTERY_DEMO: "1" } })).toThrow(/MASTERY_PSEUDONYM_KEY is not set/);
-    expect(() => pseudonymizerFromEnv({ env: { NODE_ENV: "test" } })).toThrow(/MASTERY_PSEUDONYM_KEY is not set/);
+    expect(() => pseudonymizerFromEnv({ env: { MASTERY_DEMO: "1" } })).toThrow(
+      /MASTERY_PSEUDONYM_KEY is not set/,
+    );
+    expect(() => pseudonymizerFromEnv({ env: { NODE_ENV: "test" } })).toThrow(
+      /MASTERY_PSEUDONYM_KEY is not set/,
+    );
   });
 });
