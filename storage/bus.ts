@@ -10,6 +10,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from "nats";
+import { natsTlsOptions } from "./tls.ts";
 
 /**
  * The event bus: publish events, consume them in batches with explicit acknowledgement.
@@ -325,7 +326,12 @@ export class NatsBus implements EventBus {
       );
     let nc: NatsConnection;
     try {
-      nc = await connect({ servers: opts.url, name: `mastery-${process.pid}`, maxReconnectAttempts: -1 });
+      nc = await connect({
+        servers: opts.url,
+        name: `mastery-${process.pid}`,
+        maxReconnectAttempts: -1,
+        ...natsTlsOptions(opts.url),
+      });
     } catch (err) {
       throw new BusError(
         "NATS_CONNECT",

@@ -3,6 +3,7 @@ import { Redis } from "ioredis";
 import type { LearnerState } from "../models/learnerState.ts";
 import type { DuckStore } from "./duckdb.ts";
 import { STREAM_DDL } from "./schema.ts";
+import { redisTlsOptions } from "./tls.ts";
 
 /**
  * learner_state for the incremental update path: per (student, topic) the online BKT + Elo state,
@@ -194,7 +195,11 @@ export class RedisStateStore implements StateStore {
         "REDIS_PREFIX",
         `Redis key prefix "${prefix}" must be 1-64 characters of letters, digits and _.:- (e.g. mastery_test_1)`,
       );
-    const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 3 }) as RedisWithCommit;
+    const redis = new Redis(url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 3,
+      ...redisTlsOptions(url),
+    }) as RedisWithCommit;
     redis.on("error", () => {});
     try {
       await redis.connect();
@@ -202,7 +207,10 @@ export class RedisStateStore implements StateStore {
       redis.disconnect();
       throw new StateStoreError(
         "REDIS_CONNECT",
-        `cannot connect to Redis at ${url}: ${(err as Error).message}. Check MASTERY_REDIS_URL (e.g. redis://127.0.0.1:6379).`,
+        `cannot connect to Redis at ${url}: ${(err as Error).message}. Check MASTERY_REDIS_URL (e.g. redis://127.0.0.1:6379)` +
+          (url.startsWith("rediss:")
+            ? " and that MASTERY_REDIS_CA names the CA that signed the server's certificate."
+            : "."),
       );
     }
     redis.defineCommand("masteryCommit", { numberOfKeys: 2, lua: COMMIT_LUA });
