@@ -154,18 +154,22 @@ export interface TokenClaims {
   scopes?: string[];
 }
 
-/** Mints a token (tests, bench, `mastery serve --demo` prints one); expiresIn like "1h". */
+/** Mints a token (tests, bench, `mastery serve --demo` prints one); expiresIn like "1h", or an absolute epoch-seconds exp. */
 export async function signToken(
   secret: string,
   claims: TokenClaims,
   expiresIn: string | number = "1h",
 ): Promise<string> {
+  return signClaims(secret, claims, Math.floor(Date.now() / 1000), expiresIn);
+}
+
+function signClaims(secret: string, claims: TokenClaims, iat: number, exp: string | number): Promise<string> {
   const { sub, ...rest } = claims;
   return new SignJWT({ ...rest })
     .setProtectedHeader({ alg: "HS256" })
     .setSubject(sub)
-    .setIssuedAt()
-    .setExpirationTime(expiresIn)
+    .setIssuedAt(iat)
+    .setExpirationTime(exp)
     .sign(new TextEncoder().encode(secret));
 }
 
@@ -218,15 +222,8 @@ export async function mintToken(
   if (role === "teacher") claims.classes = [...(spec.classes ?? [])];
   if (role === "parent") claims.children = [...(spec.children ?? [])];
   if (role === "service") claims.scopes = [...(spec.scopes ?? [])];
-  const { sub, ...rest } = claims;
   const exp = nowSec + spec.ttlSec;
-  const token = await new SignJWT({ ...rest })
-    .setProtectedHeader({ alg: "HS256" })
-    .setSubject(sub)
-    .setIssuedAt(nowSec)
-    .setExpirationTime(exp)
-    .sign(new TextEncoder().encode(secret));
-  return { token, claims, exp };
+  return { token: await signClaims(secret, claims, nowSec, exp), claims, exp };
 }
 
 const stringList = (v: unknown, claim: string): string[] => {
