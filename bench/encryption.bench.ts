@@ -2,7 +2,7 @@
  * Cost of encryption at rest: the same batch pipeline (ingest of a generated data set, 7/30/90-day
  * features, rule scores) and a read mix (per-student mastery lookups) on a plain DuckDB file
  * (the anchor) and on a DuckDB-encrypted one, alternating, several rounds; then `mastery db rekey`
- * of the result. Prints medians and the encrypted/plain ratio.
+ * of the result. Prints medians and the median of the per-round encrypted/plain ratios.
  *   npx tsx bench/encryption.bench.ts [--students 1000] [--rounds 3]
  * Writing encrypted needs DuckDB's httpfs (OpenSSL) module; without it the bench uses the mbedTLS
  * fallback (MASTERY_DB_CRYPTO=mbedtls-unsafe semantics) and says so. Results: docs/benchmarks.md.

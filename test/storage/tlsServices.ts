@@ -37,34 +37,23 @@ export function makePki(): Pki {
   chmodSync(dir, 0o755);
   const ossl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
   const subj = (cn: string) => ["-subj", `/CN=${cn}`];
-  ossl(
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "2",
-    ...subj("mastery-test-ca"),
-  );
-  ossl(
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "other.key",
-    "-out",
-    "other.crt",
-    "-days",
-    "2",
-    ...subj("not-our-ca"),
-  );
+  const selfSignedCa = (name: string, cn: string) =>
+    ossl(
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.crt`,
+      "-days",
+      "2",
+      ...subj(cn),
+    );
+  selfSignedCa("ca", "mastery-test-ca");
+  selfSignedCa("other", "not-our-ca");
   ossl(
     "req",
     "-newkey",
