@@ -100,7 +100,7 @@ const FILE_TYPES: Record<string, EventType> = {
 
 const TABULAR = new Set([".csv", ".tsv", ".parquet"]);
 /** Files a directory may hold that are not events (the generator's labels and manifest); skipped. */
-const NOT_EVENTS = new Set(["manifest", "ground_truth"]);
+const NOT_EVENTS = new Set(["manifest", "ground_truth", "roster"]);
 const JSONISH = new Set([".json", ".jsonl", ".ndjson"]);
 
 /**

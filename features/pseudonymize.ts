@@ -71,18 +71,18 @@ export interface KeyOptions {
 
 /**
  * The configured pseudonymizer. Refuses to run without MASTERY_PSEUDONYM_KEY unless in demo mode
- * (`demo: true` or MASTERY_DEMO=1), where the documented public demo key is used with a warning.
+ * (`demo: true`, i.e. an explicit --demo flag), where the documented public demo key is used with a
+ * warning. An environment variable alone (MASTERY_DEMO=1, NODE_ENV) never switches to the public key.
  */
 export function pseudonymizerFromEnv(opts: KeyOptions = {}): Pseudonymizer {
   const env = opts.env ?? process.env;
   const key = env[PSEUDONYM_KEY_ENV];
   if (key !== undefined && key !== "") return new Pseudonymizer(key);
-  const demo = opts.demo === true || env.MASTERY_DEMO === "1";
-  if (!demo) {
+  if (opts.demo !== true) {
     throw new PseudonymKeyError(
       `${PSEUDONYM_KEY_ENV} is not set: student ids are pseudonymized with a secret HMAC key before ` +
         `storage. Set it, e.g. export ${PSEUDONYM_KEY_ENV}=$(openssl rand -hex 32), and keep it stable ` +
-        "(changing it changes every student_key). For synthetic demo data only, pass --demo or set MASTERY_DEMO=1.",
+        "(changing it changes every student_key). For synthetic demo data only, pass --demo.",
     );
   }
   (opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`)))(

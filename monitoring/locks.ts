@@ -16,6 +16,7 @@ import { hostname } from "node:os";
 import { dirname } from "node:path";
 import { Redis } from "ioredis";
 import pg from "pg";
+import { redisTlsOptions } from "../storage/tls.ts";
 
 export interface RetrainLock {
   readonly kind: "postgres" | "redis" | "file";
@@ -108,7 +109,7 @@ export class RedisLock implements RetrainLock {
     readonly key: string,
     private readonly ttlMs = 600_000,
   ) {
-    this.redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2 });
+    this.redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, ...redisTlsOptions(url) });
     this.redis.on("error", () => {});
   }
 

@@ -31,7 +31,7 @@ export function rolesFor(scope: Scope): string[] {
       studentKeys: new Set(),
       classes: new Set(),
       scopes: role === "service" ? new Set([scope]) : new Set(),
-      exp: undefined,
+      exp: Number.POSITIVE_INFINITY,
     };
     try {
       requireAction(p, scope);
@@ -124,8 +124,8 @@ export function renderApiMarkdown(doc: Json): string {
     String(info.description),
     "",
     "Roles: admin may do everything; a service token needs the route's scope in its `scopes[]` claim;",
-    "student and parent reads are limited to their own (children's) student ids, teacher reads to students of",
-    "their `classes[]` (checked per request, not shown in the table).",
+    "student and parent reads are limited to their own (children's) student ids, teacher reads to students on",
+    "the roster of a class they may use (checked per request, not shown in the table; docs/runbook.md).",
     "",
     "## Operations",
     "",

@@ -1,4 +1,10 @@
 import { Ajv, type ErrorObject } from "ajv";
+import {
+  ROSTER_ID_MAX_LENGTH,
+  ROSTER_MAX_STUDENTS,
+  ROSTER_MAX_TEACHERS,
+  rosterIdProblem,
+} from "../features/rosterFile.ts";
 
 /**
  * JSON Schemas of the API's own request bodies (events use features/contracts.ts). The same
@@ -40,6 +46,34 @@ export const SCORE_SCHEMA = {
   },
 } as const;
 
+const rosterId = { type: "string", minLength: 1, maxLength: ROSTER_ID_MAX_LENGTH } as const;
+
+export const ROSTER_CLASS_SCHEMA = {
+  $id: "https://mastery-engine.local/schemas/roster-class.json",
+  title: "rosterClass",
+  description:
+    "The whole roster of one class: replaces its students and teachers. Teachers see a student only through a roster class (never through events' class_id).",
+  type: "object",
+  required: ["students"],
+  additionalProperties: false,
+  properties: {
+    students: {
+      type: "array",
+      maxItems: ROSTER_MAX_STUDENTS,
+      items: rosterId,
+      description:
+        "Raw LMS student ids, pseudonymized at once (never stored); an empty list empties the class.",
+    },
+    teachers: {
+      type: "array",
+      maxItems: ROSTER_MAX_TEACHERS,
+      items: rosterId,
+      description:
+        "Teacher ids (their token's sub) who may see the class. Absent or empty: any teacher whose token's classes[] lists the class.",
+    },
+  },
+} as const;
+
 export const EVENT_BATCH_SCHEMA = {
   $id: "https://mastery-engine.local/schemas/event-batch.json",
   title: "eventBatch",
@@ -64,6 +98,7 @@ const ajv = new Ajv({ allErrors: false, strict: true });
 const compiled = {
   feedback: ajv.compile(FEEDBACK_SCHEMA),
   score: ajv.compile(SCORE_SCHEMA),
+  roster: ajv.compile(ROSTER_CLASS_SCHEMA),
 };
 
 function issue(scope: string, e: ErrorObject | undefined): BodyIssue {
@@ -101,6 +136,25 @@ export function parseFeedback(body: unknown): Parsed<FeedbackBody> {
 export function parseScore(body: unknown): Parsed<ScoreBody> {
   if (compiled.score(body)) return { ok: true, value: body as ScoreBody };
   return { ok: false, issue: issue("score", compiled.score.errors?.[0]) };
+}
+
+export interface RosterClassBody {
+  students: string[];
+  teachers?: string[];
+}
+
+/** A roster body; ids with control characters or lone surrogates are refused without echoing them. */
+export function parseRosterClass(body: unknown): Parsed<RosterClassBody> {
+  if (!compiled.roster(body)) return { ok: false, issue: issue("roster", compiled.roster.errors?.[0]) };
+  const value = body as RosterClassBody;
+  for (const list of ["students", "teachers"] as const) {
+    for (const [i, id] of (value[list] ?? []).entries()) {
+      const problem = rosterIdProblem(id, `${list}[${i}]`);
+      if (problem !== null)
+        return { ok: false, issue: { field: `${list}[${i}]`, reason: `roster.${problem}` } };
+    }
+  }
+  return { ok: true, value };
 }
 
 /** The records of an event batch, or the problem with its shape. */

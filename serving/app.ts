@@ -21,12 +21,20 @@ import type { Registry } from "../registry/registry.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckMasteryStore } from "../storage/masteryStore.ts";
 import { DuckRawEventStore } from "../storage/rawEventStore.ts";
+import { RosterStore } from "../storage/rosterStore.ts";
 import { SERVING_DDL } from "../storage/schema.ts";
 import { DuckStateStore } from "../storage/stateStore.ts";
 import { redactErrorMessage } from "../storage/storeErrors.ts";
 import { BACKEND_LABEL } from "../storage/unavailable.ts";
 import { AlertEngine, loadThresholds, type ThresholdConfig } from "./alerts.ts";
-import { Authenticator, type Principal, requireAction, requireStudent, type Scope } from "./auth.ts";
+import {
+  Authenticator,
+  maxTtlFromEnv,
+  type Principal,
+  requireAction,
+  requireStudent,
+  type Scope,
+} from "./auth.ts";
 import { type BackendEvent, BackendMonitor } from "./backendMonitor.ts";
 import { dashboardRouter } from "./dashboard/router.ts";
 import type { IntakeDeps } from "./eventIntake.ts";
@@ -49,6 +57,7 @@ import {
   startServingMonitor,
 } from "./qualityMetrics.ts";
 import { createRollupViews } from "./rollups.ts";
+import { RosterAccess } from "./roster.ts";
 import { ROUTES } from "./routes/index.ts";
 import { LruCache, StoreGate } from "./storeGate.ts";
 import type { BackendProbe } from "./streamStores.ts";
@@ -123,6 +132,13 @@ export interface AppDeps {
   store: DuckStore;
   pseudonymizer: Pseudonymizer;
   jwtSecret: string;
+  /** Longest accepted token lifetime (s); default MASTERY_JWT_MAX_TTL or 24 h (serving/auth.ts). */
+  jwtMaxTtlSec?: number;
+  /**
+   * Class rosters (teacher access) on their own connection, e.g. PostgreSQL so `mastery roster load`
+   * can change them while the server runs. Default: the roster tables of the embedded store.
+   */
+  roster?: RosterStore;
   config?: Partial<ServingConfig>;
   /**
    * The one incremental update path (serving/updater.ts). Default: IncrementalUpdater on the
@@ -190,6 +206,8 @@ export interface ServingContext {
   gate: StoreGate;
   pseudonymizer: Pseudonymizer;
   config: ServingConfig;
+  /** Class rosters: teacher access and the /roster routes. */
+  roster: RosterAccess;
   updater: EventUpdater;
   /** Set with --via-stream (AppDeps.publishEvents): POST /events publishes instead of applying. */
   publishEvents: AppDeps["publishEvents"];
@@ -240,7 +258,16 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   const logger = deps.logger ?? pino({ level: process.env.LOG_LEVEL ?? "info" });
   const metrics = new ServerMetrics({ defaultMetrics: deps.defaultMetrics ?? true });
   const now = deps.now ?? (() => new Date());
-  const auth = new Authenticator(deps.jwtSecret, deps.pseudonymizer);
+  const auth = new Authenticator(deps.jwtSecret, deps.pseudonymizer, {
+    maxTtlSec: deps.jwtMaxTtlSec ?? maxTtlFromEnv(),
+  });
+  // Teacher access comes from the roster, never from events' class_id (serving/auth.ts).
+  const rosterGate = deps.roster !== undefined ? new StoreGate() : gate;
+  const roster = new RosterAccess({
+    store: deps.roster ?? (await gate.run(() => RosterStore.open(store, "duckdb"))),
+    run: (fn) => rosterGate.run(fn),
+    pseudonymizer: deps.pseudonymizer,
+  });
   const localRaw = await gate.run(() => DuckRawEventStore.open(store));
   const updater =
     deps.updater ??
@@ -273,24 +300,9 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   });
   const cache = new LruCache<{ json: string; at: number }>(config.cacheSize);
   const cacheTtlMs = deps.cacheTtlMs ?? Number.POSITIVE_INFINITY;
-  const classCache = new LruCache<ReadonlySet<string>>(config.cacheSize);
   // Bumped by every invalidation: a read that started before an update must not cache its result.
   let generation = 0;
 
-  const classesOf = async (studentKey: string): Promise<ReadonlySet<string>> => {
-    const hit = classCache.get(studentKey);
-    if (hit) return hit;
-    const gen = generation;
-    const rows = await gate.run(() =>
-      store.all<{ class_id: string }>(
-        "SELECT DISTINCT class_id FROM raw_events WHERE student_key = $1 AND class_id IS NOT NULL",
-        [studentKey],
-      ),
-    );
-    const set = new Set(rows.map((r) => r.class_id));
-    if (gen === generation) classCache.set(studentKey, set);
-    return set;
-  };
   const models = await gate.run(() =>
     servingRegistry(store, deps.artifactBase ?? process.env.MASTERY_ARTIFACTS ?? ".mastery/artifacts", now),
   );
@@ -356,6 +368,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     gate,
     pseudonymizer: deps.pseudonymizer,
     config,
+    roster,
     updater,
     publishEvents: deps.publishEvents,
     intake,
@@ -379,7 +392,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     async student(p, rawStudentId, res) {
       const key = deps.pseudonymizer.studentKey(rawStudentId);
       res.locals.studentKey = key;
-      await requireStudent(p, key, classesOf);
+      await requireStudent(p, key, (k) => roster.classesOf(k));
       return key;
     },
     async masteryJson(studentKey) {
@@ -416,10 +429,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     },
     invalidate(studentKeys) {
       generation++;
-      for (const k of studentKeys) {
-        cache.delete(k);
-        classCache.delete(k);
-      }
+      for (const k of studentKeys) cache.delete(k);
     },
   };
 

@@ -31,7 +31,7 @@ import {
  * Incremental by default: a key continues from its stored state with only the events after its
  * cursor (last_ts, last_event_id); a key whose state was built with other model versions, or that
  * has no state, is replayed from its first event. Because the fold is the same, the state equals a
- * full replay (test/serving/learnerState.test.ts proves it). An event that arrives late, with a ts
+ * full replay (test/serving/learnerState.int.test.ts proves it). An event that arrives late, with a ts
  * before its key's cursor, is only counted by a full run (`full: true`).
  */
 

@@ -357,7 +357,9 @@ export function buildOpenApi(routes: readonly RouteSpec[] = ROUTES): Json {
       version: "0.1.0",
       description:
         "Calibrated, explainable mastery scores per (student, topic). Bearer JWT (HS256): role student | parent | " +
-        "teacher | admin | service; sub = raw LMS id; parent: children[]; teacher: classes[]; service: scopes[].",
+        "teacher | admin | service; sub = raw LMS id; parent: children[]; teacher: classes[]; service: scopes[]. " +
+        "exp is required and exp - iat may not exceed the server's maximum (MASTERY_JWT_MAX_TTL, default 24 h). " +
+        "Teachers see students through class rosters (PUT /roster/classes/{classId}), never through events' class_id.",
     },
     jsonSchemaDialect: "https://spec.openapis.org/oas/3.1/dialect/base",
     components: {

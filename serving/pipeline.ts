@@ -1,10 +1,13 @@
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { expandPaths, type IngestReport, ingestPaths, PHASES } from "../features/ingest.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import { type GenerateOptions, generateSynthetic } from "../features/synthetic/generate.ts";
 import { buildFeatures, resolveAsOf } from "../features/windows.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
+import { RosterStore } from "../storage/rosterStore.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
+import { loadRosterFile, type RosterLoadReport } from "./roster.ts";
 import { scoreRules } from "./ruleScoring.ts";
 
 /** The batch pipeline's steps, in order. */
@@ -28,6 +31,8 @@ export interface PipelineOptions {
 export interface PipelineResult {
   events: number;
   ingest: IngestReport;
+  /** The data directory's roster.csv (class lists, teacher access), when it has one. */
+  roster: RosterLoadReport | null;
   asOf: Date;
   featureRows: number;
   ruleScores: number;
@@ -36,7 +41,7 @@ export interface PipelineResult {
 }
 
 /**
- * generate -> ingest -> features as of the latest event -> rule scores -> BKT/Elo state and scores.
+ * generate -> ingest (+ the directory's roster.csv) -> features as of the latest event -> rule scores -> BKT/Elo state and scores.
  * The same functions the CLI commands call; nothing here is demo-specific.
  */
 export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult> {
@@ -65,12 +70,22 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult
   }
 
   const files = expandPaths([opts.dataDir]).filter((f) => !/ground_truth|manifest/.test(f));
-  const ingest = await timed("ingest", () => {
+  const rosterPath = join(opts.dataDir, "roster.csv");
+  let roster: RosterLoadReport | null = null;
+  const ingest = await timed("ingest", async () => {
     let phases = 0;
-    return ingestPaths(opts.store, files, {
+    const report = await ingestPaths(opts.store, files, {
       pseudonymizer: opts.pseudonymizer,
       onPhase: () => progress("ingest")(++phases, files.length * PHASES.length),
     });
+    if (existsSync(rosterPath)) {
+      roster = await loadRosterFile(
+        await RosterStore.open(opts.store, "duckdb"),
+        rosterPath,
+        opts.pseudonymizer,
+      );
+    }
+    return report;
   });
   if (events === 0) events = ingest.total.accepted;
 
@@ -92,6 +107,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult
   return {
     events,
     ingest,
+    roster,
     asOf,
     featureRows: features.rows,
     ruleScores: rules.scored,

@@ -10,6 +10,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from "nats";
+import { natsTlsOptions } from "./tls.ts";
 import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
 
 /**
@@ -404,6 +405,7 @@ export class NatsBus implements EventBus {
         reconnectTimeWait: 1000,
         reconnectJitter: 500,
         waitOnFirstConnect: false,
+        ...natsTlsOptions(opts.url),
       });
     } catch (err) {
       throw new BusError(

@@ -1,7 +1,28 @@
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { type DuckDBConnection, DuckDBInstance, type DuckDBValue } from "@duckdb/node-api";
 import { CORE_DDL } from "./schema.ts";
+
+/** The DuckDB file's encryption key (>= 32 characters), or a file holding it (first line). */
+export const DB_KEY_ENV = "MASTERY_DB_KEY";
+export const DB_KEY_FILE_ENV = "MASTERY_DB_KEY_FILE";
+/**
+ * Which crypto module writes the encrypted file. Default: DuckDB's OpenSSL module from its httpfs
+ * extension (secure). "mbedtls-unsafe": DuckDB's built-in mbedTLS module, whose nonces do not come
+ * from a cryptographically secure generator (DuckDB calls it NOT securely encrypted); only where
+ * httpfs cannot be installed, e.g. offline test machines.
+ */
+export const DB_CRYPTO_ENV = "MASTERY_DB_CRYPTO";
+export const MIN_DB_KEY_LENGTH = 32;
+/** Catalog name the encrypted file is attached under (queries use it as the default database). */
+const ENCRYPTED_CATALOG = "mastery";
+
+export type DbCrypto = "openssl" | "mbedtls-unsafe";
+
+export interface DbEncryption {
+  key: string;
+  crypto: DbCrypto;
+}
 
 /** A row as plain JS values (BIGINT -> bigint, TIMESTAMP -> Date, DECIMAL -> number, LIST -> array). */
 export type Row = Record<string, unknown>;
@@ -18,23 +39,48 @@ export class DuckStore {
     readonly conn: DuckDBConnection,
   ) {}
 
-  /** Opens (creating if needed) the DuckDB file at `path` (":memory:" for tests) and applies the core schema. */
-  static async open(path: string, opts: { threads?: number; memoryLimit?: string } = {}): Promise<DuckStore> {
+  /**
+   * Opens (creating if needed) the DuckDB file at `path` (":memory:" for tests) and applies the core
+   * schema. With an encryption key (default: MASTERY_DB_KEY / MASTERY_DB_KEY_FILE, see
+   * dbEncryptionFromEnv; `encryption: null` forces a plain file) the file is DuckDB-encrypted
+   * (AES-256-GCM: database file, WAL and spill files), attached to an in-memory instance and made the
+   * default database, so every query runs unchanged.
+   */
+  static async open(
+    path: string,
+    opts: { threads?: number; memoryLimit?: string; encryption?: DbEncryption | null } = {},
+  ): Promise<DuckStore> {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
     const config: Record<string, string> = {};
     if (opts.threads) config.threads = String(opts.threads);
     if (opts.memoryLimit) config.memory_limit = opts.memoryLimit;
+    const encryption =
+      path === ":memory:" ? null : opts.encryption === undefined ? dbEncryptionFromEnv() : opts.encryption;
     let instance: DuckDBInstance;
-    try {
-      instance = await DuckDBInstance.create(path, config);
-    } catch (err) {
-      throw new StorageError(
-        "DUCKDB_OPEN",
-        `cannot open DuckDB file ${path}: ${(err as Error).message}. ` +
-          "Is another mastery process holding it? Stop it or pass a different --db path.",
-      );
+    let conn: DuckDBConnection;
+    if (encryption === null) {
+      try {
+        instance = await DuckDBInstance.create(path, config);
+      } catch (err) {
+        throw openError(path, err as Error, false);
+      }
+      conn = await instance.connect();
+    } else {
+      // Spill files next to the database file, as for a plain file (an in-memory instance would use ./.tmp).
+      instance = await DuckDBInstance.create(":memory:", { ...config, temp_directory: `${path}.tmp` });
+      conn = await instance.connect();
+      try {
+        await enableCrypto(conn, encryption.crypto, true);
+        await conn.run(
+          `ATTACH ${sqlString(path)} AS ${ENCRYPTED_CATALOG}${attachOptions(encryption.key, false)}`,
+        );
+        await conn.run(`USE ${ENCRYPTED_CATALOG}`);
+      } catch (err) {
+        conn.closeSync();
+        instance.closeSync();
+        throw err instanceof StorageError ? err : openError(path, err as Error, true);
+      }
     }
-    const conn = await instance.connect();
     const store = new DuckStore(path, instance, conn);
     for (const ddl of CORE_DDL) await conn.run(ddl);
     return store;
@@ -70,7 +116,7 @@ export class DuckStore {
   /** Names of the persistent (non-temporary) tables in the main schema. */
   async tableNames(): Promise<string[]> {
     const rows = await this.all<{ table_name: string }>(
-      "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main' ORDER BY 1",
+      "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main' AND database_name = current_database() ORDER BY 1",
     );
     return rows.map((r) => r.table_name);
   }
@@ -94,4 +140,251 @@ export class StorageError extends Error {
 /** Quotes a SQL string literal (for file paths handed to read_csv/read_parquet, which cannot be parameters). */
 export function sqlString(value: string): string {
   return `'${value.replaceAll("'", "''")}'`;
+}
+
+/**
+ * The encryption configured in the environment: MASTERY_DB_KEY, or MASTERY_DB_KEY_FILE (its first
+ * line), and MASTERY_DB_CRYPTO; null when no key is set (a plain file).
+ */
+export function dbEncryptionFromEnv(env: NodeJS.ProcessEnv = process.env): DbEncryption | null {
+  const direct = env[DB_KEY_ENV];
+  const file = env[DB_KEY_FILE_ENV];
+  if (direct && file) throw new StorageError("DB_KEY", `set ${DB_KEY_ENV} or ${DB_KEY_FILE_ENV}, not both`);
+  let key: string | undefined = direct || undefined;
+  if (file) key = readKeyFile(file, DB_KEY_FILE_ENV);
+  if (key === undefined) return null;
+  checkDbKey(key, direct ? DB_KEY_ENV : DB_KEY_FILE_ENV);
+  return { key, crypto: dbCryptoFromEnv(env) };
+}
+
+function dbCryptoFromEnv(env: NodeJS.ProcessEnv): DbCrypto {
+  const v = env[DB_CRYPTO_ENV];
+  if (v === undefined || v === "" || v === "openssl") return "openssl";
+  if (v === "mbedtls-unsafe") return "mbedtls-unsafe";
+  throw new StorageError(
+    "DB_CRYPTO",
+    `${DB_CRYPTO_ENV} must be openssl (default) or mbedtls-unsafe (got "${v}")`,
+  );
+}
+
+/** The first line of a key file (trailing whitespace dropped); errors name the file and the variable. */
+export function readKeyFile(path: string, what: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new StorageError("DB_KEY", `${what}: cannot read key file ${path}: ${(err as Error).message}`);
+  }
+  return (text.split(/\r?\n/)[0] ?? "").trim();
+}
+
+export function checkDbKey(key: string, what: string): void {
+  if (key.length < MIN_DB_KEY_LENGTH)
+    throw new StorageError(
+      "DB_KEY",
+      `${what} must be at least ${MIN_DB_KEY_LENGTH} characters (got ${key.length}); generate one with: openssl rand -hex 32`,
+    );
+}
+
+let warnedUnsafe = false;
+
+/**
+ * Makes DuckDB able to write encrypted files: its OpenSSL module (httpfs extension, installed once
+ * with `INSTALL httpfs` while online), or, when asked explicitly, the built-in mbedTLS module.
+ * Reading needs neither (DuckDB's read-only module), so `forWrite` false skips this.
+ */
+async function enableCrypto(conn: DuckDBConnection, crypto: DbCrypto, forWrite: boolean): Promise<void> {
+  if (!forWrite) return;
+  if (crypto === "mbedtls-unsafe") {
+    await conn.run("SET force_mbedtls_unsafe = true");
+    if (!warnedUnsafe) {
+      warnedUnsafe = true;
+      process.stderr.write(
+        `warning: ${DB_CRYPTO_ENV}=mbedtls-unsafe: the DuckDB file is encrypted with DuckDB's mbedTLS fallback, ` +
+          "whose nonces are not from a secure random generator; install DuckDB's httpfs extension and drop this setting in production\n",
+      );
+    }
+    return;
+  }
+  try {
+    await conn.run("LOAD httpfs");
+  } catch (err) {
+    throw new StorageError(
+      "DUCKDB_CRYPTO",
+      `an encryption key is set (${DB_KEY_ENV}/${DB_KEY_FILE_ENV}) but DuckDB's OpenSSL crypto module is not available: ` +
+        `the httpfs extension could not be loaded (${firstLine((err as Error).message)}). Install it once on a machine with ` +
+        "network access (`npx mastery db install-httpfs`, which runs DuckDB's INSTALL httpfs into ~/.duckdb/extensions), " +
+        `or, on a test machine only, set ${DB_CRYPTO_ENV}=mbedtls-unsafe (DuckDB's fallback is not securely encrypted).`,
+    );
+  }
+}
+
+/** Installs DuckDB's httpfs extension (its OpenSSL crypto module) for this DuckDB version; needs network. */
+export async function installHttpfs(): Promise<string> {
+  const instance = await DuckDBInstance.create(":memory:");
+  const conn = await instance.connect();
+  try {
+    await conn.run("INSTALL httpfs");
+    await conn.run("LOAD httpfs");
+    const r = await conn.runAndReadAll(
+      "SELECT install_path FROM duckdb_extensions() WHERE extension_name = 'httpfs'",
+    );
+    return String(r.getRowObjectsJS()[0]?.install_path ?? "");
+  } catch (err) {
+    throw new StorageError("DUCKDB_CRYPTO", `INSTALL httpfs failed: ${firstLine((err as Error).message)}`);
+  } finally {
+    conn.closeSync();
+    instance.closeSync();
+  }
+}
+
+const firstLine = (m: string): string => m.split("\n")[0] ?? m;
+
+/** " (ENCRYPTION_KEY '...', READ_ONLY)" as needed; the key is a quoted literal (ATTACH takes no parameters). */
+function attachOptions(key: string | null, readOnly: boolean): string {
+  const o: string[] = [];
+  if (key !== null) o.push(`ENCRYPTION_KEY ${sqlString(key)}`);
+  if (readOnly) o.push("READ_ONLY");
+  return o.length > 0 ? ` (${o.join(", ")})` : "";
+}
+
+/** Turns DuckDB's open/attach errors into messages that say what to do. */
+function openError(path: string, err: Error, withKey: boolean): StorageError {
+  const m = err.message;
+  if (/without a key/i.test(m))
+    return new StorageError(
+      "DUCKDB_ENCRYPTED",
+      `${path} is encrypted: set ${DB_KEY_ENV} (or ${DB_KEY_FILE_ENV}) to its key to open it`,
+    );
+  if (/wrong encryption key/i.test(m))
+    return new StorageError(
+      "DUCKDB_KEY",
+      `${path}: the key in ${DB_KEY_ENV}/${DB_KEY_FILE_ENV} does not open this file (wrong key, or the file was re-keyed)`,
+    );
+  if (/is not encrypted/i.test(m))
+    return new StorageError(
+      "DUCKDB_PLAIN",
+      `${path} is not encrypted but ${DB_KEY_ENV}/${DB_KEY_FILE_ENV} is set: encrypt it once with \`mastery db rekey --new-key-file FILE\` ` +
+        "(stop the server first), or unset the key",
+    );
+  return new StorageError(
+    "DUCKDB_OPEN",
+    `cannot open DuckDB file ${path}: ${firstLine(m)}. ` +
+      (/lock/i.test(m) || !withKey
+        ? "Is another mastery process holding it? Stop it or pass a different --db path."
+        : ""),
+  );
+}
+
+/** Whether a DuckDB file is encrypted (false for a missing or plain file); needs no key. */
+export async function isEncryptedDuckDbFile(path: string): Promise<boolean> {
+  if (!existsSync(path)) return false;
+  const instance = await DuckDBInstance.create(":memory:");
+  const conn = await instance.connect();
+  try {
+    await conn.run(`ATTACH ${sqlString(path)} AS probe (READ_ONLY)`);
+    return false;
+  } catch (err) {
+    if (/without a key/i.test((err as Error).message)) return true;
+    throw openError(path, err as Error, false);
+  } finally {
+    conn.closeSync();
+    instance.closeSync();
+  }
+}
+
+export interface RekeyOptions {
+  /** Key of the file now (null: a plain file). */
+  fromKey: string | null;
+  /** Key of the copy (null: write a plain file). */
+  toKey: string | null;
+  crypto: DbCrypto;
+  /** Write the copy here and leave `path` alone; default: replace `path`, keeping the old file as `<path>.pre-rekey`. */
+  out?: string;
+  /** With in-place replacement: delete the old file instead of keeping it. */
+  dropOld?: boolean;
+}
+
+export interface RekeyReport {
+  path: string;
+  tables: number;
+  rows: number;
+  /** The old file kept beside the new one (in-place rekey without dropOld). */
+  kept: string | null;
+}
+
+/**
+ * Copies a DuckDB file into a new file under another key (or none), table by table with DuckDB's
+ * COPY FROM DATABASE, checks every table's row count, then swaps it in. This is how a key is
+ * rotated, a plain file encrypted or an encrypted one decrypted. The file must not be open elsewhere.
+ */
+export async function rekeyDuckDbFile(path: string, opts: RekeyOptions): Promise<RekeyReport> {
+  if (!existsSync(path)) throw new StorageError("DUCKDB_OPEN", `${path}: no such DuckDB file`);
+  if (opts.toKey !== null) checkDbKey(opts.toKey, "the new key");
+  const target = opts.out ?? path;
+  const tmp = `${target}.rekey-tmp`;
+  for (const f of [tmp, `${tmp}.wal`]) rmSync(f, { force: true });
+  if (opts.out !== undefined && existsSync(opts.out))
+    throw new StorageError("DUCKDB_OPEN", `${opts.out} exists; choose a new --out file`);
+  const backup = `${path}.pre-rekey`;
+  if (opts.out === undefined && opts.dropOld !== true && existsSync(backup))
+    throw new StorageError(
+      "DUCKDB_REKEY",
+      `${backup} exists (left by an earlier rekey; it holds the data under the old key, or in plain text): ` +
+        "check the current file, then delete or move it away and rerun",
+    );
+  const instance = await DuckDBInstance.create(":memory:", { temp_directory: `${tmp}.tmp` });
+  const conn = await instance.connect();
+  let tables = 0;
+  let rows = 0;
+  try {
+    await enableCrypto(conn, opts.crypto, opts.toKey !== null);
+    try {
+      await conn.run(`ATTACH ${sqlString(path)} AS src${attachOptions(opts.fromKey, true)}`);
+    } catch (err) {
+      throw openError(path, err as Error, opts.fromKey !== null);
+    }
+    await conn.run(`ATTACH ${sqlString(tmp)} AS dst${attachOptions(opts.toKey, false)}`);
+    await conn.run("COPY FROM DATABASE src TO dst");
+    const names = await conn.runAndReadAll(
+      "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'src' AND NOT temporary ORDER BY 1, 2",
+    );
+    for (const t of names.getRowObjectsJS() as { schema_name: string; table_name: string }[]) {
+      const q = (db: string) =>
+        `SELECT count(*) AS n FROM ${db}."${t.schema_name}"."${t.table_name.replaceAll('"', '""')}"`;
+      const a = Number((await conn.runAndReadAll(q("src"))).getRowObjectsJS()[0]?.n);
+      const b = Number((await conn.runAndReadAll(q("dst"))).getRowObjectsJS()[0]?.n);
+      if (a !== b)
+        throw new StorageError(
+          "DUCKDB_REKEY",
+          `rekey: table ${t.table_name} has ${a} rows in ${path} but ${b} in the copy; nothing replaced`,
+        );
+      tables++;
+      rows += a;
+    }
+    await conn.run("CHECKPOINT dst");
+    await conn.run("DETACH dst");
+    await conn.run("DETACH src");
+  } catch (err) {
+    conn.closeSync();
+    instance.closeSync();
+    for (const f of [tmp, `${tmp}.wal`]) rmSync(f, { force: true });
+    throw err;
+  }
+  conn.closeSync();
+  instance.closeSync();
+  rmSync(`${tmp}.tmp`, { recursive: true, force: true });
+  let kept: string | null = null;
+  if (opts.out === undefined) {
+    kept = opts.dropOld === true ? `${path}.rekey-old` : backup;
+    renameSync(path, kept);
+    if (existsSync(`${path}.wal`)) renameSync(`${path}.wal`, `${kept}.wal`);
+    if (opts.dropOld === true) {
+      rmSync(kept, { force: true });
+      rmSync(`${kept}.wal`, { force: true });
+      kept = null;
+    }
+  }
+  renameSync(tmp, target);
+  return { path: target, tables, rows, kept };
 }

@@ -415,3 +415,30 @@ export const QUALITY_DDL: readonly string[] = [
      non_null_rate DOUBLE
    )`,
 ];
+
+/**
+ * Class rosters (storage/rosterStore.ts), the source of teacher access (serving/auth.ts): which
+ * students (by student_key, pseudonymized when the roster is loaded) are in which class, and
+ * optionally which teachers (token sub) teach it. A class with no roster_teachers rows is open to
+ * any teacher whose token lists the class. Loaded by `mastery roster load` and PUT /roster/classes/{id};
+ * each load replaces the class's rows (updated_by/source say who and how).
+ */
+export const ROSTER_DDL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS roster_classes (
+     class_id VARCHAR PRIMARY KEY,
+     updated_at TIMESTAMP NOT NULL,
+     updated_by VARCHAR NOT NULL,
+     source VARCHAR NOT NULL
+   )`,
+  `CREATE TABLE IF NOT EXISTS roster_students (
+     class_id VARCHAR NOT NULL,
+     student_key VARCHAR NOT NULL,
+     PRIMARY KEY (class_id, student_key)
+   )`,
+  `CREATE TABLE IF NOT EXISTS roster_teachers (
+     class_id VARCHAR NOT NULL,
+     teacher_id VARCHAR NOT NULL,
+     PRIMARY KEY (class_id, teacher_id)
+   )`,
+  "CREATE INDEX IF NOT EXISTS roster_students_by_student ON roster_students (student_key)",
+];

@@ -3,6 +3,7 @@ import { Redis } from "ioredis";
 import type { LearnerState } from "../models/learnerState.ts";
 import type { DuckStore } from "./duckdb.ts";
 import { STREAM_DDL } from "./schema.ts";
+import { redisTlsOptions } from "./tls.ts";
 import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
 
 /**
@@ -215,6 +216,7 @@ export class RedisStateStore implements StateStore {
       // Forever, 100 ms doubling to 2 s between attempts.
       retryStrategy: (times: number) => Math.min(2000, 100 * 2 ** Math.min(times - 1, 5)),
       reconnectOnError: (err: Error) => /READONLY|LOADING/.test(err.message),
+      ...redisTlsOptions(url),
     }) as RedisWithCommit;
     redis.on("error", () => {});
     try {
@@ -223,7 +225,10 @@ export class RedisStateStore implements StateStore {
       redis.disconnect();
       throw new StateStoreError(
         "REDIS_CONNECT",
-        `cannot connect to Redis at ${redactUrl(url)}: ${(err as Error).message}. Check MASTERY_REDIS_URL (e.g. redis://127.0.0.1:6379).`,
+        `cannot connect to Redis at ${redactUrl(url)}: ${(err as Error).message}. Check MASTERY_REDIS_URL (e.g. redis://127.0.0.1:6379)` +
+          (url.startsWith("rediss:")
+            ? " and that MASTERY_REDIS_CA names the CA that signed the server's certificate."
+            : "."),
       );
     }
     redis.defineCommand("masteryCommit", { numberOfKeys: 2, lua: COMMIT_LUA });

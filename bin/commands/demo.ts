@@ -73,6 +73,11 @@ export function register(program: Command): void {
             `ingested ${result.ingest.total.accepted.toLocaleString("en-US")} ` +
             `(duplicate ${result.ingest.total.duplicate}, rejected ${result.ingest.total.rejected})`,
         );
+        if (result.roster !== null) {
+          out.push(
+            `roster: ${result.roster.classes} classes, ${result.roster.students} students (teacher access; mastery roster show CLASS)`,
+          );
+        }
         out.push(
           `features as of ${result.asOf.toISOString()}: ${result.featureRows.toLocaleString("en-US")} (student, topic) rows; ` +
             `rule scores ${result.ruleScores.toLocaleString("en-US")}; BKT/Elo states ${result.bktEloKeys.toLocaleString("en-US")}`,

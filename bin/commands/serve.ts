@@ -6,8 +6,9 @@ import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
 import { loadDriftConfig } from "../../monitoring/config.ts";
 import { lockFromEnv, type RetrainLock } from "../../monitoring/locks.ts";
 import { createApp, loadServingConfig } from "../../serving/app.ts";
-import { jwtSecretFromEnv, signToken } from "../../serving/auth.ts";
+import { formatDuration, jwtSecretFromEnv, maxTtlFromEnv, signToken } from "../../serving/auth.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS, trackRequests, within } from "../../serving/gracefulShutdown.ts";
+import { openRosterStore } from "../../serving/roster.ts";
 import { openServingBackends, ServingBackendError } from "../../serving/servingBackends.ts";
 import { busConfigFromEnv, streamStoreConfigFromEnv } from "../../serving/streamStores.ts";
 import { streamModels } from "../../serving/updater.ts";
@@ -70,7 +71,11 @@ export function register(program: Command): void {
       "on SIGTERM/SIGINT: stop accepting, finish requests in flight and close keep-alive connections within this time, then exit",
       process.env.MASTERY_SHUTDOWN_TIMEOUT_MS ?? String(DEFAULT_SHUTDOWN_TIMEOUT_MS),
     )
-    .option("--demo", "synthetic data only: public demo keys, prints an admin token")
+    .option(
+      "--demo",
+      "synthetic data only: the PUBLIC demo JWT secret and pseudonym key (with a loud warning), prints an admin token; " +
+        "nothing else (NODE_ENV, MASTERY_DEMO) switches to them",
+    )
     .addHelpText(
       "after",
       `
@@ -99,6 +104,7 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
       const shutdownMs = parseIntOption(opts.shutdownTimeout, "--shutdown-timeout", 0);
       const demo = opts.demo === true;
       const jwtSecret = jwtSecretFromEnv({ demo });
+      const jwtMaxTtlSec = maxTtlFromEnv();
       const pseudonymizer = pseudonymizerFromEnv({ demo });
       const certPath = opts.cert ?? process.env.MASTERY_TLS_CERT;
       const keyPath = opts.key ?? process.env.MASTERY_TLS_KEY;
@@ -123,6 +129,15 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         if (err instanceof ServingBackendError) throw new CliError(err.message);
         throw err;
       });
+      // Class rosters (teacher access): in PostgreSQL when configured, so `mastery roster load` can
+      // change them while this server runs; otherwise createApp uses the embedded file's tables.
+      const rosterPg = process.env.MASTERY_PG_URL
+        ? await openRosterStore({
+            pgUrl: process.env.MASTERY_PG_URL,
+            pgSchema: process.env.MASTERY_PG_SCHEMA || undefined,
+            duck: async () => store,
+          })
+        : undefined;
       const lock: RetrainLock | undefined =
         driftConfig === undefined
           ? undefined
@@ -136,6 +151,8 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         store,
         pseudonymizer,
         jwtSecret,
+        jwtMaxTtlSec,
+        ...(rosterPg !== undefined ? { roster: rosterPg.roster } : {}),
         config: servingConfig,
         ...(driftConfig !== undefined && lock !== undefined
           ? { monitor: { config: driftConfig, lock, intervalMs, workDir: `${dbPath}.retrain` } }
@@ -160,8 +177,9 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         "mastery API listening",
       );
       if (demo) {
-        const token = await signToken(jwtSecret, { role: "admin", sub: "demo-admin" }, "12h");
-        process.stderr.write(`demo admin token (12 h): ${token}\n`);
+        const ttl = Math.min(12 * 3600, jwtMaxTtlSec);
+        const token = await signToken(jwtSecret, { role: "admin", sub: "demo-admin" }, `${ttl}s`);
+        process.stderr.write(`demo admin token (${formatDuration(ttl)}): ${token}\n`);
       }
       if (monitor !== null) ctx.logger.info({ intervalMs, lock: lock?.kind }, "drift monitor loop started");
       let stopping = false;
@@ -184,6 +202,7 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         await within(drainWebhooks(), Math.min(2000, left()));
         await within(lock?.close() ?? Promise.resolve(), 1000);
         await within(backends.close(), Math.min(2000, left()));
+        await within(rosterPg?.close() ?? Promise.resolve(), 1000);
         // Closing DuckDB while a cut request still runs a query is not safe; process exit releases
         // the file lock in that case.
         if (drained.clean) store.close();

@@ -15,16 +15,19 @@ import {
   buildCurriculum,
   type Cohort,
   type Curriculum,
+  classOfStudent,
   type SimulationParams,
   StudentSimulator,
 } from "../../models/simulation.ts";
 import {
   CsvChunkSink,
+  classIdOf,
   FILE_COLUMNS,
   FormatTables,
   OUTPUT_FILES,
   type OutputFile,
   type SinkCounts,
+  studentIdOf,
 } from "./csvSink.ts";
 
 export class SyntheticParamError extends Error {
@@ -83,7 +86,7 @@ export interface GenerateManifest {
     schools: number;
     classes: number;
   };
-  files: Record<OutputFile | "topics.json", { rows: number; columns: readonly string[] }>;
+  files: Record<OutputFile | "topics.json" | "roster.csv", { rows: number; columns: readonly string[] }>;
 }
 
 /** Students per block: large enough for few big writes, small enough to bound memory per block. */
@@ -166,6 +169,16 @@ export function topicsJson(c: Curriculum): string {
   return `${JSON.stringify(rows, null, 1)}\n`;
 }
 
+/**
+ * The class lists an LMS would export (`mastery roster load`): one row per student with the class
+ * the simulator deals them to. No teacher ids: any teacher whose token lists the class may use it.
+ */
+export function rosterCsv(students: number): string {
+  const rows = ["class_id,student_id"];
+  for (let s = 0; s < students; s++) rows.push(`${classIdOf(classOfStudent(s))},${studentIdOf(s, students)}`);
+  return `${rows.join("\n")}\n`;
+}
+
 export interface BlockResult {
   chunks: Record<OutputFile, Uint8Array>;
   counts: SinkCounts;
@@ -176,6 +189,7 @@ export async function generateSynthetic(o: GenerateOptions): Promise<GenerateMan
   const { curriculum, cohort } = setup;
   mkdirSync(o.outDir, { recursive: true });
   writeFileSync(join(o.outDir, "topics.json"), topicsJson(curriculum));
+  writeFileSync(join(o.outDir, "roster.csv"), rosterCsv(o.students));
 
   const streams = new Map<OutputFile, WriteStream>();
   for (const f of OUTPUT_FILES) {
@@ -233,6 +247,7 @@ export async function generateSynthetic(o: GenerateOptions): Promise<GenerateMan
     "practice.csv": { rows: total.practice, columns: FILE_COLUMNS["practice.csv"] },
     "chatbot.csv": { rows: total.chatbot, columns: FILE_COLUMNS["chatbot.csv"] },
     "ground_truth.csv": { rows: total.truth, columns: FILE_COLUMNS["ground_truth.csv"] },
+    "roster.csv": { rows: o.students, columns: ["class_id", "student_id"] },
     "topics.json": {
       rows: curriculum.nTopics,
       columns: [

@@ -1,14 +1,15 @@
 import type { RequestHandler } from "express";
 import type { ServingContext } from "../app.ts";
-import { AccessError } from "../auth.ts";
+import { AccessError, teacherMayUseClass } from "../auth.ts";
 import { HttpError } from "../httpError.ts";
+import { noRosterError } from "./roster.ts";
 
 /**
  * GET /classes/:classId/mastery: the served score of every (student, topic) of one class, for the
- * dashboard's class view. Students are those with an event carrying the class id (the same rule the
- * teacher ownership check uses), listed by student_key: raw ids are never stored, so a teacher opens
- * a student's page by the raw id the LMS shows them. Scores come from the same cached per-student
- * body as GET /mastery, so teacher overrides and experiment arms apply unchanged.
+ * dashboard's class view. Students are those on the class's ROSTER (the same rule the teacher
+ * ownership check uses; events' class_id grants nothing), listed by student_key: raw ids are never
+ * stored, so a teacher opens a student's page by the raw id the LMS shows them. Scores come from the
+ * same cached per-student body as GET /mastery, so teacher overrides and experiment arms apply unchanged.
  */
 
 const param = (v: string | string[] | undefined): string => (Array.isArray(v) ? (v[0] ?? "") : (v ?? ""));
@@ -28,23 +29,27 @@ export const getClassMastery =
     if (p.role === "student" || p.role === "parent") {
       throw new AccessError(403, "classId", `role "${p.role}" may not see a class view`);
     }
-    if (p.role === "teacher" && !p.classes.has(classId)) {
-      throw new AccessError(403, "classId", "a teacher may only see their own classes");
-    }
     const raw = req.query.threshold;
     const threshold = raw === undefined ? ctx.config.masteredAt : Number(raw);
     if (!(threshold >= 0 && threshold <= 1)) {
       throw new HttpError(400, "invalid_query", "threshold", "threshold must be a number in [0, 1]");
     }
-    const keys = await ctx.gate.run(() =>
-      ctx.store.all<{ student_key: string }>(
-        "SELECT DISTINCT student_key FROM raw_events WHERE class_id = $1 ORDER BY student_key",
-        [classId],
-      ),
-    );
+    const cls = await ctx.roster.getClass(classId);
+    if (p.role === "teacher") {
+      const allowed =
+        cls !== undefined && teacherMayUseClass(p, { classId, teacherIds: new Set(cls.teacherIds) });
+      // Only a teacher whose token claims the class learns that it has no roster yet.
+      if (!allowed && !(cls === undefined && p.classes.has(classId)))
+        throw new AccessError(
+          403,
+          "classId",
+          "a teacher may only see their own classes (per the class roster)",
+        );
+    }
+    if (cls === undefined) throw noRosterError(classId);
     const topics = new Set<string>();
     const students: ClassStudentRow[] = [];
-    for (const { student_key: studentKey } of keys) {
+    for (const studentKey of cls.studentKeys) {
       const body = JSON.parse(await ctx.masteryJson(studentKey)) as {
         topics: { topicId: string; score: number; scoreSource: string }[];
       };

@@ -22,11 +22,12 @@ import {
 } from "./models.ts";
 import { docs, healthz, metricsRoute, openapiJson, readyz } from "./ops.ts";
 import { getDriftChecks, getQuality, QUALITY_COMPONENTS } from "./quality.ts";
+import { deleteRosterClass, getRosterClass, putRosterClass, ROSTER_COMPONENTS } from "./roster.ts";
 import { postEvents, postFeedback, postScore } from "./writes.ts";
 
 /** One route: how it is mounted, who may call it, and what OpenAPI says about it. */
 export interface RouteSpec {
-  method: "get" | "post" | "delete";
+  method: "get" | "post" | "put" | "delete";
   /** Express path (":param"); OpenAPI gets "{param}". */
   path: string;
   operationId: string;
@@ -199,6 +200,56 @@ const EXPERIMENT_ROUTES: readonly RouteSpec[] = [
   },
 ];
 
+/** Class rosters (serving/routes/roster.ts): the only source of teacher access to students. */
+const ROSTER_ROUTES: readonly RouteSpec[] = [
+  {
+    method: "put",
+    path: "/roster/classes/:classId",
+    operationId: "putRosterClass",
+    summary:
+      "Admin or service (roster:write): replace a class's roster: students (raw ids, pseudonymized at once) and optional teachers (token sub); teachers see a student only through a roster class",
+    tag: "roster",
+    scope: "roster:write",
+    requestBody: "RosterClassBody",
+    responses: {
+      "200": ["Replaced", "RosterClassPut"],
+      "400": ["Invalid body", "Error"],
+      ...STUDENT_ERRORS,
+    },
+    handler: putRosterClass,
+    components: ROSTER_COMPONENTS,
+  },
+  {
+    method: "get",
+    path: "/roster/classes/:classId",
+    operationId: "getRosterClass",
+    summary:
+      "Admin or service (roster:read): a class's roster (student keys, teachers, who loaded it and when)",
+    tag: "roster",
+    scope: "roster:read",
+    responses: {
+      "200": ["The roster", "RosterClass"],
+      ...STUDENT_ERRORS,
+      "404": ["The class has no roster", "Error"],
+    },
+    handler: getRosterClass,
+  },
+  {
+    method: "delete",
+    path: "/roster/classes/:classId",
+    operationId: "deleteRosterClass",
+    summary: "Admin or service (roster:write): remove a class's roster (its teachers lose access through it)",
+    tag: "roster",
+    scope: "roster:write",
+    responses: {
+      "200": ["Removed", "RosterClassDeleted"],
+      ...STUDENT_ERRORS,
+      "404": ["The class has no roster", "Error"],
+    },
+    handler: deleteRosterClass,
+  },
+];
+
 export const ROUTES: readonly RouteSpec[] = [
   {
     method: "get",
@@ -237,13 +288,14 @@ export const ROUTES: readonly RouteSpec[] = [
     path: "/classes/:classId/mastery",
     operationId: "getClassMastery",
     summary:
-      "Teachers of the class and admin: every student's served score per topic and the topics below ?threshold= (default mastered_at)",
+      "Teachers of the class and admin: every student on the class's roster with their served score per topic and the topics below ?threshold= (default mastered_at)",
     tag: "mastery",
     scope: "mastery:read",
     responses: {
       "200": ["Class mastery", "ClassMastery"],
       "400": ["Invalid threshold", "Error"],
       ...STUDENT_ERRORS,
+      "404": ["The class has no roster", "Error"],
     },
     handler: getClassMastery,
     components: CLASS_COMPONENTS,
@@ -292,6 +344,7 @@ export const ROUTES: readonly RouteSpec[] = [
     },
     handler: postScore,
   },
+  ...ROSTER_ROUTES,
   ...MODEL_ROUTES,
   ...EXPERIMENT_ROUTES,
   {

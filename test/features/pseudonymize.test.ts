@@ -67,7 +67,14 @@ describe("pseudonymizerFromEnv", () => {
     expect(p.studentKey("s1")).toBe(new Pseudonymizer(DEMO_PSEUDONYM_KEY).studentKey("s1"));
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/demo key/);
-    const viaEnv = pseudonymizerFromEnv({ env: { MASTERY_DEMO: "1" }, warn: (m) => warnings.push(m) });
-    expect(viaEnv.studentKey("s1")).toBe(p.studentKey("s1"));
+  });
+
+  it("MASTERY_DEMO=1 or NODE_ENV=test alone never switch to the public demo key", () => {
+    expect(() => pseudonymizerFromEnv({ env: { MASTERY_DEMO: "1" } })).toThrow(
+      /MASTERY_PSEUDONYM_KEY is not set/,
+    );
+    expect(() => pseudonymizerFromEnv({ env: { NODE_ENV: "test" } })).toThrow(
+      /MASTERY_PSEUDONYM_KEY is not set/,
+    );
   });
 });

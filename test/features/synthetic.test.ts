@@ -178,6 +178,14 @@ describe("synthetic generator: contract", () => {
     expect(violations).toEqual([]);
     expect(manifest.counts.events).toBe(events);
     expect(membership.size).toBe(base.students);
+    // roster.csv (the LMS's class lists) puts every student in the class their events carry.
+    const roster = readCsv(dir, "roster.csv");
+    expect(roster.header).toEqual(["class_id", "student_id"]);
+    expect(roster.rows.length).toBe(manifest.files["roster.csv"].rows);
+    expect(roster.rows.length).toBe(base.students);
+    for (const [classId, studentId] of roster.rows) {
+      expect(membership.get(studentId!)?.split("|")[1]).toBe(classId);
+    }
     // the type mix the generator promises (quiz ~60%, video ~15%, practice ~12%, assignment ~5%, chatbot ~8%)
     const share = (k: string) => manifest.counts[k] / events;
     expect(share("quiz_attempt")).toBeGreaterThan(0.55);

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AppHandle } from "../../serving/app.ts";
 import { rollupMastery } from "../../serving/rollups.ts";
 import type { DuckStore } from "../../storage/duckdb.ts";
-import { quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
+import { putRosters, quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
 
 let store: DuckStore;
 let h: AppHandle;
@@ -34,6 +34,7 @@ beforeAll(async () => {
     .set("authorization", `Bearer ${tokens.admin}`)
     .send(events);
   expect(res.status).toBe(200);
+  await putRosters(h, { A: ["s1"], B: ["s2"] });
 });
 
 afterAll(() => store.close());

@@ -1,4 +1,5 @@
 import { pino } from "pino";
+import request from "supertest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { parseThresholds } from "../../serving/alerts.ts";
 import { type AppDeps, type AppHandle, createApp } from "../../serving/app.ts";
@@ -65,3 +66,18 @@ export async function testApp(store: DuckStore, over: Partial<AppDeps> = {}): Pr
 
 export const token = (claims: TokenClaims, exp: string | number = "1h"): Promise<string> =>
   signToken(SECRET, claims, exp);
+
+/**
+ * Loads class rosters (class -> raw student ids) through PUT /roster/classes/:id with an admin token:
+ * teacher access comes only from rosters, not from events' class_id.
+ */
+export async function putRosters(h: AppHandle, classes: Record<string, string[]>): Promise<void> {
+  const admin = `Bearer ${await token({ role: "admin", sub: "root" })}`;
+  for (const [classId, students] of Object.entries(classes)) {
+    const res = await request(h.app)
+      .put(`/roster/classes/${encodeURIComponent(classId)}`)
+      .set("authorization", admin)
+      .send({ students });
+    if (res.status !== 200) throw new Error(`PUT /roster/classes/${classId}: ${res.status} ${res.text}`);
+  }
+}

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import type { AppHandle } from "../../serving/app.ts";
 import type { DuckStore } from "../../storage/duckdb.ts";
-import { PSEUDO_KEY, quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
+import { PSEUDO_KEY, putRosters, quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
 
 let store: DuckStore;
 let h: AppHandle;
@@ -27,6 +27,7 @@ beforeAll(async () => {
     .set(await bearer({ role: "admin", sub: "root" }))
     .send(events);
   expect(res.status).toBe(200);
+  await putRosters(h, { A: ["s1", "s3"], B: ["s2"] });
 });
 
 afterAll(() => store.close());
