@@ -227,7 +227,10 @@ export interface ServingContext {
   modelsChanged(): Promise<void>;
   /** 401/403 unless the bearer token allows `scope`. */
   principal(req: Request, scope: Scope): Promise<Principal>;
-  /** Pseudonymizes a raw id from a URL or body and checks the principal may see that student. */
+  /**
+   * Pseudonymizes a raw id from a URL or body (or takes a `key:<student_key>` as is, see
+   * studentKeyOf) and checks the principal may see that student.
+   */
   student(p: Principal, rawStudentId: string, res: Response): Promise<string>;
   /** GET /mastery's JSON body for a student (hot cache). */
   masteryJson(studentKey: string): Promise<string>;
@@ -245,6 +248,17 @@ export interface AppHandle {
   /** The drift monitor loop (null when deps.monitor was not given); stop it on shutdown. */
   monitor: MonitorLoop | null;
   monitorMetrics: MonitorMetrics;
+}
+
+/**
+ * How a request names a student: the raw LMS id (pseudonymized here), or `key:` followed by the
+ * 32-hex student_key, which is how the class view (it lists pseudonyms only: raw ids are never
+ * stored) links to a student's page. The same access rules apply to both forms.
+ */
+export const STUDENT_KEY_REF = /^key:([0-9a-f]{32})$/;
+
+export function studentKeyOf(pseudonymizer: Pseudonymizer, studentId: string): string {
+  return STUDENT_KEY_REF.exec(studentId)?.[1] ?? pseudonymizer.studentKey(studentId);
 }
 
 export async function createApp(deps: AppDeps): Promise<AppHandle> {
@@ -390,7 +404,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       return p;
     },
     async student(p, rawStudentId, res) {
-      const key = deps.pseudonymizer.studentKey(rawStudentId);
+      const key = studentKeyOf(deps.pseudonymizer, rawStudentId);
       res.locals.studentKey = key;
       await requireStudent(p, key, (k) => roster.classesOf(k));
       return key;

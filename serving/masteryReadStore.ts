@@ -3,7 +3,7 @@ import type { PgStore } from "../storage/postgres.ts";
 import type { StateStore } from "../storage/stateStore.ts";
 
 /**
- * The reads behind GET /mastery, /mastery/:id/:topic/history and /recommendations: student_mastery
+ * The reads behind GET /mastery, /mastery/:id/history, /mastery/:id/:topic/history and /recommendations: student_mastery
  * (+ topic metadata), student_mastery_history, topics and the student's Elo abilities from
  * learner_state. One implementation per place the update path writes to (serving/streamStores.ts):
  * the embedded DuckDB file, or PostgreSQL (+ learner_state from the StateStore, i.e. Redis when
@@ -34,6 +34,8 @@ export type HistoryRow = {
   explanation: string;
 };
 
+export type StudentHistoryRow = HistoryRow & { topic_id: string };
+
 export type TopicRow = {
   topic_id: string;
   chapter_id: string | null;
@@ -49,6 +51,8 @@ export interface MasteryReadStore {
   masteryRows(studentKey: string): Promise<MasteryViewRow[]>;
   /** Every recorded change of one (student, topic), oldest first. */
   history(studentKey: string, topicId: string): Promise<HistoryRow[]>;
+  /** Every recorded change of every topic of the student in one query: by topic_id, then oldest first. */
+  studentHistory(studentKey: string): Promise<StudentHistoryRow[]>;
   topics(): Promise<TopicRow[]>;
   /** Per-topic Elo ability of the student (topics without learner_state are absent). */
   eloAbilities(studentKey: string): Promise<Map<string, number>>;
@@ -61,6 +65,9 @@ const MASTERY_SQL = `SELECT m.topic_id, m.mastery_score, m.score_source, m.model
 const HISTORY_SQL = `SELECT mastery_score, score_source, model_version, as_of, recorded_at, explanation
   FROM student_mastery_history WHERE student_key = $1 AND topic_id = $2
   ORDER BY recorded_at, as_of, score_source`;
+const STUDENT_HISTORY_SQL = `SELECT topic_id, mastery_score, score_source, model_version, as_of, recorded_at, explanation
+  FROM student_mastery_history WHERE student_key = $1
+  ORDER BY topic_id, recorded_at, as_of, score_source`;
 const TOPICS_SQL =
   "SELECT topic_id, chapter_id, subject_id, course_id, content_length, prerequisites FROM topics";
 
@@ -97,6 +104,10 @@ export class DuckMasteryReadStore implements MasteryReadStore {
 
   history(studentKey: string, topicId: string): Promise<HistoryRow[]> {
     return this.store.all<HistoryRow>(HISTORY_SQL, [studentKey, topicId]);
+  }
+
+  studentHistory(studentKey: string): Promise<StudentHistoryRow[]> {
+    return this.store.all<StudentHistoryRow>(STUDENT_HISTORY_SQL, [studentKey]);
   }
 
   topics(): Promise<TopicRow[]> {
@@ -142,6 +153,10 @@ export class PgMasteryReadStore implements MasteryReadStore {
 
   history(studentKey: string, topicId: string): Promise<HistoryRow[]> {
     return this.pg.all<HistoryRow>(HISTORY_SQL, [studentKey, topicId]);
+  }
+
+  studentHistory(studentKey: string): Promise<StudentHistoryRow[]> {
+    return this.pg.all<StudentHistoryRow>(STUDENT_HISTORY_SQL, [studentKey]);
   }
 
   topics(): Promise<TopicRow[]> {

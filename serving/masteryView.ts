@@ -1,6 +1,11 @@
 import type { Explanation } from "../models/explanation.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
-import { DuckMasteryReadStore, type MasteryReadStore, type MasteryViewRow } from "./masteryReadStore.ts";
+import {
+  DuckMasteryReadStore,
+  type HistoryRow,
+  type MasteryReadStore,
+  type MasteryViewRow,
+} from "./masteryReadStore.ts";
 import type { ModelTopicScore, ServedModelInfo, StudentModelScores } from "./modelScoring.ts";
 import { ROLLUP_LEVELS, type RollupLevel } from "./rollups.ts";
 
@@ -246,19 +251,45 @@ export interface HistoryEntry {
   explanation: unknown;
 }
 
+const historyEntry = (r: HistoryRow): HistoryEntry => ({
+  score: r.mastery_score,
+  scoreSource: r.score_source,
+  modelVersion: r.model_version,
+  asOf: r.as_of.toISOString(),
+  recordedAt: r.recorded_at.toISOString(),
+  explanation: JSON.parse(r.explanation) as unknown,
+});
+
 /** Every recorded change of one (student, topic), oldest first. */
 export async function readHistory(
   source: MasterySource,
   studentKey: string,
   topicId: string,
 ): Promise<HistoryEntry[]> {
-  const rows = await readStoreOf(source).history(studentKey, topicId);
-  return rows.map((r) => ({
-    score: r.mastery_score,
-    scoreSource: r.score_source,
-    modelVersion: r.model_version,
-    asOf: r.as_of.toISOString(),
-    recordedAt: r.recorded_at.toISOString(),
-    explanation: JSON.parse(r.explanation) as unknown,
-  }));
+  return (await readStoreOf(source).history(studentKey, topicId)).map(historyEntry);
+}
+
+export interface TopicHistory {
+  topicId: string;
+  history: HistoryEntry[];
+}
+
+/**
+ * The histories of several topics of one student from one query (the dashboard's student page):
+ * `topicIds` in the order given (a topic without history gets an empty list), or, when null, every
+ * topic with history, sorted by topic_id (code-unit order). Each list is oldest first, as readHistory's.
+ */
+export async function readStudentHistories(
+  source: MasterySource,
+  studentKey: string,
+  topicIds: readonly string[] | null,
+): Promise<TopicHistory[]> {
+  const byTopic = new Map<string, HistoryEntry[]>();
+  for (const r of await readStoreOf(source).studentHistory(studentKey)) {
+    const list = byTopic.get(r.topic_id);
+    if (list) list.push(historyEntry(r));
+    else byTopic.set(r.topic_id, [historyEntry(r)]);
+  }
+  const ids = topicIds ?? [...byTopic.keys()].sort();
+  return ids.map((topicId) => ({ topicId, history: byTopic.get(topicId) ?? [] }));
 }

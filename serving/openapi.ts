@@ -63,6 +63,22 @@ const EXPLANATION = {
   },
 };
 
+const HISTORY_LIST = {
+  type: "array",
+  description: "Oldest first (by recordedAt, then asOf, then scoreSource)",
+  items: {
+    type: "object",
+    properties: {
+      score: num,
+      scoreSource: str,
+      modelVersion: str,
+      asOf: str,
+      recordedAt: str,
+      explanation: EXPLANATION,
+    },
+  },
+};
+
 const ROLLUP = {
   type: "array",
   items: {
@@ -187,18 +203,20 @@ function responseComponents(): Json {
       properties: {
         studentKey: str,
         topicId: str,
-        history: {
+        history: HISTORY_LIST,
+      },
+    },
+    HistoriesResponse: {
+      type: "object",
+      required: ["studentKey", "topics"],
+      properties: {
+        studentKey: str,
+        topics: {
           type: "array",
           items: {
             type: "object",
-            properties: {
-              score: num,
-              scoreSource: str,
-              modelVersion: str,
-              asOf: str,
-              recordedAt: str,
-              explanation: EXPLANATION,
-            },
+            required: ["topicId", "history"],
+            properties: { topicId: str, history: HISTORY_LIST },
           },
         },
       },
@@ -315,14 +333,25 @@ export function buildOpenApi(routes: readonly RouteSpec[] = ROUTES): Json {
   const paths: Record<string, Json> = {};
   for (const r of routes) {
     const path = openApiPath(r.path);
-    const params = [...r.path.matchAll(/:([A-Za-z_]+)/g)].map((m) => ({
+    const params: Json[] = [...r.path.matchAll(/:([A-Za-z_]+)/g)].map((m) => ({
       name: m[1],
       in: "path",
       required: true,
       schema: str,
       description:
-        m[1] === "studentId" ? "Raw LMS student id (pseudonymized by the server, never stored)" : undefined,
+        m[1] === "studentId"
+          ? "Raw LMS student id (pseudonymized by the server, never stored), or key:<student_key> (32 hex, as the class view lists students)"
+          : undefined,
     }));
+    for (const q of r.query ?? []) {
+      params.push({
+        name: q.name,
+        in: "query",
+        required: false,
+        schema: q.schema,
+        description: q.description,
+      });
+    }
     const op: Json = {
       operationId: r.operationId,
       summary: r.summary,

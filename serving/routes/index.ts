@@ -9,7 +9,7 @@ import {
   listExperiments,
   postExperiment,
 } from "./experiments.ts";
-import { getHistory, getMastery, getRecommendations } from "./mastery.ts";
+import { getHistories, getHistory, getMastery, getRecommendations } from "./mastery.ts";
 import {
   deleteModelVersion,
   getModel,
@@ -35,6 +35,8 @@ export interface RouteSpec {
   tag: string;
   /** Scope (role permission) required; null = public. */
   scope: Scope | null;
+  /** Query parameters, for the OpenAPI document (the handler parses and checks them). */
+  query?: readonly { name: string; description: string; schema: Record<string, unknown> }[];
   /** Component schema name of the JSON request body. */
   requestBody?: string;
   /** status -> [description, component schema name or null]. */
@@ -261,6 +263,29 @@ export const ROUTES: readonly RouteSpec[] = [
     scope: "mastery:read",
     responses: { "200": ["The student's mastery", "MasteryResponse"], ...STUDENT_ERRORS },
     handler: getMastery,
+  },
+  {
+    method: "get",
+    path: "/mastery/:studentId/history",
+    operationId: "getMasteryHistories",
+    summary:
+      "Every recorded change of many topics of one student in one request (the dashboard's student page), each topic's list oldest first",
+    tag: "mastery",
+    scope: "mastery:read",
+    query: [
+      {
+        name: "topics",
+        description:
+          "Comma-separated topic ids, answered in that order (a topic without history gets an empty list); default every topic with history, sorted by id. At most 1000.",
+        schema: { type: "string" },
+      },
+    ],
+    responses: {
+      "200": ["Histories by topic", "HistoriesResponse"],
+      "400": ["Invalid ?topics=", "Error"],
+      ...STUDENT_ERRORS,
+    },
+    handler: getHistories,
   },
   {
     method: "get",

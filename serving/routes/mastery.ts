@@ -1,6 +1,7 @@
 import type { RequestHandler } from "express";
 import type { ServingContext } from "../app.ts";
-import { readHistory } from "../masteryView.ts";
+import { HttpError } from "../httpError.ts";
+import { readHistory, readStudentHistories } from "../masteryView.ts";
 import { loadRecommendationContext, recommend } from "../recommendations.ts";
 
 const param = (v: string | string[] | undefined): string => (Array.isArray(v) ? (v[0] ?? "") : (v ?? ""));
@@ -23,6 +24,38 @@ export const getHistory =
     const topicId = param(req.params.topicId);
     const history = await ctx.gate.run(() => readHistory(ctx.read, key, topicId));
     res.json({ studentKey: key, topicId, history });
+  };
+
+/** Longest ?topics= list GET /mastery/:studentId/history accepts. */
+export const MAX_HISTORY_TOPICS = 1000;
+
+/** ?topics=a,b,c -> ["a", "b", "c"] (order kept, duplicates dropped); absent -> null (every topic). */
+function topicList(raw: unknown): string[] | null {
+  if (raw === undefined) return null;
+  if (typeof raw !== "string")
+    throw new HttpError(400, "invalid_query", "topics", "give topics once, comma-separated: ?topics=T1,T2");
+  const ids = [...new Set(raw.split(",").map((t) => t.trim()))];
+  if (ids.some((t) => t === ""))
+    throw new HttpError(400, "invalid_query", "topics", "topics has an empty topic id; use ?topics=T1,T2");
+  if (ids.length > MAX_HISTORY_TOPICS)
+    throw new HttpError(
+      400,
+      "invalid_query",
+      "topics",
+      `topics lists ${ids.length} topics; at most ${MAX_HISTORY_TOPICS} per request (omit it for all)`,
+    );
+  return ids;
+}
+
+/** GET /mastery/:studentId/history?topics=: the histories of many topics in one request and one query. */
+export const getHistories =
+  (ctx: ServingContext): RequestHandler =>
+  async (req, res) => {
+    const p = await ctx.principal(req, "mastery:read");
+    const key = await ctx.student(p, param(req.params.studentId), res);
+    const topicIds = topicList(req.query.topics);
+    const topics = await ctx.gate.run(() => readStudentHistories(ctx.read, key, topicIds));
+    res.json({ studentKey: key, topics });
   };
 
 /** GET /recommendations/:studentId */

@@ -46,6 +46,8 @@ const calls = (role: string): Record<string, Call> => ({
   masteryOwn: () => request(h.app).get("/mastery/s1").set(auth(role)),
   masteryOther: () => request(h.app).get("/mastery/s2").set(auth(role)),
   history: () => request(h.app).get("/mastery/s1/T1/history").set(auth(role)),
+  histories: () => request(h.app).get("/mastery/s1/history").set(auth(role)),
+  historiesOther: () => request(h.app).get("/mastery/s2/history?topics=T1").set(auth(role)),
   recommendations: () => request(h.app).get("/recommendations/s1").set(auth(role)),
   events: () =>
     request(h.app)
@@ -67,6 +69,8 @@ const MATRIX: Record<(typeof ROLES)[number], Record<string, number>> = {
     masteryOwn: 200,
     masteryOther: 403,
     history: 200,
+    histories: 200,
+    historiesOther: 403,
     recommendations: 200,
     events: 403,
     feedback: 403,
@@ -77,6 +81,8 @@ const MATRIX: Record<(typeof ROLES)[number], Record<string, number>> = {
     masteryOwn: 200,
     masteryOther: 403,
     history: 200,
+    histories: 200,
+    historiesOther: 403,
     recommendations: 200,
     events: 403,
     feedback: 403,
@@ -87,6 +93,8 @@ const MATRIX: Record<(typeof ROLES)[number], Record<string, number>> = {
     masteryOwn: 200,
     masteryOther: 403,
     history: 200,
+    histories: 200,
+    historiesOther: 403,
     recommendations: 200,
     events: 403,
     feedback: 201,
@@ -97,6 +105,8 @@ const MATRIX: Record<(typeof ROLES)[number], Record<string, number>> = {
     masteryOwn: 200,
     masteryOther: 200,
     history: 200,
+    histories: 200,
+    historiesOther: 200,
     recommendations: 200,
     events: 200,
     feedback: 201,
@@ -107,6 +117,8 @@ const MATRIX: Record<(typeof ROLES)[number], Record<string, number>> = {
     masteryOwn: 200,
     masteryOther: 200,
     history: 200,
+    histories: 200,
+    historiesOther: 200,
     recommendations: 200,
     events: 200,
     feedback: 201,
@@ -117,6 +129,8 @@ const MATRIX: Record<(typeof ROLES)[number], Record<string, number>> = {
     masteryOwn: 403,
     masteryOther: 403,
     history: 403,
+    histories: 403,
+    historiesOther: 403,
     recommendations: 403,
     events: 403,
     feedback: 403,
@@ -207,6 +221,56 @@ describe("routes", () => {
     expect(res.status).toBe(200);
     expect(res.body.history.length).toBeGreaterThanOrEqual(2);
     expect(res.body.history.map((x: { scoreSource: string }) => x.scoreSource)).toContain("bkt");
+  });
+
+  it("GET /mastery/:id/history answers many topics at once, each list equal to the per-topic route's", async () => {
+    const all = await request(h.app).get("/mastery/s1/history").set(auth("parent"));
+    expect(all.status).toBe(200);
+    const ids = all.body.topics.map((t: { topicId: string }) => t.topicId);
+    // s1 has history in T1 and T2 (quizzes) and more after the routes above; sorted by id.
+    expect(ids).toEqual([...ids].sort());
+    expect(ids).toEqual(expect.arrayContaining(["T1", "T2"]));
+    for (const topic of ["T1", "T2"]) {
+      const one = await request(h.app).get(`/mastery/s1/${topic}/history`).set(auth("parent"));
+      const batched = all.body.topics.find((t: { topicId: string }) => t.topicId === topic);
+      expect(batched.history).toEqual(one.body.history);
+      expect(batched.history.length).toBeGreaterThanOrEqual(2);
+    }
+    expect(all.body.studentKey).toBe(
+      (await request(h.app).get("/mastery/s1").set(auth("parent"))).body.studentKey,
+    );
+    // ?topics= keeps the order asked, drops duplicates, and answers an unknown topic with [].
+    const some = await request(h.app).get("/mastery/s1/history?topics=T2,NOPE,T1,T2").set(auth("admin"));
+    expect(some.status).toBe(200);
+    expect(some.body.topics.map((t: { topicId: string }) => t.topicId)).toEqual(["T2", "NOPE", "T1"]);
+    expect(some.body.topics[1].history).toEqual([]);
+    const bad = await request(h.app).get("/mastery/s1/history?topics=T1,,T2").set(auth("admin"));
+    expect(bad.status).toBe(400);
+    expect(bad.body).toMatchObject({ error: "invalid_query", field: "topics" });
+    const twice = await request(h.app).get("/mastery/s1/history?topics=T1&topics=T2").set(auth("admin"));
+    expect(twice.status).toBe(400);
+  });
+
+  it("a student may be named by key:<student_key> (class-view links), under the same access rules", async () => {
+    const own = await request(h.app).get("/mastery/s1").set(auth("admin"));
+    const ref = `key:${own.body.studentKey as string}`;
+    const byKey = await request(h.app).get(`/mastery/${ref}`).set(auth("teacher"));
+    expect(byKey.status).toBe(200);
+    expect(byKey.body).toEqual((await request(h.app).get("/mastery/s1").set(auth("teacher"))).body);
+    const hist = await request(h.app).get(`/mastery/${ref}/history`).set(auth("student"));
+    expect(hist.status).toBe(200);
+    // s2's key: the teacher of class A only, and s1's parent, are refused as with the raw id.
+    const other = await request(h.app).get("/mastery/s2").set(auth("admin"));
+    const otherRef = `key:${other.body.studentKey as string}`;
+    expect((await request(h.app).get(`/mastery/${otherRef}`).set(auth("teacher"))).status).toBe(403);
+    expect((await request(h.app).get(`/mastery/${otherRef}/history`).set(auth("parent"))).status).toBe(403);
+    // Anything else (wrong length, upper case) is a raw id and pseudonymized as usual.
+    const notKey = await request(h.app)
+      .get(`/mastery/key:${"A".repeat(32)}`)
+      .set(auth("admin"));
+    expect(notKey.status).toBe(200);
+    expect(notKey.body.studentKey).not.toBe("a".repeat(32));
+    expect(notKey.body.topics).toEqual([]);
   });
 
   it("bodies are validated: errors are {error, field, reason}", async () => {
