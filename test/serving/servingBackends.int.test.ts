@@ -143,6 +143,13 @@ describe("mastery serve on PostgreSQL + Redis", () => {
       (x) => x.scoreSource === "bkt",
     );
     expect(bktHist.map((x) => x.score)).toEqual([t1]);
+    // The batched route reads the same PostgreSQL table in one query.
+    const many = await request(h.app).get("/mastery/s1/history").set(admin);
+    expect(many.status).toBe(200);
+    const manyT1 = (many.body.topics as { topicId: string; history: unknown[] }[]).find(
+      (t) => t.topicId === "T1",
+    );
+    expect(manyT1?.history).toEqual(hist.body.history);
 
     // Recommendations: abilities come from learner_state in Redis.
     const [state] = await stores.state.load([{ studentKey: key, topicId: "T2", eventIds: [] }]);
