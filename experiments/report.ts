@@ -92,6 +92,22 @@ const days = (x: number | null): string =>
   x === null ? "not reached" : Number.isFinite(x) ? `${x.toFixed(1)} d` : "n/a";
 const ddays = (x: number): string => (Number.isFinite(x) ? `${x >= 0 ? "+" : ""}${x.toFixed(2)} d` : "n/a");
 
+/** Students exposed over all arms; 0 means there is nothing to chart or test yet. */
+const exposedTotal = (r: ExperimentReport): number => r.arms.reduce((n, a) => n + a.exposed, 0);
+
+const NO_EXPOSURES =
+  "no student exposed yet, nothing to test (students are counted once they are served a score from an arm)";
+
+/**
+ * The verdict as a bold label and the rest of the summary. The summary often starts with the label's
+ * own words ("not yet conclusive: ..."), which are then not repeated.
+ */
+function verdictParts(r: ExperimentReport): { label: string; rest: string } {
+  const label = r.srm.flagged ? "Sample ratio mismatch" : r.conclusive ? "Conclusive" : "Not yet conclusive";
+  const repeats = r.summary.toLowerCase().startsWith(label.toLowerCase());
+  return { label, rest: repeats ? r.summary.slice(label.length) : `: ${r.summary}` };
+}
+
 export function renderText(r: ExperimentReport): string {
   const lines: string[] = [];
   lines.push(
@@ -114,7 +130,9 @@ export function renderText(r: ExperimentReport): string {
   lines.push("");
   for (const a of r.arms) if (!a.isControl) lines.push(`${a.arm}: ${a.verdict}`);
   lines.push(
-    `sample-ratio check: chi2 = ${r.srm.chi2.toFixed(3)}, df = ${r.srm.df}, p = ${Number.isFinite(r.srm.p) ? r.srm.p.toPrecision(3) : "n/a"} (observed ${r.srm.observed.join("/")} vs expected ${r.srm.expected.map((x) => x.toFixed(1)).join("/")})${r.srm.flagged ? "  ** SRM FLAGGED **" : ""}`,
+    exposedTotal(r) === 0
+      ? `sample-ratio check: ${NO_EXPOSURES}`
+      : `sample-ratio check: chi2 = ${r.srm.chi2.toFixed(3)}, df = ${r.srm.df}, p = ${Number.isFinite(r.srm.p) ? r.srm.p.toPrecision(3) : "n/a"} (observed ${r.srm.observed.join("/")} vs expected ${r.srm.expected.map((x) => x.toFixed(1)).join("/")})${r.srm.flagged ? "  ** SRM FLAGGED **" : ""}`,
   );
   lines.push(`verdict: ${r.summary}`);
   lines.push("");
@@ -194,6 +212,7 @@ function armRow(a: ArmReport): string {
 
 /** A self-contained HTML page (inline CSS and SVG; no scripts, no CDN). */
 export function renderHtml(r: ExperimentReport): string {
+  const empty = exposedTotal(r) === 0;
   const acc = svgBars(
     "Next-week quiz accuracy (mean ± 1.96 SE)",
     r.arms.map((a) => {
@@ -227,24 +246,30 @@ export function renderHtml(r: ExperimentReport): string {
     1,
   );
   const verdictColor = r.srm.flagged ? "#c0392b" : r.conclusive ? "#1e7d32" : "#b7791f";
+  const verdict = verdictParts(r);
+  // No exposure yet: no empty charts and no chi-square of zero counts, one sentence instead.
+  const srmLine = empty
+    ? `<p class="empty">Sample-ratio check: ${esc(NO_EXPOSURES)}.</p>`
+    : `<p>Sample-ratio check: chi² = ${r.srm.chi2.toFixed(3)}, df = ${r.srm.df}, p = ${Number.isFinite(r.srm.p) ? r.srm.p.toPrecision(3) : "n/a"}; observed ${esc(r.srm.observed.join(" / "))} vs expected ${esc(r.srm.expected.map((x) => x.toFixed(1)).join(" / "))}${r.srm.flagged ? " — <strong>flagged</strong>" : ""}.</p>`;
+  const charts = empty
+    ? `<p class="empty">No charts yet: no student of this experiment has been exposed as of ${esc(r.asOf)}.</p>`
+    : `${progress}\n${acc}\n${rmst}`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Experiment ${esc(r.experiment.id)}</title>
 <style>
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:13px}
 th{background:#f3f3f3}.verdict{padding:10px 14px;border-left:6px solid ${verdictColor};background:#fafafa;margin:12px 0}
-.small{color:#555;font-size:12px}
+.small{color:#555;font-size:12px}.empty{color:#555;font-style:italic}
 </style></head><body>
 <h1>Experiment ${esc(r.experiment.id)}: ${esc(r.experiment.name)}</h1>
 <p class="small">status ${esc(r.experiment.status)} · control ${esc(r.experiment.control)} · started ${esc(r.experiment.startAt)}${r.experiment.endAt ? ` · ends ${esc(r.experiment.endAt)}` : ""} · as of ${esc(r.asOf)}</p>
-<div class="verdict"><strong>${r.srm.flagged ? "Sample ratio mismatch" : r.conclusive ? "Conclusive" : "Not yet conclusive"}</strong>: ${esc(r.summary)}</div>
+<div class="verdict"><strong>${verdict.label}</strong>${esc(verdict.rest)}</div>
 <table><tr><th>arm</th><th>share</th><th>exposed</th><th>n (acc) / planned</th><th>accuracy</th><th>diff vs control</th><th>mastered / censored</th><th>median TTM</th><th>RMST</th><th>RMST diff</th><th>verdict</th></tr>
 ${r.arms.map(armRow).join("\n")}
 </table>
-<p>Sample-ratio check: chi² = ${r.srm.chi2.toFixed(3)}, df = ${r.srm.df}, p = ${Number.isFinite(r.srm.p) ? r.srm.p.toPrecision(3) : "n/a"}; observed ${esc(r.srm.observed.join(" / "))} vs expected ${esc(r.srm.expected.map((x) => x.toFixed(1)).join(" / "))}${r.srm.flagged ? " — <strong>flagged</strong>" : ""}.</p>
-${progress}
-${acc}
-${rmst}
+${srmLine}
+${charts}
 <h2>Methods</h2><ul>${r.methods.map((m) => `<li>${esc(m)}</li>`).join("")}</ul>
 </body></html>
 `;

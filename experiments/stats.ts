@@ -225,7 +225,11 @@ export function welchInterval(
   };
 }
 
-/** Pearson chi-square goodness of fit of observed counts to expected shares (sample-ratio mismatch check). */
+/**
+ * Pearson chi-square goodness of fit of observed counts to expected shares (sample-ratio mismatch
+ * check). df = (categories with a positive share) - 1, whatever the counts; with no observation at
+ * all (total 0) or a single category there is nothing to test and p is NaN.
+ */
 export function chiSquareGoodnessOfFit(
   observed: readonly number[],
   shares: readonly number[],
@@ -234,13 +238,15 @@ export function chiSquareGoodnessOfFit(
   let chi2 = 0;
   let k = 0;
   for (let i = 0; i < observed.length; i++) {
-    const e = total * shares[i]!;
-    if (e <= 0) continue;
-    chi2 += (observed[i]! - e) ** 2 / e;
+    if (!(shares[i]! > 0)) continue;
     k++;
+    if (total > 0) {
+      const e = total * shares[i]!;
+      chi2 += (observed[i]! - e) ** 2 / e;
+    }
   }
-  const df = k - 1;
-  return { chi2, df, p: df > 0 ? chiSquareSf(chi2, df) : Number.NaN };
+  const df = Math.max(0, k - 1);
+  return { chi2, df, p: df > 0 && total > 0 ? chiSquareSf(chi2, df) : Number.NaN };
 }
 
 /**

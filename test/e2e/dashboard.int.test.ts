@@ -2,8 +2,9 @@
  * End to end: the /app dashboard in headless Chromium (Debian's /usr/bin/chromium driven by
  * playwright-core) over a real app and a store built by the batch pipeline from 200 synthetic
  * students. Every page only calls the JSON API, so the numbers on screen are compared with the API's.
+ * Screenshots (1,400 x 900, the window the pages are checked at) go to test-results/ (gitignored).
  */
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -17,7 +18,8 @@ import { DuckStore } from "../../storage/duckdb.ts";
 import { PSEUDO_KEY, testApp, token } from "../serving/appFixture.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = "test-artifacts";
+const ARTIFACTS = "test-results";
+const VIEWPORT = { width: 1400, height: 900 };
 const STUDENTS = 200;
 const rawId = (i: number) => `stu-${String(i).padStart(6, "0")}`;
 /** The generated student with the most scored topics (set in beforeAll), and another student. */
@@ -32,9 +34,12 @@ let origin: string;
 let browser: BrowserContext;
 let classId: string;
 const pageErrors: string[] = [];
+/** Every response with status 404 (a missing favicon, script or route) on any page. */
+const notFound: string[] = [];
 
 interface TopicBody {
   topicId: string;
+  asOf: string;
   score: number;
   scoreSource: string;
 }
@@ -103,7 +108,7 @@ beforeAll(async () => {
       "--disable-component-update",
       "--disable-sync",
     ],
-    viewport: { width: 1280, height: 900 },
+    viewport: VIEWPORT,
   });
 });
 
@@ -118,6 +123,9 @@ afterAll(async () => {
 async function signedIn(tok: string): Promise<Page> {
   const page = await browser.newPage();
   page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("response", (r) => {
+    if (r.status() === 404) notFound.push(r.url());
+  });
   await page.goto(`${origin}/app/`);
   await page.fill("#token", tok);
   await page.click("#login-button");
@@ -136,10 +144,36 @@ async function apiGet<T>(path: string, tok: string): Promise<T> {
   return (await res.json()) as T;
 }
 
-const shot = (page: Page, name: string) => page.screenshot({ path: join(ARTIFACTS, name), fullPage: true });
+/** What the 1,400 x 900 window shows (and, with full, the whole page). */
+const shot = async (page: Page, name: string, full = false) => {
+  await page.screenshot({ path: join(ARTIFACTS, name) });
+  if (full)
+    await page.screenshot({ path: join(ARTIFACTS, name.replace(/\.png$/, "-full.png")), fullPage: true });
+};
+
+/** Monday 00:00 UTC of the week holding `iso`, as YYYY-MM-DD (the heatmap's column labels). */
+const weekLabel = (iso: string): string => {
+  const d = new Date(iso);
+  const monday =
+    Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) - ((d.getUTCDay() + 6) % 7) * 86_400_000;
+  return new Date(monday).toISOString().slice(0, 10);
+};
+
+/** The page's horizontal overflow: > 0 when something is wider than the window. */
+const overflowX = (page: Page) =>
+  page.evaluate(
+    "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+  ) as Promise<number>;
+
+interface HistoryBody {
+  score: number;
+  scoreSource: string;
+  asOf: string;
+  recordedAt: string;
+}
 
 describe("dashboard (headless Chromium)", () => {
-  it("student view: one heatmap row per topic, scores and factors equal to the API's", async () => {
+  it("student view: three API requests whatever the topic count; one heatmap row per topic, scores and factors equal to the API's", async () => {
     const admin = await token({ role: "admin", sub: "root" });
     const api = await apiGet<{ topics: (TopicBody & { explanation: { factors: { name: string }[] } })[] }>(
       `/mastery/${STUDENT}`,
@@ -147,7 +181,22 @@ describe("dashboard (headless Chromium)", () => {
     );
     expect(api.topics.length).toBeGreaterThan(3);
     const page = await signedIn(admin);
+    const apiCalls: string[] = [];
+    page.on("request", (r) => {
+      const path = new URL(r.url()).pathname;
+      if (!path.startsWith("/app/")) apiCalls.push(path);
+    });
+    const t0 = Date.now();
     await open(page, `student.html?id=${STUDENT}`);
+    const loadMs = Date.now() - t0;
+    // Scores, every topic's history (one batched call), recommendations: not one call per topic.
+    expect(apiCalls.sort()).toEqual(
+      [`/mastery/${STUDENT}`, `/mastery/${STUDENT}/history`, `/recommendations/${STUDENT}`].sort(),
+    );
+    writeFileSync(
+      join(ARTIFACTS, "dashboard-student-load.json"),
+      JSON.stringify({ topics: api.topics.length, apiCalls: apiCalls.length, loadMs }),
+    );
     expect(await page.getAttribute("body", "data-loaded")).toBe("true");
     expect(await page.locator("#heatmap tbody tr").count()).toBe(api.topics.length);
     expect(await page.locator("#topics tbody tr").count()).toBe(api.topics.length);
@@ -159,16 +208,25 @@ describe("dashboard (headless Chromium)", () => {
       const why = (await row.locator("td.why").textContent()) ?? "";
       for (const f of t.explanation.factors) expect(why).toContain(f.name);
     }
-    // The heatmap's last week shows each topic's latest served-source score from GET .../history.
-    const first = api.topics[0]!;
-    const hist = await apiGet<{ history: { score: number; scoreSource: string; asOf: string }[] }>(
-      `/mastery/${STUDENT}/${first.topicId}/history`,
-      admin,
-    );
-    const own = hist.history.filter((e) => e.scoreSource === first.scoreSource);
-    const latest = own.sort((a, b) => a.asOf.localeCompare(b.asOf)).at(-1)!;
-    const lastCell = page.locator(`#heatmap tbody tr[data-topic="${first.topicId}"] td`).last();
-    expect(Number(await lastCell.getAttribute("data-score"))).toBe(latest.score);
+    // The heatmap ends at the student's last activity (not today): its last column is the week of
+    // the latest as-of, and every topic's last cell is exactly the score GET /mastery serves.
+    const last = api.topics
+      .map((t) => (t as TopicBody & { asOf: string }).asOf)
+      .sort()
+      .at(-1)!;
+    const heads = await page.locator("#heatmap thead th").allTextContents();
+    expect(heads.at(-1)).toBe(weekLabel(last));
+    expect(heads.length).toBeGreaterThan(2);
+    for (const t of api.topics) {
+      const lastCell = page.locator(`#heatmap tbody tr[data-topic="${t.topicId}"] td`).last();
+      expect(Number(await lastCell.getAttribute("data-score"))).toBe(t.score);
+    }
+    // Not a wall of faded carry-overs: every week column has a value recorded in that week.
+    const weeks = heads.slice(1);
+    for (let i = 0; i < weeks.length; i++) {
+      const fresh = page.locator(`#heatmap tbody td[data-week="${weeks[i]}"]:not(.carried)`);
+      expect(await fresh.count(), `week ${weeks[i]}`).toBeGreaterThan(0);
+    }
     expect(await page.locator("#history-chart").isVisible()).toBe(true);
     const recs = await apiGet<{ recommendations: { topicId: string }[] }>(
       `/recommendations/${STUDENT}`,
@@ -178,16 +236,47 @@ describe("dashboard (headless Chromium)", () => {
     const shown: (string | null)[] = [];
     for (let i = 0; i < (await items.count()); i++) shown.push(await items.nth(i).getAttribute("data-topic"));
     expect(shown).toEqual(recs.recommendations.map((r) => r.topicId));
-    await shot(page, "dashboard-student.png");
+    await shot(page, "dashboard-student.png", true);
+    await page.close();
+  });
+
+  it("student view as of a chosen day: the heatmap ends that week with the value recorded by then", async () => {
+    const admin = await token({ role: "admin", sub: "root" });
+    const api = await apiGet<{ topics: TopicBody[] }>(`/mastery/${STUDENT}`, admin);
+    const hist = await apiGet<{ topics: { topicId: string; history: HistoryBody[] }[] }>(
+      `/mastery/${STUDENT}/history`,
+      admin,
+    );
+    const asOf = "2026-01-18"; // a Sunday in the generated month
+    const page = await signedIn(admin);
+    await open(page, `student.html?id=${STUDENT}&as_of=${asOf}`);
+    const heads = await page.locator("#heatmap thead th").allTextContents();
+    expect(heads.at(-1)).toBe("2026-01-12");
+    const end = `${asOf}T23:59:59.999Z`;
+    let checked = 0;
+    for (const t of api.topics) {
+      const own = hist.topics
+        .find((x) => x.topicId === t.topicId)!
+        .history.filter((e) => e.scoreSource === t.scoreSource && e.asOf <= end)
+        .sort((a, b) => a.asOf.localeCompare(b.asOf) || a.recordedAt.localeCompare(b.recordedAt));
+      const cell = page.locator(`#heatmap tbody tr[data-topic="${t.topicId}"] td`).last();
+      if (own.length === 0) {
+        expect(await cell.getAttribute("data-score")).toBeNull();
+        continue;
+      }
+      expect(Number(await cell.getAttribute("data-score"))).toBe(own.at(-1)!.score);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(0);
     await page.close();
   });
 
   it("class view for the class's teacher: one row per student, below-threshold list equal to the API's", async () => {
     const teacher = await token({ role: "teacher", sub: "t1", classes: [classId] });
-    const api = await apiGet<{ students: { studentKey: string; below: string[] }[]; threshold: number }>(
-      `/classes/${classId}/mastery`,
-      teacher,
-    );
+    const api = await apiGet<{
+      students: { studentKey: string; below: string[]; scores: Record<string, unknown> }[];
+      threshold: number;
+    }>(`/classes/${classId}/mastery`, teacher);
     expect(api.students.length).toBeGreaterThan(5);
     const page = await signedIn(teacher);
     await open(page, `class.html?id=${classId}`);
@@ -196,7 +285,18 @@ describe("dashboard (headless Chromium)", () => {
     expect(await page.locator("#below-list li").count()).toBe(belowApi.length);
     const cellsBelow = belowApi.reduce((n, s) => n + s.below.length, 0);
     expect(await page.locator("#class-heatmap td.below").count()).toBe(cellsBelow);
+    // Fits the 1,400 px window: the wide students x topics table scrolls inside its own box.
+    expect(await overflowX(page)).toBe(0);
     await shot(page, "dashboard-class.png");
+    // Students are links (by pseudonym) the class's teacher may follow.
+    const first = api.students[0]!;
+    await page.click(`#class-heatmap tbody tr[data-student="${first.studentKey}"] a`);
+    await page.waitForSelector("body[data-loaded]");
+    expect(await page.getAttribute("body", "data-loaded")).toBe("true");
+    const scored = Object.keys(first.scores).length;
+    expect(await page.locator("#topics tbody tr").count()).toBe(scored);
+    expect(await overflowX(page)).toBe(0);
+    await shot(page, "dashboard-class-student.png");
     await page.close();
   });
 
@@ -260,8 +360,50 @@ describe("dashboard (headless Chromium)", () => {
     await open(page, "models.html");
     expect(await page.getAttribute("body", "data-loaded")).toBe("true");
     expect(await page.locator("#no-models").count()).toBe(1);
+    // Two versions with lineage (a model name the server does not serve, so scores are unchanged).
+    const modelDir = join(dir, "lineage-model");
+    mkdirSync(modelDir, { recursive: true });
+    writeFileSync(join(modelDir, "model.json"), JSON.stringify({ kind: "elo", featureNames: ["a", "b"] }));
+    const data = { from: "2026-01-05T00:00:00Z", to: "2026-02-01T00:00:00Z", file: "train.csv", rows: 4321 };
+    await h.ctx.registry.register({
+      name: "e2e-archive",
+      dir: modelDir,
+      metrics: { auc: 0.7412 },
+      data: { ...data, sha256: "ab".repeat(32) },
+      codeCommit: "0123456789abcdef0123456789abcdef01234567",
+      actor: "e2e",
+    });
+    await h.ctx.registry.register({ name: "e2e-archive", dir: modelDir, parent: "1", actor: "e2e" });
+    await open(page, "models.html");
+    const v1 = page.locator('section[data-model="e2e-archive"] tr[data-version="1"] table.lineage');
+    expect(await v1.locator('tr[data-field="Data window"] td').textContent()).toBe(
+      "2026-01-05T00:00:00.000Z → 2026-02-01T00:00:00.000Z",
+    );
+    expect(await v1.locator('tr[data-field="Data file"] td').textContent()).toBe("train.csv (4321 rows)");
+    expect(await v1.locator('tr[data-field="Code commit"] td').textContent()).toBe("0123456789…");
+    const v2 = page.locator('section[data-model="e2e-archive"] tr[data-version="2"] table.lineage');
+    expect(await v2.locator('tr[data-field="Parent"] td').textContent()).toBe("e2e-archive v1");
+    expect(await page.locator("body").textContent()).not.toContain('{"');
+    expect(await overflowX(page)).toBe(0);
+    await shot(page, "dashboard-models.png");
+    // An experiment nobody has been exposed to: an empty state, no table of dashes.
+    await h.ctx.experiments.create({
+      id: "e2e-empty",
+      name: "nobody exposed",
+      arms: [
+        { name: "control", model: { name: "e2e-archive", version: 1 }, share: 0.5 },
+        { name: "treatment", model: { name: "e2e-archive", version: 2 }, share: 0.5 },
+      ],
+      startAt: "2026-01-20T00:00:00Z",
+      status: "stopped",
+    });
     await open(page, "experiments.html");
     expect(await page.getAttribute("body", "data-loaded")).toBe("true");
+    const empty = page.locator('section[data-experiment="e2e-empty"]');
+    expect(await empty.locator(".no-exposures").count()).toBe(1);
+    expect(await empty.locator("table").count()).toBe(0);
+    expect(await empty.textContent()).not.toMatch(/df -1|df = -1/);
+    await shot(page, "dashboard-experiments-empty.png");
     await open(page, "quality.html");
     expect(await page.getAttribute("body", "data-loaded")).toBe("true");
     const q = await apiGet<{ totals: { events: number } }>(
@@ -273,5 +415,7 @@ describe("dashboard (headless Chromium)", () => {
     await shot(page, "dashboard-quality.png");
     await page.close();
     expect(pageErrors).toEqual([]);
+    // No 404 on any page (the favicon included).
+    expect(notFound).toEqual([]);
   });
 });

@@ -158,8 +158,38 @@ for (const backend of ["duckdb", "postgres"] as const) {
       expect(html.startsWith("<!doctype html>")).toBe(true);
       expect(html).toContain("<svg");
       expect(html).toContain("Not yet conclusive");
+      expect(html).not.toMatch(/not yet conclusive: not yet conclusive/i);
       // Self-contained: no scripts, no external stylesheets, images or fonts.
       expect(html).not.toMatch(/<script|<link|src=|@import|https?:\/\/(?!www\.w3\.org\/2000\/svg)/);
+    });
+
+    it("an experiment nobody was exposed to yet: no empty charts, no df = -1, the verdict said once", async () => {
+      const none = await store.create({
+        id: "exp-empty",
+        name: "nobody yet",
+        arms: [
+          { name: "control", model: { name: "mastery", alias: "champion" }, share: 0.5 },
+          { name: "treatment", model: { name: "mastery", version: 3 }, share: 0.5 },
+        ],
+        startAt: at(-1),
+        salt: "fixed-salt",
+      });
+      const r = await experimentReport(opened.store, none, { asOf: new Date(T0 + 10 * DAY) });
+      expect(r.arms.map((a) => a.exposed)).toEqual([0, 0]);
+      expect(r.srm.df).toBe(1);
+      expect(r.srm.p).toBeNaN();
+      expect(r.srm.flagged).toBe(false);
+      const text = renderText(r);
+      expect(text).toContain("sample-ratio check: no student exposed yet");
+      expect(text).not.toMatch(/df = -1/);
+      const html = renderHtml(r);
+      expect(html).not.toContain("<svg");
+      expect(html).not.toMatch(/df = -1/);
+      expect(html).toContain("No charts yet: no student of this experiment has been exposed");
+      expect(html).toContain(
+        "<strong>Not yet conclusive</strong>: keep the experiment running until every arm reaches its planned sample size",
+      );
+      expect(html).not.toMatch(/not yet conclusive: not yet conclusive/i);
     });
 
     it("before the week closes, students are pending rather than counted", async () => {

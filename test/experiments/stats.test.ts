@@ -61,6 +61,15 @@ describe("sample-ratio mismatch check", () => {
     expect(r.chi2).toBeCloseTo(40, 12);
     expect(r.p).toBeLessThan(1e-9);
   });
+
+  it("no exposure yet: df counts the arms with a share (2 arms -> 1, never -1) and p is NaN (nothing to test)", () => {
+    const r = chiSquareGoodnessOfFit([0, 0], [0.5, 0.5]);
+    expect(r).toEqual({ chi2: 0, df: 1, p: Number.NaN });
+    const three = chiSquareGoodnessOfFit([0, 0, 0], [0.5, 0.5, 0]);
+    expect(three.df).toBe(1);
+    // An arm with share 0 is left out of df whether or not it has counts.
+    expect(chiSquareGoodnessOfFit([50, 50, 3], [0.5, 0.5, 0]).df).toBe(1);
+  });
 });
 
 describe("Welch interval and sample size", () => {

@@ -4,6 +4,14 @@ const c = page();
 const id = query("id") ?? "";
 const short = (key) => `${key.slice(0, 10)}…`;
 
+/**
+ * A student's page, named by pseudonym (the API accepts key:<student_key>). Whoever may see a class
+ * view may open its students: admins and services pass any student check, and a teacher sees the
+ * class only when the roster names them, which is the same roster that lets them see its students.
+ */
+const studentLink = (key, text) =>
+  h("a", { href: `student.html?id=${encodeURIComponent(`key:${key}`)}`, class: "student-link" }, text);
+
 async function load(threshold) {
   const qs = threshold === null || threshold === "" ? "" : `?threshold=${encodeURIComponent(threshold)}`;
   const data = await api(`/classes/${encodeURIComponent(id)}/mastery${qs}`);
@@ -15,7 +23,7 @@ async function load(threshold) {
     h(
       "tr",
       { dataset: { student: s.studentKey } },
-      h("th", { title: s.studentKey }, short(s.studentKey)),
+      h("th", { title: s.studentKey }, studentLink(s.studentKey, short(s.studentKey))),
       ...data.topics.map((t) => {
         const v = s.scores[t];
         if (!v) return h("td", {}, "");
@@ -33,6 +41,7 @@ async function load(threshold) {
     ),
   );
   document.querySelector("#class-heatmap tbody").replaceChildren(...rows);
+  document.getElementById("no-students").hidden = data.students.length > 0;
   const below = data.students.filter((s) => s.below.length > 0);
   document.getElementById("below-summary").textContent =
     `${below.length} of ${data.students.length} students have at least one topic below ${fmt(data.threshold)}.`;
@@ -45,7 +54,8 @@ async function load(threshold) {
           h(
             "li",
             { dataset: { student: s.studentKey, count: String(s.below.length) } },
-            `${short(s.studentKey)}: ${s.below.length} topic(s) — ${s.below.join(", ")}`,
+            studentLink(s.studentKey, short(s.studentKey)),
+            `: ${s.below.length} topic(s) — ${s.below.join(", ")}`,
           ),
         ),
     );

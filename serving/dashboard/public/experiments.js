@@ -46,7 +46,11 @@ async function load() {
   const content = document.getElementById("content");
   if (experiments.length === 0) {
     content.replaceChildren(
-      h("p", { id: "no-experiments" }, "No experiment yet (mastery experiments create …)."),
+      h(
+        "p",
+        { id: "no-experiments" },
+        "No experiment yet. Create one with npx mastery experiments create (see its --help) or POST /experiments.",
+      ),
     );
     document.body.dataset.loaded = "true";
     return;
@@ -66,12 +70,25 @@ async function load() {
       );
       try {
         const r = await api(`/experiments/${encodeURIComponent(e.id)}/report`);
+        const exposed = r.arms.reduce((n, a) => n + a.exposed, 0);
+        // Nobody exposed yet: say so instead of a table of dashes and a chi-square of zero counts.
+        if (exposed === 0) {
+          section.append(
+            h(
+              "p",
+              { class: "empty-state no-exposures" },
+              `No student has been exposed to this experiment yet (as of ${r.asOf}): per-arm results and the ` +
+                "sample-ratio check appear once students are served a score from an arm.",
+            ),
+          );
+          return section;
+        }
         section.append(
           reportTable(r),
           h(
             "p",
             { class: "srm" },
-            `Sample-ratio check: χ² ${fmt(r.srm.chi2)}, p ${fmt(r.srm.p, 3)}${r.srm.flagged ? " — FLAGGED" : ""}; ` +
+            `Sample-ratio check: χ² ${fmt(r.srm.chi2)}, df ${r.srm.df}, p ${fmt(r.srm.p, 3)}${r.srm.flagged ? " — FLAGGED" : ""}; ` +
               `${r.conclusive ? "conclusive" : "not conclusive"} as of ${r.asOf}`,
           ),
           h("p", { class: "summary" }, r.summary),

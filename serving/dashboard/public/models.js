@@ -2,19 +2,46 @@ import { api, fmt, h, page, showError } from "./common.js";
 
 const c = page();
 
-const metricsText = (m) =>
-  Object.entries(m ?? {})
-    .map(([k, v]) => `${k} ${fmt(v, 4)}`)
-    .join(", ");
+/** Metrics as one line each ("auc 0.7812"), so a long list stays readable. */
+const metricsList = (m) => {
+  const entries = Object.entries(m ?? {});
+  if (entries.length === 0) return h("span", { class: "empty-state" }, "none recorded");
+  return h(
+    "ul",
+    { class: "metrics" },
+    ...entries.map(([k, v]) => h("li", { dataset: { metric: k } }, `${k} ${fmt(v, 4)}`)),
+  );
+};
 
-/** Where a version came from: data window, feature-schema hash, code commit and parent version. */
-function lineageText(v) {
-  const parts = [];
-  if (v.data && Object.keys(v.data).length > 0) parts.push(`data ${JSON.stringify(v.data)}`);
-  if (v.featureSchemaHash) parts.push(`features ${v.featureSchemaHash.slice(0, 12)}`);
-  if (v.codeCommit) parts.push(`commit ${v.codeCommit.slice(0, 10)}`);
-  if (v.parent) parts.push(`parent ${v.parent.name}@${v.parent.version}`);
-  return parts.join(" · ");
+/** A hash or commit, shortened, with the full value on hover. */
+const short = (x, n) => h("code", { title: x }, x.length > n ? `${x.slice(0, n)}…` : x);
+
+/**
+ * Where a version came from, as a small two-column table: the data window (from, to), the training
+ * file (name, rows, sha256), the feature-schema hash, the code commit and the parent version. Rows
+ * the registry has no value for are left out; a version with none says so.
+ */
+function lineageTable(v) {
+  const rows = [];
+  const d = v.data ?? {};
+  if (d.from || d.to) rows.push(["Data window", `${d.from ?? "…"} → ${d.to ?? "…"}`]);
+  if (d.file) rows.push(["Data file", d.rows !== undefined ? `${d.file} (${d.rows} rows)` : d.file]);
+  else if (d.rows !== undefined) rows.push(["Data rows", String(d.rows)]);
+  if (d.sha256) rows.push(["Data sha256", short(d.sha256, 12)]);
+  if (v.featureSchemaHash && v.featureSchemaHash !== "none")
+    rows.push(["Feature schema", short(v.featureSchemaHash, 12)]);
+  if (v.codeCommit && v.codeCommit !== "unknown") rows.push(["Code commit", short(v.codeCommit, 10)]);
+  if (v.parent) rows.push(["Parent", `${v.parent.name} v${v.parent.version}`]);
+  if (rows.length === 0) return h("span", { class: "empty-state" }, "no lineage recorded");
+  return h(
+    "table",
+    { class: "lineage" },
+    h(
+      "tbody",
+      {},
+      ...rows.map(([k, val]) => h("tr", { dataset: { field: k } }, h("th", {}, k), h("td", {}, val))),
+    ),
+  );
 }
 
 async function load() {
@@ -22,7 +49,11 @@ async function load() {
   const content = document.getElementById("content");
   if (list.models.length === 0) {
     content.replaceChildren(
-      h("p", { id: "no-models" }, "No model is registered yet (mastery models register …)."),
+      h(
+        "p",
+        { id: "no-models" },
+        "No model is registered yet. Train one (npx mastery train elo …) and register it: npx mastery models register NAME --dir DIR (see npx mastery models register --help).",
+      ),
     );
     document.body.dataset.loaded = "true";
     return;
@@ -63,8 +94,8 @@ async function load() {
               h("td", {}, `v${v.version}`),
               h("td", {}, v.kind),
               h("td", {}, v.aliases.join(", ")),
-              h("td", {}, metricsText(v.metrics)),
-              h("td", {}, lineageText(v)),
+              h("td", {}, metricsList(v.metrics)),
+              h("td", { class: "lineage-cell" }, lineageTable(v)),
               h("td", {}, `${v.createdAt} ${v.createdBy ?? ""}`),
             ),
           ),

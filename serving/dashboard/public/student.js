@@ -22,20 +22,32 @@ const isoDay = (ms) => new Date(ms).toISOString().slice(0, 10);
 // model source an override replaced.
 const SOURCE_ORDER = ["blend", "ml", "bkt", "rule_based", "elo"];
 
-/** The model source behind a topic: the served one, or under an override the first stored in order. */
-function modelSource(topic) {
-  if (topic.scoreSource !== OVERRIDE) return topic.scoreSource;
-  const stored = Object.keys(topic.scores ?? {}).filter((s) => s !== OVERRIDE);
-  return SOURCE_ORDER.find((s) => stored.includes(s)) ?? stored[0] ?? OVERRIDE;
+/**
+ * The model source whose history stands for a topic's served series: the served source when it has
+ * history, else (an override, or a registry model that records no history) the first source in the
+ * server's order that has some.
+ */
+function modelSource(topic, history) {
+  const recorded = new Set(history.map((e) => e.scoreSource));
+  if (topic.scoreSource !== OVERRIDE && recorded.has(topic.scoreSource)) return topic.scoreSource;
+  return SOURCE_ORDER.find((s) => recorded.has(s)) ?? [...recorded].find((s) => s !== OVERRIDE) ?? null;
 }
 
-/** The entries of the series the student is served: the topic's model source plus overrides. */
+/** The entries of the series the student is served: the topic's model source plus overrides, oldest first. */
 function servedSeries(topic, history) {
-  const source = modelSource(topic);
+  const source = modelSource(topic, history);
   const own = history.filter((e) => e.scoreSource === source || e.scoreSource === OVERRIDE);
-  const list = own.length > 0 ? own : history;
-  return [...list].sort((a, b) => a.asOf.localeCompare(b.asOf) || a.recordedAt.localeCompare(b.recordedAt));
+  return [...own].sort((a, b) => a.asOf.localeCompare(b.asOf) || a.recordedAt.localeCompare(b.recordedAt));
 }
+
+/** The served score as a series point (the last column of the heatmap shows it). */
+const servedPoint = (t) => ({
+  score: t.score,
+  scoreSource: t.scoreSource,
+  modelVersion: t.modelVersion,
+  asOf: t.asOf,
+  served: true,
+});
 
 function factorsText(explanation) {
   const f = explanation?.factors ?? [];
@@ -58,37 +70,70 @@ function renderTopics(topics) {
   document.querySelector("#topics tbody").replaceChildren(...rows);
 }
 
-function renderHeatmap(topics) {
-  const series = topics.map((t) => [t, servedSeries(t, histories.get(t.topicId) ?? [])]);
-  let lo = Number.POSITIVE_INFINITY;
-  let hi = Number.NEGATIVE_INFINITY;
-  for (const [, s] of series) {
-    for (const e of s) {
-      lo = Math.min(lo, weekOf(e.asOf));
-      hi = Math.max(hi, weekOf(e.asOf));
-    }
+/**
+ * The student's last activity: the latest as-of of any served score or recorded history entry. The
+ * heatmap ends at that week (not at today), so a student who stopped in September is not shown as
+ * twelve weeks of faded carry-overs.
+ */
+function lastActivity(topics) {
+  let last = null;
+  for (const t of topics) {
+    if (last === null || t.asOf > last) last = t.asOf;
+    for (const e of histories.get(t.topicId) ?? []) if (e.asOf > last) last = e.asOf;
   }
+  return last;
+}
+
+/**
+ * Topic x week: the last value of the served series (model source + overrides) in each week, up
+ * to `anchor` (end of the chosen as-of day, or the last activity). When the anchor is at or after a
+ * topic's served as-of, the served score itself is the topic's latest point, so the last column is
+ * exactly what GET /mastery serves (also for a registry model, which records no history).
+ */
+function renderHeatmap(topics, chosenAsOf) {
+  const last = lastActivity(topics);
+  const anchorMs = chosenAsOf !== null ? Date.parse(`${chosenAsOf}T23:59:59.999Z`) : Date.parse(last ?? "");
+  const note = document.getElementById("heatmap-anchor");
+  if (!Number.isFinite(anchorMs)) {
+    note.textContent = "No scores yet.";
+    document.querySelector("#heatmap thead").replaceChildren();
+    document.querySelector("#heatmap tbody").replaceChildren();
+    return;
+  }
+  const anchor = new Date(anchorMs).toISOString();
+  note.textContent =
+    chosenAsOf !== null
+      ? `Weeks up to ${chosenAsOf} (chosen as-of; the last column is the value recorded by then).`
+      : `Weeks up to the student's last activity, ${last.slice(0, 10)}; the last column is the served score.`;
+  const hi = weekOf(anchor);
   const weeks = [];
-  if (Number.isFinite(lo))
-    for (let w = Math.max(lo, hi - (MAX_WEEKS - 1) * 7 * DAY); w <= hi; w += 7 * DAY) weeks.push(w);
+  for (let i = MAX_WEEKS - 1; i >= 0; i--) weeks.push(hi - i * 7 * DAY);
+  const series = topics.map((t) => {
+    const s = servedSeries(t, histories.get(t.topicId) ?? []).filter((e) => e.asOf <= anchor);
+    if (t.asOf <= anchor) s.push(servedPoint(t));
+    return [t, s];
+  });
+  // Drop leading weeks where no topic has a value yet (a short history needs no empty columns).
+  const first = Math.min(...series.flatMap(([, s]) => s.map((e) => weekOf(e.asOf))));
+  const shown = weeks.filter((w) => w >= first || w === hi);
   document
     .querySelector("#heatmap thead")
-    .replaceChildren(h("tr", {}, h("th", {}, "Topic"), ...weeks.map((w) => h("th", {}, isoDay(w)))));
+    .replaceChildren(h("tr", {}, h("th", {}, "Topic"), ...shown.map((w) => h("th", {}, isoDay(w)))));
   const rows = series.map(([t, s]) => {
-    const cells = weeks.map((w) => {
-      let last = null;
-      for (const e of s) if (weekOf(e.asOf) <= w) last = e;
-      if (last === null) return h("td", {}, "");
-      const carried = weekOf(last.asOf) < w;
+    const cells = shown.map((w) => {
+      let latest = null;
+      for (const e of s) if (weekOf(e.asOf) <= w) latest = e;
+      if (latest === null) return h("td", { class: "empty" }, "");
+      const carried = weekOf(latest.asOf) < w;
       return h(
         "td",
         {
           class: carried ? "carried" : "",
-          style: `background:${heatColor(last.score)}`,
-          title: `${last.scoreSource} ${last.modelVersion} as of ${last.asOf}`,
-          dataset: { score: String(last.score), week: isoDay(w) },
+          style: `background:${heatColor(latest.score)}`,
+          title: `${latest.served ? "served: " : ""}${latest.scoreSource} ${latest.modelVersion} as of ${latest.asOf}`,
+          dataset: { score: String(latest.score), week: isoDay(w) },
         },
-        fmt(last.score),
+        fmt(latest.score),
       );
     });
     return h("tr", { dataset: { topic: t.topicId } }, h("th", {}, t.topicId), ...cells);
@@ -176,17 +221,20 @@ function renderRecommendations(recs) {
     );
 }
 
+let topicsShown = [];
+
 async function load() {
-  const [mastery, recs] = await Promise.all([api(base), api(`/recommendations/${encodeURIComponent(id)}`)]);
+  // Three requests in parallel, whatever the number of topics: scores, every topic's history, recommendations.
+  const [mastery, hist, recs] = await Promise.all([
+    api(base),
+    api(`${base}/history`),
+    api(`/recommendations/${encodeURIComponent(id)}`),
+  ]);
   const topics = mastery.topics;
-  const hist = await Promise.all(
-    topics.map((t) =>
-      api(`${base}/${encodeURIComponent(t.topicId)}/history`).then((r) => [t.topicId, r.history]),
-    ),
-  );
-  histories = new Map(hist);
+  topicsShown = topics;
+  histories = new Map(hist.topics.map((t) => [t.topicId, t.history]));
   renderTopics(topics);
-  renderHeatmap(topics);
+  renderHeatmap(topics, chosenAsOf());
   renderRecommendations(recs);
   const select = document.getElementById("topic-select");
   const previous = select.value;
@@ -195,6 +243,9 @@ async function load() {
   if (previous && topics.some((t) => t.topicId === previous)) select.value = previous;
   select.onchange = () => renderHistory(topics.find((t) => t.topicId === select.value));
   if (topics.length > 0) renderHistory(topics.find((t) => t.topicId === select.value) ?? topics[0]);
+  document.getElementById("no-topics").hidden = topics.length > 0;
+  for (const id of ["topics-section", "heatmap-section", "history-section"])
+    document.getElementById(id).hidden = topics.length === 0;
   const overrideTopic = document.getElementById("override-topic");
   const keep = overrideTopic.value;
   overrideTopic.replaceChildren(...options());
@@ -203,8 +254,25 @@ async function load() {
   document.body.dataset.loaded = "true";
 }
 
+/** ?as_of=YYYY-MM-DD, or null (anchor at the last activity). */
+function chosenAsOf() {
+  const v = document.getElementById("as-of").value || query("as_of") || "";
+  return /^\d{4}-\d{2}-\d{2}$/.test(v) ? v : null;
+}
+
 if (c) {
-  document.getElementById("student-id").textContent = id;
+  // A class view link names the student by pseudonym (key:...): show it shortened.
+  document.getElementById("student-id").textContent = id.startsWith("key:") ? `${id.slice(4, 14)}…` : id;
+  document.getElementById("as-of").value = query("as_of") ?? "";
+  document.getElementById("as-of-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const url = new URL(location.href);
+    const v = document.getElementById("as-of").value;
+    if (v) url.searchParams.set("as_of", v);
+    else url.searchParams.delete("as_of");
+    history.replaceState(null, "", url);
+    renderHeatmap(topicsShown, chosenAsOf());
+  });
   document.getElementById("override").hidden = !(c.role === "teacher" || c.role === "admin");
   document.getElementById("override-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
