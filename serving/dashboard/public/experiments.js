@@ -65,7 +65,7 @@ async function load() {
         h(
           "p",
           {},
-          `Status ${e.status}, from ${e.startAt} to ${e.endAt ?? "open"}; arms: ${arms}; control ${e.control}`,
+          `Status ${e.status}, from ${e.startAt} to ${e.endAt ?? "open"}; arms: ${arms}; control arm: ${e.control}`,
         ),
       );
       try {

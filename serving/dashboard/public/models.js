@@ -96,7 +96,7 @@ async function load() {
               h("td", {}, v.aliases.join(", ")),
               h("td", {}, metricsList(v.metrics)),
               h("td", { class: "lineage-cell" }, lineageTable(v)),
-              h("td", {}, `${v.createdAt} ${v.createdBy ?? ""}`),
+              h("td", {}, v.createdAt.replace("T", " ").slice(0, 16), h("br"), `by ${v.createdBy ?? "?"}`),
             ),
           ),
         ),
