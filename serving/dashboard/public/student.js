@@ -63,7 +63,7 @@ function renderTopics(topics) {
       h("td", {}, t.name ?? ""),
       h("td", { class: "num score", dataset: { score: String(t.score) } }, fmt(t.score, 3)),
       h("td", { class: t.scoreSource === OVERRIDE ? "source override" : "source" }, t.scoreSource),
-      h("td", {}, t.modelVersion),
+      h("td", { class: "nowrap" }, t.modelVersion),
       h("td", { class: "why" }, factorsText(t.explanation)),
     ),
   );
