@@ -268,6 +268,12 @@ describe("dashboard (headless Chromium)", () => {
       checked++;
     }
     expect(checked).toBeGreaterThan(0);
+    // A student without any score: one sentence, no empty tables or chart.
+    await open(page, "student.html?id=stu-never-seen");
+    expect(await page.getAttribute("body", "data-loaded")).toBe("true");
+    expect(await page.locator("#no-topics").isVisible()).toBe(true);
+    for (const id of ["#topics-section", "#heatmap-section", "#history-section"])
+      expect(await page.locator(id).isHidden(), id).toBe(true);
     await page.close();
   });
 
