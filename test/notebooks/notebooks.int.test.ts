@@ -72,6 +72,10 @@ describe("notebooks", () => {
     const r = await run04({ out, students: 300, effect: 0.3, seed: 5, bootstrapResamples: 50 });
     const html = checkReport(r.path, "04-ab-experiment", ["accuracy-by-arm"]);
     expect(html).toContain('data-figure="experiment-report"');
+    // The verdict label is not repeated by the summary that follows it (issue 14).
+    expect(html).not.toMatch(
+      /not yet conclusive<\/strong>: not yet conclusive|conclusive: not yet conclusive/i,
+    );
     expect(r.numbers.exposed).toBeGreaterThan(250);
     expect(r.numbers.flipped).toBeGreaterThan(0);
     // Flipping 30% of wrong answers to right lifts accuracy by about 0.3 x (1 - 0.65) ~ 0.1.
