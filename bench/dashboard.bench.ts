@@ -6,7 +6,8 @@
  *     drawn), by the page's own clock, and the API requests the page made;
  *   - anchor: the static login page (no API call) loaded the same way;
  *   - the history fetch inside the page: the batched GET /mastery/:id/history vs the former one
- *     request per topic (all in parallel, as the old page did).
+ *     request per topic (all in parallel, as the old page did). The page itself gets the histories
+ *     with its scores (GET /mastery/:id?include=history).
  * Target (issue 14): student page <= 0.5 s on the demo. Screenshots go to test-results/.
  *
  *   npx mastery demo      # once: writes .mastery/demo/mastery.duckdb

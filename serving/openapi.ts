@@ -196,6 +196,15 @@ function responseComponents(): Json {
           type: "object",
           properties: { scoreSource: nullable("string"), chapter: ROLLUP, subject: ROLLUP, course: ROLLUP },
         },
+        histories: {
+          type: "array",
+          description: "Only with ?include=history: each served topic's history, in the order of `topics`",
+          items: {
+            type: "object",
+            required: ["topicId", "history"],
+            properties: { topicId: str, history: HISTORY_LIST },
+          },
+        },
       },
     },
     HistoryResponse: {

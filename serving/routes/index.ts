@@ -258,10 +258,22 @@ export const ROUTES: readonly RouteSpec[] = [
     path: "/mastery/:studentId",
     operationId: "getMastery",
     summary:
-      "Served mastery per topic (score, explanation, source, model version, arm) and chapter/subject/course rollups",
+      "Served mastery per topic (score, explanation, source, model version, arm) and chapter/subject/course rollups; with ?include=history also every served topic's history",
     tag: "mastery",
     scope: "mastery:read",
-    responses: { "200": ["The student's mastery", "MasteryResponse"], ...STUDENT_ERRORS },
+    query: [
+      {
+        name: "include",
+        description:
+          "history: add `histories`, each served topic's recorded changes oldest first (as GET /mastery/{studentId}/history), in the same response",
+        schema: { type: "string", enum: ["history"] },
+      },
+    ],
+    responses: {
+      "200": ["The student's mastery", "MasteryResponse"],
+      "400": ["Invalid ?include=", "Error"],
+      ...STUDENT_ERRORS,
+    },
     handler: getMastery,
   },
   {

@@ -6,13 +6,43 @@ import { loadRecommendationContext, recommend } from "../recommendations.ts";
 
 const param = (v: string | string[] | undefined): string => (Array.isArray(v) ? (v[0] ?? "") : (v ?? ""));
 
-/** GET /mastery/:studentId */
+/** What GET /mastery/:studentId?include= may add to the body. */
+const INCLUDES = ["history"] as const;
+
+function includeSet(raw: unknown): Set<(typeof INCLUDES)[number]> {
+  if (raw === undefined) return new Set();
+  const parts = typeof raw === "string" ? raw.split(",").map((x) => x.trim()) : null;
+  const bad = parts === null ? "(repeated)" : parts.find((x) => !(INCLUDES as readonly string[]).includes(x));
+  if (parts === null || bad !== undefined)
+    throw new HttpError(
+      400,
+      "invalid_query",
+      "include",
+      `include may only be ${INCLUDES.join(", ")} (got ${bad ?? String(raw)}), given once: ?include=history`,
+    );
+  return new Set(parts as (typeof INCLUDES)[number][]);
+}
+
+/**
+ * GET /mastery/:studentId[?include=history]: with include=history the body also carries every served
+ * topic's history (`histories`, as GET /mastery/:studentId/history answers them), so the dashboard's
+ * student page needs this request and the recommendations only.
+ */
 export const getMastery =
   (ctx: ServingContext): RequestHandler =>
   async (req, res) => {
     const p = await ctx.principal(req, "mastery:read");
     const key = await ctx.student(p, param(req.params.studentId), res);
-    res.type("application/json").send(await ctx.masteryJson(key));
+    const include = includeSet(req.query.include);
+    const body = await ctx.masteryJson(key);
+    if (!include.has("history")) {
+      res.type("application/json").send(body);
+      return;
+    }
+    const view = JSON.parse(body) as { topics: { topicId: string }[] };
+    const topicIds = view.topics.map((t) => t.topicId);
+    const histories = await ctx.gate.run(() => readStudentHistories(ctx.read, key, topicIds));
+    res.json({ ...view, histories });
   };
 
 /** GET /mastery/:studentId/:topicId/history */

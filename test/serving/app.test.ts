@@ -251,6 +251,28 @@ describe("routes", () => {
     expect(twice.status).toBe(400);
   });
 
+  it("GET /mastery?include=history: the same body plus each served topic's history, in one request", async () => {
+    const plain = await request(h.app).get("/mastery/s1").set(auth("student"));
+    const withHist = await request(h.app).get("/mastery/s1?include=history").set(auth("student"));
+    expect(withHist.status).toBe(200);
+    const { histories, ...rest } = withHist.body;
+    expect(rest).toEqual(plain.body);
+    const batched = await request(h.app).get("/mastery/s1/history").set(auth("student"));
+    const served = plain.body.topics.map((t: { topicId: string }) => t.topicId);
+    expect(histories.map((x: { topicId: string }) => x.topicId)).toEqual(served);
+    for (const x of histories) {
+      const b = batched.body.topics.find((y: { topicId: string }) => y.topicId === x.topicId);
+      expect(x.history).toEqual(b?.history ?? []);
+    }
+    expect(histories.some((x: { history: unknown[] }) => x.history.length >= 2)).toBe(true);
+    const bad = await request(h.app).get("/mastery/s1?include=everything").set(auth("student"));
+    expect(bad.status).toBe(400);
+    expect(bad.body).toMatchObject({ error: "invalid_query", field: "include" });
+    expect(bad.body.reason).toMatch(/include may only be history/);
+    // Ownership is checked before anything is read.
+    expect((await request(h.app).get("/mastery/s2?include=history").set(auth("student"))).status).toBe(403);
+  });
+
   it("a student may be named by key:<student_key> (class-view links), under the same access rules", async () => {
     const own = await request(h.app).get("/mastery/s1").set(auth("admin"));
     const ref = `key:${own.body.studentKey as string}`;

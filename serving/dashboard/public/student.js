@@ -224,15 +224,15 @@ function renderRecommendations(recs) {
 let topicsShown = [];
 
 async function load() {
-  // Three requests in parallel, whatever the number of topics: scores, every topic's history, recommendations.
-  const [mastery, hist, recs] = await Promise.all([
-    api(base),
-    api(`${base}/history`),
+  // Two requests in parallel, whatever the number of topics: the scores with every served topic's
+  // history (include=history), and the recommendations.
+  const [mastery, recs] = await Promise.all([
+    api(`${base}?include=history`),
     api(`/recommendations/${encodeURIComponent(id)}`),
   ]);
   const topics = mastery.topics;
   topicsShown = topics;
-  histories = new Map(hist.topics.map((t) => [t.topicId, t.history]));
+  histories = new Map(mastery.histories.map((t) => [t.topicId, t.history]));
   renderTopics(topics);
   renderHeatmap(topics, chosenAsOf());
   renderRecommendations(recs);
