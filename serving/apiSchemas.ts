@@ -21,7 +21,7 @@ export const FEEDBACK_SCHEMA = {
     studentId: {
       type: "string",
       minLength: 1,
-      description: "Raw LMS student id (pseudonymized by the server).",
+      description: "Raw LMS student id (pseudonymized by the server), or key:<student_key> (32 hex).",
     },
     topicId: { type: "string", minLength: 1 },
     mastery: { type: "number", minimum: 0, maximum: 1, description: "The mastery the teacher asserts." },

@@ -292,8 +292,12 @@ describe("dashboard (headless Chromium)", () => {
     // Fits the 1,400 px window: the wide students x topics table scrolls inside its own box.
     expect(await overflowX(page)).toBe(0);
     await shot(page, "dashboard-class.png");
-    // Students are links (by pseudonym) the class's teacher may follow.
-    const first = api.students[0]!;
+    // Students are links (by pseudonym) the class's teacher may follow (one other than STUDENT, whose
+    // scores the override test below checks).
+    const studentKey = (raw: string) => new Pseudonymizer(PSEUDO_KEY).studentKey(raw);
+    const first = api.students.find(
+      (s) => s.studentKey !== studentKey(STUDENT) && Object.keys(s.scores).length > 0,
+    )!;
     await page.click(`#class-heatmap tbody tr[data-student="${first.studentKey}"] a`);
     await page.waitForSelector("body[data-loaded]");
     expect(await page.getAttribute("body", "data-loaded")).toBe("true");
@@ -301,6 +305,19 @@ describe("dashboard (headless Chromium)", () => {
     expect(await page.locator("#topics tbody tr").count()).toBe(scored);
     expect(await overflowX(page)).toBe(0);
     await shot(page, "dashboard-class-student.png");
+    // The override form works on a page opened by key (POST /feedback with studentId key:...).
+    const topic = Object.keys(first.scores).sort()[0]!;
+    await page.selectOption("#override-topic", topic);
+    await page.fill("#override-mastery", "0.42");
+    await page.fill("#override-reason", "class page check");
+    await page.click("#override-submit");
+    await page.waitForSelector("#override-status.ok");
+    const after = await apiGet<{ students: { studentKey: string; scores: Record<string, TopicBody> }[] }>(
+      `/classes/${classId}/mastery`,
+      teacher,
+    );
+    const row = after.students.find((s) => s.studentKey === first.studentKey)!;
+    expect(row.scores[topic]).toMatchObject({ score: 0.42, scoreSource: "teacher_override" });
     await page.close();
   });
 
