@@ -36,7 +36,7 @@ import {
   type Scope,
 } from "./auth.ts";
 import { type BackendEvent, BackendMonitor } from "./backendMonitor.ts";
-import { dashboardRouter } from "./dashboard/router.ts";
+import { dashboardRouter, faviconRedirect } from "./dashboard/router.ts";
 import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
 import { errorAnswer, HttpError } from "./httpError.ts";
@@ -495,6 +495,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   for (const r of ROUTES) app[r.method](r.path, r.handler(ctx));
   // The web dashboard (static pages over this same JSON API; serving/dashboard/).
   app.use("/app", dashboardRouter());
+  app.use("/favicon.ico", faviconRedirect);
   app.use((_req: Request, res: Response) => {
     res.status(404).json({ error: "not_found", field: "(path)", reason: "no such route; see /openapi.json" });
   });

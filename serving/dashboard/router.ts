@@ -7,7 +7,7 @@
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import express, { type Router } from "express";
+import express, { type RequestHandler, type Router } from "express";
 
 const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), "public");
 
@@ -23,3 +23,11 @@ export function dashboardRouter(): Router {
   router.use(express.static(PUBLIC_DIR, { index: "index.html", maxAge: 0 }));
   return router;
 }
+
+/**
+ * Browsers ask for /favicon.ico on pages that name no icon (/docs, a JSON response); the dashboard's
+ * own pages link public/favicon.svg. Redirected rather than a 404 in every server log.
+ */
+export const faviconRedirect: RequestHandler = (_req, res) => {
+  res.redirect(301, "/app/favicon.svg");
+};

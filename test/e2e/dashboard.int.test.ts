@@ -436,7 +436,10 @@ describe("dashboard (headless Chromium)", () => {
     await shot(page, "dashboard-quality.png");
     await page.close();
     expect(pageErrors).toEqual([]);
-    // No 404 on any page (the favicon included).
+    // No 404 on any page (the favicon included); /favicon.ico (asked by /docs and the like) leads to it.
     expect(notFound).toEqual([]);
+    const icon = await fetch(`${origin}/favicon.ico`);
+    expect(icon.status).toBe(200);
+    expect(icon.headers.get("content-type")).toMatch(/^image\/svg\+xml/);
   });
 });
