@@ -3,8 +3,8 @@ import { api, fmt, h, page, showError } from "./common.js";
 const c = page();
 
 /** A table of `rows` with [header, row => cell text] columns; `id` for tests. */
-function table(id, columns, rows) {
-  if (rows.length === 0) return h("p", { id, class: "empty" }, "none");
+function table(id, columns, rows, empty = "none") {
+  if (rows.length === 0) return h("p", { id, class: "empty empty-state" }, empty);
   return h(
     "table",
     { id },
@@ -132,6 +132,8 @@ async function load() {
           ["Alerts", (r) => r.alerts],
         ],
         drift.checks,
+        "No drift check logged yet: the server's monitor runs one every monitor_interval_s (config/serving.yaml) " +
+          "unless started with --no-monitor; or run npx mastery drift check.",
       ),
     ),
   );
