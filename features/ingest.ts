@@ -12,9 +12,9 @@
  */
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 import { basename, extname, join } from "node:path";
-import { listValue } from "@duckdb/node-api";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
+import { listValue } from "../storage/duckdbApi.ts";
 import { type ColumnMapping, sourceSql } from "./columnMappings.ts";
 import { configuredTimeRange, type TimeBounds, type TimeRange, timeBounds } from "./contractConfig.ts";
 import {

@@ -126,7 +126,11 @@ async function runJobs(
     maxSkillRows,
   };
   for (let i = 0; i < nWorkers; i++) {
-    const w = new Worker(new URL("./bktWorker.js", import.meta.url), { workerData });
+    // From source a bootstrap registers tsx in the thread first; compiled (dist/) runs the JavaScript body directly.
+    const entry = import.meta.url.endsWith(".ts")
+      ? new URL("./bktWorker.js", import.meta.url)
+      : new URL("./bktWorkerBody.js", import.meta.url);
+    const w = new Worker(entry, { workerData });
     let inFlight: BktJob | undefined;
     const feed = (): void => {
       inFlight = take();

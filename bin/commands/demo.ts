@@ -1,12 +1,12 @@
 import { rmSync } from "node:fs";
 import { resolve } from "node:path";
-import { listValue } from "@duckdb/node-api";
 import type { Command } from "commander";
 import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
 import type { Explanation } from "../../models/explanation.ts";
 import { demoPaths, PIPELINE_STEPS, type PipelineStep, runPipeline } from "../../serving/pipeline.ts";
 import { rollupMastery } from "../../serving/rollups.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { listValue } from "../../storage/duckdbApi.ts";
 import { parseIntOption } from "../options.ts";
 import { Progress } from "../progress.ts";
 
