@@ -16,7 +16,7 @@ import {
   skillRows,
 } from "../models/bkt.ts";
 import { registerPredictor } from "./evaluate.ts";
-import { loadResponses, type ResponseColumns } from "./responses.ts";
+import { loadResponses, type ReadOptions, type ResponseColumns } from "./responses.ts";
 
 /** One EM run: a skill and a restart index (the restart's start point derives from seed, skill name, index). */
 export interface BktJob {
@@ -193,6 +193,8 @@ export interface TrainBktOptions extends BktFitRunOptions {
   sep?: string;
   out: string;
   options: Partial<BktOptions>;
+  /** Skip policy and row report for the data file. */
+  read?: ReadOptions;
 }
 
 /**
@@ -202,8 +204,7 @@ export interface TrainBktOptions extends BktFitRunOptions {
 export async function trainBkt(
   opts: TrainBktOptions,
 ): Promise<{ model: BKT; modelPath: string; skipped: number }> {
-  const log = loadResponses(opts.data, opts.columns, opts.sep);
-  if (log.n === 0) throw new BktError(`--data ${opts.data}: no usable rows (check --columns and --sep)`);
+  const log = loadResponses(opts.data, opts.columns, opts.sep, opts.read);
   const model = await fitBktParallel(log, opts.options, {
     ...(opts.threads === undefined ? {} : { threads: opts.threads }),
     ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
