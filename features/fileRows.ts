@@ -145,7 +145,8 @@ export class RowReport {
 
 function percent(part: number, whole: number): string {
   const p = (100 * part) / whole;
-  return `${p >= 10 || p === 0 ? p.toFixed(0) : p.toFixed(2).replace(/\.?0+$/, "")}%`;
+  const digits = p >= 10 ? 1 : 2;
+  return `${p.toFixed(digits).replace(/\.?0+$/, "")}%`;
 }
 
 /**

@@ -200,8 +200,8 @@ export function loadResponses(
     let order = 0;
     if (iOrder >= 0) {
       const o = f[iOrder]!.trim();
-      const num = o === "" ? Number.NaN : Number(o);
-      order = Number.isFinite(num) ? num : (parseTimeMs(o) ?? Number.NaN);
+      // Numbers keep their order (epoch seconds and milliseconds are put on one scale); ISO times become ms.
+      order = parseTimeMs(o) ?? Number.NaN;
       if (!Number.isFinite(order)) {
         report.skip(lineNo, notOrder, showValue(o));
         continue;
