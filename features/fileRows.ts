@@ -161,7 +161,7 @@ export function formatRowCounts(c: RowCounts): string {
   const width = Math.max(0, ...c.reasons.map((r) => n(r.count).length));
   const lines = c.reasons.map(
     (r) =>
-      `  ${n(r.count).padStart(width)}  ${r.reason}: ${r.examples.map((e) => `line ${e.line} ${e.detail}`).join(", ")}${
+      `  ${n(r.count).padStart(width)}  ${r.reason}: ${r.examples.map((e) => `line ${e.line}${e.detail === "" ? "" : ` ${e.detail}`}`).join(", ")}${
         r.count > r.examples.length ? ", ..." : ""
       }`,
   );
