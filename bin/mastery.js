@@ -29,19 +29,22 @@ function sourcesNewerThan(ms) {
   return undefined;
 }
 
+// The hint is one line on stderr; MASTERY_QUIET=1 (scripts, tests) leaves it out.
+const hint = (why) => {
+  if (process.env.MASTERY_QUIET !== "1")
+    process.stderr.write(
+      `mastery: ${why}; running the TypeScript through tsx (run \`npm run build\` for fast start-up)\n`,
+    );
+};
 let compiled = process.env.MASTERY_FROM_SOURCE !== "1" && existsSync(stamp);
 if (compiled) {
   const newer = sourcesNewerThan(statSync(stamp).mtimeMs);
   if (newer !== undefined) {
     compiled = false;
-    process.stderr.write(
-      `mastery: sources changed since the last build; running them through tsx (run \`npm run build\` for fast start-up)\n`,
-    );
+    hint(`${newer} changed since the last build`);
   }
 } else if (process.env.MASTERY_FROM_SOURCE !== "1") {
-  process.stderr.write(
-    "mastery: no build in dist/; running the TypeScript through tsx (run `npm run build` for fast start-up)\n",
-  );
+  hint("no build in dist/");
 }
 
 if (compiled) {
