@@ -10,11 +10,15 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const dist = join(root, "dist");
 const started = Date.now();
-process.stderr.write("build: compiling TypeScript to dist/ (tsc -p tsconfig.build.json; about 30 s of CPU)\n");
+process.stderr.write(
+  "build: compiling TypeScript to dist/ (tsc -p tsconfig.build.json; about 30 s of CPU)\n",
+);
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
 const run = spawnSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json")], { stdio: "inherit" });
 if (run.status !== 0) {
-  process.stderr.write("build: tsc failed (errors above); fix them, or run `npm run typecheck` for the same list\n");
+  process.stderr.write(
+    "build: tsc failed (errors above); fix them, or run `npm run typecheck` for the same list\n",
+  );
   process.exit(run.status ?? 1);
 }
 

@@ -4,7 +4,6 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import {
   BKT,
-  BktError,
   type BktOptions,
   type BktSkillFit,
   betterFit,

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { coverageWarningsForDir } from "../../training/coverage.ts";
 import { evaluateOnline, loadPredictor } from "../../training/evaluate.ts";
 import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
-import { ALLOW_SKIP_HELP, CliError, MAX_SKIP_HELP, type RowOptions, rowReading } from "../options.ts";
+import { ALLOW_SKIP_HELP, MAX_SKIP_HELP, type RowOptions, rowReading } from "../options.ts";
 
 interface EvaluateOptions extends RowOptions {
   model: string;
