@@ -35,12 +35,21 @@ const env = (fromSource: boolean): NodeJS.ProcessEnv => ({
   ...(fromSource ? { MASTERY_FROM_SOURCE: "1" } : {}),
 });
 
-function run(argv: string[], fromSource = false): number {
+// CPU time (user + sys) of the child, from GNU time when installed: on a loaded machine it is a better guide to
+// the idle wall time than the wall time itself (start-up is one thread).
+const TIME = existsSync("/usr/bin/time") ? "/usr/bin/time" : undefined;
+const CPU_MARK = "cpu-seconds:";
+
+function run(argv: string[], fromSource = false): { wall: number; cpu: number } {
+  const [cmd, cmdArgs] = TIME
+    ? [TIME, ["-f", `${CPU_MARK}%U %S`, process.execPath, ...argv]]
+    : [process.execPath, argv];
   const t = performance.now();
-  const r = spawnSync(process.execPath, argv, { env: env(fromSource), encoding: "utf8" });
-  const ms = performance.now() - t;
+  const r = spawnSync(cmd, cmdArgs, { env: env(fromSource), encoding: "utf8" });
+  const wall = performance.now() - t;
   if (r.status !== 0) throw new Error(`${argv.join(" ")} exited ${r.status}: ${r.stderr}`);
-  return ms;
+  const m = new RegExp(`${CPU_MARK}([\\d.]+) ([\\d.]+)`).exec(r.stderr);
+  return { wall, cpu: m ? (Number(m[1]) + Number(m[2])) * 1000 : Number.NaN };
 }
 
 let db = opt("db") ?? join(root, ".mastery", "demo", "mastery.duckdb");
@@ -71,11 +80,14 @@ const cases: { name: string; argv: string[]; fromSource?: boolean }[] = [
   { name: "tsx: mastery models list", argv: [bin, "models", "list", "--db", db], fromSource: true },
 ];
 const times = cases.map(() => [] as number[]);
+const cpu = cases.map(() => [] as number[]);
 for (const c of cases) run(c.argv, c.fromSource); // warm the page cache
 process.stderr.write(`${RUNS} rounds of ${cases.length} commands `);
 for (let r = 0; r < RUNS; r++) {
   cases.forEach((c, i) => {
-    times[i]!.push(run(c.argv, c.fromSource));
+    const t = run(c.argv, c.fromSource);
+    times[i]!.push(t.wall);
+    cpu[i]!.push(t.cpu);
   });
   process.stderr.write(".");
 }
@@ -92,11 +104,16 @@ console.log(
     .map((l) => l.toFixed(1))
     .join(" ")}; built ${statSync(stamp).mtime.toISOString()}`,
 );
-console.log("| command | median wall (ms) | min (ms) | x bare node |");
-console.log("| --- | ---: | ---: | ---: |");
+const baseCpu = median(cpu[0]!);
+console.log(
+  "| command | median wall (ms) | min wall (ms) | wall x bare node | median CPU (ms) | CPU x bare node |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
 cases.forEach((c, i) => {
   const t = times[i]!;
+  const u = median(cpu[i]!);
   console.log(
-    `| ${c.name} | ${median(t).toFixed(0)} | ${Math.min(...t).toFixed(0)} | ${(median(t) / base).toFixed(2)} |`,
+    `| ${c.name} | ${median(t).toFixed(0)} | ${Math.min(...t).toFixed(0)} | ${(median(t) / base).toFixed(2)} | ` +
+      `${u.toFixed(0)} | ${(u / baseCpu).toFixed(2)} |`,
   );
 });
