@@ -52,7 +52,11 @@ export function register(program: Command): void {
       "--predictions <file>",
       "instead of --model: CSV of scored rows with label, score and group columns",
     )
-    .option("--label <col>", "with --predictions: 0/1 label column", "label")
+    .option(
+      "--label <col>",
+      "with --predictions: label column (0/1, true/false, yes/no, correct/incorrect)",
+      "label",
+    )
     .option("--score <col>", "with --predictions: probability column", "score")
     .option(
       "--group <cols>",
@@ -87,12 +91,16 @@ Examples:
       if (opts.predictions !== undefined) {
         if (opts.model !== undefined)
           throw new CliError("pass either --model (with --data) or --predictions, not both");
-        const read = readPredictionsCsv(opts.predictions, {
-          label: opts.label,
-          score: opts.score,
-          groups,
-          ...(opts.sep === undefined ? {} : { sep: opts.sep }),
-        });
+        const read = readPredictionsCsv(
+          opts.predictions,
+          {
+            label: opts.label,
+            score: opts.score,
+            groups,
+            ...(opts.sep === undefined ? {} : { sep: opts.sep }),
+          },
+          rowReading(opts),
+        );
         ({ y, p, columns } = read);
       } else {
         if (opts.model === undefined || opts.data === undefined || opts.columns === undefined)
