@@ -23,7 +23,7 @@ function sourcesNewerThan(ms) {
   for (const dir of SOURCE_DIRS) {
     const base = new URL(`${dir}/`, root);
     for (const f of readdirSync(base, { recursive: true })) {
-      if (f.endsWith(".ts") && statSync(new URL(f, base)).mtimeMs > ms) return f;
+      if (f.endsWith(".ts") && statSync(new URL(f, base)).mtimeMs > ms) return `${dir}/${f}`;
     }
   }
   return undefined;
