@@ -1,8 +1,9 @@
-import { readdirSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Command } from "commander";
+import { COMMANDS, MODEL_KIND_MODULES, planCommand } from "./commandIndex.ts";
 import { CliError } from "./options.ts";
+
+// Compiled (dist/bin/cli.js) imports compiled siblings; from source (tsx) the .ts files.
+const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
 
 const program = new Command();
 program
@@ -11,12 +12,23 @@ program
   .version("0.1.0")
   .showHelpAfterError("(run with --help for usage)");
 
-// Every file in bin/commands registers its own subcommands, so a concern owns its CLI surface.
-const commandsDir = join(dirname(fileURLToPath(import.meta.url)), "commands");
-for (const file of readdirSync(commandsDir).sort()) {
-  if (!file.endsWith(".ts")) continue;
-  const mod = (await import(join(commandsDir, file))) as { register?: (p: Command) => void };
-  mod.register?.(program);
+// Only the named command's file(s) are imported (bin/commandIndex.ts), so `mastery --version` or
+// `mastery token` never load DuckDB, tfjs or onnxruntime. The other commands are listed by summary.
+const plan = planCommand(process.argv.slice(2));
+if (plan.modelKinds) {
+  for (const m of MODEL_KIND_MODULES) await import(new URL(`../${m}${EXT}`, import.meta.url).href);
+}
+for (const c of COMMANDS) {
+  if (c !== plan.entry) {
+    program.command(c.name).description(c.summary);
+    continue;
+  }
+  for (const file of plan.files) {
+    const mod = (await import(new URL(`./commands/${file}${EXT}`, import.meta.url).href)) as {
+      register?: (p: Command) => void;
+    };
+    mod.register?.(program);
+  }
 }
 
 try {

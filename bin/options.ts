@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { formatRowCounts, type RowCounts } from "../features/fileRows.ts";
 
 /** Default location of the embedded store; override with --db or MASTERY_DB. */
 export function defaultDbPath(): string {
@@ -45,4 +46,33 @@ export function commandGroup(
   const existing = program.commands.find((c) => c.name() === name);
   if (existing) return existing;
   return program.command(name).description(description);
+}
+
+/** The options of every command that reads a data file: how many unusable rows it tolerates. */
+export interface RowOptions {
+  allowSkip?: boolean;
+  maxSkip?: string;
+}
+
+export const ALLOW_SKIP_HELP =
+  "use the usable rows even when more than --max-skip of the file is unusable (the report still lists them)";
+export const MAX_SKIP_HELP = "largest share of unusable rows accepted without --allow-skip";
+
+/**
+ * The skip policy from --allow-skip/--max-skip, printing each file's rows read / used / skipped (with the
+ * reasons and example lines) on stderr; too many skipped rows stop the command (features/fileRows.ts).
+ */
+export function rowReading(opts: RowOptions): {
+  allowSkip: boolean;
+  maxSkipFraction: number;
+  onRows: (c: RowCounts) => void;
+} {
+  const max = Number(opts.maxSkip ?? "0.01");
+  if (!(max >= 0 && max <= 1))
+    throw new CliError(`--max-skip must be a fraction in [0, 1] (got "${opts.maxSkip}")`);
+  return {
+    allowSkip: opts.allowSkip === true,
+    maxSkipFraction: max,
+    onRows: (c) => process.stderr.write(`${formatRowCounts(c)}\n`),
+  };
 }

@@ -231,3 +231,22 @@ export function sourceSql(src: FieldSource, available: ReadonlySet<string>): str
   if (s.prefix !== undefined) e = `(${lit(s.prefix)} || ${e})`;
   return e;
 }
+
+/**
+ * The built-in mapping whose columns a file's header line has (split by the mapping's delimiter; every
+ * mapped field's column, one of a coalesce list, every part of a concat), if exactly one fits: the hint
+ * when a foreign log is ingested without --mapping and every row is rejected.
+ */
+export function builtinMappingFor(headerLine: string): string | undefined {
+  const matches = Object.values(BUILTIN_MAPPINGS).filter((m) => {
+    const has = new Set(headerLine.split(m.delimiter ?? ",").map((h) => h.trim().replace(/^"(.*)"$/, "$1")));
+    return Object.values(m.fields).every((src) => {
+      if ("const" in src) return true;
+      if (src.column !== undefined) return has.has(src.column);
+      if (src.coalesce !== undefined) return src.coalesce.some((c) => has.has(c));
+      if (src.concat !== undefined) return src.concat.every((c) => has.has(c));
+      return true;
+    });
+  });
+  return matches.length === 1 ? matches[0]!.name : undefined;
+}

@@ -12,10 +12,10 @@
  */
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 import { basename, extname, join } from "node:path";
-import { listValue } from "@duckdb/node-api";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
-import { type ColumnMapping, sourceSql } from "./columnMappings.ts";
+import { listValue } from "../storage/duckdbApi.ts";
+import { builtinMappingFor, type ColumnMapping, sourceSql } from "./columnMappings.ts";
 import { configuredTimeRange, type TimeBounds, type TimeRange, timeBounds } from "./contractConfig.ts";
 import {
   EVENT_TYPES,
@@ -30,6 +30,7 @@ import {
   validateTopic,
 } from "./contracts.ts";
 import { deadLetterEntry, jsonErrorText, redactedPayload, unparsedPayload } from "./deadLetters.ts";
+import type { RowCounts } from "./fileRows.ts";
 import {
   deadLetterFieldSql,
   deadLetterReasonSql,
@@ -65,6 +66,11 @@ export interface FileReport {
   accepted: number;
   duplicate: number;
   rejected: number;
+  /**
+   * Rows read, used (accepted + duplicate) and rejected with the most common reasons and their first
+   * lines (features/fileRows.ts), from this run's dead_letter rows. Absent for topic files.
+   */
+  rows?: RowCounts;
 }
 
 export interface IngestReport {
@@ -187,16 +193,27 @@ export async function ingestPaths(
   return { files, total };
 }
 
-export async function ingestFile(store: DuckStore, path: string, opts: IngestOptions): Promise<FileReport> {
+export async function ingestFile(
+  store: DuckStore,
+  path: string,
+  options: IngestOptions,
+): Promise<FileReport> {
   const ext = extname(path).toLowerCase();
-  const source = opts.source ?? basename(path);
+  const source = options.source ?? basename(path);
+  // One receive time for the whole file, so this run's dead letters can be told from earlier ones.
+  const opts = { ...options, now: options.now ?? new Date() };
   if (isTopicsFile(path)) return ingestTopicsFile(store, path, source, opts);
-  if (TABULAR.has(ext)) return ingestTabular(store, path, source, opts);
+  if (TABULAR.has(ext)) {
+    const report = await ingestTabular(store, path, source, opts);
+    // CSV dead letters number data rows (line = row + 1, the header is line 1); Parquet numbers rows.
+    return { ...report, rows: await rowCounts(store, report, opts.now, ext === ".parquet" ? 0 : 1) };
+  }
   if (JSONISH.has(ext)) {
     checkFileContent(path, "text");
     const { records, lines, format } = readJsonRecords(path, ext);
     const report = await ingestRecords(store, records, { ...opts, source }, lines);
-    return { ...report, file: path, format };
+    const file = { ...report, file: path, format };
+    return { ...file, rows: await rowCounts(store, file, opts.now, 0) };
   }
   throw new IngestError(
     "INGEST_FORMAT",
@@ -295,6 +312,33 @@ async function ingestTabular(
     }),
   );
   return { ...report, format: isParquet ? "parquet" : "csv" };
+}
+
+/**
+ * The file's rows as read / used / skipped, with this run's rejection reasons (most common first) and
+ * their first three line numbers, read back from dead_letter (so the numbers are what was stored).
+ */
+async function rowCounts(store: DuckStore, r: FileReport, at: Date, lineOffset: number): Promise<RowCounts> {
+  const reasons =
+    r.rejected === 0
+      ? []
+      : await store.all<{ field: string; reason: string; n: bigint; first: bigint[] }>(
+          `SELECT field, reason, count(*) AS n, list(row_number ORDER BY row_number)[1:3] AS first
+           FROM dead_letter WHERE source = $source AND rejected_at = ${tsLiteral(at)}
+           GROUP BY field, reason ORDER BY n DESC, field, reason`,
+          { source: r.source },
+        );
+  return {
+    file: r.file,
+    read: r.accepted + r.duplicate + r.rejected,
+    used: r.accepted + r.duplicate,
+    skipped: r.rejected,
+    reasons: reasons.map((x) => ({
+      reason: `${x.field}: ${x.reason}`,
+      count: Number(x.n),
+      examples: x.first.map((rn) => ({ line: Number(rn) + lineOffset, detail: "" })),
+    })),
+  };
 }
 
 /** VARCHAR text in CSV conventions for a column of any DuckDB type (Parquet). */
@@ -488,6 +532,14 @@ async function loadRelation(
     const r = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM __bad");
     rejected = Number(r?.n ?? 0);
     await store.run("DROP TABLE __bad");
+    // Pass 1 reads only the id and type columns, so a row whose other columns the CSV reader cannot
+    // decode (bad UTF-8) is counted there but dropped by the passes that read every column (it is
+    // dead-lettered as a malformed row instead). Count the rows those passes see, so such a row is not
+    // also reported as a duplicate. __ok reads every column.
+    const seen = await store.one<{ n: bigint }>(
+      `SELECT count(*) FILTER (WHERE __ok IS NOT DISTINCT FROM __ok) AS n FROM (${rel.sql})`,
+    );
+    total = Number(seen?.n ?? total);
   } else if (validatedBy === "js") {
     rejected = 0; // the JSON path dead-letters before staging; its caller adds those
   }
@@ -877,4 +929,24 @@ function topicFromCsv(row: Record<string, unknown>): Record<string, unknown> {
   }
   if (!("prerequisites" in out) && "prerequisites" in row) out.prerequisites = [];
   return out;
+}
+
+/** The built-in --mapping whose columns `path`'s header line has (features/columnMappings.ts), if one does. */
+export function mappingHintFor(path: string): string | undefined {
+  if (!TABULAR.has(extname(path).toLowerCase()) || extname(path).toLowerCase() === ".parquet")
+    return undefined;
+  const buf = Buffer.alloc(65_536);
+  const fd = openSync(path, "r");
+  let n: number;
+  try {
+    n = readSync(fd, buf, 0, buf.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const text = buf
+    .subarray(0, n)
+    .toString("utf8")
+    .replace(/^\uFEFF/, "");
+  const end = text.search(/\r?\n/);
+  return builtinMappingFor(end < 0 ? text : text.slice(0, end));
 }

@@ -5,6 +5,7 @@ import { loadPredictor } from "../training/evaluate.ts";
 import {
   detectSeparator,
   loadResponses,
+  type ReadOptions,
   type ResponseColumns,
   type ResponseLog,
 } from "../training/responses.ts";
@@ -33,6 +34,8 @@ export interface PromoteOptions {
   actor: string;
   reason?: string;
   onStage?: (stage: string, done: number, total: number) => void;
+  /** Skip policy and row report for the holdout file. */
+  read?: ReadOptions;
 }
 
 export interface PromoteResult {
@@ -110,8 +113,7 @@ export async function promoteWithGate(registry: Registry, opts: PromoteOptions):
 
   const total = champion === null ? 3 : 4;
   stage("load holdout", 0, total);
-  const log = loadResponses(opts.holdout, opts.columns, opts.sep);
-  if (log.n === 0) throw new RegistryError("EMPTY_HOLDOUT", `--holdout ${opts.holdout}: no usable rows`);
+  const log = loadResponses(opts.holdout, opts.columns, opts.sep, opts.read);
   const groups = holdoutGroups(opts.holdout, log, opts.columns.user, opts.groupColumns ?? [], opts.sep);
   const work = mkdtempSync(join(tmpdir(), "mastery-promote-"));
   try {

@@ -2,9 +2,9 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DuckDBTimestampValue } from "@duckdb/node-api";
 import { parse as parseYaml } from "yaml";
 import type { DuckStore } from "../storage/duckdb.ts";
+import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
 import { DEFAULT_SOURCE_ORDER, TEACHER_OVERRIDE } from "./masteryView.ts";
 import type { UpdatedKey } from "./updater.ts";
 

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { DuckDBTimestampValue } from "@duckdb/node-api";
 import { type Explanation, explain } from "../models/explanation.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
+import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
 import { DEFAULT_SOURCE_ORDER, TEACHER_OVERRIDE } from "./masteryView.ts";
 
 export interface TeacherCorrection {

@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { DuckDBTimestampValue } from "@duckdb/node-api";
 import { BKT, type BktParams, meanParams } from "../models/bkt.ts";
 import { DEFAULT_ELO_PARAMS, Elo } from "../models/elo.ts";
 import {
@@ -15,6 +14,7 @@ import {
   type TopicParams,
 } from "../models/learnerState.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
+import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
 import {
   appendLearnerStateRow,
   LEARNER_STATE_COLUMNS,

@@ -4,7 +4,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { DOUBLE, DuckDBDataChunk, type DuckDBDoubleVector, VARCHAR } from "@duckdb/node-api";
+import type { DuckDBDoubleVector } from "@duckdb/node-api";
 import { parse as parseYaml } from "yaml";
 import { buildFeatures, resolveAsOf } from "../features/windows.ts";
 import {
@@ -16,6 +16,7 @@ import {
 } from "../models/ruleScorer.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
+import { DOUBLE, DuckDBDataChunk, VARCHAR } from "../storage/duckdbApi.ts";
 import { createRollupViews } from "./rollups.ts";
 import type { RuleWorkerTask } from "./ruleScoringWorker.ts";
 
@@ -231,7 +232,10 @@ async function scoreInWorkers(
   const base = store.path === ":memory:" ? tmpdir() : dirname(store.path);
   const dir = mkdtempSync(join(base, ".mastery-rules-"));
   try {
-    const entry = new URL("./ruleScoringWorkerEntry.mjs", import.meta.url);
+    // From source a bootstrap registers tsx in the thread first; compiled (dist/) runs the JavaScript body directly.
+    const entry = import.meta.url.endsWith(".ts")
+      ? new URL("./ruleScoringWorkerEntry.mjs", import.meta.url)
+      : new URL("./ruleScoringWorker.js", import.meta.url);
     const per = Math.ceil(n / workers);
     const done = new Array<number>(workers).fill(0);
     const paths: string[] = [];

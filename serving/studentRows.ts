@@ -1,5 +1,5 @@
-import { listValue } from "@duckdb/node-api";
 import type { DuckStore } from "../storage/duckdb.ts";
+import { listValue } from "../storage/duckdbApi.ts";
 import type { RawEventRow } from "../storage/rawEventStore.ts";
 
 /** The stored raw_events rows of one student (optionally some topics), as the updater takes them. */

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
-import { type DuckDBConnection, DuckDBInstance, type DuckDBValue } from "@duckdb/node-api";
+import type { DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
+import { DuckDBInstance } from "./duckdbApi.ts";
 import { CORE_DDL } from "./schema.ts";
 
 /** The DuckDB file's encryption key (>= 32 characters), or a file holding it (first line). */

@@ -1,5 +1,5 @@
-import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, TIMESTAMP, VARCHAR } from "@duckdb/node-api";
 import type { DuckStore } from "./duckdb.ts";
+import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, TIMESTAMP, VARCHAR } from "./duckdbApi.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { microsToSqlTimestamp } from "./rawEventStore.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import pg from "pg";
+import { createRequire } from "node:module";
+import type pg from "pg";
 import { DuckStore, StorageError } from "./duckdb.ts";
 import { CORE_DDL } from "./schema.ts";
 import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
@@ -8,6 +9,16 @@ import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "
 export type PgRow = Record<string, unknown>;
 /** Positional parameters ($1, $2, ...), the subset both DuckDB and PostgreSQL bind the same way. */
 export type PgParam = string | number | boolean | bigint | null;
+
+/**
+ * The `pg` driver, loaded on first use with require(): commands on the embedded DuckDB store import this
+ * module (registry, serving) but never connect to PostgreSQL, and loading pg costs ~0.1 s of start-up.
+ */
+let pgModule: typeof pg | undefined;
+const loadPg = (): typeof pg => {
+  pgModule ??= createRequire(import.meta.url)("pg") as typeof pg;
+  return pgModule;
+};
 
 /** PostgreSQL OIDs of TIMESTAMP WITHOUT TIME ZONE and BIGINT (int8). */
 const OID_TIMESTAMP = 1114;
@@ -22,7 +33,7 @@ const utcTypes = {
   getTypeParser(oid: number, format?: "text" | "binary") {
     if (oid === OID_TIMESTAMP && format !== "binary")
       return (value: string) => new Date(`${value.replace(" ", "T")}Z`);
-    return pg.types.getTypeParser(oid, format ?? "text");
+    return loadPg().types.getTypeParser(oid, format ?? "text");
   },
 } as pg.CustomTypesConfig;
 
@@ -114,7 +125,7 @@ export class PgStore {
     const settings = ["-c TimeZone=UTC"];
     if (opts.schema !== undefined) settings.push(`-c search_path=${opts.schema}`);
     if (statementTimeout !== undefined) settings.push(`-c statement_timeout=${statementTimeout}`);
-    const pool = new pg.Pool({
+    const pool = new (loadPg().Pool)({
       connectionString: url,
       types: utcTypes,
       max: poolMax,

@@ -1,5 +1,5 @@
-import { BIGINT, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "@duckdb/node-api";
 import type { DuckStore } from "./duckdb.ts";
+import { BIGINT, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
 

@@ -1,7 +1,8 @@
-import { type DuckDBAppender, DuckDBTimestampValue, listValue } from "@duckdb/node-api";
+import type { DuckDBAppender } from "@duckdb/node-api";
 import { Redis } from "ioredis";
 import type { LearnerState } from "../models/learnerState.ts";
 import type { DuckStore } from "./duckdb.ts";
+import { DuckDBTimestampValue, listValue } from "./duckdbApi.ts";
 import { STREAM_DDL } from "./schema.ts";
 import { redisTlsOptions } from "./tls.ts";
 import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";

@@ -4,7 +4,6 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import {
   BKT,
-  BktError,
   type BktOptions,
   type BktSkillFit,
   betterFit,
@@ -16,7 +15,7 @@ import {
   skillRows,
 } from "../models/bkt.ts";
 import { registerPredictor } from "./evaluate.ts";
-import { loadResponses, type ResponseColumns } from "./responses.ts";
+import { loadResponses, type ReadOptions, type ResponseColumns } from "./responses.ts";
 
 /** One EM run: a skill and a restart index (the restart's start point derives from seed, skill name, index). */
 export interface BktJob {
@@ -126,7 +125,11 @@ async function runJobs(
     maxSkillRows,
   };
   for (let i = 0; i < nWorkers; i++) {
-    const w = new Worker(new URL("./bktWorker.js", import.meta.url), { workerData });
+    // From source a bootstrap registers tsx in the thread first; compiled (dist/) runs the JavaScript body directly.
+    const entry = import.meta.url.endsWith(".ts")
+      ? new URL("./bktWorker.js", import.meta.url)
+      : new URL("./bktWorkerBody.js", import.meta.url);
+    const w = new Worker(entry, { workerData });
     let inFlight: BktJob | undefined;
     const feed = (): void => {
       inFlight = take();
@@ -189,6 +192,8 @@ export interface TrainBktOptions extends BktFitRunOptions {
   sep?: string;
   out: string;
   options: Partial<BktOptions>;
+  /** Skip policy and row report for the data file. */
+  read?: ReadOptions;
 }
 
 /**
@@ -198,8 +203,7 @@ export interface TrainBktOptions extends BktFitRunOptions {
 export async function trainBkt(
   opts: TrainBktOptions,
 ): Promise<{ model: BKT; modelPath: string; skipped: number }> {
-  const log = loadResponses(opts.data, opts.columns, opts.sep);
-  if (log.n === 0) throw new BktError(`--data ${opts.data}: no usable rows (check --columns and --sep)`);
+  const log = loadResponses(opts.data, opts.columns, opts.sep, opts.read);
   const model = await fitBktParallel(log, opts.options, {
     ...(opts.threads === undefined ? {} : { threads: opts.threads }),
     ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),

@@ -38,7 +38,7 @@ import {
   writeArtifact,
 } from "./gbtTrain.ts";
 import { fitMlpStage, type MlpArtifact, MlpAttemptModel, type MlpStage } from "./mlpTrain.ts";
-import { loadResponses, type ResponseColumns, type ResponseLog } from "./responses.ts";
+import { loadResponses, type ReadOptions, type ResponseColumns, type ResponseLog } from "./responses.ts";
 import {
   buildAttemptTrainingSet,
   selectRows,
@@ -258,6 +258,8 @@ export interface TrainAttemptModelOptions {
   mlp?: Partial<MlpParams>;
   /** Progress per stage: (stage, done, total). */
   onProgress?: (stage: string, done: number, total: number) => void;
+  /** Skip policy and row report for the data file. */
+  read?: ReadOptions;
 }
 
 export interface TrainAttemptModelResult {
@@ -281,9 +283,7 @@ export async function trainAttemptModel(opts: TrainAttemptModelOptions): Promise
   const started = performance.now();
   const seed = opts.seed ?? 42;
   const progress = opts.onProgress ?? (() => {});
-  const log = loadResponses(opts.data, opts.columns, opts.sep);
-  if (log.n === 0)
-    throw new TrainingSetError(`--data ${opts.data}: no usable rows (check --columns and --sep)`);
+  const log = loadResponses(opts.data, opts.columns, opts.sep, opts.read);
   const bkt = opts.bktModel !== undefined ? BKT.fromJSON(readModelJson(opts.bktModel, "bkt")) : undefined;
   const elo = opts.eloModel !== undefined ? Elo.fromJSON(readModelJson(opts.eloModel, "elo")) : undefined;
   const set = await buildAttemptTrainingSet(log, {

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Elo, type EloFitProgress, type EloModelJson } from "../models/elo.ts";
 import { registerPredictor } from "./evaluate.ts";
-import { loadResponses, type ResponseColumns, type ResponseLog } from "./responses.ts";
+import { loadResponses, type ReadOptions, type ResponseColumns, type ResponseLog } from "./responses.ts";
 
 /**
  * Training job for the Elo model: load a response log, fit the K function and the item
@@ -24,6 +24,8 @@ export interface TrainEloOptions {
   /** Budget of training replays for the K search (default: the model's, 150). */
   maxEvaluations?: number;
   onProgress?: (p: EloFitProgress) => void;
+  /** Skip policy and row report for the data file. */
+  read?: ReadOptions;
 }
 
 /** model.json as written: the model's own JSON plus where it came from. */
@@ -54,7 +56,7 @@ export function fitElo(
 }
 
 export function trainElo(opts: TrainEloOptions): TrainEloResult {
-  const log = loadResponses(opts.data, opts.columns, opts.sep);
+  const log = loadResponses(opts.data, opts.columns, opts.sep, opts.read);
   const { model, fitSeconds } = fitElo(log, opts);
   const artifact: EloArtifact = {
     ...model.toJSON(),

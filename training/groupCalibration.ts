@@ -1,4 +1,13 @@
 import { readFileSync } from "node:fs";
+import {
+  LABEL_ENCODINGS,
+  nonTextReason,
+  parseLabel,
+  type RowCounts,
+  RowReport,
+  type SkipPolicy,
+  showValue,
+} from "../features/fileRows.ts";
 import { ece, type ReliabilityBin, reliability } from "../models/metrics.ts";
 import { detectSeparator } from "./responses.ts";
 
@@ -174,16 +183,23 @@ export function denseIds(keys: readonly string[]): { ids: Int32Array; labels: st
 }
 
 /**
- * Reads a CSV/TSV of scored rows (no quoted fields): label column (0/1), score column (probability) and the
- * group columns, e.g. a generated data set's school_id, grade, topic_id next to a model's predictions.
+ * Reads a CSV/TSV of scored rows (no quoted fields): label column (0/1, true/false, yes/no,
+ * correct/incorrect), score column (probability) and the group columns, e.g. a generated data set's
+ * school_id, grade, topic_id next to a model's predictions. Unusable rows are skipped and reported by
+ * reason (features/fileRows.ts); more than the policy's share (default 1%) is an error.
  */
 export function readPredictionsCsv(
   path: string,
   spec: { label: string; score: string; groups: readonly string[]; sep?: string },
+  read: SkipPolicy & { onRows?: (c: RowCounts) => void } = {},
 ): { y: Float64Array; p: Float64Array; columns: GroupColumn[] } {
-  const text = readFileSync(path, "utf8");
-  const lines = text.split(/\r?\n/).filter((l) => l !== "");
-  if (lines.length === 0) throw new GroupCalibrationError(`${path} is empty; expected a header row`);
+  const bytes = readFileSync(path);
+  const bad = nonTextReason(bytes);
+  if (bad !== undefined)
+    throw new GroupCalibrationError(
+      `${path} is ${bad === "empty" ? "empty" : "not a text file (binary content)"}; expected a CSV with a header row`,
+    );
+  const lines = bytes.toString("utf8").split(/\r?\n/);
   const sep = detectSeparator(lines[0]!, spec.sep);
   const header = lines[0]!.split(sep).map((h) => h.trim());
   const col = (name: string): number => {
@@ -195,31 +211,43 @@ export function readPredictionsCsv(
   const yc = col(spec.label);
   const pc = col(spec.score);
   const gcs = spec.groups.map(col);
-  const n = lines.length - 1;
-  const y = new Float64Array(n);
-  const p = new Float64Array(n);
-  const keys = gcs.map(() => new Array<string>(n));
-  for (let r = 0; r < n; r++) {
-    const cells = lines[r + 1]!.split(sep);
-    const lab = Number(cells[yc]);
+  const report = new RowReport(path);
+  const y: number[] = [];
+  const p: number[] = [];
+  const keys = gcs.map(() => [] as string[]);
+  for (let r = 1; r < lines.length; r++) {
+    if (lines[r] === "") continue;
+    const cells = lines[r]!.split(sep);
+    const lab = parseLabel(cells[yc] ?? "");
     const sc = Number(cells[pc]);
-    if (lab !== 0 && lab !== 1)
-      throw new GroupCalibrationError(
-        `${path} line ${r + 2}: ${spec.label} is "${cells[yc]}", expected 0 or 1`,
+    if (lab === undefined) {
+      report.skip(
+        r + 1,
+        `column "${spec.label}" (label) is not a label (${LABEL_ENCODINGS})`,
+        showValue(cells[yc]),
       );
-    if (!(sc >= 0 && sc <= 1))
-      throw new GroupCalibrationError(
-        `${path} line ${r + 2}: ${spec.score} is "${cells[pc]}", expected a probability`,
+      continue;
+    }
+    if (!(sc >= 0 && sc <= 1)) {
+      report.skip(
+        r + 1,
+        `column "${spec.score}" (score) is not a probability in [0, 1]`,
+        showValue(cells[pc]),
       );
-    y[r] = lab;
-    p[r] = sc;
+      continue;
+    }
+    report.use();
+    y.push(lab);
+    p.push(sc);
     gcs.forEach((c, j) => {
-      keys[j]![r] = (cells[c] ?? "").trim();
+      keys[j]!.push((cells[c] ?? "").trim());
     });
   }
+  report.enforce(read);
+  read.onRows?.(report.counts());
   return {
-    y,
-    p,
+    y: Float64Array.from(y),
+    p: Float64Array.from(p),
     columns: spec.groups.map((name, j) => ({ name, ...denseIds(keys[j]!) })),
   };
 }

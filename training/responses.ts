@@ -1,4 +1,15 @@
 import { readFileSync } from "node:fs";
+import {
+  LABEL_ENCODINGS,
+  nonTextReason,
+  parseLabel,
+  parseTimeMs,
+  type RowCounts,
+  RowReport,
+  type SkipPolicy,
+  showValue,
+  TIME_ENCODINGS,
+} from "../features/fileRows.ts";
 
 /** Which file columns hold what; `user`, `skill` and `correct` are required. */
 export interface ResponseColumns {
@@ -77,19 +88,44 @@ export function detectSeparator(headerLine: string, flag?: string): string {
   return headerLine.includes("\t") ? "\t" : ",";
 }
 
+/** How loadResponses treats unusable rows: the skip policy, and who hears the counts when reading succeeds. */
+export interface ReadOptions extends SkipPolicy {
+  onRows?: (counts: RowCounts) => void;
+}
+
 /**
- * Loads a delimited response file. Rows with an empty skill or a correct value other than 0/1
- * are skipped and counted (pyBKT drops rows without a skill in the same way).
+ * Loads a delimited response file. Rows that cannot be used (too few fields, no user or skill, a label that is
+ * not one of LABEL_ENCODINGS, an order value that is neither a number nor a time) are skipped and counted by
+ * reason (pyBKT drops rows without a skill in the same way); when more than the policy's share (default 1%) is
+ * skipped, or none is usable, it throws TooManySkippedError naming the reasons with line numbers. The order
+ * column takes numbers or times (TIME_ENCODINGS).
  */
 export function loadResponses(
   path: string,
   columns: ResponseColumns,
   sep?: string,
-): ResponseLog & { skipped: number } {
-  const text = readFileSync(path, "utf8");
+  read: ReadOptions = {},
+): ResponseLog & { skipped: number; rows: RowCounts } {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw new ResponseDataError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+  const bad = nonTextReason(bytes);
+  if (bad === "empty")
+    throw new ResponseDataError(`${path} is empty: expected a CSV/TSV response log with a header line`);
+  if (bad === "binary")
+    throw new ResponseDataError(
+      `${path} is not a text file (binary content): expected a CSV/TSV response log with a header line`,
+    );
+  const text = bytes.toString("utf8");
   let lineEnd = text.indexOf("\n");
   if (lineEnd < 0) lineEnd = text.length;
-  const header = text.slice(0, lineEnd).replace(/\r$/, "");
+  const header = text
+    .slice(0, lineEnd)
+    .replace(/\r$/, "")
+    .replace(/^\uFEFF/, "");
   const separator = detectSeparator(header, sep);
   const names = header.split(separator).map((h) => h.trim());
   const idx = (col: string | undefined): number => {
@@ -106,6 +142,7 @@ export function loadResponses(
   const iCorrect = idx(columns.correct);
   const iItem = idx(columns.item);
   const iOrder = idx(columns.order);
+  const needFields = Math.max(iUser, iSkill, iCorrect, iItem, iOrder) + 1;
 
   const userIds = new Map<string, number>();
   const skillIds = new Map<string, number>();
@@ -115,7 +152,7 @@ export function loadResponses(
   const rawItem: number[] = [];
   const rawCorrect: number[] = [];
   const rawOrder: number[] = [];
-  let skipped = 0;
+  const report = new RowReport(path);
   const intern = (m: Map<string, number>, k: string): number => {
     let v = m.get(k);
     if (v === undefined) {
@@ -124,6 +161,8 @@ export function loadResponses(
     }
     return v;
   };
+  const notLabel = `column "${columns.correct}" (correct) is not a label (${LABEL_ENCODINGS})`;
+  const notOrder = `column "${columns.order}" (order) is neither a number nor a time (${TIME_ENCODINGS})`;
 
   let pos = lineEnd + 1;
   let lineNo = 1;
@@ -135,26 +174,50 @@ export function loadResponses(
     lineNo++;
     if (line.length === 0) continue;
     const f = line.split(separator);
-    const skill = (f[iSkill] ?? "").trim();
-    const c = (f[iCorrect] ?? "").trim();
-    const cv = c === "1" || c === "1.0" ? 1 : c === "0" || c === "0.0" ? 0 : -1;
-    if (skill === "" || skill.toLowerCase() === "nan" || cv < 0) {
-      skipped++;
+    if (f.length < needFields) {
+      report.skip(
+        lineNo,
+        `row has fewer fields than the header needs (separator ${JSON.stringify(separator)})`,
+        `${f.length} of ${names.length}`,
+      );
       continue;
     }
-    rawUser.push(intern(userIds, (f[iUser] ?? "").trim()));
-    rawSkill.push(intern(skillIds, skill));
-    rawItem.push(iItem >= 0 ? intern(itemIds, (f[iItem] ?? "").trim()) : -1);
-    rawCorrect.push(cv);
-    if (iOrder >= 0) {
-      const o = Number(f[iOrder]);
-      if (!Number.isFinite(o))
-        throw new ResponseDataError(
-          `${path}:${lineNo}: order column "${columns.order}" is not a number (got "${f[iOrder]}")`,
-        );
-      rawOrder.push(o);
+    const user = f[iUser]!.trim();
+    if (user === "") {
+      report.skip(lineNo, `column "${columns.user}" (user) is empty`, '""');
+      continue;
     }
+    const skill = f[iSkill]!.trim();
+    if (skill === "" || skill.toLowerCase() === "nan") {
+      report.skip(lineNo, `column "${columns.skill}" (skill) is empty`, showValue(skill));
+      continue;
+    }
+    const cv = parseLabel(f[iCorrect]!);
+    if (cv === undefined) {
+      report.skip(lineNo, notLabel, showValue(f[iCorrect]));
+      continue;
+    }
+    let order = 0;
+    if (iOrder >= 0) {
+      const o = f[iOrder]!.trim();
+      // Numbers keep their order (epoch seconds and milliseconds are put on one scale); ISO times become ms.
+      order = parseTimeMs(o) ?? Number.NaN;
+      if (!Number.isFinite(order)) {
+        report.skip(lineNo, notOrder, showValue(o));
+        continue;
+      }
+    }
+    report.use();
+    rawUser.push(intern(userIds, user));
+    rawSkill.push(intern(skillIds, skill));
+    rawItem.push(iItem >= 0 ? intern(itemIds, f[iItem]!.trim()) : -1);
+    rawCorrect.push(cv);
+    if (iOrder >= 0) rawOrder.push(order);
   }
+  report.enforce(read);
+  const rowCounts = report.counts();
+  read.onRows?.(rowCounts);
+  const skipped = rowCounts.skipped;
 
   const n = rawUser.length;
   // Group rows by user (first-appearance order), keeping file order (or the order column) inside a user.
@@ -169,7 +232,7 @@ export function loadResponses(
     }
     return a - b;
   });
-  const log: ResponseLog & { skipped: number } = {
+  const log: ResponseLog & { skipped: number; rows: RowCounts } = {
     n,
     user: new Int32Array(n),
     skill: new Int32Array(n),
@@ -180,6 +243,7 @@ export function loadResponses(
     itemNames: [...itemIds.keys()],
     userStart: new Int32Array(userIds.size + 1),
     skipped,
+    rows: rowCounts,
   };
   for (let k = 0; k < n; k++) {
     const r = sorted[k]!;

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { coverageWarningsForDir } from "../../training/coverage.ts";
 import { loadPredictor } from "../../training/evaluate.ts";
 import {
   formatCalibrationTable,
@@ -7,10 +8,17 @@ import {
   readPredictionsCsv,
 } from "../../training/groupCalibration.ts";
 import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
-import { CliError, parseIntOption } from "../options.ts";
+import {
+  ALLOW_SKIP_HELP,
+  CliError,
+  MAX_SKIP_HELP,
+  parseIntOption,
+  type RowOptions,
+  rowReading,
+} from "../options.ts";
 import { Progress } from "../progress.ts";
 
-interface ReportOptions {
+interface ReportOptions extends RowOptions {
   model?: string;
   data?: string;
   columns?: string;
@@ -38,11 +46,17 @@ export function register(program: Command): void {
     .option("--data <file>", "with --model: CSV/TSV response log")
     .option("--columns <spec>", "with --model: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]")
     .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
+    .option("--allow-skip", ALLOW_SKIP_HELP)
+    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
     .option(
       "--predictions <file>",
       "instead of --model: CSV of scored rows with label, score and group columns",
     )
-    .option("--label <col>", "with --predictions: 0/1 label column", "label")
+    .option(
+      "--label <col>",
+      "with --predictions: label column (0/1, true/false, yes/no, correct/incorrect)",
+      "label",
+    )
     .option("--score <col>", "with --predictions: probability column", "score")
     .option(
       "--group <cols>",
@@ -77,21 +91,26 @@ Examples:
       if (opts.predictions !== undefined) {
         if (opts.model !== undefined)
           throw new CliError("pass either --model (with --data) or --predictions, not both");
-        const read = readPredictionsCsv(opts.predictions, {
-          label: opts.label,
-          score: opts.score,
-          groups,
-          ...(opts.sep === undefined ? {} : { sep: opts.sep }),
-        });
+        const read = readPredictionsCsv(
+          opts.predictions,
+          {
+            label: opts.label,
+            score: opts.score,
+            groups,
+            ...(opts.sep === undefined ? {} : { sep: opts.sep }),
+          },
+          rowReading(opts),
+        );
         ({ y, p, columns } = read);
       } else {
         if (opts.model === undefined || opts.data === undefined || opts.columns === undefined)
           throw new CliError("pass --model DIR --data FILE --columns SPEC, or --predictions FILE");
         const spec = parseResponseColumns(opts.columns);
         const progress = new Progress("calibration report", 2 + groups.length);
-        const log = loadResponses(opts.data, spec, opts.sep);
-        if (log.n === 0) throw new CliError(`--data ${opts.data}: no usable rows`);
+        const log = loadResponses(opts.data, spec, opts.sep, rowReading(opts));
         progress.tick();
+        for (const w of coverageWarningsForDir(opts.model, log, spec))
+          process.stderr.write(`warning: ${w}\n`);
         p = loadPredictor(opts.model).predictLog(log);
         y = log.correct;
         progress.tick();
@@ -105,7 +124,7 @@ Examples:
           }
           // Any other column: load the log again with that column in the skill role. Row order depends only on
           // the user and order columns, so the rows line up with the predictions.
-          const other = loadResponses(opts.data!, { ...spec, skill: g }, opts.sep);
+          const other = loadResponses(opts.data!, { ...spec, skill: g }, opts.sep, { allowSkip: true });
           if (other.n !== log.n)
             throw new CliError(
               `--group ${g}: ${log.n - other.n} rows have no ${g}; fill the column or drop those rows`,

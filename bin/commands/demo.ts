@@ -1,12 +1,12 @@
 import { rmSync } from "node:fs";
 import { resolve } from "node:path";
-import { listValue } from "@duckdb/node-api";
 import type { Command } from "commander";
 import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
 import type { Explanation } from "../../models/explanation.ts";
 import { demoPaths, PIPELINE_STEPS, type PipelineStep, runPipeline } from "../../serving/pipeline.ts";
 import { rollupMastery } from "../../serving/rollups.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { listValue } from "../../storage/duckdbApi.ts";
 import { parseIntOption } from "../options.ts";
 import { Progress } from "../progress.ts";
 
@@ -135,6 +135,8 @@ export function register(program: Command): void {
           `DuckDB file: ${dbPath}`,
           `Try: npx mastery quality --db ${dbPath}`,
           `Done in ${secs(performance.now() - started)}.`,
+          "",
+          ...(await nextSteps(dbPath, rawId)),
         );
         process.stdout.write(`${out.join("\n")}\n`);
       } finally {
@@ -165,4 +167,26 @@ function round(x: number): string {
 
 function fmt(x: number | null): string {
   return x === null ? "-" : x.toFixed(2);
+}
+
+/**
+ * The three commands to run after the demo: serve it, open the dashboard with a token, query it from a
+ * shell. The token is signed with the secret `serve --demo` verifies with (MASTERY_JWT_SECRET if set,
+ * else the public demo secret), so it works against that server for up to 12 hours.
+ */
+async function nextSteps(dbPath: string, rawId: string): Promise<string[]> {
+  const { formatDuration, jwtSecretFromEnv, maxTtlFromEnv, mintToken } = await import(
+    "../../serving/auth.ts"
+  );
+  const secret = jwtSecretFromEnv({ demo: true, warn: () => {} });
+  const ttlSec = Math.min(12 * 3600, maxTtlFromEnv());
+  const { token } = await mintToken(secret, { role: "admin", sub: "demo-admin", ttlSec }, ttlSec);
+  const base = "http://127.0.0.1:8080";
+  return [
+    `Next (the token: admin, ${formatDuration(ttlSec)}, for development only; signed with the PUBLIC demo secret unless MASTERY_JWT_SECRET is set):`,
+    `  1. serve it:            npx mastery serve --demo --db ${dbPath}`,
+    `  2. open the dashboard:  ${base}/app  and paste the token:`,
+    `       ${token}`,
+    `  3. query it:            curl -s -H "Authorization: Bearer ${token}" ${base}/mastery/${rawId}`,
+  ];
 }

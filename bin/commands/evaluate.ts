@@ -1,9 +1,10 @@
 import type { Command } from "commander";
+import { coverageWarningsForDir } from "../../training/coverage.ts";
 import { evaluateOnline, loadPredictor } from "../../training/evaluate.ts";
 import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
-import { CliError } from "../options.ts";
+import { ALLOW_SKIP_HELP, MAX_SKIP_HELP, type RowOptions, rowReading } from "../options.ts";
 
-interface EvaluateOptions {
+interface EvaluateOptions extends RowOptions {
   model: string;
   data: string;
   columns: string;
@@ -20,6 +21,8 @@ export function register(program: Command): void {
     .requiredOption("--data <file>", "CSV/TSV response log to evaluate on")
     .requiredOption("--columns <spec>", "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]")
     .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
+    .option("--allow-skip", ALLOW_SKIP_HELP)
+    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
     .addHelpText(
       "after",
       `
@@ -30,8 +33,9 @@ Example:
     .action((opts: EvaluateOptions) => {
       const columns = parseResponseColumns(opts.columns);
       const predictor = loadPredictor(opts.model);
-      const log = loadResponses(opts.data, columns, opts.sep);
-      if (log.n === 0) throw new CliError(`--data ${opts.data}: no usable rows to evaluate`);
+      const log = loadResponses(opts.data, columns, opts.sep, rowReading(opts));
+      for (const w of coverageWarningsForDir(opts.model, log, columns))
+        process.stderr.write(`warning: ${w}\n`);
       const m = evaluateOnline(predictor, log);
       process.stdout.write(
         `${JSON.stringify({ auc: m.auc, rmse: m.rmse, logloss: m.logloss, ece: m.ece, n: m.n })}\n`,

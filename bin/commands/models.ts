@@ -12,7 +12,16 @@ import {
 } from "../../registry/registry.ts";
 import type { DataWindow, Json, ModelVersion } from "../../registry/store.ts";
 import { parseResponseColumns } from "../../training/responses.ts";
-import { CliError, commandGroup, defaultDbPath, parseIntOption } from "../options.ts";
+import {
+  ALLOW_SKIP_HELP,
+  CliError,
+  commandGroup,
+  defaultDbPath,
+  MAX_SKIP_HELP,
+  parseIntOption,
+  type RowOptions,
+  rowReading,
+} from "../options.ts";
 import { Progress } from "../progress.ts";
 
 interface StoreOptions {
@@ -296,6 +305,8 @@ export function register(program: Command): void {
     .requiredOption("--holdout <file>", "frozen holdout response log (CSV/TSV)")
     .requiredOption("--columns <spec>", "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]")
     .option("--sep <sep>", "field separator; default: tab if the header has one, else comma")
+    .option("--allow-skip", ALLOW_SKIP_HELP)
+    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
     .option(
       "--group-columns <cols>",
       "holdout columns whose groups must not get worse calibration, e.g. school_id,grade",
@@ -341,7 +352,7 @@ export function register(program: Command): void {
           force?: boolean;
           reason?: string;
           actor?: string;
-        },
+        } & RowOptions,
       ) => {
         const gate: GateConfig = {
           ...DEFAULT_GATE,
@@ -365,6 +376,7 @@ export function register(program: Command): void {
             ...(opts.sep !== undefined ? { sep: opts.sep } : {}),
             ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
             onStage: (_s, done, total) => progress.set((done / total) * 4),
+            read: rowReading(opts),
           }),
         );
         progress.finish(res.decision.pass ? "gate passed" : "gate failed");

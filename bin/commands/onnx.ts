@@ -3,7 +3,14 @@ import type { Command } from "commander";
 import { type Matrix, rowMajor } from "../../models/treeEnsemble.ts";
 import { checkOnnx, exportToFile, importOnnxFile } from "../../training/onnxExport.ts";
 import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
-import { CliError, commandGroup } from "../options.ts";
+import {
+  ALLOW_SKIP_HELP,
+  CliError,
+  commandGroup,
+  MAX_SKIP_HELP,
+  type RowOptions,
+  rowReading,
+} from "../options.ts";
 import { Progress } from "../progress.ts";
 
 /** Numeric CSV with a header row; empty cells and NA/NaN are missing. */
@@ -103,6 +110,8 @@ Example:
     .requiredOption("--data <file>", "CSV/TSV response log")
     .requiredOption("--columns <spec>", "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]")
     .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
+    .option("--allow-skip", ALLOW_SKIP_HELP)
+    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
     .option("--tolerance <x>", "exit with an error when an output differs by more than this", "1e-5")
     .addHelpText(
       "after",
@@ -113,20 +122,21 @@ Example:
     --columns user=user_id,skill=skill_id,correct=correct,item=item_id`,
     )
     .action(
-      async (opts: {
-        model: string;
-        onnx: string;
-        data: string;
-        columns: string;
-        sep?: string;
-        tolerance: string;
-      }) => {
+      async (
+        opts: {
+          model: string;
+          onnx: string;
+          data: string;
+          columns: string;
+          sep?: string;
+          tolerance: string;
+        } & RowOptions,
+      ) => {
         const tol = Number(opts.tolerance);
         if (!(tol > 0)) throw new CliError(`--tolerance must be a positive number (got "${opts.tolerance}")`);
         const progress = new Progress("onnx check", 3);
-        const log = loadResponses(opts.data, parseResponseColumns(opts.columns), opts.sep);
+        const log = loadResponses(opts.data, parseResponseColumns(opts.columns), opts.sep, rowReading(opts));
         progress.tick();
-        if (log.n === 0) throw new CliError(`--data ${opts.data}: no usable rows`);
         const report = await checkOnnx(opts.model, opts.onnx, log);
         progress.finish();
         process.stdout.write(`${JSON.stringify(report)}\n`);

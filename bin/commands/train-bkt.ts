@@ -2,10 +2,18 @@ import type { Command } from "commander";
 import { DEFAULT_BKT_OPTIONS } from "../../models/bkt.ts";
 import { trainBkt } from "../../training/bktFit.ts";
 import { parseResponseColumns } from "../../training/responses.ts";
-import { CliError, commandGroup, parseIntOption } from "../options.ts";
+import {
+  ALLOW_SKIP_HELP,
+  CliError,
+  commandGroup,
+  MAX_SKIP_HELP,
+  parseIntOption,
+  type RowOptions,
+  rowReading,
+} from "../options.ts";
 import { Progress } from "../progress.ts";
 
-interface TrainBktOptions {
+interface TrainBktOptions extends RowOptions {
   data: string;
   columns: string;
   sep?: string;
@@ -38,6 +46,8 @@ export function register(program: Command): void {
       "column roles: user=COL,skill=COL,correct=COL[,order=COL] (rows keep file order within a user unless order= is given)",
     )
     .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
+    .option("--allow-skip", ALLOW_SKIP_HELP)
+    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
     .option("--forgets", "also fit the forgetting transition (pyBKT's forgets=True)")
     .option("--restarts <n>", "random restarts per skill; the best log-likelihood is kept", "5")
     .option(
@@ -83,6 +93,7 @@ Example:
         columns,
         ...(opts.sep === undefined ? {} : { sep: opts.sep }),
         out: opts.out,
+        read: rowReading(opts),
         options: {
           forgets: opts.forgets === true,
           restarts,

@@ -1,10 +1,18 @@
 import type { Command } from "commander";
 import { trainElo } from "../../training/elo.ts";
 import { parseResponseColumns } from "../../training/responses.ts";
-import { CliError, commandGroup, parseIntOption } from "../options.ts";
+import {
+  ALLOW_SKIP_HELP,
+  CliError,
+  commandGroup,
+  MAX_SKIP_HELP,
+  parseIntOption,
+  type RowOptions,
+  rowReading,
+} from "../options.ts";
 import { Progress } from "../progress.ts";
 
-interface TrainEloCliOptions {
+interface TrainEloCliOptions extends RowOptions {
   data: string;
   columns: string;
   out: string;
@@ -24,6 +32,8 @@ export function register(program: Command): void {
     .requiredOption("--columns <spec>", "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]")
     .requiredOption("--out <dir>", "directory to write model.json into (created if missing)")
     .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
+    .option("--allow-skip", ALLOW_SKIP_HELP)
+    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
     .option("--seed <n>", "varies the K search's initial simplex; the same seed gives the same model", "0")
     .option("--max-evaluations <n>", "budget of training replays for the K search", "150")
     .addHelpText(
@@ -47,6 +57,7 @@ Example:
           data: opts.data,
           columns,
           out: opts.out,
+          read: rowReading(opts),
           seed,
           maxEvaluations,
           ...(opts.sep !== undefined ? { sep: opts.sep } : {}),

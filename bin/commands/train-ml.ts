@@ -1,10 +1,18 @@
 import type { Command } from "commander";
 import { type AttemptModelKind, trainAttemptModel } from "../../training/blendTrain.ts";
 import { parseResponseColumns } from "../../training/responses.ts";
-import { CliError, commandGroup, parseIntOption } from "../options.ts";
+import {
+  ALLOW_SKIP_HELP,
+  CliError,
+  commandGroup,
+  MAX_SKIP_HELP,
+  parseIntOption,
+  type RowOptions,
+  rowReading,
+} from "../options.ts";
 import { Progress } from "../progress.ts";
 
-interface TrainMlOptions {
+interface TrainMlOptions extends RowOptions {
   data: string;
   columns: string;
   sep?: string;
@@ -41,6 +49,8 @@ function addKind(train: Command, kind: AttemptModelKind): void {
       "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL] (item= enables item difficulty features)",
     )
     .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
+    .option("--allow-skip", ALLOW_SKIP_HELP)
+    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
     .option("--seed <s>", "seed of the student folds, BKT restarts, GBT sampling and MLP init", "42")
     .option(
       "--folds <k>",
@@ -87,6 +97,7 @@ Example:
         data: opts.data,
         columns,
         out: opts.out,
+        read: rowReading(opts),
         seed: parseIntOption(opts.seed, "--seed", 0),
         folds: parseIntOption(opts.folds, "--folds", 2),
         gbt,

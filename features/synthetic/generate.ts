@@ -314,7 +314,10 @@ async function runWithWorkers(
   nBlocks: number,
   consume: (block: number, r: BlockResult) => Promise<void>,
 ): Promise<void> {
-  const entry = new URL("./workerEntry.mjs", import.meta.url);
+  // From source a bootstrap registers tsx in the thread first; compiled (dist/) runs the JavaScript body directly.
+  const entry = import.meta.url.endsWith(".ts")
+    ? new URL("./workerEntry.mjs", import.meta.url)
+    : new URL("./worker.js", import.meta.url);
   const init = {
     students: o.students,
     topics: o.topics,

@@ -105,4 +105,18 @@ describe("groupCalibration", () => {
       /no column "nope"/,
     );
   });
+
+  it("reads true/false labels like 1/0, and reports unusable rows by reason with their lines", () => {
+    const dir = mkdtempSync(join(tmpdir(), "groupcal-"));
+    const file = join(dir, "scored.csv");
+    const rows = ["y,p", "true,0.9", "false,0.2", "yes,0.7", "incorrect,0.1", "1,1.5", "maybe,0.5"];
+    writeFileSync(file, `${rows.join("\n")}\n`);
+    const spec = { label: "y", score: "p", groups: [] };
+    expect(() => readPredictionsCsv(file, spec)).toThrow(
+      /read 6 rows, used 4, skipped 2 \(33\.3%\)\n.*"p" \(score\) is not a probability in \[0, 1\]: line 6 "1\.5"\n.*"y" \(label\) is not a label .*: line 7 "maybe"/s,
+    );
+    const read = readPredictionsCsv(file, spec, { allowSkip: true });
+    expect(Array.from(read.y)).toEqual([1, 0, 1, 0]);
+    expect(Array.from(read.p)).toEqual([0.9, 0.2, 0.7, 0.1]);
+  });
 });
