@@ -1,5 +1,5 @@
-import { type BktParams, bktPredict, bktStepPair } from "./bkt.ts";
-import { eloProbability, eloRatingStep } from "./elo.ts";
+import { type BKT, type BktParams, bktPredict, bktStepPair, meanParams } from "./bkt.ts";
+import { DEFAULT_ELO_PARAMS, type Elo, eloProbability, eloRatingStep } from "./elo.ts";
 import { type Explanation, explain, type Factor } from "./explanation.ts";
 
 /**
@@ -22,6 +22,11 @@ export interface LearnerEvent {
   /** quiz_attempt's is_correct; null for other types or when missing. */
   isCorrect: boolean | null;
   questionId: string | null;
+  /**
+   * When this copy of the event was stored (any increasing clock; the store uses epoch microseconds).
+   * Dedupe keeps the first ingested copy of an event_id (firstIngestedCopies); absent counts as 0.
+   */
+  ingestedAt?: number;
 }
 
 /** What the update needs to know about the event's topic. */
@@ -40,6 +45,46 @@ export interface TopicParams {
   itemOffsets: ReadonlyMap<string, number>;
 }
 
+/**
+ * Per-topic parameters from fitted models (defaults where a model or a topic is missing: BKT's
+ * fallback parameters, the default Elo K, the Elo model's difficulty of an unseen skill or 0).
+ * The one resolver of the stream, the batch job, model scoring and training sets.
+ */
+export function topicParamsResolver(models: {
+  bkt?: BKT | undefined;
+  elo?: Elo | undefined;
+}): (topicId: string) => TopicParams {
+  const { bkt, elo } = models;
+  const itemOffsets = new Map<string, number>();
+  const skillDifficulty = new Map<string, number>();
+  if (elo !== undefined) {
+    elo.itemNames.forEach((name, i) => {
+      if (elo.itemCount[i]! > 0) itemOffsets.set(name, elo.itemOffset[i]!);
+    });
+    elo.skillNames.forEach((name, c) => {
+      skillDifficulty.set(name, elo.skillDifficulty[c]!);
+    });
+  }
+  const unseen = elo?.unseenSkillDifficulty() ?? 0;
+  const k = elo?.params ?? DEFAULT_ELO_PARAMS;
+  const fallback: BktParams = meanParams([]);
+  const cache = new Map<string, TopicParams>();
+  return (topicId) => {
+    let p = cache.get(topicId);
+    if (p === undefined) {
+      p = {
+        bkt: bkt?.paramsFor(topicId) ?? fallback,
+        eloA: k.studentA + k.skillA,
+        eloB: k.studentB,
+        topicDifficulty: skillDifficulty.get(topicId) ?? unseen,
+        itemOffsets,
+      };
+      cache.set(topicId, p);
+    }
+    return p;
+  };
+}
+
 export interface LearnerState {
   /** BKT P(learned). */
   pMastery: number;
@@ -52,6 +97,11 @@ export interface LearnerState {
   correctStreak: number;
   lastTs: number | null;
   lastEventId: string | null;
+  /**
+   * Events of any type folded into the state (after dedupe). -1 when unknown (a row written before
+   * the count existed): such a state is never continued, only rebuilt (updatePlan, batchPlan).
+   */
+  eventN: number;
   /** BKT evidence of correct answers before the current streak. */
   bktCorrectDelta: number;
   bktIncorrectDelta: number;
@@ -76,6 +126,7 @@ export function initialLearnerState(params: TopicParams): LearnerState {
     correctStreak: 0,
     lastTs: null,
     lastEventId: null,
+    eventN: 0,
     bktCorrectDelta: 0,
     bktIncorrectDelta: 0,
     bktLearnDelta: 0,
@@ -101,7 +152,12 @@ export function compareEvents(
  * every event advances last_ts / last_event_id. Returns a new object; `state` is not modified.
  */
 export function applyEvent(state: LearnerState, event: LearnerEvent, params: TopicParams): LearnerState {
-  const next: LearnerState = { ...state, lastTs: event.ts, lastEventId: event.eventId };
+  const next: LearnerState = {
+    ...state,
+    lastTs: event.ts,
+    lastEventId: event.eventId,
+    eventN: state.eventN + 1,
+  };
   if (event.type !== "quiz_attempt" || event.isCorrect === null) return next;
   const correct = event.isCorrect;
 
@@ -156,15 +212,105 @@ export function applyEvent(state: LearnerState, event: LearnerEvent, params: Top
   return next;
 }
 
-/** Folds `events` (already in replay order) into `from` (default: a new learner). */
+/**
+ * THE dedupe rule, shared by the stream, the batch job, model scoring, training sets and the
+ * recompute: of the copies of one event_id (within one (student, topic) key), the first ingested
+ * wins (smallest ingestedAt; then the earlier ts; then the earlier in `events`). Later copies, even
+ * with other content, are ignored. Returns the winners in input order.
+ */
+export function firstIngestedCopies<T extends LearnerEvent>(events: readonly T[]): T[] {
+  const best = new Map<string, number>();
+  events.forEach((e, i) => {
+    const j = best.get(e.eventId);
+    if (j === undefined) {
+      best.set(e.eventId, i);
+      return;
+    }
+    const b = events[j]!;
+    const ei = e.ingestedAt ?? 0;
+    const bi = b.ingestedAt ?? 0;
+    if (ei < bi || (ei === bi && e.ts < b.ts)) best.set(e.eventId, i);
+  });
+  if (best.size === events.length) return events.slice();
+  const keep = new Set(best.values());
+  return events.filter((_, i) => keep.has(i));
+}
+
+/** A key's events as the fold sees them: deduped (firstIngestedCopies), in (ts, event_id) order. */
+export function replayOrder<T extends LearnerEvent>(events: readonly T[]): T[] {
+  return firstIngestedCopies(events).sort(compareEvents);
+}
+
+/**
+ * THE replay: folds a key's stored events (any order, duplicates allowed) in replay order into
+ * `from` (default: a new learner). Every path that turns stored events into BKT/Elo state calls
+ * this: serving/updater.ts (stream), serving/learnerState.ts (batch job), serving/modelScoring.ts,
+ * serving/recompute.ts and training/trainingSetEvents.ts (through statesBefore).
+ * With `from`, the events must all come after its cursor (updatePlan says when that holds).
+ */
 export function replayEvents(
   events: readonly LearnerEvent[],
   params: TopicParams,
   from: LearnerState = initialLearnerState(params),
 ): LearnerState {
   let s = from;
-  for (const e of events) s = applyEvent(s, e, params);
+  for (const e of replayOrder(events)) s = applyEvent(s, e, params);
   return s;
+}
+
+/** True when `e` comes after the state's cursor (last_ts, last_event_id) in replay order. */
+export function afterCursor(state: LearnerState, e: Pick<LearnerEvent, "ts" | "eventId">): boolean {
+  if (state.lastTs === null) return true;
+  return compareEvents(e, { ts: state.lastTs, eventId: state.lastEventId ?? "" }) > 0;
+}
+
+/**
+ * THE late-event rule of the stream. `fresh` are a key's events not yet in its state (already
+ * deduped). "forward": every fresh event comes after the cursor, so folding them onto the state
+ * (replayEvents(fresh, params, state)) gives the same state as a replay from scratch. "replay":
+ * no usable state, or a late event (older than the last applied one): the key is rebuilt by
+ * replayEvents over all its stored events, so the late event takes its place in timestamp order.
+ */
+export function updatePlan(
+  state: LearnerState | null,
+  fresh: readonly Pick<LearnerEvent, "ts" | "eventId">[],
+): "forward" | "replay" {
+  if (state === null || state.eventN < 0) return "replay";
+  for (const e of fresh) if (!afterCursor(state, e)) return "replay";
+  return "forward";
+}
+
+/**
+ * The same rule for the batch job, which sees the store rather than the arrivals: a key's state can
+ * be continued with its events after the cursor only when it already holds every stored event at
+ * or before the cursor (`storedAtOrBefore`, after dedupe); a larger count means a late event arrived.
+ */
+export function batchPlan(
+  state: Pick<LearnerState, "eventN"> | null,
+  storedAtOrBefore: number,
+): "forward" | "replay" {
+  if (state === null || state.eventN < 0 || state.eventN !== storedAtOrBefore) return "replay";
+  return "forward";
+}
+
+/**
+ * Point-in-time states of one key: for each time in `beforeTs` (ascending), the replay of the
+ * key's events with ts < that time. Used for training rows (features as of t use only events before t).
+ */
+export function statesBefore(
+  events: readonly LearnerEvent[],
+  params: TopicParams,
+  beforeTs: readonly number[],
+): LearnerState[] {
+  const ordered = replayOrder(events);
+  const out: LearnerState[] = [];
+  let s = initialLearnerState(params);
+  let i = 0;
+  for (const t of beforeTs) {
+    for (; i < ordered.length && ordered[i]!.ts < t; i++) s = applyEvent(s, ordered[i]!, params);
+    out.push(s);
+  }
+  return out;
 }
 
 export interface ExplainedScore {

@@ -1,17 +1,17 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { BKT, type BktParams, meanParams } from "../models/bkt.ts";
-import { DEFAULT_ELO_PARAMS, Elo } from "../models/elo.ts";
+import { BKT } from "../models/bkt.ts";
+import { Elo } from "../models/elo.ts";
 import {
-  applyEvent,
+  batchPlan,
   bktMastery,
   type ExplainedScore,
   eloMastery,
-  initialLearnerState,
   type LearnerEvent,
   type LearnerState,
-  type TopicParams,
+  replayEvents,
+  topicParamsResolver,
 } from "../models/learnerState.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
@@ -28,11 +28,13 @@ import {
  * to student_mastery (one row per key and source) and student_mastery_history (one row per key and
  * source whose state moved in this run), each with its explanation.
  *
- * Incremental by default: a key continues from its stored state with only the events after its
- * cursor (last_ts, last_event_id); a key whose state was built with other model versions, or that
- * has no state, is replayed from its first event. Because the fold is the same, the state equals a
- * full replay (test/serving/learnerState.int.test.ts proves it). An event that arrives late, with a ts
- * before its key's cursor, is only counted by a full run (`full: true`).
+ * Incremental by default, with the stream's late-event rule (models/learnerState.ts batchPlan): a
+ * key continues from its stored state with only the events after its cursor (last_ts,
+ * last_event_id) when the state already holds every stored event at or before the cursor; a key
+ * with a late event (stored after the state was built, ts before the cursor), with a state built
+ * by other model versions, or with no state, is replayed from its first event. Both go through
+ * models/learnerState.ts replayEvents, so the state equals a full replay
+ * (test/serving/learnerState.int.test.ts proves it).
  */
 
 export class LearnerStateError extends Error {
@@ -51,42 +53,8 @@ export interface BktEloModels {
   eloVersion: string;
 }
 
-const DEFAULT_BKT_PARAMS: BktParams = meanParams([]);
-
-/** Per-topic parameters from the models (defaults where a model or a topic is missing). */
-export function topicParamsResolver(
-  models: Pick<BktEloModels, "bkt" | "elo">,
-): (topicId: string) => TopicParams {
-  const { bkt, elo } = models;
-  const itemOffsets = new Map<string, number>();
-  const skillDifficulty = new Map<string, number>();
-  let unseen = 0;
-  const eloParams = elo?.params ?? DEFAULT_ELO_PARAMS;
-  if (elo !== undefined) {
-    elo.itemNames.forEach((name, i) => {
-      if (elo.itemCount[i]! > 0) itemOffsets.set(name, elo.itemOffset[i]!);
-    });
-    elo.skillNames.forEach((name, c) => {
-      skillDifficulty.set(name, elo.skillDifficulty[c]!);
-    });
-    unseen = elo.unseenSkillDifficulty();
-  }
-  const cache = new Map<string, TopicParams>();
-  return (topicId) => {
-    let p = cache.get(topicId);
-    if (p === undefined) {
-      p = {
-        bkt: bkt !== undefined ? bkt.paramsFor(topicId) : DEFAULT_BKT_PARAMS,
-        eloA: eloParams.studentA + eloParams.skillA,
-        eloB: eloParams.studentB,
-        topicDifficulty: skillDifficulty.get(topicId) ?? unseen,
-        itemOffsets,
-      };
-      cache.set(topicId, p);
-    }
-    return p;
-  };
-}
+/** Per-topic parameters from the models (models/learnerState.ts; re-exported for the serving callers). */
+export { topicParamsResolver };
 
 /** sha256 of the model file, shortened: the model_version written with each score. */
 export function modelFileVersion(dir: string): { json: unknown; version: string } {
@@ -203,9 +171,10 @@ export async function resolveModels(
   return { bkt, bktVersion, elo, eloVersion };
 }
 
-// Duplicate rows of one event for the same key (a re-delivery) count once: the first ingested.
+// models/learnerState.ts firstIngestedCopies in SQL: a key's copies of one event count once, the
+// first ingested (then the earlier ts). The fold applies the same rule again.
 const DEDUPED_EVENTS = `WITH ev AS (
-  SELECT event_id, type, student_key, topic_id, ts, is_correct, question_id
+  SELECT event_id, type, student_key, topic_id, ts, is_correct, question_id, ingested_at
   FROM raw_events
   QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1
 )`;
@@ -237,6 +206,7 @@ type EventRow = {
   ts_us: number;
   is_correct: boolean | null;
   question_id: string | null;
+  ingested_at_us: number;
 };
 
 const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
@@ -252,33 +222,65 @@ export async function scoreBktElo(
   const paramsFor = topicParamsResolver(models);
   const versions = [models.bktVersion, models.eloVersion];
 
-  // New events per key: all of them for keys without a usable state, else those after the cursor.
-  await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_elo_new AS
-     ${DEDUPED_EVENTS}
-     SELECT ev.student_key, ev.topic_id, ev.event_id, ev.type, ev.ts, ev.is_correct, ev.question_id,
-            s.student_key IS NULL AS replay
-     FROM ev LEFT JOIN learner_state s
-       ON s.student_key = ev.student_key AND s.topic_id = ev.topic_id
-      AND s.bkt_model_version = $1 AND s.elo_model_version = $2 AND NOT $3
-     WHERE s.student_key IS NULL OR ev.ts > s.last_ts OR (ev.ts = s.last_ts AND ev.event_id > s.last_event_id)`,
+  // Per key: whether it has a usable state (same model versions, not a full run), and how many of
+  // its stored events lie at or before / after that state's cursor.
+  const usable = `s.student_key = ev.student_key AND s.topic_id = ev.topic_id
+      AND s.bkt_model_version = $1 AND s.elo_model_version = $2 AND NOT $3`;
+  const afterCursor = `(s.last_ts IS NULL OR ev.ts > s.last_ts OR (ev.ts = s.last_ts AND ev.event_id > s.last_event_id))`;
+  const keyRows = await store.all<{
+    student_key: string;
+    topic_id: string;
+    has_state: boolean;
+    event_n: number | null;
+    n_before: bigint;
+    n_after: bigint;
+  }>(
+    `${DEDUPED_EVENTS}
+     SELECT ev.student_key, ev.topic_id, bool_or(s.student_key IS NOT NULL) AS has_state,
+            any_value(s.event_n) AS event_n,
+            count(*) FILTER (WHERE s.student_key IS NOT NULL AND NOT ${afterCursor}) AS n_before,
+            count(*) FILTER (WHERE s.student_key IS NULL OR ${afterCursor}) AS n_after
+     FROM ev LEFT JOIN learner_state s ON ${usable}
+     GROUP BY ev.student_key, ev.topic_id`,
     [...versions, opts.full === true],
   );
+  // The late-event rule (models/learnerState.ts batchPlan, the stream's updatePlan seen from the
+  // store): a key is continued from its state only when the state holds every stored event at or
+  // before its cursor; otherwise (no state, other models, a late event) it is replayed in full.
+  await store.run(
+    "CREATE OR REPLACE TEMP TABLE bkt_elo_plan (student_key VARCHAR, topic_id VARCHAR, replay BOOLEAN)",
+  );
+  const planApp = await store.conn.createAppender("bkt_elo_plan", "main", "temp");
+  let nKeys = 0;
+  for (const r of keyRows) {
+    const state = r.has_state ? { eventN: r.event_n ?? -1 } : null;
+    const replay = batchPlan(state, Number(r.n_before)) === "replay";
+    if (!replay && Number(r.n_after) === 0) continue;
+    planApp.appendVarchar(r.student_key);
+    planApp.appendVarchar(r.topic_id);
+    planApp.appendBoolean(replay);
+    planApp.endRow();
+    nKeys++;
+  }
+  planApp.flushSync();
+  planApp.closeSync();
+
   const stateRows = await store.all<LearnerStateRow>(
     `SELECT s.*, epoch_us(s.last_ts)::DOUBLE AS last_ts_us
-     FROM learner_state s
-     JOIN (SELECT DISTINCT student_key, topic_id FROM bkt_elo_new WHERE NOT replay) k USING (student_key, topic_id)`,
+     FROM learner_state s JOIN bkt_elo_plan p USING (student_key, topic_id) WHERE NOT p.replay`,
   );
   const stored = new Map<string, LearnerState>();
   for (const r of stateRows) stored.set(`${r.student_key}\u0000${r.topic_id}`, learnerStateFromRow(r));
   const events = await store.all<EventRow>(
-    `SELECT student_key, topic_id, event_id, type, epoch_us(ts)::DOUBLE AS ts_us, is_correct, question_id
-     FROM bkt_elo_new ORDER BY student_key, topic_id, ts, event_id`,
+    `${DEDUPED_EVENTS}
+     SELECT ev.student_key, ev.topic_id, ev.event_id, ev.type, epoch_us(ev.ts)::DOUBLE AS ts_us,
+            ev.is_correct, ev.question_id, epoch_us(ev.ingested_at)::DOUBLE AS ingested_at_us
+     FROM ev JOIN bkt_elo_plan p USING (student_key, topic_id)
+     LEFT JOIN learner_state s ON ${usable} AND NOT p.replay
+     WHERE p.replay OR ${afterCursor}
+     ORDER BY ev.student_key, ev.topic_id, ev.ts, ev.event_id`,
+    [...versions, opts.full === true],
   );
-  const totalKeys = await store.one<{ k: bigint }>(
-    "SELECT count(*) AS k FROM (SELECT DISTINCT student_key, topic_id FROM bkt_elo_new)",
-  );
-  const nKeys = Number(totalKeys?.k ?? 0n);
 
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_elo_state AS SELECT ${LEARNER_STATE_COLUMNS} FROM learner_state LIMIT 0`,
@@ -318,20 +320,21 @@ export async function scoreBktElo(
     const params = paramsFor(first.topic_id);
     const prior = stored.get(keyId);
     if (prior === undefined) replayedKeys++;
-    let state = prior ?? initialLearnerState(params);
+    const keyEvents: LearnerEvent[] = [];
     for (; k < events.length; k++) {
       const e = events[k]!;
       if (e.student_key !== first.student_key || e.topic_id !== first.topic_id) break;
-      const ev: LearnerEvent = {
+      if (e.type === "quiz_attempt" && e.is_correct !== null) quizAttempts++;
+      keyEvents.push({
         eventId: e.event_id,
         type: e.type,
         ts: e.ts_us,
         isCorrect: e.is_correct,
         questionId: e.question_id,
-      };
-      if (e.type === "quiz_attempt" && e.is_correct !== null) quizAttempts++;
-      state = applyEvent(state, ev, params);
+        ingestedAt: e.ingested_at_us,
+      });
     }
+    const state = replayEvents(keyEvents, params, prior);
     const s = state;
     appendLearnerStateRow(
       stateApp,
@@ -372,7 +375,7 @@ export async function scoreBktElo(
       [micros(nowUs)],
     );
   });
-  await store.run("DROP TABLE IF EXISTS bkt_elo_new");
+  await store.run("DROP TABLE IF EXISTS bkt_elo_plan");
   await store.run("DROP TABLE IF EXISTS bkt_elo_state");
   await store.run("DROP TABLE IF EXISTS bkt_elo_score");
   return {

@@ -6,12 +6,11 @@ import { BKT } from "../models/bkt.ts";
 import { Elo } from "../models/elo.ts";
 import type { Explanation } from "../models/explanation.ts";
 import {
-  applyEvent,
   bktMastery,
   type ExplainedScore,
   eloMastery,
-  initialLearnerState,
   type LearnerState,
+  replayEvents,
   type TopicParams,
 } from "../models/learnerState.ts";
 import { LocalArtifactStore } from "../registry/artifacts.ts";
@@ -374,12 +373,18 @@ type QuizRow = {
   ts_us: number;
   is_correct: boolean;
   question_id: string | null;
+  ingested_at_us: number;
 };
 
-/** The student's quiz attempts with a known outcome, deduplicated like the update path, in replay order. */
+/**
+ * The student's quiz attempts with a known outcome; the replay (models/learnerState.ts
+ * replayEvents) dedupes and orders them like the update path. The SQL applies the same dedupe
+ * first (firstIngestedCopies: the first ingested copy of an event_id per topic).
+ */
 async function quizAttempts(store: DuckStore, studentKey: string): Promise<QuizRow[]> {
   return store.all<QuizRow>(
-    `SELECT topic_id, event_id, epoch_us(ts)::DOUBLE AS ts_us, is_correct, question_id
+    `SELECT topic_id, event_id, epoch_us(ts)::DOUBLE AS ts_us, is_correct, question_id,
+            epoch_us(ingested_at)::DOUBLE AS ingested_at_us
      FROM raw_events
      WHERE student_key = $1 AND type = 'quiz_attempt' AND is_correct IS NOT NULL
      QUALIFY row_number() OVER (PARTITION BY topic_id, event_id ORDER BY ingested_at, ts) = 1
@@ -421,21 +426,18 @@ async function scoreStateModel(
   for (const topicId of topicIds) {
     const params = paramsFor(topicId);
     let state = stored.get(topicId);
-    if (state === undefined) {
-      state = initialLearnerState(params);
-      for (const e of events.get(topicId) ?? [])
-        state = applyEvent(
-          state,
-          {
-            eventId: e.event_id,
-            type: "quiz_attempt",
-            ts: e.ts_us,
-            isCorrect: e.is_correct,
-            questionId: e.question_id,
-          },
-          params,
-        );
-    }
+    if (state === undefined)
+      state = replayEvents(
+        (events.get(topicId) ?? []).map((e) => ({
+          eventId: e.event_id,
+          type: "quiz_attempt",
+          ts: e.ts_us,
+          isCorrect: e.is_correct,
+          questionId: e.question_id,
+          ingestedAt: e.ingested_at_us,
+        })),
+        params,
+      );
     const s = kind === "bkt" ? bktMastery(state, params) : eloMastery(state, params);
     out.set(topicId, { ...s, asOf: isoUs(state.lastTs, now) });
   }

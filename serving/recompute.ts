@@ -1,15 +1,15 @@
-import { compareEvents } from "../models/learnerState.ts";
+import { replayEvents } from "../models/learnerState.ts";
 import type { MasteryStore } from "../storage/masteryStore.ts";
 import type { LearnerRow, RawEventStore } from "../storage/rawEventStore.ts";
 import { STATE_NUMBER_FIELDS, type StateStore, type StoredLearnerState } from "../storage/stateStore.ts";
 import type { BktEloModels } from "./learnerState.ts";
 import { topicParamsResolver } from "./learnerState.ts";
-import { learnerEvent, masteryScores, replayKey } from "./updater.ts";
+import { learnerEvent, masteryScores } from "./updater.ts";
 
 /**
- * The reconciliation: replays every raw event, per (student, topic) in (ts, event_id) order,
- * through the same functions as the updater (replayKey = models/learnerState.ts applyEvent, and
- * masteryScores), and compares the result with what the stream left in learner_state and
+ * The reconciliation: replays every raw event, per (student, topic), through the same functions as
+ * the updater (models/learnerState.ts replayEvents: first ingested copy wins, (ts, event_id) order;
+ * and masteryScores), and compares the result with what the stream left in learner_state and
  * student_mastery. Differences are expected to be 0: the stream's state is the fold of exactly the
  * events it processed, in the same order, so once every event is processed both are the same
  * numbers, bit for bit.
@@ -96,11 +96,10 @@ export async function recompute(
       if (e.student_key !== first.student_key || e.topic_id !== first.topic_id) break;
       keyEvents.push(e);
     }
-    // The store orders by (ts, event_id) already; sort again with the fold's own comparison so a
-    // collation difference between engines cannot change the order.
-    keyEvents.sort((a, b) => compareEvents(learnerEvent(a), learnerEvent(b)));
+    // replayEvents dedupes and sorts with the fold's own comparison, so a collation difference
+    // between engines cannot change the order.
     const params = paramsFor(first.topic_id);
-    const s = replayKey(keyEvents, params);
+    const s = replayEvents(keyEvents.map(learnerEvent), params);
     expectedState.set(keyId(first.student_key, first.topic_id), {
       ...s,
       bktModelVersion: models.bktVersion,

@@ -3,14 +3,16 @@ import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import { BKT } from "../models/bkt.ts";
 import { Elo } from "../models/elo.ts";
 import {
-  applyEvent,
   bktMastery,
-  compareEvents,
   eloMastery,
+  firstIngestedCopies,
   initialLearnerState,
   type LearnerEvent,
   type LearnerState,
+  replayEvents,
+  replayOrder,
   type TopicParams,
+  updatePlan,
 } from "../models/learnerState.ts";
 import type { MasteryStore, MasteryWrite } from "../storage/masteryStore.ts";
 import type { LearnerRow, RawEventRow, RawEventStore } from "../storage/rawEventStore.ts";
@@ -22,9 +24,10 @@ import { type BktEloModels, modelFileVersion, topicParamsResolver } from "./lear
  * pseudonymized event rows to `EventUpdater.apply`, which
  *   1. appends them to the raw zone (first stored version of an event_id wins),
  *   2. per (student, topic) loads the state, its revision and which of the events it already holds,
- *   3. folds the new events through models/learnerState.ts applyEvent — forward from the state when
- *      they all come after the key's cursor (last_ts, last_event_id), otherwise (an older event, a
- *      new key, or other model versions) by replaying the key's stored events from the start,
+ *   3. folds the new events with models/learnerState.ts replayEvents as its updatePlan (the one
+ *      late-event rule) says — forward from the state when they all come after the key's cursor
+ *      (last_ts, last_event_id), otherwise (a late event, a new key, or other model versions) by
+ *      replaying the key's stored events from the start,
  *   4. commits state + processed event ids with compare-and-set on the revision (retrying a key that
  *      another worker moved meanwhile), and
  *   5. writes the BKT and Elo scores with their explanations to student_mastery (+ history).
@@ -178,14 +181,8 @@ export function learnerEvent(r: LearnerRow): LearnerEvent {
     ts: r.ts_us,
     isCorrect: r.is_correct,
     questionId: r.question_id,
+    ingestedAt: r.ingested_at_us,
   };
-}
-
-/** The fold of a key's events (in replay order) from a new learner. Shared with the recompute. */
-export function replayKey(events: readonly LearnerRow[], params: TopicParams): LearnerState {
-  let s = initialLearnerState(params);
-  for (const r of events) s = applyEvent(s, learnerEvent(r), params);
-  return s;
 }
 
 /** BKT and Elo scores of a state as student_mastery rows. Shared with the recompute. */
@@ -384,24 +381,16 @@ export class IncrementalUpdater implements EventUpdater {
           plan.final = l.state === null ? null : { rev: l.rev, state: toLearner(l.state) };
           return;
         }
-        fresh.sort((a, b) => compareEvents(learnerEvent(a), learnerEvent(b)));
+        const events = replayOrder(fresh.map(learnerEvent));
         const s = l.state;
-        const forward =
-          s !== null &&
-          s.bktModelVersion === models.bktVersion &&
-          s.eloModelVersion === models.eloVersion &&
-          (s.lastTs === null ||
-            compareEvents(learnerEvent(fresh[0]!), { ts: s.lastTs, eventId: s.lastEventId ?? "" }) > 0);
-        if (!forward) {
+        const usable =
+          s !== null && s.bktModelVersion === models.bktVersion && s.eloModelVersion === models.eloVersion;
+        if (updatePlan(usable ? s : null, events) === "replay") {
           replay.push({ plan, loaded: l });
           return;
         }
-        const params = this.paramsFor(plan.topicId);
-        let next = toLearner(s);
-        for (const r of fresh) {
-          next = applyEvent(next, learnerEvent(r), params);
-          plan.outcome.set(r.event_id, "applied");
-        }
+        const next = replayEvents(events, this.paramsFor(plan.topicId), toLearner(s!));
+        for (const r of fresh) plan.outcome.set(r.event_id, "applied");
         commits.push({
           studentKey: plan.studentKey,
           topicId: plan.topicId,
@@ -425,15 +414,17 @@ export class IncrementalUpdater implements EventUpdater {
           else list.push(e);
         }
         for (const { plan, loaded: l } of replay) {
-          const evs = byKey.get(keyId(plan.studentKey, plan.topicId)) ?? [];
-          const next = replayKey(evs, this.paramsFor(plan.topicId));
+          const evs = firstIngestedCopies(
+            (byKey.get(keyId(plan.studentKey, plan.topicId)) ?? []).map(learnerEvent),
+          );
+          const next = replayEvents(evs, this.paramsFor(plan.topicId));
           for (const r of plan.rows) if (!l.seen.has(r.event_id)) plan.outcome.set(r.event_id, "replayed");
           commits.push({
             studentKey: plan.studentKey,
             topicId: plan.topicId,
             expectedRev: l.rev,
             state: toStored(next, models),
-            processed: evs.map((e) => e.event_id),
+            processed: evs.map((e) => e.eventId),
             updatedAtUs,
           });
           committing.push(plan);

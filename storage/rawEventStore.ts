@@ -48,6 +48,8 @@ export type LearnerRow = {
   ts_us: number;
   is_correct: boolean | null;
   question_id: string | null;
+  /** When this copy was stored: the fold's dedupe keeps the first ingested copy of an event_id. */
+  ingested_at_us: number;
 };
 
 export interface DeadLetterRow {
@@ -71,7 +73,11 @@ export interface RawEventStore {
    * and returns the stored version of every given event_id's rows: what the fold must use.
    */
   record(rows: readonly RawEventRow[]): Promise<LearnerRow[]>;
-  /** All stored events of `keys`, de-duplicated, ordered by (student_key, topic_id, ts, event_id). */
+  /**
+   * All stored events of `keys`, ordered by (student_key, topic_id, ts, event_id). A key may hold
+   * more than one copy of an event_id only in stores filled outside record(); the fold
+   * (models/learnerState.ts replayEvents) then keeps the first ingested copy.
+   */
   keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]>;
   /** Every stored event, in the same order (the recompute reads this). */
   allEvents(): Promise<LearnerRow[]>;
@@ -121,11 +127,16 @@ export function microsToSqlTimestamp(us: number): string {
   return `${iso.slice(0, 10)} ${iso.slice(11, 23)}${String(rest).padStart(3, "0")}`;
 }
 
-/** Only the first row set of each event_id in `rows` (a message delivered twice in one batch). */
+/**
+ * Only the first row set of each event_id in `rows` (a message delivered twice in one batch): the
+ * first ingested, then the earliest ts, then the first given (models/learnerState.ts
+ * firstIngestedCopies, the fold's dedupe rule).
+ */
 function firstPerEvent(rows: readonly RawEventRow[]): RawEventRow[] {
   const owner = new Map<string, RawEventRow>();
   const out: RawEventRow[] = [];
-  for (const r of rows) {
+  const ordered = rows.slice().sort((a, b) => a.ingested_at_us - b.ingested_at_us || a.ts_us - b.ts_us);
+  for (const r of ordered) {
     const first = owner.get(r.event_id);
     if (first === undefined) owner.set(r.event_id, r);
     // Rows of one event share its student and ingest time; anything else is a second event with a reused id.
@@ -152,7 +163,8 @@ const PG_TYPES: Record<ColumnKind, string> = {
 };
 
 const PG_LEARNER_COLUMNS = `event_id, type, student_key, topic_id,
-  (extract(epoch FROM ts) * 1000000)::float8 AS ts_us, is_correct, question_id`;
+  (extract(epoch FROM ts) * 1000000)::float8 AS ts_us, is_correct, question_id,
+  (extract(epoch FROM ingested_at) * 1000000)::float8 AS ingested_at_us`;
 
 export class PgRawEventStore implements RawEventStore {
   private constructor(private readonly pg: PgStore) {}
@@ -210,7 +222,7 @@ export class PgRawEventStore implements RawEventStore {
   async keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]> {
     if (keys.length === 0) return [];
     return this.pg.allArrays<LearnerRow>(
-      `SELECT DISTINCT ON (student_key, topic_id, ts, event_id) ${PG_LEARNER_COLUMNS}
+      `SELECT ${PG_LEARNER_COLUMNS}
        FROM raw_events
        WHERE (student_key, topic_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
        ORDER BY student_key, topic_id, ts, event_id, ingested_at`,
@@ -249,9 +261,10 @@ export class PgRawEventStore implements RawEventStore {
 // DuckDB (embedded; one process holds the file, so no concurrent writers)
 
 const DUCK_LEARNER_COLUMNS =
-  "event_id, type, student_key, topic_id, epoch_us(ts)::DOUBLE AS ts_us, is_correct, question_id";
+  "event_id, type, student_key, topic_id, epoch_us(ts)::DOUBLE AS ts_us, is_correct, question_id, epoch_us(ingested_at)::DOUBLE AS ingested_at_us";
 
-// Same rule as serving/learnerState.ts: a key's copies of one event count once, the first ingested.
+// models/learnerState.ts firstIngestedCopies in SQL (fewer rows to ship): a key's copies of one
+// event count once, the first ingested (then the earlier ts). The fold applies the same rule again.
 const DUCK_DEDUPED = `QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1`;
 
 const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
@@ -366,5 +379,6 @@ function learnerRow(r: RawEventRow): LearnerRow {
     ts_us: r.ts_us,
     is_correct: r.is_correct,
     question_id: r.question_id,
+    ingested_at_us: r.ingested_at_us,
   };
 }

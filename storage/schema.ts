@@ -160,6 +160,9 @@ export const CORE_DDL: readonly string[] = [
   // P(not learned) carried next to p_mastery: 1 - p_mastery rounds to 0 after a long streak
   // (models/bkt.ts bktStepPair). Added after the first release; NULL in older rows means 1 - p_mastery.
   "ALTER TABLE learner_state ADD COLUMN IF NOT EXISTS p_unknown DOUBLE",
+  // Events folded into the state (models/learnerState.ts eventN): the batch job compares it with the
+  // stored events at or before the cursor to find late events. NULL in older rows: rebuilt on touch.
+  "ALTER TABLE learner_state ADD COLUMN IF NOT EXISTS event_n INTEGER",
 ];
 
 /**

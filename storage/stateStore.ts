@@ -47,6 +47,8 @@ export type LearnerStateRow = {
   elo_streak_delta: number;
   /** NULL in rows written before the column existed (then 1 - p_mastery). */
   p_unknown?: number | null;
+  /** NULL in rows written before the column existed (then -1: unknown, the key is rebuilt). */
+  event_n?: number | null;
 };
 
 /** LearnerState from a learner_state row (the one mapping used by the batch job, the updater and the server). */
@@ -61,6 +63,7 @@ export function learnerStateFromRow(r: LearnerStateRow): LearnerState {
     correctStreak: r.correct_streak,
     lastTs: r.last_ts_us,
     lastEventId: r.last_event_id,
+    eventN: r.event_n ?? -1,
     bktCorrectDelta: r.bkt_correct_delta,
     bktIncorrectDelta: r.bkt_incorrect_delta,
     bktLearnDelta: r.bkt_learn_delta,
@@ -81,6 +84,7 @@ export const STATE_NUMBER_FIELDS = [
   "eloN",
   "correctN",
   "correctStreak",
+  "eventN",
   "bktCorrectDelta",
   "bktIncorrectDelta",
   "bktLearnDelta",
@@ -432,6 +436,7 @@ function stateFromHash(h: Record<string, string>): StoredLearnerState {
     correctStreak: num("correctStreak"),
     lastTs: h.lastTs === undefined || h.lastTs === "" ? null : Number(h.lastTs),
     lastEventId: h.hasLastEvent === "1" ? (h.lastEventId ?? "") : null,
+    eventN: h.eventN === undefined ? -1 : Number(h.eventN),
     bktCorrectDelta: num("bktCorrectDelta"),
     bktIncorrectDelta: num("bktIncorrectDelta"),
     bktLearnDelta: num("bktLearnDelta"),
@@ -459,7 +464,7 @@ const DUCK_SELECT = `SELECT s.student_key, s.topic_id, s.p_mastery, s.elo_abilit
   epoch_us(s.last_ts)::DOUBLE AS last_ts_us, s.last_event_id, s.correct_streak, s.correct_n,
   s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta, s.bkt_streak_obs_delta,
   s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta, s.elo_streak_delta,
-  s.bkt_model_version, s.elo_model_version, s.p_unknown, r.rev
+  s.bkt_model_version, s.elo_model_version, s.p_unknown, s.event_n, r.rev
   FROM learner_state s LEFT JOIN learner_state_rev r USING (student_key, topic_id)`;
 
 const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
@@ -468,7 +473,7 @@ const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(Bi
 export const LEARNER_STATE_COLUMNS = `student_key, topic_id, p_mastery, elo_ability, elo_n, bkt_n, last_ts, last_event_id,
   correct_streak, updated_at, correct_n, bkt_correct_delta, bkt_incorrect_delta, bkt_learn_delta,
   bkt_streak_obs_delta, bkt_streak_learn_delta, elo_correct_delta, elo_incorrect_delta, elo_streak_delta,
-  bkt_model_version, elo_model_version, p_unknown`;
+  bkt_model_version, elo_model_version, p_unknown, event_n`;
 
 /** Appends one learner_state row in LEARNER_STATE_COLUMNS order (used by the updater and the batch job). */
 export function appendLearnerStateRow(
@@ -507,6 +512,7 @@ export function appendLearnerStateRow(
   ap.appendVarchar(bktModelVersion);
   ap.appendVarchar(eloModelVersion);
   ap.appendDouble(s.pUnknown);
+  ap.appendInteger(s.eventN);
   ap.endRow();
 }
 

@@ -1,13 +1,13 @@
 import { buildFeatures, WINDOW_DAYS, WINDOW_FEATURES } from "../features/windows.ts";
-import { type BKT, type BktParams, meanParams } from "../models/bkt.ts";
-import { DEFAULT_ELO_PARAMS, type Elo, eloProbability } from "../models/elo.ts";
+import type { BKT } from "../models/bkt.ts";
+import { type Elo, eloProbability } from "../models/elo.ts";
 import {
-  applyEvent,
   bktNextCorrect,
-  initialLearnerState,
   type LearnerEvent,
   type LearnerState,
+  statesBefore,
   type TopicParams,
+  topicParamsResolver,
 } from "../models/learnerState.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { TrainingSetError } from "./trainingSet.ts";
@@ -88,36 +88,6 @@ export interface EventTrainingSet {
 }
 
 /** Per-topic state parameters from the models, as the online scorer builds them. */
-function topicParams(bkt: BKT | undefined, elo: Elo | undefined): (topic: string) => TopicParams {
-  const itemOffsets = new Map<string, number>();
-  const skillD = new Map<string, number>();
-  if (elo !== undefined) {
-    elo.itemNames.forEach((name, i) => {
-      if (elo.itemCount[i]! > 0) itemOffsets.set(name, elo.itemOffset[i]!);
-    });
-    elo.skillNames.forEach((name, c) => {
-      skillD.set(name, elo.skillDifficulty[c]!);
-    });
-  }
-  const unseen = elo?.unseenSkillDifficulty() ?? 0;
-  const k = elo?.params ?? DEFAULT_ELO_PARAMS;
-  const fallback: BktParams = meanParams([]);
-  const cache = new Map<string, TopicParams>();
-  return (topic) => {
-    let p = cache.get(topic);
-    if (p === undefined) {
-      p = {
-        bkt: bkt?.paramsFor(topic) ?? fallback,
-        eloA: k.studentA + k.skillA,
-        eloB: k.studentB,
-        topicDifficulty: skillD.get(topic) ?? unseen,
-        itemOffsets,
-      };
-      cache.set(topic, p);
-    }
-    return p;
-  };
-}
 
 const IDENT = /^[a-z_][a-z0-9_]*$/;
 
@@ -208,7 +178,8 @@ export async function buildEventTrainingSet(
     nextCorrect[k] = num(r.next_correct);
   });
 
-  // BKT + Elo state as of each row: one merge walk over the pair's quiz attempts (ts, event_id order).
+  // BKT + Elo state as of each row: models/learnerState.ts statesBefore over the pair's quiz
+  // attempts (the one replay: first ingested copy wins, (ts, event_id) order, only ts < as_of).
   const events = await store.all<{
     student_key: string;
     topic_id: string;
@@ -216,43 +187,45 @@ export async function buildEventTrainingSet(
     event_id: string;
     is_correct: boolean;
     question_id: string | null;
+    ingested_at_us: number | bigint;
   }>(
-    `SELECT student_key, topic_id, epoch_us(ts) AS ts_us, event_id, is_correct, question_id
+    `SELECT student_key, topic_id, epoch_us(ts) AS ts_us, event_id, is_correct, question_id,
+            epoch_us(ingested_at) AS ingested_at_us
      FROM raw_events WHERE type = 'quiz_attempt' AND is_correct IS NOT NULL
      ORDER BY student_key, topic_id, ts, event_id`,
   );
-  const paramsOf = topicParams(opts.bkt, opts.elo);
-  let e = 0;
-  let state: LearnerState | undefined;
-  let stateKey = "";
-  const cmpKey = (s1: string, t1: string, s2: string, t2: string): number =>
-    s1 < s2 ? -1 : s1 > s2 ? 1 : t1 < t2 ? -1 : t1 > t2 ? 1 : 0;
-  for (let k = 0; k < n; k++) {
-    const s = student[k]!;
-    const t = topic[k]!;
+  const eventsByKey = new Map<string, LearnerEvent[]>();
+  for (const ev of events) {
+    const key = `${ev.student_key}\u0000${ev.topic_id}`;
+    let list = eventsByKey.get(key);
+    if (list === undefined) {
+      list = [];
+      eventsByKey.set(key, list);
+    }
+    list.push({
+      eventId: ev.event_id,
+      type: "quiz_attempt",
+      ts: Number(ev.ts_us),
+      isCorrect: ev.is_correct,
+      questionId: ev.question_id,
+      ingestedAt: Number(ev.ingested_at_us),
+    });
+  }
+  const paramsOf = topicParamsResolver({ bkt: opts.bkt, elo: opts.elo });
+  // Rows come ordered by (student, topic, as_of): one statesBefore call per pair.
+  for (let k0 = 0; k0 < n; ) {
+    const s = student[k0]!;
+    const t = topic[k0]!;
+    let k1 = k0;
+    while (k1 < n && student[k1] === s && topic[k1] === t) k1++;
     const params = paramsOf(t);
-    const key = `${s}\u0000${t}`;
-    if (key !== stateKey) {
-      stateKey = key;
-      state = initialLearnerState(params);
-      // Skip events of pairs that have no feature row (they sort before this pair).
-      while (e < events.length && cmpKey(events[e]!.student_key, events[e]!.topic_id, s, t) < 0) e++;
-    }
-    let st = state!;
-    while (e < events.length) {
-      const ev = events[e]!;
-      if (ev.student_key !== s || ev.topic_id !== t || Number(ev.ts_us) >= asOfMs[k]! * 1000) break;
-      const le: LearnerEvent = {
-        eventId: ev.event_id,
-        type: "quiz_attempt",
-        ts: Number(ev.ts_us),
-        isCorrect: ev.is_correct,
-        questionId: ev.question_id,
-      };
-      st = applyEvent(st, le, params);
-      e++;
-    }
-    state = st;
+    const times: number[] = [];
+    for (let k = k0; k < k1; k++) times.push(asOfMs[k]! * 1000);
+    const states = statesBefore(eventsByKey.get(`${s}\u0000${t}`) ?? [], params, times);
+    for (let k = k0; k < k1; k++) putState(k, states[k - k0]!, params);
+    k0 = k1;
+  }
+  function putState(k: number, st: LearnerState, params: TopicParams): void {
     const put = (name: string, v: number): void => {
       data[EVENT_FEATURES.indexOf(name) * n + k] = v;
     };

@@ -3,13 +3,18 @@ import { describe, expect, it } from "vitest";
 import { explanationTotal } from "../../models/explanation.ts";
 import {
   applyEvent,
+  batchPlan,
   bktMastery,
   eloMastery,
+  firstIngestedCopies,
   initialLearnerState,
   type LearnerEvent,
   type LearnerState,
   replayEvents,
+  replayOrder,
+  statesBefore,
   type TopicParams,
+  updatePlan,
 } from "../../models/learnerState.ts";
 
 const PARAMS: TopicParams = {
@@ -91,7 +96,7 @@ describe("learner state", () => {
     const video: LearnerEvent = { eventId: "v", type: "video", ts: 20, isCorrect: null, questionId: null };
     const noAnswer: LearnerEvent = { ...quiz("e2", 30, true), isCorrect: null };
     const s1 = applyEvent(applyEvent(s0, video, PARAMS), noAnswer, PARAMS);
-    expect(s1).toEqual({ ...s0, lastTs: 30, lastEventId: "e2" });
+    expect(s1).toEqual({ ...s0, lastTs: 30, lastEventId: "e2", eventN: 3 });
   });
 
   it("explanations sum with their base to the score (BKT base = prior, Elo base = new student)", () => {
@@ -118,15 +123,164 @@ describe("learner state", () => {
   it("applying events one at a time (state stored between events) equals replaying them all at once", () => {
     fc.assert(
       fc.property(fc.array(eventArb, { maxLength: 40 }), paramsArb, fc.nat(), (events, params, cut) => {
+        const ordered = replayOrder(events);
         let s: LearnerState = initialLearnerState(params);
-        for (const e of events) s = JSON.parse(JSON.stringify(applyEvent(s, e, params))) as LearnerState;
+        for (const e of ordered) s = JSON.parse(JSON.stringify(applyEvent(s, e, params))) as LearnerState;
         const batch = replayEvents(events, params);
-        const k = events.length === 0 ? 0 : cut % events.length;
-        const resumed = replayEvents(events.slice(k), params, replayEvents(events.slice(0, k), params));
+        const k = ordered.length === 0 ? 0 : cut % ordered.length;
+        const resumed = replayEvents(ordered.slice(k), params, replayEvents(ordered.slice(0, k), params));
         expect(s).toEqual(batch);
         expect(resumed).toEqual(batch);
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+/**
+ * One arrival of an event copy: which event (its id), its content, and the batch it arrives in.
+ * Copies of one id may differ in content (a reused or corrected id): the first ingested must win.
+ */
+const arrivalArb = fc.record({
+  id: fc.integer({ min: 0, max: 11 }),
+  type: fc.constantFrom("quiz_attempt", "quiz_attempt", "quiz_attempt", "video"),
+  ts: fc.integer({ min: 0, max: 30 }),
+  isCorrect: fc.option(fc.boolean(), { freq: 8 }),
+  questionId: fc.option(fc.constantFrom("q1", "q2"), { freq: 4 }),
+  batchGap: fc.integer({ min: 0, max: 2 }),
+});
+
+/** The arrivals as event copies; ingestedAt = the batch number (copies of one batch tie). */
+type Arrival = typeof arrivalArb extends fc.Arbitrary<infer T> ? T : never;
+
+function copiesOf(arrivals: readonly Arrival[]): LearnerEvent[][] {
+  const batches: LearnerEvent[][] = [[]];
+  for (const a of arrivals) {
+    for (let g = 0; g < a.batchGap; g++) batches.push([]);
+    const b = batches.length - 1;
+    batches[b]!.push({
+      eventId: `e${a.id}`,
+      type: a.type,
+      ts: a.ts,
+      isCorrect: a.type === "quiz_attempt" ? a.isCorrect : null,
+      questionId: a.questionId,
+      ingestedAt: b,
+    });
+  }
+  return batches;
+}
+
+/**
+ * The stream (serving/updater.ts) over an in-memory raw zone: per batch, store the first ingested
+ * copy of each new event_id, take the events not yet in the state, and follow updatePlan.
+ */
+function streamFold(batches: readonly LearnerEvent[][], params: TopicParams): LearnerState | null {
+  const stored = new Map<string, LearnerEvent>();
+  const seen = new Set<string>();
+  let state: LearnerState | null = null;
+  for (const batch of batches) {
+    for (const e of firstIngestedCopies(batch)) if (!stored.has(e.eventId)) stored.set(e.eventId, e);
+    const fresh = replayOrder(
+      [...new Set(batch.map((e) => e.eventId))].filter((id) => !seen.has(id)).map((id) => stored.get(id)!),
+    );
+    if (fresh.length === 0) continue;
+    if (updatePlan(state, fresh) === "forward") state = replayEvents(fresh, params, state!);
+    else state = replayEvents([...stored.values()], params);
+    for (const e of fresh) seen.add(e.eventId);
+  }
+  return state;
+}
+
+/**
+ * The incremental batch job (serving/learnerState.ts scoreBktElo) run after some batches, over a
+ * raw zone that keeps every copy: dedupe over all copies, then batchPlan on the count at or before
+ * the cursor.
+ */
+function batchJobFold(
+  batches: readonly LearnerEvent[][],
+  params: TopicParams,
+  runAfter: ReadonlySet<number>,
+): LearnerState | null {
+  const all: LearnerEvent[] = [];
+  let state: LearnerState | null = null;
+  batches.forEach((batch, b) => {
+    all.push(...batch);
+    if (!runAfter.has(b) && b !== batches.length - 1) return;
+    const d = firstIngestedCopies(all);
+    if (d.length === 0) return;
+    const s = state;
+    const before = s === null ? 0 : d.filter((e) => !afterCursorOf(s, e)).length;
+    if (batchPlan(s, before) === "forward")
+      state = replayEvents(
+        d.filter((e) => afterCursorOf(s!, e)),
+        params,
+        s!,
+      );
+    else state = replayEvents(all, params);
+  });
+  return state;
+}
+
+const afterCursorOf = (s: LearnerState, e: LearnerEvent): boolean =>
+  s.lastTs === null || e.ts > s.lastTs || (e.ts === s.lastTs && e.eventId > (s.lastEventId ?? ""));
+
+describe("one replay path: stream == batch == full replay", () => {
+  it("first ingested copy wins: earlier ingestion, then earlier ts, then the first given", () => {
+    const a: LearnerEvent = { ...quiz("x", 5, true), ingestedAt: 2 };
+    const b: LearnerEvent = { ...quiz("x", 9, false), ingestedAt: 1 };
+    const c: LearnerEvent = { ...quiz("x", 3, false), ingestedAt: 1 };
+    const d: LearnerEvent = { ...quiz("x", 3, true), ingestedAt: 1 };
+    expect(firstIngestedCopies([a, b, c, d])).toEqual([c]);
+    expect(firstIngestedCopies([a, d, c])).toEqual([d]);
+    expect(replayEvents([a, b], PARAMS)).toEqual(replayEvents([b], PARAMS));
+  });
+
+  it("a late event (older than the last applied one) makes updatePlan replay; later events go forward", () => {
+    const s = replayEvents([quiz("a", 10, true)], PARAMS);
+    expect(updatePlan(s, [quiz("b", 11, false)])).toBe("forward");
+    expect(updatePlan(s, [quiz("0", 10, false)])).toBe("replay");
+    expect(updatePlan(s, [quiz("b", 11, false), quiz("z", 9, true)])).toBe("replay");
+    expect(updatePlan(null, [quiz("b", 11, false)])).toBe("replay");
+    expect(updatePlan({ ...s, eventN: -1 }, [quiz("b", 11, false)])).toBe("replay");
+    expect(batchPlan(s, 1)).toBe("forward");
+    expect(batchPlan(s, 2)).toBe("replay");
+  });
+
+  it("stream-incremental and the incremental batch job equal a full replay, for any arrivals (duplicates, late events)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(arrivalArb, { maxLength: 40 }),
+        paramsArb,
+        fc.array(fc.nat({ max: 40 }), { maxLength: 6 }),
+        (arrivals, params, runs) => {
+          const batches = copiesOf(arrivals);
+          const full = arrivals.length === 0 ? null : replayEvents(batches.flat(), params);
+          expect(streamFold(batches, params)).toEqual(full);
+          expect(batchJobFold(batches, params, new Set(runs))).toEqual(full);
+          if (full !== null) expect(full.eventN).toBe(new Set(arrivals.map((a) => a.id)).size);
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  it("statesBefore(t) equals the replay of the events with ts < t", () => {
+    fc.assert(
+      fc.property(
+        fc.array(arrivalArb, { maxLength: 30 }),
+        paramsArb,
+        fc.array(fc.integer({ min: 0, max: 32 }), { maxLength: 5 }),
+        (arrivals, params, times) => {
+          const events = copiesOf(arrivals).flat();
+          const ts = [...times].sort((x, y) => x - y);
+          const states = statesBefore(events, params, ts);
+          ts.forEach((t, i) => {
+            const upTo = firstIngestedCopies(events).filter((e) => e.ts < t);
+            expect(states[i]).toEqual(replayEvents(upTo, params));
+          });
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 });

@@ -229,7 +229,7 @@ describe("IncrementalUpdater (PostgreSQL + Redis)", () => {
 });
 
 describe("learner_state written before p_unknown existed", () => {
-  it("gains the column on open and reads P(U) as 1 - p_mastery", async () => {
+  it("gains the columns on open: P(U) reads as 1 - p_mastery, an unknown event count as -1 (rebuilt)", async () => {
     const { rmSync, mkdtempSync } = await import("node:fs");
     const { tmpdir } = await import("node:os");
     const { join } = await import("node:path");
@@ -237,6 +237,7 @@ describe("learner_state written before p_unknown existed", () => {
     const path = join(dir, "old.duckdb");
     const old = await DuckStore.open(path);
     await old.run("ALTER TABLE learner_state DROP COLUMN p_unknown");
+    await old.run("ALTER TABLE learner_state DROP COLUMN event_n");
     await old.run(
       `INSERT INTO learner_state VALUES ('s1', 'T1', 0.75, 0.1, 2, 2, NULL, NULL, 1, now()::TIMESTAMP, 1,
          0,0,0,0,0,0,0,0, 'v1', 'v1')`,
@@ -248,6 +249,7 @@ describe("learner_state written before p_unknown existed", () => {
     const [loaded] = await store.load([{ studentKey: "s1", topicId: "T1", eventIds: [] }]);
     expect(loaded!.state!.pMastery).toBe(0.75);
     expect(loaded!.state!.pUnknown).toBe(0.25);
+    expect(loaded!.state!.eventN).toBe(-1);
     reopened.close();
     rmSync(dir, { recursive: true, force: true });
   });
