@@ -21,6 +21,7 @@ import { auc } from "../models/metrics.ts";
 import { rowMajor, type Tree } from "../models/treeEnsemble.ts";
 import { treeShap } from "../models/treeshap.ts";
 import { ensembleFromXgboostJson } from "../models/xgboostTrees.ts";
+import { gbtThreads } from "../training/gbtThreads.ts";
 
 const nRows = Number(process.env.GBT_ROWS ?? 200_000);
 const nCols = Number(process.env.GBT_COLS ?? 30);
@@ -152,7 +153,7 @@ function main(): void {
     model = new GradientBoostedTrees({ ...params, objective: "logistic", nThreads: threads }).fit(
       rowMajor(Xtr, nTrain, nCols),
       ytr,
-      { onRound: () => bar.tick() },
+      { onRound: () => bar.tick(), threads: gbtThreads },
     );
     ours.push((performance.now() - t) / 1000);
     const c1 = process.cpuUsage(c0);

@@ -8,8 +8,9 @@
 import { Progress } from "../bin/progress.ts";
 import { integratedGradients } from "../models/integratedGradients.ts";
 import { auc, logloss } from "../models/metrics.ts";
-import { type FeatureMatrix, loadTf, MlpRegressor } from "../models/mlp.ts";
+import { type FeatureMatrix, MlpRegressor } from "../models/mlp.ts";
 import { mulberry32 as rng } from "../models/prng.ts";
+import { loadTf } from "../training/tfRuntime.ts";
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const rows = Number(positional[0] ?? 100_000);
@@ -50,7 +51,7 @@ async function fitTimed(label: string, params: ConstructorParameters<typeof MlpR
   const progress = new Progress(label, params?.maxEpochs ?? 100);
   const t0 = performance.now();
   const m = await new MlpRegressor(params).fit(train.X, train.y, {
-    backend,
+    tf: await loadTf(backend),
     onEpoch: (log) => progress.set(log.epoch + 1),
   });
   const secs = (performance.now() - t0) / 1000;
@@ -76,7 +77,7 @@ let t0 = performance.now();
 const a = mlp.predict(test.X);
 const tTyped = performance.now() - t0;
 t0 = performance.now();
-const b = await mlp.predictTf(test.X, backend);
+const b = await mlp.predictTf(test.X, await loadTf(backend));
 const tTf = performance.now() - t0;
 let worst = 0;
 for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));

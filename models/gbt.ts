@@ -25,13 +25,12 @@
  */
 import { type BinnedMatrix, binMatrix, MISSING_BIN } from "./gbtBinning.ts";
 import {
-  acquireGbtThreads,
-  type GbtThreads,
+  type GbtPool,
+  type GbtThreadRuntime,
   type HistItem,
   type HistogramBuilder,
   ParallelHistogramBuilder,
   type PartitionItem,
-  releaseGbtThreads,
   SerialHistogramBuilder,
 } from "./gbtHistogram.ts";
 import { mulberry32 as rng } from "./prng.ts";
@@ -79,8 +78,8 @@ export interface GbtParams {
   seed: number;
   /**
    * Threads for binning, histograms, partitions and gradients (1 = this thread only). Results are identical
-   * for any value; > 1 uses nThreads - 1 worker threads, which are kept idle between fits for reuse
-   * (gbtHistogram.ts: acquireGbtThreads, closeIdleGbtThreads).
+   * for any value; > 1 uses nThreads - 1 worker threads of the runtime passed to fit (`threads`,
+   * training/gbtThreads.ts gbtThreads, which keeps idle pools between fits).
    */
   nThreads: number;
   /** Initial margin; null = from the data (mean of y, or log-odds of the mean for logistic). */
@@ -111,6 +110,11 @@ export interface GbtFitOptions {
   validation?: { X: Matrix; y: ArrayLike<number> };
   /** Called after each round (e.g. to drive a progress bar). */
   onRound?: (round: number, validLoss: number | null) => void;
+  /**
+   * Worker threads for nThreads > 1 (training/gbtThreads.ts gbtThreads); models/ starts none itself.
+   * Ignored when nThreads is 1.
+   */
+  threads?: GbtThreadRuntime;
 }
 
 export interface GbtJson {
@@ -268,7 +272,7 @@ class Trainer {
   constructor(
     readonly data: BinnedMatrix,
     readonly p: GbtParams,
-    pool: GbtThreads | null,
+    pool: GbtPool | null,
   ) {
     this.n = data.nRows;
     this.nCols = data.nCols;
@@ -583,13 +587,18 @@ export class GradientBoostedTrees implements TreeEnsemble {
     this.bestRound = -1;
 
     // The threads come first: binning runs on them too.
-    const pool = p.nThreads > 1 ? acquireGbtThreads(p.nThreads) : null;
+    const runtime = opts.threads;
+    if (p.nThreads > 1 && runtime === undefined)
+      throw new GbtParamError(
+        `nThreads = ${p.nThreads} needs a thread runtime: fit(X, y, { threads: gbtThreads }) with gbtThreads from training/gbtThreads.ts (or nThreads: 1)`,
+      );
+    const pool = p.nThreads > 1 && runtime !== undefined ? runtime.acquire(p.nThreads) : null;
     let tr: Trainer;
     try {
       const binned = binMatrix(X, p.maxBins, w, pool);
       tr = new Trainer(binned, p, pool);
     } catch (e) {
-      if (pool !== null) releaseGbtThreads(pool);
+      if (pool !== null) runtime!.release(pool);
       throw e;
     }
     tr.setTargets(y, w);
@@ -650,7 +659,7 @@ export class GradientBoostedTrees implements TreeEnsemble {
       this.trainLoss.push(tr.gradients());
     } finally {
       tr.close();
-      if (pool !== null) releaseGbtThreads(pool);
+      if (pool !== null) runtime!.release(pool);
     }
     // Keep the trees up to the best validation round (XGBoost keeps them all and records best_iteration).
     if (p.earlyStoppingRounds > 0) this.trees.length = this.bestRound + 1;

@@ -6,7 +6,7 @@
  *   inputs standardised with a mean/std fitted on the training rows, an L2 penalty on the weight matrices,
  *   early stopping on a validation set with patience (the best epoch's weights are kept).
  * - `mlpForward` / `predict` run the trained network on plain typed arrays with no tfjs at all, so serving
- *   and explanations (integratedGradients.ts) never load tfjs. tfjs is imported lazily inside `fit`.
+ *   and explanations (integratedGradients.ts) never load tfjs. `fit` is given a loaded tfjs (training/tfRuntime.ts).
  *
  * Missing inputs (NaN) are imputed with the training mean (0 after standardisation), because the feature
  * pipeline may emit NaN for empty windows and an MLP has no native notion of "missing".
@@ -108,8 +108,8 @@ export interface MlpFitOptions {
   featureNames?: readonly string[];
   /** Called after every epoch (progress bars live in the caller; models/ does no I/O). */
   onEpoch?: (log: EpochLog, maxEpochs: number) => void;
-  /** Force a tfjs backend; default "wasm" with a fallback to "cpu". */
-  backend?: "wasm" | "cpu";
+  /** tfjs with its backend (training/tfRuntime.ts loadTf("wasm" | "cpu")); models/ never loads it. */
+  tf: TfHandle;
 }
 
 /**
@@ -233,54 +233,14 @@ export function mlpForwardBatch(net: MlpNetwork, X: FeatureMatrix): Float64Array
 // ---------------------------------------------------------------------------------------------------------
 // Training with tfjs.
 
-interface TfHandle {
+/**
+ * A loaded tfjs with its backend selected: a process resource (WASM binaries, the global backend), so
+ * it is made outside models/ (training/tfRuntime.ts loadTf) and passed to MlpRegressor.fit.
+ */
+export interface TfHandle {
   tf: typeof Tf;
   backend: string;
   note: string | null;
-}
-
-const tfHandles = new Map<string, Promise<TfHandle>>();
-
-/**
- * Loads tfjs once and selects a backend. The WASM binaries are read from the installed
- * @tensorflow/tfjs-backend-wasm package (a file path), never fetched; if WASM cannot start, 'cpu' is used
- * and the reason is recorded in the training log.
- */
-export async function loadTf(preferred: "wasm" | "cpu" = "wasm"): Promise<TfHandle> {
-  let h = tfHandles.get(preferred);
-  if (h === undefined) {
-    h = initTf(preferred);
-    tfHandles.set(preferred, h);
-  }
-  const handle = await h;
-  // The active backend is global to tfjs: re-select ours in case a call for the other backend switched it.
-  if (handle.tf.getBackend() !== handle.backend) await handle.tf.setBackend(handle.backend);
-  return handle;
-}
-
-async function initTf(preferred: "wasm" | "cpu"): Promise<TfHandle> {
-  const tf = await import("@tensorflow/tfjs");
-  let note: string | null = null;
-  if (preferred === "wasm") {
-    try {
-      const wasm = await import("@tensorflow/tfjs-backend-wasm");
-      const { createRequire } = await import("node:module");
-      const { dirname, join } = await import("node:path");
-      const require = createRequire(import.meta.url);
-      const dist = join(dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")), "dist");
-      wasm.setWasmPaths(`${dist}/`);
-      if (await tf.setBackend("wasm")) {
-        await tf.ready();
-        return { tf, backend: "wasm", note };
-      }
-      note = "tf.setBackend('wasm') returned false";
-    } catch (e) {
-      note = `wasm backend failed to initialise: ${(e as Error).message}`;
-    }
-  }
-  await tf.setBackend("cpu");
-  await tf.ready();
-  return { tf, backend: "cpu", note };
 }
 
 function shuffleInPlace(idx: Uint32Array, rand: () => number): void {
@@ -365,7 +325,7 @@ export class MlpRegressor {
     checkParams(this.params);
   }
 
-  async fit(X: FeatureMatrix, y: ArrayLike<number>, opts: MlpFitOptions = {}): Promise<this> {
+  async fit(X: FeatureMatrix, y: ArrayLike<number>, opts: MlpFitOptions): Promise<this> {
     const p = this.params;
     checkXy(X, y, "fit", p.output);
     const d = X.nCols;
@@ -451,7 +411,9 @@ export class MlpRegressor {
     }
     init[init.length - 1]!.b[0] = yMean;
 
-    const { tf, backend, note } = await loadTf(opts.backend ?? "wasm");
+    const { tf, backend, note } = opts.tf;
+    // The active backend is global to tfjs: re-select ours in case a fit on another backend switched it.
+    if (tf.getBackend() !== backend) await tf.setBackend(backend);
     // tidy frees the initial-value tensors (a variable keeps its own reference to the data). Variables are
     // left unnamed so concurrent fits in one process cannot collide in tfjs's global variable registry.
     const Ws = init.map((l) => tf.tidy(() => tf.variable(tf.tensor2d(l.W, [l.nIn, l.nOut]))));
@@ -586,11 +548,12 @@ export class MlpRegressor {
   }
 
   /** The same predictions computed by tfjs in float32 (to cross-check the typed-array pass). */
-  async predictTf(X: FeatureMatrix, backend: "wasm" | "cpu" = "wasm"): Promise<Float64Array> {
+  async predictTf(X: FeatureMatrix, handle: TfHandle): Promise<Float64Array> {
     const net = this.net();
     const d = net.mean.length;
     if (X.nCols !== d) throw new MlpInputError(`X has ${X.nCols} columns but the model expects ${d}`);
-    const { tf } = await loadTf(backend);
+    const { tf, backend } = handle;
+    if (tf.getBackend() !== backend) await tf.setBackend(backend);
     const rows = Uint32Array.from({ length: X.nRows }, (_, i) => i);
     const xs = standardizedRows(X, rows, net.mean, net.std);
     const out = tf.tidy(() => {

@@ -5,9 +5,10 @@
  * crosses the configured rule, a locked retrain run. The server calls startMonitorLoop on an
  * interval; `mastery retrain` calls monitorOnce.
  */
-import type { GateConfig } from "../registry/gate.ts";
+
 import type { Registry } from "../registry/registry.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
+import type { GateConfig } from "../training/gate.ts";
 import type { DriftConfig } from "./config.ts";
 import {
   checkDrift,

@@ -1,20 +1,20 @@
 /**
  * The retrain job: export recent quiz answers from raw_events, train a challenger of the champion's
  * kind with the existing training job, register it (registry/), point the `challenger` alias at it,
- * run the promotion gate (registry/promote.ts: both models scored on the newest holdoutDays, group
+ * run the promotion gate (training/promote.ts: both models scored on the newest holdoutDays, group
  * calibration per school and grade) and promote or report why not. Every run is logged in
  * retrain_runs. `retrainWithLock` runs it under a RetrainLock so two processes never retrain at once.
  */
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { GateConfig } from "../registry/gate.ts";
-import { promoteWithGate } from "../registry/promote.ts";
 import type { Registry } from "../registry/registry.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
 import { MONITORING_DDL } from "../storage/schema.ts";
 import { trainBkt } from "../training/bktFit.ts";
 import { trainElo } from "../training/elo.ts";
+import type { GateConfig } from "../training/gate.ts";
+import { promoteWithGate } from "../training/promote.ts";
 import type { ResponseColumns } from "../training/responses.ts";
 import type { DriftConfig } from "./config.ts";
 import { sqlTimestamp } from "./driftMonitor.ts";

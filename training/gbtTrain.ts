@@ -13,6 +13,7 @@ import {
   contextFromJson,
 } from "./attemptFeatures.ts";
 import { registerPredictor } from "./evaluate.ts";
+import { gbtThreads } from "./gbtThreads.ts";
 import type { ResponseLog } from "./responses.ts";
 import { type AttemptTrainingSet, selectRows, TrainingSetError, type TrainingSplit } from "./trainingSet.ts";
 
@@ -61,6 +62,7 @@ export function fitGbtStage(
   const gbt = new GradientBoostedTrees(p).fit(Xt, yt, {
     validation: { X: Xv, y: yv },
     onRound: (r) => onRound?.(r, p.nRounds ?? 600),
+    threads: gbtThreads,
   });
   const validMargin = gbt.predictRaw(Xv);
   const choice = chooseCalibrator(validMargin, yv, split.validGroup, split.nGroups);

@@ -12,6 +12,7 @@ import {
 import { registerPredictor } from "./evaluate.ts";
 import { checkFeatures, pickLabels } from "./gbtTrain.ts";
 import type { ResponseLog } from "./responses.ts";
+import { loadTf } from "./tfRuntime.ts";
 import { type AttemptTrainingSet, selectRows, type TrainingSplit } from "./trainingSet.ts";
 
 /**
@@ -76,6 +77,7 @@ export async function fitMlpStage(
       validation: { X: Xv, y: yv },
       featureNames: Xt.names,
       onEpoch: (log, max) => onEpoch?.(log.epoch + 1, max),
+      tf: await loadTf(),
     },
   );
   const validLogit = mlp.predict(Xv).map(logit);

@@ -21,10 +21,10 @@ import {
   treeFromJson,
   treeToJson,
 } from "../models/treeEnsemble.ts";
-import { OnnxScorer } from "../serving/onnxScorer.ts";
 import { attemptFeatures } from "./attemptFeatures.ts";
 import { type GbtArtifact, GbtAttemptModel } from "./gbtTrain.ts";
 import { isCountFeature, type MlpArtifact, MlpAttemptModel } from "./mlpTrain.ts";
+import { OnnxScorer } from "./onnxScorer.ts";
 import type { ResponseLog } from "./responses.ts";
 
 /**

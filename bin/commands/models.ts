@@ -1,7 +1,5 @@
 import { userInfo } from "node:os";
 import type { Command } from "commander";
-import { DEFAULT_GATE, type GateConfig } from "../../registry/gate.ts";
-import { promoteWithGate } from "../../registry/promote.ts";
 import { dataFileWindow } from "../../registry/provenance.ts";
 import {
   formatModelVersion,
@@ -11,6 +9,8 @@ import {
   type Registry,
 } from "../../registry/registry.ts";
 import type { DataWindow, Json, ModelVersion } from "../../registry/store.ts";
+import { DEFAULT_GATE, type GateConfig } from "../../training/gate.ts";
+import { promoteWithGate } from "../../training/promote.ts";
 import { parseResponseColumns } from "../../training/responses.ts";
 import {
   ALLOW_SKIP_HELP,

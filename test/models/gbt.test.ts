@@ -2,9 +2,9 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type GbtFitOptions, GbtInputError, GbtParamError, GradientBoostedTrees } from "../../models/gbt.ts";
 import { binMatrix, binOf, MISSING_BIN } from "../../models/gbtBinning.ts";
-import { acquireGbtThreads, releaseGbtThreads } from "../../models/gbtHistogram.ts";
 import { auc } from "../../models/metrics.ts";
 import { colMajor, type Matrix, rowMajor } from "../../models/treeEnsemble.ts";
+import { acquireGbtThreads, gbtThreads, releaseGbtThreads } from "../../training/gbtThreads.ts";
 
 /** Park-Miller generator so the test data is fixed. */
 function lcg(seed: number): () => number {
@@ -373,7 +373,7 @@ describe("GradientBoostedTrees", () => {
       opts: GbtFitOptions = {},
       labels: ArrayLike<number> = y,
     ): unknown => {
-      const json = m.fit(X, labels, opts).toJSON();
+      const json = m.fit(X, labels, { threads: gbtThreads, ...opts }).toJSON();
       return { ...json, params: { ...json.params, nThreads: 0 } };
     };
     const serial = fitted(new GradientBoostedTrees(params));

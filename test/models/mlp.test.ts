@@ -1,7 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import {
   type FeatureMatrix,
-  loadTf,
   MlpConfigError,
   MlpInputError,
   type MlpJSON,
@@ -11,6 +10,10 @@ import {
   mlpForward,
 } from "../../models/mlp.ts";
 import { mulberry32 as rng } from "../../models/prng.ts";
+import { loadTf } from "../../training/tfRuntime.ts";
+
+/** tfjs is injected (models/ never loads it): the WASM backend, falling back to cpu. */
+const TF = await loadTf();
 
 const sig = (v: number) => 1 / (1 + Math.exp(-v));
 
@@ -57,7 +60,7 @@ describe("MlpRegressor", () => {
     model = await new MlpRegressor({ learningRate: 1e-2, batchSize: 128, maxEpochs: 40, patience: 8 }).fit(
       train.X,
       train.y,
-      { featureNames: ["x0", "x1", "x2"] },
+      { featureNames: ["x0", "x1", "x2"], tf: TF },
     );
   });
 
@@ -75,7 +78,7 @@ describe("MlpRegressor", () => {
 
   it("typed-array forward pass agrees with the tfjs forward pass within 1e-5", async () => {
     const a = model.predict(test.X);
-    const b = await model.predictTf(test.X);
+    const b = await model.predictTf(test.X, TF);
     let worst = 0;
     for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
     expect(worst).toBeLessThan(1e-5);
@@ -112,10 +115,14 @@ describe("MlpRegressor", () => {
     expect(() => new MlpRegressor({ hidden: [0] })).toThrow(MlpConfigError);
     expect(() => new MlpRegressor({ validationFraction: 1 })).toThrow(/validationFraction/);
     expect(() => new MlpRegressor().predict(test.X)).toThrow(MlpNotFittedError);
-    await expect(new MlpRegressor().fit(train.X, train.y.subarray(1))).rejects.toThrow(/one target per row/);
+    await expect(new MlpRegressor().fit(train.X, train.y.subarray(1), { tf: TF })).rejects.toThrow(
+      /one target per row/,
+    );
     const bad = Float64Array.from(train.y);
     bad[5] = 1.5;
-    await expect(new MlpRegressor().fit(train.X, bad)).rejects.toMatchObject({ code: "MLP_INPUT" });
+    await expect(new MlpRegressor().fit(train.X, bad, { tf: TF })).rejects.toMatchObject({
+      code: "MLP_INPUT",
+    });
   });
 });
 
@@ -123,9 +130,9 @@ describe("MlpRegressor training mechanics", () => {
   it("is deterministic for a seed and differs across seeds", async () => {
     const { X, y } = smoothTask(400, 3, 3);
     const opts = { hidden: [8], maxEpochs: 5, batchSize: 64 };
-    const a = await new MlpRegressor({ ...opts, seed: 7 }).fit(X, y);
-    const b = await new MlpRegressor({ ...opts, seed: 7 }).fit(X, y);
-    const c = await new MlpRegressor({ ...opts, seed: 8 }).fit(X, y);
+    const a = await new MlpRegressor({ ...opts, seed: 7 }).fit(X, y, { tf: TF });
+    const b = await new MlpRegressor({ ...opts, seed: 7 }).fit(X, y, { tf: TF });
+    const c = await new MlpRegressor({ ...opts, seed: 8 }).fit(X, y, { tf: TF });
     expect(Array.from(a.predict(X))).toEqual(Array.from(b.predict(X)));
     expect(a.training!.history).toEqual(b.training!.history);
     expect(Array.from(a.predict(X))).not.toEqual(Array.from(c.predict(X)));
@@ -151,7 +158,7 @@ describe("MlpRegressor training mechanics", () => {
       maxEpochs: 200,
       patience: 5,
       l2: 0,
-    }).fit({ data, nRows: n, nCols: d, layout: "row" }, y, { validation: { X: val.X, y: valY } });
+    }).fit({ data, nRows: n, nCols: d, layout: "row" }, y, { validation: { X: val.X, y: valY }, tf: TF });
     const t = m.training!;
     expect(t.stoppedEarly).toBe(true);
     expect(t.epochsRun).toBe(t.bestEpoch + 1 + 5);
@@ -189,7 +196,7 @@ describe("MlpRegressor training mechanics", () => {
       batchSize: 50,
       maxEpochs: 30,
       l2: 0,
-    }).fit(X, y);
+    }).fit(X, y, { tf: TF });
     expect(tf.memory().numTensors).toBe(before);
     // hidden: [] is linear regression: weight in raw units = W / std.
     const net = m.network!;
@@ -201,8 +208,8 @@ describe("MlpRegressor training mechanics", () => {
   it("trains on the cpu backend too (same seed: same model up to float32 rounding) and switches back", async () => {
     const { X, y } = smoothTask(300, 3, 4);
     const opts = { hidden: [8], maxEpochs: 3, batchSize: 50 };
-    const onCpu = await new MlpRegressor(opts).fit(X, y, { backend: "cpu" });
-    const onWasm = await new MlpRegressor(opts).fit(X, y);
+    const onCpu = await new MlpRegressor(opts).fit(X, y, { tf: await loadTf("cpu") });
+    const onWasm = await new MlpRegressor(opts).fit(X, y, { tf: TF });
     expect(onCpu.training!.backend).toBe("cpu");
     expect(onWasm.training!.backend).toBe("wasm");
     const { tf } = await loadTf();
@@ -219,8 +226,10 @@ describe("MlpRegressor training mechanics", () => {
     const col = new Float64Array(X.data.length);
     for (let i = 0; i < X.nRows; i++) for (let c = 0; c < 2; c++) col[c * X.nRows + i] = X.data[i * 2 + c]!;
     const opts = { hidden: [4], maxEpochs: 3, batchSize: 50 };
-    const a = await new MlpRegressor(opts).fit(X, y);
-    const b = await new MlpRegressor(opts).fit({ data: col, nRows: X.nRows, nCols: 2, layout: "col" }, y);
+    const a = await new MlpRegressor(opts).fit(X, y, { tf: TF });
+    const b = await new MlpRegressor(opts).fit({ data: col, nRows: X.nRows, nCols: 2, layout: "col" }, y, {
+      tf: TF,
+    });
     expect(Array.from(b.predict({ data: col, nRows: X.nRows, nCols: 2, layout: "col" }))).toEqual(
       Array.from(a.predict(X)),
     );

@@ -4,8 +4,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256File } from "../../registry/artifacts.ts";
-import { DEFAULT_GATE } from "../../registry/gate.ts";
-import { promoteWithGate } from "../../registry/promote.ts";
 import { dataFileWindow, featureSchemaHash } from "../../registry/provenance.ts";
 import {
   formatModelVersion,
@@ -18,6 +16,8 @@ import { modelFileVersion } from "../../serving/learnerState.ts";
 import type { OpenedStore } from "../../storage/postgres.ts";
 import { PgStore } from "../../storage/postgres.ts";
 import { registerPredictor } from "../../training/evaluate.ts";
+import { DEFAULT_GATE } from "../../training/gate.ts";
+import { promoteWithGate } from "../../training/promote.ts";
 
 /**
  * The same registry suite runs against the embedded DuckDB store and the real PostgreSQL server

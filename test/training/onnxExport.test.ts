@@ -10,13 +10,13 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { rowMajor } from "../../models/treeEnsemble.ts";
 import { treeShap } from "../../models/treeshap.ts";
-import { OnnxScorer } from "../../serving/onnxScorer.ts";
 import {
   exportToFile,
   importOnnxFile,
   loadTreeEnsembleDir,
   OnnxJobError,
 } from "../../training/onnxExport.ts";
+import { OnnxScorer } from "../../training/onnxScorer.ts";
 
 const fixtures = fileURLToPath(new URL("../models/fixtures/", import.meta.url));
 const golden = JSON.parse(readFileSync(join(fixtures, "xgboost-onnx.json"), "utf8")) as {

@@ -15,7 +15,7 @@ import { encodeModel } from "../../models/onnx/onnxProto.ts";
 import { treeEnsembleToOnnx } from "../../models/onnx/treeEnsembleOnnx.ts";
 import { Xoshiro128 as Prng } from "../../models/prng.ts";
 import { rowMajor } from "../../models/treeEnsemble.ts";
-import { OnnxScorer } from "../../serving/onnxScorer.ts";
+import { OnnxScorer } from "../../training/onnxScorer.ts";
 
 const N = 4000;
 const D = 6;

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_GATE, type GateConfig, promotionGate } from "../../registry/gate.ts";
+import { DEFAULT_GATE, type GateConfig, promotionGate } from "../../training/gate.ts";
 
 const y = [0, 0, 1, 1];
 // Hand-computed (10 equal-width ECE bins):

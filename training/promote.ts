@@ -1,14 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadPredictor } from "../training/evaluate.ts";
-import {
-  detectSeparator,
-  loadResponses,
-  type ReadOptions,
-  type ResponseColumns,
-  type ResponseLog,
-} from "../training/responses.ts";
+import type { Registry } from "../registry/registry.ts";
+import { type AliasHistoryEntry, type Json, RegistryError } from "../registry/store.ts";
+import { loadPredictor } from "./evaluate.ts";
 import {
   DEFAULT_GATE,
   firstChampionDecision,
@@ -16,8 +11,13 @@ import {
   type GroupColumn,
   promotionGate,
 } from "./gate.ts";
-import type { Registry } from "./registry.ts";
-import { type AliasHistoryEntry, type Json, RegistryError } from "./store.ts";
+import {
+  detectSeparator,
+  loadResponses,
+  type ReadOptions,
+  type ResponseColumns,
+  type ResponseLog,
+} from "./responses.ts";
 
 export interface PromoteOptions {
   name: string;
