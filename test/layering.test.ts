@@ -12,7 +12,7 @@ import { describe, expect, it } from "vitest";
 const ROOT = resolve(import.meta.dirname, "..");
 
 /** Folder -> folders it may import (besides itself). "*" = anything. */
-export const MAY_IMPORT: Record<string, readonly string[] | "*"> = {
+const MAY_IMPORT: Record<string, readonly string[] | "*"> = {
   models: [],
   storage: [],
   features: ["models", "storage"],
@@ -53,7 +53,7 @@ function tsFiles(dir: string): string[] {
 }
 
 /** Static imports/exports and dynamic import("...") with a literal specifier. */
-export function importsOf(text: string): { spec: string; typeOnly: boolean }[] {
+function importsOf(text: string): { spec: string; typeOnly: boolean }[] {
   const out: { spec: string; typeOnly: boolean }[] = [];
   const stat = /^\s*(import|export)\s+(type\s+)?(?:[^"';]*?\s+from\s+)?["']([^"']+)["']/gm;
   for (const m of text.matchAll(stat)) out.push({ spec: m[3]!, typeOnly: m[2] !== undefined });
@@ -109,8 +109,8 @@ function cycles(imports: readonly Import[]): string[] {
     const to = folderOf(resolve(file, "..", spec));
     if (from === to || MAY_IMPORT[from] === "*" || MAY_IMPORT[to] === "*" || MAY_IMPORT[to] === undefined)
       continue;
-    let s = graph.get(from);
-    if (s === undefined) graph.set(from, (s = new Set()));
+    const s = graph.get(from) ?? new Set<string>();
+    graph.set(from, s);
     s.add(to);
   }
   const found: string[] = [];

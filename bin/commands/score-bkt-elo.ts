@@ -28,7 +28,10 @@ export function register(program: Command): void {
       "--elo-model <dir>",
       "Elo model directory (model.json from `mastery train elo`); default: fit on the store's quiz attempts",
     )
-    .option("--full", "replay every key from its first event (counts late events; rebuilds learner_state)")
+    .option(
+      "--full",
+      "replay every key from its first event, ignoring stored states (late events are replayed without it too)",
+    )
     .option("--seed <n>", "seed of the quick fits when no model is given", "0")
     .addHelpText(
       "after",
