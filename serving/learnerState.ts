@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { BKT, type BktParams, meanParams } from "../models/bkt.ts";
-import { DEFAULT_ELO_PARAMS, Elo } from "../models/elo.ts";
+import { BKT } from "../models/bkt.ts";
+import { Elo } from "../models/elo.ts";
 import {
   applyEvent,
   bktMastery,
@@ -11,8 +11,8 @@ import {
   initialLearnerState,
   type LearnerEvent,
   type LearnerState,
-  type TopicParams,
 } from "../models/learnerState.ts";
+import { topicParamsResolver } from "../models/topicParams.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
 import {
@@ -51,42 +51,8 @@ export interface BktEloModels {
   eloVersion: string;
 }
 
-const DEFAULT_BKT_PARAMS: BktParams = meanParams([]);
-
-/** Per-topic parameters from the models (defaults where a model or a topic is missing). */
-export function topicParamsResolver(
-  models: Pick<BktEloModels, "bkt" | "elo">,
-): (topicId: string) => TopicParams {
-  const { bkt, elo } = models;
-  const itemOffsets = new Map<string, number>();
-  const skillDifficulty = new Map<string, number>();
-  let unseen = 0;
-  const eloParams = elo?.params ?? DEFAULT_ELO_PARAMS;
-  if (elo !== undefined) {
-    elo.itemNames.forEach((name, i) => {
-      if (elo.itemCount[i]! > 0) itemOffsets.set(name, elo.itemOffset[i]!);
-    });
-    elo.skillNames.forEach((name, c) => {
-      skillDifficulty.set(name, elo.skillDifficulty[c]!);
-    });
-    unseen = elo.unseenSkillDifficulty();
-  }
-  const cache = new Map<string, TopicParams>();
-  return (topicId) => {
-    let p = cache.get(topicId);
-    if (p === undefined) {
-      p = {
-        bkt: bkt !== undefined ? bkt.paramsFor(topicId) : DEFAULT_BKT_PARAMS,
-        eloA: eloParams.studentA + eloParams.skillA,
-        eloB: eloParams.studentB,
-        topicDifficulty: skillDifficulty.get(topicId) ?? unseen,
-        itemOffsets,
-      };
-      cache.set(topicId, p);
-    }
-    return p;
-  };
-}
+/** Per-topic parameters from the models (moved to models/topicParams.ts; re-exported for callers). */
+export { topicParamsResolver };
 
 /** sha256 of the model file, shortened: the model_version written with each score. */
 export function modelFileVersion(dir: string): { json: unknown; version: string } {

@@ -9,7 +9,6 @@ import {
   attemptFeatures,
   contextFromJson,
 } from "./attemptFeatures.ts";
-import { registerPredictor } from "./evaluate.ts";
 import { checkFeatures, pickLabels } from "./gbtTrain.ts";
 import type { ResponseLog } from "./responses.ts";
 import { type AttemptTrainingSet, selectRows, type TrainingSplit } from "./trainingSet.ts";
@@ -132,8 +131,3 @@ export class MlpAttemptModel {
     );
   }
 }
-
-registerPredictor("mlp", (json) => {
-  const model = MlpAttemptModel.fromArtifact(json as MlpArtifact);
-  return { kind: "mlp", predictLog: (log) => model.predictLog(log) };
-});
