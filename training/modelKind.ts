@@ -12,7 +12,7 @@ import type { ResponseLog } from "./responses.ts";
  *  - predicts online: for every row of a log, P(correct) from the same student's earlier rows only,
  *  - scores (student, topic) pairs from the student's attempts so far, each score with an explanation
  *    (base + top factors + rest === score, in probability space),
- *  - writes its model.json (toJSON, with "kind", "params" and "seed", which the registry records).
+ *  - writes its model.json (toJSON, with "kind", "fitParams" and "seed", which the registry records).
  * Predicting, scoring or serialising before fit throws ModelNotFittedError. Metrics go through
  * evaluateModel (auc, rmse, logloss, ece, n).
  */
@@ -51,8 +51,8 @@ export interface KindModel {
   fit(log: ResponseLog, opts: FitOptions): Promise<this>;
   predictLog(log: ResponseLog): Float64Array;
   scoreTopics(attempts: readonly Attempt[], topics: readonly string[]): TopicScore[];
-  /** model.json: { kind, params, seed, ... }. */
-  toJSON(): { kind: string; params: KindParams; seed: number; [key: string]: unknown };
+  /** model.json: { kind, fitParams, seed, ... } (fitParams: what retraining reuses; the registry records both). */
+  toJSON(): { kind: string; fitParams: KindParams; seed: number; [key: string]: unknown };
 }
 
 /** How serving scores a kind: from the stored per-(student, topic) BKT/Elo state, or from the attempts. */
@@ -125,9 +125,9 @@ export function seedOf(o: Record<string, unknown>): number {
   return typeof s === "number" && Number.isInteger(s) ? s : 0;
 }
 
-/** The params stored in model.json merged over the kind's defaults. */
+/** The fit parameters stored in model.json ("fitParams") merged over the kind's defaults. */
 export function paramsOf(o: Record<string, unknown>, defaults: KindParams): KindParams {
-  const p = o.params;
+  const p = o.fitParams;
   return { ...defaults, ...(typeof p === "object" && p !== null && !Array.isArray(p) ? p : {}) };
 }
 

@@ -93,10 +93,10 @@ export class AttemptKindModel<P extends AttemptPredictor> implements KindModel {
     }));
   }
 
-  toJSON(): { kind: string; params: KindParams; seed: number; [key: string]: unknown } {
+  toJSON(): { kind: string; fitParams: KindParams; seed: number; [key: string]: unknown } {
     if (this.json === undefined || this.seed === undefined)
       throw new ModelNotFittedError(this.kind, "toJSON");
-    return { ...this.json, kind: this.kind, params: this.params, seed: this.seed };
+    return { ...this.json, kind: this.kind, fitParams: this.params, seed: this.seed };
   }
 
   static fromJSON<P extends AttemptPredictor>(spec: AttemptKindSpec<P>, json: unknown): AttemptKindModel<P> {

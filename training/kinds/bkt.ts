@@ -69,9 +69,9 @@ class BktKindModel implements KindModel {
     );
   }
 
-  toJSON(): { kind: string; params: KindParams; seed: number; [key: string]: unknown } {
+  toJSON(): { kind: string; fitParams: KindParams; seed: number; [key: string]: unknown } {
     const { fitSeconds: _timing, ...json } = this.bkt.toJSON();
-    return { ...json, params: this.params, seed: this.bkt.options.seed };
+    return { ...json, fitParams: this.params, seed: this.bkt.options.seed };
   }
 }
 

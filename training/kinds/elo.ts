@@ -62,8 +62,8 @@ class EloKindModel implements KindModel {
     );
   }
 
-  toJSON(): { kind: string; params: KindParams; seed: number; [key: string]: unknown } {
-    return { ...this.elo.toJSON(), params: this.params, seed: this.seed ?? 0 };
+  toJSON(): { kind: string; fitParams: KindParams; seed: number; [key: string]: unknown } {
+    return { ...this.elo.toJSON(), fitParams: this.params, seed: this.seed ?? 0 };
   }
 }
 

@@ -119,8 +119,8 @@ class RuleKindModel implements KindModel {
     });
   }
 
-  toJSON(): { kind: string; params: KindParams; seed: number; [key: string]: unknown } {
-    return { kind: "rule", version: 1, weights: { ...this.w }, params: this.params, seed: this.seed ?? 0 };
+  toJSON(): { kind: string; fitParams: KindParams; seed: number; [key: string]: unknown } {
+    return { kind: "rule", version: 1, weights: { ...this.w }, fitParams: this.params, seed: this.seed ?? 0 };
   }
 }
 
