@@ -73,8 +73,15 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: "token", summary: "a development/testing API token", files: "token" },
   {
     name: "train",
-    summary: "fit a model (bkt, elo, gbt, mlp, blend) and write DIR/model.json",
-    files: { bkt: "train-bkt", elo: "train-elo", gbt: "train-ml", mlp: "train-ml", blend: "train-ml" },
+    summary: "fit a model (rule, bkt, elo, gbt, mlp, blend) and write DIR/model.json",
+    files: {
+      rule: "train-rule",
+      bkt: "train-bkt",
+      elo: "train-elo",
+      gbt: "train-ml",
+      mlp: "train-ml",
+      blend: "train-ml",
+    },
   },
   { name: "worker", summary: "the NATS JetStream stream consumer", files: "worker" },
 ];

@@ -537,7 +537,7 @@ export function register(program: Command): void {
             `${"metric".padEnd(10)} ${"A".padStart(10)} ${"B".padStart(10)} ${"B - A".padStart(10)}`,
             ...res.deltas.map(
               (d) =>
-                `${d.metric.padEnd(10)} ${n(d.a).padStart(10)} ${n(d.b).padStart(10)} ${(d.delta !== null && d.delta >= 0 ? "+" : "") + n(d.delta).padStart(9)}`,
+                `${d.metric.padEnd(10)} ${n(d.a).padStart(10)} ${n(d.b).padStart(10)} ${((d.delta !== null && d.delta >= 0 ? "+" : "") + n(d.delta)).padStart(10)}`,
             ),
             ...res.verdict.checks.map((c) => `  [${c.pass ? "pass" : "FAIL"}] ${c.name}: ${c.reason}`),
             `gate: ${res.verdict.summary}`,
