@@ -57,7 +57,7 @@ async function insertAnswers(store: DuckStore): Promise<void> {
 }
 
 /** Writes a copy of the CSV at `data` with the `correct` column flipped; returns its path. */
-function flipLabels(data: string, correct: string): string {
+function _flipLabels(data: string, correct: string): string {
   const lines = readFileSync(data, "utf8").trim().split("\n");
   const ci = lines[0]!.split(",").indexOf(correct);
   const flipped = lines.map((l, i) => {

@@ -39,7 +39,8 @@ function close(actual: unknown, expected: unknown, path: string): void {
     else expect(Math.abs((actual as number) - expected), path).toBeLessThan(1e-9);
   } else if (typeof expected === "object" && expected !== null) {
     expect(Object.keys(actual as object).sort(), path).toEqual(Object.keys(expected).sort());
-    for (const [k, v] of Object.entries(expected)) close((actual as Record<string, unknown>)[k], v, `${path}.${k}`);
+    for (const [k, v] of Object.entries(expected))
+      close((actual as Record<string, unknown>)[k], v, `${path}.${k}`);
   } else expect(actual, path).toEqual(expected);
 }
 
