@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { COMMANDS, MODEL_KIND_MODULES, planCommand } from "./commandIndex.ts";
+import { COMMANDS, planCommand } from "./commandIndex.ts";
 import { CliError } from "./options.ts";
 
 // Compiled (dist/bin/cli.js) imports compiled siblings; from source (tsx) the .ts files.
@@ -15,9 +15,6 @@ program
 // Only the named command's file(s) are imported (bin/commandIndex.ts), so `mastery --version` or
 // `mastery token` never load DuckDB, tfjs or onnxruntime. The other commands are listed by summary.
 const plan = planCommand(process.argv.slice(2));
-if (plan.modelKinds) {
-  for (const m of MODEL_KIND_MODULES) await import(new URL(`../${m}${EXT}`, import.meta.url).href);
-}
 for (const c of COMMANDS) {
   if (c !== plan.entry) {
     program.command(c.name).description(c.summary);

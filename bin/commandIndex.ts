@@ -10,11 +10,6 @@ export interface CommandEntry {
   readonly summary: string;
   /** The defining file (without extension), or per subcommand the file that defines it. */
   readonly files: string | Readonly<Record<string, string>>;
-  /**
-   * Subcommands (or true: all) that read a model.json of any kind (evaluation, the promotion gate), so
-   * every kind's predictor must be registered first (training/evaluate.ts registerPredictor).
-   */
-  readonly modelKinds?: true | readonly string[];
 }
 
 export const COMMANDS: readonly CommandEntry[] = [
@@ -22,7 +17,6 @@ export const COMMANDS: readonly CommandEntry[] = [
     name: "calibration-report",
     summary: "calibration per group (skill, school, grade ...): ECE and reliability bins",
     files: "calibration-report",
-    modelKinds: true,
   },
   { name: "db", summary: "the embedded DuckDB file: encryption status, rekey", files: "db" },
   { name: "demo", summary: "the whole batch pipeline on generated data, with a summary", files: "demo" },
@@ -30,13 +24,11 @@ export const COMMANDS: readonly CommandEntry[] = [
     name: "drift",
     summary: "drift monitoring: feature/score shift and live performance",
     files: "drift",
-    modelKinds: true,
   },
   {
     name: "evaluate",
     summary: "online next-response evaluation of a trained model (auc, rmse, logloss, ece)",
     files: "evaluate",
-    modelKinds: true,
   },
   {
     name: "experiments",
@@ -54,7 +46,6 @@ export const COMMANDS: readonly CommandEntry[] = [
     name: "models",
     summary: "model registry: versions, aliases, promotion gate, rollback, lineage",
     files: "models",
-    modelKinds: ["register", "promote"],
   },
   { name: "onnx", summary: "ONNX export, import and check", files: "onnx" },
   {
@@ -71,7 +62,6 @@ export const COMMANDS: readonly CommandEntry[] = [
     name: "retrain",
     summary: "drift-triggered retraining through the promotion gate",
     files: "retrain",
-    modelKinds: true,
   },
   { name: "roster", summary: "class rosters: the only source of teacher access", files: "roster" },
   {
@@ -79,23 +69,21 @@ export const COMMANDS: readonly CommandEntry[] = [
     summary: "compute mastery scores (rules, bkt-elo)",
     files: { rules: "score", "bkt-elo": "score-bkt-elo" },
   },
-  { name: "serve", summary: "the HTTP API and dashboard", files: "serve", modelKinds: true },
+  { name: "serve", summary: "the HTTP API and dashboard", files: "serve" },
   { name: "token", summary: "a development/testing API token", files: "token" },
   {
     name: "train",
-    summary: "fit a model (bkt, elo, gbt, mlp, blend) and write DIR/model.json",
-    files: { bkt: "train-bkt", elo: "train-elo", gbt: "train-ml", mlp: "train-ml", blend: "train-ml" },
+    summary: "fit a model (rule, bkt, elo, gbt, mlp, blend) and write DIR/model.json",
+    files: {
+      rule: "train-rule",
+      bkt: "train-bkt",
+      elo: "train-elo",
+      gbt: "train-ml",
+      mlp: "train-ml",
+      blend: "train-ml",
+    },
   },
   { name: "worker", summary: "the NATS JetStream stream consumer", files: "worker" },
-];
-
-/** Training modules that register a predictor for their model kind when imported. */
-export const MODEL_KIND_MODULES: readonly string[] = [
-  "training/bktFit",
-  "training/elo",
-  "training/gbtTrain",
-  "training/mlpTrain",
-  "training/blendTrain",
 ];
 
 /** The first argument that is not an option, from `from` on (commander's root options take no value). */
@@ -113,15 +101,13 @@ export interface CommandPlan {
   entry: CommandEntry | undefined;
   /** bin/commands files to import, without extension. */
   files: string[];
-  /** Whether every model kind's predictor must be registered. */
-  modelKinds: boolean;
 }
 
 /** Which files the command line `args` (process.argv without node and the script) needs. */
 export function planCommand(args: readonly string[]): CommandPlan {
   const first = positional(args, 0);
   const entry = first === undefined ? undefined : COMMANDS.find((c) => c.name === first.value);
-  if (entry === undefined || first === undefined) return { entry: undefined, files: [], modelKinds: false };
+  if (entry === undefined || first === undefined) return { entry: undefined, files: [] };
   const sub = positional(args, first.index + 1)?.value;
   let files: string[];
   if (typeof entry.files === "string") files = [entry.files];
@@ -129,7 +115,5 @@ export function planCommand(args: readonly string[]): CommandPlan {
     const own = sub === undefined ? undefined : entry.files[sub];
     files = own !== undefined ? [own] : [...new Set(Object.values(entry.files))];
   }
-  const mk = entry.modelKinds;
-  const modelKinds = mk === true || (mk !== undefined && sub !== undefined && mk.includes(sub));
-  return { entry, files, modelKinds };
+  return { entry, files };
 }

@@ -6,6 +6,8 @@
 export interface Factor {
   /** Machine name of the factor, e.g. "accuracy_30d" or "bkt_learn". */
   name: string;
+  /** Readable name for people (dashboards), when it differs from `name`. */
+  label?: string;
   /** The factor's own value (in its natural unit). */
   value: number;
   /** Signed contribution to the score. */

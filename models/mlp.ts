@@ -537,6 +537,11 @@ export class MlpRegressor {
     return this.network;
   }
 
+  /** The fitted network (weights, standardisation); throws MlpNotFittedError before fit. */
+  fittedNetwork(): MlpNetwork {
+    return this.net();
+  }
+
   /** Predictions for every row (float64 typed-array forward pass, no tfjs). */
   predict(X: FeatureMatrix): Float64Array {
     return mlpForwardBatch(this.net(), X);

@@ -5,17 +5,17 @@
  * calibration per school and grade) and promote or report why not. Every run is logged in
  * retrain_runs. `retrainWithLock` runs it under a RetrainLock so two processes never retrain at once.
  */
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Registry } from "../registry/registry.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
 import { MONITORING_DDL } from "../storage/schema.ts";
-import { trainBkt } from "../training/bktFit.ts";
-import { trainElo } from "../training/elo.ts";
 import type { GateConfig } from "../training/gate.ts";
+import { KIND_NAMES, kindOf, readModelJson } from "../training/kinds.ts";
+import { evaluateModel, registryMetrics } from "../training/modelKind.ts";
 import { promoteWithGate } from "../training/promote.ts";
-import type { ResponseColumns } from "../training/responses.ts";
+import { loadResponses, type ResponseColumns } from "../training/responses.ts";
 import type { DriftConfig } from "./config.ts";
 import { sqlTimestamp } from "./driftMonitor.ts";
 import { type RetrainLock, withLock } from "./locks.ts";
@@ -35,22 +35,27 @@ export type Trainer = (args: {
   data: string;
   columns: ResponseColumns;
   out: string;
+  /** The champion's model.json (its fit parameters and seed are reused), or null without a champion. */
+  champion?: unknown;
 }) => Promise<void> | void;
 
+/** Seed of a retrain without a champion (and of champions written before model.json carried one). */
+export const RETRAIN_SEED = 42;
+
 /**
- * The default trainer: the Elo job (K fit by Nelder-Mead on a small budget) for elo champions, the BKT job
- * (with forgets, 5 restarts, seed 42: the variant that was at least as accurate on every benchmark log) for
- * bkt champions. Other kinds need a trainer.
+ * The default trainer, for every kind of the table (training/kinds.ts): the champion's own fit
+ * parameters and seed (model.json "fitParams" / "seed"; the kind's defaults without a champion), fitted
+ * on the exported window with KindModel.fit, written as model.json.
  */
-export const defaultTrainer: Trainer = async ({ kind, data, columns, out }) => {
-  if (kind === "elo") trainElo({ data, columns, out, maxEvaluations: 40 });
-  else if (kind === "bkt")
-    await trainBkt({ data, columns, out, options: { forgets: true, restarts: 5, seed: 42 } });
-  else
-    throw new RetrainError(
-      "KIND",
-      `no default retrain trainer for model kind "${kind}"; pass a trainer (RetrainContext.trainer) or retrain an elo or bkt model`,
-    );
+export const defaultTrainer: Trainer = async ({ kind, data, columns, out, champion }) => {
+  const k = kindOf(kind);
+  const champ = champion === undefined || champion === null ? undefined : k.fromJSON(champion);
+  const log = loadResponses(data, columns);
+  const model = await k
+    .create(champ?.params ?? k.defaults)
+    .fit(log, { seed: champ?.seed ?? RETRAIN_SEED, threads: 1 });
+  mkdirSync(out, { recursive: true });
+  writeFileSync(`${out}/model.json`, `${JSON.stringify(model.toJSON())}\n`);
 };
 
 export class RetrainError extends Error {
@@ -166,12 +171,23 @@ export async function retrain(ctx: RetrainContext, trigger: string): Promise<Ret
       );
     stage("train", 1, 4);
     const out = join(dir, "model");
-    await (ctx.trainer ?? defaultTrainer)({ kind, data: trainCsv, columns: EXPORT_COLUMNS, out });
+    const champion =
+      base.champion === null
+        ? null
+        : readModelJson(await ctx.registry.materialize(name, base.champion, join(dir, "champion")));
+    await (ctx.trainer ?? defaultTrainer)({ kind, data: trainCsv, columns: EXPORT_COLUMNS, out, champion });
     stage("register", 2, 4);
+    // Holdout metrics recorded with the version (the gate scores the same holdout below).
+    let metrics: { [key: string]: number } | undefined;
+    if (KIND_NAMES.includes(kind)) {
+      const holdout = loadResponses(holdoutCsv, EXPORT_COLUMNS);
+      metrics = registryMetrics(evaluateModel(kindOf(kind).fromJSON(readModelJson(out)), holdout));
+    }
     const v = await ctx.registry.register({
       name,
       dir: out,
       data: { from: trainFrom.toISOString(), to: holdoutFrom.toISOString(), rows: base.trainRows },
+      ...(metrics !== undefined ? { metrics } : {}),
       ...(base.champion !== null ? { parent: String(base.champion) } : {}),
       tags: ["retrain"],
       description: `retrained on ${base.trainRows} answers (${trigger})`,

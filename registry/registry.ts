@@ -158,11 +158,16 @@ export class Registry {
       const { sha256, sizeBytes } = await this.artifacts.put(join(input.dir, path));
       refs.push({ path, sha256, sizeBytes });
     }
+    const isObj = (v: unknown): v is { [key: string]: Json } =>
+      typeof v === "object" && v !== null && !Array.isArray(v);
+    // Kinds of training/kinds.ts write their fit parameters as "fitParams" and the seed as "seed".
     const params =
       input.params ??
-      (typeof m.params === "object" && m.params !== null && !Array.isArray(m.params)
-        ? (m.params as { [key: string]: Json })
-        : {});
+      (isObj(m.fitParams)
+        ? { ...m.fitParams, ...(typeof m.seed === "number" ? { seed: m.seed } : {}) }
+        : isObj(m.params)
+          ? m.params
+          : {});
     const metrics = input.metrics ?? numericRecord(m.metrics);
     return this.store.insertVersion(
       {

@@ -2,8 +2,6 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExperimentStore } from "../experiments/store.ts";
-import { BKT } from "../models/bkt.ts";
-import { Elo } from "../models/elo.ts";
 import type { Explanation } from "../models/explanation.ts";
 import {
   bktMastery,
@@ -19,14 +17,14 @@ import { type ModelVersion, RegistryError, SqlRegistryStore } from "../registry/
 import type { DuckStore } from "../storage/duckdb.ts";
 import { EXPERIMENT_DDL, REGISTRY_DDL } from "../storage/schema.ts";
 import { type LearnerStateRow, learnerStateFromRow } from "../storage/stateStore.ts";
-import { attemptFeatures } from "../training/attemptFeatures.ts";
-import { type BlendArtifact, BlendAttemptModel } from "../training/blendTrain.ts";
-import { type GbtArtifact, GbtAttemptModel } from "../training/gbtTrain.ts";
-import { type MlpArtifact, MlpAttemptModel } from "../training/mlpTrain.ts";
-import type { ResponseLog } from "../training/responses.ts";
-import { selectRows } from "../training/trainingSet.ts";
+import type { BktKindModel } from "../training/kinds/bkt.ts";
+import type { EloKindModel } from "../training/kinds/elo.ts";
+import { KIND_NAMES, kindOf } from "../training/kinds.ts";
+import type { KindModel } from "../training/modelKind.ts";
 import type { ArmAssignment, ExperimentArms } from "./experimentArms.ts";
 import { topicParamsResolver } from "./learnerState.ts";
+
+export { virtualAttemptLog } from "../training/kinds/attemptScoring.ts";
 
 /**
  * Scores served from the model registry (issue 6 item 2).
@@ -44,15 +42,16 @@ import { topicParamsResolver } from "./learnerState.ts";
  *    model.json's sha256, as serving/learnerState.ts writes it); otherwise the student's quiz attempts on
  *    the topic are replayed through the same fold with the model's parameters (exact, O(attempts)).
  *    Explanations are the fold's own factor decomposition.
- *  - blend / gbt / mlp (next-response models over training/attemptFeatures.ts): mastery = the model's
+ *  - every other kind of the table (training/kinds.ts: rule, gbt, mlp, blend): KindModel.scoreTopics over
+ *    the student's quiz attempts. For the next-response models (gbt, mlp, blend): mastery = the model's
  *    P(correct) on a NEW, average item of the topic (unknown question id) after all of the student's quiz
  *    attempts so far. The input row is built by appending that virtual attempt to the student's attempt
  *    sequence (all topics, in (ts, event_id) order) and running the same online feature builder as
  *    training; each target topic gets its own copy of the sequence (a separate "user" of the log), so no
  *    virtual row sees another. Cost: one query and T x (attempts + 1) feature rows per student.
- *    The blend's explanation is Blend.explain (base + per-source contributions + rest == score, in
- *    probability space) plus the GBT's top 3 TreeSHAP features (explainRow); gbt / mlp alone carry no
- *    decomposition (base = score, no factors).
+ *    Explanations, in probability space: gbt = top 3 TreeSHAP features of the served row, mlp = integrated
+ *    gradients, blend = per-source contributions (detail: the GBT's top 3 TreeSHAP features), rule = its
+ *    answer counts.
  * The result is part of GET /mastery's body, so the server's per-student body cache holds it; it is
  * dropped when the student's events change or when the served model changes.
  */
@@ -60,11 +59,9 @@ import { topicParamsResolver } from "./learnerState.ts";
 export const DEFAULT_MODEL_NAME = "mastery";
 export const MODEL_NAME_ENV = "MASTERY_MODEL_NAME";
 
-/** Score source of a registered kind in GET /mastery (the gold table's vocabulary). */
+/** Score source of a registered kind in GET /mastery (the gold table's vocabulary; training/kinds.ts). */
 export function scoreSourceOfKind(kind: string): string {
-  if (kind === "blend") return "blend";
-  if (kind === "bkt" || kind === "elo") return kind;
-  return "ml";
+  return KIND_NAMES.includes(kind) ? kindOf(kind).scoreSource : "ml";
 }
 
 export class ModelScoringError extends Error {
@@ -108,7 +105,7 @@ export interface StudentModelScores {
 
 type Loaded =
   | { kind: "bkt" | "elo"; fileVersion: string; params: (topicId: string) => TopicParams }
-  | { kind: "attempt"; model: BlendAttemptModel | GbtAttemptModel | MlpAttemptModel };
+  | { kind: "attempt"; model: KindModel };
 
 interface ResolvedRefs {
   champion: ModelVersion | null;
@@ -327,36 +324,27 @@ export class ModelScoring {
     if (!existsSync(join(dir, "model.json"))) await this.registry.materialize(v.name, v.version, dir);
     const json = JSON.parse(readFileSync(join(dir, "model.json"), "utf8")) as unknown;
     const sha = v.artifacts.find((a) => a.path === "model.json")?.sha256 ?? "";
+    if (!KIND_NAMES.includes(v.kind))
+      throw new ModelScoringError(
+        `kind "${v.kind}" cannot be served (servable kinds: ${KIND_NAMES.join(", ")}; training/kinds.ts)`,
+      );
+    const kind = kindOf(v.kind);
+    const model = kind.fromJSON(json);
+    const fileVersion = `sha256:${sha.slice(0, 16)}`;
     let loaded: Loaded;
-    switch (v.kind) {
-      case "bkt":
-        loaded = {
-          kind: "bkt",
-          fileVersion: `sha256:${sha.slice(0, 16)}`,
-          params: topicParamsResolver({ bkt: BKT.fromJSON(json), elo: undefined }),
-        };
-        break;
-      case "elo":
-        loaded = {
-          kind: "elo",
-          fileVersion: `sha256:${sha.slice(0, 16)}`,
-          params: topicParamsResolver({ bkt: undefined, elo: Elo.fromJSON(json) }),
-        };
-        break;
-      case "blend":
-        loaded = { kind: "attempt", model: BlendAttemptModel.fromArtifact(json as BlendArtifact) };
-        break;
-      case "gbt":
-        loaded = { kind: "attempt", model: GbtAttemptModel.fromArtifact(json as GbtArtifact) };
-        break;
-      case "mlp":
-        loaded = { kind: "attempt", model: MlpAttemptModel.fromArtifact(json as MlpArtifact) };
-        break;
-      default:
-        throw new ModelScoringError(
-          `kind "${v.kind}" cannot be served from stored state (servable: bkt, elo, gbt, mlp, blend)`,
-        );
-    }
+    if (kind.servedFrom === "bkt-state")
+      loaded = {
+        kind: "bkt",
+        fileVersion,
+        params: topicParamsResolver({ bkt: (model as BktKindModel).bkt, elo: undefined }),
+      };
+    else if (kind.servedFrom === "elo-state")
+      loaded = {
+        kind: "elo",
+        fileVersion,
+        params: topicParamsResolver({ bkt: undefined, elo: (model as EloKindModel).elo }),
+      };
+    else loaded = { kind: "attempt", model };
     this.loaded.set(key, loaded);
     return loaded;
   }
@@ -444,100 +432,29 @@ async function scoreStateModel(
   return out;
 }
 
-/**
- * A response log holding, for each target topic, the student's attempts followed by one virtual attempt
- * on that topic (unknown item, label 0 — read only after its features are written, and nothing follows it).
- */
-export function virtualAttemptLog(
-  attempts: readonly { topicId: string; questionId: string | null; correct: boolean }[],
-  targets: readonly string[],
-): { log: ResponseLog; virtualRows: Int32Array } {
-  const skills = new Map<string, number>();
-  const items = new Map<string, number>();
-  const intern = (m: Map<string, number>, k: string): number => {
-    let v = m.get(k);
-    if (v === undefined) {
-      v = m.size;
-      m.set(k, v);
-    }
-    return v;
-  };
-  const per = attempts.length + 1;
-  const n = per * targets.length;
-  const log: ResponseLog = {
-    n,
-    user: new Int32Array(n),
-    skill: new Int32Array(n),
-    item: new Int32Array(n),
-    correct: new Uint8Array(n),
-    userNames: targets.map((t) => `target:${t}`),
-    skillNames: [],
-    itemNames: [],
-    userStart: new Int32Array(targets.length + 1),
-  };
-  const skillOf = Int32Array.from(attempts, (a) => intern(skills, a.topicId));
-  const itemOf = Int32Array.from(attempts, (a) => (a.questionId === null ? -1 : intern(items, a.questionId)));
-  const virtualRows = new Int32Array(targets.length);
-  for (let u = 0; u < targets.length; u++) {
-    const o = u * per;
-    log.userStart[u] = o;
-    for (let k = 0; k < attempts.length; k++) {
-      log.user[o + k] = u;
-      log.skill[o + k] = skillOf[k]!;
-      log.item[o + k] = itemOf[k]!;
-      log.correct[o + k] = attempts[k]!.correct ? 1 : 0;
-    }
-    const r = o + attempts.length;
-    log.user[r] = u;
-    log.skill[r] = intern(skills, targets[u]!);
-    log.item[r] = -1;
-    log.correct[r] = 0;
-    virtualRows[u] = r;
-  }
-  log.userStart[targets.length] = n;
-  log.skillNames = [...skills.keys()];
-  log.itemNames = [...items.keys()];
-  return { log, virtualRows };
-}
-
 async function scoreAttemptModel(
   store: DuckStore,
   studentKey: string,
   topicIds: readonly string[],
-  model: BlendAttemptModel | GbtAttemptModel | MlpAttemptModel,
+  model: KindModel,
 ): Promise<Map<string, ScoredTopic>> {
   const rows = await quizAttempts(store, studentKey);
   const lastTs = new Map<string, number>();
   for (const r of rows) lastTs.set(r.topic_id, r.ts_us);
-  const { log, virtualRows } = virtualAttemptLog(
+  const scores = model.scoreTopics(
     rows.map((r) => ({ topicId: r.topic_id, questionId: r.question_id, correct: r.is_correct })),
     topicIds,
   );
-  const X = selectRows(attemptFeatures(log, model.context), virtualRows);
   const out = new Map<string, ScoredTopic>();
   const now = new Date();
-  const asOf = (t: string): string => isoUs(lastTs.get(t) ?? rows.at(-1)?.ts_us ?? null, now);
-  if (model instanceof BlendAttemptModel) {
-    topicIds.forEach((t, j) => {
-      const e = model.explainRow(X, j);
-      out.set(t, {
-        score: e.probability,
-        explanation: e.explanation,
-        asOf: asOf(t),
-        detail: {
-          sources: e.sources,
-          intercept: e.intercept,
-          logit: e.logit,
-          gbtTopFeatures: e.gbtTopFeatures,
-        },
-      });
-    });
-    return out;
-  }
-  const p = model.predictFeatures(X);
   topicIds.forEach((t, j) => {
-    const score = p[j]!;
-    out.set(t, { score, explanation: { base: score, factors: [], rest: 0, score }, asOf: asOf(t) });
+    const s = scores[j]!;
+    out.set(t, {
+      score: s.score,
+      explanation: s.explanation,
+      asOf: isoUs(lastTs.get(t) ?? rows.at(-1)?.ts_us ?? null, now),
+      ...(s.detail !== undefined ? { detail: s.detail } : {}),
+    });
   });
   return out;
 }

@@ -14,7 +14,6 @@ import {
   type SkillSequences,
   skillRows,
 } from "../models/bkt.ts";
-import { registerPredictor } from "./evaluate.ts";
 import { loadResponses, type ReadOptions, type ResponseColumns } from "./responses.ts";
 
 /** One EM run: a skill and a restart index (the restart's start point derives from seed, skill name, index). */
@@ -181,10 +180,6 @@ async function runJobs(
 }
 
 // `mastery evaluate` finds BKT models through the predictor registry.
-registerPredictor("bkt", (json) => {
-  const model = BKT.fromJSON(json);
-  return { kind: "bkt", predictLog: (log) => model.predict(log) };
-});
 
 export interface TrainBktOptions extends BktFitRunOptions {
   data: string;

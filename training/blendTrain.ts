@@ -27,7 +27,6 @@ import {
   contextToJson,
   featureColumn,
 } from "./attemptFeatures.ts";
-import { registerPredictor } from "./evaluate.ts";
 import {
   checkFeatures,
   fitGbtStage,
@@ -232,11 +231,6 @@ export class BlendAttemptModel {
   }
 }
 
-registerPredictor("blend", (json) => {
-  const model = BlendAttemptModel.fromArtifact(json as BlendArtifact);
-  return { kind: "blend", predictLog: (log) => model.predictLog(log) };
-});
-
 // ---------------------------------------------------------------------------------------------------------
 // The jobs.
 
@@ -280,12 +274,44 @@ function readModelJson(dir: string, what: string): unknown {
 }
 
 export async function trainAttemptModel(opts: TrainAttemptModelOptions): Promise<TrainAttemptModelResult> {
-  const started = performance.now();
-  const seed = opts.seed ?? 42;
-  const progress = opts.onProgress ?? (() => {});
   const log = loadResponses(opts.data, opts.columns, opts.sep, opts.read);
   const bkt = opts.bktModel !== undefined ? BKT.fromJSON(readModelJson(opts.bktModel, "bkt")) : undefined;
   const elo = opts.eloModel !== undefined ? Elo.fromJSON(readModelJson(opts.eloModel, "elo")) : undefined;
+  const fitted = await fitAttemptModel(log, {
+    ...opts,
+    ...(bkt !== undefined ? { bkt } : {}),
+    ...(elo !== undefined ? { elo } : {}),
+    dataInfo: { file: opts.data, columns: opts.columns, skipped: "skipped" in log ? log.skipped : 0 },
+  });
+  const modelPath = writeArtifact(opts.out, fitted.artifact);
+  return { modelPath, summary: { model: modelPath, ...fitted.summary }, model: fitted.model };
+}
+
+export interface FitAttemptModelOptions
+  extends Omit<
+    TrainAttemptModelOptions,
+    "data" | "columns" | "out" | "sep" | "read" | "bktModel" | "eloModel"
+  > {
+  /** BKT / Elo models to use instead of fitting them out of fold. */
+  bkt?: BKT;
+  elo?: Elo;
+  /** Where the log came from, recorded in model.json's "training.data". */
+  dataInfo?: Record<string, unknown>;
+}
+
+/** Fits a gbt / mlp / blend model on a loaded log: the artifact (model.json) and the online model. */
+export async function fitAttemptModel(
+  log: ResponseLog,
+  opts: FitAttemptModelOptions,
+): Promise<{
+  artifact: GbtArtifact | MlpArtifact | BlendArtifact;
+  model: GbtAttemptModel | MlpAttemptModel | BlendAttemptModel;
+  summary: Record<string, unknown>;
+}> {
+  const started = performance.now();
+  const seed = opts.seed ?? 42;
+  const progress = opts.onProgress ?? (() => {});
+  const { bkt, elo } = opts;
   const set = await buildAttemptTrainingSet(log, {
     seed,
     ...(opts.folds !== undefined ? { folds: opts.folds } : {}),
@@ -298,10 +324,8 @@ export async function trainAttemptModel(opts: TrainAttemptModelOptions): Promise
   const gbtParams = { seed, nThreads: opts.threads ?? 2, ...opts.gbt };
   const mlpParams = { seed, ...opts.mlp };
   const data = {
-    file: opts.data,
-    columns: opts.columns,
+    ...opts.dataInfo,
     rows: log.n,
-    skipped: "skipped" in log ? log.skipped : 0,
     students: log.userNames.length,
     trainRows: split.trainRows.length,
     validRows: split.validRows.length,
@@ -409,7 +433,6 @@ export async function trainAttemptModel(opts: TrainAttemptModelOptions): Promise
   } else {
     throw new TrainingSetError(`unknown model kind "${opts.kind}"`);
   }
-  const modelPath = writeArtifact(opts.out, artifact);
   summary.fitSeconds = (performance.now() - started) / 1000;
-  return { modelPath, summary: { model: modelPath, ...summary }, model };
+  return { artifact, model, summary };
 }

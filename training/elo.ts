@@ -1,7 +1,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Elo, type EloFitProgress, type EloModelJson } from "../models/elo.ts";
-import { registerPredictor } from "./evaluate.ts";
 import { loadResponses, type ReadOptions, type ResponseColumns, type ResponseLog } from "./responses.ts";
 
 /**
@@ -9,11 +8,6 @@ import { loadResponses, type ReadOptions, type ResponseColumns, type ResponseLog
  * difficulties (models/elo.ts), write DIR/model.json. Importing this module registers the "elo"
  * kind with the online evaluator, so `mastery evaluate --model DIR` can read what it writes.
  */
-
-registerPredictor("elo", (json) => {
-  const model = Elo.fromJSON(json);
-  return { kind: "elo", predictLog: (log: ResponseLog) => model.predict(log) };
-});
 
 export interface TrainEloOptions {
   data: string;

@@ -1,15 +1,11 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { type BinaryMetrics, binaryMetrics } from "../models/metrics.ts";
+import { KIND_NAMES, loadModel, modelFromJson } from "./kinds.ts";
+import type { KindModel } from "./modelKind.ts";
 import type { ResponseLog } from "./responses.ts";
 
 /**
- * Online next-response evaluation shared by every model kind (BKT, Elo, ...).
- *
- * A model kind registers a loader that turns its model.json into an OnlinePredictor; `evaluate`
- * reads the "kind" field of model.json and calls the matching loader. Registration happens when
- * the kind's training module is imported: bin/commands/train-<kind>.ts imports it, and bin/cli.ts
- * loads every command file before parsing, so `mastery evaluate` knows every kind.
+ * Online next-response evaluation shared by every model kind. The model.json's "kind" field picks the
+ * kind from the table in training/kinds.ts (no registration by import).
  */
 export interface OnlinePredictor {
   kind: string;
@@ -21,8 +17,6 @@ export interface OnlinePredictor {
   predictLog(log: ResponseLog): Float64Array;
 }
 
-export type PredictorLoader = (modelJson: unknown) => OnlinePredictor;
-
 export class EvaluateError extends Error {
   readonly code = "EVALUATE";
   constructor(message: string) {
@@ -31,56 +25,19 @@ export class EvaluateError extends Error {
   }
 }
 
-const loaders = new Map<string, PredictorLoader>();
-
-/** Registers (or replaces) the loader for model.json files whose "kind" is `kind`. */
-export function registerPredictor(kind: string, loader: PredictorLoader): void {
-  loaders.set(kind, loader);
-}
-
-/** Kinds with a registered loader, sorted. */
+/** Every kind of the table, sorted. */
 export function registeredKinds(): string[] {
-  return [...loaders.keys()].sort();
+  return [...KIND_NAMES].sort();
 }
 
-/** Builds the predictor for a parsed model.json, dispatching on its "kind" field. */
-export function predictorFromJson(modelJson: unknown): OnlinePredictor {
-  const kind =
-    typeof modelJson === "object" && modelJson !== null && "kind" in modelJson
-      ? (modelJson as { kind: unknown }).kind
-      : undefined;
-  if (typeof kind !== "string")
-    throw new EvaluateError(
-      `model.json has no string "kind" field; expected one of: ${registeredKinds().join(", ") || "(none registered)"}`,
-    );
-  const loader = loaders.get(kind);
-  if (loader === undefined)
-    throw new EvaluateError(
-      `model.json has kind "${kind}" but no predictor is registered for it; registered kinds: ${
-        registeredKinds().join(", ") || "(none)"
-      } (import the kind's training module, which calls registerPredictor)`,
-    );
-  return loader(modelJson);
+/** The fitted model of a parsed model.json (ModelKindError when it is not a valid model of a known kind). */
+export function predictorFromJson(modelJson: unknown): KindModel {
+  return modelFromJson(modelJson);
 }
 
-/** Reads DIR/model.json and builds its predictor. */
-export function loadPredictor(modelDir: string): OnlinePredictor {
-  const path = join(modelDir, "model.json");
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new EvaluateError(
-      `cannot read ${path} (${(err as Error).message}); pass --model DIR where DIR holds the model.json written by "mastery train"`,
-    );
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new EvaluateError(`${path} is not valid JSON: ${(err as Error).message}`);
-  }
-  return predictorFromJson(json);
+/** Reads DIR/model.json and builds its model. */
+export function loadPredictor(modelDir: string): KindModel {
+  return loadModel(modelDir);
 }
 
 /** Online next-response metrics of `predictor` on `log` (AUC, RMSE, log-loss, ECE, n). */

@@ -12,7 +12,6 @@ import {
   attemptFeatures,
   contextFromJson,
 } from "./attemptFeatures.ts";
-import { registerPredictor } from "./evaluate.ts";
 import { gbtThreads } from "./gbtThreads.ts";
 import type { ResponseLog } from "./responses.ts";
 import { type AttemptTrainingSet, selectRows, TrainingSetError, type TrainingSplit } from "./trainingSet.ts";
@@ -128,11 +127,6 @@ export function checkFeatures(features: readonly string[], kind: string): void {
       `${kind} model.json lists ${features.length} features that differ from this code's ${ATTEMPT_FEATURES.length} attempt features; retrain the model with this version`,
     );
 }
-
-registerPredictor("gbt", (json) => {
-  const model = GbtAttemptModel.fromArtifact(json as GbtArtifact);
-  return { kind: "gbt", predictLog: (log) => model.predictLog(log) };
-});
 
 export function writeArtifact(out: string, artifact: object): string {
   mkdirSync(out, { recursive: true });

@@ -9,7 +9,6 @@ import {
   attemptFeatures,
   contextFromJson,
 } from "./attemptFeatures.ts";
-import { registerPredictor } from "./evaluate.ts";
 import { checkFeatures, pickLabels } from "./gbtTrain.ts";
 import type { ResponseLog } from "./responses.ts";
 import { loadTf } from "./tfRuntime.ts";
@@ -134,8 +133,3 @@ export class MlpAttemptModel {
     );
   }
 }
-
-registerPredictor("mlp", (json) => {
-  const model = MlpAttemptModel.fromArtifact(json as MlpArtifact);
-  return { kind: "mlp", predictLog: (log) => model.predictLog(log) };
-});

@@ -23,6 +23,7 @@ import {
 } from "../models/treeEnsemble.ts";
 import { attemptFeatures } from "./attemptFeatures.ts";
 import { type GbtArtifact, GbtAttemptModel } from "./gbtTrain.ts";
+import { KINDS } from "./kinds.ts";
 import { isCountFeature, type MlpArtifact, MlpAttemptModel } from "./mlpTrain.ts";
 import { OnnxScorer } from "./onnxScorer.ts";
 import type { ResponseLog } from "./responses.ts";
@@ -69,9 +70,10 @@ export function readArtifact(dir: string): AnyArtifact {
     );
   }
   const kind = (json as { kind?: unknown }).kind;
-  if (kind !== "gbt" && kind !== "mlp" && kind !== "tree-ensemble")
+  const exportable = KINDS.filter((k) => k.onnx).map((k) => k.kind);
+  if (kind !== "tree-ensemble" && !exportable.includes(String(kind)))
     throw new OnnxJobError(
-      `${path} has kind "${String(kind)}"; ONNX export supports gbt, mlp and tree-ensemble (blend/BKT/Elo are not exported)`,
+      `${path} has kind "${String(kind)}"; ONNX export supports ${exportable.join(", ")} and tree-ensemble (the kinds with onnx: true in training/kinds.ts)`,
     );
   return json as AnyArtifact;
 }

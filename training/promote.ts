@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Registry } from "../registry/registry.ts";
 import { type AliasHistoryEntry, type Json, RegistryError } from "../registry/store.ts";
-import { loadPredictor } from "./evaluate.ts";
+import { loadPredictor, type OnlinePredictor } from "./evaluate.ts";
 import {
   DEFAULT_GATE,
   firstChampionDecision,
@@ -36,6 +36,8 @@ export interface PromoteOptions {
   onStage?: (stage: string, done: number, total: number) => void;
   /** Skip policy and row report for the holdout file. */
   read?: ReadOptions;
+  /** Loads a materialized model directory (default: the kind table, training/kinds.ts). */
+  loadModel?: (dir: string) => OnlinePredictor;
 }
 
 export interface PromoteResult {
@@ -115,10 +117,11 @@ export async function promoteWithGate(registry: Registry, opts: PromoteOptions):
   stage("load holdout", 0, total);
   const log = loadResponses(opts.holdout, opts.columns, opts.sep, opts.read);
   const groups = holdoutGroups(opts.holdout, log, opts.columns.user, opts.groupColumns ?? [], opts.sep);
+  const load = opts.loadModel ?? loadPredictor;
   const work = mkdtempSync(join(tmpdir(), "mastery-promote-"));
   try {
     stage("score challenger", 1, total);
-    const pChallenger = loadPredictor(
+    const pChallenger = load(
       await registry.materialize(opts.name, opts.challenger, join(work, "challenger")),
     ).predictLog(log);
     let decision: PromoteResult["decision"];
@@ -126,7 +129,7 @@ export async function promoteWithGate(registry: Registry, opts: PromoteOptions):
       decision = firstChampionDecision(log.correct, pChallenger, gate);
     } else {
       stage("score champion", 2, total);
-      const pChampion = loadPredictor(
+      const pChampion = load(
         await registry.materialize(opts.name, champion, join(work, "champion")),
       ).predictLog(log);
       stage("gate", 3, total);

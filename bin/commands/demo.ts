@@ -130,6 +130,17 @@ export function register(program: Command): void {
         out.push(
           `Below the 0.3 intervention threshold: ${Number(low?.n ?? 0n).toLocaleString("en-US")} (student, topic) pairs across ${Number(low?.s ?? 0n)} of ${students} students`,
         );
+        const bar = new Progress("register gbt", 4);
+        const served = await registerDemoModel(store, root, (done) => bar.set(done));
+        bar.finish();
+        out.push(
+          "",
+          `Registered ${served.version} (gbt, trained on ${served.trainRows.toLocaleString("en-US")} answers before ${served.holdoutFrom}; ` +
+            `holdout ${Object.entries(served.metrics)
+              .map(([k, v]) => `${k} ${k === "n" ? v : v.toFixed(4)}`)
+              .join(", ")}); ${served.decision}`,
+          "  GET /mastery serves it with the top 3 TreeSHAP features of each topic (the dashboard's Why column).",
+        );
         out.push(
           "",
           `DuckDB file: ${dbPath}`,
@@ -143,6 +154,88 @@ export function register(program: Command): void {
         store.close();
       }
     });
+}
+
+/** Days of answers held out to score the demo's GBT (its registered metrics and the gate's first-champion check). */
+const DEMO_HOLDOUT_DAYS = 7;
+
+/**
+ * Trains a GBT (the kind table, training/kinds.ts) on the demo's quiz answers before the last
+ * DEMO_HOLDOUT_DAYS, registers it as "mastery" with its holdout metrics, parameters, seed and data window,
+ * and promotes it through the gate, so `mastery serve` on the demo serves ML scores with explanations.
+ */
+async function registerDemoModel(
+  store: DuckStore,
+  root: string,
+  onStep: (done: number) => void,
+): Promise<{
+  version: string;
+  trainRows: number;
+  holdoutFrom: string;
+  metrics: Record<string, number>;
+  decision: string;
+}> {
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { EXPORT_COLUMNS, exportResponses } = await import("../../monitoring/retrain.ts");
+  const { servingRegistry } = await import("../../serving/modelScoring.ts");
+  const { promoteWithGate } = await import("../../training/promote.ts");
+  const { formatModelVersion } = await import("../../registry/registry.ts");
+  const { kindOf } = await import("../../training/kinds.ts");
+  const { evaluateModel, registryMetrics } = await import("../../training/modelKind.ts");
+  const { loadResponses } = await import("../../training/responses.ts");
+  const span = await store.one<{ lo: number; hi: number }>(
+    "SELECT epoch_us(min(ts))::DOUBLE AS lo, epoch_us(max(ts))::DOUBLE AS hi FROM raw_events WHERE type = 'quiz_attempt'",
+  );
+  const to = new Date(Math.floor((span?.hi ?? 0) / 1000) + 1000);
+  const holdoutFrom = new Date(to.getTime() - DEMO_HOLDOUT_DAYS * 86_400_000);
+  const from = new Date(Math.floor((span?.lo ?? 0) / 1000));
+  const work = join(root, "model");
+  mkdirSync(work, { recursive: true });
+  const trainCsv = join(work, "train.csv");
+  const holdoutCsv = join(work, "holdout.csv");
+  const trainRows = await exportResponses(store, from, holdoutFrom, trainCsv);
+  await exportResponses(store, holdoutFrom, to, holdoutCsv);
+  onStep(1);
+  const train = loadResponses(trainCsv, EXPORT_COLUMNS);
+  const holdout = loadResponses(holdoutCsv, EXPORT_COLUMNS);
+  const model = await kindOf("gbt")
+    .create({ gbt: { nRounds: 80, maxDepth: 4, maxBins: 64 } })
+    .fit(train, { seed: 7, threads: 1 });
+  const dir = join(work, "gbt");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "model.json"), JSON.stringify(model.toJSON()));
+  const metrics = registryMetrics(evaluateModel(model, holdout));
+  onStep(2);
+  const { registry } = await servingRegistry(store, process.env.MASTERY_ARTIFACTS ?? ".mastery/artifacts");
+  const v = await registry.register({
+    name: "mastery",
+    dir,
+    data: { from: from.toISOString(), to: holdoutFrom.toISOString(), rows: trainRows },
+    metrics,
+    tags: ["demo"],
+    description: "the demo's GBT on its generated quiz answers",
+    actor: "demo",
+  });
+  onStep(3);
+  const promoted = await promoteWithGate(registry, {
+    name: "mastery",
+    challenger: v.version,
+    holdout: holdoutCsv,
+    columns: EXPORT_COLUMNS,
+    actor: "demo",
+    reason: "demo: first champion",
+  });
+  onStep(4);
+  return {
+    version: formatModelVersion(v.name, v.version),
+    trainRows,
+    holdoutFrom: holdoutFrom.toISOString(),
+    metrics,
+    decision: promoted.promoted
+      ? `promoted to champion (${promoted.decision.summary})`
+      : `not promoted: ${promoted.decision.summary}`,
+  };
 }
 
 async function busiestStudent(

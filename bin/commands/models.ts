@@ -9,9 +9,11 @@ import {
   type Registry,
 } from "../../registry/registry.ts";
 import type { DataWindow, Json, ModelVersion } from "../../registry/store.ts";
-import { DEFAULT_GATE, type GateConfig } from "../../training/gate.ts";
+import { DEFAULT_GATE, type GateConfig, promotionGate } from "../../training/gate.ts";
+import { loadModel } from "../../training/kinds.ts";
+import { evaluateModel, registryMetrics } from "../../training/modelKind.ts";
 import { promoteWithGate } from "../../training/promote.ts";
-import { parseResponseColumns } from "../../training/responses.ts";
+import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
 import {
   ALLOW_SKIP_HELP,
   CliError,
@@ -81,6 +83,46 @@ function oneLine(v: ModelVersion): string {
     (v.tags.join(",") || "-").padEnd(16),
     metrics,
   ].join(" ");
+}
+
+/**
+ * The gate's metric rules (training/gate.ts) applied to two versions' recorded holdout metrics (no group
+ * check: that needs the holdout rows; `models compare --holdout` runs the full gate).
+ */
+export function recordedVerdict(
+  a: { [key: string]: number },
+  b: { [key: string]: number },
+  gate: GateConfig,
+): { pass: boolean; summary: string; checks: { name: string; pass: boolean; reason: string }[] } {
+  const rules: [string, number, (d: number) => boolean, string][] = [
+    ["auc", gate.minAucGain, (d) => d >= gate.minAucGain, `gain >= +${gate.minAucGain}`],
+    ["logloss", gate.minLoglossGain, (d) => d <= -gate.minLoglossGain, `reduction >= ${gate.minLoglossGain}`],
+    ["ece", gate.maxEceIncrease, (d) => d <= gate.maxEceIncrease, `increase <= +${gate.maxEceIncrease}`],
+  ];
+  const checks = rules.map(([name, , ok, rule]) => {
+    const x = a[name];
+    const y = b[name];
+    if (x === undefined || y === undefined)
+      return {
+        name,
+        pass: false,
+        reason: `${name} is not recorded for both versions; register them with --holdout FILE --columns SPEC (or compare with --holdout)`,
+      };
+    const d = y - x;
+    const pass = ok(d);
+    return {
+      name,
+      pass,
+      reason: `${name} ${y.toFixed(4)} vs ${x.toFixed(4)} (${d >= 0 ? "+" : ""}${d.toFixed(4)}); ${pass ? "meets" : "misses"} ${rule}`,
+    };
+  });
+  const failed = checks.filter((c) => !c.pass).map((c) => c.name);
+  const pass = failed.length === 0;
+  return {
+    pass,
+    checks,
+    summary: `${pass ? "PASS" : `FAIL (${failed.join(", ")})`} on the recorded holdout metrics (group calibration not checked)`,
+  };
 }
 
 function describeData(d: DataWindow): string {
@@ -190,7 +232,16 @@ export function register(program: Command): void {
       "--metrics <json>",
       'metrics as JSON, e.g. \'{"auc":0.74,"logloss":0.55}\' (default: model.json "metrics")',
     )
-    .option("--params <json>", 'params as JSON (default: model.json "params")')
+    .option("--params <json>", 'params as JSON (default: model.json "fitParams" + "seed", or "params")')
+    .option(
+      "--holdout <file>",
+      "holdout response log (CSV/TSV): the model is scored on it and auc, rmse, logloss, ece, n are recorded",
+    )
+    .option(
+      "--columns <spec>",
+      "column roles of --holdout: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]",
+    )
+    .option("--sep <sep>", "field separator of --holdout; default: tab if the header has one, else comma")
     .option("--data-file <file>", "training data file: its sha256 and row count are recorded")
     .option("--data-from <iso>", "start of the training-data window (ISO 8601)")
     .option("--data-to <iso>", "end of the training-data window (ISO 8601)")
@@ -218,8 +269,15 @@ export function register(program: Command): void {
           tag?: string[];
           description?: string;
           actor?: string;
+          holdout?: string;
+          columns?: string;
+          sep?: string;
         },
       ) => {
+        if ((opts.holdout === undefined) !== (opts.columns === undefined))
+          throw new CliError(
+            "--holdout and --columns go together: pass both to record holdout metrics, or neither",
+          );
         const data: DataWindow = opts.dataFile ? dataFileWindow(opts.dataFile) : {};
         for (const [flag, value] of [
           ["--data-from", opts.dataFrom],
@@ -238,6 +296,10 @@ export function register(program: Command): void {
               throw new CliError(`--metrics: "${k}" must be a number (got ${JSON.stringify(v)})`);
             metrics[k] = v;
           }
+        }
+        if (opts.holdout !== undefined && opts.columns !== undefined) {
+          const holdout = loadResponses(opts.holdout, parseResponseColumns(opts.columns), opts.sep);
+          metrics = { ...registryMetrics(evaluateModel(loadModel(opts.dir), holdout)), ...metrics };
         }
         const v = await withRegistry(opts, (r) =>
           r.register({
@@ -394,6 +456,93 @@ export function register(program: Command): void {
           ].join("\n"),
         );
         if (!res.promoted) process.exitCode = 2;
+      },
+    );
+
+  storeOptions(models.command("compare"))
+    .description(
+      "Compare two versions of NAME: the delta of every recorded metric (auc, rmse, logloss, ece, n) and the promotion gate's verdict of B (challenger) over A (champion); with --holdout both are scored on it and the full gate runs",
+    )
+    .argument("<name>")
+    .argument("<a>", "version A (the champion side), a number or an alias")
+    .argument("<b>", "version B (the challenger side), a number or an alias")
+    .option(
+      "--holdout <file>",
+      "score both on this response log and run the full gate (else: recorded metrics)",
+    )
+    .option(
+      "--columns <spec>",
+      "column roles of --holdout: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]",
+    )
+    .option("--sep <sep>", "field separator of --holdout")
+    .addHelpText(
+      "after",
+      "\nExample:\n  npx mastery models compare mastery 1 2\n  npx mastery models compare mastery champion 3 --holdout holdout.csv --columns user=u,skill=s,correct=c\n",
+    )
+    .action(
+      async (
+        name: string,
+        a: string,
+        b: string,
+        opts: StoreOptions & { holdout?: string; columns?: string; sep?: string },
+      ) => {
+        if ((opts.holdout === undefined) !== (opts.columns === undefined))
+          throw new CliError(
+            "--holdout and --columns go together: pass both, or neither to compare recorded metrics",
+          );
+        const res = await withRegistry(opts, async (r) => {
+          const va = await r.resolve(`${name}@${a}`);
+          const vb = await r.resolve(`${name}@${b}`);
+          const keys = [...new Set([...Object.keys(va.metrics), ...Object.keys(vb.metrics)])].sort();
+          const deltas = keys.map((k) => ({
+            metric: k,
+            a: va.metrics[k] ?? null,
+            b: vb.metrics[k] ?? null,
+            delta:
+              va.metrics[k] !== undefined && vb.metrics[k] !== undefined
+                ? vb.metrics[k]! - va.metrics[k]!
+                : null,
+          }));
+          let verdict: {
+            pass: boolean;
+            summary: string;
+            checks: { name: string; pass: boolean; reason: string }[];
+          };
+          if (opts.holdout !== undefined && opts.columns !== undefined) {
+            const log = loadResponses(opts.holdout, parseResponseColumns(opts.columns), opts.sep);
+            const { mkdtempSync, rmSync } = await import("node:fs");
+            const { tmpdir } = await import("node:os");
+            const { join } = await import("node:path");
+            const work = mkdtempSync(join(tmpdir(), "mastery-compare-"));
+            try {
+              const pa = loadModel(await r.materialize(name, va.version, join(work, "a"))).predictLog(log);
+              const pb = loadModel(await r.materialize(name, vb.version, join(work, "b"))).predictLog(log);
+              const d = promotionGate({ y: log.correct, champion: pa, challenger: pb });
+              verdict = { pass: d.pass, summary: d.summary, checks: d.checks };
+            } finally {
+              rmSync(work, { recursive: true, force: true });
+            }
+          } else verdict = recordedVerdict(va.metrics, vb.metrics, DEFAULT_GATE);
+          return {
+            a: formatModelVersion(name, va.version),
+            b: formatModelVersion(name, vb.version),
+            deltas,
+            verdict,
+          };
+        });
+        const n = (x: number | null): string => (x === null ? "-" : String(Number(x.toFixed(4))));
+        out(opts.json, res, () =>
+          [
+            `${res.b} vs ${res.a}`,
+            `${"metric".padEnd(10)} ${"A".padStart(10)} ${"B".padStart(10)} ${"B - A".padStart(10)}`,
+            ...res.deltas.map(
+              (d) =>
+                `${d.metric.padEnd(10)} ${n(d.a).padStart(10)} ${n(d.b).padStart(10)} ${((d.delta !== null && d.delta >= 0 ? "+" : "") + n(d.delta)).padStart(10)}`,
+            ),
+            ...res.verdict.checks.map((c) => `  [${c.pass ? "pass" : "FAIL"}] ${c.name}: ${c.reason}`),
+            `gate: ${res.verdict.summary}`,
+          ].join("\n"),
+        );
       },
     );
 

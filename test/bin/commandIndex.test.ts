@@ -42,30 +42,26 @@ function staticPackages(file: string, seen = new Set<string>(), out = new Set<st
 describe("planCommand", () => {
   it("imports nothing for --version, --help or an unknown command", () => {
     for (const args of [[], ["--version"], ["-h"], ["--help"], ["nope"], ["--", "train"]])
-      expect(planCommand(args), args.join(" ")).toEqual({ entry: undefined, files: [], modelKinds: false });
+      expect(planCommand(args), args.join(" ")).toEqual({ entry: undefined, files: [] });
   });
 
-  it("imports only the subcommand's file, and every kind's predictor only where a model.json is read", () => {
+  it("imports only the subcommand's file, (model kinds come from the table in training/kinds.ts, not from imports)", () => {
     expect(planCommand(["train", "bkt", "--data", "x.csv"])).toMatchObject({
       files: ["train-bkt"],
-      modelKinds: false,
     });
     expect(planCommand(["train", "--help"])).toMatchObject({
-      files: ["train-bkt", "train-elo", "train-ml"],
-      modelKinds: false,
+      files: ["train-rule", "train-bkt", "train-elo", "train-ml"],
     });
     expect(planCommand(["train", "blend"]).files).toEqual(["train-ml"]);
     expect(planCommand(["score", "bkt-elo"]).files).toEqual(["score-bkt-elo"]);
     expect(planCommand(["models", "list", "--db", "x"])).toMatchObject({
       files: ["models"],
-      modelKinds: false,
     });
-    expect(planCommand(["models", "promote", "m"])).toMatchObject({ files: ["models"], modelKinds: true });
+    expect(planCommand(["models", "promote", "m"])).toMatchObject({ files: ["models"] });
     expect(planCommand(["evaluate", "--model", "m"])).toMatchObject({
       files: ["evaluate"],
-      modelKinds: true,
     });
-    expect(planCommand(["--help", "token"])).toMatchObject({ files: ["token"], modelKinds: false });
+    expect(planCommand(["--help", "token"])).toMatchObject({ files: ["token"] });
   });
 
   it("lists each command once, in name order, with files that exist", () => {

@@ -204,7 +204,7 @@ describe("dashboard (headless Chromium)", () => {
       expect(await row.locator("td.score").textContent()).toBe(t.score.toFixed(3));
       expect(await row.locator("td.source").textContent()).toBe(t.scoreSource);
       const why = (await row.locator("td.why").textContent()) ?? "";
-      for (const f of t.explanation.factors) expect(why).toContain(f.name);
+      for (const f of t.explanation.factors) expect(why).toContain((f as { label?: string }).label ?? f.name);
     }
     // The heatmap ends at the student's last activity (not today): its last column is the week of
     // the latest as-of, and every topic's last cell is exactly the score GET /mastery serves.

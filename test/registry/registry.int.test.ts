@@ -15,9 +15,9 @@ import { RegistryError } from "../../registry/store.ts";
 import { modelFileVersion } from "../../serving/learnerState.ts";
 import type { OpenedStore } from "../../storage/postgres.ts";
 import { PgStore } from "../../storage/postgres.ts";
-import { registerPredictor } from "../../training/evaluate.ts";
 import { DEFAULT_GATE } from "../../training/gate.ts";
 import { promoteWithGate } from "../../training/promote.ts";
+import type { OnlinePredictor } from "../../training/evaluate.ts";
 
 /**
  * The same registry suite runs against the embedded DuckDB store and the real PostgreSQL server
@@ -28,10 +28,11 @@ const PG_URL = process.env.MASTERY_PG_URL ?? "postgres://postgres@127.0.0.1:5432
 
 // A predictor kind for tests: model.json carries the prediction for each holdout row, so the
 // gate sees exactly the hand-made numbers.
-registerPredictor("test-fixed", (json) => {
-  const p = (json as { p: number[] }).p;
+// The gate takes it through PromoteOptions.loadModel (the kind table holds only real kinds).
+function fixedLoader(dir: string): OnlinePredictor {
+  const p = (JSON.parse(readFileSync(join(dir, "model.json"), "utf8")) as { p: number[] }).p;
   return { kind: "test-fixed", predictLog: () => Float64Array.from(p) };
-});
+}
 
 function modelDir(root: string, name: string, json: object, extra: Record<string, string> = {}): string {
   const dir = join(root, name);
@@ -290,7 +291,15 @@ for (const backend of ["duckdb", "postgres"] as const) {
       for (const d of [bad, good, worse]) await registry.register({ name: "gated", dir: d, actor: "t" });
       const columns = { user: "user", skill: "skill", correct: "correct" };
       const gate = { ...DEFAULT_GATE, minGroupSize: 1 };
-      const base = { name: "gated", holdout, columns, gate, actor: "ml-bot", groupColumns: ["school"] };
+      const base = {
+        name: "gated",
+        holdout,
+        columns,
+        gate,
+        actor: "ml-bot",
+        groupColumns: ["school"],
+        loadModel: fixedLoader,
+      };
 
       const first = await promoteWithGate(registry, { ...base, challenger: 1 });
       expect(first.promoted).toBe(true);

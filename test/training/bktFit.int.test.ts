@@ -49,7 +49,7 @@ describe("fitBktParallel", () => {
     expect(one.skills.size).toBe(3);
   });
 
-  it("registers a 'bkt' predictor that evaluate dispatches to by kind", async () => {
+  it("evaluate dispatches a 'bkt' model.json to the bkt row of the kind table", async () => {
     const dir = mkdtempSync(join(tmpdir(), "bkt-eval-"));
     const log = loadResponses(writeLog(dir), columns);
     const model = await fitBktParallel(log, { restarts: 2 }, { threads: 1 });
@@ -58,7 +58,7 @@ describe("fitBktParallel", () => {
     const m = evaluateOnline(predictor, log);
     expect(m.n).toBe(720);
     expect(m.auc).toBeGreaterThan(0.6);
-    expect(() => predictorFromJson({ kind: "nope" })).toThrow(/no predictor is registered/);
+    expect(() => predictorFromJson({ kind: "nope" })).toThrow(/unknown model kind "nope"; known kinds: rule, bkt, elo, gbt, mlp, blend/);
   });
 });
 

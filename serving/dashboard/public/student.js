@@ -51,7 +51,7 @@ const servedPoint = (t) => ({
 
 function factorsText(explanation) {
   const f = explanation?.factors ?? [];
-  return f.map((x) => `${x.name} ${signed(x.contribution)} (value ${fmt(x.value, 2)})`).join("; ");
+  return f.map((x) => `${x.label ?? x.name} ${signed(x.contribution)} (value ${fmt(x.value, 2)})`).join("; ");
 }
 
 function renderTopics(topics) {
