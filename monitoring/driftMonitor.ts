@@ -8,6 +8,7 @@
  * pair observed on many as_of dates does not count many times (repeated snapshots of a pair are
  * strongly correlated and would make the tests' p-values too small).
  */
+import { buildFeatures } from "../features/windows.ts";
 import { type CategoricalDrift, categoricalDrift, type NumericDrift, numericDrift } from "../models/drift.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { MONITORING_DDL } from "../storage/schema.ts";
@@ -43,6 +44,8 @@ export interface FeatureFrame {
   grade: string[];
   /** score_source -> served scores (latest per student, topic). */
   scores: Map<string, Float64Array>;
+  /** Events in the window per "type:source" (raw_events); empty for stored snapshots. */
+  eventSources: Map<string, number>;
 }
 
 export interface SideSummary {
@@ -61,6 +64,8 @@ export interface DriftCheck {
   /** Histograms over all rows for the report: numeric (reference-quantile bins) and categorical. */
   global: Record<string, NumericDrift | CategoricalDrift>;
   decision: DriftDecision;
+  /** Set when the reference was built from raw_events (no snapshot in its window): why, and what was left out. */
+  builtReference?: { asOf: string; historyDays: number; skippedFeatures: string[] };
 }
 
 export interface DriftCheckOptions {
@@ -73,6 +78,12 @@ export interface DriftCheckOptions {
   now?: Date;
   /** Append the verdict to drift_checks (default true). */
   record?: boolean;
+  /**
+   * When the reference window holds no feature snapshot (a fresh install: one snapshot, at the end),
+   * build one from raw_events as of the reference window's end (point in time) and compare the
+   * features whose look-back fits in the history before it (default true).
+   */
+  buildReference?: boolean;
 }
 
 const IDENT = /^[a-z_][a-z0-9_]*$/;
@@ -123,10 +134,14 @@ const COHORT_CTE = `cohort AS (
          arg_max(grade, ts) FILTER (WHERE grade IS NOT NULL) AS grade
   FROM raw_events GROUP BY student_key)`;
 
-function windowRowsSql(table: string, features: readonly string[]): string {
+function windowRowsSql(table: string, features: readonly string[], activeDays = 0): string {
+  const active =
+    activeDays > 0
+      ? ` AND last_activity_at >= as_of - to_microseconds(CAST(${Math.round(activeDays * 86_400_000_000)} AS BIGINT))`
+      : "";
   return `WITH ${COHORT_CTE},
   latest AS (
-    SELECT * FROM ${table} WHERE as_of >= CAST($from AS TIMESTAMP) AND as_of < CAST($to AS TIMESTAMP)
+    SELECT * FROM ${table} WHERE as_of >= CAST($from AS TIMESTAMP) AND as_of < CAST($to AS TIMESTAMP)${active}
     QUALIFY row_number() OVER (PARTITION BY student_key, topic_id ORDER BY as_of DESC) = 1)
   SELECT l.topic_id, c.school_id, CAST(c.grade AS VARCHAR) AS grade${features.map((f) => `, CAST(l.${f} AS DOUBLE) AS ${f}`).join("")}
   FROM latest l LEFT JOIN cohort c USING (student_key)`;
@@ -150,7 +165,7 @@ function toFrame(rows: Record<string, unknown>[], features: readonly string[]): 
     grade[i] = r.grade === null || r.grade === undefined ? NONE : String(r.grade);
     for (const f of features) columns.get(f)![i] = num(r[f]);
   }
-  return { n, columns, topic, school, grade, scores: new Map() };
+  return { n, columns, topic, school, grade, scores: new Map(), eventSources: new Map() };
 }
 
 function scoresOf(rows: Record<string, unknown>[]): Map<string, Float64Array> {
@@ -168,17 +183,30 @@ function scoresOf(rows: Record<string, unknown>[]): Map<string, Float64Array> {
   return new Map([...lists].map(([k, v]) => [k, Float64Array.from(v)]));
 }
 
-/** Loads the latest row per (student, topic) with as_of in the window, with cohort, and the served scores. */
+const EVENT_SOURCES_SQL = `SELECT type || ':' || coalesce(source, '(none)') AS k, count(*) AS n FROM raw_events
+  WHERE ts >= CAST($from AS TIMESTAMP) AND ts < CAST($to AS TIMESTAMP) GROUP BY 1`;
+
+/**
+ * Loads the latest row per (student, topic) with as_of in the window (only pairs active in the
+ * `activeDays` before that as_of when > 0), with cohort, the served scores and the event-source mix.
+ */
 export async function loadWindow(
   store: DuckStore,
   window: TimeWindow,
   features: readonly string[],
   table = "features",
+  activeDays = 0,
 ): Promise<FeatureFrame> {
   await checkFeatures(store, table, features);
   const params = { from: sqlTimestamp(window.from), to: sqlTimestamp(window.to) };
-  const frame = toFrame(await store.all(windowRowsSql(table, features), params), features);
+  const frame = toFrame(await store.all(windowRowsSql(table, features, activeDays), params), features);
   frame.scores = scoresOf(await store.all(SCORES_SQL, params));
+  frame.eventSources = new Map(
+    (await store.all<{ k: string; n: bigint | number }>(EVENT_SOURCES_SQL, params)).map((r) => [
+      r.k,
+      num(r.n),
+    ]),
+  );
   return frame;
 }
 
@@ -191,12 +219,13 @@ export async function saveReferenceSnapshot(
   id: string,
   window: TimeWindow,
   table = "features",
+  activeDays = 0,
 ): Promise<{ rows: number; scoreRows: number }> {
   const cols = [...(await tableColumns(store, table))].filter(
     (c) => !["student_key", "topic_id", "as_of", "last_activity_at"].includes(c),
   );
   await checkFeatures(store, table, cols);
-  const select = windowRowsSql(table, cols);
+  const select = windowRowsSql(table, cols, activeDays);
   const params = { from: sqlTimestamp(window.from), to: sqlTimestamp(window.to) };
   await store.run(
     `CREATE TABLE IF NOT EXISTS drift_reference AS SELECT ''::VARCHAR AS snapshot_id, * FROM (${select}) WHERE false`,
@@ -394,11 +423,46 @@ function groupIndex(values: readonly string[]): Map<string, number[]> {
   return m;
 }
 
-const CATEGORICAL_SIDE: Record<CategoricalName, "topic" | "school" | "grade"> = {
+const CATEGORICAL_SIDE: Record<Exclude<CategoricalName, "event_source">, "topic" | "school" | "grade"> = {
   topic_id: "topic",
   school_id: "school",
   grade: "grade",
 };
+
+function categoricalComparison(
+  name: string,
+  refCounts: Map<string, number>,
+  curCounts: Map<string, number>,
+  cfg: DriftConfig,
+): { c: Comparison; d?: CategoricalDrift } {
+  const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+  const nr = total(refCounts);
+  const nc = total(curCounts);
+  if (nr < cfg.test.minRows || nc < cfg.test.minRows)
+    return { c: insufficient(name, "categorical", "all", "all", nr, nc) };
+  const d = categoricalDrift(refCounts, curCounts, cfg.psi);
+  const newCategories = d.categories.filter((k) => !refCounts.has(k) && (curCounts.get(k) ?? 0) > 0);
+  return {
+    c: {
+      feature: name,
+      kind: "categorical",
+      dimension: "all",
+      segment: "all",
+      nReference: d.nReference,
+      nCurrent: d.nCurrent,
+      psi: d.psi,
+      psiNoise: psiNoise(d.categories.length, d.nReference, d.nCurrent),
+      js: d.js,
+      statistic: d.chiSquare.statistic,
+      test: "chi2",
+      pValue: d.chiSquare.df === 0 ? Number.NaN : d.chiSquare.pValue,
+      pAdjusted: Number.NaN,
+      status: d.chiSquare.df === 0 ? "insufficient" : "ok",
+      ...(newCategories.length > 0 ? { newCategories } : {}),
+    },
+    d,
+  };
+}
 
 /** All comparisons of one check (pure given the two frames), before the p-value adjustment. */
 export function compareFrames(
@@ -433,29 +497,17 @@ export function compareFrames(
     }
   }
   for (const name of cfg.categoricals) {
-    const side = CATEGORICAL_SIDE[name];
-    if (ref.n < cfg.test.minRows || cur.n < cfg.test.minRows) {
-      comparisons.push(insufficient(name, "categorical", "all", "all", ref.n, cur.n));
-      continue;
-    }
-    const d = categoricalDrift(countsOf(ref[side]), countsOf(cur[side]), cfg.psi);
-    global[name] = d;
-    comparisons.push({
-      feature: name,
-      kind: "categorical",
-      dimension: "all",
-      segment: "all",
-      nReference: d.nReference,
-      nCurrent: d.nCurrent,
-      psi: d.psi,
-      psiNoise: psiNoise(d.categories.length, d.nReference, d.nCurrent),
-      js: d.js,
-      statistic: d.chiSquare.statistic,
-      test: "chi2",
-      pValue: d.chiSquare.df === 0 ? Number.NaN : d.chiSquare.pValue,
-      pAdjusted: Number.NaN,
-      status: d.chiSquare.df === 0 ? "insufficient" : "ok",
-    });
+    const { c, d } =
+      name === "event_source"
+        ? categoricalComparison(name, ref.eventSources, cur.eventSources, cfg)
+        : categoricalComparison(
+            name,
+            countsOf(ref[CATEGORICAL_SIDE[name]]),
+            countsOf(cur[CATEGORICAL_SIDE[name]]),
+            cfg,
+          );
+    comparisons.push(c);
+    if (d !== undefined) global[name] = d;
   }
   if (cfg.scores) {
     const sources = [...new Set([...ref.scores.keys(), ...cur.scores.keys()])].sort();
@@ -477,11 +529,72 @@ export function compareFrames(
   return { comparisons, global };
 }
 
+/**
+ * Look-back of a feature column in days: the `_Nd` suffix, 90 for days_since_last_activity (the
+ * feature builder's longest window), else 0 (no look-back).
+ */
+export function featureLookbackDays(feature: string): number {
+  const m = /_(\d+)d$/.exec(feature);
+  if (m) return Number(m[1]);
+  return feature === "days_since_last_activity" ? 90 : 0;
+}
+
+async function countInWindow(store: DuckStore, table: string, w: TimeWindow): Promise<number> {
+  const r = await store.one<{ n: bigint }>(
+    `SELECT count(*) AS n FROM ${table} WHERE as_of >= CAST($from AS TIMESTAMP) AND as_of < CAST($to AS TIMESTAMP)`,
+    { from: sqlTimestamp(w.from), to: sqlTimestamp(w.to) },
+  );
+  return num(r?.n);
+}
+
+/**
+ * Builds a point-in-time feature snapshot from raw_events as of 1 s before the reference window's
+ * end, and returns which features have enough history before that time (earliest event) to be
+ * comparable with the current window: a feature with a look-back longer than the history would
+ * differ only because the data is young.
+ */
+async function buildReferenceSnapshot(
+  store: DuckStore,
+  w: TimeWindow,
+  cfg: DriftConfig,
+  table: string,
+): Promise<{ asOf: Date; historyDays: number; kept: string[]; skipped: string[] } | null> {
+  const first = await store.one<{ t: Date | null }>(
+    "SELECT min(ts) AS t FROM raw_events WHERE ts < CAST($to AS TIMESTAMP)",
+    { to: sqlTimestamp(w.to) },
+  );
+  if (!first?.t) return null;
+  const asOf = new Date(w.to.getTime() - 1000);
+  const historyDays = (asOf.getTime() - first.t.getTime()) / 86_400_000;
+  if (historyDays <= 0) return null;
+  await buildFeatures(store, asOf, { table });
+  const kept = cfg.features.filter((f) => featureLookbackDays(f) <= historyDays);
+  const skipped = cfg.features.filter((f) => featureLookbackDays(f) > historyDays);
+  return { asOf, historyDays, kept, skipped };
+}
+
 /** Runs one drift check against the store and (by default) records it in drift_checks. */
 export async function checkDrift(store: DuckStore, opts: DriftCheckOptions): Promise<DriftCheck> {
-  const cfg = opts.config;
+  let cfg = opts.config;
   const table = opts.table ?? "features";
-  const cur = await loadWindow(store, opts.current, cfg.features, table);
+  let built: DriftCheck["builtReference"];
+  if (
+    opts.reference.kind === "window" &&
+    opts.buildReference !== false &&
+    (await countInWindow(store, table, opts.reference.window)) === 0
+  ) {
+    const b = await buildReferenceSnapshot(store, opts.reference.window, cfg, table);
+    if (b !== null) {
+      built = {
+        asOf: b.asOf.toISOString(),
+        historyDays: Math.round(b.historyDays * 100) / 100,
+        skippedFeatures: b.skipped,
+      };
+      cfg = { ...cfg, features: b.kept };
+    }
+  }
+  const activeDays = cfg.windows.activeDays;
+  const cur = await loadWindow(store, opts.current, cfg.features, table, activeDays);
   let ref: FeatureFrame;
   let refSummary: Omit<SideSummary, "rows" | "scoreRows">;
   if (opts.reference.kind === "snapshot") {
@@ -489,9 +602,12 @@ export async function checkDrift(store: DuckStore, opts: DriftCheckOptions): Pro
     ref = s.frame;
     refSummary = { label: `snapshot ${opts.reference.id}`, from: s.from, to: s.to };
   } else {
-    ref = await loadWindow(store, opts.reference.window, cfg.features, table);
+    ref = await loadWindow(store, opts.reference.window, cfg.features, table, activeDays);
     refSummary = {
-      label: opts.reference.label,
+      label:
+        built === undefined
+          ? opts.reference.label
+          : `${opts.reference.label}, built from raw_events as of ${built.asOf}`,
       from: opts.reference.window.from.toISOString(),
       to: opts.reference.window.to.toISOString(),
     };
@@ -499,7 +615,7 @@ export async function checkDrift(store: DuckStore, opts: DriftCheckOptions): Pro
   if (ref.n === 0)
     throw new DriftMonitorError(
       "EMPTY_REFERENCE",
-      `the reference (${refSummary.label}, ${refSummary.from} .. ${refSummary.to}) has no feature rows; build feature snapshots in that window or choose another reference`,
+      `the reference (${refSummary.label}, ${refSummary.from} .. ${refSummary.to}) has no feature rows${activeDays > 0 ? ` active within windows.activeDays = ${activeDays}` : ""}; ingest events before ${refSummary.to}, build feature snapshots in that window (\`mastery features build --as-of ...\`), or pass --snapshot ID`,
     );
   const { comparisons, global } = compareFrames(ref, cur, cfg);
   const decision = applyDriftRule(comparisons, cfg);
@@ -517,6 +633,7 @@ export async function checkDrift(store: DuckStore, opts: DriftCheckOptions): Pro
     comparisons,
     global,
     decision,
+    ...(built !== undefined ? { builtReference: built } : {}),
   };
   if (opts.record !== false) {
     for (const ddl of MONITORING_DDL) await store.run(ddl);
@@ -546,6 +663,10 @@ export function formatDriftCheck(c: DriftCheck): string {
     `  reference: ${c.reference.label} ${c.reference.from ?? ""} .. ${c.reference.to ?? ""} (${c.reference.rows} rows, ${c.reference.scoreRows} scores)`,
     `  current:   ${c.current.from} .. ${c.current.to} (${c.current.rows} rows, ${c.current.scoreRows} scores)`,
   );
+  if (c.builtReference !== undefined)
+    lines.push(
+      `  (no feature snapshot in the reference window: built one from raw_events as of ${c.builtReference.asOf}, ${c.builtReference.historyDays} days of history${c.builtReference.skippedFeatures.length ? `; not compared, their look-back exceeds that history: ${c.builtReference.skippedFeatures.join(", ")}` : ""})`,
+    );
   for (const r of c.decision.reasons) lines.push(`  - ${r}`);
   lines.push("", "  feature                          psi      js    stat   p_adj   status");
   for (const x of c.comparisons.filter((x) => x.dimension === "all"))

@@ -84,6 +84,7 @@ export function frameOf(rows: readonly GenRow[]): FeatureFrame {
     school: rows.map((r) => r.school),
     grade: rows.map((r) => String(r.grade)),
     scores: new Map(),
+    eventSources: new Map(),
   };
 }
 
