@@ -64,8 +64,11 @@ export interface DriftCheck {
   /** Histograms over all rows for the report: numeric (reference-quantile bins) and categorical. */
   global: Record<string, NumericDrift | CategoricalDrift>;
   decision: DriftDecision;
-  /** Set when the reference was built from raw_events (no snapshot in its window): why, and what was left out. */
-  builtReference?: { asOf: string; historyDays: number; skippedFeatures: string[] };
+  /**
+   * Set when the reference was built from raw_events (asOf; no snapshot was in its window) or when
+   * features were left out because their look-back exceeds the history before the reference.
+   */
+  builtReference?: { asOf: string | null; historyDays: number; skippedFeatures: string[] };
 }
 
 export interface DriftCheckOptions {
@@ -134,15 +137,23 @@ const COHORT_CTE = `cohort AS (
          arg_max(grade, ts) FILTER (WHERE grade IS NOT NULL) AS grade
   FROM raw_events GROUP BY student_key)`;
 
+/**
+ * Rows of one window. activeDays > 0: the rows of the window's NEWEST snapshot whose pair had
+ * activity in the `activeDays` before it (the active population at the window's end; taking each
+ * pair's latest snapshot instead would over-represent pairs that went quiet early in a long
+ * window). activeDays = 0: the latest snapshot of every pair in the window.
+ */
 function windowRowsSql(table: string, features: readonly string[], activeDays = 0): string {
-  const active =
+  const inWindow = "as_of >= CAST($from AS TIMESTAMP) AND as_of < CAST($to AS TIMESTAMP)";
+  const latest =
     activeDays > 0
-      ? ` AND last_activity_at >= as_of - to_microseconds(CAST(${Math.round(activeDays * 86_400_000_000)} AS BIGINT))`
-      : "";
+      ? `SELECT * FROM ${table} WHERE as_of = (SELECT max(as_of) FROM ${table} WHERE ${inWindow})
+    AND last_activity_at >= as_of - to_microseconds(CAST(${Math.round(activeDays * 86_400_000_000)} AS BIGINT))`
+      : `SELECT * FROM ${table} WHERE ${inWindow}
+    QUALIFY row_number() OVER (PARTITION BY student_key, topic_id ORDER BY as_of DESC) = 1`;
   return `WITH ${COHORT_CTE},
   latest AS (
-    SELECT * FROM ${table} WHERE as_of >= CAST($from AS TIMESTAMP) AND as_of < CAST($to AS TIMESTAMP)${active}
-    QUALIFY row_number() OVER (PARTITION BY student_key, topic_id ORDER BY as_of DESC) = 1)
+    ${latest})
   SELECT l.topic_id, c.school_id, CAST(c.grade AS VARCHAR) AS grade${features.map((f) => `, CAST(l.${f} AS DOUBLE) AS ${f}`).join("")}
   FROM latest l LEFT JOIN cohort c USING (student_key)`;
 }
@@ -533,10 +544,10 @@ export function compareFrames(
  * Look-back of a feature column in days: the `_Nd` suffix, 90 for days_since_last_activity (the
  * feature builder's longest window), else 0 (no look-back).
  */
-export function featureLookbackDays(feature: string): number {
+export function featureLookbackDays(feature: string, activeDays = 0): number {
   const m = /_(\d+)d$/.exec(feature);
   if (m) return Number(m[1]);
-  return feature === "days_since_last_activity" ? 90 : 0;
+  return feature === "days_since_last_activity" ? (activeDays > 0 ? activeDays : 90) : 0;
 }
 
 async function countInWindow(store: DuckStore, table: string, w: TimeWindow): Promise<number> {
@@ -548,29 +559,17 @@ async function countInWindow(store: DuckStore, table: string, w: TimeWindow): Pr
 }
 
 /**
- * Builds a point-in-time feature snapshot from raw_events as of 1 s before the reference window's
- * end, and returns which features have enough history before that time (earliest event) to be
- * comparable with the current window: a feature with a look-back longer than the history would
- * differ only because the data is young.
+ * Days of raw_events history before the newest snapshot of the reference window (null when the
+ * window has no snapshot or there are no events before it).
  */
-async function buildReferenceSnapshot(
-  store: DuckStore,
-  w: TimeWindow,
-  cfg: DriftConfig,
-  table: string,
-): Promise<{ asOf: Date; historyDays: number; kept: string[]; skipped: string[] } | null> {
-  const first = await store.one<{ t: Date | null }>(
-    "SELECT min(ts) AS t FROM raw_events WHERE ts < CAST($to AS TIMESTAMP)",
-    { to: sqlTimestamp(w.to) },
+async function referenceHistoryDays(store: DuckStore, table: string, w: TimeWindow): Promise<number | null> {
+  const r = await store.one<{ a: Date | null; t: Date | null }>(
+    `SELECT (SELECT max(as_of) FROM ${table} WHERE as_of >= CAST($from AS TIMESTAMP) AND as_of < CAST($to AS TIMESTAMP)) AS a,
+            (SELECT min(ts) FROM raw_events) AS t`,
+    { from: sqlTimestamp(w.from), to: sqlTimestamp(w.to) },
   );
-  if (!first?.t) return null;
-  const asOf = new Date(w.to.getTime() - 1000);
-  const historyDays = (asOf.getTime() - first.t.getTime()) / 86_400_000;
-  if (historyDays <= 0) return null;
-  await buildFeatures(store, asOf, { table });
-  const kept = cfg.features.filter((f) => featureLookbackDays(f) <= historyDays);
-  const skipped = cfg.features.filter((f) => featureLookbackDays(f) > historyDays);
-  return { asOf, historyDays, kept, skipped };
+  if (!r?.a || !r.t) return null;
+  return (r.a.getTime() - r.t.getTime()) / 86_400_000;
 }
 
 /** Runs one drift check against the store and (by default) records it in drift_checks. */
@@ -578,19 +577,26 @@ export async function checkDrift(store: DuckStore, opts: DriftCheckOptions): Pro
   let cfg = opts.config;
   const table = opts.table ?? "features";
   let built: DriftCheck["builtReference"];
-  if (
-    opts.reference.kind === "window" &&
-    opts.buildReference !== false &&
-    (await countInWindow(store, table, opts.reference.window)) === 0
-  ) {
-    const b = await buildReferenceSnapshot(store, opts.reference.window, cfg, table);
-    if (b !== null) {
-      built = {
-        asOf: b.asOf.toISOString(),
-        historyDays: Math.round(b.historyDays * 100) / 100,
-        skippedFeatures: b.skipped,
-      };
-      cfg = { ...cfg, features: b.kept };
+  if (opts.reference.kind === "window") {
+    // A fresh install has one snapshot (at the end): build the reference point in time from raw_events.
+    let builtAt: Date | null = null;
+    if (opts.buildReference !== false && (await countInWindow(store, table, opts.reference.window)) === 0) {
+      builtAt = new Date(opts.reference.window.to.getTime() - 1000);
+      await buildFeatures(store, builtAt, { table });
+    }
+    // Features whose look-back exceeds the history before the reference differ only because the
+    // data is young: leave them out (and say so).
+    const history = await referenceHistoryDays(store, table, opts.reference.window);
+    if (history !== null) {
+      const skipped = cfg.features.filter((f) => featureLookbackDays(f, cfg.windows.activeDays) > history);
+      if (skipped.length > 0 || builtAt !== null) {
+        built = {
+          asOf: builtAt?.toISOString() ?? null,
+          historyDays: Math.round(history * 100) / 100,
+          skippedFeatures: skipped,
+        };
+        cfg = { ...cfg, features: cfg.features.filter((f) => featureLookbackDays(f, cfg.windows.activeDays) <= history) };
+      }
     }
   }
   const activeDays = cfg.windows.activeDays;
@@ -605,7 +611,7 @@ export async function checkDrift(store: DuckStore, opts: DriftCheckOptions): Pro
     ref = await loadWindow(store, opts.reference.window, cfg.features, table, activeDays);
     refSummary = {
       label:
-        built === undefined
+        built?.asOf == null
           ? opts.reference.label
           : `${opts.reference.label}, built from raw_events as of ${built.asOf}`,
       from: opts.reference.window.from.toISOString(),
@@ -665,7 +671,7 @@ export function formatDriftCheck(c: DriftCheck): string {
   );
   if (c.builtReference !== undefined)
     lines.push(
-      `  (no feature snapshot in the reference window: built one from raw_events as of ${c.builtReference.asOf}, ${c.builtReference.historyDays} days of history${c.builtReference.skippedFeatures.length ? `; not compared, their look-back exceeds that history: ${c.builtReference.skippedFeatures.join(", ")}` : ""})`,
+      `  (${c.builtReference.asOf !== null ? `no feature snapshot in the reference window: built one from raw_events as of ${c.builtReference.asOf}; ` : ""}${c.builtReference.historyDays} days of history before the reference${c.builtReference.skippedFeatures.length ? `; not compared, their look-back exceeds that history: ${c.builtReference.skippedFeatures.join(", ")}` : ""})`,
     );
   for (const r of c.decision.reasons) lines.push(`  - ${r}`);
   lines.push("", "  feature                          psi      js    stat   p_adj   status");
