@@ -246,10 +246,18 @@ export async function saveReferenceSnapshot(
     "CREATE TABLE IF NOT EXISTS drift_reference_scores (snapshot_id VARCHAR NOT NULL, score_source VARCHAR NOT NULL, mastery_score DOUBLE NOT NULL)",
   );
   await store.run(
+    "CREATE TABLE IF NOT EXISTS drift_reference_sources (snapshot_id VARCHAR NOT NULL, k VARCHAR NOT NULL, n BIGINT NOT NULL)",
+  );
+  await store.run(
     "CREATE TABLE IF NOT EXISTS drift_snapshots (snapshot_id VARCHAR PRIMARY KEY, window_from TIMESTAMP NOT NULL, window_to TIMESTAMP NOT NULL, rows BIGINT NOT NULL)",
   );
   return store.transaction(async () => {
-    for (const t of ["drift_reference", "drift_reference_scores", "drift_snapshots"])
+    for (const t of [
+      "drift_reference",
+      "drift_reference_scores",
+      "drift_reference_sources",
+      "drift_snapshots",
+    ])
       await store.run(`DELETE FROM ${t} WHERE snapshot_id = $id`, { id });
     await store.run(`INSERT INTO drift_reference BY NAME SELECT $id AS snapshot_id, * FROM (${select})`, {
       ...params,
@@ -259,6 +267,10 @@ export async function saveReferenceSnapshot(
       `INSERT INTO drift_reference_scores SELECT $id, score_source, mastery_score FROM (${SCORES_SQL})`,
       { ...params, id },
     );
+    await store.run(`INSERT INTO drift_reference_sources SELECT $id, k, n FROM (${EVENT_SOURCES_SQL})`, {
+      ...params,
+      id,
+    });
     const rows = num(
       (await store.one("SELECT count(*) AS n FROM drift_reference WHERE snapshot_id = $id", { id }))?.n,
     );
@@ -310,6 +322,15 @@ async function loadSnapshot(
       },
     ),
   );
+  if (names.has("drift_reference_sources"))
+    frame.eventSources = new Map(
+      (
+        await store.all<{ k: string; n: bigint | number }>(
+          "SELECT k, n FROM drift_reference_sources WHERE snapshot_id = $id",
+          { id },
+        )
+      ).map((r) => [r.k, num(r.n)]),
+    );
   return { frame, from: meta.window_from.toISOString(), to: meta.window_to.toISOString() };
 }
 
@@ -595,7 +616,10 @@ export async function checkDrift(store: DuckStore, opts: DriftCheckOptions): Pro
           historyDays: Math.round(history * 100) / 100,
           skippedFeatures: skipped,
         };
-        cfg = { ...cfg, features: cfg.features.filter((f) => featureLookbackDays(f, cfg.windows.activeDays) <= history) };
+        cfg = {
+          ...cfg,
+          features: cfg.features.filter((f) => featureLookbackDays(f, cfg.windows.activeDays) <= history),
+        };
       }
     }
   }
