@@ -445,10 +445,13 @@ async function scoreStateModel(
 /**
  * A response log holding, for each target topic, the student's attempts followed by one virtual attempt
  * on that topic (unknown item, label 0 — read only after its features are written, and nothing follows it).
+ * With `virtualTimeMs` (time-aware models), every attempt needs `timeMs` and the log carries times; the
+ * virtual attempt sits at max(virtualTimeMs, the last attempt's time).
  */
 export function virtualAttemptLog(
-  attempts: readonly { topicId: string; questionId: string | null; correct: boolean }[],
+  attempts: readonly { topicId: string; questionId: string | null; correct: boolean; timeMs?: number }[],
   targets: readonly string[],
+  virtualTimeMs?: number,
 ): { log: ResponseLog; virtualRows: Int32Array } {
   const skills = new Map<string, number>();
   const items = new Map<string, number>();
@@ -473,6 +476,9 @@ export function virtualAttemptLog(
     itemNames: [],
     userStart: new Int32Array(targets.length + 1),
   };
+  const time = virtualTimeMs === undefined ? undefined : new Float64Array(n);
+  const lastMs = attempts.reduce((m, a) => Math.max(m, a.timeMs ?? Number.NaN), Number.NEGATIVE_INFINITY);
+  const virtualMs = virtualTimeMs === undefined ? Number.NaN : Math.max(virtualTimeMs, lastMs);
   const skillOf = Int32Array.from(attempts, (a) => intern(skills, a.topicId));
   const itemOf = Int32Array.from(attempts, (a) => (a.questionId === null ? -1 : intern(items, a.questionId)));
   const virtualRows = new Int32Array(targets.length);
@@ -484,14 +490,17 @@ export function virtualAttemptLog(
       log.skill[o + k] = skillOf[k]!;
       log.item[o + k] = itemOf[k]!;
       log.correct[o + k] = attempts[k]!.correct ? 1 : 0;
+      if (time !== undefined) time[o + k] = attempts[k]!.timeMs ?? Number.NaN;
     }
     const r = o + attempts.length;
     log.user[r] = u;
     log.skill[r] = intern(skills, targets[u]!);
     log.item[r] = -1;
     log.correct[r] = 0;
+    if (time !== undefined) time[r] = virtualMs;
     virtualRows[u] = r;
   }
+  if (time !== undefined) log.time = time;
   log.userStart[targets.length] = n;
   log.skillNames = [...skills.keys()];
   log.itemNames = [...items.keys()];
@@ -507,13 +516,20 @@ async function scoreAttemptModel(
   const rows = await quizAttempts(store, studentKey);
   const lastTs = new Map<string, number>();
   for (const r of rows) lastTs.set(r.topic_id, r.ts_us);
+  const now = new Date();
+  // Time-aware models (trained with time=COL) read the event times; the virtual attempt is "now".
   const { log, virtualRows } = virtualAttemptLog(
-    rows.map((r) => ({ topicId: r.topic_id, questionId: r.question_id, correct: r.is_correct })),
+    rows.map((r) => ({
+      topicId: r.topic_id,
+      questionId: r.question_id,
+      correct: r.is_correct,
+      timeMs: r.ts_us / 1000,
+    })),
     topicIds,
+    model.context.time === true ? now.getTime() : undefined,
   );
   const X = selectRows(attemptFeatures(log, model.context), virtualRows);
   const out = new Map<string, ScoredTopic>();
-  const now = new Date();
   const asOf = (t: string): string => isoUs(lastTs.get(t) ?? rows.at(-1)?.ts_us ?? null, now);
   if (model instanceof BlendAttemptModel) {
     topicIds.forEach((t, j) => {
