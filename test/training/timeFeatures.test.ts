@@ -14,6 +14,8 @@ import {
   fitItemStats,
   TIME_FEATURES,
 } from "../../training/attemptFeatures.ts";
+import { trainAttemptModel } from "../../training/blendTrain.ts";
+import { loadPredictor } from "../../training/evaluate.ts";
 import type { ResponseLog } from "../../training/responses.ts";
 import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
 import { type Attempt, makeLog } from "./attemptLog.ts";
@@ -169,4 +171,46 @@ describe("time-aware attempt features", () => {
     expect(get(v, r, "skill_attempts_1d")).toBe(2);
     expect(get(v, r, "skill_accuracy_1d")).toBe(0.5);
   });
+});
+
+describe("a time-aware model round trip", () => {
+  it("train gbt with time=COL, read back from model.json: same predictions; a log without times is refused", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "time-model-"));
+    const f = join(dir, "log.tsv");
+    const lines = ["user\tskill\titem\ty\tt"];
+    let h = 12345;
+    const rnd = () => {
+      h = (h * 1103515245 + 12345) % 2147483648;
+      return h / 2147483648;
+    };
+    for (let u = 0; u < 60; u++) {
+      let t = 1_700_000_000 + u * 1000;
+      const ability = rnd();
+      for (let k = 0; k < 25; k++) {
+        t += Math.floor(rnd() * 3 * 86400);
+        const s = Math.floor(rnd() * 3);
+        lines.push(
+          `u${u}\ts${s}\ti${s}-${Math.floor(rnd() * 4)}\t${rnd() < 0.3 + 0.5 * ability ? 1 : 0}\t${t}`,
+        );
+      }
+    }
+    writeFileSync(f, `${lines.join("\n")}\n`);
+    const columns = parseResponseColumns("user=user,skill=skill,item=item,correct=y,time=t");
+    const out = join(dir, "model");
+    const res = await trainAttemptModel({
+      kind: "gbt",
+      data: f,
+      columns,
+      out,
+      seed: 1,
+      gbt: { nThreads: 1 },
+    });
+    expect(res.model.context.time).toBe(true);
+    const log = loadResponses(f, columns);
+    const again = loadPredictor(out).predictLog(log);
+    expect(Array.from(again)).toEqual(Array.from(res.model.predictLog(log)));
+    for (const p of again) expect(p >= 0 && p <= 1).toBe(true);
+    const plain = loadResponses(f, parseResponseColumns("user=user,skill=skill,item=item,correct=y"));
+    expect(() => loadPredictor(out).predictLog(plain)).toThrow(AttemptTimeError);
+  }, 60_000);
 });
