@@ -35,7 +35,9 @@ export const MLP_DEFAULTS: Partial<MlpParams> = {
 
 /** Columns holding counts (log1p-transformed for the network). */
 export function isCountFeature(name: string): boolean {
-  return /_(attempts|correct)_(5|20|all|1h|1d|7d|30d|90d)$|_count$|^item_attempts_before$|_hours_since_last$/.test(name);
+  return /_(attempts|correct)_(5|20|all|1h|1d|7d|30d|90d)$|_count$|^item_attempts_before$|_hours_since_last$/.test(
+    name,
+  );
 }
 
 /** log1p on the count columns, in place on a copy. */
