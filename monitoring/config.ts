@@ -7,15 +7,28 @@ import { parse } from "yaml";
 import type { Correction } from "../models/drift.ts";
 
 export type SegmentDimension = "topic" | "school" | "grade";
-export type CategoricalName = "topic_id" | "school_id" | "grade";
+/** event_source: the mix of event `type:source` in the window's raw_events (a new source shows here). */
+export type CategoricalName = "topic_id" | "school_id" | "grade" | "event_source";
 
 export interface DriftConfig {
   features: string[];
   categoricals: CategoricalName[];
   scores: boolean;
   segments: SegmentDimension[];
-  windows: { currentDays: number; referenceDays: number; snapshot: string | null };
+  /**
+   * activeDays: only (student, topic) snapshots with activity in the `activeDays` before their as_of
+   * are compared (the active population; inactive pairs' windowed features are empty and their
+   * share grows with the data's age, which is not drift). 0 compares every row.
+   */
+  windows: { currentDays: number; referenceDays: number; snapshot: string | null; activeDays: number };
   psi: { bins: number; warn: number; alert: number };
+  /**
+   * Effect-size floors next to PSI, in excess of their sampling noise: Wasserstein-1 / sd(reference)
+   * minus sqrt(1/n + 1/m) (numeric), Jensen-Shannon divergence minus (k - 1)(1/n + 1/m) / (8 ln 2)
+   * (categorical). A comparison alerts when significant AND (PSI excess >= psi.alert OR this
+   * excess >= its alert floor).
+   */
+  effect: { wasserstein: number; js: number };
   test: { correction: Correction; alpha: number; minRows: number };
   rule: { minFeatures: number; minSegments: number; keyFeatures: string[] };
   performance: {
@@ -53,12 +66,13 @@ export const DEFAULT_DRIFT_CONFIG: DriftConfig = {
     "trend_slope_30d",
     "days_since_last_activity",
   ],
-  categoricals: ["topic_id", "school_id", "grade"],
+  categoricals: ["topic_id", "school_id", "grade", "event_source"],
   scores: true,
   segments: ["topic", "school", "grade"],
-  windows: { currentDays: 7, referenceDays: 28, snapshot: null },
+  windows: { currentDays: 7, referenceDays: 28, snapshot: null, activeDays: 7 },
   psi: { bins: 10, warn: 0.1, alert: 0.25 },
-  test: { correction: "bonferroni", alpha: 0.05, minRows: 30 },
+  effect: { wasserstein: 0.2, js: 0.1 },
+  test: { correction: "bh", alpha: 0.05, minRows: 30 },
   rule: { minFeatures: 2, minSegments: 1, keyFeatures: ["accuracy_7d", "score.blend"] },
   performance: {
     windowDays: 7,
@@ -133,6 +147,7 @@ export function parseDriftConfig(doc: unknown): DriftConfig {
       segments: DEFAULT_DRIFT_CONFIG.segments as string[],
       windows: {},
       psi: {},
+      effect: {},
       test: {},
       rule: {},
       performance: {},
@@ -141,7 +156,7 @@ export function parseDriftConfig(doc: unknown): DriftConfig {
     Object.fromEntries(
       Object.entries(raw).map(([k, v]) => [
         k,
-        ["windows", "psi", "test", "rule", "performance", "retrain"].includes(k) ? {} : v,
+        ["windows", "psi", "effect", "test", "rule", "performance", "retrain"].includes(k) ? {} : v,
       ]),
     ),
     "drift",
@@ -153,14 +168,17 @@ export function parseDriftConfig(doc: unknown): DriftConfig {
     segments: top.segments as SegmentDimension[],
     windows: mergeSection(DEFAULT_DRIFT_CONFIG.windows, raw.windows, "windows"),
     psi: mergeSection(DEFAULT_DRIFT_CONFIG.psi, raw.psi, "psi"),
+    effect: mergeSection(DEFAULT_DRIFT_CONFIG.effect, raw.effect, "effect"),
     test: mergeSection(DEFAULT_DRIFT_CONFIG.test, raw.test, "test"),
     rule: mergeSection(DEFAULT_DRIFT_CONFIG.rule, raw.rule, "rule"),
     performance: mergeSection(DEFAULT_DRIFT_CONFIG.performance, raw.performance, "performance"),
     retrain: mergeSection(DEFAULT_DRIFT_CONFIG.retrain, raw.retrain, "retrain"),
   };
   for (const c of cfg.categoricals)
-    if (!["topic_id", "school_id", "grade"].includes(c))
-      throw new DriftConfigError(`categoricals: "${c}" is not one of topic_id, school_id, grade`);
+    if (!["topic_id", "school_id", "grade", "event_source"].includes(c))
+      throw new DriftConfigError(
+        `categoricals: "${c}" is not one of topic_id, school_id, grade, event_source`,
+      );
   for (const s of cfg.segments)
     if (!["topic", "school", "grade"].includes(s))
       throw new DriftConfigError(`segments: "${s}" is not one of topic, school, grade`);
@@ -179,6 +197,12 @@ export function parseDriftConfig(doc: unknown): DriftConfig {
   positive(cfg.test.minRows, "test.minRows", true);
   positive(cfg.windows.currentDays, "windows.currentDays");
   positive(cfg.windows.referenceDays, "windows.referenceDays");
+  if (!(cfg.windows.activeDays >= 0))
+    throw new DriftConfigError(
+      `windows.activeDays must be >= 0 (0 = every row; got ${cfg.windows.activeDays})`,
+    );
+  positive(cfg.effect.wasserstein, "effect.wasserstein");
+  positive(cfg.effect.js, "effect.js");
   positive(cfg.rule.minFeatures, "rule.minFeatures", true);
   positive(cfg.rule.minSegments, "rule.minSegments", true);
   positive(cfg.performance.windowDays, "performance.windowDays");

@@ -8,6 +8,7 @@
  * pair observed on many as_of dates does not count many times (repeated snapshots of a pair are
  * strongly correlated and would make the tests' p-values too small).
  */
+import { buildFeatures } from "../features/windows.ts";
 import { type CategoricalDrift, categoricalDrift, type NumericDrift, numericDrift } from "../models/drift.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { MONITORING_DDL } from "../storage/schema.ts";
@@ -43,6 +44,8 @@ export interface FeatureFrame {
   grade: string[];
   /** score_source -> served scores (latest per student, topic). */
   scores: Map<string, Float64Array>;
+  /** Events in the window per "type:source" (raw_events); empty for stored snapshots. */
+  eventSources: Map<string, number>;
 }
 
 export interface SideSummary {
@@ -61,6 +64,11 @@ export interface DriftCheck {
   /** Histograms over all rows for the report: numeric (reference-quantile bins) and categorical. */
   global: Record<string, NumericDrift | CategoricalDrift>;
   decision: DriftDecision;
+  /**
+   * Set when the reference was built from raw_events (asOf; no snapshot was in its window) or when
+   * features were left out because their look-back exceeds the history before the reference.
+   */
+  builtReference?: { asOf: string | null; historyDays: number; skippedFeatures: string[] };
 }
 
 export interface DriftCheckOptions {
@@ -73,6 +81,12 @@ export interface DriftCheckOptions {
   now?: Date;
   /** Append the verdict to drift_checks (default true). */
   record?: boolean;
+  /**
+   * When the reference window holds no feature snapshot (a fresh install: one snapshot, at the end),
+   * build one from raw_events as of the reference window's end (point in time) and compare the
+   * features whose look-back fits in the history before it (default true).
+   */
+  buildReference?: boolean;
 }
 
 const IDENT = /^[a-z_][a-z0-9_]*$/;
@@ -123,11 +137,23 @@ const COHORT_CTE = `cohort AS (
          arg_max(grade, ts) FILTER (WHERE grade IS NOT NULL) AS grade
   FROM raw_events GROUP BY student_key)`;
 
-function windowRowsSql(table: string, features: readonly string[]): string {
+/**
+ * Rows of one window. activeDays > 0: the rows of the window's NEWEST snapshot whose pair had
+ * activity in the `activeDays` before it (the active population at the window's end; taking each
+ * pair's latest snapshot instead would over-represent pairs that went quiet early in a long
+ * window). activeDays = 0: the latest snapshot of every pair in the window.
+ */
+function windowRowsSql(table: string, features: readonly string[], activeDays = 0): string {
+  const inWindow = "as_of >= CAST($from AS TIMESTAMP) AND as_of < CAST($to AS TIMESTAMP)";
+  const latest =
+    activeDays > 0
+      ? `SELECT * FROM ${table} WHERE as_of = (SELECT max(as_of) FROM ${table} WHERE ${inWindow})
+    AND last_activity_at >= as_of - to_microseconds(CAST(${Math.round(activeDays * 86_400_000_000)} AS BIGINT))`
+      : `SELECT * FROM ${table} WHERE ${inWindow}
+    QUALIFY row_number() OVER (PARTITION BY student_key, topic_id ORDER BY as_of DESC) = 1`;
   return `WITH ${COHORT_CTE},
   latest AS (
-    SELECT * FROM ${table} WHERE as_of >= CAST($from AS TIMESTAMP) AND as_of < CAST($to AS TIMESTAMP)
-    QUALIFY row_number() OVER (PARTITION BY student_key, topic_id ORDER BY as_of DESC) = 1)
+    ${latest})
   SELECT l.topic_id, c.school_id, CAST(c.grade AS VARCHAR) AS grade${features.map((f) => `, CAST(l.${f} AS DOUBLE) AS ${f}`).join("")}
   FROM latest l LEFT JOIN cohort c USING (student_key)`;
 }
@@ -150,7 +176,7 @@ function toFrame(rows: Record<string, unknown>[], features: readonly string[]): 
     grade[i] = r.grade === null || r.grade === undefined ? NONE : String(r.grade);
     for (const f of features) columns.get(f)![i] = num(r[f]);
   }
-  return { n, columns, topic, school, grade, scores: new Map() };
+  return { n, columns, topic, school, grade, scores: new Map(), eventSources: new Map() };
 }
 
 function scoresOf(rows: Record<string, unknown>[]): Map<string, Float64Array> {
@@ -168,17 +194,30 @@ function scoresOf(rows: Record<string, unknown>[]): Map<string, Float64Array> {
   return new Map([...lists].map(([k, v]) => [k, Float64Array.from(v)]));
 }
 
-/** Loads the latest row per (student, topic) with as_of in the window, with cohort, and the served scores. */
+const EVENT_SOURCES_SQL = `SELECT type || ':' || coalesce(source, '(none)') AS k, count(*) AS n FROM raw_events
+  WHERE ts >= CAST($from AS TIMESTAMP) AND ts < CAST($to AS TIMESTAMP) GROUP BY 1`;
+
+/**
+ * Loads the latest row per (student, topic) with as_of in the window (only pairs active in the
+ * `activeDays` before that as_of when > 0), with cohort, the served scores and the event-source mix.
+ */
 export async function loadWindow(
   store: DuckStore,
   window: TimeWindow,
   features: readonly string[],
   table = "features",
+  activeDays = 0,
 ): Promise<FeatureFrame> {
   await checkFeatures(store, table, features);
   const params = { from: sqlTimestamp(window.from), to: sqlTimestamp(window.to) };
-  const frame = toFrame(await store.all(windowRowsSql(table, features), params), features);
+  const frame = toFrame(await store.all(windowRowsSql(table, features, activeDays), params), features);
   frame.scores = scoresOf(await store.all(SCORES_SQL, params));
+  frame.eventSources = new Map(
+    (await store.all<{ k: string; n: bigint | number }>(EVENT_SOURCES_SQL, params)).map((r) => [
+      r.k,
+      num(r.n),
+    ]),
+  );
   return frame;
 }
 
@@ -191,12 +230,13 @@ export async function saveReferenceSnapshot(
   id: string,
   window: TimeWindow,
   table = "features",
+  activeDays = 0,
 ): Promise<{ rows: number; scoreRows: number }> {
   const cols = [...(await tableColumns(store, table))].filter(
     (c) => !["student_key", "topic_id", "as_of", "last_activity_at"].includes(c),
   );
   await checkFeatures(store, table, cols);
-  const select = windowRowsSql(table, cols);
+  const select = windowRowsSql(table, cols, activeDays);
   const params = { from: sqlTimestamp(window.from), to: sqlTimestamp(window.to) };
   await store.run(
     `CREATE TABLE IF NOT EXISTS drift_reference AS SELECT ''::VARCHAR AS snapshot_id, * FROM (${select}) WHERE false`,
@@ -206,10 +246,18 @@ export async function saveReferenceSnapshot(
     "CREATE TABLE IF NOT EXISTS drift_reference_scores (snapshot_id VARCHAR NOT NULL, score_source VARCHAR NOT NULL, mastery_score DOUBLE NOT NULL)",
   );
   await store.run(
+    "CREATE TABLE IF NOT EXISTS drift_reference_sources (snapshot_id VARCHAR NOT NULL, k VARCHAR NOT NULL, n BIGINT NOT NULL)",
+  );
+  await store.run(
     "CREATE TABLE IF NOT EXISTS drift_snapshots (snapshot_id VARCHAR PRIMARY KEY, window_from TIMESTAMP NOT NULL, window_to TIMESTAMP NOT NULL, rows BIGINT NOT NULL)",
   );
   return store.transaction(async () => {
-    for (const t of ["drift_reference", "drift_reference_scores", "drift_snapshots"])
+    for (const t of [
+      "drift_reference",
+      "drift_reference_scores",
+      "drift_reference_sources",
+      "drift_snapshots",
+    ])
       await store.run(`DELETE FROM ${t} WHERE snapshot_id = $id`, { id });
     await store.run(`INSERT INTO drift_reference BY NAME SELECT $id AS snapshot_id, * FROM (${select})`, {
       ...params,
@@ -219,6 +267,10 @@ export async function saveReferenceSnapshot(
       `INSERT INTO drift_reference_scores SELECT $id, score_source, mastery_score FROM (${SCORES_SQL})`,
       { ...params, id },
     );
+    await store.run(`INSERT INTO drift_reference_sources SELECT $id, k, n FROM (${EVENT_SOURCES_SQL})`, {
+      ...params,
+      id,
+    });
     const rows = num(
       (await store.one("SELECT count(*) AS n FROM drift_reference WHERE snapshot_id = $id", { id }))?.n,
     );
@@ -270,6 +322,15 @@ async function loadSnapshot(
       },
     ),
   );
+  if (names.has("drift_reference_sources"))
+    frame.eventSources = new Map(
+      (
+        await store.all<{ k: string; n: bigint | number }>(
+          "SELECT k, n FROM drift_reference_sources WHERE snapshot_id = $id",
+          { id },
+        )
+      ).map((r) => [r.k, num(r.n)]),
+    );
   return { frame, from: meta.window_from.toISOString(), to: meta.window_to.toISOString() };
 }
 
@@ -394,11 +455,46 @@ function groupIndex(values: readonly string[]): Map<string, number[]> {
   return m;
 }
 
-const CATEGORICAL_SIDE: Record<CategoricalName, "topic" | "school" | "grade"> = {
+const CATEGORICAL_SIDE: Record<Exclude<CategoricalName, "event_source">, "topic" | "school" | "grade"> = {
   topic_id: "topic",
   school_id: "school",
   grade: "grade",
 };
+
+function categoricalComparison(
+  name: string,
+  refCounts: Map<string, number>,
+  curCounts: Map<string, number>,
+  cfg: DriftConfig,
+): { c: Comparison; d?: CategoricalDrift } {
+  const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+  const nr = total(refCounts);
+  const nc = total(curCounts);
+  if (nr < cfg.test.minRows || nc < cfg.test.minRows)
+    return { c: insufficient(name, "categorical", "all", "all", nr, nc) };
+  const d = categoricalDrift(refCounts, curCounts, cfg.psi);
+  const newCategories = d.categories.filter((k) => !refCounts.has(k) && (curCounts.get(k) ?? 0) > 0);
+  return {
+    c: {
+      feature: name,
+      kind: "categorical",
+      dimension: "all",
+      segment: "all",
+      nReference: d.nReference,
+      nCurrent: d.nCurrent,
+      psi: d.psi,
+      psiNoise: psiNoise(d.categories.length, d.nReference, d.nCurrent),
+      js: d.js,
+      statistic: d.chiSquare.statistic,
+      test: "chi2",
+      pValue: d.chiSquare.df === 0 ? Number.NaN : d.chiSquare.pValue,
+      pAdjusted: Number.NaN,
+      status: d.chiSquare.df === 0 ? "insufficient" : "ok",
+      ...(newCategories.length > 0 ? { newCategories } : {}),
+    },
+    d,
+  };
+}
 
 /** All comparisons of one check (pure given the two frames), before the p-value adjustment. */
 export function compareFrames(
@@ -433,29 +529,17 @@ export function compareFrames(
     }
   }
   for (const name of cfg.categoricals) {
-    const side = CATEGORICAL_SIDE[name];
-    if (ref.n < cfg.test.minRows || cur.n < cfg.test.minRows) {
-      comparisons.push(insufficient(name, "categorical", "all", "all", ref.n, cur.n));
-      continue;
-    }
-    const d = categoricalDrift(countsOf(ref[side]), countsOf(cur[side]), cfg.psi);
-    global[name] = d;
-    comparisons.push({
-      feature: name,
-      kind: "categorical",
-      dimension: "all",
-      segment: "all",
-      nReference: d.nReference,
-      nCurrent: d.nCurrent,
-      psi: d.psi,
-      psiNoise: psiNoise(d.categories.length, d.nReference, d.nCurrent),
-      js: d.js,
-      statistic: d.chiSquare.statistic,
-      test: "chi2",
-      pValue: d.chiSquare.df === 0 ? Number.NaN : d.chiSquare.pValue,
-      pAdjusted: Number.NaN,
-      status: d.chiSquare.df === 0 ? "insufficient" : "ok",
-    });
+    const { c, d } =
+      name === "event_source"
+        ? categoricalComparison(name, ref.eventSources, cur.eventSources, cfg)
+        : categoricalComparison(
+            name,
+            countsOf(ref[CATEGORICAL_SIDE[name]]),
+            countsOf(cur[CATEGORICAL_SIDE[name]]),
+            cfg,
+          );
+    comparisons.push(c);
+    if (d !== undefined) global[name] = d;
   }
   if (cfg.scores) {
     const sources = [...new Set([...ref.scores.keys(), ...cur.scores.keys()])].sort();
@@ -477,11 +561,70 @@ export function compareFrames(
   return { comparisons, global };
 }
 
+/**
+ * Look-back of a feature column in days: the `_Nd` suffix, 90 for days_since_last_activity (the
+ * feature builder's longest window), else 0 (no look-back).
+ */
+export function featureLookbackDays(feature: string, activeDays = 0): number {
+  const m = /_(\d+)d$/.exec(feature);
+  if (m) return Number(m[1]);
+  return feature === "days_since_last_activity" ? (activeDays > 0 ? activeDays : 90) : 0;
+}
+
+async function countInWindow(store: DuckStore, table: string, w: TimeWindow): Promise<number> {
+  const r = await store.one<{ n: bigint }>(
+    `SELECT count(*) AS n FROM ${table} WHERE as_of >= CAST($from AS TIMESTAMP) AND as_of < CAST($to AS TIMESTAMP)`,
+    { from: sqlTimestamp(w.from), to: sqlTimestamp(w.to) },
+  );
+  return num(r?.n);
+}
+
+/**
+ * Days of raw_events history before the newest snapshot of the reference window (null when the
+ * window has no snapshot or there are no events before it).
+ */
+async function referenceHistoryDays(store: DuckStore, table: string, w: TimeWindow): Promise<number | null> {
+  const r = await store.one<{ a: Date | null; t: Date | null }>(
+    `SELECT (SELECT max(as_of) FROM ${table} WHERE as_of >= CAST($from AS TIMESTAMP) AND as_of < CAST($to AS TIMESTAMP)) AS a,
+            (SELECT min(ts) FROM raw_events) AS t`,
+    { from: sqlTimestamp(w.from), to: sqlTimestamp(w.to) },
+  );
+  if (!r?.a || !r.t) return null;
+  return (r.a.getTime() - r.t.getTime()) / 86_400_000;
+}
+
 /** Runs one drift check against the store and (by default) records it in drift_checks. */
 export async function checkDrift(store: DuckStore, opts: DriftCheckOptions): Promise<DriftCheck> {
-  const cfg = opts.config;
+  let cfg = opts.config;
   const table = opts.table ?? "features";
-  const cur = await loadWindow(store, opts.current, cfg.features, table);
+  let built: DriftCheck["builtReference"];
+  if (opts.reference.kind === "window") {
+    // A fresh install has one snapshot (at the end): build the reference point in time from raw_events.
+    let builtAt: Date | null = null;
+    if (opts.buildReference !== false && (await countInWindow(store, table, opts.reference.window)) === 0) {
+      builtAt = new Date(opts.reference.window.to.getTime() - 1000);
+      await buildFeatures(store, builtAt, { table });
+    }
+    // Features whose look-back exceeds the history before the reference differ only because the
+    // data is young: leave them out (and say so).
+    const history = await referenceHistoryDays(store, table, opts.reference.window);
+    if (history !== null) {
+      const skipped = cfg.features.filter((f) => featureLookbackDays(f, cfg.windows.activeDays) > history);
+      if (skipped.length > 0 || builtAt !== null) {
+        built = {
+          asOf: builtAt?.toISOString() ?? null,
+          historyDays: Math.round(history * 100) / 100,
+          skippedFeatures: skipped,
+        };
+        cfg = {
+          ...cfg,
+          features: cfg.features.filter((f) => featureLookbackDays(f, cfg.windows.activeDays) <= history),
+        };
+      }
+    }
+  }
+  const activeDays = cfg.windows.activeDays;
+  const cur = await loadWindow(store, opts.current, cfg.features, table, activeDays);
   let ref: FeatureFrame;
   let refSummary: Omit<SideSummary, "rows" | "scoreRows">;
   if (opts.reference.kind === "snapshot") {
@@ -489,9 +632,12 @@ export async function checkDrift(store: DuckStore, opts: DriftCheckOptions): Pro
     ref = s.frame;
     refSummary = { label: `snapshot ${opts.reference.id}`, from: s.from, to: s.to };
   } else {
-    ref = await loadWindow(store, opts.reference.window, cfg.features, table);
+    ref = await loadWindow(store, opts.reference.window, cfg.features, table, activeDays);
     refSummary = {
-      label: opts.reference.label,
+      label:
+        built?.asOf == null
+          ? opts.reference.label
+          : `${opts.reference.label}, built from raw_events as of ${built.asOf}`,
       from: opts.reference.window.from.toISOString(),
       to: opts.reference.window.to.toISOString(),
     };
@@ -499,7 +645,7 @@ export async function checkDrift(store: DuckStore, opts: DriftCheckOptions): Pro
   if (ref.n === 0)
     throw new DriftMonitorError(
       "EMPTY_REFERENCE",
-      `the reference (${refSummary.label}, ${refSummary.from} .. ${refSummary.to}) has no feature rows; build feature snapshots in that window or choose another reference`,
+      `the reference (${refSummary.label}, ${refSummary.from} .. ${refSummary.to}) has no feature rows${activeDays > 0 ? ` active within windows.activeDays = ${activeDays}` : ""}; ingest events before ${refSummary.to}, build feature snapshots in that window (\`mastery features build --as-of ...\`), or pass --snapshot ID`,
     );
   const { comparisons, global } = compareFrames(ref, cur, cfg);
   const decision = applyDriftRule(comparisons, cfg);
@@ -517,6 +663,7 @@ export async function checkDrift(store: DuckStore, opts: DriftCheckOptions): Pro
     comparisons,
     global,
     decision,
+    ...(built !== undefined ? { builtReference: built } : {}),
   };
   if (opts.record !== false) {
     for (const ddl of MONITORING_DDL) await store.run(ddl);
@@ -546,6 +693,10 @@ export function formatDriftCheck(c: DriftCheck): string {
     `  reference: ${c.reference.label} ${c.reference.from ?? ""} .. ${c.reference.to ?? ""} (${c.reference.rows} rows, ${c.reference.scoreRows} scores)`,
     `  current:   ${c.current.from} .. ${c.current.to} (${c.current.rows} rows, ${c.current.scoreRows} scores)`,
   );
+  if (c.builtReference !== undefined)
+    lines.push(
+      `  (${c.builtReference.asOf !== null ? `no feature snapshot in the reference window: built one from raw_events as of ${c.builtReference.asOf}; ` : ""}${c.builtReference.historyDays} days of history before the reference${c.builtReference.skippedFeatures.length ? `; not compared, their look-back exceeds that history: ${c.builtReference.skippedFeatures.join(", ")}` : ""})`,
+    );
   for (const r of c.decision.reasons) lines.push(`  - ${r}`);
   lines.push("", "  feature                          psi      js    stat   p_adj   status");
   for (const x of c.comparisons.filter((x) => x.dimension === "all"))

@@ -2,8 +2,10 @@
  * The rule that turns many per-feature, per-segment comparisons into one drift verdict. Pure.
  *
  * A comparison ALERTS when its p-value, adjusted over the whole family of comparisons of one check
- * (Bonferroni or Benjamini-Hochberg), is <= alpha AND its PSI in excess of sampling noise is
- * >= psi.alert; it WARNS when significant with excess PSI >= psi.warn. The noise term is PSI's
+ * (Benjamini-Hochberg by default, or Bonferroni), is <= alpha AND an effect size in excess of its
+ * sampling noise clears a floor: PSI excess >= psi.alert, or (numeric) Wasserstein-1 / sd(reference)
+ * minus sqrt(1/n + 1/m) >= effect.wasserstein, or (categorical) JS divergence minus its noise
+ * >= effect.js. It WARNS when significant with PSI excess >= psi.warn. The noise term is PSI's
  * expectation when nothing changed, (k - 1)(1/n + 1/m) for k bins (n m / (n + m) PSI is
  * asymptotically chi-square with k - 1 df, PSI being the symmetrized KL divergence), which is
  * ~0.3 for 10 bins and 60 rows a side: small segments must shift more to alert. Requiring significance bounds the false-alarm rate of the whole
@@ -37,6 +39,8 @@ export interface Comparison {
   statistic: number;
   test: "ks" | "chi2" | "none";
   pValue: number;
+  /** Categorical only: categories absent from the reference but present now (e.g. a new event source). */
+  newCategories?: string[];
   /** Numeric only: Wasserstein-1 / sd(reference), and the two means. */
   wassersteinScaled?: number;
   meanReference?: number;
@@ -58,6 +62,27 @@ export interface DriftDecision {
   alpha: number;
 }
 
+/**
+ * The second effect size of a comparison minus its expectation under no change: Wasserstein-1 in
+ * reference sd units minus sqrt(1/n + 1/m) (the scale of W1 between two samples of one
+ * distribution), or JS divergence (bits) minus (k - 1)(1/n + 1/m) / (8 ln 2) (JS ~ PSI / 8 for
+ * small shifts). -Infinity when not available.
+ */
+export function secondaryEffectExcess(c: Comparison): number {
+  const noise = 1 / c.nReference + 1 / c.nCurrent;
+  if (c.kind === "categorical") {
+    if (!Number.isFinite(c.js) || !Number.isFinite(c.psiNoise)) return Number.NEGATIVE_INFINITY;
+    return c.js - c.psiNoise / (8 * Math.LN2);
+  }
+  const w = c.wassersteinScaled;
+  if (w === undefined || !Number.isFinite(w)) return Number.NEGATIVE_INFINITY;
+  return w - Math.sqrt(noise);
+}
+
+function secondaryFloor(c: Comparison, cfg: DriftConfig): number {
+  return c.kind === "categorical" ? cfg.effect.js : cfg.effect.wasserstein;
+}
+
 /** Fills pAdjusted and status of every comparison (in place) and returns the verdict. */
 export function applyDriftRule(comparisons: Comparison[], cfg: DriftConfig): DriftDecision {
   const tested = comparisons.filter((c) => c.status !== "insufficient" && !Number.isNaN(c.pValue));
@@ -69,12 +94,8 @@ export function applyDriftRule(comparisons: Comparison[], cfg: DriftConfig): Dri
     c.pAdjusted = adjusted[i]!;
     const significant = c.pAdjusted <= cfg.test.alpha;
     const excess = c.psi - c.psiNoise;
-    c.status =
-      significant && excess >= cfg.psi.alert
-        ? "alert"
-        : significant && excess >= cfg.psi.warn
-          ? "warn"
-          : "ok";
+    const big = excess >= cfg.psi.alert || secondaryEffectExcess(c) >= secondaryFloor(c, cfg);
+    c.status = significant && big ? "alert" : significant && excess >= cfg.psi.warn ? "warn" : "ok";
   });
   const alerts = tested.filter((c) => c.status === "alert");
   const alertingFeatures = [
@@ -111,6 +132,9 @@ export function applyDriftRule(comparisons: Comparison[], cfg: DriftConfig): Dri
         .map((s) => `${s.segment} [${s.features.join(", ")}]`)
         .join("; ")}`,
     );
+  for (const c of alerts)
+    if (c.newCategories !== undefined && c.newCategories.length > 0)
+      reasons.push(`${c.feature}: new value(s) not in the reference: ${c.newCategories.join(", ")}`);
   if (keyFeatureAlerts.length > 0) reasons.push(`key feature(s) alert: ${keyFeatureAlerts.join(", ")}`);
   return {
     drift: reasons.length > 0,

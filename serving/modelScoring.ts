@@ -441,12 +441,19 @@ async function scoreAttemptModel(
   const rows = await quizAttempts(store, studentKey);
   const lastTs = new Map<string, number>();
   for (const r of rows) lastTs.set(r.topic_id, r.ts_us);
+  const now = new Date();
+  // Time-aware models (trained with time=COL) read the event times; the virtual attempt is "now".
   const scores = model.scoreTopics(
-    rows.map((r) => ({ topicId: r.topic_id, questionId: r.question_id, correct: r.is_correct })),
+    rows.map((r) => ({
+      topicId: r.topic_id,
+      questionId: r.question_id,
+      correct: r.is_correct,
+      timeMs: r.ts_us / 1000,
+    })),
     topicIds,
+    now.getTime(),
   );
   const out = new Map<string, ScoredTopic>();
-  const now = new Date();
   topicIds.forEach((t, j) => {
     const s = scores[j]!;
     out.set(t, {

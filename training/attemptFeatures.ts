@@ -49,11 +49,52 @@ export const ATTEMPT_FEATURES: readonly string[] = Object.freeze([
   "rule_accuracy",
 ]);
 
+/**
+ * Day windows of the time-aware features (the `time=COL` role): 1 hour, 1 day, 7, 30 and 90 days
+ * before the row's time.
+ */
+export const TIME_WINDOWS: readonly { name: string; ms: number }[] = Object.freeze([
+  { name: "1h", ms: 3_600_000 },
+  { name: "1d", ms: 86_400_000 },
+  { name: "7d", ms: 7 * 86_400_000 },
+  { name: "30d", ms: 30 * 86_400_000 },
+  { name: "90d", ms: 90 * 86_400_000 },
+]);
+
+/**
+ * Time-aware columns, appended after ATTEMPT_FEATURES when the context has `time: true`: attempts and
+ * accuracy per skill and overall in each day window (only earlier rows of the student whose time is
+ * within the window before this row's time: point in time), and hours since the previous attempt on
+ * the skill and overall (NaN for the first).
+ */
+export const TIME_FEATURES: readonly string[] = Object.freeze([
+  ...["skill", "overall"].flatMap((scope) =>
+    TIME_WINDOWS.flatMap((w) => [`${scope}_attempts_${w.name}`, `${scope}_accuracy_${w.name}`]),
+  ),
+  "skill_hours_since_last",
+  "overall_hours_since_last",
+]);
+
+const WITH_TIME: readonly string[] = Object.freeze([...ATTEMPT_FEATURES, ...TIME_FEATURES]);
+
+/** The feature columns a context produces: ATTEMPT_FEATURES, plus TIME_FEATURES when `ctx.time`. */
+export function attemptFeatureNames(ctx: { time?: boolean }): readonly string[] {
+  return ctx.time === true ? WITH_TIME : ATTEMPT_FEATURES;
+}
+
 /** Index of a feature column by name (throws on an unknown name, a programming error). */
 export function featureIndex(name: string): number {
-  const i = ATTEMPT_FEATURES.indexOf(name);
+  const i = WITH_TIME.indexOf(name);
   if (i < 0) throw new RangeError(`unknown attempt feature "${name}"`);
   return i;
+}
+
+export class AttemptTimeError extends Error {
+  readonly code = "ATTEMPT_TIME";
+  constructor(message: string) {
+    super(message);
+    this.name = "AttemptTimeError";
+  }
 }
 
 /**
@@ -147,20 +188,118 @@ export interface AttemptContext {
   bkt: BKT;
   elo: Elo;
   itemStats: ItemStats;
+  /** Append TIME_FEATURES (needs ResponseLog.time on every log the model sees). */
+  time?: boolean;
 }
 
 export interface AttemptContextJson {
   bkt: ReturnType<BKT["toJSON"]>;
   elo: ReturnType<Elo["toJSON"]>;
   itemStats: ItemStatsJson;
+  time?: boolean;
 }
 
 export function contextToJson(ctx: AttemptContext): AttemptContextJson {
-  return { bkt: ctx.bkt.toJSON(), elo: ctx.elo.toJSON(), itemStats: itemStatsToJson(ctx.itemStats) };
+  return {
+    bkt: ctx.bkt.toJSON(),
+    elo: ctx.elo.toJSON(),
+    itemStats: itemStatsToJson(ctx.itemStats),
+    ...(ctx.time === true ? { time: true } : {}),
+  };
 }
 
 export function contextFromJson(j: AttemptContextJson): AttemptContext {
-  return { bkt: BKT.fromJSON(j.bkt), elo: Elo.fromJSON(j.elo), itemStats: itemStatsFromJson(j.itemStats) };
+  return {
+    bkt: BKT.fromJSON(j.bkt),
+    elo: Elo.fromJSON(j.elo),
+    itemStats: itemStatsFromJson(j.itemStats),
+    ...(j.time === true ? { time: true } : {}),
+  };
+}
+
+/** Lower bound: first index in [lo, hi) of `list` (indices into t, times non-decreasing) with t > x. */
+function firstAfter(t: Float64Array, list: ArrayLike<number>, lo: number, hi: number, x: number): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (t[list[mid]!]! > x) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/**
+ * Fills the TIME_FEATURES columns (from column `first` on) of the column-major X with n rows.
+ * Point in time: row k reads only rows before it in the student's order.
+ */
+function fillTimeFeatures(log: ResponseLog, X: Float64Array, first: number): void {
+  const t = log.time;
+  if (t === undefined || t.length !== log.n)
+    throw new AttemptTimeError(
+      "this model uses time-aware features but the response log has no times: pass the time column (--columns ...,time=COL) or, when serving, the event timestamps",
+    );
+  const n = log.n;
+  const nW = TIME_WINDOWS.length;
+  const nUsers = log.userStart.length - 1;
+  const bySkill = new Map<number, number[]>();
+  const rows: number[] = [];
+  for (let u = 0; u < nUsers; u++) {
+    const a = log.userStart[u]!;
+    const b = log.userStart[u + 1]!;
+    rows.length = 0;
+    for (let k = a; k < b; k++) {
+      if (!Number.isFinite(t[k]!))
+        throw new AttemptTimeError(
+          `row ${k} of user "${log.userNames[u]}" has no valid time; every row needs one`,
+        );
+      if (k > a && t[k]! < t[k - 1]!)
+        throw new AttemptTimeError(
+          `the rows of user "${log.userNames[u]}" are not in time order (row ${k}); drop the order= role so rows are ordered by time=, or sort the file`,
+        );
+      rows.push(k);
+    }
+    // Overall: prefix sums of correctness over the user's rows.
+    const pre = new Float64Array(b - a + 1);
+    for (let k = a; k < b; k++) pre[k - a + 1] = pre[k - a]! + log.correct[k]!;
+    bySkill.clear();
+    for (let k = a; k < b; k++) {
+      const s = log.skill[k]!;
+      let l = bySkill.get(s);
+      if (l === undefined) {
+        l = [];
+        bySkill.set(s, l);
+      }
+      l.push(k);
+    }
+    const skillPos = new Map<number, number>();
+    const skillPre = new Map<number, Float64Array>();
+    for (const [s, l] of bySkill) {
+      const p = new Float64Array(l.length + 1);
+      for (let j = 0; j < l.length; j++) p[j + 1] = p[j]! + log.correct[l[j]!]!;
+      skillPre.set(s, p);
+      skillPos.set(s, 0);
+    }
+    for (let k = a; k < b; k++) {
+      const s = log.skill[k]!;
+      const l = bySkill.get(s)!;
+      const j = skillPos.get(s)!;
+      skillPos.set(s, j + 1);
+      const sp = skillPre.get(s)!;
+      const tk = t[k]!;
+      for (let w = 0; w < nW; w++) {
+        const from = tk - TIME_WINDOWS[w]!.ms;
+        const js = firstAfter(t, l, 0, j, from);
+        const cs = j - js;
+        X[(first + 2 * w) * n + k] = cs;
+        X[(first + 2 * w + 1) * n + k] = cs > 0 ? (sp[j]! - sp[js]!) / cs : Number.NaN;
+        const io = firstAfter(t, rows, 0, k - a, from);
+        const co = k - a - io;
+        X[(first + 2 * nW + 2 * w) * n + k] = co;
+        X[(first + 2 * nW + 2 * w + 1) * n + k] = co > 0 ? (pre[k - a]! - pre[io]!) / co : Number.NaN;
+      }
+      X[(first + 4 * nW) * n + k] = j > 0 ? (tk - t[l[j - 1]!]!) / 3_600_000 : Number.NaN;
+      X[(first + 4 * nW + 1) * n + k] = k > a ? (tk - t[k - 1]!) / 3_600_000 : Number.NaN;
+    }
+  }
 }
 
 /** A column-major feature matrix (x[r][c] at c * nRows + r), NaN = missing; the Matrix shape of models/. */
@@ -182,8 +321,10 @@ const MAX_LOGIT = 30;
  */
 export function attemptFeatures(log: ResponseLog, ctx: AttemptContext): AttemptFeatureMatrix {
   const n = log.n;
-  const d = ATTEMPT_FEATURES.length;
+  const names = attemptFeatureNames(ctx);
+  const d = names.length;
   const X = new Float64Array(n * d);
+  if (ctx.time === true) fillTimeFeatures(log, X, ATTEMPT_FEATURES.length);
   const nSkills = log.skillNames.length;
   const nItems = log.itemNames.length;
   const { itemStats: st, elo, bkt } = ctx;
@@ -350,7 +491,7 @@ export function attemptFeatures(log: ResponseLog, ctx: AttemptContext): AttemptF
       itemLast[i] = y;
     }
   }
-  return { data: X, nRows: n, nCols: d, layout: "col", names: ATTEMPT_FEATURES };
+  return { data: X, nRows: n, nCols: d, layout: "col", names };
 }
 
 /** One column of a feature matrix as a view (column-major, so no copy). */

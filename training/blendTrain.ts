@@ -18,10 +18,10 @@ import type { MlpJSON, MlpParams } from "../models/mlp.ts";
 import { rowMajor } from "../models/treeEnsemble.ts";
 import { treeShap } from "../models/treeshap.ts";
 import {
-  ATTEMPT_FEATURES,
   type AttemptContext,
   type AttemptContextJson,
   type AttemptFeatureMatrix,
+  attemptFeatureNames,
   attemptFeatures,
   contextFromJson,
   contextToJson,
@@ -206,7 +206,7 @@ export class BlendAttemptModel {
   }
 
   static fromArtifact(a: BlendArtifact): BlendAttemptModel {
-    checkFeatures(a.features, "blend");
+    checkFeatures(a.features, "blend", a.context.time === true);
     const context = contextFromJson(a.context);
     const blend = Blend.fromJSON(a.blend);
     const gbt = GbtAttemptModel.fromArtifact({
@@ -331,7 +331,7 @@ export async function fitAttemptModel(
     validRows: split.validRows.length,
   };
   const context = contextToJson(set.context);
-  const features = [...ATTEMPT_FEATURES];
+  const features = [...attemptFeatureNames(set.context)];
 
   let gbt: GbtStage | undefined;
   let mlp: MlpStage | undefined;

@@ -5,10 +5,10 @@ import { type Calibrator, type CalibratorJSON, calibratorFromJSON } from "../mod
 import { type GbtJson, type GbtParams, GradientBoostedTrees } from "../models/gbt.ts";
 import { type BinaryMetrics, binaryMetrics } from "../models/metrics.ts";
 import {
-  ATTEMPT_FEATURES,
   type AttemptContext,
   type AttemptContextJson,
   type AttemptFeatureMatrix,
+  attemptFeatureNames,
   attemptFeatures,
   contextFromJson,
 } from "./attemptFeatures.ts";
@@ -111,7 +111,7 @@ export class GbtAttemptModel {
   }
 
   static fromArtifact(a: GbtArtifact): GbtAttemptModel {
-    checkFeatures(a.features, "gbt");
+    checkFeatures(a.features, "gbt", a.context.time === true);
     return new GbtAttemptModel(
       contextFromJson(a.context),
       GradientBoostedTrees.fromJSON(a.gbt),
@@ -121,10 +121,11 @@ export class GbtAttemptModel {
 }
 
 /** A model.json written by another version of the feature code cannot be read safely. */
-export function checkFeatures(features: readonly string[], kind: string): void {
-  if (features.length !== ATTEMPT_FEATURES.length || features.some((f, i) => f !== ATTEMPT_FEATURES[i]))
+export function checkFeatures(features: readonly string[], kind: string, time = false): void {
+  const want = attemptFeatureNames({ time });
+  if (features.length !== want.length || features.some((f, i) => f !== want[i]))
     throw new TrainingSetError(
-      `${kind} model.json lists ${features.length} features that differ from this code's ${ATTEMPT_FEATURES.length} attempt features; retrain the model with this version`,
+      `${kind} model.json lists ${features.length} features that differ from this code's ${want.length} attempt features${time ? " (with time)" : ""}; retrain the model with this version`,
     );
 }
 

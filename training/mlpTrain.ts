@@ -35,7 +35,9 @@ export const MLP_DEFAULTS: Partial<MlpParams> = {
 
 /** Columns holding counts (log1p-transformed for the network). */
 export function isCountFeature(name: string): boolean {
-  return /_(attempts|correct)_(5|20|all)$|_count$|^item_attempts_before$/.test(name);
+  return /_(attempts|correct)_(5|20|all|1h|1d|7d|30d|90d)$|_count$|^item_attempts_before$|_hours_since_last$/.test(
+    name,
+  );
 }
 
 /** log1p on the count columns, in place on a copy. */
@@ -125,7 +127,7 @@ export class MlpAttemptModel {
   }
 
   static fromArtifact(a: MlpArtifact): MlpAttemptModel {
-    checkFeatures(a.features, "mlp");
+    checkFeatures(a.features, "mlp", a.context.time === true);
     return new MlpAttemptModel(
       contextFromJson(a.context),
       MlpRegressor.fromJSON(a.mlp),

@@ -22,6 +22,8 @@ export interface Attempt {
   topicId: string;
   questionId: string | null;
   correct: boolean;
+  /** Epoch milliseconds of the attempt: required by time-aware models (trained with time=COL). */
+  timeMs?: number;
 }
 
 export interface TopicScore {
@@ -50,7 +52,8 @@ export interface KindModel {
   readonly seed: number | undefined;
   fit(log: ResponseLog, opts: FitOptions): Promise<this>;
   predictLog(log: ResponseLog): Float64Array;
-  scoreTopics(attempts: readonly Attempt[], topics: readonly string[]): TopicScore[];
+  /** `nowMs`: the scoring time (time-aware models place the virtual attempt there; default: the clock). */
+  scoreTopics(attempts: readonly Attempt[], topics: readonly string[], nowMs?: number): TopicScore[];
   /** model.json: { kind, fitParams, seed, ... } (fitParams: what retraining reuses; the registry records both). */
   toJSON(): { kind: string; fitParams: KindParams; seed: number; [key: string]: unknown };
 }

@@ -18,6 +18,11 @@ export interface ResponseColumns {
   correct: string;
   item?: string;
   order?: string;
+  /**
+   * Event time (epoch seconds, epoch milliseconds or ISO 8601): kept as ResponseLog.time and used for
+   * the day-window attempt features; rows of a user are ordered by it when no order column is given.
+   */
+  time?: string;
 }
 
 /**
@@ -37,6 +42,8 @@ export interface ResponseLog {
   itemNames: string[];
   /** Row offsets of each user's block: user u spans [userStart[u], userStart[u+1]). */
   userStart: Int32Array;
+  /** Event time in ms since the epoch per row (the `time` column role), non-decreasing within a user. */
+  time?: Float64Array;
 }
 
 export class ResponseDataError extends Error {
@@ -47,7 +54,7 @@ export class ResponseDataError extends Error {
   }
 }
 
-/** Parses "user=COL,skill=COL,correct=COL[,item=COL][,order=COL]". */
+/** Parses "user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL]". */
 export function parseResponseColumns(spec: string): ResponseColumns {
   const map = new Map<string, string>();
   for (const part of spec.split(",")) {
@@ -57,9 +64,9 @@ export function parseResponseColumns(spec: string): ResponseColumns {
         `--columns: expected name=COLUMN, got "${part}" (e.g. user=user_id,skill=skill_name,correct=correct)`,
       );
     const key = part.slice(0, eq).trim();
-    if (!["user", "skill", "correct", "item", "order"].includes(key)) {
+    if (!["user", "skill", "correct", "item", "order", "time"].includes(key)) {
       throw new ResponseDataError(
-        `--columns: unknown role "${key}"; roles are user, skill, correct, item, order`,
+        `--columns: unknown role "${key}"; roles are user, skill, correct, item, order, time`,
       );
     }
     map.set(key, part.slice(eq + 1).trim());
@@ -79,6 +86,8 @@ export function parseResponseColumns(spec: string): ResponseColumns {
   const order = map.get("order");
   if (item !== undefined) cols.item = item;
   if (order !== undefined) cols.order = order;
+  const time = map.get("time");
+  if (time !== undefined) cols.time = time;
   return cols;
 }
 
@@ -142,7 +151,8 @@ export function loadResponses(
   const iCorrect = idx(columns.correct);
   const iItem = idx(columns.item);
   const iOrder = idx(columns.order);
-  const needFields = Math.max(iUser, iSkill, iCorrect, iItem, iOrder) + 1;
+  const iTime = idx(columns.time);
+  const needFields = Math.max(iUser, iSkill, iCorrect, iItem, iOrder, iTime) + 1;
 
   const userIds = new Map<string, number>();
   const skillIds = new Map<string, number>();
@@ -152,6 +162,7 @@ export function loadResponses(
   const rawItem: number[] = [];
   const rawCorrect: number[] = [];
   const rawOrder: number[] = [];
+  const rawTime: number[] = [];
   const report = new RowReport(path);
   const intern = (m: Map<string, number>, k: string): number => {
     let v = m.get(k);
@@ -163,6 +174,7 @@ export function loadResponses(
   };
   const notLabel = `column "${columns.correct}" (correct) is not a label (${LABEL_ENCODINGS})`;
   const notOrder = `column "${columns.order}" (order) is neither a number nor a time (${TIME_ENCODINGS})`;
+  const notTime = `column "${columns.time}" (time) is not a time (${TIME_ENCODINGS})`;
 
   let pos = lineEnd + 1;
   let lineNo = 1;
@@ -207,7 +219,17 @@ export function loadResponses(
         continue;
       }
     }
+    let time = Number.NaN;
+    if (iTime >= 0) {
+      const t = f[iTime]!.trim();
+      time = parseTimeMs(t) ?? Number.NaN;
+      if (!Number.isFinite(time)) {
+        report.skip(lineNo, notTime, showValue(t));
+        continue;
+      }
+    }
     report.use();
+    if (iTime >= 0) rawTime.push(time);
     rawUser.push(intern(userIds, user));
     rawSkill.push(intern(skillIds, skill));
     rawItem.push(iItem >= 0 ? intern(itemIds, f[iItem]!.trim()) : -1);
@@ -229,6 +251,9 @@ export function loadResponses(
     if (iOrder >= 0) {
       const dO = rawOrder[a]! - rawOrder[b]!;
       if (dO !== 0) return dO;
+    } else if (iTime >= 0) {
+      const dT = rawTime[a]! - rawTime[b]!;
+      if (dT !== 0) return dT;
     }
     return a - b;
   });
@@ -245,8 +270,10 @@ export function loadResponses(
     skipped,
     rows: rowCounts,
   };
+  if (iTime >= 0) log.time = new Float64Array(n);
   for (let k = 0; k < n; k++) {
     const r = sorted[k]!;
+    if (log.time !== undefined) log.time[k] = rawTime[r]!;
     log.user[k] = rawUser[r]!;
     log.skill[k] = rawSkill[r]!;
     log.item[k] = rawItem[r]!;

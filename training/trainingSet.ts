@@ -2,9 +2,9 @@ import type { BKT } from "../models/bkt.ts";
 import { Elo } from "../models/elo.ts";
 import { mulberry32 } from "../models/prng.ts";
 import {
-  ATTEMPT_FEATURES,
   type AttemptContext,
   type AttemptFeatureMatrix,
+  attemptFeatureNames,
   attemptFeatures,
   fitItemStats,
 } from "./attemptFeatures.ts";
@@ -94,6 +94,7 @@ export function subsetLog(
     itemNames: log.itemNames,
     userStart,
     rows,
+    ...(log.time !== undefined ? { time: Float64Array.from(rows, (r) => log.time![r]!) } : {}),
   };
 }
 
@@ -109,6 +110,8 @@ export interface AttemptTrainingSetOptions {
   elo?: Elo;
   bktRestarts?: number;
   threads?: number;
+  /** Time-aware features (TIME_FEATURES); default: when the log has times (the time=COL role). */
+  time?: boolean;
   onStage?: (stage: string, done: number, total: number) => void;
 }
 
@@ -154,7 +157,9 @@ export async function buildAttemptTrainingSet(
   stage("elo", 1, 1);
 
   const n = log.n;
-  const d = ATTEMPT_FEATURES.length;
+  const time = opts.time ?? log.time !== undefined;
+  const names = attemptFeatureNames({ time });
+  const d = names.length;
   const data = new Float64Array(n * d);
   for (let f = 0; f < K; f++) {
     stage("out-of-fold features", f, K);
@@ -164,7 +169,12 @@ export async function buildAttemptTrainingSet(
     const others = subsetLog(log, (u) => userFold[u] !== f);
     // Difficulties relearned on the other folds with the K function of the full fit (one replay).
     const foldElo = new Elo({ params: elo.params, fitK: false }).fit(others);
-    const ctx: AttemptContext = { bkt, elo: foldElo, itemStats: fitItemStats(log, smoothing, outMask) };
+    const ctx: AttemptContext = {
+      bkt,
+      elo: foldElo,
+      itemStats: fitItemStats(log, smoothing, outMask),
+      ...(time ? { time } : {}),
+    };
     const Xf = attemptFeatures(inFold, ctx);
     for (let c = 0; c < d; c++) {
       const src = Xf.data.subarray(c * inFold.n, (c + 1) * inFold.n);
@@ -174,11 +184,16 @@ export async function buildAttemptTrainingSet(
   }
   stage("out-of-fold features", K, K);
   return {
-    X: { data, nRows: n, nCols: d, layout: "col", names: ATTEMPT_FEATURES },
+    X: { data, nRows: n, nCols: d, layout: "col", names },
     y: log.correct,
     fold,
     userFold,
-    context: { bkt, elo, itemStats: fitItemStats(log, smoothing, undefined, (K - 1) / K) },
+    context: {
+      bkt,
+      elo,
+      itemStats: fitItemStats(log, smoothing, undefined, (K - 1) / K),
+      ...(time ? { time } : {}),
+    },
     folds: K,
   };
 }

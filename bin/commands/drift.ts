@@ -133,7 +133,13 @@ Example:
           from: opts.from !== undefined ? parseTime(opts.from, "--from") : w.from,
           to: opts.to !== undefined ? parseTime(opts.to, "--to") : w.to,
         };
-        const r = await saveReferenceSnapshot(h.store, opts.id, window);
+        const r = await saveReferenceSnapshot(
+          h.store,
+          opts.id,
+          window,
+          "features",
+          config.windows.activeDays,
+        );
         process.stdout.write(
           `snapshot ${opts.id}: ${r.rows} feature rows, ${r.scoreRows} scores (${window.from.toISOString()} .. ${window.to.toISOString()})\n`,
         );

@@ -19,7 +19,10 @@ export function register(program: Command): void {
     )
     .requiredOption("--model <dir>", "directory holding model.json (written by `mastery train ...`)")
     .requiredOption("--data <file>", "CSV/TSV response log to evaluate on")
-    .requiredOption("--columns <spec>", "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]")
+    .requiredOption(
+      "--columns <spec>",
+      "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL] (time: epoch s/ms or ISO; adds day-window features to gbt/mlp/blend)",
+    )
     .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
     .option("--allow-skip", ALLOW_SKIP_HELP)
     .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")

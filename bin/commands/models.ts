@@ -365,7 +365,10 @@ export function register(program: Command): void {
     .argument("<name>")
     .requiredOption("--challenger <version>", "version to promote")
     .requiredOption("--holdout <file>", "frozen holdout response log (CSV/TSV)")
-    .requiredOption("--columns <spec>", "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]")
+    .requiredOption(
+      "--columns <spec>",
+      "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL] (time: epoch s/ms or ISO; adds day-window features to gbt/mlp/blend)",
+    )
     .option("--sep <sep>", "field separator; default: tab if the header has one, else comma")
     .option("--allow-skip", ALLOW_SKIP_HELP)
     .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")

@@ -108,7 +108,10 @@ Example:
     .requiredOption("--model <dir>", "directory holding model.json")
     .requiredOption("--onnx <file>", "the .onnx file exported from it")
     .requiredOption("--data <file>", "CSV/TSV response log")
-    .requiredOption("--columns <spec>", "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]")
+    .requiredOption(
+      "--columns <spec>",
+      "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL] (time: epoch s/ms or ISO; adds day-window features to gbt/mlp/blend)",
+    )
     .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
     .option("--allow-skip", ALLOW_SKIP_HELP)
     .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")

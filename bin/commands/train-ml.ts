@@ -46,7 +46,7 @@ function addKind(train: Command, kind: AttemptModelKind): void {
     )
     .requiredOption(
       "--columns <spec>",
-      "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL] (item= enables item difficulty features)",
+      "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL] (item= enables item difficulty features; time= (epoch s/ms or ISO) adds 1h/1d/7d/30d/90d window features, point in time)",
     )
     .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
     .option("--allow-skip", ALLOW_SKIP_HELP)

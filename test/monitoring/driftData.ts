@@ -84,10 +84,15 @@ export function frameOf(rows: readonly GenRow[]): FeatureFrame {
     school: rows.map((r) => r.school),
     grade: rows.map((r) => String(r.grade)),
     scores: new Map(),
+    eventSources: new Map(),
   };
 }
 
-/** Inserts feature rows as of `asOf` plus one raw event per student (its school and grade). */
+/**
+ * Inserts feature rows as of `asOf` plus raw events per student (its school and grade): one the day
+ * before and one 100 days before, so the history covers every feature's look-back (the monitor
+ * leaves out features whose look-back exceeds the history before the reference).
+ */
 export async function insertRows(store: DuckStore, rows: readonly GenRow[], asOf: Date): Promise<void> {
   const ts = asOf.toISOString().replace("T", " ").replace("Z", "");
   const lit = (v: number | null) => (v === null ? "NULL" : String(v));
@@ -106,7 +111,7 @@ export async function insertRows(store: DuckStore, rows: readonly GenRow[], asOf
       `INSERT INTO raw_events (event_id, type, student_key, topic_id, ts, school_id, grade, ingested_at) VALUES ${chunk
         .map(
           (r) =>
-            `('e-${r.student}', 'video', '${r.student}', '${r.topic}', TIMESTAMP '${ts}' - INTERVAL 1 DAY, '${r.school}', ${r.grade}, TIMESTAMP '${ts}')`,
+            `('e-${r.student}', 'video', '${r.student}', '${r.topic}', TIMESTAMP '${ts}' - INTERVAL 1 DAY, '${r.school}', ${r.grade}, TIMESTAMP '${ts}'), ('e0-${r.student}', 'video', '${r.student}', '${r.topic}', TIMESTAMP '${ts}' - INTERVAL 100 DAY, '${r.school}', ${r.grade}, TIMESTAMP '${ts}')`,
         )
         .join(", ")}`,
     );

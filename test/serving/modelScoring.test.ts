@@ -9,7 +9,7 @@ import { explanationTotal } from "../../models/explanation.ts";
 import { applyEvent, bktMastery, initialLearnerState } from "../../models/learnerState.ts";
 import type { AppHandle } from "../../serving/app.ts";
 import { loadQuizLog, topicParamsResolver } from "../../serving/learnerState.ts";
-import { virtualAttemptLog } from "../../serving/modelScoring.ts";
+import { virtualAttemptLog } from "../../training/kinds/attemptScoring.ts";
 import type { DuckStore } from "../../storage/duckdb.ts";
 import { type BlendAttemptModel, trainAttemptModel } from "../../training/blendTrain.ts";
 import type { ResponseLog } from "../../training/responses.ts";

@@ -82,10 +82,10 @@ export class AttemptKindModel<P extends AttemptPredictor> implements KindModel {
     return this.predictor.predictLog(log);
   }
 
-  scoreTopics(attempts: readonly Attempt[], topics: readonly string[]): TopicScore[] {
+  scoreTopics(attempts: readonly Attempt[], topics: readonly string[], nowMs?: number): TopicScore[] {
     const m = this.predictor;
     if (topics.length === 0) return [];
-    const X = targetFeatureRows(attempts, topics, m.context);
+    const X = targetFeatureRows(attempts, topics, m.context, nowMs);
     return this.spec.explainRows(m, X).map((e) => ({
       score: e.explanation.score,
       explanation: e.explanation,
