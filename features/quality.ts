@@ -300,7 +300,10 @@ export class QualityBudgetError extends Error {
 }
 
 /** A complete report within the budget, or QualityBudgetError. */
-export async function qualityReportOrThrow(store: DuckStore, opts: QualityBudgetOptions): Promise<QualityReport> {
+export async function qualityReportOrThrow(
+  store: DuckStore,
+  opts: QualityBudgetOptions,
+): Promise<QualityReport> {
   const r = await qualityReportWithin(store, opts);
   if (r.status !== "complete") throw new QualityBudgetError(r);
   const { status: _s, missing: _m, budgetMs: _b, elapsedMs: _e, ...report } = r;
