@@ -21,7 +21,7 @@ const REDIS_PORT = Number(new URL(process.env.MASTERY_REDIS_URL ?? "redis://127.
 const TAG = `rel503_${process.pid}`;
 
 /** A TCP proxy to 127.0.0.1:`target` that can be taken down (connections cut, port closed) and back up. */
-class Proxy {
+class TcpProxy {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   port = 0;
@@ -56,8 +56,8 @@ class Proxy {
   }
 }
 
-const pgProxy = new Proxy(PG_PORT);
-const redisProxy = new Proxy(REDIS_PORT);
+const pgProxy = new TcpProxy(PG_PORT);
+const redisProxy = new TcpProxy(REDIS_PORT);
 let duck: DuckStore;
 let backends: ServingBackends;
 let h: AppHandle;
