@@ -363,11 +363,13 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       {
         backend: "duckdb",
         ping: async () => void (await gate.run(() => store.one("SELECT 1 AS ok"))),
+        // DuckDB waits behind the gate's queue; a busy store is not a down one.
+        timeoutMs: 2000,
       },
       ...(deps.probes ?? []),
     ],
-    // DuckDB waits behind the gate's queue; a busy store is not a down one.
-    probeTimeoutMs: 2000,
+    // PostgreSQL, Redis, NATS: no answer within 1 s is down (503 + Retry-After, /readyz names it).
+    probeTimeoutMs: 1000,
     onChange:
       deps.onBackendChange ??
       ((e) =>

@@ -47,6 +47,19 @@ class TcpProxy {
     this.server = server;
   }
 
+  /** Black hole: open connections stop forwarding, new ones are accepted and never answered. */
+  stall(): void {
+    for (const sock of this.sockets) {
+      sock.unpipe();
+      sock.pause();
+    }
+    this.server?.removeAllListeners("connection");
+    this.server?.on("connection", (c) => {
+      this.sockets.add(c);
+      c.on("error", () => {});
+    });
+  }
+
   async down(): Promise<void> {
     const s = this.server;
     this.server = null;
@@ -156,4 +169,45 @@ describe("a needed backend goes away: 503 + Retry-After within 1 s, /readyz per 
     expect(retry.body.items.map((i: { status: string }) => i.status)).toEqual(["accepted"]);
     expect((await request(h.app).get("/mastery/s1").set(admin)).status).toBe(200);
   });
+});
+
+describe("a backend that stalls (accepts, never answers)", () => {
+  it.each([
+    ["postgres", pgProxy],
+    ["redis", redisProxy],
+  ] as const)(
+    "%s: /readyz says down within its 1 s probe bound, then requests get 503 at once",
+    async (name, proxy) => {
+      expect(
+        (
+          await request(h.app)
+            .post("/events")
+            .set(admin)
+            .send([quiz(`st-${name}`, "s1", "T1", true, 1)])
+        ).status,
+      ).toBe(200);
+      proxy.stall();
+      const ready = await timed(() => request(h.app).get("/readyz"));
+      expect(ready.res.status).toBe(503);
+      expect(ready.res.body.backends[name].status).toBe("down");
+      // The probe bound, or Redis' own 1 s command timeout, whichever fires first.
+      expect(ready.res.body.backends[name].error).toMatch(/no answer within 1000 ms|Command timed out/);
+      // 1 s probe bound plus scheduling on a loaded machine (it was 2 s for every backend before).
+      expect(ready.ms).toBeLessThan(1500);
+      const post = await timed(() =>
+        request(h.app)
+          .post("/events")
+          .set(admin)
+          .send([quiz(`st2-${name}`, "s1", "T1", true, 2)]),
+      );
+      expect(post.res.status).toBe(503);
+      expect(post.ms).toBeLessThan(1000);
+      const get = await timed(() => request(h.app).get("/mastery/s1").set(admin));
+      expect(get.res.status).toBe(503);
+      expect(get.ms).toBeLessThan(1000);
+      await proxy.down();
+      await proxy.up();
+      await eventually(async () => (await request(h.app).get("/readyz")).status === 200);
+    },
+  );
 });
