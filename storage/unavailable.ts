@@ -76,6 +76,8 @@ const UNAVAILABLE_MESSAGES = [
   /connection terminated/i,
   /connection (?:refused|reset|closed|lost)/i,
   /timeout exceeded when trying to connect/i,
+  // pg's client-side query_timeout (MASTERY_PG_QUERY_TIMEOUT_MS): the server did not answer in time.
+  /query read timeout/i,
   /not queryable/i,
   /client has encountered a connection error/i,
   /terminating connection/i,

@@ -1,4 +1,3 @@
-import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AppHandle } from "../../serving/app.ts";
@@ -8,6 +7,7 @@ import { PgStore } from "../../storage/postgres.ts";
 import { RedisStateStore } from "../../storage/stateStore.ts";
 import { quiz, testApp, token } from "./appFixture.ts";
 import { DEFAULT_MODELS } from "./streamHarness.ts";
+import { TcpProxy } from "./tcpProxy.ts";
 
 /**
  * 503 + Retry-After within 1 s when PostgreSQL or Redis goes away, /readyz naming the one that is
@@ -19,55 +19,6 @@ import { DEFAULT_MODELS } from "./streamHarness.ts";
 const PG_PORT = Number(new URL(process.env.MASTERY_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test").port);
 const REDIS_PORT = Number(new URL(process.env.MASTERY_REDIS_URL ?? "redis://127.0.0.1:6379").port || 6379);
 const TAG = `rel503_${process.pid}`;
-
-/** A TCP proxy to 127.0.0.1:`target` that can be taken down (connections cut, port closed) and back up. */
-class TcpProxy {
-  private server: Server | null = null;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
-  constructor(private readonly target: number) {}
-
-  async up(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = tcpConnect(this.target, "127.0.0.1");
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on("close", () => this.sockets.delete(s));
-        s.on("error", () => {});
-      }
-      client.pipe(upstream).pipe(client);
-      client.on("close", () => upstream.destroy());
-      upstream.on("close", () => client.destroy());
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.port, "127.0.0.1", () => resolve());
-    });
-    this.port = (server.address() as { port: number }).port;
-    this.server = server;
-  }
-
-  /** Black hole: open connections stop forwarding, new ones are accepted and never answered. */
-  stall(): void {
-    for (const sock of this.sockets) {
-      sock.unpipe();
-      sock.pause();
-    }
-    this.server?.removeAllListeners("connection");
-    this.server?.on("connection", (c) => {
-      this.sockets.add(c);
-      c.on("error", () => {});
-    });
-  }
-
-  async down(): Promise<void> {
-    const s = this.server;
-    this.server = null;
-    for (const sock of this.sockets) sock.destroy();
-    this.sockets.clear();
-    if (s !== null) await new Promise<void>((r) => s.close(() => r()));
-  }
-}
 
 const pgProxy = new TcpProxy(PG_PORT);
 const redisProxy = new TcpProxy(REDIS_PORT);
