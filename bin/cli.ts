@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { redactSecrets } from "../storage/unavailable.ts";
 import { COMMANDS, planCommand } from "./commandIndex.ts";
 import { CliError } from "./options.ts";
 
@@ -31,10 +32,13 @@ for (const c of COMMANDS) {
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
+  // Never a connection URL's password on stderr (a driver may quote the URL it was given).
   if (err instanceof CliError || (err instanceof Error && "code" in err)) {
-    process.stderr.write(`error: ${err.message}\n`);
-    process.exitCode = 1;
+    process.stderr.write(`error: ${redactSecrets(err.message)}\n`);
   } else {
-    throw err;
+    process.stderr.write(
+      `${redactSecrets(err instanceof Error ? (err.stack ?? String(err)) : String(err))}\n`,
+    );
   }
+  process.exitCode = 1;
 }

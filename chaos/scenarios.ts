@@ -4,7 +4,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { signToken } from "../serving/auth.ts";
 import type { BktEloModels } from "../serving/learnerState.ts";
 import { recompute } from "../serving/recompute.ts";

@@ -78,24 +78,40 @@ const TYPE_COLUMNS: Record<EventType, string[]> = (() => {
 const num = (v: unknown): number => (typeof v === "bigint" ? Number(v) : typeof v === "number" ? v : 0);
 const iso = (v: unknown): string => (v instanceof Date ? v.toISOString() : String(v));
 
-export async function qualityReport(
+type SectionFn<K extends QualitySection> = (
   store: DuckStore,
-  asOf: Date = new Date(),
-  driftOptions: QualityDriftOptions = DEFAULT_QUALITY_DRIFT_OPTIONS,
-): Promise<QualityReport> {
+  asOf: Date,
+  drift: QualityDriftOptions,
+) => Promise<QualityReport[K]>;
+
+/** The report's parts, in the order they are computed (each is a few queries over the raw zone). */
+export const QUALITY_SECTIONS = [
+  "totals",
+  "completeness",
+  "freshness",
+  "nullRates",
+  "deadLetters",
+  "schemaDrift",
+  "volume",
+] as const;
+export type QualitySection = (typeof QUALITY_SECTIONS)[number];
+
+const totalsSection: SectionFn<"totals"> = async (store) => {
   const totalsRow = await store.one(
     `SELECT (SELECT count(*) FROM raw_events) AS raw_rows,
             (SELECT count(DISTINCT event_id) FROM raw_events) AS events,
             (SELECT count(*) FROM dead_letter) AS dl_rows,
             (SELECT count(*) FROM (SELECT DISTINCT source, row_number FROM dead_letter)) AS rejected`,
   );
-  const totals = {
+  return {
     rawRows: num(totalsRow?.raw_rows),
     events: num(totalsRow?.events),
     deadLetterRows: num(totalsRow?.dl_rows),
     rejectedRows: num(totalsRow?.rejected),
   };
+};
 
+const completenessSection: SectionFn<"completeness"> = async (store) => {
   const accepted = new Map<string, number>();
   for (const r of await store.all(
     "SELECT type, count(DISTINCT event_id) AS n FROM raw_events GROUP BY type",
@@ -123,9 +139,12 @@ export async function qualityReport(
       completeness.push({ type: t, field, seen, missing: m, completeness: seen === 0 ? 1 : 1 - m / seen });
     }
   }
+  return completeness;
+};
 
+const freshnessSection: SectionFn<"freshness"> = async (store, asOf) => {
   const asOfLit = `TIMESTAMP ${lit(asOf.toISOString().replace("T", " ").replace("Z", ""))}`;
-  const freshness: FreshnessRow[] = (
+  return (
     await store.all(
       `SELECT coalesce(source, '(none)') AS source, type, count(DISTINCT event_id) AS events, max(ts) AS last_ts,
               max(ingested_at) AS last_ingested, epoch(${asOfLit}) - epoch(max(ts)) AS age
@@ -139,7 +158,9 @@ export async function qualityReport(
     lastIngestedAt: iso(r.last_ingested),
     secondsSinceLastEvent: num(r.age),
   }));
+};
 
+const nullRatesSection: SectionFn<"nullRates"> = async (store) => {
   const nullRates: NullRateRow[] = [];
   for (const t of EVENT_TYPES) {
     const cols = TYPE_COLUMNS[t];
@@ -154,24 +175,139 @@ export async function qualityReport(
       nullRates.push({ type: t, column: c, rows: n, nullRate: num(row?.[`c${i}`]) / n });
     });
   }
+  return nullRates;
+};
 
-  const deadLetters: DeadLetterRow[] = (
+const deadLettersSection: SectionFn<"deadLetters"> = async (store) =>
+  (
     await store.all(
       `SELECT field, regexp_replace(reason, ' \\(got .*\\)$', '') AS reason, count(*) AS n
        FROM dead_letter GROUP BY ALL ORDER BY n DESC, field, reason`,
     )
   ).map((r) => ({ field: String(r.field), reason: String(r.reason), count: num(r.n) }));
 
+const SECTION_FNS: { [K in QualitySection]: SectionFn<K> } = {
+  totals: totalsSection,
+  completeness: completenessSection,
+  freshness: freshnessSection,
+  nullRates: nullRatesSection,
+  deadLetters: deadLettersSection,
+  schemaDrift: (store, _asOf, drift) => schemaDrift(store, drift),
+  volume: (store, _asOf, drift) => volumeAnomalies(store, drift),
+};
+
+export async function qualityReport(
+  store: DuckStore,
+  asOf: Date = new Date(),
+  driftOptions: QualityDriftOptions = DEFAULT_QUALITY_DRIFT_OPTIONS,
+): Promise<QualityReport> {
+  const out: Partial<QualityReport> = { asOf: asOf.toISOString() };
+  for (const k of QUALITY_SECTIONS) {
+    (out as Record<string, unknown>)[k] = await SECTION_FNS[k](store, asOf, driftOptions);
+  }
+  return out as QualityReport;
+}
+
+/** A report computed within a time budget: the sections done by then, and which were not. */
+export type BudgetedQualityReport = Partial<Omit<QualityReport, "asOf">> & {
+  asOf: string;
+  /** "partial": the budget ran out; `missing` lists the sections not computed. */
+  status: "complete" | "partial";
+  missing: QualitySection[];
+  budgetMs: number;
+  elapsedMs: number;
+};
+
+export interface QualityBudgetOptions {
+  asOf?: Date;
+  drift?: QualityDriftOptions;
+  /** Wall-clock budget (ms): no section starts after it, and the answer never waits past it. */
+  budgetMs: number;
+  /**
+   * Runs one section's queries (the server passes its store gate, so other requests get the store
+   * between sections instead of waiting for the whole report).
+   */
+  runSection?: <T>(fn: () => Promise<T>) => Promise<T>;
+}
+
+/**
+ * The data-quality report with a time budget, in chunks: one section at a time, yielding to the
+ * event loop (setImmediate) between them. When the budget runs out the answer is returned at
+ * once with the sections computed so far and `status: "partial"`; a section still running then
+ * finishes in the background (its result is dropped) since a DuckDB query is not interruptible here.
+ */
+export async function qualityReportWithin(
+  store: DuckStore,
+  opts: QualityBudgetOptions,
+): Promise<BudgetedQualityReport> {
+  if (!(Number.isFinite(opts.budgetMs) && opts.budgetMs > 0)) {
+    throw new RangeError(`quality budgetMs must be a positive number of milliseconds (got ${opts.budgetMs})`);
+  }
+  const asOf = opts.asOf ?? new Date();
+  const drift = opts.drift ?? DEFAULT_QUALITY_DRIFT_OPTIONS;
+  const runSection = opts.runSection ?? (<T>(fn: () => Promise<T>) => fn());
+  const started = performance.now();
+  const deadline = started + opts.budgetMs;
+  const out: Record<string, unknown> = {};
+  const missing: QualitySection[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<typeof TIMED_OUT>((resolve) => {
+    timer = setTimeout(() => resolve(TIMED_OUT), opts.budgetMs);
+    timer.unref?.();
+  });
+  try {
+    for (const k of QUALITY_SECTIONS) {
+      await new Promise<void>((r) => setImmediate(r));
+      if (missing.length > 0 || performance.now() >= deadline) {
+        missing.push(k);
+        continue;
+      }
+      const running = runSection(() => SECTION_FNS[k](store, asOf, drift) as Promise<unknown>);
+      const r = await Promise.race([running, expired]);
+      if (r === TIMED_OUT) {
+        // Finishes in the background; its failure, if any, must not become an unhandled rejection.
+        running.catch(() => {});
+        missing.push(k);
+        continue;
+      }
+      out[k] = r;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
   return {
     asOf: asOf.toISOString(),
-    totals,
-    completeness,
-    freshness,
-    nullRates,
-    deadLetters,
-    schemaDrift: await schemaDrift(store, driftOptions),
-    volume: await volumeAnomalies(store, driftOptions),
-  };
+    ...out,
+    status: missing.length === 0 ? "complete" : "partial",
+    missing,
+    budgetMs: opts.budgetMs,
+    elapsedMs: Math.round(performance.now() - started),
+  } as BudgetedQualityReport;
+}
+
+const TIMED_OUT = Symbol("timed out");
+
+/** Thrown by qualityReportOrThrow when the budget ran out (the metrics refresh keeps its last values). */
+export class QualityBudgetError extends Error {
+  readonly code = "QUALITY_BUDGET_EXCEEDED";
+  constructor(readonly partial: BudgetedQualityReport) {
+    super(
+      `data-quality report exceeded its ${partial.budgetMs} ms budget (not computed: ${partial.missing.join(", ")}); ` +
+        "raise quality_budget_ms or investigate the raw zone's size",
+    );
+    this.name = "QualityBudgetError";
+  }
+}
+
+/** A complete report within the budget, or QualityBudgetError. */
+export async function qualityReportOrThrow(
+  store: DuckStore,
+  opts: QualityBudgetOptions,
+): Promise<QualityReport> {
+  const r = await qualityReportWithin(store, opts);
+  if (r.status !== "complete") throw new QualityBudgetError(r);
+  const { status: _s, missing: _m, budgetMs: _b, elapsedMs: _e, ...report } = r;
+  return report as QualityReport;
 }
 
 /** Plain-text rendering for the CLI. */

@@ -550,16 +550,21 @@ export async function volumeAnomalies(
   }
   const latest: VolumeDay[] = [];
   const anomalies: VolumeDay[] = [];
+  // Only the last reportDays days are reported, each against the baselineDays before it: the
+  // series is cut to that window, so the work is bounded by the options, never by the span of
+  // the timestamps (an event dated 0001 next to one dated 9999 is 3.6 million days apart).
+  const windowDays = opts.reportDays + opts.volume.baselineDays;
   for (const s of series.values()) {
-    const counts = new Float64Array(last - s.first + 1);
-    for (const [d, n] of s.days) counts[d - s.first] = n;
+    const from = Math.max(s.first, last - windowDays + 1);
+    const counts = new Float64Array(last - from + 1);
+    for (const [d, n] of s.days) if (d >= from) counts[d - from] = n;
     const scores = scoreDailyCounts(counts, opts.volume);
     const toDay = (i: number): VolumeDay => {
       const x = scores[i]!;
       return {
         source: s.source,
         type: s.type,
-        day: dayIso(s.first + i),
+        day: dayIso(from + i),
         count: x.count,
         median: x.z === null ? null : x.median,
         z: x.z,

@@ -15,7 +15,7 @@ import { parse as parseYaml } from "yaml";
 import type { ExperimentStore } from "../experiments/store.ts";
 import type { TimeRange } from "../features/contractConfig.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
-import { qualityReport } from "../features/quality.ts";
+import { qualityReportOrThrow } from "../features/quality.ts";
 import type { MonitorLoop } from "../monitoring/loop.ts";
 import type { Registry } from "../registry/registry.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
@@ -85,6 +85,11 @@ export interface ServingConfig {
   monitorIntervalMs: number;
   /** Data-quality gauges on /metrics are recomputed when older than this (ms; quality_max_age_s). */
   qualityMaxAgeMs: number;
+  /**
+   * Time budget of one data-quality report (ms; quality_budget_ms): GET /quality answers
+   * `status: "partial"` past it, and a /metrics refresh past it keeps the last gauges.
+   */
+  qualityBudgetMs: number;
 }
 
 export const DEFAULT_SERVING_CONFIG: ServingConfig = {
@@ -98,6 +103,7 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   modelName: DEFAULT_MODEL_NAME,
   monitorIntervalMs: 900_000,
   qualityMaxAgeMs: 60_000,
+  qualityBudgetMs: 10_000,
 };
 
 /** Reads config/serving.yaml (snake_case keys) over the defaults. */
@@ -125,6 +131,7 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
     modelName: typeof d.model_name === "string" ? d.model_name : def.modelName,
     monitorIntervalMs: 1000 * num(d.monitor_interval_s, def.monitorIntervalMs / 1000, "monitor_interval_s"),
     qualityMaxAgeMs: 1000 * num(d.quality_max_age_s, def.qualityMaxAgeMs / 1000, "quality_max_age_s"),
+    qualityBudgetMs: num(d.quality_budget_ms, def.qualityBudgetMs, "quality_budget_ms"),
   };
 }
 
@@ -356,11 +363,13 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       {
         backend: "duckdb",
         ping: async () => void (await gate.run(() => store.one("SELECT 1 AS ok"))),
+        // DuckDB waits behind the gate's queue; a busy store is not a down one.
+        timeoutMs: 2000,
       },
       ...(deps.probes ?? []),
     ],
-    // DuckDB waits behind the gate's queue; a busy store is not a down one.
-    probeTimeoutMs: 2000,
+    // PostgreSQL, Redis, NATS: no answer within 1 s is down (503 + Retry-After, /readyz names it).
+    probeTimeoutMs: 1000,
     onChange:
       deps.onBackendChange ??
       ((e) =>
@@ -524,7 +533,13 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   });
   const quality = new QualityMetrics({
     registry: metrics.registry,
-    report: () => gate.run(() => qualityReport(store, now())),
+    // Section by section through the gate (requests get the store in between), within the budget.
+    report: () =>
+      qualityReportOrThrow(store, {
+        asOf: now(),
+        budgetMs: config.qualityBudgetMs,
+        runSection: (fn) => gate.run(fn),
+      }),
     maxAgeMs: config.qualityMaxAgeMs,
     onError: (err) => logger.warn({ err: { message: err.message } }, "data-quality metrics refresh failed"),
   });

@@ -40,7 +40,7 @@ export interface BackendMonitorOptions {
   probes: readonly BackendProbe[];
   /** Probe backoff while a backend is down (default 100 ms doubling to 2 s). */
   backoff?: { baseMs: number; maxMs: number };
-  /** A probe slower than this counts as failed (default 1000 ms). */
+  /** A probe slower than this counts as failed (default 1000 ms; a probe's own timeoutMs wins). */
   probeTimeoutMs?: number;
   /** Each change of state, once (for the process log). */
   onChange?: (e: BackendEvent) => void;
@@ -137,15 +137,13 @@ export class BackendMonitor {
 
   private async probeOnce(e: Entry): Promise<boolean> {
     const t0 = performance.now();
+    const timeoutMs = e.probe.timeoutMs ?? this.probeTimeoutMs;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       await Promise.race([
         e.probe.ping(),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`no answer within ${this.probeTimeoutMs} ms`)),
-            this.probeTimeoutMs,
-          );
+          timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
         }),
       ]);
       e.status.latencyMs = Math.round((performance.now() - t0) * 100) / 100;

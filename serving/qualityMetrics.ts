@@ -2,8 +2,8 @@
  * Prometheus gauges for data quality and the drift monitor, on the server's own registry.
  *
  * QualityMetrics runs the data-quality report (features/quality.ts) at most once per `maxAgeMs`,
- * on scrape (every gauge's collect awaits one shared refresh, so a scrape sees one consistent
- * report) and, optionally, on an interval. A failed refresh keeps the last values and counts the
+ * in the background when a scrape finds the gauges older than that (the scrape itself never waits:
+ * it serves the last computed values, all from one report) and, optionally, on an interval. A failed refresh keeps the last values and counts the
  * error. MonitorMetrics records each monitor tick: last run time, drift verdict and alert counts,
  * decayed models, retrain outcomes. startServingMonitor runs the monitor loop through the store gate.
  */
@@ -20,7 +20,7 @@ export interface QualityMetricsOptions {
   registry: Registry;
   /** Produces the report (the server runs it through its store gate). */
   report: () => Promise<QualityReport>;
-  /** A scrape older than this refreshes first (ms). */
+  /** A scrape finding the gauges older than this starts a background refresh (ms). */
   maxAgeMs: number;
   now?: () => number;
   onError?: (err: Error) => void;
@@ -46,7 +46,11 @@ export class QualityMetrics {
   constructor(private readonly opts: QualityMetricsOptions) {
     this.now = opts.now ?? Date.now;
     const registers = [opts.registry];
-    const collect = () => this.ensureFresh();
+    // A scrape never waits for the report: it starts a refresh in the background when the gauges
+    // are older than maxAgeMs and serves the last computed values now.
+    const collect = () => {
+      void this.ensureFresh();
+    };
     this.completeness = new Gauge({
       name: "mastery_quality_completeness_ratio",
       help: "Share of events of a type (accepted + rejected) that carried a required field",

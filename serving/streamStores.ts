@@ -10,6 +10,8 @@ import type { BackendName } from "../storage/unavailable.ts";
 export interface BackendProbe {
   backend: BackendName;
   ping(): Promise<void>;
+  /** A probe slower than this counts as failed (ms; default: the monitor's probeTimeoutMs, 1000). */
+  timeoutMs?: number;
 }
 
 /**

@@ -410,7 +410,7 @@ export class NatsBus implements EventBus {
     } catch (err) {
       throw new BusError(
         "NATS_CONNECT",
-        `cannot connect to NATS at ${redactUrl(opts.url)}: ${(err as Error).message}. Check MASTERY_NATS_URL (e.g. nats://127.0.0.1:4222) and that the server runs with JetStream (-js).`,
+        `cannot connect to NATS at ${redactUrl(opts.url)}: ${faultDetail(err)}. Check MASTERY_NATS_URL (e.g. nats://127.0.0.1:4222) and that the server runs with JetStream (-js).`,
       );
     }
     const jsm = await nc.jetstreamManager();

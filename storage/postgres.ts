@@ -62,6 +62,12 @@ export interface PgOpenOptions {
   connectTimeoutMs?: number;
   /** Server-side statement_timeout (ms; default MASTERY_PG_STATEMENT_TIMEOUT_MS or none). */
   statementTimeoutMs?: number;
+  /**
+   * Client-side bound on a query's answer (ms; default MASTERY_PG_QUERY_TIMEOUT_MS or none): past it
+   * the query fails as unavailable and its connection is dropped, so a server that stalls (accepts,
+   * never answers) cannot hang a request. Set it above the longest legitimate query.
+   */
+  queryTimeoutMs?: number;
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -71,6 +77,7 @@ export function pgPoolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): {
   poolMax: number;
   connectTimeoutMs: number;
   statementTimeoutMs: number | undefined;
+  queryTimeoutMs: number | undefined;
 } {
   const int = (name: string, fallback: number | undefined, min: number): number | undefined => {
     const v = env[name];
@@ -87,6 +94,7 @@ export function pgPoolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): {
     poolMax: int("MASTERY_PG_POOL_MAX", 10, 1) ?? 10,
     connectTimeoutMs: int("MASTERY_PG_CONNECT_TIMEOUT_MS", 2000, 100) ?? 2000,
     statementTimeoutMs: int("MASTERY_PG_STATEMENT_TIMEOUT_MS", undefined, 1),
+    queryTimeoutMs: int("MASTERY_PG_QUERY_TIMEOUT_MS", undefined, 1),
   };
 }
 
@@ -120,6 +128,7 @@ export class PgStore {
     const env = pgPoolSettingsFromEnv();
     const poolMax = opts.poolMax ?? env.poolMax;
     const statementTimeout = opts.statementTimeoutMs ?? env.statementTimeoutMs;
+    const queryTimeout = opts.queryTimeoutMs ?? env.queryTimeoutMs;
     // Session settings travel in the startup packet, so every pooled connection (including the
     // ones opened after a server restart) has them before its first query.
     const settings = ["-c TimeZone=UTC"];
@@ -133,6 +142,7 @@ export class PgStore {
       idleTimeoutMillis: 30_000,
       keepAlive: true,
       options: settings.join(" "),
+      ...(queryTimeout !== undefined ? { query_timeout: queryTimeout } : {}),
     });
     // An idle connection killed by a server restart emits 'error' on the pool; the pool drops it
     // and the next query opens a fresh one. Without a listener it would crash the process.

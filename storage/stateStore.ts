@@ -230,7 +230,7 @@ export class RedisStateStore implements StateStore {
       redis.disconnect();
       throw new StateStoreError(
         "REDIS_CONNECT",
-        `cannot connect to Redis at ${redactUrl(url)}: ${(err as Error).message}. Check MASTERY_REDIS_URL (e.g. redis://127.0.0.1:6379)` +
+        `cannot connect to Redis at ${redactUrl(url)}: ${faultDetail(err)}. Check MASTERY_REDIS_URL (e.g. redis://127.0.0.1:6379)` +
           (url.startsWith("rediss:")
             ? " and that MASTERY_REDIS_CA names the CA that signed the server's certificate."
             : "."),

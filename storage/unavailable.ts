@@ -76,6 +76,8 @@ const UNAVAILABLE_MESSAGES = [
   /connection terminated/i,
   /connection (?:refused|reset|closed|lost)/i,
   /timeout exceeded when trying to connect/i,
+  // pg's client-side query_timeout (MASTERY_PG_QUERY_TIMEOUT_MS): the server did not answer in time.
+  /query read timeout/i,
   /not queryable/i,
   /client has encountered a connection error/i,
   /terminating connection/i,
@@ -141,22 +143,45 @@ export function unavailableBackend(err: unknown): BackendName | undefined {
   return cause !== undefined && cause !== err ? unavailableBackend(cause) : undefined;
 }
 
+/** Query parameters and key=value pairs whose value is a credential. */
+const SECRET_KEYS =
+  /\b(password|passwd|pwd|pass|sslpassword|sslkey|secret|token|auth_token|access_token)=[^&\s'"]*/gi;
+
+/**
+ * Free text (a driver's error message, a log line) with every credential removed: the password of
+ * any `scheme://user:password@host` URL (PostgreSQL, Redis, NATS, any scheme; a password holding a
+ * raw '@' or '/' included) and credential key=value pairs (`?password=…`, `password=…` in a
+ * libpq-style string, `token=…`). Over-redacts rather than leaks.
+ */
+export function redactSecrets(text: string): string {
+  return (
+    text
+      // Greedy to the LAST '@' of the token: a password may hold an unescaped '@'.
+      .replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s/@:'"]*):[^\s'"]*@/gi, "$1$2:***@")
+      .replace(SECRET_KEYS, (m) => `${m.slice(0, m.indexOf("=") + 1)}***`)
+  );
+}
+
 /** A connection URL without its password (for logs and error messages). */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = "***";
-    return u.toString();
+    for (const k of [...u.searchParams.keys()])
+      if (/^(password|passwd|pwd|pass|sslpassword|sslkey|secret|token|auth_token|access_token)$/i.test(k))
+        u.searchParams.set(k, "***");
+    // Then the text rule too: a raw '@' or '/' in a password splits it differently for URL().
+    return redactSecrets(u.toString().replaceAll("%2A%2A%2A", "***"));
   } catch {
     return "(unparseable URL)";
   }
 }
 
-/** A short reason for logs: the driver's message with any URL password removed. */
+/** A short reason for logs: the driver's message with any credential removed (redactSecrets). */
 export function faultDetail(err: unknown): string {
   if (err instanceof BackendUnavailableError) return `${BACKEND_LABEL[err.backend]}: ${err.detail}`;
   const e = err as { code?: unknown; message?: unknown } | null;
   const msg = typeof e?.message === "string" && e.message !== "" ? e.message : String(err);
   const code = typeof e?.code === "string" && !msg.includes(e.code) ? `${e.code}: ` : "";
-  return `${code}${msg}`.replace(/(\/\/[^:/@\s]+:)[^@\s]+@/g, "$1***@").slice(0, 300);
+  return redactSecrets(`${code}${msg}`).slice(0, 300);
 }

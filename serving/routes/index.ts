@@ -410,10 +410,22 @@ export const ROUTES: readonly RouteSpec[] = [
     path: "/quality",
     operationId: "getQuality",
     summary:
-      "Admin or service (metrics:read): data-quality report (completeness, freshness, null rates, dead letters, schema drift, volume)",
+      "Admin or service (metrics:read): data-quality report (completeness, freshness, null rates, dead letters, schema drift, volume) within a time budget; status partial past it",
     tag: "ops",
     scope: "metrics:read",
-    responses: { "200": ["Quality report", "QualityReport"], ...STUDENT_ERRORS },
+    query: [
+      {
+        name: "budget_ms",
+        description:
+          "time budget in ms (default quality_budget_ms, at most 120000): past it the answer is status partial with `missing` sections",
+        schema: { type: "integer", minimum: 1, maximum: 120000 },
+      },
+    ],
+    responses: {
+      "200": ["Quality report (complete or partial)", "QualityReport"],
+      "400": ["Invalid budget_ms", "Error"],
+      ...STUDENT_ERRORS,
+    },
     handler: getQuality,
     components: QUALITY_COMPONENTS,
   },

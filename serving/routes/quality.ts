@@ -1,5 +1,5 @@
 import type { RequestHandler } from "express";
-import { qualityReport } from "../../features/quality.ts";
+import { qualityReportWithin } from "../../features/quality.ts";
 import type { ServingContext } from "../app.ts";
 import { AccessError } from "../auth.ts";
 import { HttpError } from "../httpError.ts";
@@ -18,12 +18,33 @@ const staffOnly = async (ctx: ServingContext, req: Parameters<RequestHandler>[0]
   }
 };
 
-/** GET /quality */
+/** Longest budget a caller may ask for with ?budget_ms (ms). */
+export const MAX_QUALITY_BUDGET_MS = 120_000;
+
+/**
+ * GET /quality[?budget_ms=N]: the report within a time budget (default quality_budget_ms). It runs
+ * section by section through the store gate, so other requests are served in between; past the
+ * budget the answer is `status: "partial"` with the sections done and `missing` naming the rest.
+ */
 export const getQuality =
   (ctx: ServingContext): RequestHandler =>
   async (req, res) => {
     await staffOnly(ctx, req);
-    const report = await ctx.gate.run(() => qualityReport(ctx.store, ctx.now()));
+    const raw = req.query.budget_ms;
+    const budgetMs = raw === undefined ? ctx.config.qualityBudgetMs : Number(raw);
+    if (!Number.isInteger(budgetMs) || budgetMs < 1 || budgetMs > MAX_QUALITY_BUDGET_MS) {
+      throw new HttpError(
+        400,
+        "invalid_query",
+        "budget_ms",
+        `budget_ms must be an integer in [1, ${MAX_QUALITY_BUDGET_MS}] (milliseconds)`,
+      );
+    }
+    const report = await qualityReportWithin(ctx.store, {
+      asOf: ctx.now(),
+      budgetMs,
+      runSection: (fn) => ctx.gate.run(fn),
+    });
     res.json(report);
   };
 
@@ -68,9 +89,16 @@ export const QUALITY_COMPONENTS: Record<string, unknown> = {
   QualityReport: {
     type: "object",
     description:
-      "features/quality.ts QualityReport: totals, completeness, freshness, null rates, dead letters, schema drift, volume",
-    required: ["asOf", "totals"],
-    properties: { asOf: { type: "string" }, totals: { type: "object" } },
+      "features/quality.ts BudgetedQualityReport: totals, completeness, freshness, null rates, dead letters, schema drift, volume; status partial (and missing sections) when the time budget ran out",
+    required: ["asOf", "status", "missing", "budgetMs", "elapsedMs"],
+    properties: {
+      asOf: { type: "string" },
+      status: { type: "string", enum: ["complete", "partial"] },
+      missing: { type: "array", items: { type: "string" } },
+      budgetMs: { type: "integer" },
+      elapsedMs: { type: "integer" },
+      totals: { type: "object" },
+    },
   },
   DriftChecks: {
     type: "object",

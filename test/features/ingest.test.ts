@@ -291,7 +291,7 @@ describe("ingestPaths over a directory of every format", () => {
     );
     const store = await DuckStore.open(":memory:");
     await store.run(
-      `COPY (SELECT 'c1' AS event_id, ${"'" + raw[3] + "'"} AS student_id, TIMESTAMPTZ '2026-01-05 10:00:00+00' AS timestamp,
+      `COPY (SELECT 'c1' AS event_id, ${`'${raw[3]}'`} AS student_id, TIMESTAMPTZ '2026-01-05 10:00:00+00' AS timestamp,
               't1' AS topic_id, 3 AS help_requests, 2 AS resolved_count) TO '${join(d, "chatbot.parquet")}' (FORMAT parquet)`,
     );
     const report = await ingestPaths(store, [d], opts);

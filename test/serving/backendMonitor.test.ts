@@ -110,4 +110,26 @@ describe("BackendMonitor", () => {
     expect(s[1]!.latencyMs).toBeGreaterThanOrEqual(45);
     m.close();
   });
+
+  it("a probe's own timeout wins over the monitor's: a stalled backend is down at its bound, a slow queue is not", async () => {
+    const never = (): Promise<void> => new Promise(() => {});
+    const stalled: BackendProbe = { backend: "redis", ping: never };
+    const queued: BackendProbe = {
+      backend: "duckdb",
+      ping: () => new Promise((r) => setTimeout(r, 120)),
+      timeoutMs: 400,
+    };
+    const m = new BackendMonitor({ probes: [stalled, queued], probeTimeoutMs: 60 });
+    const t0 = performance.now();
+    const s = await m.check();
+    const ms = performance.now() - t0;
+    expect(s.map((x) => [x.backend, x.status])).toEqual([
+      ["redis", "down"],
+      ["duckdb", "up"],
+    ]);
+    expect(s[0]!.error).toBe("no answer within 60 ms");
+    // Bounded by the slowest answering probe (120 ms), not by any timeout of the stalled one.
+    expect(ms).toBeLessThan(400);
+    m.close();
+  });
 });

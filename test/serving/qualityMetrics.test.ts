@@ -1,6 +1,9 @@
+import { Registry } from "prom-client";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { QualityReport } from "../../features/quality.ts";
 import type { AppHandle } from "../../serving/app.ts";
+import { QualityMetrics } from "../../serving/qualityMetrics.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { testApp, token } from "./appFixture.ts";
 
@@ -65,6 +68,10 @@ afterAll(() => store.close());
 
 describe("data-quality gauges on /metrics", () => {
   it("exposes volume z-scores, anomaly flags, schema drift and freshness with source/type/field labels", async () => {
+    // A scrape never waits for the report: the first one starts it in the background.
+    const first = await request(h.app).get("/metrics").set("authorization", `Bearer ${admin}`);
+    expect(first.status).toBe(200);
+    await h.quality.ensureFresh();
     const res = await request(h.app).get("/metrics").set("authorization", `Bearer ${admin}`);
     expect(res.status).toBe(200);
     const t = res.text;
@@ -115,5 +122,35 @@ describe("data-quality gauges on /metrics", () => {
     const t = await get();
     expect(sample(t, "mastery_quality_volume_events", { source: "cdn", type: "video" })).toBe(20);
     expect(sample(t, "mastery_quality_volume_anomaly", { source: "cdn", type: "video" })).toBe(0);
+  });
+});
+
+describe("QualityMetrics never makes a scrape wait", () => {
+  it("serves the last gauges at once while a refresh hangs, and counts a failed one", async () => {
+    const registry = new Registry();
+    let release: (() => void) | undefined;
+    let calls = 0;
+    const m = new QualityMetrics({
+      registry,
+      maxAgeMs: 0,
+      report: () => {
+        calls++;
+        return new Promise<QualityReport>((_resolve, reject) => {
+          release = () => reject(new Error("budget exceeded"));
+        });
+      },
+    });
+    const t0 = performance.now();
+    const text = await registry.metrics();
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(calls).toBe(1);
+    expect(sample(text, "mastery_quality_refresh_errors_total")).toBe(0);
+    // A second scrape while the first refresh still runs shares it (no second report).
+    await registry.metrics();
+    expect(calls).toBe(1);
+    release!();
+    await m.ensureFresh();
+    await new Promise((r) => setImmediate(r));
+    expect(sample(await registry.metrics(), "mastery_quality_refresh_errors_total")).toBe(1);
   });
 });

@@ -1,8 +1,11 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { redactErrorMessage } from "../../storage/storeErrors.ts";
 import {
   BackendUnavailableError,
   faultDetail,
   faultKind,
+  redactSecrets,
   redactUrl,
   unavailableBackend,
 } from "../../storage/unavailable.ts";
@@ -94,5 +97,69 @@ describe("redaction of connection details", () => {
       "failed for redis://u:***@h:1/0",
     );
     expect(faultDetail(pgError("57P01", "terminating connection"))).toBe("57P01: terminating connection");
+  });
+});
+
+describe("redactSecrets: no credential of a PostgreSQL / Redis / NATS URL survives into a message", () => {
+  it.each([
+    ["postgres://app:s3cret@db:5432/x failed", "postgres://app:***@db:5432/x failed"],
+    ["postgresql://app:s3cret@db/x", "postgresql://app:***@db/x"],
+    ["redis://:hunter2@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"],
+    ["rediss://default:pw@cache:6380", "rediss://default:***@cache:6380"],
+    ["nats://u:p@127.0.0.1:4222, tls://u:p@n2:4222", "nats://u:***@127.0.0.1:4222, tls://u:***@n2:4222"],
+    // A raw '@' in the password: everything up to the last '@' of the URL goes.
+    ["connect to postgres://app:a@b@c@db:5432/x", "connect to postgres://app:***@db:5432/x"],
+    ["postgres://app@db/x?sslmode=require&password=zz", "postgres://app@db/x?sslmode=require&password=***"],
+    ["host=db user=app password=abc dbname=x", "host=db user=app password=*** dbname=x"],
+    // Nothing secret: unchanged.
+    ["postgres://postgres@127.0.0.1:5432/test", "postgres://postgres@127.0.0.1:5432/test"],
+    ["connect ECONNREFUSED 127.0.0.1:6379", "connect ECONNREFUSED 127.0.0.1:6379"],
+  ])("%s", (input, want) => {
+    expect(redactSecrets(input)).toBe(want);
+  });
+
+  it("redactUrl and faultDetail apply the same rules (query passwords, raw '@')", () => {
+    expect(redactUrl("postgres://app@db/x?password=zz&sslmode=require")).toBe(
+      "postgres://app@db/x?password=***&sslmode=require",
+    );
+    expect(redactUrl("postgres://app:a@b@db:5432/x")).toBe("postgres://app:***@db:5432/x");
+    expect(faultDetail(new Error("failed for postgres://app:a@b@db/x"))).toBe(
+      "failed for postgres://app:***@db/x",
+    );
+    expect(faultDetail(new Error("bad dsn host=db password=abc"))).toBe("bad dsn host=db password=***");
+  });
+
+  it("redactErrorMessage (the server's 5xx log line) removes an unquoted URL's password", () => {
+    expect(redactErrorMessage("Connection to redis://default:hunter2@cache:6379 lost")).toBe(
+      "Connection to redis://default:***@cache:6379 lost",
+    );
+  });
+
+  it("property: any password, raw or URL-encoded, in any of the three schemes, is gone", () => {
+    const scheme = fc.constantFrom("postgres", "postgresql", "redis", "rediss", "nats", "tls");
+    // Passwords of URL-safe characters plus '@', ':' and '/' (raw in a URL when not encoded).
+    const password = fc
+      .string({ unit: fc.constantFrom(..."abcXYZ0123456789-_.~!$&()*+,;@:/%"), minLength: 1, maxLength: 24 })
+      .map((p) => `Pw${p}`);
+    fc.assert(
+      fc.property(
+        scheme,
+        fc.constantFrom("", "app", "default"),
+        password,
+        fc.boolean(),
+        fc.constantFrom("", "/0", "/test?sslmode=require"),
+        (sch, user, pw, encode, tail) => {
+          const secret = encode ? encodeURIComponent(pw) : pw;
+          const url = `${sch}://${user}:${secret}@db.internal:1234${tail}`;
+          const text = `cannot reach ${url}: connect ECONNREFUSED`;
+          for (const out of [redactSecrets(text), redactErrorMessage(text), faultDetail(new Error(text))]) {
+            expect(out).not.toContain(secret);
+            expect(out).toContain(`${sch}://${user}:***@db.internal:1234`);
+          }
+          expect(redactUrl(url)).not.toContain(secret);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });
