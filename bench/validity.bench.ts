@@ -1,0 +1,191 @@
+/**
+ * Validity of the mastery scores (issue 16): does each stored score track the generator's latent mastery,
+ * and does it rank next week's quiz accuracy?
+ *
+ * Per generator setting: generate `days` (default 63) of events; keep the events before the cut (end of day
+ * `days - 7`, a ground-truth day) and run the batch pipeline on them (ingest -> features -> rule scores ->
+ * BKT/Elo replay, the code the demo runs), so every score is "as of the cut" from the data before it. Then:
+ *  - truth: `latent_mastery` of the cut day (ground_truth.csv) for every scored (student, topic);
+ *    Spearman, Pearson, mean absolute error, mean, share of scores > 0.95 / > 0.99;
+ *  - next week: quiz accuracy of the (student, topic) in the 7 days after the cut (pairs with >= 3 attempts),
+ *    Spearman of each score against it;
+ *  - sources: every score_source in student_mastery, plus plain quiz accuracy (all time, last 30 days).
+ *
+ *   npx tsx bench/validity.bench.ts                          # quick: 2 settings, 400 students each
+ *   STUDENTS=2000 TOPICS=40 DAYS=63 SEEDS=1,2,3 npx tsx bench/validity.bench.ts   # the issue's scale
+ *   ONLY=1 npx tsx bench/validity.bench.ts                     # first setting only
+ *
+ * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
+ */
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { generateSynthetic } from "../features/synthetic/generate.ts";
+import { type ScorePair, validityMeasures } from "../models/validity.ts";
+import { runPipeline } from "../serving/pipeline.ts";
+import { DuckStore, sqlString } from "../storage/duckdb.ts";
+
+interface Setting {
+  seed: number;
+  students: number;
+  topics: number;
+  days: number;
+  eventsPerDay: number;
+}
+
+const envInt = (name: string, dflt: number): number => {
+  const v = process.env[name];
+  if (v === undefined || v === "") return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new Error(`${name} must be a positive integer (got ${v}); unset it for the default`);
+  return n;
+};
+const students = envInt("STUDENTS", 400);
+const topics = envInt("TOPICS", 40);
+const days = envInt("DAYS", 63);
+if (days < 15) throw new Error(`DAYS must be >= 15 (a 7-day cut needs history before it; got ${days})`);
+const seeds = (process.env.SEEDS ?? "1,2")
+  .split(",")
+  .map((s) => Number(s))
+  .filter((s) => Number.isInteger(s));
+// Vary the generator beyond the seed: a sparser setting (fewer events a day, more topics) on even positions.
+const settings: Setting[] = seeds.map((seed, i) => ({
+  seed,
+  students,
+  topics: i % 2 === 0 ? topics : Math.round(topics * 1.5),
+  days,
+  eventsPerDay: i % 2 === 0 ? 3.4 : 2.2,
+}));
+const only = process.env.ONLY === "1" ? settings.slice(0, 1) : settings;
+const START = "2026-09-01";
+const DAY_MS = 86_400_000;
+const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");
+
+/** Copies every event file of `from` into `to` keeping rows with timestamp < cut (plus topics/roster). */
+async function cutEvents(store: DuckStore, from: string, to: string, cut: Date): Promise<void> {
+  mkdirSync(to, { recursive: true });
+  for (const f of readdirSync(from)) {
+    if (f === "topics.json" || f === "roster.csv") copyFileSync(join(from, f), join(to, f));
+    if (!f.endsWith(".csv") || f === "ground_truth.csv" || f === "roster.csv") continue;
+    await store.run(
+      `COPY (SELECT * FROM read_csv(${sqlString(join(from, f))}, header = true, all_varchar = true)
+             WHERE timestamp < ${sqlString(cut.toISOString().replace(".000Z", "Z"))})
+       TO ${sqlString(join(to, f))} (HEADER, DELIMITER ',')`,
+    );
+  }
+}
+
+export interface SettingResult {
+  setting: Setting;
+  rows: { source: string; m: ReturnType<typeof validityMeasures> }[];
+}
+
+export async function runSetting(s: Setting, work: string): Promise<SettingResult> {
+  const full = join(work, "full");
+  const cutDir = join(work, "cut");
+  await generateSynthetic({
+    students: s.students,
+    topics: s.topics,
+    days: s.days,
+    seed: s.seed,
+    start: START,
+    eventsPerDay: s.eventsPerDay,
+    truthEvery: 7,
+    outDir: full,
+    workers: 0,
+  });
+  const cutDay = s.days - 8; // day index whose end is the cut; (cutDay + 1) % 7 === 0 when days % 7 === 0
+  const cut = new Date(Date.parse(`${START}T00:00:00Z`) + (cutDay + 1) * DAY_MS);
+  const cutDayStr = new Date(cut.getTime() - DAY_MS).toISOString().slice(0, 10);
+  const store = await DuckStore.open(join(work, "mastery.duckdb"));
+  const pseudonymizer = new Pseudonymizer("validity-bench-key-0123456789");
+  try {
+    await cutEvents(store, full, cutDir, cut);
+    const t0 = performance.now();
+    const res = await runPipeline({ store, pseudonymizer, dataDir: cutDir });
+    const pipelineSeconds = (performance.now() - t0) / 1000;
+
+    // Truth and next-week accuracy are keyed by raw id; pseudonymize the distinct ids as ingest does.
+    const keyOf = new Map<string, string>();
+    const key = (raw: string): string => {
+      let k = keyOf.get(raw);
+      if (k === undefined) {
+        k = pseudonymizer.studentKey(raw);
+        keyOf.set(raw, k);
+      }
+      return k;
+    };
+    const truthRows = await store.all<{ student_id: string; topic_id: string; latent_mastery: number }>(
+      `SELECT student_id, topic_id, latent_mastery FROM read_csv(${sqlString(join(full, "ground_truth.csv"))}, header = true)
+       WHERE CAST(day AS VARCHAR) = ${sqlString(cutDayStr)}`,
+    );
+    if (truthRows.length === 0)
+      throw new Error(`no ground truth on the cut day ${cutDayStr}: DAYS must be a multiple of 7`);
+    const truth = new Map<string, number>();
+    for (const t of truthRows) truth.set(`${key(t.student_id)}|${t.topic_id}`, Number(t.latent_mastery));
+    const nextRows = await store.all<{ student_id: string; topic_id: string; n: number; acc: number }>(
+      `SELECT student_id, topic_id, count(*)::INTEGER AS n, avg(CASE WHEN is_correct = 'true' THEN 1.0 ELSE 0.0 END) AS acc
+       FROM read_csv(${sqlString(join(full, "quiz_attempts.csv"))}, header = true, all_varchar = true)
+       WHERE timestamp >= ${sqlString(cut.toISOString().replace(".000Z", "Z"))}
+         AND timestamp < ${sqlString(new Date(cut.getTime() + 7 * DAY_MS).toISOString().replace(".000Z", "Z"))}
+       GROUP BY ALL HAVING count(*) >= 3`,
+    );
+    const nextWeek = new Map<string, number>();
+    for (const r of nextRows) nextWeek.set(`${key(r.student_id)}|${r.topic_id}`, Number(r.acc));
+
+    const scores = await store.all<{ student_key: string; topic_id: string; source: string; score: number }>(
+      `SELECT student_key, topic_id, score_source AS source, mastery_score AS score FROM student_mastery
+       UNION ALL
+       SELECT student_key, topic_id, 'accuracy_all' AS source, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS score
+       FROM raw_events WHERE type = 'quiz_attempt' GROUP BY ALL
+       UNION ALL
+       SELECT student_key, topic_id, 'accuracy_30d' AS source, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS score
+       FROM raw_events WHERE type = 'quiz_attempt' AND ts >= ${sqlString(new Date(cut.getTime() - 30 * DAY_MS).toISOString())}::TIMESTAMP
+       GROUP BY ALL`,
+    );
+    const bySource = new Map<string, ScorePair[]>();
+    for (const r of scores) {
+      const k = `${r.student_key}|${r.topic_id}`;
+      let list = bySource.get(r.source);
+      if (list === undefined) {
+        list = [];
+        bySource.set(r.source, list);
+      }
+      list.push({ score: r.score, truth: truth.get(k), nextWeek: nextWeek.get(k) });
+    }
+    const rows = [...bySource].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
+    rows.sort((a, b) => b.m.spearman - a.m.spearman);
+    console.log(
+      `\nseed ${s.seed}: ${s.students} students x ${s.topics} topics x ${s.days} days, ${s.eventsPerDay} events/day; cut ${cut.toISOString()} ` +
+        `(${res.ingest.total.accepted} events before it; pipeline ${pipelineSeconds.toFixed(1)} s); ${truth.size} true pairs, ${nextWeek.size} next-week pairs`,
+    );
+    console.log(
+      "source          pairs  truth: spearman pearson  MAE    mean  >0.95  >0.99 | next week: pairs spearman | ratio",
+    );
+    const anchor = Math.max(...rows.filter((r) => !r.source.startsWith("accuracy")).map((r) => r.m.spearman));
+    for (const { source, m } of rows) {
+      console.log(
+        `${source.padEnd(14)} ${String(m.n).padStart(6)}         ${f3(m.spearman)}   ${f3(m.pearson)}  ${f3(m.mae)}  ${f3(m.mean)}  ${f3(m.above95)}  ${f3(m.above99)} |  ${String(m.nNext).padStart(10)}  ${f3(m.nextSpearman)}   | ${f3(m.spearman / anchor)}`,
+      );
+    }
+    console.log(
+      `truth mean ${f3(truthRows.reduce((a, t) => a + Number(t.latent_mastery), 0) / truthRows.length)}`,
+    );
+    return { setting: s, rows };
+  } finally {
+    store.close();
+  }
+}
+
+if (process.argv[1]?.endsWith("validity.bench.ts")) {
+  for (const s of only) {
+    const work = mkdtempSync(join(tmpdir(), `validity-${s.seed}-`));
+    try {
+      await runSetting(s, work);
+    } finally {
+      if (existsSync(work)) rmSync(work, { recursive: true, force: true });
+    }
+  }
+}
