@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
 import { BKT, type BktParams, meanParams } from "../models/bkt.ts";
 import { DEFAULT_ELO_PARAMS, Elo } from "../models/elo.ts";
 import {
@@ -191,7 +192,7 @@ export async function resolveModels(
     const log = await loadQuizLog(store);
     if (log.n > 0) {
       if (bkt === undefined) {
-        bkt = new BKT({ restarts: 3, seed: opts.seed ?? 42 }).fit(log);
+        bkt = new BKT({ ...MASTERY_BKT_OPTIONS, restarts: 3, seed: opts.seed ?? 42 }).fit(log);
         bktVersion = jsonVersion("store-fit", bkt.toJSON());
       }
       if (elo === undefined) {
