@@ -22,8 +22,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
+import { type PairEvidence, ServedMastery } from "../models/servedMastery.ts";
 import { type ScorePair, validityMeasures } from "../models/validity.ts";
 import { runPipeline } from "../serving/pipeline.ts";
+import { loadPairEvidence } from "../serving/servedInputs.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
 
 interface Setting {
@@ -60,6 +62,9 @@ const settings: Setting[] = seeds.map((seed, i) => ({
 }));
 const only = process.env.ONLY === "1" ? settings.slice(0, 1) : settings;
 const START = "2026-09-01";
+/** Proxy labels of the served estimate: accuracy over this many days after the training cut, pairs with >= MIN_LABEL_ATTEMPTS. */
+const LABEL_DAYS = envInt("LABEL_DAYS", 7);
+const MIN_LABEL_ATTEMPTS = envInt("MIN_LABEL_ATTEMPTS", 3);
 const DAY_MS = 86_400_000;
 const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");
 
@@ -99,8 +104,38 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
   const cutDay = s.days - 8; // day index whose end is the cut; (cutDay + 1) % 7 === 0 when days % 7 === 0
   const cut = new Date(Date.parse(`${START}T00:00:00Z`) + (cutDay + 1) * DAY_MS);
   const cutDayStr = new Date(cut.getTime() - DAY_MS).toISOString().slice(0, 10);
-  const store = await DuckStore.open(join(work, "mastery.duckdb"));
   const pseudonymizer = new Pseudonymizer("validity-bench-key-0123456789");
+  const iso = (d: Date): string => d.toISOString().replace(".000Z", "Z");
+  // Training snapshot for the served estimate: the pipeline on the events before cut - 7 days, proxy labels =
+  // quiz accuracy in the 7 days up to the cut (pairs with >= 3 attempts). Nothing after the cut is used to fit.
+  const trainCut = new Date(cut.getTime() - LABEL_DAYS * DAY_MS);
+  const trainStore = await DuckStore.open(join(work, "train.duckdb"));
+  let served: ServedMastery;
+  try {
+    await cutEvents(trainStore, full, join(work, "train"), trainCut);
+    await runPipeline({ store: trainStore, pseudonymizer, dataDir: join(work, "train") });
+    const ev = await loadPairEvidence(trainStore, trainCut);
+    const labelRows = await trainStore.all<{ student_id: string; topic_id: string; n: number; acc: number }>(
+      `SELECT student_id, topic_id, count(*)::INTEGER AS n, avg(CASE WHEN is_correct = 'true' THEN 1.0 ELSE 0.0 END) AS acc
+       FROM read_csv(${sqlString(join(full, "quiz_attempts.csv"))}, header = true, all_varchar = true)
+       WHERE timestamp >= ${sqlString(iso(trainCut))} AND timestamp < ${sqlString(iso(cut))}
+       GROUP BY ALL HAVING count(*) >= ${MIN_LABEL_ATTEMPTS}`,
+    );
+    const xs: PairEvidence[] = [];
+    const ys: number[] = [];
+    const ws: number[] = [];
+    for (const r of labelRows) {
+      const e = ev.get(`${pseudonymizer.studentKey(r.student_id)}|${r.topic_id}`);
+      if (e === undefined) continue;
+      xs.push(e);
+      ys.push(Number(r.acc));
+      ws.push(Number(r.n));
+    }
+    served = ServedMastery.fit(xs, ys, { weights: ws });
+  } finally {
+    trainStore.close();
+  }
+  const store = await DuckStore.open(join(work, "mastery.duckdb"));
   try {
     await cutEvents(store, full, cutDir, cut);
     const t0 = performance.now();
@@ -155,6 +190,14 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
       }
       list.push({ score: r.score, truth: truth.get(k), nextWeek: nextWeek.get(k) });
     }
+    const servedPairs: ScorePair[] = [];
+    const kinds = new Map<string, number>();
+    for (const [k, e] of await loadPairEvidence(store, cut)) {
+      const est = served.predict(e);
+      kinds.set(est.evidence, (kinds.get(est.evidence) ?? 0) + 1);
+      servedPairs.push({ score: est.score, lo: est.lo, hi: est.hi, truth: truth.get(k), nextWeek: nextWeek.get(k) });
+    }
+    bySource.set("served", servedPairs);
     const rows = [...bySource].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
     rows.sort((a, b) => b.m.spearman - a.m.spearman);
     console.log(
@@ -162,14 +205,17 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
         `(${res.ingest.total.accepted} events before it; pipeline ${pipelineSeconds.toFixed(1)} s); ${truth.size} true pairs, ${nextWeek.size} next-week pairs`,
     );
     console.log(
-      "source          pairs  truth: spearman pearson  MAE    mean  >0.95  >0.99 | next week: pairs spearman | ratio",
+      "source          pairs  truth: spearman pearson  MAE    mean  >0.95  >0.99 cover80 | next week: pairs spearman | ratio",
     );
-    const anchor = Math.max(...rows.filter((r) => !r.source.startsWith("accuracy")).map((r) => r.m.spearman));
+    const anchor = Math.max(...rows.filter((r) => !r.source.startsWith("accuracy") && r.source !== "served").map((r) => r.m.spearman));
     for (const { source, m } of rows) {
       console.log(
-        `${source.padEnd(14)} ${String(m.n).padStart(6)}         ${f3(m.spearman)}   ${f3(m.pearson)}  ${f3(m.mae)}  ${f3(m.mean)}  ${f3(m.above95)}  ${f3(m.above99)} |  ${String(m.nNext).padStart(10)}  ${f3(m.nextSpearman)}   | ${f3(m.spearman / anchor)}`,
+        `${source.padEnd(14)} ${String(m.n).padStart(6)}         ${f3(m.spearman)}   ${f3(m.pearson)}  ${f3(m.mae)}  ${f3(m.mean)}  ${f3(m.above95)}  ${f3(m.above99)}  ${f3(m.coverage)} |  ${String(m.nNext).padStart(10)}  ${f3(m.nextSpearman)}   | ${f3(m.spearman / anchor)}`,
       );
     }
+    console.log(
+      `served: ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} (${served.json.trainPairs} training pairs)`,
+    );
     console.log(
       `truth mean ${f3(truthRows.reduce((a, t) => a + Number(t.latent_mastery), 0) / truthRows.length)}`,
     );
