@@ -22,10 +22,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
-import { type PairEvidence, ServedMastery } from "../models/servedMastery.ts";
+import type { ServedMastery } from "../models/servedMastery.ts";
 import { type ScorePair, validityMeasures } from "../models/validity.ts";
 import { runPipeline } from "../serving/pipeline.ts";
-import { loadPairEvidence } from "../serving/servedInputs.ts";
+import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
+import { trainServed } from "../serving/servedTraining.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
 
 interface Setting {
@@ -106,41 +107,30 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
   const cutDayStr = new Date(cut.getTime() - DAY_MS).toISOString().slice(0, 10);
   const pseudonymizer = new Pseudonymizer("validity-bench-key-0123456789");
   const iso = (d: Date): string => d.toISOString().replace(".000Z", "Z");
-  // Training snapshot for the served estimate: the pipeline on the events before cut - 7 days, proxy labels =
-  // quiz accuracy in the 7 days up to the cut (pairs with >= 3 attempts). Nothing after the cut is used to fit.
-  const trainCut = new Date(cut.getTime() - LABEL_DAYS * DAY_MS);
-  const trainStore = await DuckStore.open(join(work, "train.duckdb"));
+  let store = await DuckStore.open(join(work, "mastery.duckdb"));
   let served: ServedMastery;
-  try {
-    await cutEvents(trainStore, full, join(work, "train"), trainCut);
-    await runPipeline({ store: trainStore, pseudonymizer, dataDir: join(work, "train") });
-    const ev = await loadPairEvidence(trainStore, trainCut);
-    const labelRows = await trainStore.all<{ student_id: string; topic_id: string; n: number; acc: number }>(
-      `SELECT student_id, topic_id, count(*)::INTEGER AS n, avg(CASE WHEN is_correct = 'true' THEN 1.0 ELSE 0.0 END) AS acc
-       FROM read_csv(${sqlString(join(full, "quiz_attempts.csv"))}, header = true, all_varchar = true)
-       WHERE timestamp >= ${sqlString(iso(trainCut))} AND timestamp < ${sqlString(iso(cut))}
-       GROUP BY ALL HAVING count(*) >= ${MIN_LABEL_ATTEMPTS}`,
-    );
-    const xs: PairEvidence[] = [];
-    const ys: number[] = [];
-    const ws: number[] = [];
-    for (const r of labelRows) {
-      const e = ev.get(`${pseudonymizer.studentKey(r.student_id)}|${r.topic_id}`);
-      if (e === undefined) continue;
-      xs.push(e);
-      ys.push(Number(r.acc));
-      ws.push(Number(r.n));
-    }
-    served = ServedMastery.fit(xs, ys, { weights: ws });
-  } finally {
-    trainStore.close();
-  }
-  const store = await DuckStore.open(join(work, "mastery.duckdb"));
+  let closed = false;
   try {
     await cutEvents(store, full, cutDir, cut);
     const t0 = performance.now();
     const res = await runPipeline({ store, pseudonymizer, dataDir: cutDir });
     const pipelineSeconds = (performance.now() - t0) / 1000;
+    // The served estimate, trained on the store's own history (snapshot cut - LABEL_DAYS, labels after it),
+    // then scored as of the cut: the same code `mastery train served` / `mastery score served` run.
+    store.close();
+    closed = true;
+    const t1 = performance.now();
+    const trained = await trainServed({
+      dbPath: join(work, "mastery.duckdb"),
+      labelEnd: cut,
+      labelDays: LABEL_DAYS,
+      minLabelAttempts: MIN_LABEL_ATTEMPTS,
+    });
+    const trainSeconds = (performance.now() - t1) / 1000;
+    served = trained.model;
+    store = await DuckStore.open(join(work, "mastery.duckdb"));
+    closed = false;
+    await scoreServed(store, served, "bench", { asOf: cut });
 
     // Truth and next-week accuracy are keyed by raw id; pseudonymize the distinct ids as ingest does.
     const keyOf = new Map<string, string>();
@@ -170,17 +160,25 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
     const nextWeek = new Map<string, number>();
     for (const r of nextRows) nextWeek.set(`${key(r.student_id)}|${r.topic_id}`, Number(r.acc));
 
-    const scores = await store.all<{ student_key: string; topic_id: string; source: string; score: number }>(
-      `SELECT student_key, topic_id, score_source AS source, mastery_score AS score FROM student_mastery
+    const scores = await store.all<{
+      student_key: string;
+      topic_id: string;
+      source: string;
+      score: number;
+      explanation: string | null;
+    }>(
+      `SELECT student_key, topic_id, score_source AS source, mastery_score AS score,
+              CASE WHEN score_source = 'served' THEN explanation END AS explanation FROM student_mastery
        UNION ALL
-       SELECT student_key, topic_id, 'accuracy_all' AS source, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS score
+       SELECT student_key, topic_id, 'accuracy_all' AS source, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS score, NULL AS explanation
        FROM raw_events WHERE type = 'quiz_attempt' GROUP BY ALL
        UNION ALL
-       SELECT student_key, topic_id, 'accuracy_30d' AS source, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS score
+       SELECT student_key, topic_id, 'accuracy_30d' AS source, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS score, NULL AS explanation
        FROM raw_events WHERE type = 'quiz_attempt' AND ts >= ${sqlString(new Date(cut.getTime() - 30 * DAY_MS).toISOString())}::TIMESTAMP
        GROUP BY ALL`,
     );
     const bySource = new Map<string, ScorePair[]>();
+    const kinds = new Map<string, number>();
     for (const r of scores) {
       const k = `${r.student_key}|${r.topic_id}`;
       let list = bySource.get(r.source);
@@ -188,16 +186,16 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
         list = [];
         bySource.set(r.source, list);
       }
-      list.push({ score: r.score, truth: truth.get(k), nextWeek: nextWeek.get(k) });
+      const x = r.explanation === null ? null : (JSON.parse(r.explanation) as ServedExplanation);
+      if (x !== null) kinds.set(x.evidence.kind, (kinds.get(x.evidence.kind) ?? 0) + 1);
+      list.push({
+        score: r.score,
+        truth: truth.get(k),
+        nextWeek: nextWeek.get(k),
+        lo: x?.interval.lo,
+        hi: x?.interval.hi,
+      });
     }
-    const servedPairs: ScorePair[] = [];
-    const kinds = new Map<string, number>();
-    for (const [k, e] of await loadPairEvidence(store, cut)) {
-      const est = served.predict(e);
-      kinds.set(est.evidence, (kinds.get(est.evidence) ?? 0) + 1);
-      servedPairs.push({ score: est.score, lo: est.lo, hi: est.hi, truth: truth.get(k), nextWeek: nextWeek.get(k) });
-    }
-    bySource.set("served", servedPairs);
     const rows = [...bySource].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
     rows.sort((a, b) => b.m.spearman - a.m.spearman);
     console.log(
@@ -207,21 +205,25 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
     console.log(
       "source          pairs  truth: spearman pearson  MAE    mean  >0.95  >0.99 cover80 | next week: pairs spearman | ratio",
     );
-    const anchor = Math.max(...rows.filter((r) => !r.source.startsWith("accuracy") && r.source !== "served").map((r) => r.m.spearman));
+    const anchor = Math.max(
+      ...rows
+        .filter((r) => !r.source.startsWith("accuracy") && r.source !== "served")
+        .map((r) => r.m.spearman),
+    );
     for (const { source, m } of rows) {
       console.log(
         `${source.padEnd(14)} ${String(m.n).padStart(6)}         ${f3(m.spearman)}   ${f3(m.pearson)}  ${f3(m.mae)}  ${f3(m.mean)}  ${f3(m.above95)}  ${f3(m.above99)}  ${f3(m.coverage)} |  ${String(m.nNext).padStart(10)}  ${f3(m.nextSpearman)}   | ${f3(m.spearman / anchor)}`,
       );
     }
     console.log(
-      `served: ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} (${served.json.trainPairs} training pairs)`,
+      `served: ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} (${served.json.trainPairs} training pairs, train ${trainSeconds.toFixed(1)} s)`,
     );
     console.log(
       `truth mean ${f3(truthRows.reduce((a, t) => a + Number(t.latent_mastery), 0) / truthRows.length)}`,
     );
     return { setting: s, rows };
   } finally {
-    store.close();
+    if (!closed) store.close();
   }
 }
 

@@ -112,7 +112,8 @@ function solveSpd(A: Float64Array, b: Float64Array, n: number): Float64Array {
       let s = A[i * n + j]!;
       for (let k = 0; k < j; k++) s -= L[i * n + k]! * L[j * n + k]!;
       if (i === j) {
-        if (!(s > 0)) throw new Error("served mastery fit: normal equations not positive definite; raise the ridge");
+        if (!(s > 0))
+          throw new Error("served mastery fit: normal equations not positive definite; raise the ridge");
         L[i * n + i] = Math.sqrt(s);
       } else L[i * n + j] = s / L[j * n + j]!;
     }
@@ -149,7 +150,7 @@ export class ServedMastery {
       throw new Error(
         `served mastery fit needs more labelled pairs than inputs (got ${n} pairs, ${labels.length} labels); use a longer history before the cut`,
       );
-    const ridge = opts.ridge ?? 1;
+    const ridge = opts.ridge ?? 1e-3;
     const X = new Float64Array(n * D);
     for (let i = 0; i < n; i++) rawInputs(pairs[i]!, X, i * D);
     const means = new Array<number>(D).fill(0);
