@@ -76,15 +76,22 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: "roster", summary: "class rosters: the only source of teacher access", files: "roster" },
   {
     name: "score",
-    summary: "compute mastery scores (rules, bkt-elo)",
-    files: { rules: "score", "bkt-elo": "score-bkt-elo" },
+    summary: "compute mastery scores (rules, bkt-elo, served)",
+    files: { rules: "score", "bkt-elo": "score-bkt-elo", served: "served" },
   },
   { name: "serve", summary: "the HTTP API and dashboard", files: "serve", modelKinds: true },
   { name: "token", summary: "a development/testing API token", files: "token" },
   {
     name: "train",
-    summary: "fit a model (bkt, elo, gbt, mlp, blend) and write DIR/model.json",
-    files: { bkt: "train-bkt", elo: "train-elo", gbt: "train-ml", mlp: "train-ml", blend: "train-ml" },
+    summary: "fit a model (bkt, elo, gbt, mlp, blend, served) and write DIR/model.json",
+    files: {
+      bkt: "train-bkt",
+      elo: "train-elo",
+      gbt: "train-ml",
+      mlp: "train-ml",
+      blend: "train-ml",
+      served: "served",
+    },
   },
   { name: "worker", summary: "the NATS JetStream stream consumer", files: "worker" },
 ];
