@@ -17,7 +17,15 @@
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
@@ -63,6 +71,7 @@ const settings: Setting[] = seeds.map((seed, i) => ({
 }));
 const only = process.env.ONLY === "1" ? settings.slice(0, 1) : settings;
 const START = "2026-09-01";
+const DATA = process.env.MASTERY_DATA ?? join(import.meta.dirname, "..", "..", "shared", "data");
 /** Proxy labels of the served estimate: accuracy over this many days after the training cut, pairs with >= MIN_LABEL_ATTEMPTS. */
 const LABEL_DAYS = envInt("LABEL_DAYS", 7);
 const MIN_LABEL_ATTEMPTS = envInt("MIN_LABEL_ATTEMPTS", 3);
@@ -105,6 +114,37 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
   const cutDay = s.days - 8; // day index whose end is the cut; (cutDay + 1) % 7 === 0 when days % 7 === 0
   const cut = new Date(Date.parse(`${START}T00:00:00Z`) + (cutDay + 1) * DAY_MS);
   const cutDayStr = new Date(cut.getTime() - DAY_MS).toISOString().slice(0, 10);
+  const rows = await evaluateCut({
+    title: `seed ${s.seed}: ${s.students} students x ${s.topics} topics x ${s.days} days, ${s.eventsPerDay} events/day`,
+    work,
+    full,
+    cutDir,
+    cut,
+    truthDay: cutDayStr,
+  });
+  return { setting: s, rows };
+}
+
+interface CutOptions {
+  title: string;
+  work: string;
+  /** Directory of event CSVs (generator layout; quiz_attempts.csv at least). */
+  full: string;
+  cutDir: string;
+  cut: Date;
+  /** Ground-truth day (YYYY-MM-DD) in full/ground_truth.csv, or null for a real log. */
+  truthDay: string | null;
+  /** Label window of the served estimate's training (default LABEL_DAYS). */
+  labelDays?: number;
+  /** Raw student ids whose next week counts (default: everyone). */
+  nextWeekStudents?: ReadonlySet<string>;
+}
+
+/** Pipeline on the events before the cut, served estimate trained and scored, every source measured. */
+async function evaluateCut(
+  o: CutOptions,
+): Promise<SettingResult["rows"] & { pairs?: Map<string, ScorePair[]> }> {
+  const { work, full, cutDir, cut } = o;
   const pseudonymizer = new Pseudonymizer("validity-bench-key-0123456789");
   const iso = (d: Date): string => d.toISOString().replace(".000Z", "Z");
   let store = await DuckStore.open(join(work, "mastery.duckdb"));
@@ -123,7 +163,7 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
     const trained = await trainServed({
       dbPath: join(work, "mastery.duckdb"),
       labelEnd: cut,
-      labelDays: LABEL_DAYS,
+      labelDays: o.labelDays ?? LABEL_DAYS,
       minLabelAttempts: MIN_LABEL_ATTEMPTS,
     });
     const trainSeconds = (performance.now() - t1) / 1000;
@@ -142,12 +182,15 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
       }
       return k;
     };
-    const truthRows = await store.all<{ student_id: string; topic_id: string; latent_mastery: number }>(
-      `SELECT student_id, topic_id, latent_mastery FROM read_csv(${sqlString(join(full, "ground_truth.csv"))}, header = true)
-       WHERE CAST(day AS VARCHAR) = ${sqlString(cutDayStr)}`,
-    );
-    if (truthRows.length === 0)
-      throw new Error(`no ground truth on the cut day ${cutDayStr}: DAYS must be a multiple of 7`);
+    const truthRows =
+      o.truthDay === null
+        ? []
+        : await store.all<{ student_id: string; topic_id: string; latent_mastery: number }>(
+            `SELECT student_id, topic_id, latent_mastery FROM read_csv(${sqlString(join(full, "ground_truth.csv"))}, header = true)
+             WHERE CAST(day AS VARCHAR) = ${sqlString(o.truthDay)}`,
+          );
+    if (o.truthDay !== null && truthRows.length === 0)
+      throw new Error(`no ground truth on the cut day ${o.truthDay}: DAYS must be a multiple of 7`);
     const truth = new Map<string, number>();
     for (const t of truthRows) truth.set(`${key(t.student_id)}|${t.topic_id}`, Number(t.latent_mastery));
     const nextRows = await store.all<{ student_id: string; topic_id: string; n: number; acc: number }>(
@@ -158,7 +201,9 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
        GROUP BY ALL HAVING count(*) >= 3`,
     );
     const nextWeek = new Map<string, number>();
-    for (const r of nextRows) nextWeek.set(`${key(r.student_id)}|${r.topic_id}`, Number(r.acc));
+    for (const r of nextRows)
+      if (o.nextWeekStudents === undefined || o.nextWeekStudents.has(r.student_id))
+        nextWeek.set(`${key(r.student_id)}|${r.topic_id}`, Number(r.acc));
 
     const scores = await store.all<{
       student_key: string;
@@ -197,9 +242,11 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
       });
     }
     const rows = [...bySource].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
-    rows.sort((a, b) => b.m.spearman - a.m.spearman);
+    const key1 = (m: ReturnType<typeof validityMeasures>) =>
+      Number.isFinite(m.spearman) ? m.spearman : m.nextSpearman;
+    rows.sort((a, b) => key1(b.m) - key1(a.m));
     console.log(
-      `\nseed ${s.seed}: ${s.students} students x ${s.topics} topics x ${s.days} days, ${s.eventsPerDay} events/day; cut ${cut.toISOString()} ` +
+      `\n${o.title}; cut ${cut.toISOString()} ` +
         `(${res.ingest.total.accepted} events before it; pipeline ${pipelineSeconds.toFixed(1)} s); ${truth.size} true pairs, ${nextWeek.size} next-week pairs`,
     );
     console.log(
@@ -221,13 +268,118 @@ export async function runSetting(s: Setting, work: string): Promise<SettingResul
     console.log(
       `truth mean ${f3(truthRows.reduce((a, t) => a + Number(t.latent_mastery), 0) / truthRows.length)}`,
     );
-    return { setting: s, rows };
+    return Object.assign(rows, { pairs: bySource });
   } finally {
     if (!closed) store.close();
   }
 }
 
+/**
+ * The real log with timestamps (assistments17_gervet/split, issue 16 item 5): every attempt becomes a quiz_attempt
+ * event (timestamp = 2020-01-01 + the log's seconds; skill = topic; topics.json with difficulty = 1 - the skill's
+ * accuracy), one global cut at the median time of the test users' rows; the next week is measured on the test
+ * users (user_id % 5 == 0) only. There is no truth here, only the next-week measure.
+ */
+async function runRealLog(work: string): Promise<void> {
+  const dir = join(DATA, "assistments17_gervet", "split");
+  const files = ["preprocessed_data_train.csv", "preprocessed_data_test.csv"].map((f) => join(dir, f));
+  if (!files.every(existsSync))
+    throw new Error(`real log not found under ${dir}: set MASTERY_DATA to the shared data folder`);
+  const full = join(work, "full");
+  mkdirSync(full, { recursive: true });
+  const conv = await DuckStore.open(join(work, "convert.duckdb"));
+  const cuts: Date[] = [];
+  const testUsers = new Set<string>();
+  try {
+    const src = `read_csv([${files.map(sqlString).join(", ")}], delim = '\t', header = true)`;
+    await conv.run(
+      `COPY (SELECT 'q-' || row_number() OVER (ORDER BY user_id, timestamp) AS event_id, 'quiz_attempt' AS type,
+                    'u' || user_id AS student_id, 's' || skill_id AS topic_id,
+                    strftime(TIMESTAMP '2020-01-01' + to_seconds(timestamp::BIGINT), '%Y-%m-%dT%H:%M:%SZ') AS timestamp,
+                    'i' || item_id AS question_id, CASE WHEN correct = 1 THEN 'true' ELSE 'false' END AS is_correct
+             FROM ${src}) TO ${sqlString(join(full, "quiz_attempts.csv"))} (HEADER, DELIMITER ',')`,
+    );
+    const topics = await conv.all<{ topic_id: string; difficulty: number }>(
+      `SELECT 's' || skill_id AS topic_id, 1 - avg(correct) AS difficulty FROM ${src} WHERE user_id % 5 <> 0 GROUP BY ALL`,
+    );
+    const allTopics = await conv.all<{ topic_id: string }>(
+      `SELECT DISTINCT 's' || skill_id AS topic_id FROM ${src}`,
+    );
+    const diff = new Map(topics.map((t) => [t.topic_id, Number(t.difficulty)]));
+    writeFileSync(
+      join(full, "topics.json"),
+      JSON.stringify(
+        allTopics.map((t) => ({
+          topic_id: t.topic_id,
+          name: t.topic_id,
+          chapter_id: "ch1",
+          subject_id: "sub1",
+          course_id: "c1",
+          difficulty_estimate: diff.get(t.topic_id) ?? 0.5,
+          prerequisites: [],
+          content_length: 10,
+        })),
+      ),
+    );
+    const nCuts = envInt("REAL_CUTS", 6);
+    for (let i = 0; i < nCuts; i++) {
+      const q = 0.3 + (0.5 * i) / Math.max(1, nCuts - 1);
+      const r = await conv.one<{ t: number }>(
+        `SELECT quantile_disc(timestamp::BIGINT, ${q})::BIGINT AS t FROM ${src} WHERE user_id % 5 = 0`,
+      );
+      cuts.push(new Date(Date.parse("2020-01-01T00:00:00Z") + Math.floor(Number(r!.t) / 86_400) * DAY_MS));
+    }
+    for (const r of await conv.all<{ u: string }>(
+      `SELECT DISTINCT 'u' || user_id AS u FROM ${src} WHERE user_id % 5 = 0`,
+    ))
+      testUsers.add(r.u);
+  } finally {
+    conv.close();
+  }
+  // One cut gives ~20 next-week pairs of the 67 test users: pool the next-week pairs of several cuts (each
+  // cut: its own pipeline on the events before it, its own served fit), then measure on the pooled pairs.
+  const pooled = new Map<string, ScorePair[]>();
+  for (const [i, cut] of cuts.entries()) {
+    const sub = join(work, `cut${i}`);
+    mkdirSync(sub, { recursive: true });
+    const rows = await evaluateCut({
+      title: `real log assistments17_gervet, cut ${i + 1} of ${cuts.length}`,
+      work: sub,
+      full,
+      cutDir: join(sub, "cut"),
+      cut,
+      truthDay: null,
+      nextWeekStudents: testUsers,
+      // The log is sparse (342 users over 16 months): a week holds too few labelled pairs to fit on.
+      labelDays: envInt("REAL_LABEL_DAYS", 56),
+    });
+    for (const [source, pairs] of rows.pairs ?? []) {
+      const list = pooled.get(source) ?? [];
+      for (const p of pairs) if (p.nextWeek !== undefined) list.push(p);
+      pooled.set(source, list);
+    }
+  }
+  console.log(
+    `\nreal log assistments17_gervet, ${cuts.length} cuts pooled (test users' next week, pairs with >= 3 attempts):`,
+  );
+  const measured = [...pooled].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
+  measured.sort((a, b) => b.m.nextSpearman - a.m.nextSpearman);
+  const plain = measured.find((r) => r.source === "accuracy_all")?.m.nextSpearman ?? Number.NaN;
+  for (const { source, m } of measured)
+    console.log(
+      `${source.padEnd(14)} next-week pairs ${String(m.nNext).padStart(5)}  spearman ${f3(m.nextSpearman)}  vs plain accuracy ${f3(m.nextSpearman - plain)}`,
+    );
+}
+
 if (process.argv[1]?.endsWith("validity.bench.ts")) {
+  if (process.env.REAL !== "0") {
+    const work = mkdtempSync(join(tmpdir(), "validity-real-"));
+    try {
+      await runRealLog(work);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }
   for (const s of only) {
     const work = mkdtempSync(join(tmpdir(), `validity-${s.seed}-`));
     try {
