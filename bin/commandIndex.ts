@@ -43,6 +43,11 @@ export const COMMANDS: readonly CommandEntry[] = [
     summary: "A/B experiments: assignment, shares, outcome reports",
     files: "experiments",
   },
+  {
+    name: "export",
+    summary: "exports for analysts: served scores as of a time to CSV",
+    files: "export",
+  },
   { name: "features", summary: "7/30/90-day windowed features per (student, topic)", files: "features" },
   { name: "generate", summary: "synthetic learning events (same seed, same bytes)", files: "generate" },
   {

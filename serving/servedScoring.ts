@@ -102,3 +102,77 @@ export async function scoreServed(
   await store.run("DROP TABLE IF EXISTS served_score");
   return { scored: evidence.size, asOf: opts.asOf.toISOString(), evidence: kinds, modelVersion };
 }
+
+/** One row of the analysts' export (`mastery export scores`): pseudonymous keys only. */
+export interface ServedExportRow {
+  student_key: string;
+  topic_id: string;
+  score: number;
+  lo: number;
+  hi: number;
+  /** Contribution of each stored source (rule/BKT/Elo) to the score, as JSON. */
+  source_mix: string;
+  evidence: string;
+  attempts: number;
+  days_since_last: number | null;
+  as_of: string;
+}
+
+export const SERVED_EXPORT_COLUMNS = [
+  "student_key",
+  "topic_id",
+  "score",
+  "lo",
+  "hi",
+  "source_mix",
+  "evidence",
+  "attempts",
+  "days_since_last",
+  "as_of",
+] as const;
+
+/**
+ * The served estimate of every (student, topic) as of `asOf`, without writing anything. Evidence (attempts,
+ * days since the last event) counts only events before `asOf`; the stored rule/BKT/Elo inputs are the latest
+ * stored scores.
+ */
+export async function servedExportRows(
+  store: DuckStore,
+  model: ServedMastery,
+  asOf: Date,
+): Promise<ServedExportRow[]> {
+  const out: ServedExportRow[] = [];
+  for (const [key, e] of await loadPairEvidence(store, asOf)) {
+    const sep = key.indexOf("|");
+    const est = model.predict(e);
+    const mix: Record<string, number> = {};
+    for (const c of est.contributions)
+      if (c.name === "rule_score" || c.name === "bkt_p_learned" || c.name === "elo_score")
+        mix[c.name] = c.contribution;
+    out.push({
+      student_key: key.slice(0, sep),
+      topic_id: key.slice(sep + 1),
+      score: est.score,
+      lo: est.lo,
+      hi: est.hi,
+      source_mix: JSON.stringify(mix),
+      evidence: est.evidence,
+      attempts: est.attempts,
+      days_since_last: est.daysSinceLast,
+      as_of: asOf.toISOString(),
+    });
+  }
+  out.sort((a, b) => a.student_key.localeCompare(b.student_key) || a.topic_id.localeCompare(b.topic_id));
+  return out;
+}
+
+/** RFC 4180 CSV of the export rows (fields with a comma, quote or newline are quoted). */
+export function servedExportCsv(rows: readonly ServedExportRow[]): string {
+  const cell = (v: unknown): string => {
+    const s = v === null || v === undefined ? "" : String(v);
+    return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+  };
+  const lines = [SERVED_EXPORT_COLUMNS.join(",")];
+  for (const r of rows) lines.push(SERVED_EXPORT_COLUMNS.map((c) => cell(r[c])).join(","));
+  return `${lines.join("\n")}\n`;
+}

@@ -7,7 +7,14 @@ import { explanationTotal } from "../../models/explanation.ts";
 import { ServedMastery } from "../../models/servedMastery.ts";
 import { readStudentMastery } from "../../serving/masteryView.ts";
 import { runPipeline } from "../../serving/pipeline.ts";
-import { loadServedModel, SERVED_SOURCE, scoreServed } from "../../serving/servedScoring.ts";
+import {
+  loadServedModel,
+  SERVED_EXPORT_COLUMNS,
+  SERVED_SOURCE,
+  scoreServed,
+  servedExportCsv,
+  servedExportRows,
+} from "../../serving/servedScoring.ts";
 import { trainServed } from "../../serving/servedTraining.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 
@@ -79,6 +86,23 @@ describe("served mastery estimate on a generated store", () => {
         expect(["measured", "indirect", "prior"]).toContain(t.evidence!.kind);
         expect(explanationTotal(t.explanation)).toBeCloseTo(t.score, 9);
       }
+      // The analysts' export as of the same time: one row per scored pair, the same scores, pseudonymous keys.
+      const exported = await servedExportRows(store, model, asOf);
+      expect(exported.length).toBe(res.scored);
+      const one = exported.find(
+        (r) => r.student_key === row!.student_key && r.topic_id === view.topics[0]!.topicId,
+      )!;
+      expect(one.score).toBeCloseTo(view.topics[0]!.score, 12);
+      expect(one.lo).toBeCloseTo(view.topics[0]!.interval!.lo, 12);
+      expect(Object.keys(JSON.parse(one.source_mix) as object).sort()).toEqual([
+        "bkt_p_learned",
+        "elo_score",
+        "rule_score",
+      ]);
+      const csv = servedExportCsv(exported).trimEnd().split("\n");
+      expect(csv[0]).toBe(SERVED_EXPORT_COLUMNS.join(","));
+      expect(csv.length).toBe(exported.length + 1);
+      expect(csv.join("\n")).not.toMatch(/stu-\d/);
       // Scoring later with no new events: days since last evidence grow by exactly the gap.
       const later = new Date(asOf.getTime() + 10 * 86_400_000);
       await scoreServed(store, model, version, { asOf: later });
