@@ -6,7 +6,7 @@
  *   npx tsx bench/bktBounds.bench.ts [dataset ...]     # default: statics_gervet assistments09_gervet
  */
 import { join, resolve } from "node:path";
-import { BKT } from "../models/bkt.ts";
+import type { BKT } from "../models/bkt.ts";
 import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
 import { binaryMetrics } from "../models/metrics.ts";
 import { fitBktParallel } from "../training/bktFit.ts";
@@ -14,7 +14,8 @@ import { loadResponses, type ResponseColumns } from "../training/responses.ts";
 
 const DATA = resolve(process.env.MASTERY_DATA ?? join(import.meta.dirname, "..", "..", "shared", "data"));
 const columns: ResponseColumns = { user: "user_id", skill: "skill_id", correct: "correct", item: "item_id" };
-const datasets = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ["statics_gervet", "assistments09_gervet"];
+const datasets =
+  process.argv.slice(2).length > 0 ? process.argv.slice(2) : ["statics_gervet", "assistments09_gervet"];
 console.log("dataset               fit          AUC     RMSE    fit s   forget(mean) P(correct)>0.95");
 for (const ds of datasets) {
   const train = loadResponses(join(DATA, ds, "preprocessed_data_train.csv"), columns);

@@ -146,7 +146,6 @@ async function evaluateCut(
 ): Promise<SettingResult["rows"] & { pairs?: Map<string, ScorePair[]> }> {
   const { work, full, cutDir, cut } = o;
   const pseudonymizer = new Pseudonymizer("validity-bench-key-0123456789");
-  const iso = (d: Date): string => d.toISOString().replace(".000Z", "Z");
   let store = await DuckStore.open(join(work, "mastery.duckdb"));
   let served: ServedMastery;
   let closed = false;

@@ -82,7 +82,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   {
     name: "score",
     summary: "compute mastery scores (rules, bkt-elo, served)",
-    files: { rules: "score", "bkt-elo": "score-bkt-elo", served: "served" },
+    files: { rules: "score", "bkt-elo": "score-bkt-elo", served: "score-served" },
   },
   { name: "serve", summary: "the HTTP API and dashboard", files: "serve", modelKinds: true },
   { name: "token", summary: "a development/testing API token", files: "token" },
@@ -95,7 +95,7 @@ export const COMMANDS: readonly CommandEntry[] = [
       gbt: "train-ml",
       mlp: "train-ml",
       blend: "train-ml",
-      served: "served",
+      served: "train-served",
     },
   },
   { name: "worker", summary: "the NATS JetStream stream consumer", files: "worker" },

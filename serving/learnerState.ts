@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
 import { BKT, type BktParams, meanParams } from "../models/bkt.ts";
+import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
 import { DEFAULT_ELO_PARAMS, Elo } from "../models/elo.ts";
 import {
   applyEvent,

@@ -129,7 +129,8 @@ function responseComponents(): Json {
                 description: "teacher_override | served | blend | ml | bkt | rule_based | elo",
               },
               interval: {
-                description: "80% interval of the served score ('served' source); null for sources without one",
+                description:
+                  "80% interval of the served score ('served' source); null for sources without one",
                 oneOf: [
                   { type: "null" },
                   {

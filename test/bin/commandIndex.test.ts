@@ -51,7 +51,7 @@ describe("planCommand", () => {
       modelKinds: false,
     });
     expect(planCommand(["train", "--help"])).toMatchObject({
-      files: ["train-bkt", "train-elo", "train-ml", "served"],
+      files: ["train-bkt", "train-elo", "train-ml", "train-served"],
       modelKinds: false,
     });
     expect(planCommand(["train", "blend"]).files).toEqual(["train-ml"]);

@@ -37,14 +37,23 @@ describe("validity measures", () => {
 
   it("correlations stay in [-1, 1] and Spearman of a strictly increasing map is 1", () => {
     fc.assert(
-      fc.property(fc.array(fc.double({ min: -1e6, max: 1e6, noNaN: true }), { minLength: 3, maxLength: 40 }), (xs) => {
-        const ys = xs.map((x, i) => Math.sin(x + i));
-        const r = pearson(xs, ys);
-        const s = spearman(xs, ys);
-        if (!Number.isNaN(r)) expect(Math.abs(r)).toBeLessThanOrEqual(1 + 1e-9);
-        if (!Number.isNaN(s)) expect(Math.abs(s)).toBeLessThanOrEqual(1 + 1e-9);
-        if (new Set(xs).size === xs.length) expect(spearman(xs, xs.map((x) => x * 3))).toBeCloseTo(1, 9);
-      }),
+      fc.property(
+        fc.array(fc.double({ min: -1e6, max: 1e6, noNaN: true }), { minLength: 3, maxLength: 40 }),
+        (xs) => {
+          const ys = xs.map((x, i) => Math.sin(x + i));
+          const r = pearson(xs, ys);
+          const s = spearman(xs, ys);
+          if (!Number.isNaN(r)) expect(Math.abs(r)).toBeLessThanOrEqual(1 + 1e-9);
+          if (!Number.isNaN(s)) expect(Math.abs(s)).toBeLessThanOrEqual(1 + 1e-9);
+          if (new Set(xs).size === xs.length)
+            expect(
+              spearman(
+                xs,
+                xs.map((x) => x * 3),
+              ),
+            ).toBeCloseTo(1, 9);
+        },
+      ),
     );
   });
 });

@@ -1,8 +1,5 @@
 import type { Command } from "commander";
-import { resolveAsOf } from "../../features/windows.ts";
-import { loadServedModel, scoreServed } from "../../serving/servedScoring.ts";
 import { trainServed } from "../../serving/servedTraining.ts";
-import { DuckStore } from "../../storage/duckdb.ts";
 import { commandGroup, defaultDbPath, parseIntOption } from "../options.ts";
 
 interface TrainServedCliOptions {
@@ -12,13 +9,7 @@ interface TrainServedCliOptions {
   minLabelAttempts: string;
 }
 
-interface ScoreServedCliOptions {
-  db?: string;
-  model: string;
-  asOf: string;
-}
-
-/** `mastery train served` and `mastery score served`: the one served mastery estimate (issue 16). */
+/** `mastery train served`: fit the one served mastery estimate on a store's history (issue 16). */
 export function register(program: Command): void {
   commandGroup(program, "train", "Fit a model and write DIR/model.json")
     .command("served")
@@ -60,33 +51,5 @@ Example:
           intercept: j.intercept,
         })}\n`,
       );
-    });
-
-  commandGroup(program, "score", "Compute mastery scores from the events in the store")
-    .command("served")
-    .description(
-      "Write the served mastery estimate of every (student, topic) as of a time to student_mastery " +
-        "(score_source 'served', with its 80% interval and evidence in the explanation); GET /mastery serves it first",
-    )
-    .option("--db <path>", "DuckDB store (default: $MASTERY_DB or .mastery/mastery.duckdb)")
-    .requiredOption("--model <dir>", "served model directory (model.json from `mastery train served`)")
-    .option("--as-of <time>", 'scoring time: "now" (latest event + 1 s) or an ISO time with offset', "now")
-    .addHelpText(
-      "after",
-      `
-Example:
-  npx mastery score served --model out/served --as-of 2026-11-03T00:00:00Z
-`,
-    )
-    .action(async (opts: ScoreServedCliOptions) => {
-      const { model, version } = loadServedModel(opts.model);
-      const store = await DuckStore.open(opts.db ?? defaultDbPath());
-      try {
-        const asOf = await resolveAsOf(store, opts.asOf);
-        const res = await scoreServed(store, model, version, { asOf });
-        process.stdout.write(`${JSON.stringify(res)}\n`);
-      } finally {
-        store.close();
-      }
     });
 }
