@@ -33,13 +33,21 @@ export function servedExplanation(est: ServedEstimate): ServedExplanation {
   };
 }
 
+export class ServedModelError extends Error {
+  readonly code = "SERVED_MODEL";
+  constructor(message: string) {
+    super(message);
+    this.name = "ServedModelError";
+  }
+}
+
 export function loadServedModel(dir: string): { model: ServedMastery; version: string } {
   const path = join(dir, "model.json");
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new Error(
+    throw new ServedModelError(
       `cannot read the served model ${path} (${(err as Error).message}): train one with \`mastery train served --db <store> --out ${dir}\``,
     );
   }
