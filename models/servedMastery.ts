@@ -41,6 +41,14 @@ export interface PairEvidence {
   daysSinceAny: number;
 }
 
+export class ServedMasteryError extends Error {
+  readonly code = "SERVED_MASTERY";
+  constructor(message: string) {
+    super(message);
+    this.name = "ServedMasteryError";
+  }
+}
+
 export type EvidenceKind = "measured" | "indirect" | "prior";
 
 export interface ServedEstimate {
@@ -113,7 +121,7 @@ function solveSpd(A: Float64Array, b: Float64Array, n: number): Float64Array {
       for (let k = 0; k < j; k++) s -= L[i * n + k]! * L[j * n + k]!;
       if (i === j) {
         if (!(s > 0))
-          throw new Error("served mastery fit: normal equations not positive definite; raise the ridge");
+          throw new ServedMasteryError("served mastery fit: normal equations not positive definite; raise the ridge");
         L[i * n + i] = Math.sqrt(s);
       } else L[i * n + j] = s / L[j * n + j]!;
     }
@@ -147,7 +155,7 @@ export class ServedMastery {
   ): ServedMastery {
     const n = pairs.length;
     if (n < D + 2 || labels.length !== n)
-      throw new Error(
+      throw new ServedMasteryError(
         `served mastery fit needs more labelled pairs than inputs (got ${n} pairs, ${labels.length} labels); use a longer history before the cut`,
       );
     const ridge = opts.ridge ?? 1e-3;
@@ -225,7 +233,7 @@ export class ServedMastery {
 
   static fromJSON(json: ServedMasteryJson): ServedMastery {
     if (json.kind !== "served-mastery" || json.inputs.join() !== SERVED_INPUTS.join())
-      throw new Error(
+      throw new ServedMasteryError(
         `not a served-mastery model of this code version (kind ${json.kind}, inputs ${json.inputs.join()}); refit it`,
       );
     return new ServedMastery(json);
