@@ -121,7 +121,9 @@ function solveSpd(A: Float64Array, b: Float64Array, n: number): Float64Array {
       for (let k = 0; k < j; k++) s -= L[i * n + k]! * L[j * n + k]!;
       if (i === j) {
         if (!(s > 0))
-          throw new ServedMasteryError("served mastery fit: normal equations not positive definite; raise the ridge");
+          throw new ServedMasteryError(
+            "served mastery fit: normal equations not positive definite; raise the ridge",
+          );
         L[i * n + i] = Math.sqrt(s);
       } else L[i * n + j] = s / L[j * n + j]!;
     }
