@@ -35,6 +35,11 @@ export const COMMANDS: readonly CommandEntry[] = [
     summary: "A/B experiments: assignment, shares, outcome reports",
     files: "experiments",
   },
+  {
+    name: "export",
+    summary: "exports for analysts: served scores as of a time to CSV",
+    files: "export",
+  },
   { name: "features", summary: "7/30/90-day windowed features per (student, topic)", files: "features" },
   { name: "generate", summary: "synthetic learning events (same seed, same bytes)", files: "generate" },
   {
@@ -66,14 +71,14 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: "roster", summary: "class rosters: the only source of teacher access", files: "roster" },
   {
     name: "score",
-    summary: "compute mastery scores (rules, bkt-elo)",
-    files: { rules: "score", "bkt-elo": "score-bkt-elo" },
+    summary: "compute mastery scores (rules, bkt-elo, served)",
+    files: { rules: "score", "bkt-elo": "score-bkt-elo", served: "score-served" },
   },
   { name: "serve", summary: "the HTTP API and dashboard", files: "serve" },
   { name: "token", summary: "a development/testing API token", files: "token" },
   {
     name: "train",
-    summary: "fit a model (rule, bkt, elo, gbt, mlp, blend) and write DIR/model.json",
+    summary: "fit a model (rule, bkt, elo, gbt, mlp, blend, served) and write DIR/model.json",
     files: {
       rule: "train-rule",
       bkt: "train-bkt",
@@ -81,6 +86,7 @@ export const COMMANDS: readonly CommandEntry[] = [
       gbt: "train-ml",
       mlp: "train-ml",
       blend: "train-ml",
+      served: "train-served",
     },
   },
   { name: "worker", summary: "the NATS JetStream stream consumer", files: "worker" },

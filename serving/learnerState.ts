@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BKT } from "../models/bkt.ts";
+import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
 import { Elo } from "../models/elo.ts";
 import {
   batchPlan,
@@ -159,7 +160,7 @@ export async function resolveModels(
     const log = await loadQuizLog(store);
     if (log.n > 0) {
       if (bkt === undefined) {
-        bkt = new BKT({ restarts: 3, seed: opts.seed ?? 42 }).fit(log);
+        bkt = new BKT({ ...MASTERY_BKT_OPTIONS, restarts: 3, seed: opts.seed ?? 42 }).fit(log);
         bktVersion = jsonVersion("store-fit", bkt.toJSON());
       }
       if (elo === undefined) {

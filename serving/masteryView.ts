@@ -16,7 +16,8 @@ import { ROLLUP_LEVELS, type RollupLevel } from "./rollups.ts";
  * course views (serving/rollups.ts) of the source most of the student's topics are served from.
  */
 export const TEACHER_OVERRIDE = "teacher_override";
-export const DEFAULT_SOURCE_ORDER: readonly string[] = ["blend", "ml", "bkt", "rule_based", "elo"];
+// 'served' (serving/servedScoring.ts, issue 16) is the one calibrated estimate when it has been scored.
+export const DEFAULT_SOURCE_ORDER: readonly string[] = ["served", "blend", "ml", "bkt", "rule_based", "elo"];
 
 export interface ExperimentArm {
   experimentId: string;
@@ -40,6 +41,10 @@ export interface TopicMastery {
   experimentArm: ExperimentArm | null;
   /** Every stored score of the topic by source (including the served one). */
   scores: Record<string, { score: number; modelVersion: string; asOf: string }>;
+  /** 80% interval of the served score, when its source provides one ('served'); else null. */
+  interval: { lo: number; hi: number; level: number } | null;
+  /** Evidence behind the served score ('measured' quiz evidence, 'indirect' other events only, 'prior' none). */
+  evidence: { kind: string; attempts: number; daysSinceLast: number | null } | null;
   /** The registry model's score of the topic (serving/modelScoring.ts); served unless a teacher override exists. */
   model?: (ModelTopicScore & { served: boolean }) | null;
 }
@@ -130,6 +135,10 @@ export async function readStudentMastery(
         asOf: r.as_of.toISOString(),
       };
     }
+    const explanation = JSON.parse(served.explanation) as TopicMastery["explanation"] & {
+      interval?: TopicMastery["interval"];
+      evidence?: TopicMastery["evidence"];
+    };
     topics.push({
       topicId,
       name: served.name,
@@ -141,7 +150,9 @@ export async function readStudentMastery(
       modelVersion: served.model_version,
       asOf: served.as_of.toISOString(),
       lastUpdated: served.last_updated.toISOString(),
-      explanation: JSON.parse(served.explanation) as TopicMastery["explanation"],
+      explanation,
+      interval: explanation.interval ?? null,
+      evidence: explanation.evidence ?? null,
       experimentArm: arm,
       scores,
       ...(opts.model !== undefined ? { model: m === undefined ? null : { ...m, served: fromModel } } : {}),

@@ -126,7 +126,35 @@ function responseComponents(): Json {
               score: { type: "number", minimum: 0, maximum: 1 },
               scoreSource: {
                 type: "string",
-                description: "teacher_override | blend | ml | bkt | rule_based | elo",
+                description: "teacher_override | served | blend | ml | bkt | rule_based | elo",
+              },
+              interval: {
+                description:
+                  "80% interval of the served score ('served' source); null for sources without one",
+                oneOf: [
+                  { type: "null" },
+                  {
+                    type: "object",
+                    required: ["lo", "hi", "level"],
+                    properties: { lo: { type: "number" }, hi: { type: "number" }, level: { type: "number" } },
+                  },
+                ],
+              },
+              evidence: {
+                description:
+                  "Evidence behind the served score: kind measured (quiz attempts) | indirect (other events only) | prior (none), attempts, days since the last event; null for sources without it",
+                oneOf: [
+                  { type: "null" },
+                  {
+                    type: "object",
+                    required: ["kind", "attempts", "daysSinceLast"],
+                    properties: {
+                      kind: { type: "string", enum: ["measured", "indirect", "prior"] },
+                      attempts: { type: "integer" },
+                      daysSinceLast: { type: ["number", "null"] },
+                    },
+                  },
+                ],
               },
               modelVersion: str,
               asOf: { type: "string", format: "date-time" },

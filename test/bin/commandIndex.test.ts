@@ -50,7 +50,7 @@ describe("planCommand", () => {
       files: ["train-bkt"],
     });
     expect(planCommand(["train", "--help"])).toMatchObject({
-      files: ["train-rule", "train-bkt", "train-elo", "train-ml"],
+      files: ["train-rule", "train-bkt", "train-elo", "train-ml", "train-served"],
     });
     expect(planCommand(["train", "blend"]).files).toEqual(["train-ml"]);
     expect(planCommand(["score", "bkt-elo"]).files).toEqual(["score-bkt-elo"]);

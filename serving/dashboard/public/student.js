@@ -54,6 +54,17 @@ function factorsText(explanation) {
   return f.map((x) => `${x.label ?? x.name} ${signed(x.contribution)} (value ${fmt(x.value, 2)})`).join("; ");
 }
 
+/** Evidence behind a served score, for the tooltip: attempts, days since the last event, the 80% interval. */
+function evidenceText(t) {
+  if (!t.evidence) return t.scoreSource;
+  const days =
+    t.evidence.daysSinceLast === null
+      ? "no events"
+      : `last event ${fmt(t.evidence.daysSinceLast, 1)} days before`;
+  const interval = t.interval ? `; 80% interval ${fmt(t.interval.lo, 2)}–${fmt(t.interval.hi, 2)}` : "";
+  return `${t.evidence.kind}: ${t.evidence.attempts} quiz attempts, ${days}${interval}`;
+}
+
 function renderTopics(topics) {
   const rows = topics.map((t) =>
     h(
@@ -61,7 +72,30 @@ function renderTopics(topics) {
       { dataset: { topic: t.topicId } },
       h("td", {}, t.topicId),
       h("td", {}, t.name ?? ""),
-      h("td", { class: "num score", dataset: { score: String(t.score) } }, fmt(t.score, 3)),
+      h(
+        "td",
+        {
+          // Issue 16: a score without quiz evidence is not presented like a measured one (hatched, labelled).
+          class: `num score${t.evidence && t.evidence.kind !== "measured" ? " no-evidence" : ""}`,
+          dataset: { score: String(t.score), evidence: t.evidence?.kind ?? "" },
+          title: evidenceText(t),
+        },
+        fmt(t.score, 3),
+      ),
+      h(
+        "td",
+        { class: "evidence" },
+        t.interval ? `[${fmt(t.interval.lo, 2)}–${fmt(t.interval.hi, 2)}] ` : "",
+        t.evidence === null || t.evidence === undefined
+          ? ""
+          : t.evidence.kind === "measured"
+            ? `${t.evidence.attempts} attempts`
+            : h(
+                "span",
+                { class: "evidence-label" },
+                t.evidence.kind === "prior" ? "no evidence yet" : "no quiz evidence yet",
+              ),
+      ),
       h("td", { class: t.scoreSource === OVERRIDE ? "source override" : "source" }, t.scoreSource),
       h("td", { class: "nowrap" }, t.modelVersion),
       h("td", { class: "why" }, factorsText(t.explanation)),

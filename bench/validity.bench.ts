@@ -1,0 +1,398 @@
+/**
+ * Validity of the mastery scores (issue 16): does each stored score track the generator's latent mastery,
+ * and does it rank next week's quiz accuracy?
+ *
+ * Per generator setting: generate `days` (default 63) of events; keep the events before the cut (end of day
+ * `days - 7`, a ground-truth day) and run the batch pipeline on them (ingest -> features -> rule scores ->
+ * BKT/Elo replay, the code the demo runs), so every score is "as of the cut" from the data before it. Then:
+ *  - truth: `latent_mastery` of the cut day (ground_truth.csv) for every scored (student, topic);
+ *    Spearman, Pearson, mean absolute error, mean, share of scores > 0.95 / > 0.99;
+ *  - next week: quiz accuracy of the (student, topic) in the 7 days after the cut (pairs with >= 3 attempts),
+ *    Spearman of each score against it;
+ *  - sources: every score_source in student_mastery, plus plain quiz accuracy (all time, last 30 days).
+ *
+ *   npx tsx bench/validity.bench.ts                          # quick: 2 settings, 400 students each
+ *   STUDENTS=2000 TOPICS=40 DAYS=63 SEEDS=1,2,3 npx tsx bench/validity.bench.ts   # the issue's scale
+ *   ONLY=1 npx tsx bench/validity.bench.ts                     # first setting only
+ *
+ * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
+ */
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { generateSynthetic } from "../features/synthetic/generate.ts";
+import type { ServedMastery } from "../models/servedMastery.ts";
+import { type ScorePair, validityMeasures } from "../models/validity.ts";
+import { runPipeline } from "../serving/pipeline.ts";
+import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
+import { trainServed } from "../serving/servedTraining.ts";
+import { DuckStore, sqlString } from "../storage/duckdb.ts";
+
+interface Setting {
+  seed: number;
+  students: number;
+  topics: number;
+  days: number;
+  eventsPerDay: number;
+}
+
+const envInt = (name: string, dflt: number): number => {
+  const v = process.env[name];
+  if (v === undefined || v === "") return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new Error(`${name} must be a positive integer (got ${v}); unset it for the default`);
+  return n;
+};
+const students = envInt("STUDENTS", 400);
+const topics = envInt("TOPICS", 40);
+const days = envInt("DAYS", 63);
+if (days < 15) throw new Error(`DAYS must be >= 15 (a 7-day cut needs history before it; got ${days})`);
+const seeds = (process.env.SEEDS ?? "1,2")
+  .split(",")
+  .map((s) => Number(s))
+  .filter((s) => Number.isInteger(s));
+// Vary the generator beyond the seed: a sparser setting (fewer events a day, more topics) on even positions.
+const settings: Setting[] = seeds.map((seed, i) => ({
+  seed,
+  students,
+  topics: i % 2 === 0 ? topics : Math.round(topics * 1.5),
+  days,
+  eventsPerDay: i % 2 === 0 ? 3.4 : 2.2,
+}));
+const only = process.env.ONLY === "1" ? settings.slice(0, 1) : settings;
+const START = "2026-09-01";
+const DATA = process.env.MASTERY_DATA ?? join(import.meta.dirname, "..", "..", "shared", "data");
+/** Proxy labels of the served estimate: accuracy over this many days after the training cut, pairs with >= MIN_LABEL_ATTEMPTS. */
+const LABEL_DAYS = envInt("LABEL_DAYS", 7);
+const MIN_LABEL_ATTEMPTS = envInt("MIN_LABEL_ATTEMPTS", 3);
+const DAY_MS = 86_400_000;
+const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");
+
+/** Copies every event file of `from` into `to` keeping rows with timestamp < cut (plus topics/roster). */
+async function cutEvents(store: DuckStore, from: string, to: string, cut: Date): Promise<void> {
+  mkdirSync(to, { recursive: true });
+  for (const f of readdirSync(from)) {
+    if (f === "topics.json" || f === "roster.csv") copyFileSync(join(from, f), join(to, f));
+    if (!f.endsWith(".csv") || f === "ground_truth.csv" || f === "roster.csv") continue;
+    await store.run(
+      `COPY (SELECT * FROM read_csv(${sqlString(join(from, f))}, header = true, all_varchar = true)
+             WHERE timestamp < ${sqlString(cut.toISOString().replace(".000Z", "Z"))})
+       TO ${sqlString(join(to, f))} (HEADER, DELIMITER ',')`,
+    );
+  }
+}
+
+export interface SettingResult {
+  setting: Setting;
+  rows: { source: string; m: ReturnType<typeof validityMeasures> }[];
+}
+
+export async function runSetting(s: Setting, work: string): Promise<SettingResult> {
+  const full = join(work, "full");
+  const cutDir = join(work, "cut");
+  await generateSynthetic({
+    students: s.students,
+    topics: s.topics,
+    days: s.days,
+    seed: s.seed,
+    start: START,
+    eventsPerDay: s.eventsPerDay,
+    truthEvery: 7,
+    outDir: full,
+    workers: 0,
+  });
+  const cutDay = s.days - 8; // day index whose end is the cut; (cutDay + 1) % 7 === 0 when days % 7 === 0
+  const cut = new Date(Date.parse(`${START}T00:00:00Z`) + (cutDay + 1) * DAY_MS);
+  const cutDayStr = new Date(cut.getTime() - DAY_MS).toISOString().slice(0, 10);
+  const rows = await evaluateCut({
+    title: `seed ${s.seed}: ${s.students} students x ${s.topics} topics x ${s.days} days, ${s.eventsPerDay} events/day`,
+    work,
+    full,
+    cutDir,
+    cut,
+    truthDay: cutDayStr,
+  });
+  return { setting: s, rows };
+}
+
+interface CutOptions {
+  title: string;
+  work: string;
+  /** Directory of event CSVs (generator layout; quiz_attempts.csv at least). */
+  full: string;
+  cutDir: string;
+  cut: Date;
+  /** Ground-truth day (YYYY-MM-DD) in full/ground_truth.csv, or null for a real log. */
+  truthDay: string | null;
+  /** Label window of the served estimate's training (default LABEL_DAYS). */
+  labelDays?: number;
+  /** Raw student ids whose next week counts (default: everyone). */
+  nextWeekStudents?: ReadonlySet<string>;
+}
+
+/** Pipeline on the events before the cut, served estimate trained and scored, every source measured. */
+async function evaluateCut(
+  o: CutOptions,
+): Promise<SettingResult["rows"] & { pairs?: Map<string, ScorePair[]> }> {
+  const { work, full, cutDir, cut } = o;
+  const pseudonymizer = new Pseudonymizer("validity-bench-key-0123456789");
+  let store = await DuckStore.open(join(work, "mastery.duckdb"));
+  let served: ServedMastery;
+  let closed = false;
+  try {
+    await cutEvents(store, full, cutDir, cut);
+    const t0 = performance.now();
+    const res = await runPipeline({ store, pseudonymizer, dataDir: cutDir });
+    const pipelineSeconds = (performance.now() - t0) / 1000;
+    // The served estimate, trained on the store's own history (snapshot cut - LABEL_DAYS, labels after it),
+    // then scored as of the cut: the same code `mastery train served` / `mastery score served` run.
+    store.close();
+    closed = true;
+    const t1 = performance.now();
+    const trained = await trainServed({
+      dbPath: join(work, "mastery.duckdb"),
+      labelEnd: cut,
+      labelDays: o.labelDays ?? LABEL_DAYS,
+      minLabelAttempts: MIN_LABEL_ATTEMPTS,
+    });
+    const trainSeconds = (performance.now() - t1) / 1000;
+    served = trained.model;
+    store = await DuckStore.open(join(work, "mastery.duckdb"));
+    closed = false;
+    await scoreServed(store, served, "bench", { asOf: cut });
+
+    // Truth and next-week accuracy are keyed by raw id; pseudonymize the distinct ids as ingest does.
+    const keyOf = new Map<string, string>();
+    const key = (raw: string): string => {
+      let k = keyOf.get(raw);
+      if (k === undefined) {
+        k = pseudonymizer.studentKey(raw);
+        keyOf.set(raw, k);
+      }
+      return k;
+    };
+    const truthRows =
+      o.truthDay === null
+        ? []
+        : await store.all<{ student_id: string; topic_id: string; latent_mastery: number }>(
+            `SELECT student_id, topic_id, latent_mastery FROM read_csv(${sqlString(join(full, "ground_truth.csv"))}, header = true)
+             WHERE CAST(day AS VARCHAR) = ${sqlString(o.truthDay)}`,
+          );
+    if (o.truthDay !== null && truthRows.length === 0)
+      throw new Error(`no ground truth on the cut day ${o.truthDay}: DAYS must be a multiple of 7`);
+    const truth = new Map<string, number>();
+    for (const t of truthRows) truth.set(`${key(t.student_id)}|${t.topic_id}`, Number(t.latent_mastery));
+    const nextRows = await store.all<{ student_id: string; topic_id: string; n: number; acc: number }>(
+      `SELECT student_id, topic_id, count(*)::INTEGER AS n, avg(CASE WHEN is_correct = 'true' THEN 1.0 ELSE 0.0 END) AS acc
+       FROM read_csv(${sqlString(join(full, "quiz_attempts.csv"))}, header = true, all_varchar = true)
+       WHERE timestamp >= ${sqlString(cut.toISOString().replace(".000Z", "Z"))}
+         AND timestamp < ${sqlString(new Date(cut.getTime() + 7 * DAY_MS).toISOString().replace(".000Z", "Z"))}
+       GROUP BY ALL HAVING count(*) >= 3`,
+    );
+    const nextWeek = new Map<string, number>();
+    for (const r of nextRows)
+      if (o.nextWeekStudents === undefined || o.nextWeekStudents.has(r.student_id))
+        nextWeek.set(`${key(r.student_id)}|${r.topic_id}`, Number(r.acc));
+
+    const scores = await store.all<{
+      student_key: string;
+      topic_id: string;
+      source: string;
+      score: number;
+      explanation: string | null;
+    }>(
+      `SELECT student_key, topic_id, score_source AS source, mastery_score AS score,
+              CASE WHEN score_source = 'served' THEN explanation END AS explanation FROM student_mastery
+       UNION ALL
+       SELECT student_key, topic_id, 'accuracy_all' AS source, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS score, NULL AS explanation
+       FROM raw_events WHERE type = 'quiz_attempt' GROUP BY ALL
+       UNION ALL
+       SELECT student_key, topic_id, 'accuracy_30d' AS source, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS score, NULL AS explanation
+       FROM raw_events WHERE type = 'quiz_attempt' AND ts >= ${sqlString(new Date(cut.getTime() - 30 * DAY_MS).toISOString())}::TIMESTAMP
+       GROUP BY ALL`,
+    );
+    const bySource = new Map<string, ScorePair[]>();
+    const kinds = new Map<string, number>();
+    for (const r of scores) {
+      const k = `${r.student_key}|${r.topic_id}`;
+      let list = bySource.get(r.source);
+      if (list === undefined) {
+        list = [];
+        bySource.set(r.source, list);
+      }
+      const x = r.explanation === null ? null : (JSON.parse(r.explanation) as ServedExplanation);
+      if (x !== null) kinds.set(x.evidence.kind, (kinds.get(x.evidence.kind) ?? 0) + 1);
+      list.push({
+        score: r.score,
+        truth: truth.get(k),
+        nextWeek: nextWeek.get(k),
+        lo: x?.interval.lo,
+        hi: x?.interval.hi,
+      });
+    }
+    const rows = [...bySource].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
+    const key1 = (m: ReturnType<typeof validityMeasures>) =>
+      Number.isFinite(m.spearman) ? m.spearman : m.nextSpearman;
+    rows.sort((a, b) => key1(b.m) - key1(a.m));
+    console.log(
+      `\n${o.title}; cut ${cut.toISOString()} ` +
+        `(${res.ingest.total.accepted} events before it; pipeline ${pipelineSeconds.toFixed(1)} s); ${truth.size} true pairs, ${nextWeek.size} next-week pairs`,
+    );
+    console.log(
+      "source          pairs  truth: spearman pearson  MAE    mean  >0.95  >0.99 cover80 | next week: pairs spearman | ratio",
+    );
+    const anchor = Math.max(
+      ...rows
+        .filter((r) => !r.source.startsWith("accuracy") && r.source !== "served")
+        .map((r) => r.m.spearman),
+    );
+    for (const { source, m } of rows) {
+      console.log(
+        `${source.padEnd(14)} ${String(m.n).padStart(6)}         ${f3(m.spearman)}   ${f3(m.pearson)}  ${f3(m.mae)}  ${f3(m.mean)}  ${f3(m.above95)}  ${f3(m.above99)}  ${f3(m.coverage)} |  ${String(m.nNext).padStart(10)}  ${f3(m.nextSpearman)}   | ${f3(m.spearman / anchor)}`,
+      );
+    }
+    console.log(
+      `served: ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} (${served.json.trainPairs} training pairs, train ${trainSeconds.toFixed(1)} s)`,
+    );
+    console.log(
+      `truth mean ${f3(truthRows.reduce((a, t) => a + Number(t.latent_mastery), 0) / truthRows.length)}`,
+    );
+    return Object.assign(rows, { pairs: bySource });
+  } finally {
+    if (!closed) store.close();
+  }
+}
+
+/**
+ * The real log with timestamps (assistments17_gervet/split, issue 16 item 5): every attempt becomes a quiz_attempt
+ * event (timestamp = 2020-01-01 + the log's seconds; skill = topic; topics.json with difficulty = 1 - the skill's
+ * accuracy), one global cut at the median time of the test users' rows; the next week is measured on the test
+ * users (user_id % 5 == 0) only. There is no truth here, only the next-week measure.
+ */
+async function runRealLog(work: string): Promise<void> {
+  const dir = join(DATA, "assistments17_gervet", "split");
+  const files = ["preprocessed_data_train.csv", "preprocessed_data_test.csv"].map((f) => join(dir, f));
+  if (!files.every(existsSync))
+    throw new Error(`real log not found under ${dir}: set MASTERY_DATA to the shared data folder`);
+  const full = join(work, "full");
+  mkdirSync(full, { recursive: true });
+  const conv = await DuckStore.open(join(work, "convert.duckdb"));
+  const cuts: Date[] = [];
+  const testUsers = new Set<string>();
+  try {
+    const src = `read_csv([${files.map(sqlString).join(", ")}], delim = '\t', header = true)`;
+    await conv.run(
+      `COPY (SELECT 'q-' || row_number() OVER (ORDER BY user_id, timestamp) AS event_id, 'quiz_attempt' AS type,
+                    'u' || user_id AS student_id, 's' || skill_id AS topic_id,
+                    strftime(TIMESTAMP '2020-01-01' + to_seconds(timestamp::BIGINT), '%Y-%m-%dT%H:%M:%SZ') AS timestamp,
+                    'i' || item_id AS question_id, CASE WHEN correct = 1 THEN 'true' ELSE 'false' END AS is_correct
+             FROM ${src}) TO ${sqlString(join(full, "quiz_attempts.csv"))} (HEADER, DELIMITER ',')`,
+    );
+    const topics = await conv.all<{ topic_id: string; difficulty: number }>(
+      `SELECT 's' || skill_id AS topic_id, 1 - avg(correct) AS difficulty FROM ${src} WHERE user_id % 5 <> 0 GROUP BY ALL`,
+    );
+    const allTopics = await conv.all<{ topic_id: string }>(
+      `SELECT DISTINCT 's' || skill_id AS topic_id FROM ${src}`,
+    );
+    const diff = new Map(topics.map((t) => [t.topic_id, Number(t.difficulty)]));
+    writeFileSync(
+      join(full, "topics.json"),
+      JSON.stringify(
+        allTopics.map((t) => ({
+          topic_id: t.topic_id,
+          name: t.topic_id,
+          chapter_id: "ch1",
+          subject_id: "sub1",
+          course_id: "c1",
+          difficulty_estimate: diff.get(t.topic_id) ?? 0.5,
+          prerequisites: [],
+          content_length: 10,
+        })),
+      ),
+    );
+    const nCuts = envInt("REAL_CUTS", 6);
+    for (let i = 0; i < nCuts; i++) {
+      const q = 0.2 + (0.5 * i) / Math.max(1, nCuts - 1);
+      const r = await conv.one<{ t: number }>(
+        `SELECT quantile_disc(timestamp::BIGINT, ${q})::BIGINT AS t FROM ${src} WHERE user_id % 5 = 0`,
+      );
+      cuts.push(new Date(Date.parse("2020-01-01T00:00:00Z") + Math.floor(Number(r!.t) / 86_400) * DAY_MS));
+    }
+    for (const r of await conv.all<{ u: string }>(
+      `SELECT DISTINCT 'u' || user_id AS u FROM ${src} WHERE user_id % 5 = 0`,
+    ))
+      testUsers.add(r.u);
+  } finally {
+    conv.close();
+  }
+  // One cut gives ~20 next-week pairs of the 67 test users: pool the next-week pairs of several cuts (each
+  // cut: its own pipeline on the events before it, its own served fit), then measure on the pooled pairs.
+  const pooled = new Map<string, ScorePair[]>();
+  for (const [i, cut] of cuts.entries()) {
+    const sub = join(work, `cut${i}`);
+    mkdirSync(sub, { recursive: true });
+    let rows: Awaited<ReturnType<typeof evaluateCut>>;
+    try {
+      rows = await evaluateCut({
+        title: `real log assistments17_gervet, cut ${i + 1} of ${cuts.length}`,
+        work: sub,
+        full,
+        cutDir: join(sub, "cut"),
+        cut,
+        truthDay: null,
+        nextWeekStudents: testUsers,
+        // The log is sparse (342 users over 16 months): a week holds too few labelled pairs to fit on.
+        labelDays: envInt("REAL_LABEL_DAYS", 56),
+      });
+    } catch (err) {
+      // A cut in a quiet stretch of the log has too few labelled pairs to fit the served estimate: skip it.
+      if ((err as { code?: string }).code !== "SERVED_TRAIN") throw err;
+      console.log(`\nreal log cut ${i + 1} skipped: ${(err as Error).message}`);
+      continue;
+    }
+    for (const [source, pairs] of rows.pairs ?? []) {
+      const list = pooled.get(source) ?? [];
+      for (const p of pairs) if (p.nextWeek !== undefined) list.push(p);
+      pooled.set(source, list);
+    }
+  }
+  console.log(
+    `\nreal log assistments17_gervet, ${cuts.length} cuts pooled (test users' next week, pairs with >= 3 attempts):`,
+  );
+  const measured = [...pooled].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
+  measured.sort((a, b) => b.m.nextSpearman - a.m.nextSpearman);
+  const plain = measured.find((r) => r.source === "accuracy_all")?.m.nextSpearman ?? Number.NaN;
+  for (const { source, m } of measured)
+    console.log(
+      `${source.padEnd(14)} next-week pairs ${String(m.nNext).padStart(5)}  spearman ${f3(m.nextSpearman)}  vs plain accuracy ${f3(m.nextSpearman - plain)}`,
+    );
+}
+
+if (process.argv[1]?.endsWith("validity.bench.ts")) {
+  if (process.env.REAL !== "0") {
+    const work = mkdtempSync(join(tmpdir(), "validity-real-"));
+    try {
+      await runRealLog(work);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }
+  for (const s of only) {
+    const work = mkdtempSync(join(tmpdir(), `validity-${s.seed}-`));
+    try {
+      await runSetting(s, work);
+    } finally {
+      if (existsSync(work)) rmSync(work, { recursive: true, force: true });
+    }
+  }
+}

@@ -1,0 +1,42 @@
+import type { Command } from "commander";
+import { resolveAsOf } from "../../features/windows.ts";
+import { loadServedModel, scoreServed } from "../../serving/servedScoring.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+import { commandGroup, defaultDbPath } from "../options.ts";
+
+interface ScoreServedCliOptions {
+  db?: string;
+  model: string;
+  asOf: string;
+}
+
+/** `mastery score served`: the one served mastery estimate as of a time (issue 16). */
+export function register(program: Command): void {
+  commandGroup(program, "score", "Compute mastery scores from the events in the store")
+    .command("served")
+    .description(
+      "Write the served mastery estimate of every (student, topic) as of a time to student_mastery " +
+        "(score_source 'served', with its 80% interval and evidence in the explanation); GET /mastery serves it first",
+    )
+    .option("--db <path>", "DuckDB store (default: $MASTERY_DB or .mastery/mastery.duckdb)")
+    .requiredOption("--model <dir>", "served model directory (model.json from `mastery train served`)")
+    .option("--as-of <time>", 'scoring time: "now" (latest event + 1 s) or an ISO time with offset', "now")
+    .addHelpText(
+      "after",
+      `
+Example:
+  npx mastery score served --model out/served --as-of 2026-11-03T00:00:00Z
+`,
+    )
+    .action(async (opts: ScoreServedCliOptions) => {
+      const { model, version } = loadServedModel(opts.model);
+      const store = await DuckStore.open(opts.db ?? defaultDbPath());
+      try {
+        const asOf = await resolveAsOf(store, opts.asOf);
+        const res = await scoreServed(store, model, version, { asOf });
+        process.stdout.write(`${JSON.stringify(res)}\n`);
+      } finally {
+        store.close();
+      }
+    });
+}

@@ -1,0 +1,55 @@
+import type { Command } from "commander";
+import { trainServed } from "../../serving/servedTraining.ts";
+import { commandGroup, defaultDbPath, parseIntOption } from "../options.ts";
+
+interface TrainServedCliOptions {
+  db?: string;
+  out: string;
+  labelDays: string;
+  minLabelAttempts: string;
+}
+
+/** `mastery train served`: fit the one served mastery estimate on a store's history (issue 16). */
+export function register(program: Command): void {
+  commandGroup(program, "train", "Fit a model and write DIR/model.json")
+    .command("served")
+    .description(
+      "Fit the served mastery estimate on a store's own history: a stack of rule/BKT/Elo scores and evidence " +
+        "(attempts, days since last evidence) as of T0 = latest event - label days, on the accuracy of each " +
+        "(student, topic) after T0; writes DIR/model.json with 80% residual intervals per evidence band",
+    )
+    .option(
+      "--db <path>",
+      "DuckDB store to learn from, read only (default: $MASTERY_DB or .mastery/mastery.duckdb)",
+    )
+    .requiredOption("--out <dir>", "directory for model.json")
+    .option("--label-days <n>", "days of the label window after the training snapshot", "7")
+    .option("--min-label-attempts <n>", "quiz attempts a pair needs in the label window to be a label", "3")
+    .addHelpText(
+      "after",
+      `
+Example:
+  npx mastery train served --db .mastery/demo/mastery.duckdb --out out/served
+  npx mastery score served --db .mastery/demo/mastery.duckdb --model out/served
+`,
+    )
+    .action(async (opts: TrainServedCliOptions) => {
+      const res = await trainServed({
+        dbPath: opts.db ?? defaultDbPath(),
+        out: opts.out,
+        labelDays: parseIntOption(opts.labelDays, "--label-days", 1),
+        minLabelAttempts: parseIntOption(opts.minLabelAttempts, "--min-label-attempts", 1),
+      });
+      const j = res.model.toJSON();
+      process.stdout.write(
+        `${JSON.stringify({
+          modelPath: res.modelPath,
+          snapshot: res.snapshot.toISOString(),
+          labelEnd: res.labelEnd.toISOString(),
+          labelledPairs: res.labelledPairs,
+          weights: Object.fromEntries(j.inputs.map((n, i) => [n, j.weights[i]])),
+          intercept: j.intercept,
+        })}\n`,
+      );
+    });
+}

@@ -1,0 +1,285 @@
+/**
+ * The served mastery estimate (issue 16, items 1-3): one stacked, calibrated combination of the stored
+ * sources (rule, BKT, Elo) with the evidence behind them (attempt counts, smoothed accuracy, days since the
+ * last evidence), fitted by ridge least squares on proxy labels (accuracy on the topic in the days after a
+ * cut, the mission's labelling step). Time since the last evidence is an input, so the fitted weights say
+ * how much an old score decays; the estimate as of T is computed with days since last evidence measured at T.
+ *
+ * Each estimate carries an 80% interval: the 10th and 90th percentile of the training residuals in its
+ * evidence band (no quiz evidence, 1-4, 5-14, 15+ attempts), and an evidence kind: "measured" (quiz
+ * evidence), "indirect" (only other events: video, practice, chatbot, assignment) or "prior" (nothing).
+ * The explanation is linear: base (intercept + weights x training means) + sum of contributions = estimate
+ * before clipping to [0, 1]; the clip goes in `rest`.
+ *
+ * Pure math: no I/O, no clock.
+ */
+
+export const SERVED_INPUTS = [
+  "rule_score",
+  "bkt_p_learned",
+  "elo_score",
+  "accuracy_smoothed",
+  "log_attempts",
+  "days_since_last",
+  "recent_accuracy_x_decay",
+] as const;
+export type ServedInputName = (typeof SERVED_INPUTS)[number];
+const D = SERVED_INPUTS.length;
+
+/** The evidence behind one (student, topic) at the scoring time. */
+export interface PairEvidence {
+  /** Stored source scores; NaN when the source has none (the training mean is used instead). */
+  rule: number;
+  bkt: number;
+  elo: number;
+  /** Quiz attempts and correct answers before the scoring time. */
+  attempts: number;
+  correct: number;
+  /** Days from the last quiz evidence to the scoring time (Infinity when none). */
+  daysSinceQuiz: number;
+  /** Days from the last event of any kind to the scoring time (Infinity when none). */
+  daysSinceAny: number;
+}
+
+export class ServedMasteryError extends Error {
+  readonly code = "SERVED_MASTERY";
+  constructor(message: string) {
+    super(message);
+    this.name = "ServedMasteryError";
+  }
+}
+
+export type EvidenceKind = "measured" | "indirect" | "prior";
+
+export interface ServedEstimate {
+  score: number;
+  lo: number;
+  hi: number;
+  evidence: EvidenceKind;
+  attempts: number;
+  daysSinceLast: number | null;
+  base: number;
+  contributions: { name: ServedInputName; value: number; contribution: number }[];
+  rest: number;
+}
+
+/** Evidence bands for the intervals. */
+const BANDS = [0, 1, 5, 15] as const;
+const bandOf = (attempts: number): number => {
+  let b = 0;
+  for (let i = 0; i < BANDS.length; i++) if (attempts >= BANDS[i]!) b = i;
+  return b;
+};
+
+/** The decay horizon of the recency input (days); the weight on it is fitted, this only shapes it. */
+const RECENCY_DAYS = 14;
+
+export function evidenceKind(e: PairEvidence): EvidenceKind {
+  if (e.attempts > 0) return "measured";
+  return Number.isFinite(e.daysSinceAny) ? "indirect" : "prior";
+}
+
+function rawInputs(e: PairEvidence, out: Float64Array, off: number): void {
+  const acc = (e.correct + 1) / (e.attempts + 2);
+  const days = Number.isFinite(e.daysSinceQuiz) ? e.daysSinceQuiz : 60;
+  out[off] = e.rule;
+  out[off + 1] = e.bkt;
+  out[off + 2] = e.elo;
+  out[off + 3] = acc;
+  out[off + 4] = Math.log1p(e.attempts);
+  out[off + 5] = Math.min(days, 60) / 30;
+  out[off + 6] = (acc - 0.5) * Math.exp(-days / RECENCY_DAYS);
+}
+
+export interface ServedMasteryJson {
+  kind: "served-mastery";
+  version: 1;
+  inputs: readonly string[];
+  means: number[];
+  weights: number[];
+  intercept: number;
+  /** Per evidence band [q10, q90] of (label - prediction). */
+  residualQuantiles: [number, number][];
+  ridge: number;
+  trainPairs: number;
+}
+
+const quantile = (sorted: readonly number[], q: number): number => {
+  if (sorted.length === 0) return Number.NaN;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+};
+
+/** Solves A x = b for a symmetric positive definite A (Cholesky), in place on copies. */
+function solveSpd(A: Float64Array, b: Float64Array, n: number): Float64Array {
+  const L = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = A[i * n + j]!;
+      for (let k = 0; k < j; k++) s -= L[i * n + k]! * L[j * n + k]!;
+      if (i === j) {
+        if (!(s > 0))
+          throw new ServedMasteryError(
+            "served mastery fit: normal equations not positive definite; raise the ridge",
+          );
+        L[i * n + i] = Math.sqrt(s);
+      } else L[i * n + j] = s / L[j * n + j]!;
+    }
+  }
+  const y = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = b[i]!;
+    for (let k = 0; k < i; k++) s -= L[i * n + k]! * y[k]!;
+    y[i] = s / L[i * n + i]!;
+  }
+  const x = new Float64Array(n);
+  for (let i = n - 1; i >= 0; i--) {
+    let s = y[i]!;
+    for (let k = i + 1; k < n; k++) s -= L[k * n + i]! * x[k]!;
+    x[i] = s / L[i * n + i]!;
+  }
+  return x;
+}
+
+export class ServedMastery {
+  constructor(readonly json: ServedMasteryJson) {}
+
+  /**
+   * Ridge least squares of `labels` on the inputs (centred; missing source scores imputed with the training
+   * mean), plus residual quantiles per evidence band. `weights` (e.g. label attempt counts) are optional.
+   */
+  static fit(
+    pairs: readonly PairEvidence[],
+    labels: ArrayLike<number>,
+    opts: { ridge?: number; weights?: ArrayLike<number> } = {},
+  ): ServedMastery {
+    const n = pairs.length;
+    if (n < D + 2 || labels.length !== n)
+      throw new ServedMasteryError(
+        `served mastery fit needs more labelled pairs than inputs (got ${n} pairs, ${labels.length} labels); use a longer history before the cut`,
+      );
+    const ridge = opts.ridge ?? 1e-3;
+    const X = new Float64Array(n * D);
+    for (let i = 0; i < n; i++) rawInputs(pairs[i]!, X, i * D);
+    const means = new Array<number>(D).fill(0);
+    const counts = new Array<number>(D).fill(0);
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < D; j++) {
+        const v = X[i * D + j]!;
+        if (Number.isFinite(v)) {
+          means[j]! += v;
+          counts[j]! += 1;
+        }
+      }
+    for (let j = 0; j < D; j++) means[j] = counts[j]! > 0 ? means[j]! / counts[j]! : 0;
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < D; j++) {
+        const v = X[i * D + j]!;
+        X[i * D + j] = Number.isFinite(v) ? v - means[j]! : 0;
+      }
+    let wSum = 0;
+    let yMean = 0;
+    for (let i = 0; i < n; i++) {
+      const w = opts.weights?.[i] ?? 1;
+      wSum += w;
+      yMean += w * labels[i]!;
+    }
+    yMean /= wSum;
+    const A = new Float64Array(D * D);
+    const b = new Float64Array(D);
+    for (let i = 0; i < n; i++) {
+      const w = opts.weights?.[i] ?? 1;
+      const r = labels[i]! - yMean;
+      for (let j = 0; j < D; j++) {
+        const xj = X[i * D + j]!;
+        b[j]! += w * xj * r;
+        for (let k = 0; k <= j; k++) A[j * D + k]! += w * xj * X[i * D + k]!;
+      }
+    }
+    for (let j = 0; j < D; j++) {
+      for (let k = 0; k < j; k++) A[k * D + j] = A[j * D + k]!;
+      A[j * D + j]! += ridge * (wSum / n);
+    }
+    const coef = solveSpd(A, b, D);
+    // Centred inputs: with weighted means not equal to the plain ones the intercept absorbs the difference.
+    let intercept = yMean;
+    const model = new ServedMastery({
+      kind: "served-mastery",
+      version: 1,
+      inputs: SERVED_INPUTS,
+      means,
+      weights: Array.from(coef),
+      intercept,
+      residualQuantiles: [],
+      ridge,
+      trainPairs: n,
+    });
+    let bias = 0;
+    const preds = pairs.map((p) => model.linear(p));
+    for (let i = 0; i < n; i++) bias += (opts.weights?.[i] ?? 1) * (labels[i]! - preds[i]!);
+    intercept += bias / wSum;
+    model.json.intercept = intercept;
+    const byBand: number[][] = BANDS.map(() => []);
+    for (let i = 0; i < n; i++)
+      byBand[bandOf(pairs[i]!.attempts)]!.push(labels[i]! - (preds[i]! + bias / wSum));
+    const all = byBand.flat().sort((a, c) => a - c);
+    model.json.residualQuantiles = byBand.map((r) => {
+      // A band with too few residuals borrows the pooled quantiles.
+      const s = r.length >= 30 ? r.sort((a, c) => a - c) : all;
+      return [quantile(s, 0.1), quantile(s, 0.9)];
+    });
+    return model;
+  }
+
+  static fromJSON(json: ServedMasteryJson): ServedMastery {
+    if (json.kind !== "served-mastery" || json.inputs.join() !== SERVED_INPUTS.join())
+      throw new ServedMasteryError(
+        `not a served-mastery model of this code version (kind ${json.kind}, inputs ${json.inputs.join()}); refit it`,
+      );
+    return new ServedMastery(json);
+  }
+
+  toJSON(): ServedMasteryJson {
+    return this.json;
+  }
+
+  private linear(e: PairEvidence): number {
+    const x = new Float64Array(D);
+    rawInputs(e, x, 0);
+    let s = this.json.intercept;
+    for (let j = 0; j < D; j++) {
+      const v = x[j]!;
+      if (Number.isFinite(v)) s += this.json.weights[j]! * (v - this.json.means[j]!);
+    }
+    return s;
+  }
+
+  predict(e: PairEvidence): ServedEstimate {
+    const x = new Float64Array(D);
+    rawInputs(e, x, 0);
+    const contributions = SERVED_INPUTS.map((name, j) => {
+      const v = x[j]!;
+      return {
+        name,
+        value: v,
+        contribution: Number.isFinite(v) ? this.json.weights[j]! * (v - this.json.means[j]!) : 0,
+      };
+    });
+    const raw = contributions.reduce((s, c) => s + c.contribution, this.json.intercept);
+    const score = Math.min(1, Math.max(0, raw));
+    const [q10, q90] = this.json.residualQuantiles[bandOf(e.attempts)] ?? [Number.NaN, Number.NaN];
+    return {
+      score,
+      lo: Math.min(1, Math.max(0, raw + q10)),
+      hi: Math.min(1, Math.max(0, raw + q90)),
+      evidence: evidenceKind(e),
+      attempts: e.attempts,
+      daysSinceLast: Number.isFinite(e.daysSinceAny) ? e.daysSinceAny : null,
+      base: this.json.intercept,
+      contributions,
+      rest: score - raw,
+    };
+  }
+}

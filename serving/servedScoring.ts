@@ -1,0 +1,186 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Explanation, explain } from "../models/explanation.ts";
+import { type ServedEstimate, ServedMastery, type ServedMasteryJson } from "../models/servedMastery.ts";
+import type { DuckStore } from "../storage/duckdb.ts";
+import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
+import { loadPairEvidence } from "./servedInputs.ts";
+
+/** The score_source of the served estimate in student_mastery (first in the serving order). */
+export const SERVED_SOURCE = "served";
+
+/**
+ * The explanation stored with a served score: the usual base + top factors + rest (= score), plus the 80%
+ * interval and the evidence behind it (issue 16, item 3). GET /mastery lifts `interval` and `evidence` out.
+ */
+export interface ServedExplanation extends Explanation {
+  interval: { lo: number; hi: number; level: 0.8 };
+  evidence: { kind: ServedEstimate["evidence"]; attempts: number; daysSinceLast: number | null };
+}
+
+export function servedExplanation(est: ServedEstimate): ServedExplanation {
+  const e = explain(
+    est.base,
+    est.contributions.map((c) => ({ name: c.name, value: c.value, contribution: c.contribution })),
+    est.score,
+  );
+  return {
+    ...e,
+    rest: e.rest + est.rest,
+    interval: { lo: est.lo, hi: est.hi, level: 0.8 },
+    evidence: { kind: est.evidence, attempts: est.attempts, daysSinceLast: est.daysSinceLast },
+  };
+}
+
+export class ServedModelError extends Error {
+  readonly code = "SERVED_MODEL";
+  constructor(message: string) {
+    super(message);
+    this.name = "ServedModelError";
+  }
+}
+
+export function loadServedModel(dir: string): { model: ServedMastery; version: string } {
+  const path = join(dir, "model.json");
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ServedModelError(
+      `cannot read the served model ${path} (${(err as Error).message}): train one with \`mastery train served --db <store> --out ${dir}\``,
+    );
+  }
+  const json = JSON.parse(text) as ServedMasteryJson;
+  const version = `served-${createHash("sha256").update(text).digest("hex").slice(0, 12)}`;
+  return { model: ServedMastery.fromJSON(json), version };
+}
+
+export interface ScoreServedResult {
+  scored: number;
+  asOf: string;
+  evidence: Record<string, number>;
+  modelVersion: string;
+}
+
+/**
+ * Scores every (student, topic) of the store with the served estimate as of `asOf` (days since the last
+ * evidence are measured at `asOf`, so the same pair scored later reflects the time passed), and writes
+ * them to student_mastery (+ history) as score_source 'served'.
+ */
+export async function scoreServed(
+  store: DuckStore,
+  model: ServedMastery,
+  modelVersion: string,
+  opts: { asOf: Date; now?: Date },
+): Promise<ScoreServedResult> {
+  const now = opts.now ?? new Date();
+  const evidence = await loadPairEvidence(store, opts.asOf);
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE served_score (student_key VARCHAR, topic_id VARCHAR, mastery_score DOUBLE, explanation VARCHAR)`,
+  );
+  const app = await store.conn.createAppender("served_score");
+  const kinds: Record<string, number> = {};
+  for (const [key, e] of evidence) {
+    const sep = key.indexOf("|");
+    const est = model.predict(e);
+    kinds[est.evidence] = (kinds[est.evidence] ?? 0) + 1;
+    app.appendVarchar(key.slice(0, sep));
+    app.appendVarchar(key.slice(sep + 1));
+    app.appendDouble(est.score);
+    app.appendVarchar(JSON.stringify(servedExplanation(est)));
+    app.endRow();
+  }
+  app.closeSync();
+  const ts = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
+  await store.transaction(async () => {
+    await store.run(
+      `INSERT OR REPLACE INTO student_mastery
+         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+       SELECT student_key, topic_id, mastery_score, $1, $2, $3, explanation, $4 FROM served_score`,
+      [SERVED_SOURCE, modelVersion, ts(opts.asOf), ts(now)],
+    );
+    await store.run(
+      `INSERT INTO student_mastery_history
+         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+       SELECT student_key, topic_id, mastery_score, $1, $2, $3, explanation, $4 FROM served_score`,
+      [SERVED_SOURCE, modelVersion, ts(opts.asOf), ts(now)],
+    );
+  });
+  await store.run("DROP TABLE IF EXISTS served_score");
+  return { scored: evidence.size, asOf: opts.asOf.toISOString(), evidence: kinds, modelVersion };
+}
+
+/** One row of the analysts' export (`mastery export scores`): pseudonymous keys only. */
+export interface ServedExportRow {
+  student_key: string;
+  topic_id: string;
+  score: number;
+  lo: number;
+  hi: number;
+  /** Contribution of each stored source (rule/BKT/Elo) to the score, as JSON. */
+  source_mix: string;
+  evidence: string;
+  attempts: number;
+  days_since_last: number | null;
+  as_of: string;
+}
+
+export const SERVED_EXPORT_COLUMNS = [
+  "student_key",
+  "topic_id",
+  "score",
+  "lo",
+  "hi",
+  "source_mix",
+  "evidence",
+  "attempts",
+  "days_since_last",
+  "as_of",
+] as const;
+
+/**
+ * The served estimate of every (student, topic) as of `asOf`, without writing anything. Evidence (attempts,
+ * days since the last event) counts only events before `asOf`; the stored rule/BKT/Elo inputs are the latest
+ * stored scores.
+ */
+export async function servedExportRows(
+  store: DuckStore,
+  model: ServedMastery,
+  asOf: Date,
+): Promise<ServedExportRow[]> {
+  const out: ServedExportRow[] = [];
+  for (const [key, e] of await loadPairEvidence(store, asOf)) {
+    const sep = key.indexOf("|");
+    const est = model.predict(e);
+    const mix: Record<string, number> = {};
+    for (const c of est.contributions)
+      if (c.name === "rule_score" || c.name === "bkt_p_learned" || c.name === "elo_score")
+        mix[c.name] = c.contribution;
+    out.push({
+      student_key: key.slice(0, sep),
+      topic_id: key.slice(sep + 1),
+      score: est.score,
+      lo: est.lo,
+      hi: est.hi,
+      source_mix: JSON.stringify(mix),
+      evidence: est.evidence,
+      attempts: est.attempts,
+      days_since_last: est.daysSinceLast,
+      as_of: asOf.toISOString(),
+    });
+  }
+  out.sort((a, b) => a.student_key.localeCompare(b.student_key) || a.topic_id.localeCompare(b.topic_id));
+  return out;
+}
+
+/** RFC 4180 CSV of the export rows (fields with a comma, quote or newline are quoted). */
+export function servedExportCsv(rows: readonly ServedExportRow[]): string {
+  const cell = (v: unknown): string => {
+    const s = v === null || v === undefined ? "" : String(v);
+    return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+  };
+  const lines = [SERVED_EXPORT_COLUMNS.join(",")];
+  for (const r of rows) lines.push(SERVED_EXPORT_COLUMNS.map((c) => cell(r[c])).join(","));
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,123 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildFeatures } from "../features/windows.ts";
+import { type PairEvidence, ServedMastery } from "../models/servedMastery.ts";
+import { DuckStore, sqlString } from "../storage/duckdb.ts";
+import { resolveModels, scoreBktElo } from "./learnerState.ts";
+import { scoreRules } from "./ruleScoring.ts";
+import { loadPairEvidence } from "./servedInputs.ts";
+
+const DAY_MS = 86_400_000;
+
+export interface TrainServedOptions {
+  /** The store to learn from (read only): its raw_events and topics. */
+  dbPath: string;
+  /** End of the label window (default: the latest event + 1 s). */
+  labelEnd?: Date;
+  /** Days of the label window; the training snapshot is as of labelEnd - labelDays. Default 7. */
+  labelDays?: number;
+  /** Pairs need at least this many quiz attempts in the label window. Default 3. */
+  minLabelAttempts?: number;
+  /** Directory to write model.json into (optional). */
+  out?: string;
+}
+
+export interface TrainServedResult {
+  model: ServedMastery;
+  snapshot: Date;
+  labelEnd: Date;
+  labelledPairs: number;
+  modelPath: string | null;
+}
+
+export class ServedTrainError extends Error {
+  readonly code = "SERVED_TRAIN";
+  constructor(message: string) {
+    super(message);
+    this.name = "ServedTrainError";
+  }
+}
+
+/**
+ * Fits the served mastery estimate (models/servedMastery.ts) on the store's own history, point in time:
+ * the events before the snapshot T0 = labelEnd - labelDays are copied into a scratch store and run through
+ * the same steps the pipeline runs (features -> rule scores -> BKT/Elo replay, models fitted on those events
+ * only); the label of a (student, topic) is its quiz accuracy in [T0, labelEnd) (the mission's proxy label),
+ * weighted by its attempt count. Nothing at or after T0 reaches the inputs.
+ */
+export async function trainServed(opts: TrainServedOptions): Promise<TrainServedResult> {
+  const labelDays = opts.labelDays ?? 7;
+  const minAttempts = opts.minLabelAttempts ?? 3;
+  const work = mkdtempSync(join(tmpdir(), "served-train-"));
+  const scratch = await DuckStore.open(join(work, "snapshot.duckdb"));
+  try {
+    await scratch.run(`ATTACH ${sqlString(opts.dbPath)} AS live (READ_ONLY)`);
+    let labelEnd = opts.labelEnd;
+    if (labelEnd === undefined) {
+      const r = await scratch.one<{ t: Date | null }>("SELECT max(ts) AS t FROM live.raw_events");
+      if (!r?.t) throw new ServedTrainError(`${opts.dbPath} has no raw_events: ingest events first`);
+      labelEnd = new Date(r.t.getTime() + 1000);
+    }
+    const snapshot = new Date(labelEnd.getTime() - labelDays * DAY_MS);
+    await scratch.run("INSERT INTO topics SELECT * FROM live.topics");
+    await scratch.run("INSERT INTO raw_events SELECT * FROM live.raw_events WHERE ts < $1::TIMESTAMP", [
+      snapshot.toISOString(),
+    ]);
+    const labels = await scratch.all<{ student_key: string; topic_id: string; n: number; acc: number }>(
+      `SELECT student_key, topic_id, count(*)::INTEGER AS n, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS acc
+       FROM (SELECT DISTINCT event_id, student_key, topic_id, is_correct FROM live.raw_events
+             WHERE type = 'quiz_attempt' AND ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP)
+       GROUP BY ALL HAVING count(*) >= $3`,
+      [snapshot.toISOString(), labelEnd.toISOString(), minAttempts],
+    );
+    await scratch.run("DETACH live");
+    const before = await scratch.one<{ n: number }>("SELECT count(*)::INTEGER AS n FROM raw_events");
+    if ((before?.n ?? 0) === 0)
+      throw new ServedTrainError(
+        `no events before the training snapshot ${snapshot.toISOString()}: the store needs more than ${labelDays} days of history (or pass a shorter --label-days)`,
+      );
+    await buildFeatures(scratch, snapshot, { truncate: true });
+    await scoreRules(scratch, { asOf: snapshot });
+    await scoreBktElo(scratch, await resolveModels(scratch, {}));
+    const evidence = await loadPairEvidence(scratch, snapshot);
+    const xs: PairEvidence[] = [];
+    const ys: number[] = [];
+    const ws: number[] = [];
+    for (const l of labels) {
+      const e = evidence.get(`${l.student_key}|${l.topic_id}`);
+      if (e === undefined) continue;
+      xs.push(e);
+      ys.push(Number(l.acc));
+      ws.push(Number(l.n));
+    }
+    if (xs.length < 50)
+      throw new ServedTrainError(
+        `only ${xs.length} (student, topic) pairs have >= ${minAttempts} quiz attempts in the label window ${snapshot.toISOString()} .. ${labelEnd.toISOString()} and history before it; need 50: use a longer --label-days or a lower --min-label-attempts`,
+      );
+    const model = ServedMastery.fit(xs, ys, { weights: ws });
+    let modelPath: string | null = null;
+    if (opts.out !== undefined) {
+      mkdirSync(opts.out, { recursive: true });
+      modelPath = join(opts.out, "model.json");
+      writeFileSync(
+        modelPath,
+        `${JSON.stringify(
+          {
+            ...model.toJSON(),
+            snapshot: snapshot.toISOString(),
+            labelEnd: labelEnd.toISOString(),
+            labelDays,
+            minLabelAttempts: minAttempts,
+          },
+          null,
+          2,
+        )}\n`,
+      );
+    }
+    return { model, snapshot, labelEnd, labelledPairs: xs.length, modelPath };
+  } finally {
+    scratch.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+}

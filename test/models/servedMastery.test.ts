@@ -1,0 +1,81 @@
+import { describe, expect, it } from "vitest";
+import { mulberry32 } from "../../models/prng.ts";
+import { evidenceKind, type PairEvidence, SERVED_INPUTS, ServedMastery } from "../../models/servedMastery.ts";
+
+function pairs(n: number, seed: number): PairEvidence[] {
+  const rnd = mulberry32(seed);
+  return Array.from({ length: n }, () => {
+    const attempts = Math.floor(rnd() * 30);
+    return {
+      rule: rnd(),
+      bkt: rnd(),
+      elo: rnd(),
+      attempts,
+      correct: Math.floor(rnd() * (attempts + 1)),
+      daysSinceQuiz: attempts > 0 ? rnd() * 40 : Number.POSITIVE_INFINITY,
+      daysSinceAny: rnd() * 40,
+    };
+  });
+}
+
+describe("served mastery stack", () => {
+  it("recovers the weights of a known linear label and puts no weight on unrelated inputs", () => {
+    const xs = pairs(4000, 1);
+    const ys = xs.map((p) => 0.1 + 0.5 * p.rule + 0.2 * p.elo);
+    const m = ServedMastery.fit(xs, ys, { ridge: 1e-9 });
+    const w = (name: string) => m.json.weights[SERVED_INPUTS.indexOf(name as never)]!;
+    expect(w("rule_score")).toBeCloseTo(0.5, 6);
+    expect(w("elo_score")).toBeCloseTo(0.2, 6);
+    expect(w("bkt_p_learned")).toBeCloseTo(0, 6);
+    expect(w("days_since_last")).toBeCloseTo(0, 6);
+    const p = xs[7]!;
+    expect(m.predict(p).score).toBeCloseTo(0.1 + 0.5 * p.rule + 0.2 * p.elo, 6);
+  });
+
+  it("80% intervals cover about 80% of held-out labels, and the explanation sums to the score", () => {
+    const rnd = mulberry32(9);
+    const noisy = (p: PairEvidence) => 0.3 + 0.4 * p.rule + (rnd() - 0.5) * 0.3;
+    const train = pairs(3000, 2);
+    const m = ServedMastery.fit(train, train.map(noisy));
+    const test = pairs(3000, 3);
+    let inside = 0;
+    for (const p of test) {
+      const y = noisy(p);
+      const e = m.predict(p);
+      if (y >= e.lo && y <= e.hi) inside++;
+      const total = e.contributions.reduce((s, c) => s + c.contribution, e.base) + e.rest;
+      expect(total).toBeCloseTo(e.score, 12);
+      expect(e.lo).toBeLessThanOrEqual(e.score);
+      expect(e.hi).toBeGreaterThanOrEqual(e.score);
+    }
+    // Uniform noise of width 0.3: the 10-90% residual band is 0.24 wide, so ~80% of labels fall inside.
+    expect(inside / test.length).toBeGreaterThan(0.76);
+    expect(inside / test.length).toBeLessThan(0.84);
+  });
+
+  it("missing sources fall back to the training mean, and evidence kinds follow the events", () => {
+    const xs = pairs(500, 4);
+    const m = ServedMastery.fit(
+      xs,
+      xs.map((p) => p.rule),
+    );
+    const none: PairEvidence = {
+      rule: Number.NaN,
+      bkt: Number.NaN,
+      elo: Number.NaN,
+      attempts: 0,
+      correct: 0,
+      daysSinceQuiz: Number.POSITIVE_INFINITY,
+      daysSinceAny: Number.POSITIVE_INFINITY,
+    };
+    const e = m.predict(none);
+    expect(Number.isFinite(e.score)).toBe(true);
+    expect(e.evidence).toBe("prior");
+    expect(e.daysSinceLast).toBeNull();
+    expect(evidenceKind({ ...none, daysSinceAny: 3 })).toBe("indirect");
+    expect(evidenceKind({ ...none, attempts: 2, correct: 1, daysSinceQuiz: 1, daysSinceAny: 1 })).toBe(
+      "measured",
+    );
+    expect(() => ServedMastery.fit(xs.slice(0, 3), [0.1, 0.2, 0.3])).toThrow(/more labelled pairs/);
+  });
+});
