@@ -9,7 +9,7 @@ import { Gauge, type Registry } from "prom-client";
 import { SCHEDULED_JOBS, type ScheduledJob } from "./scheduleConfig.ts";
 
 export class BatchRunMetrics {
-  private readonly gauge: Gauge<"job">;
+  readonly gauge: Gauge<"job">;
   private last: Partial<Record<ScheduledJob, Date>> = {};
   private readAt = Number.NEGATIVE_INFINITY;
   private inFlight: Promise<void> | null = null;
