@@ -1,24 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { DuckStore } from "./duckdb.ts";
+import { BATCH_RUNS_DDL } from "./schema.ts";
 
-/**
- * batch_runs: one row per scheduled job run (`mastery schedule`): which job, when it started and
- * ended, its status (running | ok | failed), its counts (JSON) and, on failure, the error message.
- * The server reads the newest successful run for GET /metrics and /healthz. A row left "running"
- * by a process that died is visible as such (ended_at NULL) and never counts as a success.
- */
-export const BATCH_RUNS_DDL = `CREATE TABLE IF NOT EXISTS batch_runs (
-  run_id VARCHAR PRIMARY KEY,
-  job VARCHAR NOT NULL,
-  started_at TIMESTAMP NOT NULL,
-  ended_at TIMESTAMP,
-  status VARCHAR NOT NULL,
-  counts VARCHAR,
-  error VARCHAR,
-  host VARCHAR NOT NULL,
-  pid INTEGER NOT NULL
-)`;
+/** The run records of `mastery schedule` (batch_runs, storage/schema.ts BATCH_RUNS_DDL). */
 
 export type BatchRunStatus = "running" | "ok" | "failed";
 
