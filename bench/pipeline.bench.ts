@@ -87,6 +87,18 @@ const rowJob =
   process.env.ROW_JOB === "1"
     ? await step("score bkt-elo, row job (not counted)", () => scoreBktElo(store, models, { full: true }))
     : null;
+// An incremental day: 1% of the students active (their last day of events again, one day later, new
+// event ids), then the daily BKT/Elo run folds only those keys' new events onto their stored states.
+const dayEvents = await step("append a day, 1% of students (not counted)", async () => {
+  await store.run(
+    `INSERT INTO raw_events
+     SELECT * REPLACE (event_id || '-next' AS event_id, ts + INTERVAL 1 DAY AS ts, now()::TIMESTAMP AS ingested_at)
+     FROM raw_events
+     WHERE hash(student_key) % 100 = 0 AND ts >= (SELECT max(ts) - INTERVAL 1 DAY FROM raw_events)`,
+  );
+  return count("SELECT count(*) AS n FROM raw_events WHERE event_id LIKE '%-next'");
+});
+const incremental = await step("score bkt-elo, incremental day", () => scoreBktEloColumnar(store, models));
 // The served score: per (student, topic) the first source of GET /mastery's order that has a score.
 const served = await step("served score", async () => {
   await store.run(
@@ -146,6 +158,12 @@ const out = {
             2,
           ),
         ),
+  incrementalDay: {
+    newEvents: dayEvents,
+    keys: incremental.keys,
+    seconds: seconds["score bkt-elo, incremental day"],
+    cpuSeconds: cpuSeconds["score bkt-elo, incremental day"],
+  },
   streamUpdater: {
     events: sample.length,
     batch: 500,
