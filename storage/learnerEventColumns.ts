@@ -32,10 +32,26 @@ export interface LearnerEventColumns {
   stored: Map<number, LearnerStateRow>;
 }
 
+// Duplicate rows of one event for the same key (a re-delivery) count once: the first ingested.
 const DEDUPED_EVENTS = `WITH ev AS (
   SELECT event_id, type, student_key, topic_id, ts, is_correct, question_id
   FROM raw_events
   QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1
+)`;
+
+// Incremental runs de-duplicate only the rows of keys that can have something to fold (no usable state,
+// or a row after the cursor): the window then sorts a day's keys, not the whole raw zone. Same result,
+// since de-duplication never crosses keys.
+const DEDUPED_CANDIDATE_EVENTS = `WITH cand AS (
+  SELECT DISTINCT r.student_key, r.topic_id
+  FROM raw_events r LEFT JOIN learner_state s
+    ON s.student_key = r.student_key AND s.topic_id = r.topic_id
+   AND s.bkt_model_version = $1 AND s.elo_model_version = $2
+  WHERE s.student_key IS NULL OR r.ts > s.last_ts OR (r.ts = s.last_ts AND r.event_id > s.last_event_id)
+), ev AS (
+  SELECT r.event_id, r.type, r.student_key, r.topic_id, r.ts, r.is_correct, r.question_id
+  FROM raw_events r SEMI JOIN cand c ON c.student_key = r.student_key AND c.topic_id = r.topic_id
+  QUALIFY row_number() OVER (PARTITION BY r.student_key, r.topic_id, r.event_id ORDER BY r.ingested_at, r.ts) = 1
 )`;
 
 /**
@@ -48,7 +64,7 @@ export async function readLearnerEventColumns(
 ): Promise<LearnerEventColumns> {
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_col_new AS
-     ${DEDUPED_EVENTS}
+     ${opts.full ? DEDUPED_EVENTS : DEDUPED_CANDIDATE_EVENTS}
      SELECT ev.student_key, ev.topic_id, ev.event_id, ev.type, ev.ts, ev.is_correct, ev.question_id,
             s.student_key IS NULL AS replay
      FROM ev LEFT JOIN learner_state s

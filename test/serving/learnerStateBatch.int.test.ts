@@ -79,7 +79,15 @@ describe("serving/learnerStateBatch (columnar BKT/Elo batch)", () => {
           .chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => evArb(i)))),
         fc.integer({ min: 1, max: 3 }),
         fc.boolean(),
-        async (events, batches, fullEach) => {
+        fc.array(fc.record({ of: fc.nat(), t: fc.integer({ min: 0, max: 40 }) }), { maxLength: 4 }),
+        async (original, batches, fullEach, dups) => {
+          // Re-deliveries: a copy of an earlier event (same id and key, another time and answer); the
+          // first stored copy counts (same ingested_at here, so the earlier ts).
+          const events = [...original];
+          for (const d of dups) {
+            const e = original[d.of % original.length]!;
+            events.push({ ...e, t: d.t, correct: e.correct === null ? null : !e.correct });
+          }
           const rowJob = await DuckStore.open(":memory:");
           const colJob = await DuckStore.open(":memory:");
           try {
