@@ -12,11 +12,11 @@ import type { LearnerStateRow } from "./stateStore.ts";
  */
 
 export interface LearnerEventColumns {
-  /** Keys in (student_key, topic_id) order. */
-  studentKey: string[];
-  topicId: string[];
-  /** Event id of each key's last row (its new cursor). */
-  lastEventId: string[];
+  /** Number of keys; key k is row k of the temp table bkt_col_keys (student_key, topic_id, last_event_id). */
+  keys: number;
+  /** Per key: index into `topics` of its topic_id. */
+  topic: Int32Array;
+  topics: string[];
   /** 1 when the key is folded from a new learner, 0 when from its stored state. */
   replay: Uint8Array;
   /** Key k owns rows keyStart[k] .. keyStart[k + 1] - 1. */
@@ -56,7 +56,8 @@ const DEDUPED_CANDIDATE_EVENTS = `WITH cand AS (
 
 /**
  * Reads the events to fold into columns. Leaves the temp table `bkt_col_keys` (k, student_key,
- * topic_id) for the caller's writes; `dropLearnerEventColumns` removes it.
+ * topic_id, last_event_id) for the caller's writes, which append key indices and join the strings in
+ * SQL; `dropLearnerEventColumns` removes it.
  */
 export async function readLearnerEventColumns(
   store: DuckStore,
@@ -76,6 +77,7 @@ export async function readLearnerEventColumns(
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_col_keys AS
      SELECT (row_number() OVER (ORDER BY student_key, topic_id) - 1)::INTEGER AS k, student_key, topic_id,
+            (dense_rank() OVER (ORDER BY topic_id) - 1)::INTEGER AS ti,
             bool_or(replay) AS replay, count(*)::INTEGER AS n, last(event_id ORDER BY ts, event_id) AS last_event_id
      FROM bkt_col_new GROUP BY student_key, topic_id`,
   );
@@ -84,18 +86,13 @@ export async function readLearnerEventColumns(
      SELECT (row_number() OVER (ORDER BY question_id) - 1)::INTEGER AS qi, question_id
      FROM (SELECT DISTINCT question_id FROM bkt_col_new WHERE question_id IS NOT NULL)`,
   );
-  const keys = await store.all<{
-    student_key: string;
-    topic_id: string;
-    replay: boolean;
-    n: number;
-    last_event_id: string;
-  }>("SELECT student_key, topic_id, replay, n, last_event_id FROM bkt_col_keys ORDER BY k");
-  const nKeys = keys.length;
+  const nKeys = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM bkt_col_keys"))?.n ?? 0n);
   const cols: LearnerEventColumns = {
-    studentKey: new Array<string>(nKeys),
-    topicId: new Array<string>(nKeys),
-    lastEventId: new Array<string>(nKeys),
+    keys: nKeys,
+    topic: new Int32Array(nKeys),
+    topics: (
+      await store.all<{ topic_id: string }>("SELECT DISTINCT ti, topic_id FROM bkt_col_keys ORDER BY ti")
+    ).map((r) => r.topic_id),
     replay: new Uint8Array(nKeys),
     keyStart: new Int32Array(nKeys + 1),
     answer: new Int8Array(0),
@@ -107,14 +104,22 @@ export async function readLearnerEventColumns(
     stored: new Map(),
   };
   let rows = 0;
-  for (let k = 0; k < nKeys; k++) {
-    const r = keys[k]!;
-    cols.studentKey[k] = r.student_key;
-    cols.topicId[k] = r.topic_id;
-    cols.lastEventId[k] = r.last_event_id;
-    cols.replay[k] = r.replay ? 1 : 0;
-    cols.keyStart[k] = rows;
-    rows += r.n;
+  const keyResult = await store.conn.run(
+    "SELECT ti, replay::TINYINT AS replay, n FROM bkt_col_keys ORDER BY k",
+  );
+  let k = 0;
+  for (;;) {
+    const chunk = await keyResult.fetchChunk();
+    if (chunk === null || chunk.rowCount === 0) break;
+    const ti = chunk.getColumnVector(0) as DuckDBVector<number>;
+    const replay = chunk.getColumnVector(1) as DuckDBVector<number>;
+    const n = chunk.getColumnVector(2) as DuckDBVector<number>;
+    for (let i = 0; i < chunk.rowCount; i++, k++) {
+      cols.topic[k] = ti.getItem(i)!;
+      cols.replay[k] = replay.getItem(i)!;
+      cols.keyStart[k] = rows;
+      rows += n.getItem(i)!;
+    }
   }
   cols.keyStart[nKeys] = rows;
   cols.answer = new Int8Array(rows);
