@@ -217,12 +217,22 @@ describe("mastery schedule (serving/schedule.ts)", () => {
       expect(opened).toBe(0);
       expect(await (await BatchRunStore.open(store)).recent(5)).toEqual([]);
 
-      // Two schedulers at once: exactly one of them runs (here it fails on the empty store).
+      // Two schedulers at once: exactly one of them runs (here it fails on the empty store). The one
+      // that got the lock waits in open() until the other has answered, so they truly overlap.
       await holder.release();
-      const [a, b] = await Promise.all([
-        runScheduledJob({ job: "batch", config, lock, open }),
-        runScheduledJob({ job: "batch", config, lock: holder, open }),
-      ]);
+      let openGate = (): void => {};
+      const gate = new Promise<void>((r) => {
+        openGate = r;
+      });
+      const gatedOpen = async (): Promise<JobHandles> => {
+        await gate;
+        return open();
+      };
+      const pa = runScheduledJob({ job: "batch", config, lock, open: gatedOpen });
+      const pb = runScheduledJob({ job: "batch", config, lock: holder, open: gatedOpen });
+      expect((await Promise.race([pa, pb])).status).toBe("locked");
+      openGate();
+      const [a, b] = await Promise.all([pa, pb]);
       expect([a.status, b.status].sort()).toEqual(["failed", "locked"]);
       expect(opened).toBe(1);
       expect(await (await BatchRunStore.open(store)).recent(5)).toHaveLength(1);
