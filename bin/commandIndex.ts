@@ -70,6 +70,12 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   { name: "roster", summary: "class rosters: the only source of teacher access", files: "roster" },
   {
+    name: "schedule",
+    summary: "run the daily batch and drift/retrain checks at configured times, with a lock and run records",
+    files: "schedule",
+    modelKinds: true,
+  },
+  {
     name: "score",
     summary: "compute mastery scores (rules, bkt-elo, served)",
     files: { rules: "score", "bkt-elo": "score-bkt-elo", served: "score-served" },

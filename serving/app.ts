@@ -18,6 +18,7 @@ import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import { qualityReportOrThrow } from "../features/quality.ts";
 import type { MonitorLoop } from "../monitoring/loop.ts";
 import type { Registry } from "../registry/registry.ts";
+import { BatchRunStore } from "../storage/batchRuns.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckMasteryStore } from "../storage/masteryStore.ts";
 import { DuckRawEventStore } from "../storage/rawEventStore.ts";
@@ -36,6 +37,7 @@ import {
   type Scope,
 } from "./auth.ts";
 import { type BackendEvent, BackendMonitor } from "./backendMonitor.ts";
+import { BatchRunMetrics } from "./batchRunMetrics.ts";
 import { dashboardRouter, faviconRedirect } from "./dashboard/router.ts";
 import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
@@ -222,6 +224,8 @@ export interface ServingContext {
   intake: IntakeDeps;
   alerts: AlertEngine;
   metrics: ServerMetrics;
+  /** Newest successful scheduled runs (batch_runs): /metrics gauge and /healthz. */
+  batchRuns: BatchRunMetrics;
   logger: Logger;
   now: () => Date;
   experimentArm: (studentKey: string) => Promise<ExperimentArm | null>;
@@ -278,6 +282,10 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   });
   const logger = deps.logger ?? pino({ level: process.env.LOG_LEVEL ?? "info" });
   const metrics = new ServerMetrics({ defaultMetrics: deps.defaultMetrics ?? true });
+  const batchRunStore = await gate.run(() => BatchRunStore.open(store));
+  const batchRuns = new BatchRunMetrics(metrics.registry, (job) =>
+    gate.run(() => batchRunStore.lastSuccess(job)),
+  );
   const now = deps.now ?? (() => new Date());
   const auth = new Authenticator(deps.jwtSecret, deps.pseudonymizer, {
     maxTtlSec: deps.jwtMaxTtlSec ?? maxTtlFromEnv(),
@@ -397,6 +405,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     intake,
     alerts,
     metrics,
+    batchRuns,
     logger,
     now,
     experimentArm,

@@ -445,3 +445,21 @@ export const ROSTER_DDL: readonly string[] = [
    )`,
   "CREATE INDEX IF NOT EXISTS roster_students_by_student ON roster_students (student_key)",
 ];
+
+/**
+ * batch_runs: one row per scheduled job run (`mastery schedule`): which job, when it started and
+ * ended, its status (running | ok | failed), its counts (JSON) and, on failure, the error message.
+ * Created on first use (storage/batchRuns.ts). The server reads the newest successful run for GET /metrics and /healthz. A row left "running"
+ * by a process that died is visible as such (ended_at NULL) and never counts as a success.
+ */
+export const BATCH_RUNS_DDL = `CREATE TABLE IF NOT EXISTS batch_runs (
+  run_id VARCHAR PRIMARY KEY,
+  job VARCHAR NOT NULL,
+  started_at TIMESTAMP NOT NULL,
+  ended_at TIMESTAMP,
+  status VARCHAR NOT NULL,
+  counts VARCHAR,
+  error VARCHAR,
+  host VARCHAR NOT NULL,
+  pid INTEGER NOT NULL
+)`;

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
-import { resolveModels, scoreBktElo } from "../../serving/learnerState.ts";
+import { resolveModels } from "../../serving/learnerState.ts";
+import { scoreBktEloColumnar } from "../../serving/learnerStateBatch.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { commandGroup, defaultDbPath, parseIntOption } from "../options.ts";
 import { Progress } from "../progress.ts";
@@ -51,7 +52,7 @@ Example:
           ...(opts.eloModel !== undefined ? { eloModelDir: opts.eloModel } : {}),
         });
         let progress: Progress | undefined;
-        const result = await scoreBktElo(store, models, {
+        const result = await scoreBktEloColumnar(store, models, {
           full: opts.full === true,
           onProgress: (done, total) => {
             progress ??= new Progress("score bkt-elo", total);

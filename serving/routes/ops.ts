@@ -2,9 +2,17 @@ import type { RequestHandler } from "express";
 import type { ServingContext } from "../app.ts";
 import { buildOpenApi, docsHtml } from "../openapi.ts";
 
-export const healthz = (): RequestHandler => (_req, res) => {
-  res.json({ status: "ok" });
-};
+/** Liveness, plus when each scheduled job (mastery schedule) last succeeded (ISO time, null: never). */
+export const healthz =
+  (ctx: ServingContext): RequestHandler =>
+  async (_req, res) => {
+    const last = await ctx.batchRuns.lastSuccess();
+    res.json({
+      status: "ok",
+      lastBatchSuccess: last.batch?.toISOString() ?? null,
+      lastChecksSuccess: last.checks?.toISOString() ?? null,
+    });
+  };
 
 /**
  * Ready when every backend answers: probes each one now (bounded, in parallel) and reports it with

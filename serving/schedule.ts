@@ -1,0 +1,278 @@
+/**
+ * The scheduled tiers (`mastery schedule`): the daily batch and the drift/retrain checks, each run
+ * under one shared lock (monitoring/locks.ts: PostgreSQL advisory lock, Redis, or a lock file) with a
+ * batch_runs record (storage/batchRuns.ts: start, end, counts, status, error). A failed run is
+ * recorded, reported to the configured webhooks (signed like the at-risk alerts) and returned as
+ * "failed" so the CLI exits non-zero; a run that finds the lock held does nothing and says who holds
+ * it. The lock is taken before the store is opened, so a second process never even opens the DuckDB
+ * file that the first one is writing.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdirSync, renameSync } from "node:fs";
+import { basename, join } from "node:path";
+import { expandPaths, ingestPaths } from "../features/ingest.ts";
+import type { Pseudonymizer } from "../features/pseudonymize.ts";
+import { buildFeatures, resolveAsOf } from "../features/windows.ts";
+import type { DriftConfig } from "../monitoring/config.ts";
+import type { RetrainLock } from "../monitoring/locks.ts";
+import { monitorOnce } from "../monitoring/loop.ts";
+import type { Registry } from "../registry/registry.ts";
+import { BatchRunStore } from "../storage/batchRuns.ts";
+import type { DuckStore } from "../storage/duckdb.ts";
+import { signWebhook } from "./alerts.ts";
+import { resolveModels } from "./learnerState.ts";
+import { scoreBktEloColumnar } from "./learnerStateBatch.ts";
+import { scoreRules } from "./ruleScoring.ts";
+import { nextRunAt, type ScheduleConfig, type ScheduledJob } from "./scheduleConfig.ts";
+
+export class ScheduleError extends Error {
+  readonly code = "SCHEDULE";
+  constructor(message: string) {
+    super(message);
+    this.name = "ScheduleError";
+  }
+}
+
+/** What a job works on; `close` is called when the job ends. */
+export interface JobHandles {
+  store: DuckStore;
+  /** The model registry, for the checks job's champion reference and retraining. */
+  registry?: Registry;
+  close(): Promise<void>;
+}
+
+export interface RunJobOptions {
+  job: ScheduledJob;
+  config: ScheduleConfig;
+  /** The schedule lock (config lock.key); held for the whole run. */
+  lock: RetrainLock;
+  open: () => Promise<JobHandles>;
+  /** Needed by the batch when config batch.inbox is set. */
+  pseudonymizer?: () => Pseudonymizer;
+  /** The checks job's drift configuration and its retrain lock (config/drift.yaml retrain.lockKey). */
+  drift?: { config: DriftConfig; retrainLock?: RetrainLock };
+  /** Wall clock for the run record (tests pin it). */
+  now?: () => Date;
+  fetchImpl?: typeof fetch;
+  /** Webhook retries: attempts and the base of the exponential backoff (default 3 x 500 ms). */
+  retry?: { attempts: number; baseMs: number };
+}
+
+export type JobOutcome =
+  | { job: ScheduledJob; status: "ok"; runId: string; counts: Record<string, unknown>; millis: number }
+  | { job: ScheduledJob; status: "failed"; runId: string | null; error: string; millis: number }
+  | { job: ScheduledJob; status: "locked"; lock: string; millis: number };
+
+/** The body POSTed to each alert webhook when a run fails. */
+export interface JobFailureAlert {
+  alertId: string;
+  rule: "scheduled_job_failed";
+  job: ScheduledJob;
+  runId: string | null;
+  error: string;
+  failedAt: string;
+}
+
+/** Runs one job now under the lock; see the module comment. Never throws for a job's own failure. */
+export async function runScheduledJob(opts: RunJobOptions): Promise<JobOutcome> {
+  const now = opts.now ?? (() => new Date());
+  const t0 = performance.now();
+  const millis = () => Math.round(performance.now() - t0);
+  let runId: string | null = null;
+  let acquired = false;
+  try {
+    acquired = await opts.lock.tryAcquire();
+    if (!acquired)
+      return {
+        job: opts.job,
+        status: "locked",
+        lock: `${opts.lock.kind} ${opts.lock.key}`,
+        millis: millis(),
+      };
+    let handles: JobHandles | undefined;
+    try {
+      handles = await opts.open();
+      const runs = await BatchRunStore.open(handles.store);
+      runId = await runs.start(opts.job, now());
+      try {
+        const counts =
+          opts.job === "batch"
+            ? await dailyBatch(handles.store, opts, runId)
+            : await checks(handles, opts, now);
+        await runs.finish(runId, { at: now(), status: "ok", counts });
+        return { job: opts.job, status: "ok", runId, counts, millis: millis() };
+      } catch (err) {
+        const error = (err as Error).message;
+        await runs.finish(runId, { at: now(), status: "failed", error }).catch(() => undefined);
+        throw err;
+      }
+    } finally {
+      await handles?.close();
+    }
+  } catch (err) {
+    const error = `${opts.job}: ${(err as Error).message}`;
+    await sendFailureAlert(opts, {
+      alertId: runId ?? `${now().toISOString()}-${randomBytes(4).toString("hex")}`,
+      rule: "scheduled_job_failed",
+      job: opts.job,
+      runId,
+      error,
+      failedAt: now().toISOString(),
+    });
+    return { job: opts.job, status: "failed", runId, error, millis: millis() };
+  } finally {
+    if (acquired) await opts.lock.release();
+  }
+}
+
+/** ingest the inbox -> features as of the newest event -> rule scores -> BKT/Elo state and scores. */
+async function dailyBatch(
+  store: DuckStore,
+  opts: RunJobOptions,
+  runId: string,
+): Promise<Record<string, unknown>> {
+  const cfg = opts.config.batch;
+  const counts: Record<string, unknown> = {};
+  if (cfg.inbox !== null) {
+    const files = expandPaths([cfg.inbox]);
+    if (files.length > 0) {
+      if (opts.pseudonymizer === undefined)
+        throw new ScheduleError(
+          "batch.inbox is set but no pseudonymizer was given; set MASTERY_PSEUDONYM_KEY",
+        );
+      const report = await ingestPaths(store, files, { pseudonymizer: opts.pseudonymizer() });
+      const done = join(cfg.inbox, "ingested", runId);
+      mkdirSync(done, { recursive: true });
+      for (const f of files) renameSync(f, join(done, basename(f)));
+      counts.files = files.length;
+      counts.accepted = report.total.accepted;
+      counts.duplicate = report.total.duplicate;
+      counts.rejected = report.total.rejected;
+    } else counts.files = 0;
+  }
+  const asOf = await resolveAsOf(store, "now");
+  counts.asOf = asOf.toISOString();
+  counts.featureRows = (await buildFeatures(store, asOf)).rows;
+  const rules = await scoreRules(store, { asOf });
+  counts.ruleScores = rules.scored;
+  const models = await resolveModels(store, {
+    ...(cfg.bktModel !== null ? { bktModelDir: cfg.bktModel } : {}),
+    ...(cfg.eloModel !== null ? { eloModelDir: cfg.eloModel } : {}),
+  });
+  const bktElo = await scoreBktEloColumnar(store, models, { full: cfg.full });
+  counts.bktEloKeys = bktElo.keys;
+  counts.bktEloEvents = bktElo.events;
+  return counts;
+}
+
+/** Drift and live performance; retrain through the promotion gate when they fire. */
+async function checks(h: JobHandles, opts: RunJobOptions, now: () => Date): Promise<Record<string, unknown>> {
+  if (opts.drift === undefined) throw new ScheduleError("the checks job needs the drift configuration");
+  const asOf = await resolveAsOf(h.store, "now").catch(() => now());
+  const r = await monitorOnce({
+    store: h.store,
+    config: opts.drift.config,
+    ...(h.registry !== undefined ? { registry: h.registry } : {}),
+    ...(opts.drift.retrainLock !== undefined ? { lock: opts.drift.retrainLock } : {}),
+    retrain: opts.config.checks.retrain,
+    now: () => asOf,
+  });
+  if (r.retrain?.status === "failed") throw new ScheduleError(`retrain failed: ${r.retrain.summary}`);
+  return {
+    asOf: asOf.toISOString(),
+    drift: r.drift?.decision.drift ?? null,
+    driftError: r.driftError,
+    triggers: r.triggers.length,
+    retrain: r.retrain?.status ?? null,
+  };
+}
+
+async function sendFailureAlert(opts: RunJobOptions, alert: JobFailureAlert): Promise<void> {
+  const body = JSON.stringify(alert);
+  const doFetch = opts.fetchImpl ?? fetch;
+  const { attempts, baseMs } = opts.retry ?? { attempts: 3, baseMs: 500 };
+  await Promise.all(
+    opts.config.alert.webhooks.map(async (w) => {
+      for (let attempt = 1; attempt <= attempts; attempt++) {
+        try {
+          const t = Math.floor(Date.now() / 1000);
+          const res = await doFetch(w.url, {
+            method: "POST",
+            headers: {
+              "content-type": "application/json",
+              "idempotency-key": alert.alertId,
+              "x-mastery-signature": signWebhook(w.secret, body, t),
+            },
+            body,
+            signal: AbortSignal.timeout(10_000),
+          });
+          await res.arrayBuffer().catch(() => undefined);
+          if (res.ok) return;
+        } catch {
+          // Retried below; the failure itself is already in batch_runs, stderr and the exit code.
+        }
+        if (attempt < attempts) await new Promise((r) => setTimeout(r, baseMs * 2 ** (attempt - 1)));
+      }
+    }),
+  );
+}
+
+export interface Scheduler {
+  /** When each job runs next. */
+  next(): Record<ScheduledJob, Date>;
+  /** Stops the timers and waits for a running job to end. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `run(job)` at each job's configured times until stopped. Jobs of one scheduler never overlap
+ * (they queue); the lock keeps other schedulers out.
+ */
+export function startScheduler(opts: {
+  config: ScheduleConfig;
+  jobs: readonly ScheduledJob[];
+  run: (job: ScheduledJob) => Promise<JobOutcome>;
+  onOutcome?: (o: JobOutcome) => void;
+  now?: () => Date;
+}): Scheduler {
+  const now = opts.now ?? (() => new Date());
+  const timers = new Map<ScheduledJob, NodeJS.Timeout>();
+  const nextAt = {} as Record<ScheduledJob, Date>;
+  let chain: Promise<void> = Promise.resolve();
+  let stopped = false;
+  const arm = (job: ScheduledJob) => {
+    if (stopped) return;
+    const at = nextRunAt(opts.config[job].at, now());
+    nextAt[job] = at;
+    timers.set(
+      job,
+      setTimeout(
+        () => {
+          chain = chain.then(async () => {
+            if (stopped) return;
+            const t0 = performance.now();
+            let outcome: JobOutcome;
+            try {
+              outcome = await opts.run(job);
+            } catch (err) {
+              const millis = Math.round(performance.now() - t0);
+              outcome = { job, status: "failed", runId: null, error: (err as Error).message, millis };
+            }
+            opts.onOutcome?.(outcome);
+          });
+          void chain.finally(() => arm(job));
+        },
+        Math.max(0, at.getTime() - now().getTime()),
+      ),
+    );
+  };
+  for (const job of opts.jobs) arm(job);
+  return {
+    next: () => ({ ...nextAt }),
+    stop: async () => {
+      stopped = true;
+      for (const t of timers.values()) clearTimeout(t);
+      await chain;
+    },
+  };
+}

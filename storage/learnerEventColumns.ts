@@ -1,0 +1,169 @@
+import type { DuckDBVector } from "@duckdb/node-api";
+import type { DuckStore } from "./duckdb.ts";
+import type { LearnerStateRow } from "./stateStore.ts";
+
+/**
+ * Columnar reads for the BKT/Elo batch (serving/learnerStateBatch.ts): the raw events each
+ * (student, topic) key still has to fold, as typed arrays sorted by key and then (ts, event_id),
+ * read chunk by chunk from DuckDB's vectors (no row objects). Which events: every event of a key
+ * with no usable state (none, other model versions, or a full run), else those after the key's
+ * cursor (last_ts, last_event_id) — the same selection and the same first-ingested de-duplication
+ * as serving/learnerState.ts scoreBktElo, so both jobs fold the same events.
+ */
+
+export interface LearnerEventColumns {
+  /** Number of keys; key k is row k of the temp table bkt_col_keys (student_key, topic_id, last_event_id). */
+  keys: number;
+  /** Per key: index into `topics` of its topic_id. */
+  topic: Int32Array;
+  topics: string[];
+  /** 1 when the key is folded from a new learner, 0 when from its stored state. */
+  replay: Uint8Array;
+  /** Key k owns rows keyStart[k] .. keyStart[k + 1] - 1. */
+  keyStart: Int32Array;
+  /** Per row: 1 correct, 0 incorrect, -1 not an answer (not a quiz attempt, or is_correct unknown). */
+  answer: Int8Array;
+  /** Per row: index into `questions`, -1 for none. */
+  question: Int32Array;
+  /** Per row: epoch microseconds. */
+  ts: Float64Array;
+  questions: string[];
+  /** Stored states of the keys with replay = 0, by key index. */
+  stored: Map<number, LearnerStateRow>;
+}
+
+// Duplicate rows of one event for the same key (a re-delivery) count once: the first ingested.
+const DEDUPED_EVENTS = `WITH ev AS (
+  SELECT event_id, type, student_key, topic_id, ts, is_correct, question_id
+  FROM raw_events
+  QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1
+)`;
+
+// Incremental runs de-duplicate only the rows of keys that can have something to fold (no usable state,
+// or a row after the cursor): the window then sorts a day's keys, not the whole raw zone. Same result,
+// since de-duplication never crosses keys.
+const DEDUPED_CANDIDATE_EVENTS = `WITH cand AS (
+  SELECT DISTINCT r.student_key, r.topic_id
+  FROM raw_events r LEFT JOIN learner_state s
+    ON s.student_key = r.student_key AND s.topic_id = r.topic_id
+   AND s.bkt_model_version = $1 AND s.elo_model_version = $2
+  WHERE s.student_key IS NULL OR r.ts > s.last_ts OR (r.ts = s.last_ts AND r.event_id > s.last_event_id)
+), ev AS (
+  SELECT r.event_id, r.type, r.student_key, r.topic_id, r.ts, r.is_correct, r.question_id
+  FROM raw_events r SEMI JOIN cand c ON c.student_key = r.student_key AND c.topic_id = r.topic_id
+  QUALIFY row_number() OVER (PARTITION BY r.student_key, r.topic_id, r.event_id ORDER BY r.ingested_at, r.ts) = 1
+)`;
+
+/**
+ * Reads the events to fold into columns. Leaves the temp table `bkt_col_keys` (k, student_key,
+ * topic_id, last_event_id) for the caller's writes, which append key indices and join the strings in
+ * SQL; `dropLearnerEventColumns` removes it.
+ */
+export async function readLearnerEventColumns(
+  store: DuckStore,
+  opts: { bktVersion: string; eloVersion: string; full: boolean },
+): Promise<LearnerEventColumns> {
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_col_new AS
+     ${opts.full ? DEDUPED_EVENTS : DEDUPED_CANDIDATE_EVENTS}
+     SELECT ev.student_key, ev.topic_id, ev.event_id, ev.type, ev.ts, ev.is_correct, ev.question_id,
+            s.student_key IS NULL AS replay
+     FROM ev LEFT JOIN learner_state s
+       ON s.student_key = ev.student_key AND s.topic_id = ev.topic_id
+      AND s.bkt_model_version = $1 AND s.elo_model_version = $2 AND NOT $3
+     WHERE s.student_key IS NULL OR ev.ts > s.last_ts OR (ev.ts = s.last_ts AND ev.event_id > s.last_event_id)`,
+    [opts.bktVersion, opts.eloVersion, opts.full],
+  );
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_col_keys AS
+     SELECT (row_number() OVER (ORDER BY student_key, topic_id) - 1)::INTEGER AS k, student_key, topic_id,
+            (dense_rank() OVER (ORDER BY topic_id) - 1)::INTEGER AS ti,
+            bool_or(replay) AS replay, count(*)::INTEGER AS n, last(event_id ORDER BY ts, event_id) AS last_event_id
+     FROM bkt_col_new GROUP BY student_key, topic_id`,
+  );
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_col_questions AS
+     SELECT (row_number() OVER (ORDER BY question_id) - 1)::INTEGER AS qi, question_id
+     FROM (SELECT DISTINCT question_id FROM bkt_col_new WHERE question_id IS NOT NULL)`,
+  );
+  const nKeys = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM bkt_col_keys"))?.n ?? 0n);
+  const cols: LearnerEventColumns = {
+    keys: nKeys,
+    topic: new Int32Array(nKeys),
+    topics: (
+      await store.all<{ topic_id: string }>("SELECT DISTINCT ti, topic_id FROM bkt_col_keys ORDER BY ti")
+    ).map((r) => r.topic_id),
+    replay: new Uint8Array(nKeys),
+    keyStart: new Int32Array(nKeys + 1),
+    answer: new Int8Array(0),
+    question: new Int32Array(0),
+    ts: new Float64Array(0),
+    questions: (
+      await store.all<{ question_id: string }>("SELECT question_id FROM bkt_col_questions ORDER BY qi")
+    ).map((r) => r.question_id),
+    stored: new Map(),
+  };
+  let rows = 0;
+  const keyResult = await store.conn.run(
+    "SELECT ti, replay::TINYINT AS replay, n FROM bkt_col_keys ORDER BY k",
+  );
+  let k = 0;
+  for (;;) {
+    const chunk = await keyResult.fetchChunk();
+    if (chunk === null || chunk.rowCount === 0) break;
+    const ti = chunk.getColumnVector(0) as DuckDBVector<number>;
+    const replay = chunk.getColumnVector(1) as DuckDBVector<number>;
+    const n = chunk.getColumnVector(2) as DuckDBVector<number>;
+    for (let i = 0; i < chunk.rowCount; i++, k++) {
+      cols.topic[k] = ti.getItem(i)!;
+      cols.replay[k] = replay.getItem(i)!;
+      cols.keyStart[k] = rows;
+      rows += n.getItem(i)!;
+    }
+  }
+  cols.keyStart[nKeys] = rows;
+  cols.answer = new Int8Array(rows);
+  cols.question = new Int32Array(rows);
+  cols.ts = new Float64Array(rows);
+
+  const result = await store.conn.run(
+    `SELECT CASE WHEN e.type = 'quiz_attempt' AND e.is_correct IS NOT NULL THEN e.is_correct::TINYINT ELSE -1 END::TINYINT AS answer,
+            coalesce(q.qi, -1)::INTEGER AS question, epoch_us(e.ts)::DOUBLE AS ts_us
+     FROM bkt_col_new e
+     JOIN bkt_col_keys k ON k.student_key = e.student_key AND k.topic_id = e.topic_id
+     LEFT JOIN bkt_col_questions q ON q.question_id = e.question_id
+     ORDER BY k.k, e.ts, e.event_id`,
+  );
+  let at = 0;
+  for (;;) {
+    const chunk = await result.fetchChunk();
+    if (chunk === null || chunk.rowCount === 0) break;
+    const n = chunk.rowCount;
+    const answer = chunk.getColumnVector(0) as DuckDBVector<number>;
+    const question = chunk.getColumnVector(1) as DuckDBVector<number>;
+    const ts = chunk.getColumnVector(2) as DuckDBVector<number>;
+    for (let i = 0; i < n; i++) {
+      cols.answer[at] = answer.getItem(i)!;
+      cols.question[at] = question.getItem(i)!;
+      cols.ts[at] = ts.getItem(i)!;
+      at++;
+    }
+  }
+  if (at !== rows)
+    throw new Error(
+      `readLearnerEventColumns: read ${at} event rows, expected ${rows}; the raw zone changed mid-read`,
+    );
+
+  const stored = await store.all<LearnerStateRow & { k: number }>(
+    `SELECT k.k, s.*, epoch_us(s.last_ts)::DOUBLE AS last_ts_us
+     FROM learner_state s JOIN bkt_col_keys k USING (student_key, topic_id) WHERE NOT k.replay`,
+  );
+  for (const r of stored) cols.stored.set(r.k, r);
+  await store.run("DROP TABLE IF EXISTS bkt_col_new");
+  await store.run("DROP TABLE IF EXISTS bkt_col_questions");
+  return cols;
+}
+
+export async function dropLearnerEventColumns(store: DuckStore): Promise<void> {
+  await store.run("DROP TABLE IF EXISTS bkt_col_keys");
+}

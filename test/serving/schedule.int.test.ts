@@ -1,0 +1,277 @@
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import request from "supertest";
+import { afterAll, describe, expect, it } from "vitest";
+import { Pseudonymizer } from "../../features/pseudonymize.ts";
+import { generateSynthetic } from "../../features/synthetic/generate.ts";
+import { PgAdvisoryLock } from "../../monitoring/locks.ts";
+import { verifyWebhookSignature } from "../../serving/alerts.ts";
+import { type JobHandles, runScheduledJob } from "../../serving/schedule.ts";
+import { parseScheduleConfig } from "../../serving/scheduleConfig.ts";
+import { BatchRunStore } from "../../storage/batchRuns.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+import { PSEUDO_KEY, testApp, token } from "./appFixture.ts";
+
+const PG = process.env.MASTERY_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const dirs: string[] = [];
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), "sched-"));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** The store stays open across runs (closed by the test), like the server's own connection. */
+const keep = (store: DuckStore) => async (): Promise<JobHandles> => ({ store, close: async () => {} });
+
+async function inboxWithEvents(): Promise<string> {
+  const inbox = tmp();
+  await generateSynthetic({
+    students: 30,
+    topics: 8,
+    days: 10,
+    seed: 3,
+    start: "2026-09-01",
+    eventsPerDay: 3,
+    truthEvery: 0,
+    outDir: inbox,
+    workers: 0,
+  });
+  return inbox;
+}
+
+/** Receives webhook POSTs (the failure alerts) on a local port. */
+async function hookServer(): Promise<{ server: Server; url: string; got: { body: string; sig: string }[] }> {
+  const got: { body: string; sig: string }[] = [];
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => {
+      body += c;
+    });
+    req.on("end", () => {
+      got.push({ body, sig: String(req.headers["x-mastery-signature"]) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, got };
+}
+
+describe("mastery schedule (serving/schedule.ts)", () => {
+  it("a successful batch ingests the inbox, scores, records ok with counts, and /metrics + /healthz show it", async () => {
+    const inbox = await inboxWithEvents();
+    const files = readdirSync(inbox).filter(
+      (f) => /\.(csv|json)$/.test(f) && !/^(ground_truth|roster|manifest)\./.test(f),
+    );
+    expect(files).toContain("topics.json");
+    const store = await DuckStore.open(":memory:");
+    const lock = new PgAdvisoryLock(PG, `sched-test-${randomBytes(6).toString("hex")}`);
+    try {
+      const config = parseScheduleConfig({ batch: { inbox } }, {});
+      const o = await runScheduledJob({
+        job: "batch",
+        config,
+        lock,
+        open: keep(store),
+        pseudonymizer: () => new Pseudonymizer(PSEUDO_KEY),
+      });
+      expect(o.status).toBe("ok");
+      if (o.status !== "ok") return;
+      const events = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM raw_events"))!.n);
+      expect(events).toBeGreaterThan(500);
+      expect(o.counts.files).toBe(files.length);
+      expect(o.counts.accepted).toBeGreaterThan(0);
+      // Every ingested file moved out of the inbox, under ingested/<run id>/.
+      expect(readdirSync(join(inbox, "ingested", o.runId)).sort()).toEqual([...files].sort());
+      for (const f of files) expect(existsSync(join(inbox, f))).toBe(false);
+      const pairs = Number(
+        (await store.one<{ n: bigint }>(
+          "SELECT count(*) AS n FROM (SELECT DISTINCT student_key, topic_id FROM raw_events)",
+        ))!.n,
+      );
+      const rule = Number(
+        (await store.one<{ n: bigint }>(
+          "SELECT count(*) AS n FROM student_mastery WHERE score_source = 'rule_based'",
+        ))!.n,
+      );
+      const bkt = Number(
+        (await store.one<{ n: bigint }>(
+          "SELECT count(*) AS n FROM student_mastery WHERE score_source = 'bkt'",
+        ))!.n,
+      );
+      expect(o.counts.featureRows).toBe(pairs);
+      expect(o.counts.ruleScores).toBe(rule);
+      expect(o.counts.bktEloKeys).toBe(bkt);
+      expect(bkt).toBe(pairs);
+
+      const runs = await (await BatchRunStore.open(store)).recent(5);
+      expect(runs).toHaveLength(1);
+      const run = runs[0]!;
+      expect(run).toMatchObject({
+        runId: o.runId,
+        job: "batch",
+        status: "ok",
+        error: null,
+        pid: process.pid,
+      });
+      expect(run.counts).toEqual(o.counts);
+      expect(run.endedAt!.getTime()).toBeGreaterThanOrEqual(run.startedAt.getTime());
+
+      // A second day with nothing new: incremental BKT/Elo touches no key, and the run is recorded too.
+      const again = await runScheduledJob({ job: "batch", config, lock, open: keep(store) });
+      expect(again.status).toBe("ok");
+      if (again.status === "ok") {
+        expect(again.counts.files).toBe(0);
+        expect(again.counts.bktEloKeys).toBe(0);
+      }
+      const last = (await (await BatchRunStore.open(store)).recent(1))[0]!;
+
+      const h = await testApp(store);
+      const scrape = await request(h.app)
+        .get("/metrics")
+        .set("authorization", `Bearer ${await token({ role: "admin", sub: "ops" })}`);
+      expect(scrape.status).toBe(200);
+      const m = /mastery_batch_last_success_timestamp_seconds\{job="batch"\} (\S+)/.exec(scrape.text);
+      expect(Number(m?.[1])).toBe(last.endedAt!.getTime() / 1000);
+      expect(scrape.text).not.toMatch(/mastery_batch_last_success_timestamp_seconds\{job="checks"\}/);
+      const health = await request(h.app).get("/healthz");
+      expect(health.body).toEqual({
+        status: "ok",
+        lastBatchSuccess: last.endedAt!.toISOString(),
+        lastChecksSuccess: null,
+      });
+    } finally {
+      await lock.close();
+      store.close();
+    }
+  });
+
+  it("a failing batch is recorded as failed with the error, alerts the webhook (signed) and releases the lock", async () => {
+    const store = await DuckStore.open(":memory:");
+    const key = `sched-test-${randomBytes(6).toString("hex")}`;
+    const lock = new PgAdvisoryLock(PG, key);
+    const other = new PgAdvisoryLock(PG, key);
+    const hook = await hookServer();
+    try {
+      const config = parseScheduleConfig(
+        { alert: { webhooks: [{ url: hook.url, secret_env: "HOOK_SECRET" }] } },
+        { HOOK_SECRET: "s3cret-for-the-test" },
+      );
+      // An empty raw zone: nothing to build features from.
+      const o = await runScheduledJob({ job: "batch", config, lock, open: keep(store) });
+      expect(o.status).toBe("failed");
+      if (o.status !== "failed") return;
+      expect(o.error).toMatch(/raw_events is empty/);
+      const runs = await (await BatchRunStore.open(store)).recent(5);
+      expect(runs).toHaveLength(1);
+      expect(runs[0]).toMatchObject({ runId: o.runId, status: "failed" });
+      expect(runs[0]!.error).toMatch(/raw_events is empty: ingest events first/);
+      expect(runs[0]!.endedAt).not.toBeNull();
+      expect(await (await BatchRunStore.open(store)).lastSuccess("batch")).toBeNull();
+
+      expect(hook.got).toHaveLength(1);
+      const { body, sig } = hook.got[0]!;
+      expect(verifyWebhookSignature("s3cret-for-the-test", sig, body)).toBe(true);
+      expect(verifyWebhookSignature("another-secret", sig, body)).toBe(false);
+      expect(JSON.parse(body)).toMatchObject({
+        rule: "scheduled_job_failed",
+        job: "batch",
+        runId: o.runId,
+        alertId: o.runId,
+      });
+      expect(JSON.parse(body).error).toMatch(/raw_events is empty/);
+
+      // The failed run released the lock.
+      expect(await other.tryAcquire()).toBe(true);
+    } finally {
+      await lock.close();
+      await other.close();
+      hook.server.close();
+      store.close();
+    }
+  });
+
+  it("lock contention: a run that finds the lock held does nothing, and runs once it is free", async () => {
+    const store = await DuckStore.open(":memory:");
+    const key = `sched-test-${randomBytes(6).toString("hex")}`;
+    const holder = new PgAdvisoryLock(PG, key);
+    const lock = new PgAdvisoryLock(PG, key);
+    let opened = 0;
+    const open = async (): Promise<JobHandles> => {
+      opened++;
+      return { store, close: async () => {} };
+    };
+    try {
+      const config = parseScheduleConfig({}, {});
+      expect(await holder.tryAcquire()).toBe(true);
+      const o = await runScheduledJob({ job: "batch", config, lock, open });
+      expect(o).toMatchObject({ job: "batch", status: "locked", lock: `postgres ${key}` });
+      expect(opened).toBe(0);
+      expect(await (await BatchRunStore.open(store)).recent(5)).toEqual([]);
+
+      // Two schedulers at once: exactly one of them runs (here it fails on the empty store). The one
+      // that got the lock waits in open() until the other has answered, so they truly overlap.
+      await holder.release();
+      let openGate = (): void => {};
+      const gate = new Promise<void>((r) => {
+        openGate = r;
+      });
+      const gatedOpen = async (): Promise<JobHandles> => {
+        await gate;
+        return open();
+      };
+      const pa = runScheduledJob({ job: "batch", config, lock, open: gatedOpen });
+      const pb = runScheduledJob({ job: "batch", config, lock: holder, open: gatedOpen });
+      expect((await Promise.race([pa, pb])).status).toBe("locked");
+      openGate();
+      const [a, b] = await Promise.all([pa, pb]);
+      expect([a.status, b.status].sort()).toEqual(["failed", "locked"]);
+      expect(opened).toBe(1);
+      expect(await (await BatchRunStore.open(store)).recent(5)).toHaveLength(1);
+    } finally {
+      await holder.close();
+      await lock.close();
+      store.close();
+    }
+  });
+
+  it("the CLI: --once exits 1 and says why when the batch fails; 3 when the lock is held", async () => {
+    const dir = tmp();
+    const db = join(dir, "m.duckdb");
+    const run = promisify(execFile);
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("MASTERY_")) env[k] = v;
+    const cliTs = join(import.meta.dirname, "..", "..", "bin", "cli.ts");
+    const cli = ["--import", "tsx", cliTs, "schedule", "--once", "--job", "batch", "--db", db];
+    const failed = await run(process.execPath, cli, { env }).then(
+      () => null,
+      (e: { code: number; stderr: string; stdout: string }) => e,
+    );
+    expect(failed?.code).toBe(1);
+    expect(failed?.stderr).toMatch(/scheduled job batch failed: batch: .*raw_events is empty/);
+    expect(JSON.parse(failed!.stdout.trim())).toMatchObject({ job: "batch", status: "failed" });
+
+    // The file lock (no PostgreSQL / Redis configured) held by a live process: nothing runs.
+    const { FileLock } = await import("../../monitoring/locks.ts");
+    const held = new FileLock(`${db}.mastery-schedule.lock`, 60_000);
+    expect(await held.tryAcquire()).toBe(true);
+    try {
+      const locked = await run(process.execPath, cli, { env }).then(
+        () => null,
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(locked?.code).toBe(3);
+      expect(locked?.stderr).toMatch(/another process holds the schedule lock \(file /);
+    } finally {
+      await held.release();
+    }
+  });
+});
