@@ -73,7 +73,6 @@ export const COMMANDS: readonly CommandEntry[] = [
     name: "schedule",
     summary: "run the daily batch and drift/retrain checks at configured times, with a lock and run records",
     files: "schedule",
-    modelKinds: true,
   },
   {
     name: "score",

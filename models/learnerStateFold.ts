@@ -110,6 +110,8 @@ export function foldKeyRun(
     correctStreak,
     lastTs: end > start ? runs.ts[end - 1]! : from.lastTs,
     lastEventId: end > start ? lastEventId : from.lastEventId,
+    // Events folded in (every event of the run, answered or not); a state without a count stays without one.
+    eventN: from.eventN < 0 ? -1 : from.eventN + (end - start),
     bktCorrectDelta,
     bktIncorrectDelta,
     bktLearnDelta,

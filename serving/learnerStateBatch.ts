@@ -64,7 +64,8 @@ export async function scoreBktEloColumnar(
        k INTEGER, p_mastery DOUBLE, elo_ability DOUBLE, elo_n INTEGER, bkt_n INTEGER, last_ts TIMESTAMP,
        correct_streak INTEGER, correct_n INTEGER, bkt_correct_delta DOUBLE, bkt_incorrect_delta DOUBLE,
        bkt_learn_delta DOUBLE, bkt_streak_obs_delta DOUBLE, bkt_streak_learn_delta DOUBLE,
-       elo_correct_delta DOUBLE, elo_incorrect_delta DOUBLE, elo_streak_delta DOUBLE, p_unknown DOUBLE)`,
+       elo_correct_delta DOUBLE, elo_incorrect_delta DOUBLE, elo_streak_delta DOUBLE, p_unknown DOUBLE,
+       event_n INTEGER)`,
   );
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_elo_score (
@@ -107,6 +108,7 @@ export async function scoreBktEloColumnar(
     stateApp.appendDouble(s.eloIncorrectDelta);
     stateApp.appendDouble(s.eloStreakDelta);
     stateApp.appendDouble(s.pUnknown);
+    stateApp.appendInteger(s.eventN);
     stateApp.endRow();
     writeScore(k, bktMastery(s, params), "bkt", asOf);
     writeScore(k, eloMastery(s, params), "elo", asOf);
@@ -133,7 +135,7 @@ export async function scoreBktEloColumnar(
        SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_ability, s.elo_n, s.bkt_n, s.last_ts, k.last_event_id,
               s.correct_streak, $now, s.correct_n, s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta,
               s.bkt_streak_obs_delta, s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta,
-              s.elo_streak_delta, $bkt, $elo, s.p_unknown
+              s.elo_streak_delta, $bkt, $elo, s.p_unknown, s.event_n
        FROM bkt_elo_state s JOIN bkt_col_keys k USING (k)`,
       params,
     );

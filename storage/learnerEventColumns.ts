@@ -39,19 +39,25 @@ const DEDUPED_EVENTS = `WITH ev AS (
   QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1
 )`;
 
-// Incremental runs de-duplicate only the rows of keys that can have something to fold (no usable state,
-// or a row after the cursor): the window then sorts a day's keys, not the whole raw zone. Same result,
-// since de-duplication never crosses keys.
-const DEDUPED_CANDIDATE_EVENTS = `WITH cand AS (
-  SELECT DISTINCT r.student_key, r.topic_id
-  FROM raw_events r LEFT JOIN learner_state s
-    ON s.student_key = r.student_key AND s.topic_id = r.topic_id
-   AND s.bkt_model_version = $1 AND s.elo_model_version = $2
-  WHERE s.student_key IS NULL OR r.ts > s.last_ts OR (r.ts = s.last_ts AND r.event_id > s.last_event_id)
-), ev AS (
-  SELECT r.event_id, r.type, r.student_key, r.topic_id, r.ts, r.is_correct, r.question_id
-  FROM raw_events r SEMI JOIN cand c ON c.student_key = r.student_key AND c.topic_id = r.topic_id
-  QUALIFY row_number() OVER (PARTITION BY r.student_key, r.topic_id, r.event_id ORDER BY r.ingested_at, r.ts) = 1
+// Which keys to fold, and from where (models/learnerState.ts batchPlan, the one late-event rule): a key with a
+// usable stored state continues from it only when the state has folded exactly the stored events at or
+// before its cursor (event_n); a late event (at or before the cursor, arrived after the state was written)
+// or a state without a count makes the key replay from a new learner. Keys with nothing after the cursor
+// and a matching count are left alone. A --full run ($3) ignores stored states: every key replays.
+const PLANNED_EVENTS = `${DEDUPED_EVENTS}, st AS (
+  SELECT student_key, topic_id, last_ts, last_event_id, event_n FROM learner_state
+  WHERE bkt_model_version = $1 AND elo_model_version = $2 AND NOT $3
+), kc AS (
+  SELECT ev.student_key, ev.topic_id, bool_or(st.student_key IS NULL) AS no_state, any_value(st.event_n) AS event_n,
+         count(*) FILTER (WHERE st.student_key IS NOT NULL
+           AND (ev.ts < st.last_ts OR (ev.ts = st.last_ts AND ev.event_id <= st.last_event_id))) AS at_or_before,
+         count(*) FILTER (WHERE st.student_key IS NULL
+           OR ev.ts > st.last_ts OR (ev.ts = st.last_ts AND ev.event_id > st.last_event_id)) AS after
+  FROM ev LEFT JOIN st USING (student_key, topic_id) GROUP BY ev.student_key, ev.topic_id
+), plan AS (
+  SELECT student_key, topic_id,
+         (no_state OR event_n IS NULL OR event_n < 0 OR event_n <> at_or_before) AS replay
+  FROM kc WHERE no_state OR event_n IS NULL OR event_n < 0 OR event_n <> at_or_before OR after > 0
 )`;
 
 /**
@@ -65,13 +71,10 @@ export async function readLearnerEventColumns(
 ): Promise<LearnerEventColumns> {
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_col_new AS
-     ${opts.full ? DEDUPED_EVENTS : DEDUPED_CANDIDATE_EVENTS}
-     SELECT ev.student_key, ev.topic_id, ev.event_id, ev.type, ev.ts, ev.is_correct, ev.question_id,
-            s.student_key IS NULL AS replay
-     FROM ev LEFT JOIN learner_state s
-       ON s.student_key = ev.student_key AND s.topic_id = ev.topic_id
-      AND s.bkt_model_version = $1 AND s.elo_model_version = $2 AND NOT $3
-     WHERE s.student_key IS NULL OR ev.ts > s.last_ts OR (ev.ts = s.last_ts AND ev.event_id > s.last_event_id)`,
+     ${PLANNED_EVENTS}
+     SELECT ev.student_key, ev.topic_id, ev.event_id, ev.type, ev.ts, ev.is_correct, ev.question_id, p.replay
+     FROM ev JOIN plan p USING (student_key, topic_id) LEFT JOIN st USING (student_key, topic_id)
+     WHERE p.replay OR ev.ts > st.last_ts OR (ev.ts = st.last_ts AND ev.event_id > st.last_event_id)`,
     [opts.bktVersion, opts.eloVersion, opts.full],
   );
   await store.run(
