@@ -38,6 +38,7 @@ import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { parseThresholds } from "../serving/alerts.ts";
 import { createApp } from "../serving/app.ts";
 import { signToken } from "../serving/auth.ts";
+import { within } from "../serving/gracefulShutdown.ts";
 import { openServingBackends } from "../serving/servingBackends.ts";
 import { streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
@@ -205,8 +206,8 @@ async function serve(mode: Mode): Promise<void> {
         logger.level = "silent";
         server.closeAllConnections();
         server.close();
-        await close();
-        store.close();
+        // Queries still running keep DuckDB busy; exiting releases the file (the profile is written on exit).
+        await within(close(), 3000);
         rmSync(dir, { recursive: true, force: true });
         process.exit(0);
       })();

@@ -36,6 +36,7 @@ import {
   type Scope,
 } from "./auth.ts";
 import { type BackendEvent, BackendMonitor } from "./backendMonitor.ts";
+import { BodyCache } from "./bodyCache.ts";
 import { dashboardRouter, faviconRedirect } from "./dashboard/router.ts";
 import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
@@ -59,7 +60,7 @@ import {
 import { createRollupViews } from "./rollups.ts";
 import { RosterAccess } from "./roster.ts";
 import { ROUTES } from "./routes/index.ts";
-import { LruCache, StoreGate } from "./storeGate.ts";
+import { StoreGate } from "./storeGate.ts";
 import type { BackendProbe } from "./streamStores.ts";
 import { outageGuard, respondUnavailable } from "./unavailableResponse.ts";
 import { type EventUpdater, IncrementalUpdater, streamModels } from "./updater.ts";
@@ -77,6 +78,15 @@ export interface ServingConfig {
   targetSuccess: number;
   maxBatch: number;
   cacheSize: number;
+  /** Upper bound of the GET /mastery body cache in bytes (serving.yaml cache_max_mb). */
+  cacheMaxBytes: number;
+  /**
+   * Extra DuckDB connections for concurrent GET reads on the embedded store (read_connections;
+   * 0: every read queues in the StoreGate with the writes).
+   */
+  readConnections: number;
+  /** PostgreSQL pool size of the server (pg_pool_max; MASTERY_PG_POOL_MAX overrides). */
+  pgPoolMax: number;
   rateLimit: { windowMs: number; limit: number };
   bodyLimit: string;
   /** Registry model name whose champion (or experiment arm) serves ML scores; env MASTERY_MODEL_NAME overrides. */
@@ -93,6 +103,9 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   targetSuccess: 0.7,
   maxBatch: 1000,
   cacheSize: 20_000,
+  cacheMaxBytes: 64 * 1024 * 1024,
+  readConnections: 4,
+  pgPoolMax: 10,
   rateLimit: { windowMs: 60_000, limit: 6000 },
   bodyLimit: "5mb",
   modelName: DEFAULT_MODEL_NAME,
@@ -117,6 +130,11 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
     targetSuccess: num(d.target_success, def.targetSuccess, "target_success"),
     maxBatch: num(d.max_batch, def.maxBatch, "max_batch"),
     cacheSize: num(d.cache_size, def.cacheSize, "cache_size"),
+    cacheMaxBytes: Math.round(
+      1024 * 1024 * num(d.cache_max_mb, def.cacheMaxBytes / (1024 * 1024), "cache_max_mb"),
+    ),
+    readConnections: num(d.read_connections, def.readConnections, "read_connections"),
+    pgPoolMax: num(d.pg_pool_max, def.pgPoolMax, "pg_pool_max"),
     rateLimit: {
       windowMs: num(rl.window_ms, def.rateLimit.windowMs, "rate_limit.window_ms"),
       limit: num(rl.limit, def.rateLimit.limit, "rate_limit.limit"),
@@ -234,6 +252,11 @@ export interface ServingContext {
   student(p: Principal, rawStudentId: string, res: Response): Promise<string>;
   /** GET /mastery's JSON body for a student (hot cache). */
   masteryJson(studentKey: string): Promise<string>;
+  /**
+   * Runs a read of `read`: at once when it is concurrent (PostgreSQL pool, DuckDB read pool), else
+   * inside `gate` with the writes.
+   */
+  readRun<T>(fn: () => Promise<T>): Promise<T>;
   /** Drops cached data of these students (after any update). */
   invalidate(studentKeys: Iterable<string>): void;
 }
@@ -312,10 +335,14 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     onAlert: () => metrics.alerts.inc(),
     onDelivery: (outcome) => metrics.webhooks.inc({ outcome }),
   });
-  const cache = new LruCache<{ json: string; at: number }>(config.cacheSize);
   const cacheTtlMs = deps.cacheTtlMs ?? Number.POSITIVE_INFINITY;
-  // Bumped by every invalidation: a read that started before an update must not cache its result.
-  let generation = 0;
+  // Bounded in bytes; a read that overlapped an update of its student never caches its body
+  // (serving/bodyCache.ts). A TTL of 0 turns caching off.
+  const bodies = new BodyCache({
+    maxBytes: cacheTtlMs > 0 ? config.cacheMaxBytes : 0,
+    maxEntries: config.cacheSize,
+    ttlMs: cacheTtlMs,
+  });
 
   const models = await gate.run(() =>
     servingRegistry(store, deps.artifactBase ?? process.env.MASTERY_ARTIFACTS ?? ".mastery/artifacts", now),
@@ -331,10 +358,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     ...(deps.modelCacheDir !== undefined ? { cacheDir: deps.modelCacheDir } : {}),
     ...(deps.modelRefreshMs !== undefined ? { refreshMs: deps.modelRefreshMs } : {}),
   });
-  const invalidateAll = (): void => {
-    generation++;
-    cache.clear();
-  };
+  const invalidateAll = (): void => bodies.clear();
   const experimentArm =
     deps.experimentArm ??
     (async (studentKey: string): Promise<ExperimentArm | null> => {
@@ -343,9 +367,17 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     });
   // Topic metadata changes rarely (ingest of topics files); re-read at most once a minute.
   let topicMeta: { at: number; meta: TopicMeta } | undefined;
-  const read = deps.read ?? new DuckMasteryReadStore(store);
+  // GET reads on the embedded store use their own connections (DuckDB MVCC: they see committed data
+  // and do not wait for a write's transaction on the main connection).
+  const read =
+    deps.read ??
+    new DuckMasteryReadStore(
+      config.readConnections > 0 ? await gate.run(() => store.readPool(config.readConnections)) : store,
+    );
+  const readRun = <T>(fn: () => Promise<T>): Promise<T> => (read.concurrent ? fn() : gate.run(fn));
   const topics = async (): Promise<TopicMeta> => {
     if (topicMeta === undefined || Date.now() - topicMeta.at > 60_000) {
+      // Called inside masteryJson's computation: already in the gate when reads need it.
       topicMeta = { at: Date.now(), meta: await loadTopicMeta(read) };
     }
     return topicMeta.meta;
@@ -411,39 +443,44 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     },
     async masteryJson(studentKey) {
       if (modelScoring.due() && (await gate.run(() => modelScoring.refresh()))) invalidateAll();
-      const hit = cache.get(studentKey);
-      if (hit !== undefined && Date.now() - hit.at <= cacheTtlMs) {
+      const hit = bodies.peek(studentKey);
+      if (hit !== undefined) {
         metrics.cache.inc({ result: "hit" });
-        return hit.json;
+        return hit;
       }
       metrics.cache.inc({ result: "miss" });
-      const gen = generation;
-      const arm = await experimentArm(studentKey);
-      const body = await gate.run(async () => {
-        const topicIds = [...new Set((await read.masteryRows(studentKey)).map((r) => r.topic_id))];
-        const model = await modelScoring.scoreStudent(store, studentKey, topicIds);
-        const view = await readStudentMastery(read, studentKey, {
-          sourceOrder: config.scoreSources,
-          arm,
-          topics,
-          model,
-        });
-        // One exposure per score served from an experiment arm, when the body is computed (cache hits
-        // re-serve an already logged score).
-        await modelScoring.logExposures(
-          studentKey,
-          model.info,
-          view.topics.filter((t) => t.model?.served === true).map((t) => ({ score: t.score })),
-        );
-        return view;
+      return bodies.get(studentKey, async () => {
+        const arm = await experimentArm(studentKey);
+        const build = async () => {
+          const rows = await read.masteryRows(studentKey);
+          const topicIds = [...new Set(rows.map((r) => r.topic_id))];
+          const model = await modelScoring.scoreStudent(store, studentKey, topicIds);
+          const view = await readStudentMastery(read, studentKey, {
+            sourceOrder: config.scoreSources,
+            arm,
+            topics,
+            model,
+            rows,
+          });
+          // One exposure per score served from an experiment arm, when the body is computed (cache
+          // hits re-serve an already logged score).
+          await modelScoring.logExposures(
+            studentKey,
+            model.info,
+            view.topics.filter((t) => t.model?.served === true).map((t) => ({ score: t.score })),
+          );
+          return view;
+        };
+        // A registry model reads features from the embedded store, and a read store without its own
+        // connections shares the writes' one: then inside the gate. Otherwise nothing waits for it.
+        const view =
+          read.concurrent && !modelScoring.usesStore(studentKey) ? await build() : await gate.run(build);
+        return JSON.stringify(view);
       });
-      const json = JSON.stringify(body);
-      if (gen === generation && cacheTtlMs > 0) cache.set(studentKey, { json, at: Date.now() });
-      return json;
     },
+    readRun,
     invalidate(studentKeys) {
-      generation++;
-      for (const k of studentKeys) cache.delete(k);
+      bodies.invalidate(studentKeys);
     },
   };
 

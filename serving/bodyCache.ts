@@ -13,6 +13,8 @@
 export interface BodyCacheOptions {
   /** Upper bound of the sum of cached body sizes (UTF-8 bytes of each JSON string). */
   maxBytes: number;
+  /** Most entries (default: unbounded; the byte bound applies either way). */
+  maxEntries?: number;
   /** How long a body may be served (ms); default: until invalidated. */
   ttlMs?: number;
   now?: () => number;
@@ -41,6 +43,7 @@ export class BodyCache {
   /** Bumped by clear(): no read that started before it may store its body. */
   private epoch = 0;
   readonly maxBytes: number;
+  private readonly maxEntries: number;
   private readonly ttlMs: number;
   private readonly now: () => number;
   /** Counters for /metrics and tests. */
@@ -50,6 +53,7 @@ export class BodyCache {
     if (!Number.isFinite(opts.maxBytes) || opts.maxBytes < 0)
       throw new Error(`body cache: maxBytes must be a number >= 0 (got ${opts.maxBytes}); e.g. 67108864`);
     this.maxBytes = opts.maxBytes;
+    this.maxEntries = opts.maxEntries ?? Number.POSITIVE_INFINITY;
     this.ttlMs = opts.ttlMs ?? Number.POSITIVE_INFINITY;
     this.now = opts.now ?? Date.now;
   }
@@ -143,7 +147,7 @@ export class BodyCache {
     if (n > this.maxBytes) return;
     this.entries.set(key, { body, bytes: n, at: this.now() });
     this.bytes += n;
-    while (this.bytes > this.maxBytes) {
+    while (this.bytes > this.maxBytes || this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next();
       if (oldest.done) break;
       this.remove(oldest.value);

@@ -28,6 +28,8 @@ export interface StreamStoreConfig {
   pgUrl?: string | undefined;
   /** PostgreSQL schema (tests use a fresh one per run). */
   pgSchema?: string | undefined;
+  /** PostgreSQL pool size (default: MASTERY_PG_POOL_MAX or 10; `mastery serve` passes serving.yaml pg_pool_max). */
+  pgPoolMax?: number | undefined;
   redisUrl?: string | undefined;
   /** Prefix of every Redis key (tests use a fresh one per run). */
   redisPrefix?: string | undefined;
@@ -80,7 +82,10 @@ export async function openStreamStores(cfg: StreamStoreConfig): Promise<StreamSt
     let raw: RawEventStore;
     let mastery: MasteryStore;
     if (cfg.pgUrl !== undefined) {
-      const pgOpts = cfg.pgSchema !== undefined ? { schema: cfg.pgSchema } : {};
+      const pgOpts = {
+        ...(cfg.pgSchema !== undefined ? { schema: cfg.pgSchema } : {}),
+        ...(cfg.pgPoolMax !== undefined ? { poolMax: cfg.pgPoolMax } : {}),
+      };
       // One pool: a transaction holds its own pooled client, so reads never run inside a writer's
       // transaction, and the mastery write can overlap the next batch's raw insert.
       const p = await PgStore.open(cfg.pgUrl, pgOpts);

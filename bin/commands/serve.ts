@@ -121,7 +121,11 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
       const store = await DuckStore.open(dbPath);
       const backends = await openServingBackends({
         duck: store,
-        stores: streamStoreConfigFromEnv(dbPath),
+        stores: {
+          ...streamStoreConfigFromEnv(dbPath),
+          // MASTERY_PG_POOL_MAX, when set, overrides serving.yaml pg_pool_max.
+          pgPoolMax: process.env.MASTERY_PG_POOL_MAX ? undefined : servingConfig.pgPoolMax,
+        },
         models: streamModels({ bktModelDir: opts.bktModel, eloModelDir: opts.eloModel }),
         viaStream: opts.viaStream === true ? busConfigFromEnv() : undefined,
       }).catch((err: unknown) => {

@@ -180,3 +180,16 @@ describe("BodyCache", () => {
     );
   });
 });
+
+describe("BodyCache maxEntries", () => {
+  it("evicts the least recently used entry beyond maxEntries", async () => {
+    const c = new BodyCache({ maxBytes: 1000, maxEntries: 2 });
+    await c.get("a", async () => "1");
+    await c.get("b", async () => "2");
+    c.peek("a");
+    await c.get("c", async () => "3");
+    expect(c.peek("b")).toBeUndefined();
+    expect(c.peek("a")).toBe("1");
+    expect(c.size).toEqual({ entries: 2, bytes: 2 });
+  });
+});
