@@ -66,6 +66,7 @@ const EXPLANATION = `{"base":0.3,"factors":[{"name":"correct_answers","value":5,
 type Mode = "embedded" | "pg";
 interface Ready {
   port: number;
+  postMedianMs: number;
   cold: { wideMedianMs: number; wideP90Ms: number; narrowMedianMs: number; n: number };
   bodies: { mastery: number; history: number; recommendations: number; events: number };
   describe: string;
@@ -177,6 +178,16 @@ async function serve(mode: Mode): Promise<void> {
     fetch(`http://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${token}` } }).then((r) =>
       r.text(),
     );
+  const postMs: number[] = [];
+  for (let k = 0; k < 20; k++) {
+    const t0 = performance.now();
+    await fetch(`http://127.0.0.1:${port}/events`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: eventBatch("warm", k),
+    }).then((r) => r.text());
+    postMs.push(performance.now() - t0);
+  }
   const eventsBody = await fetch(`http://127.0.0.1:${port}/events`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
@@ -185,6 +196,7 @@ async function serve(mode: Mode): Promise<void> {
   const ready: Ready = {
     port,
     describe,
+    postMedianMs: quantile(postMs, 0.5),
     cold: {
       wideMedianMs: quantile(wide, 0.5),
       wideP90Ms: quantile(wide, 0.9),
@@ -280,7 +292,7 @@ function zipf(n: number): () => number {
 }
 
 interface CannonResult {
-  requests: { average: number; total: number };
+  requests: { average: number; total: number; sent: number };
   latency: { p50: number; p90: number; p99: number; max: number };
   non2xx: number;
   errors: number;
@@ -424,6 +436,7 @@ async function drive(): Promise<void> {
         `p99 at ${rate} req/s = ${af.latency.p99} ms (target <= 50); errors+non-2xx ${a.errors + a.non2xx + af.errors + af.non2xx + a.timeouts + af.timeouts} (target 0)`,
       `  cold GET /mastery server time (masteryJson, cache miss): ${WIDE_TOPICS} topics median ${ready.cold.wideMedianMs.toFixed(2)} ms, ` +
         `p90 ${ready.cold.wideP90Ms.toFixed(2)} ms (target <= 2); ${TOPICS} topics median ${ready.cold.narrowMedianMs.toFixed(2)} ms`,
+      `  POST /events (10 events) alone, sequential: median ${ready.postMedianMs.toFixed(1)} ms`,
     );
     bare.send("stop");
     app.send("stop");

@@ -359,6 +359,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     ...(deps.modelRefreshMs !== undefined ? { refreshMs: deps.modelRefreshMs } : {}),
   });
   const invalidateAll = (): void => bodies.clear();
+  let modelRefresh: Promise<void> | null = null;
   const experimentArm =
     deps.experimentArm ??
     (async (studentKey: string): Promise<ExperimentArm | null> => {
@@ -442,13 +443,28 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       return key;
     },
     async masteryJson(studentKey) {
-      if (modelScoring.due() && (await gate.run(() => modelScoring.refresh()))) invalidateAll();
+      // One model refresh at a time (it queues in the gate behind writes): a cache hit does not wait
+      // for it (a refresh that changes the served models clears the cache when it ends), a miss does.
+      if (modelRefresh === null && modelScoring.due()) {
+        modelRefresh = gate
+          .run(() => modelScoring.refresh())
+          .then(
+            (changed) => {
+              if (changed) invalidateAll();
+            },
+            (err: Error) => logger.warn({ err: { message: err.message } }, "model refresh failed"),
+          )
+          .finally(() => {
+            modelRefresh = null;
+          });
+      }
       const hit = bodies.peek(studentKey);
       if (hit !== undefined) {
         metrics.cache.inc({ result: "hit" });
         return hit;
       }
       metrics.cache.inc({ result: "miss" });
+      if (modelRefresh !== null) await modelRefresh;
       return bodies.get(studentKey, async () => {
         const arm = await experimentArm(studentKey);
         const build = async () => {

@@ -143,8 +143,16 @@ export interface BusConfig {
 }
 
 export function busConfigFromEnv(env: NodeJS.ProcessEnv = process.env): BusConfig {
-  const v = env.MASTERY_NATS_URL;
-  return { natsUrl: v === undefined || v === "" ? undefined : v };
+  const v = (name: string) => (env[name] === undefined || env[name] === "" ? undefined : env[name]);
+  // Stream and subject prefix: deployments and benches sharing one NATS keep their own (the worker's
+  // --stream / --subject-prefix must match).
+  return {
+    natsUrl: v("MASTERY_NATS_URL"),
+    ...(v("MASTERY_NATS_STREAM") !== undefined ? { stream: v("MASTERY_NATS_STREAM") } : {}),
+    ...(v("MASTERY_NATS_SUBJECT_PREFIX") !== undefined
+      ? { subjectPrefix: v("MASTERY_NATS_SUBJECT_PREFIX") }
+      : {}),
+  };
 }
 
 /** NATS JetStream when a URL is configured, else the in-process bus. */
