@@ -84,6 +84,8 @@ interface Sample {
   ms: number;
   ok: boolean;
   what: string;
+  /** Why it failed: the status (5xx) or the error message. */
+  why?: string;
 }
 
 async function main(): Promise<void> {
@@ -103,6 +105,7 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     let ok = false;
     let what = "GET /mastery";
+    let why: string | undefined;
     try {
       if (u < 0.95) {
         const path =
@@ -114,6 +117,9 @@ async function main(): Promise<void> {
         what = u < 0.85 ? "GET /mastery" : u < 0.9 ? "GET history" : "GET recommendations";
         const r = await request(agent, `${base}${path}`, { headers: { authorization: `Bearer ${token}` } });
         ok = r.status > 0 && r.status < 500;
+        // HAProxy's own 503 (no server up) is HTML; the app's is JSON with the reason.
+        if (!ok)
+          why = `${r.status} ${r.text.startsWith("{") ? r.text.slice(0, 90) : "from HAProxy (no server available)"}`;
       } else {
         what = "POST /events";
         const ids = Array.from({ length: 10 }, (_, i) => `${tag}-${n}-${i}`);
@@ -133,14 +139,24 @@ async function main(): Promise<void> {
           body: JSON.stringify({ events }),
         });
         ok = r.status > 0 && r.status < 500;
+        // HAProxy's own 503 (no server up) is HTML; the app's is JSON with the reason.
+        if (!ok)
+          why = `${r.status} ${r.text.startsWith("{") ? r.text.slice(0, 90) : "from HAProxy (no server available)"}`;
         const body = (ok ? JSON.parse(r.text) : {}) as { items?: { eventId: string; status: string }[] };
         if (r.status === 200 || r.status === 207)
           for (const it of body.items ?? []) if (it.status === "accepted") acked.push(it.eventId);
       }
-    } catch {
+    } catch (err) {
       ok = false;
+      why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     }
-    samples.push({ at: Date.now(), ms: performance.now() - t0, ok, what });
+    samples.push({
+      at: Date.now(),
+      ms: performance.now() - t0,
+      ok,
+      what,
+      ...(why !== undefined ? { why } : {}),
+    });
   };
 
   // Open loop: RATE requests a second in 10 ms ticks, whatever the latency.
@@ -203,10 +219,15 @@ async function main(): Promise<void> {
   };
   const byWhat = new Map<string, number>();
   for (const f of failed) byWhat.set(f.what, (byWhat.get(f.what) ?? 0) + 1);
+  const byWhy = new Map<string, number>();
+  for (const f of failed) byWhy.set(f.why ?? "?", (byWhy.get(f.why ?? "?") ?? 0) + 1);
+  const failedInWindows = failed.filter(inWindow).length;
   process.stdout.write(
     `availability bench: ${SECONDS} s at ${RATE} req/s through HAProxy to 2 servers (+1 stream worker), disruption every ${PERIOD} s\n` +
       `  requests ${samples.length}, failed ${failed.length} (${[...byWhat].map(([k, v]) => `${k} ${v}`).join(", ") || "none"}): ` +
       `success ${((100 * (samples.length - failed.length)) / samples.length).toFixed(3)}% (target >= 99.9%)\n` +
+      `  failures by cause: ${[...byWhy].map(([k, v]) => `${k} ${v}`).join(", ") || "none"}; ` +
+      `${failedInWindows} of them during a disruption window\n` +
       `  p50 ${q(outside, 0.5).toFixed(1)} ms, p99 outside the ${windows.length} disruption windows ${q(outside, 0.99).toFixed(1)} ms ` +
       `(target <= 100); p99 overall ${q(
         samples.map((s) => s.ms),
