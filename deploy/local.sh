@@ -71,11 +71,11 @@ start_server() {
 
 wait_ready() {
   local port=$((BASE_PORT + $1))
-  for _ in $(seq 300); do
+  for _ in $(seq 600); do
     curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-  echo "deploy/local.sh: server $1 (port $port) not ready after 30 s; see $DIR/server$1.log" >&2
+  echo "deploy/local.sh: server $1 (port $port) not ready after 60 s; see $DIR/server$1.log" >&2
   return 1
 }
 
@@ -109,8 +109,12 @@ case "${1:-}" in
   start)
     services
     [[ -f dist/.build-stamp ]] || echo "note: no dist/ build; bin/mastery.js runs the TypeScript through tsx (slower start)"
-    for i in $(seq "$SERVERS"); do pid_alive "$DIR/server$i.pid" || start_server "$i"; done
-    for i in $(seq "$SERVERS"); do wait_ready "$i"; done
+    # Server 1 first: it creates the PostgreSQL tables (concurrent CREATE TABLE IF NOT EXISTS of the
+    # same table in a new schema can fail in PostgreSQL), then the others together.
+    pid_alive "$DIR/server1.pid" || start_server 1
+    wait_ready 1
+    for i in $(seq 2 "$SERVERS"); do pid_alive "$DIR/server$i.pid" || start_server "$i"; done
+    for i in $(seq 2 "$SERVERS"); do wait_ready "$i"; done
     pid_alive "$DIR/worker.pid" || start_worker
     pid_alive "$DIR/haproxy.pid" || start_lb
     echo "ready: http://127.0.0.1:$LB_PORT (HAProxy stats http://127.0.0.1:$((LB_PORT + 1))/), $SERVERS servers, 1 worker; logs in $DIR"
