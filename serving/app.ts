@@ -384,11 +384,14 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     return topicMeta.meta;
   };
 
+  // The DuckDB probe has its own connection: a gate queue full of writes means busy, not down (a probe
+  // timing out behind it turned every request into a 503 under load, PostgreSQL-backed reads included).
+  const probeConn = await gate.run(() => store.readPool(1));
   const backends = new BackendMonitor({
     probes: [
       {
         backend: "duckdb",
-        ping: async () => void (await gate.run(() => store.one("SELECT 1 AS ok"))),
+        ping: async () => void (await probeConn.one("SELECT 1 AS ok")),
       },
       ...(deps.probes ?? []),
     ],
