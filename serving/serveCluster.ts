@@ -11,6 +11,11 @@ import cluster, { type Worker } from "node:cluster";
  * Each worker runs the same command line with MASTERY_WORKER_ID=1..N in its environment.
  */
 export const WORKER_ID_ENV = "MASTERY_WORKER_ID";
+/**
+ * Which DuckDB file the worker opens (<db>.workerS): its id, or id + N for the replacement started
+ * by a rolling restart while the old worker still holds the id's file.
+ */
+export const WORKER_SLOT_ENV = "MASTERY_WORKER_SLOT";
 
 export interface SuperviseOptions {
   workers: number;
@@ -23,6 +28,11 @@ export function workerId(): number | null {
   return cluster.isWorker && v !== undefined ? Number(v) : null;
 }
 
+export function workerSlot(): number | null {
+  const v = process.env[WORKER_SLOT_ENV];
+  return cluster.isWorker && v !== undefined ? Number(v) : workerId();
+}
+
 export function superviseWorkers(opts: SuperviseOptions): Promise<number> {
   const byId = new Map<number, Worker>();
   const startedAt = new Map<Worker, number>();
@@ -30,8 +40,10 @@ export function superviseWorkers(opts: SuperviseOptions): Promise<number> {
   const retiring = new Set<Worker>();
   let stopping = false;
 
-  const fork = (id: number): Worker => {
-    const w = cluster.fork({ [WORKER_ID_ENV]: String(id) });
+  const slots = new Map<number, number>();
+  const fork = (id: number, slot = slots.get(id) ?? id): Worker => {
+    slots.set(id, slot);
+    const w = cluster.fork({ [WORKER_ID_ENV]: String(id), [WORKER_SLOT_ENV]: String(slot) });
     byId.set(id, w);
     startedAt.set(w, Date.now());
     w.on("exit", (code, signal) => {
@@ -72,7 +84,11 @@ export function superviseWorkers(opts: SuperviseOptions): Promise<number> {
       });
     });
 
-  for (let id = 1; id <= opts.workers; id++) fork(id);
+  // Worker 1 first: it creates the PostgreSQL tables (concurrent CREATE TABLE IF NOT EXISTS of one
+  // table in a new schema can fail), then the others.
+  void listening(fork(1), 120_000).then(() => {
+    for (let id = 2; id <= opts.workers; id++) if (!stopping) fork(id);
+  });
 
   let rolling = false;
   process.on("SIGHUP", () => {
@@ -83,14 +99,18 @@ export function superviseWorkers(opts: SuperviseOptions): Promise<number> {
       for (const [id, old] of [...byId.entries()]) {
         if (stopping) break;
         retiring.add(old);
-        const fresh = fork(id);
+        const oldSlot = slots.get(id) ?? id;
+        const fresh = fork(id, oldSlot === id ? id + opts.workers : id);
         const ok = await listening(fresh, 60_000);
         if (!ok) {
           opts.log("rolling restart: the new worker did not start listening; keeping the old one", {
             worker: id,
           });
+          retiring.add(fresh);
+          fresh.process.kill("SIGKILL");
           retiring.delete(old);
           byId.set(id, old);
+          slots.set(id, oldSlot);
           break;
         }
         old.process.kill("SIGTERM");

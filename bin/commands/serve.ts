@@ -10,7 +10,7 @@ import { createApp, loadServingConfig } from "../../serving/app.ts";
 import { formatDuration, jwtSecretFromEnv, maxTtlFromEnv, signToken } from "../../serving/auth.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS, trackRequests, within } from "../../serving/gracefulShutdown.ts";
 import { openRosterStore } from "../../serving/roster.ts";
-import { superviseWorkers, workerId } from "../../serving/serveCluster.ts";
+import { superviseWorkers, workerId, workerSlot } from "../../serving/serveCluster.ts";
 import { openServingBackends, ServingBackendError } from "../../serving/servingBackends.ts";
 import { busConfigFromEnv, streamStoreConfigFromEnv } from "../../serving/streamStores.ts";
 import { streamModels } from "../../serving/updater.ts";
@@ -149,7 +149,8 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
           : servingConfig.monitorIntervalMs;
       const driftConfig = opts.monitor && (wid ?? 1) === 1 ? loadDriftConfig(opts.driftConfig) : undefined;
       const basePath = opts.db ?? defaultDbPath();
-      const dbPath = wid === null ? basePath : basePath.replace(/(\.duckdb)?$/, `.worker${wid}$1`);
+      const slot = workerSlot();
+      const dbPath = slot === null ? basePath : basePath.replace(/(\.duckdb)?$/, `.worker${slot}$1`);
       const store = await DuckStore.open(dbPath);
       const backends = await openServingBackends({
         duck: store,
