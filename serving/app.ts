@@ -38,6 +38,7 @@ import {
 } from "./auth.ts";
 import { type BackendEvent, BackendMonitor } from "./backendMonitor.ts";
 import { BatchRunMetrics } from "./batchRunMetrics.ts";
+import { BodyCache } from "./bodyCache.ts";
 import { dashboardRouter, faviconRedirect } from "./dashboard/router.ts";
 import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
@@ -61,7 +62,7 @@ import {
 import { createRollupViews } from "./rollups.ts";
 import { RosterAccess } from "./roster.ts";
 import { ROUTES } from "./routes/index.ts";
-import { LruCache, StoreGate } from "./storeGate.ts";
+import { StoreGate } from "./storeGate.ts";
 import type { BackendProbe } from "./streamStores.ts";
 import { outageGuard, respondUnavailable } from "./unavailableResponse.ts";
 import { type EventUpdater, IncrementalUpdater, streamModels } from "./updater.ts";
@@ -79,6 +80,15 @@ export interface ServingConfig {
   targetSuccess: number;
   maxBatch: number;
   cacheSize: number;
+  /** Upper bound of the GET /mastery body cache in bytes (serving.yaml cache_max_mb). */
+  cacheMaxBytes: number;
+  /**
+   * Extra DuckDB connections for concurrent GET reads on the embedded store (read_connections;
+   * 0: every read queues in the StoreGate with the writes).
+   */
+  readConnections: number;
+  /** PostgreSQL pool size of the server (pg_pool_max; MASTERY_PG_POOL_MAX overrides). */
+  pgPoolMax: number;
   rateLimit: { windowMs: number; limit: number };
   bodyLimit: string;
   /** Registry model name whose champion (or experiment arm) serves ML scores; env MASTERY_MODEL_NAME overrides. */
@@ -100,6 +110,9 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   targetSuccess: 0.7,
   maxBatch: 1000,
   cacheSize: 20_000,
+  cacheMaxBytes: 64 * 1024 * 1024,
+  readConnections: 4,
+  pgPoolMax: 10,
   rateLimit: { windowMs: 60_000, limit: 6000 },
   bodyLimit: "5mb",
   modelName: DEFAULT_MODEL_NAME,
@@ -125,6 +138,11 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
     targetSuccess: num(d.target_success, def.targetSuccess, "target_success"),
     maxBatch: num(d.max_batch, def.maxBatch, "max_batch"),
     cacheSize: num(d.cache_size, def.cacheSize, "cache_size"),
+    cacheMaxBytes: Math.round(
+      1024 * 1024 * num(d.cache_max_mb, def.cacheMaxBytes / (1024 * 1024), "cache_max_mb"),
+    ),
+    readConnections: num(d.read_connections, def.readConnections, "read_connections"),
+    pgPoolMax: num(d.pg_pool_max, def.pgPoolMax, "pg_pool_max"),
     rateLimit: {
       windowMs: num(rl.window_ms, def.rateLimit.windowMs, "rate_limit.window_ms"),
       limit: num(rl.limit, def.rateLimit.limit, "rate_limit.limit"),
@@ -245,6 +263,11 @@ export interface ServingContext {
   student(p: Principal, rawStudentId: string, res: Response): Promise<string>;
   /** GET /mastery's JSON body for a student (hot cache). */
   masteryJson(studentKey: string): Promise<string>;
+  /**
+   * Runs a read of `read`: at once when it is concurrent (PostgreSQL pool, DuckDB read pool), else
+   * inside `gate` with the writes.
+   */
+  readRun<T>(fn: () => Promise<T>): Promise<T>;
   /** Drops cached data of these students (after any update). */
   invalidate(studentKeys: Iterable<string>): void;
 }
@@ -327,10 +350,14 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     onAlert: () => metrics.alerts.inc(),
     onDelivery: (outcome) => metrics.webhooks.inc({ outcome }),
   });
-  const cache = new LruCache<{ json: string; at: number }>(config.cacheSize);
   const cacheTtlMs = deps.cacheTtlMs ?? Number.POSITIVE_INFINITY;
-  // Bumped by every invalidation: a read that started before an update must not cache its result.
-  let generation = 0;
+  // Bounded in bytes; a read that overlapped an update of its student never caches its body
+  // (serving/bodyCache.ts). A TTL of 0 turns caching off.
+  const bodies = new BodyCache({
+    maxBytes: cacheTtlMs > 0 ? config.cacheMaxBytes : 0,
+    maxEntries: config.cacheSize,
+    ttlMs: cacheTtlMs,
+  });
 
   const models = await gate.run(() =>
     servingRegistry(store, deps.artifactBase ?? process.env.MASTERY_ARTIFACTS ?? ".mastery/artifacts", now),
@@ -346,10 +373,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     ...(deps.modelCacheDir !== undefined ? { cacheDir: deps.modelCacheDir } : {}),
     ...(deps.modelRefreshMs !== undefined ? { refreshMs: deps.modelRefreshMs } : {}),
   });
-  const invalidateAll = (): void => {
-    generation++;
-    cache.clear();
-  };
+  const invalidateAll = (): void => bodies.clear();
+  let modelRefresh: Promise<void> | null = null;
   const experimentArm =
     deps.experimentArm ??
     (async (studentKey: string): Promise<ExperimentArm | null> => {
@@ -358,20 +383,31 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     });
   // Topic metadata changes rarely (ingest of topics files); re-read at most once a minute.
   let topicMeta: { at: number; meta: TopicMeta } | undefined;
-  const read = deps.read ?? new DuckMasteryReadStore(store);
+  // GET reads on the embedded store use their own connections (DuckDB MVCC: they see committed data
+  // and do not wait for a write's transaction on the main connection).
+  const read =
+    deps.read ??
+    new DuckMasteryReadStore(
+      config.readConnections > 0 ? await gate.run(() => store.readPool(config.readConnections)) : store,
+    );
+  const readRun = <T>(fn: () => Promise<T>): Promise<T> => (read.concurrent ? fn() : gate.run(fn));
   const topics = async (): Promise<TopicMeta> => {
     if (topicMeta === undefined || Date.now() - topicMeta.at > 60_000) {
+      // Called inside masteryJson's computation: already in the gate when reads need it.
       topicMeta = { at: Date.now(), meta: await loadTopicMeta(read) };
     }
     return topicMeta.meta;
   };
 
+  // The DuckDB probe has its own connection: a gate queue full of writes means busy, not down (a probe
+  // timing out behind it turned every request into a 503 under load, PostgreSQL-backed reads included).
+  const probeConn = await gate.run(() => store.readPool(1));
   const backends = new BackendMonitor({
     probes: [
       {
         backend: "duckdb",
-        ping: async () => void (await gate.run(() => store.one("SELECT 1 AS ok"))),
-        // DuckDB waits behind the gate's queue; a busy store is not a down one.
+        ping: async () => void (await probeConn.one("SELECT 1 AS ok")),
+        // Its own connection (no queue behind writes); a stalled DuckDB still answers "down" within 2 s.
         timeoutMs: 2000,
       },
       ...(deps.probes ?? []),
@@ -428,40 +464,60 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       return key;
     },
     async masteryJson(studentKey) {
-      if (modelScoring.due() && (await gate.run(() => modelScoring.refresh()))) invalidateAll();
-      const hit = cache.get(studentKey);
-      if (hit !== undefined && Date.now() - hit.at <= cacheTtlMs) {
+      // One model refresh at a time (it queues in the gate behind writes): a cache hit does not wait
+      // for it (a refresh that changes the served models clears the cache when it ends), a miss does.
+      if (modelRefresh === null && modelScoring.due()) {
+        modelRefresh = gate
+          .run(() => modelScoring.refresh())
+          .then(
+            (changed) => {
+              if (changed) invalidateAll();
+            },
+            (err: Error) => logger.warn({ err: { message: err.message } }, "model refresh failed"),
+          )
+          .finally(() => {
+            modelRefresh = null;
+          });
+      }
+      const hit = bodies.peek(studentKey);
+      if (hit !== undefined) {
         metrics.cache.inc({ result: "hit" });
-        return hit.json;
+        return hit;
       }
       metrics.cache.inc({ result: "miss" });
-      const gen = generation;
-      const arm = await experimentArm(studentKey);
-      const body = await gate.run(async () => {
-        const topicIds = [...new Set((await read.masteryRows(studentKey)).map((r) => r.topic_id))];
-        const model = await modelScoring.scoreStudent(store, studentKey, topicIds);
-        const view = await readStudentMastery(read, studentKey, {
-          sourceOrder: config.scoreSources,
-          arm,
-          topics,
-          model,
-        });
-        // One exposure per score served from an experiment arm, when the body is computed (cache hits
-        // re-serve an already logged score).
-        await modelScoring.logExposures(
-          studentKey,
-          model.info,
-          view.topics.filter((t) => t.model?.served === true).map((t) => ({ score: t.score })),
-        );
-        return view;
+      if (modelRefresh !== null) await modelRefresh;
+      return bodies.get(studentKey, async () => {
+        const arm = await experimentArm(studentKey);
+        const build = async () => {
+          const rows = await read.masteryRows(studentKey);
+          const topicIds = [...new Set(rows.map((r) => r.topic_id))];
+          const model = await modelScoring.scoreStudent(store, studentKey, topicIds);
+          const view = await readStudentMastery(read, studentKey, {
+            sourceOrder: config.scoreSources,
+            arm,
+            topics,
+            model,
+            rows,
+          });
+          // One exposure per score served from an experiment arm, when the body is computed (cache
+          // hits re-serve an already logged score).
+          await modelScoring.logExposures(
+            studentKey,
+            model.info,
+            view.topics.filter((t) => t.model?.served === true).map((t) => ({ score: t.score })),
+          );
+          return view;
+        };
+        // A registry model reads features from the embedded store, and a read store without its own
+        // connections shares the writes' one: then inside the gate. Otherwise nothing waits for it.
+        const view =
+          read.concurrent && !modelScoring.usesStore(studentKey) ? await build() : await gate.run(build);
+        return JSON.stringify(view);
       });
-      const json = JSON.stringify(body);
-      if (gen === generation && cacheTtlMs > 0) cache.set(studentKey, { json, at: Date.now() });
-      return json;
     },
+    readRun,
     invalidate(studentKeys) {
-      generation++;
-      for (const k of studentKeys) cache.delete(k);
+      bodies.invalidate(studentKeys);
     },
   };
 

@@ -1,4 +1,4 @@
-import type { DuckStore } from "../storage/duckdb.ts";
+import type { DuckReadPool, DuckStore } from "../storage/duckdb.ts";
 import type { PgStore } from "../storage/postgres.ts";
 import type { StateStore } from "../storage/stateStore.ts";
 
@@ -47,6 +47,11 @@ export type TopicRow = {
 
 export interface MasteryReadStore {
   readonly kind: "duckdb" | "postgres";
+  /**
+   * True when reads may run concurrently with each other and with the server's writes (a PostgreSQL
+   * pool, or a DuckDB read pool); false: run them inside the server's StoreGate.
+   */
+  readonly concurrent: boolean;
   /** Every stored score of the student, ordered by topic_id, score_source. */
   masteryRows(studentKey: string): Promise<MasteryViewRow[]>;
   /** Every recorded change of one (student, topic), oldest first. */
@@ -88,15 +93,21 @@ async function abilitiesFromState(
 }
 
 /**
- * The embedded store (the server's default). Run it inside the server's StoreGate. `state`: where
- * learner_state lives when it is not this file (Redis without PostgreSQL); default the file.
+ * The embedded store (the server's default). On the DuckStore itself (its one connection) run it
+ * inside the server's StoreGate; on a DuckReadPool (DuckStore.readPool) reads run concurrently.
+ * `state`: where learner_state lives when it is not this file (Redis without PostgreSQL); default the file.
  */
 export class DuckMasteryReadStore implements MasteryReadStore {
   readonly kind = "duckdb" as const;
+  readonly concurrent: boolean;
+  private readonly store: Pick<DuckStore, "all">;
   constructor(
-    private readonly store: DuckStore,
+    store: DuckStore | DuckReadPool,
     private readonly state?: StateStore,
-  ) {}
+  ) {
+    this.store = store;
+    this.concurrent = !("conn" in store);
+  }
 
   masteryRows(studentKey: string): Promise<MasteryViewRow[]> {
     return this.store.all<MasteryViewRow>(MASTERY_SQL, [studentKey]);
@@ -141,6 +152,7 @@ export class DuckMasteryReadStore implements MasteryReadStore {
  */
 export class PgMasteryReadStore implements MasteryReadStore {
   readonly kind = "postgres" as const;
+  readonly concurrent = true;
   constructor(
     private readonly pg: PgStore,
     private readonly state: StateStore,

@@ -84,6 +84,8 @@ export async function readStudentMastery(
     topics?: () => Promise<TopicMeta>;
     /** Registry model scores (serving/modelScoring.ts): served over the stored sources, below teacher_override. */
     model?: StudentModelScores;
+    /** The student's rows of store.masteryRows when the caller already read them (one query, not two). */
+    rows?: MasteryViewRow[];
   } = {},
 ): Promise<StudentMastery> {
   const arm = opts.arm ?? null;
@@ -92,7 +94,7 @@ export async function readStudentMastery(
     ...(opts.sourceOrder ?? DEFAULT_SOURCE_ORDER),
   ];
   const store = readStoreOf(source);
-  const rows = await store.masteryRows(studentKey);
+  const rows = opts.rows ?? (await store.masteryRows(studentKey));
   const byTopic = new Map<string, MasteryRow[]>();
   for (const r of rows) {
     const list = byTopic.get(r.topic_id);

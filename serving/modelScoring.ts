@@ -197,6 +197,14 @@ export class ModelScoring {
   }
 
   /**
+   * False when scoreStudent and logExposures would not touch the store for this student (no
+   * champion, no experiment arm): the server then builds the body without the store gate.
+   */
+  usesStore(studentKey: string): boolean {
+    return this.refs.champion !== null || this.assignment(studentKey) !== null;
+  }
+
+  /**
    * Scores every topic in `topicIds` for the student with the model that serves them. Run under the
    * store gate (it reads learner_state / raw_events and may materialize artifacts).
    */

@@ -30,6 +30,8 @@ export interface StreamStoreConfig {
   pgUrl?: string | undefined;
   /** PostgreSQL schema (tests use a fresh one per run). */
   pgSchema?: string | undefined;
+  /** PostgreSQL pool size (default: MASTERY_PG_POOL_MAX or 10; `mastery serve` passes serving.yaml pg_pool_max). */
+  pgPoolMax?: number | undefined;
   redisUrl?: string | undefined;
   /** Prefix of every Redis key (tests use a fresh one per run). */
   redisPrefix?: string | undefined;
@@ -82,7 +84,10 @@ export async function openStreamStores(cfg: StreamStoreConfig): Promise<StreamSt
     let raw: RawEventStore;
     let mastery: MasteryStore;
     if (cfg.pgUrl !== undefined) {
-      const pgOpts = cfg.pgSchema !== undefined ? { schema: cfg.pgSchema } : {};
+      const pgOpts = {
+        ...(cfg.pgSchema !== undefined ? { schema: cfg.pgSchema } : {}),
+        ...(cfg.pgPoolMax !== undefined ? { poolMax: cfg.pgPoolMax } : {}),
+      };
       // One pool: a transaction holds its own pooled client, so reads never run inside a writer's
       // transaction, and the mastery write can overlap the next batch's raw insert.
       const p = await PgStore.open(cfg.pgUrl, pgOpts);
@@ -140,8 +145,16 @@ export interface BusConfig {
 }
 
 export function busConfigFromEnv(env: NodeJS.ProcessEnv = process.env): BusConfig {
-  const v = env.MASTERY_NATS_URL;
-  return { natsUrl: v === undefined || v === "" ? undefined : v };
+  const v = (name: string) => (env[name] === undefined || env[name] === "" ? undefined : env[name]);
+  // Stream and subject prefix: deployments and benches sharing one NATS keep their own (the worker's
+  // --stream / --subject-prefix must match).
+  return {
+    natsUrl: v("MASTERY_NATS_URL"),
+    ...(v("MASTERY_NATS_STREAM") !== undefined ? { stream: v("MASTERY_NATS_STREAM") } : {}),
+    ...(v("MASTERY_NATS_SUBJECT_PREFIX") !== undefined
+      ? { subjectPrefix: v("MASTERY_NATS_SUBJECT_PREFIX") }
+      : {}),
+  };
 }
 
 /** NATS JetStream when a URL is configured, else the in-process bus. */

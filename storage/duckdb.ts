@@ -34,11 +34,35 @@ export type Params = DuckDBValue[] | Record<string, DuckDBValue>;
  * Small surface on purpose: run a statement, read rows, bulk-load through an appender.
  */
 export class DuckStore {
+  private readonly pools: DuckReadPool[] = [];
+
   private constructor(
     readonly path: string,
     private readonly instance: DuckDBInstance,
     readonly conn: DuckDBConnection,
+    /** The attached catalog every connection must USE (the encrypted file), if any. */
+    private readonly catalog: string | null = null,
   ) {}
+
+  /**
+   * `size` more connections on this same DuckDB instance, for reads that must not queue behind the
+   * main connection (its transactions, appenders and temp tables stay serialized by the caller).
+   * DuckDB is MVCC: a read on a pool connection sees the last committed data and does not wait for a
+   * transaction open on another connection. Closed with the store.
+   */
+  async readPool(size: number): Promise<DuckReadPool> {
+    if (!Number.isInteger(size) || size < 1)
+      throw new StorageError("DB_CONFIG", `read pool size must be an integer >= 1 (got ${size}); e.g. 4`);
+    const conns: DuckDBConnection[] = [];
+    for (let i = 0; i < size; i++) {
+      const c = await this.instance.connect();
+      if (this.catalog !== null) await c.run(`USE ${this.catalog}`);
+      conns.push(c);
+    }
+    const pool = new DuckReadPool(conns);
+    this.pools.push(pool);
+    return pool;
+  }
 
   /**
    * Opens (creating if needed) the DuckDB file at `path` (":memory:" for tests) and applies the core
@@ -82,7 +106,7 @@ export class DuckStore {
         throw err instanceof StorageError ? err : openError(path, err as Error, true);
       }
     }
-    const store = new DuckStore(path, instance, conn);
+    const store = new DuckStore(path, instance, conn, encryption === null ? null : ENCRYPTED_CATALOG);
     for (const ddl of CORE_DDL) await conn.run(ddl);
     return store;
   }
@@ -123,6 +147,7 @@ export class DuckStore {
   }
 
   close(): void {
+    for (const p of this.pools.splice(0)) p.close();
     this.conn.closeSync();
     this.instance.closeSync();
   }
@@ -388,4 +413,51 @@ export async function rekeyDuckDbFile(path: string, opts: RekeyOptions): Promise
   }
   renameSync(tmp, target);
   return { path: target, tables, rows, kept };
+}
+
+/**
+ * Read-only connections of one DuckDB instance (DuckStore.readPool). A connection runs one query at
+ * a time; a query takes any idle connection or waits for the first to come back.
+ */
+export class DuckReadPool {
+  private readonly idle: DuckDBConnection[];
+  private readonly waiters: ((c: DuckDBConnection) => void)[] = [];
+  private closed = false;
+
+  constructor(private readonly conns: DuckDBConnection[]) {
+    this.idle = [...conns];
+  }
+
+  get size(): number {
+    return this.conns.length;
+  }
+
+  /** Queries waiting for a connection now. */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  async all<T extends Row = Row>(sql: string, params?: Params): Promise<T[]> {
+    if (this.closed)
+      throw new StorageError("DB_CLOSED", "the DuckDB read pool is closed (the store was closed)");
+    const c = this.idle.pop() ?? (await new Promise<DuckDBConnection>((ok) => this.waiters.push(ok)));
+    try {
+      const reader = await c.runAndReadAll(sql, params);
+      return reader.getRowObjectsJS() as T[];
+    } finally {
+      const next = this.waiters.shift();
+      if (next !== undefined) next(c);
+      else this.idle.push(c);
+    }
+  }
+
+  async one<T extends Row = Row>(sql: string, params?: Params): Promise<T | undefined> {
+    return (await this.all<T>(sql, params))[0];
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of this.conns) c.closeSync();
+  }
 }

@@ -283,6 +283,10 @@ export const EXPERIMENT_DDL: readonly string[] = [
  * every delivery attempt.
  */
 export const SERVING_DDL: readonly string[] = [
+  // GET /mastery and its history routes read one student: without these DuckDB scans the whole table
+  // (the primary key's ART index is not used for a student_key prefix), ~20-40 ms at 600k rows.
+  "CREATE INDEX IF NOT EXISTS student_mastery_by_student ON student_mastery (student_key)",
+  "CREATE INDEX IF NOT EXISTS student_mastery_history_by_student ON student_mastery_history (student_key)",
   `CREATE TABLE IF NOT EXISTS teacher_labels (
      label_id VARCHAR PRIMARY KEY,
      student_key VARCHAR NOT NULL,

@@ -1,3 +1,4 @@
+import cluster from "node:cluster";
 import { readFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
@@ -9,6 +10,7 @@ import { createApp, loadServingConfig } from "../../serving/app.ts";
 import { formatDuration, jwtSecretFromEnv, maxTtlFromEnv, signToken } from "../../serving/auth.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS, trackRequests, within } from "../../serving/gracefulShutdown.ts";
 import { openRosterStore } from "../../serving/roster.ts";
+import { superviseWorkers, workerId, workerSlot } from "../../serving/serveCluster.ts";
 import { openServingBackends, ServingBackendError } from "../../serving/servingBackends.ts";
 import { busConfigFromEnv, streamStoreConfigFromEnv } from "../../serving/streamStores.ts";
 import { streamModels } from "../../serving/updater.ts";
@@ -31,6 +33,7 @@ interface ServeOptions {
   driftConfig?: string;
   viaStream?: boolean;
   shutdownTimeout: string;
+  workers: string;
 }
 
 export function register(program: Command): void {
@@ -72,6 +75,12 @@ export function register(program: Command): void {
       process.env.MASTERY_SHUTDOWN_TIMEOUT_MS ?? String(DEFAULT_SHUTDOWN_TIMEOUT_MS),
     )
     .option(
+      "--workers <n>",
+      "run N server processes sharing the port (node:cluster; needs MASTERY_PG_URL and MASTERY_REDIS_URL). " +
+        "SIGHUP restarts them one at a time; a worker that dies is replaced. Each keeps its own DuckDB file <db>.workerI",
+      "1",
+    )
+    .option(
       "--demo",
       "synthetic data only: the PUBLIC demo JWT secret and pseudonym key (with a loud warning), prints an admin token; " +
         "nothing else (NODE_ENV, MASTERY_DEMO) switches to them",
@@ -102,6 +111,28 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
     .action(async (opts: ServeOptions) => {
       const port = parseIntOption(opts.port, "--port", 0);
       const shutdownMs = parseIntOption(opts.shutdownTimeout, "--shutdown-timeout", 0);
+      const workers = parseIntOption(opts.workers, "--workers", 1);
+      if (workers > 1 && cluster.isPrimary) {
+        for (const v of ["MASTERY_PG_URL", "MASTERY_REDIS_URL"])
+          if (!process.env[v])
+            throw new CliError(
+              `--workers ${workers} runs ${workers} server processes, which must share their scores and learner state: ` +
+                "set MASTERY_PG_URL and MASTERY_REDIS_URL (e.g. MASTERY_PG_URL=postgres://postgres@127.0.0.1:5432/test " +
+                "MASTERY_REDIS_URL=redis://127.0.0.1:6379); a DuckDB file is held by one process",
+            );
+        const code = await superviseWorkers({
+          workers,
+          shutdownMs,
+          log: (msg, fields) =>
+            process.stderr.write(
+              `${JSON.stringify({ time: Date.now(), role: "primary", msg, ...fields })}\n`,
+            ),
+        });
+        process.exit(code);
+      }
+      // In a cluster worker: its own DuckDB file (registry, alerts, dead letters, raw copy), the drift
+      // monitor in worker 1 only.
+      const wid = workerId();
       const demo = opts.demo === true;
       const jwtSecret = jwtSecretFromEnv({ demo });
       const jwtMaxTtlSec = maxTtlFromEnv();
@@ -116,12 +147,18 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         opts.monitorInterval !== undefined
           ? 1000 * parseIntOption(opts.monitorInterval, "--monitor-interval", 1)
           : servingConfig.monitorIntervalMs;
-      const driftConfig = opts.monitor ? loadDriftConfig(opts.driftConfig) : undefined;
-      const dbPath = opts.db ?? defaultDbPath();
+      const driftConfig = opts.monitor && (wid ?? 1) === 1 ? loadDriftConfig(opts.driftConfig) : undefined;
+      const basePath = opts.db ?? defaultDbPath();
+      const slot = workerSlot();
+      const dbPath = slot === null ? basePath : basePath.replace(/(\.duckdb)?$/, `.worker${slot}$1`);
       const store = await DuckStore.open(dbPath);
       const backends = await openServingBackends({
         duck: store,
-        stores: streamStoreConfigFromEnv(dbPath),
+        stores: {
+          ...streamStoreConfigFromEnv(dbPath),
+          // MASTERY_PG_POOL_MAX, when set, overrides serving.yaml pg_pool_max.
+          pgPoolMax: process.env.MASTERY_PG_POOL_MAX ? undefined : servingConfig.pgPoolMax,
+        },
         models: streamModels({ bktModelDir: opts.bktModel, eloModelDir: opts.eloModel }),
         viaStream: opts.viaStream === true ? busConfigFromEnv() : undefined,
       }).catch((err: unknown) => {
@@ -176,7 +213,7 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         { url: `${scheme}://${opts.host}:${port}`, db: store.path, stores: backends.describe },
         "mastery API listening",
       );
-      if (demo) {
+      if (demo && (wid ?? 1) === 1) {
         const ttl = Math.min(12 * 3600, jwtMaxTtlSec);
         const token = await signToken(jwtSecret, { role: "admin", sub: "demo-admin" }, `${ttl}s`);
         process.stderr.write(`demo admin token (${formatDuration(ttl)}): ${token}\n`);

@@ -41,7 +41,7 @@ export const getMastery =
     }
     const view = JSON.parse(body) as { topics: { topicId: string }[] };
     const topicIds = view.topics.map((t) => t.topicId);
-    const histories = await ctx.gate.run(() => readStudentHistories(ctx.read, key, topicIds));
+    const histories = await ctx.readRun(() => readStudentHistories(ctx.read, key, topicIds));
     res.json({ ...view, histories });
   };
 
@@ -52,7 +52,7 @@ export const getHistory =
     const p = await ctx.principal(req, "mastery:read");
     const key = await ctx.student(p, param(req.params.studentId), res);
     const topicId = param(req.params.topicId);
-    const history = await ctx.gate.run(() => readHistory(ctx.read, key, topicId));
+    const history = await ctx.readRun(() => readHistory(ctx.read, key, topicId));
     res.json({ studentKey: key, topicId, history });
   };
 
@@ -84,7 +84,7 @@ export const getHistories =
     const p = await ctx.principal(req, "mastery:read");
     const key = await ctx.student(p, param(req.params.studentId), res);
     const topicIds = topicList(req.query.topics);
-    const topics = await ctx.gate.run(() => readStudentHistories(ctx.read, key, topicIds));
+    const topics = await ctx.readRun(() => readStudentHistories(ctx.read, key, topicIds));
     res.json({ studentKey: key, topics });
   };
 
@@ -97,7 +97,7 @@ export const getRecommendations =
     const mastery = JSON.parse(await ctx.masteryJson(key)) as {
       topics: { topicId: string; score: number }[];
     };
-    const context = await ctx.gate.run(() => loadRecommendationContext(ctx.read, key));
+    const context = await ctx.readRun(() => loadRecommendationContext(ctx.read, key));
     const recommendations = recommend({
       ...context,
       scores: new Map(mastery.topics.map((t) => [t.topicId, t.score])),

@@ -1,0 +1,462 @@
+/**
+ * Production-shaped load on the HTTP API (issue 15 item 1), against bare Express in the same script.
+ *
+ * Store: LOAD_STUDENTS students x 20 topics (bkt + elo scores, 3 history rows per topic), plus 200
+ * "wide" students with 100 topics for the cold-read figure. Traffic: LOAD_CONNECTIONS connections,
+ * each request drawn at random: 85% GET /mastery/:id, 5% GET /mastery/:id/:topic/history, 5% GET
+ * /recommendations/:id, 5% POST /events (10 quiz attempts). Students are drawn Zipf-like (rank k with
+ * weight 1/k), so the hot cache both hits and misses, and events invalidate it. The same mix runs
+ * against a bare Express app answering every route with a fixed body of the same size as the app's
+ * (POST bodies are parsed as JSON there too), in its own child process, and the ratio is printed.
+ * Then both run at a fixed LOAD_RATE req/s (autocannon overallRate) for the p99.
+ * Cold read: server time of ctx.masteryJson (the GET /mastery body on a cache miss, no HTTP) for
+ * students with 100 topics, measured in the server process before the load.
+ *
+ * Modes (LOAD_MODES, comma-separated; default "embedded,pg"):
+ *   embedded  the DuckDB file (a fresh temp file)
+ *   pg        PostgreSQL (MASTERY_PG_URL or postgres://postgres@127.0.0.1:5432/test, own schema) for
+ *             scores/history/raw events + Redis (MASTERY_REDIS_URL or redis://127.0.0.1:6379, own prefix)
+ *             for learner_state, as `mastery serve` with those variables (1 s body-cache TTL).
+ *
+ * Default size is reduced for the shared machine; the issue's size:
+ *   LOAD_STUDENTS=10000 LOAD_SECONDS=30 npx tsx bench/load.bench.ts
+ *   npx tsx bench/load.bench.ts                       # 3,000 students, 8 s per run
+ *   LOAD_PROF=1 npx tsx bench/load.bench.ts           # + CPU profile of the server (--cpu-prof), top self time
+ * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
+ */
+import { fork } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import express from "express";
+import { Redis } from "ioredis";
+import { pino } from "pino";
+import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { parseThresholds } from "../serving/alerts.ts";
+import { createApp } from "../serving/app.ts";
+import { signToken } from "../serving/auth.ts";
+import { within } from "../serving/gracefulShutdown.ts";
+import { openServingBackends } from "../serving/servingBackends.ts";
+import { streamModels } from "../serving/updater.ts";
+import { DuckStore } from "../storage/duckdb.ts";
+import type { PgStore } from "../storage/postgres.ts";
+
+const SECRET = "bench-secret-bench-secret-bench-secret";
+const KEY = "bench-pseudonym-key-0123456789";
+const TOPICS = 20;
+const WIDE_STUDENTS = 200;
+const WIDE_TOPICS = 100;
+const PG_URL = process.env.MASTERY_PG_URL || "postgres://postgres@127.0.0.1:5432/test";
+const REDIS_URL = process.env.MASTERY_REDIS_URL || "redis://127.0.0.1:6379";
+
+const env = (name: string, fallback: number): number => {
+  const v = process.env[name];
+  if (v === undefined || v === "") return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new Error(`${name}=${v} must be a positive number (e.g. ${fallback})`);
+  return n;
+};
+
+const EXPLANATION = `{"base":0.3,"factors":[{"name":"correct_answers","value":5,"contribution":0.3},{"name":"incorrect_answers","value":2,"contribution":-0.1},{"name":"bkt_learn","value":0.1,"contribution":0.05}],"rest":0,"score":0.55}`;
+
+type Mode = "embedded" | "pg";
+interface Ready {
+  port: number;
+  postMedianMs: number;
+  cold: { wideMedianMs: number; wideP90Ms: number; narrowMedianMs: number; n: number };
+  bodies: { mastery: number; history: number; recommendations: number; events: number };
+  describe: string;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Server child
+
+/** Seeds a store through `exec` (DuckDB and PostgreSQL share this SQL). */
+async function seed(exec: (sql: string) => Promise<void>, pseudo: Pseudonymizer, students: number) {
+  const topicRows: string[] = [];
+  for (let i = 0; i < TOPICS; i++) topicRows.push(`('T${i}', 'Topic ${i}', 'C${i % 4}', 'S1', 'K1', 0, 10)`);
+  for (let i = 0; i < WIDE_TOPICS; i++)
+    topicRows.push(`('W${i}', 'Wide ${i}', 'WC${i % 10}', 'S2', 'K1', 0, 10)`);
+  await exec(
+    `INSERT INTO topics (topic_id, name, chapter_id, subject_id, course_id, difficulty_estimate, content_length) VALUES ${topicRows.join(",")}`,
+  );
+  await exec("CREATE TABLE load_keys (student_key VARCHAR, n INTEGER, wide BOOLEAN)");
+  const keyRows: string[] = [];
+  for (let s = 0; s < students; s++) keyRows.push(`('${pseudo.studentKey(`student-${s}`)}', ${s}, false)`);
+  for (let s = 0; s < WIDE_STUDENTS; s++) keyRows.push(`('${pseudo.studentKey(`wide-${s}`)}', ${s}, true)`);
+  for (let i = 0; i < keyRows.length; i += 5000)
+    await exec(`INSERT INTO load_keys VALUES ${keyRows.slice(i, i + 5000).join(",")}`);
+  const ts = "TIMESTAMP '2026-01-05 10:00:00'";
+  const scores = `SELECT k.student_key, t.topic_id, ((k.n * 7 + t.i * 13) % 100) / 100.0 AS score, s.src
+      FROM load_keys k
+      JOIN (SELECT topic_id, CAST(substr(topic_id, 2) AS INTEGER) AS i, substr(topic_id, 1, 1) = 'W' AS wide FROM topics) t
+        ON t.wide = k.wide, (VALUES ('bkt'), ('elo')) s(src)`;
+  await exec(
+    `INSERT INTO student_mastery (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+     SELECT student_key, topic_id, score, src, 'default', ${ts}, '${EXPLANATION}', ${ts} FROM (${scores}) x`,
+  );
+  await exec(
+    `INSERT INTO student_mastery_history (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+     SELECT student_key, topic_id, score * h.f, src, 'default', ${ts}, '${EXPLANATION}', ${ts}
+     FROM (${scores}) x, (VALUES (0.5), (0.8), (1.0)) h(f) WHERE src = 'bkt'`,
+  );
+  await exec("DROP TABLE load_keys");
+}
+
+const quantile = (xs: number[], q: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? Number.NaN;
+};
+
+async function serve(mode: Mode): Promise<void> {
+  const students = env("LOAD_STUDENTS", 3000);
+  const dir = mkdtempSync(join(tmpdir(), "load-bench-"));
+  const store = await DuckStore.open(join(dir, "mastery.duckdb"), { encryption: null });
+  const pseudo = new Pseudonymizer(KEY);
+  let extra = {};
+  let describe = `embedded DuckDB file ${store.path}`;
+  let close = async () => {};
+  if (mode === "pg") {
+    const schema = `serve_load_${process.pid}`;
+    const backends = await openServingBackends({
+      duck: store,
+      stores: {
+        dbPath: store.path,
+        duck: store,
+        pgUrl: PG_URL,
+        pgSchema: schema,
+        redisUrl: REDIS_URL,
+        redisPrefix: `serve_load_${process.pid}`,
+      },
+      models: streamModels({}),
+    });
+    const pg = backends.stores?.pg as PgStore;
+    await seed((sql) => pg.run(sql), pseudo, students);
+    await pg.run("ANALYZE");
+    extra = backends.deps;
+    describe = backends.describe;
+    close = async () => {
+      await pg.run(`DROP SCHEMA ${schema} CASCADE`).catch(() => undefined);
+      await backends.close();
+    };
+  } else {
+    await seed((sql) => store.run(sql), pseudo, students);
+    await store.run("CHECKPOINT");
+  }
+  const logger = pino({ level: "warn" });
+  const { app, ctx } = await createApp({
+    store,
+    pseudonymizer: pseudo,
+    jwtSecret: SECRET,
+    logger,
+    thresholds: parseThresholds({}, {}),
+    defaultMetrics: false,
+    config: { rateLimit: { windowMs: 60_000, limit: 0 } },
+    ...extra,
+  });
+  // Cold reads: each wide / narrow student once, sequentially, before any request.
+  const time = async (key: string) => {
+    const t0 = performance.now();
+    await ctx.masteryJson(key);
+    return performance.now() - t0;
+  };
+  for (let s = 100; s < 110; s++) await time(pseudo.studentKey(`wide-${s}`)); // JIT warm-up
+  const wide: number[] = [];
+  for (let s = 0; s < 100; s++) wide.push(await time(pseudo.studentKey(`wide-${s}`)));
+  const narrow: number[] = [];
+  for (let s = students - 100; s < students; s++) narrow.push(await time(pseudo.studentKey(`student-${s}`)));
+  const server = app.listen(0, "127.0.0.1");
+  await new Promise((r) => server.once("listening", r));
+  const port = (server.address() as AddressInfo).port;
+  // Body sizes of each route, for the bare twin.
+  const token = await signToken(SECRET, { role: "admin", sub: "bench" });
+  const get = (path: string) =>
+    fetch(`http://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${token}` } }).then((r) =>
+      r.text(),
+    );
+  const postMs: number[] = [];
+  for (let k = 0; k < 20; k++) {
+    const t0 = performance.now();
+    await fetch(`http://127.0.0.1:${port}/events`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: eventBatch("warm", k),
+    }).then((r) => r.text());
+    postMs.push(performance.now() - t0);
+  }
+  const eventsBody = await fetch(`http://127.0.0.1:${port}/events`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: eventBatch("sizing", 0),
+  }).then((r) => r.text());
+  const ready: Ready = {
+    port,
+    describe,
+    postMedianMs: quantile(postMs, 0.5),
+    cold: {
+      wideMedianMs: quantile(wide, 0.5),
+      wideP90Ms: quantile(wide, 0.9),
+      narrowMedianMs: quantile(narrow, 0.5),
+      n: wide.length,
+    },
+    bodies: {
+      mastery: (await get("/mastery/student-1")).length,
+      history: (await get("/mastery/student-1/T3/history")).length,
+      recommendations: (await get("/recommendations/student-1")).length,
+      events: eventsBody.length,
+    },
+  };
+  process.send?.(ready);
+  process.on("message", (m) => {
+    if (m === "stop")
+      void (async () => {
+        // Requests still queued when the bench stops fail on the closed stores: not bench errors.
+        logger.level = "silent";
+        server.closeAllConnections();
+        server.close();
+        // Queries still running keep DuckDB busy; exiting releases the file (the profile is written on exit).
+        await within(close(), 3000);
+        rmSync(dir, { recursive: true, force: true });
+        process.exit(0);
+      })();
+  });
+}
+
+/** Bare Express: every route answers a fixed body of the app's size for that route. */
+async function serveBare(): Promise<void> {
+  const sizes = JSON.parse(process.env.LOAD_BODIES ?? "{}") as Ready["bodies"];
+  const body = (n: number) => JSON.stringify({ pad: "x".repeat(Math.max(0, n - 10)) });
+  const m = body(sizes.mastery);
+  const h = body(sizes.history);
+  const r = body(sizes.recommendations);
+  const e = body(sizes.events);
+  const app = express();
+  app.use(express.json({ limit: "5mb" }));
+  app.get("/mastery/:id", (_q, res) => void res.type("application/json").send(m));
+  app.get("/mastery/:id/:topic/history", (_q, res) => void res.type("application/json").send(h));
+  app.get("/recommendations/:id", (_q, res) => void res.type("application/json").send(r));
+  app.post("/events", (_q, res) => void res.type("application/json").send(e));
+  const server = app.listen(0, "127.0.0.1");
+  await new Promise((ok) => server.once("listening", ok));
+  process.send?.({ port: (server.address() as AddressInfo).port });
+  process.on("message", (msg) => {
+    if (msg === "stop") process.exit(0);
+  });
+}
+
+// ------------------------------------------------------------------------------------------------
+// Driver
+
+let eventSeq = 0;
+function eventBatch(tag: string, student: number): string {
+  const events = [];
+  for (let i = 0; i < 10; i++) {
+    const n = eventSeq++;
+    events.push({
+      event_id: `load-${tag}-${process.pid}-${n}`,
+      type: "quiz_attempt",
+      student_id: `student-${student}`,
+      topic_id: `T${n % TOPICS}`,
+      timestamp: new Date(Date.UTC(2026, 0, 6, 8) + n * 1000).toISOString(),
+      question_id: `q-${n % 50}`,
+      is_correct: n % 3 !== 0,
+      time_spent_sec: 20,
+    });
+  }
+  return JSON.stringify({ events });
+}
+
+/** Zipf(1) sampler over 0..n-1 (rank = student index). */
+function zipf(n: number): () => number {
+  const cdf = new Float64Array(n);
+  let acc = 0;
+  for (let k = 0; k < n; k++) {
+    acc += 1 / (k + 1);
+    cdf[k] = acc;
+  }
+  return () => {
+    const u = Math.random() * acc;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((cdf[mid] as number) < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+interface CannonResult {
+  requests: { average: number; total: number; sent: number };
+  latency: { p50: number; p90: number; p99: number; max: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+type Cannon = (opts: Record<string, unknown>) => Promise<CannonResult>;
+
+function child(args: string[], extraEnv: Record<string, string>, execArgv: string[] = []) {
+  return fork(fileURLToPath(import.meta.url), args, {
+    execArgv: ["--import", "tsx", ...execArgv],
+    env: { ...process.env, ...extraEnv },
+  });
+}
+
+function selfTimeReport(profDir: string): string {
+  const files = readdirSync(profDir).filter((f) => f.endsWith(".cpuprofile"));
+  if (files.length === 0) return "  (no profile written)\n";
+  type Node = { id: number; callFrame: { functionName: string; url: string; lineNumber: number } };
+  const prof = JSON.parse(readFileSync(join(profDir, files[0] as string), "utf8")) as {
+    nodes: Node[];
+    samples: number[];
+    timeDeltas: number[];
+  };
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const fn = new Map<string, number>();
+  const area = new Map<string, number>();
+  let total = 0;
+  prof.samples.forEach((id, i) => {
+    const dt = prof.timeDeltas[i] ?? 0;
+    total += dt;
+    const cf = byId.get(id)?.callFrame;
+    if (cf === undefined) return;
+    const url = cf.url.replace(/^file:\/\//, "");
+    const short = url.includes("node_modules/")
+      ? url.slice(url.lastIndexOf("node_modules/") + 13)
+      : url.replace(/^.*\/h-[^/]+\//, "").replace(/^.*\/main\//, "");
+    const name = `${cf.functionName || "(anonymous)"} ${short}:${cf.lineNumber + 1}`;
+    fn.set(name, (fn.get(name) ?? 0) + dt);
+    const a =
+      cf.functionName === "(idle)"
+        ? "idle"
+        : cf.functionName === "(garbage collector)"
+          ? "GC"
+          : url === ""
+            ? `native/${cf.functionName}`
+            : url.includes("node_modules/")
+              ? (url.split("node_modules/").pop() ?? "").split("/")[0] === "@duckdb"
+                ? "@duckdb"
+                : (url.split("node_modules/").pop() ?? "").split("/")[0]
+              : url.startsWith("node:")
+                ? "node core"
+                : "project";
+    area.set(a ?? "?", (area.get(a ?? "?") ?? 0) + dt);
+  });
+  const top = (m: Map<string, number>, n: number) =>
+    [...m.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([k, v]) => `  ${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`)
+      .join("\n");
+  return `  by area (share of profiled wall time):\n${top(area, 12)}\n  top self time:\n${top(fn, 18)}\n`;
+}
+
+async function drive(): Promise<void> {
+  const students = env("LOAD_STUDENTS", 3000);
+  const seconds = env("LOAD_SECONDS", 8);
+  const connections = env("LOAD_CONNECTIONS", 50);
+  const rate = env("LOAD_RATE", 1000);
+  const modes = (process.env.LOAD_MODES ?? "embedded,pg").split(",").map((m) => m.trim()) as Mode[];
+  const prof = process.env.LOAD_PROF === "1";
+  const autocannon = createRequire(import.meta.url)("autocannon") as Cannon;
+  const token = await signToken(SECRET, { role: "admin", sub: "bench" });
+  const pick = zipf(students);
+  const out: string[] = [
+    `load bench: ${students} students x ${TOPICS} topics (+${WIDE_STUDENTS} x ${WIDE_TOPICS}), ${connections} connections, ` +
+      `mix 85% GET /mastery, 5% history, 5% recommendations, 5% POST /events x10; Zipf(1) students; ${seconds} s per run`,
+  ];
+  for (const mode of modes) {
+    if (mode !== "embedded" && mode !== "pg")
+      throw new Error(`LOAD_MODES: unknown mode "${mode}"; use embedded, pg or embedded,pg`);
+    const profDir = prof ? mkdtempSync(join(tmpdir(), `load-prof-${mode}-`)) : "";
+    const app = child(["--serve", mode], {}, prof ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []);
+    const ready = await new Promise<Ready>((ok, fail) => {
+      app.once("message", (m) => ok(m as Ready));
+      app.once("exit", (code) => fail(new Error(`${mode} server exited with ${code} before it was ready`)));
+    });
+    const bare = child(["--bare"], { LOAD_BODIES: JSON.stringify(ready.bodies) });
+    const barePort = await new Promise<number>((ok) =>
+      bare.once("message", (m) => ok((m as { port: number }).port)),
+    );
+    const run = (port: number, duration: number, overallRate?: number) =>
+      autocannon({
+        url: `http://127.0.0.1:${port}`,
+        connections,
+        duration,
+        ...(overallRate !== undefined ? { overallRate } : {}),
+        headers: { authorization: `Bearer ${token}` },
+        requests: [
+          {
+            setupRequest: (req: Record<string, unknown>) => {
+              const u = Math.random();
+              const s = pick();
+              if (u < 0.85) return { ...req, method: "GET", path: `/mastery/student-${s}` };
+              if (u < 0.9)
+                return { ...req, method: "GET", path: `/mastery/student-${s}/T${s % TOPICS}/history` };
+              if (u < 0.95) return { ...req, method: "GET", path: `/recommendations/student-${s}` };
+              return {
+                ...req,
+                method: "POST",
+                path: "/events",
+                headers: {
+                  ...(req.headers as Record<string, string>),
+                  "content-type": "application/json",
+                },
+                body: eventBatch(mode, s),
+              };
+            },
+          },
+        ],
+      });
+    // JIT warm-up of both (short; most students stay cold).
+    await run(barePort, 1);
+    await run(ready.port, 1);
+    const b = await run(barePort, seconds);
+    const a = await run(ready.port, seconds);
+    const bf = await run(barePort, seconds, rate);
+    const af = await run(ready.port, seconds, rate);
+    const row = (name: string, r: CannonResult) =>
+      `  ${name.padEnd(30)} ${r.requests.average.toFixed(0).padStart(6)} req/s  p50 ${String(r.latency.p50).padStart(4)} ms  ` +
+      `p90 ${String(r.latency.p90).padStart(4)} ms  p99 ${String(r.latency.p99).padStart(4)} ms  ` +
+      `non-2xx ${r.non2xx}  errors ${r.errors + r.timeouts}`;
+    out.push(
+      `[${mode}] ${ready.describe}`,
+      `  bodies (bytes): mastery ${ready.bodies.mastery}, history ${ready.bodies.history}, ` +
+        `recommendations ${ready.bodies.recommendations}, events ${ready.bodies.events}`,
+      row("bare Express, open loop", b),
+      row("app, open loop", a),
+      row(`bare Express, ${rate} req/s`, bf),
+      row(`app, ${rate} req/s`, af),
+      `  throughput ratio app/bare = ${(a.requests.average / b.requests.average).toFixed(2)} (target >= 0.50); ` +
+        `p99 at ${rate} req/s = ${af.latency.p99} ms (target <= 50); errors+non-2xx ${a.errors + a.non2xx + af.errors + af.non2xx + a.timeouts + af.timeouts} (target 0)`,
+      `  cold GET /mastery server time (masteryJson, cache miss): ${WIDE_TOPICS} topics median ${ready.cold.wideMedianMs.toFixed(2)} ms, ` +
+        `p90 ${ready.cold.wideP90Ms.toFixed(2)} ms (target <= 2); ${TOPICS} topics median ${ready.cold.narrowMedianMs.toFixed(2)} ms`,
+      `  POST /events (10 events) alone, sequential: median ${ready.postMedianMs.toFixed(1)} ms`,
+    );
+    bare.send("stop");
+    app.send("stop");
+    await new Promise((ok) => app.once("exit", ok));
+    if (prof) {
+      out.push(`  CPU profile of the ${mode} server (warm-up + 4 runs incl. bare phases as idle):`);
+      out.push(selfTimeReport(profDir));
+      rmSync(profDir, { recursive: true, force: true });
+    }
+    if (mode === "pg") {
+      const redis = new Redis(REDIS_URL);
+      const keys = await redis.keys(`serve_load_${app.pid}*`);
+      for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
+      redis.disconnect();
+    }
+    process.stdout.write(`${out.splice(0).join("\n")}\n`);
+  }
+}
+
+const i = process.argv.indexOf("--serve");
+if (i > 0) await serve(process.argv[i + 1] as Mode);
+else if (process.argv.includes("--bare")) await serveBare();
+else await drive();

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The local serving topology, for development and for bench/availability.bench.ts:
+#   PostgreSQL, Redis, NATS (reused when they answer; started otherwise), N `mastery serve --via-stream`
+#   processes on ports BASE+1..BASE+N, one `mastery worker` (stream consumer), HAProxy on LB_PORT.
+#
+#   deploy/local.sh start            # SERVERS=2 LB_PORT=8080 BASE_PORT=8090 by default
+#   deploy/local.sh status
+#   deploy/local.sh restart-server 1 # graceful: SIGTERM (drain, <= 10 s), then start again
+#   deploy/local.sh kill-server 2    # SIGKILL, then start again
+#   deploy/local.sh restart-worker   # SIGKILL the stream worker, then start again
+#   deploy/local.sh stop
+#
+# Environment: MASTERY_PG_URL, MASTERY_PG_SCHEMA, MASTERY_REDIS_URL, MASTERY_REDIS_PREFIX, MASTERY_NATS_URL,
+# MASTERY_NATS_STREAM, MASTERY_NATS_SUBJECT_PREFIX, MASTERY_JWT_SECRET and MASTERY_PSEUDONYM_KEY (without
+# them the servers run with --demo, i.e. the PUBLIC demo secrets: development only), LOCAL_DIR (state, logs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SERVERS=${SERVERS:-2}
+LB_PORT=${LB_PORT:-8080}
+BASE_PORT=${BASE_PORT:-8090}
+DIR=${LOCAL_DIR:-.mastery/local}
+export MASTERY_PG_URL=${MASTERY_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+export MASTERY_PG_SCHEMA=${MASTERY_PG_SCHEMA:-mastery_local}
+export MASTERY_REDIS_URL=${MASTERY_REDIS_URL:-redis://127.0.0.1:6379}
+export MASTERY_REDIS_PREFIX=${MASTERY_REDIS_PREFIX:-mastery_local}
+export MASTERY_NATS_URL=${MASTERY_NATS_URL:-nats://127.0.0.1:4222}
+export MASTERY_NATS_STREAM=${MASTERY_NATS_STREAM:-MASTERY_LOCAL}
+export MASTERY_NATS_SUBJECT_PREFIX=${MASTERY_NATS_SUBJECT_PREFIX:-mastery_local.events}
+export LOG_LEVEL=${LOG_LEVEL:-warn}
+HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
+MASTERY=(node bin/mastery.js)
+DEMO=()
+if [[ -z "${MASTERY_JWT_SECRET:-}" || -z "${MASTERY_PSEUDONYM_KEY:-}" ]]; then DEMO=(--demo); fi
+mkdir -p "$DIR"
+
+hostport() { local u=${1#*://}; u=${u#*@}; u=${u%%/*}; echo "$u"; }
+tcp_up() { local hp; hp=$(hostport "$1"); (exec 3<>"/dev/tcp/${hp%:*}/${hp#*:}") 2>/dev/null; }
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+services() {
+  if ! tcp_up "$MASTERY_PG_URL"; then
+    echo "PostgreSQL not answering at $(hostport "$MASTERY_PG_URL"); starting the Debian cluster"
+    pg_ctlcluster "$(ls /etc/postgresql | sort -V | tail -1)" main start
+  fi
+  if ! tcp_up "$MASTERY_REDIS_URL"; then
+    echo "Redis not answering; starting redis-server"
+    redis-server --port "$(hostport "$MASTERY_REDIS_URL" | cut -d: -f2)" --daemonize yes --save "" \
+      --pidfile "$PWD/$DIR/redis.pid"
+  fi
+  if ! tcp_up "$MASTERY_NATS_URL"; then
+    echo "NATS not answering; starting nats-server with JetStream"
+    nohup nats-server -js -sd "$DIR/nats" -p "$(hostport "$MASTERY_NATS_URL" | cut -d: -f2)" \
+      >"$DIR/nats.log" 2>&1 &
+    echo $! >"$DIR/nats.pid"
+  fi
+  for _ in $(seq 50); do
+    tcp_up "$MASTERY_PG_URL" && tcp_up "$MASTERY_REDIS_URL" && tcp_up "$MASTERY_NATS_URL" && return 0
+    sleep 0.2
+  done
+  echo "deploy/local.sh: PostgreSQL, Redis or NATS did not come up; see $DIR/*.log" >&2
+  return 1
+}
+
+start_server() {
+  local i=$1 port=$((BASE_PORT + $1)) monitor=(--no-monitor)
+  [[ $i == 1 ]] && monitor=()
+  nohup "${MASTERY[@]}" serve "${DEMO[@]}" --via-stream --port "$port" --db "$DIR/server$i.duckdb" \
+    "${monitor[@]}" >>"$DIR/server$i.log" 2>&1 &
+  echo $! >"$DIR/server$i.pid"
+}
+
+wait_ready() {
+  local port=$((BASE_PORT + $1))
+  for _ in $(seq 600); do
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "deploy/local.sh: server $1 (port $port) not ready after 60 s; see $DIR/server$1.log" >&2
+  return 1
+}
+
+start_worker() {
+  nohup "${MASTERY[@]}" worker "${DEMO[@]}" --db "$DIR/worker.duckdb" --stream "$MASTERY_NATS_STREAM" \
+    --subject-prefix "$MASTERY_NATS_SUBJECT_PREFIX" --durable "${MASTERY_NATS_STREAM,,}-worker" \
+    >>"$DIR/worker.log" 2>&1 &
+  echo $! >"$DIR/worker.pid"
+}
+
+start_lb() {
+  { MASTERY_LB_PORT=$LB_PORT MASTERY_LB_STATS_PORT=$((LB_PORT + 1)) envsubst '${MASTERY_LB_PORT} ${MASTERY_LB_STATS_PORT}' \
+      <deploy/haproxy.cfg
+    for i in $(seq "$SERVERS"); do echo "    server s$i 127.0.0.1:$((BASE_PORT + i)) check"; done
+  } >"$DIR/haproxy.cfg"
+  "$HAPROXY" -c -q -f "$DIR/haproxy.cfg"
+  "$HAPROXY" -D -f "$DIR/haproxy.cfg" -p "$DIR/haproxy.pid"
+}
+
+stop_pidfile() { # file signal timeout_s
+  local f=$1 sig=${2:-TERM} t=${3:-12}
+  pid_alive "$f" || { rm -f "$f"; return 0; }
+  local pid; pid=$(cat "$f")
+  kill "-$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq $((t * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  rm -f "$f"
+}
+
+case "${1:-}" in
+  start)
+    services
+    [[ -f dist/.build-stamp ]] || echo "note: no dist/ build; bin/mastery.js runs the TypeScript through tsx (slower start)"
+    # Server 1 first: it creates the PostgreSQL tables (concurrent CREATE TABLE IF NOT EXISTS of the
+    # same table in a new schema can fail in PostgreSQL), then the others together.
+    pid_alive "$DIR/server1.pid" || start_server 1
+    wait_ready 1
+    for i in $(seq 2 "$SERVERS"); do pid_alive "$DIR/server$i.pid" || start_server "$i"; done
+    for i in $(seq 2 "$SERVERS"); do wait_ready "$i"; done
+    pid_alive "$DIR/worker.pid" || start_worker
+    pid_alive "$DIR/haproxy.pid" || start_lb
+    echo "ready: http://127.0.0.1:$LB_PORT (HAProxy stats http://127.0.0.1:$((LB_PORT + 1))/), $SERVERS servers, 1 worker; logs in $DIR"
+    ;;
+  restart-server)
+    stop_pidfile "$DIR/server$2.pid" TERM 12
+    start_server "$2"
+    wait_ready "$2"
+    ;;
+  kill-server)
+    stop_pidfile "$DIR/server$2.pid" KILL 2
+    start_server "$2"
+    wait_ready "$2"
+    ;;
+  restart-worker)
+    stop_pidfile "$DIR/worker.pid" KILL 2
+    start_worker
+    ;;
+  status)
+    for f in "$DIR"/*.pid; do
+      [[ -e $f ]] || continue
+      if pid_alive "$f"; then echo "$(basename "$f" .pid): running ($(cat "$f"))"; else echo "$(basename "$f" .pid): dead"; fi
+    done
+    ;;
+  stop)
+    stop_pidfile "$DIR/haproxy.pid" TERM 5
+    for i in $(seq "$SERVERS"); do stop_pidfile "$DIR/server$i.pid" TERM 12; done
+    stop_pidfile "$DIR/worker.pid" TERM 12
+    # Only what this script started: the NATS / Redis it launched (pid files), never shared services.
+    stop_pidfile "$DIR/nats.pid" TERM 5
+    stop_pidfile "$DIR/redis.pid" TERM 5
+    ;;
+  *)
+    echo "usage: deploy/local.sh start|status|restart-server I|kill-server I|restart-worker|stop (SERVERS, LB_PORT, BASE_PORT)" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,164 @@
+/**
+ * The hot cache of GET /mastery bodies (JSON strings by student_key), bounded in bytes, with the
+ * concurrency rules the server needs once reads no longer queue behind writes:
+ *
+ * - A body computed by a read that overlapped an invalidation of its key (or a clear) is returned to
+ *   that caller but never cached: it may predate the update. Other keys' invalidations do not
+ *   affect it (a per-key version, tracked only while a read of the key is in flight).
+ * - Concurrent misses of one key share one computation (single flight), as long as no invalidation
+ *   came in between; a read that starts after an invalidation computes afresh.
+ * - Entries expire after `ttlMs` (when other processes write the scores, their updates cannot
+ *   invalidate this cache); LRU eviction keeps the total of body sizes <= `maxBytes`.
+ */
+export interface BodyCacheOptions {
+  /** Upper bound of the sum of cached body sizes (UTF-8 bytes of each JSON string). */
+  maxBytes: number;
+  /** Most entries (default: unbounded; the byte bound applies either way). */
+  maxEntries?: number;
+  /** How long a body may be served (ms); default: until invalidated. */
+  ttlMs?: number;
+  now?: () => number;
+}
+
+interface Entry {
+  body: string;
+  bytes: number;
+  at: number;
+}
+
+interface Flight {
+  /** Bumped by each invalidation of the key while the flight runs. */
+  version: number;
+  /** The computation started at `startedVersion`, shared by callers arriving before any invalidation. */
+  promise: Promise<string> | null;
+  startedVersion: number;
+  /** Reads of this key in flight (the record is dropped at 0). */
+  readers: number;
+}
+
+export class BodyCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly flights = new Map<string, Flight>();
+  private bytes = 0;
+  /** Bumped by clear(): no read that started before it may store its body. */
+  private epoch = 0;
+  readonly maxBytes: number;
+  private readonly maxEntries: number;
+  private readonly ttlMs: number;
+  private readonly now: () => number;
+  /** Counters for /metrics and tests. */
+  readonly stats = { hits: 0, misses: 0, shared: 0, discarded: 0, evicted: 0 };
+
+  constructor(opts: BodyCacheOptions) {
+    if (!Number.isFinite(opts.maxBytes) || opts.maxBytes < 0)
+      throw new Error(`body cache: maxBytes must be a number >= 0 (got ${opts.maxBytes}); e.g. 67108864`);
+    this.maxBytes = opts.maxBytes;
+    this.maxEntries = opts.maxEntries ?? Number.POSITIVE_INFINITY;
+    this.ttlMs = opts.ttlMs ?? Number.POSITIVE_INFINITY;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Cached bytes now (always <= maxBytes). */
+  get size(): { entries: number; bytes: number } {
+    return { entries: this.entries.size, bytes: this.bytes };
+  }
+
+  /** The fresh cached body, or undefined. A hit moves the entry to the most recently used end. */
+  peek(key: string): string | undefined {
+    const e = this.entries.get(key);
+    if (e === undefined) return undefined;
+    if (this.now() - e.at > this.ttlMs) {
+      this.remove(key);
+      return undefined;
+    }
+    this.entries.delete(key);
+    this.entries.set(key, e);
+    return e.body;
+  }
+
+  /**
+   * The cached body of `key`, or the result of `compute()` (shared with concurrent callers of the
+   * same key), cached unless an invalidation of the key or a clear() happened while it ran.
+   */
+  async get(key: string, compute: () => Promise<string>): Promise<string> {
+    const hit = this.peek(key);
+    if (hit !== undefined) {
+      this.stats.hits++;
+      return hit;
+    }
+    let f = this.flights.get(key);
+    if (f !== undefined && f.promise !== null && f.startedVersion === f.version) {
+      this.stats.shared++;
+      f.readers++;
+      try {
+        return await f.promise;
+      } finally {
+        this.leave(key, f);
+      }
+    }
+    this.stats.misses++;
+    if (f === undefined) {
+      f = { version: 0, promise: null, startedVersion: 0, readers: 0 };
+      this.flights.set(key, f);
+    }
+    const flight = f;
+    flight.readers++;
+    const version = flight.version;
+    const epoch = this.epoch;
+    const promise = compute();
+    flight.promise = promise;
+    flight.startedVersion = version;
+    try {
+      const body = await promise;
+      if (flight.version === version && this.epoch === epoch) this.store(key, body);
+      else this.stats.discarded++;
+      return body;
+    } finally {
+      if (flight.promise === promise) flight.promise = null;
+      this.leave(key, flight);
+    }
+  }
+
+  /** Drops the keys' bodies; reads of them in flight will not cache what they computed. */
+  invalidate(keys: Iterable<string>): void {
+    for (const k of keys) {
+      this.remove(k);
+      const f = this.flights.get(k);
+      if (f !== undefined) f.version++;
+    }
+  }
+
+  /** Drops every body; no read in flight will cache its result. */
+  clear(): void {
+    this.epoch++;
+    this.entries.clear();
+    this.bytes = 0;
+    for (const f of this.flights.values()) f.version++;
+  }
+
+  private leave(key: string, f: Flight): void {
+    f.readers--;
+    if (f.readers === 0 && this.flights.get(key) === f) this.flights.delete(key);
+  }
+
+  private store(key: string, body: string): void {
+    const n = Buffer.byteLength(body, "utf8");
+    this.remove(key);
+    if (n > this.maxBytes) return;
+    this.entries.set(key, { body, bytes: n, at: this.now() });
+    this.bytes += n;
+    while (this.bytes > this.maxBytes || this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (oldest.done) break;
+      this.remove(oldest.value);
+      this.stats.evicted++;
+    }
+  }
+
+  private remove(key: string): void {
+    const e = this.entries.get(key);
+    if (e === undefined) return;
+    this.entries.delete(key);
+    this.bytes -= e.bytes;
+  }
+}

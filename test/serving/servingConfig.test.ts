@@ -1,0 +1,35 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { DEFAULT_SERVING_CONFIG, loadServingConfig } from "../../serving/app.ts";
+
+describe("loadServingConfig: pool and cache sizing", () => {
+  const write = (yaml: string) => {
+    const p = join(mkdtempSync(join(tmpdir(), "serving-config-")), "serving.yaml");
+    writeFileSync(p, yaml);
+    return p;
+  };
+
+  it("reads cache_max_mb (MiB -> bytes), read_connections and pg_pool_max", () => {
+    const c = loadServingConfig(write("cache_max_mb: 8\nread_connections: 2\npg_pool_max: 25\n"));
+    expect(c.cacheMaxBytes).toBe(8 * 1024 * 1024);
+    expect(c.readConnections).toBe(2);
+    expect(c.pgPoolMax).toBe(25);
+  });
+
+  it("defaults when absent, and the shipped config/serving.yaml matches the defaults", () => {
+    const c = loadServingConfig(write("mastered_at: 0.7\n"));
+    expect([c.cacheMaxBytes, c.readConnections, c.pgPoolMax]).toEqual([64 * 1024 * 1024, 4, 10]);
+    const shipped = loadServingConfig();
+    expect([shipped.cacheMaxBytes, shipped.readConnections, shipped.pgPoolMax]).toEqual([
+      DEFAULT_SERVING_CONFIG.cacheMaxBytes,
+      DEFAULT_SERVING_CONFIG.readConnections,
+      DEFAULT_SERVING_CONFIG.pgPoolMax,
+    ]);
+  });
+
+  it("names the key when a value is not a number", () => {
+    expect(() => loadServingConfig(write("pg_pool_max: many\n"))).toThrow(/pg_pool_max must be a number/);
+  });
+});
