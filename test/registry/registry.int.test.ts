@@ -15,9 +15,9 @@ import { RegistryError } from "../../registry/store.ts";
 import { modelFileVersion } from "../../serving/learnerState.ts";
 import type { OpenedStore } from "../../storage/postgres.ts";
 import { PgStore } from "../../storage/postgres.ts";
+import type { OnlinePredictor } from "../../training/evaluate.ts";
 import { DEFAULT_GATE } from "../../training/gate.ts";
 import { promoteWithGate } from "../../training/promote.ts";
-import type { OnlinePredictor } from "../../training/evaluate.ts";
 
 /**
  * The same registry suite runs against the embedded DuckDB store and the real PostgreSQL server

@@ -58,7 +58,9 @@ describe("fitBktParallel", () => {
     const m = evaluateOnline(predictor, log);
     expect(m.n).toBe(720);
     expect(m.auc).toBeGreaterThan(0.6);
-    expect(() => predictorFromJson({ kind: "nope" })).toThrow(/unknown model kind "nope"; known kinds: rule, bkt, elo, gbt, mlp, blend/);
+    expect(() => predictorFromJson({ kind: "nope" })).toThrow(
+      /unknown model kind "nope"; known kinds: rule, bkt, elo, gbt, mlp, blend/,
+    );
   });
 });
 

@@ -5,7 +5,6 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { BKT } from "../../models/bkt.ts";
 import { Elo } from "../../models/elo.ts";
-import { virtualAttemptLog } from "../../training/kinds/attemptScoring.ts";
 import {
   ATTEMPT_FEATURES,
   type AttemptContext,
@@ -16,6 +15,7 @@ import {
 } from "../../training/attemptFeatures.ts";
 import { trainAttemptModel } from "../../training/blendTrain.ts";
 import { loadPredictor } from "../../training/evaluate.ts";
+import { virtualAttemptLog } from "../../training/kinds/attemptScoring.ts";
 import type { ResponseLog } from "../../training/responses.ts";
 import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
 import { type Attempt, makeLog } from "./attemptLog.ts";

@@ -1,6 +1,5 @@
 import { BKT } from "../../models/bkt.ts";
-import { bktMastery } from "../../models/learnerState.ts";
-import { topicParamsResolver } from "../../models/learnerState.ts";
+import { bktMastery, topicParamsResolver } from "../../models/learnerState.ts";
 import { fitBktParallel } from "../bktFit.ts";
 import {
   type Attempt,

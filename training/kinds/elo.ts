@@ -1,6 +1,5 @@
 import { Elo } from "../../models/elo.ts";
-import { eloMastery } from "../../models/learnerState.ts";
-import { topicParamsResolver } from "../../models/learnerState.ts";
+import { eloMastery, topicParamsResolver } from "../../models/learnerState.ts";
 import {
   type Attempt,
   type FitOptions,
