@@ -22,6 +22,7 @@ import {
   type LearnerStateRow,
   learnerStateFromRow,
 } from "../storage/stateStore.ts";
+import { intern } from "../training/responses.ts";
 
 /**
  * The BKT + Elo scoring job: replays raw_events per (student_key, topic_id) in (ts, event_id)
@@ -104,14 +105,6 @@ export async function loadQuizLog(store: DuckStore): Promise<{
   const users = new Map<string, number>();
   const skills = new Map<string, number>();
   const items = new Map<string, number>();
-  const intern = (m: Map<string, number>, k: string): number => {
-    let v = m.get(k);
-    if (v === undefined) {
-      v = m.size;
-      m.set(k, v);
-    }
-    return v;
-  };
   const log = {
     n,
     user: new Int32Array(n),

@@ -54,6 +54,16 @@ export class ResponseDataError extends Error {
   }
 }
 
+/** The dense index of `k` in `m` (the next free one the first time `k` is seen): how logs name users, skills, items. */
+export function intern(m: Map<string, number>, k: string): number {
+  let v = m.get(k);
+  if (v === undefined) {
+    v = m.size;
+    m.set(k, v);
+  }
+  return v;
+}
+
 /** Parses "user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL]". */
 export function parseResponseColumns(spec: string): ResponseColumns {
   const map = new Map<string, string>();
@@ -164,14 +174,6 @@ export function loadResponses(
   const rawOrder: number[] = [];
   const rawTime: number[] = [];
   const report = new RowReport(path);
-  const intern = (m: Map<string, number>, k: string): number => {
-    let v = m.get(k);
-    if (v === undefined) {
-      v = m.size;
-      m.set(k, v);
-    }
-    return v;
-  };
   const notLabel = `column "${columns.correct}" (correct) is not a label (${LABEL_ENCODINGS})`;
   const notOrder = `column "${columns.order}" (order) is neither a number nor a time (${TIME_ENCODINGS})`;
   const notTime = `column "${columns.time}" (time) is not a time (${TIME_ENCODINGS})`;

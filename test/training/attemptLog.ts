@@ -1,5 +1,5 @@
 import { mulberry32 as mulberry } from "../../models/prng.ts";
-import type { ResponseLog } from "../../training/responses.ts";
+import { intern, type ResponseLog } from "../../training/responses.ts";
 
 /** One hand-written attempt: [user, skill, item, correct]; rows must come grouped by user, in order. */
 export type Attempt = readonly [string, string, string, number];
@@ -10,14 +10,6 @@ export function makeLog(rows: readonly Attempt[]): ResponseLog {
   const users = ids();
   const skills = ids();
   const items = ids();
-  const intern = (m: Map<string, number>, k: string): number => {
-    let v = m.get(k);
-    if (v === undefined) {
-      v = m.size;
-      m.set(k, v);
-    }
-    return v;
-  };
   const n = rows.length;
   const log: ResponseLog = {
     n,

@@ -1,6 +1,6 @@
 import { type AttemptContext, type AttemptFeatureMatrix, attemptFeatures } from "../attemptFeatures.ts";
 import type { Attempt } from "../modelKind.ts";
-import type { ResponseLog } from "../responses.ts";
+import { intern, type ResponseLog } from "../responses.ts";
 import { selectRows } from "../trainingSet.ts";
 
 /**
@@ -17,14 +17,6 @@ export function virtualAttemptLog(
 ): { log: ResponseLog; virtualRows: Int32Array } {
   const skills = new Map<string, number>();
   const items = new Map<string, number>();
-  const intern = (m: Map<string, number>, k: string): number => {
-    let v = m.get(k);
-    if (v === undefined) {
-      v = m.size;
-      m.set(k, v);
-    }
-    return v;
-  };
   const per = attempts.length + 1;
   const n = per * targets.length;
   const log: ResponseLog = {
