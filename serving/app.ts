@@ -4,6 +4,7 @@
  * Raw student ids appear only in URLs and bodies; they are pseudonymized at once and never logged:
  * request logs carry the route pattern and the student_key.
  */
+
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +15,7 @@ import { type Logger, pino } from "pino";
 import { parse as parseYaml } from "yaml";
 import type { ExperimentStore } from "../experiments/store.ts";
 import type { TimeRange } from "../features/contractConfig.ts";
+import { warmUpValidators } from "../features/contracts.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import { qualityReportOrThrow } from "../features/quality.ts";
 import type { MonitorLoop } from "../monitoring/loop.ts";
@@ -296,6 +298,7 @@ export function studentKeyOf(pseudonymizer: Pseudonymizer, studentId: string): s
 }
 
 export async function createApp(deps: AppDeps): Promise<AppHandle> {
+  warmUpValidators();
   const config: ServingConfig = { ...DEFAULT_SERVING_CONFIG, ...deps.config };
   const store = deps.store;
   const gate = new StoreGate();
