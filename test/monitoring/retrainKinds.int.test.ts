@@ -2,15 +2,13 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { Xoshiro128 } from "../../models/prng.ts";
-import { DEFAULT_DRIFT_CONFIG, type DriftConfig } from "../../monitoring/config.ts";
 import { EXPORT_COLUMNS, exportResponses, retrain } from "../../monitoring/retrain.ts";
 import { openRegistry } from "../../registry/registry.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { KIND_NAMES, kindOf } from "../../training/kinds.ts";
 import type { KindParams } from "../../training/modelKind.ts";
 import { loadResponses } from "../../training/responses.ts";
-import { TEST_FEATURES } from "./driftData.ts";
+import { CFG, insertAnswers, NOW } from "./driftData.ts";
 
 /**
  * Retrain for every kind of the table (issue 13 item 5): a champion of the kind fitted on flipped labels
@@ -20,57 +18,6 @@ import { TEST_FEATURES } from "./driftData.ts";
  * its prior, so flipped labels leave its AUC about the same and the gate refuses the challenger (AUC
  * gain below the required +0.002): the refusal and its reason are what is checked for it.
  */
-const NOW = new Date("2025-03-21T00:00:00Z");
-const CFG: DriftConfig = {
-  ...DEFAULT_DRIFT_CONFIG,
-  features: [...TEST_FEATURES],
-  rule: { minFeatures: 2, minSegments: 1, keyFeatures: [] },
-  retrain: { ...DEFAULT_DRIFT_CONFIG.retrain, model: "elo-test", trainDays: 50, holdoutDays: 7 },
-};
-
-/** Quiz answers with P(correct) = sigmoid(ability - difficulty): something Elo can learn. */
-async function insertAnswers(store: DuckStore): Promise<void> {
-  const g = new Xoshiro128(42);
-  const difficulty = Array.from({ length: 20 }, () => g.normal());
-  const rows: string[] = [];
-  const start = Date.parse("2025-01-20T00:00:00Z");
-  for (let s = 0; s < 160; s++) {
-    const ability = 1.2 * g.normal();
-    const school = `s${1 + (s % 4)}`;
-    const grade = 5 + (s % 2);
-    for (let k = 0; k < 40; k++) {
-      const item = Math.floor(g.next() * 20);
-      const p = 1 / (1 + Math.exp(-(ability - difficulty[item]!)));
-      const ts = new Date(start + g.next() * 60 * 86_400_000)
-        .toISOString()
-        .replace("T", " ")
-        .replace("Z", "");
-      rows.push(
-        `('q${s}-${k}', 'quiz_attempt', 'st${s}', 'topic${item % 4}', TIMESTAMP '${ts}', '${school}', ${grade}, 'item${item}', ${g.next() < p}, TIMESTAMP '${ts}')`,
-      );
-    }
-  }
-  for (let i = 0; i < rows.length; i += 1000)
-    await store.run(
-      `INSERT INTO raw_events (event_id, type, student_key, topic_id, ts, school_id, grade, question_id, is_correct, ingested_at) VALUES ${rows.slice(i, i + 1000).join(", ")}`,
-    );
-}
-
-/** Writes a copy of the CSV at `data` with the `correct` column flipped; returns its path. */
-function _flipLabels(data: string, correct: string): string {
-  const lines = readFileSync(data, "utf8").trim().split("\n");
-  const ci = lines[0]!.split(",").indexOf(correct);
-  const flipped = lines.map((l, i) => {
-    if (i === 0) return l;
-    const f = l.split(",");
-    f[ci] = f[ci] === "1" ? "0" : "1";
-    return f.join(",");
-  });
-  const path = `${data}.flipped.csv`;
-  writeFileSync(path, `${flipped.join("\n")}\n`);
-  return path;
-}
-
 const SMALL: Record<string, KindParams> = {
   rule: { kGrid: [1, 4, 16] },
   bkt: { forgets: true, restarts: 2, maxIter: 40 },

@@ -1,9 +1,7 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Xoshiro128 } from "../../models/prng.ts";
-import { DEFAULT_DRIFT_CONFIG, type DriftConfig } from "../../monitoring/config.ts";
 import { FileLock } from "../../monitoring/locks.ts";
 import { monitorOnce, startMonitorLoop } from "../../monitoring/loop.ts";
 import { exportResponses, retrain, type Trainer } from "../../monitoring/retrain.ts";
@@ -12,58 +10,7 @@ import { DuckStore } from "../../storage/duckdb.ts";
 import type { OpenedStore } from "../../storage/postgres.ts";
 import { trainBkt } from "../../training/bktFit.ts";
 import { trainElo } from "../../training/elo.ts";
-import { generateRows, insertRows, TEST_FEATURES } from "./driftData.ts";
-
-const NOW = new Date("2025-03-21T00:00:00Z");
-const CFG: DriftConfig = {
-  ...DEFAULT_DRIFT_CONFIG,
-  features: [...TEST_FEATURES],
-  rule: { minFeatures: 2, minSegments: 1, keyFeatures: [] },
-  retrain: { ...DEFAULT_DRIFT_CONFIG.retrain, model: "elo-test", trainDays: 50, holdoutDays: 7 },
-};
-
-/** Quiz answers with P(correct) = sigmoid(ability - difficulty): something Elo can learn. */
-async function insertAnswers(store: DuckStore): Promise<void> {
-  const g = new Xoshiro128(42);
-  const difficulty = Array.from({ length: 20 }, () => g.normal());
-  const rows: string[] = [];
-  const start = Date.parse("2025-01-20T00:00:00Z");
-  for (let s = 0; s < 160; s++) {
-    const ability = 1.2 * g.normal();
-    const school = `s${1 + (s % 4)}`;
-    const grade = 5 + (s % 2);
-    for (let k = 0; k < 40; k++) {
-      const item = Math.floor(g.next() * 20);
-      const p = 1 / (1 + Math.exp(-(ability - difficulty[item]!)));
-      const ts = new Date(start + g.next() * 60 * 86_400_000)
-        .toISOString()
-        .replace("T", " ")
-        .replace("Z", "");
-      rows.push(
-        `('q${s}-${k}', 'quiz_attempt', 'st${s}', 'topic${item % 4}', TIMESTAMP '${ts}', '${school}', ${grade}, 'item${item}', ${g.next() < p}, TIMESTAMP '${ts}')`,
-      );
-    }
-  }
-  for (let i = 0; i < rows.length; i += 1000)
-    await store.run(
-      `INSERT INTO raw_events (event_id, type, student_key, topic_id, ts, school_id, grade, question_id, is_correct, ingested_at) VALUES ${rows.slice(i, i + 1000).join(", ")}`,
-    );
-}
-
-/** Writes a copy of the CSV at `data` with the `correct` column flipped; returns its path. */
-function flipLabels(data: string, correct: string): string {
-  const lines = readFileSync(data, "utf8").trim().split("\n");
-  const ci = lines[0]!.split(",").indexOf(correct);
-  const flipped = lines.map((l, i) => {
-    if (i === 0) return l;
-    const f = l.split(",");
-    f[ci] = f[ci] === "1" ? "0" : "1";
-    return f.join(",");
-  });
-  const path = `${data}.flipped.csv`;
-  writeFileSync(path, `${flipped.join("\n")}\n`);
-  return path;
-}
+import { CFG, flipLabels, generateRows, insertAnswers, insertRows, NOW } from "./driftData.ts";
 
 /** A deliberately bad trainer: learns from flipped labels. */
 const flippedTrainer: Trainer = ({ data, columns, out }) => {
