@@ -120,7 +120,7 @@ export async function insertRows(store: DuckStore, rows: readonly GenRow[], asOf
   }
 }
 
-/** The retrain tests' clock and drift config (monitoring/retrainLoop.test.ts, retrainKinds.int.test.ts). */
+/** The retrain tests' clock and drift config (test/monitoring/retrainLoop.test.ts and test/monitoring/retrainKinds.int.test.ts). */
 export const NOW = new Date("2025-03-21T00:00:00Z");
 export const CFG: DriftConfig = {
   ...DEFAULT_DRIFT_CONFIG,
