@@ -11,8 +11,7 @@
  *   STUDENTS=100000 npx tsx bench/pipeline.bench.ts   # ~10M events (issue 17 target: batch <= 60 s)
  *   STREAM_EVENTS=50000 ...                           # events replayed through the stream updater (default 20,000)
  *
- * BKT/Elo scoring is the columnar batch (serving/learnerStateBatch.ts); ROW_JOB=1 also times the
- * row-by-row job (serving/learnerState.ts) on the same store for the ratio.
+ * BKT/Elo scoring is the columnar batch (serving/learnerState.ts scoreBktElo, the one batch path).
  * The BKT/Elo models are quick-fitted on the store's quiz attempts first ("fit bkt-elo", reported,
  * not counted: the daily batch scores with registered models). No ML champion is registered here, so
  * the batch has no ML score step. Targets (issue 17): batch <= 60 s for 10M events; BKT/Elo scoring
@@ -22,7 +21,6 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
-import { scoreBktEloColumnar } from "../serving/learnerStateBatch.ts";
 import { DEFAULT_SOURCE_ORDER } from "../serving/masteryView.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { IncrementalUpdater } from "../serving/updater.ts";
@@ -80,13 +78,8 @@ const pipeline = await runPipeline({
 });
 const models = await step("fit bkt-elo (not counted)", () => resolveModels(store, { seed: 0 }));
 const historyBefore = await count("SELECT count(*) AS n FROM student_mastery_history");
-const bktElo = await step("score bkt-elo", () => scoreBktEloColumnar(store, models, { full: true }));
+const bktElo = await step("score bkt-elo", () => scoreBktElo(store, models, { full: true }));
 const historyRows = (await count("SELECT count(*) AS n FROM student_mastery_history")) - historyBefore;
-// ROW_JOB=1: also time the row-by-row job (serving/learnerState.ts) on the same store, for the ratio.
-const rowJob =
-  process.env.ROW_JOB === "1"
-    ? await step("score bkt-elo, row job (not counted)", () => scoreBktElo(store, models, { full: true }))
-    : null;
 // An incremental day: 1% of the students active (their last day of events again, one day later, new
 // event ids), then the daily BKT/Elo run folds only those keys' new events onto their stored states.
 const dayEvents = await step("append a day, 1% of students (not counted)", async () => {
@@ -98,7 +91,7 @@ const dayEvents = await step("append a day, 1% of students (not counted)", async
   );
   return count("SELECT count(*) AS n FROM raw_events WHERE event_id LIKE '%-next'");
 });
-const incremental = await step("score bkt-elo, incremental day", () => scoreBktEloColumnar(store, models));
+const incremental = await step("score bkt-elo, incremental day", () => scoreBktElo(store, models));
 // The served score: per (student, topic) the first source of GET /mastery's order that has a score.
 const served = await step("served score", async () => {
   await store.run(
@@ -150,14 +143,6 @@ const out = {
   batchEventsPerSecond: Math.round(events / batchSeconds),
   bktEloSecondsPer1M: Number(((seconds["score bkt-elo"] ?? 0) / (events / 1e6)).toFixed(2)),
   bktEloCpuSecondsPer1M: Number(((cpuSeconds["score bkt-elo"] ?? 0) / (events / 1e6)).toFixed(2)),
-  rowJobOverColumnar:
-    rowJob === null
-      ? null
-      : Number(
-          ((seconds["score bkt-elo, row job (not counted)"] ?? 0) / (seconds["score bkt-elo"] ?? 1)).toFixed(
-            2,
-          ),
-        ),
   incrementalDay: {
     newEvents: dayEvents,
     keys: incremental.keys,

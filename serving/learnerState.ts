@@ -5,38 +5,35 @@ import { BKT } from "../models/bkt.ts";
 import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
 import { Elo } from "../models/elo.ts";
 import {
-  batchPlan,
   bktMastery,
   type ExplainedScore,
   eloMastery,
-  type LearnerEvent,
-  type LearnerState,
-  replayEvents,
+  initialLearnerState,
+  type TopicParams,
   topicParamsResolver,
 } from "../models/learnerState.ts";
+import { foldKeyRun, type KeyRuns } from "../models/learnerStateFold.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
-import {
-  appendLearnerStateRow,
-  LEARNER_STATE_COLUMNS,
-  type LearnerStateRow,
-  learnerStateFromRow,
-} from "../storage/stateStore.ts";
+import { dropLearnerEventColumns, readLearnerEventColumns } from "../storage/learnerEventColumns.ts";
+import { LEARNER_STATE_COLUMNS, learnerStateFromRow } from "../storage/stateStore.ts";
 import { intern } from "../training/responses.ts";
 
 /**
- * The BKT + Elo scoring job: replays raw_events per (student_key, topic_id) in (ts, event_id)
- * order through models/learnerState.ts into learner_state, then writes the 'bkt' and 'elo' scores
- * to student_mastery (one row per key and source) and student_mastery_history (one row per key and
- * source whose state moved in this run), each with its explanation.
+ * The BKT + Elo scoring job (the one batch path: `mastery score bkt-elo`, the pipeline, the demo and
+ * `mastery schedule`): folds raw_events per (student_key, topic_id) in (ts, event_id) order into
+ * learner_state, then writes the 'bkt' and 'elo' scores to student_mastery (one row per key and
+ * source) and student_mastery_history (one row per key and source whose state moved in this run),
+ * each with its explanation.
  *
  * Incremental by default, with the stream's late-event rule (models/learnerState.ts batchPlan): a
  * key continues from its stored state with only the events after its cursor (last_ts,
  * last_event_id) when the state already holds every stored event at or before the cursor; a key
  * with a late event (stored after the state was built, ts before the cursor), with a state built
- * by other model versions, or with no state, is replayed from its first event. Both go through
- * models/learnerState.ts replayEvents, so the state equals a full replay
- * (test/serving/learnerState.int.test.ts proves it).
+ * by other model versions, or with no state, is replayed from its first event. The events come as
+ * typed-array columns (storage/learnerEventColumns.ts) and each key is one fold over its sorted run
+ * (models/learnerStateFold.ts, bit for bit the stream's applyEvent), so the state equals a full
+ * replay and the stream updater's (test/serving/learnerState.int.test.ts).
  */
 
 export class LearnerStateError extends Error {
@@ -192,19 +189,6 @@ export interface ScoreBktEloResult {
   eloVersion: string;
 }
 
-type EventRow = {
-  student_key: string;
-  topic_id: string;
-  event_id: string;
-  type: string;
-  ts_us: number;
-  is_correct: boolean | null;
-  question_id: string | null;
-  ingested_at_us: number;
-};
-
-const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
-
 /** Runs the job on `store` with `models`; see the module comment. */
 export async function scoreBktElo(
   store: DuckStore,
@@ -214,168 +198,133 @@ export async function scoreBktElo(
   const now = opts.now ?? new Date();
   const nowUs = now.getTime() * 1000;
   const paramsFor = topicParamsResolver(models);
-  const versions = [models.bktVersion, models.eloVersion];
+  const cols = await readLearnerEventColumns(store, {
+    bktVersion: models.bktVersion,
+    eloVersion: models.eloVersion,
+    full: opts.full === true,
+  });
+  const nKeys = cols.keys;
+  const nRows = cols.answer.length;
 
-  // Per key: whether it has a usable state (same model versions, not a full run), and how many of
-  // its stored events lie at or before / after that state's cursor.
-  const usable = `s.student_key = ev.student_key AND s.topic_id = ev.topic_id
-      AND s.bkt_model_version = $1 AND s.elo_model_version = $2 AND NOT $3`;
-  const afterCursor = `(s.last_ts IS NULL OR ev.ts > s.last_ts OR (ev.ts = s.last_ts AND ev.event_id > s.last_event_id))`;
-  const keyRows = await store.all<{
-    student_key: string;
-    topic_id: string;
-    has_state: boolean;
-    event_n: number | null;
-    n_before: bigint;
-    n_after: bigint;
-  }>(
-    `${DEDUPED_EVENTS}
-     SELECT ev.student_key, ev.topic_id, bool_or(s.student_key IS NOT NULL) AS has_state,
-            any_value(s.event_n) AS event_n,
-            count(*) FILTER (WHERE s.student_key IS NOT NULL AND NOT ${afterCursor}) AS n_before,
-            count(*) FILTER (WHERE s.student_key IS NULL OR ${afterCursor}) AS n_after
-     FROM ev LEFT JOIN learner_state s ON ${usable}
-     GROUP BY ev.student_key, ev.topic_id`,
-    [...versions, opts.full === true],
-  );
-  // The late-event rule (models/learnerState.ts batchPlan, the stream's updatePlan seen from the
-  // store): a key is continued from its state only when the state holds every stored event at or
-  // before its cursor; otherwise (no state, other models, a late event) it is replayed in full.
-  await store.run(
-    "CREATE OR REPLACE TEMP TABLE bkt_elo_plan (student_key VARCHAR, topic_id VARCHAR, replay BOOLEAN)",
-  );
-  const planApp = await store.conn.createAppender("bkt_elo_plan", "main", "temp");
-  let nKeys = 0;
-  for (const r of keyRows) {
-    const state = r.has_state ? { eventN: r.event_n ?? -1 } : null;
-    const replay = batchPlan(state, Number(r.n_before)) === "replay";
-    if (!replay && Number(r.n_after) === 0) continue;
-    planApp.appendVarchar(r.student_key);
-    planApp.appendVarchar(r.topic_id);
-    planApp.appendBoolean(replay);
-    planApp.endRow();
-    nKeys++;
+  // Per row: the Elo offset of its question under its key's topic parameters.
+  const itemOffset = new Float64Array(nRows);
+  const offsetsByMap = new Map<TopicParams["itemOffsets"], Float64Array>();
+  const topicParams = cols.topics.map((t) => paramsFor(t));
+  for (let k = 0; k < nKeys; k++) {
+    const params = topicParams[cols.topic[k]!]!;
+    let offsets = offsetsByMap.get(params.itemOffsets);
+    if (offsets === undefined) {
+      offsets = Float64Array.from(cols.questions, (q) => params.itemOffsets.get(q) ?? 0);
+      offsetsByMap.set(params.itemOffsets, offsets);
+    }
+    for (let i = cols.keyStart[k]!; i < cols.keyStart[k + 1]!; i++) {
+      const q = cols.question[i]!;
+      itemOffset[i] = q < 0 ? 0 : offsets[q]!;
+    }
   }
-  planApp.flushSync();
-  planApp.closeSync();
+  const runs: KeyRuns = { keyStart: cols.keyStart, answer: cols.answer, itemOffset, ts: cols.ts };
 
-  const stateRows = await store.all<LearnerStateRow>(
-    `SELECT s.*, epoch_us(s.last_ts)::DOUBLE AS last_ts_us
-     FROM learner_state s JOIN bkt_elo_plan p USING (student_key, topic_id) WHERE NOT p.replay`,
-  );
-  const stored = new Map<string, LearnerState>();
-  for (const r of stateRows) stored.set(`${r.student_key}\u0000${r.topic_id}`, learnerStateFromRow(r));
-  const events = await store.all<EventRow>(
-    `${DEDUPED_EVENTS}
-     SELECT ev.student_key, ev.topic_id, ev.event_id, ev.type, epoch_us(ev.ts)::DOUBLE AS ts_us,
-            ev.is_correct, ev.question_id, epoch_us(ev.ingested_at)::DOUBLE AS ingested_at_us
-     FROM ev JOIN bkt_elo_plan p USING (student_key, topic_id)
-     LEFT JOIN learner_state s ON ${usable} AND NOT p.replay
-     WHERE p.replay OR ${afterCursor}
-     ORDER BY ev.student_key, ev.topic_id, ev.ts, ev.event_id`,
-    [...versions, opts.full === true],
-  );
-
+  // Staged by key index; the key strings, the cursor's event id and the versions are joined in SQL.
   await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_elo_state AS SELECT ${LEARNER_STATE_COLUMNS} FROM learner_state LIMIT 0`,
+    `CREATE OR REPLACE TEMP TABLE bkt_elo_state (
+       k INTEGER, p_mastery DOUBLE, elo_ability DOUBLE, elo_n INTEGER, bkt_n INTEGER, last_ts TIMESTAMP,
+       correct_streak INTEGER, correct_n INTEGER, bkt_correct_delta DOUBLE, bkt_incorrect_delta DOUBLE,
+       bkt_learn_delta DOUBLE, bkt_streak_obs_delta DOUBLE, bkt_streak_learn_delta DOUBLE,
+       elo_correct_delta DOUBLE, elo_incorrect_delta DOUBLE, elo_streak_delta DOUBLE, p_unknown DOUBLE,
+       event_n INTEGER)`,
   );
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_elo_score (
-       student_key VARCHAR, topic_id VARCHAR, mastery_score DOUBLE, score_source VARCHAR,
-       model_version VARCHAR, as_of TIMESTAMP, explanation VARCHAR)`,
+       k INTEGER, score_source VARCHAR, mastery_score DOUBLE, as_of TIMESTAMP, explanation VARCHAR)`,
   );
   const stateApp = await store.conn.createAppender("bkt_elo_state");
   const scoreApp = await store.conn.createAppender("bkt_elo_score");
-  const writeScore = (
-    key: string,
-    topic: string,
-    s: ExplainedScore,
-    source: string,
-    version: string,
-    asOfUs: number,
-  ) => {
-    scoreApp.appendVarchar(key);
-    scoreApp.appendVarchar(topic);
-    scoreApp.appendDouble(s.score);
+  const writeScore = (k: number, s: ExplainedScore, source: string, asOf: DuckDBTimestampValue) => {
+    scoreApp.appendInteger(k);
     scoreApp.appendVarchar(source);
-    scoreApp.appendVarchar(version);
-    scoreApp.appendTimestamp(micros(asOfUs));
+    scoreApp.appendDouble(s.score);
+    scoreApp.appendTimestamp(asOf);
     scoreApp.appendVarchar(JSON.stringify(s.explanation));
     scoreApp.endRow();
   };
 
-  let quizAttempts = 0;
   let replayedKeys = 0;
-  let doneKeys = 0;
-  let k = 0;
-  while (k < events.length) {
-    const first = events[k]!;
-    const keyId = `${first.student_key}\u0000${first.topic_id}`;
-    const params = paramsFor(first.topic_id);
-    const prior = stored.get(keyId);
-    if (prior === undefined) replayedKeys++;
-    const keyEvents: LearnerEvent[] = [];
-    for (; k < events.length; k++) {
-      const e = events[k]!;
-      if (e.student_key !== first.student_key || e.topic_id !== first.topic_id) break;
-      if (e.type === "quiz_attempt" && e.is_correct !== null) quizAttempts++;
-      keyEvents.push({
-        eventId: e.event_id,
-        type: e.type,
-        ts: e.ts_us,
-        isCorrect: e.is_correct,
-        questionId: e.question_id,
-        ingestedAt: e.ingested_at_us,
-      });
-    }
-    const state = replayEvents(keyEvents, params, prior);
-    const s = state;
-    appendLearnerStateRow(
-      stateApp,
-      first.student_key,
-      first.topic_id,
-      s,
-      nowUs,
-      models.bktVersion,
-      models.eloVersion,
-    );
-    const asOf = s.lastTs ?? nowUs;
-    writeScore(first.student_key, first.topic_id, bktMastery(s, params), "bkt", models.bktVersion, asOf);
-    writeScore(first.student_key, first.topic_id, eloMastery(s, params), "elo", models.eloVersion, asOf);
-    doneKeys++;
-    if (doneKeys % 1000 === 0) opts.onProgress?.(doneKeys, nKeys);
+  for (let k = 0; k < nKeys; k++) {
+    const params = topicParams[cols.topic[k]!]!;
+    const storedRow = cols.replay[k] === 1 ? undefined : cols.stored.get(k);
+    if (storedRow === undefined) replayedKeys++;
+    const from = storedRow === undefined ? initialLearnerState(params) : learnerStateFromRow(storedRow);
+    // Every key here has at least one event, so its cursor's event id is bkt_col_keys.last_event_id.
+    const s = foldKeyRun(runs, k, params, from, "");
+    const asOf = new DuckDBTimestampValue(BigInt(Math.round(s.lastTs ?? nowUs)));
+    stateApp.appendInteger(k);
+    stateApp.appendDouble(s.pMastery);
+    stateApp.appendDouble(s.eloAbility);
+    stateApp.appendInteger(s.eloN);
+    stateApp.appendInteger(s.bktN);
+    stateApp.appendTimestamp(asOf);
+    stateApp.appendInteger(s.correctStreak);
+    stateApp.appendInteger(s.correctN);
+    stateApp.appendDouble(s.bktCorrectDelta);
+    stateApp.appendDouble(s.bktIncorrectDelta);
+    stateApp.appendDouble(s.bktLearnDelta);
+    stateApp.appendDouble(s.bktStreakObsDelta);
+    stateApp.appendDouble(s.bktStreakLearnDelta);
+    stateApp.appendDouble(s.eloCorrectDelta);
+    stateApp.appendDouble(s.eloIncorrectDelta);
+    stateApp.appendDouble(s.eloStreakDelta);
+    stateApp.appendDouble(s.pUnknown);
+    stateApp.appendInteger(s.eventN);
+    stateApp.endRow();
+    writeScore(k, bktMastery(s, params), "bkt", asOf);
+    writeScore(k, eloMastery(s, params), "elo", asOf);
+    if ((k + 1) % 10_000 === 0) opts.onProgress?.(k + 1, nKeys);
   }
   stateApp.closeSync();
   scoreApp.closeSync();
-  opts.onProgress?.(doneKeys, nKeys);
+  opts.onProgress?.(nKeys, nKeys);
+  let quizAttempts = 0;
+  for (let i = 0; i < nRows; i++) if (cols.answer[i]! >= 0) quizAttempts++;
 
+  const params = {
+    now: new DuckDBTimestampValue(BigInt(Math.round(nowUs))),
+    bkt: models.bktVersion,
+    elo: models.eloVersion,
+  };
+  const scores = `SELECT k.student_key, k.topic_id, s.mastery_score, s.score_source,
+         CASE s.score_source WHEN 'bkt' THEN $bkt ELSE $elo END AS model_version, s.as_of, s.explanation, $now AS stamp
+       FROM bkt_elo_score s JOIN bkt_col_keys k USING (k)`;
   await store.transaction(async () => {
     if (opts.full === true) await store.run("DELETE FROM learner_state");
     await store.run(
-      `INSERT OR REPLACE INTO learner_state (${LEARNER_STATE_COLUMNS}) SELECT ${LEARNER_STATE_COLUMNS} FROM bkt_elo_state`,
+      `INSERT OR REPLACE INTO learner_state (${LEARNER_STATE_COLUMNS})
+       SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_ability, s.elo_n, s.bkt_n, s.last_ts, k.last_event_id,
+              s.correct_streak, $now, s.correct_n, s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta,
+              s.bkt_streak_obs_delta, s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta,
+              s.elo_streak_delta, $bkt, $elo, s.p_unknown, s.event_n
+       FROM bkt_elo_state s JOIN bkt_col_keys k USING (k)`,
+      params,
     );
     await store.run(
       `INSERT OR REPLACE INTO student_mastery
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
-       SELECT student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, $1
-       FROM bkt_elo_score`,
-      [micros(nowUs)],
+       ${scores}`,
+      params,
     );
     await store.run(
       `INSERT INTO student_mastery_history
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
-       SELECT student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, $1
-       FROM bkt_elo_score`,
-      [micros(nowUs)],
+       ${scores}`,
+      params,
     );
   });
-  await store.run("DROP TABLE IF EXISTS bkt_elo_plan");
+  await dropLearnerEventColumns(store);
   await store.run("DROP TABLE IF EXISTS bkt_elo_state");
   await store.run("DROP TABLE IF EXISTS bkt_elo_score");
   return {
-    keys: doneKeys,
+    keys: nKeys,
     replayedKeys,
-    events: events.length,
+    events: nRows,
     quizAttempts,
     bktVersion: models.bktVersion,
     eloVersion: models.eloVersion,

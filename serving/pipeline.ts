@@ -6,8 +6,7 @@ import { type GenerateOptions, generateSynthetic } from "../features/synthetic/g
 import { buildFeatures, resolveAsOf } from "../features/windows.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { RosterStore } from "../storage/rosterStore.ts";
-import { resolveModels } from "./learnerState.ts";
-import { scoreBktEloColumnar } from "./learnerStateBatch.ts";
+import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { loadRosterFile, type RosterLoadReport } from "./roster.ts";
 import { scoreRules } from "./ruleScoring.ts";
 
@@ -101,7 +100,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult
   if (!skip.has("score bkt-elo")) {
     const result = await timed("score bkt-elo", async () => {
       const models = await resolveModels(opts.store, {});
-      return scoreBktEloColumnar(opts.store, models, { onProgress: progress("score bkt-elo") });
+      return scoreBktElo(opts.store, models, { onProgress: progress("score bkt-elo") });
     });
     bktEloKeys = result.keys;
   }

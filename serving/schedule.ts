@@ -20,8 +20,7 @@ import type { Registry } from "../registry/registry.ts";
 import { BatchRunStore } from "../storage/batchRuns.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { signWebhook } from "./alerts.ts";
-import { resolveModels } from "./learnerState.ts";
-import { scoreBktEloColumnar } from "./learnerStateBatch.ts";
+import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
 import { nextRunAt, type ScheduleConfig, type ScheduledJob } from "./scheduleConfig.ts";
 
@@ -159,7 +158,7 @@ async function dailyBatch(
     ...(cfg.bktModel !== null ? { bktModelDir: cfg.bktModel } : {}),
     ...(cfg.eloModel !== null ? { eloModelDir: cfg.eloModel } : {}),
   });
-  const bktElo = await scoreBktEloColumnar(store, models, { full: cfg.full });
+  const bktElo = await scoreBktElo(store, models, { full: cfg.full });
   counts.bktEloKeys = bktElo.keys;
   counts.bktEloEvents = bktElo.events;
   return counts;

@@ -3,12 +3,12 @@ import type { DuckStore } from "./duckdb.ts";
 import type { LearnerStateRow } from "./stateStore.ts";
 
 /**
- * Columnar reads for the BKT/Elo batch (serving/learnerStateBatch.ts): the raw events each
+ * Columnar reads for the BKT/Elo batch (serving/learnerState.ts scoreBktElo): the raw events each
  * (student, topic) key still has to fold, as typed arrays sorted by key and then (ts, event_id),
  * read chunk by chunk from DuckDB's vectors (no row objects). Which events: every event of a key
  * with no usable state (none, other model versions, or a full run), else those after the key's
  * cursor (last_ts, last_event_id) — the same selection and the same first-ingested de-duplication
- * as serving/learnerState.ts scoreBktElo, so both jobs fold the same events.
+ * as the stream updater (models/learnerState.ts), so both paths fold the same events.
  */
 
 export interface LearnerEventColumns {

@@ -475,7 +475,7 @@ export const LEARNER_STATE_COLUMNS = `student_key, topic_id, p_mastery, elo_abil
   bkt_streak_obs_delta, bkt_streak_learn_delta, elo_correct_delta, elo_incorrect_delta, elo_streak_delta,
   bkt_model_version, elo_model_version, p_unknown, event_n`;
 
-/** Appends one learner_state row in LEARNER_STATE_COLUMNS order (used by the updater and the batch job). */
+/** Appends one learner_state row in LEARNER_STATE_COLUMNS order (used by the stream updater). */
 export function appendLearnerStateRow(
   ap: DuckDBAppender,
   studentKey: string,

@@ -1,6 +1,5 @@
 import type { Command } from "commander";
-import { resolveModels } from "../../serving/learnerState.ts";
-import { scoreBktEloColumnar } from "../../serving/learnerStateBatch.ts";
+import { resolveModels, scoreBktElo } from "../../serving/learnerState.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { commandGroup, defaultDbPath, parseIntOption } from "../options.ts";
 import { Progress } from "../progress.ts";
@@ -52,7 +51,7 @@ Example:
           ...(opts.eloModel !== undefined ? { eloModelDir: opts.eloModel } : {}),
         });
         let progress: Progress | undefined;
-        const result = await scoreBktEloColumnar(store, models, {
+        const result = await scoreBktElo(store, models, {
           full: opts.full === true,
           onProgress: (done, total) => {
             progress ??= new Progress("score bkt-elo", total);
