@@ -5,8 +5,6 @@ import { BKT } from "../models/bkt.ts";
 import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
 import { Elo } from "../models/elo.ts";
 import {
-  bktMastery,
-  type ExplainedScore,
   eloMastery,
   initialLearnerState,
   type TopicParams,
@@ -15,7 +13,11 @@ import {
 import { foldKeyRun, type KeyRuns } from "../models/learnerStateFold.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
-import { dropLearnerEventColumns, readLearnerEventColumns } from "../storage/learnerEventColumns.ts";
+import {
+  appendDoubleColumns,
+  dropLearnerEventColumns,
+  readLearnerEventColumns,
+} from "../storage/learnerEventColumns.ts";
 import { LEARNER_STATE_COLUMNS, learnerStateFromRow } from "../storage/stateStore.ts";
 import { intern } from "../training/responses.ts";
 
@@ -189,6 +191,51 @@ export interface ScoreBktEloResult {
   eloVersion: string;
 }
 
+// JSON.stringify's text of a finite double, in SQL: integral values without ".0" (DuckDB's to_json writes
+// "3.0" and "-0.0"), everything else as to_json's shortest round-trip text, which is JavaScript's.
+const JSON_NUMBER_MACRO = `CREATE OR REPLACE TEMP MACRO bkt_elo_num(x) AS
+  CASE WHEN NOT isfinite(x) THEN 'null'
+       WHEN x = trunc(x) AND abs(x) < 1e15 THEN (x::BIGINT)::VARCHAR
+       ELSE to_json(x)::VARCHAR END`;
+// models/explanation.ts explain() in SQL: factors by |contribution| descending then name, the top 3
+// shown, the rest summed from 0 in that order; the text of JSON.stringify of the Explanation.
+const factorJson = (list: string) =>
+  `array_to_string(list_transform(${list}[1:3], f -> '{"name":"' || f.n || '","value":' || bkt_elo_num(f.v)
+     || ',"contribution":' || bkt_elo_num(f.c) || '}'), ',')`;
+const BKT_FACTORS = `list_sort([
+  {o: -abs(s.bkt_correct_delta), n: 'correct_answers', v: s.correct_n - s.correct_streak, c: s.bkt_correct_delta},
+  {o: -abs(s.bkt_incorrect_delta), n: 'incorrect_answers', v: s.bkt_n - s.correct_n, c: s.bkt_incorrect_delta},
+  {o: -abs(s.bkt_learn_delta), n: 'bkt_learn', v: t.bkt_learn, c: s.bkt_learn_delta},
+  {o: -abs(s.bkt_streak_obs_delta + s.bkt_streak_learn_delta), n: 'recent_correct_streak', v: s.correct_streak,
+   c: s.bkt_streak_obs_delta + s.bkt_streak_learn_delta}])`;
+const ELO_FACTORS = `list_sort([
+  {o: -abs(s.elo_correct_delta), n: 'correct_answers', v: s.correct_n - s.correct_streak, c: s.elo_correct_delta},
+  {o: -abs(s.elo_incorrect_delta), n: 'incorrect_answers', v: s.elo_n - s.correct_n, c: s.elo_incorrect_delta},
+  {o: -abs(s.elo_streak_delta), n: 'recent_correct_streak', v: s.correct_streak, c: s.elo_streak_delta}])`;
+
+/** Columns of the staged fold results (all DOUBLE; integers are exact), in append order. */
+const STAGED = [
+  "k",
+  "p_mastery",
+  "elo_ability",
+  "elo_n",
+  "bkt_n",
+  "last_ts_us",
+  "correct_streak",
+  "correct_n",
+  "bkt_correct_delta",
+  "bkt_incorrect_delta",
+  "bkt_learn_delta",
+  "bkt_streak_obs_delta",
+  "bkt_streak_learn_delta",
+  "elo_correct_delta",
+  "elo_incorrect_delta",
+  "elo_streak_delta",
+  "p_unknown",
+  "event_n",
+  "elo_score",
+] as const;
+
 /** Runs the job on `store` with `models`; see the module comment. */
 export async function scoreBktElo(
   store: DuckStore,
@@ -224,30 +271,10 @@ export async function scoreBktElo(
   }
   const runs: KeyRuns = { keyStart: cols.keyStart, answer: cols.answer, itemOffset, ts: cols.ts };
 
-  // Staged by key index; the key strings, the cursor's event id and the versions are joined in SQL.
-  await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_elo_state (
-       k INTEGER, p_mastery DOUBLE, elo_ability DOUBLE, elo_n INTEGER, bkt_n INTEGER, last_ts TIMESTAMP,
-       correct_streak INTEGER, correct_n INTEGER, bkt_correct_delta DOUBLE, bkt_incorrect_delta DOUBLE,
-       bkt_learn_delta DOUBLE, bkt_streak_obs_delta DOUBLE, bkt_streak_learn_delta DOUBLE,
-       elo_correct_delta DOUBLE, elo_incorrect_delta DOUBLE, elo_streak_delta DOUBLE, p_unknown DOUBLE,
-       event_n INTEGER)`,
-  );
-  await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_elo_score (
-       k INTEGER, score_source VARCHAR, mastery_score DOUBLE, as_of TIMESTAMP, explanation VARCHAR)`,
-  );
-  const stateApp = await store.conn.createAppender("bkt_elo_state");
-  const scoreApp = await store.conn.createAppender("bkt_elo_score");
-  const writeScore = (k: number, s: ExplainedScore, source: string, asOf: DuckDBTimestampValue) => {
-    scoreApp.appendInteger(k);
-    scoreApp.appendVarchar(source);
-    scoreApp.appendDouble(s.score);
-    scoreApp.appendTimestamp(asOf);
-    scoreApp.appendVarchar(JSON.stringify(s.explanation));
-    scoreApp.endRow();
-  };
-
+  // The fold's results as columns (one Float64Array per STAGED column), appended chunk by chunk; the
+  // key strings, the cursor's event id, the versions and the explanations are made in SQL.
+  const out = STAGED.map(() => new Float64Array(nKeys));
+  const [ok, pM, eA, eN, bN, lastTs, cS, cN, d0, d1, d2, d3, d4, d5, d6, d7, pU, evN, eloS] = out;
   let replayedKeys = 0;
   for (let k = 0; k < nKeys; k++) {
     const params = topicParams[cols.topic[k]!]!;
@@ -256,32 +283,46 @@ export async function scoreBktElo(
     const from = storedRow === undefined ? initialLearnerState(params) : learnerStateFromRow(storedRow);
     // Every key here has at least one event, so its cursor's event id is bkt_col_keys.last_event_id.
     const s = foldKeyRun(runs, k, params, from, "");
-    const asOf = new DuckDBTimestampValue(BigInt(Math.round(s.lastTs ?? nowUs)));
-    stateApp.appendInteger(k);
-    stateApp.appendDouble(s.pMastery);
-    stateApp.appendDouble(s.eloAbility);
-    stateApp.appendInteger(s.eloN);
-    stateApp.appendInteger(s.bktN);
-    stateApp.appendTimestamp(asOf);
-    stateApp.appendInteger(s.correctStreak);
-    stateApp.appendInteger(s.correctN);
-    stateApp.appendDouble(s.bktCorrectDelta);
-    stateApp.appendDouble(s.bktIncorrectDelta);
-    stateApp.appendDouble(s.bktLearnDelta);
-    stateApp.appendDouble(s.bktStreakObsDelta);
-    stateApp.appendDouble(s.bktStreakLearnDelta);
-    stateApp.appendDouble(s.eloCorrectDelta);
-    stateApp.appendDouble(s.eloIncorrectDelta);
-    stateApp.appendDouble(s.eloStreakDelta);
-    stateApp.appendDouble(s.pUnknown);
-    stateApp.appendInteger(s.eventN);
-    stateApp.endRow();
-    writeScore(k, bktMastery(s, params), "bkt", asOf);
-    writeScore(k, eloMastery(s, params), "elo", asOf);
+    ok![k] = k;
+    pM![k] = s.pMastery;
+    eA![k] = s.eloAbility;
+    eN![k] = s.eloN;
+    bN![k] = s.bktN;
+    lastTs![k] = Math.round(s.lastTs ?? nowUs);
+    cS![k] = s.correctStreak;
+    cN![k] = s.correctN;
+    d0![k] = s.bktCorrectDelta;
+    d1![k] = s.bktIncorrectDelta;
+    d2![k] = s.bktLearnDelta;
+    d3![k] = s.bktStreakObsDelta;
+    d4![k] = s.bktStreakLearnDelta;
+    d5![k] = s.eloCorrectDelta;
+    d6![k] = s.eloIncorrectDelta;
+    d7![k] = s.eloStreakDelta;
+    pU![k] = s.pUnknown;
+    evN![k] = s.eventN;
+    eloS![k] = eloMastery(s, params).score;
     if ((k + 1) % 10_000 === 0) opts.onProgress?.(k + 1, nKeys);
   }
-  stateApp.closeSync();
-  scoreApp.closeSync();
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_elo_state (${STAGED.map((c) => `${c} DOUBLE`).join(", ")})`,
+  );
+  await appendDoubleColumns(store, "bkt_elo_state", out, nKeys);
+  // Per topic index: the explanations' base values and the BKT learn rate shown as a factor value.
+  await store.run(
+    "CREATE OR REPLACE TEMP TABLE bkt_elo_topic (ti DOUBLE, bkt_prior DOUBLE, bkt_learn DOUBLE, elo_base DOUBLE)",
+  );
+  await appendDoubleColumns(
+    store,
+    "bkt_elo_topic",
+    [
+      Float64Array.from(topicParams, (_, i) => i),
+      Float64Array.from(topicParams, (p) => p.bkt.prior),
+      Float64Array.from(topicParams, (p) => p.bkt.learn),
+      Float64Array.from(topicParams, (p) => eloMastery(initialLearnerState(p), p).explanation.base),
+    ],
+    topicParams.length,
+  );
   opts.onProgress?.(nKeys, nKeys);
   let quizAttempts = 0;
   for (let i = 0; i < nRows; i++) if (cols.answer[i]! >= 0) quizAttempts++;
@@ -291,36 +332,55 @@ export async function scoreBktElo(
     bkt: models.bktVersion,
     elo: models.eloVersion,
   };
-  const scores = `SELECT k.student_key, k.topic_id, s.mastery_score, s.score_source,
-         CASE s.score_source WHEN 'bkt' THEN $bkt ELSE $elo END AS model_version, s.as_of, s.explanation, $now AS stamp
-       FROM bkt_elo_score s JOIN bkt_col_keys k USING (k)`;
+  const keyed = `bkt_elo_state s JOIN bkt_col_keys k ON k.k = s.k::INTEGER`;
+  await store.run(JSON_NUMBER_MACRO);
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_elo_score AS
+     WITH f AS (
+       SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_score, make_timestamp(s.last_ts_us::BIGINT) AS as_of,
+              t.bkt_prior, t.elo_base, ${BKT_FACTORS} AS bf, ${ELO_FACTORS} AS ef
+       FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE)
+     SELECT student_key, topic_id, p_mastery AS mastery_score, 'bkt' AS score_source, $bkt AS model_version, as_of,
+            '{"base":' || bkt_elo_num(bkt_prior) || ',"factors":[' || ${factorJson("bf")} || '],"rest":'
+              || bkt_elo_num(0.0 + bf[4].c) || ',"score":' || bkt_elo_num(p_mastery) || '}' AS explanation
+     FROM f
+     UNION ALL
+     SELECT student_key, topic_id, elo_score, 'elo', $elo, as_of,
+            '{"base":' || bkt_elo_num(elo_base) || ',"factors":[' || ${factorJson("ef")} || '],"rest":0,"score":'
+              || bkt_elo_num(elo_score) || '}'
+     FROM f`,
+    { bkt: params.bkt, elo: params.elo },
+  );
+  const scores = `SELECT student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, $now
+       FROM bkt_elo_score`;
   await store.transaction(async () => {
     if (opts.full === true) await store.run("DELETE FROM learner_state");
     await store.run(
       `INSERT OR REPLACE INTO learner_state (${LEARNER_STATE_COLUMNS})
-       SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_ability, s.elo_n, s.bkt_n, s.last_ts, k.last_event_id,
-              s.correct_streak, $now, s.correct_n, s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta,
+       SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_ability, s.elo_n::INTEGER, s.bkt_n::INTEGER,
+              make_timestamp(s.last_ts_us::BIGINT), k.last_event_id, s.correct_streak::INTEGER, $now,
+              s.correct_n::INTEGER, s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta,
               s.bkt_streak_obs_delta, s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta,
-              s.elo_streak_delta, $bkt, $elo, s.p_unknown, s.event_n
-       FROM bkt_elo_state s JOIN bkt_col_keys k USING (k)`,
+              s.elo_streak_delta, $bkt, $elo, s.p_unknown, s.event_n::INTEGER
+       FROM ${keyed}`,
       params,
     );
     await store.run(
       `INSERT OR REPLACE INTO student_mastery
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
        ${scores}`,
-      params,
+      { now: params.now },
     );
     await store.run(
       `INSERT INTO student_mastery_history
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
        ${scores}`,
-      params,
+      { now: params.now },
     );
   });
   await dropLearnerEventColumns(store);
-  await store.run("DROP TABLE IF EXISTS bkt_elo_state");
-  await store.run("DROP TABLE IF EXISTS bkt_elo_score");
+  for (const t of ["bkt_elo_state", "bkt_elo_score", "bkt_elo_topic"])
+    await store.run(`DROP TABLE IF EXISTS ${t}`);
   return {
     keys: nKeys,
     replayedKeys,

@@ -1,5 +1,6 @@
 import type { DuckDBVector } from "@duckdb/node-api";
 import type { DuckStore } from "./duckdb.ts";
+import { DOUBLE, DuckDBDataChunk } from "./duckdbApi.ts";
 import type { LearnerStateRow } from "./stateStore.ts";
 
 /**
@@ -169,4 +170,31 @@ export async function readLearnerEventColumns(
 
 export async function dropLearnerEventColumns(store: DuckStore): Promise<void> {
   await store.run("DROP TABLE IF EXISTS bkt_col_keys");
+}
+
+/**
+ * Appends `n` rows of DOUBLE columns to `table` (all of whose columns are DOUBLE, in this order) as
+ * data chunks of up to 2,048 rows: one vector write per value, no appender call per value.
+ */
+export async function appendDoubleColumns(
+  store: DuckStore,
+  table: string,
+  columns: readonly Float64Array[],
+  n: number,
+): Promise<void> {
+  const appender = await store.conn.createAppender(table, "main", "temp");
+  const types = columns.map(() => DOUBLE);
+  for (let at = 0; at < n; at += 2048) {
+    const len = Math.min(2048, n - at);
+    const chunk = DuckDBDataChunk.create(types, len);
+    for (let c = 0; c < columns.length; c++) {
+      const col = columns[c]!;
+      const vec = chunk.getColumnVector(c);
+      for (let i = 0; i < len; i++) vec.setItem(i, col[at + i]!);
+      vec.flush();
+    }
+    appender.appendDataChunk(chunk);
+  }
+  appender.flushSync();
+  appender.closeSync();
 }

@@ -8,12 +8,18 @@ import { ingestPaths } from "../../features/ingest.ts";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { generateSynthetic } from "../../features/synthetic/generate.ts";
 import { type Explanation, explanationTotal } from "../../models/explanation.ts";
-import { type BktEloModels, resolveModels, scoreBktElo } from "../../serving/learnerState.ts";
+import { bktMastery, eloMastery } from "../../models/learnerState.ts";
+import {
+  type BktEloModels,
+  resolveModels,
+  scoreBktElo,
+  topicParamsResolver,
+} from "../../serving/learnerState.ts";
 import { IncrementalUpdater } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { DuckMasteryStore } from "../../storage/masteryStore.ts";
 import { DuckRawEventStore, type RawEventRow } from "../../storage/rawEventStore.ts";
-import { DuckStateStore } from "../../storage/stateStore.ts";
+import { DuckStateStore, type LearnerStateRow, learnerStateFromRow } from "../../storage/stateStore.ts";
 
 interface Ev {
   id: string;
@@ -24,14 +30,17 @@ interface Ev {
   t: number;
   correct: boolean | null;
   question: string | null;
+  /** Days after 2026-02-01 it was ingested (default 0). */
+  ingestedDay?: number;
 }
 
 async function insert(store: DuckStore, events: readonly Ev[]): Promise<void> {
   for (const e of events) {
     await store.run(
       `INSERT INTO raw_events (event_id, type, student_key, topic_id, ts, question_id, is_correct, ingested_at)
-       VALUES ($1, $2, $3, $4, TIMESTAMP '2026-01-01' + to_seconds($5::BIGINT), $6, $7, TIMESTAMP '2026-02-01')`,
-      [e.id, e.type, e.student, e.topic, e.t, e.question, e.correct],
+       VALUES ($1, $2, $3, $4, TIMESTAMP '2026-01-01' + to_seconds($5::BIGINT), $6, $7,
+               TIMESTAMP '2026-02-01' + to_days($8::INTEGER))`,
+      [e.id, e.type, e.student, e.topic, e.t, e.question, e.correct, e.ingestedDay ?? 0],
     );
   }
 }
@@ -60,6 +69,42 @@ async function snapshot(store: DuckStore): Promise<{ state: unknown[]; mastery: 
   return { state, mastery };
 }
 
+/**
+ * The bkt and elo rows of student_mastery as models/learnerState.ts bktMastery / eloMastery compute them
+ * in JavaScript from the stored states (score, and the explanation as JSON.stringify writes it), beside
+ * the rows the job wrote (its explanations are built in SQL).
+ */
+async function jsScores(store: DuckStore, models: BktEloModels) {
+  const paramsFor = topicParamsResolver(models);
+  const states = await store.all<LearnerStateRow>(
+    `SELECT *, epoch_us(last_ts)::DOUBLE AS last_ts_us FROM learner_state ORDER BY student_key, topic_id`,
+  );
+  const expected = states.flatMap((r) => {
+    const s = learnerStateFromRow(r);
+    const p = paramsFor(r.topic_id);
+    return [
+      ["bkt", bktMastery(s, p)],
+      ["elo", eloMastery(s, p)],
+    ].map(([source, m]) => {
+      const e = m as ReturnType<typeof bktMastery>;
+      return [r.student_key, r.topic_id, source, e.score, JSON.stringify(e.explanation)];
+    });
+  });
+  const written = (
+    await store.all<{
+      student_key: string;
+      topic_id: string;
+      score_source: string;
+      mastery_score: number;
+      explanation: string;
+    }>(
+      `SELECT student_key, topic_id, score_source, mastery_score, explanation FROM student_mastery
+       WHERE score_source IN ('bkt', 'elo') ORDER BY student_key, topic_id, score_source`,
+    )
+  ).map((r) => [r.student_key, r.topic_id, r.score_source, r.mastery_score, r.explanation]);
+  return { expected, written };
+}
+
 const evArb = (i: number): fc.Arbitrary<Ev> =>
   fc
     .record({
@@ -83,12 +128,12 @@ describe("serving/learnerState (score bkt-elo job)", () => {
         fc.integer({ min: 1, max: 3 }),
         fc.array(fc.record({ of: fc.nat(), t: fc.integer({ min: 0, max: 50 }) }), { maxLength: 4 }),
         async (original, batches, dups) => {
-          // Re-deliveries: a copy of an earlier event (same id and key, another time and answer); the
-          // first stored copy counts (same ingested_at here, so the earlier ts).
+          // Re-deliveries: a copy of an earlier event (same id and key, another time and answer),
+          // ingested later; the first ingested copy counts.
           const events = [...original];
           for (const d of dups) {
             const e = original[d.of % original.length]!;
-            events.push({ ...e, t: d.t, correct: e.correct === null ? null : !e.correct });
+            events.push({ ...e, t: d.t, correct: e.correct === null ? null : !e.correct, ingestedDay: 1 });
           }
           // Batches arrive in generation order, not time order: later batches hold late events.
           const inc = await DuckStore.open(":memory:");
@@ -103,6 +148,8 @@ describe("serving/learnerState (score bkt-elo job)", () => {
             const r = await scoreBktElo(full, DEFAULTS, { now: NOW, full: true });
             expect(r.events).toBe(new Set(events.map((e) => `${e.student}/${e.topic}/${e.id}`)).size);
             expect(await snapshot(inc)).toEqual(await snapshot(full));
+            const js = await jsScores(full, DEFAULTS);
+            expect(js.written).toEqual(js.expected);
             // Nothing new: the next incremental run touches no key.
             expect((await scoreBktElo(inc, DEFAULTS, { now: NOW })).keys).toBe(0);
           } finally {
@@ -156,6 +203,10 @@ describe("serving/learnerState (score bkt-elo job)", () => {
       });
       for (let i = 0; i < rows.length; i += 300) await updater.apply(rows.slice(i, i + 300));
       expect(await stream.all(STATE)).toEqual(await batch.all(STATE));
+      // Scores and explanation texts (built in SQL) equal what the JavaScript models write.
+      const js = await jsScores(batch, models);
+      expect(js.written.length).toBe(2 * full.keys);
+      expect(js.written).toEqual(js.expected);
 
       // The same events as two daily runs (the second continues the stored states): same tables.
       await batch.run(`COPY raw_events TO '${join(dir, "raw.parquet")}' (FORMAT parquet)`);

@@ -1,0 +1,125 @@
+/**
+ * The BKT/Elo daily batch alone (serving/learnerState.ts scoreBktElo), full recompute and a 1%-active
+ * incremental day, on a stored pipeline store, so the job can be profiled and timed apart from
+ * ingest/features/rules:
+ *
+ *   npx tsx bench/bktElo.bench.ts                       # 10,000 students (~1M events), 3 runs
+ *   STUDENTS=100000 RUNS=1 npx tsx bench/bktElo.bench.ts # ~10M events
+ *   node --cpu-prof --cpu-prof-dir=/tmp/batch-prof --import tsx bench/bktElo.bench.ts   # profile
+ *
+ * The first run builds the store under BENCH_DIR (default /tmp/batch-bkt-<students>: generate, ingest,
+ * features, rule scores; BKT and Elo fitted once and saved as model directories) and keeps it; every
+ * run copies it to a scratch file so each measures the same work. Reported per run: wall and process
+ * CPU seconds (user + sys, DuckDB threads included) of the full job and of the incremental day, and as
+ * an anchor, in the same run, one DuckDB aggregation over raw_events (GROUP BY student_key, topic_id):
+ * the ratio job / anchor is what to compare across machine states. Medians over RUNS.
+ */
+import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
+import { runPipeline } from "../serving/pipeline.ts";
+import { DuckStore } from "../storage/duckdb.ts";
+
+const students = Number(process.env.STUDENTS ?? 10_000);
+const runs = Number(process.env.RUNS ?? 3);
+const root = process.env.BENCH_DIR ?? `/tmp/batch-bkt-${students}`;
+const basePath = join(root, "base.duckdb");
+const bktDir = join(root, "bkt");
+const eloDir = join(root, "elo");
+
+const cpuNow = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+async function measure<T>(fn: () => Promise<T>): Promise<{ out: T; wall: number; cpu: number }> {
+  const t0 = performance.now();
+  const c0 = cpuNow();
+  const out = await fn();
+  return { out, wall: (performance.now() - t0) / 1000, cpu: cpuNow() - c0 };
+}
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return Number((s[(s.length - 1) >> 1]! / 2 + s[s.length >> 1]! / 2).toFixed(3));
+};
+
+if (!existsSync(join(bktDir, "model.json"))) {
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(root, { recursive: true });
+  process.stderr.write(`building the store for ${students} students in ${root} (once)\n`);
+  const store = await DuckStore.open(basePath);
+  await runPipeline({
+    store,
+    pseudonymizer: new Pseudonymizer("bench-key-0123456789abcdef"),
+    dataDir: join(root, "data"),
+    generate: {
+      students,
+      topics: 120,
+      days: 30,
+      seed: 1,
+      start: "2026-09-01",
+      eventsPerDay: 3.4,
+      truthEvery: 7,
+      outDir: join(root, "data"),
+    },
+    skip: ["score bkt-elo"],
+    onStep: (s, ms) => process.stderr.write(`  ${s}: ${(ms / 1000).toFixed(1)} s\n`),
+  });
+  const models = await resolveModels(store, { seed: 0 });
+  for (const [dir, m] of [
+    [bktDir, models.bkt],
+    [eloDir, models.elo],
+  ] as const) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "model.json"), JSON.stringify(m?.toJSON()));
+  }
+  store.close();
+  rmSync(join(root, "data"), { recursive: true, force: true });
+}
+
+const scratch = join(root, "scratch.duckdb");
+const rows: { full: number; fullCpu: number; day: number; dayCpu: number; anchorCpu: number }[] = [];
+let info: Record<string, number> = {};
+for (let r = 0; r < runs; r++) {
+  rmSync(scratch, { force: true });
+  rmSync(`${scratch}.wal`, { force: true });
+  copyFileSync(basePath, scratch);
+  const store = await DuckStore.open(scratch);
+  const models = await resolveModels(store, { bktModelDir: bktDir, eloModelDir: eloDir });
+  const anchor = await measure(() =>
+    store.all("SELECT student_key, topic_id, count(*) AS n FROM raw_events GROUP BY ALL"),
+  );
+  const full = await measure(() => scoreBktElo(store, models, { full: true }));
+  // A day with 1% of the students active: their last day of events again, one day later, new ids.
+  await store.run(
+    `INSERT INTO raw_events
+     SELECT * REPLACE (event_id || '-next' AS event_id, ts + INTERVAL 1 DAY AS ts, now()::TIMESTAMP AS ingested_at)
+     FROM raw_events
+     WHERE hash(student_key) % 100 = 0 AND ts >= (SELECT max(ts) - INTERVAL 1 DAY FROM raw_events)`,
+  );
+  const day = await measure(() => scoreBktElo(store, models));
+  info = { events: full.out.events, keys: full.out.keys, dayEvents: day.out.events, dayKeys: day.out.keys };
+  rows.push({ full: full.wall, fullCpu: full.cpu, day: day.wall, dayCpu: day.cpu, anchorCpu: anchor.cpu });
+  process.stderr.write(
+    `run ${r + 1}/${runs}: full ${full.wall.toFixed(2)} s (cpu ${full.cpu.toFixed(2)}), day ${day.wall.toFixed(2)} s (cpu ${day.cpu.toFixed(2)}), anchor cpu ${anchor.cpu.toFixed(2)}\n`,
+  );
+  store.close();
+}
+rmSync(scratch, { force: true });
+const fullCpu = median(rows.map((x) => x.fullCpu));
+const anchorCpu = median(rows.map((x) => x.anchorCpu));
+process.stdout.write(
+  `${JSON.stringify({
+    students,
+    runs,
+    ...info,
+    fullSeconds: median(rows.map((x) => x.full)),
+    fullCpuSeconds: fullCpu,
+    fullCpuSecondsPer1M: Number((fullCpu / (info.events! / 1e6)).toFixed(2)),
+    daySeconds: median(rows.map((x) => x.day)),
+    dayCpuSeconds: median(rows.map((x) => x.dayCpu)),
+    anchorCpuSeconds: anchorCpu,
+    fullOverAnchor: Number((fullCpu / anchorCpu).toFixed(1)),
+    target: { fullCpuSecondsPer1M: 3, daySecondsOn10M: 5 },
+  })}\n`,
+);
