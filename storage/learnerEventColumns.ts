@@ -33,11 +33,33 @@ export interface LearnerEventColumns {
   stored: Map<number, LearnerStateRow>;
 }
 
-// Duplicate rows of one event for the same key (a re-delivery) count once: the first ingested.
-const DEDUPED_EVENTS = `WITH ev AS (
+// Duplicate rows of one event for the same key (a re-delivery) count once: the first ingested. `rows` is
+// raw_events, or its rows of the candidate keys (an incremental run).
+const dedupedEvents = (rows: string) => `ev AS (
   SELECT event_id, type, student_key, topic_id, ts, is_correct, question_id
-  FROM raw_events
+  FROM ${rows}
   QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1
+)`;
+
+// Stored states usable as a starting point: built by the same model versions ($1, $2); none on a full run ($3).
+const USABLE_STATES = `st AS (
+  SELECT student_key, topic_id, last_ts, last_event_id, event_n FROM learner_state
+  WHERE bkt_model_version = $1 AND elo_model_version = $2 AND NOT $3
+)`;
+
+// An incremental run first narrows the keys with one hash aggregation over raw_events (no sort): a key is
+// left alone when its usable state has folded exactly its stored rows (row count = distinct event ids =
+// event_n) and no row lies after the cursor; only the other keys' rows are de-duplicated and planned. The
+// keys left out are exactly those the plan below would leave alone.
+const CANDIDATE_ROWS = `kr AS (
+  SELECT student_key, topic_id, count(*) AS n, count(DISTINCT event_id) AS nd, max({t: ts, e: event_id}) AS mx
+  FROM raw_events GROUP BY student_key, topic_id
+), cand AS (
+  SELECT kr.student_key, kr.topic_id FROM kr LEFT JOIN st USING (student_key, topic_id)
+  WHERE st.student_key IS NULL OR st.event_n IS NULL OR st.event_n < 0 OR st.last_ts IS NULL
+     OR st.last_event_id IS NULL OR kr.n <> st.event_n OR kr.nd <> kr.n OR kr.mx > {t: st.last_ts, e: st.last_event_id}
+), cand_rows AS (
+  SELECT r.* FROM raw_events r SEMI JOIN cand USING (student_key, topic_id)
 )`;
 
 // Which keys to fold, and from where (models/learnerState.ts batchPlan, the one late-event rule): a key with a
@@ -45,10 +67,8 @@ const DEDUPED_EVENTS = `WITH ev AS (
 // before its cursor (event_n); a late event (at or before the cursor, arrived after the state was written)
 // or a state without a count makes the key replay from a new learner. Keys with nothing after the cursor
 // and a matching count are left alone. A --full run ($3) ignores stored states: every key replays.
-const PLANNED_EVENTS = `${DEDUPED_EVENTS}, st AS (
-  SELECT student_key, topic_id, last_ts, last_event_id, event_n FROM learner_state
-  WHERE bkt_model_version = $1 AND elo_model_version = $2 AND NOT $3
-), kc AS (
+const plannedEvents = (full: boolean) => `WITH ${USABLE_STATES},
+${full ? dedupedEvents("raw_events") : `${CANDIDATE_ROWS}, ${dedupedEvents("cand_rows")}`}, kc AS (
   SELECT ev.student_key, ev.topic_id, bool_or(st.student_key IS NULL) AS no_state, any_value(st.event_n) AS event_n,
          count(*) FILTER (WHERE st.student_key IS NOT NULL
            AND (ev.ts < st.last_ts OR (ev.ts = st.last_ts AND ev.event_id <= st.last_event_id))) AS at_or_before,
@@ -72,7 +92,7 @@ export async function readLearnerEventColumns(
 ): Promise<LearnerEventColumns> {
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_col_new AS
-     ${PLANNED_EVENTS}
+     ${plannedEvents(opts.full)}
      SELECT ev.student_key, ev.topic_id, ev.event_id, ev.type, ev.ts, ev.is_correct, ev.question_id, p.replay
      FROM ev JOIN plan p USING (student_key, topic_id) LEFT JOIN st USING (student_key, topic_id)
      WHERE p.replay OR ev.ts > st.last_ts OR (ev.ts = st.last_ts AND ev.event_id > st.last_event_id)`,
