@@ -47,17 +47,18 @@ const USABLE_STATES = `st AS (
   WHERE bkt_model_version = $1 AND elo_model_version = $2 AND NOT $3
 )`;
 
-// An incremental run first narrows the keys with one hash aggregation over raw_events (no sort): a key is
-// left alone when its usable state has folded exactly its stored rows (row count = distinct event ids =
-// event_n) and no row lies after the cursor; only the other keys' rows are de-duplicated and planned. The
-// keys left out are exactly those the plan below would leave alone.
+// An incremental run first narrows the keys with one hash aggregation over raw_events (count and max ts per
+// key, no sort, ~0.15 CPU-s per 1M rows): a key is left alone when its usable state has folded as many
+// events as it has stored rows (event_n = count) and no row is later than its cursor; only the other keys'
+// rows are de-duplicated and planned. Any new row, late or not, or a re-delivery raises the count. Since
+// the raw zone is append-only (every event a state folded is stored), such a key's rows are exactly the
+// events its state folded, all at or before the cursor: the plan below would leave it alone too.
 const CANDIDATE_ROWS = `kr AS (
-  SELECT student_key, topic_id, count(*) AS n, count(DISTINCT event_id) AS nd, max({t: ts, e: event_id}) AS mx
-  FROM raw_events GROUP BY student_key, topic_id
+  SELECT student_key, topic_id, count(*) AS n, max(ts) AS max_ts FROM raw_events GROUP BY student_key, topic_id
 ), cand AS (
   SELECT kr.student_key, kr.topic_id FROM kr LEFT JOIN st USING (student_key, topic_id)
-  WHERE st.student_key IS NULL OR st.event_n IS NULL OR st.event_n < 0 OR st.last_ts IS NULL
-     OR st.last_event_id IS NULL OR kr.n <> st.event_n OR kr.nd <> kr.n OR kr.mx > {t: st.last_ts, e: st.last_event_id}
+  WHERE st.student_key IS NULL OR st.event_n IS NULL OR st.last_ts IS NULL OR kr.n <> st.event_n
+     OR kr.max_ts > st.last_ts
 ), cand_rows AS (
   SELECT r.* FROM raw_events r SEMI JOIN cand USING (student_key, topic_id)
 )`;
