@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BKT } from "../models/bkt.ts";
 import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
-import { Elo } from "../models/elo.ts";
+import { Elo, eloProbability } from "../models/elo.ts";
 import {
   eloMastery,
   initialLearnerState,
@@ -197,21 +197,45 @@ const JSON_NUMBER_MACRO = `CREATE OR REPLACE TEMP MACRO bkt_elo_num(x) AS
   CASE WHEN NOT isfinite(x) THEN 'null'
        WHEN x = trunc(x) AND abs(x) < 1e15 THEN (x::BIGINT)::VARCHAR
        ELSE to_json(x)::VARCHAR END`;
-// models/explanation.ts explain() in SQL: factors by |contribution| descending then name, the top 3
-// shown, the rest summed from 0 in that order; the text of JSON.stringify of the Explanation.
-const factorJson = (list: string) =>
-  `array_to_string(list_transform(${list}[1:3], f -> '{"name":"' || f.n || '","value":' || bkt_elo_num(f.v)
-     || ',"contribution":' || bkt_elo_num(f.c) || '}'), ',')`;
-const BKT_FACTORS = `list_sort([
-  {o: -abs(s.bkt_correct_delta), n: 'correct_answers', v: s.correct_n - s.correct_streak, c: s.bkt_correct_delta},
-  {o: -abs(s.bkt_incorrect_delta), n: 'incorrect_answers', v: s.bkt_n - s.correct_n, c: s.bkt_incorrect_delta},
-  {o: -abs(s.bkt_learn_delta), n: 'bkt_learn', v: t.bkt_learn, c: s.bkt_learn_delta},
-  {o: -abs(s.bkt_streak_obs_delta + s.bkt_streak_learn_delta), n: 'recent_correct_streak', v: s.correct_streak,
-   c: s.bkt_streak_obs_delta + s.bkt_streak_learn_delta}])`;
-const ELO_FACTORS = `list_sort([
-  {o: -abs(s.elo_correct_delta), n: 'correct_answers', v: s.correct_n - s.correct_streak, c: s.elo_correct_delta},
-  {o: -abs(s.elo_incorrect_delta), n: 'incorrect_answers', v: s.elo_n - s.correct_n, c: s.elo_incorrect_delta},
-  {o: -abs(s.elo_streak_delta), n: 'recent_correct_streak', v: s.correct_streak, c: s.elo_streak_delta}])`;
+// models/explanation.ts explain() split in two: the order of the factors (by |contribution| descending,
+// then name) is decided in JavaScript with explain()'s own comparator (factorOrder, staged as the factor
+// index at each rank), and the text is made in SQL: the top 3 shown, the rest summed from 0 in that
+// order, as JSON.stringify writes the Explanation.
+const factor = (name: string, value: string, contribution: string) =>
+  `'{"name":"${name}","value":' || bkt_elo_num(${value}) || ',"contribution":' || bkt_elo_num(${contribution}) || '}'`;
+const BKT_FACTOR_NAMES = ["correct_answers", "incorrect_answers", "bkt_learn", "recent_correct_streak"];
+const ELO_FACTOR_NAMES = ["correct_answers", "incorrect_answers", "recent_correct_streak"];
+// Per factor (in BKT_FACTOR_NAMES / ELO_FACTOR_NAMES order): its JSON text and its contribution.
+const BKT_FACTOR_SQL = [
+  ["s.correct_n - s.correct_streak", "s.bkt_correct_delta"],
+  ["s.bkt_n - s.correct_n", "s.bkt_incorrect_delta"],
+  ["t.bkt_learn", "s.bkt_learn_delta"],
+  ["s.correct_streak", "s.bkt_streak_obs_delta + s.bkt_streak_learn_delta"],
+].map(([v, c], i) => ({ text: factor(BKT_FACTOR_NAMES[i]!, v!, c!), c: c! }));
+const ELO_FACTOR_SQL = [
+  ["s.correct_n - s.correct_streak", "s.elo_correct_delta"],
+  ["s.elo_n - s.correct_n", "s.elo_incorrect_delta"],
+  ["s.correct_streak", "s.elo_streak_delta"],
+].map(([v, c], i) => ({ text: factor(ELO_FACTOR_NAMES[i]!, v!, c!), c: c! }));
+const pick = (rank: string, of: readonly { text: string; c: string }[], what: "text" | "c") =>
+  `CASE ${rank}::INTEGER ${of.map((f, i) => `WHEN ${i} THEN ${f[what]}`).join(" ")} END`;
+const BKT_EXPLANATION = `'{"base":' || bkt_elo_num(t.bkt_prior) || ',"factors":[' || ${pick("s.b1", BKT_FACTOR_SQL, "text")}
+  || ',' || ${pick("s.b2", BKT_FACTOR_SQL, "text")} || ',' || ${pick("s.b3", BKT_FACTOR_SQL, "text")}
+  || '],"rest":' || bkt_elo_num(0.0 + ${pick("6 - s.b1 - s.b2 - s.b3", BKT_FACTOR_SQL, "c")})
+  || ',"score":' || bkt_elo_num(s.p_mastery) || '}'`;
+const ELO_EXPLANATION = `'{"base":' || bkt_elo_num(t.elo_base) || ',"factors":[' || ${pick("s.e1", ELO_FACTOR_SQL, "text")}
+  || ',' || ${pick("s.e2", ELO_FACTOR_SQL, "text")} || ',' || ${pick("3 - s.e1 - s.e2", ELO_FACTOR_SQL, "text")}
+  || '],"rest":0,"score":' || bkt_elo_num(s.elo_score) || '}'`;
+
+/** Factor indices by rank under explain()'s order: |contribution| descending, then name. */
+function factorOrder(names: readonly string[], contributions: readonly number[]): number[] {
+  return names
+    .map((_, i) => i)
+    .sort(
+      (a, b) =>
+        Math.abs(contributions[b]!) - Math.abs(contributions[a]!) || names[a]!.localeCompare(names[b]!),
+    );
+}
 
 /** Columns of the staged fold results (all DOUBLE; integers are exact), in append order. */
 const STAGED = [
@@ -234,6 +258,11 @@ const STAGED = [
   "p_unknown",
   "event_n",
   "elo_score",
+  "b1",
+  "b2",
+  "b3",
+  "e1",
+  "e2",
 ] as const;
 
 /** Runs the job on `store` with `models`; see the module comment. */
@@ -274,7 +303,32 @@ export async function scoreBktElo(
   // The fold's results as columns (one Float64Array per STAGED column), appended chunk by chunk; the
   // key strings, the cursor's event id, the versions and the explanations are made in SQL.
   const out = STAGED.map(() => new Float64Array(nKeys));
-  const [ok, pM, eA, eN, bN, lastTs, cS, cN, d0, d1, d2, d3, d4, d5, d6, d7, pU, evN, eloS] = out;
+  const [
+    ok,
+    pM,
+    eA,
+    eN,
+    bN,
+    lastTs,
+    cS,
+    cN,
+    d0,
+    d1,
+    d2,
+    d3,
+    d4,
+    d5,
+    d6,
+    d7,
+    pU,
+    evN,
+    eloS,
+    b1,
+    b2,
+    b3,
+    e1,
+    e2,
+  ] = out;
   let replayedKeys = 0;
   for (let k = 0; k < nKeys; k++) {
     const params = topicParams[cols.topic[k]!]!;
@@ -301,7 +355,19 @@ export async function scoreBktElo(
     d7![k] = s.eloStreakDelta;
     pU![k] = s.pUnknown;
     evN![k] = s.eventN;
-    eloS![k] = eloMastery(s, params).score;
+    eloS![k] = eloProbability(s.eloAbility, params.topicDifficulty);
+    const bo = factorOrder(BKT_FACTOR_NAMES, [
+      s.bktCorrectDelta,
+      s.bktIncorrectDelta,
+      s.bktLearnDelta,
+      s.bktStreakObsDelta + s.bktStreakLearnDelta,
+    ]);
+    b1![k] = bo[0]!;
+    b2![k] = bo[1]!;
+    b3![k] = bo[2]!;
+    const eo = factorOrder(ELO_FACTOR_NAMES, [s.eloCorrectDelta, s.eloIncorrectDelta, s.eloStreakDelta]);
+    e1![k] = eo[0]!;
+    e2![k] = eo[1]!;
     if ((k + 1) % 10_000 === 0) opts.onProgress?.(k + 1, nKeys);
   }
   await store.run(
@@ -338,17 +404,13 @@ export async function scoreBktElo(
     `CREATE OR REPLACE TEMP TABLE bkt_elo_score AS
      WITH f AS (
        SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_score, make_timestamp(s.last_ts_us::BIGINT) AS as_of,
-              t.bkt_prior, t.elo_base, ${BKT_FACTORS} AS bf, ${ELO_FACTORS} AS ef
+              ${BKT_EXPLANATION} AS bkt_explanation, ${ELO_EXPLANATION} AS elo_explanation
        FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE)
      SELECT student_key, topic_id, p_mastery AS mastery_score, 'bkt' AS score_source, $bkt AS model_version, as_of,
-            '{"base":' || bkt_elo_num(bkt_prior) || ',"factors":[' || ${factorJson("bf")} || '],"rest":'
-              || bkt_elo_num(0.0 + bf[4].c) || ',"score":' || bkt_elo_num(p_mastery) || '}' AS explanation
+            bkt_explanation AS explanation
      FROM f
      UNION ALL
-     SELECT student_key, topic_id, elo_score, 'elo', $elo, as_of,
-            '{"base":' || bkt_elo_num(elo_base) || ',"factors":[' || ${factorJson("ef")} || '],"rest":0,"score":'
-              || bkt_elo_num(elo_score) || '}'
-     FROM f`,
+     SELECT student_key, topic_id, elo_score, 'elo', $elo, as_of, elo_explanation FROM f`,
     { bkt: params.bkt, elo: params.elo },
   );
   const scores = `SELECT student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, $now
