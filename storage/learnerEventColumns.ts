@@ -68,8 +68,14 @@ const CANDIDATE_ROWS = `kr AS (
 // before its cursor (event_n); a late event (at or before the cursor, arrived after the state was written)
 // or a state without a count makes the key replay from a new learner. Keys with nothing after the cursor
 // and a matching count are left alone. A --full run ($3) ignores stored states: every key replays.
-const plannedEvents = (full: boolean) => `WITH ${USABLE_STATES},
-${full ? dedupedEvents("raw_events") : `${CANDIDATE_ROWS}, ${dedupedEvents("cand_rows")}`}, kc AS (
+const plannedEvents = (full: boolean, duplicates: boolean) => `WITH ${USABLE_STATES},
+${
+  !full
+    ? `${CANDIDATE_ROWS}, ${dedupedEvents("cand_rows")}`
+    : duplicates
+      ? dedupedEvents("raw_events")
+      : "ev AS (SELECT event_id, type, student_key, topic_id, ts, is_correct, question_id FROM raw_events)"
+}, kc AS (
   SELECT ev.student_key, ev.topic_id, bool_or(st.student_key IS NULL) AS no_state, any_value(st.event_n) AS event_n,
          count(*) FILTER (WHERE st.student_key IS NOT NULL
            AND (ev.ts < st.last_ts OR (ev.ts = st.last_ts AND ev.event_id <= st.last_event_id))) AS at_or_before,
@@ -83,6 +89,18 @@ ${full ? dedupedEvents("raw_events") : `${CANDIDATE_ROWS}, ${dedupedEvents("cand
 )`;
 
 /**
+ * Whether raw_events holds two rows of one event for one key (a hash aggregation, ~3x cheaper than the
+ * de-duplication window; ingest already drops repeated event ids, the stream's raw zone keeps them). A
+ * full run without duplicates skips the window, whose result would be raw_events itself.
+ */
+async function hasDuplicateEvents(store: DuckStore): Promise<boolean> {
+  const r = await store.one<{ dup: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM raw_events GROUP BY student_key, topic_id, event_id HAVING count(*) > 1) AS dup`,
+  );
+  return r?.dup === true;
+}
+
+/**
  * Reads the events to fold into columns. Leaves the temp table `bkt_col_keys` (k, student_key,
  * topic_id, last_event_id) for the caller's writes, which append key indices and join the strings in
  * SQL; `dropLearnerEventColumns` removes it.
@@ -93,7 +111,7 @@ export async function readLearnerEventColumns(
 ): Promise<LearnerEventColumns> {
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_col_new AS
-     ${plannedEvents(opts.full)}
+     ${plannedEvents(opts.full, opts.full && (await hasDuplicateEvents(store)))}
      SELECT ev.student_key, ev.topic_id, ev.event_id, ev.type, ev.ts, ev.is_correct, ev.question_id, p.replay
      FROM ev JOIN plan p USING (student_key, topic_id) LEFT JOIN st USING (student_key, topic_id)
      WHERE p.replay OR ev.ts > st.last_ts OR (ev.ts = st.last_ts AND ev.event_id > st.last_event_id)`,
