@@ -29,7 +29,13 @@ afterAll(async () => {
 });
 
 const bus = (id: string) =>
-  NatsBus.open({ url: NATS_URL, stream: id, subjectPrefix: `test.${id}`, durable: "workers", ackWaitMs: 10_000 });
+  NatsBus.open({
+    url: NATS_URL,
+    stream: id,
+    subjectPrefix: `test.${id}`,
+    durable: "workers",
+    ackWaitMs: 10_000,
+  });
 
 describe("stream scale-out: several workers on one durable consumer, same keys", () => {
   it("three workers contending for 4 keys (late and duplicate events) end equal to the recompute", {
