@@ -98,6 +98,11 @@ export function pgPoolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): {
   };
 }
 
+/** CREATE TABLE / INDEX / SCHEMA ... IF NOT EXISTS: run one at a time across processes (see PgStore.run). */
+const IDEMPOTENT_DDL = /^\s*CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX|SCHEMA)\s+IF\s+NOT\s+EXISTS\b/i;
+/** The advisory lock key of that DDL ("mastddl" in ASCII). */
+const DDL_LOCK_KEY = 0x6d617374646c;
+
 /**
  * The PostgreSQL store: same small surface as DuckStore (run / all / one / transaction / tableNames /
  * close) over a pg.Pool. A statement takes any free connection; `transaction(fn)` holds ONE pooled
@@ -164,6 +169,16 @@ export class PgStore {
   }
 
   async run(sql: string, params?: readonly PgParam[]): Promise<void> {
+    // Idempotent DDL (every store's open) runs under one advisory lock: PostgreSQL's CREATE ... IF NOT
+    // EXISTS is not safe against itself, so processes starting together on a new schema (several
+    // `mastery worker`s, servers behind a balancer) failed with a duplicate key in pg_class/pg_namespace.
+    if (IDEMPOTENT_DDL.test(sql) && this.tx.getStore() === undefined) {
+      await this.transaction(async () => {
+        await this.query(`SELECT pg_advisory_xact_lock(${DDL_LOCK_KEY})`);
+        await this.query(sql, params);
+      });
+      return;
+    }
     await this.query(sql, params);
   }
 
