@@ -9,7 +9,8 @@
  *   npx tsx bench/stream.bench.ts [--rate 2000] [--seconds 60] [--workers 1] [--students 5000] [--topics 10]
  * Scale-out (issue 15 item 5): a list of worker counts and a rate ramp; per worker count the rates run in
  * ascending order until one is not sustained (achieved publish rate < 95% of the target, a sample not
- * visible within 60 s, or p99 > 1 s); "sustained" = the highest rate that was.
+ * visible within 60 s, or p99 > 1 s) --retries + 1 times in a row (default 2: a shared machine is
+ * noisy); "sustained" = the highest rate that was.
  *   npx tsx bench/stream.bench.ts --workers 1,2,3 --rates 500,1000,2000,3000 --seconds 30
  * Uses MASTERY_NATS_URL / MASTERY_PG_URL / MASTERY_REDIS_URL (default: the local services); every run has
  * a fresh stream, schema and key prefix ("scale_stream_*"), removed at its end. Results:
@@ -49,6 +50,8 @@ const SECONDS = list("seconds", "60")[0] as number;
 const WORKER_COUNTS = list("workers", "1");
 const STUDENTS = list("students", "5000")[0] as number;
 const TOPICS = list("topics", "10")[0] as number;
+/** A rate not sustained is run again this many times before the ramp stops (the machine is noisy). */
+const RETRIES = list("retries", "1")[0] as number;
 const SAMPLE_EVERY = 10;
 const P99_TARGET_MS = 1000;
 const NATS_URL = process.env.MASTERY_NATS_URL || "nats://127.0.0.1:4222";
@@ -356,7 +359,8 @@ async function runOnce(RATE: number, WORKERS: number): Promise<RunResult> {
 const results: RunResult[] = [];
 const rates = [...RATES].sort((a, b) => a - b);
 for (const w of WORKER_COUNTS) {
-  for (const rate of rates) {
+  for (let i = 0, tries = 0; i < rates.length; ) {
+    const rate = rates[i] as number;
     say(`${w} worker process(es) on one durable consumer, ${rate} events/s for ${SECONDS} s...`);
     const r = await runOnce(rate, w);
     results.push(r);
@@ -369,7 +373,10 @@ for (const w of WORKER_COUNTS) {
         `load ${r.machine.loadavg1}: ${r.sustained ? "sustained" : "NOT sustained"}`,
     );
     if (!r.recompute.ok) process.exitCode = 1;
-    if (!r.sustained) break;
+    if (r.sustained) {
+      i++;
+      tries = 0;
+    } else if (tries++ >= RETRIES) break;
   }
 }
 
@@ -379,7 +386,10 @@ process.stdout.write(
 );
 for (const w of WORKER_COUNTS) {
   const runs = results.filter((r) => r.workers === w);
-  const best = runs.filter((r) => r.sustained).at(-1);
+  const best = runs
+    .filter((r) => r.sustained)
+    .sort((a, b) => a.rate - b.rate)
+    .at(-1);
   process.stdout.write(
     `${w} | ${best?.rate ?? `< ${runs[0]?.rate}`} | ${best !== undefined ? `${best.latencyMs.p99} ms` : "-"} | ` +
       `${runs.every((r) => r.recompute.ok) ? "yes" : "NO"} (${runs.length} runs)\n`,
@@ -390,7 +400,7 @@ const out = join(
   root,
   "bench",
   "out",
-  `stream-${WORKER_COUNTS.join("_")}w-${rates.join("_")}x${SECONDS}s.json`,
+  `stream-${WORKER_COUNTS.join("_")}w-${rates.join("_")}x${SECONDS}s-${Date.now()}.json`,
 );
 writeFileSync(out, JSON.stringify(results));
 say(`results: ${out}`);
