@@ -121,6 +121,8 @@ export class PgStore {
     readonly schema: string | undefined,
     private readonly pool: pg.Pool,
     readonly poolMax: number,
+    /** One connection of its own for ping(): never queued behind the pool's busy connections. */
+    private readonly probePool: pg.Pool,
   ) {}
 
   /** Connects to `url` (e.g. postgres://postgres@127.0.0.1:5432/test). */
@@ -152,11 +154,20 @@ export class PgStore {
     // An idle connection killed by a server restart emits 'error' on the pool; the pool drops it
     // and the next query opens a fresh one. Without a listener it would crash the process.
     pool.on("error", () => {});
-    const store = new PgStore(url, opts.schema, pool, poolMax);
+    const probePool = new (loadPg().Pool)({
+      connectionString: url,
+      max: 1,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? env.connectTimeoutMs,
+      idleTimeoutMillis: 0,
+      keepAlive: true,
+    });
+    probePool.on("error", () => {});
+    const store = new PgStore(url, opts.schema, pool, poolMax, probePool);
     try {
       await store.run("SELECT 1");
     } catch (err) {
       await pool.end().catch(() => undefined);
+      await probePool.end().catch(() => undefined);
       throw new StorageError(
         "PG_CONNECT",
         `cannot connect to PostgreSQL at ${redactUrl(url)}: ${faultDetail(err)}. ` +
@@ -260,7 +271,20 @@ export class PgStore {
   }
 
   async close(): Promise<void> {
-    await this.pool.end();
+    await Promise.all([this.pool.end(), this.probePool.end()]);
+  }
+
+  /**
+   * A liveness round trip (SELECT 1) on a connection of its own: answers while every pooled
+   * connection is busy, so a saturated pool reads as busy, not down (/readyz, the outage monitor).
+   * Throws BackendUnavailableError when PostgreSQL does not answer.
+   */
+  async ping(): Promise<void> {
+    try {
+      await this.probePool.query("SELECT 1");
+    } catch (err) {
+      throw this.wrap(err);
+    }
   }
 
   private async query(sql: string, params?: readonly PgParam[]): Promise<pg.QueryResult> {
