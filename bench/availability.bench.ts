@@ -15,6 +15,7 @@
  */
 import { execFile } from "node:child_process";
 import { Agent, request as httpRequest } from "node:http";
+import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { connect } from "nats";
@@ -33,7 +34,7 @@ const env = (name: string, fallback: number): number => {
 const SECONDS = env("AVAIL_SECONDS", 120);
 const RATE = env("AVAIL_RATE", 200);
 const PERIOD = env("AVAIL_PERIOD", 30);
-const tag = `avail_${process.pid}`;
+const tag = `scale_avail_${process.pid}`;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const LB_PORT = 19080 + (process.pid % 500) * 4;
 const topo: Record<string, string> = {
@@ -53,28 +54,37 @@ const topo: Record<string, string> = {
 const local = (...args: string[]) =>
   run("bash", [`${ROOT}/deploy/local.sh`, ...args], { env: topo, cwd: ROOT, timeout: 120_000 });
 
-/** One HTTP request on a keep-alive agent: status and body text; rejects on connection errors / 5 s timeout. */
+/**
+ * One HTTP request on a keep-alive agent: status and body text; rejects on connection errors, and
+ * once 5 s have passed since the request was due, whether it was sent or still waited for a socket
+ * (an open-loop client must not queue without bound: a request that waits 5 s is a failure).
+ */
 function request(
   agent: Agent,
   url: string,
   opts: { method?: string; headers: Record<string, string>; body?: string },
 ): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      url,
-      { agent, method: opts.method ?? "GET", headers: opts.headers, timeout: 5000 },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => {
-          text += c;
-        });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-        res.on("error", reject);
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error("timeout after 5 s")));
-    req.on("error", reject);
+    const deadline = setTimeout(() => req.destroy(new Error("timeout after 5 s")), 5000);
+    const req = httpRequest(url, { agent, method: opts.method ?? "GET", headers: opts.headers }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => {
+        text += c;
+      });
+      res.on("end", () => {
+        clearTimeout(deadline);
+        resolve({ status: res.statusCode ?? 0, text });
+      });
+      res.on("error", (err) => {
+        clearTimeout(deadline);
+        reject(err);
+      });
+    });
+    req.on("error", (err) => {
+      clearTimeout(deadline);
+      reject(err);
+    });
     req.end(opts.body);
   });
 }
@@ -92,7 +102,9 @@ async function main(): Promise<void> {
   process.stdout.write(`starting the topology (deploy/local.sh, LB port ${LB_PORT})...\n`);
   await local("start");
   const token = await signToken(DEMO_JWT_SECRET, { role: "admin", sub: "availability-bench" });
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  // Up to 256 connections (HAProxy maxconn 4096): at 500 req/s and a few ms per request a handful is
+  // used; the bound only matters when the servers fall behind (then requests time out after 5 s).
+  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
   const base = `http://127.0.0.1:${LB_PORT}`;
   const samples: Sample[] = [];
   const acked: string[] = [];
@@ -173,6 +185,20 @@ async function main(): Promise<void> {
       void p.finally(() => pending.delete(p));
     }
   }, 10);
+  // Progress every 30 s: requests due / answered / failed, outstanding, and the last 30 s's p99.
+  let shown = 0;
+  const progress = setInterval(() => {
+    const recent = samples.slice(shown);
+    shown = samples.length;
+    const ms = recent.map((s) => s.ms).sort((a, b) => a - b);
+    const p99 = ms[Math.min(ms.length - 1, Math.floor(0.99 * ms.length))] ?? Number.NaN;
+    process.stdout.write(
+      `  t=${Math.round((Date.now() - start) / 1000)} s: ${sent} sent, ${samples.length} done, ` +
+        `${samples.filter((s) => !s.ok).length} failed, ${pending.size} outstanding; last 30 s: ` +
+        `${(recent.length / 30).toFixed(0)} answered/s, p99 ${p99.toFixed(0)} ms, ` +
+        `${recent.filter((s) => !s.ok).length} failed; load ${loadavg()[0]!.toFixed(1)}\n`,
+    );
+  }, 30_000);
   // Disruptions at PERIOD, 2*PERIOD, ... (not in the last 10 s).
   const steps: [string, string[]][] = [
     ["graceful restart of server 1", ["restart-server", "1"]],
@@ -192,6 +218,7 @@ async function main(): Promise<void> {
   await new Promise((r) => setTimeout(r, Math.max(0, end - Date.now())));
   clearInterval(ticker);
   await Promise.all(pending);
+  clearInterval(progress);
   agent.destroy();
 
   // Every acknowledged event must reach PostgreSQL (the worker catches up first).
@@ -233,7 +260,10 @@ async function main(): Promise<void> {
         samples.map((s) => s.ms),
         0.99,
       ).toFixed(1)} ms\n` +
-      `  acknowledged events ${acked.length}, missing from PostgreSQL raw_events after catch-up: ${missing} (target 0)\n`,
+      `  acknowledged events ${acked.length}, missing from PostgreSQL raw_events after catch-up: ${missing} (target 0)\n` +
+      `  load average at the end ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(" / ")} (1 / 5 / 15 min)\n`,
   );
 
   await local("stop").catch((e: Error) => process.stderr.write(`stop: ${e.message}\n`));

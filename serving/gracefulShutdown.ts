@@ -15,22 +15,24 @@ export interface Drainer {
 }
 
 export function trackRequests(server: HttpServer): Drainer {
-  let inFlight = 0;
+  const active = new Set<ServerResponse>();
   let draining = false;
   server.on("request", (_req: IncomingMessage, res: ServerResponse) => {
-    inFlight++;
+    active.add(res);
     if (draining && !res.headersSent) res.setHeader("Connection", "close");
     res.once("close", () => {
-      inFlight--;
+      active.delete(res);
     });
   });
   return {
     get inFlight() {
-      return inFlight;
+      return active.size;
     },
     drain: (timeoutMs) => {
       const t0 = Date.now();
       draining = true;
+      // Requests that arrived before the drain and have not answered yet close their connection too.
+      for (const res of active) if (!res.headersSent) res.setHeader("Connection", "close");
       return new Promise((resolve) => {
         let done = false;
         const finish = (clean: boolean, cut: number) => {
@@ -46,7 +48,7 @@ export function trackRequests(server: HttpServer): Drainer {
         // Connections that were busy become idle after their response (sent with Connection: close).
         const sweep = setInterval(() => server.closeIdleConnections(), 100);
         const timer = setTimeout(() => {
-          const cut = inFlight;
+          const cut = active.size;
           server.closeAllConnections();
           finish(false, cut);
         }, timeoutMs);

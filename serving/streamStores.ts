@@ -93,7 +93,9 @@ export async function openStreamStores(cfg: StreamStoreConfig): Promise<StreamSt
       const p = await PgStore.open(cfg.pgUrl, pgOpts);
       pg = p;
       closers.push(() => p.close());
-      probes.push({ backend: "postgres", ping: async () => void (await p.one("SELECT 1")) });
+      // On a connection of its own: a pool busy with requests is not a down server (under load the
+      // pooled SELECT 1 waited over 1 s and the server answered 503 to everything).
+      probes.push({ backend: "postgres", ping: () => p.ping() });
       raw = await PgRawEventStore.open(p);
       mastery = await PgMasteryStore.open(p);
       where.push(

@@ -98,6 +98,11 @@ export function pgPoolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): {
   };
 }
 
+/** CREATE TABLE / INDEX / SCHEMA ... IF NOT EXISTS: run one at a time across processes (see PgStore.run). */
+const IDEMPOTENT_DDL = /^\s*CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX|SCHEMA)\s+IF\s+NOT\s+EXISTS\b/i;
+/** The advisory lock key of that DDL ("mastddl" in ASCII). */
+const DDL_LOCK_KEY = 0x6d617374646c;
+
 /**
  * The PostgreSQL store: same small surface as DuckStore (run / all / one / transaction / tableNames /
  * close) over a pg.Pool. A statement takes any free connection; `transaction(fn)` holds ONE pooled
@@ -116,6 +121,8 @@ export class PgStore {
     readonly schema: string | undefined,
     private readonly pool: pg.Pool,
     readonly poolMax: number,
+    /** One connection of its own for ping(): never queued behind the pool's busy connections. */
+    private readonly probePool: pg.Pool,
   ) {}
 
   /** Connects to `url` (e.g. postgres://postgres@127.0.0.1:5432/test). */
@@ -147,11 +154,20 @@ export class PgStore {
     // An idle connection killed by a server restart emits 'error' on the pool; the pool drops it
     // and the next query opens a fresh one. Without a listener it would crash the process.
     pool.on("error", () => {});
-    const store = new PgStore(url, opts.schema, pool, poolMax);
+    const probePool = new (loadPg().Pool)({
+      connectionString: url,
+      max: 1,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? env.connectTimeoutMs,
+      idleTimeoutMillis: 0,
+      keepAlive: true,
+    });
+    probePool.on("error", () => {});
+    const store = new PgStore(url, opts.schema, pool, poolMax, probePool);
     try {
       await store.run("SELECT 1");
     } catch (err) {
       await pool.end().catch(() => undefined);
+      await probePool.end().catch(() => undefined);
       throw new StorageError(
         "PG_CONNECT",
         `cannot connect to PostgreSQL at ${redactUrl(url)}: ${faultDetail(err)}. ` +
@@ -164,6 +180,16 @@ export class PgStore {
   }
 
   async run(sql: string, params?: readonly PgParam[]): Promise<void> {
+    // Idempotent DDL (every store's open) runs under one advisory lock: PostgreSQL's CREATE ... IF NOT
+    // EXISTS is not safe against itself, so processes starting together on a new schema (several
+    // `mastery worker`s, servers behind a balancer) failed with a duplicate key in pg_class/pg_namespace.
+    if (IDEMPOTENT_DDL.test(sql) && this.tx.getStore() === undefined) {
+      await this.transaction(async () => {
+        await this.query(`SELECT pg_advisory_xact_lock(${DDL_LOCK_KEY})`);
+        await this.query(sql, params);
+      });
+      return;
+    }
     await this.query(sql, params);
   }
 
@@ -245,7 +271,20 @@ export class PgStore {
   }
 
   async close(): Promise<void> {
-    await this.pool.end();
+    await Promise.all([this.pool.end(), this.probePool.end()]);
+  }
+
+  /**
+   * A liveness round trip (SELECT 1) on a connection of its own: answers while every pooled
+   * connection is busy, so a saturated pool reads as busy, not down (/readyz, the outage monitor).
+   * Throws BackendUnavailableError when PostgreSQL does not answer.
+   */
+  async ping(): Promise<void> {
+    try {
+      await this.probePool.query("SELECT 1");
+    } catch (err) {
+      throw this.wrap(err);
+    }
   }
 
   private async query(sql: string, params?: readonly PgParam[]): Promise<pg.QueryResult> {

@@ -206,6 +206,9 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         certPath !== undefined && keyPath !== undefined
           ? createHttpsServer({ cert: readFileSync(certPath), key: readFileSync(keyPath) }, app)
           : createHttpServer(app);
+      // Under --workers: which process answered (tests, and an operator behind the shared port).
+      if (wid !== null)
+        server.prependListener("request", (_req, res) => res.setHeader("X-Mastery-Worker", String(wid)));
       const requests = trackRequests(server);
       await new Promise<void>((resolve) => server.listen(port, opts.host, resolve));
       const scheme = certPath !== undefined ? "https" : "http";
