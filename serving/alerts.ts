@@ -226,66 +226,87 @@ export class AlertEngine {
       if (cur === undefined || rank(r.score_source) < rank(cur.score_source)) served.set(k, r);
     }
     const raised: AlertPayload[] = [];
-    await store.transaction(async () => {
-      for (const r of served.values()) {
-        const c = ctx.get(r.student_key);
-        const school = c?.school_id ?? null;
-        const grade = c?.grade ?? null;
-        const threshold = thresholdFor(this.cfg, school, grade);
-        const wasBelow = r.below === true;
-        let crossings = r.crossings ?? 0;
-        let below = wasBelow;
-        if (!wasBelow && r.mastery_score < threshold) {
-          below = true;
-          crossings++;
-          const alertId = createHash("sha256")
-            .update(`${r.student_key}|${r.topic_id}|${RULE}|${crossings}`)
-            .digest("hex")
-            .slice(0, 32);
-          const a: AlertPayload = {
-            alertId,
-            rule: RULE,
-            studentKey: r.student_key,
-            topicId: r.topic_id,
-            score: r.mastery_score,
-            scoreSource: r.score_source,
-            threshold,
-            schoolId: school,
-            grade,
-            crossing: crossings,
-            createdAt: now.toISOString(),
-          };
-          await store.run(
-            "INSERT OR IGNORE INTO alerts VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            [
-              alertId,
-              a.studentKey,
-              a.topicId,
-              RULE,
-              threshold,
-              a.score,
-              a.scoreSource,
-              school,
-              grade,
-              crossings,
-              micros(now),
-            ],
-          );
-          raised.push(a);
-        } else if (wasBelow && r.mastery_score >= threshold + this.cfg.hysteresis) {
-          below = false;
-        }
-        if (below !== wasBelow || r.below === null) {
-          await store.run("INSERT OR REPLACE INTO alert_state VALUES ($1, $2, $3, $4, $5)", [
-            r.student_key,
-            r.topic_id,
-            below,
-            crossings,
-            micros(now),
-          ]);
-        }
+    const states: { studentKey: string; topicId: string; below: boolean; crossings: number }[] = [];
+    for (const r of served.values()) {
+      const c = ctx.get(r.student_key);
+      const school = c?.school_id ?? null;
+      const grade = c?.grade ?? null;
+      const threshold = thresholdFor(this.cfg, school, grade);
+      const wasBelow = r.below === true;
+      let crossings = r.crossings ?? 0;
+      let below = wasBelow;
+      if (!wasBelow && r.mastery_score < threshold) {
+        below = true;
+        crossings++;
+        const alertId = createHash("sha256")
+          .update(`${r.student_key}|${r.topic_id}|${RULE}|${crossings}`)
+          .digest("hex")
+          .slice(0, 32);
+        raised.push({
+          alertId,
+          rule: RULE,
+          studentKey: r.student_key,
+          topicId: r.topic_id,
+          score: r.mastery_score,
+          scoreSource: r.score_source,
+          threshold,
+          schoolId: school,
+          grade,
+          crossing: crossings,
+          createdAt: now.toISOString(),
+        });
+      } else if (wasBelow && r.mastery_score >= threshold + this.cfg.hysteresis) {
+        below = false;
       }
-    });
+      if (below !== wasBelow || r.below === null)
+        states.push({ studentKey: r.student_key, topicId: r.topic_id, below, crossings });
+    }
+    // One statement per table for the whole batch (a statement per key cost ~1 ms each on the
+    // DuckDB file: 500 new keys held the store ~0.5 s). Staged through appenders, so every value
+    // is typed by the table's columns.
+    if (raised.length > 0 || states.length > 0)
+      await store.transaction(async () => {
+        if (raised.length > 0) {
+          await store.run("CREATE OR REPLACE TEMP TABLE __alerts_stage AS SELECT * FROM alerts LIMIT 0");
+          const aa = await store.conn.createAppender("__alerts_stage", "main", "temp");
+          for (const a of raised) {
+            aa.appendVarchar(a.alertId);
+            aa.appendVarchar(a.studentKey);
+            aa.appendVarchar(a.topicId);
+            aa.appendVarchar(a.rule);
+            aa.appendDouble(a.threshold);
+            aa.appendDouble(a.score);
+            aa.appendVarchar(a.scoreSource);
+            if (a.schoolId === null) aa.appendNull();
+            else aa.appendVarchar(a.schoolId);
+            if (a.grade === null) aa.appendNull();
+            else aa.appendInteger(a.grade);
+            aa.appendInteger(a.crossing);
+            aa.appendTimestamp(micros(now));
+            aa.endRow();
+          }
+          aa.closeSync();
+          await store.run("INSERT OR IGNORE INTO alerts SELECT * FROM __alerts_stage");
+          await store.run("DROP TABLE __alerts_stage");
+        }
+        if (states.length > 0) {
+          await store.run(
+            "CREATE OR REPLACE TEMP TABLE __alert_state_stage AS SELECT * FROM alert_state LIMIT 0",
+          );
+          const sa = await store.conn.createAppender("__alert_state_stage", "main", "temp");
+          for (const st of states) {
+            sa.appendVarchar(st.studentKey);
+            sa.appendVarchar(st.topicId);
+            sa.appendBoolean(st.below);
+            sa.appendInteger(st.crossings);
+            sa.appendTimestamp(micros(now));
+            sa.endRow();
+          }
+          sa.closeSync();
+          await store.run("INSERT OR REPLACE INTO alert_state SELECT * FROM __alert_state_stage");
+          await store.run("DROP TABLE __alert_state_stage");
+        }
+      });
     for (const a of raised) {
       this.opts.onAlert?.(a);
       for (const w of this.cfg.webhooks) this.track(this.deliver(w, a));

@@ -312,6 +312,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   const batchRuns = new BatchRunMetrics(metrics.registry, (job) =>
     gate.run(() => batchRunStore.lastSuccess(job)),
   );
+  // First read now, so /healthz (which never waits for a re-read) has the values from the start.
+  await batchRuns.lastSuccess(2000);
   const now = deps.now ?? (() => new Date());
   const auth = new Authenticator(deps.jwtSecret, deps.pseudonymizer, {
     maxTtlSec: deps.jwtMaxTtlSec ?? maxTtlFromEnv(),

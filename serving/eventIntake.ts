@@ -4,6 +4,7 @@ import { checkRecord } from "../features/ingest.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import type { DeadLetterRow, RawEventRow, RawEventStore } from "../storage/rawEventStore.ts";
 import { redactErrorMessage, storeErrorKind } from "../storage/storeErrors.ts";
+import { EventLoopBudget } from "./eventLoopBudget.ts";
 import {
   type ApplyResult,
   type EventUpdater,
@@ -92,7 +93,12 @@ export async function intakeEvents(
   const items: IntakeItem[] = new Array(records.length);
   const dead: DeadLetterRow[] = [];
   const pending: Pending[] = [];
-  records.forEach((rec, index) => {
+  // The check is synchronous (contract, xAPI mapping, HMAC): a big batch is checked in slices with
+  // the event loop free in between, so /healthz and other requests never wait for the whole batch.
+  const budget = new EventLoopBudget();
+  for (let index = 0; index < records.length; index++) {
+    if (budget.due) await budget.yield();
+    const rec = records[index];
     const c = checkRecord(rec, deps.pseudonymizer, bounds);
     if (!c.ok) {
       items[index] = { index, eventId: c.eventId, status: "rejected", errors: c.issues };
@@ -105,11 +111,11 @@ export async function intakeEvents(
         payload: c.payload,
         rejected_at_us: nowUs,
       });
-      return;
+      continue;
     }
     const rows = rowsFromEvent(c.event, deps.pseudonymizer, { source, ingestedAtUs: nowUs });
     pending.push({ index, eventId: c.event.event_id, type: c.event.type, record: rec, rows });
-  });
+  }
 
   let moved: UpdatedKey[] = [];
   if (pending.length > 0) {
