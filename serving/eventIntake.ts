@@ -72,6 +72,8 @@ export interface IntakeDeps {
   /** Plausible timestamp range (default: config/events.yaml and the environment). */
   timeRange?: TimeRange;
   source?: string;
+  /** Longest synchronous slice of the batch check before the event loop gets a turn (default 5 ms). */
+  sliceMs?: number;
 }
 
 interface Pending {
@@ -95,7 +97,7 @@ export async function intakeEvents(
   const pending: Pending[] = [];
   // The check is synchronous (contract, xAPI mapping, HMAC): a big batch is checked in slices with
   // the event loop free in between, so /healthz and other requests never wait for the whole batch.
-  const budget = new EventLoopBudget();
+  const budget = new EventLoopBudget(deps.sliceMs);
   for (let index = 0; index < records.length; index++) {
     if (budget.due) await budget.yield();
     const rec = records[index];

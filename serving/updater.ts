@@ -236,6 +236,8 @@ export interface IncrementalUpdaterOptions {
    * connection: openStreamStores sets it for PostgreSQL, not for a shared DuckDB connection.
    */
   pipelineMastery?: boolean;
+  /** Longest synchronous slice of a batch's fold before the event loop gets a turn (default 5 ms). */
+  sliceMs?: number;
 }
 
 interface Staged {
@@ -368,7 +370,7 @@ export class IncrementalUpdater implements EventUpdater {
     }
 
     // The fold is synchronous: slices with the event loop free in between (serving/eventLoopBudget.ts).
-    const budget = new EventLoopBudget();
+    const budget = new EventLoopBudget(this.opts.sliceMs);
     let pending = [...plans.values()];
     for (let attempt = 0; pending.length > 0; attempt++) {
       if (attempt >= this.maxAttempts)
@@ -470,7 +472,7 @@ export class IncrementalUpdater implements EventUpdater {
     if (rows.length === 0) return [];
     const { mastery, models } = this.opts;
     const t = performance.now();
-    const budget = new EventLoopBudget();
+    const budget = new EventLoopBudget(this.opts.sliceMs);
     const writes: MasteryWrite[] = [];
     // The key's scores after the batch, computed once per key (results below repeat them per row).
     const keyScores = new Map<KeyPlan, { bkt: number; elo: number }>();
