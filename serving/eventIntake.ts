@@ -59,9 +59,11 @@ export interface IntakeDeps {
   /** Where rejected items' dead letters go (the server's DuckDB dead_letter, read by /quality). */
   deadLetters: Pick<RawEventStore, "deadLetter">;
   /**
-   * A second copy of the valid items' raw rows, written after they are applied, when the updater
-   * keeps the raw zone elsewhere (PostgreSQL): the server's DuckDB raw_events, which class
-   * membership, the quality report and model features read. Not the system of record.
+   * A second copy of the valid items' raw rows, written after they are applied or published, when
+   * the updater keeps the raw zone elsewhere (PostgreSQL): the server's DuckDB raw_events, which class
+   * membership, the quality report and model features read. Not the system of record. (The server
+   * copies applied rows in its group-commit step instead, serving/app.ts, and sets this for
+   * --via-stream only.)
    */
   mirror: Pick<RawEventStore, "record"> | null;
   /** --via-stream: publish the valid, not yet applied items (as received) instead of applying them. */
