@@ -41,6 +41,7 @@ import {
 import { type BackendEvent, BackendMonitor } from "./backendMonitor.ts";
 import { BatchRunMetrics } from "./batchRunMetrics.ts";
 import { BodyCache } from "./bodyCache.ts";
+import { CoalescingUpdater } from "./coalescingUpdater.ts";
 import { dashboardRouter, faviconRedirect } from "./dashboard/router.ts";
 import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
@@ -67,7 +68,7 @@ import { ROUTES } from "./routes/index.ts";
 import { StoreGate } from "./storeGate.ts";
 import type { BackendProbe } from "./streamStores.ts";
 import { outageGuard, respondUnavailable } from "./unavailableResponse.ts";
-import { type EventUpdater, IncrementalUpdater, streamModels } from "./updater.ts";
+import { type EventUpdater, IncrementalUpdater, streamModels, updatedKeys } from "./updater.ts";
 
 export const DEFAULT_SERVING_CONFIG_PATH = join(
   dirname(fileURLToPath(import.meta.url)),
@@ -312,6 +313,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   const batchRuns = new BatchRunMetrics(metrics.registry, (job) =>
     gate.run(() => batchRunStore.lastSuccess(job)),
   );
+  // First read now, so /healthz (which never waits for a re-read) has the values from the start.
+  await batchRuns.lastSuccess(2000);
   const now = deps.now ?? (() => new Date());
   const auth = new Authenticator(deps.jwtSecret, deps.pseudonymizer, {
     maxTtlSec: deps.jwtMaxTtlSec ?? maxTtlFromEnv(),
@@ -336,16 +339,6 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
           nowUs: () => now().getTime() * 1000,
         }),
     ));
-  const intake: IntakeDeps = {
-    updater,
-    deadLetters: localRaw,
-    // An updater given by the caller keeps the raw zone elsewhere (PostgreSQL): copy the applied
-    // events into this server's DuckDB too, which class membership, /quality and model features read.
-    mirror: deps.updater !== undefined ? localRaw : null,
-    publish: deps.publishEvents,
-    pseudonymizer: deps.pseudonymizer,
-    ...(deps.timeRange !== undefined ? { timeRange: deps.timeRange } : {}),
-  };
   const alerts = new AlertEngine(store, deps.thresholds ?? loadThresholds(), {
     withStore: (fn) => gate.run(fn),
     now,
@@ -353,6 +346,36 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     onAlert: () => metrics.alerts.inc(),
     onDelivery: (outcome) => metrics.webhooks.inc({ outcome }),
   });
+  // An updater given by the caller keeps the raw zone elsewhere (PostgreSQL): the applied (or, with
+  // --via-stream, published) events are copied into this server's DuckDB too, which class
+  // membership, /quality and model features read.
+  const mirrorRaw = deps.updater !== undefined;
+  // POST /events applies concurrent requests as one batch (group commit, serving/coalescingUpdater.ts),
+  // with the alert check and the mirror once per group, all in the store's queue like before.
+  const intakeUpdater = new CoalescingUpdater(updater, {
+    run: (fn) => gate.run(fn),
+    after: async (rows, results) => {
+      if (mirrorRaw) await localRaw.record(rows);
+      const keys = updatedKeys(results);
+      // The events are stored and applied by now: a failing alert check must not fail the request
+      // (the client would retry events that are already in).
+      if (keys.length > 0)
+        await alerts.check(keys).catch((err: unknown) => {
+          logger.warn({ err: { message: (err as Error).message } }, "alert check after POST /events failed");
+        });
+    },
+  });
+  const intake: IntakeDeps = {
+    updater: intakeUpdater,
+    deadLetters: { deadLetter: (rows) => gate.run(() => localRaw.deadLetter(rows)) },
+    mirror:
+      mirrorRaw && deps.publishEvents !== undefined
+        ? { record: (rows) => gate.run(() => localRaw.record(rows)) }
+        : null,
+    publish: deps.publishEvents,
+    pseudonymizer: deps.pseudonymizer,
+    ...(deps.timeRange !== undefined ? { timeRange: deps.timeRange } : {}),
+  };
   const cacheTtlMs = deps.cacheTtlMs ?? Number.POSITIVE_INFINITY;
   // Bounded in bytes; a read that overlapped an update of its student never caches its body
   // (serving/bodyCache.ts). A TTL of 0 turns caching off.

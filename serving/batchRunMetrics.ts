@@ -39,9 +39,14 @@ export class BatchRunMetrics {
 
   /**
    * The newest successful run's end per job, refreshed when older than maxAgeMs; waits at most
-   * `waitMs` for that (a store stuck behind a long job or an outage never holds up /healthz).
+   * `waitMs` for that (a store stuck behind a long job or an outage never holds up /healthz);
+   * `waitMs` 0 answers from the last read and lets a due re-read run in the background.
    */
   async lastSuccess(waitMs = 250): Promise<Partial<Record<ScheduledJob, Date>>> {
+    if (waitMs <= 0) {
+      void this.refresh();
+      return { ...this.last };
+    }
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       this.refresh(),

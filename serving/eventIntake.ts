@@ -4,6 +4,7 @@ import { checkRecord } from "../features/ingest.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import type { DeadLetterRow, RawEventRow, RawEventStore } from "../storage/rawEventStore.ts";
 import { redactErrorMessage, storeErrorKind } from "../storage/storeErrors.ts";
+import { EventLoopBudget } from "./eventLoopBudget.ts";
 import {
   type ApplyResult,
   type EventUpdater,
@@ -58,9 +59,11 @@ export interface IntakeDeps {
   /** Where rejected items' dead letters go (the server's DuckDB dead_letter, read by /quality). */
   deadLetters: Pick<RawEventStore, "deadLetter">;
   /**
-   * A second copy of the valid items' raw rows, written after they are applied, when the updater
-   * keeps the raw zone elsewhere (PostgreSQL): the server's DuckDB raw_events, which class
-   * membership, the quality report and model features read. Not the system of record.
+   * A second copy of the valid items' raw rows, written after they are applied or published, when
+   * the updater keeps the raw zone elsewhere (PostgreSQL): the server's DuckDB raw_events, which class
+   * membership, the quality report and model features read. Not the system of record. (The server
+   * copies applied rows in its group-commit step instead, serving/app.ts, and sets this for
+   * --via-stream only.)
    */
   mirror: Pick<RawEventStore, "record"> | null;
   /** --via-stream: publish the valid, not yet applied items (as received) instead of applying them. */
@@ -71,6 +74,8 @@ export interface IntakeDeps {
   /** Plausible timestamp range (default: config/events.yaml and the environment). */
   timeRange?: TimeRange;
   source?: string;
+  /** Longest synchronous slice of the batch check before the event loop gets a turn (default 5 ms). */
+  sliceMs?: number;
 }
 
 interface Pending {
@@ -92,7 +97,12 @@ export async function intakeEvents(
   const items: IntakeItem[] = new Array(records.length);
   const dead: DeadLetterRow[] = [];
   const pending: Pending[] = [];
-  records.forEach((rec, index) => {
+  // The check is synchronous (contract, xAPI mapping, HMAC): a big batch is checked in slices with
+  // the event loop free in between, so /healthz and other requests never wait for the whole batch.
+  const budget = new EventLoopBudget(deps.sliceMs);
+  for (let index = 0; index < records.length; index++) {
+    if (budget.due) await budget.yield();
+    const rec = records[index];
     const c = checkRecord(rec, deps.pseudonymizer, bounds);
     if (!c.ok) {
       items[index] = { index, eventId: c.eventId, status: "rejected", errors: c.issues };
@@ -105,11 +115,11 @@ export async function intakeEvents(
         payload: c.payload,
         rejected_at_us: nowUs,
       });
-      return;
+      continue;
     }
     const rows = rowsFromEvent(c.event, deps.pseudonymizer, { source, ingestedAtUs: nowUs });
     pending.push({ index, eventId: c.event.event_id, type: c.event.type, record: rec, rows });
-  });
+  }
 
   let moved: UpdatedKey[] = [];
   if (pending.length > 0) {

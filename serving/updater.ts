@@ -17,6 +17,7 @@ import {
 import type { MasteryStore, MasteryWrite } from "../storage/masteryStore.ts";
 import type { LearnerRow, RawEventRow, RawEventStore } from "../storage/rawEventStore.ts";
 import type { LoadedKey, StateCommit, StateStore, StoredLearnerState } from "../storage/stateStore.ts";
+import { EventLoopBudget } from "./eventLoopBudget.ts";
 import { type BktEloModels, modelFileVersion, topicParamsResolver } from "./learnerState.ts";
 
 /**
@@ -235,6 +236,8 @@ export interface IncrementalUpdaterOptions {
    * connection: openStreamStores sets it for PostgreSQL, not for a shared DuckDB connection.
    */
   pipelineMastery?: boolean;
+  /** Longest synchronous slice of a batch's fold before the event loop gets a turn (default 5 ms). */
+  sliceMs?: number;
 }
 
 interface Staged {
@@ -246,6 +249,8 @@ interface KeyPlan {
   studentKey: string;
   topicId: string;
   rows: LearnerRow[];
+  /** Event ids of `rows` (one row per event and key). */
+  ids: Set<string>;
   outcome: Map<string, ApplyOutcome>;
   final: { rev: number; state: LearnerState } | null;
 }
@@ -348,12 +353,24 @@ export class IncrementalUpdater implements EventUpdater {
       const id = keyId(r.student_key, r.topic_id);
       let p = plans.get(id);
       if (p === undefined) {
-        p = { studentKey: r.student_key, topicId: r.topic_id, rows: [], outcome: new Map(), final: null };
+        p = {
+          studentKey: r.student_key,
+          topicId: r.topic_id,
+          rows: [],
+          ids: new Set(),
+          outcome: new Map(),
+          final: null,
+        };
         plans.set(id, p);
       }
-      if (!p.rows.some((x) => x.event_id === r.event_id)) p.rows.push(r);
+      if (!p.ids.has(r.event_id)) {
+        p.ids.add(r.event_id);
+        p.rows.push(r);
+      }
     }
 
+    // The fold is synchronous: slices with the event loop free in between (serving/eventLoopBudget.ts).
+    const budget = new EventLoopBudget(this.opts.sliceMs);
     let pending = [...plans.values()];
     for (let attempt = 0; pending.length > 0; attempt++) {
       if (attempt >= this.maxAttempts)
@@ -373,13 +390,15 @@ export class IncrementalUpdater implements EventUpdater {
       const committing: KeyPlan[] = [];
       const replay: { plan: KeyPlan; loaded: LoadedKey }[] = [];
       const updatedAtUs = this.nowUs();
-      pending.forEach((plan, i) => {
+      for (let i = 0; i < pending.length; i++) {
+        if (budget.due) await budget.yield();
+        const plan = pending[i]!;
         const l = loaded[i]!;
         const fresh = plan.rows.filter((r) => !l.seen.has(r.event_id));
         for (const r of plan.rows) if (l.seen.has(r.event_id)) plan.outcome.set(r.event_id, "duplicate");
         if (fresh.length === 0) {
           plan.final = l.state === null ? null : { rev: l.rev, state: toLearner(l.state) };
-          return;
+          continue;
         }
         const events = replayOrder(fresh.map(learnerEvent));
         const s = l.state;
@@ -387,7 +406,7 @@ export class IncrementalUpdater implements EventUpdater {
           s !== null && s.bktModelVersion === models.bktVersion && s.eloModelVersion === models.eloVersion;
         if (updatePlan(usable ? s : null, events) === "replay") {
           replay.push({ plan, loaded: l });
-          return;
+          continue;
         }
         const next = replayEvents(events, this.paramsFor(plan.topicId), toLearner(s!));
         for (const r of fresh) plan.outcome.set(r.event_id, "applied");
@@ -400,7 +419,7 @@ export class IncrementalUpdater implements EventUpdater {
           updatedAtUs,
         });
         committing.push(plan);
-      });
+      }
 
       if (replay.length > 0) {
         this.stats.replayedKeys += replay.length;
@@ -414,6 +433,7 @@ export class IncrementalUpdater implements EventUpdater {
           else list.push(e);
         }
         for (const { plan, loaded: l } of replay) {
+          if (budget.due) await budget.yield();
           const evs = firstIngestedCopies(
             (byKey.get(keyId(plan.studentKey, plan.topicId)) ?? []).map(learnerEvent),
           );
@@ -452,15 +472,28 @@ export class IncrementalUpdater implements EventUpdater {
     if (rows.length === 0) return [];
     const { mastery, models } = this.opts;
     const t = performance.now();
+    const budget = new EventLoopBudget(this.opts.sliceMs);
     const writes: MasteryWrite[] = [];
+    // The key's scores after the batch, computed once per key (results below repeat them per row).
+    const keyScores = new Map<KeyPlan, { bkt: number; elo: number }>();
     for (const p of plans.values()) {
-      if (p.final === null) continue;
+      if (budget.due) await budget.yield();
+      const params = this.paramsFor(p.topicId);
+      if (p.final === null) {
+        keyScores.set(p, {
+          bkt: params.bkt.prior,
+          elo: eloMastery(initialLearnerState(params), params).score,
+        });
+        continue;
+      }
+      const scores = masteryScores(p.final.state, params, models);
+      keyScores.set(p, { bkt: scores[0]!.score, elo: scores[1]!.score });
       writes.push({
         studentKey: p.studentKey,
         topicId: p.topicId,
         rev: p.final.rev,
         asOfUs: p.final.state.lastTs ?? this.nowUs(),
-        scores: masteryScores(p.final.state, this.paramsFor(p.topicId), models),
+        scores,
       });
     }
     await mastery.write(writes, this.nowUs());
@@ -475,18 +508,18 @@ export class IncrementalUpdater implements EventUpdater {
       const once = `${r.event_id}\u0000${r.student_key}\u0000${r.topic_id}`;
       const first = !reported.has(once);
       reported.add(once);
-      const params = this.paramsFor(r.topic_id);
-      const f = p?.final ?? null;
+      let sc = p === undefined ? undefined : keyScores.get(p);
+      if (sc === undefined) {
+        const params = this.paramsFor(r.topic_id);
+        sc = { bkt: params.bkt.prior, elo: eloMastery(initialLearnerState(params), params).score };
+      }
       results.push({
         eventId: r.event_id,
         studentKey: r.student_key,
         topicId: r.topic_id,
         outcome: (first ? p?.outcome.get(r.event_id) : undefined) ?? "duplicate",
-        bkt: f === null ? params.bkt.prior : bktMastery(f.state, params).score,
-        elo:
-          f === null
-            ? eloMastery(initialLearnerState(params), params).score
-            : eloMastery(f.state, params).score,
+        bkt: sc.bkt,
+        elo: sc.elo,
       });
     }
     return results;

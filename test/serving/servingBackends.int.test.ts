@@ -85,13 +85,19 @@ describe("mastery serve on PostgreSQL + Redis", () => {
   }
 
   it("POST /events is applied to PG + Redis; GET /mastery, history and recommendations read them back", async () => {
-    const { backends, h } = await serviceApp("srvpg");
+    const { backends, h, duck } = await serviceApp("srvpg");
     expect(h.ctx.read.kind).toBe("postgres");
     const admin = { authorization: `Bearer ${await token({ role: "admin", sub: "root" })}` };
     const post = await request(h.app).post("/events").set(admin).send(EVENTS);
     expect(post.status).toBe(200);
     expect(post.body.accepted).toBe(5);
     expect(post.body.updatedKeys).toBe(3);
+    // The server's DuckDB holds a copy of the applied raw rows (class membership, /quality read it),
+    // written in the same group step as the alert check, before the answer.
+    const mirrored = await duck.all<{ n: number }>(
+      "SELECT count(DISTINCT event_id)::INTEGER AS n FROM raw_events",
+    );
+    expect(mirrored[0]!.n).toBe(5);
 
     const stores = backends.stores!;
     // The scores are in PostgreSQL and the state in Redis, and both equal a full replay of raw_events.

@@ -1,0 +1,177 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { validateEvent } from "../../features/contracts.ts";
+import { Pseudonymizer } from "../../features/pseudonymize.ts";
+import { CoalescingUpdater } from "../../serving/coalescingUpdater.ts";
+import { IncrementalUpdater, rowsFromEvent } from "../../serving/updater.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+import { DuckMasteryStore } from "../../storage/masteryStore.ts";
+import { DuckRawEventStore, type RawEventRow } from "../../storage/rawEventStore.ts";
+import { DuckStateStore } from "../../storage/stateStore.ts";
+import { BackendUnavailableError } from "../../storage/unavailable.ts";
+
+const NOW_US = Date.UTC(2026, 2, 1) * 1000;
+const MODELS = { bkt: undefined, bktVersion: "default", elo: undefined, eloVersion: "default" };
+const pseudo = new Pseudonymizer("coalesce-test-key-0123456789");
+const stores: DuckStore[] = [];
+afterAll(() => {
+  for (const s of stores) s.close();
+});
+
+function rows(tag: string, n: number, student = "alice", from = 0): RawEventRow[] {
+  return Array.from({ length: n }, (_, i) => {
+    const k = from + i;
+    const v = validateEvent({
+      event_id: `${tag}-${k}`,
+      type: "quiz_attempt",
+      student_id: student,
+      topic_id: `topic-${k % 2}`,
+      timestamp: new Date(Date.UTC(2026, 1, 1) + k * 60_000).toISOString(),
+      question_id: `q-${k}`,
+      is_correct: k % 3 !== 0,
+      time_spent_sec: 10,
+    });
+    if (!v.ok) throw new Error(`fixture invalid: ${JSON.stringify(v.issues)}`);
+    return rowsFromEvent(v.value, pseudo, { source: "test", ingestedAtUs: NOW_US })[0]!;
+  });
+}
+
+/** A real updater on an in-memory DuckDB; `applies` counts the batches it received. */
+async function realUpdater() {
+  const store = await DuckStore.open(":memory:");
+  stores.push(store);
+  const raw = await DuckRawEventStore.open(store);
+  const inner = new IncrementalUpdater({
+    raw,
+    state: await DuckStateStore.open(store),
+    mastery: await DuckMasteryStore.open(store),
+    models: MODELS,
+    nowUs: () => NOW_US,
+  });
+  const applies: number[] = [];
+  const counted = {
+    apply: (r: readonly RawEventRow[]) => {
+      applies.push(r.length);
+      return inner.apply(r);
+    },
+  };
+  return { store, inner, counted, applies };
+}
+
+/** applied or replayed (the first event of a key is folded by a replay) vs duplicate. */
+const outcomes = (rs: readonly { outcome: string }[]) =>
+  rs.map((r) => (r.outcome === "duplicate" ? "duplicate" : "applied"));
+
+/** A run hook that holds the first group until `release()`, so later requests queue meanwhile. */
+function heldRun() {
+  let release!: () => void;
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  let calls = 0;
+  return {
+    release: () => release(),
+    run: async <T>(fn: () => Promise<T>): Promise<T> => {
+      if (calls++ === 0) await held;
+      return fn();
+    },
+  };
+}
+
+describe("CoalescingUpdater (group commit for POST /events)", () => {
+  it("requests that arrive while a group is applied form the next group: one apply, each its own results in its row order", async () => {
+    const { counted, applies, store } = await realUpdater();
+    const h = heldRun();
+    const afterRows: number[] = [];
+    const c = new CoalescingUpdater(counted, {
+      run: h.run,
+      after: async (r) => void afterRows.push(r.length),
+    });
+    const first = c.apply(rows("a", 3));
+    const later = [c.apply(rows("b", 2)), c.apply(rows("c", 4, "bob")), c.apply(rows("d", 1))];
+    h.release();
+    const [r1, r2, r3, r4] = await Promise.all([first, ...later]);
+    expect(applies).toEqual([3, 7]);
+    expect(afterRows).toEqual([3, 7]);
+    expect(c.stats).toMatchObject({ groups: 2, requests: 4, rows: 10, largestGroup: 3, splits: 0 });
+    expect(r1!.map((r) => r.eventId)).toEqual(["a-0", "a-1", "a-2"]);
+    expect(r2!.map((r) => r.eventId)).toEqual(["b-0", "b-1"]);
+    expect(r3!.map((r) => r.eventId)).toEqual(["c-0", "c-1", "c-2", "c-3"]);
+    expect(r4!.map((r) => r.eventId)).toEqual(["d-0"]);
+    expect([r1, r2, r3, r4].flatMap((r) => outcomes(r!))).toEqual(Array(10).fill("applied"));
+    // Every acknowledged event is in the state readers use.
+    const seen = await store.all<{ n: number }>("SELECT count(*)::INTEGER AS n FROM learner_state_seen");
+    expect(seen[0]!.n).toBe(10);
+  });
+
+  it("an event sent by two requests of one group is applied once: accepted for the first, duplicate for the second", async () => {
+    const { counted, store } = await realUpdater();
+    const h = heldRun();
+    const c = new CoalescingUpdater(counted, { run: h.run });
+    const first = c.apply(rows("x", 1));
+    const a = c.apply(rows("e", 2));
+    const b = c.apply(rows("e", 3)); // e-0 and e-1 again, plus e-2
+    h.release();
+    await first;
+    const [ra, rb] = await Promise.all([a, b]);
+    expect(outcomes(ra!)).toEqual(["applied", "applied"]);
+    expect(outcomes(rb!)).toEqual(["duplicate", "duplicate", "applied"]);
+    const n = await store.all<{ n: number }>("SELECT count(*)::INTEGER AS n FROM raw_events");
+    expect(n[0]!.n).toBe(4);
+  });
+
+  it("a value the store refuses fails only the request that carries it; the rest of its group is applied", async () => {
+    const { counted, store } = await realUpdater();
+    const h = heldRun();
+    const c = new CoalescingUpdater(counted, { run: h.run });
+    const first = c.apply(rows("y", 1));
+    const bad = rows("bad", 1);
+    // NULL in raw_events' NOT NULL column: DuckDB refuses it (Constraint Error, a data error).
+    bad[0]!.type = null as unknown as string;
+    const ok1 = c.apply(rows("f", 2));
+    const refused = c.apply(bad);
+    const ok2 = c.apply(rows("g", 2, "carol"));
+    h.release();
+    await first;
+    await expect(refused).rejects.toThrow(/Constraint Error/);
+    expect(outcomes(await ok1)).toEqual(["applied", "applied"]);
+    expect(outcomes(await ok2)).toEqual(["applied", "applied"]);
+    expect(c.stats.splits).toBe(1);
+    const ids = await store.all<{ event_id: string }>("SELECT event_id FROM raw_events ORDER BY 1");
+    expect(ids.map((r) => r.event_id)).toEqual(["f-0", "f-1", "g-0", "g-1", "y-0"]);
+  });
+
+  it("a store that is down fails every request of the group (nothing acknowledged), and the next group runs", async () => {
+    const { counted, store } = await realUpdater();
+    let down = true;
+    const h = heldRun();
+    const c = new CoalescingUpdater(counted, {
+      run: (fn) =>
+        h.run(() => (down ? Promise.reject(new BackendUnavailableError("duckdb", "test outage")) : fn())),
+    });
+    const first = c.apply(rows("z", 1));
+    h.release();
+    await expect(first).rejects.toThrow(/test outage/);
+    down = false;
+    const again = await c.apply(rows("z", 1));
+    expect(outcomes(again)).toEqual(["applied"]);
+    const n = await store.all<{ n: number }>("SELECT count(*)::INTEGER AS n FROM raw_events");
+    expect(n[0]!.n).toBe(1);
+  });
+
+  it("a group never exceeds maxRows (a bigger request goes alone); refuses a bad maxRows saying what to use", async () => {
+    const { counted, applies } = await realUpdater();
+    const h = heldRun();
+    const c = new CoalescingUpdater(counted, { run: h.run, maxRows: 5 });
+    const all = [
+      c.apply(rows("h", 1)),
+      c.apply(rows("i", 3)),
+      c.apply(rows("j", 2)),
+      c.apply(rows("k", 7)),
+      c.apply(rows("l", 1)),
+    ];
+    h.release();
+    await Promise.all(all);
+    expect(applies).toEqual([1, 5, 7, 1]);
+    expect(() => new CoalescingUpdater(counted, { maxRows: 0 })).toThrow(/maxRows must be an integer >= 1/);
+  });
+});
