@@ -1,9 +1,19 @@
+import { decayTowards } from "./servedDecay.ts";
+
 /**
  * The served mastery estimate (issue 16, items 1-3): one stacked, calibrated combination of the stored
  * sources (rule, BKT, Elo) with the evidence behind them (attempt counts, smoothed accuracy, days since the
  * last evidence), fitted by ridge least squares on proxy labels (accuracy on the topic in the days after a
  * cut, the mission's labelling step). Time since the last evidence is an input, so the fitted weights say
  * how much an old score decays; the estimate as of T is computed with days since last evidence measured at T.
+ *
+ * The stack predicts accuracy (P(correct on an average next item), `pCorrect`). The served score is on the
+ * mastery scale: BKT's emission model says P(correct) = guess + (1 - guess - slip) P(learned), so
+ *     score = (pCorrect - guess_t) / (1 - guess_t - slip_t), clipped to [0, 1],
+ * with the topic's guess/slip from the (bounded) BKT fit on the same history. The interval and the
+ * explanation go through the same increasing affine map. The accuracy input `accuracy_decayed` forgets towards
+ * the topic's base with the half-life fitted on the log (models/servedDecay.ts); the same half-life decays a
+ * stored score at request time (`decay` of the estimate: floor and half-life).
  *
  * Each estimate carries an 80% interval: the 10th and 90th percentile of the training residuals in its
  * evidence band (no quiz evidence, 1-4, 5-14, 15+ attempts), and an evidence kind: "measured" (quiz
@@ -21,13 +31,15 @@ export const SERVED_INPUTS = [
   "accuracy_smoothed",
   "log_attempts",
   "days_since_last",
-  "recent_accuracy_x_decay",
+  "accuracy_decayed",
 ] as const;
 export type ServedInputName = (typeof SERVED_INPUTS)[number];
 const D = SERVED_INPUTS.length;
 
 /** The evidence behind one (student, topic) at the scoring time. */
 export interface PairEvidence {
+  /** The topic (selects its guess/slip and half-life; unknown topics use the global calibration). */
+  topic: string;
   /** Stored source scores; NaN when the source has none (the training mean is used instead). */
   rule: number;
   bkt: number;
@@ -51,10 +63,32 @@ export class ServedMasteryError extends Error {
 
 export type EvidenceKind = "measured" | "indirect" | "prior";
 
+/** Per-topic calibration: BKT guess/slip (mastery scale) and the fitted forgetting (servedDecay.ts). */
+export interface TopicCalibration {
+  guess: number;
+  slip: number;
+  halfLifeDays: number;
+  /** Accuracy a pair forgets towards. */
+  base: number;
+}
+
+/** Identity transform and no forgetting: the estimate stays on the label's scale. */
+export const IDENTITY_CALIBRATION: Readonly<TopicCalibration> = Object.freeze({
+  guess: 0,
+  slip: 0,
+  halfLifeDays: 3650,
+  base: 0.5,
+});
+
 export interface ServedEstimate {
+  /** Mastery scale (P(learned)). */
   score: number;
+  /** P(correct on an average next item): the stack's prediction before the mastery transform. */
+  pCorrect: number;
   lo: number;
   hi: number;
+  /** How the score decays after the scoring time: towards `floor` (mastery) / `pFloor` (P(correct)). */
+  decay: { halfLifeDays: number; floor: number; pFloor: number };
   evidence: EvidenceKind;
   attempts: number;
   daysSinceLast: number | null;
@@ -71,29 +105,39 @@ const bandOf = (attempts: number): number => {
   return b;
 };
 
-/** The decay horizon of the recency input (days); the weight on it is fitted, this only shapes it. */
-const RECENCY_DAYS = 14;
+const clip01 = (x: number): number => Math.min(1, Math.max(0, x));
+
+/** P(correct) -> mastery through the topic's guess/slip (the BKT emission model inverted), unclipped. */
+export function toMasteryScale(p: number, c: Pick<TopicCalibration, "guess" | "slip">): number {
+  const span = 1 - c.guess - c.slip;
+  if (!(span > 0))
+    throw new ServedMasteryError(
+      `guess ${c.guess} + slip ${c.slip} >= 1: the topic's BKT fit is degenerate; refit BKT with bounds (models/bktMasteryOptions.ts)`,
+    );
+  return (p - c.guess) / span;
+}
 
 export function evidenceKind(e: PairEvidence): EvidenceKind {
   if (e.attempts > 0) return "measured";
   return Number.isFinite(e.daysSinceAny) ? "indirect" : "prior";
 }
 
-function rawInputs(e: PairEvidence, out: Float64Array, off: number): void {
+function rawInputs(e: PairEvidence, c: TopicCalibration, out: Float64Array, off: number): void {
   const acc = (e.correct + 1) / (e.attempts + 2);
   const days = Number.isFinite(e.daysSinceQuiz) ? e.daysSinceQuiz : 60;
+  const forgotten = e.attempts > 0 ? decayTowards(acc, c.base, c.halfLifeDays, days) : c.base;
   out[off] = e.rule;
   out[off + 1] = e.bkt;
   out[off + 2] = e.elo;
   out[off + 3] = acc;
   out[off + 4] = Math.log1p(e.attempts);
   out[off + 5] = Math.min(days, 60) / 30;
-  out[off + 6] = (acc - 0.5) * Math.exp(-days / RECENCY_DAYS);
+  out[off + 6] = forgotten;
 }
 
 export interface ServedMasteryJson {
   kind: "served-mastery";
-  version: 1;
+  version: 2;
   inputs: readonly string[];
   means: number[];
   weights: number[];
@@ -102,6 +146,9 @@ export interface ServedMasteryJson {
   residualQuantiles: [number, number][];
   ridge: number;
   trainPairs: number;
+  /** Per topic calibration; topics not listed use `global`. */
+  topics: Record<string, TopicCalibration>;
+  global: TopicCalibration;
 }
 
 const quantile = (sorted: readonly number[], q: number): number => {
@@ -153,8 +200,16 @@ export class ServedMastery {
   static fit(
     pairs: readonly PairEvidence[],
     labels: ArrayLike<number>,
-    opts: { ridge?: number; weights?: ArrayLike<number> } = {},
+    opts: {
+      ridge?: number;
+      weights?: ArrayLike<number>;
+      topics?: Record<string, TopicCalibration>;
+      global?: TopicCalibration;
+    } = {},
   ): ServedMastery {
+    const topics = opts.topics ?? {};
+    const global = opts.global ?? IDENTITY_CALIBRATION;
+    const cal = (t: string): TopicCalibration => topics[t] ?? global;
     const n = pairs.length;
     if (n < D + 2 || labels.length !== n)
       throw new ServedMasteryError(
@@ -162,7 +217,7 @@ export class ServedMastery {
       );
     const ridge = opts.ridge ?? 1e-3;
     const X = new Float64Array(n * D);
-    for (let i = 0; i < n; i++) rawInputs(pairs[i]!, X, i * D);
+    for (let i = 0; i < n; i++) rawInputs(pairs[i]!, cal(pairs[i]!.topic), X, i * D);
     const means = new Array<number>(D).fill(0);
     const counts = new Array<number>(D).fill(0);
     for (let i = 0; i < n; i++)
@@ -207,7 +262,7 @@ export class ServedMastery {
     let intercept = yMean;
     const model = new ServedMastery({
       kind: "served-mastery",
-      version: 1,
+      version: 2,
       inputs: SERVED_INPUTS,
       means,
       weights: Array.from(coef),
@@ -215,6 +270,8 @@ export class ServedMastery {
       residualQuantiles: [],
       ridge,
       trainPairs: n,
+      topics,
+      global,
     });
     let bias = 0;
     const preds = pairs.map((p) => model.linear(p));
@@ -234,7 +291,12 @@ export class ServedMastery {
   }
 
   static fromJSON(json: ServedMasteryJson): ServedMastery {
-    if (json.kind !== "served-mastery" || json.inputs.join() !== SERVED_INPUTS.join())
+    if (
+      json.kind !== "served-mastery" ||
+      json.version !== 2 ||
+      json.inputs.join() !== SERVED_INPUTS.join() ||
+      json.global === undefined
+    )
       throw new ServedMasteryError(
         `not a served-mastery model of this code version (kind ${json.kind}, inputs ${json.inputs.join()}); refit it`,
       );
@@ -245,9 +307,13 @@ export class ServedMastery {
     return this.json;
   }
 
+  calibration(topic: string): TopicCalibration {
+    return this.json.topics[topic] ?? this.json.global;
+  }
+
   private linear(e: PairEvidence): number {
     const x = new Float64Array(D);
-    rawInputs(e, x, 0);
+    rawInputs(e, this.calibration(e.topic), x, 0);
     let s = this.json.intercept;
     for (let j = 0; j < D; j++) {
       const v = x[j]!;
@@ -256,30 +322,43 @@ export class ServedMastery {
     return s;
   }
 
+  /**
+   * The estimate of one pair: the stack on the accuracy scale (pCorrect), mapped to the mastery scale
+   * through the topic's guess/slip; the explanation is on the mastery scale (base + contributions + rest =
+   * score, the clip in rest).
+   */
   predict(e: PairEvidence): ServedEstimate {
+    const c = this.calibration(e.topic);
+    const span = 1 - c.guess - c.slip;
     const x = new Float64Array(D);
-    rawInputs(e, x, 0);
-    const contributions = SERVED_INPUTS.map((name, j) => {
+    rawInputs(e, c, x, 0);
+    const accContrib = SERVED_INPUTS.map((_, j) => {
       const v = x[j]!;
-      return {
-        name,
-        value: v,
-        contribution: Number.isFinite(v) ? this.json.weights[j]! * (v - this.json.means[j]!) : 0,
-      };
+      return Number.isFinite(v) ? this.json.weights[j]! * (v - this.json.means[j]!) : 0;
     });
-    const raw = contributions.reduce((s, c) => s + c.contribution, this.json.intercept);
-    const score = Math.min(1, Math.max(0, raw));
+    const rawP = accContrib.reduce((s, v) => s + v, this.json.intercept);
+    const pCorrect = clip01(rawP);
+    const raw = toMasteryScale(rawP, c);
+    const score = clip01(raw);
+    const base = toMasteryScale(this.json.intercept, c);
+    const contributions = SERVED_INPUTS.map((name, j) => ({
+      name,
+      value: x[j]!,
+      contribution: accContrib[j]! / span,
+    }));
     const [q10, q90] = this.json.residualQuantiles[bandOf(e.attempts)] ?? [Number.NaN, Number.NaN];
     return {
       score,
-      lo: Math.min(1, Math.max(0, raw + q10)),
-      hi: Math.min(1, Math.max(0, raw + q90)),
+      pCorrect,
+      lo: clip01(toMasteryScale(rawP + q10, c)),
+      hi: clip01(toMasteryScale(rawP + q90, c)),
+      decay: { halfLifeDays: c.halfLifeDays, floor: clip01(toMasteryScale(c.base, c)), pFloor: c.base },
       evidence: evidenceKind(e),
       attempts: e.attempts,
       daysSinceLast: Number.isFinite(e.daysSinceAny) ? e.daysSinceAny : null,
-      base: this.json.intercept,
+      base,
       contributions,
-      rest: score - raw,
+      rest: score - (base + contributions.reduce((s, v) => s + v.contribution, 0)),
     };
   }
 }

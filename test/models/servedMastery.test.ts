@@ -7,6 +7,7 @@ function pairs(n: number, seed: number): PairEvidence[] {
   return Array.from({ length: n }, () => {
     const attempts = Math.floor(rnd() * 30);
     return {
+      topic: "T1",
       rule: rnd(),
       bkt: rnd(),
       elo: rnd(),
@@ -60,6 +61,7 @@ describe("served mastery stack", () => {
       xs.map((p) => p.rule),
     );
     const none: PairEvidence = {
+      topic: "T1",
       rule: Number.NaN,
       bkt: Number.NaN,
       elo: Number.NaN,
