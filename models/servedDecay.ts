@@ -44,7 +44,23 @@ export interface DecayFit {
 /** "Never forgets" on the grid (10 years): keeps log h finite for the shrinkage. */
 export const NO_DECAY_DAYS = 3650;
 export const HALF_LIFE_GRID: readonly number[] = [
-  1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90, 120, 180, 365, 730, NO_DECAY_DAYS,
+  1,
+  2,
+  3,
+  5,
+  7,
+  10,
+  14,
+  21,
+  30,
+  45,
+  60,
+  90,
+  120,
+  180,
+  365,
+  730,
+  NO_DECAY_DAYS,
 ];
 /** Transitions at which a topic's own half-life and the global one weigh the same (log scale). */
 export const HALF_LIFE_SHRINK = 200;
@@ -65,7 +81,12 @@ export function decayFactor(halfLifeDays: number, elapsedDays: number): number {
 }
 
 /** `value` moved towards `floor` by the decay over `elapsedDays`. */
-export function decayTowards(value: number, floor: number, halfLifeDays: number, elapsedDays: number): number {
+export function decayTowards(
+  value: number,
+  floor: number,
+  halfLifeDays: number,
+  elapsedDays: number,
+): number {
   return floor + (value - floor) * decayFactor(halfLifeDays, elapsedDays);
 }
 
@@ -116,8 +137,7 @@ export function fitDecay(
     if (list) list.push(i);
     else byTopic.set(t.topic, [i]);
   });
-  if (all.length === 0)
-    return { global: { halfLifeDays: NO_DECAY_DAYS, base: 0.5, n: 0 }, topics: {} };
+  if (all.length === 0) return { global: { halfLifeDays: NO_DECAY_DAYS, base: 0.5, n: 0 }, topics: {} };
   let ySum = 0;
   for (const i of all) ySum += transitions[i]!.y;
   const gBase = ySum / all.length;

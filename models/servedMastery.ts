@@ -7,11 +7,17 @@ import { decayTowards } from "./servedDecay.ts";
  * cut, the mission's labelling step). Time since the last evidence is an input, so the fitted weights say
  * how much an old score decays; the estimate as of T is computed with days since last evidence measured at T.
  *
- * The stack predicts accuracy (P(correct on an average next item), `pCorrect`). The served score is on the
- * mastery scale: BKT's emission model says P(correct) = guess + (1 - guess - slip) P(learned), so
- *     score = (pCorrect - guess_t) / (1 - guess_t - slip_t), clipped to [0, 1],
- * with the topic's guess/slip from the (bounded) BKT fit on the same history. The interval and the
- * explanation go through the same increasing affine map. The accuracy input `accuracy_decayed` forgets towards
+ * The stack predicts accuracy (P(correct on an average next item), `pCorrect`). The served score maps it to
+ * a mastery scale with the model's `scale` (MASTERY_SCALES), per topic, through an increasing function:
+ *  - "bkt-emission": BKT's emission model says P(correct) = guess + (1 - guess - slip) P(learned), so
+ *    score = (pCorrect - guess_t) / (1 - guess_t - slip_t), clipped, with the topic's guess/slip from the
+ *    (bounded) BKT fit on the same history: P(learned);
+ *  - "topic-logit": an IRT (Rasch) reading, score = logistic(logit(pCorrect) - logit(base_t)) with base_t
+ *    the topic's fitted typical correctness: ability relative to the topic's difficulty, 0.5 = answers like
+ *    the topic's typical attempt (the population-centred convention of IRT ability scales);
+ *  - "identity": score = pCorrect.
+ * The interval goes through the same map; the explanation's contributions are scaled by the map's secant
+ * slope between the base and the estimate, so base + contributions + rest = score still holds. The accuracy input `accuracy_decayed` forgets towards
  * the topic's base with the half-life fitted on the log (models/servedDecay.ts); the same half-life decays a
  * stored score at request time (`decay` of the estimate: floor and half-life).
  *
@@ -107,6 +113,22 @@ const bandOf = (attempts: number): number => {
 
 const clip01 = (x: number): number => Math.min(1, Math.max(0, x));
 
+export const MASTERY_SCALES = ["bkt-emission", "topic-logit", "identity"] as const;
+export type MasteryScale = (typeof MASTERY_SCALES)[number];
+
+const P_EPS = 1e-3;
+const logit = (p: number): number => {
+  const q = Math.min(1 - P_EPS, Math.max(P_EPS, p));
+  return Math.log(q / (1 - q));
+};
+
+/** P(correct) -> the mastery scale `scale` for a topic calibrated by `c`; increasing in p, clipped to [0, 1]. */
+export function masteryOf(p: number, c: TopicCalibration, scale: MasteryScale): number {
+  if (scale === "bkt-emission") return clip01(toMasteryScale(p, c));
+  if (scale === "topic-logit") return 1 / (1 + Math.exp(-(logit(p) - logit(c.base))));
+  return clip01(p);
+}
+
 /** P(correct) -> mastery through the topic's guess/slip (the BKT emission model inverted), unclipped. */
 export function toMasteryScale(p: number, c: Pick<TopicCalibration, "guess" | "slip">): number {
   const span = 1 - c.guess - c.slip;
@@ -146,6 +168,8 @@ export interface ServedMasteryJson {
   residualQuantiles: [number, number][];
   ridge: number;
   trainPairs: number;
+  /** How P(correct) maps to the served (mastery-scale) score. */
+  scale: MasteryScale;
   /** Per topic calibration; topics not listed use `global`. */
   topics: Record<string, TopicCalibration>;
   global: TopicCalibration;
@@ -205,6 +229,7 @@ export class ServedMastery {
       weights?: ArrayLike<number>;
       topics?: Record<string, TopicCalibration>;
       global?: TopicCalibration;
+      scale?: MasteryScale;
     } = {},
   ): ServedMastery {
     const topics = opts.topics ?? {};
@@ -270,6 +295,7 @@ export class ServedMastery {
       residualQuantiles: [],
       ridge,
       trainPairs: n,
+      scale: opts.scale ?? "identity",
       topics,
       global,
     });
@@ -295,7 +321,8 @@ export class ServedMastery {
       json.kind !== "served-mastery" ||
       json.version !== 2 ||
       json.inputs.join() !== SERVED_INPUTS.join() ||
-      json.global === undefined
+      json.global === undefined ||
+      !(MASTERY_SCALES as readonly string[]).includes(json.scale)
     )
       throw new ServedMasteryError(
         `not a served-mastery model of this code version (kind ${json.kind}, inputs ${json.inputs.join()}); refit it`,
@@ -329,7 +356,7 @@ export class ServedMastery {
    */
   predict(e: PairEvidence): ServedEstimate {
     const c = this.calibration(e.topic);
-    const span = 1 - c.guess - c.slip;
+    const scale = this.json.scale;
     const x = new Float64Array(D);
     rawInputs(e, c, x, 0);
     const accContrib = SERVED_INPUTS.map((_, j) => {
@@ -338,21 +365,24 @@ export class ServedMastery {
     });
     const rawP = accContrib.reduce((s, v) => s + v, this.json.intercept);
     const pCorrect = clip01(rawP);
-    const raw = toMasteryScale(rawP, c);
-    const score = clip01(raw);
-    const base = toMasteryScale(this.json.intercept, c);
+    const score = masteryOf(rawP, c, scale);
+    const base = masteryOf(this.json.intercept, c, scale);
+    // Secant slope of the (increasing) map between the base and the estimate; the derivative-free fallback
+    // at rawP = intercept (nothing to scale) keeps the contributions at 0.
+    const dp = rawP - this.json.intercept;
+    const slope = dp !== 0 ? (score - base) / dp : 0;
     const contributions = SERVED_INPUTS.map((name, j) => ({
       name,
       value: x[j]!,
-      contribution: accContrib[j]! / span,
+      contribution: accContrib[j]! * slope,
     }));
     const [q10, q90] = this.json.residualQuantiles[bandOf(e.attempts)] ?? [Number.NaN, Number.NaN];
     return {
       score,
       pCorrect,
-      lo: clip01(toMasteryScale(rawP + q10, c)),
-      hi: clip01(toMasteryScale(rawP + q90, c)),
-      decay: { halfLifeDays: c.halfLifeDays, floor: clip01(toMasteryScale(c.base, c)), pFloor: c.base },
+      lo: masteryOf(rawP + q10, c, scale),
+      hi: masteryOf(rawP + q90, c, scale),
+      decay: { halfLifeDays: c.halfLifeDays, floor: masteryOf(c.base, c, scale), pFloor: c.base },
       evidence: evidenceKind(e),
       attempts: e.attempts,
       daysSinceLast: Number.isFinite(e.daysSinceAny) ? e.daysSinceAny : null,

@@ -156,8 +156,20 @@ function responseComponents(): Json {
                   },
                 ],
               },
+              pCorrect: {
+                description:
+                  "P(correct on an average next item) behind the served score ('served' source; the score itself is on the mastery scale); decayed to the request time like the score; null for sources without it",
+                type: ["number", "null"],
+                minimum: 0,
+                maximum: 1,
+              },
               modelVersion: str,
-              asOf: { type: "string", format: "date-time" },
+              asOf: {
+                type: "string",
+                format: "date-time",
+                description:
+                  "Time the score is as of: for 'served', the request time (the stored score decayed to it with the topic's fitted half-life, explanation.forgetting says by how much)",
+              },
               lastUpdated: { type: "string", format: "date-time" },
               explanation: EXPLANATION,
               experimentArm: {

@@ -3,13 +3,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildFeatures } from "../features/windows.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
-import { type PairEvidence, ServedMastery, type TopicCalibration } from "../models/servedMastery.ts";
+import {
+  type MasteryScale,
+  type PairEvidence,
+  ServedMastery,
+  type TopicCalibration,
+} from "../models/servedMastery.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
 import { loadDecayTransitions, loadPairEvidence } from "./servedInputs.ts";
 
 const DAY_MS = 86_400_000;
+
+/** The default mastery scale of the served estimate (docs/benchmarks.md "Validity" compares the three). */
+export const SERVED_SCALE: MasteryScale = "topic-logit";
 
 export interface TrainServedOptions {
   /** The store to learn from (read only): its raw_events and topics. */
@@ -20,6 +28,8 @@ export interface TrainServedOptions {
   labelDays?: number;
   /** Pairs need at least this many quiz attempts in the label window. Default 3. */
   minLabelAttempts?: number;
+  /** How P(correct) maps to the served score (models/servedMastery.ts MASTERY_SCALES). Default SERVED_SCALE. */
+  scale?: MasteryScale;
   /** Directory to write model.json into (optional). */
   out?: string;
 }
@@ -92,7 +102,8 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       (r) => r.topic_id,
     );
     const bktOf = (t: string) => models.bkt?.paramsFor(t) ?? undefined;
-    const meanOf = (xs: number[], d: number) => (xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : d);
+    const meanOf = (xs: number[], d: number) =>
+      xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : d;
     const fitted = topicIds.map(bktOf).filter((p) => p !== undefined);
     const global: TopicCalibration = {
       guess: meanOf(
@@ -131,7 +142,12 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       throw new ServedTrainError(
         `only ${xs.length} (student, topic) pairs have >= ${minAttempts} quiz attempts in the label window ${snapshot.toISOString()} .. ${labelEnd.toISOString()} and history before it; need 50: use a longer --label-days or a lower --min-label-attempts`,
       );
-    const model = ServedMastery.fit(xs, ys, { weights: ws, topics: calibration, global });
+    const model = ServedMastery.fit(xs, ys, {
+      weights: ws,
+      topics: calibration,
+      global,
+      scale: opts.scale ?? SERVED_SCALE,
+    });
     let modelPath: string | null = null;
     if (opts.out !== undefined) {
       mkdirSync(opts.out, { recursive: true });
