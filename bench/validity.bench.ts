@@ -247,7 +247,7 @@ async function evaluateCut(
           const p = bySource.get(name) ?? [];
           bySource.set(name, p);
           p.push({
-            score: masteryOf(x.pCorrect, served.calibration(r.topic_id), scale),
+            score: masteryOf(x.pCorrect, served.calibration(r.topic_id), scale, served.json.global),
             truth: truth.get(k),
             nextWeek: nextWeek.get(k),
           });

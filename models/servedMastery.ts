@@ -15,6 +15,9 @@ import { decayTowards } from "./servedDecay.ts";
  *  - "topic-logit": an IRT (Rasch) reading, score = logistic(logit(pCorrect) - logit(base_t)) with base_t
  *    the topic's fitted typical correctness: ability relative to the topic's difficulty, 0.5 = answers like
  *    the topic's typical attempt (the population-centred convention of IRT ability scales);
+ *  - "centred-logit": the same with one anchor for all topics, score = logistic(logit(pCorrect) -
+ *    logit(base_global)): a global increasing map, so every ranking measure equals the stack's own; 0.5 =
+ *    answers like the population's typical attempt after a gap (a convention: not criterion-referenced);
  *  - "identity": score = pCorrect.
  * The interval goes through the same map; the explanation's contributions are scaled by the map's secant
  * slope between the base and the estimate, so base + contributions + rest = score still holds. The accuracy input `accuracy_decayed` forgets towards
@@ -113,7 +116,7 @@ const bandOf = (attempts: number): number => {
 
 const clip01 = (x: number): number => Math.min(1, Math.max(0, x));
 
-export const MASTERY_SCALES = ["bkt-emission", "topic-logit", "identity"] as const;
+export const MASTERY_SCALES = ["centred-logit", "topic-logit", "bkt-emission", "identity"] as const;
 export type MasteryScale = (typeof MASTERY_SCALES)[number];
 
 const P_EPS = 1e-3;
@@ -122,10 +125,19 @@ const logit = (p: number): number => {
   return Math.log(q / (1 - q));
 };
 
-/** P(correct) -> the mastery scale `scale` for a topic calibrated by `c`; increasing in p, clipped to [0, 1]. */
-export function masteryOf(p: number, c: TopicCalibration, scale: MasteryScale): number {
+/**
+ * P(correct) -> the mastery scale `scale` for a topic calibrated by `c` (`global`: the model's global
+ * calibration, the anchor of "centred-logit"); increasing in p, in [0, 1].
+ */
+export function masteryOf(
+  p: number,
+  c: TopicCalibration,
+  scale: MasteryScale,
+  global: TopicCalibration = c,
+): number {
   if (scale === "bkt-emission") return clip01(toMasteryScale(p, c));
   if (scale === "topic-logit") return 1 / (1 + Math.exp(-(logit(p) - logit(c.base))));
+  if (scale === "centred-logit") return 1 / (1 + Math.exp(-(logit(p) - logit(global.base))));
   return clip01(p);
 }
 
@@ -365,8 +377,9 @@ export class ServedMastery {
     });
     const rawP = accContrib.reduce((s, v) => s + v, this.json.intercept);
     const pCorrect = clip01(rawP);
-    const score = masteryOf(rawP, c, scale);
-    const base = masteryOf(this.json.intercept, c, scale);
+    const g = this.json.global;
+    const score = masteryOf(rawP, c, scale, g);
+    const base = masteryOf(this.json.intercept, c, scale, g);
     // Secant slope of the (increasing) map between the base and the estimate; the derivative-free fallback
     // at rawP = intercept (nothing to scale) keeps the contributions at 0.
     const dp = rawP - this.json.intercept;
@@ -380,9 +393,9 @@ export class ServedMastery {
     return {
       score,
       pCorrect,
-      lo: masteryOf(rawP + q10, c, scale),
-      hi: masteryOf(rawP + q90, c, scale),
-      decay: { halfLifeDays: c.halfLifeDays, floor: masteryOf(c.base, c, scale), pFloor: c.base },
+      lo: masteryOf(rawP + q10, c, scale, g),
+      hi: masteryOf(rawP + q90, c, scale, g),
+      decay: { halfLifeDays: c.halfLifeDays, floor: masteryOf(c.base, c, scale, g), pFloor: c.base },
       evidence: evidenceKind(e),
       attempts: e.attempts,
       daysSinceLast: Number.isFinite(e.daysSinceAny) ? e.daysSinceAny : null,

@@ -17,7 +17,7 @@ import { loadDecayTransitions, loadPairEvidence } from "./servedInputs.ts";
 const DAY_MS = 86_400_000;
 
 /** The default mastery scale of the served estimate (docs/benchmarks.md "Validity" compares the three). */
-export const SERVED_SCALE: MasteryScale = "topic-logit";
+export const SERVED_SCALE: MasteryScale = "centred-logit";
 
 export interface TrainServedOptions {
   /** The store to learn from (read only): its raw_events and topics. */

@@ -143,6 +143,8 @@ describe("mastery scale (BKT emission inverted)", () => {
     expect(masteryOf(0.9, c, "topic-logit")).toBeCloseTo(9 / 13, 12);
     expect(masteryOf(0.55, c, "bkt-emission")).toBeCloseTo(0.5, 12);
     expect(masteryOf(1.3, c, "identity")).toBe(1);
+    // centred-logit anchors every topic on the global base: logit(0.9) - logit(0.6) = ln 6 -> 6 / 7.
+    expect(masteryOf(0.9, c, "centred-logit", { ...c, base: 0.6 })).toBeCloseTo(6 / 7, 12);
     for (const scale of MASTERY_SCALES)
       for (let p = 0; p < 1; p += 0.01)
         expect(masteryOf(p + 0.01, c, scale)).toBeGreaterThanOrEqual(masteryOf(p, c, scale));
