@@ -275,7 +275,7 @@ async function evaluateCut(
       );
     }
     console.log(
-      `served (${served.json.scale}): ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} (${served.json.trainPairs} training pairs, train ${trainSeconds.toFixed(1)} s)`,
+      `served (${served.json.scale}): ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} ridge=${served.json.ridge} (${served.json.trainPairs} training pairs, train ${trainSeconds.toFixed(1)} s)`,
     );
     const cal = Object.values(served.json.topics);
     const med = (xs: number[]) => {

@@ -226,23 +226,78 @@ function solveSpd(A: Float64Array, b: Float64Array, n: number): Float64Array {
   return x;
 }
 
+export interface FitOptions {
+  /** Fixed ridge penalty; absent: chosen by cross-validation from RIDGE_GRID. */
+  ridge?: number;
+  weights?: ArrayLike<number>;
+  /**
+   * Answers behind each label (a label is an accuracy over them): the intervals then leave out the labels'
+   * sampling noise (they are for the estimate's target, not for one more noisy week). Optional.
+   */
+  labelAttempts?: ArrayLike<number>;
+  topics?: Record<string, TopicCalibration>;
+  global?: TopicCalibration;
+  scale?: MasteryScale;
+}
+
+/** Ridge penalties tried by the cross-validation (per unit of mean weight, on centred inputs). */
+export const RIDGE_GRID: readonly number[] = [1e-3, 1e-2, 0.1, 1, 10, 100];
+
 export class ServedMastery {
   constructor(readonly json: ServedMasteryJson) {}
 
   /**
    * Ridge least squares of `labels` on the inputs (centred; missing source scores imputed with the training
    * mean), plus residual quantiles per evidence band. `weights` (e.g. label attempt counts) are optional.
+   * Without `ridge`, the penalty is chosen from RIDGE_GRID by 5-fold cross-validation (weighted squared error
+   * of the held-out labels; folds by index), then the model is refitted on every pair.
    */
   static fit(
     pairs: readonly PairEvidence[],
     labels: ArrayLike<number>,
-    opts: {
-      ridge?: number;
-      weights?: ArrayLike<number>;
-      topics?: Record<string, TopicCalibration>;
-      global?: TopicCalibration;
-      scale?: MasteryScale;
-    } = {},
+    opts: FitOptions = {},
+  ): ServedMastery {
+    if (opts.ridge !== undefined) return ServedMastery.fitRidge(pairs, labels, opts, opts.ridge);
+    const n = pairs.length;
+    const folds = 5;
+    // The folds only need the weights (intervals are not used there).
+    const { labelAttempts: _unused, ...cvOpts } = opts;
+    let best = RIDGE_GRID[0]!;
+    let bestErr = Number.POSITIVE_INFINITY;
+    if (n >= folds * (D + 2) && labels.length === n) {
+      for (const ridge of RIDGE_GRID) {
+        let err = 0;
+        for (let f = 0; f < folds; f++) {
+          const idx: number[] = [];
+          for (let i = 0; i < n; i++) if (i % folds !== f) idx.push(i);
+          const sub = ServedMastery.fitRidge(
+            idx.map((i) => pairs[i]!),
+            idx.map((i) => labels[i]!),
+            {
+              ...cvOpts,
+              ...(opts.weights !== undefined ? { weights: idx.map((i) => opts.weights![i]!) } : {}),
+            },
+            ridge,
+          );
+          for (let i = f; i < n; i += folds) {
+            const r = labels[i]! - sub.linear(pairs[i]!);
+            err += (opts.weights?.[i] ?? 1) * r * r;
+          }
+        }
+        if (err < bestErr - 1e-12) {
+          bestErr = err;
+          best = ridge;
+        }
+      }
+    }
+    return ServedMastery.fitRidge(pairs, labels, opts, best);
+  }
+
+  private static fitRidge(
+    pairs: readonly PairEvidence[],
+    labels: ArrayLike<number>,
+    opts: FitOptions,
+    ridge: number,
   ): ServedMastery {
     const topics = opts.topics ?? {};
     const global = opts.global ?? IDENTITY_CALIBRATION;
@@ -252,7 +307,6 @@ export class ServedMastery {
       throw new ServedMasteryError(
         `served mastery fit needs more labelled pairs than inputs (got ${n} pairs, ${labels.length} labels); use a longer history before the cut`,
       );
-    const ridge = opts.ridge ?? 1e-3;
     const X = new Float64Array(n * D);
     for (let i = 0; i < n; i++) rawInputs(pairs[i]!, cal(pairs[i]!.topic), X, i * D);
     const means = new Array<number>(D).fill(0);
@@ -317,13 +371,32 @@ export class ServedMastery {
     intercept += bias / wSum;
     model.json.intercept = intercept;
     const byBand: number[][] = BANDS.map(() => []);
-    for (let i = 0; i < n; i++)
-      byBand[bandOf(pairs[i]!.attempts)]!.push(labels[i]! - (preds[i]! + bias / wSum));
+    // Sampling noise of each label (a share of labelAttempts[i] answers): p(1 - p) / attempts.
+    const noiseByBand: number[][] = BANDS.map(() => []);
+    for (let i = 0; i < n; i++) {
+      const b = bandOf(pairs[i]!.attempts);
+      const pred = preds[i]! + bias / wSum;
+      byBand[b]!.push(labels[i]! - pred);
+      const m = opts.labelAttempts?.[i];
+      if (m !== undefined && m > 0) {
+        const p = clip01(pred);
+        noiseByBand[b]!.push((p * (1 - p)) / m);
+      }
+    }
     const all = byBand.flat().sort((a, c) => a - c);
-    model.json.residualQuantiles = byBand.map((r) => {
+    const allNoise = noiseByBand.flat();
+    const mean = (xs: readonly number[]) => xs.reduce((a, c) => a + c, 0) / Math.max(1, xs.length);
+    model.json.residualQuantiles = byBand.map((r, b) => {
       // A band with too few residuals borrows the pooled quantiles.
-      const s = r.length >= 30 ? r.sort((a, c) => a - c) : all;
-      return [quantile(s, 0.1), quantile(s, 0.9)];
+      const pooled = r.length < 30;
+      const s = pooled ? all : r.sort((a, c) => a - c);
+      // The residual against a label = error of the estimate + the label's own sampling noise; the interval
+      // is for the estimate's target, so the quantiles shrink by sqrt(1 - noise variance / residual variance)
+      // (at least 0.3 of their width; 1 without labelAttempts).
+      const noise = mean(pooled ? allNoise : noiseByBand[b]!);
+      const v = mean(s.map((x) => x * x));
+      const k = v > 0 && noise > 0 ? Math.sqrt(Math.max(0.09, 1 - noise / v)) : 1;
+      return [k * quantile(s, 0.1), k * quantile(s, 0.9)];
     });
     return model;
   }
@@ -350,7 +423,8 @@ export class ServedMastery {
     return this.json.topics[topic] ?? this.json.global;
   }
 
-  private linear(e: PairEvidence): number {
+  /** The stack's unclipped accuracy-scale prediction. */
+  linear(e: PairEvidence): number {
     const x = new Float64Array(D);
     rawInputs(e, this.calibration(e.topic), x, 0);
     let s = this.json.intercept;

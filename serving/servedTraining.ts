@@ -144,6 +144,7 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       );
     const model = ServedMastery.fit(xs, ys, {
       weights: ws,
+      labelAttempts: ws,
       topics: calibration,
       global,
       scale: opts.scale ?? SERVED_SCALE,

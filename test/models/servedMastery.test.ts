@@ -1,6 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { mulberry32 } from "../../models/prng.ts";
-import { evidenceKind, type PairEvidence, SERVED_INPUTS, ServedMastery } from "../../models/servedMastery.ts";
+import {
+  evidenceKind,
+  type PairEvidence,
+  RIDGE_GRID,
+  SERVED_INPUTS,
+  ServedMastery,
+} from "../../models/servedMastery.ts";
 
 function pairs(n: number, seed: number): PairEvidence[] {
   const rnd = mulberry32(seed);
@@ -31,6 +37,21 @@ describe("served mastery stack", () => {
     expect(w("days_since_last")).toBeCloseTo(0, 6);
     const p = xs[7]!;
     expect(m.predict(p).score).toBeCloseTo(0.1 + 0.5 * p.rule + 0.2 * p.elo, 6);
+  });
+
+  it("cross-validation picks a small ridge for a clean signal and a large one for pure noise", () => {
+    const xs = pairs(1000, 11);
+    const clean = ServedMastery.fit(
+      xs,
+      xs.map((p) => 0.2 + 0.6 * p.elo),
+    );
+    expect(clean.json.ridge).toBe(RIDGE_GRID[0]);
+    const rnd = mulberry32(12);
+    const noise = ServedMastery.fit(
+      xs,
+      xs.map(() => rnd()),
+    );
+    expect(noise.json.ridge).toBeGreaterThanOrEqual(10);
   });
 
   it("80% intervals cover about 80% of held-out labels, and the explanation sums to the score", () => {
