@@ -75,6 +75,32 @@ describe("served mastery stack", () => {
     expect(inside / test.length).toBeLessThan(0.84);
   });
 
+  it("with label attempts, intervals leave out the labels' sampling noise and cover ~80% of the target", () => {
+    const rnd = mulberry32(21);
+    const xs = pairs(6000, 22);
+    const target = xs.map((p) => 0.2 + 0.6 * p.rule + (rnd() - 0.5) * 0.2);
+    // Each label: the accuracy over 5 answers drawn with P(correct) = target.
+    const labels = target.map((t) => {
+      let c = 0;
+      for (let k = 0; k < 5; k++) if (rnd() < t) c++;
+      return c / 5;
+    });
+    const attempts = xs.map(() => 5);
+    const cover = (m: ServedMastery) =>
+      xs.filter((p, i) => {
+        const e = m.predict(p);
+        return target[i]! >= e.lo && target[i]! <= e.hi;
+      }).length / xs.length;
+    const plain = cover(ServedMastery.fit(xs, labels));
+    const deconvolved = cover(ServedMastery.fit(xs, labels, { labelAttempts: attempts }));
+    // Label noise (sd ~0.2) dwarfs the target's spread around the fit (sd ~0.06): plain intervals cover
+    // nearly every target; without the noise they come back towards 80%.
+    expect(plain).toBeGreaterThan(0.95);
+    expect(deconvolved).toBeLessThan(plain);
+    expect(deconvolved).toBeGreaterThan(0.6);
+    expect(deconvolved).toBeLessThan(0.95);
+  });
+
   it("missing sources fall back to the training mean, and evidence kinds follow the events", () => {
     const xs = pairs(500, 4);
     const m = ServedMastery.fit(
