@@ -58,6 +58,14 @@ export const ALLOW_SKIP_HELP =
   "use the usable rows even when more than --max-skip of the file is unusable (the report still lists them)";
 export const MAX_SKIP_HELP = "largest share of unusable rows accepted without --allow-skip";
 
+/** Adds the options of a command that reads a CSV/TSV data file: --sep, --allow-skip and --max-skip. */
+export function rowReadingOptions(cmd: import("commander").Command): import("commander").Command {
+  return cmd
+    .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
+    .option("--allow-skip", ALLOW_SKIP_HELP)
+    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01");
+}
+
 /**
  * The skip policy from --allow-skip/--max-skip, printing each file's rows read / used / skipped (with the
  * reasons and example lines) on stderr; too many skipped rows stop the command (features/fileRows.ts).

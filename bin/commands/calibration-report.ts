@@ -8,14 +8,7 @@ import {
   readPredictionsCsv,
 } from "../../training/groupCalibration.ts";
 import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
-import {
-  ALLOW_SKIP_HELP,
-  CliError,
-  MAX_SKIP_HELP,
-  parseIntOption,
-  type RowOptions,
-  rowReading,
-} from "../options.ts";
+import { CliError, parseIntOption, type RowOptions, rowReading, rowReadingOptions } from "../options.ts";
 import { Progress } from "../progress.ts";
 
 interface ReportOptions extends RowOptions {
@@ -34,20 +27,19 @@ interface ReportOptions extends RowOptions {
 }
 
 export function register(program: Command): void {
-  program
-    .command("calibration-report")
-    .description(
-      "Calibration per group: ECE and reliability-diagram bins for each skill/topic, school, grade ... (groups below --min-group-size are skipped), plus overall; text table or --json",
-    )
-    .option(
-      "--model <dir>",
-      "model directory (any kind `mastery evaluate` reads); predictions are online, from earlier rows",
-    )
-    .option("--data <file>", "with --model: CSV/TSV response log")
-    .option("--columns <spec>", "with --model: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]")
-    .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
-    .option("--allow-skip", ALLOW_SKIP_HELP)
-    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
+  rowReadingOptions(
+    program
+      .command("calibration-report")
+      .description(
+        "Calibration per group: ECE and reliability-diagram bins for each skill/topic, school, grade ... (groups below --min-group-size are skipped), plus overall; text table or --json",
+      )
+      .option(
+        "--model <dir>",
+        "model directory (any kind `mastery evaluate` reads); predictions are online, from earlier rows",
+      )
+      .option("--data <file>", "with --model: CSV/TSV response log")
+      .option("--columns <spec>", "with --model: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]"),
+  )
     .option(
       "--predictions <file>",
       "instead of --model: CSV of scored rows with label, score and group columns",

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { coverageWarningsForDir } from "../../training/coverage.ts";
 import { evaluateOnline, loadPredictor } from "../../training/evaluate.ts";
 import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
-import { ALLOW_SKIP_HELP, MAX_SKIP_HELP, type RowOptions, rowReading } from "../options.ts";
+import { type RowOptions, rowReading, rowReadingOptions } from "../options.ts";
 
 interface EvaluateOptions extends RowOptions {
   model: string;
@@ -12,20 +12,19 @@ interface EvaluateOptions extends RowOptions {
 }
 
 export function register(program: Command): void {
-  program
-    .command("evaluate")
-    .description(
-      "Online next-response evaluation of a trained model: each row is predicted from that student's earlier rows only; prints one JSON line {auc, rmse, logloss, ece, n}",
-    )
-    .requiredOption("--model <dir>", "directory holding model.json (written by `mastery train ...`)")
-    .requiredOption("--data <file>", "CSV/TSV response log to evaluate on")
-    .requiredOption(
-      "--columns <spec>",
-      "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL] (time: epoch s/ms or ISO; adds day-window features to gbt/mlp/blend)",
-    )
-    .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
-    .option("--allow-skip", ALLOW_SKIP_HELP)
-    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
+  rowReadingOptions(
+    program
+      .command("evaluate")
+      .description(
+        "Online next-response evaluation of a trained model: each row is predicted from that student's earlier rows only; prints one JSON line {auc, rmse, logloss, ece, n}",
+      )
+      .requiredOption("--model <dir>", "directory holding model.json (written by `mastery train ...`)")
+      .requiredOption("--data <file>", "CSV/TSV response log to evaluate on")
+      .requiredOption(
+        "--columns <spec>",
+        "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL] (time: epoch s/ms or ISO; adds day-window features to gbt/mlp/blend)",
+      ),
+  )
     .addHelpText(
       "after",
       `

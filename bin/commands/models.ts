@@ -15,14 +15,13 @@ import { evaluateModel, registryMetrics } from "../../training/modelKind.ts";
 import { promoteWithGate } from "../../training/promote.ts";
 import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
 import {
-  ALLOW_SKIP_HELP,
   CliError,
   commandGroup,
   defaultDbPath,
-  MAX_SKIP_HELP,
   parseIntOption,
   type RowOptions,
   rowReading,
+  rowReadingOptions,
 } from "../options.ts";
 import { Progress } from "../progress.ts";
 
@@ -358,20 +357,19 @@ export function register(program: Command): void {
       },
     );
 
-  storeOptions(models.command("promote"))
-    .description(
-      "Evaluate champion and challenger on a frozen holdout (training/evaluate.ts) and move champion to the challenger only if the promotion gate passes",
-    )
-    .argument("<name>")
-    .requiredOption("--challenger <version>", "version to promote")
-    .requiredOption("--holdout <file>", "frozen holdout response log (CSV/TSV)")
-    .requiredOption(
-      "--columns <spec>",
-      "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL] (time: epoch s/ms or ISO; adds day-window features to gbt/mlp/blend)",
-    )
-    .option("--sep <sep>", "field separator; default: tab if the header has one, else comma")
-    .option("--allow-skip", ALLOW_SKIP_HELP)
-    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
+  rowReadingOptions(
+    storeOptions(models.command("promote"))
+      .description(
+        "Evaluate champion and challenger on a frozen holdout (training/evaluate.ts) and move champion to the challenger only if the promotion gate passes",
+      )
+      .argument("<name>")
+      .requiredOption("--challenger <version>", "version to promote")
+      .requiredOption("--holdout <file>", "frozen holdout response log (CSV/TSV)")
+      .requiredOption(
+        "--columns <spec>",
+        "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL] (time: epoch s/ms or ISO; adds day-window features to gbt/mlp/blend)",
+      ),
+  )
     .option(
       "--group-columns <cols>",
       "holdout columns whose groups must not get worse calibration, e.g. school_id,grade",

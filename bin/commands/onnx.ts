@@ -3,14 +3,7 @@ import type { Command } from "commander";
 import { type Matrix, rowMajor } from "../../models/treeEnsemble.ts";
 import { checkOnnx, exportToFile, importOnnxFile } from "../../training/onnxExport.ts";
 import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
-import {
-  ALLOW_SKIP_HELP,
-  CliError,
-  commandGroup,
-  MAX_SKIP_HELP,
-  type RowOptions,
-  rowReading,
-} from "../options.ts";
+import { CliError, commandGroup, type RowOptions, rowReading, rowReadingOptions } from "../options.ts";
 import { Progress } from "../progress.ts";
 
 /** Numeric CSV with a header row; empty cells and NA/NaN are missing. */
@@ -100,21 +93,20 @@ Example:
       );
     });
 
-  onnx
-    .command("check")
-    .description(
-      "Score a response log with a gbt/mlp model directory and with its .onnx export (onnxruntime-node); prints the largest difference per output",
-    )
-    .requiredOption("--model <dir>", "directory holding model.json")
-    .requiredOption("--onnx <file>", "the .onnx file exported from it")
-    .requiredOption("--data <file>", "CSV/TSV response log")
-    .requiredOption(
-      "--columns <spec>",
-      "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL] (time: epoch s/ms or ISO; adds day-window features to gbt/mlp/blend)",
-    )
-    .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
-    .option("--allow-skip", ALLOW_SKIP_HELP)
-    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
+  rowReadingOptions(
+    onnx
+      .command("check")
+      .description(
+        "Score a response log with a gbt/mlp model directory and with its .onnx export (onnxruntime-node); prints the largest difference per output",
+      )
+      .requiredOption("--model <dir>", "directory holding model.json")
+      .requiredOption("--onnx <file>", "the .onnx file exported from it")
+      .requiredOption("--data <file>", "CSV/TSV response log")
+      .requiredOption(
+        "--columns <spec>",
+        "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL] (time: epoch s/ms or ISO; adds day-window features to gbt/mlp/blend)",
+      ),
+  )
     .option("--tolerance <x>", "exit with an error when an output differs by more than this", "1e-5")
     .addHelpText(
       "after",

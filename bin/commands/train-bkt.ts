@@ -3,13 +3,12 @@ import { DEFAULT_BKT_OPTIONS } from "../../models/bkt.ts";
 import { trainBkt } from "../../training/bktFit.ts";
 import { parseResponseColumns } from "../../training/responses.ts";
 import {
-  ALLOW_SKIP_HELP,
   CliError,
   commandGroup,
-  MAX_SKIP_HELP,
   parseIntOption,
   type RowOptions,
   rowReading,
+  rowReadingOptions,
 } from "../options.ts";
 import { Progress } from "../progress.ts";
 
@@ -35,19 +34,18 @@ function parseProbability(value: string, flag: string): number {
 }
 
 export function register(program: Command): void {
-  commandGroup(program, "train", "Fit a model and write DIR/model.json")
-    .command("bkt")
-    .description(
-      "Fit Bayesian Knowledge Tracing per skill (Baum-Welch EM, random restarts, both cores) and write DIR/model.json",
-    )
-    .requiredOption("--data <file>", "CSV/TSV response log, one row per attempt")
-    .requiredOption(
-      "--columns <spec>",
-      "column roles: user=COL,skill=COL,correct=COL[,order=COL] (rows keep file order within a user unless order= is given)",
-    )
-    .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
-    .option("--allow-skip", ALLOW_SKIP_HELP)
-    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
+  rowReadingOptions(
+    commandGroup(program, "train", "Fit a model and write DIR/model.json")
+      .command("bkt")
+      .description(
+        "Fit Bayesian Knowledge Tracing per skill (Baum-Welch EM, random restarts, both cores) and write DIR/model.json",
+      )
+      .requiredOption("--data <file>", "CSV/TSV response log, one row per attempt")
+      .requiredOption(
+        "--columns <spec>",
+        "column roles: user=COL,skill=COL,correct=COL[,order=COL] (rows keep file order within a user unless order= is given)",
+      ),
+  )
     .option("--forgets", "also fit the forgetting transition (pyBKT's forgets=True)")
     .option("--restarts <n>", "random restarts per skill; the best log-likelihood is kept", "5")
     .option(

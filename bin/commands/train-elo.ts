@@ -2,13 +2,12 @@ import type { Command } from "commander";
 import { trainElo } from "../../training/elo.ts";
 import { parseResponseColumns } from "../../training/responses.ts";
 import {
-  ALLOW_SKIP_HELP,
   CliError,
   commandGroup,
-  MAX_SKIP_HELP,
   parseIntOption,
   type RowOptions,
   rowReading,
+  rowReadingOptions,
 } from "../options.ts";
 import { Progress } from "../progress.ts";
 
@@ -22,18 +21,20 @@ interface TrainEloCliOptions extends RowOptions {
 }
 
 export function register(program: Command): void {
-  commandGroup(program, "train", "Fit a model on a response log and write DIR/model.json")
-    .command("elo")
-    .description(
-      "Fit an Elo model (global + per-skill student ability, item difficulty, K(n) = a/(1+b n) fitted by " +
-        'Nelder-Mead on the online training log-loss) and write DIR/model.json with kind "elo"',
-    )
-    .requiredOption("--data <file>", "CSV/TSV response log to train on")
-    .requiredOption("--columns <spec>", "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]")
-    .requiredOption("--out <dir>", "directory to write model.json into (created if missing)")
-    .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
-    .option("--allow-skip", ALLOW_SKIP_HELP)
-    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
+  rowReadingOptions(
+    commandGroup(program, "train", "Fit a model on a response log and write DIR/model.json")
+      .command("elo")
+      .description(
+        "Fit an Elo model (global + per-skill student ability, item difficulty, K(n) = a/(1+b n) fitted by " +
+          'Nelder-Mead on the online training log-loss) and write DIR/model.json with kind "elo"',
+      )
+      .requiredOption("--data <file>", "CSV/TSV response log to train on")
+      .requiredOption(
+        "--columns <spec>",
+        "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]",
+      )
+      .requiredOption("--out <dir>", "directory to write model.json into (created if missing)"),
+  )
     .option("--seed <n>", "varies the K search's initial simplex; the same seed gives the same model", "0")
     .option("--max-evaluations <n>", "budget of training replays for the K search", "150")
     .addHelpText(

@@ -2,13 +2,12 @@ import type { Command } from "commander";
 import { type AttemptModelKind, trainAttemptModel } from "../../training/blendTrain.ts";
 import { parseResponseColumns } from "../../training/responses.ts";
 import {
-  ALLOW_SKIP_HELP,
   CliError,
   commandGroup,
-  MAX_SKIP_HELP,
   parseIntOption,
   type RowOptions,
   rowReading,
+  rowReadingOptions,
 } from "../options.ts";
 import { Progress } from "../progress.ts";
 
@@ -37,20 +36,19 @@ const DESCRIPTIONS: Record<AttemptModelKind, string> = {
 };
 
 function addKind(train: Command, kind: AttemptModelKind): void {
-  train
-    .command(kind)
-    .description(DESCRIPTIONS[kind])
-    .requiredOption(
-      "--data <file>",
-      "CSV/TSV response log, one row per attempt, each student's rows in order",
-    )
-    .requiredOption(
-      "--columns <spec>",
-      "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL] (item= enables item difficulty features; time= (epoch s/ms or ISO) adds 1h/1d/7d/30d/90d window features, point in time)",
-    )
-    .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
-    .option("--allow-skip", ALLOW_SKIP_HELP)
-    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
+  rowReadingOptions(
+    train
+      .command(kind)
+      .description(DESCRIPTIONS[kind])
+      .requiredOption(
+        "--data <file>",
+        "CSV/TSV response log, one row per attempt, each student's rows in order",
+      )
+      .requiredOption(
+        "--columns <spec>",
+        "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL][,time=COL] (item= enables item difficulty features; time= (epoch s/ms or ISO) adds 1h/1d/7d/30d/90d window features, point in time)",
+      ),
+  )
     .option("--seed <s>", "seed of the student folds, BKT restarts, GBT sampling and MLP init", "42")
     .option(
       "--folds <k>",

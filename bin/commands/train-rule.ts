@@ -4,14 +4,7 @@ import type { Command } from "commander";
 import { kindOf } from "../../training/kinds.ts";
 import { evaluateModel } from "../../training/modelKind.ts";
 import { loadResponses, parseResponseColumns } from "../../training/responses.ts";
-import {
-  ALLOW_SKIP_HELP,
-  commandGroup,
-  MAX_SKIP_HELP,
-  parseIntOption,
-  type RowOptions,
-  rowReading,
-} from "../options.ts";
+import { commandGroup, parseIntOption, type RowOptions, rowReading, rowReadingOptions } from "../options.ts";
 
 interface TrainRuleCliOptions extends RowOptions {
   data: string;
@@ -23,17 +16,19 @@ interface TrainRuleCliOptions extends RowOptions {
 
 /** `mastery train rule`: the rule kind of training/kinds.ts (fitted rule weights), through the kind contract. */
 export function register(program: Command): void {
-  commandGroup(program, "train", "Fit a model on a response log and write DIR/model.json")
-    .command("rule")
-    .description(
-      'Fit the rule weights (topic accuracy shrunk toward a prior with k pseudo-answers; prior = training accuracy, k by online log-loss) and write DIR/model.json with kind "rule"',
-    )
-    .requiredOption("--data <file>", "CSV/TSV response log to train on")
-    .requiredOption("--columns <spec>", "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]")
-    .requiredOption("--out <dir>", "directory to write model.json into (created if missing)")
-    .option("--sep <sep>", "field separator (',' or '\\t'); default: tab if the header has one, else comma")
-    .option("--allow-skip", ALLOW_SKIP_HELP)
-    .option("--max-skip <fraction>", MAX_SKIP_HELP, "0.01")
+  rowReadingOptions(
+    commandGroup(program, "train", "Fit a model on a response log and write DIR/model.json")
+      .command("rule")
+      .description(
+        'Fit the rule weights (topic accuracy shrunk toward a prior with k pseudo-answers; prior = training accuracy, k by online log-loss) and write DIR/model.json with kind "rule"',
+      )
+      .requiredOption("--data <file>", "CSV/TSV response log to train on")
+      .requiredOption(
+        "--columns <spec>",
+        "column roles: user=COL,skill=COL,correct=COL[,item=COL][,order=COL]",
+      )
+      .requiredOption("--out <dir>", "directory to write model.json into (created if missing)"),
+  )
     .option("--seed <n>", "recorded with the model (the fit is deterministic)", "0")
     .addHelpText(
       "after",

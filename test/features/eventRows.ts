@@ -54,3 +54,25 @@ export async function insertEvents(store: DuckStore, events: readonly TestEvent[
     params,
   );
 }
+
+/** Every VARCHAR (or list) cell of every persistent table containing `needle`. */
+export async function leaks(store: DuckStore, needles: string[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const table of await store.tableNames()) {
+    const cols = await store.all<{ column_name: string }>(
+      `SELECT column_name FROM information_schema.columns
+       WHERE table_schema = 'main' AND table_name = $t AND data_type LIKE 'VARCHAR%'`,
+      { t: table },
+    );
+    for (const { column_name } of cols) {
+      for (const needle of needles) {
+        const r = await store.one<{ n: bigint }>(
+          `SELECT count(*) AS n FROM "${table}" WHERE contains(CAST("${column_name}" AS VARCHAR), $needle)`,
+          { needle },
+        );
+        if (Number(r?.n) > 0) found.push(`${table}.${column_name} contains ${needle}`);
+      }
+    }
+  }
+  return found;
+}

@@ -10,6 +10,7 @@ import { BUILTIN_MAPPINGS } from "../../features/columnMappings.ts";
 import { ingestFile } from "../../features/ingest.ts";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { leaks } from "./eventRows.ts";
 
 const pseudonymizer = new Pseudonymizer("test-key-0123456789abcdef");
 const NOW = new Date("2026-02-01T00:00:00Z");
@@ -20,28 +21,6 @@ const CT_TSV = join(DATA, "cognitive_tutor/ct.tsv");
 const skipUnless = (path: string) => (existsSync(path) ? "" : ` [skipped: ${path} not found]`);
 for (const path of [AS_CSV, CT_TSV])
   if (!existsSync(path)) console.warn(`skipping the ingest test of ${path}: not found (../shared/data)`);
-
-/** Every VARCHAR (or list) cell of every persistent table containing `needle`. */
-async function leaks(store: DuckStore, needles: string[]): Promise<string[]> {
-  const found: string[] = [];
-  for (const table of await store.tableNames()) {
-    const cols = await store.all<{ column_name: string }>(
-      `SELECT column_name FROM information_schema.columns
-       WHERE table_schema = 'main' AND table_name = $t AND data_type LIKE 'VARCHAR%'`,
-      { t: table },
-    );
-    for (const { column_name } of cols) {
-      for (const needle of needles) {
-        const r = await store.one<{ n: bigint }>(
-          `SELECT count(*) AS n FROM "${table}" WHERE contains(CAST("${column_name}" AS VARCHAR), $needle)`,
-          { needle },
-        );
-        if (Number(r?.n) > 0) found.push(`${table}.${column_name} contains ${needle}`);
-      }
-    }
-  }
-  return found;
-}
 
 describe("real logs through column mappings", () => {
   it.skipIf(!existsSync(AS_CSV))(

@@ -6,6 +6,7 @@ import { checkMapping, MappingError } from "../../features/columnMappings.ts";
 import { ingestEvents, ingestFile, ingestPaths } from "../../features/ingest.ts";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { leaks } from "./eventRows.ts";
 
 const KEY = "test-key-0123456789abcdef";
 const pseudonymizer = new Pseudonymizer(KEY);
@@ -21,28 +22,6 @@ function write(name: string, text: string): string {
   mkdirSync(join(path, ".."), { recursive: true });
   writeFileSync(path, text);
   return path;
-}
-
-/** Every VARCHAR (or list) cell of every persistent table containing `needle`. */
-async function leaks(store: DuckStore, needles: string[]): Promise<string[]> {
-  const found: string[] = [];
-  for (const table of await store.tableNames()) {
-    const cols = await store.all<{ column_name: string }>(
-      `SELECT column_name FROM information_schema.columns
-       WHERE table_schema = 'main' AND table_name = $t AND data_type LIKE 'VARCHAR%'`,
-      { t: table },
-    );
-    for (const { column_name } of cols) {
-      for (const needle of needles) {
-        const r = await store.one<{ n: bigint }>(
-          `SELECT count(*) AS n FROM "${table}" WHERE contains(CAST("${column_name}" AS VARCHAR), $needle)`,
-          { needle },
-        );
-        if (Number(r?.n) > 0) found.push(`${table}.${column_name} contains ${needle}`);
-      }
-    }
-  }
-  return found;
 }
 
 const QUIZ_HEADER =

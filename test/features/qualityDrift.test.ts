@@ -16,6 +16,7 @@ import {
 } from "../../features/qualityDrift.ts";
 import { MAD_TO_SD, scoreDailyCounts, type VolumeAnomalyOptions } from "../../models/volumeAnomaly.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { insertDaily } from "./dailyEvents.ts";
 
 const PLAIN: VolumeAnomalyOptions = { baselineDays: 14, threshold: 3.5, minBaselineDays: 7, period: 1 };
 const WEEKLY: VolumeAnomalyOptions = { baselineDays: 28, threshold: 3.5, minBaselineDays: 14, period: 7 };
@@ -124,29 +125,6 @@ describe("compareProfiles", () => {
     expect(typeFamily("DECIMAL(9,2)")).toBe("float");
   });
 });
-
-/** `perDay[d]` events of (source, type) on day d after 2026-02-01, with optional columns set by `cols`. */
-async function insertDaily(
-  store: DuckStore,
-  source: string,
-  type: string,
-  perDay: readonly number[],
-  cols: (day: number) => Record<string, string> = () => ({}),
-): Promise<void> {
-  for (let d = 0; d < perDay.length; d++) {
-    const n = perDay[d]!;
-    if (n === 0) continue;
-    const extra = cols(d);
-    const names = Object.keys(extra);
-    await store.run(
-      `INSERT INTO raw_events (event_id, type, student_key, topic_id, ts, source, ingested_at${names.map((c) => `, ${c}`).join("")})
-       SELECT '${source}-${type}-${d}-' || i, '${type}', 's' || (i % 7), 't1',
-              TIMESTAMP '2026-02-01 08:00:00' + INTERVAL ${d} DAY + INTERVAL (i) SECOND, '${source}',
-              TIMESTAMP '2026-03-01 00:00:00'${names.map((c) => `, ${extra[c]}`).join("")}
-       FROM range(${n}) r(i)`,
-    );
-  }
-}
 
 describe("volumeAnomalies over raw_events", () => {
   it("flags a spike in one source and a drop in another; a steady source stays quiet", async () => {

@@ -1,3 +1,6 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { pino } from "pino";
 import request from "supertest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
@@ -80,4 +83,27 @@ export async function putRosters(h: AppHandle, classes: Record<string, string[]>
       .send({ students });
     if (res.status !== 200) throw new Error(`PUT /roster/classes/${classId}: ${res.status} ${res.text}`);
   }
+}
+
+/** An app over storeWithTopics() with its own registry folders, the given events posted by an admin. */
+export interface RegistryApp {
+  store: DuckStore;
+  h: AppHandle;
+  admin: string;
+  /** Scratch folder for training outputs (model dirs, data files). */
+  modelDir: string;
+}
+
+export async function registryApp(
+  label: string,
+  events: readonly Record<string, unknown>[],
+): Promise<RegistryApp> {
+  const artifacts = mkdtempSync(join(tmpdir(), `${label}-artifacts-`));
+  const modelDir = mkdtempSync(join(tmpdir(), `${label}-models-`));
+  const store = await storeWithTopics();
+  const h = await testApp(store, { artifactBase: artifacts, modelCacheDir: join(modelDir, "cache") });
+  const admin = await token({ role: "admin", sub: "root" });
+  const res = await request(h.app).post("/events").set("authorization", `Bearer ${admin}`).send(events);
+  if (res.status !== 200) throw new Error(`POST /events in the fixture: ${res.status} ${res.text}`);
+  return { store, h, admin, modelDir };
 }

@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,7 +13,7 @@ import { type BlendAttemptModel, trainAttemptModel } from "../../training/blendT
 import { virtualAttemptLog } from "../../training/kinds/attemptScoring.ts";
 import type { ResponseLog } from "../../training/responses.ts";
 import { syntheticAttempts } from "../training/attemptLog.ts";
-import { PSEUDO_KEY, quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
+import { PSEUDO_KEY, quiz, registryApp } from "./appFixture.ts";
 
 const pseudo = new Pseudonymizer(PSEUDO_KEY);
 
@@ -40,8 +39,7 @@ describe("GET /mastery with the model registry", () => {
   let store: DuckStore;
   let h: AppHandle;
   let admin: string;
-  const artifacts = mkdtempSync(join(tmpdir(), "serving-artifacts-"));
-  const modelDir = mkdtempSync(join(tmpdir(), "serving-models-"));
+  let modelDir: string;
   const events = [
     quiz("e1", "s1", "T1", true, 1),
     quiz("e2", "s1", "T1", false, 2),
@@ -52,11 +50,7 @@ describe("GET /mastery with the model registry", () => {
   ];
 
   beforeAll(async () => {
-    store = await storeWithTopics();
-    h = await testApp(store, { artifactBase: artifacts, modelCacheDir: join(modelDir, "cache") });
-    admin = await token({ role: "admin", sub: "root" });
-    const res = await request(h.app).post("/events").set("authorization", `Bearer ${admin}`).send(events);
-    expect(res.status).toBe(200);
+    ({ store, h, admin, modelDir } = await registryApp("serving", events));
   });
   afterAll(() => store.close());
 

@@ -1,5 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,14 +8,13 @@ import { trainAttemptModel } from "../../training/blendTrain.ts";
 import type { GbtAttemptModel } from "../../training/gbtTrain.ts";
 import type { ResponseLog } from "../../training/responses.ts";
 import { syntheticAttempts } from "../training/attemptLog.ts";
-import { quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
+import { quiz, registryApp } from "./appFixture.ts";
 
 describe("serving a time-aware model (trained with time=COL)", () => {
   let store: DuckStore;
   let h: AppHandle;
   let admin: string;
-  const artifacts = mkdtempSync(join(tmpdir(), "serving-time-artifacts-"));
-  const modelDir = mkdtempSync(join(tmpdir(), "serving-time-models-"));
+  let modelDir: string;
   const events = [
     quiz("e1", "s1", "T1", true, 1),
     quiz("e2", "s1", "T1", false, 2),
@@ -25,11 +23,7 @@ describe("serving a time-aware model (trained with time=COL)", () => {
   ];
 
   beforeAll(async () => {
-    store = await storeWithTopics();
-    h = await testApp(store, { artifactBase: artifacts, modelCacheDir: join(modelDir, "cache") });
-    admin = await token({ role: "admin", sub: "root" });
-    const res = await request(h.app).post("/events").set("authorization", `Bearer ${admin}`).send(events);
-    expect(res.status).toBe(200);
+    ({ store, h, admin, modelDir } = await registryApp("serving-time", events));
   });
   afterAll(() => store.close());
 

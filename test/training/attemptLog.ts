@@ -1,4 +1,5 @@
 import { mulberry32 as mulberry } from "../../models/prng.ts";
+import type { KindParams, Attempt as TopicAttempt } from "../../training/modelKind.ts";
 import { intern, type ResponseLog } from "../../training/responses.ts";
 
 /** One hand-written attempt: [user, skill, item, correct]; rows must come grouped by user, in order. */
@@ -68,4 +69,26 @@ export function syntheticAttempts(
     }
   }
   return rows;
+}
+
+/** Small fits per model kind, for the contract and golden suites: they check behaviour, not accuracy. */
+export const SMALL_FITS: Record<string, KindParams> = {
+  rule: {},
+  bkt: { restarts: 2, maxIter: 30 },
+  elo: { maxEvaluations: 12 },
+  gbt: { gbt: { nRounds: 15, maxDepth: 3, maxBins: 16, earlyStoppingRounds: 5 } },
+  mlp: { mlp: { hidden: [6], maxEpochs: 2, batchSize: 128 } },
+  blend: {
+    gbt: { nRounds: 10, maxDepth: 3, maxBins: 16, earlyStoppingRounds: 5 },
+    mlp: { hidden: [4], maxEpochs: 2, batchSize: 128 },
+  },
+};
+
+/** One student's attempts (from syntheticAttempts with the given size and seed) as the scoring contract's input. */
+export function studentAttempts(n: number, seed: number): TopicAttempt[] {
+  return syntheticAttempts(1, n, seed).map(([, s, i, c]) => ({
+    topicId: s,
+    questionId: i,
+    correct: c === 1,
+  }));
 }

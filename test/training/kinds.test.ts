@@ -4,12 +4,11 @@ import { KIND_NAMES, KINDS, kindOf, modelFromJson } from "../../training/kinds.t
 import {
   type Attempt,
   type KindModel,
-  type KindParams,
   ModelJsonError,
   ModelKindError,
   ModelNotFittedError,
 } from "../../training/modelKind.ts";
-import { makeLog, syntheticAttempts } from "./attemptLog.ts";
+import { makeLog, SMALL_FITS, studentAttempts, syntheticAttempts } from "./attemptLog.ts";
 
 /**
  * The conformance suite of the model-kind contract (training/modelKind.ts), run over every row of the
@@ -18,26 +17,9 @@ import { makeLog, syntheticAttempts } from "./attemptLog.ts";
  * before fit and malformed JSON throw typed errors.
  */
 
-// Small fits: the suite checks the contract, not accuracy.
-const SMALL: Record<string, KindParams> = {
-  rule: {},
-  bkt: { restarts: 2, maxIter: 30 },
-  elo: { maxEvaluations: 12 },
-  gbt: { gbt: { nRounds: 15, maxDepth: 3, maxBins: 16, earlyStoppingRounds: 5 } },
-  mlp: { mlp: { hidden: [6], maxEpochs: 2, batchSize: 128 } },
-  blend: {
-    gbt: { nRounds: 10, maxDepth: 3, maxBins: 16, earlyStoppingRounds: 5 },
-    mlp: { hidden: [4], maxEpochs: 2, batchSize: 128 },
-  },
-};
-
 const train = makeLog(syntheticAttempts(60, 24, 7));
 const test = makeLog(syntheticAttempts(20, 24, 8));
-const attempts: Attempt[] = syntheticAttempts(1, 30, 9).map(([, s, i, c]) => ({
-  topicId: s,
-  questionId: i,
-  correct: c === 1,
-}));
+const attempts: Attempt[] = studentAttempts(30, 9);
 const topics = ["k0", "k1", "k3", "never-seen-topic"];
 
 /** model.json without wall-clock timings (fitSeconds ...), which legitimately differ between fits. */
@@ -46,7 +28,7 @@ function stable(json: object): string {
 }
 
 async function fitted(kind: string, seed: number): Promise<KindModel> {
-  return kindOf(kind).create(SMALL[kind]).fit(train, { seed });
+  return kindOf(kind).create(SMALL_FITS[kind]).fit(train, { seed });
 }
 
 describe("the kind table", () => {
@@ -69,7 +51,7 @@ describe("the kind table", () => {
 for (const kind of KIND_NAMES) {
   describe(`kind ${kind}`, () => {
     it("before fit: predict, score and toJSON throw ModelNotFittedError", () => {
-      const m = kindOf(kind).create(SMALL[kind]);
+      const m = kindOf(kind).create(SMALL_FITS[kind]);
       expect(m.fitted).toBe(false);
       expect(() => m.predictLog(test)).toThrow(ModelNotFittedError);
       expect(() => m.scoreTopics(attempts, topics)).toThrow(ModelNotFittedError);

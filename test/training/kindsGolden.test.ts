@@ -3,8 +3,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { explanationTotal } from "../../models/explanation.ts";
 import { KIND_NAMES, kindOf } from "../../training/kinds.ts";
-import type { Attempt, KindParams } from "../../training/modelKind.ts";
-import { makeLog, syntheticAttempts } from "./attemptLog.ts";
+import type { Attempt } from "../../training/modelKind.ts";
+import { makeLog, SMALL_FITS, studentAttempts, syntheticAttempts } from "./attemptLog.ts";
 
 /**
  * Golden explanations per kind (test/golden/explanations-<kind>.json): a model of each kind fitted with a
@@ -13,23 +13,8 @@ import { makeLog, syntheticAttempts } from "./attemptLog.ts";
  * match the file to 1e-9. After an intended change: UPDATE_GOLDEN=1 npx vitest run test/training/kindsGolden.test.ts
  */
 const GOLDEN = join(import.meta.dirname, "../golden");
-const SMALL: Record<string, KindParams> = {
-  rule: {},
-  bkt: { restarts: 2, maxIter: 30 },
-  elo: { maxEvaluations: 12 },
-  gbt: { gbt: { nRounds: 15, maxDepth: 3, maxBins: 16, earlyStoppingRounds: 5 } },
-  mlp: { mlp: { hidden: [6], maxEpochs: 2, batchSize: 128 } },
-  blend: {
-    gbt: { nRounds: 10, maxDepth: 3, maxBins: 16, earlyStoppingRounds: 5 },
-    mlp: { hidden: [4], maxEpochs: 2, batchSize: 128 },
-  },
-};
 const train = makeLog(syntheticAttempts(60, 24, 21));
-const attempts: Attempt[] = syntheticAttempts(1, 20, 22).map(([, s, i, c]) => ({
-  topicId: s,
-  questionId: i,
-  correct: c === 1,
-}));
+const attempts: Attempt[] = studentAttempts(20, 22);
 const topics = ["k0", "k1", "k2", "k3"];
 
 function close(actual: unknown, expected: unknown, path: string): void {
@@ -47,7 +32,7 @@ function close(actual: unknown, expected: unknown, path: string): void {
 describe("golden explanations per kind", () => {
   for (const kind of KIND_NAMES) {
     it(kind, async () => {
-      const model = await kindOf(kind).create(SMALL[kind]).fit(train, { seed: 1 });
+      const model = await kindOf(kind).create(SMALL_FITS[kind]).fit(train, { seed: 1 });
       const scores = model.scoreTopics(attempts, topics);
       for (const s of scores) expect(Math.abs(explanationTotal(s.explanation) - s.score)).toBeLessThan(1e-9);
       // NaN (a missing feature value) is written as the string "NaN" so JSON keeps it.
