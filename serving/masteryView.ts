@@ -227,7 +227,9 @@ interface DecayableExplanation extends Explanation {
  * Only the stored fields are read: no query. Rows of other sources, rows without `decay` (scored by an
  * older model) and `now` not after as_of are returned as they are.
  */
-export function decayServedRow(row: MasteryViewRow, now: Date): MasteryViewRow {
+export function decayServedRow<
+  R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
+>(row: R, now: Date): R {
   if (row.score_source !== "served") return row;
   const elapsed = (now.getTime() - row.as_of.getTime()) / DAY_MS;
   if (!(elapsed > 0)) return row;
@@ -317,6 +319,11 @@ export function rollupLevel(
 }
 
 export interface HistoryEntry {
+  /**
+   * True on the one entry appended when the history is read as of a request time (`now`): the latest
+   * served score decayed to it (decayServedRow); not a stored run.
+   */
+  projected?: true;
   score: number;
   scoreSource: string;
   modelVersion: string;
@@ -334,13 +341,31 @@ const historyEntry = (r: HistoryRow): HistoryEntry => ({
   explanation: JSON.parse(r.explanation) as unknown,
 });
 
-/** Every recorded change of one (student, topic), oldest first. */
+/**
+ * The history as of `now`: when the latest served run has a decay and is older than `now`, one more entry
+ * (`projected: true`) with that score decayed to `now`, so a chart shows forgetting since the last run.
+ */
+function withProjection(rows: readonly HistoryRow[], now: Date | undefined): HistoryEntry[] {
+  const out = rows.map(historyEntry);
+  if (now === undefined) return out;
+  let last: HistoryRow | undefined;
+  for (const r of rows)
+    if (r.score_source === "served" && (last === undefined || r.as_of >= last.as_of)) last = r;
+  if (last === undefined) return out;
+  const d = decayServedRow(last, now);
+  if (d === last) return out;
+  out.push({ ...historyEntry({ ...d, recorded_at: now }), projected: true });
+  return out;
+}
+
+/** Every recorded change of one (student, topic), oldest first (plus the projection as of `now`, when given). */
 export async function readHistory(
   source: MasterySource,
   studentKey: string,
   topicId: string,
+  now?: Date,
 ): Promise<HistoryEntry[]> {
-  return (await readStoreOf(source).history(studentKey, topicId)).map(historyEntry);
+  return withProjection(await readStoreOf(source).history(studentKey, topicId), now);
 }
 
 export interface TopicHistory {
@@ -357,13 +382,16 @@ export async function readStudentHistories(
   source: MasterySource,
   studentKey: string,
   topicIds: readonly string[] | null,
+  now?: Date,
 ): Promise<TopicHistory[]> {
-  const byTopic = new Map<string, HistoryEntry[]>();
+  const rowsByTopic = new Map<string, HistoryRow[]>();
   for (const r of await readStoreOf(source).studentHistory(studentKey)) {
-    const list = byTopic.get(r.topic_id);
-    if (list) list.push(historyEntry(r));
-    else byTopic.set(r.topic_id, [historyEntry(r)]);
+    const list = rowsByTopic.get(r.topic_id);
+    if (list) list.push(r);
+    else rowsByTopic.set(r.topic_id, [r]);
   }
+  const byTopic = new Map<string, HistoryEntry[]>();
+  for (const [t, rows] of rowsByTopic) byTopic.set(t, withProjection(rows, now));
   const ids = topicIds ?? [...byTopic.keys()].sort();
   return ids.map((topicId) => ({ topicId, history: byTopic.get(topicId) ?? [] }));
 }

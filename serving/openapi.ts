@@ -65,10 +65,15 @@ const EXPLANATION = {
 
 const HISTORY_LIST = {
   type: "array",
-  description: "Oldest first (by recordedAt, then asOf, then scoreSource)",
+  description:
+    "Oldest first (by recordedAt, then asOf, then scoreSource); the last entry may be `projected`: the latest 'served' run decayed to the request time (not a stored run)",
   items: {
     type: "object",
     properties: {
+      projected: {
+        type: "boolean",
+        description: "true on the served score decayed to the request time (forgetting since the last run)",
+      },
       score: num,
       scoreSource: str,
       modelVersion: str,

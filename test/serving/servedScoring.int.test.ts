@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { explanationTotal } from "../../models/explanation.ts";
 import { ServedMastery } from "../../models/servedMastery.ts";
-import { readStudentMastery } from "../../serving/masteryView.ts";
+import { readHistory, readStudentMastery } from "../../serving/masteryView.ts";
 import { runPipeline } from "../../serving/pipeline.ts";
 import {
   loadServedModel,
@@ -111,6 +111,15 @@ describe("served mastery estimate on a generated store", () => {
           expect(t.evidence!.daysSinceLast! - before.evidence!.daysSinceLast!).toBeCloseTo(30, 6);
         expect(explanationTotal(t.explanation)).toBeCloseTo(t.score, 9);
       }
+      // The history as of the same request time ends with that decayed score, marked as projected.
+      const first = decayed.topics[0]!;
+      const hist = await readHistory(store, row!.student_key, first.topicId, inAMonth);
+      const tail = hist.at(-1)!;
+      expect(tail.projected).toBe(true);
+      expect(tail.score).toBeCloseTo(first.score, 12);
+      expect(tail.asOf).toBe(inAMonth.toISOString());
+      expect(hist.slice(0, -1).every((h) => h.projected === undefined)).toBe(true);
+      expect((await readHistory(store, row!.student_key, first.topicId)).length).toBe(hist.length - 1);
       // The analysts' export as of the same time: one row per scored pair, the same scores, pseudonymous keys.
       const exported = await servedExportRows(store, model, asOf);
       expect(exported.length).toBe(res.scored);
