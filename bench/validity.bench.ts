@@ -30,7 +30,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
-import type { ServedMastery } from "../models/servedMastery.ts";
+import { MASTERY_SCALES, masteryOf, type ServedMastery } from "../models/servedMastery.ts";
 import { type ScorePair, validityMeasures } from "../models/validity.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
@@ -239,6 +239,19 @@ async function evaluateCut(
         lo: x?.interval.lo,
         hi: x?.interval.hi,
       });
+      // The same estimate on the other mastery scales (identity = P(correct on an average next item)).
+      if (x !== null)
+        for (const scale of MASTERY_SCALES) {
+          if (scale === served.json.scale) continue;
+          const name = `served:${scale}`;
+          const p = bySource.get(name) ?? [];
+          bySource.set(name, p);
+          p.push({
+            score: masteryOf(x.pCorrect, served.calibration(r.topic_id), scale, served.json.global),
+            truth: truth.get(k),
+            nextWeek: nextWeek.get(k),
+          });
+        }
     }
     const rows = [...bySource].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
     const key1 = (m: ReturnType<typeof validityMeasures>) =>
@@ -253,7 +266,7 @@ async function evaluateCut(
     );
     const anchor = Math.max(
       ...rows
-        .filter((r) => !r.source.startsWith("accuracy") && r.source !== "served")
+        .filter((r) => !r.source.startsWith("accuracy") && !r.source.startsWith("served"))
         .map((r) => r.m.spearman),
     );
     for (const { source, m } of rows) {
@@ -262,7 +275,17 @@ async function evaluateCut(
       );
     }
     console.log(
-      `served: ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} (${served.json.trainPairs} training pairs, train ${trainSeconds.toFixed(1)} s)`,
+      `served (${served.json.scale}): ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} ridge=${served.json.ridge} (${served.json.trainPairs} training pairs, train ${trainSeconds.toFixed(1)} s)`,
+    );
+    const cal = Object.values(served.json.topics);
+    const med = (xs: number[]) => {
+      const q = [...xs].sort((a, b) => a - b);
+      return q.length === 0 ? Number.NaN : q[Math.floor(q.length / 2)]!;
+    };
+    const range = (xs: number[]) =>
+      `median ${med(xs).toFixed(3)} [${Math.min(...xs).toFixed(3)}, ${Math.max(...xs).toFixed(3)}]`;
+    console.log(
+      `calibration (${cal.length} topics): guess ${range(cal.map((c) => c.guess))}, slip ${range(cal.map((c) => c.slip))}, half-life days ${range(cal.map((c) => c.halfLifeDays))} (global ${served.json.global.halfLifeDays} d from ${trained.decay.global.n} gaps >= 1 day), base ${range(cal.map((c) => c.base))}`,
     );
     console.log(
       `truth mean ${f3(truthRows.reduce((a, t) => a + Number(t.latent_mastery), 0) / truthRows.length)}`,

@@ -1,9 +1,28 @@
+import { decayTowards } from "./servedDecay.ts";
+
 /**
  * The served mastery estimate (issue 16, items 1-3): one stacked, calibrated combination of the stored
  * sources (rule, BKT, Elo) with the evidence behind them (attempt counts, smoothed accuracy, days since the
  * last evidence), fitted by ridge least squares on proxy labels (accuracy on the topic in the days after a
  * cut, the mission's labelling step). Time since the last evidence is an input, so the fitted weights say
  * how much an old score decays; the estimate as of T is computed with days since last evidence measured at T.
+ *
+ * The stack predicts accuracy (P(correct on an average next item), `pCorrect`). The served score maps it to
+ * a mastery scale with the model's `scale` (MASTERY_SCALES), per topic, through an increasing function:
+ *  - "bkt-emission": BKT's emission model says P(correct) = guess + (1 - guess - slip) P(learned), so
+ *    score = (pCorrect - guess_t) / (1 - guess_t - slip_t), clipped, with the topic's guess/slip from the
+ *    (bounded) BKT fit on the same history: P(learned);
+ *  - "topic-logit": an IRT (Rasch) reading, score = logistic(logit(pCorrect) - logit(base_t)) with base_t
+ *    the topic's fitted typical correctness: ability relative to the topic's difficulty, 0.5 = answers like
+ *    the topic's typical attempt (the population-centred convention of IRT ability scales);
+ *  - "centred-logit": the same with one anchor for all topics, score = logistic(logit(pCorrect) -
+ *    logit(base_global)): a global increasing map, so every ranking measure equals the stack's own; 0.5 =
+ *    answers like the population's typical attempt after a gap (a convention: not criterion-referenced);
+ *  - "identity": score = pCorrect.
+ * The interval goes through the same map; the explanation's contributions are scaled by the map's secant
+ * slope between the base and the estimate, so base + contributions + rest = score still holds. The accuracy input `accuracy_decayed` forgets towards
+ * the topic's base with the half-life fitted on the log (models/servedDecay.ts); the same half-life decays a
+ * stored score at request time (`decay` of the estimate: floor and half-life).
  *
  * Each estimate carries an 80% interval: the 10th and 90th percentile of the training residuals in its
  * evidence band (no quiz evidence, 1-4, 5-14, 15+ attempts), and an evidence kind: "measured" (quiz
@@ -21,13 +40,15 @@ export const SERVED_INPUTS = [
   "accuracy_smoothed",
   "log_attempts",
   "days_since_last",
-  "recent_accuracy_x_decay",
+  "accuracy_decayed",
 ] as const;
 export type ServedInputName = (typeof SERVED_INPUTS)[number];
 const D = SERVED_INPUTS.length;
 
 /** The evidence behind one (student, topic) at the scoring time. */
 export interface PairEvidence {
+  /** The topic (selects its guess/slip and half-life; unknown topics use the global calibration). */
+  topic: string;
   /** Stored source scores; NaN when the source has none (the training mean is used instead). */
   rule: number;
   bkt: number;
@@ -51,10 +72,32 @@ export class ServedMasteryError extends Error {
 
 export type EvidenceKind = "measured" | "indirect" | "prior";
 
+/** Per-topic calibration: BKT guess/slip (mastery scale) and the fitted forgetting (servedDecay.ts). */
+export interface TopicCalibration {
+  guess: number;
+  slip: number;
+  halfLifeDays: number;
+  /** Accuracy a pair forgets towards. */
+  base: number;
+}
+
+/** Identity transform and no forgetting: the estimate stays on the label's scale. */
+export const IDENTITY_CALIBRATION: Readonly<TopicCalibration> = Object.freeze({
+  guess: 0,
+  slip: 0,
+  halfLifeDays: 3650,
+  base: 0.5,
+});
+
 export interface ServedEstimate {
+  /** Mastery scale (P(learned)). */
   score: number;
+  /** P(correct on an average next item): the stack's prediction before the mastery transform. */
+  pCorrect: number;
   lo: number;
   hi: number;
+  /** How the score decays after the scoring time: towards `floor` (mastery) / `pFloor` (P(correct)). */
+  decay: { halfLifeDays: number; floor: number; pFloor: number };
   evidence: EvidenceKind;
   attempts: number;
   daysSinceLast: number | null;
@@ -71,29 +114,64 @@ const bandOf = (attempts: number): number => {
   return b;
 };
 
-/** The decay horizon of the recency input (days); the weight on it is fitted, this only shapes it. */
-const RECENCY_DAYS = 14;
+const clip01 = (x: number): number => Math.min(1, Math.max(0, x));
+
+export const MASTERY_SCALES = ["centred-logit", "topic-logit", "bkt-emission", "identity"] as const;
+export type MasteryScale = (typeof MASTERY_SCALES)[number];
+
+const P_EPS = 1e-3;
+const logit = (p: number): number => {
+  const q = Math.min(1 - P_EPS, Math.max(P_EPS, p));
+  return Math.log(q / (1 - q));
+};
+
+/**
+ * P(correct) -> the mastery scale `scale` for a topic calibrated by `c` (`global`: the model's global
+ * calibration, the anchor of "centred-logit"); increasing in p, in [0, 1].
+ */
+export function masteryOf(
+  p: number,
+  c: TopicCalibration,
+  scale: MasteryScale,
+  global: TopicCalibration = c,
+): number {
+  if (scale === "bkt-emission") return clip01(toMasteryScale(p, c));
+  if (scale === "topic-logit") return 1 / (1 + Math.exp(-(logit(p) - logit(c.base))));
+  if (scale === "centred-logit") return 1 / (1 + Math.exp(-(logit(p) - logit(global.base))));
+  return clip01(p);
+}
+
+/** P(correct) -> mastery through the topic's guess/slip (the BKT emission model inverted), unclipped. */
+export function toMasteryScale(p: number, c: Pick<TopicCalibration, "guess" | "slip">): number {
+  const span = 1 - c.guess - c.slip;
+  if (!(span > 0))
+    throw new ServedMasteryError(
+      `guess ${c.guess} + slip ${c.slip} >= 1: the topic's BKT fit is degenerate; refit BKT with bounds (models/bktMasteryOptions.ts)`,
+    );
+  return (p - c.guess) / span;
+}
 
 export function evidenceKind(e: PairEvidence): EvidenceKind {
   if (e.attempts > 0) return "measured";
   return Number.isFinite(e.daysSinceAny) ? "indirect" : "prior";
 }
 
-function rawInputs(e: PairEvidence, out: Float64Array, off: number): void {
+function rawInputs(e: PairEvidence, c: TopicCalibration, out: Float64Array, off: number): void {
   const acc = (e.correct + 1) / (e.attempts + 2);
   const days = Number.isFinite(e.daysSinceQuiz) ? e.daysSinceQuiz : 60;
+  const forgotten = e.attempts > 0 ? decayTowards(acc, c.base, c.halfLifeDays, days) : c.base;
   out[off] = e.rule;
   out[off + 1] = e.bkt;
   out[off + 2] = e.elo;
   out[off + 3] = acc;
   out[off + 4] = Math.log1p(e.attempts);
   out[off + 5] = Math.min(days, 60) / 30;
-  out[off + 6] = (acc - 0.5) * Math.exp(-days / RECENCY_DAYS);
+  out[off + 6] = forgotten;
 }
 
 export interface ServedMasteryJson {
   kind: "served-mastery";
-  version: 1;
+  version: 2;
   inputs: readonly string[];
   means: number[];
   weights: number[];
@@ -102,6 +180,11 @@ export interface ServedMasteryJson {
   residualQuantiles: [number, number][];
   ridge: number;
   trainPairs: number;
+  /** How P(correct) maps to the served (mastery-scale) score. */
+  scale: MasteryScale;
+  /** Per topic calibration; topics not listed use `global`. */
+  topics: Record<string, TopicCalibration>;
+  global: TopicCalibration;
 }
 
 const quantile = (sorted: readonly number[], q: number): number => {
@@ -143,26 +226,89 @@ function solveSpd(A: Float64Array, b: Float64Array, n: number): Float64Array {
   return x;
 }
 
+export interface FitOptions {
+  /** Fixed ridge penalty; absent: chosen by cross-validation from RIDGE_GRID. */
+  ridge?: number;
+  weights?: ArrayLike<number>;
+  /**
+   * Answers behind each label (a label is an accuracy over them): the intervals then leave out the labels'
+   * sampling noise (they are for the estimate's target, not for one more noisy week). Optional.
+   */
+  labelAttempts?: ArrayLike<number>;
+  topics?: Record<string, TopicCalibration>;
+  global?: TopicCalibration;
+  scale?: MasteryScale;
+}
+
+/** Ridge penalties tried by the cross-validation (per unit of mean weight, on centred inputs). */
+export const RIDGE_GRID: readonly number[] = [1e-3, 1e-2, 0.1, 1, 10, 100];
+
 export class ServedMastery {
   constructor(readonly json: ServedMasteryJson) {}
 
   /**
    * Ridge least squares of `labels` on the inputs (centred; missing source scores imputed with the training
    * mean), plus residual quantiles per evidence band. `weights` (e.g. label attempt counts) are optional.
+   * Without `ridge`, the penalty is chosen from RIDGE_GRID by 5-fold cross-validation (weighted squared error
+   * of the held-out labels; folds by index), then the model is refitted on every pair.
    */
   static fit(
     pairs: readonly PairEvidence[],
     labels: ArrayLike<number>,
-    opts: { ridge?: number; weights?: ArrayLike<number> } = {},
+    opts: FitOptions = {},
   ): ServedMastery {
+    if (opts.ridge !== undefined) return ServedMastery.fitRidge(pairs, labels, opts, opts.ridge);
+    const n = pairs.length;
+    const folds = 5;
+    // The folds only need the weights (intervals are not used there).
+    const { labelAttempts: _unused, ...cvOpts } = opts;
+    let best = RIDGE_GRID[0]!;
+    let bestErr = Number.POSITIVE_INFINITY;
+    if (n >= folds * (D + 2) && labels.length === n) {
+      for (const ridge of RIDGE_GRID) {
+        let err = 0;
+        for (let f = 0; f < folds; f++) {
+          const idx: number[] = [];
+          for (let i = 0; i < n; i++) if (i % folds !== f) idx.push(i);
+          const sub = ServedMastery.fitRidge(
+            idx.map((i) => pairs[i]!),
+            idx.map((i) => labels[i]!),
+            {
+              ...cvOpts,
+              ...(opts.weights !== undefined ? { weights: idx.map((i) => opts.weights![i]!) } : {}),
+            },
+            ridge,
+          );
+          for (let i = f; i < n; i += folds) {
+            const r = labels[i]! - sub.linear(pairs[i]!);
+            err += (opts.weights?.[i] ?? 1) * r * r;
+          }
+        }
+        if (err < bestErr - 1e-12) {
+          bestErr = err;
+          best = ridge;
+        }
+      }
+    }
+    return ServedMastery.fitRidge(pairs, labels, opts, best);
+  }
+
+  private static fitRidge(
+    pairs: readonly PairEvidence[],
+    labels: ArrayLike<number>,
+    opts: FitOptions,
+    ridge: number,
+  ): ServedMastery {
+    const topics = opts.topics ?? {};
+    const global = opts.global ?? IDENTITY_CALIBRATION;
+    const cal = (t: string): TopicCalibration => topics[t] ?? global;
     const n = pairs.length;
     if (n < D + 2 || labels.length !== n)
       throw new ServedMasteryError(
         `served mastery fit needs more labelled pairs than inputs (got ${n} pairs, ${labels.length} labels); use a longer history before the cut`,
       );
-    const ridge = opts.ridge ?? 1e-3;
     const X = new Float64Array(n * D);
-    for (let i = 0; i < n; i++) rawInputs(pairs[i]!, X, i * D);
+    for (let i = 0; i < n; i++) rawInputs(pairs[i]!, cal(pairs[i]!.topic), X, i * D);
     const means = new Array<number>(D).fill(0);
     const counts = new Array<number>(D).fill(0);
     for (let i = 0; i < n; i++)
@@ -207,7 +353,7 @@ export class ServedMastery {
     let intercept = yMean;
     const model = new ServedMastery({
       kind: "served-mastery",
-      version: 1,
+      version: 2,
       inputs: SERVED_INPUTS,
       means,
       weights: Array.from(coef),
@@ -215,6 +361,9 @@ export class ServedMastery {
       residualQuantiles: [],
       ridge,
       trainPairs: n,
+      scale: opts.scale ?? "identity",
+      topics,
+      global,
     });
     let bias = 0;
     const preds = pairs.map((p) => model.linear(p));
@@ -222,19 +371,44 @@ export class ServedMastery {
     intercept += bias / wSum;
     model.json.intercept = intercept;
     const byBand: number[][] = BANDS.map(() => []);
-    for (let i = 0; i < n; i++)
-      byBand[bandOf(pairs[i]!.attempts)]!.push(labels[i]! - (preds[i]! + bias / wSum));
+    // Sampling noise of each label (a share of labelAttempts[i] answers): p(1 - p) / attempts.
+    const noiseByBand: number[][] = BANDS.map(() => []);
+    for (let i = 0; i < n; i++) {
+      const b = bandOf(pairs[i]!.attempts);
+      const pred = preds[i]! + bias / wSum;
+      byBand[b]!.push(labels[i]! - pred);
+      const m = opts.labelAttempts?.[i];
+      if (m !== undefined && m > 0) {
+        const p = clip01(pred);
+        noiseByBand[b]!.push((p * (1 - p)) / m);
+      }
+    }
     const all = byBand.flat().sort((a, c) => a - c);
-    model.json.residualQuantiles = byBand.map((r) => {
+    const allNoise = noiseByBand.flat();
+    const mean = (xs: readonly number[]) => xs.reduce((a, c) => a + c, 0) / Math.max(1, xs.length);
+    model.json.residualQuantiles = byBand.map((r, b) => {
       // A band with too few residuals borrows the pooled quantiles.
-      const s = r.length >= 30 ? r.sort((a, c) => a - c) : all;
-      return [quantile(s, 0.1), quantile(s, 0.9)];
+      const pooled = r.length < 30;
+      const s = pooled ? all : r.sort((a, c) => a - c);
+      // The residual against a label = error of the estimate + the label's own sampling noise; the interval
+      // is for the estimate's target, so the quantiles shrink by sqrt(1 - noise variance / residual variance)
+      // (at least 0.3 of their width; 1 without labelAttempts).
+      const noise = mean(pooled ? allNoise : noiseByBand[b]!);
+      const v = mean(s.map((x) => x * x));
+      const k = v > 0 && noise > 0 ? Math.sqrt(Math.max(0.09, 1 - noise / v)) : 1;
+      return [k * quantile(s, 0.1), k * quantile(s, 0.9)];
     });
     return model;
   }
 
   static fromJSON(json: ServedMasteryJson): ServedMastery {
-    if (json.kind !== "served-mastery" || json.inputs.join() !== SERVED_INPUTS.join())
+    if (
+      json.kind !== "served-mastery" ||
+      json.version !== 2 ||
+      json.inputs.join() !== SERVED_INPUTS.join() ||
+      json.global === undefined ||
+      !(MASTERY_SCALES as readonly string[]).includes(json.scale)
+    )
       throw new ServedMasteryError(
         `not a served-mastery model of this code version (kind ${json.kind}, inputs ${json.inputs.join()}); refit it`,
       );
@@ -245,9 +419,14 @@ export class ServedMastery {
     return this.json;
   }
 
-  private linear(e: PairEvidence): number {
+  calibration(topic: string): TopicCalibration {
+    return this.json.topics[topic] ?? this.json.global;
+  }
+
+  /** The stack's unclipped accuracy-scale prediction. */
+  linear(e: PairEvidence): number {
     const x = new Float64Array(D);
-    rawInputs(e, x, 0);
+    rawInputs(e, this.calibration(e.topic), x, 0);
     let s = this.json.intercept;
     for (let j = 0; j < D; j++) {
       const v = x[j]!;
@@ -256,30 +435,47 @@ export class ServedMastery {
     return s;
   }
 
+  /**
+   * The estimate of one pair: the stack on the accuracy scale (pCorrect), mapped to the mastery scale
+   * through the topic's guess/slip; the explanation is on the mastery scale (base + contributions + rest =
+   * score, the clip in rest).
+   */
   predict(e: PairEvidence): ServedEstimate {
+    const c = this.calibration(e.topic);
+    const scale = this.json.scale;
     const x = new Float64Array(D);
-    rawInputs(e, x, 0);
-    const contributions = SERVED_INPUTS.map((name, j) => {
+    rawInputs(e, c, x, 0);
+    const accContrib = SERVED_INPUTS.map((_, j) => {
       const v = x[j]!;
-      return {
-        name,
-        value: v,
-        contribution: Number.isFinite(v) ? this.json.weights[j]! * (v - this.json.means[j]!) : 0,
-      };
+      return Number.isFinite(v) ? this.json.weights[j]! * (v - this.json.means[j]!) : 0;
     });
-    const raw = contributions.reduce((s, c) => s + c.contribution, this.json.intercept);
-    const score = Math.min(1, Math.max(0, raw));
+    const rawP = accContrib.reduce((s, v) => s + v, this.json.intercept);
+    const pCorrect = clip01(rawP);
+    const g = this.json.global;
+    const score = masteryOf(rawP, c, scale, g);
+    const base = masteryOf(this.json.intercept, c, scale, g);
+    // Secant slope of the (increasing) map between the base and the estimate; the derivative-free fallback
+    // at rawP = intercept (nothing to scale) keeps the contributions at 0.
+    const dp = rawP - this.json.intercept;
+    const slope = dp !== 0 ? (score - base) / dp : 0;
+    const contributions = SERVED_INPUTS.map((name, j) => ({
+      name,
+      value: x[j]!,
+      contribution: accContrib[j]! * slope,
+    }));
     const [q10, q90] = this.json.residualQuantiles[bandOf(e.attempts)] ?? [Number.NaN, Number.NaN];
     return {
       score,
-      lo: Math.min(1, Math.max(0, raw + q10)),
-      hi: Math.min(1, Math.max(0, raw + q90)),
+      pCorrect,
+      lo: masteryOf(rawP + q10, c, scale, g),
+      hi: masteryOf(rawP + q90, c, scale, g),
+      decay: { halfLifeDays: c.halfLifeDays, floor: masteryOf(c.base, c, scale, g), pFloor: c.base },
       evidence: evidenceKind(e),
       attempts: e.attempts,
       daysSinceLast: Number.isFinite(e.daysSinceAny) ? e.daysSinceAny : null,
-      base: this.json.intercept,
+      base,
       contributions,
-      rest: score - raw,
+      rest: score - (base + contributions.reduce((s, v) => s + v.contribution, 0)),
     };
   }
 }

@@ -70,6 +70,9 @@ import type { BackendProbe } from "./streamStores.ts";
 import { outageGuard, respondUnavailable } from "./unavailableResponse.ts";
 import { type EventUpdater, IncrementalUpdater, streamModels, updatedKeys } from "./updater.ts";
 
+/** Longest life of a cached GET /mastery body: served scores decay at request time. */
+export const SERVED_DECAY_CACHE_MS = 3_600_000;
+
 export const DEFAULT_SERVING_CONFIG_PATH = join(
   dirname(fileURLToPath(import.meta.url)),
   "..",
@@ -376,7 +379,9 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     pseudonymizer: deps.pseudonymizer,
     ...(deps.timeRange !== undefined ? { timeRange: deps.timeRange } : {}),
   };
-  const cacheTtlMs = deps.cacheTtlMs ?? Number.POSITIVE_INFINITY;
+  // Served scores decay with time (serving/masteryView.ts decayServedRow), so a cached body lives at most
+  // SERVED_DECAY_CACHE_MS: with half-lives of >= 1 day an hour moves a score by <= 3% of its distance to the floor.
+  const cacheTtlMs = Math.min(deps.cacheTtlMs ?? Number.POSITIVE_INFINITY, SERVED_DECAY_CACHE_MS);
   // Bounded in bytes; a read that overlapped an update of its student never caches its body
   // (serving/bodyCache.ts). A TTL of 0 turns caching off.
   const bodies = new BodyCache({
@@ -524,6 +529,9 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
             topics,
             model,
             rows,
+            // Served scores forget from their scoring time to now (the body cache keeps this for at most
+            // SERVED_DECAY_CACHE_MS, see below).
+            now: now(),
           });
           // One exposure per score served from an experiment arm, when the body is computed (cache
           // hits re-serve an already logged score).

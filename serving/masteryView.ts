@@ -1,4 +1,5 @@
 import type { Explanation } from "../models/explanation.ts";
+import { decayTowards } from "../models/servedDecay.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import {
   DuckMasteryReadStore,
@@ -45,6 +46,11 @@ export interface TopicMastery {
   interval: { lo: number; hi: number; level: number } | null;
   /** Evidence behind the served score ('measured' quiz evidence, 'indirect' other events only, 'prior' none). */
   evidence: { kind: string; attempts: number; daysSinceLast: number | null } | null;
+  /**
+   * P(correct on an average next item) of the served score (whose `score` is P(learned), the mastery
+   * scale), when its source provides it ('served'); else null.
+   */
+  pCorrect: number | null;
   /** The registry model's score of the topic (serving/modelScoring.ts); served unless a teacher override exists. */
   model?: (ModelTopicScore & { served: boolean }) | null;
 }
@@ -86,6 +92,11 @@ export async function readStudentMastery(
     model?: StudentModelScores;
     /** The student's rows of store.masteryRows when the caller already read them (one query, not two). */
     rows?: MasteryViewRow[];
+    /**
+     * Request time: a 'served' score stored as of an earlier time is decayed to it (decayServedRow);
+     * default: no decay (the stored score as of its scoring time).
+     */
+    now?: Date;
   } = {},
 ): Promise<StudentMastery> {
   const arm = opts.arm ?? null;
@@ -94,7 +105,9 @@ export async function readStudentMastery(
     ...(opts.sourceOrder ?? DEFAULT_SOURCE_ORDER),
   ];
   const store = readStoreOf(source);
-  const rows = opts.rows ?? (await store.masteryRows(studentKey));
+  const stored = opts.rows ?? (await store.masteryRows(studentKey));
+  const now = opts.now;
+  const rows = now === undefined ? stored : stored.map((r) => decayServedRow(r, now));
   const byTopic = new Map<string, MasteryRow[]>();
   for (const r of rows) {
     const list = byTopic.get(r.topic_id);
@@ -140,6 +153,7 @@ export async function readStudentMastery(
     const explanation = JSON.parse(served.explanation) as TopicMastery["explanation"] & {
       interval?: TopicMastery["interval"];
       evidence?: TopicMastery["evidence"];
+      pCorrect?: number;
     };
     topics.push({
       topicId,
@@ -155,6 +169,7 @@ export async function readStudentMastery(
       explanation,
       interval: explanation.interval ?? null,
       evidence: explanation.evidence ?? null,
+      pCorrect: explanation.pCorrect ?? null,
       experimentArm: arm,
       scores,
       ...(opts.model !== undefined ? { model: m === undefined ? null : { ...m, served: fromModel } } : {}),
@@ -191,6 +206,54 @@ export async function readStudentMastery(
     rollups,
     ...(opts.model !== undefined ? { servedModel: opts.model.info } : {}),
   };
+}
+
+const DAY_MS = 86_400_000;
+
+/** What a served explanation (serving/servedScoring.ts) carries for request-time decay. */
+interface DecayableExplanation extends Explanation {
+  interval?: { lo: number; hi: number; level: number };
+  evidence?: { kind: string; attempts: number; daysSinceLast: number | null };
+  pCorrect?: number;
+  decay?: { halfLifeDays: number; floor: number; pFloor: number };
+  forgetting?: { scoredAt: string; elapsedDays: number; contribution: number };
+}
+
+/**
+ * A stored 'served' row as of `now` (issue 16, item 2): the score, its interval and P(correct) move towards
+ * the topic's floor with the half-life fitted on the log (models/servedDecay.ts), over the days from the
+ * row's as_of to `now`; days since the last evidence grow by the same; as_of becomes `now`. The change goes
+ * into the explanation's `rest` (base + factors + rest = score still holds) and is shown as `forgetting`.
+ * Only the stored fields are read: no query. Rows of other sources, rows without `decay` (scored by an
+ * older model) and `now` not after as_of are returned as they are.
+ */
+export function decayServedRow<
+  R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
+>(row: R, now: Date): R {
+  if (row.score_source !== "served") return row;
+  const elapsed = (now.getTime() - row.as_of.getTime()) / DAY_MS;
+  if (!(elapsed > 0)) return row;
+  const e = JSON.parse(row.explanation) as DecayableExplanation;
+  const d = e.decay;
+  if (d === undefined || !(d.halfLifeDays > 0)) return row;
+  const at = (v: number) => decayTowards(v, d.floor, d.halfLifeDays, elapsed);
+  const score = at(row.mastery_score);
+  const out: DecayableExplanation = {
+    ...e,
+    score,
+    rest: e.rest + (score - row.mastery_score),
+    forgetting: {
+      scoredAt: row.as_of.toISOString(),
+      elapsedDays: elapsed,
+      contribution: score - row.mastery_score,
+    },
+  };
+  if (e.interval !== undefined)
+    out.interval = { ...e.interval, lo: at(e.interval.lo), hi: at(e.interval.hi) };
+  if (e.pCorrect !== undefined) out.pCorrect = decayTowards(e.pCorrect, d.pFloor, d.halfLifeDays, elapsed);
+  if (e.evidence !== undefined && e.evidence.daysSinceLast !== null)
+    out.evidence = { ...e.evidence, daysSinceLast: e.evidence.daysSinceLast + elapsed };
+  return { ...row, mastery_score: score, as_of: now, explanation: JSON.stringify(out) };
 }
 
 /** Topic hierarchy and rollup weights (as serving/rollups.ts topic_rollup_weights defines them). */
@@ -256,6 +319,11 @@ export function rollupLevel(
 }
 
 export interface HistoryEntry {
+  /**
+   * True on the one entry appended when the history is read as of a request time (`now`): the latest
+   * served score decayed to it (decayServedRow); not a stored run.
+   */
+  projected?: true;
   score: number;
   scoreSource: string;
   modelVersion: string;
@@ -273,13 +341,31 @@ const historyEntry = (r: HistoryRow): HistoryEntry => ({
   explanation: JSON.parse(r.explanation) as unknown,
 });
 
-/** Every recorded change of one (student, topic), oldest first. */
+/**
+ * The history as of `now`: when the latest served run has a decay and is older than `now`, one more entry
+ * (`projected: true`) with that score decayed to `now`, so a chart shows forgetting since the last run.
+ */
+function withProjection(rows: readonly HistoryRow[], now: Date | undefined): HistoryEntry[] {
+  const out = rows.map(historyEntry);
+  if (now === undefined) return out;
+  let last: HistoryRow | undefined;
+  for (const r of rows)
+    if (r.score_source === "served" && (last === undefined || r.as_of >= last.as_of)) last = r;
+  if (last === undefined) return out;
+  const d = decayServedRow(last, now);
+  if (d === last) return out;
+  out.push({ ...historyEntry({ ...d, recorded_at: now }), projected: true });
+  return out;
+}
+
+/** Every recorded change of one (student, topic), oldest first (plus the projection as of `now`, when given). */
 export async function readHistory(
   source: MasterySource,
   studentKey: string,
   topicId: string,
+  now?: Date,
 ): Promise<HistoryEntry[]> {
-  return (await readStoreOf(source).history(studentKey, topicId)).map(historyEntry);
+  return withProjection(await readStoreOf(source).history(studentKey, topicId), now);
 }
 
 export interface TopicHistory {
@@ -296,13 +382,16 @@ export async function readStudentHistories(
   source: MasterySource,
   studentKey: string,
   topicIds: readonly string[] | null,
+  now?: Date,
 ): Promise<TopicHistory[]> {
-  const byTopic = new Map<string, HistoryEntry[]>();
+  const rowsByTopic = new Map<string, HistoryRow[]>();
   for (const r of await readStoreOf(source).studentHistory(studentKey)) {
-    const list = byTopic.get(r.topic_id);
-    if (list) list.push(historyEntry(r));
-    else byTopic.set(r.topic_id, [historyEntry(r)]);
+    const list = rowsByTopic.get(r.topic_id);
+    if (list) list.push(r);
+    else rowsByTopic.set(r.topic_id, [r]);
   }
+  const byTopic = new Map<string, HistoryEntry[]>();
+  for (const [t, rows] of rowsByTopic) byTopic.set(t, withProjection(rows, now));
   const ids = topicIds ?? [...byTopic.keys()].sort();
   return ids.map((topicId) => ({ topicId, history: byTopic.get(topicId) ?? [] }));
 }

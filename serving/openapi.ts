@@ -65,10 +65,15 @@ const EXPLANATION = {
 
 const HISTORY_LIST = {
   type: "array",
-  description: "Oldest first (by recordedAt, then asOf, then scoreSource)",
+  description:
+    "Oldest first (by recordedAt, then asOf, then scoreSource); the last entry may be `projected`: the latest 'served' run decayed to the request time (not a stored run)",
   items: {
     type: "object",
     properties: {
+      projected: {
+        type: "boolean",
+        description: "true on the served score decayed to the request time (forgetting since the last run)",
+      },
       score: num,
       scoreSource: str,
       modelVersion: str,
@@ -156,8 +161,20 @@ function responseComponents(): Json {
                   },
                 ],
               },
+              pCorrect: {
+                description:
+                  "P(correct on an average next item) behind the served score ('served' source; the score itself is on the mastery scale); decayed to the request time like the score; null for sources without it",
+                type: ["number", "null"],
+                minimum: 0,
+                maximum: 1,
+              },
               modelVersion: str,
-              asOf: { type: "string", format: "date-time" },
+              asOf: {
+                type: "string",
+                format: "date-time",
+                description:
+                  "Time the score is as of: for 'served', the request time (the stored score decayed to it with the topic's fitted half-life, explanation.forgetting says by how much)",
+              },
               lastUpdated: { type: "string", format: "date-time" },
               explanation: EXPLANATION,
               experimentArm: {

@@ -1,3 +1,4 @@
+import type { DecayTransition } from "../models/servedDecay.ts";
 import type { PairEvidence } from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 
@@ -41,6 +42,7 @@ export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Ma
   const num = (v: number | null): number => (v === null ? Number.NaN : Number(v));
   for (const r of rows) {
     out.set(`${r.student_key}|${r.topic_id}`, {
+      topic: r.topic_id,
       rule: num(r.rule),
       bkt: num(r.bkt),
       elo: num(r.elo),
@@ -51,4 +53,38 @@ export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Ma
     });
   }
   return out;
+}
+
+/**
+ * Every quiz attempt before `before` that follows an earlier attempt of the same (student, topic) by at least
+ * `minGapDays`: the gap, the pair's smoothed accuracy before it and its outcome (the data of the decay fit,
+ * models/servedDecay.ts). Copies of one event_id count once.
+ */
+export async function loadDecayTransitions(
+  store: DuckStore,
+  before: Date,
+  minGapDays = 1,
+): Promise<DecayTransition[]> {
+  const rows = await store.all<{ topic_id: string; gap: number; prev_acc: number; y: number }>(
+    `WITH q AS (
+       SELECT DISTINCT ON (event_id, student_key, topic_id) student_key, topic_id, ts,
+              CASE WHEN is_correct THEN 1 ELSE 0 END AS y
+       FROM raw_events WHERE type = 'quiz_attempt' AND is_correct IS NOT NULL AND ts < $1::TIMESTAMP
+       ORDER BY event_id, student_key, topic_id, ts
+     ), w AS (
+       SELECT topic_id, y,
+              (epoch(ts) - epoch(lag(ts) OVER p)) / ${DAY_SECONDS} AS gap,
+              (coalesce(sum(y) OVER (p ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) + 1.0)
+                / (count(*) OVER (p ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + 2.0) AS prev_acc
+       FROM q WINDOW p AS (PARTITION BY student_key, topic_id ORDER BY ts)
+     )
+     SELECT topic_id, gap, prev_acc, y FROM w WHERE gap >= $2`,
+    [before.toISOString(), minGapDays],
+  );
+  return rows.map((r) => ({
+    topic: r.topic_id,
+    gapDays: Number(r.gap),
+    prevAcc: Number(r.prev_acc),
+    y: Number(r.y),
+  }));
 }

@@ -17,6 +17,10 @@ export const SERVED_SOURCE = "served";
 export interface ServedExplanation extends Explanation {
   interval: { lo: number; hi: number; level: 0.8 };
   evidence: { kind: ServedEstimate["evidence"]; attempts: number; daysSinceLast: number | null };
+  /** P(correct on an average next item) (the score is P(learned), the mastery scale). */
+  pCorrect: number;
+  /** Forgetting after as_of (GET /mastery applies it at request time: serving/masteryView.ts). */
+  decay: ServedEstimate["decay"];
 }
 
 export function servedExplanation(est: ServedEstimate): ServedExplanation {
@@ -30,6 +34,8 @@ export function servedExplanation(est: ServedEstimate): ServedExplanation {
     rest: e.rest + est.rest,
     interval: { lo: est.lo, hi: est.hi, level: 0.8 },
     evidence: { kind: est.evidence, attempts: est.attempts, daysSinceLast: est.daysSinceLast },
+    pCorrect: est.pCorrect,
+    decay: est.decay,
   };
 }
 
@@ -118,6 +124,8 @@ export interface ServedExportRow {
   score: number;
   lo: number;
   hi: number;
+  /** P(correct on an average next item). */
+  p_correct: number;
   /** Contribution of each stored source (rule/BKT/Elo) to the score, as JSON. */
   source_mix: string;
   evidence: string;
@@ -132,6 +140,7 @@ export const SERVED_EXPORT_COLUMNS = [
   "score",
   "lo",
   "hi",
+  "p_correct",
   "source_mix",
   "evidence",
   "attempts",
@@ -163,6 +172,7 @@ export async function servedExportRows(
       score: est.score,
       lo: est.lo,
       hi: est.hi,
+      p_correct: est.pCorrect,
       source_mix: JSON.stringify(mix),
       evidence: est.evidence,
       attempts: est.attempts,

@@ -2,13 +2,22 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildFeatures } from "../features/windows.ts";
-import { type PairEvidence, ServedMastery } from "../models/servedMastery.ts";
+import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
+import {
+  type MasteryScale,
+  type PairEvidence,
+  ServedMastery,
+  type TopicCalibration,
+} from "../models/servedMastery.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
-import { loadPairEvidence } from "./servedInputs.ts";
+import { loadDecayTransitions, loadPairEvidence } from "./servedInputs.ts";
 
 const DAY_MS = 86_400_000;
+
+/** The default mastery scale of the served estimate (docs/benchmarks.md "Validity" compares the three). */
+export const SERVED_SCALE: MasteryScale = "centred-logit";
 
 export interface TrainServedOptions {
   /** The store to learn from (read only): its raw_events and topics. */
@@ -19,6 +28,8 @@ export interface TrainServedOptions {
   labelDays?: number;
   /** Pairs need at least this many quiz attempts in the label window. Default 3. */
   minLabelAttempts?: number;
+  /** How P(correct) maps to the served score (models/servedMastery.ts MASTERY_SCALES). Default SERVED_SCALE. */
+  scale?: MasteryScale;
   /** Directory to write model.json into (optional). */
   out?: string;
 }
@@ -29,6 +40,8 @@ export interface TrainServedResult {
   labelEnd: Date;
   labelledPairs: number;
   modelPath: string | null;
+  /** The forgetting fitted on the history before the snapshot (models/servedDecay.ts). */
+  decay: DecayFit;
 }
 
 export class ServedTrainError extends Error {
@@ -79,8 +92,42 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       );
     await buildFeatures(scratch, snapshot, { truncate: true });
     await scoreRules(scratch, { asOf: snapshot });
-    await scoreBktElo(scratch, await resolveModels(scratch, {}));
+    const models = await resolveModels(scratch, {});
+    await scoreBktElo(scratch, models);
     const evidence = await loadPairEvidence(scratch, snapshot);
+    // Calibration per topic: guess/slip of the bounded BKT fit on the same history (mastery scale), the
+    // half-life and base of the decay fit on the same history (forgetting).
+    const decay = fitDecay(await loadDecayTransitions(scratch, snapshot));
+    const topicIds = (await scratch.all<{ topic_id: string }>("SELECT topic_id FROM topics")).map(
+      (r) => r.topic_id,
+    );
+    const bktOf = (t: string) => models.bkt?.paramsFor(t) ?? undefined;
+    const meanOf = (xs: number[], d: number) =>
+      xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : d;
+    const fitted = topicIds.map(bktOf).filter((p) => p !== undefined);
+    const global: TopicCalibration = {
+      guess: meanOf(
+        fitted.map((p) => p.guess),
+        0,
+      ),
+      slip: meanOf(
+        fitted.map((p) => p.slip),
+        0,
+      ),
+      halfLifeDays: decay.global.halfLifeDays,
+      base: decay.global.base,
+    };
+    const calibration: Record<string, TopicCalibration> = {};
+    for (const t of topicIds) {
+      const p = bktOf(t);
+      const d = decay.topics[t];
+      calibration[t] = {
+        guess: p?.guess ?? global.guess,
+        slip: p?.slip ?? global.slip,
+        halfLifeDays: d?.halfLifeDays ?? global.halfLifeDays,
+        base: d?.base ?? global.base,
+      };
+    }
     const xs: PairEvidence[] = [];
     const ys: number[] = [];
     const ws: number[] = [];
@@ -95,7 +142,13 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       throw new ServedTrainError(
         `only ${xs.length} (student, topic) pairs have >= ${minAttempts} quiz attempts in the label window ${snapshot.toISOString()} .. ${labelEnd.toISOString()} and history before it; need 50: use a longer --label-days or a lower --min-label-attempts`,
       );
-    const model = ServedMastery.fit(xs, ys, { weights: ws });
+    const model = ServedMastery.fit(xs, ys, {
+      weights: ws,
+      labelAttempts: ws,
+      topics: calibration,
+      global,
+      scale: opts.scale ?? SERVED_SCALE,
+    });
     let modelPath: string | null = null;
     if (opts.out !== undefined) {
       mkdirSync(opts.out, { recursive: true });
@@ -115,7 +168,7 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
         )}\n`,
       );
     }
-    return { model, snapshot, labelEnd, labelledPairs: xs.length, modelPath };
+    return { model, snapshot, labelEnd, labelledPairs: xs.length, modelPath, decay };
   } finally {
     scratch.close();
     rmSync(work, { recursive: true, force: true });

@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .command("scores")
     .description(
       "Write the served mastery estimate of every (student, topic) as of a time to CSV: student_key, topic_id, " +
-        "score, 80% interval (lo, hi), source mix (each source's contribution), evidence kind, attempts, days " +
+        "score (mastery scale), 80% interval (lo, hi), p_correct (P(correct on an average next item)), source mix (each source's contribution), evidence kind, attempts, days " +
         "since the last event, as_of. Reads only; student keys are the store's pseudonyms.",
     )
     .option("--db <path>", "DuckDB store (default: $MASTERY_DB or .mastery/mastery.duckdb)")

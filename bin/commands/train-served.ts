@@ -1,12 +1,14 @@
 import type { Command } from "commander";
-import { trainServed } from "../../serving/servedTraining.ts";
-import { commandGroup, defaultDbPath, parseIntOption } from "../options.ts";
+import { MASTERY_SCALES, type MasteryScale } from "../../models/servedMastery.ts";
+import { SERVED_SCALE, trainServed } from "../../serving/servedTraining.ts";
+import { CliError, commandGroup, defaultDbPath, parseIntOption } from "../options.ts";
 
 interface TrainServedCliOptions {
   db?: string;
   out: string;
   labelDays: string;
   minLabelAttempts: string;
+  scale: string;
 }
 
 /** `mastery train served`: fit the one served mastery estimate on a store's history (issue 16). */
@@ -25,6 +27,11 @@ export function register(program: Command): void {
     .requiredOption("--out <dir>", "directory for model.json")
     .option("--label-days <n>", "days of the label window after the training snapshot", "7")
     .option("--min-label-attempts <n>", "quiz attempts a pair needs in the label window to be a label", "3")
+    .option(
+      "--scale <name>",
+      `how P(correct) maps to the served mastery score: ${MASTERY_SCALES.join(" | ")} (models/servedMastery.ts)`,
+      SERVED_SCALE,
+    )
     .addHelpText(
       "after",
       `
@@ -34,7 +41,10 @@ Example:
 `,
     )
     .action(async (opts: TrainServedCliOptions) => {
+      if (!(MASTERY_SCALES as readonly string[]).includes(opts.scale))
+        throw new CliError(`--scale must be one of ${MASTERY_SCALES.join(", ")} (got ${opts.scale})`);
       const res = await trainServed({
+        scale: opts.scale as MasteryScale,
         dbPath: opts.db ?? defaultDbPath(),
         out: opts.out,
         labelDays: parseIntOption(opts.labelDays, "--label-days", 1),
@@ -49,6 +59,12 @@ Example:
           labelledPairs: res.labelledPairs,
           weights: Object.fromEntries(j.inputs.map((n, i) => [n, j.weights[i]])),
           intercept: j.intercept,
+          scale: j.scale,
+          halfLifeDays: {
+            global: res.decay.global.halfLifeDays,
+            gaps: res.decay.global.n,
+            topics: Object.keys(res.decay.topics).length,
+          },
         })}\n`,
       );
     });

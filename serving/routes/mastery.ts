@@ -41,7 +41,7 @@ export const getMastery =
     }
     const view = JSON.parse(body) as { topics: { topicId: string }[] };
     const topicIds = view.topics.map((t) => t.topicId);
-    const histories = await ctx.readRun(() => readStudentHistories(ctx.read, key, topicIds));
+    const histories = await ctx.readRun(() => readStudentHistories(ctx.read, key, topicIds, ctx.now()));
     res.json({ ...view, histories });
   };
 
@@ -52,7 +52,7 @@ export const getHistory =
     const p = await ctx.principal(req, "mastery:read");
     const key = await ctx.student(p, param(req.params.studentId), res);
     const topicId = param(req.params.topicId);
-    const history = await ctx.readRun(() => readHistory(ctx.read, key, topicId));
+    const history = await ctx.readRun(() => readHistory(ctx.read, key, topicId, ctx.now()));
     res.json({ studentKey: key, topicId, history });
   };
 
@@ -84,7 +84,7 @@ export const getHistories =
     const p = await ctx.principal(req, "mastery:read");
     const key = await ctx.student(p, param(req.params.studentId), res);
     const topicIds = topicList(req.query.topics);
-    const topics = await ctx.readRun(() => readStudentHistories(ctx.read, key, topicIds));
+    const topics = await ctx.readRun(() => readStudentHistories(ctx.read, key, topicIds, ctx.now()));
     res.json({ studentKey: key, topics });
   };
 

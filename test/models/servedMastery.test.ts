@@ -1,12 +1,19 @@
 import { describe, expect, it } from "vitest";
 import { mulberry32 } from "../../models/prng.ts";
-import { evidenceKind, type PairEvidence, SERVED_INPUTS, ServedMastery } from "../../models/servedMastery.ts";
+import {
+  evidenceKind,
+  type PairEvidence,
+  RIDGE_GRID,
+  SERVED_INPUTS,
+  ServedMastery,
+} from "../../models/servedMastery.ts";
 
 function pairs(n: number, seed: number): PairEvidence[] {
   const rnd = mulberry32(seed);
   return Array.from({ length: n }, () => {
     const attempts = Math.floor(rnd() * 30);
     return {
+      topic: "T1",
       rule: rnd(),
       bkt: rnd(),
       elo: rnd(),
@@ -32,6 +39,21 @@ describe("served mastery stack", () => {
     expect(m.predict(p).score).toBeCloseTo(0.1 + 0.5 * p.rule + 0.2 * p.elo, 6);
   });
 
+  it("cross-validation picks a small ridge for a clean signal and a large one for pure noise", () => {
+    const xs = pairs(1000, 11);
+    const clean = ServedMastery.fit(
+      xs,
+      xs.map((p) => 0.2 + 0.6 * p.elo),
+    );
+    expect(clean.json.ridge).toBe(RIDGE_GRID[0]);
+    const rnd = mulberry32(12);
+    const noise = ServedMastery.fit(
+      xs,
+      xs.map(() => rnd()),
+    );
+    expect(noise.json.ridge).toBeGreaterThanOrEqual(10);
+  });
+
   it("80% intervals cover about 80% of held-out labels, and the explanation sums to the score", () => {
     const rnd = mulberry32(9);
     const noisy = (p: PairEvidence) => 0.3 + 0.4 * p.rule + (rnd() - 0.5) * 0.3;
@@ -53,6 +75,32 @@ describe("served mastery stack", () => {
     expect(inside / test.length).toBeLessThan(0.84);
   });
 
+  it("with label attempts, intervals leave out the labels' sampling noise and cover ~80% of the target", () => {
+    const rnd = mulberry32(21);
+    const xs = pairs(6000, 22);
+    const target = xs.map((p) => 0.2 + 0.6 * p.rule + (rnd() - 0.5) * 0.2);
+    // Each label: the accuracy over 5 answers drawn with P(correct) = target.
+    const labels = target.map((t) => {
+      let c = 0;
+      for (let k = 0; k < 5; k++) if (rnd() < t) c++;
+      return c / 5;
+    });
+    const attempts = xs.map(() => 5);
+    const cover = (m: ServedMastery) =>
+      xs.filter((p, i) => {
+        const e = m.predict(p);
+        return target[i]! >= e.lo && target[i]! <= e.hi;
+      }).length / xs.length;
+    const plain = cover(ServedMastery.fit(xs, labels));
+    const deconvolved = cover(ServedMastery.fit(xs, labels, { labelAttempts: attempts }));
+    // Label noise (sd ~0.2) dwarfs the target's spread around the fit (sd ~0.06): plain intervals cover
+    // nearly every target; without the noise they come back towards 80%.
+    expect(plain).toBeGreaterThan(0.95);
+    expect(deconvolved).toBeLessThan(plain);
+    expect(deconvolved).toBeGreaterThan(0.6);
+    expect(deconvolved).toBeLessThan(0.95);
+  });
+
   it("missing sources fall back to the training mean, and evidence kinds follow the events", () => {
     const xs = pairs(500, 4);
     const m = ServedMastery.fit(
@@ -60,6 +108,7 @@ describe("served mastery stack", () => {
       xs.map((p) => p.rule),
     );
     const none: PairEvidence = {
+      topic: "T1",
       rule: Number.NaN,
       bkt: Number.NaN,
       elo: Number.NaN,

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { explanationTotal } from "../../models/explanation.ts";
 import { ServedMastery } from "../../models/servedMastery.ts";
-import { readStudentMastery } from "../../serving/masteryView.ts";
+import { readHistory, readStudentMastery } from "../../serving/masteryView.ts";
 import { runPipeline } from "../../serving/pipeline.ts";
 import {
   loadServedModel,
@@ -85,7 +85,41 @@ describe("served mastery estimate on a generated store", () => {
         expect(t.interval!.hi).toBeGreaterThanOrEqual(t.score - 1e-12);
         expect(["measured", "indirect", "prior"]).toContain(t.evidence!.kind);
         expect(explanationTotal(t.explanation)).toBeCloseTo(t.score, 9);
+        // P(correct on an average next item) next to the mastery-scale score.
+        expect(t.pCorrect).not.toBeNull();
+        expect(t.pCorrect!).toBeGreaterThanOrEqual(0);
+        expect(t.pCorrect!).toBeLessThanOrEqual(1);
       }
+      // GET /mastery as of a later request time, with no new scoring run: the stored served scores forget.
+      const floorOf = async (tid: string) =>
+        (
+          JSON.parse(
+            (await store.one<{ explanation: string }>(
+              "SELECT explanation FROM student_mastery WHERE student_key = $1 AND topic_id = $2 AND score_source = 'served'",
+              [row!.student_key, tid],
+            ))!.explanation,
+          ) as { decay: { floor: number; halfLifeDays: number } }
+        ).decay;
+      const inAMonth = new Date(asOf.getTime() + 30 * 86_400_000);
+      const decayed = await readStudentMastery(store, row!.student_key, { now: inAMonth });
+      for (const t of decayed.topics) {
+        const before = view.topics.find((x) => x.topicId === t.topicId)!;
+        const d = await floorOf(t.topicId);
+        expect(t.asOf).toBe(inAMonth.toISOString());
+        expect(t.score).toBeCloseTo(d.floor + (before.score - d.floor) * 2 ** (-30 / d.halfLifeDays), 9);
+        if (before.evidence!.daysSinceLast !== null)
+          expect(t.evidence!.daysSinceLast! - before.evidence!.daysSinceLast!).toBeCloseTo(30, 6);
+        expect(explanationTotal(t.explanation)).toBeCloseTo(t.score, 9);
+      }
+      // The history as of the same request time ends with that decayed score, marked as projected.
+      const first = decayed.topics[0]!;
+      const hist = await readHistory(store, row!.student_key, first.topicId, inAMonth);
+      const tail = hist.at(-1)!;
+      expect(tail.projected).toBe(true);
+      expect(tail.score).toBeCloseTo(first.score, 12);
+      expect(tail.asOf).toBe(inAMonth.toISOString());
+      expect(hist.slice(0, -1).every((h) => h.projected === undefined)).toBe(true);
+      expect((await readHistory(store, row!.student_key, first.topicId)).length).toBe(hist.length - 1);
       // The analysts' export as of the same time: one row per scored pair, the same scores, pseudonymous keys.
       const exported = await servedExportRows(store, model, asOf);
       expect(exported.length).toBe(res.scored);
@@ -94,6 +128,7 @@ describe("served mastery estimate on a generated store", () => {
       )!;
       expect(one.score).toBeCloseTo(view.topics[0]!.score, 12);
       expect(one.lo).toBeCloseTo(view.topics[0]!.interval!.lo, 12);
+      expect(one.p_correct).toBeCloseTo(view.topics[0]!.pCorrect!, 12);
       expect(Object.keys(JSON.parse(one.source_mix) as object).sort()).toEqual([
         "bkt_p_learned",
         "elo_score",

@@ -62,7 +62,8 @@ function evidenceText(t) {
       ? "no events"
       : `last event ${fmt(t.evidence.daysSinceLast, 1)} days before`;
   const interval = t.interval ? `; 80% interval ${fmt(t.interval.lo, 2)}–${fmt(t.interval.hi, 2)}` : "";
-  return `${t.evidence.kind}: ${t.evidence.attempts} quiz attempts, ${days}${interval}`;
+  const p = typeof t.pCorrect === "number" ? `; P(correct on a next item) ${fmt(t.pCorrect, 2)}` : "";
+  return `${t.evidence.kind}: ${t.evidence.attempts} quiz attempts, ${days}${interval}${p}`;
 }
 
 function renderTopics(topics) {
