@@ -82,8 +82,11 @@ export class FeatureBuildError extends Error {
 
 const DAY_US = 86_400_000_000n;
 
-/** The INSERT ... SELECT that builds one as-of snapshot into `table` (the parameter $asof is the time). */
-export function featureSql(table: string): string {
+/**
+ * The INSERT ... SELECT that builds one as-of snapshot into `table` (the parameter $asof is the time)
+ * from `source` (default raw_events; the incremental build passes the rows of its dirty pairs only).
+ */
+export function featureSql(table: string, source = "raw_events"): string {
   // Window i (7, 30, 90 days) is the union of bands 0..i; a band missing for this pair adds 0.
   const acc = (col: string, i: number): string =>
     Array.from({ length: i + 1 }, (_, b) => `coalesce(b${b}.${col}, 0)`).join(" + ");
@@ -134,7 +137,7 @@ WITH ev AS (
          watch_pct, help_requests, score_pct, type,
          -- k = ceil((T - ts) / 1 day) - 1 in integer microseconds: ts in [T-(k+1)d, T-k d)
          ($asof::BIGINT - epoch_us(ts) - 1) // ${DAY_US} AS k
-  FROM raw_events
+  FROM ${source}
   WHERE ts < make_timestamp($asof::BIGINT)
 ),
 banded AS (

@@ -1,0 +1,185 @@
+import type { DuckStore } from "../storage/duckdb.ts";
+import { buildFeatures, FeatureBuildError, featureSql } from "./windows.ts";
+
+/**
+ * Incremental feature snapshots: the snapshot as of T1 from the previous one as of T0 plus the
+ * (student, topic) pairs whose window columns can differ, recomputed from raw_events. The result is
+ * row for row the snapshot a full build as of T1 writes (test/features/incrementalFeatures.int.test.ts).
+ *
+ * A pair's window columns (features/windows.ts) depend on T only through, for each of its events
+ * before T, the windows it falls in and its day bucket k = ceil((T - ts) / 1 day) - 1 (active days,
+ * trend). So a pair is copied from the T0 snapshot (as_of set to T1, days_since_last_activity
+ * recomputed from last_activity_at with the full build's expression) when all of these hold, and
+ * recomputed otherwise ("dirty"):
+ *  1. no new or late event: none ingested after the previous run's watermark (max ingested_at when
+ *     it ran) and none with ts in [T0, T1);
+ *  2. no event crosses a window edge: none with ts in [T0 - w, T1 - w) for w = 7, 30, 90 days, i.e.
+ *     whose age passes w days between the runs (it leaves the window with no new event);
+ *  3. its day buckets all move by the same number of days: k1 - k0 is equal for every event in the
+ *     90-day window. When T1 - T0 is a whole number of days this always holds; otherwise events at
+ *     different times of day can move by floor or ceil of the gap, which can merge or split active
+ *     days and move the trend's x values unequally. With a uniform move the distinct-day counts are
+ *     the same and the trend slope (exact integer sums, x shifted by a constant) is bit for bit equal.
+ * Not covered (use a full build): rows deleted from raw_events, a changed feature definition, T1 < T0.
+ */
+
+export interface FeatureWatermark {
+  /** as_of of the previous snapshot. */
+  asOf: Date;
+  /**
+   * max(raw_events.ingested_at) when that snapshot was built, in microseconds since the epoch as a
+   * decimal string (exact, JSON-safe; a Date would drop the microseconds); null = the store was empty.
+   */
+  ingestedThroughUs: string | null;
+}
+
+export interface IncrementalFeaturesResult {
+  mode: "incremental" | "full";
+  /** Why a full build ran instead (no previous snapshot, time went back, ...). */
+  fullReason?: string;
+  asOf: Date;
+  rows: number;
+  /** Pairs recomputed from raw_events (all of them in a full build). */
+  recomputed: number;
+  /** Pairs copied from the previous snapshot. */
+  copied: number;
+  /** The watermark to record for the next run. */
+  watermark: FeatureWatermark;
+  millis: number;
+}
+
+const DAY_US = 86_400_000_000n;
+const us = (d: Date): bigint => BigInt(d.getTime()) * 1000n;
+
+/** max(ingested_at) of raw_events now in microseconds (null when empty): the watermark of a build about to run. */
+export async function ingestWatermark(store: DuckStore): Promise<string | null> {
+  const r = await store.one<{ u: bigint | null }>("SELECT epoch_us(max(ingested_at)) AS u FROM raw_events");
+  return r?.u === null || r?.u === undefined ? null : String(r.u);
+}
+
+/**
+ * The dirty pairs of the move T0 -> T1 (module comment, conditions 1-3) into temp.incr_dirty.
+ * Exported for the bench and the tests; `buildFeaturesIncremental` calls it.
+ */
+export async function markDirtyPairs(store: DuckStore, since: FeatureWatermark, asOf: Date): Promise<number> {
+  const t0 = us(since.asOf);
+  const t1 = us(asOf);
+  if (since.ingestedThroughUs !== null && !/^-?\d+$/.test(since.ingestedThroughUs))
+    throw new FeatureBuildError(
+      `the recorded watermark must be microseconds as an integer string (got "${since.ingestedThroughUs}"); run a full build`,
+    );
+  const wm = since.ingestedThroughUs === null ? -(2n ** 62n) : BigInt(since.ingestedThroughUs);
+  const crossing = [7n, 30n, 90n]
+    .map(
+      (w) =>
+        `(epoch_us(ts) >= ${t0 - w * DAY_US} AND epoch_us(ts) < ${t1 - w * DAY_US})`,
+    )
+    .join(" OR ");
+  const carry = `CASE WHEN epoch_us(ts) >= ${t1 - 90n * DAY_US}
+    THEN (${t1} - epoch_us(ts) - 1) // ${DAY_US} - (${t0} - epoch_us(ts) - 1) // ${DAY_US} END`;
+  const uniform = (t1 - t0) % DAY_US === 0n;
+  await store.run(`
+    CREATE OR REPLACE TEMP TABLE incr_dirty AS
+    SELECT student_key, topic_id FROM raw_events
+    WHERE ts < make_timestamp(${t1})
+    GROUP BY student_key, topic_id
+    HAVING bool_or(epoch_us(ingested_at) > ${wm} OR epoch_us(ts) >= ${t0} OR ${crossing})
+      ${uniform ? "" : `OR min(${carry}) <> max(${carry})`}`);
+  const n = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.incr_dirty");
+  return Number(n?.n ?? 0n);
+}
+
+/**
+ * The features snapshot as of `asOf` into `features`, incrementally from the snapshot as of
+ * `since.asOf` (module comment). Falls back to a full build (mode "full", with the reason) when
+ * there is no previous snapshot to start from. `truncate` deletes every other snapshot afterwards,
+ * as buildFeatures({truncate}) does.
+ */
+export async function buildFeaturesIncremental(
+  store: DuckStore,
+  asOf: Date,
+  since: FeatureWatermark | null,
+  opts: { truncate?: boolean; onProgress?: (done: number, total: number) => void } = {},
+): Promise<IncrementalFeaturesResult> {
+  const started = performance.now();
+  const watermark: FeatureWatermark = { asOf, ingestedThroughUs: await ingestWatermark(store) };
+  if (!Number.isFinite(asOf.getTime()))
+    throw new FeatureBuildError(`as-of time is not a valid date (got ${String(asOf)})`);
+  const full = async (reason: string): Promise<IncrementalFeaturesResult> => {
+    const r = await buildFeatures(store, asOf, {
+      ...(opts.truncate !== undefined ? { truncate: opts.truncate } : {}),
+      ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}),
+    });
+    return {
+      mode: "full",
+      fullReason: reason,
+      asOf,
+      rows: r.rows,
+      recomputed: r.rows,
+      copied: 0,
+      watermark,
+      millis: performance.now() - started,
+    };
+  };
+  if (since === null) return full("no previous successful run recorded");
+  if (asOf.getTime() < since.asOf.getTime())
+    return full(`as-of ${asOf.toISOString()} is before the previous run's ${since.asOf.toISOString()}`);
+  const t0 = us(since.asOf);
+  const t1 = us(asOf);
+  const prev = await store.one<{ n: bigint }>(
+    "SELECT count(*) AS n FROM features WHERE as_of = make_timestamp($t::BIGINT)",
+    { t: t0 },
+  );
+  if (Number(prev?.n ?? 0n) === 0)
+    return full(`the features table has no snapshot as of ${since.asOf.toISOString()} to start from`);
+
+  let recomputed = 0;
+  let copied = 0;
+  let rows = 0;
+  await store.transaction(async () => {
+    recomputed = await markDirtyPairs(store, since, asOf);
+    opts.onProgress?.(1, 3);
+    const notDirty = `NOT EXISTS (SELECT 1 FROM temp.incr_dirty d
+      WHERE d.student_key = f.student_key AND d.topic_id = f.topic_id)`;
+    if (t1 === t0) {
+      // Same as-of: the snapshot stays; only the dirty pairs' rows are replaced.
+      await store.run(
+        `DELETE FROM features f WHERE as_of = make_timestamp($t::BIGINT) AND NOT (${notDirty})`,
+        { t: t0 },
+      );
+      copied = await countAt(store, t0);
+    } else {
+      await store.run("DELETE FROM features WHERE as_of = make_timestamp($t::BIGINT)", { t: t1 });
+      await store.run(
+        `INSERT INTO features BY NAME
+         SELECT * REPLACE (make_timestamp($t1::BIGINT) AS as_of,
+           ($t1::BIGINT - epoch_us(last_activity_at)) / 86400e6 AS days_since_last_activity)
+         FROM features f WHERE as_of = make_timestamp($t0::BIGINT) AND ${notDirty}`,
+        { t0, t1 },
+      );
+      copied = await countAt(store, t1);
+    }
+    opts.onProgress?.(2, 3);
+    await store.run(
+      featureSql(
+        "features",
+        "(SELECT r.* FROM raw_events r SEMI JOIN temp.incr_dirty d ON r.student_key = d.student_key AND r.topic_id = d.topic_id)",
+      ),
+      { asof: t1 },
+    );
+    rows = await countAt(store, t1);
+    if (opts.truncate)
+      await store.run("DELETE FROM features WHERE as_of <> make_timestamp($t::BIGINT)", { t: t1 });
+    await store.run("DROP TABLE temp.incr_dirty");
+    opts.onProgress?.(3, 3);
+  });
+  return { mode: "incremental", asOf, rows, recomputed, copied, watermark, millis: performance.now() - started };
+}
+
+async function countAt(store: DuckStore, t: bigint): Promise<number> {
+  const r = await store.one<{ n: bigint }>(
+    "SELECT count(*) AS n FROM features WHERE as_of = make_timestamp($t::BIGINT)",
+    { t },
+  );
+  return Number(r?.n ?? 0n);
+}
