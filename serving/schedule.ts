@@ -12,7 +12,8 @@ import { mkdirSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
 import { expandPaths, ingestPaths } from "../features/ingest.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
-import { buildFeatures, resolveAsOf } from "../features/windows.ts";
+import { buildFeaturesIncremental, type FeatureWatermark } from "../features/incrementalFeatures.ts";
+import { resolveAsOf } from "../features/windows.ts";
 import type { DriftConfig } from "../monitoring/config.ts";
 import type { RetrainLock } from "../monitoring/locks.ts";
 import { monitorOnce } from "../monitoring/loop.ts";
@@ -124,7 +125,28 @@ export async function runScheduledJob(opts: RunJobOptions): Promise<JobOutcome> 
   }
 }
 
-/** ingest the inbox -> features as of the newest event -> rule scores -> BKT/Elo state and scores. */
+/**
+ * The previous successful batch's feature watermark (batch_runs counts.watermark), or null when there
+ * is none (first run, or runs recorded before incremental features existed): then the build is full.
+ */
+export async function lastFeatureWatermark(runs: BatchRunStore): Promise<FeatureWatermark | null> {
+  const last = await runs.lastSuccessfulRun("batch");
+  const w = last?.counts?.watermark as { asOf?: unknown; ingestedThroughUs?: unknown } | undefined;
+  if (w === undefined || typeof w.asOf !== "string") return null;
+  const asOf = new Date(w.asOf);
+  if (Number.isNaN(asOf.getTime())) return null;
+  const through = w.ingestedThroughUs;
+  return { asOf, ingestedThroughUs: typeof through === "string" ? through : null };
+}
+
+/**
+ * ingest the inbox -> features as of the newest event -> rule scores -> BKT/Elo state and scores.
+ * Features are incremental from the previous successful run's snapshot and watermark
+ * (features/incrementalFeatures.ts: only pairs with new or late events, a window edge crossed or
+ * day buckets moved unevenly are recomputed; the rest are copied), unless batch.full; the watermark
+ * (as-of and max ingested_at) is recorded in this run's counts for the next one. Rule scores are
+ * recomputed for every pair of the new snapshot: the recency signal moves with as-of for all of them.
+ */
 async function dailyBatch(
   store: DuckStore,
   opts: RunJobOptions,
@@ -151,7 +173,17 @@ async function dailyBatch(
   }
   const asOf = await resolveAsOf(store, "now");
   counts.asOf = asOf.toISOString();
-  counts.featureRows = (await buildFeatures(store, asOf)).rows;
+  const since = cfg.full ? null : await lastFeatureWatermark(await BatchRunStore.open(store));
+  const features = await buildFeaturesIncremental(store, asOf, since);
+  counts.featureRows = features.rows;
+  counts.featureMode = features.mode;
+  if (features.fullReason !== undefined) counts.featureFullReason = cfg.full ? "batch.full" : features.fullReason;
+  counts.featurePairsRecomputed = features.recomputed;
+  counts.featurePairsCopied = features.copied;
+  counts.watermark = {
+    asOf: features.watermark.asOf.toISOString(),
+    ingestedThroughUs: features.watermark.ingestedThroughUs,
+  };
   const rules = await scoreRules(store, { asOf });
   counts.ruleScores = rules.scored;
   const models = await resolveModels(store, {

@@ -94,6 +94,15 @@ export class BatchRunStore {
     return r?.ms === null || r?.ms === undefined ? null : new Date(r.ms);
   }
 
+  /** The newest successful run of `job` (its counts carry the incremental watermark), or null. */
+  async lastSuccessfulRun(job: string): Promise<BatchRun | null> {
+    const r = await this.store.one<Raw>(
+      `${SELECT} WHERE job = $job AND status = 'ok' ORDER BY ended_at DESC, run_id DESC LIMIT 1`,
+      { job },
+    );
+    return r === undefined ? null : fromRaw(r);
+  }
+
   /** The newest runs first (all jobs, or one). */
   async recent(limit = 20, job?: string): Promise<BatchRun[]> {
     const rows =

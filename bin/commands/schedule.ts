@@ -20,6 +20,7 @@ interface ScheduleCliOptions {
   db?: string;
   artifacts?: string;
   runs?: string;
+  full?: boolean;
 }
 
 function jobsOf(spec: string): ScheduledJob[] {
@@ -49,11 +50,17 @@ export function register(program: Command): void {
     .option("--db <path>", "DuckDB store (default: $MASTERY_DB or .mastery/mastery.duckdb)")
     .option("--artifacts <dir>", "artifact store directory (default .mastery/artifacts or MASTERY_ARTIFACTS)")
     .option("--runs <n>", "print the newest N run records (batch_runs) as JSON and exit")
+    .option(
+      "--full",
+      "batch: recompute every feature pair and replay every BKT/Elo key (backfills, changed definitions), as batch.full: true; " +
+        "default: incremental from the last successful run's watermark",
+    )
     .addHelpText(
       "after",
       `
 Example:
-  npx mastery schedule --once --job batch --db .mastery/demo/mastery.duckdb   # one daily batch now
+  npx mastery schedule --once --job batch --db .mastery/demo/mastery.duckdb   # one daily batch now (incremental)
+  npx mastery schedule --once --job batch --full   # backfill: full features and BKT/Elo replay
   npx mastery schedule                     # stay up; run each job at its configured times
   npx mastery schedule --runs 5            # the last five runs: start, end, status, counts, error
 `,
@@ -72,7 +79,8 @@ Example:
         return;
       }
       const jobs = jobsOf(opts.job);
-      const config = loadScheduleConfig(opts.config);
+      const loaded = loadScheduleConfig(opts.config);
+      const config = opts.full ? { ...loaded, batch: { ...loaded.batch, full: true } } : loaded;
       const driftConfig = jobs.includes("checks") ? loadDriftConfig(opts.driftConfig) : undefined;
       const artifacts = opts.artifacts ?? process.env.MASTERY_ARTIFACTS ?? ".mastery/artifacts";
       const lock = lockFromEnv({ key: config.lock.key, ttlMs: config.lock.ttlMs, dbPath });

@@ -10,6 +10,7 @@ import request from "supertest";
 import { afterAll, describe, expect, it } from "vitest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { generateSynthetic } from "../../features/synthetic/generate.ts";
+import { buildFeatures } from "../../features/windows.ts";
 import { PgAdvisoryLock } from "../../monitoring/locks.ts";
 import { verifyWebhookSignature } from "../../serving/alerts.ts";
 import { type JobHandles, runScheduledJob } from "../../serving/schedule.ts";
@@ -131,6 +132,49 @@ describe("mastery schedule (serving/schedule.ts)", () => {
       if (again.status === "ok") {
         expect(again.counts.files).toBe(0);
         expect(again.counts.bktEloKeys).toBe(0);
+        // Features: the first run was full (no watermark yet), this one incremental with nothing to recompute.
+        expect(o.counts.featureMode).toBe("full");
+        expect(again.counts).toMatchObject({
+          featureMode: "incremental",
+          featurePairsRecomputed: 0,
+          featurePairsCopied: pairs,
+          featureRows: pairs,
+        });
+      }
+      // A later day's files in the inbox: the incremental run recomputes some pairs, and its snapshot
+      // equals a full rebuild as of the same time.
+      await generateSynthetic({
+        students: 30,
+        topics: 8,
+        days: 2,
+        seed: 4,
+        start: "2026-09-11",
+        eventsPerDay: 1,
+        truthEvery: 0,
+        outDir: inbox,
+        workers: 0,
+      });
+      const day3 = await runScheduledJob({
+        job: "batch",
+        config,
+        lock,
+        open: keep(store),
+        pseudonymizer: () => new Pseudonymizer(PSEUDO_KEY),
+      });
+      expect(day3.status).toBe("ok");
+      if (day3.status === "ok") {
+        expect(day3.counts.featureMode).toBe("incremental");
+        expect(day3.counts.featurePairsRecomputed).toBeGreaterThan(0);
+        const asOf = new Date(String(day3.counts.asOf));
+        await buildFeatures(store, asOf, { table: "features_full_check" });
+        const mine = await store.all(
+          "SELECT * EXCLUDE (as_of) FROM features WHERE as_of = $t::TIMESTAMP ORDER BY student_key, topic_id",
+          { t: asOf.toISOString() },
+        );
+        expect(mine.length).toBe(day3.counts.featureRows);
+        expect(mine).toEqual(
+          await store.all("SELECT * EXCLUDE (as_of) FROM features_full_check ORDER BY student_key, topic_id"),
+        );
       }
       const last = (await (await BatchRunStore.open(store)).recent(1))[0]!;
 
