@@ -51,6 +51,19 @@ export interface IncrementalFeaturesResult {
 const DAY_US = 86_400_000_000n;
 const us = (d: Date): bigint => BigInt(d.getTime()) * 1000n;
 
+/**
+ * The daily as-of on the previous run's day grid: the first as-of T0 + n whole days that is at or
+ * after `newest` (the "now" as-of, newest event + 1 s), so every event is inside the windows and the
+ * day buckets of untouched pairs all move by n (condition 3 then holds for every pair). Returns
+ * `newest` itself without a previous run or when it is before T0.
+ */
+export function alignedAsOf(since: FeatureWatermark | null, newest: Date): Date {
+  if (since === null || newest.getTime() < since.asOf.getTime()) return newest;
+  const dayMs = 86_400_000;
+  const n = Math.ceil((newest.getTime() - since.asOf.getTime()) / dayMs);
+  return new Date(since.asOf.getTime() + n * dayMs);
+}
+
 /** max(ingested_at) of raw_events now in microseconds (null when empty): the watermark of a build about to run. */
 export async function ingestWatermark(store: DuckStore): Promise<string | null> {
   const r = await store.one<{ u: bigint | null }>("SELECT epoch_us(max(ingested_at)) AS u FROM raw_events");
@@ -70,10 +83,7 @@ export async function markDirtyPairs(store: DuckStore, since: FeatureWatermark, 
     );
   const wm = since.ingestedThroughUs === null ? -(2n ** 62n) : BigInt(since.ingestedThroughUs);
   const crossing = [7n, 30n, 90n]
-    .map(
-      (w) =>
-        `(epoch_us(ts) >= ${t0 - w * DAY_US} AND epoch_us(ts) < ${t1 - w * DAY_US})`,
-    )
+    .map((w) => `(epoch_us(ts) >= ${t0 - w * DAY_US} AND epoch_us(ts) < ${t1 - w * DAY_US})`)
     .join(" OR ");
   const carry = `CASE WHEN epoch_us(ts) >= ${t1 - 90n * DAY_US}
     THEN (${t1} - epoch_us(ts) - 1) // ${DAY_US} - (${t0} - epoch_us(ts) - 1) // ${DAY_US} END`;
@@ -173,7 +183,15 @@ export async function buildFeaturesIncremental(
     await store.run("DROP TABLE temp.incr_dirty");
     opts.onProgress?.(3, 3);
   });
-  return { mode: "incremental", asOf, rows, recomputed, copied, watermark, millis: performance.now() - started };
+  return {
+    mode: "incremental",
+    asOf,
+    rows,
+    recomputed,
+    copied,
+    watermark,
+    millis: performance.now() - started,
+  };
 }
 
 async function countAt(store: DuckStore, t: bigint): Promise<number> {

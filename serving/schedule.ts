@@ -10,9 +10,13 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
+import {
+  alignedAsOf,
+  buildFeaturesIncremental,
+  type FeatureWatermark,
+} from "../features/incrementalFeatures.ts";
 import { expandPaths, ingestPaths } from "../features/ingest.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
-import { buildFeaturesIncremental, type FeatureWatermark } from "../features/incrementalFeatures.ts";
 import { resolveAsOf } from "../features/windows.ts";
 import type { DriftConfig } from "../monitoring/config.ts";
 import type { RetrainLock } from "../monitoring/locks.ts";
@@ -141,7 +145,8 @@ export async function lastFeatureWatermark(runs: BatchRunStore): Promise<Feature
 
 /**
  * ingest the inbox -> features as of the newest event -> rule scores -> BKT/Elo state and scores.
- * Features are incremental from the previous successful run's snapshot and watermark
+ * Features are incremental from the previous successful run's snapshot and watermark, as of the
+ * previous as-of plus whole days (the first as-of on that grid at or after the newest event + 1 s)
  * (features/incrementalFeatures.ts: only pairs with new or late events, a window edge crossed or
  * day buckets moved unevenly are recomputed; the rest are copied), unless batch.full; the watermark
  * (as-of and max ingested_at) is recorded in this run's counts for the next one. Rule scores are
@@ -171,13 +176,15 @@ async function dailyBatch(
       counts.rejected = report.total.rejected;
     } else counts.files = 0;
   }
-  const asOf = await resolveAsOf(store, "now");
-  counts.asOf = asOf.toISOString();
   const since = cfg.full ? null : await lastFeatureWatermark(await BatchRunStore.open(store));
+  // Incremental runs keep the first run's time of day (whole-day steps; see alignedAsOf).
+  const asOf = alignedAsOf(since, await resolveAsOf(store, "now"));
+  counts.asOf = asOf.toISOString();
   const features = await buildFeaturesIncremental(store, asOf, since);
   counts.featureRows = features.rows;
   counts.featureMode = features.mode;
-  if (features.fullReason !== undefined) counts.featureFullReason = cfg.full ? "batch.full" : features.fullReason;
+  if (features.fullReason !== undefined)
+    counts.featureFullReason = cfg.full ? "batch.full" : features.fullReason;
   counts.featurePairsRecomputed = features.recomputed;
   counts.featurePairsCopied = features.copied;
   counts.watermark = {

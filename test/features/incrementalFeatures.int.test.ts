@@ -106,7 +106,9 @@ describe("incremental daily features and rule scores", () => {
               fc.constant(gap),
               fc.array(drawEvent(edges, -100 * DAY, -1), { minLength: 1, maxLength: 30 }),
               fc.array(drawEvent(edges, -100 * DAY, -1), { maxLength: 3 }),
-              gap === 0 ? fc.constant([] as Drawn[]) : fc.array(drawEvent(edges, 0, gap - 1), { maxLength: 6 }),
+              gap === 0
+                ? fc.constant([] as Drawn[])
+                : fc.array(drawEvent(edges, 0, gap - 1), { maxLength: 6 }),
             );
           }),
         async ([gap, base, late, fresh]) => {
@@ -208,7 +210,9 @@ describe("incremental daily features and rule scores", () => {
           "SELECT * EXCLUDE (as_of) FROM features WHERE as_of = $t::TIMESTAMP ORDER BY student_key, topic_id",
           { t: T4.toISOString() },
         ),
-      ).toEqual(await store.all("SELECT * EXCLUDE (as_of) FROM features_check ORDER BY student_key, topic_id"));
+      ).toEqual(
+        await store.all("SELECT * EXCLUDE (as_of) FROM features_check ORDER BY student_key, topic_id"),
+      );
     } finally {
       store.close();
     }
@@ -218,7 +222,15 @@ describe("incremental daily features and rule scores", () => {
     const store = await DuckStore.open(join(dir, "fallback.duckdb"));
     try {
       await insertEvents(store, [
-        toEvent(T0, { type: "video", student: "a", topic: "x", seconds: -DAY, is_correct: true, n: 1, pct: 40 }),
+        toEvent(T0, {
+          type: "video",
+          student: "a",
+          topic: "x",
+          seconds: -DAY,
+          is_correct: true,
+          n: 1,
+          pct: 40,
+        }),
       ]);
       const r = await buildFeaturesIncremental(store, T0, {
         asOf: new Date(T0.getTime() - DAY * 1000),
