@@ -88,13 +88,20 @@ export async function markDirtyPairs(store: DuckStore, since: FeatureWatermark, 
   const carry = `CASE WHEN epoch_us(ts) >= ${t1 - 90n * DAY_US}
     THEN (${t1} - epoch_us(ts) - 1) // ${DAY_US} - (${t0} - epoch_us(ts) - 1) // ${DAY_US} END`;
   const uniform = (t1 - t0) % DAY_US === 0n;
-  await store.run(`
-    CREATE OR REPLACE TEMP TABLE incr_dirty AS
-    SELECT student_key, topic_id FROM raw_events
-    WHERE ts < make_timestamp(${t1})
-    GROUP BY student_key, topic_id
-    HAVING bool_or(epoch_us(ingested_at) > ${wm} OR epoch_us(ts) >= ${t0} OR ${crossing})
-      ${uniform ? "" : `OR min(${carry}) <> max(${carry})`}`);
+  const touched = `epoch_us(ingested_at) > ${wm} OR epoch_us(ts) >= ${t0} OR ${crossing}`;
+  // Whole-day move: a filter (DuckDB skips row groups by the ts/ingested_at min-max) and DISTINCT;
+  // otherwise every pair's 90-day events are grouped to compare their bucket moves.
+  await store.run(
+    uniform
+      ? `CREATE OR REPLACE TEMP TABLE incr_dirty AS
+         SELECT DISTINCT student_key, topic_id FROM raw_events
+         WHERE ts < make_timestamp(${t1}) AND (${touched})`
+      : `CREATE OR REPLACE TEMP TABLE incr_dirty AS
+         SELECT student_key, topic_id FROM raw_events
+         WHERE ts < make_timestamp(${t1})
+         GROUP BY student_key, topic_id
+         HAVING bool_or(${touched}) OR min(${carry}) <> max(${carry})`,
+  );
   const n = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.incr_dirty");
   return Number(n?.n ?? 0n);
 }
