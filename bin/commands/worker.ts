@@ -134,6 +134,13 @@ Example:
             log("a webhook delivery failed after its retries (see webhook_deliveries)");
         },
       });
+      // On the DuckDB file the alert check shares the updater's one connection: one batch at a time, so
+      // its transaction never interleaves with the next batch's (PostgreSQL has a pool: no limit).
+      let concurrency = parseIntOption(opts.concurrency, "--concurrency", 1);
+      if (!stores.alerts.concurrent && concurrency > 1) {
+        log(`--concurrency ${concurrency} -> 1: alerts and scores share one DuckDB connection`);
+        concurrency = 1;
+      }
       const worker = await startWorker({
         monitor,
         afterApply: alertsAfterApply(alerts),
@@ -142,7 +149,7 @@ Example:
         raw: stores.raw,
         pseudonymizer,
         maxBatch: batch,
-        concurrency: parseIntOption(opts.concurrency, "--concurrency", 1),
+        concurrency,
         onError: (err) => log(faultDetail(err)),
       });
       const report = () => {
