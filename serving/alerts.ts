@@ -239,10 +239,20 @@ export class AlertEngine {
         below = false;
       }
       if (below !== wasBelow || r.below === null)
-        states.push({ studentKey: r.student_key, topicId: r.topic_id, below, crossings });
+        states.push({
+          studentKey: r.student_key,
+          topicId: r.topic_id,
+          below,
+          crossings,
+          // What this check read: the store moves the state only if it is still that (no other checker moved it).
+          prev:
+            r.below === null
+              ? null
+              : { below: r.below, crossings: r.crossings === null ? 0 : Number(r.crossings) },
+        });
     }
     // Only the alerts this call stored are delivered: a crossing another checker (a second worker)
-    // already stored has the same id and is skipped, so one crossing calls each webhook once.
+    // already stored, or whose state it moved first, is skipped, so one crossing calls each webhook once.
     const inserted = await this.store.record(raised, states, now);
     const fresh = raised.filter((a) => inserted.has(a.alertId));
     for (const a of fresh) {

@@ -40,6 +40,8 @@ export interface AlertStateRow {
   topicId: string;
   below: boolean;
   crossings: number;
+  /** The state the check read (null: no row yet); the write is a compare-and-set against it. */
+  prev: { below: boolean; crossings: number } | null;
 }
 
 export interface DeliveryRow {
@@ -57,9 +59,10 @@ export interface AlertStore {
   /** Every score row of these keys with their alert state and context, in ONE statement. */
   candidates(keys: readonly { studentKey: string; topicId: string }[]): Promise<AlertCandidate[]>;
   /**
-   * Writes the raised alerts (an id already stored is skipped) and the changed states in one
-   * transaction; returns the ids this call inserted: only those are delivered, so two checkers of
-   * the same crossing (two workers) send one webhook.
+   * Moves each key's state from `prev` to the new one (compare-and-set: a key another checker moved
+   * since the read is left alone, and its alert dropped) and writes the raised alerts of the keys it
+   * moved (an id already stored is skipped), in one transaction; returns the ids this call inserted:
+   * only those are delivered, so two checkers of the same crossing (two workers) send one webhook.
    */
   record(alerts: readonly AlertRow[], states: readonly AlertStateRow[], at: Date): Promise<Set<string>>;
   logDelivery(d: DeliveryRow, at: Date): Promise<void>;
@@ -67,6 +70,11 @@ export interface AlertStore {
 
 const micros = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
 
+/**
+ * On the embedded file `prev` is not compared: one process holds the file and its checks run one at a
+ * time (the server's StoreGate, the worker at concurrency 1 on a file), so nothing moves a state
+ * between a check's read and its write.
+ */
 export class DuckAlertStore implements AlertStore {
   readonly kind = "duckdb";
   readonly concurrent = false;
@@ -204,42 +212,76 @@ export class PgAlertStore implements AlertStore {
   ): Promise<Set<string>> {
     if (alerts.length === 0 && states.length === 0) return new Set();
     const ts = pgTs(at);
+    const id = (k: string, t: string) => `${k}\u0000${t}`;
+    const byKey = (a: AlertStateRow, b: AlertStateRow) =>
+      a.studentKey < b.studentKey ? -1 : a.studentKey > b.studentKey ? 1 : a.topicId < b.topicId ? -1 : 1;
+    const fresh = states.filter((st) => st.prev === null).sort(byKey);
+    const known = states.filter((st) => st.prev !== null).sort(byKey);
     return this.pg.transaction(async () => {
-      let inserted: { alert_id: string }[] = [];
-      if (alerts.length > 0)
-        inserted = await this.pg.allArrays<{ alert_id: string }>(
-          `INSERT INTO alerts
-           SELECT a.*, $11::timestamp FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-             $5::float8[], $6::float8[], $7::text[], $8::text[], $9::int[], $10::int[]) AS a
-           ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id`,
+      const moved = new Set<string>();
+      if (known.length > 0) {
+        // Row locks in key order first, so two checkers of overlapping groups cannot deadlock.
+        await this.pg.allArrays(
+          `SELECT 1 FROM alert_state a JOIN unnest($1::text[], $2::text[]) AS k(student_key, topic_id)
+             USING (student_key, topic_id)
+           ORDER BY a.student_key, a.topic_id FOR UPDATE OF a`,
+          [known.map((st) => st.studentKey), known.map((st) => st.topicId)],
+        );
+        const rows = await this.pg.allArrays<{ student_key: string; topic_id: string }>(
+          `UPDATE alert_state a SET below = s.below, crossings = s.crossings, updated_at = $7::timestamp
+           FROM unnest($1::text[], $2::text[], $3::boolean[], $4::int[], $5::boolean[], $6::int[])
+             AS s(student_key, topic_id, below, crossings, prev_below, prev_crossings)
+           WHERE a.student_key = s.student_key AND a.topic_id = s.topic_id
+             AND a.below = s.prev_below AND a.crossings = s.prev_crossings
+           RETURNING a.student_key, a.topic_id`,
           [
-            alerts.map((a) => a.alertId),
-            alerts.map((a) => a.studentKey),
-            alerts.map((a) => a.topicId),
-            alerts.map((a) => a.rule),
-            alerts.map((a) => a.threshold),
-            alerts.map((a) => a.score),
-            alerts.map((a) => a.scoreSource),
-            alerts.map((a) => a.schoolId),
-            alerts.map((a) => a.grade),
-            alerts.map((a) => a.crossing),
+            known.map((st) => st.studentKey),
+            known.map((st) => st.topicId),
+            known.map((st) => st.below),
+            known.map((st) => st.crossings),
+            known.map((st) => st.prev!.below),
+            known.map((st) => st.prev!.crossings),
             ts,
           ],
         );
-      if (states.length > 0)
-        await this.pg.allArrays(
+        for (const r of rows) moved.add(id(r.student_key, r.topic_id));
+      }
+      if (fresh.length > 0) {
+        const rows = await this.pg.allArrays<{ student_key: string; topic_id: string }>(
           `INSERT INTO alert_state
            SELECT s.*, $5::timestamp FROM unnest($1::text[], $2::text[], $3::boolean[], $4::int[]) AS s
-           ON CONFLICT (student_key, topic_id) DO UPDATE SET
-             below = EXCLUDED.below, crossings = EXCLUDED.crossings, updated_at = EXCLUDED.updated_at`,
+           ON CONFLICT (student_key, topic_id) DO NOTHING RETURNING student_key, topic_id`,
           [
-            states.map((s) => s.studentKey),
-            states.map((s) => s.topicId),
-            states.map((s) => s.below),
-            states.map((s) => s.crossings),
+            fresh.map((st) => st.studentKey),
+            fresh.map((st) => st.topicId),
+            fresh.map((st) => st.below),
+            fresh.map((st) => st.crossings),
             ts,
           ],
         );
+        for (const r of rows) moved.add(id(r.student_key, r.topic_id));
+      }
+      const mine = alerts.filter((a) => moved.has(id(a.studentKey, a.topicId)));
+      if (mine.length === 0) return new Set<string>();
+      const inserted = await this.pg.allArrays<{ alert_id: string }>(
+        `INSERT INTO alerts
+         SELECT a.*, $11::timestamp FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+           $5::float8[], $6::float8[], $7::text[], $8::text[], $9::int[], $10::int[]) AS a
+         ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id`,
+        [
+          mine.map((a) => a.alertId),
+          mine.map((a) => a.studentKey),
+          mine.map((a) => a.topicId),
+          mine.map((a) => a.rule),
+          mine.map((a) => a.threshold),
+          mine.map((a) => a.score),
+          mine.map((a) => a.scoreSource),
+          mine.map((a) => a.schoolId),
+          mine.map((a) => a.grade),
+          mine.map((a) => a.crossing),
+          ts,
+        ],
+      );
       return new Set(inserted.map((r) => r.alert_id));
     });
   }

@@ -202,6 +202,32 @@ describe("at-risk alerts in every deployment mode", () => {
     expect(ra.length + rb.length).toBe(1);
     expect(received).toHaveLength(2);
     expect(received[1]!.alertId).toBe(received[0]!.alertId); // the same crossing, the same id
+    // A state another checker moved since this one read it is left alone, and its alert is not stored.
+    const stale = await stores.alerts.record(
+      [
+        {
+          alertId: "stale-check-alert",
+          studentKey: key,
+          topicId: "T1",
+          rule: "at_risk",
+          threshold: 0.35,
+          score: 0.1,
+          scoreSource: "bkt",
+          schoolId: null,
+          grade: null,
+          crossing: 2,
+        },
+      ],
+      [{ studentKey: key, topicId: "T1", below: true, crossings: 2, prev: { below: false, crossings: 1 } }],
+      new Date(),
+    );
+    expect(stale.size).toBe(0);
+    expect(await stores.pg!.all("SELECT below, crossings FROM alert_state")).toEqual([
+      { below: true, crossings: 1 },
+    ]);
+    expect(await stores.pg!.all("SELECT alert_id FROM alerts WHERE alert_id = 'stale-check-alert'")).toEqual(
+      [],
+    );
     // A crossing already stored is never re-sent.
     await stores.pg!.run("DELETE FROM alert_state");
     expect(await a.check([{ studentKey: key, topicId: "T1" }])).toEqual([]);
