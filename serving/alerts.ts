@@ -3,10 +3,9 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
-import type { DuckStore } from "../storage/duckdb.ts";
-import { DuckDBTimestampValue, listValue } from "../storage/duckdbApi.ts";
+import type { AlertCandidate, AlertStateRow, AlertStore } from "../storage/alertStore.ts";
 import { DEFAULT_SOURCE_ORDER, TEACHER_OVERRIDE } from "./masteryView.ts";
-import type { UpdatedKey } from "./updater.ts";
+import { type ApplyResult, type UpdatedKey, updatedKeys } from "./updater.ts";
 
 /**
  * At-risk alerts: when a student's served mastery on a topic drops below the threshold of their
@@ -160,8 +159,11 @@ export function verifyWebhookSignature(
 }
 
 export interface AlertEngineOptions {
-  /** Serializes store access with the rest of the server. */
-  withStore: <T>(fn: () => Promise<T>) => Promise<T>;
+  /**
+   * Serializes store access with the rest of the process (the embedded server's StoreGate);
+   * default: direct (a PostgreSQL pool needs none).
+   */
+  withStore?: <T>(fn: () => Promise<T>) => Promise<T>;
   retry?: { attempts: number; baseMs: number };
   now?: () => Date;
   fetchImpl?: typeof fetch;
@@ -169,69 +171,49 @@ export interface AlertEngineOptions {
   onDelivery?: (outcome: "ok" | "retry" | "failed") => void;
 }
 
-const micros = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
-
 export class AlertEngine {
   private readonly pending = new Set<Promise<void>>();
 
+  /** `store`: where the scores live (storage/alertStore.ts); the alert tables are kept there too. */
   constructor(
-    private readonly store: DuckStore,
+    private readonly store: AlertStore,
     private readonly cfg: ThresholdConfig,
-    private readonly opts: AlertEngineOptions,
+    private readonly opts: AlertEngineOptions = {},
   ) {}
 
+  /** Where the alert state lives ("duckdb" or "postgres"). */
+  get storeKind(): AlertStore["kind"] {
+    return this.store.kind;
+  }
+
   /**
-   * Checks the served score of each key against its threshold; returns the alerts raised. Must be
-   * called inside `withStore` (it reads and writes the store directly); deliveries run afterwards.
+   * Checks the served score of each key against its threshold; returns the alerts raised. One read
+   * statement for the whole group (scores, alert state, school/grade) and one write transaction.
+   * On the embedded store it must be called where the store is serialized (the POST /events group
+   * step); deliveries run afterwards, outside it.
    */
   async check(keys: readonly UpdatedKey[]): Promise<AlertPayload[]> {
     if (keys.length === 0) return [];
-    const store = this.store;
     const now = this.opts.now?.() ?? new Date();
-    // The keys as two string lists (parameters, one statement each: no staging table to fill and drop).
-    const students = listValue(keys.map((k) => k.studentKey));
-    const topics = listValue(keys.map((k) => k.topicId));
-    const rows = await store.all<{
-      student_key: string;
-      topic_id: string;
-      mastery_score: number;
-      score_source: string;
-      below: boolean | null;
-      crossings: number | null;
-    }>(
-      `SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, s.below, s.crossings
-       FROM student_mastery m
-       JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
-         USING (student_key, topic_id)
-       LEFT JOIN alert_state s USING (student_key, topic_id)`,
-      [students, topics],
-    );
-    const ctxRows = await store.all<{ student_key: string; school_id: string | null; grade: number | null }>(
-      `SELECT student_key, arg_max(school_id, ts) FILTER (WHERE school_id IS NOT NULL) AS school_id,
-              arg_max(grade, ts) FILTER (WHERE grade IS NOT NULL) AS grade
-       FROM raw_events WHERE student_key IN (SELECT unnest($1::VARCHAR[])) GROUP BY student_key`,
-      [students],
-    );
-    const ctx = new Map(ctxRows.map((r) => [r.student_key, r]));
+    const rows = await this.store.candidates(keys);
     const rank = (s: string) => {
       const i = DEFAULT_SOURCE_ORDER.indexOf(s);
       return s === TEACHER_OVERRIDE ? -1 : i < 0 ? DEFAULT_SOURCE_ORDER.length : i;
     };
-    const served = new Map<string, (typeof rows)[number]>();
+    const served = new Map<string, AlertCandidate>();
     for (const r of rows) {
       const k = `${r.student_key}\u0000${r.topic_id}`;
       const cur = served.get(k);
       if (cur === undefined || rank(r.score_source) < rank(cur.score_source)) served.set(k, r);
     }
     const raised: AlertPayload[] = [];
-    const states: { studentKey: string; topicId: string; below: boolean; crossings: number }[] = [];
+    const states: AlertStateRow[] = [];
     for (const r of served.values()) {
-      const c = ctx.get(r.student_key);
-      const school = c?.school_id ?? null;
-      const grade = c?.grade ?? null;
+      const school = r.school_id ?? null;
+      const grade = r.grade === null || r.grade === undefined ? null : Number(r.grade);
       const threshold = thresholdFor(this.cfg, school, grade);
       const wasBelow = r.below === true;
-      let crossings = r.crossings ?? 0;
+      let crossings = r.crossings === null || r.crossings === undefined ? 0 : Number(r.crossings);
       let below = wasBelow;
       if (!wasBelow && r.mastery_score < threshold) {
         below = true;
@@ -257,57 +239,27 @@ export class AlertEngine {
         below = false;
       }
       if (below !== wasBelow || r.below === null)
-        states.push({ studentKey: r.student_key, topicId: r.topic_id, below, crossings });
+        states.push({
+          studentKey: r.student_key,
+          topicId: r.topic_id,
+          below,
+          crossings,
+          // What this check read: the store moves the state only if it is still that (no other checker moved it).
+          prev:
+            r.below === null
+              ? null
+              : { below: r.below, crossings: r.crossings === null ? 0 : Number(r.crossings) },
+        });
     }
-    // One statement per table for the whole batch (a statement per key cost ~1 ms each on the
-    // DuckDB file: 500 new keys held the store ~0.5 s); a transaction only when both tables move.
-    const writeStates = async () => {
-      if (states.length === 0) return;
-      // Every list cast to its column's type in SQL (an untyped list takes its first value's type).
-      await store.run(
-        `INSERT OR REPLACE INTO alert_state
-         SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::BOOLEAN[]),
-                unnest($4::BIGINT[])::INTEGER, $5::TIMESTAMP`,
-        [
-          listValue(states.map((st) => st.studentKey)),
-          listValue(states.map((st) => st.topicId)),
-          listValue(states.map((st) => st.below)),
-          listValue(states.map((st) => BigInt(st.crossings))),
-          micros(now),
-        ],
-      );
-    };
-    if (raised.length === 0) await writeStates();
-    else
-      await store.transaction(async () => {
-        await store.run("CREATE OR REPLACE TEMP TABLE __alerts_stage AS SELECT * FROM alerts LIMIT 0");
-        const aa = await store.conn.createAppender("__alerts_stage", "main", "temp");
-        for (const a of raised) {
-          aa.appendVarchar(a.alertId);
-          aa.appendVarchar(a.studentKey);
-          aa.appendVarchar(a.topicId);
-          aa.appendVarchar(a.rule);
-          aa.appendDouble(a.threshold);
-          aa.appendDouble(a.score);
-          aa.appendVarchar(a.scoreSource);
-          if (a.schoolId === null) aa.appendNull();
-          else aa.appendVarchar(a.schoolId);
-          if (a.grade === null) aa.appendNull();
-          else aa.appendInteger(a.grade);
-          aa.appendInteger(a.crossing);
-          aa.appendTimestamp(micros(now));
-          aa.endRow();
-        }
-        aa.closeSync();
-        await store.run("INSERT OR IGNORE INTO alerts SELECT * FROM __alerts_stage");
-        await store.run("DROP TABLE __alerts_stage");
-        await writeStates();
-      });
-    for (const a of raised) {
+    // Only the alerts this call stored are delivered: a crossing another checker (a second worker)
+    // already stored, or whose state it moved first, is skipped, so one crossing calls each webhook once.
+    const inserted = await this.store.record(raised, states, now);
+    const fresh = raised.filter((a) => inserted.has(a.alertId));
+    for (const a of fresh) {
       this.opts.onAlert?.(a);
       for (const w of this.cfg.webhooks) this.track(this.deliver(w, a));
     }
-    return raised;
+    return fresh;
   }
 
   private track(p: Promise<void>): void {
@@ -324,6 +276,7 @@ export class AlertEngine {
     const { attempts, baseMs } = this.opts.retry ?? { attempts: 5, baseMs: 500 };
     const body = JSON.stringify(a);
     const doFetch = this.opts.fetchImpl ?? fetch;
+    const withStore = this.opts.withStore ?? ((fn) => fn());
     for (let attempt = 1; attempt <= attempts; attempt++) {
       const t = Math.floor((this.opts.now?.() ?? new Date()).getTime() / 1000);
       let status: number | null = null;
@@ -345,18 +298,9 @@ export class AlertEngine {
       } catch (err) {
         error = (err as Error).message;
       }
-      await this.opts
-        .withStore(() =>
-          this.store.run("INSERT INTO webhook_deliveries VALUES ($1, $2, $3, $4, $5, $6)", [
-            a.alertId,
-            w.url,
-            attempt,
-            status,
-            error,
-            micros(new Date()),
-          ]),
-        )
-        .catch(() => undefined);
+      await withStore(() =>
+        this.store.logDelivery({ alertId: a.alertId, url: w.url, attempt, status, error }, new Date()),
+      ).catch(() => undefined);
       if (error === null) {
         this.opts.onDelivery?.("ok");
         return;
@@ -369,4 +313,15 @@ export class AlertEngine {
       await new Promise((r) => setTimeout(r, baseMs * 2 ** (attempt - 1)));
     }
   }
+}
+
+/**
+ * The alert check as a step after an apply (the stream worker's afterApply): the keys the results
+ * moved, checked in one call. Errors propagate to the caller, which logs them and keeps the events.
+ */
+export function alertsAfterApply(engine: AlertEngine): (results: readonly ApplyResult[]) => Promise<void> {
+  return async (results) => {
+    const keys = updatedKeys(results);
+    if (keys.length > 0) await engine.check(keys);
+  };
 }

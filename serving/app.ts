@@ -20,6 +20,7 @@ import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import { qualityReportOrThrow } from "../features/quality.ts";
 import type { MonitorLoop } from "../monitoring/loop.ts";
 import type { Registry } from "../registry/registry.ts";
+import { type AlertStore, DuckAlertStore } from "../storage/alertStore.ts";
 import { BatchRunStore } from "../storage/batchRuns.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckMasteryStore } from "../storage/masteryStore.ts";
@@ -199,6 +200,12 @@ export interface AppDeps {
   publishEvents?: (events: readonly { eventId: string; type: string; record: unknown }[]) => Promise<void>;
   /** Default: config/thresholds.yaml. */
   thresholds?: ThresholdConfig;
+  /**
+   * Where alerts read the scores and keep their state (storage/alertStore.ts): the store the updater
+   * writes student_mastery to. Default: the embedded store. serving/servingBackends.ts passes the
+   * PostgreSQL one with MASTERY_PG_URL.
+   */
+  alertStore?: AlertStore;
   webhookRetry?: { attempts: number; baseMs: number };
   /** Experiment arm of a student (experiments/ plugs in here); default: none. */
   experimentArm?: (studentKey: string) => Promise<ExperimentArm | null>;
@@ -342,8 +349,10 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
           nowUs: () => now().getTime() * 1000,
         }),
     ));
-  const alerts = new AlertEngine(store, deps.thresholds ?? loadThresholds(), {
-    withStore: (fn) => gate.run(fn),
+  // Alerts are checked where the scores live: PostgreSQL when the updater writes there, else this file.
+  const alertStore = deps.alertStore ?? (await gate.run(() => DuckAlertStore.open(store)));
+  const alerts = new AlertEngine(alertStore, deps.thresholds ?? loadThresholds(), {
+    withStore: alertStore.concurrent ? (fn) => fn() : (fn) => gate.run(fn),
     now,
     ...(deps.webhookRetry ? { retry: deps.webhookRetry } : {}),
     onAlert: () => metrics.alerts.inc(),

@@ -46,7 +46,7 @@ export interface ServingBackendOptions {
 
 export interface ServingBackends {
   /** Spread into createApp's deps (empty on the embedded default). */
-  deps: Pick<AppDeps, "updater" | "read" | "publishEvents" | "cacheTtlMs" | "probes">;
+  deps: Pick<AppDeps, "updater" | "read" | "publishEvents" | "cacheTtlMs" | "probes" | "alertStore">;
   /** Where each store lives, for the startup log. */
   describe: string;
   stores: StreamStores | null;
@@ -100,6 +100,9 @@ export async function openServingBackends(opts: ServingBackendOptions): Promise<
       read,
       cacheTtlMs: opts.cacheTtlMs ?? SHARED_STORE_CACHE_TTL_MS,
       probes,
+      // Alerts are checked (and their state kept) where the scores are (PostgreSQL, or this server's
+      // file), by whichever process applies the events: this server, or with --via-stream the workers.
+      alertStore: stores.alerts,
     };
     let describe = stores.describe;
     if (opts.viaStream !== undefined) {

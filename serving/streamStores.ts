@@ -1,3 +1,4 @@
+import { type AlertStore, DuckAlertStore, PgAlertStore } from "../storage/alertStore.ts";
 import { type EventBus, MemoryBus, NatsBus, type NatsBusOptions } from "../storage/bus.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { DuckMasteryStore, type MasteryStore, PgMasteryStore } from "../storage/masteryStore.ts";
@@ -49,6 +50,8 @@ export interface StreamStores {
   pg: PgStore | null;
   /** One cheap round trip per service these stores use (/readyz and the worker's pause probe). */
   probes: BackendProbe[];
+  /** At-risk alert state, next to student_mastery (PostgreSQL or the DuckDB file). */
+  alerts: AlertStore;
   close(): Promise<void>;
 }
 
@@ -83,6 +86,7 @@ export async function openStreamStores(cfg: StreamStoreConfig): Promise<StreamSt
   try {
     let raw: RawEventStore;
     let mastery: MasteryStore;
+    let alerts: AlertStore;
     if (cfg.pgUrl !== undefined) {
       const pgOpts = {
         ...(cfg.pgSchema !== undefined ? { schema: cfg.pgSchema } : {}),
@@ -98,6 +102,7 @@ export async function openStreamStores(cfg: StreamStoreConfig): Promise<StreamSt
       probes.push({ backend: "postgres", ping: () => p.ping() });
       raw = await PgRawEventStore.open(p);
       mastery = await PgMasteryStore.open(p);
+      alerts = await PgAlertStore.open(p);
       where.push(
         `raw_events + student_mastery: PostgreSQL${cfg.pgSchema !== undefined ? ` (schema ${cfg.pgSchema})` : ""}`,
       );
@@ -105,6 +110,7 @@ export async function openStreamStores(cfg: StreamStoreConfig): Promise<StreamSt
       const d = await openDuck();
       raw = await DuckRawEventStore.open(d);
       mastery = await DuckMasteryStore.open(d);
+      alerts = await DuckAlertStore.open(d);
       where.push(`raw_events + student_mastery: ${cfg.dbPath}`);
     }
     let state: StateStore;
@@ -126,6 +132,7 @@ export async function openStreamStores(cfg: StreamStoreConfig): Promise<StreamSt
       pipelineMastery: cfg.pgUrl !== undefined,
       pg,
       probes,
+      alerts,
       close: async () => {
         for (const c of closers.reverse()) await c();
       },

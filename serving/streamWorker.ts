@@ -35,6 +35,8 @@ export interface WorkerStats {
   retried: number;
   /** Store outages met (each pauses the consumer until the stores answer again). */
   outages: number;
+  /** Failures of the afterApply step (the alert check); the events stayed applied and acknowledged. */
+  afterApplyFailures: number;
 }
 
 export interface StreamWorkerOptions {
@@ -50,6 +52,12 @@ export interface StreamWorkerOptions {
   concurrency?: number;
   nowUs?: () => number;
   onBatch?: (results: ApplyResult[], stats: WorkerStats) => void;
+  /**
+   * Runs after each successful apply, before the messages are acknowledged (e.g. the at-risk alert
+   * check, serving/alerts.ts alertsAfterApply). Its failure is reported to onError and changes
+   * nothing else: the events are applied, acknowledged once, never retried or dead-lettered for it.
+   */
+  afterApply?: (results: readonly ApplyResult[]) => Promise<void>;
   onError?: (err: unknown) => void;
   /**
    * Tracks the stores' outages: the worker reports unavailable errors to it and waits on it (with
@@ -163,6 +171,7 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
     isolatedBatches: 0,
     retried: 0,
     outages: 0,
+    afterApplyFailures: 0,
   };
   const source = opts.source ?? "stream";
   const nowUs = opts.nowUs ?? (() => Date.now() * 1000);
@@ -171,6 +180,16 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
   const monitor = opts.monitor ?? new BackendMonitor({ probes: [] });
   let sub: Subscription | undefined;
   let pausedLanes = 0;
+
+  const after = async (results: readonly ApplyResult[]) => {
+    if (opts.afterApply === undefined) return;
+    try {
+      await opts.afterApply(results);
+    } catch (err) {
+      stats.afterApplyFailures++;
+      opts.onError?.(new Error(`after-apply step failed (the events stay applied): ${faultDetail(err)}`));
+    }
+  };
 
   const count = (results: readonly ApplyResult[]) => {
     for (const r of results) {
@@ -219,6 +238,7 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
     if (good.length === 0) return;
     try {
       const results = await opts.updater.apply(good.flatMap((g) => g.rows));
+      await after(results);
       for (const g of good) {
         g.m.ack();
         settled.add(g.m);
@@ -243,6 +263,7 @@ export async function startWorker(opts: StreamWorkerOptions): Promise<RunningWor
     for (const g of good) {
       try {
         const results = await opts.updater.apply(g.rows);
+        await after(results);
         g.m.ack();
         settled.add(g.m);
         count(results);

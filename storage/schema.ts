@@ -275,6 +275,42 @@ export const EXPERIMENT_DDL: readonly string[] = [
 ];
 
 /**
+ * At-risk alert tables (serving/alerts.ts, storage/alertStore.ts): on the embedded file with the
+ * serving tables, or in PostgreSQL next to student_mastery when the scores live there.
+ */
+export const ALERT_DDL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS alerts (
+     alert_id VARCHAR PRIMARY KEY,
+     student_key VARCHAR NOT NULL,
+     topic_id VARCHAR NOT NULL,
+     rule VARCHAR NOT NULL,
+     threshold DOUBLE NOT NULL,
+     score DOUBLE NOT NULL,
+     score_source VARCHAR NOT NULL,
+     school_id VARCHAR,
+     grade INTEGER,
+     crossing INTEGER NOT NULL,
+     created_at TIMESTAMP NOT NULL
+   )`,
+  `CREATE TABLE IF NOT EXISTS alert_state (
+     student_key VARCHAR NOT NULL,
+     topic_id VARCHAR NOT NULL,
+     below BOOLEAN NOT NULL,
+     crossings INTEGER NOT NULL,
+     updated_at TIMESTAMP NOT NULL,
+     PRIMARY KEY (student_key, topic_id)
+   )`,
+  `CREATE TABLE IF NOT EXISTS webhook_deliveries (
+     alert_id VARCHAR NOT NULL,
+     url VARCHAR NOT NULL,
+     attempt INTEGER NOT NULL,
+     status INTEGER,
+     error VARCHAR,
+     attempted_at TIMESTAMP NOT NULL
+   )`,
+];
+
+/**
  * Serving tables (serving/), created by the HTTP app on start. teacher_labels: one row per teacher
  * correction (also a training label); audit_log: who changed what through the API (actor is the
  * token's sub for staff, the student_key for students; never a raw student id). alerts: one row per
@@ -307,35 +343,7 @@ export const SERVING_DDL: readonly string[] = [
      topic_id VARCHAR,
      detail VARCHAR NOT NULL
    )`,
-  `CREATE TABLE IF NOT EXISTS alerts (
-     alert_id VARCHAR PRIMARY KEY,
-     student_key VARCHAR NOT NULL,
-     topic_id VARCHAR NOT NULL,
-     rule VARCHAR NOT NULL,
-     threshold DOUBLE NOT NULL,
-     score DOUBLE NOT NULL,
-     score_source VARCHAR NOT NULL,
-     school_id VARCHAR,
-     grade INTEGER,
-     crossing INTEGER NOT NULL,
-     created_at TIMESTAMP NOT NULL
-   )`,
-  `CREATE TABLE IF NOT EXISTS alert_state (
-     student_key VARCHAR NOT NULL,
-     topic_id VARCHAR NOT NULL,
-     below BOOLEAN NOT NULL,
-     crossings INTEGER NOT NULL,
-     updated_at TIMESTAMP NOT NULL,
-     PRIMARY KEY (student_key, topic_id)
-   )`,
-  `CREATE TABLE IF NOT EXISTS webhook_deliveries (
-     alert_id VARCHAR NOT NULL,
-     url VARCHAR NOT NULL,
-     attempt INTEGER NOT NULL,
-     status INTEGER,
-     error VARCHAR,
-     attempted_at TIMESTAMP NOT NULL
-   )`,
+  ...ALERT_DDL,
 ];
 
 /**

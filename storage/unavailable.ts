@@ -101,6 +101,13 @@ const NATS_CODES = new Set(["CONNECTION_CLOSED", "CONNECTION_REFUSED", "TIMEOUT"
 const DUCKDB_DATA = /^(Conversion|Invalid Input|Constraint|Out of Range) Error/;
 
 /**
+ * DuckDB Node API appender / value conversions of a JS value that does not fit the column type:
+ * "number out of int32 range" (appendInteger(2 ** 31)), "bigint out of int64 range", ... The
+ * value is refused before it reaches the database; the same row fails again.
+ */
+const DUCKDB_APPENDER_RANGE = /^(?:number|bigint|micros|millis|nanos|bits) out of u?(?:int|hugeint)\d* range/;
+
+/**
  * Classifies any error thrown by a storage call (the adapters' own wrappers included): DuckDB,
  * PostgreSQL (`pg`), Redis (`ioredis`), NATS.
  */
@@ -120,7 +127,7 @@ export function faultKind(err: unknown): FaultKind {
   }
   const message = typeof e.message === "string" ? e.message : "";
   if (UNAVAILABLE_MESSAGES.some((re) => re.test(message))) return "unavailable";
-  if (DUCKDB_DATA.test(message)) return "data";
+  if (DUCKDB_DATA.test(message) || DUCKDB_APPENDER_RANGE.test(message)) return "data";
   if (e.cause !== undefined && e.cause !== err) {
     const inner = faultKind(e.cause);
     if (inner !== "other") return inner;

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
+import { AlertEngine, alertsAfterApply, DEFAULT_THRESHOLDS, loadThresholds } from "../../serving/alerts.ts";
 import { BackendMonitor } from "../../serving/backendMonitor.ts";
 import {
   busConfigFromEnv,
@@ -27,6 +28,7 @@ interface WorkerCliOptions {
   idleExit?: string;
   shutdownTimeout: string;
   demo?: boolean;
+  thresholds: string;
 }
 
 export function register(program: Command): void {
@@ -63,6 +65,11 @@ export function register(program: Command): void {
       "--shutdown-timeout <ms>",
       "on SIGTERM/SIGINT, wait this long for batches in progress before exiting (the rest is redelivered)",
       process.env.MASTERY_SHUTDOWN_TIMEOUT_MS ?? "10000",
+    )
+    .option(
+      "--thresholds <file>",
+      "at-risk thresholds and webhooks checked after each applied batch",
+      DEFAULT_THRESHOLDS,
     )
     .option("--demo", "pseudonymize with the public demo key when MASTERY_PSEUDONYM_KEY is unset")
     .addHelpText(
@@ -119,14 +126,30 @@ Example:
               : `${BACKEND_LABEL[e.backend]} is back after ${(e.downMs / 1000).toFixed(1)} s; resuming`,
           ),
       });
+      // At-risk alerts: checked after each applied batch against the scores this worker wrote
+      // (PostgreSQL or the DuckDB file); the webhooks of config/thresholds.yaml are called from here.
+      const alerts = new AlertEngine(stores.alerts, loadThresholds(opts.thresholds), {
+        onDelivery: (outcome) => {
+          if (outcome === "failed")
+            log("a webhook delivery failed after its retries (see webhook_deliveries)");
+        },
+      });
+      // On the DuckDB file the alert check shares the updater's one connection: one batch at a time, so
+      // its transaction never interleaves with the next batch's (PostgreSQL has a pool: no limit).
+      let concurrency = parseIntOption(opts.concurrency, "--concurrency", 1);
+      if (!stores.alerts.concurrent && concurrency > 1) {
+        log(`--concurrency ${concurrency} -> 1: alerts and scores share one DuckDB connection`);
+        concurrency = 1;
+      }
       const worker = await startWorker({
         monitor,
+        afterApply: alertsAfterApply(alerts),
         bus,
         updater,
         raw: stores.raw,
         pseudonymizer,
         maxBatch: batch,
-        concurrency: parseIntOption(opts.concurrency, "--concurrency", 1),
+        concurrency,
         onError: (err) => log(faultDetail(err)),
       });
       const report = () => {
@@ -174,6 +197,8 @@ Example:
         new Promise<false>((r) => setTimeout(() => r(false), shutdownMs).unref()),
       ]);
       report();
+      // Deliveries in flight get the rest of the shutdown budget (an undelivered alert is logged in webhook_deliveries).
+      await Promise.race([alerts.drain(), new Promise((r) => setTimeout(r, shutdownMs).unref())]);
       if (!finished) log("shutdown timeout: exiting with batches unfinished; they will be redelivered");
       await Promise.race([
         Promise.all([bus.close(), stores.close()]).catch(() => undefined),

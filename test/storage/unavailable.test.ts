@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { DuckStore } from "../../storage/duckdb.ts";
 import { redactErrorMessage } from "../../storage/storeErrors.ts";
 import {
   BackendUnavailableError,
@@ -60,6 +61,47 @@ describe("faultKind: which store failures mean 'down, retry later'", () => {
     ["DuckDB conversion", new Error("Conversion Error: Could not convert string 'x' to INT32")],
   ])("%s -> data", (_label, err) => {
     expect(faultKind(err)).toBe("data");
+  });
+
+  it("a DuckDB appender refusing a number out of the column's range is a data error (raw and wrapped)", async () => {
+    const store = await DuckStore.open(":memory:");
+    try {
+      await store.run("CREATE TABLE t (id VARCHAR, grade INTEGER, n BIGINT)");
+      const appendOne = async (fill: (a: Awaited<ReturnType<typeof store.conn.createAppender>>) => void) => {
+        const a = await store.conn.createAppender("t");
+        try {
+          a.appendVarchar("x");
+          fill(a);
+          a.endRow();
+          a.closeSync();
+        } catch (err) {
+          return err;
+        }
+        return undefined;
+      };
+      const int32 = await appendOne((a) => {
+        a.appendInteger(2 ** 31);
+        a.appendBigInt(1n);
+      });
+      expect((int32 as Error).message).toBe("number out of int32 range");
+      expect(faultKind(int32)).toBe("data");
+      expect(faultKind(new Error("apply failed", { cause: int32 }))).toBe("data");
+      const int64 = await appendOne((a) => {
+        a.appendInteger(1);
+        a.appendBigInt(2n ** 63n);
+      });
+      expect((int64 as Error).message).toMatch(/out of int64 range/);
+      expect(faultKind(int64)).toBe("data");
+      // A value in range goes in: the errors above are about the values, not the appender.
+      expect(
+        await appendOne((a) => {
+          a.appendInteger(2 ** 31 - 1);
+          a.appendBigInt(1n);
+        }),
+      ).toBeUndefined();
+    } finally {
+      store.close();
+    }
   });
 
   it.each([

@@ -1,0 +1,299 @@
+import type { DuckStore } from "./duckdb.ts";
+import { DuckDBTimestampValue, listValue } from "./duckdbApi.ts";
+import { type PgStore, pgDialectDdl } from "./postgres.ts";
+import { ALERT_DDL } from "./schema.ts";
+
+/**
+ * The tables of at-risk alerts (alerts, alert_state, webhook_deliveries) next to the student_mastery
+ * they are checked against: on the embedded DuckDB file, or in PostgreSQL when the updater writes the
+ * scores there (`mastery serve` with MASTERY_PG_URL, `mastery worker`). serving/alerts.ts holds the
+ * rule; this file holds the SQL, one statement to read a whole group and one transaction to write it.
+ */
+
+/** One score row of a checked key, with the key's alert state and its student's newest school/grade. */
+export interface AlertCandidate {
+  student_key: string;
+  topic_id: string;
+  mastery_score: number;
+  score_source: string;
+  below: boolean | null;
+  crossings: number | null;
+  school_id: string | null;
+  grade: number | null;
+}
+
+export interface AlertRow {
+  alertId: string;
+  studentKey: string;
+  topicId: string;
+  rule: string;
+  threshold: number;
+  score: number;
+  scoreSource: string;
+  schoolId: string | null;
+  grade: number | null;
+  crossing: number;
+}
+
+export interface AlertStateRow {
+  studentKey: string;
+  topicId: string;
+  below: boolean;
+  crossings: number;
+  /** The state the check read (null: no row yet); the write is a compare-and-set against it. */
+  prev: { below: boolean; crossings: number } | null;
+}
+
+export interface DeliveryRow {
+  alertId: string;
+  url: string;
+  attempt: number;
+  status: number | null;
+  error: string | null;
+}
+
+export interface AlertStore {
+  readonly kind: "duckdb" | "postgres";
+  /** True when calls need no serialization with the server's other store work (a connection pool). */
+  readonly concurrent: boolean;
+  /** Every score row of these keys with their alert state and context, in ONE statement. */
+  candidates(keys: readonly { studentKey: string; topicId: string }[]): Promise<AlertCandidate[]>;
+  /**
+   * Moves each key's state from `prev` to the new one (compare-and-set: a key another checker moved
+   * since the read is left alone, and its alert dropped) and writes the raised alerts of the keys it
+   * moved (an id already stored is skipped), in one transaction; returns the ids this call inserted:
+   * only those are delivered, so two checkers of the same crossing (two workers) send one webhook.
+   */
+  record(alerts: readonly AlertRow[], states: readonly AlertStateRow[], at: Date): Promise<Set<string>>;
+  logDelivery(d: DeliveryRow, at: Date): Promise<void>;
+}
+
+const micros = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
+
+/**
+ * On the embedded file `prev` is not compared: one process holds the file and its checks run one at a
+ * time (the server's StoreGate, the worker at concurrency 1 on a file), so nothing moves a state
+ * between a check's read and its write.
+ */
+export class DuckAlertStore implements AlertStore {
+  readonly kind = "duckdb";
+  readonly concurrent = false;
+  private constructor(private readonly store: DuckStore) {}
+
+  static async open(store: DuckStore): Promise<DuckAlertStore> {
+    for (const ddl of ALERT_DDL) await store.run(ddl);
+    return new DuckAlertStore(store);
+  }
+
+  async candidates(keys: readonly { studentKey: string; topicId: string }[]): Promise<AlertCandidate[]> {
+    if (keys.length === 0) return [];
+    // The keys as two string lists (parameters: no staging table to fill and drop).
+    return this.store.all<AlertCandidate & Record<string, unknown>>(
+      `WITH k AS (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id),
+       ctx AS (
+         SELECT student_key, arg_max(school_id, ts) FILTER (WHERE school_id IS NOT NULL) AS school_id,
+                arg_max(grade, ts) FILTER (WHERE grade IS NOT NULL) AS grade
+         FROM raw_events WHERE student_key IN (SELECT student_key FROM k) GROUP BY student_key)
+       SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, s.below, s.crossings,
+              ctx.school_id, ctx.grade
+       FROM student_mastery m JOIN k USING (student_key, topic_id)
+       LEFT JOIN alert_state s USING (student_key, topic_id)
+       LEFT JOIN ctx USING (student_key)`,
+      [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId))],
+    );
+  }
+
+  async record(
+    alerts: readonly AlertRow[],
+    states: readonly AlertStateRow[],
+    at: Date,
+  ): Promise<Set<string>> {
+    const store = this.store;
+    const writeStates = async () => {
+      if (states.length === 0) return;
+      // Every list cast to its column's type in SQL (an untyped list takes its first value's type).
+      await store.run(
+        `INSERT OR REPLACE INTO alert_state
+         SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::BOOLEAN[]),
+                unnest($4::BIGINT[])::INTEGER, $5::TIMESTAMP`,
+        [
+          listValue(states.map((st) => st.studentKey)),
+          listValue(states.map((st) => st.topicId)),
+          listValue(states.map((st) => st.below)),
+          listValue(states.map((st) => BigInt(st.crossings))),
+          micros(at),
+        ],
+      );
+    };
+    if (alerts.length === 0) {
+      await writeStates();
+      return new Set();
+    }
+    return store.transaction(async () => {
+      await store.run("CREATE OR REPLACE TEMP TABLE __alerts_stage AS SELECT * FROM alerts LIMIT 0");
+      const aa = await store.conn.createAppender("__alerts_stage", "main", "temp");
+      for (const a of alerts) {
+        aa.appendVarchar(a.alertId);
+        aa.appendVarchar(a.studentKey);
+        aa.appendVarchar(a.topicId);
+        aa.appendVarchar(a.rule);
+        aa.appendDouble(a.threshold);
+        aa.appendDouble(a.score);
+        aa.appendVarchar(a.scoreSource);
+        if (a.schoolId === null) aa.appendNull();
+        else aa.appendVarchar(a.schoolId);
+        if (a.grade === null) aa.appendNull();
+        else aa.appendInteger(a.grade);
+        aa.appendInteger(a.crossing);
+        aa.appendTimestamp(micros(at));
+        aa.endRow();
+      }
+      aa.closeSync();
+      const inserted = await store.all<{ alert_id: string }>(
+        "INSERT OR IGNORE INTO alerts SELECT * FROM __alerts_stage RETURNING alert_id",
+      );
+      await store.run("DROP TABLE __alerts_stage");
+      await writeStates();
+      return new Set(inserted.map((r) => r.alert_id));
+    });
+  }
+
+  async logDelivery(d: DeliveryRow, at: Date): Promise<void> {
+    await this.store.run("INSERT INTO webhook_deliveries VALUES ($1, $2, $3, $4, $5, $6)", [
+      d.alertId,
+      d.url,
+      d.attempt,
+      d.status,
+      d.error,
+      micros(at),
+    ]);
+  }
+}
+
+const pgTs = (d: Date) => d.toISOString().replace("T", " ").replace("Z", "");
+
+export class PgAlertStore implements AlertStore {
+  readonly kind = "postgres";
+  readonly concurrent = true;
+  private constructor(private readonly pg: PgStore) {}
+
+  /** Creates the alert tables in the store's schema (idempotent). */
+  static async open(pg: PgStore): Promise<PgAlertStore> {
+    for (const ddl of ALERT_DDL) await pg.run(pgDialectDdl(ddl));
+    await pg.run("CREATE INDEX IF NOT EXISTS alerts_by_key ON alerts (student_key, topic_id)");
+    return new PgAlertStore(pg);
+  }
+
+  async candidates(keys: readonly { studentKey: string; topicId: string }[]): Promise<AlertCandidate[]> {
+    if (keys.length === 0) return [];
+    // raw_events_key_ts (student_key, topic_id, ts) serves the per-student context lookup.
+    return this.pg.allArrays<AlertCandidate & Record<string, unknown>>(
+      `WITH k AS (SELECT DISTINCT * FROM unnest($1::text[], $2::text[]) AS k(student_key, topic_id)),
+       ctx AS (
+         SELECT s.student_key,
+                (SELECT r.school_id FROM raw_events r WHERE r.student_key = s.student_key
+                   AND r.school_id IS NOT NULL ORDER BY r.ts DESC LIMIT 1) AS school_id,
+                (SELECT r.grade FROM raw_events r WHERE r.student_key = s.student_key
+                   AND r.grade IS NOT NULL ORDER BY r.ts DESC LIMIT 1) AS grade
+         FROM (SELECT DISTINCT student_key FROM k) s)
+       SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, st.below, st.crossings,
+              ctx.school_id, ctx.grade
+       FROM student_mastery m JOIN k USING (student_key, topic_id)
+       LEFT JOIN alert_state st USING (student_key, topic_id)
+       LEFT JOIN ctx USING (student_key)`,
+      [keys.map((k) => k.studentKey), keys.map((k) => k.topicId)],
+    );
+  }
+
+  async record(
+    alerts: readonly AlertRow[],
+    states: readonly AlertStateRow[],
+    at: Date,
+  ): Promise<Set<string>> {
+    if (alerts.length === 0 && states.length === 0) return new Set();
+    const ts = pgTs(at);
+    const id = (k: string, t: string) => `${k}\u0000${t}`;
+    const byKey = (a: AlertStateRow, b: AlertStateRow) =>
+      a.studentKey < b.studentKey ? -1 : a.studentKey > b.studentKey ? 1 : a.topicId < b.topicId ? -1 : 1;
+    const fresh = states.filter((st) => st.prev === null).sort(byKey);
+    const known = states.filter((st) => st.prev !== null).sort(byKey);
+    return this.pg.transaction(async () => {
+      const moved = new Set<string>();
+      if (known.length > 0) {
+        // Row locks in key order first, so two checkers of overlapping groups cannot deadlock.
+        await this.pg.allArrays(
+          `SELECT 1 FROM alert_state a JOIN unnest($1::text[], $2::text[]) AS k(student_key, topic_id)
+             USING (student_key, topic_id)
+           ORDER BY a.student_key, a.topic_id FOR UPDATE OF a`,
+          [known.map((st) => st.studentKey), known.map((st) => st.topicId)],
+        );
+        const rows = await this.pg.allArrays<{ student_key: string; topic_id: string }>(
+          `UPDATE alert_state a SET below = s.below, crossings = s.crossings, updated_at = $7::timestamp
+           FROM unnest($1::text[], $2::text[], $3::boolean[], $4::int[], $5::boolean[], $6::int[])
+             AS s(student_key, topic_id, below, crossings, prev_below, prev_crossings)
+           WHERE a.student_key = s.student_key AND a.topic_id = s.topic_id
+             AND a.below = s.prev_below AND a.crossings = s.prev_crossings
+           RETURNING a.student_key, a.topic_id`,
+          [
+            known.map((st) => st.studentKey),
+            known.map((st) => st.topicId),
+            known.map((st) => st.below),
+            known.map((st) => st.crossings),
+            known.map((st) => st.prev!.below),
+            known.map((st) => st.prev!.crossings),
+            ts,
+          ],
+        );
+        for (const r of rows) moved.add(id(r.student_key, r.topic_id));
+      }
+      if (fresh.length > 0) {
+        const rows = await this.pg.allArrays<{ student_key: string; topic_id: string }>(
+          `INSERT INTO alert_state
+           SELECT s.*, $5::timestamp FROM unnest($1::text[], $2::text[], $3::boolean[], $4::int[]) AS s
+           ON CONFLICT (student_key, topic_id) DO NOTHING RETURNING student_key, topic_id`,
+          [
+            fresh.map((st) => st.studentKey),
+            fresh.map((st) => st.topicId),
+            fresh.map((st) => st.below),
+            fresh.map((st) => st.crossings),
+            ts,
+          ],
+        );
+        for (const r of rows) moved.add(id(r.student_key, r.topic_id));
+      }
+      const mine = alerts.filter((a) => moved.has(id(a.studentKey, a.topicId)));
+      if (mine.length === 0) return new Set<string>();
+      const inserted = await this.pg.allArrays<{ alert_id: string }>(
+        `INSERT INTO alerts
+         SELECT a.*, $11::timestamp FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+           $5::float8[], $6::float8[], $7::text[], $8::text[], $9::int[], $10::int[]) AS a
+         ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id`,
+        [
+          mine.map((a) => a.alertId),
+          mine.map((a) => a.studentKey),
+          mine.map((a) => a.topicId),
+          mine.map((a) => a.rule),
+          mine.map((a) => a.threshold),
+          mine.map((a) => a.score),
+          mine.map((a) => a.scoreSource),
+          mine.map((a) => a.schoolId),
+          mine.map((a) => a.grade),
+          mine.map((a) => a.crossing),
+          ts,
+        ],
+      );
+      return new Set(inserted.map((r) => r.alert_id));
+    });
+  }
+
+  async logDelivery(d: DeliveryRow, at: Date): Promise<void> {
+    await this.pg.run("INSERT INTO webhook_deliveries VALUES ($1, $2, $3, $4, $5, $6::timestamp)", [
+      d.alertId,
+      d.url,
+      d.attempt,
+      d.status,
+      d.error,
+      pgTs(at),
+    ]);
+  }
+}
