@@ -42,7 +42,9 @@ export interface PipelineResult {
 
 /**
  * generate -> ingest (+ the directory's roster.csv) -> features as of the latest event -> rule scores -> BKT/Elo state and scores.
- * The same functions the CLI commands call; nothing here is demo-specific.
+ * The same functions the CLI commands call; nothing here is demo-specific. Features are built in full
+ * (a backfill of everything ingested); the daily run that builds them incrementally from the previous
+ * run's watermark is `mastery schedule` (serving/schedule.ts, features/incrementalFeatures.ts).
  */
 export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult> {
   const millis = Object.fromEntries(PIPELINE_STEPS.map((s) => [s, 0])) as Record<PipelineStep, number>;
