@@ -4,7 +4,9 @@ import { buildFeatures, FeatureBuildError, featureSql } from "./windows.ts";
 /**
  * Incremental feature snapshots: the snapshot as of T1 from the previous one as of T0 plus the
  * (student, topic) pairs whose window columns can differ, recomputed from raw_events. The result is
- * row for row the snapshot a full build as of T1 writes (test/features/incrementalFeatures.int.test.ts).
+ * row for row the snapshot a full build as of T1 writes (test/features/incrementalFeatures.int.test.ts),
+ * up to the last bits of DOUBLE means on large stores, where two full builds differ too (DuckDB's
+ * parallel sums are not order-stable; bench/incremental.bench.ts checks 1e-12 relative).
  *
  * A pair's window columns (features/windows.ts) depend on T only through, for each of its events
  * before T, the windows it falls in and its day bucket k = ceil((T - ts) / 1 day) - 1 (active days,
