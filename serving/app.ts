@@ -46,6 +46,7 @@ import { CoalescingUpdater } from "./coalescingUpdater.ts";
 import { dashboardRouter, faviconRedirect } from "./dashboard/router.ts";
 import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
+import type { ScoreStore } from "./feedback.ts";
 import { errorAnswer, HttpError } from "./httpError.ts";
 import { DuckMasteryReadStore, type MasteryReadStore } from "./masteryReadStore.ts";
 import {
@@ -206,6 +207,11 @@ export interface AppDeps {
    * PostgreSQL one with MASTERY_PG_URL.
    */
   alertStore?: AlertStore;
+  /**
+   * Where student_mastery is written (teacher corrections go there too, so GET /mastery serves them):
+   * default this server's DuckDB file; serving/servingBackends.ts passes PostgreSQL with MASTERY_PG_URL.
+   */
+  scoreStore?: ScoreStore;
   webhookRetry?: { attempts: number; baseMs: number };
   /** Experiment arm of a student (experiments/ plugs in here); default: none. */
   experimentArm?: (studentKey: string) => Promise<ExperimentArm | null>;
@@ -254,6 +260,8 @@ export interface ServingContext {
   /** What POST /events writes through (serving/eventIntake.ts). */
   intake: IntakeDeps;
   alerts: AlertEngine;
+  /** Where the served scores live (teacher corrections are written there). */
+  scores: ScoreStore;
   metrics: ServerMetrics;
   /** Newest successful scheduled runs (batch_runs): /metrics gauge and /healthz. */
   batchRuns: BatchRunMetrics;
@@ -350,6 +358,10 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         }),
     ));
   // Alerts are checked where the scores live: PostgreSQL when the updater writes there, else this file.
+  const scores: ScoreStore = deps.scoreStore ?? {
+    mastery: await gate.run(() => DuckMasteryStore.open(store)),
+    onServerFile: true,
+  };
   const alertStore = deps.alertStore ?? (await gate.run(() => DuckAlertStore.open(store)));
   const alerts = new AlertEngine(alertStore, deps.thresholds ?? loadThresholds(), {
     withStore: alertStore.concurrent ? (fn) => fn() : (fn) => gate.run(fn),
@@ -480,6 +492,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     publishEvents: deps.publishEvents,
     intake,
     alerts,
+    scores,
     metrics,
     batchRuns,
     logger,

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { type Explanation, explain } from "../models/explanation.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
+import type { MasteryStore, ScoreOverride } from "../storage/masteryStore.ts";
 import { DEFAULT_SOURCE_ORDER, TEACHER_OVERRIDE } from "./masteryView.ts";
 
 export interface TeacherCorrection {
@@ -22,22 +23,29 @@ export interface CorrectionResult {
 
 const micros = (d: Date): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
 
+/** Where the served scores live: this server's DuckDB file (onServerFile) or another store (PostgreSQL). */
+export interface ScoreStore {
+  mastery: MasteryStore;
+  onServerFile: boolean;
+}
+
 /**
- * Stores a teacher correction: a row in teacher_labels (a label for training and calibration), an
- * audit_log entry, and the 'teacher_override' score in student_mastery (+ history), which GET
- * /mastery serves in place of the model's score from now on. Its explanation keeps the invariant
+ * Stores a teacher correction: a row in teacher_labels (a label for training and calibration) and an
+ * audit_log entry in the server's DuckDB file, and the 'teacher_override' score in student_mastery (+
+ * history) of the store the scores are served from (`scores`: the same file, in one transaction with
+ * the label; or PostgreSQL, written after the label and audit rows commit, so a failure there leaves an
+ * audited label whose retry adds a second one, never a served override without its audit row), which
+ * GET /mastery serves in place of the model's score from now on. Its explanation keeps the invariant
  * base + contributions = score: base is the score it replaces (the served model score, or the
  * override itself when there was none) and one factor, teacher_override, carries the difference.
  */
 export async function recordTeacherCorrection(
   store: DuckStore,
+  scores: ScoreStore,
   c: TeacherCorrection,
   now: Date = new Date(),
 ): Promise<CorrectionResult> {
-  const prev = await store.all<{ mastery_score: number; score_source: string }>(
-    "SELECT mastery_score, score_source FROM student_mastery WHERE student_key = $1 AND topic_id = $2",
-    [c.studentKey, c.topicId],
-  );
+  const prev = (await scores.mastery.forStudent(c.studentKey)).filter((r) => r.topic_id === c.topicId);
   const rank = (s: string) => {
     const i = DEFAULT_SOURCE_ORDER.indexOf(s);
     return s === TEACHER_OVERRIDE ? -1 : i < 0 ? DEFAULT_SOURCE_ORDER.length : i;
@@ -51,6 +59,15 @@ export async function recordTeacherCorrection(
   );
   const labelId = randomUUID();
   const ts = micros(now);
+  const override: ScoreOverride = {
+    studentKey: c.studentKey,
+    topicId: c.topicId,
+    source: TEACHER_OVERRIDE,
+    score: c.mastery,
+    modelVersion: `teacher:${labelId}`,
+    atUs: now.getTime() * 1000,
+    explanation: JSON.stringify(explanation),
+  };
   await store.transaction(async () => {
     await store.run(`INSERT INTO teacher_labels VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [
       labelId,
@@ -69,18 +86,16 @@ export async function recordTeacherCorrection(
       c.actor,
       c.studentKey,
       c.topicId,
-      JSON.stringify({ labelId, mastery: c.mastery, reason: c.reason, previous: served ?? null }),
+      JSON.stringify({
+        labelId,
+        mastery: c.mastery,
+        reason: c.reason,
+        previous: served ? { mastery_score: served.mastery_score, score_source: served.score_source } : null,
+      }),
     ]);
-    const exp = JSON.stringify(explanation);
-    await store.run(
-      `INSERT OR REPLACE INTO student_mastery VALUES ($1, $2, $3, '${TEACHER_OVERRIDE}', $4, $5, $6, $5)`,
-      [c.studentKey, c.topicId, c.mastery, `teacher:${labelId}`, ts, exp],
-    );
-    await store.run(
-      `INSERT INTO student_mastery_history VALUES ($1, $2, $3, '${TEACHER_OVERRIDE}', $4, $5, $6, $5)`,
-      [c.studentKey, c.topicId, c.mastery, `teacher:${labelId}`, ts, exp],
-    );
+    if (scores.onServerFile) await scores.mastery.writeOverride(override);
   });
+  if (!scores.onServerFile) await scores.mastery.writeOverride(override);
   return {
     labelId,
     previousScore: served?.mastery_score ?? null,

@@ -46,7 +46,10 @@ export interface ServingBackendOptions {
 
 export interface ServingBackends {
   /** Spread into createApp's deps (empty on the embedded default). */
-  deps: Pick<AppDeps, "updater" | "read" | "publishEvents" | "cacheTtlMs" | "probes" | "alertStore">;
+  deps: Pick<
+    AppDeps,
+    "updater" | "read" | "publishEvents" | "cacheTtlMs" | "probes" | "alertStore" | "scoreStore"
+  >;
   /** Where each store lives, for the startup log. */
   describe: string;
   stores: StreamStores | null;
@@ -103,6 +106,8 @@ export async function openServingBackends(opts: ServingBackendOptions): Promise<
       // Alerts are checked (and their state kept) where the scores are (PostgreSQL, or this server's
       // file), by whichever process applies the events: this server, or with --via-stream the workers.
       alertStore: stores.alerts,
+      // Teacher corrections are served from where the scores are (PostgreSQL, or this server's file).
+      scoreStore: { mastery: stores.mastery, onServerFile: stores.pg === null },
     };
     let describe = stores.describe;
     if (opts.viaStream !== undefined) {

@@ -39,9 +39,27 @@ export type MasteryRow = {
   last_updated_us: number;
 };
 
+/** A score set by hand (a teacher's correction), not derived from events: no revision applies. */
+export interface ScoreOverride {
+  studentKey: string;
+  topicId: string;
+  source: string;
+  score: number;
+  modelVersion: string;
+  /** Time of the correction: its as_of and last_updated. */
+  atUs: number;
+  /** Explanation JSON (models/explanation.ts). */
+  explanation: string;
+}
+
 export interface MasteryStore {
   /** Writes the keys whose revision is newer than the stored one; returns how many keys were written. */
   write(rows: readonly MasteryWrite[], nowUs: number): Promise<number>;
+  /**
+   * Upserts one hand-set score (its own score_source, so the event-derived writes never replace it) and
+   * appends it to the history. The DuckDB version opens no transaction: a caller may wrap it in one.
+   */
+  writeOverride(o: ScoreOverride): Promise<void>;
   /** The API's read path: current scores of one student. */
   forStudent(studentKey: string): Promise<MasteryRow[]>;
   /** Every current score of the given sources (the recompute compares them). */
@@ -132,6 +150,24 @@ export class PgMasteryStore implements MasteryStore {
       ],
     );
     return Number(rows2[0]?.n ?? 0);
+  }
+
+  async writeOverride(o: ScoreOverride): Promise<void> {
+    const at = microsToSqlTimestamp(o.atUs);
+    // One statement: the upsert and its history row commit together.
+    await this.pg.run(
+      `WITH up AS (
+         INSERT INTO student_mastery
+           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+         VALUES ($1, $2, $3, $4, $5, $6::timestamp, $7, $6::timestamp)
+         ON CONFLICT (student_key, topic_id, score_source) DO UPDATE SET
+           mastery_score = EXCLUDED.mastery_score, model_version = EXCLUDED.model_version,
+           as_of = EXCLUDED.as_of, explanation = EXCLUDED.explanation, last_updated = EXCLUDED.last_updated)
+       INSERT INTO student_mastery_history
+         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+       VALUES ($1, $2, $3, $4, $5, $6::timestamp, $7, $6::timestamp)`,
+      [o.studentKey, o.topicId, o.score, o.source, o.modelVersion, at, o.explanation],
+    );
   }
 
   async forStudent(studentKey: string): Promise<MasteryRow[]> {
@@ -254,6 +290,30 @@ export class DuckMasteryStore implements MasteryStore {
       );
       return moved.length;
     });
+  }
+
+  async writeOverride(o: ScoreOverride): Promise<void> {
+    const params = [
+      o.studentKey,
+      o.topicId,
+      o.score,
+      o.source,
+      o.modelVersion,
+      micros(o.atUs),
+      o.explanation,
+    ];
+    await this.duck.run(
+      `INSERT OR REPLACE INTO student_mastery
+         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+       VALUES ($1, $2, $3::DOUBLE, $4, $5, $6, $7, $6)`,
+      params,
+    );
+    await this.duck.run(
+      `INSERT INTO student_mastery_history
+         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+       VALUES ($1, $2, $3::DOUBLE, $4, $5, $6, $7, $6)`,
+      params,
+    );
   }
 
   async forStudent(studentKey: string): Promise<MasteryRow[]> {

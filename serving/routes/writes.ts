@@ -52,6 +52,7 @@ export const postFeedback =
     const out = await ctx.gate.run(async () => {
       const r = await recordTeacherCorrection(
         ctx.store,
+        ctx.scores,
         {
           studentKey: key,
           topicId: body.value.topicId,

@@ -167,6 +167,57 @@ describe("mastery serve on PostgreSQL + Redis", () => {
     expect(r2?.ability).toBeLessThan(0); // one wrong answer from ability 0
   });
 
+  it("POST /feedback on PG + Redis: the teacher override is written to PostgreSQL and served at once", async () => {
+    const { backends, h, duck } = await serviceApp("srvfb");
+    const admin = { authorization: `Bearer ${await token({ role: "admin", sub: "root" })}` };
+    expect((await request(h.app).post("/events").set(admin).send(EVENTS)).status).toBe(200);
+    const before = (await request(h.app).get("/mastery/s1").set(admin)).body as Mastery;
+    const served = before.topics.find((t) => t.topicId === "T1")!;
+    const fb = await request(h.app)
+      .post("/feedback")
+      .set(admin)
+      .send({ studentId: "s1", topicId: "T1", mastery: 0.9, reason: "oral exam" });
+    expect(fb.status).toBe(201);
+    // The replaced score is the one that was served (read from PostgreSQL, not the server's file).
+    expect(fb.body.previousScore).toBe(served.score);
+    expect(fb.body.previousSource).toBe(served.scoreSource);
+
+    const key = new Pseudonymizer(PSEUDO_KEY).studentKey("s1");
+    const stored = await backends.stores!.mastery.forStudent(key);
+    const override = stored.find((r) => r.topic_id === "T1" && r.score_source === "teacher_override");
+    expect(override?.mastery_score).toBe(0.9);
+    // Its explanation keeps base + contribution = score, with the served score as the base.
+    const exp = JSON.parse(override!.explanation) as { base: number; factors: { contribution: number }[] };
+    expect(exp.base + exp.factors.reduce((a, f) => a + f.contribution, 0)).toBeCloseTo(0.9, 12);
+    // No served score in the server's file; the label and audit rows are there.
+    const local = await duck.all<{ n: number }>(
+      "SELECT count(*)::INTEGER AS n FROM student_mastery WHERE score_source = 'teacher_override'",
+    );
+    expect(local[0]!.n).toBe(0);
+    const labels = await duck.all<{ n: number }>("SELECT count(*)::INTEGER AS n FROM teacher_labels");
+    expect(labels[0]!.n).toBe(1);
+
+    const after = (await request(h.app).get("/mastery/s1").set(admin)).body as Mastery;
+    const t1 = after.topics.find((t) => t.topicId === "T1")!;
+    expect(t1.scoreSource).toBe("teacher_override");
+    expect(t1.score).toBe(0.9);
+    // A new event moves the model scores but never replaces the override.
+    expect(
+      (
+        await request(h.app)
+          .post("/events")
+          .set(admin)
+          .send([quiz("e9", "s1", "T1", false, 9)])
+      ).status,
+    ).toBe(200);
+    const later = (await request(h.app).get("/mastery/s1").set(admin)).body as Mastery;
+    expect(later.topics.find((t) => t.topicId === "T1")!.score).toBe(0.9);
+    const hist = await request(h.app).get("/mastery/s1/T1/history").set(admin);
+    expect(
+      (hist.body.history as { scoreSource: string }[]).filter((x) => x.scoreSource === "teacher_override"),
+    ).toHaveLength(1);
+  });
+
   it("--via-stream: POST /events publishes to NATS, an in-process worker applies, GET /mastery shows it", async () => {
     const { backends, h } = await serviceApp("srvns", true);
     const admin = { authorization: `Bearer ${await token({ role: "admin", sub: "root" })}` };
