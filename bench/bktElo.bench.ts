@@ -20,6 +20,7 @@ import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 10_000);
 const runs = Number(process.env.RUNS ?? 3);
@@ -52,16 +53,7 @@ if (!existsSync(join(bktDir, "model.json"))) {
     store,
     pseudonymizer: new Pseudonymizer("bench-key-0123456789abcdef"),
     dataDir: join(root, "data"),
-    generate: {
-      students,
-      topics: 120,
-      days: 30,
-      seed: 1,
-      start: "2026-09-01",
-      eventsPerDay: 3.4,
-      truthEvery: 7,
-      outDir: join(root, "data"),
-    },
+    generate: seedSchool(students, join(root, "data")),
     skip: ["score bkt-elo"],
     onStep: (s, ms) => process.stderr.write(`  ${s}: ${(ms / 1000).toFixed(1)} s\n`),
   });

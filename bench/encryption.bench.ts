@@ -17,6 +17,7 @@ import { generateSynthetic } from "../features/synthetic/generate.ts";
 import { buildFeatures, resolveAsOf } from "../features/windows.ts";
 import { scoreRules } from "../serving/ruleScoring.ts";
 import { type DbEncryption, DuckStore, rekeyDuckDbFile } from "../storage/duckdb.ts";
+import { seedSchool } from "./seedSchool.ts";
 
 const args = process.argv.slice(2);
 const flag = (name: string, def: number) => {
@@ -42,16 +43,7 @@ console.log(
   `crypto module: ${httpfs ? "OpenSSL (httpfs)" : "mbedTLS fallback (httpfs not installed)"}; ${students} students; ${rounds} rounds`,
 );
 
-const manifest = await generateSynthetic({
-  students,
-  topics: 120,
-  days: 30,
-  seed: 7,
-  start: "2026-09-01",
-  eventsPerDay: 3.4,
-  truthEvery: 0,
-  outDir: dataDir,
-});
+const manifest = await generateSynthetic(seedSchool(students, dataDir, { seed: 7, truthEvery: 0 }));
 const files = expandPaths([dataDir]);
 const pseudonymizer = new Pseudonymizer(DEMO_PSEUDONYM_KEY);
 const keys = Array.from({ length: 200 }, (_, i) =>

@@ -11,6 +11,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defaultWorkers, generateSynthetic } from "../features/synthetic/generate.ts";
+import { seedSchool } from "./seedSchool.ts";
 
 const sizes = (process.env.SIZES ?? "1,10").split(",").map(Number);
 const workerCounts = [defaultWorkers(), 0];
@@ -21,17 +22,7 @@ for (const millions of sizes) {
   for (const workers of workerCounts) {
     const dir = mkdtempSync(join(tmpdir(), "mastery-gen-bench-"));
     const t0 = performance.now();
-    const m = await generateSynthetic({
-      students,
-      topics: 120,
-      days: 30,
-      seed: 1,
-      start: "2026-09-01",
-      eventsPerDay: 3.4,
-      truthEvery: 7,
-      outDir: dir,
-      workers,
-    });
+    const m = await generateSynthetic(seedSchool(students, dir, { workers }));
     const secs = (performance.now() - t0) / 1000;
     const bytes = readdirSync(dir).reduce((s, f) => s + statSync(join(dir, f)).size, 0);
     rmSync(dir, { recursive: true, force: true });

@@ -25,6 +25,7 @@ import { buildFeatures, resolveAsOf } from "../features/windows.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { scoreRules } from "../serving/ruleScoring.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 10_000);
 const activePct = Number(process.env.ACTIVE_PCT ?? 1);
@@ -40,16 +41,7 @@ const day0 = await runPipeline({
   store,
   pseudonymizer: new Pseudonymizer("bench-key-0123456789abcdef"),
   dataDir,
-  generate: {
-    students,
-    topics: 120,
-    days: 30,
-    seed: 1,
-    start: "2026-09-01",
-    eventsPerDay: 3.4,
-    truthEvery: 0,
-    outDir: dataDir,
-  },
+  generate: seedSchool(students, dataDir, { truthEvery: 0 }),
   skip: ["score bkt-elo"],
   onStep: (s, ms) => log(`day 0 ${s}: ${(ms / 1000).toFixed(2)} s`),
 });

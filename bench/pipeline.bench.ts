@@ -28,6 +28,7 @@ import { DuckStore } from "../storage/duckdb.ts";
 import { DuckMasteryStore } from "../storage/masteryStore.ts";
 import { DuckRawEventStore, type RawEventRow } from "../storage/rawEventStore.ts";
 import { DuckStateStore } from "../storage/stateStore.ts";
+import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 2_000);
 const days = Number(process.env.DAYS ?? 30);
@@ -60,16 +61,7 @@ const pipeline = await runPipeline({
   store,
   pseudonymizer: new Pseudonymizer("bench-key-0123456789abcdef"),
   dataDir,
-  generate: {
-    students,
-    topics: 120,
-    days,
-    seed: 1,
-    start: "2026-09-01",
-    eventsPerDay: 3.4,
-    truthEvery: 7,
-    outDir: dataDir,
-  },
+  generate: seedSchool(students, dataDir, { days }),
   skip: ["score bkt-elo"],
   onStep: (s, ms) => {
     seconds[s] = Number((ms / 1000).toFixed(2));
