@@ -76,3 +76,32 @@ export async function leaks(store: DuckStore, needles: string[]): Promise<string
   }
   return found;
 }
+
+export const EVENT_TYPES = ["quiz_attempt", "assignment", "video", "practice", "chatbot"] as const;
+
+/** An event drawn by a property test: offset in seconds from a reference time, and small counts. */
+export type DrawnEvent = {
+  type: (typeof EVENT_TYPES)[number];
+  student: string;
+  topic: string;
+  seconds: number;
+  is_correct: boolean;
+  n: number;
+  pct: number;
+};
+
+/** The raw_events row of a drawn event, `e.seconds` after `at`; every type's columns derive from n and pct. */
+export const drawnEvent = (at: Date, e: DrawnEvent): TestEvent => ({
+  type: e.type,
+  student: e.student,
+  topic: e.topic,
+  ts: new Date(at.getTime() + e.seconds * 1000).toISOString(),
+  is_correct: e.is_correct,
+  time_spent_sec: e.n * 7,
+  hints_used: e.n % 3,
+  score_pct: e.pct,
+  watch_pct: e.pct,
+  attempts: e.n,
+  correct_count: Math.floor(e.n / 2),
+  help_requests: e.n,
+});

@@ -14,43 +14,17 @@ import { buildFeaturesIncremental, type FeatureWatermark } from "../../features/
 import { buildFeatures } from "../../features/windows.ts";
 import { scoreRules } from "../../serving/ruleScoring.ts";
 import { DuckStore, sqlString } from "../../storage/duckdb.ts";
-import { insertEvents, type TestEvent } from "./eventRows.ts";
+import { type DrawnEvent, drawnEvent, EVENT_TYPES, insertEvents, type TestEvent } from "./eventRows.ts";
 
 const dir = mkdtempSync("/tmp/incr-test-");
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const T0 = new Date("2024-03-31T10:00:00Z");
 const DAY = 86400;
-const types = ["quiz_attempt", "assignment", "video", "practice", "chatbot"] as const;
 
-type Drawn = {
-  type: (typeof types)[number];
-  student: string;
-  topic: string;
-  seconds: number;
-  is_correct: boolean;
-  n: number;
-  pct: number;
-};
-
-const toEvent = (at: Date, e: Drawn): TestEvent => ({
-  type: e.type,
-  student: e.student,
-  topic: e.topic,
-  ts: new Date(at.getTime() + e.seconds * 1000).toISOString(),
-  is_correct: e.is_correct,
-  time_spent_sec: e.n * 7,
-  hints_used: e.n % 3,
-  score_pct: e.pct,
-  watch_pct: e.pct,
-  attempts: e.n,
-  correct_count: Math.floor(e.n / 2),
-  help_requests: e.n,
-});
-
-function drawEvent(edgeSeconds: number[], min: number, max: number): fc.Arbitrary<Drawn> {
+function drawEvent(edgeSeconds: number[], min: number, max: number): fc.Arbitrary<DrawnEvent> {
   return fc.record({
-    type: fc.constantFrom(...types),
+    type: fc.constantFrom(...EVENT_TYPES),
     student: fc.constantFrom("a", "b"),
     topic: fc.constantFrom("x", "y"),
     seconds: fc.oneof(
@@ -107,7 +81,7 @@ describe("incremental daily features and rule scores", () => {
               fc.array(drawEvent(edges, -100 * DAY, -1), { minLength: 1, maxLength: 30 }),
               fc.array(drawEvent(edges, -100 * DAY, -1), { maxLength: 3 }),
               gap === 0
-                ? fc.constant([] as Drawn[])
+                ? fc.constant([] as DrawnEvent[])
                 : fc.array(drawEvent(edges, 0, gap - 1), { maxLength: 6 }),
             );
           }),
@@ -128,7 +102,7 @@ describe("incremental daily features and rule scores", () => {
             };
             await insertEvents(
               a,
-              base.map((e) => toEvent(T0, e)),
+              base.map((e) => drawnEvent(T0, e)),
             );
             await mirror();
             const now0 = new Date("2024-04-01T00:00:00Z");
@@ -143,7 +117,10 @@ describe("incremental daily features and rule scores", () => {
             b.close();
             b = undefined;
             // New events on the new day and late ones for the old days, ingested after run 1.
-            await insertEvents(a, [...late.map((e) => toEvent(T0, e)), ...fresh.map((e) => toEvent(T0, e))]);
+            await insertEvents(a, [
+              ...late.map((e) => drawnEvent(T0, e)),
+              ...fresh.map((e) => drawnEvent(T0, e)),
+            ]);
             await mirror();
             // Run 2: incremental on A, full on B.
             const since: FeatureWatermark = first.watermark;
@@ -174,7 +151,15 @@ describe("incremental daily features and rule scores", () => {
     const store = await DuckStore.open(join(dir, "cases.duckdb"));
     try {
       const ev = (student: string, seconds: number): TestEvent =>
-        toEvent(T0, { type: "quiz_attempt", student, topic: "x", seconds, is_correct: true, n: 1, pct: 50 });
+        drawnEvent(T0, {
+          type: "quiz_attempt",
+          student,
+          topic: "x",
+          seconds,
+          is_correct: true,
+          n: 1,
+          pct: 50,
+        });
       await insertEvents(store, [
         ev("quiet", -3 * DAY), // stays inside 7 d after a 1-day move: copied
         ev("quiet", -40 * DAY), // beyond 30 d, inside 90 d: copied
@@ -222,7 +207,7 @@ describe("incremental daily features and rule scores", () => {
     const store = await DuckStore.open(join(dir, "fallback.duckdb"));
     try {
       await insertEvents(store, [
-        toEvent(T0, {
+        drawnEvent(T0, {
           type: "video",
           student: "a",
           topic: "x",

@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { buildFeatures } from "../../features/windows.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
-import { insertEvents, type TestEvent } from "./eventRows.ts";
+import { type DrawnEvent, drawnEvent, EVENT_TYPES, insertEvents } from "./eventRows.ts";
 
 const T = new Date("2024-03-31T00:00:00Z");
 
@@ -19,12 +19,11 @@ async function featureRows(store: DuckStore, table: string): Promise<Record<stri
 describe("point-in-time correctness (randomized)", () => {
   it("property: adding any events at or after T never changes the rows as of T", async () => {
     const store = await DuckStore.open(":memory:");
-    const types = ["quiz_attempt", "assignment", "video", "practice", "chatbot"] as const;
     // Offsets in seconds relative to T (negative = before T), with window edges drawn often.
     const edges = [-90, -30, -7, -1].flatMap((d) => [d * 86400, d * 86400 - 1, d * 86400 + 1]);
     const event = (minSec: number, maxSec: number) =>
       fc.record({
-        type: fc.constantFrom(...types),
+        type: fc.constantFrom(...EVENT_TYPES),
         student: fc.constantFrom("a", "b", "c"),
         topic: fc.constantFrom("x", "y"),
         seconds: fc.oneof(
@@ -35,28 +34,7 @@ describe("point-in-time correctness (randomized)", () => {
         n: fc.integer({ min: 0, max: 10 }),
         pct: fc.integer({ min: 0, max: 100 }),
       });
-    const toEvent = (e: {
-      type: (typeof types)[number];
-      student: string;
-      topic: string;
-      seconds: number;
-      is_correct: boolean;
-      n: number;
-      pct: number;
-    }): TestEvent => ({
-      type: e.type,
-      student: e.student,
-      topic: e.topic,
-      ts: new Date(T.getTime() + e.seconds * 1000).toISOString(),
-      is_correct: e.is_correct,
-      time_spent_sec: e.n * 7,
-      hints_used: e.n % 3,
-      score_pct: e.pct,
-      watch_pct: e.pct,
-      attempts: e.n,
-      correct_count: Math.floor(e.n / 2),
-      help_requests: e.n,
-    });
+    const toEvent = (e: DrawnEvent) => drawnEvent(T, e);
     await fc.assert(
       fc.asyncProperty(
         fc.array(event(-120 * 86400, -1), { minLength: 1, maxLength: 25 }),
