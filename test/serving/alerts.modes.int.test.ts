@@ -10,14 +10,11 @@ import {
   type ThresholdConfig,
   verifyWebhookSignature,
 } from "../../serving/alerts.ts";
-import { openServingBackends, type ServingBackends } from "../../serving/servingBackends.ts";
 import { startWorker } from "../../serving/streamWorker.ts";
 import { IncrementalUpdater } from "../../serving/updater.ts";
-import { NatsBus } from "../../storage/bus.ts";
-import { DuckStore } from "../../storage/duckdb.ts";
 import { PgStore } from "../../storage/postgres.ts";
 import { PSEUDO_KEY, quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
-import { DEFAULT_MODELS, dropServices, NATS_URL, PG_URL, REDIS_URL, runId } from "./streamHarness.ts";
+import { DEFAULT_MODELS, PG_URL, pgServingBackends } from "./streamHarness.ts";
 
 /**
  * At-risk alerts in each deployment mode, against a real local webhook receiver (a node http server)
@@ -80,23 +77,9 @@ describe("at-risk alerts in every deployment mode", () => {
   });
 
   async function pgApp(label: string, viaStream = false) {
-    const id = runId(label);
-    const schema = id.toLowerCase();
-    cleanups.push(() => dropServices(id));
-    const duck = await DuckStore.open(":memory:");
-    const backends: ServingBackends = await openServingBackends({
-      duck,
-      stores: { dbPath: ":memory:", pgUrl: PG_URL, pgSchema: schema, redisUrl: REDIS_URL, redisPrefix: id },
-      models: DEFAULT_MODELS,
-      viaStream: viaStream
-        ? { natsUrl: NATS_URL, stream: id, subjectPrefix: `test.${id}`, durable: "alerts-workers" }
-        : undefined,
-      cacheTtlMs: 0,
-    });
-    cleanups.push(async () => {
-      if (backends.bus instanceof NatsBus) await backends.bus.destroy();
-      await backends.close();
-      duck.close();
+    const { schema, duck, backends } = await pgServingBackends(label, cleanups, {
+      viaStream,
+      durable: "alerts-workers",
     });
     const h = await testApp(duck, {
       ...backends.deps,

@@ -3,13 +3,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import type { AppHandle } from "../../serving/app.ts";
 import { recompute } from "../../serving/recompute.ts";
-import { openServingBackends, type ServingBackends } from "../../serving/servingBackends.ts";
 import { startWorker } from "../../serving/streamWorker.ts";
-import { NatsBus } from "../../storage/bus.ts";
-import { DuckStore } from "../../storage/duckdb.ts";
 import { PgStore } from "../../storage/postgres.ts";
 import { PSEUDO_KEY, quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
-import { DEFAULT_MODELS, dropServices, NATS_URL, PG_URL, REDIS_URL, runId } from "./streamHarness.ts";
+import { DEFAULT_MODELS, PG_URL, pgServingBackends } from "./streamHarness.ts";
 
 /**
  * `mastery serve` on real PostgreSQL + Redis (+ NATS JetStream): POST /events goes through the
@@ -61,24 +58,9 @@ describe("mastery serve on PostgreSQL + Redis", () => {
   });
 
   async function serviceApp(label: string, viaStream = false) {
-    const id = runId(label);
-    const schema = id.toLowerCase();
-    cleanups.push(() => dropServices(id));
-    await pgTopics(schema);
-    const duck = await DuckStore.open(":memory:");
-    const backends: ServingBackends = await openServingBackends({
-      duck,
-      stores: { dbPath: ":memory:", pgUrl: PG_URL, pgSchema: schema, redisUrl: REDIS_URL, redisPrefix: id },
-      models: DEFAULT_MODELS,
-      viaStream: viaStream
-        ? { natsUrl: NATS_URL, stream: id, subjectPrefix: `test.${id}`, durable: "workers" }
-        : undefined,
-      cacheTtlMs: 0,
-    });
-    cleanups.push(async () => {
-      if (backends.bus instanceof NatsBus) await backends.bus.destroy();
-      await backends.close();
-      duck.close();
+    const { id, duck, backends } = await pgServingBackends(label, cleanups, {
+      viaStream,
+      beforeOpen: pgTopics,
     });
     const h: AppHandle = await testApp(duck, backends.deps);
     return { id, backends, h, duck };

@@ -1,8 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import type { BktEloModels } from "../../serving/learnerState.ts";
+import { openServingBackends, type ServingBackends } from "../../serving/servingBackends.ts";
 import { openStreamStores, type StreamStoreConfig, type StreamStores } from "../../serving/streamStores.ts";
 import { type EventBus, type MemoryBus, NatsBus } from "../../storage/bus.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
 import { PgStore } from "../../storage/postgres.ts";
 import { RedisStateStore } from "../../storage/stateStore.ts";
 
@@ -81,4 +83,35 @@ export async function drained(bus: EventBus, timeoutMs = 60_000): Promise<void> 
       throw new Error(`bus not drained after ${timeoutMs} ms (${left} left)`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * `mastery serve`'s backends on real PostgreSQL + Redis (+ NATS with viaStream) over an in-memory DuckDB,
+ * with their own schema / prefix / stream (from `label`); `cleanups` gets what drops and closes them.
+ */
+export async function pgServingBackends(
+  label: string,
+  cleanups: (() => Promise<void>)[],
+  opts: { viaStream?: boolean; durable?: string; beforeOpen?: (schema: string) => Promise<void> } = {},
+): Promise<{ id: string; schema: string; duck: DuckStore; backends: ServingBackends }> {
+  const id = runId(label);
+  const schema = id.toLowerCase();
+  cleanups.push(() => dropServices(id));
+  await opts.beforeOpen?.(schema);
+  const duck = await DuckStore.open(":memory:");
+  const backends = await openServingBackends({
+    duck,
+    stores: { dbPath: ":memory:", pgUrl: PG_URL, pgSchema: schema, redisUrl: REDIS_URL, redisPrefix: id },
+    models: DEFAULT_MODELS,
+    viaStream: opts.viaStream
+      ? { natsUrl: NATS_URL, stream: id, subjectPrefix: `test.${id}`, durable: opts.durable ?? "workers" }
+      : undefined,
+    cacheTtlMs: 0,
+  });
+  cleanups.push(async () => {
+    if (backends.bus instanceof NatsBus) await backends.bus.destroy();
+    await backends.close();
+    duck.close();
+  });
+  return { id, schema, duck, backends };
 }
