@@ -1,5 +1,5 @@
 import type { DuckStore } from "../storage/duckdb.ts";
-import { buildFeatures, FeatureBuildError, featureSql } from "./windows.ts";
+import { buildFeatures, FeatureBuildError, featureSql, WINDOW_DAYS } from "./windows.ts";
 
 /**
  * Incremental feature snapshots: the snapshot as of T1 from the previous one as of T0 plus the
@@ -84,10 +84,12 @@ export async function markDirtyPairs(store: DuckStore, since: FeatureWatermark, 
       `the recorded watermark must be microseconds as an integer string (got "${since.ingestedThroughUs}"); run a full build`,
     );
   const wm = since.ingestedThroughUs === null ? -(2n ** 62n) : BigInt(since.ingestedThroughUs);
-  const crossing = [7n, 30n, 90n]
+  // The windows are those of windows.ts: an event leaving any of them changes the pair's row.
+  const crossing = WINDOW_DAYS.map(BigInt)
     .map((w) => `(epoch_us(ts) >= ${t0 - w * DAY_US} AND epoch_us(ts) < ${t1 - w * DAY_US})`)
     .join(" OR ");
-  const carry = `CASE WHEN epoch_us(ts) >= ${t1 - 90n * DAY_US}
+  const longest = BigInt(Math.max(...WINDOW_DAYS));
+  const carry = `CASE WHEN epoch_us(ts) >= ${t1 - longest * DAY_US}
     THEN (${t1} - epoch_us(ts) - 1) // ${DAY_US} - (${t0} - epoch_us(ts) - 1) // ${DAY_US} END`;
   const uniform = (t1 - t0) % DAY_US === 0n;
   const touched = `epoch_us(ingested_at) > ${wm} OR epoch_us(ts) >= ${t0} OR ${crossing}`;
