@@ -22,6 +22,7 @@
  *   LOAD_STUDENTS=10000 LOAD_SECONDS=30 npx tsx bench/load.bench.ts
  *   npx tsx bench/load.bench.ts                       # 3,000 students, 8 s per run
  *   LOAD_PROF=1 npx tsx bench/load.bench.ts           # + CPU profile of the server (--cpu-prof), top self time
+ *   LOAD_PROF=1 LOAD_PROF_KEEP=1 ...                  # and keep the .cpuprofile (its directory is printed)
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
 import { fork } from "node:child_process";
@@ -444,7 +445,9 @@ async function drive(): Promise<void> {
     if (prof) {
       out.push(`  CPU profile of the ${mode} server (warm-up + 4 runs incl. bare phases as idle):`);
       out.push(selfTimeReport(profDir));
-      rmSync(profDir, { recursive: true, force: true });
+      // LOAD_PROF_KEEP=1 keeps the .cpuprofile (e.g. for Chrome DevTools or an inclusive-time breakdown).
+      if (process.env.LOAD_PROF_KEEP === "1") out.push(`  profile kept in ${profDir}`);
+      else rmSync(profDir, { recursive: true, force: true });
     }
     if (mode === "pg") {
       const redis = new Redis(REDIS_URL);

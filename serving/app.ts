@@ -10,7 +10,6 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import express, { type Express, type NextFunction, type Request, type Response } from "express";
 import { rateLimit } from "express-rate-limit";
-import helmet from "helmet";
 import { type Logger, pino } from "pino";
 import { parse as parseYaml } from "yaml";
 import type { ExperimentStore } from "../experiments/store.ts";
@@ -68,6 +67,7 @@ import { RawMirror } from "./rawMirror.ts";
 import { createRollupViews } from "./rollups.ts";
 import { RosterAccess } from "./roster.ts";
 import { ROUTES } from "./routes/index.ts";
+import { staticSecurityHeaders } from "./securityHeaders.ts";
 import { StoreGate } from "./storeGate.ts";
 import type { BackendProbe } from "./streamStores.ts";
 import { outageGuard, respondUnavailable } from "./unavailableResponse.ts";
@@ -600,7 +600,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   const app = express();
   app.disable("x-powered-by");
   app.set("trust proxy", false);
-  app.use(helmet());
+  // helmet()'s headers, computed once (serving/securityHeaders.ts).
+  app.use(staticSecurityHeaders());
   if (config.rateLimit.limit > 0) {
     app.use(
       rateLimit({
