@@ -116,7 +116,11 @@ const quantile = (xs: number[], q: number): number => {
 async function serve(mode: Mode): Promise<void> {
   const students = env("LOAD_STUDENTS", 3000);
   const dir = mkdtempSync(join(tmpdir(), "load-bench-"));
-  const store = await DuckStore.open(join(dir, "mastery.duckdb"), { encryption: null });
+  const duckThreads = process.env.LOAD_DUCK_THREADS;
+  const store = await DuckStore.open(join(dir, "mastery.duckdb"), {
+    encryption: null,
+    ...(duckThreads ? { threads: Number(duckThreads) } : {}),
+  });
   const pseudo = new Pseudonymizer(KEY);
   let extra = {};
   let describe = `embedded DuckDB file ${store.path}`;
