@@ -23,6 +23,7 @@
  *   npx tsx bench/load.bench.ts                       # 3,000 students, 8 s per run
  *   LOAD_PROF=1 npx tsx bench/load.bench.ts           # + CPU profile of the server (--cpu-prof), top self time
  *   LOAD_PROF=1 LOAD_PROF_KEEP=1 ...                  # and keep the .cpuprofile (its directory is printed)
+ *   LOAD_DUCK_THREADS=1 ...                           # the server's DuckDB with that many threads
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
 import { fork } from "node:child_process";
