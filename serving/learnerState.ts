@@ -17,6 +17,7 @@ import {
   appendDoubleColumns,
   dropLearnerEventColumns,
   readLearnerEventColumns,
+  writeBatchWatermark,
 } from "../storage/learnerEventColumns.ts";
 import { LEARNER_STATE_COLUMNS, learnerStateFromRow } from "../storage/stateStore.ts";
 import { intern } from "../training/responses.ts";
@@ -189,6 +190,8 @@ export interface ScoreBktEloResult {
   quizAttempts: number;
   bktVersion: string;
   eloVersion: string;
+  /** How the keys were narrowed: "full", "watermark" (O(new rows)), or why the whole store was aggregated. */
+  narrowing: string;
 }
 
 // JSON.stringify's text of a finite double, in SQL: integral values without ".0" (DuckDB's to_json writes
@@ -439,6 +442,13 @@ export async function scoreBktElo(
        ${scores}`,
       { now: params.now },
     );
+    if (cols.extent.maxUs !== null)
+      await writeBatchWatermark(store, {
+        ingestedThroughUs: cols.extent.maxUs,
+        rawRows: cols.extent.rows,
+        bktVersion: models.bktVersion,
+        eloVersion: models.eloVersion,
+      });
   });
   await dropLearnerEventColumns(store);
   for (const t of ["bkt_elo_state", "bkt_elo_score", "bkt_elo_topic"])
@@ -450,5 +460,6 @@ export async function scoreBktElo(
     quizAttempts,
     bktVersion: models.bktVersion,
     eloVersion: models.eloVersion,
+    narrowing: cols.narrowing,
   };
 }
