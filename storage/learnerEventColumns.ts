@@ -153,7 +153,11 @@ export async function writeBatchWatermark(store: DuckStore, w: BatchWatermark): 
 // before its cursor (event_n); a late event (at or before the cursor, arrived after the state was written)
 // or a state without a count makes the key replay from a new learner. Keys with nothing after the cursor
 // and a matching count are left alone. A --full run ($3) ignores stored states: every key replays.
-const plannedEvents = (full: boolean, duplicates: boolean, watermarkUs: bigint | null) => `WITH ${USABLE_STATES},
+const plannedEvents = (
+  full: boolean,
+  duplicates: boolean,
+  watermarkUs: bigint | null,
+) => `WITH ${USABLE_STATES},
 ${
   !full
     ? `${candidateRows(watermarkUs)}, ${dedupedEvents("cand_rows")}`

@@ -182,9 +182,11 @@ describe("serving/learnerState (score bkt-elo job)", () => {
             days.push(original.slice(b, b + size).map((e) => ({ ...e, ingestedDay: day })));
           const last = days.length - 1;
           if (oneBelow) for (const e of days[last]!) e.ingestedDay = last - 1;
+          // Re-deliveries are stamped after every copy in the store (with oneBelow: on the last day), as
+          // ingest stamps arrivals: a tie with an earlier arrival would make "first ingested" ambiguous.
           dups.forEach((d, i) => {
             const e = original[d.of % original.length]!;
-            const day = 1 + (i % last);
+            const day = oneBelow ? last : 1 + (i % last);
             days[day]!.push({
               ...e,
               t: d.t,
@@ -215,7 +217,7 @@ describe("serving/learnerState (score bkt-elo job)", () => {
           }
         },
       ),
-      { numRuns: 10 },
+      { numRuns: 15 },
     );
   }, 180_000);
 
