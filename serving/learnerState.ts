@@ -425,6 +425,10 @@ export async function scoreBktElo(
               s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta, s.elo_streak_delta,
               $bkt AS bkt_model_version, $elo AS elo_model_version, s.p_unknown, s.event_n::INTEGER AS event_n
        FROM ${keyed}`;
+  // Staged before the write transaction: a temp table created inside it makes its COMMIT checkpoint the
+  // whole database (measured: 0.3-1.3 s at 1M, 8 s at 10M), where the day's commit otherwise writes a small WAL.
+  if (opts.full !== true)
+    await store.run(`CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS ${stateRows}`, params);
   await store.transaction(async () => {
     if (opts.full === true) {
       await store.run("DELETE FROM learner_state");
@@ -444,7 +448,6 @@ export async function scoreBktElo(
         .filter((c) => c !== "student_key" && c !== "topic_id")
         .map((c) => `${c} = x.${c}`)
         .join(", ");
-      await store.run(`CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS ${stateRows}`, params);
       await store.run(
         `UPDATE learner_state SET ${stateSet} FROM temp.bkt_elo_state_rows x
          WHERE learner_state.student_key = x.student_key AND learner_state.topic_id = x.topic_id`,
