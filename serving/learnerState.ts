@@ -431,8 +431,9 @@ export async function scoreBktElo(
     await store.run(`CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS ${stateRows}`, params);
   await store.transaction(async () => {
     if (opts.full === true) {
+      // Every state is rewritten: after the DELETE a plain INSERT (one row per key) needs no conflict checks.
       await store.run("DELETE FROM learner_state");
-      await store.run(`INSERT OR REPLACE INTO learner_state (${LEARNER_STATE_COLUMNS}) ${stateRows}`, params);
+      await store.run(`INSERT INTO learner_state (${LEARNER_STATE_COLUMNS}) ${stateRows}`, params);
       await store.run(
         `INSERT OR REPLACE INTO student_mastery
            (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
