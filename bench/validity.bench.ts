@@ -30,9 +30,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
-import { MASTERY_SCALES, masteryOf, type ServedMastery } from "../models/servedMastery.ts";
+import { MASTERY_SCALES, masteryOf, type PairEvidence, ServedMastery } from "../models/servedMastery.ts";
 import { type ScorePair, validityMeasures } from "../models/validity.ts";
 import { runPipeline } from "../serving/pipeline.ts";
+import { loadPairEvidence } from "../serving/servedInputs.ts";
 import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
 import { trainServed } from "../serving/servedTraining.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
@@ -90,6 +91,54 @@ async function cutEvents(store: DuckStore, from: string, to: string, cut: Date):
        TO ${sqlString(join(to, f))} (HEADER, DELIMITER ',')`,
     );
   }
+}
+
+/**
+ * DIAGNOSTIC ONLY (never in the product): the same stack (ridge on the same inputs, ridge chosen by CV) fitted
+ * with the generator's latent truth as the label, 5-fold cross-fitted (each pair predicted by a fit on the
+ * other folds, identity scale). Its Spearman / MAE against the truth bound what the inputs carry: an oracle
+ * far above the served score says the labels are the limit; an oracle near it says the inputs are.
+ * `quizOnly` drops the other-kind evidence (practice, assignment, video, chatbot, exposure, recency): round 2's inputs.
+ */
+function oracle(
+  evidence: Map<string, PairEvidence>,
+  truth: Map<string, number>,
+  served: ServedMastery,
+  quizOnly: boolean,
+): ReturnType<typeof validityMeasures> {
+  const xs: PairEvidence[] = [];
+  const ys: number[] = [];
+  for (const [k, e] of evidence) {
+    const t = truth.get(k);
+    if (t === undefined) continue;
+    xs.push(
+      quizOnly
+        ? {
+            topic: e.topic,
+            rule: e.rule,
+            bkt: e.bkt,
+            elo: e.elo,
+            attempts: e.attempts,
+            correct: e.correct,
+            daysSinceQuiz: e.daysSinceQuiz,
+            daysSinceAny: Number.POSITIVE_INFINITY,
+          }
+        : e,
+    );
+    ys.push(t);
+  }
+  const folds = 5;
+  const pairs: ScorePair[] = new Array(xs.length);
+  for (let f = 0; f < folds; f++) {
+    const idx = xs.map((_, i) => i).filter((i) => i % folds !== f);
+    const m = ServedMastery.fit(
+      idx.map((i) => xs[i]!),
+      idx.map((i) => ys[i]!),
+      { topics: served.json.topics, global: served.json.global, scale: "identity" },
+    );
+    for (let i = f; i < xs.length; i += folds) pairs[i] = { score: m.predict(xs[i]!).score, truth: ys[i]! };
+  }
+  return validityMeasures(pairs);
 }
 
 export interface SettingResult {
@@ -254,6 +303,15 @@ async function evaluateCut(
         }
     }
     const rows = [...bySource].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
+    if (truth.size > 0) {
+      const evidence = await loadPairEvidence(store, cut);
+      for (const quizOnly of [true, false]) {
+        const m = oracle(evidence, truth, served, quizOnly);
+        console.log(
+          `DIAGNOSTIC oracle (stack fitted on the latent truth, 5-fold cross-fitted; not the product), ${quizOnly ? "round-2 inputs" : "all inputs  "}: pairs ${m.n} spearman ${f3(m.spearman)} pearson ${f3(m.pearson)} MAE ${f3(m.mae)}`,
+        );
+      }
+    }
     const key1 = (m: ReturnType<typeof validityMeasures>) =>
       Number.isFinite(m.spearman) ? m.spearman : m.nextSpearman;
     rows.sort((a, b) => key1(b.m) - key1(a.m));
@@ -403,7 +461,7 @@ async function runRealLog(work: string): Promise<void> {
 
 if (process.argv[1]?.endsWith("validity.bench.ts")) {
   if (process.env.REAL !== "0") {
-    const work = mkdtempSync(join(tmpdir(), "validity-real-"));
+    const work = mkdtempSync(join(tmpdir(), "valid-real-"));
     try {
       await runRealLog(work);
     } finally {
@@ -411,7 +469,7 @@ if (process.argv[1]?.endsWith("validity.bench.ts")) {
     }
   }
   for (const s of only) {
-    const work = mkdtempSync(join(tmpdir(), `validity-${s.seed}-`));
+    const work = mkdtempSync(join(tmpdir(), `valid-${s.seed}-`));
     try {
       await runSetting(s, work);
     } finally {
