@@ -35,7 +35,7 @@ import { type ScorePair, validityMeasures } from "../models/validity.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { loadPairEvidence } from "../serving/servedInputs.ts";
 import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
-import { trainServed } from "../serving/servedTraining.ts";
+import { SERVED_LABELS, type ServedLabelKind, trainServed } from "../serving/servedTraining.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
 
 interface Setting {
@@ -76,6 +76,9 @@ const DATA = process.env.MASTERY_DATA ?? join(import.meta.dirname, "..", "..", "
 /** Proxy labels of the served estimate: accuracy over this many days after the training cut, pairs with >= MIN_LABEL_ATTEMPTS. */
 const LABEL_DAYS = envInt("LABEL_DAYS", 7);
 const MIN_LABEL_ATTEMPTS = envInt("MIN_LABEL_ATTEMPTS", 3);
+/** The served estimate's proxy label (serving/servedTraining.ts SERVED_LABELS): LABEL=quiz is round 2's. */
+const LABEL = (process.env.LABEL ?? "graded") as ServedLabelKind;
+if (!SERVED_LABELS.includes(LABEL)) throw new Error(`LABEL must be one of ${SERVED_LABELS.join(", ")}`);
 const DAY_MS = 86_400_000;
 const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");
 
@@ -213,6 +216,8 @@ async function evaluateCut(
       labelEnd: cut,
       labelDays: o.labelDays ?? LABEL_DAYS,
       minLabelAttempts: MIN_LABEL_ATTEMPTS,
+      label: LABEL,
+      ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
     });
     const trainSeconds = (performance.now() - t1) / 1000;
     served = trained.model;
@@ -333,7 +338,7 @@ async function evaluateCut(
       );
     }
     console.log(
-      `served (${served.json.scale}): ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} ridge=${served.json.ridge} (${served.json.trainPairs} training pairs, train ${trainSeconds.toFixed(1)} s)`,
+      `served (${served.json.scale}): ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} ridge=${served.json.ridge} (${served.json.trainPairs} training pairs, label ${trained.label}, balance ${process.env.BALANCE ?? "default"}: practice set = ${trained.kindWeights.practice.toFixed(2)} / assignment = ${trained.kindWeights.assignment.toFixed(2)} quiz answers; train ${trainSeconds.toFixed(1)} s)`,
     );
     const cal = Object.values(served.json.topics);
     const med = (xs: number[]) => {

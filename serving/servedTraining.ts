@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildFeatures } from "../features/windows.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
+import { denseLabel, type KindWeights, kindWeights, type WindowOutcomes } from "../models/servedLabels.ts";
 import {
   type MasteryScale,
   type PairEvidence,
@@ -26,13 +27,31 @@ export interface TrainServedOptions {
   labelEnd?: Date;
   /** Days of the label window; the training snapshot is as of labelEnd - labelDays. Default 7. */
   labelDays?: number;
-  /** Pairs need at least this many quiz attempts in the label window. Default 3. */
+  /** Pairs need at least this much evidence in the label window (quiz-answer equivalents). Default 3. */
   minLabelAttempts?: number;
+  /**
+   * The proxy label: "graded" (default) = every graded outcome in the window (quiz answers, practice sets,
+   * assignment scores) weighted by its information (models/servedLabels.ts); "quiz" = quiz accuracy only.
+   */
+  label?: ServedLabelKind;
+  /**
+   * Reweight the labelled pairs to the population scored (every pair of the store): a pair's weight is
+   * divided by its fitted probability of having a label (a linear probability model on the same inputs,
+   * floored at 0.05), raised to this power (0: no reweighting, 1: full inverse-probability weights), so pairs
+   * like the unlabelled ones (inactive, old evidence) count more. Default SERVED_BALANCE.
+   */
+  balance?: number;
   /** How P(correct) maps to the served score (models/servedMastery.ts MASTERY_SCALES). Default SERVED_SCALE. */
   scale?: MasteryScale;
   /** Directory to write model.json into (optional). */
   out?: string;
 }
+
+/** Default power of the selection reweighting (TrainServedOptions.balance). */
+export const SERVED_BALANCE = 1;
+
+export const SERVED_LABELS = ["graded", "quiz"] as const;
+export type ServedLabelKind = (typeof SERVED_LABELS)[number];
 
 export interface TrainServedResult {
   model: ServedMastery;
@@ -42,6 +61,9 @@ export interface TrainServedResult {
   modelPath: string | null;
   /** The forgetting fitted on the history before the snapshot (models/servedDecay.ts). */
   decay: DecayFit;
+  label: ServedLabelKind;
+  /** Weights of practice sets / assignment scores in the labels (quiz answers = 1; zeros for "quiz"). */
+  kindWeights: KindWeights;
 }
 
 export class ServedTrainError extends Error {
@@ -77,13 +99,47 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
     await scratch.run("INSERT INTO raw_events SELECT * FROM live.raw_events WHERE ts < $1::TIMESTAMP", [
       snapshot.toISOString(),
     ]);
-    const labels = await scratch.all<{ student_key: string; topic_id: string; n: number; acc: number }>(
-      `SELECT student_key, topic_id, count(*)::INTEGER AS n, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS acc
-       FROM (SELECT DISTINCT event_id, student_key, topic_id, is_correct FROM live.raw_events
-             WHERE type = 'quiz_attempt' AND ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP)
-       GROUP BY ALL HAVING count(*) >= $3`,
-      [snapshot.toISOString(), labelEnd.toISOString(), minAttempts],
+    const labelKind = opts.label ?? "graded";
+    const outcomeRows = await scratch.all<{
+      student_key: string;
+      topic_id: string;
+      type: string;
+      is_correct: boolean | null;
+      attempts: number | null;
+      correct_count: number | null;
+      score_pct: number | null;
+    }>(
+      `SELECT DISTINCT ON (event_id, student_key, topic_id) student_key, topic_id, type, is_correct, attempts,
+              correct_count, score_pct
+       FROM live.raw_events
+       WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP AND type IN ('quiz_attempt', 'practice', 'assignment')`,
+      [snapshot.toISOString(), labelEnd.toISOString()],
     );
+    const windows = new Map<string, WindowOutcomes>();
+    for (const r of outcomeRows) {
+      const k = `${r.student_key}|${r.topic_id}`;
+      let w = windows.get(k);
+      if (w === undefined) {
+        w = { quizN: 0, quizCorrect: 0, practice: [], assignments: [] };
+        windows.set(k, w);
+      }
+      if (r.type === "quiz_attempt" && r.is_correct !== null) {
+        w.quizN++;
+        if (r.is_correct) w.quizCorrect++;
+      } else if (r.type === "practice" && Number(r.attempts ?? 0) > 0)
+        w.practice.push(Number(r.correct_count ?? 0) / Number(r.attempts));
+      else if (r.type === "assignment" && r.score_pct !== null)
+        w.assignments.push(Math.min(1, Math.max(0, Number(r.score_pct) / 100)));
+    }
+    const weights: KindWeights =
+      labelKind === "graded"
+        ? kindWeights([...windows.values()])
+        : { practice: 0, assignment: 0, nPractice: 0, nAssignment: 0 };
+    const labels: { key: string; y: number; n: number }[] = [];
+    for (const [key, w] of windows) {
+      const l = denseLabel(w, weights);
+      if (l.weight >= minAttempts) labels.push({ key, y: l.label, n: l.weight });
+    }
     await scratch.run("DETACH live");
     const before = await scratch.one<{ n: number }>("SELECT count(*)::INTEGER AS n FROM raw_events");
     if ((before?.n ?? 0) === 0)
@@ -132,18 +188,32 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
     const ys: number[] = [];
     const ws: number[] = [];
     for (const l of labels) {
-      const e = evidence.get(`${l.student_key}|${l.topic_id}`);
+      const e = evidence.get(l.key);
       if (e === undefined) continue;
       xs.push(e);
-      ys.push(Number(l.acc));
-      ws.push(Number(l.n));
+      ys.push(l.y);
+      ws.push(l.n);
     }
     if (xs.length < 50)
       throw new ServedTrainError(
-        `only ${xs.length} (student, topic) pairs have >= ${minAttempts} quiz attempts in the label window ${snapshot.toISOString()} .. ${labelEnd.toISOString()} and history before it; need 50: use a longer --label-days or a lower --min-label-attempts`,
+        `only ${xs.length} (student, topic) pairs have >= ${minAttempts} ${labelKind === "quiz" ? "quiz attempts" : "graded answers (quiz-answer equivalents)"} in the label window ${snapshot.toISOString()} .. ${labelEnd.toISOString()} and history before it; need 50: use a longer --label-days or a lower --min-label-attempts`,
       );
+    const fitWeights = [...ws];
+    const balance = opts.balance ?? SERVED_BALANCE;
+    if (balance > 0) {
+      const all = [...evidence.values()];
+      const labelled = new Set(labels.map((l) => l.key));
+      const selection = ServedMastery.fit(
+        all,
+        [...evidence.keys()].map((k) => (labelled.has(k) ? 1 : 0)),
+        { topics: calibration, global, scale: "identity", ridge: 1 },
+      );
+      const share = xs.length / all.length;
+      for (let i = 0; i < xs.length; i++)
+        fitWeights[i] = ws[i]! * (share / Math.min(1, Math.max(0.05, selection.linear(xs[i]!)))) ** balance;
+    }
     const model = ServedMastery.fit(xs, ys, {
-      weights: ws,
+      weights: fitWeights,
       labelAttempts: ws,
       topics: calibration,
       global,
@@ -162,13 +232,24 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
             labelEnd: labelEnd.toISOString(),
             labelDays,
             minLabelAttempts: minAttempts,
+            label: labelKind,
+            kindWeights: weights,
           },
           null,
           2,
         )}\n`,
       );
     }
-    return { model, snapshot, labelEnd, labelledPairs: xs.length, modelPath, decay };
+    return {
+      model,
+      snapshot,
+      labelEnd,
+      labelledPairs: xs.length,
+      modelPath,
+      decay,
+      label: labelKind,
+      kindWeights: weights,
+    };
   } finally {
     scratch.close();
     rmSync(work, { recursive: true, force: true });
