@@ -6,7 +6,10 @@ const DAY_SECONDS = 86_400;
 
 /**
  * The evidence behind every (student, topic) of the store as of `asOf` (issue 16): stored rule/BKT/Elo
- * scores, quiz attempts and correct answers before `asOf`, and days since the last quiz / any event.
+ * scores, quiz attempts and correct answers before `asOf`, days since the last quiz / any event, the other
+ * kinds' evidence (practice attempts/correct, assignments and their mean score, videos, chatbot requests /
+ * resolved), quiz answers weighted by 2^(-age / 7 d) and every event weighted by 2^(-age / 3 d) and
+ * 2^(-age / 14 d) (decayed exposure).
  * Pairs with a score but no event before `asOf` get Infinity days (no direct evidence).
  */
 export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Map<string, PairEvidence>> {
