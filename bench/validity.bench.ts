@@ -79,7 +79,7 @@ const DATA = process.env.MASTERY_DATA ?? join(import.meta.dirname, "..", "..", "
 const LABEL_DAYS = envInt("LABEL_DAYS", 7);
 const MIN_LABEL_ATTEMPTS = envInt("MIN_LABEL_ATTEMPTS", 3);
 /** The served estimate's proxy label (serving/servedTraining.ts SERVED_LABELS): LABEL=quiz is round 2's. */
-const LABEL = (process.env.LABEL ?? "graded") as ServedLabelKind;
+const LABEL = (process.env.LABEL ?? "auto") as ServedLabelKind;
 if (!SERVED_LABELS.includes(LABEL)) throw new Error(`LABEL must be one of ${SERVED_LABELS.join(", ")}`);
 const DAY_MS = 86_400_000;
 const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");
@@ -340,7 +340,7 @@ async function evaluateCut(
       );
     }
     console.log(
-      `served (${served.json.scale}): ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} ridge=${served.json.ridge} (${served.json.trainPairs} training pairs, label ${trained.label}, balance ${process.env.BALANCE ?? "default"}: practice set = ${trained.kindWeights.practice.toFixed(2)} / assignment = ${trained.kindWeights.assignment.toFixed(2)} quiz answers; train ${trainSeconds.toFixed(1)} s)`,
+      `served (${served.json.scale}): ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} ridge=${served.json.ridge} (${served.json.trainPairs} training pairs, label ${trained.label}${trained.labelCv === null ? "" : ` (CV error quiz ${trained.labelCv.quiz.toFixed(4)} / graded ${trained.labelCv.graded.toFixed(4)})`}, balance ${process.env.BALANCE ?? "default"}: practice set = ${trained.kindWeights.practice.toFixed(2)} / assignment = ${trained.kindWeights.assignment.toFixed(2)} quiz answers; train ${trainSeconds.toFixed(1)} s)`,
     );
     const cal = Object.values(served.json.topics);
     const med = (xs: number[]) => {

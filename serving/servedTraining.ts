@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,8 +31,9 @@ export interface TrainServedOptions {
   /** Pairs need at least this much evidence in the label window (quiz-answer equivalents). Default 3. */
   minLabelAttempts?: number;
   /**
-   * The proxy label: "graded" (default) = every graded outcome in the window (quiz answers, practice sets,
-   * assignment scores) weighted by its information (models/servedLabels.ts); "quiz" = quiz accuracy only.
+   * The proxy label: "graded" = every graded outcome in the window (quiz answers, practice sets, assignment
+   * scores) weighted by its information (models/servedLabels.ts); "quiz" = quiz accuracy only; "auto"
+   * (default) = the one whose fit predicts held-out pairs' quiz accuracy better (5-fold cross-validation).
    */
   label?: ServedLabelKind;
   /**
@@ -47,10 +49,14 @@ export interface TrainServedOptions {
   out?: string;
 }
 
-/** Default power of the selection reweighting (TrainServedOptions.balance). */
-export const SERVED_BALANCE = 1;
+/**
+ * Default power of the selection reweighting (TrainServedOptions.balance): 0.5, between none (fits the pairs
+ * that get labels: the most active) and full inverse-probability weights (fits every scored pair, but loses
+ * next-week ranking on the active pairs); docs/benchmarks.md "Validity" shows 0 / 0.5 / 1.
+ */
+export const SERVED_BALANCE = 0.5;
 
-export const SERVED_LABELS = ["graded", "quiz"] as const;
+export const SERVED_LABELS = ["auto", "graded", "quiz"] as const;
 export type ServedLabelKind = (typeof SERVED_LABELS)[number];
 
 export interface TrainServedResult {
@@ -61,7 +67,10 @@ export interface TrainServedResult {
   modelPath: string | null;
   /** The forgetting fitted on the history before the snapshot (models/servedDecay.ts). */
   decay: DecayFit;
-  label: ServedLabelKind;
+  /** The label the model was fitted on ("auto" resolved). */
+  label: Exclude<ServedLabelKind, "auto">;
+  /** With label "auto": the cross-validated error of each label on held-out pairs' quiz accuracy. */
+  labelCv: { quiz: number; graded: number } | null;
   /** Weights of practice sets / assignment scores in the labels (quiz answers = 1; zeros for "quiz"). */
   kindWeights: KindWeights;
 }
@@ -99,7 +108,7 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
     await scratch.run("INSERT INTO raw_events SELECT * FROM live.raw_events WHERE ts < $1::TIMESTAMP", [
       snapshot.toISOString(),
     ]);
-    const labelKind = opts.label ?? "graded";
+    const requested = opts.label ?? "auto";
     const outcomeRows = await scratch.all<{
       student_key: string;
       topic_id: string;
@@ -131,15 +140,16 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       else if (r.type === "assignment" && r.score_pct !== null)
         w.assignments.push(Math.min(1, Math.max(0, Number(r.score_pct) / 100)));
     }
-    const weights: KindWeights =
-      labelKind === "graded"
-        ? kindWeights([...windows.values()])
-        : { practice: 0, assignment: 0, nPractice: 0, nAssignment: 0 };
-    const labels: { key: string; y: number; n: number }[] = [];
-    for (const [key, w] of windows) {
-      const l = denseLabel(w, weights);
-      if (l.weight >= minAttempts) labels.push({ key, y: l.label, n: l.weight });
-    }
+    const noKinds: KindWeights = { practice: 0, assignment: 0, nPractice: 0, nAssignment: 0 };
+    const gradedWeights = kindWeights([...windows.values()]);
+    const labelsOf = (w: KindWeights) => {
+      const out: { key: string; y: number; n: number }[] = [];
+      for (const [key, win] of windows) {
+        const l = denseLabel(win, w);
+        if (l.weight >= minAttempts) out.push({ key, y: l.label, n: l.weight });
+      }
+      return out;
+    };
     await scratch.run("DETACH live");
     const before = await scratch.one<{ n: number }>("SELECT count(*)::INTEGER AS n FROM raw_events");
     if ((before?.n ?? 0) === 0)
@@ -184,34 +194,76 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
         base: d?.base ?? global.base,
       };
     }
-    const xs: PairEvidence[] = [];
-    const ys: number[] = [];
-    const ws: number[] = [];
-    for (const l of labels) {
-      const e = evidence.get(l.key);
-      if (e === undefined) continue;
-      xs.push(e);
-      ys.push(l.y);
-      ws.push(l.n);
+    const balance = opts.balance ?? SERVED_BALANCE;
+    const all = [...evidence.values()];
+    /** The training set of one label kind: inputs, labels, label weights, fit weights (reweighted). */
+    const trainingSet = (w: KindWeights) => {
+      const labels = labelsOf(w);
+      const xs: PairEvidence[] = [];
+      const ys: number[] = [];
+      const ws: number[] = [];
+      const keys: string[] = [];
+      for (const l of labels) {
+        const e = evidence.get(l.key);
+        if (e === undefined) continue;
+        xs.push(e);
+        ys.push(l.y);
+        ws.push(l.n);
+        keys.push(l.key);
+      }
+      const fitWeights = [...ws];
+      if (balance > 0 && xs.length >= 50) {
+        const labelled = new Set(keys);
+        const selection = ServedMastery.fit(
+          all,
+          [...evidence.keys()].map((k) => (labelled.has(k) ? 1 : 0)),
+          { topics: calibration, global, scale: "identity", ridge: 1 },
+        );
+        const share = xs.length / all.length;
+        for (let i = 0; i < xs.length; i++)
+          fitWeights[i] = ws[i]! * (share / Math.min(1, Math.max(0.05, selection.linear(xs[i]!)))) ** balance;
+      }
+      return { xs, ys, ws, fitWeights, keys };
+    };
+    const fitOpts = { topics: calibration, global, scale: opts.scale ?? SERVED_SCALE };
+    const quizSet = trainingSet(noKinds);
+    let labelKind: Exclude<ServedLabelKind, "auto"> = requested === "auto" ? "quiz" : requested;
+    let labelCv: TrainServedResult["labelCv"] = null;
+    if (requested === "auto" && quizSet.xs.length >= 50) {
+      // Both labels are scored on the same held-out target: the quiz accuracy of held-out pairs (5 folds by
+      // a hash of the pair key, so a pair is in the same fold under both labels).
+      const gradedSet = trainingSet(gradedWeights);
+      const foldOf = (key: string) => createHash("sha256").update(key).digest()[0]! % 5;
+      const quizFold = quizSet.keys.map(foldOf);
+      const cv = (set: typeof quizSet) => {
+        const fold = set.keys.map(foldOf);
+        let err = 0;
+        let wsum = 0;
+        for (let f = 0; f < 5; f++) {
+          const idx = set.xs.map((_, i) => i).filter((i) => fold[i] !== f);
+          const m = ServedMastery.fit(
+            idx.map((i) => set.xs[i]!),
+            idx.map((i) => set.ys[i]!),
+            { ...fitOpts, weights: idx.map((i) => set.fitWeights[i]!) },
+          );
+          for (let i = 0; i < quizSet.xs.length; i++) {
+            if (quizFold[i] !== f) continue;
+            const r = quizSet.ys[i]! - m.linear(quizSet.xs[i]!);
+            err += quizSet.fitWeights[i]! * r * r;
+            wsum += quizSet.fitWeights[i]!;
+          }
+        }
+        return err / wsum;
+      };
+      labelCv = { quiz: cv(quizSet), graded: gradedSet.xs.length >= 50 ? cv(gradedSet) : Number.NaN };
+      if (labelCv.graded < labelCv.quiz) labelKind = "graded";
     }
+    const weights = labelKind === "graded" ? gradedWeights : noKinds;
+    const { xs, ys, ws, fitWeights } = labelKind === "graded" ? trainingSet(gradedWeights) : quizSet;
     if (xs.length < 50)
       throw new ServedTrainError(
         `only ${xs.length} (student, topic) pairs have >= ${minAttempts} ${labelKind === "quiz" ? "quiz attempts" : "graded answers (quiz-answer equivalents)"} in the label window ${snapshot.toISOString()} .. ${labelEnd.toISOString()} and history before it; need 50: use a longer --label-days or a lower --min-label-attempts`,
       );
-    const fitWeights = [...ws];
-    const balance = opts.balance ?? SERVED_BALANCE;
-    if (balance > 0) {
-      const all = [...evidence.values()];
-      const labelled = new Set(labels.map((l) => l.key));
-      const selection = ServedMastery.fit(
-        all,
-        [...evidence.keys()].map((k) => (labelled.has(k) ? 1 : 0)),
-        { topics: calibration, global, scale: "identity", ridge: 1 },
-      );
-      const share = xs.length / all.length;
-      for (let i = 0; i < xs.length; i++)
-        fitWeights[i] = ws[i]! * (share / Math.min(1, Math.max(0.05, selection.linear(xs[i]!)))) ** balance;
-    }
     const model = ServedMastery.fit(xs, ys, {
       weights: fitWeights,
       labelAttempts: ws,
@@ -248,6 +300,7 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       modelPath,
       decay,
       label: labelKind,
+      labelCv,
       kindWeights: weights,
     };
   } finally {

@@ -41,8 +41,8 @@ export function register(program: Command): void {
     )
     .option(
       "--label <kind>",
-      `proxy label: ${SERVED_LABELS.join(" | ")} (graded: quiz, practice and assignment outcomes weighted by their information)`,
-      "graded",
+      `proxy label: ${SERVED_LABELS.join(" | ")} (graded: quiz, practice and assignment outcomes weighted by their information; auto: the one with the lower cross-validated error on held-out quiz accuracy)`,
+      "auto",
     )
     .option(
       "--balance <power>",
@@ -87,6 +87,7 @@ Example:
           labelEnd: res.labelEnd.toISOString(),
           labelledPairs: res.labelledPairs,
           label: res.label,
+          labelCv: res.labelCv,
           kindWeights: res.kindWeights,
           weights: Object.fromEntries(j.inputs.map((n, i) => [n, j.weights[i]])),
           intercept: j.intercept,
