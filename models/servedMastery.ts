@@ -2,9 +2,11 @@ import { decayTowards } from "./servedDecay.ts";
 
 /**
  * The served mastery estimate (issue 16, items 1-3): one stacked, calibrated combination of the stored
- * sources (rule, BKT, Elo) with the evidence behind them (attempt counts, smoothed accuracy, days since the
- * last evidence), fitted by ridge least squares on proxy labels (accuracy on the topic in the days after a
- * cut, the mission's labelling step). Time since the last evidence is an input, so the fitted weights say
+ * sources (rule, BKT, Elo) with the evidence behind them (quiz attempt counts, smoothed / recent / decayed
+ * accuracy, days since the last quiz and since any event, practice accuracy and volume, assignment mean,
+ * videos, chatbot resolved rate and volume, event exposure decayed over 3 and 14 days), fitted by ridge least
+ * squares on proxy labels (performance on the topic in the days after a cut, the mission's labelling step:
+ * serving/servedTraining.ts, models/servedLabels.ts). Time since the last evidence is an input, so the fitted weights say
  * how much an old score decays; the estimate as of T is computed with days since last evidence measured at T.
  *
  * The stack predicts accuracy (P(correct on an average next item), `pCorrect`). The served score maps it to
