@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import type { AlertCandidate, AlertStateRow, AlertStore } from "../storage/alertStore.ts";
 import { DEFAULT_SOURCE_ORDER, TEACHER_OVERRIDE } from "./masteryView.ts";
-import { type ApplyResult, type UpdatedKey, updatedKeys } from "./updater.ts";
+import { type ApplyResult, alertKeys, type UpdatedKey } from "./updater.ts";
 
 /**
  * At-risk alerts: when a student's served mastery on a topic drops below the threshold of their
@@ -316,12 +316,13 @@ export class AlertEngine {
 }
 
 /**
- * The alert check as a step after an apply (the stream worker's afterApply): the keys the results
- * moved, checked in one call. Errors propagate to the caller, which logs them and keeps the events.
+ * The alert check as a step after an apply (the stream worker's afterApply): every key of the batch,
+ * duplicates included (updater.ts alertKeys: a redelivered batch whose first check never ran), checked
+ * in one call. Errors propagate to the caller, which logs them and keeps the events.
  */
 export function alertsAfterApply(engine: AlertEngine): (results: readonly ApplyResult[]) => Promise<void> {
   return async (results) => {
-    const keys = updatedKeys(results);
+    const keys = alertKeys(results);
     if (keys.length > 0) await engine.check(keys);
   };
 }

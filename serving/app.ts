@@ -70,7 +70,7 @@ import { ROUTES } from "./routes/index.ts";
 import { StoreGate } from "./storeGate.ts";
 import type { BackendProbe } from "./streamStores.ts";
 import { outageGuard, respondUnavailable } from "./unavailableResponse.ts";
-import { type EventUpdater, IncrementalUpdater, streamModels, updatedKeys } from "./updater.ts";
+import { alertKeys, type EventUpdater, IncrementalUpdater, streamModels } from "./updater.ts";
 
 /** Longest life of a cached GET /mastery body: served scores decay at request time. */
 export const SERVED_DECAY_CACHE_MS = 3_600_000;
@@ -380,7 +380,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     run: (fn) => gate.run(fn),
     after: async (rows, results) => {
       if (mirrorRaw) await localRaw.record(rows);
-      const keys = updatedKeys(results);
+      // Duplicates too: a client's retry of a request whose check never ran (updater.ts alertKeys).
+      const keys = alertKeys(results);
       // The events are stored and applied by now: a failing alert check must not fail the request
       // (the client would retry events that are already in).
       if (keys.length > 0)

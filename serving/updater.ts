@@ -71,6 +71,19 @@ export function updatedKeys(results: readonly ApplyResult[]): UpdatedKey[] {
   return [...seen.values()];
 }
 
+/**
+ * Every (student, topic) a batch carried, duplicates included: what the alert check looks at. A
+ * "duplicate" may be the redelivery (or the client's retry) of a batch whose process died after its
+ * scores were written and before its check ran; the check is idempotent (a crossing already stored
+ * raises nothing), so checking those keys again costs a read and closes that gap.
+ */
+export function alertKeys(results: readonly ApplyResult[]): UpdatedKey[] {
+  const seen = new Map<string, UpdatedKey>();
+  for (const r of results)
+    seen.set(keyId(r.studentKey, r.topicId), { studentKey: r.studentKey, topicId: r.topicId });
+  return [...seen.values()];
+}
+
 export interface EventUpdater {
   /**
    * Applies the rows; resolves only once they are durably in the stores readers use (raw zone,

@@ -14,7 +14,7 @@ import { startWorker } from "../../serving/streamWorker.ts";
 import { IncrementalUpdater } from "../../serving/updater.ts";
 import { PgStore } from "../../storage/postgres.ts";
 import { PSEUDO_KEY, quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
-import { DEFAULT_MODELS, PG_URL, pgServingBackends } from "./streamHarness.ts";
+import { DEFAULT_MODELS, PG_URL, pgServingBackends, publishAll } from "./streamHarness.ts";
 
 /**
  * At-risk alerts in each deployment mode, against a real local webhook receiver (a node http server)
@@ -290,6 +290,52 @@ describe("at-risk alerts in every deployment mode", () => {
     expect(worker.stats.retried).toBe(0);
     const n = await pg.one<{ n: string }>("SELECT count(DISTINCT event_id) AS n FROM raw_events");
     expect(Number(n!.n)).toBe(13);
+    expect(received).toHaveLength(1);
+  });
+  it("--via-stream: a batch applied but never checked (worker killed in between) is checked on redelivery", async () => {
+    const { backends } = await pgApp("alerts_redeliver", true);
+    const stores = backends.stores!;
+    const bus = backends.bus!;
+    const worker = (afterApply?: ReturnType<typeof alertsAfterApply>) =>
+      startWorker({
+        bus,
+        updater: new IncrementalUpdater({
+          raw: stores.raw,
+          state: stores.state,
+          mastery: stores.mastery,
+          models: DEFAULT_MODELS,
+        }),
+        raw: stores.raw,
+        pseudonymizer: new Pseudonymizer(PSEUDO_KEY),
+        maxBatch: 100,
+        ...(afterApply === undefined ? {} : { afterApply }),
+      });
+    const settled = async (w: Awaited<ReturnType<typeof worker>>, n: number) => {
+      const done = () => w.stats.applied + w.stats.replayed + w.stats.duplicates;
+      for (let i = 0; i < 400 && done() < n; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(done(), JSON.stringify(w.stats)).toBe(n);
+    };
+    // The first worker writes the scores and "dies" before its check: it has no check at all.
+    const first = await worker();
+    await publishAll(bus, wrong(0, 6, "s9"));
+    await settled(first, 6);
+    await first.stop();
+    expect(received).toHaveLength(0);
+    // The batch comes again (a redelivery: same event ids). Every event is a duplicate now, and the
+    // check still runs on their keys: one webhook for the crossing the first worker never reported.
+    const engine = new AlertEngine(stores.alerts, thresholds, { retry: { attempts: 3, baseMs: 10 } });
+    const second = await worker(alertsAfterApply(engine));
+    cleanups.push(() => second.stop());
+    await publishAll(bus, wrong(0, 6, "s9"));
+    await settled(second, 6);
+    expect(second.stats.duplicates).toBe(6);
+    await engine.drain();
+    expect(received).toHaveLength(1);
+    expect(received[0]).toMatchObject({ crossing: 1, topicId: "T1", signed: true });
+    // A third delivery raises nothing more: the check is idempotent.
+    await publishAll(bus, wrong(0, 6, "s9"));
+    await settled(second, 12);
+    await engine.drain();
     expect(received).toHaveLength(1);
   });
 });
