@@ -14,6 +14,7 @@
  *   npx tsx bench/validity.bench.ts                          # quick: 2 settings, 400 students each
  *   STUDENTS=2000 TOPICS=40 DAYS=63 SEEDS=1,2,3 npx tsx bench/validity.bench.ts   # the issue's scale
  *   ONLY=1 npx tsx bench/validity.bench.ts                     # first setting only (ONLY=2: the second)
+ *   SYNTH=0 npx tsx bench/validity.bench.ts                    # the real log only
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */
@@ -72,7 +73,7 @@ const settings: Setting[] = seeds.map((seed, i) => ({
 }));
 // ONLY=k runs the k-th setting alone (1-based).
 const onlyAt = Number(process.env.ONLY ?? 0);
-const only = onlyAt >= 1 ? settings.slice(onlyAt - 1, onlyAt) : settings;
+const only = process.env.SYNTH === "0" ? [] : onlyAt >= 1 ? settings.slice(onlyAt - 1, onlyAt) : settings;
 const START = "2026-09-01";
 const DATA = process.env.MASTERY_DATA ?? join(import.meta.dirname, "..", "..", "shared", "data");
 /** Proxy labels of the served estimate: accuracy over this many days after the training cut, pairs with >= MIN_LABEL_ATTEMPTS. */
