@@ -15,6 +15,7 @@
  * the ratio job / anchor is what to compare across machine states. Medians over RUNS.
  */
 import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
@@ -72,6 +73,7 @@ if (!existsSync(join(bktDir, "model.json"))) {
 const scratch = join(root, "scratch.duckdb");
 const rows: { full: number; fullCpu: number; day: number; dayCpu: number; anchorCpu: number }[] = [];
 let info: Record<string, number> = {};
+let narrowing = "";
 for (let r = 0; r < runs; r++) {
   rmSync(scratch, { force: true });
   rmSync(`${scratch}.wal`, { force: true });
@@ -94,6 +96,7 @@ for (let r = 0; r < runs; r++) {
   await store.run("CHECKPOINT");
   const day = await measure(() => scoreBktElo(store, models));
   info = { events: full.out.events, keys: full.out.keys, dayEvents: day.out.events, dayKeys: day.out.keys };
+  narrowing = day.out.narrowing;
   rows.push({ full: full.wall, fullCpu: full.cpu, day: day.wall, dayCpu: day.cpu, anchorCpu: anchor.cpu });
   process.stderr.write(
     `run ${r + 1}/${runs}: full ${full.wall.toFixed(2)} s (cpu ${full.cpu.toFixed(2)}), day ${day.wall.toFixed(2)} s (cpu ${day.cpu.toFixed(2)}), anchor cpu ${anchor.cpu.toFixed(2)}\n`,
@@ -114,6 +117,8 @@ process.stdout.write(
     daySeconds: median(rows.map((x) => x.day)),
     dayCpuSeconds: median(rows.map((x) => x.dayCpu)),
     anchorCpuSeconds: anchorCpu,
+    dayNarrowing: narrowing,
+    loadavg: loadavg().map((x) => Number(x.toFixed(2))),
     fullOverAnchor: Number((fullCpu / anchorCpu).toFixed(1)),
     target: { fullCpuSecondsPer1M: 3, daySecondsOn10M: 5 },
   })}\n`,

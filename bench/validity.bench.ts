@@ -13,7 +13,8 @@
  *
  *   npx tsx bench/validity.bench.ts                          # quick: 2 settings, 400 students each
  *   STUDENTS=2000 TOPICS=40 DAYS=63 SEEDS=1,2,3 npx tsx bench/validity.bench.ts   # the issue's scale
- *   ONLY=1 npx tsx bench/validity.bench.ts                     # first setting only
+ *   ONLY=1 npx tsx bench/validity.bench.ts                     # first setting only (ONLY=2: the second)
+ *   SYNTH=0 npx tsx bench/validity.bench.ts                    # the real log only
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */
@@ -30,11 +31,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
-import { MASTERY_SCALES, masteryOf, type ServedMastery } from "../models/servedMastery.ts";
+import { MASTERY_SCALES, masteryOf, type PairEvidence, ServedMastery } from "../models/servedMastery.ts";
 import { type ScorePair, validityMeasures } from "../models/validity.ts";
 import { runPipeline } from "../serving/pipeline.ts";
+import { loadPairEvidence } from "../serving/servedInputs.ts";
 import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
-import { trainServed } from "../serving/servedTraining.ts";
+import { SERVED_LABELS, type ServedLabelKind, trainServed } from "../serving/servedTraining.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
 
 interface Setting {
@@ -69,12 +71,17 @@ const settings: Setting[] = seeds.map((seed, i) => ({
   days,
   eventsPerDay: i % 2 === 0 ? 3.4 : 2.2,
 }));
-const only = process.env.ONLY === "1" ? settings.slice(0, 1) : settings;
+// ONLY=k runs the k-th setting alone (1-based).
+const onlyAt = Number(process.env.ONLY ?? 0);
+const only = process.env.SYNTH === "0" ? [] : onlyAt >= 1 ? settings.slice(onlyAt - 1, onlyAt) : settings;
 const START = "2026-09-01";
 const DATA = process.env.MASTERY_DATA ?? join(import.meta.dirname, "..", "..", "shared", "data");
 /** Proxy labels of the served estimate: accuracy over this many days after the training cut, pairs with >= MIN_LABEL_ATTEMPTS. */
 const LABEL_DAYS = envInt("LABEL_DAYS", 7);
 const MIN_LABEL_ATTEMPTS = envInt("MIN_LABEL_ATTEMPTS", 3);
+/** The served estimate's proxy label (serving/servedTraining.ts SERVED_LABELS): LABEL=quiz is round 2's. */
+const LABEL = (process.env.LABEL ?? "auto") as ServedLabelKind;
+if (!SERVED_LABELS.includes(LABEL)) throw new Error(`LABEL must be one of ${SERVED_LABELS.join(", ")}`);
 const DAY_MS = 86_400_000;
 const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");
 
@@ -90,6 +97,54 @@ async function cutEvents(store: DuckStore, from: string, to: string, cut: Date):
        TO ${sqlString(join(to, f))} (HEADER, DELIMITER ',')`,
     );
   }
+}
+
+/**
+ * DIAGNOSTIC ONLY (never in the product): the same stack (ridge on the same inputs, ridge chosen by CV) fitted
+ * with the generator's latent truth as the label, 5-fold cross-fitted (each pair predicted by a fit on the
+ * other folds, identity scale). Its Spearman / MAE against the truth bound what the inputs carry: an oracle
+ * far above the served score says the labels are the limit; an oracle near it says the inputs are.
+ * `quizOnly` drops the other-kind evidence (practice, assignment, video, chatbot, exposure, recency): round 2's inputs.
+ */
+function oracle(
+  evidence: Map<string, PairEvidence>,
+  truth: Map<string, number>,
+  served: ServedMastery,
+  quizOnly: boolean,
+): ReturnType<typeof validityMeasures> {
+  const xs: PairEvidence[] = [];
+  const ys: number[] = [];
+  for (const [k, e] of evidence) {
+    const t = truth.get(k);
+    if (t === undefined) continue;
+    xs.push(
+      quizOnly
+        ? {
+            topic: e.topic,
+            rule: e.rule,
+            bkt: e.bkt,
+            elo: e.elo,
+            attempts: e.attempts,
+            correct: e.correct,
+            daysSinceQuiz: e.daysSinceQuiz,
+            daysSinceAny: Number.POSITIVE_INFINITY,
+          }
+        : e,
+    );
+    ys.push(t);
+  }
+  const folds = 5;
+  const pairs: ScorePair[] = new Array(xs.length);
+  for (let f = 0; f < folds; f++) {
+    const idx = xs.map((_, i) => i).filter((i) => i % folds !== f);
+    const m = ServedMastery.fit(
+      idx.map((i) => xs[i]!),
+      idx.map((i) => ys[i]!),
+      { topics: served.json.topics, global: served.json.global, scale: "identity" },
+    );
+    for (let i = f; i < xs.length; i += folds) pairs[i] = { score: m.predict(xs[i]!).score, truth: ys[i]! };
+  }
+  return validityMeasures(pairs);
 }
 
 export interface SettingResult {
@@ -164,6 +219,8 @@ async function evaluateCut(
       labelEnd: cut,
       labelDays: o.labelDays ?? LABEL_DAYS,
       minLabelAttempts: MIN_LABEL_ATTEMPTS,
+      label: LABEL,
+      ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
     });
     const trainSeconds = (performance.now() - t1) / 1000;
     served = trained.model;
@@ -254,6 +311,15 @@ async function evaluateCut(
         }
     }
     const rows = [...bySource].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
+    if (truth.size > 0) {
+      const evidence = await loadPairEvidence(store, cut);
+      for (const quizOnly of [true, false]) {
+        const m = oracle(evidence, truth, served, quizOnly);
+        console.log(
+          `DIAGNOSTIC oracle (stack fitted on the latent truth, 5-fold cross-fitted; not the product), ${quizOnly ? "round-2 inputs" : "all inputs  "}: pairs ${m.n} spearman ${f3(m.spearman)} pearson ${f3(m.pearson)} MAE ${f3(m.mae)}`,
+        );
+      }
+    }
     const key1 = (m: ReturnType<typeof validityMeasures>) =>
       Number.isFinite(m.spearman) ? m.spearman : m.nextSpearman;
     rows.sort((a, b) => key1(b.m) - key1(a.m));
@@ -275,7 +341,7 @@ async function evaluateCut(
       );
     }
     console.log(
-      `served (${served.json.scale}): ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} ridge=${served.json.ridge} (${served.json.trainPairs} training pairs, train ${trainSeconds.toFixed(1)} s)`,
+      `served (${served.json.scale}): ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} ridge=${served.json.ridge} (${served.json.trainPairs} training pairs, label ${trained.label}${trained.labelCv === null ? "" : ` (CV error quiz ${trained.labelCv.quiz.toFixed(4)} / graded ${trained.labelCv.graded.toFixed(4)})`}, balance ${process.env.BALANCE ?? "default"}: practice set = ${trained.kindWeights.practice.toFixed(2)} / assignment = ${trained.kindWeights.assignment.toFixed(2)} quiz answers; train ${trainSeconds.toFixed(1)} s)`,
     );
     const cal = Object.values(served.json.topics);
     const med = (xs: number[]) => {
@@ -403,7 +469,7 @@ async function runRealLog(work: string): Promise<void> {
 
 if (process.argv[1]?.endsWith("validity.bench.ts")) {
   if (process.env.REAL !== "0") {
-    const work = mkdtempSync(join(tmpdir(), "validity-real-"));
+    const work = mkdtempSync(join(tmpdir(), "valid-real-"));
     try {
       await runRealLog(work);
     } finally {
@@ -411,7 +477,7 @@ if (process.argv[1]?.endsWith("validity.bench.ts")) {
     }
   }
   for (const s of only) {
-    const work = mkdtempSync(join(tmpdir(), `validity-${s.seed}-`));
+    const work = mkdtempSync(join(tmpdir(), `valid-${s.seed}-`));
     try {
       await runSetting(s, work);
     } finally {

@@ -2,9 +2,11 @@ import { decayTowards } from "./servedDecay.ts";
 
 /**
  * The served mastery estimate (issue 16, items 1-3): one stacked, calibrated combination of the stored
- * sources (rule, BKT, Elo) with the evidence behind them (attempt counts, smoothed accuracy, days since the
- * last evidence), fitted by ridge least squares on proxy labels (accuracy on the topic in the days after a
- * cut, the mission's labelling step). Time since the last evidence is an input, so the fitted weights say
+ * sources (rule, BKT, Elo) with the evidence behind them (quiz attempt counts, smoothed / recent / decayed
+ * accuracy, days since the last quiz and since any event, practice accuracy and volume, assignment mean,
+ * videos, chatbot resolved rate and volume, event exposure decayed over 3 and 14 days), fitted by ridge least
+ * squares on proxy labels (performance on the topic in the days after a cut, the mission's labelling step:
+ * serving/servedTraining.ts, models/servedLabels.ts). Time since the last evidence is an input, so the fitted weights say
  * how much an old score decays; the estimate as of T is computed with days since last evidence measured at T.
  *
  * The stack predicts accuracy (P(correct on an average next item), `pCorrect`). The served score maps it to
@@ -41,6 +43,16 @@ export const SERVED_INPUTS = [
   "log_attempts",
   "days_since_last",
   "accuracy_decayed",
+  "days_since_any",
+  "accuracy_recent",
+  "practice_accuracy",
+  "log_practice_attempts",
+  "assignment_mean",
+  "log_videos",
+  "chat_resolved_rate",
+  "log_chat_requests",
+  "exposure_3d",
+  "exposure_14d",
 ] as const;
 export type ServedInputName = (typeof SERVED_INPUTS)[number];
 const D = SERVED_INPUTS.length;
@@ -60,6 +72,23 @@ export interface PairEvidence {
   daysSinceQuiz: number;
   /** Days from the last event of any kind to the scoring time (Infinity when none). */
   daysSinceAny: number;
+  /**
+   * Evidence of the other event kinds before the scoring time (absent = none): practice attempts / correct,
+   * assignments and their mean score (0-1), videos, chatbot help requests / resolved.
+   */
+  practiceAttempts?: number;
+  practiceCorrect?: number;
+  assignments?: number;
+  assignmentMean?: number;
+  videos?: number;
+  chatRequests?: number;
+  chatResolved?: number;
+  /** Quiz answers weighted by 2^(-age / 7 days): weight sum and weighted correct (recent accuracy). */
+  recentAttempts?: number;
+  recentCorrect?: number;
+  /** Events of every kind weighted by 2^(-age / 3 days) and 2^(-age / 14 days) (decayed exposure). */
+  exposure3d?: number;
+  exposure14d?: number;
 }
 
 export class ServedMasteryError extends Error {
@@ -167,11 +196,26 @@ function rawInputs(e: PairEvidence, c: TopicCalibration, out: Float64Array, off:
   out[off + 4] = Math.log1p(e.attempts);
   out[off + 5] = Math.min(days, 60) / 30;
   out[off + 6] = forgotten;
+  const daysAny = Number.isFinite(e.daysSinceAny) ? e.daysSinceAny : 60;
+  out[off + 7] = Math.min(daysAny, 60) / 30;
+  out[off + 8] =
+    e.recentAttempts === undefined ? Number.NaN : ((e.recentCorrect ?? 0) + c.base) / (e.recentAttempts + 1);
+  const pa = e.practiceAttempts ?? 0;
+  out[off + 9] = ((e.practiceCorrect ?? 0) + 1) / (pa + 2);
+  out[off + 10] = Math.log1p(pa);
+  // No assignment: NaN, imputed with the training mean (as a missing source score).
+  out[off + 11] = (e.assignments ?? 0) > 0 ? (e.assignmentMean ?? Number.NaN) : Number.NaN;
+  out[off + 12] = Math.log1p(e.videos ?? 0);
+  const ch = e.chatRequests ?? 0;
+  out[off + 13] = ((e.chatResolved ?? 0) + 1) / (ch + 2);
+  out[off + 14] = Math.log1p(ch);
+  out[off + 15] = Math.log1p(e.exposure3d ?? 0);
+  out[off + 16] = Math.log1p(e.exposure14d ?? 0);
 }
 
 export interface ServedMasteryJson {
   kind: "served-mastery";
-  version: 2;
+  version: 3;
   inputs: readonly string[];
   means: number[];
   weights: number[];
@@ -353,7 +397,7 @@ export class ServedMastery {
     let intercept = yMean;
     const model = new ServedMastery({
       kind: "served-mastery",
-      version: 2,
+      version: 3,
       inputs: SERVED_INPUTS,
       means,
       weights: Array.from(coef),
@@ -404,7 +448,7 @@ export class ServedMastery {
   static fromJSON(json: ServedMasteryJson): ServedMastery {
     if (
       json.kind !== "served-mastery" ||
-      json.version !== 2 ||
+      json.version !== 3 ||
       json.inputs.join() !== SERVED_INPUTS.join() ||
       json.global === undefined ||
       !(MASTERY_SCALES as readonly string[]).includes(json.scale)

@@ -6,7 +6,10 @@ const DAY_SECONDS = 86_400;
 
 /**
  * The evidence behind every (student, topic) of the store as of `asOf` (issue 16): stored rule/BKT/Elo
- * scores, quiz attempts and correct answers before `asOf`, and days since the last quiz / any event.
+ * scores, quiz attempts and correct answers before `asOf`, days since the last quiz / any event, the other
+ * kinds' evidence (practice attempts/correct, assignments and their mean score, videos, chatbot requests /
+ * resolved), quiz answers weighted by 2^(-age / 7 d) and every event weighted by 2^(-age / 3 d) and
+ * 2^(-age / 14 d) (decayed exposure).
  * Pairs with a score but no event before `asOf` get Infinity days (no direct evidence).
  */
 export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Map<string, PairEvidence>> {
@@ -17,17 +20,41 @@ export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Ma
     correct: number | null;
     quiz_age: number | null;
     any_age: number | null;
+    p_attempts: number | null;
+    p_correct: number | null;
+    assignments: number | null;
+    a_mean: number | null;
+    videos: number | null;
+    c_help: number | null;
+    c_resolved: number | null;
+    r_attempts: number | null;
+    r_correct: number | null;
+    x3: number | null;
+    x14: number | null;
     rule: number | null;
     bkt: number | null;
     elo: number | null;
   }>(
-    `WITH ev AS (
+    `WITH e AS (
+       SELECT *, (epoch($1::TIMESTAMP) - epoch(ts)) / ${DAY_SECONDS} AS age FROM raw_events WHERE ts < $1::TIMESTAMP
+     ), ev AS (
        SELECT student_key, topic_id,
               count(*) FILTER (WHERE type = 'quiz_attempt')::INTEGER AS attempts,
               count(*) FILTER (WHERE type = 'quiz_attempt' AND is_correct)::INTEGER AS correct,
               epoch($1::TIMESTAMP) - epoch(max(ts) FILTER (WHERE type = 'quiz_attempt')) AS quiz_age,
-              epoch($1::TIMESTAMP) - epoch(max(ts)) AS any_age
-       FROM raw_events WHERE ts < $1::TIMESTAMP GROUP BY ALL
+              epoch($1::TIMESTAMP) - epoch(max(ts)) AS any_age,
+              sum(attempts) FILTER (WHERE type = 'practice')::DOUBLE AS p_attempts,
+              sum(correct_count) FILTER (WHERE type = 'practice')::DOUBLE AS p_correct,
+              count(*) FILTER (WHERE type = 'assignment' AND score_pct IS NOT NULL)::INTEGER AS assignments,
+              avg(score_pct / 100) FILTER (WHERE type = 'assignment') AS a_mean,
+              count(*) FILTER (WHERE type = 'video')::INTEGER AS videos,
+              sum(help_requests) FILTER (WHERE type = 'chatbot')::DOUBLE AS c_help,
+              sum(resolved_count) FILTER (WHERE type = 'chatbot')::DOUBLE AS c_resolved,
+              sum(pow(2, -age / 7)) FILTER (WHERE type = 'quiz_attempt') AS r_attempts,
+              sum(pow(2, -age / 7)) FILTER (WHERE type = 'quiz_attempt' AND is_correct) AS r_correct,
+              sum(pow(2, -age / 3)) AS x3,
+              sum(pow(2, -age / 14)) AS x14
+       FROM e GROUP BY ALL
      ), sc AS (
        SELECT student_key, topic_id,
               max(mastery_score) FILTER (WHERE score_source = 'rule_based') AS rule,
@@ -40,6 +67,7 @@ export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Ma
   );
   const out = new Map<string, PairEvidence>();
   const num = (v: number | null): number => (v === null ? Number.NaN : Number(v));
+  const n0 = (v: number | null): number => (v === null ? 0 : Number(v));
   for (const r of rows) {
     out.set(`${r.student_key}|${r.topic_id}`, {
       topic: r.topic_id,
@@ -50,6 +78,17 @@ export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Ma
       correct: Number(r.correct ?? 0),
       daysSinceQuiz: r.quiz_age === null ? Number.POSITIVE_INFINITY : Number(r.quiz_age) / DAY_SECONDS,
       daysSinceAny: r.any_age === null ? Number.POSITIVE_INFINITY : Number(r.any_age) / DAY_SECONDS,
+      practiceAttempts: n0(r.p_attempts),
+      practiceCorrect: n0(r.p_correct),
+      assignments: n0(r.assignments),
+      assignmentMean: num(r.a_mean),
+      videos: n0(r.videos),
+      chatRequests: n0(r.c_help),
+      chatResolved: n0(r.c_resolved),
+      recentAttempts: n0(r.r_attempts),
+      recentCorrect: n0(r.r_correct),
+      exposure3d: n0(r.x3),
+      exposure14d: n0(r.x14),
     });
   }
   return out;

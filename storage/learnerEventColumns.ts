@@ -31,6 +31,10 @@ export interface LearnerEventColumns {
   questions: string[];
   /** Stored states of the keys with replay = 0, by key index. */
   stored: Map<number, LearnerStateRow>;
+  /** raw_events' max(ingested_at) in microseconds (null when empty) and row count before the read: the next watermark. */
+  extent: { maxUs: bigint | null; rows: bigint };
+  /** How the keys were narrowed: "full", "watermark", or why the watermark could not be used. */
+  narrowing: string;
 }
 
 // Duplicate rows of one event for the same key (a re-delivery) count once: the first ingested. `rows` is
@@ -53,25 +57,110 @@ const USABLE_STATES = `st AS (
 // rows are de-duplicated and planned. Any new row, late or not, or a re-delivery raises the count. Since
 // the raw zone is append-only (every event a state folded is stored), such a key's rows are exactly the
 // events its state folded, all at or before the cursor: the plan below would leave it alone too.
-const CANDIDATE_ROWS = `kr AS (
+//
+// With a usable ingest watermark (the previous run's max(ingested_at), see BatchWatermark) the candidates are
+// the keys with a row ingested after it instead: a filter on ingested_at that DuckDB's row-group min/max
+// (raw_events is appended in ingest order) turns into a read of the new rows only, so finding the day's keys
+// is O(new rows), not O(store). Their rows are then read whole, and the same plan decides per key.
+const candidateRows = (watermarkUs: bigint | null) => `${
+  watermarkUs === null
+    ? `kr AS (
   SELECT student_key, topic_id, count(*) AS n, max(ts) AS max_ts FROM raw_events GROUP BY student_key, topic_id
 ), cand AS (
   SELECT kr.student_key, kr.topic_id FROM kr LEFT JOIN st USING (student_key, topic_id)
   WHERE st.student_key IS NULL OR st.event_n IS NULL OR st.last_ts IS NULL OR kr.n <> st.event_n
      OR kr.max_ts > st.last_ts
-), cand_rows AS (
+)`
+    : `cand AS (
+  SELECT DISTINCT student_key, topic_id FROM raw_events WHERE ingested_at > make_timestamp(${watermarkUs})
+)`
+}, cand_rows AS (
   SELECT r.* FROM raw_events r SEMI JOIN cand USING (student_key, topic_id)
 )`;
+
+/**
+ * What a successful BKT/Elo run saw of raw_events, recorded in its write transaction (table
+ * bkt_elo_watermark, one row): the max ingested_at and the row count read in one snapshot, and the model
+ * versions. The next incremental run with the same versions looks only at keys with rows ingested after
+ * it, when that is safe to do: raw_events now holds exactly the recorded rows plus those ingested after
+ * the watermark (count now - recorded count = rows after it: nothing was deleted, and no transaction that
+ * began before the watermark committed rows after the read), and every stored state is of the current
+ * versions with its event count. Otherwise the run narrows the keys with the aggregation over all rows.
+ */
+export interface BatchWatermark {
+  ingestedThroughUs: bigint;
+  rawRows: bigint;
+  bktVersion: string;
+  eloVersion: string;
+}
+
+const WATERMARK_DDL = `CREATE TABLE IF NOT EXISTS bkt_elo_watermark (
+  ingested_through_us BIGINT NOT NULL, raw_rows BIGINT NOT NULL,
+  bkt_model_version VARCHAR NOT NULL, elo_model_version VARCHAR NOT NULL)`;
+
+/** raw_events' max(ingested_at) (null when empty) and row count, in one snapshot. */
+async function rawEventsExtent(store: DuckStore): Promise<{ maxUs: bigint | null; rows: bigint }> {
+  const r = await store.one<{ u: bigint | null; n: bigint }>(
+    "SELECT epoch_us(max(ingested_at)) AS u, count(*) AS n FROM raw_events",
+  );
+  return { maxUs: r?.u ?? null, rows: r?.n ?? 0n };
+}
+
+/**
+ * The watermark usable by an incremental run with these versions (BatchWatermark's conditions), or null
+ * with the reason it is not.
+ */
+async function usableWatermark(
+  store: DuckStore,
+  opts: { bktVersion: string; eloVersion: string },
+): Promise<{ watermarkUs: bigint | null; reason: string }> {
+  await store.run(WATERMARK_DDL);
+  const w = await store.one<{ u: bigint; n: bigint; b: string; e: string }>(
+    "SELECT ingested_through_us AS u, raw_rows AS n, bkt_model_version AS b, elo_model_version AS e FROM bkt_elo_watermark",
+  );
+  if (w === undefined) return { watermarkUs: null, reason: "no watermark recorded" };
+  if (w.b !== opts.bktVersion || w.e !== opts.eloVersion)
+    return { watermarkUs: null, reason: "model versions changed" };
+  const r = await store.one<{ n: bigint; after: bigint }>(
+    "SELECT count(*) AS n, count(*) FILTER (WHERE ingested_at > make_timestamp($1::BIGINT)) AS after FROM raw_events",
+    [w.u],
+  );
+  if (r === undefined || r.n - w.n !== r.after)
+    return { watermarkUs: null, reason: "raw_events changed below the watermark" };
+  const other = await store.one<{ n: bigint }>(
+    `SELECT count(*) AS n FROM learner_state
+     WHERE bkt_model_version <> $1 OR elo_model_version <> $2 OR event_n IS NULL OR last_ts IS NULL`,
+    [opts.bktVersion, opts.eloVersion],
+  );
+  if ((other?.n ?? 0n) > 0n) return { watermarkUs: null, reason: "states of other versions" };
+  return { watermarkUs: w.u, reason: "" };
+}
+
+/** Records `w` as the batch watermark (call inside the run's write transaction). */
+export async function writeBatchWatermark(store: DuckStore, w: BatchWatermark): Promise<void> {
+  await store.run(WATERMARK_DDL);
+  await store.run("DELETE FROM bkt_elo_watermark");
+  await store.run("INSERT INTO bkt_elo_watermark VALUES ($1, $2, $3, $4)", [
+    w.ingestedThroughUs,
+    w.rawRows,
+    w.bktVersion,
+    w.eloVersion,
+  ]);
+}
 
 // Which keys to fold, and from where (models/learnerState.ts batchPlan, the one late-event rule): a key with a
 // usable stored state continues from it only when the state has folded exactly the stored events at or
 // before its cursor (event_n); a late event (at or before the cursor, arrived after the state was written)
 // or a state without a count makes the key replay from a new learner. Keys with nothing after the cursor
 // and a matching count are left alone. A --full run ($3) ignores stored states: every key replays.
-const plannedEvents = (full: boolean, duplicates: boolean) => `WITH ${USABLE_STATES},
+const plannedEvents = (
+  full: boolean,
+  duplicates: boolean,
+  watermarkUs: bigint | null,
+) => `WITH ${USABLE_STATES},
 ${
   !full
-    ? `${CANDIDATE_ROWS}, ${dedupedEvents("cand_rows")}`
+    ? `${candidateRows(watermarkUs)}, ${dedupedEvents("cand_rows")}`
     : duplicates
       ? dedupedEvents("raw_events")
       : "ev AS (SELECT event_id, type, student_key, topic_id, ts, is_correct, question_id FROM raw_events)"
@@ -109,9 +198,12 @@ export async function readLearnerEventColumns(
   store: DuckStore,
   opts: { bktVersion: string; eloVersion: string; full: boolean },
 ): Promise<LearnerEventColumns> {
+  // Before the read: rows committed after this are at most folded twice (the plan then leaves them), never missed.
+  const extent = await rawEventsExtent(store);
+  const since = opts.full ? { watermarkUs: null, reason: "full" } : await usableWatermark(store, opts);
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_col_new AS
-     ${plannedEvents(opts.full, opts.full && (await hasDuplicateEvents(store)))}
+     ${plannedEvents(opts.full, opts.full && (await hasDuplicateEvents(store)), since.watermarkUs)}
      SELECT ev.student_key, ev.topic_id, ev.event_id, ev.type, ev.ts, ev.is_correct, ev.question_id, p.replay
      FROM ev JOIN plan p USING (student_key, topic_id) LEFT JOIN st USING (student_key, topic_id)
      WHERE p.replay OR ev.ts > st.last_ts OR (ev.ts = st.last_ts AND ev.event_id > st.last_event_id)`,
@@ -145,6 +237,8 @@ export async function readLearnerEventColumns(
       await store.all<{ question_id: string }>("SELECT question_id FROM bkt_col_questions ORDER BY qi")
     ).map((r) => r.question_id),
     stored: new Map(),
+    extent,
+    narrowing: since.watermarkUs !== null ? "watermark" : since.reason,
   };
   let rows = 0;
   const keyResult = await store.conn.run(

@@ -1,6 +1,12 @@
 import type { Command } from "commander";
 import { MASTERY_SCALES, type MasteryScale } from "../../models/servedMastery.ts";
-import { SERVED_SCALE, trainServed } from "../../serving/servedTraining.ts";
+import {
+  SERVED_BALANCE,
+  SERVED_LABELS,
+  SERVED_SCALE,
+  type ServedLabelKind,
+  trainServed,
+} from "../../serving/servedTraining.ts";
 import { CliError, commandGroup, defaultDbPath, parseIntOption } from "../options.ts";
 
 interface TrainServedCliOptions {
@@ -9,6 +15,8 @@ interface TrainServedCliOptions {
   labelDays: string;
   minLabelAttempts: string;
   scale: string;
+  label: string;
+  balance: string;
 }
 
 /** `mastery train served`: fit the one served mastery estimate on a store's history (issue 16). */
@@ -17,8 +25,8 @@ export function register(program: Command): void {
     .command("served")
     .description(
       "Fit the served mastery estimate on a store's own history: a stack of rule/BKT/Elo scores and evidence " +
-        "(attempts, days since last evidence) as of T0 = latest event - label days, on the accuracy of each " +
-        "(student, topic) after T0; writes DIR/model.json with 80% residual intervals per evidence band",
+        "(attempts per kind, days since last evidence, decayed exposure) as of T0 = latest event - label days, on " +
+        "the graded outcomes of each (student, topic) after T0; writes DIR/model.json with 80% residual intervals per evidence band",
     )
     .option(
       "--db <path>",
@@ -26,7 +34,21 @@ export function register(program: Command): void {
     )
     .requiredOption("--out <dir>", "directory for model.json")
     .option("--label-days <n>", "days of the label window after the training snapshot", "7")
-    .option("--min-label-attempts <n>", "quiz attempts a pair needs in the label window to be a label", "3")
+    .option(
+      "--min-label-attempts <n>",
+      "graded answers (quiz-answer equivalents) a pair needs in the label window to be a label",
+      "3",
+    )
+    .option(
+      "--label <kind>",
+      `proxy label: ${SERVED_LABELS.join(" | ")} (graded: quiz, practice and assignment outcomes weighted by their information; auto: the one with the lower cross-validated error on held-out quiz accuracy)`,
+      "auto",
+    )
+    .option(
+      "--balance <power>",
+      "reweight labelled pairs to every scored pair: inverse label probability to this power (0: off)",
+      String(SERVED_BALANCE),
+    )
     .option(
       "--scale <name>",
       `how P(correct) maps to the served mastery score: ${MASTERY_SCALES.join(" | ")} (models/servedMastery.ts)`,
@@ -43,7 +65,14 @@ Example:
     .action(async (opts: TrainServedCliOptions) => {
       if (!(MASTERY_SCALES as readonly string[]).includes(opts.scale))
         throw new CliError(`--scale must be one of ${MASTERY_SCALES.join(", ")} (got ${opts.scale})`);
+      if (!(SERVED_LABELS as readonly string[]).includes(opts.label))
+        throw new CliError(`--label must be one of ${SERVED_LABELS.join(", ")} (got ${opts.label})`);
+      const balance = Number(opts.balance);
+      if (!(balance >= 0 && balance <= 1))
+        throw new CliError(`--balance must be a number in [0, 1] (got ${opts.balance})`);
       const res = await trainServed({
+        label: opts.label as ServedLabelKind,
+        balance,
         scale: opts.scale as MasteryScale,
         dbPath: opts.db ?? defaultDbPath(),
         out: opts.out,
@@ -57,6 +86,9 @@ Example:
           snapshot: res.snapshot.toISOString(),
           labelEnd: res.labelEnd.toISOString(),
           labelledPairs: res.labelledPairs,
+          label: res.label,
+          labelCv: res.labelCv,
+          kindWeights: res.kindWeights,
           weights: Object.fromEntries(j.inputs.map((n, i) => [n, j.weights[i]])),
           intercept: j.intercept,
           scale: j.scale,

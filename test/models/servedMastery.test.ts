@@ -39,6 +39,37 @@ describe("served mastery stack", () => {
     expect(m.predict(p).score).toBeCloseTo(0.1 + 0.5 * p.rule + 0.2 * p.elo, 6);
   });
 
+  it("reads the other kinds' evidence: practice accuracy and the assignment mean get their weights", () => {
+    const rnd = mulberry32(31);
+    const xs = pairs(4000, 30).map((p) => {
+      const practiceAttempts = Math.floor(rnd() * 20);
+      const assignments = rnd() < 0.5 ? 1 : 0;
+      return {
+        ...p,
+        practiceAttempts,
+        practiceCorrect: Math.floor(rnd() * (practiceAttempts + 1)),
+        assignments,
+        assignmentMean: assignments > 0 ? rnd() : Number.NaN,
+      };
+    });
+    const acc = (p: (typeof xs)[number]) => (p.practiceCorrect + 1) / (p.practiceAttempts + 2);
+    // A pair without an assignment reads the training mean of the input.
+    const seen = xs.filter((p) => p.assignments > 0);
+    const mean = seen.reduce((s, p) => s + p.assignmentMean, 0) / seen.length;
+    const ys = xs.map(
+      (p) => 0.2 + 0.5 * acc(p) + 0.3 * ((p.assignments > 0 ? p.assignmentMean : mean) - 0.5),
+    );
+    const m = ServedMastery.fit(xs, ys, { ridge: 1e-9 });
+    const w = (name: string) => m.json.weights[SERVED_INPUTS.indexOf(name as never)]!;
+    expect(w("practice_accuracy")).toBeCloseTo(0.5, 6);
+    expect(w("assignment_mean")).toBeCloseTo(0.3, 6);
+    expect(w("rule_score")).toBeCloseTo(0, 6);
+    // No assignment: the input is imputed with the training mean (contributes 0).
+    const none = { ...xs[3]!, assignments: 0, assignmentMean: Number.NaN };
+    const c = m.predict(none).contributions.find((x) => x.name === "assignment_mean")!;
+    expect(c.contribution).toBe(0);
+  });
+
   it("cross-validation picks a small ridge for a clean signal and a large one for pure noise", () => {
     const xs = pairs(1000, 11);
     const clean = ServedMastery.fit(
