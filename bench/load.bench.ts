@@ -24,6 +24,7 @@
  *   LOAD_PROF=1 npx tsx bench/load.bench.ts           # + CPU profile of the server (--cpu-prof), top self time
  *   LOAD_PROF=1 LOAD_PROF_KEEP=1 ...                  # and keep the .cpuprofile (its directory is printed)
  *   LOAD_DUCK_THREADS=1 ...                           # the server's DuckDB with that many threads
+ *   LOAD_GROUP_STATS=1 ...                            # the server prints its POST group-commit stats at the end
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
 import { fork } from "node:child_process";
@@ -222,6 +223,9 @@ async function serve(mode: Mode): Promise<void> {
       void (async () => {
         // Requests still queued when the bench stops fail on the closed stores: not bench errors.
         logger.level = "silent";
+        const cs = (ctx.intake.updater as { stats?: object }).stats;
+        if (process.env.LOAD_GROUP_STATS === "1" && cs)
+          process.stderr.write(`  coalescing stats ${JSON.stringify(cs)}\n`);
         server.closeAllConnections();
         server.close();
         // Queries still running keep DuckDB busy; exiting releases the file (the profile is written on exit).
