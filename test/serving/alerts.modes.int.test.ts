@@ -91,6 +91,28 @@ describe("at-risk alerts in every deployment mode", () => {
     return { h, duck, pg, backends };
   }
 
+  /** A stream worker as `mastery worker` builds it, on the backends' stores and bus. */
+  type Backends = Awaited<ReturnType<typeof pgApp>>["backends"];
+  function streamWorker(
+    backends: Backends,
+    extra: Pick<Parameters<typeof startWorker>[0], "afterApply" | "onError"> = {},
+  ) {
+    const stores = backends.stores!;
+    return startWorker({
+      bus: backends.bus!,
+      updater: new IncrementalUpdater({
+        raw: stores.raw,
+        state: stores.state,
+        mastery: stores.mastery,
+        models: DEFAULT_MODELS,
+      }),
+      raw: stores.raw,
+      pseudonymizer: new Pseudonymizer(PSEUDO_KEY),
+      maxBatch: 100,
+      ...extra,
+    });
+  }
+
   it("embedded: one crossing raises one alert and one signed webhook call", async () => {
     const store = await storeWithTopics();
     const h = await testApp(store, { thresholds });
@@ -242,17 +264,7 @@ describe("at-risk alerts in every deployment mode", () => {
     // The worker process's own updater and engine on the same stores (as `mastery worker` builds them).
     const engine = new AlertEngine(stores.alerts, thresholds, { retry: { attempts: 3, baseMs: 10 } });
     const errors: string[] = [];
-    const worker = await startWorker({
-      bus: backends.bus!,
-      updater: new IncrementalUpdater({
-        raw: stores.raw,
-        state: stores.state,
-        mastery: stores.mastery,
-        models: DEFAULT_MODELS,
-      }),
-      raw: stores.raw,
-      pseudonymizer: new Pseudonymizer(PSEUDO_KEY),
-      maxBatch: 100,
+    const worker = await streamWorker(backends, {
       afterApply: alertsAfterApply(engine),
       onError: (e) => errors.push(String(e)),
     });
@@ -297,19 +309,7 @@ describe("at-risk alerts in every deployment mode", () => {
     const stores = backends.stores!;
     const bus = backends.bus!;
     const worker = (afterApply?: ReturnType<typeof alertsAfterApply>) =>
-      startWorker({
-        bus,
-        updater: new IncrementalUpdater({
-          raw: stores.raw,
-          state: stores.state,
-          mastery: stores.mastery,
-          models: DEFAULT_MODELS,
-        }),
-        raw: stores.raw,
-        pseudonymizer: new Pseudonymizer(PSEUDO_KEY),
-        maxBatch: 100,
-        ...(afterApply === undefined ? {} : { afterApply }),
-      });
+      streamWorker(backends, afterApply === undefined ? {} : { afterApply });
     const settled = async (w: Awaited<ReturnType<typeof worker>>, n: number) => {
       const done = () => w.stats.applied + w.stats.replayed + w.stats.duplicates;
       for (let i = 0; i < 400 && done() < n; i++) await new Promise((r) => setTimeout(r, 25));
