@@ -6,6 +6,7 @@
  *   npx tsx bench/bktElo.bench.ts                       # 10,000 students (~1M events), 3 runs
  *   STUDENTS=100000 RUNS=1 npx tsx bench/bktElo.bench.ts # ~10M events
  *   node --cpu-prof --cpu-prof-dir=/tmp/batch-prof --import tsx bench/bktElo.bench.ts   # profile
+ *   THREADS=1 npx tsx bench/bktElo.bench.ts            # DuckDB on one thread
  *   PHASES=1 npx tsx bench/bktElo.bench.ts              # also the full job's CPU split by step (medians)
  *
  * The first run builds the store under BENCH_DIR (default /tmp/batch-bkt-<students>: generate, ingest,
@@ -26,6 +27,7 @@ import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 10_000);
 const runs = Number(process.env.RUNS ?? 3);
+const threads = Number(process.env.THREADS ?? 0);
 const root = process.env.BENCH_DIR ?? `/tmp/batch-bkt-${students}`;
 const basePath = join(root, "base.duckdb");
 const bktDir = join(root, "bkt");
@@ -82,7 +84,8 @@ for (let r = 0; r < runs; r++) {
   rmSync(scratch, { force: true });
   rmSync(`${scratch}.wal`, { force: true });
   copyFileSync(basePath, scratch);
-  const store = await DuckStore.open(scratch);
+  // THREADS=n opens the store with n DuckDB worker threads (default: one per core; `score bkt-elo --threads`).
+  const store = await DuckStore.open(scratch, threads > 0 ? { threads } : {});
   const models = await resolveModels(store, { bktModelDir: bktDir, eloModelDir: eloDir });
   const anchor = await measure(() =>
     store.all("SELECT student_key, topic_id, count(*) AS n FROM raw_events GROUP BY ALL"),
@@ -122,6 +125,7 @@ process.stdout.write(
   `${JSON.stringify({
     students,
     runs,
+    duckdbThreads: threads > 0 ? threads : "default",
     ...info,
     fullSeconds: median(rows.map((x) => x.full)),
     fullCpuSeconds: fullCpu,
