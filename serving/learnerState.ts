@@ -241,7 +241,7 @@ const ELO_EXPLANATION = `'{"base":' || bkt_elo_num(t.elo_base) || ',"factors":['
  * the indices in place with explain()'s comparator (a total order on finite contributions, so the result is
  * the one Array.prototype.sort gives). Returns the same Int32Array each call; fill `contributions` first.
  */
-function factorOrderer(names: readonly string[]): {
+export function factorOrderer(names: readonly string[]): {
   contributions: Float64Array;
   order: () => Int32Array;
 } {
