@@ -22,6 +22,9 @@
  *   LOAD_STUDENTS=10000 LOAD_SECONDS=30 npx tsx bench/load.bench.ts
  *   npx tsx bench/load.bench.ts                       # 3,000 students, 8 s per run
  *   LOAD_PROF=1 npx tsx bench/load.bench.ts           # + CPU profile of the server (--cpu-prof), top self time
+ *   LOAD_PROF=1 LOAD_PROF_KEEP=1 ...                  # and keep the .cpuprofile (its directory is printed)
+ *   LOAD_DUCK_THREADS=1 ...                           # the server's DuckDB with that many threads
+ *   LOAD_GROUP_STATS=1 ...                            # the server prints its POST group-commit stats at the end
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
 import { fork } from "node:child_process";
@@ -115,7 +118,11 @@ const quantile = (xs: number[], q: number): number => {
 async function serve(mode: Mode): Promise<void> {
   const students = env("LOAD_STUDENTS", 3000);
   const dir = mkdtempSync(join(tmpdir(), "load-bench-"));
-  const store = await DuckStore.open(join(dir, "mastery.duckdb"), { encryption: null });
+  const duckThreads = process.env.LOAD_DUCK_THREADS;
+  const store = await DuckStore.open(join(dir, "mastery.duckdb"), {
+    encryption: null,
+    ...(duckThreads ? { threads: Number(duckThreads) } : {}),
+  });
   const pseudo = new Pseudonymizer(KEY);
   let extra = {};
   let describe = `embedded DuckDB file ${store.path}`;
@@ -216,6 +223,9 @@ async function serve(mode: Mode): Promise<void> {
       void (async () => {
         // Requests still queued when the bench stops fail on the closed stores: not bench errors.
         logger.level = "silent";
+        const cs = (ctx.intake.updater as { stats?: object }).stats;
+        if (process.env.LOAD_GROUP_STATS === "1" && cs)
+          process.stderr.write(`  coalescing stats ${JSON.stringify(cs)}\n`);
         server.closeAllConnections();
         server.close();
         // Queries still running keep DuckDB busy; exiting releases the file (the profile is written on exit).
@@ -444,7 +454,9 @@ async function drive(): Promise<void> {
     if (prof) {
       out.push(`  CPU profile of the ${mode} server (warm-up + 4 runs incl. bare phases as idle):`);
       out.push(selfTimeReport(profDir));
-      rmSync(profDir, { recursive: true, force: true });
+      // LOAD_PROF_KEEP=1 keeps the .cpuprofile (e.g. for Chrome DevTools or an inclusive-time breakdown).
+      if (process.env.LOAD_PROF_KEEP === "1") out.push(`  profile kept in ${profDir}`);
+      else rmSync(profDir, { recursive: true, force: true });
     }
     if (mode === "pg") {
       const redis = new Redis(REDIS_URL);

@@ -10,7 +10,6 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import express, { type Express, type NextFunction, type Request, type Response } from "express";
 import { rateLimit } from "express-rate-limit";
-import helmet from "helmet";
 import { type Logger, pino } from "pino";
 import { parse as parseYaml } from "yaml";
 import type { ExperimentStore } from "../experiments/store.ts";
@@ -64,9 +63,11 @@ import {
   type ServingMonitorOptions,
   startServingMonitor,
 } from "./qualityMetrics.ts";
+import { RawMirror } from "./rawMirror.ts";
 import { createRollupViews } from "./rollups.ts";
 import { RosterAccess } from "./roster.ts";
 import { ROUTES } from "./routes/index.ts";
+import { staticSecurityHeaders } from "./securityHeaders.ts";
 import { StoreGate } from "./storeGate.ts";
 import type { BackendProbe } from "./streamStores.ts";
 import { outageGuard, respondUnavailable } from "./unavailableResponse.ts";
@@ -296,7 +297,7 @@ export interface ServingContext {
 export interface AppHandle {
   app: Express;
   ctx: ServingContext;
-  /** Waits for webhook deliveries in flight. */
+  /** Waits for webhook deliveries in flight and the raw-row copy into DuckDB (serving/rawMirror.ts). */
   drain(): Promise<void>;
   /** Data-quality gauges on /metrics. */
   quality: QualityMetrics;
@@ -372,14 +373,28 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   });
   // An updater given by the caller keeps the raw zone elsewhere (PostgreSQL): the applied (or, with
   // --via-stream, published) events are copied into this server's DuckDB too, which class
-  // membership, /quality and model features read.
+  // membership, /quality and model features read. The copy is not the record and no write path reads
+  // it, so it is written after the answer (serving/rawMirror.ts), not inside the request.
   const mirrorRaw = deps.updater !== undefined;
+  const mirror = mirrorRaw
+    ? new RawMirror({
+        write: (rows) => gate.run(() => localRaw.record(rows)),
+        // A body computed from the copy before it held these rows (registry-model features) is stale.
+        onWritten: (keys) => bodies.invalidate(keys),
+        onError: (err, pending) =>
+          logger.warn(
+            { err: { message: redactErrorMessage(err.message) }, pending },
+            "copying applied raw rows into the server's DuckDB failed; retrying",
+          ),
+      })
+    : null;
   // POST /events applies concurrent requests as one batch (group commit, serving/coalescingUpdater.ts),
-  // with the alert check and the mirror once per group, all in the store's queue like before.
+  // with the alert check once per group. Groups run in the DuckDB store's queue when the updater writes
+  // this file; an updater of its own (PostgreSQL) does not wait for this file's queue.
   const intakeUpdater = new CoalescingUpdater(updater, {
-    run: (fn) => gate.run(fn),
+    run: mirrorRaw ? (fn) => fn() : (fn) => gate.run(fn),
     after: async (rows, results) => {
-      if (mirrorRaw) await localRaw.record(rows);
+      mirror?.enqueue(rows);
       // Duplicates too: a client's retry of a request whose check never ran (updater.ts alertKeys).
       const keys = alertKeys(results);
       // The events are stored and applied by now: a failing alert check must not fail the request
@@ -394,8 +409,13 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     updater: intakeUpdater,
     deadLetters: { deadLetter: (rows) => gate.run(() => localRaw.deadLetter(rows)) },
     mirror:
-      mirrorRaw && deps.publishEvents !== undefined
-        ? { record: (rows) => gate.run(() => localRaw.record(rows)) }
+      mirror !== null && deps.publishEvents !== undefined
+        ? {
+            record: async (rows) => {
+              mirror.enqueue(rows);
+              return [];
+            },
+          }
         : null,
     publish: deps.publishEvents,
     pseudonymizer: deps.pseudonymizer,
@@ -581,7 +601,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   const app = express();
   app.disable("x-powered-by");
   app.set("trust proxy", false);
-  app.use(helmet());
+  // helmet()'s headers, computed once (serving/securityHeaders.ts).
+  app.use(staticSecurityHeaders());
   if (config.rateLimit.limit > 0) {
     app.use(
       rateLimit({
@@ -677,6 +698,15 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
           options: deps.monitor,
           onError: (err) => logger.error({ err: { message: err.message } }, "monitor tick failed"),
         });
-  return { app, ctx, drain: () => alerts.drain(), quality, monitor, monitorMetrics };
+  return {
+    app,
+    ctx,
+    drain: async () => {
+      await Promise.all([alerts.drain(), mirror?.idle()]);
+    },
+    quality,
+    monitor,
+    monitorMetrics,
+  };
 }
 export { HttpError } from "./httpError.ts";

@@ -119,13 +119,32 @@ export async function readStudentMastery(
     const i = order.indexOf(source);
     return i < 0 ? order.length : i;
   };
+  // Rows of one scoring run share their times: each distinct instant is formatted once per body.
+  const isoOf = new Map<number, string>();
+  const iso = (d: Date): string => {
+    const t = d.getTime();
+    let s = isoOf.get(t);
+    if (s === undefined) {
+      s = d.toISOString();
+      isoOf.set(t, s);
+    }
+    return s;
+  };
   const topics: TopicMastery[] = [];
   const servedCount = new Map<string, number>();
   const modelServed = new Map<string, number>();
   for (const [topicId, list] of byTopic) {
-    const stored = [...list].sort(
-      (a, b) => rank(a.score_source) - rank(b.score_source) || a.score_source.localeCompare(b.score_source),
-    )[0]!;
+    // The first row by (rank, source name): one pass (as sorting a copy and taking [0], which it replaced).
+    let stored = list[0]!;
+    let bestRank = rank(stored.score_source);
+    for (let i = 1; i < list.length; i++) {
+      const r = list[i]!;
+      const k = rank(r.score_source);
+      if (k < bestRank || (k === bestRank && r.score_source.localeCompare(stored.score_source) < 0)) {
+        stored = r;
+        bestRank = k;
+      }
+    }
     const m = opts.model?.topics.get(topicId);
     const fromModel = m !== undefined && stored.score_source !== TEACHER_OVERRIDE;
     const served: MasteryRow = fromModel
@@ -147,7 +166,7 @@ export async function readStudentMastery(
       scores[r.score_source] = {
         score: r.mastery_score,
         modelVersion: r.model_version,
-        asOf: r.as_of.toISOString(),
+        asOf: iso(r.as_of),
       };
     }
     const explanation = JSON.parse(served.explanation) as TopicMastery["explanation"] & {
@@ -164,8 +183,8 @@ export async function readStudentMastery(
       score: served.mastery_score,
       scoreSource: served.score_source,
       modelVersion: served.model_version,
-      asOf: served.as_of.toISOString(),
-      lastUpdated: served.last_updated.toISOString(),
+      asOf: iso(served.as_of),
+      lastUpdated: iso(served.last_updated),
       explanation,
       interval: explanation.interval ?? null,
       evidence: explanation.evidence ?? null,

@@ -75,7 +75,8 @@ describe("mastery serve on PostgreSQL + Redis", () => {
     expect(post.body.accepted).toBe(5);
     expect(post.body.updatedKeys).toBe(3);
     // The server's DuckDB holds a copy of the applied raw rows (class membership, /quality read it),
-    // written in the same group step as the alert check, before the answer.
+    // written after the answer (serving/rawMirror.ts): drain() waits for it.
+    await h.drain();
     const mirrored = await duck.all<{ n: number }>(
       "SELECT count(DISTINCT event_id)::INTEGER AS n FROM raw_events",
     );

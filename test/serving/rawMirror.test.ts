@@ -1,0 +1,93 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { RawMirror } from "../../serving/rawMirror.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+import { DuckRawEventStore, type RawEventRow } from "../../storage/rawEventStore.ts";
+
+const stores: DuckStore[] = [];
+afterAll(() => {
+  for (const s of stores) s.close();
+});
+
+function row(eventId: string, student: string, topic = "T1"): RawEventRow {
+  return {
+    event_id: eventId,
+    type: "quiz_attempt",
+    student_key: student,
+    topic_id: topic,
+    ts_us: Date.UTC(2026, 1, 1) * 1000,
+    school_id: null,
+    class_id: null,
+    grade: null,
+    question_id: "q1",
+    is_correct: true,
+    time_spent_sec: 20,
+    attempt_number: null,
+    hints_used: null,
+    assignment_id: null,
+    score_pct: null,
+    video_id: null,
+    watch_pct: null,
+    watch_duration_sec: null,
+    rewind_count: null,
+    attempts: null,
+    correct_count: null,
+    help_requests: null,
+    resolved_count: null,
+    source: "api",
+    ingested_at_us: Date.UTC(2026, 1, 2) * 1000,
+  };
+}
+
+describe("RawMirror: the after-the-answer copy of raw rows into the server's DuckDB", () => {
+  it("copies every queued row once; rows queued during a copy go in the next one; reports the students", async () => {
+    const store = await DuckStore.open(":memory:");
+    stores.push(store);
+    const raw = await DuckRawEventStore.open(store);
+    const batches: number[] = [];
+    const written: string[][] = [];
+    const mirror = new RawMirror({
+      write: async (rows) => {
+        batches.push(rows.length);
+        await raw.record(rows);
+      },
+      onWritten: (keys) => written.push([...keys].sort()),
+    });
+    mirror.enqueue([row("e1", "sa"), row("e2", "sa")]);
+    // Queued while the first copy runs: one second copy for all three.
+    mirror.enqueue([row("e3", "sb")]);
+    mirror.enqueue([row("e4", "sc"), row("e1", "sa")]);
+    await mirror.idle();
+    expect(batches).toEqual([2, 3]);
+    expect(written).toEqual([["sa"], ["sa", "sb", "sc"]]);
+    const n = await store.all<{ n: number; e: number }>(
+      "SELECT count(*)::INTEGER AS n, count(DISTINCT event_id)::INTEGER AS e FROM raw_events",
+    );
+    expect(n[0]).toEqual({ n: 4, e: 4 });
+  });
+
+  it("retries a failed copy with the same rows (nothing lost), and drops the oldest past maxPending", async () => {
+    let fail = 2;
+    const got: string[] = [];
+    const errors: number[] = [];
+    const mirror = new RawMirror({
+      write: async (rows) => {
+        if (fail-- > 0) throw new Error("store down");
+        got.push(...rows.map((r) => r.event_id));
+      },
+      onError: (_e, pending) => errors.push(pending),
+      retryMs: 1,
+      maxPending: 3,
+    });
+    mirror.enqueue([row("a", "s"), row("b", "s")]);
+    mirror.enqueue([row("c", "s")]);
+    await mirror.idle();
+    // "c" was queued before the first failure was seen: both retries carry all three rows.
+    expect(errors).toEqual([3, 3]);
+    expect(got).toEqual(["a", "b", "c"]);
+    expect(mirror.dropped).toBe(0);
+    const over = new RawMirror({ write: async () => undefined, maxPending: 2 });
+    over.enqueue([row("x", "s"), row("y", "s"), row("z", "s")]);
+    await over.idle();
+    expect(over.dropped).toBe(1);
+  });
+});
