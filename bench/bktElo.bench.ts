@@ -6,6 +6,8 @@
  *   npx tsx bench/bktElo.bench.ts                       # 10,000 students (~1M events), 3 runs
  *   STUDENTS=100000 RUNS=1 npx tsx bench/bktElo.bench.ts # ~10M events
  *   node --cpu-prof --cpu-prof-dir=/tmp/batch-prof --import tsx bench/bktElo.bench.ts   # profile
+ *   THREADS=1 npx tsx bench/bktElo.bench.ts            # DuckDB on one thread
+ *   PHASES=1 npx tsx bench/bktElo.bench.ts              # also the full job's CPU split by step (medians)
  *
  * The first run builds the store under BENCH_DIR (default /tmp/batch-bkt-<students>: generate, ingest,
  * features, rule scores; BKT and Elo fitted once and saved as model directories) and keeps it; every
@@ -25,6 +27,7 @@ import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 10_000);
 const runs = Number(process.env.RUNS ?? 3);
+const threads = Number(process.env.THREADS ?? 0);
 const root = process.env.BENCH_DIR ?? `/tmp/batch-bkt-${students}`;
 const basePath = join(root, "base.duckdb");
 const bktDir = join(root, "bkt");
@@ -71,6 +74,9 @@ if (!existsSync(join(bktDir, "model.json"))) {
 }
 
 const scratch = join(root, "scratch.duckdb");
+// Per step of the full job (scoreBktElo onPhase): process CPU seconds since the previous step, per run.
+const phaseCpu = new Map<string, number[]>();
+const phases = process.env.PHASES === "1";
 const rows: { full: number; fullCpu: number; day: number; dayCpu: number; anchorCpu: number }[] = [];
 let info: Record<string, number> = {};
 let narrowing = "";
@@ -78,12 +84,21 @@ for (let r = 0; r < runs; r++) {
   rmSync(scratch, { force: true });
   rmSync(`${scratch}.wal`, { force: true });
   copyFileSync(basePath, scratch);
-  const store = await DuckStore.open(scratch);
+  // THREADS=n opens the store with n DuckDB worker threads (default: one per core; `score bkt-elo --threads`).
+  const store = await DuckStore.open(scratch, threads > 0 ? { threads } : {});
   const models = await resolveModels(store, { bktModelDir: bktDir, eloModelDir: eloDir });
   const anchor = await measure(() =>
     store.all("SELECT student_key, topic_id, count(*) AS n FROM raw_events GROUP BY ALL"),
   );
-  const full = await measure(() => scoreBktElo(store, models, { full: true }));
+  let phaseStart = cpuNow();
+  const onPhase = (name: string) => {
+    const t = cpuNow();
+    phaseCpu.set(name, [...(phaseCpu.get(name) ?? []), t - phaseStart]);
+    phaseStart = t;
+  };
+  const full = await measure(() =>
+    scoreBktElo(store, models, { full: true, ...(phases ? { onPhase } : {}) }),
+  );
   // A day with 1% of the students active: their last day of events again, one day later, new ids.
   await store.run(
     `INSERT INTO raw_events
@@ -110,6 +125,7 @@ process.stdout.write(
   `${JSON.stringify({
     students,
     runs,
+    duckdbThreads: threads > 0 ? threads : "default",
     ...info,
     fullSeconds: median(rows.map((x) => x.full)),
     fullCpuSeconds: fullCpu,
@@ -120,6 +136,7 @@ process.stdout.write(
     dayNarrowing: narrowing,
     loadavg: loadavg().map((x) => Number(x.toFixed(2))),
     fullOverAnchor: Number((fullCpu / anchorCpu).toFixed(1)),
+    ...(phases ? { fullCpuByStep: Object.fromEntries([...phaseCpu].map(([k, v]) => [k, median(v)])) } : {}),
     target: { fullCpuSecondsPer1M: 3, daySecondsOn10M: 5 },
   })}\n`,
 );

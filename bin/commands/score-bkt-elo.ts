@@ -10,6 +10,7 @@ interface ScoreBktEloCliOptions {
   eloModel?: string;
   full?: boolean;
   seed: string;
+  threads?: string;
 }
 
 export function register(program: Command): void {
@@ -33,6 +34,10 @@ export function register(program: Command): void {
       "replay every key from its first event, ignoring stored states (late events are replayed without it too)",
     )
     .option("--seed <n>", "seed of the quick fits when no model is given", "0")
+    .option(
+      "--threads <n>",
+      "DuckDB worker threads (default: one per core); 1 spends ~40% less CPU on a busy 2-core machine (docs/benchmarks.md)",
+    )
     .addHelpText(
       "after",
       `
@@ -43,7 +48,11 @@ Example:
     )
     .action(async (opts: ScoreBktEloCliOptions) => {
       const seed = parseIntOption(opts.seed, "--seed", 0);
-      const store = await DuckStore.open(opts.db ?? defaultDbPath());
+      const threads = opts.threads === undefined ? undefined : parseIntOption(opts.threads, "--threads", 1);
+      const store = await DuckStore.open(
+        opts.db ?? defaultDbPath(),
+        threads === undefined ? {} : { threads },
+      );
       try {
         const models = await resolveModels(store, {
           seed,
