@@ -68,6 +68,7 @@ import { createRollupViews } from "./rollups.ts";
 import { RosterAccess } from "./roster.ts";
 import { ROUTES } from "./routes/index.ts";
 import { staticSecurityHeaders } from "./securityHeaders.ts";
+import type { SharedCacheInvalidation } from "./servingBackends.ts";
 import { StoreGate } from "./storeGate.ts";
 import type { BackendProbe } from "./streamStores.ts";
 import { outageGuard, respondUnavailable } from "./unavailableResponse.ts";
@@ -195,6 +196,12 @@ export interface AppDeps {
    */
   cacheTtlMs?: number;
   /**
+   * Cross-process invalidation (PostgreSQL + Redis mode, serving/servingBackends.ts): this server's
+   * writes are published to the other processes, theirs drop bodies here, and while the subscription
+   * is up the TTL is `cacheInvalidation.ttlMs` instead of `cacheTtlMs`.
+   */
+  cacheInvalidation?: SharedCacheInvalidation;
+  /**
    * `mastery serve --via-stream`: POST /events validates and stores the batch as usual, then
    * publishes the accepted events (as received) here instead of applying them; a stream worker
    * (serving/streamWorker.ts) applies them and the scores show up once it has.
@@ -290,8 +297,8 @@ export interface ServingContext {
    * inside `gate` with the writes.
    */
   readRun<T>(fn: () => Promise<T>): Promise<T>;
-  /** Drops cached data of these students (after any update). */
-  invalidate(studentKeys: Iterable<string>): void;
+  /** Drops cached data of these students (after any update), here and (shared mode) in every server. */
+  invalidate(studentKeys: Iterable<string>): Promise<void>;
 }
 
 export interface AppHandle {
@@ -431,6 +438,32 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     maxEntries: config.cacheSize,
     ttlMs: cacheTtlMs,
   });
+
+  // Other processes' writes drop bodies here while the subscription is up (long TTL); while it is
+  // down, messages may be lost: the cache is cleared and the short TTL applies until it is back.
+  const shared = deps.cacheInvalidation;
+  if (shared !== undefined && cacheTtlMs > 0) {
+    const longTtl = Math.min(shared.ttlMs, SERVED_DECAY_CACHE_MS);
+    await shared.subscribe({
+      keys: (keys) => bodies.invalidate(keys),
+      all: () => bodies.clear(),
+      up: () => {
+        // Writes made while not subscribed were not heard.
+        bodies.clear();
+        bodies.setTtlMs(longTtl);
+        metrics.cacheInvalidation.set(1);
+      },
+      down: (detail) => {
+        bodies.clear();
+        bodies.setTtlMs(cacheTtlMs);
+        metrics.cacheInvalidation.set(0);
+        logger.warn(
+          { detail: redactErrorMessage(detail), ttlMs: cacheTtlMs },
+          "body cache invalidation channel lost; cache cleared, short TTL until it is back",
+        );
+      },
+    });
+  }
 
   const models = await gate.run(() =>
     servingRegistry(store, deps.artifactBase ?? process.env.MASTERY_ARTIFACTS ?? ".mastery/artifacts", now),
@@ -593,8 +626,19 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       });
     },
     readRun,
-    invalidate(studentKeys) {
-      bodies.invalidate(studentKeys);
+    async invalidate(studentKeys) {
+      const keys = [...studentKeys];
+      bodies.invalidate(keys);
+      if (shared === undefined || keys.length === 0) return;
+      // After the write committed; awaited so a GET through another server right after this response
+      // finds the body dropped. A failure is logged, not the request's: its write is in.
+      await shared.publish(keys).catch((err: unknown) => {
+        metrics.cacheInvalidationErrors.inc();
+        logger.warn(
+          { err: { message: redactErrorMessage((err as Error).message) }, keys: keys.length },
+          "publishing a body cache invalidation failed; other servers may serve these bodies until their TTL",
+        );
+      });
     },
   };
 

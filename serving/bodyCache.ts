@@ -7,8 +7,8 @@
  *   affect it (a per-key version, tracked only while a read of the key is in flight).
  * - Concurrent misses of one key share one computation (single flight), as long as no invalidation
  *   came in between; a read that starts after an invalidation computes afresh.
- * - Entries expire after `ttlMs` (when other processes write the scores, their updates cannot
- *   invalidate this cache); LRU eviction keeps the total of body sizes <= `maxBytes`.
+ * - Entries expire after `ttlMs` (short when other processes write the scores and their
+ *   invalidations are not heard, long while they are: see setTtlMs); LRU eviction keeps the total of body sizes <= `maxBytes`.
  */
 export interface BodyCacheOptions {
   /** Upper bound of the sum of cached body sizes (UTF-8 bytes of each JSON string). */
@@ -44,7 +44,7 @@ export class BodyCache {
   private epoch = 0;
   readonly maxBytes: number;
   private readonly maxEntries: number;
-  private readonly ttlMs: number;
+  private ttl: number;
   private readonly now: () => number;
   /** Counters for /metrics and tests. */
   readonly stats = { hits: 0, misses: 0, shared: 0, discarded: 0, evicted: 0 };
@@ -54,8 +54,22 @@ export class BodyCache {
       throw new Error(`body cache: maxBytes must be a number >= 0 (got ${opts.maxBytes}); e.g. 67108864`);
     this.maxBytes = opts.maxBytes;
     this.maxEntries = opts.maxEntries ?? Number.POSITIVE_INFINITY;
-    this.ttlMs = opts.ttlMs ?? Number.POSITIVE_INFINITY;
+    this.ttl = opts.ttlMs ?? Number.POSITIVE_INFINITY;
     this.now = opts.now ?? Date.now;
+  }
+
+  /** How long a body may be served now (ms). */
+  get ttlMs(): number {
+    return this.ttl;
+  }
+
+  /**
+   * Changes how long bodies may be served, cached ones included (their age is measured from when
+   * they were stored): e.g. long while cross-process invalidation is heard, short while it is not.
+   */
+  setTtlMs(ms: number): void {
+    if (!(ms >= 0)) throw new Error(`body cache: ttlMs must be >= 0 (got ${ms})`);
+    this.ttl = ms;
   }
 
   /** Cached bytes now (always <= maxBytes). */
@@ -67,7 +81,7 @@ export class BodyCache {
   peek(key: string): string | undefined {
     const e = this.entries.get(key);
     if (e === undefined) return undefined;
-    if (this.now() - e.at > this.ttlMs) {
+    if (this.now() - e.at > this.ttl) {
       this.remove(key);
       return undefined;
     }

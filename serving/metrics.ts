@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /**
  * Prometheus metrics of one server (its own registry, so several apps in one process — tests —
@@ -29,6 +29,16 @@ export class ServerMetrics {
     name: "mastery_cache_total",
     help: "Hot mastery cache lookups by result",
     labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  readonly cacheInvalidation = new Gauge({
+    name: "mastery_cache_invalidation_up",
+    help: "1 while the cross-process body cache invalidation channel is subscribed (long TTL), else 0",
+    registers: [this.registry],
+  });
+  readonly cacheInvalidationErrors = new Counter({
+    name: "mastery_cache_invalidation_publish_errors_total",
+    help: "Body cache invalidations this server failed to publish to the other processes",
     registers: [this.registry],
   });
   readonly alerts = new Counter({

@@ -1,4 +1,9 @@
 import { type EventBus, NatsBus } from "../storage/bus.ts";
+import {
+  CacheInvalidationPublisher,
+  CacheInvalidationSubscriber,
+  type InvalidationEvents,
+} from "../storage/cacheInvalidation.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import type { AppDeps } from "./app.ts";
 import type { BktEloModels } from "./learnerState.ts";
@@ -11,7 +16,7 @@ import {
   type StreamStoreConfig,
   type StreamStores,
 } from "./streamStores.ts";
-import { IncrementalUpdater } from "./updater.ts";
+import { type ApplyResult, IncrementalUpdater } from "./updater.ts";
 
 /**
  * Where `mastery serve` writes and reads scores. With no service configured: nothing here (createApp
@@ -29,8 +34,27 @@ export class ServingBackendError extends Error {
   }
 }
 
-/** Default cache TTL when other processes may write the scores this server reads (ms). */
+/**
+ * Cache TTL when other processes may write the scores this server reads and their invalidations
+ * are not heard (no Redis, or the subscription is down) (ms).
+ */
 export const SHARED_STORE_CACHE_TTL_MS = 1000;
+
+/** Cache TTL while cross-process invalidations are heard over Redis (ms; serving.yaml shared_cache_ttl_s). */
+export const INVALIDATED_CACHE_TTL_MS = 30_000;
+
+/**
+ * Cross-process invalidation of the body cache (storage/cacheInvalidation.ts), wired by
+ * openServingBackends when Redis is configured.
+ */
+export interface SharedCacheInvalidation {
+  /** TTL while the subscription is up. */
+  ttlMs: number;
+  /** Tells every server these students' bodies changed (after the write committed). */
+  publish(studentKeys: readonly string[]): Promise<void>;
+  /** Subscribes (resolves once confirmed); `events.down` / `events.up` on loss / recovery. */
+  subscribe(events: InvalidationEvents): Promise<void>;
+}
 
 export interface ServingBackendOptions {
   /** The server's embedded store (also used for the raw zone / learner_state when no service replaces it). */
@@ -41,6 +65,8 @@ export interface ServingBackendOptions {
   viaStream?: BusConfig | undefined;
   /** Overrides SHARED_STORE_CACHE_TTL_MS. */
   cacheTtlMs?: number | undefined;
+  /** Overrides INVALIDATED_CACHE_TTL_MS (0: no cross-process invalidation, the short TTL always). */
+  invalidatedCacheTtlMs?: number | undefined;
   nowUs?: () => number;
 }
 
@@ -48,7 +74,14 @@ export interface ServingBackends {
   /** Spread into createApp's deps (empty on the embedded default). */
   deps: Pick<
     AppDeps,
-    "updater" | "read" | "publishEvents" | "cacheTtlMs" | "probes" | "alertStore" | "scoreStore"
+    | "updater"
+    | "read"
+    | "publishEvents"
+    | "cacheTtlMs"
+    | "cacheInvalidation"
+    | "probes"
+    | "alertStore"
+    | "scoreStore"
   >;
   /** Where each store lives, for the startup log. */
   describe: string;
@@ -110,6 +143,22 @@ export async function openServingBackends(opts: ServingBackendOptions): Promise<
       scoreStore: { mastery: stores.mastery, onServerFile: stores.pg === null },
     };
     let describe = stores.describe;
+    const invalidatedTtl = opts.invalidatedCacheTtlMs ?? INVALIDATED_CACHE_TTL_MS;
+    if (cfg.redisUrl !== undefined && invalidatedTtl > 0) {
+      const url = cfg.redisUrl;
+      const prefix = cfg.redisPrefix ?? "mastery";
+      const publisher = await CacheInvalidationPublisher.open(url, prefix);
+      closers.push(() => publisher.close());
+      deps.cacheInvalidation = {
+        ttlMs: invalidatedTtl,
+        publish: (keys) => publisher.publishKeys(keys),
+        subscribe: async (events) => {
+          const sub = await CacheInvalidationSubscriber.open(url, prefix, events);
+          closers.push(() => sub.close());
+        },
+      };
+      describe += `; body cache invalidated over Redis (${publisher.channel}, TTL ${invalidatedTtl} ms)`;
+    }
     if (opts.viaStream !== undefined) {
       const b = await openBus(opts.viaStream);
       closers.push(() => b.close());
@@ -131,4 +180,28 @@ export async function openServingBackends(opts: ServingBackendOptions): Promise<
     await closeAll();
     throw err;
   }
+}
+
+/**
+ * The invalidation publisher of a process that writes scores outside a server (`mastery worker`,
+ * bulk jobs): null without Redis (then servers fall back to their short TTL anyway).
+ */
+export async function openCachePublisher(
+  cfg: Pick<StreamStoreConfig, "redisUrl" | "redisPrefix">,
+): Promise<CacheInvalidationPublisher | null> {
+  if (cfg.redisUrl === undefined) return null;
+  return CacheInvalidationPublisher.open(cfg.redisUrl, cfg.redisPrefix ?? "mastery");
+}
+
+/**
+ * After a stream batch is applied (before it is acknowledged): publishes every student the batch
+ * carried, duplicates included, since a duplicate may be the redelivery of a batch whose process
+ * died after its write and before its publish.
+ */
+export async function publishApplied(
+  publisher: Pick<CacheInvalidationPublisher, "publishKeys">,
+  results: readonly ApplyResult[],
+): Promise<void> {
+  if (results.length === 0) return;
+  await publisher.publishKeys(results.map((r) => r.studentKey));
 }

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
 import { AlertEngine, alertsAfterApply, DEFAULT_THRESHOLDS, loadThresholds } from "../../serving/alerts.ts";
 import { BackendMonitor } from "../../serving/backendMonitor.ts";
+import { openCachePublisher, publishApplied } from "../../serving/servingBackends.ts";
 import {
   busConfigFromEnv,
   openBus,
@@ -95,7 +96,13 @@ Example:
       const models = streamModels({ bktModelDir: opts.bktModel, eloModelDir: opts.eloModel });
       const shutdownMs = parseIntOption(opts.shutdownTimeout, "--shutdown-timeout", 0);
       const log = (m: string) => process.stderr.write(`${new Date().toISOString()} worker: ${m}\n`);
-      const stores = await openStreamStores(streamStoreConfigFromEnv(opts.db ?? defaultDbPath()));
+      const storeCfg = streamStoreConfigFromEnv(opts.db ?? defaultDbPath());
+      const stores = await openStreamStores(storeCfg);
+      // The servers' body caches drop the students each batch wrote (Redis pub/sub).
+      const cachePublisher = await openCachePublisher(storeCfg).catch(async (err: unknown) => {
+        await stores.close();
+        throw err;
+      });
       const bus = await openBus({
         onStatus: (s) =>
           log(
@@ -141,9 +148,14 @@ Example:
         log(`--concurrency ${concurrency} -> 1: alerts and scores share one DuckDB connection`);
         concurrency = 1;
       }
+      const checkAlerts = alertsAfterApply(alerts);
       const worker = await startWorker({
         monitor,
-        afterApply: alertsAfterApply(alerts),
+        afterApply: async (results) => {
+          // Before the alert check (a failing check must not leave the servers' bodies stale).
+          if (cachePublisher !== null) await publishApplied(cachePublisher, results);
+          await checkAlerts(results);
+        },
         bus,
         updater,
         raw: stores.raw,
@@ -201,7 +213,7 @@ Example:
       await Promise.race([alerts.drain(), new Promise((r) => setTimeout(r, shutdownMs).unref())]);
       if (!finished) log("shutdown timeout: exiting with batches unfinished; they will be redelivered");
       await Promise.race([
-        Promise.all([bus.close(), stores.close()]).catch(() => undefined),
+        Promise.all([bus.close(), stores.close(), cachePublisher?.close()]).catch(() => undefined),
         new Promise((r) => setTimeout(r, 2000).unref()),
       ]);
       process.exit(finished ? 0 : 1);

@@ -23,7 +23,7 @@ export const postEvents =
     // The check runs outside the store's queue; the apply (with its alert check) joins concurrent
     // requests in one batch inside it (ctx.intake, wired in serving/app.ts).
     const result = await intakeEvents(ctx.intake, batch.value, ctx.now());
-    ctx.invalidate(result.studentKeys);
+    await ctx.invalidate(result.studentKeys);
     ctx.metrics.events.inc({ outcome: "accepted" }, result.accepted);
     ctx.metrics.events.inc({ outcome: "duplicate" }, result.duplicate);
     ctx.metrics.events.inc({ outcome: "rejected" }, result.rejected);
@@ -66,7 +66,7 @@ export const postFeedback =
       await ctx.alerts.check([{ studentKey: key, topicId: body.value.topicId }]);
       return r;
     });
-    ctx.invalidate([key]);
+    await ctx.invalidate([key]);
     res
       .status(201)
       .json({ studentKey: key, topicId: body.value.topicId, scoreSource: "teacher_override", ...out });
@@ -88,7 +88,7 @@ export const postScore =
       await ctx.alerts.check(keys);
       return keys.length;
     });
-    ctx.invalidate([key]);
+    await ctx.invalidate([key]);
     const mastery = await ctx.masteryJson(key);
     res.type("application/json").send(`{"updatedKeys":${updated},"mastery":${mastery}}`);
   };

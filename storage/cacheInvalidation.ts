@@ -1,0 +1,214 @@
+import { Redis } from "ioredis";
+import { redisTimeoutsFromEnv, StateStoreError } from "./stateStore.ts";
+import { redisTlsOptions } from "./tls.ts";
+import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
+
+/**
+ * Cross-process invalidation of the GET /mastery body cache over Redis pub/sub.
+ *
+ * Every process that writes scores or learner state in shared mode (PostgreSQL + Redis) publishes the
+ * pseudonymous student keys it changed, after the write committed, on `<prefix>:bodycache`; a bulk
+ * writer publishes "all" (a generation bump). Every server subscribes and drops those bodies.
+ *
+ * Pub/sub is at most once: a message sent while a subscriber is disconnected is lost. So the
+ * subscriber reports `down` as soon as its connection closes (the server then clears its cache and
+ * falls back to a short TTL) and `up` only once SUBSCRIBE is confirmed again (the server clears once
+ * more, since writes in between were not heard, and goes back to the long TTL).
+ */
+
+export interface InvalidationEvents {
+  /** These students' bodies changed. */
+  keys(studentKeys: string[]): void;
+  /** Every body may have changed (bulk job). */
+  all(): void;
+  /** The subscription is confirmed (first time or after a reconnect): nothing published from now on is missed. */
+  up(): void;
+  /** The connection closed: messages may be missed until the next `up`. */
+  down(detail: string): void;
+}
+
+const PREFIX = /^[A-Za-z0-9_.:-]{1,64}$/;
+/** Keys per message (a POST group of 1,000 events touches at most 1,000 students). */
+const KEYS_PER_MESSAGE = 500;
+
+export function invalidationChannel(prefix: string): string {
+  return `${prefix}:bodycache`;
+}
+
+/** The message's keys, "all", or null for something this version does not understand (treated as "all"). */
+export function parseInvalidation(message: string): string[] | "all" {
+  try {
+    const m = JSON.parse(message) as { k?: unknown; all?: unknown };
+    if (Array.isArray(m.k) && m.k.every((k) => typeof k === "string")) return m.k as string[];
+  } catch {
+    // fall through: an unreadable message drops everything rather than risk a stale body
+  }
+  return "all";
+}
+
+function client(url: string): Redis {
+  const env = redisTimeoutsFromEnv();
+  const r = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: env.commandTimeoutMs,
+    connectTimeout: env.connectTimeoutMs,
+    retryStrategy: (times: number) => Math.min(2000, 100 * 2 ** Math.min(times - 1, 5)),
+    // Re-subscribing is done by hand so that `up` is reported only once SUBSCRIBE is confirmed.
+    autoResubscribe: false,
+    ...redisTlsOptions(url),
+  });
+  r.on("error", () => {});
+  return r;
+}
+
+async function connect(r: Redis, url: string): Promise<void> {
+  try {
+    await r.connect();
+  } catch (err) {
+    r.disconnect();
+    throw new StateStoreError(
+      "REDIS_CONNECT",
+      `cannot connect to Redis at ${redactUrl(url)} for cache invalidation: ${faultDetail(err)}. Check MASTERY_REDIS_URL (e.g. redis://127.0.0.1:6379).`,
+    );
+  }
+}
+
+/** Publishes invalidations (any writer process). */
+export class CacheInvalidationPublisher {
+  private constructor(
+    private readonly redis: Redis,
+    readonly channel: string,
+    private readonly url: string,
+  ) {}
+
+  static async open(url: string, prefix = "mastery"): Promise<CacheInvalidationPublisher> {
+    if (!PREFIX.test(prefix))
+      throw new StateStoreError(
+        "REDIS_PREFIX",
+        `Redis key prefix "${prefix}" must be 1-64 characters of letters, digits and _.:- (e.g. mastery_test_1)`,
+      );
+    const r = client(url);
+    await connect(r, url);
+    return new CacheInvalidationPublisher(r, invalidationChannel(prefix), url);
+  }
+
+  /** Publishes the changed student keys (deduplicated, in messages of at most 500 keys). */
+  async publishKeys(studentKeys: Iterable<string>): Promise<void> {
+    const keys = [...new Set(studentKeys)];
+    for (let i = 0; i < keys.length; i += KEYS_PER_MESSAGE)
+      await this.publish(JSON.stringify({ k: keys.slice(i, i + KEYS_PER_MESSAGE) }));
+  }
+
+  /** Tells every server to drop its whole cache (a bulk job rewrote many students). */
+  async publishAll(): Promise<void> {
+    await this.publish(JSON.stringify({ all: 1 }));
+  }
+
+  private async publish(message: string): Promise<void> {
+    try {
+      await this.redis.publish(this.channel, message);
+    } catch (err) {
+      if (!isUnavailable(err)) throw err;
+      throw new BackendUnavailableError("redis", `${redactUrl(this.url)}: ${faultDetail(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.redis.status !== "ready") {
+      this.redis.disconnect();
+      return;
+    }
+    await Promise.race([
+      this.redis.quit().catch(() => undefined),
+      new Promise((r) => setTimeout(r, 1000).unref()),
+    ]);
+    this.redis.disconnect();
+  }
+}
+
+/** Listens for invalidations (each server process). Reconnects by itself, forever. */
+export class CacheInvalidationSubscriber {
+  private closed = false;
+  private isUp = false;
+
+  private constructor(
+    private readonly redis: Redis,
+    readonly channel: string,
+    private readonly events: InvalidationEvents,
+  ) {}
+
+  /**
+   * Connects and subscribes; resolves once the first subscription is confirmed (`up` has been
+   * called). Throws when Redis does not answer at startup.
+   */
+  static async open(
+    url: string,
+    prefix: string,
+    events: InvalidationEvents,
+  ): Promise<CacheInvalidationSubscriber> {
+    if (!PREFIX.test(prefix))
+      throw new StateStoreError(
+        "REDIS_PREFIX",
+        `Redis key prefix "${prefix}" must be 1-64 characters of letters, digits and _.:- (e.g. mastery_test_1)`,
+      );
+    const r = client(url);
+    const s = new CacheInvalidationSubscriber(r, invalidationChannel(prefix), events);
+    r.on("message", (channel: string, message: string) => {
+      if (channel !== s.channel) return;
+      const m = parseInvalidation(message);
+      if (m === "all") events.all();
+      else events.keys(m);
+    });
+    r.on("close", () => s.lost("connection closed"));
+    r.on("ready", () => {
+      // Each (re)connection: subscribe, and only then say up.
+      void s.subscribe();
+    });
+    await connect(r, url);
+    await s.subscribe();
+    if (!s.isUp) {
+      r.disconnect();
+      throw new StateStoreError("REDIS_CONNECT", "could not subscribe to the cache invalidation channel");
+    }
+    return s;
+  }
+
+  /** Whether the subscription is confirmed now. */
+  get subscribed(): boolean {
+    return this.isUp;
+  }
+
+  private async subscribe(): Promise<void> {
+    if (this.closed || this.isUp) return;
+    try {
+      await this.redis.subscribe(this.channel);
+    } catch (err) {
+      this.lost(`subscribe failed: ${faultDetail(err)}`);
+      // The connection may still be up (e.g. a timeout): drop it so the reconnect loop tries again.
+      if (!this.closed) this.redis.disconnect(true);
+      return;
+    }
+    if (this.closed || this.isUp) return;
+    this.isUp = true;
+    this.events.up();
+  }
+
+  private lost(detail: string): void {
+    if (!this.isUp) {
+      // Never up since the last loss: still tell the first time (startup) nothing; down is sticky.
+      return;
+    }
+    this.isUp = false;
+    this.events.down(detail);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.isUp = false;
+    this.redis.disconnect();
+  }
+}
