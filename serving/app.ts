@@ -93,6 +93,11 @@ export interface ServingConfig {
   /** Upper bound of the GET /mastery body cache in bytes (serving.yaml cache_max_mb). */
   cacheMaxBytes: number;
   /**
+   * GET /mastery body cache TTL in PostgreSQL + Redis mode while cross-process invalidation is heard
+   * (ms; serving.yaml shared_cache_ttl_s; 0: no invalidation channel, the 1 s TTL always).
+   */
+  sharedCacheTtlMs: number;
+  /**
    * Extra DuckDB connections for concurrent GET reads on the embedded store (read_connections;
    * 0: every read queues in the StoreGate with the writes).
    */
@@ -121,6 +126,7 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   maxBatch: 1000,
   cacheSize: 20_000,
   cacheMaxBytes: 64 * 1024 * 1024,
+  sharedCacheTtlMs: 30_000,
   readConnections: 4,
   pgPoolMax: 10,
   rateLimit: { windowMs: 60_000, limit: 6000 },
@@ -151,6 +157,7 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
     cacheMaxBytes: Math.round(
       1024 * 1024 * num(d.cache_max_mb, def.cacheMaxBytes / (1024 * 1024), "cache_max_mb"),
     ),
+    sharedCacheTtlMs: 1000 * num(d.shared_cache_ttl_s, def.sharedCacheTtlMs / 1000, "shared_cache_ttl_s"),
     readConnections: num(d.read_connections, def.readConnections, "read_connections"),
     pgPoolMax: num(d.pg_pool_max, def.pgPoolMax, "pg_pool_max"),
     rateLimit: {

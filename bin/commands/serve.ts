@@ -161,6 +161,7 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         },
         models: streamModels({ bktModelDir: opts.bktModel, eloModelDir: opts.eloModel }),
         viaStream: opts.viaStream === true ? busConfigFromEnv() : undefined,
+        invalidatedCacheTtlMs: servingConfig.sharedCacheTtlMs,
       }).catch((err: unknown) => {
         store.close();
         if (err instanceof ServingBackendError) throw new CliError(err.message);

@@ -119,6 +119,22 @@ describe("BodyCache", () => {
     expect(c.size.bytes).toBe(0);
   });
 
+  it("setTtlMs applies to bodies already cached (their age counts from when they were stored)", async () => {
+    let t = 1000;
+    const c = new BodyCache({ maxBytes: 1000, ttlMs: 1000, now: () => t });
+    await c.get("s", async () => "v1");
+    t += 5000;
+    expect(c.peek("s")).toBeUndefined(); // 5 s old > 1 s
+    await c.get("s", async () => "v2");
+    c.setTtlMs(30_000);
+    expect(c.ttlMs).toBe(30_000);
+    t += 29_999;
+    expect(c.peek("s")).toBe("v2");
+    c.setTtlMs(1000); // back to short: a 29.999 s old body is no longer served
+    expect(c.peek("s")).toBeUndefined();
+    expect(() => c.setTtlMs(-1)).toThrow(/ttlMs must be >= 0/);
+  });
+
   it("rejects a negative bound with a message naming the setting", () => {
     expect(() => new BodyCache({ maxBytes: -1 })).toThrow(/maxBytes must be a number >= 0/);
   });

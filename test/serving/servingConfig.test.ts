@@ -29,6 +29,12 @@ describe("loadServingConfig: pool and cache sizing", () => {
     ]);
   });
 
+  it("reads shared_cache_ttl_s (s -> ms), 30 s by default and in the shipped file", () => {
+    expect(loadServingConfig(write("shared_cache_ttl_s: 5\n")).sharedCacheTtlMs).toBe(5000);
+    expect(loadServingConfig(write("mastered_at: 0.7\n")).sharedCacheTtlMs).toBe(30_000);
+    expect(loadServingConfig().sharedCacheTtlMs).toBe(DEFAULT_SERVING_CONFIG.sharedCacheTtlMs);
+  });
+
   it("names the key when a value is not a number", () => {
     expect(() => loadServingConfig(write("pg_pool_max: many\n"))).toThrow(/pg_pool_max must be a number/);
   });
