@@ -16,7 +16,8 @@
  *   embedded  the DuckDB file (a fresh temp file)
  *   pg        PostgreSQL (MASTERY_PG_URL or postgres://postgres@127.0.0.1:5432/test, own schema) for
  *             scores/history/raw events + Redis (MASTERY_REDIS_URL or redis://127.0.0.1:6379, own prefix)
- *             for learner_state, as `mastery serve` with those variables (1 s body-cache TTL).
+ *             for learner_state, as `mastery serve` with those variables (body cache invalidated over
+ *             Redis pub/sub, 30 s TTL; LOAD_SHARED_TTL_S=0: no invalidation channel, the 1 s TTL).
  *
  * Default size is reduced for the shared machine; the issue's size:
  *   LOAD_STUDENTS=10000 LOAD_SECONDS=30 npx tsx bench/load.bench.ts
@@ -140,6 +141,8 @@ async function serve(mode: Mode): Promise<void> {
         redisPrefix: `serve_load_${process.pid}`,
       },
       models: streamModels({}),
+      // LOAD_SHARED_TTL_S: serving.yaml shared_cache_ttl_s (0: no Redis invalidation, the 1 s TTL as before it).
+      invalidatedCacheTtlMs: 1000 * Number(process.env.LOAD_SHARED_TTL_S ?? 30),
     });
     const pg = backends.stores?.pg as PgStore;
     await seed((sql) => pg.run(sql), pseudo, students);
@@ -219,6 +222,11 @@ async function serve(mode: Mode): Promise<void> {
   };
   process.send?.(ready);
   process.on("message", (m) => {
+    if (m === "cache")
+      void ctx.metrics.cache.get().then((c) => {
+        const n = (r: string) => c.values.find((v) => v.labels.result === r)?.value ?? 0;
+        process.send?.({ cache: { hits: n("hit"), misses: n("miss") } });
+      });
     if (m === "stop")
       void (async () => {
         // Requests still queued when the bench stops fail on the closed stores: not bench errors.
@@ -423,13 +431,33 @@ async function drive(): Promise<void> {
           },
         ],
       });
+    // Body cache hits / misses of the app's GET /mastery so far (its /metrics counter).
+    const cache = () =>
+      new Promise<{ hits: number; misses: number }>((ok) => {
+        const on = (m: unknown) => {
+          const c = (m as { cache?: { hits: number; misses: number } }).cache;
+          if (c === undefined) return;
+          app.off("message", on);
+          ok(c);
+        };
+        app.on("message", on);
+        app.send("cache");
+      });
+    const hitRate = async <T>(fn: () => Promise<T>): Promise<[T, string]> => {
+      const c0 = await cache();
+      const r = await fn();
+      const c1 = await cache();
+      const h = c1.hits - c0.hits;
+      const n = h + c1.misses - c0.misses;
+      return [r, `${((100 * h) / Math.max(1, n)).toFixed(1)}% of ${n}`];
+    };
     // JIT warm-up of both (short; most students stay cold).
     await run(barePort, 1);
     await run(ready.port, 1);
     const b = await run(barePort, seconds);
-    const a = await run(ready.port, seconds);
+    const [a, aHits] = await hitRate(() => run(ready.port, seconds));
     const bf = await run(barePort, seconds, rate);
-    const af = await run(ready.port, seconds, rate);
+    const [af, afHits] = await hitRate(() => run(ready.port, seconds, rate));
     const row = (name: string, r: CannonResult) =>
       `  ${name.padEnd(30)} ${r.requests.average.toFixed(0).padStart(6)} req/s  p50 ${String(r.latency.p50).padStart(4)} ms  ` +
       `p90 ${String(r.latency.p90).padStart(4)} ms  p99 ${String(r.latency.p99).padStart(4)} ms  ` +
@@ -447,6 +475,7 @@ async function drive(): Promise<void> {
       `  cold GET /mastery server time (masteryJson, cache miss): ${WIDE_TOPICS} topics median ${ready.cold.wideMedianMs.toFixed(2)} ms, ` +
         `p90 ${ready.cold.wideP90Ms.toFixed(2)} ms (target <= 2); ${TOPICS} topics median ${ready.cold.narrowMedianMs.toFixed(2)} ms`,
       `  POST /events (10 events) alone, sequential: median ${ready.postMedianMs.toFixed(1)} ms`,
+      `  GET /mastery body cache hits: open loop ${aHits}, at ${rate} req/s ${afHits}`,
     );
     bare.send("stop");
     app.send("stop");
