@@ -14,6 +14,11 @@ export interface CommandEntry {
 
 export const COMMANDS: readonly CommandEntry[] = [
   {
+    name: "cache-flush",
+    summary: "tell every server to drop its GET /mastery body cache (after a bulk change of scores)",
+    files: "cache-flush",
+  },
+  {
     name: "calibration-report",
     summary: "calibration per group (skill, school, grade ...): ECE and reliability bins",
     files: "calibration-report",
