@@ -152,8 +152,14 @@ Example:
       const worker = await startWorker({
         monitor,
         afterApply: async (results) => {
-          // Before the alert check (a failing check must not leave the servers' bodies stale).
-          if (cachePublisher !== null) await publishApplied(cachePublisher, results);
+          // Before the alert check (a failing check must not leave the servers' bodies stale), and a failed
+          // publish must not skip the check.
+          if (cachePublisher !== null)
+            await publishApplied(cachePublisher, results).catch((err: unknown) =>
+              log(
+                `publishing body cache invalidations failed (servers may serve these students' previous bodies up to shared_cache_ttl_s): ${faultDetail(err)}`,
+              ),
+            );
           await checkAlerts(results);
         },
         bus,
