@@ -278,31 +278,37 @@ export function startScheduler(opts: {
   const nextAt = {} as Record<ScheduledJob, Date>;
   let chain: Promise<void> = Promise.resolve();
   let stopped = false;
-  const arm = (job: ScheduledJob) => {
+  // A timer is measured on the monotonic clock and `now()` is the wall clock: they can disagree by a
+  // millisecond or more (NTP slews, a test clock), so a timer may fire while `now()` is still before the
+  // run time. Then it waits out the rest instead of running early, and the next run is computed from
+  // max(now, this run's time), so one run time never runs twice.
+  const arm = (job: ScheduledJob, ran?: Date) => {
     if (stopped) return;
-    const at = nextRunAt(opts.config[job].at, now());
+    const current = now();
+    const at = nextRunAt(opts.config[job].at, ran !== undefined && ran > current ? ran : current);
     nextAt[job] = at;
-    timers.set(
-      job,
-      setTimeout(
-        () => {
-          chain = chain.then(async () => {
-            if (stopped) return;
-            const t0 = performance.now();
-            let outcome: JobOutcome;
-            try {
-              outcome = await opts.run(job);
-            } catch (err) {
-              const millis = Math.round(performance.now() - t0);
-              outcome = { job, status: "failed", runId: null, error: (err as Error).message, millis };
-            }
-            opts.onOutcome?.(outcome);
-          });
-          void chain.finally(() => arm(job));
-        },
-        Math.max(0, at.getTime() - now().getTime()),
-      ),
-    );
+    const fire = () => {
+      if (stopped) return;
+      const left = at.getTime() - now().getTime();
+      if (left > 0) {
+        timers.set(job, setTimeout(fire, left));
+        return;
+      }
+      chain = chain.then(async () => {
+        if (stopped) return;
+        const t0 = performance.now();
+        let outcome: JobOutcome;
+        try {
+          outcome = await opts.run(job);
+        } catch (err) {
+          const millis = Math.round(performance.now() - t0);
+          outcome = { job, status: "failed", runId: null, error: (err as Error).message, millis };
+        }
+        opts.onOutcome?.(outcome);
+      });
+      void chain.finally(() => arm(job, at));
+    };
+    timers.set(job, setTimeout(fire, Math.max(0, at.getTime() - current.getTime())));
   };
   for (const job of opts.jobs) arm(job);
   return {

@@ -50,4 +50,31 @@ describe("serving/schedule startScheduler (the long-lived mode)", () => {
     });
     await scheduler.stop();
   });
+  it("a wall clock behind the timer (NTP slew) neither runs a job early nor runs it twice", async () => {
+    // Armed 300 ms before 02:00; then the wall clock is set back 80 ms, so the timer fires while now()
+    // still says 01:59:59.920.
+    const t0 = Date.now();
+    const base = Date.parse("2026-03-01T01:59:59.700Z");
+    let skew = 0;
+    const now = () => new Date(base + (Date.now() - t0) - skew);
+    const config = parseScheduleConfig({ batch: { at: ["02:00"] } }, {});
+    const started: number[] = [];
+    const scheduler = startScheduler({
+      config,
+      jobs: ["batch"],
+      now,
+      run: async (job) => {
+        started.push(now().getTime());
+        return { job, status: "ok", runId: "run", counts: {}, millis: 0 };
+      },
+    });
+    skew = 80;
+    for (let i = 0; i < 100 && started.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    // Long enough for a wrongly re-armed same-day run (80 ms later) to happen.
+    await new Promise((r) => setTimeout(r, 400));
+    await scheduler.stop();
+    expect(started).toHaveLength(1);
+    expect(started[0]!).toBeGreaterThanOrEqual(Date.parse("2026-03-01T02:00:00.000Z"));
+    expect(scheduler.next()).toEqual({ batch: new Date("2026-03-02T02:00:00.000Z") });
+  });
 });
