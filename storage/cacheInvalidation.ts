@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { redisTimeoutsFromEnv, StateStoreError } from "./stateStore.ts";
+import { closeRedis, redisTimeoutsFromEnv, StateStoreError } from "./stateStore.ts";
 import { redisTlsOptions } from "./tls.ts";
 import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
 
@@ -118,15 +118,7 @@ export class CacheInvalidationPublisher {
   }
 
   async close(): Promise<void> {
-    if (this.redis.status !== "ready") {
-      this.redis.disconnect();
-      return;
-    }
-    await Promise.race([
-      this.redis.quit().catch(() => undefined),
-      new Promise((r) => setTimeout(r, 1000).unref()),
-    ]);
-    this.redis.disconnect();
+    await closeRedis(this.redis);
   }
 }
 

@@ -366,17 +366,21 @@ export class RedisStateStore implements StateStore {
   }
 
   async close(): Promise<void> {
-    // quit() waits for a reply that never comes while Redis is down; disconnect then.
-    if (this.redis.status !== "ready") {
-      this.redis.disconnect();
-      return;
-    }
-    await Promise.race([
-      this.redis.quit().catch(() => undefined),
-      new Promise((r) => setTimeout(r, 1000).unref()),
-    ]);
-    this.redis.disconnect();
+    await closeRedis(this.redis);
   }
+}
+
+/**
+ * Closes a Redis connection without hanging: quit() waits for a reply that never comes while Redis is
+ * down, so a connection that is not ready is dropped at once, and a quit gets at most 1 s.
+ */
+export async function closeRedis(redis: Redis): Promise<void> {
+  if (redis.status !== "ready") {
+    redis.disconnect();
+    return;
+  }
+  await Promise.race([redis.quit().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+  redis.disconnect();
 }
 
 /**
