@@ -269,7 +269,7 @@ async function evaluateCut(
       explanation: string | null;
     }>(
       `SELECT student_key, topic_id, score_source AS source, mastery_score AS score,
-              CASE WHEN score_source = 'served' THEN explanation END AS explanation FROM student_mastery
+              CASE WHEN score_source IN ('served', 'latent') THEN explanation END AS explanation FROM student_mastery
        UNION ALL
        SELECT student_key, topic_id, 'accuracy_all' AS source, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS score, NULL AS explanation
        FROM raw_events WHERE type = 'quiz_attempt' GROUP BY ALL
@@ -288,7 +288,7 @@ async function evaluateCut(
         bySource.set(r.source, list);
       }
       const x = r.explanation === null ? null : (JSON.parse(r.explanation) as ServedExplanation);
-      if (x !== null) kinds.set(x.evidence.kind, (kinds.get(x.evidence.kind) ?? 0) + 1);
+      if (x !== null && r.source === "served") kinds.set(x.evidence.kind, (kinds.get(x.evidence.kind) ?? 0) + 1);
       list.push({
         score: r.score,
         truth: truth.get(k),
@@ -297,7 +297,7 @@ async function evaluateCut(
         hi: x?.interval.hi,
       });
       // The same estimate on the other mastery scales (identity = P(correct on an average next item)).
-      if (x !== null)
+      if (x !== null && r.source === "served")
         for (const scale of MASTERY_SCALES) {
           if (scale === served.json.scale) continue;
           const name = `served:${scale}`;
@@ -343,6 +343,13 @@ async function evaluateCut(
     console.log(
       `served (${served.json.scale}): ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} ridge=${served.json.ridge} (${served.json.trainPairs} training pairs, label ${trained.label}${trained.labelCv === null ? "" : ` (CV error quiz ${trained.labelCv.quiz.toFixed(4)} / graded ${trained.labelCv.graded.toFixed(4)})`}, balance ${process.env.BALANCE ?? "default"}: practice set = ${trained.kindWeights.practice.toFixed(2)} / assignment = ${trained.kindWeights.assignment.toFixed(2)} quiz answers; train ${trainSeconds.toFixed(1)} s)`,
     );
+    if (trained.latentFit !== null) {
+      const lf = trained.latentFit.model.json;
+      const tp = Object.values(lf.topicPriorMean);
+      console.log(
+        `latent filter: ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations, ll/obs ${lf.fit.logLikPerObs.toFixed(4)}, ${trained.latentFit.seconds.toFixed(1)} s`,
+      );
+    }
     const cal = Object.values(served.json.topics);
     const med = (xs: number[]) => {
       const q = [...xs].sort((a, b) => a - b);

@@ -1,3 +1,4 @@
+import type { LatentModelJson } from "./latentFilter.ts";
 import { decayTowards } from "./servedDecay.ts";
 
 /**
@@ -53,6 +54,7 @@ export const SERVED_INPUTS = [
   "log_chat_requests",
   "exposure_3d",
   "exposure_14d",
+  "latent_mastery",
 ] as const;
 export type ServedInputName = (typeof SERVED_INPUTS)[number];
 const D = SERVED_INPUTS.length;
@@ -89,6 +91,11 @@ export interface PairEvidence {
   /** Events of every kind weighted by 2^(-age / 3 days) and 2^(-age / 14 days) (decayed exposure). */
   exposure3d?: number;
   exposure14d?: number;
+  /**
+   * Posterior mean of the latent-state filter (models/latentFilter.ts) as of the scoring time; absent or NaN
+   * = none (imputed with the training mean).
+   */
+  latent?: number;
 }
 
 export class ServedMasteryError extends Error {
@@ -211,11 +218,12 @@ function rawInputs(e: PairEvidence, c: TopicCalibration, out: Float64Array, off:
   out[off + 14] = Math.log1p(ch);
   out[off + 15] = Math.log1p(e.exposure3d ?? 0);
   out[off + 16] = Math.log1p(e.exposure14d ?? 0);
+  out[off + 17] = e.latent ?? Number.NaN;
 }
 
 export interface ServedMasteryJson {
   kind: "served-mastery";
-  version: 3;
+  version: 4;
   inputs: readonly string[];
   means: number[];
   weights: number[];
@@ -229,6 +237,8 @@ export interface ServedMasteryJson {
   /** Per topic calibration; topics not listed use `global`. */
   topics: Record<string, TopicCalibration>;
   global: TopicCalibration;
+  /** The latent-state filter behind the `latent_mastery` input (fitted with the stack), when there is one. */
+  latent?: LatentModelJson;
 }
 
 const quantile = (sorted: readonly number[], q: number): number => {
@@ -397,7 +407,7 @@ export class ServedMastery {
     let intercept = yMean;
     const model = new ServedMastery({
       kind: "served-mastery",
-      version: 3,
+      version: 4,
       inputs: SERVED_INPUTS,
       means,
       weights: Array.from(coef),
@@ -448,7 +458,7 @@ export class ServedMastery {
   static fromJSON(json: ServedMasteryJson): ServedMastery {
     if (
       json.kind !== "served-mastery" ||
-      json.version !== 3 ||
+      json.version !== 4 ||
       json.inputs.join() !== SERVED_INPUTS.join() ||
       json.global === undefined ||
       !(MASTERY_SCALES as readonly string[]).includes(json.scale)

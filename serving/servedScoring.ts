@@ -3,8 +3,10 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Explanation, explain } from "../models/explanation.ts";
 import { type ServedEstimate, ServedMastery, type ServedMasteryJson } from "../models/servedMastery.ts";
+import { LatentFilter } from "../models/latentFilter.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
+import { attachLatent, LATENT_SOURCE, latentExplanation } from "./latentScoring.ts";
 import { loadPairEvidence } from "./servedInputs.ts";
 
 /** The score_source of the served estimate in student_mastery (first in the serving order). */
@@ -82,8 +84,10 @@ export async function scoreServed(
 ): Promise<ScoreServedResult> {
   const now = opts.now ?? new Date();
   const evidence = await loadPairEvidence(store, opts.asOf);
+  const latent = model.json.latent === undefined ? null : LatentFilter.fromJSON(model.json.latent);
+  const latentEst = latent === null ? null : await attachLatent(store, evidence, latent, opts.asOf);
   await store.run(
-    `CREATE OR REPLACE TEMP TABLE served_score (student_key VARCHAR, topic_id VARCHAR, mastery_score DOUBLE, explanation VARCHAR)`,
+    `CREATE OR REPLACE TEMP TABLE served_score (student_key VARCHAR, topic_id VARCHAR, mastery_score DOUBLE, explanation VARCHAR, score_source VARCHAR)`,
   );
   const app = await store.conn.createAppender("served_score");
   const kinds: Record<string, number> = {};
@@ -95,6 +99,17 @@ export async function scoreServed(
     app.appendVarchar(key.slice(sep + 1));
     app.appendDouble(est.score);
     app.appendVarchar(JSON.stringify(servedExplanation(est)));
+    app.appendVarchar(SERVED_SOURCE);
+    app.endRow();
+  }
+  // The filter's own estimate is stored next to it (score_source 'latent', with its interval and factors).
+  for (const [key, est] of latentEst ?? []) {
+    const sep = key.indexOf("|");
+    app.appendVarchar(key.slice(0, sep));
+    app.appendVarchar(key.slice(sep + 1));
+    app.appendDouble(est.score);
+    app.appendVarchar(JSON.stringify(latentExplanation(est)));
+    app.appendVarchar(LATENT_SOURCE);
     app.endRow();
   }
   app.closeSync();
@@ -103,14 +118,14 @@ export async function scoreServed(
     await store.run(
       `INSERT OR REPLACE INTO student_mastery
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
-       SELECT student_key, topic_id, mastery_score, $1, $2, $3, explanation, $4 FROM served_score`,
-      [SERVED_SOURCE, modelVersion, ts(opts.asOf), ts(now)],
+       SELECT student_key, topic_id, mastery_score, score_source, $1, $2, explanation, $3 FROM served_score`,
+      [modelVersion, ts(opts.asOf), ts(now)],
     );
     await store.run(
       `INSERT INTO student_mastery_history
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
-       SELECT student_key, topic_id, mastery_score, $1, $2, $3, explanation, $4 FROM served_score`,
-      [SERVED_SOURCE, modelVersion, ts(opts.asOf), ts(now)],
+       SELECT student_key, topic_id, mastery_score, score_source, $1, $2, explanation, $3 FROM served_score`,
+      [modelVersion, ts(opts.asOf), ts(now)],
     );
   });
   await store.run("DROP TABLE IF EXISTS served_score");
@@ -159,7 +174,10 @@ export async function servedExportRows(
   asOf: Date,
 ): Promise<ServedExportRow[]> {
   const out: ServedExportRow[] = [];
-  for (const [key, e] of await loadPairEvidence(store, asOf)) {
+  const evidence = await loadPairEvidence(store, asOf);
+  if (model.json.latent !== undefined)
+    await attachLatent(store, evidence, LatentFilter.fromJSON(model.json.latent), asOf);
+  for (const [key, e] of evidence) {
     const sep = key.indexOf("|");
     const est = model.predict(e);
     const mix: Record<string, number> = {};

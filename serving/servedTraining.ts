@@ -12,6 +12,8 @@ import {
   type TopicCalibration,
 } from "../models/servedMastery.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
+import type { LatentFitOptions } from "../models/latentFilter.ts";
+import { attachLatent, type FitLatentResult, fitLatentOnStore } from "./latentScoring.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
 import { loadDecayTransitions, loadPairEvidence } from "./servedInputs.ts";
@@ -47,6 +49,10 @@ export interface TrainServedOptions {
   scale?: MasteryScale;
   /** Directory to write model.json into (optional). */
   out?: string;
+  /** Fit the latent-state filter and use it as an input (default true). */
+  latent?: boolean;
+  /** Options of the latent filter's fit (serving/latentScoring.ts). */
+  latentFit?: LatentFitOptions & { maxEvents?: number };
 }
 
 /**
@@ -73,6 +79,8 @@ export interface TrainServedResult {
   label: Exclude<ServedLabelKind, "auto">;
   /** With label "auto": the cross-validated error of each label on held-out pairs' quiz accuracy. */
   labelCv: { quiz: number; graded: number } | null;
+  /** The latent filter's fit (null with `latent: false`). */
+  latentFit: FitLatentResult | null;
   /** Weights of practice sets / assignment scores in the labels (quiz answers = 1; zeros for "quiz"). */
   kindWeights: KindWeights;
 }
@@ -163,6 +171,10 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
     const models = await resolveModels(scratch, {});
     await scoreBktElo(scratch, models);
     const evidence = await loadPairEvidence(scratch, snapshot);
+    // The latent-state filter: fitted by maximum likelihood on the events before the snapshot (no labels),
+    // its posterior mean as of the snapshot is one more input of the stack.
+    const latentFit = opts.latent === false ? null : await fitLatentOnStore(scratch, snapshot, opts.latentFit ?? {});
+    if (latentFit !== null) await attachLatent(scratch, evidence, latentFit.model, snapshot);
     // Calibration per topic: guess/slip of the bounded BKT fit on the same history (mastery scale), the
     // half-life and base of the decay fit on the same history (forgetting).
     const decay = fitDecay(await loadDecayTransitions(scratch, snapshot));
@@ -273,6 +285,7 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       global,
       scale: opts.scale ?? SERVED_SCALE,
     });
+    if (latentFit !== null) model.json.latent = latentFit.model.toJSON();
     let modelPath: string | null = null;
     if (opts.out !== undefined) {
       mkdirSync(opts.out, { recursive: true });
@@ -304,6 +317,7 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       label: labelKind,
       labelCv,
       kindWeights: weights,
+      latentFit,
     };
   } finally {
     scratch.close();
