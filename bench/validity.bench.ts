@@ -31,8 +31,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
+import { mulberry32 } from "../models/prng.ts";
 import { MASTERY_SCALES, masteryOf, type PairEvidence, ServedMastery } from "../models/servedMastery.ts";
-import { type ScorePair, validityMeasures } from "../models/validity.ts";
+import { type ScorePair, spearman, validityMeasures } from "../models/validity.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { loadPairEvidence } from "../serving/servedInputs.ts";
 import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
@@ -288,7 +289,8 @@ async function evaluateCut(
         bySource.set(r.source, list);
       }
       const x = r.explanation === null ? null : (JSON.parse(r.explanation) as ServedExplanation);
-      if (x !== null && r.source === "served") kinds.set(x.evidence.kind, (kinds.get(x.evidence.kind) ?? 0) + 1);
+      if (x !== null && r.source === "served")
+        kinds.set(x.evidence.kind, (kinds.get(x.evidence.kind) ?? 0) + 1);
       list.push({
         score: r.score,
         truth: truth.get(k),
@@ -465,13 +467,36 @@ async function runRealLog(work: string): Promise<void> {
   console.log(
     `\nreal log assistments17_gervet, ${cuts.length} cuts pooled (test users' next week, pairs with >= 3 attempts):`,
   );
-  const measured = [...pooled].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
+  const measured = [...pooled].map(([source, pairs]) => ({ source, pairs, m: validityMeasures(pairs) }));
   measured.sort((a, b) => b.m.nextSpearman - a.m.nextSpearman);
   const plain = measured.find((r) => r.source === "accuracy_all")?.m.nextSpearman ?? Number.NaN;
-  for (const { source, m } of measured)
+  for (const { source, pairs, m } of measured) {
+    const [lo, hi] = bootstrapNextSpearman(pairs, 1000, 16);
     console.log(
-      `${source.padEnd(14)} next-week pairs ${String(m.nNext).padStart(5)}  spearman ${f3(m.nextSpearman)}  vs plain accuracy ${f3(m.nextSpearman - plain)}`,
+      `${source.padEnd(14)} next-week pairs ${String(m.nNext).padStart(5)}  spearman ${f3(m.nextSpearman)}  (bootstrap 95% ${f3(lo)}..${f3(hi)})  vs plain accuracy ${f3(m.nextSpearman - plain)}`,
     );
+  }
+}
+
+/** Percentile bootstrap 95% interval of the next-week Spearman (pairs resampled with replacement, seeded). */
+function bootstrapNextSpearman(pairs: readonly ScorePair[], reps: number, seed: number): [number, number] {
+  const withNext = pairs.filter((p) => p.nextWeek !== undefined);
+  if (withNext.length < 5) return [Number.NaN, Number.NaN];
+  const rnd = mulberry32(seed);
+  const stats: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const x = new Float64Array(withNext.length);
+    const y = new Float64Array(withNext.length);
+    for (let i = 0; i < withNext.length; i++) {
+      const p = withNext[Math.floor(rnd() * withNext.length)]!;
+      x[i] = p.score;
+      y[i] = p.nextWeek!;
+    }
+    const s = spearman(x, y);
+    if (Number.isFinite(s)) stats.push(s);
+  }
+  stats.sort((a, b) => a - b);
+  return [stats[Math.floor(0.025 * stats.length)]!, stats[Math.floor(0.975 * stats.length)]!];
 }
 
 if (process.argv[1]?.endsWith("validity.bench.ts")) {

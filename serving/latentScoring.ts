@@ -116,7 +116,11 @@ export interface LatentExplanationExtra {
 export function latentExplanation(est: LatentEstimate) {
   const e = explain(
     est.base,
-    Object.entries(est.contributions).map(([name, contribution]) => ({ name, value: contribution, contribution })),
+    Object.entries(est.contributions).map(([name, contribution]) => ({
+      name,
+      value: contribution,
+      contribution,
+    })),
     est.score,
   );
   const extra: LatentExplanationExtra = {

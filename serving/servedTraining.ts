@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildFeatures } from "../features/windows.ts";
+import type { LatentFitOptions } from "../models/latentFilter.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
 import { denseLabel, type KindWeights, kindWeights, type WindowOutcomes } from "../models/servedLabels.ts";
 import {
@@ -12,7 +13,6 @@ import {
   type TopicCalibration,
 } from "../models/servedMastery.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
-import type { LatentFitOptions } from "../models/latentFilter.ts";
 import { attachLatent, type FitLatentResult, fitLatentOnStore } from "./latentScoring.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
@@ -173,7 +173,8 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
     const evidence = await loadPairEvidence(scratch, snapshot);
     // The latent-state filter: fitted by maximum likelihood on the events before the snapshot (no labels),
     // its posterior mean as of the snapshot is one more input of the stack.
-    const latentFit = opts.latent === false ? null : await fitLatentOnStore(scratch, snapshot, opts.latentFit ?? {});
+    const latentFit =
+      opts.latent === false ? null : await fitLatentOnStore(scratch, snapshot, opts.latentFit ?? {});
     if (latentFit !== null) await attachLatent(scratch, evidence, latentFit.model, snapshot);
     // Calibration per topic: guess/slip of the bounded BKT fit on the same history (mastery scale), the
     // half-life and base of the decay fit on the same history (forgetting).
