@@ -31,9 +31,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
+import { LatentFilter } from "../models/latentFilter.ts";
 import { mulberry32 } from "../models/prng.ts";
 import { MASTERY_SCALES, masteryOf, type PairEvidence, ServedMastery } from "../models/servedMastery.ts";
 import { type ScorePair, spearman, validityMeasures } from "../models/validity.ts";
+import { attachLatent } from "../serving/latentScoring.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { loadPairEvidence } from "../serving/servedInputs.ts";
 import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
@@ -312,9 +314,26 @@ async function evaluateCut(
           });
         }
     }
+    // The stack's own estimate on the same pairs (the served score when --served-from stack).
+    const evidence = await loadPairEvidence(store, cut);
+    if (served.json.latent !== undefined)
+      await attachLatent(store, evidence, LatentFilter.fromJSON(served.json.latent), cut);
+    if (served.json.servedFrom === "latent") {
+      const list: ScorePair[] = [];
+      for (const [k, e] of evidence) {
+        const est = served.predict(e);
+        list.push({
+          score: est.score,
+          truth: truth.get(k),
+          nextWeek: nextWeek.get(k),
+          lo: est.lo,
+          hi: est.hi,
+        });
+      }
+      bySource.set("served:stack", list);
+    }
     const rows = [...bySource].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
     if (truth.size > 0) {
-      const evidence = await loadPairEvidence(store, cut);
       for (const quizOnly of [true, false]) {
         const m = oracle(evidence, truth, served, quizOnly);
         console.log(

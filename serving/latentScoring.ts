@@ -155,8 +155,8 @@ export async function latentEstimates(
 }
 
 /**
- * Sets `latent` of every pair of `evidence` to the filter's estimate as of `asOf` (NaN for pairs without
- * events) and returns the estimates.
+ * Sets `latent` of every pair of `evidence` to the filter's estimate as of `asOf` (pairs without events:
+ * the topic's prior) and returns the estimates (every pair of `evidence`, plus pairs with events only).
  */
 export async function attachLatent(
   store: DuckStore,
@@ -165,6 +165,15 @@ export async function attachLatent(
   asOf: Date,
 ): Promise<Map<string, LatentEstimate>> {
   const est = await latentEstimates(store, model, asOf);
-  for (const [k, e] of evidence) e.latent = est.get(k)?.score ?? Number.NaN;
+  // Pairs with a stored score but no event before asOf: the topic's prior.
+  const asOfDays = asOf.getTime() / DAY_MS;
+  for (const [k, e] of evidence) {
+    let x = est.get(k);
+    if (x === undefined) {
+      x = model.predict(e.topic, [], asOfDays);
+      est.set(k, x);
+    }
+    e.latent = x.score;
+  }
   return est;
 }

@@ -2,8 +2,14 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Explanation, explain } from "../models/explanation.ts";
-import { LatentFilter } from "../models/latentFilter.ts";
-import { type ServedEstimate, ServedMastery, type ServedMasteryJson } from "../models/servedMastery.ts";
+import { type LatentEstimate, LatentFilter } from "../models/latentFilter.ts";
+import {
+  type PairEvidence,
+  type ServedEstimate,
+  ServedMastery,
+  type ServedMasteryJson,
+  servedFromLatent,
+} from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
 import { attachLatent, LATENT_SOURCE, latentExplanation } from "./latentScoring.ts";
@@ -39,6 +45,24 @@ export function servedExplanation(est: ServedEstimate): ServedExplanation {
     pCorrect: est.pCorrect,
     decay: est.decay,
   };
+}
+
+/** The served estimate of one pair: the latent filter's (model.json.servedFrom "latent") or the stack's. */
+export function servedEstimate(
+  model: ServedMastery,
+  e: PairEvidence,
+  latent: LatentEstimate | undefined,
+): ServedEstimate {
+  const lj = model.json.latent;
+  if (model.json.servedFrom === "latent" && lj !== undefined && latent !== undefined)
+    return servedFromLatent(
+      latent,
+      lj.params,
+      model.calibration(e.topic),
+      model.json.scale,
+      model.json.global,
+    );
+  return model.predict(e);
 }
 
 export class ServedModelError extends Error {
@@ -93,7 +117,7 @@ export async function scoreServed(
   const kinds: Record<string, number> = {};
   for (const [key, e] of evidence) {
     const sep = key.indexOf("|");
-    const est = model.predict(e);
+    const est = servedEstimate(model, e, latentEst?.get(key));
     kinds[est.evidence] = (kinds[est.evidence] ?? 0) + 1;
     app.appendVarchar(key.slice(0, sep));
     app.appendVarchar(key.slice(sep + 1));
@@ -175,11 +199,13 @@ export async function servedExportRows(
 ): Promise<ServedExportRow[]> {
   const out: ServedExportRow[] = [];
   const evidence = await loadPairEvidence(store, asOf);
-  if (model.json.latent !== undefined)
-    await attachLatent(store, evidence, LatentFilter.fromJSON(model.json.latent), asOf);
+  const latentEst =
+    model.json.latent === undefined
+      ? null
+      : await attachLatent(store, evidence, LatentFilter.fromJSON(model.json.latent), asOf);
   for (const [key, e] of evidence) {
     const sep = key.indexOf("|");
-    const est = model.predict(e);
+    const est = servedEstimate(model, e, latentEst?.get(key));
     const mix: Record<string, number> = {};
     for (const c of est.contributions)
       if (c.name === "rule_score" || c.name === "bkt_p_learned" || c.name === "elo_score")

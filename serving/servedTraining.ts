@@ -9,6 +9,7 @@ import { denseLabel, type KindWeights, kindWeights, type WindowOutcomes } from "
 import {
   type MasteryScale,
   type PairEvidence,
+  type ServedFrom,
   ServedMastery,
   type TopicCalibration,
 } from "../models/servedMastery.ts";
@@ -51,6 +52,8 @@ export interface TrainServedOptions {
   out?: string;
   /** Fit the latent-state filter and use it as an input (default true). */
   latent?: boolean;
+  /** What the served score is (with the latent filter on): its posterior or the stack. Default SERVED_FROM_DEFAULT. */
+  servedFrom?: ServedFrom;
   /** Options of the latent filter's fit (serving/latentScoring.ts). */
   latentFit?: LatentFitOptions & { maxEvents?: number };
 }
@@ -63,6 +66,13 @@ export interface TrainServedOptions {
  * (docs/benchmarks.md "Validity", round 3, shows 0 / 0.5 / 1).
  */
 export const SERVED_BALANCE = 0;
+
+/**
+ * The served score is the latent filter's posterior by default: on the validity bench it ranks the
+ * generator's truth better than the stack on every setting and the real log's next week better too, while the
+ * stack ranks the generated next week slightly better (docs/benchmarks.md "Validity", round 4).
+ */
+export const SERVED_FROM_DEFAULT: ServedFrom = "latent";
 
 export const SERVED_LABELS = ["auto", "graded", "quiz"] as const;
 export type ServedLabelKind = (typeof SERVED_LABELS)[number];
@@ -286,7 +296,10 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       global,
       scale: opts.scale ?? SERVED_SCALE,
     });
-    if (latentFit !== null) model.json.latent = latentFit.model.toJSON();
+    if (latentFit !== null) {
+      model.json.latent = latentFit.model.toJSON();
+      model.json.servedFrom = opts.servedFrom ?? SERVED_FROM_DEFAULT;
+    }
     let modelPath: string | null = null;
     if (opts.out !== undefined) {
       mkdirSync(opts.out, { recursive: true });

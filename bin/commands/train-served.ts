@@ -1,7 +1,13 @@
 import type { Command } from "commander";
-import { MASTERY_SCALES, type MasteryScale } from "../../models/servedMastery.ts";
+import {
+  MASTERY_SCALES,
+  type MasteryScale,
+  SERVED_FROM,
+  type ServedFrom,
+} from "../../models/servedMastery.ts";
 import {
   SERVED_BALANCE,
+  SERVED_FROM_DEFAULT,
   SERVED_LABELS,
   SERVED_SCALE,
   type ServedLabelKind,
@@ -18,6 +24,7 @@ interface TrainServedCliOptions {
   label: string;
   balance: string;
   latent: string;
+  servedFrom: string;
 }
 
 /** `mastery train served`: fit the one served mastery estimate on a store's history (issue 16). */
@@ -56,6 +63,11 @@ export function register(program: Command): void {
       "on",
     )
     .option(
+      "--served-from <what>",
+      `with --latent on, what the served score is: ${SERVED_FROM.join(" | ")} (latent: the filter's posterior mean and 80% interval on the --scale; stack: the stack's prediction)`,
+      SERVED_FROM_DEFAULT,
+    )
+    .option(
       "--scale <name>",
       `how P(correct) maps to the served mastery score: ${MASTERY_SCALES.join(" | ")} (models/servedMastery.ts)`,
       SERVED_SCALE,
@@ -78,8 +90,11 @@ Example:
         throw new CliError(`--balance must be a number in [0, 1] (got ${opts.balance})`);
       if (opts.latent !== "on" && opts.latent !== "off")
         throw new CliError(`--latent must be on or off (got ${opts.latent})`);
+      if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
+        throw new CliError(`--served-from must be one of ${SERVED_FROM.join(", ")} (got ${opts.servedFrom})`);
       const res = await trainServed({
         latent: opts.latent === "on",
+        servedFrom: opts.servedFrom as ServedFrom,
         latentFit: {
           onProgress: (ev, ll) => {
             if (ev % 100 < 2)
