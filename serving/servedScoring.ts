@@ -165,7 +165,10 @@ export interface ServedExportRow {
   hi: number;
   /** P(correct on an average next item). */
   p_correct: number;
-  /** Contribution of each stored source (rule/BKT/Elo) to the score, as JSON. */
+  /**
+   * Contribution of each stored source (rule/BKT/Elo) to the score, as JSON; for a score served from the
+   * latent filter, each of its factors (models/latentFilter.ts LATENT_FACTORS).
+   */
   source_mix: string;
   evidence: string;
   attempts: number;
@@ -207,8 +210,10 @@ export async function servedExportRows(
     const sep = key.indexOf("|");
     const est = servedEstimate(model, e, latentEst?.get(key));
     const mix: Record<string, number> = {};
+    // The stack: the stored sources' contributions; the latent filter: its factors (what moved the posterior).
+    const fromLatent = model.json.servedFrom === "latent" && model.json.latent !== undefined;
     for (const c of est.contributions)
-      if (c.name === "rule_score" || c.name === "bkt_p_learned" || c.name === "elo_score")
+      if (fromLatent || c.name === "rule_score" || c.name === "bkt_p_learned" || c.name === "elo_score")
         mix[c.name] = c.contribution;
     out.push({
       student_key: key.slice(0, sep),
