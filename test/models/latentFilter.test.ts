@@ -13,6 +13,7 @@ import {
   type LatentSequence,
 } from "../../models/latentFilter.ts";
 import { mulberry32 } from "../../models/prng.ts";
+import { servedFromLatent, type TopicCalibration } from "../../models/servedMastery.ts";
 
 const PARAMS: LatentParams = {
   priorMean: 0.35,
@@ -157,6 +158,32 @@ describe("latent filter kernel", () => {
     );
     expect(after.score).toBeGreaterThan(before.score);
     expect(after.contributions.learning_video).toBeGreaterThan(0);
+  });
+});
+
+describe("served score from the latent filter", () => {
+  it("maps the posterior through the scale: explanation sums, interval around the score, order kept", () => {
+    const f = filter();
+    const cal: TopicCalibration = { guess: 0.2, slip: 0.1, halfLifeDays: 30, base: 0.7 };
+    fc.assert(
+      fc.property(fc.array(eventArb, { maxLength: 25 }), fc.array(eventArb, { maxLength: 25 }), (ra, rb) => {
+        const [a, b] = [toEvents(ra), toEvents(rb)].map((ev) =>
+          f.predict("T", ev, (ev[ev.length - 1]?.t ?? 0) + 2),
+        );
+        const [sa, sb] = [a!, b!].map((est) => servedFromLatent(est, PARAMS, cal, "centred-logit", cal));
+        for (const s of [sa!, sb!]) {
+          const sum = s.contributions.reduce((x, c) => x + c.contribution, s.base + s.rest);
+          expect(sum).toBeCloseTo(s.score, 10);
+          expect(Math.abs(s.rest)).toBeLessThan(1e-9);
+          expect(s.lo).toBeLessThanOrEqual(s.score + 1e-12);
+          expect(s.hi).toBeGreaterThanOrEqual(s.score - 1e-12);
+        }
+        // An increasing map: the served scores rank like the posterior means.
+        if (a!.score < b!.score - 1e-12) expect(sa!.score).toBeLessThan(sb!.score);
+        // P(correct) is the emission at the posterior mean.
+        expect(sa!.pCorrect).toBeCloseTo(PARAMS.guess + (1 - PARAMS.guess - PARAMS.slip) * a!.score, 12);
+      }),
+    );
   });
 });
 
