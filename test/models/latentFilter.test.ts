@@ -128,28 +128,6 @@ describe("latent filter kernel", () => {
     expect(q[10]).toBe(1);
   });
 
-  it("drifts as a random walk: variance grows by drift x days, mass and mean kept away from the edges", () => {
-    const params: LatentParams = { ...PARAMS, floor: 0, halfLifeDays: 1e12, noise: 0, drift: 1e-4 };
-    const k = new LatentKernel(params, 200);
-    const p = new Float64Array(200);
-    p[100] = 1; // K = 0.5025
-    k.forget(p, 10);
-    let s = 0;
-    let m = 0;
-    let v = 0;
-    for (let i = 0; i < 200; i++) {
-      s += p[i]!;
-      m += p[i]! * k.x[i]!;
-    }
-    for (let i = 0; i < 200; i++) v += p[i]! * (k.x[i]! - m) ** 2;
-    expect(s).toBeCloseTo(1, 12);
-    expect(m).toBeCloseTo(0.5025, 9);
-    // sd 0.0316 = 6.3 cells; the kernel is cut at 3 sd, whose variance is 1 - 6 phi(3) / (2 Phi(3) - 1) =
-    // 0.973 of 1e-4 x 10 (plus about 0.002 from the grid).
-    expect(v / 1e-3).toBeGreaterThan(0.97);
-    expect(v / 1e-3).toBeLessThan(0.985);
-  });
-
   it("explains every estimate: base + factor contributions = score, interval around it", () => {
     const f = filter();
     fc.assert(
