@@ -7,8 +7,7 @@ import { nelderMead } from "./nelderMead.ts";
  * binary state replaced by a grid, learning from every event kind (the "learning from non-assessment events"
  * extensions of BKT), and forgetting in time:
  *  - prior: a Beta(mean m_t, concentration c) discretised on the grid; m_t per topic, shrunk to the global m;
- *  - between events (dt days): K above the floor f decays towards it, K' = f + (K - f) 2^(-dt / halfLife),
- *    and drifts: a Gaussian random walk of variance drift * dt, reflected at 0 and 1;
+ *  - between events (dt days): K above the floor f decays towards it, K' = f + (K - f) 2^(-dt / halfLife);
  *  - an event of kind k: first its outcome updates the state (emission), then it teaches:
  *    K' = K + r_k (1 - K) (learning rate r_k per kind: quiz, practice, video, assignment, chatbot), then a
  *    small process noise moves a share `noise` of each cell's mass to each neighbour;
@@ -56,8 +55,6 @@ export interface LatentParams {
   floor: number;
   noise: number;
   assignmentConcentration: number;
-  /** Variance per day (K units) of a random walk between events (absent = 0: models fitted before it). */
-  drift?: number;
 }
 
 export interface LatentModelJson {
@@ -113,7 +110,6 @@ export class LatentKernel {
   private readonly learnW: Float64Array[];
   private readonly tmp: Float64Array;
   private readonly lik: Float64Array;
-  private readonly kernelBuf: Float64Array;
 
   constructor(params: LatentParams, bins = 40) {
     if (!(bins >= 2)) throw new LatentFilterError(`bins must be >= 2 (got ${bins})`);
@@ -157,7 +153,6 @@ export class LatentKernel {
     }
     this.tmp = new Float64Array(G);
     this.lik = new Float64Array(G);
-    this.kernelBuf = new Float64Array(2 * G + 1);
   }
 
   /** Where value y lands on the grid: the cell below and the upper neighbour's share (linear interpolation). */
@@ -202,7 +197,6 @@ export class LatentKernel {
   /** Forgetting over dt days: mass above the floor moves towards it (in place). */
   forget(p: Float64Array, dtDays: number): void {
     if (!(dtDays > 0)) return;
-    this.diffuse(p, dtDays);
     const { floor, halfLifeDays } = this.params;
     const d = 2 ** (-dtDays / halfLifeDays);
     if (d >= 1) return;
@@ -224,40 +218,6 @@ export class LatentKernel {
         const w = pos - j;
         t[j]! += m * (1 - w);
         if (w > 0) t[j + 1]! += m * w;
-      }
-    }
-    p.set(t);
-  }
-
-  /**
-   * Drift over dt days: a Gaussian random walk of variance drift * dt (K units), reflected at 0 and 1, so
-   * knowledge becomes less certain the longer nothing is observed (as in a Kalman filter's time update).
-   */
-  private diffuse(p: Float64Array, dtDays: number): void {
-    const v = (this.params.drift ?? 0) * dtDays;
-    if (!(v > 1e-8)) return;
-    const G = this.bins;
-    const sd = Math.sqrt(v) * G;
-    const w = Math.min(G - 1, Math.ceil(3 * sd));
-    const ker = this.kernelBuf;
-    let sum = 0;
-    for (let j = -w; j <= w; j++) {
-      const k = Math.exp((-0.5 * j * j) / (sd * sd));
-      ker[j + w] = k;
-      sum += k;
-    }
-    const t = this.tmp;
-    t.fill(0);
-    for (let i = 0; i < G; i++) {
-      const m = p[i]! / sum;
-      if (m === 0) continue;
-      for (let j = -w; j <= w; j++) {
-        let k = i + j;
-        // Reflection at the edges; a kernel wider than the grid reflects once more.
-        if (k < 0) k = -k - 1;
-        if (k >= G) k = 2 * G - k - 1;
-        if (k < 0) k = 0;
-        t[k]! += m * ker[j + w]!;
       }
     }
     p.set(t);
@@ -615,7 +575,7 @@ export interface LatentFitOptions {
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
 }
 
-const DEFAULT_START: Required<LatentParams> = {
+const DEFAULT_START: LatentParams = {
   priorMean: 0.3,
   priorConcentration: 4,
   guess: 0.2,
@@ -625,7 +585,6 @@ const DEFAULT_START: Required<LatentParams> = {
   floor: 0.1,
   noise: 0.01,
   assignmentConcentration: 6,
-  drift: 1e-4,
 };
 
 const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
@@ -644,7 +603,6 @@ function toVector(p: LatentParams): Float64Array {
     logit(clampP(p.floor)),
     logit(clampP(p.noise / 0.25)),
     Math.log(p.assignmentConcentration),
-    Math.log(p.drift ?? 1e-4),
   ]);
 }
 
@@ -661,7 +619,6 @@ function fromVector(x: Float64Array, present: ReadonlySet<number>): LatentParams
     floor: sigmoid(x[5 + n]!),
     noise: 0.25 * sigmoid(x[6 + n]!),
     assignmentConcentration: Math.min(500, Math.max(0.5, Math.exp(x[7 + n]!))),
-    drift: Math.min(0.01, Math.exp(x[8 + n]!)),
   };
 }
 
