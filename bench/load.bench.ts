@@ -26,6 +26,7 @@
  *   LOAD_PROF=1 LOAD_PROF_KEEP=1 ...                  # and keep the .cpuprofile (its directory is printed)
  *   LOAD_DUCK_THREADS=1 ...                           # the server's DuckDB with that many threads
  *   LOAD_GROUP_STATS=1 ...                            # the server prints its POST group-commit stats at the end
+ *   LOAD_HOT=100 ...                                  # only GET /mastery of 100 students: the cache-hit path alone
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
 import { fork } from "node:child_process";
@@ -384,6 +385,8 @@ async function drive(): Promise<void> {
   const autocannon = createRequire(import.meta.url)("autocannon") as Cannon;
   const token = await signToken(SECRET, { role: "admin", sub: "bench" });
   const pick = zipf(students);
+  // LOAD_HOT=n: only GET /mastery of students 0..n-1 (after the warm-up all cache hits): the hit path alone.
+  const hotOnly = process.env.LOAD_HOT ? env("LOAD_HOT", 100) : 0;
   const out: string[] = [
     `load bench: ${students} students x ${TOPICS} topics (+${WIDE_STUDENTS} x ${WIDE_TOPICS}), ${connections} connections, ` +
       `mix 85% GET /mastery, 5% history, 5% recommendations, 5% POST /events x10; Zipf(1) students; ${seconds} s per run`,
@@ -411,8 +414,8 @@ async function drive(): Promise<void> {
         requests: [
           {
             setupRequest: (req: Record<string, unknown>) => {
-              const u = Math.random();
-              const s = pick();
+              const u = hotOnly ? 0 : Math.random();
+              const s = hotOnly ? Math.floor(Math.random() * hotOnly) : pick();
               if (u < 0.85) return { ...req, method: "GET", path: `/mastery/student-${s}` };
               if (u < 0.9)
                 return { ...req, method: "GET", path: `/mastery/student-${s}/T${s % TOPICS}/history` };
