@@ -329,7 +329,7 @@ async function serve(mode: Mode): Promise<void> {
         server.closeAllConnections();
         server.close();
         // Queries still running keep DuckDB busy; exiting releases the file (the profile is written on exit).
-        await within(stores.close(true), 3000);
+        await within(stores.close(true), 15000);
         process.exit(0);
       })();
   });
@@ -407,7 +407,7 @@ async function serveWorkers(): Promise<void> {
           }),
         );
         const drop = await openStores("pg", pseudo, null, names);
-        await within(drop.close(true), 5000);
+        await within(drop.close(true), 15000);
         process.exit(0);
       })();
   });

@@ -75,9 +75,6 @@ import type { BackendProbe } from "./streamStores.ts";
 import { outageGuard, respondUnavailable } from "./unavailableResponse.ts";
 import { alertKeys, type EventUpdater, IncrementalUpdater, streamModels } from "./updater.ts";
 
-/** How long applied raw rows wait to be copied into the server's DuckDB together (serving/rawMirror.ts). */
-export const MIRROR_BATCH_DELAY_MS = 100;
-
 /** Longest life of a cached GET /mastery body: served scores decay at request time. */
 export const SERVED_DECAY_CACHE_MS = 3_600_000;
 
@@ -401,8 +398,6 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   const mirror = mirrorRaw
     ? new RawMirror({
         write: (rows) => gate.run(() => localRaw.record(rows)),
-        // One DuckDB append per ~100 ms of POSTs rather than per POST group (a fixed cost each).
-        batchDelayMs: MIRROR_BATCH_DELAY_MS,
         // A body computed from the copy before it held these rows is stale when a registry model served
         // it (its features read the copy); bodies of other students never read the copy. (A change of the
         // served models clears the whole cache, so the test now is the test at compute time.)

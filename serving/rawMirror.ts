@@ -6,8 +6,7 @@ import type { RawEventRow } from "../storage/rawEventStore.ts";
  * report, class membership and registry-model features, never by the update path, so it need not
  * hold up POST /events (it cost a DuckDB append of ~10 ms per group inside the store's queue).
  *
- *  - Rows queued while a copy is running, or within `batchDelayMs` before it starts, are written
- *    together (one append each).
+ *  - Rows queued while a copy is running are written together by the next one (one append each).
  *  - The copy is idempotent (DuckRawEventStore.record keeps the first stored version of an event),
  *    so a failed copy is retried with backoff, rows kept, up to `maxPending` rows; past that the
  *    oldest are dropped with an error log (the record in PostgreSQL is complete either way).
@@ -26,11 +25,6 @@ export interface RawMirrorOptions {
   maxPending?: number;
   /** First retry delay after a failed copy (ms, default 200; doubles up to 10 s). */
   retryMs?: number;
-  /**
-   * How long rows wait before a copy starts (ms, default 0): rows enqueued meanwhile join it, so under
-   * a stream of POSTs the copies are fewer and larger (each DuckDB append has a fixed cost).
-   */
-  batchDelayMs?: number;
 }
 
 export class RawMirror {
@@ -65,8 +59,6 @@ export class RawMirror {
   private async loop(): Promise<void> {
     try {
       while (this.pending.length > 0) {
-        const wait = this.opts.batchDelayMs ?? 0;
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait).unref());
         const batch = this.pending;
         this.pending = [];
         try {

@@ -65,26 +65,6 @@ describe("RawMirror: the after-the-answer copy of raw rows into the server's Duc
     expect(n[0]).toEqual({ n: 4, e: 4 });
   });
 
-  it("batchDelayMs: rows enqueued before the copy starts join it; later ones go in the next copy", async () => {
-    const batches: string[][] = [];
-    const mirror = new RawMirror({
-      write: async (rows) => {
-        batches.push(rows.map((r) => r.event_id));
-      },
-      batchDelayMs: 40,
-    });
-    mirror.enqueue([row("e1", "sa")]);
-    await new Promise((r) => setTimeout(r, 5));
-    mirror.enqueue([row("e2", "sb")]);
-    mirror.enqueue([row("e3", "sc")]);
-    expect(batches).toEqual([]); // nothing written before the delay
-    await new Promise((r) => setTimeout(r, 80));
-    expect(batches).toEqual([["e1", "e2", "e3"]]);
-    mirror.enqueue([row("e4", "sa")]);
-    await mirror.idle();
-    expect(batches).toEqual([["e1", "e2", "e3"], ["e4"]]);
-  });
-
   it("retries a failed copy with the same rows (nothing lost), and drops the oldest past maxPending", async () => {
     let fail = 2;
     const got: string[] = [];
