@@ -51,7 +51,7 @@ import { within } from "../serving/gracefulShutdown.ts";
 import { openServingBackends } from "../serving/servingBackends.ts";
 import { streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
-import type { PgStore } from "../storage/postgres.ts";
+import { PgStore } from "../storage/postgres.ts";
 
 const SECRET = "bench-secret-bench-secret-bench-secret";
 const KEY = "bench-pseudonym-key-0123456789";
@@ -719,6 +719,10 @@ async function drive(): Promise<void> {
       const keys = await redis.keys(`serve_load_${app.pid}*`);
       for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
       redis.disconnect();
+      // The server drops its schema on stop, but a drop still waiting when it exits is lost (seen under load).
+      const pg = await PgStore.open(PG_URL);
+      await pg.run(`DROP SCHEMA IF EXISTS serve_load_${app.pid} CASCADE`);
+      await pg.close();
     }
     process.stdout.write(`${out.splice(0).join("\n")}\n`);
   }
