@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import type { AlertCandidate, AlertStateRow, AlertStore } from "../storage/alertStore.ts";
-import { DEFAULT_SOURCE_ORDER, TEACHER_OVERRIDE } from "./masteryView.ts";
+import { DEFAULT_SOURCE_ORDER, rowAtReadTime, TEACHER_OVERRIDE } from "./masteryView.ts";
 import { type ApplyResult, alertKeys, type UpdatedKey } from "./updater.ts";
 
 /**
@@ -195,7 +195,10 @@ export class AlertEngine {
   async check(keys: readonly UpdatedKey[]): Promise<AlertPayload[]> {
     if (keys.length === 0) return [];
     const now = this.opts.now?.() ?? new Date();
-    const rows = await this.store.candidates(keys);
+    // Scores as a reader sees them at check time: a rule score with its recency as of now, a served score
+    // decayed to now (serving/masteryView.ts rowAtReadTime). So a score that decayed under the threshold
+    // without new events raises its alert the next time its key is checked.
+    const rows = (await this.store.candidates(keys)).map((r) => rowAtReadTime(r, now));
     const rank = (s: string) => {
       const i = DEFAULT_SOURCE_ORDER.indexOf(s);
       return s === TEACHER_OVERRIDE ? -1 : i < 0 ? DEFAULT_SOURCE_ORDER.length : i;

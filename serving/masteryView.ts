@@ -1,4 +1,5 @@
 import type { Explanation } from "../models/explanation.ts";
+import { ruleScoreAt, type StoredRuleExplanation } from "../models/ruleScorer.ts";
 import { decayTowards } from "../models/servedDecay.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import {
@@ -93,8 +94,8 @@ export async function readStudentMastery(
     /** The student's rows of store.masteryRows when the caller already read them (one query, not two). */
     rows?: MasteryViewRow[];
     /**
-     * Request time: a 'served' score stored as of an earlier time is decayed to it (decayServedRow);
-     * default: no decay (the stored score as of its scoring time).
+     * Request time: a 'served' score stored as of an earlier time is decayed to it and a rule score gets
+     * its recency as of it (rowAtReadTime); default: each score as of its own scoring time.
      */
     now?: Date;
   } = {},
@@ -107,7 +108,7 @@ export async function readStudentMastery(
   const store = readStoreOf(source);
   const stored = opts.rows ?? (await store.masteryRows(studentKey));
   const now = opts.now;
-  const rows = now === undefined ? stored : stored.map((r) => decayServedRow(r, now));
+  const rows = stored.map((r) => rowAtReadTime(r, now));
   const byTopic = new Map<string, MasteryRow[]>();
   for (const r of rows) {
     const list = byTopic.get(r.topic_id);
@@ -275,6 +276,37 @@ export function decayServedRow<
   return { ...row, mastery_score: score, as_of: now, explanation: JSON.stringify(out) };
 }
 
+/**
+ * A stored rule_based row as of `at` (issue 17 item 3): the rule-scoring job stores the score without the
+ * recency term (models/ruleScorer.ts StoredRuleExplanation); here recency is applied as of `at` from the
+ * pair's stored last activity (ruleScoreAt), the top 3 factors are chosen with it, and as_of becomes `at`.
+ * As of the row's own as_of this is the score scoring its features gave (tested bit for bit). Rows of other
+ * sources and rows stored before this form (no `recency` and a "recency" factor already in) are returned
+ * as they are.
+ */
+export function ruleRowAt<
+  R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
+>(row: R, at: Date): R {
+  if (row.score_source !== "rule_based") return row;
+  const e = JSON.parse(row.explanation) as StoredRuleExplanation;
+  if (e.recency === undefined && e.factors.some((f) => f.name === "recency")) return row;
+  const r = ruleScoreAt(e, at.getTime() * 1000);
+  return { ...row, mastery_score: r.score, as_of: at, explanation: JSON.stringify(r.explanation) };
+}
+
+/**
+ * What a reader shows for a stored row as of the request time `now`: a rule score with its recency as of
+ * `now` (as of its own as_of when `now` is not given), a served score decayed to `now` (decayServedRow);
+ * other rows as stored. Every reader of student_mastery / its history goes through this (GET /mastery,
+ * history, rollups, recommendations, alerts, export, the stack's inputs).
+ */
+export function rowAtReadTime<
+  R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
+>(row: R, now: Date | undefined): R {
+  if (row.score_source === "rule_based") return ruleRowAt(row, now ?? row.as_of);
+  return now === undefined ? row : decayServedRow(row, now);
+}
+
 /** Topic hierarchy and rollup weights (as serving/rollups.ts topic_rollup_weights defines them). */
 export interface TopicMeta {
   level: Record<RollupLevel, Map<string, string>>;
@@ -362,18 +394,23 @@ const historyEntry = (r: HistoryRow): HistoryEntry => ({
 
 /**
  * The history as of `now`: when the latest served run has a decay and is older than `now`, one more entry
- * (`projected: true`) with that score decayed to `now`, so a chart shows forgetting since the last run.
+ * (`projected: true`) with that score decayed to `now`, so a chart shows forgetting since the last run;
+ * likewise the latest rule run with its recency as of `now` (a rule run is only stored when the pair's
+ * features changed; time passing moves its score through recency alone).
  */
 function withProjection(rows: readonly HistoryRow[], now: Date | undefined): HistoryEntry[] {
-  const out = rows.map(historyEntry);
+  // A stored rule row holds its score without recency: each entry shows it as of its own run.
+  const out = rows.map((r) => historyEntry(r.score_source === "rule_based" ? ruleRowAt(r, r.as_of) : r));
   if (now === undefined) return out;
-  let last: HistoryRow | undefined;
-  for (const r of rows)
-    if (r.score_source === "served" && (last === undefined || r.as_of >= last.as_of)) last = r;
-  if (last === undefined) return out;
-  const d = decayServedRow(last, now);
-  if (d === last) return out;
-  out.push({ ...historyEntry({ ...d, recorded_at: now }), projected: true });
+  for (const source of ["served", "rule_based"]) {
+    let last: HistoryRow | undefined;
+    for (const r of rows)
+      if (r.score_source === source && (last === undefined || r.as_of >= last.as_of)) last = r;
+    if (last === undefined || !(now.getTime() > last.as_of.getTime())) continue;
+    const d = rowAtReadTime(last, now);
+    if (d === last) continue;
+    out.push({ ...historyEntry({ ...d, recorded_at: now }), projected: true });
+  }
   return out;
 }
 

@@ -150,7 +150,9 @@ export async function lastFeatureWatermark(runs: BatchRunStore): Promise<Feature
  * (features/incrementalFeatures.ts: only pairs with new or late events, a window edge crossed or
  * day buckets moved unevenly are recomputed; the rest are copied), unless batch.full; the watermark
  * (as-of and max ingested_at) is recorded in this run's counts for the next one. Rule scores are
- * recomputed for every pair of the new snapshot: the recency signal moves with as-of for all of them.
+ * recomputed only for the recomputed pairs: they are stored without the recency signal, which read time
+ * applies (models/ruleScorer.ts ruleScoreAt), so an untouched pair's stored row is already what a full run
+ * would store.
  */
 async function dailyBatch(
   store: DuckStore,
@@ -180,7 +182,7 @@ async function dailyBatch(
   // Incremental runs keep the first run's time of day (whole-day steps; see alignedAsOf).
   const asOf = alignedAsOf(since, await resolveAsOf(store, "now"));
   counts.asOf = asOf.toISOString();
-  const features = await buildFeaturesIncremental(store, asOf, since);
+  const features = await buildFeaturesIncremental(store, asOf, since, { keepDirty: true });
   counts.featureRows = features.rows;
   counts.featureMode = features.mode;
   if (features.fullReason !== undefined)
@@ -191,8 +193,15 @@ async function dailyBatch(
     asOf: features.watermark.asOf.toISOString(),
     ingestedThroughUs: features.watermark.ingestedThroughUs,
   };
-  const rules = await scoreRules(store, { asOf });
+  // Rule scores are stored without recency (read time adds it), so only the recomputed pairs move.
+  const rules = await scoreRules(store, {
+    asOf,
+    ...(features.mode === "incremental" ? { onlyPairs: "incr_dirty" } : {}),
+  });
+  if (features.mode === "incremental") await store.run("DROP TABLE IF EXISTS temp.incr_dirty");
   counts.ruleScores = rules.scored;
+  counts.ruleMode = rules.mode;
+  if (rules.fullReason !== undefined) counts.ruleFullReason = rules.fullReason;
   const models = await resolveModels(store, {
     ...(cfg.bktModel !== null ? { bktModelDir: cfg.bktModel } : {}),
     ...(cfg.eloModel !== null ? { eloModelDir: cfg.eloModel } : {}),
