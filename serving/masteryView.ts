@@ -402,7 +402,8 @@ function withProjection(rows: readonly HistoryRow[], now: Date | undefined): His
   // A stored rule row holds its score without recency: each entry shows it as of its own run.
   const out = rows.map((r) => historyEntry(r.score_source === "rule_based" ? ruleRowAt(r, r.as_of) : r));
   if (now === undefined) return out;
-  for (const source of ["served", "rule_based"]) {
+  // The served projection last: it is the score GET /mastery serves.
+  for (const source of ["rule_based", "served"]) {
     let last: HistoryRow | undefined;
     for (const r of rows)
       if (r.score_source === source && (last === undefined || r.as_of >= last.as_of)) last = r;
