@@ -129,13 +129,14 @@ for (let r = 0; r < runs; r++) {
     const store = await DuckStore.open(scratch, threads > 0 ? { threads } : {});
     const models = await resolveModels(store, { bktModelDir: bktDir, eloModelDir: eloDir });
     const asOf = alignedAsOf(since, await resolveAsOf(store, "now"));
-    const per = (results[mode] ??= {
+    const per = results[mode] ?? {
       features: { wall: [], cpu: [] },
       rules: { wall: [], cpu: [] },
       "bkt-elo": { wall: [], cpu: [] },
       checkpoint: { wall: [], cpu: [] },
       day: { wall: [], cpu: [] },
-    });
+    };
+    results[mode] = per;
     const dayT0 = performance.now();
     const dayC0 = cpuNow();
     const step = async <T>(name: Step, fn: () => Promise<T>): Promise<T> => {
@@ -152,7 +153,8 @@ for (let r = 0; r < runs; r++) {
     const features = await step("features", () =>
       buildFeaturesIncremental(store, asOf, since, { keepDirty: true }),
     );
-    if (features.mode !== "incremental") throw new Error(`expected incremental features: ${features.fullReason}`);
+    if (features.mode !== "incremental")
+      throw new Error(`expected incremental features: ${features.fullReason}`);
     const rules = await step("rules", () =>
       scoreRules(store, { asOf, ...(mode === "dirty" ? { onlyPairs: "incr_dirty" } : {}) }),
     );
@@ -163,7 +165,9 @@ for (let r = 0; r < runs; r++) {
     await step("checkpoint", () => store.run("CHECKPOINT"));
     per.day.wall.push((performance.now() - dayT0) / 1000);
     per.day.cpu.push(cpuNow() - dayC0);
-    log(`run ${r + 1} ${mode} day: ${per.day.wall.at(-1)!.toFixed(2)} s (cpu ${per.day.cpu.at(-1)!.toFixed(2)} s)`);
+    log(
+      `run ${r + 1} ${mode} day: ${per.day.wall.at(-1)!.toFixed(2)} s (cpu ${per.day.cpu.at(-1)!.toFixed(2)} s)`,
+    );
     counts = {
       asOf: asOf.toISOString(),
       featurePairsRecomputed: features.recomputed,

@@ -1,4 +1,5 @@
 import type { DuckStore } from "../storage/duckdb.ts";
+import { readTimeScoreSql } from "./readTimeScoreSql.ts";
 
 /**
  * Chapter, subject and course mastery per student, computed (views), never stored by hand.
@@ -21,22 +22,6 @@ const VIEW: Record<RollupLevel, string> = {
   subject: "mastery_by_subject",
   course: "mastery_by_course",
 };
-
-/**
- * SQL for a student_mastery row's score as a reader sees it as of `atUs` (microseconds since the epoch,
- * a SQL expression): a rule score stored without recency (models/ruleScorer.ts StoredRuleExplanation)
- * gets recency from the stored last activity, added last and clamped as ruleScoreAt does; every other row
- * is its stored score. DuckDB's pow() for JavaScript's **: equal up to the last bit.
- */
-export function readTimeScoreSql(m: string, atUs: string): string {
-  const r = (field: string) => `CAST(json_extract_string(${m}.explanation, '$.recency.${field}') AS DOUBLE)`;
-  const x = `pow(2, -greatest(0, (${atUs} - ${r("lastActivityUs")}) / 86400e6) / ${r("halfLifeDays")})`;
-  const centered = `CASE WHEN json_extract_string(${m}.explanation, '$.recency.centered') = 'true'
-    THEN CAST(json_extract_string(${m}.explanation, '$.base') AS DOUBLE) ELSE 0 END`;
-  return `CASE WHEN ${m}.score_source = 'rule_based' AND json_exists(${m}.explanation, '$.recency')
-    THEN least(1, greatest(0, ${r("raw")} + ${r("weight")} * (${x} - ${centered})))
-    ELSE ${m}.mastery_score END`;
-}
 
 function rollupViewSql(level: RollupLevel): string {
   const key = `${level}_id`;

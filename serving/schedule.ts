@@ -22,9 +22,10 @@ import type { DriftConfig } from "../monitoring/config.ts";
 import type { RetrainLock } from "../monitoring/locks.ts";
 import { monitorOnce } from "../monitoring/loop.ts";
 import type { Registry } from "../registry/registry.ts";
+import { DuckAlertStore } from "../storage/alertStore.ts";
 import { BatchRunStore } from "../storage/batchRuns.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
-import { signWebhook } from "./alerts.ts";
+import { AlertEngine, checkTimeCrossings, signWebhook, type ThresholdConfig } from "./alerts.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
 import { nextRunAt, type ScheduleConfig, type ScheduledJob } from "./scheduleConfig.ts";
@@ -60,6 +61,11 @@ export interface RunJobOptions {
   fetchImpl?: typeof fetch;
   /** Webhook retries: attempts and the base of the exponential backoff (default 3 x 500 ms). */
   retry?: { attempts: number; baseMs: number };
+  /**
+   * At-risk thresholds (config/thresholds.yaml): when given, the daily batch checks the keys whose score
+   * crossed under a threshold with time alone (serving/alerts.ts checkTimeCrossings), as of the run's as-of.
+   */
+  thresholds?: ThresholdConfig;
 }
 
 export type JobOutcome =
@@ -209,6 +215,16 @@ async function dailyBatch(
   const bktElo = await scoreBktElo(store, models, { full: cfg.full });
   counts.bktEloKeys = bktElo.keys;
   counts.bktEloEvents = bktElo.events;
+  if (opts.thresholds !== undefined) {
+    const engine = new AlertEngine(await DuckAlertStore.open(store), opts.thresholds, {
+      now: () => asOf,
+      ...(opts.fetchImpl !== undefined ? { fetchImpl: opts.fetchImpl } : {}),
+      ...(opts.retry !== undefined ? { retry: opts.retry } : {}),
+    });
+    const alerts = await checkTimeCrossings(store, engine, asOf, opts.thresholds);
+    counts.alertCandidates = alerts.candidates;
+    counts.alertsRaised = alerts.raised.length;
+  }
   return counts;
 }
 
