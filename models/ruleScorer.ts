@@ -380,6 +380,8 @@ export interface StoredRuleExplanation extends Explanation {
 }
 
 export interface StoredRecency {
+  /** The prior (the explanation's base), repeated so the score alone needs only this object. */
+  prior: number;
   lastActivityUs: number;
   halfLifeDays: number;
   weight: number;
@@ -402,6 +404,7 @@ function storedAt(p: Prepared, i: number, cfg: RuleConfig, lastActivityUs: Float
     if (Number.isNaN(last))
       throw new RangeError("rule scorer: days_since_last_activity is set but last_activity_at is NULL");
     explanation.recency = {
+      prior,
       lastActivityUs: last,
       halfLifeDays: cfg.inactivityHalfLifeDays,
       weight: p.recencyWeight,
@@ -410,6 +413,28 @@ function storedAt(p: Prepared, i: number, cfg: RuleConfig, lastActivityUs: Float
     };
   }
   return { score, explanation };
+}
+
+/**
+ * The score alone of ruleScoreAt (the same operations, so the same bits) from the stored recency block:
+ * readers that list scores without their explanations skip building one. Without a block the score does
+ * not move with time: `storedScore`.
+ */
+export function ruleScoreOnlyAt(
+  recency: StoredRecency | undefined,
+  storedScore: number,
+  atUs: number,
+): number {
+  if (recency === undefined) return storedScore;
+  const days = (atUs - recency.lastActivityUs) / DAY_US;
+  const contribution = recencyTerm(
+    recency.weight,
+    recency.centered,
+    recency.prior,
+    days,
+    recency.halfLifeDays,
+  );
+  return clamp01(recency.raw + contribution);
 }
 
 /** Every factor kept in a stored explanation (read time picks the top 3 once recency is known). */

@@ -1,5 +1,10 @@
 import type { Explanation } from "../models/explanation.ts";
-import { ruleScoreAt, type StoredRuleExplanation } from "../models/ruleScorer.ts";
+import {
+  ruleScoreAt,
+  ruleScoreOnlyAt,
+  type StoredRecency,
+  type StoredRuleExplanation,
+} from "../models/ruleScorer.ts";
 import { decayTowards } from "../models/servedDecay.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import {
@@ -108,7 +113,16 @@ export async function readStudentMastery(
   const store = readStoreOf(source);
   const stored = opts.rows ?? (await store.masteryRows(studentKey));
   const now = opts.now;
-  const rows = stored.map((r) => rowAtReadTime(r, now));
+  // Rule rows get their read-time score only (ruleScoreOnlyAt); the explanation is built for the one row
+  // that is served (the original kept in ruleStored). A cache miss lists ~100 topics' scores.
+  const ruleStored = new Map<MasteryRow, MasteryRow>();
+  const rows = stored.map((r) => {
+    if (r.score_source !== "rule_based") return now === undefined ? r : decayServedRow(r, now);
+    const at = now ?? r.as_of;
+    const moved = { ...r, mastery_score: ruleRowScoreAt(r, at), as_of: at };
+    ruleStored.set(moved, r);
+    return moved;
+  });
   const byTopic = new Map<string, MasteryRow[]>();
   for (const r of rows) {
     const list = byTopic.get(r.topic_id);
@@ -146,6 +160,8 @@ export async function readStudentMastery(
         bestRank = k;
       }
     }
+    const original = ruleStored.get(stored);
+    if (original !== undefined) stored = ruleRowAt(original, stored.as_of);
     const m = opts.model?.topics.get(topicId);
     const fromModel = m !== undefined && stored.score_source !== TEACHER_OVERRIDE;
     const served: MasteryRow = fromModel
@@ -292,6 +308,19 @@ export function ruleRowAt<
   if (e.recency === undefined && e.factors.some((f) => f.name === "recency")) return row;
   const r = ruleScoreAt(e, at.getTime() * 1000);
   return { ...row, mastery_score: r.score, as_of: at, explanation: JSON.stringify(r.explanation) };
+}
+
+/**
+ * ruleRowAt's score alone. The stored form puts the recency block last (models/ruleScorer.ts storedAt), so
+ * only that tail is parsed; rows without one (recency absent, or stored before this form with recency
+ * already in the score) keep their stored score.
+ */
+export function ruleRowScoreAt(row: Pick<MasteryViewRow, "mastery_score" | "explanation">, at: Date): number {
+  const e = row.explanation;
+  const j = e.lastIndexOf('"recency":{');
+  if (j < 0) return row.mastery_score;
+  const recency = JSON.parse(e.slice(j + 10, -1)) as StoredRecency;
+  return ruleScoreOnlyAt(recency, row.mastery_score, at.getTime() * 1000);
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   type RuleFeatureColumns,
   type RuleFeatureRow,
   ruleScoreAt,
+  ruleScoreOnlyAt,
   type StoredRuleExplanation,
   scoreRuleColumns,
   scoreRuleRow,
@@ -333,6 +334,9 @@ describe("stored form and read-time recency (issue 17 item 3)", () => {
         expect(atRead.score).toBe(later.score);
         expect(JSON.stringify(atRead.explanation)).toBe(JSON.stringify(later.explanation));
         expect(atRead.explanation.factors.length).toBeLessThanOrEqual(3);
+        // The score-only path (readers listing scores) gives the same bits from the stored JSON.
+        const e = JSON.parse(JSON.stringify(stored.explanation)) as StoredRuleExplanation;
+        expect(ruleScoreOnlyAt(e.recency, stored.score, at)).toBe(later.score);
       }),
       { numRuns: 500 },
     );
