@@ -10,7 +10,7 @@
  *
  *   STUDENTS=10000 npx tsx bench/dailyDay.bench.ts          # ~1M events
  *   STUDENTS=100000 RUNS=2 npx tsx bench/dailyDay.bench.ts  # ~10M events
- *   MODES=dirty ... / THREADS=1 ...
+ *   MODES=dirty ... / THREADS=1 ... / PHASES=1 ... (rule scores' wall and CPU per step)
  *
  * The first run builds the store once under BENCH_DIR (default /tmp/day-bench-<students>): generate,
  * ingest, features, rule scores, BKT/Elo fitted (saved as model directories) and scored in full, then the
@@ -39,6 +39,7 @@ const students = Number(process.env.STUDENTS ?? 10_000);
 const runs = Number(process.env.RUNS ?? 2);
 const activePct = Number(process.env.ACTIVE_PCT ?? 1);
 const threads = Number(process.env.THREADS ?? 0);
+const phases = process.env.PHASES === "1";
 const modes = (process.env.MODES ?? "all,dirty").split(",") as ("all" | "dirty")[];
 const root = process.env.BENCH_DIR ?? `/tmp/day-bench-${students}`;
 const basePath = join(root, "base.duckdb");
@@ -155,8 +156,18 @@ for (let r = 0; r < runs; r++) {
     );
     if (features.mode !== "incremental")
       throw new Error(`expected incremental features: ${features.fullReason}`);
+    let phaseC = cpuNow();
+    let phaseT = performance.now();
+    const onPhase = (name: string) => {
+      const c = cpuNow();
+      const t = performance.now();
+      if (phases)
+        log(`  rules ${name}: ${((t - phaseT) / 1000).toFixed(2)} s (cpu ${(c - phaseC).toFixed(2)} s)`);
+      phaseC = c;
+      phaseT = t;
+    };
     const rules = await step("rules", () =>
-      scoreRules(store, { asOf, ...(mode === "dirty" ? { onlyPairs: "incr_dirty" } : {}) }),
+      scoreRules(store, { asOf, onPhase, ...(mode === "dirty" ? { onlyPairs: "incr_dirty" } : {}) }),
     );
     if (mode === "dirty" && rules.mode !== "incremental")
       throw new Error(`expected incremental rule scores: ${rules.fullReason}`);

@@ -81,6 +81,8 @@ export interface ScoreRulesOptions {
    * when a stored rule row is of another model version or a snapshot pair has no rule row besides these.
    */
   onlyPairs?: string;
+  /** Called after each step with its name (the bench prints CPU per step), as scoreBktElo's onPhase. */
+  onPhase?: (phase: string) => void;
 }
 
 /** Below this many rows the default is to score on the calling thread. */
@@ -138,11 +140,13 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
         filter = `AND EXISTS (SELECT 1 FROM temp.${opts.onlyPairs} d
           WHERE d.student_key = features.student_key AND d.topic_id = features.topic_id)`;
       } else fullReason = why;
+      opts.onPhase?.("incremental check");
     }
     const n = await snapshotRows(store, asOfUs, filter);
     const cores = availableParallelism();
     const workers = opts.workers ?? (n >= WORKERS_FROM_ROWS && cores >= 2 ? Math.min(4, cores) : 0);
     const { rid, lastUs, cols } = await readFeatureColumns(store, asOfUs, n, workers > 0, filter);
+    opts.onPhase?.("read features");
     scored = n;
     await store.run(
       "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
@@ -150,12 +154,14 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     if (workers > 0 && n > 0)
       await scoreInWorkers(store, rid, lastUs, cols, n, config, workers, opts.onProgress);
     else await appendScores(store, rid, lastUs, cols, n, config, opts.onProgress);
+    opts.onPhase?.("score");
 
     const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n };
     await store.run(`
       CREATE OR REPLACE TEMP TABLE rule_scored AS
       SELECT f.student_key, f.topic_id, r.score, f.as_of, r.explanation
       FROM temp.rule_scores r JOIN features f ON f.rowid = r.rid::BIGINT`);
+    opts.onPhase?.("join keys");
     const before = await historyCount(store);
     const hadScores =
       (await store.one("SELECT 1 AS x FROM student_mastery WHERE score_source = 'rule_based' LIMIT 1")) !==
@@ -172,6 +178,7 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       params,
     );
     changed = (await historyCount(store)) - before;
+    opts.onPhase?.("history");
     await store.run(
       `INSERT INTO student_mastery
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
@@ -188,9 +195,11 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
        }`,
       params,
     );
+    opts.onPhase?.("student_mastery");
     await store.run("DROP TABLE temp.rule_scores");
     await store.run("DROP TABLE temp.rule_scored");
   });
+  opts.onPhase?.("commit");
   await createRollupViews(store);
   return {
     mode,
