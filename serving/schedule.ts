@@ -24,7 +24,7 @@ import { monitorOnce } from "../monitoring/loop.ts";
 import type { Registry } from "../registry/registry.ts";
 import { DuckAlertStore } from "../storage/alertStore.ts";
 import { BatchRunStore } from "../storage/batchRuns.ts";
-import { type DuckStore, sqlString } from "../storage/duckdb.ts";
+import type { DuckStore } from "../storage/duckdb.ts";
 import { AlertEngine, checkTimeCrossings, signWebhook, type ThresholdConfig } from "./alerts.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
@@ -184,56 +184,46 @@ async function dailyBatch(
       counts.rejected = report.total.rejected;
     } else counts.files = 0;
   }
-  // One write of the file for the whole day: DuckDB's automatic checkpoint at each step's commit rewrites
-  // every row group the step touched (a day's pairs are spread over all of them), three times a day; held off
-  // here, the CHECKPOINT at the end writes them once (docs/benchmarks.md, "the 1% day at 10M").
-  const threshold = await store.one<{ v: string }>("SELECT current_setting('checkpoint_threshold') AS v");
-  await store.run("SET checkpoint_threshold = '1TB'");
-  try {
-    const since = cfg.full ? null : await lastFeatureWatermark(await BatchRunStore.open(store));
-    // Incremental runs keep the first run's time of day (whole-day steps; see alignedAsOf).
-    const asOf = alignedAsOf(since, await resolveAsOf(store, "now"));
-    counts.asOf = asOf.toISOString();
-    const features = await buildFeaturesIncremental(store, asOf, since, { keepDirty: true });
-    counts.featureRows = features.rows;
-    counts.featureMode = features.mode;
-    if (features.fullReason !== undefined)
-      counts.featureFullReason = cfg.full ? "batch.full" : features.fullReason;
-    counts.featurePairsRecomputed = features.recomputed;
-    counts.featurePairsCopied = features.copied;
-    counts.watermark = {
-      asOf: features.watermark.asOf.toISOString(),
-      ingestedThroughUs: features.watermark.ingestedThroughUs,
-    };
-    // Rule scores are stored without recency (read time adds it), so only the recomputed pairs move.
-    const rules = await scoreRules(store, {
-      asOf,
-      ...(features.mode === "incremental" ? { onlyPairs: "incr_dirty" } : {}),
+  const since = cfg.full ? null : await lastFeatureWatermark(await BatchRunStore.open(store));
+  // Incremental runs keep the first run's time of day (whole-day steps; see alignedAsOf).
+  const asOf = alignedAsOf(since, await resolveAsOf(store, "now"));
+  counts.asOf = asOf.toISOString();
+  const features = await buildFeaturesIncremental(store, asOf, since, { keepDirty: true });
+  counts.featureRows = features.rows;
+  counts.featureMode = features.mode;
+  if (features.fullReason !== undefined)
+    counts.featureFullReason = cfg.full ? "batch.full" : features.fullReason;
+  counts.featurePairsRecomputed = features.recomputed;
+  counts.featurePairsCopied = features.copied;
+  counts.watermark = {
+    asOf: features.watermark.asOf.toISOString(),
+    ingestedThroughUs: features.watermark.ingestedThroughUs,
+  };
+  // Rule scores are stored without recency (read time adds it), so only the recomputed pairs move.
+  const rules = await scoreRules(store, {
+    asOf,
+    ...(features.mode === "incremental" ? { onlyPairs: "incr_dirty" } : {}),
+  });
+  if (features.mode === "incremental") await store.run("DROP TABLE IF EXISTS temp.incr_dirty");
+  counts.ruleScores = rules.scored;
+  counts.ruleMode = rules.mode;
+  if (rules.fullReason !== undefined) counts.ruleFullReason = rules.fullReason;
+  const models = await resolveModels(store, {
+    ...(cfg.bktModel !== null ? { bktModelDir: cfg.bktModel } : {}),
+    ...(cfg.eloModel !== null ? { eloModelDir: cfg.eloModel } : {}),
+  });
+  const bktElo = await scoreBktElo(store, models, { full: cfg.full });
+  counts.bktEloKeys = bktElo.keys;
+  counts.bktEloEvents = bktElo.events;
+  if (opts.thresholds !== undefined) {
+    const engine = new AlertEngine(await DuckAlertStore.open(store), opts.thresholds, {
+      now: () => asOf,
+      ...(opts.fetchImpl !== undefined ? { fetchImpl: opts.fetchImpl } : {}),
+      ...(opts.retry !== undefined ? { retry: opts.retry } : {}),
     });
-    if (features.mode === "incremental") await store.run("DROP TABLE IF EXISTS temp.incr_dirty");
-    counts.ruleScores = rules.scored;
-    counts.ruleMode = rules.mode;
-    if (rules.fullReason !== undefined) counts.ruleFullReason = rules.fullReason;
-    const models = await resolveModels(store, {
-      ...(cfg.bktModel !== null ? { bktModelDir: cfg.bktModel } : {}),
-      ...(cfg.eloModel !== null ? { eloModelDir: cfg.eloModel } : {}),
-    });
-    const bktElo = await scoreBktElo(store, models, { full: cfg.full });
-    counts.bktEloKeys = bktElo.keys;
-    counts.bktEloEvents = bktElo.events;
-    if (opts.thresholds !== undefined) {
-      const engine = new AlertEngine(await DuckAlertStore.open(store), opts.thresholds, {
-        now: () => asOf,
-        ...(opts.fetchImpl !== undefined ? { fetchImpl: opts.fetchImpl } : {}),
-        ...(opts.retry !== undefined ? { retry: opts.retry } : {}),
-      });
-      const alerts = await checkTimeCrossings(store, engine, asOf, opts.thresholds);
-      counts.alertCandidates = alerts.candidates;
-      counts.alertsRaised = alerts.raised.length;
-    }
-    await store.run("CHECKPOINT");
-  } finally {
-    await store.run(`SET checkpoint_threshold = ${sqlString(threshold?.v ?? "16MiB")}`);
+    const alerts = await checkTimeCrossings(store, engine, asOf, opts.thresholds);
+    counts.alertCandidates = alerts.candidates;
+    counts.alertsRaised = alerts.raised.length;
   }
   return counts;
 }
