@@ -423,24 +423,21 @@ const historyEntry = (r: HistoryRow): HistoryEntry => ({
 
 /**
  * The history as of `now`: when the latest served run has a decay and is older than `now`, one more entry
- * (`projected: true`) with that score decayed to `now`, so a chart shows forgetting since the last run;
- * likewise the latest rule run with its recency as of `now` (a rule run is only stored when the pair's
- * features changed; time passing moves its score through recency alone).
+ * (`projected: true`) with that score decayed to `now`, so a chart shows forgetting since the last run.
+ * Rule entries are each shown as of their own run (their stored scores leave recency out); GET /mastery
+ * shows the rule score as of `now`.
  */
 function withProjection(rows: readonly HistoryRow[], now: Date | undefined): HistoryEntry[] {
   // A stored rule row holds its score without recency: each entry shows it as of its own run.
   const out = rows.map((r) => historyEntry(r.score_source === "rule_based" ? ruleRowAt(r, r.as_of) : r));
   if (now === undefined) return out;
-  // The served projection last: it is the score GET /mastery serves.
-  for (const source of ["rule_based", "served"]) {
-    let last: HistoryRow | undefined;
-    for (const r of rows)
-      if (r.score_source === source && (last === undefined || r.as_of >= last.as_of)) last = r;
-    if (last === undefined || !(now.getTime() > last.as_of.getTime())) continue;
-    const d = rowAtReadTime(last, now);
-    if (d === last) continue;
-    out.push({ ...historyEntry({ ...d, recorded_at: now }), projected: true });
-  }
+  let last: HistoryRow | undefined;
+  for (const r of rows)
+    if (r.score_source === "served" && (last === undefined || r.as_of >= last.as_of)) last = r;
+  if (last === undefined) return out;
+  const d = decayServedRow(last, now);
+  if (d === last) return out;
+  out.push({ ...historyEntry({ ...d, recorded_at: now }), projected: true });
   return out;
 }
 
