@@ -326,8 +326,9 @@ export function ruleRowScoreAt(row: Pick<MasteryViewRow, "mastery_score" | "expl
 /**
  * What a reader shows for a stored row as of the request time `now`: a rule score with its recency as of
  * `now` (as of its own as_of when `now` is not given), a served score decayed to `now` (decayServedRow);
- * other rows as stored. Every reader of student_mastery / its history goes through this (GET /mastery,
- * history, rollups, recommendations, alerts, export, the stack's inputs).
+ * other rows as stored. The alert check reads through this; GET /mastery (and its rollups, hence the
+ * recommendations) does the same with a score-only path for listed rows; history entries and the stack's
+ * inputs (hence the export) use ruleRowAt; SQL readers serving/readTimeScoreSql.ts.
  */
 export function rowAtReadTime<
   R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
