@@ -31,8 +31,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
+import { LatentFilter } from "../models/latentFilter.ts";
+import { mulberry32 } from "../models/prng.ts";
 import { MASTERY_SCALES, masteryOf, type PairEvidence, ServedMastery } from "../models/servedMastery.ts";
-import { type ScorePair, validityMeasures } from "../models/validity.ts";
+import { type ScorePair, spearman, validityMeasures } from "../models/validity.ts";
+import { attachLatent } from "../serving/latentScoring.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { loadPairEvidence } from "../serving/servedInputs.ts";
 import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
@@ -269,7 +272,7 @@ async function evaluateCut(
       explanation: string | null;
     }>(
       `SELECT student_key, topic_id, score_source AS source, mastery_score AS score,
-              CASE WHEN score_source = 'served' THEN explanation END AS explanation FROM student_mastery
+              CASE WHEN score_source IN ('served', 'latent') THEN explanation END AS explanation FROM student_mastery
        UNION ALL
        SELECT student_key, topic_id, 'accuracy_all' AS source, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS score, NULL AS explanation
        FROM raw_events WHERE type = 'quiz_attempt' GROUP BY ALL
@@ -288,7 +291,8 @@ async function evaluateCut(
         bySource.set(r.source, list);
       }
       const x = r.explanation === null ? null : (JSON.parse(r.explanation) as ServedExplanation);
-      if (x !== null) kinds.set(x.evidence.kind, (kinds.get(x.evidence.kind) ?? 0) + 1);
+      if (x !== null && r.source === "served")
+        kinds.set(x.evidence.kind, (kinds.get(x.evidence.kind) ?? 0) + 1);
       list.push({
         score: r.score,
         truth: truth.get(k),
@@ -297,7 +301,7 @@ async function evaluateCut(
         hi: x?.interval.hi,
       });
       // The same estimate on the other mastery scales (identity = P(correct on an average next item)).
-      if (x !== null)
+      if (x !== null && r.source === "served")
         for (const scale of MASTERY_SCALES) {
           if (scale === served.json.scale) continue;
           const name = `served:${scale}`;
@@ -310,9 +314,26 @@ async function evaluateCut(
           });
         }
     }
+    // The stack's own estimate on the same pairs (the served score when --served-from stack).
+    const evidence = await loadPairEvidence(store, cut);
+    if (served.json.latent !== undefined)
+      await attachLatent(store, evidence, LatentFilter.fromJSON(served.json.latent), cut);
+    if (served.json.servedFrom === "latent") {
+      const list: ScorePair[] = [];
+      for (const [k, e] of evidence) {
+        const est = served.predict(e);
+        list.push({
+          score: est.score,
+          truth: truth.get(k),
+          nextWeek: nextWeek.get(k),
+          lo: est.lo,
+          hi: est.hi,
+        });
+      }
+      bySource.set("served:stack", list);
+    }
     const rows = [...bySource].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
     if (truth.size > 0) {
-      const evidence = await loadPairEvidence(store, cut);
       for (const quizOnly of [true, false]) {
         const m = oracle(evidence, truth, served, quizOnly);
         console.log(
@@ -343,6 +364,13 @@ async function evaluateCut(
     console.log(
       `served (${served.json.scale}): ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} ridge=${served.json.ridge} (${served.json.trainPairs} training pairs, label ${trained.label}${trained.labelCv === null ? "" : ` (CV error quiz ${trained.labelCv.quiz.toFixed(4)} / graded ${trained.labelCv.graded.toFixed(4)})`}, balance ${process.env.BALANCE ?? "default"}: practice set = ${trained.kindWeights.practice.toFixed(2)} / assignment = ${trained.kindWeights.assignment.toFixed(2)} quiz answers; train ${trainSeconds.toFixed(1)} s)`,
     );
+    if (trained.latentFit !== null) {
+      const lf = trained.latentFit.model.json;
+      const tp = Object.values(lf.topicPriorMean);
+      console.log(
+        `latent filter: ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations, ll/obs ${lf.fit.logLikPerObs.toFixed(4)}, ${trained.latentFit.seconds.toFixed(1)} s`,
+      );
+    }
     const cal = Object.values(served.json.topics);
     const med = (xs: number[]) => {
       const q = [...xs].sort((a, b) => a - b);
@@ -458,13 +486,36 @@ async function runRealLog(work: string): Promise<void> {
   console.log(
     `\nreal log assistments17_gervet, ${cuts.length} cuts pooled (test users' next week, pairs with >= 3 attempts):`,
   );
-  const measured = [...pooled].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
+  const measured = [...pooled].map(([source, pairs]) => ({ source, pairs, m: validityMeasures(pairs) }));
   measured.sort((a, b) => b.m.nextSpearman - a.m.nextSpearman);
   const plain = measured.find((r) => r.source === "accuracy_all")?.m.nextSpearman ?? Number.NaN;
-  for (const { source, m } of measured)
+  for (const { source, pairs, m } of measured) {
+    const [lo, hi] = bootstrapNextSpearman(pairs, 1000, 16);
     console.log(
-      `${source.padEnd(14)} next-week pairs ${String(m.nNext).padStart(5)}  spearman ${f3(m.nextSpearman)}  vs plain accuracy ${f3(m.nextSpearman - plain)}`,
+      `${source.padEnd(14)} next-week pairs ${String(m.nNext).padStart(5)}  spearman ${f3(m.nextSpearman)}  (bootstrap 95% ${f3(lo)}..${f3(hi)})  vs plain accuracy ${f3(m.nextSpearman - plain)}`,
     );
+  }
+}
+
+/** Percentile bootstrap 95% interval of the next-week Spearman (pairs resampled with replacement, seeded). */
+function bootstrapNextSpearman(pairs: readonly ScorePair[], reps: number, seed: number): [number, number] {
+  const withNext = pairs.filter((p) => p.nextWeek !== undefined);
+  if (withNext.length < 5) return [Number.NaN, Number.NaN];
+  const rnd = mulberry32(seed);
+  const stats: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const x = new Float64Array(withNext.length);
+    const y = new Float64Array(withNext.length);
+    for (let i = 0; i < withNext.length; i++) {
+      const p = withNext[Math.floor(rnd() * withNext.length)]!;
+      x[i] = p.score;
+      y[i] = p.nextWeek!;
+    }
+    const s = spearman(x, y);
+    if (Number.isFinite(s)) stats.push(s);
+  }
+  stats.sort((a, b) => a - b);
+  return [stats[Math.floor(0.025 * stats.length)]!, stats[Math.floor(0.975 * stats.length)]!];
 }
 
 if (process.argv[1]?.endsWith("validity.bench.ts")) {

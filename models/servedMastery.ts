@@ -1,3 +1,4 @@
+import type { LatentEstimate, LatentFactor, LatentModelJson } from "./latentFilter.ts";
 import { decayTowards } from "./servedDecay.ts";
 
 /**
@@ -53,6 +54,7 @@ export const SERVED_INPUTS = [
   "log_chat_requests",
   "exposure_3d",
   "exposure_14d",
+  "latent_mastery",
 ] as const;
 export type ServedInputName = (typeof SERVED_INPUTS)[number];
 const D = SERVED_INPUTS.length;
@@ -89,6 +91,11 @@ export interface PairEvidence {
   /** Events of every kind weighted by 2^(-age / 3 days) and 2^(-age / 14 days) (decayed exposure). */
   exposure3d?: number;
   exposure14d?: number;
+  /**
+   * Posterior mean of the latent-state filter (models/latentFilter.ts) as of the scoring time; absent or NaN
+   * = none (imputed with the training mean).
+   */
+  latent?: number;
 }
 
 export class ServedMasteryError extends Error {
@@ -131,7 +138,8 @@ export interface ServedEstimate {
   attempts: number;
   daysSinceLast: number | null;
   base: number;
-  contributions: { name: ServedInputName; value: number; contribution: number }[];
+  /** The stack's inputs, or the latent filter's factors when the score is the filter's (servedFromLatent). */
+  contributions: { name: ServedInputName | LatentFactor; value: number; contribution: number }[];
   rest: number;
 }
 
@@ -144,6 +152,9 @@ const bandOf = (attempts: number): number => {
 };
 
 const clip01 = (x: number): number => Math.min(1, Math.max(0, x));
+
+export const SERVED_FROM = ["latent", "stack"] as const;
+export type ServedFrom = (typeof SERVED_FROM)[number];
 
 export const MASTERY_SCALES = ["centred-logit", "topic-logit", "bkt-emission", "identity"] as const;
 export type MasteryScale = (typeof MASTERY_SCALES)[number];
@@ -211,11 +222,12 @@ function rawInputs(e: PairEvidence, c: TopicCalibration, out: Float64Array, off:
   out[off + 14] = Math.log1p(ch);
   out[off + 15] = Math.log1p(e.exposure3d ?? 0);
   out[off + 16] = Math.log1p(e.exposure14d ?? 0);
+  out[off + 17] = e.latent ?? Number.NaN;
 }
 
 export interface ServedMasteryJson {
   kind: "served-mastery";
-  version: 3;
+  version: 4;
   inputs: readonly string[];
   means: number[];
   weights: number[];
@@ -229,6 +241,13 @@ export interface ServedMasteryJson {
   /** Per topic calibration; topics not listed use `global`. */
   topics: Record<string, TopicCalibration>;
   global: TopicCalibration;
+  /** The latent-state filter behind the `latent_mastery` input (fitted with the stack), when there is one. */
+  latent?: LatentModelJson;
+  /**
+   * What the served score is: "latent" = the filter's posterior (mean, 80% interval, factors) mapped to the
+   * model's scale (servedFromLatent); "stack" (or absent) = the stack's prediction.
+   */
+  servedFrom?: ServedFrom;
 }
 
 const quantile = (sorted: readonly number[], q: number): number => {
@@ -397,7 +416,7 @@ export class ServedMastery {
     let intercept = yMean;
     const model = new ServedMastery({
       kind: "served-mastery",
-      version: 3,
+      version: 4,
       inputs: SERVED_INPUTS,
       means,
       weights: Array.from(coef),
@@ -448,7 +467,7 @@ export class ServedMastery {
   static fromJSON(json: ServedMasteryJson): ServedMastery {
     if (
       json.kind !== "served-mastery" ||
-      json.version !== 3 ||
+      json.version !== 4 ||
       json.inputs.join() !== SERVED_INPUTS.join() ||
       json.global === undefined ||
       !(MASTERY_SCALES as readonly string[]).includes(json.scale)
@@ -522,4 +541,45 @@ export class ServedMastery {
       rest: score - (base + contributions.reduce((s, v) => s + v.contribution, 0)),
     };
   }
+}
+
+/**
+ * The served estimate read off the latent filter's posterior (models/latentFilter.ts): P(correct) = the
+ * filter's emission at the posterior mean and at its 10th / 90th percentiles, mapped to the model's mastery
+ * scale like the stack's prediction (masteryOf; identity keeps the filter's own scale up to guess/slip). The
+ * explanation is the filter's: the prior mean (base) and how much each kind of step moved the posterior mean,
+ * scaled by the map's secant slope so base + contributions + rest = score. Forgetting after the scoring time
+ * uses the filter's half-life and floor.
+ */
+export function servedFromLatent(
+  est: LatentEstimate,
+  latent: Pick<LatentModelJson["params"], "guess" | "slip" | "halfLifeDays" | "floor">,
+  c: TopicCalibration,
+  scale: MasteryScale,
+  global: TopicCalibration,
+): ServedEstimate {
+  const emit = (k: number) => latent.guess + (1 - latent.guess - latent.slip) * k;
+  const map = (k: number) => masteryOf(emit(k), c, scale, global);
+  const score = map(est.score);
+  const base = map(est.base);
+  const dk = est.score - est.base;
+  const slope = dk !== 0 ? (score - base) / dk : 0;
+  const contributions = Object.entries(est.contributions).map(([name, v]) => ({
+    name: name as LatentFactor,
+    value: v,
+    contribution: v * slope,
+  }));
+  return {
+    score,
+    pCorrect: emit(est.score),
+    lo: map(est.lo),
+    hi: map(est.hi),
+    decay: { halfLifeDays: latent.halfLifeDays, floor: map(latent.floor), pFloor: emit(latent.floor) },
+    evidence: est.observations > 0 ? "measured" : est.events > 0 ? "indirect" : "prior",
+    attempts: est.observations,
+    daysSinceLast: est.daysSinceLast,
+    base,
+    contributions,
+    rest: score - (base + contributions.reduce((s, v) => s + v.contribution, 0)),
+  };
 }

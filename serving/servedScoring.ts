@@ -2,9 +2,17 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Explanation, explain } from "../models/explanation.ts";
-import { type ServedEstimate, ServedMastery, type ServedMasteryJson } from "../models/servedMastery.ts";
+import { type LatentEstimate, LatentFilter } from "../models/latentFilter.ts";
+import {
+  type PairEvidence,
+  type ServedEstimate,
+  ServedMastery,
+  type ServedMasteryJson,
+  servedFromLatent,
+} from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
+import { attachLatent, LATENT_SOURCE, latentExplanation } from "./latentScoring.ts";
 import { loadPairEvidence } from "./servedInputs.ts";
 
 /** The score_source of the served estimate in student_mastery (first in the serving order). */
@@ -37,6 +45,24 @@ export function servedExplanation(est: ServedEstimate): ServedExplanation {
     pCorrect: est.pCorrect,
     decay: est.decay,
   };
+}
+
+/** The served estimate of one pair: the latent filter's (model.json.servedFrom "latent") or the stack's. */
+export function servedEstimate(
+  model: ServedMastery,
+  e: PairEvidence,
+  latent: LatentEstimate | undefined,
+): ServedEstimate {
+  const lj = model.json.latent;
+  if (model.json.servedFrom === "latent" && lj !== undefined && latent !== undefined)
+    return servedFromLatent(
+      latent,
+      lj.params,
+      model.calibration(e.topic),
+      model.json.scale,
+      model.json.global,
+    );
+  return model.predict(e);
 }
 
 export class ServedModelError extends Error {
@@ -82,19 +108,32 @@ export async function scoreServed(
 ): Promise<ScoreServedResult> {
   const now = opts.now ?? new Date();
   const evidence = await loadPairEvidence(store, opts.asOf);
+  const latent = model.json.latent === undefined ? null : LatentFilter.fromJSON(model.json.latent);
+  const latentEst = latent === null ? null : await attachLatent(store, evidence, latent, opts.asOf);
   await store.run(
-    `CREATE OR REPLACE TEMP TABLE served_score (student_key VARCHAR, topic_id VARCHAR, mastery_score DOUBLE, explanation VARCHAR)`,
+    `CREATE OR REPLACE TEMP TABLE served_score (student_key VARCHAR, topic_id VARCHAR, mastery_score DOUBLE, explanation VARCHAR, score_source VARCHAR)`,
   );
   const app = await store.conn.createAppender("served_score");
   const kinds: Record<string, number> = {};
   for (const [key, e] of evidence) {
     const sep = key.indexOf("|");
-    const est = model.predict(e);
+    const est = servedEstimate(model, e, latentEst?.get(key));
     kinds[est.evidence] = (kinds[est.evidence] ?? 0) + 1;
     app.appendVarchar(key.slice(0, sep));
     app.appendVarchar(key.slice(sep + 1));
     app.appendDouble(est.score);
     app.appendVarchar(JSON.stringify(servedExplanation(est)));
+    app.appendVarchar(SERVED_SOURCE);
+    app.endRow();
+  }
+  // The filter's own estimate is stored next to it (score_source 'latent', with its interval and factors).
+  for (const [key, est] of latentEst ?? []) {
+    const sep = key.indexOf("|");
+    app.appendVarchar(key.slice(0, sep));
+    app.appendVarchar(key.slice(sep + 1));
+    app.appendDouble(est.score);
+    app.appendVarchar(JSON.stringify(latentExplanation(est)));
+    app.appendVarchar(LATENT_SOURCE);
     app.endRow();
   }
   app.closeSync();
@@ -103,14 +142,14 @@ export async function scoreServed(
     await store.run(
       `INSERT OR REPLACE INTO student_mastery
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
-       SELECT student_key, topic_id, mastery_score, $1, $2, $3, explanation, $4 FROM served_score`,
-      [SERVED_SOURCE, modelVersion, ts(opts.asOf), ts(now)],
+       SELECT student_key, topic_id, mastery_score, score_source, $1, $2, explanation, $3 FROM served_score`,
+      [modelVersion, ts(opts.asOf), ts(now)],
     );
     await store.run(
       `INSERT INTO student_mastery_history
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
-       SELECT student_key, topic_id, mastery_score, $1, $2, $3, explanation, $4 FROM served_score`,
-      [SERVED_SOURCE, modelVersion, ts(opts.asOf), ts(now)],
+       SELECT student_key, topic_id, mastery_score, score_source, $1, $2, explanation, $3 FROM served_score`,
+      [modelVersion, ts(opts.asOf), ts(now)],
     );
   });
   await store.run("DROP TABLE IF EXISTS served_score");
@@ -126,7 +165,10 @@ export interface ServedExportRow {
   hi: number;
   /** P(correct on an average next item). */
   p_correct: number;
-  /** Contribution of each stored source (rule/BKT/Elo) to the score, as JSON. */
+  /**
+   * Contribution of each stored source (rule/BKT/Elo) to the score, as JSON; for a score served from the
+   * latent filter, each of its factors (models/latentFilter.ts LATENT_FACTORS).
+   */
   source_mix: string;
   evidence: string;
   attempts: number;
@@ -159,12 +201,19 @@ export async function servedExportRows(
   asOf: Date,
 ): Promise<ServedExportRow[]> {
   const out: ServedExportRow[] = [];
-  for (const [key, e] of await loadPairEvidence(store, asOf)) {
+  const evidence = await loadPairEvidence(store, asOf);
+  const latentEst =
+    model.json.latent === undefined
+      ? null
+      : await attachLatent(store, evidence, LatentFilter.fromJSON(model.json.latent), asOf);
+  for (const [key, e] of evidence) {
     const sep = key.indexOf("|");
-    const est = model.predict(e);
+    const est = servedEstimate(model, e, latentEst?.get(key));
     const mix: Record<string, number> = {};
+    // The stack: the stored sources' contributions; the latent filter: its factors (what moved the posterior).
+    const fromLatent = model.json.servedFrom === "latent" && model.json.latent !== undefined;
     for (const c of est.contributions)
-      if (c.name === "rule_score" || c.name === "bkt_p_learned" || c.name === "elo_score")
+      if (fromLatent || c.name === "rule_score" || c.name === "bkt_p_learned" || c.name === "elo_score")
         mix[c.name] = c.contribution;
     out.push({
       student_key: key.slice(0, sep),

@@ -1,7 +1,13 @@
 import type { Command } from "commander";
-import { MASTERY_SCALES, type MasteryScale } from "../../models/servedMastery.ts";
+import {
+  MASTERY_SCALES,
+  type MasteryScale,
+  SERVED_FROM,
+  type ServedFrom,
+} from "../../models/servedMastery.ts";
 import {
   SERVED_BALANCE,
+  SERVED_FROM_DEFAULT,
   SERVED_LABELS,
   SERVED_SCALE,
   type ServedLabelKind,
@@ -17,6 +23,8 @@ interface TrainServedCliOptions {
   scale: string;
   label: string;
   balance: string;
+  latent: string;
+  servedFrom: string;
 }
 
 /** `mastery train served`: fit the one served mastery estimate on a store's history (issue 16). */
@@ -50,6 +58,16 @@ export function register(program: Command): void {
       String(SERVED_BALANCE),
     )
     .option(
+      "--latent <on|off>",
+      "fit the latent-state knowledge filter (models/latentFilter.ts) by maximum likelihood and use its posterior mean as an input; also stores it as score_source 'latent'",
+      "on",
+    )
+    .option(
+      "--served-from <what>",
+      `with --latent on, what the served score is: ${SERVED_FROM.join(" | ")} (latent: the filter's posterior mean and 80% interval on the --scale; stack: the stack's prediction)`,
+      SERVED_FROM_DEFAULT,
+    )
+    .option(
       "--scale <name>",
       `how P(correct) maps to the served mastery score: ${MASTERY_SCALES.join(" | ")} (models/servedMastery.ts)`,
       SERVED_SCALE,
@@ -70,7 +88,21 @@ Example:
       const balance = Number(opts.balance);
       if (!(balance >= 0 && balance <= 1))
         throw new CliError(`--balance must be a number in [0, 1] (got ${opts.balance})`);
+      if (opts.latent !== "on" && opts.latent !== "off")
+        throw new CliError(`--latent must be on or off (got ${opts.latent})`);
+      if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
+        throw new CliError(`--served-from must be one of ${SERVED_FROM.join(", ")} (got ${opts.servedFrom})`);
       const res = await trainServed({
+        latent: opts.latent === "on",
+        servedFrom: opts.servedFrom as ServedFrom,
+        latentFit: {
+          onProgress: (ev, ll) => {
+            if (ev % 100 < 2)
+              process.stderr.write(
+                `latent filter fit: ${ev} evaluations, log-likelihood per observation ${ll.toFixed(5)}\n`,
+              );
+          },
+        },
         label: opts.label as ServedLabelKind,
         balance,
         scale: opts.scale as MasteryScale,
@@ -92,6 +124,14 @@ Example:
           weights: Object.fromEntries(j.inputs.map((n, i) => [n, j.weights[i]])),
           intercept: j.intercept,
           scale: j.scale,
+          latent:
+            res.latentFit === null
+              ? null
+              : {
+                  params: res.latentFit.model.json.params,
+                  fit: res.latentFit.model.json.fit,
+                  seconds: res.latentFit.seconds,
+                },
           halfLifeDays: {
             global: res.decay.global.halfLifeDays,
             gaps: res.decay.global.n,

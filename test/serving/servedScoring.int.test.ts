@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { explanationTotal } from "../../models/explanation.ts";
+import { LATENT_FACTORS } from "../../models/latentFilter.ts";
 import { ServedMastery } from "../../models/servedMastery.ts";
 import { readHistory, readStudentMastery } from "../../serving/masteryView.ts";
 import { runPipeline } from "../../serving/pipeline.ts";
@@ -53,12 +54,22 @@ beforeAll(async () => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe("served mastery estimate on a generated store", () => {
-  it("trains point in time, scores every pair with an interval and evidence, and GET /mastery serves it", async () => {
+  it("trains point in time, scores every pair with an interval and evidence, and GET /mastery serves it", {
+    timeout: 240_000,
+  }, async () => {
     const out = join(work, "served-model");
-    const trained = await trainServed({ dbPath, out, labelDays: 7 });
+    // A short latent-filter fit (the test checks the plumbing; bench/validity.bench.ts measures the fit).
+    const trained = await trainServed({
+      dbPath,
+      out,
+      labelDays: 7,
+      latentFit: { maxEvents: 6000, maxEvaluations: 120 },
+    });
+    expect(trained.latentFit).not.toBeNull();
+    expect(trained.model.json.servedFrom).toBe("latent");
     expect(trained.labelledPairs).toBeGreaterThanOrEqual(50);
     expect(trained.snapshot.getTime()).toBe(trained.labelEnd.getTime() - 7 * 86_400_000);
-    // The stack leans on the rule score: it is the strongest single source on this generator.
+    // The stack leans on the rule score: the strongest single source on this generator.
     const j = trained.model.toJSON();
     expect(j.weights[j.inputs.indexOf("rule_score")]!).toBeGreaterThan(0);
     const { model, version } = loadServedModel(out);
@@ -129,11 +140,21 @@ describe("served mastery estimate on a generated store", () => {
       expect(one.score).toBeCloseTo(view.topics[0]!.score, 12);
       expect(one.lo).toBeCloseTo(view.topics[0]!.interval!.lo, 12);
       expect(one.p_correct).toBeCloseTo(view.topics[0]!.pCorrect!, 12);
-      expect(Object.keys(JSON.parse(one.source_mix) as object).sort()).toEqual([
-        "bkt_p_learned",
-        "elo_score",
-        "rule_score",
-      ]);
+      // Served from the latent filter: the mix is its factors, and they sum with the prior to the score.
+      expect(Object.keys(JSON.parse(one.source_mix) as object).sort()).toEqual([...LATENT_FACTORS].sort());
+      // The filter's own estimate is stored next to it (score_source 'latent'), its explanation summing too.
+      const latentRows = await store.all<{ mastery_score: number; explanation: string }>(
+        "SELECT mastery_score, explanation FROM student_mastery WHERE score_source = 'latent'",
+      );
+      expect(latentRows.length).toBeGreaterThanOrEqual(res.scored);
+      for (const r of latentRows.slice(0, 200)) {
+        const x = JSON.parse(r.explanation) as Parameters<typeof explanationTotal>[0] & {
+          interval: { lo: number; hi: number };
+        };
+        expect(explanationTotal(x)).toBeCloseTo(r.mastery_score, 9);
+        expect(x.interval.lo).toBeLessThanOrEqual(r.mastery_score + 1e-9);
+        expect(x.interval.hi).toBeGreaterThanOrEqual(r.mastery_score - 1e-9);
+      }
       const csv = servedExportCsv(exported).trimEnd().split("\n");
       expect(csv[0]).toBe(SERVED_EXPORT_COLUMNS.join(","));
       expect(csv.length).toBe(exported.length + 1);

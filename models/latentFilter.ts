@@ -1,0 +1,648 @@
+import { nelderMead } from "./nelderMead.ts";
+
+/**
+ * A continuous-state knowledge-tracing filter (issue 16, round 4): the knowledge K in [0, 1] of one
+ * (student, topic) is a hidden state on a grid of `bins` cells (an HMM with a discretised state, filtered
+ * exactly by the forward algorithm). It is Bayesian Knowledge Tracing (Corbett & Anderson 1995) with the
+ * binary state replaced by a grid, learning from every event kind (the "learning from non-assessment events"
+ * extensions of BKT), and forgetting in time:
+ *  - prior: a Beta(mean m_t, concentration c) discretised on the grid; m_t per topic, shrunk to the global m;
+ *  - between events (dt days): K above the floor f decays towards it, K' = f + (K - f) 2^(-dt / halfLife);
+ *  - an event of kind k: first its outcome updates the state (emission), then it teaches:
+ *    K' = K + r_k (1 - K) (learning rate r_k per kind: quiz, practice, video, assignment, chatbot), then a
+ *    small process noise moves a share `noise` of each cell's mass to each neighbour;
+ *  - emissions: P(correct | K) = guess + (1 - guess - slip) K for a quiz answer and for each practice answer
+ *    (binomial in attempts / correct); an assignment score s in (0, 1) is Beta-distributed with mean
+ *    P(correct | K) and concentration `assignmentConcentration`. Videos and chatbot help have no emission.
+ * All parameters are fitted by maximising the likelihood of the observed outcomes (the product of the
+ * one-step predictive probabilities of the forward pass) with Nelder-Mead (models/nelderMead.ts) on
+ * unconstrained transforms, then each topic's prior mean by a 1-D penalised maximisation (empirical Bayes).
+ *
+ * The posterior after the last event, decayed to the scoring time, gives the mastery (posterior mean), its
+ * 80% interval (10th / 90th percentile), and P(correct on the next item) (the emission of the mean).
+ *
+ * Pure math: no I/O, no clock.
+ */
+
+export const LATENT_KINDS = ["quiz", "practice", "video", "assignment", "chatbot"] as const;
+export type LatentKind = (typeof LATENT_KINDS)[number];
+export const KIND_QUIZ = 0;
+export const KIND_PRACTICE = 1;
+export const KIND_VIDEO = 2;
+export const KIND_ASSIGNMENT = 3;
+export const KIND_CHATBOT = 4;
+
+/** One event of a (student, topic) sequence, in time order. */
+export interface LatentEvent {
+  /** Time in days (any origin; only differences matter). */
+  t: number;
+  /** Index into LATENT_KINDS. */
+  kind: number;
+  /** Quiz: 1 answer; practice: attempts; others 0. */
+  n: number;
+  /** Quiz / practice: correct answers (<= n); assignment: the score in [0, 1]; others 0. */
+  k: number;
+}
+
+export interface LatentParams {
+  priorMean: number;
+  priorConcentration: number;
+  guess: number;
+  slip: number;
+  /** Learning rate per kind (LATENT_KINDS order). */
+  learn: number[];
+  halfLifeDays: number;
+  floor: number;
+  noise: number;
+  assignmentConcentration: number;
+}
+
+export interface LatentModelJson {
+  version: 1;
+  bins: number;
+  params: LatentParams;
+  /** Fitted prior mean per topic (topics absent use params.priorMean). */
+  topicPriorMean: Record<string, number>;
+  /** Mean log-likelihood per graded observation on the fit sample, and its size. */
+  fit: { logLikPerObs: number; observations: number; sequences: number; evaluations: number };
+}
+
+export class LatentFilterError extends Error {
+  readonly code = "LATENT_FILTER";
+  constructor(message: string) {
+    super(message);
+    this.name = "LatentFilterError";
+  }
+}
+
+/** Lanczos approximation of ln Gamma(x), x > 0 (Numerical Recipes' g = 7, n = 9 coefficients). */
+function lnGamma(x: number): number {
+  if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - lnGamma(1 - x);
+  const c = [
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  ];
+  const z = x - 1;
+  let a = c[0]!;
+  const t = z + 7.5;
+  for (let i = 1; i < 9; i++) a += c[i]! / (z + i);
+  return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(t) - t + Math.log(a);
+}
+
+const ASSIGN_EPS = 0.01;
+
+/** Per-parameter-set tables of one filter (grid, emissions, learning maps); built once per likelihood. */
+export class LatentKernel {
+  readonly bins: number;
+  readonly params: LatentParams;
+  /** Grid midpoints. */
+  readonly x: Float64Array;
+  /** P(correct | K) per cell, and its logs. */
+  readonly emit: Float64Array;
+  private readonly logEmit: Float64Array;
+  private readonly logMiss: Float64Array;
+  /** Beta log-density constants per cell (assignment emission). */
+  private readonly betaA: Float64Array;
+  private readonly betaB: Float64Array;
+  private readonly betaC: Float64Array;
+  /** Learning map per kind: target cell and weight of the upper neighbour for each source cell. */
+  private readonly learnLo: Int32Array[];
+  private readonly learnW: Float64Array[];
+  private readonly tmp: Float64Array;
+  private readonly lik: Float64Array;
+
+  constructor(params: LatentParams, bins = 40) {
+    if (!(bins >= 2)) throw new LatentFilterError(`bins must be >= 2 (got ${bins})`);
+    if (!(params.guess >= 0 && params.slip >= 0 && params.guess + params.slip < 1))
+      throw new LatentFilterError(
+        `guess ${params.guess} + slip ${params.slip} must be in [0, 1): refit the latent filter`,
+      );
+    this.bins = bins;
+    this.params = params;
+    const G = bins;
+    this.x = new Float64Array(G);
+    this.emit = new Float64Array(G);
+    this.logEmit = new Float64Array(G);
+    this.logMiss = new Float64Array(G);
+    this.betaA = new Float64Array(G);
+    this.betaB = new Float64Array(G);
+    this.betaC = new Float64Array(G);
+    const c = params.assignmentConcentration;
+    for (let i = 0; i < G; i++) {
+      const x = (i + 0.5) / G;
+      this.x[i] = x;
+      const e = params.guess + (1 - params.guess - params.slip) * x;
+      this.emit[i] = e;
+      this.logEmit[i] = Math.log(e);
+      this.logMiss[i] = Math.log(1 - e);
+      const a = e * c;
+      const b = (1 - e) * c;
+      this.betaA[i] = a - 1;
+      this.betaB[i] = b - 1;
+      this.betaC[i] = lnGamma(c) - lnGamma(a) - lnGamma(b);
+    }
+    this.learnLo = [];
+    this.learnW = [];
+    for (let k = 0; k < LATENT_KINDS.length; k++) {
+      const r = params.learn[k] ?? 0;
+      const lo = new Int32Array(G);
+      const w = new Float64Array(G);
+      for (let i = 0; i < G; i++) this.place(this.x[i]! + r * (1 - this.x[i]!), lo, w, i);
+      this.learnLo.push(lo);
+      this.learnW.push(w);
+    }
+    this.tmp = new Float64Array(G);
+    this.lik = new Float64Array(G);
+  }
+
+  /** Where value y lands on the grid: the cell below and the upper neighbour's share (linear interpolation). */
+  private place(y: number, lo: Int32Array, w: Float64Array, i: number): void {
+    const G = this.bins;
+    const pos = y * G - 0.5;
+    if (pos <= 0) {
+      lo[i] = 0;
+      w[i] = 0;
+    } else if (pos >= G - 1) {
+      lo[i] = G - 2;
+      w[i] = 1;
+    } else {
+      const j = Math.floor(pos);
+      lo[i] = j;
+      w[i] = pos - j;
+    }
+  }
+
+  /** The prior on the grid: a Beta(mean m, concentration c) density at the midpoints, normalised. */
+  prior(mean: number, out: Float64Array = new Float64Array(this.bins)): Float64Array {
+    const c = this.params.priorConcentration;
+    const a = mean * c;
+    const b = (1 - mean) * c;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < this.bins; i++) {
+      const x = this.x[i]!;
+      const l = (a - 1) * Math.log(x) + (b - 1) * Math.log(1 - x);
+      out[i] = l;
+      if (l > max) max = l;
+    }
+    let s = 0;
+    for (let i = 0; i < this.bins; i++) {
+      const v = Math.exp(out[i]! - max);
+      out[i] = v;
+      s += v;
+    }
+    for (let i = 0; i < this.bins; i++) out[i]! /= s;
+    return out;
+  }
+
+  /** Forgetting over dt days: mass above the floor moves towards it (in place). */
+  forget(p: Float64Array, dtDays: number): void {
+    if (!(dtDays > 0)) return;
+    const { floor, halfLifeDays } = this.params;
+    const d = 2 ** (-dtDays / halfLifeDays);
+    if (d >= 1) return;
+    const G = this.bins;
+    const t = this.tmp;
+    t.fill(0);
+    for (let i = 0; i < G; i++) {
+      const m = p[i]!;
+      if (m === 0) continue;
+      const x = this.x[i]!;
+      if (x <= floor) {
+        t[i]! += m;
+        continue;
+      }
+      const pos = (floor + (x - floor) * d) * G - 0.5;
+      if (pos <= 0) t[0]! += m;
+      else {
+        const j = Math.floor(pos);
+        const w = pos - j;
+        t[j]! += m * (1 - w);
+        if (w > 0) t[j + 1]! += m * w;
+      }
+    }
+    p.set(t);
+  }
+
+  /**
+   * Conditions p on one event's outcome (in place) and returns ln P(outcome | history) (0 for kinds without
+   * an emission; the binomial coefficient of practice sets is left out: it does not depend on the parameters).
+   */
+  observe(p: Float64Array, e: LatentEvent): number {
+    const G = this.bins;
+    const lik = this.lik;
+    if (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) {
+      if (!(e.n > 0)) return 0;
+      if (e.kind === KIND_QUIZ && e.n === 1) {
+        let s = 0;
+        const src = e.k >= 1 ? this.emit : null;
+        for (let i = 0; i < G; i++) {
+          const l = src !== null ? src[i]! : 1 - this.emit[i]!;
+          lik[i] = l;
+          s += p[i]! * l;
+        }
+        for (let i = 0; i < G; i++) p[i] = (p[i]! * lik[i]!) / s;
+        return Math.log(s);
+      }
+      const k = e.k;
+      const miss = e.n - e.k;
+      let max = Number.NEGATIVE_INFINITY;
+      for (let i = 0; i < G; i++) {
+        const l = k * this.logEmit[i]! + miss * this.logMiss[i]!;
+        lik[i] = l;
+        if (l > max) max = l;
+      }
+      return this.condition(p, max);
+    }
+    if (e.kind === KIND_ASSIGNMENT) {
+      const s = Math.min(1 - ASSIGN_EPS, Math.max(ASSIGN_EPS, e.k));
+      const ls = Math.log(s);
+      const l1s = Math.log(1 - s);
+      let max = Number.NEGATIVE_INFINITY;
+      for (let i = 0; i < G; i++) {
+        const l = this.betaC[i]! + this.betaA[i]! * ls + this.betaB[i]! * l1s;
+        lik[i] = l;
+        if (l > max) max = l;
+      }
+      return this.condition(p, max);
+    }
+    return 0;
+  }
+
+  /** p *= exp(lik - max), normalised; returns the log of the normalising constant. */
+  private condition(p: Float64Array, max: number): number {
+    const G = this.bins;
+    let s = 0;
+    for (let i = 0; i < G; i++) {
+      const v = p[i]! * Math.exp(this.lik[i]! - max);
+      p[i] = v;
+      s += v;
+    }
+    for (let i = 0; i < G; i++) p[i]! /= s;
+    return Math.log(s) + max;
+  }
+
+  /** Learning from an event of `kind`, then process noise (in place). */
+  learnFrom(p: Float64Array, kind: number): void {
+    const G = this.bins;
+    const t = this.tmp;
+    const lo = this.learnLo[kind];
+    const w = this.learnW[kind];
+    if (lo !== undefined && w !== undefined && (this.params.learn[kind] ?? 0) > 0) {
+      t.fill(0);
+      for (let i = 0; i < G; i++) {
+        const m = p[i]!;
+        const j = lo[i]!;
+        const u = w[i]!;
+        t[j]! += m * (1 - u);
+        t[j + 1]! += m * u;
+      }
+      p.set(t);
+    }
+    const q = this.params.noise;
+    if (q > 0) {
+      // Reflecting boundaries: the edge cells keep the share that would leave the grid.
+      let prev = p[0]!;
+      for (let i = 0; i < G; i++) {
+        const cur = p[i]!;
+        const next = i + 1 < G ? p[i + 1]! : cur;
+        t[i] = cur * (1 - 2 * q) + q * (i > 0 ? prev : cur) + q * next;
+        prev = cur;
+      }
+      p.set(t);
+    }
+  }
+
+  /**
+   * Runs the forward filter over one sequence from the prior with mean `priorMean`; the posterior after the
+   * last event is left in `p`. Returns the sum of ln P(outcome | history) over the graded events.
+   */
+  run(events: readonly LatentEvent[], priorMean: number, p: Float64Array): number {
+    this.prior(priorMean, p);
+    let ll = 0;
+    let last = Number.NaN;
+    for (const e of events) {
+      if (Number.isFinite(last)) this.forget(p, e.t - last);
+      last = e.t;
+      ll += this.observe(p, e);
+      this.learnFrom(p, e.kind);
+    }
+    return ll;
+  }
+
+  mean(p: Float64Array): number {
+    let s = 0;
+    for (let i = 0; i < this.bins; i++) s += p[i]! * this.x[i]!;
+    return s;
+  }
+
+  /** The q-quantile of p, each cell's mass spread uniformly over its width. */
+  quantile(p: Float64Array, q: number): number {
+    const G = this.bins;
+    let c = 0;
+    for (let i = 0; i < G; i++) {
+      const m = p[i]!;
+      if (c + m >= q && m > 0) return (i + (q - c) / m) / G;
+      c += m;
+    }
+    return 1;
+  }
+}
+
+/** Explanation factors of a filtered estimate: how much each step kind moved the posterior mean. */
+export const LATENT_FACTORS = [
+  "quiz_answers",
+  "practice_results",
+  "assignment_scores",
+  "learning_quiz",
+  "learning_practice",
+  "learning_video",
+  "learning_assignment",
+  "learning_chatbot",
+  "forgetting",
+] as const;
+export type LatentFactor = (typeof LATENT_FACTORS)[number];
+
+export interface LatentEstimate {
+  /** Posterior mean of K: the mastery score. */
+  score: number;
+  /** 10th / 90th percentile of the posterior: the 80% interval. */
+  lo: number;
+  hi: number;
+  /** P(correct on the next quiz item) = guess + (1 - guess - slip) E[K]. */
+  pCorrect: number;
+  /** The prior mean the sequence started from (explanation base). */
+  base: number;
+  /** Signed change of the posterior mean by each factor; base + sum = score. */
+  contributions: Record<LatentFactor, number>;
+  /** Graded observations (quiz answers, practice answers, assignments) and events of any kind. */
+  observations: number;
+  events: number;
+  /** Days from the last event to the scoring time (null without events). */
+  daysSinceLast: number | null;
+}
+
+const OBS_FACTOR: Record<number, LatentFactor> = {
+  [KIND_QUIZ]: "quiz_answers",
+  [KIND_PRACTICE]: "practice_results",
+  [KIND_ASSIGNMENT]: "assignment_scores",
+};
+const LEARN_FACTOR: LatentFactor[] = [
+  "learning_quiz",
+  "learning_practice",
+  "learning_video",
+  "learning_assignment",
+  "learning_chatbot",
+];
+
+/** A fitted filter: parameters, grid and per-topic priors (the estimator shape: fit / predict / toJSON). */
+export class LatentFilter {
+  readonly json: LatentModelJson;
+  private readonly kernel: LatentKernel;
+  private readonly p: Float64Array;
+
+  constructor(json: LatentModelJson) {
+    this.json = json;
+    this.kernel = new LatentKernel(json.params, json.bins);
+    this.p = new Float64Array(json.bins);
+  }
+
+  static fromJSON(json: LatentModelJson): LatentFilter {
+    if (json.version !== 1)
+      throw new LatentFilterError(`latent model version ${json.version} is not 1: refit it`);
+    return new LatentFilter(json);
+  }
+
+  toJSON(): LatentModelJson {
+    return this.json;
+  }
+
+  priorMean(topic: string): number {
+    return this.json.topicPriorMean[topic] ?? this.json.params.priorMean;
+  }
+
+  /**
+   * The estimate of one (student, topic) from its events (time order) as of `asOfDays` (same time unit,
+   * >= the last event's time), with the posterior mean change of each step attributed to its factor.
+   */
+  predict(topic: string, events: readonly LatentEvent[], asOfDays: number): LatentEstimate {
+    const k = this.kernel;
+    const p = this.p;
+    const base = this.priorMean(topic);
+    k.prior(base, p);
+    const contributions = Object.fromEntries(LATENT_FACTORS.map((f) => [f, 0])) as Record<
+      LatentFactor,
+      number
+    >;
+    let mean = k.mean(p);
+    // The discretised prior's mean differs from `base` by the grid's rounding: count it as forgetting-free rest
+    // by starting the sum at the discretised mean.
+    const start = mean;
+    let last = Number.NaN;
+    let observations = 0;
+    const step = (f: LatentFactor) => {
+      const m = k.mean(p);
+      contributions[f] += m - mean;
+      mean = m;
+    };
+    for (const e of events) {
+      if (Number.isFinite(last)) {
+        k.forget(p, e.t - last);
+        step("forgetting");
+      }
+      last = e.t;
+      k.observe(p, e);
+      const of = OBS_FACTOR[e.kind];
+      if (of !== undefined) {
+        step(of);
+        observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
+      }
+      k.learnFrom(p, e.kind);
+      step(LEARN_FACTOR[e.kind] ?? "learning_quiz");
+    }
+    if (Number.isFinite(last)) {
+      k.forget(p, asOfDays - last);
+      step("forgetting");
+    }
+    const { guess, slip } = this.json.params;
+    return {
+      score: mean,
+      lo: k.quantile(p, 0.1),
+      hi: k.quantile(p, 0.9),
+      pCorrect: guess + (1 - guess - slip) * mean,
+      base: start,
+      contributions,
+      observations,
+      events: events.length,
+      daysSinceLast: Number.isFinite(last) ? Math.max(0, asOfDays - last) : null,
+    };
+  }
+
+  /**
+   * Maximum-likelihood fit on sequences (each: its topic and its events in time order). Progress goes to
+   * `onProgress` (evaluations, mean log-likelihood per graded observation).
+   */
+  static fit(sequences: readonly LatentSequence[], opts: LatentFitOptions = {}): LatentFilter {
+    const bins = opts.bins ?? 40;
+    let observations = 0;
+    for (const s of sequences)
+      for (const e of s.events)
+        if (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) observations += e.n;
+        else if (e.kind === KIND_ASSIGNMENT) observations += 1;
+    if (observations < 50)
+      throw new LatentFilterError(
+        `only ${observations} graded observations (quiz / practice answers, assignment scores) to fit the latent filter on; need 50: ingest more events`,
+      );
+    const present = new Set<number>();
+    for (const s of sequences) for (const e of s.events) present.add(e.kind);
+    const p = new Float64Array(bins);
+    const nll = (x: Float64Array): number => {
+      const params = fromVector(x, present);
+      let kernel: LatentKernel;
+      try {
+        kernel = new LatentKernel(params, bins);
+      } catch {
+        return Number.POSITIVE_INFINITY;
+      }
+      let ll = 0;
+      for (const s of sequences) ll += kernel.run(s.events, params.priorMean, p);
+      return -ll / observations;
+    };
+    let x = toVector(opts.start ?? DEFAULT_START);
+    let evaluations = 0;
+    const rounds = opts.restarts ?? 1;
+    let best = Number.POSITIVE_INFINITY;
+    for (let r = 0; r < rounds; r++) {
+      const res = nelderMead(nll, x, {
+        step: r === 0 ? 0.6 : 0.3,
+        maxEvaluations: opts.maxEvaluations ?? 600,
+        fTolerance: 1e-7,
+        xTolerance: 1e-3,
+        onIteration: (ev, f) => opts.onProgress?.(evaluations + ev, -f),
+      });
+      evaluations += res.evaluations;
+      x = res.x;
+      if (best - res.f < 1e-6) {
+        best = Math.min(best, res.f);
+        break;
+      }
+      best = res.f;
+    }
+    const params = fromVector(x, present);
+    const kernel = new LatentKernel(params, bins);
+    // Per-topic prior mean: maximise each topic's likelihood + a Normal(0, shrink^2) penalty on the logit offset
+    // from the global prior mean (golden-section search on the offset).
+    const byTopic = new Map<string, LatentSequence[]>();
+    for (const s of sequences) {
+      const l = byTopic.get(s.topic) ?? [];
+      l.push(s);
+      byTopic.set(s.topic, l);
+    }
+    const shrink = opts.topicPriorSd ?? 1;
+    const topicPriorMean: Record<string, number> = {};
+    const g0 = logit(params.priorMean);
+    for (const [topic, seqs] of byTopic) {
+      const f = (off: number): number => {
+        const m = sigmoid(g0 + off);
+        let ll = 0;
+        for (const s of seqs) ll += kernel.run(s.events, m, p);
+        return -ll + (0.5 * off * off) / (shrink * shrink);
+      };
+      const off = goldenMin(f, -3, 3, 14);
+      topicPriorMean[topic] = sigmoid(g0 + off);
+    }
+    return new LatentFilter({
+      version: 1,
+      bins,
+      params,
+      topicPriorMean,
+      fit: { logLikPerObs: -best, observations, sequences: sequences.length, evaluations },
+    });
+  }
+}
+
+export interface LatentSequence {
+  topic: string;
+  events: LatentEvent[];
+}
+
+export interface LatentFitOptions {
+  bins?: number;
+  start?: LatentParams;
+  maxEvaluations?: number;
+  restarts?: number;
+  /** Prior sd (logit units) of a topic's prior-mean offset from the global one. Default 1. */
+  topicPriorSd?: number;
+  onProgress?: (evaluations: number, logLikPerObs: number) => void;
+}
+
+const DEFAULT_START: LatentParams = {
+  priorMean: 0.3,
+  priorConcentration: 4,
+  guess: 0.2,
+  slip: 0.1,
+  learn: [0.03, 0.03, 0.03, 0.03, 0.03],
+  halfLifeDays: 60,
+  floor: 0.1,
+  noise: 0.01,
+  assignmentConcentration: 6,
+};
+
+const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
+const logit = (p: number): number => Math.log(p / (1 - p));
+const clampP = (p: number): number => Math.min(1 - 1e-6, Math.max(1e-6, p));
+
+/** Unconstrained coordinates: logits / logs of the bounded parameters (guess, slip in (0, 0.5); noise in (0, 0.25)). */
+function toVector(p: LatentParams): Float64Array {
+  return Float64Array.from([
+    logit(clampP(p.priorMean)),
+    Math.log(p.priorConcentration),
+    logit(clampP(p.guess / 0.5)),
+    logit(clampP(p.slip / 0.5)),
+    ...LATENT_KINDS.map((_, k) => logit(clampP(p.learn[k] ?? 0.01))),
+    Math.log(p.halfLifeDays),
+    logit(clampP(p.floor)),
+    logit(clampP(p.noise / 0.25)),
+    Math.log(p.assignmentConcentration),
+  ]);
+}
+
+function fromVector(x: Float64Array, present: ReadonlySet<number>): LatentParams {
+  const n = LATENT_KINDS.length;
+  return {
+    priorMean: sigmoid(x[0]!),
+    priorConcentration: Math.min(200, Math.max(0.2, Math.exp(x[1]!))),
+    guess: 0.5 * sigmoid(x[2]!),
+    slip: 0.5 * sigmoid(x[3]!),
+    // A kind absent from the data has no likelihood: its rate stays 0 instead of drifting.
+    learn: LATENT_KINDS.map((_, k) => (present.has(k) ? sigmoid(x[4 + k]!) : 0)),
+    halfLifeDays: Math.min(3650, Math.max(0.5, Math.exp(x[4 + n]!))),
+    floor: sigmoid(x[5 + n]!),
+    noise: 0.25 * sigmoid(x[6 + n]!),
+    assignmentConcentration: Math.min(500, Math.max(0.5, Math.exp(x[7 + n]!))),
+  };
+}
+
+/** Golden-section minimisation of a unimodal f on [a, b] with `iters` shrinks. */
+function goldenMin(f: (x: number) => number, a: number, b: number, iters: number): number {
+  const r = (Math.sqrt(5) - 1) / 2;
+  let c = b - r * (b - a);
+  let d = a + r * (b - a);
+  let fc = f(c);
+  let fd = f(d);
+  for (let i = 0; i < iters; i++) {
+    if (fc < fd) {
+      b = d;
+      d = c;
+      fd = fc;
+      c = b - r * (b - a);
+      fc = f(c);
+    } else {
+      a = c;
+      c = d;
+      fc = fd;
+      d = a + r * (b - a);
+      fd = f(d);
+    }
+  }
+  return (a + b) / 2;
+}

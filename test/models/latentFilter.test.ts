@@ -1,0 +1,261 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { bktPredict, bktUpdate } from "../../models/bkt.ts";
+import {
+  KIND_ASSIGNMENT,
+  KIND_PRACTICE,
+  KIND_QUIZ,
+  KIND_VIDEO,
+  type LatentEvent,
+  LatentFilter,
+  LatentKernel,
+  type LatentParams,
+  type LatentSequence,
+} from "../../models/latentFilter.ts";
+import { mulberry32 } from "../../models/prng.ts";
+import { servedFromLatent, type TopicCalibration } from "../../models/servedMastery.ts";
+
+const PARAMS: LatentParams = {
+  priorMean: 0.35,
+  priorConcentration: 4,
+  guess: 0.2,
+  slip: 0.1,
+  learn: [0.05, 0.1, 0.08, 0.04, 0.02],
+  halfLifeDays: 20,
+  floor: 0.1,
+  noise: 0.02,
+  assignmentConcentration: 8,
+};
+
+const eventArb = fc.record({
+  dt: fc.double({ min: 0, max: 30, noNaN: true }),
+  kind: fc.integer({ min: 0, max: 4 }),
+  n: fc.integer({ min: 1, max: 12 }),
+  frac: fc.double({ min: 0, max: 1, noNaN: true }),
+});
+
+function toEvents(raw: { dt: number; kind: number; n: number; frac: number }[]): LatentEvent[] {
+  let t = 0;
+  return raw.map((r) => {
+    t += r.dt;
+    if (r.kind === KIND_QUIZ) return { t, kind: r.kind, n: 1, k: r.frac >= 0.5 ? 1 : 0 };
+    if (r.kind === KIND_PRACTICE) return { t, kind: r.kind, n: r.n, k: Math.round(r.frac * r.n) };
+    if (r.kind === KIND_ASSIGNMENT) return { t, kind: r.kind, n: 1, k: r.frac };
+    return { t, kind: r.kind, n: 0, k: 0 };
+  });
+}
+
+const filter = (params: LatentParams = PARAMS, bins = 40) =>
+  new LatentFilter({
+    version: 1,
+    bins,
+    params,
+    topicPriorMean: {},
+    fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
+  });
+
+describe("latent filter kernel", () => {
+  it("keeps the posterior a distribution (sums to 1, no negative mass) after any sequence", () => {
+    fc.assert(
+      fc.property(fc.array(eventArb, { maxLength: 40 }), fc.integer({ min: 2, max: 60 }), (raw, bins) => {
+        const k = new LatentKernel(PARAMS, bins);
+        const p = new Float64Array(bins);
+        const ll = k.run(toEvents(raw), PARAMS.priorMean, p);
+        let s = 0;
+        for (const v of p) {
+          expect(v).toBeGreaterThanOrEqual(0);
+          s += v;
+        }
+        expect(s).toBeCloseTo(1, 10);
+        expect(Number.isFinite(ll)).toBe(true);
+      }),
+    );
+  });
+
+  it("with 2 cells equals BKT's forward pass (Corbett & Anderson) with the matching guess, slip, learn", () => {
+    // Cells at K = 1/4 and 3/4: P(correct) there is BKT's guess and 1 - slip; K + r (1 - K) from 1/4 lands
+    // at 1/4 + 3r/4, i.e. a share 1.5 r of the low cell's mass moves up (BKT learn), none moves down.
+    const params: LatentParams = { ...PARAMS, learn: [0.2, 0, 0, 0, 0], noise: 0, halfLifeDays: 3650 };
+    const k = new LatentKernel(params, 2);
+    const e = (c: number) => params.guess + (1 - params.guess - params.slip) * c;
+    const bkt = { prior: 0, learn: 1.5 * 0.2, forget: 0, guess: e(0.25), slip: 1 - e(0.75) };
+    const p = k.prior(0.5);
+    let pL = p[1]!;
+    const answers = [1, 0, 0, 1, 1, 1, 0, 1];
+    let llBkt = 0;
+    let ll = 0;
+    for (const a of answers) {
+      const pred = bktPredict(bkt, pL);
+      llBkt += Math.log(a === 1 ? pred : 1 - pred);
+      pL = bktUpdate(bkt, pL, a === 1);
+      ll += k.observe(p, { t: 0, kind: KIND_QUIZ, n: 1, k: a });
+      k.learnFrom(p, KIND_QUIZ);
+      expect(p[1]!).toBeCloseTo(pL, 12);
+    }
+    expect(ll).toBeCloseTo(llBkt, 12);
+  });
+
+  it("is monotone in the evidence: turning a wrong answer into a right one never lowers the estimate", () => {
+    const f = filter();
+    fc.assert(
+      fc.property(fc.array(eventArb, { minLength: 1, maxLength: 30 }), fc.nat(), (raw, at) => {
+        const events = toEvents(raw);
+        const quiz = events.map((e, i) => (e.kind === KIND_QUIZ ? i : -1)).filter((i) => i >= 0);
+        if (quiz.length === 0) return;
+        const i = quiz[at % quiz.length]!;
+        const wrong = events.map((e, j) => (j === i ? { ...e, k: 0 } : e));
+        const right = events.map((e, j) => (j === i ? { ...e, k: 1 } : e));
+        const end = events[events.length - 1]!.t + 3;
+        const a = f.predict("T", wrong, end);
+        const b = f.predict("T", right, end);
+        expect(b.score).toBeGreaterThanOrEqual(a.score - 1e-12);
+        expect(b.pCorrect).toBeGreaterThanOrEqual(a.pCorrect - 1e-12);
+      }),
+    );
+  });
+
+  it("forgets towards the floor with the half-life and leaves mass below the floor alone", () => {
+    const params: LatentParams = { ...PARAMS, floor: 0.2, halfLifeDays: 10, noise: 0 };
+    const k = new LatentKernel(params, 200);
+    const p = new Float64Array(200);
+    p[159] = 1; // K = 0.7975
+    k.forget(p, 10);
+    // 0.2 + (0.7975 - 0.2) / 2 = 0.49875, split between the neighbouring cells: the mean is exact.
+    expect(k.mean(p)).toBeCloseTo(0.49875, 10);
+    const q = new Float64Array(200);
+    q[10] = 1; // K = 0.0525 < floor
+    k.forget(q, 100);
+    expect(q[10]).toBe(1);
+  });
+
+  it("explains every estimate: base + factor contributions = score, interval around it", () => {
+    const f = filter();
+    fc.assert(
+      fc.property(fc.array(eventArb, { maxLength: 30 }), (raw) => {
+        const events = toEvents(raw);
+        const end = (events[events.length - 1]?.t ?? 0) + 5;
+        const est = f.predict("T", events, end);
+        const sum = Object.values(est.contributions).reduce((s, v) => s + v, est.base);
+        expect(sum).toBeCloseTo(est.score, 10);
+        expect(est.lo).toBeLessThanOrEqual(est.score + 1e-9);
+        expect(est.hi).toBeGreaterThanOrEqual(est.score - 1e-9);
+        expect(est.lo).toBeGreaterThanOrEqual(0);
+        expect(est.hi).toBeLessThanOrEqual(1);
+      }),
+    );
+  });
+
+  it("learning from a video raises the estimate, the more so the lower the knowledge", () => {
+    const f = filter();
+    const before = f.predict("T", [{ t: 0, kind: KIND_QUIZ, n: 1, k: 0 }], 0);
+    const after = f.predict(
+      "T",
+      [
+        { t: 0, kind: KIND_QUIZ, n: 1, k: 0 },
+        { t: 0, kind: KIND_VIDEO, n: 0, k: 0 },
+      ],
+      0,
+    );
+    expect(after.score).toBeGreaterThan(before.score);
+    expect(after.contributions.learning_video).toBeGreaterThan(0);
+  });
+});
+
+describe("served score from the latent filter", () => {
+  it("maps the posterior through the scale: explanation sums, interval around the score, order kept", () => {
+    const f = filter();
+    const cal: TopicCalibration = { guess: 0.2, slip: 0.1, halfLifeDays: 30, base: 0.7 };
+    fc.assert(
+      fc.property(fc.array(eventArb, { maxLength: 25 }), fc.array(eventArb, { maxLength: 25 }), (ra, rb) => {
+        const [a, b] = [toEvents(ra), toEvents(rb)].map((ev) =>
+          f.predict("T", ev, (ev[ev.length - 1]?.t ?? 0) + 2),
+        );
+        const [sa, sb] = [a!, b!].map((est) => servedFromLatent(est, PARAMS, cal, "centred-logit", cal));
+        for (const s of [sa!, sb!]) {
+          const sum = s.contributions.reduce((x, c) => x + c.contribution, s.base + s.rest);
+          expect(sum).toBeCloseTo(s.score, 10);
+          expect(Math.abs(s.rest)).toBeLessThan(1e-9);
+          expect(s.lo).toBeLessThanOrEqual(s.score + 1e-12);
+          expect(s.hi).toBeGreaterThanOrEqual(s.score - 1e-12);
+        }
+        // An increasing map: the served scores rank like the posterior means.
+        if (a!.score < b!.score - 1e-12) expect(sa!.score).toBeLessThan(sb!.score);
+        // P(correct) is the emission at the posterior mean.
+        expect(sa!.pCorrect).toBeCloseTo(PARAMS.guess + (1 - PARAMS.guess - PARAMS.slip) * a!.score, 12);
+      }),
+    );
+  });
+});
+
+/** Sequences simulated from the model itself (continuous K, the same transitions and emissions). */
+function simulate(params: LatentParams, pairs: number, seed: number): LatentSequence[] {
+  const rnd = mulberry32(seed);
+  const out: LatentSequence[] = [];
+  for (let s = 0; s < pairs; s++) {
+    // K from the Beta(mean m, concentration c) prior, by inverse CDF on a fine grid.
+    const a = params.priorMean * params.priorConcentration;
+    const b = (1 - params.priorMean) * params.priorConcentration;
+    const grid = 2000;
+    const dens: number[] = [];
+    let tot = 0;
+    for (let i = 0; i < grid; i++) {
+      const x = (i + 0.5) / grid;
+      const d = x ** (a - 1) * (1 - x) ** (b - 1);
+      dens.push(d);
+      tot += d;
+    }
+    let u = rnd() * tot;
+    let K = 0.5;
+    for (let i = 0; i < grid; i++) {
+      u -= dens[i]!;
+      if (u <= 0) {
+        K = (i + 0.5) / grid;
+        break;
+      }
+    }
+    const events: LatentEvent[] = [];
+    let t = 0;
+    const n = 10 + Math.floor(rnd() * 30);
+    for (let j = 0; j < n; j++) {
+      const dt = rnd() < 0.5 ? 0 : rnd() * 6;
+      t += dt;
+      if (K > params.floor) K = params.floor + (K - params.floor) * 2 ** (-dt / params.halfLifeDays);
+      const kind = rnd() < 0.6 ? KIND_QUIZ : rnd() < 0.5 ? KIND_VIDEO : KIND_PRACTICE;
+      const pc = params.guess + (1 - params.guess - params.slip) * K;
+      if (kind === KIND_QUIZ) events.push({ t, kind, n: 1, k: rnd() < pc ? 1 : 0 });
+      else if (kind === KIND_PRACTICE) {
+        let k = 0;
+        for (let q = 0; q < 5; q++) if (rnd() < pc) k++;
+        events.push({ t, kind, n: 5, k });
+      } else events.push({ t, kind, n: 0, k: 0 });
+      K += (params.learn[kind] ?? 0) * (1 - K);
+    }
+    out.push({ topic: "T", events });
+  }
+  return out;
+}
+
+describe("latent filter fit", () => {
+  it("recovers guess, slip and the learning rates from data simulated by the model", () => {
+    const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
+    const seqs = simulate(truth, 400, 7);
+    const f = LatentFilter.fit(seqs, { bins: 24, maxEvaluations: 700 });
+    const p = f.json.params;
+    expect(p.guess).toBeGreaterThan(0.12);
+    expect(p.guess).toBeLessThan(0.28);
+    expect(p.slip).toBeGreaterThan(0.03);
+    expect(p.slip).toBeLessThan(0.17);
+    expect(p.learn[KIND_PRACTICE]!).toBeGreaterThan(p.learn[KIND_QUIZ]!);
+    expect(p.learn[KIND_QUIZ]!).toBeGreaterThan(0.02);
+    expect(p.learn[KIND_QUIZ]!).toBeLessThan(0.12);
+    // Kinds absent from the data keep a rate of 0.
+    expect(p.learn[KIND_ASSIGNMENT]).toBe(0);
+    expect(f.json.fit.logLikPerObs).toBeLessThan(0);
+  }, 60_000);
+
+  it("refuses to fit on too little data, naming what is missing", () => {
+    expect(() => LatentFilter.fit([{ topic: "T", events: [{ t: 0, kind: KIND_QUIZ, n: 1, k: 1 }] }])).toThrow(
+      /graded observations/,
+    );
+  });
+});
