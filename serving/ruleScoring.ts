@@ -83,7 +83,16 @@ export interface ScoreRulesOptions {
   onlyPairs?: string;
   /** Called after each step with its name (the bench prints CPU per step), as scoreBktElo's onPhase. */
   onPhase?: (phase: string) => void;
+  /**
+   * With workers: feature rows read and scored per block (default RULE_BLOCK_ROWS), so the feature
+   * columns in memory are bounded (30 doubles a row: ~2.6 GB for the 11M rows of 100M events unblocked).
+   * The result does not depend on it.
+   */
+  blockRows?: number;
 }
+
+/** Feature rows per block of the worker path: 30 doubles a row, ~480 MB a block. */
+export const RULE_BLOCK_ROWS = 2_000_000;
 
 /** Below this many rows the default is to score on the calling thread. */
 export const WORKERS_FROM_ROWS = 200_000;
@@ -145,15 +154,25 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     const n = await snapshotRows(store, asOfUs, filter);
     const cores = availableParallelism();
     const workers = opts.workers ?? (n >= WORKERS_FROM_ROWS && cores >= 2 ? Math.min(4, cores) : 0);
-    const { rid, lastUs, cols } = await readFeatureColumns(store, asOfUs, n, workers > 0, filter);
-    opts.onPhase?.("read features");
     scored = n;
     await store.run(
       "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
     );
-    if (workers > 0 && n > 0)
-      await scoreInWorkers(store, rid, lastUs, cols, n, config, workers, opts.onProgress);
-    else await appendScores(store, rid, lastUs, cols, n, config, opts.onProgress);
+    if (workers > 0 && n > 0) {
+      const block = Math.max(1, Math.min(n, opts.blockRows ?? RULE_BLOCK_ROWS));
+      await scoreInWorkers(store, asOfUs, filter, n, block, config, workers, opts.onProgress);
+    } else {
+      const { rid, lastUs, cols } = await readFeatureColumns(
+        store,
+        asOfUs,
+        n,
+        n,
+        false,
+        filter,
+        async () => {},
+      );
+      await appendScores(store, rid, lastUs, cols, n, config, opts.onProgress);
+    }
     opts.onPhase?.("score");
 
     const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n };
@@ -291,17 +310,20 @@ async function appendScores(
 }
 
 /**
- * Scores all rows in `workers` threads over shared feature columns; each writes its share as
- * tab-separated lines (see ruleScoringWorker.ts) to a temp file, and DuckDB loads the files into
- * temp.rule_scores in parallel. JSON.stringify of the explanations (number-to-text conversion) is
- * most of the scoring CPU, so this divides the step's single-threaded part by the core count.
+ * Scores the snapshot in `workers` threads, `block` rows at a time: each block's feature columns are read
+ * into shared memory (reused from block to block), split between the workers, and each worker writes its
+ * share as tab-separated lines (see ruleScoringWorker.ts) to a temp file; when every block is scored,
+ * DuckDB loads the files into temp.rule_scores in parallel. JSON.stringify of the explanations
+ * (number-to-text conversion) is most of the scoring CPU, so this divides the step's single-threaded
+ * part by the core count. The connection is not used while the feature rows stream (that would end the
+ * stream), hence one load at the end.
  */
 async function scoreInWorkers(
   store: DuckStore,
-  rid: Float64Array,
-  lastUs: Float64Array,
-  cols: RuleFeatureColumns,
+  asOfUs: bigint,
+  filter: string,
   n: number,
+  block: number,
   config: RuleConfig,
   workers: number,
   onProgress: ((done: number, total: number) => void) | undefined,
@@ -314,41 +336,51 @@ async function scoreInWorkers(
     const entry = import.meta.url.endsWith(".ts")
       ? new URL("./ruleScoringWorkerEntry.mjs", import.meta.url)
       : new URL("./ruleScoringWorker.js", import.meta.url);
-    const per = Math.ceil(n / workers);
-    const done = new Array<number>(workers).fill(0);
     const paths: string[] = [];
-    const runs: Promise<void>[] = [];
-    for (let w = 0; w < workers; w++) {
-      const from = w * per;
-      const to = Math.min(n, from + per);
-      if (from >= to) break;
-      const path = join(dir, `scores-${w}.tsv`);
-      paths.push(path);
-      const task: RuleWorkerTask = { cols, rid, lastUs, from, to, config, path };
-      runs.push(
-        new Promise<void>((resolve, reject) => {
-          const worker = new Worker(entry, { workerData: task });
-          let finished = false;
-          worker.on("message", (m: { done: number; finished?: boolean }) => {
-            done[w] = m.done;
-            onProgress?.(
-              done.reduce((a, b) => a + b, 0),
-              n,
-            );
-            if (m.finished) finished = true;
-          });
-          worker.on("error", reject);
-          worker.on("exit", (code) => {
-            if (finished && code === 0) resolve();
-            else
-              reject(
-                new RuleScoringError(`rule scoring worker ${w} exited with code ${code} before finishing`),
-              );
-          });
-        }),
-      );
-    }
-    await Promise.all(runs);
+    let scoredBefore = 0;
+    const scoreBlock = async (
+      rid: Float64Array,
+      lastUs: Float64Array,
+      cols: RuleFeatureColumns,
+      rows: number,
+      index: number,
+    ): Promise<void> => {
+      const per = Math.ceil(rows / workers);
+      const done = new Array<number>(workers).fill(0);
+      const runs: Promise<void>[] = [];
+      for (let w = 0; w < workers; w++) {
+        const from = w * per;
+        const to = Math.min(rows, from + per);
+        if (from >= to) break;
+        const path = join(dir, `scores-${index}-${w}.tsv`);
+        paths.push(path);
+        const task: RuleWorkerTask = { cols, rid, lastUs, from, to, config, path };
+        runs.push(
+          new Promise<void>((resolve, reject) => {
+            const worker = new Worker(entry, { workerData: task });
+            let finished = false;
+            worker.on("message", (m: { done: number; finished?: boolean }) => {
+              done[w] = m.done;
+              onProgress?.(scoredBefore + done.reduce((a, b) => a + b, 0), n);
+              if (m.finished) finished = true;
+            });
+            worker.on("error", reject);
+            worker.on("exit", (code) => {
+              if (finished && code === 0) resolve();
+              else
+                reject(
+                  new RuleScoringError(
+                    `rule scoring worker ${w} (block ${index}) exited with code ${code} before finishing`,
+                  ),
+                );
+            });
+          }),
+        );
+      }
+      await Promise.all(runs);
+      scoredBefore += rows;
+    };
+    await readFeatureColumns(store, asOfUs, n, block, true, filter, scoreBlock);
     await store.run(
       `INSERT INTO temp.rule_scores
        SELECT rid, score, explanation FROM read_csv([${paths.map(sqlString).join(", ")}],
@@ -379,13 +411,24 @@ async function historyCount(store: DuckStore): Promise<number> {
 /**
  * Reads the scorer's feature columns of one snapshot straight from DuckDB's vectors into
  * Float64Arrays (NULL -> NaN): no per-row objects. rid is the features rowid, used to join back.
+ * Rows come `block` at a time into the same arrays: `onBlock(rid, cols, rows, index)` is awaited
+ * for each full block and the last one before the next rows are read (block = n: one read, and the
+ * returned arrays hold every row). The connection must not run other statements inside onBlock.
  */
 async function readFeatureColumns(
   store: DuckStore,
   asOfUs: bigint,
   n: number,
+  block: number,
   shared: boolean,
   filter: string,
+  onBlock: (
+    rid: Float64Array,
+    lastUs: Float64Array,
+    cols: RuleFeatureColumns,
+    rows: number,
+    index: number,
+  ) => Promise<void>,
 ): Promise<{ rid: Float64Array; lastUs: Float64Array; cols: RuleFeatureColumns }> {
   const names = ["rowid", "last_activity_us", ...RULE_FEATURE_COLUMNS];
   const expr = (c: string): string =>
@@ -394,35 +437,55 @@ async function readFeatureColumns(
       : c === "last_activity_us"
         ? "epoch_us(last_activity_at)::DOUBLE AS last_activity_us"
         : `${c}::DOUBLE AS ${c}`;
+  const size = Math.max(0, Math.min(n, block));
   // Shared memory lets worker threads read the columns without a copy.
   const arrays = names.map(() =>
-    shared ? new Float64Array(new SharedArrayBuffer(n * 8)) : new Float64Array(n),
+    shared ? new Float64Array(new SharedArrayBuffer(size * 8)) : new Float64Array(size),
   );
+  const cols = {} as RuleFeatureColumns;
+  RULE_FEATURE_COLUMNS.forEach((c, k) => {
+    cols[c] = arrays[k + 2] as Float64Array;
+  });
+  const rid = arrays[0] as Float64Array;
+  const lastUs = arrays[1] as Float64Array;
   const result = await store.conn.stream(
     `SELECT ${names.map(expr).join(", ")}
      FROM features WHERE as_of = make_timestamp($t::BIGINT) ${filter}`,
     { t: asOfUs },
   );
-  let offset = 0;
+  let total = 0;
+  let fill = 0;
+  let index = 0;
   for (;;) {
     const chunk = await result.fetchChunk();
     if (!chunk || chunk.rowCount === 0) break;
     const rows = chunk.rowCount;
-    for (let c = 0; c < names.length; c++) {
-      const vec = chunk.getColumnVector(c) as DuckDBDoubleVector;
-      const out = arrays[c] as Float64Array;
-      for (let j = 0; j < rows; j++) {
-        const v = vec.getItem(j);
-        out[offset + j] = v === null ? Number.NaN : v;
+    if (total + rows > n) {
+      total += rows;
+      break;
+    }
+    // A DuckDB chunk (<= 2,048 rows) may straddle two blocks.
+    for (let from = 0; from < rows; ) {
+      const take = Math.min(rows - from, size - fill);
+      for (let c = 0; c < names.length; c++) {
+        const vec = chunk.getColumnVector(c) as DuckDBDoubleVector;
+        const out = arrays[c] as Float64Array;
+        for (let j = 0; j < take; j++) {
+          const v = vec.getItem(from + j);
+          out[fill + j] = v === null ? Number.NaN : v;
+        }
+      }
+      fill += take;
+      from += take;
+      if (fill === size) {
+        await onBlock(rid, lastUs, cols, fill, index++);
+        fill = 0;
       }
     }
-    offset += rows;
+    total += rows;
   }
-  if (offset !== n)
-    throw new RuleScoringError(`features changed while reading (${offset} rows, expected ${n})`);
-  const cols = {} as RuleFeatureColumns;
-  RULE_FEATURE_COLUMNS.forEach((c, k) => {
-    cols[c] = arrays[k + 2] as Float64Array;
-  });
-  return { rid: arrays[0] as Float64Array, lastUs: arrays[1] as Float64Array, cols };
+  if (total !== n)
+    throw new RuleScoringError(`features changed while reading (${total} rows, expected ${n})`);
+  if (fill > 0) await onBlock(rid, lastUs, cols, fill, index);
+  return { rid, lastUs, cols };
 }

@@ -142,10 +142,15 @@ describe("scoreRules job", () => {
           });
       }
     }
-    const read = async (workers: number) => {
+    const read = async (workers: number, blockRows?: number) => {
       const store = await DuckStore.open(":memory:");
       await insertEvents(store, events);
-      const res = await scoreRules(store, { asOf: T, now: new Date("2024-04-01T00:00:00Z"), workers });
+      const res = await scoreRules(store, {
+        asOf: T,
+        now: new Date("2024-04-01T00:00:00Z"),
+        workers,
+        ...(blockRows === undefined ? {} : { blockRows }),
+      });
       const rows = await store.all(
         "SELECT student_key, topic_id, mastery_score, explanation FROM student_mastery ORDER BY 1, 2",
       );
@@ -161,6 +166,13 @@ describe("scoreRules job", () => {
     expect(threaded.res.scored).toBe(inThread.res.scored);
     expect(threaded.rows).toEqual(inThread.rows);
     expect(threaded.hist).toEqual(inThread.hist);
+    // Bounded memory: the feature rows read and scored 50 at a time (blocks end inside a DuckDB chunk).
+    for (const blockRows of [50]) {
+      const blocked = await read(2, blockRows);
+      expect(blocked.res.scored).toBe(inThread.res.scored);
+      expect(blocked.rows).toEqual(inThread.rows);
+      expect(blocked.hist).toEqual(inThread.hist);
+    }
   });
 
   it("uses the config it is given and rejects a bad one naming the key", async () => {
