@@ -35,6 +35,7 @@ import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { scoreRules } from "../serving/ruleScoring.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { saveQuickModels } from "./quickModels.ts";
 import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 10_000);
@@ -80,14 +81,7 @@ if (!existsSync(metaPath)) {
     onStep: (s, ms) => log(`  ${s}: ${(ms / 1000).toFixed(1)} s`),
   });
   const since = { asOf: day0.asOf.toISOString(), ingestedThroughUs: await ingestWatermark(store) };
-  const models = await resolveModels(store, { seed: 0 });
-  for (const [dir, m] of [
-    [bktDir, models.bkt],
-    [eloDir, models.elo],
-  ] as const) {
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, "model.json"), JSON.stringify(m?.toJSON()));
-  }
+  await saveQuickModels(store, bktDir, eloDir);
   const saved = await resolveModels(store, { bktModelDir: bktDir, eloModelDir: eloDir });
   const t0 = performance.now();
   await scoreBktElo(store, saved, { full: true });
