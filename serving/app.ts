@@ -47,13 +47,13 @@ import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
 import type { ScoreStore } from "./feedback.ts";
 import { errorAnswer, HttpError } from "./httpError.ts";
-import { DuckMasteryReadStore, type MasteryReadStore } from "./masteryReadStore.ts";
+import { DuckMasteryReadStore, type MasteryReadStore, type TopicRow } from "./masteryReadStore.ts";
 import {
   DEFAULT_SOURCE_ORDER,
   type ExperimentArm,
-  loadTopicMeta,
   readStudentMastery,
   type TopicMeta,
+  topicMetaOf,
 } from "./masteryView.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { DEFAULT_MODEL_NAME, MODEL_NAME_ENV, ModelScoring, servingRegistry } from "./modelScoring.ts";
@@ -68,6 +68,7 @@ import { createRollupViews } from "./rollups.ts";
 import { RosterAccess } from "./roster.ts";
 import { ROUTES } from "./routes/index.ts";
 import { staticSecurityHeaders } from "./securityHeaders.ts";
+import { type ServedBody, servedBody, servedBodyBytes } from "./servedBody.ts";
 import type { SharedCacheInvalidation } from "./servingBackends.ts";
 import { StoreGate } from "./storeGate.ts";
 import type { BackendProbe } from "./streamStores.ts";
@@ -299,11 +300,15 @@ export interface ServingContext {
   student(p: Principal, rawStudentId: string, res: Response): Promise<string>;
   /** GET /mastery's JSON body for a student (hot cache). */
   masteryJson(studentKey: string): Promise<string>;
+  /** The same body as cached: encoded once, with its ETag (what GET /mastery sends). */
+  masteryBody(studentKey: string): Promise<ServedBody>;
   /**
    * Runs a read of `read`: at once when it is concurrent (PostgreSQL pool, DuckDB read pool), else
    * inside `gate` with the writes.
    */
   readRun<T>(fn: () => Promise<T>): Promise<T>;
+  /** The topics table (prerequisites, rollup levels), re-read at most once a minute. */
+  topicRows(): Promise<readonly TopicRow[]>;
   /** Drops cached data of these students (after any update), here and (shared mode) in every server. */
   invalidate(studentKeys: Iterable<string>): Promise<void>;
 }
@@ -393,8 +398,10 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   const mirror = mirrorRaw
     ? new RawMirror({
         write: (rows) => gate.run(() => localRaw.record(rows)),
-        // A body computed from the copy before it held these rows (registry-model features) is stale.
-        onWritten: (keys) => bodies.invalidate(keys),
+        // A body computed from the copy before it held these rows is stale when a registry model served
+        // it (its features read the copy); bodies of other students never read the copy. (A change of the
+        // served models clears the whole cache, so the test now is the test at compute time.)
+        onWritten: (keys) => bodies.invalidate([...keys].filter((k) => modelScoring.usesStore(k))),
         onError: (err, pending) =>
           logger.warn(
             { err: { message: redactErrorMessage(err.message) }, pending },
@@ -440,7 +447,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   const cacheTtlMs = Math.min(deps.cacheTtlMs ?? Number.POSITIVE_INFINITY, SERVED_DECAY_CACHE_MS);
   // Bounded in bytes; a read that overlapped an update of its student never caches its body
   // (serving/bodyCache.ts). A TTL of 0 turns caching off.
-  const bodies = new BodyCache({
+  const bodies = new BodyCache<ServedBody>({
+    bytesOf: servedBodyBytes,
     maxBytes: cacheTtlMs > 0 ? config.cacheMaxBytes : 0,
     maxEntries: config.cacheSize,
     ttlMs: cacheTtlMs,
@@ -494,8 +502,10 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       const a = modelScoring.assignment(studentKey);
       return a === null ? null : { experimentId: a.experimentId, arm: a.arm };
     });
-  // Topic metadata changes rarely (ingest of topics files); re-read at most once a minute.
-  let topicMeta: { at: number; meta: TopicMeta } | undefined;
+  // Topic metadata changes rarely (ingest of topics files); re-read at most once a minute, for the
+  // rollups of GET /mastery and the prerequisites of GET /recommendations alike.
+  let topicCache: { at: number; rows: readonly TopicRow[]; meta: TopicMeta } | undefined;
+  let topicRead: Promise<NonNullable<typeof topicCache>> | null = null;
   // GET reads on the embedded store use their own connections (DuckDB MVCC: they see committed data
   // and do not wait for a write's transaction on the main connection).
   const read =
@@ -504,13 +514,22 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       config.readConnections > 0 ? await gate.run(() => store.readPool(config.readConnections)) : store,
     );
   const readRun = <T>(fn: () => Promise<T>): Promise<T> => (read.concurrent ? fn() : gate.run(fn));
-  const topics = async (): Promise<TopicMeta> => {
-    if (topicMeta === undefined || Date.now() - topicMeta.at > 60_000) {
-      // Called inside masteryJson's computation: already in the gate when reads need it.
-      topicMeta = { at: Date.now(), meta: await loadTopicMeta(read) };
-    }
-    return topicMeta.meta;
+  const topicTable = async (): Promise<NonNullable<typeof topicCache>> => {
+    if (topicCache !== undefined && Date.now() - topicCache.at <= 60_000) return topicCache;
+    // One read at a time (concurrent misses share it). Called inside masteryJson's computation or
+    // readRun: already in the gate when reads need it.
+    topicRead ??= read
+      .topics()
+      .then((rows) => {
+        topicCache = { at: Date.now(), rows, meta: topicMetaOf(rows) };
+        return topicCache;
+      })
+      .finally(() => {
+        topicRead = null;
+      });
+    return topicRead;
   };
+  const topics = async (): Promise<TopicMeta> => (await topicTable()).meta;
 
   // The DuckDB probe has its own connection: a gate queue full of writes means busy, not down (a probe
   // timing out behind it turned every request into a 503 under load, PostgreSQL-backed reads included).
@@ -578,6 +597,9 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       return key;
     },
     async masteryJson(studentKey) {
+      return (await ctx.masteryBody(studentKey)).buf.toString("utf8");
+    },
+    async masteryBody(studentKey) {
       // One model refresh at a time (it queues in the gate behind writes): a cache hit does not wait
       // for it (a refresh that changes the served models clears the cache when it ends), a miss does.
       if (modelRefresh === null && modelScoring.due()) {
@@ -629,10 +651,11 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         // connections shares the writes' one: then inside the gate. Otherwise nothing waits for it.
         const view =
           read.concurrent && !modelScoring.usesStore(studentKey) ? await build() : await gate.run(build);
-        return JSON.stringify(view);
+        return servedBody(JSON.stringify(view));
       });
     },
     readRun,
+    topicRows: async () => (await topicTable()).rows,
     async invalidate(studentKeys) {
       const keys = [...studentKeys];
       bodies.invalidate(keys);

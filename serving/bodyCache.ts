@@ -10,9 +10,14 @@
  * - Entries expire after `ttlMs` (short when other processes write the scores and their
  *   invalidations are not heard, long while they are: see setTtlMs); LRU eviction keeps the total of body sizes <= `maxBytes`.
  */
-export interface BodyCacheOptions {
-  /** Upper bound of the sum of cached body sizes (UTF-8 bytes of each JSON string). */
+export interface BodyCacheOptions<V = string> {
+  /** Upper bound of the sum of cached body sizes (bytesOf of each body). */
   maxBytes: number;
+  /**
+   * Size of a body in bytes; default: UTF-8 bytes of a string body. Required for any other body type
+   * (e.g. a pre-encoded Buffer with its ETag).
+   */
+  bytesOf?: (body: V) => number;
   /** Most entries (default: unbounded; the byte bound applies either way). */
   maxEntries?: number;
   /** How long a body may be served (ms); default: until invalidated. */
@@ -20,25 +25,32 @@ export interface BodyCacheOptions {
   now?: () => number;
 }
 
-interface Entry {
-  body: string;
+interface Entry<V> {
+  body: V;
   bytes: number;
   at: number;
 }
 
-interface Flight {
+interface Flight<V> {
   /** Bumped by each invalidation of the key while the flight runs. */
   version: number;
   /** The computation started at `startedVersion`, shared by callers arriving before any invalidation. */
-  promise: Promise<string> | null;
+  promise: Promise<V> | null;
   startedVersion: number;
   /** Reads of this key in flight (the record is dropped at 0). */
   readers: number;
 }
 
-export class BodyCache {
-  private readonly entries = new Map<string, Entry>();
-  private readonly flights = new Map<string, Flight>();
+const utf8Bytes = (body: unknown): number => {
+  if (typeof body !== "string")
+    throw new Error("body cache: give bytesOf for bodies that are not strings (e.g. (b) => b.length)");
+  return Buffer.byteLength(body, "utf8");
+};
+
+export class BodyCache<V = string> {
+  private readonly entries = new Map<string, Entry<V>>();
+  private readonly flights = new Map<string, Flight<V>>();
+  private readonly bytesOf: (body: V) => number;
   private bytes = 0;
   /** Bumped by clear(): no read that started before it may store its body. */
   private epoch = 0;
@@ -49,13 +61,14 @@ export class BodyCache {
   /** Counters for /metrics and tests. */
   readonly stats = { hits: 0, misses: 0, shared: 0, discarded: 0, evicted: 0 };
 
-  constructor(opts: BodyCacheOptions) {
+  constructor(opts: BodyCacheOptions<V>) {
     if (!Number.isFinite(opts.maxBytes) || opts.maxBytes < 0)
       throw new Error(`body cache: maxBytes must be a number >= 0 (got ${opts.maxBytes}); e.g. 67108864`);
     this.maxBytes = opts.maxBytes;
     this.maxEntries = opts.maxEntries ?? Number.POSITIVE_INFINITY;
     this.ttl = opts.ttlMs ?? Number.POSITIVE_INFINITY;
     this.now = opts.now ?? Date.now;
+    this.bytesOf = opts.bytesOf ?? utf8Bytes;
   }
 
   /** How long a body may be served now (ms). */
@@ -78,7 +91,7 @@ export class BodyCache {
   }
 
   /** The fresh cached body, or undefined. A hit moves the entry to the most recently used end. */
-  peek(key: string): string | undefined {
+  peek(key: string): V | undefined {
     const e = this.entries.get(key);
     if (e === undefined) return undefined;
     if (this.now() - e.at > this.ttl) {
@@ -94,7 +107,7 @@ export class BodyCache {
    * The cached body of `key`, or the result of `compute()` (shared with concurrent callers of the
    * same key), cached unless an invalidation of the key or a clear() happened while it ran.
    */
-  async get(key: string, compute: () => Promise<string>): Promise<string> {
+  async get(key: string, compute: () => Promise<V>): Promise<V> {
     const hit = this.peek(key);
     if (hit !== undefined) {
       this.stats.hits++;
@@ -150,13 +163,13 @@ export class BodyCache {
     for (const f of this.flights.values()) f.version++;
   }
 
-  private leave(key: string, f: Flight): void {
+  private leave(key: string, f: Flight<V>): void {
     f.readers--;
     if (f.readers === 0 && this.flights.get(key) === f) this.flights.delete(key);
   }
 
-  private store(key: string, body: string): void {
-    const n = Buffer.byteLength(body, "utf8");
+  private store(key: string, body: V): void {
+    const n = this.bytesOf(body);
     this.remove(key);
     if (n > this.maxBytes) return;
     this.entries.set(key, { body, bytes: n, at: this.now() });

@@ -59,8 +59,12 @@ export interface MasteryReadStore {
   /** Every recorded change of every topic of the student in one query: by topic_id, then oldest first. */
   studentHistory(studentKey: string): Promise<StudentHistoryRow[]>;
   topics(): Promise<TopicRow[]>;
-  /** Per-topic Elo ability of the student (topics without learner_state are absent). */
-  eloAbilities(studentKey: string): Promise<Map<string, number>>;
+  /**
+   * Per-topic Elo ability of the student (topics without learner_state are absent). `topicIds`: the
+   * student's topics when the caller has them (e.g. from its GET /mastery body), which saves the
+   * query that lists them where learner_state is a key-value store.
+   */
+  eloAbilities(studentKey: string, topicIds?: readonly string[]): Promise<Map<string, number>>;
 }
 
 const MASTERY_SQL = `SELECT m.topic_id, m.mastery_score, m.score_source, m.model_version, m.as_of, m.explanation,
@@ -125,17 +129,17 @@ export class DuckMasteryReadStore implements MasteryReadStore {
     return this.store.all<TopicRow>(TOPICS_SQL);
   }
 
-  async eloAbilities(studentKey: string): Promise<Map<string, number>> {
+  async eloAbilities(studentKey: string, topicIds?: readonly string[]): Promise<Map<string, number>> {
     if (this.state !== undefined) {
-      const topics = await this.store.all<{ topic_id: string }>(
-        "SELECT DISTINCT topic_id FROM student_mastery WHERE student_key = $1",
-        [studentKey],
-      );
-      return abilitiesFromState(
-        this.state,
-        studentKey,
-        topics.map((t) => t.topic_id),
-      );
+      const topics =
+        topicIds ??
+        (
+          await this.store.all<{ topic_id: string }>(
+            "SELECT DISTINCT topic_id FROM student_mastery WHERE student_key = $1",
+            [studentKey],
+          )
+        ).map((t) => t.topic_id);
+      return abilitiesFromState(this.state, studentKey, topics);
     }
     const rows = await this.store.all<{ topic_id: string; elo_ability: number }>(
       "SELECT topic_id, elo_ability FROM learner_state WHERE student_key = $1",
@@ -175,15 +179,15 @@ export class PgMasteryReadStore implements MasteryReadStore {
     return this.pg.all<TopicRow>(TOPICS_SQL);
   }
 
-  async eloAbilities(studentKey: string): Promise<Map<string, number>> {
-    const topics = await this.pg.all<{ topic_id: string }>(
-      "SELECT DISTINCT topic_id FROM student_mastery WHERE student_key = $1",
-      [studentKey],
-    );
-    return abilitiesFromState(
-      this.state,
-      studentKey,
-      topics.map((t) => t.topic_id),
-    );
+  async eloAbilities(studentKey: string, topicIds?: readonly string[]): Promise<Map<string, number>> {
+    const topics =
+      topicIds ??
+      (
+        await this.pg.all<{ topic_id: string }>(
+          "SELECT DISTINCT topic_id FROM student_mastery WHERE student_key = $1",
+          [studentKey],
+        )
+      ).map((t) => t.topic_id);
+    return abilitiesFromState(this.state, studentKey, topics);
   }
 }

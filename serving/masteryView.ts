@@ -6,6 +6,7 @@ import {
   type HistoryRow,
   type MasteryReadStore,
   type MasteryViewRow,
+  type TopicRow,
 } from "./masteryReadStore.ts";
 import type { ModelTopicScore, ServedModelInfo, StudentModelScores } from "./modelScoring.ts";
 import { ROLLUP_LEVELS, type RollupLevel } from "./rollups.ts";
@@ -283,7 +284,11 @@ export interface TopicMeta {
 }
 
 export async function loadTopicMeta(source: MasterySource): Promise<TopicMeta> {
-  const rows = await readStoreOf(source).topics();
+  return topicMetaOf(await readStoreOf(source).topics());
+}
+
+/** Rollup metadata of the topics table's rows. */
+export function topicMetaOf(rows: readonly TopicRow[]): TopicMeta {
   const positive = rows.map((r) => r.content_length).filter((x): x is number => x !== null && x > 0);
   const fallback = positive.length > 0 ? positive.reduce((a, b) => a + b, 0) / positive.length : 1;
   const meta: TopicMeta = {

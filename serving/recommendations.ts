@@ -1,3 +1,4 @@
+import type { TopicRow } from "./masteryReadStore.ts";
 import { type MasterySource, readStoreOf } from "./masteryView.ts";
 
 /**
@@ -99,11 +100,17 @@ export function recommend(input: RecommendationInput): Recommendation[] {
 export async function loadRecommendationContext(
   source: MasterySource,
   studentKey: string,
+  opts: {
+    /** The topics table when the caller keeps a copy (the server re-reads it at most once a minute). */
+    topics?: () => Promise<readonly TopicRow[]>;
+    /** The student's topics when the caller has them (its GET /mastery body). */
+    topicIds?: readonly string[];
+  } = {},
 ): Promise<Pick<RecommendationInput, "prerequisites" | "abilities">> {
   const store = readStoreOf(source);
-  const topics = await store.topics();
+  const topics = opts.topics !== undefined ? await opts.topics() : await store.topics();
   return {
     prerequisites: new Map(topics.map((t) => [t.topic_id, t.prerequisites ?? []])),
-    abilities: await store.eloAbilities(studentKey),
+    abilities: await store.eloAbilities(studentKey, opts.topicIds),
   };
 }

@@ -153,7 +153,8 @@ export async function openServingBackends(opts: ServingBackendOptions): Promise<
         ttlMs: invalidatedTtl,
         publish: (keys) => publisher.publishKeys(keys),
         subscribe: async (events) => {
-          const sub = await CacheInvalidationSubscriber.open(url, prefix, events);
+          // This server's own key messages are skipped: it dropped those bodies before publishing.
+          const sub = await CacheInvalidationSubscriber.open(url, prefix, events, publisher.origin);
           closers.push(() => sub.close());
         },
       };

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { closeRedis, redisTimeoutsFromEnv, StateStoreError } from "./stateStore.ts";
 import { redisTlsOptions } from "./tls.ts";
@@ -35,15 +36,26 @@ export function invalidationChannel(prefix: string): string {
   return `${prefix}:bodycache`;
 }
 
-/** The message's keys, "all", or null for something this version does not understand (treated as "all"). */
+/** The message's keys, or "all" for a bulk bump and for anything this version does not understand. */
 export function parseInvalidation(message: string): string[] | "all" {
+  return readInvalidation(message).keys;
+}
+
+/**
+ * The message's keys ("all" as in parseInvalidation) and the publisher it names (`o`), if any: a
+ * server skips the key messages it published itself, having dropped those bodies before publishing.
+ */
+export function readInvalidation(message: string): { keys: string[] | "all"; origin: string | null } {
   try {
-    const m = JSON.parse(message) as { k?: unknown; all?: unknown };
-    if (Array.isArray(m.k) && m.k.every((k) => typeof k === "string")) return m.k as string[];
+    const m = JSON.parse(message) as { k?: unknown; all?: unknown; o?: unknown };
+    const origin = typeof m.o === "string" ? m.o : null;
+    if (Array.isArray(m.k) && m.k.every((k) => typeof k === "string"))
+      return { keys: m.k as string[], origin };
+    return { keys: "all", origin };
   } catch {
-    // fall through: an unreadable message drops everything rather than risk a stale body
+    // an unreadable message drops everything rather than risk a stale body
+    return { keys: "all", origin: null };
   }
-  return "all";
 }
 
 function client(url: string): Redis {
@@ -77,6 +89,9 @@ async function connect(r: Redis, url: string): Promise<void> {
 
 /** Publishes invalidations (any writer process). */
 export class CacheInvalidationPublisher {
+  /** Named in each key message, so a subscriber in the same process can skip its own (ignoreOrigin). */
+  readonly origin = randomUUID();
+
   private constructor(
     private readonly redis: Redis,
     readonly channel: string,
@@ -98,7 +113,7 @@ export class CacheInvalidationPublisher {
   async publishKeys(studentKeys: Iterable<string>): Promise<void> {
     const keys = [...new Set(studentKeys)];
     for (let i = 0; i < keys.length; i += KEYS_PER_MESSAGE)
-      await this.publish(JSON.stringify({ k: keys.slice(i, i + KEYS_PER_MESSAGE) }));
+      await this.publish(JSON.stringify({ k: keys.slice(i, i + KEYS_PER_MESSAGE), o: this.origin }));
   }
 
   /** Tells every server to drop its whole cache (a bulk job rewrote many students). */
@@ -135,12 +150,16 @@ export class CacheInvalidationSubscriber {
 
   /**
    * Connects and subscribes; resolves once the first subscription is confirmed (`up` has been
-   * called). Throws when Redis does not answer at startup.
+   * called). Throws when Redis does not answer at startup. `ignoreOrigin`: the `origin` of this
+   * process's own publisher, whose key messages are skipped (the server dropped those bodies itself,
+   * after its write and before publishing; dropping them again on the echo would only cost a miss
+   * of a body computed after the write). "all" messages are never skipped.
    */
   static async open(
     url: string,
     prefix: string,
     events: InvalidationEvents,
+    ignoreOrigin?: string,
   ): Promise<CacheInvalidationSubscriber> {
     if (!PREFIX.test(prefix))
       throw new StateStoreError(
@@ -151,9 +170,9 @@ export class CacheInvalidationSubscriber {
     const s = new CacheInvalidationSubscriber(r, invalidationChannel(prefix), events);
     r.on("message", (channel: string, message: string) => {
       if (channel !== s.channel) return;
-      const m = parseInvalidation(message);
-      if (m === "all") events.all();
-      else events.keys(m);
+      const m = readInvalidation(message);
+      if (m.keys === "all") events.all();
+      else if (ignoreOrigin === undefined || m.origin !== ignoreOrigin) events.keys(m.keys);
     });
     r.on("close", () => s.lost("connection closed"));
     r.on("ready", () => {

@@ -3,6 +3,7 @@ import type { ServingContext } from "../app.ts";
 import { HttpError } from "../httpError.ts";
 import { readHistory, readStudentHistories } from "../masteryView.ts";
 import { loadRecommendationContext, recommend } from "../recommendations.ts";
+import { sendServedBody } from "../servedBody.ts";
 
 const param = (v: string | string[] | undefined): string => (Array.isArray(v) ? (v[0] ?? "") : (v ?? ""));
 
@@ -34,12 +35,12 @@ export const getMastery =
     const p = await ctx.principal(req, "mastery:read");
     const key = await ctx.student(p, param(req.params.studentId), res);
     const include = includeSet(req.query.include);
-    const body = await ctx.masteryJson(key);
     if (!include.has("history")) {
-      res.type("application/json").send(body);
+      // The cached bytes and ETag as they are (304 on a matching If-None-Match).
+      sendServedBody(req, res, await ctx.masteryBody(key));
       return;
     }
-    const view = JSON.parse(body) as { topics: { topicId: string }[] };
+    const view = JSON.parse(await ctx.masteryJson(key)) as { topics: { topicId: string }[] };
     const topicIds = view.topics.map((t) => t.topicId);
     const histories = await ctx.readRun(() => readStudentHistories(ctx.read, key, topicIds, ctx.now()));
     res.json({ ...view, histories });
@@ -97,7 +98,13 @@ export const getRecommendations =
     const mastery = JSON.parse(await ctx.masteryJson(key)) as {
       topics: { topicId: string; score: number }[];
     };
-    const context = await ctx.readRun(() => loadRecommendationContext(ctx.read, key));
+    // The topics table from the server's copy, and the student's topics from the body just read.
+    const context = await ctx.readRun(() =>
+      loadRecommendationContext(ctx.read, key, {
+        topics: () => ctx.topicRows(),
+        topicIds: mastery.topics.map((t) => t.topicId),
+      }),
+    );
     const recommendations = recommend({
       ...context,
       scores: new Map(mastery.topics.map((t) => [t.topicId, t.score])),

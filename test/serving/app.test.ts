@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AppHandle } from "../../serving/app.ts";
@@ -214,6 +215,41 @@ describe("routes", () => {
     const audit = await store.all("SELECT * FROM audit_log WHERE action = 'feedback' AND topic_id = 'T2'");
     expect(audit).toHaveLength(1);
     expect(audit[0]!.actor).toBe("t1");
+  });
+
+  it("GET /mastery: ETag of the body (Express's weak format), 304 on If-None-Match, HEAD, a new ETag after a write", async () => {
+    const first = await request(h.app).get("/mastery/s3").set(auth("admin"));
+    expect(first.status).toBe(200);
+    expect(first.headers["content-type"]).toBe("application/json; charset=utf-8");
+    const etag = first.headers.etag as string;
+    // W/"<byte length in hex>-<first 27 chars of the base64 SHA-1 of the body>", as res.send computes it.
+    const bytes = Buffer.from(first.text, "utf8");
+    const sha1 = createHash("sha1").update(bytes).digest("base64").slice(0, 27);
+    expect(etag).toBe(`W/"${bytes.length.toString(16)}-${sha1}"`);
+    expect(Number(first.headers["content-length"])).toBe(bytes.length);
+    const again = await request(h.app).get("/mastery/s3").set(auth("admin")); // a cache hit
+    expect(again.headers.etag).toBe(etag);
+    expect(again.text).toBe(first.text);
+    const notModified = await request(h.app).get("/mastery/s3").set(auth("admin")).set("if-none-match", etag);
+    expect(notModified.status).toBe(304);
+    expect(notModified.text).toBe("");
+    expect(notModified.headers["content-type"]).toBeUndefined();
+    const other = await request(h.app).get("/mastery/s3").set(auth("admin")).set("if-none-match", 'W/"0-x"');
+    expect(other.status).toBe(200);
+    const head = await request(h.app).head("/mastery/s3").set(auth("admin"));
+    expect(head.status).toBe(200);
+    expect(head.headers.etag).toBe(etag);
+    expect(head.headers["content-length"]).toBe(String(bytes.length));
+    expect(head.text ?? "").toBe("");
+    const post = await request(h.app)
+      .post("/events")
+      .set(auth("admin"))
+      .send([quiz("etag-1", "s3", "T1", true, 40)]);
+    expect(post.status).toBe(200);
+    const after = await request(h.app).get("/mastery/s3").set(auth("admin")).set("if-none-match", etag);
+    expect(after.status).toBe(200);
+    expect(after.headers.etag).not.toBe(etag);
+    expect(after.body.topics.map((t: { topicId: string }) => t.topicId)).toContain("T1");
   });
 
   it("GET history lists every change in order", async () => {

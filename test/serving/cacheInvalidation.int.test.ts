@@ -167,6 +167,20 @@ describe("body cache invalidation across processes (PostgreSQL + Redis)", () => 
     expect(await hits(b)).toBe(h1 + 1);
   });
 
+  it("the raw-row copy into A's DuckDB landing after a POST keeps A's body (no registry model reads it)", async () => {
+    // Hold A's DuckDB queue so the copy lands only after the GET below (reads go to PostgreSQL).
+    let release!: () => void;
+    const held = a.ctx.gate.run(() => new Promise<void>((r) => (release = r)));
+    await post(a, "s7", true);
+    const body = await mastery(a, "s7"); // computed after the write, cached
+    release();
+    await held;
+    await a.drain(); // the copy of s7's rows into A's DuckDB has landed
+    const h0 = await hits(a);
+    expect(await mastery(a, "s7")).toBe(body);
+    expect(await hits(a)).toBe(h0 + 1);
+  });
+
   it("a bulk bump ('all') drops every body on B", async () => {
     await cachedOnB("s3");
     await cachedOnB("s4");

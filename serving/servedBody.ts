@@ -1,0 +1,39 @@
+import { createHash } from "node:crypto";
+import type { Request, Response } from "express";
+
+/**
+ * A GET /mastery body as the body cache keeps it: the JSON already encoded to UTF-8 and its ETag,
+ * so a cache hit is a lookup and one write (no string encoding or hashing per request).
+ */
+export interface ServedBody {
+  readonly buf: Buffer;
+  /** Weak ETag in Express's own format (W/"<length hex>-<sha1 base64, 27 chars>"), so clients see no change. */
+  readonly etag: string;
+}
+
+/** Encodes a JSON body once and computes its ETag. */
+export function servedBody(json: string): ServedBody {
+  const buf = Buffer.from(json, "utf8");
+  const hash = createHash("sha1").update(buf).digest("base64").slice(0, 27);
+  return { buf, etag: `W/"${buf.length.toString(16)}-${hash}"` };
+}
+
+/** Bytes a cached body holds (the encoded JSON and its ETag). */
+export const servedBodyBytes = (b: ServedBody): number => b.buf.length + b.etag.length;
+
+/**
+ * Answers with a pre-encoded JSON body: 200 with the body, or 304 when the request's If-None-Match
+ * names its ETag (Express's freshness rules, as res.send applies them); HEAD gets the headers only.
+ */
+export function sendServedBody(req: Request, res: Response, body: ServedBody): void {
+  res.setHeader("ETag", body.etag);
+  if (req.fresh) {
+    res.statusCode = 304;
+    res.end();
+    return;
+  }
+  res.setHeader("Content-Type", "application/json; charset=utf-8");
+  res.setHeader("Content-Length", body.buf.length);
+  if (req.method === "HEAD") res.end();
+  else res.end(body.buf);
+}
