@@ -368,7 +368,7 @@ async function evaluateCut(
       const lf = trained.latentFit.model.json;
       const tp = Object.values(lf.topicPriorMean);
       console.log(
-        `latent filter: ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations, ll/obs ${lf.fit.logLikPerObs.toFixed(4)}, ${trained.latentFit.seconds.toFixed(1)} s`,
+        `latent filter: interval scale ${(lf.intervalScale ?? 1).toFixed(3)}; ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations, ll/obs ${lf.fit.logLikPerObs.toFixed(4)}, ${trained.latentFit.seconds.toFixed(1)} s`,
       );
     }
     const cal = Object.values(served.json.topics);

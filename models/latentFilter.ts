@@ -65,6 +65,11 @@ export interface LatentModelJson {
   topicPriorMean: Record<string, number>;
   /** Mean log-likelihood per graded observation on the fit sample, and its size. */
   fit: { logLikPerObs: number; observations: number; sequences: number; evaluations: number };
+  /**
+   * Posterior spread factor of the 80% interval (>= 1; absent = 1): the square root of the variance
+   * inflation that the held-out halves of the fit sample ask for (LatentFilter.dispersion).
+   */
+  intervalScale?: number;
 }
 
 export class LatentFilterError extends Error {
@@ -335,6 +340,13 @@ export class LatentKernel {
     return s;
   }
 
+  variance(p: Float64Array): number {
+    const m = this.mean(p);
+    let s = 0;
+    for (let i = 0; i < this.bins; i++) s += p[i]! * (this.x[i]! - m) ** 2;
+    return s;
+  }
+
   /** The q-quantile of p, each cell's mass spread uniformly over its width. */
   quantile(p: Float64Array, q: number): number {
     const G = this.bins;
@@ -464,10 +476,12 @@ export class LatentFilter {
       step("forgetting");
     }
     const { guess, slip } = this.json.params;
+    const w = this.json.intervalScale ?? 1;
+    const widen = (q: number) => Math.min(1, Math.max(0, mean + w * (q - mean)));
     return {
       score: mean,
-      lo: k.quantile(p, 0.1),
-      hi: k.quantile(p, 0.9),
+      lo: widen(k.quantile(p, 0.1)),
+      hi: widen(k.quantile(p, 0.9)),
       pCorrect: guess + (1 - guess - slip) * mean,
       base: start,
       contributions,
@@ -550,13 +564,79 @@ export class LatentFilter {
       const off = goldenMin(f, -3, 3, 14);
       topicPriorMean[topic] = sigmoid(g0 + off);
     }
+    const disp = LatentFilter.dispersion(kernel, sequences, (t) => topicPriorMean[t] ?? params.priorMean);
     return new LatentFilter({
       version: 1,
       bins,
       params,
       topicPriorMean,
       fit: { logLikPerObs: -best, observations, sequences: sequences.length, evaluations },
+      intervalScale: Math.sqrt(disp.inflation),
     });
+  }
+
+  /**
+   * Label-free check of the posterior's spread on held-out answers: each sequence with >= `minAnswers` quiz /
+   * practice answers is filtered over the events before the one that brings half of its answers, then carried
+   * forward (learning, forgetting, noise) without observing the rest. The number correct S in the held-out
+   * half has, under the model, Var(S) = sum n_j E[e_j (1 - e_j)] (binomial given K) + Var(sum n_j e_j)
+   * (the posterior's part; the carried-forward maps move K together, so the part is (sum n_j sd(e_j))^2),
+   * e_j = guess + (1 - guess - slip) K at answer j. The inflation is the method-of-moments factor on the
+   * posterior's part that makes the squared residuals match: (sum (S - E[S])^2 - sum binomial) / sum posterior,
+   * at least 1 (a posterior that is too wide is left as it is). 1 when no sequence qualifies.
+   */
+  static dispersion(
+    kernel: LatentKernel,
+    sequences: readonly LatentSequence[],
+    priorMean: (topic: string) => number,
+    minAnswers = 8,
+  ): { inflation: number; sequences: number; residual: number; binomial: number; posterior: number } {
+    const { guess, slip } = kernel.params;
+    const a = 1 - guess - slip;
+    const p = new Float64Array(kernel.bins);
+    let residual = 0;
+    let binomial = 0;
+    let posterior = 0;
+    let used = 0;
+    for (const s of sequences) {
+      let total = 0;
+      for (const e of s.events) if (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) total += e.n;
+      if (total < minAnswers) continue;
+      kernel.prior(priorMean(s.topic), p);
+      let seen = 0;
+      let last = Number.NaN;
+      let held = false;
+      let expS = 0;
+      let obsS = 0;
+      let bin = 0;
+      let sdSum = 0;
+      for (const e of s.events) {
+        if (Number.isFinite(last)) kernel.forget(p, e.t - last);
+        last = e.t;
+        const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
+        if (!held && graded && 2 * (seen + e.n) > total) held = true;
+        if (held) {
+          if (graded) {
+            const m = guess + a * kernel.mean(p);
+            const v = a * a * kernel.variance(p);
+            expS += e.n * m;
+            obsS += e.k;
+            bin += e.n * (m * (1 - m) - v);
+            sdSum += e.n * Math.sqrt(v);
+          }
+        } else {
+          kernel.observe(p, e);
+          if (graded) seen += e.n;
+        }
+        kernel.learnFrom(p, e.kind);
+      }
+      residual += (obsS - expS) ** 2;
+      binomial += bin;
+      posterior += sdSum * sdSum;
+      used++;
+    }
+    const inflation = used > 0 && posterior > 0 ? Math.max(1, (residual - binomial) / posterior) : 1;
+    return { inflation, sequences: used, residual, binomial, posterior };
   }
 }
 

@@ -130,6 +130,7 @@ Example:
               : {
                   params: res.latentFit.model.json.params,
                   fit: res.latentFit.model.json.fit,
+                  intervalScale: res.latentFit.model.json.intervalScale ?? 1,
                   seconds: res.latentFit.seconds,
                 },
           halfLifeDays: {

@@ -188,7 +188,12 @@ describe("served score from the latent filter", () => {
 });
 
 /** Sequences simulated from the model itself (continuous K, the same transitions and emissions). */
-function simulate(params: LatentParams, pairs: number, seed: number): LatentSequence[] {
+function simulate(
+  params: LatentParams,
+  pairs: number,
+  seed: number,
+  redrawHalfway = false,
+): LatentSequence[] {
   const rnd = mulberry32(seed);
   const out: LatentSequence[] = [];
   for (let s = 0; s < pairs; s++) {
@@ -217,6 +222,8 @@ function simulate(params: LatentParams, pairs: number, seed: number): LatentSequ
     let t = 0;
     const n = 10 + Math.floor(rnd() * 30);
     for (let j = 0; j < n; j++) {
+      // An unmodelled change: K redrawn uniformly halfway through the sequence.
+      if (redrawHalfway && j === Math.floor(n / 2)) K = rnd();
       const dt = rnd() < 0.5 ? 0 : rnd() * 6;
       t += dt;
       if (K > params.floor) K = params.floor + (K - params.floor) * 2 ** (-dt / params.halfLifeDays);
@@ -252,6 +259,37 @@ describe("latent filter fit", () => {
     expect(p.learn[KIND_ASSIGNMENT]).toBe(0);
     expect(f.json.fit.logLikPerObs).toBeLessThan(0);
   }, 60_000);
+
+  it("finds the held-out answers within the posterior's spread on the model's own data, and not after an unmodelled change", () => {
+    const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
+    const k = new LatentKernel(truth, 40);
+    const own = LatentFilter.dispersion(k, simulate(truth, 3000, 11), () => truth.priorMean);
+    const changed = LatentFilter.dispersion(k, simulate(truth, 3000, 11, true), () => truth.priorMean);
+    expect(own.sequences).toBeGreaterThan(2500);
+    // Own data: the residuals are binomial + posterior parts. The binomial part dominates (~14x), and the
+    // 40-cell grid's interpolated learning / forgetting steps spread the carried-forward posterior (numerical
+    // diffusion: the part halves on 200 cells), so the moment ratio lands below 1 and the inflation is 1.
+    expect((own.residual - own.binomial) / own.posterior).toBeLessThan(1.2);
+    expect(own.inflation).toBeLessThan(1.2);
+    // A uniform redraw (sd 0.29) against a posterior sd of ~0.1: many times the posterior variance.
+    expect(changed.inflation).toBeGreaterThan(8);
+  }, 60_000);
+
+  it("widens the 80% interval by the interval scale around the same score", () => {
+    const seqs = simulate(PARAMS, 1, 3);
+    const json = {
+      version: 1 as const,
+      bins: 40,
+      params: PARAMS,
+      topicPriorMean: {},
+      fit: { logLikPerObs: -0.5, observations: 1, sequences: 1, evaluations: 0 },
+    };
+    const a = new LatentFilter(json).predict("T", seqs[0]!.events, 100);
+    const b = new LatentFilter({ ...json, intervalScale: 2 }).predict("T", seqs[0]!.events, 100);
+    expect(b.score).toBe(a.score);
+    expect(b.lo).toBeCloseTo(Math.max(0, a.score - 2 * (a.score - a.lo)), 12);
+    expect(b.hi).toBeCloseTo(Math.min(1, a.score + 2 * (a.hi - a.score)), 12);
+  });
 
   it("refuses to fit on too little data, naming what is missing", () => {
     expect(() => LatentFilter.fit([{ topic: "T", events: [{ t: 0, kind: KIND_QUIZ, n: 1, k: 1 }] }])).toThrow(
