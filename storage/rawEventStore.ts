@@ -304,7 +304,8 @@ export class DuckRawEventStore implements RawEventStore {
     const inserted = await d.all<{ event_id: string; topic_id: string }>(
       `INSERT INTO raw_events (${COLUMN_LIST})
        SELECT ${COLUMN_LIST} FROM __upd_stage s
-       WHERE NOT EXISTS (SELECT 1 FROM raw_events r WHERE r.event_id = s.event_id)
+       WHERE s.event_id NOT IN (
+         SELECT r.event_id FROM raw_events r WHERE r.event_id IN (SELECT event_id FROM __upd_stage))
        RETURNING event_id, topic_id`,
     );
     await d.run("DROP TABLE IF EXISTS __upd_stage");
