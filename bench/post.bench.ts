@@ -8,6 +8,7 @@
  *   npx tsx bench/post.bench.ts                 # 20 s, 300 students round robin
  *   POST_SECONDS=10 POST_PROF=1 npx tsx ...     # + CPU profile of the server (--cpu-prof), top self time
  *   POST_RAW_ROWS=500000 npx tsx ...            # the server's DuckDB copy of raw rows starts with that many
+ *   POST_STORE=1 POST_RAW_ROWS=200000 npx tsx ... # the raw-row writes alone (record / append), no server
  *   MASTERY_PG_URL / MASTERY_REDIS_URL          # default postgres://postgres@127.0.0.1:5432/test, redis://127.0.0.1:6379
  */
 import { fork } from "node:child_process";
@@ -192,5 +193,74 @@ async function drive(): Promise<void> {
   }
 }
 
+/**
+ * POST_STORE=1: the raw-row writes alone on a DuckDB file holding POST_RAW_ROWS rows: CPU per 10-row
+ * DuckRawEventStore.record (the embedded write path) and .append (the server's copy in pg mode).
+ */
+async function storeOnly(): Promise<void> {
+  const history = Number(process.env.POST_RAW_ROWS ?? 0);
+  const dir = mkdtempSync(join(tmpdir(), "post-store-"));
+  const { DuckRawEventStore } = await import("../storage/rawEventStore.ts");
+  try {
+    for (const method of ["record", "append"] as const) {
+      const store = await DuckStore.open(join(dir, `${method}.duckdb`), { encryption: null });
+      const raw = await DuckRawEventStore.open(store);
+      if (!(method in raw)) continue; // a tree without append()
+      if (history > 0)
+        await store.run(
+          `INSERT INTO raw_events (event_id, type, student_key, topic_id, ts, ingested_at)
+           SELECT 'hist-' || i, 'quiz_attempt', 'key-' || (i % 5000), 'T' || (i % ${TOPICS}),
+                  TIMESTAMP '2025-09-01' + INTERVAL (i) SECOND, TIMESTAMP '2025-09-01' FROM range(${history}) t(i)`,
+        );
+      const rows = () =>
+        Array.from({ length: 10 }, () => {
+          const n = seq++;
+          return {
+            event_id: `e-${n}`,
+            type: "quiz_attempt",
+            student_key: `k-${n % 300}`,
+            topic_id: `T${n % TOPICS}`,
+            ts_us: 1.77e15 + n * 1e6,
+            school_id: null,
+            class_id: null,
+            grade: null,
+            question_id: `q-${n % 50}`,
+            is_correct: n % 3 !== 0,
+            time_spent_sec: 20,
+            attempt_number: null,
+            hints_used: null,
+            assignment_id: null,
+            score_pct: null,
+            video_id: null,
+            watch_pct: null,
+            watch_duration_sec: null,
+            rewind_count: null,
+            attempts: null,
+            correct_count: null,
+            help_requests: null,
+            resolved_count: null,
+            source: "api",
+            ingested_at_us: 1.77e15 + n,
+          };
+        });
+      const call = (r: ReturnType<typeof rows>) =>
+        (raw as unknown as Record<string, (x: typeof r) => Promise<unknown>>)[method]!(r);
+      for (let i = 0; i < 30; i++) await call(rows());
+      const reps = 300;
+      const c0 = cpuUs();
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) await call(rows());
+      console.log(
+        `DuckRawEventStore.${method}, 10 rows, ${history} rows stored: ${((cpuUs() - c0) / reps / 1000).toFixed(2)} ms CPU, ` +
+          `${((performance.now() - t0) / reps).toFixed(2)} ms wall per call`,
+      );
+      store.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 if (process.env.POST_CHILD === "1") await serve();
+else if (process.env.POST_STORE === "1") await storeOnly();
 else await drive();
