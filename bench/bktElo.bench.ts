@@ -16,13 +16,14 @@
  * an anchor, in the same run, one DuckDB aggregation over raw_events (GROUP BY student_key, topic_id):
  * the ratio job / anchor is what to compare across machine states. Medians over RUNS.
  */
-import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { saveQuickModels } from "./quickModels.ts";
 import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 10_000);
@@ -61,14 +62,7 @@ if (!existsSync(join(bktDir, "model.json"))) {
     skip: ["score bkt-elo"],
     onStep: (s, ms) => process.stderr.write(`  ${s}: ${(ms / 1000).toFixed(1)} s\n`),
   });
-  const models = await resolveModels(store, { seed: 0 });
-  for (const [dir, m] of [
-    [bktDir, models.bkt],
-    [eloDir, models.elo],
-  ] as const) {
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, "model.json"), JSON.stringify(m?.toJSON()));
-  }
+  await saveQuickModels(store, bktDir, eloDir);
   store.close();
   rmSync(join(root, "data"), { recursive: true, force: true });
 }

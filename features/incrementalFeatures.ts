@@ -120,7 +120,15 @@ export async function buildFeaturesIncremental(
   store: DuckStore,
   asOf: Date,
   since: FeatureWatermark | null,
-  opts: { truncate?: boolean; onProgress?: (done: number, total: number) => void } = {},
+  opts: {
+    truncate?: boolean;
+    onProgress?: (done: number, total: number) => void;
+    /**
+     * Leave the recomputed pairs in temp.incr_dirty (student_key, topic_id) after an incremental build, for
+     * the rule scores to rescore only those (serving/ruleScoring.ts onlyPairs); the caller drops it.
+     */
+    keepDirty?: boolean;
+  } = {},
 ): Promise<IncrementalFeaturesResult> {
   const started = performance.now();
   const watermark: FeatureWatermark = { asOf, ingestedThroughUs: await ingestWatermark(store) };
@@ -191,7 +199,7 @@ export async function buildFeaturesIncremental(
     rows = await countAt(store, t1);
     if (opts.truncate)
       await store.run("DELETE FROM features WHERE as_of <> make_timestamp($t::BIGINT)", { t: t1 });
-    await store.run("DROP TABLE temp.incr_dirty");
+    if (!opts.keepDirty) await store.run("DROP TABLE temp.incr_dirty");
     opts.onProgress?.(3, 3);
   });
   return {

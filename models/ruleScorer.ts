@@ -159,6 +159,13 @@ interface Prepared {
   /** Outputs of decayedRatio. */
   ratio: number;
   evidence: number;
+  /** Outputs of partsAt. */
+  factors: Factor[];
+  raw: number;
+  scored: boolean;
+  recency: boolean;
+  recencyWeight: number;
+  recencyCentered: boolean;
 }
 
 function prepare(cols: RuleFeatureColumns, cfg: RuleConfig): Prepared {
@@ -182,6 +189,12 @@ function prepare(cols: RuleFeatureColumns, cfg: RuleConfig): Prepared {
     present: new Uint8Array(RULE_SIGNALS.length),
     ratio: 0,
     evidence: 0,
+    factors: [],
+    raw: 0,
+    scored: false,
+    recency: false,
+    recencyWeight: 0,
+    recencyCentered: true,
   };
 }
 
@@ -236,8 +249,15 @@ function setSignal(p: Prepared, sig: number, value: number, x: number): void {
   p.present[sig] = 1;
 }
 
-function scoreAt(p: Prepared, i: number, cfg: RuleConfig): RuleScore {
+/**
+ * Everything of row i's score except the recency term, into p: the present non-recency factors (in
+ * signal order), the raw sum before recency (`raw`), and recency's coefficient. Recency is the last
+ * signal added, so the full raw score is `raw` + the recency contribution with the same float operations.
+ */
+function partsAt(p: Prepared, i: number, cfg: RuleConfig): void {
   p.present.fill(0);
+  p.factors = [];
+  p.recency = false;
   let evidence = 0;
 
   // accuracy and hint usage share the attempts denominator
@@ -282,24 +302,163 @@ function scoreAt(p: Prepared, i: number, cfg: RuleConfig): RuleScore {
     if (p.present[k] && w > 0) wPos += w;
   }
   const prior = cfg.prior;
-  const factors: Factor[] = [];
-  if (wPos === 0) return { score: prior, explanation: explain(prior, factors, prior) };
+  p.raw = prior;
+  p.scored = wPos !== 0;
+  if (!p.scored) return;
 
   const lambda = evidence / (evidence + cfg.shrinkageK);
-  let raw = prior;
   for (let k = 0; k < RULE_SIGNALS.length; k++) {
     if (!p.present[k]) continue;
     const name = RULE_SIGNALS[k] as RuleSignal;
     const w = cfg.weights[name];
     if (w === 0) continue;
     const a = w / wPos;
+    if (k === SIG.recency) {
+      p.recency = true;
+      p.recencyWeight = lambda * a;
+      p.recencyCentered = w > 0;
+      continue;
+    }
     const x = p.x[k] as number;
     const contribution = w > 0 ? lambda * a * (x - prior) : lambda * a * x;
-    raw += contribution;
-    factors.push({ name, value: p.value[k] as number, contribution });
+    p.raw += contribution;
+    p.factors.push({ name, value: p.value[k] as number, contribution });
   }
+}
+
+/** Recency's term of the raw score at `days` since the last activity (the last signal of scoreAt). */
+function recencyTerm(
+  weight: number,
+  centered: boolean,
+  prior: number,
+  days: number,
+  halfLifeDays: number,
+): number {
+  const x = 2 ** (-Math.max(0, days) / halfLifeDays);
+  return centered ? weight * (x - prior) : weight * x;
+}
+
+/** Appends the clamp factor when the clamp acts; returns the score. */
+function clamped(raw: number, factors: Factor[]): number {
   const score = clamp01(raw);
   if (score !== raw) factors.push({ name: "clamp", value: raw, contribution: score - raw });
+  return score;
+}
+
+function scoreAt(p: Prepared, i: number, cfg: RuleConfig): RuleScore {
+  partsAt(p, i, cfg);
+  const prior = cfg.prior;
+  const factors = p.factors;
+  if (!p.scored) return { score: prior, explanation: explain(prior, factors, prior) };
+  let raw = p.raw;
+  if (p.recency) {
+    const days = p.days[i] as number;
+    const contribution = recencyTerm(
+      p.recencyWeight,
+      p.recencyCentered,
+      prior,
+      days,
+      cfg.inactivityHalfLifeDays,
+    );
+    raw += contribution;
+    factors.push({ name: "recency", value: days, contribution });
+  }
+  const score = clamped(raw, factors);
+  return { score, explanation: explain(prior, factors, score) };
+}
+
+/**
+ * What the rule-scoring job stores for a pair (issue 17 item 3): the score WITHOUT the recency term, every
+ * other factor (not only the top 3), and, when recency counts, what applying it at read time needs: the
+ * pair's last activity (microseconds since the epoch, exact in a double), the half-life, recency's
+ * coefficient (lambda * a_recency) and the raw sum before it. `ruleScoreAt` turns it into the score as of
+ * any time; as of the features snapshot's own time that is bit for bit the score scoreRuleRow gives.
+ * So a pair whose features did not change needs no write when only time passes.
+ */
+export interface StoredRuleExplanation extends Explanation {
+  recency?: StoredRecency;
+}
+
+export interface StoredRecency {
+  /** The prior (the explanation's base), repeated so the score alone needs only this object. */
+  prior: number;
+  lastActivityUs: number;
+  halfLifeDays: number;
+  weight: number;
+  /** True when recency is a positive signal (contribution weight * (x - prior)), else weight * x. */
+  centered: boolean;
+  /** The raw score (before the clamp) without the recency term. */
+  raw: number;
+}
+
+function storedAt(p: Prepared, i: number, cfg: RuleConfig, lastActivityUs: Float64Array): RuleScore {
+  partsAt(p, i, cfg);
+  const prior = cfg.prior;
+  const factors = p.factors;
+  if (!p.scored) return { score: prior, explanation: explain(prior, factors, prior, ALL_FACTORS) };
+  const raw = p.raw;
+  const score = clamped(raw, factors);
+  const explanation: StoredRuleExplanation = explain(prior, factors, score, ALL_FACTORS);
+  const last = lastActivityUs[i] as number;
+  if (p.recency) {
+    if (Number.isNaN(last))
+      throw new RangeError("rule scorer: days_since_last_activity is set but last_activity_at is NULL");
+    explanation.recency = {
+      prior,
+      lastActivityUs: last,
+      halfLifeDays: cfg.inactivityHalfLifeDays,
+      weight: p.recencyWeight,
+      centered: p.recencyCentered,
+      raw,
+    };
+  }
+  return { score, explanation };
+}
+
+/**
+ * The score alone of ruleScoreAt (the same operations, so the same bits) from the stored recency block:
+ * readers that list scores without their explanations skip building one. Without a block the score does
+ * not move with time: `storedScore`.
+ */
+export function ruleScoreOnlyAt(
+  recency: StoredRecency | undefined,
+  storedScore: number,
+  atUs: number,
+): number {
+  if (recency === undefined) return storedScore;
+  const days = (atUs - recency.lastActivityUs) / DAY_US;
+  const contribution = recencyTerm(
+    recency.weight,
+    recency.centered,
+    recency.prior,
+    days,
+    recency.halfLifeDays,
+  );
+  return clamp01(recency.raw + contribution);
+}
+
+/** Every factor kept in a stored explanation (read time picks the top 3 once recency is known). */
+const ALL_FACTORS = RULE_SIGNALS.length + 1;
+
+const DAY_US = 86_400e6;
+
+/**
+ * The rule score of a stored explanation (storedAt) as of `atUs` (microseconds since the epoch): recency
+ * from the stored last activity, added last as scoreAt adds it, the clamp, and the top 3 factors. The
+ * days since the last activity are (atUs - lastActivityUs) / 1 day, the expression of features/windows.ts,
+ * so at the snapshot's as_of this equals scoring the features row (tested bit for bit).
+ */
+export function ruleScoreAt(stored: StoredRuleExplanation, atUs: number): RuleScore {
+  const prior = stored.base;
+  const factors: Factor[] = [];
+  for (const f of stored.factors) if (f.name !== "clamp") factors.push(f);
+  const r = stored.recency;
+  if (r === undefined)
+    return { score: stored.score, explanation: explain(prior, stored.factors, stored.score) };
+  const days = (atUs - r.lastActivityUs) / DAY_US;
+  const contribution = recencyTerm(r.weight, r.centered, prior, days, r.halfLifeDays);
+  factors.push({ name: "recency", value: days, contribution });
+  const score = clamped(r.raw + contribution, factors);
   return { score, explanation: explain(prior, factors, score) };
 }
 
@@ -347,6 +506,32 @@ export function scoreRuleRange(
 ): void {
   const p = prepare(cols, cfg);
   for (let i = from; i < to; i++) onRow(i, scoreAt(p, i, cfg));
+}
+
+/**
+ * The stored form (StoredRuleExplanation: the score without recency, every factor, what read time needs)
+ * of rows [from, to); `lastActivityUs` holds each row's last_activity_at in microseconds (NaN for NULL).
+ */
+export function storedRuleRange(
+  cols: RuleFeatureColumns,
+  lastActivityUs: Float64Array,
+  from: number,
+  to: number,
+  cfg: RuleConfig,
+  onRow: (i: number, r: RuleScore) => void,
+): void {
+  const p = prepare(cols, cfg);
+  for (let i = from; i < to; i++) onRow(i, storedAt(p, i, cfg, lastActivityUs));
+}
+
+/** The stored form of one features row with its last activity (microseconds since the epoch; NaN = none). */
+export function storedRuleRow(row: RuleFeatureRow, lastActivityUs: number, cfg: RuleConfig): RuleScore {
+  const cols = {} as RuleFeatureColumns;
+  for (const c of RULE_FEATURE_COLUMNS) {
+    const v = row[c];
+    cols[c] = Float64Array.of(v === null || v === undefined ? Number.NaN : v);
+  }
+  return storedAt(prepare(cols, cfg), 0, cfg, Float64Array.of(lastActivityUs));
 }
 
 /**

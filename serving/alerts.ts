@@ -4,7 +4,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import type { AlertCandidate, AlertStateRow, AlertStore } from "../storage/alertStore.ts";
-import { DEFAULT_SOURCE_ORDER, TEACHER_OVERRIDE } from "./masteryView.ts";
+import type { DuckStore } from "../storage/duckdb.ts";
+import { DEFAULT_SOURCE_ORDER, rowAtReadTime, TEACHER_OVERRIDE } from "./masteryView.ts";
+import { readTimeScoreSql } from "./readTimeScoreSql.ts";
 import { type ApplyResult, alertKeys, type UpdatedKey } from "./updater.ts";
 
 /**
@@ -121,6 +123,56 @@ export function thresholdFor(cfg: ThresholdConfig, school: string | null, grade:
   return cfg.atRisk;
 }
 
+/** The highest threshold of the config (default, schools, grades). */
+export function maxThreshold(cfg: ThresholdConfig): number {
+  let m = cfg.atRisk;
+  for (const s of cfg.schools.values()) {
+    if (s.atRisk !== undefined) m = Math.max(m, s.atRisk);
+    for (const g of s.grades.values()) m = Math.max(m, g);
+  }
+  return m;
+}
+
+/**
+ * Keys whose score can have crossed under a threshold with time alone (issue 17 item 3): rule scores
+ * (recency applied at read time) and served scores (decay) move without new events, so no POST /events or
+ * stream check sees those crossings. Every key with a rule_based or served row whose score as of `at`
+ * (serving/readTimeScoreSql.ts) is under the highest threshold and whose alert state is not already
+ * "below": a superset of the crossings, which AlertEngine.check then decides exactly (served source,
+ * the key's own threshold, one alert per crossing). Keys already below that rise again with time alone
+ * are re-armed at their next event's check, not here.
+ */
+export async function timeCrossingKeys(
+  store: DuckStore,
+  at: Date,
+  cfg: ThresholdConfig,
+): Promise<UpdatedKey[]> {
+  const rows = await store.all<{ student_key: string; topic_id: string }>(
+    `SELECT DISTINCT m.student_key, m.topic_id
+     FROM student_mastery m LEFT JOIN alert_state s USING (student_key, topic_id)
+     WHERE m.score_source IN ('rule_based', 'served') AND s.below IS NOT TRUE
+       AND ${readTimeScoreSql("m", "$at::BIGINT", { served: true })} < $max
+     ORDER BY 1, 2`,
+    { at: BigInt(at.getTime()) * 1000n, max: maxThreshold(cfg) },
+  );
+  return rows.map((r) => ({ studentKey: r.student_key, topicId: r.topic_id }));
+}
+
+/** The daily batch's alert pass: timeCrossingKeys checked by `engine` in groups; returns the alerts raised. */
+export async function checkTimeCrossings(
+  store: DuckStore,
+  engine: AlertEngine,
+  at: Date,
+  cfg: ThresholdConfig,
+  group = 5000,
+): Promise<{ candidates: number; raised: AlertPayload[] }> {
+  const keys = await timeCrossingKeys(store, at, cfg);
+  const raised: AlertPayload[] = [];
+  for (let i = 0; i < keys.length; i += group) raised.push(...(await engine.check(keys.slice(i, i + group))));
+  await engine.drain();
+  return { candidates: keys.length, raised };
+}
+
 export interface AlertPayload {
   alertId: string;
   rule: string;
@@ -195,7 +247,10 @@ export class AlertEngine {
   async check(keys: readonly UpdatedKey[]): Promise<AlertPayload[]> {
     if (keys.length === 0) return [];
     const now = this.opts.now?.() ?? new Date();
-    const rows = await this.store.candidates(keys);
+    // Scores as a reader sees them at check time: a rule score with its recency as of now, a served score
+    // decayed to now (serving/masteryView.ts rowAtReadTime). So a score that decayed under the threshold
+    // without new events raises its alert the next time its key is checked.
+    const rows = (await this.store.candidates(keys)).map((r) => rowAtReadTime(r, now));
     const rank = (s: string) => {
       const i = DEFAULT_SOURCE_ORDER.indexOf(s);
       return s === TEACHER_OVERRIDE ? -1 : i < 0 ? DEFAULT_SOURCE_ORDER.length : i;

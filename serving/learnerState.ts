@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { DuckDBVector } from "@duckdb/node-api";
 import { BKT } from "../models/bkt.ts";
 import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
 import { Elo, eloProbability } from "../models/elo.ts";
@@ -79,8 +80,22 @@ function jsonVersion(prefix: string, json: unknown): string {
   return `${prefix}:${createHash("sha256").update(JSON.stringify(json)).digest("hex").slice(0, 16)}`;
 }
 
-/** Quiz attempts of the store as a response log (skill = topic_id, item = question_id), for a quick fit. */
-export async function loadQuizLog(store: DuckStore): Promise<{
+/**
+ * The quick fit reads at most about this many quiz attempts: a store with more (~60M at 100M events) is
+ * sampled by student (hash(student_key) % m = 0, the smallest m that brings the count under it), so the
+ * fit's memory stays bounded however large the store is; a store with fewer is read whole, as before.
+ */
+export const QUICK_FIT_MAX_ATTEMPTS = 8_000_000;
+
+/**
+ * Quiz attempts of the store as a response log (skill = topic_id, item = question_id), for a quick fit.
+ * Streamed from DuckDB's vectors into typed arrays (no object per row); above `maxAttempts` (default
+ * QUICK_FIT_MAX_ATTEMPTS) only a deterministic sample of students is read (`sampledEvery` = m, 1 = all).
+ */
+export async function loadQuizLog(
+  store: DuckStore,
+  opts: { maxAttempts?: number } = {},
+): Promise<{
   n: number;
   user: Int32Array;
   skill: Int32Array;
@@ -89,42 +104,68 @@ export async function loadQuizLog(store: DuckStore): Promise<{
   userNames: string[];
   skillNames: string[];
   itemNames: string[];
+  sampledEvery: number;
 }> {
-  const rows = await store.all<{
-    student_key: string;
-    topic_id: string;
-    question_id: string | null;
-    c: boolean;
-  }>(
-    `${DEDUPED_EVENTS}
-     SELECT student_key, topic_id, question_id, is_correct AS c FROM ev
-     WHERE type = 'quiz_attempt' AND is_correct IS NOT NULL
+  const max = opts.maxAttempts ?? QUICK_FIT_MAX_ATTEMPTS;
+  const quiz = "type = 'quiz_attempt' AND is_correct IS NOT NULL";
+  const total = Number(
+    (await store.one<{ n: bigint }>(`SELECT count(*) AS n FROM raw_events WHERE ${quiz}`))?.n ?? 0n,
+  );
+  const every = total > max ? Math.ceil(total / max) : 1;
+  const result = await store.conn.stream(
+    `${dedupedEvents(every > 1 ? `WHERE hash(student_key) % ${every} = 0` : "")}
+     SELECT student_key, topic_id, question_id, is_correct::TINYINT AS c FROM ev
+     WHERE ${quiz}
      ORDER BY student_key, ts, event_id`,
   );
-  const n = rows.length;
   const users = new Map<string, number>();
   const skills = new Map<string, number>();
   const items = new Map<string, number>();
-  const log = {
+  let cap = Math.min(total, max + (max >> 2)) || 1024;
+  let user = new Int32Array(cap);
+  let skill = new Int32Array(cap);
+  let item = new Int32Array(cap);
+  let correct = new Uint8Array(cap);
+  let n = 0;
+  for (;;) {
+    const chunk = await result.fetchChunk();
+    if (!chunk || chunk.rowCount === 0) break;
+    const rows = chunk.rowCount;
+    if (n + rows > cap) {
+      cap = Math.max(cap * 2, n + rows);
+      const grow = <A extends Int32Array | Uint8Array>(a: A, make: (len: number) => A): A => {
+        const b = make(cap);
+        b.set(a.subarray(0, n));
+        return b;
+      };
+      user = grow(user, (l) => new Int32Array(l));
+      skill = grow(skill, (l) => new Int32Array(l));
+      item = grow(item, (l) => new Int32Array(l));
+      correct = grow(correct, (l) => new Uint8Array(l));
+    }
+    const sk = chunk.getColumnVector(0) as DuckDBVector<string>;
+    const tp = chunk.getColumnVector(1) as DuckDBVector<string>;
+    const q = chunk.getColumnVector(2) as DuckDBVector<string | null>;
+    const c = chunk.getColumnVector(3) as DuckDBVector<number>;
+    for (let j = 0; j < rows; j++, n++) {
+      user[n] = intern(users, sk.getItem(j)!);
+      skill[n] = intern(skills, tp.getItem(j)!);
+      const qid = q.getItem(j);
+      item[n] = qid === null ? -1 : intern(items, qid);
+      correct[n] = c.getItem(j) === 1 ? 1 : 0;
+    }
+  }
+  return {
     n,
-    user: new Int32Array(n),
-    skill: new Int32Array(n),
-    item: new Int32Array(n),
-    correct: new Uint8Array(n),
-    userNames: [] as string[],
-    skillNames: [] as string[],
-    itemNames: [] as string[],
+    user: user.subarray(0, n),
+    skill: skill.subarray(0, n),
+    item: item.subarray(0, n),
+    correct: correct.subarray(0, n),
+    userNames: [...users.keys()],
+    skillNames: [...skills.keys()],
+    itemNames: [...items.keys()],
+    sampledEvery: every,
   };
-  rows.forEach((r, k) => {
-    log.user[k] = intern(users, r.student_key);
-    log.skill[k] = intern(skills, r.topic_id);
-    log.item[k] = r.question_id === null ? -1 : intern(items, r.question_id);
-    log.correct[k] = r.c ? 1 : 0;
-  });
-  log.userNames = [...users.keys()];
-  log.skillNames = [...skills.keys()];
-  log.itemNames = [...items.keys()];
-  return log;
 }
 
 /**
@@ -166,10 +207,11 @@ export async function resolveModels(
 }
 
 // models/learnerState.ts firstIngestedCopies in SQL: a key's copies of one event count once, the
-// first ingested (then the earlier ts). The fold applies the same rule again.
-const DEDUPED_EVENTS = `WITH ev AS (
+// first ingested (then the earlier ts). The fold applies the same rule again. `where` filters raw_events
+// before the window (a sample of students keeps all of each sampled key's copies).
+const dedupedEvents = (where: string) => `WITH ev AS (
   SELECT event_id, type, student_key, topic_id, ts, is_correct, question_id, ingested_at
-  FROM raw_events
+  FROM raw_events ${where}
   QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1
 )`;
 
@@ -184,7 +226,12 @@ export interface ScoreBktEloOptions {
    * caller can split the job's time or CPU (bench/bktElo.bench.ts PHASES=1).
    */
   onPhase?: (phase: string) => void;
+  /** Keys folded and staged per block (default STAGE_KEYS); the result does not depend on it. */
+  stageKeys?: number;
 }
+
+/** Keys whose fold results are staged per block: 24 doubles a key, ~12.6 MB a block. */
+export const STAGE_KEYS = 65_536;
 
 export interface ScoreBktEloResult {
   /** Keys whose state moved in this run. */
@@ -331,9 +378,14 @@ export async function scoreBktElo(
 
   const runs: KeyRuns = { keyStart: cols.keyStart, answer: cols.answer, itemOffset, ts: cols.ts };
 
-  // The fold's results as columns (one Float64Array per STAGED column), appended chunk by chunk; the
-  // key strings, the cursor's event id, the versions and the explanations are made in SQL.
-  const out = STAGED.map(() => new Float64Array(nKeys));
+  // The fold's results as columns (one Float64Array per STAGED column) for up to `stageKeys` keys at a time,
+  // appended after each block (bounded memory: 24 doubles a key would be ~2 GB at 100M events); the key
+  // strings, the cursor's event id, the versions and the explanations are made in SQL.
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_elo_state (${STAGED.map((c) => `${c} DOUBLE`).join(", ")})`,
+  );
+  const block = Math.max(1, Math.min(nKeys, opts.stageKeys ?? STAGE_KEYS));
+  const out = STAGED.map(() => new Float64Array(block));
   const [
     ok,
     pM,
@@ -365,51 +417,49 @@ export async function scoreBktElo(
   const eloOrder = factorOrderer(ELO_FACTOR_NAMES);
   for (let k = 0; k < nKeys; k++) {
     const params = topicParams[cols.topic[k]!]!;
+    const at = k % block;
     const storedRow = cols.replay[k] === 1 ? undefined : cols.stored.get(k);
     if (storedRow === undefined) replayedKeys++;
     const from = storedRow === undefined ? initialLearnerState(params) : learnerStateFromRow(storedRow);
     // Every key here has at least one event, so its cursor's event id is bkt_col_keys.last_event_id.
     const s = foldKeyRun(runs, k, params, from, "");
-    ok![k] = k;
-    pM![k] = s.pMastery;
-    eA![k] = s.eloAbility;
-    eN![k] = s.eloN;
-    bN![k] = s.bktN;
-    lastTs![k] = Math.round(s.lastTs ?? nowUs);
-    cS![k] = s.correctStreak;
-    cN![k] = s.correctN;
-    d0![k] = s.bktCorrectDelta;
-    d1![k] = s.bktIncorrectDelta;
-    d2![k] = s.bktLearnDelta;
-    d3![k] = s.bktStreakObsDelta;
-    d4![k] = s.bktStreakLearnDelta;
-    d5![k] = s.eloCorrectDelta;
-    d6![k] = s.eloIncorrectDelta;
-    d7![k] = s.eloStreakDelta;
-    pU![k] = s.pUnknown;
-    evN![k] = s.eventN;
-    eloS![k] = eloProbability(s.eloAbility, params.topicDifficulty);
+    ok![at] = k;
+    pM![at] = s.pMastery;
+    eA![at] = s.eloAbility;
+    eN![at] = s.eloN;
+    bN![at] = s.bktN;
+    lastTs![at] = Math.round(s.lastTs ?? nowUs);
+    cS![at] = s.correctStreak;
+    cN![at] = s.correctN;
+    d0![at] = s.bktCorrectDelta;
+    d1![at] = s.bktIncorrectDelta;
+    d2![at] = s.bktLearnDelta;
+    d3![at] = s.bktStreakObsDelta;
+    d4![at] = s.bktStreakLearnDelta;
+    d5![at] = s.eloCorrectDelta;
+    d6![at] = s.eloIncorrectDelta;
+    d7![at] = s.eloStreakDelta;
+    pU![at] = s.pUnknown;
+    evN![at] = s.eventN;
+    eloS![at] = eloProbability(s.eloAbility, params.topicDifficulty);
     bktOrder.contributions[0] = s.bktCorrectDelta;
     bktOrder.contributions[1] = s.bktIncorrectDelta;
     bktOrder.contributions[2] = s.bktLearnDelta;
     bktOrder.contributions[3] = s.bktStreakObsDelta + s.bktStreakLearnDelta;
     const bo = bktOrder.order();
-    b1![k] = bo[0]!;
-    b2![k] = bo[1]!;
-    b3![k] = bo[2]!;
+    b1![at] = bo[0]!;
+    b2![at] = bo[1]!;
+    b3![at] = bo[2]!;
     eloOrder.contributions[0] = s.eloCorrectDelta;
     eloOrder.contributions[1] = s.eloIncorrectDelta;
     eloOrder.contributions[2] = s.eloStreakDelta;
     const eo = eloOrder.order();
-    e1![k] = eo[0]!;
-    e2![k] = eo[1]!;
+    e1![at] = eo[0]!;
+    e2![at] = eo[1]!;
+    if (at === block - 1 || k === nKeys - 1) await appendDoubleColumns(store, "bkt_elo_state", out, at + 1);
     if ((k + 1) % 10_000 === 0) opts.onProgress?.(k + 1, nKeys);
   }
   opts.onPhase?.("fold");
-  await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_elo_state (${STAGED.map((c) => `${c} DOUBLE`).join(", ")})`,
-  );
-  await appendDoubleColumns(store, "bkt_elo_state", out, nKeys);
   // Per topic index: the explanations' base values and the BKT learn rate shown as a factor value.
   await store.run(
     "CREATE OR REPLACE TEMP TABLE bkt_elo_topic (ti DOUBLE, bkt_prior DOUBLE, bkt_learn DOUBLE, elo_base DOUBLE)",

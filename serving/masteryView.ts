@@ -1,4 +1,10 @@
 import type { Explanation } from "../models/explanation.ts";
+import {
+  ruleScoreAt,
+  ruleScoreOnlyAt,
+  type StoredRecency,
+  type StoredRuleExplanation,
+} from "../models/ruleScorer.ts";
 import { decayTowards } from "../models/servedDecay.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import {
@@ -94,8 +100,8 @@ export async function readStudentMastery(
     /** The student's rows of store.masteryRows when the caller already read them (one query, not two). */
     rows?: MasteryViewRow[];
     /**
-     * Request time: a 'served' score stored as of an earlier time is decayed to it (decayServedRow);
-     * default: no decay (the stored score as of its scoring time).
+     * Request time: a 'served' score stored as of an earlier time is decayed to it and a rule score gets
+     * its recency as of it (rowAtReadTime); default: each score as of its own scoring time.
      */
     now?: Date;
   } = {},
@@ -108,7 +114,16 @@ export async function readStudentMastery(
   const store = readStoreOf(source);
   const stored = opts.rows ?? (await store.masteryRows(studentKey));
   const now = opts.now;
-  const rows = now === undefined ? stored : stored.map((r) => decayServedRow(r, now));
+  // Rule rows get their read-time score only (ruleScoreOnlyAt); the explanation is built for the one row
+  // that is served (the original kept in ruleStored). A cache miss lists ~100 topics' scores.
+  const ruleStored = new Map<MasteryRow, MasteryRow>();
+  const rows = stored.map((r) => {
+    if (r.score_source !== "rule_based") return now === undefined ? r : decayServedRow(r, now);
+    const at = now ?? r.as_of;
+    const moved = { ...r, mastery_score: ruleRowScoreAt(r, at), as_of: at };
+    ruleStored.set(moved, r);
+    return moved;
+  });
   const byTopic = new Map<string, MasteryRow[]>();
   for (const r of rows) {
     const list = byTopic.get(r.topic_id);
@@ -146,6 +161,8 @@ export async function readStudentMastery(
         bestRank = k;
       }
     }
+    const original = ruleStored.get(stored);
+    if (original !== undefined) stored = ruleRowAt(original, stored.as_of);
     const m = opts.model?.topics.get(topicId);
     const fromModel = m !== undefined && stored.score_source !== TEACHER_OVERRIDE;
     const served: MasteryRow = fromModel
@@ -276,6 +293,51 @@ export function decayServedRow<
   return { ...row, mastery_score: score, as_of: now, explanation: JSON.stringify(out) };
 }
 
+/**
+ * A stored rule_based row as of `at` (issue 17 item 3): the rule-scoring job stores the score without the
+ * recency term (models/ruleScorer.ts StoredRuleExplanation); here recency is applied as of `at` from the
+ * pair's stored last activity (ruleScoreAt), the top 3 factors are chosen with it, and as_of becomes `at`.
+ * As of the row's own as_of this is the score scoring its features gave (tested bit for bit). Rows of other
+ * sources and rows stored before this form (no `recency` and a "recency" factor already in) are returned
+ * as they are.
+ */
+export function ruleRowAt<
+  R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
+>(row: R, at: Date): R {
+  if (row.score_source !== "rule_based") return row;
+  const e = JSON.parse(row.explanation) as StoredRuleExplanation;
+  if (e.recency === undefined && e.factors.some((f) => f.name === "recency")) return row;
+  const r = ruleScoreAt(e, at.getTime() * 1000);
+  return { ...row, mastery_score: r.score, as_of: at, explanation: JSON.stringify(r.explanation) };
+}
+
+/**
+ * ruleRowAt's score alone. The stored form puts the recency block last (models/ruleScorer.ts storedAt), so
+ * only that tail is parsed; rows without one (recency absent, or stored before this form with recency
+ * already in the score) keep their stored score.
+ */
+export function ruleRowScoreAt(row: Pick<MasteryViewRow, "mastery_score" | "explanation">, at: Date): number {
+  const e = row.explanation;
+  const j = e.lastIndexOf('"recency":{');
+  if (j < 0) return row.mastery_score;
+  const recency = JSON.parse(e.slice(j + 10, -1)) as StoredRecency;
+  return ruleScoreOnlyAt(recency, row.mastery_score, at.getTime() * 1000);
+}
+
+/**
+ * What a reader shows for a stored row as of the request time `now`: a rule score with its recency as of
+ * `now` (as of its own as_of when `now` is not given), a served score decayed to `now` (decayServedRow);
+ * other rows as stored. The alert check reads through this; GET /mastery (and its rollups, hence the
+ * recommendations) does the same with a score-only path for listed rows; history entries and the stack's
+ * inputs (hence the export) use ruleRowAt; SQL readers serving/readTimeScoreSql.ts.
+ */
+export function rowAtReadTime<
+  R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
+>(row: R, now: Date | undefined): R {
+  if (row.score_source === "rule_based") return ruleRowAt(row, now ?? row.as_of);
+  return now === undefined ? row : decayServedRow(row, now);
+}
+
 /** Topic hierarchy and rollup weights (as serving/rollups.ts topic_rollup_weights defines them). */
 export interface TopicMeta {
   level: Record<RollupLevel, Map<string, string>>;
@@ -368,9 +430,12 @@ const historyEntry = (r: HistoryRow): HistoryEntry => ({
 /**
  * The history as of `now`: when the latest served run has a decay and is older than `now`, one more entry
  * (`projected: true`) with that score decayed to `now`, so a chart shows forgetting since the last run.
+ * Rule entries are each shown as of their own run (their stored scores leave recency out); GET /mastery
+ * shows the rule score as of `now`.
  */
 function withProjection(rows: readonly HistoryRow[], now: Date | undefined): HistoryEntry[] {
-  const out = rows.map(historyEntry);
+  // A stored rule row holds its score without recency: each entry shows it as of its own run.
+  const out = rows.map((r) => historyEntry(r.score_source === "rule_based" ? ruleRowAt(r, r.as_of) : r));
   if (now === undefined) return out;
   let last: HistoryRow | undefined;
   for (const r of rows)

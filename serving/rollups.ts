@@ -1,4 +1,5 @@
 import type { DuckStore } from "../storage/duckdb.ts";
+import { readTimeScoreSql } from "./readTimeScoreSql.ts";
 
 /**
  * Chapter, subject and course mastery per student, computed (views), never stored by hand.
@@ -10,7 +11,8 @@ import type { DuckStore } from "../storage/duckdb.ts";
  * So longer topics count more, and a topic without a length counts as an average one rather than
  * dropping out or dominating. Unscored topics are left out (not counted as 0); the views report
  * coverage (topics_scored / topics_total) so a reader can tell a strong score on one topic from a
- * strong score on all of them. Topics without a course_id are not in mastery_by_course.
+ * strong score on all of them. Topics without a course_id are not in mastery_by_course. Rule scores are
+ * taken as of the latest rule run (readTimeScoreSql): stored rows leave recency out.
  */
 export const ROLLUP_LEVELS = ["chapter", "subject", "course"] as const;
 export type RollupLevel = (typeof ROLLUP_LEVELS)[number];
@@ -26,15 +28,20 @@ function rollupViewSql(level: RollupLevel): string {
   return `CREATE OR REPLACE VIEW ${VIEW[level]} AS
 WITH totals AS (
   SELECT ${key}, count(*) AS topics_total FROM topic_rollup_weights WHERE ${key} IS NOT NULL GROUP BY ${key}
+), rt AS (
+  SELECT epoch_us(max(as_of)) AS at_us FROM student_mastery WHERE score_source = 'rule_based'
 )
+-- Rule scores with their recency as of the latest rule run (a run rewrites only the pairs whose
+-- features changed; readTimeScoreSql), as GET /mastery shows them as of a request time.
 SELECT m.student_key, m.score_source, w.${key},
-       sum(w.weight * m.mastery_score) / sum(w.weight) AS mastery_score,
+       sum(w.weight * ${readTimeScoreSql("m", "rt.at_us")}) / sum(w.weight) AS mastery_score,
        CAST(count(*) AS INTEGER) AS topics_scored,
        CAST(any_value(t.topics_total) AS INTEGER) AS topics_total,
        max(m.as_of) AS as_of
 FROM student_mastery m
 JOIN topic_rollup_weights w ON w.topic_id = m.topic_id
 JOIN totals t ON t.${key} = w.${key}
+CROSS JOIN rt
 WHERE w.${key} IS NOT NULL
 GROUP BY m.student_key, m.score_source, w.${key}`;
 }

@@ -12,7 +12,7 @@ import {
   RULE_FEATURE_COLUMNS,
   type RuleConfig,
   type RuleFeatureColumns,
-  scoreRuleColumns,
+  storedRuleRange,
 } from "../models/ruleScorer.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
@@ -73,12 +73,34 @@ export interface ScoreRulesOptions {
    * (up to 4) from WORKERS_FROM_ROWS rows on, else 0 (starting a worker costs about 0.5 s).
    */
   workers?: number;
+  /**
+   * Incremental run (issue 17 item 3): rescore only the pairs of this temp table (student_key, topic_id),
+   * the pairs whose features changed (features/incrementalFeatures.ts `keepDirty`). Untouched pairs keep
+   * their stored row: it holds the score without recency, which read time adds (models/ruleScorer.ts
+   * ruleScoreAt), so it is what a full run would store. Falls back to a full run (the result says why)
+   * when a stored rule row is of another model version or a snapshot pair has no rule row besides these.
+   */
+  onlyPairs?: string;
+  /** Called after each step with its name (the bench prints CPU per step), as scoreBktElo's onPhase. */
+  onPhase?: (phase: string) => void;
+  /**
+   * With workers: feature rows read and scored per block (default RULE_BLOCK_ROWS), so the feature
+   * columns in memory are bounded (30 doubles a row: ~2.6 GB for the 11M rows of 100M events unblocked).
+   * The result does not depend on it.
+   */
+  blockRows?: number;
 }
+
+/** Feature rows per block of the worker path: 30 doubles a row, ~480 MB a block. */
+export const RULE_BLOCK_ROWS = 2_000_000;
 
 /** Below this many rows the default is to score on the calling thread. */
 export const WORKERS_FROM_ROWS = 200_000;
 
 export interface ScoreRulesResult {
+  mode: "full" | "incremental";
+  /** Why an incremental run (onlyPairs) scored every pair. */
+  fullReason?: string;
   asOf: Date;
   modelVersion: string;
   scored: number;
@@ -116,23 +138,49 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
   const now = opts.now ?? new Date();
   let scored = 0;
   let changed = 0;
+  let mode: ScoreRulesResult["mode"] = "full";
+  let fullReason: string | undefined;
   await store.transaction(async () => {
-    const n = await snapshotRows(store, asOfUs);
+    let filter = "";
+    if (opts.onlyPairs !== undefined) {
+      const why = await incrementalBlocker(store, opts.onlyPairs, asOfUs, modelVersion);
+      if (why === null) {
+        mode = "incremental";
+        filter = `AND EXISTS (SELECT 1 FROM temp.${opts.onlyPairs} d
+          WHERE d.student_key = features.student_key AND d.topic_id = features.topic_id)`;
+      } else fullReason = why;
+      opts.onPhase?.("incremental check");
+    }
+    const n = await snapshotRows(store, asOfUs, filter);
     const cores = availableParallelism();
     const workers = opts.workers ?? (n >= WORKERS_FROM_ROWS && cores >= 2 ? Math.min(4, cores) : 0);
-    const { rid, cols } = await readFeatureColumns(store, asOfUs, n, workers > 0);
     scored = n;
     await store.run(
       "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
     );
-    if (workers > 0 && n > 0) await scoreInWorkers(store, rid, cols, n, config, workers, opts.onProgress);
-    else await appendScores(store, rid, cols, n, config, opts.onProgress);
+    if (workers > 0 && n > 0) {
+      const block = Math.max(1, Math.min(n, opts.blockRows ?? RULE_BLOCK_ROWS));
+      await scoreInWorkers(store, asOfUs, filter, n, block, config, workers, opts.onProgress);
+    } else {
+      const { rid, lastUs, cols } = await readFeatureColumns(
+        store,
+        asOfUs,
+        n,
+        n,
+        false,
+        filter,
+        async () => {},
+      );
+      await appendScores(store, rid, lastUs, cols, n, config, opts.onProgress);
+    }
+    opts.onPhase?.("score");
 
     const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n };
     await store.run(`
       CREATE OR REPLACE TEMP TABLE rule_scored AS
       SELECT f.student_key, f.topic_id, r.score, f.as_of, r.explanation
       FROM temp.rule_scores r JOIN features f ON f.rowid = r.rid::BIGINT`);
+    opts.onPhase?.("join keys");
     const before = await historyCount(store);
     const hadScores =
       (await store.one("SELECT 1 AS x FROM student_mastery WHERE score_source = 'rule_based' LIMIT 1")) !==
@@ -149,6 +197,7 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       params,
     );
     changed = (await historyCount(store)) - before;
+    opts.onPhase?.("history");
     await store.run(
       `INSERT INTO student_mastery
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
@@ -165,11 +214,57 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
        }`,
       params,
     );
+    opts.onPhase?.("student_mastery");
     await store.run("DROP TABLE temp.rule_scores");
     await store.run("DROP TABLE temp.rule_scored");
   });
+  opts.onPhase?.("commit");
   await createRollupViews(store);
-  return { asOf, modelVersion, scored, changed, builtFeatures, millis: performance.now() - started };
+  return {
+    mode,
+    ...(fullReason !== undefined ? { fullReason } : {}),
+    asOf,
+    modelVersion,
+    scored,
+    changed,
+    builtFeatures,
+    millis: performance.now() - started,
+  };
+}
+
+/**
+ * Why rescoring only the pairs of `table` would not give what a full run stores (null: it would). Every
+ * stored rule row must be of this model version, and every pair of the snapshot must have a rule row or
+ * be in `table` (counts: the stored rows plus the table's pairs without one equal the snapshot's rows,
+ * as a snapshot never loses a pair; a rule row of a pair not in the snapshot makes them differ too).
+ */
+async function incrementalBlocker(
+  store: DuckStore,
+  table: string,
+  asOfUs: bigint,
+  modelVersion: string,
+): Promise<string | null> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(table))
+    throw new RuleScoringError(`onlyPairs must name a temp table (got "${table}")`);
+  const r = await store.one<{ other: bigint; stored: bigint; fresh: bigint; snapshot: bigint }>(
+    `SELECT
+       (SELECT count(*) FROM student_mastery WHERE score_source = 'rule_based' AND model_version <> $mv) AS other,
+       (SELECT count(*) FROM student_mastery WHERE score_source = 'rule_based') AS stored,
+       (SELECT count(*) FROM temp.${table} d WHERE NOT EXISTS (SELECT 1 FROM student_mastery m
+          WHERE m.student_key = d.student_key AND m.topic_id = d.topic_id AND m.score_source = 'rule_based')
+          AND EXISTS (SELECT 1 FROM features f WHERE f.as_of = make_timestamp($t::BIGINT)
+          AND f.student_key = d.student_key AND f.topic_id = d.topic_id)) AS fresh,
+       (SELECT count(*) FROM features WHERE as_of = make_timestamp($t::BIGINT)) AS snapshot`,
+    { mv: modelVersion, t: asOfUs },
+  );
+  const other = Number(r?.other ?? 0n);
+  if (other > 0) return `${other} stored rule scores are of another model version than ${modelVersion}`;
+  const stored = Number(r?.stored ?? 0n);
+  const fresh = Number(r?.fresh ?? 0n);
+  const snapshot = Number(r?.snapshot ?? 0n);
+  if (stored + fresh !== snapshot)
+    return `the stored rule scores (${stored}) plus the new pairs (${fresh}) are not the snapshot's ${snapshot} pairs`;
+  return null;
 }
 
 const CHUNK = 2048;
@@ -181,6 +276,7 @@ const CHUNK = 2048;
 async function appendScores(
   store: DuckStore,
   rid: Float64Array,
+  lastUs: Float64Array,
   cols: RuleFeatureColumns,
   n: number,
   config: RuleConfig,
@@ -201,7 +297,7 @@ async function appendScores(
     fill = 0;
   };
   const step = Math.max(CHUNK, Math.floor(n / 20));
-  scoreRuleColumns(cols, n, config, (i, r) => {
+  storedRuleRange(cols, lastUs, 0, n, config, (i, r) => {
     ridBuf[fill] = rid[i] as number;
     scoreBuf[fill] = r.score;
     jsonBuf[fill] = JSON.stringify(r.explanation);
@@ -214,16 +310,20 @@ async function appendScores(
 }
 
 /**
- * Scores all rows in `workers` threads over shared feature columns; each writes its share as
- * tab-separated lines (see ruleScoringWorker.ts) to a temp file, and DuckDB loads the files into
- * temp.rule_scores in parallel. JSON.stringify of the explanations (number-to-text conversion) is
- * most of the scoring CPU, so this divides the step's single-threaded part by the core count.
+ * Scores the snapshot in `workers` threads, `block` rows at a time: each block's feature columns are read
+ * into shared memory (reused from block to block), split between the workers, and each worker writes its
+ * share as tab-separated lines (see ruleScoringWorker.ts) to a temp file; when every block is scored,
+ * DuckDB loads the files into temp.rule_scores in parallel. JSON.stringify of the explanations
+ * (number-to-text conversion) is most of the scoring CPU, so this divides the step's single-threaded
+ * part by the core count. The connection is not used while the feature rows stream (that would end the
+ * stream), hence one load at the end.
  */
 async function scoreInWorkers(
   store: DuckStore,
-  rid: Float64Array,
-  cols: RuleFeatureColumns,
+  asOfUs: bigint,
+  filter: string,
   n: number,
+  block: number,
   config: RuleConfig,
   workers: number,
   onProgress: ((done: number, total: number) => void) | undefined,
@@ -236,41 +336,51 @@ async function scoreInWorkers(
     const entry = import.meta.url.endsWith(".ts")
       ? new URL("./ruleScoringWorkerEntry.mjs", import.meta.url)
       : new URL("./ruleScoringWorker.js", import.meta.url);
-    const per = Math.ceil(n / workers);
-    const done = new Array<number>(workers).fill(0);
     const paths: string[] = [];
-    const runs: Promise<void>[] = [];
-    for (let w = 0; w < workers; w++) {
-      const from = w * per;
-      const to = Math.min(n, from + per);
-      if (from >= to) break;
-      const path = join(dir, `scores-${w}.tsv`);
-      paths.push(path);
-      const task: RuleWorkerTask = { cols, rid, from, to, config, path };
-      runs.push(
-        new Promise<void>((resolve, reject) => {
-          const worker = new Worker(entry, { workerData: task });
-          let finished = false;
-          worker.on("message", (m: { done: number; finished?: boolean }) => {
-            done[w] = m.done;
-            onProgress?.(
-              done.reduce((a, b) => a + b, 0),
-              n,
-            );
-            if (m.finished) finished = true;
-          });
-          worker.on("error", reject);
-          worker.on("exit", (code) => {
-            if (finished && code === 0) resolve();
-            else
-              reject(
-                new RuleScoringError(`rule scoring worker ${w} exited with code ${code} before finishing`),
-              );
-          });
-        }),
-      );
-    }
-    await Promise.all(runs);
+    let scoredBefore = 0;
+    const scoreBlock = async (
+      rid: Float64Array,
+      lastUs: Float64Array,
+      cols: RuleFeatureColumns,
+      rows: number,
+      index: number,
+    ): Promise<void> => {
+      const per = Math.ceil(rows / workers);
+      const done = new Array<number>(workers).fill(0);
+      const runs: Promise<void>[] = [];
+      for (let w = 0; w < workers; w++) {
+        const from = w * per;
+        const to = Math.min(rows, from + per);
+        if (from >= to) break;
+        const path = join(dir, `scores-${index}-${w}.tsv`);
+        paths.push(path);
+        const task: RuleWorkerTask = { cols, rid, lastUs, from, to, config, path };
+        runs.push(
+          new Promise<void>((resolve, reject) => {
+            const worker = new Worker(entry, { workerData: task });
+            let finished = false;
+            worker.on("message", (m: { done: number; finished?: boolean }) => {
+              done[w] = m.done;
+              onProgress?.(scoredBefore + done.reduce((a, b) => a + b, 0), n);
+              if (m.finished) finished = true;
+            });
+            worker.on("error", reject);
+            worker.on("exit", (code) => {
+              if (finished && code === 0) resolve();
+              else
+                reject(
+                  new RuleScoringError(
+                    `rule scoring worker ${w} (block ${index}) exited with code ${code} before finishing`,
+                  ),
+                );
+            });
+          }),
+        );
+      }
+      await Promise.all(runs);
+      scoredBefore += rows;
+    };
+    await readFeatureColumns(store, asOfUs, n, block, true, filter, scoreBlock);
     await store.run(
       `INSERT INTO temp.rule_scores
        SELECT rid, score, explanation FROM read_csv([${paths.map(sqlString).join(", ")}],
@@ -285,9 +395,9 @@ async function scoreInWorkers(
   }
 }
 
-async function snapshotRows(store: DuckStore, asOfUs: bigint): Promise<number> {
+async function snapshotRows(store: DuckStore, asOfUs: bigint, filter: string): Promise<number> {
   const countRow = await store.one<{ n: bigint }>(
-    "SELECT count(*) AS n FROM features WHERE as_of = make_timestamp($t::BIGINT)",
+    `SELECT count(*) AS n FROM features WHERE as_of = make_timestamp($t::BIGINT) ${filter}`,
     { t: asOfUs },
   );
   return Number(countRow?.n ?? 0n);
@@ -301,43 +411,81 @@ async function historyCount(store: DuckStore): Promise<number> {
 /**
  * Reads the scorer's feature columns of one snapshot straight from DuckDB's vectors into
  * Float64Arrays (NULL -> NaN): no per-row objects. rid is the features rowid, used to join back.
+ * Rows come `block` at a time into the same arrays: `onBlock(rid, cols, rows, index)` is awaited
+ * for each full block and the last one before the next rows are read (block = n: one read, and the
+ * returned arrays hold every row). The connection must not run other statements inside onBlock.
  */
 async function readFeatureColumns(
   store: DuckStore,
   asOfUs: bigint,
   n: number,
+  block: number,
   shared: boolean,
-): Promise<{ rid: Float64Array; cols: RuleFeatureColumns }> {
-  const names = ["rowid", ...RULE_FEATURE_COLUMNS];
+  filter: string,
+  onBlock: (
+    rid: Float64Array,
+    lastUs: Float64Array,
+    cols: RuleFeatureColumns,
+    rows: number,
+    index: number,
+  ) => Promise<void>,
+): Promise<{ rid: Float64Array; lastUs: Float64Array; cols: RuleFeatureColumns }> {
+  const names = ["rowid", "last_activity_us", ...RULE_FEATURE_COLUMNS];
+  const expr = (c: string): string =>
+    c === "rowid"
+      ? "rowid::DOUBLE AS rid"
+      : c === "last_activity_us"
+        ? "epoch_us(last_activity_at)::DOUBLE AS last_activity_us"
+        : `${c}::DOUBLE AS ${c}`;
+  const size = Math.max(0, Math.min(n, block));
   // Shared memory lets worker threads read the columns without a copy.
   const arrays = names.map(() =>
-    shared ? new Float64Array(new SharedArrayBuffer(n * 8)) : new Float64Array(n),
+    shared ? new Float64Array(new SharedArrayBuffer(size * 8)) : new Float64Array(size),
   );
+  const cols = {} as RuleFeatureColumns;
+  RULE_FEATURE_COLUMNS.forEach((c, k) => {
+    cols[c] = arrays[k + 2] as Float64Array;
+  });
+  const rid = arrays[0] as Float64Array;
+  const lastUs = arrays[1] as Float64Array;
   const result = await store.conn.stream(
-    `SELECT ${names.map((c) => `${c}::DOUBLE AS ${c === "rowid" ? "rid" : c}`).join(", ")}
-     FROM features WHERE as_of = make_timestamp($t::BIGINT)`,
+    `SELECT ${names.map(expr).join(", ")}
+     FROM features WHERE as_of = make_timestamp($t::BIGINT) ${filter}`,
     { t: asOfUs },
   );
-  let offset = 0;
+  let total = 0;
+  let fill = 0;
+  let index = 0;
   for (;;) {
     const chunk = await result.fetchChunk();
     if (!chunk || chunk.rowCount === 0) break;
     const rows = chunk.rowCount;
-    for (let c = 0; c < names.length; c++) {
-      const vec = chunk.getColumnVector(c) as DuckDBDoubleVector;
-      const out = arrays[c] as Float64Array;
-      for (let j = 0; j < rows; j++) {
-        const v = vec.getItem(j);
-        out[offset + j] = v === null ? Number.NaN : v;
+    if (total + rows > n) {
+      total += rows;
+      break;
+    }
+    // A DuckDB chunk (<= 2,048 rows) may straddle two blocks.
+    for (let from = 0; from < rows; ) {
+      const take = Math.min(rows - from, size - fill);
+      for (let c = 0; c < names.length; c++) {
+        const vec = chunk.getColumnVector(c) as DuckDBDoubleVector;
+        const out = arrays[c] as Float64Array;
+        for (let j = 0; j < take; j++) {
+          const v = vec.getItem(from + j);
+          out[fill + j] = v === null ? Number.NaN : v;
+        }
+      }
+      fill += take;
+      from += take;
+      if (fill === size) {
+        await onBlock(rid, lastUs, cols, fill, index++);
+        fill = 0;
       }
     }
-    offset += rows;
+    total += rows;
   }
-  if (offset !== n)
-    throw new RuleScoringError(`features changed while reading (${offset} rows, expected ${n})`);
-  const cols = {} as RuleFeatureColumns;
-  RULE_FEATURE_COLUMNS.forEach((c, k) => {
-    cols[c] = arrays[k + 1] as Float64Array;
-  });
-  return { rid: arrays[0] as Float64Array, cols };
+  if (total !== n)
+    throw new RuleScoringError(`features changed while reading (${total} rows, expected ${n})`);
+  if (fill > 0) await onBlock(rid, lastUs, cols, fill, index);
+  return { rid, lastUs, cols };
 }

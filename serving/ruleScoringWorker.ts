@@ -7,11 +7,13 @@
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
-import { type RuleConfig, type RuleFeatureColumns, scoreRuleRange } from "../models/ruleScorer.ts";
+import { type RuleConfig, type RuleFeatureColumns, storedRuleRange } from "../models/ruleScorer.ts";
 
 export interface RuleWorkerTask {
   cols: RuleFeatureColumns;
   rid: Float64Array;
+  /** last_activity_at per row in microseconds (NaN for NULL): the stored form's read-time recency needs it. */
+  lastUs: Float64Array;
   from: number;
   to: number;
   config: RuleConfig;
@@ -26,7 +28,7 @@ const BATCH = 3000;
 let lines: string[] = [];
 const step = Math.max(BATCH, Math.floor((task.to - task.from) / 10));
 try {
-  scoreRuleRange(task.cols, task.from, task.to, task.config, (i, r) => {
+  storedRuleRange(task.cols, task.lastUs, task.from, task.to, task.config, (i, r) => {
     lines.push(`${task.rid[i]}\t${r.score}\t${JSON.stringify(r.explanation)}\n`);
     if (lines.length === BATCH) {
       writeSync(fd, lines.join(""));

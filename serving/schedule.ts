@@ -22,9 +22,10 @@ import type { DriftConfig } from "../monitoring/config.ts";
 import type { RetrainLock } from "../monitoring/locks.ts";
 import { monitorOnce } from "../monitoring/loop.ts";
 import type { Registry } from "../registry/registry.ts";
+import { DuckAlertStore } from "../storage/alertStore.ts";
 import { BatchRunStore } from "../storage/batchRuns.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
-import { signWebhook } from "./alerts.ts";
+import { AlertEngine, checkTimeCrossings, signWebhook, type ThresholdConfig } from "./alerts.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
 import { nextRunAt, type ScheduleConfig, type ScheduledJob } from "./scheduleConfig.ts";
@@ -60,6 +61,11 @@ export interface RunJobOptions {
   fetchImpl?: typeof fetch;
   /** Webhook retries: attempts and the base of the exponential backoff (default 3 x 500 ms). */
   retry?: { attempts: number; baseMs: number };
+  /**
+   * At-risk thresholds (config/thresholds.yaml): when given, the daily batch checks the keys whose score
+   * crossed under a threshold with time alone (serving/alerts.ts checkTimeCrossings), as of the run's as-of.
+   */
+  thresholds?: ThresholdConfig;
 }
 
 export type JobOutcome =
@@ -150,7 +156,9 @@ export async function lastFeatureWatermark(runs: BatchRunStore): Promise<Feature
  * (features/incrementalFeatures.ts: only pairs with new or late events, a window edge crossed or
  * day buckets moved unevenly are recomputed; the rest are copied), unless batch.full; the watermark
  * (as-of and max ingested_at) is recorded in this run's counts for the next one. Rule scores are
- * recomputed for every pair of the new snapshot: the recency signal moves with as-of for all of them.
+ * recomputed only for the recomputed pairs: they are stored without the recency signal, which read time
+ * applies (models/ruleScorer.ts ruleScoreAt), so an untouched pair's stored row is already what a full run
+ * would store.
  */
 async function dailyBatch(
   store: DuckStore,
@@ -180,7 +188,7 @@ async function dailyBatch(
   // Incremental runs keep the first run's time of day (whole-day steps; see alignedAsOf).
   const asOf = alignedAsOf(since, await resolveAsOf(store, "now"));
   counts.asOf = asOf.toISOString();
-  const features = await buildFeaturesIncremental(store, asOf, since);
+  const features = await buildFeaturesIncremental(store, asOf, since, { keepDirty: true });
   counts.featureRows = features.rows;
   counts.featureMode = features.mode;
   if (features.fullReason !== undefined)
@@ -191,8 +199,15 @@ async function dailyBatch(
     asOf: features.watermark.asOf.toISOString(),
     ingestedThroughUs: features.watermark.ingestedThroughUs,
   };
-  const rules = await scoreRules(store, { asOf });
+  // Rule scores are stored without recency (read time adds it), so only the recomputed pairs move.
+  const rules = await scoreRules(store, {
+    asOf,
+    ...(features.mode === "incremental" ? { onlyPairs: "incr_dirty" } : {}),
+  });
+  if (features.mode === "incremental") await store.run("DROP TABLE IF EXISTS temp.incr_dirty");
   counts.ruleScores = rules.scored;
+  counts.ruleMode = rules.mode;
+  if (rules.fullReason !== undefined) counts.ruleFullReason = rules.fullReason;
   const models = await resolveModels(store, {
     ...(cfg.bktModel !== null ? { bktModelDir: cfg.bktModel } : {}),
     ...(cfg.eloModel !== null ? { eloModelDir: cfg.eloModel } : {}),
@@ -200,6 +215,16 @@ async function dailyBatch(
   const bktElo = await scoreBktElo(store, models, { full: cfg.full });
   counts.bktEloKeys = bktElo.keys;
   counts.bktEloEvents = bktElo.events;
+  if (opts.thresholds !== undefined) {
+    const engine = new AlertEngine(await DuckAlertStore.open(store), opts.thresholds, {
+      now: () => asOf,
+      ...(opts.fetchImpl !== undefined ? { fetchImpl: opts.fetchImpl } : {}),
+      ...(opts.retry !== undefined ? { retry: opts.retry } : {}),
+    });
+    const alerts = await checkTimeCrossings(store, engine, asOf, opts.thresholds);
+    counts.alertCandidates = alerts.candidates;
+    counts.alertsRaised = alerts.raised.length;
+  }
   return counts;
 }
 

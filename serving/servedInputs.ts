@@ -1,12 +1,13 @@
 import type { DecayTransition } from "../models/servedDecay.ts";
 import type { PairEvidence } from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
+import { ruleRowAt } from "./masteryView.ts";
 
 const DAY_SECONDS = 86_400;
 
 /**
  * The evidence behind every (student, topic) of the store as of `asOf` (issue 16): stored rule/BKT/Elo
- * scores, quiz attempts and correct answers before `asOf`, days since the last quiz / any event, the other
+ * scores (the rule score with its recency as of `asOf`, serving/masteryView.ts ruleRowAt), quiz attempts and correct answers before `asOf`, days since the last quiz / any event, the other
  * kinds' evidence (practice attempts/correct, assignments and their mean score, videos, chatbot requests /
  * resolved), quiz answers weighted by 2^(-age / 7 d) and every event weighted by 2^(-age / 3 d) and
  * 2^(-age / 14 d) (decayed exposure).
@@ -32,6 +33,8 @@ export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Ma
     x3: number | null;
     x14: number | null;
     rule: number | null;
+    rule_explanation: string | null;
+    rule_as_of: Date | null;
     bkt: number | null;
     elo: number | null;
   }>(
@@ -58,6 +61,8 @@ export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Ma
      ), sc AS (
        SELECT student_key, topic_id,
               max(mastery_score) FILTER (WHERE score_source = 'rule_based') AS rule,
+              any_value(explanation) FILTER (WHERE score_source = 'rule_based') AS rule_explanation,
+              any_value(as_of) FILTER (WHERE score_source = 'rule_based') AS rule_as_of,
               max(mastery_score) FILTER (WHERE score_source = 'bkt') AS bkt,
               max(mastery_score) FILTER (WHERE score_source = 'elo') AS elo
        FROM student_mastery GROUP BY ALL
@@ -68,10 +73,23 @@ export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Ma
   const out = new Map<string, PairEvidence>();
   const num = (v: number | null): number => (v === null ? Number.NaN : Number(v));
   const n0 = (v: number | null): number => (v === null ? 0 : Number(v));
+  // A stored rule score leaves recency out; the stack's input is the rule score as of `asOf` (read time).
+  const ruleAt = (r: (typeof rows)[number]): number =>
+    r.rule === null || r.rule_explanation === null || r.rule_as_of === null
+      ? num(r.rule)
+      : ruleRowAt(
+          {
+            score_source: "rule_based",
+            mastery_score: r.rule,
+            explanation: r.rule_explanation,
+            as_of: r.rule_as_of,
+          },
+          asOf,
+        ).mastery_score;
   for (const r of rows) {
     out.set(`${r.student_key}|${r.topic_id}`, {
       topic: r.topic_id,
-      rule: num(r.rule),
+      rule: ruleAt(r),
       bkt: num(r.bkt),
       elo: num(r.elo),
       attempts: Number(r.attempts ?? 0),

@@ -16,6 +16,9 @@ export interface AlertCandidate {
   topic_id: string;
   mastery_score: number;
   score_source: string;
+  /** The stored row's time and explanation: the check evaluates the score as of its own time (read time). */
+  as_of: Date;
+  explanation: string;
   below: boolean | null;
   crossings: number | null;
   school_id: string | null;
@@ -94,7 +97,8 @@ export class DuckAlertStore implements AlertStore {
          SELECT student_key, arg_max(school_id, ts) FILTER (WHERE school_id IS NOT NULL) AS school_id,
                 arg_max(grade, ts) FILTER (WHERE grade IS NOT NULL) AS grade
          FROM raw_events WHERE student_key IN (SELECT student_key FROM k) GROUP BY student_key)
-       SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, s.below, s.crossings,
+       SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, m.as_of, m.explanation,
+              s.below, s.crossings,
               ctx.school_id, ctx.grade
        FROM student_mastery m JOIN k USING (student_key, topic_id)
        LEFT JOIN alert_state s USING (student_key, topic_id)
@@ -196,7 +200,8 @@ export class PgAlertStore implements AlertStore {
                 (SELECT r.grade FROM raw_events r WHERE r.student_key = s.student_key
                    AND r.grade IS NOT NULL ORDER BY r.ts DESC LIMIT 1) AS grade
          FROM (SELECT DISTINCT student_key FROM k) s)
-       SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, st.below, st.crossings,
+       SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, m.as_of, m.explanation,
+              st.below, st.crossings,
               ctx.school_id, ctx.grade
        FROM student_mastery m JOIN k USING (student_key, topic_id)
        LEFT JOIN alert_state st USING (student_key, topic_id)

@@ -252,7 +252,7 @@ export async function readLearnerEventColumns(
   };
   opts.onPhase?.("read: keys and questions");
   let rows = 0;
-  const keyResult = await store.conn.run(
+  const keyResult = await store.conn.stream(
     "SELECT ti, replay::TINYINT AS replay, n FROM bkt_col_keys ORDER BY k",
   );
   let k = 0;
@@ -275,7 +275,7 @@ export async function readLearnerEventColumns(
   cols.ts = new Float64Array(rows);
 
   opts.onPhase?.("read: key columns");
-  const result = await store.conn.run(
+  const result = await store.conn.stream(
     `SELECT CASE WHEN e.type = 'quiz_attempt' AND e.is_correct IS NOT NULL THEN e.is_correct::TINYINT ELSE -1 END::TINYINT AS answer,
             coalesce(q.qi, -1)::INTEGER AS question, epoch_us(e.ts)::DOUBLE AS ts_us
      FROM bkt_col_new e

@@ -3,7 +3,9 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
 import type { Explanation } from "../../models/explanation.ts";
+import { ruleRowAt } from "../../serving/masteryView.ts";
 import { demoPaths, PIPELINE_STEPS, type PipelineStep, runPipeline } from "../../serving/pipeline.ts";
+import { readTimeScoreSql } from "../../serving/readTimeScoreSql.ts";
 import { rollupMastery } from "../../serving/rollups.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { listValue } from "../../storage/duckdbApi.ts";
@@ -87,24 +89,30 @@ export function register(program: Command): void {
         // One student: of the first 100 generated ids, the one with the most scored topics, found by
         // pseudonym (the raw ids never entered the store).
         const { rawId, studentKey } = await busiestStudent(store, (id) => pseudonymizer.studentKey(id));
-        const weakest = await store.all<{
+        const ruleRows = await store.all<{
           topic_id: string;
           name: string | null;
+          score_source: string;
+          as_of: Date;
           mastery_score: number;
           explanation: string;
           bkt: number | null;
           elo: number | null;
         }>(
-          `SELECT m.topic_id, t.name, m.mastery_score, m.explanation,
+          `SELECT m.topic_id, t.name, m.score_source, m.as_of, m.mastery_score, m.explanation,
                   b.mastery_score AS bkt, e.mastery_score AS elo
            FROM student_mastery m
            LEFT JOIN topics t USING (topic_id)
            LEFT JOIN student_mastery b ON b.student_key = m.student_key AND b.topic_id = m.topic_id AND b.score_source = 'bkt'
            LEFT JOIN student_mastery e ON e.student_key = m.student_key AND e.topic_id = m.topic_id AND e.score_source = 'elo'
-           WHERE m.student_key = $key AND m.score_source = 'rule_based'
-           ORDER BY m.mastery_score, m.topic_id LIMIT 3`,
+           WHERE m.student_key = $key AND m.score_source = 'rule_based'`,
           { key: studentKey },
         );
+        // Stored rule scores leave recency out: each as of its run (serving/masteryView.ts ruleRowAt).
+        const weakest = ruleRows
+          .map((r) => ruleRowAt(r, r.as_of))
+          .sort((a, b) => a.mastery_score - b.mastery_score || (a.topic_id < b.topic_id ? -1 : 1))
+          .slice(0, 3);
         out.push("", `Weakest topics of student ${rawId} (pseudonym ${studentKey.slice(0, 12)}…):`);
         for (const w of weakest) {
           const e = JSON.parse(w.explanation) as Explanation;
@@ -125,7 +133,8 @@ export function register(program: Command): void {
           `Subject rollups (rule_based): ${subjects.map((s) => `${s.id} ${round(s.masteryScore)} (${s.topicsScored}/${s.topicsTotal} topics)`).join(", ")}`,
         );
         const low = await store.one<{ n: bigint; s: bigint }>(
-          "SELECT count(*) AS n, count(DISTINCT student_key) AS s FROM student_mastery WHERE score_source = 'rule_based' AND mastery_score < 0.3",
+          `SELECT count(*) AS n, count(DISTINCT student_key) AS s FROM student_mastery m
+           WHERE score_source = 'rule_based' AND ${readTimeScoreSql("m", "epoch_us(m.as_of)")} < 0.3`,
         );
         out.push(
           `Below the 0.3 intervention threshold: ${Number(low?.n ?? 0n).toLocaleString("en-US")} (student, topic) pairs across ${Number(low?.s ?? 0n)} of ${students} students`,

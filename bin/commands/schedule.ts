@@ -3,6 +3,7 @@ import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
 import { loadDriftConfig } from "../../monitoring/config.ts";
 import { lockFromEnv } from "../../monitoring/locks.ts";
 import { openMonitoring } from "../../monitoring/open.ts";
+import { loadThresholds } from "../../serving/alerts.ts";
 import { type JobOutcome, runScheduledJob, startScheduler } from "../../serving/schedule.ts";
 import { loadScheduleConfig, SCHEDULED_JOBS, type ScheduledJob } from "../../serving/scheduleConfig.ts";
 import { BatchRunStore } from "../../storage/batchRuns.ts";
@@ -21,6 +22,7 @@ interface ScheduleCliOptions {
   artifacts?: string;
   runs?: string;
   full?: boolean;
+  thresholds?: string;
 }
 
 function jobsOf(spec: string): ScheduledJob[] {
@@ -55,6 +57,11 @@ export function register(program: Command): void {
       "batch: recompute every feature pair and replay every BKT/Elo key (backfills, changed definitions), as batch.full: true; " +
         "default: incremental from the last successful run's watermark",
     )
+    .option(
+      "--thresholds <file>",
+      "batch: also check the at-risk thresholds (e.g. config/thresholds.yaml) of keys whose score crossed " +
+        "with time alone (rule recency, served decay), sending the alerts to its webhooks",
+    )
     .addHelpText(
       "after",
       `
@@ -83,6 +90,7 @@ Example:
       const config = opts.full ? { ...loaded, batch: { ...loaded.batch, full: true } } : loaded;
       const driftConfig = jobs.includes("checks") ? loadDriftConfig(opts.driftConfig) : undefined;
       const artifacts = opts.artifacts ?? process.env.MASTERY_ARTIFACTS ?? ".mastery/artifacts";
+      const thresholds = opts.thresholds === undefined ? undefined : loadThresholds(opts.thresholds);
       const lock = lockFromEnv({ key: config.lock.key, ttlMs: config.lock.ttlMs, dbPath });
       const retrainLock =
         driftConfig === undefined
@@ -95,6 +103,7 @@ Example:
           lock,
           open: () => openMonitoring({ dbPath, artifacts }),
           pseudonymizer: () => pseudonymizerFromEnv(),
+          ...(thresholds !== undefined ? { thresholds } : {}),
           ...(driftConfig !== undefined
             ? { drift: { config: driftConfig, ...(retrainLock !== undefined ? { retrainLock } : {}) } }
             : {}),

@@ -2,7 +2,9 @@
  * Incremental daily runs equal full recomputes (fast-check over random small stores, real DuckDB files
  * under /tmp/incr-*): store A runs full at T0 then incremental at T1, store B (the same raw_events rows,
  * ingested_at included) runs full at T0 then full at T1; the features snapshot as of T1, the rule_based
- * scores with their explanations and the history rows are equal row for row. Events are drawn at and
+ * scores with their explanations and the history rows are equal row for row, A's rule scores rescoring
+ * only the recomputed pairs (stored without recency), and the scores readers see as of T1 and later
+ * request times are equal bit for bit. Events are drawn at and
  * around the window edges of both T0 and T1, late events (ts before T0, ingested after the first run)
  * are drawn often, and T1 - T0 is either whole days or any number of seconds (the day-bucket case).
  */
@@ -12,6 +14,7 @@ import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildFeaturesIncremental, type FeatureWatermark } from "../../features/incrementalFeatures.ts";
 import { buildFeatures } from "../../features/windows.ts";
+import { ruleRowAt } from "../../serving/masteryView.ts";
 import { scoreRules } from "../../serving/ruleScoring.ts";
 import { DuckStore, sqlString } from "../../storage/duckdb.ts";
 import { type DrawnEvent, drawnEvent, EVENT_TYPES, insertEvents, type TestEvent } from "./eventRows.ts";
@@ -46,11 +49,33 @@ async function snapshot(store: DuckStore, t: Date) {
     { t: t.toISOString() },
   );
 }
+/**
+ * The stored rule rows without as_of / last_updated: an incremental run leaves an untouched pair's row as
+ * it is (its score is stored without recency, so it is the row a full run stores, stamped earlier).
+ */
 async function scores(store: DuckStore) {
   return store.all(
-    `SELECT student_key, topic_id, mastery_score, model_version, as_of, explanation, last_updated
+    `SELECT student_key, topic_id, mastery_score, model_version, explanation
      FROM student_mastery WHERE score_source = 'rule_based' ORDER BY student_key, topic_id`,
   );
+}
+/** Every rule row as a reader sees it at `at` (serving/masteryView.ts ruleRowAt): score, explanation. */
+async function readTime(store: DuckStore, at: Date) {
+  const rows = await store.all<{
+    student_key: string;
+    topic_id: string;
+    score_source: string;
+    mastery_score: number;
+    as_of: Date;
+    explanation: string;
+  }>(
+    `SELECT student_key, topic_id, score_source, mastery_score, as_of, explanation
+     FROM student_mastery WHERE score_source = 'rule_based' ORDER BY student_key, topic_id`,
+  );
+  return rows.map((r) => {
+    const x = ruleRowAt(r, at);
+    return [r.student_key, r.topic_id, x.mastery_score, x.explanation];
+  });
 }
 async function history(store: DuckStore) {
   return store.all(
@@ -123,11 +148,15 @@ describe("incremental daily features and rule scores", () => {
             ]);
             await mirror();
             // Run 2: incremental on A, full on B.
+            // Rule scores on A rescore only the recomputed pairs (as `mastery schedule` does).
             const since: FeatureWatermark = first.watermark;
-            const inc = await buildFeaturesIncremental(a, T1, since);
+            const inc = await buildFeaturesIncremental(a, T1, since, { keepDirty: true });
             expect(inc.mode).toBe("incremental");
             expect(inc.copied + inc.recomputed).toBeGreaterThanOrEqual(inc.rows);
-            await scoreRules(a, { asOf: T1, now: now1, workers: 0 });
+            const ruleRun = await scoreRules(a, { asOf: T1, now: now1, workers: 0, onlyPairs: "incr_dirty" });
+            expect(ruleRun.mode).toBe("incremental");
+            expect(ruleRun.scored).toBeLessThanOrEqual(inc.recomputed);
+            await a.run("DROP TABLE temp.incr_dirty");
             b = await DuckStore.open(pb);
             await buildFeatures(b, T1);
             await scoreRules(b, { asOf: T1, now: now1, workers: 0 });
@@ -135,6 +164,11 @@ describe("incremental daily features and rule scores", () => {
             expect(await snapshot(a, T0)).toEqual(await snapshot(b, T0));
             expect(await scores(a)).toEqual(await scores(b));
             expect(await history(a)).toEqual(await history(b));
+            // What readers show: equal as of the run and as of later request times (recency at read time).
+            for (const later of [0, 0.5, 3, 40])
+              expect(await readTime(a, new Date(T1.getTime() + later * DAY * 1000))).toEqual(
+                await readTime(b, new Date(T1.getTime() + later * DAY * 1000)),
+              );
           } finally {
             a.close();
             b?.close();

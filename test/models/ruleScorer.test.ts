@@ -13,8 +13,12 @@ import {
   type RuleConfig,
   type RuleFeatureColumns,
   type RuleFeatureRow,
+  ruleScoreAt,
+  ruleScoreOnlyAt,
+  type StoredRuleExplanation,
   scoreRuleColumns,
   scoreRuleRow,
+  storedRuleRow,
 } from "../../models/ruleScorer.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -288,6 +292,75 @@ describe("scorer invariants (property)", () => {
       }),
       { numRuns: 100 },
     );
+  });
+});
+
+/** A features row as of `asOfUs` whose last activity was `ageUs` before it (days as features/windows.ts computes them). */
+const DAY_US = 86_400e6;
+const timed = fc.record({
+  row: featureRow,
+  // whole milliseconds, as a Date carries them; ages up to 400 days in microseconds
+  asOfMs: fc.integer({ min: 1_600_000_000_000, max: 1_900_000_000_000 }),
+  ageUs: fc.integer({ min: 0, max: 400 * 86_400_000_000 }),
+  laterUs: fc.integer({ min: 0, max: 200 * 86_400_000_000 }),
+});
+
+describe("stored form and read-time recency (issue 17 item 3)", () => {
+  it("property: applied at the snapshot's own time, the stored form is bit for bit scoreRuleRow", () => {
+    fc.assert(
+      fc.property(timed, ruleConfig, ({ row, asOfMs, ageUs }, cfg) => {
+        const asOfUs = asOfMs * 1000;
+        const lastUs = asOfUs - ageUs;
+        const withDays = { ...row, days_since_last_activity: (asOfUs - lastUs) / DAY_US };
+        const stored = storedRuleRow(withDays, lastUs, cfg);
+        const atRead = ruleScoreAt(stored.explanation as StoredRuleExplanation, asOfUs);
+        const direct = scoreRuleRow(withDays, cfg);
+        expect(atRead.score).toBe(direct.score);
+        expect(JSON.stringify(atRead.explanation)).toBe(JSON.stringify(direct.explanation));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("property: as of a later time it equals scoring the same evidence with the later days since last activity", () => {
+    fc.assert(
+      fc.property(timed, ruleConfig, ({ row, asOfMs, ageUs, laterUs }, cfg) => {
+        const asOfUs = asOfMs * 1000;
+        const lastUs = asOfUs - ageUs;
+        const stored = storedRuleRow({ ...row, days_since_last_activity: ageUs / DAY_US }, lastUs, cfg);
+        const at = asOfUs + laterUs;
+        const later = scoreRuleRow({ ...row, days_since_last_activity: (at - lastUs) / DAY_US }, cfg);
+        const atRead = ruleScoreAt(stored.explanation as StoredRuleExplanation, at);
+        expect(atRead.score).toBe(later.score);
+        expect(JSON.stringify(atRead.explanation)).toBe(JSON.stringify(later.explanation));
+        expect(atRead.explanation.factors.length).toBeLessThanOrEqual(3);
+        // The score-only path (readers listing scores) gives the same bits from the stored JSON.
+        const e = JSON.parse(JSON.stringify(stored.explanation)) as StoredRuleExplanation;
+        expect(ruleScoreOnlyAt(e.recency, stored.score, at)).toBe(later.score);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("the stored score leaves recency out, keeps every other factor, and says what read time needs", () => {
+    const row = recentOnly({ attempts: 10, correct: 8, hint_usage_rate: 0 });
+    const lastUs = Date.UTC(2024, 5, 1) * 1000;
+    const asOfUs = lastUs + 3 * DAY_US;
+    const stored = storedRuleRow({ ...row, days_since_last_activity: 3 }, lastUs, DEFAULT);
+    const e = stored.explanation as StoredRuleExplanation;
+    expect(e.factors.map((f) => f.name).sort()).toEqual(["accuracy", "hint_usage"]);
+    expect(e.recency?.lastActivityUs).toBe(lastUs);
+    expect(e.recency?.halfLifeDays).toBe(DEFAULT.inactivityHalfLifeDays);
+    // read time adds recency: 3 days after the last activity it is above the prior, so the score rises
+    const now = ruleScoreAt(e, asOfUs);
+    expect(now.explanation.factors.map((f) => f.name)).toContain("recency");
+    const recency = now.explanation.factors.find((f) => f.name === "recency");
+    expect(recency?.value).toBe(3);
+    // a year without activity: recency pulls the score down, and keeps falling with time
+    const yearLater = ruleScoreAt(e, asOfUs + 365 * DAY_US).score;
+    const twoYears = ruleScoreAt(e, asOfUs + 730 * DAY_US).score;
+    expect(yearLater).toBeLessThan(now.score);
+    expect(twoYears).toBeLessThanOrEqual(yearLater);
   });
 });
 

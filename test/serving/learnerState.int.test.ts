@@ -11,6 +11,7 @@ import { type Explanation, explanationTotal } from "../../models/explanation.ts"
 import { bktMastery, eloMastery } from "../../models/learnerState.ts";
 import {
   type BktEloModels,
+  loadQuizLog,
   resolveModels,
   scoreBktElo,
   topicParamsResolver,
@@ -279,6 +280,18 @@ describe("serving/learnerState (score bkt-elo job)", () => {
       const second = await scoreBktElo(daily, models, { now: GEN_NOW });
       expect(second.replayedKeys).toBeLessThan(second.keys);
       expect(await snapshot(daily)).toEqual(await snapshot(batch));
+
+      // Fold results staged 7 keys at a time (bounded memory at 100M events): the same tables.
+      const staged = await DuckStore.open(":memory:");
+      try {
+        await staged.run(`INSERT INTO raw_events SELECT * FROM read_parquet('${join(dir, "raw.parquet")}')`);
+        const r = await scoreBktElo(staged, models, { now: GEN_NOW, full: true, stageKeys: 7 });
+        expect(r.keys).toBe(full.keys);
+        expect(r.keys % 7).not.toBe(0);
+        expect(await snapshot(staged)).toEqual(await snapshot(batch));
+      } finally {
+        staged.close();
+      }
     } finally {
       batch.close();
       daily.close();
@@ -404,6 +417,62 @@ describe("serving/learnerState (score bkt-elo job)", () => {
 
   const dir = mkdtempSync(join(tmpdir(), "bkt-elo-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("the quick fit's log: every quiz attempt in (student, ts, event_id) order, or a hash sample of students above maxAttempts", async () => {
+    const store = await DuckStore.open(":memory:");
+    const events: Ev[] = [];
+    for (let u = 0; u < 60; u++)
+      for (let k = 0; k < 5; k++)
+        events.push({
+          id: `e${u}-${k}`,
+          type: k === 4 ? "video" : "quiz_attempt",
+          student: `s${u}`,
+          topic: `t${k % 3}`,
+          t: 100 - k,
+          correct: k === 4 ? null : k === 2 && u % 4 === 0 ? null : (u + k) % 3 === 0,
+          question: k === 4 ? null : k === 1 ? null : `q${k}`,
+        });
+    // A re-delivered copy counts once.
+    events.push({ ...events[0]!, ingestedDay: 3 });
+    await insert(store, events);
+    const expected = await store.all<{ s: string; t: string; q: string | null; c: boolean }>(
+      `SELECT DISTINCT ON (event_id) student_key AS s, topic_id AS t, question_id AS q, is_correct AS c, ts, event_id
+       FROM raw_events WHERE type = 'quiz_attempt' AND is_correct IS NOT NULL ORDER BY event_id`,
+    );
+    expected.sort((a, b) => {
+      const x = a as unknown as { s: string; ts: Date; event_id: string };
+      const y = b as unknown as { s: string; ts: Date; event_id: string };
+      return x.s < y.s ? -1 : x.s > y.s ? 1 : +x.ts - +y.ts || (x.event_id < y.event_id ? -1 : 1);
+    });
+    const decode = (log: Awaited<ReturnType<typeof loadQuizLog>>) =>
+      Array.from({ length: log.n }, (_, i) => ({
+        s: log.userNames[log.user[i]!],
+        t: log.skillNames[log.skill[i]!],
+        q: log.item[i]! < 0 ? null : log.itemNames[log.item[i]!],
+        c: log.correct[i] === 1,
+      }));
+    const all = await loadQuizLog(store);
+    expect(all.sampledEvery).toBe(1);
+    expect(all.n).toBe(60 * 4 - 15);
+    expect(decode(all)).toEqual(expected.map(({ s, t, q, c }) => ({ s, t, q, c })));
+
+    // 225 attempts above a cap of 50: every 5th student by hash, all of each sampled student's attempts.
+    const sample = await loadQuizLog(store, { maxAttempts: 50 });
+    expect(sample.sampledEvery).toBe(5);
+    const picked = new Set(
+      (
+        await store.all<{ s: string }>(
+          "SELECT DISTINCT student_key AS s FROM raw_events WHERE hash(student_key) % 5 = 0",
+        )
+      ).map((r) => r.s),
+    );
+    expect(picked.size).toBeGreaterThan(3);
+    expect(picked.size).toBeLessThan(30);
+    expect(decode(sample)).toEqual(
+      expected.filter((r) => picked.has(r.s)).map(({ s, t, q, c }) => ({ s, t, q, c })),
+    );
+    store.close();
+  });
 
   it("CLI: score bkt-elo on a DuckDB file", async () => {
     const db = join(dir, "m.duckdb");

@@ -3,7 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { buildFeatures } from "../../features/windows.ts";
-import { RULE_FEATURE_COLUMNS, type RuleFeatureRow, scoreRuleRow } from "../../models/ruleScorer.ts";
+import {
+  RULE_FEATURE_COLUMNS,
+  type RuleFeatureRow,
+  scoreRuleRow,
+  storedRuleRow,
+} from "../../models/ruleScorer.ts";
+import { ruleRowAt } from "../../serving/masteryView.ts";
 import { loadRuleConfig, scoreRules } from "../../serving/ruleScoring.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { insertEvents, type TestEvent } from "../features/eventRows.ts";
@@ -34,7 +40,7 @@ const LOG: TestEvent[] = [
 ];
 
 describe("scoreRules job", () => {
-  it("writes rule_based scores whose explanation JSON is exactly the pure scorer's output", async () => {
+  it("stores the pure scorer's stored form (no recency), which read as of the snapshot is exactly scoreRuleRow", async () => {
     const store = await DuckStore.open(":memory:");
     await insertEvents(store, LOG);
     const res = await scoreRules(store, { asOf: T, now: new Date("2024-04-01T00:00:00Z") });
@@ -46,7 +52,8 @@ describe("scoreRules job", () => {
     expect(modelVersion).toMatch(/^rule-[0-9a-f]{10}$/);
 
     const features = await store.all<Record<string, unknown>>(
-      `SELECT student_key, topic_id, ${RULE_FEATURE_COLUMNS.join(", ")} FROM features ORDER BY 1, 2`,
+      `SELECT student_key, topic_id, epoch_us(last_activity_at)::DOUBLE AS last_us, ${RULE_FEATURE_COLUMNS.join(", ")}
+       FROM features ORDER BY 1, 2`,
     );
     const mastery = await store.all<Record<string, unknown>>(
       "SELECT * FROM student_mastery ORDER BY student_key, topic_id",
@@ -54,10 +61,15 @@ describe("scoreRules job", () => {
     expect(mastery).toHaveLength(4);
     features.forEach((f, i) => {
       const m = mastery[i] as Record<string, unknown>;
-      const pure = scoreRuleRow(f as RuleFeatureRow, config);
+      const stored = storedRuleRow(f as RuleFeatureRow, f.last_us as number, config);
       expect([m.student_key, m.topic_id]).toEqual([f.student_key, f.topic_id]);
-      expect(m.mastery_score).toBe(pure.score);
-      expect(m.explanation).toBe(JSON.stringify(pure.explanation));
+      expect(m.mastery_score).toBe(stored.score);
+      expect(m.explanation).toBe(JSON.stringify(stored.explanation));
+      // read time as of the snapshot: the score and top-3 explanation scoring the features row gives
+      const pure = scoreRuleRow(f as RuleFeatureRow, config);
+      const read = ruleRowAt(m as Parameters<typeof ruleRowAt>[0], T);
+      expect(read.mastery_score).toBe(pure.score);
+      expect(read.explanation).toBe(JSON.stringify(pure.explanation));
       expect(m.score_source).toBe("rule_based");
       expect(m.model_version).toBe(modelVersion);
       expect((m.as_of as Date).toISOString()).toBe(T.toISOString());
@@ -78,18 +90,18 @@ describe("scoreRules job", () => {
     const res = await scoreRules(store); // the latest snapshot
     expect(res.asOf.toISOString()).toBe(later.toISOString());
     expect(res.builtFeatures).toBe(false);
-    // every key's recency moved by a day, so its score changes, except s2/t2: its only event is
-    // 95 days old, outside every window, so λ = 0 and its score stays exactly the prior
+    // Stored scores leave recency out (read time adds it), so only s1/t1's score changes: the other pairs'
+    // evidence stays in the same bands a day later (s1/t2 3 -> 4 days, s2/t1 50 -> 51, s2/t2 outside all)
     const hist = await store.all<{ student_key: string; topic_id: string; n: bigint }>(
       "SELECT student_key, topic_id, count(*) AS n FROM student_mastery_history GROUP BY ALL ORDER BY 1, 2",
     );
     expect(hist.map((h) => [h.student_key, h.topic_id, Number(h.n)])).toEqual([
       ["s1", "t1", 2],
-      ["s1", "t2", 2],
-      ["s2", "t1", 2],
+      ["s1", "t2", 1],
+      ["s2", "t1", 1],
       ["s2", "t2", 1],
     ]);
-    expect(res.changed).toBe(3);
+    expect(res.changed).toBe(1);
     const cur = await store.all<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery");
     expect(cur[0]?.n).toBe(4n);
     store.close();
@@ -130,10 +142,15 @@ describe("scoreRules job", () => {
           });
       }
     }
-    const read = async (workers: number) => {
+    const read = async (workers: number, blockRows?: number) => {
       const store = await DuckStore.open(":memory:");
       await insertEvents(store, events);
-      const res = await scoreRules(store, { asOf: T, now: new Date("2024-04-01T00:00:00Z"), workers });
+      const res = await scoreRules(store, {
+        asOf: T,
+        now: new Date("2024-04-01T00:00:00Z"),
+        workers,
+        ...(blockRows === undefined ? {} : { blockRows }),
+      });
       const rows = await store.all(
         "SELECT student_key, topic_id, mastery_score, explanation FROM student_mastery ORDER BY 1, 2",
       );
@@ -149,6 +166,13 @@ describe("scoreRules job", () => {
     expect(threaded.res.scored).toBe(inThread.res.scored);
     expect(threaded.rows).toEqual(inThread.rows);
     expect(threaded.hist).toEqual(inThread.hist);
+    // Bounded memory: the feature rows read and scored 50 at a time (blocks end inside a DuckDB chunk).
+    for (const blockRows of [50]) {
+      const blocked = await read(2, blockRows);
+      expect(blocked.res.scored).toBe(inThread.res.scored);
+      expect(blocked.rows).toEqual(inThread.rows);
+      expect(blocked.hist).toEqual(inThread.hist);
+    }
   });
 
   it("uses the config it is given and rejects a bad one naming the key", async () => {

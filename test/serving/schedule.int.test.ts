@@ -139,7 +139,11 @@ describe("mastery schedule (serving/schedule.ts)", () => {
           featurePairsRecomputed: 0,
           featurePairsCopied: pairs,
           featureRows: pairs,
+          // Rule scores are stored without recency: nothing recomputed, nothing rescored.
+          ruleMode: "incremental",
+          ruleScores: 0,
         });
+        expect(o.counts.ruleMode).toBe("full");
       }
       // A later day's files in the inbox: the incremental run recomputes some pairs, and its snapshot
       // equals a full rebuild as of the same time.
@@ -165,6 +169,8 @@ describe("mastery schedule (serving/schedule.ts)", () => {
       if (day3.status === "ok") {
         expect(day3.counts.featureMode).toBe("incremental");
         expect(day3.counts.featurePairsRecomputed).toBeGreaterThan(0);
+        expect(day3.counts.ruleMode).toBe("incremental");
+        expect(day3.counts.ruleScores).toBe(day3.counts.featurePairsRecomputed);
         const asOf = new Date(String(day3.counts.asOf));
         await buildFeatures(store, asOf, { table: "features_full_check" });
         const mine = await store.all(

@@ -1,0 +1,152 @@
+/**
+ * The daily batch at 1M / 10M / 100M events in bounded memory (issue 17 item 4): generate (not counted)
+ * -> ingest -> features -> rule scores -> BKT/Elo state and scores (full) -> the served score, each step
+ * with its wall time, the process's CPU seconds (user + sys, DuckDB threads included) and its peak RSS
+ * (sampled every 100 ms by a worker thread, so a step that blocks the main thread is still sampled; the
+ * process's exact peak, VmHWM, is reported for the whole run).
+ *
+ *   STUDENTS=10000 npx tsx bench/big.bench.ts                       # ~1M events
+ *   STUDENTS=100000 npx tsx bench/big.bench.ts                      # ~10M
+ *   STUDENTS=1000000 BIG_DIR=/tmp/big nice -n 19 npx tsx bench/big.bench.ts   # ~100M, ~11 GB of CSV
+ *
+ * MEMORY_LIMIT (default 4GB) is DuckDB's memory_limit; it spills to the store's `.tmp` directory beyond it.
+ * THREADS sets DuckDB's threads (default: one per core). REUSE=1 keeps the generated CSV files between runs
+ * (BIG_DIR/data-<students>) and skips generation when they are there; the store is always rebuilt.
+ * The BKT/Elo models are quick-fitted on the store ("fit", not counted; the quick fit reads a bounded sample
+ * of students' quiz attempts, serving/learnerState.ts QUICK_FIT_MAX_ATTEMPTS).
+ */
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { Worker } from "node:worker_threads";
+import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
+import { DEFAULT_SOURCE_ORDER } from "../serving/masteryView.ts";
+import { runPipeline } from "../serving/pipeline.ts";
+import { DuckStore } from "../storage/duckdb.ts";
+import { seedSchool } from "./seedSchool.ts";
+
+const students = Number(process.env.STUDENTS ?? 10_000);
+const days = Number(process.env.DAYS ?? 30);
+const memoryLimit = process.env.MEMORY_LIMIT ?? "4GB";
+const threads = process.env.THREADS === undefined ? undefined : Number(process.env.THREADS);
+const reuse = process.env.REUSE === "1";
+const base = process.env.BIG_DIR ?? "/tmp/big";
+const dataDir = join(base, `data-${students}`);
+const dbPath = join(base, `store-${students}`, "mastery.duckdb");
+rmSync(join(base, `store-${students}`), { recursive: true, force: true });
+const haveData = reuse && existsSync(join(dataDir, "manifest.json"));
+if (!haveData) rmSync(dataDir, { recursive: true, force: true });
+
+// Peak RSS per step: a worker thread samples /proc/self/statm (the whole process) into shared memory.
+const shared = new Int32Array(new SharedArrayBuffer(8)); // [0] = max RSS of the step in MB, [1] = stop
+const sampler = new Worker(
+  `const { workerData } = require("node:worker_threads");
+   const fs = require("node:fs");
+   const a = workerData;
+   const page = 4096;
+   const tick = () => {
+     if (Atomics.load(a, 1) === 1) return;
+     const rss = Number(fs.readFileSync("/proc/self/statm", "utf8").split(" ")[1]) * page / 1048576;
+     if (rss > Atomics.load(a, 0)) Atomics.store(a, 0, Math.round(rss));
+     setTimeout(tick, 100);
+   };
+   tick();`,
+  { eval: true, workerData: shared },
+);
+sampler.unref();
+
+const cpuNow = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+const hwmMB = () =>
+  Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? 0) / 1024);
+const rows: { step: string; seconds: number; cpuSeconds: number; peakRssMB: number }[] = [];
+let mark = { t: performance.now(), c: cpuNow() };
+const startStep = () => {
+  Atomics.store(shared, 0, 0);
+  mark = { t: performance.now(), c: cpuNow() };
+};
+const endStep = (step: string) => {
+  const r = {
+    step,
+    seconds: Number(((performance.now() - mark.t) / 1000).toFixed(1)),
+    cpuSeconds: Number((cpuNow() - mark.c).toFixed(1)),
+    peakRssMB: Atomics.load(shared, 0),
+  };
+  rows.push(r);
+  process.stderr.write(
+    `${new Date().toISOString()} ${step}: ${r.seconds} s, cpu ${r.cpuSeconds} s, peak RSS ${r.peakRssMB} MB\n`,
+  );
+  startStep();
+};
+let lastNote = 0;
+const progress = (what: string, done: number, total: number) => {
+  const now = performance.now();
+  if (now - lastNote < 15_000 && done < total) return;
+  lastNote = now;
+  process.stderr.write(`  ${what}: ${done.toLocaleString("en")} / ${total.toLocaleString("en")}\n`);
+};
+
+const store = await DuckStore.open(dbPath, {
+  memoryLimit,
+  ...(threads === undefined ? {} : { threads }),
+  encryption: null,
+});
+await store.run("SET preserve_insertion_order = false");
+process.stderr.write(
+  `big: ${students.toLocaleString("en")} students x ${days} days, DuckDB memory_limit ${memoryLimit}, data ${dataDir}${haveData ? " (reused)" : ""}, store ${dbPath}\n`,
+);
+
+startStep();
+const pipeline = await runPipeline({
+  store,
+  pseudonymizer: new Pseudonymizer("bench-key-0123456789abcdef"),
+  dataDir,
+  ...(haveData ? {} : { generate: seedSchool(students, dataDir, { days }) }),
+  skip: ["score bkt-elo"],
+  onProgress: (s, done, total) => progress(s, done, total),
+  onStep: (s) => endStep(s === "generate" ? "generate (not counted)" : s),
+});
+const models = await resolveModels(store, { seed: 0 });
+endStep("fit bkt-elo (not counted)");
+const bktElo = await scoreBktElo(store, models, {
+  full: true,
+  onProgress: (done, total) => progress("score bkt-elo keys", done, total),
+});
+endStep("score bkt-elo");
+await store.run(
+  `CREATE OR REPLACE TABLE bench_served AS
+   SELECT student_key, topic_id, arg_min(mastery_score, list_position($order::VARCHAR[], score_source)) AS mastery_score
+   FROM student_mastery WHERE list_position($order::VARCHAR[], score_source) IS NOT NULL
+   GROUP BY student_key, topic_id`,
+  { order: `[${DEFAULT_SOURCE_ORDER.map((s) => `"${s}"`).join(",")}]` },
+);
+const served = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM bench_served"))?.n ?? 0n);
+endStep("served score");
+Atomics.store(shared, 1, 1);
+
+const BATCH = ["ingest", "features", "score rules", "score bkt-elo", "served score"];
+const batch = rows.filter((r) => BATCH.includes(r.step));
+const events = pipeline.ingest.total.accepted;
+const out = {
+  students,
+  days,
+  events,
+  featureRows: pipeline.featureRows,
+  ruleScores: pipeline.ruleScores,
+  bktEloKeys: bktElo.keys,
+  servedScores: served,
+  memoryLimit,
+  steps: rows,
+  batchSeconds: Number(batch.reduce((s, r) => s + r.seconds, 0).toFixed(1)),
+  batchCpuSeconds: Number(batch.reduce((s, r) => s + r.cpuSeconds, 0).toFixed(1)),
+  batchPeakRssMB: Math.max(...batch.map((r) => r.peakRssMB)),
+  processPeakRssMB: hwmMB(),
+  processCpuSeconds: Number(cpuNow().toFixed(1)),
+  targets: { batchSecondsFor100M: 900, peakRssMB: 8192 },
+};
+store.close();
+process.stdout.write(`${JSON.stringify(out)}\n`);
+rmSync(join(base, `store-${students}`), { recursive: true, force: true });
+if (!reuse) rmSync(dataDir, { recursive: true, force: true });

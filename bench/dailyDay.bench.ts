@@ -1,0 +1,215 @@
+/**
+ * One daily run of `mastery schedule` on a day with ACTIVE_PCT % of the students active (issue 17 item 3:
+ * <= 5 s at 1% on a 10M-event store), step by step: incremental features (features/incrementalFeatures.ts),
+ * rule scores, the BKT/Elo incremental day (serving/learnerState.ts), then a CHECKPOINT (what the day
+ * leaves to write to the file). Rule scores two ways, alternating on copies of the same stored store:
+ *   "all":   every pair of the new snapshot rescored (what the daily run did while rule scores were stored
+ *            with recency, which moves every pair every day);
+ *   "dirty": only the pairs whose features were recomputed (serving/ruleScoring.ts onlyPairs; scores are
+ *            stored without recency, which readers apply, so an untouched pair's row needs no write).
+ *
+ *   STUDENTS=10000 npx tsx bench/dailyDay.bench.ts          # ~1M events
+ *   STUDENTS=100000 RUNS=2 npx tsx bench/dailyDay.bench.ts  # ~10M events
+ *   "dirty1": as "dirty", with DuckDB's automatic checkpoint held off for the day (checkpoint_threshold)
+ *            so the file is written once, by the CHECKPOINT step, instead of at each step's commit.
+ *   MODES=dirty ... / THREADS=1 ... / PHASES=1 ... (rule scores' wall and CPU per step)
+ *
+ * The first run builds the store once under BENCH_DIR (default /tmp/day-bench-<students>): generate,
+ * ingest, features, rule scores, BKT/Elo fitted (saved as model directories) and scored in full, then the
+ * new day appended (the last day of events of ACTIVE_PCT % of the students again, one day later). Every run
+ * copies it to a scratch file. Reported per run and mode: wall and process CPU seconds (user + sys, DuckDB
+ * threads included) of each step; medians per mode; load average at the start and end.
+ */
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import {
+  alignedAsOf,
+  buildFeaturesIncremental,
+  type FeatureWatermark,
+  ingestWatermark,
+} from "../features/incrementalFeatures.ts";
+import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { resolveAsOf } from "../features/windows.ts";
+import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
+import { runPipeline } from "../serving/pipeline.ts";
+import { scoreRules } from "../serving/ruleScoring.ts";
+import { DuckStore } from "../storage/duckdb.ts";
+import { saveQuickModels } from "./quickModels.ts";
+import { seedSchool } from "./seedSchool.ts";
+
+const students = Number(process.env.STUDENTS ?? 10_000);
+const runs = Number(process.env.RUNS ?? 2);
+const activePct = Number(process.env.ACTIVE_PCT ?? 1);
+const threads = Number(process.env.THREADS ?? 0);
+const phases = process.env.PHASES === "1";
+const modes = (process.env.MODES ?? "all,dirty").split(",") as ("all" | "dirty" | "dirty1")[];
+const root = process.env.BENCH_DIR ?? `/tmp/day-bench-${students}`;
+const basePath = join(root, "base.duckdb");
+const bktDir = join(root, "bkt");
+const eloDir = join(root, "elo");
+const metaPath = join(root, "day.json");
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+const cpuNow = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return Number((s[(s.length - 1) >> 1]! / 2 + s[s.length >> 1]! / 2).toFixed(2));
+};
+
+interface DayMeta {
+  since: { asOf: string; ingestedThroughUs: string | null };
+  newEvents: number;
+  pairs: number;
+  events: number;
+}
+
+if (!existsSync(metaPath)) {
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(root, { recursive: true });
+  log(`building the store for ${students} students in ${root} (once)`);
+  const store = await DuckStore.open(basePath);
+  const day0 = await runPipeline({
+    store,
+    pseudonymizer: new Pseudonymizer("bench-key-0123456789abcdef"),
+    dataDir: join(root, "data"),
+    generate: seedSchool(students, join(root, "data")),
+    skip: ["score bkt-elo"],
+    onStep: (s, ms) => log(`  ${s}: ${(ms / 1000).toFixed(1)} s`),
+  });
+  const since = { asOf: day0.asOf.toISOString(), ingestedThroughUs: await ingestWatermark(store) };
+  await saveQuickModels(store, bktDir, eloDir);
+  const saved = await resolveModels(store, { bktModelDir: bktDir, eloModelDir: eloDir });
+  const t0 = performance.now();
+  await scoreBktElo(store, saved, { full: true });
+  log(`  score bkt-elo (full): ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  await store.run(
+    `INSERT INTO raw_events
+     SELECT * REPLACE (event_id || '-next' AS event_id, ts + INTERVAL 1 DAY AS ts, now()::TIMESTAMP AS ingested_at)
+     FROM raw_events
+     WHERE hash(student_key) % 10000 < $p AND ts >= make_timestamp($t::BIGINT) - INTERVAL 1 DAY`,
+    { p: Math.round(activePct * 100), t: BigInt(day0.asOf.getTime()) * 1000n },
+  );
+  const n = await store.one<{ n: bigint }>(
+    "SELECT count(*) AS n FROM raw_events WHERE event_id LIKE '%-next'",
+  );
+  await store.run("CHECKPOINT");
+  const meta: DayMeta = {
+    since,
+    newEvents: Number(n?.n ?? 0n),
+    pairs: day0.featureRows,
+    events: day0.events,
+  };
+  writeFileSync(metaPath, JSON.stringify(meta));
+  store.close();
+  rmSync(join(root, "data"), { recursive: true, force: true });
+}
+
+const meta = JSON.parse(readFileSync(metaPath, "utf8")) as DayMeta;
+const since: FeatureWatermark = {
+  asOf: new Date(meta.since.asOf),
+  ingestedThroughUs: meta.since.ingestedThroughUs,
+};
+const scratch = join(root, "scratch.duckdb");
+const load0 = loadavg();
+type Step = "features" | "rules" | "bkt-elo" | "checkpoint" | "day";
+const results: Record<string, Record<Step, { wall: number[]; cpu: number[] }>> = {};
+let counts: Record<string, unknown> = {};
+for (let r = 0; r < runs; r++) {
+  for (const mode of modes) {
+    rmSync(scratch, { force: true });
+    rmSync(`${scratch}.wal`, { force: true });
+    copyFileSync(basePath, scratch);
+    const store = await DuckStore.open(scratch, threads > 0 ? { threads } : {});
+    const models = await resolveModels(store, { bktModelDir: bktDir, eloModelDir: eloDir });
+    const asOf = alignedAsOf(since, await resolveAsOf(store, "now"));
+    const per = results[mode] ?? {
+      features: { wall: [], cpu: [] },
+      rules: { wall: [], cpu: [] },
+      "bkt-elo": { wall: [], cpu: [] },
+      checkpoint: { wall: [], cpu: [] },
+      day: { wall: [], cpu: [] },
+    };
+    results[mode] = per;
+    if (mode === "dirty1") await store.run("SET checkpoint_threshold = '1TB'");
+    const dayT0 = performance.now();
+    const dayC0 = cpuNow();
+    const step = async <T>(name: Step, fn: () => Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      const c0 = cpuNow();
+      const out = await fn();
+      const wall = (performance.now() - t0) / 1000;
+      const cpu = cpuNow() - c0;
+      per[name].wall.push(wall);
+      per[name].cpu.push(cpu);
+      log(`run ${r + 1} ${mode} ${name}: ${wall.toFixed(2)} s (cpu ${cpu.toFixed(2)} s)`);
+      return out;
+    };
+    const features = await step("features", () =>
+      buildFeaturesIncremental(store, asOf, since, { keepDirty: true }),
+    );
+    if (features.mode !== "incremental")
+      throw new Error(`expected incremental features: ${features.fullReason}`);
+    let phaseC = cpuNow();
+    let phaseT = performance.now();
+    const onPhase = (name: string) => {
+      const c = cpuNow();
+      const t = performance.now();
+      if (phases)
+        log(`  rules ${name}: ${((t - phaseT) / 1000).toFixed(2)} s (cpu ${(c - phaseC).toFixed(2)} s)`);
+      phaseC = c;
+      phaseT = t;
+    };
+    const rules = await step("rules", () =>
+      scoreRules(store, { asOf, onPhase, ...(mode !== "all" ? { onlyPairs: "incr_dirty" } : {}) }),
+    );
+    if (mode !== "all" && rules.mode !== "incremental")
+      throw new Error(`expected incremental rule scores: ${rules.fullReason}`);
+    await store.run("DROP TABLE IF EXISTS temp.incr_dirty");
+    const bkt = await step("bkt-elo", () => scoreBktElo(store, models));
+    await step("checkpoint", () => store.run("CHECKPOINT"));
+    per.day.wall.push((performance.now() - dayT0) / 1000);
+    per.day.cpu.push(cpuNow() - dayC0);
+    log(
+      `run ${r + 1} ${mode} day: ${per.day.wall.at(-1)!.toFixed(2)} s (cpu ${per.day.cpu.at(-1)!.toFixed(2)} s)`,
+    );
+    counts = {
+      asOf: asOf.toISOString(),
+      featurePairsRecomputed: features.recomputed,
+      featurePairsCopied: features.copied,
+      [`ruleScored_${mode}`]: rules.scored,
+      bktEloKeys: bkt.keys,
+      ...counts,
+    };
+    store.close();
+  }
+}
+rmSync(scratch, { force: true });
+const load1 = loadavg();
+const summary: Record<string, Record<string, { wall: number; cpu: number }>> = {};
+for (const [mode, per] of Object.entries(results)) {
+  summary[mode] = {};
+  for (const [step, v] of Object.entries(per))
+    summary[mode]![step] = { wall: median(v.wall), cpu: median(v.cpu) };
+}
+process.stdout.write(
+  `${JSON.stringify(
+    {
+      students,
+      events: meta.events + meta.newEvents,
+      pairs: meta.pairs,
+      newDayEvents: meta.newEvents,
+      activePct,
+      threads: threads || "default",
+      counts,
+      medians: summary,
+      runs: results,
+      loadavg: { start: load0.map((x) => +x.toFixed(2)), end: load1.map((x) => +x.toFixed(2)) },
+    },
+    null,
+    2,
+  )}\n`,
+);

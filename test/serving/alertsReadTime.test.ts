@@ -1,0 +1,133 @@
+/**
+ * Alerts on scores that move with time alone (issue 17 item 3). A rule score is stored without its recency
+ * term and read with recency as of the read time; the alert check reads it the same way. Defined behaviour:
+ * a score that was above the threshold when scored and decays under it with no new event raises its alert
+ * at the first check after the crossing (the score in the alert is the read-time score), once per crossing.
+ */
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import {
+  parseRuleConfig,
+  ruleScoreAt,
+  type StoredRuleExplanation,
+  storedRuleRow,
+} from "../../models/ruleScorer.ts";
+import { AlertEngine, checkTimeCrossings, parseThresholds } from "../../serving/alerts.ts";
+import { readTimeScoreSql } from "../../serving/readTimeScoreSql.ts";
+import { DuckAlertStore } from "../../storage/alertStore.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CONFIG = parseRuleConfig(parseYaml(readFileSync(join(here, "../../config/rule-weights.yaml"), "utf8")));
+const DAY_MS = 86_400_000;
+
+/** A stored rule row with good recent evidence, last active one day before `asOf`; its score as of a time. */
+function decayingRule() {
+  const row: Record<string, number> = {};
+  for (const w of ["7d", "30d", "90d"])
+    Object.assign(row, { [`attempts_${w}`]: 6, [`correct_${w}`]: 5, [`hint_usage_rate_${w}`]: 0 });
+  const asOf = new Date("2024-06-01T00:00:00Z");
+  const lastUs = (asOf.getTime() - DAY_MS) * 1000;
+  const stored = storedRuleRow({ ...row, days_since_last_activity: 1 }, lastUs, CONFIG);
+  const e = stored.explanation as StoredRuleExplanation;
+  const at = (days: number) => new Date(asOf.getTime() + days * DAY_MS);
+  const scoreAt = (d: Date) => ruleScoreAt(e, d.getTime() * 1000).score;
+  return { asOf, stored, e, at, scoreAt };
+}
+
+async function storeWith(
+  stored: { score: number },
+  e: StoredRuleExplanation,
+  asOf: Date,
+): Promise<DuckStore> {
+  const store = await DuckStore.open(":memory:");
+  await store.run(
+    `INSERT INTO student_mastery (student_key, topic_id, mastery_score, score_source, model_version, as_of,
+       explanation, last_updated)
+     VALUES ('k1', 't1', $s, 'rule_based', 'rule-test', $a::TIMESTAMP, $e, $a::TIMESTAMP)`,
+    { s: stored.score, a: asOf.toISOString(), e: JSON.stringify(e) },
+  );
+  return store;
+}
+
+describe("the batch's alert pass over crossings with time alone", () => {
+  it("the SQL read-time score equals ruleScoreAt (to 1e-12), and the batch pass raises the crossing once", async () => {
+    const { asOf, stored, e, at, scoreAt } = decayingRule();
+    const threshold = (scoreAt(asOf) + scoreAt(at(90))) / 2;
+    let day = 1;
+    while (scoreAt(at(day)) >= threshold) day++;
+    const store = await storeWith(stored, e, asOf);
+    try {
+      for (const d of [0, 1, 10, day, 90]) {
+        const r = await store.one<{ s: number }>(
+          `SELECT ${readTimeScoreSql("m", "$at::BIGINT")} AS s FROM student_mastery m`,
+          { at: BigInt(at(d).getTime()) * 1000n },
+        );
+        expect(Math.abs(r!.s - scoreAt(at(d)))).toBeLessThanOrEqual(1e-12);
+      }
+      const cfg = parseThresholds({ default: { at_risk: threshold }, hysteresis: 0.01 }, {});
+      const pass = async (d: number) => {
+        const engine = new AlertEngine(await DuckAlertStore.open(store), cfg, { now: () => at(d) });
+        return checkTimeCrossings(store, engine, at(d), cfg);
+      };
+      expect(await pass(day - 1)).toEqual({ candidates: 0, raised: [] });
+      const crossed = await pass(day);
+      expect(crossed.candidates).toBe(1);
+      expect(crossed.raised.map((a) => [a.studentKey, a.topicId, a.crossing])).toEqual([["k1", "t1", 1]]);
+      // Already below: not a candidate again, so no second alert for the same crossing.
+      expect(await pass(day + 30)).toEqual({ candidates: 0, raised: [] });
+    } finally {
+      store.close();
+    }
+  });
+});
+
+describe("alerts read scores as of the check time", () => {
+  it("a rule score decaying under the threshold with no new event raises one alert at the next check", async () => {
+    const { asOf, stored, e, at, scoreAt } = decayingRule();
+    const s0 = scoreAt(asOf);
+    const s90 = scoreAt(at(90));
+    expect(s90).toBeLessThan(s0);
+    // The threshold sits between the score at the run and 90 days later: the crossing happens in between.
+    const threshold = (s0 + s90) / 2;
+
+    const store = await storeWith(stored, e, asOf);
+    try {
+      let now = asOf;
+      const engine = new AlertEngine(
+        await DuckAlertStore.open(store),
+        parseThresholds({ default: { at_risk: threshold }, hysteresis: 0.01 }, {}),
+        { now: () => now },
+      );
+      const key = [{ studentKey: "k1", topicId: "t1" }];
+      expect(await engine.check(key)).toEqual([]);
+      // The first day the read-time score is under the threshold: a check the day before raises nothing.
+      let day = 1;
+      while (scoreAt(at(day)) >= threshold) day++;
+      now = at(day - 1);
+      expect(await engine.check(key)).toEqual([]);
+      now = at(day);
+      const raised = await engine.check(key);
+      expect(raised).toHaveLength(1);
+      expect(raised[0]).toMatchObject({
+        studentKey: "k1",
+        topicId: "t1",
+        scoreSource: "rule_based",
+        crossing: 1,
+      });
+      expect(raised[0]!.score).toBe(scoreAt(at(day)));
+      expect(raised[0]!.score).toBeLessThan(threshold);
+      // Further decay is the same crossing: no second alert.
+      now = at(day + 30);
+      expect(await engine.check(key)).toEqual([]);
+      // The stored row was not rewritten by the checks.
+      const kept = await store.one<{ s: number }>("SELECT mastery_score AS s FROM student_mastery");
+      expect(kept?.s).toBe(stored.score);
+    } finally {
+      store.close();
+    }
+  });
+});
