@@ -397,7 +397,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   const mirrorRaw = deps.updater !== undefined;
   const mirror = mirrorRaw
     ? new RawMirror({
-        write: (rows) => gate.run(() => localRaw.record(rows)),
+        write: (rows) => gate.run(() => localRaw.append(rows)),
         // A body computed from the copy before it held these rows is stale when a registry model served
         // it (its features read the copy); bodies of other students never read the copy. (A change of the
         // served models clears the whole cache, so the test now is the test at compute time.)

@@ -1,3 +1,4 @@
+import type { DuckDBAppender } from "@duckdb/node-api";
 import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
@@ -269,6 +270,20 @@ const DUCK_DEDUPED = `QUALIFY row_number() OVER (PARTITION BY student_key, topic
 
 const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
 
+/** Appends one raw row (columns in raw_events order) to a DuckDB appender. */
+function appendRow(ap: DuckDBAppender, r: RawEventRow): void {
+  for (const [field, , kind] of RAW_COLUMNS) {
+    const v = r[field];
+    if (v === null) ap.appendNull();
+    else if (kind === "ts") ap.appendTimestamp(micros(v as number));
+    else if (kind === "text") ap.appendVarchar(v as string);
+    else if (kind === "int") ap.appendInteger(v as number);
+    else if (kind === "double") ap.appendDouble(v as number);
+    else ap.appendBoolean(v as boolean);
+  }
+  ap.endRow();
+}
+
 export class DuckRawEventStore implements RawEventStore {
   private constructor(private readonly duck: DuckStore) {}
 
@@ -283,24 +298,14 @@ export class DuckRawEventStore implements RawEventStore {
     const d = this.duck;
     await d.run(`CREATE OR REPLACE TEMP TABLE __upd_stage AS SELECT ${COLUMN_LIST} FROM raw_events LIMIT 0`);
     const ap = await d.conn.createAppender("__upd_stage", "main", "temp");
-    for (const r of batch) {
-      for (const [field, , kind] of RAW_COLUMNS) {
-        const v = r[field];
-        if (v === null) ap.appendNull();
-        else if (kind === "ts") ap.appendTimestamp(micros(v as number));
-        else if (kind === "text") ap.appendVarchar(v as string);
-        else if (kind === "int") ap.appendInteger(v as number);
-        else if (kind === "double") ap.appendDouble(v as number);
-        else ap.appendBoolean(v as boolean);
-      }
-      ap.endRow();
-    }
+    for (const r of batch) appendRow(ap, r);
     ap.flushSync();
     ap.closeSync();
     const inserted = await d.all<{ event_id: string; topic_id: string }>(
       `INSERT INTO raw_events (${COLUMN_LIST})
        SELECT ${COLUMN_LIST} FROM __upd_stage s
-       WHERE NOT EXISTS (SELECT 1 FROM raw_events r WHERE r.event_id = s.event_id)
+       WHERE s.event_id NOT IN (
+         SELECT r.event_id FROM raw_events r WHERE r.event_id IN (SELECT event_id FROM __upd_stage))
        RETURNING event_id, topic_id`,
     );
     await d.run("DROP TABLE IF EXISTS __upd_stage");
@@ -320,6 +325,31 @@ export class DuckRawEventStore implements RawEventStore {
       out.push(...stored);
     }
     return out;
+  }
+
+  /**
+   * record() without its answer, for a copy of raw rows whose record is elsewhere
+   * (serving/rawMirror.ts): appends the rows of every event_id not stored yet (the first stored
+   * version wins, as in record()). Two statements instead of record()'s five: the batch's ids already
+   * stored (a filter on the ids, not a join of the whole table: record()'s anti-join costs more as the
+   * table grows), then an appender straight into raw_events. The caller serializes writes to this
+   * file (the server's StoreGate), so no row lands between the two.
+   */
+  async append(rows: readonly RawEventRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    const batch = firstPerEvent(rows);
+    const ids = [...new Set(batch.map((r) => r.event_id))];
+    const stored = await this.duck.all<{ event_id: string }>(
+      "SELECT DISTINCT event_id FROM raw_events WHERE event_id IN (SELECT unnest($1::VARCHAR[]))",
+      [listValue(ids)],
+    );
+    const seen = new Set(stored.map((r) => r.event_id));
+    const fresh = seen.size === 0 ? batch : batch.filter((r) => !seen.has(r.event_id));
+    if (fresh.length === 0) return;
+    const ap = await this.duck.conn.createAppender("raw_events");
+    for (const r of fresh) appendRow(ap, r);
+    ap.flushSync();
+    ap.closeSync();
   }
 
   async keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]> {

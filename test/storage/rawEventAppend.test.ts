@@ -1,0 +1,87 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { afterAll, describe, expect, it } from "vitest";
+import { DuckStore } from "../../storage/duckdb.ts";
+import { DuckRawEventStore, type RawEventRow } from "../../storage/rawEventStore.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "raw-append-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A raw row of event `id` on `topic`; `v` varies the payload so a second version of an id differs. */
+const row = (id: number, topic: number, v: number, student: number): RawEventRow => ({
+  event_id: `e-${id}`,
+  type: v % 2 === 0 ? "quiz_attempt" : "assignment",
+  student_key: `k-${student}`,
+  topic_id: `T${topic}`,
+  ts_us: 1_767_000_000_000_000 + id * 1_000_123 + v,
+  school_id: v % 3 === 0 ? null : `s-${v}`,
+  class_id: null,
+  grade: v % 4 === 0 ? null : v,
+  question_id: `q-'${v}`,
+  is_correct: v % 5 === 0 ? null : v % 2 === 0,
+  time_spent_sec: v % 3 === 0 ? null : v / 7,
+  attempt_number: v,
+  hints_used: null,
+  assignment_id: null,
+  score_pct: v * 0.1,
+  video_id: null,
+  watch_pct: null,
+  watch_duration_sec: null,
+  rewind_count: null,
+  attempts: null,
+  correct_count: null,
+  help_requests: null,
+  resolved_count: null,
+  source: "api",
+  ingested_at_us: 1_767_000_000_000_000 + v * 1_000,
+});
+
+const dump = (d: DuckStore) =>
+  d.all("SELECT * FROM raw_events ORDER BY event_id, topic_id, ingested_at, ts, type, student_key");
+
+describe("DuckRawEventStore.append (the server's raw copy, serving/rawMirror.ts)", () => {
+  let n = 0;
+  it("stores exactly what record() stores: first stored version of each event_id, over any batches", async () => {
+    // Batches of (event id, topics, version, student): ids repeat within and across batches (retries,
+    // second versions with other payloads, other students, other topics).
+    const batchArb = fc.array(
+      fc.record({
+        id: fc.integer({ min: 0, max: 12 }),
+        topics: fc.integer({ min: 1, max: 3 }),
+        v: fc.integer({ min: 0, max: 40 }),
+        student: fc.integer({ min: 0, max: 2 }),
+      }),
+      { minLength: 0, maxLength: 12 },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(batchArb, { minLength: 1, maxLength: 5 }), async (batches) => {
+        n++;
+        const a = await DuckStore.open(join(dir, `a${n}.duckdb`), { encryption: null });
+        const b = await DuckStore.open(join(dir, `b${n}.duckdb`), { encryption: null });
+        try {
+          const ra = await DuckRawEventStore.open(a);
+          const rb = await DuckRawEventStore.open(b);
+          for (const batch of batches) {
+            const rows = batch.flatMap((e) =>
+              Array.from({ length: e.topics }, (_, t) => row(e.id, t, e.v, e.student)),
+            );
+            await ra.append(rows);
+            await rb.record(rows);
+          }
+          const got = await dump(a);
+          expect(got).toEqual(await dump(b));
+          // Each event id is stored once per topic at most (the dedupe did something on repeats).
+          const ids = new Set(batches.flat().map((e) => e.id));
+          const distinct = await a.all<{ n: bigint }>("SELECT count(DISTINCT event_id) AS n FROM raw_events");
+          expect(Number(distinct[0]?.n)).toBe(ids.size);
+        } finally {
+          a.close();
+          b.close();
+        }
+      }),
+      { numRuns: 25 },
+    );
+  }, 120_000);
+});
