@@ -63,6 +63,9 @@ describe("mastery serve on PostgreSQL + Redis", () => {
       beforeOpen: pgTopics,
     });
     const h: AppHandle = await testApp(duck, backends.deps);
+    // Runs before the backends' cleanup (cleanups run in reverse): the app's after-the-answer work
+    // (the raw-row copy, alert checks) must finish before its DuckDB is closed under it.
+    cleanups.push(() => h.drain());
     return { id, backends, h, duck };
   }
 
@@ -123,6 +126,7 @@ describe("mastery serve on PostgreSQL + Redis", () => {
     expect(lbody.topics.map((t) => [t.topicId, t.scores.bkt!.score, t.scores.elo!.score])).toEqual(
       body.topics.map((t) => [t.topicId, t.scores.bkt!.score, t.scores.elo!.score]),
     );
+    await lh.drain();
     local.close();
 
     // History from student_mastery_history in PostgreSQL: one row per source per committed batch.
