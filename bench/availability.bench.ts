@@ -21,16 +21,9 @@ import { promisify } from "node:util";
 import { connect } from "nats";
 import { DEMO_JWT_SECRET, signToken } from "../serving/auth.ts";
 import { PgStore } from "../storage/postgres.ts";
+import { envNumber as env } from "./benchEnv.ts";
 
 const run = promisify(execFile);
-const env = (name: string, fallback: number): number => {
-  const v = process.env[name];
-  if (v === undefined || v === "") return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new Error(`${name}=${v} must be a positive number (e.g. ${fallback})`);
-  return n;
-};
 const SECONDS = env("AVAIL_SECONDS", 120);
 const RATE = env("AVAIL_RATE", 200);
 const PERIOD = env("AVAIL_PERIOD", 30);

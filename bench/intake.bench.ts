@@ -35,11 +35,13 @@ import { openServingBackends } from "../serving/servingBackends.ts";
 import { type IncrementalUpdater, rowsFromEvent, streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import type { PgStore } from "../storage/postgres.ts";
+import {
+  BENCH_PSEUDONYM_KEY as KEY,
+  BENCH_PG_URL as PG_URL,
+  BENCH_REDIS_URL as REDIS_URL,
+  BENCH_SECRET as SECRET,
+} from "./benchEnv.ts";
 
-const SECRET = "bench-secret-bench-secret-bench-secret";
-const KEY = "bench-pseudonym-key-0123456789";
-const PG_URL = process.env.MASTERY_PG_URL || "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_URL = process.env.MASTERY_REDIS_URL || "redis://127.0.0.1:6379";
 const REPS = Number(process.env.INTAKE_REPS ?? 7);
 if (!Number.isInteger(REPS) || REPS < 1)
   throw new Error(`INTAKE_REPS=${process.env.INTAKE_REPS} must be a positive integer (e.g. 7)`);

@@ -52,23 +52,17 @@ import { openServingBackends } from "../serving/servingBackends.ts";
 import { streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { PgStore } from "../storage/postgres.ts";
+import {
+  envNumber as env,
+  BENCH_PSEUDONYM_KEY as KEY,
+  BENCH_PG_URL as PG_URL,
+  BENCH_REDIS_URL as REDIS_URL,
+  BENCH_SECRET as SECRET,
+} from "./benchEnv.ts";
 
-const SECRET = "bench-secret-bench-secret-bench-secret";
-const KEY = "bench-pseudonym-key-0123456789";
 const TOPICS = 20;
 const WIDE_STUDENTS = 200;
 const WIDE_TOPICS = 100;
-const PG_URL = process.env.MASTERY_PG_URL || "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_URL = process.env.MASTERY_REDIS_URL || "redis://127.0.0.1:6379";
-
-const env = (name: string, fallback: number): number => {
-  const v = process.env[name];
-  if (v === undefined || v === "") return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new Error(`${name}=${v} must be a positive number (e.g. ${fallback})`);
-  return n;
-};
 
 const EXPLANATION = `{"base":0.3,"factors":[{"name":"correct_answers","value":5,"contribution":0.3},{"name":"incorrect_answers","value":2,"contribution":-0.1},{"name":"bkt_learn","value":0.1,"contribution":0.05}],"rest":0,"score":0.55}`;
 

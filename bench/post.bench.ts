@@ -26,21 +26,16 @@ import { openServingBackends } from "../serving/servingBackends.ts";
 import { streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import type { PgStore } from "../storage/postgres.ts";
+import {
+  BENCH_PSEUDONYM_KEY as KEY,
+  envNumber as num,
+  BENCH_PG_URL as PG_URL,
+  BENCH_REDIS_URL as REDIS_URL,
+  BENCH_SECRET as SECRET,
+} from "./benchEnv.ts";
 
-const SECRET = "bench-secret-bench-secret-bench-secret";
-const KEY = "bench-pseudonym-key-0123456789";
 const TOPICS = 20;
-const PG_URL = process.env.MASTERY_PG_URL || "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_URL = process.env.MASTERY_REDIS_URL || "redis://127.0.0.1:6379";
 
-const num = (name: string, fallback: number): number => {
-  const v = process.env[name];
-  if (v === undefined || v === "") return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new Error(`${name}=${v} must be a positive number (e.g. ${fallback})`);
-  return n;
-};
 const cpuUs = () => {
   const u = process.cpuUsage();
   return u.user + u.system;
