@@ -56,6 +56,8 @@ import {
   envNumber as env,
   BENCH_PSEUDONYM_KEY as KEY,
   BENCH_PG_URL as PG_URL,
+  POST_BATCH,
+  quizPostBody,
   BENCH_REDIS_URL as REDIS_URL,
   BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
@@ -468,21 +470,9 @@ async function serveBare(): Promise<void> {
 
 let eventSeq = 0;
 function eventBatch(tag: string, student: number): string {
-  const events = [];
-  for (let i = 0; i < 10; i++) {
-    const n = eventSeq++;
-    events.push({
-      event_id: `load-${tag}-${process.pid}-${n}`,
-      type: "quiz_attempt",
-      student_id: `student-${student}`,
-      topic_id: `T${n % TOPICS}`,
-      timestamp: new Date(Date.UTC(2026, 0, 6, 8) + n * 1000).toISOString(),
-      question_id: `q-${n % 50}`,
-      is_correct: n % 3 !== 0,
-      time_spent_sec: 20,
-    });
-  }
-  return JSON.stringify({ events });
+  const body = quizPostBody(`load-${tag}-${process.pid}`, student, eventSeq, TOPICS);
+  eventSeq += POST_BATCH;
+  return body;
 }
 
 /** Zipf(1) sampler over 0..n-1 (rank = student index). */

@@ -30,6 +30,8 @@ import {
   BENCH_PSEUDONYM_KEY as KEY,
   envNumber as num,
   BENCH_PG_URL as PG_URL,
+  POST_BATCH,
+  quizPostBody,
   BENCH_REDIS_URL as REDIS_URL,
   BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
@@ -107,21 +109,9 @@ async function serve(): Promise<void> {
 
 let seq = 0;
 function batch(student: number): string {
-  const events = [];
-  for (let i = 0; i < 10; i++) {
-    const n = seq++;
-    events.push({
-      event_id: `post-${process.pid}-${n}`,
-      type: "quiz_attempt",
-      student_id: `student-${student}`,
-      topic_id: `T${n % TOPICS}`,
-      timestamp: new Date(Date.UTC(2026, 0, 6, 8) + n * 1000).toISOString(),
-      question_id: `q-${n % 50}`,
-      is_correct: n % 3 !== 0,
-      time_spent_sec: 20,
-    });
-  }
-  return JSON.stringify({ events });
+  const body = quizPostBody(`post-${process.pid}`, student, seq, TOPICS);
+  seq += POST_BATCH;
+  return body;
 }
 
 async function drive(): Promise<void> {
