@@ -30,6 +30,8 @@
  *   LOAD_DUCK_THREADS=1 ...                           # the server's DuckDB with that many threads
  *   LOAD_GROUP_STATS=1 ...                            # the server prints its POST group-commit stats at the end
  *   LOAD_HOT=100 ...                                  # only GET /mastery of 100 students: the cache-hit path alone
+ *   LOAD_KINDS=1 ...                                  # then each request kind alone, open loop for LOAD_KIND_SECONDS
+ *                                                       (default 5): server CPU per request of each kind
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
 import { fork } from "node:child_process";
@@ -496,6 +498,11 @@ function zipf(n: number): () => number {
   };
 }
 
+/** The mix's request kinds, and the uniform draw that picks each one in setupRequest. */
+const KINDS = ["mastery", "history", "recommendations", "events"] as const;
+type Kind = (typeof KINDS)[number];
+const KIND_DRAW: Record<Kind, number> = { mastery: 0, history: 0.87, recommendations: 0.92, events: 0.97 };
+
 interface CannonResult {
   requests: { average: number; total: number; sent: number };
   latency: { p50: number; p90: number; p99: number; max: number };
@@ -597,7 +604,8 @@ async function drive(): Promise<void> {
     const barePort = await new Promise<number>((ok) =>
       bare.once("message", (m) => ok((m as { port: number }).port)),
     );
-    const run = (port: number, duration: number, overallRate?: number) =>
+    // kind: one request kind alone (the LOAD_KINDS phase); undefined: the mix.
+    const run = (port: number, duration: number, overallRate?: number, kind?: Kind) =>
       autocannon({
         url: `http://127.0.0.1:${port}`,
         connections,
@@ -607,7 +615,7 @@ async function drive(): Promise<void> {
         requests: [
           {
             setupRequest: (req: Record<string, unknown>) => {
-              const u = hotOnly ? 0 : Math.random();
+              const u = hotOnly ? 0 : kind !== undefined ? KIND_DRAW[kind] : Math.random();
               const s = hotOnly ? Math.floor(Math.random() * hotOnly) : pick();
               if (u < 0.85) return { ...req, method: "GET", path: `/mastery/student-${s}` };
               if (u < 0.9)
@@ -644,12 +652,16 @@ async function drive(): Promise<void> {
     // other jobs on a shared machine inflate far less than they move req/s.
     const measured = async (proc: ReturnType<typeof child>, fn: () => Promise<CannonResult>) => {
       const c0 = await counts(proc);
+      const k0 = cpuUs();
       const r = await fn();
+      const k1 = cpuUs();
       const c1 = await counts(proc);
       const h = c1.hits - c0.hits;
       const n = h + c1.misses - c0.misses;
       const cpuPerReq = (c1.cpuUs - c0.cpuUs) / Math.max(1, r.requests.total);
-      return { r, hits: `${((100 * h) / Math.max(1, n)).toFixed(1)}% of ${n}`, cpuPerReq };
+      // The load generator's own CPU (this process, autocannon) per request: it shares the 2 cores.
+      const clientCpuPerReq = (k1 - k0) / Math.max(1, r.requests.total);
+      return { r, hits: `${((100 * h) / Math.max(1, n)).toFixed(1)}% of ${n}`, cpuPerReq, clientCpuPerReq };
     };
     // JIT warm-up of both (short; most students stay cold).
     await run(barePort, 1);
@@ -687,7 +699,23 @@ async function drive(): Promise<void> {
       `  server CPU per request (user + system): open loop app ${am.cpuPerReq.toFixed(0)} µs vs bare ${bm.cpuPerReq.toFixed(0)} µs ` +
         `(bare/app ${(bm.cpuPerReq / am.cpuPerReq).toFixed(2)}); at ${rate} req/s app ${afm.cpuPerReq.toFixed(0)} µs vs bare ${bfm.cpuPerReq.toFixed(0)} µs ` +
         `(bare/app ${(bfm.cpuPerReq / afm.cpuPerReq).toFixed(2)})`,
+      `  load generator CPU per request (autocannon, this process): open loop ${am.clientCpuPerReq.toFixed(0)} µs (bare ${bm.clientCpuPerReq.toFixed(0)}); ` +
+        `at ${rate} req/s ${afm.clientCpuPerReq.toFixed(0)} µs (bare ${bfm.clientCpuPerReq.toFixed(0)})`,
     );
+    if (process.env.LOAD_KINDS === "1") {
+      // Each kind alone, open loop: the server's CPU per request of that kind (hits and misses as they
+      // come for GET /mastery, with the cache as the mix left it).
+      const kindSeconds = env("LOAD_KIND_SECONDS", 5);
+      const parts: string[] = [];
+      for (const kind of KINDS) {
+        const km = await measured(app, () => run(ready.port, kindSeconds, undefined, kind));
+        parts.push(
+          `${kind} ${km.cpuPerReq.toFixed(0)} µs (${km.r.requests.average.toFixed(0)} req/s` +
+            (kind === "mastery" ? `, hits ${km.hits})` : ")"),
+        );
+      }
+      out.push(`  server CPU per request by kind, each alone, open loop ${kindSeconds} s: ${parts.join("; ")}`);
+    }
     bare.send("stop");
     app.send("stop");
     await new Promise((ok) => app.once("exit", ok));
