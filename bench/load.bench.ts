@@ -714,7 +714,9 @@ async function drive(): Promise<void> {
             (kind === "mastery" ? `, hits ${km.hits})` : ")"),
         );
       }
-      out.push(`  server CPU per request by kind, each alone, open loop ${kindSeconds} s: ${parts.join("; ")}`);
+      out.push(
+        `  server CPU per request by kind, each alone, open loop ${kindSeconds} s: ${parts.join("; ")}`,
+      );
     }
     bare.send("stop");
     app.send("stop");
