@@ -90,10 +90,7 @@ async function abilitiesFromState(
   studentKey: string,
   topicIds: readonly string[],
 ): Promise<Map<string, number>> {
-  const loaded = await state.load(topicIds.map((topicId) => ({ studentKey, topicId, eventIds: [] })));
-  const out = new Map<string, number>();
-  for (const k of loaded) if (k.state !== null) out.set(k.topicId, k.state.eloAbility);
-  return out;
+  return state.eloAbilities(studentKey, topicIds);
 }
 
 /**
