@@ -30,6 +30,7 @@
  *   LOAD_DUCK_THREADS=1 ...                           # the server's DuckDB with that many threads
  *   LOAD_GROUP_STATS=1 ...                            # the server prints its POST group-commit stats at the end
  *   LOAD_HOT=100 ...                                  # only GET /mastery of 100 students: the cache-hit path alone
+ *   LOAD_SEQ_N=200 ...                                # sequential GETs of each kind before the load (CPU each)
  *   LOAD_KINDS=1 ...                                  # then each request kind alone, open loop for LOAD_KIND_SECONDS
  *                                                       (default 5): server CPU per request of each kind
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
@@ -76,6 +77,11 @@ interface Ready {
   postMedianMs: number;
   /** CPU (user + system) per sequential POST of the process that sent them (the server in the one-process modes, its fetch included), µs. */
   postCpuUs: number;
+  /**
+   * Sequential requests of each GET kind (LOAD_SEQ_N each, after a warm-up; GET /mastery of one student:
+   * cache hits): median ms and CPU per request of the process that sent them (in-process fetch included).
+   */
+  seq: Record<string, { medianMs: number; cpuUs: number }>;
   cold: {
     wideMedianMs: number;
     wideP90Ms: number;
@@ -238,7 +244,9 @@ function workerCounts(workers: readonly Worker[]): Promise<Counts> {
 }
 
 /** Body sizes of each route (for the bare twin) and the median of 20 sequential POST /events. */
-async function sizeAndPost(port: number): Promise<Pick<Ready, "bodies" | "postMedianMs" | "postCpuUs">> {
+async function sizeAndPost(
+  port: number,
+): Promise<Pick<Ready, "bodies" | "postMedianMs" | "postCpuUs" | "seq">> {
   const token = await signToken(SECRET, { role: "admin", sub: "bench" });
   const get = (path: string) =>
     fetch(`http://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${token}` } }).then((r) =>
@@ -268,6 +276,7 @@ async function sizeAndPost(port: number): Promise<Pick<Ready, "bodies" | "postMe
   return {
     postMedianMs: quantile(postMs, 0.5),
     postCpuUs: (cpuUs() - cpu0) / postMs.length,
+    seq: await sequentialGets(get),
     bodies: {
       mastery: (await get("/mastery/student-1")).length,
       history: (await get("/mastery/student-1/T3/history")).length,
@@ -275,6 +284,36 @@ async function sizeAndPost(port: number): Promise<Pick<Ready, "bodies" | "postMe
       events: eventsBody.length,
     },
   };
+}
+
+/**
+ * Each GET kind alone, sequentially (one request in flight): a cost per request that the other jobs on
+ * the machine inflate less than the open-loop runs. Students 1..n in turn (the history and
+ * recommendations of students whose GET /mastery body is cached), GET /mastery of student 1 only.
+ */
+async function sequentialGets(
+  get: (path: string) => Promise<string>,
+): Promise<Record<string, { medianMs: number; cpuUs: number }>> {
+  const n = env("LOAD_SEQ_N", 200);
+  const paths: Record<string, (i: number) => string> = {
+    "mastery (hit)": () => "/mastery/student-1",
+    history: (i) => `/mastery/student-${1 + (i % 50)}/T${i % TOPICS}/history`,
+    recommendations: (i) => `/recommendations/student-${1 + (i % 50)}`,
+  };
+  for (let i = 1; i <= 50; i++) await get(`/mastery/student-${i}`);
+  const out: Record<string, { medianMs: number; cpuUs: number }> = {};
+  for (const [kind, path] of Object.entries(paths)) {
+    for (let i = 0; i < 50; i++) await get(path(i)); // warm-up
+    const ms: number[] = [];
+    const cpu0 = cpuUs();
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      await get(path(i));
+      ms.push(performance.now() - t0);
+    }
+    out[kind] = { medianMs: quantile(ms, 0.5), cpuUs: (cpuUs() - cpu0) / n };
+  }
+  return out;
 }
 
 async function serve(mode: Mode): Promise<void> {
@@ -695,6 +734,12 @@ async function drive(): Promise<void> {
         (ready.cold.n === 0
           ? ""
           : `; server CPU ${ready.postCpuUs.toFixed(0)} µs per POST (its in-process fetch included)`),
+      ready.cold.n === 0
+        ? "  sequential GETs: measured in the one-process modes"
+        : `  sequential GETs (one in flight, LOAD_SEQ_N each; CPU of the server process with its in-process fetch): ` +
+            Object.entries(ready.seq)
+              .map(([k, v]) => `${k} ${v.medianMs.toFixed(2)} ms, ${v.cpuUs.toFixed(0)} µs`)
+              .join("; "),
       `  GET /mastery body cache hits: open loop ${aHits}, at ${rate} req/s ${afHits}`,
       `  server CPU per request (user + system): open loop app ${am.cpuPerReq.toFixed(0)} µs vs bare ${bm.cpuPerReq.toFixed(0)} µs ` +
         `(bare/app ${(bm.cpuPerReq / am.cpuPerReq).toFixed(2)}); at ${rate} req/s app ${afm.cpuPerReq.toFixed(0)} µs vs bare ${bfm.cpuPerReq.toFixed(0)} µs ` +
