@@ -33,6 +33,9 @@ const state = (eloAbility: number): StoredLearnerState => ({
   eloModelVersion: "default",
 });
 
+// A fresh pair of students for every property run (keys never reused across runs).
+let runSeq = 0;
+
 const TOPICS = ["T0", "T1", "T2", "T3", "T4", "T5"];
 
 /**
@@ -52,7 +55,8 @@ async function checkAgainstLoad(store: StateStore, run: string): Promise<void> {
       ),
       fc.subarray(TOPICS),
       async (writes, asked) => {
-        const sk = (s: string) => `${run}-${fc.sample(fc.nat(), 1)[0]}-${s}`;
+        runSeq += 1;
+        const sk = (s: string) => `${run}-${runSeq}-${s}`;
         const keys = { a: sk("a"), b: sk("b") };
         for (const w of writes) {
           const studentKey = keys[w.student as "a" | "b"];
