@@ -26,7 +26,7 @@
  * with plain accuracy falling back to the skill's train accuracy before the epoch.
  *
  *   SYNTH=0 npx tsx bench/validity.bench.ts                       # real log (this protocol) only
- *   REAL_CUTS_PER_STUDENT=10 REAL_EPOCHS=4 REAL_SEED=1 ...         # the defaults
+ *   REAL_CUTS_PER_STUDENT=20 REAL_EPOCHS=4 REAL_SEED=1 ...         # the defaults
  *   REAL_PROTOCOL=global SYNTH=0 npx tsx bench/validity.bench.ts   # round 2's 6 global cuts (full pipeline)
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";

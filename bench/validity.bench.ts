@@ -502,7 +502,7 @@ async function runRealLog(work: string): Promise<void> {
 function runStudentCuts(): void {
   const o = {
     dataDir: join(DATA, "assistments17_gervet", "split"),
-    cutsPerStudent: envInt("REAL_CUTS_PER_STUDENT", 10),
+    cutsPerStudent: envInt("REAL_CUTS_PER_STUDENT", 20),
     epochs: envInt("REAL_EPOCHS", 4),
     seed: envInt("REAL_SEED", 1),
     resamples: envInt("REAL_RESAMPLES", 1000),
@@ -530,6 +530,14 @@ function runStudentCuts(): void {
     o.resamples,
     o.seed,
   );
+  if (o.extra !== undefined)
+    printComparison(
+      "candidates against the served score, every labelled pair",
+      r.pairs,
+      "served",
+      o.resamples,
+      o.seed,
+    );
   printComparison(
     "every labelled pair (plain accuracy falls back to the skill's train accuracy: accuracy_or_skill)",
     r.pairs,
