@@ -125,18 +125,34 @@ export class DuckStore {
     return rows[0];
   }
 
-  /** Runs `fn` inside a transaction; rolls back and rethrows on error. */
+  /**
+   * Runs `fn` inside a transaction; rolls back and rethrows on error. Nested calls (a store's
+   * transaction inside a caller's, e.g. one POST /events group of raw append, state and scores) join
+   * the outer transaction: one commit for all, and an error anywhere rolls all of it back. DuckDB
+   * has no savepoints, so an inner error cannot be caught and the rest committed.
+   */
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.inTransaction) return fn();
     await this.conn.run("BEGIN TRANSACTION");
+    this.inTransaction = true;
     try {
       const out = await fn();
+      this.inTransaction = false;
       await this.conn.run("COMMIT");
       return out;
     } catch (err) {
-      await this.conn.run("ROLLBACK");
+      if (this.inTransaction) {
+        this.inTransaction = false;
+        await this.conn.run("ROLLBACK");
+      } else {
+        // COMMIT itself failed: DuckDB has rolled back already; a ROLLBACK now would fail on "no transaction".
+        await this.conn.run("ROLLBACK").catch(() => undefined);
+      }
       throw err;
     }
   }
+
+  private inTransaction = false;
 
   /** Names of the persistent (non-temporary) tables in the main schema. */
   async tableNames(): Promise<string[]> {
