@@ -414,6 +414,9 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   // this file; an updater of its own (PostgreSQL) does not wait for this file's queue.
   const intakeUpdater = new CoalescingUpdater(updater, {
     run: mirrorRaw ? (fn) => fn() : (fn) => gate.run(fn),
+    // The updater writes this file: a group's raw append, state and scores in one DuckDB transaction
+    // (one commit instead of three; the alert check after it is outside, its failure fails nothing).
+    ...(deps.updater === undefined ? { atomic: <T>(fn: () => Promise<T>) => store.transaction(fn) } : {}),
     after: async (rows, results) => {
       mirror?.enqueue(rows);
       // Duplicates too: a client's retry of a request whose check never ran (updater.ts alertKeys).

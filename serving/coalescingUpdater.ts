@@ -24,6 +24,12 @@ import type { ApplyResult, EventUpdater } from "./updater.ts";
 export interface CoalescingOptions {
   /** Runs one group's store work (the embedded server's StoreGate; default: directly). */
   run?: <T>(fn: () => Promise<T>) => Promise<T>;
+  /**
+   * Inside `run`, around the apply alone (not `after`): the embedded server's one DuckDB transaction
+   * per group, so the raw append, state commit and score write of a group are one commit (one WAL
+   * flush) and land together or not at all. Default: none (each store commits on its own).
+   */
+  atomic?: <T>(fn: () => Promise<T>) => Promise<T>;
   /** Inside `run`, after a successful apply: e.g. the alert check and the raw mirror, once per group. */
   after?: (rows: readonly RawEventRow[], results: readonly ApplyResult[]) => Promise<void>;
   /** Most rows per group (default 5,000). */
@@ -106,8 +112,10 @@ export class CoalescingUpdater implements EventUpdater {
   }
 
   private once(rows: readonly RawEventRow[]): Promise<ApplyResult[]> {
+    const atomic = this.opts.atomic;
     return this.run(async () => {
-      const results = await this.inner.apply(rows);
+      const results =
+        atomic === undefined ? await this.inner.apply(rows) : await atomic(() => this.inner.apply(rows));
       await this.opts.after?.(rows, results);
       return results;
     });

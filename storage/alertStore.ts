@@ -1,5 +1,5 @@
 import type { DuckStore } from "./duckdb.ts";
-import { DuckDBTimestampValue, listValue } from "./duckdbApi.ts";
+import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, TIMESTAMP, VARCHAR } from "./duckdbApi.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { ALERT_DDL } from "./schema.ts";
 
@@ -134,31 +134,42 @@ export class DuckAlertStore implements AlertStore {
       return new Set();
     }
     return store.transaction(async () => {
-      await store.run("CREATE OR REPLACE TEMP TABLE __alerts_stage AS SELECT * FROM alerts LIMIT 0");
-      const aa = await store.conn.createAppender("__alerts_stage", "main", "temp");
-      for (const a of alerts) {
-        aa.appendVarchar(a.alertId);
-        aa.appendVarchar(a.studentKey);
-        aa.appendVarchar(a.topicId);
-        aa.appendVarchar(a.rule);
-        aa.appendDouble(a.threshold);
-        aa.appendDouble(a.score);
-        aa.appendVarchar(a.scoreSource);
-        if (a.schoolId === null) aa.appendNull();
-        else aa.appendVarchar(a.schoolId);
-        if (a.grade === null) aa.appendNull();
-        else aa.appendInteger(a.grade);
-        aa.appendInteger(a.crossing);
-        aa.appendTimestamp(micros(at));
-        aa.endRow();
-      }
-      aa.closeSync();
-      const inserted = await store.all<{ alert_id: string }>(
-        "INSERT OR IGNORE INTO alerts SELECT * FROM __alerts_stage RETURNING alert_id",
+      // One statement for the alerts, as typed column lists (no staging table to create, fill and drop).
+      const inserted = await store.conn.runAndReadAll(
+        `INSERT OR IGNORE INTO alerts
+         SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]), unnest($4::VARCHAR[]),
+                unnest($5::DOUBLE[]), unnest($6::DOUBLE[]), unnest($7::VARCHAR[]), unnest($8::VARCHAR[]),
+                unnest($9::BIGINT[])::INTEGER, unnest($10::BIGINT[])::INTEGER, $11::TIMESTAMP
+         RETURNING alert_id`,
+        [
+          listValue(alerts.map((a) => a.alertId)),
+          listValue(alerts.map((a) => a.studentKey)),
+          listValue(alerts.map((a) => a.topicId)),
+          listValue(alerts.map((a) => a.rule)),
+          listValue(alerts.map((a) => a.threshold)),
+          listValue(alerts.map((a) => a.score)),
+          listValue(alerts.map((a) => a.scoreSource)),
+          listValue(alerts.map((a) => a.schoolId)),
+          listValue(alerts.map((a) => (a.grade === null ? null : BigInt(a.grade)))),
+          listValue(alerts.map((a) => BigInt(a.crossing))),
+          micros(at),
+        ],
+        [
+          LIST(VARCHAR),
+          LIST(VARCHAR),
+          LIST(VARCHAR),
+          LIST(VARCHAR),
+          LIST(DOUBLE),
+          LIST(DOUBLE),
+          LIST(VARCHAR),
+          LIST(VARCHAR),
+          LIST(BIGINT),
+          LIST(BIGINT),
+          TIMESTAMP,
+        ],
       );
-      await store.run("DROP TABLE __alerts_stage");
       await writeStates();
-      return new Set(inserted.map((r) => r.alert_id));
+      return new Set((inserted.getRowObjectsJS() as { alert_id: string }[]).map((r) => r.alert_id));
     });
   }
 

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
-import type { DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
+import type { DuckDBConnection, DuckDBPreparedStatement, DuckDBValue } from "@duckdb/node-api";
 import { DuckDBInstance } from "./duckdbApi.ts";
 import { CORE_DDL } from "./schema.ts";
 
@@ -125,18 +125,34 @@ export class DuckStore {
     return rows[0];
   }
 
-  /** Runs `fn` inside a transaction; rolls back and rethrows on error. */
+  /**
+   * Runs `fn` inside a transaction; rolls back and rethrows on error. Nested calls (a store's
+   * transaction inside a caller's, e.g. one POST /events group of raw append, state and scores) join
+   * the outer transaction: one commit for all, and an error anywhere rolls all of it back. DuckDB
+   * has no savepoints, so an inner error cannot be caught and the rest committed.
+   */
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.inTransaction) return fn();
     await this.conn.run("BEGIN TRANSACTION");
+    this.inTransaction = true;
     try {
       const out = await fn();
+      this.inTransaction = false;
       await this.conn.run("COMMIT");
       return out;
     } catch (err) {
-      await this.conn.run("ROLLBACK");
+      if (this.inTransaction) {
+        this.inTransaction = false;
+        await this.conn.run("ROLLBACK");
+      } else {
+        // COMMIT itself failed: DuckDB has rolled back already; a ROLLBACK now would fail on "no transaction".
+        await this.conn.run("ROLLBACK").catch(() => undefined);
+      }
       throw err;
     }
   }
+
+  private inTransaction = false;
 
   /** Names of the persistent (non-temporary) tables in the main schema. */
   async tableNames(): Promise<string[]> {
@@ -417,15 +433,20 @@ export async function rekeyDuckDbFile(path: string, opts: RekeyOptions): Promise
 
 /**
  * Read-only connections of one DuckDB instance (DuckStore.readPool). A connection runs one query at
- * a time; a query takes any idle connection or waits for the first to come back.
+ * a time; a query takes any idle connection or waits for the first to come back. Each connection
+ * keeps its last PREPARED_PER_CONNECTION statements prepared (the served reads are a handful of
+ * fixed SQL texts), so a repeated read is bound and run without being parsed and planned again;
+ * DuckDB re-plans a prepared statement itself when the catalog changed since.
  */
 export class DuckReadPool {
   private readonly idle: DuckDBConnection[];
   private readonly waiters: ((c: DuckDBConnection) => void)[] = [];
+  private readonly prepared = new Map<DuckDBConnection, Map<string, DuckDBPreparedStatement>>();
   private closed = false;
 
   constructor(private readonly conns: DuckDBConnection[]) {
     this.idle = [...conns];
+    for (const c of conns) this.prepared.set(c, new Map());
   }
 
   get size(): number {
@@ -442,13 +463,35 @@ export class DuckReadPool {
       throw new StorageError("DB_CLOSED", "the DuckDB read pool is closed (the store was closed)");
     const c = this.idle.pop() ?? (await new Promise<DuckDBConnection>((ok) => this.waiters.push(ok)));
     try {
-      const reader = await c.runAndReadAll(sql, params);
+      const ps = await this.statement(c, sql);
+      if (params === undefined) ps.clearBindings();
+      else ps.bind(params);
+      const reader = await ps.runAndReadAll();
       return reader.getRowObjectsJS() as T[];
     } finally {
       const next = this.waiters.shift();
       if (next !== undefined) next(c);
       else this.idle.push(c);
     }
+  }
+
+  /** `sql` prepared on connection `c`, from its cache (most recently used last) or newly. */
+  private async statement(c: DuckDBConnection, sql: string): Promise<DuckDBPreparedStatement> {
+    const cache = this.prepared.get(c)!;
+    const hit = cache.get(sql);
+    if (hit !== undefined) {
+      cache.delete(sql);
+      cache.set(sql, hit);
+      return hit;
+    }
+    const ps = await c.prepare(sql);
+    cache.set(sql, ps);
+    if (cache.size > PREPARED_PER_CONNECTION) {
+      const [oldestSql, oldest] = cache.entries().next().value as [string, DuckDBPreparedStatement];
+      cache.delete(oldestSql);
+      oldest.destroySync();
+    }
+    return ps;
   }
 
   async one<T extends Row = Row>(sql: string, params?: Params): Promise<T | undefined> {
@@ -458,6 +501,11 @@ export class DuckReadPool {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const cache of this.prepared.values()) for (const ps of cache.values()) ps.destroySync();
+    this.prepared.clear();
     for (const c of this.conns) c.closeSync();
   }
 }
+
+/** Prepared statements kept per read-pool connection. */
+const PREPARED_PER_CONNECTION = 32;

@@ -9,7 +9,7 @@ import type * as Duck from "@duckdb/node-api";
  */
 const duck = createRequire(import.meta.url)("@duckdb/node-api") as typeof Duck;
 
-export const { BIGINT, DOUBLE, LIST, TIMESTAMP, VARCHAR, listValue } = duck;
+export const { BIGINT, BOOLEAN, DOUBLE, LIST, TIMESTAMP, VARCHAR, listValue } = duck;
 export const DuckDBInstance = duck.DuckDBInstance;
 export type DuckDBInstance = Duck.DuckDBInstance;
 export const DuckDBTimestampValue = duck.DuckDBTimestampValue;

@@ -1,6 +1,6 @@
 import type { DuckDBAppender } from "@duckdb/node-api";
 import type { DuckStore } from "./duckdb.ts";
-import { BIGINT, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
+import { BIGINT, BOOLEAN, DOUBLE, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
 
@@ -117,6 +117,24 @@ const RAW_COLUMNS: readonly (readonly [keyof RawEventRow, string, ColumnKind])[]
 ];
 
 const COLUMN_LIST = RAW_COLUMNS.map(([, c]) => c).join(", ");
+
+// raw_events rows as one typed list per column (DuckRawEventStore.record): timestamps as epoch
+// microseconds, integer columns as DOUBLE (DuckDB casts them and refuses a fraction or overflow with
+// a Conversion Error, as it refuses a NULL in a NOT NULL column with a Constraint Error).
+const LIST_SQL_TYPE: Record<ColumnKind, string> = {
+  text: "VARCHAR",
+  ts: "BIGINT",
+  int: "DOUBLE",
+  double: "DOUBLE",
+  bool: "BOOLEAN",
+};
+const RAW_LIST_SELECT = `SELECT ${RAW_COLUMNS.map(([, , kind], i) => {
+  const u = `unnest($${i + 1}::${LIST_SQL_TYPE[kind]}[])`;
+  return kind === "ts" ? `make_timestamp(${u})` : kind === "int" ? `${u}::INTEGER` : u;
+}).join(", ")}`;
+const RAW_LIST_TYPES = RAW_COLUMNS.map(([, , kind]) =>
+  LIST(kind === "text" ? VARCHAR : kind === "ts" ? BIGINT : kind === "bool" ? BOOLEAN : DOUBLE),
+);
 
 /**
  * Epoch microseconds -> "YYYY-MM-DD HH:MM:SS.ffffff" (UTC), exact (Date alone keeps milliseconds).
@@ -292,48 +310,49 @@ export class DuckRawEventStore implements RawEventStore {
     return new DuckRawEventStore(duck);
   }
 
+  /**
+   * Two statements: the stored rows of the batch's event ids (a filter on the ids), then one INSERT of
+   * the events not stored yet, the rows bound as typed column lists (the first stored version of an
+   * event_id wins). The caller serializes writes to this file (the updater's queue, the server's
+   * StoreGate), so no row lands between the two; inside a transaction (DuckStore.transaction) the
+   * insert is part of it. A value the table refuses fails the INSERT as a whole (a DuckDB Constraint
+   * or Conversion Error, storeErrorKind "data").
+   */
   async record(rows: readonly RawEventRow[]): Promise<LearnerRow[]> {
     if (rows.length === 0) return [];
     const batch = firstPerEvent(rows);
-    const d = this.duck;
-    await d.run(`CREATE OR REPLACE TEMP TABLE __upd_stage AS SELECT ${COLUMN_LIST} FROM raw_events LIMIT 0`);
-    const ap = await d.conn.createAppender("__upd_stage", "main", "temp");
-    for (const r of batch) appendRow(ap, r);
-    ap.flushSync();
-    ap.closeSync();
-    const inserted = await d.all<{ event_id: string; topic_id: string }>(
-      `INSERT INTO raw_events (${COLUMN_LIST})
-       SELECT ${COLUMN_LIST} FROM __upd_stage s
-       WHERE s.event_id NOT IN (
-         SELECT r.event_id FROM raw_events r WHERE r.event_id IN (SELECT event_id FROM __upd_stage))
-       RETURNING event_id, topic_id`,
+    const ids = [...new Set(batch.map((r) => r.event_id))];
+    const stored = await this.duck.all<LearnerRow>(
+      `SELECT ${DUCK_LEARNER_COLUMNS} FROM raw_events WHERE event_id IN (SELECT unnest($1::VARCHAR[]))
+       ${DUCK_DEDUPED}`,
+      [listValue(ids)],
     );
-    await d.run("DROP TABLE IF EXISTS __upd_stage");
-    const done = new Set(inserted.map((r) => `${r.event_id}\u0000${r.topic_id}`));
-    const out: LearnerRow[] = [];
-    const missing = new Set<string>();
-    for (const r of batch) {
-      if (done.has(`${r.event_id}\u0000${r.topic_id}`)) out.push(learnerRow(r));
-      else missing.add(r.event_id);
-    }
-    if (missing.size > 0) {
-      const stored = await d.all<LearnerRow>(
-        `SELECT ${DUCK_LEARNER_COLUMNS} FROM raw_events WHERE event_id IN (SELECT unnest($1::VARCHAR[]))
-         ${DUCK_DEDUPED}`,
-        [listValue([...missing])],
+    const seen = new Set(stored.map((r) => r.event_id));
+    const fresh = seen.size === 0 ? batch : batch.filter((r) => !seen.has(r.event_id));
+    if (fresh.length > 0)
+      await this.duck.conn.run(
+        `INSERT INTO raw_events (${COLUMN_LIST}) ${RAW_LIST_SELECT}`,
+        RAW_COLUMNS.map(([field, , kind]) =>
+          listValue(
+            fresh.map((r) => {
+              const v = r[field];
+              return v === null ? null : kind === "ts" ? BigInt(Math.round(v as number)) : v;
+            }),
+          ),
+        ),
+        RAW_LIST_TYPES,
       );
-      out.push(...stored);
-    }
+    const out = fresh.map(learnerRow);
+    out.push(...stored);
     return out;
   }
 
   /**
    * record() without its answer, for a copy of raw rows whose record is elsewhere
    * (serving/rawMirror.ts): appends the rows of every event_id not stored yet (the first stored
-   * version wins, as in record()). Two statements instead of record()'s five: the batch's ids already
-   * stored (a filter on the ids, not a join of the whole table: record()'s anti-join costs more as the
-   * table grows), then an appender straight into raw_events. The caller serializes writes to this
-   * file (the server's StoreGate), so no row lands between the two.
+   * version wins, as in record()): the batch's ids already stored, then an appender straight into
+   * raw_events. The caller serializes writes to this file (the server's StoreGate), so no row lands
+   * between the two.
    */
   async append(rows: readonly RawEventRow[]): Promise<void> {
     if (rows.length === 0) return;

@@ -1,8 +1,8 @@
-import type { DuckDBAppender } from "@duckdb/node-api";
+import type { DuckDBAppender, DuckDBValue } from "@duckdb/node-api";
 import { Redis } from "ioredis";
 import type { LearnerState } from "../models/learnerState.ts";
 import type { DuckStore } from "./duckdb.ts";
-import { DuckDBTimestampValue, listValue } from "./duckdbApi.ts";
+import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
 import { STREAM_DDL } from "./schema.ts";
 import { redisTlsOptions } from "./tls.ts";
 import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
@@ -541,6 +541,65 @@ export function appendLearnerStateRow(
   ap.endRow();
 }
 
+/** SELECT of the column lists stateLists binds, in LEARNER_STATE_COLUMNS order. */
+const STATE_LIST_SELECT = `SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::DOUBLE[]),
+  unnest($4::DOUBLE[]), unnest($5::BIGINT[]), unnest($6::BIGINT[]), make_timestamp(unnest($7::BIGINT[])),
+  unnest($8::VARCHAR[]), unnest($9::BIGINT[]), make_timestamp(unnest($10::BIGINT[])), unnest($11::BIGINT[]),
+  unnest($12::DOUBLE[]), unnest($13::DOUBLE[]), unnest($14::DOUBLE[]), unnest($15::DOUBLE[]), unnest($16::DOUBLE[]),
+  unnest($17::DOUBLE[]), unnest($18::DOUBLE[]), unnest($19::DOUBLE[]), unnest($20::VARCHAR[]), unnest($21::VARCHAR[]),
+  unnest($22::DOUBLE[]), unnest($23::BIGINT[])`;
+
+// Every list bound with its type: an untyped list takes the type of its first value (a delta of exactly 0 would make an INTEGER list).
+const STATE_LIST_TYPES = [
+  LIST(VARCHAR),
+  LIST(VARCHAR),
+  LIST(DOUBLE),
+  LIST(DOUBLE),
+  LIST(BIGINT),
+  LIST(BIGINT),
+  LIST(BIGINT),
+  LIST(VARCHAR),
+  LIST(BIGINT),
+  LIST(BIGINT),
+  LIST(BIGINT),
+  ...Array.from({ length: 8 }, () => LIST(DOUBLE)),
+  LIST(VARCHAR),
+  LIST(VARCHAR),
+  LIST(DOUBLE),
+  LIST(BIGINT),
+];
+
+/** The commits' states as column lists for STATE_LIST_SELECT (the values appendLearnerStateRow appends). */
+function stateLists(commits: readonly StateCommit[]): DuckDBValue[] {
+  const us = (v: number): bigint => BigInt(Math.round(v));
+  const col = <T>(f: (c: StateCommit) => T): T[] => commits.map(f);
+  return [
+    col((c) => c.studentKey),
+    col((c) => c.topicId),
+    col((c) => c.state.pMastery),
+    col((c) => c.state.eloAbility),
+    col((c) => BigInt(c.state.eloN)),
+    col((c) => BigInt(c.state.bktN)),
+    col((c) => (c.state.lastTs === null ? null : us(c.state.lastTs))),
+    col((c) => c.state.lastEventId),
+    col((c) => BigInt(c.state.correctStreak)),
+    col((c) => us(c.updatedAtUs)),
+    col((c) => BigInt(c.state.correctN)),
+    col((c) => c.state.bktCorrectDelta),
+    col((c) => c.state.bktIncorrectDelta),
+    col((c) => c.state.bktLearnDelta),
+    col((c) => c.state.bktStreakObsDelta),
+    col((c) => c.state.bktStreakLearnDelta),
+    col((c) => c.state.eloCorrectDelta),
+    col((c) => c.state.eloIncorrectDelta),
+    col((c) => c.state.eloStreakDelta),
+    col((c) => c.state.bktModelVersion),
+    col((c) => c.state.eloModelVersion),
+    col((c) => c.state.pUnknown),
+    col((c) => BigInt(c.state.eventN)),
+  ].map((values) => listValue(values as DuckDBValue[]));
+}
+
 function stateFromDuck(r: DuckStateRow): StoredLearnerState {
   return {
     ...learnerStateFromRow(r),
@@ -644,28 +703,12 @@ export class DuckStateStore implements StateStore {
         ok.push(c);
       }
       if (ok.length === 0) return out;
-      await d.run(
-        `CREATE OR REPLACE TEMP TABLE __ls_stage AS SELECT ${LEARNER_STATE_COLUMNS} FROM learner_state LIMIT 0`,
+      // One statement, the rows as typed column lists (no staging table to create, fill and drop).
+      await d.conn.run(
+        `INSERT OR REPLACE INTO learner_state (${LEARNER_STATE_COLUMNS}) ${STATE_LIST_SELECT}`,
+        stateLists(ok),
+        STATE_LIST_TYPES,
       );
-      const ap = await d.conn.createAppender("__ls_stage", "main", "temp");
-      for (const c of ok) {
-        const s = c.state;
-        appendLearnerStateRow(
-          ap,
-          c.studentKey,
-          c.topicId,
-          s,
-          c.updatedAtUs,
-          s.bktModelVersion,
-          s.eloModelVersion,
-        );
-      }
-      ap.flushSync();
-      ap.closeSync();
-      await d.run(
-        `INSERT OR REPLACE INTO learner_state (${LEARNER_STATE_COLUMNS}) SELECT ${LEARNER_STATE_COLUMNS} FROM __ls_stage`,
-      );
-      await d.run("DROP TABLE __ls_stage");
       const final = new Map<string, { sk: string; tp: string; rev: number }>();
       for (const c of ok)
         final.set(`${c.studentKey}\u0000${c.topicId}`, { sk: c.studentKey, tp: c.topicId, rev: 0 });

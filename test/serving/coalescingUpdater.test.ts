@@ -158,6 +158,38 @@ describe("CoalescingUpdater (group commit for POST /events)", () => {
     expect(n[0]!.n).toBe(1);
   });
 
+  it("with `atomic` a group's raw append, state and scores commit together: a failing score write leaves none of them", async () => {
+    const store = await DuckStore.open(":memory:");
+    stores.push(store);
+    const mastery = await DuckMasteryStore.open(store);
+    let failScores = true;
+    const inner = new IncrementalUpdater({
+      raw: await DuckRawEventStore.open(store),
+      state: await DuckStateStore.open(store),
+      mastery: {
+        ...mastery,
+        write: (w, now) =>
+          failScores
+            ? Promise.reject(new BackendUnavailableError("duckdb", "scores down"))
+            : mastery.write(w, now),
+      } as DuckMasteryStore,
+      models: MODELS,
+      nowUs: () => NOW_US,
+    });
+    const c = new CoalescingUpdater(inner, { atomic: (fn) => store.transaction(fn) });
+    await expect(c.apply(rows("t", 3))).rejects.toThrow(/scores down/);
+    const n = async (table: string) =>
+      (await store.one<{ n: number }>(`SELECT count(*)::INTEGER AS n FROM ${table}`))!.n;
+    // Raw rows and state were written before the scores failed; the rollback took them back.
+    expect([await n("raw_events"), await n("learner_state"), await n("learner_state_seen")]).toEqual([
+      0, 0, 0,
+    ]);
+    failScores = false;
+    const again = await c.apply(rows("t", 3));
+    expect(outcomes(again)).toEqual(["applied", "applied", "applied"]);
+    expect([await n("raw_events"), await n("learner_state"), await n("student_mastery")]).toEqual([3, 2, 4]);
+  });
+
   it("a group never exceeds maxRows (a bigger request goes alone); refuses a bad maxRows saying what to use", async () => {
     const { counted, applies } = await realUpdater();
     const h = heldRun();

@@ -35,4 +35,30 @@ describe("DuckStore.readPool", () => {
     pool.close();
     await expect(pool.all("SELECT 1")).rejects.toThrow(/read pool is closed/);
   });
+
+  it("a repeated (prepared, cached) read sees new rows and a table replaced with other columns; more SQL texts than the cache holds", async () => {
+    store = await DuckStore.open(":memory:");
+    await store.run("CREATE TABLE t (k VARCHAR, v INTEGER)");
+    await store.run("INSERT INTO t VALUES ('a', 1)");
+    const pool = await store.readPool(1);
+    const read = (k: string) => pool.all("SELECT * FROM t WHERE k = $1 ORDER BY ALL", [k]);
+    expect(await read("a")).toEqual([{ k: "a", v: 1 }]);
+    await store.run("INSERT INTO t VALUES ('a', 2), ('b', 3)");
+    expect(await read("a")).toEqual([
+      { k: "a", v: 1 },
+      { k: "a", v: 2 },
+    ]);
+    expect(await read("b")).toEqual([{ k: "b", v: 3 }]);
+    await store.run("DROP TABLE t");
+    await store.run("CREATE TABLE t (k VARCHAR, w VARCHAR, v DOUBLE)");
+    await store.run("INSERT INTO t VALUES ('a', 'x', 0.5)");
+    expect(await read("a")).toEqual([{ k: "a", w: "x", v: 0.5 }]);
+    // 40 distinct texts through a cache of 32, twice: each answers its own query.
+    for (let round = 0; round < 2; round++)
+      for (let i = 0; i < 40; i++)
+        expect(await pool.one<{ x: number }>(`SELECT $1::INTEGER + ${i} AS x`, [round])).toEqual({
+          x: round + i,
+        });
+    pool.close();
+  });
 });
