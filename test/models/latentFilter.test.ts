@@ -397,12 +397,12 @@ describe("latent filter: logistic emission (round 6)", () => {
       slope: 12,
       threshold: 0.5,
     };
-    const { seqs } = simulateStudents(truth, { A: 0.35, B: 0.65 }, 500, 0, 5);
+    const { seqs } = simulateStudents(truth, { A: 0.35, B: 0.65 }, 300, 0, 5);
     // Topic prior means held at the global one (sd 0.01): without labels a hard topic's lower start and its higher
     // item threshold are nearly the same likelihood; this checks that the threshold search finds the difference.
     const f = LatentFilter.fit(seqs, {
-      bins: 24,
-      maxEvaluations: 500,
+      bins: 20,
+      maxEvaluations: 300,
       emission: "logistic",
       topicPriorSd: 0.01,
     });
