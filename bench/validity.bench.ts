@@ -15,6 +15,7 @@
  *   STUDENTS=2000 TOPICS=40 DAYS=63 SEEDS=1,2,3 npx tsx bench/validity.bench.ts   # the issue's scale
  *   ONLY=1 npx tsx bench/validity.bench.ts                     # first setting only (ONLY=2: the second)
  *   SYNTH=0 npx tsx bench/validity.bench.ts                    # the real log only
+ *   LATENT_STUDENT=0 npx tsx bench/validity.bench.ts           # the latent filter without the student effect
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */
@@ -224,6 +225,8 @@ async function evaluateCut(
       labelDays: o.labelDays ?? LABEL_DAYS,
       minLabelAttempts: MIN_LABEL_ATTEMPTS,
       label: LABEL,
+      // LATENT_STUDENT=0: the latent filter without the student effect (round 6's A/B).
+      latentFit: { studentEffect: process.env.LATENT_STUDENT !== "0" },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
     });
     const trainSeconds = (performance.now() - t1) / 1000;
@@ -369,7 +372,7 @@ async function evaluateCut(
       const lf = trained.latentFit.model.json;
       const tp = Object.values(lf.topicPriorMean);
       console.log(
-        `latent filter: interval scale ${(lf.intervalScale ?? 1).toFixed(3)}; ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations, ll/obs ${lf.fit.logLikPerObs.toFixed(4)}, ${trained.latentFit.seconds.toFixed(1)} s`,
+        `latent filter: interval scale ${(lf.intervalScale ?? 1).toFixed(3)}; student prior sd ${lf.studentPriorSd ?? 0}; ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations, ll/obs ${lf.fit.logLikPerObs.toFixed(4)}, ${trained.latentFit.seconds.toFixed(1)} s`,
       );
     }
     const cal = Object.values(served.json.topics);

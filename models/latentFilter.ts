@@ -55,6 +55,13 @@ export interface LatentParams {
   floor: number;
   noise: number;
   assignmentConcentration: number;
+  /**
+   * Logistic emission (round 6; absent = the linear one): P(correct | K) = guess + (1 - guess - slip)
+   * sigmoid(slope (K - threshold_t)), threshold_t the topic's (LatentModelJson.topicThreshold) or this global
+   * one. K is then knowledge on an item-threshold scale (ability-like) rather than accuracy.
+   */
+  slope?: number;
+  threshold?: number;
 }
 
 export interface LatentModelJson {
@@ -70,6 +77,13 @@ export interface LatentModelJson {
    * inflation that the held-out halves of the fit sample ask for (LatentFilter.dispersion).
    */
   intervalScale?: number;
+  /** Fitted emission threshold per topic (logistic emission only; topics absent use params.threshold). */
+  topicThreshold?: Record<string, number>;
+  /**
+   * Prior sd (logit units) of a student's offset of the prior mean shared by all of their topics (a student
+   * random effect, empirical Bayes: LatentFilter.studentOffset); absent or 0 = no student effect.
+   */
+  studentPriorSd?: number;
 }
 
 export class LatentFilterError extends Error {
@@ -96,6 +110,12 @@ function lnGamma(x: number): number {
 
 const ASSIGN_EPS = 0.01;
 
+/** The emission's increasing part in [0, 1]: K (linear) or sigmoid(slope (K - threshold)) (logistic). */
+export function emissionShape(params: LatentParams, k: number, threshold?: number): number {
+  if (params.slope === undefined) return k;
+  return 1 / (1 + Math.exp(-params.slope * (k - (threshold ?? params.threshold ?? 0.5))));
+}
+
 /** Per-parameter-set tables of one filter (grid, emissions, learning maps); built once per likelihood. */
 export class LatentKernel {
   readonly bins: number;
@@ -116,7 +136,7 @@ export class LatentKernel {
   private readonly tmp: Float64Array;
   private readonly lik: Float64Array;
 
-  constructor(params: LatentParams, bins = 40) {
+  constructor(params: LatentParams, bins = 40, threshold?: number) {
     if (!(bins >= 2)) throw new LatentFilterError(`bins must be >= 2 (got ${bins})`);
     if (!(params.guess >= 0 && params.slip >= 0 && params.guess + params.slip < 1))
       throw new LatentFilterError(
@@ -136,7 +156,7 @@ export class LatentKernel {
     for (let i = 0; i < G; i++) {
       const x = (i + 0.5) / G;
       this.x[i] = x;
-      const e = params.guess + (1 - params.guess - params.slip) * x;
+      const e = params.guess + (1 - params.guess - params.slip) * emissionShape(params, x, threshold);
       this.emit[i] = e;
       this.logEmit[i] = Math.log(e);
       this.logMiss[i] = Math.log(1 - e);
@@ -340,6 +360,13 @@ export class LatentKernel {
     return s;
   }
 
+  /** P(correct on the next quiz item) under p: sum of p times the emission. */
+  predictive(p: Float64Array): number {
+    let s = 0;
+    for (let i = 0; i < this.bins; i++) s += p[i]! * this.emit[i]!;
+    return s;
+  }
+
   variance(p: Float64Array): number {
     const m = this.mean(p);
     let s = 0;
@@ -380,8 +407,13 @@ export interface LatentEstimate {
   /** 10th / 90th percentile of the posterior: the 80% interval. */
   lo: number;
   hi: number;
-  /** P(correct on the next quiz item) = guess + (1 - guess - slip) E[K]. */
+  /** P(correct on the next quiz item) = E[guess + (1 - guess - slip) shape(K)] under the posterior. */
   pCorrect: number;
+  /**
+   * P(correct) at the forgetting floor (where the score decays to without evidence); present when the
+   * emission is the logistic one (per topic), else guess + (1 - guess - slip) floor.
+   */
+  pFloor?: number;
   /** The prior mean the sequence started from (explanation base). */
   base: number;
   /** Signed change of the posterior mean by each factor; base + sum = score. */
@@ -410,12 +442,31 @@ const LEARN_FACTOR: LatentFactor[] = [
 export class LatentFilter {
   readonly json: LatentModelJson;
   private readonly kernel: LatentKernel;
+  private readonly kernels = new Map<string, LatentKernel>();
   private readonly p: Float64Array;
 
   constructor(json: LatentModelJson) {
     this.json = json;
     this.kernel = new LatentKernel(json.params, json.bins);
     this.p = new Float64Array(json.bins);
+  }
+
+  /** The topic's emission threshold (logistic emission; undefined for the linear one). */
+  threshold(topic: string): number | undefined {
+    if (this.json.params.slope === undefined) return undefined;
+    return this.json.topicThreshold?.[topic] ?? this.json.params.threshold;
+  }
+
+  /** The kernel of a topic: the shared one unless the topic has its own emission threshold. */
+  kernelFor(topic: string): LatentKernel {
+    const th = this.json.topicThreshold?.[topic];
+    if (th === undefined || this.json.params.slope === undefined) return this.kernel;
+    let k = this.kernels.get(topic);
+    if (k === undefined) {
+      k = new LatentKernel(this.json.params, this.json.bins, th);
+      this.kernels.set(topic, k);
+    }
+    return k;
   }
 
   static fromJSON(json: LatentModelJson): LatentFilter {
@@ -436,10 +487,11 @@ export class LatentFilter {
    * The estimate of one (student, topic) from its events (time order) as of `asOfDays` (same time unit,
    * >= the last event's time), with the posterior mean change of each step attributed to its factor.
    */
-  predict(topic: string, events: readonly LatentEvent[], asOfDays: number): LatentEstimate {
-    const k = this.kernel;
+  predict(topic: string, events: readonly LatentEvent[], asOfDays: number, priorOffset = 0): LatentEstimate {
+    const k = this.kernelFor(topic);
     const p = this.p;
-    const base = this.priorMean(topic);
+    const base =
+      priorOffset === 0 ? this.priorMean(topic) : sigmoid(logit(this.priorMean(topic)) + priorOffset);
     k.prior(base, p);
     const contributions = Object.fromEntries(LATENT_FACTORS.map((f) => [f, 0])) as Record<
       LatentFactor,
@@ -475,14 +527,21 @@ export class LatentFilter {
       k.forget(p, asOfDays - last);
       step("forgetting");
     }
-    const { guess, slip } = this.json.params;
     const w = this.json.intervalScale ?? 1;
     const widen = (q: number) => Math.min(1, Math.max(0, mean + w * (q - mean)));
     return {
       score: mean,
       lo: widen(k.quantile(p, 0.1)),
       hi: widen(k.quantile(p, 0.9)),
-      pCorrect: guess + (1 - guess - slip) * mean,
+      pCorrect: k.predictive(p),
+      ...(this.json.params.slope !== undefined
+        ? {
+            pFloor:
+              this.json.params.guess +
+              (1 - this.json.params.guess - this.json.params.slip) *
+                emissionShape(this.json.params, this.json.params.floor, this.threshold(topic)),
+          }
+        : {}),
       base: start,
       contributions,
       observations,
@@ -492,11 +551,83 @@ export class LatentFilter {
   }
 
   /**
+   * A student's offset (logit units) of the prior mean shared by all of their topics: the maximum of the
+   * likelihood of their sequences (each from its topic's prior shifted by the offset) + a Normal(0,
+   * studentPriorSd^2) penalty (empirical Bayes; 0 without a student effect or without graded events).
+   * Pass it to `predict` for each of the student's topics.
+   */
+  studentOffset(sequences: readonly LatentSequence[]): number {
+    const sd = this.json.studentPriorSd ?? 0;
+    if (!(sd > 0) || !sequences.some((s) => s.events.some((e) => e.n > 0))) return 0;
+    const p = new Float64Array(this.json.bins);
+    const f = (o: number): number => {
+      let ll = 0;
+      for (const s of sequences)
+        ll += this.kernelFor(s.topic).run(s.events, sigmoid(logit(this.priorMean(s.topic)) + o), p);
+      return -ll + (0.5 * o * o) / (sd * sd);
+    };
+    return goldenMin(f, -3, 3, 16);
+  }
+
+  /**
+   * Label-free choice of the student effect's prior sd among `candidates` (0 = none): each sequence of a
+   * student with several is predicted from the offset fitted on the student's OTHER sequences (leave one
+   * topic out, on a grid of offsets), and the sd with the highest held-out log-likelihood wins.
+   */
+  static chooseStudentSd(
+    model: LatentFilter,
+    sequences: readonly LatentSequence[],
+    candidates: readonly number[] = [0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3],
+  ): { sd: number; heldOut: Record<string, number> } {
+    const grid: number[] = [];
+    for (let j = -12; j <= 12; j++) grid.push(j * 0.25);
+    const byStudent = new Map<string, LatentSequence[]>();
+    for (const s of sequences) {
+      if (s.student === undefined || !s.events.some((e) => e.n > 0)) continue;
+      const l = byStudent.get(s.student) ?? [];
+      l.push(s);
+      byStudent.set(s.student, l);
+    }
+    const p = new Float64Array(model.json.bins);
+    const total = new Float64Array(candidates.length);
+    for (const seqs of byStudent.values()) {
+      if (seqs.length < 2) continue;
+      const ll = seqs.map((s) => {
+        const k = model.kernelFor(s.topic);
+        const m = logit(model.priorMean(s.topic));
+        return grid.map((o) => k.run(s.events, sigmoid(m + o), p));
+      });
+      const sum = grid.map((_, j) => ll.reduce((a, r) => a + r[j]!, 0));
+      candidates.forEach((sd, c) => {
+        for (const r of ll) {
+          let best = -Infinity;
+          let at = 0;
+          grid.forEach((o, j) => {
+            const v = sum[j]! - r[j]! - (sd > 0 ? (0.5 * o * o) / (sd * sd) : o === 0 ? 0 : Infinity);
+            if (v > best) {
+              best = v;
+              at = j;
+            }
+          });
+          total[c]! += r[at]!;
+        }
+      });
+    }
+    let bestC = 0;
+    for (let c = 1; c < candidates.length; c++) if (total[c]! > total[bestC]! + 1e-9) bestC = c;
+    return {
+      sd: candidates[bestC]!,
+      heldOut: Object.fromEntries(candidates.map((sd, c) => [String(sd), total[c]!])),
+    };
+  }
+
+  /**
    * Maximum-likelihood fit on sequences (each: its topic and its events in time order). Progress goes to
    * `onProgress` (evaluations, mean log-likelihood per graded observation).
    */
   static fit(sequences: readonly LatentSequence[], opts: LatentFitOptions = {}): LatentFilter {
     const bins = opts.bins ?? 40;
+    const logistic = opts.emission === "logistic";
     let observations = 0;
     for (const s of sequences)
       for (const e of s.events)
@@ -510,7 +641,7 @@ export class LatentFilter {
     for (const s of sequences) for (const e of s.events) present.add(e.kind);
     const p = new Float64Array(bins);
     const nll = (x: Float64Array): number => {
-      const params = fromVector(x, present);
+      const params = fromVector(x, present, logistic);
       let kernel: LatentKernel;
       try {
         kernel = new LatentKernel(params, bins);
@@ -521,7 +652,8 @@ export class LatentFilter {
       for (const s of sequences) ll += kernel.run(s.events, params.priorMean, p);
       return -ll / observations;
     };
-    let x = toVector(opts.start ?? DEFAULT_START);
+    const start = opts.start ?? (logistic ? LOGISTIC_START : DEFAULT_START);
+    let x = toVector(start, logistic);
     let evaluations = 0;
     const rounds = opts.restarts ?? 1;
     let best = Number.POSITIVE_INFINITY;
@@ -541,38 +673,66 @@ export class LatentFilter {
       }
       best = res.f;
     }
-    const params = fromVector(x, present);
+    const params = fromVector(x, present, logistic);
     const kernel = new LatentKernel(params, bins);
-    // Per-topic prior mean: maximise each topic's likelihood + a Normal(0, shrink^2) penalty on the logit offset
-    // from the global prior mean (golden-section search on the offset).
     const byTopic = new Map<string, LatentSequence[]>();
     for (const s of sequences) {
       const l = byTopic.get(s.topic) ?? [];
       l.push(s);
       byTopic.set(s.topic, l);
     }
+    // Per-topic prior mean (and, with the logistic emission, emission threshold): maximise each topic's
+    // likelihood + a Normal(0, sd^2) penalty on the offset from the global value (golden-section searches,
+    // alternated twice when there are two).
     const shrink = opts.topicPriorSd ?? 1;
+    const thSd = opts.topicThresholdSd ?? 0.15;
     const topicPriorMean: Record<string, number> = {};
+    const topicThreshold: Record<string, number> = {};
     const g0 = logit(params.priorMean);
+    const th0 = params.threshold ?? 0.5;
     for (const [topic, seqs] of byTopic) {
-      const f = (off: number): number => {
-        const m = sigmoid(g0 + off);
-        let ll = 0;
-        for (const s of seqs) ll += kernel.run(s.events, m, p);
-        return -ll + (0.5 * off * off) / (shrink * shrink);
+      let off = 0;
+      let thOff = 0;
+      let k = kernel;
+      const ll = (kk: LatentKernel, m: number): number => {
+        let l = 0;
+        for (const s of seqs) l += kk.run(s.events, m, p);
+        return l;
       };
-      const off = goldenMin(f, -3, 3, 14);
+      for (let round = 0; round < (logistic ? 2 : 1); round++) {
+        off = goldenMin((o) => -ll(k, sigmoid(g0 + o)) + (0.5 * o * o) / (shrink * shrink), -3, 3, 14);
+        if (!logistic) break;
+        const m = sigmoid(g0 + off);
+        thOff = goldenMin(
+          (d) => -ll(new LatentKernel(params, bins, th0 + d), m) + (0.5 * d * d) / (thSd * thSd),
+          -0.5,
+          0.5,
+          14,
+        );
+        k = new LatentKernel(params, bins, th0 + thOff);
+      }
       topicPriorMean[topic] = sigmoid(g0 + off);
+      if (logistic) topicThreshold[topic] = th0 + thOff;
     }
-    const disp = LatentFilter.dispersion(kernel, sequences, (t) => topicPriorMean[t] ?? params.priorMean);
-    return new LatentFilter({
+    const kernelOf = (t: string): LatentKernel =>
+      logistic && topicThreshold[t] !== undefined
+        ? new LatentKernel(params, bins, topicThreshold[t])
+        : kernel;
+    const disp = LatentFilter.dispersion(kernelOf, sequences, (t) => topicPriorMean[t] ?? params.priorMean);
+    const json: LatentModelJson = {
       version: 1,
       bins,
       params,
       topicPriorMean,
       fit: { logLikPerObs: -best, observations, sequences: sequences.length, evaluations },
       intervalScale: Math.sqrt(disp.inflation),
-    });
+      ...(logistic ? { topicThreshold } : {}),
+    };
+    if (opts.studentEffect === true) {
+      const chosen = LatentFilter.chooseStudentSd(new LatentFilter(json), sequences);
+      if (chosen.sd > 0) json.studentPriorSd = chosen.sd;
+    }
+    return new LatentFilter(json);
   }
 
   /**
@@ -586,14 +746,13 @@ export class LatentFilter {
    * at least 1 (a posterior that is too wide is left as it is). 1 when no sequence qualifies.
    */
   static dispersion(
-    kernel: LatentKernel,
+    kernels: LatentKernel | ((topic: string) => LatentKernel),
     sequences: readonly LatentSequence[],
     priorMean: (topic: string) => number,
     minAnswers = 8,
   ): { inflation: number; sequences: number; residual: number; binomial: number; posterior: number } {
-    const { guess, slip } = kernel.params;
-    const a = 1 - guess - slip;
-    const p = new Float64Array(kernel.bins);
+    const kernelOf = typeof kernels === "function" ? kernels : () => kernels;
+    let p = new Float64Array(0);
     let residual = 0;
     let binomial = 0;
     let posterior = 0;
@@ -602,6 +761,8 @@ export class LatentFilter {
       let total = 0;
       for (const e of s.events) if (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) total += e.n;
       if (total < minAnswers) continue;
+      const kernel = kernelOf(s.topic);
+      if (p.length !== kernel.bins) p = new Float64Array(kernel.bins);
       kernel.prior(priorMean(s.topic), p);
       let seen = 0;
       let last = Number.NaN;
@@ -617,8 +778,10 @@ export class LatentFilter {
         if (!held && graded && 2 * (seen + e.n) > total) held = true;
         if (held) {
           if (graded) {
-            const m = guess + a * kernel.mean(p);
-            const v = a * a * kernel.variance(p);
+            const m = kernel.predictive(p);
+            let e2 = 0;
+            for (let i = 0; i < kernel.bins; i++) e2 += p[i]! * kernel.emit[i]! ** 2;
+            const v = Math.max(0, e2 - m * m);
             expS += e.n * m;
             obsS += e.k;
             bin += e.n * (m * (1 - m) - v);
@@ -642,6 +805,8 @@ export class LatentFilter {
 
 export interface LatentSequence {
   topic: string;
+  /** The student (pseudonymous key) the sequence belongs to: groups sequences for the student effect. */
+  student?: string;
   events: LatentEvent[];
 }
 
@@ -652,6 +817,15 @@ export interface LatentFitOptions {
   restarts?: number;
   /** Prior sd (logit units) of a topic's prior-mean offset from the global one. Default 1. */
   topicPriorSd?: number;
+  /** Emission: "linear" (default; K on the accuracy scale) or "logistic" (slope and per-topic threshold). */
+  emission?: "linear" | "logistic";
+  /** Prior sd (K units) of a topic's emission threshold from the global one (logistic emission). Default 0.15. */
+  topicThresholdSd?: number;
+  /**
+   * Student effect: a per-student prior offset shared across topics, its sd chosen by leave-one-topic-out
+   * likelihood (LatentFilter.chooseStudentSd; needs `student` on the sequences). Default off.
+   */
+  studentEffect?: boolean;
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
 }
 
@@ -667,13 +841,22 @@ const DEFAULT_START: LatentParams = {
   assignmentConcentration: 6,
 };
 
+const LOGISTIC_START: LatentParams = {
+  ...DEFAULT_START,
+  priorMean: 0.2,
+  guess: 0.15,
+  slip: 0.08,
+  slope: 8,
+  threshold: 0.45,
+};
+
 const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 const logit = (p: number): number => Math.log(p / (1 - p));
 const clampP = (p: number): number => Math.min(1 - 1e-6, Math.max(1e-6, p));
 
 /** Unconstrained coordinates: logits / logs of the bounded parameters (guess, slip in (0, 0.5); noise in (0, 0.25)). */
-function toVector(p: LatentParams): Float64Array {
-  return Float64Array.from([
+function toVector(p: LatentParams, logistic = false): Float64Array {
+  const v = [
     logit(clampP(p.priorMean)),
     Math.log(p.priorConcentration),
     logit(clampP(p.guess / 0.5)),
@@ -683,12 +866,18 @@ function toVector(p: LatentParams): Float64Array {
     logit(clampP(p.floor)),
     logit(clampP(p.noise / 0.25)),
     Math.log(p.assignmentConcentration),
-  ]);
+  ];
+  if (logistic) v.push(Math.log(p.slope ?? 8), logit(clampP(((p.threshold ?? 0.5) + 0.5) / 2)));
+  return Float64Array.from(v);
 }
 
-function fromVector(x: Float64Array, present: ReadonlySet<number>): LatentParams {
+function fromVector(x: Float64Array, present: ReadonlySet<number>, logistic = false): LatentParams {
   const n = LATENT_KINDS.length;
+  const shape = logistic
+    ? { slope: Math.min(60, Math.max(0.5, Math.exp(x[8 + n]!))), threshold: 2 * sigmoid(x[9 + n]!) - 0.5 }
+    : {};
   return {
+    ...shape,
     priorMean: sigmoid(x[0]!),
     priorConcentration: Math.min(200, Math.max(0.2, Math.exp(x[1]!))),
     guess: 0.5 * sigmoid(x[2]!),

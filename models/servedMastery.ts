@@ -549,17 +549,22 @@ export class ServedMastery {
  * scale like the stack's prediction (masteryOf; identity keeps the filter's own scale up to guess/slip). The
  * explanation is the filter's: the prior mean (base) and how much each kind of step moved the posterior mean,
  * scaled by the map's secant slope so base + contributions + rest = score. Forgetting after the scoring time
- * uses the filter's half-life and floor.
+ * uses the filter's half-life and floor. With the filter's logistic emission (round 6: `slope` in its params)
+ * K is knowledge on the filter's own item-threshold scale, and the served score is its posterior as it is
+ * (mean, 10th / 90th percentiles; P(correct) = the posterior expectation of the topic's emission): the scale
+ * map applies to the linear emission only, whose K is accuracy.
  */
 export function servedFromLatent(
   est: LatentEstimate,
-  latent: Pick<LatentModelJson["params"], "guess" | "slip" | "halfLifeDays" | "floor">,
+  latent: Pick<LatentModelJson["params"], "guess" | "slip" | "halfLifeDays" | "floor" | "slope">,
   c: TopicCalibration,
   scale: MasteryScale,
   global: TopicCalibration,
 ): ServedEstimate {
   const emit = (k: number) => latent.guess + (1 - latent.guess - latent.slip) * k;
-  const map = (k: number) => masteryOf(emit(k), c, scale, global);
+  // A logistic emission puts K on its own (item-threshold) scale: the posterior of K is the mastery as it is.
+  const own = latent.slope !== undefined;
+  const map = own ? (k: number) => k : (k: number) => masteryOf(emit(k), c, scale, global);
   const score = map(est.score);
   const base = map(est.base);
   const dk = est.score - est.base;
@@ -571,10 +576,14 @@ export function servedFromLatent(
   }));
   return {
     score,
-    pCorrect: emit(est.score),
+    pCorrect: own ? est.pCorrect : emit(est.score),
     lo: map(est.lo),
     hi: map(est.hi),
-    decay: { halfLifeDays: latent.halfLifeDays, floor: map(latent.floor), pFloor: emit(latent.floor) },
+    decay: {
+      halfLifeDays: latent.halfLifeDays,
+      floor: map(latent.floor),
+      pFloor: est.pFloor ?? emit(latent.floor),
+    },
     evidence: est.observations > 0 ? "measured" : est.events > 0 ? "indirect" : "prior",
     attempts: est.observations,
     daysSinceLast: est.daysSinceLast,

@@ -26,8 +26,9 @@ const KIND_OF: Record<string, number> = {
 
 /**
  * Every (student, topic)'s events before `before` in time order (copies of one event_id once), as the latent
- * filter's sequences (models/latentFilter.ts); times in days since the epoch. `sample` = keep one pair in
- * `sample` (by a hash of the pair key: the same pairs every run), for fitting on a subset.
+ * filter's sequences (models/latentFilter.ts); times in days since the epoch. `sample` = keep one student in
+ * `sample` with all of their pairs (by a hash of the student key: the same students every run), for fitting on
+ * a subset (whole students, so that the student effect's leave-one-topic-out check sees their other topics).
  */
 export async function loadLatentSequences(
   store: DuckStore,
@@ -47,7 +48,7 @@ export async function loadLatentSequences(
     `SELECT student_key, topic_id, type, epoch(ts) / 86400.0 AS t, is_correct, attempts, correct_count, score_pct
      FROM (SELECT DISTINCT ON (event_id, student_key, topic_id) * FROM raw_events WHERE ts < $1::TIMESTAMP
            ORDER BY event_id, student_key, topic_id, ts)
-     ${sample > 1 ? "WHERE hash(student_key || '|' || topic_id) % $2 = 0" : ""}
+     ${sample > 1 ? "WHERE hash(student_key) % $2 = 0" : ""}
      ORDER BY student_key, topic_id, ts, event_id`,
     sample > 1 ? [before.toISOString(), sample] : [before.toISOString()],
   );
@@ -60,7 +61,7 @@ export async function loadLatentSequences(
     const k = `${r.student_key}|${r.topic_id}`;
     if (k !== key || seq === undefined) {
       key = k;
-      seq = { topic: r.topic_id, events: [] };
+      seq = { topic: r.topic_id, student: r.student_key, events: [] };
       out.set(k, seq);
     }
     const e: LatentEvent = { t: Number(r.t), kind, n: 0, k: 0 };
@@ -87,7 +88,8 @@ export interface FitLatentResult {
 
 /**
  * Fits the latent filter by maximum likelihood on the store's events before `before` (a deterministic
- * sample of about `maxEvents` events' worth of pairs; all pairs when fewer).
+ * sample of about `maxEvents` events' worth of students; all of them when fewer). The student effect is on
+ * unless `studentEffect: false`.
  */
 export async function fitLatentOnStore(
   store: DuckStore,
@@ -102,7 +104,7 @@ export async function fitLatentOnStore(
   const maxEvents = opts.maxEvents ?? 40_000;
   const sample = Math.max(1, Math.ceil(Number(total?.n ?? 0) / maxEvents));
   const seqs = [...(await loadLatentSequences(store, before, sample)).values()];
-  const model = LatentFilter.fit(seqs, opts);
+  const model = LatentFilter.fit(seqs, { studentEffect: true, ...opts });
   return { model, sequences: seqs.length, seconds: (performance.now() - t0) / 1000 };
 }
 
@@ -159,11 +161,32 @@ export async function latentEstimates(
   model: LatentFilter,
   asOf: Date,
 ): Promise<Map<string, LatentEstimate>> {
+  return (await latentEstimatesWithOffsets(store, model, asOf)).estimates;
+}
+
+/** As latentEstimates, with each student's prior offset (the student effect; 0 without one). */
+export async function latentEstimatesWithOffsets(
+  store: DuckStore,
+  model: LatentFilter,
+  asOf: Date,
+): Promise<{ estimates: Map<string, LatentEstimate>; offsets: Map<string, number> }> {
   const out = new Map<string, LatentEstimate>();
   const asOfDays = asOf.getTime() / DAY_MS;
-  for (const [k, s] of await loadLatentSequences(store, asOf))
-    out.set(k, model.predict(s.topic, s.events, asOfDays));
-  return out;
+  const seqs = await loadLatentSequences(store, asOf);
+  const byStudent = new Map<string, [string, LatentSequence][]>();
+  for (const [k, s] of seqs) {
+    const st = s.student ?? "";
+    const l = byStudent.get(st) ?? [];
+    l.push([k, s]);
+    byStudent.set(st, l);
+  }
+  const offsets = new Map<string, number>();
+  for (const [st, list] of byStudent) {
+    const off = model.studentOffset(list.map(([, s]) => s));
+    offsets.set(st, off);
+    for (const [k, s] of list) out.set(k, model.predict(s.topic, s.events, asOfDays, off));
+  }
+  return { estimates: out, offsets };
 }
 
 /**
@@ -176,13 +199,13 @@ export async function attachLatent(
   model: LatentFilter,
   asOf: Date,
 ): Promise<Map<string, LatentEstimate>> {
-  const est = await latentEstimates(store, model, asOf);
-  // Pairs with a stored score but no event before asOf: the topic's prior.
+  const { estimates: est, offsets } = await latentEstimatesWithOffsets(store, model, asOf);
+  // Pairs with a stored score but no event before asOf: the topic's prior (shifted by the student's offset).
   const asOfDays = asOf.getTime() / DAY_MS;
   for (const [k, e] of evidence) {
     let x = est.get(k);
     if (x === undefined) {
-      x = model.predict(e.topic, [], asOfDays);
+      x = model.predict(e.topic, [], asOfDays, offsets.get(k.slice(0, k.indexOf("|"))) ?? 0);
       est.set(k, x);
     }
     e.latent = x.score;

@@ -24,6 +24,7 @@ interface TrainServedCliOptions {
   label: string;
   balance: string;
   latent: string;
+  latentStudent: string;
   servedFrom: string;
 }
 
@@ -63,6 +64,11 @@ export function register(program: Command): void {
       "on",
     )
     .option(
+      "--latent-student <on|off>",
+      "with --latent on, a per-student offset of the filter's prior shared across topics (student random effect, its sd chosen by leave-one-topic-out likelihood)",
+      "on",
+    )
+    .option(
       "--served-from <what>",
       `with --latent on, what the served score is: ${SERVED_FROM.join(" | ")} (latent: the filter's posterior mean and 80% interval on the --scale; stack: the stack's prediction)`,
       SERVED_FROM_DEFAULT,
@@ -90,12 +96,15 @@ Example:
         throw new CliError(`--balance must be a number in [0, 1] (got ${opts.balance})`);
       if (opts.latent !== "on" && opts.latent !== "off")
         throw new CliError(`--latent must be on or off (got ${opts.latent})`);
+      if (opts.latentStudent !== "on" && opts.latentStudent !== "off")
+        throw new CliError(`--latent-student must be on or off (got ${opts.latentStudent})`);
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
         throw new CliError(`--served-from must be one of ${SERVED_FROM.join(", ")} (got ${opts.servedFrom})`);
       const res = await trainServed({
         latent: opts.latent === "on",
         servedFrom: opts.servedFrom as ServedFrom,
         latentFit: {
+          studentEffect: opts.latentStudent === "on",
           onProgress: (ev, ll) => {
             if (ev % 100 < 2)
               process.stderr.write(
@@ -131,6 +140,7 @@ Example:
                   params: res.latentFit.model.json.params,
                   fit: res.latentFit.model.json.fit,
                   intervalScale: res.latentFit.model.json.intervalScale ?? 1,
+                  studentPriorSd: res.latentFit.model.json.studentPriorSd ?? 0,
                   seconds: res.latentFit.seconds,
                 },
           halfLifeDays: {
