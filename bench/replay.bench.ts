@@ -187,6 +187,14 @@ function benchServedModel(dir: string): string {
   return dir;
 }
 
+/** Rows of a table in a closed DuckDB file (reopened read-only for the count). */
+async function sizeOf(path: string, table: string): Promise<number> {
+  const d = await DuckStore.open(path);
+  const r = await d.one<{ n: number }>(`SELECT count(*)::DOUBLE AS n FROM ${table}`);
+  d.close();
+  return Number(r?.n ?? 0);
+}
+
 async function latentAb(): Promise<void> {
   const root = `/tmp/latstream/replay-bench-${process.pid}`;
   mkdirSync(root, { recursive: true });
@@ -204,6 +212,9 @@ async function latentAb(): Promise<void> {
     const t0 = performance.now();
     for (const b of batches) await updater.apply(b);
     const s = (performance.now() - t0) / 1000;
+    const steps = Object.entries(updater.stats.ms)
+      .map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`)
+      .join(", ");
     await duck.run("CHECKPOINT");
     const keys = (await stores.state.all()).length;
     const blob = await duck.one<{ n: number }>(
@@ -215,9 +226,10 @@ async function latentAb(): Promise<void> {
     await stores.close();
     duck.close();
     const bytes = statSync(path).size;
+    const hist = await sizeOf(path, "student_mastery_history");
     rmSync(path, { force: true });
     rmSync(`${path}.wal`, { force: true });
-    return { s, keys, bytes, blob: Number(blob?.n ?? 0), rows: events.length, ok, events };
+    return { s, keys, bytes, blob: Number(blob?.n ?? 0), rows: events.length, ok, events, steps, hist };
   };
   const a: number[] = [];
   const b: number[] = [];
@@ -238,7 +250,9 @@ async function latentAb(): Promise<void> {
       if (label === "B") blob = r.blob;
       ok &&= r.ok;
       events = r.events;
-      console.log(`rep ${rep} ${label}: ${r.s.toFixed(2)} s, ${Math.round(r.rows / r.s)} events/s`);
+      console.log(
+        `rep ${rep} ${label}: ${r.s.toFixed(2)} s, ${Math.round(r.rows / r.s)} events/s; seconds by step: ${r.steps}; history rows ${r.hist}`,
+      );
     }
   }
   // The pure folds over the same stored events (no I/O): BKT/Elo vs the latent filter.
