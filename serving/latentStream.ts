@@ -4,7 +4,7 @@ import type { LearnerEvent } from "../models/learnerState.ts";
 import { type ServedMastery, servedFromLatent } from "../models/servedMastery.ts";
 import type { MasteryScore } from "../storage/masteryStore.ts";
 import type { StoredLearnerState } from "../storage/stateStore.ts";
-import { LATENT_SOURCE, latentExplanation, latentModelVersion } from "./latentScoring.ts";
+import { LATENT_SOURCE, latentDecay, latentExplanation, latentModelVersion } from "./latentScoring.ts";
 import { loadServedModel, SERVED_SOURCE, ServedModelError, servedExplanation } from "./servedScoring.ts";
 
 /**
@@ -93,7 +93,7 @@ export function latentScores(
       source: LATENT_SOURCE,
       score: est.score,
       modelVersion: latent.scoreVersion,
-      explanation: JSON.stringify(latentExplanation(est)),
+      explanation: JSON.stringify(latentExplanation(est, latentDecay(latent.filter.json.params))),
     },
   ];
   const served = latent.served;
