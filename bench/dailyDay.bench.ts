@@ -43,7 +43,7 @@ const runs = Number(process.env.RUNS ?? 2);
 const activePct = Number(process.env.ACTIVE_PCT ?? 1);
 const threads = Number(process.env.THREADS ?? 0);
 const phases = process.env.PHASES === "1";
-const modes = (process.env.MODES ?? "all,dirty").split(",") as ("all" | "dirty" | "dirty1")[];
+const modes = (process.env.MODES ?? "all,dirty").split(",") as ("all" | "dirty" | "dirty1" | "dirtyc")[];
 const root = process.env.BENCH_DIR ?? `/tmp/day-bench-${students}`;
 const basePath = join(root, "base.duckdb");
 const bktDir = join(root, "bkt");
@@ -134,7 +134,11 @@ for (let r = 0; r < runs; r++) {
       day: { wall: [], cpu: [] },
     };
     results[mode] = per;
-    if (mode === "dirty1") await store.run("SET checkpoint_threshold = '1TB'");
+    if (mode === "dirty1" || mode === "dirtyc") await store.run("SET checkpoint_threshold = '1TB'");
+    // dirtyc: each step ends with its own CHECKPOINT, so a step's figure includes the file writes it causes.
+    const own = async () => {
+      if (mode === "dirtyc") await store.run("CHECKPOINT");
+    };
     const dayT0 = performance.now();
     const dayC0 = cpuNow();
     const step = async <T>(name: Step, fn: () => Promise<T>): Promise<T> => {
@@ -148,28 +152,51 @@ for (let r = 0; r < runs; r++) {
       log(`run ${r + 1} ${mode} ${name}: ${wall.toFixed(2)} s (cpu ${cpu.toFixed(2)} s)`);
       return out;
     };
+    let phaseC = cpuNow();
+    let phaseT = performance.now();
+    const phaseOf = (stepName: string) => {
+      phaseC = cpuNow();
+      phaseT = performance.now();
+      return (name: string) => {
+        const c = cpuNow();
+        const t = performance.now();
+        if (phases)
+          log(
+            `  ${stepName} ${name}: ${((t - phaseT) / 1000).toFixed(2)} s (cpu ${(c - phaseC).toFixed(2)} s)`,
+          );
+        phaseC = c;
+        phaseT = t;
+      };
+    };
     const features = await step("features", () =>
-      buildFeaturesIncremental(store, asOf, since, { keepDirty: true }),
+      buildFeaturesIncremental(store, asOf, since, { keepDirty: true, onPhase: phaseOf("features") }).then(
+        async (r) => {
+          await own();
+          return r;
+        },
+      ),
     );
     if (features.mode !== "incremental")
       throw new Error(`expected incremental features: ${features.fullReason}`);
-    let phaseC = cpuNow();
-    let phaseT = performance.now();
-    const onPhase = (name: string) => {
-      const c = cpuNow();
-      const t = performance.now();
-      if (phases)
-        log(`  rules ${name}: ${((t - phaseT) / 1000).toFixed(2)} s (cpu ${(c - phaseC).toFixed(2)} s)`);
-      phaseC = c;
-      phaseT = t;
-    };
     const rules = await step("rules", () =>
-      scoreRules(store, { asOf, onPhase, ...(mode !== "all" ? { onlyPairs: "incr_dirty" } : {}) }),
+      scoreRules(store, {
+        asOf,
+        onPhase: phaseOf("rules"),
+        ...(mode !== "all" ? { onlyPairs: "incr_dirty" } : {}),
+      }).then(async (r) => {
+        await own();
+        return r;
+      }),
     );
     if (mode !== "all" && rules.mode !== "incremental")
       throw new Error(`expected incremental rule scores: ${rules.fullReason}`);
     await store.run("DROP TABLE IF EXISTS temp.incr_dirty");
-    const bkt = await step("bkt-elo", () => scoreBktElo(store, models));
+    const bkt = await step("bkt-elo", () =>
+      scoreBktElo(store, models, { onPhase: phaseOf("bkt-elo") }).then(async (r) => {
+        await own();
+        return r;
+      }),
+    );
     await step("checkpoint", () => store.run("CHECKPOINT"));
     per.day.wall.push((performance.now() - dayT0) / 1000);
     per.day.cpu.push(cpuNow() - dayC0);

@@ -128,6 +128,8 @@ export async function buildFeaturesIncremental(
      * the rule scores to rescore only those (serving/ruleScoring.ts onlyPairs); the caller drops it.
      */
     keepDirty?: boolean;
+    /** Called at the end of each step with its name (the bench prints CPU per step), as scoreRules' onPhase. */
+    onPhase?: (phase: string) => void;
   } = {},
 ): Promise<IncrementalFeaturesResult> {
   const started = performance.now();
@@ -167,6 +169,7 @@ export async function buildFeaturesIncremental(
   let rows = 0;
   await store.transaction(async () => {
     recomputed = await markDirtyPairs(store, since, asOf);
+    opts.onPhase?.("dirty pairs");
     opts.onProgress?.(1, 3);
     const notDirty = `NOT EXISTS (SELECT 1 FROM temp.incr_dirty d
       WHERE d.student_key = f.student_key AND d.topic_id = f.topic_id)`;
@@ -188,6 +191,7 @@ export async function buildFeaturesIncremental(
       );
       copied = await countAt(store, t1);
     }
+    opts.onPhase?.("copy untouched rows");
     opts.onProgress?.(2, 3);
     await store.run(
       featureSql(
@@ -196,12 +200,14 @@ export async function buildFeaturesIncremental(
       ),
       { asof: t1 },
     );
+    opts.onPhase?.("recompute dirty pairs");
     rows = await countAt(store, t1);
     if (opts.truncate)
       await store.run("DELETE FROM features WHERE as_of <> make_timestamp($t::BIGINT)", { t: t1 });
     if (!opts.keepDirty) await store.run("DROP TABLE temp.incr_dirty");
     opts.onProgress?.(3, 3);
   });
+  opts.onPhase?.("commit");
   return {
     mode: "incremental",
     asOf,
