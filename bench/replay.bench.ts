@@ -8,14 +8,28 @@
  *
  *   npx tsx bench/replay.bench.ts                     # 20,000 events (short default)
  *   REPLAY_EVENTS=200000 REPEAT=3 npx tsx bench/replay.bench.ts
+ *
+ * LATENT_AB=1: the stream updater without (A) and with (B) a served model's latent filter
+ * (serving/latentStream.ts), REPEAT times each, interleaved (A B, B A, ...), on DuckDB files under
+ * /tmp/latstream/; prints events/s of each (medians, ratio B/A), the pure folds' events/s (BKT/Elo
+ * replayEvents vs the latent filter's foldLatent), the stored bytes per pair, the DuckDB file growth per
+ * pair and the load average; checks B's state against the replay (recompute).
+ *   LATENT_AB=1 REPLAY_EVENTS=20000 REPEAT=3 npx tsx bench/replay.bench.ts
  */
+
+import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { join } from "node:path";
 import { validateEvent } from "../features/contracts.ts";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
-import { replayEvents, topicParamsResolver } from "../models/learnerState.ts";
+import type { LatentModelJson } from "../models/latentFilter.ts";
+import { encodeLatentState, foldLatent } from "../models/latentState.ts";
+import { replayEvents, replayOrder, topicParamsResolver } from "../models/learnerState.ts";
+import { IDENTITY_CALIBRATION, SERVED_INPUTS, type ServedMasteryJson } from "../models/servedMastery.ts";
 import { type BktEloModels, scoreBktElo } from "../serving/learnerState.ts";
 import { recompute } from "../serving/recompute.ts";
 import { openStreamStores } from "../serving/streamStores.ts";
-import { IncrementalUpdater, learnerEvent, rowsFromEvent } from "../serving/updater.ts";
+import { IncrementalUpdater, learnerEvent, rowsFromEvent, streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import type { LearnerRow, RawEventRow } from "../storage/rawEventStore.ts";
 import { generateStreamEvents } from "../test/serving/streamEvents.ts";
@@ -52,6 +66,11 @@ const nRows = batches.reduce((a, b) => a + b.length, 0);
 console.log(
   `events: ${set.events.length} distinct, ${set.publishOrder.length} published (late + duplicates), ${nRows} (event, topic) rows, batches of ${BATCH}; repeat ${REPEAT}`,
 );
+
+if (process.env.LATENT_AB === "1") {
+  await latentAb();
+  process.exit(process.exitCode ?? 0);
+}
 
 const streamS: number[] = [];
 const foldS: number[] = [];
@@ -121,3 +140,168 @@ console.log(line("stream updater (IncrementalUpdater)", streamS));
 console.log(line("batch job (score bkt-elo --full)", jobS));
 console.log(`states equal (recompute after the stream, and after the batch job): ${ok ? "yes" : "NO"}`);
 if (!ok) process.exitCode = 1;
+
+/** A served model whose score is the latent filter (hand-set parameters: the cost does not depend on them). */
+function benchServedModel(dir: string): string {
+  const latent: LatentModelJson = {
+    version: 1,
+    bins: 40,
+    params: {
+      priorMean: 0.35,
+      priorConcentration: 4,
+      guess: 0.2,
+      slip: 0.1,
+      learn: [0.05, 0.1, 0.08, 0.04, 0.02],
+      halfLifeDays: 20,
+      floor: 0.1,
+      noise: 0.02,
+      assignmentConcentration: 8,
+    },
+    topicPriorMean: {},
+    fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
+    intervalScale: 1.2,
+  };
+  const json: ServedMasteryJson = {
+    kind: "served-mastery",
+    version: 4,
+    inputs: SERVED_INPUTS,
+    means: SERVED_INPUTS.map(() => 0),
+    weights: SERVED_INPUTS.map(() => 0),
+    intercept: 0.5,
+    residualQuantiles: [
+      [-0.2, 0.2],
+      [-0.2, 0.2],
+      [-0.2, 0.2],
+      [-0.2, 0.2],
+    ],
+    ridge: 1,
+    trainPairs: 0,
+    scale: "centred-logit",
+    topics: {},
+    global: { ...IDENTITY_CALIBRATION, base: 0.62 },
+    latent,
+    servedFrom: "latent",
+  };
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "model.json"), JSON.stringify(json));
+  return dir;
+}
+
+/** Rows of a table in a closed DuckDB file (reopened read-only for the count). */
+async function sizeOf(path: string, table: string): Promise<number> {
+  const d = await DuckStore.open(path);
+  const r = await d.one<{ n: number }>(`SELECT count(*)::DOUBLE AS n FROM ${table}`);
+  d.close();
+  return Number(r?.n ?? 0);
+}
+
+async function latentAb(): Promise<void> {
+  const root = `/tmp/latstream/replay-bench-${process.pid}`;
+  mkdirSync(root, { recursive: true });
+  const withLatent: BktEloModels = {
+    ...MODELS,
+    ...streamModels({ servedModelDir: benchServedModel(join(root, "served")) }),
+  };
+  const run = async (label: "A" | "B", rep: number) => {
+    const models = label === "B" ? withLatent : MODELS;
+    const path = join(root, `${label}${rep}.duckdb`);
+    const duck = await DuckStore.open(path);
+    const stores = await openStreamStores({ dbPath: path, duck });
+    let t = baseUs;
+    const updater = new IncrementalUpdater({ ...stores, models, nowUs: () => (t += 1000) });
+    const t0 = performance.now();
+    for (const b of batches) await updater.apply(b);
+    const s = (performance.now() - t0) / 1000;
+    const steps = Object.entries(updater.stats.ms)
+      .map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`)
+      .join(", ");
+    await duck.run("CHECKPOINT");
+    const keys = (await stores.state.all()).length;
+    const blob = await duck.one<{ n: number }>(
+      "SELECT coalesce(avg(octet_length(latent_state)), 0)::DOUBLE AS n FROM learner_state",
+    );
+    const events = await stores.raw.allEvents();
+    let ok = true;
+    if (label === "B" && rep === 0) ok = (await recompute(stores, models)).ok;
+    await stores.close();
+    duck.close();
+    const bytes = statSync(path).size;
+    const hist = await sizeOf(path, "student_mastery_history");
+    rmSync(path, { force: true });
+    rmSync(`${path}.wal`, { force: true });
+    return { s, keys, bytes, blob: Number(blob?.n ?? 0), rows: events.length, ok, events, steps, hist };
+  };
+  const a: number[] = [];
+  const b: number[] = [];
+  const sizes = { A: 0, B: 0 };
+  let keys = 0;
+  let blob = 0;
+  let ok = true;
+  let rows = 0;
+  let events: LearnerRow[] = [];
+  const load0 = loadavg()[0]!;
+  for (let rep = 0; rep < REPEAT; rep++) {
+    for (const label of rep % 2 === 0 ? (["A", "B"] as const) : (["B", "A"] as const)) {
+      const r = await run(label, rep);
+      (label === "A" ? a : b).push(r.s);
+      sizes[label] = r.bytes;
+      keys = r.keys;
+      rows = r.rows;
+      if (label === "B") blob = r.blob;
+      ok &&= r.ok;
+      events = r.events;
+      console.log(
+        `rep ${rep} ${label}: ${r.s.toFixed(2)} s, ${Math.round(r.rows / r.s)} events/s; seconds by step: ${r.steps}; history rows ${r.hist}`,
+      );
+    }
+  }
+  // The pure folds over the same stored events (no I/O): BKT/Elo vs the latent filter.
+  const paramsFor = topicParamsResolver(MODELS);
+  const filter = withLatent.latent!.filter;
+  const byKey: LearnerRow[][] = [];
+  for (let k = 0; k < events.length; ) {
+    const first = events[k]!;
+    const j0 = k;
+    while (
+      k < events.length &&
+      events[k]!.student_key === first.student_key &&
+      events[k]!.topic_id === first.topic_id
+    )
+      k++;
+    byKey.push(events.slice(j0, k));
+  }
+  const foldBkt: number[] = [];
+  const foldLat: number[] = [];
+  for (let rep = 0; rep < Math.max(3, REPEAT); rep++) {
+    let t0 = performance.now();
+    for (const ks of byKey) replayEvents(ks.map(learnerEvent), paramsFor(ks[0]!.topic_id));
+    foldBkt.push((performance.now() - t0) / 1000);
+    t0 = performance.now();
+    for (const ks of byKey)
+      encodeLatentState(foldLatent(filter, ks[0]!.topic_id, replayOrder(ks.map(learnerEvent))));
+    foldLat.push((performance.now() - t0) / 1000);
+  }
+  const load1 = loadavg()[0]!;
+  rmSync(root, { recursive: true, force: true });
+  const rate = (xs: number[]) => rows / median(xs);
+  console.log(
+    `load average (1 min) ${load0.toFixed(1)} at start, ${load1.toFixed(1)} at end; ${keys} keys, ${rows} stored rows`,
+  );
+  console.log(
+    `A stream updater, BKT/Elo only      median ${median(a).toFixed(2)} s  ${Math.round(rate(a))} events/s`,
+  );
+  console.log(
+    `B stream updater + latent filter    median ${median(b).toFixed(2)} s  ${Math.round(rate(b))} events/s`,
+  );
+  console.log(
+    `ratio B/A (events/s) ${(rate(b) / rate(a)).toFixed(3)}; per run: A ${a.map((x) => x.toFixed(2)).join(" ")}, B ${b.map((x) => x.toFixed(2)).join(" ")}`,
+  );
+  console.log(`pure fold BKT/Elo (replayEvents)     ${Math.round(rate(foldBkt))} events/s`);
+  console.log(`pure fold latent (foldLatent+encode) ${Math.round(rate(foldLat))} events/s`);
+  console.log(`latent state per pair: ${blob} bytes (Redis: ${Math.ceil(blob / 3) * 4} base64 characters)`);
+  console.log(
+    `DuckDB file after CHECKPOINT: A ${sizes.A} B ${sizes.B} bytes, +${((sizes.B - sizes.A) / keys).toFixed(0)} bytes per pair`,
+  );
+  console.log(`B state equals the replay (recompute): ${ok ? "yes" : "NO"}`);
+  if (!ok) process.exitCode = 1;
+}

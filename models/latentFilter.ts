@@ -425,18 +425,45 @@ export interface LatentEstimate {
   daysSinceLast: number | null;
 }
 
-const OBS_FACTOR: Record<number, LatentFactor> = {
-  [KIND_QUIZ]: "quiz_answers",
-  [KIND_PRACTICE]: "practice_results",
-  [KIND_ASSIGNMENT]: "assignment_scores",
+const factorIndex = (f: LatentFactor): number => LATENT_FACTORS.indexOf(f);
+const FACTOR_FORGETTING = factorIndex("forgetting");
+const OBS_FACTOR: Record<number, number> = {
+  [KIND_QUIZ]: factorIndex("quiz_answers"),
+  [KIND_PRACTICE]: factorIndex("practice_results"),
+  [KIND_ASSIGNMENT]: factorIndex("assignment_scores"),
 };
-const LEARN_FACTOR: LatentFactor[] = [
-  "learning_quiz",
-  "learning_practice",
-  "learning_video",
-  "learning_assignment",
-  "learning_chatbot",
+const LEARN_FACTOR: number[] = [
+  factorIndex("learning_quiz"),
+  factorIndex("learning_practice"),
+  factorIndex("learning_video"),
+  factorIndex("learning_assignment"),
+  factorIndex("learning_chatbot"),
 ];
+
+/**
+ * The filter's per-pair state between events (what the stream stores per (student, topic); encoded by
+ * models/latentState.ts). Built only by LatentFilter.init / step: one fold for the stream and the batch.
+ */
+export interface LatentState {
+  /** Posterior over the grid cells (float32: the stored precision). */
+  p: Float32Array;
+  /** Mean of the discretised prior (the explanation's base). */
+  base: number;
+  /** Signed change of the posterior mean by each factor (LATENT_FACTORS order), up to the last event. */
+  contributions: Float64Array;
+  /** Graded observations and events folded in. */
+  observations: number;
+  events: number;
+  /** Time (days) of the last event folded in; NaN without events. */
+  lastT: number;
+}
+
+/** Mean of a posterior over grid midpoints `x`. */
+function meanOf(p: Float32Array, x: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < p.length; i++) s += p[i]! * x[i]!;
+  return s;
+}
 
 /** A fitted filter: parameters, grid and per-topic priors (the estimator shape: fit / predict / toJSON). */
 export class LatentFilter {
@@ -486,46 +513,91 @@ export class LatentFilter {
   /**
    * The estimate of one (student, topic) from its events (time order) as of `asOfDays` (same time unit,
    * >= the last event's time), with the posterior mean change of each step attributed to its factor.
+   * The one fold: init, then step per event, then estimate (the stream carries the state between events).
    */
   predict(topic: string, events: readonly LatentEvent[], asOfDays: number, priorOffset = 0): LatentEstimate {
+    const s = this.init(topic, priorOffset);
+    for (const e of events) this.step(s, e, topic);
+    return this.estimate(s, asOfDays, topic);
+  }
+
+  /**
+   * The state of a pair without events: the topic's prior on the grid (float32, as stored), its mean shifted by
+   * `priorOffset` logits (the student effect, LatentFilter.studentOffset; 0 = none).
+   */
+  init(topic: string, priorOffset = 0): LatentState {
     const k = this.kernelFor(topic);
     const p = this.p;
-    const base =
-      priorOffset === 0 ? this.priorMean(topic) : sigmoid(logit(this.priorMean(topic)) + priorOffset);
-    k.prior(base, p);
-    const contributions = Object.fromEntries(LATENT_FACTORS.map((f) => [f, 0])) as Record<
-      LatentFactor,
-      number
-    >;
-    let mean = k.mean(p);
-    // The discretised prior's mean differs from `base` by the grid's rounding: count it as forgetting-free rest
-    // by starting the sum at the discretised mean.
-    const start = mean;
-    let last = Number.NaN;
-    let observations = 0;
-    const step = (f: LatentFactor) => {
-      const m = k.mean(p);
-      contributions[f] += m - mean;
-      mean = m;
+    const prior = this.priorMean(topic);
+    k.prior(priorOffset === 0 ? prior : sigmoid(logit(prior) + priorOffset), p);
+    const state: LatentState = {
+      p: Float32Array.from(p),
+      base: 0,
+      contributions: new Float64Array(LATENT_FACTORS.length),
+      observations: 0,
+      events: 0,
+      lastT: Number.NaN,
     };
-    for (const e of events) {
-      if (Number.isFinite(last)) {
-        k.forget(p, e.t - last);
-        step("forgetting");
-      }
-      last = e.t;
-      k.observe(p, e);
-      const of = OBS_FACTOR[e.kind];
-      if (of !== undefined) {
-        step(of);
-        observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
-      }
-      k.learnFrom(p, e.kind);
-      step(LEARN_FACTOR[e.kind] ?? "learning_quiz");
+    // The discretised prior's mean differs from the topic's prior mean by the grid's rounding: the
+    // explanation's base is the discretised (stored) prior's mean, so base + contributions = score.
+    state.base = meanOf(state.p, k.x);
+    return state;
+  }
+
+  /**
+   * Folds one event (time order: `e.t` >= the state's last event) into `s`, in place: forgetting since the
+   * last event, the outcome (emission), then learning and noise. The posterior is rounded to float32 after
+   * every event (the stored form), so a state continued from storage and a replay from the start give the
+   * same bits; the rounding's change of the mean is counted with the event's learning factor. `topic` picks
+   * the topic's emission (it matters only for the opt-in item-difficulty emission).
+   */
+  step(s: LatentState, e: LatentEvent, topic = ""): void {
+    if (s.p.length !== this.json.bins)
+      throw new LatentFilterError(`latent state has ${s.p.length} cells, the model ${this.json.bins}`);
+    const k = this.kernelFor(topic);
+    const p = this.p;
+    for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
+    const c = s.contributions;
+    let mean = k.mean(p);
+    if (Number.isFinite(s.lastT)) {
+      k.forget(p, e.t - s.lastT);
+      const m = k.mean(p);
+      c[FACTOR_FORGETTING]! += m - mean;
+      mean = m;
     }
+    s.lastT = e.t;
+    k.observe(p, e);
+    const of = OBS_FACTOR[e.kind];
+    if (of !== undefined) {
+      const m = k.mean(p);
+      c[of]! += m - mean;
+      mean = m;
+      s.observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
+    }
+    k.learnFrom(p, e.kind);
+    s.p.set(p);
+    c[LEARN_FACTOR[e.kind] ?? LEARN_FACTOR[KIND_QUIZ]!]! += meanOf(s.p, k.x) - mean;
+    s.events++;
+  }
+
+  /**
+   * The estimate of a state as of `asOfDays` (>= its last event): forgetting to then, mean, interval (`topic`
+   * as for `step`).
+   */
+  estimate(s: LatentState, asOfDays: number, topic = ""): LatentEstimate {
+    const k = this.kernelFor(topic);
+    const p = this.p;
+    for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
+    const contributions = Object.fromEntries(
+      LATENT_FACTORS.map((f, i) => [f, s.contributions[i]!]),
+    ) as Record<LatentFactor, number>;
+    let mean = k.mean(p);
+    const last = s.lastT;
     if (Number.isFinite(last)) {
       k.forget(p, asOfDays - last);
-      step("forgetting");
+      const m = k.mean(p);
+      contributions.forgetting += m - mean;
+      mean = m;
     }
     const w = this.json.intervalScale ?? 1;
     const widen = (q: number) => Math.min(1, Math.max(0, mean + w * (q - mean)));
@@ -542,10 +614,10 @@ export class LatentFilter {
                 emissionShape(this.json.params, this.json.params.floor, this.threshold(topic)),
           }
         : {}),
-      base: start,
+      base: s.base,
       contributions,
-      observations,
-      events: events.length,
+      observations: s.observations,
+      events: s.events,
       daysSinceLast: Number.isFinite(last) ? Math.max(0, asOfDays - last) : null,
     };
   }

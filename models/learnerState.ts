@@ -27,6 +27,10 @@ export interface LearnerEvent {
    * Dedupe keeps the first ingested copy of an event_id (firstIngestedCopies); absent counts as 0.
    */
   ingestedAt?: number;
+  /** Practice attempts / correct and an assignment's score_pct (the latent filter reads them; BKT/Elo do not). */
+  attempts?: number | null;
+  correctCount?: number | null;
+  scorePct?: number | null;
 }
 
 /** What the update needs to know about the event's topic. */

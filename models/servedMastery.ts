@@ -576,7 +576,7 @@ export function servedFromLatent(
   }));
   return {
     score,
-    pCorrect: own ? est.pCorrect : emit(est.score),
+    pCorrect: est.pCorrect,
     lo: map(est.lo),
     hi: map(est.hi),
     decay: {

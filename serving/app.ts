@@ -190,7 +190,7 @@ export interface AppDeps {
    * embedded store with the models in `modelDirs` (defaults when none).
    */
   updater?: EventUpdater;
-  modelDirs?: { bkt?: string; elo?: string };
+  modelDirs?: { bkt?: string; elo?: string; served?: string };
   /**
    * Where GET /mastery, /history and /recommendations read scores, topics and learner_state
    * (serving/masteryReadStore.ts). Default: the embedded store. Pass the PostgreSQL one when the
@@ -373,7 +373,11 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
           raw: localRaw,
           state: await DuckStateStore.open(store),
           mastery: await DuckMasteryStore.open(store),
-          models: streamModels({ bktModelDir: deps.modelDirs?.bkt, eloModelDir: deps.modelDirs?.elo }),
+          models: streamModels({
+            bktModelDir: deps.modelDirs?.bkt,
+            eloModelDir: deps.modelDirs?.elo,
+            servedModelDir: deps.modelDirs?.served,
+          }),
           nowUs: () => now().getTime() * 1000,
         }),
     ));

@@ -1,34 +1,27 @@
 import { createHash } from "node:crypto";
 import { explain } from "../models/explanation.ts";
 import {
-  KIND_ASSIGNMENT,
-  KIND_CHATBOT,
-  KIND_PRACTICE,
-  KIND_QUIZ,
-  KIND_VIDEO,
   type LatentEstimate,
   type LatentEvent,
   LatentFilter,
   type LatentFitOptions,
   type LatentSequence,
 } from "../models/latentFilter.ts";
+import { latentEventOf } from "../models/latentState.ts";
+import { type LearnerEvent, replayOrder } from "../models/learnerState.ts";
 import type { PairEvidence } from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 
 const DAY_MS = 86_400_000;
-const KIND_OF: Record<string, number> = {
-  quiz_attempt: KIND_QUIZ,
-  practice: KIND_PRACTICE,
-  video: KIND_VIDEO,
-  assignment: KIND_ASSIGNMENT,
-  chatbot: KIND_CHATBOT,
-};
 
 /**
- * Every (student, topic)'s events before `before` in time order (copies of one event_id once), as the latent
- * filter's sequences (models/latentFilter.ts); times in days since the epoch. `sample` = keep one student in
- * `sample` with all of their pairs (by a hash of the student key: the same students every run), for fitting on
- * a subset (whole students, so that the student effect's leave-one-topic-out check sees their other topics).
+ * Every (student, topic)'s events before `before` as the latent filter's sequences (models/latentFilter.ts),
+ * read as the stream reads them (models/latentState.ts): a key's copies of one event_id count once, the
+ * first ingested (models/learnerState.ts firstIngestedCopies, applied before the time cut), in (ts, event_id)
+ * order (replayOrder), times latentDays(epoch microseconds). So the batch's fold is the stream's, bit for bit.
+ * `sample` = keep one student in `sample` with all of their pairs (by a hash of the student key: the same
+ * students every run), for fitting on a subset (whole students, so that the student effect's
+ * leave-one-topic-out check sees their other topics).
  */
 export async function loadLatentSequences(
   store: DuckStore,
@@ -38,44 +31,55 @@ export async function loadLatentSequences(
   const rows = await store.all<{
     student_key: string;
     topic_id: string;
+    event_id: string;
     type: string;
-    t: number;
+    ts_us: number;
     is_correct: boolean | null;
     attempts: number | null;
     correct_count: number | null;
     score_pct: number | null;
   }>(
-    `SELECT student_key, topic_id, type, epoch(ts) / 86400.0 AS t, is_correct, attempts, correct_count, score_pct
-     FROM (SELECT DISTINCT ON (event_id, student_key, topic_id) * FROM raw_events WHERE ts < $1::TIMESTAMP
-           ORDER BY event_id, student_key, topic_id, ts)
-     ${sample > 1 ? "WHERE hash(student_key) % $2 = 0" : ""}
+    `SELECT student_key, topic_id, event_id, type, ts_us, is_correct, attempts, correct_count, score_pct
+     FROM (SELECT student_key, topic_id, event_id, type, ts, epoch_us(ts)::DOUBLE AS ts_us, is_correct, attempts,
+                  correct_count, score_pct
+           FROM raw_events
+           ${sample > 1 ? "WHERE hash(student_key) % $2 = 0" : ""}
+           QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1)
+     WHERE ts < $1::TIMESTAMP
      ORDER BY student_key, topic_id, ts, event_id`,
     sample > 1 ? [before.toISOString(), sample] : [before.toISOString()],
   );
   const out = new Map<string, LatentSequence>();
-  let key = "";
-  let seq: LatentSequence | undefined;
-  for (const r of rows) {
-    const kind = KIND_OF[r.type];
-    if (kind === undefined) continue;
-    const k = `${r.student_key}|${r.topic_id}`;
-    if (k !== key || seq === undefined) {
-      key = k;
-      seq = { topic: r.topic_id, student: r.student_key, events: [] };
-      out.set(k, seq);
+  let i = 0;
+  while (i < rows.length) {
+    const first = rows[i]!;
+    const key: LearnerEvent[] = [];
+    for (; i < rows.length; i++) {
+      const r = rows[i]!;
+      if (r.student_key !== first.student_key || r.topic_id !== first.topic_id) break;
+      key.push({
+        eventId: r.event_id,
+        type: r.type,
+        ts: Number(r.ts_us),
+        isCorrect: r.is_correct,
+        questionId: null,
+        attempts: r.attempts,
+        correctCount: r.correct_count,
+        scorePct: r.score_pct,
+      });
     }
-    const e: LatentEvent = { t: Number(r.t), kind, n: 0, k: 0 };
-    if (kind === KIND_QUIZ && r.is_correct !== null) {
-      e.n = 1;
-      e.k = r.is_correct ? 1 : 0;
-    } else if (kind === KIND_PRACTICE && Number(r.attempts ?? 0) > 0) {
-      e.n = Number(r.attempts);
-      e.k = Math.min(e.n, Math.max(0, Number(r.correct_count ?? 0)));
-    } else if (kind === KIND_ASSIGNMENT && r.score_pct !== null) {
-      e.k = Math.min(1, Math.max(0, Number(r.score_pct) / 100));
-      e.n = 1;
+    // The fold's own order (a collation difference between engines cannot change it).
+    const events: LatentEvent[] = [];
+    for (const r of replayOrder(key)) {
+      const e = latentEventOf(r);
+      if (e !== null) events.push(e);
     }
-    seq.events.push(e);
+    if (events.length > 0)
+      out.set(`${first.student_key}|${first.topic_id}`, {
+        topic: first.topic_id,
+        student: first.student_key,
+        events,
+      });
   }
   return out;
 }

@@ -22,6 +22,7 @@ import {
 } from "../storage/learnerEventColumns.ts";
 import { LEARNER_STATE_COLUMNS, learnerStateFromRow } from "../storage/stateStore.ts";
 import { intern } from "../training/responses.ts";
+import type { StreamLatent } from "./latentStream.ts";
 
 /**
  * The BKT + Elo scoring job (the one batch path: `mastery score bkt-elo`, the pipeline, the demo and
@@ -54,6 +55,11 @@ export interface BktEloModels {
   bktVersion: string;
   elo: Elo | undefined;
   eloVersion: string;
+  /**
+   * The served model's latent filter, carried per key by the stream updater and the recompute
+   * (serving/latentStream.ts); absent: no latent state, no 'latent' / 'served' scores from the stream.
+   */
+  latent?: StreamLatent | undefined;
 }
 
 /** Per-topic parameters from the models (models/learnerState.ts; re-exported for the serving callers). */

@@ -1,10 +1,11 @@
-import { replayEvents } from "../models/learnerState.ts";
+import { replayEvents, replayOrder } from "../models/learnerState.ts";
 import type { MasteryStore } from "../storage/masteryStore.ts";
 import type { LearnerRow, RawEventStore } from "../storage/rawEventStore.ts";
 import { STATE_NUMBER_FIELDS, type StateStore, type StoredLearnerState } from "../storage/stateStore.ts";
+import { foldLatentColumns } from "./latentStream.ts";
 import type { BktEloModels } from "./learnerState.ts";
 import { topicParamsResolver } from "./learnerState.ts";
-import { learnerEvent, masteryScores } from "./updater.ts";
+import { learnerEvent, stateScores } from "./updater.ts";
 
 /**
  * The reconciliation: replays every raw event, per (student, topic), through the same functions as
@@ -48,6 +49,16 @@ export interface RecomputeOptions {
 }
 
 const SOURCES = ["bkt", "elo"] as const;
+/** Written by the stream with a served model's latent filter (serving/latentStream.ts). */
+const LATENT_SOURCES = ["latent", "served"] as const;
+
+/** Byte-for-byte equality of two stored latent states (null = none). */
+function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 function emptyTable(table: TableReconciliation["table"]): TableReconciliation {
   return {
@@ -99,13 +110,23 @@ export async function recompute(
     // replayEvents dedupes and sorts with the fold's own comparison, so a collation difference
     // between engines cannot change the order.
     const params = paramsFor(first.topic_id);
-    const s = replayEvents(keyEvents.map(learnerEvent), params);
-    expectedState.set(keyId(first.student_key, first.topic_id), {
+    const learner = keyEvents.map(learnerEvent);
+    const s = replayEvents(learner, params);
+    // The latent filter's state (with a served model): the same fold over the same replay order.
+    const latent = foldLatentColumns(
+      models.latent,
+      first.topic_id,
+      models.latent === undefined ? [] : replayOrder(learner),
+      null,
+    );
+    const stored: StoredLearnerState = {
       ...s,
       bktModelVersion: models.bktVersion,
       eloModelVersion: models.eloVersion,
-    });
-    for (const sc of masteryScores(s, params, models))
+      ...latent,
+    };
+    expectedState.set(keyId(first.student_key, first.topic_id), stored);
+    for (const sc of stateScores(stored, first.topic_id, params, models))
       expectedScores.set(keyId(first.student_key, first.topic_id, sc.source), {
         score: sc.score,
         modelVersion: sc.modelVersion,
@@ -143,6 +164,10 @@ export async function recompute(
       firstDiff ??= `lastEventId ${a.state.lastEventId} != ${e.lastEventId}`;
     if (a.state.bktModelVersion !== e.bktModelVersion || a.state.eloModelVersion !== e.eloModelVersion)
       firstDiff ??= "model versions differ";
+    if ((a.state.latentModelVersion ?? null) !== (e.latentModelVersion ?? null))
+      firstDiff ??= "latent model versions differ";
+    else if (!sameBytes(a.state.latent ?? null, e.latent ?? null))
+      firstDiff ??= "latent filter state differs";
     if (firstDiff !== undefined) {
       st.differences++;
       if (st.examples.length < 5) st.examples.push(`${show(id)}: ${firstDiff}`);
@@ -153,7 +178,9 @@ export async function recompute(
   // student_mastery (the bkt and elo rows)
   const sm = emptyTable("student_mastery");
   sm.expected = expectedScores.size;
-  const actualScores = await stores.mastery.all(SOURCES);
+  const actualScores = await stores.mastery.all(
+    models.latent === undefined ? SOURCES : [...SOURCES, ...LATENT_SOURCES],
+  );
   sm.actual = actualScores.length;
   const seenScores = new Set<string>();
   for (const a of actualScores) {

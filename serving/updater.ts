@@ -18,6 +18,13 @@ import type { MasteryStore, MasteryWrite } from "../storage/masteryStore.ts";
 import type { LearnerRow, RawEventRow, RawEventStore } from "../storage/rawEventStore.ts";
 import type { LoadedKey, StateCommit, StateStore, StoredLearnerState } from "../storage/stateStore.ts";
 import { EventLoopBudget } from "./eventLoopBudget.ts";
+import {
+  foldLatentColumns,
+  type LatentColumns,
+  latentScores,
+  latentUsable,
+  loadStreamLatent,
+} from "./latentStream.ts";
 import { type BktEloModels, modelFileVersion, topicParamsResolver } from "./learnerState.ts";
 
 /**
@@ -168,6 +175,8 @@ export function rowsFromEvent(
 export function streamModels(opts: {
   bktModelDir?: string | undefined;
   eloModelDir?: string | undefined;
+  /** A served model (`mastery train served`) whose latent filter the stream carries (serving/latentStream.ts). */
+  servedModelDir?: string | undefined;
 }): BktEloModels {
   const models: BktEloModels = {
     bkt: undefined,
@@ -185,6 +194,7 @@ export function streamModels(opts: {
     models.elo = Elo.fromJSON(m.json);
     models.eloVersion = m.version;
   }
+  if (opts.servedModelDir !== undefined) models.latent = loadStreamLatent(opts.servedModelDir);
   return models;
 }
 
@@ -196,6 +206,9 @@ export function learnerEvent(r: LearnerRow): LearnerEvent {
     isCorrect: r.is_correct,
     questionId: r.question_id,
     ingestedAt: r.ingested_at_us,
+    attempts: r.attempts,
+    correctCount: r.correct_count,
+    scorePct: r.score_pct,
   };
 }
 
@@ -223,13 +236,25 @@ export function masteryScores(
   ];
 }
 
-function toStored(s: LearnerState, models: BktEloModels): StoredLearnerState {
-  return { ...s, bktModelVersion: models.bktVersion, eloModelVersion: models.eloVersion };
+function toStored(s: LearnerState, models: BktEloModels, latent: LatentColumns): StoredLearnerState {
+  return { ...s, bktModelVersion: models.bktVersion, eloModelVersion: models.eloVersion, ...latent };
 }
 
 function toLearner(s: StoredLearnerState): LearnerState {
-  const { bktModelVersion: _b, eloModelVersion: _e, ...rest } = s;
+  const { bktModelVersion: _b, eloModelVersion: _e, latent: _l, latentModelVersion: _v, ...rest } = s;
   return rest;
+}
+
+/** BKT/Elo scores of a stored state, then the latent filter's (serving/latentStream.ts). Shared with the recompute. */
+export function stateScores(
+  state: StoredLearnerState,
+  topicId: string,
+  params: TopicParams,
+  models: BktEloModels,
+): MasteryWrite["scores"] {
+  const scores = masteryScores(toLearner(state), params, models);
+  const latent = latentScores(models.latent, topicId, state, state.lastTs);
+  return latent.length === 0 ? scores : [...scores, ...latent];
 }
 
 const keyId = (studentKey: string, topicId: string): string => `${studentKey}\u0000${topicId}`;
@@ -265,7 +290,7 @@ interface KeyPlan {
   /** Event ids of `rows` (one row per event and key). */
   ids: Set<string>;
   outcome: Map<string, ApplyOutcome>;
-  final: { rev: number; state: LearnerState } | null;
+  final: { rev: number; state: StoredLearnerState } | null;
 }
 
 /** Counters of an updater since it was made (logs and benchmarks read them). */
@@ -410,24 +435,28 @@ export class IncrementalUpdater implements EventUpdater {
         const fresh = plan.rows.filter((r) => !l.seen.has(r.event_id));
         for (const r of plan.rows) if (l.seen.has(r.event_id)) plan.outcome.set(r.event_id, "duplicate");
         if (fresh.length === 0) {
-          plan.final = l.state === null ? null : { rev: l.rev, state: toLearner(l.state) };
+          plan.final = l.state === null ? null : { rev: l.rev, state: l.state };
           continue;
         }
         const events = replayOrder(fresh.map(learnerEvent));
         const s = l.state;
         const usable =
-          s !== null && s.bktModelVersion === models.bktVersion && s.eloModelVersion === models.eloVersion;
+          s !== null &&
+          s.bktModelVersion === models.bktVersion &&
+          s.eloModelVersion === models.eloVersion &&
+          latentUsable(models.latent, s);
         if (updatePlan(usable ? s : null, events) === "replay") {
           replay.push({ plan, loaded: l });
           continue;
         }
         const next = replayEvents(events, this.paramsFor(plan.topicId), toLearner(s!));
+        const latent = foldLatentColumns(models.latent, plan.topicId, events, s);
         for (const r of fresh) plan.outcome.set(r.event_id, "applied");
         commits.push({
           studentKey: plan.studentKey,
           topicId: plan.topicId,
           expectedRev: l.rev,
-          state: toStored(next, models),
+          state: toStored(next, models, latent),
           processed: fresh.map((r) => r.event_id),
           updatedAtUs,
         });
@@ -451,12 +480,15 @@ export class IncrementalUpdater implements EventUpdater {
             (byKey.get(keyId(plan.studentKey, plan.topicId)) ?? []).map(learnerEvent),
           );
           const next = replayEvents(evs, this.paramsFor(plan.topicId));
+          // replayEvents sorts its own copy; the filter folds the same order.
+          const ordered = models.latent === undefined ? [] : replayOrder(evs);
+          const latent = foldLatentColumns(models.latent, plan.topicId, ordered, null);
           for (const r of plan.rows) if (!l.seen.has(r.event_id)) plan.outcome.set(r.event_id, "replayed");
           commits.push({
             studentKey: plan.studentKey,
             topicId: plan.topicId,
             expectedRev: l.rev,
-            state: toStored(next, models),
+            state: toStored(next, models, latent),
             processed: evs.map((e) => e.eventId),
             updatedAtUs,
           });
@@ -474,7 +506,7 @@ export class IncrementalUpdater implements EventUpdater {
           this.stats.conflicts++;
           plan.outcome.clear();
           pending.push(plan);
-        } else plan.final = { rev, state: toLearner(commits[i]!.state) };
+        } else plan.final = { rev, state: commits[i]!.state };
       });
     }
 
@@ -499,7 +531,7 @@ export class IncrementalUpdater implements EventUpdater {
         });
         continue;
       }
-      const scores = masteryScores(p.final.state, params, models);
+      const scores = stateScores(p.final.state, p.topicId, params, models);
       keyScores.set(p, { bkt: scores[0]!.score, elo: scores[1]!.score });
       writes.push({
         studentKey: p.studentKey,

@@ -42,7 +42,7 @@ const utcTypes = {
  * tables use only types the two share otherwise (VARCHAR, VARCHAR[], INTEGER, BIGINT, BOOLEAN, TIMESTAMP).
  */
 export function pgDialectDdl(ddl: string): string {
-  return ddl.replace(/\bDOUBLE\b(?!\s+PRECISION)/g, "DOUBLE PRECISION");
+  return ddl.replace(/\bDOUBLE\b(?!\s+PRECISION)/g, "DOUBLE PRECISION").replace(/\bBLOB\b/g, "BYTEA");
 }
 
 export interface PgOpenOptions {

@@ -51,6 +51,10 @@ export type LearnerRow = {
   question_id: string | null;
   /** When this copy was stored: the fold's dedupe keeps the first ingested copy of an event_id. */
   ingested_at_us: number;
+  /** Practice attempts / correct and the assignment score: the latent filter's evidence (models/latentState.ts). */
+  attempts: number | null;
+  correct_count: number | null;
+  score_pct: number | null;
 };
 
 export interface DeadLetterRow {
@@ -183,7 +187,7 @@ const PG_TYPES: Record<ColumnKind, string> = {
 
 const PG_LEARNER_COLUMNS = `event_id, type, student_key, topic_id,
   (extract(epoch FROM ts) * 1000000)::float8 AS ts_us, is_correct, question_id,
-  (extract(epoch FROM ingested_at) * 1000000)::float8 AS ingested_at_us`;
+  (extract(epoch FROM ingested_at) * 1000000)::float8 AS ingested_at_us, attempts, correct_count, score_pct`;
 
 export class PgRawEventStore implements RawEventStore {
   private constructor(private readonly pg: PgStore) {}
@@ -280,7 +284,7 @@ export class PgRawEventStore implements RawEventStore {
 // DuckDB (embedded; one process holds the file, so no concurrent writers)
 
 const DUCK_LEARNER_COLUMNS =
-  "event_id, type, student_key, topic_id, epoch_us(ts)::DOUBLE AS ts_us, is_correct, question_id, epoch_us(ingested_at)::DOUBLE AS ingested_at_us";
+  "event_id, type, student_key, topic_id, epoch_us(ts)::DOUBLE AS ts_us, is_correct, question_id, epoch_us(ingested_at)::DOUBLE AS ingested_at_us, attempts, correct_count, score_pct";
 
 // models/learnerState.ts firstIngestedCopies in SQL (fewer rows to ship): a key's copies of one
 // event count once, the first ingested (then the earlier ts). The fold applies the same rule again.
@@ -429,5 +433,8 @@ function learnerRow(r: RawEventRow): LearnerRow {
     is_correct: r.is_correct,
     question_id: r.question_id,
     ingested_at_us: r.ingested_at_us,
+    attempts: r.attempts,
+    correct_count: r.correct_count,
+    score_pct: r.score_pct,
   };
 }

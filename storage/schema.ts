@@ -163,6 +163,10 @@ export const CORE_DDL: readonly string[] = [
   // Events folded into the state (models/learnerState.ts eventN): the batch job compares it with the
   // stored events at or before the cursor to find late events. NULL in older rows: rebuilt on touch.
   "ALTER TABLE learner_state ADD COLUMN IF NOT EXISTS event_n INTEGER",
+  // The latent filter's state (models/latentState.ts: ~260 bytes with a 40-cell grid) and the version of the
+  // latent model that built it; NULL without a latent model (and in rows of the batch job): rebuilt on touch.
+  "ALTER TABLE learner_state ADD COLUMN IF NOT EXISTS latent_state BLOB",
+  "ALTER TABLE learner_state ADD COLUMN IF NOT EXISTS latent_model_version VARCHAR",
 ];
 
 /**

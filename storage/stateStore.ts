@@ -23,6 +23,12 @@ import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "
 export interface StoredLearnerState extends LearnerState {
   bktModelVersion: string;
   eloModelVersion: string;
+  /**
+   * The latent filter's encoded state (models/latentState.ts) and the version of the latent model that
+   * built it; null / null (or absent) when the writer had no latent model.
+   */
+  latent?: Uint8Array | null;
+  latentModelVersion?: string | null;
 }
 
 /** A learner_state row as read from SQL (last_ts as epoch microseconds). */
@@ -445,6 +451,9 @@ function stateToPairs(c: StateCommit): string[] {
   pairs.push("lastEventId", s.lastEventId ?? "");
   pairs.push("hasLastEvent", s.lastEventId === null ? "0" : "1");
   pairs.push("bktModelVersion", s.bktModelVersion, "eloModelVersion", s.eloModelVersion);
+  // The latent state as base64 (hgetall reads strings); "" = none.
+  pairs.push("latent", s.latent == null ? "" : Buffer.from(s.latent).toString("base64"));
+  pairs.push("latentModelVersion", s.latentModelVersion ?? "");
   pairs.push("updatedAtUs", String(c.updatedAtUs));
   return pairs;
 }
@@ -472,6 +481,10 @@ function stateFromHash(h: Record<string, string>): StoredLearnerState {
     eloStreakDelta: num("eloStreakDelta"),
     bktModelVersion: h.bktModelVersion ?? "",
     eloModelVersion: h.eloModelVersion ?? "",
+    latent:
+      h.latent === undefined || h.latent === "" ? null : new Uint8Array(Buffer.from(h.latent, "base64")),
+    latentModelVersion:
+      h.latentModelVersion === undefined || h.latentModelVersion === "" ? null : h.latentModelVersion,
   };
 }
 
@@ -482,6 +495,9 @@ function stateFromHash(h: Record<string, string>): StoredLearnerState {
 type DuckStateRow = LearnerStateRow & {
   bkt_model_version: string;
   elo_model_version: string;
+  /** A Buffer from getRowObjectsJS. */
+  latent_state: Uint8Array | null;
+  latent_model_version: string | null;
   rev: bigint | number | null;
 };
 
@@ -489,7 +505,7 @@ const DUCK_SELECT = `SELECT s.student_key, s.topic_id, s.p_mastery, s.elo_abilit
   epoch_us(s.last_ts)::DOUBLE AS last_ts_us, s.last_event_id, s.correct_streak, s.correct_n,
   s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta, s.bkt_streak_obs_delta,
   s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta, s.elo_streak_delta,
-  s.bkt_model_version, s.elo_model_version, s.p_unknown, s.event_n, r.rev
+  s.bkt_model_version, s.elo_model_version, s.p_unknown, s.event_n, s.latent_state, s.latent_model_version, r.rev
   FROM learner_state s LEFT JOIN learner_state_rev r USING (student_key, topic_id)`;
 
 const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
@@ -500,6 +516,9 @@ export const LEARNER_STATE_COLUMNS = `student_key, topic_id, p_mastery, elo_abil
   bkt_streak_obs_delta, bkt_streak_learn_delta, elo_correct_delta, elo_incorrect_delta, elo_streak_delta,
   bkt_model_version, elo_model_version, p_unknown, event_n`;
 
+/** The stream's learner_state columns: LEARNER_STATE_COLUMNS and the latent filter's state. */
+const STREAM_STATE_COLUMNS = `${LEARNER_STATE_COLUMNS}, latent_state, latent_model_version`;
+
 /** Appends one learner_state row in LEARNER_STATE_COLUMNS order (used by the stream updater). */
 export function appendLearnerStateRow(
   ap: DuckDBAppender,
@@ -509,6 +528,8 @@ export function appendLearnerStateRow(
   updatedAtUs: number,
   bktModelVersion: string,
   eloModelVersion: string,
+  /** False: the caller appends more columns (the stream's latent state) and ends the row. */
+  endRow = true,
 ): void {
   ap.appendVarchar(studentKey);
   ap.appendVarchar(topicId);
@@ -538,7 +559,7 @@ export function appendLearnerStateRow(
   ap.appendVarchar(eloModelVersion);
   ap.appendDouble(s.pUnknown);
   ap.appendInteger(s.eventN);
-  ap.endRow();
+  if (endRow) ap.endRow();
 }
 
 /** SELECT of the column lists stateLists binds, in LEARNER_STATE_COLUMNS order. */
@@ -568,6 +589,19 @@ const STATE_LIST_TYPES = [
   LIST(DOUBLE),
   LIST(BIGINT),
 ];
+
+/** STATE_LIST_SELECT + the latent filter's state (base64 in a VARCHAR list: a BLOB per row) and its model version. */
+const STREAM_STATE_LIST_SELECT = `${STATE_LIST_SELECT}, from_base64(unnest($24::VARCHAR[])), unnest($25::VARCHAR[])`;
+const STREAM_STATE_LIST_TYPES = [...STATE_LIST_TYPES, LIST(VARCHAR), LIST(VARCHAR)];
+
+/** stateLists + the latent columns, in STREAM_STATE_COLUMNS order. */
+function streamStateLists(commits: readonly StateCommit[]): DuckDBValue[] {
+  const latent = commits.map((c) =>
+    c.state.latent == null ? null : Buffer.from(c.state.latent).toString("base64"),
+  );
+  const version = commits.map((c) => c.state.latentModelVersion ?? null);
+  return [...stateLists(commits), listValue(latent), listValue(version)];
+}
 
 /** The commits' states as column lists for STATE_LIST_SELECT (the values appendLearnerStateRow appends). */
 function stateLists(commits: readonly StateCommit[]): DuckDBValue[] {
@@ -605,6 +639,8 @@ function stateFromDuck(r: DuckStateRow): StoredLearnerState {
     ...learnerStateFromRow(r),
     bktModelVersion: r.bkt_model_version,
     eloModelVersion: r.elo_model_version,
+    latent: r.latent_state === null ? null : Uint8Array.from(r.latent_state),
+    latentModelVersion: r.latent_model_version,
   };
 }
 
@@ -705,9 +741,9 @@ export class DuckStateStore implements StateStore {
       if (ok.length === 0) return out;
       // One statement, the rows as typed column lists (no staging table to create, fill and drop).
       await d.conn.run(
-        `INSERT OR REPLACE INTO learner_state (${LEARNER_STATE_COLUMNS}) ${STATE_LIST_SELECT}`,
-        stateLists(ok),
-        STATE_LIST_TYPES,
+        `INSERT OR REPLACE INTO learner_state (${STREAM_STATE_COLUMNS}) ${STREAM_STATE_LIST_SELECT}`,
+        streamStateLists(ok),
+        STREAM_STATE_LIST_TYPES,
       );
       const final = new Map<string, { sk: string; tp: string; rev: number }>();
       for (const c of ok)

@@ -9,6 +9,7 @@ interface RecomputeCliOptions {
   db?: string;
   bktModel?: string;
   eloModel?: string;
+  servedModel?: string;
   json?: boolean;
 }
 
@@ -23,6 +24,10 @@ export function register(program: Command): void {
     .option("--db <path>", "DuckDB store used when MASTERY_PG_URL / MASTERY_REDIS_URL are unset")
     .option("--bkt-model <dir>", "BKT model directory the workers use (default: default parameters)")
     .option("--elo-model <dir>", "Elo model directory the workers use (default: default parameters)")
+    .option(
+      "--served-model <dir>",
+      "served model directory the workers use (--served-model of `mastery worker`): also compares the latent filter's state and the 'latent' / 'served' scores",
+    )
     .option("--json", "print the report as JSON")
     .addHelpText(
       "after",
@@ -33,7 +38,11 @@ Example:
 `,
     )
     .action(async (opts: RecomputeCliOptions) => {
-      const models = streamModels({ bktModelDir: opts.bktModel, eloModelDir: opts.eloModel });
+      const models = streamModels({
+        bktModelDir: opts.bktModel,
+        eloModelDir: opts.eloModel,
+        servedModelDir: opts.servedModel,
+      });
       const stores = await openStreamStores(streamStoreConfigFromEnv(opts.db ?? defaultDbPath()));
       try {
         let progress: Progress | undefined;

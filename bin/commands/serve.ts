@@ -26,6 +26,7 @@ interface ServeOptions {
   demo?: boolean;
   bktModel?: string;
   eloModel?: string;
+  servedModel?: string;
   artifacts?: string;
   modelName?: string;
   monitor: boolean;
@@ -50,6 +51,10 @@ export function register(program: Command): void {
     .option("--key <file>", "TLS private key (PEM)")
     .option("--bkt-model <dir>", "BKT model for the incremental update (default parameters otherwise)")
     .option("--elo-model <dir>", "Elo model for the incremental update")
+    .option(
+      "--served-model <dir>",
+      "served model directory (`mastery train served --out DIR`, with the latent filter): the stream carries its filter per (student, topic) and writes the 'latent' and 'served' scores within seconds of an event; default: none",
+    )
     .option(
       "--artifacts <dir>",
       "model registry artifact store (default: $MASTERY_ARTIFACTS or .mastery/artifacts)",
@@ -159,7 +164,11 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
           // MASTERY_PG_POOL_MAX, when set, overrides serving.yaml pg_pool_max.
           pgPoolMax: process.env.MASTERY_PG_POOL_MAX ? undefined : servingConfig.pgPoolMax,
         },
-        models: streamModels({ bktModelDir: opts.bktModel, eloModelDir: opts.eloModel }),
+        models: streamModels({
+          bktModelDir: opts.bktModel,
+          eloModelDir: opts.eloModel,
+          servedModelDir: opts.servedModel,
+        }),
         viaStream: opts.viaStream === true ? busConfigFromEnv() : undefined,
         invalidatedCacheTtlMs: servingConfig.sharedCacheTtlMs,
       }).catch((err: unknown) => {
@@ -201,6 +210,7 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         modelDirs: {
           ...(opts.bktModel !== undefined ? { bkt: opts.bktModel } : {}),
           ...(opts.eloModel !== undefined ? { elo: opts.eloModel } : {}),
+          ...(opts.servedModel !== undefined ? { served: opts.servedModel } : {}),
         },
       });
       const server =

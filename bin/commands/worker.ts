@@ -19,6 +19,7 @@ interface WorkerCliOptions {
   db?: string;
   bktModel?: string;
   eloModel?: string;
+  servedModel?: string;
   stream?: string;
   subjectPrefix?: string;
   durable?: string;
@@ -49,6 +50,10 @@ export function register(program: Command): void {
     .option(
       "--elo-model <dir>",
       "Elo model directory (model.json from `mastery train elo`); default: default parameters",
+    )
+    .option(
+      "--served-model <dir>",
+      "served model directory (`mastery train served --out DIR`, with the latent filter): the stream carries its filter per (student, topic) and writes the 'latent' and 'served' scores within seconds of an event; default: none",
     )
     .option("--stream <name>", "JetStream stream", "MASTERY_EVENTS")
     .option("--subject-prefix <prefix>", "subjects are <prefix>.<event type>", "mastery.events")
@@ -93,7 +98,11 @@ Example:
       const idleExit =
         opts.idleExit !== undefined ? parseIntOption(opts.idleExit, "--idle-exit", 1) : undefined;
       const pseudonymizer = pseudonymizerFromEnv({ demo: opts.demo === true });
-      const models = streamModels({ bktModelDir: opts.bktModel, eloModelDir: opts.eloModel });
+      const models = streamModels({
+        bktModelDir: opts.bktModel,
+        eloModelDir: opts.eloModel,
+        servedModelDir: opts.servedModel,
+      });
       const shutdownMs = parseIntOption(opts.shutdownTimeout, "--shutdown-timeout", 0);
       const log = (m: string) => process.stderr.write(`${new Date().toISOString()} worker: ${m}\n`);
       const storeCfg = streamStoreConfigFromEnv(opts.db ?? defaultDbPath());

@@ -238,6 +238,8 @@ describe("learner_state written before p_unknown existed", () => {
     const old = await DuckStore.open(path);
     await old.run("ALTER TABLE learner_state DROP COLUMN p_unknown");
     await old.run("ALTER TABLE learner_state DROP COLUMN event_n");
+    await old.run("ALTER TABLE learner_state DROP COLUMN latent_state");
+    await old.run("ALTER TABLE learner_state DROP COLUMN latent_model_version");
     await old.run(
       `INSERT INTO learner_state VALUES ('s1', 'T1', 0.75, 0.1, 2, 2, NULL, NULL, 1, now()::TIMESTAMP, 1,
          0,0,0,0,0,0,0,0, 'v1', 'v1')`,
@@ -250,6 +252,9 @@ describe("learner_state written before p_unknown existed", () => {
     expect(loaded!.state!.pMastery).toBe(0.75);
     expect(loaded!.state!.pUnknown).toBe(0.25);
     expect(loaded!.state!.eventN).toBe(-1);
+    // No latent filter state either: a stream with a latent model rebuilds the key (serving/latentStream.ts).
+    expect(loaded!.state!.latent).toBeNull();
+    expect(loaded!.state!.latentModelVersion).toBeNull();
     reopened.close();
     rmSync(dir, { recursive: true, force: true });
   });

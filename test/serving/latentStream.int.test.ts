@@ -1,0 +1,299 @@
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import fc from "fast-check";
+import { afterAll, describe, expect, it } from "vitest";
+import { validateEvent } from "../../features/contracts.ts";
+import { ingestEvents } from "../../features/ingest.ts";
+import type { LatentModelJson, LatentParams } from "../../models/latentFilter.ts";
+import { decodeLatentState, latentDays } from "../../models/latentState.ts";
+import { IDENTITY_CALIBRATION, SERVED_INPUTS, type ServedMasteryJson } from "../../models/servedMastery.ts";
+import { latentEstimates } from "../../serving/latentScoring.ts";
+import { loadStreamLatent } from "../../serving/latentStream.ts";
+import type { BktEloModels } from "../../serving/learnerState.ts";
+import { recompute } from "../../serving/recompute.ts";
+import { openStreamStores, type StreamStores } from "../../serving/streamStores.ts";
+import { type ApplyResult, IncrementalUpdater, rowsFromEvent, streamModels } from "../../serving/updater.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
+import type { RawEventRow } from "../../storage/rawEventStore.ts";
+import { generateStreamEvents } from "./streamEvents.ts";
+import { pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
+
+/**
+ * The latent filter in the stream (serving/latentStream.ts): the updater carries each key's filter state,
+ * and whatever the arrival order, duplicates or late events, it is byte for byte the replay's
+ * (`mastery recompute`) and gives the batch scoring's estimate (serving/latentScoring.ts).
+ */
+
+const NOW_US = Date.UTC(2026, 2, 1) * 1000;
+const DIR = `/tmp/latstream/${runId("latstream")}`;
+afterAll(() => rmSync(DIR, { recursive: true, force: true }));
+
+const PARAMS: LatentParams = {
+  priorMean: 0.35,
+  priorConcentration: 4,
+  guess: 0.2,
+  slip: 0.1,
+  learn: [0.05, 0.1, 0.08, 0.04, 0.02],
+  halfLifeDays: 20,
+  floor: 0.1,
+  noise: 0.02,
+  assignmentConcentration: 8,
+};
+
+/** A served model directory whose score is the latent filter's (as `mastery train served` writes one). */
+function servedModelDir(name: string, params: LatentParams = PARAMS, studentPriorSd?: number): string {
+  const latent: LatentModelJson = {
+    ...(studentPriorSd === undefined ? {} : { studentPriorSd }),
+    version: 1,
+    bins: 40,
+    params,
+    topicPriorMean: { "topic-1": 0.55 },
+    fit: { logLikPerObs: -0.6, observations: 1000, sequences: 50, evaluations: 100 },
+    intervalScale: 1.2,
+  };
+  const json: ServedMasteryJson = {
+    kind: "served-mastery",
+    version: 4,
+    inputs: SERVED_INPUTS,
+    means: SERVED_INPUTS.map(() => 0),
+    weights: SERVED_INPUTS.map(() => 0),
+    intercept: 0.5,
+    residualQuantiles: [
+      [-0.2, 0.2],
+      [-0.2, 0.2],
+      [-0.2, 0.2],
+      [-0.2, 0.2],
+    ],
+    ridge: 1,
+    trainPairs: 100,
+    scale: "centred-logit",
+    topics: { "topic-0": { guess: 0.25, slip: 0.1, halfLifeDays: 15, base: 0.55 } },
+    global: { ...IDENTITY_CALIBRATION, base: 0.62 },
+    latent,
+    servedFrom: "latent",
+  };
+  const dir = join(DIR, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "model.json"), JSON.stringify(json));
+  return dir;
+}
+
+function rows(events: readonly Record<string, unknown>[], ingestedAtUs = NOW_US): RawEventRow[] {
+  return events.flatMap((e) => {
+    const v = validateEvent(e);
+    if (!v.ok) throw new Error(`fixture event invalid: ${JSON.stringify(v.issues)}`);
+    return rowsFromEvent(v.value, pseudonymizer, { source: "test", ingestedAtUs });
+  });
+}
+
+function newUpdater(stores: StreamStores, models: BktEloModels): IncrementalUpdater {
+  let t = NOW_US;
+  return new IncrementalUpdater({ ...stores, models, nowUs: () => (t += 1000) });
+}
+
+async function applyInBatches(
+  updater: IncrementalUpdater,
+  events: readonly Record<string, unknown>[],
+  sizes: readonly number[],
+): Promise<ApplyResult[]> {
+  const out: ApplyResult[] = [];
+  let i = 0;
+  let k = 0;
+  while (i < events.length) {
+    const n = sizes[k++ % sizes.length]!;
+    out.push(...(await updater.apply(rows(events.slice(i, i + n)))));
+    i += n;
+  }
+  return out;
+}
+
+const quiz = (id: string, ts: string, correct: boolean) => ({
+  event_id: id,
+  type: "quiz_attempt",
+  student_id: "alice",
+  topic_id: "topic-0",
+  timestamp: ts,
+  question_id: "q1",
+  is_correct: correct,
+});
+
+const clean = (report: Awaited<ReturnType<typeof recompute>>) =>
+  report.tables.map((t) => [t.table, t.missing, t.extra, t.differences, t.maxAbsDiff]);
+
+describe("latent filter in the stream (embedded DuckDB)", () => {
+  it("moves the served score with each answer, as of the event, with interval, P(correct) and factors", async () => {
+    const models = streamModels({ servedModelDir: servedModelDir("a") });
+    expect(models.latent?.served).not.toBeNull();
+    const duck = await DuckStore.open(":memory:");
+    const stores = await openStreamStores({ dbPath: ":memory:", duck });
+    const u = newUpdater(stores, models);
+    const served = async () => {
+      const r = await stores.mastery.forStudent(pseudonymizer.studentKey("alice"));
+      return {
+        served: r.find((x) => x.score_source === "served")!,
+        latent: r.find((x) => x.score_source === "latent")!,
+      };
+    };
+    await u.apply(rows([quiz("e1", "2026-01-05T10:00:00Z", true)]));
+    const a = await served();
+    await u.apply(rows([quiz("e2", "2026-01-05T10:05:00Z", true)]));
+    const b = await served();
+    await u.apply(rows([quiz("e3", "2026-01-06T10:00:00Z", false)]));
+    const c = await served();
+    // Two right answers move it up, a wrong one down; as_of is the last event's time.
+    expect(b.served.mastery_score).toBeGreaterThan(a.served.mastery_score);
+    expect(c.served.mastery_score).toBeLessThan(b.served.mastery_score);
+    expect(b.latent.mastery_score).toBeGreaterThan(a.latent.mastery_score);
+    expect(c.served.as_of_us).toBe(Date.UTC(2026, 0, 6, 10) * 1000);
+    const ex = JSON.parse(c.served.explanation) as {
+      interval: { lo: number; hi: number };
+      pCorrect: number;
+      evidence: { kind: string; attempts: number; daysSinceLast: number };
+      decay: { halfLifeDays: number };
+    };
+    expect(ex.interval.lo).toBeLessThan(c.served.mastery_score);
+    expect(ex.interval.hi).toBeGreaterThan(c.served.mastery_score);
+    expect(ex.evidence).toEqual({ kind: "measured", attempts: 3, daysSinceLast: 0 });
+    expect(ex.pCorrect).toBeGreaterThan(PARAMS.guess);
+    expect(ex.decay.halfLifeDays).toBe(PARAMS.halfLifeDays);
+    expect(c.served.model_version).toMatch(/^served-[0-9a-f]{12}$/);
+    await stores.close();
+    duck.close();
+  });
+
+  it("equals the replay (recompute) byte for byte and the batch scoring, whatever the arrival order", async () => {
+    const models = streamModels({ servedModelDir: servedModelDir("b") });
+    const set = generateStreamEvents({ students: 10, topics: 4, events: 1200, seed: 5, lateShare: 0.05 });
+    const duck = await DuckStore.open(":memory:");
+    const stores = await openStreamStores({ dbPath: ":memory:", duck });
+    const results = await applyInBatches(newUpdater(stores, models), set.publishOrder, [1, 9, 60, 250]);
+    expect(results.some((r) => r.outcome === "replayed")).toBe(true);
+    const report = await recompute(stores, models);
+    expect(clean(report)).toEqual([
+      ["learner_state", 0, 0, 0, 0],
+      ["student_mastery", 0, 0, 0, 0],
+    ]);
+    // bkt, elo, latent and served per key.
+    expect(report.tables[1]!.compared).toBe(4 * report.keys);
+    const states = await stores.state.all();
+    expect(states.every((k) => k.state.latent?.length === 264)).toBe(true);
+
+    // The batch scoring (`mastery score served`'s filter) on a separate store fed by features/ingest.ts.
+    const batch = await DuckStore.open(":memory:");
+    await ingestEvents(batch, set.events, { pseudonymizer, now: new Date(NOW_US / 1000) });
+    const asOf = new Date(NOW_US / 1000);
+    const est = await latentEstimates(batch, models.latent!.filter, asOf);
+    expect(est.size).toBe(states.length);
+    for (const k of states) {
+      const s = decodeLatentState(k.state.latent!, 40)!;
+      expect(models.latent!.filter.estimate(s, latentDays(NOW_US))).toEqual(
+        est.get(`${k.studentKey}|${k.topicId}`),
+      );
+    }
+    batch.close();
+    await stores.close();
+    duck.close();
+  });
+
+  it("property: any arrival order with duplicates and late events gives the sorted replay's filter bytes", async () => {
+    const models = streamModels({ servedModelDir: servedModelDir("c") });
+    const set = generateStreamEvents({
+      students: 2,
+      topics: 2,
+      events: 40,
+      seed: 3,
+      lateShare: 0,
+      duplicateShare: 0,
+    });
+    const reference = await openStreamStores({ dbPath: ":memory:" });
+    await newUpdater(reference, models).apply(rows(set.events));
+    const byKey = (xs: { studentKey: string; topicId: string; state: { latent?: Uint8Array | null } }[]) =>
+      Object.fromEntries(xs.map((k) => [`${k.studentKey}|${k.topicId}`, k.state.latent]));
+    const expected = byKey(await reference.state.all());
+    await reference.close();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 0, max: set.events.length - 1 }), { minLength: 40, maxLength: 70 }),
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer(),
+        async (picks, batch, seed) => {
+          // Every event at least once, some several times, in a shuffled order (so some arrive late).
+          const order = [...picks.map((i) => set.events[i]!), ...set.events]
+            .map((e, i) => ({ e, k: hash(`${String(e.event_id)}/${i}/${seed}`) }))
+            .sort((x, y) => x.k - y.k)
+            .map((x) => x.e);
+          const stores = await openStreamStores({ dbPath: ":memory:" });
+          await applyInBatches(newUpdater(stores, models), order, [batch]);
+          const got = byKey(await stores.state.all());
+          await stores.close();
+          expect(got).toEqual(expected);
+        },
+      ),
+      { numRuns: 6 },
+    );
+  });
+
+  it("refuses a served model with a student effect (its offset spans topics: the stream would disagree with the batch)", () => {
+    expect(() => loadStreamLatent(servedModelDir("student-effect", PARAMS, 1.5))).toThrow(
+      /student effect \(studentPriorSd 1\.500\).*--latent-student off/,
+    );
+    // The same model without the effect loads.
+    expect(loadStreamLatent(servedModelDir("no-student-effect", PARAMS)).filter.json.bins).toBe(40);
+  });
+
+  it("a state built by another latent model (or none) is rebuilt, not continued", async () => {
+    const a = streamModels({ servedModelDir: servedModelDir("d1") });
+    const b = streamModels({
+      servedModelDir: servedModelDir("d2", { ...PARAMS, learn: [0.2, 0.1, 0.1, 0.1, 0.1] }),
+    });
+    expect(a.latent!.latentVersion).not.toBe(b.latent!.latentVersion);
+    const stores = await openStreamStores({ dbPath: ":memory:" });
+    await newUpdater(stores, { ...a, latent: undefined }).apply(
+      rows([quiz("e1", "2026-01-05T10:00:00Z", true)]),
+    );
+    expect((await stores.state.all())[0]!.state.latent).toBeNull();
+    const r1 = await newUpdater(stores, a).apply(rows([quiz("e2", "2026-01-05T11:00:00Z", true)]));
+    expect(r1[0]!.outcome).toBe("replayed");
+    const r2 = await newUpdater(stores, a).apply(rows([quiz("e3", "2026-01-05T12:00:00Z", false)]));
+    expect(r2[0]!.outcome).toBe("applied");
+    const r3 = await newUpdater(stores, b).apply(rows([quiz("e4", "2026-01-05T13:00:00Z", true)]));
+    expect(r3[0]!.outcome).toBe("replayed");
+    expect((await recompute(stores, b)).ok).toBe(true);
+    expect((await recompute(stores, a)).ok).toBe(false);
+    await stores.close();
+  });
+});
+
+function hash(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+describe("latent filter in the stream (PostgreSQL + Redis)", () => {
+  const id = runId("latstream");
+  let drop: (() => Promise<void>) | undefined;
+  afterAll(async () => drop?.());
+
+  it("stores the state in Redis and equals the replay byte for byte; a second pass changes nothing", async () => {
+    const models = streamModels({ servedModelDir: servedModelDir("pg") });
+    const svc = await serviceStores(id);
+    drop = svc.drop;
+    const set = generateStreamEvents({ students: 12, topics: 5, events: 2000, seed: 13 });
+    const u = newUpdater(svc.stores, models);
+    await applyInBatches(u, set.publishOrder, [200, 7, 1, 90]);
+    const report = await recompute(svc.stores, models);
+    expect(report.tables.map((t) => [t.table, t.compared, t.differences, t.maxAbsDiff])).toEqual([
+      ["learner_state", report.keys, 0, 0],
+      ["student_mastery", 4 * report.keys, 0, 0],
+    ]);
+    const before = await svc.stores.state.all();
+    expect(before.every((k) => k.state.latent?.length === 264)).toBe(true);
+    const again = await applyInBatches(u, set.events, [500]);
+    expect(again.every((r) => r.outcome === "duplicate")).toBe(true);
+    const sortKey = (x: { studentKey: string; topicId: string }) => `${x.studentKey}/${x.topicId}`;
+    const sorted = <T extends { studentKey: string; topicId: string }>(xs: T[]) =>
+      [...xs].sort((p, q) => (sortKey(p) < sortKey(q) ? -1 : 1));
+    expect(sorted(await svc.stores.state.all())).toEqual(sorted(before));
+  });
+});
