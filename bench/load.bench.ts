@@ -30,6 +30,9 @@
  *   LOAD_DUCK_THREADS=1 ...                           # the server's DuckDB with that many threads
  *   LOAD_GROUP_STATS=1 ...                            # the server prints its POST group-commit stats at the end
  *   LOAD_HOT=100 ...                                  # only GET /mastery of 100 students: the cache-hit path alone
+ *   LOAD_SEQ_N=200 ...                                # sequential GETs of each kind before the load (CPU each)
+ *   LOAD_KINDS=1 ...                                  # then each request kind alone, open loop for LOAD_KIND_SECONDS
+ *                                                       (default 5): server CPU per request of each kind
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
 import { fork } from "node:child_process";
@@ -74,6 +77,11 @@ interface Ready {
   postMedianMs: number;
   /** CPU (user + system) per sequential POST of the process that sent them (the server in the one-process modes, its fetch included), µs. */
   postCpuUs: number;
+  /**
+   * Sequential requests of each GET kind (LOAD_SEQ_N each, after a warm-up; GET /mastery of one student:
+   * cache hits): median ms and CPU per request of the process that sent them (in-process fetch included).
+   */
+  seq: Record<string, { medianMs: number; cpuUs: number }>;
   cold: {
     wideMedianMs: number;
     wideP90Ms: number;
@@ -236,7 +244,9 @@ function workerCounts(workers: readonly Worker[]): Promise<Counts> {
 }
 
 /** Body sizes of each route (for the bare twin) and the median of 20 sequential POST /events. */
-async function sizeAndPost(port: number): Promise<Pick<Ready, "bodies" | "postMedianMs" | "postCpuUs">> {
+async function sizeAndPost(
+  port: number,
+): Promise<Pick<Ready, "bodies" | "postMedianMs" | "postCpuUs" | "seq">> {
   const token = await signToken(SECRET, { role: "admin", sub: "bench" });
   const get = (path: string) =>
     fetch(`http://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${token}` } }).then((r) =>
@@ -266,6 +276,7 @@ async function sizeAndPost(port: number): Promise<Pick<Ready, "bodies" | "postMe
   return {
     postMedianMs: quantile(postMs, 0.5),
     postCpuUs: (cpuUs() - cpu0) / postMs.length,
+    seq: await sequentialGets(get),
     bodies: {
       mastery: (await get("/mastery/student-1")).length,
       history: (await get("/mastery/student-1/T3/history")).length,
@@ -273,6 +284,36 @@ async function sizeAndPost(port: number): Promise<Pick<Ready, "bodies" | "postMe
       events: eventsBody.length,
     },
   };
+}
+
+/**
+ * Each GET kind alone, sequentially (one request in flight): a cost per request that the other jobs on
+ * the machine inflate less than the open-loop runs. Students 1..n in turn (the history and
+ * recommendations of students whose GET /mastery body is cached), GET /mastery of student 1 only.
+ */
+async function sequentialGets(
+  get: (path: string) => Promise<string>,
+): Promise<Record<string, { medianMs: number; cpuUs: number }>> {
+  const n = env("LOAD_SEQ_N", 200);
+  const paths: Record<string, (i: number) => string> = {
+    "mastery (hit)": () => "/mastery/student-1",
+    history: (i) => `/mastery/student-${1 + (i % 50)}/T${i % TOPICS}/history`,
+    recommendations: (i) => `/recommendations/student-${1 + (i % 50)}`,
+  };
+  for (let i = 1; i <= 50; i++) await get(`/mastery/student-${i}`);
+  const out: Record<string, { medianMs: number; cpuUs: number }> = {};
+  for (const [kind, path] of Object.entries(paths)) {
+    for (let i = 0; i < 50; i++) await get(path(i)); // warm-up
+    const ms: number[] = [];
+    const cpu0 = cpuUs();
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      await get(path(i));
+      ms.push(performance.now() - t0);
+    }
+    out[kind] = { medianMs: quantile(ms, 0.5), cpuUs: (cpuUs() - cpu0) / n };
+  }
+  return out;
 }
 
 async function serve(mode: Mode): Promise<void> {
@@ -496,6 +537,11 @@ function zipf(n: number): () => number {
   };
 }
 
+/** The mix's request kinds, and the uniform draw that picks each one in setupRequest. */
+const KINDS = ["mastery", "history", "recommendations", "events"] as const;
+type Kind = (typeof KINDS)[number];
+const KIND_DRAW: Record<Kind, number> = { mastery: 0, history: 0.87, recommendations: 0.92, events: 0.97 };
+
 interface CannonResult {
   requests: { average: number; total: number; sent: number };
   latency: { p50: number; p90: number; p99: number; max: number };
@@ -597,7 +643,8 @@ async function drive(): Promise<void> {
     const barePort = await new Promise<number>((ok) =>
       bare.once("message", (m) => ok((m as { port: number }).port)),
     );
-    const run = (port: number, duration: number, overallRate?: number) =>
+    // kind: one request kind alone (the LOAD_KINDS phase); undefined: the mix.
+    const run = (port: number, duration: number, overallRate?: number, kind?: Kind) =>
       autocannon({
         url: `http://127.0.0.1:${port}`,
         connections,
@@ -607,7 +654,7 @@ async function drive(): Promise<void> {
         requests: [
           {
             setupRequest: (req: Record<string, unknown>) => {
-              const u = hotOnly ? 0 : Math.random();
+              const u = hotOnly ? 0 : kind !== undefined ? KIND_DRAW[kind] : Math.random();
               const s = hotOnly ? Math.floor(Math.random() * hotOnly) : pick();
               if (u < 0.85) return { ...req, method: "GET", path: `/mastery/student-${s}` };
               if (u < 0.9)
@@ -644,12 +691,16 @@ async function drive(): Promise<void> {
     // other jobs on a shared machine inflate far less than they move req/s.
     const measured = async (proc: ReturnType<typeof child>, fn: () => Promise<CannonResult>) => {
       const c0 = await counts(proc);
+      const k0 = cpuUs();
       const r = await fn();
+      const k1 = cpuUs();
       const c1 = await counts(proc);
       const h = c1.hits - c0.hits;
       const n = h + c1.misses - c0.misses;
       const cpuPerReq = (c1.cpuUs - c0.cpuUs) / Math.max(1, r.requests.total);
-      return { r, hits: `${((100 * h) / Math.max(1, n)).toFixed(1)}% of ${n}`, cpuPerReq };
+      // The load generator's own CPU (this process, autocannon) per request: it shares the 2 cores.
+      const clientCpuPerReq = (k1 - k0) / Math.max(1, r.requests.total);
+      return { r, hits: `${((100 * h) / Math.max(1, n)).toFixed(1)}% of ${n}`, cpuPerReq, clientCpuPerReq };
     };
     // JIT warm-up of both (short; most students stay cold).
     await run(barePort, 1);
@@ -683,11 +734,35 @@ async function drive(): Promise<void> {
         (ready.cold.n === 0
           ? ""
           : `; server CPU ${ready.postCpuUs.toFixed(0)} µs per POST (its in-process fetch included)`),
+      ready.cold.n === 0
+        ? "  sequential GETs: measured in the one-process modes"
+        : `  sequential GETs (one in flight, LOAD_SEQ_N each; CPU of the server process with its in-process fetch): ` +
+            Object.entries(ready.seq)
+              .map(([k, v]) => `${k} ${v.medianMs.toFixed(2)} ms, ${v.cpuUs.toFixed(0)} µs`)
+              .join("; "),
       `  GET /mastery body cache hits: open loop ${aHits}, at ${rate} req/s ${afHits}`,
       `  server CPU per request (user + system): open loop app ${am.cpuPerReq.toFixed(0)} µs vs bare ${bm.cpuPerReq.toFixed(0)} µs ` +
         `(bare/app ${(bm.cpuPerReq / am.cpuPerReq).toFixed(2)}); at ${rate} req/s app ${afm.cpuPerReq.toFixed(0)} µs vs bare ${bfm.cpuPerReq.toFixed(0)} µs ` +
         `(bare/app ${(bfm.cpuPerReq / afm.cpuPerReq).toFixed(2)})`,
+      `  load generator CPU per request (autocannon, this process): open loop ${am.clientCpuPerReq.toFixed(0)} µs (bare ${bm.clientCpuPerReq.toFixed(0)}); ` +
+        `at ${rate} req/s ${afm.clientCpuPerReq.toFixed(0)} µs (bare ${bfm.clientCpuPerReq.toFixed(0)})`,
     );
+    if (process.env.LOAD_KINDS === "1") {
+      // Each kind alone, open loop: the server's CPU per request of that kind (hits and misses as they
+      // come for GET /mastery, with the cache as the mix left it).
+      const kindSeconds = env("LOAD_KIND_SECONDS", 5);
+      const parts: string[] = [];
+      for (const kind of KINDS) {
+        const km = await measured(app, () => run(ready.port, kindSeconds, undefined, kind));
+        parts.push(
+          `${kind} ${km.cpuPerReq.toFixed(0)} µs (${km.r.requests.average.toFixed(0)} req/s` +
+            (kind === "mastery" ? `, hits ${km.hits})` : ")"),
+        );
+      }
+      out.push(
+        `  server CPU per request by kind, each alone, open loop ${kindSeconds} s: ${parts.join("; ")}`,
+      );
+    }
     bare.send("stop");
     app.send("stop");
     await new Promise((ok) => app.once("exit", ok));

@@ -41,6 +41,7 @@ import { loadPairEvidence } from "../serving/servedInputs.ts";
 import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
 import { SERVED_LABELS, type ServedLabelKind, trainServed } from "../serving/servedTraining.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
+import { CANDIDATE_SOURCES, printComparison, runRealCuts } from "./realLogCuts.ts";
 
 interface Setting {
   seed: number;
@@ -497,6 +498,55 @@ async function runRealLog(work: string): Promise<void> {
   }
 }
 
+/** The real log, per-student cuts (bench/realLogCuts.ts): the default real-log protocol. */
+function runStudentCuts(): void {
+  const o = {
+    dataDir: join(DATA, "assistments17_gervet", "split"),
+    cutsPerStudent: envInt("REAL_CUTS_PER_STUDENT", 20),
+    epochs: envInt("REAL_EPOCHS", 4),
+    seed: envInt("REAL_SEED", 1),
+    resamples: envInt("REAL_RESAMPLES", 1000),
+    maxFitEvents: envInt("REAL_FIT_EVENTS", 40_000),
+    ...(process.env.REAL_CACHE !== undefined ? { cacheDir: process.env.REAL_CACHE } : {}),
+    ...(process.env.REAL_CANDIDATES === "1" ? { extra: CANDIDATE_SOURCES } : {}),
+  };
+  const r = runRealCuts(o);
+  console.log(
+    `\nreal log assistments17_gervet, per-student cuts: ${r.students} test students x ${o.cutsPerStudent} cuts = ${r.cuts} cuts, ` +
+      `${o.epochs} fit epochs (train users' attempts before each), seed ${o.seed}; ${r.seconds.toFixed(1)} s`,
+  );
+  for (const [i, m] of r.epochs.entries()) {
+    const p = m.filter.json.params;
+    console.log(
+      `epoch ${i + 1}: fit before ${new Date(Date.UTC(2020, 0, 1) + m.time * DAY_MS).toISOString().slice(0, 10)} (log day ${m.time.toFixed(1)}) on ${m.trainAttempts} train attempts ` +
+        `(filter: ${m.filter.json.fit.sequences} pairs, ll/obs ${m.filter.json.fit.logLikPerObs.toFixed(4)}; guess ${p.guess.toFixed(3)} slip ${p.slip.toFixed(3)} learn ${p.learn[0]!.toFixed(3)} half-life ${p.halfLifeDays.toFixed(0)} d; ` +
+        `centred-logit base ${m.global.base.toFixed(3)}); ${r.pairs.filter((x) => x.epoch === i).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
+    );
+  }
+  printComparison(
+    "measured pairs (>= 1 attempt on the skill before the cut)",
+    r.pairs.filter((p) => p.before > 0),
+    "accuracy_all",
+    o.resamples,
+    o.seed,
+  );
+  if (o.extra !== undefined)
+    printComparison(
+      "candidates against the served score, every labelled pair",
+      r.pairs,
+      "served",
+      o.resamples,
+      o.seed,
+    );
+  printComparison(
+    "every labelled pair (plain accuracy falls back to the skill's train accuracy: accuracy_or_skill)",
+    r.pairs,
+    "accuracy_or_skill",
+    o.resamples,
+    o.seed,
+  );
+}
+
 /** Percentile bootstrap 95% interval of the next-week Spearman (pairs resampled with replacement, seeded). */
 function bootstrapNextSpearman(pairs: readonly ScorePair[], reps: number, seed: number): [number, number] {
   const withNext = pairs.filter((p) => p.nextWeek !== undefined);
@@ -520,12 +570,14 @@ function bootstrapNextSpearman(pairs: readonly ScorePair[], reps: number, seed: 
 
 if (process.argv[1]?.endsWith("validity.bench.ts")) {
   if (process.env.REAL !== "0") {
-    const work = mkdtempSync(join(tmpdir(), "valid-real-"));
-    try {
-      await runRealLog(work);
-    } finally {
-      rmSync(work, { recursive: true, force: true });
-    }
+    if (process.env.REAL_PROTOCOL === "global") {
+      const work = mkdtempSync(join(tmpdir(), "valid-real-"));
+      try {
+        await runRealLog(work);
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
+    } else runStudentCuts();
   }
   for (const s of only) {
     const work = mkdtempSync(join(tmpdir(), `valid-${s.seed}-`));

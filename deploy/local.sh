@@ -12,7 +12,8 @@
 #
 # Environment: MASTERY_PG_URL, MASTERY_PG_SCHEMA, MASTERY_REDIS_URL, MASTERY_REDIS_PREFIX, MASTERY_NATS_URL,
 # MASTERY_NATS_STREAM, MASTERY_NATS_SUBJECT_PREFIX, MASTERY_JWT_SECRET and MASTERY_PSEUDONYM_KEY (without
-# them the servers run with --demo, i.e. the PUBLIC demo secrets: development only), LOCAL_DIR (state, logs).
+# them the servers run with --demo, i.e. the PUBLIC demo secrets: development only), LOCAL_DIR (state, logs),
+# LOCAL_BUILD=0 (do not build dist/ before starting; see build() below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SERVERS=${SERVERS:-2}
@@ -59,6 +60,20 @@ services() {
   done
   echo "deploy/local.sh: PostgreSQL, Redis or NATS did not come up; see $DIR/*.log" >&2
   return 1
+}
+
+# The servers and the worker run the compiled build (dist/): bin/mastery.js falls back to the TypeScript
+# through tsx when dist/ is missing or older than a source file, and that start (and every restart) then
+# transpiles the whole tree on the spot. So `start` builds first when needed (incremental tsc, seconds when
+# little changed). LOCAL_BUILD=0 skips it (the servers then run whatever bin/mastery.js picks).
+build() {
+  [[ ${LOCAL_BUILD:-1} == 0 ]] && return 0
+  if [[ -f dist/.build-stamp ]] && [[ -z $(find bin models features training storage registry serving experiments \
+    monitoring -name '*.ts' -newer dist/.build-stamp -print -quit) ]]; then
+    return 0
+  fi
+  echo "building dist/ (npm run build) so the servers start from compiled JavaScript"
+  npm run --silent build
 }
 
 start_server() {
@@ -108,7 +123,7 @@ stop_pidfile() { # file signal timeout_s
 case "${1:-}" in
   start)
     services
-    [[ -f dist/.build-stamp ]] || echo "note: no dist/ build; bin/mastery.js runs the TypeScript through tsx (slower start)"
+    build
     # Server 1 first: it creates the PostgreSQL tables (concurrent CREATE TABLE IF NOT EXISTS of the
     # same table in a new schema can fail in PostgreSQL), then the others together.
     pid_alive "$DIR/server1.pid" || start_server 1

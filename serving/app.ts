@@ -651,7 +651,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         // connections shares the writes' one: then inside the gate. Otherwise nothing waits for it.
         const view =
           read.concurrent && !modelScoring.usesStore(studentKey) ? await build() : await gate.run(build);
-        return servedBody(JSON.stringify(view));
+        return servedBody(JSON.stringify(view), view.topics);
       });
     },
     readRun,

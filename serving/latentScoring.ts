@@ -111,9 +111,20 @@ export interface LatentExplanationExtra {
   interval: { lo: number; hi: number; level: 0.8 };
   evidence: { kind: "measured" | "indirect" | "prior"; attempts: number; daysSinceLast: number | null };
   pCorrect: number;
+  /** Forgetting after as_of on the filter's own scale (GET /mastery applies it at request time). */
+  decay?: { halfLifeDays: number; floor: number; pFloor: number };
 }
 
-export function latentExplanation(est: LatentEstimate) {
+/** The filter's forgetting as GET /mastery applies it after as_of: its half-life and floor (and P(correct) there). */
+export function latentDecay(p: LatentFilter["json"]["params"]): NonNullable<LatentExplanationExtra["decay"]> {
+  return {
+    halfLifeDays: p.halfLifeDays,
+    floor: p.floor,
+    pFloor: p.guess + (1 - p.guess - p.slip) * p.floor,
+  };
+}
+
+export function latentExplanation(est: LatentEstimate, decay?: LatentExplanationExtra["decay"]) {
   const e = explain(
     est.base,
     Object.entries(est.contributions).map(([name, contribution]) => ({
@@ -131,6 +142,7 @@ export function latentExplanation(est: LatentEstimate) {
       daysSinceLast: est.daysSinceLast,
     },
     pCorrect: est.pCorrect,
+    ...(decay !== undefined ? { decay } : {}),
   };
   return { ...e, ...extra };
 }

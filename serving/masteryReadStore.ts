@@ -90,10 +90,7 @@ async function abilitiesFromState(
   studentKey: string,
   topicIds: readonly string[],
 ): Promise<Map<string, number>> {
-  const loaded = await state.load(topicIds.map((topicId) => ({ studentKey, topicId, eventIds: [] })));
-  const out = new Map<string, number>();
-  for (const k of loaded) if (k.state !== null) out.set(k.topicId, k.state.eloAbility);
-  return out;
+  return state.eloAbilities(studentKey, topicIds);
 }
 
 /**
@@ -164,15 +161,15 @@ export class PgMasteryReadStore implements MasteryReadStore {
 
   masteryRows(studentKey: string): Promise<MasteryViewRow[]> {
     // DOUBLE PRECISION arrives as a number, TIMESTAMP as a Date in UTC (storage/postgres.ts).
-    return this.pg.all<MasteryViewRow>(MASTERY_SQL, [studentKey]);
+    return this.pg.allPrepared<MasteryViewRow>(MASTERY_SQL, [studentKey]);
   }
 
   history(studentKey: string, topicId: string): Promise<HistoryRow[]> {
-    return this.pg.all<HistoryRow>(HISTORY_SQL, [studentKey, topicId]);
+    return this.pg.allPrepared<HistoryRow>(HISTORY_SQL, [studentKey, topicId]);
   }
 
   studentHistory(studentKey: string): Promise<StudentHistoryRow[]> {
-    return this.pg.all<StudentHistoryRow>(STUDENT_HISTORY_SQL, [studentKey]);
+    return this.pg.allPrepared<StudentHistoryRow>(STUDENT_HISTORY_SQL, [studentKey]);
   }
 
   topics(): Promise<TopicRow[]> {

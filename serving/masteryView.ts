@@ -247,6 +247,12 @@ export async function readStudentMastery(
 
 const DAY_MS = 86_400_000;
 
+/**
+ * Sources whose stored explanation carries `decay` (and interval, evidence, P(correct)): the served
+ * estimate and the latent filter's own estimate (serving/latentScoring.ts); both are decayed at read time.
+ */
+export const DECAYING_SOURCES: ReadonlySet<string> = new Set(["served", "latent"]);
+
 /** What a served explanation (serving/servedScoring.ts) carries for request-time decay. */
 interface DecayableExplanation extends Explanation {
   interval?: { lo: number; hi: number; level: number };
@@ -257,7 +263,7 @@ interface DecayableExplanation extends Explanation {
 }
 
 /**
- * A stored 'served' row as of `now` (issue 16, item 2): the score, its interval and P(correct) move towards
+ * A stored 'served' (or 'latent') row as of `now` (issue 16, item 2): the score, its interval and P(correct) move towards
  * the topic's floor with the half-life fitted on the log (models/servedDecay.ts), over the days from the
  * row's as_of to `now`; days since the last evidence grow by the same; as_of becomes `now`. The change goes
  * into the explanation's `rest` (base + factors + rest = score still holds) and is shown as `forgetting`.
@@ -267,7 +273,7 @@ interface DecayableExplanation extends Explanation {
 export function decayServedRow<
   R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
 >(row: R, now: Date): R {
-  if (row.score_source !== "served") return row;
+  if (!DECAYING_SOURCES.has(row.score_source)) return row;
   const elapsed = (now.getTime() - row.as_of.getTime()) / DAY_MS;
   if (!(elapsed > 0)) return row;
   const e = JSON.parse(row.explanation) as DecayableExplanation;
@@ -416,16 +422,26 @@ export interface HistoryEntry {
   asOf: string;
   recordedAt: string;
   explanation: unknown;
+  /** For sources that carry them ('served', 'latent'): the 80% interval, the evidence and P(correct), as in GET /mastery. */
+  interval?: TopicMastery["interval"];
+  evidence?: TopicMastery["evidence"];
+  pCorrect?: number;
 }
 
-const historyEntry = (r: HistoryRow): HistoryEntry => ({
-  score: r.mastery_score,
-  scoreSource: r.score_source,
-  modelVersion: r.model_version,
-  asOf: r.as_of.toISOString(),
-  recordedAt: r.recorded_at.toISOString(),
-  explanation: JSON.parse(r.explanation) as unknown,
-});
+const historyEntry = (r: HistoryRow): HistoryEntry => {
+  const explanation = JSON.parse(r.explanation) as DecayableExplanation;
+  return {
+    score: r.mastery_score,
+    scoreSource: r.score_source,
+    modelVersion: r.model_version,
+    asOf: r.as_of.toISOString(),
+    recordedAt: r.recorded_at.toISOString(),
+    explanation,
+    ...(explanation.interval !== undefined ? { interval: explanation.interval } : {}),
+    ...(explanation.evidence !== undefined ? { evidence: explanation.evidence } : {}),
+    ...(explanation.pCorrect !== undefined ? { pCorrect: explanation.pCorrect } : {}),
+  };
+};
 
 /**
  * The history as of `now`: when the latest served run has a decay and is older than `now`, one more entry

@@ -80,6 +80,31 @@ const HISTORY_LIST = {
       asOf: str,
       recordedAt: str,
       explanation: EXPLANATION,
+      interval: {
+        description:
+          "80% interval of the score, on entries of sources that carry one ('served', 'latent'; decayed with the score on the projected entry); absent otherwise",
+        type: "object",
+        required: ["lo", "hi", "level"],
+        properties: { lo: num, hi: num, level: num },
+      },
+      evidence: {
+        description:
+          "Evidence behind the score ('served', 'latent'): kind measured | indirect | prior, attempts, days since the last event; absent otherwise",
+        type: "object",
+        required: ["kind", "attempts", "daysSinceLast"],
+        properties: {
+          kind: { type: "string", enum: ["measured", "indirect", "prior"] },
+          attempts: { type: "integer" },
+          daysSinceLast: { type: ["number", "null"] },
+        },
+      },
+      pCorrect: {
+        description:
+          "P(correct on an average next item) behind the score ('served', 'latent'); absent otherwise",
+        type: "number",
+        minimum: 0,
+        maximum: 1,
+      },
     },
   },
 };
@@ -131,11 +156,12 @@ function responseComponents(): Json {
               score: { type: "number", minimum: 0, maximum: 1 },
               scoreSource: {
                 type: "string",
-                description: "teacher_override | served | blend | ml | bkt | rule_based | elo",
+                description:
+                  "teacher_override | served | blend | ml | bkt | rule_based | elo | latent (the order: config/serving.yaml score_sources)",
               },
               interval: {
                 description:
-                  "80% interval of the served score ('served' source); null for sources without one",
+                  "80% interval of the served score (sources 'served' and 'latent'; decayed to the request time like the score); null for sources without one",
                 oneOf: [
                   { type: "null" },
                   {
@@ -163,7 +189,7 @@ function responseComponents(): Json {
               },
               pCorrect: {
                 description:
-                  "P(correct on an average next item) behind the served score ('served' source; the score itself is on the mastery scale); decayed to the request time like the score; null for sources without it",
+                  "P(correct on an average next item) behind the served score (sources 'served' and 'latent'; the 'served' score itself is on the mastery scale); decayed to the request time like the score; null for sources without it",
                 type: ["number", "null"],
                 minimum: 0,
                 maximum: 1,
@@ -173,7 +199,7 @@ function responseComponents(): Json {
                 type: "string",
                 format: "date-time",
                 description:
-                  "Time the score is as of: for 'served', the request time (the stored score decayed to it with the topic's fitted half-life, explanation.forgetting says by how much)",
+                  "Time the score is as of: for 'served' and 'latent', the request time (the stored score decayed to it with the topic's fitted half-life, explanation.forgetting says by how much)",
               },
               lastUpdated: { type: "string", format: "date-time" },
               explanation: EXPLANATION,

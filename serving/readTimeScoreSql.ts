@@ -7,7 +7,7 @@
  * SQL for a student_mastery row's score as a reader sees it as of `atUs` (microseconds since the epoch,
  * a SQL expression): a rule score stored without recency (models/ruleScorer.ts StoredRuleExplanation)
  * gets recency from the stored last activity, added last and clamped as ruleScoreAt does; every other row
- * is its stored score, or with `served` also a served score decayed to `atUs` (decayServedRow's formula).
+ * is its stored score, or with `served` also a served (or 'latent') score decayed to `atUs` (decayServedRow's formula).
  * DuckDB's pow() for JavaScript's **: equal up to the last bit.
  */
 export function readTimeScoreSql(m: string, atUs: string, opts: { served?: boolean } = {}): string {
@@ -19,7 +19,7 @@ export function readTimeScoreSql(m: string, atUs: string, opts: { served?: boole
     THEN least(1, greatest(0, ${r("raw")} + ${r("weight")} * (${x} - ${centered})))
     ${
       opts.served
-        ? `WHEN ${m}.score_source = 'served' AND json_exists(${m}.explanation, '$.decay')
+        ? `WHEN ${m}.score_source IN ('served', 'latent') AND json_exists(${m}.explanation, '$.decay')
       AND ${atUs} > epoch_us(${m}.as_of) THEN ${servedDecaySql(m, atUs)}`
         : ""
     }

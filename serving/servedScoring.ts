@@ -12,7 +12,8 @@ import {
 } from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
-import { attachLatent, LATENT_SOURCE, latentExplanation } from "./latentScoring.ts";
+import type { BatchScore } from "../storage/masteryStore.ts";
+import { attachLatent, LATENT_SOURCE, latentDecay, latentExplanation } from "./latentScoring.ts";
 import { loadPairEvidence } from "./servedInputs.ts";
 
 /** The score_source of the served estimate in student_mastery (first in the serving order). */
@@ -127,12 +128,13 @@ export async function scoreServed(
     app.endRow();
   }
   // The filter's own estimate is stored next to it (score_source 'latent', with its interval and factors).
+  const latentForgetting = latent === null ? undefined : latentDecay(latent.json.params);
   for (const [key, est] of latentEst ?? []) {
     const sep = key.indexOf("|");
     app.appendVarchar(key.slice(0, sep));
     app.appendVarchar(key.slice(sep + 1));
     app.appendDouble(est.score);
-    app.appendVarchar(JSON.stringify(latentExplanation(est)));
+    app.appendVarchar(JSON.stringify(latentExplanation(est, latentForgetting)));
     app.appendVarchar(LATENT_SOURCE);
     app.endRow();
   }
@@ -154,6 +156,49 @@ export async function scoreServed(
   });
   await store.run("DROP TABLE IF EXISTS served_score");
   return { scored: evidence.size, asOf: opts.asOf.toISOString(), evidence: kinds, modelVersion };
+}
+
+/** Where the served scores are published besides the DuckDB file (PgMasteryStore: `mastery serve` on PostgreSQL). */
+export interface BatchScoreSink {
+  writeScores(rows: readonly BatchScore[], nowUs: number): Promise<number>;
+}
+
+/**
+ * Copies the served (and 'latent') scores of the run as of `asOf` from the DuckDB file to another mastery
+ * store (PostgreSQL), explanations (interval, P(correct), evidence, decay) as stored, so a server reading
+ * PostgreSQL serves them as the embedded one does. Returns the rows written.
+ */
+export async function publishServedScores(
+  store: DuckStore,
+  sink: BatchScoreSink,
+  asOf: Date,
+  now: Date = new Date(),
+): Promise<number> {
+  const rows = await store.all<{
+    student_key: string;
+    topic_id: string;
+    score_source: string;
+    mastery_score: number;
+    model_version: string;
+    explanation: string;
+  }>(
+    `SELECT student_key, topic_id, score_source, mastery_score, model_version, explanation FROM student_mastery
+     WHERE score_source IN ($1, $2) AND as_of = $3::TIMESTAMP ORDER BY student_key, topic_id, score_source`,
+    [SERVED_SOURCE, LATENT_SOURCE, asOf.toISOString()],
+  );
+  const asOfUs = asOf.getTime() * 1000;
+  return sink.writeScores(
+    rows.map((r) => ({
+      studentKey: r.student_key,
+      topicId: r.topic_id,
+      source: r.score_source,
+      score: Number(r.mastery_score),
+      modelVersion: r.model_version,
+      asOfUs,
+      explanation: r.explanation,
+    })),
+    now.getTime() * 1000,
+  );
 }
 
 /** One row of the analysts' export (`mastery export scores`): pseudonymous keys only. */

@@ -52,6 +52,18 @@ export interface ScoreOverride {
   explanation: string;
 }
 
+/** A score computed by a batch job (e.g. `mastery score served`): no revision; as_of is the scoring time. */
+export interface BatchScore {
+  studentKey: string;
+  topicId: string;
+  source: string;
+  score: number;
+  modelVersion: string;
+  asOfUs: number;
+  /** Explanation JSON (models/explanation.ts). */
+  explanation: string;
+}
+
 export interface MasteryStore {
   /** Writes the keys whose revision is newer than the stored one; returns how many keys were written. */
   write(rows: readonly MasteryWrite[], nowUs: number): Promise<number>;
@@ -168,6 +180,46 @@ export class PgMasteryStore implements MasteryStore {
        VALUES ($1, $2, $3, $4, $5, $6::timestamp, $7, $6::timestamp)`,
       [o.studentKey, o.topicId, o.score, o.source, o.modelVersion, at, o.explanation],
     );
+  }
+
+  /**
+   * Upserts batch-computed scores (each (student, topic, source) replaced; last_updated = `nowUs`) and
+   * appends each to the history, in one statement per chunk of `chunk` rows (each chunk atomic). Returns
+   * the rows written. The stream's revisions are not touched: a batch source is its own score_source.
+   */
+  async writeScores(rows: readonly BatchScore[], nowUs: number, chunk = 5000): Promise<number> {
+    const now = microsToSqlTimestamp(nowUs);
+    let n = 0;
+    for (let i = 0; i < rows.length; i += chunk) {
+      const part = rows.slice(i, i + chunk);
+      await this.pg.allArrays(
+        `WITH src AS (
+           SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::timestamp[], $7::text[])
+             AS s(student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation)),
+         up AS (
+           INSERT INTO student_mastery
+             (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+           SELECT src.*, $8::timestamp FROM src
+           ON CONFLICT (student_key, topic_id, score_source) DO UPDATE SET
+             mastery_score = EXCLUDED.mastery_score, model_version = EXCLUDED.model_version,
+             as_of = EXCLUDED.as_of, explanation = EXCLUDED.explanation, last_updated = EXCLUDED.last_updated)
+         INSERT INTO student_mastery_history
+           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+         SELECT src.*, $8::timestamp FROM src`,
+        [
+          part.map((r) => r.studentKey),
+          part.map((r) => r.topicId),
+          part.map((r) => r.score),
+          part.map((r) => r.source),
+          part.map((r) => r.modelVersion),
+          part.map((r) => microsToSqlTimestamp(r.asOfUs)),
+          part.map((r) => r.explanation),
+          now,
+        ],
+      );
+      n += part.length;
+    }
+    return n;
   }
 
   async forStudent(studentKey: string): Promise<MasteryRow[]> {

@@ -137,6 +137,11 @@ export interface StateStore {
    * The commits of one call must be for distinct keys.
    */
   commit(commits: readonly StateCommit[]): Promise<(number | null)[]>;
+  /**
+   * The stored Elo ability of each of the student's `topicIds` that has a state (others absent): the
+   * one field GET /recommendations reads, without loading and decoding whole states.
+   */
+  eloAbilities(studentKey: string, topicIds: readonly string[]): Promise<Map<string, number>>;
   /** Every stored key (the recompute compares them with a replay). */
   all(): Promise<KeyStateEntry[]>;
   close(): Promise<void>;
@@ -265,6 +270,22 @@ export class RedisStateStore implements StateStore {
 
   private seenKey(studentKey: string, topicId: string): string {
     return `${this.prefix}:seen:{${studentKey}:${topicId}}`;
+  }
+
+  async eloAbilities(studentKey: string, topicIds: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (topicIds.length === 0) return out;
+    // Two fields a key (rev tells a stored state from none, as load() does), one round trip.
+    const p = this.redis.pipeline();
+    for (const t of topicIds) p.hmget(this.stateKey(studentKey, t), "rev", "eloAbility");
+    const res = await this.call(async () => unwrapPipeline(await p.exec()));
+    topicIds.forEach((t, i) => {
+      const [err, fields] = res[i] ?? [null, []];
+      if (err) throw err;
+      const [rev, ability] = fields as (string | null)[];
+      if (rev !== null && rev !== undefined) out.set(t, Number(ability ?? "0"));
+    });
+    return out;
   }
 
   async load(keys: readonly KeyLoad[]): Promise<LoadedKey[]> {
@@ -534,6 +555,16 @@ export class DuckStateStore implements StateStore {
   static async open(duck: DuckStore): Promise<DuckStateStore> {
     for (const ddl of STREAM_DDL) await duck.run(ddl);
     return new DuckStateStore(duck);
+  }
+
+  async eloAbilities(studentKey: string, topicIds: readonly string[]): Promise<Map<string, number>> {
+    if (topicIds.length === 0) return new Map();
+    const rows = await this.duck.all<{ topic_id: string; elo_ability: number }>(
+      `SELECT topic_id, elo_ability FROM learner_state
+        WHERE student_key = $1 AND topic_id IN (SELECT unnest($2::VARCHAR[]))`,
+      [studentKey, listValue([...topicIds])],
+    );
+    return new Map(rows.map((r) => [r.topic_id, r.elo_ability]));
   }
 
   async load(keys: readonly KeyLoad[]): Promise<LoadedKey[]> {

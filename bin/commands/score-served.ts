@@ -1,7 +1,9 @@
 import type { Command } from "commander";
 import { resolveAsOf } from "../../features/windows.ts";
-import { loadServedModel, scoreServed } from "../../serving/servedScoring.ts";
+import { loadServedModel, publishServedScores, scoreServed } from "../../serving/servedScoring.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { PgMasteryStore } from "../../storage/masteryStore.ts";
+import { PgStore } from "../../storage/postgres.ts";
 import { commandGroup, defaultDbPath } from "../options.ts";
 
 interface ScoreServedCliOptions {
@@ -16,7 +18,9 @@ export function register(program: Command): void {
     .command("served")
     .description(
       "Write the served mastery estimate of every (student, topic) as of a time to student_mastery " +
-        "(score_source 'served', with its 80% interval and evidence in the explanation); GET /mastery serves it first",
+        "(score_source 'served', with its 80% interval and evidence in the explanation); GET /mastery serves it first. " +
+        "With MASTERY_PG_URL set (and MASTERY_PG_SCHEMA), the same rows are also written to PostgreSQL's student_mastery " +
+        "(+ history), which `mastery serve` reads there",
     )
     .option("--db <path>", "DuckDB store (default: $MASTERY_DB or .mastery/mastery.duckdb)")
     .requiredOption("--model <dir>", "served model directory (model.json from `mastery train served`)")
@@ -34,7 +38,20 @@ Example:
       try {
         const asOf = await resolveAsOf(store, opts.asOf);
         const res = await scoreServed(store, model, version, { asOf });
-        process.stdout.write(`${JSON.stringify(res)}\n`);
+        const pgUrl = process.env.MASTERY_PG_URL;
+        let published: number | undefined;
+        if (pgUrl !== undefined && pgUrl !== "") {
+          const schema = process.env.MASTERY_PG_SCHEMA;
+          const pg = await PgStore.open(pgUrl, schema !== undefined && schema !== "" ? { schema } : {});
+          try {
+            published = await publishServedScores(store, await PgMasteryStore.open(pg), asOf);
+          } finally {
+            await pg.close();
+          }
+        }
+        process.stdout.write(
+          `${JSON.stringify(published === undefined ? res : { ...res, publishedToPostgres: published })}\n`,
+        );
       } finally {
         store.close();
       }

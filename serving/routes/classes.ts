@@ -50,9 +50,7 @@ export const getClassMastery =
     const topics = new Set<string>();
     const students: ClassStudentRow[] = [];
     for (const studentKey of cls.studentKeys) {
-      const body = JSON.parse(await ctx.masteryJson(studentKey)) as {
-        topics: { topicId: string; score: number; scoreSource: string }[];
-      };
+      const body = await ctx.masteryBody(studentKey);
       const scores: ClassStudentRow["scores"] = {};
       const below: string[] = [];
       for (const t of body.topics) {

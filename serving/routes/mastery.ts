@@ -95,19 +95,18 @@ export const getRecommendations =
   async (req, res) => {
     const p = await ctx.principal(req, "mastery:read");
     const key = await ctx.student(p, param(req.params.studentId), res);
-    const mastery = JSON.parse(await ctx.masteryJson(key)) as {
-      topics: { topicId: string; score: number }[];
-    };
+    // The served scores as the cached GET /mastery body has them (not re-parsed from its JSON).
+    const { topics } = await ctx.masteryBody(key);
     // The topics table from the server's copy, and the student's topics from the body just read.
     const context = await ctx.readRun(() =>
       loadRecommendationContext(ctx.read, key, {
         topics: () => ctx.topicRows(),
-        topicIds: mastery.topics.map((t) => t.topicId),
+        topicIds: topics.map((t) => t.topicId),
       }),
     );
     const recommendations = recommend({
       ...context,
-      scores: new Map(mastery.topics.map((t) => [t.topicId, t.score])),
+      scores: new Map(topics.map((t) => [t.topicId, t.score])),
       masteredAt: ctx.config.masteredAt,
       targetSuccess: ctx.config.targetSuccess,
     });

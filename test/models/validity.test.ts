@@ -1,6 +1,13 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { averageRanks, pearson, spearman, validityMeasures } from "../../models/validity.ts";
+import { mulberry32 } from "../../models/prng.ts";
+import {
+  averageRanks,
+  pairedClusterBootstrap,
+  pearson,
+  spearman,
+  validityMeasures,
+} from "../../models/validity.ts";
 
 describe("validity measures", () => {
   it("average ranks give ties their mean rank", () => {
@@ -57,5 +64,88 @@ describe("validity measures", () => {
         },
       ),
     );
+  });
+});
+
+describe("pairedClusterBootstrap", () => {
+  const seeded = (seed: number) => mulberry32(seed);
+
+  it("one cluster: every resample is the whole set, so each interval collapses to its estimate", () => {
+    const y = [0.1, 0.4, 0.2, 0.9, 0.6, 0.3];
+    const a = [1, 2, 3, 4, 5, 6];
+    const b = [0.2, 0.3, 0.1, 0.8, 0.7, 0.2];
+    const r = pairedClusterBootstrap([7, 7, 7, 7, 7, 7], a, b, y, { resamples: 50, rnd: seeded(1) });
+    expect(r.a.estimate).toBeCloseTo(spearman(a, y), 12);
+    expect([r.a.lo, r.a.hi]).toEqual([r.a.estimate, r.a.estimate]);
+    expect(r.diff.estimate).toBeCloseTo(spearman(a, y) - spearman(b, y), 12);
+    expect(r.diff.lo).toBeCloseTo(r.diff.estimate, 12);
+    expect(r.diff.hi).toBeCloseTo(r.diff.estimate, 12);
+    expect(r.resamples).toBe(50);
+  });
+
+  it("the same score twice: the paired difference is exactly 0 in every resample", () => {
+    const rnd = seeded(3);
+    const n = 60;
+    const y = Array.from({ length: n }, () => rnd());
+    const a = y.map((v) => v + rnd());
+    const clusters = Array.from({ length: n }, (_, i) => i % 12);
+    const r = pairedClusterBootstrap(clusters, a, a, y, { resamples: 200, rnd: seeded(4) });
+    expect([r.diff.lo, r.diff.estimate, r.diff.hi, r.shareAbove]).toEqual([0, 0, 0, 0]);
+    // The marginal interval is not degenerate: the clusters differ.
+    expect(r.a.hi - r.a.lo).toBeGreaterThan(0.05);
+  });
+
+  it("resolves a real difference that the two marginal intervals overlap on", () => {
+    // a = outcome + small noise, b = a + a shared large noise per cluster + own noise: a ranks better.
+    const rnd = seeded(5);
+    const n = 300;
+    const clusters = Array.from({ length: n }, (_, i) => i % 30);
+    const shared = Array.from({ length: 30 }, () => rnd() - 0.5);
+    const y = Array.from({ length: n }, (_, i) => rnd() + shared[clusters[i]!]!);
+    const a = y.map((v) => v + 0.6 * (rnd() - 0.5));
+    const b = a.map((v) => v + 0.5 * (rnd() - 0.5));
+    const r = pairedClusterBootstrap(clusters, a, b, y, { resamples: 500, rnd: seeded(6) });
+    expect(r.diff.estimate).toBeGreaterThan(0);
+    expect(r.diff.lo).toBeGreaterThan(0);
+    expect(r.shareAbove).toBeGreaterThan(0.975);
+    // The marginals overlap: two separate intervals could not tell them apart.
+    expect(r.b.hi).toBeGreaterThan(r.a.lo);
+  });
+
+  it("property: every interval is ordered, and the difference estimate is the difference of the estimates", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.integer({ min: 0, max: 5 }),
+            fc.double({ min: 0, max: 1, noNaN: true }),
+            fc.double({ min: 0, max: 1, noNaN: true }),
+            fc.double({ min: 0, max: 1, noNaN: true }),
+          ),
+          { minLength: 8, maxLength: 40 },
+        ),
+        fc.integer({ min: 1, max: 1000 }),
+        (rows, seed) => {
+          const r = pairedClusterBootstrap(
+            rows.map((x) => x[0]),
+            rows.map((x) => x[1]),
+            rows.map((x) => x[2]),
+            rows.map((x) => x[3]),
+            { resamples: 30, rnd: seeded(seed) },
+          );
+          if (r.resamples === 0) return;
+          for (const i of [r.a, r.b, r.diff]) expect(i.lo).toBeLessThanOrEqual(i.hi);
+          if (Number.isFinite(r.a.estimate) && Number.isFinite(r.b.estimate))
+            expect(r.diff.estimate).toBeCloseTo(r.a.estimate - r.b.estimate, 12);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it("rejects arrays of different lengths", () => {
+    expect(() =>
+      pairedClusterBootstrap([1, 2], [1, 2, 3], [1, 2], [1, 2], { resamples: 1, rnd: seeded(1) }),
+    ).toThrow(RangeError);
   });
 });

@@ -250,6 +250,13 @@ describe("routes", () => {
     expect(after.status).toBe(200);
     expect(after.headers.etag).not.toBe(etag);
     expect(after.body.topics.map((t: { topicId: string }) => t.topicId)).toContain("T1");
+    // The cached body's topic scores (what /recommendations and the class view read) are the JSON's.
+    const served = await h.ctx.masteryBody(after.body.studentKey as string);
+    const topics = after.body.topics as Record<string, unknown>[];
+    expect(served.topics).toEqual(
+      topics.map((t) => ({ topicId: t.topicId, score: t.score, scoreSource: t.scoreSource })),
+    );
+    expect(served.topics.find((t) => t.topicId === "T1")?.score).toBeGreaterThan(0);
   });
 
   it("GET history lists every change in order", async () => {

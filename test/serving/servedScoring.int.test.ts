@@ -6,10 +6,13 @@ import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { explanationTotal } from "../../models/explanation.ts";
 import { LATENT_FACTORS } from "../../models/latentFilter.ts";
 import { ServedMastery } from "../../models/servedMastery.ts";
+import { loadServingConfig } from "../../serving/app.ts";
+import { PgMasteryReadStore } from "../../serving/masteryReadStore.ts";
 import { readHistory, readStudentMastery } from "../../serving/masteryView.ts";
 import { runPipeline } from "../../serving/pipeline.ts";
 import {
   loadServedModel,
+  publishServedScores,
   SERVED_EXPORT_COLUMNS,
   SERVED_SOURCE,
   scoreServed,
@@ -18,6 +21,12 @@ import {
 } from "../../serving/servedScoring.ts";
 import { trainServed } from "../../serving/servedTraining.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { PgMasteryStore } from "../../storage/masteryStore.ts";
+import { PgStore } from "../../storage/postgres.ts";
+import { DuckStateStore } from "../../storage/stateStore.ts";
+
+const PG_URL = process.env.MASTERY_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const PG_SCHEMA = `reallog_served_${process.pid}`;
 
 // A small generated school through the real pipeline (DuckDB file), then `train served` + `score served`.
 let work: string;
@@ -170,6 +179,127 @@ describe("served mastery estimate on a generated store", () => {
         expect(t.asOf).toBe(later.toISOString());
       }
     } finally {
+      store.close();
+    }
+  });
+
+  it("every served score carries interval, P(correct) and evidence: 'served' and 'latent', GET /mastery with the shipped config, history, on the embedded store and on PostgreSQL", {
+    timeout: 120_000,
+  }, async () => {
+    // Runs after the test above (same file, in order): the store holds its served and latent runs.
+    const { model } = loadServedModel(join(work, "served-model"));
+    const params = model.json.latent!.params;
+    const store = await DuckStore.open(dbPath);
+    const pg = await PgStore.open(PG_URL, { schema: PG_SCHEMA });
+    try {
+      const last = await store.one<{ ms: number }>(
+        "SELECT epoch_ms(max(as_of))::DOUBLE AS ms FROM student_mastery WHERE score_source = 'served'",
+      );
+      const runAsOf = new Date(Number(last!.ms));
+      const row = await store.one<{ student_key: string }>(
+        "SELECT student_key FROM student_mastery WHERE score_source = 'served' ORDER BY student_key LIMIT 1",
+      );
+      const key = row!.student_key;
+      // The order `mastery serve` uses (config/serving.yaml), not the code's default.
+      const order = loadServingConfig().scoreSources;
+      const served = await readStudentMastery(store, key, { sourceOrder: order });
+      const latent = await readStudentMastery(store, key, { sourceOrder: ["latent"] });
+      // Evidence counted from the raw events themselves: graded observations before the run's as_of.
+      const counted = new Map(
+        (
+          await store.all<{ topic_id: string; n: number; last: number }>(
+            `SELECT topic_id, sum(CASE WHEN type = 'quiz_attempt' AND is_correct IS NOT NULL THEN 1
+                                       WHEN type = 'practice' AND attempts > 0 THEN attempts
+                                       WHEN type = 'assignment' AND score_pct IS NOT NULL THEN 1 ELSE 0 END)::DOUBLE AS n,
+                    max(epoch(ts))::DOUBLE AS last
+             FROM (SELECT DISTINCT ON (event_id, student_key, topic_id) * FROM raw_events
+                   WHERE student_key = $1 AND ts < $2::TIMESTAMP ORDER BY event_id, student_key, topic_id, ts)
+             GROUP BY topic_id`,
+            [key, runAsOf.toISOString()],
+          )
+        ).map((r) => [r.topic_id, { n: Number(r.n), last: Number(r.last) }]),
+      );
+      expect(served.topics.length).toBeGreaterThan(3);
+      for (const t of served.topics) {
+        expect(t.scoreSource).toBe(SERVED_SOURCE);
+        const l = latent.topics.find((x) => x.topicId === t.topicId)!;
+        expect(l.scoreSource).toBe("latent");
+        for (const x of [t, l]) {
+          expect(x.interval!.lo).toBeLessThanOrEqual(x.score + 1e-12);
+          expect(x.interval!.hi).toBeGreaterThanOrEqual(x.score - 1e-12);
+          expect(x.interval!.hi - x.interval!.lo).toBeGreaterThan(0);
+          expect(x.interval!.level).toBe(0.8);
+        }
+        // P(correct) is the filter's emission at its posterior mean, on both sources.
+        expect(l.pCorrect!).toBeCloseTo(params.guess + (1 - params.guess - params.slip) * l.score, 12);
+        expect(t.pCorrect!).toBeCloseTo(l.pCorrect!, 12);
+        const c = counted.get(t.topicId);
+        const days = c === undefined ? null : (runAsOf.getTime() / 1000 - c.last) / 86_400;
+        for (const x of [t, l]) {
+          expect(x.evidence!.attempts).toBe(c?.n ?? 0);
+          expect(x.evidence!.kind).toBe(
+            (c?.n ?? 0) > 0 ? "measured" : c === undefined ? "prior" : "indirect",
+          );
+          if (days === null) expect(x.evidence!.daysSinceLast).toBeNull();
+          else expect(x.evidence!.daysSinceLast!).toBeCloseTo(days, 6);
+        }
+      }
+      // The latent source forgets at read time too, with the filter's own half-life and floor.
+      const later = new Date(runAsOf.getTime() + 30 * 86_400_000);
+      const latentLater = await readStudentMastery(store, key, { sourceOrder: ["latent"], now: later });
+      for (const t of latentLater.topics) {
+        const before = latent.topics.find((x) => x.topicId === t.topicId)!;
+        const f = params.floor + (before.score - params.floor) * 2 ** (-30 / params.halfLifeDays);
+        expect(t.score).toBeCloseTo(f, 9);
+        expect(t.asOf).toBe(later.toISOString());
+        expect(explanationTotal(t.explanation)).toBeCloseTo(t.score, 9);
+        if (before.evidence!.daysSinceLast !== null)
+          expect(t.evidence!.daysSinceLast! - before.evidence!.daysSinceLast!).toBeCloseTo(30, 6);
+      }
+      // The history lifts the same fields out of each served / latent entry.
+      const topic = served.topics[0]!.topicId;
+      const hist = await readHistory(store, key, topic);
+      const lastServed = hist.filter((h) => h.scoreSource === SERVED_SOURCE).at(-1)!;
+      expect(lastServed.interval).toEqual(served.topics[0]!.interval);
+      expect(lastServed.pCorrect).toBe(served.topics[0]!.pCorrect);
+      expect(lastServed.evidence).toEqual(served.topics[0]!.evidence);
+      expect(hist.filter((h) => h.scoreSource === "latent").every((h) => h.pCorrect !== undefined)).toBe(
+        true,
+      );
+      expect(hist.filter((h) => h.scoreSource === "bkt").every((h) => h.interval === undefined)).toBe(true);
+
+      // PostgreSQL: `mastery score served` with MASTERY_PG_URL publishes the run; the PG read path serves it alike.
+      const published = await publishServedScores(store, await PgMasteryStore.open(pg), runAsOf);
+      const inRun = await store.one<{ n: bigint }>(
+        "SELECT count(*) AS n FROM student_mastery WHERE score_source IN ('served', 'latent') AND as_of = $1::TIMESTAMP",
+        [runAsOf.toISOString()],
+      );
+      expect(published).toBe(Number(inRun!.n));
+      const pgRead = new PgMasteryReadStore(pg, await DuckStateStore.open(store));
+      const fromPg = await readStudentMastery(pgRead, key, { sourceOrder: order });
+      expect(fromPg.topics.map((t) => t.topicId).sort()).toEqual(served.topics.map((t) => t.topicId).sort());
+      for (const t of fromPg.topics) {
+        const d = served.topics.find((x) => x.topicId === t.topicId)!;
+        expect(t.scoreSource).toBe(SERVED_SOURCE);
+        expect(t.score).toBeCloseTo(d.score, 12);
+        expect(t.interval).toEqual(d.interval);
+        expect(t.pCorrect).toBe(d.pCorrect);
+        expect(t.evidence).toEqual(d.evidence);
+        expect(t.asOf).toBe(runAsOf.toISOString());
+      }
+      const pgHist = await readHistory(pgRead, key, topic);
+      expect(pgHist.filter((h) => h.scoreSource === SERVED_SOURCE).at(-1)!.interval).toEqual(
+        lastServed.interval,
+      );
+      // Publishing the same run again replaces the rows (one per key and source) and adds history.
+      expect(await publishServedScores(store, await PgMasteryStore.open(pg), runAsOf)).toBe(published);
+      const pgRows = await pg.all<{ n: string }>(
+        "SELECT count(*)::text AS n FROM student_mastery WHERE score_source IN ('served', 'latent')",
+      );
+      expect(Number(pgRows[0]!.n)).toBe(published);
+    } finally {
+      await pg.run(`DROP SCHEMA IF EXISTS ${PG_SCHEMA} CASCADE`).catch(() => undefined);
+      await pg.close();
       store.close();
     }
   });

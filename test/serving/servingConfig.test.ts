@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_SERVING_CONFIG, loadServingConfig } from "../../serving/app.ts";
+import { DEFAULT_SOURCE_ORDER } from "../../serving/masteryView.ts";
 
 describe("loadServingConfig: pool and cache sizing", () => {
   const write = (yaml: string) => {
@@ -27,6 +28,13 @@ describe("loadServingConfig: pool and cache sizing", () => {
       DEFAULT_SERVING_CONFIG.readConnections,
       DEFAULT_SERVING_CONFIG.pgPoolMax,
     ]);
+  });
+
+  it("the shipped config/serving.yaml serves the 'served' estimate first, as the defaults do", () => {
+    // `mastery serve` reads this file: without 'served' in it, GET /mastery served BKT (no interval,
+    // no P(correct), no evidence) even after `mastery score served`.
+    expect(loadServingConfig().scoreSources).toEqual([...DEFAULT_SOURCE_ORDER]);
+    expect(loadServingConfig().scoreSources[0]).toBe("served");
   });
 
   it("reads shared_cache_ttl_s (s -> ms), 30 s by default and in the shipped file", () => {

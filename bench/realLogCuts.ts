@@ -1,0 +1,456 @@
+/**
+ * The real-log next-week measure with per-student cuts (issue 16 item 5; helper "reallog", 2026-12-03).
+ *
+ * Log: assistments17_gervet/split (ASSISTments 2017 first attempts with real timestamps in seconds; users
+ * with user_id % 5 == 0 are the test users, the rest train). Protocol:
+ *  - cuts: each test student's span [first attempt, last attempt] is cut at REAL_CUTS_PER_STUDENT points,
+ *    stratified random fractions in [0.05, 0.95] (one draw per stratum, seeded by REAL_SEED);
+ *  - label of a (student, cut, skill): the student's accuracy on the skill in [cut, cut + 7 days), kept when
+ *    it holds >= 3 attempts (the issue's rule);
+ *  - score of the same (student, cut, skill): from the student's own attempts before the cut only, with
+ *    model parameters fitted on the TRAIN users' attempts before a fit time <= the cut. Fitting once per cut
+ *    is too slow (hundreds of cuts), so the cuts are grouped into REAL_EPOCHS fit epochs: the epoch times
+ *    are quantiles of the cut times; a cut uses the latest epoch at or before it. No test user's attempt
+ *    and no attempt after the cut reaches a score (no leakage across users or time);
+ *  - sources: the served score (the latent filter of models/latentFilter.ts fitted by `LatentFilter.fit` as
+ *    `mastery train served` fits it, its posterior mapped by the centred-logit scale with the base of the
+ *    decay fit on the same train attempts: the served default), the filter's own scale, bounded BKT
+ *    P(learned) (models/bktMasteryOptions.ts), plain accuracy (all the student's attempts on the skill
+ *    before the cut; last 30 days);
+ *  - the measure: Spearman of each score against the label over the pooled (student, cut, skill) pairs; 95%
+ *    intervals by a cluster bootstrap over students (a student's pairs share the student and overlap in
+ *    time), and the PAIRED difference served - plain accuracy from the same resamples
+ *    (models/validity.ts pairedClusterBootstrap).
+ * Pairs where the student had no attempt on the skill before the cut have no plain accuracy: the main
+ * comparison is on "measured" pairs (>= 1 attempt before the cut); a second one on every labelled pair,
+ * with plain accuracy falling back to the skill's train accuracy before the epoch.
+ *
+ *   SYNTH=0 npx tsx bench/validity.bench.ts                       # real log (this protocol) only
+ *   REAL_CUTS_PER_STUDENT=20 REAL_EPOCHS=4 REAL_SEED=1 ...         # the defaults
+ *   REAL_PROTOCOL=global SYNTH=0 npx tsx bench/validity.bench.ts   # round 2's 6 global cuts (full pipeline)
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BKT, type BktModelJson, type BktParams, bktStepPair, type SkillResponses } from "../models/bkt.ts";
+import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
+import {
+  KIND_QUIZ,
+  type LatentEstimate,
+  type LatentEvent,
+  LatentFilter,
+  type LatentModelJson,
+  type LatentSequence,
+} from "../models/latentFilter.ts";
+import { mulberry32 } from "../models/prng.ts";
+import { type DecayTransition, fitDecay } from "../models/servedDecay.ts";
+import { masteryOf, type TopicCalibration } from "../models/servedMastery.ts";
+import { pairedClusterBootstrap } from "../models/validity.ts";
+
+const DAY_S = 86_400;
+
+interface Attempt {
+  /** Days since the log's origin. */
+  t: number;
+  skill: string;
+  correct: 0 | 1;
+}
+
+interface UserLog {
+  user: number;
+  test: boolean;
+  attempts: Attempt[];
+}
+
+function loadLog(dir: string): UserLog[] {
+  const files = ["preprocessed_data_train.csv", "preprocessed_data_test.csv"].map((f) => join(dir, f));
+  for (const f of files) if (!existsSync(f)) throw new Error(`real log not found: ${f} (set MASTERY_DATA)`);
+  const users = new Map<number, UserLog>();
+  for (const f of files) {
+    const lines = readFileSync(f, "utf8").split("\n");
+    const head = lines[0]!.split("\t");
+    const col = (name: string) => {
+      const i = head.indexOf(name);
+      if (i < 0) throw new Error(`${f}: no column ${name}`);
+      return i;
+    };
+    const [cu, ct, cc, cs] = [col("user_id"), col("timestamp"), col("correct"), col("skill_id")];
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i]!;
+      if (line === "") continue;
+      const p = line.split("\t");
+      const user = Number(p[cu]);
+      let u = users.get(user);
+      if (u === undefined) {
+        u = { user, test: user % 5 === 0, attempts: [] };
+        users.set(user, u);
+      }
+      u.attempts.push({ t: Number(p[ct]) / DAY_S, skill: `s${p[cs]}`, correct: p[cc] === "1" ? 1 : 0 });
+    }
+  }
+  // Time order per user; the file order breaks ties (a stable sort).
+  for (const u of users.values()) u.attempts.sort((a, b) => a.t - b.t);
+  return [...users.values()].sort((a, b) => a.user - b.user);
+}
+
+/** FNV-1a of a string: a deterministic pair sample, as fitLatentOnStore samples pairs by hash. */
+function hash32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+/** Everything fitted on the train users' attempts before one epoch time. */
+export interface EpochModels {
+  time: number;
+  filter: LatentFilter;
+  global: TopicCalibration;
+  bkt: BKT;
+  skillAccuracy: Map<string, number>;
+  trainAttempts: number;
+  fitSeconds: number;
+}
+
+function fitEpoch(
+  train: readonly UserLog[],
+  time: number,
+  maxEvents: number,
+  cacheDir: string | undefined,
+): EpochModels {
+  const t0 = performance.now();
+  const cacheFile =
+    cacheDir === undefined ? undefined : join(cacheDir, `epoch-${time.toFixed(6)}-${maxEvents}.json`);
+  // The latent filter, on a deterministic hash sample of pairs of about maxEvents attempts (as the product).
+  const bySeq = new Map<string, LatentSequence>();
+  const transitions: DecayTransition[] = [];
+  const users: number[] = [];
+  const skills: number[] = [];
+  const correct: number[] = [];
+  const skillIndex = new Map<string, number>();
+  const acc = new Map<string, { n: number; k: number }>();
+  let total = 0;
+  for (const u of train) for (const a of u.attempts) if (a.t < time) total++;
+  const sample = Math.max(1, Math.ceil(total / maxEvents));
+  for (const [ui, u] of train.entries()) {
+    const last = new Map<string, { t: number; n: number; k: number }>();
+    for (const a of u.attempts) {
+      if (a.t >= time) break;
+      const key = `${u.user}|${a.skill}`;
+      if (sample === 1 || hash32(key) % sample === 0) {
+        let s = bySeq.get(key);
+        if (s === undefined) {
+          s = { topic: a.skill, events: [] };
+          bySeq.set(key, s);
+        }
+        s.events.push({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct });
+      }
+      // Decay transitions (serving/servedInputs.ts loadDecayTransitions): next answer after a gap >= 1 day
+      // against the pair's smoothed accuracy before it.
+      const prev = last.get(a.skill);
+      if (prev !== undefined && a.t - prev.t >= 1)
+        transitions.push({
+          topic: a.skill,
+          gapDays: a.t - prev.t,
+          prevAcc: (prev.k + 1) / (prev.n + 2),
+          y: a.correct,
+        });
+      last.set(a.skill, {
+        t: a.t,
+        n: (prev?.n ?? 0) + 1,
+        k: (prev?.k ?? 0) + a.correct,
+      });
+      let si = skillIndex.get(a.skill);
+      if (si === undefined) {
+        si = skillIndex.size;
+        skillIndex.set(a.skill, si);
+      }
+      users.push(ui);
+      skills.push(si);
+      correct.push(a.correct);
+      const c = acc.get(a.skill) ?? { n: 0, k: 0 };
+      c.n++;
+      c.k += a.correct;
+      acc.set(a.skill, c);
+    }
+  }
+  const log: SkillResponses = {
+    n: users.length,
+    user: Int32Array.from(users),
+    skill: Int32Array.from(skills),
+    correct: Uint8Array.from(correct),
+    skillNames: [...skillIndex.keys()],
+  };
+  let filter: LatentFilter;
+  let bkt: BKT;
+  if (cacheFile !== undefined && existsSync(cacheFile)) {
+    const c = JSON.parse(readFileSync(cacheFile, "utf8")) as { filter: LatentModelJson; bkt: BktModelJson };
+    filter = LatentFilter.fromJSON(c.filter);
+    bkt = BKT.fromJSON(c.bkt);
+  } else {
+    filter = LatentFilter.fit([...bySeq.values()]);
+    bkt = new BKT({ ...MASTERY_BKT_OPTIONS, restarts: 3 }).fit(log);
+    if (cacheFile !== undefined) {
+      mkdirSync(cacheDir!, { recursive: true });
+      writeFileSync(cacheFile, JSON.stringify({ filter: filter.toJSON(), bkt: bkt.toJSON() }));
+    }
+  }
+  const decay = fitDecay(transitions);
+  const skillAccuracy = new Map([...acc].map(([s, c]) => [s, (c.k + 1) / (c.n + 2)]));
+  return {
+    time,
+    filter,
+    global: { guess: 0, slip: 0, halfLifeDays: decay.global.halfLifeDays, base: decay.global.base },
+    bkt,
+    skillAccuracy,
+    trainAttempts: total,
+    fitSeconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/** One labelled (student, cut, skill). */
+export interface CutPair {
+  student: number;
+  cut: number;
+  skill: string;
+  epoch: number;
+  /** Accuracy in [cut, cut + 7 d) and its attempts (>= 3). */
+  label: number;
+  labelAttempts: number;
+  /** The student's attempts on the skill before the cut, and how many were correct. */
+  before: number;
+  beforeCorrect: number;
+  scores: Record<string, number>;
+}
+
+/** What a source sees to score one pair: the epoch's models and the student's history before the cut. */
+export interface CutContext {
+  m: EpochModels;
+  skill: string;
+  cut: number;
+  /** The student's attempts on this skill before the cut (time order). */
+  history: readonly Attempt[];
+  /** The student's attempts on every skill before the cut (time order). */
+  all: readonly Attempt[];
+  latent: LatentEstimate;
+}
+
+export type CutSource = (c: CutContext) => number;
+
+const bktScore = (p: BktParams, h: readonly Attempt[]): number => {
+  const st = new Float64Array([1 - p.prior, p.prior]);
+  for (const a of h) bktStepPair(p.learn, p.forget, p.guess, p.slip, st, 0, a.correct === 1);
+  return st[1]!;
+};
+
+/** The sources every run reports; `extra` adds candidate scores (bench experiments). */
+export const BASE_SOURCES: Record<string, CutSource> = {
+  served: (c) => masteryOf(c.latent.pCorrect, c.m.global, "centred-logit", c.m.global),
+  latent: (c) => c.latent.score,
+  bkt: (c) => bktScore(c.m.bkt.paramsFor(c.skill), c.history),
+};
+
+const logit = (p: number): number => Math.log(p / (1 - p));
+const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
+
+/**
+ * The student's ability offset (logit) from their attempts on the OTHER skills before the cut: observed
+ * correct against what the skills' train accuracies expect, shrunk with `a` pseudo-attempts at the expected
+ * rate. Label-free (no next-week outcome is read).
+ */
+export function studentOffset(c: CutContext, a: number): number {
+  let n = 0;
+  let k = 0;
+  let e = 0;
+  for (const x of c.all) {
+    if (x.skill === c.skill) continue;
+    n++;
+    k += x.correct;
+    e += c.m.skillAccuracy.get(x.skill) ?? 0.5;
+  }
+  if (n === 0) return 0;
+  const expected = e / n;
+  return logit((k + a * expected) / (n + a)) - logit(expected);
+}
+
+/** The filter with the pair's prior mean moved by `offset` (logit) from its topic prior. */
+function predictWithOffset(c: CutContext, offset: number): LatentEstimate {
+  const json = c.m.filter.json;
+  const prior = sigmoid(logit(c.m.filter.priorMean(c.skill)) + offset);
+  const f = new LatentFilter({ ...json, topicPriorMean: { ...json.topicPriorMean, [c.skill]: prior } });
+  return f.predict(
+    c.skill,
+    c.history.map((x) => ({ t: x.t, kind: KIND_QUIZ, n: 1, k: x.correct })),
+    c.cut,
+  );
+}
+
+/** Candidate scores tried against the served one (REAL_CANDIDATES=1). */
+export const CANDIDATE_SOURCES: Record<string, CutSource> = {
+  student_acc: (c) => (c.all.reduce((s, x) => s + x.correct, 0) + 1) / (c.all.length + 2),
+  served_student10: (c) => {
+    const est = predictWithOffset(c, studentOffset(c, 10));
+    return masteryOf(est.pCorrect, c.m.global, "centred-logit", c.m.global);
+  },
+  served_student3: (c) => {
+    const est = predictWithOffset(c, studentOffset(c, 3));
+    return masteryOf(est.pCorrect, c.m.global, "centred-logit", c.m.global);
+  },
+  acc_student_prior: (c) => {
+    const p0 = sigmoid(logit(c.m.skillAccuracy.get(c.skill) ?? 0.5) + studentOffset(c, 10));
+    const k = c.history.reduce((s, x) => s + x.correct, 0);
+    return (k + 4 * p0) / (c.history.length + 4);
+  },
+};
+
+export interface RealCutsOptions {
+  dataDir: string;
+  cutsPerStudent: number;
+  epochs: number;
+  seed: number;
+  resamples: number;
+  maxFitEvents: number;
+  /** Directory keeping each epoch's fitted models (bench iterations refit nothing; default: none). */
+  cacheDir?: string;
+  extra?: Record<string, CutSource>;
+}
+
+export interface RealCutsResult {
+  pairs: CutPair[];
+  epochs: EpochModels[];
+  cuts: number;
+  students: number;
+  seconds: number;
+}
+
+export function runRealCuts(o: RealCutsOptions): RealCutsResult {
+  const t0 = performance.now();
+  const log = loadLog(o.dataDir);
+  const train = log.filter((u) => !u.test);
+  const test = log.filter((u) => u.test && u.attempts.length > 0);
+  const rnd = mulberry32(o.seed);
+  const cuts: { u: UserLog; t: number }[] = [];
+  for (const u of test) {
+    const first = u.attempts[0]!.t;
+    const span = u.attempts[u.attempts.length - 1]!.t - first;
+    if (!(span > 0)) continue;
+    for (let i = 0; i < o.cutsPerStudent; i++) {
+      const f = 0.05 + (0.9 * (i + rnd())) / o.cutsPerStudent;
+      cuts.push({ u, t: first + f * span });
+    }
+  }
+  // Fit epochs: quantiles of the times of the cuts that have a label (the first = the earliest such cut).
+  const labelled = (u: UserLog, cut: number): boolean => {
+    const n = new Map<string, number>();
+    for (const a of u.attempts) if (a.t >= cut && a.t < cut + 7) n.set(a.skill, (n.get(a.skill) ?? 0) + 1);
+    return [...n.values()].some((x) => x >= 3);
+  };
+  const times = cuts
+    .filter((c) => labelled(c.u, c.t))
+    .map((c) => c.t)
+    .sort((a, b) => a - b);
+  const epochTimes = Array.from(
+    { length: o.epochs },
+    (_, k) => times[Math.floor((k / o.epochs) * times.length)]!,
+  );
+  const epochs = epochTimes.map((t) => fitEpoch(train, t, o.maxFitEvents, o.cacheDir));
+  const sources = { ...BASE_SOURCES, ...(o.extra ?? {}) };
+  const pairs: CutPair[] = [];
+  for (const { u, t: cut } of cuts) {
+    let e = 0;
+    while (e + 1 < epochs.length && epochs[e + 1]!.time <= cut) e++;
+    const m = epochs[e]!;
+    const next = new Map<string, { n: number; k: number }>();
+    const all: Attempt[] = [];
+    for (const a of u.attempts) {
+      if (a.t < cut) all.push(a);
+      else if (a.t < cut + 7) {
+        const c = next.get(a.skill) ?? { n: 0, k: 0 };
+        c.n++;
+        c.k += a.correct;
+        next.set(a.skill, c);
+      }
+    }
+    for (const [skill, lab] of next) {
+      if (lab.n < 3) continue;
+      const history = all.filter((a) => a.skill === skill);
+      const events: LatentEvent[] = history.map((a) => ({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct }));
+      const latent = m.filter.predict(skill, events, cut);
+      const ctx: CutContext = { m, skill, cut, history, all, latent };
+      const scores: Record<string, number> = {};
+      for (const [name, f] of Object.entries(sources)) scores[name] = f(ctx);
+      const k = history.reduce((s, a) => s + a.correct, 0);
+      const recent = history.filter((a) => a.t >= cut - 30);
+      if (history.length > 0) scores.accuracy_all = k / history.length;
+      if (recent.length > 0) scores.accuracy_30d = recent.reduce((s, a) => s + a.correct, 0) / recent.length;
+      // Plain accuracy with a fallback for unseen skills: the skill's train accuracy before the epoch.
+      scores.accuracy_or_skill =
+        history.length > 0 ? k / history.length : (m.skillAccuracy.get(skill) ?? 0.5);
+      pairs.push({
+        student: u.user,
+        cut,
+        skill,
+        epoch: e,
+        label: lab.k / lab.n,
+        labelAttempts: lab.n,
+        before: history.length,
+        beforeCorrect: k,
+        scores,
+      });
+    }
+  }
+  return {
+    pairs,
+    epochs,
+    cuts: cuts.length,
+    students: new Set(cuts.map((c) => c.u.user)).size,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");
+const sgn = (x: number): string => (Number.isFinite(x) ? `${x >= 0 ? "+" : ""}${x.toFixed(3)}` : "  -  ");
+
+/** Prints the per-source table of one subset of pairs against a reference source. */
+export function printComparison(
+  title: string,
+  pairs: readonly CutPair[],
+  reference: string,
+  resamples: number,
+  seed: number,
+): void {
+  const names = [...new Set(pairs.flatMap((p) => Object.keys(p.scores)))];
+  const withRef = pairs.filter((p) => p.scores[reference] !== undefined);
+  console.log(
+    `\n${title}: ${withRef.length} pairs (student, cut, skill), ${new Set(withRef.map((p) => p.student)).size} students, ` +
+      `${new Set(withRef.map((p) => `${p.student}|${p.skill}`)).size} distinct (student, skill); label attempts median ${median(withRef.map((p) => p.labelAttempts))}`,
+  );
+  console.log(
+    `source              pairs  spearman  cluster-bootstrap 95%   | paired diff vs ${reference} (95%)      P(diff > 0)`,
+  );
+  const rows: { name: string; line: string; s: number }[] = [];
+  for (const name of names) {
+    const ps = withRef.filter((p) => p.scores[name] !== undefined);
+    if (ps.length < 5) continue;
+    const b = pairedClusterBootstrap(
+      ps.map((p) => p.student),
+      ps.map((p) => p.scores[name]!),
+      ps.map((p) => p.scores[reference]!),
+      ps.map((p) => p.label),
+      { resamples, rnd: mulberry32(seed) },
+    );
+    rows.push({
+      name,
+      s: b.a.estimate,
+      line: `${name.padEnd(18)} ${String(ps.length).padStart(6)}   ${f3(b.a.estimate)}    ${f3(b.a.lo)}..${f3(b.a.hi)}       | ${name === reference ? "          -            " : `${sgn(b.diff.estimate)} (${sgn(b.diff.lo)}..${sgn(b.diff.hi)})`}    ${name === reference ? "" : f3(b.shareAbove)}`,
+    });
+  }
+  rows.sort((x, y) => y.s - x.s);
+  for (const r of rows) console.log(r.line);
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? Number.NaN : s[Math.floor(s.length / 2)]!;
+}
