@@ -170,6 +170,52 @@ describe("CSV ingest", () => {
     s.close();
   });
 
+  it("skips stored events at the edges of the file's event_id range (first code points, combined across types)", async () => {
+    const quizRow = (id: string) => `${id},RAWSTUDENT-1,2026-01-05T10:00:00Z,t1,q1,true,4,1,0,,,`;
+    const s = await DuckStore.open(":memory:");
+    const stored = ["m0", "m5", "q0", "q9", "\u{1F600}x"];
+    await ingestFile(
+      s,
+      write("r1/quiz_attempts.csv", [QUIZ_HEADER, ...stored.map(quizRow)].join("\n")),
+      opts,
+    );
+    // Ids wholly below the store's (no stored id in range: no join) and ones whose min and max are stored.
+    const a = ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7"];
+    expect(
+      await ingestFile(s, write("r2/quiz_attempts.csv", [QUIZ_HEADER, ...a.map(quizRow)].join("\n")), opts),
+    ).toMatchObject({ accepted: 8, duplicate: 0 });
+    const edges = ["m0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "q9"];
+    expect(
+      await ingestFile(
+        s,
+        write("r3/quiz_attempts.csv", [QUIZ_HEADER, ...edges.map(quizRow)].join("\n")),
+        opts,
+      ),
+    ).toMatchObject({ accepted: 8, duplicate: 2 });
+    // Two types in one file: the range is combined over the types' ranges in DuckDB's (UTF-8) order, where
+    // U+FF01 sorts before U+1F600 (in JS's UTF-16 order it is the other way round).
+    const header =
+      "event_id,type,student_id,timestamp,topic_id,question_id,is_correct,attempts,correct_count";
+    const mixed = [
+      header,
+      "\uFF01x,practice,RAWSTUDENT-2,2026-01-05T10:00:00Z,t1,,,3,1",
+      "\u{1F600}x,quiz_attempt,RAWSTUDENT-2,2026-01-05T10:00:00Z,t1,q1,true,,",
+      ...Array.from(
+        { length: 8 },
+        (_, i) => `\uFF01${i},practice,RAWSTUDENT-2,2026-01-05T10:00:00Z,t1,,,3,1`,
+      ),
+    ].join("\n");
+    expect(await ingestFile(s, write("r4/mixed.csv", mixed), opts)).toMatchObject({
+      accepted: 9,
+      duplicate: 1,
+    });
+    const n = await s.one<{ rows: bigint; ids: bigint }>(
+      "SELECT count(*) AS rows, count(DISTINCT event_id) AS ids FROM raw_events",
+    );
+    expect([Number(n?.rows), Number(n?.ids)]).toEqual([5 + 8 + 8 + 9, 5 + 8 + 8 + 9]);
+    s.close();
+  });
+
   it("keeps row numbers in file order on a file large enough to be read in parallel", async () => {
     const lines = [QUIZ_HEADER];
     const bad = new Set([7, 30001, 59999]);
