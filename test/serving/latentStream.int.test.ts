@@ -2,7 +2,6 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import { validateEvent } from "../../features/contracts.ts";
 import { ingestEvents } from "../../features/ingest.ts";
 import type { LatentModelJson, LatentParams } from "../../models/latentFilter.ts";
 import { decodeLatentState, latentDays } from "../../models/latentState.ts";
@@ -12,11 +11,10 @@ import { loadStreamLatent } from "../../serving/latentStream.ts";
 import type { BktEloModels } from "../../serving/learnerState.ts";
 import { recompute } from "../../serving/recompute.ts";
 import { openStreamStores, type StreamStores } from "../../serving/streamStores.ts";
-import { type ApplyResult, IncrementalUpdater, rowsFromEvent, streamModels } from "../../serving/updater.ts";
+import { IncrementalUpdater, streamModels } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
-import type { RawEventRow } from "../../storage/rawEventStore.ts";
 import { generateStreamEvents } from "./streamEvents.ts";
-import { pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
+import { applyFixtureInBatches, fixtureRows, pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
 
 /**
  * The latent filter in the stream (serving/latentStream.ts): the updater carries each key's filter state,
@@ -78,34 +76,18 @@ function servedModelDir(name: string, params: LatentParams = PARAMS, studentPrio
   return dir;
 }
 
-function rows(events: readonly Record<string, unknown>[], ingestedAtUs = NOW_US): RawEventRow[] {
-  return events.flatMap((e) => {
-    const v = validateEvent(e);
-    if (!v.ok) throw new Error(`fixture event invalid: ${JSON.stringify(v.issues)}`);
-    return rowsFromEvent(v.value, pseudonymizer, { source: "test", ingestedAtUs });
-  });
-}
+const rows = (events: readonly Record<string, unknown>[]) => fixtureRows(events, NOW_US);
 
 function newUpdater(stores: StreamStores, models: BktEloModels): IncrementalUpdater {
   let t = NOW_US;
   return new IncrementalUpdater({ ...stores, models, nowUs: () => (t += 1000) });
 }
 
-async function applyInBatches(
+const applyInBatches = (
   updater: IncrementalUpdater,
   events: readonly Record<string, unknown>[],
   sizes: readonly number[],
-): Promise<ApplyResult[]> {
-  const out: ApplyResult[] = [];
-  let i = 0;
-  let k = 0;
-  while (i < events.length) {
-    const n = sizes[k++ % sizes.length]!;
-    out.push(...(await updater.apply(rows(events.slice(i, i + n)))));
-    i += n;
-  }
-  return out;
-}
+) => applyFixtureInBatches(updater, events, sizes, NOW_US);
 
 const quiz = (id: string, ts: string, correct: boolean) => ({
   event_id: id,

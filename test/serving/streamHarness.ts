@@ -1,11 +1,14 @@
 import { randomBytes } from "node:crypto";
+import { validateEvent } from "../../features/contracts.ts";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import type { BktEloModels } from "../../serving/learnerState.ts";
 import { openServingBackends, type ServingBackends } from "../../serving/servingBackends.ts";
 import { openStreamStores, type StreamStoreConfig, type StreamStores } from "../../serving/streamStores.ts";
+import { type ApplyResult, type IncrementalUpdater, rowsFromEvent } from "../../serving/updater.ts";
 import { type EventBus, type MemoryBus, NatsBus } from "../../storage/bus.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { PgStore } from "../../storage/postgres.ts";
+import type { RawEventRow } from "../../storage/rawEventStore.ts";
 import { RedisStateStore } from "../../storage/stateStore.ts";
 
 /** Services of this machine (CI starts them); the tests use them for real. */
@@ -114,4 +117,31 @@ export async function pgServingBackends(
     duck.close();
   });
   return { id, schema, duck, backends };
+}
+
+/** The raw rows of fixture events (validated; a fixture that fails validation is a bug in the test). */
+export function fixtureRows(events: readonly Record<string, unknown>[], ingestedAtUs: number): RawEventRow[] {
+  return events.flatMap((e) => {
+    const v = validateEvent(e);
+    if (!v.ok) throw new Error(`fixture event invalid: ${JSON.stringify(v.issues)}`);
+    return rowsFromEvent(v.value, pseudonymizer, { source: "test", ingestedAtUs });
+  });
+}
+
+/** Applies `events` through `updater` in batches of the given sizes (cycled), as a consumer would. */
+export async function applyFixtureInBatches(
+  updater: IncrementalUpdater,
+  events: readonly Record<string, unknown>[],
+  sizes: readonly number[],
+  ingestedAtUs: number,
+): Promise<ApplyResult[]> {
+  const out: ApplyResult[] = [];
+  let i = 0;
+  let k = 0;
+  while (i < events.length) {
+    const n = sizes[k++ % sizes.length]!;
+    out.push(...(await updater.apply(fixtureRows(events.slice(i, i + n), ingestedAtUs))));
+    i += n;
+  }
+  return out;
 }

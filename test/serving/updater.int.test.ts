@@ -1,20 +1,12 @@
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import { validateEvent } from "../../features/contracts.ts";
 import { ingestEvents } from "../../features/ingest.ts";
 import { type BktParams, bktStepPair } from "../../models/bkt.ts";
 import { scoreBktElo } from "../../serving/learnerState.ts";
 import { recompute } from "../../serving/recompute.ts";
 import { openStreamStores, type StreamStores } from "../../serving/streamStores.ts";
-import {
-  type ApplyResult,
-  IncrementalUpdater,
-  isoToMicros,
-  rowsFromEvent,
-  updatedKeys,
-} from "../../serving/updater.ts";
+import { IncrementalUpdater, isoToMicros, updatedKeys } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
-import type { RawEventRow } from "../../storage/rawEventStore.ts";
 import { generateStreamEvents } from "./streamEvents.ts";
 
 /** P(L) after `answers` from the prior, through the pair filter the updater uses (models/bkt.ts). */
@@ -24,33 +16,24 @@ function bktAfter(p: BktParams, answers: boolean[]): number {
   return belief[1]!;
 }
 
-import { DEFAULT_MODELS, pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
+import {
+  applyFixtureInBatches,
+  DEFAULT_MODELS,
+  fixtureRows,
+  pseudonymizer,
+  runId,
+  serviceStores,
+} from "./streamHarness.ts";
 
 const NOW_US = Date.UTC(2026, 2, 1) * 1000;
 
-function rows(events: readonly Record<string, unknown>[], ingestedAtUs = NOW_US): RawEventRow[] {
-  return events.flatMap((e) => {
-    const v = validateEvent(e);
-    if (!v.ok) throw new Error(`fixture event invalid: ${JSON.stringify(v.issues)}`);
-    return rowsFromEvent(v.value, pseudonymizer, { source: "test", ingestedAtUs });
-  });
-}
+const rows = (events: readonly Record<string, unknown>[]) => fixtureRows(events, NOW_US);
 
-async function applyInBatches(
+const applyInBatches = (
   updater: IncrementalUpdater,
   events: readonly Record<string, unknown>[],
   sizes: readonly number[],
-): Promise<ApplyResult[]> {
-  const out: ApplyResult[] = [];
-  let i = 0;
-  let k = 0;
-  while (i < events.length) {
-    const n = sizes[k++ % sizes.length]!;
-    out.push(...(await updater.apply(rows(events.slice(i, i + n)))));
-    i += n;
-  }
-  return out;
-}
+) => applyFixtureInBatches(updater, events, sizes, NOW_US);
 
 function newUpdater(stores: StreamStores): IncrementalUpdater {
   let t = NOW_US;
