@@ -11,18 +11,9 @@ import {
   latentEventOf,
   latentStateBytes,
 } from "../../models/latentState.ts";
+import { LATENT_TEST_PARAMS } from "./latentFixtures.ts";
 
-const PARAMS: LatentParams = {
-  priorMean: 0.35,
-  priorConcentration: 4,
-  guess: 0.2,
-  slip: 0.1,
-  learn: [0.05, 0.1, 0.08, 0.04, 0.02],
-  halfLifeDays: 20,
-  floor: 0.1,
-  noise: 0.02,
-  assignmentConcentration: 8,
-};
+const PARAMS: LatentParams = LATENT_TEST_PARAMS;
 
 const filter = (bins = 40) =>
   new LatentFilter({

@@ -13,6 +13,7 @@ import { recompute } from "../../serving/recompute.ts";
 import { openStreamStores, type StreamStores } from "../../serving/streamStores.ts";
 import { IncrementalUpdater, streamModels } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { LATENT_TEST_PARAMS } from "../models/latentFixtures.ts";
 import { generateStreamEvents } from "./streamEvents.ts";
 import { applyFixtureInBatches, fixtureRows, pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
 
@@ -26,17 +27,7 @@ const NOW_US = Date.UTC(2026, 2, 1) * 1000;
 const DIR = `/tmp/latstream/${runId("latstream")}`;
 afterAll(() => rmSync(DIR, { recursive: true, force: true }));
 
-const PARAMS: LatentParams = {
-  priorMean: 0.35,
-  priorConcentration: 4,
-  guess: 0.2,
-  slip: 0.1,
-  learn: [0.05, 0.1, 0.08, 0.04, 0.02],
-  halfLifeDays: 20,
-  floor: 0.1,
-  noise: 0.02,
-  assignmentConcentration: 8,
-};
+const PARAMS: LatentParams = LATENT_TEST_PARAMS;
 
 /** A served model directory whose score is the latent filter's (as `mastery train served` writes one). */
 function servedModelDir(name: string, params: LatentParams = PARAMS, studentPriorSd?: number): string {
