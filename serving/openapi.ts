@@ -42,6 +42,16 @@ function bodyComponent(s: Json): Json {
 
 const str = { type: "string" };
 const num = { type: "number" };
+/** The evidence behind a served / latent score (GET /mastery and the history). */
+const EVIDENCE_OBJECT = {
+  type: "object",
+  required: ["kind", "attempts", "daysSinceLast"],
+  properties: {
+    kind: { type: "string", enum: ["measured", "indirect", "prior"] },
+    attempts: { type: "integer" },
+    daysSinceLast: { type: ["number", "null"] },
+  },
+};
 const nullable = (t: string) => ({ type: [t, "null"] });
 
 const EXPLANATION = {
@@ -90,13 +100,7 @@ const HISTORY_LIST = {
       evidence: {
         description:
           "Evidence behind the score ('served', 'latent'): kind measured | indirect | prior, attempts, days since the last event; absent otherwise",
-        type: "object",
-        required: ["kind", "attempts", "daysSinceLast"],
-        properties: {
-          kind: { type: "string", enum: ["measured", "indirect", "prior"] },
-          attempts: { type: "integer" },
-          daysSinceLast: { type: ["number", "null"] },
-        },
+        ...EVIDENCE_OBJECT,
       },
       pCorrect: {
         description:
@@ -174,18 +178,7 @@ function responseComponents(): Json {
               evidence: {
                 description:
                   "Evidence behind the served score: kind measured (quiz attempts) | indirect (other events only) | prior (none), attempts, days since the last event; null for sources without it",
-                oneOf: [
-                  { type: "null" },
-                  {
-                    type: "object",
-                    required: ["kind", "attempts", "daysSinceLast"],
-                    properties: {
-                      kind: { type: "string", enum: ["measured", "indirect", "prior"] },
-                      attempts: { type: "integer" },
-                      daysSinceLast: { type: ["number", "null"] },
-                    },
-                  },
-                ],
+                oneOf: [{ type: "null" }, EVIDENCE_OBJECT],
               },
               pCorrect: {
                 description:
