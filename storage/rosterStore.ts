@@ -49,9 +49,12 @@ export class RosterStore {
    */
   async replace(entries: readonly RosterEntry[], meta: RosterWriteMeta): Promise<void> {
     await this.sql.transaction(async () => {
-      for (const e of entries) {
-        await this.sql.run("DELETE FROM roster_students WHERE class_id = $1", [e.classId]);
-        await this.sql.run("DELETE FROM roster_teachers WHERE class_id = $1", [e.classId]);
+      const classIds = [...new Set(entries.map((e) => e.classId))];
+      for (let i = 0; i < classIds.length; i += INSERT_CHUNK) {
+        const chunk = classIds.slice(i, i + INSERT_CHUNK);
+        const list = chunk.map((_, j) => `$${j + 1}`).join(", ");
+        await this.sql.run(`DELETE FROM roster_students WHERE class_id IN (${list})`, chunk);
+        await this.sql.run(`DELETE FROM roster_teachers WHERE class_id IN (${list})`, chunk);
       }
       await this.write(entries, meta);
     });
@@ -131,15 +134,24 @@ export class RosterStore {
 
   private async write(entries: readonly RosterEntry[], meta: RosterWriteMeta): Promise<void> {
     const at = meta.at.toISOString();
-    const upsert =
-      "INSERT INTO roster_classes VALUES ($1, CAST($2 AS TIMESTAMP), $3, $4) ON CONFLICT (class_id) " +
-      "DO UPDATE SET updated_at = excluded.updated_at, updated_by = excluded.updated_by, source = excluded.source";
     const students: [string, string][] = [];
     const teachers: [string, string][] = [];
     for (const e of entries) {
-      await this.sql.run(upsert, [e.classId, at, meta.actor, meta.source]);
       for (const k of new Set(e.studentKeys)) students.push([e.classId, k]);
       for (const t of new Set(e.teacherIds)) teachers.push([e.classId, t]);
+    }
+    // The class rows as multi-row upserts too: one DuckDB upsert statement per class inside one
+    // transaction kept ~117 KB of transaction-local table state each (40,000 classes: past a 4 GB
+    // memory limit) and cost ~6 ms of CPU each.
+    const classIds = [...new Set(entries.map((e) => e.classId))];
+    for (let i = 0; i < classIds.length; i += INSERT_CHUNK) {
+      const chunk = classIds.slice(i, i + INSERT_CHUNK);
+      const values = chunk.map((_, j) => `($${j + 4}, CAST($1 AS TIMESTAMP), $2, $3)`).join(", ");
+      await this.sql.run(
+        `INSERT INTO roster_classes VALUES ${values} ON CONFLICT (class_id) DO UPDATE SET ` +
+          "updated_at = excluded.updated_at, updated_by = excluded.updated_by, source = excluded.source",
+        [at, meta.actor, meta.source, ...chunk],
+      );
     }
     await this.insertPairs("roster_students", students);
     await this.insertPairs("roster_teachers", teachers);

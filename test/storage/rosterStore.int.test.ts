@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PgStore } from "../../storage/postgres.ts";
 import { RosterStore } from "../../storage/rosterStore.ts";
 import { PG_URL } from "../serving/streamHarness.ts";
+import { dumpRows, runRosterScenario } from "./rosterScenario.ts";
 
 const schema = `roster_${process.pid}_${Date.now().toString(36)}`;
 let pg: PgStore | undefined;
@@ -61,5 +62,23 @@ describe.skipIf(!reachable)("RosterStore (PostgreSQL)", () => {
     expect(await roster.summary()).toEqual({ classes: 2, students: 3, memberships: 4 });
     expect(await roster.remove("B")).toBe(true);
     expect(await roster.classesOfStudent("k2")).toEqual([{ classId: "A", teacherIds: [] }]);
+  });
+
+  it("replace and merge over more classes than one statement writes equal the model", async () => {
+    const other = await PgStore.open(PG_URL, { schema: `${schema}_big` });
+    try {
+      const r = await RosterStore.open(other, "postgres");
+      const expected = await runRosterScenario(r);
+      const actual = dumpRows(
+        await other.all("SELECT * FROM roster_classes"),
+        await other.all("SELECT * FROM roster_students"),
+        await other.all("SELECT * FROM roster_teachers"),
+      );
+      expect(actual.classes.length).toBe(1244);
+      expect(actual).toEqual(expected);
+    } finally {
+      await other.dropSchema();
+      await other.close();
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { RosterStore } from "../../storage/rosterStore.ts";
+import { dumpRows, runRosterScenario } from "./rosterScenario.ts";
 
 let store: DuckStore;
 let roster: RosterStore;
@@ -54,5 +55,22 @@ describe("RosterStore (DuckDB)", () => {
     const keys = Array.from({ length: 1234 }, (_, i) => `key-${String(i).padStart(5, "0")}`);
     await roster.replace([{ classId: "big", studentKeys: keys, teacherIds: [] }], meta("big.csv"));
     expect((await roster.getClass("big"))?.studentKeys).toEqual(keys);
+  });
+
+  it("replace and merge over more classes than one statement writes equal the model", async () => {
+    const fresh = await DuckStore.open(":memory:");
+    try {
+      const r = await RosterStore.open(fresh, "duckdb");
+      const expected = await runRosterScenario(r);
+      const actual = dumpRows(
+        await fresh.all("SELECT * FROM roster_classes"),
+        await fresh.all("SELECT * FROM roster_students"),
+        await fresh.all("SELECT * FROM roster_teachers"),
+      );
+      expect(actual.classes.length).toBe(1244);
+      expect(actual).toEqual(expected);
+    } finally {
+      fresh.close();
+    }
   });
 });
