@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { basename, extname, join } from "node:path";
 import { expandPaths, type IngestReport, ingestPaths, PHASES } from "../features/ingest.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import { type GenerateOptions, generateSynthetic } from "../features/synthetic/generate.ts";
@@ -75,17 +75,23 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult
   const rosterPath = join(opts.dataDir, "roster.csv");
   let roster: RosterLoadReport | null = null;
   const ingest = await timed("ingest", async () => {
+    // Event files report PHASES each (topic files none); the roster load is the last step.
+    const hasRoster = existsSync(rosterPath);
+    const total =
+      files.filter((f) => basename(f, extname(f)).toLowerCase() !== "topics").length * PHASES.length +
+      (hasRoster ? 1 : 0);
     let phases = 0;
     const report = await ingestPaths(opts.store, files, {
       pseudonymizer: opts.pseudonymizer,
-      onPhase: () => progress("ingest")(++phases, files.length * PHASES.length),
+      onPhase: () => progress("ingest")(++phases, total),
     });
-    if (existsSync(rosterPath)) {
+    if (hasRoster) {
       roster = await loadRosterFile(
         await RosterStore.open(opts.store, "duckdb"),
         rosterPath,
         opts.pseudonymizer,
       );
+      progress("ingest")(++phases, total);
     }
     return report;
   });

@@ -33,6 +33,8 @@ let work: string;
 let dbPath: string;
 let asOf: Date;
 
+const ingestProgress: [number, number][] = [];
+
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "served-int-"));
   dbPath = join(work, "mastery.duckdb");
@@ -53,6 +55,9 @@ beforeAll(async () => {
         outDir: join(work, "data"),
         workers: 0,
       },
+      onProgress: (step, done, total) => {
+        if (step === "ingest") ingestProgress.push([done, total]);
+      },
     });
     asOf = res.asOf;
   } finally {
@@ -63,6 +68,12 @@ beforeAll(async () => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe("served mastery estimate on a generated store", () => {
+  it("the pipeline's ingest progress counts 4 phases per event file and the roster, and ends at its total", () => {
+    // 5 event files (topics.json reports no phases) x 4 + roster.csv.
+    expect(ingestProgress.map(([, total]) => total)).toEqual(Array(21).fill(21));
+    expect(ingestProgress.map(([done]) => done)).toEqual(Array.from({ length: 21 }, (_, i) => i + 1));
+  });
+
   it("trains point in time, scores every pair with an interval and evidence, and GET /mastery serves it", {
     timeout: 240_000,
   }, async () => {
