@@ -558,6 +558,8 @@ function runStudentCuts(): void {
     resamples: envInt("REAL_RESAMPLES", 1000),
     maxFitEvents: envInt("REAL_FIT_EVENTS", 40_000),
     ...(process.env.REAL_CACHE !== undefined ? { cacheDir: process.env.REAL_CACHE } : {}),
+    // REAL_STUDENT=0: the filter without the student effect (rounds 4-6's real-log runs).
+    studentEffect: process.env.REAL_STUDENT !== "0",
     ...(process.env.REAL_CANDIDATES === "1" ? { extra: CANDIDATE_SOURCES } : {}),
   };
   const r = runRealCuts(o);
@@ -570,7 +572,7 @@ function runStudentCuts(): void {
     console.log(
       `epoch ${i + 1}: fit before ${new Date(Date.UTC(2020, 0, 1) + m.time * DAY_MS).toISOString().slice(0, 10)} (log day ${m.time.toFixed(1)}) on ${m.trainAttempts} train attempts ` +
         `(filter: ${m.filter.json.fit.sequences} pairs, ll/obs ${m.filter.json.fit.logLikPerObs.toFixed(4)}; guess ${p.guess.toFixed(3)} slip ${p.slip.toFixed(3)} learn ${p.learn[0]!.toFixed(3)} half-life ${p.halfLifeDays.toFixed(0)} d; ` +
-        `centred-logit base ${m.global.base.toFixed(3)}); ${r.pairs.filter((x) => x.epoch === i).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
+        `student sd ${m.filter.json.studentPriorSd ?? 0}; centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.epoch === i).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
     );
   }
   printComparison(

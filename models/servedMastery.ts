@@ -328,12 +328,7 @@ export function fitAnchor(pairs: readonly { topic: string; p: number }[]): Scale
  * An interval [lo, hi] around `score` (logit scales) widened by an extra sd on the logit scale: each side's
  * logit half-width h becomes sqrt(h^2 + (z80 sd)^2) (independent errors add in variance). sd 0 = unchanged.
  */
-export function widenLogit(
-  score: number,
-  lo: number,
-  hi: number,
-  sd: number,
-): { lo: number; hi: number } {
+export function widenLogit(score: number, lo: number, hi: number, sd: number): { lo: number; hi: number } {
   if (!(sd > 0)) return { lo, hi };
   const z = logit(score);
   const e = (Z80 * sd) ** 2;

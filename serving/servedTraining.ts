@@ -7,10 +7,10 @@ import type { LatentFitOptions } from "../models/latentFilter.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
 import { denseLabel, type KindWeights, kindWeights, type WindowOutcomes } from "../models/servedLabels.ts";
 import {
+  fitAnchor,
   type MasteryScale,
   type PairEvidence,
   type ServedFrom,
-  fitAnchor,
   ServedMastery,
   type TopicCalibration,
 } from "../models/servedMastery.ts";
