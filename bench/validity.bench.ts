@@ -32,7 +32,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
-import { LatentFilter } from "../models/latentFilter.ts";
+import { type LatentEstimate, LatentFilter } from "../models/latentFilter.ts";
 import { mulberry32 } from "../models/prng.ts";
 import {
   MASTERY_SCALES,
@@ -326,16 +326,20 @@ async function evaluateCut(
     }
     // The stack's own estimate on the same pairs (the served score when --served-from stack).
     const evidence = await loadPairEvidence(store, cut);
+    const raw = new Map<string, LatentEstimate>();
     const latentEst =
       served.json.latent === undefined
         ? null
-        : await attachLatent(store, evidence, LatentFilter.fromJSON(served.json.latent), cut);
+        : await attachLatent(store, evidence, LatentFilter.fromJSON(served.json.latent), cut, { raw });
     // Round 7's A/B on the same fit: the served score with rounds 2-6's anchor (the log's typical
-    // correctness after a gap, `global.base`) and no anchor uncertainty in the interval.
+    // correctness after a gap, `global.base`) and neither the anchor's nor the offset's uncertainty in the
+    // interval (served:gap-anchor = round 6's served score); served:new-anchor = round 7's anchor with its
+    // sd, without the offset's.
     if (served.json.servedFrom === "latent" && latentEst !== null && served.json.latent !== undefined) {
       const list: ScorePair[] = [];
+      const list2: ScorePair[] = [];
       for (const [k, e] of evidence) {
-        const est = latentEst.get(k);
+        const est = raw.get(k) ?? latentEst.get(k);
         if (est === undefined) continue;
         const b = servedFromLatent(
           est,
@@ -345,8 +349,18 @@ async function evaluateCut(
           served.json.global,
         );
         list.push({ score: b.score, truth: truth.get(k), nextWeek: nextWeek.get(k), lo: b.lo, hi: b.hi });
+        const a = servedFromLatent(
+          est,
+          served.json.latent.params,
+          served.calibration(e.topic),
+          served.json.scale,
+          served.anchorCalibration(),
+          served.anchorSd(),
+        );
+        list2.push({ score: a.score, truth: truth.get(k), nextWeek: nextWeek.get(k), lo: a.lo, hi: a.hi });
       }
       bySource.set("served:gap-anchor", list);
+      bySource.set("served:new-anchor", list2);
     }
     if (served.json.servedFrom === "latent") {
       const list: ScorePair[] = [];
