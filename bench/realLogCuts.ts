@@ -259,6 +259,8 @@ export interface CutContext {
   /** The student's attempts on every skill before the cut (time order). */
   all: readonly Attempt[];
   latent: LatentEstimate;
+  /** The first epoch's models (a scale anchor held fixed across refits: served:first-anchor). */
+  first: EpochModels;
 }
 
 export type CutSource = (c: CutContext) => number;
@@ -279,6 +281,12 @@ export const BASE_SOURCES: Record<string, CutSource> = {
       base: c.m.anchor.base,
     }),
   "served:gap-anchor": (c) => masteryOf(emitOf(c.m, c.latent.score), c.m.global, "centred-logit", c.m.global),
+  // The round-7 anchor of the FIRST fit kept for every later refit (scale equating across fit times).
+  "served:first-anchor": (c) =>
+    masteryOf(emitOf(c.m, c.latent.score), c.m.global, "centred-logit", {
+      ...c.m.global,
+      base: c.first.anchor.base,
+    }),
   latent: (c) => c.latent.score,
   bkt: (c) => bktScore(c.m.bkt.paramsFor(c.skill), c.history),
 };
@@ -430,7 +438,7 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
       const history = all.filter((a) => a.skill === skill);
       const events: LatentEvent[] = history.map((a) => ({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct }));
       const latent = m.filter.predict(skill, events, cut, offset);
-      const ctx: CutContext = { m, skill, cut, history, all, latent };
+      const ctx: CutContext = { m, skill, cut, history, all, latent, first: epochs[0]! };
       const scores: Record<string, number> = {};
       for (const [name, f] of Object.entries(sources)) scores[name] = f(ctx);
       const k = history.reduce((s, a) => s + a.correct, 0);
