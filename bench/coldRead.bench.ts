@@ -31,6 +31,11 @@ import {
 
 const EXPLANATION = `{"base":0.3,"factors":[{"name":"correct_answers","value":5,"contribution":0.3},{"name":"incorrect_answers","value":2,"contribution":-0.1},{"name":"bkt_learn","value":0.1,"contribution":0.05}],"rest":0,"score":0.55}`;
 
+/** The same rows as one JSON text built by PostgreSQL (the lead "one row, no per-row protocol parse"). */
+const JSON_AGG_SQL = `SELECT json_agg(json_build_array(topic_id, mastery_score, score_source, model_version, as_of,
+    explanation, last_updated) ORDER BY topic_id, score_source)::text AS j
+  FROM student_mastery WHERE student_key = $1`;
+
 const topicsN = env("COLD_TOPICS", 100);
 const studentsN = env("COLD_STUDENTS", 200);
 const rounds = env("COLD_ROUNDS", 3);
@@ -106,7 +111,16 @@ try {
     await ctx.invalidate(keys);
     for (const k of keys) await time("whole miss (masteryJson)", () => ctx.masteryJson(k));
     for (const k of keys) {
-      const got = await time("query (masteryRows)", () => ctx.read.masteryRows(k));
+      await time("query with the topics join (masteryRows)", () => ctx.read.masteryRows(k));
+      await time("query, one JSON text (json_agg) + parse", async () => {
+        const r = await pg.allPrepared<{ j: string }>(JSON_AGG_SQL, [k]);
+        return JSON.parse(r[0]?.j ?? "[]") as unknown[];
+      });
+      // (A tree before scoreRows existed measures masteryRows twice.)
+      const rd = ctx.read as Partial<Pick<typeof ctx.read, "scoreRows">> & typeof ctx.read;
+      const got = await time("query without the join (scoreRows)", () =>
+        rd.scoreRows !== undefined ? rd.scoreRows(k) : rd.masteryRows(k),
+      );
       const view = await time("rows -> view (readStudentMastery)", () =>
         readStudentMastery(ctx.read, k, { rows: got, now, topics: async () => meta }),
       );
