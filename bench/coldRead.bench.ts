@@ -124,6 +124,10 @@ try {
       const view = await time("rows -> view (readStudentMastery)", () =>
         readStudentMastery(ctx.read, k, { rows: got, now, topics: async () => meta }),
       );
+      await time("experiment arm + model scores (no model)", async () => {
+        await ctx.experimentArm(k);
+        return ctx.modelScoring.scoreStudent(duck, k, [...new Set(got.map((r) => r.topic_id))]);
+      });
       const json = await time("JSON.stringify", () => JSON.stringify(view));
       await time("Buffer + ETag (servedBody)", () => servedBody(json, view.topics));
     }
