@@ -485,7 +485,6 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   // before the database; bodies live there the long TTL (writers tombstone them synchronously).
   const sharedBodies = cacheTtlMs > 0 ? shared?.bodies : undefined;
   const sharedTtlMs = shared === undefined ? 0 : Math.min(shared.ttlMs, SERVED_DECAY_CACHE_MS);
-  const fingerprint = sharedFingerprint(config);
   let sharedWarnAt = 0;
   const sharedFailed = (err: unknown): void => {
     metrics.cache.inc({ result: "shared_error" });
@@ -534,18 +533,14 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     ...(deps.modelRefreshMs !== undefined ? { refreshMs: deps.modelRefreshMs } : {}),
   });
   const invalidateAll = (): void => bodies.clear();
-  // The served models changed here: the shared bodies built with the old ones go too (every server
-  // clears its own cache when it sees the new models, or on the "all" this publishes).
-  const modelsMoved = async (): Promise<void> => {
-    invalidateAll();
-    if (sharedBodies === undefined || shared?.publishAll === undefined) return;
-    await shared.publishAll().catch((err: unknown) => {
-      metrics.cacheInvalidationErrors.inc();
-      logger.warn(
-        { err: { message: redactErrorMessage((err as Error).message) } },
-        "publishing a body cache flush after a model change failed; shared bodies may keep the old models' scores until their TTL",
-      );
-    });
+  // Shared bodies name the serving config and the served model versions they were built with: a server
+  // with other models (a refresh not yet seen by all servers, a change) never uses them.
+  let fp = { models: "", value: "" };
+  const fingerprint = (): string => {
+    const models = modelScoring.servedSignature;
+    if (models !== fp.models || fp.value === "")
+      fp = { models, value: sharedFingerprint({ config, models }) };
+    return fp.value;
   };
   let modelRefresh: Promise<void> | null = null;
   const experimentArm =
@@ -642,7 +637,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     modelScoring,
     async modelsChanged() {
       await gate.run(() => modelScoring.refresh(true));
-      await modelsMoved();
+      invalidateAll();
     },
     async principal(req, scope) {
       const p = await auth.authenticate(req.headers.authorization);
@@ -665,8 +660,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         modelRefresh = gate
           .run(() => modelScoring.refresh())
           .then(
-            async (changed) => {
-              if (changed) await modelsMoved();
+            (changed) => {
+              if (changed) invalidateAll();
             },
             (err: Error) => logger.warn({ err: { message: err.message } }, "model refresh failed"),
           )
@@ -685,9 +680,10 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         // A body that reads this server's own DuckDB copy (registry model features) is not shared.
         const share = sharedBodies !== undefined && !modelScoring.usesStore(studentKey);
         let seen: { gen: string; token: string } | null = null;
+        const fpAtRead = share ? fingerprint() : "";
         if (share) {
           try {
-            const r = await sharedBodies.read(studentKey, fingerprint);
+            const r = await sharedBodies.read(studentKey, fpAtRead);
             if (r.kind === "hit") {
               metrics.cache.inc({ result: "shared_hit" });
               return fromSharedBody(r.body);
@@ -738,10 +734,11 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
           read.concurrent && !modelScoring.usesStore(studentKey) ? await build() : await gate.run(build);
         const body = servedBody(JSON.stringify(view), view.topics);
         const age = Date.now() - bornAtMs;
-        if (seen !== null && sharedBodies !== undefined && age < MAX_BUILD_MS)
+        // Not offered when the served models changed during the build (the body may mix them).
+        if (seen !== null && sharedBodies !== undefined && age < MAX_BUILD_MS && fingerprint() === fpAtRead)
           // Not awaited: the store is a compare-and-set against `seen`, whenever it lands.
           void sharedBodies
-            .store(studentKey, seen, fingerprint, toSharedBody(body, bornAtMs), sharedTtlMs - age)
+            .store(studentKey, seen, fpAtRead, toSharedBody(body, bornAtMs), sharedTtlMs - age)
             .catch(sharedFailed);
         return body;
       });

@@ -56,8 +56,6 @@ export interface SharedCacheInvalidation {
   publish(studentKeys: readonly string[]): Promise<void>;
   /** Subscribes (resolves once confirmed); `events.down` / `events.up` on loss / recovery. */
   subscribe(events: InvalidationEvents): Promise<void>;
-  /** Tells every server to drop every body, the shared ones included (e.g. the served models changed). */
-  publishAll?(): Promise<void>;
   /**
    * The body cache shared by the server processes (serving/sharedBodyCache.ts; serving.yaml
    * shared_body_cache), absent when off. `publish` tombstones its bodies.
@@ -172,7 +170,6 @@ export async function openServingBackends(opts: ServingBackendOptions): Promise<
       deps.cacheInvalidation = {
         ttlMs: invalidatedTtl,
         publish: (keys) => publisher.publishKeys(keys),
-        publishAll: () => publisher.publishAll(),
         ...(bodies !== undefined ? { bodies } : {}),
         subscribe: async (events) => {
           // This server's own key messages are skipped: it dropped those bodies before publishing.

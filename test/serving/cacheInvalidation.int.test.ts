@@ -111,7 +111,7 @@ async function sharedHits(h: AppHandle): Promise<number> {
 
 /** Waits until Redis holds a current shared body of `student` (servers offer theirs without waiting). */
 async function sharedHas(student: string): Promise<void> {
-  const fp = sharedFingerprint(a.ctx.config);
+  const fp = sharedFingerprint({ config: a.ctx.config, models: a.ctx.modelScoring.servedSignature });
   await eventually(async () => (await shared.read(pseudo.studentKey(student), fp)).kind === "hit");
 }
 
