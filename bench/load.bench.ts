@@ -165,8 +165,6 @@ async function openStores(
       models: streamModels({}),
       // LOAD_SHARED_TTL_S: serving.yaml shared_cache_ttl_s (0: no Redis invalidation, the 1 s TTL as before it).
       invalidatedCacheTtlMs: 1000 * Number(process.env.LOAD_SHARED_TTL_S ?? 30),
-      // LOAD_SHARED_BODIES=0: serving.yaml shared_body_cache false (each process its own bodies only).
-      sharedBodies: process.env.LOAD_SHARED_BODIES !== "0",
     });
     const pg = backends.stores?.pg as PgStore;
     if (seedStudents !== null) {
@@ -213,16 +211,13 @@ async function openApp(stores: Awaited<ReturnType<typeof openStores>>, pseudo: P
 async function cacheCounts(ctx: ServingContext): Promise<Counts> {
   const c = await ctx.metrics.cache.get();
   const n = (r: string) => c.values.find((v) => v.labels.result === r)?.value ?? 0;
-  return { hits: n("hit"), misses: n("miss"), sharedHits: n("shared_hit"), cpuUs: cpuUs() };
+  return { hits: n("hit"), misses: n("miss"), cpuUs: cpuUs() };
 }
 
 /** GET /mastery cache counters and CPU time (user + system, µs) of a server process so far. */
 interface Counts {
   hits: number;
-  /** Misses of the process's own cache (shared hits included). */
   misses: number;
-  /** Misses answered from the body cache shared in Redis (serving/sharedBodyCache.ts). */
-  sharedHits: number;
   cpuUs: number;
 }
 const cpuUs = (): number => {
@@ -232,7 +227,6 @@ const cpuUs = (): number => {
 const sumCounts = (cs: Counts[]): Counts => ({
   hits: cs.reduce((a, c) => a + c.hits, 0),
   misses: cs.reduce((a, c) => a + c.misses, 0),
-  sharedHits: cs.reduce((a, c) => a + c.sharedHits, 0),
   cpuUs: cs.reduce((a, c) => a + c.cpuUs, 0),
 });
 
@@ -498,7 +492,7 @@ async function serveBare(): Promise<void> {
   app.post("/events", (_q, res) => void res.type("application/json").send(e));
   const server = app.listen(cluster.isWorker ? Number(process.env.LOAD_PORT) : 0, "127.0.0.1");
   await new Promise((ok) => server.once("listening", ok));
-  const counts = (): Counts => ({ hits: 0, misses: 0, sharedHits: 0, cpuUs: cpuUs() });
+  const counts = (): Counts => ({ hits: 0, misses: 0, cpuUs: cpuUs() });
   if (cluster.isWorker) {
     process.on("message", (msg) => {
       if (msg === "cache") process.send?.({ cache: counts() });
@@ -706,9 +700,7 @@ async function drive(): Promise<void> {
       const cpuPerReq = (c1.cpuUs - c0.cpuUs) / Math.max(1, r.requests.total);
       // The load generator's own CPU (this process, autocannon) per request: it shares the 2 cores.
       const clientCpuPerReq = (k1 - k0) / Math.max(1, r.requests.total);
-      const sh = c1.sharedHits - c0.sharedHits;
-      const hits = `${((100 * h) / Math.max(1, n)).toFixed(1)}% of ${n}${sh > 0 ? ` (+ ${((100 * sh) / Math.max(1, n)).toFixed(1)}% from Redis)` : ""}`;
-      return { r, hits, cpuPerReq, clientCpuPerReq };
+      return { r, hits: `${((100 * h) / Math.max(1, n)).toFixed(1)}% of ${n}`, cpuPerReq, clientCpuPerReq };
     };
     // JIT warm-up of both (short; most students stay cold).
     await run(barePort, 1);

@@ -26,7 +26,6 @@ import { DuckMasteryStore } from "../storage/masteryStore.ts";
 import { DuckRawEventStore } from "../storage/rawEventStore.ts";
 import { RosterStore } from "../storage/rosterStore.ts";
 import { SERVING_DDL } from "../storage/schema.ts";
-import { MAX_BUILD_MS } from "../storage/sharedBodies.ts";
 import { DuckStateStore } from "../storage/stateStore.ts";
 import { redactErrorMessage } from "../storage/storeErrors.ts";
 import { BACKEND_LABEL } from "../storage/unavailable.ts";
@@ -71,7 +70,6 @@ import { ROUTES } from "./routes/index.ts";
 import { staticSecurityHeaders } from "./securityHeaders.ts";
 import { type ServedBody, servedBody, servedBodyBytes } from "./servedBody.ts";
 import type { SharedCacheInvalidation } from "./servingBackends.ts";
-import { fromSharedBody, sharedFingerprint, toSharedBody } from "./sharedBodyCache.ts";
 import { StoreGate } from "./storeGate.ts";
 import type { BackendProbe } from "./streamStores.ts";
 import { outageGuard, respondUnavailable } from "./unavailableResponse.ts";
@@ -100,11 +98,6 @@ export interface ServingConfig {
    * (ms; serving.yaml shared_cache_ttl_s; 0: no invalidation channel, the 1 s TTL always).
    */
   sharedCacheTtlMs: number;
-  /**
-   * GET /mastery bodies shared by the server processes through Redis (serving.yaml shared_body_cache;
-   * PostgreSQL + Redis mode with shared_cache_ttl_s > 0).
-   */
-  sharedBodyCache: boolean;
   /**
    * Extra DuckDB connections for concurrent GET reads on the embedded store (read_connections;
    * 0: every read queues in the StoreGate with the writes).
@@ -135,7 +128,6 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   cacheSize: 20_000,
   cacheMaxBytes: 64 * 1024 * 1024,
   sharedCacheTtlMs: 30_000,
-  sharedBodyCache: true,
   readConnections: 4,
   pgPoolMax: 10,
   rateLimit: { windowMs: 60_000, limit: 6000 },
@@ -156,12 +148,6 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
       throw new HttpError(500, "config", key, `${path}: ${key} must be a number`);
     return v;
   };
-  const bool = (v: unknown, fallback: boolean, key: string): boolean => {
-    if (v === undefined) return fallback;
-    if (typeof v !== "boolean")
-      throw new HttpError(500, "config", key, `${path}: ${key} must be true or false`);
-    return v;
-  };
   const def = DEFAULT_SERVING_CONFIG;
   return {
     scoreSources: Array.isArray(d.score_sources) ? (d.score_sources as string[]) : def.scoreSources,
@@ -173,7 +159,6 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
       1024 * 1024 * num(d.cache_max_mb, def.cacheMaxBytes / (1024 * 1024), "cache_max_mb"),
     ),
     sharedCacheTtlMs: 1000 * num(d.shared_cache_ttl_s, def.sharedCacheTtlMs / 1000, "shared_cache_ttl_s"),
-    sharedBodyCache: bool(d.shared_body_cache, def.sharedBodyCache, "shared_body_cache"),
     readConnections: num(d.read_connections, def.readConnections, "read_connections"),
     pgPoolMax: num(d.pg_pool_max, def.pgPoolMax, "pg_pool_max"),
     rateLimit: {
@@ -474,29 +459,13 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     maxBytes: cacheTtlMs > 0 ? config.cacheMaxBytes : 0,
     maxEntries: config.cacheSize,
     ttlMs: cacheTtlMs,
-    // A body from the shared cache (Redis) lives from when its server built it, not from now.
-    bornAt: (b) => b.bornAtMs,
   });
 
   // Other processes' writes drop bodies here while the subscription is up (long TTL); while it is
   // down, messages may be lost: the cache is cleared and the short TTL applies until it is back.
   const shared = deps.cacheInvalidation;
-  // The body cache shared by the server processes (serving/sharedBodyCache.ts): asked on a miss here
-  // before the database; bodies live there the long TTL (writers tombstone them synchronously).
-  const sharedBodies = cacheTtlMs > 0 ? shared?.bodies : undefined;
-  const sharedTtlMs = shared === undefined ? 0 : Math.min(shared.ttlMs, SERVED_DECAY_CACHE_MS);
-  let sharedWarnAt = 0;
-  const sharedFailed = (err: unknown): void => {
-    metrics.cache.inc({ result: "shared_error" });
-    if (Date.now() - sharedWarnAt < 10_000) return;
-    sharedWarnAt = Date.now();
-    logger.warn(
-      { err: { message: redactErrorMessage((err as Error).message) } },
-      "shared body cache (Redis) failed; building bodies from the database (logged at most every 10 s)",
-    );
-  };
   if (shared !== undefined && cacheTtlMs > 0) {
-    const longTtl = sharedTtlMs;
+    const longTtl = Math.min(shared.ttlMs, SERVED_DECAY_CACHE_MS);
     await shared.subscribe({
       keys: (keys) => bodies.invalidate(keys),
       all: () => bodies.clear(),
@@ -533,15 +502,6 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     ...(deps.modelRefreshMs !== undefined ? { refreshMs: deps.modelRefreshMs } : {}),
   });
   const invalidateAll = (): void => bodies.clear();
-  // Shared bodies name the serving config and the served model versions they were built with: a server
-  // with other models (a refresh not yet seen by all servers, a change) never uses them.
-  let fp = { models: "", value: "" };
-  const fingerprint = (): string => {
-    const models = modelScoring.servedSignature;
-    if (models !== fp.models || fp.value === "")
-      fp = { models, value: sharedFingerprint({ config, models }) };
-    return fp.value;
-  };
   let modelRefresh: Promise<void> | null = null;
   const experimentArm =
     deps.experimentArm ??
@@ -677,24 +637,6 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       metrics.cache.inc({ result: "miss" });
       if (modelRefresh !== null) await modelRefresh;
       return bodies.get(studentKey, async () => {
-        // A body that reads this server's own DuckDB copy (registry model features) is not shared.
-        const share = sharedBodies !== undefined && !modelScoring.usesStore(studentKey);
-        let seen: { gen: string; token: string } | null = null;
-        const fpAtRead = share ? fingerprint() : "";
-        if (share) {
-          try {
-            const r = await sharedBodies.read(studentKey, fpAtRead);
-            if (r.kind === "hit") {
-              metrics.cache.inc({ result: "shared_hit" });
-              return fromSharedBody(r.body);
-            }
-            seen = r;
-          } catch (err) {
-            sharedFailed(err);
-          }
-        }
-        // Read before the database: a body built from here on is at most this old.
-        const bornAtMs = Date.now();
         const arm = await experimentArm(studentKey);
         const build = async () => {
           // The scores without the join to topics: their names and levels come from the topics cache.
@@ -732,39 +674,24 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         // connections shares the writes' one: then inside the gate. Otherwise nothing waits for it.
         const view =
           read.concurrent && !modelScoring.usesStore(studentKey) ? await build() : await gate.run(build);
-        const body = servedBody(JSON.stringify(view), view.topics);
-        const age = Date.now() - bornAtMs;
-        // Not offered when the served models changed during the build (the body may mix them).
-        if (seen !== null && sharedBodies !== undefined && age < MAX_BUILD_MS && fingerprint() === fpAtRead)
-          // Not awaited: the store is a compare-and-set against `seen`, whenever it lands.
-          void sharedBodies
-            .store(studentKey, seen, fpAtRead, toSharedBody(body, bornAtMs), sharedTtlMs - age)
-            .catch(sharedFailed);
-        return body;
+        return servedBody(JSON.stringify(view), view.topics);
       });
     },
     readRun,
     topicRows: async () => (await topicTable()).rows,
     async invalidate(studentKeys) {
       const keys = [...studentKeys];
-      if (shared === undefined || keys.length === 0) {
-        bodies.invalidate(keys);
-        return;
-      }
+      bodies.invalidate(keys);
+      if (shared === undefined || keys.length === 0) return;
       // After the write committed; awaited so a GET through another server right after this response
       // finds the body dropped. A failure is logged, not the request's: its write is in.
-      // The shared bodies are tombstoned (in the same script) BEFORE this cache drops its own: a miss
-      // here after that drop asks Redis after the tombstone, so it cannot bring back the old body.
-      await shared
-        .publish(keys)
-        .catch((err: unknown) => {
-          metrics.cacheInvalidationErrors.inc();
-          logger.warn(
-            { err: { message: redactErrorMessage((err as Error).message) }, keys: keys.length },
-            "publishing a body cache invalidation failed; other servers may serve these bodies until their TTL",
-          );
-        })
-        .finally(() => bodies.invalidate(keys));
+      await shared.publish(keys).catch((err: unknown) => {
+        metrics.cacheInvalidationErrors.inc();
+        logger.warn(
+          { err: { message: redactErrorMessage((err as Error).message) }, keys: keys.length },
+          "publishing a body cache invalidation failed; other servers may serve these bodies until their TTL",
+        );
+      });
     },
   };
 

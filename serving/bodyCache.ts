@@ -22,11 +22,6 @@ export interface BodyCacheOptions<V = string> {
   maxEntries?: number;
   /** How long a body may be served (ms); default: until invalidated. */
   ttlMs?: number;
-  /**
-   * When a body was made (ms, the `now` clock), if before it is stored: its age is measured from
-   * there (e.g. a body another process built, read from a shared cache). Default: when stored.
-   */
-  bornAt?: (body: V) => number | undefined;
   now?: () => number;
 }
 
@@ -56,7 +51,6 @@ export class BodyCache<V = string> {
   private readonly entries = new Map<string, Entry<V>>();
   private readonly flights = new Map<string, Flight<V>>();
   private readonly bytesOf: (body: V) => number;
-  private readonly bornAt: ((body: V) => number | undefined) | undefined;
   private bytes = 0;
   /** Bumped by clear(): no read that started before it may store its body. */
   private epoch = 0;
@@ -75,7 +69,6 @@ export class BodyCache<V = string> {
     this.ttl = opts.ttlMs ?? Number.POSITIVE_INFINITY;
     this.now = opts.now ?? Date.now;
     this.bytesOf = opts.bytesOf ?? utf8Bytes;
-    this.bornAt = opts.bornAt;
   }
 
   /** How long a body may be served now (ms). */
@@ -179,10 +172,7 @@ export class BodyCache<V = string> {
     const n = this.bytesOf(body);
     this.remove(key);
     if (n > this.maxBytes) return;
-    const now = this.now();
-    const at = Math.min(now, this.bornAt?.(body) ?? now);
-    if (now - at > this.ttl) return;
-    this.entries.set(key, { body, bytes: n, at });
+    this.entries.set(key, { body, bytes: n, at: this.now() });
     this.bytes += n;
     while (this.bytes > this.maxBytes || this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next();

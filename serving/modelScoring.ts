@@ -149,14 +149,6 @@ export class ModelScoring {
     this.refreshMs = opts.refreshMs ?? 5000;
   }
 
-  /**
-   * Names the served versions as of the last refresh (champion, experiment, arms): bodies built under
-   * another signature scored with other models (serving/sharedBodyCache.ts keys shared bodies by it).
-   */
-  get servedSignature(): string {
-    return this.signature;
-  }
-
   /** True when a refresh is due (the caller then runs refresh() under the store gate). */
   due(): boolean {
     return this.now().getTime() - this.refreshedAt >= this.refreshMs;

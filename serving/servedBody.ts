@@ -15,11 +15,6 @@ export interface ServedBody {
    * body (15 kB at 20 topics) on each of those requests.
    */
   readonly topics: readonly ServedTopicScore[];
-  /**
-   * When it was built (ms since the epoch), when that is earlier than when this process cached it:
-   * a body read from the cache shared across processes (serving/sharedBodyCache.ts).
-   */
-  readonly bornAtMs?: number;
 }
 
 /** One served topic of a GET /mastery body: `topicId`, `score`, `scoreSource` as the body has them. */

@@ -5,11 +5,9 @@ import {
   type InvalidationEvents,
 } from "../storage/cacheInvalidation.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
-import { SharedBodyStore } from "../storage/sharedBodies.ts";
 import type { AppDeps } from "./app.ts";
 import type { BktEloModels } from "./learnerState.ts";
 import { DuckMasteryReadStore, type MasteryReadStore, PgMasteryReadStore } from "./masteryReadStore.ts";
-import type { SharedBodies } from "./sharedBodyCache.ts";
 import {
   type BackendProbe,
   type BusConfig,
@@ -56,11 +54,6 @@ export interface SharedCacheInvalidation {
   publish(studentKeys: readonly string[]): Promise<void>;
   /** Subscribes (resolves once confirmed); `events.down` / `events.up` on loss / recovery. */
   subscribe(events: InvalidationEvents): Promise<void>;
-  /**
-   * The body cache shared by the server processes (serving/sharedBodyCache.ts; serving.yaml
-   * shared_body_cache), absent when off. `publish` tombstones its bodies.
-   */
-  bodies?: SharedBodies;
 }
 
 export interface ServingBackendOptions {
@@ -74,11 +67,6 @@ export interface ServingBackendOptions {
   cacheTtlMs?: number | undefined;
   /** Overrides INVALIDATED_CACHE_TTL_MS (0: no cross-process invalidation, the short TTL always). */
   invalidatedCacheTtlMs?: number | undefined;
-  /**
-   * GET /mastery bodies shared through Redis by every server process (default true; serving.yaml
-   * shared_body_cache). Needs Redis and invalidatedCacheTtlMs > 0.
-   */
-  sharedBodies?: boolean | undefined;
   nowUs?: () => number;
 }
 
@@ -161,23 +149,16 @@ export async function openServingBackends(opts: ServingBackendOptions): Promise<
       const prefix = cfg.redisPrefix ?? "mastery";
       const publisher = await CacheInvalidationPublisher.open(url, prefix);
       closers.push(() => publisher.close());
-      let bodies: SharedBodies | undefined;
-      if (opts.sharedBodies !== false) {
-        const b = await SharedBodyStore.open(url, prefix);
-        closers.push(() => b.close());
-        bodies = b;
-      }
       deps.cacheInvalidation = {
         ttlMs: invalidatedTtl,
         publish: (keys) => publisher.publishKeys(keys),
-        ...(bodies !== undefined ? { bodies } : {}),
         subscribe: async (events) => {
           // This server's own key messages are skipped: it dropped those bodies before publishing.
           const sub = await CacheInvalidationSubscriber.open(url, prefix, events, publisher.origin);
           closers.push(() => sub.close());
         },
       };
-      describe += `; body cache invalidated over Redis (${publisher.channel}, TTL ${invalidatedTtl} ms${bodies !== undefined ? ", shared in Redis" : ""})`;
+      describe += `; body cache invalidated over Redis (${publisher.channel}, TTL ${invalidatedTtl} ms)`;
     }
     if (opts.viaStream !== undefined) {
       const b = await openBus(opts.viaStream);

@@ -1,13 +1,5 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
-import {
-  BUMP_PUBLISH_LUA,
-  newToken,
-  sharedBodyGenKey,
-  sharedBodyKey,
-  TOMBSTONE_PUBLISH_LUA,
-  TOMBSTONE_TTL_MS,
-} from "./sharedBodies.ts";
 import { closeRedis, redisTimeoutsFromEnv, StateStoreError } from "./stateStore.ts";
 import { redisTlsOptions } from "./tls.ts";
 import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
@@ -18,10 +10,6 @@ import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "
  * Every process that writes scores or learner state in shared mode (PostgreSQL + Redis) publishes the
  * pseudonymous student keys it changed, after the write committed, on `<prefix>:bodycache`; a bulk
  * writer publishes "all" (a generation bump). Every server subscribes and drops those bodies.
- *
- * The same call also invalidates the bodies shared in Redis (storage/sharedBodies.ts): the changed
- * students' keys get a fresh tombstone and "all" bumps the shared generation, in one script with the
- * PUBLISH, so when publishKeys / publishAll resolve no shared body from before the write is left.
  *
  * Pub/sub is at most once: a message sent while a subscriber is disconnected is lost. So the
  * subscriber reports `down` as soon as its connection closes (the server then clears its cache and
@@ -99,21 +87,15 @@ async function connect(r: Redis, url: string): Promise<void> {
   }
 }
 
-type PublishingRedis = Redis & {
-  tombstonePublish(...args: (string | number)[]): Promise<number>;
-  bumpPublish(genKey: string, channel: string, message: string): Promise<number>;
-};
-
 /** Publishes invalidations (any writer process). */
 export class CacheInvalidationPublisher {
   /** Named in each key message, so a subscriber in the same process can skip its own (ignoreOrigin). */
   readonly origin = randomUUID();
 
   private constructor(
-    private readonly redis: PublishingRedis,
+    private readonly redis: Redis,
     readonly channel: string,
     private readonly url: string,
-    readonly prefix: string,
   ) {}
 
   static async open(url: string, prefix = "mastery"): Promise<CacheInvalidationPublisher> {
@@ -122,45 +104,26 @@ export class CacheInvalidationPublisher {
         "REDIS_PREFIX",
         `Redis key prefix "${prefix}" must be 1-64 characters of letters, digits and _.:- (e.g. mastery_test_1)`,
       );
-    const r = client(url) as PublishingRedis;
-    r.defineCommand("tombstonePublish", { lua: TOMBSTONE_PUBLISH_LUA });
-    r.defineCommand("bumpPublish", { numberOfKeys: 1, lua: BUMP_PUBLISH_LUA });
+    const r = client(url);
     await connect(r, url);
-    return new CacheInvalidationPublisher(r, invalidationChannel(prefix), url, prefix);
+    return new CacheInvalidationPublisher(r, invalidationChannel(prefix), url);
   }
 
-  /**
-   * Tombstones the changed students' shared bodies and publishes their keys (deduplicated, in
-   * messages of at most 500 keys; each message with its tombstones in one script).
-   */
+  /** Publishes the changed student keys (deduplicated, in messages of at most 500 keys). */
   async publishKeys(studentKeys: Iterable<string>): Promise<void> {
     const keys = [...new Set(studentKeys)];
-    for (let i = 0; i < keys.length; i += KEYS_PER_MESSAGE) {
-      const part = keys.slice(i, i + KEYS_PER_MESSAGE);
-      const message = JSON.stringify({ k: part, o: this.origin });
-      await this.guard(() =>
-        this.redis.tombstonePublish(
-          part.length,
-          ...part.map((k) => sharedBodyKey(this.prefix, k)),
-          newToken("T"),
-          TOMBSTONE_TTL_MS,
-          this.channel,
-          message,
-        ),
-      );
-    }
+    for (let i = 0; i < keys.length; i += KEYS_PER_MESSAGE)
+      await this.publish(JSON.stringify({ k: keys.slice(i, i + KEYS_PER_MESSAGE), o: this.origin }));
   }
 
-  /** Tells every server to drop its whole cache and bumps the shared bodies' generation (a bulk job rewrote many students). */
+  /** Tells every server to drop its whole cache (a bulk job rewrote many students). */
   async publishAll(): Promise<void> {
-    await this.guard(() =>
-      this.redis.bumpPublish(sharedBodyGenKey(this.prefix), this.channel, JSON.stringify({ all: 1 })),
-    );
+    await this.publish(JSON.stringify({ all: 1 }));
   }
 
-  private async guard(fn: () => Promise<unknown>): Promise<void> {
+  private async publish(message: string): Promise<void> {
     try {
-      await fn();
+      await this.redis.publish(this.channel, message);
     } catch (err) {
       if (!isUnavailable(err)) throw err;
       throw new BackendUnavailableError("redis", `${redactUrl(this.url)}: ${faultDetail(err)}`, {

@@ -171,7 +171,6 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         }),
         viaStream: opts.viaStream === true ? busConfigFromEnv() : undefined,
         invalidatedCacheTtlMs: servingConfig.sharedCacheTtlMs,
-        sharedBodies: servingConfig.sharedBodyCache,
       }).catch((err: unknown) => {
         store.close();
         if (err instanceof ServingBackendError) throw new CliError(err.message);

@@ -209,29 +209,3 @@ describe("BodyCache maxEntries", () => {
     expect(c.size).toEqual({ entries: 2, bytes: 2 });
   });
 });
-
-describe("BodyCache bornAt (bodies built elsewhere, e.g. read from the shared cache)", () => {
-  it("measures a body's age from its birth, and does not store one already past the TTL", async () => {
-    let t = 1000;
-    const c = new BodyCache<{ s: string; born?: number }>({
-      maxBytes: 100,
-      ttlMs: 50,
-      now: () => t,
-      bytesOf: (b) => b.s.length,
-      bornAt: (b) => b.born,
-    });
-    await c.get("old", async () => ({ s: "x", born: 960 })); // 40 ms old when stored
-    await c.get("new", async () => ({ s: "y" })); // born when stored
-    await c.get("dead", async () => ({ s: "z", born: 900 })); // 100 ms old: returned, not stored
-    expect(c.peek("dead")).toBeUndefined();
-    t = 1020;
-    expect(c.peek("old")).toBeUndefined(); // 60 ms > 50
-    expect(c.peek("new")?.s).toBe("y");
-    // A birth "in the future" (clock skew between processes) counts as now.
-    await c.get("skew", async () => ({ s: "w", born: 5000 }));
-    t = 1060;
-    expect(c.peek("skew")?.s).toBe("w");
-    t = 1071;
-    expect(c.peek("skew")).toBeUndefined();
-  });
-});
