@@ -1,9 +1,11 @@
 /**
  * Where a cold GET /mastery (body cache miss) goes, on PostgreSQL + Redis: the app's miss path
- * (ctx.masteryJson, no HTTP, shared body cache off) of students with COLD_TOPICS topics (bkt + elo rows
- * each, as bench/load.bench.ts seeds its "wide" students), and its parts measured on their own over
- * the same students: the query (read.masteryRows), rows -> view (readStudentMastery), JSON.stringify,
- * and the encoding + ETag (servedBody). Median ms and CPU (user + system) per read, in rounds.
+ * (ctx.masteryJson, no HTTP) of students with COLD_TOPICS topics (bkt + elo rows each, as
+ * bench/load.bench.ts seeds its "wide" students), and its parts measured on their own over the same
+ * students: the query with the topics join (read.masteryRows), as one json_agg text, without the join
+ * (read.scoreRows, what the miss runs), rows -> view (readStudentMastery), the experiment arm and model
+ * scores, JSON.stringify, the encoding + ETag (servedBody), and a 5 ms sleep (the process's CPU while it
+ * only waits). Median ms and CPU (user + system, all threads) per read, in rounds.
  *
  *   npx tsx bench/coldRead.bench.ts                     # 100 topics, 200 students, 3 rounds
  *   COLD_TOPICS=20 COLD_STUDENTS=300 COLD_ROUNDS=5 npx tsx bench/coldRead.bench.ts
@@ -97,7 +99,8 @@ try {
   for (let r = 0; r < rounds; r++) {
     const part: Record<string, { ms: number[]; cpu: number }> = {};
     const time = async <T>(name: string, fn: () => Promise<T> | T): Promise<T> => {
-      const p = (part[name] ??= { ms: [], cpu: 0 });
+      part[name] ??= { ms: [], cpu: 0 };
+      const p = part[name];
       const c0 = cpuUs();
       const t0 = performance.now();
       const v = await fn();
