@@ -13,6 +13,9 @@
  *   "dirty1": as "dirty", with DuckDB's automatic checkpoint held off for the day (checkpoint_threshold)
  *            so the file is written once, by the CHECKPOINT step, instead of at each step's commit.
  *   MODES=dirty ... / THREADS=1 ... / PHASES=1 ... (rule scores' wall and CPU per step)
+ *   LOOKUPS=100: after the day, GET /mastery's point read of student_mastery for 100 students of the day
+ *            (the view over base + delta since storage/servingTables.ts; a plain table before);
+ *   COMPACT=1: then fold the day's delta rows into the base tables (compactServingTables) and read again.
  *
  * The first run builds the store once under BENCH_DIR (default /tmp/day-bench-<students>): generate,
  * ingest, features, rule scores, BKT/Elo fitted (saved as model directories) and scored in full, then the
@@ -43,6 +46,8 @@ const runs = Number(process.env.RUNS ?? 2);
 const activePct = Number(process.env.ACTIVE_PCT ?? 1);
 const threads = Number(process.env.THREADS ?? 0);
 const phases = process.env.PHASES === "1";
+const lookups = Number(process.env.LOOKUPS ?? 0);
+const compact = process.env.COMPACT === "1";
 const modes = (process.env.MODES ?? "all,dirty").split(",") as ("all" | "dirty" | "dirty1" | "dirtyc")[];
 const root = process.env.BENCH_DIR ?? `/tmp/day-bench-${students}`;
 const basePath = join(root, "base.duckdb");
@@ -115,7 +120,15 @@ const since: FeatureWatermark = {
 };
 const scratch = join(root, "scratch.duckdb");
 const load0 = loadavg();
-type Step = "features" | "rules" | "bkt-elo" | "checkpoint" | "day";
+type Step =
+  | "features"
+  | "rules"
+  | "bkt-elo"
+  | "checkpoint"
+  | "day"
+  | "lookups"
+  | "compact"
+  | "lookups after compact";
 const results: Record<string, Record<Step, { wall: number[]; cpu: number[] }>> = {};
 let counts: Record<string, unknown> = {};
 for (let r = 0; r < runs; r++) {
@@ -132,6 +145,9 @@ for (let r = 0; r < runs; r++) {
       "bkt-elo": { wall: [], cpu: [] },
       checkpoint: { wall: [], cpu: [] },
       day: { wall: [], cpu: [] },
+      lookups: { wall: [], cpu: [] },
+      compact: { wall: [], cpu: [] },
+      "lookups after compact": { wall: [], cpu: [] },
     };
     results[mode] = per;
     if (mode === "dirty1" || mode === "dirtyc") await store.run("SET checkpoint_threshold = '1TB'");
@@ -203,6 +219,28 @@ for (let r = 0; r < runs; r++) {
     log(
       `run ${r + 1} ${mode} day: ${per.day.wall.at(-1)!.toFixed(2)} s (cpu ${per.day.cpu.at(-1)!.toFixed(2)} s)`,
     );
+    if (lookups > 0) {
+      const who = (
+        await store.all<{ s: string }>(
+          `SELECT DISTINCT student_key AS s FROM raw_events WHERE event_id LIKE '%-next'
+           ORDER BY hash(student_key) LIMIT ${lookups}`,
+        )
+      ).map((x) => x.s);
+      const read = async () => {
+        for (const s of who)
+          await store.all(
+            `SELECT student_key, topic_id, score_source, mastery_score, model_version, as_of, explanation, last_updated
+             FROM student_mastery WHERE student_key = $s ORDER BY topic_id, score_source`,
+            { s },
+          );
+      };
+      await step("lookups", read);
+      if (compact) {
+        const { compactServingTables } = await import("../storage/servingTables.ts");
+        await step("compact", () => compactServingTables(store));
+        await step("lookups after compact", read);
+      }
+    }
     counts = {
       asOf: asOf.toISOString(),
       featurePairsRecomputed: features.recomputed,

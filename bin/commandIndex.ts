@@ -23,7 +23,11 @@ export const COMMANDS: readonly CommandEntry[] = [
     summary: "calibration per group (skill, school, grade ...): ECE and reliability bins",
     files: "calibration-report",
   },
-  { name: "db", summary: "the embedded DuckDB file: encryption status, rekey", files: "db" },
+  {
+    name: "db",
+    summary: "the embedded DuckDB file: encryption status, rekey, compaction of the serving tables",
+    files: "db",
+  },
   { name: "demo", summary: "the whole batch pipeline on generated data, with a summary", files: "demo" },
   {
     name: "drift",

@@ -20,6 +20,7 @@ import {
   readLearnerEventColumns,
   writeBatchWatermark,
 } from "../storage/learnerEventColumns.ts";
+import { baseTable, deltaTable, foldDelta } from "../storage/servingTables.ts";
 import { LEARNER_STATE_COLUMNS, learnerStateFromRow } from "../storage/stateStore.ts";
 import { intern } from "../training/responses.ts";
 import type { StreamLatent } from "./latentStream.ts";
@@ -520,51 +521,62 @@ export async function scoreBktElo(
   // whole database (measured: 0.3-1.3 s at 1M, 8 s at 10M), where the day's commit otherwise writes a small WAL.
   if (opts.full !== true)
     await store.run(`CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS ${stateRows}`, params);
+  // student_mastery / learner_state are views over a base and an append-only delta (storage/servingTables.ts):
+  // a full run rewrites the bases; an incremental day appends its rows to the deltas, so its commit writes
+  // them at the tail instead of rewriting every row group holding one of its keys.
+  const smCols =
+    "student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated";
   await store.transaction(async () => {
     if (opts.full === true) {
-      // Every state is rewritten: after the DELETE a plain INSERT (one row per key) needs no conflict checks.
-      await store.run("DELETE FROM learner_state");
-      await store.run(`INSERT INTO learner_state (${LEARNER_STATE_COLUMNS}) ${stateRows}`, params);
+      // Every state is rewritten: after the DELETEs a plain INSERT (one row per key) needs no conflict checks.
+      await store.run(`DELETE FROM ${deltaTable("learner_state")}`);
+      await store.run(`DELETE FROM ${baseTable("learner_state")}`);
+      await store.run(
+        `INSERT INTO ${baseTable("learner_state")} (${LEARNER_STATE_COLUMNS}) ${stateRows}`,
+        params,
+      );
       opts.onPhase?.("learner_state write");
+      // The delta's bkt/elo rows first move to the base, so the base then holds every stored row of the sources.
+      await foldDelta(store, "student_mastery", "score_source IN ('bkt', 'elo')");
+      const sm = baseTable("student_mastery");
+      // Existing rows are updated in place and only new ones inserted: an INSERT OR REPLACE probes the primary
+      // key for a conflict per row and deletes from it (measured at 1M events: ~0.6-1.3 CPU-s for the 224k rows
+      // against ~0.3-0.8 for the UPDATE and the anti-joined INSERT).
+      await store.run(
+        `UPDATE ${sm} SET mastery_score = x.mastery_score, model_version = x.model_version,
+             as_of = x.as_of, explanation = x.explanation, last_updated = $now
+           FROM temp.bkt_elo_score x
+           WHERE ${sm}.student_key = x.student_key AND ${sm}.topic_id = x.topic_id
+             AND ${sm}.score_source = x.score_source`,
+        { now: params.now },
+      );
+      await store.run(
+        `INSERT INTO ${sm} (${smCols})
+           SELECT student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, $now
+           FROM temp.bkt_elo_score x
+           WHERE NOT EXISTS (SELECT 1 FROM ${sm} m WHERE m.student_key = x.student_key
+             AND m.topic_id = x.topic_id AND m.score_source = x.score_source)`,
+        { now: params.now },
+      );
     } else {
-      // Existing rows are updated in place (no key column changes) and only new keys inserted: an INSERT OR
-      // REPLACE deletes from the primary-key index, and a commit with index deletes makes DuckDB checkpoint
-      // the whole database (rewriting the indexes: O(store), ~1.6 s at 1M), where this commit writes its WAL.
-      const stateSet = LEARNER_STATE_COLUMNS.split(",")
-        .map((c) => c.trim())
-        .filter((c) => c !== "student_key" && c !== "topic_id")
-        .map((c) => `${c} = x.${c}`)
+      // The newest row per key wins: an appended state replaces the key's row as a whole, so the latent
+      // filter's columns (not the batch's) are carried over from the row it replaces, as an UPDATE kept them.
+      const x = LEARNER_STATE_COLUMNS.split(",")
+        .map((c) => `x.${c.trim()}`)
         .join(", ");
       await store.run(
-        `UPDATE learner_state SET ${stateSet} FROM temp.bkt_elo_state_rows x
-         WHERE learner_state.student_key = x.student_key AND learner_state.topic_id = x.topic_id`,
+        `INSERT INTO ${deltaTable("learner_state")} (${LEARNER_STATE_COLUMNS}, latent_state, latent_model_version)
+         SELECT ${x}, l.latent_state, l.latent_model_version FROM temp.bkt_elo_state_rows x
+         LEFT JOIN learner_state l ON l.student_key = x.student_key AND l.topic_id = x.topic_id`,
       );
+      opts.onPhase?.("learner_state write");
       await store.run(
-        `INSERT INTO learner_state (${LEARNER_STATE_COLUMNS})
-         SELECT ${LEARNER_STATE_COLUMNS} FROM temp.bkt_elo_state_rows x
-         WHERE NOT EXISTS (SELECT 1 FROM learner_state l WHERE l.student_key = x.student_key AND l.topic_id = x.topic_id)`,
+        `INSERT INTO ${deltaTable("student_mastery")} (${smCols})
+         SELECT student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, $now
+         FROM temp.bkt_elo_score`,
+        { now: params.now },
       );
     }
-    // Existing rows are updated in place and only new ones inserted, in a full run too: an INSERT OR REPLACE
-    // probes the primary key for a conflict per row and deletes from it (measured at 1M events: ~0.6-1.3
-    // CPU-s for the 224k rows against ~0.3-0.8 for the UPDATE and the anti-joined INSERT).
-    await store.run(
-      `UPDATE student_mastery SET mastery_score = x.mastery_score, model_version = x.model_version,
-           as_of = x.as_of, explanation = x.explanation, last_updated = $now
-         FROM temp.bkt_elo_score x
-         WHERE student_mastery.student_key = x.student_key AND student_mastery.topic_id = x.topic_id
-           AND student_mastery.score_source = x.score_source`,
-      { now: params.now },
-    );
-    await store.run(
-      `INSERT INTO student_mastery
-           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
-         SELECT student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, $now
-         FROM temp.bkt_elo_score x
-         WHERE NOT EXISTS (SELECT 1 FROM student_mastery m WHERE m.student_key = x.student_key
-           AND m.topic_id = x.topic_id AND m.score_source = x.score_source)`,
-      { now: params.now },
-    );
     opts.onPhase?.("student_mastery write");
     await store.run(
       `INSERT INTO student_mastery_history

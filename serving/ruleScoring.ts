@@ -17,6 +17,7 @@ import {
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
 import { DOUBLE, DuckDBDataChunk, VARCHAR } from "../storage/duckdbApi.ts";
+import { baseTable, deltaTable, foldDelta } from "../storage/servingTables.ts";
 import { createRollupViews } from "./rollups.ts";
 import type { RuleWorkerTask } from "./ruleScoringWorker.ts";
 
@@ -198,15 +199,20 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     );
     changed = (await historyCount(store)) - before;
     opts.onPhase?.("history");
+    // student_mastery is a view over a base and an append-only delta (storage/servingTables.ts): the pairs of
+    // an incremental day are appended to the delta (the newest row per key wins), so the commit writes them at
+    // the tail instead of rewriting every row group holding one; a full run folds the delta's rule rows into
+    // the base and rewrites the base.
+    if (mode === "full") await foldDelta(store, "student_mastery", "score_source = 'rule_based'");
     await store.run(
-      `INSERT INTO student_mastery
+      `INSERT INTO ${mode === "incremental" ? deltaTable("student_mastery") : baseTable("student_mastery")}
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
        SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
               make_timestamp($now::BIGINT)
        FROM temp.rule_scored s
        ${
          // A first run has nothing to update; a plain INSERT skips the conflict checks (~2x faster).
-         hadScores
+         hadScores && mode === "full"
            ? `ON CONFLICT (student_key, topic_id, score_source) DO UPDATE SET
          mastery_score = excluded.mastery_score, model_version = excluded.model_version,
          as_of = excluded.as_of, explanation = excluded.explanation, last_updated = excluded.last_updated`

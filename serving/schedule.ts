@@ -25,6 +25,7 @@ import type { Registry } from "../registry/registry.ts";
 import { DuckAlertStore } from "../storage/alertStore.ts";
 import { BatchRunStore } from "../storage/batchRuns.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
+import { compactionReason, compactServingTables, deltaShares } from "../storage/servingTables.ts";
 import { AlertEngine, checkTimeCrossings, signWebhook, type ThresholdConfig } from "./alerts.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
@@ -215,6 +216,15 @@ async function dailyBatch(
   const bktElo = await scoreBktElo(store, models, { full: cfg.full });
   counts.bktEloKeys = bktElo.keys;
   counts.bktEloEvents = bktElo.events;
+  // The day's incremental rows went to the serving tables' deltas (storage/servingTables.ts): fold them into
+  // the bases when a delta passes its share of the base or its age, so reads and the next days stay cheap.
+  const shares = await deltaShares(store, Date.now() * 1000);
+  counts.deltaRows = Object.fromEntries(shares.map((s) => [s.table, s.deltaRows]));
+  const why = compactionReason(shares, { maxShare: cfg.compactShare, maxAgeDays: cfg.compactAfterDays });
+  if (why !== null) {
+    const c = await compactServingTables(store);
+    counts.compaction = { reason: why, folded: c.folded, millis: Math.round(c.millis) };
+  }
   if (opts.thresholds !== undefined) {
     const engine = new AlertEngine(await DuckAlertStore.open(store), opts.thresholds, {
       now: () => asOf,

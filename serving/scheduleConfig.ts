@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
+import { DEFAULT_COMPACTION } from "../storage/servingTables.ts";
 
 export const DEFAULT_SCHEDULE = join(
   dirname(fileURLToPath(import.meta.url)),
@@ -31,6 +32,11 @@ export interface ScheduleConfig {
     bktModel: string | null;
     eloModel: string | null;
     full: boolean;
+    /** Fold the serving tables' deltas into their bases (storage/servingTables.ts) after a run when a
+     * delta holds this share of its base's rows ... */
+    compactShare: number;
+    /** ... or its oldest row is this many days old. */
+    compactAfterDays: number;
   };
   checks: { at: TimeOfDay[]; retrain: boolean };
   lock: { key: string; ttlMs: number };
@@ -81,6 +87,15 @@ function optString(v: unknown, where: string): string | null {
   return v;
 }
 
+function positive(v: unknown, fallback: number, where: string): number {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== "number" || !(v > 0))
+    throw new ScheduleConfigError(
+      `${where} must be a number > 0 (got ${JSON.stringify(v)}), e.g. ${fallback}`,
+    );
+  return v;
+}
+
 function bool(v: unknown, fallback: boolean, where: string): boolean {
   if (v === undefined) return fallback;
   if (typeof v !== "boolean")
@@ -100,7 +115,12 @@ export function parseScheduleConfig(
   for (const k of Object.keys(d))
     if (!["batch", "checks", "lock", "alert"].includes(k))
       throw new ScheduleConfigError(`${source}: unknown key ${k}; allowed: batch, checks, lock, alert`);
-  const b = section(d, "batch", ["at", "inbox", "bktModel", "eloModel", "full"], source);
+  const b = section(
+    d,
+    "batch",
+    ["at", "inbox", "bktModel", "eloModel", "full", "compactShare", "compactAfterDays"],
+    source,
+  );
   const c = section(d, "checks", ["at", "retrain"], source);
   const l = section(d, "lock", ["key", "ttlMs"], source);
   const a = section(d, "alert", ["webhooks"], source);
@@ -135,6 +155,12 @@ export function parseScheduleConfig(
       bktModel: optString(b.bktModel, `${source}: batch.bktModel`),
       eloModel: optString(b.eloModel, `${source}: batch.eloModel`),
       full: bool(b.full, false, `${source}: batch.full`),
+      compactShare: positive(b.compactShare, DEFAULT_COMPACTION.maxShare, `${source}: batch.compactShare`),
+      compactAfterDays: positive(
+        b.compactAfterDays,
+        DEFAULT_COMPACTION.maxAgeDays,
+        `${source}: batch.compactAfterDays`,
+      ),
     },
     checks: {
       at: times(c.at, ["03:00"], `${source}: checks.at`),

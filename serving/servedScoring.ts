@@ -13,6 +13,7 @@ import {
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
 import type { BatchScore } from "../storage/masteryStore.ts";
+import { baseTable, foldDelta } from "../storage/servingTables.ts";
 import { attachLatent, LATENT_SOURCE, latentDecay, latentExplanation } from "./latentScoring.ts";
 import { loadPairEvidence } from "./servedInputs.ts";
 
@@ -142,8 +143,11 @@ export async function scoreServed(
   app.closeSync();
   const ts = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
   await store.transaction(async () => {
+    // Every pair is rewritten: the write goes to the base table (storage/servingTables.ts), after the delta's
+    // rows of these sources moved to it, so the base holds every stored row of them.
+    await foldDelta(store, "student_mastery", `score_source IN ('${SERVED_SOURCE}', '${LATENT_SOURCE}')`);
     await store.run(
-      `INSERT OR REPLACE INTO student_mastery
+      `INSERT OR REPLACE INTO ${baseTable("student_mastery")}
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
        SELECT student_key, topic_id, mastery_score, score_source, $1, $2, explanation, $3 FROM served_score`,
       [modelVersion, ts(opts.asOf), ts(now)],

@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import type { DuckDBConnection, DuckDBPreparedStatement, DuckDBValue } from "@duckdb/node-api";
 import { DuckDBInstance } from "./duckdbApi.ts";
 import { CORE_DDL } from "./schema.ts";
+import { applyDuckCoreDdl } from "./servingTables.ts";
 
 /** The DuckDB file's encryption key (>= 32 characters), or a file holding it (first line). */
 export const DB_KEY_ENV = "MASTERY_DB_KEY";
@@ -107,7 +108,7 @@ export class DuckStore {
       }
     }
     const store = new DuckStore(path, instance, conn, encryption === null ? null : ENCRYPTED_CATALOG);
-    for (const ddl of CORE_DDL) await conn.run(ddl);
+    await applyDuckCoreDdl(conn, CORE_DDL);
     return store;
   }
 

@@ -3,6 +3,7 @@ import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, TIMESTAMP, VARCH
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { microsToSqlTimestamp } from "./rawEventStore.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
+import { deltaTable } from "./servingTables.ts";
 
 /**
  * student_mastery (current score per key and source) and student_mastery_history (one row per
@@ -326,8 +327,9 @@ export class DuckMasteryStore implements MasteryStore {
       ];
       const select = `SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::DOUBLE[]), unnest($4::VARCHAR[]),
         unnest($5::VARCHAR[]), make_timestamp(unnest($6::BIGINT[])), unnest($7::VARCHAR[]), $8::TIMESTAMP`;
+      // Appended to the delta (storage/servingTables.ts): the newest row per key is the view's row.
       await d.conn.run(
-        `INSERT OR REPLACE INTO student_mastery
+        `INSERT INTO ${deltaTable("student_mastery")}
            (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
          ${select}`,
         params,
@@ -355,7 +357,7 @@ export class DuckMasteryStore implements MasteryStore {
       o.explanation,
     ];
     await this.duck.run(
-      `INSERT OR REPLACE INTO student_mastery
+      `INSERT INTO ${deltaTable("student_mastery")}
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
        VALUES ($1, $2, $3::DOUBLE, $4, $5, $6, $7, $6)`,
       params,

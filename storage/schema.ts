@@ -325,7 +325,9 @@ export const ALERT_DDL: readonly string[] = [
 export const SERVING_DDL: readonly string[] = [
   // GET /mastery and its history routes read one student: without these DuckDB scans the whole table
   // (the primary key's ART index is not used for a student_key prefix), ~20-40 ms at 600k rows.
-  "CREATE INDEX IF NOT EXISTS student_mastery_by_student ON student_mastery (student_key)",
+  // On the embedded file student_mastery is a view over student_mastery_base + its delta (storage/servingTables.ts);
+  // a student_key filter on the view reaches the base's scan, where this index serves it.
+  "CREATE INDEX IF NOT EXISTS student_mastery_by_student ON student_mastery_base (student_key)",
   "CREATE INDEX IF NOT EXISTS student_mastery_history_by_student ON student_mastery_history (student_key)",
   `CREATE TABLE IF NOT EXISTS teacher_labels (
      label_id VARCHAR PRIMARY KEY,

@@ -4,6 +4,7 @@ import type { LearnerState } from "../models/learnerState.ts";
 import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
 import { STREAM_DDL } from "./schema.ts";
+import { deltaTable } from "./servingTables.ts";
 import { redisTlsOptions } from "./tls.ts";
 import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
 
@@ -741,7 +742,7 @@ export class DuckStateStore implements StateStore {
       if (ok.length === 0) return out;
       // One statement, the rows as typed column lists (no staging table to create, fill and drop).
       await d.conn.run(
-        `INSERT OR REPLACE INTO learner_state (${STREAM_STATE_COLUMNS}) ${STREAM_STATE_LIST_SELECT}`,
+        `INSERT INTO ${deltaTable("learner_state")} (${STREAM_STATE_COLUMNS}) ${STREAM_STATE_LIST_SELECT}`,
         streamStateLists(ok),
         STREAM_STATE_LIST_TYPES,
       );

@@ -13,7 +13,7 @@ export function register(program: Command): void {
   const db = commandGroup(
     program,
     "db",
-    "The embedded DuckDB file: encryption status, key rotation (rekey), DuckDB's crypto module",
+    "The embedded DuckDB file: encryption status, key rotation (rekey), DuckDB's crypto module, compaction of the serving tables",
   );
   db.command("status")
     .description("Whether the DuckDB file is encrypted and whether the configured key opens it")
@@ -45,6 +45,45 @@ export function register(program: Command): void {
           "opens: no while a key is set: encrypt it first with `mastery db rekey --new-key-file FILE`",
         );
       process.stdout.write(`${lines.join("\n")}\n`);
+    });
+  db.command("compact")
+    .description(
+      "Fold the serving tables' append-only deltas (student_mastery_delta, learner_state_delta) into their base tables, then CHECKPOINT",
+    )
+    .option("--db <file>", "DuckDB file (default: $MASTERY_DB or .mastery/mastery.duckdb)")
+    .option("--if-needed", "only when a delta passes batch.compactShare / compactAfterDays (0.25 / 7 days)")
+    .addHelpText(
+      "after",
+      `
+The daily batch (\`mastery schedule\`) compacts on its own past those limits; run this after a day of heavy
+stream traffic or before a backup. It rewrites every row group holding a folded key (minutes at 10M events);
+readers see the same rows before and after. Example:
+  npx mastery db compact --db /var/lib/mastery/mastery.duckdb`,
+    )
+    .action(async (opts: { db?: string; ifNeeded?: boolean }) => {
+      const { DuckStore } = await import("../../storage/duckdb.ts");
+      const { compactServingTables, compactionReason, deltaShares, DEFAULT_COMPACTION } = await import(
+        "../../storage/servingTables.ts"
+      );
+      const store = await DuckStore.open(opts.db ?? defaultDbPath());
+      try {
+        const shares = await deltaShares(store, Date.now() * 1000);
+        for (const s of shares)
+          process.stdout.write(
+            `${s.table}: ${s.deltaRows} delta rows, ${s.baseRows} base rows${s.oldestDays === null ? "" : `, oldest ${s.oldestDays.toFixed(1)} days`}\n`,
+          );
+        const why = compactionReason(shares, DEFAULT_COMPACTION);
+        if (opts.ifNeeded === true && why === null) {
+          process.stdout.write("no compaction needed\n");
+          return;
+        }
+        const r = await compactServingTables(store);
+        process.stdout.write(
+          `compacted${why === null ? "" : ` (${why})`}: ${r.folded.student_mastery} student_mastery keys, ${r.folded.learner_state} learner_state keys in ${(r.millis / 1000).toFixed(1)} s\n`,
+        );
+      } finally {
+        store.close();
+      }
     });
   db.command("rekey")
     .description(

@@ -243,7 +243,7 @@ for (const backend of ["duckdb", "postgres"] as const) {
       // serving/learnerState.ts writes this string as model_version for every score it serves.
       const served = modelFileVersion(childDir).version;
       await opened.store.run(
-        `INSERT INTO student_mastery (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+        `INSERT INTO ${backend === "duckdb" ? "student_mastery_base" : "student_mastery"} (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $6), ($1, $8, $3, $4, $9, $6, $7, $6), ($1, $10, $3, $11, $12, $6, $7, $6)`,
         [
           "stu-1",

@@ -45,7 +45,7 @@ async function storeWith(
 ): Promise<DuckStore> {
   const store = await DuckStore.open(":memory:");
   await store.run(
-    `INSERT INTO student_mastery (student_key, topic_id, mastery_score, score_source, model_version, as_of,
+    `INSERT INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version, as_of,
        explanation, last_updated)
      VALUES ('k1', 't1', $s, 'rule_based', 'rule-test', $a::TIMESTAMP, $e, $a::TIMESTAMP)`,
     { s: stored.score, a: asOf.toISOString(), e: JSON.stringify(e) },

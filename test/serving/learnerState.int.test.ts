@@ -20,6 +20,7 @@ import { IncrementalUpdater } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { DuckMasteryStore } from "../../storage/masteryStore.ts";
 import { DuckRawEventStore, type RawEventRow } from "../../storage/rawEventStore.ts";
+import { compactServingTables } from "../../storage/servingTables.ts";
 import { DuckStateStore, type LearnerStateRow, learnerStateFromRow } from "../../storage/stateStore.ts";
 
 interface Ev {
@@ -279,6 +280,17 @@ describe("serving/learnerState (score bkt-elo job)", () => {
       );
       const second = await scoreBktElo(daily, models, { now: GEN_NOW });
       expect(second.replayedKeys).toBeLessThan(second.keys);
+      expect(await snapshot(daily)).toEqual(await snapshot(batch));
+      // The second day appended its rows to the serving tables' deltas (storage/servingTables.ts); folded
+      // into the bases, the tables read the same, and the deltas are empty.
+      const deltaRows = async () =>
+        (await daily.one<{ n: bigint }>(
+          "SELECT (SELECT count(*) FROM learner_state_delta) + (SELECT count(*) FROM student_mastery_delta) AS n",
+        ))!.n;
+      expect(await deltaRows()).toBeGreaterThan(0n);
+      const compaction = await compactServingTables(daily);
+      expect(compaction.folded.learner_state).toBeGreaterThan(0);
+      expect(await deltaRows()).toBe(0n);
       expect(await snapshot(daily)).toEqual(await snapshot(batch));
 
       // Fold results staged 7 keys at a time (bounded memory at 100M events): the same tables.

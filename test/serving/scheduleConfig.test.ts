@@ -61,6 +61,8 @@ describe("serving/scheduleConfig", () => {
       bktModel: null,
       eloModel: null,
       full: false,
+      compactShare: 0.25,
+      compactAfterDays: 7,
     });
     expect(c.checks).toEqual({ at: [{ hour: 3, minute: 0 }], retrain: true });
     expect(c.lock).toEqual({ key: "mastery-schedule", ttlMs: 21_600_000 });

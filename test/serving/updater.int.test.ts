@@ -219,6 +219,10 @@ describe("learner_state written before p_unknown existed", () => {
     const dir = mkdtempSync(join(tmpdir(), "mastery-mig-"));
     const path = join(dir, "old.duckdb");
     const old = await DuckStore.open(path);
+    // A file of the plain-table layout (before storage/servingTables.ts): learner_state is a table.
+    await old.run("DROP VIEW learner_state");
+    await old.run("DROP TABLE learner_state_delta");
+    await old.run("ALTER TABLE learner_state_base RENAME TO learner_state");
     await old.run("ALTER TABLE learner_state DROP COLUMN p_unknown");
     await old.run("ALTER TABLE learner_state DROP COLUMN event_n");
     await old.run("ALTER TABLE learner_state DROP COLUMN latent_state");

@@ -16,7 +16,12 @@ describe("DuckMasteryStore (the embedded store): any write sequence stores and r
   it("scores of exactly 0 and 1 first, revisions up to 2^53 - 1, unicode ids: no throw, newest revision wins", async () => {
     await fc.assert(
       fc.asyncProperty(batchesArb(), async (batches) => {
-        for (const t of ["student_mastery", "student_mastery_history", "student_mastery_rev"])
+        for (const t of [
+          "student_mastery_base",
+          "student_mastery_delta",
+          "student_mastery_history",
+          "student_mastery_rev",
+        ])
           await duck.run(`DELETE FROM ${t}`);
         await checkStore(store, batches);
       }),
