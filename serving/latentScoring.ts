@@ -186,9 +186,14 @@ export async function latentEstimatesWithOffsets(
   }
   const offsets = new Map<string, number>();
   for (const [st, list] of byStudent) {
-    const off = model.studentOffset(list.map(([, s]) => s));
-    offsets.set(st, off);
-    for (const [k, s] of list) out.set(k, model.predict(s.topic, s.events, asOfDays, off));
+    // One fold per sequence from each basis prior; the offset in closed form from the pairs' summaries
+    // (models/latentFilter.ts predictStudent: the stream's computation on its stored states).
+    const r = model.predictStudent(
+      list.map(([, s]) => s),
+      asOfDays,
+    );
+    offsets.set(st, r.offset);
+    list.forEach(([k], i) => out.set(k, r.estimates[i]!));
   }
   return { estimates: out, offsets };
 }
@@ -209,7 +214,8 @@ export async function attachLatent(
   for (const [k, e] of evidence) {
     let x = est.get(k);
     if (x === undefined) {
-      x = model.predict(e.topic, [], asOfDays, offsets.get(k.slice(0, k.indexOf("|"))) ?? 0);
+      const off = offsets.get(k.slice(0, k.indexOf("|"))) ?? 0;
+      x = model.estimate(model.mixAt(model.initBasis(e.topic), off), asOfDays, e.topic);
       est.set(k, x);
     }
     e.latent = x.score;
