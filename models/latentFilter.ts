@@ -696,11 +696,29 @@ export class LatentFilter {
     return grid[best]! + (0.5 * step * (a - c)) / den;
   }
 
-  /** The student's offset from their pairs' basis states (the sum of their summaries, `offsetFromSummary`). */
-  studentOffsetOf(pairs: readonly LatentBasisState[]): number {
+  /**
+   * Whether the student effect covers `topic`: the topics with a fitted prior mean (the fit sample's). A pair of
+   * another topic neither informs the student's offset nor is shifted by it (offset 0), so that adding a pair
+   * of an unknown topic never moves the others' scores: the batch and the stream agree on which pairs count.
+   */
+  studentTopic(topic: string): boolean {
+    return (this.json.studentPriorSd ?? 0) > 0 && Object.hasOwn(this.json.topicPriorMean, topic);
+  }
+
+  /** The offset a pair of `topic` is scored at: the student's for a covered topic (`studentTopic`), else 0. */
+  offsetFor(topic: string, studentOffset: number): number {
+    return this.studentTopic(topic) ? studentOffset : 0;
+  }
+
+  /**
+   * The student's offset from their pairs' basis states: the sum of the summaries (`summary`) of the pairs
+   * of covered topics (`studentTopic`), then `offsetFromSummary`. Exact sums: any order of the pairs.
+   */
+  studentOffsetOf(pairs: readonly { topic: string; state: LatentBasisState }[]): number {
     const sum = new Float64Array(this.studentGrid().length);
-    for (const b of pairs) {
-      const q = LatentFilter.summary(b);
+    for (const { topic, state } of pairs) {
+      if (!this.studentTopic(topic)) continue;
+      const q = LatentFilter.summary(state);
       for (let j = 0; j < sum.length; j++) sum[j]! += q[j]!;
     }
     return this.offsetFromSummary(sum);
@@ -762,23 +780,28 @@ export class LatentFilter {
    */
   studentOffset(sequences: readonly LatentSequence[]): number {
     if (!((this.json.studentPriorSd ?? 0) > 0)) return 0;
-    return this.studentOffsetOf(sequences.map((s) => this.foldBasis(s.topic, s.events)));
+    return this.studentOffsetOf(
+      sequences.map((s) => ({ topic: s.topic, state: this.foldBasis(s.topic, s.events) })),
+    );
   }
 
   /**
    * The estimates of one student's sequences as of `asOfDays` with their student offset: each sequence folded
-   * once from every basis prior, the offset from the sum of the summaries, each estimate from the mixed state.
+   * once from every basis prior, the offset from the sum of the summaries, each estimate from the mixed state
+   * at the offset (`offsetFor`: 0 for a topic the effect does not cover).
    * The stream computes the same from the stored basis states (serving/latentStream.ts).
    */
   predictStudent(
     sequences: readonly LatentSequence[],
     asOfDays: number,
   ): { offset: number; estimates: LatentEstimate[] } {
-    const basis = sequences.map((s) => this.foldBasis(s.topic, s.events));
-    const offset = this.studentOffsetOf(basis);
+    const pairs = sequences.map((s) => ({ topic: s.topic, state: this.foldBasis(s.topic, s.events) }));
+    const offset = this.studentOffsetOf(pairs);
     return {
       offset,
-      estimates: basis.map((b, i) => this.estimate(this.mixAt(b, offset), asOfDays, sequences[i]!.topic)),
+      estimates: pairs.map((x) =>
+        this.estimate(this.mixAt(x.state, this.offsetFor(x.topic, offset)), asOfDays, x.topic),
+      ),
     };
   }
 

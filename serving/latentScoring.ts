@@ -193,7 +193,7 @@ export async function latentEstimatesWithOffsets(
       asOfDays,
     );
     offsets.set(st, r.offset);
-    list.forEach(([k], i) => out.set(k, r.estimates[i]!));
+    for (let i = 0; i < list.length; i++) out.set(list[i]![0], r.estimates[i]!);
   }
   return { estimates: out, offsets };
 }
@@ -214,7 +214,7 @@ export async function attachLatent(
   for (const [k, e] of evidence) {
     let x = est.get(k);
     if (x === undefined) {
-      const off = offsets.get(k.slice(0, k.indexOf("|"))) ?? 0;
+      const off = model.offsetFor(e.topic, offsets.get(k.slice(0, k.indexOf("|"))) ?? 0);
       x = model.estimate(model.mixAt(model.initBasis(e.topic), off), asOfDays, e.topic);
       est.set(k, x);
     }
