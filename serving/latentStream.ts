@@ -18,6 +18,11 @@ import { loadServedModel, SERVED_SOURCE, ServedModelError, servedExplanation } f
  * forward from the stored state; a late event, a missing state or a state of another latent model (version
  * or grid size) rebuilds the key from its stored events. Either way the state is the fold of the key's
  * events in replay order, the same bits as `mastery recompute` and the batch scoring's replay.
+ *
+ * Student effect (a model with studentPriorSd > 0): the state is the pair's filter from each basis prior
+ * (models/latentState.ts format 2); a student's offset comes from the exact sum of their pairs' summaries
+ * (`studentOffsetOfStates`), and each pair is scored at it (LatentFilter.mixAt). The updater carries every key
+ * of the model's topics of a student it moves and rewrites their scores in the same batch (serving/updater.ts).
  */
 
 export interface StreamLatent {
