@@ -766,6 +766,30 @@ export class LatentFilter {
     return { p, base, contributions, observations: a.observations, events: a.events, lastT: a.lastT };
   }
 
+  /**
+   * Each basis part's log-likelihood of a sequence with `step`'s arithmetic (float32 posterior between events),
+   * and the parts' posteriors only (no explanation): for the summaries. Not a state to store or score.
+   */
+  private leanBasis(topic: string, events: readonly LatentEvent[]): LatentBasisState {
+    const b = this.initBasis(topic);
+    const k = this.kernelFor(topic);
+    const p = this.p;
+    b.parts.forEach((s, j) => {
+      let ll = 0;
+      let last = Number.NaN;
+      for (const e of events) {
+        for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
+        if (Number.isFinite(last)) k.forget(p, e.t - last);
+        last = e.t;
+        ll += k.observe(p, e);
+        k.learnFrom(p, e.kind);
+        s.p.set(p);
+      }
+      b.ll[j] = ll;
+    });
+    return b;
+  }
+
   /** A fold of a sequence from every basis prior. */
   foldBasis(topic: string, events: readonly LatentEvent[]): LatentBasisState {
     const b = this.initBasis(topic);
@@ -795,14 +819,25 @@ export class LatentFilter {
     sequences: readonly LatentSequence[],
     asOfDays: number,
   ): { offset: number; estimates: LatentEstimate[] } {
-    const pairs = sequences.map((s) => ({ topic: s.topic, state: this.foldBasis(s.topic, s.events) }));
+    // The summaries from lean folds (the same arithmetic as `step`, so the same log-likelihood bits, without
+    // the explanation's bookkeeping); then the full fold of only the two basis parts the offset mixes.
+    const grid = this.studentGrid();
+    const pairs = sequences.map((s) => ({ topic: s.topic, state: this.leanBasis(s.topic, s.events) }));
     const offset = this.studentOffsetOf(pairs);
-    return {
-      offset,
-      estimates: pairs.map((x) =>
-        this.estimate(this.mixAt(x.state, this.offsetFor(x.topic, offset)), asOfDays, x.topic),
-      ),
-    };
+    const estimates = pairs.map((x, i) => {
+      const off = this.offsetFor(x.topic, offset);
+      const events = sequences[i]!.events;
+      if (grid.length === 1) return this.predict(x.topic, events, asOfDays);
+      const pos = (off - grid[0]!) / (grid[1]! - grid[0]!);
+      const j = Math.min(grid.length - 2, Math.floor(Math.min(grid.length - 1, Math.max(0, pos))));
+      for (const at of [j, j + 1]) {
+        const part = this.init(x.topic, grid[at]!);
+        for (const e of events) this.step(part, e, x.topic);
+        x.state.parts[at] = part;
+      }
+      return this.estimate(this.mixAt(x.state, off), asOfDays, x.topic);
+    });
+    return { offset, estimates };
   }
 
   /**
