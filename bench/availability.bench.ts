@@ -94,7 +94,13 @@ interface Sample {
 async function main(): Promise<void> {
   process.stdout.write(`starting the topology (deploy/local.sh, LB port ${LB_PORT})...\n`);
   await local("start");
-  const token = await signToken(DEMO_JWT_SECRET, { role: "admin", sub: "availability-bench" });
+  // The LMS integration: one service token (services are not rate-limited by default, users are:
+  // serving/rateLimit.ts). A 429 counts as a failure below, like a 5xx.
+  const token = await signToken(DEMO_JWT_SECRET, {
+    role: "service",
+    sub: "availability-bench",
+    scopes: ["mastery:read", "events:write"],
+  });
   // Up to 256 connections (HAProxy maxconn 4096): at 500 req/s and a few ms per request a handful is
   // used; the bound only matters when the servers fall behind (then requests time out after 5 s).
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
@@ -121,7 +127,7 @@ async function main(): Promise<void> {
               : `/recommendations/student-${student}`;
         what = u < 0.85 ? "GET /mastery" : u < 0.9 ? "GET history" : "GET recommendations";
         const r = await request(agent, `${base}${path}`, { headers: { authorization: `Bearer ${token}` } });
-        ok = r.status > 0 && r.status < 500;
+        ok = r.status > 0 && r.status < 500 && r.status !== 429;
         // HAProxy's own 503 (no server up) is HTML; the app's is JSON with the reason.
         if (!ok)
           why = `${r.status} ${r.text.startsWith("{") ? r.text.slice(0, 90) : "from HAProxy (no server available)"}`;
@@ -143,7 +149,7 @@ async function main(): Promise<void> {
           headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
           body: JSON.stringify({ events }),
         });
-        ok = r.status > 0 && r.status < 500;
+        ok = r.status > 0 && r.status < 500 && r.status !== 429;
         // HAProxy's own 503 (no server up) is HTML; the app's is JSON with the reason.
         if (!ok)
           why = `${r.status} ${r.text.startsWith("{") ? r.text.slice(0, 90) : "from HAProxy (no server available)"}`;

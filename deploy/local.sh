@@ -28,6 +28,9 @@ export MASTERY_NATS_URL=${MASTERY_NATS_URL:-nats://127.0.0.1:4222}
 export MASTERY_NATS_STREAM=${MASTERY_NATS_STREAM:-MASTERY_LOCAL}
 export MASTERY_NATS_SUBJECT_PREFIX=${MASTERY_NATS_SUBJECT_PREFIX:-mastery_local.events}
 export LOG_LEVEL=${LOG_LEVEL:-warn}
+# HAProxy (on loopback) forwards the client's address in X-Forwarded-For; the servers trust it from there
+# (serving/rateLimit.ts: requests without a valid token are limited per client address).
+export MASTERY_TRUST_PROXY=${MASTERY_TRUST_PROXY:-loopback}
 HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
 MASTERY=(node bin/mastery.js)
 DEMO=()

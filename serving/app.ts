@@ -9,7 +9,6 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import express, { type Express, type NextFunction, type Request, type Response } from "express";
-import { rateLimit } from "express-rate-limit";
 import { type Logger, pino } from "pino";
 import { parse as parseYaml } from "yaml";
 import type { ExperimentStore } from "../experiments/store.ts";
@@ -63,6 +62,7 @@ import {
   type ServingMonitorOptions,
   startServingMonitor,
 } from "./qualityMetrics.ts";
+import { type RateLimitConfig, rateLimiter, trustProxySetting } from "./rateLimit.ts";
 import { RawMirror } from "./rawMirror.ts";
 import { createRollupViews } from "./rollups.ts";
 import { RosterAccess } from "./roster.ts";
@@ -105,7 +105,13 @@ export interface ServingConfig {
   readConnections: number;
   /** PostgreSQL pool size of the server (pg_pool_max; MASTERY_PG_POOL_MAX overrides). */
   pgPoolMax: number;
-  rateLimit: { windowMs: number; limit: number };
+  /** Request limits per caller (serving/rateLimit.ts). */
+  rateLimit: RateLimitConfig;
+  /**
+   * Express's "trust proxy": which proxies' X-Forwarded-For names the client (trust_proxy; env
+   * MASTERY_TRUST_PROXY overrides): false, true, "loopback", or a comma-separated address/CIDR list.
+   */
+  trustProxy: boolean | string;
   bodyLimit: string;
   /** Registry model name whose champion (or experiment arm) serves ML scores; env MASTERY_MODEL_NAME overrides. */
   modelName: string;
@@ -130,7 +136,8 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   sharedCacheTtlMs: 30_000,
   readConnections: 4,
   pgPoolMax: 10,
-  rateLimit: { windowMs: 60_000, limit: 6000 },
+  rateLimit: { windowMs: 60_000, limit: 6000, serviceLimit: 0 },
+  trustProxy: false,
   bodyLimit: "5mb",
   modelName: DEFAULT_MODEL_NAME,
   monitorIntervalMs: 900_000,
@@ -164,7 +171,9 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
     rateLimit: {
       windowMs: num(rl.window_ms, def.rateLimit.windowMs, "rate_limit.window_ms"),
       limit: num(rl.limit, def.rateLimit.limit, "rate_limit.limit"),
+      serviceLimit: num(rl.service_limit, def.rateLimit.serviceLimit ?? 0, "rate_limit.service_limit"),
     },
+    trustProxy: trustProxySetting(process.env.MASTERY_TRUST_PROXY ?? d.trust_proxy, def.trustProxy, path),
     bodyLimit: typeof d.body_limit === "string" ? d.body_limit : def.bodyLimit,
     modelName: typeof d.model_name === "string" ? d.model_name : def.modelName,
     monitorIntervalMs: 1000 * num(d.monitor_interval_s, def.monitorIntervalMs / 1000, "monitor_interval_s"),
@@ -681,26 +690,11 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
 
   const app = express();
   app.disable("x-powered-by");
-  app.set("trust proxy", false);
+  app.set("trust proxy", config.trustProxy);
   // helmet()'s headers, computed once (serving/securityHeaders.ts).
   app.use(staticSecurityHeaders());
-  if (config.rateLimit.limit > 0) {
-    app.use(
-      rateLimit({
-        windowMs: config.rateLimit.windowMs,
-        limit: config.rateLimit.limit,
-        standardHeaders: "draft-8",
-        legacyHeaders: false,
-        handler: (_req, res) => {
-          res.status(429).json({
-            error: "rate_limited",
-            field: "(client)",
-            reason: `more than ${config.rateLimit.limit} requests in ${config.rateLimit.windowMs / 1000} s; retry later`,
-          });
-        },
-      }),
-    );
-  }
+  const limiter = rateLimiter(config.rateLimit, (header) => auth.authenticate(header));
+  if (limiter !== undefined) app.use(limiter);
   app.use(express.json({ limit: config.bodyLimit }));
   app.use((req: Request, res: Response, next: NextFunction) => {
     const t0 = process.hrtime.bigint();
