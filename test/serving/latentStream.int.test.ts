@@ -208,7 +208,7 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
       ),
       { numRuns: 6 },
     );
-  });
+  }, 180_000);
 
   it("with a student effect: one answer moves the student's other topics' scores, in the same batch", async () => {
     const models = streamModels({ servedModelDir: servedModelDir("student-a", PARAMS, 1.5) });
@@ -326,7 +326,7 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
       ),
       { numRuns: 6 },
     );
-  });
+  }, 180_000);
 
   it("a state built by another latent model (or none) is rebuilt, not continued", async () => {
     const a = streamModels({ servedModelDir: servedModelDir("d1") });
