@@ -43,7 +43,7 @@ import {
 } from "../models/latentFilter.ts";
 import { mulberry32 } from "../models/prng.ts";
 import { type DecayTransition, fitDecay } from "../models/servedDecay.ts";
-import { masteryOf, type TopicCalibration } from "../models/servedMastery.ts";
+import { fitAnchor, masteryOf, type ScaleAnchor, type TopicCalibration } from "../models/servedMastery.ts";
 import { pairedClusterBootstrap } from "../models/validity.ts";
 
 const DAY_S = 86_400;
@@ -107,6 +107,8 @@ export interface EpochModels {
   time: number;
   filter: LatentFilter;
   global: TopicCalibration;
+  /** The served scale's anchor (round 7, models/servedMastery.ts fitAnchor) on the fit sample's pairs at the epoch time. */
+  anchor: ScaleAnchor;
   bkt: BKT;
   skillAccuracy: Map<string, number>;
   trainAttempts: number;
@@ -118,10 +120,13 @@ function fitEpoch(
   time: number,
   maxEvents: number,
   cacheDir: string | undefined,
+  studentEffect: boolean,
 ): EpochModels {
   const t0 = performance.now();
   const cacheFile =
-    cacheDir === undefined ? undefined : join(cacheDir, `epoch-${time.toFixed(6)}-${maxEvents}.json`);
+    cacheDir === undefined
+      ? undefined
+      : join(cacheDir, `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}.json`);
   // The latent filter, on a deterministic hash sample of pairs of about maxEvents attempts (as the product).
   const bySeq = new Map<string, LatentSequence>();
   const transitions: DecayTransition[] = [];
@@ -138,10 +143,11 @@ function fitEpoch(
     for (const a of u.attempts) {
       if (a.t >= time) break;
       const key = `${u.user}|${a.skill}`;
-      if (sample === 1 || hash32(key) % sample === 0) {
+      // With the student effect, whole students (as fitLatentOnStore samples them), else pairs.
+      if (sample === 1 || hash32(studentEffect ? String(u.user) : key) % sample === 0) {
         let s = bySeq.get(key);
         if (s === undefined) {
-          s = { topic: a.skill, events: [] };
+          s = { topic: a.skill, student: String(u.user), events: [] };
           bySeq.set(key, s);
         }
         s.events.push({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct });
@@ -189,7 +195,7 @@ function fitEpoch(
     filter = LatentFilter.fromJSON(c.filter);
     bkt = BKT.fromJSON(c.bkt);
   } else {
-    filter = LatentFilter.fit([...bySeq.values()]);
+    filter = LatentFilter.fit([...bySeq.values()], { studentEffect });
     bkt = new BKT({ ...MASTERY_BKT_OPTIONS, restarts: 3 }).fit(log);
     if (cacheFile !== undefined) {
       mkdirSync(cacheDir!, { recursive: true });
@@ -198,9 +204,28 @@ function fitEpoch(
   }
   const decay = fitDecay(transitions);
   const skillAccuracy = new Map([...acc].map(([s, c]) => [s, (c.k + 1) / (c.n + 2)]));
+  // The anchor as `mastery train served` fits it: every sampled pair's served P(correct) at the epoch time,
+  // each from its student's offset (the student effect).
+  const byStudent = new Map<string, LatentSequence[]>();
+  for (const q of bySeq.values()) {
+    const l = byStudent.get(q.student!) ?? [];
+    l.push(q);
+    byStudent.set(q.student!, l);
+  }
+  const lp = filter.json.params;
+  const anchorPairs: { topic: string; p: number }[] = [];
+  for (const seqs of byStudent.values()) {
+    const off = filter.studentOffset(seqs);
+    for (const q of seqs)
+      anchorPairs.push({
+        topic: q.topic,
+        p: lp.guess + (1 - lp.guess - lp.slip) * filter.predict(q.topic, q.events, time, off).score,
+      });
+  }
   return {
     time,
     filter,
+    anchor: fitAnchor(anchorPairs),
     global: { guess: 0, slip: 0, halfLifeDays: decay.global.halfLifeDays, base: decay.global.base },
     bkt,
     skillAccuracy,
@@ -234,6 +259,8 @@ export interface CutContext {
   /** The student's attempts on every skill before the cut (time order). */
   all: readonly Attempt[];
   latent: LatentEstimate;
+  /** The first epoch's models (a scale anchor held fixed across refits: served:first-anchor). */
+  first: EpochModels;
 }
 
 export type CutSource = (c: CutContext) => number;
@@ -246,9 +273,28 @@ const bktScore = (p: BktParams, h: readonly Attempt[]): number => {
 
 /** The sources every run reports; `extra` adds candidate scores (bench experiments). */
 export const BASE_SOURCES: Record<string, CutSource> = {
-  served: (c) => masteryOf(c.latent.pCorrect, c.m.global, "centred-logit", c.m.global),
+  // The served default: the filter (with the student's offset when the fit has a student effect) mapped by
+  // centred-logit on the round-7 anchor; served:gap-anchor = the same on rounds 2-6's anchor.
+  served: (c) =>
+    masteryOf(emitOf(c.m, c.latent.score), c.m.global, "centred-logit", {
+      ...c.m.global,
+      base: c.m.anchor.base,
+    }),
+  "served:gap-anchor": (c) => masteryOf(emitOf(c.m, c.latent.score), c.m.global, "centred-logit", c.m.global),
+  // The round-7 anchor of the FIRST fit kept for every later refit (scale equating across fit times).
+  "served:first-anchor": (c) =>
+    masteryOf(emitOf(c.m, c.latent.score), c.m.global, "centred-logit", {
+      ...c.m.global,
+      base: c.first.anchor.base,
+    }),
   latent: (c) => c.latent.score,
   bkt: (c) => bktScore(c.m.bkt.paramsFor(c.skill), c.history),
+};
+
+/** The filter's emission at K (what servedFromLatent maps). */
+const emitOf = (m: EpochModels, k: number): number => {
+  const p = m.filter.json.params;
+  return p.guess + (1 - p.guess - p.slip) * k;
 };
 
 const logit = (p: number): number => Math.log(p / (1 - p));
@@ -313,6 +359,8 @@ export interface RealCutsOptions {
   maxFitEvents: number;
   /** Directory keeping each epoch's fitted models (bench iterations refit nothing; default: none). */
   cacheDir?: string;
+  /** The filter's student effect (the product's default, round 7 on the real log); false = rounds 4-6's fit. */
+  studentEffect?: boolean;
   extra?: Record<string, CutSource>;
 }
 
@@ -354,7 +402,9 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
     { length: o.epochs },
     (_, k) => times[Math.floor((k / o.epochs) * times.length)]!,
   );
-  const epochs = epochTimes.map((t) => fitEpoch(train, t, o.maxFitEvents, o.cacheDir));
+  const epochs = epochTimes.map((t) =>
+    fitEpoch(train, t, o.maxFitEvents, o.cacheDir, o.studentEffect ?? true),
+  );
   const sources = { ...BASE_SOURCES, ...(o.extra ?? {}) };
   const pairs: CutPair[] = [];
   for (const { u, t: cut } of cuts) {
@@ -372,12 +422,23 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
         next.set(a.skill, c);
       }
     }
+    // The student's offset from all of their skills before the cut (0 without a student effect).
+    let offset: number | undefined;
     for (const [skill, lab] of next) {
       if (lab.n < 3) continue;
+      if (offset === undefined) {
+        const seqs = new Map<string, LatentSequence>();
+        for (const a of all) {
+          const q = seqs.get(a.skill) ?? { topic: a.skill, events: [] };
+          q.events.push({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct });
+          seqs.set(a.skill, q);
+        }
+        offset = m.filter.studentOffset([...seqs.values()]);
+      }
       const history = all.filter((a) => a.skill === skill);
       const events: LatentEvent[] = history.map((a) => ({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct }));
-      const latent = m.filter.predict(skill, events, cut);
-      const ctx: CutContext = { m, skill, cut, history, all, latent };
+      const latent = m.filter.predict(skill, events, cut, offset);
+      const ctx: CutContext = { m, skill, cut, history, all, latent, first: epochs[0]! };
       const scores: Record<string, number> = {};
       for (const [name, f] of Object.entries(sources)) scores[name] = f(ctx);
       const k = history.reduce((s, a) => s + a.correct, 0);

@@ -32,9 +32,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
-import { LatentFilter } from "../models/latentFilter.ts";
+import { type LatentEstimate, LatentFilter } from "../models/latentFilter.ts";
 import { mulberry32 } from "../models/prng.ts";
-import { MASTERY_SCALES, masteryOf, type PairEvidence, ServedMastery } from "../models/servedMastery.ts";
+import {
+  MASTERY_SCALES,
+  masteryOf,
+  type PairEvidence,
+  ServedMastery,
+  servedFromLatent,
+} from "../models/servedMastery.ts";
 import { type ScorePair, spearman, validityMeasures } from "../models/validity.ts";
 import { attachLatent } from "../serving/latentScoring.ts";
 import { runPipeline } from "../serving/pipeline.ts";
@@ -312,7 +318,7 @@ async function evaluateCut(
           const p = bySource.get(name) ?? [];
           bySource.set(name, p);
           p.push({
-            score: masteryOf(x.pCorrect, served.calibration(r.topic_id), scale, served.json.global),
+            score: masteryOf(x.pCorrect, served.calibration(r.topic_id), scale, served.anchorCalibration()),
             truth: truth.get(k),
             nextWeek: nextWeek.get(k),
           });
@@ -320,8 +326,42 @@ async function evaluateCut(
     }
     // The stack's own estimate on the same pairs (the served score when --served-from stack).
     const evidence = await loadPairEvidence(store, cut);
-    if (served.json.latent !== undefined)
-      await attachLatent(store, evidence, LatentFilter.fromJSON(served.json.latent), cut);
+    const raw = new Map<string, LatentEstimate>();
+    const latentEst =
+      served.json.latent === undefined
+        ? null
+        : await attachLatent(store, evidence, LatentFilter.fromJSON(served.json.latent), cut, { raw });
+    // Round 7's A/B on the same fit: the served score with rounds 2-6's anchor (the log's typical
+    // correctness after a gap, `global.base`) and neither the anchor's nor the offset's uncertainty in the
+    // interval (served:gap-anchor = round 6's served score); served:new-anchor = round 7's anchor with its
+    // sd, without the offset's.
+    if (served.json.servedFrom === "latent" && latentEst !== null && served.json.latent !== undefined) {
+      const list: ScorePair[] = [];
+      const list2: ScorePair[] = [];
+      for (const [k, e] of evidence) {
+        const est = raw.get(k) ?? latentEst.get(k);
+        if (est === undefined) continue;
+        const b = servedFromLatent(
+          est,
+          served.json.latent.params,
+          served.calibration(e.topic),
+          served.json.scale,
+          served.json.global,
+        );
+        list.push({ score: b.score, truth: truth.get(k), nextWeek: nextWeek.get(k), lo: b.lo, hi: b.hi });
+        const a = servedFromLatent(
+          est,
+          served.json.latent.params,
+          served.calibration(e.topic),
+          served.json.scale,
+          served.anchorCalibration(),
+          served.anchorSd(),
+        );
+        list2.push({ score: a.score, truth: truth.get(k), nextWeek: nextWeek.get(k), lo: a.lo, hi: a.hi });
+      }
+      bySource.set("served:gap-anchor", list);
+      bySource.set("served:new-anchor", list2);
+    }
     if (served.json.servedFrom === "latent") {
       const list: ScorePair[] = [];
       for (const [k, e] of evidence) {
@@ -337,6 +377,27 @@ async function evaluateCut(
       bySource.set("served:stack", list);
     }
     const rows = [...bySource].map(([source, pairs]) => ({ source, m: validityMeasures(pairs) }));
+    // DUMP=dir: the latent and served rows of every scored pair with its truth / next week, and the model
+    // (offline analysis of the scale map and the interval: bench/validityReplay.ts).
+    if (process.env.DUMP !== undefined) {
+      mkdirSync(process.env.DUMP, { recursive: true });
+      const dumped = scores
+        .filter((r) => r.source === "served" || r.source === "latent" || r.source === "accuracy_all")
+        .map((r) => {
+          const k = `${r.student_key}|${r.topic_id}`;
+          return {
+            k,
+            source: r.source,
+            score: r.score,
+            truth: truth.get(k),
+            nextWeek: nextWeek.get(k),
+            x: r.explanation === null ? null : JSON.parse(r.explanation),
+          };
+        });
+      const file = join(process.env.DUMP, `${o.title.replace(/[^a-z0-9]+/gi, "_").slice(0, 60)}.json`);
+      writeFileSync(file, JSON.stringify({ title: o.title, model: served.json, rows: dumped }));
+      console.log(`dumped ${dumped.length} rows to ${file}`);
+    }
     if (truth.size > 0) {
       for (const quizOnly of [true, false]) {
         const m = oracle(evidence, truth, served, quizOnly);
@@ -372,7 +433,7 @@ async function evaluateCut(
       const lf = trained.latentFit.model.json;
       const tp = Object.values(lf.topicPriorMean);
       console.log(
-        `latent filter: interval scale ${(lf.intervalScale ?? 1).toFixed(3)}; student prior sd ${lf.studentPriorSd ?? 0}; ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations, ll/obs ${lf.fit.logLikPerObs.toFixed(4)}, ${trained.latentFit.seconds.toFixed(1)} s`,
+        `anchor ${JSON.stringify(served.json.anchor ?? null)} (gap-accuracy base ${served.json.global.base.toFixed(3)}); latent filter: interval scale ${(lf.intervalScale ?? 1).toFixed(3)}; student prior sd ${lf.studentPriorSd ?? 0}; ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations, ll/obs ${lf.fit.logLikPerObs.toFixed(4)}, ${trained.latentFit.seconds.toFixed(1)} s`,
       );
     }
     const cal = Object.values(served.json.topics);
@@ -511,6 +572,8 @@ function runStudentCuts(): void {
     resamples: envInt("REAL_RESAMPLES", 1000),
     maxFitEvents: envInt("REAL_FIT_EVENTS", 40_000),
     ...(process.env.REAL_CACHE !== undefined ? { cacheDir: process.env.REAL_CACHE } : {}),
+    // REAL_STUDENT=0: the filter without the student effect (rounds 4-6's real-log runs).
+    studentEffect: process.env.REAL_STUDENT !== "0",
     ...(process.env.REAL_CANDIDATES === "1" ? { extra: CANDIDATE_SOURCES } : {}),
   };
   const r = runRealCuts(o);
@@ -523,7 +586,7 @@ function runStudentCuts(): void {
     console.log(
       `epoch ${i + 1}: fit before ${new Date(Date.UTC(2020, 0, 1) + m.time * DAY_MS).toISOString().slice(0, 10)} (log day ${m.time.toFixed(1)}) on ${m.trainAttempts} train attempts ` +
         `(filter: ${m.filter.json.fit.sequences} pairs, ll/obs ${m.filter.json.fit.logLikPerObs.toFixed(4)}; guess ${p.guess.toFixed(3)} slip ${p.slip.toFixed(3)} learn ${p.learn[0]!.toFixed(3)} half-life ${p.halfLifeDays.toFixed(0)} d; ` +
-        `centred-logit base ${m.global.base.toFixed(3)}); ${r.pairs.filter((x) => x.epoch === i).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
+        `student sd ${m.filter.json.studentPriorSd ?? 0}; centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.epoch === i).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
     );
   }
   printComparison(

@@ -248,6 +248,93 @@ export interface ServedMasteryJson {
    * model's scale (servedFromLatent); "stack" (or absent) = the stack's prediction.
    */
   servedFrom?: ServedFrom;
+  /**
+   * The anchor of the logit scales (round 7, `fitAnchor`): the P(correct) served as 0.5 by "centred-logit"
+   * and the uncertainty of that anchor (sd, logit units) that the 80% intervals carry. Absent (models
+   * trained before round 7): the anchor is `global.base` and the intervals carry no anchor uncertainty.
+   */
+  anchor?: ScaleAnchor;
+}
+
+/** Where the logit scales put 0.5, and how uncertain that is (models/servedMastery.ts `fitAnchor`). */
+export interface ScaleAnchor {
+  /** "pair-centred": the scored population's mean logit P(correct) at the training snapshot. */
+  method: "pair-centred";
+  /** The P(correct) served as 0.5 by "centred-logit". */
+  base: number;
+  /** Sd (logit units) of the anchor a pair's interval carries (between-topic sd of the topics' own anchors). */
+  sd: number;
+  /** Pairs and topics behind it. */
+  pairs: number;
+  topics: number;
+}
+
+/** z of the 90th percentile of a standard normal: the 80% interval's half-width in sds. */
+const Z80 = 1.2815515655446004;
+/** Topics need this many pairs to enter the between-topic sd of the anchor. */
+const ANCHOR_MIN_TOPIC_PAIRS = 5;
+
+/**
+ * The anchor of the logit scales, fitted label-free on what the product scores (round 7): `base` = the
+ * logistic of the mean logit P(correct) over every scored (student, topic) at the training snapshot (the
+ * IRT convention: ability is centred on the population of persons, here (student, topic) pairs, so the
+ * typical pair is served 0.5), and `sd` = the between-topic sd of the topics' own mean logits (shrunk for
+ * their pair counts): one global anchor reads a P(correct) the same on an easy and a hard topic, and how much
+ * of a topic's higher accuracy is ease rather than mastery is not identified without labels of mastery, so
+ * each score carries that sd in its interval. Pure: `pairs` = (topic, P(correct)) of every scored pair.
+ */
+export function fitAnchor(pairs: readonly { topic: string; p: number }[]): ScaleAnchor {
+  if (pairs.length === 0)
+    throw new ServedMasteryError(
+      "the scale anchor needs scored pairs at the training snapshot (got none): ingest events before the snapshot",
+    );
+  let sum = 0;
+  const byTopic = new Map<string, { s: number; ss: number; n: number }>();
+  for (const { topic, p } of pairs) {
+    const z = logit(p);
+    sum += z;
+    const t = byTopic.get(topic) ?? { s: 0, ss: 0, n: 0 };
+    t.s += z;
+    t.ss += z * z;
+    t.n++;
+    byTopic.set(topic, t);
+  }
+  const mean = sum / pairs.length;
+  // Between-topic variance of the topic means, minus their sampling variance (method of moments).
+  const used = [...byTopic.values()].filter((t) => t.n >= ANCHOR_MIN_TOPIC_PAIRS);
+  let between = 0;
+  if (used.length >= 2) {
+    const ms = used.map((t) => t.s / t.n);
+    const mm = ms.reduce((a, b) => a + b, 0) / ms.length;
+    let v = 0;
+    let noise = 0;
+    used.forEach((t, i) => {
+      v += (ms[i]! - mm) ** 2;
+      const within = Math.max(0, t.ss / t.n - (t.s / t.n) ** 2) * (t.n / Math.max(1, t.n - 1));
+      noise += within / t.n;
+    });
+    between = Math.max(0, v / (used.length - 1) - noise / used.length);
+  }
+  return {
+    method: "pair-centred",
+    base: 1 / (1 + Math.exp(-mean)),
+    sd: Math.sqrt(between),
+    pairs: pairs.length,
+    topics: byTopic.size,
+  };
+}
+
+/**
+ * An interval [lo, hi] around `score` (logit scales) widened by an extra sd on the logit scale: each side's
+ * logit half-width h becomes sqrt(h^2 + (z80 sd)^2) (independent errors add in variance). sd 0 = unchanged.
+ */
+export function widenLogit(score: number, lo: number, hi: number, sd: number): { lo: number; hi: number } {
+  if (!(sd > 0)) return { lo, hi };
+  const z = logit(score);
+  const e = (Z80 * sd) ** 2;
+  const wl = Math.sqrt(Math.max(0, z - logit(lo)) ** 2 + e);
+  const wh = Math.sqrt(Math.max(0, logit(hi) - z) ** 2 + e);
+  return { lo: Math.min(lo, 1 / (1 + Math.exp(-(z - wl)))), hi: Math.max(hi, 1 / (1 + Math.exp(-(z + wh)))) };
 }
 
 const quantile = (sorted: readonly number[], q: number): number => {
@@ -486,6 +573,18 @@ export class ServedMastery {
     return this.json.topics[topic] ?? this.json.global;
   }
 
+  /** The global calibration with the scale's anchor as its base (what masteryOf's `global` reads). */
+  anchorCalibration(): TopicCalibration {
+    const a = this.json.anchor;
+    return a === undefined ? this.json.global : { ...this.json.global, base: a.base };
+  }
+
+  /** Sd (logit units) of the anchor the intervals carry: 0 without an anchor or on a non-logit scale. */
+  anchorSd(): number {
+    const s = this.json.scale;
+    return s === "centred-logit" || s === "topic-logit" ? (this.json.anchor?.sd ?? 0) : 0;
+  }
+
   /** The stack's unclipped accuracy-scale prediction. */
   linear(e: PairEvidence): number {
     const x = new Float64Array(D);
@@ -514,7 +613,7 @@ export class ServedMastery {
     });
     const rawP = accContrib.reduce((s, v) => s + v, this.json.intercept);
     const pCorrect = clip01(rawP);
-    const g = this.json.global;
+    const g = this.anchorCalibration();
     const score = masteryOf(rawP, c, scale, g);
     const base = masteryOf(this.json.intercept, c, scale, g);
     // Secant slope of the (increasing) map between the base and the estimate; the derivative-free fallback
@@ -527,11 +626,17 @@ export class ServedMastery {
       contribution: accContrib[j]! * slope,
     }));
     const [q10, q90] = this.json.residualQuantiles[bandOf(e.attempts)] ?? [Number.NaN, Number.NaN];
+    const { lo, hi } = widenLogit(
+      score,
+      masteryOf(rawP + q10, c, scale, g),
+      masteryOf(rawP + q90, c, scale, g),
+      this.anchorSd(),
+    );
     return {
       score,
       pCorrect,
-      lo: masteryOf(rawP + q10, c, scale, g),
-      hi: masteryOf(rawP + q90, c, scale, g),
+      lo,
+      hi,
       decay: { halfLifeDays: c.halfLifeDays, floor: masteryOf(c.base, c, scale, g), pFloor: c.base },
       evidence: evidenceKind(e),
       attempts: e.attempts,
@@ -552,7 +657,8 @@ export class ServedMastery {
  * uses the filter's half-life and floor. With the filter's logistic emission (round 6: `slope` in its params)
  * K is knowledge on the filter's own item-threshold scale, and the served score is its posterior as it is
  * (mean, 10th / 90th percentiles; P(correct) = the posterior expectation of the topic's emission): the scale
- * map applies to the linear emission only, whose K is accuracy.
+ * map applies to the linear emission only, whose K is accuracy. `anchorSd` (ServedMastery.anchorSd: the
+ * uncertainty of the logit scale's anchor) widens the mapped interval on the logit scale (widenLogit).
  */
 export function servedFromLatent(
   est: LatentEstimate,
@@ -560,6 +666,7 @@ export function servedFromLatent(
   c: TopicCalibration,
   scale: MasteryScale,
   global: TopicCalibration,
+  anchorSd = 0,
 ): ServedEstimate {
   const emit = (k: number) => latent.guess + (1 - latent.guess - latent.slip) * k;
   // A logistic emission puts K on its own (item-threshold) scale: the posterior of K is the mastery as it is.
@@ -574,11 +681,12 @@ export function servedFromLatent(
     value: v,
     contribution: v * slope,
   }));
+  const { lo, hi } = own ? { lo: est.lo, hi: est.hi } : widenLogit(score, map(est.lo), map(est.hi), anchorSd);
   return {
     score,
     pCorrect: est.pCorrect,
-    lo: map(est.lo),
-    hi: map(est.hi),
+    lo,
+    hi,
     decay: {
       halfLifeDays: latent.halfLifeDays,
       floor: map(latent.floor),

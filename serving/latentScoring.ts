@@ -10,6 +10,7 @@ import {
 import { latentEventOf } from "../models/latentState.ts";
 import { type LearnerEvent, replayOrder } from "../models/learnerState.ts";
 import type { PairEvidence } from "../models/servedMastery.ts";
+import { studentOffsetSd, widenForOffset } from "../models/studentOffsetSd.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 
 const DAY_MS = 86_400_000;
@@ -168,12 +169,21 @@ export async function latentEstimates(
   return (await latentEstimatesWithOffsets(store, model, asOf)).estimates;
 }
 
-/** As latentEstimates, with each student's prior offset (the student effect; 0 without one). */
+/**
+ * As latentEstimates, with each student's prior offset (the student effect; 0 without one). With a student
+ * effect each interval also carries the offset's uncertainty (models/studentOffsetSd.ts; round 7) unless
+ * `offsetSd: false` (round 6's intervals); `raw` (optional) receives the estimates before that widening.
+ */
 export async function latentEstimatesWithOffsets(
   store: DuckStore,
   model: LatentFilter,
   asOf: Date,
-): Promise<{ estimates: Map<string, LatentEstimate>; offsets: Map<string, number> }> {
+  opts: { offsetSd?: boolean; raw?: Map<string, LatentEstimate> } = {},
+): Promise<{
+  estimates: Map<string, LatentEstimate>;
+  offsets: Map<string, number>;
+  offsetSds: Map<string, number>;
+}> {
   const out = new Map<string, LatentEstimate>();
   const asOfDays = asOf.getTime() / DAY_MS;
   const seqs = await loadLatentSequences(store, asOf);
@@ -185,17 +195,33 @@ export async function latentEstimatesWithOffsets(
     byStudent.set(st, l);
   }
   const offsets = new Map<string, number>();
+  const offsetSds = new Map<string, number>();
+  const withSd = opts.offsetSd !== false && (model.json.studentPriorSd ?? 0) > 0;
   for (const [st, list] of byStudent) {
-    // One fold per sequence from each basis prior; the offset in closed form from the pairs' summaries
-    // (models/latentFilter.ts predictStudent: the stream's computation on its stored states).
-    const r = model.predictStudent(
-      list.map(([, s]) => s),
-      asOfDays,
-    );
-    offsets.set(st, r.offset);
-    for (let i = 0; i < list.length; i++) out.set(list[i]![0], r.estimates[i]!);
+    // One (lean) fold per sequence from each basis prior; the offset in closed form from the pairs'
+    // summaries (models/latentFilter.ts predictStudent: the stream's computation on its stored states).
+    const seqs = list.map(([, s]) => s);
+    const r = model.predictStudent(seqs, asOfDays);
+    const off = r.offset;
+    offsets.set(st, off);
+    const sd = withSd ? studentOffsetSd(model, seqs, off) : 0;
+    offsetSds.set(st, sd);
+    list.forEach(([k, s], i) => {
+      const est = r.estimates[i]!;
+      opts.raw?.set(k, est);
+      out.set(
+        k,
+        sd > 0 && model.studentTopic(s.topic)
+          ? widenForOffset(
+              est,
+              model.predict(s.topic, s.events, asOfDays, off - sd),
+              model.predict(s.topic, s.events, asOfDays, off + sd),
+            )
+          : est,
+      );
+    });
   }
-  return { estimates: out, offsets };
+  return { estimates: out, offsets, offsetSds };
 }
 
 /**
@@ -207,15 +233,27 @@ export async function attachLatent(
   evidence: Map<string, PairEvidence>,
   model: LatentFilter,
   asOf: Date,
+  opts: { offsetSd?: boolean; raw?: Map<string, LatentEstimate> } = {},
 ): Promise<Map<string, LatentEstimate>> {
-  const { estimates: est, offsets } = await latentEstimatesWithOffsets(store, model, asOf);
-  // Pairs with a stored score but no event before asOf: the topic's prior (shifted by the student's offset).
+  const { estimates: est, offsets, offsetSds } = await latentEstimatesWithOffsets(store, model, asOf, opts);
+  // Pairs with a stored score but no event before asOf: the topic's prior (shifted by the student's offset;
+  // the interval carries the offset's uncertainty, the prior sd for a student without events).
   const asOfDays = asOf.getTime() / DAY_MS;
+  const priorSd = opts.offsetSd !== false ? (model.json.studentPriorSd ?? 0) : 0;
   for (const [k, e] of evidence) {
     let x = est.get(k);
     if (x === undefined) {
-      const off = model.offsetFor(e.topic, offsets.get(k.slice(0, k.indexOf("|"))) ?? 0);
+      const st = k.slice(0, k.indexOf("|"));
+      const off = model.offsetFor(e.topic, offsets.get(st) ?? 0);
+      const sd = model.studentTopic(e.topic) ? (offsetSds.get(st) ?? priorSd) : 0;
       x = model.estimate(model.mixAt(model.initBasis(e.topic), off), asOfDays, e.topic);
+      opts.raw?.set(k, x);
+      if (sd > 0)
+        x = widenForOffset(
+          x,
+          model.predict(e.topic, [], asOfDays, off - sd),
+          model.predict(e.topic, [], asOfDays, off + sd),
+        );
       est.set(k, x);
     }
     e.latent = x.score;

@@ -139,7 +139,14 @@ export function latentScores(
   if (served !== null) {
     const m = served.model;
     const lj = latent.filter.json;
-    const e = servedFromLatent(est, lj.params, m.calibration(topic), m.json.scale, m.json.global);
+    const e = servedFromLatent(
+      est,
+      lj.params,
+      m.calibration(topic),
+      m.json.scale,
+      m.anchorCalibration(),
+      m.anchorSd(),
+    );
     out.unshift({
       source: SERVED_SOURCE,
       score: e.score,

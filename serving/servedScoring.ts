@@ -61,7 +61,8 @@ export function servedEstimate(
       lj.params,
       model.calibration(e.topic),
       model.json.scale,
-      model.json.global,
+      model.anchorCalibration(),
+      model.anchorSd(),
     );
   return model.predict(e);
 }

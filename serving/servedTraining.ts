@@ -7,6 +7,7 @@ import type { LatentFitOptions } from "../models/latentFilter.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
 import { denseLabel, type KindWeights, kindWeights, type WindowOutcomes } from "../models/servedLabels.ts";
 import {
+  fitAnchor,
   type MasteryScale,
   type PairEvidence,
   type ServedFrom,
@@ -56,7 +57,18 @@ export interface TrainServedOptions {
   servedFrom?: ServedFrom;
   /** Options of the latent filter's fit (serving/latentScoring.ts). */
   latentFit?: LatentFitOptions & { maxEvents?: number };
+  /**
+   * The logit scales' anchor (what "centred-logit" serves as 0.5): "pair-centred" (default, round 7:
+   * models/servedMastery.ts fitAnchor, with its uncertainty in the intervals) or "gap-accuracy" (rounds 2-6:
+   * the log's typical correctness after a gap, no anchor uncertainty).
+   */
+  anchor?: ServedAnchor;
 }
+
+export const SERVED_ANCHORS = ["pair-centred", "gap-accuracy"] as const;
+export type ServedAnchor = (typeof SERVED_ANCHORS)[number];
+/** docs/benchmarks.md "Validity", round 7 (valid3). */
+export const SERVED_ANCHOR_DEFAULT: ServedAnchor = "pair-centred";
 
 /**
  * Default power of the selection reweighting (TrainServedOptions.balance): 0, none. Reweighting towards every
@@ -186,7 +198,8 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
     // its posterior mean as of the snapshot is one more input of the stack.
     const latentFit =
       opts.latent === false ? null : await fitLatentOnStore(scratch, snapshot, opts.latentFit ?? {});
-    if (latentFit !== null) await attachLatent(scratch, evidence, latentFit.model, snapshot);
+    const latentEst =
+      latentFit === null ? null : await attachLatent(scratch, evidence, latentFit.model, snapshot);
     // Calibration per topic: guess/slip of the bounded BKT fit on the same history (mastery scale), the
     // half-life and base of the decay fit on the same history (forgetting).
     const decay = fitDecay(await loadDecayTransitions(scratch, snapshot));
@@ -300,6 +313,22 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
     if (latentFit !== null) {
       model.json.latent = latentFit.model.toJSON();
       model.json.servedFrom = opts.servedFrom ?? SERVED_FROM_DEFAULT;
+    }
+    if ((opts.anchor ?? SERVED_ANCHOR_DEFAULT) === "pair-centred") {
+      // The served P(correct) of every scored pair at the snapshot: the filter's emission at its posterior
+      // mean (what servedFromLatent maps) or the stack's prediction.
+      const lp = model.json.latent?.params;
+      const fromLatent = model.json.servedFrom === "latent" && lp !== undefined && latentEst !== null;
+      const ps: { topic: string; p: number }[] = [];
+      for (const [k, e] of evidence) {
+        const est = latentEst?.get(k);
+        const p =
+          fromLatent && est !== undefined
+            ? lp.guess + (1 - lp.guess - lp.slip) * est.score
+            : Math.min(1, Math.max(0, model.linear(e)));
+        ps.push({ topic: e.topic, p });
+      }
+      model.json.anchor = fitAnchor(ps);
     }
     let modelPath: string | null = null;
     if (opts.out !== undefined) {

@@ -6,10 +6,13 @@ import {
   type ServedFrom,
 } from "../../models/servedMastery.ts";
 import {
+  SERVED_ANCHOR_DEFAULT,
+  SERVED_ANCHORS,
   SERVED_BALANCE,
   SERVED_FROM_DEFAULT,
   SERVED_LABELS,
   SERVED_SCALE,
+  type ServedAnchor,
   type ServedLabelKind,
   trainServed,
 } from "../../serving/servedTraining.ts";
@@ -26,6 +29,7 @@ interface TrainServedCliOptions {
   latent: string;
   latentStudent: string;
   servedFrom: string;
+  anchor: string;
 }
 
 /** `mastery train served`: fit the one served mastery estimate on a store's history (issue 16). */
@@ -78,6 +82,11 @@ export function register(program: Command): void {
       `how P(correct) maps to the served mastery score: ${MASTERY_SCALES.join(" | ")} (models/servedMastery.ts)`,
       SERVED_SCALE,
     )
+    .option(
+      "--anchor <how>",
+      `where the logit scales put 0.5: ${SERVED_ANCHORS.join(" | ")} (pair-centred: the scored pairs' mean logit P(correct) at the snapshot, its between-topic sd carried by the intervals; gap-accuracy: the log's typical correctness after a gap, rounds 2-6)`,
+      SERVED_ANCHOR_DEFAULT,
+    )
     .addHelpText(
       "after",
       `
@@ -98,11 +107,14 @@ Example:
         throw new CliError(`--latent must be on or off (got ${opts.latent})`);
       if (opts.latentStudent !== "on" && opts.latentStudent !== "off")
         throw new CliError(`--latent-student must be on or off (got ${opts.latentStudent})`);
+      if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))
+        throw new CliError(`--anchor must be one of ${SERVED_ANCHORS.join(", ")} (got ${opts.anchor})`);
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
         throw new CliError(`--served-from must be one of ${SERVED_FROM.join(", ")} (got ${opts.servedFrom})`);
       const res = await trainServed({
         latent: opts.latent === "on",
         servedFrom: opts.servedFrom as ServedFrom,
+        anchor: opts.anchor as ServedAnchor,
         latentFit: {
           studentEffect: opts.latentStudent === "on",
           onProgress: (ev, ll) => {
@@ -133,6 +145,7 @@ Example:
           weights: Object.fromEntries(j.inputs.map((n, i) => [n, j.weights[i]])),
           intercept: j.intercept,
           scale: j.scale,
+          anchor: j.anchor ?? null,
           latent:
             res.latentFit === null
               ? null

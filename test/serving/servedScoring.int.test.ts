@@ -92,6 +92,18 @@ describe("served mastery estimate on a generated store", () => {
         "SELECT count(*) AS n FROM (SELECT DISTINCT student_key, topic_id FROM student_mastery WHERE score_source <> 'served')",
       );
       expect(res.scored).toBeGreaterThanOrEqual(Number(pairs?.n ?? 0n));
+      // Round 7: the pair-centred anchor is stored and fitted on the snapshot's pairs, so the typical pair
+      // (mean logit of the served scores as of the cut, one week later) lands near 0.5.
+      const anchor = model.json.anchor!;
+      expect(anchor.method).toBe("pair-centred");
+      expect(anchor.base).toBeGreaterThan(0);
+      expect(anchor.base).toBeLessThan(1);
+      expect(anchor.sd).toBeGreaterThanOrEqual(0);
+      const m = await store.one<{ z: number }>(
+        "SELECT avg(ln(greatest(mastery_score, 1e-3) / greatest(1 - mastery_score, 1e-3))) AS z FROM student_mastery WHERE score_source = $1",
+        [SERVED_SOURCE],
+      );
+      expect(Math.abs(Number(m?.z))).toBeLessThan(0.25);
       const row = await store.one<{ student_key: string }>(
         `SELECT student_key FROM student_mastery WHERE score_source = $1 ORDER BY student_key LIMIT 1`,
         [SERVED_SOURCE],

@@ -1,0 +1,63 @@
+import type { LatentEstimate, LatentFilter, LatentSequence } from "./latentFilter.ts";
+
+/**
+ * The uncertainty of a student's prior offset (the latent filter's student effect, round 6) and its share of
+ * a pair's 80% interval (round 7, issue 16 lead b). The offset is the mode of the student's penalised
+ * likelihood f(o) = -sum ln P(sequences | prior shifted by o) + o^2 / (2 sd^2) (LatentFilter.studentOffset);
+ * its Laplace (normal) approximation has sd 1 / sqrt(f''(o)), f'' by a central second difference. A
+ * student with few answers keeps most of the prior sd; one with many has a small offset sd. The pair's
+ * interval then carries the posterior mean's change over +-1 offset sd, added in variance to its own
+ * (posterior) half-widths. Label-free: the same likelihood the offset is fitted on. Pure: no I/O.
+ */
+
+/** Step of the second difference (logit units). */
+const H = 0.25;
+/** z of the 90th percentile of a standard normal. */
+const Z80 = 1.2815515655446004;
+
+const logit = (p: number): number => Math.log(p / (1 - p));
+const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
+
+/**
+ * Laplace sd (logit units) of the student's offset at `offset` (0 without a student effect; the prior sd
+ * when the likelihood is flat, e.g. no graded events).
+ */
+export function studentOffsetSd(
+  model: LatentFilter,
+  sequences: readonly LatentSequence[],
+  offset: number,
+): number {
+  const sd = model.json.studentPriorSd ?? 0;
+  if (!(sd > 0)) return 0;
+  const p = new Float64Array(model.json.bins);
+  const f = (o: number): number => {
+    let ll = 0;
+    for (const s of sequences)
+      ll += model.kernelFor(s.topic).run(s.events, sigmoid(logit(model.priorMean(s.topic)) + o), p);
+    return -ll + (0.5 * o * o) / (sd * sd);
+  };
+  const curv = (f(offset + H) - 2 * f(offset) + f(offset - H)) / (H * H);
+  // The penalty alone has curvature 1 / sd^2: never report more uncertainty than the prior's.
+  return curv > 1 / (sd * sd) ? 1 / Math.sqrt(curv) : sd;
+}
+
+/**
+ * `est` (predicted with the student's offset) with its 80% interval widened by the offset's uncertainty:
+ * d = half the change of the posterior mean between the predictions at offset -+ offsetSd; each side's
+ * half-width w becomes sqrt(w^2 + (z80 d)^2), clamped to [0, 1]. Score and explanation unchanged.
+ */
+export function widenForOffset(
+  est: LatentEstimate,
+  below: LatentEstimate,
+  above: LatentEstimate,
+): LatentEstimate {
+  const d = Math.abs(above.score - below.score) / 2;
+  if (!(d > 0)) return est;
+  const e = (Z80 * d) ** 2;
+  const m = est.score;
+  return {
+    ...est,
+    lo: Math.max(0, m - Math.sqrt((m - est.lo) ** 2 + e)),
+    hi: Math.min(1, m + Math.sqrt((est.hi - m) ** 2 + e)),
+  };
+}
