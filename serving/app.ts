@@ -520,7 +520,9 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     });
   // Topic metadata changes rarely (ingest of topics files); re-read at most once a minute, for the
   // rollups of GET /mastery and the prerequisites of GET /recommendations alike.
-  let topicCache: { at: number; rows: readonly TopicRow[]; meta: TopicMeta } | undefined;
+  let topicCache:
+    | { at: number; rows: readonly TopicRow[]; meta: TopicMeta; byId: ReadonlyMap<string, TopicRow> }
+    | undefined;
   let topicRead: Promise<NonNullable<typeof topicCache>> | null = null;
   // GET reads on the embedded store use their own connections (DuckDB MVCC: they see committed data
   // and do not wait for a write's transaction on the main connection).
@@ -537,7 +539,12 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     topicRead ??= read
       .topics()
       .then((rows) => {
-        topicCache = { at: Date.now(), rows, meta: topicMetaOf(rows) };
+        topicCache = {
+          at: Date.now(),
+          rows,
+          meta: topicMetaOf(rows),
+          byId: new Map(rows.map((r) => [r.topic_id, r])),
+        };
         return topicCache;
       })
       .finally(() => {
@@ -641,7 +648,16 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       return bodies.get(studentKey, async () => {
         const arm = await experimentArm(studentKey);
         const build = async () => {
-          const rows = await read.masteryRows(studentKey);
+          // The scores without the join to topics: their names and levels come from the topics cache.
+          const [rows, { byId }] = await Promise.all([read.scoreRows(studentKey), topicTable()]);
+          for (const r of rows) {
+            const t = byId.get(r.topic_id);
+            if (t === undefined) continue;
+            r.name = t.name ?? null;
+            r.chapter_id = t.chapter_id;
+            r.subject_id = t.subject_id;
+            r.course_id = t.course_id;
+          }
           const topicIds = [...new Set(rows.map((r) => r.topic_id))];
           const model = await modelScoring.scoreStudent(store, studentKey, topicIds);
           const view = await readStudentMastery(read, studentKey, {

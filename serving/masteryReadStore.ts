@@ -38,6 +38,8 @@ export type StudentHistoryRow = HistoryRow & { topic_id: string };
 
 export type TopicRow = {
   topic_id: string;
+  /** The topic's display name (read by the server's topics cache to fill scoreRows' topic columns). */
+  name?: string | null;
   chapter_id: string | null;
   subject_id: string | null;
   course_id: string | null;
@@ -54,6 +56,12 @@ export interface MasteryReadStore {
   readonly concurrent: boolean;
   /** Every stored score of the student, ordered by topic_id, score_source. */
   masteryRows(studentKey: string): Promise<MasteryViewRow[]>;
+  /**
+   * The same rows without the join to topics (name, chapter_id, subject_id, course_id are null): for a
+   * caller that fills them from its own copy of the topics table (the server's topics cache), which
+   * saves the join and four columns a row on every GET /mastery miss.
+   */
+  scoreRows(studentKey: string): Promise<MasteryViewRow[]>;
   /** Every recorded change of one (student, topic), oldest first. */
   history(studentKey: string, topicId: string): Promise<HistoryRow[]>;
   /** Every recorded change of every topic of the student in one query: by topic_id, then oldest first. */
@@ -71,6 +79,9 @@ const MASTERY_SQL = `SELECT m.topic_id, m.mastery_score, m.score_source, m.model
        m.last_updated, t.name, t.chapter_id, t.subject_id, t.course_id
   FROM student_mastery m LEFT JOIN topics t USING (topic_id)
   WHERE m.student_key = $1 ORDER BY m.topic_id, m.score_source`;
+const SCORE_SQL = `SELECT topic_id, mastery_score, score_source, model_version, as_of, explanation,
+       last_updated, NULL AS name, NULL AS chapter_id, NULL AS subject_id, NULL AS course_id
+  FROM student_mastery WHERE student_key = $1 ORDER BY topic_id, score_source`;
 const HISTORY_SQL = `SELECT mastery_score, score_source, model_version, as_of, recorded_at, explanation
   FROM student_mastery_history WHERE student_key = $1 AND topic_id = $2
   ORDER BY recorded_at, as_of, score_source`;
@@ -78,7 +89,7 @@ const STUDENT_HISTORY_SQL = `SELECT topic_id, mastery_score, score_source, model
   FROM student_mastery_history WHERE student_key = $1
   ORDER BY topic_id, recorded_at, as_of, score_source`;
 const TOPICS_SQL =
-  "SELECT topic_id, chapter_id, subject_id, course_id, content_length, prerequisites FROM topics";
+  "SELECT topic_id, name, chapter_id, subject_id, course_id, content_length, prerequisites FROM topics";
 
 /**
  * The StateStore is keyed by (student, topic) and has no per-student scan (Redis hashes), so the
@@ -112,6 +123,10 @@ export class DuckMasteryReadStore implements MasteryReadStore {
 
   masteryRows(studentKey: string): Promise<MasteryViewRow[]> {
     return this.store.all<MasteryViewRow>(MASTERY_SQL, [studentKey]);
+  }
+
+  scoreRows(studentKey: string): Promise<MasteryViewRow[]> {
+    return this.store.all<MasteryViewRow>(SCORE_SQL, [studentKey]);
   }
 
   history(studentKey: string, topicId: string): Promise<HistoryRow[]> {
@@ -162,6 +177,10 @@ export class PgMasteryReadStore implements MasteryReadStore {
   masteryRows(studentKey: string): Promise<MasteryViewRow[]> {
     // DOUBLE PRECISION arrives as a number, TIMESTAMP as a Date in UTC (storage/postgres.ts).
     return this.pg.allPrepared<MasteryViewRow>(MASTERY_SQL, [studentKey]);
+  }
+
+  scoreRows(studentKey: string): Promise<MasteryViewRow[]> {
+    return this.pg.allPrepared<MasteryViewRow>(SCORE_SQL, [studentKey]);
   }
 
   history(studentKey: string, topicId: string): Promise<HistoryRow[]> {
