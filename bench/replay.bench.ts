@@ -15,6 +15,9 @@
  * replayEvents vs the latent filter's foldLatent), the stored bytes per pair, the DuckDB file growth per
  * pair and the load average; checks B's state against the replay (recompute).
  *   LATENT_AB=1 REPLAY_EVENTS=20000 REPEAT=3 npx tsx bench/replay.bench.ts
+ * LATENT_AB=student: A = the latent filter without a student effect, B = with one (studentPriorSd 1.5, every
+ * topic covered: basis states, the student's other pairs committed and rescored with each batch).
+ *   LATENT_AB=student REPLAY_EVENTS=10000 REPEAT=3 npx tsx bench/replay.bench.ts
  */
 
 import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -23,7 +26,7 @@ import { join } from "node:path";
 import { validateEvent } from "../features/contracts.ts";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import type { LatentModelJson } from "../models/latentFilter.ts";
-import { encodeLatentState, foldLatent } from "../models/latentState.ts";
+import { encodeLatentBasis, foldLatentBasis } from "../models/latentState.ts";
 import { replayEvents, replayOrder, topicParamsResolver } from "../models/learnerState.ts";
 import { IDENTITY_CALIBRATION, SERVED_INPUTS, type ServedMasteryJson } from "../models/servedMastery.ts";
 import { type BktEloModels, scoreBktElo } from "../serving/learnerState.ts";
@@ -67,7 +70,7 @@ console.log(
   `events: ${set.events.length} distinct, ${set.publishOrder.length} published (late + duplicates), ${nRows} (event, topic) rows, batches of ${BATCH}; repeat ${REPEAT}`,
 );
 
-if (process.env.LATENT_AB === "1") {
+if (process.env.LATENT_AB === "1" || process.env.LATENT_AB === "student") {
   await latentAb();
   process.exit(process.exitCode ?? 0);
 }
@@ -142,7 +145,7 @@ console.log(`states equal (recompute after the stream, and after the batch job):
 if (!ok) process.exitCode = 1;
 
 /** A served model whose score is the latent filter (hand-set parameters: the cost does not depend on them). */
-function benchServedModel(dir: string): string {
+function benchServedModel(dir: string, studentPriorSd?: number): string {
   const latent: LatentModelJson = {
     version: 1,
     bins: 40,
@@ -157,9 +160,14 @@ function benchServedModel(dir: string): string {
       noise: 0.02,
       assignmentConcentration: 8,
     },
-    topicPriorMean: {},
+    // With a student effect, the topics it covers (LatentFilter.studentTopic): all of the generated ones.
+    topicPriorMean:
+      studentPriorSd === undefined
+        ? {}
+        : Object.fromEntries(Array.from({ length: 12 }, (_, t) => [`topic-${t}`, 0.35])),
     fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
     intervalScale: 1.2,
+    ...(studentPriorSd === undefined ? {} : { studentPriorSd }),
   };
   const json: ServedMasteryJson = {
     kind: "served-mastery",
@@ -198,12 +206,19 @@ async function sizeOf(path: string, table: string): Promise<number> {
 async function latentAb(): Promise<void> {
   const root = `/tmp/latstream/replay-bench-${process.pid}`;
   mkdirSync(root, { recursive: true });
+  const student = process.env.LATENT_AB === "student";
   const withLatent: BktEloModels = {
     ...MODELS,
-    ...streamModels({ servedModelDir: benchServedModel(join(root, "served")) }),
+    ...streamModels({
+      servedModelDir: benchServedModel(join(root, "served"), student ? 1.5 : undefined),
+    }),
   };
+  // LATENT_AB=student: A is the latent filter without the student effect, B with it.
+  const baseline: BktEloModels = student
+    ? { ...MODELS, ...streamModels({ servedModelDir: benchServedModel(join(root, "served-a")) }) }
+    : MODELS;
   const run = async (label: "A" | "B", rep: number) => {
-    const models = label === "B" ? withLatent : MODELS;
+    const models = label === "B" ? withLatent : baseline;
     const path = join(root, `${label}${rep}.duckdb`);
     const duck = await DuckStore.open(path);
     const stores = await openStreamStores({ dbPath: path, duck });
@@ -278,7 +293,7 @@ async function latentAb(): Promise<void> {
     foldBkt.push((performance.now() - t0) / 1000);
     t0 = performance.now();
     for (const ks of byKey)
-      encodeLatentState(foldLatent(filter, ks[0]!.topic_id, replayOrder(ks.map(learnerEvent))));
+      encodeLatentBasis(foldLatentBasis(filter, ks[0]!.topic_id, replayOrder(ks.map(learnerEvent))));
     foldLat.push((performance.now() - t0) / 1000);
   }
   const load1 = loadavg()[0]!;
@@ -288,16 +303,18 @@ async function latentAb(): Promise<void> {
     `load average (1 min) ${load0.toFixed(1)} at start, ${load1.toFixed(1)} at end; ${keys} keys, ${rows} stored rows`,
   );
   console.log(
-    `A stream updater, BKT/Elo only      median ${median(a).toFixed(2)} s  ${Math.round(rate(a))} events/s`,
+    `A stream updater, ${student ? "latent, no student effect" : "BKT/Elo only     "} median ${median(a).toFixed(2)} s  ${Math.round(rate(a))} events/s`,
   );
   console.log(
-    `B stream updater + latent filter    median ${median(b).toFixed(2)} s  ${Math.round(rate(b))} events/s`,
+    `B stream updater + ${student ? "latent + student effect" : "latent filter          "} median ${median(b).toFixed(2)} s  ${Math.round(rate(b))} events/s`,
   );
   console.log(
     `ratio B/A (events/s) ${(rate(b) / rate(a)).toFixed(3)}; per run: A ${a.map((x) => x.toFixed(2)).join(" ")}, B ${b.map((x) => x.toFixed(2)).join(" ")}`,
   );
   console.log(`pure fold BKT/Elo (replayEvents)     ${Math.round(rate(foldBkt))} events/s`);
-  console.log(`pure fold latent (foldLatent+encode) ${Math.round(rate(foldLat))} events/s`);
+  console.log(
+    `pure fold latent (foldLatentBasis+encode, ${filter.studentGrid().length} part(s)) ${Math.round(rate(foldLat))} events/s`,
+  );
   console.log(`latent state per pair: ${blob} bytes (Redis: ${Math.ceil(blob / 3) * 4} base64 characters)`);
   console.log(
     `DuckDB file after CHECKPOINT: A ${sizes.A} B ${sizes.B} bytes, +${((sizes.B - sizes.A) / keys).toFixed(0)} bytes per pair`,

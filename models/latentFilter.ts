@@ -458,6 +458,24 @@ export interface LatentState {
   lastT: number;
 }
 
+/**
+ * The basis offsets (logits) of the student effect: -3 .. 3 in steps of 1 (the range of round 6's search).
+ * A model with a student effect carries a pair's filter from each (LatentFilter.studentGrid).
+ */
+export const STUDENT_GRID: readonly number[] = [-3, -2, -1, 0, 1, 2, 3];
+const NO_STUDENT_GRID: readonly number[] = [0];
+/** Pair summaries are rounded to multiples of 1 / LL_QUANTUM (exact float64 sums up to ~2^28 nats). */
+const LL_QUANTUM = 2 ** 24;
+
+/**
+ * A pair's filter state under the student effect: one LatentState per basis offset (LatentFilter.studentGrid,
+ * a single one without the effect) and each one's log-likelihood of the pair's graded events.
+ */
+export interface LatentBasisState {
+  parts: LatentState[];
+  ll: Float64Array;
+}
+
 /** Mean of a posterior over grid midpoints `x`. */
 function meanOf(p: Float32Array, x: Float64Array): number {
   let s = 0;
@@ -549,9 +567,10 @@ export class LatentFilter {
    * last event, the outcome (emission), then learning and noise. The posterior is rounded to float32 after
    * every event (the stored form), so a state continued from storage and a replay from the start give the
    * same bits; the rounding's change of the mean is counted with the event's learning factor. `topic` picks
-   * the topic's emission (it matters only for the opt-in item-difficulty emission).
+   * the topic's emission (it matters only for the opt-in item-difficulty emission). Returns ln P(outcome |
+   * history) of the event (0 for an ungraded one).
    */
-  step(s: LatentState, e: LatentEvent, topic = ""): void {
+  step(s: LatentState, e: LatentEvent, topic = ""): number {
     if (s.p.length !== this.json.bins)
       throw new LatentFilterError(`latent state has ${s.p.length} cells, the model ${this.json.bins}`);
     const k = this.kernelFor(topic);
@@ -566,7 +585,7 @@ export class LatentFilter {
       mean = m;
     }
     s.lastT = e.t;
-    k.observe(p, e);
+    const ll = k.observe(p, e);
     const of = OBS_FACTOR[e.kind];
     if (of !== undefined) {
       const m = k.mean(p);
@@ -578,6 +597,7 @@ export class LatentFilter {
     s.p.set(p);
     c[LEARN_FACTOR[e.kind] ?? LEARN_FACTOR[KIND_QUIZ]!]! += meanOf(s.p, k.x) - mean;
     s.events++;
+    return ll;
   }
 
   /**
@@ -623,22 +643,201 @@ export class LatentFilter {
   }
 
   /**
-   * A student's offset (logit units) of the prior mean shared by all of their topics: the maximum of the
-   * likelihood of their sequences (each from its topic's prior shifted by the offset) + a Normal(0,
-   * studentPriorSd^2) penalty (empirical Bayes; 0 without a student effect or without graded events).
-   * Pass it to `predict` for each of the student's topics.
+   * The prior offsets (logits) of the student effect's basis: [0] without a student effect, else
+   * STUDENT_GRID. A pair's state is the filter run from the topic's prior shifted by each of them
+   * (LatentBasisState); the prior at any offset o in between is the mixture of its two neighbours' priors
+   * (weights linear in o), so the pair's posterior and likelihood at o are exact mixtures of the stored ones
+   * (the filter is linear in its prior): no re-run when the student's offset moves.
+   */
+  studentGrid(): readonly number[] {
+    return (this.json.studentPriorSd ?? 0) > 0 ? STUDENT_GRID : NO_STUDENT_GRID;
+  }
+
+  /** A pair without events, from each basis prior (`studentGrid`). */
+  initBasis(topic: string): LatentBasisState {
+    const grid = this.studentGrid();
+    return { parts: grid.map((o) => this.init(topic, o)), ll: new Float64Array(grid.length) };
+  }
+
+  /** Folds one event into every basis part (as `step`), adding each part's log-likelihood of it. */
+  stepBasis(b: LatentBasisState, e: LatentEvent, topic = ""): void {
+    for (let j = 0; j < b.parts.length; j++) b.ll[j]! += this.step(b.parts[j]!, e, topic);
+  }
+
+  /**
+   * A pair's summary for its student's offset: its log-likelihood at each basis offset, rounded to
+   * multiples of 2^-24 so that sums of summaries are exact in float64 (any order, and a per-student
+   * record can add the new and subtract the old summary of a pair without drift).
+   */
+  static summary(b: LatentBasisState): Float64Array {
+    return b.ll.map((v) => Math.round(v * LL_QUANTUM) / LL_QUANTUM);
+  }
+
+  /**
+   * A student's offset (logit units) of the prior mean shared by all of their topics, in closed form from the
+   * sum of their pairs' summaries (`summary`, one value per basis offset): the penalised log-likelihood
+   * F_j = sum_j - o_j^2 / (2 studentPriorSd^2) at the basis offsets, then the vertex of the parabola through
+   * the best one and its neighbours (the best one itself at the grid's edge). 0 without a student effect.
+   */
+  offsetFromSummary(sum: ArrayLike<number>): number {
+    const sd = this.json.studentPriorSd ?? 0;
+    const grid = this.studentGrid();
+    if (!(sd > 0) || grid.length < 3 || sum.length !== grid.length) return 0;
+    const f = grid.map((o, j) => sum[j]! - (0.5 * o * o) / (sd * sd));
+    let best = 0;
+    for (let j = 1; j < f.length; j++) if (f[j]! > f[best]!) best = j;
+    if (best === 0 || best === f.length - 1) return grid[best]!;
+    const a = f[best - 1]!;
+    const b = f[best]!;
+    const c = f[best + 1]!;
+    const den = a - 2 * b + c;
+    if (!(den < 0)) return grid[best]!;
+    const step = grid[best + 1]! - grid[best]!;
+    return grid[best]! + (0.5 * step * (a - c)) / den;
+  }
+
+  /**
+   * Whether the student effect covers `topic`: the topics with a fitted prior mean (the fit sample's). A pair of
+   * another topic neither informs the student's offset nor is shifted by it (offset 0), so that adding a pair
+   * of an unknown topic never moves the others' scores: the batch and the stream agree on which pairs count.
+   */
+  studentTopic(topic: string): boolean {
+    return (this.json.studentPriorSd ?? 0) > 0 && Object.hasOwn(this.json.topicPriorMean, topic);
+  }
+
+  /** The offset a pair of `topic` is scored at: the student's for a covered topic (`studentTopic`), else 0. */
+  offsetFor(topic: string, studentOffset: number): number {
+    return this.studentTopic(topic) ? studentOffset : 0;
+  }
+
+  /**
+   * The student's offset from their pairs' basis states: the sum of the summaries (`summary`) of the pairs
+   * of covered topics (`studentTopic`), then `offsetFromSummary`. Exact sums: any order of the pairs.
+   */
+  studentOffsetOf(pairs: readonly { topic: string; state: LatentBasisState }[]): number {
+    const sum = new Float64Array(this.studentGrid().length);
+    for (const { topic, state } of pairs) {
+      if (!this.studentTopic(topic)) continue;
+      const q = LatentFilter.summary(state);
+      for (let j = 0; j < sum.length; j++) sum[j]! += q[j]!;
+    }
+    return this.offsetFromSummary(sum);
+  }
+
+  /**
+   * The pair's state at the student's `offset`: the posterior from the mixture of the two neighbouring basis
+   * priors (weights 1 - w, w by where the offset lies between them), i.e. the mixture of the two basis
+   * posteriors weighted by prior weight x likelihood. Base and factor contributions mix with the same
+   * weights, so base + contributions = the mixed mean still holds. The part itself without a student effect.
+   */
+  mixAt(b: LatentBasisState, offset: number): LatentState {
+    const grid = this.studentGrid();
+    if (b.parts.length !== grid.length)
+      throw new LatentFilterError(
+        `latent state has ${b.parts.length} basis parts, the model's student effect ${grid.length}: rebuild it from its events`,
+      );
+    if (grid.length === 1) return b.parts[0]!;
+    const lo = grid[0]!;
+    const step = grid[1]! - lo;
+    const pos = Math.min(grid.length - 1, Math.max(0, (offset - lo) / step));
+    const j = Math.min(grid.length - 2, Math.floor(pos));
+    const w = pos - j;
+    const a = b.parts[j]!;
+    const c = b.parts[j + 1]!;
+    const la = b.ll[j]!;
+    const lc = b.ll[j + 1]!;
+    const m = Math.max(la, lc);
+    let wa = (1 - w) * Math.exp(la - m);
+    let wc = w * Math.exp(lc - m);
+    const z = wa + wc;
+    wa /= z;
+    wc /= z;
+    const p = new Float32Array(a.p.length);
+    for (let i = 0; i < p.length; i++) p[i] = wa * a.p[i]! + wc * c.p[i]!;
+    const contributions = new Float64Array(a.contributions.length);
+    for (let i = 0; i < contributions.length; i++)
+      contributions[i] = wa * a.contributions[i]! + wc * c.contributions[i]!;
+    const base = wa * a.base + wc * c.base;
+    // The float32 posterior's mean differs from the mixed mean by rounding (~1e-8): counted with the
+    // forgetting factor, so that base + contributions = the posterior's mean as for a folded state.
+    let sum = base;
+    for (let i = 0; i < contributions.length; i++) sum += contributions[i]!;
+    contributions[FACTOR_FORGETTING]! += meanOf(p, this.kernelFor("").x) - sum;
+    return { p, base, contributions, observations: a.observations, events: a.events, lastT: a.lastT };
+  }
+
+  /**
+   * Each basis part's log-likelihood of a sequence with `step`'s arithmetic (float32 posterior between events),
+   * and the parts' posteriors only (no explanation): for the summaries. Not a state to store or score.
+   */
+  private leanBasis(topic: string, events: readonly LatentEvent[]): LatentBasisState {
+    const b = this.initBasis(topic);
+    const k = this.kernelFor(topic);
+    const p = this.p;
+    b.parts.forEach((s, j) => {
+      let ll = 0;
+      let last = Number.NaN;
+      for (const e of events) {
+        for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
+        if (Number.isFinite(last)) k.forget(p, e.t - last);
+        last = e.t;
+        ll += k.observe(p, e);
+        k.learnFrom(p, e.kind);
+        s.p.set(p);
+      }
+      b.ll[j] = ll;
+    });
+    return b;
+  }
+
+  /** A fold of a sequence from every basis prior. */
+  foldBasis(topic: string, events: readonly LatentEvent[]): LatentBasisState {
+    const b = this.initBasis(topic);
+    for (const e of events) this.stepBasis(b, e, topic);
+    return b;
+  }
+
+  /**
+   * A student's offset (logit units) of the prior mean shared by all of their topics: empirical Bayes, the
+   * maximum of the penalised likelihood of their sequences (`offsetFromSummary` over the basis). 0 without a
+   * student effect. Pass it to `predict` for one topic, or use `predictStudent` (the scoring path).
    */
   studentOffset(sequences: readonly LatentSequence[]): number {
-    const sd = this.json.studentPriorSd ?? 0;
-    if (!(sd > 0) || !sequences.some((s) => s.events.some((e) => e.n > 0))) return 0;
-    const p = new Float64Array(this.json.bins);
-    const f = (o: number): number => {
-      let ll = 0;
-      for (const s of sequences)
-        ll += this.kernelFor(s.topic).run(s.events, sigmoid(logit(this.priorMean(s.topic)) + o), p);
-      return -ll + (0.5 * o * o) / (sd * sd);
-    };
-    return goldenMin(f, -3, 3, 16);
+    if (!((this.json.studentPriorSd ?? 0) > 0)) return 0;
+    return this.studentOffsetOf(
+      sequences.map((s) => ({ topic: s.topic, state: this.foldBasis(s.topic, s.events) })),
+    );
+  }
+
+  /**
+   * The estimates of one student's sequences as of `asOfDays` with their student offset: each sequence folded
+   * once from every basis prior, the offset from the sum of the summaries, each estimate from the mixed state
+   * at the offset (`offsetFor`: 0 for a topic the effect does not cover).
+   * The stream computes the same from the stored basis states (serving/latentStream.ts).
+   */
+  predictStudent(
+    sequences: readonly LatentSequence[],
+    asOfDays: number,
+  ): { offset: number; estimates: LatentEstimate[] } {
+    // The summaries from lean folds (the same arithmetic as `step`, so the same log-likelihood bits, without
+    // the explanation's bookkeeping); then the full fold of only the two basis parts the offset mixes.
+    const grid = this.studentGrid();
+    const pairs = sequences.map((s) => ({ topic: s.topic, state: this.leanBasis(s.topic, s.events) }));
+    const offset = this.studentOffsetOf(pairs);
+    const estimates = pairs.map((x, i) => {
+      const off = this.offsetFor(x.topic, offset);
+      const events = sequences[i]!.events;
+      if (grid.length === 1) return this.predict(x.topic, events, asOfDays);
+      const pos = (off - grid[0]!) / (grid[1]! - grid[0]!);
+      const j = Math.min(grid.length - 2, Math.floor(Math.min(grid.length - 1, Math.max(0, pos))));
+      for (const at of [j, j + 1]) {
+        const part = this.init(x.topic, grid[at]!);
+        for (const e of events) this.step(part, e, x.topic);
+        x.state.parts[at] = part;
+      }
+      return this.estimate(this.mixAt(x.state, off), asOfDays, x.topic);
+    });
+    return { offset, estimates };
   }
 
   /**

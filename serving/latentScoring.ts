@@ -198,17 +198,20 @@ export async function latentEstimatesWithOffsets(
   const offsetSds = new Map<string, number>();
   const withSd = opts.offsetSd !== false && (model.json.studentPriorSd ?? 0) > 0;
   for (const [st, list] of byStudent) {
+    // One (lean) fold per sequence from each basis prior; the offset in closed form from the pairs'
+    // summaries (models/latentFilter.ts predictStudent: the stream's computation on its stored states).
     const seqs = list.map(([, s]) => s);
-    const off = model.studentOffset(seqs);
+    const r = model.predictStudent(seqs, asOfDays);
+    const off = r.offset;
     offsets.set(st, off);
     const sd = withSd ? studentOffsetSd(model, seqs, off) : 0;
     offsetSds.set(st, sd);
-    for (const [k, s] of list) {
-      const est = model.predict(s.topic, s.events, asOfDays, off);
+    list.forEach(([k, s], i) => {
+      const est = r.estimates[i]!;
       opts.raw?.set(k, est);
       out.set(
         k,
-        sd > 0
+        sd > 0 && model.studentTopic(s.topic)
           ? widenForOffset(
               est,
               model.predict(s.topic, s.events, asOfDays, off - sd),
@@ -216,7 +219,7 @@ export async function latentEstimatesWithOffsets(
             )
           : est,
       );
-    }
+    });
   }
   return { estimates: out, offsets, offsetSds };
 }
@@ -241,9 +244,9 @@ export async function attachLatent(
     let x = est.get(k);
     if (x === undefined) {
       const st = k.slice(0, k.indexOf("|"));
-      const off = offsets.get(st) ?? 0;
-      const sd = offsetSds.get(st) ?? priorSd;
-      x = model.predict(e.topic, [], asOfDays, off);
+      const off = model.offsetFor(e.topic, offsets.get(st) ?? 0);
+      const sd = model.studentTopic(e.topic) ? (offsetSds.get(st) ?? priorSd) : 0;
+      x = model.estimate(model.mixAt(model.initBasis(e.topic), off), asOfDays, e.topic);
       opts.raw?.set(k, x);
       if (sd > 0)
         x = widenForOffset(

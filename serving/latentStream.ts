@@ -1,5 +1,5 @@
-import { LatentFilter } from "../models/latentFilter.ts";
-import { decodeLatentState, encodeLatentState, foldLatent, latentDays } from "../models/latentState.ts";
+import { type LatentBasisState, LatentFilter } from "../models/latentFilter.ts";
+import { decodeLatentBasis, encodeLatentBasis, foldLatentBasis, latentDays } from "../models/latentState.ts";
 import type { LearnerEvent } from "../models/learnerState.ts";
 import { type ServedMastery, servedFromLatent } from "../models/servedMastery.ts";
 import type { MasteryScore } from "../storage/masteryStore.ts";
@@ -18,10 +18,17 @@ import { loadServedModel, SERVED_SOURCE, ServedModelError, servedExplanation } f
  * forward from the stored state; a late event, a missing state or a state of another latent model (version
  * or grid size) rebuilds the key from its stored events. Either way the state is the fold of the key's
  * events in replay order, the same bits as `mastery recompute` and the batch scoring's replay.
+ *
+ * Student effect (a model with studentPriorSd > 0): the state is the pair's filter from each basis prior
+ * (models/latentState.ts format 2); a student's offset comes from the exact sum of their pairs' summaries
+ * (`studentOffsetOfStates`), and each pair is scored at it (LatentFilter.mixAt). The updater carries every key
+ * of the model's topics of a student it moves and rewrites their scores in the same batch (serving/updater.ts).
  */
 
 export interface StreamLatent {
   filter: LatentFilter;
+  /** Basis parts of a pair's state: 1, or the student effect's grid (LatentFilter.studentGrid). */
+  parts: number;
   /** latent-<hash> of the filter: learner_state's latent_model_version. */
   latentVersion: string;
   /** The served model's calibration and scale (servedFromLatent); null: write only the 'latent' score. */
@@ -38,14 +45,10 @@ export function loadStreamLatent(dir: string): StreamLatent {
     throw new ServedModelError(
       `the served model in ${dir} has no latent filter (trained with --latent off): retrain it with \`mastery train served --latent on\` to carry the filter in the stream`,
     );
-  const sd = lj.studentPriorSd ?? 0;
-  if (sd > 0)
-    throw new ServedModelError(
-      `the served model in ${dir} has a student effect (studentPriorSd ${sd.toFixed(3)}): a student's offset is fitted across all of their topics, which the stream, folding one (student, topic) at a time, cannot carry, so its scores would differ from \`mastery score served\`; retrain with \`mastery train served --latent-student off\` to serve the filter in the stream, or run without --served-model and refresh the served score with \`mastery score served\``,
-    );
   const filter = LatentFilter.fromJSON(lj);
   return {
     filter,
+    parts: filter.studentGrid().length,
     latentVersion: latentModelVersion(filter),
     served: model.json.servedFrom === "latent" ? { model, version } : null,
     scoreVersion: version,
@@ -61,7 +64,32 @@ export function latentUsable(latent: StreamLatent | undefined, s: StoredLearnerS
   const stored = s.latent ?? null;
   if (latent === undefined) return stored === null;
   if (stored === null || s.latentModelVersion !== latent.latentVersion) return false;
-  return decodeLatentState(stored, latent.filter.json.bins) !== null;
+  return decodeLatentBasis(stored, latent.filter.json.bins, latent.parts) !== null;
+}
+
+/** Whether the stream's latent filter has a student effect (a pair's scores depend on the student's other pairs). */
+export function hasStudentEffect(latent: StreamLatent | undefined): latent is StreamLatent {
+  return latent !== undefined && latent.parts > 1;
+}
+
+/**
+ * The student offset (models/latentFilter.ts studentOffsetOf) from the stored states of a student's pairs: the
+ * exact sum of the summaries of those with a usable latent state (this model's) in a covered topic. 0 without
+ * a student effect.
+ */
+export function studentOffsetOfStates(
+  latent: StreamLatent | undefined,
+  pairs: readonly { topicId: string; state: StoredLearnerState }[],
+): number {
+  if (!hasStudentEffect(latent)) return 0;
+  const bins = latent.filter.json.bins;
+  const basis: { topic: string; state: LatentBasisState }[] = [];
+  for (const x of pairs) {
+    if (x.state.latent == null || x.state.latentModelVersion !== latent.latentVersion) continue;
+    const b = decodeLatentBasis(x.state.latent, bins, latent.parts);
+    if (b !== null) basis.push({ topic: x.topicId, state: b });
+  }
+  return latent.filter.studentOffsetOf(basis);
 }
 
 /**
@@ -76,23 +104,29 @@ export function foldLatentColumns(
 ): LatentColumns {
   if (latent === undefined) return NONE;
   const bins = latent.filter.json.bins;
-  const start = from?.latent == null ? undefined : (decodeLatentState(from.latent, bins) ?? undefined);
-  const s = foldLatent(latent.filter, topic, ordered, start);
-  return { latent: encodeLatentState(s), latentModelVersion: latent.latentVersion };
+  const start =
+    from?.latent == null ? undefined : (decodeLatentBasis(from.latent, bins, latent.parts) ?? undefined);
+  const s = foldLatentBasis(latent.filter, topic, ordered, start);
+  return { latent: encodeLatentBasis(s), latentModelVersion: latent.latentVersion };
 }
 
-/** The 'latent' (and 'served') scores of a stored state, as of its last event; none without a latent state. */
+/**
+ * The 'latent' (and 'served') scores of a stored state, as of its last event, at the student's offset
+ * (`studentOffsetOfStates`; ignored without a student effect); none without a latent state.
+ */
 export function latentScores(
   latent: StreamLatent | undefined,
   topic: string,
   columns: LatentColumns,
   lastTsUs: number | null,
+  studentOffset = 0,
 ): MasteryScore[] {
   if (latent === undefined || columns.latent == null || lastTsUs === null) return [];
   if (columns.latentModelVersion !== latent.latentVersion) return [];
-  const s = decodeLatentState(columns.latent, latent.filter.json.bins);
-  if (s === null) return [];
-  const est = latent.filter.estimate(s, latentDays(lastTsUs), topic);
+  const b = decodeLatentBasis(columns.latent, latent.filter.json.bins, latent.parts);
+  if (b === null) return [];
+  const f = latent.filter;
+  const est = f.estimate(f.mixAt(b, f.offsetFor(topic, studentOffset)), latentDays(lastTsUs), topic);
   const out: MasteryScore[] = [
     {
       source: LATENT_SOURCE,

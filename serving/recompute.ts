@@ -2,7 +2,7 @@ import { replayEvents, replayOrder } from "../models/learnerState.ts";
 import type { MasteryStore } from "../storage/masteryStore.ts";
 import type { LearnerRow, RawEventStore } from "../storage/rawEventStore.ts";
 import { STATE_NUMBER_FIELDS, type StateStore, type StoredLearnerState } from "../storage/stateStore.ts";
-import { foldLatentColumns } from "./latentStream.ts";
+import { foldLatentColumns, studentOffsetOfStates } from "./latentStream.ts";
 import type { BktEloModels } from "./learnerState.ts";
 import { topicParamsResolver } from "./learnerState.ts";
 import { learnerEvent, stateScores } from "./updater.ts";
@@ -97,6 +97,7 @@ export async function recompute(
     const prev = events[i - 1];
     if (prev === undefined || prev.student_key !== e.student_key || prev.topic_id !== e.topic_id) totalKeys++;
   }
+  const byStudent = new Map<string, { topicId: string; state: StoredLearnerState }[]>();
   let k = 0;
   let done = 0;
   while (k < events.length) {
@@ -126,17 +127,25 @@ export async function recompute(
       ...latent,
     };
     expectedState.set(keyId(first.student_key, first.topic_id), stored);
-    for (const sc of stateScores(stored, first.topic_id, params, models))
-      expectedScores.set(keyId(first.student_key, first.topic_id, sc.source), {
-        score: sc.score,
-        modelVersion: sc.modelVersion,
-        asOfUs: s.lastTs ?? 0,
-        explanation: sc.explanation,
-      });
+    const l = byStudent.get(first.student_key) ?? [];
+    l.push({ topicId: first.topic_id, state: stored });
+    byStudent.set(first.student_key, l);
     done++;
     if (done % 1000 === 0) opts.onProgress?.(done, totalKeys);
   }
   opts.onProgress?.(done, totalKeys);
+  // Scores after every key's state: a student effect's offset spans the student's pairs (0 without one).
+  for (const [student, pairs] of byStudent) {
+    const offset = studentOffsetOfStates(models.latent, pairs);
+    for (const { topicId, state } of pairs)
+      for (const sc of stateScores(state, topicId, paramsFor(topicId), models, offset))
+        expectedScores.set(keyId(student, topicId, sc.source), {
+          score: sc.score,
+          modelVersion: sc.modelVersion,
+          asOfUs: state.lastTs ?? 0,
+          explanation: sc.explanation,
+        });
+  }
 
   // learner_state
   const st = emptyTable("learner_state");

@@ -20,10 +20,12 @@ import type { LoadedKey, StateCommit, StateStore, StoredLearnerState } from "../
 import { EventLoopBudget } from "./eventLoopBudget.ts";
 import {
   foldLatentColumns,
+  hasStudentEffect,
   type LatentColumns,
   latentScores,
   latentUsable,
   loadStreamLatent,
+  studentOffsetOfStates,
 } from "./latentStream.ts";
 import { type BktEloModels, modelFileVersion, topicParamsResolver } from "./learnerState.ts";
 
@@ -245,15 +247,20 @@ function toLearner(s: StoredLearnerState): LearnerState {
   return rest;
 }
 
-/** BKT/Elo scores of a stored state, then the latent filter's (serving/latentStream.ts). Shared with the recompute. */
+/**
+ * BKT/Elo scores of a stored state, then the latent filter's (serving/latentStream.ts) at the student's offset
+ * (studentOffsetOfStates over all of the student's states; 0 without a student effect). Shared with the
+ * recompute.
+ */
 export function stateScores(
   state: StoredLearnerState,
   topicId: string,
   params: TopicParams,
   models: BktEloModels,
+  studentOffset = 0,
 ): MasteryWrite["scores"] {
   const scores = masteryScores(toLearner(state), params, models);
-  const latent = latentScores(models.latent, topicId, state, state.lastTs);
+  const latent = latentScores(models.latent, topicId, state, state.lastTs, studentOffset);
   return latent.length === 0 ? scores : [...scores, ...latent];
 }
 
@@ -291,6 +298,13 @@ interface KeyPlan {
   ids: Set<string>;
   outcome: Map<string, ApplyOutcome>;
   final: { rev: number; state: StoredLearnerState } | null;
+  /**
+   * A key of the model's topics that the batch does not carry, of a student it does (student effect only):
+   * committed unchanged (a new revision) when the student's offset may move, so its scores are rewritten.
+   */
+  sibling?: boolean;
+  /** Committed by this batch (its scores are written with the new revision). */
+  committed?: boolean;
 }
 
 /** Counters of an updater since it was made (logs and benchmarks read them). */
@@ -407,6 +421,31 @@ export class IncrementalUpdater implements EventUpdater {
       }
     }
 
+    // Student effect (serving/latentStream.ts): a student's offset spans all of their pairs, so the batch
+    // carries every key of the model's topics of each of its students. Those with new events fold them; the
+    // others ("siblings") are committed unchanged when the student has new events, all under compare-and-set
+    // from one load, so the offset and every pair's scores come from one consistent snapshot of the student.
+    const effect = hasStudentEffect(models.latent);
+    const moving = new Set<string>();
+    if (effect) {
+      const topics = Object.keys(models.latent!.filter.json.topicPriorMean);
+      const students = new Set([...plans.values()].map((p) => p.studentKey));
+      for (const studentKey of students)
+        for (const topicId of topics) {
+          const id = keyId(studentKey, topicId);
+          if (!plans.has(id))
+            plans.set(id, {
+              studentKey,
+              topicId,
+              rows: [],
+              ids: new Set(),
+              outcome: new Map(),
+              final: null,
+              sibling: true,
+            });
+        }
+    }
+
     // The fold is synchronous: slices with the event loop free in between (serving/eventLoopBudget.ts).
     const budget = new EventLoopBudget(this.opts.sliceMs);
     let pending = [...plans.values()];
@@ -428,23 +467,45 @@ export class IncrementalUpdater implements EventUpdater {
       const committing: KeyPlan[] = [];
       const replay: { plan: KeyPlan; loaded: LoadedKey }[] = [];
       const updatedAtUs = this.nowUs();
+      if (effect)
+        pending.forEach((plan, i) => {
+          if (plan.rows.some((r) => !loaded[i]!.seen.has(r.event_id))) moving.add(plan.studentKey);
+        });
       for (let i = 0; i < pending.length; i++) {
         if (budget.due) await budget.yield();
         const plan = pending[i]!;
         const l = loaded[i]!;
         const fresh = plan.rows.filter((r) => !l.seen.has(r.event_id));
-        for (const r of plan.rows) if (l.seen.has(r.event_id)) plan.outcome.set(r.event_id, "duplicate");
-        if (fresh.length === 0) {
-          plan.final = l.state === null ? null : { rev: l.rev, state: l.state };
-          continue;
-        }
-        const events = replayOrder(fresh.map(learnerEvent));
+        // (A key committed in an earlier attempt and retried with its student keeps its outcomes.)
+        for (const r of plan.rows)
+          if (l.seen.has(r.event_id) && !plan.outcome.has(r.event_id))
+            plan.outcome.set(r.event_id, "duplicate");
         const s = l.state;
         const usable =
           s !== null &&
           s.bktModelVersion === models.bktVersion &&
           s.eloModelVersion === models.eloVersion &&
           latentUsable(models.latent, s);
+        if (fresh.length === 0) {
+          plan.final = s === null ? null : { rev: l.rev, state: s };
+          if (s === null || !moving.has(plan.studentKey)) continue;
+          if (!usable) {
+            // A key of a moving student built by other models: rebuilt, so its summary counts.
+            replay.push({ plan, loaded: l });
+            continue;
+          }
+          commits.push({
+            studentKey: plan.studentKey,
+            topicId: plan.topicId,
+            expectedRev: l.rev,
+            state: s,
+            processed: [],
+            updatedAtUs,
+          });
+          committing.push(plan);
+          continue;
+        }
+        const events = replayOrder(fresh.map(learnerEvent));
         if (updatePlan(usable ? s : null, events) === "replay") {
           replay.push({ plan, loaded: l });
           continue;
@@ -500,14 +561,26 @@ export class IncrementalUpdater implements EventUpdater {
       const revs = await stateStore.commit(commits);
       lap("commit");
       pending = [];
+      const retryStudents = new Set<string>();
       revs.forEach((rev, i) => {
         const plan = committing[i]!;
         if (rev === null) {
           this.stats.conflicts++;
           plan.outcome.clear();
           pending.push(plan);
-        } else plan.final = { rev, state: commits[i]!.state };
+          retryStudents.add(plan.studentKey);
+        } else {
+          plan.final = { rev, state: commits[i]!.state };
+          plan.committed = true;
+        }
       });
+      // Student effect: a student with a key moved by another writer is retried whole (every key reloaded
+      // and committed again), so that its offset is never computed from states of two different moments.
+      if (effect && retryStudents.size > 0)
+        revs.forEach((rev, i) => {
+          const plan = committing[i]!;
+          if (rev !== null && retryStudents.has(plan.studentKey)) pending.push(plan);
+        });
     }
 
     return { rows, plans };
@@ -521,8 +594,22 @@ export class IncrementalUpdater implements EventUpdater {
     const writes: MasteryWrite[] = [];
     // The key's scores after the batch, computed once per key (results below repeat them per row).
     const keyScores = new Map<KeyPlan, { bkt: number; elo: number }>();
+    // Student effect: each student's offset from the final states of all of their keys (siblings included).
+    const offsets = new Map<string, number>();
+    if (hasStudentEffect(models.latent)) {
+      const byStudent = new Map<string, { topicId: string; state: StoredLearnerState }[]>();
+      for (const p of plans.values()) {
+        if (p.final === null) continue;
+        const l = byStudent.get(p.studentKey) ?? [];
+        l.push({ topicId: p.topicId, state: p.final.state });
+        byStudent.set(p.studentKey, l);
+      }
+      for (const [st, l] of byStudent) offsets.set(st, studentOffsetOfStates(models.latent, l));
+    }
     for (const p of plans.values()) {
       if (budget.due) await budget.yield();
+      // A sibling's scores are rewritten only when the batch committed it (its student moved).
+      if (p.sibling === true && p.committed !== true) continue;
       const params = this.paramsFor(p.topicId);
       if (p.final === null) {
         keyScores.set(p, {
@@ -531,7 +618,7 @@ export class IncrementalUpdater implements EventUpdater {
         });
         continue;
       }
-      const scores = stateScores(p.final.state, p.topicId, params, models);
+      const scores = stateScores(p.final.state, p.topicId, params, models, offsets.get(p.studentKey) ?? 0);
       keyScores.set(p, { bkt: scores[0]!.score, elo: scores[1]!.score });
       writes.push({
         studentKey: p.studentKey,

@@ -432,7 +432,8 @@ describe("latent filter: student effect (round 6)", () => {
       version: 1,
       bins: 40,
       params: { ...NO_TIME, priorMean: 0.4 },
-      topicPriorMean: {},
+      // The topics the student effect covers (LatentFilter.studentTopic): those with a fitted prior.
+      topicPriorMean: { A: 0.4, B: 0.4, C: 0.4, D: 0.4 },
       fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
       ...(studentPriorSd !== undefined ? { studentPriorSd } : {}),
     });

@@ -1,12 +1,22 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { LATENT_FACTORS, LatentFilter, type LatentParams } from "../../models/latentFilter.ts";
 import {
+  LATENT_FACTORS,
+  LatentFilter,
+  LatentKernel,
+  type LatentParams,
+  STUDENT_GRID,
+} from "../../models/latentFilter.ts";
+import {
+  decodeLatentBasis,
   decodeLatentState,
+  encodeLatentBasis,
   encodeLatentState,
   foldLatent,
+  foldLatentBasis,
   LATENT_STATE_FORMAT,
   type LatentSourceEvent,
+  latentBasisBytes,
   latentDays,
   latentEventOf,
   latentStateBytes,
@@ -15,7 +25,7 @@ import { LATENT_TEST_PARAMS } from "./latentFixtures.ts";
 
 const PARAMS: LatentParams = LATENT_TEST_PARAMS;
 
-const filter = (bins = 40) =>
+const filter = (bins = 40, studentPriorSd?: number) =>
   new LatentFilter({
     version: 1,
     bins,
@@ -23,6 +33,7 @@ const filter = (bins = 40) =>
     topicPriorMean: { algebra: 0.6 },
     fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
     intervalScale: 1.3,
+    ...(studentPriorSd === undefined ? {} : { studentPriorSd }),
   });
 
 const DAY_US = 86_400_000_000;
@@ -201,5 +212,114 @@ describe("models/latentState", () => {
     // Forgetting after the answer: 20 days (one half-life) later the score is lower, towards the floor.
     expect(f.estimate(up, at + 20).score).toBeLessThan(f.estimate(up, at).score);
     expect(f.estimate(up, at + 20).contributions.forgetting).toBeLessThan(0);
+  });
+
+  it("student effect: a basis state is 7 filters in 1,768 bytes, decoded to the same bits; refused for another basis", () => {
+    const f = filter(40, 1.5);
+    expect(f.studentGrid()).toEqual(STUDENT_GRID);
+    const b = foldLatentBasis(f, "algebra", [
+      { type: "quiz_attempt", ts: T0, isCorrect: true },
+      { type: "practice", ts: T0 + DAY_US, isCorrect: null, attempts: 4, correctCount: 1 },
+    ]);
+    const bytes = encodeLatentBasis(b);
+    expect(bytes.length).toBe(latentBasisBytes(40, 7));
+    expect(bytes.length).toBe(32 + 7 * (16 + 8 * LATENT_FACTORS.length + 4 * 40));
+    expect(decodeLatentBasis(bytes, 40, 7)).toEqual(b);
+    expect(decodeLatentBasis(bytes, 40, 5)).toBeNull();
+    expect(decodeLatentBasis(bytes, 40, 1)).toBeNull();
+    // The single state of a model without the effect is not read as a basis, nor the reverse.
+    const single = encodeLatentBasis(foldLatentBasis(filter(), "algebra", []));
+    expect(single.length).toBe(264);
+    expect(decodeLatentBasis(single, 40, 7)).toBeNull();
+    expect(decodeLatentState(bytes, 40)).toBeNull();
+    // Each part is the filter from the prior shifted by its offset, and its log-likelihood is the run's.
+    const k = new LatentKernel(PARAMS, 40);
+    const p = new Float64Array(40);
+    const logit = (x: number) => Math.log(x / (1 - x));
+    STUDENT_GRID.forEach((o, j) => {
+      const ll = k.run(
+        [
+          { t: T0 / DAY_US, kind: 0, n: 1, k: 1 },
+          { t: (T0 + DAY_US) / DAY_US, kind: 1, n: 4, k: 1 },
+        ],
+        1 / (1 + Math.exp(-(logit(0.6) + o))),
+        p,
+      );
+      expect(b.ll[j]).toBeCloseTo(ll, 5);
+    });
+  });
+
+  it("property (student effect): continuing a decoded basis state gives the replay's bytes, at any split", () => {
+    const f = filter(40, 2);
+    fc.assert(
+      fc.property(eventsArb, fc.nat(), (events, a) => {
+        const whole = encodeLatentBasis(foldLatentBasis(f, "algebra", events));
+        const i = events.length === 0 ? 0 : a % (events.length + 1);
+        const bytes = encodeLatentBasis(foldLatentBasis(f, "algebra", events.slice(0, i)));
+        const from = decodeLatentBasis(bytes, 40, 7)!;
+        expect(encodeLatentBasis(foldLatentBasis(f, "algebra", events.slice(i), from))).toEqual(whole);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it("property (student effect): the state at an offset is exactly the filter run from the mixture prior (linearity)", () => {
+    const f = filter(40, 2);
+    const k = new LatentKernel(PARAMS, 40);
+    const logit = (x: number) => Math.log(x / (1 - x));
+    const prior = (o: number) => k.prior(1 / (1 + Math.exp(-(logit(0.6) + o))));
+    fc.assert(
+      fc.property(eventsArb, fc.double({ min: -3, max: 3, noNaN: true }), (events, off) => {
+        const b = foldLatentBasis(f, "algebra", events);
+        const mixed = f.mixAt(b, off);
+        // The reference: one float64 forward pass from (1 - w) prior(o_j) + w prior(o_j+1).
+        const j = Math.min(5, Math.floor(off + 3));
+        const w = off + 3 - j;
+        const a = prior(STUDENT_GRID[j]!);
+        const c = prior(STUDENT_GRID[j + 1]!);
+        const p = a.map((x, i) => (1 - w) * x + w * c[i]!);
+        let last = Number.NaN;
+        for (const r of events) {
+          const e = latentEventOf(r);
+          if (e === null) continue;
+          if (Number.isFinite(last)) k.forget(p, e.t - last);
+          last = e.t;
+          k.observe(p, e);
+          k.learnFrom(p, e.kind);
+        }
+        // Equal up to the float32 storage of each part (no re-run, no approximation beyond it).
+        expect(Math.abs(f.estimate(mixed, 0).score - k.mean(p))).toBeLessThan(2e-5);
+        const est = f.estimate(
+          mixed,
+          (latentEventOf(events.at(-1) ?? { type: "x", ts: 0, isCorrect: null })?.t ?? 0) + 3,
+        );
+        const sum = Object.values(est.contributions).reduce((x, y) => x + y, 0);
+        expect(est.base + sum).toBeCloseTo(est.score, 9);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it("student effect: the offset is the vertex of the parabola through the best basis point, and sums are exact in any order", () => {
+    const f = filter(40, 1.5);
+    // F_j = sum_j - o_j^2 / (2 sd^2) = -2 (o_j - 0.6)^2: a parabola with its vertex at 0.6.
+    const sum = STUDENT_GRID.map((o) => -2 * (o - 0.6) ** 2 + (o * o) / (2 * 1.5 * 1.5));
+    expect(f.offsetFromSummary(sum)).toBeCloseTo(0.6, 12);
+    // No evidence: 0; evidence pulling past the grid: its edge.
+    expect(f.offsetFromSummary(STUDENT_GRID.map(() => 0))).toBe(0);
+    expect(f.offsetFromSummary(STUDENT_GRID.map((o) => 100 * o))).toBe(3);
+    expect(filter().offsetFromSummary([5])).toBe(0);
+    fc.assert(
+      fc.property(fc.array(eventsArb, { minLength: 1, maxLength: 6 }), fc.nat(), (seqs, rot) => {
+        const pairs = seqs.map((e) => ({ topic: "algebra", state: foldLatentBasis(f, "algebra", e) }));
+        const turned = [...pairs.slice(rot % pairs.length), ...pairs.slice(0, rot % pairs.length)].reverse();
+        expect(f.studentOffsetOf(turned)).toBe(f.studentOffsetOf(pairs));
+        // A topic the effect does not cover (no fitted prior) does not count.
+        expect(f.studentOffsetOf([...pairs, { topic: "geometry", state: pairs[0]!.state }])).toBe(
+          f.studentOffsetOf(pairs),
+        );
+      }),
+      { numRuns: 40 },
+    );
   });
 });

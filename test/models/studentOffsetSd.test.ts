@@ -25,7 +25,10 @@ const model = (studentPriorSd?: number) =>
     version: 1,
     bins: 40,
     params: PARAMS,
-    topicPriorMean: {},
+    // The topics the student effect covers (LatentFilter.studentTopic), at the global prior mean.
+    topicPriorMean: Object.fromEntries(
+      ["A", "B", "C", ...Array.from({ length: 10 }, (_, t) => `t${t}`)].map((t) => [t, PARAMS.priorMean]),
+    ),
     fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
     ...(studentPriorSd !== undefined ? { studentPriorSd } : {}),
   });

@@ -4,10 +4,10 @@ import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { ingestEvents } from "../../features/ingest.ts";
 import type { LatentModelJson, LatentParams } from "../../models/latentFilter.ts";
-import { decodeLatentState, latentDays } from "../../models/latentState.ts";
+import { decodeLatentBasis, decodeLatentState, latentDays } from "../../models/latentState.ts";
 import { IDENTITY_CALIBRATION, SERVED_INPUTS, type ServedMasteryJson } from "../../models/servedMastery.ts";
-import { latentEstimates } from "../../serving/latentScoring.ts";
-import { loadStreamLatent } from "../../serving/latentStream.ts";
+import { latentEstimates, latentEstimatesWithOffsets } from "../../serving/latentScoring.ts";
+import { studentOffsetOfStates } from "../../serving/latentStream.ts";
 import type { BktEloModels } from "../../serving/learnerState.ts";
 import { recompute } from "../../serving/recompute.ts";
 import { openStreamStores, type StreamStores } from "../../serving/streamStores.ts";
@@ -36,7 +36,11 @@ function servedModelDir(name: string, params: LatentParams = PARAMS, studentPrio
     version: 1,
     bins: 40,
     params,
-    topicPriorMean: { "topic-1": 0.55 },
+    // With a student effect, the topics it covers (LatentFilter.studentTopic): topic-4 is left out.
+    topicPriorMean:
+      studentPriorSd === undefined
+        ? { "topic-1": 0.55 }
+        : { "topic-0": 0.35, "topic-1": 0.55, "topic-2": 0.4, "topic-3": 0.3 },
     fit: { logLikPerObs: -0.6, observations: 1000, sequences: 50, evaluations: 100 },
     intervalScale: 1.2,
   };
@@ -204,15 +208,128 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
       ),
       { numRuns: 6 },
     );
+  }, 180_000);
+
+  it("with a student effect: one answer moves the student's other topics' scores, in the same batch", async () => {
+    const models = streamModels({ servedModelDir: servedModelDir("student-a", PARAMS, 1.5) });
+    expect(models.latent!.parts).toBe(7);
+    const stores = await openStreamStores({ dbPath: ":memory:" });
+    const u = newUpdater(stores, models);
+    const latentOf = async (topic: string) =>
+      (await stores.mastery.forStudent(pseudonymizer.studentKey("alice"))).find(
+        (x) => x.score_source === "latent" && x.topic_id === topic,
+      )!;
+    await u.apply(rows([{ ...quiz("e1", "2026-01-05T10:00:00Z", true), topic_id: "topic-1" }]));
+    const before = await latentOf("topic-1");
+    // Right answers on topic-0 raise the student's offset: topic-1's score rises without a new topic-1 event.
+    await u.apply(
+      rows([
+        quiz("e2", "2026-01-06T10:00:00Z", true),
+        quiz("e3", "2026-01-06T10:01:00Z", true),
+        quiz("e4", "2026-01-06T10:02:00Z", true),
+      ]),
+    );
+    const after = await latentOf("topic-1");
+    expect(after.mastery_score).toBeGreaterThan(before.mastery_score);
+    expect(after.as_of_us).toBe(before.as_of_us);
+    const states = await stores.state.all();
+    expect(states.map((k) => k.state.latent?.length)).toEqual([1768, 1768]);
+    expect((await recompute(stores, models)).ok).toBe(true);
+    await stores.close();
   });
 
-  it("refuses a served model with a student effect (its offset spans topics: the stream would disagree with the batch)", () => {
-    expect(() => loadStreamLatent(servedModelDir("student-effect", PARAMS, 1.5))).toThrow(
-      /student effect \(studentPriorSd 1\.500\).*--latent-student off/,
-    );
-    // The same model without the effect loads.
-    expect(loadStreamLatent(servedModelDir("no-student-effect", PARAMS)).filter.json.bins).toBe(40);
+  it("with a student effect: equals the replay byte for byte and the batch scoring, whatever the arrival order", async () => {
+    const models = streamModels({ servedModelDir: servedModelDir("student-b", PARAMS, 1.5) });
+    const set = generateStreamEvents({ students: 8, topics: 5, events: 900, seed: 7, lateShare: 0.05 });
+    const duck = await DuckStore.open(":memory:");
+    const stores = await openStreamStores({ dbPath: ":memory:", duck });
+    const results = await applyInBatches(newUpdater(stores, models), set.publishOrder, [1, 9, 60, 250]);
+    expect(results.some((r) => r.outcome === "replayed")).toBe(true);
+    const report = await recompute(stores, models);
+    expect(clean(report)).toEqual([
+      ["learner_state", 0, 0, 0, 0],
+      ["student_mastery", 0, 0, 0, 0],
+    ]);
+    expect(report.tables[1]!.compared).toBe(4 * report.keys);
+    const states = await stores.state.all();
+    expect(states.every((k) => k.state.latent?.length === 1768)).toBe(true);
+
+    // The batch scoring (`mastery score served`'s filter, serving/latentScoring.ts) on its own store.
+    const batch = await DuckStore.open(":memory:");
+    await ingestEvents(batch, set.events, { pseudonymizer, now: new Date(NOW_US / 1000) });
+    const f = models.latent!.filter;
+    // Round 7's widening by the offset's uncertainty is batch only: compared without it.
+    const { estimates, offsets } = await latentEstimatesWithOffsets(batch, f, new Date(NOW_US / 1000), {
+      offsetSd: false,
+    });
+    expect(estimates.size).toBe(states.length);
+    const students = new Set(states.map((k) => k.studentKey));
+    let moved = 0;
+    for (const st of students) {
+      const mine = states.filter((k) => k.studentKey === st);
+      const off = studentOffsetOfStates(models.latent, mine);
+      expect(off).toBe(offsets.get(st));
+      if (Math.abs(off) > 0.05) moved++;
+      for (const k of mine) {
+        const b = decodeLatentBasis(k.state.latent!, 40, 7)!;
+        expect(f.estimate(f.mixAt(b, f.offsetFor(k.topicId, off)), latentDays(NOW_US), k.topicId)).toEqual(
+          estimates.get(`${k.studentKey}|${k.topicId}`),
+        );
+      }
+    }
+    expect(moved).toBeGreaterThan(0);
+    batch.close();
+    await stores.close();
+    duck.close();
   });
+
+  it("property: with a student effect, any arrival order with duplicates and late events gives the replay's states and scores", async () => {
+    const models = streamModels({ servedModelDir: servedModelDir("student-c", PARAMS, 1.5) });
+    const set = generateStreamEvents({
+      students: 2,
+      topics: 3,
+      events: 40,
+      seed: 4,
+      lateShare: 0,
+      duplicateShare: 0,
+    });
+    const reference = await openStreamStores({ dbPath: ":memory:" });
+    await newUpdater(reference, models).apply(rows(set.events));
+    const scoresOf = async (st: StreamStores) =>
+      Object.fromEntries(
+        (await st.mastery.all(["latent", "served"])).map((r) => [
+          `${r.student_key}|${r.topic_id}|${r.score_source}`,
+          [r.mastery_score, r.as_of_us, r.explanation],
+        ]),
+      );
+    const expected = await scoresOf(reference);
+    expect((await recompute(reference, models)).ok).toBe(true);
+    await reference.close();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 0, max: set.events.length - 1 }), { minLength: 40, maxLength: 70 }),
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer(),
+        async (picks, batch, seed) => {
+          const order = [...picks.map((i) => set.events[i]!), ...set.events]
+            .map((e, i) => ({ e, k: hash(`${String(e.event_id)}/${i}/${seed}`) }))
+            .sort((x, y) => x.k - y.k)
+            .map((x) => x.e);
+          const stores = await openStreamStores({ dbPath: ":memory:" });
+          await applyInBatches(newUpdater(stores, models), order, [batch]);
+          const report = await recompute(stores, models);
+          const got = await scoresOf(stores);
+          await stores.close();
+          expect(clean(report)).toEqual([
+            ["learner_state", 0, 0, 0, 0],
+            ["student_mastery", 0, 0, 0, 0],
+          ]);
+          expect(got).toEqual(expected);
+        },
+      ),
+      { numRuns: 6 },
+    );
+  }, 180_000);
 
   it("a state built by another latent model (or none) is rebuilt, not continued", async () => {
     const a = streamModels({ servedModelDir: servedModelDir("d1") });
@@ -268,5 +385,23 @@ describe("latent filter in the stream (PostgreSQL + Redis)", () => {
     const sorted = <T extends { studentKey: string; topicId: string }>(xs: T[]) =>
       [...xs].sort((p, q) => (sortKey(p) < sortKey(q) ? -1 : 1));
     expect(sorted(await svc.stores.state.all())).toEqual(sorted(before));
+  });
+
+  it("with a student effect: equals the replay byte for byte (states, scores)", async () => {
+    const models = streamModels({ servedModelDir: servedModelDir("pg-student", PARAMS, 1.5) });
+    const svc = await serviceStores(`${id}s`);
+    const prev = drop;
+    drop = async () => {
+      await prev?.();
+      await svc.drop();
+    };
+    const set = generateStreamEvents({ students: 8, topics: 5, events: 900, seed: 17 });
+    await applyInBatches(newUpdater(svc.stores, models), set.publishOrder, [200, 7, 1, 90]);
+    const report = await recompute(svc.stores, models);
+    expect(report.tables.map((t) => [t.table, t.compared, t.differences, t.maxAbsDiff])).toEqual([
+      ["learner_state", report.keys, 0, 0],
+      ["student_mastery", 4 * report.keys, 0, 0],
+    ]);
+    expect((await svc.stores.state.all()).every((k) => k.state.latent?.length === 1768)).toBe(true);
   });
 });
