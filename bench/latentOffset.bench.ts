@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
 import type { LatentModelJson } from "../models/latentFilter.ts";
-import { IDENTITY_CALIBRATION, SERVED_INPUTS, ServedMastery } from "../models/servedMastery.ts";
+import { latentOnlyServedJson, ServedMastery } from "../models/servedMastery.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { scoreServed } from "../serving/servedScoring.ts";
 import { DuckStore } from "../storage/duckdb.ts";
@@ -94,27 +94,7 @@ function served(sd: number): ServedMastery {
     intervalScale: 1.3,
     ...(sd > 0 ? { studentPriorSd: sd } : {}),
   };
-  return ServedMastery.fromJSON({
-    kind: "served-mastery",
-    version: 4,
-    inputs: SERVED_INPUTS,
-    means: SERVED_INPUTS.map(() => 0),
-    weights: SERVED_INPUTS.map(() => 0),
-    intercept: 0.5,
-    residualQuantiles: [
-      [-0.2, 0.2],
-      [-0.2, 0.2],
-      [-0.2, 0.2],
-      [-0.2, 0.2],
-    ],
-    ridge: 1,
-    trainPairs: 0,
-    scale: "centred-logit",
-    topics: {},
-    global: { ...IDENTITY_CALIBRATION, base: 0.62 },
-    latent,
-    servedFrom: "latent",
-  });
+  return ServedMastery.fromJSON(latentOnlyServedJson(latent));
 }
 
 const asOf = new Date(Date.parse(`${START}T00:00:00Z`) + DAYS * 86_400_000);

@@ -28,7 +28,7 @@ import { Pseudonymizer } from "../features/pseudonymize.ts";
 import type { LatentModelJson } from "../models/latentFilter.ts";
 import { encodeLatentBasis, foldLatentBasis } from "../models/latentState.ts";
 import { replayEvents, replayOrder, topicParamsResolver } from "../models/learnerState.ts";
-import { IDENTITY_CALIBRATION, SERVED_INPUTS, type ServedMasteryJson } from "../models/servedMastery.ts";
+import { latentOnlyServedJson, type ServedMasteryJson } from "../models/servedMastery.ts";
 import { type BktEloModels, scoreBktElo } from "../serving/learnerState.ts";
 import { recompute } from "../serving/recompute.ts";
 import { openStreamStores } from "../serving/streamStores.ts";
@@ -169,27 +169,7 @@ function benchServedModel(dir: string, studentPriorSd?: number): string {
     intervalScale: 1.2,
     ...(studentPriorSd === undefined ? {} : { studentPriorSd }),
   };
-  const json: ServedMasteryJson = {
-    kind: "served-mastery",
-    version: 4,
-    inputs: SERVED_INPUTS,
-    means: SERVED_INPUTS.map(() => 0),
-    weights: SERVED_INPUTS.map(() => 0),
-    intercept: 0.5,
-    residualQuantiles: [
-      [-0.2, 0.2],
-      [-0.2, 0.2],
-      [-0.2, 0.2],
-      [-0.2, 0.2],
-    ],
-    ridge: 1,
-    trainPairs: 0,
-    scale: "centred-logit",
-    topics: {},
-    global: { ...IDENTITY_CALIBRATION, base: 0.62 },
-    latent,
-    servedFrom: "latent",
-  };
+  const json: ServedMasteryJson = latentOnlyServedJson(latent);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "model.json"), JSON.stringify(json));
   return dir;

@@ -275,6 +275,34 @@ const Z80 = 1.2815515655446004;
 const ANCHOR_MIN_TOPIC_PAIRS = 5;
 
 /**
+ * A served model whose score is the latent filter's estimate alone (no stacked inputs, identity
+ * calibration), for a filter with known parameters: benches and tests build the stream's and the
+ * batch's served model this way; `extra` overrides fields (topics, trainPairs, ...).
+ */
+export function latentOnlyServedJson(
+  latent: LatentModelJson,
+  extra: Partial<ServedMasteryJson> = {},
+): ServedMasteryJson {
+  return {
+    kind: "served-mastery",
+    version: 4,
+    inputs: SERVED_INPUTS,
+    means: SERVED_INPUTS.map(() => 0),
+    weights: SERVED_INPUTS.map(() => 0),
+    intercept: 0.5,
+    residualQuantiles: BANDS.map((): [number, number] => [-0.2, 0.2]),
+    ridge: 1,
+    trainPairs: 0,
+    scale: "centred-logit",
+    topics: {},
+    global: { ...IDENTITY_CALIBRATION, base: 0.62 },
+    latent,
+    servedFrom: "latent",
+    ...extra,
+  };
+}
+
+/**
  * The anchor of the logit scales, fitted label-free on what the product scores (round 7): `base` = the
  * logistic of the mean logit P(correct) over every scored (student, topic) at the training snapshot (the
  * IRT convention: ability is centred on the population of persons, here (student, topic) pairs, so the

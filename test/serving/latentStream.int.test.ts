@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ingestEvents } from "../../features/ingest.ts";
 import type { LatentModelJson, LatentParams } from "../../models/latentFilter.ts";
 import { decodeLatentBasis, decodeLatentState, latentDays } from "../../models/latentState.ts";
-import { IDENTITY_CALIBRATION, SERVED_INPUTS, type ServedMasteryJson } from "../../models/servedMastery.ts";
+import { latentOnlyServedJson, type ServedMasteryJson } from "../../models/servedMastery.ts";
 import { latentEstimates, latentEstimatesWithOffsets } from "../../serving/latentScoring.ts";
 import { studentOffsetOfStates } from "../../serving/latentStream.ts";
 import type { BktEloModels } from "../../serving/learnerState.ts";
@@ -44,27 +44,10 @@ function servedModelDir(name: string, params: LatentParams = PARAMS, studentPrio
     fit: { logLikPerObs: -0.6, observations: 1000, sequences: 50, evaluations: 100 },
     intervalScale: 1.2,
   };
-  const json: ServedMasteryJson = {
-    kind: "served-mastery",
-    version: 4,
-    inputs: SERVED_INPUTS,
-    means: SERVED_INPUTS.map(() => 0),
-    weights: SERVED_INPUTS.map(() => 0),
-    intercept: 0.5,
-    residualQuantiles: [
-      [-0.2, 0.2],
-      [-0.2, 0.2],
-      [-0.2, 0.2],
-      [-0.2, 0.2],
-    ],
-    ridge: 1,
+  const json: ServedMasteryJson = latentOnlyServedJson(latent, {
     trainPairs: 100,
-    scale: "centred-logit",
     topics: { "topic-0": { guess: 0.25, slip: 0.1, halfLifeDays: 15, base: 0.55 } },
-    global: { ...IDENTITY_CALIBRATION, base: 0.62 },
-    latent,
-    servedFrom: "latent",
-  };
+  });
   const dir = join(DIR, name);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "model.json"), JSON.stringify(json));
