@@ -89,6 +89,11 @@ export async function applyDuckCoreDdl(conn: DuckDBConnection, coreDdl: readonly
     const want = newestRowSql(t, await baseColumns(conn, t));
     if (!(views.get(t) ?? "").includes(want)) await conn.run(`CREATE OR REPLACE VIEW ${t} AS ${want}`);
   }
+  // The layout's DDL goes into the file now, not only into the WAL: DuckDB cannot replay a WAL holding
+  // `ADD COLUMN ... DEFAULT nextval(...)` ("GetDefaultDatabase with no default database set"), so a
+  // process killed before its first checkpoint left a file nothing could open (found by
+  // test/serving/serveWorkers.int.test.ts: a SIGKILLed worker's replacement could not open its file).
+  await conn.run("CHECKPOINT");
 }
 
 async function baseColumns(conn: DuckDBConnection, t: LayeredTable): Promise<string[]> {

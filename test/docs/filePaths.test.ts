@@ -70,7 +70,9 @@ function mentionedPaths(text: string): string[] {
 // The public datasets live beside the repository (../shared, see README); a checkout without them cannot check
 // those mentions, so they are skipped (and said so) rather than failed.
 const SHARED = resolve(ROOT, "..", "shared");
-const sharedAbsent = !existsSync(SHARED);
+// The checkout's sibling folder with the datasets; a bare ../shared (e.g. an empty /tmp/shared next to a
+// clone in /tmp) is not it.
+const sharedAbsent = !existsSync(resolve(SHARED, "data"));
 const underShared = (p: string, from: string): boolean =>
   [resolve(ROOT, p), resolve(dirname(from), p)].some((q) => q === SHARED || q.startsWith(`${SHARED}/`));
 

@@ -1,3 +1,8 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DuckStore } from "../../storage/duckdb.ts";
@@ -173,4 +178,30 @@ describe("a file of the plain-table layout", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe("a file whose process was killed right after it was created", () => {
+  it("opens again (the layout's DDL is checkpointed, not left in the WAL)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "serving-kill-"));
+    const file = join(dir, "killed.duckdb");
+    const storeModule = pathToFileURL(resolve("storage/duckdb.ts")).href;
+    const child = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "-e",
+        `const { DuckStore } = await import(${JSON.stringify(storeModule)});
+         await DuckStore.open(${JSON.stringify(file)});
+         process.kill(process.pid, "SIGKILL");`,
+      ],
+      { encoding: "utf8", timeout: 60_000 },
+    );
+    expect(child.signal, child.stderr).toBe("SIGKILL");
+    const store = await DuckStore.open(file);
+    const rows = await store.all<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery");
+    expect(Number(rows[0]!.n)).toBe(0);
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }, 90_000);
 });
