@@ -35,6 +35,7 @@ import { openStreamStores } from "../serving/streamStores.ts";
 import { IncrementalUpdater, learnerEvent, rowsFromEvent, streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import type { LearnerRow, RawEventRow } from "../storage/rawEventStore.ts";
+import { LATENT_TEST_PARAMS } from "../test/models/latentFixtures.ts";
 import { generateStreamEvents } from "../test/serving/streamEvents.ts";
 
 const N = Number(process.env.REPLAY_EVENTS ?? 20_000);
@@ -149,17 +150,7 @@ function benchServedModel(dir: string, studentPriorSd?: number): string {
   const latent: LatentModelJson = {
     version: 1,
     bins: 40,
-    params: {
-      priorMean: 0.35,
-      priorConcentration: 4,
-      guess: 0.2,
-      slip: 0.1,
-      learn: [0.05, 0.1, 0.08, 0.04, 0.02],
-      halfLifeDays: 20,
-      floor: 0.1,
-      noise: 0.02,
-      assignmentConcentration: 8,
-    },
+    params: LATENT_TEST_PARAMS,
     // With a student effect, the topics it covers (LatentFilter.studentTopic): all of the generated ones.
     topicPriorMean:
       studentPriorSd === undefined
