@@ -54,6 +54,28 @@ function servedModelDir(name: string, params: LatentParams = PARAMS, studentPrio
   return dir;
 }
 
+/**
+ * Applies the events through the stream updater in batches of several sizes (late events replay keys),
+ * then checks `recompute` finds every learner_state and student_mastery row equal (bkt, elo, latent and
+ * served per key).
+ */
+async function streamEqualsRecompute(
+  models: ReturnType<typeof streamModels>,
+  set: { publishOrder: readonly Record<string, unknown>[] },
+) {
+  const duck = await DuckStore.open(":memory:");
+  const stores = await openStreamStores({ dbPath: ":memory:", duck });
+  const results = await applyInBatches(newUpdater(stores, models), set.publishOrder, [1, 9, 60, 250]);
+  expect(results.some((r) => r.outcome === "replayed")).toBe(true);
+  const report = await recompute(stores, models);
+  expect(clean(report)).toEqual([
+    ["learner_state", 0, 0, 0, 0],
+    ["student_mastery", 0, 0, 0, 0],
+  ]);
+  expect(report.tables[1]!.compared).toBe(4 * report.keys);
+  return { duck, stores, report };
+}
+
 const rows = (events: readonly Record<string, unknown>[]) => fixtureRows(events, NOW_US);
 
 function newUpdater(stores: StreamStores, models: BktEloModels): IncrementalUpdater {
@@ -124,17 +146,7 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
   it("equals the replay (recompute) byte for byte and the batch scoring, whatever the arrival order", async () => {
     const models = streamModels({ servedModelDir: servedModelDir("b") });
     const set = generateStreamEvents({ students: 10, topics: 4, events: 1200, seed: 5, lateShare: 0.05 });
-    const duck = await DuckStore.open(":memory:");
-    const stores = await openStreamStores({ dbPath: ":memory:", duck });
-    const results = await applyInBatches(newUpdater(stores, models), set.publishOrder, [1, 9, 60, 250]);
-    expect(results.some((r) => r.outcome === "replayed")).toBe(true);
-    const report = await recompute(stores, models);
-    expect(clean(report)).toEqual([
-      ["learner_state", 0, 0, 0, 0],
-      ["student_mastery", 0, 0, 0, 0],
-    ]);
-    // bkt, elo, latent and served per key.
-    expect(report.tables[1]!.compared).toBe(4 * report.keys);
+    const { duck, stores } = await streamEqualsRecompute(models, set);
     const states = await stores.state.all();
     expect(states.every((k) => k.state.latent?.length === 264)).toBe(true);
 
@@ -224,16 +236,7 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
   it("with a student effect: equals the replay byte for byte and the batch scoring, whatever the arrival order", async () => {
     const models = streamModels({ servedModelDir: servedModelDir("student-b", PARAMS, 1.5) });
     const set = generateStreamEvents({ students: 8, topics: 5, events: 900, seed: 7, lateShare: 0.05 });
-    const duck = await DuckStore.open(":memory:");
-    const stores = await openStreamStores({ dbPath: ":memory:", duck });
-    const results = await applyInBatches(newUpdater(stores, models), set.publishOrder, [1, 9, 60, 250]);
-    expect(results.some((r) => r.outcome === "replayed")).toBe(true);
-    const report = await recompute(stores, models);
-    expect(clean(report)).toEqual([
-      ["learner_state", 0, 0, 0, 0],
-      ["student_mastery", 0, 0, 0, 0],
-    ]);
-    expect(report.tables[1]!.compared).toBe(4 * report.keys);
+    const { duck, stores } = await streamEqualsRecompute(models, set);
     const states = await stores.state.all();
     expect(states.every((k) => k.state.latent?.length === 1768)).toBe(true);
 
