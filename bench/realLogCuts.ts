@@ -121,12 +121,17 @@ function fitEpoch(
   maxEvents: number,
   cacheDir: string | undefined,
   studentEffect: boolean,
+  fold: number,
 ): EpochModels {
   const t0 = performance.now();
+  // Fold 0 (the log's own test users) keeps the cache name of the single-fold protocol.
   const cacheFile =
     cacheDir === undefined
       ? undefined
-      : join(cacheDir, `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}.json`);
+      : join(
+          cacheDir,
+          `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}${fold === 0 ? "" : `-fold${fold}`}.json`,
+        );
   // The latent filter, on a deterministic hash sample of pairs of about maxEvents attempts (as the product).
   const bySeq = new Map<string, LatentSequence>();
   const transitions: DecayTransition[] = [];
@@ -237,6 +242,8 @@ function fitEpoch(
 /** One labelled (student, cut, skill). */
 export interface CutPair {
   student: number;
+  /** The user fold the student was scored in (user_id % 5): models fitted on the other folds' users. */
+  fold: number;
   cut: number;
   skill: string;
   epoch: number;
@@ -355,8 +362,15 @@ export interface RealCutsOptions {
   cutsPerStudent: number;
   epochs: number;
   seed: number;
+  /**
+   * The user folds scored (user_id % 5, each in 0..4): fold f's students are scored by models fitted on the
+   * users of the other four folds (cross-fitting). [0] = the log's own test users only (the default).
+   */
+  folds?: readonly number[];
   resamples: number;
   maxFitEvents: number;
+  /** Progress lines (fits, folds) to this callback; default none. */
+  onProgress?: (line: string) => void;
   /** Directory keeping each epoch's fitted models (bench iterations refit nothing; default: none). */
   cacheDir?: string;
   /** The filter's student effect (the product's default, round 7 on the real log); false = rounds 4-6's fit. */
@@ -366,7 +380,8 @@ export interface RealCutsOptions {
 
 export interface RealCutsResult {
   pairs: CutPair[];
-  epochs: EpochModels[];
+  /** The fitted epochs of every fold (fold order, then time). */
+  epochs: (EpochModels & { fold: number })[];
   cuts: number;
   students: number;
   seconds: number;
@@ -375,38 +390,75 @@ export interface RealCutsResult {
 export function runRealCuts(o: RealCutsOptions): RealCutsResult {
   const t0 = performance.now();
   const log = loadLog(o.dataDir);
-  const train = log.filter((u) => !u.test);
-  const test = log.filter((u) => u.test && u.attempts.length > 0);
-  const rnd = mulberry32(o.seed);
-  const cuts: { u: UserLog; t: number }[] = [];
-  for (const u of test) {
-    const first = u.attempts[0]!.t;
-    const span = u.attempts[u.attempts.length - 1]!.t - first;
-    if (!(span > 0)) continue;
-    for (let i = 0; i < o.cutsPerStudent; i++) {
-      const f = 0.05 + (0.9 * (i + rnd())) / o.cutsPerStudent;
-      cuts.push({ u, t: first + f * span });
-    }
-  }
-  // Fit epochs: quantiles of the times of the cuts that have a label (the first = the earliest such cut).
-  const labelled = (u: UserLog, cut: number): boolean => {
-    const n = new Map<string, number>();
-    for (const a of u.attempts) if (a.t >= cut && a.t < cut + 7) n.set(a.skill, (n.get(a.skill) ?? 0) + 1);
-    return [...n.values()].some((x) => x >= 3);
-  };
-  const times = cuts
-    .filter((c) => labelled(c.u, c.t))
-    .map((c) => c.t)
-    .sort((a, b) => a - b);
-  const epochTimes = Array.from(
-    { length: o.epochs },
-    (_, k) => times[Math.floor((k / o.epochs) * times.length)]!,
-  );
-  const epochs = epochTimes.map((t) =>
-    fitEpoch(train, t, o.maxFitEvents, o.cacheDir, o.studentEffect ?? true),
-  );
+  const folds = o.folds ?? [0];
+  for (const f of folds)
+    if (!Number.isInteger(f) || f < 0 || f > 4)
+      throw new Error(`real-log fold ${f} is not one of 0..4 (user_id % 5); pass folds such as 0,1,2,3,4`);
   const sources = { ...BASE_SOURCES, ...(o.extra ?? {}) };
   const pairs: CutPair[] = [];
+  const allEpochs: (EpochModels & { fold: number })[] = [];
+  let nCuts = 0;
+  const scored = new Set<number>();
+  for (const fold of folds) {
+    const isTest = (u: UserLog): boolean => u.user % 5 === fold;
+    const train = log.filter((u) => !isTest(u));
+    const test = log.filter((u) => isTest(u) && u.attempts.length > 0);
+    // Fold 0 draws its cuts as the single-fold protocol did (same seed): its pairs are unchanged.
+    const rnd = mulberry32(fold === 0 ? o.seed : o.seed + 7919 * fold);
+    const cuts: { u: UserLog; t: number }[] = [];
+    for (const u of test) {
+      const first = u.attempts[0]!.t;
+      const span = u.attempts[u.attempts.length - 1]!.t - first;
+      if (!(span > 0)) continue;
+      for (let i = 0; i < o.cutsPerStudent; i++) {
+        const f = 0.05 + (0.9 * (i + rnd())) / o.cutsPerStudent;
+        cuts.push({ u, t: first + f * span });
+      }
+    }
+    nCuts += cuts.length;
+    for (const c of cuts) scored.add(c.u.user);
+    // Fit epochs: quantiles of the times of the fold's cuts that have a label (the first = the earliest).
+    const labelled = (u: UserLog, cut: number): boolean => {
+      const n = new Map<string, number>();
+      for (const a of u.attempts) if (a.t >= cut && a.t < cut + 7) n.set(a.skill, (n.get(a.skill) ?? 0) + 1);
+      return [...n.values()].some((x) => x >= 3);
+    };
+    const times = cuts
+      .filter((c) => labelled(c.u, c.t))
+      .map((c) => c.t)
+      .sort((a, b) => a - b);
+    if (times.length === 0) continue;
+    const epochTimes = Array.from(
+      { length: o.epochs },
+      (_, k) => times[Math.floor((k / o.epochs) * times.length)]!,
+    );
+    const epochs = epochTimes.map((t, k) => {
+      const m = fitEpoch(train, t, o.maxFitEvents, o.cacheDir, o.studentEffect ?? true, fold);
+      o.onProgress?.(
+        `fold ${fold} epoch ${k + 1}/${o.epochs}: fitted on ${m.trainAttempts} train attempts before log day ${t.toFixed(1)} in ${m.fitSeconds.toFixed(1)} s`,
+      );
+      return m;
+    });
+    for (const m of epochs) allEpochs.push({ ...m, fold });
+    scoreCuts(cuts, epochs, fold, sources, pairs);
+  }
+  return {
+    pairs,
+    epochs: allEpochs,
+    cuts: nCuts,
+    students: scored.size,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/** Scores every labelled (student, cut, skill) of one fold's cuts with the fold's epoch models. */
+function scoreCuts(
+  cuts: readonly { u: UserLog; t: number }[],
+  epochs: readonly EpochModels[],
+  fold: number,
+  sources: Record<string, CutSource>,
+  pairs: CutPair[],
+): void {
   for (const { u, t: cut } of cuts) {
     let e = 0;
     while (e + 1 < epochs.length && epochs[e + 1]!.time <= cut) e++;
@@ -450,6 +502,7 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
         history.length > 0 ? k / history.length : (m.skillAccuracy.get(skill) ?? 0.5);
       pairs.push({
         student: u.user,
+        fold,
         cut,
         skill,
         epoch: e,
@@ -461,13 +514,6 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
       });
     }
   }
-  return {
-    pairs,
-    epochs,
-    cuts: cuts.length,
-    students: new Set(cuts.map((c) => c.u.user)).size,
-    seconds: (performance.now() - t0) / 1000,
-  };
 }
 
 const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");
