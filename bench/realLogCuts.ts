@@ -113,6 +113,8 @@ export interface EpochModels {
   skillAccuracy: Map<string, number>;
   trainAttempts: number;
   fitSeconds: number;
+  /** The student prior sd that maximises the fit sample's marginal likelihood (bench candidate served:sdml). */
+  sdMarginal: number;
 }
 
 function fitEpoch(
@@ -230,6 +232,7 @@ function fitEpoch(
   return {
     time,
     filter,
+    sdMarginal: studentEffect ? LatentFilter.marginalStudentSd(filter, [...bySeq.values()]).sd : 0,
     anchor: fitAnchor(anchorPairs),
     global: { guess: 0, slip: 0, halfLifeDays: decay.global.halfLifeDays, base: decay.global.base },
     bkt,
@@ -268,6 +271,9 @@ export interface CutContext {
   latent: LatentEstimate;
   /** The first epoch's models (a scale anchor held fixed across refits: served:first-anchor). */
   first: EpochModels;
+  /** The student's basis summaries before the cut per covered skill, and their sum (empty: no student effect). */
+  summaries: ReadonlyMap<string, Float64Array>;
+  sum: Float64Array;
 }
 
 export type CutSource = (c: CutContext) => number;
@@ -339,8 +345,57 @@ function predictWithOffset(c: CutContext, offset: number): LatentEstimate {
   );
 }
 
+/** The served score of the context's pair at a given student offset, with a filter of the same fit. */
+function servedAtOffset(c: CutContext, filter: LatentFilter, offset: number): number {
+  const est = filter.predict(
+    c.skill,
+    c.history.map((x) => ({ t: x.t, kind: KIND_QUIZ, n: 1, k: x.correct })),
+    c.cut,
+    filter.offsetFor(c.skill, offset),
+  );
+  return masteryOf(emitOf(c.m, est.score), c.m.global, "centred-logit", {
+    ...c.m.global,
+    base: c.m.anchor.base,
+  });
+}
+
+/** The epoch's filter with another student prior sd (same fit otherwise). */
+const filterCache = new WeakMap<EpochModels, Map<number, LatentFilter>>();
+function withSd(m: EpochModels, sd: number): LatentFilter {
+  let byM = filterCache.get(m);
+  if (byM === undefined) {
+    byM = new Map();
+    filterCache.set(m, byM);
+  }
+  let f = byM.get(sd);
+  if (f === undefined) {
+    f = new LatentFilter({ ...m.filter.json, studentPriorSd: sd });
+    byM.set(sd, f);
+  }
+  return f;
+}
+
+const servedWithSd =
+  (sd: number): CutSource =>
+  (c) => {
+    if (c.sum.length === 0) return c.latent.score;
+    const f = withSd(c.m, sd);
+    return servedAtOffset(c, f, f.offsetFromSummary(c.sum));
+  };
+
 /** Candidate scores tried against the served one (REAL_CANDIDATES=1). */
 export const CANDIDATE_SOURCES: Record<string, CutSource> = {
+  // The student's offset from the OTHER skills only (the pair's own summary left out of the sum).
+  "served:loo": (c) => {
+    const own = c.summaries.get(c.skill);
+    if (c.sum.length === 0 || own === undefined)
+      return servedAtOffset(c, c.m.filter, c.m.filter.offsetFromSummary(c.sum));
+    return servedAtOffset(c, c.m.filter, c.m.filter.offsetFromSummary(c.sum.map((v, j) => v - own[j]!)));
+  },
+  "served:sdml": (c) => servedWithSd(c.m.sdMarginal)(c),
+  "served:sd1": servedWithSd(1),
+  "served:sd1.5": servedWithSd(1.5),
+  "served:sd3": servedWithSd(3),
   student_acc: (c) => (c.all.reduce((s, x) => s + x.correct, 0) + 1) / (c.all.length + 2),
   served_student10: (c) => {
     const est = predictWithOffset(c, studentOffset(c, 10));
@@ -474,8 +529,11 @@ function scoreCuts(
         next.set(a.skill, c);
       }
     }
-    // The student's offset from all of their skills before the cut (0 without a student effect).
+    // The student's offset from all of their skills before the cut (0 without a student effect): the sum of
+    // the covered skills' basis summaries (LatentFilter.studentOffsetOf), kept per skill for the candidates.
     let offset: number | undefined;
+    const summaries = new Map<string, Float64Array>();
+    let sum = new Float64Array(0);
     for (const [skill, lab] of next) {
       if (lab.n < 3) continue;
       if (offset === undefined) {
@@ -485,12 +543,19 @@ function scoreCuts(
           q.events.push({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct });
           seqs.set(a.skill, q);
         }
-        offset = m.filter.studentOffset([...seqs.values()]);
+        sum = new Float64Array(m.filter.studentGrid().length);
+        for (const q of seqs.values()) {
+          if (!m.filter.studentTopic(q.topic)) continue;
+          const x = LatentFilter.summary(m.filter.foldBasis(q.topic, q.events));
+          summaries.set(q.topic, x);
+          for (let j = 0; j < sum.length; j++) sum[j]! += x[j]!;
+        }
+        offset = m.filter.offsetFromSummary(sum);
       }
       const history = all.filter((a) => a.skill === skill);
       const events: LatentEvent[] = history.map((a) => ({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct }));
       const latent = m.filter.predict(skill, events, cut, offset);
-      const ctx: CutContext = { m, skill, cut, history, all, latent, first: epochs[0]! };
+      const ctx: CutContext = { m, skill, cut, history, all, latent, first: epochs[0]!, summaries, sum };
       const scores: Record<string, number> = {};
       for (const [name, f] of Object.entries(sources)) scores[name] = f(ctx);
       const k = history.reduce((s, a) => s + a.correct, 0);

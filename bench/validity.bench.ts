@@ -232,7 +232,11 @@ async function evaluateCut(
       minLabelAttempts: MIN_LABEL_ATTEMPTS,
       label: LABEL,
       // LATENT_STUDENT=0: the latent filter without the student effect (round 6's A/B).
-      latentFit: { studentEffect: process.env.LATENT_STUDENT !== "0" },
+      // LATENT_SD_BY=marginal: the student sd by marginal likelihood (`--student-sd-by`, round 8).
+      latentFit: {
+        studentEffect: process.env.LATENT_STUDENT !== "0",
+        ...(process.env.LATENT_SD_BY === "marginal" ? { studentSdBy: "marginal" as const } : {}),
+      },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
     });
     const trainSeconds = (performance.now() - t1) / 1000;
@@ -590,7 +594,7 @@ function runStudentCuts(): void {
     console.log(
       `fold ${m.fold} epoch ${(i % o.epochs) + 1}: fit before ${new Date(Date.UTC(2020, 0, 1) + m.time * DAY_MS).toISOString().slice(0, 10)} (log day ${m.time.toFixed(1)}) on ${m.trainAttempts} train attempts ` +
         `(filter: ${m.filter.json.fit.sequences} pairs, ll/obs ${m.filter.json.fit.logLikPerObs.toFixed(4)}; guess ${p.guess.toFixed(3)} slip ${p.slip.toFixed(3)} learn ${p.learn[0]!.toFixed(3)} half-life ${p.halfLifeDays.toFixed(0)} d; ` +
-        `student sd ${m.filter.json.studentPriorSd ?? 0}; centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.fold === m.fold && x.epoch === i % o.epochs).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
+        `student sd ${m.filter.json.studentPriorSd ?? 0} (marginal likelihood: ${m.sdMarginal}); centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.fold === m.fold && x.epoch === i % o.epochs).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
     );
   }
   printComparison(
