@@ -346,11 +346,11 @@ function predictWithOffset(c: CutContext, offset: number): LatentEstimate {
 }
 
 /** The served score of the context's pair at a given student offset, with a filter of the same fit. */
-function servedAtOffset(c: CutContext, filter: LatentFilter, offset: number): number {
+function servedAtOffset(c: CutContext, filter: LatentFilter, offset: number, asOf = c.cut): number {
   const est = filter.predict(
     c.skill,
     c.history.map((x) => ({ t: x.t, kind: KIND_QUIZ, n: 1, k: x.correct })),
-    c.cut,
+    asOf,
     filter.offsetFor(c.skill, offset),
   );
   return masteryOf(emitOf(c.m, est.score), c.m.global, "centred-logit", {
@@ -383,6 +383,8 @@ const servedWithSd =
     return servedAtOffset(c, f, f.offsetFromSummary(c.sum));
   };
 
+const conc3 = new WeakMap<EpochModels, LatentFilter>();
+
 /** Candidate scores tried against the served one (REAL_CANDIDATES=1). */
 export const CANDIDATE_SOURCES: Record<string, CutSource> = {
   // The student's offset from the OTHER skills only (the pair's own summary left out of the sum).
@@ -391,6 +393,34 @@ export const CANDIDATE_SOURCES: Record<string, CutSource> = {
     if (c.sum.length === 0 || own === undefined)
       return servedAtOffset(c, c.m.filter, c.m.filter.offsetFromSummary(c.sum));
     return servedAtOffset(c, c.m.filter, c.m.filter.offsetFromSummary(c.sum.map((v, j) => v - own[j]!)));
+  },
+  // The served score without the forgetting since the pair's last answer (as of that answer).
+  "served:nodecay": (c) =>
+    servedAtOffset(
+      c,
+      c.m.filter,
+      c.m.filter.offsetFromSummary(c.sum),
+      c.history.length > 0 ? c.history[c.history.length - 1]!.t : c.cut,
+    ),
+  // Decomposition of acc_student_prior against the served score (bench only):
+  // the Beta-binomial with the FILTER's student offset instead of the accuracy-based one;
+  acc_filter_offset: (c) => {
+    const p0 = sigmoid(logit(c.m.skillAccuracy.get(c.skill) ?? 0.5) + c.m.filter.offsetFromSummary(c.sum));
+    const k = c.history.reduce((s, x) => s + x.correct, 0);
+    return (k + 4 * p0) / (c.history.length + 4);
+  },
+  // the served filter with a 3x stronger prior (prior concentration), same offset;
+  "served:conc3": (c) => {
+    let f = conc3.get(c.m);
+    if (f === undefined) {
+      const json = c.m.filter.json;
+      f = new LatentFilter({
+        ...json,
+        params: { ...json.params, priorConcentration: 3 * json.params.priorConcentration },
+      });
+      conc3.set(c.m, f);
+    }
+    return servedAtOffset(c, f, c.m.filter.offsetFromSummary(c.sum));
   },
   "served:sdml": (c) => servedWithSd(c.m.sdMarginal)(c),
   "served:sd1": servedWithSd(1),
