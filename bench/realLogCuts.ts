@@ -409,6 +409,14 @@ export const CANDIDATE_SOURCES: Record<string, CutSource> = {
     const k = c.history.reduce((s, x) => s + x.correct, 0);
     return (k + 4 * p0) / (c.history.length + 4);
   },
+  // the same with the FILTER's topic prior (its emission at the topic's prior mean moved by the offset);
+  acc_filter_prior: (c) => {
+    const f = c.m.filter;
+    const k0 = sigmoid(logit(f.priorMean(c.skill)) + f.offsetFor(c.skill, f.offsetFromSummary(c.sum)));
+    const p0 = emitOf(c.m, k0);
+    const k = c.history.reduce((s, x) => s + x.correct, 0);
+    return (k + 4 * p0) / (c.history.length + 4);
+  },
   // the served filter with a 3x stronger prior (prior concentration), same offset;
   "served:conc3": (c) => {
     let f = conc3.get(c.m);

@@ -597,6 +597,8 @@ function runStudentCuts(): void {
         `student sd ${m.filter.json.studentPriorSd ?? 0} (marginal likelihood: ${m.sdMarginal}); centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.fold === m.fold && x.epoch === i % o.epochs).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
     );
   }
+  // REAL_DUMP=file: every scored pair as JSON (offline analysis: per epoch, per fold).
+  if (process.env.REAL_DUMP !== undefined) writeFileSync(process.env.REAL_DUMP, JSON.stringify(r.pairs));
   printComparison(
     "measured pairs (>= 1 attempt on the skill before the cut)",
     r.pairs.filter((p) => p.before > 0),
