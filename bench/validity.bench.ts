@@ -232,11 +232,7 @@ async function evaluateCut(
       minLabelAttempts: MIN_LABEL_ATTEMPTS,
       label: LABEL,
       // LATENT_STUDENT=0: the latent filter without the student effect (round 6's A/B).
-      // LATENT_SD_BY=marginal: the student sd by marginal likelihood (`--student-sd-by`, round 8).
-      latentFit: {
-        studentEffect: process.env.LATENT_STUDENT !== "0",
-        ...(process.env.LATENT_SD_BY === "marginal" ? { studentSdBy: "marginal" as const } : {}),
-      },
+      latentFit: { studentEffect: process.env.LATENT_STUDENT !== "0" },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
     });
     const trainSeconds = (performance.now() - t1) / 1000;

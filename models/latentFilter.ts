@@ -893,77 +893,6 @@ export class LatentFilter {
   }
 
   /**
-   * Empirical-Bayes choice of the student effect's prior sd among `candidates` (0 = none) by marginal
-   * likelihood: each student's sequences are folded from the basis priors (STUDENT_GRID); under the model the
-   * product scores with (`mixAt`: the prior at offset o is the mixture of its two neighbouring basis priors),
-   * the student's likelihood at o is the product over their pairs of the mixture of the two basis
-   * likelihoods; it is integrated against Normal(0, sd^2) truncated to the basis range (quadrature on a
-   * 0.05-logit grid), and the sd with the highest sum over students of the log marginal likelihood wins.
-   * Label-free. An alternative to `chooseStudentSd`'s leave-one-topic-out plug-in criterion, which prefers
-   * small sds when each student's offset is estimated with noise.
-   */
-  static marginalStudentSd(
-    model: LatentFilter,
-    sequences: readonly LatentSequence[],
-    candidates: readonly number[] = [0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3],
-  ): { sd: number; logMarginal: Record<string, number> } {
-    const basis = new LatentFilter({ ...model.json, studentPriorSd: 1 });
-    const grid = basis.studentGrid();
-    const lo = grid[0]!;
-    const step = grid[1]! - lo;
-    const nodes: number[] = [];
-    for (let i = Math.round(lo / 0.05); i <= Math.round(grid[grid.length - 1]! / 0.05); i++)
-      nodes.push(i * 0.05);
-    const zero = nodes.findIndex((o) => Math.abs(o) < 1e-9);
-    const byStudent = new Map<string, LatentSequence[]>();
-    for (const s of sequences) {
-      if (s.student === undefined || !basis.studentTopic(s.topic)) continue;
-      const l = byStudent.get(s.student) ?? [];
-      l.push(s);
-      byStudent.set(s.student, l);
-    }
-    const total = new Float64Array(candidates.length);
-    const logL = new Float64Array(nodes.length);
-    for (const seqs of byStudent.values()) {
-      logL.fill(0);
-      for (const q of seqs) {
-        const ll = basis.foldBasis(q.topic, q.events).ll;
-        for (let i = 0; i < nodes.length; i++) {
-          const pos = Math.min(grid.length - 1, Math.max(0, (nodes[i]! - lo) / step));
-          const j = Math.min(grid.length - 2, Math.floor(pos));
-          const w = pos - j;
-          const a = ll[j]!;
-          const b = ll[j + 1]!;
-          const m = Math.max(a, b);
-          logL[i]! += m + Math.log((1 - w) * Math.exp(a - m) + w * Math.exp(b - m));
-        }
-      }
-      let m = Number.NEGATIVE_INFINITY;
-      for (const v of logL) if (v > m) m = v;
-      candidates.forEach((sd, c) => {
-        if (!(sd > 0)) {
-          total[c]! += logL[zero]!;
-          return;
-        }
-        let num = 0;
-        let den = 0;
-        for (let i = 0; i < nodes.length; i++) {
-          const wq = Math.exp((-0.5 * nodes[i]! * nodes[i]!) / (sd * sd));
-          num += wq * Math.exp(logL[i]! - m);
-          den += wq;
-        }
-        total[c]! += m + Math.log(num / den);
-      });
-    }
-    let bestC = 0;
-    for (let c = 1; c < candidates.length; c++) if (total[c]! > total[bestC]! + 1e-9) bestC = c;
-    return {
-      sd: candidates[bestC]!,
-      logMarginal: Object.fromEntries(candidates.map((sd, c) => [String(sd), total[c]!])),
-    };
-  }
-
-  /**
    * Maximum-likelihood fit on sequences (each: its topic and its events in time order). Progress goes to
    * `onProgress` (evaluations, mean log-likelihood per graded observation).
    */
@@ -1071,10 +1000,7 @@ export class LatentFilter {
       ...(logistic ? { topicThreshold } : {}),
     };
     if (opts.studentEffect === true) {
-      const chosen =
-        opts.studentSdBy === "marginal"
-          ? LatentFilter.marginalStudentSd(new LatentFilter(json), sequences)
-          : LatentFilter.chooseStudentSd(new LatentFilter(json), sequences);
+      const chosen = LatentFilter.chooseStudentSd(new LatentFilter(json), sequences);
       if (chosen.sd > 0) json.studentPriorSd = chosen.sd;
     }
     return new LatentFilter(json);
@@ -1155,9 +1081,6 @@ export interface LatentSequence {
   events: LatentEvent[];
 }
 
-export const STUDENT_SD_BY = ["held-out", "marginal"] as const;
-export type StudentSdBy = (typeof STUDENT_SD_BY)[number];
-
 export interface LatentFitOptions {
   bins?: number;
   start?: LatentParams;
@@ -1174,11 +1097,6 @@ export interface LatentFitOptions {
    * likelihood (LatentFilter.chooseStudentSd; needs `student` on the sequences). Default off.
    */
   studentEffect?: boolean;
-  /**
-   * How the student effect's prior sd is chosen: "held-out" (default; `chooseStudentSd`, leave one topic out)
-   * or "marginal" (`marginalStudentSd`, the students' marginal likelihood under the basis-mixture model).
-   */
-  studentSdBy?: StudentSdBy;
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
 }
 

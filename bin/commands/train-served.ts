@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { STUDENT_SD_BY, type StudentSdBy } from "../../models/latentFilter.ts";
 import {
   MASTERY_SCALES,
   type MasteryScale,
@@ -29,7 +28,6 @@ interface TrainServedCliOptions {
   balance: string;
   latent: string;
   latentStudent: string;
-  studentSdBy: string;
   servedFrom: string;
   anchor: string;
 }
@@ -75,11 +73,6 @@ export function register(program: Command): void {
       "on",
     )
     .option(
-      "--student-sd-by <how>",
-      `with --latent-student on, how the student offset's prior sd is chosen: ${STUDENT_SD_BY.join(" | ")} (held-out: leave-one-topic-out likelihood of the plug-in offset; marginal: the students' marginal likelihood, the offset integrated out)`,
-      "held-out",
-    )
-    .option(
       "--served-from <what>",
       `with --latent on, what the served score is: ${SERVED_FROM.join(" | ")} (latent: the filter's posterior mean and 80% interval on the --scale; stack: the stack's prediction)`,
       SERVED_FROM_DEFAULT,
@@ -114,10 +107,6 @@ Example:
         throw new CliError(`--latent must be on or off (got ${opts.latent})`);
       if (opts.latentStudent !== "on" && opts.latentStudent !== "off")
         throw new CliError(`--latent-student must be on or off (got ${opts.latentStudent})`);
-      if (!(STUDENT_SD_BY as readonly string[]).includes(opts.studentSdBy))
-        throw new CliError(
-          `--student-sd-by must be one of ${STUDENT_SD_BY.join(", ")} (got ${opts.studentSdBy})`,
-        );
       if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))
         throw new CliError(`--anchor must be one of ${SERVED_ANCHORS.join(", ")} (got ${opts.anchor})`);
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
@@ -128,7 +117,6 @@ Example:
         anchor: opts.anchor as ServedAnchor,
         latentFit: {
           studentEffect: opts.latentStudent === "on",
-          studentSdBy: opts.studentSdBy as StudentSdBy,
           onProgress: (ev, ll) => {
             if (ev % 100 < 2)
               process.stderr.write(
