@@ -456,6 +456,30 @@ const servedWithSd =
   };
 
 const conc3 = new WeakMap<EpochModels, LatentFilter>();
+const skillPrior = new WeakMap<EpochModels, LatentFilter>();
+
+/**
+ * The epoch's filter with each covered topic's prior mean replaced by the K whose emission is the skill's
+ * training accuracy ((k + 1) / (n + 2) on the training users before the epoch), clipped to [0.02, 0.98].
+ */
+function withSkillPrior(m: EpochModels): LatentFilter {
+  let f = skillPrior.get(m);
+  if (f === undefined) {
+    const json = m.filter.json;
+    const { guess, slip } = json.params;
+    const topicPriorMean: Record<string, number> = {};
+    for (const t of Object.keys(json.topicPriorMean)) {
+      const acc = m.skillAccuracy.get(t);
+      topicPriorMean[t] =
+        acc === undefined
+          ? json.topicPriorMean[t]!
+          : Math.min(0.98, Math.max(0.02, (acc - guess) / Math.max(0.05, 1 - guess - slip)));
+    }
+    f = new LatentFilter({ ...json, topicPriorMean });
+    skillPrior.set(m, f);
+  }
+  return f;
+}
 
 /** Candidate scores tried against the served one (REAL_CANDIDATES=1). */
 export const CANDIDATE_SOURCES: Record<string, CutSource> = {
@@ -501,6 +525,17 @@ export const CANDIDATE_SOURCES: Record<string, CutSource> = {
       conc3.set(c.m, f);
     }
     return servedAtOffset(c, f, c.m.filter.offsetFromSummary(c.sum));
+  },
+  // The served filter with the topic priors from the skills' training accuracies (offset recomputed).
+  "served:skillprior": (c) => {
+    const f = withSkillPrior(c.m);
+    const seqs = new Map<string, LatentSequence>();
+    for (const a of c.all) {
+      const q = seqs.get(a.skill) ?? { topic: a.skill, events: [] };
+      q.events.push({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct });
+      seqs.set(a.skill, q);
+    }
+    return servedAtOffset(c, f, f.studentOffset([...seqs.values()]));
   },
   "served:sdml": (c) => servedWithSd(c.m.sdMarginal)(c),
   "served:sd1": servedWithSd(1),
