@@ -267,6 +267,13 @@ export interface ScaleAnchor {
   /** Pairs and topics behind it. */
   pairs: number;
   topics: number;
+  /**
+   * Round 8 (models/anchorEase.ts): the between-topic sd before the ease share, the share (sd = betweenSd *
+   * sqrt(easeShare)) and the topics it was estimated on. Absent (round 7 models): sd is the whole between-topic sd.
+   */
+  betweenSd?: number;
+  easeShare?: number;
+  easeTopics?: number;
 }
 
 /** z of the 90th percentile of a standard normal: the 80% interval's half-width in sds. */
