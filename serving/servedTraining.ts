@@ -323,9 +323,12 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       const ps: { topic: string; p: number }[] = [];
       for (const [k, e] of evidence) {
         const est = latentEst?.get(k);
+        // (The logistic emission's K has its own scale: the anchor is fitted on K itself.)
         const p =
           fromLatent && est !== undefined
-            ? lp.guess + (1 - lp.guess - lp.slip) * est.score
+            ? lp.slope !== undefined
+              ? est.score
+              : lp.guess + (1 - lp.guess - lp.slip) * est.score
             : Math.min(1, Math.max(0, model.linear(e)));
         ps.push({ topic: e.topic, p });
       }
