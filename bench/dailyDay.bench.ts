@@ -16,6 +16,8 @@
  *   LOOKUPS=100: after the day, GET /mastery's point read of student_mastery for 100 students of the day
  *            (the view over base + delta since storage/servingTables.ts; a plain table before);
  *   COMPACT=1: then fold the day's delta rows into the base tables (compactServingTables) and read again.
+ *   FEATURE_LOOKUPS=100: after the day, the new snapshot's features of 100 students of the day, one query
+ *            each (the features view over stored rows since storage/featureRows.ts; a plain table before).
  *
  * The first run builds the store once under BENCH_DIR (default /tmp/day-bench-<students>): generate,
  * ingest, features, rule scores, BKT/Elo fitted (saved as model directories) and scored in full, then the
@@ -48,6 +50,7 @@ const threads = Number(process.env.THREADS ?? 0);
 const phases = process.env.PHASES === "1";
 const lookups = Number(process.env.LOOKUPS ?? 0);
 const compact = process.env.COMPACT === "1";
+const featureLookups = Number(process.env.FEATURE_LOOKUPS ?? 0);
 const modes = (process.env.MODES ?? "all,dirty").split(",") as ("all" | "dirty" | "dirty1" | "dirtyc")[];
 const root = process.env.BENCH_DIR ?? `/tmp/day-bench-${students}`;
 const basePath = join(root, "base.duckdb");
@@ -128,7 +131,8 @@ type Step =
   | "day"
   | "lookups"
   | "compact"
-  | "lookups after compact";
+  | "lookups after compact"
+  | "feature lookups";
 const results: Record<string, Record<Step, { wall: number[]; cpu: number[] }>> = {};
 let counts: Record<string, unknown> = {};
 for (let r = 0; r < runs; r++) {
@@ -148,6 +152,7 @@ for (let r = 0; r < runs; r++) {
       lookups: { wall: [], cpu: [] },
       compact: { wall: [], cpu: [] },
       "lookups after compact": { wall: [], cpu: [] },
+      "feature lookups": { wall: [], cpu: [] },
     };
     results[mode] = per;
     if (mode === "dirty1" || mode === "dirtyc") await store.run("SET checkpoint_threshold = '1TB'");
@@ -240,6 +245,22 @@ for (let r = 0; r < runs; r++) {
         await step("compact", () => compactServingTables(store));
         await step("lookups after compact", read);
       }
+    }
+    if (featureLookups > 0) {
+      const who = (
+        await store.all<{ s: string }>(
+          `SELECT DISTINCT student_key AS s FROM raw_events WHERE event_id LIKE '%-next'
+           ORDER BY hash(student_key) LIMIT ${featureLookups}`,
+        )
+      ).map((x) => x.s);
+      const t = BigInt(asOf.getTime()) * 1000n;
+      await step("feature lookups", async () => {
+        for (const s of who)
+          await store.all(
+            "SELECT * FROM features WHERE as_of = make_timestamp($t::BIGINT) AND student_key = $s ORDER BY topic_id",
+            { s, t },
+          );
+      });
     }
     counts = {
       asOf: asOf.toISOString(),

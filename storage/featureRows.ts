@@ -160,3 +160,15 @@ export async function dropAllFeatureSnapshots(store: DuckStore): Promise<void> {
   await store.run(`DELETE FROM ${FEATURE_SNAPSHOTS}`);
   await store.run(`DELETE FROM ${FEATURE_ROWS}`);
 }
+
+/** The chain of the snapshot as of `asOfUs`, registering a new full snapshot there when there is none (rows written by hand, e.g. test fixtures). */
+export async function ensureFeatureSnapshot(store: DuckStore, asOfUs: bigint): Promise<bigint> {
+  const snap = await featureSnapshot(store, asOfUs);
+  if (snap !== null) return snap.chainId;
+  const chain = await nextChainId(store);
+  await store.run(`INSERT INTO ${FEATURE_SNAPSHOTS} VALUES (make_timestamp($t::BIGINT), $c)`, {
+    t: asOfUs,
+    c: chain,
+  });
+  return chain;
+}
