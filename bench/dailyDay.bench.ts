@@ -16,6 +16,8 @@
  *   LOOKUPS=100: after the day, GET /mastery's point read of student_mastery for 100 students of the day
  *            (the view over base + delta since storage/servingTables.ts; a plain table before);
  *   COMPACT=1: then fold the day's delta rows into the base tables (compactServingTables) and read again.
+ *   "full":  the full features build (truncate) and full rule scoring of the new day instead (what a full
+ *            run's features + rules steps cost on this store); BKT/Elo is the incremental day as in the others.
  *   FEATURE_LOOKUPS=100: after the day, the new snapshot's features of 100 students of the day, one query
  *            each (the features view over stored rows since storage/featureRows.ts; a plain table before).
  *
@@ -35,7 +37,7 @@ import {
   ingestWatermark,
 } from "../features/incrementalFeatures.ts";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
-import { resolveAsOf } from "../features/windows.ts";
+import { buildFeatures, resolveAsOf } from "../features/windows.ts";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { scoreRules } from "../serving/ruleScoring.ts";
@@ -51,7 +53,13 @@ const phases = process.env.PHASES === "1";
 const lookups = Number(process.env.LOOKUPS ?? 0);
 const compact = process.env.COMPACT === "1";
 const featureLookups = Number(process.env.FEATURE_LOOKUPS ?? 0);
-const modes = (process.env.MODES ?? "all,dirty").split(",") as ("all" | "dirty" | "dirty1" | "dirtyc")[];
+const modes = (process.env.MODES ?? "all,dirty").split(",") as (
+  | "all"
+  | "dirty"
+  | "dirty1"
+  | "dirtyc"
+  | "full"
+)[];
 const root = process.env.BENCH_DIR ?? `/tmp/day-bench-${students}`;
 const basePath = join(root, "base.duckdb");
 const bktDir = join(root, "bkt");
@@ -190,26 +198,32 @@ for (let r = 0; r < runs; r++) {
       };
     };
     const features = await step("features", () =>
-      buildFeaturesIncremental(store, asOf, since, { keepDirty: true, onPhase: phaseOf("features") }).then(
-        async (r) => {
-          await own();
-          return r;
-        },
-      ),
+      (mode === "full"
+        ? buildFeatures(store, asOf, { truncate: true }).then((r) => ({
+            mode: "full" as const,
+            fullReason: "MODES=full" as string | undefined,
+            recomputed: r.rows,
+            copied: 0,
+          }))
+        : buildFeaturesIncremental(store, asOf, since, { keepDirty: true, onPhase: phaseOf("features") })
+      ).then(async (r) => {
+        await own();
+        return r;
+      }),
     );
-    if (features.mode !== "incremental")
+    if (mode !== "full" && features.mode !== "incremental")
       throw new Error(`expected incremental features: ${features.fullReason}`);
     const rules = await step("rules", () =>
       scoreRules(store, {
         asOf,
         onPhase: phaseOf("rules"),
-        ...(mode !== "all" ? { onlyPairs: "incr_dirty" } : {}),
+        ...(mode !== "all" && mode !== "full" ? { onlyPairs: "incr_dirty" } : {}),
       }).then(async (r) => {
         await own();
         return r;
       }),
     );
-    if (mode !== "all" && rules.mode !== "incremental")
+    if (mode !== "all" && mode !== "full" && rules.mode !== "incremental")
       throw new Error(`expected incremental rule scores: ${rules.fullReason}`);
     await store.run("DROP TABLE IF EXISTS temp.incr_dirty");
     const bkt = await step("bkt-elo", () =>
