@@ -17,7 +17,13 @@ import {
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
 import { DOUBLE, DuckDBDataChunk, VARCHAR } from "../storage/duckdbApi.ts";
-import { daysSinceSql, FEATURE_ROWS, FEATURE_SNAPSHOTS, visibleAtSql } from "../storage/featureRows.ts";
+import {
+  daysSinceSql,
+  FEATURE_ROWS,
+  FEATURE_SNAPSHOTS,
+  featureSnapshot,
+  visibleAtSql,
+} from "../storage/featureRows.ts";
 import { baseTable, deltaTable, foldDelta } from "../storage/servingTables.ts";
 import { createRollupViews } from "./rollups.ts";
 import type { RuleWorkerTask } from "./ruleScoringWorker.ts";
@@ -143,12 +149,18 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
   let mode: ScoreRulesResult["mode"] = "full";
   let fullReason: string | undefined;
   await store.transaction(async () => {
-    let filter = "";
+    // The snapshot's stored rows (storage/featureRows.ts), its chain resolved once.
+    const snap = await featureSnapshot(store, asOfUs);
+    if (snap === null)
+      throw new RuleScoringError(
+        `no features snapshot as of ${asOf.toISOString()}: build it first (\`mastery features build --as-of ...\`)`,
+      );
+    let filter = `AND ${visibleAtSql(SNAPSHOT_AS_OF, "features", snap.chainId)}`;
     if (opts.onlyPairs !== undefined) {
       const why = await incrementalBlocker(store, opts.onlyPairs, asOfUs, modelVersion);
       if (why === null) {
         mode = "incremental";
-        filter = `AND EXISTS (SELECT 1 FROM temp.${opts.onlyPairs} d
+        filter += ` AND EXISTS (SELECT 1 FROM temp.${opts.onlyPairs} d
           WHERE d.student_key = features.student_key AND d.topic_id = features.topic_id)`;
       } else fullReason = why;
       opts.onPhase?.("incremental check");
@@ -406,12 +418,12 @@ async function scoreInWorkers(
 }
 
 /**
- * The stored rows the features snapshot as of $t reads (storage/featureRows.ts), aliased `features` so
- * the onlyPairs filter reads as on the view; the rowid joins the scores back. days_since_last_activity is
+ * The stored rows the features snapshot as of $t reads (storage/featureRows.ts; the visibility condition
+ * is the first part of `filter`), aliased `features` so the onlyPairs filter reads as on the view; the rowid joins the scores back. days_since_last_activity is
  * computed as of the snapshot (daysSinceSql), as the view does.
  */
 const SNAPSHOT_AS_OF = "make_timestamp($t::BIGINT)";
-const SNAPSHOT_ROWS = `${FEATURE_ROWS} features WHERE ${visibleAtSql(SNAPSHOT_AS_OF, "features")}`;
+const SNAPSHOT_ROWS = `${FEATURE_ROWS} features WHERE TRUE`;
 
 async function snapshotRows(store: DuckStore, asOfUs: bigint, filter: string): Promise<number> {
   const countRow = await store.one<{ n: bigint }>(`SELECT count(*) AS n FROM ${SNAPSHOT_ROWS} ${filter}`, {

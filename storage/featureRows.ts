@@ -38,10 +38,15 @@ export function isFeaturesDdl(ddl: string): boolean {
 
 /**
  * SQL of the rows visible in snapshot `asOf` (an SQL expression of type TIMESTAMP), as a condition on
- * features_rows aliased `r`. The snapshot's chain comes from feature_snapshots.
+ * features_rows aliased `r`. The snapshot's chain is `chainId` when given, else read from feature_snapshots.
  */
-export function visibleAtSql(asOf: string, alias = "r"): string {
-  return `${alias}.chain_id = (SELECT s.chain_id FROM ${FEATURE_SNAPSHOTS} s WHERE s.as_of = ${asOf})
+export function visibleAtSql(asOf: string, alias = "r", chainId?: bigint): string {
+  // A known chain id goes in as a literal (our own BIGINT), so DuckDB pushes it into the scan.
+  const chain =
+    chainId === undefined
+      ? `(SELECT s.chain_id FROM ${FEATURE_SNAPSHOTS} s WHERE s.as_of = ${asOf})`
+      : `${BigInt(chainId)}`;
+  return `${alias}.chain_id = ${chain}
     AND ${alias}.as_of <= ${asOf} AND (${alias}.valid_until IS NULL OR ${alias}.valid_until > ${asOf})`;
 }
 
