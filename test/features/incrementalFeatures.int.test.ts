@@ -179,7 +179,7 @@ describe("incremental daily features and rule scores", () => {
       ),
       { numRuns: 40 },
     );
-  }, 900_000);
+  }, 240_000);
 
   it("copies untouched pairs and recomputes only new, late, window-crossing and bucket-shifted ones", async () => {
     const store = await DuckStore.open(join(dir, "cases.duckdb"));
