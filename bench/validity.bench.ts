@@ -16,6 +16,7 @@
  *   ONLY=1 npx tsx bench/validity.bench.ts                     # first setting only (ONLY=2: the second)
  *   SYNTH=0 npx tsx bench/validity.bench.ts                    # the real log only
  *   LATENT_STUDENT=0 npx tsx bench/validity.bench.ts           # the latent filter without the student effect
+ *   LATENT_EMISSION=logistic npx tsx bench/validity.bench.ts   # the filter's logistic (item-threshold) emission
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */
@@ -232,7 +233,11 @@ async function evaluateCut(
       minLabelAttempts: MIN_LABEL_ATTEMPTS,
       label: LABEL,
       // LATENT_STUDENT=0: the latent filter without the student effect (round 6's A/B).
-      latentFit: { studentEffect: process.env.LATENT_STUDENT !== "0" },
+      latentFit: {
+        studentEffect: process.env.LATENT_STUDENT !== "0",
+        // LATENT_EMISSION=logistic: the filter's item-threshold emission (round 6, opt-in; round 8 A/B).
+        ...(process.env.LATENT_EMISSION === "logistic" ? { emission: "logistic" as const } : {}),
+      },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
     });
     const trainSeconds = (performance.now() - t1) / 1000;
