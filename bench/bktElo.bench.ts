@@ -7,6 +7,7 @@
  *   STUDENTS=100000 RUNS=1 npx tsx bench/bktElo.bench.ts # ~10M events
  *   node --cpu-prof --cpu-prof-dir=/tmp/batch-prof --import tsx bench/bktElo.bench.ts   # profile
  *   THREADS=1 npx tsx bench/bktElo.bench.ts            # DuckDB on one thread
+ *   EVENT_BLOCK_ROWS=262144 npx tsx bench/bktElo.bench.ts  # event rows read and folded per block (default 4M)
  *   PHASES=1 npx tsx bench/bktElo.bench.ts              # also the full job's CPU split by step (medians)
  *
  * The first run builds the store under BENCH_DIR (default /tmp/batch-bkt-<students>: generate, ingest,
@@ -29,6 +30,8 @@ import { seedSchool } from "./seedSchool.ts";
 const students = Number(process.env.STUDENTS ?? 10_000);
 const runs = Number(process.env.RUNS ?? 3);
 const threads = Number(process.env.THREADS ?? 0);
+const eventBlockRows =
+  process.env.EVENT_BLOCK_ROWS === undefined ? {} : { eventBlockRows: Number(process.env.EVENT_BLOCK_ROWS) };
 const root = process.env.BENCH_DIR ?? `/tmp/batch-bkt-${students}`;
 const basePath = join(root, "base.duckdb");
 const bktDir = join(root, "bkt");
@@ -91,7 +94,7 @@ for (let r = 0; r < runs; r++) {
     phaseStart = t;
   };
   const full = await measure(() =>
-    scoreBktElo(store, models, { full: true, ...(phases ? { onPhase } : {}) }),
+    scoreBktElo(store, models, { full: true, ...eventBlockRows, ...(phases ? { onPhase } : {}) }),
   );
   // A day with 1% of the students active: their last day of events again, one day later, new ids.
   await store.run(
@@ -103,7 +106,7 @@ for (let r = 0; r < runs; r++) {
   // As on a real day, the previous run's writes are checkpointed (a daily run is a new process; DuckDB
   // checkpoints at close): without this, the day's commit pays for the full run's checkpoint.
   await store.run("CHECKPOINT");
-  const day = await measure(() => scoreBktElo(store, models));
+  const day = await measure(() => scoreBktElo(store, models, eventBlockRows));
   info = { events: full.out.events, keys: full.out.keys, dayEvents: day.out.events, dayKeys: day.out.keys };
   narrowing = day.out.narrowing;
   rows.push({ full: full.wall, fullCpu: full.cpu, day: day.wall, dayCpu: day.cpu, anchorCpu: anchor.cpu });

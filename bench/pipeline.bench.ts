@@ -57,15 +57,20 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
 const count = async (sql: string): Promise<number> => Number((await store.one<{ n: bigint }>(sql))?.n ?? 0n);
 
 // generate -> ingest -> features -> rule scores (the same functions `mastery schedule` calls).
+let stepCpu = cpuNow();
 const pipeline = await runPipeline({
   store,
   pseudonymizer: new Pseudonymizer("bench-key-0123456789abcdef"),
   dataDir,
   generate: seedSchool(students, dataDir, { days }),
   skip: ["score bkt-elo"],
+  // CPU per step: the process's user + sys since the previous step ended (onStep fires at each step's end).
   onStep: (s, ms) => {
+    const c = cpuNow();
     seconds[s] = Number((ms / 1000).toFixed(2));
-    process.stderr.write(`${s}: ${seconds[s]} s\n`);
+    cpuSeconds[s] = Number((c - stepCpu).toFixed(2));
+    stepCpu = c;
+    process.stderr.write(`${s}: ${seconds[s]} s (cpu ${cpuSeconds[s]} s)\n`);
   },
 });
 const models = await step("fit bkt-elo (not counted)", () => resolveModels(store, { seed: 0 }));
@@ -132,6 +137,7 @@ const out = {
   seconds,
   cpuSeconds,
   batchSeconds: Number(batchSeconds.toFixed(2)),
+  batchCpuSeconds: Number(BATCH_STEPS.reduce((s, k) => s + (cpuSeconds[k] ?? 0), 0).toFixed(2)),
   batchEventsPerSecond: Math.round(events / batchSeconds),
   bktEloSecondsPer1M: Number(((seconds["score bkt-elo"] ?? 0) / (events / 1e6)).toFixed(2)),
   bktEloCpuSecondsPer1M: Number(((cpuSeconds["score bkt-elo"] ?? 0) / (events / 1e6)).toFixed(2)),

@@ -17,6 +17,8 @@ import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
 import {
   appendDoubleColumns,
   dropLearnerEventColumns,
+  type EventBlock,
+  forEachEventBlock,
   readLearnerEventColumns,
   writeBatchWatermark,
 } from "../storage/learnerEventColumns.ts";
@@ -235,6 +237,11 @@ export interface ScoreBktEloOptions {
   onPhase?: (phase: string) => void;
   /** Keys folded and staged per block (default STAGE_KEYS); the result does not depend on it. */
   stageKeys?: number;
+  /**
+   * Event rows read into memory per block (default EVENT_BLOCK_ROWS, storage/learnerEventColumns.ts); the
+   * result does not depend on it.
+   */
+  eventBlockRows?: number;
 }
 
 /** Keys whose fold results are staged per block: 24 doubles a key, ~12.6 MB a block. */
@@ -251,6 +258,8 @@ export interface ScoreBktEloResult {
   eloVersion: string;
   /** How the keys were narrowed: "full", "watermark" (O(new rows)), or why the whole store was aggregated. */
   narrowing: string;
+  /** Blocks of event rows read and folded (1 unless the run has more than `eventBlockRows` rows). */
+  eventBlocks: number;
 }
 
 // JSON.stringify's text of a finite double, in SQL: integral values without ".0" (DuckDB's to_json writes
@@ -364,27 +373,17 @@ export async function scoreBktElo(
     ...(opts.onPhase !== undefined ? { onPhase: opts.onPhase } : {}),
   });
   const nKeys = cols.keys;
-  const nRows = cols.answer.length;
-
-  // Per row: the Elo offset of its question under its key's topic parameters.
-  const itemOffset = new Float64Array(nRows);
+  const nRows = cols.keyStart[nKeys]!;
   const offsetsByMap = new Map<TopicParams["itemOffsets"], Float64Array>();
   const topicParams = cols.topics.map((t) => paramsFor(t));
-  for (let k = 0; k < nKeys; k++) {
-    const params = topicParams[cols.topic[k]!]!;
+  const offsetsOf = (params: TopicParams): Float64Array => {
     let offsets = offsetsByMap.get(params.itemOffsets);
     if (offsets === undefined) {
       offsets = Float64Array.from(cols.questions, (q) => params.itemOffsets.get(q) ?? 0);
       offsetsByMap.set(params.itemOffsets, offsets);
     }
-    for (let i = cols.keyStart[k]!; i < cols.keyStart[k + 1]!; i++) {
-      const q = cols.question[i]!;
-      itemOffset[i] = q < 0 ? 0 : offsets[q]!;
-    }
-  }
-
-  const runs: KeyRuns = { keyStart: cols.keyStart, answer: cols.answer, itemOffset, ts: cols.ts };
-
+    return offsets;
+  };
   // The fold's results as columns (one Float64Array per STAGED column) for up to `stageKeys` keys at a time,
   // appended after each block (bounded memory: 24 doubles a key would be ~2 GB at 100M events); the key
   // strings, the cursor's event id, the versions and the explanations are made in SQL.
@@ -420,52 +419,73 @@ export async function scoreBktElo(
     e2,
   ] = out;
   let replayedKeys = 0;
+  let quizAttempts = 0;
   const bktOrder = factorOrderer(BKT_FACTOR_NAMES);
   const eloOrder = factorOrderer(ELO_FACTOR_NAMES);
-  for (let k = 0; k < nKeys; k++) {
-    const params = topicParams[cols.topic[k]!]!;
-    const at = k % block;
-    const storedRow = cols.replay[k] === 1 ? undefined : cols.stored.get(k);
-    if (storedRow === undefined) replayedKeys++;
-    const from = storedRow === undefined ? initialLearnerState(params) : learnerStateFromRow(storedRow);
-    // Every key here has at least one event, so its cursor's event id is bkt_col_keys.last_event_id.
-    const s = foldKeyRun(runs, k, params, from, "");
-    ok![at] = k;
-    pM![at] = s.pMastery;
-    eA![at] = s.eloAbility;
-    eN![at] = s.eloN;
-    bN![at] = s.bktN;
-    lastTs![at] = Math.round(s.lastTs ?? nowUs);
-    cS![at] = s.correctStreak;
-    cN![at] = s.correctN;
-    d0![at] = s.bktCorrectDelta;
-    d1![at] = s.bktIncorrectDelta;
-    d2![at] = s.bktLearnDelta;
-    d3![at] = s.bktStreakObsDelta;
-    d4![at] = s.bktStreakLearnDelta;
-    d5![at] = s.eloCorrectDelta;
-    d6![at] = s.eloIncorrectDelta;
-    d7![at] = s.eloStreakDelta;
-    pU![at] = s.pUnknown;
-    evN![at] = s.eventN;
-    eloS![at] = eloProbability(s.eloAbility, params.topicDifficulty);
-    bktOrder.contributions[0] = s.bktCorrectDelta;
-    bktOrder.contributions[1] = s.bktIncorrectDelta;
-    bktOrder.contributions[2] = s.bktLearnDelta;
-    bktOrder.contributions[3] = s.bktStreakObsDelta + s.bktStreakLearnDelta;
-    const bo = bktOrder.order();
-    b1![at] = bo[0]!;
-    b2![at] = bo[1]!;
-    b3![at] = bo[2]!;
-    eloOrder.contributions[0] = s.eloCorrectDelta;
-    eloOrder.contributions[1] = s.eloIncorrectDelta;
-    eloOrder.contributions[2] = s.eloStreakDelta;
-    const eo = eloOrder.order();
-    e1![at] = eo[0]!;
-    e2![at] = eo[1]!;
-    if (at === block - 1 || k === nKeys - 1) await appendDoubleColumns(store, "bkt_elo_state", out, at + 1);
-    if ((k + 1) % 10_000 === 0) opts.onProgress?.(k + 1, nKeys);
-  }
+  // The events are read one block of whole keys at a time (storage/learnerEventColumns.ts forEachEventBlock):
+  // per row, the Elo offset of its question under its key's topic parameters, then each key's fold.
+  let eventBlocks = 0;
+  const fold = async (ev: EventBlock): Promise<void> => {
+    eventBlocks++;
+    const itemOffset = new Float64Array(ev.answer.length);
+    for (let k = ev.firstKey; k < ev.endKey; k++) {
+      const offsets = offsetsOf(topicParams[cols.topic[k]!]!);
+      for (let i = ev.keyStart[k - ev.firstKey]!; i < ev.keyStart[k - ev.firstKey + 1]!; i++) {
+        const q = ev.question[i]!;
+        itemOffset[i] = q < 0 ? 0 : offsets[q]!;
+      }
+    }
+    for (let i = 0; i < ev.answer.length; i++) if (ev.answer[i]! >= 0) quizAttempts++;
+    const runs: KeyRuns = { keyStart: ev.keyStart, answer: ev.answer, itemOffset, ts: ev.ts };
+    for (let k = ev.firstKey; k < ev.endKey; k++) {
+      const params = topicParams[cols.topic[k]!]!;
+      const at = k % block;
+      const storedRow = cols.replay[k] === 1 ? undefined : cols.stored.get(k);
+      if (storedRow === undefined) replayedKeys++;
+      const from = storedRow === undefined ? initialLearnerState(params) : learnerStateFromRow(storedRow);
+      // Every key here has at least one event, so its cursor's event id is bkt_col_keys.last_event_id.
+      const s = foldKeyRun(runs, k - ev.firstKey, params, from, "");
+      ok![at] = k;
+      pM![at] = s.pMastery;
+      eA![at] = s.eloAbility;
+      eN![at] = s.eloN;
+      bN![at] = s.bktN;
+      lastTs![at] = Math.round(s.lastTs ?? nowUs);
+      cS![at] = s.correctStreak;
+      cN![at] = s.correctN;
+      d0![at] = s.bktCorrectDelta;
+      d1![at] = s.bktIncorrectDelta;
+      d2![at] = s.bktLearnDelta;
+      d3![at] = s.bktStreakObsDelta;
+      d4![at] = s.bktStreakLearnDelta;
+      d5![at] = s.eloCorrectDelta;
+      d6![at] = s.eloIncorrectDelta;
+      d7![at] = s.eloStreakDelta;
+      pU![at] = s.pUnknown;
+      evN![at] = s.eventN;
+      eloS![at] = eloProbability(s.eloAbility, params.topicDifficulty);
+      bktOrder.contributions[0] = s.bktCorrectDelta;
+      bktOrder.contributions[1] = s.bktIncorrectDelta;
+      bktOrder.contributions[2] = s.bktLearnDelta;
+      bktOrder.contributions[3] = s.bktStreakObsDelta + s.bktStreakLearnDelta;
+      const bo = bktOrder.order();
+      b1![at] = bo[0]!;
+      b2![at] = bo[1]!;
+      b3![at] = bo[2]!;
+      eloOrder.contributions[0] = s.eloCorrectDelta;
+      eloOrder.contributions[1] = s.eloIncorrectDelta;
+      eloOrder.contributions[2] = s.eloStreakDelta;
+      const eo = eloOrder.order();
+      e1![at] = eo[0]!;
+      e2![at] = eo[1]!;
+      if (at === block - 1 || k === nKeys - 1) await appendDoubleColumns(store, "bkt_elo_state", out, at + 1);
+      if ((k + 1) % 10_000 === 0) opts.onProgress?.(k + 1, nKeys);
+    }
+  };
+  await forEachEventBlock(store, cols, fold, {
+    ...(opts.eventBlockRows !== undefined ? { blockRows: opts.eventBlockRows } : {}),
+    ...(opts.onPhase !== undefined ? { onPhase: opts.onPhase } : {}),
+  });
   opts.onPhase?.("fold");
   // Per topic index: the explanations' base values and the BKT learn rate shown as a factor value.
   await store.run(
@@ -483,8 +503,6 @@ export async function scoreBktElo(
     topicParams.length,
   );
   opts.onProgress?.(nKeys, nKeys);
-  let quizAttempts = 0;
-  for (let i = 0; i < nRows; i++) if (cols.answer[i]! >= 0) quizAttempts++;
 
   const params = {
     now: new DuckDBTimestampValue(BigInt(Math.round(nowUs))),
@@ -605,5 +623,6 @@ export async function scoreBktElo(
     bktVersion: models.bktVersion,
     eloVersion: models.eloVersion,
     narrowing: cols.narrowing,
+    eventBlocks,
   };
 }

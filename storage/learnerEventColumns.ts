@@ -20,14 +20,8 @@ export interface LearnerEventColumns {
   topics: string[];
   /** 1 when the key is folded from a new learner, 0 when from its stored state. */
   replay: Uint8Array;
-  /** Key k owns rows keyStart[k] .. keyStart[k + 1] - 1. */
+  /** Key k owns the event rows keyStart[k] .. keyStart[k + 1] - 1 (global row numbers, see EventBlock). */
   keyStart: Int32Array;
-  /** Per row: 1 correct, 0 incorrect, -1 not an answer (not a quiz attempt, or is_correct unknown). */
-  answer: Int8Array;
-  /** Per row: index into `questions`, -1 for none. */
-  question: Int32Array;
-  /** Per row: epoch microseconds. */
-  ts: Float64Array;
   questions: string[];
   /** Stored states of the keys with replay = 0, by key index. */
   stored: Map<number, LearnerStateRow>;
@@ -36,6 +30,29 @@ export interface LearnerEventColumns {
   /** How the keys were narrowed: "full", "watermark", or why the watermark could not be used. */
   narrowing: string;
 }
+
+/**
+ * The event rows of the keys firstKey .. endKey - 1, in key order and then (ts, event_id): row i here is
+ * global row rowBase + i, and key k owns rows keyStart[k - firstKey] .. keyStart[k - firstKey + 1] - 1.
+ */
+export interface EventBlock {
+  firstKey: number;
+  endKey: number;
+  rowBase: number;
+  keyStart: Int32Array;
+  /** Per row: 1 correct, 0 incorrect, -1 not an answer (not a quiz attempt, or is_correct unknown). */
+  answer: Int8Array;
+  /** Per row: index into `questions`, -1 for none. */
+  question: Int32Array;
+  /** Per row: epoch microseconds. */
+  ts: Float64Array;
+}
+
+/**
+ * Event rows held in JavaScript at a time (13 bytes a row): a run with more rows reads them one key range at a
+ * time, so the job's memory outside DuckDB grows with its keys, not its events (~1.3 GB of rows at 100M events).
+ */
+export const EVENT_BLOCK_ROWS = 4_194_304;
 
 // Duplicate rows of one event for the same key (a re-delivery) count once: the first ingested. `rows` is
 // raw_events, or its rows of the candidate keys (an incremental run).
@@ -188,7 +205,8 @@ async function hasDuplicateEvents(store: DuckStore): Promise<boolean> {
 }
 
 /**
- * Reads the events to fold into columns. Leaves the temp table `bkt_col_keys` (k, student_key,
+ * Selects the events to fold and reads their keys (per-key columns; the rows themselves are read by
+ * `forEachEventBlock`, which must follow). Leaves the temp table `bkt_col_keys` (k, student_key,
  * topic_id, last_event_id) for the caller's writes, which append key indices and join the strings in
  * SQL; `dropLearnerEventColumns` removes it.
  */
@@ -240,9 +258,6 @@ export async function readLearnerEventColumns(
     ).map((r) => r.topic_id),
     replay: new Uint8Array(nKeys),
     keyStart: new Int32Array(nKeys + 1),
-    answer: new Int8Array(0),
-    question: new Int32Array(0),
-    ts: new Float64Array(0),
     questions: (
       await store.all<{ question_id: string }>("SELECT question_id FROM bkt_col_questions ORDER BY qi")
     ).map((r) => r.question_id),
@@ -270,49 +285,138 @@ export async function readLearnerEventColumns(
     }
   }
   cols.keyStart[nKeys] = rows;
-  cols.answer = new Int8Array(rows);
-  cols.question = new Int32Array(rows);
-  cols.ts = new Float64Array(rows);
-
   opts.onPhase?.("read: key columns");
-  const result = await store.conn.stream(
-    `SELECT CASE WHEN e.type = 'quiz_attempt' AND e.is_correct IS NOT NULL THEN e.is_correct::TINYINT ELSE -1 END::TINYINT AS answer,
-            coalesce(q.qi, -1)::INTEGER AS question, epoch_us(e.ts)::DOUBLE AS ts_us
-     FROM bkt_col_new e
-     JOIN bkt_col_keys k ON k.student_key = e.student_key AND k.topic_id = e.topic_id
-     LEFT JOIN bkt_col_questions q ON q.question_id = e.question_id
-     ORDER BY k.k, e.ts, e.event_id`,
-  );
-  let at = 0;
-  for (;;) {
-    const chunk = await result.fetchChunk();
-    if (chunk === null || chunk.rowCount === 0) break;
-    const n = chunk.rowCount;
-    const answer = chunk.getColumnVector(0) as DuckDBVector<number>;
-    const question = chunk.getColumnVector(1) as DuckDBVector<number>;
-    const ts = chunk.getColumnVector(2) as DuckDBVector<number>;
-    for (let i = 0; i < n; i++) {
-      cols.answer[at] = answer.getItem(i)!;
-      cols.question[at] = question.getItem(i)!;
-      cols.ts[at] = ts.getItem(i)!;
-      at++;
-    }
-  }
-  if (at !== rows)
-    throw new Error(
-      `readLearnerEventColumns: read ${at} event rows, expected ${rows}; the raw zone changed mid-read`,
-    );
-
-  opts.onPhase?.("read: event columns (join, sort)");
   const stored = await store.all<LearnerStateRow & { k: number }>(
     `SELECT k.k, s.*, epoch_us(s.last_ts)::DOUBLE AS last_ts_us
      FROM learner_state s JOIN bkt_col_keys k USING (student_key, topic_id) WHERE NOT k.replay`,
   );
   for (const r of stored) cols.stored.set(r.k, r);
-  await store.run("DROP TABLE IF EXISTS bkt_col_new");
-  await store.run("DROP TABLE IF EXISTS bkt_col_questions");
   opts.onPhase?.("read: stored states");
   return cols;
+}
+
+// Per event row in (key, ts, event_id) order: the answer, the question's index and the time.
+const EVENT_ROWS = `SELECT k.k, CASE WHEN e.type = 'quiz_attempt' AND e.is_correct IS NOT NULL THEN e.is_correct::TINYINT ELSE -1 END::TINYINT AS answer,
+       coalesce(q.qi, -1)::INTEGER AS question, epoch_us(e.ts)::DOUBLE AS ts_us
+FROM bkt_col_new e
+JOIN bkt_col_keys k ON k.student_key = e.student_key AND k.topic_id = e.topic_id
+LEFT JOIN bkt_col_questions q ON q.question_id = e.question_id
+ORDER BY k.k, e.ts, e.event_id`;
+
+/**
+ * Calls `fn` with the event rows of `cols`' keys in blocks of whole keys, in key order, each of at most
+ * `blockRows` rows (or one key's rows, when a key has more). When every row fits in one block the sorted rows
+ * are streamed into it; otherwise they are sorted once into a temp table kept in that order, and each block is
+ * one key range of it (DuckDB's zone maps on k skip the other row groups). `fn` may run statements on the
+ * store: no result is open while it runs. Drops the read's temp tables (bkt_col_keys stays for the writes).
+ */
+export async function forEachEventBlock(
+  store: DuckStore,
+  cols: LearnerEventColumns,
+  fn: (block: EventBlock) => Promise<void>,
+  opts: { blockRows?: number; onPhase?: (phase: string) => void } = {},
+): Promise<void> {
+  const total = cols.keyStart[cols.keys]!;
+  let widest = 0;
+  for (let k = 0; k < cols.keys; k++) widest = Math.max(widest, cols.keyStart[k + 1]! - cols.keyStart[k]!);
+  const capacity = Math.max(1, widest, Math.min(total, opts.blockRows ?? EVENT_BLOCK_ROWS));
+  const answer = new Int8Array(Math.min(capacity, Math.max(total, 1)));
+  const question = new Int32Array(answer.length);
+  const ts = new Float64Array(answer.length);
+  // Reads `sql` (columns k, answer, question, ts_us; the rows of keys firstKey ..) into the buffers; returns
+  // the rows read. Each row's key must be the one its position says (keyStart), and its time at or after the
+  // key's previous row: a block read out of order fails here instead of folding wrong states.
+  const readInto = async (sql: string, firstKey: number, limit: number): Promise<number> => {
+    const result = await store.conn.stream(sql);
+    const rowBase = cols.keyStart[firstKey]!;
+    let at = 0;
+    let key = firstKey;
+    for (;;) {
+      const chunk = await result.fetchChunk();
+      if (chunk === null || chunk.rowCount === 0) break;
+      const n = chunk.rowCount;
+      if (at + n > limit)
+        throw new Error(
+          `readLearnerEventColumns: read more than the ${limit} event rows expected; the raw zone changed mid-read`,
+        );
+      const kv = chunk.getColumnVector(0) as DuckDBVector<number>;
+      const a = chunk.getColumnVector(1) as DuckDBVector<number>;
+      const q = chunk.getColumnVector(2) as DuckDBVector<number>;
+      const t = chunk.getColumnVector(3) as DuckDBVector<number>;
+      for (let i = 0; i < n; i++, at++) {
+        while (cols.keyStart[key + 1]! <= rowBase + at) key++;
+        const time = t.getItem(i)!;
+        if (kv.getItem(i) !== key || (rowBase + at > cols.keyStart[key]! && time < ts[at - 1]!))
+          throw new Error(
+            `readLearnerEventColumns: event row ${rowBase + at} is out of (key, ts) order (key ${kv.getItem(i)}, expected ${key}); the rows must be read sorted`,
+          );
+        answer[at] = a.getItem(i)!;
+        question[at] = q.getItem(i)!;
+        ts[at] = time;
+      }
+    }
+    return at;
+  };
+  const emit = async (firstKey: number, endKey: number): Promise<void> => {
+    const rowBase = cols.keyStart[firstKey]!;
+    const n = cols.keyStart[endKey]! - rowBase;
+    const keyStart = new Int32Array(endKey - firstKey + 1);
+    for (let k = firstKey; k <= endKey; k++) keyStart[k - firstKey] = cols.keyStart[k]! - rowBase;
+    await fn({
+      firstKey,
+      endKey,
+      rowBase,
+      keyStart,
+      answer: answer.subarray(0, n),
+      question: question.subarray(0, n),
+      ts: ts.subarray(0, n),
+    });
+  };
+  const expect = (got: number, want: number) => {
+    if (got !== want)
+      throw new Error(
+        `readLearnerEventColumns: read ${got} event rows, expected ${want}; the raw zone changed mid-read`,
+      );
+  };
+  try {
+    if (total <= capacity) {
+      expect(await readInto(EVENT_ROWS, 0, total), total);
+      opts.onPhase?.("read: event columns (join, sort)");
+      if (cols.keys > 0) await emit(0, cols.keys);
+      return;
+    }
+    // Sorted once, stored in that order (insertion order kept for this statement whatever the store's
+    // setting), then read one key range at a time: each range's rows come back in the table's order.
+    const setting = await store.one<{ v: boolean }>(
+      "SELECT current_setting('preserve_insertion_order') AS v",
+    );
+    await store.run("SET preserve_insertion_order = true");
+    try {
+      await store.run(`CREATE OR REPLACE TEMP TABLE bkt_col_rows AS ${EVENT_ROWS}`);
+      await store.run("DROP TABLE IF EXISTS bkt_col_new");
+      opts.onPhase?.("read: event columns (join, sort)");
+      for (let firstKey = 0; firstKey < cols.keys; ) {
+        let endKey = firstKey + 1;
+        while (endKey < cols.keys && cols.keyStart[endKey + 1]! - cols.keyStart[firstKey]! <= capacity)
+          endKey++;
+        const want = cols.keyStart[endKey]! - cols.keyStart[firstKey]!;
+        const got = await readInto(
+          `SELECT k, answer, question, ts_us FROM bkt_col_rows WHERE k >= ${firstKey} AND k < ${endKey}`,
+          firstKey,
+          want,
+        );
+        expect(got, want);
+        await emit(firstKey, endKey);
+        firstKey = endKey;
+      }
+    } finally {
+      await store.run(`SET preserve_insertion_order = ${setting?.v === false ? "false" : "true"}`);
+    }
+  } finally {
+    await store.run("DROP TABLE IF EXISTS bkt_col_rows");
+    await store.run("DROP TABLE IF EXISTS bkt_col_new");
+    await store.run("DROP TABLE IF EXISTS bkt_col_questions");
+  }
 }
 
 export async function dropLearnerEventColumns(store: DuckStore): Promise<void> {

@@ -293,16 +293,35 @@ describe("serving/learnerState (score bkt-elo job)", () => {
       expect(await deltaRows()).toBe(0n);
       expect(await snapshot(daily)).toEqual(await snapshot(batch));
 
-      // Fold results staged 7 keys at a time (bounded memory at 100M events): the same tables.
+      // Fold results staged 7 keys at a time and event rows read 37 at a time, by key range (bounded memory at
+      // 100M events; keys with more than 37 rows get a block of their own): the same tables, full and daily.
       const staged = await DuckStore.open(":memory:");
+      const stagedDaily = await DuckStore.open(":memory:");
       try {
         await staged.run(`INSERT INTO raw_events SELECT * FROM read_parquet('${join(dir, "raw.parquet")}')`);
-        const r = await scoreBktElo(staged, models, { now: GEN_NOW, full: true, stageKeys: 7 });
+        const r = await scoreBktElo(staged, models, {
+          now: GEN_NOW,
+          full: true,
+          stageKeys: 7,
+          eventBlockRows: 37,
+        });
         expect(r.keys).toBe(full.keys);
         expect(r.keys % 7).not.toBe(0);
+        expect(full.eventBlocks).toBe(1);
+        expect(r.eventBlocks).toBeGreaterThan(1);
         expect(await snapshot(staged)).toEqual(await snapshot(batch));
+        for (const when of ["ts < TIMESTAMP '2026-09-07'", "ts >= TIMESTAMP '2026-09-07'"]) {
+          await stagedDaily.run(
+            `INSERT INTO raw_events SELECT * FROM read_parquet('${join(dir, "raw.parquet")}') WHERE ${when}`,
+          );
+          expect(
+            (await scoreBktElo(stagedDaily, models, { now: GEN_NOW, eventBlockRows: 37 })).eventBlocks,
+          ).toBeGreaterThan(1);
+        }
+        expect(await snapshot(stagedDaily)).toEqual(await snapshot(batch));
       } finally {
         staged.close();
+        stagedDaily.close();
       }
     } finally {
       batch.close();
