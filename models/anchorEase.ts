@@ -21,6 +21,7 @@
  * know) persists like ease and is counted as ease, so the share stays an upper bound in that direction;
  * topics that start low and catch up through teaching lower it.
  */
+import { covariance } from "./validity.ts";
 
 /** One (student, topic) pair's quiz answers before the snapshot, reduced to what the estimate reads. */
 export interface PairAnswers {
@@ -50,22 +51,6 @@ export const EASE_MIN_TOPIC_PAIRS = 10;
 export const EASE_MIN_TOPICS = 5;
 
 const logitMean = (correct: number, n: number): number => Math.log((correct + 0.5) / (n - correct + 0.5));
-
-/** Sample covariance of two equally long series. */
-function covariance(x: readonly number[], y: readonly number[]): number {
-  const n = x.length;
-  let mx = 0;
-  let my = 0;
-  for (let i = 0; i < n; i++) {
-    mx += x[i]!;
-    my += y[i]!;
-  }
-  mx /= n;
-  my /= n;
-  let s = 0;
-  for (let i = 0; i < n; i++) s += (x[i]! - mx) * (y[i]! - my);
-  return s / (n - 1);
-}
 
 /** The ease share of the between-topic spread (see the file comment). Pure. */
 export function easeShare(pairs: readonly PairAnswers[]): EaseShare {

@@ -30,10 +30,9 @@ export interface ValidityMeasures {
   nextSpearman: number;
 }
 
-/** Pearson correlation; NaN with fewer than 3 pairs or a constant side. */
-export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
+/** Sample covariance of two equally long series (n - 1 in the denominator). */
+export function covariance(x: ArrayLike<number>, y: ArrayLike<number>): number {
   const n = x.length;
-  if (n < 3 || y.length !== n) return Number.NaN;
   let mx = 0;
   let my = 0;
   for (let i = 0; i < n; i++) {
@@ -42,17 +41,18 @@ export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
   }
   mx /= n;
   my /= n;
-  let sxy = 0;
-  let sxx = 0;
-  let syy = 0;
-  for (let i = 0; i < n; i++) {
-    const dx = x[i]! - mx;
-    const dy = y[i]! - my;
-    sxy += dx * dy;
-    sxx += dx * dx;
-    syy += dy * dy;
-  }
-  return sxx > 0 && syy > 0 ? sxy / Math.sqrt(sxx * syy) : Number.NaN;
+  let s = 0;
+  for (let i = 0; i < n; i++) s += (x[i]! - mx) * (y[i]! - my);
+  return s / (n - 1);
+}
+
+/** Pearson correlation; NaN with fewer than 3 pairs or a constant side. */
+export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
+  const n = x.length;
+  if (n < 3 || y.length !== n) return Number.NaN;
+  const sxx = covariance(x, x);
+  const syy = covariance(y, y);
+  return sxx > 0 && syy > 0 ? covariance(x, y) / Math.sqrt(sxx * syy) : Number.NaN;
 }
 
 /** Ranks 1..n with ties given their average rank. */
