@@ -46,6 +46,7 @@ import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
 import type { ScoreStore } from "./feedback.ts";
 import { errorAnswer, HttpError } from "./httpError.ts";
+import { masteryViewJson } from "./masteryJson.ts";
 import { DuckMasteryReadStore, type MasteryReadStore, type TopicRow } from "./masteryReadStore.ts";
 import {
   DEFAULT_SOURCE_ORDER,
@@ -683,7 +684,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         // connections shares the writes' one: then inside the gate. Otherwise nothing waits for it.
         const view =
           read.concurrent && !modelScoring.usesStore(studentKey) ? await build() : await gate.run(build);
-        return servedBody(JSON.stringify(view), view.topics);
+        return servedBody(masteryViewJson(view), view.topics);
       });
     },
     readRun,
