@@ -46,7 +46,6 @@ import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
 import type { ScoreStore } from "./feedback.ts";
 import { errorAnswer, HttpError } from "./httpError.ts";
-import { masteryViewJson } from "./masteryJson.ts";
 import { DuckMasteryReadStore, type MasteryReadStore, type TopicRow } from "./masteryReadStore.ts";
 import {
   DEFAULT_SOURCE_ORDER,
@@ -684,7 +683,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         // connections shares the writes' one: then inside the gate. Otherwise nothing waits for it.
         const view =
           read.concurrent && !modelScoring.usesStore(studentKey) ? await build() : await gate.run(build);
-        return servedBody(masteryViewJson(view), view.topics);
+        return servedBody(JSON.stringify(view), view.topics);
       });
     },
     readRun,

@@ -79,29 +79,6 @@ export interface StudentMastery {
 
 type MasteryRow = MasteryViewRow;
 
-/** A served explanation with the fields GET /mastery lists next to it (serving/servedScoring.ts). */
-type CarryingExplanation = Explanation & {
-  interval?: TopicMastery["interval"];
-  evidence?: TopicMastery["evidence"];
-  pCorrect?: number;
-};
-/** Keys whose presence in the stored text means the explanation must be parsed to fill the topic. */
-const EXPLANATION_CARRIES = ['"interval"', '"evidence"', '"pCorrect"'];
-
-/**
- * Per topic built by readStudentMastery: its stored explanation text while nobody has read the parsed
- * `explanation` (undefined after: the object may have been changed since).
- */
-const storedExplanation = new WeakMap<TopicMastery, () => string | undefined>();
-
-/**
- * The stored explanation text of a topic of readStudentMastery's view, when the view's `explanation`
- * has not been read (so it is still exactly what the text says); else undefined.
- */
-export function storedExplanationText(topic: TopicMastery): string | undefined {
-  return storedExplanation.get(topic)?.();
-}
-
 /** The embedded store, or any MasteryReadStore (serving/masteryReadStore.ts: DuckDB or PostgreSQL). */
 export type MasterySource = DuckStore | MasteryReadStore;
 
@@ -210,15 +187,12 @@ export async function readStudentMastery(
         asOf: iso(r.as_of),
       };
     }
-    // The explanation is parsed only when its text may carry the fields listed next to it (a served
-    // score's interval, evidence, P(correct)) or when a reader asks for it: the body writer
-    // (serving/masteryJson.ts) splices the stored text itself.
-    const text = served.explanation;
-    const carried = EXPLANATION_CARRIES.some((k) => text.includes(k));
-    let parsed: CarryingExplanation | undefined = carried
-      ? (JSON.parse(text) as CarryingExplanation)
-      : undefined;
-    const topic: TopicMastery = {
+    const explanation = JSON.parse(served.explanation) as TopicMastery["explanation"] & {
+      interval?: TopicMastery["interval"];
+      evidence?: TopicMastery["evidence"];
+      pCorrect?: number;
+    };
+    topics.push({
       topicId,
       name: served.name,
       chapterId: served.chapter_id,
@@ -229,19 +203,14 @@ export async function readStudentMastery(
       modelVersion: served.model_version,
       asOf: iso(served.as_of),
       lastUpdated: iso(served.last_updated),
-      get explanation(): Explanation {
-        parsed ??= JSON.parse(text) as CarryingExplanation;
-        return parsed;
-      },
-      interval: parsed?.interval ?? null,
-      evidence: parsed?.evidence ?? null,
-      pCorrect: parsed?.pCorrect ?? null,
+      explanation,
+      interval: explanation.interval ?? null,
+      evidence: explanation.evidence ?? null,
+      pCorrect: explanation.pCorrect ?? null,
       experimentArm: arm,
       scores,
       ...(opts.model !== undefined ? { model: m === undefined ? null : { ...m, served: fromModel } } : {}),
-    };
-    storedExplanation.set(topic, () => (parsed === undefined ? text : undefined));
-    topics.push(topic);
+    });
   }
   let rollupSource: string | null = null;
   let best = 0;
