@@ -3,6 +3,7 @@ import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, BOOLEAN, DOUBLE, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
+import { upsertStudentContextSql } from "./studentContext.ts";
 
 /**
  * The raw zone as seen by the incremental update path: append (event, topic) rows with first-wins
@@ -306,6 +307,30 @@ function appendRow(ap: DuckDBAppender, r: RawEventRow): void {
   ap.endRow();
 }
 
+const CONTEXT_ROWS_SQL = upsertStudentContextSql(
+  `SELECT unnest($1::VARCHAR[]) AS student_key, make_timestamp(unnest($2::BIGINT[])) AS ts,
+          unnest($3::VARCHAR[]) AS school_id, unnest($4::BIGINT[])::INTEGER AS grade`,
+);
+
+/**
+ * Folds the school / grade of rows just stored into student_context (storage/studentContext.ts); rows
+ * carrying neither cannot change it, so a batch without any costs no statement.
+ */
+async function upsertContext(duck: DuckStore, rows: readonly RawEventRow[]): Promise<void> {
+  const ctx = rows.filter((r) => r.school_id !== null || r.grade !== null);
+  if (ctx.length === 0) return;
+  await duck.conn.run(
+    CONTEXT_ROWS_SQL,
+    [
+      listValue(ctx.map((r) => r.student_key)),
+      listValue(ctx.map((r) => BigInt(Math.round(r.ts_us)))),
+      listValue(ctx.map((r) => r.school_id)),
+      listValue(ctx.map((r) => (r.grade === null ? null : BigInt(r.grade)))),
+    ],
+    [LIST(VARCHAR), LIST(BIGINT), LIST(VARCHAR), LIST(BIGINT)],
+  );
+}
+
 export class DuckRawEventStore implements RawEventStore {
   private constructor(private readonly duck: DuckStore) {}
 
@@ -346,6 +371,7 @@ export class DuckRawEventStore implements RawEventStore {
         ),
         RAW_LIST_TYPES,
       );
+    await upsertContext(this.duck, fresh);
     const out = fresh.map(learnerRow);
     out.push(...stored);
     return out;
@@ -373,6 +399,7 @@ export class DuckRawEventStore implements RawEventStore {
     for (const r of fresh) appendRow(ap, r);
     ap.flushSync();
     ap.closeSync();
+    await upsertContext(this.duck, fresh);
   }
 
   async keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]> {
