@@ -3,7 +3,7 @@ import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, BOOLEAN, DOUBLE, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
-import { upsertStudentContextSql } from "./studentContext.ts";
+import { newestContextOf, upsertNewestSql } from "./studentContext.ts";
 
 /**
  * The raw zone as seen by the incremental update path: append (event, topic) rows with first-wins
@@ -307,27 +307,30 @@ function appendRow(ap: DuckDBAppender, r: RawEventRow): void {
   ap.endRow();
 }
 
-const CONTEXT_ROWS_SQL = upsertStudentContextSql(
-  `SELECT unnest($1::VARCHAR[]) AS student_key, make_timestamp(unnest($2::BIGINT[])) AS ts,
-          unnest($3::VARCHAR[]) AS school_id, unnest($4::BIGINT[])::INTEGER AS grade`,
+const CONTEXT_SQL = upsertNewestSql(
+  `SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), make_timestamp(unnest($3::BIGINT[])),
+          unnest($4::BIGINT[])::INTEGER, make_timestamp(unnest($5::BIGINT[]))`,
 );
+const us = (v: number | null) => (v === null ? null : BigInt(Math.round(v)));
 
 /**
- * Folds the school / grade of rows just stored into student_context (storage/studentContext.ts); rows
- * carrying neither cannot change it, so a batch without any costs no statement.
+ * Folds the school / grade of rows just stored into student_context (storage/studentContext.ts), reduced
+ * to one row per student here first; rows carrying neither cannot change it, so a batch without any costs
+ * no statement.
  */
 async function upsertContext(duck: DuckStore, rows: readonly RawEventRow[]): Promise<void> {
-  const ctx = rows.filter((r) => r.school_id !== null || r.grade !== null);
+  const ctx = newestContextOf(rows);
   if (ctx.length === 0) return;
   await duck.conn.run(
-    CONTEXT_ROWS_SQL,
+    CONTEXT_SQL,
     [
-      listValue(ctx.map((r) => r.student_key)),
-      listValue(ctx.map((r) => BigInt(Math.round(r.ts_us)))),
-      listValue(ctx.map((r) => r.school_id)),
-      listValue(ctx.map((r) => (r.grade === null ? null : BigInt(r.grade)))),
+      listValue(ctx.map((c) => c.studentKey)),
+      listValue(ctx.map((c) => c.schoolId)),
+      listValue(ctx.map((c) => us(c.schoolUs))),
+      listValue(ctx.map((c) => (c.grade === null ? null : BigInt(c.grade)))),
+      listValue(ctx.map((c) => us(c.gradeUs))),
     ],
-    [LIST(VARCHAR), LIST(BIGINT), LIST(VARCHAR), LIST(BIGINT)],
+    [LIST(VARCHAR), LIST(VARCHAR), LIST(BIGINT), LIST(BIGINT), LIST(BIGINT)],
   );
 }
 

@@ -25,11 +25,22 @@ export const STUDENT_CONTEXT_DDL = `CREATE TABLE IF NOT EXISTS student_context (
  * keep the first folded; arg_max over tied rows picks any of them too).
  */
 export function upsertStudentContextSql(rows: string): string {
+  return upsertNewestSql(`SELECT student_key,
+         arg_max(school_id, ts) FILTER (WHERE school_id IS NOT NULL) AS school_id,
+         max(ts) FILTER (WHERE school_id IS NOT NULL) AS school_ts,
+         arg_max(grade, ts) FILTER (WHERE grade IS NOT NULL) AS grade,
+         max(ts) FILTER (WHERE grade IS NOT NULL) AS grade_ts
+  FROM (${rows}) GROUP BY student_key`);
+}
+
+/**
+ * The same fold from rows already reduced to one per student (columns student_key, school_id, school_ts,
+ * grade, grade_ts: the student's newest school and grade among the rows, each with its event time), e.g.
+ * by the caller in JS (newestContextOf): one statement without the GROUP BY.
+ */
+export function upsertNewestSql(perStudent: string): string {
   return `INSERT INTO student_context
-  SELECT student_key,
-         arg_max(school_id, ts) FILTER (WHERE school_id IS NOT NULL), max(ts) FILTER (WHERE school_id IS NOT NULL),
-         arg_max(grade, ts) FILTER (WHERE grade IS NOT NULL), max(ts) FILTER (WHERE grade IS NOT NULL)
-  FROM (${rows}) GROUP BY student_key
+  ${perStudent}
   ON CONFLICT (student_key) DO UPDATE SET
     school_id = CASE WHEN school_ts IS NULL OR excluded.school_ts > school_ts
                      THEN coalesce(excluded.school_id, school_id) ELSE school_id END,
@@ -37,6 +48,39 @@ export function upsertStudentContextSql(rows: string): string {
     grade = CASE WHEN grade_ts IS NULL OR excluded.grade_ts > grade_ts
                  THEN coalesce(excluded.grade, grade) ELSE grade END,
     grade_ts = greatest(grade_ts, excluded.grade_ts)`;
+}
+
+/** One student's newest school and grade among some rows (times in epoch microseconds). */
+export interface NewestContext {
+  studentKey: string;
+  schoolId: string | null;
+  schoolUs: number | null;
+  grade: number | null;
+  gradeUs: number | null;
+}
+
+/** Per student, the newest school and grade of `rows` (first row wins a tie); students with neither left out. */
+export function newestContextOf(
+  rows: readonly { student_key: string; ts_us: number; school_id: string | null; grade: number | null }[],
+): NewestContext[] {
+  const by = new Map<string, NewestContext>();
+  for (const r of rows) {
+    if (r.school_id === null && r.grade === null) continue;
+    let c = by.get(r.student_key);
+    if (c === undefined) {
+      c = { studentKey: r.student_key, schoolId: null, schoolUs: null, grade: null, gradeUs: null };
+      by.set(r.student_key, c);
+    }
+    if (r.school_id !== null && (c.schoolUs === null || r.ts_us > c.schoolUs)) {
+      c.schoolId = r.school_id;
+      c.schoolUs = r.ts_us;
+    }
+    if (r.grade !== null && (c.gradeUs === null || r.ts_us > c.gradeUs)) {
+      c.grade = r.grade;
+      c.gradeUs = r.ts_us;
+    }
+  }
+  return [...by.values()];
 }
 
 /** Creates student_context; when it did not exist yet, fills it from the file's raw_events (one scan). */
