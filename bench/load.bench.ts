@@ -55,6 +55,7 @@ import { openServingBackends } from "../serving/servingBackends.ts";
 import { streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { PgStore } from "../storage/postgres.ts";
+import { baseTable } from "../storage/servingTables.ts";
 import {
   envNumber as env,
   BENCH_PSEUDONYM_KEY as KEY,
