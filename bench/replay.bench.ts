@@ -29,12 +29,12 @@ import { encodeLatentBasis, foldLatentBasis } from "../models/latentState.ts";
 import { replayEvents, replayOrder, topicParamsResolver } from "../models/learnerState.ts";
 import { type BktEloModels, scoreBktElo } from "../serving/learnerState.ts";
 import { recompute } from "../serving/recompute.ts";
-import { benchServedModel } from "./benchServedModel.ts";
 import { openStreamStores } from "../serving/streamStores.ts";
 import { IncrementalUpdater, learnerEvent, rowsFromEvent, streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import type { LearnerRow, RawEventRow } from "../storage/rawEventStore.ts";
 import { generateStreamEvents } from "../test/serving/streamEvents.ts";
+import { benchServedModel } from "./benchServedModel.ts";
 
 const N = Number(process.env.REPLAY_EVENTS ?? 20_000);
 const BATCH = Number(process.env.BATCH ?? 500);

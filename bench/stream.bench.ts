@@ -336,7 +336,9 @@ async function runOnce(RATE: number, WORKERS: number): Promise<RunResult> {
       redisUrl: REDIS_URL,
       redisPrefix: id,
     });
-    const rep = await recompute(stores, streamModels({ servedModelDir: SERVED_MODEL_DIR })).finally(() => stores.close());
+    const rep = await recompute(stores, streamModels({ servedModelDir: SERVED_MODEL_DIR })).finally(() =>
+      stores.close(),
+    );
     const sum = (f: "missing" | "extra" | "differences") => rep.tables.reduce((a, t) => a + t[f], 0);
 
     latencies.sort((a, b) => a - b);
