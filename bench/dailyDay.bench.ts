@@ -16,6 +16,10 @@
  *   LOOKUPS=100: after the day, GET /mastery's point read of student_mastery for 100 students of the day
  *            (the view over base + delta since storage/servingTables.ts; a plain table before);
  *   COMPACT=1: then fold the day's delta rows into the base tables (compactServingTables) and read again.
+ *   "full":  the full features build (truncate) and full rule scoring of the new day instead (what a full
+ *            run's features + rules steps cost on this store); BKT/Elo is the incremental day as in the others.
+ *   FEATURE_LOOKUPS=100: after the day, the new snapshot's features of 100 students of the day, one query
+ *            each (the features view over stored rows since storage/featureRows.ts; a plain table before).
  *
  * The first run builds the store once under BENCH_DIR (default /tmp/day-bench-<students>): generate,
  * ingest, features, rule scores, BKT/Elo fitted (saved as model directories) and scored in full, then the
@@ -33,7 +37,7 @@ import {
   ingestWatermark,
 } from "../features/incrementalFeatures.ts";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
-import { resolveAsOf } from "../features/windows.ts";
+import { buildFeatures, resolveAsOf } from "../features/windows.ts";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { scoreRules } from "../serving/ruleScoring.ts";
@@ -48,7 +52,14 @@ const threads = Number(process.env.THREADS ?? 0);
 const phases = process.env.PHASES === "1";
 const lookups = Number(process.env.LOOKUPS ?? 0);
 const compact = process.env.COMPACT === "1";
-const modes = (process.env.MODES ?? "all,dirty").split(",") as ("all" | "dirty" | "dirty1" | "dirtyc")[];
+const featureLookups = Number(process.env.FEATURE_LOOKUPS ?? 0);
+const modes = (process.env.MODES ?? "all,dirty").split(",") as (
+  | "all"
+  | "dirty"
+  | "dirty1"
+  | "dirtyc"
+  | "full"
+)[];
 const root = process.env.BENCH_DIR ?? `/tmp/day-bench-${students}`;
 const basePath = join(root, "base.duckdb");
 const bktDir = join(root, "bkt");
@@ -128,7 +139,8 @@ type Step =
   | "day"
   | "lookups"
   | "compact"
-  | "lookups after compact";
+  | "lookups after compact"
+  | "feature lookups";
 const results: Record<string, Record<Step, { wall: number[]; cpu: number[] }>> = {};
 let counts: Record<string, unknown> = {};
 for (let r = 0; r < runs; r++) {
@@ -148,6 +160,7 @@ for (let r = 0; r < runs; r++) {
       lookups: { wall: [], cpu: [] },
       compact: { wall: [], cpu: [] },
       "lookups after compact": { wall: [], cpu: [] },
+      "feature lookups": { wall: [], cpu: [] },
     };
     results[mode] = per;
     if (mode === "dirty1" || mode === "dirtyc") await store.run("SET checkpoint_threshold = '1TB'");
@@ -185,26 +198,32 @@ for (let r = 0; r < runs; r++) {
       };
     };
     const features = await step("features", () =>
-      buildFeaturesIncremental(store, asOf, since, { keepDirty: true, onPhase: phaseOf("features") }).then(
-        async (r) => {
-          await own();
-          return r;
-        },
-      ),
+      (mode === "full"
+        ? buildFeatures(store, asOf, { truncate: true }).then((r) => ({
+            mode: "full" as const,
+            fullReason: "MODES=full" as string | undefined,
+            recomputed: r.rows,
+            copied: 0,
+          }))
+        : buildFeaturesIncremental(store, asOf, since, { keepDirty: true, onPhase: phaseOf("features") })
+      ).then(async (r) => {
+        await own();
+        return r;
+      }),
     );
-    if (features.mode !== "incremental")
+    if (mode !== "full" && features.mode !== "incremental")
       throw new Error(`expected incremental features: ${features.fullReason}`);
     const rules = await step("rules", () =>
       scoreRules(store, {
         asOf,
         onPhase: phaseOf("rules"),
-        ...(mode !== "all" ? { onlyPairs: "incr_dirty" } : {}),
+        ...(mode !== "all" && mode !== "full" ? { onlyPairs: "incr_dirty" } : {}),
       }).then(async (r) => {
         await own();
         return r;
       }),
     );
-    if (mode !== "all" && rules.mode !== "incremental")
+    if (mode !== "all" && mode !== "full" && rules.mode !== "incremental")
       throw new Error(`expected incremental rule scores: ${rules.fullReason}`);
     await store.run("DROP TABLE IF EXISTS temp.incr_dirty");
     const bkt = await step("bkt-elo", () =>
@@ -240,6 +259,22 @@ for (let r = 0; r < runs; r++) {
         await step("compact", () => compactServingTables(store));
         await step("lookups after compact", read);
       }
+    }
+    if (featureLookups > 0) {
+      const who = (
+        await store.all<{ s: string }>(
+          `SELECT DISTINCT student_key AS s FROM raw_events WHERE event_id LIKE '%-next'
+           ORDER BY hash(student_key) LIMIT ${featureLookups}`,
+        )
+      ).map((x) => x.s);
+      const t = BigInt(asOf.getTime()) * 1000n;
+      await step("feature lookups", async () => {
+        for (const s of who)
+          await store.all(
+            "SELECT * FROM features WHERE as_of = make_timestamp($t::BIGINT) AND student_key = $s ORDER BY topic_id",
+            { s, t },
+          );
+      });
     }
     counts = {
       asOf: asOf.toISOString(),

@@ -113,6 +113,80 @@ export interface EpochModels {
   skillAccuracy: Map<string, number>;
   trainAttempts: number;
   fitSeconds: number;
+  /** The student prior sd that maximises the fit sample's marginal likelihood (bench candidate served:sdml). */
+  sdMarginal: number;
+}
+
+/**
+ * Empirical-Bayes choice of the student effect's prior sd among `candidates` (0 = none) by marginal
+ * likelihood: each student's sequences are folded from the basis priors (STUDENT_GRID); under the model the
+ * product scores with (`LatentFilter.mixAt`: the prior at offset o is the mixture of its two neighbouring basis priors),
+ * the student's likelihood at o is the product over their pairs of the mixture of the two basis
+ * likelihoods; it is integrated against Normal(0, sd^2) truncated to the basis range (quadrature on a
+ * 0.05-logit grid), and the sd with the highest sum over students of the log marginal likelihood wins.
+ * Label-free. Bench only (round 8: tried as a fit option, not merged): an alternative to
+ * `LatentFilter.chooseStudentSd`'s leave-one-topic-out plug-in criterion, which prefers
+ * small sds when each student's offset is estimated with noise.
+ */
+export function marginalStudentSd(
+  model: LatentFilter,
+  sequences: readonly LatentSequence[],
+  candidates: readonly number[] = [0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3],
+): { sd: number; logMarginal: Record<string, number> } {
+  const basis = new LatentFilter({ ...model.json, studentPriorSd: 1 });
+  const grid = basis.studentGrid();
+  const lo = grid[0]!;
+  const step = grid[1]! - lo;
+  const nodes: number[] = [];
+  for (let i = Math.round(lo / 0.05); i <= Math.round(grid[grid.length - 1]! / 0.05); i++)
+    nodes.push(i * 0.05);
+  const zero = nodes.findIndex((o) => Math.abs(o) < 1e-9);
+  const byStudent = new Map<string, LatentSequence[]>();
+  for (const s of sequences) {
+    if (s.student === undefined || !basis.studentTopic(s.topic)) continue;
+    const l = byStudent.get(s.student) ?? [];
+    l.push(s);
+    byStudent.set(s.student, l);
+  }
+  const total = new Float64Array(candidates.length);
+  const logL = new Float64Array(nodes.length);
+  for (const seqs of byStudent.values()) {
+    logL.fill(0);
+    for (const q of seqs) {
+      const ll = basis.foldBasis(q.topic, q.events).ll;
+      for (let i = 0; i < nodes.length; i++) {
+        const pos = Math.min(grid.length - 1, Math.max(0, (nodes[i]! - lo) / step));
+        const j = Math.min(grid.length - 2, Math.floor(pos));
+        const w = pos - j;
+        const a = ll[j]!;
+        const b = ll[j + 1]!;
+        const m = Math.max(a, b);
+        logL[i]! += m + Math.log((1 - w) * Math.exp(a - m) + w * Math.exp(b - m));
+      }
+    }
+    let m = Number.NEGATIVE_INFINITY;
+    for (const v of logL) if (v > m) m = v;
+    candidates.forEach((sd, c) => {
+      if (!(sd > 0)) {
+        total[c]! += logL[zero]!;
+        return;
+      }
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < nodes.length; i++) {
+        const wq = Math.exp((-0.5 * nodes[i]! * nodes[i]!) / (sd * sd));
+        num += wq * Math.exp(logL[i]! - m);
+        den += wq;
+      }
+      total[c]! += m + Math.log(num / den);
+    });
+  }
+  let bestC = 0;
+  for (let c = 1; c < candidates.length; c++) if (total[c]! > total[bestC]! + 1e-9) bestC = c;
+  return {
+    sd: candidates[bestC]!,
+    logMarginal: Object.fromEntries(candidates.map((sd, c) => [String(sd), total[c]!])),
+  };
 }
 
 function fitEpoch(
@@ -121,12 +195,17 @@ function fitEpoch(
   maxEvents: number,
   cacheDir: string | undefined,
   studentEffect: boolean,
+  fold: number,
 ): EpochModels {
   const t0 = performance.now();
+  // Fold 0 (the log's own test users) keeps the cache name of the single-fold protocol.
   const cacheFile =
     cacheDir === undefined
       ? undefined
-      : join(cacheDir, `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}.json`);
+      : join(
+          cacheDir,
+          `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}${fold === 0 ? "" : `-fold${fold}`}.json`,
+        );
   // The latent filter, on a deterministic hash sample of pairs of about maxEvents attempts (as the product).
   const bySeq = new Map<string, LatentSequence>();
   const transitions: DecayTransition[] = [];
@@ -225,6 +304,7 @@ function fitEpoch(
   return {
     time,
     filter,
+    sdMarginal: studentEffect ? marginalStudentSd(filter, [...bySeq.values()]).sd : 0,
     anchor: fitAnchor(anchorPairs),
     global: { guess: 0, slip: 0, halfLifeDays: decay.global.halfLifeDays, base: decay.global.base },
     bkt,
@@ -237,6 +317,8 @@ function fitEpoch(
 /** One labelled (student, cut, skill). */
 export interface CutPair {
   student: number;
+  /** The user fold the student was scored in (user_id % 5): models fitted on the other folds' users. */
+  fold: number;
   cut: number;
   skill: string;
   epoch: number;
@@ -261,6 +343,9 @@ export interface CutContext {
   latent: LatentEstimate;
   /** The first epoch's models (a scale anchor held fixed across refits: served:first-anchor). */
   first: EpochModels;
+  /** The student's basis summaries before the cut per covered skill, and their sum (empty: no student effect). */
+  summaries: ReadonlyMap<string, Float64Array>;
+  sum: Float64Array;
 }
 
 export type CutSource = (c: CutContext) => number;
@@ -332,8 +417,130 @@ function predictWithOffset(c: CutContext, offset: number): LatentEstimate {
   );
 }
 
+/** The served score of the context's pair at a given student offset, with a filter of the same fit. */
+function servedAtOffset(c: CutContext, filter: LatentFilter, offset: number, asOf = c.cut): number {
+  const est = filter.predict(
+    c.skill,
+    c.history.map((x) => ({ t: x.t, kind: KIND_QUIZ, n: 1, k: x.correct })),
+    asOf,
+    filter.offsetFor(c.skill, offset),
+  );
+  return masteryOf(emitOf(c.m, est.score), c.m.global, "centred-logit", {
+    ...c.m.global,
+    base: c.m.anchor.base,
+  });
+}
+
+/** The epoch's filter with another student prior sd (same fit otherwise). */
+const filterCache = new WeakMap<EpochModels, Map<number, LatentFilter>>();
+function withSd(m: EpochModels, sd: number): LatentFilter {
+  let byM = filterCache.get(m);
+  if (byM === undefined) {
+    byM = new Map();
+    filterCache.set(m, byM);
+  }
+  let f = byM.get(sd);
+  if (f === undefined) {
+    f = new LatentFilter({ ...m.filter.json, studentPriorSd: sd });
+    byM.set(sd, f);
+  }
+  return f;
+}
+
+const servedWithSd =
+  (sd: number): CutSource =>
+  (c) => {
+    if (c.sum.length === 0) return c.latent.score;
+    const f = withSd(c.m, sd);
+    return servedAtOffset(c, f, f.offsetFromSummary(c.sum));
+  };
+
+const conc3 = new WeakMap<EpochModels, LatentFilter>();
+const skillPrior = new WeakMap<EpochModels, LatentFilter>();
+
+/**
+ * The epoch's filter with each covered topic's prior mean replaced by the K whose emission is the skill's
+ * training accuracy ((k + 1) / (n + 2) on the training users before the epoch), clipped to [0.02, 0.98].
+ */
+function withSkillPrior(m: EpochModels): LatentFilter {
+  let f = skillPrior.get(m);
+  if (f === undefined) {
+    const json = m.filter.json;
+    const { guess, slip } = json.params;
+    const topicPriorMean: Record<string, number> = {};
+    for (const t of Object.keys(json.topicPriorMean)) {
+      const acc = m.skillAccuracy.get(t);
+      topicPriorMean[t] =
+        acc === undefined
+          ? json.topicPriorMean[t]!
+          : Math.min(0.98, Math.max(0.02, (acc - guess) / Math.max(0.05, 1 - guess - slip)));
+    }
+    f = new LatentFilter({ ...json, topicPriorMean });
+    skillPrior.set(m, f);
+  }
+  return f;
+}
+
 /** Candidate scores tried against the served one (REAL_CANDIDATES=1). */
 export const CANDIDATE_SOURCES: Record<string, CutSource> = {
+  // The student's offset from the OTHER skills only (the pair's own summary left out of the sum).
+  "served:loo": (c) => {
+    const own = c.summaries.get(c.skill);
+    if (c.sum.length === 0 || own === undefined)
+      return servedAtOffset(c, c.m.filter, c.m.filter.offsetFromSummary(c.sum));
+    return servedAtOffset(c, c.m.filter, c.m.filter.offsetFromSummary(c.sum.map((v, j) => v - own[j]!)));
+  },
+  // The served score without the forgetting since the pair's last answer (as of that answer).
+  "served:nodecay": (c) =>
+    servedAtOffset(
+      c,
+      c.m.filter,
+      c.m.filter.offsetFromSummary(c.sum),
+      c.history.length > 0 ? c.history[c.history.length - 1]!.t : c.cut,
+    ),
+  // Decomposition of acc_student_prior against the served score (bench only):
+  // the Beta-binomial with the FILTER's student offset instead of the accuracy-based one;
+  acc_filter_offset: (c) => {
+    const p0 = sigmoid(logit(c.m.skillAccuracy.get(c.skill) ?? 0.5) + c.m.filter.offsetFromSummary(c.sum));
+    const k = c.history.reduce((s, x) => s + x.correct, 0);
+    return (k + 4 * p0) / (c.history.length + 4);
+  },
+  // the same with the FILTER's topic prior (its emission at the topic's prior mean moved by the offset);
+  acc_filter_prior: (c) => {
+    const f = c.m.filter;
+    const k0 = sigmoid(logit(f.priorMean(c.skill)) + f.offsetFor(c.skill, f.offsetFromSummary(c.sum)));
+    const p0 = emitOf(c.m, k0);
+    const k = c.history.reduce((s, x) => s + x.correct, 0);
+    return (k + 4 * p0) / (c.history.length + 4);
+  },
+  // the served filter with a 3x stronger prior (prior concentration), same offset;
+  "served:conc3": (c) => {
+    let f = conc3.get(c.m);
+    if (f === undefined) {
+      const json = c.m.filter.json;
+      f = new LatentFilter({
+        ...json,
+        params: { ...json.params, priorConcentration: 3 * json.params.priorConcentration },
+      });
+      conc3.set(c.m, f);
+    }
+    return servedAtOffset(c, f, c.m.filter.offsetFromSummary(c.sum));
+  },
+  // The served filter with the topic priors from the skills' training accuracies (offset recomputed).
+  "served:skillprior": (c) => {
+    const f = withSkillPrior(c.m);
+    const seqs = new Map<string, LatentSequence>();
+    for (const a of c.all) {
+      const q = seqs.get(a.skill) ?? { topic: a.skill, events: [] };
+      q.events.push({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct });
+      seqs.set(a.skill, q);
+    }
+    return servedAtOffset(c, f, f.studentOffset([...seqs.values()]));
+  },
+  "served:sdml": (c) => servedWithSd(c.m.sdMarginal)(c),
+  "served:sd1": servedWithSd(1),
+  "served:sd1.5": servedWithSd(1.5),
+  "served:sd3": servedWithSd(3),
   student_acc: (c) => (c.all.reduce((s, x) => s + x.correct, 0) + 1) / (c.all.length + 2),
   served_student10: (c) => {
     const est = predictWithOffset(c, studentOffset(c, 10));
@@ -355,8 +562,15 @@ export interface RealCutsOptions {
   cutsPerStudent: number;
   epochs: number;
   seed: number;
+  /**
+   * The user folds scored (user_id % 5, each in 0..4): fold f's students are scored by models fitted on the
+   * users of the other four folds (cross-fitting). [0] = the log's own test users only (the default).
+   */
+  folds?: readonly number[];
   resamples: number;
   maxFitEvents: number;
+  /** Progress lines (fits, folds) to this callback; default none. */
+  onProgress?: (line: string) => void;
   /** Directory keeping each epoch's fitted models (bench iterations refit nothing; default: none). */
   cacheDir?: string;
   /** The filter's student effect (the product's default, round 7 on the real log); false = rounds 4-6's fit. */
@@ -366,7 +580,8 @@ export interface RealCutsOptions {
 
 export interface RealCutsResult {
   pairs: CutPair[];
-  epochs: EpochModels[];
+  /** The fitted epochs of every fold (fold order, then time). */
+  epochs: (EpochModels & { fold: number })[];
   cuts: number;
   students: number;
   seconds: number;
@@ -375,38 +590,75 @@ export interface RealCutsResult {
 export function runRealCuts(o: RealCutsOptions): RealCutsResult {
   const t0 = performance.now();
   const log = loadLog(o.dataDir);
-  const train = log.filter((u) => !u.test);
-  const test = log.filter((u) => u.test && u.attempts.length > 0);
-  const rnd = mulberry32(o.seed);
-  const cuts: { u: UserLog; t: number }[] = [];
-  for (const u of test) {
-    const first = u.attempts[0]!.t;
-    const span = u.attempts[u.attempts.length - 1]!.t - first;
-    if (!(span > 0)) continue;
-    for (let i = 0; i < o.cutsPerStudent; i++) {
-      const f = 0.05 + (0.9 * (i + rnd())) / o.cutsPerStudent;
-      cuts.push({ u, t: first + f * span });
-    }
-  }
-  // Fit epochs: quantiles of the times of the cuts that have a label (the first = the earliest such cut).
-  const labelled = (u: UserLog, cut: number): boolean => {
-    const n = new Map<string, number>();
-    for (const a of u.attempts) if (a.t >= cut && a.t < cut + 7) n.set(a.skill, (n.get(a.skill) ?? 0) + 1);
-    return [...n.values()].some((x) => x >= 3);
-  };
-  const times = cuts
-    .filter((c) => labelled(c.u, c.t))
-    .map((c) => c.t)
-    .sort((a, b) => a - b);
-  const epochTimes = Array.from(
-    { length: o.epochs },
-    (_, k) => times[Math.floor((k / o.epochs) * times.length)]!,
-  );
-  const epochs = epochTimes.map((t) =>
-    fitEpoch(train, t, o.maxFitEvents, o.cacheDir, o.studentEffect ?? true),
-  );
+  const folds = o.folds ?? [0];
+  for (const f of folds)
+    if (!Number.isInteger(f) || f < 0 || f > 4)
+      throw new Error(`real-log fold ${f} is not one of 0..4 (user_id % 5); pass folds such as 0,1,2,3,4`);
   const sources = { ...BASE_SOURCES, ...(o.extra ?? {}) };
   const pairs: CutPair[] = [];
+  const allEpochs: (EpochModels & { fold: number })[] = [];
+  let nCuts = 0;
+  const scored = new Set<number>();
+  for (const fold of folds) {
+    const isTest = (u: UserLog): boolean => u.user % 5 === fold;
+    const train = log.filter((u) => !isTest(u));
+    const test = log.filter((u) => isTest(u) && u.attempts.length > 0);
+    // Fold 0 draws its cuts as the single-fold protocol did (same seed): its pairs are unchanged.
+    const rnd = mulberry32(fold === 0 ? o.seed : o.seed + 7919 * fold);
+    const cuts: { u: UserLog; t: number }[] = [];
+    for (const u of test) {
+      const first = u.attempts[0]!.t;
+      const span = u.attempts[u.attempts.length - 1]!.t - first;
+      if (!(span > 0)) continue;
+      for (let i = 0; i < o.cutsPerStudent; i++) {
+        const f = 0.05 + (0.9 * (i + rnd())) / o.cutsPerStudent;
+        cuts.push({ u, t: first + f * span });
+      }
+    }
+    nCuts += cuts.length;
+    for (const c of cuts) scored.add(c.u.user);
+    // Fit epochs: quantiles of the times of the fold's cuts that have a label (the first = the earliest).
+    const labelled = (u: UserLog, cut: number): boolean => {
+      const n = new Map<string, number>();
+      for (const a of u.attempts) if (a.t >= cut && a.t < cut + 7) n.set(a.skill, (n.get(a.skill) ?? 0) + 1);
+      return [...n.values()].some((x) => x >= 3);
+    };
+    const times = cuts
+      .filter((c) => labelled(c.u, c.t))
+      .map((c) => c.t)
+      .sort((a, b) => a - b);
+    if (times.length === 0) continue;
+    const epochTimes = Array.from(
+      { length: o.epochs },
+      (_, k) => times[Math.floor((k / o.epochs) * times.length)]!,
+    );
+    const epochs = epochTimes.map((t, k) => {
+      const m = fitEpoch(train, t, o.maxFitEvents, o.cacheDir, o.studentEffect ?? true, fold);
+      o.onProgress?.(
+        `fold ${fold} epoch ${k + 1}/${o.epochs}: fitted on ${m.trainAttempts} train attempts before log day ${t.toFixed(1)} in ${m.fitSeconds.toFixed(1)} s`,
+      );
+      return m;
+    });
+    for (const m of epochs) allEpochs.push({ ...m, fold });
+    scoreCuts(cuts, epochs, fold, sources, pairs);
+  }
+  return {
+    pairs,
+    epochs: allEpochs,
+    cuts: nCuts,
+    students: scored.size,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/** Scores every labelled (student, cut, skill) of one fold's cuts with the fold's epoch models. */
+function scoreCuts(
+  cuts: readonly { u: UserLog; t: number }[],
+  epochs: readonly EpochModels[],
+  fold: number,
+  sources: Record<string, CutSource>,
+  pairs: CutPair[],
+): void {
   for (const { u, t: cut } of cuts) {
     let e = 0;
     while (e + 1 < epochs.length && epochs[e + 1]!.time <= cut) e++;
@@ -422,8 +674,11 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
         next.set(a.skill, c);
       }
     }
-    // The student's offset from all of their skills before the cut (0 without a student effect).
+    // The student's offset from all of their skills before the cut (0 without a student effect): the sum of
+    // the covered skills' basis summaries (LatentFilter.studentOffsetOf), kept per skill for the candidates.
     let offset: number | undefined;
+    const summaries = new Map<string, Float64Array>();
+    let sum = new Float64Array(0);
     for (const [skill, lab] of next) {
       if (lab.n < 3) continue;
       if (offset === undefined) {
@@ -433,12 +688,19 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
           q.events.push({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct });
           seqs.set(a.skill, q);
         }
-        offset = m.filter.studentOffset([...seqs.values()]);
+        sum = new Float64Array(m.filter.studentGrid().length);
+        for (const q of seqs.values()) {
+          if (!m.filter.studentTopic(q.topic)) continue;
+          const x = LatentFilter.summary(m.filter.foldBasis(q.topic, q.events));
+          summaries.set(q.topic, x);
+          for (let j = 0; j < sum.length; j++) sum[j]! += x[j]!;
+        }
+        offset = m.filter.offsetFromSummary(sum);
       }
       const history = all.filter((a) => a.skill === skill);
       const events: LatentEvent[] = history.map((a) => ({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct }));
       const latent = m.filter.predict(skill, events, cut, offset);
-      const ctx: CutContext = { m, skill, cut, history, all, latent, first: epochs[0]! };
+      const ctx: CutContext = { m, skill, cut, history, all, latent, first: epochs[0]!, summaries, sum };
       const scores: Record<string, number> = {};
       for (const [name, f] of Object.entries(sources)) scores[name] = f(ctx);
       const k = history.reduce((s, a) => s + a.correct, 0);
@@ -450,6 +712,7 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
         history.length > 0 ? k / history.length : (m.skillAccuracy.get(skill) ?? 0.5);
       pairs.push({
         student: u.user,
+        fold,
         cut,
         skill,
         epoch: e,
@@ -461,13 +724,6 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
       });
     }
   }
-  return {
-    pairs,
-    epochs,
-    cuts: cuts.length,
-    students: new Set(cuts.map((c) => c.u.user)).size,
-    seconds: (performance.now() - t0) / 1000,
-  };
 }
 
 const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");

@@ -16,6 +16,7 @@
  *   ONLY=1 npx tsx bench/validity.bench.ts                     # first setting only (ONLY=2: the second)
  *   SYNTH=0 npx tsx bench/validity.bench.ts                    # the real log only
  *   LATENT_STUDENT=0 npx tsx bench/validity.bench.ts           # the latent filter without the student effect
+ *   LATENT_EMISSION=logistic npx tsx bench/validity.bench.ts   # the filter's logistic (item-threshold) emission
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */
@@ -232,7 +233,11 @@ async function evaluateCut(
       minLabelAttempts: MIN_LABEL_ATTEMPTS,
       label: LABEL,
       // LATENT_STUDENT=0: the latent filter without the student effect (round 6's A/B).
-      latentFit: { studentEffect: process.env.LATENT_STUDENT !== "0" },
+      latentFit: {
+        studentEffect: process.env.LATENT_STUDENT !== "0",
+        // LATENT_EMISSION=logistic: the filter's item-threshold emission (round 6, opt-in; round 8 A/B).
+        ...(process.env.LATENT_EMISSION === "logistic" ? { emission: "logistic" as const } : {}),
+      },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
     });
     const trainSeconds = (performance.now() - t1) / 1000;
@@ -569,6 +574,10 @@ function runStudentCuts(): void {
     cutsPerStudent: envInt("REAL_CUTS_PER_STUDENT", 20),
     epochs: envInt("REAL_EPOCHS", 4),
     seed: envInt("REAL_SEED", 1),
+    // REAL_FOLDS=0,1,2,3,4: cross-fitting over user folds (user_id % 5), every user scored by models fitted
+    // on the other folds' users; the default 0 = the log's own test users (rounds reallog / 7).
+    folds: (process.env.REAL_FOLDS ?? "0").split(",").map((x) => Number(x)),
+    onProgress: (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`),
     resamples: envInt("REAL_RESAMPLES", 1000),
     maxFitEvents: envInt("REAL_FIT_EVENTS", 40_000),
     ...(process.env.REAL_CACHE !== undefined ? { cacheDir: process.env.REAL_CACHE } : {}),
@@ -578,17 +587,19 @@ function runStudentCuts(): void {
   };
   const r = runRealCuts(o);
   console.log(
-    `\nreal log assistments17_gervet, per-student cuts: ${r.students} test students x ${o.cutsPerStudent} cuts = ${r.cuts} cuts, ` +
-      `${o.epochs} fit epochs (train users' attempts before each), seed ${o.seed}; ${r.seconds.toFixed(1)} s`,
+    `\nreal log assistments17_gervet, per-student cuts: ${r.students} scored students x ${o.cutsPerStudent} cuts = ${r.cuts} cuts, ` +
+      `user folds ${o.folds.join(",")}, ${o.epochs} fit epochs per fold (the other folds' attempts before each), seed ${o.seed}; ${r.seconds.toFixed(1)} s`,
   );
   for (const [i, m] of r.epochs.entries()) {
     const p = m.filter.json.params;
     console.log(
-      `epoch ${i + 1}: fit before ${new Date(Date.UTC(2020, 0, 1) + m.time * DAY_MS).toISOString().slice(0, 10)} (log day ${m.time.toFixed(1)}) on ${m.trainAttempts} train attempts ` +
+      `fold ${m.fold} epoch ${(i % o.epochs) + 1}: fit before ${new Date(Date.UTC(2020, 0, 1) + m.time * DAY_MS).toISOString().slice(0, 10)} (log day ${m.time.toFixed(1)}) on ${m.trainAttempts} train attempts ` +
         `(filter: ${m.filter.json.fit.sequences} pairs, ll/obs ${m.filter.json.fit.logLikPerObs.toFixed(4)}; guess ${p.guess.toFixed(3)} slip ${p.slip.toFixed(3)} learn ${p.learn[0]!.toFixed(3)} half-life ${p.halfLifeDays.toFixed(0)} d; ` +
-        `student sd ${m.filter.json.studentPriorSd ?? 0}; centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.epoch === i).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
+        `student sd ${m.filter.json.studentPriorSd ?? 0} (marginal likelihood: ${m.sdMarginal}); centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.fold === m.fold && x.epoch === i % o.epochs).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
     );
   }
+  // REAL_DUMP=file: every scored pair as JSON (offline analysis: per epoch, per fold).
+  if (process.env.REAL_DUMP !== undefined) writeFileSync(process.env.REAL_DUMP, JSON.stringify(r.pairs));
   printComparison(
     "measured pairs (>= 1 attempt on the skill before the cut)",
     r.pairs.filter((p) => p.before > 0),

@@ -1,4 +1,12 @@
 import type { DuckStore } from "../storage/duckdb.ts";
+import {
+  dropFeatureSnapshot,
+  FEATURE_ROWS,
+  FEATURE_SNAPSHOTS,
+  featureSnapshot,
+  keepOnlyFeatureSnapshot,
+  visibleAtSql,
+} from "../storage/featureRows.ts";
 import { buildFeatures, FeatureBuildError, featureSql, WINDOW_DAYS } from "./windows.ts";
 
 /**
@@ -10,9 +18,10 @@ import { buildFeatures, FeatureBuildError, featureSql, WINDOW_DAYS } from "./win
  *
  * A pair's window columns (features/windows.ts) depend on T only through, for each of its events
  * before T, the windows it falls in and its day bucket k = ceil((T - ts) / 1 day) - 1 (active days,
- * trend). So a pair is copied from the T0 snapshot (as_of set to T1, days_since_last_activity
- * recomputed from last_activity_at with the full build's expression) when all of these hold, and
- * recomputed otherwise ("dirty"):
+ * trend). So a pair keeps its stored row (storage/featureRows.ts: the T1 snapshot reads it, with as_of T1
+ * and days_since_last_activity computed from last_activity_at with the full build's expression; nothing is
+ * written for it) when all of these hold, and is recomputed otherwise ("dirty"; its new row is stored as of
+ * T1 and its previous one closed at T1):
  *  1. no new or late event: none ingested after the previous run's watermark (max ingested_at when
  *     it ran) and none with ts in [T0, T1);
  *  2. no event crosses a window edge: none with ts in [T0 - w, T1 - w) for w = 7, 30, 90 days, i.e.
@@ -43,7 +52,7 @@ export interface IncrementalFeaturesResult {
   rows: number;
   /** Pairs recomputed from raw_events (all of them in a full build). */
   recomputed: number;
-  /** Pairs copied from the previous snapshot. */
+  /** Pairs whose stored row the new snapshot reads unchanged (nothing written for them). */
   copied: number;
   /** The watermark to record for the next run. */
   watermark: FeatureWatermark;
@@ -157,12 +166,14 @@ export async function buildFeaturesIncremental(
     return full(`as-of ${asOf.toISOString()} is before the previous run's ${since.asOf.toISOString()}`);
   const t0 = us(since.asOf);
   const t1 = us(asOf);
-  const prev = await store.one<{ n: bigint }>(
-    "SELECT count(*) AS n FROM features WHERE as_of = make_timestamp($t::BIGINT)",
-    { t: t0 },
-  );
-  if (Number(prev?.n ?? 0n) === 0)
+  const prev = await featureSnapshot(store, t0);
+  if (prev === null)
     return full(`the features table has no snapshot as of ${since.asOf.toISOString()} to start from`);
+  if (prev.hasLater)
+    return full(
+      `the snapshot as of ${since.asOf.toISOString()} is not the newest of its chain (a later one was built from it)`,
+    );
+  const chain = prev.chainId;
 
   let recomputed = 0;
   let copied = 0;
@@ -171,39 +182,41 @@ export async function buildFeaturesIncremental(
     recomputed = await markDirtyPairs(store, since, asOf);
     opts.onPhase?.("dirty pairs");
     opts.onProgress?.(1, 3);
-    const notDirty = `NOT EXISTS (SELECT 1 FROM temp.incr_dirty d
-      WHERE d.student_key = f.student_key AND d.topic_id = f.topic_id)`;
-    if (t1 === t0) {
-      // Same as-of: the snapshot stays; only the dirty pairs' rows are replaced.
+    // A snapshot already as of T1 (another chain: T1 > T0 and T0 is its chain's newest) is replaced.
+    if (t1 !== t0) await dropFeatureSnapshot(store, t1);
+    // The dirty pairs' open rows: stored as of T1 (same as-of) go, older ones are closed at T1.
+    const dirty = `EXISTS (SELECT 1 FROM temp.incr_dirty d
+      WHERE d.student_key = r.student_key AND d.topic_id = r.topic_id)`;
+    const open = "r.chain_id = $c AND r.valid_until IS NULL";
+    if (t1 === t0)
       await store.run(
-        `DELETE FROM features f WHERE as_of = make_timestamp($t::BIGINT) AND NOT (${notDirty})`,
-        { t: t0 },
+        `DELETE FROM ${FEATURE_ROWS} r WHERE ${open} AND r.as_of = make_timestamp($t1::BIGINT) AND ${dirty}`,
+        { c: chain, t1 },
       );
-      copied = await countAt(store, t0);
-    } else {
-      await store.run("DELETE FROM features WHERE as_of = make_timestamp($t::BIGINT)", { t: t1 });
-      await store.run(
-        `INSERT INTO features BY NAME
-         SELECT * REPLACE (make_timestamp($t1::BIGINT) AS as_of,
-           ($t1::BIGINT - epoch_us(last_activity_at)) / 86400e6 AS days_since_last_activity)
-         FROM features f WHERE as_of = make_timestamp($t0::BIGINT) AND ${notDirty}`,
-        { t0, t1 },
-      );
-      copied = await countAt(store, t1);
-    }
-    opts.onPhase?.("copy untouched rows");
+    await store.run(
+      `UPDATE ${FEATURE_ROWS} r SET valid_until = make_timestamp($t1::BIGINT)
+       WHERE ${open} AND r.as_of < make_timestamp($t1::BIGINT) AND ${dirty}`,
+      { c: chain, t1 },
+    );
+    opts.onPhase?.("close dirty rows");
     opts.onProgress?.(2, 3);
     await store.run(
       featureSql(
-        "features",
+        FEATURE_ROWS,
         "(SELECT r.* FROM raw_events r SEMI JOIN temp.incr_dirty d ON r.student_key = d.student_key AND r.topic_id = d.topic_id)",
+        true,
       ),
-      { asof: t1 },
+      { asof: t1, chain },
     );
+    if (t1 !== t0)
+      await store.run(`INSERT INTO ${FEATURE_SNAPSHOTS} VALUES (make_timestamp($t1::BIGINT), $c)`, {
+        t1,
+        c: chain,
+      });
     opts.onPhase?.("recompute dirty pairs");
     rows = await countAt(store, t1);
-    if (opts.truncate)
-      await store.run("DELETE FROM features WHERE as_of <> make_timestamp($t::BIGINT)", { t: t1 });
+    copied = rows - recomputed;
+    if (opts.truncate) await keepOnlyFeatureSnapshot(store, t1);
     if (!opts.keepDirty) await store.run("DROP TABLE temp.incr_dirty");
     opts.onProgress?.(3, 3);
   });
@@ -221,7 +234,7 @@ export async function buildFeaturesIncremental(
 
 async function countAt(store: DuckStore, t: bigint): Promise<number> {
   const r = await store.one<{ n: bigint }>(
-    "SELECT count(*) AS n FROM features WHERE as_of = make_timestamp($t::BIGINT)",
+    `SELECT count(*) AS n FROM ${FEATURE_ROWS} r WHERE ${visibleAtSql("make_timestamp($t::BIGINT)")}`,
     { t },
   );
   return Number(r?.n ?? 0n);

@@ -1,4 +1,11 @@
 import type { DuckStore } from "../storage/duckdb.ts";
+import {
+  dropAllFeatureSnapshots,
+  dropFeatureSnapshot,
+  FEATURE_ROWS,
+  FEATURE_SNAPSHOTS,
+  nextChainId,
+} from "../storage/featureRows.ts";
 
 /**
  * Windowed features per (student_key, topic_id), point-in-time correct.
@@ -29,6 +36,10 @@ import type { DuckStore } from "../storage/duckdb.ts";
  *   window; unit "correctness per day". NULL with no attempts or all attempts on one day.
  * - days_since_last_activity: (T - latest ts of any event before T) in fractional days.
  * - last_activity_at: that latest ts.
+ *
+ * The `features` table of the embedded file is a view over stored rows (storage/featureRows.ts): a row is
+ * stored once as of the time it was computed and read in every snapshot of its chain it stays valid for,
+ * with days_since_last_activity computed from last_activity_at as of the snapshot.
  *
  * A row exists for every (student, topic) with at least one event before T (even if all of them
  * are older than 90 days: then the window columns are 0/NULL and only recency is informative).
@@ -85,8 +96,10 @@ const DAY_US = 86_400_000_000n;
 /**
  * The INSERT ... SELECT that builds one as-of snapshot into `table` (the parameter $asof is the time)
  * from `source` (default raw_events; the incremental build passes the rows of its dirty pairs only).
+ * `stored`: the rows go to features_rows (storage/featureRows.ts): no days_since_last_activity (read time
+ * computes it) and the chain id from the parameter $chain.
  */
-export function featureSql(table: string, source = "raw_events"): string {
+export function featureSql(table: string, source = "raw_events", stored = false): string {
   // Window i (7, 30, 90 days) is the union of bands 0..i; a band missing for this pair adds 0.
   const acc = (col: string, i: number): string =>
     Array.from({ length: i + 1 }, (_, b) => `coalesce(b${b}.${col}, 0)`).join(" + ");
@@ -186,7 +199,11 @@ pairs AS (
 SELECT pairs.student_key, pairs.topic_id, make_timestamp($asof::BIGINT) AS as_of,
   ${cols.join(",\n  ")},
   ${slope} AS trend_slope_30d,
-  ($asof::BIGINT - epoch_us(pairs.last_ts)) / 86400e6 AS days_since_last_activity,
+  ${
+    stored
+      ? "$chain::BIGINT AS chain_id"
+      : "($asof::BIGINT - epoch_us(pairs.last_ts)) / 86400e6 AS days_since_last_activity"
+  },
   pairs.last_ts AS last_activity_at
 FROM pairs
 LEFT JOIN bands b0 ON b0.band = 0 AND b0.student_key = pairs.student_key AND b0.topic_id = pairs.topic_id
@@ -220,6 +237,7 @@ export async function buildFeatures(
   if (table !== "features") {
     await store.run(`CREATE TABLE IF NOT EXISTS ${table} AS SELECT * FROM features WHERE false`);
   }
+  if (table === "features") return buildStoredSnapshots(store, times, opts, started);
   const sql = featureSql(table);
   let rows = 0;
   await store.transaction(async () => {
@@ -234,6 +252,39 @@ export async function buildFeatures(
     }
   });
   return { asOf: times, rows, millis: performance.now() - started };
+}
+
+/** buildFeatures into the features view's tables: each snapshot a new chain of stored rows. */
+async function buildStoredSnapshots(
+  store: DuckStore,
+  times: readonly Date[],
+  opts: BuildFeaturesOptions,
+  started: number,
+): Promise<BuildFeaturesResult> {
+  const sql = featureSql(FEATURE_ROWS, "raw_events", true);
+  let rows = 0;
+  await store.transaction(async () => {
+    if (opts.truncate) await dropAllFeatureSnapshots(store);
+    for (let i = 0; i < times.length; i++) {
+      const us = toMicros(times[i] as Date);
+      await dropFeatureSnapshot(store, us);
+      const chain = await nextChainId(store);
+      await store.run(sql, { asof: us, chain });
+      await store.run(`INSERT INTO ${FEATURE_SNAPSHOTS} VALUES (make_timestamp($asof::BIGINT), $chain)`, {
+        asof: us,
+        chain,
+      });
+      const n = await store.one<{ n: bigint }>(
+        `SELECT count(*) AS n FROM ${FEATURE_ROWS} WHERE chain_id = $chain`,
+        {
+          chain,
+        },
+      );
+      rows += Number(n?.n ?? 0n);
+      opts.onProgress?.(i + 1, times.length);
+    }
+  });
+  return { asOf: [...times], rows, millis: performance.now() - started };
 }
 
 async function countRows(store: DuckStore, table: string): Promise<number> {

@@ -267,6 +267,13 @@ export interface ScaleAnchor {
   /** Pairs and topics behind it. */
   pairs: number;
   topics: number;
+  /**
+   * Round 8 (models/anchorEase.ts): the between-topic sd before the ease share, the share (sd = betweenSd *
+   * sqrt(easeShare)) and the topics it was estimated on. Absent (round 7 models): sd is the whole between-topic sd.
+   */
+  betweenSd?: number;
+  easeShare?: number;
+  easeTopics?: number;
 }
 
 /** z of the 90th percentile of a standard normal: the 80% interval's half-width in sds. */
@@ -697,9 +704,17 @@ export function servedFromLatent(
   anchorSd = 0,
 ): ServedEstimate {
   const emit = (k: number) => latent.guess + (1 - latent.guess - latent.slip) * k;
-  // A logistic emission puts K on its own (item-threshold) scale: the posterior of K is the mastery as it is.
+  // A logistic emission puts K on its own (item-threshold) scale, whose location the answers do not pin
+  // (round 6). On "centred-logit" it gets the same convention as P(correct) on the linear emission (round 8):
+  // the anchor (`global.base`, fitted on the pairs' K by `mastery train served`) is served as 0.5; on the
+  // other scales K is served as it is.
   const own = latent.slope !== undefined;
-  const map = own ? (k: number) => k : (k: number) => masteryOf(emit(k), c, scale, global);
+  const ownMapped = own && scale === "centred-logit";
+  const map = ownMapped
+    ? (k: number) => masteryOf(k, c, scale, global)
+    : own
+      ? (k: number) => k
+      : (k: number) => masteryOf(emit(k), c, scale, global);
   const score = map(est.score);
   const base = map(est.base);
   const dk = est.score - est.base;
@@ -709,7 +724,8 @@ export function servedFromLatent(
     value: v,
     contribution: v * slope,
   }));
-  const { lo, hi } = own ? { lo: est.lo, hi: est.hi } : widenLogit(score, map(est.lo), map(est.hi), anchorSd);
+  const { lo, hi } =
+    own && !ownMapped ? { lo: est.lo, hi: est.hi } : widenLogit(score, map(est.lo), map(est.hi), anchorSd);
   return {
     score,
     pCorrect: est.pCorrect,

@@ -17,6 +17,13 @@ import {
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
 import { DOUBLE, DuckDBDataChunk, VARCHAR } from "../storage/duckdbApi.ts";
+import {
+  daysSinceSql,
+  FEATURE_ROWS,
+  FEATURE_SNAPSHOTS,
+  featureSnapshot,
+  visibleAtSql,
+} from "../storage/featureRows.ts";
 import { baseTable, deltaTable, foldDelta } from "../storage/servingTables.ts";
 import { createRollupViews } from "./rollups.ts";
 import type { RuleWorkerTask } from "./ruleScoringWorker.ts";
@@ -122,13 +129,13 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
   let asOf = opts.asOf;
   let builtFeatures = false;
   if (!asOf) {
-    const latest = await store.one<{ t: Date | null }>("SELECT max(as_of) AS t FROM features");
+    const latest = await store.one<{ t: Date | null }>(`SELECT max(as_of) AS t FROM ${FEATURE_SNAPSHOTS}`);
     asOf = latest?.t ?? undefined;
   }
   if (!asOf) asOf = await resolveAsOf(store, "now");
   const asOfUs = BigInt(asOf.getTime()) * 1000n;
   const have = await store.one<{ n: bigint }>(
-    "SELECT count(*) AS n FROM features WHERE as_of = make_timestamp($t::BIGINT)",
+    `SELECT count(*) AS n FROM ${FEATURE_SNAPSHOTS} WHERE as_of = make_timestamp($t::BIGINT)`,
     { t: asOfUs },
   );
   if (Number(have?.n ?? 0n) === 0) {
@@ -142,12 +149,18 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
   let mode: ScoreRulesResult["mode"] = "full";
   let fullReason: string | undefined;
   await store.transaction(async () => {
-    let filter = "";
+    // The snapshot's stored rows (storage/featureRows.ts), its chain resolved once.
+    const snap = await featureSnapshot(store, asOfUs);
+    if (snap === null)
+      throw new RuleScoringError(
+        `no features snapshot as of ${asOf.toISOString()}: build it first (\`mastery features build --as-of ...\`)`,
+      );
+    let filter = `AND ${visibleAtSql(SNAPSHOT_AS_OF, "features", snap.chainId)}`;
     if (opts.onlyPairs !== undefined) {
       const why = await incrementalBlocker(store, opts.onlyPairs, asOfUs, modelVersion);
       if (why === null) {
         mode = "incremental";
-        filter = `AND EXISTS (SELECT 1 FROM temp.${opts.onlyPairs} d
+        filter += ` AND EXISTS (SELECT 1 FROM temp.${opts.onlyPairs} d
           WHERE d.student_key = features.student_key AND d.topic_id = features.topic_id)`;
       } else fullReason = why;
       opts.onPhase?.("incremental check");
@@ -177,10 +190,13 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     opts.onPhase?.("score");
 
     const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n };
-    await store.run(`
+    await store.run(
+      `
       CREATE OR REPLACE TEMP TABLE rule_scored AS
-      SELECT f.student_key, f.topic_id, r.score, f.as_of, r.explanation
-      FROM temp.rule_scores r JOIN features f ON f.rowid = r.rid::BIGINT`);
+      SELECT f.student_key, f.topic_id, r.score, make_timestamp($t::BIGINT) AS as_of, r.explanation
+      FROM temp.rule_scores r JOIN ${FEATURE_ROWS} f ON f.rowid = r.rid::BIGINT`,
+      { t: asOfUs },
+    );
     opts.onPhase?.("join keys");
     const before = await historyCount(store);
     const hadScores =
@@ -401,11 +417,18 @@ async function scoreInWorkers(
   }
 }
 
+/**
+ * The stored rows the features snapshot as of $t reads (storage/featureRows.ts; the visibility condition
+ * is the first part of `filter`), aliased `features` so the onlyPairs filter reads as on the view; the rowid joins the scores back. days_since_last_activity is
+ * computed as of the snapshot (daysSinceSql), as the view does.
+ */
+const SNAPSHOT_AS_OF = "make_timestamp($t::BIGINT)";
+const SNAPSHOT_ROWS = `${FEATURE_ROWS} features WHERE TRUE`;
+
 async function snapshotRows(store: DuckStore, asOfUs: bigint, filter: string): Promise<number> {
-  const countRow = await store.one<{ n: bigint }>(
-    `SELECT count(*) AS n FROM features WHERE as_of = make_timestamp($t::BIGINT) ${filter}`,
-    { t: asOfUs },
-  );
+  const countRow = await store.one<{ n: bigint }>(`SELECT count(*) AS n FROM ${SNAPSHOT_ROWS} ${filter}`, {
+    t: asOfUs,
+  });
   return Number(countRow?.n ?? 0n);
 }
 
@@ -439,10 +462,12 @@ async function readFeatureColumns(
   const names = ["rowid", "last_activity_us", ...RULE_FEATURE_COLUMNS];
   const expr = (c: string): string =>
     c === "rowid"
-      ? "rowid::DOUBLE AS rid"
+      ? "features.rowid::DOUBLE AS rid"
       : c === "last_activity_us"
         ? "epoch_us(last_activity_at)::DOUBLE AS last_activity_us"
-        : `${c}::DOUBLE AS ${c}`;
+        : c === "days_since_last_activity"
+          ? `(${daysSinceSql(SNAPSHOT_AS_OF, "features")})::DOUBLE AS ${c}`
+          : `${c}::DOUBLE AS ${c}`;
   const size = Math.max(0, Math.min(n, block));
   // Shared memory lets worker threads read the columns without a copy.
   const arrays = names.map(() =>
@@ -455,8 +480,7 @@ async function readFeatureColumns(
   const rid = arrays[0] as Float64Array;
   const lastUs = arrays[1] as Float64Array;
   const result = await store.conn.stream(
-    `SELECT ${names.map(expr).join(", ")}
-     FROM features WHERE as_of = make_timestamp($t::BIGINT) ${filter}`,
+    `SELECT ${names.map(expr).join(", ")} FROM ${SNAPSHOT_ROWS} ${filter}`,
     { t: asOfUs },
   );
   let total = 0;

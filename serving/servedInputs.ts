@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import type { PairAnswers } from "../models/anchorEase.ts";
 import type { DecayTransition } from "../models/servedDecay.ts";
 import type { PairEvidence } from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
@@ -144,4 +146,39 @@ export async function loadDecayTransitions(
     prevAcc: Number(r.prev_acc),
     y: Number(r.y),
   }));
+}
+
+/**
+ * Every (student, topic) pair's first and last quiz answer before `before` (models/anchorEase.ts), with the
+ * student's half (first byte of a sha256 of the pseudonymous key, parity). Ties in time break on event_id.
+ */
+export async function loadPairAnswers(store: DuckStore, before: Date): Promise<PairAnswers[]> {
+  const rows = await store.all<{
+    student_key: string;
+    topic_id: string;
+    n: number;
+    first: boolean;
+    last: boolean;
+  }>(
+    `SELECT student_key, topic_id, count(*)::INTEGER AS n,
+            arg_min(is_correct, strftime(ts, '%Y-%m-%d %H:%M:%S.%f') || event_id) AS first,
+            arg_max(is_correct, strftime(ts, '%Y-%m-%d %H:%M:%S.%f') || event_id) AS last
+     FROM raw_events WHERE type = 'quiz_attempt' AND is_correct IS NOT NULL AND ts < $1::TIMESTAMP
+     GROUP BY student_key, topic_id`,
+    [before.toISOString()],
+  );
+  const halves = new Map<string, 0 | 1>();
+  return rows.map((r) => {
+    let half = halves.get(r.student_key);
+    if (half === undefined) {
+      half = (createHash("sha256").update(r.student_key).digest()[0]! & 1) as 0 | 1;
+      halves.set(r.student_key, half);
+    }
+    return {
+      topic: r.topic_id,
+      half,
+      first: r.first ? 1 : 0,
+      last: r.n >= 2 ? (r.last ? 1 : 0) : null,
+    };
+  });
 }

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildFeatures } from "../features/windows.ts";
+import { easeShare } from "../models/anchorEase.ts";
 import type { LatentFitOptions } from "../models/latentFilter.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
 import { denseLabel, type KindWeights, kindWeights, type WindowOutcomes } from "../models/servedLabels.ts";
@@ -18,7 +19,7 @@ import { DuckStore, sqlString } from "../storage/duckdb.ts";
 import { attachLatent, type FitLatentResult, fitLatentOnStore } from "./latentScoring.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
-import { loadDecayTransitions, loadPairEvidence } from "./servedInputs.ts";
+import { loadDecayTransitions, loadPairAnswers, loadPairEvidence } from "./servedInputs.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -322,13 +323,26 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       const ps: { topic: string; p: number }[] = [];
       for (const [k, e] of evidence) {
         const est = latentEst?.get(k);
+        // (The logistic emission's K has its own scale: the anchor is fitted on K itself.)
         const p =
           fromLatent && est !== undefined
-            ? lp.guess + (1 - lp.guess - lp.slip) * est.score
+            ? lp.slope !== undefined
+              ? est.score
+              : lp.guess + (1 - lp.guess - lp.slip) * est.score
             : Math.min(1, Math.max(0, model.linear(e)));
         ps.push({ topic: e.topic, p });
       }
-      model.json.anchor = fitAnchor(ps);
+      const anchor = fitAnchor(ps);
+      // Round 8: only the share of the between-topic spread that persists from first to last answers is
+      // read as ease (models/anchorEase.ts); the rest is mastery and the anchor does not need to cover it.
+      const ease = easeShare(await loadPairAnswers(scratch, snapshot));
+      model.json.anchor = {
+        ...anchor,
+        sd: anchor.sd * Math.sqrt(ease.share),
+        betweenSd: anchor.sd,
+        easeShare: ease.share,
+        easeTopics: ease.topics,
+      };
     }
     let modelPath: string | null = null;
     if (opts.out !== undefined) {

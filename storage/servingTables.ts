@@ -1,5 +1,6 @@
 import type { DuckDBConnection } from "@duckdb/node-api";
 import type { DuckStore } from "./duckdb.ts";
+import { applyFeatureLayout, isFeaturesDdl } from "./featureRows.ts";
 
 /**
  * student_mastery and learner_state on the embedded file are append-only for the daily writes (issue 17
@@ -71,6 +72,11 @@ export async function applyDuckCoreDdl(conn: DuckDBConnection, coreDdl: readonly
   }
   await conn.run(`CREATE SEQUENCE IF NOT EXISTS ${SEQUENCE}`);
   for (const ddl of coreDdl) {
+    if (isFeaturesDdl(ddl)) {
+      // features: a view over stored rows and snapshots (storage/featureRows.ts).
+      await applyFeatureLayout(conn, ddl);
+      continue;
+    }
     const t = layeredIn(ddl);
     if (t === null) {
       await conn.run(ddl);

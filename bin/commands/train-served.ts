@@ -28,6 +28,7 @@ interface TrainServedCliOptions {
   balance: string;
   latent: string;
   latentStudent: string;
+  latentEmission: string;
   servedFrom: string;
   anchor: string;
 }
@@ -73,6 +74,11 @@ export function register(program: Command): void {
       "on",
     )
     .option(
+      "--latent-emission <linear|logistic>",
+      "with --latent on, the filter's answer model: linear (P(correct) = guess + (1 - guess - slip) K; K on the accuracy scale) or logistic (an item threshold per topic, K ability-like, served through the centred-logit anchor fitted on K; opt-in, docs/benchmarks.md Validity round 8)",
+      "linear",
+    )
+    .option(
       "--served-from <what>",
       `with --latent on, what the served score is: ${SERVED_FROM.join(" | ")} (latent: the filter's posterior mean and 80% interval on the --scale; stack: the stack's prediction)`,
       SERVED_FROM_DEFAULT,
@@ -107,6 +113,8 @@ Example:
         throw new CliError(`--latent must be on or off (got ${opts.latent})`);
       if (opts.latentStudent !== "on" && opts.latentStudent !== "off")
         throw new CliError(`--latent-student must be on or off (got ${opts.latentStudent})`);
+      if (opts.latentEmission !== "linear" && opts.latentEmission !== "logistic")
+        throw new CliError(`--latent-emission must be linear or logistic (got ${opts.latentEmission})`);
       if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))
         throw new CliError(`--anchor must be one of ${SERVED_ANCHORS.join(", ")} (got ${opts.anchor})`);
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
@@ -117,6 +125,7 @@ Example:
         anchor: opts.anchor as ServedAnchor,
         latentFit: {
           studentEffect: opts.latentStudent === "on",
+          emission: opts.latentEmission,
           onProgress: (ev, ll) => {
             if (ev % 100 < 2)
               process.stderr.write(

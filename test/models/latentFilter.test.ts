@@ -407,7 +407,7 @@ describe("latent filter: logistic emission (round 6)", () => {
     expect(f.predict("B", ev, 4).score).toBeGreaterThan(f.predict("A", ev, 4).score);
   }, 300_000);
 
-  it("serves the posterior of K as it is (no scale map), with the filter's P(correct) and floor emission", () => {
+  it("serves K through the anchor on centred-logit (round 8) and as it is on identity, with the filter's P(correct) and floor emission", () => {
     const f = new LatentFilter({
       version: 1,
       bins: 40,
@@ -417,9 +417,15 @@ describe("latent filter: logistic emission (round 6)", () => {
     });
     const cal: TopicCalibration = { guess: 0.2, slip: 0.1, halfLifeDays: 30, base: 0.7 };
     const est = f.predict("T", toEvents([{ dt: 1, kind: 0, n: 1, frac: 1 }]), 3);
+    const asIs = servedFromLatent(est, f.json.params, cal, "identity", cal);
+    expect(asIs.score).toBe(est.score);
+    expect([asIs.lo, asIs.hi]).toEqual([est.lo, est.hi]);
+    // centred-logit: K against the anchor (cal.base), increasing, so the interval maps with it.
     const s = servedFromLatent(est, f.json.params, cal, "centred-logit", cal);
-    expect(s.score).toBe(est.score);
-    expect([s.lo, s.hi]).toEqual([est.lo, est.hi]);
+    const lg = (p: number) => Math.log(p / (1 - p));
+    expect(s.score).toBeCloseTo(1 / (1 + Math.exp(-(lg(est.score) - lg(0.7)))), 12);
+    expect(s.lo).toBeCloseTo(1 / (1 + Math.exp(-(lg(est.lo) - lg(0.7)))), 12);
+    expect(s.hi).toBeCloseTo(1 / (1 + Math.exp(-(lg(est.hi) - lg(0.7)))), 12);
     expect(s.pCorrect).toBe(est.pCorrect);
     expect(s.decay.pFloor).toBe(est.pFloor);
     expect(s.contributions.reduce((x, c) => x + c.contribution, s.base + s.rest)).toBeCloseTo(s.score, 12);

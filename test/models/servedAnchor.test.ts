@@ -115,4 +115,32 @@ describe("widenLogit", () => {
     expect(b.lo).toBeLessThan(a.lo);
     expect(b.hi).toBeGreaterThan(a.hi);
   });
+
+  it("the logistic emission's K is anchored on centred-logit and served as it is on the other scales", () => {
+    const est = {
+      score: 0.62,
+      lo: 0.5,
+      hi: 0.7,
+      pCorrect: 0.9,
+      base: 0.4,
+      contributions: {} as never,
+      observations: 5,
+      events: 5,
+      daysSinceLast: 1,
+    };
+    const params = { guess: 0.1, slip: 0.05, halfLifeDays: 100, floor: 0.2, slope: 30 };
+    const g = { ...IDENTITY_CALIBRATION, base: 0.55 };
+    const a = servedFromLatent(est, params, g, "centred-logit", g, 0.4);
+    // K (not the emission of K) against the anchor; the interval carries the anchor sd.
+    expect(a.score).toBeCloseTo(sigmoid(logit(0.62) - logit(0.55)), 12);
+    expect(a.pCorrect).toBe(0.9);
+    const z = 1.2815515655446004;
+    expect(logit(a.lo)).toBeCloseTo(
+      logit(a.score) - Math.sqrt((logit(0.62) - logit(0.5)) ** 2 + (z * 0.4) ** 2),
+      9,
+    );
+    expect(a.decay.floor).toBeCloseTo(sigmoid(logit(0.2) - logit(0.55)), 12);
+    const b = servedFromLatent(est, params, g, "identity", g, 0.4);
+    expect([b.score, b.lo, b.hi]).toEqual([0.62, 0.5, 0.7]);
+  });
 });

@@ -7,6 +7,7 @@ import { Xoshiro128 } from "../../models/prng.ts";
 import { DEFAULT_DRIFT_CONFIG, type DriftConfig } from "../../monitoring/config.ts";
 import type { FeatureFrame } from "../../monitoring/driftMonitor.ts";
 import type { DuckStore } from "../../storage/duckdb.ts";
+import { ensureFeatureSnapshot } from "../../storage/featureRows.ts";
 
 export const TEST_FEATURES = [
   "accuracy_7d",
@@ -98,14 +99,16 @@ export function frameOf(rows: readonly GenRow[]): FeatureFrame {
 export async function insertRows(store: DuckStore, rows: readonly GenRow[], asOf: Date): Promise<void> {
   const ts = asOf.toISOString().replace("T", " ").replace("Z", "");
   const lit = (v: number | null) => (v === null ? "NULL" : String(v));
+  // features is a view over stored rows (storage/featureRows.ts): the rows join the snapshot's chain.
+  const chain = await ensureFeatureSnapshot(store, BigInt(asOf.getTime()) * 1000n);
   for (let start = 0; start < rows.length; start += 500) {
     const chunk = rows.slice(start, start + 500);
     await store.run(
-      `INSERT INTO features (student_key, topic_id, as_of, accuracy_7d, avg_time_per_question_7d, attempts_7d,
-         hint_usage_rate_30d, days_since_last_activity, last_activity_at) VALUES ${chunk
+      `INSERT INTO features_rows (student_key, topic_id, as_of, accuracy_7d, avg_time_per_question_7d, attempts_7d,
+         hint_usage_rate_30d, chain_id, last_activity_at) VALUES ${chunk
            .map(
              (r) =>
-               `('${r.student}', '${r.topic}', TIMESTAMP '${ts}', ${lit(r.accuracy_7d)}, ${r.avg_time_per_question_7d}, ${r.attempts_7d}, ${r.hint_usage_rate_30d}, 1, TIMESTAMP '${ts}' - INTERVAL 1 DAY)`,
+               `('${r.student}', '${r.topic}', TIMESTAMP '${ts}', ${lit(r.accuracy_7d)}, ${r.avg_time_per_question_7d}, ${r.attempts_7d}, ${r.hint_usage_rate_30d}, ${chain}, TIMESTAMP '${ts}' - INTERVAL 1 DAY)`,
            )
            .join(", ")}`,
     );

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
+import { easeShare } from "../../models/anchorEase.ts";
 import { explanationTotal } from "../../models/explanation.ts";
 import { LATENT_FACTORS } from "../../models/latentFilter.ts";
 import { ServedMastery } from "../../models/servedMastery.ts";
@@ -10,6 +11,7 @@ import { loadServingConfig } from "../../serving/app.ts";
 import { PgMasteryReadStore } from "../../serving/masteryReadStore.ts";
 import { readHistory, readStudentMastery } from "../../serving/masteryView.ts";
 import { runPipeline } from "../../serving/pipeline.ts";
+import { loadPairAnswers } from "../../serving/servedInputs.ts";
 import {
   loadServedModel,
   publishServedScores,
@@ -110,6 +112,12 @@ describe("served mastery estimate on a generated store", () => {
       expect(anchor.base).toBeGreaterThan(0);
       expect(anchor.base).toBeLessThan(1);
       expect(anchor.sd).toBeGreaterThanOrEqual(0);
+      // Round 8: the interval carries the ease share of the between-topic sd, estimated on the answers
+      // before the snapshot (models/anchorEase.ts); the same estimate recomputed from the store.
+      const ease = easeShare(await loadPairAnswers(store, trained.snapshot));
+      expect(anchor.easeShare).toBe(ease.share);
+      expect(anchor.easeTopics).toBe(ease.topics);
+      expect(anchor.sd).toBeCloseTo(anchor.betweenSd! * Math.sqrt(ease.share), 12);
       const m = await store.one<{ z: number }>(
         "SELECT avg(ln(greatest(mastery_score, 1e-3) / greatest(1 - mastery_score, 1e-3))) AS z FROM student_mastery WHERE score_source = $1",
         [SERVED_SOURCE],
