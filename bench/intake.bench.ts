@@ -17,6 +17,10 @@
  *
  *   npx tsx bench/intake.bench.ts
  *   INTAKE_MODES=pg INTAKE_REPS=11 npx tsx bench/intake.bench.ts
+ * INTAKE_PREFILL_STUDENTS=N (embedded only): the file holds N other students first, as a district's store
+ * would: INTAKE_PREFILL_EVENTS raw events each (default 100) on 20 topics with school and grade, and bkt +
+ * elo scores for each of their (student, topic) pairs, so the work of a POST that grows with the store shows.
+ *   INTAKE_MODES=embedded INTAKE_PREFILL_STUDENTS=10000 npx tsx bench/intake.bench.ts
  */
 
 import { mkdtempSync, rmSync } from "node:fs";
@@ -35,6 +39,8 @@ import { openServingBackends } from "../serving/servingBackends.ts";
 import { type IncrementalUpdater, rowsFromEvent, streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import type { PgStore } from "../storage/postgres.ts";
+import { baseTable } from "../storage/servingTables.ts";
+import { upsertStudentContextSql } from "../storage/studentContext.ts";
 import {
   BENCH_PSEUDONYM_KEY as KEY,
   BENCH_PG_URL as PG_URL,
@@ -115,9 +121,60 @@ async function open(mode: Mode, dir: string) {
   };
 }
 
+const PREFILL_STUDENTS = Number(process.env.INTAKE_PREFILL_STUDENTS ?? 0);
+const PREFILL_EVENTS = Number(process.env.INTAKE_PREFILL_EVENTS ?? 100);
+if (
+  !Number.isInteger(PREFILL_STUDENTS) ||
+  PREFILL_STUDENTS < 0 ||
+  !Number.isInteger(PREFILL_EVENTS) ||
+  PREFILL_EVENTS < 1
+)
+  throw new Error(
+    `INTAKE_PREFILL_STUDENTS=${process.env.INTAKE_PREFILL_STUDENTS} / INTAKE_PREFILL_EVENTS=${process.env.INTAKE_PREFILL_EVENTS}: whole numbers (e.g. 10000 / 100)`,
+  );
+
+/** Other students' raw events and scores in the embedded file (INTAKE_PREFILL_STUDENTS). */
+async function prefill(store: DuckStore): Promise<void> {
+  if (PREFILL_STUDENTS === 0) return;
+  const t0 = performance.now();
+  const n = PREFILL_STUDENTS * PREFILL_EVENTS;
+  await store.run(
+    `INSERT INTO raw_events (event_id, type, student_key, topic_id, ts, school_id, class_id, grade, question_id,
+       is_correct, time_spent_sec, source, ingested_at)
+     SELECT 'prefill-' || i, 'quiz_attempt', 'prefill-student-' || (i % $1), 'T' || (i % 20),
+            TIMESTAMP '2025-09-01 08:00:00' + to_seconds(i), 'school-' || (i % $1 % 50), 'class-' || (i % $1 % 400),
+            1 + i % $1 % 12, 'q-' || (i % 50), i % 3 <> 0, 20, 'prefill', TIMESTAMP '2025-09-01 08:00:00'
+     FROM range(${n}) t(i)`,
+    [PREFILL_STUDENTS],
+  );
+  // What a writer of raw_events keeps with them (storage/studentContext.ts); a file without the table skips it.
+  const hasContext = await store.one(
+    "SELECT 1 AS ok FROM duckdb_tables() WHERE table_name = 'student_context'",
+  );
+  if (hasContext !== undefined)
+    await store.run(
+      upsertStudentContextSql(
+        "SELECT student_key, ts, school_id, grade FROM raw_events WHERE source = 'prefill'",
+      ),
+    );
+  await store.run(
+    `INSERT INTO ${baseTable("student_mastery")} (student_key, topic_id, mastery_score, score_source, model_version,
+       as_of, explanation, last_updated)
+     SELECT 'prefill-student-' || s, 'T' || t, ((s * 7 + t * 13) % 100) / 100, src, 'default',
+            TIMESTAMP '2025-12-01 08:00:00', '{"base":0.3,"factors":[],"rest":0,"score":0.3}', TIMESTAMP '2025-12-01 08:00:00'
+     FROM range($1) a(s), range(20) b(t), (VALUES ('bkt'), ('elo')) c(src)`,
+    [PREFILL_STUDENTS],
+  );
+  await store.run("CHECKPOINT");
+  process.stderr.write(
+    `prefill: ${n.toLocaleString("en-US")} raw events, ${(PREFILL_STUDENTS * 40).toLocaleString("en-US")} scores of ${PREFILL_STUDENTS.toLocaleString("en-US")} students in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+  );
+}
+
 async function runMode(mode: Mode): Promise<string[]> {
-  const dir = mkdtempSync(join(tmpdir(), "intake-bench-"));
+  const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "intake-bench-"));
   const { store, extra, close } = await open(mode, dir);
+  if (mode === "embedded") await prefill(store);
   const pseudo = new Pseudonymizer(KEY);
   const { app, ctx } = await createApp({
     store,

@@ -55,6 +55,7 @@ import { openServingBackends } from "../serving/servingBackends.ts";
 import { streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { PgStore } from "../storage/postgres.ts";
+import { baseTable } from "../storage/servingTables.ts";
 import {
   envNumber as env,
   BENCH_PSEUDONYM_KEY as KEY,
@@ -98,8 +99,16 @@ interface Ready {
 // ------------------------------------------------------------------------------------------------
 // Server child
 
-/** Seeds a store through `exec` (DuckDB and PostgreSQL share this SQL). */
-async function seed(exec: (sql: string) => Promise<void>, pseudo: Pseudonymizer, students: number) {
+/**
+ * Seeds a store through `exec` (DuckDB and PostgreSQL share this SQL); `masteryTable`: where the scores
+ * go (on the DuckDB file student_mastery is a view over student_mastery_base + its delta, storage/servingTables.ts).
+ */
+async function seed(
+  exec: (sql: string) => Promise<void>,
+  pseudo: Pseudonymizer,
+  students: number,
+  masteryTable: string,
+) {
   const topicRows: string[] = [];
   for (let i = 0; i < TOPICS; i++) topicRows.push(`('T${i}', 'Topic ${i}', 'C${i % 4}', 'S1', 'K1', 0, 10)`);
   for (let i = 0; i < WIDE_TOPICS; i++)
@@ -119,7 +128,7 @@ async function seed(exec: (sql: string) => Promise<void>, pseudo: Pseudonymizer,
       JOIN (SELECT topic_id, CAST(substr(topic_id, 2) AS INTEGER) AS i, substr(topic_id, 1, 1) = 'W' AS wide FROM topics) t
         ON t.wide = k.wide, (VALUES ('bkt'), ('elo')) s(src)`;
   await exec(
-    `INSERT INTO student_mastery (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+    `INSERT INTO ${masteryTable} (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
      SELECT student_key, topic_id, score, src, 'default', ${ts}, '${EXPLANATION}', ${ts} FROM (${scores}) x`,
   );
   await exec(
@@ -168,7 +177,7 @@ async function openStores(
     });
     const pg = backends.stores?.pg as PgStore;
     if (seedStudents !== null) {
-      await seed((sql) => pg.run(sql), pseudo, seedStudents);
+      await seed((sql) => pg.run(sql), pseudo, seedStudents, "student_mastery");
       await pg.run("ANALYZE");
     }
     extra = backends.deps;
@@ -178,7 +187,7 @@ async function openStores(
       await backends.close();
     };
   } else if (seedStudents !== null) {
-    await seed((sql) => store.run(sql), pseudo, seedStudents);
+    await seed((sql) => store.run(sql), pseudo, seedStudents, baseTable("student_mastery"));
     await store.run("CHECKPOINT");
   }
   return {

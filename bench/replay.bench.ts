@@ -25,18 +25,16 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { validateEvent } from "../features/contracts.ts";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
-import type { LatentModelJson } from "../models/latentFilter.ts";
 import { encodeLatentBasis, foldLatentBasis } from "../models/latentState.ts";
 import { replayEvents, replayOrder, topicParamsResolver } from "../models/learnerState.ts";
-import { latentOnlyServedJson, type ServedMasteryJson } from "../models/servedMastery.ts";
 import { type BktEloModels, scoreBktElo } from "../serving/learnerState.ts";
 import { recompute } from "../serving/recompute.ts";
 import { openStreamStores } from "../serving/streamStores.ts";
 import { IncrementalUpdater, learnerEvent, rowsFromEvent, streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import type { LearnerRow, RawEventRow } from "../storage/rawEventStore.ts";
-import { LATENT_TEST_PARAMS } from "../test/models/latentFixtures.ts";
 import { generateStreamEvents } from "../test/serving/streamEvents.ts";
+import { benchServedModel } from "./benchServedModel.ts";
 
 const N = Number(process.env.REPLAY_EVENTS ?? 20_000);
 const BATCH = Number(process.env.BATCH ?? 500);
@@ -145,27 +143,6 @@ console.log(line("batch job (score bkt-elo --full)", jobS));
 console.log(`states equal (recompute after the stream, and after the batch job): ${ok ? "yes" : "NO"}`);
 if (!ok) process.exitCode = 1;
 
-/** A served model whose score is the latent filter (hand-set parameters: the cost does not depend on them). */
-function benchServedModel(dir: string, studentPriorSd?: number): string {
-  const latent: LatentModelJson = {
-    version: 1,
-    bins: 40,
-    params: LATENT_TEST_PARAMS,
-    // With a student effect, the topics it covers (LatentFilter.studentTopic): all of the generated ones.
-    topicPriorMean:
-      studentPriorSd === undefined
-        ? {}
-        : Object.fromEntries(Array.from({ length: 12 }, (_, t) => [`topic-${t}`, 0.35])),
-    fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
-    intervalScale: 1.2,
-    ...(studentPriorSd === undefined ? {} : { studentPriorSd }),
-  };
-  const json: ServedMasteryJson = latentOnlyServedJson(latent);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "model.json"), JSON.stringify(json));
-  return dir;
-}
-
 /** Rows of a table in a closed DuckDB file (reopened read-only for the count). */
 async function sizeOf(path: string, table: string): Promise<number> {
   const d = await DuckStore.open(path);
@@ -181,7 +158,10 @@ async function latentAb(): Promise<void> {
   const withLatent: BktEloModels = {
     ...MODELS,
     ...streamModels({
-      servedModelDir: benchServedModel(join(root, "served"), student ? 1.5 : undefined),
+      servedModelDir: benchServedModel(
+        join(root, "served"),
+        student ? { priorSd: 1.5, topics: Array.from({ length: 12 }, (_, t) => `topic-${t}`) } : undefined,
+      ),
     }),
   };
   // LATENT_AB=student: A is the latent filter without the student effect, B with it.

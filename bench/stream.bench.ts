@@ -12,14 +12,18 @@
  * visible within 60 s, or p99 > 1 s) --retries + 1 times in a row (default 2: a shared machine is
  * noisy); "sustained" = the highest rate that was.
  *   npx tsx bench/stream.bench.ts --workers 1,2,3 --rates 500,1000,2000,3000 --seconds 30
+ * --served-model: the workers also carry the latent filter and write the 'latent' and 'served' scores
+ * (`mastery worker --served-model DIR`), with the bench's latent-only served model (bench/benchServedModel.ts)
+ * written to a temporary directory; recompute then compares the filter's state and those scores too.
+ *   npx tsx bench/stream.bench.ts --served-model --workers 1,2,3 --rates 250,500,1000 --seconds 20
  * Uses MASTERY_NATS_URL / MASTERY_PG_URL / MASTERY_REDIS_URL (default: the local services); every run has
  * a fresh stream, schema and key prefix ("scale_stream_*"), removed at its end. Results:
  * docs/benchmarks.md ("Stream", "Stream scale-out").
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus, loadavg } from "node:os";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
@@ -29,6 +33,7 @@ import { streamModels } from "../serving/updater.ts";
 import { NatsBus } from "../storage/bus.ts";
 import { PgStore } from "../storage/postgres.ts";
 import { RedisStateStore } from "../storage/stateStore.ts";
+import { benchServedModel } from "./benchServedModel.ts";
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: string): string => {
@@ -52,6 +57,9 @@ const STUDENTS = list("students", "5000")[0] as number;
 const TOPICS = list("topics", "10")[0] as number;
 /** A rate not sustained is run again this many times before the ramp stops (the machine is noisy). */
 const RETRIES = list("retries", "1")[0] as number;
+const SERVED_MODEL_DIR = args.includes("--served-model")
+  ? benchServedModel(mkdtempSync(join(tmpdir(), "stream-bench-served-")))
+  : undefined;
 const SAMPLE_EVERY = 10;
 const P99_TARGET_MS = 1000;
 const NATS_URL = process.env.MASTERY_NATS_URL || "nats://127.0.0.1:4222";
@@ -88,6 +96,8 @@ interface RunResult {
     differences: number;
   };
   sustained: boolean;
+  /** True when the workers carried the latent filter (--served-model). */
+  servedModel: boolean;
   machine: { cpus: number; loadavg1: number };
 }
 
@@ -133,6 +143,7 @@ async function runOnce(RATE: number, WORKERS: number): Promise<RunResult> {
           `bench.${id}`,
           "--durable",
           "workers",
+          ...(SERVED_MODEL_DIR !== undefined ? ["--served-model", SERVED_MODEL_DIR] : []),
         ],
         {
           env: {
@@ -325,7 +336,9 @@ async function runOnce(RATE: number, WORKERS: number): Promise<RunResult> {
       redisUrl: REDIS_URL,
       redisPrefix: id,
     });
-    const rep = await recompute(stores, streamModels({})).finally(() => stores.close());
+    const rep = await recompute(stores, streamModels({ servedModelDir: SERVED_MODEL_DIR })).finally(() =>
+      stores.close(),
+    );
     const sum = (f: "missing" | "extra" | "differences") => rep.tables.reduce((a, t) => a + t[f], 0);
 
     latencies.sort((a, b) => a - b);
@@ -361,6 +374,7 @@ async function runOnce(RATE: number, WORKERS: number): Promise<RunResult> {
         differences: sum("differences"),
       },
       publishErrors,
+      servedModel: SERVED_MODEL_DIR !== undefined,
       sustained: achievedRate >= 0.95 * RATE && lost === 0 && p99 <= P99_TARGET_MS && publishErrors === 0,
       machine: { cpus: cpus().length, loadavg1: Number(loadavg()[0]!.toFixed(1)) },
     };
@@ -413,7 +427,8 @@ const out = join(
   root,
   "bench",
   "out",
-  `stream-${WORKER_COUNTS.join("_")}w-${rates.join("_")}x${SECONDS}s-${Date.now()}.json`,
+  `stream-${SERVED_MODEL_DIR !== undefined ? "served-" : ""}${WORKER_COUNTS.join("_")}w-${rates.join("_")}x${SECONDS}s-${Date.now()}.json`,
 );
 writeFileSync(out, JSON.stringify(results));
+if (SERVED_MODEL_DIR !== undefined) rmSync(SERVED_MODEL_DIR, { recursive: true, force: true });
 say(`results: ${out}`);

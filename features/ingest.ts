@@ -15,6 +15,7 @@ import { basename, extname, join } from "node:path";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
 import { listValue } from "../storage/duckdbApi.ts";
+import { upsertStudentContextSql } from "../storage/studentContext.ts";
 import { builtinMappingFor, type ColumnMapping, sourceSql } from "./columnMappings.ts";
 import { configuredTimeRange, type TimeBounds, type TimeRange, timeBounds } from "./contractConfig.ts";
 import {
@@ -525,6 +526,15 @@ async function loadRelation(
       );
     }
   }
+  // The students' newest school / grade (storage/studentContext.ts) from this file's rows, found by their
+  // ingest time and source; DuckDB's zone maps on ingested_at skip the row groups stored before.
+  if (accepted > 0)
+    await store.run(
+      upsertStudentContextSql(
+        `SELECT student_key, ts, school_id, grade FROM raw_events
+         WHERE ingested_at = ${now} AND source = ${lit(source)} AND (school_id IS NOT NULL OR grade IS NOT NULL)`,
+      ),
+    );
   opts.onPhase?.(file, "insert");
 
   // Rows neither accepted nor within-file duplicates are invalid or already stored. The validation

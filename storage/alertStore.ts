@@ -90,13 +90,14 @@ export class DuckAlertStore implements AlertStore {
 
   async candidates(keys: readonly { studentKey: string; topicId: string }[]): Promise<AlertCandidate[]> {
     if (keys.length === 0) return [];
-    // The keys as two string lists (parameters: no staging table to fill and drop).
+    // The keys as two string lists (parameters: no staging table to fill and drop). School and grade come
+    // from student_context (storage/studentContext.ts), kept per student by the raw_events writers: not an
+    // aggregate over raw_events, which has no index here and was scanned whole on every check.
     return this.store.all<AlertCandidate & Record<string, unknown>>(
       `WITH k AS (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id),
        ctx AS (
-         SELECT student_key, arg_max(school_id, ts) FILTER (WHERE school_id IS NOT NULL) AS school_id,
-                arg_max(grade, ts) FILTER (WHERE grade IS NOT NULL) AS grade
-         FROM raw_events WHERE student_key IN (SELECT student_key FROM k) GROUP BY student_key)
+         SELECT student_key, school_id, grade FROM student_context
+         WHERE student_key IN (SELECT DISTINCT student_key FROM k))
        SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, m.as_of, m.explanation,
               s.below, s.crossings,
               ctx.school_id, ctx.grade

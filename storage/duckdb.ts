@@ -4,6 +4,7 @@ import type { DuckDBConnection, DuckDBPreparedStatement, DuckDBValue } from "@du
 import { DuckDBInstance } from "./duckdbApi.ts";
 import { CORE_DDL } from "./schema.ts";
 import { applyDuckCoreDdl } from "./servingTables.ts";
+import { ensureStudentContext } from "./studentContext.ts";
 
 /** The DuckDB file's encryption key (>= 32 characters), or a file holding it (first line). */
 export const DB_KEY_ENV = "MASTERY_DB_KEY";
@@ -109,6 +110,7 @@ export class DuckStore {
     }
     const store = new DuckStore(path, instance, conn, encryption === null ? null : ENCRYPTED_CATALOG);
     await applyDuckCoreDdl(conn, CORE_DDL);
+    await ensureStudentContext(conn);
     return store;
   }
 

@@ -3,6 +3,7 @@ import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, BOOLEAN, DOUBLE, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
+import { newestContextOf, upsertNewestSql } from "./studentContext.ts";
 
 /**
  * The raw zone as seen by the incremental update path: append (event, topic) rows with first-wins
@@ -306,6 +307,33 @@ function appendRow(ap: DuckDBAppender, r: RawEventRow): void {
   ap.endRow();
 }
 
+const CONTEXT_SQL = upsertNewestSql(
+  `SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), make_timestamp(unnest($3::BIGINT[])),
+          unnest($4::BIGINT[])::INTEGER, make_timestamp(unnest($5::BIGINT[]))`,
+);
+const us = (v: number | null) => (v === null ? null : BigInt(Math.round(v)));
+
+/**
+ * Folds the school / grade of rows just stored into student_context (storage/studentContext.ts), reduced
+ * to one row per student here first; rows carrying neither cannot change it, so a batch without any costs
+ * no statement.
+ */
+async function upsertContext(duck: DuckStore, rows: readonly RawEventRow[]): Promise<void> {
+  const ctx = newestContextOf(rows);
+  if (ctx.length === 0) return;
+  await duck.conn.run(
+    CONTEXT_SQL,
+    [
+      listValue(ctx.map((c) => c.studentKey)),
+      listValue(ctx.map((c) => c.schoolId)),
+      listValue(ctx.map((c) => us(c.schoolUs))),
+      listValue(ctx.map((c) => (c.grade === null ? null : BigInt(c.grade)))),
+      listValue(ctx.map((c) => us(c.gradeUs))),
+    ],
+    [LIST(VARCHAR), LIST(VARCHAR), LIST(BIGINT), LIST(BIGINT), LIST(BIGINT)],
+  );
+}
+
 export class DuckRawEventStore implements RawEventStore {
   private constructor(private readonly duck: DuckStore) {}
 
@@ -346,6 +374,7 @@ export class DuckRawEventStore implements RawEventStore {
         ),
         RAW_LIST_TYPES,
       );
+    await upsertContext(this.duck, fresh);
     const out = fresh.map(learnerRow);
     out.push(...stored);
     return out;
@@ -373,6 +402,7 @@ export class DuckRawEventStore implements RawEventStore {
     for (const r of fresh) appendRow(ap, r);
     ap.flushSync();
     ap.closeSync();
+    await upsertContext(this.duck, fresh);
   }
 
   async keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]> {
