@@ -20,7 +20,7 @@
  *   LATENT_AB=student REPLAY_EVENTS=10000 REPEAT=3 npx tsx bench/replay.bench.ts
  */
 
-import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, statSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { validateEvent } from "../features/contracts.ts";
