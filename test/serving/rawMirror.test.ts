@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { RawMirror } from "../../serving/rawMirror.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { DuckRawEventStore, type RawEventRow } from "../../storage/rawEventStore.ts";
+import { rawEventRow } from "../storage/rawEventRowFixture.ts";
 
 const stores: DuckStore[] = [];
 afterAll(() => {
@@ -9,33 +10,17 @@ afterAll(() => {
 });
 
 function row(eventId: string, student: string, topic = "T1"): RawEventRow {
-  return {
-    event_id: eventId,
-    type: "quiz_attempt",
-    student_key: student,
-    topic_id: topic,
-    ts_us: Date.UTC(2026, 1, 1) * 1000,
-    school_id: null,
-    class_id: null,
-    grade: null,
-    question_id: "q1",
-    is_correct: true,
-    time_spent_sec: 20,
-    attempt_number: null,
-    hints_used: null,
-    assignment_id: null,
-    score_pct: null,
-    video_id: null,
-    watch_pct: null,
-    watch_duration_sec: null,
-    rewind_count: null,
-    attempts: null,
-    correct_count: null,
-    help_requests: null,
-    resolved_count: null,
-    source: "api",
-    ingested_at_us: Date.UTC(2026, 1, 2) * 1000,
-  };
+  return rawEventRow(
+    {
+      event_id: eventId,
+      type: "quiz_attempt",
+      student_key: student,
+      topic_id: topic,
+      ts_us: Date.UTC(2026, 1, 1) * 1000,
+      ingested_at_us: Date.UTC(2026, 1, 2) * 1000,
+    },
+    { question_id: "q1", is_correct: true, time_spent_sec: 20 },
+  );
 }
 
 describe("RawMirror: the after-the-answer copy of raw rows into the server's DuckDB", () => {

@@ -5,38 +5,32 @@ import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { DuckRawEventStore, type RawEventRow } from "../../storage/rawEventStore.ts";
+import { rawEventRow } from "./rawEventRowFixture.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "raw-append-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A raw row of event `id` on `topic`; `v` varies the payload so a second version of an id differs. */
-const row = (id: number, topic: number, v: number, student: number): RawEventRow => ({
-  event_id: `e-${id}`,
-  type: v % 2 === 0 ? "quiz_attempt" : "assignment",
-  student_key: `k-${student}`,
-  topic_id: `T${topic}`,
-  ts_us: 1_767_000_000_000_000 + id * 1_000_123 + v,
-  school_id: v % 3 === 0 ? null : `s-${v}`,
-  class_id: null,
-  grade: v % 4 === 0 ? null : v,
-  question_id: `q-'${v}`,
-  is_correct: v % 5 === 0 ? null : v % 2 === 0,
-  time_spent_sec: v % 3 === 0 ? null : v / 7,
-  attempt_number: v,
-  hints_used: null,
-  assignment_id: null,
-  score_pct: v * 0.1,
-  video_id: null,
-  watch_pct: null,
-  watch_duration_sec: null,
-  rewind_count: null,
-  attempts: null,
-  correct_count: null,
-  help_requests: null,
-  resolved_count: null,
-  source: "api",
-  ingested_at_us: 1_767_000_000_000_000 + v * 1_000,
-});
+const row = (id: number, topic: number, v: number, student: number): RawEventRow =>
+  rawEventRow(
+    {
+      event_id: `e-${id}`,
+      type: v % 2 === 0 ? "quiz_attempt" : "assignment",
+      student_key: `k-${student}`,
+      topic_id: `T${topic}`,
+      ts_us: 1_767_000_000_000_000 + id * 1_000_123 + v,
+      ingested_at_us: 1_767_000_000_000_000 + v * 1_000,
+    },
+    {
+      school_id: v % 3 === 0 ? null : `s-${v}`,
+      grade: v % 4 === 0 ? null : v,
+      question_id: `q-'${v}`,
+      is_correct: v % 5 === 0 ? null : v % 2 === 0,
+      time_spent_sec: v % 3 === 0 ? null : v / 7,
+      attempt_number: v,
+      score_pct: v * 0.1,
+    },
+  );
 
 const dump = (d: DuckStore) =>
   d.all("SELECT * FROM raw_events ORDER BY event_id, topic_id, ingested_at, ts, type, student_key");

@@ -7,39 +7,25 @@ import { ingestEvents } from "../../features/ingest.ts";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { DuckRawEventStore, type RawEventRow } from "../../storage/rawEventStore.ts";
+import { rawEventRow } from "./rawEventRowFixture.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "student-context-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Raw row of event `id` on `topic`, version `v` (a second version of an id differs and must not count). */
-const row = (id: number, topic: number, v: number, student: number): RawEventRow => ({
-  event_id: `e-${id}`,
-  type: "quiz_attempt",
-  student_key: `k-${student}`,
-  topic_id: `T${topic}`,
-  // Distinct per (id, v): rows of one student never tie on ts with different values.
-  ts_us: 1_767_000_000_000_000 + id * 1_000_123 + v,
-  school_id: v % 3 === 0 ? null : `s-${v}`,
-  class_id: null,
-  grade: v % 4 === 0 ? null : 1 + (v % 12),
-  question_id: null,
-  is_correct: true,
-  time_spent_sec: null,
-  attempt_number: null,
-  hints_used: null,
-  assignment_id: null,
-  score_pct: null,
-  video_id: null,
-  watch_pct: null,
-  watch_duration_sec: null,
-  rewind_count: null,
-  attempts: null,
-  correct_count: null,
-  help_requests: null,
-  resolved_count: null,
-  source: "api",
-  ingested_at_us: 1_767_000_000_000_000 + v * 1_000,
-});
+const row = (id: number, topic: number, v: number, student: number): RawEventRow =>
+  rawEventRow(
+    {
+      event_id: `e-${id}`,
+      type: "quiz_attempt",
+      student_key: `k-${student}`,
+      topic_id: `T${topic}`,
+      // Distinct per (id, v): rows of one student never tie on ts with different values.
+      ts_us: 1_767_000_000_000_000 + id * 1_000_123 + v,
+      ingested_at_us: 1_767_000_000_000_000 + v * 1_000,
+    },
+    { school_id: v % 3 === 0 ? null : `s-${v}`, grade: v % 4 === 0 ? null : 1 + (v % 12), is_correct: true },
+  );
 
 type Ctx = { student_key: string; school_id: string | null; grade: number | null };
 
