@@ -26,6 +26,7 @@ import { openServingBackends } from "../serving/servingBackends.ts";
 import { streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import type { PgStore } from "../storage/postgres.ts";
+import { rawEventRow } from "../test/storage/rawEventRowFixture.ts";
 import {
   BENCH_PSEUDONYM_KEY as KEY,
   envNumber as num,
@@ -200,33 +201,17 @@ async function storeOnly(): Promise<void> {
       const rows = () =>
         Array.from({ length: 10 }, () => {
           const n = seq++;
-          return {
-            event_id: `e-${n}`,
-            type: "quiz_attempt",
-            student_key: `k-${n % 300}`,
-            topic_id: `T${n % TOPICS}`,
-            ts_us: 1.77e15 + n * 1e6,
-            school_id: null,
-            class_id: null,
-            grade: null,
-            question_id: `q-${n % 50}`,
-            is_correct: n % 3 !== 0,
-            time_spent_sec: 20,
-            attempt_number: null,
-            hints_used: null,
-            assignment_id: null,
-            score_pct: null,
-            video_id: null,
-            watch_pct: null,
-            watch_duration_sec: null,
-            rewind_count: null,
-            attempts: null,
-            correct_count: null,
-            help_requests: null,
-            resolved_count: null,
-            source: "api",
-            ingested_at_us: 1.77e15 + n,
-          };
+          return rawEventRow(
+            {
+              event_id: `e-${n}`,
+              type: "quiz_attempt",
+              student_key: `k-${n % 300}`,
+              topic_id: `T${n % TOPICS}`,
+              ts_us: 1.77e15 + n * 1e6,
+              ingested_at_us: 1.77e15 + n,
+            },
+            { question_id: `q-${n % 50}`, is_correct: n % 3 !== 0, time_spent_sec: 20 },
+          );
         });
       const call = (r: ReturnType<typeof rows>) =>
         (raw as unknown as Record<string, (x: typeof r) => Promise<unknown>>)[method]!(r);
