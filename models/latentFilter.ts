@@ -71,7 +71,25 @@ export interface LatentModelJson {
   /** Fitted prior mean per topic (topics absent use params.priorMean). */
   topicPriorMean: Record<string, number>;
   /** Mean log-likelihood per graded observation on the fit sample, and its size. */
-  fit: { logLikPerObs: number; observations: number; sequences: number; evaluations: number };
+  fit: {
+    logLikPerObs: number;
+    observations: number;
+    sequences: number;
+    evaluations: number;
+    /**
+     * Small-data guard (LatentFilter.fit, `minObservations`): present when the sample held fewer graded
+     * observations than the minimum, so the global parameters were shrunk toward the prior centre (the
+     * documented defaults) with `priorSd` per unconstrained coordinate.
+     */
+    smallData?: { minObservations: number; priorSd: number };
+    /** Plausibility checks the fitted global parameters failed (LATENT_PLAUSIBLE); absent = none. */
+    implausible?: string[];
+    /**
+     * Why the fitted global parameters were NOT kept: a small sample whose shrunk fit still failed a
+     * plausibility check keeps the prior centre instead (its topic priors and student sd are still fitted).
+     */
+    fallback?: string;
+  };
   /**
    * Posterior spread factor of the 80% interval (>= 1; absent = 1): the square root of the variance
    * inflation that the held-out halves of the fit sample ask for (LatentFilter.dispersion).
@@ -911,20 +929,38 @@ export class LatentFilter {
     const present = new Set<number>();
     for (const s of sequences) for (const e of s.events) present.add(e.kind);
     const p = new Float64Array(bins);
-    const nll = (x: Float64Array): number => {
+    const start = opts.start ?? (logistic ? LOGISTIC_START : DEFAULT_START);
+    const centre = toVector(start, logistic);
+    // Small-data guard: below `minObservations` the ~10 global parameters are weakly identified (a fit on a
+    // few hundred answers can land on slip 0.49 / learning rate 1 / a 1-day half-life), so the fit is the
+    // posterior mode under a Normal prior centred on the start values in the unconstrained coordinates, its
+    // variance priorSd0^2 n / (min - n): the prior's precision falls with the data and is 0 from `min` on,
+    // where the fit is the plain maximum likelihood (unchanged).
+    const minObservations = opts.minObservations ?? LATENT_MIN_OBSERVATIONS;
+    const priorSd =
+      observations < minObservations
+        ? LATENT_SMALL_DATA_PRIOR_SD * Math.sqrt(observations / (minObservations - observations))
+        : Number.POSITIVE_INFINITY;
+    const logLik = (x: Float64Array): number => {
       const params = fromVector(x, present, logistic);
       let kernel: LatentKernel;
       try {
         kernel = new LatentKernel(params, bins);
       } catch {
-        return Number.POSITIVE_INFINITY;
+        return Number.NEGATIVE_INFINITY;
       }
       let ll = 0;
       for (const s of sequences) ll += kernel.run(s.events, params.priorMean, p);
-      return -ll / observations;
+      return ll;
     };
-    const start = opts.start ?? (logistic ? LOGISTIC_START : DEFAULT_START);
-    let x = toVector(start, logistic);
+    const penalty = (x: Float64Array): number => {
+      if (!Number.isFinite(priorSd)) return 0;
+      let q = 0;
+      for (let i = 0; i < x.length; i++) q += (x[i]! - centre[i]!) ** 2;
+      return q / (2 * priorSd * priorSd);
+    };
+    const nll = (x: Float64Array): number => (penalty(x) - logLik(x)) / observations;
+    let x: Float64Array = Float64Array.from(centre);
     let evaluations = 0;
     const rounds = opts.restarts ?? 1;
     let best = Number.POSITIVE_INFINITY;
@@ -944,7 +980,17 @@ export class LatentFilter {
       }
       best = res.f;
     }
-    const params = fromVector(x, present, logistic);
+    let params = fromVector(x, present, logistic);
+    let logLikPerObs = Number.isFinite(priorSd) ? logLik(x) / observations : -best;
+    const implausible = implausibleParams(params);
+    let fallback: string | undefined;
+    if (Number.isFinite(priorSd) && implausible.length > 0) {
+      // Refuse the degenerate fit: keep the prior centre (the defaults), which the topic priors and the
+      // student sd are then fitted around.
+      fallback = `${observations} graded observations (< ${minObservations}) and the shrunk fit is implausible (${implausible.join("; ")}): global parameters kept at the defaults`;
+      params = fromVector(centre, present, logistic);
+      logLikPerObs = logLik(centre) / observations;
+    }
     const kernel = new LatentKernel(params, bins);
     const byTopic = new Map<string, LatentSequence[]>();
     for (const s of sequences) {
@@ -995,7 +1041,15 @@ export class LatentFilter {
       bins,
       params,
       topicPriorMean,
-      fit: { logLikPerObs: -best, observations, sequences: sequences.length, evaluations },
+      fit: {
+        logLikPerObs,
+        observations,
+        sequences: sequences.length,
+        evaluations,
+        ...(Number.isFinite(priorSd) ? { smallData: { minObservations, priorSd } } : {}),
+        ...(implausible.length > 0 ? { implausible } : {}),
+        ...(fallback !== undefined ? { fallback } : {}),
+      },
       intervalScale: Math.sqrt(disp.inflation),
       ...(logistic ? { topicThreshold } : {}),
     };
@@ -1093,11 +1147,49 @@ export interface LatentFitOptions {
   /** Prior sd (K units) of a topic's emission threshold from the global one (logistic emission). Default 0.15. */
   topicThresholdSd?: number;
   /**
+   * Graded observations from which the global parameters are fitted by plain maximum likelihood; below it
+   * they are shrunk toward `start` (the small-data guard, LatentFilter.fit). Default LATENT_MIN_OBSERVATIONS.
+   */
+  minObservations?: number;
+  /**
    * Student effect: a per-student prior offset shared across topics, its sd chosen by leave-one-topic-out
    * likelihood (LatentFilter.chooseStudentSd; needs `student` on the sequences). Default off.
    */
   studentEffect?: boolean;
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
+}
+
+/**
+ * The small-data guard of LatentFilter.fit: fewer graded observations than this and the global parameters
+ * are shrunk toward the defaults below (a fit on the ASSISTments 2017 log with 691-3,582 answers was
+ * degenerate, with 20,000+ it was not: docs/benchmarks.md "Real log, round 8" / "round 9").
+ */
+export const LATENT_MIN_OBSERVATIONS = 10_000;
+/** Prior sd (unconstrained coordinates) of the guard at half the minimum; it scales with sqrt(n / (min - n)). */
+export const LATENT_SMALL_DATA_PRIOR_SD = 1;
+
+/**
+ * Plausible global parameters (documented bounds; a fit outside them is flagged in `fit.implausible`, and
+ * below the minimum size replaced by the defaults): the answers must depend on knowledge (guess + slip <
+ * 0.8), one quiz / practice answer may not teach half of what is left (rate < 0.5), and forgetting may not
+ * halve knowledge within 2 days.
+ */
+export const LATENT_PLAUSIBLE = { maxGuessPlusSlip: 0.8, maxAnswerLearnRate: 0.5, minHalfLifeDays: 2 } as const;
+
+/** The plausibility checks `params` fails, each as a readable reason (empty: plausible). */
+export function implausibleParams(params: LatentParams): string[] {
+  const out: string[] = [];
+  const b = LATENT_PLAUSIBLE;
+  if (params.guess + params.slip >= b.maxGuessPlusSlip)
+    out.push(`guess ${params.guess.toFixed(3)} + slip ${params.slip.toFixed(3)} >= ${b.maxGuessPlusSlip}`);
+  for (const k of [KIND_QUIZ, KIND_PRACTICE]) {
+    const r = params.learn[k] ?? 0;
+    if (r >= b.maxAnswerLearnRate)
+      out.push(`${LATENT_KINDS[k]} learning rate ${r.toFixed(3)} >= ${b.maxAnswerLearnRate}`);
+  }
+  if (params.halfLifeDays < b.minHalfLifeDays)
+    out.push(`half-life ${params.halfLifeDays.toFixed(2)} days < ${b.minHalfLifeDays}`);
+  return out;
 }
 
 const DEFAULT_START: LatentParams = {
