@@ -1174,7 +1174,11 @@ export const LATENT_SMALL_DATA_PRIOR_SD = 1;
  * 0.8), one quiz / practice answer may not teach half of what is left (rate < 0.5), and forgetting may not
  * halve knowledge within 2 days.
  */
-export const LATENT_PLAUSIBLE = { maxGuessPlusSlip: 0.8, maxAnswerLearnRate: 0.5, minHalfLifeDays: 2 } as const;
+export const LATENT_PLAUSIBLE = {
+  maxGuessPlusSlip: 0.8,
+  maxAnswerLearnRate: 0.5,
+  minHalfLifeDays: 2,
+} as const;
 
 /** The plausibility checks `params` fails, each as a readable reason (empty: plausible). */
 export function implausibleParams(params: LatentParams): string[] {

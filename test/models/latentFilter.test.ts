@@ -2,10 +2,12 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { bktPredict, bktUpdate } from "../../models/bkt.ts";
 import {
+  implausibleParams,
   KIND_ASSIGNMENT,
   KIND_PRACTICE,
   KIND_QUIZ,
   KIND_VIDEO,
+  LATENT_MIN_OBSERVATIONS,
   type LatentEvent,
   LatentFilter,
   LatentKernel,
@@ -282,6 +284,79 @@ describe("latent filter fit", () => {
     expect(b.lo).toBeCloseTo(Math.max(0, a.score - 2 * (a.score - a.lo)), 12);
     expect(b.hi).toBeCloseTo(Math.min(1, a.score + 2 * (a.hi - a.score)), 12);
   });
+
+  it("shrinks a small sample's global parameters toward the defaults, and leaves a sample at the minimum size as plain maximum likelihood", () => {
+    // Coin flips (p = 0.5, no learning, no forgetting): 30 students x 10 answers = 300 graded observations.
+    const rnd = mulberry32(3);
+    const coins = (students: number): LatentSequence[] =>
+      Array.from({ length: students }, (_, s) => ({
+        topic: `T${s % 3}`,
+        student: `S${s}`,
+        events: Array.from({ length: 10 }, (_, j) => ({
+          t: j * 0.5,
+          kind: KIND_QUIZ,
+          n: 1,
+          k: rnd() < 0.5 ? 1 : 0,
+        })),
+      }));
+    const small = coins(30);
+    const guarded = LatentFilter.fit(small, { bins: 24, maxEvaluations: 400 });
+    const plain = LatentFilter.fit(small, { bins: 24, maxEvaluations: 400, minObservations: 0 });
+    expect(LATENT_MIN_OBSERVATIONS).toBe(10_000);
+    // Known answer: prior sd 1 * sqrt(300 / (10,000 - 300)).
+    expect(guarded.json.fit.smallData).toEqual({ minObservations: 10_000, priorSd: Math.sqrt(300 / 9700) });
+    expect(plain.json.fit.smallData).toBeUndefined();
+    // Distance to the defaults (guess 0.2, slip 0.1, quiz rate 0.03, half-life 60 d) on the fit's own coordinates.
+    const dist = (f: LatentFilter) => {
+      const p = f.json.params;
+      const lg = (x: number) => Math.log(x / (1 - x));
+      return Math.hypot(
+        lg(p.guess / 0.5) - lg(0.4),
+        lg(p.slip / 0.5) - lg(0.2),
+        lg(p.learn[KIND_QUIZ]!) - lg(0.03),
+        Math.log(p.halfLifeDays / 60),
+      );
+    };
+    expect(dist(guarded)).toBeLessThan(0.5);
+    expect(dist(plain)).toBeGreaterThan(3 * dist(guarded));
+    expect(guarded.json.params.halfLifeDays).toBeGreaterThan(40);
+    expect(plain.json.params.halfLifeDays).toBeLessThan(20);
+    // At the minimum size the guard is off: the same fit, bit for bit, as without it.
+    const atMin = LatentFilter.fit(small, { bins: 24, maxEvaluations: 400, minObservations: 300 });
+    expect(atMin.json).toEqual(plain.json);
+  }, 120_000);
+
+  it("keeps the defaults, with the reason, when a small sample's shrunk fit is still implausible", () => {
+    // Every pair: one wrong answer, then nine right ones within a day: the likelihood wants a quiz learning
+    // rate of 1 (one answer teaches everything); 600 observations against a minimum of 650 shrink weakly.
+    const seqs: LatentSequence[] = Array.from({ length: 60 }, (_, s) => ({
+      topic: `T${s % 3}`,
+      student: `S${s}`,
+      events: Array.from({ length: 10 }, (_, j) => ({
+        t: j * 0.1,
+        kind: KIND_QUIZ,
+        n: 1,
+        k: j === 0 ? 0 : 1,
+      })),
+    }));
+    const plain = LatentFilter.fit(seqs, { bins: 24, maxEvaluations: 400, minObservations: 0 });
+    expect(plain.json.params.learn[KIND_QUIZ]).toBeGreaterThan(0.9);
+    expect(plain.json.fit.implausible).toEqual(["quiz learning rate 1.000 >= 0.5"]);
+    expect(plain.json.fit.fallback).toBeUndefined();
+    const f = LatentFilter.fit(seqs, { bins: 24, maxEvaluations: 400, minObservations: 650 });
+    expect(f.json.fit.fallback).toMatch(
+      /600 graded observations \(< 650\).*quiz learning rate .* >= 0\.5.*kept at the defaults/,
+    );
+    const p = f.json.params;
+    expect(p.guess).toBeCloseTo(0.2, 12);
+    expect(p.slip).toBeCloseTo(0.1, 12);
+    expect(p.learn[KIND_QUIZ]).toBeCloseTo(0.03, 12);
+    expect(p.learn[KIND_PRACTICE]).toBe(0);
+    expect(p.halfLifeDays).toBeCloseTo(60, 9);
+    expect(implausibleParams(p)).toEqual([]);
+    // The recorded likelihood is the kept parameters' own (no penalty in it).
+    expect(f.json.fit.logLikPerObs).toBeLessThan(plain.json.fit.logLikPerObs);
+  }, 120_000);
 
   it("refuses to fit on too little data, naming what is missing", () => {
     expect(() => LatentFilter.fit([{ topic: "T", events: [{ t: 0, kind: KIND_QUIZ, n: 1, k: 1 }] }])).toThrow(
