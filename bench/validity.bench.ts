@@ -438,7 +438,7 @@ async function evaluateCut(
       const lf = trained.latentFit.model.json;
       const tp = Object.values(lf.topicPriorMean);
       console.log(
-        `anchor ${JSON.stringify(served.json.anchor ?? null)} (gap-accuracy base ${served.json.global.base.toFixed(3)}); latent filter: interval scale ${(lf.intervalScale ?? 1).toFixed(3)}; student prior sd ${lf.studentPriorSd ?? 0}; ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations, ll/obs ${lf.fit.logLikPerObs.toFixed(4)}, ${trained.latentFit.seconds.toFixed(1)} s`,
+        `anchor ${JSON.stringify(served.json.anchor ?? null)} (gap-accuracy base ${served.json.global.base.toFixed(3)}); latent filter: interval scale ${(lf.intervalScale ?? 1).toFixed(3)}; student prior sd ${lf.studentPriorSd ?? 0}; ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations, ll/obs ${lf.fit.logLikPerObs.toFixed(4)}${guardNote(lf.fit)}, ${trained.latentFit.seconds.toFixed(1)} s`,
       );
     }
     const cal = Object.values(served.json.topics);
@@ -567,6 +567,15 @@ async function runRealLog(work: string): Promise<void> {
   }
 }
 
+/** The latent fit's small-data guard as printed next to a fit (models/latentFilter.ts LATENT_MIN_OBSERVATIONS). */
+function guardNote(fit: LatentFilter["json"]["fit"]): string {
+  if (fit.fallback !== undefined)
+    return `; small-data guard: FALLBACK to the defaults (${fit.implausible?.join("; ")})`;
+  if (fit.smallData !== undefined)
+    return `; small-data guard: shrunk (prior sd ${fit.smallData.priorSd.toFixed(3)})`;
+  return fit.implausible !== undefined ? `; implausible: ${fit.implausible.join("; ")}` : "";
+}
+
 /** The real log, per-student cuts (bench/realLogCuts.ts): the default real-log protocol. */
 function runStudentCuts(): void {
   const o = {
@@ -594,7 +603,7 @@ function runStudentCuts(): void {
     const p = m.filter.json.params;
     console.log(
       `fold ${m.fold} epoch ${(i % o.epochs) + 1}: fit before ${new Date(Date.UTC(2020, 0, 1) + m.time * DAY_MS).toISOString().slice(0, 10)} (log day ${m.time.toFixed(1)}) on ${m.trainAttempts} train attempts ` +
-        `(filter: ${m.filter.json.fit.sequences} pairs, ll/obs ${m.filter.json.fit.logLikPerObs.toFixed(4)}; guess ${p.guess.toFixed(3)} slip ${p.slip.toFixed(3)} learn ${p.learn[0]!.toFixed(3)} half-life ${p.halfLifeDays.toFixed(0)} d; ` +
+        `(filter: ${m.filter.json.fit.sequences} pairs, ll/obs ${m.filter.json.fit.logLikPerObs.toFixed(4)}${guardNote(m.filter.json.fit)}; guess ${p.guess.toFixed(3)} slip ${p.slip.toFixed(3)} learn ${p.learn[0]!.toFixed(3)} half-life ${p.halfLifeDays.toFixed(0)} d; ` +
         `student sd ${m.filter.json.studentPriorSd ?? 0} (marginal likelihood: ${m.sdMarginal}); centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.fold === m.fold && x.epoch === i % o.epochs).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
     );
   }

@@ -141,6 +141,17 @@ Example:
         labelDays: parseIntOption(opts.labelDays, "--label-days", 1),
         minLabelAttempts: parseIntOption(opts.minLabelAttempts, "--min-label-attempts", 1),
       });
+      const guard = res.latentFit?.model.json.fit;
+      // The latent filter's small-data guard (models/latentFilter.ts): say when it shaped the fit.
+      if (guard?.fallback !== undefined) process.stderr.write(`latent filter fit: ${guard.fallback}\n`);
+      else if (guard?.smallData !== undefined)
+        process.stderr.write(
+          `latent filter fit: ${guard.observations} graded observations (< ${guard.smallData.minObservations}): global parameters shrunk toward the defaults (prior sd ${guard.smallData.priorSd.toFixed(3)})\n`,
+        );
+      else if (guard?.implausible !== undefined)
+        process.stderr.write(
+          `latent filter fit: kept, but outside the plausible bounds: ${guard.implausible.join("; ")}\n`,
+        );
       const j = res.model.toJSON();
       process.stdout.write(
         `${JSON.stringify({
