@@ -308,7 +308,9 @@ describe("served mastery estimate on a generated store", () => {
       );
       expect(published).toBe(Number(inRun!.n));
       const pgRead = new PgMasteryReadStore(pg, await DuckStateStore.open(store));
-      const keysInPg = await pg.one<{ n: string }>("SELECT count(DISTINCT student_key)::text AS n FROM student_mastery");
+      const keysInPg = await pg.one<{ n: string }>(
+        "SELECT count(DISTINCT student_key)::text AS n FROM student_mastery",
+      );
       const fromPg = await readStudentMastery(pgRead, key, { sourceOrder: order });
       expect(fromPg.topics.map((t) => t.topicId).sort()).toEqual(served.topics.map((t) => t.topicId).sort());
       for (const t of fromPg.topics) {
