@@ -274,7 +274,12 @@ function fitEpoch(
     filter = LatentFilter.fromJSON(c.filter);
     bkt = BKT.fromJSON(c.bkt);
   } else {
-    filter = LatentFilter.fit([...bySeq.values()], { studentEffect });
+    // REAL_MIN_OBS=0: the fit without the small-data guard (rounds 4-8; bench comparison only).
+    const minObs = process.env.REAL_MIN_OBS;
+    filter = LatentFilter.fit([...bySeq.values()], {
+      studentEffect,
+      ...(minObs !== undefined ? { minObservations: Number(minObs) } : {}),
+    });
     bkt = new BKT({ ...MASTERY_BKT_OPTIONS, restarts: 3 }).fit(log);
     if (cacheFile !== undefined) {
       mkdirSync(cacheDir!, { recursive: true });
