@@ -15,7 +15,7 @@ import { foldKeyRun, type KeyRuns } from "../models/learnerStateFold.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
 import {
-  appendStagedColumns,
+  appendDoubleColumns,
   dropLearnerEventColumns,
   type EventBlock,
   forEachEventBlock,
@@ -262,19 +262,41 @@ export interface ScoreBktEloResult {
   eventBlocks: number;
 }
 
-// The explanation texts are made here, as JSON.stringify writes models/learnerState.ts bktMastery / eloMastery's
-// Explanation (the keys in the same order; a number as JSON.stringify writes it: String(x), "null" when not
-// finite; -0 is "0" in both), without an object per key: tested equal to JSON.stringify for every key of
-// fitted generated data (test/serving/learnerState.int.test.ts).
-const jsonNumber = (x: number): string => (Number.isFinite(x) ? String(x) : "null");
+// JSON.stringify's text of a finite double, in SQL: integral values without ".0" (DuckDB's to_json writes
+// "3.0" and "-0.0"), everything else as to_json's shortest round-trip text, which is JavaScript's.
+const JSON_NUMBER_MACRO = `CREATE OR REPLACE TEMP MACRO bkt_elo_num(x) AS
+  CASE WHEN NOT isfinite(x) THEN 'null'
+       WHEN x = trunc(x) AND abs(x) < 1e15 THEN (x::BIGINT)::VARCHAR
+       ELSE to_json(x)::VARCHAR END`;
+// models/explanation.ts explain() split in two: the order of the factors (by |contribution| descending,
+// then name) is decided in JavaScript with explain()'s own comparator (factorOrder, staged as the factor
+// index at each rank), and the text is made in SQL: the top 3 shown, the rest summed from 0 in that
+// order, as JSON.stringify writes the Explanation.
+const factor = (name: string, value: string, contribution: string) =>
+  `'{"name":"${name}","value":' || bkt_elo_num(${value}) || ',"contribution":' || bkt_elo_num(${contribution}) || '}'`;
 const BKT_FACTOR_NAMES = ["correct_answers", "incorrect_answers", "bkt_learn", "recent_correct_streak"];
 const ELO_FACTOR_NAMES = ["correct_answers", "incorrect_answers", "recent_correct_streak"];
-const factorHead = (names: readonly string[]) => names.map((n) => `{"name":${JSON.stringify(n)},"value":`);
-const BKT_FACTOR_HEAD = factorHead(BKT_FACTOR_NAMES);
-const ELO_FACTOR_HEAD = factorHead(ELO_FACTOR_NAMES);
-/** The text of factor `i` of `head` (its name) with `values[i]` and `contributions[i]`. */
-const factorText = (head: readonly string[], values: Float64Array, contributions: Float64Array, i: number) =>
-  `${head[i]}${jsonNumber(values[i]!)},"contribution":${jsonNumber(contributions[i]!)}}`;
+// Per factor (in BKT_FACTOR_NAMES / ELO_FACTOR_NAMES order): its JSON text and its contribution.
+const BKT_FACTOR_SQL = [
+  ["s.correct_n - s.correct_streak", "s.bkt_correct_delta"],
+  ["s.bkt_n - s.correct_n", "s.bkt_incorrect_delta"],
+  ["t.bkt_learn", "s.bkt_learn_delta"],
+  ["s.correct_streak", "s.bkt_streak_obs_delta + s.bkt_streak_learn_delta"],
+].map(([v, c], i) => ({ text: factor(BKT_FACTOR_NAMES[i]!, v!, c!), c: c! }));
+const ELO_FACTOR_SQL = [
+  ["s.correct_n - s.correct_streak", "s.elo_correct_delta"],
+  ["s.elo_n - s.correct_n", "s.elo_incorrect_delta"],
+  ["s.correct_streak", "s.elo_streak_delta"],
+].map(([v, c], i) => ({ text: factor(ELO_FACTOR_NAMES[i]!, v!, c!), c: c! }));
+const pick = (rank: string, of: readonly { text: string; c: string }[], what: "text" | "c") =>
+  `CASE ${rank}::INTEGER ${of.map((f, i) => `WHEN ${i} THEN ${f[what]}`).join(" ")} END`;
+const BKT_EXPLANATION = `'{"base":' || bkt_elo_num(t.bkt_prior) || ',"factors":[' || ${pick("s.b1", BKT_FACTOR_SQL, "text")}
+  || ',' || ${pick("s.b2", BKT_FACTOR_SQL, "text")} || ',' || ${pick("s.b3", BKT_FACTOR_SQL, "text")}
+  || '],"rest":' || bkt_elo_num(0.0 + ${pick("6 - s.b1 - s.b2 - s.b3", BKT_FACTOR_SQL, "c")})
+  || ',"score":' || bkt_elo_num(s.p_mastery) || '}'`;
+const ELO_EXPLANATION = `'{"base":' || bkt_elo_num(t.elo_base) || ',"factors":[' || ${pick("s.e1", ELO_FACTOR_SQL, "text")}
+  || ',' || ${pick("s.e2", ELO_FACTOR_SQL, "text")} || ',' || ${pick("3 - s.e1 - s.e2", ELO_FACTOR_SQL, "text")}
+  || '],"rest":0,"score":' || bkt_elo_num(s.elo_score) || '}'`;
 
 /**
  * Factor indices by rank under explain()'s order (|contribution| descending, then name by localeCompare),
@@ -328,9 +350,12 @@ const STAGED = [
   "p_unknown",
   "event_n",
   "elo_score",
+  "b1",
+  "b2",
+  "b3",
+  "e1",
+  "e2",
 ] as const;
-/** Text columns staged after the DOUBLE ones: the explanations' JSON. */
-const STAGED_TEXT = ["bkt_explanation", "elo_explanation"] as const;
 
 /** Runs the job on `store` with `models`; see the module comment. */
 export async function scoreBktElo(
@@ -359,31 +384,44 @@ export async function scoreBktElo(
     }
     return offsets;
   };
-  // The fold's results as columns (one Float64Array per STAGED column, one string array per STAGED_TEXT
-  // column) for up to `stageKeys` keys at a time, appended after each block (bounded memory: 19 doubles and
-  // two ~300-byte texts a key would be ~10 GB at 100M events); the key strings, the cursor's event id and the
-  // versions are joined in SQL.
+  // The fold's results as columns (one Float64Array per STAGED column) for up to `stageKeys` keys at a time,
+  // appended after each block (bounded memory: 24 doubles a key would be ~2 GB at 100M events); the key
+  // strings, the cursor's event id, the versions and the explanations are made in SQL.
   await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_elo_state (${STAGED.map((c) => `${c} DOUBLE`).join(", ")}, ${STAGED_TEXT.map((c) => `${c} VARCHAR`).join(", ")})`,
+    `CREATE OR REPLACE TEMP TABLE bkt_elo_state (${STAGED.map((c) => `${c} DOUBLE`).join(", ")})`,
   );
   const block = Math.max(1, Math.min(nKeys, opts.stageKeys ?? STAGE_KEYS));
   const out = STAGED.map(() => new Float64Array(block));
-  const bktText: string[] = new Array(block).fill("");
-  const eloText: string[] = new Array(block).fill("");
-  const [ok, pM, eA, eN, bN, lastTs, cS, cN, d0, d1, d2, d3, d4, d5, d6, d7, pU, evN, eloS] = out;
+  const [
+    ok,
+    pM,
+    eA,
+    eN,
+    bN,
+    lastTs,
+    cS,
+    cN,
+    d0,
+    d1,
+    d2,
+    d3,
+    d4,
+    d5,
+    d6,
+    d7,
+    pU,
+    evN,
+    eloS,
+    b1,
+    b2,
+    b3,
+    e1,
+    e2,
+  ] = out;
   let replayedKeys = 0;
   let quizAttempts = 0;
   const bktOrder = factorOrderer(BKT_FACTOR_NAMES);
   const eloOrder = factorOrderer(ELO_FACTOR_NAMES);
-  const bktValues = new Float64Array(BKT_FACTOR_NAMES.length);
-  const eloValues = new Float64Array(ELO_FACTOR_NAMES.length);
-  const bc = bktOrder.contributions;
-  const ec = eloOrder.contributions;
-  // Per topic index: the explanations' base values, as text.
-  const bktBase = topicParams.map((p) => `{"base":${jsonNumber(p.bkt.prior)},"factors":[`);
-  const eloBase = topicParams.map(
-    (p) => `{"base":${jsonNumber(eloMastery(initialLearnerState(p), p).explanation.base)},"factors":[`,
-  );
   // The events are read one block of whole keys at a time (storage/learnerEventColumns.ts forEachEventBlock):
   // per row, the Elo offset of its question under its key's topic parameters, then each key's fold.
   let eventBlocks = 0;
@@ -425,42 +463,22 @@ export async function scoreBktElo(
       d7![at] = s.eloStreakDelta;
       pU![at] = s.pUnknown;
       evN![at] = s.eventN;
-      const eloScore = eloProbability(s.eloAbility, params.topicDifficulty);
-      eloS![at] = eloScore;
-      // bktMastery's factors (values, contributions) in BKT_FACTOR_NAMES order, then explain()'s top 3.
-      bktValues[0] = s.correctN - s.correctStreak;
-      bktValues[1] = s.bktN - s.correctN;
-      bktValues[2] = params.bkt.learn;
-      bktValues[3] = s.correctStreak;
-      bc[0] = s.bktCorrectDelta;
-      bc[1] = s.bktIncorrectDelta;
-      bc[2] = s.bktLearnDelta;
-      bc[3] = s.bktStreakObsDelta + s.bktStreakLearnDelta;
+      eloS![at] = eloProbability(s.eloAbility, params.topicDifficulty);
+      bktOrder.contributions[0] = s.bktCorrectDelta;
+      bktOrder.contributions[1] = s.bktIncorrectDelta;
+      bktOrder.contributions[2] = s.bktLearnDelta;
+      bktOrder.contributions[3] = s.bktStreakObsDelta + s.bktStreakLearnDelta;
       const bo = bktOrder.order();
-      bktText[at] =
-        `${bktBase[cols.topic[k]!]}${factorText(BKT_FACTOR_HEAD, bktValues, bc, bo[0]!)},${factorText(
-          BKT_FACTOR_HEAD,
-          bktValues,
-          bc,
-          bo[1]!,
-        )},${factorText(BKT_FACTOR_HEAD, bktValues, bc, bo[2]!)}],"rest":${jsonNumber(0 + bc[bo[3]!]!)},"score":${jsonNumber(s.pMastery)}}`;
-      // eloMastery's factors; all three are shown, so rest is 0.
-      eloValues[0] = s.correctN - s.correctStreak;
-      eloValues[1] = s.eloN - s.correctN;
-      eloValues[2] = s.correctStreak;
-      ec[0] = s.eloCorrectDelta;
-      ec[1] = s.eloIncorrectDelta;
-      ec[2] = s.eloStreakDelta;
+      b1![at] = bo[0]!;
+      b2![at] = bo[1]!;
+      b3![at] = bo[2]!;
+      eloOrder.contributions[0] = s.eloCorrectDelta;
+      eloOrder.contributions[1] = s.eloIncorrectDelta;
+      eloOrder.contributions[2] = s.eloStreakDelta;
       const eo = eloOrder.order();
-      eloText[at] =
-        `${eloBase[cols.topic[k]!]}${factorText(ELO_FACTOR_HEAD, eloValues, ec, eo[0]!)},${factorText(
-          ELO_FACTOR_HEAD,
-          eloValues,
-          ec,
-          eo[1]!,
-        )},${factorText(ELO_FACTOR_HEAD, eloValues, ec, eo[2]!)}],"rest":0,"score":${jsonNumber(eloScore)}}`;
-      if (at === block - 1 || k === nKeys - 1)
-        await appendStagedColumns(store, "bkt_elo_state", out, [bktText, eloText], at + 1);
+      e1![at] = eo[0]!;
+      e2![at] = eo[1]!;
+      if (at === block - 1 || k === nKeys - 1) await appendDoubleColumns(store, "bkt_elo_state", out, at + 1);
       if ((k + 1) % 10_000 === 0) opts.onProgress?.(k + 1, nKeys);
     }
   };
@@ -469,6 +487,21 @@ export async function scoreBktElo(
     ...(opts.onPhase !== undefined ? { onPhase: opts.onPhase } : {}),
   });
   opts.onPhase?.("fold");
+  // Per topic index: the explanations' base values and the BKT learn rate shown as a factor value.
+  await store.run(
+    "CREATE OR REPLACE TEMP TABLE bkt_elo_topic (ti DOUBLE, bkt_prior DOUBLE, bkt_learn DOUBLE, elo_base DOUBLE)",
+  );
+  await appendDoubleColumns(
+    store,
+    "bkt_elo_topic",
+    [
+      Float64Array.from(topicParams, (_, i) => i),
+      Float64Array.from(topicParams, (p) => p.bkt.prior),
+      Float64Array.from(topicParams, (p) => p.bkt.learn),
+      Float64Array.from(topicParams, (p) => eloMastery(initialLearnerState(p), p).explanation.base),
+    ],
+    topicParams.length,
+  );
   opts.onProgress?.(nKeys, nKeys);
 
   const params = {
@@ -478,12 +511,13 @@ export async function scoreBktElo(
   };
   const keyed = `bkt_elo_state s JOIN bkt_col_keys k ON k.k = s.k::INTEGER`;
   opts.onPhase?.("stage fold results");
+  await store.run(JSON_NUMBER_MACRO);
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_elo_score AS
      WITH f AS (
        SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_score, make_timestamp(s.last_ts_us::BIGINT) AS as_of,
-              s.bkt_explanation, s.elo_explanation
-       FROM ${keyed})
+              ${BKT_EXPLANATION} AS bkt_explanation, ${ELO_EXPLANATION} AS elo_explanation
+       FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE)
      SELECT student_key, topic_id, p_mastery AS mastery_score, 'bkt' AS score_source, $bkt AS model_version, as_of,
             bkt_explanation AS explanation
      FROM f
@@ -491,7 +525,7 @@ export async function scoreBktElo(
      SELECT student_key, topic_id, elo_score, 'elo', $elo, as_of, elo_explanation FROM f`,
     { bkt: params.bkt, elo: params.elo },
   );
-  opts.onPhase?.("score rows");
+  opts.onPhase?.("scores and explanations (SQL)");
   const scores = `SELECT student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, $now
        FROM bkt_elo_score`;
   const stateRows = `SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_ability, s.elo_n::INTEGER AS elo_n,
@@ -579,7 +613,7 @@ export async function scoreBktElo(
   });
   opts.onPhase?.("watermark and commit");
   await dropLearnerEventColumns(store);
-  for (const t of ["bkt_elo_state", "bkt_elo_score", "bkt_elo_state_rows"])
+  for (const t of ["bkt_elo_state", "bkt_elo_score", "bkt_elo_topic", "bkt_elo_state_rows"])
     await store.run(`DROP TABLE IF EXISTS ${t}`);
   return {
     keys: nKeys,

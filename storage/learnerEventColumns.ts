@@ -1,6 +1,6 @@
 import type { DuckDBVector } from "@duckdb/node-api";
 import type { DuckStore } from "./duckdb.ts";
-import { DOUBLE, DuckDBDataChunk, VARCHAR } from "./duckdbApi.ts";
+import { DOUBLE, DuckDBDataChunk } from "./duckdbApi.ts";
 import type { LearnerStateRow } from "./stateStore.ts";
 
 /**
@@ -424,30 +424,23 @@ export async function dropLearnerEventColumns(store: DuckStore): Promise<void> {
 }
 
 /**
- * Appends `n` rows to `table`, whose columns are the `doubles` (DOUBLE) and then the `texts` (VARCHAR), in
- * this order, as data chunks of up to 2,048 rows: one vector write per value, no appender call per value.
+ * Appends `n` rows of DOUBLE columns to `table` (all of whose columns are DOUBLE, in this order) as
+ * data chunks of up to 2,048 rows: one vector write per value, no appender call per value.
  */
-export async function appendStagedColumns(
+export async function appendDoubleColumns(
   store: DuckStore,
   table: string,
-  doubles: readonly Float64Array[],
-  texts: readonly (readonly string[])[],
+  columns: readonly Float64Array[],
   n: number,
 ): Promise<void> {
   const appender = await store.conn.createAppender(table, "main", "temp");
-  const types = [...doubles.map(() => DOUBLE), ...texts.map(() => VARCHAR)];
+  const types = columns.map(() => DOUBLE);
   for (let at = 0; at < n; at += 2048) {
     const len = Math.min(2048, n - at);
     const chunk = DuckDBDataChunk.create(types, len);
-    for (let c = 0; c < doubles.length; c++) {
-      const col = doubles[c]!;
+    for (let c = 0; c < columns.length; c++) {
+      const col = columns[c]!;
       const vec = chunk.getColumnVector(c);
-      for (let i = 0; i < len; i++) vec.setItem(i, col[at + i]!);
-      vec.flush();
-    }
-    for (let c = 0; c < texts.length; c++) {
-      const col = texts[c]!;
-      const vec = chunk.getColumnVector(doubles.length + c);
       for (let i = 0; i < len; i++) vec.setItem(i, col[at + i]!);
       vec.flush();
     }

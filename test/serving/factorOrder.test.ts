@@ -4,7 +4,7 @@ import { explain } from "../../models/explanation.ts";
 import { factorOrderer } from "../../serving/learnerState.ts";
 
 // The batch job's factor order (serving/learnerState.ts factorOrderer, an in-place insertion sort) must be
-// explain()'s order exactly: the explanation text picks factors by these ranks.
+// explain()'s order exactly: the SQL explanation text picks factors by these ranks.
 const BKT = ["correct_answers", "incorrect_answers", "bkt_learn", "recent_correct_streak"];
 const ELO = ["correct_answers", "incorrect_answers", "recent_correct_streak"];
 

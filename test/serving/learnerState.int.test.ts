@@ -74,7 +74,7 @@ async function snapshot(store: DuckStore): Promise<{ state: unknown[]; mastery: 
 /**
  * The bkt and elo rows of student_mastery as models/learnerState.ts bktMastery / eloMastery compute them
  * in JavaScript from the stored states (score, and the explanation as JSON.stringify writes it), beside
- * the rows the job wrote (its explanation texts are built without objects, serving/learnerState.ts).
+ * the rows the job wrote (its explanations are built in SQL).
  */
 async function jsScores(store: DuckStore, models: BktEloModels) {
   const paramsFor = topicParamsResolver(models);
@@ -264,7 +264,7 @@ describe("serving/learnerState (score bkt-elo job)", () => {
       });
       for (let i = 0; i < rows.length; i += 300) await updater.apply(rows.slice(i, i + 300));
       expect(await stream.all(STATE)).toEqual(await batch.all(STATE));
-      // Scores and explanation texts equal what the JavaScript models write (JSON.stringify).
+      // Scores and explanation texts (built in SQL) equal what the JavaScript models write.
       const js = await jsScores(batch, models);
       expect(js.written.length).toBe(2 * full.keys);
       expect(js.written).toEqual(js.expected);
