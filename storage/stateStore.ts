@@ -5,6 +5,7 @@ import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
 import { STREAM_DDL } from "./schema.ts";
 import { deltaTable } from "./servingTables.ts";
+import { studentFilter } from "./studentFilter.ts";
 import { redisTlsOptions } from "./tls.ts";
 import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
 
@@ -667,11 +668,14 @@ export class DuckStateStore implements StateStore {
     if (keys.length === 0) return [];
     const sks = listValue(keys.map((k) => k.studentKey));
     const tps = listValue(keys.map((k) => k.topicId));
+    // The students as constants too (storage/studentFilter.ts): pushed through the view into its scans.
+    const f = studentFilter("s.student_key", keys.map((k) => k.studentKey), 3);
     const rows = await this.duck.all<DuckStateRow>(
       `${DUCK_SELECT}
        JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
-         USING (student_key, topic_id)`,
-      [sks, tps],
+         USING (student_key, topic_id)
+       WHERE ${f.sql}`,
+      [sks, tps, ...f.params],
     );
     const byKey = new Map(rows.map((r) => [`${r.student_key}\u0000${r.topic_id}`, r]));
     const ids: string[] = [];
@@ -686,12 +690,16 @@ export class DuckStateStore implements StateStore {
     const seenRows =
       ids.length === 0
         ? []
-        : await this.duck.all<{ student_key: string; topic_id: string; event_id: string }>(
-            `SELECT s.student_key, s.topic_id, s.event_id FROM learner_state_seen s
-             JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id,
-                          unnest($3::VARCHAR[]) AS event_id) q USING (student_key, topic_id, event_id)`,
-            [listValue(idSk), listValue(idTp), listValue(ids)],
-          );
+        : await (() => {
+            const f = studentFilter("s.student_key", idSk, 4);
+            return this.duck.all<{ student_key: string; topic_id: string; event_id: string }>(
+              `SELECT s.student_key, s.topic_id, s.event_id FROM learner_state_seen s
+               JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id,
+                            unnest($3::VARCHAR[]) AS event_id) q USING (student_key, topic_id, event_id)
+               WHERE ${f.sql}`,
+              [listValue(idSk), listValue(idTp), listValue(ids), ...f.params],
+            );
+          })();
     const seenBy = new Map<string, Set<string>>();
     for (const r of seenRows) {
       const id = `${r.student_key}\u0000${r.topic_id}`;
@@ -719,11 +727,13 @@ export class DuckStateStore implements StateStore {
     if (commits.length === 0) return [];
     const d = this.duck;
     return d.transaction(async () => {
+      const f = studentFilter("student_key", commits.map((c) => c.studentKey), 3);
       const revRows = await d.all<{ student_key: string; topic_id: string; rev: bigint }>(
         `SELECT student_key, topic_id, rev FROM learner_state_rev
          JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
-           USING (student_key, topic_id)`,
-        [listValue(commits.map((c) => c.studentKey)), listValue(commits.map((c) => c.topicId))],
+           USING (student_key, topic_id)
+         WHERE ${f.sql}`,
+        [listValue(commits.map((c) => c.studentKey)), listValue(commits.map((c) => c.topicId)), ...f.params],
       );
       const revs = new Map(revRows.map((r) => [`${r.student_key}\u0000${r.topic_id}`, Number(r.rev)]));
       const out: (number | null)[] = [];
