@@ -27,10 +27,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { replayEvents } from "../models/learnerState.ts";
 import { parseThresholds } from "../serving/alerts.ts";
 import { createApp } from "../serving/app.ts";
 import { signToken } from "../serving/auth.ts";
-import { replayEvents } from "../models/learnerState.ts";
 import { topicParamsResolver } from "../serving/learnerState.ts";
 import { learnerEvent, streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
@@ -98,7 +98,9 @@ async function seed(): Promise<void> {
        FROM stmt_keys k, range(${RAW_EVENTS}) e(i)`,
     );
     await store.run(
-      upsertStudentContextSql("SELECT student_key, ts, school_id, grade FROM raw_events WHERE source = 'seed'"),
+      upsertStudentContextSql(
+        "SELECT student_key, ts, school_id, grade FROM raw_events WHERE source = 'seed'",
+      ),
     );
   }
   await store.run("DROP TABLE stmt_keys");
@@ -128,7 +130,11 @@ async function seedState(): Promise<void> {
       studentKey: r0.student_key,
       topicId: r0.topic_id,
       expectedRev: 0,
-      state: { ...replayEvents(evs, params(r0.topic_id)), bktModelVersion: "default", eloModelVersion: "default" },
+      state: {
+        ...replayEvents(evs, params(r0.topic_id)),
+        bktModelVersion: "default",
+        eloModelVersion: "default",
+      },
       processed: evs.map((e) => e.eventId),
       updatedAtUs: Date.UTC(2026, 0, 5) * 1000,
     });

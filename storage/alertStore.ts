@@ -96,7 +96,11 @@ export class DuckAlertStore implements AlertStore {
     // aggregate over raw_events, which has no index here and was scanned whole on every check.
     // The students also as constants (storage/studentFilter.ts), pushed through the student_mastery view into
     // its base (index) and delta scans: without them the join read every score of the file.
-    const f = studentFilter("m.student_key", keys.map((k) => k.studentKey), 3);
+    const f = studentFilter(
+      "m.student_key",
+      keys.map((k) => k.studentKey),
+      3,
+    );
     return this.store.all<AlertCandidate & Record<string, unknown>>(
       `WITH k AS (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id),
        ctx AS (

@@ -266,7 +266,11 @@ export class DuckMasteryStore implements MasteryStore {
     }
     const keys = [...newest.values()];
     return d.transaction(async () => {
-      const f = studentFilter("student_key", keys.map((k) => k.studentKey), 3);
+      const f = studentFilter(
+        "student_key",
+        keys.map((k) => k.studentKey),
+        3,
+      );
       const cur = await d.all<{ student_key: string; topic_id: string; rev: bigint }>(
         `SELECT student_key, topic_id, rev FROM student_mastery_rev
          JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k

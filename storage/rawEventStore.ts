@@ -410,7 +410,11 @@ export class DuckRawEventStore implements RawEventStore {
     if (keys.length === 0) return [];
     // The students also as constants (storage/studentFilter.ts): a filter in the scan instead of a join that
     // probes every raw row.
-    const f = studentFilter("raw_events.student_key", keys.map((k) => k.studentKey), 3);
+    const f = studentFilter(
+      "raw_events.student_key",
+      keys.map((k) => k.studentKey),
+      3,
+    );
     return this.duck.all<LearnerRow>(
       `SELECT ${DUCK_LEARNER_COLUMNS} FROM raw_events
        JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k

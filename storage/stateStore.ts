@@ -669,7 +669,11 @@ export class DuckStateStore implements StateStore {
     const sks = listValue(keys.map((k) => k.studentKey));
     const tps = listValue(keys.map((k) => k.topicId));
     // The students as constants too (storage/studentFilter.ts): pushed through the view into its scans.
-    const f = studentFilter("s.student_key", keys.map((k) => k.studentKey), 3);
+    const f = studentFilter(
+      "s.student_key",
+      keys.map((k) => k.studentKey),
+      3,
+    );
     const rows = await this.duck.all<DuckStateRow>(
       `${DUCK_SELECT}
        JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
@@ -727,7 +731,11 @@ export class DuckStateStore implements StateStore {
     if (commits.length === 0) return [];
     const d = this.duck;
     return d.transaction(async () => {
-      const f = studentFilter("student_key", commits.map((c) => c.studentKey), 3);
+      const f = studentFilter(
+        "student_key",
+        commits.map((c) => c.studentKey),
+        3,
+      );
       const revRows = await d.all<{ student_key: string; topic_id: string; rev: bigint }>(
         `SELECT student_key, topic_id, rev FROM learner_state_rev
          JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
