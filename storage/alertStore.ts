@@ -2,7 +2,6 @@ import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, TIMESTAMP, VARCHAR } from "./duckdbApi.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { ALERT_DDL } from "./schema.ts";
-import { studentFilter } from "./studentFilter.ts";
 
 /**
  * The tables of at-risk alerts (alerts, alert_state, webhook_deliveries) next to the student_mastery
@@ -94,13 +93,6 @@ export class DuckAlertStore implements AlertStore {
     // The keys as two string lists (parameters: no staging table to fill and drop). School and grade come
     // from student_context (storage/studentContext.ts), kept per student by the raw_events writers: not an
     // aggregate over raw_events, which has no index here and was scanned whole on every check.
-    // The students also as constants (storage/studentFilter.ts), pushed through the student_mastery view into
-    // its base (index) and delta scans: without them the join read every score of the file.
-    const f = studentFilter(
-      "m.student_key",
-      keys.map((k) => k.studentKey),
-      3,
-    );
     return this.store.all<AlertCandidate & Record<string, unknown>>(
       `WITH k AS (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id),
        ctx AS (
@@ -111,9 +103,8 @@ export class DuckAlertStore implements AlertStore {
               ctx.school_id, ctx.grade
        FROM student_mastery m JOIN k USING (student_key, topic_id)
        LEFT JOIN alert_state s USING (student_key, topic_id)
-       LEFT JOIN ctx USING (student_key)
-       WHERE ${f.sql}`,
-      [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId)), ...f.params],
+       LEFT JOIN ctx USING (student_key)`,
+      [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId))],
     );
   }
 

@@ -4,7 +4,6 @@ import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { microsToSqlTimestamp } from "./rawEventStore.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
 import { deltaTable } from "./servingTables.ts";
-import { studentFilter } from "./studentFilter.ts";
 
 /**
  * student_mastery (current score per key and source) and student_mastery_history (one row per
@@ -266,17 +265,11 @@ export class DuckMasteryStore implements MasteryStore {
     }
     const keys = [...newest.values()];
     return d.transaction(async () => {
-      const f = studentFilter(
-        "student_key",
-        keys.map((k) => k.studentKey),
-        3,
-      );
       const cur = await d.all<{ student_key: string; topic_id: string; rev: bigint }>(
         `SELECT student_key, topic_id, rev FROM student_mastery_rev
          JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
-           USING (student_key, topic_id)
-         WHERE ${f.sql}`,
-        [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId)), ...f.params],
+           USING (student_key, topic_id)`,
+        [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId))],
       );
       const stored = new Map(cur.map((c) => [`${c.student_key}\u0000${c.topic_id}`, Number(c.rev)]));
       const moved = keys.filter((k) => (stored.get(`${k.studentKey}\u0000${k.topicId}`) ?? 0) < k.rev);

@@ -4,7 +4,6 @@ import { BIGINT, BOOLEAN, DOUBLE, DuckDBTimestampValue, LIST, listValue, VARCHAR
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
 import { newestContextOf, upsertNewestSql } from "./studentContext.ts";
-import { studentFilter } from "./studentFilter.ts";
 
 /**
  * The raw zone as seen by the incremental update path: append (event, topic) rows with first-wins
@@ -408,21 +407,13 @@ export class DuckRawEventStore implements RawEventStore {
 
   async keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]> {
     if (keys.length === 0) return [];
-    // The students also as constants (storage/studentFilter.ts): a filter in the scan instead of a join that
-    // probes every raw row.
-    const f = studentFilter(
-      "raw_events.student_key",
-      keys.map((k) => k.studentKey),
-      3,
-    );
     return this.duck.all<LearnerRow>(
       `SELECT ${DUCK_LEARNER_COLUMNS} FROM raw_events
        JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
          USING (student_key, topic_id)
-       WHERE ${f.sql}
        ${DUCK_DEDUPED}
        ORDER BY student_key, topic_id, ts, event_id`,
-      [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId)), ...f.params],
+      [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId))],
     );
   }
 

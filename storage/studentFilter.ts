@@ -1,14 +1,14 @@
 /**
- * A redundant `student_key IN ($i, ...)` filter for the update path's keyed reads on the DuckDB file
- * (issue 15). Those reads join a table or view with the batch's keys given as unnested lists; DuckDB does not
- * push such a join into the scans below it, so a read of ten keys joined the whole table, and through the
- * base + delta views (storage/servingTables.ts) built the whole newest-row anti-join first (learner_state at
- * 10,000 students: ~100-150 ms of CPU per load). An IN list of parameters is a constant filter: DuckDB pushes
- * it through the view into both scans (an index scan where the column has one), so the join sees only the
- * batch's students. The join stays, so the result is the same rows as without the filter.
+ * A redundant `student_key IN ($i, ...)` filter for a keyed read of the update path on the DuckDB file
+ * (issue 15). The read joins the learner_state view (storage/servingTables.ts: base + delta, newest row per
+ * key) with the batch's keys given as unnested lists. DuckDB turns a join's keys into a filter in the scan of
+ * a plain table, but not through the view's anti-join, so loading ten keys built the newest-row view of every
+ * key first (~100-400 ms of CPU at 10,000 students x 20 topics). An IN list of parameters is a constant
+ * filter: DuckDB pushes it through the view into both scans, and the join then sees only the batch's
+ * students. The join stays, so the result is the same rows as without the filter.
  *
  * Each student is one parameter, so a big group gets no filter (the join alone, as before): past a few dozen
- * students the IN list costs about a millisecond per student and the whole-table join is cheaper.
+ * students the IN list costs about a millisecond per student and the whole-view join is cheaper.
  */
 export const MAX_FILTERED_STUDENTS = 64;
 
