@@ -17,6 +17,7 @@
  *   SYNTH=0 npx tsx bench/validity.bench.ts                    # the real log only
  *   LATENT_STUDENT=0 npx tsx bench/validity.bench.ts           # the latent filter without the student effect
  *   LATENT_EMISSION=logistic npx tsx bench/validity.bench.ts   # the filter's logistic (item-threshold) emission
+ *   LATENT_FORGETTING=floor npx tsx bench/validity.bench.ts    # rounds 4-8's forgetting (one global floor)
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */
@@ -237,6 +238,8 @@ async function evaluateCut(
         studentEffect: process.env.LATENT_STUDENT !== "0",
         // LATENT_EMISSION=logistic: the filter's item-threshold emission (round 6, opt-in; round 8 A/B).
         ...(process.env.LATENT_EMISSION === "logistic" ? { emission: "logistic" as const } : {}),
+        // LATENT_FORGETTING=floor: rounds 4-8's forgetting towards one global floor (round 9's A/B).
+        ...(process.env.LATENT_FORGETTING === "floor" ? { forgetting: "floor" as const } : {}),
       },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
     });
