@@ -438,9 +438,9 @@ export interface LatentEstimate {
   pFloor?: number;
   /**
    * Where this estimate decays to without new evidence (the half-life's asymptote, for the request-time decay
-   * of a stored score): the global floor, or with the durable-share forgetting the prior mean plus the
-   * durable share of the gain above it (the score itself when it is not above the prior mean). Absent (an
-   * estimate built elsewhere) = the params' global floor.
+   * of a stored score): the global floor, or with the durable-share forgetting the score less the part of its
+   * posterior's gain above the prior mean that is not durable (exact: floor + (score - floor) 2^(-t / h) is
+   * the filter's own mean t days later). Absent (an estimate built elsewhere) = the params' global floor.
    */
   floor?: number;
   /** The prior mean the sequence started from (explanation base). */
@@ -651,12 +651,15 @@ export class LatentFilter {
     const w = this.json.intervalScale ?? 1;
     const widen = (q: number) => Math.min(1, Math.max(0, mean + w * (q - mean)));
     const prm = this.json.params;
-    const floor =
-      prm.durableShare === undefined
-        ? prm.floor
-        : mean > s.base
-          ? s.base + prm.durableShare * (mean - s.base)
-          : mean;
+    // The durable-share form moves each cell above the prior mean b to b + (x - b) d: the mean after t more
+    // days is mean - (1 - d) E[(K - b)+], d = share + (1 - share) 2^(-t / h), i.e. exactly
+    // floor + (mean - floor) 2^(-t / h) with floor = mean - (1 - share) E[(K - b)+].
+    let floor = prm.floor;
+    if (prm.durableShare !== undefined) {
+      let above = 0;
+      for (let i = 0; i < p.length; i++) if (k.x[i]! > s.base) above += p[i]! * (k.x[i]! - s.base);
+      floor = mean - (1 - prm.durableShare) * above;
+    }
     return {
       score: mean,
       lo: widen(k.quantile(p, 0.1)),

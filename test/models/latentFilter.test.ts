@@ -151,20 +151,14 @@ describe("latent filter kernel", () => {
           const now = f.predict("T", events, end);
           const then = f.predict("T", events, end + later);
           const floor = now.floor ?? Number.NaN;
-          expect(floor).toBeGreaterThanOrEqual(Math.min(now.base, now.score) - 1e-12);
           expect(floor).toBeLessThanOrEqual(now.score + 1e-12);
           expect(then.score).toBeLessThanOrEqual(now.score + 1e-12);
-          // Request-time decay of the stored score: floor + (score - floor) 2^(-t / h) = b + (m - b) d with
-          // d = share + (1 - share) 2^(-t / h). The filter leaves the mass below b alone, so its own mean is
-          // higher by exactly (1 - d) E[(b - K)+] (the grid's interpolation keeps means).
+          // Request-time decay of the stored score (floor + (score - floor) 2^(-t / h)) is the filter's own
+          // mean t days later, exactly (up to the float32 state's mass rounding).
           const decayed = floor + (now.score - floor) * 2 ** (-later / params.halfLifeDays);
-          const s = f.init("T");
-          for (const e of events) f.step(s, e, "T");
-          const x = f.kernelFor("T").x;
-          let below = 0;
-          for (let i = 0; i < x.length; i++) if (x[i]! <= s.base) below += s.p[i]! * (s.base - x[i]!);
-          const d = 0.3 + 0.7 * 2 ** (-later / params.halfLifeDays);
-          expect(then.score - decayed).toBeCloseTo((1 - d) * below, 4); // float32 state: its mass sums to 1 +- ~1e-6
+          expect(then.score).toBeCloseTo(decayed, 7);
+          // A long gap keeps at least the durable share of the score (E[(K - b)+] <= E[K]).
+          expect(floor).toBeGreaterThanOrEqual(0.3 * now.score - 1e-12);
         },
       ),
       { numRuns: 60 },
