@@ -667,8 +667,7 @@ export class LatentFilter {
       pCorrect: k.predictive(p),
       ...(prm.slope !== undefined
         ? {
-            pFloor:
-              prm.guess + (1 - prm.guess - prm.slip) * emissionShape(prm, floor, this.threshold(topic)),
+            pFloor: prm.guess + (1 - prm.guess - prm.slip) * emissionShape(prm, floor, this.threshold(topic)),
           }
         : {}),
       floor,

@@ -135,7 +135,11 @@ export async function scoreServed(
     app.appendVarchar(key.slice(0, sep));
     app.appendVarchar(key.slice(sep + 1));
     app.appendDouble(est.score);
-    app.appendVarchar(JSON.stringify(latentExplanation(est, latent === null ? undefined : latentDecay(latent.json.params, est))));
+    app.appendVarchar(
+      JSON.stringify(
+        latentExplanation(est, latent === null ? undefined : latentDecay(latent.json.params, est)),
+      ),
+    );
     app.appendVarchar(LATENT_SOURCE);
     app.endRow();
   }

@@ -290,8 +290,7 @@ function simulate(
         const b = params.priorMean;
         const d = params.durableShare + (1 - params.durableShare) * 2 ** (-dt / params.halfLifeDays);
         if (K > b) K = b + (K - b) * d;
-      } else if (K > params.floor)
-        K = params.floor + (K - params.floor) * 2 ** (-dt / params.halfLifeDays);
+      } else if (K > params.floor) K = params.floor + (K - params.floor) * 2 ** (-dt / params.halfLifeDays);
       const kind = rnd() < 0.6 ? KIND_QUIZ : rnd() < 0.5 ? KIND_VIDEO : KIND_PRACTICE;
       const pc = params.guess + (1 - params.guess - params.slip) * K;
       if (kind === KIND_QUIZ) events.push({ t, kind, n: 1, k: rnd() < pc ? 1 : 0 });
