@@ -28,7 +28,7 @@ import { PgStore } from "../../storage/postgres.ts";
 import { DuckStateStore } from "../../storage/stateStore.ts";
 
 const PG_URL = process.env.MASTERY_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const PG_SCHEMA = `reallog_served_${process.pid}`;
+const PG_SCHEMA = `valid5_served_${process.pid}`;
 
 // A small generated school through the real pipeline (DuckDB file), then `train served` + `score served`.
 let work: string;
