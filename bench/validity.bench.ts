@@ -240,6 +240,10 @@ async function evaluateCut(
         ...(process.env.LATENT_EMISSION === "logistic" ? { emission: "logistic" as const } : {}),
         // LATENT_FORGETTING=floor: rounds 4-8's forgetting towards one global floor (round 9's A/B).
         ...(process.env.LATENT_FORGETTING === "floor" ? { forgetting: "floor" as const } : {}),
+        // LATENT_CONCENTRATION=c: the filter's prior concentration held at c (round 9's logistic A/B).
+        ...(process.env.LATENT_CONCENTRATION !== undefined
+          ? { fixedConcentration: Number(process.env.LATENT_CONCENTRATION) }
+          : {}),
       },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
     });

@@ -937,6 +937,8 @@ export class LatentFilter {
     const bins = opts.bins ?? 40;
     const logistic = opts.emission === "logistic";
     const durable = (opts.forgetting ?? "durable") === "durable";
+    const fixC = (q: LatentParams): LatentParams =>
+      opts.fixedConcentration === undefined ? q : { ...q, priorConcentration: opts.fixedConcentration };
     let observations = 0;
     for (const s of sequences)
       for (const e of s.events)
@@ -950,7 +952,7 @@ export class LatentFilter {
     for (const s of sequences) for (const e of s.events) present.add(e.kind);
     const p = new Float64Array(bins);
     const nll = (x: Float64Array): number => {
-      const params = fromVector(x, present, logistic, durable);
+      const params = fixC(fromVector(x, present, logistic, durable));
       let kernel: LatentKernel;
       try {
         kernel = new LatentKernel(params, bins);
@@ -982,7 +984,7 @@ export class LatentFilter {
       }
       best = res.f;
     }
-    const params = fromVector(x, present, logistic, durable);
+    const params = fixC(fromVector(x, present, logistic, durable));
     const kernel = new LatentKernel(params, bins);
     const byTopic = new Map<string, LatentSequence[]>();
     for (const s of sequences) {
@@ -1134,6 +1136,12 @@ export interface LatentFitOptions {
    * mean decays, a fitted share of it is kept) or "floor" (rounds 4-8: all of K above one global floor decays).
    */
   forgetting?: "durable" | "floor";
+  /**
+   * Holds the prior concentration at this value instead of fitting it (round 9, bench-only A/B for the logistic
+   * emission): with a free slope the latent's scale is not identified (a steeper slope on a tighter prior
+   * gives the same answers), the IRT identification fixes the latent's spread and fits the discrimination.
+   */
+  fixedConcentration?: number;
   /** Prior sd (K units) of a topic's emission threshold from the global one (logistic emission). Default 0.15. */
   topicThresholdSd?: number;
   /**
