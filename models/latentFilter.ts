@@ -60,10 +60,10 @@ export interface LatentParams {
   /**
    * Round 9: forgetting decays only the gain above the pair's own prior mean (the state's `base`: what the
    * student brought to the topic, student offset included), and keeps this share of it for good (absent =
-   * the global `floor` form of rounds 4-8). A global floor must sit below most pairs' long-run knowledge,
-   * so any fitted half-life there erases what well-practised pairs keep: the likelihood then chose no
-   * forgetting at all (half-life at the grid's top) and the filter kept idle pairs at their last level and
-   * under-read pairs that are learning now (round 8's recency bias).
+   * the global `floor` form of rounds 4-8, the default). The hypothesis behind it: a global floor sits below
+   * most pairs' long-run knowledge, so a finite half-life there would erase what well-practised pairs keep,
+   * and the likelihood chose no forgetting (round 8's recency bias). On the generated logs this form's
+   * likelihood is no better and the bias stays (docs/benchmarks.md Validity round 9): opt-in.
    */
   durableShare?: number;
   noise: number;
@@ -936,7 +936,7 @@ export class LatentFilter {
   static fit(sequences: readonly LatentSequence[], opts: LatentFitOptions = {}): LatentFilter {
     const bins = opts.bins ?? 40;
     const logistic = opts.emission === "logistic";
-    const durable = (opts.forgetting ?? "durable") === "durable";
+    const durable = opts.forgetting === "durable";
     const fixC = (q: LatentParams): LatentParams =>
       opts.fixedConcentration === undefined ? q : { ...q, priorConcentration: opts.fixedConcentration };
     let observations = 0;
@@ -1132,8 +1132,9 @@ export interface LatentFitOptions {
   /** Emission: "linear" (default; K on the accuracy scale) or "logistic" (slope and per-topic threshold). */
   emission?: "linear" | "logistic";
   /**
-   * Forgetting: "durable" (default since round 9; LatentParams.durableShare: the gain above the pair's prior
-   * mean decays, a fitted share of it is kept) or "floor" (rounds 4-8: all of K above one global floor decays).
+   * Forgetting: "floor" (default, rounds 4-8: all of K above one global floor decays) or "durable" (round 9,
+   * opt-in: LatentParams.durableShare, the gain above the pair's prior mean decays and a fitted share of it is
+   * kept; its likelihood did not beat the floor form on the generated logs, docs/benchmarks.md round 9).
    */
   forgetting?: "durable" | "floor";
   /**

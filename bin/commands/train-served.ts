@@ -81,8 +81,8 @@ export function register(program: Command): void {
     )
     .option(
       "--latent-forgetting <durable|floor>",
-      "with --latent on, the filter's forgetting: durable (the gain above the pair's prior mean decays with the half-life, a fitted share of it is kept; round 9) or floor (all knowledge above one global floor decays; rounds 4-8)",
-      "durable",
+      "with --latent on, the filter's forgetting: floor (all knowledge above one global floor decays with the half-life) or durable (the gain above the pair's prior mean decays, a fitted share of it is kept; opt-in, docs/benchmarks.md Validity round 9)",
+      "floor",
     )
     .option(
       "--served-from <what>",

@@ -174,8 +174,8 @@ describe("latent filter kernel", () => {
       learn: [0.1, 0.2, 0.15, 0, 0],
     };
     const seqs = simulate(truth, 400, 13);
-    const durable = LatentFilter.fit(seqs, { bins: 24, maxEvaluations: 700 });
-    const floor = LatentFilter.fit(seqs, { bins: 24, maxEvaluations: 700, forgetting: "floor" });
+    const durable = LatentFilter.fit(seqs, { bins: 24, maxEvaluations: 700, forgetting: "durable" });
+    const floor = LatentFilter.fit(seqs, { bins: 24, maxEvaluations: 700 });
     const p = durable.json.params;
     expect(p.durableShare).toBeDefined();
     expect(p.durableShare!).toBeGreaterThan(0.05);
@@ -310,7 +310,7 @@ describe("latent filter fit", () => {
   it("recovers guess, slip and the learning rates from data simulated by the model", () => {
     const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
     const seqs = simulate(truth, 400, 7);
-    const f = LatentFilter.fit(seqs, { bins: 24, maxEvaluations: 700, forgetting: "floor" });
+    const f = LatentFilter.fit(seqs, { bins: 24, maxEvaluations: 700 });
     const p = f.json.params;
     expect(p.guess).toBeGreaterThan(0.12);
     expect(p.guess).toBeLessThan(0.28);
