@@ -488,10 +488,9 @@ async function readFeatureColumns(
   });
   const rid = arrays[0] as Float64Array;
   const lastUs = arrays[1] as Float64Array;
-  const result = await store.conn.stream(
-    `SELECT ${names.map(expr).join(", ")} FROM ${source}`,
-    { t: asOfUs },
-  );
+  const result = await store.conn.stream(`SELECT ${names.map(expr).join(", ")} FROM ${source}`, {
+    t: asOfUs,
+  });
   let total = 0;
   let fill = 0;
   let index = 0;
