@@ -157,7 +157,7 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       );
     let onlyPairs: string | undefined;
     if (opts.onlyPairs !== undefined) {
-      const why = await incrementalBlocker(store, opts.onlyPairs, asOfUs, modelVersion);
+      const why = await incrementalBlocker(store, opts.onlyPairs, asOfUs, snap.chainId, modelVersion);
       if (why === null) {
         mode = "incremental";
         onlyPairs = opts.onlyPairs;
@@ -264,6 +264,7 @@ async function incrementalBlocker(
   store: DuckStore,
   table: string,
   asOfUs: bigint,
+  chainId: bigint,
   modelVersion: string,
 ): Promise<string | null> {
   if (!/^[a-z_][a-z0-9_]*$/.test(table))
@@ -274,9 +275,9 @@ async function incrementalBlocker(
        (SELECT count(*) FROM student_mastery WHERE score_source = 'rule_based') AS stored,
        (SELECT count(*) FROM temp.${table} d WHERE NOT EXISTS (SELECT 1 FROM student_mastery m
           WHERE m.student_key = d.student_key AND m.topic_id = d.topic_id AND m.score_source = 'rule_based')
-          AND EXISTS (SELECT 1 FROM features f WHERE f.as_of = make_timestamp($t::BIGINT)
-          AND f.student_key = d.student_key AND f.topic_id = d.topic_id)) AS fresh,
-       (SELECT count(*) FROM features WHERE as_of = make_timestamp($t::BIGINT)) AS snapshot`,
+          AND EXISTS (SELECT 1 FROM ${snapshotSource(chainId)}
+          AND features.student_key = d.student_key AND features.topic_id = d.topic_id)) AS fresh,
+       (SELECT count(*) FROM ${snapshotSource(chainId)}) AS snapshot`,
     { mv: modelVersion, t: asOfUs },
   );
   const other = Number(r?.other ?? 0n);
