@@ -27,6 +27,8 @@ const run = promisify(execFile);
 const SECONDS = env("AVAIL_SECONDS", 120);
 const RATE = env("AVAIL_RATE", 200);
 const PERIOD = env("AVAIL_PERIOD", 30);
+/** Seconds between progress lines (each with that stretch's p99). */
+const PROGRESS = env("AVAIL_PROGRESS_SECONDS", 30);
 const tag = `scale_avail_${process.pid}`;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const LB_PORT = 19080 + (process.pid % 500) * 4;
@@ -103,7 +105,10 @@ async function main(): Promise<void> {
   });
   // Up to 256 connections (HAProxy maxconn 4096): at 500 req/s and a few ms per request a handful is
   // used; the bound only matters when the servers fall behind (then requests time out after 5 s).
-  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+  // Idle sockets are closed after 4 s, before HAProxy's `timeout http-keep-alive 10s` closes them: a
+  // request sent on a socket the balancer is closing at that instant fails with ECONNRESET (3 such in the
+  // 10-minute run, outside any restart). An LMS client should do the same (docs/runbook.md).
+  const agent = new Agent({ keepAlive: true, maxSockets: 256, timeout: 4000 });
   const base = `http://127.0.0.1:${LB_PORT}`;
   const samples: Sample[] = [];
   const acked: string[] = [];
@@ -184,7 +189,7 @@ async function main(): Promise<void> {
       void p.finally(() => pending.delete(p));
     }
   }, 10);
-  // Progress every 30 s: requests due / answered / failed, outstanding, and the last 30 s's p99.
+  // Progress every PROGRESS s: requests due / answered / failed, outstanding, and that stretch's p99.
   let shown = 0;
   const progress = setInterval(() => {
     const recent = samples.slice(shown);
@@ -193,11 +198,11 @@ async function main(): Promise<void> {
     const p99 = ms[Math.min(ms.length - 1, Math.floor(0.99 * ms.length))] ?? Number.NaN;
     process.stdout.write(
       `  t=${Math.round((Date.now() - start) / 1000)} s: ${sent} sent, ${samples.length} done, ` +
-        `${samples.filter((s) => !s.ok).length} failed, ${pending.size} outstanding; last 30 s: ` +
-        `${(recent.length / 30).toFixed(0)} answered/s, p99 ${p99.toFixed(0)} ms, ` +
+        `${samples.filter((s) => !s.ok).length} failed, ${pending.size} outstanding; last ${PROGRESS} s: ` +
+        `${(recent.length / PROGRESS).toFixed(0)} answered/s, p99 ${p99.toFixed(0)} ms, ` +
         `${recent.filter((s) => !s.ok).length} failed; load ${loadavg()[0]!.toFixed(1)}\n`,
     );
-  }, 30_000);
+  }, PROGRESS * 1000);
   // Disruptions at PERIOD, 2*PERIOD, ... (not in the last 10 s).
   const steps: [string, string[]][] = [
     ["graceful restart of server 1", ["restart-server", "1"]],

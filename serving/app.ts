@@ -124,6 +124,12 @@ export interface ServingConfig {
    * `status: "partial"` past it, and a /metrics refresh past it keeps the last gauges.
    */
   qualityBudgetMs: number;
+  /**
+   * Start-up warm-up of `mastery serve` before /readyz turns 200 (serving/warmUp.ts; warm_up):
+   * `rounds` passes over the hot requests of `students` stored students, stopped after `budgetMs`.
+   * rounds 0: no warm-up.
+   */
+  warmUp: { rounds: number; students: number; budgetMs: number };
 }
 
 export const DEFAULT_SERVING_CONFIG: ServingConfig = {
@@ -143,12 +149,14 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   monitorIntervalMs: 900_000,
   qualityMaxAgeMs: 60_000,
   qualityBudgetMs: 10_000,
+  warmUp: { rounds: 3, students: 25, budgetMs: 5000 },
 };
 
 /** Reads config/serving.yaml (snake_case keys) over the defaults. */
 export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingConfig {
   const d = (parseYaml(readFileSync(path, "utf8")) ?? {}) as Record<string, unknown>;
   const rl = (d.rate_limit ?? {}) as Record<string, unknown>;
+  const wu = (d.warm_up ?? {}) as Record<string, unknown>;
   const num = (v: unknown, fallback: number, key: string): number => {
     if (v === undefined) return fallback;
     if (typeof v !== "number" || !Number.isFinite(v))
@@ -179,6 +187,11 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
     monitorIntervalMs: 1000 * num(d.monitor_interval_s, def.monitorIntervalMs / 1000, "monitor_interval_s"),
     qualityMaxAgeMs: 1000 * num(d.quality_max_age_s, def.qualityMaxAgeMs / 1000, "quality_max_age_s"),
     qualityBudgetMs: num(d.quality_budget_ms, def.qualityBudgetMs, "quality_budget_ms"),
+    warmUp: {
+      rounds: num(wu.rounds, def.warmUp.rounds, "warm_up.rounds"),
+      students: num(wu.students, def.warmUp.students, "warm_up.students"),
+      budgetMs: num(wu.budget_ms, def.warmUp.budgetMs, "warm_up.budget_ms"),
+    },
   };
 }
 
@@ -298,6 +311,12 @@ export interface ServingContext {
   modelScoring: ModelScoring;
   /** Which backends are down (503 + Retry-After while they are) and /readyz's probes. */
   backends: BackendMonitor;
+  /**
+   * Start-up state: while `warmingUp`, /readyz answers 503 `warming_up` (the balancer sends no
+   * traffic yet) and the process warms itself (serving/warmUp.ts, `mastery serve`). createApp
+   * starts it false; a server that warms up sets it true before listening and false when done.
+   */
+  startup: { warmingUp: boolean };
   /** After an alias move or experiment change: re-resolve the served models and drop every cached body. */
   modelsChanged(): Promise<void>;
   /** 401/403 unless the bearer token allows `scope`. */
@@ -584,6 +603,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   });
 
   const ctx: ServingContext = {
+    startup: { warmingUp: false },
     store,
     read,
     backends,

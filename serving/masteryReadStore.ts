@@ -73,7 +73,13 @@ export interface MasteryReadStore {
    * query that lists them where learner_state is a key-value store.
    */
   eloAbilities(studentKey: string, topicIds?: readonly string[]): Promise<Map<string, number>>;
+  /** Up to `limit` distinct student keys that have scores, any ones (the start-up warm-up reads them). */
+  sampleStudentKeys(limit: number): Promise<string[]>;
 }
+
+/** A bounded scan: the first rows found, not the whole table (distinct in the outer query). */
+const SAMPLE_KEYS_SQL = `SELECT DISTINCT student_key FROM
+  (SELECT student_key FROM student_mastery LIMIT $1) s LIMIT $2`;
 
 const MASTERY_SQL = `SELECT m.topic_id, m.mastery_score, m.score_source, m.model_version, m.as_of, m.explanation,
        m.last_updated, t.name, t.chapter_id, t.subject_id, t.course_id
@@ -141,6 +147,11 @@ export class DuckMasteryReadStore implements MasteryReadStore {
     return this.store.all<TopicRow>(TOPICS_SQL);
   }
 
+  async sampleStudentKeys(limit: number): Promise<string[]> {
+    const rows = await this.store.all<{ student_key: string }>(SAMPLE_KEYS_SQL, [limit * 50, limit]);
+    return rows.map((r) => r.student_key);
+  }
+
   async eloAbilities(studentKey: string, topicIds?: readonly string[]): Promise<Map<string, number>> {
     if (this.state !== undefined) {
       const topics =
@@ -193,6 +204,11 @@ export class PgMasteryReadStore implements MasteryReadStore {
 
   topics(): Promise<TopicRow[]> {
     return this.pg.all<TopicRow>(TOPICS_SQL);
+  }
+
+  async sampleStudentKeys(limit: number): Promise<string[]> {
+    const rows = await this.pg.all<{ student_key: string }>(SAMPLE_KEYS_SQL, [limit * 50, limit]);
+    return rows.map((r) => r.student_key);
   }
 
   async eloAbilities(studentKey: string, topicIds?: readonly string[]): Promise<Map<string, number>> {

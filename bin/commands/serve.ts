@@ -14,6 +14,7 @@ import { superviseWorkers, workerId, workerSlot } from "../../serving/serveClust
 import { openServingBackends, ServingBackendError } from "../../serving/servingBackends.ts";
 import { busConfigFromEnv, streamStoreConfigFromEnv } from "../../serving/streamStores.ts";
 import { streamModels } from "../../serving/updater.ts";
+import { warmUpApp } from "../../serving/warmUp.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { CliError, defaultDbPath, parseIntOption } from "../options.ts";
 
@@ -221,6 +222,8 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
       if (wid !== null)
         server.prependListener("request", (_req, res) => res.setHeader("X-Mastery-Worker", String(wid)));
       const requests = trackRequests(server);
+      // /readyz answers 503 warming_up until the warm-up below is done (the balancer waits for it).
+      ctx.startup.warmingUp = servingConfig.warmUp.rounds > 0;
       await new Promise<void>((resolve) => server.listen(port, opts.host, resolve));
       const scheme = certPath !== undefined ? "https" : "http";
       ctx.logger.info(
@@ -233,6 +236,18 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         process.stderr.write(`demo admin token (${formatDuration(ttl)}): ${token}\n`);
       }
       if (monitor !== null) ctx.logger.info({ intervalMs, lock: lock?.kind }, "drift monitor loop started");
+      await warmUpApp(app, ctx, servingConfig.warmUp, {
+        token: await signToken(
+          jwtSecret,
+          { role: "service", sub: "warm-up", scopes: ["mastery:read", "events:write"] },
+          "120s",
+        ),
+        // As many at once as the reads can run concurrently, so every pooled connection opens.
+        concurrency:
+          ctx.read.kind === "postgres"
+            ? Number(process.env.MASTERY_PG_POOL_MAX) || servingConfig.pgPoolMax
+            : servingConfig.readConnections + 1,
+      });
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) {

@@ -19,7 +19,7 @@ export const healthz =
   };
 
 /**
- * Ready when every backend answers: probes each one now (bounded, in parallel) and reports it with
+ * Ready when every backend answers and start-up warm-up is done: probes each one now (bounded, in parallel) and reports it with
  * its latency; 503 + Retry-After while any is down. Turns 200 again by itself once they answer.
  */
 export const readyz =
@@ -27,16 +27,24 @@ export const readyz =
   async (_req, res) => {
     const backends = await ctx.backends.check();
     const down = backends.filter((b) => b.status === "down");
+    const warming = ctx.startup.warmingUp;
     if (down.length > 0) res.status(503).set("Retry-After", String(ctx.backends.retryAfterSeconds()));
+    else if (warming) res.status(503).set("Retry-After", "1");
     res.json({
-      status: down.length === 0 ? "ready" : "not_ready",
+      status: down.length > 0 ? "not_ready" : warming ? "warming_up" : "ready",
       ...(down.length > 0
         ? {
             error: "not_ready",
             field: "(backend)",
             reason: down.map((b) => `${b.backend}: ${b.error ?? "down"}`).join("; "),
           }
-        : {}),
+        : warming
+          ? {
+              error: "warming_up",
+              field: "(startup)",
+              reason: "the server is warming up (serving/warmUp.ts); ready within a few seconds",
+            }
+          : {}),
       backends: Object.fromEntries(
         backends.map((b) => [
           b.backend,

@@ -308,6 +308,9 @@ describe("served mastery estimate on a generated store", () => {
       );
       expect(published).toBe(Number(inRun!.n));
       const pgRead = new PgMasteryReadStore(pg, await DuckStateStore.open(store));
+      const keysInPg = await pg.one<{ n: string }>(
+        "SELECT count(DISTINCT student_key)::text AS n FROM student_mastery",
+      );
       const fromPg = await readStudentMastery(pgRead, key, { sourceOrder: order });
       expect(fromPg.topics.map((t) => t.topicId).sort()).toEqual(served.topics.map((t) => t.topicId).sort());
       for (const t of fromPg.topics) {
@@ -319,6 +322,11 @@ describe("served mastery estimate on a generated store", () => {
         expect(t.evidence).toEqual(d.evidence);
         expect(t.asOf).toBe(runAsOf.toISOString());
       }
+      // The start-up warm-up's sample: distinct stored keys, at most the limit, the same on both stores.
+      const sample = await pgRead.sampleStudentKeys(3);
+      expect(new Set(sample).size).toBe(sample.length);
+      expect(sample.length).toBe(Math.min(3, Number(keysInPg!.n)));
+      for (const k of sample) expect((await pgRead.scoreRows(k)).length).toBeGreaterThan(0);
       const pgHist = await readHistory(pgRead, key, topic);
       expect(pgHist.filter((h) => h.scoreSource === SERVED_SOURCE).at(-1)!.interval).toEqual(
         lastServed.interval,

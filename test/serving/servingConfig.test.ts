@@ -39,6 +39,16 @@ describe("loadServingConfig: pool and cache sizing", () => {
 
   it("reads shared_cache_ttl_s (s -> ms), 30 s by default and in the shipped file", () => {
     expect(loadServingConfig(write("shared_cache_ttl_s: 5\n")).sharedCacheTtlMs).toBe(5000);
+    expect(loadServingConfig(write("warm_up:\n  rounds: 0\n")).warmUp).toEqual({
+      rounds: 0,
+      students: 25,
+      budgetMs: 5000,
+    });
+    expect(loadServingConfig(write("warm_up:\n  students: 5\n  budget_ms: 800\n")).warmUp).toEqual({
+      rounds: 3,
+      students: 5,
+      budgetMs: 800,
+    });
     expect(loadServingConfig(write("mastered_at: 0.7\n")).sharedCacheTtlMs).toBe(30_000);
     expect(loadServingConfig().sharedCacheTtlMs).toBe(DEFAULT_SERVING_CONFIG.sharedCacheTtlMs);
   });

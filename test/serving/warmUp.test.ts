@@ -1,0 +1,125 @@
+import request from "supertest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AppHandle } from "../../serving/app.ts";
+import { runWarmUp, warmRequests, warmUpApp } from "../../serving/warmUp.ts";
+import type { DuckStore } from "../../storage/duckdb.ts";
+import { quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
+
+describe("runWarmUp (the plan, with a recording sender)", () => {
+  it("sends rounds x students x the hot routes, at most `concurrency` at once, and counts unexpected answers", async () => {
+    let inFlight = 0;
+    let most = 0;
+    const seen: string[] = [];
+    const result = await runWarmUp(
+      { students: ["a", "b", "c"], rounds: 2, concurrency: 3, budgetMs: 60_000 },
+      async (r) => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        seen.push(`${r.method} ${r.path}`);
+        await new Promise((res) => setTimeout(res, 1));
+        inFlight--;
+        // One route answers wrongly: counted as failed, the rest go on.
+        return r.path.startsWith("/recommendations/b") ? 500 : r.expect;
+      },
+    );
+    expect(result.requests).toBe(2 * 3 * 4);
+    expect(result.failed).toBe(2);
+    expect(result.stoppedBy).toBe("rounds");
+    expect(most).toBe(3);
+    expect(seen.filter((s) => s === "GET /mastery/a")).toHaveLength(2);
+    expect(seen.filter((s) => s === "POST /events")).toHaveLength(6);
+    expect(Number.isFinite(result.firstRoundMedianMs)).toBe(true);
+  });
+
+  it("stops starting requests once the budget is spent", async () => {
+    let clock = 0;
+    const result = await runWarmUp(
+      { students: ["a", "b"], rounds: 10, concurrency: 1, budgetMs: 25 },
+      async (r) => {
+        clock += 10; // every request takes 10 ms of the fake clock
+        return r.expect;
+      },
+      () => clock,
+    );
+    // 0, 10, 20 and 30 ms: the request started at 20 ms is the last one (30 > 25).
+    expect(result.requests).toBe(3);
+    expect(result.stoppedBy).toBe("budget");
+  });
+
+  it("student ids are path-encoded and the POST is not a batch (writes nothing)", () => {
+    const rs = warmRequests("key:ab/c");
+    expect(rs.map((r) => r.path)).toEqual([
+      "/mastery/key%3Aab%2Fc",
+      "/mastery/key%3Aab%2Fc/history",
+      "/recommendations/key%3Aab%2Fc",
+      "/events",
+    ]);
+    expect(rs[3]).toMatchObject({ method: "POST", body: "{}", expect: 400 });
+  });
+});
+
+describe("warmUpApp on a real app (embedded store)", () => {
+  let store: DuckStore;
+  let h: AppHandle;
+  beforeAll(async () => {
+    store = await storeWithTopics();
+    h = await testApp(store);
+    const admin = await token({ role: "admin", sub: "root" });
+    const events = [
+      quiz("e1", "s1", "T1", true, 1),
+      quiz("e2", "s2", "T2", false, 2),
+      quiz("e3", "s3", "T1", true, 3),
+    ];
+    expect(
+      (await request(h.app).post("/events").set("authorization", `Bearer ${admin}`).send(events)).status,
+    ).toBe(200);
+  });
+  afterAll(() => store.close());
+
+  const counts = async () =>
+    Object.fromEntries(
+      await Promise.all(
+        ["raw_events", "dead_letter", "student_mastery", "student_mastery_history"].map(
+          async (t) =>
+            [t, Number((await store.all<{ n: bigint }>(`SELECT count(*) AS n FROM ${t}`))[0]?.n)] as const,
+        ),
+      ),
+    );
+
+  it("answers /readyz 503 warming_up while warming, reads the stored students' routes, writes nothing, then turns ready", async () => {
+    h.ctx.startup.warmingUp = true;
+    const during = await request(h.app).get("/readyz");
+    expect(during.status).toBe(503);
+    expect(during.headers["retry-after"]).toBe("1");
+    expect(during.body).toMatchObject({ status: "warming_up", error: "warming_up", field: "(startup)" });
+    const before = await counts();
+    const result = await warmUpApp(
+      h.app,
+      h.ctx,
+      { rounds: 2, students: 10, budgetMs: 30_000 },
+      {
+        token: await token({ role: "service", sub: "warm-up", scopes: ["mastery:read", "events:write"] }),
+        concurrency: 2,
+      },
+    );
+    // Three stored students, four requests each, two rounds; every answer the expected one.
+    expect(result).toMatchObject({ requests: 3 * 4 * 2, failed: 0, stoppedBy: "rounds" });
+    expect(await counts()).toEqual(before);
+    expect(h.ctx.startup.warmingUp).toBe(false);
+    const after = await request(h.app).get("/readyz");
+    expect(after.status).toBe(200);
+    expect(after.body.status).toBe("ready");
+  });
+
+  it("rounds 0 turns it off (ready at once, nothing sent)", async () => {
+    h.ctx.startup.warmingUp = true;
+    const result = await warmUpApp(
+      h.app,
+      h.ctx,
+      { rounds: 0, students: 10, budgetMs: 1000 },
+      { token: "x", concurrency: 1 },
+    );
+    expect(result).toBeNull();
+    expect(h.ctx.startup.warmingUp).toBe(false);
+  });
+});
