@@ -12,17 +12,32 @@
  *
  *   npx tsx bench/duckStatements.bench.ts
  *   STMT_STUDENTS=10000 STMT_REPS=30 STMT_THREADS=1 npx tsx bench/duckStatements.bench.ts
+ *   STMT_STUDENTS=10000 STMT_RAW_EVENTS=100 STMT_STATE=1 npx tsx bench/duckStatements.bench.ts
+ *
+ * STMT_RAW_EVENTS=N: the seeded students also hold N raw events each (20 topics, with school and grade, as
+ * bench/intake.bench.ts INTAKE_PREFILL_STUDENTS does), so the statements that read raw_events read a
+ * district's raw zone, not only the bench's own POSTs. STMT_STATE=1: every seeded key also has a
+ * learner_state row folded from those events (as after a daily run), so a POST folds forward instead of
+ * rebuilding its keys from raw_events. STMT_SEED_FILE=path: reuse a seeded file (copied; seeded and saved
+ * there on the first run with the same STMT_* shape).
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { replayEvents } from "../models/learnerState.ts";
 import { parseThresholds } from "../serving/alerts.ts";
 import { createApp } from "../serving/app.ts";
 import { signToken } from "../serving/auth.ts";
+import { topicParamsResolver } from "../serving/learnerState.ts";
+import { learnerEvent, streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { DuckRawEventStore, type LearnerRow } from "../storage/rawEventStore.ts";
+import { baseTable, compactServingTables } from "../storage/servingTables.ts";
+import { DuckStateStore, type StateCommit } from "../storage/stateStore.ts";
+import { upsertStudentContextSql } from "../storage/studentContext.ts";
 import {
   envNumber as env,
   BENCH_PSEUDONYM_KEY as KEY,
@@ -33,14 +48,19 @@ import {
 const STUDENTS = env("STMT_STUDENTS", 3000);
 const REPS = env("STMT_REPS", 20);
 const THREADS = process.env.STMT_THREADS ? env("STMT_THREADS", 2) : undefined;
+const RAW_EVENTS = env("STMT_RAW_EVENTS", 0);
+const WITH_STATE = process.env.STMT_STATE === "1";
 const TOPICS = 20;
 const EXPLANATION = `{"base":0.3,"factors":[{"name":"correct_answers","value":5,"contribution":0.3},{"name":"incorrect_answers","value":2,"contribution":-0.1},{"name":"bkt_learn","value":0.1,"contribution":0.05}],"rest":0,"score":0.55}`;
 
+const SEED_FILE = process.env.STMT_SEED_FILE;
 const dir = mkdtempSync(join(tmpdir(), "stmt-bench-"));
-const store = await DuckStore.open(join(dir, "mastery.duckdb"), {
-  encryption: null,
-  ...(THREADS !== undefined ? { threads: THREADS } : {}),
-});
+const dbPath = join(dir, "mastery.duckdb");
+const reuse = SEED_FILE !== undefined && existsSync(SEED_FILE);
+if (reuse) copyFileSync(SEED_FILE!, dbPath);
+const openStore = () =>
+  DuckStore.open(dbPath, { encryption: null, ...(THREADS !== undefined ? { threads: THREADS } : {}) });
+let store = await openStore();
 const pseudo = new Pseudonymizer(KEY);
 
 async function seed(): Promise<void> {
@@ -59,7 +79,7 @@ async function seed(): Promise<void> {
   const scores = `SELECT k.student_key, t.topic_id, ((k.n * 7) % 100) / 100.0 AS score, s.src
     FROM stmt_keys k, (SELECT topic_id FROM topics) t, (VALUES ('bkt'), ('elo')) s(src)`;
   await store.run(
-    `INSERT INTO student_mastery (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+    `INSERT INTO ${baseTable("student_mastery")} (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
      SELECT student_key, topic_id, score, src, 'default', ${ts}, '${EXPLANATION}', ${ts} FROM (${scores}) x`,
   );
   await store.run(
@@ -67,8 +87,60 @@ async function seed(): Promise<void> {
      SELECT student_key, topic_id, score * h.f, src, 'default', ${ts}, '${EXPLANATION}', ${ts}
      FROM (${scores}) x, (VALUES (0.5), (0.8), (1.0)) h(f) WHERE src = 'bkt'`,
   );
+  if (RAW_EVENTS > 0) {
+    // n events per student, topic i % 20, a day apart per topic round, with school and grade.
+    await store.run(
+      `INSERT INTO raw_events (event_id, type, student_key, topic_id, ts, school_id, class_id, grade, question_id,
+         is_correct, time_spent_sec, source, ingested_at)
+       SELECT 'seed-' || k.n || '-' || e.i, 'quiz_attempt', k.student_key, 'T' || (e.i % ${TOPICS}),
+              TIMESTAMP '2025-09-01 08:00:00' + to_seconds(e.i * 3600), 'school-' || (k.n % 50), 'class-' || (k.n % 400),
+              1 + k.n % 12, 'q-' || (e.i % 50), (e.i + k.n) % 3 <> 0, 20, 'seed', TIMESTAMP '2025-09-01 08:00:00'
+       FROM stmt_keys k, range(${RAW_EVENTS}) e(i)`,
+    );
+    await store.run(
+      upsertStudentContextSql(
+        "SELECT student_key, ts, school_id, grade FROM raw_events WHERE source = 'seed'",
+      ),
+    );
+  }
   await store.run("DROP TABLE stmt_keys");
   await store.run("CHECKPOINT");
+}
+
+/** STMT_STATE=1: every seeded key's learner_state, folded from its seeded events by the recompute's path. */
+async function seedState(): Promise<void> {
+  if (!WITH_STATE) return;
+  const models = streamModels({});
+  const state = await DuckStateStore.open(store);
+  const raw = await DuckRawEventStore.open(store);
+  const events = await raw.allEvents();
+  const byKey = new Map<string, LearnerRow[]>();
+  for (const e of events) {
+    const id = `${e.student_key}\u0000${e.topic_id}`;
+    const l = byKey.get(id);
+    if (l === undefined) byKey.set(id, [e]);
+    else l.push(e);
+  }
+  const params = topicParamsResolver(models);
+  const commits: StateCommit[] = [];
+  for (const rows of byKey.values()) {
+    const r0 = rows[0]!;
+    const evs = rows.map(learnerEvent);
+    commits.push({
+      studentKey: r0.student_key,
+      topicId: r0.topic_id,
+      expectedRev: 0,
+      state: {
+        ...replayEvents(evs, params(r0.topic_id)),
+        bktModelVersion: "default",
+        eloModelVersion: "default",
+      },
+      processed: evs.map((e) => e.eventId),
+      updatedAtUs: Date.UTC(2026, 0, 5) * 1000,
+    });
+  }
+  for (let i = 0; i < commits.length; i += 20_000) await state.commit(commits.slice(i, i + 20_000));
+  await compactServingTables(store);
 }
 
 interface Rec {
@@ -168,7 +240,17 @@ async function phase(name: string, run: (i: number) => Promise<unknown>): Promis
     );
 }
 
-await seed();
+if (!reuse) {
+  await seed();
+  await seedState();
+  if (SEED_FILE !== undefined) {
+    // STMT_SEED_FILE: the seeded file is kept there and copied by the next run (the seed takes minutes at 10k).
+    await store.run("CHECKPOINT");
+    store.close();
+    copyFileSync(dbPath, SEED_FILE);
+    store = await openStore();
+  }
+}
 const { app, ctx } = await createApp({
   store,
   pseudonymizer: pseudo,
@@ -184,7 +266,7 @@ const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 const auth = { authorization: `Bearer ${await signToken(SECRET, { role: "admin", sub: "bench" }, "1h")}` };
 await instrument();
 console.log(
-  `duck statements: ${STUDENTS} students x ${TOPICS} topics, ${REPS} requests per kind, DuckDB threads ${THREADS ?? "default"}`,
+  `duck statements: ${STUDENTS} students x ${TOPICS} topics, ${RAW_EVENTS} raw events each, state ${WITH_STATE ? "seeded" : "none"}, ${REPS} requests per kind, DuckDB threads ${THREADS ?? "default"}`,
 );
 await phase("POST /events x10", async (i) => {
   const r = await fetch(`${base}/events`, {

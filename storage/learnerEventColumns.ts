@@ -193,15 +193,21 @@ SELECT student_key, topic_id, event_id, type, ts, is_correct, question_id, true 
 FROM ${duplicates ? "ev" : "raw_events"}`;
 
 /**
- * Whether raw_events holds two rows of one event for one key (a hash aggregation, ~3x cheaper than the
- * de-duplication window; ingest already drops repeated event ids, the stream's raw zone keeps them). A
- * full run without duplicates skips the window, whose result would be raw_events itself.
+ * Whether raw_events holds two rows of one event for one key (ingest already drops repeated event ids, the
+ * stream's raw zone keeps them). A full run without duplicates skips the de-duplication window, whose result
+ * would be raw_events itself. First a hash aggregation on one 64-bit hash of (student_key, topic_id,
+ * event_id): two rows of one event have the same hash, so no repeated hash means no duplicate, and the usual
+ * answer costs a grouping on 8-byte keys instead of three strings (measured at 1M rows, load ~30: 0.15-0.22
+ * CPU-s against 0.35-0.99). A repeated hash (a duplicate, or a collision: ~3e-8 at 1M rows) is settled by
+ * the exact grouping.
  */
 async function hasDuplicateEvents(store: DuckStore): Promise<boolean> {
-  const r = await store.one<{ dup: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM raw_events GROUP BY student_key, topic_id, event_id HAVING count(*) > 1) AS dup`,
-  );
-  return r?.dup === true;
+  const repeated = (group: string) =>
+    store.one<{ dup: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM raw_events GROUP BY ${group} HAVING count(*) > 1) AS dup`,
+    );
+  if ((await repeated("hash(student_key, topic_id, event_id)"))?.dup !== true) return false;
+  return (await repeated("student_key, topic_id, event_id"))?.dup === true;
 }
 
 /**
