@@ -17,6 +17,7 @@
  *   SYNTH=0 npx tsx bench/validity.bench.ts                    # the real log only
  *   LATENT_STUDENT=0 npx tsx bench/validity.bench.ts           # the latent filter without the student effect
  *   LATENT_EMISSION=logistic npx tsx bench/validity.bench.ts   # the filter's logistic (item-threshold) emission
+ *   LATENT_FORGETTING=durable npx tsx bench/validity.bench.ts  # round 9's durable-share forgetting (opt-in)
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */
@@ -237,6 +238,12 @@ async function evaluateCut(
         studentEffect: process.env.LATENT_STUDENT !== "0",
         // LATENT_EMISSION=logistic: the filter's item-threshold emission (round 6, opt-in; round 8 A/B).
         ...(process.env.LATENT_EMISSION === "logistic" ? { emission: "logistic" as const } : {}),
+        // LATENT_FORGETTING=durable: round 9's durable-share forgetting (opt-in; its A/B).
+        ...(process.env.LATENT_FORGETTING === "durable" ? { forgetting: "durable" as const } : {}),
+        // LATENT_CONCENTRATION=c: the filter's prior concentration held at c (round 9's logistic A/B).
+        ...(process.env.LATENT_CONCENTRATION !== undefined
+          ? { fixedConcentration: Number(process.env.LATENT_CONCENTRATION) }
+          : {}),
       },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
     });

@@ -731,10 +731,11 @@ export function servedFromLatent(
     pCorrect: est.pCorrect,
     lo,
     hi,
+    // The estimate's own asymptote (the durable-share forgetting's depends on the pair), else the global floor.
     decay: {
       halfLifeDays: latent.halfLifeDays,
-      floor: map(latent.floor),
-      pFloor: est.pFloor ?? emit(latent.floor),
+      floor: map(est.floor ?? latent.floor),
+      pFloor: est.pFloor ?? emit(est.floor ?? latent.floor),
     },
     evidence: est.observations > 0 ? "measured" : est.events > 0 ? "indirect" : "prior",
     attempts: est.observations,

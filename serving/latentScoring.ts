@@ -122,12 +122,20 @@ export interface LatentExplanationExtra {
   decay?: { halfLifeDays: number; floor: number; pFloor: number };
 }
 
-/** The filter's forgetting as GET /mastery applies it after as_of: its half-life and floor (and P(correct) there). */
-export function latentDecay(p: LatentFilter["json"]["params"]): NonNullable<LatentExplanationExtra["decay"]> {
+/**
+ * The filter's forgetting as GET /mastery applies it after as_of to one stored estimate: its half-life and the
+ * level it decays to (the estimate's own with the durable-share forgetting, else the global floor), and
+ * P(correct) there.
+ */
+export function latentDecay(
+  p: LatentFilter["json"]["params"],
+  est?: Pick<LatentEstimate, "floor" | "pFloor">,
+): NonNullable<LatentExplanationExtra["decay"]> {
+  const floor = est?.floor ?? p.floor;
   return {
     halfLifeDays: p.halfLifeDays,
-    floor: p.floor,
-    pFloor: p.guess + (1 - p.guess - p.slip) * p.floor,
+    floor,
+    pFloor: est?.pFloor ?? p.guess + (1 - p.guess - p.slip) * floor,
   };
 }
 

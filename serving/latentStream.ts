@@ -132,7 +132,7 @@ export function latentScores(
       source: LATENT_SOURCE,
       score: est.score,
       modelVersion: latent.scoreVersion,
-      explanation: JSON.stringify(latentExplanation(est, latentDecay(latent.filter.json.params))),
+      explanation: JSON.stringify(latentExplanation(est, latentDecay(latent.filter.json.params, est))),
     },
   ];
   const served = latent.served;

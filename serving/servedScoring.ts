@@ -130,13 +130,16 @@ export async function scoreServed(
     app.endRow();
   }
   // The filter's own estimate is stored next to it (score_source 'latent', with its interval and factors).
-  const latentForgetting = latent === null ? undefined : latentDecay(latent.json.params);
   for (const [key, est] of latentEst ?? []) {
     const sep = key.indexOf("|");
     app.appendVarchar(key.slice(0, sep));
     app.appendVarchar(key.slice(sep + 1));
     app.appendDouble(est.score);
-    app.appendVarchar(JSON.stringify(latentExplanation(est, latentForgetting)));
+    app.appendVarchar(
+      JSON.stringify(
+        latentExplanation(est, latent === null ? undefined : latentDecay(latent.json.params, est)),
+      ),
+    );
     app.appendVarchar(LATENT_SOURCE);
     app.endRow();
   }

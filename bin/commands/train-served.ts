@@ -29,6 +29,7 @@ interface TrainServedCliOptions {
   latent: string;
   latentStudent: string;
   latentEmission: string;
+  latentForgetting: string;
   servedFrom: string;
   anchor: string;
 }
@@ -79,6 +80,11 @@ export function register(program: Command): void {
       "linear",
     )
     .option(
+      "--latent-forgetting <durable|floor>",
+      "with --latent on, the filter's forgetting: floor (all knowledge above one global floor decays with the half-life) or durable (the gain above the pair's prior mean decays, a fitted share of it is kept; opt-in, docs/benchmarks.md Validity round 9)",
+      "floor",
+    )
+    .option(
       "--served-from <what>",
       `with --latent on, what the served score is: ${SERVED_FROM.join(" | ")} (latent: the filter's posterior mean and 80% interval on the --scale; stack: the stack's prediction)`,
       SERVED_FROM_DEFAULT,
@@ -115,6 +121,8 @@ Example:
         throw new CliError(`--latent-student must be on or off (got ${opts.latentStudent})`);
       if (opts.latentEmission !== "linear" && opts.latentEmission !== "logistic")
         throw new CliError(`--latent-emission must be linear or logistic (got ${opts.latentEmission})`);
+      if (opts.latentForgetting !== "durable" && opts.latentForgetting !== "floor")
+        throw new CliError(`--latent-forgetting must be durable or floor (got ${opts.latentForgetting})`);
       if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))
         throw new CliError(`--anchor must be one of ${SERVED_ANCHORS.join(", ")} (got ${opts.anchor})`);
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
@@ -126,6 +134,7 @@ Example:
         latentFit: {
           studentEffect: opts.latentStudent === "on",
           emission: opts.latentEmission,
+          forgetting: opts.latentForgetting,
           onProgress: (ev, ll) => {
             if (ev % 100 < 2)
               process.stderr.write(

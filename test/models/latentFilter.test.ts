@@ -119,6 +119,73 @@ describe("latent filter kernel", () => {
     expect(q[10]).toBe(1);
   });
 
+  it("durable-share forgetting: the gain above the pair's prior mean decays to its kept share (known answer)", () => {
+    const params: LatentParams = { ...PARAMS, durableShare: 0.4, halfLifeDays: 10, noise: 0 };
+    const k = new LatentKernel(params, 200);
+    const p = new Float64Array(200);
+    p[159] = 1; // K = 0.7975
+    k.forget(p, 10, 0.3);
+    // 0.3 + (0.7975 - 0.3) (0.4 + 0.6 / 2) = 0.64825; after ever longer gaps 0.3 + 0.4 x 0.4975 = 0.499.
+    expect(k.mean(p)).toBeCloseTo(0.64825, 10);
+    const far = new Float64Array(200);
+    far[159] = 1;
+    k.forget(far, 10_000, 0.3);
+    expect(k.mean(far)).toBeCloseTo(0.499, 10);
+    const q = new Float64Array(200);
+    q[40] = 1; // K = 0.2025, below the pair's prior mean: left alone
+    k.forget(q, 100, 0.3);
+    expect(q[40]).toBe(1);
+    expect(() => k.forget(new Float64Array(200).fill(1 / 200), 1)).toThrow(/prior mean/);
+  });
+
+  it("durable-share forgetting: a stored estimate's floor reproduces the filter's own later decay (request-time decay)", () => {
+    const params: LatentParams = { ...PARAMS, durableShare: 0.3, halfLifeDays: 12, noise: 0 };
+    const f = filter(params, 200);
+    fc.assert(
+      fc.property(
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 25 }),
+        fc.double({ min: 0, max: 60, noNaN: true }),
+        (answers, later) => {
+          const events = answers.map((c, i) => ({ t: i * 0.5, kind: KIND_QUIZ, n: 1, k: c ? 1 : 0 }));
+          const end = events[events.length - 1]!.t;
+          const now = f.predict("T", events, end);
+          const then = f.predict("T", events, end + later);
+          const floor = now.floor ?? Number.NaN;
+          expect(floor).toBeLessThanOrEqual(now.score + 1e-12);
+          expect(then.score).toBeLessThanOrEqual(now.score + 1e-12);
+          // Request-time decay of the stored score (floor + (score - floor) 2^(-t / h)) is the filter's own
+          // mean t days later, exactly (up to the float32 state's mass rounding).
+          const decayed = floor + (now.score - floor) * 2 ** (-later / params.halfLifeDays);
+          expect(then.score).toBeCloseTo(decayed, 7);
+          // A long gap keeps at least the durable share of the score (E[(K - b)+] <= E[K]).
+          expect(floor).toBeGreaterThanOrEqual(0.3 * now.score - 1e-12);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it("recovers the durable share and the half-life from data simulated with durable-share forgetting, and its likelihood beats the global-floor form there", () => {
+    const truth: LatentParams = {
+      ...PARAMS,
+      noise: 0,
+      halfLifeDays: 4,
+      durableShare: 0.3,
+      learn: [0.1, 0.2, 0.15, 0, 0],
+    };
+    const seqs = simulate(truth, 400, 13);
+    const durable = LatentFilter.fit(seqs, { bins: 24, maxEvaluations: 700, forgetting: "durable" });
+    const floor = LatentFilter.fit(seqs, { bins: 24, maxEvaluations: 700 });
+    const p = durable.json.params;
+    expect(p.durableShare).toBeDefined();
+    expect(p.durableShare!).toBeGreaterThan(0.05);
+    expect(p.durableShare!).toBeLessThan(0.65);
+    expect(p.halfLifeDays).toBeGreaterThan(1);
+    expect(p.halfLifeDays).toBeLessThan(16);
+    expect(floor.json.params.durableShare).toBeUndefined();
+    expect(durable.json.fit.logLikPerObs).toBeGreaterThan(floor.json.fit.logLikPerObs);
+  }, 300_000);
+
   it("explains every estimate: base + factor contributions = score, interval around it", () => {
     const f = filter();
     fc.assert(
@@ -218,7 +285,12 @@ function simulate(
       if (redrawHalfway && j === Math.floor(n / 2)) K = rnd();
       const dt = rnd() < 0.5 ? 0 : rnd() * 6;
       t += dt;
-      if (K > params.floor) K = params.floor + (K - params.floor) * 2 ** (-dt / params.halfLifeDays);
+      if (params.durableShare !== undefined) {
+        // Round 9's form: the gain above the prior mean decays, a share of it is kept.
+        const b = params.priorMean;
+        const d = params.durableShare + (1 - params.durableShare) * 2 ** (-dt / params.halfLifeDays);
+        if (K > b) K = b + (K - b) * d;
+      } else if (K > params.floor) K = params.floor + (K - params.floor) * 2 ** (-dt / params.halfLifeDays);
       const kind = rnd() < 0.6 ? KIND_QUIZ : rnd() < 0.5 ? KIND_VIDEO : KIND_PRACTICE;
       const pc = params.guess + (1 - params.guess - params.slip) * K;
       if (kind === KIND_QUIZ) events.push({ t, kind, n: 1, k: rnd() < pc ? 1 : 0 });

@@ -233,41 +233,48 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
     await stores.close();
   });
 
-  it("with a student effect: equals the replay byte for byte and the batch scoring, whatever the arrival order", async () => {
-    const models = streamModels({ servedModelDir: servedModelDir("student-b", PARAMS, 1.5) });
-    const set = generateStreamEvents({ students: 8, topics: 5, events: 900, seed: 7, lateShare: 0.05 });
-    const { duck, stores } = await streamEqualsRecompute(models, set);
-    const states = await stores.state.all();
-    expect(states.every((k) => k.state.latent?.length === 1768)).toBe(true);
+  // Both forgetting forms (round 9's durable share decays towards each basis part's own prior mean).
+  for (const [label, params] of [
+    ["global floor", PARAMS],
+    ["durable share", { ...PARAMS, durableShare: 0.4, floor: 0 }],
+  ] as const)
+    it(`with a student effect: equals the replay byte for byte and the batch scoring, whatever the arrival order (${label})`, async () => {
+      const models = streamModels({
+        servedModelDir: servedModelDir(`student-b-${label.replace(" ", "-")}`, params, 1.5),
+      });
+      const set = generateStreamEvents({ students: 8, topics: 5, events: 900, seed: 7, lateShare: 0.05 });
+      const { duck, stores } = await streamEqualsRecompute(models, set);
+      const states = await stores.state.all();
+      expect(states.every((k) => k.state.latent?.length === 1768)).toBe(true);
 
-    // The batch scoring (`mastery score served`'s filter, serving/latentScoring.ts) on its own store.
-    const batch = await DuckStore.open(":memory:");
-    await ingestEvents(batch, set.events, { pseudonymizer, now: new Date(NOW_US / 1000) });
-    const f = models.latent!.filter;
-    // Round 7's widening by the offset's uncertainty is batch only: compared without it.
-    const { estimates, offsets } = await latentEstimatesWithOffsets(batch, f, new Date(NOW_US / 1000), {
-      offsetSd: false,
-    });
-    expect(estimates.size).toBe(states.length);
-    const students = new Set(states.map((k) => k.studentKey));
-    let moved = 0;
-    for (const st of students) {
-      const mine = states.filter((k) => k.studentKey === st);
-      const off = studentOffsetOfStates(models.latent, mine);
-      expect(off).toBe(offsets.get(st));
-      if (Math.abs(off) > 0.05) moved++;
-      for (const k of mine) {
-        const b = decodeLatentBasis(k.state.latent!, 40, 7)!;
-        expect(f.estimate(f.mixAt(b, f.offsetFor(k.topicId, off)), latentDays(NOW_US), k.topicId)).toEqual(
-          estimates.get(`${k.studentKey}|${k.topicId}`),
-        );
+      // The batch scoring (`mastery score served`'s filter, serving/latentScoring.ts) on its own store.
+      const batch = await DuckStore.open(":memory:");
+      await ingestEvents(batch, set.events, { pseudonymizer, now: new Date(NOW_US / 1000) });
+      const f = models.latent!.filter;
+      // Round 7's widening by the offset's uncertainty is batch only: compared without it.
+      const { estimates, offsets } = await latentEstimatesWithOffsets(batch, f, new Date(NOW_US / 1000), {
+        offsetSd: false,
+      });
+      expect(estimates.size).toBe(states.length);
+      const students = new Set(states.map((k) => k.studentKey));
+      let moved = 0;
+      for (const st of students) {
+        const mine = states.filter((k) => k.studentKey === st);
+        const off = studentOffsetOfStates(models.latent, mine);
+        expect(off).toBe(offsets.get(st));
+        if (Math.abs(off) > 0.05) moved++;
+        for (const k of mine) {
+          const b = decodeLatentBasis(k.state.latent!, 40, 7)!;
+          expect(f.estimate(f.mixAt(b, f.offsetFor(k.topicId, off)), latentDays(NOW_US), k.topicId)).toEqual(
+            estimates.get(`${k.studentKey}|${k.topicId}`),
+          );
+        }
       }
-    }
-    expect(moved).toBeGreaterThan(0);
-    batch.close();
-    await stores.close();
-    duck.close();
-  });
+      expect(moved).toBeGreaterThan(0);
+      batch.close();
+      await stores.close();
+      duck.close();
+    });
 
   it("property: with a student effect, any arrival order with duplicates and late events gives the replay's states and scores", async () => {
     const models = streamModels({ servedModelDir: servedModelDir("student-c", PARAMS, 1.5) });

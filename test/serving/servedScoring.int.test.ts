@@ -28,7 +28,7 @@ import { PgStore } from "../../storage/postgres.ts";
 import { DuckStateStore } from "../../storage/stateStore.ts";
 
 const PG_URL = process.env.MASTERY_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const PG_SCHEMA = `reallog_served_${process.pid}`;
+const PG_SCHEMA = `valid5_served_${process.pid}`;
 
 // A small generated school through the real pipeline (DuckDB file), then `train served` + `score served`.
 let work: string;
@@ -276,12 +276,29 @@ describe("served mastery estimate on a generated store", () => {
           else expect(x.evidence!.daysSinceLast!).toBeCloseTo(days, 6);
         }
       }
-      // The latent source forgets at read time too, with the filter's own half-life and floor.
+      // The latent source forgets at read time too, with the filter's own half-life and floor: the global one
+      // (the default fit), or with the durable-share forgetting (opt-in) each row's own (the filter's mean after
+      // a long gap, between the durable share of the score and the score; exact against the filter in
+      // test/models/latentFilter.test.ts).
       const later = new Date(runAsOf.getTime() + 30 * 86_400_000);
       const latentLater = await readStudentMastery(store, key, { sourceOrder: ["latent"], now: later });
       for (const t of latentLater.topics) {
         const before = latent.topics.find((x) => x.topicId === t.topicId)!;
-        const f = params.floor + (before.score - params.floor) * 2 ** (-30 / params.halfLifeDays);
+        const stored = JSON.parse(
+          (await store.one<{ explanation: string }>(
+            `SELECT explanation FROM student_mastery WHERE student_key = $1 AND topic_id = $2
+               AND score_source = 'latent' AND as_of = $3::TIMESTAMP`,
+            [key, t.topicId, runAsOf.toISOString()],
+          ))!.explanation,
+        ) as { decay: { floor: number; halfLifeDays: number } };
+        const floor = stored.decay.floor;
+        expect(stored.decay.halfLifeDays).toBe(params.halfLifeDays);
+        if (params.durableShare === undefined) expect(floor).toBe(params.floor);
+        else {
+          expect(floor).toBeLessThanOrEqual(before.score + 1e-12);
+          expect(floor).toBeGreaterThanOrEqual(params.durableShare * before.score - 1e-12);
+        }
+        const f = floor + (before.score - floor) * 2 ** (-30 / params.halfLifeDays);
         expect(t.score).toBeCloseTo(f, 9);
         expect(t.asOf).toBe(later.toISOString());
         expect(explanationTotal(t.explanation)).toBeCloseTo(t.score, 9);
