@@ -155,17 +155,17 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       throw new RuleScoringError(
         `no features snapshot as of ${asOf.toISOString()}: build it first (\`mastery features build --as-of ...\`)`,
       );
-    let filter = `AND ${visibleAtSql(SNAPSHOT_AS_OF, "features", snap.chainId)}`;
+    let onlyPairs: string | undefined;
     if (opts.onlyPairs !== undefined) {
-      const why = await incrementalBlocker(store, opts.onlyPairs, asOfUs, modelVersion);
+      const why = await incrementalBlocker(store, opts.onlyPairs, asOfUs, snap.chainId, modelVersion);
       if (why === null) {
         mode = "incremental";
-        filter += ` AND EXISTS (SELECT 1 FROM temp.${opts.onlyPairs} d
-          WHERE d.student_key = features.student_key AND d.topic_id = features.topic_id)`;
+        onlyPairs = opts.onlyPairs;
       } else fullReason = why;
       opts.onPhase?.("incremental check");
     }
-    const n = await snapshotRows(store, asOfUs, filter);
+    const source = snapshotSource(snap.chainId, onlyPairs);
+    const n = await snapshotRows(store, asOfUs, source);
     const cores = availableParallelism();
     const workers = opts.workers ?? (n >= WORKERS_FROM_ROWS && cores >= 2 ? Math.min(4, cores) : 0);
     scored = n;
@@ -174,7 +174,7 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     );
     if (workers > 0 && n > 0) {
       const block = Math.max(1, Math.min(n, opts.blockRows ?? RULE_BLOCK_ROWS));
-      await scoreInWorkers(store, asOfUs, filter, n, block, config, workers, opts.onProgress);
+      await scoreInWorkers(store, asOfUs, source, n, block, config, workers, opts.onProgress);
     } else {
       const { rid, lastUs, cols } = await readFeatureColumns(
         store,
@@ -182,7 +182,7 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
         n,
         n,
         false,
-        filter,
+        source,
         async () => {},
       );
       await appendScores(store, rid, lastUs, cols, n, config, opts.onProgress);
@@ -264,6 +264,7 @@ async function incrementalBlocker(
   store: DuckStore,
   table: string,
   asOfUs: bigint,
+  chainId: bigint,
   modelVersion: string,
 ): Promise<string | null> {
   if (!/^[a-z_][a-z0-9_]*$/.test(table))
@@ -274,9 +275,9 @@ async function incrementalBlocker(
        (SELECT count(*) FROM student_mastery WHERE score_source = 'rule_based') AS stored,
        (SELECT count(*) FROM temp.${table} d WHERE NOT EXISTS (SELECT 1 FROM student_mastery m
           WHERE m.student_key = d.student_key AND m.topic_id = d.topic_id AND m.score_source = 'rule_based')
-          AND EXISTS (SELECT 1 FROM features f WHERE f.as_of = make_timestamp($t::BIGINT)
-          AND f.student_key = d.student_key AND f.topic_id = d.topic_id)) AS fresh,
-       (SELECT count(*) FROM features WHERE as_of = make_timestamp($t::BIGINT)) AS snapshot`,
+          AND EXISTS (SELECT 1 FROM ${snapshotSource(chainId)}
+          AND features.student_key = d.student_key AND features.topic_id = d.topic_id)) AS fresh,
+       (SELECT count(*) FROM ${snapshotSource(chainId)}) AS snapshot`,
     { mv: modelVersion, t: asOfUs },
   );
   const other = Number(r?.other ?? 0n);
@@ -343,7 +344,7 @@ async function appendScores(
 async function scoreInWorkers(
   store: DuckStore,
   asOfUs: bigint,
-  filter: string,
+  source: string,
   n: number,
   block: number,
   config: RuleConfig,
@@ -402,7 +403,7 @@ async function scoreInWorkers(
       await Promise.all(runs);
       scoredBefore += rows;
     };
-    await readFeatureColumns(store, asOfUs, n, block, true, filter, scoreBlock);
+    await readFeatureColumns(store, asOfUs, n, block, true, source, scoreBlock);
     await store.run(
       `INSERT INTO temp.rule_scores
        SELECT rid, score, explanation FROM read_csv([${paths.map(sqlString).join(", ")}],
@@ -418,15 +419,24 @@ async function scoreInWorkers(
 }
 
 /**
- * The stored rows the features snapshot as of $t reads (storage/featureRows.ts; the visibility condition
- * is the first part of `filter`), aliased `features` so the onlyPairs filter reads as on the view; the rowid joins the scores back. days_since_last_activity is
- * computed as of the snapshot (daysSinceSql), as the view does.
+ * FROM ... WHERE of the stored rows the features snapshot as of $t reads (storage/featureRows.ts), aliased
+ * `features`; the rowid joins the scores back. days_since_last_activity is computed as of the snapshot
+ * (daysSinceSql), as the view does. `onlyPairs` (a temp table of keys) restricts it by a SEMI JOIN: a
+ * correlated EXISTS there was planned as a delim join that materialized every visible row's ~30 columns
+ * before the semi join (+0.3 CPU-s of the rule step at 1M, a 1% day; bench/dailyDay.bench.ts).
  */
 const SNAPSHOT_AS_OF = "make_timestamp($t::BIGINT)";
-const SNAPSHOT_ROWS = `${FEATURE_ROWS} features WHERE TRUE`;
 
-async function snapshotRows(store: DuckStore, asOfUs: bigint, filter: string): Promise<number> {
-  const countRow = await store.one<{ n: bigint }>(`SELECT count(*) AS n FROM ${SNAPSHOT_ROWS} ${filter}`, {
+function snapshotSource(chainId: bigint, onlyPairs?: string): string {
+  const pairs =
+    onlyPairs === undefined
+      ? ""
+      : `SEMI JOIN temp.${onlyPairs} d ON d.student_key = features.student_key AND d.topic_id = features.topic_id`;
+  return `${FEATURE_ROWS} features ${pairs} WHERE ${visibleAtSql(SNAPSHOT_AS_OF, "features", chainId)}`;
+}
+
+async function snapshotRows(store: DuckStore, asOfUs: bigint, source: string): Promise<number> {
+  const countRow = await store.one<{ n: bigint }>(`SELECT count(*) AS n FROM ${source}`, {
     t: asOfUs,
   });
   return Number(countRow?.n ?? 0n);
@@ -450,7 +460,7 @@ async function readFeatureColumns(
   n: number,
   block: number,
   shared: boolean,
-  filter: string,
+  source: string,
   onBlock: (
     rid: Float64Array,
     lastUs: Float64Array,
@@ -479,10 +489,9 @@ async function readFeatureColumns(
   });
   const rid = arrays[0] as Float64Array;
   const lastUs = arrays[1] as Float64Array;
-  const result = await store.conn.stream(
-    `SELECT ${names.map(expr).join(", ")} FROM ${SNAPSHOT_ROWS} ${filter}`,
-    { t: asOfUs },
-  );
+  const result = await store.conn.stream(`SELECT ${names.map(expr).join(", ")} FROM ${source}`, {
+    t: asOfUs,
+  });
   let total = 0;
   let fill = 0;
   let index = 0;
