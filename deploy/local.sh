@@ -104,6 +104,20 @@ start_worker() {
   echo $! >"$DIR/worker.pid"
 }
 
+# Until HAProxy itself sees every server UP (its stats CSV) and the worker has connected (its first log
+# line): `start` returns when the topology serves, not when the processes merely exist. Traffic sent before
+# that waited in HAProxy's queue for the first health checks (1-2 s at start in bench/availability.bench.ts).
+wait_topology() {
+  local stats="http://127.0.0.1:$((LB_PORT + 1))/;csv" up
+  for _ in $(seq 300); do
+    up=$(curl -fs "$stats" 2>/dev/null | awk -F, '$1 == "mastery_servers" && $2 ~ /^s[0-9]+$/ && $18 == "UP"' | wc -l)
+    if [[ $up -ge $SERVERS ]] && grep -q "worker:" "$DIR/worker.log" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "deploy/local.sh: HAProxy does not see all $SERVERS servers UP, or the worker did not start, after 30 s; see $DIR/*.log" >&2
+  return 1
+}
+
 start_lb() {
   { MASTERY_LB_PORT=$LB_PORT MASTERY_LB_STATS_PORT=$((LB_PORT + 1)) envsubst '${MASTERY_LB_PORT} ${MASTERY_LB_STATS_PORT}' \
       <deploy/haproxy.cfg
@@ -135,6 +149,7 @@ case "${1:-}" in
     for i in $(seq 2 "$SERVERS"); do wait_ready "$i"; done
     pid_alive "$DIR/worker.pid" || start_worker
     pid_alive "$DIR/haproxy.pid" || start_lb
+    wait_topology
     echo "ready: http://127.0.0.1:$LB_PORT (HAProxy stats http://127.0.0.1:$((LB_PORT + 1))/), $SERVERS servers, 1 worker; logs in $DIR"
     ;;
   restart-server)
