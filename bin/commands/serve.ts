@@ -236,19 +236,9 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         process.stderr.write(`demo admin token (${formatDuration(ttl)}): ${token}\n`);
       }
       if (monitor !== null) ctx.logger.info({ intervalMs, lock: lock?.kind }, "drift monitor loop started");
-      await warmUpApp(app, ctx, servingConfig.warmUp, {
-        token: await signToken(
-          jwtSecret,
-          { role: "service", sub: "warm-up", scopes: ["mastery:read", "events:write"] },
-          "120s",
-        ),
-        // As many at once as the reads can run concurrently, so every pooled connection opens.
-        concurrency:
-          ctx.read.kind === "postgres"
-            ? Number(process.env.MASTERY_PG_POOL_MAX) || servingConfig.pgPoolMax
-            : servingConfig.readConnections + 1,
-      });
       let stopping = false;
+      // The start-up warm-up (below, after the handlers): a stop waits for it before closing the stores.
+      let warming: Promise<unknown> = Promise.resolve();
       const stop = async (signal: string) => {
         if (stopping) {
           // A second signal: exit now (the OS releases the DuckDB lock with the process).
@@ -263,6 +253,7 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         );
         const drained = await requests.drain(shutdownMs);
         const left = () => Math.max(500, shutdownMs - (Date.now() - t0));
+        await within(warming, left());
         await within(Promise.resolve(monitor?.stop()), left());
         ctx.backends.close();
         await within(drainWebhooks(), Math.min(2000, left()));
@@ -280,5 +271,19 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
       };
       process.on("SIGINT", () => void stop("SIGINT"));
       process.on("SIGTERM", () => void stop("SIGTERM"));
+      // After the signal handlers: a SIGTERM during the warm-up drains and exits like any other.
+      warming = warmUpApp(app, ctx, servingConfig.warmUp, {
+        token: await signToken(
+          jwtSecret,
+          { role: "service", sub: "warm-up", scopes: ["mastery:read", "events:write"] },
+          "120s",
+        ),
+        // As many at once as the reads can run concurrently, so every pooled connection opens.
+        concurrency:
+          ctx.read.kind === "postgres"
+            ? Number(process.env.MASTERY_PG_POOL_MAX) || servingConfig.pgPoolMax
+            : servingConfig.readConnections + 1,
+      });
+      await warming;
     });
 }
