@@ -37,6 +37,9 @@ export type Params = DuckDBValue[] | Record<string, DuckDBValue>;
  */
 export class DuckStore {
   private readonly pools: DuckReadPool[] = [];
+  /** Statements started through run/all/one and not yet finished (close() waits for them). */
+  private inFlight = 0;
+  private closeState: "open" | "closing" | "closed" = "open";
 
   private constructor(
     readonly path: string,
@@ -61,7 +64,7 @@ export class DuckStore {
       if (this.catalog !== null) await c.run(`USE ${this.catalog}`);
       conns.push(c);
     }
-    const pool = new DuckReadPool(conns);
+    const pool = new DuckReadPool(conns, (read) => this.tracked(read));
     this.pools.push(pool);
     return pool;
   }
@@ -115,12 +118,32 @@ export class DuckStore {
   }
 
   async run(sql: string, params?: Params): Promise<void> {
-    await this.conn.run(sql, params);
+    await this.tracked(() => this.conn.run(sql, params));
   }
 
   async all<T extends Row = Row>(sql: string, params?: Params): Promise<T[]> {
-    const reader = await this.conn.runAndReadAll(sql, params);
+    const reader = await this.tracked(() => this.conn.runAndReadAll(sql, params));
     return reader.getRowObjectsJS() as T[];
+  }
+
+  /**
+   * Runs one statement on the main connection, counted so that close() never frees the native
+   * connection under it (a background read still running when its owner closes the store, e.g. a
+   * /metrics refresh, crashed the process in DuckDB's native code). Refused once close() was called.
+   */
+  private async tracked<T>(statement: () => Promise<T>): Promise<T> {
+    if (this.closeState !== "open")
+      throw new StorageError(
+        "DB_CLOSED",
+        `the DuckDB store ${this.path} is closed: a statement was started after close() (stop background work before closing the store)`,
+      );
+    this.inFlight++;
+    try {
+      return await statement();
+    } finally {
+      this.inFlight--;
+      this.releaseIfDrained();
+    }
   }
 
   async one<T extends Row = Row>(sql: string, params?: Params): Promise<T | undefined> {
@@ -136,20 +159,23 @@ export class DuckStore {
    */
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
     if (this.inTransaction) return fn();
-    await this.conn.run("BEGIN TRANSACTION");
+    await this.run("BEGIN TRANSACTION");
     this.inTransaction = true;
     try {
       const out = await fn();
       this.inTransaction = false;
-      await this.conn.run("COMMIT");
+      await this.run("COMMIT");
       return out;
     } catch (err) {
       if (this.inTransaction) {
         this.inTransaction = false;
-        await this.conn.run("ROLLBACK");
+        // After close() the ROLLBACK is refused: the connection's release discards the open transaction.
+        await this.run("ROLLBACK").catch((e: Error) => {
+          if (!(e instanceof StorageError && e.code === "DB_CLOSED")) throw e;
+        });
       } else {
         // COMMIT itself failed: DuckDB has rolled back already; a ROLLBACK now would fail on "no transaction".
-        await this.conn.run("ROLLBACK").catch(() => undefined);
+        await this.run("ROLLBACK").catch(() => undefined);
       }
       throw err;
     }
@@ -165,10 +191,38 @@ export class DuckStore {
     return rows.map((r) => r.table_name);
   }
 
+  /**
+   * Closes the store: new statements are refused at once; the native connection and instance are
+   * released now, or, when statements started through run/all/one are still running, as soon as the
+   * last of them ends (closing under a running statement crashes DuckDB). Idempotent.
+   * `whenClosed()` resolves once they are released (the file lock is free then).
+   */
   close(): void {
+    if (this.closeState !== "open") return;
+    this.closeState = "closing";
+    for (const p of this.pools) p.refuse();
+    this.releaseIfDrained();
+  }
+
+  /** Releases the native handles once close() was called and no tracked statement is running. */
+  private releaseIfDrained(): void {
+    if (this.inFlight === 0 && this.closeState === "closing") this.release();
+  }
+
+  /** Resolves once close() has released the native handles (at once when nothing was running). */
+  whenClosed(): Promise<void> {
+    if (this.closeState === "closed") return Promise.resolve();
+    return new Promise((ok) => this.closedWaiters.push(ok));
+  }
+
+  private readonly closedWaiters: (() => void)[] = [];
+
+  private release(): void {
+    this.closeState = "closed";
     for (const p of this.pools.splice(0)) p.close();
     this.conn.closeSync();
     this.instance.closeSync();
+    for (const ok of this.closedWaiters.splice(0)) ok();
   }
 }
 
@@ -447,7 +501,11 @@ export class DuckReadPool {
   private readonly prepared = new Map<DuckDBConnection, Map<string, DuckDBPreparedStatement>>();
   private closed = false;
 
-  constructor(private readonly conns: DuckDBConnection[]) {
+  constructor(
+    private readonly conns: DuckDBConnection[],
+    /** The store's in-flight counter: a read running here holds off the store's release of the instance. */
+    private readonly tracked: <T>(read: () => Promise<T>) => Promise<T> = (read) => read(),
+  ) {
     this.idle = [...conns];
     for (const c of conns) this.prepared.set(c, new Map());
   }
@@ -466,16 +524,23 @@ export class DuckReadPool {
       throw new StorageError("DB_CLOSED", "the DuckDB read pool is closed (the store was closed)");
     const c = this.idle.pop() ?? (await new Promise<DuckDBConnection>((ok) => this.waiters.push(ok)));
     try {
-      const ps = await this.statement(c, sql);
-      if (params === undefined) ps.clearBindings();
-      else ps.bind(params);
-      const reader = await ps.runAndReadAll();
+      const reader = await this.tracked(async () => {
+        const ps = await this.statement(c, sql);
+        if (params === undefined) ps.clearBindings();
+        else ps.bind(params);
+        return ps.runAndReadAll();
+      });
       return reader.getRowObjectsJS() as T[];
     } finally {
       const next = this.waiters.shift();
       if (next !== undefined) next(c);
       else this.idle.push(c);
     }
+  }
+
+  /** Refuses new reads from now on (the store is closing); the connections close with the store. */
+  refuse(): void {
+    this.closed = true;
   }
 
   /** `sql` prepared on connection `c`, from its cache (most recently used last) or newly. */
@@ -502,11 +567,11 @@ export class DuckReadPool {
   }
 
   close(): void {
-    if (this.closed) return;
+    if (this.conns.length === 0) return;
     this.closed = true;
     for (const cache of this.prepared.values()) for (const ps of cache.values()) ps.destroySync();
     this.prepared.clear();
-    for (const c of this.conns) c.closeSync();
+    for (const c of this.conns.splice(0)) c.closeSync();
   }
 }
 

@@ -77,5 +77,5 @@ describe("DuckRawEventStore.append (the server's raw copy, serving/rawMirror.ts)
       }),
       { numRuns: 25 },
     );
-  }, 120_000);
+  }, 300_000);
 });
