@@ -65,8 +65,18 @@ import {
   BENCH_REDIS_URL as REDIS_URL,
   BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
+import { type PacedRequest, type PacedResult, pacedLoad } from "./pacedLoad.ts";
 
 const TOPICS = 20;
+/** PostgreSQL schema and Redis prefix of a run: `<LOAD_NAME_PREFIX>_<server pid>` (helpers share the services). */
+const NAME_PREFIX = (() => {
+  const p = process.env.LOAD_NAME_PREFIX ?? "serve_load";
+  if (!/^[a-z_][a-z0-9_]{0,40}$/.test(p))
+    throw new Error(
+      `LOAD_NAME_PREFIX must be a lower-case SQL identifier of at most 41 characters (got "${p}"), e.g. serve8_load`,
+    );
+  return p;
+})();
 const WIDE_STUDENTS = 200;
 const WIDE_TOPICS = 100;
 
@@ -233,6 +243,55 @@ const cpuUs = (): number => {
   const u = process.cpuUsage();
   return u.user + u.system;
 };
+/** Server time per request (arrival of the request to the last byte handed to the socket), by kind. */
+interface ProbeStats {
+  kind: string;
+  n: number;
+  p50: number;
+  p99: number;
+  mean: number;
+}
+const requestKind = (method: string | undefined, url: string | undefined): string =>
+  method === "POST"
+    ? "events"
+    : (url ?? "").startsWith("/recommendations")
+      ? "recommendations"
+      : (url ?? "").endsWith("/history")
+        ? "history"
+        : "mastery";
+
+/**
+ * The server-side probe: every request's time in this process, from its 'request' event to 'finish',
+ * kept per kind until the driver asks ("probe" message: quantiles, then reset). What the server itself
+ * adds, apart from the generator and the network stack.
+ */
+function installProbe(server: import("node:http").Server): void {
+  const times = new Map<string, number[]>();
+  server.on("request", (req, res) => {
+    const t0 = performance.now();
+    const kind = requestKind(req.method, req.url);
+    res.once("finish", () => {
+      const xs = times.get(kind) ?? [];
+      if (xs.length === 0) times.set(kind, xs);
+      xs.push(performance.now() - t0);
+    });
+  });
+  process.on("message", (m) => {
+    if (m !== "probe") return;
+    const all = [...times.values()].flat();
+    const stats = (kind: string, xs: number[]): ProbeStats => ({
+      kind,
+      n: xs.length,
+      p50: quantile(xs, 0.5),
+      p99: quantile(xs, 0.99),
+      mean: xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length),
+    });
+    const probe = [stats("all", all), ...[...times.entries()].sort().map(([k, xs]) => stats(k, xs))];
+    times.clear();
+    process.send?.({ probe });
+  });
+}
+
 const sumCounts = (cs: Counts[]): Counts => ({
   hits: cs.reduce((a, c) => a + c.hits, 0),
   misses: cs.reduce((a, c) => a + c.misses, 0),
@@ -329,7 +388,7 @@ async function serve(mode: Mode): Promise<void> {
   if (mode === "pg-workers") return serveWorkers();
   const students = env("LOAD_STUDENTS", 3000);
   const pseudo = new Pseudonymizer(KEY);
-  const names = { schema: `serve_load_${process.pid}`, prefix: `serve_load_${process.pid}` };
+  const names = { schema: `${NAME_PREFIX}_${process.pid}`, prefix: `${NAME_PREFIX}_${process.pid}` };
   const stores = await openStores(mode, pseudo, students, names);
   const { app, ctx, logger } = await openApp(stores, pseudo);
   // Cold reads: each wide / narrow student once, sequentially, before any request.
@@ -348,6 +407,7 @@ async function serve(mode: Mode): Promise<void> {
   const cpu2 = cpuUs();
   const server = app.listen(0, "127.0.0.1");
   await new Promise((r) => server.once("listening", r));
+  installProbe(server);
   const port = (server.address() as AddressInfo).port;
   const ready: Ready = {
     port,
@@ -409,7 +469,7 @@ async function serveWorkers(): Promise<void> {
     process.send?.("up");
     return;
   }
-  const names = { schema: `serve_load_${process.pid}`, prefix: `serve_load_${process.pid}` };
+  const names = { schema: `${NAME_PREFIX}_${process.pid}`, prefix: `${NAME_PREFIX}_${process.pid}` };
   const seeded = await openStores("pg", pseudo, env("LOAD_STUDENTS", 3000), names);
   await seeded.close(false);
   const port = await freePort();
@@ -501,6 +561,7 @@ async function serveBare(): Promise<void> {
   app.post("/events", (_q, res) => void res.type("application/json").send(e));
   const server = app.listen(cluster.isWorker ? Number(process.env.LOAD_PORT) : 0, "127.0.0.1");
   await new Promise((ok) => server.once("listening", ok));
+  if (!cluster.isWorker) installProbe(server);
   const counts = (): Counts => ({ hits: 0, misses: 0, cpuUs: cpuUs() });
   if (cluster.isWorker) {
     process.on("message", (msg) => {
@@ -652,7 +713,15 @@ async function drive(): Promise<void> {
     const barePort = await new Promise<number>((ok) =>
       bare.once("message", (m) => ok((m as { port: number }).port)),
     );
-    // kind: one request kind alone (the LOAD_KINDS phase); undefined: the mix.
+    // One request of the mix (kind: one request kind alone, the LOAD_KINDS phase; undefined: the mix).
+    const draw = (kind?: Kind): PacedRequest => {
+      const u = hotOnly ? 0 : kind !== undefined ? KIND_DRAW[kind] : Math.random();
+      const s = hotOnly ? Math.floor(Math.random() * hotOnly) : pick();
+      if (u < 0.85) return { method: "GET", path: `/mastery/student-${s}` };
+      if (u < 0.9) return { method: "GET", path: `/mastery/student-${s}/T${s % TOPICS}/history` };
+      if (u < 0.95) return { method: "GET", path: `/recommendations/student-${s}` };
+      return { method: "POST", path: "/events", body: eventBatch(mode, s) };
+    };
     const run = (port: number, duration: number, overallRate?: number, kind?: Kind) =>
       autocannon({
         url: `http://127.0.0.1:${port}`,
@@ -663,26 +732,49 @@ async function drive(): Promise<void> {
         requests: [
           {
             setupRequest: (req: Record<string, unknown>) => {
-              const u = hotOnly ? 0 : kind !== undefined ? KIND_DRAW[kind] : Math.random();
-              const s = hotOnly ? Math.floor(Math.random() * hotOnly) : pick();
-              if (u < 0.85) return { ...req, method: "GET", path: `/mastery/student-${s}` };
-              if (u < 0.9)
-                return { ...req, method: "GET", path: `/mastery/student-${s}/T${s % TOPICS}/history` };
-              if (u < 0.95) return { ...req, method: "GET", path: `/recommendations/student-${s}` };
-              return {
-                ...req,
-                method: "POST",
-                path: "/events",
-                headers: {
-                  ...(req.headers as Record<string, string>),
-                  "content-type": "application/json",
-                },
-                body: eventBatch(mode, s),
-              };
+              const r = draw(kind);
+              return r.body === undefined
+                ? { ...req, method: r.method, path: r.path }
+                : {
+                    ...req,
+                    method: r.method,
+                    path: r.path,
+                    headers: {
+                      ...(req.headers as Record<string, string>),
+                      "content-type": "application/json",
+                    },
+                    body: r.body,
+                  };
             },
           },
         ],
       });
+    // The mix at a fixed rate from the paced generator (bench/pacedLoad.ts), as a CannonResult.
+    const paced = async (port: number, duration: number): Promise<CannonResult> => {
+      const p = await pacedLoad({
+        port,
+        rate,
+        durationS: duration,
+        connections,
+        headers: { authorization: `Bearer ${token}` },
+        next: () => draw(),
+      });
+      pacedLast.r = p;
+      const ms = (x: number) => Math.round(x * 10) / 10;
+      return {
+        requests: { average: p.achievedRate, total: p.completed, sent: p.due },
+        latency: {
+          p50: ms(p.latency.p50),
+          p90: ms(p.latency.p90),
+          p99: ms(p.latency.p99),
+          max: ms(p.latency.max),
+        },
+        non2xx: p.non2xx,
+        errors: p.errors,
+        timeouts: p.timeouts,
+      };
+    };
+    const pacedLast: { r: PacedResult | null } = { r: null };
     // Body cache hits / misses of the app's GET /mastery so far (its /metrics counter).
     const counts = (proc: ReturnType<typeof child>) =>
       new Promise<Counts>((ok) => {
@@ -709,15 +801,57 @@ async function drive(): Promise<void> {
       const cpuPerReq = (c1.cpuUs - c0.cpuUs) / Math.max(1, r.requests.total);
       // The load generator's own CPU (this process, autocannon) per request: it shares the 2 cores.
       const clientCpuPerReq = (k1 - k0) / Math.max(1, r.requests.total);
-      return { r, hits: `${((100 * h) / Math.max(1, n)).toFixed(1)}% of ${n}`, cpuPerReq, clientCpuPerReq };
+      const probe = await probeOf(proc);
+      return {
+        r,
+        hits: `${((100 * h) / Math.max(1, n)).toFixed(1)}% of ${n}`,
+        cpuPerReq,
+        clientCpuPerReq,
+        probe,
+      };
     };
+    // The server-side probe's figures since the last call (installProbe; none from cluster workers).
+    const probeOf = (proc: ReturnType<typeof child>) =>
+      mode === "pg-workers"
+        ? Promise.resolve<ProbeStats[]>([])
+        : new Promise<ProbeStats[]>((ok) => {
+            const on = (m: unknown) => {
+              const p = (m as { probe?: ProbeStats[] }).probe;
+              if (p === undefined) return;
+              proc.off("message", on);
+              ok(p);
+            };
+            proc.on("message", on);
+            proc.send("probe");
+          });
+    const probeLine = (ps: ProbeStats[]) =>
+      ps
+        .map(
+          (p) =>
+            `${p.kind} ${p.n}: p50 ${p.p50.toFixed(1)} / p99 ${p.p99.toFixed(1)} / mean ${p.mean.toFixed(1)} ms`,
+        )
+        .join("; ");
     // JIT warm-up of both (short; most students stay cold).
     await run(barePort, 1);
     await run(ready.port, 1);
+    // LOAD_PACED=1: the fixed rate also from the paced generator; LOAD_PACED=only: from it alone.
+    const pacedMode = process.env.LOAD_PACED ?? "0";
     const bm = await measured(bare, () => run(barePort, seconds));
     const am = await measured(app, () => run(ready.port, seconds));
-    const bfm = await measured(bare, () => run(barePort, seconds, rate));
-    const afm = await measured(app, () => run(ready.port, seconds, rate));
+    const fixed = (port: number) => (pacedMode === "only" ? paced(port, seconds) : run(port, seconds, rate));
+    const bfm = await measured(bare, () => fixed(barePort));
+    const bfLag = pacedLast.r?.sendLag;
+    const afm = await measured(app, () => fixed(ready.port));
+    const afLag = pacedLast.r?.sendLag;
+    const pacedRuns =
+      pacedMode === "1"
+        ? {
+            bare: await measured(bare, () => paced(barePort, seconds)),
+            bareLag: pacedLast.r?.sendLag,
+            app: await measured(app, () => paced(ready.port, seconds)),
+            appLag: pacedLast.r?.sendLag,
+          }
+        : null;
     const [b, a, bf, af] = [bm.r, am.r, bfm.r, afm.r];
     const [aHits, afHits] = [am.hits, afm.hits];
     const row = (name: string, r: CannonResult) =>
@@ -730,8 +864,14 @@ async function drive(): Promise<void> {
         `recommendations ${ready.bodies.recommendations}, events ${ready.bodies.events}`,
       row("bare Express, open loop", b),
       row("app, open loop", a),
-      row(`bare Express, ${rate} req/s`, bf),
-      row(`app, ${rate} req/s`, af),
+      row(`bare Express, ${rate} req/s${pacedMode === "only" ? " paced" : ""}`, bf),
+      row(`app, ${rate} req/s${pacedMode === "only" ? " paced" : ""}`, af),
+      ...(pacedRuns === null
+        ? []
+        : [
+            row(`bare Express, ${rate} req/s paced`, pacedRuns.bare.r),
+            row(`app, ${rate} req/s paced`, pacedRuns.app.r),
+          ]),
       `  throughput ratio app/bare = ${(a.requests.average / b.requests.average).toFixed(2)} (target >= 0.50); ` +
         `p99 at ${rate} req/s = ${af.latency.p99} ms (target <= 50); errors+non-2xx ${a.errors + a.non2xx + af.errors + af.non2xx + a.timeouts + af.timeouts} (target 0)`,
       ready.cold.n === 0
@@ -750,6 +890,20 @@ async function drive(): Promise<void> {
               .map(([k, v]) => `${k} ${v.medianMs.toFixed(2)} ms, ${v.cpuUs.toFixed(0)} µs`)
               .join("; "),
       `  GET /mastery body cache hits: open loop ${aHits}, at ${rate} req/s ${afHits}`,
+      `  server time per request (probe: request to finish, in the server): open loop app ${probeLine(am.probe)} | bare ${probeLine(bm.probe)}`,
+      `  server time per request at ${rate} req/s${pacedMode === "only" ? " paced" : ""}: app ${probeLine(afm.probe)} | bare ${probeLine(bfm.probe)}`,
+      ...(pacedMode === "only" && bfLag !== undefined && afLag !== undefined
+        ? [
+            `  paced generator send lag p99 / max: bare run ${bfLag.p99.toFixed(1)} / ${bfLag.max.toFixed(1)} ms, app run ${afLag.p99.toFixed(1)} / ${afLag.max.toFixed(1)} ms`,
+          ]
+        : []),
+      ...(pacedRuns === null
+        ? []
+        : [
+            `  paced at ${rate} req/s: app p99 ${pacedRuns.app.r.latency.p99} ms vs bare ${pacedRuns.bare.r.latency.p99} ms; server CPU per request app ${pacedRuns.app.cpuPerReq.toFixed(0)} µs vs bare ${pacedRuns.bare.cpuPerReq.toFixed(0)} µs; ` +
+              `send lag p99 ${pacedRuns.appLag?.p99.toFixed(1)} / ${pacedRuns.bareLag?.p99.toFixed(1)} ms; generator CPU per request ${pacedRuns.app.clientCpuPerReq.toFixed(0)} µs`,
+            `  server time per request, paced: app ${probeLine(pacedRuns.app.probe)} | bare ${probeLine(pacedRuns.bare.probe)}`,
+          ]),
       `  server CPU per request (user + system): open loop app ${am.cpuPerReq.toFixed(0)} µs vs bare ${bm.cpuPerReq.toFixed(0)} µs ` +
         `(bare/app ${(bm.cpuPerReq / am.cpuPerReq).toFixed(2)}); at ${rate} req/s app ${afm.cpuPerReq.toFixed(0)} µs vs bare ${bfm.cpuPerReq.toFixed(0)} µs ` +
         `(bare/app ${(bfm.cpuPerReq / afm.cpuPerReq).toFixed(2)})`,
@@ -784,12 +938,12 @@ async function drive(): Promise<void> {
     }
     if (mode !== "embedded") {
       const redis = new Redis(REDIS_URL);
-      const keys = await redis.keys(`serve_load_${app.pid}*`);
+      const keys = await redis.keys(`${NAME_PREFIX}_${app.pid}*`);
       for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
       redis.disconnect();
       // The server drops its schema on stop, but a drop still waiting when it exits is lost (seen under load).
       const pg = await PgStore.open(PG_URL);
-      await pg.run(`DROP SCHEMA IF EXISTS serve_load_${app.pid} CASCADE`);
+      await pg.run(`DROP SCHEMA IF EXISTS ${NAME_PREFIX}_${app.pid} CASCADE`);
       await pg.close();
     }
     process.stdout.write(`${out.splice(0).join("\n")}\n`);

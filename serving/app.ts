@@ -42,6 +42,7 @@ import { BatchRunMetrics } from "./batchRunMetrics.ts";
 import { BodyCache } from "./bodyCache.ts";
 import { CoalescingUpdater } from "./coalescingUpdater.ts";
 import { dashboardRouter, faviconRedirect } from "./dashboard/router.ts";
+import { DeferredAlertChecks } from "./deferredAlertChecks.ts";
 import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
 import type { ScoreStore } from "./feedback.ts";
@@ -298,6 +299,8 @@ export interface ServingContext {
   /** What POST /events writes through (serving/eventIntake.ts). */
   intake: IntakeDeps;
   alerts: AlertEngine;
+  /** POST /events' alert checks, run after the answers (serving/deferredAlertChecks.ts). */
+  alertChecks: DeferredAlertChecks;
   /** Where the served scores live (teacher corrections are written there). */
   scores: ScoreStore;
   metrics: ServerMetrics;
@@ -422,6 +425,17 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     onAlert: () => metrics.alerts.inc(),
     onDelivery: (outcome) => metrics.webhooks.inc({ outcome }),
   });
+  // The threshold check of POST /events runs after the answer (docs/architecture.md "Alerts after the
+  // answer"): the events are stored and applied by then, so a failing check fails no request (the client
+  // would retry events that are already in); it is retried with backoff, and a graceful stop drains it.
+  const alertChecks = new DeferredAlertChecks({
+    check: (keys) => (alertStore.concurrent ? alerts.check(keys) : gate.run(() => alerts.check(keys))),
+    onError: (err, pendingKeys, retryInMs) =>
+      logger.warn(
+        { err: { message: redactErrorMessage((err as Error).message) }, pendingKeys, retryInMs },
+        "alert check after POST /events failed; retrying",
+      ),
+  });
   // An updater given by the caller keeps the raw zone elsewhere (PostgreSQL): the applied (or, with
   // --via-stream, published) events are copied into this server's DuckDB too, which class
   // membership, /quality and model features read. The copy is not the record and no write path reads
@@ -452,13 +466,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     after: async (rows, results) => {
       mirror?.enqueue(rows);
       // Duplicates too: a client's retry of a request whose check never ran (updater.ts alertKeys).
-      const keys = alertKeys(results);
-      // The events are stored and applied by now: a failing alert check must not fail the request
-      // (the client would retry events that are already in).
-      if (keys.length > 0)
-        await alerts.check(keys).catch((err: unknown) => {
-          logger.warn({ err: { message: (err as Error).message } }, "alert check after POST /events failed");
-        });
+      // Checked just after the answers, not before them (serving/deferredAlertChecks.ts).
+      alertChecks.enqueue(alertKeys(results));
     },
   });
   const intake: IntakeDeps = {
@@ -615,6 +624,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     publishEvents: deps.publishEvents,
     intake,
     alerts,
+    alertChecks,
     scores,
     metrics,
     batchRuns,
@@ -813,7 +823,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     app,
     ctx,
     drain: async () => {
-      await Promise.all([alerts.drain(), mirror?.idle()]);
+      await Promise.all([alertChecks.drain().then(() => alerts.drain()), mirror?.idle()]);
     },
     quality,
     monitor,

@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { createRequire } from "node:module";
 import type pg from "pg";
 import { DuckStore, StorageError } from "./duckdb.ts";
+import { parsePgTimestamp } from "./pgTimestamp.ts";
 import { CORE_DDL } from "./schema.ts";
 import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
 
@@ -26,13 +27,12 @@ const OID_TIMESTAMP = 1114;
 /**
  * Timestamps are stored as UTC wall-clock (TIMESTAMP WITHOUT TIME ZONE), as in the DuckDB store.
  * node-postgres parses them as *local* time by default, which shifts every value on a machine
- * whose TZ is not UTC; this parser reads them as UTC instead. Scoped to this adapter's clients
+ * whose TZ is not UTC; this parser reads them as UTC instead (storage/pgTimestamp.ts). Scoped to this adapter's clients
  * (not pg.types globally) so other users of `pg` in the process are unaffected.
  */
 const utcTypes = {
   getTypeParser(oid: number, format?: "text" | "binary") {
-    if (oid === OID_TIMESTAMP && format !== "binary")
-      return (value: string) => new Date(`${value.replace(" ", "T")}Z`);
+    if (oid === OID_TIMESTAMP && format !== "binary") return parsePgTimestamp;
     return loadPg().types.getTypeParser(oid, format ?? "text");
   },
 } as pg.CustomTypesConfig;

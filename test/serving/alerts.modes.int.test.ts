@@ -162,6 +162,7 @@ describe("at-risk alerts in every deployment mode", () => {
             .send(right(20 + 3 * i, 3))
         ).status,
       ).toBe(200);
+    await h.drain(); // the checks run after the answers (serving/deferredAlertChecks.ts)
     const st = await pg.all<{ below: boolean; crossings: number }>(
       "SELECT below, crossings FROM alert_state",
     );
@@ -240,10 +241,10 @@ describe("at-risk alerts in every deployment mode", () => {
     expect(received).toHaveLength(2);
   });
 
-  it("PostgreSQL: a failing alert check keeps the events, answers 200, and does not apply them twice", async () => {
+  it("PostgreSQL: a failing alert check keeps the events, answers 200, does not apply them twice, and is retried", async () => {
     const { h, pg } = await pgApp("alerts_fail");
     const auth = await admin();
-    await pg.run("DROP TABLE alert_state");
+    await pg.run("ALTER TABLE alert_state RENAME TO alert_state_away");
     const post = await request(h.app).post("/events").set(auth).send(wrong(0, 6));
     expect(post.status).toBe(200);
     expect(post.body.accepted).toBe(6);
@@ -253,8 +254,20 @@ describe("at-risk alerts in every deployment mode", () => {
       "SELECT count(*) AS n FROM student_mastery_history WHERE score_source = 'bkt'",
     );
     expect(Number(hist!.n)).toBe(1);
+    // The check after the answer fails while the table is away; its key stays queued for the retry.
     await h.drain();
     expect(received).toHaveLength(0);
+    expect(h.ctx.alertChecks.pending).toBe(1);
+    expect(h.ctx.alertChecks.stats.failures).toBeGreaterThanOrEqual(1);
+    // Table restored: the retry raises the crossing, exactly one webhook call.
+    await pg.run("ALTER TABLE alert_state_away RENAME TO alert_state");
+    await h.drain();
+    expect(h.ctx.alertChecks.pending).toBe(0);
+    expect(received).toHaveLength(1);
+    expect(received[0]).toMatchObject({ crossing: 1, topicId: "T1", signed: true });
+    await h.drain();
+    expect(received).toHaveLength(1);
+    expect(await pg.all("SELECT below, crossings FROM alert_state")).toEqual([{ below: true, crossings: 1 }]);
   });
 
   it("--via-stream: the worker checks alerts after applying, one webhook per crossing", async () => {
