@@ -17,6 +17,7 @@ import { buildFeatures } from "../../features/windows.ts";
 import { ruleRowAt } from "../../serving/masteryView.ts";
 import { scoreRules } from "../../serving/ruleScoring.ts";
 import { DuckStore, sqlString } from "../../storage/duckdb.ts";
+import { scaledTimeout } from "../deadline.ts";
 import { type DrawnEvent, drawnEvent, EVENT_TYPES, insertEvents, type TestEvent } from "./eventRows.ts";
 
 const dir = mkdtempSync("/tmp/incr-test-");
@@ -179,7 +180,7 @@ describe("incremental daily features and rule scores", () => {
       ),
       { numRuns: 40 },
     );
-  }, 240_000);
+  }, scaledTimeout(240_000));
 
   it("copies untouched pairs and recomputes only new, late, window-crossing and bucket-shifted ones", async () => {
     const store = await DuckStore.open(join(dir, "cases.duckdb"));
