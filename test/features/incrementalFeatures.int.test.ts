@@ -88,99 +88,108 @@ async function history(store: DuckStore) {
 let run = 0;
 
 describe("incremental daily features and rule scores", () => {
-  it("property: full at T0 then incremental at T1 == full at T0 then full at T1 (features, rule scores, history)", async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc
-          .oneof(
-            fc.integer({ min: 1, max: 3 }).map((d) => d * DAY),
-            { arbitrary: fc.integer({ min: 1, max: 3 * DAY }), weight: 3 },
-            fc.constant(0),
-          )
-          .chain((gap) => {
-            // Seconds relative to T0 at both runs' window edges (and one second either side).
-            const edges = [-90, -30, -7, -1].flatMap((d) =>
-              [d * DAY, d * DAY + gap].flatMap((x) => [x - 1, x, x + 1]),
-            );
-            return fc.tuple(
-              fc.constant(gap),
-              fc.array(drawEvent(edges, -100 * DAY, -1), { minLength: 1, maxLength: 30 }),
-              fc.array(drawEvent(edges, -100 * DAY, -1), { maxLength: 3 }),
-              gap === 0
-                ? fc.constant([] as DrawnEvent[])
-                : fc.array(drawEvent(edges, 0, gap - 1), { maxLength: 6 }),
-            );
-          }),
-        async ([gap, base, late, fresh]) => {
-          const T1 = new Date(T0.getTime() + gap * 1000);
-          const pa = join(dir, `a-${run}.duckdb`);
-          const pb = join(dir, `b-${run++}.duckdb`);
-          (await DuckStore.open(pb)).close();
-          const a = await DuckStore.open(pa);
-          let b: DuckStore | undefined;
-          try {
-            const mirror = async () => {
-              await a.run(`ATTACH ${sqlString(pb)} AS mirror`);
-              await a.run(
-                "INSERT INTO mirror.raw_events SELECT * FROM raw_events WHERE event_id NOT IN (SELECT event_id FROM mirror.raw_events)",
+  it(
+    "property: full at T0 then incremental at T1 == full at T0 then full at T1 (features, rule scores, history)",
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc
+            .oneof(
+              fc.integer({ min: 1, max: 3 }).map((d) => d * DAY),
+              { arbitrary: fc.integer({ min: 1, max: 3 * DAY }), weight: 3 },
+              fc.constant(0),
+            )
+            .chain((gap) => {
+              // Seconds relative to T0 at both runs' window edges (and one second either side).
+              const edges = [-90, -30, -7, -1].flatMap((d) =>
+                [d * DAY, d * DAY + gap].flatMap((x) => [x - 1, x, x + 1]),
               );
-              await a.run("DETACH mirror");
-            };
-            await insertEvents(
-              a,
-              base.map((e) => drawnEvent(T0, e)),
-            );
-            await mirror();
-            const now0 = new Date("2024-04-01T00:00:00Z");
-            const now1 = new Date("2024-04-02T00:00:00Z");
-            // Run 1 (both stores): full at T0.
-            const first = await buildFeaturesIncremental(a, T0, null);
-            expect(first.mode).toBe("full");
-            await scoreRules(a, { asOf: T0, now: now0, workers: 0 });
-            b = await DuckStore.open(pb);
-            await buildFeatures(b, T0);
-            await scoreRules(b, { asOf: T0, now: now0, workers: 0 });
-            b.close();
-            b = undefined;
-            // New events on the new day and late ones for the old days, ingested after run 1.
-            await insertEvents(a, [
-              ...late.map((e) => drawnEvent(T0, e)),
-              ...fresh.map((e) => drawnEvent(T0, e)),
-            ]);
-            await mirror();
-            // Run 2: incremental on A, full on B.
-            // Rule scores on A rescore only the recomputed pairs (as `mastery schedule` does).
-            const since: FeatureWatermark = first.watermark;
-            const inc = await buildFeaturesIncremental(a, T1, since, { keepDirty: true });
-            expect(inc.mode).toBe("incremental");
-            expect(inc.copied + inc.recomputed).toBeGreaterThanOrEqual(inc.rows);
-            const ruleRun = await scoreRules(a, { asOf: T1, now: now1, workers: 0, onlyPairs: "incr_dirty" });
-            expect(ruleRun.mode).toBe("incremental");
-            expect(ruleRun.scored).toBeLessThanOrEqual(inc.recomputed);
-            await a.run("DROP TABLE temp.incr_dirty");
-            b = await DuckStore.open(pb);
-            await buildFeatures(b, T1);
-            await scoreRules(b, { asOf: T1, now: now1, workers: 0 });
-            expect(await snapshot(a, T1)).toEqual(await snapshot(b, T1));
-            expect(await snapshot(a, T0)).toEqual(await snapshot(b, T0));
-            expect(await scores(a)).toEqual(await scores(b));
-            expect(await history(a)).toEqual(await history(b));
-            // What readers show: equal as of the run and as of later request times (recency at read time).
-            for (const later of [0, 0.5, 3, 40])
-              expect(await readTime(a, new Date(T1.getTime() + later * DAY * 1000))).toEqual(
-                await readTime(b, new Date(T1.getTime() + later * DAY * 1000)),
+              return fc.tuple(
+                fc.constant(gap),
+                fc.array(drawEvent(edges, -100 * DAY, -1), { minLength: 1, maxLength: 30 }),
+                fc.array(drawEvent(edges, -100 * DAY, -1), { maxLength: 3 }),
+                gap === 0
+                  ? fc.constant([] as DrawnEvent[])
+                  : fc.array(drawEvent(edges, 0, gap - 1), { maxLength: 6 }),
               );
-          } finally {
-            a.close();
-            b?.close();
-            rmSync(pa, { force: true });
-            rmSync(pb, { force: true });
-          }
-        },
-      ),
-      { numRuns: 40 },
-    );
-  }, scaledTimeout(240_000));
+            }),
+          async ([gap, base, late, fresh]) => {
+            const T1 = new Date(T0.getTime() + gap * 1000);
+            const pa = join(dir, `a-${run}.duckdb`);
+            const pb = join(dir, `b-${run++}.duckdb`);
+            (await DuckStore.open(pb)).close();
+            const a = await DuckStore.open(pa);
+            let b: DuckStore | undefined;
+            try {
+              const mirror = async () => {
+                await a.run(`ATTACH ${sqlString(pb)} AS mirror`);
+                await a.run(
+                  "INSERT INTO mirror.raw_events SELECT * FROM raw_events WHERE event_id NOT IN (SELECT event_id FROM mirror.raw_events)",
+                );
+                await a.run("DETACH mirror");
+              };
+              await insertEvents(
+                a,
+                base.map((e) => drawnEvent(T0, e)),
+              );
+              await mirror();
+              const now0 = new Date("2024-04-01T00:00:00Z");
+              const now1 = new Date("2024-04-02T00:00:00Z");
+              // Run 1 (both stores): full at T0.
+              const first = await buildFeaturesIncremental(a, T0, null);
+              expect(first.mode).toBe("full");
+              await scoreRules(a, { asOf: T0, now: now0, workers: 0 });
+              b = await DuckStore.open(pb);
+              await buildFeatures(b, T0);
+              await scoreRules(b, { asOf: T0, now: now0, workers: 0 });
+              b.close();
+              b = undefined;
+              // New events on the new day and late ones for the old days, ingested after run 1.
+              await insertEvents(a, [
+                ...late.map((e) => drawnEvent(T0, e)),
+                ...fresh.map((e) => drawnEvent(T0, e)),
+              ]);
+              await mirror();
+              // Run 2: incremental on A, full on B.
+              // Rule scores on A rescore only the recomputed pairs (as `mastery schedule` does).
+              const since: FeatureWatermark = first.watermark;
+              const inc = await buildFeaturesIncremental(a, T1, since, { keepDirty: true });
+              expect(inc.mode).toBe("incremental");
+              expect(inc.copied + inc.recomputed).toBeGreaterThanOrEqual(inc.rows);
+              const ruleRun = await scoreRules(a, {
+                asOf: T1,
+                now: now1,
+                workers: 0,
+                onlyPairs: "incr_dirty",
+              });
+              expect(ruleRun.mode).toBe("incremental");
+              expect(ruleRun.scored).toBeLessThanOrEqual(inc.recomputed);
+              await a.run("DROP TABLE temp.incr_dirty");
+              b = await DuckStore.open(pb);
+              await buildFeatures(b, T1);
+              await scoreRules(b, { asOf: T1, now: now1, workers: 0 });
+              expect(await snapshot(a, T1)).toEqual(await snapshot(b, T1));
+              expect(await snapshot(a, T0)).toEqual(await snapshot(b, T0));
+              expect(await scores(a)).toEqual(await scores(b));
+              expect(await history(a)).toEqual(await history(b));
+              // What readers show: equal as of the run and as of later request times (recency at read time).
+              for (const later of [0, 0.5, 3, 40])
+                expect(await readTime(a, new Date(T1.getTime() + later * DAY * 1000))).toEqual(
+                  await readTime(b, new Date(T1.getTime() + later * DAY * 1000)),
+                );
+            } finally {
+              a.close();
+              b?.close();
+              rmSync(pa, { force: true });
+              rmSync(pb, { force: true });
+            }
+          },
+        ),
+        { numRuns: 40 },
+      );
+    },
+    scaledTimeout(240_000),
+  );
 
   it("copies untouched pairs and recomputes only new, late, window-crossing and bucket-shifted ones", async () => {
     const store = await DuckStore.open(join(dir, "cases.duckdb"));
