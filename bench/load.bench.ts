@@ -907,7 +907,7 @@ async function drive(): Promise<void> {
       `  server CPU per request (user + system): open loop app ${am.cpuPerReq.toFixed(0)} µs vs bare ${bm.cpuPerReq.toFixed(0)} µs ` +
         `(bare/app ${(bm.cpuPerReq / am.cpuPerReq).toFixed(2)}); at ${rate} req/s app ${afm.cpuPerReq.toFixed(0)} µs vs bare ${bfm.cpuPerReq.toFixed(0)} µs ` +
         `(bare/app ${(bfm.cpuPerReq / afm.cpuPerReq).toFixed(2)})`,
-      `  load generator CPU per request (autocannon, this process): open loop ${am.clientCpuPerReq.toFixed(0)} µs (bare ${bm.clientCpuPerReq.toFixed(0)}); ` +
+      `  load generator CPU per request (autocannon, or the paced generator at the fixed rate with LOAD_PACED=only; this process): open loop ${am.clientCpuPerReq.toFixed(0)} µs (bare ${bm.clientCpuPerReq.toFixed(0)}); ` +
         `at ${rate} req/s ${afm.clientCpuPerReq.toFixed(0)} µs (bare ${bfm.clientCpuPerReq.toFixed(0)})`,
     );
     if (process.env.LOAD_KINDS === "1") {

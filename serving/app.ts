@@ -456,12 +456,12 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       })
     : null;
   // POST /events applies concurrent requests as one batch (group commit, serving/coalescingUpdater.ts),
-  // with the alert check once per group. Groups run in the DuckDB store's queue when the updater writes
+  // with the alert check's keys queued once per group (checked after the answers). Groups run in the DuckDB store's queue when the updater writes
   // this file; an updater of its own (PostgreSQL) does not wait for this file's queue.
   const intakeUpdater = new CoalescingUpdater(updater, {
     run: mirrorRaw ? (fn) => fn() : (fn) => gate.run(fn),
     // The updater writes this file: a group's raw append, state and scores in one DuckDB transaction
-    // (one commit instead of three; the alert check after it is outside, its failure fails nothing).
+    // (one commit instead of three; the alert check runs after the answers, its failure fails nothing).
     ...(deps.updater === undefined ? { atomic: <T>(fn: () => Promise<T>) => store.transaction(fn) } : {}),
     after: async (rows, results) => {
       mirror?.enqueue(rows);

@@ -5,7 +5,7 @@ import type { ApplyResult, EventUpdater } from "./updater.ts";
 /**
  * Group commit for POST /events: requests that arrive while a batch is being applied wait, and are
  * then applied together as ONE batch of the updater (one raw append, one state load and commit, one
- * score write, one alert check), instead of one after the other. Most of a batch's cost is per
+ * score write, one alert-check enqueue), instead of one after the other. Most of a batch's cost is per
  * statement and per commit, not per row, so under concurrent writers this multiplies the write
  * throughput, and every request still gets its own answer only once its rows are durable.
  *
@@ -30,7 +30,7 @@ export interface CoalescingOptions {
    * flush) and land together or not at all. Default: none (each store commits on its own).
    */
   atomic?: <T>(fn: () => Promise<T>) => Promise<T>;
-  /** Inside `run`, after a successful apply: e.g. the alert check and the raw mirror, once per group. */
+  /** Inside `run`, after a successful apply: e.g. queueing the alert check and the raw mirror, once per group. */
   after?: (rows: readonly RawEventRow[], results: readonly ApplyResult[]) => Promise<void>;
   /** Most rows per group (default 5,000). */
   maxRows?: number;
