@@ -1,6 +1,7 @@
-import { writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { buildFeatures } from "../../features/windows.ts";
 import {
@@ -108,40 +109,7 @@ describe("scoreRules job", () => {
   });
 
   it("writes the same rows when scoring in worker threads as on the calling thread", async () => {
-    // 40 students x 6 topics with varied evidence (every signal, empty windows, clamps).
-    const events: TestEvent[] = [];
-    for (let s = 0; s < 40; s++) {
-      for (let t = 0; t < 6; t++) {
-        const k = s * 6 + t;
-        for (let a = 0; a < k % 9; a++)
-          events.push(quiz(`s${s}`, `t${t}`, (k * 7 + a * 5) % 100, (k + a) % 3 !== 0, a % 3));
-        if (k % 4 === 0)
-          events.push({
-            type: "assignment",
-            student: `s${s}`,
-            topic: `t${t}`,
-            ts: ago(k % 40),
-            score_pct: k % 101,
-          });
-        if (k % 5 === 1)
-          events.push({
-            type: "practice",
-            student: `s${s}`,
-            topic: `t${t}`,
-            ts: ago(k % 20),
-            attempts: 5,
-            correct_count: k % 6,
-          });
-        if (k % 3 === 2)
-          events.push({
-            type: "video",
-            student: `s${s}`,
-            topic: `t${t}`,
-            ts: ago(k % 60),
-            watch_pct: k % 100,
-          });
-      }
-    }
+    const events = variedEvents();
     const read = async (workers: number, blockRows?: number) => {
       const store = await DuckStore.open(":memory:");
       await insertEvents(store, events);
@@ -166,14 +134,77 @@ describe("scoreRules job", () => {
     expect(threaded.res.scored).toBe(inThread.res.scored);
     expect(threaded.rows).toEqual(inThread.rows);
     expect(threaded.hist).toEqual(inThread.hist);
-    // Bounded memory: the feature rows read and scored 50 at a time (blocks end inside a DuckDB chunk).
-    for (const blockRows of [50]) {
-      const blocked = await read(2, blockRows);
-      expect(blocked.res.scored).toBe(inThread.res.scored);
-      expect(blocked.rows).toEqual(inThread.rows);
-      expect(blocked.hist).toEqual(inThread.hist);
+    // Bounded memory: the feature rows read and scored in blocks of any size (blocks end inside a DuckDB
+    // chunk, the last one is short, two block buffers alternate): every row is scored exactly once.
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: inThread.res.scored + 5 }),
+        fc.integer({ min: 1, max: 3 }),
+        async (blockRows, workers) => {
+          const blocked = await read(workers, blockRows);
+          expect(blocked.res.scored).toBe(inThread.res.scored);
+          expect(blocked.rows).toEqual(inThread.rows);
+          expect(blocked.hist).toEqual(inThread.hist);
+        },
+      ),
+      {
+        numRuns: 3,
+        examples: [
+          [50, 2],
+          [1, 3],
+        ],
+      },
+    );
+  }, 240_000);
+
+  it("a full rerun over stored scores upserts them in statements of any size with the same result", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "rule-upsert-"));
+    const path = join(dir, "base.duckdb");
+    const store = await DuckStore.open(path, { encryption: null });
+    await insertEvents(store, variedEvents());
+    const first = await scoreRules(store, { asOf: T, now: new Date("2024-04-01T00:00:00Z") });
+    await insertEvents(store, [quiz("s1", "t1", -0.5, true), quiz("s7", "t3", -0.25, false)]);
+    const later = new Date(T.getTime() + DAY);
+    await buildFeatures(store, later);
+    await store.run("CHECKPOINT");
+    store.close();
+    await store.whenClosed();
+    const rerun = async (upsertRows?: number) => {
+      const copy = join(dir, `run-${upsertRows ?? "default"}.duckdb`);
+      copyFileSync(path, copy);
+      const s = await DuckStore.open(copy, { encryption: null });
+      const res = await scoreRules(s, {
+        asOf: later,
+        now: new Date("2024-04-02T00:00:00Z"),
+        ...(upsertRows === undefined ? {} : { upsertRows }),
+      });
+      const rows = await s.all("SELECT * FROM student_mastery ORDER BY student_key, topic_id, score_source");
+      const hist = await s.all("SELECT * EXCLUDE (recorded_at) FROM student_mastery_history ORDER BY ALL");
+      s.close();
+      await s.whenClosed();
+      rmSync(copy, { force: true });
+      return { res, rows, hist };
+    };
+    try {
+      const whole = await rerun(first.scored + 1);
+      // The later snapshot keeps every pair and adds the ones whose first evidence entered its window.
+      expect(whole.res.scored).toBeGreaterThanOrEqual(first.scored);
+      expect(whole.rows).toHaveLength(whole.res.scored);
+      expect(whole.res.changed).toBeGreaterThan(0);
+      expect(whole.res.changed).toBeLessThan(first.scored);
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 60 }), async (upsertRows) => {
+          const blocked = await rerun(upsertRows);
+          expect(blocked.res.changed).toBe(whole.res.changed);
+          expect(blocked.rows).toEqual(whole.rows);
+          expect(blocked.hist).toEqual(whole.hist);
+        }),
+        { numRuns: 6, examples: [[1], [7]] },
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 120_000);
 
   it("uses the config it is given and rejects a bad one naming the key", async () => {
     const store = await DuckStore.open(":memory:");
@@ -189,3 +220,41 @@ describe("scoreRules job", () => {
     store.close();
   });
 });
+
+/** 40 students x 6 topics with varied evidence (every signal, empty windows, clamps). */
+function variedEvents(): TestEvent[] {
+  const events: TestEvent[] = [];
+  for (let s = 0; s < 40; s++) {
+    for (let t = 0; t < 6; t++) {
+      const k = s * 6 + t;
+      for (let a = 0; a < k % 9; a++)
+        events.push(quiz(`s${s}`, `t${t}`, (k * 7 + a * 5) % 100, (k + a) % 3 !== 0, a % 3));
+      if (k % 4 === 0)
+        events.push({
+          type: "assignment",
+          student: `s${s}`,
+          topic: `t${t}`,
+          ts: ago(k % 40),
+          score_pct: k % 101,
+        });
+      if (k % 5 === 1)
+        events.push({
+          type: "practice",
+          student: `s${s}`,
+          topic: `t${t}`,
+          ts: ago(k % 20),
+          attempts: 5,
+          correct_count: k % 6,
+        });
+      if (k % 3 === 2)
+        events.push({
+          type: "video",
+          student: `s${s}`,
+          topic: `t${t}`,
+          ts: ago(k % 60),
+          watch_pct: k % 100,
+        });
+    }
+  }
+  return events;
+}
