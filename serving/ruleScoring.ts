@@ -96,11 +96,6 @@ export interface ScoreRulesOptions {
    * events unblocked). The result does not depend on it.
    */
   blockRows?: number;
-  /**
-   * A full run over stored rule scores upserts them in statements of about this many rows (default
-   * ruleBlockRows of DuckDB's memory_limit), so the upsert's memory is bounded. The result does not depend on it.
-   */
-  upsertRows?: number;
 }
 
 /** Most feature rows per block of the worker path: 31 doubles a row, two blocks (double-buffered) ~1 GB. */
@@ -247,43 +242,33 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     // an incremental day are appended to the delta (the newest row per key wins), so the commit writes them at
     // the tail instead of rewriting every row group holding one; a full run folds the delta's rule rows into
     // the base and rewrites the base.
-    if (mode === "full") await foldDelta(store, "student_mastery", "score_source = 'rule_based'");
+    if (mode === "full") {
+      await foldDelta(store, "student_mastery", "score_source = 'rule_based'");
+      opts.onPhase?.("fold delta");
+    }
     const upsert = hadScores && mode === "full";
-    const insertScores = (where: string, extra: Record<string, bigint> = {}): Promise<void> =>
+    const insertScores = (): Promise<void> =>
       store.run(
         `INSERT INTO ${mode === "incremental" ? deltaTable("student_mastery") : baseTable("student_mastery")}
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
        SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
               make_timestamp($now::BIGINT)
-       FROM temp.rule_scored s WHERE ${where}
-       ${
-         // A first run has nothing to update; a plain INSERT skips the conflict checks (~2x faster).
-         upsert
-           ? `ON CONFLICT (student_key, topic_id, score_source) DO UPDATE SET
-         mastery_score = excluded.mastery_score, model_version = excluded.model_version,
-         as_of = excluded.as_of, explanation = excluded.explanation, last_updated = excluded.last_updated`
-           : ""
-       }`,
-        { ...params, ...extra },
+       FROM temp.rule_scored s`,
+        params,
       );
     if (upsert) {
-      // DuckDB holds an ON CONFLICT statement's whole input and its conflicts in memory (a rerun over the
-      // stored scores of 10M events ran out of an 800 MB limit): upsert in ranges of the features rowid of
-      // about `upsertRows` rows each. Every rid is in exactly one range [lo + k * step, lo + (k + 1) * step).
-      const span = await store.one<{ lo: number | null; hi: number | null }>(
-        "SELECT min(rid) AS lo, max(rid) AS hi FROM temp.rule_scored",
+      // A full run replaces the stored rule rows of the pairs it scored: DELETE then a plain INSERT, not
+      // ON CONFLICT DO UPDATE. An update keeps every updated row's old values (the ~300-byte explanation
+      // among them) in the transaction's memory until commit, so a rerun over the stored scores of 10M
+      // events ran out of an 800 MB limit, in blocks of rows too; deletes are a mark per row, and a large
+      // insert is written to the file as it goes (DuckDB's optimistic writes), so both stay within the limit.
+      await store.run(
+        `DELETE FROM ${baseTable("student_mastery")} m USING temp.rule_scored s
+         WHERE m.student_key = s.student_key AND m.topic_id = s.topic_id AND m.score_source = 'rule_based'`,
       );
-      const lo = span?.lo ?? 0;
-      const hi = span?.hi ?? -1;
-      const upsertRows = opts.upsertRows ?? ruleBlockRows(await store.memoryLimitBytes());
-      // At most ~256 statements when the snapshot's rowids are spread over a longer chain.
-      const step = Math.max(upsertRows, Math.ceil((hi - lo + 1) / 256));
-      for (let from = lo; from <= hi; from += step)
-        await insertScores("s.rid >= $from AND s.rid < $to", {
-          from: BigInt(from),
-          to: BigInt(from + step),
-        });
-    } else await insertScores("TRUE");
+      opts.onPhase?.("delete replaced");
+    }
+    await insertScores();
     opts.onPhase?.("student_mastery");
     await store.run("DROP TABLE temp.rule_scores");
     await store.run("DROP TABLE temp.rule_scored");
