@@ -3,7 +3,6 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Worker } from "node:worker_threads";
 import type { DuckDBDoubleVector } from "@duckdb/node-api";
 import { parse as parseYaml } from "yaml";
 import { buildFeatures, resolveAsOf } from "../features/windows.ts";
@@ -26,7 +25,7 @@ import {
 } from "../storage/featureRows.ts";
 import { baseTable, deltaTable, foldDelta } from "../storage/servingTables.ts";
 import { createRollupViews } from "./rollups.ts";
-import type { RuleWorkerTask } from "./ruleScoringWorker.ts";
+import { RuleWorkerPool } from "./ruleWorkerPool.ts";
 
 /** config/rule-weights.yaml beside the project root. */
 export const DEFAULT_RULE_CONFIG = join(
@@ -92,15 +91,32 @@ export interface ScoreRulesOptions {
   /** Called after each step with its name (the bench prints CPU per step), as scoreBktElo's onPhase. */
   onPhase?: (phase: string) => void;
   /**
-   * With workers: feature rows read and scored per block (default RULE_BLOCK_ROWS), so the feature
-   * columns in memory are bounded (30 doubles a row: ~2.6 GB for the 11M rows of 100M events unblocked).
-   * The result does not depend on it.
+   * With workers: feature rows read and scored per block (default ruleBlockRows of DuckDB's memory_limit),
+   * so the feature columns in memory are bounded (31 doubles a row: ~2.7 GB for the 11M rows of 100M
+   * events unblocked). The result does not depend on it.
    */
   blockRows?: number;
 }
 
-/** Feature rows per block of the worker path: 30 doubles a row, ~480 MB a block. */
+/** Most feature rows per block of the worker path: 31 doubles a row, two blocks (double-buffered) ~1 GB. */
 export const RULE_BLOCK_ROWS = 2_000_000;
+/** Fewest rows per block, whatever the memory limit (a block's messages and chunk boundaries cost per block). */
+export const RULE_MIN_BLOCK_ROWS = 16_384;
+/** Bytes a feature row takes in one block buffer: rid, last activity and the scorer's columns as doubles. */
+export const RULE_ROW_BYTES = (2 + RULE_FEATURE_COLUMNS.length) * 8;
+
+/**
+ * Rows per block of the worker path for a DuckDB memory_limit of `limitBytes`: the two block buffers (one
+ * read while the other is scored) take at most 1/8 of it, as they live outside DuckDB's buffer pool, within
+ * [RULE_MIN_BLOCK_ROWS, RULE_BLOCK_ROWS]. 800 MB -> 201,612 rows (2 x 50 MB); ~8 GB and more -> 2,000,000.
+ */
+export function ruleBlockRows(limitBytes: number): number {
+  const fit = Math.floor(limitBytes / 8 / (2 * RULE_ROW_BYTES));
+  return Math.max(
+    RULE_MIN_BLOCK_ROWS,
+    Math.min(RULE_BLOCK_ROWS, Number.isFinite(fit) ? fit : RULE_BLOCK_ROWS),
+  );
+}
 
 /** Below this many rows the default is to score on the calling thread. */
 export const WORKERS_FROM_ROWS = 200_000;
@@ -173,7 +189,7 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
     );
     if (workers > 0 && n > 0) {
-      const block = Math.max(1, Math.min(n, opts.blockRows ?? RULE_BLOCK_ROWS));
+      const block = Math.max(1, Math.min(n, opts.blockRows ?? ruleBlockRows(await store.memoryLimitBytes())));
       await scoreInWorkers(store, asOfUs, source, n, block, config, workers, opts.onProgress);
     } else {
       const { rid, lastUs, cols } = await readFeatureColumns(
@@ -193,7 +209,7 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     await store.run(
       `
       CREATE OR REPLACE TEMP TABLE rule_scored AS
-      SELECT f.student_key, f.topic_id, r.score, make_timestamp($t::BIGINT) AS as_of, r.explanation
+      SELECT r.rid, f.student_key, f.topic_id, r.score, make_timestamp($t::BIGINT) AS as_of, r.explanation
       FROM temp.rule_scores r JOIN ${FEATURE_ROWS} f ON f.rowid = r.rid::BIGINT`,
       { t: asOfUs },
     );
@@ -202,15 +218,22 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     const hadScores =
       (await store.one("SELECT 1 AS x FROM student_mastery WHERE score_source = 'rule_based' LIMIT 1")) !==
       undefined;
+    // A row whose stored score is the same is not history. With no stored rule score (a first run) every
+    // row is new, so no join; else NOT EXISTS, which DuckDB runs as an anti join that keeps only the keys
+    // (the LEFT JOIN it replaces carried every scored row's explanation through the join: half the step).
     await store.run(
       `INSERT INTO student_mastery_history
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
        SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
               make_timestamp($now::BIGINT)
        FROM temp.rule_scored s
-       LEFT JOIN student_mastery m
-         ON m.student_key = s.student_key AND m.topic_id = s.topic_id AND m.score_source = 'rule_based'
-       WHERE m.mastery_score IS DISTINCT FROM s.score`,
+       ${
+         hadScores
+           ? `WHERE NOT EXISTS (SELECT 1 FROM student_mastery m
+         WHERE m.student_key = s.student_key AND m.topic_id = s.topic_id AND m.score_source = 'rule_based'
+           AND m.mastery_score = s.score)`
+           : ""
+       }`,
       params,
     );
     changed = (await historyCount(store)) - before;
@@ -219,23 +242,33 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     // an incremental day are appended to the delta (the newest row per key wins), so the commit writes them at
     // the tail instead of rewriting every row group holding one; a full run folds the delta's rule rows into
     // the base and rewrites the base.
-    if (mode === "full") await foldDelta(store, "student_mastery", "score_source = 'rule_based'");
-    await store.run(
-      `INSERT INTO ${mode === "incremental" ? deltaTable("student_mastery") : baseTable("student_mastery")}
+    if (mode === "full") {
+      await foldDelta(store, "student_mastery", "score_source = 'rule_based'");
+      opts.onPhase?.("fold delta");
+    }
+    const upsert = hadScores && mode === "full";
+    const insertScores = (): Promise<void> =>
+      store.run(
+        `INSERT INTO ${mode === "incremental" ? deltaTable("student_mastery") : baseTable("student_mastery")}
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
        SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
               make_timestamp($now::BIGINT)
-       FROM temp.rule_scored s
-       ${
-         // A first run has nothing to update; a plain INSERT skips the conflict checks (~2x faster).
-         hadScores && mode === "full"
-           ? `ON CONFLICT (student_key, topic_id, score_source) DO UPDATE SET
-         mastery_score = excluded.mastery_score, model_version = excluded.model_version,
-         as_of = excluded.as_of, explanation = excluded.explanation, last_updated = excluded.last_updated`
-           : ""
-       }`,
-      params,
-    );
+       FROM temp.rule_scored s`,
+        params,
+      );
+    if (upsert) {
+      // A full run replaces the stored rule rows of the pairs it scored: DELETE then a plain INSERT, not
+      // ON CONFLICT DO UPDATE. An update keeps every updated row's old values (the ~300-byte explanation
+      // among them) in the transaction's memory until commit, so a rerun over the stored scores of 10M
+      // events ran out of an 800 MB limit, in blocks of rows too; deletes are a mark per row, and a large
+      // insert is written to the file as it goes (DuckDB's optimistic writes), so both stay within the limit.
+      await store.run(
+        `DELETE FROM ${baseTable("student_mastery")} m USING temp.rule_scored s
+         WHERE m.student_key = s.student_key AND m.topic_id = s.topic_id AND m.score_source = 'rule_based'`,
+      );
+      opts.onPhase?.("delete replaced");
+    }
+    await insertScores();
     opts.onPhase?.("student_mastery");
     await store.run("DROP TABLE temp.rule_scores");
     await store.run("DROP TABLE temp.rule_scored");
@@ -333,13 +366,14 @@ async function appendScores(
 }
 
 /**
- * Scores the snapshot in `workers` threads, `block` rows at a time: each block's feature columns are read
- * into shared memory (reused from block to block), split between the workers, and each worker writes its
- * share as tab-separated lines (see ruleScoringWorker.ts) to a temp file; when every block is scored,
- * DuckDB loads the files into temp.rule_scores in parallel. JSON.stringify of the explanations
- * (number-to-text conversion) is most of the scoring CPU, so this divides the step's single-threaded
- * part by the core count. The connection is not used while the feature rows stream (that would end the
- * stream), hence one load at the end.
+ * Scores the snapshot in a pool of `workers` persistent threads (serving/ruleWorkerPool.ts), `block` rows at
+ * a time: each block's feature columns are read into shared memory and split between the threads, which
+ * append their share as tab-separated lines (ruleScoringWorker.ts) to their own temp file; when every block
+ * is scored, DuckDB loads the files into temp.rule_scores in parallel. Two block buffers: the next block is
+ * read while the threads score the last one. JSON.stringify of the explanations (number-to-text
+ * conversion) is most of the scoring CPU, so this divides the step's single-threaded part by the core
+ * count. The connection is not used while the feature rows stream (that would end the stream), hence one
+ * load at the end.
  */
 async function scoreInWorkers(
   store: DuckStore,
@@ -354,65 +388,35 @@ async function scoreInWorkers(
   // Beside the store (about 330 bytes a row), else in the OS temp directory for in-memory stores.
   const base = store.path === ":memory:" ? tmpdir() : dirname(store.path);
   const dir = mkdtempSync(join(base, ".mastery-rules-"));
+  const pool = RuleWorkerPool.start(workers, config, dir);
   try {
-    // From source a bootstrap registers tsx in the thread first; compiled (dist/) runs the JavaScript body directly.
-    const entry = import.meta.url.endsWith(".ts")
-      ? new URL("./ruleScoringWorkerEntry.mjs", import.meta.url)
-      : new URL("./ruleScoringWorker.js", import.meta.url);
-    const paths: string[] = [];
     let scoredBefore = 0;
-    const scoreBlock = async (
+    const scoreBlock = (
       rid: Float64Array,
       lastUs: Float64Array,
       cols: RuleFeatureColumns,
       rows: number,
-      index: number,
     ): Promise<void> => {
-      const per = Math.ceil(rows / workers);
-      const done = new Array<number>(workers).fill(0);
-      const runs: Promise<void>[] = [];
-      for (let w = 0; w < workers; w++) {
-        const from = w * per;
-        const to = Math.min(rows, from + per);
-        if (from >= to) break;
-        const path = join(dir, `scores-${index}-${w}.tsv`);
-        paths.push(path);
-        const task: RuleWorkerTask = { cols, rid, lastUs, from, to, config, path };
-        runs.push(
-          new Promise<void>((resolve, reject) => {
-            const worker = new Worker(entry, { workerData: task });
-            let finished = false;
-            worker.on("message", (m: { done: number; finished?: boolean }) => {
-              done[w] = m.done;
-              onProgress?.(scoredBefore + done.reduce((a, b) => a + b, 0), n);
-              if (m.finished) finished = true;
-            });
-            worker.on("error", reject);
-            worker.on("exit", (code) => {
-              if (finished && code === 0) resolve();
-              else
-                reject(
-                  new RuleScoringError(
-                    `rule scoring worker ${w} (block ${index}) exited with code ${code} before finishing`,
-                  ),
-                );
-            });
-          }),
-        );
-      }
-      await Promise.all(runs);
+      const before = scoredBefore;
       scoredBefore += rows;
+      return pool.score({ rid, lastUs, cols }, rows, (k) => onProgress?.(before + k, n));
     };
     await readFeatureColumns(store, asOfUs, n, block, true, source, scoreBlock);
+    const written = await pool.close();
+    if (written !== n)
+      throw new RuleScoringError(`rule scoring threads scored ${written} rows, expected ${n}`);
     await store.run(
       `INSERT INTO temp.rule_scores
-       SELECT rid, score, explanation FROM read_csv([${paths.map(sqlString).join(", ")}],
+       SELECT rid, score, explanation FROM read_csv([${pool.paths.map(sqlString).join(", ")}],
          delim = '\\t', quote = '', escape = '', header = false, auto_detect = false, new_line = '\\n',
          columns = {'rid': 'DOUBLE', 'score': 'DOUBLE', 'explanation': 'VARCHAR'})`,
     );
     const loaded = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.rule_scores");
     if (Number(loaded?.n ?? 0n) !== n)
       throw new RuleScoringError(`rule scoring workers wrote ${Number(loaded?.n)} scores, expected ${n}`);
+  } catch (err) {
+    await pool.terminate();
+    throw err;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -450,9 +454,12 @@ async function historyCount(store: DuckStore): Promise<number> {
 /**
  * Reads the scorer's feature columns of one snapshot straight from DuckDB's vectors into
  * Float64Arrays (NULL -> NaN): no per-row objects. rid is the features rowid, used to join back.
- * Rows come `block` at a time into the same arrays: `onBlock(rid, cols, rows, index)` is awaited
- * for each full block and the last one before the next rows are read (block = n: one read, and the
- * returned arrays hold every row). The connection must not run other statements inside onBlock.
+ * Rows come `block` at a time: `onBlock(rid, lastUs, cols, rows, index)` is called for each full block and
+ * the last one. With `shared` the arrays are SharedArrayBuffers and there are two sets: the next block is
+ * read into one while onBlock's promise for the other is pending (it is awaited before that set is
+ * refilled, and every one before returning). Without, one set, each onBlock awaited before the next rows
+ * (block = n: one read, and the returned arrays hold every row). The connection must not run other
+ * statements until this returns.
  */
 async function readFeatureColumns(
   store: DuckStore,
@@ -479,52 +486,76 @@ async function readFeatureColumns(
           ? `(${daysSinceSql(SNAPSHOT_AS_OF, "features")})::DOUBLE AS ${c}`
           : `${c}::DOUBLE AS ${c}`;
   const size = Math.max(0, Math.min(n, block));
-  // Shared memory lets worker threads read the columns without a copy.
-  const arrays = names.map(() =>
-    shared ? new Float64Array(new SharedArrayBuffer(size * 8)) : new Float64Array(size),
-  );
-  const cols = {} as RuleFeatureColumns;
-  RULE_FEATURE_COLUMNS.forEach((c, k) => {
-    cols[c] = arrays[k + 2] as Float64Array;
+  const sets = shared && size < n ? 2 : 1;
+  const buffers = Array.from({ length: sets }, () => {
+    // Shared memory lets worker threads read the columns without a copy.
+    const arrays = names.map(() =>
+      shared ? new Float64Array(new SharedArrayBuffer(size * 8)) : new Float64Array(size),
+    );
+    const cols = {} as RuleFeatureColumns;
+    RULE_FEATURE_COLUMNS.forEach((c, k) => {
+      cols[c] = arrays[k + 2] as Float64Array;
+    });
+    return { arrays, rid: arrays[0] as Float64Array, lastUs: arrays[1] as Float64Array, cols };
   });
-  const rid = arrays[0] as Float64Array;
-  const lastUs = arrays[1] as Float64Array;
+  const pending: (Promise<void> | undefined)[] = new Array(sets).fill(undefined);
+  // A failed block must not go unhandled while the next one is read; it is awaited (and thrown) below.
+  const hand = (p: Promise<void>): Promise<void> => {
+    p.catch(() => {});
+    return p;
+  };
   const result = await store.conn.stream(`SELECT ${names.map(expr).join(", ")} FROM ${source}`, {
     t: asOfUs,
   });
   let total = 0;
   let fill = 0;
   let index = 0;
-  for (;;) {
-    const chunk = await result.fetchChunk();
-    if (!chunk || chunk.rowCount === 0) break;
-    const rows = chunk.rowCount;
-    if (total + rows > n) {
-      total += rows;
-      break;
-    }
-    // A DuckDB chunk (<= 2,048 rows) may straddle two blocks.
-    for (let from = 0; from < rows; ) {
-      const take = Math.min(rows - from, size - fill);
-      for (let c = 0; c < names.length; c++) {
-        const vec = chunk.getColumnVector(c) as DuckDBDoubleVector;
-        const out = arrays[c] as Float64Array;
-        for (let j = 0; j < take; j++) {
-          const v = vec.getItem(from + j);
-          out[fill + j] = v === null ? Number.NaN : v;
+  let cur = buffers[0]!;
+  const emit = async (rows: number): Promise<void> => {
+    const slot = index % sets;
+    const p = hand(onBlock(cur.rid, cur.lastUs, cur.cols, rows, index++));
+    if (sets === 1) await p;
+    else pending[slot] = p;
+    const next = index % sets;
+    await pending[next];
+    cur = buffers[next]!;
+  };
+  try {
+    for (;;) {
+      const chunk = await result.fetchChunk();
+      if (!chunk || chunk.rowCount === 0) break;
+      const rows = chunk.rowCount;
+      if (total + rows > n) {
+        total += rows;
+        break;
+      }
+      // A DuckDB chunk (<= 2,048 rows) may straddle two blocks.
+      for (let from = 0; from < rows; ) {
+        const take = Math.min(rows - from, size - fill);
+        for (let c = 0; c < names.length; c++) {
+          const vec = chunk.getColumnVector(c) as DuckDBDoubleVector;
+          const out = cur.arrays[c] as Float64Array;
+          for (let j = 0; j < take; j++) {
+            const v = vec.getItem(from + j);
+            out[fill + j] = v === null ? Number.NaN : v;
+          }
+        }
+        fill += take;
+        from += take;
+        if (fill === size) {
+          await emit(fill);
+          fill = 0;
         }
       }
-      fill += take;
-      from += take;
-      if (fill === size) {
-        await onBlock(rid, lastUs, cols, fill, index++);
-        fill = 0;
-      }
+      total += rows;
     }
-    total += rows;
+    if (total !== n)
+      throw new RuleScoringError(`features changed while reading (${total} rows, expected ${n})`);
+    if (fill > 0) await emit(fill);
+  } finally {
+    await Promise.allSettled(pending);
   }
-  if (total !== n)
-    throw new RuleScoringError(`features changed while reading (${total} rows, expected ${n})`);
-  if (fill > 0) await onBlock(rid, lastUs, cols, fill, index);
-  return { rid, lastUs, cols };
+  for (const p of pending) await p;
+  const first = buffers[0]!;
+  return { rid: first.rid, lastUs: first.lastUs, cols: first.cols };
 }

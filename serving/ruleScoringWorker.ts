@@ -1,43 +1,68 @@
 /**
- * Worker thread body for scoreRules on large snapshots: scores rows [from, to) of the shared
- * feature columns and writes "rid<TAB>score<TAB>explanation JSON" lines to its own file, which
- * DuckDB then reads in parallel. Tab-separated without quoting is safe because JSON.stringify
- * escapes every control character inside strings, so the JSON never holds a raw tab or newline;
- * String(number) round-trips exactly through DuckDB's DOUBLE parser.
+ * Worker thread body of the rule-scoring pool (serving/ruleWorkerPool.ts): a persistent thread that scores
+ * rows [from, to) of each block of shared feature columns it is sent and appends
+ * "rid<TAB>score<TAB>explanation JSON" lines to its own file, which DuckDB reads in parallel at the end.
+ * Tab-separated without quoting is safe because JSON.stringify escapes every control character inside
+ * strings, so the JSON never holds a raw tab or newline; String(number) round-trips exactly through
+ * DuckDB's DOUBLE parser.
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { type RuleConfig, type RuleFeatureColumns, storedRuleRange } from "../models/ruleScorer.ts";
 
+/** Given once when the thread starts. */
+export interface RuleWorkerSetup {
+  config: RuleConfig;
+  /** The thread's output file (created, truncated). */
+  path: string;
+}
+
+/** One share of one block: the arrays are views of SharedArrayBuffers, so nothing is copied. */
 export interface RuleWorkerTask {
+  id: number;
   cols: RuleFeatureColumns;
   rid: Float64Array;
   /** last_activity_at per row in microseconds (NaN for NULL): the stored form's read-time recency needs it. */
   lastUs: Float64Array;
   from: number;
   to: number;
-  config: RuleConfig;
-  path: string;
 }
 
-const task = workerData as RuleWorkerTask;
+/** Thread -> pool: progress of a task (`done` rows of it), its end, or the file closed after `close`. */
+export type RuleWorkerReply =
+  | { id: number; done: number; finished: boolean }
+  | { closed: true; rows: number };
+
+const setup = workerData as RuleWorkerSetup;
 const port = parentPort!;
-const fd = openSync(task.path, "w");
-// About 1 MB per write: few syscalls, small peak memory.
+const fd = openSync(setup.path, "w");
+// About 1 MB per write: few syscalls, small heap (the pool caps it, RULE_WORKER_HEAP).
 const BATCH = 3000;
-let lines: string[] = [];
-const step = Math.max(BATCH, Math.floor((task.to - task.from) / 10));
-try {
-  storedRuleRange(task.cols, task.lastUs, task.from, task.to, task.config, (i, r) => {
+let written = 0;
+
+function score(task: RuleWorkerTask): void {
+  let lines: string[] = [];
+  const step = Math.max(BATCH, Math.floor((task.to - task.from) / 4));
+  storedRuleRange(task.cols, task.lastUs, task.from, task.to, setup.config, (i, r) => {
     lines.push(`${task.rid[i]}\t${r.score}\t${JSON.stringify(r.explanation)}\n`);
     if (lines.length === BATCH) {
       writeSync(fd, lines.join(""));
       lines = [];
     }
-    if ((i + 1 - task.from) % step === 0) port.postMessage({ done: i + 1 - task.from });
+    if ((i + 1 - task.from) % step === 0)
+      port.postMessage({ id: task.id, done: i + 1 - task.from, finished: false } satisfies RuleWorkerReply);
   });
   if (lines.length > 0) writeSync(fd, lines.join(""));
-} finally {
-  closeSync(fd);
+  written += task.to - task.from;
+  port.postMessage({ id: task.id, done: task.to - task.from, finished: true } satisfies RuleWorkerReply);
 }
-port.postMessage({ done: task.to - task.from, finished: true });
+
+port.on("message", (m: RuleWorkerTask | { close: true }) => {
+  if ("close" in m) {
+    closeSync(fd);
+    port.postMessage({ closed: true, rows: written } satisfies RuleWorkerReply);
+    port.close();
+    return;
+  }
+  score(m);
+});

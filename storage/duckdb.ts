@@ -183,6 +183,15 @@ export class DuckStore {
 
   private inTransaction = false;
 
+  /**
+   * DuckDB's effective memory_limit in bytes (the configured value, or DuckDB's default of 80% of RAM),
+   * so a step can size the blocks it keeps outside DuckDB's buffer pool from it.
+   */
+  async memoryLimitBytes(): Promise<number> {
+    const row = await this.one<{ v: string }>("SELECT current_setting('memory_limit') AS v");
+    return parseDuckBytes(row?.v ?? "");
+  }
+
   /** Names of the persistent (non-temporary) tables in the main schema. */
   async tableNames(): Promise<string[]> {
     const rows = await this.all<{ table_name: string }>(
@@ -234,6 +243,35 @@ export class StorageError extends Error {
     super(message);
     this.name = "StorageError";
   }
+}
+
+const BYTE_UNITS: Record<string, number> = {
+  b: 1,
+  byte: 1,
+  bytes: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+  tib: 2 ** 40,
+};
+
+/**
+ * Bytes of a size as DuckDB prints and accepts it: "800.0 MiB", "2.4 GiB" (binary units, how
+ * current_setting('memory_limit') reports it), "4GB", "500 MB" (decimal units), "512 bytes".
+ */
+export function parseDuckBytes(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
+  const unit = BYTE_UNITS[(m?.[2] ?? "").toLowerCase() || "b"];
+  if (!m || unit === undefined)
+    throw new StorageError(
+      "DB_CONFIG",
+      `cannot read "${text}" as a size in bytes: expected a number and a unit (bytes, KB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. "800.0 MiB" or "4GB"`,
+    );
+  return Math.round(Number(m[1]) * unit);
 }
 
 /** Quotes a SQL string literal (for file paths handed to read_csv/read_parquet, which cannot be parameters). */

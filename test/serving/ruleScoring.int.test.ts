@@ -1,6 +1,7 @@
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { buildFeatures } from "../../features/windows.ts";
 import {
@@ -108,40 +109,7 @@ describe("scoreRules job", () => {
   });
 
   it("writes the same rows when scoring in worker threads as on the calling thread", async () => {
-    // 40 students x 6 topics with varied evidence (every signal, empty windows, clamps).
-    const events: TestEvent[] = [];
-    for (let s = 0; s < 40; s++) {
-      for (let t = 0; t < 6; t++) {
-        const k = s * 6 + t;
-        for (let a = 0; a < k % 9; a++)
-          events.push(quiz(`s${s}`, `t${t}`, (k * 7 + a * 5) % 100, (k + a) % 3 !== 0, a % 3));
-        if (k % 4 === 0)
-          events.push({
-            type: "assignment",
-            student: `s${s}`,
-            topic: `t${t}`,
-            ts: ago(k % 40),
-            score_pct: k % 101,
-          });
-        if (k % 5 === 1)
-          events.push({
-            type: "practice",
-            student: `s${s}`,
-            topic: `t${t}`,
-            ts: ago(k % 20),
-            attempts: 5,
-            correct_count: k % 6,
-          });
-        if (k % 3 === 2)
-          events.push({
-            type: "video",
-            student: `s${s}`,
-            topic: `t${t}`,
-            ts: ago(k % 60),
-            watch_pct: k % 100,
-          });
-      }
-    }
+    const events = variedEvents();
     const read = async (workers: number, blockRows?: number) => {
       const store = await DuckStore.open(":memory:");
       await insertEvents(store, events);
@@ -166,14 +134,68 @@ describe("scoreRules job", () => {
     expect(threaded.res.scored).toBe(inThread.res.scored);
     expect(threaded.rows).toEqual(inThread.rows);
     expect(threaded.hist).toEqual(inThread.hist);
-    // Bounded memory: the feature rows read and scored 50 at a time (blocks end inside a DuckDB chunk).
-    for (const blockRows of [50]) {
-      const blocked = await read(2, blockRows);
-      expect(blocked.res.scored).toBe(inThread.res.scored);
-      expect(blocked.rows).toEqual(inThread.rows);
-      expect(blocked.hist).toEqual(inThread.hist);
+    // Bounded memory: the feature rows read and scored in blocks of any size (blocks end inside a DuckDB
+    // chunk, the last one is short, two block buffers alternate): every row is scored exactly once.
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: inThread.res.scored + 5 }),
+        fc.integer({ min: 1, max: 3 }),
+        async (blockRows, workers) => {
+          const blocked = await read(workers, blockRows);
+          expect(blocked.res.scored).toBe(inThread.res.scored);
+          expect(blocked.rows).toEqual(inThread.rows);
+          expect(blocked.hist).toEqual(inThread.hist);
+        },
+      ),
+      {
+        numRuns: 3,
+        examples: [
+          [50, 2],
+          [1, 3],
+        ],
+      },
+    );
+  }, 240_000);
+
+  it("a full rerun over stored scores replaces them: the rows a first run stores, history for the changed ones", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "rule-rerun-"));
+    const open = (name: string) => DuckStore.open(join(dir, name), { encryption: null });
+    const later = new Date(T.getTime() + DAY);
+    const extra = [quiz("s1", "t1", -0.5, true), quiz("s7", "t3", -0.25, false)];
+    try {
+      const rerun = await open("rerun.duckdb");
+      await insertEvents(rerun, variedEvents());
+      const first = await scoreRules(rerun, { asOf: T, now: new Date("2024-04-01T00:00:00Z") });
+      const before = await rerun.all<{ student_key: string; topic_id: string; mastery_score: number }>(
+        "SELECT student_key, topic_id, mastery_score FROM student_mastery",
+      );
+      await insertEvents(rerun, extra);
+      await buildFeatures(rerun, later);
+      const res = await scoreRules(rerun, { asOf: later, now: new Date("2024-04-02T00:00:00Z") });
+      const fresh = await open("fresh.duckdb");
+      await insertEvents(fresh, [...variedEvents(), ...extra]);
+      await buildFeatures(fresh, later);
+      await scoreRules(fresh, { asOf: later, now: new Date("2024-04-02T00:00:00Z") });
+      const sql = "SELECT * FROM student_mastery ORDER BY student_key, topic_id, score_source";
+      const rows = await rerun.all<{ student_key: string; topic_id: string; mastery_score: number }>(sql);
+      expect(rows).toEqual(await fresh.all(sql));
+      // The later snapshot keeps every pair and adds the ones whose first evidence entered its window.
+      expect(res.scored).toBeGreaterThanOrEqual(first.scored);
+      expect(rows).toHaveLength(res.scored);
+      const old = new Map(before.map((r) => [`${r.student_key}/${r.topic_id}`, r.mastery_score]));
+      const changed = rows.filter((r) => old.get(`${r.student_key}/${r.topic_id}`) !== r.mastery_score);
+      expect(changed.length).toBeGreaterThan(0);
+      expect(changed.length).toBeLessThan(res.scored);
+      expect(res.changed).toBe(changed.length);
+      const hist = await rerun.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history");
+      expect(Number(hist?.n)).toBe(first.scored + changed.length);
+      rerun.close();
+      fresh.close();
+      await Promise.all([rerun.whenClosed(), fresh.whenClosed()]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 120_000);
 
   it("uses the config it is given and rejects a bad one naming the key", async () => {
     const store = await DuckStore.open(":memory:");
@@ -189,3 +211,41 @@ describe("scoreRules job", () => {
     store.close();
   });
 });
+
+/** 40 students x 6 topics with varied evidence (every signal, empty windows, clamps). */
+function variedEvents(): TestEvent[] {
+  const events: TestEvent[] = [];
+  for (let s = 0; s < 40; s++) {
+    for (let t = 0; t < 6; t++) {
+      const k = s * 6 + t;
+      for (let a = 0; a < k % 9; a++)
+        events.push(quiz(`s${s}`, `t${t}`, (k * 7 + a * 5) % 100, (k + a) % 3 !== 0, a % 3));
+      if (k % 4 === 0)
+        events.push({
+          type: "assignment",
+          student: `s${s}`,
+          topic: `t${t}`,
+          ts: ago(k % 40),
+          score_pct: k % 101,
+        });
+      if (k % 5 === 1)
+        events.push({
+          type: "practice",
+          student: `s${s}`,
+          topic: `t${t}`,
+          ts: ago(k % 20),
+          attempts: 5,
+          correct_count: k % 6,
+        });
+      if (k % 3 === 2)
+        events.push({
+          type: "video",
+          student: `s${s}`,
+          topic: `t${t}`,
+          ts: ago(k % 60),
+          watch_pct: k % 100,
+        });
+    }
+  }
+  return events;
+}

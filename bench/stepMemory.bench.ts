@@ -1,0 +1,138 @@
+/**
+ * One batch step's peak memory and CPU at scale (issue 17 item 4): each phase of the rule-scoring job
+ * (or the BKT/Elo full job) with its wall time, the process's CPU seconds (user + sys, DuckDB and worker
+ * threads included) and its peak RSS (sampled every 50 ms by a worker thread; VmHWM for the whole run).
+ * The step runs on a copy of a prepared store (ingest + features done), so runs of two commits compare the
+ * same input.
+ *
+ *   PREP=1 STUDENTS=100000 BIG_DIR=/tmp/x npx tsx bench/stepMemory.bench.ts        # generate, ingest, features
+ *   STUDENTS=100000 BIG_DIR=/tmp/x MEMORY_LIMIT=800MB npx tsx bench/stepMemory.bench.ts   # score rules on a copy
+ *   STEP="score bkt-elo" ...                                                       # the BKT/Elo full job instead
+ *   RERUN=1 ...                                                                    # score rules twice (the 2nd over stored scores)
+ *
+ * MEMORY_LIMIT (default 4GB) is DuckDB's memory_limit; THREADS its threads. Prints one JSON line.
+ */
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { Worker } from "node:worker_threads";
+import { ingestPaths } from "../features/ingest.ts";
+import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { generateSynthetic } from "../features/synthetic/generate.ts";
+import { buildFeatures, resolveAsOf } from "../features/windows.ts";
+import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
+import { scoreRules } from "../serving/ruleScoring.ts";
+import { DuckStore } from "../storage/duckdb.ts";
+import { seedSchool } from "./seedSchool.ts";
+
+const students = Number(process.env.STUDENTS ?? 10_000);
+const memoryLimit = process.env.MEMORY_LIMIT ?? "4GB";
+const threads = process.env.THREADS === undefined ? undefined : Number(process.env.THREADS);
+const base = process.env.BIG_DIR ?? "/tmp/stepMemory";
+const step = process.env.STEP ?? "score rules";
+const dataDir = join(base, `data-${students}`);
+const prepPath = join(base, `prep-${students}`, "mastery.duckdb");
+
+const shared = new Int32Array(new SharedArrayBuffer(8)); // [0] = max RSS of the phase in MB, [1] = stop
+const sampler = new Worker(
+  `const { workerData } = require("node:worker_threads");
+   const fs = require("node:fs");
+   const a = workerData;
+   const tick = () => {
+     if (Atomics.load(a, 1) === 1) return;
+     const rss = Number(fs.readFileSync("/proc/self/statm", "utf8").split(" ")[1]) * 4096 / 1048576;
+     if (rss > Atomics.load(a, 0)) Atomics.store(a, 0, Math.round(rss));
+     setTimeout(tick, 50);
+   };
+   tick();`,
+  { eval: true, workerData: shared },
+);
+sampler.unref();
+const cpuNow = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+const hwmMB = (): number =>
+  Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? 0) / 1024);
+const phases: { phase: string; seconds: number; cpuSeconds: number; peakRssMB: number }[] = [];
+let mark = { t: performance.now(), c: cpuNow() };
+const phase = (name: string): void => {
+  const r = {
+    phase: name,
+    seconds: Number(((performance.now() - mark.t) / 1000).toFixed(2)),
+    cpuSeconds: Number((cpuNow() - mark.c).toFixed(2)),
+    peakRssMB: Atomics.load(shared, 0),
+  };
+  phases.push(r);
+  process.stderr.write(
+    `${new Date().toISOString()} ${name}: ${r.seconds} s, cpu ${r.cpuSeconds} s, ${r.peakRssMB} MB\n`,
+  );
+  Atomics.store(shared, 0, 0);
+  mark = { t: performance.now(), c: cpuNow() };
+};
+const open = (path: string): Promise<DuckStore> =>
+  DuckStore.open(path, { memoryLimit, ...(threads === undefined ? {} : { threads }), encryption: null });
+
+if (process.env.PREP === "1") {
+  if (!existsSync(join(dataDir, "manifest.json"))) {
+    await generateSynthetic(seedSchool(students, dataDir));
+    phase("generate");
+  }
+  rmSync(join(base, `prep-${students}`), { recursive: true, force: true });
+  const store = await open(prepPath);
+  await store.run("SET preserve_insertion_order = false");
+  const files = [dataDir].flatMap((d) =>
+    ["assignments", "chatbot", "practice", "quiz_attempts", "videos", "topics"]
+      .map((f) => join(d, `${f}.${f === "topics" ? "json" : "csv"}`))
+      .filter((p) => existsSync(p)),
+  );
+  await ingestPaths(store, files, { pseudonymizer: new Pseudonymizer("bench-key-0123456789abcdef") });
+  phase("ingest");
+  await buildFeatures(store, await resolveAsOf(store, "now"), { truncate: true });
+  phase("features");
+  await store.run("CHECKPOINT");
+  store.close();
+  await store.whenClosed();
+  process.stdout.write(`${JSON.stringify({ prepared: prepPath, phases })}\n`);
+  process.exit(0);
+}
+
+if (!existsSync(prepPath)) throw new Error(`no prepared store at ${prepPath}: run with PREP=1 first`);
+const workDir = join(base, `run-${students}-${process.pid}`);
+const workPath = join(workDir, "mastery.duckdb");
+rmSync(workDir, { recursive: true, force: true });
+mkdirSync(workDir, { recursive: true });
+copyFileSync(prepPath, workPath);
+const store = await open(workPath);
+await store.run("SET preserve_insertion_order = false");
+const effective = (await store.one<{ v: string }>("SELECT current_setting('memory_limit') AS v"))?.v;
+process.stderr.write(`stepMemory: ${step}, ${students} students, memory_limit ${effective}\n`);
+phase("open");
+const t0 = performance.now();
+const c0 = cpuNow();
+const runs = process.env.RERUN === "1" ? 2 : 1;
+const results: unknown[] = [];
+for (let r = 0; r < runs; r++) {
+  if (step === "score bkt-elo") {
+    const models = await resolveModels(store, { seed: 0 });
+    phase("fit (quick)");
+    results.push(await scoreBktElo(store, models, { full: true, onPhase: (p) => phase(p) }));
+  } else {
+    results.push(await scoreRules(store, { onPhase: (p) => phase(`${r > 0 ? "rerun " : ""}${p}`) }));
+  }
+}
+const out = {
+  step,
+  students,
+  memoryLimit: effective,
+  seconds: Number(((performance.now() - t0) / 1000).toFixed(1)),
+  cpuSeconds: Number((cpuNow() - c0).toFixed(1)),
+  phases,
+  processPeakRssMB: hwmMB(),
+  load: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" "),
+};
+Atomics.store(shared, 1, 1);
+store.close();
+await store.whenClosed();
+rmSync(workDir, { recursive: true, force: true });
+process.stdout.write(`${JSON.stringify(out)}\n`);
+void results;
