@@ -1,4 +1,5 @@
 import { configDefaults, defineConfig } from "vitest/config";
+import { scaledTimeout } from "./test/deadline.ts";
 
 /**
  * Two tiers, chosen by file name only (no hand-kept list):
@@ -8,11 +9,13 @@ import { configDefaults, defineConfig } from "vitest/config";
  *   or longer than ~5 s. `npm run test:int`.
  */
 const INT = "test/**/*.int.test.ts";
+// Default deadlines for a quiet machine, stretched by the run queue per core (test/deadline.ts).
+const DEADLINE = scaledTimeout(60_000);
 
 export default defineConfig({
   test: {
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    testTimeout: DEADLINE,
+    hookTimeout: DEADLINE,
     pool: "forks",
     projects: [
       {
