@@ -18,6 +18,7 @@ import {
 } from "../../serving/learnerState.ts";
 import { IncrementalUpdater } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { listValue } from "../../storage/duckdbApi.ts";
 import { DuckMasteryStore } from "../../storage/masteryStore.ts";
 import { DuckRawEventStore, type RawEventRow } from "../../storage/rawEventStore.ts";
 import { compactServingTables } from "../../storage/servingTables.ts";
@@ -69,6 +70,32 @@ async function snapshot(store: DuckStore): Promise<{ state: unknown[]; mastery: 
      FROM student_mastery ORDER BY ALL`,
   );
   return { state, mastery };
+}
+
+/**
+ * History on change: per (key, source), the newest history point equals the current student_mastery row
+ * (score, explanation, model version), and no point repeats the one before it (rowid: the append order).
+ */
+async function expectHistoryOnChange(store: DuckStore): Promise<void> {
+  const stale = await store.all(
+    `SELECT m.student_key, m.topic_id, m.score_source FROM student_mastery m
+     LEFT JOIN (SELECT * FROM student_mastery_history
+                QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, score_source ORDER BY rowid DESC) = 1) h
+       USING (student_key, topic_id, score_source)
+     WHERE h.student_key IS NULL OR h.mastery_score <> m.mastery_score OR h.explanation <> m.explanation
+        OR h.model_version <> m.model_version`,
+  );
+  expect(stale).toEqual([]);
+  const repeats = await store.all(
+    `SELECT * FROM (
+       SELECT mastery_score, explanation, model_version,
+              lag(mastery_score) OVER w AS prev_score, lag(explanation) OVER w AS prev_explanation,
+              lag(model_version) OVER w AS prev_version
+       FROM student_mastery_history
+       WINDOW w AS (PARTITION BY student_key, topic_id, score_source ORDER BY rowid))
+     WHERE mastery_score = prev_score AND explanation = prev_explanation AND model_version = prev_version`,
+  );
+  expect(repeats).toEqual([]);
 }
 
 /**
@@ -154,6 +181,10 @@ describe("serving/learnerState (score bkt-elo job)", () => {
             expect(js.written).toEqual(js.expected);
             // Nothing new: the next incremental run touches no key.
             expect((await scoreBktElo(inc, DEFAULTS, { now: NOW })).keys).toBe(0);
+            // History on change: the newest point of each (key, source) is its current score, and no point
+            // repeats the one before it; a full rerun over the same events adds none.
+            for (const db of [inc, full]) await expectHistoryOnChange(db);
+            expect((await scoreBktElo(full, DEFAULTS, { now: NOW, full: true })).historyRows).toBe(0);
           } finally {
             inc.close();
             full.close();
@@ -162,6 +193,69 @@ describe("serving/learnerState (score bkt-elo job)", () => {
       ),
       { numRuns: 15 },
     );
+  }, 300_000);
+
+  it("adds a history point only when a score, explanation or model version changes; the stream's history is the batch's", async () => {
+    const batch = await DuckStore.open(":memory:");
+    const stream = await DuckStore.open(":memory:");
+    try {
+      const updater = new IncrementalUpdater({
+        raw: await DuckRawEventStore.open(stream),
+        state: await DuckStateStore.open(stream),
+        mastery: await DuckMasteryStore.open(stream),
+        models: DEFAULTS,
+        nowUs: () => NOW.getTime() * 1000,
+      });
+      // Three days: a quiz attempt, a video (moves the state's cursor and event count, not the scores), and a
+      // wrong answer. Each day is one batch run and one stream batch.
+      const days: Ev[][] = [
+        [{ id: "a", type: "quiz_attempt", student: "s1", topic: "t1", t: 10, correct: true, question: "q1" }],
+        [{ id: "b", type: "video", student: "s1", topic: "t1", t: 20, correct: null, question: null }],
+        [
+          {
+            id: "c",
+            type: "quiz_attempt",
+            student: "s1",
+            topic: "t1",
+            t: 30,
+            correct: false,
+            question: "q1",
+          },
+        ],
+      ];
+      const historyRows: number[] = [];
+      for (const day of days) {
+        await insert(batch, day);
+        historyRows.push((await scoreBktElo(batch, DEFAULTS, { now: NOW })).historyRows);
+        const rows = (await batch.all(
+          `SELECT * EXCLUDE (ts, ingested_at), epoch_us(ts)::DOUBLE AS ts_us, epoch_us(ingested_at)::DOUBLE AS ingested_at_us
+           FROM raw_events WHERE event_id IN (SELECT unnest($1::VARCHAR[]))`,
+          [listValue(day.map((e) => e.id))],
+        )) as unknown as RawEventRow[];
+        await updater.apply(rows);
+      }
+      // bkt + elo on day 1 and day 3; the video moved as_of only.
+      expect(historyRows).toEqual([2, 0, 2]);
+      const asOf = await batch.all<{ s: number }>(
+        "SELECT DISTINCT epoch(as_of)::DOUBLE AS s FROM student_mastery ORDER BY s",
+      );
+      expect(asOf.map((r) => r.s)).toEqual([Date.parse("2026-01-01T00:00:30Z") / 1000]);
+      const history = `SELECT student_key, topic_id, score_source, mastery_score, model_version, as_of, explanation
+        FROM student_mastery_history ORDER BY as_of, score_source`;
+      const points = await batch.all<{ as_of: unknown }>(history);
+      expect(points.length).toBe(4);
+      expect(await stream.all(history)).toEqual(points);
+      expect(await snapshot(stream)).toEqual(await snapshot(batch));
+      // A full rerun over the same events and a redelivered day add no point either.
+      expect((await scoreBktElo(batch, DEFAULTS, { now: NOW, full: true })).historyRows).toBe(0);
+      for (const db of [batch, stream]) await expectHistoryOnChange(db);
+      expect((await batch.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history"))?.n).toBe(
+        4n,
+      );
+    } finally {
+      batch.close();
+      stream.close();
+    }
   });
 
   it("daily runs narrowed by the ingest watermark (late events, re-deliveries, a batch ingested below it) equal one full replay", async () => {
