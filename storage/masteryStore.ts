@@ -11,11 +11,6 @@ import { deltaTable } from "./servingTables.ts";
  * revision it was computed from; student_mastery_rev keeps the newest revision written per key,
  * and a write whose revision is not newer is skipped. So a redelivered event adds no history row,
  * and of two workers racing on a key the newer state always ends up in student_mastery.
- * History on change (the batch job, serving/learnerState.ts, follows the same rule): a written score
- * adds a history row only when its score, explanation or model_version differs from the key's current
- * row for that source (or there is none); a state that moved without moving the score (a video event)
- * updates the current row's as_of / last_updated and adds no history point. Hand-set scores
- * (writeOverride) always add one.
  */
 
 export interface MasteryScore {
@@ -157,11 +152,7 @@ export class PgMasteryStore implements MasteryStore {
        hist AS (
          INSERT INTO student_mastery_history
            (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
-         SELECT src.*, $11::timestamp FROM src
-         WHERE NOT EXISTS (SELECT 1 FROM student_mastery m WHERE m.student_key = src.student_key
-           AND m.topic_id = src.topic_id AND m.score_source = src.score_source
-           AND m.mastery_score = src.mastery_score AND m.model_version = src.model_version
-           AND m.explanation = src.explanation))
+         SELECT src.*, $11::timestamp FROM src)
        SELECT count(*) AS n FROM moved`,
       [
         keys.map((k) => k.studentKey),
@@ -336,23 +327,17 @@ export class DuckMasteryStore implements MasteryStore {
       ];
       const select = `SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::DOUBLE[]), unnest($4::VARCHAR[]),
         unnest($5::VARCHAR[]), make_timestamp(unnest($6::BIGINT[])), unnest($7::VARCHAR[]), $8::TIMESTAMP`;
-      // History first, while the view still shows each key's previous row (history on change, see the module comment).
-      await d.conn.run(
-        `INSERT INTO student_mastery_history
-           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
-         SELECT * FROM (${select}) x(student_key, topic_id, mastery_score, score_source, model_version, as_of,
-           explanation, recorded_at)
-         WHERE NOT EXISTS (SELECT 1 FROM student_mastery m WHERE m.student_key = x.student_key
-           AND m.topic_id = x.topic_id AND m.score_source = x.score_source
-           AND m.mastery_score = x.mastery_score AND m.model_version = x.model_version
-           AND m.explanation = x.explanation)`,
-        params,
-        types,
-      );
       // Appended to the delta (storage/servingTables.ts): the newest row per key is the view's row.
       await d.conn.run(
         `INSERT INTO ${deltaTable("student_mastery")}
            (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+         ${select}`,
+        params,
+        types,
+      );
+      await d.conn.run(
+        `INSERT INTO student_mastery_history
+           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
          ${select}`,
         params,
         types,

@@ -72,11 +72,8 @@ async function snapshot(store: DuckStore): Promise<{ state: unknown[]; mastery: 
   return { state, mastery };
 }
 
-/**
- * History on change: per (key, source), the newest history point equals the current student_mastery row
- * (score, explanation, model version), and no point repeats the one before it (rowid: the append order).
- */
-async function expectHistoryOnChange(store: DuckStore): Promise<void> {
+/** Per (key, source), the newest history point (rowid: the append order) equals the current student_mastery row. */
+async function expectNewestHistoryIsCurrent(store: DuckStore): Promise<void> {
   const stale = await store.all(
     `SELECT m.student_key, m.topic_id, m.score_source FROM student_mastery m
      LEFT JOIN (SELECT * FROM student_mastery_history
@@ -86,16 +83,6 @@ async function expectHistoryOnChange(store: DuckStore): Promise<void> {
         OR h.model_version <> m.model_version`,
   );
   expect(stale).toEqual([]);
-  const repeats = await store.all(
-    `SELECT * FROM (
-       SELECT mastery_score, explanation, model_version,
-              lag(mastery_score) OVER w AS prev_score, lag(explanation) OVER w AS prev_explanation,
-              lag(model_version) OVER w AS prev_version
-       FROM student_mastery_history
-       WINDOW w AS (PARTITION BY student_key, topic_id, score_source ORDER BY rowid))
-     WHERE mastery_score = prev_score AND explanation = prev_explanation AND model_version = prev_version`,
-  );
-  expect(repeats).toEqual([]);
 }
 
 /**
@@ -181,10 +168,13 @@ describe("serving/learnerState (score bkt-elo job)", () => {
             expect(js.written).toEqual(js.expected);
             // Nothing new: the next incremental run touches no key.
             expect((await scoreBktElo(inc, DEFAULTS, { now: NOW })).keys).toBe(0);
-            // History on change: the newest point of each (key, source) is its current score, and no point
-            // repeats the one before it; a full rerun over the same events adds none.
-            for (const db of [inc, full]) await expectHistoryOnChange(db);
-            expect((await scoreBktElo(full, DEFAULTS, { now: NOW, full: true })).historyRows).toBe(0);
+            // The newest history point of each (key, source) is its current score, and a full rerun over the
+            // same events adds none, after incremental days or a full run.
+            for (const db of [inc, full]) {
+              await expectNewestHistoryIsCurrent(db);
+              expect((await scoreBktElo(db, DEFAULTS, { now: NOW, full: true })).historyRows).toBe(0);
+              await expectNewestHistoryIsCurrent(db);
+            }
           } finally {
             inc.close();
             full.close();
@@ -195,7 +185,7 @@ describe("serving/learnerState (score bkt-elo job)", () => {
     );
   }, 300_000);
 
-  it("adds a history point only when a score, explanation or model version changes; the stream's history is the batch's", async () => {
+  it("history: a day adds a point per moved key and source as the stream does; a full rerun adds one only where a score changed", async () => {
     const batch = await DuckStore.open(":memory:");
     const stream = await DuckStore.open(":memory:");
     try {
@@ -207,7 +197,7 @@ describe("serving/learnerState (score bkt-elo job)", () => {
         nowUs: () => NOW.getTime() * 1000,
       });
       // Three days: a quiz attempt, a video (moves the state's cursor and event count, not the scores), and a
-      // wrong answer. Each day is one batch run and one stream batch.
+      // wrong answer. Each day is one incremental batch run and one stream batch.
       const days: Ev[][] = [
         [{ id: "a", type: "quiz_attempt", student: "s1", topic: "t1", t: 10, correct: true, question: "q1" }],
         [{ id: "b", type: "video", student: "s1", topic: "t1", t: 20, correct: null, question: null }],
@@ -234,23 +224,24 @@ describe("serving/learnerState (score bkt-elo job)", () => {
         )) as unknown as RawEventRow[];
         await updater.apply(rows);
       }
-      // bkt + elo on day 1 and day 3; the video moved as_of only.
-      expect(historyRows).toEqual([2, 0, 2]);
-      const asOf = await batch.all<{ s: number }>(
-        "SELECT DISTINCT epoch(as_of)::DOUBLE AS s FROM student_mastery ORDER BY s",
-      );
-      expect(asOf.map((r) => r.s)).toEqual([Date.parse("2026-01-01T00:00:30Z") / 1000]);
+      expect(historyRows).toEqual([2, 2, 2]);
       const history = `SELECT student_key, topic_id, score_source, mastery_score, model_version, as_of, explanation
         FROM student_mastery_history ORDER BY as_of, score_source`;
-      const points = await batch.all<{ as_of: unknown }>(history);
-      expect(points.length).toBe(4);
+      const points = await batch.all<{ mastery_score: number }>(history);
+      expect(points.length).toBe(6);
+      // The video day's points repeat day 1's scores (only as_of moved).
+      expect(points[2]!.mastery_score).toBe(points[0]!.mastery_score);
       expect(await stream.all(history)).toEqual(points);
       expect(await snapshot(stream)).toEqual(await snapshot(batch));
-      // A full rerun over the same events and a redelivered day add no point either.
+      // A full rerun over the same events adds no point; one with another model version adds one per key
+      // and source, and the newest point is then the current score.
       expect((await scoreBktElo(batch, DEFAULTS, { now: NOW, full: true })).historyRows).toBe(0);
-      for (const db of [batch, stream]) await expectHistoryOnChange(db);
+      const other = { ...DEFAULTS, bktVersion: "other" };
+      expect((await scoreBktElo(batch, other, { now: NOW, full: true })).historyRows).toBe(1);
+      expect((await scoreBktElo(batch, other, { now: NOW, full: true })).historyRows).toBe(0);
+      await expectNewestHistoryIsCurrent(batch);
       expect((await batch.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history"))?.n).toBe(
-        4n,
+        7n,
       );
     } finally {
       batch.close();
@@ -362,6 +353,12 @@ describe("serving/learnerState (score bkt-elo job)", () => {
       const js = await jsScores(batch, models);
       expect(js.written.length).toBe(2 * full.keys);
       expect(js.written).toEqual(js.expected);
+      // A full rerun over the same events (the daily --full over unchanged data): the same tables, no history.
+      expect(full.historyRows).toBe(2 * full.keys);
+      const before = await snapshot(batch);
+      expect((await scoreBktElo(batch, models, { now: GEN_NOW, full: true })).historyRows).toBe(0);
+      expect(await snapshot(batch)).toEqual(before);
+      expect(await stream.all(STATE)).toEqual(await batch.all(STATE));
 
       // The same events as two daily runs (the second continues the stored states): same tables.
       await batch.run(`COPY raw_events TO '${join(dir, "raw.parquet")}' (FORMAT parquet)`);
