@@ -9,6 +9,7 @@
  *   THREADS=1 npx tsx bench/bktElo.bench.ts            # DuckDB on one thread
  *   EVENT_BLOCK_ROWS=262144 npx tsx bench/bktElo.bench.ts  # event rows read and folded per block (default 4M)
  *   PHASES=1 npx tsx bench/bktElo.bench.ts              # also the full job's CPU split by step (medians)
+ *   WARM=1 npx tsx bench/bktElo.bench.ts                # also a second full run over the scored store (a rerun)
  *
  * The first run builds the store under BENCH_DIR (default /tmp/batch-bkt-<students>: generate, ingest,
  * features, rule scores; BKT and Elo fitted once and saved as model directories) and keeps it; every
@@ -74,7 +75,22 @@ const scratch = join(root, "scratch.duckdb");
 // Per step of the full job (scoreBktElo onPhase): process CPU seconds since the previous step, per run.
 const phaseCpu = new Map<string, number[]>();
 const phases = process.env.PHASES === "1";
-const rows: { full: number; fullCpu: number; day: number; dayCpu: number; anchorCpu: number }[] = [];
+// WARM=1: after the cold full run, a second full run over the store it scored (the daily `--full` rerun over
+// unchanged events: every state and score is recomputed and equals the stored one).
+const warm = process.env.WARM === "1";
+const rows: {
+  full: number;
+  fullCpu: number;
+  warm: number;
+  warmCpu: number;
+  day: number;
+  dayCpu: number;
+  anchorCpu: number;
+}[] = [];
+// Rows the job appended to student_mastery_history (null when the job does not report them).
+const historyOf = (out: object): number | null =>
+  "historyRows" in out && typeof out.historyRows === "number" ? out.historyRows : null;
+let history: Record<string, number | null> = {};
 let info: Record<string, number> = {};
 let narrowing = "";
 for (let r = 0; r < runs; r++) {
@@ -96,6 +112,20 @@ for (let r = 0; r < runs; r++) {
   const full = await measure(() =>
     scoreBktElo(store, models, { full: true, ...eventBlockRows, ...(phases ? { onPhase } : {}) }),
   );
+  let warmRun = { wall: 0, cpu: 0, history: null as number | null };
+  if (warm) {
+    await store.run("CHECKPOINT");
+    const onWarmPhase = (name: string) => onPhase(`warm: ${name}`);
+    phaseStart = cpuNow();
+    const w = await measure(() =>
+      scoreBktElo(store, models, {
+        full: true,
+        ...eventBlockRows,
+        ...(phases ? { onPhase: onWarmPhase } : {}),
+      }),
+    );
+    warmRun = { wall: w.wall, cpu: w.cpu, history: historyOf(w.out) };
+  }
   // A day with 1% of the students active: their last day of events again, one day later, new ids.
   await store.run(
     `INSERT INTO raw_events
@@ -109,9 +139,23 @@ for (let r = 0; r < runs; r++) {
   const day = await measure(() => scoreBktElo(store, models, eventBlockRows));
   info = { events: full.out.events, keys: full.out.keys, dayEvents: day.out.events, dayKeys: day.out.keys };
   narrowing = day.out.narrowing;
-  rows.push({ full: full.wall, fullCpu: full.cpu, day: day.wall, dayCpu: day.cpu, anchorCpu: anchor.cpu });
+  history = {
+    full: historyOf(full.out),
+    ...(warm ? { warm: warmRun.history } : {}),
+    day: historyOf(day.out),
+  };
+  rows.push({
+    full: full.wall,
+    fullCpu: full.cpu,
+    warm: warmRun.wall,
+    warmCpu: warmRun.cpu,
+    day: day.wall,
+    dayCpu: day.cpu,
+    anchorCpu: anchor.cpu,
+  });
+  const warmText = warm ? `, warm full ${warmRun.wall.toFixed(2)} s (cpu ${warmRun.cpu.toFixed(2)})` : "";
   process.stderr.write(
-    `run ${r + 1}/${runs}: full ${full.wall.toFixed(2)} s (cpu ${full.cpu.toFixed(2)}), day ${day.wall.toFixed(2)} s (cpu ${day.cpu.toFixed(2)}), anchor cpu ${anchor.cpu.toFixed(2)}\n`,
+    `run ${r + 1}/${runs}: full ${full.wall.toFixed(2)} s (cpu ${full.cpu.toFixed(2)})${warmText}, day ${day.wall.toFixed(2)} s (cpu ${day.cpu.toFixed(2)}), anchor cpu ${anchor.cpu.toFixed(2)}, history rows ${JSON.stringify(history)}\n`,
   );
   store.close();
 }
@@ -127,6 +171,16 @@ process.stdout.write(
     fullSeconds: median(rows.map((x) => x.full)),
     fullCpuSeconds: fullCpu,
     fullCpuSecondsPer1M: Number((fullCpu / (info.events! / 1e6)).toFixed(2)),
+    ...(warm
+      ? {
+          warmFullSeconds: median(rows.map((x) => x.warm)),
+          warmFullCpuSeconds: median(rows.map((x) => x.warmCpu)),
+          warmFullCpuSecondsPer1M: Number(
+            (median(rows.map((x) => x.warmCpu)) / (info.events! / 1e6)).toFixed(2),
+          ),
+        }
+      : {}),
+    historyRows: history,
     daySeconds: median(rows.map((x) => x.day)),
     dayCpuSeconds: median(rows.map((x) => x.dayCpu)),
     anchorCpuSeconds: anchorCpu,

@@ -18,6 +18,7 @@ import {
 } from "../../serving/learnerState.ts";
 import { IncrementalUpdater } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { listValue } from "../../storage/duckdbApi.ts";
 import { DuckMasteryStore } from "../../storage/masteryStore.ts";
 import { DuckRawEventStore, type RawEventRow } from "../../storage/rawEventStore.ts";
 import { compactServingTables } from "../../storage/servingTables.ts";
@@ -69,6 +70,19 @@ async function snapshot(store: DuckStore): Promise<{ state: unknown[]; mastery: 
      FROM student_mastery ORDER BY ALL`,
   );
   return { state, mastery };
+}
+
+/** Per (key, source), the newest history point (rowid: the append order) equals the current student_mastery row. */
+async function expectNewestHistoryIsCurrent(store: DuckStore): Promise<void> {
+  const stale = await store.all(
+    `SELECT m.student_key, m.topic_id, m.score_source FROM student_mastery m
+     LEFT JOIN (SELECT * FROM student_mastery_history
+                QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, score_source ORDER BY rowid DESC) = 1) h
+       USING (student_key, topic_id, score_source)
+     WHERE h.student_key IS NULL OR h.mastery_score <> m.mastery_score OR h.explanation <> m.explanation
+        OR h.model_version <> m.model_version`,
+  );
+  expect(stale).toEqual([]);
 }
 
 /**
@@ -154,6 +168,13 @@ describe("serving/learnerState (score bkt-elo job)", () => {
             expect(js.written).toEqual(js.expected);
             // Nothing new: the next incremental run touches no key.
             expect((await scoreBktElo(inc, DEFAULTS, { now: NOW })).keys).toBe(0);
+            // The newest history point of each (key, source) is its current score, and a full rerun over the
+            // same events adds none, after incremental days or a full run.
+            for (const db of [inc, full]) {
+              await expectNewestHistoryIsCurrent(db);
+              expect((await scoreBktElo(db, DEFAULTS, { now: NOW, full: true })).historyRows).toBe(0);
+              await expectNewestHistoryIsCurrent(db);
+            }
           } finally {
             inc.close();
             full.close();
@@ -162,6 +183,70 @@ describe("serving/learnerState (score bkt-elo job)", () => {
       ),
       { numRuns: 15 },
     );
+  }, 300_000);
+
+  it("history: a day adds a point per moved key and source as the stream does; a full rerun adds one only where a score changed", async () => {
+    const batch = await DuckStore.open(":memory:");
+    const stream = await DuckStore.open(":memory:");
+    try {
+      const updater = new IncrementalUpdater({
+        raw: await DuckRawEventStore.open(stream),
+        state: await DuckStateStore.open(stream),
+        mastery: await DuckMasteryStore.open(stream),
+        models: DEFAULTS,
+        nowUs: () => NOW.getTime() * 1000,
+      });
+      // Three days: a quiz attempt, a video (moves the state's cursor and event count, not the scores), and a
+      // wrong answer. Each day is one incremental batch run and one stream batch.
+      const days: Ev[][] = [
+        [{ id: "a", type: "quiz_attempt", student: "s1", topic: "t1", t: 10, correct: true, question: "q1" }],
+        [{ id: "b", type: "video", student: "s1", topic: "t1", t: 20, correct: null, question: null }],
+        [
+          {
+            id: "c",
+            type: "quiz_attempt",
+            student: "s1",
+            topic: "t1",
+            t: 30,
+            correct: false,
+            question: "q1",
+          },
+        ],
+      ];
+      const historyRows: number[] = [];
+      for (const day of days) {
+        await insert(batch, day);
+        historyRows.push((await scoreBktElo(batch, DEFAULTS, { now: NOW })).historyRows);
+        const rows = (await batch.all(
+          `SELECT * EXCLUDE (ts, ingested_at), epoch_us(ts)::DOUBLE AS ts_us, epoch_us(ingested_at)::DOUBLE AS ingested_at_us
+           FROM raw_events WHERE event_id IN (SELECT unnest($1::VARCHAR[]))`,
+          [listValue(day.map((e) => e.id))],
+        )) as unknown as RawEventRow[];
+        await updater.apply(rows);
+      }
+      expect(historyRows).toEqual([2, 2, 2]);
+      const history = `SELECT student_key, topic_id, score_source, mastery_score, model_version, as_of, explanation
+        FROM student_mastery_history ORDER BY as_of, score_source`;
+      const points = await batch.all<{ mastery_score: number }>(history);
+      expect(points.length).toBe(6);
+      // The video day's points repeat day 1's scores (only as_of moved).
+      expect(points[2]!.mastery_score).toBe(points[0]!.mastery_score);
+      expect(await stream.all(history)).toEqual(points);
+      expect(await snapshot(stream)).toEqual(await snapshot(batch));
+      // A full rerun over the same events adds no point; one with another model version adds one per key
+      // and source, and the newest point is then the current score.
+      expect((await scoreBktElo(batch, DEFAULTS, { now: NOW, full: true })).historyRows).toBe(0);
+      const other = { ...DEFAULTS, bktVersion: "other" };
+      expect((await scoreBktElo(batch, other, { now: NOW, full: true })).historyRows).toBe(1);
+      expect((await scoreBktElo(batch, other, { now: NOW, full: true })).historyRows).toBe(0);
+      await expectNewestHistoryIsCurrent(batch);
+      expect((await batch.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history"))?.n).toBe(
+        7n,
+      );
+    } finally {
+      batch.close();
+      stream.close();
+    }
   });
 
   it("daily runs narrowed by the ingest watermark (late events, re-deliveries, a batch ingested below it) equal one full replay", async () => {
@@ -268,6 +353,12 @@ describe("serving/learnerState (score bkt-elo job)", () => {
       const js = await jsScores(batch, models);
       expect(js.written.length).toBe(2 * full.keys);
       expect(js.written).toEqual(js.expected);
+      // A full rerun over the same events (the daily --full over unchanged data): the same tables, no history.
+      expect(full.historyRows).toBe(2 * full.keys);
+      const before = await snapshot(batch);
+      expect((await scoreBktElo(batch, models, { now: GEN_NOW, full: true })).historyRows).toBe(0);
+      expect(await snapshot(batch)).toEqual(before);
+      expect(await stream.all(STATE)).toEqual(await batch.all(STATE));
 
       // The same events as two daily runs (the second continues the stored states): same tables.
       await batch.run(`COPY raw_events TO '${join(dir, "raw.parquet")}' (FORMAT parquet)`);
