@@ -16,9 +16,11 @@
  *   DUCKAB_BEFORE=/tmp/ab/before DUCKAB_READS=200 DUCKAB_POSTS=60 npx tsx bench/duckAB.bench.ts
  *
  * Without DUCKAB_BEFORE both sides are this tree (an A/A run: the noise floor of the ratios).
+ * DUCKAB_PROF=dir: a V8 CPU profile of each measured phase (both sides) in dir/<phase>.cpuprofile.
  * Target (issue 15): a cold GET /mastery <= 2 ms of server time for a student with 100 topics.
  */
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import type { AddressInfo } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -164,6 +166,22 @@ async function alternate(sides: [Side, Side], n: number, call: (s: Side, i: numb
   return out;
 }
 
+const profDir = process.env.DUCKAB_PROF;
+const inspector = profDir === undefined ? null : new Session();
+/** `phase()` measured, and profiled into DUCKAB_PROF/<name>.cpuprofile when set. */
+async function profiled<T>(name: string, phase: () => Promise<T>): Promise<T> {
+  if (inspector === null || profDir === undefined) return phase();
+  mkdirSync(profDir, { recursive: true });
+  inspector.connect();
+  await inspector.post("Profiler.enable");
+  await inspector.post("Profiler.start");
+  const out = await phase();
+  const { profile } = await inspector.post("Profiler.stop");
+  writeFileSync(join(profDir, `${name.replace(/[^a-z0-9]+/gi, "_")}.cpuprofile`), JSON.stringify(profile));
+  inspector.disconnect();
+  return out;
+}
+
 function report(what: string, sides: [Side, Side], [a, b]: [Sample, Sample]) {
   const f = (s: Sample) => ({
     median: quantile(s.ms, 0.5),
@@ -196,18 +214,24 @@ await alternate(sides, 5, (s, i) => s.post(quizPostBody(`abwarm${i}`, STUDENTS -
 report(
   "cold GET 100 topics",
   sides,
-  await alternate(sides, READS, (s, i) => s.masteryJson(pseudo.studentKey(`wide-${i}`))),
+  await profiled("cold100", () =>
+    alternate(sides, READS, (s, i) => s.masteryJson(pseudo.studentKey(`wide-${i}`))),
+  ),
 );
 report(
   "cold GET 20 topics",
   sides,
-  await alternate(sides, READS, (s, i) => s.masteryJson(pseudo.studentKey(`student-${i}`))),
+  await profiled("cold20", () =>
+    alternate(sides, READS, (s, i) => s.masteryJson(pseudo.studentKey(`student-${i}`))),
+  ),
 );
 // Each POST to a student not read above, so its group writes a fresh cache entry's student.
 report(
   "POST /events x10",
   sides,
-  await alternate(sides, POSTS, (s, i) => s.post(quizPostBody(`ab${i}`, READS + 20 + (i % 500), i * 10, 20))),
+  await profiled("post10", () =>
+    alternate(sides, POSTS, (s, i) => s.post(quizPostBody(`ab${i}`, READS + 20 + (i % 500), i * 10, 20))),
+  ),
 );
 console.log(
   `load average at start ${load0.map((l) => l.toFixed(1)).join(" ")}, at end ${loadavg()
