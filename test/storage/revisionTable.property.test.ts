@@ -117,7 +117,8 @@ describe("revision tables read by student (storage/revisionTable.ts)", () => {
         ),
         fc.array(fc.string({ unit: "grapheme" }), { maxLength: 12 }),
         async (few, any) => {
-          const xs = [...few, ...any];
+          // An empty list has no item type to bind: one string always.
+          const xs = [...few, ...any, "a"];
           const sql = (
             await duck.all<{ x: string }>("SELECT unnest($1::VARCHAR[]) AS x ORDER BY x", [listValue(xs)])
           ).map((r) => r.x);
