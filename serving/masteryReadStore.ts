@@ -1,6 +1,8 @@
 import type { DuckReadPool, DuckStore } from "../storage/duckdb.ts";
 import type { PgStore } from "../storage/postgres.ts";
+import { newestRevisions, type RevisionRow, revisionsSql } from "../storage/revisionTable.ts";
 import type { StateStore } from "../storage/stateStore.ts";
+import { compareUtf8 } from "../storage/utf8Order.ts";
 
 /**
  * The reads behind GET /mastery, /mastery/:id/history, /mastery/:id/:topic/history and /recommendations: student_mastery
@@ -98,6 +100,31 @@ const TOPICS_SQL =
   "SELECT topic_id, name, chapter_id, subject_id, course_id, content_length, prerequisites FROM topics";
 
 /**
+ * The embedded file's reads of one student: the base and delta revisions of student_mastery / learner_state
+ * filtered by the student, the newest per key picked in JS (storage/revisionTable.ts), not through the
+ * tables' views. Rows in the order of MASTERY_SQL's ORDER BY (DuckDB orders VARCHAR by UTF-8 bytes).
+ */
+const SCORE_COLUMNS =
+  "topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated";
+const DUCK_MASTERY_SQL = `SELECT x.topic_id, x.mastery_score, x.score_source, x.model_version, x.as_of, x.explanation,
+       x.last_updated, t.name, t.chapter_id, t.subject_id, t.course_id, x.revision_seq
+  FROM (${revisionsSql("student_mastery", SCORE_COLUMNS, "student_key = $1")}) x LEFT JOIN topics t USING (topic_id)`;
+const DUCK_SCORE_SQL = revisionsSql(
+  "student_mastery",
+  `${SCORE_COLUMNS}, NULL AS name, NULL AS chapter_id, NULL AS subject_id, NULL AS course_id`,
+  "student_key = $1",
+);
+const DUCK_ABILITY_SQL = revisionsSql("learner_state", "topic_id, elo_ability", "student_key = $1");
+
+const byTopicAndSource = (a: MasteryViewRow, b: MasteryViewRow): number =>
+  compareUtf8(a.topic_id, b.topic_id) || compareUtf8(a.score_source, b.score_source);
+
+/** One student's served rows: the newest revision per (topic, source), by topic_id then score_source. */
+function newestScores(rows: (MasteryViewRow & RevisionRow)[]): MasteryViewRow[] {
+  return newestRevisions("student_mastery", rows, ["student_key"]).sort(byTopicAndSource);
+}
+
+/**
  * The StateStore is keyed by (student, topic) and has no per-student scan (Redis hashes), so the
  * student's topics are taken from student_mastery: the updater writes a score for every key it
  * commits a state for.
@@ -127,12 +154,12 @@ export class DuckMasteryReadStore implements MasteryReadStore {
     this.concurrent = !("conn" in store);
   }
 
-  masteryRows(studentKey: string): Promise<MasteryViewRow[]> {
-    return this.store.all<MasteryViewRow>(MASTERY_SQL, [studentKey]);
+  async masteryRows(studentKey: string): Promise<MasteryViewRow[]> {
+    return newestScores(await this.store.all<MasteryViewRow & RevisionRow>(DUCK_MASTERY_SQL, [studentKey]));
   }
 
-  scoreRows(studentKey: string): Promise<MasteryViewRow[]> {
-    return this.store.all<MasteryViewRow>(SCORE_SQL, [studentKey]);
+  async scoreRows(studentKey: string): Promise<MasteryViewRow[]> {
+    return newestScores(await this.store.all<MasteryViewRow & RevisionRow>(DUCK_SCORE_SQL, [studentKey]));
   }
 
   history(studentKey: string, topicId: string): Promise<HistoryRow[]> {
@@ -164,11 +191,13 @@ export class DuckMasteryReadStore implements MasteryReadStore {
         ).map((t) => t.topic_id);
       return abilitiesFromState(this.state, studentKey, topics);
     }
-    const rows = await this.store.all<{ topic_id: string; elo_ability: number }>(
-      "SELECT topic_id, elo_ability FROM learner_state WHERE student_key = $1",
+    const rows = await this.store.all<{ topic_id: string; elo_ability: number } & RevisionRow>(
+      DUCK_ABILITY_SQL,
       [studentKey],
     );
-    return new Map(rows.map((r) => [r.topic_id, r.elo_ability]));
+    return new Map(
+      newestRevisions("learner_state", rows, ["student_key"]).map((r) => [r.topic_id, r.elo_ability]),
+    );
   }
 }
 

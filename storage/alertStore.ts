@@ -1,7 +1,9 @@
 import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, TIMESTAMP, VARCHAR } from "./duckdbApi.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
+import { newestRevisions, type RevisionRow, revisionsSql } from "./revisionTable.ts";
 import { ALERT_DDL } from "./schema.ts";
+import { studentFilter } from "./studentFilter.ts";
 
 /**
  * The tables of at-risk alerts (alerts, alert_state, webhook_deliveries) next to the student_mastery
@@ -92,20 +94,39 @@ export class DuckAlertStore implements AlertStore {
     if (keys.length === 0) return [];
     // The keys as two string lists (parameters: no staging table to fill and drop). School and grade come
     // from student_context (storage/studentContext.ts), kept per student by the raw_events writers: not an
-    // aggregate over raw_events, which has no index here and was scanned whole on every check.
-    return this.store.all<AlertCandidate & Record<string, unknown>>(
+    // aggregate over raw_events, which has no index here and was scanned whole on every check. The scores:
+    // the base and delta revisions of student_mastery filtered by the group's students (up to
+    // MAX_FILTERED_STUDENTS of them), the newest per key picked here (storage/revisionTable.ts); a bigger
+    // group reads the view.
+    const f = studentFilter(
+      "student_key",
+      keys.map((k) => k.studentKey),
+      3,
+    );
+    const scores =
+      f.params.length === 0
+        ? "student_mastery"
+        : `(${revisionsSql(
+            "student_mastery",
+            "student_key, topic_id, mastery_score, score_source, as_of, explanation",
+            f.sql,
+          )})`;
+    const rows = await this.store.all<AlertCandidate & Partial<RevisionRow> & Record<string, unknown>>(
       `WITH k AS (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id),
        ctx AS (
          SELECT student_key, school_id, grade FROM student_context
          WHERE student_key IN (SELECT DISTINCT student_key FROM k))
        SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, m.as_of, m.explanation,
               s.below, s.crossings,
-              ctx.school_id, ctx.grade
-       FROM student_mastery m JOIN k USING (student_key, topic_id)
+              ctx.school_id, ctx.grade${f.params.length === 0 ? "" : ", m.revision_seq"}
+       FROM ${scores} m JOIN k USING (student_key, topic_id)
        LEFT JOIN alert_state s USING (student_key, topic_id)
        LEFT JOIN ctx USING (student_key)`,
-      [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId))],
+      [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId)), ...f.params],
     );
+    return f.params.length === 0
+      ? rows
+      : newestRevisions("student_mastery", rows as ((typeof rows)[number] & RevisionRow)[]);
   }
 
   async record(

@@ -18,7 +18,7 @@ import { applyFeatureLayout, isFeaturesDdl } from "./featureRows.ts";
 export const LAYERED_TABLES = ["student_mastery", "learner_state"] as const;
 export type LayeredTable = (typeof LAYERED_TABLES)[number];
 
-const KEY: Record<LayeredTable, readonly string[]> = {
+export const LAYERED_KEY: Record<LayeredTable, readonly string[]> = {
   student_mastery: ["student_key", "topic_id", "score_source"],
   learner_state: ["student_key", "topic_id"],
 };
@@ -112,7 +112,7 @@ async function baseColumns(conn: DuckDBConnection, t: LayeredTable): Promise<str
  * one student stays a filtered scan / index lookup of the base, measured against NOT EXISTS: ~9x faster).
  */
 function newestRowSql(t: LayeredTable, cols: readonly string[]): string {
-  const key = KEY[t];
+  const key = LAYERED_KEY[t];
   return `SELECT ${cols.join(", ")} FROM ${deltaTable(t)}
     QUALIFY row_number() OVER (PARTITION BY ${key.join(", ")} ORDER BY delta_seq DESC) = 1
   UNION ALL
@@ -176,23 +176,23 @@ export function compactionReason(shares: readonly DeltaShare[], policy: Compacti
 export async function foldDelta(store: DuckStore, t: LayeredTable, where = "TRUE"): Promise<number> {
   const cols = await baseColumns(store.conn, t);
   const n = await store.one<{ n: bigint }>(
-    `SELECT count(DISTINCT (${KEY[t].join(", ")})) AS n FROM ${deltaTable(t)} WHERE ${where}`,
+    `SELECT count(DISTINCT (${LAYERED_KEY[t].join(", ")})) AS n FROM ${deltaTable(t)} WHERE ${where}`,
   );
   if (Number(n?.n ?? 0n) === 0) return 0;
   const newest = `SELECT ${cols.join(", ")} FROM ${deltaTable(t)} WHERE ${where}
-    QUALIFY row_number() OVER (PARTITION BY ${KEY[t].join(", ")} ORDER BY delta_seq DESC) = 1`;
+    QUALIFY row_number() OVER (PARTITION BY ${LAYERED_KEY[t].join(", ")} ORDER BY delta_seq DESC) = 1`;
   // UPDATE of the keys in the base, then INSERT of the others: no primary-key deletes (an INSERT OR REPLACE
   // deletes from the index, which makes the commit checkpoint every index of the file).
   await store.run(`CREATE OR REPLACE TEMP TABLE serving_fold AS ${newest}`);
   const set = cols
-    .filter((c) => !KEY[t].includes(c))
+    .filter((c) => !LAYERED_KEY[t].includes(c))
     .map((c) => `${c} = x.${c}`)
     .join(", ");
-  const match = KEY[t].map((k) => `${baseTable(t)}.${k} = x.${k}`).join(" AND ");
+  const match = LAYERED_KEY[t].map((k) => `${baseTable(t)}.${k} = x.${k}`).join(" AND ");
   await store.run(`UPDATE ${baseTable(t)} SET ${set} FROM temp.serving_fold x WHERE ${match}`);
   await store.run(
     `INSERT INTO ${baseTable(t)} (${cols.join(", ")}) SELECT ${cols.join(", ")} FROM temp.serving_fold x
-     WHERE NOT EXISTS (SELECT 1 FROM ${baseTable(t)} b WHERE ${KEY[t].map((k) => `b.${k} = x.${k}`).join(" AND ")})`,
+     WHERE NOT EXISTS (SELECT 1 FROM ${baseTable(t)} b WHERE ${LAYERED_KEY[t].map((k) => `b.${k} = x.${k}`).join(" AND ")})`,
   );
   await store.run(`DELETE FROM ${deltaTable(t)} WHERE ${where}`);
   await store.run("DROP TABLE temp.serving_fold");

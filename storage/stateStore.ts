@@ -3,6 +3,7 @@ import { Redis } from "ioredis";
 import type { LearnerState } from "../models/learnerState.ts";
 import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
+import { newestRevisions, type RevisionRow, revisionsSql } from "./revisionTable.ts";
 import { STREAM_DDL } from "./schema.ts";
 import { deltaTable } from "./servingTables.ts";
 import { studentFilter } from "./studentFilter.ts";
@@ -510,6 +511,13 @@ const DUCK_SELECT = `SELECT s.student_key, s.topic_id, s.p_mastery, s.elo_abilit
   s.bkt_model_version, s.elo_model_version, s.p_unknown, s.event_n, s.latent_state, s.latent_model_version, r.rev
   FROM learner_state s LEFT JOIN learner_state_rev r USING (student_key, topic_id)`;
 
+/** DUCK_SELECT's columns read from the base and delta revisions of learner_state (storage/revisionTable.ts). */
+const DUCK_REVISION_COLUMNS = `student_key, topic_id, p_mastery, elo_ability, elo_n, bkt_n,
+  epoch_us(last_ts)::DOUBLE AS last_ts_us, last_event_id, correct_streak, correct_n,
+  bkt_correct_delta, bkt_incorrect_delta, bkt_learn_delta, bkt_streak_obs_delta,
+  bkt_streak_learn_delta, elo_correct_delta, elo_incorrect_delta, elo_streak_delta,
+  bkt_model_version, elo_model_version, p_unknown, event_n, latent_state, latent_model_version`;
+
 const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
 
 /** learner_state columns in the order appendLearnerStateRow writes them. */
@@ -656,34 +664,49 @@ export class DuckStateStore implements StateStore {
 
   async eloAbilities(studentKey: string, topicIds: readonly string[]): Promise<Map<string, number>> {
     if (topicIds.length === 0) return new Map();
-    const rows = await this.duck.all<{ topic_id: string; elo_ability: number }>(
-      `SELECT topic_id, elo_ability FROM learner_state
-        WHERE student_key = $1 AND topic_id IN (SELECT unnest($2::VARCHAR[]))`,
+    // The student's revisions, the newest per topic picked here (storage/revisionTable.ts).
+    const rows = await this.duck.all<{ topic_id: string; elo_ability: number } & RevisionRow>(
+      revisionsSql(
+        "learner_state",
+        "topic_id, elo_ability",
+        "student_key = $1 AND topic_id IN (SELECT unnest($2::VARCHAR[]))",
+      ),
       [studentKey, listValue([...topicIds])],
     );
-    return new Map(rows.map((r) => [r.topic_id, r.elo_ability]));
+    return new Map(
+      newestRevisions("learner_state", rows, ["student_key"]).map((r) => [r.topic_id, r.elo_ability]),
+    );
   }
 
   async load(keys: readonly KeyLoad[]): Promise<LoadedKey[]> {
     if (keys.length === 0) return [];
     const sks = listValue(keys.map((k) => k.studentKey));
     const tps = listValue(keys.map((k) => k.topicId));
-    // The students as constants too (storage/studentFilter.ts): pushed through the learner_state view into its
-    // base and delta scans. Without them this read built the view's whole newest-row anti-join (~100-400 ms of
-    // CPU at 10,000 students x 20 topics); the plain tables below (seen, revisions) already get DuckDB's
-    // join filter in their scans, and the filter measured no gain there.
+    // The batch's students as constants (storage/studentFilter.ts) filter the base and delta scans of
+    // learner_state, and the newest revision per key is picked here (storage/revisionTable.ts). Through the
+    // view, ten keys built its newest-row anti-join for every key (~100-400 ms of CPU at 10,000 students x
+    // 20 topics) unless the students were constants; the view's window and join still cost each read.
     const f = studentFilter(
-      "s.student_key",
+      "student_key",
       keys.map((k) => k.studentKey),
       3,
     );
-    const rows = await this.duck.all<DuckStateRow>(
-      `${DUCK_SELECT}
-       JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
-         USING (student_key, topic_id)
-       WHERE ${f.sql}`,
-      [sks, tps, ...f.params],
-    );
+    const keyList = `(SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k`;
+    const rows =
+      f.params.length === 0
+        ? await this.duck.all<DuckStateRow>(`${DUCK_SELECT} JOIN ${keyList} USING (student_key, topic_id)`, [
+            sks,
+            tps,
+          ])
+        : newestRevisions(
+            "learner_state",
+            await this.duck.all<DuckStateRow & RevisionRow>(
+              `SELECT s.*, r.rev FROM (${revisionsSql("learner_state", DUCK_REVISION_COLUMNS, f.sql)}) s
+               JOIN ${keyList} USING (student_key, topic_id)
+               LEFT JOIN learner_state_rev r USING (student_key, topic_id)`,
+              [sks, tps, ...f.params],
+            ),
+          );
     const byKey = new Map(rows.map((r) => [`${r.student_key}\u0000${r.topic_id}`, r]));
     const ids: string[] = [];
     const idSk: string[] = [];
