@@ -21,21 +21,14 @@
  */
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
-import type { AddressInfo } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { pino } from "pino";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
-import { signToken } from "../serving/auth.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { baseTable, deltaTable } from "../storage/servingTables.ts";
-import {
-  envNumber as env,
-  BENCH_PSEUDONYM_KEY as KEY,
-  quizPostBody,
-  BENCH_SECRET as SECRET,
-} from "./benchEnv.ts";
+import { envNumber as env, BENCH_PSEUDONYM_KEY as KEY, quizPostBody } from "./benchEnv.ts";
+import { listenBenchApp } from "./benchServer.ts";
 
 const STUDENTS = env("DUCKAB_STUDENTS", 3000);
 const WIDE = env("DUCKAB_WIDE", 200);
@@ -103,19 +96,13 @@ async function openSide(name: string, root: string, seeded: string): Promise<Sid
     join(root, "serving/alerts.ts")
   )) as typeof import("../serving/alerts.ts");
   const store = await Store.open(path, { encryption: null });
-  const { app, ctx } = await createApp({
-    store,
-    pseudonymizer: pseudo,
-    jwtSecret: SECRET,
-    logger: pino({ level: "warn" }),
-    thresholds: parseThresholds({}, {}),
-    defaultMetrics: false,
-    config: { rateLimit: { windowMs: 60_000, limit: 0 } },
-  });
-  const server = app.listen(0, "127.0.0.1");
-  await new Promise((r) => server.once("listening", r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
-  const auth = `Bearer ${await signToken(SECRET, { role: "admin", sub: "bench" }, "1h")}`;
+  const {
+    ctx,
+    server,
+    base,
+    authorization: auth,
+  } = await listenBenchApp({ createApp, parseThresholds }, { store, pseudonymizer: pseudo });
+  const url = `${base}/events`;
   return {
     name,
     masteryJson: (k) => ctx.masteryJson(k),

@@ -22,15 +22,12 @@
  * there on the first run with the same STMT_* shape).
  */
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { replayEvents } from "../models/learnerState.ts";
 import { parseThresholds } from "../serving/alerts.ts";
 import { createApp } from "../serving/app.ts";
-import { signToken } from "../serving/auth.ts";
 import { topicParamsResolver } from "../serving/learnerState.ts";
 import { learnerEvent, streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
@@ -38,12 +35,8 @@ import { DuckRawEventStore, type LearnerRow } from "../storage/rawEventStore.ts"
 import { baseTable, compactServingTables } from "../storage/servingTables.ts";
 import { DuckStateStore, type StateCommit } from "../storage/stateStore.ts";
 import { upsertStudentContextSql } from "../storage/studentContext.ts";
-import {
-  envNumber as env,
-  BENCH_PSEUDONYM_KEY as KEY,
-  quizPostBody,
-  BENCH_SECRET as SECRET,
-} from "./benchEnv.ts";
+import { envNumber as env, BENCH_PSEUDONYM_KEY as KEY, quizPostBody } from "./benchEnv.ts";
+import { listenBenchApp } from "./benchServer.ts";
 
 const STUDENTS = env("STMT_STUDENTS", 3000);
 const REPS = env("STMT_REPS", 20);
@@ -251,19 +244,11 @@ if (!reuse) {
     store = await openStore();
   }
 }
-const { app, ctx } = await createApp({
-  store,
-  pseudonymizer: pseudo,
-  jwtSecret: SECRET,
-  logger: pino({ level: "warn" }),
-  thresholds: parseThresholds({}, {}),
-  defaultMetrics: false,
-  config: { rateLimit: { windowMs: 60_000, limit: 0 } },
-});
-const server = app.listen(0, "127.0.0.1");
-await new Promise((r) => server.once("listening", r));
-const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-const auth = { authorization: `Bearer ${await signToken(SECRET, { role: "admin", sub: "bench" }, "1h")}` };
+const { ctx, server, base, authorization } = await listenBenchApp(
+  { createApp, parseThresholds },
+  { store, pseudonymizer: pseudo },
+);
+const auth = { authorization };
 await instrument();
 console.log(
   `duck statements: ${STUDENTS} students x ${TOPICS} topics, ${RAW_EVENTS} raw events each, state ${WITH_STATE ? "seeded" : "none"}, ${REPS} requests per kind, DuckDB threads ${THREADS ?? "default"}`,

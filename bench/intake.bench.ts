@@ -24,17 +24,14 @@
  */
 
 import { mkdtempSync, rmSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { pino } from "pino";
 import { configuredTimeRange, timeBounds } from "../features/contractConfig.ts";
 import { checkRecord } from "../features/ingest.ts";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { parseThresholds } from "../serving/alerts.ts";
 import { createApp } from "../serving/app.ts";
-import { signToken } from "../serving/auth.ts";
 import { openServingBackends } from "../serving/servingBackends.ts";
 import { type IncrementalUpdater, rowsFromEvent, streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
@@ -45,8 +42,8 @@ import {
   BENCH_PSEUDONYM_KEY as KEY,
   BENCH_PG_URL as PG_URL,
   BENCH_REDIS_URL as REDIS_URL,
-  BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
+import { listenBenchApp } from "./benchServer.ts";
 
 const REPS = Number(process.env.INTAKE_REPS ?? 7);
 if (!Number.isInteger(REPS) || REPS < 1)
@@ -176,20 +173,11 @@ async function runMode(mode: Mode): Promise<string[]> {
   const { store, extra, close } = await open(mode, dir);
   if (mode === "embedded") await prefill(store);
   const pseudo = new Pseudonymizer(KEY);
-  const { app, ctx } = await createApp({
-    store,
-    pseudonymizer: pseudo,
-    jwtSecret: SECRET,
-    logger: pino({ level: "warn" }),
-    thresholds: parseThresholds({}, {}),
-    defaultMetrics: false,
-    config: { rateLimit: { windowMs: 60_000, limit: 0 } },
-    ...extra,
-  });
-  const server = app.listen(0, "127.0.0.1");
-  await new Promise((r) => server.once("listening", r));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const token = await signToken(SECRET, { role: "admin", sub: "bench" }, "1h");
+  const { ctx, server, base, authorization } = await listenBenchApp(
+    { createApp, parseThresholds },
+    { store, pseudonymizer: pseudo, ...extra },
+  );
+  const token = authorization.slice("Bearer ".length);
   const updater = ctx.updater as IncrementalUpdater;
   // The alert check, timed by wrapping it (the server calls it once per group, after the updater).
   const extraMs = { alerts: 0 };
