@@ -472,6 +472,11 @@ async function httpScenario(
             signal: AbortSignal.timeout(30_000),
           });
         } catch (err) {
+          // A server that died is a failure to report now (with its log), not an outage to wait out.
+          if (server.proc.exitCode !== null || server.proc.signalCode !== null)
+            throw new Error(
+              `mastery serve died during the scenario (exit ${server.proc.exitCode ?? server.proc.signalCode}); its log tail: ${server.tail().slice(-2500)}`,
+            );
           notes.push(`POST failed: ${(err as Error).message}`);
           await sleep(500);
           continue;

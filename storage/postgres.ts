@@ -249,6 +249,13 @@ export class PgStore {
     if (this.tx.getStore() !== undefined) return fn();
     const client = await this.connect();
     let broken: unknown;
+    // The pool listens for errors only on idle clients: a connection the server ends while this one is
+    // checked out between two statements (a restart, pg_terminate_backend) emits 'error' on the client,
+    // which would crash the process without a listener. The client is then destroyed, not returned.
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    client.on("error", onError);
     try {
       await client.query("BEGIN");
       const out = await this.tx.run(client, fn);
@@ -262,6 +269,7 @@ export class PgStore {
         });
       throw this.wrap(err);
     } finally {
+      client.removeListener("error", onError);
       client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
     }
   }
