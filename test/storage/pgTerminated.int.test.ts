@@ -17,8 +17,9 @@ describe("PgStore transaction on a terminated connection", () => {
     try {
       const err = await pg
         .transaction(async () => {
-          const { pid } = await pg.one<{ pid: number }>("SELECT pg_backend_pid() AS pid");
-          await killer.run("SELECT pg_terminate_backend($1)", [pid]);
+          const pid = (await pg.one<{ pid: number }>("SELECT pg_backend_pid() AS pid"))?.pid;
+          expect(pid).toBeTypeOf("number");
+          await killer.run("SELECT pg_terminate_backend($1)", [pid ?? -1]);
           // The server's FATAL message reaches the client while no statement of it is running.
           await new Promise((r) => setTimeout(r, 300));
           await pg.run("SELECT 1");
