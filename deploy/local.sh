@@ -119,6 +119,10 @@ wait_topology() {
 }
 
 start_lb() {
+  if [[ ! -x $HAPROXY ]]; then
+    echo "deploy/local.sh: HAProxy not found at $HAPROXY; install Debian's package (apt-get install haproxy) or set HAPROXY=/path/to/haproxy" >&2
+    return 1
+  fi
   { MASTERY_LB_PORT=$LB_PORT MASTERY_LB_STATS_PORT=$((LB_PORT + 1)) envsubst '${MASTERY_LB_PORT} ${MASTERY_LB_STATS_PORT}' \
       <deploy/haproxy.cfg
     for i in $(seq "$SERVERS"); do echo "    server s$i 127.0.0.1:$((BASE_PORT + i)) check"; done
