@@ -33,6 +33,11 @@ export const RULE = "at_risk";
 export interface ThresholdConfig {
   atRisk: number;
   hysteresis: number;
+  /**
+   * How far back a starting server re-checks keys whose score moved (minutes; 0: off): the checks a
+   * stopped process had queued after its answers (recoverAlertChecks).
+   */
+  recoveryMinutes: number;
   schools: Map<string, { atRisk: number | undefined; grades: Map<number, number> }>;
   webhooks: WebhookTarget[];
 }
@@ -57,6 +62,15 @@ const unit = (v: unknown, where: string): number => {
   return v;
 };
 
+const minutes = (v: unknown, where: string): number => {
+  if (typeof v !== "number" || !(v >= 0 && v <= 7 * 24 * 60)) {
+    throw new AlertConfigError(
+      `${where} must be a number of minutes in [0, 10080] (got ${JSON.stringify(v)}); e.g. 15, or 0 to turn it off`,
+    );
+  }
+  return v;
+};
+
 /** Parses config/thresholds.yaml (see the file for the layout); webhook secrets come from env. */
 export function parseThresholds(
   doc: unknown,
@@ -68,6 +82,7 @@ export function parseThresholds(
   const cfg: ThresholdConfig = {
     atRisk: unit(def.at_risk ?? 0.4, `${source}: default.at_risk`),
     hysteresis: unit(d.hysteresis ?? 0.05, `${source}: hysteresis`),
+    recoveryMinutes: minutes(d.recovery_minutes ?? 2, `${source}: recovery_minutes`),
     schools: new Map(),
     webhooks: [],
   };
@@ -171,6 +186,26 @@ export async function checkTimeCrossings(
   for (let i = 0; i < keys.length; i += group) raised.push(...(await engine.check(keys.slice(i, i + group))));
   await engine.drain();
   return { candidates: keys.length, raised };
+}
+
+/**
+ * A starting server's catch-up of the alert checks a stopped process had queued after its answers
+ * (serving/deferredAlertChecks.ts keeps them in memory): every key whose score moved within
+ * `cfg.recoveryMinutes` before `at` is queued for a check through `enqueue`, at most `limit` of them, the
+ * newest first. A check is idempotent (one alert per crossing, a compare-and-set on alert_state), so keys
+ * that were checked already raise nothing again. Returns how many keys were queued.
+ */
+export async function recoverAlertChecks(
+  store: Pick<AlertStore, "recentlyScored">,
+  cfg: ThresholdConfig,
+  at: Date,
+  enqueue: (keys: readonly UpdatedKey[]) => void,
+  limit = 200_000,
+): Promise<number> {
+  if (cfg.recoveryMinutes <= 0) return 0;
+  const keys = await store.recentlyScored(new Date(at.getTime() - cfg.recoveryMinutes * 60_000), limit);
+  if (keys.length > 0) enqueue(keys);
+  return keys.length;
 }
 
 export interface AlertPayload {

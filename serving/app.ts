@@ -28,7 +28,7 @@ import { SERVING_DDL } from "../storage/schema.ts";
 import { DuckStateStore } from "../storage/stateStore.ts";
 import { redactErrorMessage } from "../storage/storeErrors.ts";
 import { BACKEND_LABEL } from "../storage/unavailable.ts";
-import { AlertEngine, loadThresholds, type ThresholdConfig } from "./alerts.ts";
+import { AlertEngine, loadThresholds, recoverAlertChecks, type ThresholdConfig } from "./alerts.ts";
 import {
   Authenticator,
   maxTtlFromEnv,
@@ -418,7 +418,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     onServerFile: true,
   };
   const alertStore = deps.alertStore ?? (await gate.run(() => DuckAlertStore.open(store)));
-  const alerts = new AlertEngine(alertStore, deps.thresholds ?? loadThresholds(), {
+  const thresholds = deps.thresholds ?? loadThresholds();
+  const alerts = new AlertEngine(alertStore, thresholds, {
     withStore: alertStore.concurrent ? (fn) => fn() : (fn) => gate.run(fn),
     now,
     ...(deps.webhookRetry ? { retry: deps.webhookRetry } : {}),
@@ -436,6 +437,29 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         "alert check after POST /events failed; retrying",
       ),
   });
+  // The checks a stopped process had queued after its answers were in its memory only: a starting server
+  // re-checks the keys whose score moved in the last `recovery_minutes` (config/thresholds.yaml), in the
+  // background; a key checked already raises nothing again (serving/alerts.ts recoverAlertChecks).
+  const recentlyScored = (since: Date, limit: number) =>
+    alertStore.concurrent
+      ? alertStore.recentlyScored(since, limit)
+      : gate.run(() => alertStore.recentlyScored(since, limit));
+  const alertRecovery = recoverAlertChecks({ recentlyScored }, thresholds, now(), (keys) =>
+    alertChecks.enqueue(keys),
+  ).then(
+    (n) => {
+      if (n > 0)
+        logger.info(
+          { keys: n, minutes: thresholds.recoveryMinutes },
+          "re-checking alerts of the keys scored just before this start",
+        );
+    },
+    (err: unknown) =>
+      logger.warn(
+        { err: { message: redactErrorMessage((err as Error).message) } },
+        "reading the recently scored keys for the alert catch-up failed; their next event or the daily batch checks them",
+      ),
+  );
   // An updater given by the caller keeps the raw zone elsewhere (PostgreSQL): the applied (or, with
   // --via-stream, published) events are copied into this server's DuckDB too, which class
   // membership, /quality and model features read. The copy is not the record and no write path reads
@@ -823,7 +847,10 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     app,
     ctx,
     drain: async () => {
-      await Promise.all([alertChecks.drain().then(() => alerts.drain()), mirror?.idle()]);
+      await Promise.all([
+        alertRecovery.then(() => alertChecks.drain()).then(() => alerts.drain()),
+        mirror?.idle(),
+      ]);
     },
     quality,
     monitor,

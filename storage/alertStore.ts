@@ -71,6 +71,12 @@ export interface AlertStore {
    */
   record(alerts: readonly AlertRow[], states: readonly AlertStateRow[], at: Date): Promise<Set<string>>;
   logDelivery(d: DeliveryRow, at: Date): Promise<void>;
+  /**
+   * The keys whose stored score moved at or after `since` (a student_mastery_history row recorded then),
+   * at most `limit` of them, newest first: what a restarted server re-checks, since the checks a stopped
+   * process had queued after its answers are gone with it (serving/alerts.ts recoverAlertChecks).
+   */
+  recentlyScored(since: Date, limit: number): Promise<{ studentKey: string; topicId: string }[]>;
 }
 
 const micros = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
@@ -193,6 +199,16 @@ export class DuckAlertStore implements AlertStore {
       await writeStates();
       return new Set((inserted.getRowObjectsJS() as { alert_id: string }[]).map((r) => r.alert_id));
     });
+  }
+
+  async recentlyScored(since: Date, limit: number): Promise<{ studentKey: string; topicId: string }[]> {
+    // recorded_at is appended in time order, so DuckDB's per-row-group min/max skip the older history.
+    const rows = await this.store.all<{ student_key: string; topic_id: string }>(
+      `SELECT student_key, topic_id FROM student_mastery_history WHERE recorded_at >= $1
+       GROUP BY student_key, topic_id ORDER BY max(recorded_at) DESC, student_key, topic_id LIMIT $2`,
+      [micros(since), BigInt(limit)],
+    );
+    return rows.map((r) => ({ studentKey: r.student_key, topicId: r.topic_id }));
   }
 
   async logDelivery(d: DeliveryRow, at: Date): Promise<void> {
@@ -322,6 +338,17 @@ export class PgAlertStore implements AlertStore {
       );
       return new Set(inserted.map((r) => r.alert_id));
     });
+  }
+
+  async recentlyScored(since: Date, limit: number): Promise<{ studentKey: string; topicId: string }[]> {
+    // student_mastery_history_recorded (BRIN on recorded_at, storage/masteryStore.ts) keeps this to the
+    // newest blocks of the append-only history.
+    const rows = await this.pg.all<{ student_key: string; topic_id: string }>(
+      `SELECT student_key, topic_id FROM student_mastery_history WHERE recorded_at >= $1::timestamp
+       GROUP BY student_key, topic_id ORDER BY max(recorded_at) DESC, student_key, topic_id LIMIT $2`,
+      [pgTs(since), limit],
+    );
+    return rows.map((r) => ({ studentKey: r.student_key, topicId: r.topic_id }));
   }
 
   async logDelivery(d: DeliveryRow, at: Date): Promise<void> {

@@ -95,6 +95,11 @@ export class PgMasteryStore implements MasteryStore {
     await pg.run(
       "CREATE INDEX IF NOT EXISTS student_mastery_history_key ON student_mastery_history (student_key, topic_id)",
     );
+    // The history is appended in recorded_at order: a BRIN index (a few pages) finds its newest rows, which
+    // a restarted server's alert recovery reads (storage/alertStore.ts recentlyScored).
+    await pg.run(
+      "CREATE INDEX IF NOT EXISTS student_mastery_history_recorded ON student_mastery_history USING brin (recorded_at)",
+    );
     return new PgMasteryStore(pg);
   }
 

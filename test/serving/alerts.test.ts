@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseThresholds, signWebhook, thresholdFor, verifyWebhookSignature } from "../../serving/alerts.ts";
+import { type AlertStore, DuckAlertStore } from "../../storage/alertStore.ts";
 import { quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
 
 describe("thresholds", () => {
@@ -117,5 +118,64 @@ describe("alerts end to end with a local webhook receiver", () => {
     expect(after[1]!.alert_id).not.toBe(id);
     expect(received).toHaveLength(3);
     store.close();
+  });
+});
+
+describe("a start re-checks what a crashed process had queued after its answers", () => {
+  const admin = async () => ({ authorization: `Bearer ${await token({ role: "admin", sub: "root" })}` });
+  const wrong = (n: number) => Array.from({ length: n }, (_, i) => quiz(`c${i}`, "s1", "T1", false, i));
+
+  /** A process whose checks after the answer never complete (it dies before them). */
+  async function crashedProcess(store: Awaited<ReturnType<typeof storeWithTopics>>) {
+    const real = await DuckAlertStore.open(store);
+    const dying: AlertStore = {
+      kind: real.kind,
+      concurrent: real.concurrent,
+      candidates: () => Promise.reject(new Error("process killed before its alert check")),
+      record: (a, s, at) => real.record(a, s, at),
+      logDelivery: (d, at) => real.logDelivery(d, at),
+      recentlyScored: (since, limit) => real.recentlyScored(since, limit),
+    };
+    const h = await testApp(store, { alertStore: dying });
+    expect(
+      (
+        await request(h.app)
+          .post("/events")
+          .set(await admin())
+          .send(wrong(6))
+      ).status,
+    ).toBe(200);
+    expect(h.ctx.alertChecks.pending + h.ctx.alertChecks.stats.failures).toBeGreaterThan(0);
+    expect(await store.all("SELECT * FROM alerts")).toHaveLength(0);
+  }
+
+  it("the next server's start raises the alert the dead one owed, once", async () => {
+    const store = await storeWithTopics();
+    await crashedProcess(store);
+    const restarted = await testApp(store);
+    await restarted.drain();
+    const alerts = await store.all("SELECT topic_id, crossing FROM alerts");
+    expect(alerts).toEqual([{ topic_id: "T1", crossing: 1 }]);
+    // Another start within the window checks the key again: idempotent, nothing new.
+    const again = await testApp(store);
+    await again.drain();
+    expect(await store.all("SELECT * FROM alerts")).toHaveLength(1);
+    store.close();
+  });
+
+  it("recovery_minutes: 0 turns the catch-up off (the daily pass still checks the key)", async () => {
+    const store = await storeWithTopics();
+    await crashedProcess(store);
+    const restarted = await testApp(store, {
+      thresholds: parseThresholds({ default: { at_risk: 0.35 }, recovery_minutes: 0 }, {}),
+    });
+    await restarted.drain();
+    expect(await store.all("SELECT * FROM alerts")).toHaveLength(0);
+    store.close();
+  });
+
+  it("a malformed recovery_minutes names the key and an example", () => {
+    expect(() => parseThresholds({ recovery_minutes: -1 }, {})).toThrow(/recovery_minutes.*e\.g\. 15/);
+    expect(() => parseThresholds({ recovery_minutes: "2" }, {})).toThrow(/recovery_minutes/);
   });
 });
