@@ -31,7 +31,8 @@ const PERIOD = env("AVAIL_PERIOD", 30);
 const PROGRESS = env("AVAIL_PROGRESS_SECONDS", 30);
 const tag = `scale_avail_${process.pid}`;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const LB_PORT = 19080 + (process.pid % 500) * 4;
+// Ports LB, LB+1 (stats), servers LB+3.. and their restart slots LB+5.. (deploy/local.sh): 8 apart per run.
+const LB_PORT = env("AVAIL_LB_PORT", 19080 + (process.pid % 500) * 8);
 const topo: Record<string, string> = {
   ...(process.env as Record<string, string>),
   SERVERS: "2",
