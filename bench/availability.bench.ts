@@ -3,7 +3,8 @@
  * `mastery serve --via-stream` processes + 1 stream worker (deploy/local.sh, on its own ports, PG
  * schema, Redis prefix and NATS stream), while every AVAIL_PERIOD seconds one disruption runs, in turn:
  * server 1 restarted gracefully (SIGTERM: drain, then start), server 2 killed (SIGKILL, then start),
- * the stream worker killed (SIGKILL) and restarted.
+ * the stream worker killed (SIGKILL) and restarted. The graceful restart is overlapped (deploy/local.sh:
+ * the new process serves before the old one drains), so its window includes the ~10 s overlap.
  * Reports: share of requests that succeeded (connection errors, timeouts and 5xx are failures), p99
  * outside the disruption windows (from the command's start to 2 s after the server is ready again),
  * and acknowledged events lost: every event_id a POST /events answered as accepted must be in
@@ -31,7 +32,8 @@ const PERIOD = env("AVAIL_PERIOD", 30);
 const PROGRESS = env("AVAIL_PROGRESS_SECONDS", 30);
 const tag = `scale_avail_${process.pid}`;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const LB_PORT = 19080 + (process.pid % 500) * 4;
+// Ports LB, LB+1 (stats), servers LB+3.. and their restart slots LB+5.. (deploy/local.sh): 8 apart per run.
+const LB_PORT = env("AVAIL_LB_PORT", 19080 + (process.pid % 500) * 8);
 const topo: Record<string, string> = {
   ...(process.env as Record<string, string>),
   SERVERS: "2",

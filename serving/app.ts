@@ -128,9 +128,9 @@ export interface ServingConfig {
   /**
    * Start-up warm-up of `mastery serve` before /readyz turns 200 (serving/warmUp.ts; warm_up):
    * `rounds` passes over the hot requests of `students` stored students, stopped after `budgetMs`.
-   * rounds 0: no warm-up.
+   * rounds 0: no warm-up. `minRequests`: more passes until that many requests were sent (JIT tiers).
    */
-  warmUp: { rounds: number; students: number; budgetMs: number };
+  warmUp: { rounds: number; students: number; budgetMs: number; minRequests: number };
 }
 
 export const DEFAULT_SERVING_CONFIG: ServingConfig = {
@@ -150,7 +150,7 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   monitorIntervalMs: 900_000,
   qualityMaxAgeMs: 60_000,
   qualityBudgetMs: 10_000,
-  warmUp: { rounds: 3, students: 25, budgetMs: 5000 },
+  warmUp: { rounds: 3, students: 25, budgetMs: 5000, minRequests: 600 },
 };
 
 /** Reads config/serving.yaml (snake_case keys) over the defaults. */
@@ -192,6 +192,7 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
       rounds: num(wu.rounds, def.warmUp.rounds, "warm_up.rounds"),
       students: num(wu.students, def.warmUp.students, "warm_up.students"),
       budgetMs: num(wu.budget_ms, def.warmUp.budgetMs, "warm_up.budget_ms"),
+      minRequests: num(wu.min_requests, def.warmUp.minRequests, "warm_up.min_requests"),
     },
   };
 }

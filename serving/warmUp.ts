@@ -27,6 +27,12 @@ export interface WarmUpPlan {
   students: readonly string[];
   /** How many passes over the students' requests. */
   rounds: number;
+  /**
+   * Keep making passes (after `rounds`) until this many requests were sent (budget permitting): V8
+   * compiles a function with its optimizing tier only after it ran many times, and a pass over a few
+   * students (an empty or new store: one probe id) is a dozen requests; 0 or absent: `rounds` only.
+   */
+  minRequests?: number;
   /** Requests in flight at once (e.g. the PostgreSQL pool size, so every connection opens). */
   concurrency: number;
   /** Stop starting new requests after this many ms (a slow start must not delay readiness long). */
@@ -62,6 +68,19 @@ export function warmRequests(student: string): WarmRequest[] {
     // Not a batch: 400 invalid_body from the parser, before intake (nothing written).
     { method: "POST", path: "/events", body: "{}", expect: 400 },
   ];
+}
+
+/**
+ * The students the warm-up reads: the sampled stored ones (`key:` references), padded with made-up ids
+ * (`warm-up-probe-<i>`, pseudonymized like any other, with no rows) up to `students`. On an empty or
+ * young store (a new deployment, the availability bench) the sample is short, and a pass over one id
+ * reads it once from the store and then from the body cache: distinct ids keep the miss path (pool,
+ * statements, body building) in the warm-up too.
+ */
+export function warmUpStudents(storedKeys: readonly string[], students: number): string[] {
+  const out = storedKeys.map((k) => `key:${k}`);
+  for (let i = 0; out.length < Math.max(1, students); i++) out.push(`warm-up-probe-${i}`);
+  return out;
 }
 
 /** Sends one request; resolves with the status (0 when it failed to connect or timed out). */
@@ -113,7 +132,8 @@ export async function runWarmUp(
   let firstRoundMedianMs = Number.NaN;
   let lastRoundMedianMs = Number.NaN;
   let stoppedBy: WarmUpResult["stoppedBy"] = "rounds";
-  for (let round = 0; round < plan.rounds && perRound.length > 0; round++) {
+  const minRequests = plan.minRequests ?? 0;
+  for (let round = 0; (round < plan.rounds || requests < minRequests) && perRound.length > 0; round++) {
     if (now() - t0 > plan.budgetMs) {
       stoppedBy = "budget";
       break;
@@ -175,11 +195,11 @@ export async function warmUpApp(
     await once(server, "listening");
     const { port } = server.address() as AddressInfo;
     const keys = await ctx.readRun(() => ctx.read.sampleStudentKeys(Math.max(1, config.students)));
-    // An empty store: one made-up id (pseudonymized like any other; it has no rows to read).
-    const students = keys.length > 0 ? keys.map((k) => `key:${k}`) : ["warm-up-probe"];
+    const students = warmUpStudents(keys, config.students);
     const result = await warmUp(`http://127.0.0.1:${port}`, opts.token, {
       students,
       rounds: config.rounds,
+      minRequests: config.minRequests,
       concurrency: opts.concurrency,
       budgetMs: config.budgetMs,
     });

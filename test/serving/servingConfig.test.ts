@@ -43,12 +43,17 @@ describe("loadServingConfig: pool and cache sizing", () => {
       rounds: 0,
       students: 25,
       budgetMs: 5000,
+      minRequests: 600,
     });
-    expect(loadServingConfig(write("warm_up:\n  students: 5\n  budget_ms: 800\n")).warmUp).toEqual({
+    expect(
+      loadServingConfig(write("warm_up:\n  students: 5\n  budget_ms: 800\n  min_requests: 40\n")).warmUp,
+    ).toEqual({
       rounds: 3,
       students: 5,
       budgetMs: 800,
+      minRequests: 40,
     });
+    expect(loadServingConfig().warmUp).toEqual(DEFAULT_SERVING_CONFIG.warmUp);
     expect(loadServingConfig(write("mastered_at: 0.7\n")).sharedCacheTtlMs).toBe(30_000);
     expect(loadServingConfig().sharedCacheTtlMs).toBe(DEFAULT_SERVING_CONFIG.sharedCacheTtlMs);
   });

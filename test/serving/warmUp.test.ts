@@ -1,7 +1,7 @@
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AppHandle } from "../../serving/app.ts";
-import { runWarmUp, warmRequests, warmUpApp } from "../../serving/warmUp.ts";
+import { runWarmUp, warmRequests, warmUpApp, warmUpStudents } from "../../serving/warmUp.ts";
 import type { DuckStore } from "../../storage/duckdb.ts";
 import { quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
 
@@ -44,6 +44,48 @@ describe("runWarmUp (the plan, with a recording sender)", () => {
     // 0, 10, 20 and 30 ms: the request started at 20 ms is the last one (30 > 25).
     expect(result.requests).toBe(3);
     expect(result.stoppedBy).toBe("budget");
+  });
+
+  it("keeps making passes until minRequests were sent, then stops at the end of that pass", async () => {
+    const result = await runWarmUp(
+      { students: ["only"], rounds: 3, minRequests: 50, concurrency: 2, budgetMs: 60_000 },
+      async (r) => r.expect,
+    );
+    // A pass over one student is 4 requests: 3 rounds give 12, and passes go on to 52 (13 passes).
+    expect(result.requests).toBe(52);
+    expect(result.stoppedBy).toBe("rounds");
+    // minRequests below what the rounds send changes nothing.
+    const fewer = await runWarmUp(
+      { students: ["a", "b"], rounds: 3, minRequests: 5, concurrency: 2, budgetMs: 60_000 },
+      async (r) => r.expect,
+    );
+    expect(fewer.requests).toBe(3 * 2 * 4);
+  });
+
+  it("the budget bounds the extra passes too", async () => {
+    let clock = 0;
+    const result = await runWarmUp(
+      { students: ["a"], rounds: 1, minRequests: 1000, concurrency: 1, budgetMs: 95 },
+      async (r) => {
+        clock += 10;
+        return r.expect;
+      },
+      () => clock,
+    );
+    // Requests start at 0, 10, ..., 90 ms: 10 of them, far short of 1,000.
+    expect(result.requests).toBe(10);
+    expect(result.stoppedBy).toBe("budget");
+  });
+
+  it("pads a short sample of stored students with distinct made-up ids, up to `students`", () => {
+    expect(warmUpStudents(["k1", "k2"], 4)).toEqual([
+      "key:k1",
+      "key:k2",
+      "warm-up-probe-0",
+      "warm-up-probe-1",
+    ]);
+    expect(warmUpStudents([], 0)).toEqual(["warm-up-probe-0"]);
+    expect(warmUpStudents(["k1", "k2", "k3"], 2)).toEqual(["key:k1", "key:k2", "key:k3"]);
   });
 
   it("student ids are path-encoded and the POST is not a batch (writes nothing)", () => {
@@ -96,14 +138,15 @@ describe("warmUpApp on a real app (embedded store)", () => {
     const result = await warmUpApp(
       h.app,
       h.ctx,
-      { rounds: 2, students: 10, budgetMs: 30_000 },
+      { rounds: 2, students: 5, budgetMs: 30_000, minRequests: 100 },
       {
         token: await token({ role: "service", sub: "warm-up", scopes: ["mastery:read", "events:write"] }),
         concurrency: 2,
       },
     );
-    // Three stored students, four requests each, two rounds; every answer the expected one.
-    expect(result).toMatchObject({ requests: 3 * 4 * 2, failed: 0, stoppedBy: "rounds" });
+    // Three stored students + two made-up ones (no rows: read, answered, nothing written), four requests
+    // each: two rounds are 40 requests, so passes (of 20) go on to the 100 asked for: five in all.
+    expect(result).toMatchObject({ requests: 5 * 4 * 5, failed: 0, stoppedBy: "rounds" });
     expect(await counts()).toEqual(before);
     expect(h.ctx.startup.warmingUp).toBe(false);
     const after = await request(h.app).get("/readyz");
@@ -116,7 +159,7 @@ describe("warmUpApp on a real app (embedded store)", () => {
     const result = await warmUpApp(
       h.app,
       h.ctx,
-      { rounds: 0, students: 10, budgetMs: 1000 },
+      { rounds: 0, students: 10, budgetMs: 1000, minRequests: 600 },
       { token: "x", concurrency: 1 },
     );
     expect(result).toBeNull();
