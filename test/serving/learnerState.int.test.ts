@@ -8,7 +8,7 @@ import { ingestPaths } from "../../features/ingest.ts";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { generateSynthetic } from "../../features/synthetic/generate.ts";
 import { type Explanation, explanationTotal } from "../../models/explanation.ts";
-import { bktMastery, eloMastery } from "../../models/learnerState.ts";
+import { bktMastery, eloMastery, replayEvents } from "../../models/learnerState.ts";
 import {
   type BktEloModels,
   loadQuizLog,
@@ -511,6 +511,32 @@ describe("serving/learnerState (score bkt-elo job)", () => {
     // Nothing new: a second run touches no key and writes no history.
     expect((await scoreBktElo(store, DEFAULTS, { now: NOW })).keys).toBe(0);
     expect((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history"))?.n).toBe(2n);
+    store.close();
+  });
+
+  it("events of one key at the same ts fold in event_id order (the read ordered by ts alone reads again)", async () => {
+    const store = await DuckStore.open(":memory:");
+    // Stored in the other order: "b" (wrong) first, then "a" (right), both at t = 5; another key has no tie.
+    await insert(store, [
+      { id: "b", type: "quiz_attempt", student: "s1", topic: "t1", t: 5, correct: false, question: "q1" },
+      { id: "a", type: "quiz_attempt", student: "s1", topic: "t1", t: 5, correct: true, question: "q1" },
+      { id: "c", type: "quiz_attempt", student: "s2", topic: "t1", t: 7, correct: true, question: "q1" },
+    ]);
+    await scoreBktElo(store, DEFAULTS, { now: NOW, full: true });
+    const params = topicParamsResolver(DEFAULTS)("t1");
+    const at5 = (eventId: string, isCorrect: boolean) => ({
+      eventId,
+      type: "quiz_attempt",
+      ts: 5,
+      isCorrect,
+      questionId: "q1",
+    });
+    // In (ts, event_id) order: "a" then "b", so the streak is 0 and the last event is "b".
+    const expected = replayEvents([at5("b", false), at5("a", true)], params);
+    const row = await store.one<{ p_mastery: number; last_event_id: string; correct_streak: number }>(
+      "SELECT p_mastery, last_event_id, correct_streak FROM learner_state WHERE student_key = 's1'",
+    );
+    expect(row).toEqual({ p_mastery: expected.pMastery, last_event_id: "b", correct_streak: 0 });
     store.close();
   });
 
