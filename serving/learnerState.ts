@@ -35,7 +35,8 @@ import type { StreamLatent } from "./latentStream.ts";
  * learner_state, then writes the 'bkt' and 'elo' scores to student_mastery (one row per key and
  * source) and student_mastery_history (one row per key and source whose state moved in this run; a
  * full run only where the score, explanation or model version differs from the stored row), each with
- * its explanation.
+ * its explanation stored as the numbers it is made of (typed columns, an empty text; readers render the text:
+ * serving/storedExplanations.ts).
  *
  * Incremental by default, with the stream's late-event rule (models/learnerState.ts batchPlan): a
  * key continues from its stored state with only the events after its cursor (last_ts,
