@@ -514,6 +514,48 @@ describe("serving/learnerState (score bkt-elo job)", () => {
     store.close();
   });
 
+  it("a full rerun after a video event moves only as_of / last_updated of the unmoved rows, and equals one full run", async () => {
+    const a = await DuckStore.open(":memory:");
+    const b = await DuckStore.open(":memory:");
+    try {
+      const quiz: Ev = {
+        id: "a",
+        type: "quiz_attempt",
+        student: "s1",
+        topic: "t1",
+        t: 10,
+        correct: true,
+        question: "q1",
+      };
+      const video: Ev = {
+        id: "v",
+        type: "video",
+        student: "s1",
+        topic: "t1",
+        t: 20,
+        correct: null,
+        question: null,
+      };
+      await insert(a, [quiz]);
+      await scoreBktElo(a, DEFAULTS, { now: NOW, full: true });
+      await insert(a, [video]);
+      const later = new Date(NOW.getTime() + 3_600_000);
+      // The scores and explanations did not move: no history point, only as_of and last_updated change.
+      expect((await scoreBktElo(a, DEFAULTS, { now: later, full: true })).historyRows).toBe(0);
+      const stamps = await a.all<{ as_of: Date; last_updated: Date }>(
+        "SELECT as_of, last_updated FROM student_mastery ORDER BY score_source",
+      );
+      expect(stamps.map((r) => r.as_of.toISOString())).toEqual(Array(2).fill("2026-01-01T00:00:20.000Z"));
+      expect(stamps.map((r) => r.last_updated.toISOString())).toEqual(Array(2).fill(later.toISOString()));
+      await insert(b, [quiz, video]);
+      await scoreBktElo(b, DEFAULTS, { now: later, full: true });
+      expect(await snapshot(a)).toEqual(await snapshot(b));
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
   it("events of one key at the same ts fold in event_id order (the read ordered by ts alone reads again)", async () => {
     const store = await DuckStore.open(":memory:");
     // Stored in the other order: "b" (wrong) first, then "a" (right), both at t = 5; another key has no tie.
