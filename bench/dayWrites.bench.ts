@@ -175,12 +175,12 @@ for (let r = 0; r < runs; r++) {
         await store.run("CHECKPOINT");
       }
       await time("rule rows: INSERT delta", () =>
-        store.run(`INSERT INTO student_mastery_delta SELECT ${SM}, 1 FROM day_rule`),
+        store.run(`INSERT INTO student_mastery_delta (${SM}, delta_seq) SELECT ${SM}, 1 FROM day_rule`),
       );
       await time("rule rows: CHECKPOINT", () => store.run("CHECKPOINT"));
       await time("bkt/elo: INSERT deltas", async () => {
         await store.run(`INSERT INTO learner_state_delta SELECT *, 1 FROM day_state`);
-        await store.run(`INSERT INTO student_mastery_delta SELECT ${SM}, 1 FROM day_bkt`);
+        await store.run(`INSERT INTO student_mastery_delta (${SM}, delta_seq) SELECT ${SM}, 1 FROM day_bkt`);
       });
       await time("bkt/elo: CHECKPOINT", () => store.run("CHECKPOINT"));
       const who = (
@@ -207,8 +207,12 @@ for (let r = 0; r < runs; r++) {
       // DAYS days of deltas (the same keys each day, as the worst case for the fold: every delta row is
       // newer than the last), then one compaction into the base tables.
       for (let d = 1; d <= days; d++) {
-        await store.run(`INSERT INTO student_mastery_delta SELECT ${SM}, ${d} FROM day_rule`);
-        await store.run(`INSERT INTO student_mastery_delta SELECT ${SM}, ${d} FROM day_bkt`);
+        await store.run(
+          `INSERT INTO student_mastery_delta (${SM}, delta_seq) SELECT ${SM}, ${d} FROM day_rule`,
+        );
+        await store.run(
+          `INSERT INTO student_mastery_delta (${SM}, delta_seq) SELECT ${SM}, ${d} FROM day_bkt`,
+        );
         await store.run(`INSERT INTO learner_state_delta SELECT *, ${d} FROM day_state`);
       }
       await store.run("CHECKPOINT");

@@ -322,24 +322,61 @@ export interface ExplainedScore {
   explanation: Explanation;
 }
 
+/**
+ * The numbers a BKT or Elo explanation is made of: its base and, per factor, its value and contribution
+ * (`learn` / `learnC` null for Elo, which has no learn factor). The batch job stores these (typed columns
+ * of student_mastery / its history) instead of the explanation's text, and readers render the text with
+ * `explanationFromNumbers` (serving/storedExplanations.ts): the same function the models build it with,
+ * so the served text is the one JSON.stringify(bktMastery(...).explanation) gives.
+ */
+export interface BktEloExplanationNumbers {
+  base: number;
+  /** correct_answers: correct answers before the current streak. */
+  correct: number;
+  correctC: number;
+  /** incorrect_answers. */
+  incorrect: number;
+  incorrectC: number;
+  /** bkt_learn: the topic's learn rate (BKT only). */
+  learn: number | null;
+  learnC: number | null;
+  /** recent_correct_streak. */
+  streak: number;
+  streakC: number;
+}
+
+/** The explanation of a BKT or Elo score from its numbers: explain() over the factors in the models' order. */
+export function explanationFromNumbers(n: BktEloExplanationNumbers, score: number): Explanation {
+  const factors: Factor[] = [
+    { name: "correct_answers", value: n.correct, contribution: n.correctC },
+    { name: "incorrect_answers", value: n.incorrect, contribution: n.incorrectC },
+  ];
+  if (n.learn !== null) factors.push({ name: "bkt_learn", value: n.learn, contribution: n.learnC ?? 0 });
+  factors.push({ name: "recent_correct_streak", value: n.streak, contribution: n.streakC });
+  return explain(n.base, factors, score);
+}
+
+/** The numbers of a BKT explanation: base = the topic's prior. */
+export function bktExplanationNumbers(state: LearnerState, params: TopicParams): BktEloExplanationNumbers {
+  return {
+    base: params.bkt.prior,
+    correct: state.correctN - state.correctStreak,
+    correctC: state.bktCorrectDelta,
+    incorrect: state.bktN - state.correctN,
+    incorrectC: state.bktIncorrectDelta,
+    learn: params.bkt.learn,
+    learnC: state.bktLearnDelta,
+    streak: state.correctStreak,
+    streakC: state.bktStreakObsDelta + state.bktStreakLearnDelta,
+  };
+}
+
 /** BKT mastery = P(learned); base = the topic's prior; factors sum with the base to the score. */
 export function bktMastery(state: LearnerState, params: TopicParams): ExplainedScore {
-  const incorrect = state.bktN - state.correctN;
-  const factors: Factor[] = [
-    {
-      name: "correct_answers",
-      value: state.correctN - state.correctStreak,
-      contribution: state.bktCorrectDelta,
-    },
-    { name: "incorrect_answers", value: incorrect, contribution: state.bktIncorrectDelta },
-    { name: "bkt_learn", value: params.bkt.learn, contribution: state.bktLearnDelta },
-    {
-      name: "recent_correct_streak",
-      value: state.correctStreak,
-      contribution: state.bktStreakObsDelta + state.bktStreakLearnDelta,
-    },
-  ];
-  return { score: state.pMastery, explanation: explain(params.bkt.prior, factors, state.pMastery) };
+  return {
+    score: state.pMastery,
+    explanation: explanationFromNumbers(bktExplanationNumbers(state, params), state.pMastery),
+  };
 }
 
 /** P(correct) on the next attempt under BKT (not the mastery score; for diagnostics). */
@@ -347,21 +384,26 @@ export function bktNextCorrect(state: LearnerState, params: TopicParams): number
   return bktPredict(params.bkt, state.pMastery, state.pUnknown);
 }
 
+/** The numbers of an Elo explanation: base = a new student's P(correct) on an average item of the topic. */
+export function eloExplanationNumbers(state: LearnerState, params: TopicParams): BktEloExplanationNumbers {
+  return {
+    base: eloProbability(0, params.topicDifficulty),
+    correct: state.correctN - state.correctStreak,
+    correctC: state.eloCorrectDelta,
+    incorrect: state.eloN - state.correctN,
+    incorrectC: state.eloIncorrectDelta,
+    learn: null,
+    learnC: null,
+    streak: state.correctStreak,
+    streakC: state.eloStreakDelta,
+  };
+}
+
 /**
  * Elo mastery = P(correct on an average item of the topic) = logistic(ability - topic difficulty);
  * base = the same for a new student (ability 0).
  */
 export function eloMastery(state: LearnerState, params: TopicParams): ExplainedScore {
-  const base = eloProbability(0, params.topicDifficulty);
   const score = eloProbability(state.eloAbility, params.topicDifficulty);
-  const factors: Factor[] = [
-    {
-      name: "correct_answers",
-      value: state.correctN - state.correctStreak,
-      contribution: state.eloCorrectDelta,
-    },
-    { name: "incorrect_answers", value: state.eloN - state.correctN, contribution: state.eloIncorrectDelta },
-    { name: "recent_correct_streak", value: state.correctStreak, contribution: state.eloStreakDelta },
-  ];
-  return { score, explanation: explain(base, factors, score) };
+  return { score, explanation: explanationFromNumbers(eloExplanationNumbers(state, params), score) };
 }

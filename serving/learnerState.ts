@@ -14,6 +14,7 @@ import {
 import { foldKeyRun, type KeyRuns } from "../models/learnerStateFold.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
+import { EXPLANATION_NUMBERS_SELECT } from "../storage/explanationNumbers.ts";
 import {
   appendDoubleColumns,
   dropLearnerEventColumns,
@@ -22,6 +23,7 @@ import {
   readLearnerEventColumns,
   writeBatchWatermark,
 } from "../storage/learnerEventColumns.ts";
+import { EXPLANATION_NUMBER_COLUMNS } from "../storage/schema.ts";
 import { baseTable, deltaTable, foldDelta } from "../storage/servingTables.ts";
 import { LEARNER_STATE_COLUMNS, learnerStateFromRow } from "../storage/stateStore.ts";
 import { intern } from "../training/responses.ts";
@@ -33,7 +35,8 @@ import type { StreamLatent } from "./latentStream.ts";
  * learner_state, then writes the 'bkt' and 'elo' scores to student_mastery (one row per key and
  * source) and student_mastery_history (one row per key and source whose state moved in this run; a
  * full run only where the score, explanation or model version differs from the stored row), each with
- * its explanation.
+ * its explanation stored as the numbers it is made of (typed columns, an empty text; readers render the text:
+ * serving/storedExplanations.ts).
  *
  * Incremental by default, with the stream's late-event rule (models/learnerState.ts batchPlan): a
  * key continues from its stored state with only the events after its cursor (last_ts,
@@ -245,7 +248,7 @@ export interface ScoreBktEloOptions {
   eventBlockRows?: number;
 }
 
-/** Keys whose fold results are staged per block: 24 doubles a key, ~12.6 MB a block. */
+/** Keys whose fold results are staged per block: 19 doubles a key, ~10 MB a block. */
 export const STAGE_KEYS = 65_536;
 
 export interface ScoreBktEloResult {
@@ -269,73 +272,6 @@ export interface ScoreBktEloResult {
   historyRows: number;
 }
 
-// JSON.stringify's text of a finite double, in SQL: integral values without ".0" (DuckDB's to_json writes
-// "3.0" and "-0.0"), everything else as to_json's shortest round-trip text, which is JavaScript's.
-const JSON_NUMBER_MACRO = `CREATE OR REPLACE TEMP MACRO bkt_elo_num(x) AS
-  CASE WHEN NOT isfinite(x) THEN 'null'
-       WHEN x = trunc(x) AND abs(x) < 1e15 THEN (x::BIGINT)::VARCHAR
-       ELSE to_json(x)::VARCHAR END`;
-// models/explanation.ts explain() split in two: the order of the factors (by |contribution| descending,
-// then name) is decided in JavaScript with explain()'s own comparator (factorOrder, staged as the factor
-// index at each rank), and the text is made in SQL: the top 3 shown, the rest summed from 0 in that
-// order, as JSON.stringify writes the Explanation.
-const factor = (name: string, value: string, contribution: string) =>
-  `'{"name":"${name}","value":' || bkt_elo_num(${value}) || ',"contribution":' || bkt_elo_num(${contribution}) || '}'`;
-const BKT_FACTOR_NAMES = ["correct_answers", "incorrect_answers", "bkt_learn", "recent_correct_streak"];
-const ELO_FACTOR_NAMES = ["correct_answers", "incorrect_answers", "recent_correct_streak"];
-// Per factor (in BKT_FACTOR_NAMES / ELO_FACTOR_NAMES order): its JSON text and its contribution.
-const BKT_FACTOR_SQL = [
-  ["s.correct_n - s.correct_streak", "s.bkt_correct_delta"],
-  ["s.bkt_n - s.correct_n", "s.bkt_incorrect_delta"],
-  ["t.bkt_learn", "s.bkt_learn_delta"],
-  ["s.correct_streak", "s.bkt_streak_obs_delta + s.bkt_streak_learn_delta"],
-].map(([v, c], i) => ({ text: factor(BKT_FACTOR_NAMES[i]!, v!, c!), c: c! }));
-const ELO_FACTOR_SQL = [
-  ["s.correct_n - s.correct_streak", "s.elo_correct_delta"],
-  ["s.elo_n - s.correct_n", "s.elo_incorrect_delta"],
-  ["s.correct_streak", "s.elo_streak_delta"],
-].map(([v, c], i) => ({ text: factor(ELO_FACTOR_NAMES[i]!, v!, c!), c: c! }));
-const pick = (rank: string, of: readonly { text: string; c: string }[], what: "text" | "c") =>
-  `CASE ${rank}::INTEGER ${of.map((f, i) => `WHEN ${i} THEN ${f[what]}`).join(" ")} END`;
-const BKT_EXPLANATION = `'{"base":' || bkt_elo_num(t.bkt_prior) || ',"factors":[' || ${pick("s.b1", BKT_FACTOR_SQL, "text")}
-  || ',' || ${pick("s.b2", BKT_FACTOR_SQL, "text")} || ',' || ${pick("s.b3", BKT_FACTOR_SQL, "text")}
-  || '],"rest":' || bkt_elo_num(0.0 + ${pick("6 - s.b1 - s.b2 - s.b3", BKT_FACTOR_SQL, "c")})
-  || ',"score":' || bkt_elo_num(s.p_mastery) || '}'`;
-const ELO_EXPLANATION = `'{"base":' || bkt_elo_num(t.elo_base) || ',"factors":[' || ${pick("s.e1", ELO_FACTOR_SQL, "text")}
-  || ',' || ${pick("s.e2", ELO_FACTOR_SQL, "text")} || ',' || ${pick("3 - s.e1 - s.e2", ELO_FACTOR_SQL, "text")}
-  || '],"rest":0,"score":' || bkt_elo_num(s.elo_score) || '}'`;
-
-/**
- * Factor indices by rank under explain()'s order (|contribution| descending, then name by localeCompare),
- * without a sort call or an array per key: the names' order is ranked once, and each call insertion-sorts
- * the indices in place with explain()'s comparator (a total order on finite contributions, so the result is
- * the one Array.prototype.sort gives). Returns the same Int32Array each call; fill `contributions` first.
- */
-export function factorOrderer(names: readonly string[]): {
-  contributions: Float64Array;
-  order: () => Int32Array;
-} {
-  const n = names.length;
-  const rank = Int32Array.from(names, (a) => names.filter((b) => b.localeCompare(a) < 0).length);
-  const contributions = new Float64Array(n);
-  const idx = new Int32Array(n);
-  const after = (a: number, b: number) =>
-    (Math.abs(contributions[b]!) - Math.abs(contributions[a]!) || rank[a]! - rank[b]!) > 0;
-  return {
-    contributions,
-    order: () => {
-      for (let i = 0; i < n; i++) idx[i] = i;
-      for (let i = 1; i < n; i++) {
-        const x = idx[i]!;
-        let j = i - 1;
-        for (; j >= 0 && after(idx[j]!, x); j--) idx[j + 1] = idx[j]!;
-        idx[j + 1] = x;
-      }
-      return idx;
-    },
-  };
-}
-
 /** Columns of the staged fold results (all DOUBLE; integers are exact), in append order. */
 const STAGED = [
   "k",
@@ -357,11 +293,6 @@ const STAGED = [
   "p_unknown",
   "event_n",
   "elo_score",
-  "b1",
-  "b2",
-  "b3",
-  "e1",
-  "e2",
 ] as const;
 
 /** Runs the job on `store` with `models`; see the module comment. */
@@ -392,43 +323,16 @@ export async function scoreBktElo(
     return offsets;
   };
   // The fold's results as columns (one Float64Array per STAGED column) for up to `stageKeys` keys at a time,
-  // appended after each block (bounded memory: 24 doubles a key would be ~2 GB at 100M events); the key
-  // strings, the cursor's event id, the versions and the explanations are made in SQL.
+  // appended after each block (bounded memory: 19 doubles a key would be ~1.6 GB at 100M events); the key
+  // strings, the cursor's event id and the versions are added in SQL.
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_elo_state (${STAGED.map((c) => `${c} DOUBLE`).join(", ")})`,
   );
   const block = Math.max(1, Math.min(nKeys, opts.stageKeys ?? STAGE_KEYS));
   const out = STAGED.map(() => new Float64Array(block));
-  const [
-    ok,
-    pM,
-    eA,
-    eN,
-    bN,
-    lastTs,
-    cS,
-    cN,
-    d0,
-    d1,
-    d2,
-    d3,
-    d4,
-    d5,
-    d6,
-    d7,
-    pU,
-    evN,
-    eloS,
-    b1,
-    b2,
-    b3,
-    e1,
-    e2,
-  ] = out;
+  const [ok, pM, eA, eN, bN, lastTs, cS, cN, d0, d1, d2, d3, d4, d5, d6, d7, pU, evN, eloS] = out;
   let replayedKeys = 0;
   let quizAttempts = 0;
-  const bktOrder = factorOrderer(BKT_FACTOR_NAMES);
-  const eloOrder = factorOrderer(ELO_FACTOR_NAMES);
   // The events are read one block of whole keys at a time (storage/learnerEventColumns.ts forEachEventBlock):
   // per row, the Elo offset of its question under its key's topic parameters, then each key's fold.
   let eventBlocks = 0;
@@ -471,20 +375,6 @@ export async function scoreBktElo(
       pU![at] = s.pUnknown;
       evN![at] = s.eventN;
       eloS![at] = eloProbability(s.eloAbility, params.topicDifficulty);
-      bktOrder.contributions[0] = s.bktCorrectDelta;
-      bktOrder.contributions[1] = s.bktIncorrectDelta;
-      bktOrder.contributions[2] = s.bktLearnDelta;
-      bktOrder.contributions[3] = s.bktStreakObsDelta + s.bktStreakLearnDelta;
-      const bo = bktOrder.order();
-      b1![at] = bo[0]!;
-      b2![at] = bo[1]!;
-      b3![at] = bo[2]!;
-      eloOrder.contributions[0] = s.eloCorrectDelta;
-      eloOrder.contributions[1] = s.eloIncorrectDelta;
-      eloOrder.contributions[2] = s.eloStreakDelta;
-      const eo = eloOrder.order();
-      e1![at] = eo[0]!;
-      e2![at] = eo[1]!;
       if (at === block - 1 || k === nKeys - 1) await appendDoubleColumns(store, "bkt_elo_state", out, at + 1);
       if ((k + 1) % 10_000 === 0) opts.onProgress?.(k + 1, nKeys);
     }
@@ -518,21 +408,61 @@ export async function scoreBktElo(
   };
   const keyed = `bkt_elo_state s JOIN bkt_col_keys k ON k.k = s.k::INTEGER`;
   opts.onPhase?.("stage fold results");
-  await store.run(JSON_NUMBER_MACRO);
+  // The score rows, each with the numbers its explanation is made of (models/learnerState.ts
+  // bktExplanationNumbers / eloExplanationNumbers, the same arithmetic) and an empty explanation text: readers
+  // render the text (serving/storedExplanations.ts), so ~300 bytes of JSON a row are neither built nor written.
+  // A full run also marks each row against the stored one (the student_mastery view: its newest bkt/elo rows;
+  // this job is the file's one writer while it runs): `is_new` (no stored row) and `moved` (new, or the score,
+  // model version or explanation differs, or the stored row holds its explanation as text, as the stream writes
+  // it). Joined on the key alone, the rest compared after the match (a NOT EXISTS on every column hashed each
+  // explanation text: 1.7 CPU-s at 1M events, load ~27, for a warm rerun that wrote no row).
+  const ex = (c: string[]) => EXPLANATION_NUMBER_COLUMNS.map((name, i) => `${c[i]} AS ${name}`).join(", ");
+  const bktEx = ex([
+    "t.bkt_prior",
+    "(s.correct_n - s.correct_streak)::INTEGER",
+    "s.bkt_correct_delta",
+    "(s.bkt_n - s.correct_n)::INTEGER",
+    "s.bkt_incorrect_delta",
+    "t.bkt_learn",
+    "s.bkt_learn_delta",
+    "s.correct_streak::INTEGER",
+    "s.bkt_streak_obs_delta + s.bkt_streak_learn_delta",
+  ]);
+  const eloEx = ex([
+    "t.elo_base",
+    "(s.correct_n - s.correct_streak)::INTEGER",
+    "s.elo_correct_delta",
+    "(s.elo_n - s.correct_n)::INTEGER",
+    "s.elo_incorrect_delta",
+    "NULL::DOUBLE",
+    "NULL::DOUBLE",
+    "s.correct_streak::INTEGER",
+    "s.elo_streak_delta",
+  ]);
+  const differs = EXPLANATION_NUMBER_COLUMNS.map((c) => `m.${c} IS DISTINCT FROM x.${c}`).join(" OR ");
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_elo_score AS
-     WITH f AS (
-       SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_score, make_timestamp(s.last_ts_us::BIGINT) AS as_of,
-              ${BKT_EXPLANATION} AS bkt_explanation, ${ELO_EXPLANATION} AS elo_explanation
+     WITH x AS (
+       SELECT k.student_key, k.topic_id, s.p_mastery AS mastery_score, 'bkt' AS score_source, $bkt AS model_version,
+              make_timestamp(s.last_ts_us::BIGINT) AS as_of, ${bktEx}
+       FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE
+       UNION ALL
+       SELECT k.student_key, k.topic_id, s.elo_score, 'elo', $elo, make_timestamp(s.last_ts_us::BIGINT), ${eloEx}
        FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE)
-     SELECT student_key, topic_id, p_mastery AS mastery_score, 'bkt' AS score_source, $bkt AS model_version, as_of,
-            bkt_explanation AS explanation
-     FROM f
-     UNION ALL
-     SELECT student_key, topic_id, elo_score, 'elo', $elo, as_of, elo_explanation FROM f`,
+     ${
+       opts.full === true
+         ? `SELECT x.*, m.student_key IS NULL AS is_new,
+              m.student_key IS NULL OR m.mastery_score <> x.mastery_score OR m.model_version <> x.model_version
+                OR m.explanation <> '' OR ${differs} AS moved
+            FROM x LEFT JOIN (SELECT student_key, topic_id, score_source, mastery_score, model_version, explanation,
+                                     ${EXPLANATION_NUMBERS_SELECT}
+                              FROM student_mastery WHERE score_source IN ('bkt', 'elo')) m
+              ON m.student_key = x.student_key AND m.topic_id = x.topic_id AND m.score_source = x.score_source`
+         : "SELECT * FROM x"
+     }`,
     { bkt: params.bkt, elo: params.elo },
   );
-  opts.onPhase?.("scores and explanations (SQL)");
+  opts.onPhase?.("scores and explanation numbers (SQL)");
   const stateRows = `SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_ability, s.elo_n::INTEGER AS elo_n,
               s.bkt_n::INTEGER AS bkt_n, make_timestamp(s.last_ts_us::BIGINT) AS last_ts, k.last_event_id,
               s.correct_streak::INTEGER AS correct_streak, $now AS updated_at, s.correct_n::INTEGER AS correct_n,
@@ -547,31 +477,16 @@ export async function scoreBktElo(
   // student_mastery / learner_state are views over a base and an append-only delta (storage/servingTables.ts):
   // a full run rewrites the bases; an incremental day appends its rows to the deltas, so its commit writes
   // them at the tail instead of rewriting every row group holding one of its keys.
-  const smCols =
-    "student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated";
+  const scoreCols = `student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, ${EXPLANATION_NUMBERS_SELECT}`;
+  const scoreValues = `student_key, topic_id, mastery_score, score_source, model_version, as_of, '', ${EXPLANATION_NUMBERS_SELECT}`;
   // History rows. An incremental day writes one per key and source (every key it scores has new events), as
-  // the stream does. A full run replays every key, so it writes one only where the visible score moved: a
-  // (key, source) whose score, explanation or model version differs from its stored row in `current` (the
-  // base table, which then holds every bkt/elo row), or that has none; a rerun over unchanged events adds
-  // none. Joined on the key alone, the rest compared after the match: a NOT EXISTS on all six columns hashed
-  // every explanation text (measured at 1M events, load ~27: 1.7 CPU-s for a warm rerun that wrote no row).
-  // Not on the incremental day: the comparison reads the student_mastery view whole (its keys do not reach
-  // the base and delta scans), which cost the 1% day at 1M ~0.4 CPU-s (0.35-0.70 -> 0.77-0.97).
+  // the stream does. A full run replays every key, so it writes one only where the visible score moved
+  // (`moved` above); a rerun over unchanged events adds none.
   let historyRows = 0;
-  const insertHistory = async (current: string | null): Promise<number> => {
-    const moved =
-      current === null
-        ? ""
-        : `LEFT JOIN (SELECT student_key, topic_id, score_source, mastery_score, model_version, explanation
-                  FROM ${current} WHERE score_source IN ('bkt', 'elo')) m
-         ON m.student_key = x.student_key AND m.topic_id = x.topic_id AND m.score_source = x.score_source
-       WHERE m.student_key IS NULL OR m.mastery_score <> x.mastery_score OR m.model_version <> x.model_version
-          OR m.explanation <> x.explanation`;
+  const insertHistory = async (where: string): Promise<number> => {
     const r = await store.one<{ Count: bigint }>(
-      `INSERT INTO student_mastery_history
-         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
-       SELECT x.student_key, x.topic_id, x.mastery_score, x.score_source, x.model_version, x.as_of, x.explanation, $now
-       FROM bkt_elo_score x ${moved}`,
+      `INSERT INTO student_mastery_history (${scoreCols}, recorded_at)
+       SELECT ${scoreValues}, $now FROM bkt_elo_score ${where}`,
       { now: params.now },
     );
     opts.onPhase?.("history insert");
@@ -590,25 +505,29 @@ export async function scoreBktElo(
       // The delta's bkt/elo rows first move to the base, so the base then holds every stored row of the sources.
       await foldDelta(store, "student_mastery", "score_source IN ('bkt', 'elo')");
       const sm = baseTable("student_mastery");
-      // Before the rows are replaced: the base now holds every stored bkt/elo row.
-      historyRows = await insertHistory(sm);
-      // Existing rows are updated in place and only new ones inserted: an INSERT OR REPLACE probes the primary
-      // key for a conflict per row and deletes from it (measured at 1M events: ~0.6-1.3 CPU-s for the 224k rows
-      // against ~0.3-0.8 for the UPDATE and the anti-joined INSERT).
+      historyRows = await insertHistory("WHERE moved");
+      // Stored rows are updated in place and only new ones inserted (an INSERT OR REPLACE probes the primary key
+      // per row and deletes from it: ~0.6-1.3 CPU-s at 1M events against ~0.3-0.8). A row that did not move gets
+      // only its as_of and last_updated (a video event moves as_of alone): a DuckDB checkpoint rewrites the
+      // updated columns of each row group an UPDATE touches, so a rerun over unchanged events rewrites two
+      // timestamp columns, not every column.
+      const match = `${sm}.student_key = x.student_key AND ${sm}.topic_id = x.topic_id AND ${sm}.score_source = x.score_source`;
       await store.run(
-        `UPDATE ${sm} SET mastery_score = x.mastery_score, model_version = x.model_version,
-             as_of = x.as_of, explanation = x.explanation, last_updated = $now
-           FROM temp.bkt_elo_score x
-           WHERE ${sm}.student_key = x.student_key AND ${sm}.topic_id = x.topic_id
-             AND ${sm}.score_source = x.score_source`,
+        `UPDATE ${sm} SET mastery_score = x.mastery_score, model_version = x.model_version, as_of = x.as_of,
+             explanation = '', ${EXPLANATION_NUMBER_COLUMNS.map((c) => `${c} = x.${c}`).join(", ")}, last_updated = $now
+           FROM (SELECT * FROM temp.bkt_elo_score WHERE moved AND NOT is_new) x
+           WHERE ${match}`,
         { now: params.now },
       );
       await store.run(
-        `INSERT INTO ${sm} (${smCols})
-           SELECT student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, $now
-           FROM temp.bkt_elo_score x
-           WHERE NOT EXISTS (SELECT 1 FROM ${sm} m WHERE m.student_key = x.student_key
-             AND m.topic_id = x.topic_id AND m.score_source = x.score_source)`,
+        `UPDATE ${sm} SET as_of = x.as_of, last_updated = $now
+           FROM (SELECT student_key, topic_id, score_source, as_of FROM temp.bkt_elo_score WHERE NOT moved) x
+           WHERE ${match}`,
+        { now: params.now },
+      );
+      await store.run(
+        `INSERT INTO ${sm} (${scoreCols}, last_updated)
+           SELECT ${scoreValues}, $now FROM temp.bkt_elo_score WHERE is_new`,
         { now: params.now },
       );
     } else {
@@ -624,11 +543,10 @@ export async function scoreBktElo(
       );
       opts.onPhase?.("learner_state write");
       // Every key here moved (it has new events): one history row per key and source, as the stream writes.
-      historyRows = await insertHistory(null);
+      historyRows = await insertHistory("");
       await store.run(
-        `INSERT INTO ${deltaTable("student_mastery")} (${smCols})
-         SELECT student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, $now
-         FROM temp.bkt_elo_score`,
+        `INSERT INTO ${deltaTable("student_mastery")} (${scoreCols}, last_updated)
+         SELECT ${scoreValues}, $now FROM temp.bkt_elo_score`,
         { now: params.now },
       );
     }

@@ -1,8 +1,10 @@
 import type { DuckReadPool, DuckStore } from "../storage/duckdb.ts";
+import { EXPLANATION_NUMBERS_SELECT, explanationNumbersSelect } from "../storage/explanationNumbers.ts";
 import type { PgStore } from "../storage/postgres.ts";
 import { newestRevisions, type RevisionRow, revisionsSql } from "../storage/revisionTable.ts";
 import type { StateStore } from "../storage/stateStore.ts";
 import { compareUtf8 } from "../storage/utf8Order.ts";
+import { withExplanationTexts } from "./storedExplanations.ts";
 
 /**
  * The reads behind GET /mastery, /mastery/:id/history, /mastery/:id/:topic/history and /recommendations: student_mastery
@@ -90,12 +92,17 @@ const MASTERY_SQL = `SELECT m.topic_id, m.mastery_score, m.score_source, m.model
 const SCORE_SQL = `SELECT topic_id, mastery_score, score_source, model_version, as_of, explanation,
        last_updated, NULL AS name, NULL AS chapter_id, NULL AS subject_id, NULL AS course_id
   FROM student_mastery WHERE student_key = $1 ORDER BY topic_id, score_source`;
-const HISTORY_SQL = `SELECT mastery_score, score_source, model_version, as_of, recorded_at, explanation
+const historySql = (
+  extra = "",
+) => `SELECT mastery_score, score_source, model_version, as_of, recorded_at, explanation${extra}
   FROM student_mastery_history WHERE student_key = $1 AND topic_id = $2
   ORDER BY recorded_at, as_of, score_source`;
-const STUDENT_HISTORY_SQL = `SELECT topic_id, mastery_score, score_source, model_version, as_of, recorded_at, explanation
+const studentHistorySql = (extra = "") => `SELECT topic_id, mastery_score, score_source, model_version, as_of,
+       recorded_at, explanation${extra}
   FROM student_mastery_history WHERE student_key = $1
   ORDER BY topic_id, recorded_at, as_of, score_source`;
+const HISTORY_SQL = historySql();
+const STUDENT_HISTORY_SQL = studentHistorySql();
 const TOPICS_SQL =
   "SELECT topic_id, name, chapter_id, subject_id, course_id, content_length, prerequisites FROM topics";
 
@@ -104,16 +111,20 @@ const TOPICS_SQL =
  * filtered by the student, the newest per key picked in JS (storage/revisionTable.ts), not through the
  * tables' views. Rows in the order of MASTERY_SQL's ORDER BY (DuckDB orders VARCHAR by UTF-8 bytes).
  */
-const SCORE_COLUMNS =
-  "topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated";
+// The batch job's bkt / elo rows store their explanation as numbers (storage/explanationNumbers.ts): read
+// with them, the text rendered here (serving/storedExplanations.ts).
+const SCORE_COLUMNS = `topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated,
+  ${EXPLANATION_NUMBERS_SELECT}`;
 const DUCK_MASTERY_SQL = `SELECT x.topic_id, x.mastery_score, x.score_source, x.model_version, x.as_of, x.explanation,
-       x.last_updated, t.name, t.chapter_id, t.subject_id, t.course_id, x.revision_seq
+       x.last_updated, t.name, t.chapter_id, t.subject_id, t.course_id, x.revision_seq, ${explanationNumbersSelect("x")}
   FROM (${revisionsSql("student_mastery", SCORE_COLUMNS, "student_key = $1")}) x LEFT JOIN topics t USING (topic_id)`;
 const DUCK_SCORE_SQL = revisionsSql(
   "student_mastery",
   `${SCORE_COLUMNS}, NULL AS name, NULL AS chapter_id, NULL AS subject_id, NULL AS course_id`,
   "student_key = $1",
 );
+const DUCK_HISTORY_SQL = historySql(`, ${EXPLANATION_NUMBERS_SELECT}`);
+const DUCK_STUDENT_HISTORY_SQL = studentHistorySql(`, ${EXPLANATION_NUMBERS_SELECT}`);
 const DUCK_ABILITY_SQL = revisionsSql("learner_state", "topic_id, elo_ability", "student_key = $1");
 
 const byTopicAndSource = (a: MasteryViewRow, b: MasteryViewRow): number =>
@@ -121,7 +132,9 @@ const byTopicAndSource = (a: MasteryViewRow, b: MasteryViewRow): number =>
 
 /** One student's served rows: the newest revision per (topic, source), by topic_id then score_source. */
 function newestScores(rows: (MasteryViewRow & RevisionRow)[]): MasteryViewRow[] {
-  return newestRevisions("student_mastery", rows, ["student_key"]).sort(byTopicAndSource);
+  return withExplanationTexts(
+    newestRevisions("student_mastery", rows, ["student_key"]).sort(byTopicAndSource),
+  );
 }
 
 /**
@@ -162,12 +175,14 @@ export class DuckMasteryReadStore implements MasteryReadStore {
     return newestScores(await this.store.all<MasteryViewRow & RevisionRow>(DUCK_SCORE_SQL, [studentKey]));
   }
 
-  history(studentKey: string, topicId: string): Promise<HistoryRow[]> {
-    return this.store.all<HistoryRow>(HISTORY_SQL, [studentKey, topicId]);
+  async history(studentKey: string, topicId: string): Promise<HistoryRow[]> {
+    return withExplanationTexts(await this.store.all<HistoryRow>(DUCK_HISTORY_SQL, [studentKey, topicId]));
   }
 
-  studentHistory(studentKey: string): Promise<StudentHistoryRow[]> {
-    return this.store.all<StudentHistoryRow>(STUDENT_HISTORY_SQL, [studentKey]);
+  async studentHistory(studentKey: string): Promise<StudentHistoryRow[]> {
+    return withExplanationTexts(
+      await this.store.all<StudentHistoryRow>(DUCK_STUDENT_HISTORY_SQL, [studentKey]),
+    );
   }
 
   topics(): Promise<TopicRow[]> {

@@ -5,6 +5,7 @@ import { STATE_NUMBER_FIELDS, type StateStore, type StoredLearnerState } from ".
 import { foldLatentColumns, studentOffsetOfStates } from "./latentStream.ts";
 import type { BktEloModels } from "./learnerState.ts";
 import { topicParamsResolver } from "./learnerState.ts";
+import { explanationText } from "./storedExplanations.ts";
 import { learnerEvent, stateScores } from "./updater.ts";
 
 /**
@@ -208,7 +209,10 @@ export async function recompute(
     if (a.model_version !== e.modelVersion)
       firstDiff ??= `model_version ${a.model_version} != ${e.modelVersion}`;
     if (a.as_of_us !== e.asOfUs) firstDiff ??= `as_of ${a.as_of_us} != ${e.asOfUs}`;
-    const ed = explanationDiff(a.explanation, e.explanation);
+    const ed = explanationDiff(
+      explanationText(a.explanation, a.explanation_numbers, a.mastery_score),
+      e.explanation,
+    );
     if (ed.maxAbs > sm.maxAbsDiff) sm.maxAbsDiff = ed.maxAbs;
     if (ed.differs) firstDiff ??= "explanation differs";
     if (firstDiff !== undefined) {

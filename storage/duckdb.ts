@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs
 import { dirname } from "node:path";
 import type { DuckDBConnection, DuckDBPreparedStatement, DuckDBValue } from "@duckdb/node-api";
 import { DuckDBInstance } from "./duckdbApi.ts";
-import { CORE_DDL } from "./schema.ts";
+import { CORE_DDL, DUCK_ONLY_DDL } from "./schema.ts";
 import { applyDuckCoreDdl } from "./servingTables.ts";
 import { ensureStudentContext } from "./studentContext.ts";
 
@@ -112,7 +112,7 @@ export class DuckStore {
       }
     }
     const store = new DuckStore(path, instance, conn, encryption === null ? null : ENCRYPTED_CATALOG);
-    await applyDuckCoreDdl(conn, CORE_DDL);
+    await applyDuckCoreDdl(conn, [...CORE_DDL, ...DUCK_ONLY_DDL]);
     await ensureStudentContext(conn);
     return store;
   }

@@ -1,5 +1,11 @@
+import type { BktEloExplanationNumbers } from "../models/learnerState.ts";
 import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, TIMESTAMP, VARCHAR } from "./duckdbApi.ts";
+import {
+  EXPLANATION_NUMBERS_SELECT,
+  takeExplanationNumbers,
+  type WithExplanationNumberColumns,
+} from "./explanationNumbers.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { microsToSqlTimestamp } from "./rawEventStore.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
@@ -38,6 +44,11 @@ export type MasteryRow = {
   as_of_us: number;
   explanation: string;
   last_updated_us: number;
+  /**
+   * DuckDB only: the numbers of a batch-written bkt / elo row, whose `explanation` is then empty (serving
+   * renders the text: serving/storedExplanations.ts explanationText). Absent on rows stored with their text.
+   */
+  explanation_numbers?: BktEloExplanationNumbers;
 };
 
 /** A score set by hand (a teacher's correction), not derived from events: no revision applies. */
@@ -248,8 +259,18 @@ export class PgMasteryStore implements MasteryStore {
 const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
 
 const DUCK_READ = `SELECT student_key, topic_id, score_source, mastery_score, model_version,
-  epoch_us(as_of)::DOUBLE AS as_of_us, explanation, epoch_us(last_updated)::DOUBLE AS last_updated_us
+  epoch_us(as_of)::DOUBLE AS as_of_us, explanation, epoch_us(last_updated)::DOUBLE AS last_updated_us,
+  ${EXPLANATION_NUMBERS_SELECT}
   FROM student_mastery`;
+
+/** DUCK_READ's rows as MasteryRow: the explanation's numbers (where stored) under explanation_numbers. */
+function duckRows(rows: (MasteryRow & WithExplanationNumberColumns)[]): MasteryRow[] {
+  for (const r of rows) {
+    const n = takeExplanationNumbers(r);
+    if (n !== null) r.explanation_numbers = n;
+  }
+  return rows;
+}
 
 export class DuckMasteryStore implements MasteryStore {
   private constructor(private readonly duck: DuckStore) {}
@@ -376,15 +397,19 @@ export class DuckMasteryStore implements MasteryStore {
   }
 
   async forStudent(studentKey: string): Promise<MasteryRow[]> {
-    return this.duck.all<MasteryRow>(`${DUCK_READ} WHERE student_key = $1 ORDER BY topic_id, score_source`, [
-      studentKey,
-    ]);
+    return duckRows(
+      await this.duck.all<MasteryRow>(`${DUCK_READ} WHERE student_key = $1 ORDER BY topic_id, score_source`, [
+        studentKey,
+      ]),
+    );
   }
 
   async all(sources: readonly string[]): Promise<MasteryRow[]> {
-    return this.duck.all<MasteryRow>(
-      `${DUCK_READ} WHERE score_source IN (SELECT unnest($1::VARCHAR[])) ORDER BY student_key, topic_id, score_source`,
-      [listValue([...sources])],
+    return duckRows(
+      await this.duck.all<MasteryRow>(
+        `${DUCK_READ} WHERE score_source IN (SELECT unnest($1::VARCHAR[])) ORDER BY student_key, topic_id, score_source`,
+        [listValue([...sources])],
+      ),
     );
   }
 }

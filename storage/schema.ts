@@ -279,6 +279,44 @@ export const EXPERIMENT_DDL: readonly string[] = [
 ];
 
 /**
+ * The numbers of a BKT / Elo explanation (models/learnerState.ts BktEloExplanationNumbers), in column order:
+ * the batch job (serving/learnerState.ts) writes them to student_mastery and its history with an empty
+ * `explanation`, and readers render the text (serving/storedExplanations.ts). NULL on every other row.
+ */
+export const EXPLANATION_NUMBER_COLUMNS = [
+  "ex_base",
+  "ex_correct",
+  "ex_correct_c",
+  "ex_incorrect",
+  "ex_incorrect_c",
+  "ex_learn",
+  "ex_learn_c",
+  "ex_streak",
+  "ex_streak_c",
+] as const;
+const EXPLANATION_NUMBER_TYPES: Record<(typeof EXPLANATION_NUMBER_COLUMNS)[number], string> = {
+  ex_base: "DOUBLE",
+  ex_correct: "INTEGER",
+  ex_correct_c: "DOUBLE",
+  ex_incorrect: "INTEGER",
+  ex_incorrect_c: "DOUBLE",
+  ex_learn: "DOUBLE",
+  ex_learn_c: "DOUBLE",
+  ex_streak: "INTEGER",
+  ex_streak_c: "DOUBLE",
+};
+
+/**
+ * The embedded file's additions to CORE_DDL (storage/duckdb.ts applies both): the explanation numbers of the
+ * batch job's rows. PostgreSQL's student_mastery holds only texts (the batch job writes the DuckDB file).
+ */
+export const DUCK_ONLY_DDL: readonly string[] = ["student_mastery", "student_mastery_history"].flatMap((t) =>
+  EXPLANATION_NUMBER_COLUMNS.map(
+    (c) => `ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS ${c} ${EXPLANATION_NUMBER_TYPES[c]}`,
+  ),
+);
+
+/**
  * At-risk alert tables (serving/alerts.ts, storage/alertStore.ts): on the embedded file with the
  * serving tables, or in PostgreSQL next to student_mastery when the scores live there.
  */

@@ -11,7 +11,7 @@ describe("live performance", () => {
     for (const ddl of [...EXPERIMENT_DDL, ...SERVING_DDL]) await store.run(ddl);
     const hist = (s: string, t: string, p: number, v: string, at: string) =>
       store.run(
-        `INSERT INTO student_mastery_history VALUES ('${s}', '${t}', ${p}, 'blend', '${v}', TIMESTAMP '${at}', '{}', TIMESTAMP '${at}')`,
+        `INSERT INTO student_mastery_history (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at) VALUES ('${s}', '${t}', ${p}, 'blend', '${v}', TIMESTAMP '${at}', '{}', TIMESTAMP '${at}')`,
       );
     const quiz = (id: string, s: string, t: string, ok: boolean, at: string) =>
       store.run(

@@ -8,7 +8,7 @@ import { ingestPaths } from "../../features/ingest.ts";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { generateSynthetic } from "../../features/synthetic/generate.ts";
 import { type Explanation, explanationTotal } from "../../models/explanation.ts";
-import { bktMastery, eloMastery } from "../../models/learnerState.ts";
+import { bktMastery, eloMastery, replayEvents } from "../../models/learnerState.ts";
 import {
   type BktEloModels,
   loadQuizLog,
@@ -16,9 +16,13 @@ import {
   scoreBktElo,
   topicParamsResolver,
 } from "../../serving/learnerState.ts";
+import { DuckMasteryReadStore } from "../../serving/masteryReadStore.ts";
+import { recompute } from "../../serving/recompute.ts";
+import { withExplanationTexts } from "../../serving/storedExplanations.ts";
 import { IncrementalUpdater } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { listValue } from "../../storage/duckdbApi.ts";
+import { EXPLANATION_NUMBERS_SELECT } from "../../storage/explanationNumbers.ts";
 import { DuckMasteryStore } from "../../storage/masteryStore.ts";
 import { DuckRawEventStore, type RawEventRow } from "../../storage/rawEventStore.ts";
 import { compactServingTables } from "../../storage/servingTables.ts";
@@ -65,11 +69,21 @@ const STATE = `SELECT * EXCLUDE (updated_at) FROM learner_state ORDER BY student
 
 async function snapshot(store: DuckStore): Promise<{ state: unknown[]; mastery: unknown[] }> {
   const state = await store.all(STATE);
-  const mastery = await store.all(
-    `SELECT student_key, topic_id, score_source, mastery_score, model_version, as_of, explanation
+  const mastery = await readScores(
+    store,
+    `SELECT student_key, topic_id, score_source, mastery_score, model_version, as_of, explanation,
+            ${EXPLANATION_NUMBERS_SELECT}
      FROM student_mastery ORDER BY ALL`,
   );
   return { state, mastery };
+}
+
+/**
+ * Score rows as readers see them: the batch job stores a bkt/elo explanation as its numbers, rendered on read
+ * (serving/storedExplanations.ts); the stream stores the text. `sql` selects EXPLANATION_NUMBERS_SELECT last.
+ */
+async function readScores(store: DuckStore, sql: string) {
+  return withExplanationTexts(await store.all<{ mastery_score: number; explanation: string }>(sql));
 }
 
 /** Per (key, source), the newest history point (rowid: the append order) equals the current student_mastery row. */
@@ -80,7 +94,10 @@ async function expectNewestHistoryIsCurrent(store: DuckStore): Promise<void> {
                 QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, score_source ORDER BY rowid DESC) = 1) h
        USING (student_key, topic_id, score_source)
      WHERE h.student_key IS NULL OR h.mastery_score <> m.mastery_score OR h.explanation <> m.explanation
-        OR h.model_version <> m.model_version`,
+        OR h.model_version <> m.model_version
+        OR (${EXPLANATION_NUMBERS_SELECT.split(", ")
+          .map((c) => `h.${c} IS DISTINCT FROM m.${c}`)
+          .join(" OR ")})`,
   );
   expect(stale).toEqual([]);
 }
@@ -88,7 +105,7 @@ async function expectNewestHistoryIsCurrent(store: DuckStore): Promise<void> {
 /**
  * The bkt and elo rows of student_mastery as models/learnerState.ts bktMastery / eloMastery compute them
  * in JavaScript from the stored states (score, and the explanation as JSON.stringify writes it), beside
- * the rows the job wrote (its explanations are built in SQL).
+ * the rows the job wrote as readers see them (the explanation rendered from its stored numbers).
  */
 async function jsScores(store: DuckStore, models: BktEloModels) {
   const paramsFor = topicParamsResolver(models);
@@ -107,16 +124,17 @@ async function jsScores(store: DuckStore, models: BktEloModels) {
     });
   });
   const written = (
-    await store.all<{
+    (await readScores(
+      store,
+      `SELECT student_key, topic_id, score_source, mastery_score, explanation, ${EXPLANATION_NUMBERS_SELECT}
+       FROM student_mastery WHERE score_source IN ('bkt', 'elo') ORDER BY student_key, topic_id, score_source`,
+    )) as {
       student_key: string;
       topic_id: string;
       score_source: string;
       mastery_score: number;
       explanation: string;
-    }>(
-      `SELECT student_key, topic_id, score_source, mastery_score, explanation FROM student_mastery
-       WHERE score_source IN ('bkt', 'elo') ORDER BY student_key, topic_id, score_source`,
-    )
+    }[]
   ).map((r) => [r.student_key, r.topic_id, r.score_source, r.mastery_score, r.explanation]);
   return { expected, written };
 }
@@ -225,14 +243,43 @@ describe("serving/learnerState (score bkt-elo job)", () => {
         await updater.apply(rows);
       }
       expect(historyRows).toEqual([2, 2, 2]);
-      const history = `SELECT student_key, topic_id, score_source, mastery_score, model_version, as_of, explanation
+      const history = `SELECT student_key, topic_id, score_source, mastery_score, model_version, as_of, explanation,
+          ${EXPLANATION_NUMBERS_SELECT}
         FROM student_mastery_history ORDER BY as_of, score_source`;
-      const points = await batch.all<{ mastery_score: number }>(history);
+      const points = await readScores(batch, history);
       expect(points.length).toBe(6);
       // The video day's points repeat day 1's scores (only as_of moved).
       expect(points[2]!.mastery_score).toBe(points[0]!.mastery_score);
-      expect(await stream.all(history)).toEqual(points);
+      expect(await readScores(stream, history)).toEqual(points);
       expect(await snapshot(stream)).toEqual(await snapshot(batch));
+      // What the server reads (GET /mastery, the history routes): the batch's rows store explanation numbers,
+      // the stream's their text; both read back as the same texts.
+      const reads = async (store: DuckStore) => {
+        const r = new DuckMasteryReadStore(store);
+        return {
+          mastery: (await r.masteryRows("s1")).map(({ last_updated: _, ...row }) => row),
+          scores: (await r.scoreRows("s1")).map(({ last_updated: _, ...row }) => row),
+          history: await r.history("s1", "t1"),
+          studentHistory: await r.studentHistory("s1"),
+        };
+      };
+      const batchReads = await reads(batch);
+      expect(batchReads.mastery.map((m) => JSON.parse(m.explanation).score)).toEqual(
+        batchReads.mastery.map((m) => m.mastery_score),
+      );
+      expect(batchReads.history).toHaveLength(6);
+      expect(await reads(stream)).toEqual(batchReads);
+      // The recompute's reconciliation (mastery recompute) reads the batch's rows as equal to a replay.
+      const stores = {
+        raw: await DuckRawEventStore.open(batch),
+        state: await DuckStateStore.open(batch),
+        mastery: await DuckMasteryStore.open(batch),
+      };
+      const report = await recompute(stores, DEFAULTS);
+      expect(report.tables.map((t) => [t.table, t.compared, t.differences])).toEqual([
+        ["learner_state", 1, 0],
+        ["student_mastery", 2, 0],
+      ]);
       // A full rerun over the same events adds no point; one with another model version adds one per key
       // and source, and the newest point is then the current score.
       expect((await scoreBktElo(batch, DEFAULTS, { now: NOW, full: true })).historyRows).toBe(0);
@@ -349,7 +396,7 @@ describe("serving/learnerState (score bkt-elo job)", () => {
       });
       for (let i = 0; i < rows.length; i += 300) await updater.apply(rows.slice(i, i + 300));
       expect(await stream.all(STATE)).toEqual(await batch.all(STATE));
-      // Scores and explanation texts (built in SQL) equal what the JavaScript models write.
+      // Scores and explanation texts (rendered from the stored numbers) equal what the JavaScript models write.
       const js = await jsScores(batch, models);
       expect(js.written.length).toBe(2 * full.keys);
       expect(js.written).toEqual(js.expected);
@@ -438,12 +485,14 @@ describe("serving/learnerState (score bkt-elo job)", () => {
       last_event_id: string;
     }>("SELECT * FROM learner_state");
     expect(state).toMatchObject({ bkt_n: 3, elo_n: 3, correct_streak: 1, last_event_id: "d" });
-    const rows = await store.all<{
-      score_source: string;
-      mastery_score: number;
-      explanation: string;
-      model_version: string;
-    }>("SELECT * FROM student_mastery ORDER BY score_source");
+    const rows = withExplanationTexts(
+      await store.all<{
+        score_source: string;
+        mastery_score: number;
+        explanation: string;
+        model_version: string;
+      }>("SELECT * FROM student_mastery ORDER BY score_source"),
+    );
     expect(rows.map((r) => r.score_source)).toEqual(["bkt", "elo"]);
     for (const r of rows) {
       const e = JSON.parse(r.explanation) as Explanation;
@@ -462,6 +511,74 @@ describe("serving/learnerState (score bkt-elo job)", () => {
     // Nothing new: a second run touches no key and writes no history.
     expect((await scoreBktElo(store, DEFAULTS, { now: NOW })).keys).toBe(0);
     expect((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history"))?.n).toBe(2n);
+    store.close();
+  });
+
+  it("a full rerun after a video event moves only as_of / last_updated of the unmoved rows, and equals one full run", async () => {
+    const a = await DuckStore.open(":memory:");
+    const b = await DuckStore.open(":memory:");
+    try {
+      const quiz: Ev = {
+        id: "a",
+        type: "quiz_attempt",
+        student: "s1",
+        topic: "t1",
+        t: 10,
+        correct: true,
+        question: "q1",
+      };
+      const video: Ev = {
+        id: "v",
+        type: "video",
+        student: "s1",
+        topic: "t1",
+        t: 20,
+        correct: null,
+        question: null,
+      };
+      await insert(a, [quiz]);
+      await scoreBktElo(a, DEFAULTS, { now: NOW, full: true });
+      await insert(a, [video]);
+      const later = new Date(NOW.getTime() + 3_600_000);
+      // The scores and explanations did not move: no history point, only as_of and last_updated change.
+      expect((await scoreBktElo(a, DEFAULTS, { now: later, full: true })).historyRows).toBe(0);
+      const stamps = await a.all<{ as_of: Date; last_updated: Date }>(
+        "SELECT as_of, last_updated FROM student_mastery ORDER BY score_source",
+      );
+      expect(stamps.map((r) => r.as_of.toISOString())).toEqual(Array(2).fill("2026-01-01T00:00:20.000Z"));
+      expect(stamps.map((r) => r.last_updated.toISOString())).toEqual(Array(2).fill(later.toISOString()));
+      await insert(b, [quiz, video]);
+      await scoreBktElo(b, DEFAULTS, { now: later, full: true });
+      expect(await snapshot(a)).toEqual(await snapshot(b));
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  it("events of one key at the same ts fold in event_id order (the read ordered by ts alone reads again)", async () => {
+    const store = await DuckStore.open(":memory:");
+    // Stored in the other order: "b" (wrong) first, then "a" (right), both at t = 5; another key has no tie.
+    await insert(store, [
+      { id: "b", type: "quiz_attempt", student: "s1", topic: "t1", t: 5, correct: false, question: "q1" },
+      { id: "a", type: "quiz_attempt", student: "s1", topic: "t1", t: 5, correct: true, question: "q1" },
+      { id: "c", type: "quiz_attempt", student: "s2", topic: "t1", t: 7, correct: true, question: "q1" },
+    ]);
+    await scoreBktElo(store, DEFAULTS, { now: NOW, full: true });
+    const params = topicParamsResolver(DEFAULTS)("t1");
+    const at5 = (eventId: string, isCorrect: boolean) => ({
+      eventId,
+      type: "quiz_attempt",
+      ts: 5,
+      isCorrect,
+      questionId: "q1",
+    });
+    // In (ts, event_id) order: "a" then "b", so the streak is 0 and the last event is "b".
+    const expected = replayEvents([at5("b", false), at5("a", true)], params);
+    const row = await store.one<{ p_mastery: number; last_event_id: string; correct_streak: number }>(
+      "SELECT p_mastery, last_event_id, correct_streak FROM learner_state WHERE student_key = 's1'",
+    );
+    expect(row).toEqual({ p_mastery: expected.pMastery, last_event_id: "b", correct_streak: 0 });
     store.close();
   });
 

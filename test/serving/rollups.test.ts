@@ -9,7 +9,7 @@ describe("rollups", () => {
     await store.run(`INSERT INTO topics (topic_id, chapter_id, subject_id, course_id, content_length) VALUES
       ('t1', 'c1', 'sub1', 'k1', 10), ('t2', 'c1', 'sub1', 'k1', 30), ('t3', 'c1', 'sub1', 'k1', NULL),
       ('t4', 'c2', 'sub1', 'k1', 20), ('t5', 'c2', 'sub1', 'k1', 20), ('t6', 'c3', 'sub2', NULL, 0)`);
-    await store.run(`INSERT INTO student_mastery_base VALUES
+    await store.run(`INSERT INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated) VALUES
       ('s1', 't1', 0.2, 'rule_based', 'v', TIMESTAMP '2024-01-01', '{}', now()),
       ('s1', 't2', 0.6, 'rule_based', 'v', TIMESTAMP '2024-01-01', '{}', now()),
       ('s1', 't3', 0.5, 'rule_based', 'v', TIMESTAMP '2024-01-01', '{}', now()),

@@ -71,7 +71,8 @@ describe("student_mastery as the newest row per key over a base and an append-on
             if (op.kind === "base") {
               await foldDelta(store, "student_mastery", `score_source = '${op.source}'`);
               await store.run(
-                `INSERT OR REPLACE INTO student_mastery_base VALUES ($1, $2, $3, $4, 'v', now()::TIMESTAMP, '{}', now()::TIMESTAMP)`,
+                `INSERT OR REPLACE INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+                 VALUES ($1, $2, $3, $4, 'v', now()::TIMESTAMP, '{}', now()::TIMESTAMP)`,
                 [row.student_key, row.topic_id, row.mastery_score, row.score_source],
               );
             } else
@@ -107,7 +108,7 @@ describe("student_mastery as the newest row per key over a base and an append-on
          explanation, last_updated) VALUES ('sx', 't', 0.5, 'bkt', 'v', '2024-01-01', '{}', '2024-01-01')`,
     );
     await store.run(
-      "INSERT INTO student_mastery_base VALUES ('sx', 'u', 0.5, 'bkt', 'v', '2024-01-01', '{}', '2024-01-01')",
+      `INSERT INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated) VALUES ('sx', 'u', 0.5, 'bkt', 'v', '2024-01-01', '{}', '2024-01-01')`,
     );
     const plan = await store.all<{ explain_value: string }>(
       "EXPLAIN SELECT * FROM student_mastery WHERE student_key = 'sx'",
@@ -157,7 +158,8 @@ describe("a file of the plain-table layout", () => {
     await old.run("ALTER TABLE student_mastery_base RENAME TO student_mastery");
     await old.run("CREATE INDEX student_mastery_by_student ON student_mastery (student_key)");
     await old.run(
-      "INSERT INTO student_mastery VALUES ('a', 't', 0.25, 'bkt', 'v', '2024-01-01', '{}', '2024-01-01')",
+      `INSERT INTO student_mastery (student_key, topic_id, mastery_score, score_source, model_version, as_of,
+         explanation, last_updated) VALUES ('a', 't', 0.25, 'bkt', 'v', '2024-01-01', '{}', '2024-01-01')`,
     );
     old.close();
     const s = await DuckStore.open(path);
