@@ -1029,7 +1029,7 @@ export class LatentFilter {
       const res = nelderMead(nll, x, {
         step: r === 0 ? 0.6 : 0.3,
         maxEvaluations: opts.maxEvaluations ?? LATENT_FIT_BUDGET.maxEvaluations,
-        stallEvaluations: opts.stallEvaluations ?? LATENT_FIT_BUDGET.stallEvaluations,
+        ...(opts.stallEvaluations !== undefined ? { stallEvaluations: opts.stallEvaluations } : {}),
         stallTolerance: LATENT_FIT_BUDGET.stallTolerance,
         fTolerance: 1e-7,
         xTolerance: 1e-3,
@@ -1284,7 +1284,7 @@ export interface LatentFitOptions {
    * form then holds the prior concentration at LATENT_AUTO_CONCENTRATION).
    */
   emission?: "linear" | "logistic" | "auto";
-  /** Relative-change window of the optimiser (evaluations). Default LATENT_FIT_BUDGET.stallEvaluations. */
+  /** Relative-change window of the optimiser (evaluations; round 10, opt-in): stop when it gains < 1e-6 relative. */
   stallEvaluations?: number;
   /**
    * Forgetting: "floor" (default, rounds 4-8: all of K above one global floor decays) or "durable" (round 9,
@@ -1321,15 +1321,11 @@ export interface LatentFitOptions {
 export const LATENT_MIN_OBSERVATIONS = 10_000;
 
 /**
- * The fit's optimiser budget (round 10): Nelder-Mead runs until the best mean negative log-likelihood per
- * observation has improved by less than `stallTolerance` (relative) over the last `stallEvaluations`
- * evaluations, at most `maxEvaluations` (rounds 4-9: a flat 600, which every generated-data fit hit).
+ * The fit's optimiser budget: `maxEvaluations` Nelder-Mead evaluations (rounds 4-10: 600). Round 10 measured
+ * a relative-change stop (option `stallEvaluations`, e.g. 300, with `maxEvaluations` 4,000): it did not
+ * converge within 4,000 on every seed (docs/benchmarks.md Validity round 10), so it is opt-in.
  */
-export const LATENT_FIT_BUDGET = {
-  maxEvaluations: 4000,
-  stallEvaluations: 300,
-  stallTolerance: 1e-6,
-} as const;
+export const LATENT_FIT_BUDGET = { maxEvaluations: 600, stallTolerance: 1e-6 } as const;
 /** Prior concentration the logistic form holds under `emission: "auto"` (round 9's bench option, the start value). */
 export const LATENT_AUTO_CONCENTRATION = 4;
 /** Held-out ll/obs the logistic form must win by under `emission: "auto"` (a tie goes to the linear form). */

@@ -76,8 +76,8 @@ export function register(program: Command): void {
     )
     .option(
       "--latent-emission <linear|logistic|auto>",
-      "with --latent on, the filter's answer model: linear (P(correct) = guess + (1 - guess - slip) K; K on the accuracy scale) or logistic (an item threshold per topic, K ability-like, served through the centred-logit anchor fitted on K; opt-in, docs/benchmarks.md Validity round 8) or auto (the one with the higher held-out likelihood on a time split of the fit sample, the logistic form with the latent's spread held at 4; round 10)",
-      "linear",
+      "with --latent on, the filter's answer model: linear (P(correct) = guess + (1 - guess - slip) K; K on the accuracy scale) or logistic (an item threshold per topic, K ability-like, served through the centred-logit anchor fitted on K; opt-in, docs/benchmarks.md Validity round 8) or auto (the default, round 10: the one with the higher held-out likelihood on a time split of the fit sample, the logistic form with the latent's spread held at 4)",
+      "auto",
     )
     .option(
       "--latent-forgetting <durable|floor>",

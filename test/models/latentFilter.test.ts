@@ -654,11 +654,11 @@ function spearmanOf(a: number[], b: number[]): number {
 }
 
 describe("latent filter: optimiser budget and the emission chosen by held-out likelihood (round 10)", () => {
-  it("runs the fit to convergence by relative change, never below the old 600-evaluation stop", () => {
+  it("runs the fit to convergence by relative change (opt-in), never below the 600-evaluation stop", () => {
     const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
     const seqs = simulate(truth, 150, 11);
     const old = LatentFilter.fit(seqs, { bins: 16, maxEvaluations: 600, stallEvaluations: 1e9 });
-    const now = LatentFilter.fit(seqs, { bins: 16 });
+    const now = LatentFilter.fit(seqs, { bins: 16, maxEvaluations: 4000, stallEvaluations: 300 });
     expect(old.json.fit.stop).toBe("budget");
     expect(now.json.fit.stop).not.toBe("budget");
     expect(now.json.fit.evaluations).toBeGreaterThan(600);
