@@ -92,6 +92,17 @@ function loadLog(dir: string): UserLog[] {
   return [...users.values()].sort((a, b) => a.user - b.user);
 }
 
+/**
+ * REAL_EMISSION=linear|logistic|auto: the filter's emission for the real-log fits (round 10; absent = the
+ * LatentFilter.fit default, linear). Part of the cache file name when set.
+ */
+const realEmission = ((): "linear" | "logistic" | "auto" | undefined => {
+  const v = process.env.REAL_EMISSION;
+  if (v === undefined) return undefined;
+  if (v !== "linear" && v !== "logistic" && v !== "auto")
+    throw new Error(`REAL_EMISSION must be linear, logistic or auto (got ${v})`);
+  return v;
+})();
 /** FNV-1a of a string: a deterministic pair sample, as fitLatentOnStore samples pairs by hash. */
 function hash32(s: string): number {
   let h = 0x811c9dc5;
@@ -204,7 +215,7 @@ function fitEpoch(
       ? undefined
       : join(
           cacheDir,
-          `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}${fold === 0 ? "" : `-fold${fold}`}.json`,
+          `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}${fold === 0 ? "" : `-fold${fold}`}${realEmission === undefined ? "" : `-${realEmission}`}.json`,
         );
   // The latent filter, on a deterministic hash sample of pairs of about maxEvents attempts (as the product).
   const bySeq = new Map<string, LatentSequence>();
@@ -278,6 +289,7 @@ function fitEpoch(
     const minObs = process.env.REAL_MIN_OBS;
     filter = LatentFilter.fit([...bySeq.values()], {
       studentEffect,
+      ...(realEmission !== undefined ? { emission: realEmission } : {}),
       ...(minObs !== undefined ? { minObservations: Number(minObs) } : {}),
     });
     bkt = new BKT({ ...MASTERY_BKT_OPTIONS, restarts: 3 }).fit(log);

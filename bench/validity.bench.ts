@@ -237,7 +237,10 @@ async function evaluateCut(
       latentFit: {
         studentEffect: process.env.LATENT_STUDENT !== "0",
         // LATENT_EMISSION=logistic: the filter's item-threshold emission (round 6, opt-in; round 8 A/B).
-        ...(process.env.LATENT_EMISSION === "logistic" ? { emission: "logistic" as const } : {}),
+        // LATENT_EMISSION=auto: the form with the higher held-out likelihood (round 10).
+        ...(process.env.LATENT_EMISSION === "logistic" || process.env.LATENT_EMISSION === "auto"
+          ? { emission: process.env.LATENT_EMISSION as "logistic" | "auto" }
+          : {}),
         // LATENT_FORGETTING=durable: round 9's durable-share forgetting (opt-in; its A/B).
         ...(process.env.LATENT_FORGETTING === "durable" ? { forgetting: "durable" as const } : {}),
         // LATENT_CONCENTRATION=c: the filter's prior concentration held at c (round 9's logistic A/B).
@@ -445,8 +448,13 @@ async function evaluateCut(
       const lf = trained.latentFit.model.json;
       const tp = Object.values(lf.topicPriorMean);
       console.log(
-        `anchor ${JSON.stringify(served.json.anchor ?? null)} (gap-accuracy base ${served.json.global.base.toFixed(3)}); latent filter: interval scale ${(lf.intervalScale ?? 1).toFixed(3)}; student prior sd ${lf.studentPriorSd ?? 0}; ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations, ll/obs ${lf.fit.logLikPerObs.toFixed(4)}${guardNote(lf.fit)}, ${trained.latentFit.seconds.toFixed(1)} s`,
+        `anchor ${JSON.stringify(served.json.anchor ?? null)} (gap-accuracy base ${served.json.global.base.toFixed(3)}); latent filter: interval scale ${(lf.intervalScale ?? 1).toFixed(3)}; student prior sd ${lf.studentPriorSd ?? 0}; ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations (stop: ${lf.fit.stop ?? "?"}), ll/obs ${lf.fit.logLikPerObs.toFixed(4)}${guardNote(lf.fit)}, ${trained.latentFit.seconds.toFixed(1)} s`,
       );
+      const ch = lf.fit.emissionChoice;
+      if (ch !== undefined)
+        console.log(
+          `emission choice (held-out, graded events from day ${ch.cutDay.toFixed(1)}, ${ch.heldOutObservations} observations): linear ${ch.heldOut.linear.toFixed(5)} / logistic (concentration 4) ${ch.heldOut.logistic.toFixed(5)} ll/obs -> ${ch.chosen}`,
+        );
     }
     const cal = Object.values(served.json.topics);
     const med = (xs: number[]) => {

@@ -90,6 +90,16 @@ export interface LatentModelJson {
     sequences: number;
     evaluations: number;
     /**
+     * Why the optimiser stopped (round 10; absent in older models): "stall" = converged by relative change
+     * (LATENT_FIT_BUDGET), "tolerance" = simplex tolerances met, "budget" = the evaluation cap.
+     */
+    stop?: "tolerance" | "stall" | "budget";
+    /**
+     * The emission choice by held-out likelihood (`emission: "auto"`, LatentFilter.chooseEmission): the
+     * held-out log-likelihood per observation of each form and the cut; absent when the form was given.
+     */
+    emissionChoice?: EmissionChoice;
+    /**
      * Small-data guard (LatentFilter.fit, `minObservations`): present when the sample held fewer graded
      * observations than the minimum, so the global parameters were shrunk toward the prior centre (the
      * documented defaults) with `priorSd` per unconstrained coordinate.
@@ -952,6 +962,16 @@ export class LatentFilter {
    * `onProgress` (evaluations, mean log-likelihood per graded observation).
    */
   static fit(sequences: readonly LatentSequence[], opts: LatentFitOptions = {}): LatentFilter {
+    if (opts.emission === "auto") {
+      const choice = LatentFilter.chooseEmission(sequences, opts);
+      const f = LatentFilter.fit(sequences, {
+        ...opts,
+        emission: choice.chosen,
+        ...(choice.chosen === "logistic" ? { fixedConcentration: LATENT_AUTO_CONCENTRATION } : {}),
+      });
+      f.json.fit.emissionChoice = choice;
+      return f;
+    }
     const bins = opts.bins ?? 40;
     const logistic = opts.emission === "logistic";
     const durable = opts.forgetting === "durable";
@@ -1002,17 +1022,21 @@ export class LatentFilter {
     const nll = (x: Float64Array): number => (penalty(x) - logLik(x)) / observations;
     let x: Float64Array = Float64Array.from(centre);
     let evaluations = 0;
+    let stop: NonNullable<LatentModelJson["fit"]["stop"]> = "budget";
     const rounds = opts.restarts ?? 1;
     let best = Number.POSITIVE_INFINITY;
     for (let r = 0; r < rounds; r++) {
       const res = nelderMead(nll, x, {
         step: r === 0 ? 0.6 : 0.3,
-        maxEvaluations: opts.maxEvaluations ?? 600,
+        maxEvaluations: opts.maxEvaluations ?? LATENT_FIT_BUDGET.maxEvaluations,
+        ...(opts.stallEvaluations !== undefined ? { stallEvaluations: opts.stallEvaluations } : {}),
+        stallTolerance: LATENT_FIT_BUDGET.stallTolerance,
         fTolerance: 1e-7,
         xTolerance: 1e-3,
         onIteration: (ev, f) => opts.onProgress?.(evaluations + ev, -f),
       });
       evaluations += res.evaluations;
+      stop = res.stop;
       x = res.x;
       if (best - res.f < 1e-6) {
         best = Math.min(best, res.f);
@@ -1086,6 +1110,7 @@ export class LatentFilter {
         observations,
         sequences: sequences.length,
         evaluations,
+        stop,
         ...(Number.isFinite(priorSd) ? { smallData: { minObservations, priorSd } } : {}),
         ...(implausible.length > 0 ? { implausible } : {}),
         ...(fallback !== undefined ? { fallback } : {}),
@@ -1098,6 +1123,76 @@ export class LatentFilter {
       if (chosen.sd > 0) json.studentPriorSd = chosen.sd;
     }
     return new LatentFilter(json);
+  }
+
+  /**
+   * The emission form by held-out likelihood (round 10, `emission: "auto"`): the sample is cut in time at the
+   * `cutQuantile` quantile of its graded events' times; the linear form and the logistic one (the latent's
+   * spread held at LATENT_AUTO_CONCENTRATION: with a free slope the scale is not identified) are fitted on
+   * the events before the cut (no student effect in either), then each filters every sequence through all
+   * of its events and scores the graded events at or after the cut: log-likelihood per graded observation.
+   * The logistic form is chosen only if it beats the linear one by more than `margin` (the simpler form
+   * wins a tie). Throws when either side of the cut has fewer than 50 graded observations.
+   */
+  static chooseEmission(
+    sequences: readonly LatentSequence[],
+    opts: LatentFitOptions = {},
+    cutQuantile = 0.8,
+    margin = LATENT_AUTO_MARGIN,
+  ): EmissionChoice {
+    const times: number[] = [];
+    for (const s of sequences) for (const e of s.events) if (isGraded(e)) times.push(e.t);
+    times.sort((a, b) => a - b);
+    if (times.length === 0)
+      throw new LatentFilterError(
+        "no graded observations to choose the latent filter's emission on: ingest quiz / practice / assignment events",
+      );
+    const cut = times[Math.min(times.length - 1, Math.floor(cutQuantile * times.length))]!;
+    const before: LatentSequence[] = [];
+    let heldObs = 0;
+    for (const s of sequences) {
+      const ev = s.events.filter((e) => e.t < cut);
+      if (ev.length > 0) before.push({ ...s, events: ev });
+      for (const e of s.events) if (e.t >= cut) heldObs += gradedCount(e);
+    }
+    if (heldObs < 50)
+      throw new LatentFilterError(
+        `only ${heldObs} graded observations after the time cut (day ${cut.toFixed(1)}) to choose the latent filter's emission on; need 50: pass emission "linear" or ingest more history`,
+      );
+    const { emission: _e, studentEffect: _s, fixedConcentration: _c, onProgress: _p, ...rest } = opts;
+    const score = (m: LatentFilter): number => {
+      let ll = 0;
+      let p = new Float64Array(0);
+      for (const s of sequences) {
+        const k = m.kernelFor(s.topic);
+        if (p.length !== k.bins) p = new Float64Array(k.bins);
+        k.prior(m.json.topicPriorMean[s.topic] ?? m.json.params.priorMean, p);
+        const base = k.mean(p);
+        let last = Number.NaN;
+        for (const e of s.events) {
+          if (Number.isFinite(last)) k.forget(p, e.t - last, base);
+          last = e.t;
+          const l = k.observe(p, e);
+          if (e.t >= cut) ll += l;
+          k.learnFrom(p, e.kind);
+        }
+      }
+      return ll / heldObs;
+    };
+    const linear = LatentFilter.fit(before, { ...rest, emission: "linear" });
+    const logistic = LatentFilter.fit(before, {
+      ...rest,
+      emission: "logistic",
+      fixedConcentration: LATENT_AUTO_CONCENTRATION,
+    });
+    const heldOut = { linear: score(linear), logistic: score(logistic) };
+    return {
+      chosen: heldOut.logistic > heldOut.linear + margin ? "logistic" : "linear",
+      heldOut,
+      cutDay: cut,
+      heldOutObservations: heldObs,
+      margin,
+    };
   }
 
   /**
@@ -1183,8 +1278,14 @@ export interface LatentFitOptions {
   restarts?: number;
   /** Prior sd (logit units) of a topic's prior-mean offset from the global one. Default 1. */
   topicPriorSd?: number;
-  /** Emission: "linear" (default; K on the accuracy scale) or "logistic" (slope and per-topic threshold). */
-  emission?: "linear" | "logistic";
+  /**
+   * Emission: "linear" (default; K on the accuracy scale), "logistic" (slope and per-topic threshold) or
+   * "auto" (round 10: the one with the higher held-out likelihood, LatentFilter.chooseEmission; the logistic
+   * form then holds the prior concentration at LATENT_AUTO_CONCENTRATION).
+   */
+  emission?: "linear" | "logistic" | "auto";
+  /** Relative-change window of the optimiser (evaluations; round 10, opt-in): stop when it gains < 1e-6 relative. */
+  stallEvaluations?: number;
   /**
    * Forgetting: "floor" (default, rounds 4-8: all of K above one global floor decays) or "durable" (round 9,
    * opt-in: LatentParams.durableShare, the gain above the pair's prior mean decays and a fitted share of it is
@@ -1218,6 +1319,34 @@ export interface LatentFitOptions {
  * degenerate, with 20,000+ it was not: docs/benchmarks.md "Real log, round 8" / "round 9").
  */
 export const LATENT_MIN_OBSERVATIONS = 10_000;
+
+/**
+ * The fit's optimiser budget: `maxEvaluations` Nelder-Mead evaluations (rounds 4-10: 600). Round 10 measured
+ * a relative-change stop (option `stallEvaluations`, e.g. 300, with `maxEvaluations` 4,000): it did not
+ * converge within 4,000 on every seed (docs/benchmarks.md Validity round 10), so it is opt-in.
+ */
+export const LATENT_FIT_BUDGET = { maxEvaluations: 600, stallTolerance: 1e-6 } as const;
+/** Prior concentration the logistic form holds under `emission: "auto"` (round 9's bench option, the start value). */
+export const LATENT_AUTO_CONCENTRATION = 4;
+/** Held-out ll/obs the logistic form must win by under `emission: "auto"` (a tie goes to the linear form). */
+export const LATENT_AUTO_MARGIN = 0.0005;
+
+/** The outcome of LatentFilter.chooseEmission. */
+export interface EmissionChoice {
+  chosen: "linear" | "logistic";
+  /** Held-out log-likelihood per graded observation of each form (fitted before the cut). */
+  heldOut: { linear: number; logistic: number };
+  /** The time cut (days, the events' clock) and the graded observations at or after it. */
+  cutDay: number;
+  heldOutObservations: number;
+  margin: number;
+}
+
+const isGraded = (e: LatentEvent): boolean =>
+  e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE || e.kind === KIND_ASSIGNMENT;
+/** Graded observations in one event: the answers of a quiz / practice set, 1 for an assignment score. */
+const gradedCount = (e: LatentEvent): number =>
+  e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE ? e.n : e.kind === KIND_ASSIGNMENT ? 1 : 0;
 /** Prior sd (unconstrained coordinates) of the guard at half the minimum; it scales with sqrt(n / (min - n)). */
 export const LATENT_SMALL_DATA_PRIOR_SD = 1;
 

@@ -13,6 +13,13 @@ export interface NelderMeadOptions {
   /** Stop when the spread of f over the simplex is below this and the simplex is smaller than xTolerance. */
   fTolerance?: number;
   xTolerance?: number;
+  /**
+   * Convergence by relative change: stop once the best value has improved by less than
+   * `stallTolerance * |best|` over the last `stallEvaluations` evaluations. Off unless
+   * `stallEvaluations` is set; `maxEvaluations` stays the hard cap. Default tolerance 1e-6.
+   */
+  stallEvaluations?: number;
+  stallTolerance?: number;
   /** Called after every iteration with the evaluations so far and the best value. */
   onIteration?: (evaluations: number, bestF: number, bestX: Float64Array) => void;
 }
@@ -22,6 +29,8 @@ export interface NelderMeadResult {
   f: number;
   evaluations: number;
   iterations: number;
+  /** Why it stopped: the tolerances met, no relative progress (stall) or the evaluation cap. */
+  stop: "tolerance" | "stall" | "budget";
 }
 
 export function nelderMead(
@@ -59,6 +68,11 @@ export function nelderMead(
   const xe = new Float64Array(dim);
   const xc = new Float64Array(dim);
   let iterations = 0;
+  const stallEvals = options.stallEvaluations;
+  const stallTol = options.stallTolerance ?? 1e-6;
+  // Best value at each evaluation count where an iteration ended (for the relative-change stop).
+  const history: { ev: number; f: number }[] = [];
+  let stop: NelderMeadResult["stop"] = "budget";
 
   const sortSimplex = (): void => {
     for (let i = 0; i <= dim; i++) order[i] = i;
@@ -78,7 +92,21 @@ export function nelderMead(
     let size = 0;
     for (let i = 1; i <= dim; i++)
       for (let j = 0; j < dim; j++) size = Math.max(size, Math.abs(pts[i]![j]! - pts[0]![j]!));
-    if (spreadF <= fTol && size <= xTol) break;
+    if (spreadF <= fTol && size <= xTol) {
+      stop = "tolerance";
+      break;
+    }
+    if (stallEvals !== undefined) {
+      history.push({ ev: evaluations, f: fv[0]! });
+      // The best value stallEvals evaluations ago: the last record at or before that count.
+      let i = history.length - 1;
+      while (i >= 0 && history[i]!.ev > evaluations - stallEvals) i--;
+      if (i >= 0 && history[i]!.f - fv[0]! <= stallTol * Math.abs(fv[0]!)) {
+        stop = "stall";
+        break;
+      }
+      if (i > 0) history.splice(0, i);
+    }
     iterations++;
 
     centroid.fill(0);
@@ -122,5 +150,5 @@ export function nelderMead(
     sortSimplex();
     options.onIteration?.(evaluations, fv[0]!, pts[0]!);
   }
-  return { x: Float64Array.from(pts[0]!), f: fv[0]!, evaluations, iterations };
+  return { x: Float64Array.from(pts[0]!), f: fv[0]!, evaluations, iterations, stop };
 }

@@ -75,9 +75,9 @@ export function register(program: Command): void {
       "on",
     )
     .option(
-      "--latent-emission <linear|logistic>",
-      "with --latent on, the filter's answer model: linear (P(correct) = guess + (1 - guess - slip) K; K on the accuracy scale) or logistic (an item threshold per topic, K ability-like, served through the centred-logit anchor fitted on K; opt-in, docs/benchmarks.md Validity round 8)",
-      "linear",
+      "--latent-emission <linear|logistic|auto>",
+      "with --latent on, the filter's answer model: linear (P(correct) = guess + (1 - guess - slip) K; K on the accuracy scale) or logistic (an item threshold per topic, K ability-like, served through the centred-logit anchor fitted on K; opt-in, docs/benchmarks.md Validity round 8) or auto (the default, round 10: the one with the higher held-out likelihood on a time split of the fit sample, the logistic form with the latent's spread held at 4)",
+      "auto",
     )
     .option(
       "--latent-forgetting <durable|floor>",
@@ -119,8 +119,12 @@ Example:
         throw new CliError(`--latent must be on or off (got ${opts.latent})`);
       if (opts.latentStudent !== "on" && opts.latentStudent !== "off")
         throw new CliError(`--latent-student must be on or off (got ${opts.latentStudent})`);
-      if (opts.latentEmission !== "linear" && opts.latentEmission !== "logistic")
-        throw new CliError(`--latent-emission must be linear or logistic (got ${opts.latentEmission})`);
+      if (
+        opts.latentEmission !== "linear" &&
+        opts.latentEmission !== "logistic" &&
+        opts.latentEmission !== "auto"
+      )
+        throw new CliError(`--latent-emission must be linear, logistic or auto (got ${opts.latentEmission})`);
       if (opts.latentForgetting !== "durable" && opts.latentForgetting !== "floor")
         throw new CliError(`--latent-forgetting must be durable or floor (got ${opts.latentForgetting})`);
       if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))

@@ -652,3 +652,77 @@ function spearmanOf(a: number[], b: number[]): number {
   }
   return sab / Math.sqrt(saa * sbb);
 }
+
+describe("latent filter: optimiser budget and the emission chosen by held-out likelihood (round 10)", () => {
+  it("runs the fit to convergence by relative change (opt-in), never below the 600-evaluation stop", () => {
+    const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
+    const seqs = simulate(truth, 150, 11);
+    const old = LatentFilter.fit(seqs, { bins: 16, maxEvaluations: 600, stallEvaluations: 1e9 });
+    const now = LatentFilter.fit(seqs, { bins: 16, maxEvaluations: 4000, stallEvaluations: 300 });
+    expect(old.json.fit.stop).toBe("budget");
+    expect(now.json.fit.stop).not.toBe("budget");
+    expect(now.json.fit.evaluations).toBeGreaterThan(600);
+    expect(now.json.fit.evaluations).toBeLessThan(4000);
+    // The same path continued: the likelihood can only rise.
+    expect(now.json.fit.logLikPerObs).toBeGreaterThanOrEqual(old.json.fit.logLikPerObs);
+  }, 300_000);
+
+  it("scores each form by the log-likelihood of the answers after the time cut, fitted on those before it", () => {
+    const { seqs } = simulateStudents({ ...NO_TIME, priorMean: 0.45 }, { A: 0.5, B: 0.5 }, 120, 0, 3);
+    const opts = { bins: 16, maxEvaluations: 200 };
+    const ch = LatentFilter.chooseEmission(seqs, opts);
+    // Known answer, computed another way: the filter is causal, so the held-out part of a sequence's
+    // log-likelihood is run(all events) - run(events before the cut).
+    const before = seqs
+      .map((s) => ({ ...s, events: s.events.filter((e) => e.t < ch.cutDay) }))
+      .filter((s) => s.events.length > 0);
+    const heldOut = (m: LatentFilter): number => {
+      let ll = 0;
+      for (const s of seqs) {
+        const k = m.kernelFor(s.topic);
+        const p = new Float64Array(k.bins);
+        const prior = m.json.topicPriorMean[s.topic] ?? m.json.params.priorMean;
+        ll +=
+          k.run(s.events, prior, p) -
+          k.run(
+            s.events.filter((e) => e.t < ch.cutDay),
+            prior,
+            p,
+          );
+      }
+      return ll / ch.heldOutObservations;
+    };
+    const lin = LatentFilter.fit(before, { ...opts, emission: "linear" });
+    const lgt = LatentFilter.fit(before, { ...opts, emission: "logistic", fixedConcentration: 4 });
+    expect(ch.heldOut.linear).toBeCloseTo(heldOut(lin), 10);
+    expect(ch.heldOut.logistic).toBeCloseTo(heldOut(lgt), 10);
+    let after = 0;
+    for (const s of seqs) for (const e of s.events) if (e.t >= ch.cutDay) after += e.n;
+    expect(ch.heldOutObservations).toBe(after);
+    // About a fifth of the answers are held out (the 80th percentile of the answers' times).
+    expect(after / seqs.reduce((a, s) => a + s.events.length, 0)).toBeGreaterThan(0.15);
+    expect(after / seqs.reduce((a, s) => a + s.events.length, 0)).toBeLessThan(0.25);
+    expect(ch.chosen).toBe(ch.heldOut.logistic > ch.heldOut.linear + ch.margin ? "logistic" : "linear");
+  }, 300_000);
+
+  it("chooses the logistic form on answers from a steep item threshold and the linear one on answers linear in K", () => {
+    const steep: LatentParams = {
+      ...NO_TIME,
+      priorMean: 0.5,
+      guess: 0.1,
+      slip: 0.05,
+      slope: 30,
+      threshold: 0.5,
+    };
+    const a = simulateStudents(steep, { A: 0.5, B: 0.5, C: 0.5 }, 200, 0, 21).seqs;
+    const fa = LatentFilter.fit(a, { bins: 20, maxEvaluations: 300, emission: "auto" });
+    expect(fa.json.fit.emissionChoice?.chosen).toBe("logistic");
+    expect(fa.json.params.slope).toBeDefined();
+    expect(fa.json.params.priorConcentration).toBe(4);
+    const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
+    const b = simulate(truth, 300, 5);
+    const fb = LatentFilter.fit(b, { bins: 20, maxEvaluations: 300, emission: "auto" });
+    expect(fb.json.fit.emissionChoice?.chosen).toBe("linear");
+    expect(fb.json.params.slope).toBeUndefined();
+  }, 300_000);
+});
