@@ -94,11 +94,11 @@ function loadLog(dir: string): UserLog[] {
 
 /**
  * REAL_EMISSION=linear|logistic|auto: the filter's emission for the real-log fits (round 10; absent = the
- * LatentFilter.fit default, linear). Part of the cache file name when set.
+ * product's default, auto, as `mastery train served` fits it). Part of the cache file name except for linear
+ * (rounds 4-9's caches, fitted before the choice existed, are linear).
  */
-const realEmission = ((): "linear" | "logistic" | "auto" | undefined => {
-  const v = process.env.REAL_EMISSION;
-  if (v === undefined) return undefined;
+const realEmission = ((): "linear" | "logistic" | "auto" => {
+  const v = process.env.REAL_EMISSION ?? "auto";
   if (v !== "linear" && v !== "logistic" && v !== "auto")
     throw new Error(`REAL_EMISSION must be linear, logistic or auto (got ${v})`);
   return v;
@@ -215,7 +215,7 @@ function fitEpoch(
       ? undefined
       : join(
           cacheDir,
-          `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}${fold === 0 ? "" : `-fold${fold}`}${realEmission === undefined ? "" : `-${realEmission}`}.json`,
+          `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}${fold === 0 ? "" : `-fold${fold}`}${realEmission === "linear" ? "" : `-${realEmission}`}.json`,
         );
   // The latent filter, on a deterministic hash sample of pairs of about maxEvents attempts (as the product).
   const bySeq = new Map<string, LatentSequence>();
@@ -289,7 +289,7 @@ function fitEpoch(
     const minObs = process.env.REAL_MIN_OBS;
     filter = LatentFilter.fit([...bySeq.values()], {
       studentEffect,
-      ...(realEmission !== undefined ? { emission: realEmission } : {}),
+      emission: realEmission,
       ...(minObs !== undefined ? { minObservations: Number(minObs) } : {}),
     });
     bkt = new BKT({ ...MASTERY_BKT_OPTIONS, restarts: 3 }).fit(log);

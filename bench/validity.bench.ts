@@ -16,6 +16,7 @@
  *   ONLY=1 npx tsx bench/validity.bench.ts                     # first setting only (ONLY=2: the second)
  *   SYNTH=0 npx tsx bench/validity.bench.ts                    # the real log only
  *   LATENT_STUDENT=0 npx tsx bench/validity.bench.ts           # the latent filter without the student effect
+ *   LATENT_EMISSION=linear npx tsx bench/validity.bench.ts     # rounds 4-9 default emission (unset: the product default, auto)
  *   LATENT_EMISSION=logistic npx tsx bench/validity.bench.ts   # the filter's logistic (item-threshold) emission
  *   LATENT_FORGETTING=durable npx tsx bench/validity.bench.ts  # round 9's durable-share forgetting (opt-in)
  *
@@ -238,8 +239,11 @@ async function evaluateCut(
         studentEffect: process.env.LATENT_STUDENT !== "0",
         // LATENT_EMISSION=logistic: the filter's item-threshold emission (round 6, opt-in; round 8 A/B).
         // LATENT_EMISSION=auto: the form with the higher held-out likelihood (round 10).
-        ...(process.env.LATENT_EMISSION === "logistic" || process.env.LATENT_EMISSION === "auto"
-          ? { emission: process.env.LATENT_EMISSION as "logistic" | "auto" }
+        // Unset: the product default (auto); LATENT_EMISSION=linear: rounds 4-9's default.
+        ...(process.env.LATENT_EMISSION === "logistic" ||
+        process.env.LATENT_EMISSION === "auto" ||
+        process.env.LATENT_EMISSION === "linear"
+          ? { emission: process.env.LATENT_EMISSION as "linear" | "logistic" | "auto" }
           : {}),
         // LATENT_FORGETTING=durable: round 9's durable-share forgetting (opt-in; its A/B).
         ...(process.env.LATENT_FORGETTING === "durable" ? { forgetting: "durable" as const } : {}),

@@ -56,7 +56,7 @@ export interface TrainServedOptions {
   latent?: boolean;
   /** What the served score is (with the latent filter on): its posterior or the stack. Default SERVED_FROM_DEFAULT. */
   servedFrom?: ServedFrom;
-  /** Options of the latent filter's fit (serving/latentScoring.ts). */
+  /** Options of the latent filter's fit (serving/latentScoring.ts); `emission` defaults to "auto". */
   latentFit?: LatentFitOptions & { maxEvents?: number };
   /**
    * The logit scales' anchor (what "centred-logit" serves as 0.5): "pair-centred" (default, round 7:
@@ -198,7 +198,11 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
     // The latent-state filter: fitted by maximum likelihood on the events before the snapshot (no labels),
     // its posterior mean as of the snapshot is one more input of the stack.
     const latentFit =
-      opts.latent === false ? null : await fitLatentOnStore(scratch, snapshot, opts.latentFit ?? {});
+      opts.latent === false
+        ? null
+        : // The emission is chosen on held-out answers unless the caller names one (`mastery train served`'s
+          // default, round 10 in docs/benchmarks.md).
+          await fitLatentOnStore(scratch, snapshot, { emission: "auto", ...(opts.latentFit ?? {}) });
     const latentEst =
       latentFit === null ? null : await attachLatent(scratch, evidence, latentFit.model, snapshot);
     // Calibration per topic: guess/slip of the bounded BKT fit on the same history (mastery scale), the

@@ -85,7 +85,8 @@ describe("served mastery estimate on a generated store", () => {
       dbPath,
       out,
       labelDays: 7,
-      latentFit: { maxEvents: 6000, maxEvaluations: 120 },
+      // The linear emission named: the P(correct) check below is its closed form (auto, the default, is tested in test/models/latentFilter.test.ts).
+      latentFit: { maxEvents: 6000, maxEvaluations: 120, emission: "linear" },
     });
     expect(trained.latentFit).not.toBeNull();
     expect(trained.model.json.servedFrom).toBe("latent");
