@@ -15,6 +15,7 @@ import {
 } from "../../models/learnerState.ts";
 import { explanationText, withExplanationTexts } from "../../serving/storedExplanations.ts";
 import { EXPLANATION_NUMBER_COLUMNS } from "../../storage/schema.ts";
+import { topicParamsArb } from "./topicParamsArb.ts";
 
 // The BKT / Elo explanation builders as they were before the batch job stored numbers instead of texts
 // (models/learnerState.ts at main 2242ae9, copied): the served text must stay byte for byte theirs.
@@ -51,19 +52,6 @@ function oldEloExplanation(state: LearnerState, params: TopicParams): string {
   return JSON.stringify(explain(base, factors, score));
 }
 
-const paramsArb: fc.Arbitrary<TopicParams> = fc.record({
-  bkt: fc.record({
-    prior: fc.double({ min: 0.01, max: 0.99, noNaN: true }),
-    learn: fc.double({ min: 0, max: 0.5, noNaN: true }),
-    forget: fc.double({ min: 0, max: 0.2, noNaN: true }),
-    guess: fc.double({ min: 0.01, max: 0.4, noNaN: true }),
-    slip: fc.double({ min: 0.01, max: 0.4, noNaN: true }),
-  }),
-  eloA: fc.double({ min: 0, max: 3, noNaN: true }),
-  eloB: fc.double({ min: 0, max: 1, noNaN: true }),
-  topicDifficulty: fc.double({ min: -3, max: 3, noNaN: true }),
-  itemOffsets: fc.constant(new Map([["q2", -1]])),
-});
 const eventsArb = fc.array(
   fc.record({
     correct: fc.option(fc.boolean(), { freq: 6 }),
@@ -115,7 +103,7 @@ function storedRow(n: ReturnType<typeof bktExplanationNumbers>, score: number) {
 describe("BKT / Elo explanations stored as numbers, rendered at read time", () => {
   it("stored numbers then rendered == the old builders' text, byte for byte (fast-check)", () => {
     fc.assert(
-      fc.property(paramsArb, eventsArb, (params, events) => {
+      fc.property(topicParamsArb, eventsArb, (params, events) => {
         const s = stateAfter(events, params);
         const bkt = bktMastery(s, params);
         const elo = eloMastery(s, params);

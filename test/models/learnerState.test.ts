@@ -16,6 +16,7 @@ import {
   type TopicParams,
   updatePlan,
 } from "../../models/learnerState.ts";
+import { topicParamsArb } from "./topicParamsArb.ts";
 
 const PARAMS: TopicParams = {
   bkt: { prior: 0.3, learn: 0.2, forget: 0, guess: 0.2, slip: 0.1 },
@@ -44,20 +45,6 @@ const eventArb = fc.record({
   ts: fc.integer({ min: 0, max: 1e9 }),
   isCorrect: fc.option(fc.boolean(), { freq: 8 }),
   questionId: fc.option(fc.constantFrom("q1", "q2", "q3"), { freq: 4 }),
-});
-
-const paramsArb: fc.Arbitrary<TopicParams> = fc.record({
-  bkt: fc.record({
-    prior: fc.double({ min: 0.01, max: 0.99, noNaN: true }),
-    learn: fc.double({ min: 0, max: 0.5, noNaN: true }),
-    forget: fc.double({ min: 0, max: 0.2, noNaN: true }),
-    guess: fc.double({ min: 0.01, max: 0.4, noNaN: true }),
-    slip: fc.double({ min: 0.01, max: 0.4, noNaN: true }),
-  }),
-  eloA: fc.double({ min: 0, max: 3, noNaN: true }),
-  eloB: fc.double({ min: 0, max: 1, noNaN: true }),
-  topicDifficulty: fc.double({ min: -3, max: 3, noNaN: true }),
-  itemOffsets: fc.constant(new Map([["q2", -1]])),
 });
 
 describe("learner state", () => {
@@ -101,7 +88,7 @@ describe("learner state", () => {
 
   it("explanations sum with their base to the score (BKT base = prior, Elo base = new student)", () => {
     fc.assert(
-      fc.property(fc.array(eventArb, { maxLength: 40 }), paramsArb, (events, params) => {
+      fc.property(fc.array(eventArb, { maxLength: 40 }), topicParamsArb, (events, params) => {
         const s = replayEvents(events, params);
         const b = bktMastery(s, params);
         const e = eloMastery(s, params);
@@ -122,7 +109,7 @@ describe("learner state", () => {
 
   it("applying events one at a time (state stored between events) equals replaying them all at once", () => {
     fc.assert(
-      fc.property(fc.array(eventArb, { maxLength: 40 }), paramsArb, fc.nat(), (events, params, cut) => {
+      fc.property(fc.array(eventArb, { maxLength: 40 }), topicParamsArb, fc.nat(), (events, params, cut) => {
         const ordered = replayOrder(events);
         let s: LearnerState = initialLearnerState(params);
         for (const e of ordered) s = JSON.parse(JSON.stringify(applyEvent(s, e, params))) as LearnerState;
@@ -250,7 +237,7 @@ describe("one replay path: stream == batch == full replay", () => {
     fc.assert(
       fc.property(
         fc.array(arrivalArb, { maxLength: 40 }),
-        paramsArb,
+        topicParamsArb,
         fc.array(fc.nat({ max: 40 }), { maxLength: 6 }),
         (arrivals, params, runs) => {
           const batches = copiesOf(arrivals);
@@ -268,7 +255,7 @@ describe("one replay path: stream == batch == full replay", () => {
     fc.assert(
       fc.property(
         fc.array(arrivalArb, { maxLength: 30 }),
-        paramsArb,
+        topicParamsArb,
         fc.array(fc.integer({ min: 0, max: 32 }), { maxLength: 5 }),
         (arrivals, params, times) => {
           const events = copiesOf(arrivals).flat();
