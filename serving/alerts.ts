@@ -65,7 +65,7 @@ const unit = (v: unknown, where: string): number => {
 const minutes = (v: unknown, where: string): number => {
   if (typeof v !== "number" || !(v >= 0 && v <= 7 * 24 * 60)) {
     throw new AlertConfigError(
-      `${where} must be a number of minutes in [0, 10080] (got ${JSON.stringify(v)}); e.g. 15, or 0 to turn it off`,
+      `${where} must be a number of minutes in [0, 10080] (got ${JSON.stringify(v)}); e.g. 2 (the default), or 0 to turn it off`,
     );
   }
   return v;

@@ -420,8 +420,10 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   };
   const alertStore = deps.alertStore ?? (await gate.run(() => DuckAlertStore.open(store)));
   const thresholds = deps.thresholds ?? loadThresholds();
+  // Alert-store work runs directly on a pool (PostgreSQL), else in the DuckDB file's queue.
+  const alertRun = <T>(fn: () => Promise<T>): Promise<T> => (alertStore.concurrent ? fn() : gate.run(fn));
   const alerts = new AlertEngine(alertStore, thresholds, {
-    withStore: alertStore.concurrent ? (fn) => fn() : (fn) => gate.run(fn),
+    withStore: alertRun,
     now,
     ...(deps.webhookRetry ? { retry: deps.webhookRetry } : {}),
     onAlert: () => metrics.alerts.inc(),
@@ -431,7 +433,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   // answer"): the events are stored and applied by then, so a failing check fails no request (the client
   // would retry events that are already in); it is retried with backoff, and a graceful stop drains it.
   const alertChecks = new DeferredAlertChecks({
-    check: (keys) => (alertStore.concurrent ? alerts.check(keys) : gate.run(() => alerts.check(keys))),
+    check: (keys) => alertRun(() => alerts.check(keys)),
     onError: (err, pendingKeys, retryInMs) =>
       logger.warn(
         { err: { message: redactErrorMessage((err as Error).message) }, pendingKeys, retryInMs },
@@ -442,9 +444,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   // re-checks the keys whose score moved in the last `recovery_minutes` (config/thresholds.yaml), in the
   // background; a key checked already raises nothing again (serving/alerts.ts recoverAlertChecks).
   const recentlyScored = (since: Date, limit: number) =>
-    alertStore.concurrent
-      ? alertStore.recentlyScored(since, limit)
-      : gate.run(() => alertStore.recentlyScored(since, limit));
+    alertRun(() => alertStore.recentlyScored(since, limit));
   const alertRecovery = recoverAlertChecks({ recentlyScored }, thresholds, now(), (keys) =>
     alertChecks.enqueue(keys),
   ).then(

@@ -175,7 +175,9 @@ describe("a start re-checks what a crashed process had queued after its answers"
   });
 
   it("a malformed recovery_minutes names the key and an example", () => {
-    expect(() => parseThresholds({ recovery_minutes: -1 }, {})).toThrow(/recovery_minutes.*e\.g\. 15/);
+    expect(() => parseThresholds({ recovery_minutes: -1 }, {})).toThrow(
+      /recovery_minutes.*e\.g\. 2 \(the default\)/,
+    );
     expect(() => parseThresholds({ recovery_minutes: "2" }, {})).toThrow(/recovery_minutes/);
   });
 });
