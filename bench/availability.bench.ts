@@ -15,8 +15,10 @@
  * Targets: >= 99.9% success, 0 acknowledged events lost, p99 <= 100 ms outside restarts.
  */
 import { execFile } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { Agent, request as httpRequest } from "node:http";
 import { loadavg } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { connect } from "nats";
@@ -93,6 +95,50 @@ interface Sample {
   what: string;
   /** Why it failed: the status (5xx) or the error message. */
   why?: string;
+}
+
+/**
+ * The servers' "event loop blocked" log lines (serving/stallWatch.ts, `mastery serve`), by the bench's
+ * clock: which process stopped answering, when, for how long and how much of it was GC, so a slow
+ * 30-second stretch above can be matched with a stall (or shown not to be one).
+ */
+function stallReport(dir: string, start: number): string {
+  const rows: { t: number; file: string; ms: number; gc: number; warming: boolean }[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".log"))) {
+    for (const line of readFileSync(join(dir, file), "utf8").split("\n")) {
+      if (!line.includes('"event loop blocked"')) continue;
+      try {
+        const j = JSON.parse(line) as { time: number; blockedMs: number; gcMs: number; warmingUp?: boolean };
+        if (j.time >= start)
+          rows.push({
+            t: (j.time - start) / 1000,
+            file,
+            ms: j.blockedMs,
+            gc: j.gcMs,
+            warming: j.warmingUp === true,
+          });
+      } catch {
+        // a line cut by a SIGKILL
+      }
+    }
+  }
+  rows.sort((a, b) => a.t - b.t);
+  const total = rows.reduce((n, r) => n + r.ms, 0);
+  const worst = rows
+    .slice()
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 12)
+    .sort((a, b) => a.t - b.t);
+  return (
+    `  event-loop stalls >= 100 ms in the servers' logs: ${rows.length}, ${(total / 1000).toFixed(1)} s in all` +
+    `${rows.length > 0 ? "; the longest:" : ""}\n` +
+    worst
+      .map(
+        (r) =>
+          `    t=${r.t.toFixed(1)} s ${r.file}: ${r.ms} ms (GC ${r.gc} ms${r.warming ? ", warming up" : ""})\n`,
+      )
+      .join("")
+  );
 }
 
 async function main(): Promise<void> {
@@ -272,6 +318,7 @@ async function main(): Promise<void> {
         .join(" / ")} (1 / 5 / 15 min)\n`,
   );
 
+  process.stdout.write(stallReport(topo.LOCAL_DIR as string, start));
   await local("stop").catch((e: Error) => process.stderr.write(`stop: ${e.message}\n`));
   await pg.run(`DROP SCHEMA ${tag} CASCADE`).catch(() => undefined);
   await pg.close();

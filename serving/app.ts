@@ -445,8 +445,9 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   // background; a key checked already raises nothing again (serving/alerts.ts recoverAlertChecks).
   const recentlyScored = (since: Date, limit: number) =>
     alertRun(() => alertStore.recentlyScored(since, limit));
+  // The catch-up's keys go in the background lane: small checks, paced, after every answered request's.
   const alertRecovery = recoverAlertChecks({ recentlyScored }, thresholds, now(), (keys) =>
-    alertChecks.enqueue(keys),
+    alertChecks.enqueueBackground(keys),
   ).then(
     (n) => {
       if (n > 0)

@@ -53,6 +53,17 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
+  readonly stalls = new Counter({
+    name: "mastery_event_loop_stalls_total",
+    help: "Stretches of 100 ms or more in which the event loop answered nothing (serving/stallWatch.ts)",
+    registers: [this.registry],
+  });
+  readonly stalledSeconds = new Counter({
+    name: "mastery_event_loop_stalled_seconds_total",
+    help: "Total length of those stretches",
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }

@@ -12,6 +12,7 @@ import { DEFAULT_SHUTDOWN_TIMEOUT_MS, trackRequests, within } from "../../servin
 import { openRosterStore } from "../../serving/roster.ts";
 import { superviseWorkers, workerId, workerSlot } from "../../serving/serveCluster.ts";
 import { openServingBackends, ServingBackendError } from "../../serving/servingBackends.ts";
+import { StallWatch } from "../../serving/stallWatch.ts";
 import { busConfigFromEnv, streamStoreConfigFromEnv } from "../../serving/streamStores.ts";
 import { streamModels } from "../../serving/updater.ts";
 import { warmUpApp } from "../../serving/warmUp.ts";
@@ -236,6 +237,24 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
         process.stderr.write(`demo admin token (${formatDuration(ttl)}): ${token}\n`);
       }
       if (monitor !== null) ctx.logger.info({ intervalMs, lock: lock?.kind }, "drift monitor loop started");
+      // A stretch in which the process answered nothing is logged with its length and GC share
+      // (docs/runbook.md "Event-loop stalls"): the latency histogram alone does not say when or why.
+      const stalls = new StallWatch({
+        onStall: (s) => {
+          ctx.metrics.stalls.inc();
+          ctx.metrics.stalledSeconds.inc(s.blockedMs / 1000);
+          ctx.logger.warn(
+            {
+              blockedMs: s.blockedMs,
+              gcMs: s.gcMs,
+              inFlight: requests.inFlight,
+              warmingUp: ctx.startup.warmingUp,
+            },
+            "event loop blocked",
+          );
+        },
+      });
+      stalls.start();
       let stopping = false;
       // The start-up warm-up (below, after the handlers): a stop waits for it before closing the stores.
       let warming: Promise<unknown> = Promise.resolve();

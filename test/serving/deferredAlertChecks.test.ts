@@ -116,10 +116,60 @@ describe("DeferredAlertChecks", () => {
     expect(q.pending).toBe(0);
   });
 
+  it("background keys are checked in small paced checks, only while no answered request's keys wait", async () => {
+    const checked: { at: number; keys: string[] }[] = [];
+    let release = () => {};
+    const q = new DeferredAlertChecks({
+      backgroundMaxKeys: 2,
+      backgroundPauseMs: 30,
+      check: async (keys) => {
+        checked.push({ at: performance.now(), keys: keys.map(id) });
+        if (checked.length === 1) await new Promise<void>((r) => (release = r));
+      },
+    });
+    q.enqueueBackground([key(1, 1), key(2, 1), key(3, 1), key(4, 1), key(5, 1)]);
+    expect(q.pending).toBe(5);
+    while (checked.length === 0) await new Promise((r) => setTimeout(r, 2));
+    expect(checked[0]?.keys).toEqual(["s1/T1", "s2/T1"]);
+    // A request's keys arrive while a background check runs: they go first once it ends, whole,
+    // and a background key queued live (s4/T1) leaves the background lane.
+    q.enqueue([key(9, 9), key(4, 1)]);
+    release();
+    while (checked.length < 3) await new Promise((r) => setTimeout(r, 2));
+    expect(checked.map((c) => c.keys)).toEqual([
+      ["s1/T1", "s2/T1"],
+      ["s9/T9", "s4/T1"],
+      ["s3/T1", "s5/T1"],
+    ]);
+    // The live check ran as soon as the background one ended; the next background one waited its pause
+    // (timers may fire a millisecond early).
+    expect(checked[2]!.at - checked[1]!.at).toBeGreaterThanOrEqual(28);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(checked.length).toBe(3);
+    expect(q.pending).toBe(0);
+  });
+
+  it("drain checks both lanes at once, without the background pause", async () => {
+    const checked: string[][] = [];
+    const q = new DeferredAlertChecks({
+      backgroundMaxKeys: 1,
+      backgroundPauseMs: 60_000,
+      check: async (keys) => void checked.push(keys.map(id)),
+    });
+    q.enqueueBackground([key(1, 1), key(2, 1), key(3, 1)]);
+    q.enqueue([key(7, 7)]);
+    await q.drain();
+    expect(checked).toEqual([["s7/T7"], ["s1/T1"], ["s2/T1"], ["s3/T1"]]);
+    expect(q.pending).toBe(0);
+  });
+
   it("rejects backoff bounds that cannot work, saying which", () => {
     expect(() => new DeferredAlertChecks({ check: async () => {}, minBackoffMs: 0 })).toThrow(
       /0 < minBackoffMs <= maxBackoffMs \(got 0, 30000\)/,
     );
     expect(() => new DeferredAlertChecks({ check: async () => {}, maxKeys: 0 })).toThrow(/maxKeys/);
+    expect(() => new DeferredAlertChecks({ check: async () => {}, backgroundMaxKeys: 0 })).toThrow(
+      /backgroundMaxKeys >= 1 .*got 0, undefined/,
+    );
   });
 });
