@@ -16,6 +16,8 @@
  *   DUCKAB_BEFORE=/tmp/ab/before DUCKAB_READS=200 DUCKAB_POSTS=60 npx tsx bench/duckAB.bench.ts
  *
  * Without DUCKAB_BEFORE both sides are this tree (an A/A run: the noise floor of the ratios).
+ * DUCKAB_THREADS_BEFORE=n / DUCKAB_THREADS_AFTER=n: that side's DuckDB instance with n threads (default: one per
+ * core), e.g. DUCKAB_THREADS_AFTER=1 without DUCKAB_BEFORE measures `serving.yaml duck_threads: 1` alone.
  * DUCKAB_PROF=dir: a V8 CPU profile of each measured phase (both sides) in dir/<phase>.cpuprofile.
  * Target (issue 15): a cold GET /mastery <= 2 ms of server time for a student with 100 topics.
  */
@@ -95,7 +97,11 @@ async function openSide(name: string, root: string, seeded: string): Promise<Sid
   const { parseThresholds } = (await import(
     join(root, "serving/alerts.ts")
   )) as typeof import("../serving/alerts.ts");
-  const store = await Store.open(path, { encryption: null });
+  const threads = process.env[`DUCKAB_THREADS_${name.toUpperCase()}`];
+  const store = await Store.open(path, {
+    encryption: null,
+    ...(threads ? { threads: Number(threads) } : {}),
+  });
   const {
     ctx,
     server,
@@ -192,7 +198,8 @@ const sides: [Side, Side] = [
 ];
 console.log(
   `duck A/B: before ${beforeDir}${beforeDir === here ? " (this tree: A/A)" : ""}, after ${here}; ${STUDENTS} x 20 + ${WIDE} x 100 topics, ` +
-    `${Math.round(DELTA * STUDENTS)} students with a delta row; ${READS} cold reads, ${POSTS} POSTs per side`,
+    `${Math.round(DELTA * STUDENTS)} students with a delta row; ${READS} cold reads, ${POSTS} POSTs per side; ` +
+    `DuckDB threads before ${process.env.DUCKAB_THREADS_BEFORE ?? "default"}, after ${process.env.DUCKAB_THREADS_AFTER ?? "default"}`,
 );
 // JIT warm-up on students the measured reads do not use.
 await alternate(sides, 10, (s, i) => s.masteryJson(pseudo.studentKey(`wide-${READS + i}`)));
