@@ -7,7 +7,7 @@
  * bkt + elo scores in student_mastery_base; DUCKAB_DELTA of the 20-topic students also have one newer
  * score in the delta (as after a day of POSTs, before the compaction). Measured, per side:
  * - cold GET /mastery (body cache miss): server time of ctx.masteryJson, each student once per side, for
- *   100 and 20 topics: median and p99 wall, mean CPU (this process, user + system, DuckDB's threads
+ *   100 and 20 topics: median and p99 wall, mean and median CPU (this process, user + system, DuckDB's threads
  *   included) per read;
  * - POST /events of 10 quiz attempts (one student, 10 topics; HTTP, one group): median and p99 wall, CPU.
  *
@@ -180,12 +180,13 @@ function report(what: string, sides: [Side, Side], [a, b]: [Sample, Sample]) {
     median: quantile(s.ms, 0.5),
     p99: quantile(s.ms, 0.99),
     cpu: s.cpu.reduce((x, y) => x + y, 0) / s.cpu.length,
+    cpuMedian: quantile(s.cpu, 0.5),
   });
   const [x, y] = [f(a), f(b)];
   console.log(
-    `${what.padEnd(22)} ${sides[0].name}: median ${x.median.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms, CPU ${x.cpu.toFixed(0)} µs | ` +
-      `${sides[1].name}: median ${y.median.toFixed(2)} ms, p99 ${y.p99.toFixed(2)} ms, CPU ${y.cpu.toFixed(0)} µs | ` +
-      `after/before median ${(y.median / x.median).toFixed(2)}x, CPU ${(y.cpu / x.cpu).toFixed(2)}x`,
+    `${what.padEnd(22)} ${sides[0].name}: median ${x.median.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms, CPU ${x.cpu.toFixed(0)} µs (median ${x.cpuMedian.toFixed(0)}) | ` +
+      `${sides[1].name}: median ${y.median.toFixed(2)} ms, p99 ${y.p99.toFixed(2)} ms, CPU ${y.cpu.toFixed(0)} µs (median ${y.cpuMedian.toFixed(0)}) | ` +
+      `after/before median ${(y.median / x.median).toFixed(2)}x, CPU ${(y.cpu / x.cpu).toFixed(2)}x (medians ${(y.cpuMedian / x.cpuMedian).toFixed(2)}x)`,
   );
 }
 
