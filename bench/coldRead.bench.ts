@@ -5,7 +5,7 @@
  * students: the query with the topics join (read.masteryRows), as one json_agg text, without the join
  * (read.scoreRows, what the miss runs), rows -> view (readStudentMastery), the experiment arm and model
  * scores, JSON.stringify, the encoding + ETag (servedBody), and a 5 ms sleep (the process's CPU while it
- * only waits). Median ms and CPU (user + system, all threads) per read, in rounds.
+ * only waits). Median ms and CPU (user + system, all threads) per read, mean and median, in rounds.
  *
  *   npx tsx bench/coldRead.bench.ts                     # 100 topics, 200 students, 3 rounds
  *   COLD_TOPICS=20 COLD_STUDENTS=300 COLD_ROUNDS=5 npx tsx bench/coldRead.bench.ts
@@ -104,15 +104,17 @@ try {
         .join(" ")}`,
   );
   for (let r = 0; r < rounds; r++) {
-    const part: Record<string, { ms: number[]; cpu: number }> = {};
+    const part: Record<string, { ms: number[]; cpu: number; cpus: number[] }> = {};
     const time = async <T>(name: string, fn: () => Promise<T> | T): Promise<T> => {
-      part[name] ??= { ms: [], cpu: 0 };
+      part[name] ??= { ms: [], cpu: 0, cpus: [] };
       const p = part[name];
       const c0 = cpuUs();
       const t0 = performance.now();
       const v = await fn();
       p.ms.push(performance.now() - t0);
-      p.cpu += cpuUs() - c0;
+      const c = cpuUs() - c0;
+      p.cpu += c;
+      p.cpus.push(c);
       return v;
     };
     // The whole miss path: each student once, from an empty cache (the app drops a student's body
@@ -150,7 +152,7 @@ try {
     console.log(`round ${r + 1}:`);
     for (const [name, p] of Object.entries(part))
       console.log(
-        `  ${name.padEnd(36)} median ${median(p.ms).toFixed(3)} ms   CPU ${(p.cpu / p.ms.length).toFixed(0)} µs per read`,
+        `  ${name.padEnd(36)} median ${median(p.ms).toFixed(3)} ms   CPU ${(p.cpu / p.ms.length).toFixed(0)} µs per read (median ${median(p.cpus).toFixed(0)})`,
       );
   }
 } finally {

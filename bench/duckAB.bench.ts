@@ -7,7 +7,7 @@
  * bkt + elo scores in student_mastery_base; DUCKAB_DELTA of the 20-topic students also have one newer
  * score in the delta (as after a day of POSTs, before the compaction). Measured, per side:
  * - cold GET /mastery (body cache miss): server time of ctx.masteryJson, each student once per side, for
- *   100 and 20 topics: median and p99 wall, mean CPU (this process, user + system, DuckDB's threads
+ *   100 and 20 topics: median and p99 wall, mean and median CPU (this process, user + system, DuckDB's threads
  *   included) per read;
  * - POST /events of 10 quiz attempts (one student, 10 topics; HTTP, one group): median and p99 wall, CPU.
  *
@@ -16,6 +16,8 @@
  *   DUCKAB_BEFORE=/tmp/ab/before DUCKAB_READS=200 DUCKAB_POSTS=60 npx tsx bench/duckAB.bench.ts
  *
  * Without DUCKAB_BEFORE both sides are this tree (an A/A run: the noise floor of the ratios).
+ * DUCKAB_THREADS_BEFORE=n / DUCKAB_THREADS_AFTER=n: that side's DuckDB instance with n threads (default: one per
+ * core), e.g. DUCKAB_THREADS_AFTER=1 without DUCKAB_BEFORE measures `serving.yaml duck_threads: 1` alone.
  * DUCKAB_PROF=dir: a V8 CPU profile of each measured phase (both sides) in dir/<phase>.cpuprofile.
  * Target (issue 15): a cold GET /mastery <= 2 ms of server time for a student with 100 topics.
  */
@@ -95,7 +97,11 @@ async function openSide(name: string, root: string, seeded: string): Promise<Sid
   const { parseThresholds } = (await import(
     join(root, "serving/alerts.ts")
   )) as typeof import("../serving/alerts.ts");
-  const store = await Store.open(path, { encryption: null });
+  const threads = process.env[`DUCKAB_THREADS_${name.toUpperCase()}`];
+  const store = await Store.open(path, {
+    encryption: null,
+    ...(threads ? { threads: Number(threads) } : {}),
+  });
   const {
     ctx,
     server,
@@ -174,12 +180,13 @@ function report(what: string, sides: [Side, Side], [a, b]: [Sample, Sample]) {
     median: quantile(s.ms, 0.5),
     p99: quantile(s.ms, 0.99),
     cpu: s.cpu.reduce((x, y) => x + y, 0) / s.cpu.length,
+    cpuMedian: quantile(s.cpu, 0.5),
   });
   const [x, y] = [f(a), f(b)];
   console.log(
-    `${what.padEnd(22)} ${sides[0].name}: median ${x.median.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms, CPU ${x.cpu.toFixed(0)} µs | ` +
-      `${sides[1].name}: median ${y.median.toFixed(2)} ms, p99 ${y.p99.toFixed(2)} ms, CPU ${y.cpu.toFixed(0)} µs | ` +
-      `after/before median ${(y.median / x.median).toFixed(2)}x, CPU ${(y.cpu / x.cpu).toFixed(2)}x`,
+    `${what.padEnd(22)} ${sides[0].name}: median ${x.median.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms, CPU ${x.cpu.toFixed(0)} µs (median ${x.cpuMedian.toFixed(0)}) | ` +
+      `${sides[1].name}: median ${y.median.toFixed(2)} ms, p99 ${y.p99.toFixed(2)} ms, CPU ${y.cpu.toFixed(0)} µs (median ${y.cpuMedian.toFixed(0)}) | ` +
+      `after/before median ${(y.median / x.median).toFixed(2)}x, CPU ${(y.cpu / x.cpu).toFixed(2)}x (medians ${(y.cpuMedian / x.cpuMedian).toFixed(2)}x)`,
   );
 }
 
@@ -192,7 +199,8 @@ const sides: [Side, Side] = [
 ];
 console.log(
   `duck A/B: before ${beforeDir}${beforeDir === here ? " (this tree: A/A)" : ""}, after ${here}; ${STUDENTS} x 20 + ${WIDE} x 100 topics, ` +
-    `${Math.round(DELTA * STUDENTS)} students with a delta row; ${READS} cold reads, ${POSTS} POSTs per side`,
+    `${Math.round(DELTA * STUDENTS)} students with a delta row; ${READS} cold reads, ${POSTS} POSTs per side; ` +
+    `DuckDB threads before ${process.env.DUCKAB_THREADS_BEFORE ?? "default"}, after ${process.env.DUCKAB_THREADS_AFTER ?? "default"}`,
 );
 // JIT warm-up on students the measured reads do not use.
 await alternate(sides, 10, (s, i) => s.masteryJson(pseudo.studentKey(`wide-${READS + i}`)));

@@ -27,7 +27,8 @@
  *   npx tsx bench/load.bench.ts                       # 3,000 students, 8 s per run
  *   LOAD_PROF=1 npx tsx bench/load.bench.ts           # + CPU profile of the server (--cpu-prof), top self time
  *   LOAD_PROF=1 LOAD_PROF_KEEP=1 ...                  # and keep the .cpuprofile (its directory is printed)
- *   LOAD_DUCK_THREADS=1 ...                           # the server's DuckDB with that many threads
+ *   LOAD_DUCK_THREADS=2 ...                           # the server's DuckDB with that many threads (0: one per
+ *                                                       core; default serving.yaml duck_threads, as `mastery serve`)
  *   LOAD_GROUP_STATS=1 ...                            # the server prints its POST group-commit stats at the end
  *   LOAD_HOT=100 ...                                  # only GET /mastery of 100 students: the cache-hit path alone
  *   LOAD_SEQ_N=200 ...                                # sequential GETs of each kind before the load (CPU each)
@@ -48,7 +49,7 @@ import { Redis } from "ioredis";
 import { pino } from "pino";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { parseThresholds } from "../serving/alerts.ts";
-import { createApp, type ServingContext } from "../serving/app.ts";
+import { createApp, loadServingConfig, type ServingContext, servingDuckOptions } from "../serving/app.ts";
 import { signToken } from "../serving/auth.ts";
 import { within } from "../serving/gracefulShutdown.ts";
 import { openServingBackends } from "../serving/servingBackends.ts";
@@ -162,10 +163,11 @@ async function openStores(
   names: { schema: string; prefix: string },
 ) {
   const dir = mkdtempSync(join(tmpdir(), "load-bench-"));
-  const duckThreads = process.env.LOAD_DUCK_THREADS;
+  // As `mastery serve` opens its file: config/serving.yaml duck_threads, unless LOAD_DUCK_THREADS says otherwise.
+  const duckThreads = Number(process.env.LOAD_DUCK_THREADS ?? loadServingConfig().duckThreads);
   const store = await DuckStore.open(join(dir, "mastery.duckdb"), {
     encryption: null,
-    ...(duckThreads ? { threads: Number(duckThreads) } : {}),
+    ...servingDuckOptions({ duckThreads }),
   });
   let extra = {};
   let describe = `embedded DuckDB file ${store.path}`;

@@ -106,6 +106,11 @@ export interface ServingConfig {
   readConnections: number;
   /** PostgreSQL pool size of the server (pg_pool_max; MASTERY_PG_POOL_MAX overrides). */
   pgPoolMax: number;
+  /**
+   * Threads of `mastery serve`'s DuckDB instance (duck_threads; 0: DuckDB's default, one per core). The
+   * served reads are small queries whose scheduling over several threads costs more CPU than it saves.
+   */
+  duckThreads: number;
   /** Request limits per caller (serving/rateLimit.ts). */
   rateLimit: RateLimitConfig;
   /**
@@ -143,6 +148,7 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   sharedCacheTtlMs: 30_000,
   readConnections: 4,
   pgPoolMax: 10,
+  duckThreads: 1,
   rateLimit: { windowMs: 60_000, limit: 6000, serviceLimit: 0 },
   trustProxy: false,
   bodyLimit: "5mb",
@@ -177,6 +183,7 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
     sharedCacheTtlMs: 1000 * num(d.shared_cache_ttl_s, def.sharedCacheTtlMs / 1000, "shared_cache_ttl_s"),
     readConnections: num(d.read_connections, def.readConnections, "read_connections"),
     pgPoolMax: num(d.pg_pool_max, def.pgPoolMax, "pg_pool_max"),
+    duckThreads: duckThreadsSetting(d.duck_threads, def.duckThreads, path),
     rateLimit: {
       windowMs: num(rl.window_ms, def.rateLimit.windowMs, "rate_limit.window_ms"),
       limit: num(rl.limit, def.rateLimit.limit, "rate_limit.limit"),
@@ -195,6 +202,23 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
       minRequests: num(wu.min_requests, def.warmUp.minRequests, "warm_up.min_requests"),
     },
   };
+}
+
+/** DuckStore.open's options for `mastery serve`'s file under this config (its duck_threads). */
+export const servingDuckOptions = (config: Pick<ServingConfig, "duckThreads">): { threads?: number } =>
+  config.duckThreads > 0 ? { threads: config.duckThreads } : {};
+
+/** serving.yaml duck_threads: an integer >= 0 (0: one DuckDB thread per core). */
+function duckThreadsSetting(v: unknown, fallback: number, path: string): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0)
+    throw new HttpError(
+      500,
+      "config",
+      "duck_threads",
+      `${path}: duck_threads must be an integer >= 0 (got ${JSON.stringify(v)}); e.g. 1, or 0 for one thread per core`,
+    );
+  return v;
 }
 
 export interface AppDeps {

@@ -89,8 +89,8 @@ const MASTERY_SQL = `SELECT m.topic_id, m.mastery_score, m.score_source, m.model
        m.last_updated, t.name, t.chapter_id, t.subject_id, t.course_id
   FROM student_mastery m LEFT JOIN topics t USING (topic_id)
   WHERE m.student_key = $1 ORDER BY m.topic_id, m.score_source`;
-const SCORE_SQL = `SELECT topic_id, mastery_score, score_source, model_version, as_of, explanation,
-       last_updated, NULL AS name, NULL AS chapter_id, NULL AS subject_id, NULL AS course_id
+/** PostgreSQL's scoreRows: the seven stored columns only, read as arrays (PgMasteryReadStore.scoreRows). */
+const SCORE_SQL = `SELECT topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated
   FROM student_mastery WHERE student_key = $1 ORDER BY topic_id, score_source`;
 const historySql = (
   extra = "",
@@ -234,8 +234,29 @@ export class PgMasteryReadStore implements MasteryReadStore {
     return this.pg.allPrepared<MasteryViewRow>(MASTERY_SQL, [studentKey]);
   }
 
-  scoreRows(studentKey: string): Promise<MasteryViewRow[]> {
-    return this.pg.allPrepared<MasteryViewRow>(SCORE_SQL, [studentKey]);
+  async scoreRows(studentKey: string): Promise<MasteryViewRow[]> {
+    // Rows as arrays of SCORE_SQL's columns, each turned into one object literal (one shape for every
+    // row): ~10% less client CPU than node-postgres' named rows with four NULL topic columns
+    // (docs/benchmarks.md, serve10).
+    const rows = await this.pg.arraysPrepared(SCORE_SQL, [studentKey]);
+    const out: MasteryViewRow[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      out[i] = {
+        topic_id: r[0] as string,
+        mastery_score: r[1] as number,
+        score_source: r[2] as string,
+        model_version: r[3] as string,
+        as_of: r[4] as Date,
+        explanation: r[5] as string,
+        last_updated: r[6] as Date,
+        name: null,
+        chapter_id: null,
+        subject_id: null,
+        course_id: null,
+      };
+    }
+    return out;
   }
 
   history(studentKey: string, topicId: string): Promise<HistoryRow[]> {

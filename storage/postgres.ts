@@ -223,6 +223,28 @@ export class PgStore {
     }
   }
 
+  /**
+   * allPrepared with each row as an array of its column values in the SELECT's order (node-postgres
+   * rowMode 'array'): no object with named keys is built per row, for a hot read that maps the
+   * columns itself. Values are parsed as in `all` (TIMESTAMP -> Date in UTC, DOUBLE PRECISION -> number).
+   */
+  async arraysPrepared(sql: string, params: readonly PgParam[]): Promise<unknown[][]> {
+    let name = this.statementNames.get(sql);
+    if (name === undefined) {
+      name = `mastery_q${this.statementNames.size + 1}`;
+      this.statementNames.set(sql, name);
+    }
+    const values = params.map((p) => (typeof p === "bigint" ? p.toString() : p));
+    const client = this.tx.getStore();
+    const config = { name, text: sql, values, rowMode: "array" as const };
+    try {
+      return (client !== undefined ? await client.query(config) : await this.pool.query(config))
+        .rows as unknown[][];
+    } catch (err) {
+      throw this.wrap(err);
+    }
+  }
+
   async one<T extends PgRow = PgRow>(sql: string, params?: readonly PgParam[]): Promise<T | undefined> {
     const rows = await this.all<T>(sql, params);
     return rows[0];

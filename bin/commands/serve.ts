@@ -6,7 +6,7 @@ import type { Command } from "commander";
 import { pseudonymizerFromEnv } from "../../features/pseudonymize.ts";
 import { loadDriftConfig } from "../../monitoring/config.ts";
 import { lockFromEnv, type RetrainLock } from "../../monitoring/locks.ts";
-import { createApp, loadServingConfig } from "../../serving/app.ts";
+import { createApp, loadServingConfig, servingDuckOptions } from "../../serving/app.ts";
 import { formatDuration, jwtSecretFromEnv, maxTtlFromEnv, signToken } from "../../serving/auth.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS, trackRequests, within } from "../../serving/gracefulShutdown.ts";
 import { openRosterStore } from "../../serving/roster.ts";
@@ -158,7 +158,7 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
       const basePath = opts.db ?? defaultDbPath();
       const slot = workerSlot();
       const dbPath = slot === null ? basePath : basePath.replace(/(\.duckdb)?$/, `.worker${slot}$1`);
-      const store = await DuckStore.open(dbPath);
+      const store = await DuckStore.open(dbPath, servingDuckOptions(servingConfig));
       const backends = await openServingBackends({
         duck: store,
         stores: {

@@ -2,8 +2,9 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_SERVING_CONFIG, loadServingConfig } from "../../serving/app.ts";
+import { DEFAULT_SERVING_CONFIG, loadServingConfig, servingDuckOptions } from "../../serving/app.ts";
 import { DEFAULT_SOURCE_ORDER } from "../../serving/masteryView.ts";
+import { DuckStore } from "../../storage/duckdb.ts";
 
 describe("loadServingConfig: pool and cache sizing", () => {
   const write = (yaml: string) => {
@@ -56,6 +57,34 @@ describe("loadServingConfig: pool and cache sizing", () => {
     expect(loadServingConfig().warmUp).toEqual(DEFAULT_SERVING_CONFIG.warmUp);
     expect(loadServingConfig(write("mastered_at: 0.7\n")).sharedCacheTtlMs).toBe(30_000);
     expect(loadServingConfig().sharedCacheTtlMs).toBe(DEFAULT_SERVING_CONFIG.sharedCacheTtlMs);
+  });
+
+  it("reads duck_threads (1 by default and in the shipped file; 0 = one per core), refuses non-integers", () => {
+    expect(loadServingConfig(write("duck_threads: 0\n")).duckThreads).toBe(0);
+    expect(loadServingConfig(write("duck_threads: 2\n")).duckThreads).toBe(2);
+    expect(loadServingConfig(write("mastered_at: 0.7\n")).duckThreads).toBe(1);
+    expect(loadServingConfig().duckThreads).toBe(DEFAULT_SERVING_CONFIG.duckThreads);
+    for (const bad of ["-1", "1.5", "two"])
+      expect(() => loadServingConfig(write(`duck_threads: ${bad}\n`))).toThrow(
+        /duck_threads must be an integer >= 0 .*e\.g\. 1/,
+      );
+  });
+
+  it("mastery serve's DuckDB instance runs with duck_threads threads (0: DuckDB's own default)", async () => {
+    const threadsOf = async (duckThreads: number) => {
+      const s = await DuckStore.open(":memory:", servingDuckOptions({ duckThreads }));
+      try {
+        const r = await s.all<{ t: unknown }>("SELECT current_setting('threads') AS t");
+        return Number(r[0]?.t);
+      } finally {
+        s.close();
+      }
+    };
+    expect(await threadsOf(1)).toBe(1);
+    expect(await threadsOf(3)).toBe(3);
+    const dflt = await threadsOf(0);
+    expect(dflt).toBeGreaterThanOrEqual(1);
+    expect(servingDuckOptions({ duckThreads: 0 })).toEqual({});
   });
 
   it("names the key when a value is not a number", () => {

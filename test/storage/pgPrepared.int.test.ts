@@ -58,6 +58,46 @@ describe("PgStore.allPrepared", () => {
     expect(await pg.allPrepared(BY_KEY, ["nobody"])).toEqual([]);
   });
 
+  it("arraysPrepared: the same values as `all`, as arrays in the SELECT's column order", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 0, max: 8 }), { minLength: 1, maxLength: 10 }),
+        async (ks) => {
+          // Concurrently with allPrepared of the same text (one statement name, rows shaped per call).
+          const got = await Promise.all(
+            ks.flatMap((k) => [pg.arraysPrepared(BY_KEY, [`k${k}`]), pg.allPrepared(BY_KEY, [`k${k}`])]),
+          );
+          const want = await Promise.all(
+            ks.map((k) => pg.all<{ k: string; v: number; at: Date }>(BY_KEY, [`k${k}`])),
+          );
+          ks.forEach((_, i) => {
+            expect(got[2 * i]).toEqual(want[i]!.map((r) => [r.k, r.v, r.at]));
+            expect(got[2 * i + 1]).toEqual(want[i]);
+          });
+        },
+      ),
+      { numRuns: 20 },
+    );
+    // Known answers: k3's v >= 48 are i = 192 and 199 (i = 3 mod 7), newest first.
+    expect(await pg.arraysPrepared(BY_KEY_AND_V, ["k3", 48])).toEqual([
+      [49.75, "k3"],
+      [48, "k3"],
+    ]);
+    expect((await pg.arraysPrepared(BY_KEY, ["k3"]))[0]).toEqual([
+      "k3",
+      0.75,
+      new Date("2026-01-05T10:03:00Z"),
+    ]);
+    await pg
+      .transaction(async () => {
+        await pg.run("INSERT INTO prep_t VALUES ('tx2', 2, NULL)");
+        expect(await pg.arraysPrepared(BY_KEY, ["tx2"])).toEqual([["tx2", 2, null]]);
+        throw new Error("roll back");
+      })
+      .catch((e: Error) => expect(e.message).toBe("roll back"));
+    expect(await pg.arraysPrepared(BY_KEY, ["tx2"])).toEqual([]);
+  });
+
   it("inside a transaction, on the transaction's connection (sees its uncommitted rows)", async () => {
     await pg
       .transaction(async () => {

@@ -1,0 +1,157 @@
+/**
+ * A/B of the cold GET /mastery (body cache miss) on PostgreSQL + Redis in one process: the app of another
+ * tree (PGAB_BEFORE, e.g. main checked out next to this one) against this tree's, both on one seeded schema,
+ * misses alternating per student between them (the order swapped each time) so that both see the same
+ * machine load. Each miss is ctx.masteryJson (no HTTP) of a student with PGAB_TOPICS topics (bkt + elo
+ * rows, as bench/coldRead.bench.ts seeds them); every student is read once per side per round, from an
+ * empty cache. Prints per round the median wall and the median and mean CPU (this process, user + system,
+ * all threads) per miss of each side, and their ratios; checks both sides' bodies are the same bytes.
+ *
+ *   git worktree add /tmp/ab/before main --detach && ln -s "$PWD/node_modules" /tmp/ab/before/node_modules
+ *   PGAB_BEFORE=/tmp/ab/before npx tsx bench/pgColdAB.bench.ts
+ *   PGAB_BEFORE=/tmp/ab/before PGAB_STUDENTS=300 PGAB_ROUNDS=5 PGAB_SCHEMA_PREFIX=me_ npx tsx bench/pgColdAB.bench.ts
+ *
+ * Without PGAB_BEFORE both sides are this tree (an A/A run: the noise floor of the ratios).
+ * Target (issue 15): a cold GET /mastery <= 2 ms of server time for a student with 100 topics.
+ */
+import { loadavg } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { PgStore } from "../storage/postgres.ts";
+import {
+  envNumber as env,
+  BENCH_PSEUDONYM_KEY as KEY,
+  BENCH_PG_URL as PG_URL,
+  BENCH_REDIS_URL as REDIS_URL,
+  BENCH_SECRET as SECRET,
+} from "./benchEnv.ts";
+
+const EXPLANATION = `{"base":0.3,"factors":[{"name":"correct_answers","value":5,"contribution":0.3},{"name":"incorrect_answers","value":2,"contribution":-0.1},{"name":"bkt_learn","value":0.1,"contribution":0.05}],"rest":0,"score":0.55}`;
+const topicsN = env("PGAB_TOPICS", 100);
+const studentsN = env("PGAB_STUDENTS", 200);
+const rounds = env("PGAB_ROUNDS", 3);
+const here = resolve(fileURLToPath(import.meta.url), "../..");
+const beforeDir = resolve(process.env.PGAB_BEFORE ?? here);
+const tag = `${process.env.PGAB_SCHEMA_PREFIX ?? ""}pg_cold_ab_${process.pid}`;
+if (!/^[a-z_][a-z0-9_]{0,50}$/.test(tag))
+  throw new Error(`PGAB_SCHEMA_PREFIX must make a lower-case SQL identifier (got "${tag}"), e.g. me_`);
+const pseudo = new Pseudonymizer(KEY);
+const cpuUs = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+
+interface Side {
+  name: string;
+  masteryJson(k: string): Promise<string>;
+  invalidate(keys: string[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The app of the tree at `root` on the shared schema (its own DuckDB file in memory, its own pool). */
+async function openSide(name: string, root: string): Promise<Side> {
+  const imp = async <T>(p: string) => (await import(join(root, p))) as T;
+  const { DuckStore: Store } = await imp<typeof import("../storage/duckdb.ts")>("storage/duckdb.ts");
+  const { createApp } = await imp<typeof import("../serving/app.ts")>("serving/app.ts");
+  const { parseThresholds } = await imp<typeof import("../serving/alerts.ts")>("serving/alerts.ts");
+  const { openServingBackends } = await imp<typeof import("../serving/servingBackends.ts")>(
+    "serving/servingBackends.ts",
+  );
+  const { streamModels } = await imp<typeof import("../serving/updater.ts")>("serving/updater.ts");
+  const duck = await Store.open(":memory:", { encryption: null });
+  const backends = await openServingBackends({
+    duck,
+    stores: { dbPath: ":memory:", duck, pgUrl: PG_URL, pgSchema: tag, redisUrl: REDIS_URL, redisPrefix: tag },
+    models: streamModels({}),
+  });
+  const { ctx } = await createApp({
+    store: duck,
+    pseudonymizer: pseudo,
+    jwtSecret: SECRET,
+    logger: pino({ level: "warn" }),
+    thresholds: parseThresholds({}, {}),
+    defaultMetrics: false,
+    ...backends.deps,
+  });
+  return {
+    name,
+    masteryJson: (k) => ctx.masteryJson(k),
+    invalidate: (keys) => ctx.invalidate(keys),
+    async close() {
+      await backends.close();
+      duck.close();
+    },
+  };
+}
+
+const pg = await PgStore.open(PG_URL, { schema: tag, coreTables: true });
+const sides: Side[] = [];
+try {
+  const topicRows = Array.from(
+    { length: topicsN },
+    (_, i) => `('W${i}', 'Wide ${i}', 'WC${i % 10}', 'S2', 'K1', 0, 10)`,
+  );
+  await pg.run(
+    `INSERT INTO topics (topic_id, name, chapter_id, subject_id, course_id, difficulty_estimate, content_length) VALUES ${topicRows.join(",")}`,
+  );
+  const ts = "TIMESTAMP '2026-01-05 10:00:00'";
+  const rows: string[] = [];
+  for (let s = 0; s < studentsN + 20; s++)
+    for (let i = 0; i < topicsN; i++)
+      for (const src of ["bkt", "elo"])
+        rows.push(
+          `('${pseudo.studentKey(`wide-${s}`)}', 'W${i}', ${((s * 7 + i * 13) % 100) / 100}, '${src}', 'default', ${ts}, '${EXPLANATION}', ${ts})`,
+        );
+  for (let i = 0; i < rows.length; i += 5000)
+    await pg.run(
+      `INSERT INTO student_mastery (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated) VALUES ${rows.slice(i, i + 5000).join(",")}`,
+    );
+  await pg.run("ANALYZE");
+  sides.push(await openSide("before", beforeDir), await openSide("after", here));
+  const keys = Array.from({ length: studentsN }, (_, s) => pseudo.studentKey(`wide-${s}`));
+  // Warm-up (JIT, prepared statements, topics caches) on students the measured rounds do not read.
+  for (let s = studentsN; s < studentsN + 20; s++)
+    for (const side of sides) await side.masteryJson(pseudo.studentKey(`wide-${s}`));
+  console.log(
+    `pg cold A/B: before ${beforeDir}${beforeDir === here ? " (this tree: A/A)" : ""}, after ${here}; ` +
+      `${studentsN} students x ${topicsN} topics (bkt + elo), schema ${tag}, ${rounds} rounds; load average ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(" ")}`,
+  );
+  for (let r = 0; r < rounds; r++) {
+    for (const side of sides) await side.invalidate(keys);
+    const m = sides.map(() => ({ ms: [] as number[], cpu: [] as number[] }));
+    for (let i = 0; i < keys.length; i++) {
+      const bodies: string[] = [];
+      for (const j of i % 2 === 0 ? [0, 1] : [1, 0]) {
+        const c0 = cpuUs();
+        const t0 = performance.now();
+        bodies[j] = await sides[j]!.masteryJson(keys[i]!);
+        m[j]!.ms.push(performance.now() - t0);
+        m[j]!.cpu.push(cpuUs() - c0);
+      }
+      if (bodies[0] !== bodies[1])
+        throw new Error(
+          `student ${i}: the two trees' GET /mastery bodies differ (the A/B must not change a byte)`,
+        );
+    }
+    const f = (x: { ms: number[]; cpu: number[] }) => ({
+      ms: median(x.ms),
+      cpu: median(x.cpu),
+      mean: x.cpu.reduce((a, b) => a + b, 0) / x.cpu.length,
+    });
+    const [b, a] = [f(m[0]!), f(m[1]!)];
+    console.log(
+      `round ${r + 1} (load ${loadavg()[0]!.toFixed(1)}): before median ${b.ms.toFixed(3)} ms, CPU median ${b.cpu.toFixed(0)} µs (mean ${b.mean.toFixed(0)}) | ` +
+        `after median ${a.ms.toFixed(3)} ms, CPU median ${a.cpu.toFixed(0)} µs (mean ${a.mean.toFixed(0)}) | ` +
+        `after/before wall ${(a.ms / b.ms).toFixed(2)}x, CPU ${(a.cpu / b.cpu).toFixed(2)}x (means ${(a.mean / b.mean).toFixed(2)}x); bodies identical`,
+    );
+  }
+} finally {
+  for (const s of sides) await s.close().catch(() => undefined);
+  await pg.run(`DROP SCHEMA IF EXISTS ${tag} CASCADE`).catch(() => undefined);
+  await pg.close();
+}
