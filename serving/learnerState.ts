@@ -499,6 +499,14 @@ export async function scoreBktElo(
     "s.elo_streak_delta",
   ]);
   const differs = EXPLANATION_NUMBER_COLUMNS.map((c) => `m.${c} IS DISTINCT FROM x.${c}`).join(" OR ");
+  // A full run over a store with no bkt / elo row (the first run) marks every row new without the join.
+  const scoresStored =
+    opts.full === true &&
+    (
+      await store.one<{ e: boolean }>(
+        "SELECT EXISTS (SELECT 1 FROM student_mastery WHERE score_source IN ('bkt', 'elo')) AS e",
+      )
+    )?.e === true;
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_elo_score AS
      WITH x AS (
@@ -509,15 +517,17 @@ export async function scoreBktElo(
        SELECT k.student_key, k.topic_id, s.elo_score, 'elo', $elo, make_timestamp(s.last_ts_us::BIGINT), ${eloEx}
        FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE)
      ${
-       opts.full === true
-         ? `SELECT x.*, m.student_key IS NULL AS is_new,
+       opts.full === true && !scoresStored
+         ? "SELECT x.*, true AS is_new, true AS moved FROM x"
+         : opts.full === true
+           ? `SELECT x.*, m.student_key IS NULL AS is_new,
               m.student_key IS NULL OR m.mastery_score <> x.mastery_score OR m.model_version <> x.model_version
                 OR m.explanation <> '' OR ${differs} AS moved
             FROM x LEFT JOIN (SELECT student_key, topic_id, score_source, mastery_score, model_version, explanation,
                                      ${EXPLANATION_NUMBERS_SELECT}
                               FROM student_mastery WHERE score_source IN ('bkt', 'elo')) m
               ON m.student_key = x.student_key AND m.topic_id = x.topic_id AND m.score_source = x.score_source`
-         : "SELECT * FROM x"
+           : "SELECT * FROM x"
      }`,
     { bkt: params.bkt, elo: params.elo },
   );
