@@ -295,6 +295,65 @@ const STAGED = [
   "elo_score",
 ] as const;
 
+/** learner_state's columns other than the key and updated_at: what a full run compares with the stored row. */
+const STATE_VALUE_COLUMNS = LEARNER_STATE_COLUMNS.split(",")
+  .map((c) => c.trim())
+  .filter((c) => !["student_key", "topic_id", "updated_at"].includes(c));
+
+/**
+ * SQL: whether the new state row `x` differs from the stored base row `b` (NULL when there is none) in any
+ * value a full run writes: every column but the key and updated_at (a DOUBLE's sign too, so 0.0 and -0.0
+ * differ), or a stored latent filter state (a full run's rows carry none).
+ */
+export function learnerStateMoved(x: string, b: string): string {
+  const differs = STATE_VALUE_COLUMNS.map((c) => `${x}.${c} IS DISTINCT FROM ${b}.${c}`);
+  return `(${b}.student_key IS NULL OR ${b}.latent_state IS NOT NULL OR ${b}.latent_model_version IS NOT NULL
+    OR ${differs.join(" OR ")} OR ${learnerStateResigned(x, b)})`;
+}
+
+const DOUBLE_STATE_COLUMNS = STATE_VALUE_COLUMNS.filter(
+  (c) => ["p_mastery", "elo_ability", "p_unknown"].includes(c) || c.endsWith("_delta"),
+);
+
+/**
+ * SQL: whether a DOUBLE of the new state row `x` and the stored row `b` differ only in the sign of a zero. A
+ * DuckDB UPDATE leaves a stored 0.0 where it is given -0.0 (and the reverse: it compares the values), so such a
+ * row is deleted and inserted instead.
+ */
+export function learnerStateResigned(x: string, b: string): string {
+  return `(${DOUBLE_STATE_COLUMNS.map((c) => `coalesce(signbit(${x}.${c}) <> signbit(${b}.${c}), false)`).join(" OR ")})`;
+}
+
+/**
+ * A full rerun's learner_state write (the staged rows of temp.bkt_elo_state_rows, marked is_new / moved /
+ * resigned): the stored states of keys no longer in the run are deleted (none while raw_events only grows), and
+ * so are those differing only in a zero's sign (inserted again: see learnerStateResigned), moved rows are
+ * rewritten whole (the latent columns cleared, as a full run's insert leaves them), the others get updated_at
+ * alone (one column of their row groups for the checkpoint), and new keys are inserted. The base then holds
+ * exactly what the delete and reinsert of every state wrote.
+ */
+async function rewriteMovedStates(store: DuckStore, now: DuckDBTimestampValue): Promise<void> {
+  const base = baseTable("learner_state");
+  const match = `${base}.student_key = x.student_key AND ${base}.topic_id = x.topic_id`;
+  await store.run(
+    `DELETE FROM ${base} WHERE NOT EXISTS (SELECT 1 FROM temp.bkt_elo_state_rows x WHERE ${match} AND NOT x.resigned)`,
+  );
+  await store.run(
+    `UPDATE ${base} SET ${STATE_VALUE_COLUMNS.map((c) => `${c} = x.${c}`).join(", ")}, updated_at = x.updated_at,
+         latent_state = NULL, latent_model_version = NULL
+       FROM (SELECT * FROM temp.bkt_elo_state_rows WHERE moved AND NOT is_new AND NOT resigned) x WHERE ${match}`,
+  );
+  await store.run(
+    `UPDATE ${base} SET updated_at = $now
+       FROM (SELECT student_key, topic_id FROM temp.bkt_elo_state_rows WHERE NOT moved) x WHERE ${match}`,
+    { now },
+  );
+  await store.run(
+    `INSERT INTO ${base} (${LEARNER_STATE_COLUMNS})
+     SELECT ${LEARNER_STATE_COLUMNS} FROM temp.bkt_elo_state_rows WHERE is_new OR resigned`,
+  );
+}
+
 /** Runs the job on `store` with `models`; see the module comment. */
 export async function scoreBktElo(
   store: DuckStore,
@@ -440,6 +499,14 @@ export async function scoreBktElo(
     "s.elo_streak_delta",
   ]);
   const differs = EXPLANATION_NUMBER_COLUMNS.map((c) => `m.${c} IS DISTINCT FROM x.${c}`).join(" OR ");
+  // A full run over a store with no bkt / elo row (the first run) marks every row new without the join.
+  const scoresStored =
+    opts.full === true &&
+    (
+      await store.one<{ e: boolean }>(
+        "SELECT EXISTS (SELECT 1 FROM student_mastery WHERE score_source IN ('bkt', 'elo')) AS e",
+      )
+    )?.e === true;
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_elo_score AS
      WITH x AS (
@@ -450,15 +517,17 @@ export async function scoreBktElo(
        SELECT k.student_key, k.topic_id, s.elo_score, 'elo', $elo, make_timestamp(s.last_ts_us::BIGINT), ${eloEx}
        FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE)
      ${
-       opts.full === true
-         ? `SELECT x.*, m.student_key IS NULL AS is_new,
+       opts.full === true && !scoresStored
+         ? "SELECT x.*, true AS is_new, true AS moved FROM x"
+         : opts.full === true
+           ? `SELECT x.*, m.student_key IS NULL AS is_new,
               m.student_key IS NULL OR m.mastery_score <> x.mastery_score OR m.model_version <> x.model_version
                 OR m.explanation <> '' OR ${differs} AS moved
             FROM x LEFT JOIN (SELECT student_key, topic_id, score_source, mastery_score, model_version, explanation,
                                      ${EXPLANATION_NUMBERS_SELECT}
                               FROM student_mastery WHERE score_source IN ('bkt', 'elo')) m
               ON m.student_key = x.student_key AND m.topic_id = x.topic_id AND m.score_source = x.score_source`
-         : "SELECT * FROM x"
+           : "SELECT * FROM x"
      }`,
     { bkt: params.bkt, elo: params.elo },
   );
@@ -474,6 +543,24 @@ export async function scoreBktElo(
   // whole database (measured: 0.3-1.3 s at 1M, 8 s at 10M), where the day's commit otherwise writes a small WAL.
   if (opts.full !== true)
     await store.run(`CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS ${stateRows}`, params);
+  // A full run over a store that already holds states (a rerun) rewrites only the states that moved: each new
+  // state is marked against the stored base row (learnerStateMoved), and the write below updates the moved
+  // rows, sets updated_at alone on the others and inserts the new keys, instead of deleting and reinserting
+  // every row (the primary key's deletes made the commit checkpoint every index of the file).
+  const stateRerun =
+    opts.full === true &&
+    Number(
+      (await store.one<{ n: bigint }>(`SELECT count(*) AS n FROM ${baseTable("learner_state")}`))?.n ?? 0n,
+    ) > 0;
+  if (stateRerun)
+    await store.run(
+      `CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS
+       SELECT x.*, b.student_key IS NULL AS is_new, ${learnerStateMoved("x", "b")} AS moved,
+              b.student_key IS NOT NULL AND ${learnerStateResigned("x", "b")} AS resigned
+       FROM (${stateRows}) x LEFT JOIN ${baseTable("learner_state")} b
+         ON b.student_key = x.student_key AND b.topic_id = x.topic_id`,
+      params,
+    );
   // student_mastery / learner_state are views over a base and an append-only delta (storage/servingTables.ts):
   // a full run rewrites the bases; an incremental day appends its rows to the deltas, so its commit writes
   // them at the tail instead of rewriting every row group holding one of its keys.
@@ -496,11 +583,14 @@ export async function scoreBktElo(
     if (opts.full === true) {
       // Every state is rewritten: after the DELETEs a plain INSERT (one row per key) needs no conflict checks.
       await store.run(`DELETE FROM ${deltaTable("learner_state")}`);
-      await store.run(`DELETE FROM ${baseTable("learner_state")}`);
-      await store.run(
-        `INSERT INTO ${baseTable("learner_state")} (${LEARNER_STATE_COLUMNS}) ${stateRows}`,
-        params,
-      );
+      if (stateRerun) await rewriteMovedStates(store, params.now);
+      else {
+        await store.run(`DELETE FROM ${baseTable("learner_state")}`);
+        await store.run(
+          `INSERT INTO ${baseTable("learner_state")} (${LEARNER_STATE_COLUMNS}) ${stateRows}`,
+          params,
+        );
+      }
       opts.onPhase?.("learner_state write");
       // The delta's bkt/elo rows first move to the base, so the base then holds every stored row of the sources.
       await foldDelta(store, "student_mastery", "score_source IN ('bkt', 'elo')");

@@ -556,6 +556,67 @@ describe("serving/learnerState (score bkt-elo job)", () => {
     }
   });
 
+  it("a full rerun over stored states writes exactly what a full run on a fresh store writes (moved rows, stale values, latent states, vanished keys)", async () => {
+    const all = `SELECT *, signbit(elo_streak_delta) AS sign_elo_streak, signbit(bkt_learn_delta) AS sign_bkt_learn
+      FROM learner_state ORDER BY student_key, topic_id`;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.tuple(...Array.from({ length: 14 }, (_, i) => evArb(i))),
+        fc.integer({ min: 1, max: 13 }),
+        async (events, cut) => {
+          const rerun = await DuckStore.open(":memory:");
+          const fresh = await DuckStore.open(":memory:");
+          try {
+            // Stored states from a day's run over the first events, folded into the base (a rerun's case).
+            await insert(rerun, events.slice(0, cut));
+            await scoreBktElo(rerun, DEFAULTS, { now: NOW });
+            await compactServingTables(rerun);
+            // Stored values a full run must overwrite: a signed zero where the run computes +0 (video-only
+            // keys), a latent state (the stream's), and a key with no events at all.
+            await rerun.run(
+              // (an UPDATE does not store -0.0 over 0.0: the rows are deleted and inserted again)
+              `CREATE TEMP TABLE signed AS SELECT * REPLACE (
+                 CASE WHEN elo_streak_delta = 0 THEN '-0.0'::DOUBLE ELSE elo_streak_delta END AS elo_streak_delta)
+               FROM learner_state_base;
+               DELETE FROM learner_state_base;
+               INSERT INTO learner_state_base SELECT * FROM signed;
+               UPDATE learner_state_base SET latent_state = '\\x01'::BLOB, latent_model_version = 'lat'
+                 WHERE student_key = 's1'`,
+            );
+            await rerun.run(
+              `INSERT INTO learner_state_base SELECT * REPLACE ('gone' AS student_key) FROM learner_state_base LIMIT 1`,
+            );
+            const signed = await rerun.one<{ n: bigint }>(
+              "SELECT count(*) FILTER (WHERE signbit(elo_streak_delta)) AS n FROM learner_state_base",
+            );
+            const zeros = await rerun.one<{ n: bigint }>(
+              "SELECT count(*) FILTER (WHERE elo_streak_delta = 0) AS n FROM learner_state_base",
+            );
+            expect(signed?.n).toBe(zeros?.n);
+            await insert(rerun, events.slice(cut));
+            const later = new Date(NOW.getTime() + 60_000);
+            await scoreBktElo(rerun, DEFAULTS, { now: later, full: true });
+            await insert(fresh, events);
+            await scoreBktElo(fresh, DEFAULTS, { now: later, full: true });
+            const got = await rerun.all(all);
+            expect(got).toEqual(await fresh.all(all));
+            expect(got.some((r) => r.student_key === "gone")).toBe(false);
+            expect(await snapshot(rerun)).toEqual(await snapshot(fresh));
+            // A second rerun over unchanged events moves no state: only updated_at changes.
+            const after = new Date(later.getTime() + 60_000);
+            await scoreBktElo(rerun, DEFAULTS, { now: after, full: true });
+            await scoreBktElo(fresh, DEFAULTS, { now: after, full: true });
+            expect(await rerun.all(all)).toEqual(await fresh.all(all));
+          } finally {
+            rerun.close();
+            fresh.close();
+          }
+        },
+      ),
+      { numRuns: 8 },
+    );
+  });
+
   it("events of one key at the same ts fold in event_id order (the read ordered by ts alone reads again)", async () => {
     const store = await DuckStore.open(":memory:");
     // Stored in the other order: "b" (wrong) first, then "a" (right), both at t = 5; another key has no tie.
