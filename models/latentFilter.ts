@@ -1353,7 +1353,7 @@ export const LATENT_FIT_BUDGET = { maxEvaluations: 600, stallTolerance: 1e-6 } a
 export type LatentIntervalMode = "two-sided" | "widen-only";
 export const LATENT_INTERVAL_MODES: readonly LatentIntervalMode[] = ["two-sided", "widen-only"];
 /** The default interval mode of LatentFilter.fit (docs/benchmarks.md Validity, round 11). */
-export const LATENT_INTERVAL_DEFAULT: LatentIntervalMode = "two-sided";
+export const LATENT_INTERVAL_DEFAULT: LatentIntervalMode = "widen-only";
 /**
  * Floor of the two-sided variance factor: the interval is never narrowed below half the posterior's own
  * spread (a ratio near 0 or below it is the moment estimator's noise when the binomial part dominates, not

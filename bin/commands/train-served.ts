@@ -87,8 +87,8 @@ export function register(program: Command): void {
     )
     .option(
       "--latent-interval <two-sided|widen-only>",
-      "with --latent on, how the held-out dispersion check sets the 80% interval's spread: two-sided (the default, round 11: the method-of-moments factor as measured on held-out halves of the fit sample's answers, narrowing an over-wide posterior as it widens a narrow one; floored at half the posterior's spread) or widen-only (rounds 5-10: never narrower than the posterior)",
-      "two-sided",
+      "with --latent on, how the held-out dispersion check sets the 80% interval's spread: widen-only (the default, rounds 5-10: never narrower than the posterior) or two-sided (round 11, opt-in: the method-of-moments factor as measured on held-out halves of the fit sample's answers, narrowing an over-wide posterior as it widens a narrow one; floored at half the posterior's spread; docs/benchmarks.md Validity round 11)",
+      "widen-only",
     )
     .option(
       "--served-from <what>",

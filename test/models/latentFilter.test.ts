@@ -347,7 +347,7 @@ describe("latent filter fit", () => {
   it("turns the held-out dispersion ratio into the interval's variance factor: two-sided as measured above the floor, widen-only at least 1", () => {
     // Known answers.
     expect(LATENT_MIN_INFLATION).toBe(0.25);
-    expect(LATENT_INTERVAL_DEFAULT).toBe("two-sided");
+    expect(LATENT_INTERVAL_DEFAULT).toBe("widen-only");
     expect(intervalFactor({ ratio: 0.64, sequences: 100 }, "two-sided")).toBe(0.64);
     expect(intervalFactor({ ratio: 0.64, sequences: 100 }, "widen-only")).toBe(1);
     expect(intervalFactor({ ratio: 1.44, sequences: 100 }, "two-sided")).toBe(1.44);
@@ -411,8 +411,8 @@ describe("latent filter fit", () => {
   it("records the dispersion check in the fitted model and serves the same score with a two-sided or widen-only interval", () => {
     const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
     const seqs = simulate(truth, 300, 17);
-    const two = LatentFilter.fit(seqs, { bins: 20, maxEvaluations: 40 });
-    const wide = LatentFilter.fit(seqs, { bins: 20, maxEvaluations: 40, interval: "widen-only" });
+    const two = LatentFilter.fit(seqs, { bins: 20, maxEvaluations: 40, interval: "two-sided" });
+    const wide = LatentFilter.fit(seqs, { bins: 20, maxEvaluations: 40 });
     expect(two.json.params).toEqual(wide.json.params);
     const d = two.json.fit.dispersion!;
     expect(d.mode).toBe("two-sided");
