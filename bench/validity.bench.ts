@@ -247,6 +247,10 @@ async function evaluateCut(
           : {}),
         // LATENT_FORGETTING=durable: round 9's durable-share forgetting (opt-in; its A/B).
         ...(process.env.LATENT_FORGETTING === "durable" ? { forgetting: "durable" as const } : {}),
+        // LATENT_INTERVAL=widen-only: rounds 5-10's interval (dispersion factor >= 1); unset: the default (round 11).
+        ...(process.env.LATENT_INTERVAL === "widen-only" || process.env.LATENT_INTERVAL === "two-sided"
+          ? { interval: process.env.LATENT_INTERVAL as "widen-only" | "two-sided" }
+          : {}),
         // LATENT_CONCENTRATION=c: the filter's prior concentration held at c (round 9's logistic A/B).
         ...(process.env.LATENT_CONCENTRATION !== undefined
           ? { fixedConcentration: Number(process.env.LATENT_CONCENTRATION) }
@@ -452,7 +456,7 @@ async function evaluateCut(
       const lf = trained.latentFit.model.json;
       const tp = Object.values(lf.topicPriorMean);
       console.log(
-        `anchor ${JSON.stringify(served.json.anchor ?? null)} (gap-accuracy base ${served.json.global.base.toFixed(3)}); latent filter: interval scale ${(lf.intervalScale ?? 1).toFixed(3)}; student prior sd ${lf.studentPriorSd ?? 0}; ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations (stop: ${lf.fit.stop ?? "?"}), ll/obs ${lf.fit.logLikPerObs.toFixed(4)}${guardNote(lf.fit)}, ${trained.latentFit.seconds.toFixed(1)} s`,
+        `anchor ${JSON.stringify(served.json.anchor ?? null)} (gap-accuracy base ${served.json.global.base.toFixed(3)}); latent filter: interval scale ${(lf.intervalScale ?? 1).toFixed(3)} (held-out dispersion ratio ${lf.fit.dispersion?.ratio.toFixed(4) ?? "?"} on ${lf.fit.dispersion?.sequences ?? "?"} pairs, ${lf.fit.dispersion?.mode ?? "widen-only"}); student prior sd ${lf.studentPriorSd ?? 0}; ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations (stop: ${lf.fit.stop ?? "?"}), ll/obs ${lf.fit.logLikPerObs.toFixed(4)}${guardNote(lf.fit)}, ${trained.latentFit.seconds.toFixed(1)} s`,
       );
       const ch = lf.fit.emissionChoice;
       if (ch !== undefined)

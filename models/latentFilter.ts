@@ -112,10 +112,17 @@ export interface LatentModelJson {
      * plausibility check keeps the prior centre instead (its topic priors and student sd are still fitted).
      */
     fallback?: string;
+    /**
+     * The held-out dispersion check behind `intervalScale` (round 11): `ratio` = the method-of-moments
+     * variance factor on the posterior's part (unclamped; 1 when no sequence qualified), the sequences it
+     * used, and the mode that turned it into the scale (`intervalFactor`). Absent in older models.
+     */
+    dispersion?: { ratio: number; sequences: number; mode: LatentIntervalMode };
   };
   /**
-   * Posterior spread factor of the 80% interval (>= 1; absent = 1): the square root of the variance
-   * inflation that the held-out halves of the fit sample ask for (LatentFilter.dispersion).
+   * Posterior spread factor of the 80% interval (absent = 1): the square root of the variance factor that
+   * the held-out halves of the fit sample ask for (LatentFilter.dispersion, `intervalFactor`): >= 1 under
+   * the "widen-only" interval mode (rounds 5-10), in [sqrt(LATENT_MIN_INFLATION), ...) under "two-sided".
    */
   intervalScale?: number;
   /** Fitted emission threshold per topic (logistic emission only; topics absent use params.threshold). */
@@ -1100,6 +1107,8 @@ export class LatentFilter {
         ? new LatentKernel(params, bins, topicThreshold[t])
         : kernel;
     const disp = LatentFilter.dispersion(kernelOf, sequences, (t) => topicPriorMean[t] ?? params.priorMean);
+    const intervalMode = opts.interval ?? LATENT_INTERVAL_DEFAULT;
+    const inflation = intervalFactor(disp, intervalMode);
     const json: LatentModelJson = {
       version: 1,
       bins,
@@ -1114,8 +1123,9 @@ export class LatentFilter {
         ...(Number.isFinite(priorSd) ? { smallData: { minObservations, priorSd } } : {}),
         ...(implausible.length > 0 ? { implausible } : {}),
         ...(fallback !== undefined ? { fallback } : {}),
+        dispersion: { ratio: disp.ratio, sequences: disp.sequences, mode: intervalMode },
       },
-      intervalScale: Math.sqrt(disp.inflation),
+      intervalScale: Math.sqrt(inflation),
       ...(logistic ? { topicThreshold } : {}),
     };
     if (opts.studentEffect === true) {
@@ -1210,7 +1220,14 @@ export class LatentFilter {
     sequences: readonly LatentSequence[],
     priorMean: (topic: string) => number,
     minAnswers = 8,
-  ): { inflation: number; sequences: number; residual: number; binomial: number; posterior: number } {
+  ): {
+    inflation: number;
+    ratio: number;
+    sequences: number;
+    residual: number;
+    binomial: number;
+    posterior: number;
+  } {
     const kernelOf = typeof kernels === "function" ? kernels : () => kernels;
     let p = new Float64Array(0);
     let residual = 0;
@@ -1259,8 +1276,8 @@ export class LatentFilter {
       posterior += sdSum * sdSum;
       used++;
     }
-    const inflation = used > 0 && posterior > 0 ? Math.max(1, (residual - binomial) / posterior) : 1;
-    return { inflation, sequences: used, residual, binomial, posterior };
+    const ratio = used > 0 && posterior > 0 ? (residual - binomial) / posterior : 1;
+    return { inflation: Math.max(1, ratio), ratio, sequences: used, residual, binomial, posterior };
   }
 }
 
@@ -1298,6 +1315,12 @@ export interface LatentFitOptions {
    * gives the same answers), the IRT identification fixes the latent's spread and fits the discrimination.
    */
   fixedConcentration?: number;
+  /**
+   * How the held-out dispersion check sets the interval's spread (round 11, `intervalFactor`): "two-sided"
+   * (the method-of-moments factor as measured, floored at LATENT_MIN_INFLATION) or "widen-only" (rounds 5-10:
+   * at least 1, an over-wide posterior kept as it is). Default LATENT_INTERVAL_DEFAULT.
+   */
+  interval?: LatentIntervalMode;
   /** Prior sd (K units) of a topic's emission threshold from the global one (logistic emission). Default 0.15. */
   topicThresholdSd?: number;
   /**
@@ -1326,6 +1349,29 @@ export const LATENT_MIN_OBSERVATIONS = 10_000;
  * converge within 4,000 on every seed (docs/benchmarks.md Validity round 10), so it is opt-in.
  */
 export const LATENT_FIT_BUDGET = { maxEvaluations: 600, stallTolerance: 1e-6 } as const;
+/** How LatentFilter.fit turns the held-out dispersion ratio into the interval's variance factor. */
+export type LatentIntervalMode = "two-sided" | "widen-only";
+export const LATENT_INTERVAL_MODES: readonly LatentIntervalMode[] = ["two-sided", "widen-only"];
+/** The default interval mode of LatentFilter.fit (docs/benchmarks.md Validity, round 11). */
+export const LATENT_INTERVAL_DEFAULT: LatentIntervalMode = "widen-only";
+/**
+ * Floor of the two-sided variance factor: the interval is never narrowed below half the posterior's own
+ * spread (a ratio near 0 or below it is the moment estimator's noise when the binomial part dominates, not
+ * evidence of a point-exact posterior). Set before any figure of round 11 was computed.
+ */
+export const LATENT_MIN_INFLATION = 0.25;
+
+/**
+ * The variance factor of the interval from the held-out dispersion check (pure): "widen-only" = max(1,
+ * ratio) (rounds 5-10), "two-sided" = max(LATENT_MIN_INFLATION, ratio), 1 when the check used no sequence.
+ * Method of moments is symmetric: a posterior wider than the held-out answers' spread is narrowed exactly as
+ * a narrower one is widened.
+ */
+export function intervalFactor(d: { ratio: number; sequences: number }, mode: LatentIntervalMode): number {
+  if (d.sequences === 0 || !Number.isFinite(d.ratio)) return 1;
+  return mode === "widen-only" ? Math.max(1, d.ratio) : Math.max(LATENT_MIN_INFLATION, d.ratio);
+}
+
 /** Prior concentration the logistic form holds under `emission: "auto"` (round 9's bench option, the start value). */
 export const LATENT_AUTO_CONCENTRATION = 4;
 /** Held-out ll/obs the logistic form must win by under `emission: "auto"` (a tie goes to the linear form). */

@@ -29,6 +29,7 @@ interface TrainServedCliOptions {
   latent: string;
   latentStudent: string;
   latentEmission: string;
+  latentInterval: string;
   latentForgetting: string;
   servedFrom: string;
   anchor: string;
@@ -85,6 +86,11 @@ export function register(program: Command): void {
       "floor",
     )
     .option(
+      "--latent-interval <two-sided|widen-only>",
+      "with --latent on, how the held-out dispersion check sets the 80% interval's spread: widen-only (the default, rounds 5-10: never narrower than the posterior) or two-sided (round 11, opt-in: the method-of-moments factor as measured on held-out halves of the fit sample's answers, narrowing an over-wide posterior as it widens a narrow one; floored at half the posterior's spread; docs/benchmarks.md Validity round 11)",
+      "widen-only",
+    )
+    .option(
       "--served-from <what>",
       `with --latent on, what the served score is: ${SERVED_FROM.join(" | ")} (latent: the filter's posterior mean and 80% interval on the --scale; stack: the stack's prediction)`,
       SERVED_FROM_DEFAULT,
@@ -127,6 +133,8 @@ Example:
         throw new CliError(`--latent-emission must be linear, logistic or auto (got ${opts.latentEmission})`);
       if (opts.latentForgetting !== "durable" && opts.latentForgetting !== "floor")
         throw new CliError(`--latent-forgetting must be durable or floor (got ${opts.latentForgetting})`);
+      if (opts.latentInterval !== "two-sided" && opts.latentInterval !== "widen-only")
+        throw new CliError(`--latent-interval must be two-sided or widen-only (got ${opts.latentInterval})`);
       if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))
         throw new CliError(`--anchor must be one of ${SERVED_ANCHORS.join(", ")} (got ${opts.anchor})`);
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
@@ -139,6 +147,7 @@ Example:
           studentEffect: opts.latentStudent === "on",
           emission: opts.latentEmission,
           forgetting: opts.latentForgetting,
+          interval: opts.latentInterval,
           onProgress: (ev, ll) => {
             if (ev % 100 < 2)
               process.stderr.write(

@@ -3,10 +3,13 @@ import { describe, expect, it } from "vitest";
 import { bktPredict, bktUpdate } from "../../models/bkt.ts";
 import {
   implausibleParams,
+  intervalFactor,
   KIND_ASSIGNMENT,
   KIND_PRACTICE,
   KIND_QUIZ,
   KIND_VIDEO,
+  LATENT_INTERVAL_DEFAULT,
+  LATENT_MIN_INFLATION,
   LATENT_MIN_OBSERVATIONS,
   type LatentEvent,
   LatentFilter,
@@ -340,6 +343,92 @@ describe("latent filter fit", () => {
     // A uniform redraw (sd 0.29) against a posterior sd of ~0.1: many times the posterior variance.
     expect(changed.inflation).toBeGreaterThan(8);
   }, 60_000);
+
+  it("turns the held-out dispersion ratio into the interval's variance factor: two-sided as measured above the floor, widen-only at least 1", () => {
+    // Known answers.
+    expect(LATENT_MIN_INFLATION).toBe(0.25);
+    expect(LATENT_INTERVAL_DEFAULT).toBe("widen-only");
+    expect(intervalFactor({ ratio: 0.64, sequences: 100 }, "two-sided")).toBe(0.64);
+    expect(intervalFactor({ ratio: 0.64, sequences: 100 }, "widen-only")).toBe(1);
+    expect(intervalFactor({ ratio: 1.44, sequences: 100 }, "two-sided")).toBe(1.44);
+    expect(intervalFactor({ ratio: 1.44, sequences: 100 }, "widen-only")).toBe(1.44);
+    expect(intervalFactor({ ratio: 0.1, sequences: 100 }, "two-sided")).toBe(0.25);
+    expect(intervalFactor({ ratio: -3, sequences: 100 }, "two-sided")).toBe(0.25);
+    // No qualifying sequence, or no finite ratio: the posterior as it is.
+    expect(intervalFactor({ ratio: 0.3, sequences: 0 }, "two-sided")).toBe(1);
+    expect(intervalFactor({ ratio: Number.NaN, sequences: 5 }, "two-sided")).toBe(1);
+    // Properties: floors hold, the modes agree from 1 up, two-sided never wider than widen-only, monotone.
+    fc.assert(
+      fc.property(
+        fc.double({ min: -10, max: 50, noNaN: true }),
+        fc.double({ min: 0, max: 5, noNaN: true }),
+        fc.integer({ min: 1, max: 10_000 }),
+        (r, dr, n) => {
+          const two = intervalFactor({ ratio: r, sequences: n }, "two-sided");
+          const wide = intervalFactor({ ratio: r, sequences: n }, "widen-only");
+          expect(two).toBeGreaterThanOrEqual(LATENT_MIN_INFLATION);
+          expect(wide).toBeGreaterThanOrEqual(1);
+          expect(two).toBeLessThanOrEqual(wide);
+          if (r >= 1) expect(two).toBe(wide);
+          expect(intervalFactor({ ratio: r + dr, sequences: n }, "two-sided")).toBeGreaterThanOrEqual(two);
+        },
+      ),
+    );
+  });
+
+  it("narrows a posterior the held-out answers call too wide under two-sided, keeps it under widen-only, and widens a too-narrow one under both", () => {
+    const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
+    // Students bunched near the prior mean (concentration 60) read by a filter whose prior is nearly flat
+    // (concentration 1.2): its carried-forward posterior is wider than the held-out answers' spread.
+    const bunched = simulate({ ...truth, priorConcentration: 60 }, 2000, 13);
+    const wide = LatentFilter.dispersion(
+      new LatentKernel({ ...truth, priorConcentration: 1.2 }, 40),
+      bunched,
+      () => truth.priorMean,
+    );
+    const matched = LatentFilter.dispersion(
+      new LatentKernel({ ...truth, priorConcentration: 60 }, 40),
+      bunched,
+      () => truth.priorMean,
+    );
+    expect(wide.ratio).toBeLessThan(0.9);
+    expect(wide.ratio).toBeLessThan(matched.ratio);
+    expect(wide.inflation).toBe(1);
+    expect(intervalFactor(wide, "two-sided")).toBeLessThan(0.9);
+    expect(intervalFactor(wide, "widen-only")).toBe(1);
+    // The ratio is the documented moment: (residual - binomial) / posterior; inflation = max(1, ratio).
+    expect(wide.ratio).toBeCloseTo((wide.residual - wide.binomial) / wide.posterior, 12);
+    // An unmodelled change (K redrawn halfway): both modes widen by the same factor.
+    const changed = LatentFilter.dispersion(
+      new LatentKernel(truth, 40),
+      simulate(truth, 1500, 11, true),
+      () => truth.priorMean,
+    );
+    expect(intervalFactor(changed, "two-sided")).toBe(intervalFactor(changed, "widen-only"));
+    expect(changed.ratio).toBeGreaterThan(4);
+  }, 60_000);
+
+  it("records the dispersion check in the fitted model and serves the same score with a two-sided or widen-only interval", () => {
+    const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
+    const seqs = simulate(truth, 300, 17);
+    const two = LatentFilter.fit(seqs, { bins: 20, maxEvaluations: 40, interval: "two-sided" });
+    const wide = LatentFilter.fit(seqs, { bins: 20, maxEvaluations: 40 });
+    expect(two.json.params).toEqual(wide.json.params);
+    const d = two.json.fit.dispersion!;
+    expect(d.mode).toBe("two-sided");
+    expect(wide.json.fit.dispersion!.mode).toBe("widen-only");
+    expect(wide.json.fit.dispersion!.ratio).toBe(d.ratio);
+    expect(d.sequences).toBeGreaterThan(100);
+    expect(two.json.intervalScale).toBeCloseTo(Math.sqrt(Math.max(LATENT_MIN_INFLATION, d.ratio)), 12);
+    expect(wide.json.intervalScale).toBeCloseTo(Math.sqrt(Math.max(1, d.ratio)), 12);
+    for (const q of seqs.slice(0, 20)) {
+      const a = two.predict("T", q.events, 200);
+      const b = wide.predict("T", q.events, 200);
+      expect(a.score).toBe(b.score);
+      expect(a.lo).toBeGreaterThanOrEqual(b.lo - 1e-12);
+      expect(a.hi).toBeLessThanOrEqual(b.hi + 1e-12);
+    }
+  }, 120_000);
 
   it("widens the 80% interval by the interval scale around the same score", () => {
     const seqs = simulate(PARAMS, 1, 3);
