@@ -335,6 +335,10 @@ async function upsertContext(duck: DuckStore, rows: readonly RawEventRow[]): Pro
 }
 
 export class DuckRawEventStore implements RawEventStore {
+  /** The staging table may hold rows (an append started and its clean-up has not succeeded). */
+  private stageDirty = false;
+  /** Appends run one at a time (append). */
+  private appending: Promise<unknown> = Promise.resolve();
   private constructor(private readonly duck: DuckStore) {}
 
   static async open(duck: DuckStore): Promise<DuckRawEventStore> {
@@ -389,6 +393,14 @@ export class DuckRawEventStore implements RawEventStore {
    */
   async append(rows: readonly RawEventRow[]): Promise<void> {
     if (rows.length === 0) return;
+    // One append at a time (they share the staging table, and a second copy of an id checked before the
+    // first one is stored would pass the check).
+    const run = this.appending.then(() => this.appendOnce(rows));
+    this.appending = run.catch(() => undefined);
+    await run;
+  }
+
+  private async appendOnce(rows: readonly RawEventRow[]): Promise<void> {
     const batch = firstPerEvent(rows);
     const ids = [...new Set(batch.map((r) => r.event_id))];
     const stored = await this.duck.all<{ event_id: string }>(
@@ -398,11 +410,43 @@ export class DuckRawEventStore implements RawEventStore {
     const seen = new Set(stored.map((r) => r.event_id));
     const fresh = seen.size === 0 ? batch : batch.filter((r) => !seen.has(r.event_id));
     if (fresh.length === 0) return;
-    const ap = await this.duck.conn.createAppender("raw_events");
-    for (const r of fresh) appendRow(ap, r);
-    ap.flushSync();
-    ap.closeSync();
+    await this.appendFresh(fresh);
     await upsertContext(this.duck, fresh);
+  }
+
+  /**
+   * The appender fills an in-memory temp table (no WAL, nothing to sync), and the rows reach raw_events in
+   * one asynchronous INSERT ... SELECT. The appender's flush is synchronous: flushed into raw_events itself,
+   * its commit (the WAL's fsync, and the automatic checkpoint when the WAL is full) ran on the event loop,
+   * which stopped a server answering for 100-800 ms at a time under disk load (docs/benchmarks.md
+   * "Event-loop stalls"). The INSERT's commit runs on DuckDB's side of the binding, off the event loop.
+   */
+  private async appendFresh(fresh: readonly RawEventRow[]): Promise<void> {
+    // Every time: a staging table created inside a transaction that rolled back is gone again.
+    await this.duck.run(
+      "CREATE TEMP TABLE IF NOT EXISTS raw_append_stage AS SELECT * FROM raw_events LIMIT 0",
+    );
+    // Rows left by a failed append (its clean-up failed too) must not reach raw_events with these.
+    if (this.stageDirty) await this.duck.run("DELETE FROM temp.raw_append_stage");
+    this.stageDirty = true;
+    try {
+      const ap = await this.duck.conn.createAppender("raw_append_stage", "main", "temp");
+      try {
+        for (const r of fresh) appendRow(ap, r);
+      } finally {
+        ap.closeSync(); // flushes what was appended
+      }
+      await this.duck.run("INSERT INTO raw_events SELECT * FROM temp.raw_append_stage");
+    } finally {
+      // Inside a failed transaction this fails too (and the rollback empties the stage); the next append
+      // empties it first then.
+      await this.duck.run("DELETE FROM temp.raw_append_stage").then(
+        () => {
+          this.stageDirty = false;
+        },
+        () => undefined,
+      );
+    }
   }
 
   async keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]> {

@@ -78,4 +78,37 @@ describe("DuckRawEventStore.append (the server's raw copy, serving/rawMirror.ts)
       { numRuns: 25 },
     );
   }, 300_000);
+
+  it("appends started together store the rows of each; one rolled back with its transaction leaves none", async () => {
+    const d = await DuckStore.open(join(dir, "together.duckdb"), { encryption: null });
+    try {
+      const r = await DuckRawEventStore.open(d);
+      // The first append ever runs inside a transaction that fails: its rows (and the staging table it
+      // created) go with the rollback, and the next appends still work.
+      await expect(
+        d.transaction(async () => {
+          await r.append([row(100, 0, 2, 0)]);
+          throw new Error("the group failed after its raw append");
+        }),
+      ).rejects.toThrow(/group failed/);
+      await Promise.all([
+        r.append([row(1, 0, 2, 0), row(2, 0, 2, 1)]),
+        r.append([row(3, 0, 4, 0)]),
+        r.append([row(1, 0, 6, 2), row(4, 1, 8, 1)]), // e-1 again: the first stored copy stays
+      ]);
+      const ids = await d.all<{ event_id: string; student_key: string }>(
+        "SELECT event_id, student_key FROM raw_events ORDER BY event_id",
+      );
+      expect(ids).toEqual([
+        { event_id: "e-1", student_key: "k-0" },
+        { event_id: "e-2", student_key: "k-1" },
+        { event_id: "e-3", student_key: "k-0" },
+        { event_id: "e-4", student_key: "k-1" },
+      ]);
+      const staged = await d.all<{ n: bigint }>("SELECT count(*) AS n FROM temp.raw_append_stage");
+      expect(Number(staged[0]?.n)).toBe(0);
+    } finally {
+      d.close();
+    }
+  });
 });
