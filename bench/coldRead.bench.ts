@@ -30,8 +30,7 @@ import {
   BENCH_REDIS_URL as REDIS_URL,
   BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
-
-const EXPLANATION = `{"base":0.3,"factors":[{"name":"correct_answers","value":5,"contribution":0.3},{"name":"incorrect_answers","value":2,"contribution":-0.1},{"name":"bkt_learn","value":0.1,"contribution":0.05}],"rest":0,"score":0.55}`;
+import { seedWideStudents } from "./wideSeed.ts";
 
 /** The same rows as one JSON text built by PostgreSQL (the lead "one row, no per-row protocol parse"). */
 const JSON_AGG_SQL = `SELECT json_agg(json_build_array(topic_id, mastery_score, score_source, model_version, as_of,
@@ -63,26 +62,7 @@ const cpuUs = () => {
 };
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 try {
-  const topicRows = Array.from(
-    { length: topicsN },
-    (_, i) => `('W${i}', 'Wide ${i}', 'WC${i % 10}', 'S2', 'K1', 0, 10)`,
-  );
-  await pg.run(
-    `INSERT INTO topics (topic_id, name, chapter_id, subject_id, course_id, difficulty_estimate, content_length) VALUES ${topicRows.join(",")}`,
-  );
-  const ts = "TIMESTAMP '2026-01-05 10:00:00'";
-  const rows: string[] = [];
-  for (let s = 0; s < studentsN; s++)
-    for (let i = 0; i < topicsN; i++)
-      for (const src of ["bkt", "elo"])
-        rows.push(
-          `('${pseudo.studentKey(`wide-${s}`)}', 'W${i}', ${((s * 7 + i * 13) % 100) / 100}, '${src}', 'default', ${ts}, '${EXPLANATION}', ${ts})`,
-        );
-  for (let i = 0; i < rows.length; i += 5000)
-    await pg.run(
-      `INSERT INTO student_mastery (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated) VALUES ${rows.slice(i, i + 5000).join(",")}`,
-    );
-  await pg.run("ANALYZE");
+  await seedWideStudents(pg, pseudo, studentsN, topicsN);
   const { ctx } = await createApp({
     store: duck,
     pseudonymizer: pseudo,

@@ -31,6 +31,7 @@ import { DuckStore } from "../storage/duckdb.ts";
 import { baseTable, deltaTable } from "../storage/servingTables.ts";
 import { envNumber as env, BENCH_PSEUDONYM_KEY as KEY, quizPostBody } from "./benchEnv.ts";
 import { listenBenchApp } from "./benchServer.ts";
+import { SEED_EXPLANATION } from "./wideSeed.ts";
 
 const STUDENTS = env("DUCKAB_STUDENTS", 3000);
 const WIDE = env("DUCKAB_WIDE", 200);
@@ -42,7 +43,7 @@ const beforeDir = resolve(process.env.DUCKAB_BEFORE ?? here);
 if (READS + 10 > WIDE || READS + 10 > STUDENTS)
   throw new Error(`DUCKAB_READS (${READS}) + 10 warm-up reads must not exceed DUCKAB_WIDE / DUCKAB_STUDENTS`);
 
-const EXPLANATION = `{"base":0.3,"factors":[{"name":"correct_answers","value":5,"contribution":0.3},{"name":"incorrect_answers","value":2,"contribution":-0.1},{"name":"bkt_learn","value":0.1,"contribution":0.05}],"rest":0,"score":0.55}`;
+const EXPLANATION = SEED_EXPLANATION;
 const pseudo = new Pseudonymizer(KEY);
 const dir = mkdtempSync(join(process.env.TMPDIR ?? tmpdir(), "duck-ab-"));
 

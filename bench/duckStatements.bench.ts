@@ -37,6 +37,7 @@ import { DuckStateStore, type StateCommit } from "../storage/stateStore.ts";
 import { upsertStudentContextSql } from "../storage/studentContext.ts";
 import { envNumber as env, BENCH_PSEUDONYM_KEY as KEY, quizPostBody } from "./benchEnv.ts";
 import { listenBenchApp } from "./benchServer.ts";
+import { SEED_EXPLANATION } from "./wideSeed.ts";
 
 const STUDENTS = env("STMT_STUDENTS", 3000);
 const REPS = env("STMT_REPS", 20);
@@ -44,7 +45,7 @@ const THREADS = process.env.STMT_THREADS ? env("STMT_THREADS", 2) : undefined;
 const RAW_EVENTS = env("STMT_RAW_EVENTS", 0);
 const WITH_STATE = process.env.STMT_STATE === "1";
 const TOPICS = 20;
-const EXPLANATION = `{"base":0.3,"factors":[{"name":"correct_answers","value":5,"contribution":0.3},{"name":"incorrect_answers","value":2,"contribution":-0.1},{"name":"bkt_learn","value":0.1,"contribution":0.05}],"rest":0,"score":0.55}`;
+const EXPLANATION = SEED_EXPLANATION;
 
 const SEED_FILE = process.env.STMT_SEED_FILE;
 const dir = mkdtempSync(join(tmpdir(), "stmt-bench-"));

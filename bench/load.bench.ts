@@ -67,6 +67,7 @@ import {
   BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
 import { type PacedRequest, type PacedResult, pacedLoad } from "./pacedLoad.ts";
+import { SEED_EXPLANATION } from "./wideSeed.ts";
 
 const TOPICS = 20;
 /** PostgreSQL schema and Redis prefix of a run: `<LOAD_NAME_PREFIX>_<server pid>` (helpers share the services). */
@@ -81,7 +82,7 @@ const NAME_PREFIX = (() => {
 const WIDE_STUDENTS = 200;
 const WIDE_TOPICS = 100;
 
-const EXPLANATION = `{"base":0.3,"factors":[{"name":"correct_answers","value":5,"contribution":0.3},{"name":"incorrect_answers","value":2,"contribution":-0.1},{"name":"bkt_learn","value":0.1,"contribution":0.05}],"rest":0,"score":0.55}`;
+const EXPLANATION = SEED_EXPLANATION;
 
 type Mode = "embedded" | "pg" | "pg-workers";
 interface Ready {

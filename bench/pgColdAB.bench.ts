@@ -27,14 +27,14 @@ import {
   BENCH_REDIS_URL as REDIS_URL,
   BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
+import { seedWideStudents } from "./wideSeed.ts";
 
-const EXPLANATION = `{"base":0.3,"factors":[{"name":"correct_answers","value":5,"contribution":0.3},{"name":"incorrect_answers","value":2,"contribution":-0.1},{"name":"bkt_learn","value":0.1,"contribution":0.05}],"rest":0,"score":0.55}`;
 const topicsN = env("PGAB_TOPICS", 100);
 const studentsN = env("PGAB_STUDENTS", 200);
 const rounds = env("PGAB_ROUNDS", 3);
 const here = resolve(fileURLToPath(import.meta.url), "../..");
 const beforeDir = resolve(process.env.PGAB_BEFORE ?? here);
-const tag = `${process.env.PGAB_SCHEMA_PREFIX ?? ""}pg_cold_ab_${process.pid}`;
+const tag = `${process.env.PGAB_SCHEMA_PREFIX ?? ""}cold_ab_pg_${process.pid}`;
 if (!/^[a-z_][a-z0-9_]{0,50}$/.test(tag))
   throw new Error(`PGAB_SCHEMA_PREFIX must make a lower-case SQL identifier (got "${tag}"), e.g. me_`);
 const pseudo = new Pseudonymizer(KEY);
@@ -90,26 +90,7 @@ async function openSide(name: string, root: string): Promise<Side> {
 const pg = await PgStore.open(PG_URL, { schema: tag, coreTables: true });
 const sides: Side[] = [];
 try {
-  const topicRows = Array.from(
-    { length: topicsN },
-    (_, i) => `('W${i}', 'Wide ${i}', 'WC${i % 10}', 'S2', 'K1', 0, 10)`,
-  );
-  await pg.run(
-    `INSERT INTO topics (topic_id, name, chapter_id, subject_id, course_id, difficulty_estimate, content_length) VALUES ${topicRows.join(",")}`,
-  );
-  const ts = "TIMESTAMP '2026-01-05 10:00:00'";
-  const rows: string[] = [];
-  for (let s = 0; s < studentsN + 20; s++)
-    for (let i = 0; i < topicsN; i++)
-      for (const src of ["bkt", "elo"])
-        rows.push(
-          `('${pseudo.studentKey(`wide-${s}`)}', 'W${i}', ${((s * 7 + i * 13) % 100) / 100}, '${src}', 'default', ${ts}, '${EXPLANATION}', ${ts})`,
-        );
-  for (let i = 0; i < rows.length; i += 5000)
-    await pg.run(
-      `INSERT INTO student_mastery (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated) VALUES ${rows.slice(i, i + 5000).join(",")}`,
-    );
-  await pg.run("ANALYZE");
+  await seedWideStudents(pg, pseudo, studentsN + 20, topicsN);
   sides.push(await openSide("before", beforeDir), await openSide("after", here));
   const keys = Array.from({ length: studentsN }, (_, s) => pseudo.studentKey(`wide-${s}`));
   // Warm-up (JIT, prepared statements, topics caches) on students the measured rounds do not read.

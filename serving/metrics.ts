@@ -52,7 +52,6 @@ export class ServerMetrics {
     labelNames: ["outcome"] as const,
     registers: [this.registry],
   });
-
   readonly stalls = new Counter({
     name: "mastery_event_loop_stalls_total",
     help: "Stretches of 100 ms or more in which the event loop answered nothing (serving/stallWatch.ts)",

@@ -208,19 +208,7 @@ export class PgStore {
    * the unnamed statement's. `sql` must be a constant text (one statement per distinct text).
    */
   async allPrepared<T extends PgRow = PgRow>(sql: string, params: readonly PgParam[]): Promise<T[]> {
-    let name = this.statementNames.get(sql);
-    if (name === undefined) {
-      name = `mastery_q${this.statementNames.size + 1}`;
-      this.statementNames.set(sql, name);
-    }
-    const values = params.map((p) => (typeof p === "bigint" ? p.toString() : p));
-    const client = this.tx.getStore();
-    const config = { name, text: sql, values };
-    try {
-      return (client !== undefined ? await client.query(config) : await this.pool.query(config)).rows as T[];
-    } catch (err) {
-      throw this.wrap(err);
-    }
+    return (await this.prepared(sql, params, undefined)).rows as T[];
   }
 
   /**
@@ -229,6 +217,11 @@ export class PgStore {
    * columns itself. Values are parsed as in `all` (TIMESTAMP -> Date in UTC, DOUBLE PRECISION -> number).
    */
   async arraysPrepared(sql: string, params: readonly PgParam[]): Promise<unknown[][]> {
+    return (await this.prepared(sql, params, "array")).rows as unknown[][];
+  }
+
+  /** One named prepared statement per distinct SQL text, run in the caller's transaction if any. */
+  private async prepared(sql: string, params: readonly PgParam[], rowMode: "array" | undefined) {
     let name = this.statementNames.get(sql);
     if (name === undefined) {
       name = `mastery_q${this.statementNames.size + 1}`;
@@ -236,10 +229,9 @@ export class PgStore {
     }
     const values = params.map((p) => (typeof p === "bigint" ? p.toString() : p));
     const client = this.tx.getStore();
-    const config = { name, text: sql, values, rowMode: "array" as const };
+    const config = rowMode === undefined ? { name, text: sql, values } : { name, text: sql, values, rowMode };
     try {
-      return (client !== undefined ? await client.query(config) : await this.pool.query(config))
-        .rows as unknown[][];
+      return client !== undefined ? await client.query(config) : await this.pool.query(config);
     } catch (err) {
       throw this.wrap(err);
     }
