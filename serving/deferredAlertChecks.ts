@@ -30,6 +30,9 @@ export interface DeferredAlertChecksOptions {
   defer?: (fn: () => void) => void;
 }
 
+/** A key's identity in the queue's maps ("student\0topic"). */
+const keyId = (k: UpdatedKey): string => `${k.studentKey}\u0000${k.topicId}`;
+
 export class DeferredAlertChecks {
   /** Keys waiting for a check, by "student\0topic" (a key queued twice is checked once). */
   private readonly queued = new Map<string, UpdatedKey>();
@@ -88,7 +91,7 @@ export class DeferredAlertChecks {
   /** Queues keys for a check soon after the current answers; never throws, never waits. */
   enqueue(keys: readonly UpdatedKey[]): void {
     for (const k of keys) {
-      const id = `${k.studentKey}\u0000${k.topicId}`;
+      const id = keyId(k);
       this.queued.set(id, k);
       this.background.delete(id);
     }
@@ -102,7 +105,7 @@ export class DeferredAlertChecks {
    */
   enqueueBackground(keys: readonly UpdatedKey[]): void {
     for (const k of keys) {
-      const id = `${k.studentKey}\u0000${k.topicId}`;
+      const id = keyId(k);
       if (!this.queued.has(id)) this.background.set(id, k);
     }
     if (this.background.size > 0) this.kickBackground(0);
@@ -191,7 +194,7 @@ export class DeferredAlertChecks {
       this.stats.failures++;
       this.failures++;
       for (const k of batch) {
-        const id = `${k.studentKey}\u0000${k.topicId}`;
+        const id = keyId(k);
         // A background key queued live meanwhile is checked there.
         if (!this.queued.has(id) && !lane.has(id)) lane.set(id, k);
       }
