@@ -27,7 +27,7 @@ export interface StallWatchOptions {
  * Watches the event loop for stretches in which it answered nothing: a timer due every `intervalMs`
  * that fires `thresholdMs` or more late means every request waiting on this process waited as long. The
  * latency histogram of /metrics shows that requests were slow; this says when the whole process stopped,
- * for how long, and how much of it was garbage collection (docs/runbook.md "Event-loop stalls").
+ * for how long, and how much of it was garbage collection (docs/runbook.md "Slow answers from one server").
  */
 export class StallWatch {
   private readonly thresholdMs: number;

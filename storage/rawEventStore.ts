@@ -419,7 +419,7 @@ export class DuckRawEventStore implements RawEventStore {
    * one asynchronous INSERT ... SELECT. The appender's flush is synchronous: flushed into raw_events itself,
    * its commit (the WAL's fsync, and the automatic checkpoint when the WAL is full) ran on the event loop,
    * which stopped a server answering for 100-800 ms at a time under disk load (docs/benchmarks.md
-   * "Event-loop stalls"). The INSERT's commit runs on DuckDB's side of the binding, off the event loop.
+   * "Rerun 2026-12-04 21:23-22:03 UTC" under Availability). The INSERT's commit runs on DuckDB's side of the binding, off the event loop.
    */
   private async appendFresh(fresh: readonly RawEventRow[]): Promise<void> {
     // Every time: a staging table created inside a transaction that rolled back is gone again.

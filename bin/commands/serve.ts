@@ -238,7 +238,7 @@ keeps the registry, experiments, alerts, dead letters and a copy of the events a
       }
       if (monitor !== null) ctx.logger.info({ intervalMs, lock: lock?.kind }, "drift monitor loop started");
       // A stretch in which the process answered nothing is logged with its length and GC share
-      // (docs/runbook.md "Event-loop stalls"): the latency histogram alone does not say when or why.
+      // (docs/runbook.md "Slow answers from one server"): the latency histogram alone does not say when or why.
       const stalls = new StallWatch({
         onStall: (s) => {
           ctx.metrics.stalls.inc();
