@@ -52,7 +52,11 @@ export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
   if (n < 3 || y.length !== n) return Number.NaN;
   const sxx = covariance(x, x);
   const syy = covariance(y, y);
-  return sxx > 0 && syy > 0 ? covariance(x, y) / Math.sqrt(sxx * syy) : Number.NaN;
+  // The roots apart: sxx * syy underflows to 0 for tiny spreads (both denormal) and gave Infinity. The
+  // clamp removes rounding past +-1 of a (near-)perfect correlation.
+  const scale = Math.sqrt(sxx) * Math.sqrt(syy);
+  if (!(scale > 0)) return Number.NaN;
+  return Math.max(-1, Math.min(1, covariance(x, y) / scale));
 }
 
 /** Ranks 1..n with ties given their average rank. */

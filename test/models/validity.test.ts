@@ -42,6 +42,18 @@ describe("validity measures", () => {
     expect(m.nextSpearman).toBeCloseTo(0.5, 12);
   });
 
+  it("Pearson of tiny spreads is finite (the variances' product underflowed to 0 and gave Infinity)", () => {
+    // fast-check's counterexample: one value of 3.6e-162 among zeros (its variance squared is 0 in doubles).
+    const xs = [0, 0, 0, -3.629749838363508e-162];
+    const r = pearson(
+      xs,
+      xs.map((x, i) => Math.sin(x + i)),
+    );
+    expect(Number.isFinite(r)).toBe(true);
+    expect(Math.abs(r)).toBeLessThanOrEqual(1);
+    expect(pearson(xs, xs)).toBe(1);
+  });
+
   it("correlations stay in [-1, 1] and Spearman of a strictly increasing map is 1", () => {
     fc.assert(
       fc.property(

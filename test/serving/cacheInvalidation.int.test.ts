@@ -169,8 +169,18 @@ describe("body cache invalidation across processes (PostgreSQL + Redis)", () => 
 
   it("the raw-row copy into A's DuckDB landing after a POST keeps A's body (no registry model reads it)", async () => {
     // Hold A's DuckDB queue so the copy lands only after the GET below (reads go to PostgreSQL).
+    // (The queue may still hold earlier tests' copies: wait until this hold is the one running.)
     let release!: () => void;
-    const held = a.ctx.gate.run(() => new Promise<void>((r) => (release = r)));
+    let holding!: () => void;
+    const isHolding = new Promise<void>((r) => (holding = r));
+    const held = a.ctx.gate.run(
+      () =>
+        new Promise<void>((r) => {
+          release = r;
+          holding();
+        }),
+    );
+    await isHolding;
     await post(a, "s7", true);
     const body = await mastery(a, "s7"); // computed after the write, cached
     release();
