@@ -46,7 +46,8 @@ const cpuUs = () => {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
 async function serve(): Promise<void> {
-  const name = `post_bench_${process.pid}`;
+  // POST_NAME_PREFIX: the PostgreSQL schema and Redis prefix start with it (a helper's own prefix).
+  const name = `${process.env.POST_NAME_PREFIX || "post_bench"}_${process.pid}`;
   const dir = mkdtempSync(join(tmpdir(), "post-bench-"));
   const store = await DuckStore.open(join(dir, "mastery.duckdb"), { encryption: null });
   const backends = await openServingBackends({
