@@ -1,5 +1,6 @@
+import type { DuckDBAppender } from "@duckdb/node-api";
 import type { DuckStore } from "./duckdb.ts";
-import { BIGINT, BOOLEAN, DOUBLE, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
+import { BIGINT, BOOLEAN, DOUBLE, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
 import { newestContextOf, upsertNewestSql } from "./studentContext.ts";
@@ -290,20 +291,20 @@ const DUCK_LEARNER_COLUMNS =
 // event count once, the first ingested (then the earlier ts). The fold applies the same rule again.
 const DUCK_DEDUPED = `QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1`;
 
-/** One INSERT of the rows as typed column lists (bound, not spliced into the SQL). */
-async function insertRawLists(duck: DuckStore, rows: readonly RawEventRow[]): Promise<void> {
-  await duck.conn.run(
-    `INSERT INTO raw_events (${COLUMN_LIST}) ${RAW_LIST_SELECT}`,
-    RAW_COLUMNS.map(([field, , kind]) =>
-      listValue(
-        rows.map((r) => {
-          const v = r[field];
-          return v === null ? null : kind === "ts" ? BigInt(Math.round(v as number)) : v;
-        }),
-      ),
-    ),
-    RAW_LIST_TYPES,
-  );
+const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
+
+/** Appends one raw row (columns in raw_events order) to a DuckDB appender. */
+function appendRow(ap: DuckDBAppender, r: RawEventRow): void {
+  for (const [field, , kind] of RAW_COLUMNS) {
+    const v = r[field];
+    if (v === null) ap.appendNull();
+    else if (kind === "ts") ap.appendTimestamp(micros(v as number));
+    else if (kind === "text") ap.appendVarchar(v as string);
+    else if (kind === "int") ap.appendInteger(v as number);
+    else if (kind === "double") ap.appendDouble(v as number);
+    else ap.appendBoolean(v as boolean);
+  }
+  ap.endRow();
 }
 
 const CONTEXT_SQL = upsertNewestSql(
@@ -334,6 +335,8 @@ async function upsertContext(duck: DuckStore, rows: readonly RawEventRow[]): Pro
 }
 
 export class DuckRawEventStore implements RawEventStore {
+  /** The staging table may hold rows (an append started and its clean-up has not succeeded). */
+  private stageDirty = false;
   /** Appends run one at a time (append). */
   private appending: Promise<unknown> = Promise.resolve();
   private constructor(private readonly duck: DuckStore) {}
@@ -362,7 +365,19 @@ export class DuckRawEventStore implements RawEventStore {
     );
     const seen = new Set(stored.map((r) => r.event_id));
     const fresh = seen.size === 0 ? batch : batch.filter((r) => !seen.has(r.event_id));
-    if (fresh.length > 0) await insertRawLists(this.duck, fresh);
+    if (fresh.length > 0)
+      await this.duck.conn.run(
+        `INSERT INTO raw_events (${COLUMN_LIST}) ${RAW_LIST_SELECT}`,
+        RAW_COLUMNS.map(([field, , kind]) =>
+          listValue(
+            fresh.map((r) => {
+              const v = r[field];
+              return v === null ? null : kind === "ts" ? BigInt(Math.round(v as number)) : v;
+            }),
+          ),
+        ),
+        RAW_LIST_TYPES,
+      );
     await upsertContext(this.duck, fresh);
     const out = fresh.map(learnerRow);
     out.push(...stored);
@@ -372,14 +387,14 @@ export class DuckRawEventStore implements RawEventStore {
   /**
    * record() without its answer, for a copy of raw rows whose record is elsewhere
    * (serving/rawMirror.ts): appends the rows of every event_id not stored yet (the first stored
-   * version wins, as in record()): the batch's ids already stored, then one INSERT of the others into
+   * version wins, as in record()): the batch's ids already stored, then an appender straight into
    * raw_events. The caller serializes writes to this file (the server's StoreGate), so no row lands
    * between the two.
    */
   async append(rows: readonly RawEventRow[]): Promise<void> {
     if (rows.length === 0) return;
-    // One append at a time (a second copy of an id checked before the first one is stored would pass
-    // the check).
+    // One append at a time (they share the staging table, and a second copy of an id checked before the
+    // first one is stored would pass the check).
     const run = this.appending.then(() => this.appendOnce(rows));
     this.appending = run.catch(() => undefined);
     await run;
@@ -395,12 +410,43 @@ export class DuckRawEventStore implements RawEventStore {
     const seen = new Set(stored.map((r) => r.event_id));
     const fresh = seen.size === 0 ? batch : batch.filter((r) => !seen.has(r.event_id));
     if (fresh.length === 0) return;
-    // The same one INSERT of typed column lists as record(): it runs and commits on DuckDB's side of the
-    // binding, off the event loop. (Before: an appender into a temp table, whose synchronous flush was
-    // ~7% of a POST's CPU on the main thread, then INSERT ... SELECT and DELETE: four statements, not one;
-    // docs/benchmarks.md "CPU per request, round 2 (serve11)".)
-    await insertRawLists(this.duck, fresh);
+    await this.appendFresh(fresh);
     await upsertContext(this.duck, fresh);
+  }
+
+  /**
+   * The appender fills an in-memory temp table (no WAL, nothing to sync), and the rows reach raw_events in
+   * one asynchronous INSERT ... SELECT. The appender's flush is synchronous: flushed into raw_events itself,
+   * its commit (the WAL's fsync, and the automatic checkpoint when the WAL is full) ran on the event loop,
+   * which stopped a server answering for 100-800 ms at a time under disk load (docs/benchmarks.md
+   * "Rerun 2026-12-04 21:23-22:03 UTC" under Availability). The INSERT's commit runs on DuckDB's side of the binding, off the event loop.
+   */
+  private async appendFresh(fresh: readonly RawEventRow[]): Promise<void> {
+    // Every time: a staging table created inside a transaction that rolled back is gone again.
+    await this.duck.run(
+      "CREATE TEMP TABLE IF NOT EXISTS raw_append_stage AS SELECT * FROM raw_events LIMIT 0",
+    );
+    // Rows left by a failed append (its clean-up failed too) must not reach raw_events with these.
+    if (this.stageDirty) await this.duck.run("DELETE FROM temp.raw_append_stage");
+    this.stageDirty = true;
+    try {
+      const ap = await this.duck.conn.createAppender("raw_append_stage", "main", "temp");
+      try {
+        for (const r of fresh) appendRow(ap, r);
+      } finally {
+        ap.closeSync(); // flushes what was appended
+      }
+      await this.duck.run("INSERT INTO raw_events SELECT * FROM temp.raw_append_stage");
+    } finally {
+      // Inside a failed transaction this fails too (and the rollback empties the stage); the next append
+      // empties it first then.
+      await this.duck.run("DELETE FROM temp.raw_append_stage").then(
+        () => {
+          this.stageDirty = false;
+        },
+        () => undefined,
+      );
+    }
   }
 
   async keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]> {

@@ -83,8 +83,8 @@ describe("DuckRawEventStore.append (the server's raw copy, serving/rawMirror.ts)
     const d = await DuckStore.open(join(dir, "together.duckdb"), { encryption: null });
     try {
       const r = await DuckRawEventStore.open(d);
-      // The first append ever runs inside a transaction that fails: its rows go with the rollback, and
-      // the next appends still work.
+      // The first append ever runs inside a transaction that fails: its rows (and the staging table it
+      // created) go with the rollback, and the next appends still work.
       await expect(
         d.transaction(async () => {
           await r.append([row(100, 0, 2, 0)]);
@@ -105,6 +105,8 @@ describe("DuckRawEventStore.append (the server's raw copy, serving/rawMirror.ts)
         { event_id: "e-3", student_key: "k-0" },
         { event_id: "e-4", student_key: "k-1" },
       ]);
+      const staged = await d.all<{ n: bigint }>("SELECT count(*) AS n FROM temp.raw_append_stage");
+      expect(Number(staged[0]?.n)).toBe(0);
     } finally {
       d.close();
     }
