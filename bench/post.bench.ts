@@ -9,6 +9,7 @@
  *   POST_SECONDS=10 POST_PROF=1 npx tsx ...     # + CPU profile of the server (--cpu-prof), top self time
  *   POST_RAW_ROWS=500000 npx tsx ...            # the server's DuckDB copy of raw rows starts with that many
  *   POST_STORE=1 POST_RAW_ROWS=200000 npx tsx ... # the raw-row writes alone (record / append), no server
+ *   POST_STORE=1 POST_STORE_ROWS=200 ...        # ... with 200 rows a call (default 10)
  *   MASTERY_PG_URL / MASTERY_REDIS_URL          # default postgres://postgres@127.0.0.1:5432/test, redis://127.0.0.1:6379
  */
 import { fork } from "node:child_process";
@@ -46,7 +47,8 @@ const cpuUs = () => {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
 async function serve(): Promise<void> {
-  const name = `post_bench_${process.pid}`;
+  // POST_NAME_PREFIX: the PostgreSQL schema and Redis prefix start with it (a helper's own prefix).
+  const name = `${process.env.POST_NAME_PREFIX || "post_bench"}_${process.pid}`;
   const dir = mkdtempSync(join(tmpdir(), "post-bench-"));
   const store = await DuckStore.open(join(dir, "mastery.duckdb"), { encryption: null });
   const backends = await openServingBackends({
@@ -185,6 +187,8 @@ async function drive(): Promise<void> {
  */
 async function storeOnly(): Promise<void> {
   const history = Number(process.env.POST_RAW_ROWS ?? 0);
+  // Rows per call: 10 is one POST's; the server's copy batches what arrived while its last write ran.
+  const storeRows = Number(process.env.POST_STORE_ROWS ?? 10);
   const dir = mkdtempSync(join(tmpdir(), "post-store-"));
   const { DuckRawEventStore } = await import("../storage/rawEventStore.ts");
   try {
@@ -199,7 +203,7 @@ async function storeOnly(): Promise<void> {
                   TIMESTAMP '2025-09-01' + INTERVAL (i) SECOND, TIMESTAMP '2025-09-01' FROM range(${history}) t(i)`,
         );
       const rows = () =>
-        Array.from({ length: 10 }, () => {
+        Array.from({ length: storeRows }, () => {
           const n = seq++;
           return rawEventRow(
             {
@@ -219,10 +223,14 @@ async function storeOnly(): Promise<void> {
       const reps = 300;
       const c0 = cpuUs();
       const t0 = performance.now();
+      // The main thread's busy time (event-loop utilization): what blocks other requests; process CPU
+      // also counts DuckDB's own threads.
+      const elu0 = performance.eventLoopUtilization();
       for (let i = 0; i < reps; i++) await call(rows());
+      const elu = performance.eventLoopUtilization(elu0);
       console.log(
-        `DuckRawEventStore.${method}, 10 rows, ${history} rows stored: ${((cpuUs() - c0) / reps / 1000).toFixed(2)} ms CPU, ` +
-          `${((performance.now() - t0) / reps).toFixed(2)} ms wall per call`,
+        `DuckRawEventStore.${method}, ${storeRows} rows, ${history} rows stored: ${((cpuUs() - c0) / reps / 1000).toFixed(2)} ms CPU, ` +
+          `${((performance.now() - t0) / reps).toFixed(2)} ms wall, main thread busy ${(elu.active / reps).toFixed(3)} ms per call`,
       );
       store.close();
     }

@@ -79,6 +79,18 @@ export interface AlertStore {
   recentlyScored(since: Date, limit: number): Promise<{ studentKey: string; topicId: string }[]>;
 }
 
+/**
+ * PgAlertStore.recentlyScored's statement ($1 since, $2 limit).
+ * student_mastery_history_recorded_at (B-tree, storage/masteryStore.ts) keeps this to the window's rows.
+ * The upper bound 'infinity' excludes nothing; it is there for the planner: without statistics on the
+ * table (never analyzed, autovacuum off) a one-sided `>=` is guessed to keep a third of the rows and the
+ * plan is a scan of the whole history, while a two-sided range is guessed small and takes the index.
+ * With statistics both bounds are estimated from them and the index is taken for a small window.
+ */
+export const PG_RECENTLY_SCORED = `SELECT student_key, topic_id FROM student_mastery_history
+  WHERE recorded_at >= $1::timestamp AND recorded_at <= 'infinity'::timestamp
+  GROUP BY student_key, topic_id ORDER BY max(recorded_at) DESC, student_key, topic_id LIMIT $2`;
+
 const micros = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
 
 /**
@@ -341,13 +353,10 @@ export class PgAlertStore implements AlertStore {
   }
 
   async recentlyScored(since: Date, limit: number): Promise<{ studentKey: string; topicId: string }[]> {
-    // student_mastery_history_recorded (BRIN on recorded_at, storage/masteryStore.ts) keeps this to the
-    // newest blocks of the append-only history.
-    const rows = await this.pg.all<{ student_key: string; topic_id: string }>(
-      `SELECT student_key, topic_id FROM student_mastery_history WHERE recorded_at >= $1::timestamp
-       GROUP BY student_key, topic_id ORDER BY max(recorded_at) DESC, student_key, topic_id LIMIT $2`,
-      [pgTs(since), limit],
-    );
+    const rows = await this.pg.all<{ student_key: string; topic_id: string }>(PG_RECENTLY_SCORED, [
+      pgTs(since),
+      limit,
+    ]);
     return rows.map((r) => ({ studentKey: r.student_key, topicId: r.topic_id }));
   }
 

@@ -106,10 +106,15 @@ export class PgMasteryStore implements MasteryStore {
     await pg.run(
       "CREATE INDEX IF NOT EXISTS student_mastery_history_key ON student_mastery_history (student_key, topic_id)",
     );
-    // The history is appended in recorded_at order: a BRIN index (a few pages) finds its newest rows, which
-    // a restarted server's alert recovery reads (storage/alertStore.ts recentlyScored).
+    // A restarted server's alert recovery reads the history's newest rows (storage/alertStore.ts
+    // recentlyScored). A B-tree on recorded_at finds them; the BRIN index this was before matched every
+    // block appended since it was created (block ranges are summarized only by VACUUM, and the history is
+    // written after the index exists), so the read scanned the whole history (docs/benchmarks.md "CPU
+    // per request, round 2 (serve11, 2026-12-04)"). The history is appended (mostly) in recorded_at order,
+    // so an insert lands on the B-tree's rightmost page.
+    await pg.run("DROP INDEX IF EXISTS student_mastery_history_recorded");
     await pg.run(
-      "CREATE INDEX IF NOT EXISTS student_mastery_history_recorded ON student_mastery_history USING brin (recorded_at)",
+      "CREATE INDEX IF NOT EXISTS student_mastery_history_recorded_at ON student_mastery_history (recorded_at)",
     );
     return new PgMasteryStore(pg);
   }
