@@ -200,8 +200,9 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
     const latentFit =
       opts.latent === false
         ? null
-        : // The emission (round 10 in docs/benchmarks.md) and the forgetting (LATENT_FORGETTING_DEFAULT, round
-          // 12) are chosen on held-out answers unless the caller names them (`mastery train served`'s defaults).
+        : // The emission is chosen on held-out answers unless the caller names one (round 10 in
+          // docs/benchmarks.md); the forgetting is LATENT_FORGETTING_DEFAULT (the global floor; round 12's
+          // held-out choice, "auto", is an option).
           await fitLatentOnStore(scratch, snapshot, {
             emission: "auto",
             forgetting: LATENT_FORGETTING_DEFAULT,

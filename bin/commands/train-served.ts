@@ -83,7 +83,7 @@ export function register(program: Command): void {
     )
     .option(
       "--latent-forgetting <durable|floor|auto>",
-      "with --latent on, the filter's forgetting: floor (all knowledge above one global floor decays with the half-life), durable (the gain above the pair's prior mean decays, a fitted share of it is kept; docs/benchmarks.md Validity round 9) or auto (the one with the higher held-out likelihood on the emission choice's time split; round 12)",
+      "with --latent on, the filter's forgetting: floor (all knowledge above one global floor decays with the half-life), durable (the gain above the pair's prior mean decays, a fitted share of it is kept; docs/benchmarks.md Validity round 9) or auto (opt-in: the one with the higher held-out likelihood on the emission choice's time split; docs/benchmarks.md Validity round 12)",
       LATENT_FORGETTING_DEFAULT,
     )
     .option(
