@@ -245,8 +245,13 @@ async function evaluateCut(
         process.env.LATENT_EMISSION === "linear"
           ? { emission: process.env.LATENT_EMISSION as "linear" | "logistic" | "auto" }
           : {}),
-        // LATENT_FORGETTING=durable: round 9's durable-share forgetting (opt-in; its A/B).
-        ...(process.env.LATENT_FORGETTING === "durable" ? { forgetting: "durable" as const } : {}),
+        // LATENT_FORGETTING=durable|floor|auto: the filter's forgetting (round 9's durable share, rounds 4-11's
+        // global floor, round 12's held-out choice); unset: the product default.
+        ...(process.env.LATENT_FORGETTING === "durable" ||
+        process.env.LATENT_FORGETTING === "floor" ||
+        process.env.LATENT_FORGETTING === "auto"
+          ? { forgetting: process.env.LATENT_FORGETTING as "durable" | "floor" | "auto" }
+          : {}),
         // LATENT_INTERVAL=widen-only: rounds 5-10's interval (dispersion factor >= 1); unset: the default (round 11).
         ...(process.env.LATENT_INTERVAL === "widen-only" || process.env.LATENT_INTERVAL === "two-sided"
           ? { interval: process.env.LATENT_INTERVAL as "widen-only" | "two-sided" }
@@ -462,6 +467,11 @@ async function evaluateCut(
       if (ch !== undefined)
         console.log(
           `emission choice (held-out, graded events from day ${ch.cutDay.toFixed(1)}, ${ch.heldOutObservations} observations): linear ${ch.heldOut.linear.toFixed(5)} / logistic (concentration 4) ${ch.heldOut.logistic.toFixed(5)} ll/obs -> ${ch.chosen}`,
+        );
+      const fc = lf.fit.forgettingChoice;
+      if (fc !== undefined)
+        console.log(
+          `forgetting choice (same split, ${fc.heldOutObservations} observations): floor ${fc.heldOut.floor.toFixed(5)} / durable ${fc.heldOut.durable.toFixed(5)} ll/obs -> ${fc.chosen}${lf.params.durableShare !== undefined ? ` (durable share ${lf.params.durableShare.toFixed(3)}, half-life ${lf.params.halfLifeDays.toFixed(1)} d)` : ""}`,
         );
     }
     const cal = Object.values(served.json.topics);

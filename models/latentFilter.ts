@@ -100,6 +100,11 @@ export interface LatentModelJson {
      */
     emissionChoice?: EmissionChoice;
     /**
+     * The forgetting choice by held-out likelihood (`forgetting: "auto"`, LatentFilter.chooseForgetting, round
+     * 12); absent when the form was given.
+     */
+    forgettingChoice?: ForgettingChoice;
+    /**
      * Small-data guard (LatentFilter.fit, `minObservations`): present when the sample held fewer graded
      * observations than the minimum, so the global parameters were shrunk toward the prior centre (the
      * documented defaults) with `priorSd` per unconstrained coordinate.
@@ -971,12 +976,35 @@ export class LatentFilter {
   static fit(sequences: readonly LatentSequence[], opts: LatentFitOptions = {}): LatentFilter {
     if (opts.emission === "auto") {
       const choice = LatentFilter.chooseEmission(sequences, opts);
-      const f = LatentFilter.fit(sequences, {
+      const chosen: LatentFitOptions = {
         ...opts,
         emission: choice.chosen,
         ...(choice.chosen === "logistic" ? { fixedConcentration: LATENT_AUTO_CONCENTRATION } : {}),
+      };
+      // With the forgetting also "auto", its choice reuses the chosen form's held-out score (same split, same
+      // fit: the emission choice compares the floor forms).
+      const forgetting =
+        opts.forgetting === "auto"
+          ? LatentFilter.chooseForgetting(
+              sequences,
+              chosen,
+              undefined,
+              undefined,
+              choice.heldOut[choice.chosen],
+            )
+          : undefined;
+      const f = LatentFilter.fit(sequences, {
+        ...chosen,
+        ...(forgetting !== undefined ? { forgetting: forgetting.chosen } : {}),
       });
       f.json.fit.emissionChoice = choice;
+      if (forgetting !== undefined) f.json.fit.forgettingChoice = forgetting;
+      return f;
+    }
+    if (opts.forgetting === "auto") {
+      const choice = LatentFilter.chooseForgetting(sequences, opts);
+      const f = LatentFilter.fit(sequences, { ...opts, forgetting: choice.chosen });
+      f.json.fit.forgettingChoice = choice;
       return f;
     }
     const bins = opts.bins ?? 40;
@@ -1150,57 +1178,64 @@ export class LatentFilter {
     cutQuantile = 0.8,
     margin = LATENT_AUTO_MARGIN,
   ): EmissionChoice {
-    const times: number[] = [];
-    for (const s of sequences) for (const e of s.events) if (isGraded(e)) times.push(e.t);
-    times.sort((a, b) => a - b);
-    if (times.length === 0)
-      throw new LatentFilterError(
-        "no graded observations to choose the latent filter's emission on: ingest quiz / practice / assignment events",
-      );
-    const cut = times[Math.min(times.length - 1, Math.floor(cutQuantile * times.length))]!;
-    const before: LatentSequence[] = [];
-    let heldObs = 0;
-    for (const s of sequences) {
-      const ev = s.events.filter((e) => e.t < cut);
-      if (ev.length > 0) before.push({ ...s, events: ev });
-      for (const e of s.events) if (e.t >= cut) heldObs += gradedCount(e);
-    }
-    if (heldObs < 50)
-      throw new LatentFilterError(
-        `only ${heldObs} graded observations after the time cut (day ${cut.toFixed(1)}) to choose the latent filter's emission on; need 50: pass emission "linear" or ingest more history`,
-      );
-    const { emission: _e, studentEffect: _s, fixedConcentration: _c, onProgress: _p, ...rest } = opts;
-    const score = (m: LatentFilter): number => {
-      let ll = 0;
-      let p = new Float64Array(0);
-      for (const s of sequences) {
-        const k = m.kernelFor(s.topic);
-        if (p.length !== k.bins) p = new Float64Array(k.bins);
-        k.prior(m.json.topicPriorMean[s.topic] ?? m.json.params.priorMean, p);
-        const base = k.mean(p);
-        let last = Number.NaN;
-        for (const e of s.events) {
-          if (Number.isFinite(last)) k.forget(p, e.t - last, base);
-          last = e.t;
-          const l = k.observe(p, e);
-          if (e.t >= cut) ll += l;
-          k.learnFrom(p, e.kind);
-        }
-      }
-      return ll / heldObs;
-    };
-    const linear = LatentFilter.fit(before, { ...rest, emission: "linear" });
-    const logistic = LatentFilter.fit(before, {
+    const split = heldOutSplit(sequences, cutQuantile, "emission", 'pass emission "linear"');
+    // The forms are compared with the forgetting the caller fixed (the global floor for "auto": the forgetting
+    // choice, if asked for, follows on the same split with the chosen emission).
+    const {
+      emission: _e,
+      studentEffect: _s,
+      fixedConcentration: _c,
+      onProgress: _p,
+      forgetting,
+      ...rest
+    } = opts;
+    const forget = forgetting === "durable" ? { forgetting } : {};
+    const linear = LatentFilter.fit(split.before, { ...rest, ...forget, emission: "linear" });
+    const logistic = LatentFilter.fit(split.before, {
       ...rest,
+      ...forget,
       emission: "logistic",
       fixedConcentration: LATENT_AUTO_CONCENTRATION,
     });
-    const heldOut = { linear: score(linear), logistic: score(logistic) };
+    const heldOut = { linear: split.score(linear), logistic: split.score(logistic) };
     return {
       chosen: heldOut.logistic > heldOut.linear + margin ? "logistic" : "linear",
       heldOut,
-      cutDay: cut,
-      heldOutObservations: heldObs,
+      cutDay: split.cut,
+      heldOutObservations: split.heldObs,
+      margin,
+    };
+  }
+
+  /**
+   * The forgetting form by held-out likelihood (round 12, `forgetting: "auto"`), on the same time split as
+   * `chooseEmission`: the global-floor form and the durable-share form (LatentParams.durableShare), each with the
+   * emission (and held concentration, if any) of `opts`, are fitted on the events before the cut (no student
+   * effect) and score the graded events after it.
+   * The durable form is chosen only if it beats the floor form by more than `margin` (a tie keeps the floor).
+   * `floorScore`: the floor form's held-out score when the caller already has it on the same split (the
+   * emission choice's), so it is not fitted twice.
+   */
+  static chooseForgetting(
+    sequences: readonly LatentSequence[],
+    opts: LatentFitOptions = {},
+    cutQuantile = 0.8,
+    margin = LATENT_AUTO_MARGIN,
+    floorScore?: number,
+  ): ForgettingChoice {
+    if (opts.emission === "auto")
+      throw new LatentFilterError(
+        "chooseForgetting needs the emission fixed (linear or logistic): choose it first (LatentFilter.chooseEmission)",
+      );
+    const split = heldOutSplit(sequences, cutQuantile, "forgetting", 'pass forgetting "floor"');
+    const { studentEffect: _s, onProgress: _p, forgetting: _f, ...rest } = opts;
+    const floor = floorScore ?? split.score(LatentFilter.fit(split.before, { ...rest, forgetting: "floor" }));
+    const durable = split.score(LatentFilter.fit(split.before, { ...rest, forgetting: "durable" }));
+    return {
+      chosen: durable > floor + margin ? "durable" : "floor",
+      heldOut: { floor, durable },
+      cutDay: split.cut,
+      heldOutObservations: split.heldObs,
       margin,
     };
   }
@@ -1304,11 +1339,12 @@ export interface LatentFitOptions {
   /** Relative-change window of the optimiser (evaluations; round 10, opt-in): stop when it gains < 1e-6 relative. */
   stallEvaluations?: number;
   /**
-   * Forgetting: "floor" (default, rounds 4-8: all of K above one global floor decays) or "durable" (round 9,
-   * opt-in: LatentParams.durableShare, the gain above the pair's prior mean decays and a fitted share of it is
-   * kept; its likelihood did not beat the floor form on the generated logs, docs/benchmarks.md round 9).
+   * Forgetting: "floor" (the fit's default, rounds 4-11: all of K above one global floor decays), "durable"
+   * (round 9: LatentParams.durableShare, the gain above the pair's prior mean decays and a fitted share of it
+   * is kept) or "auto" (round 12, opt-in: the one with the higher held-out likelihood,
+   * LatentFilter.chooseForgetting). `mastery train served` passes LATENT_FORGETTING_DEFAULT (floor).
    */
-  forgetting?: "durable" | "floor";
+  forgetting?: "durable" | "floor" | "auto";
   /**
    * Holds the prior concentration at this value instead of fitting it (round 9, bench-only A/B for the logistic
    * emission): with a free slope the latent's scale is not identified (a steeper slope on a tighter prior
@@ -1350,6 +1386,14 @@ export const LATENT_MIN_OBSERVATIONS = 10_000;
  */
 export const LATENT_FIT_BUDGET = { maxEvaluations: 600, stallTolerance: 1e-6 } as const;
 /** How LatentFilter.fit turns the held-out dispersion ratio into the interval's variance factor. */
+/**
+ * The forgetting `mastery train served` fits when none is named: the global floor (rounds 4-11). Round 12's
+ * held-out choice ("auto", LatentFilter.chooseForgetting) picked the durable share on held-out seed 4 and
+ * served a worse ranking there (truth Spearman 0.757 -> 0.733, docs/benchmarks.md "Round 12 (valid8)"), so
+ * it stays an option.
+ */
+export const LATENT_FORGETTING_DEFAULT: "floor" | "durable" | "auto" = "floor";
+
 export type LatentIntervalMode = "two-sided" | "widen-only";
 export const LATENT_INTERVAL_MODES: readonly LatentIntervalMode[] = ["two-sided", "widen-only"];
 /** The default interval mode of LatentFilter.fit (docs/benchmarks.md Validity, round 11). */
@@ -1377,6 +1421,16 @@ export const LATENT_AUTO_CONCENTRATION = 4;
 /** Held-out ll/obs the logistic form must win by under `emission: "auto"` (a tie goes to the linear form). */
 export const LATENT_AUTO_MARGIN = 0.0005;
 
+/** The outcome of LatentFilter.chooseForgetting (round 12). */
+export interface ForgettingChoice {
+  chosen: "floor" | "durable";
+  /** Held-out log-likelihood per graded observation of each form (fitted before the cut). */
+  heldOut: { floor: number; durable: number };
+  cutDay: number;
+  heldOutObservations: number;
+  margin: number;
+}
+
 /** The outcome of LatentFilter.chooseEmission. */
 export interface EmissionChoice {
   chosen: "linear" | "logistic";
@@ -1386,6 +1440,60 @@ export interface EmissionChoice {
   cutDay: number;
   heldOutObservations: number;
   margin: number;
+}
+
+/**
+ * The time split of the held-out choices (`chooseEmission`, `chooseForgetting`): the cut at the `cutQuantile`
+ * quantile of the graded events' times, the sequences' events before it (the fit sample), and the score of a
+ * model fitted on them: every sequence filtered through all of its events (prior = the topic's fitted one),
+ * the log-likelihood of the graded events at or after the cut per graded observation. Throws when either side
+ * has fewer than 50 graded observations (`what` / `instead` name the choice and how to avoid it).
+ */
+function heldOutSplit(
+  sequences: readonly LatentSequence[],
+  cutQuantile: number,
+  what: string,
+  instead: string,
+): { cut: number; before: LatentSequence[]; heldObs: number; score: (m: LatentFilter) => number } {
+  const times: number[] = [];
+  for (const s of sequences) for (const e of s.events) if (isGraded(e)) times.push(e.t);
+  times.sort((a, b) => a - b);
+  if (times.length === 0)
+    throw new LatentFilterError(
+      `no graded observations to choose the latent filter's ${what} on: ingest quiz / practice / assignment events`,
+    );
+  const cut = times[Math.min(times.length - 1, Math.floor(cutQuantile * times.length))]!;
+  const before: LatentSequence[] = [];
+  let heldObs = 0;
+  for (const s of sequences) {
+    const ev = s.events.filter((e) => e.t < cut);
+    if (ev.length > 0) before.push({ ...s, events: ev });
+    for (const e of s.events) if (e.t >= cut) heldObs += gradedCount(e);
+  }
+  if (heldObs < 50)
+    throw new LatentFilterError(
+      `only ${heldObs} graded observations after the time cut (day ${cut.toFixed(1)}) to choose the latent filter's ${what} on; need 50: ${instead} or ingest more history`,
+    );
+  const score = (m: LatentFilter): number => {
+    let ll = 0;
+    let p = new Float64Array(0);
+    for (const s of sequences) {
+      const k = m.kernelFor(s.topic);
+      if (p.length !== k.bins) p = new Float64Array(k.bins);
+      k.prior(m.json.topicPriorMean[s.topic] ?? m.json.params.priorMean, p);
+      const base = k.mean(p);
+      let last = Number.NaN;
+      for (const e of s.events) {
+        if (Number.isFinite(last)) k.forget(p, e.t - last, base);
+        last = e.t;
+        const l = k.observe(p, e);
+        if (e.t >= cut) ll += l;
+        k.learnFrom(p, e.kind);
+      }
+    }
+    return ll / heldObs;
+  };
+  return { cut, before, heldObs, score };
 }
 
 const isGraded = (e: LatentEvent): boolean =>

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildFeatures } from "../features/windows.ts";
 import { easeShare } from "../models/anchorEase.ts";
-import type { LatentFitOptions } from "../models/latentFilter.ts";
+import { LATENT_FORGETTING_DEFAULT, type LatentFitOptions } from "../models/latentFilter.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
 import { denseLabel, type KindWeights, kindWeights, type WindowOutcomes } from "../models/servedLabels.ts";
 import {
@@ -200,9 +200,14 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
     const latentFit =
       opts.latent === false
         ? null
-        : // The emission is chosen on held-out answers unless the caller names one (`mastery train served`'s
-          // default, round 10 in docs/benchmarks.md).
-          await fitLatentOnStore(scratch, snapshot, { emission: "auto", ...(opts.latentFit ?? {}) });
+        : // The emission is chosen on held-out answers unless the caller names one (round 10 in
+          // docs/benchmarks.md); the forgetting is LATENT_FORGETTING_DEFAULT (the global floor; round 12's
+          // held-out choice, "auto", is an option).
+          await fitLatentOnStore(scratch, snapshot, {
+            emission: "auto",
+            forgetting: LATENT_FORGETTING_DEFAULT,
+            ...(opts.latentFit ?? {}),
+          });
     const latentEst =
       latentFit === null ? null : await attachLatent(scratch, evidence, latentFit.model, snapshot);
     // Calibration per topic: guess/slip of the bounded BKT fit on the same history (mastery scale), the

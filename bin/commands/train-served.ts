@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { LATENT_FORGETTING_DEFAULT } from "../../models/latentFilter.ts";
 import {
   MASTERY_SCALES,
   type MasteryScale,
@@ -81,9 +82,9 @@ export function register(program: Command): void {
       "auto",
     )
     .option(
-      "--latent-forgetting <durable|floor>",
-      "with --latent on, the filter's forgetting: floor (all knowledge above one global floor decays with the half-life) or durable (the gain above the pair's prior mean decays, a fitted share of it is kept; opt-in, docs/benchmarks.md Validity round 9)",
-      "floor",
+      "--latent-forgetting <durable|floor|auto>",
+      "with --latent on, the filter's forgetting: floor (all knowledge above one global floor decays with the half-life), durable (the gain above the pair's prior mean decays, a fitted share of it is kept; docs/benchmarks.md Validity round 9) or auto (opt-in: the one with the higher held-out likelihood on the emission choice's time split; docs/benchmarks.md Validity round 12)",
+      LATENT_FORGETTING_DEFAULT,
     )
     .option(
       "--latent-interval <two-sided|widen-only>",
@@ -131,8 +132,14 @@ Example:
         opts.latentEmission !== "auto"
       )
         throw new CliError(`--latent-emission must be linear, logistic or auto (got ${opts.latentEmission})`);
-      if (opts.latentForgetting !== "durable" && opts.latentForgetting !== "floor")
-        throw new CliError(`--latent-forgetting must be durable or floor (got ${opts.latentForgetting})`);
+      if (
+        opts.latentForgetting !== "durable" &&
+        opts.latentForgetting !== "floor" &&
+        opts.latentForgetting !== "auto"
+      )
+        throw new CliError(
+          `--latent-forgetting must be durable, floor or auto (got ${opts.latentForgetting})`,
+        );
       if (opts.latentInterval !== "two-sided" && opts.latentInterval !== "widen-only")
         throw new CliError(`--latent-interval must be two-sided or widen-only (got ${opts.latentInterval})`);
       if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))

@@ -815,3 +815,143 @@ describe("latent filter: optimiser budget and the emission chosen by held-out li
     expect(fb.json.params.slope).toBeUndefined();
   }, 300_000);
 });
+
+describe("latent filter: the forgetting chosen by held-out likelihood (round 12)", () => {
+  const DURABLE: LatentParams = {
+    ...PARAMS,
+    noise: 0,
+    halfLifeDays: 4,
+    durableShare: 0.3,
+    learn: [0.1, 0.2, 0.15, 0, 0],
+  };
+
+  it("scores each forgetting form by the log-likelihood of the answers after the time cut, fitted on those before it", () => {
+    const seqs = simulate(DURABLE, 200, 31);
+    const opts = { bins: 16, maxEvaluations: 200, emission: "linear" as const };
+    const ch = LatentFilter.chooseForgetting(seqs, opts);
+    // Known answer, computed another way: the filter is causal, so a sequence's held-out log-likelihood is
+    // run(all events) - run(events before the cut), for the forms refitted here on the events before the cut.
+    const before = seqs
+      .map((s) => ({ ...s, events: s.events.filter((e) => e.t < ch.cutDay) }))
+      .filter((s) => s.events.length > 0);
+    const heldOut = (m: LatentFilter): number => {
+      let ll = 0;
+      for (const s of seqs) {
+        const k = m.kernelFor(s.topic);
+        const p = new Float64Array(k.bins);
+        const prior = m.json.topicPriorMean[s.topic] ?? m.json.params.priorMean;
+        ll +=
+          k.run(s.events, prior, p) -
+          k.run(
+            s.events.filter((e) => e.t < ch.cutDay),
+            prior,
+            p,
+          );
+      }
+      return ll / ch.heldOutObservations;
+    };
+    const floor = LatentFilter.fit(before, { ...opts, forgetting: "floor" });
+    const durable = LatentFilter.fit(before, { ...opts, forgetting: "durable" });
+    expect(durable.json.params.durableShare).toBeDefined();
+    expect(ch.heldOut.floor).toBeCloseTo(heldOut(floor), 10);
+    expect(ch.heldOut.durable).toBeCloseTo(heldOut(durable), 10);
+    let after = 0;
+    for (const s of seqs) for (const e of s.events) if (e.t >= ch.cutDay) after += e.n;
+    expect(ch.heldOutObservations).toBe(after);
+    expect(ch.chosen).toBe(ch.heldOut.durable > ch.heldOut.floor + ch.margin ? "durable" : "floor");
+  }, 300_000);
+
+  /**
+   * Pairs practised daily for 1-14 days (so their gains differ), then idle 10-40 days, then answering ten quiz
+   * items: the answers after the gap (the time split's held-out part) show what the forgetting kept.
+   */
+  function practiseThenGap(params: LatentParams, pairs: number, seed: number): LatentSequence[] {
+    const rnd = mulberry32(seed);
+    const out: LatentSequence[] = [];
+    for (let s = 0; s < pairs; s++) {
+      let K = params.priorMean * (0.5 + rnd());
+      const b = K;
+      const events: LatentEvent[] = [];
+      let t = 0;
+      const answer = () => {
+        const pc = params.guess + (1 - params.guess - params.slip) * K;
+        events.push({ t, kind: KIND_QUIZ, n: 1, k: rnd() < pc ? 1 : 0 });
+        K += (params.learn[KIND_QUIZ] ?? 0) * (1 - K);
+      };
+      const wait = (dt: number) => {
+        t += dt;
+        if (params.durableShare !== undefined) {
+          const d = params.durableShare + (1 - params.durableShare) * 2 ** (-dt / params.halfLifeDays);
+          if (K > b) K = b + (K - b) * d;
+        } else if (K > params.floor) K = params.floor + (K - params.floor) * 2 ** (-dt / params.halfLifeDays);
+      };
+      const days = 1 + Math.floor(14 * rnd());
+      for (let j = 0; j < days; j++) {
+        answer();
+        answer();
+        wait(1);
+      }
+      wait(10 + 30 * rnd());
+      for (let j = 0; j < 10; j++) {
+        answer();
+        wait(0.01);
+      }
+      out.push({ topic: "T", events });
+    }
+    return out;
+  }
+
+  it("picks the durable share on answers simulated with it, and fits the chosen form on the whole sample", () => {
+    const truth: LatentParams = { ...DURABLE, durableShare: 0.6, halfLifeDays: 3, learn: [0.06, 0, 0, 0, 0] };
+    const seqs = practiseThenGap(truth, 300, 13);
+    const opts = { bins: 24, maxEvaluations: 400, emission: "linear" as const };
+    const f = LatentFilter.fit(seqs, { ...opts, forgetting: "auto" });
+    const ch = f.json.fit.forgettingChoice;
+    expect(ch?.chosen).toBe("durable");
+    expect(ch!.heldOut.durable).toBeGreaterThan(ch!.heldOut.floor + ch!.margin);
+    // The chosen form refitted on everything: the same model as naming it.
+    const named = LatentFilter.fit(seqs, { ...opts, forgetting: "durable" });
+    expect(f.json.params).toEqual(named.json.params);
+    expect(f.json.params.durableShare!).toBeGreaterThan(0.3);
+    expect(f.json.params.durableShare!).toBeLessThan(0.9);
+  }, 300_000);
+
+  it("keeps the global floor on answers that forget towards it", () => {
+    const truth: LatentParams = {
+      ...PARAMS,
+      noise: 0,
+      halfLifeDays: 3,
+      floor: 0.05,
+      learn: [0.12, 0, 0, 0, 0],
+    };
+    const f = LatentFilter.fit(practiseThenGap(truth, 300, 17), {
+      bins: 24,
+      maxEvaluations: 400,
+      emission: "linear",
+      forgetting: "auto",
+    });
+    expect(f.json.fit.forgettingChoice?.chosen).toBe("floor");
+    expect(f.json.params.durableShare).toBeUndefined();
+  }, 300_000);
+
+  it("with the emission also auto, reuses the chosen emission's held-out score for the floor form (same split, same fit)", () => {
+    const seqs = simulate(DURABLE, 150, 7);
+    const opts = { bins: 16, maxEvaluations: 150 };
+    const f = LatentFilter.fit(seqs, { ...opts, emission: "auto", forgetting: "auto" });
+    const em = f.json.fit.emissionChoice!;
+    const fo = f.json.fit.forgettingChoice!;
+    expect(fo.cutDay).toBe(em.cutDay);
+    expect(fo.heldOut.floor).toBe(em.heldOut[em.chosen]);
+    // Refitting the floor form instead of reusing it gives the same score.
+    const again = LatentFilter.chooseForgetting(seqs, {
+      ...opts,
+      emission: em.chosen,
+      ...(em.chosen === "logistic" ? { fixedConcentration: 4 } : {}),
+    });
+    expect(again.heldOut.floor).toBeCloseTo(fo.heldOut.floor, 12);
+    expect(again.heldOut.durable).toBeCloseTo(fo.heldOut.durable, 12);
+    expect(() => LatentFilter.chooseForgetting(seqs, { ...opts, emission: "auto" })).toThrow(
+      /emission fixed/,
+    );
+  }, 300_000);
+});
