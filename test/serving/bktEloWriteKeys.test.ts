@@ -10,9 +10,9 @@ import {
 describe("serving/learnerState bktEloWriteKeys (keys written per transaction)", () => {
   it("known answers: one key per 2 KB of the limit, within [16,384, 4,194,304]", () => {
     expect(WRITE_BYTES_PER_KEY).toBe(2048);
-    // MEMORY_LIMIT=5GB (5 x 10^9 bytes): 2,441,406 keys, so 11.1M keys (100M events) in 5 transactions.
-    expect(bktEloWriteKeys(5e9)).toBe(2_441_406);
-    // 500MB as DuckDB reports it (476.8 MiB): 244,121 keys, 5 blocks at 10M events.
+    // MEMORY_LIMIT=5GB as DuckDB reports it (4.6 GiB): 2,411,724 keys, so 11.1M keys (100M events) in 5 transactions.
+    expect(bktEloWriteKeys(4.6 * 1024 ** 3)).toBe(2_411_724);
+    // 500MB (476.8 MiB): 244,121 keys, 5 blocks at 10M events.
     expect(bktEloWriteKeys(476.8 * 1024 * 1024)).toBe(244_121);
     expect(bktEloWriteKeys(60e6)).toBe(29_296);
     expect(bktEloWriteKeys(1024)).toBe(WRITE_KEYS_MIN);
