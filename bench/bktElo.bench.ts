@@ -10,6 +10,8 @@
  *   EVENT_BLOCK_ROWS=262144 npx tsx bench/bktElo.bench.ts  # event rows read and folded per block (default 4M)
  *   PHASES=1 npx tsx bench/bktElo.bench.ts              # also the full job's CPU split by step (medians)
  *   WARM=1 npx tsx bench/bktElo.bench.ts                # also a second full run over the scored store (a rerun)
+ *   MEMORY_LIMIT=200MB npx tsx bench/bktElo.bench.ts    # DuckDB's memory_limit for the runs (default: DuckDB's)
+ *   WRITE_KEYS=20000 npx tsx bench/bktElo.bench.ts      # keys written per transaction (default from the limit)
  *
  * After each full run a CHECKPOINT is measured apart (fullCheckpointCpuSeconds, and the job with it per 1M):
  * what the job's commit left in the WAL is written there (or at the file's close) instead.
@@ -36,6 +38,8 @@ const runs = Number(process.env.RUNS ?? 3);
 const threads = Number(process.env.THREADS ?? 0);
 const eventBlockRows =
   process.env.EVENT_BLOCK_ROWS === undefined ? {} : { eventBlockRows: Number(process.env.EVENT_BLOCK_ROWS) };
+const memoryLimit = process.env.MEMORY_LIMIT === undefined ? {} : { memoryLimit: process.env.MEMORY_LIMIT };
+const writeKeys = process.env.WRITE_KEYS === undefined ? {} : { writeKeys: Number(process.env.WRITE_KEYS) };
 const root = process.env.BENCH_DIR ?? `/tmp/batch-bkt-${students}`;
 const basePath = join(root, "base.duckdb");
 const bktDir = join(root, "bkt");
@@ -103,7 +107,7 @@ for (let r = 0; r < runs; r++) {
   rmSync(`${scratch}.wal`, { force: true });
   copyFileSync(basePath, scratch);
   // THREADS=n opens the store with n DuckDB worker threads (default: one per core; `score bkt-elo --threads`).
-  const store = await DuckStore.open(scratch, threads > 0 ? { threads } : {});
+  const store = await DuckStore.open(scratch, { ...(threads > 0 ? { threads } : {}), ...memoryLimit });
   const models = await resolveModels(store, { bktModelDir: bktDir, eloModelDir: eloDir });
   const anchor = await measure(() =>
     store.all("SELECT student_key, topic_id, count(*) AS n FROM raw_events GROUP BY ALL"),
@@ -115,7 +119,12 @@ for (let r = 0; r < runs; r++) {
     phaseStart = t;
   };
   const full = await measure(() =>
-    scoreBktElo(store, models, { full: true, ...eventBlockRows, ...(phases ? { onPhase } : {}) }),
+    scoreBktElo(store, models, {
+      full: true,
+      ...eventBlockRows,
+      ...writeKeys,
+      ...(phases ? { onPhase } : {}),
+    }),
   );
   // The job's commit checkpoints only when its WAL passes DuckDB's threshold; what it leaves in the WAL is
   // written by the next checkpoint (this one, or the file's close): measured apart so the job's figure cannot
@@ -129,6 +138,7 @@ for (let r = 0; r < runs; r++) {
       scoreBktElo(store, models, {
         full: true,
         ...eventBlockRows,
+        ...writeKeys,
         ...(phases ? { onPhase: onWarmPhase } : {}),
       }),
     );
@@ -145,7 +155,7 @@ for (let r = 0; r < runs; r++) {
   // As on a real day, the previous run's writes are checkpointed (a daily run is a new process; DuckDB
   // checkpoints at close): without this, the day's commit pays for the full run's checkpoint.
   await store.run("CHECKPOINT");
-  const day = await measure(() => scoreBktElo(store, models, eventBlockRows));
+  const day = await measure(() => scoreBktElo(store, models, { ...eventBlockRows, ...writeKeys }));
   info = { events: full.out.events, keys: full.out.keys, dayEvents: day.out.events, dayKeys: day.out.keys };
   narrowing = day.out.narrowing;
   history = {
@@ -180,6 +190,8 @@ process.stdout.write(
     students,
     runs,
     duckdbThreads: threads > 0 ? threads : "default",
+    memoryLimit: process.env.MEMORY_LIMIT ?? "default",
+    writeKeys: process.env.WRITE_KEYS ?? "default",
     ...info,
     fullSeconds: median(rows.map((x) => x.full)),
     fullCpuSeconds: fullCpu,

@@ -246,7 +246,30 @@ export interface ScoreBktEloOptions {
    * result does not depend on it.
    */
   eventBlockRows?: number;
+  /**
+   * Keys written per transaction (default: bktEloWriteKeys of DuckDB's memory_limit); the rows written do not
+   * depend on it, only what one transaction holds until its COMMIT.
+   */
+  writeKeys?: number;
+  /** Called after each block's transaction has committed, with the keys written so far and the run's keys. */
+  onWriteBlock?: (writtenKeys: number, totalKeys: number) => void;
 }
+
+/**
+ * Keys written per transaction at a DuckDB memory_limit of `limitBytes`: one key per WRITE_BYTES_PER_KEY of the
+ * limit, within [WRITE_KEYS_MIN, WRITE_KEYS_MAX]. A block's transaction holds the key's learner_state row, its two
+ * student_mastery rows and their history rows with their primary-key entries, and the staged rows behind them.
+ */
+export function bktEloWriteKeys(limitBytes: number): number {
+  if (!Number.isFinite(limitBytes) || limitBytes <= 0)
+    throw new LearnerStateError(
+      `bktEloWriteKeys: the memory limit must be a positive number of bytes, got ${limitBytes}; pass DuckStore.memoryLimitBytes()`,
+    );
+  return Math.max(WRITE_KEYS_MIN, Math.min(WRITE_KEYS_MAX, Math.floor(limitBytes / WRITE_BYTES_PER_KEY)));
+}
+export const WRITE_BYTES_PER_KEY = 2048;
+export const WRITE_KEYS_MIN = 16_384;
+export const WRITE_KEYS_MAX = 4_194_304;
 
 /** Keys whose fold results are staged per block: 19 doubles a key, ~10 MB a block. */
 export const STAGE_KEYS = 65_536;
@@ -325,18 +348,28 @@ export function learnerStateResigned(x: string, b: string): string {
 }
 
 /**
- * A full rerun's learner_state write (the staged rows of temp.bkt_elo_state_rows, marked is_new / moved /
- * resigned): the stored states of keys no longer in the run are deleted (none while raw_events only grows), and
- * so are those differing only in a zero's sign (inserted again: see learnerStateResigned), moved rows are
- * rewritten whole (the latent columns cleared, as a full run's insert leaves them), the others get updated_at
- * alone (one column of their row groups for the checkpoint), and new keys are inserted. The base then holds
- * exactly what the delete and reinsert of every state wrote.
+ * A full rerun's learner_state write for one block of keys (the staged rows of temp.bkt_elo_state_rows, marked
+ * is_new / moved / resigned): in the first block the stored states of keys no longer in the run are deleted (none
+ * while raw_events only grows; bkt_col_keys holds every key of the run); the block's states differing only in a
+ * zero's sign are deleted too (inserted again: see learnerStateResigned), moved rows are rewritten whole (the
+ * latent columns cleared, as a full run's insert leaves them), the others get updated_at alone (one column of
+ * their row groups for the checkpoint), and new keys are inserted. After the last block the base holds exactly
+ * what the delete and reinsert of every state wrote.
  */
-async function rewriteMovedStates(store: DuckStore, now: DuckDBTimestampValue): Promise<void> {
+async function rewriteMovedStates(
+  store: DuckStore,
+  now: DuckDBTimestampValue,
+  first: boolean,
+): Promise<void> {
   const base = baseTable("learner_state");
   const match = `${base}.student_key = x.student_key AND ${base}.topic_id = x.topic_id`;
+  if (first)
+    await store.run(
+      `DELETE FROM ${base} WHERE NOT EXISTS (SELECT 1 FROM temp.bkt_col_keys x WHERE ${match})`,
+    );
   await store.run(
-    `DELETE FROM ${base} WHERE NOT EXISTS (SELECT 1 FROM temp.bkt_elo_state_rows x WHERE ${match} AND NOT x.resigned)`,
+    `DELETE FROM ${base} USING (SELECT student_key, topic_id FROM temp.bkt_elo_state_rows WHERE resigned) x
+     WHERE ${match}`,
   );
   await store.run(
     `UPDATE ${base} SET ${STATE_VALUE_COLUMNS.map((c) => `${c} = x.${c}`).join(", ")}, updated_at = x.updated_at,
@@ -465,7 +498,6 @@ export async function scoreBktElo(
     bkt: models.bktVersion,
     elo: models.eloVersion,
   };
-  const keyed = `bkt_elo_state s JOIN bkt_col_keys k ON k.k = s.k::INTEGER`;
   opts.onPhase?.("stage fold results");
   // The score rows, each with the numbers its explanation is made of (models/learnerState.ts
   // bktExplanationNumbers / eloExplanationNumbers, the same arithmetic) and an empty explanation text: readers
@@ -507,42 +539,6 @@ export async function scoreBktElo(
         "SELECT EXISTS (SELECT 1 FROM student_mastery WHERE score_source IN ('bkt', 'elo')) AS e",
       )
     )?.e === true;
-  await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_elo_score AS
-     WITH x AS (
-       SELECT k.student_key, k.topic_id, s.p_mastery AS mastery_score, 'bkt' AS score_source, $bkt AS model_version,
-              make_timestamp(s.last_ts_us::BIGINT) AS as_of, ${bktEx}
-       FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE
-       UNION ALL
-       SELECT k.student_key, k.topic_id, s.elo_score, 'elo', $elo, make_timestamp(s.last_ts_us::BIGINT), ${eloEx}
-       FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE)
-     ${
-       opts.full === true && !scoresStored
-         ? "SELECT x.*, true AS is_new, true AS moved FROM x"
-         : opts.full === true
-           ? `SELECT x.*, m.student_key IS NULL AS is_new,
-              m.student_key IS NULL OR m.mastery_score <> x.mastery_score OR m.model_version <> x.model_version
-                OR m.explanation <> '' OR ${differs} AS moved
-            FROM x LEFT JOIN (SELECT student_key, topic_id, score_source, mastery_score, model_version, explanation,
-                                     ${EXPLANATION_NUMBERS_SELECT}
-                              FROM student_mastery WHERE score_source IN ('bkt', 'elo')) m
-              ON m.student_key = x.student_key AND m.topic_id = x.topic_id AND m.score_source = x.score_source`
-           : "SELECT * FROM x"
-     }`,
-    { bkt: params.bkt, elo: params.elo },
-  );
-  opts.onPhase?.("scores and explanation numbers (SQL)");
-  const stateRows = `SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_ability, s.elo_n::INTEGER AS elo_n,
-              s.bkt_n::INTEGER AS bkt_n, make_timestamp(s.last_ts_us::BIGINT) AS last_ts, k.last_event_id,
-              s.correct_streak::INTEGER AS correct_streak, $now AS updated_at, s.correct_n::INTEGER AS correct_n,
-              s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta, s.bkt_streak_obs_delta,
-              s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta, s.elo_streak_delta,
-              $bkt AS bkt_model_version, $elo AS elo_model_version, s.p_unknown, s.event_n::INTEGER AS event_n
-       FROM ${keyed}`;
-  // Staged before the write transaction: a temp table created inside it makes its COMMIT checkpoint the
-  // whole database (measured: 0.3-1.3 s at 1M, 8 s at 10M), where the day's commit otherwise writes a small WAL.
-  if (opts.full !== true)
-    await store.run(`CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS ${stateRows}`, params);
   // A full run over a store that already holds states (a rerun) rewrites only the states that moved: each new
   // state is marked against the stored base row (learnerStateMoved), and the write below updates the moved
   // rows, sets updated_at alone on the others and inserts the new keys, instead of deleting and reinserting
@@ -552,104 +548,161 @@ export async function scoreBktElo(
     Number(
       (await store.one<{ n: bigint }>(`SELECT count(*) AS n FROM ${baseTable("learner_state")}`))?.n ?? 0n,
     ) > 0;
-  if (stateRerun)
-    await store.run(
-      `CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS
-       SELECT x.*, b.student_key IS NULL AS is_new, ${learnerStateMoved("x", "b")} AS moved,
-              b.student_key IS NOT NULL AND ${learnerStateResigned("x", "b")} AS resigned
-       FROM (${stateRows}) x LEFT JOIN ${baseTable("learner_state")} b
-         ON b.student_key = x.student_key AND b.topic_id = x.topic_id`,
-      params,
-    );
   // student_mastery / learner_state are views over a base and an append-only delta (storage/servingTables.ts):
   // a full run rewrites the bases; an incremental day appends its rows to the deltas, so its commit writes
   // them at the tail instead of rewriting every row group holding one of its keys.
   const scoreCols = `student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, ${EXPLANATION_NUMBERS_SELECT}`;
   const scoreValues = `student_key, topic_id, mastery_score, score_source, model_version, as_of, '', ${EXPLANATION_NUMBERS_SELECT}`;
-  // History rows. An incremental day writes one per key and source (every key it scores has new events), as
-  // the stream does. A full run replays every key, so it writes one only where the visible score moved
-  // (`moved` above); a rerun over unchanged events adds none.
+  // The writes go in blocks of `writeKeys` keys (key indices lo .. hi - 1), each block staged and then written in a
+  // transaction of its own, so what a transaction holds until its COMMIT (the rows, their primary-key entries, the
+  // staged score rows) is bounded by the block, not the run: at 100M events and a 5 GB DuckDB limit the one
+  // transaction of 11.1M keys failed at its COMMIT ("failed to pin block"). The run's watermark is written in the
+  // last block's transaction, so a run that stops between blocks leaves the previous watermark: the next run (full
+  // or incremental) then scores every key again or continues each written key from its stored state, and stores
+  // what one uninterrupted run stores (each key's state and score depend only on its events; a block already
+  // written counts as stored, so it adds no second history point). Blocks only split the writes: the rows written
+  // are the same whatever the block size (test/serving/learnerState.int.test.ts).
+  const writeKeys = Math.max(1, opts.writeKeys ?? bktEloWriteKeys(await store.memoryLimitBytes()));
   let historyRows = 0;
-  const insertHistory = async (where: string): Promise<number> => {
-    const r = await store.one<{ Count: bigint }>(
-      `INSERT INTO student_mastery_history (${scoreCols}, recorded_at)
-       SELECT ${scoreValues}, $now FROM bkt_elo_score ${where}`,
-      { now: params.now },
+  for (let lo = 0; lo === 0 || lo < nKeys; lo += writeKeys) {
+    const hi = Math.min(nKeys, lo + writeKeys);
+    const first = lo === 0;
+    const last = hi >= nKeys;
+    // The block's keys (no filter when it is the whole run). bkt_elo_state is appended in key order, so the
+    // filter on s.k skips the other row groups by their min/max.
+    const keyed = `bkt_elo_state s JOIN bkt_col_keys k ON k.k = s.k::INTEGER${
+      first && last ? "" : ` AND s.k >= ${lo} AND s.k < ${hi}`
+    }`;
+    await store.run(
+      `CREATE OR REPLACE TEMP TABLE bkt_elo_score AS
+       WITH x AS (
+         SELECT k.student_key, k.topic_id, s.p_mastery AS mastery_score, 'bkt' AS score_source, $bkt AS model_version,
+                make_timestamp(s.last_ts_us::BIGINT) AS as_of, ${bktEx}
+         FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE
+         UNION ALL
+         SELECT k.student_key, k.topic_id, s.elo_score, 'elo', $elo, make_timestamp(s.last_ts_us::BIGINT), ${eloEx}
+         FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE)
+       ${
+         opts.full === true && !scoresStored
+           ? "SELECT x.*, true AS is_new, true AS moved FROM x"
+           : opts.full === true
+             ? `SELECT x.*, m.student_key IS NULL AS is_new,
+                m.student_key IS NULL OR m.mastery_score <> x.mastery_score OR m.model_version <> x.model_version
+                  OR m.explanation <> '' OR ${differs} AS moved
+              FROM x LEFT JOIN (SELECT student_key, topic_id, score_source, mastery_score, model_version, explanation,
+                                       ${EXPLANATION_NUMBERS_SELECT}
+                                FROM student_mastery WHERE score_source IN ('bkt', 'elo')) m
+                ON m.student_key = x.student_key AND m.topic_id = x.topic_id AND m.score_source = x.score_source`
+             : "SELECT * FROM x"
+       }`,
+      { bkt: params.bkt, elo: params.elo },
     );
-    opts.onPhase?.("history insert");
-    return Number(r?.Count ?? 0n);
-  };
-  await store.transaction(async () => {
-    if (opts.full === true) {
-      // Every state is rewritten: after the DELETEs a plain INSERT (one row per key) needs no conflict checks.
-      await store.run(`DELETE FROM ${deltaTable("learner_state")}`);
-      if (stateRerun) await rewriteMovedStates(store, params.now);
-      else {
-        await store.run(`DELETE FROM ${baseTable("learner_state")}`);
+    opts.onPhase?.("scores and explanation numbers (SQL)");
+    const stateRows = `SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_ability, s.elo_n::INTEGER AS elo_n,
+                s.bkt_n::INTEGER AS bkt_n, make_timestamp(s.last_ts_us::BIGINT) AS last_ts, k.last_event_id,
+                s.correct_streak::INTEGER AS correct_streak, $now AS updated_at, s.correct_n::INTEGER AS correct_n,
+                s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta, s.bkt_streak_obs_delta,
+                s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta, s.elo_streak_delta,
+                $bkt AS bkt_model_version, $elo AS elo_model_version, s.p_unknown, s.event_n::INTEGER AS event_n
+         FROM ${keyed}`;
+    // Staged before the write transaction: a temp table created inside it makes its COMMIT checkpoint the
+    // whole database (measured: 0.3-1.3 s at 1M, 8 s at 10M), where the day's commit otherwise writes a small WAL.
+    if (opts.full !== true)
+      await store.run(`CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS ${stateRows}`, params);
+    if (stateRerun)
+      await store.run(
+        `CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS
+         SELECT x.*, b.student_key IS NULL AS is_new, ${learnerStateMoved("x", "b")} AS moved,
+                b.student_key IS NOT NULL AND ${learnerStateResigned("x", "b")} AS resigned
+         FROM (${stateRows}) x LEFT JOIN ${baseTable("learner_state")} b
+           ON b.student_key = x.student_key AND b.topic_id = x.topic_id`,
+        params,
+      );
+    // History rows. An incremental day writes one per key and source (every key it scores has new events), as
+    // the stream does. A full run replays every key, so it writes one only where the visible score moved
+    // (`moved` above); a rerun over unchanged events adds none.
+    const insertHistory = async (where: string): Promise<number> => {
+      const r = await store.one<{ Count: bigint }>(
+        `INSERT INTO student_mastery_history (${scoreCols}, recorded_at)
+         SELECT ${scoreValues}, $now FROM bkt_elo_score ${where}`,
+        { now: params.now },
+      );
+      opts.onPhase?.("history insert");
+      return Number(r?.Count ?? 0n);
+    };
+    await store.transaction(async () => {
+      if (opts.full === true) {
+        // Every state is rewritten: after the DELETEs a plain INSERT (one row per key) needs no conflict checks.
+        if (first) await store.run(`DELETE FROM ${deltaTable("learner_state")}`);
+        if (stateRerun) await rewriteMovedStates(store, params.now, first);
+        else {
+          if (first) await store.run(`DELETE FROM ${baseTable("learner_state")}`);
+          await store.run(
+            `INSERT INTO ${baseTable("learner_state")} (${LEARNER_STATE_COLUMNS}) ${stateRows}`,
+            params,
+          );
+        }
+        opts.onPhase?.("learner_state write");
+        // The delta's bkt/elo rows first move to the base, so the base then holds every stored row of the sources.
+        if (first) await foldDelta(store, "student_mastery", "score_source IN ('bkt', 'elo')");
+        const sm = baseTable("student_mastery");
+        historyRows += await insertHistory("WHERE moved");
+        // Stored rows are updated in place and only new ones inserted (an INSERT OR REPLACE probes the primary key
+        // per row and deletes from it: ~0.6-1.3 CPU-s at 1M events against ~0.3-0.8). A row that did not move gets
+        // only its as_of and last_updated (a video event moves as_of alone): a DuckDB checkpoint rewrites the
+        // updated columns of each row group an UPDATE touches, so a rerun over unchanged events rewrites two
+        // timestamp columns, not every column.
+        const match = `${sm}.student_key = x.student_key AND ${sm}.topic_id = x.topic_id AND ${sm}.score_source = x.score_source`;
         await store.run(
-          `INSERT INTO ${baseTable("learner_state")} (${LEARNER_STATE_COLUMNS}) ${stateRows}`,
-          params,
+          `UPDATE ${sm} SET mastery_score = x.mastery_score, model_version = x.model_version, as_of = x.as_of,
+               explanation = '', ${EXPLANATION_NUMBER_COLUMNS.map((c) => `${c} = x.${c}`).join(", ")}, last_updated = $now
+             FROM (SELECT * FROM temp.bkt_elo_score WHERE moved AND NOT is_new) x
+             WHERE ${match}`,
+          { now: params.now },
+        );
+        await store.run(
+          `UPDATE ${sm} SET as_of = x.as_of, last_updated = $now
+             FROM (SELECT student_key, topic_id, score_source, as_of FROM temp.bkt_elo_score WHERE NOT moved) x
+             WHERE ${match}`,
+          { now: params.now },
+        );
+        await store.run(
+          `INSERT INTO ${sm} (${scoreCols}, last_updated)
+             SELECT ${scoreValues}, $now FROM temp.bkt_elo_score WHERE is_new`,
+          { now: params.now },
+        );
+      } else {
+        // The newest row per key wins: an appended state replaces the key's row as a whole, so the latent
+        // filter's columns (not the batch's) are carried over from the row it replaces, as an UPDATE kept them.
+        const x = LEARNER_STATE_COLUMNS.split(",")
+          .map((c) => `x.${c.trim()}`)
+          .join(", ");
+        await store.run(
+          `INSERT INTO ${deltaTable("learner_state")} (${LEARNER_STATE_COLUMNS}, latent_state, latent_model_version)
+           SELECT ${x}, l.latent_state, l.latent_model_version FROM temp.bkt_elo_state_rows x
+           LEFT JOIN learner_state l ON l.student_key = x.student_key AND l.topic_id = x.topic_id`,
+        );
+        opts.onPhase?.("learner_state write");
+        // Every key here moved (it has new events): one history row per key and source, as the stream writes.
+        historyRows += await insertHistory("");
+        await store.run(
+          `INSERT INTO ${deltaTable("student_mastery")} (${scoreCols}, last_updated)
+           SELECT ${scoreValues}, $now FROM temp.bkt_elo_score`,
+          { now: params.now },
         );
       }
-      opts.onPhase?.("learner_state write");
-      // The delta's bkt/elo rows first move to the base, so the base then holds every stored row of the sources.
-      await foldDelta(store, "student_mastery", "score_source IN ('bkt', 'elo')");
-      const sm = baseTable("student_mastery");
-      historyRows = await insertHistory("WHERE moved");
-      // Stored rows are updated in place and only new ones inserted (an INSERT OR REPLACE probes the primary key
-      // per row and deletes from it: ~0.6-1.3 CPU-s at 1M events against ~0.3-0.8). A row that did not move gets
-      // only its as_of and last_updated (a video event moves as_of alone): a DuckDB checkpoint rewrites the
-      // updated columns of each row group an UPDATE touches, so a rerun over unchanged events rewrites two
-      // timestamp columns, not every column.
-      const match = `${sm}.student_key = x.student_key AND ${sm}.topic_id = x.topic_id AND ${sm}.score_source = x.score_source`;
-      await store.run(
-        `UPDATE ${sm} SET mastery_score = x.mastery_score, model_version = x.model_version, as_of = x.as_of,
-             explanation = '', ${EXPLANATION_NUMBER_COLUMNS.map((c) => `${c} = x.${c}`).join(", ")}, last_updated = $now
-           FROM (SELECT * FROM temp.bkt_elo_score WHERE moved AND NOT is_new) x
-           WHERE ${match}`,
-        { now: params.now },
-      );
-      await store.run(
-        `UPDATE ${sm} SET as_of = x.as_of, last_updated = $now
-           FROM (SELECT student_key, topic_id, score_source, as_of FROM temp.bkt_elo_score WHERE NOT moved) x
-           WHERE ${match}`,
-        { now: params.now },
-      );
-      await store.run(
-        `INSERT INTO ${sm} (${scoreCols}, last_updated)
-           SELECT ${scoreValues}, $now FROM temp.bkt_elo_score WHERE is_new`,
-        { now: params.now },
-      );
-    } else {
-      // The newest row per key wins: an appended state replaces the key's row as a whole, so the latent
-      // filter's columns (not the batch's) are carried over from the row it replaces, as an UPDATE kept them.
-      const x = LEARNER_STATE_COLUMNS.split(",")
-        .map((c) => `x.${c.trim()}`)
-        .join(", ");
-      await store.run(
-        `INSERT INTO ${deltaTable("learner_state")} (${LEARNER_STATE_COLUMNS}, latent_state, latent_model_version)
-         SELECT ${x}, l.latent_state, l.latent_model_version FROM temp.bkt_elo_state_rows x
-         LEFT JOIN learner_state l ON l.student_key = x.student_key AND l.topic_id = x.topic_id`,
-      );
-      opts.onPhase?.("learner_state write");
-      // Every key here moved (it has new events): one history row per key and source, as the stream writes.
-      historyRows = await insertHistory("");
-      await store.run(
-        `INSERT INTO ${deltaTable("student_mastery")} (${scoreCols}, last_updated)
-         SELECT ${scoreValues}, $now FROM temp.bkt_elo_score`,
-        { now: params.now },
-      );
-    }
-    opts.onPhase?.("student_mastery write");
-    if (cols.extent.maxUs !== null)
-      await writeBatchWatermark(store, {
-        ingestedThroughUs: cols.extent.maxUs,
-        rawRows: cols.extent.rows,
-        bktVersion: models.bktVersion,
-        eloVersion: models.eloVersion,
-      });
-  });
-  opts.onPhase?.("watermark and commit");
+      opts.onPhase?.("student_mastery write");
+      if (last && cols.extent.maxUs !== null)
+        await writeBatchWatermark(store, {
+          ingestedThroughUs: cols.extent.maxUs,
+          rawRows: cols.extent.rows,
+          bktVersion: models.bktVersion,
+          eloVersion: models.eloVersion,
+        });
+    });
+    opts.onPhase?.("watermark and commit");
+    opts.onWriteBlock?.(hi, nKeys);
+  }
   await dropLearnerEventColumns(store);
   for (const t of ["bkt_elo_state", "bkt_elo_score", "bkt_elo_topic", "bkt_elo_state_rows"])
     await store.run(`DROP TABLE IF EXISTS ${t}`);

@@ -617,6 +617,83 @@ describe("serving/learnerState (score bkt-elo job)", () => {
     );
   });
 
+  it("writes in blocks of keys store what one transaction stores; a run stopped between blocks, then rerun, stores the same", async () => {
+    const history = `SELECT * FROM student_mastery_history ORDER BY ALL`;
+    const watermark = "SELECT * FROM bkt_elo_watermark";
+    await fc.assert(
+      fc.asyncProperty(
+        fc.tuple(...Array.from({ length: 24 }, (_, i) => evArb(i))),
+        fc.integer({ min: 1, max: 23 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.constantFrom("full", "incremental"),
+        async (events, cut, writeKeys, rerunAs) => {
+          const one = await DuckStore.open(":memory:");
+          const blocks = await DuckStore.open(":memory:");
+          const stopped = await DuckStore.open(":memory:");
+          try {
+            const later = new Date(NOW.getTime() + 60_000);
+            // A day's run over the first events (appended to the deltas), then a full run over all of them (a
+            // rerun over stored states and scores), in one transaction each and in blocks of `writeKeys` keys.
+            for (const [db, opts] of [
+              [one, {}],
+              [blocks, { writeKeys }],
+              [stopped, { writeKeys }],
+            ] as const) {
+              await insert(db, events.slice(0, cut));
+              await scoreBktElo(db, DEFAULTS, { now: NOW, ...opts });
+              await insert(db, events.slice(cut));
+            }
+            expect(await snapshot(blocks)).toEqual(await snapshot(one));
+            expect(await blocks.all(history)).toEqual(await one.all(history));
+            const r1 = await scoreBktElo(one, DEFAULTS, { now: later, full: true });
+            const written: number[] = [];
+            const r2 = await scoreBktElo(blocks, DEFAULTS, {
+              now: later,
+              full: true,
+              writeKeys,
+              onWriteBlock: (n) => written.push(n),
+            });
+            expect(r2.historyRows).toBe(r1.historyRows);
+            expect(written.at(-1)).toBe(r1.keys);
+            expect(written.length).toBe(Math.max(1, Math.ceil(r1.keys / writeKeys)));
+            expect(await snapshot(blocks)).toEqual(await snapshot(one));
+            expect(await blocks.all(`${STATE.replace("EXCLUDE (updated_at)", "")}`)).toEqual(
+              await one.all(`${STATE.replace("EXCLUDE (updated_at)", "")}`),
+            );
+            expect(await blocks.all(history)).toEqual(await one.all(history));
+            expect(await blocks.all(watermark)).toEqual(await one.all(watermark));
+            // The same full run stopped after its first block: that block is committed, the watermark is still
+            // the day's; the next run (full, or a day's) then stores what the uninterrupted run stored.
+            const before = await stopped.all(watermark);
+            const stop = new Error("stopped after the first block");
+            await expect(
+              scoreBktElo(stopped, DEFAULTS, {
+                now: later,
+                full: true,
+                writeKeys,
+                onWriteBlock: () => {
+                  throw stop;
+                },
+              }),
+            ).rejects.toBe(stop);
+            if (r1.keys > writeKeys) expect(await stopped.all(watermark)).toEqual(before);
+            await scoreBktElo(stopped, DEFAULTS, { now: later, writeKeys, full: rerunAs === "full" });
+            expect(await snapshot(stopped)).toEqual(await snapshot(one));
+            // A full rerun writes history where a score moved; a day's run one point per key with new events.
+            if (rerunAs === "full") expect(await stopped.all(history)).toEqual(await one.all(history));
+            await expectNewestHistoryIsCurrent(stopped);
+            expect(await stopped.all(watermark)).toEqual(await one.all(watermark));
+          } finally {
+            one.close();
+            blocks.close();
+            stopped.close();
+          }
+        },
+      ),
+      { numRuns: 6 },
+    );
+  }, 300_000);
+
   it("events of one key at the same ts fold in event_id order (the read ordered by ts alone reads again)", async () => {
     const store = await DuckStore.open(":memory:");
     // Stored in the other order: "b" (wrong) first, then "a" (right), both at t = 5; another key has no tie.
