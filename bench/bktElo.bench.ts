@@ -30,6 +30,7 @@ import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { appendNextDay } from "./nextDay.ts";
 import { saveQuickModels } from "./quickModels.ts";
 import { seedSchool } from "./seedSchool.ts";
 
@@ -146,12 +147,7 @@ for (let r = 0; r < runs; r++) {
     warmRun = { wall: w.wall, cpu: w.cpu, history: historyOf(w.out), ckptCpu: ckpt.cpu };
   }
   // A day with 1% of the students active: their last day of events again, one day later, new ids.
-  await store.run(
-    `INSERT INTO raw_events
-     SELECT * REPLACE (event_id || '-next' AS event_id, ts + INTERVAL 1 DAY AS ts, now()::TIMESTAMP AS ingested_at)
-     FROM raw_events
-     WHERE hash(student_key) % 100 = 0 AND ts >= (SELECT max(ts) - INTERVAL 1 DAY FROM raw_events)`,
-  );
+  await appendNextDay(store, { mod: 100, below: 1 });
   // As on a real day, the previous run's writes are checkpointed (a daily run is a new process; DuckDB
   // checkpoints at close): without this, the day's commit pays for the full run's checkpoint.
   await store.run("CHECKPOINT");

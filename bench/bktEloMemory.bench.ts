@@ -23,6 +23,7 @@ import { copyFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { appendNextDay } from "./nextDay.ts";
 
 const root = process.env.BENCH_DIR ?? "/tmp/batch-bkt-10000";
 const scratch = join(root, `memory-${process.pid}.duckdb`);
@@ -65,12 +66,7 @@ for (const pass of passes) {
     break;
   }
   if (pass === "cold" && passes.includes("day")) {
-    await store.run(
-      `INSERT INTO raw_events
-       SELECT * REPLACE (event_id || '-next' AS event_id, ts + INTERVAL 1 DAY AS ts, now()::TIMESTAMP AS ingested_at)
-       FROM raw_events
-       WHERE hash(student_key) % 100 = 0 AND ts >= (SELECT max(ts) - INTERVAL 1 DAY FROM raw_events)`,
-    );
+    await appendNextDay(store, { mod: 100, below: 1 });
     await store.run("CHECKPOINT");
     c0 = cpu();
   }

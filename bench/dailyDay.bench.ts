@@ -42,6 +42,7 @@ import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { scoreRules } from "../serving/ruleScoring.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { appendNextDay } from "./nextDay.ts";
 import { saveQuickModels } from "./quickModels.ts";
 import { seedSchool } from "./seedSchool.ts";
 
@@ -102,13 +103,7 @@ if (!existsSync(metaPath)) {
   const t0 = performance.now();
   await scoreBktElo(store, saved, { full: true });
   log(`  score bkt-elo (full): ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  await store.run(
-    `INSERT INTO raw_events
-     SELECT * REPLACE (event_id || '-next' AS event_id, ts + INTERVAL 1 DAY AS ts, now()::TIMESTAMP AS ingested_at)
-     FROM raw_events
-     WHERE hash(student_key) % 10000 < $p AND ts >= make_timestamp($t::BIGINT) - INTERVAL 1 DAY`,
-    { p: Math.round(activePct * 100), t: BigInt(day0.asOf.getTime()) * 1000n },
-  );
+  await appendNextDay(store, { mod: 10_000, below: Math.round(activePct * 100), from: day0.asOf });
   const n = await store.one<{ n: bigint }>(
     "SELECT count(*) AS n FROM raw_events WHERE event_id LIKE '%-next'",
   );

@@ -25,6 +25,7 @@ import { buildFeatures, resolveAsOf } from "../features/windows.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { scoreRules } from "../serving/ruleScoring.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { appendNextDay } from "./nextDay.ts";
 import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 10_000);
@@ -49,13 +50,7 @@ const since = { asOf: day0.asOf, ingestedThroughUs: await ingestWatermark(store)
 const pairs0 = day0.featureRows;
 
 // The new day: ACTIVE_PCT % of the students (by a hash of the key) repeat their last day one day later.
-await store.run(
-  `INSERT INTO raw_events
-   SELECT * REPLACE (event_id || '-next' AS event_id, ts + INTERVAL 1 DAY AS ts, now() AS ingested_at)
-   FROM raw_events
-   WHERE hash(student_key) % 10000 < $p AND ts >= make_timestamp($t::BIGINT) - INTERVAL 1 DAY`,
-  { p: Math.round(activePct * 100), t: BigInt(day0.asOf.getTime()) * 1000n },
-);
+await appendNextDay(store, { mod: 10_000, below: Math.round(activePct * 100), from: day0.asOf });
 const newEvents = Number(
   (await store.one<{ n: bigint }>("SELECT count(*) AS n FROM raw_events WHERE event_id LIKE '%-next'"))?.n ??
     0n,

@@ -28,6 +28,7 @@ import { DuckStore } from "../storage/duckdb.ts";
 import { DuckMasteryStore } from "../storage/masteryStore.ts";
 import { DuckRawEventStore, type RawEventRow } from "../storage/rawEventStore.ts";
 import { DuckStateStore } from "../storage/stateStore.ts";
+import { appendNextDay } from "./nextDay.ts";
 import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 2_000);
@@ -80,12 +81,7 @@ const historyRows = (await count("SELECT count(*) AS n FROM student_mastery_hist
 // An incremental day: 1% of the students active (their last day of events again, one day later, new
 // event ids), then the daily BKT/Elo run folds only those keys' new events onto their stored states.
 const dayEvents = await step("append a day, 1% of students (not counted)", async () => {
-  await store.run(
-    `INSERT INTO raw_events
-     SELECT * REPLACE (event_id || '-next' AS event_id, ts + INTERVAL 1 DAY AS ts, now()::TIMESTAMP AS ingested_at)
-     FROM raw_events
-     WHERE hash(student_key) % 100 = 0 AND ts >= (SELECT max(ts) - INTERVAL 1 DAY FROM raw_events)`,
-  );
+  await appendNextDay(store, { mod: 100, below: 1 });
   return count("SELECT count(*) AS n FROM raw_events WHERE event_id LIKE '%-next'");
 });
 const incremental = await step("score bkt-elo, incremental day", () => scoreBktElo(store, models));

@@ -718,6 +718,32 @@ describe("latent filter: student effect (round 6)", () => {
   }, 60_000);
 });
 
+/**
+ * A fitted filter's log-likelihood per held-out answer, computed another way than the choice functions do:
+ * the filter is causal, so a sequence's held-out part is run(all events) - run(events before the cut).
+ */
+function heldOutPerObs(
+  m: LatentFilter,
+  seqs: readonly { topic: string; events: LatentEvent[] }[],
+  cutDay: number,
+  heldOutObservations: number,
+): number {
+  let ll = 0;
+  for (const s of seqs) {
+    const k = m.kernelFor(s.topic);
+    const p = new Float64Array(k.bins);
+    const prior = m.json.topicPriorMean[s.topic] ?? m.json.params.priorMean;
+    ll +=
+      k.run(s.events, prior, p) -
+      k.run(
+        s.events.filter((e) => e.t < cutDay),
+        prior,
+        p,
+      );
+  }
+  return ll / heldOutObservations;
+}
+
 function spearmanOf(a: number[], b: number[]): number {
   const rank = (x: number[]) => {
     const idx = x.map((v, i) => [v, i] as const).sort((p, q) => p[0] - q[0]);
@@ -765,22 +791,7 @@ describe("latent filter: optimiser budget and the emission chosen by held-out li
     const before = seqs
       .map((s) => ({ ...s, events: s.events.filter((e) => e.t < ch.cutDay) }))
       .filter((s) => s.events.length > 0);
-    const heldOut = (m: LatentFilter): number => {
-      let ll = 0;
-      for (const s of seqs) {
-        const k = m.kernelFor(s.topic);
-        const p = new Float64Array(k.bins);
-        const prior = m.json.topicPriorMean[s.topic] ?? m.json.params.priorMean;
-        ll +=
-          k.run(s.events, prior, p) -
-          k.run(
-            s.events.filter((e) => e.t < ch.cutDay),
-            prior,
-            p,
-          );
-      }
-      return ll / ch.heldOutObservations;
-    };
+    const heldOut = (m: LatentFilter): number => heldOutPerObs(m, seqs, ch.cutDay, ch.heldOutObservations);
     const lin = LatentFilter.fit(before, { ...opts, emission: "linear" });
     const lgt = LatentFilter.fit(before, { ...opts, emission: "logistic", fixedConcentration: 4 });
     expect(ch.heldOut.linear).toBeCloseTo(heldOut(lin), 10);
@@ -834,22 +845,7 @@ describe("latent filter: the forgetting chosen by held-out likelihood (round 12)
     const before = seqs
       .map((s) => ({ ...s, events: s.events.filter((e) => e.t < ch.cutDay) }))
       .filter((s) => s.events.length > 0);
-    const heldOut = (m: LatentFilter): number => {
-      let ll = 0;
-      for (const s of seqs) {
-        const k = m.kernelFor(s.topic);
-        const p = new Float64Array(k.bins);
-        const prior = m.json.topicPriorMean[s.topic] ?? m.json.params.priorMean;
-        ll +=
-          k.run(s.events, prior, p) -
-          k.run(
-            s.events.filter((e) => e.t < ch.cutDay),
-            prior,
-            p,
-          );
-      }
-      return ll / ch.heldOutObservations;
-    };
+    const heldOut = (m: LatentFilter): number => heldOutPerObs(m, seqs, ch.cutDay, ch.heldOutObservations);
     const floor = LatentFilter.fit(before, { ...opts, forgetting: "floor" });
     const durable = LatentFilter.fit(before, { ...opts, forgetting: "durable" });
     expect(durable.json.params.durableShare).toBeDefined();
