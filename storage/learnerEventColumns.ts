@@ -1,6 +1,7 @@
 import type { DuckDBVector } from "@duckdb/node-api";
 import type { DuckStore } from "./duckdb.ts";
 import { DOUBLE, DuckDBDataChunk } from "./duckdbApi.ts";
+import { baseTable, deltaTable } from "./servingTables.ts";
 import type { LearnerStateRow } from "./stateStore.ts";
 
 /**
@@ -78,23 +79,49 @@ const USABLE_STATES = `st AS (
 // rows are de-duplicated and planned. Any new row, late or not, or a re-delivery raises the count. Since
 // the raw zone is append-only (every event a state folded is stored), such a key's rows are exactly the
 // events its state folded, all at or before the cursor: the plan below would leave it alone too.
-//
-// With a usable ingest watermark (the previous run's max(ingested_at), see BatchWatermark) the candidates are
-// the keys with a row ingested after it instead: a filter on ingested_at that DuckDB's row-group min/max
-// (raw_events is appended in ingest order) turns into a read of the new rows only, so finding the day's keys
-// is O(new rows), not O(store). Their rows are then read whole, and the same plan decides per key.
-const candidateRows = (watermarkUs: bigint | null) => `${
-  watermarkUs === null
-    ? `kr AS (
+const aggregatedCandidates = `${USABLE_STATES}, kr AS (
   SELECT student_key, topic_id, count(*) AS n, max(ts) AS max_ts FROM raw_events GROUP BY student_key, topic_id
 ), cand AS (
   SELECT kr.student_key, kr.topic_id FROM kr LEFT JOIN st USING (student_key, topic_id)
   WHERE st.student_key IS NULL OR st.event_n IS NULL OR st.last_ts IS NULL OR kr.n <> st.event_n
      OR kr.max_ts > st.last_ts
-)`
-    : `cand AS (
+)`;
+
+/**
+ * SQL: the newest learner_state row (the view's row) of each key in the relation `keys` (columns student_key,
+ * topic_id; no duplicates needed), with the columns `columns` of learner_state (`*`: all of them), read from
+ * the base and delta tables joined to the keys instead of through the view.
+ */
+const candidateStates = (keys: string, columns: string) => `WITH cd AS (
+  SELECT * EXCLUDE (delta_seq) FROM (
+    SELECT * FROM ${deltaTable("learner_state")} SEMI JOIN ${keys} USING (student_key, topic_id)
+    QUALIFY row_number() OVER (PARTITION BY student_key, topic_id ORDER BY delta_seq DESC) = 1
+  )
+)
+SELECT ${columns} FROM cd
+UNION ALL BY NAME
+SELECT ${columns} FROM (
+  SELECT * FROM ${baseTable("learner_state")} SEMI JOIN ${keys} USING (student_key, topic_id)
+) ANTI JOIN cd USING (student_key, topic_id)`;
+
+// With a usable ingest watermark (the previous run's max(ingested_at), see BatchWatermark) the candidates are
+// the keys with a row ingested after it instead: a filter on ingested_at that DuckDB's row-group min/max
+// (raw_events is appended in ingest order) turns into a read of the new rows only, so finding the day's keys
+// is O(new rows), not O(store). Their rows are then read whole, and the same plan decides per key. Only the
+// candidates' stored states are read (`st`: every later use joins it to a candidate's events): the newest
+// revision of each from learner_state's base and delta tables joined to the candidates (the view's rule,
+// storage/servingTables.ts: the delta's newest row hides the base row), instead of the whole view, whose
+// window over the delta and anti-join of every base row cost O(keys stored) (docs/benchmarks.md "The 1% day's
+// BKT/Elo reads").
+const watermarkCandidates = (watermarkUs: bigint) => `cand AS (
   SELECT DISTINCT student_key, topic_id FROM raw_events WHERE ingested_at > make_timestamp(${watermarkUs})
-)`
+), st AS (
+  SELECT student_key, topic_id, last_ts, last_event_id, event_n FROM (${candidateStates("cand", "student_key, topic_id, last_ts, last_event_id, event_n, bkt_model_version, elo_model_version")})
+  WHERE bkt_model_version = $1 AND elo_model_version = $2
+)`;
+
+const candidateRows = (watermarkUs: bigint | null) => `${
+  watermarkUs === null ? aggregatedCandidates : watermarkCandidates(watermarkUs)
 }, cand_rows AS (
   SELECT r.* FROM raw_events r SEMI JOIN cand USING (student_key, topic_id)
 )`;
@@ -129,32 +156,53 @@ async function rawEventsExtent(store: DuckStore): Promise<{ maxUs: bigint | null
 
 /**
  * The watermark usable by an incremental run with these versions (BatchWatermark's conditions), or null
- * with the reason it is not.
+ * with the reason it is not; and raw_events' extent (rawEventsExtent) to record as the run's watermark.
+ *
+ * With a recorded watermark of these versions, the row count, the rows ingested after the watermark and
+ * the max ingested_at at or after it are read in one statement (one snapshot): the two filtered counts are
+ * WHERE filters on ingested_at, which DuckDB's row-group min/max turn into a read of the row groups holding
+ * the watermark's time or later (raw_events is appended in ingest order), where a count(*) FILTER or max()
+ * over all rows read the whole column (docs/benchmarks.md "The 1% day's BKT/Elo reads"). The max over the
+ * rows at or after the watermark is raw_events' max whenever there is such a row (every other row is
+ * earlier); without one the whole column is read as before. The states' check reads the newest revision of
+ * each key as the view does (storage/servingTables.ts), from the delta's rows and the base rows the check's
+ * filter keeps, instead of the view's anti-join of every base row.
  */
-async function usableWatermark(
+async function incrementalStart(
   store: DuckStore,
   opts: { bktVersion: string; eloVersion: string },
-): Promise<{ watermarkUs: bigint | null; reason: string }> {
+): Promise<{ watermarkUs: bigint | null; reason: string; extent: { maxUs: bigint | null; rows: bigint } }> {
   await store.run(WATERMARK_DDL);
   const w = await store.one<{ u: bigint; n: bigint; b: string; e: string }>(
     "SELECT ingested_through_us AS u, raw_rows AS n, bkt_model_version AS b, elo_model_version AS e FROM bkt_elo_watermark",
   );
-  if (w === undefined) return { watermarkUs: null, reason: "no watermark recorded" };
+  if (w === undefined)
+    return { watermarkUs: null, reason: "no watermark recorded", extent: await rawEventsExtent(store) };
   if (w.b !== opts.bktVersion || w.e !== opts.eloVersion)
-    return { watermarkUs: null, reason: "model versions changed" };
-  const r = await store.one<{ n: bigint; after: bigint }>(
-    "SELECT count(*) AS n, count(*) FILTER (WHERE ingested_at > make_timestamp($1::BIGINT)) AS after FROM raw_events",
-    [w.u],
+    return { watermarkUs: null, reason: "model versions changed", extent: await rawEventsExtent(store) };
+  // The watermark as a literal (a BIGINT read from the table): a prepared parameter is not pushed into the scan.
+  const at = `make_timestamp(${BigInt(w.u)}::BIGINT)`;
+  const r = await store.one<{ n: bigint; after: bigint; u: bigint | null }>(
+    `SELECT (SELECT count(*) FROM raw_events) AS n,
+            (SELECT count(*) FROM raw_events WHERE ingested_at > ${at}) AS after,
+            (SELECT epoch_us(max(ingested_at)) FROM raw_events WHERE ingested_at >= ${at}) AS u`,
   );
+  const extent = r === undefined || r.u === null ? await rawEventsExtent(store) : { maxUs: r.u, rows: r.n };
   if (r === undefined || r.n - w.n !== r.after)
-    return { watermarkUs: null, reason: "raw_events changed below the watermark" };
+    return { watermarkUs: null, reason: "raw_events changed below the watermark", extent };
+  const otherState =
+    "bkt_model_version <> $1 OR elo_model_version <> $2 OR event_n IS NULL OR last_ts IS NULL";
   const other = await store.one<{ n: bigint }>(
-    `SELECT count(*) AS n FROM learner_state
-     WHERE bkt_model_version <> $1 OR elo_model_version <> $2 OR event_n IS NULL OR last_ts IS NULL`,
+    `SELECT (SELECT count(*) FROM (
+               SELECT * FROM ${deltaTable("learner_state")}
+               QUALIFY row_number() OVER (PARTITION BY student_key, topic_id ORDER BY delta_seq DESC) = 1
+             ) WHERE ${otherState})
+          + (SELECT count(*) FROM (SELECT student_key, topic_id FROM ${baseTable("learner_state")} WHERE ${otherState})
+             ANTI JOIN ${deltaTable("learner_state")} USING (student_key, topic_id)) AS n`,
     [opts.bktVersion, opts.eloVersion],
   );
-  if ((other?.n ?? 0n) > 0n) return { watermarkUs: null, reason: "states of other versions" };
-  return { watermarkUs: w.u, reason: "" };
+  if ((other?.n ?? 0n) > 0n) return { watermarkUs: null, reason: "states of other versions", extent };
+  return { watermarkUs: w.u, reason: "", extent };
 }
 
 /** Records `w` as the batch watermark (call inside the run's write transaction). */
@@ -175,8 +223,9 @@ export async function writeBatchWatermark(store: DuckStore, w: BatchWatermark): 
 // or a state without a count makes the key replay from a new learner. Keys with nothing after the cursor
 // and a matching count are left alone. (A full run ignores stored states and needs no plan: every key
 // replays; see fullRunEvents.)
-const plannedEvents = (watermarkUs: bigint | null) => `WITH ${USABLE_STATES},
-${candidateRows(watermarkUs)}, ${dedupedEvents("cand_rows")}, kc AS (
+const plannedEvents = (
+  watermarkUs: bigint | null,
+) => `WITH ${candidateRows(watermarkUs)}, ${dedupedEvents("cand_rows")}, kc AS (
   SELECT ev.student_key, ev.topic_id, bool_or(st.student_key IS NULL) AS no_state, any_value(st.event_n) AS event_n,
          count(*) FILTER (WHERE st.student_key IS NOT NULL
            AND (ev.ts < st.last_ts OR (ev.ts = st.last_ts AND ev.event_id <= st.last_event_id))) AS at_or_before,
@@ -239,8 +288,11 @@ export async function readLearnerEventColumns(
   },
 ): Promise<LearnerEventColumns> {
   // Before the read: rows committed after this are at most folded twice (the plan then leaves them), never missed.
-  const extent = await rawEventsExtent(store);
-  const since = opts.full ? { watermarkUs: null, reason: "full" } : await usableWatermark(store, opts);
+  const since = opts.full
+    ? { watermarkUs: null, reason: "full", extent: await rawEventsExtent(store) }
+    : await incrementalStart(store, opts);
+  const extent = since.extent;
+  opts.onPhase?.("read: watermark check");
   let rowsFrom: LearnerEventColumns["rowsFrom"] = "bkt_col_new";
   if (opts.full) {
     const duplicates = await hasDuplicateEvents(store);
@@ -321,9 +373,13 @@ export async function readLearnerEventColumns(
   }
   cols.keyStart[nKeys] = rows;
   opts.onPhase?.("read: key columns");
+  // The stored states of the keys that continue from one: their newest revisions read from learner_state's
+  // base and delta tables joined to the keys (candidateStates), not the view joined to them (which built the
+  // whole view first: O(keys stored) for a day of a few keys).
   const stored = await store.all<LearnerStateRow & { k: number }>(
-    `SELECT k.k, s.*, epoch_us(s.last_ts)::DOUBLE AS last_ts_us
-     FROM learner_state s JOIN bkt_col_keys k USING (student_key, topic_id) WHERE NOT k.replay`,
+    `WITH ks AS (SELECT k, student_key, topic_id FROM bkt_col_keys WHERE NOT replay)
+     SELECT ks.k, s.*, epoch_us(s.last_ts)::DOUBLE AS last_ts_us
+     FROM (${candidateStates("ks", "*")}) s JOIN ks USING (student_key, topic_id)`,
   );
   for (const r of stored) cols.stored.set(r.k, r);
   opts.onPhase?.("read: stored states");
