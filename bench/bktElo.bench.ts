@@ -30,6 +30,7 @@ import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { cpuNow, roundedMedian as median } from "./cpuClock.ts";
 import { appendNextDay } from "./nextDay.ts";
 import { saveQuickModels } from "./quickModels.ts";
 import { seedSchool } from "./seedSchool.ts";
@@ -46,20 +47,12 @@ const basePath = join(root, "base.duckdb");
 const bktDir = join(root, "bkt");
 const eloDir = join(root, "elo");
 
-const cpuNow = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
 async function measure<T>(fn: () => Promise<T>): Promise<{ out: T; wall: number; cpu: number }> {
   const t0 = performance.now();
   const c0 = cpuNow();
   const out = await fn();
   return { out, wall: (performance.now() - t0) / 1000, cpu: cpuNow() - c0 };
 }
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return Number((s[(s.length - 1) >> 1]! / 2 + s[s.length >> 1]! / 2).toFixed(3));
-};
 
 if (!existsSync(join(bktDir, "model.json"))) {
   rmSync(root, { recursive: true, force: true });

@@ -17,6 +17,7 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { cpuNow, roundedMedian as median } from "./cpuClock.ts";
 
 const root = process.env.BENCH_DIR ?? "/tmp/batch-bkt-10000";
 const runs = Number(process.env.RUNS ?? 3);
@@ -31,14 +32,6 @@ if (!existsSync(join(bktDir, "model.json")))
     `bktEloDay.bench: no store in ${root}; build one with bench/bktElo.bench.ts (BENCH_DIR=${root})`,
   );
 
-const cpuNow = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return Number((s[(s.length - 1) >> 1]! / 2 + s[s.length >> 1]! / 2).toFixed(3));
-};
 const now = new Date("2030-01-01T00:00:00Z");
 const open = (path: string) => DuckStore.open(path, threads > 0 ? { threads } : {});
 

@@ -42,6 +42,7 @@ import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { scoreRules } from "../serving/ruleScoring.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { cpuNow, roundedMedian } from "./cpuClock.ts";
 import { appendNextDay } from "./nextDay.ts";
 import { saveQuickModels } from "./quickModels.ts";
 import { seedSchool } from "./seedSchool.ts";
@@ -68,14 +69,7 @@ const eloDir = join(root, "elo");
 const metaPath = join(root, "day.json");
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
-const cpuNow = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return Number((s[(s.length - 1) >> 1]! / 2 + s[s.length >> 1]! / 2).toFixed(2));
-};
+const median = (xs: number[]) => roundedMedian(xs, 2);
 
 interface DayMeta {
   since: { asOf: string; ingestedThroughUs: string | null };

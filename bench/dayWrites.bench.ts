@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { alignedAsOf, markDirtyPairs } from "../features/incrementalFeatures.ts";
 import { resolveAsOf } from "../features/windows.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { cpuNow, roundedMedian as median } from "./cpuClock.ts";
 
 const students = Number(process.env.STUDENTS ?? 10_000);
 const runs = Number(process.env.RUNS ?? 2);
@@ -39,14 +40,6 @@ const modes = (process.env.MODES ?? "update,delta,deltaidx,compact").split(",") 
 )[];
 const root = process.env.BENCH_DIR ?? `/tmp/day-bench-${students}`;
 const log = (s: string) => process.stderr.write(`${s}\n`);
-const cpuNow = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return Number((s[(s.length - 1) >> 1]! / 2 + s[s.length >> 1]! / 2).toFixed(3));
-};
 
 const meta = JSON.parse(readFileSync(join(root, "day.json"), "utf8")) as {
   since: { asOf: string; ingestedThroughUs: string | null };
