@@ -152,13 +152,15 @@ const evArb = (i: number): fc.Arbitrary<Ev> =>
     })
     .map((e) => (e.type === "quiz_attempt" ? e : { ...e, correct: null, question: null }));
 
+/** min..30 events, the i-th drawn by evArb(i). */
+const eventsArb = (min: number) =>
+  fc.integer({ min, max: 30 }).chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => evArb(i))));
+
 describe("serving/learnerState (score bkt-elo job)", () => {
   it("incremental runs over batches in any arrival order (late events, re-deliveries) equal one full replay", async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc
-          .integer({ min: 1, max: 30 })
-          .chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => evArb(i)))),
+        eventsArb(1),
         fc.integer({ min: 1, max: 3 }),
         fc.array(fc.record({ of: fc.nat(), t: fc.integer({ min: 0, max: 50 }) }), { maxLength: 4 }),
         async (original, batches, dups) => {
@@ -299,9 +301,7 @@ describe("serving/learnerState (score bkt-elo job)", () => {
   it("daily runs narrowed by the ingest watermark (late events, re-deliveries, a batch ingested below it) equal one full replay", async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc
-          .integer({ min: 2, max: 30 })
-          .chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => evArb(i)))),
+        eventsArb(2),
         fc.integer({ min: 2, max: 4 }),
         fc.array(fc.record({ of: fc.nat(), t: fc.integer({ min: 0, max: 50 }) }), { maxLength: 4 }),
         fc.boolean(),
@@ -361,9 +361,7 @@ describe("serving/learnerState (score bkt-elo job)", () => {
     // twice or start it from an older cursor (more replays here, or a wrong state).
     await fc.assert(
       fc.asyncProperty(
-        fc
-          .integer({ min: 3, max: 30 })
-          .chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => evArb(i)))),
+        eventsArb(3),
         fc.integer({ min: 2, max: 4 }),
         fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
         async (original, batches, compactAfter) => {
