@@ -17,6 +17,7 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { bktEloDigest } from "./bktEloDigest.ts";
 import { cpuNow, roundedMedian as median } from "./cpuClock.ts";
 
 const root = process.env.BENCH_DIR ?? "/tmp/batch-bkt-10000";
@@ -77,18 +78,7 @@ for (let r = 0; r < runs; r++) {
   totals.push(cpuNow() - c0);
   keys = out.keys;
   narrowing = out.narrowing;
-  digest = {};
-  for (const [name, sql] of [
-    ["learner_state", "SELECT * FROM learner_state"],
-    ["student_mastery", "SELECT * FROM student_mastery"],
-    ["student_mastery_history", "SELECT * FROM student_mastery_history"],
-    ["bkt_elo_watermark", "SELECT * FROM bkt_elo_watermark"],
-  ] as const) {
-    const d = await store.one<{ n: bigint; h: bigint }>(
-      `SELECT count(*) AS n, bit_xor(hash(t)) AS h FROM (${sql}) t`,
-    );
-    digest[name] = `${d?.n}/${d?.h}`;
-  }
+  digest = await bktEloDigest(store, { withoutClocks: false });
   store.close();
   process.stderr.write(`run ${r + 1}/${runs}: day cpu ${totals[r]!.toFixed(3)} s, keys ${keys}\n`);
 }

@@ -23,6 +23,7 @@ import { copyFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { bktEloDigest } from "./bktEloDigest.ts";
 import { appendNextDay } from "./nextDay.ts";
 
 const root = process.env.BENCH_DIR ?? "/tmp/batch-bkt-10000";
@@ -81,18 +82,7 @@ if (failed && rerun !== undefined) {
   failed = false;
 }
 if (!failed) {
-  const digest: Record<string, string> = {};
-  for (const [name, sql] of [
-    ["learner_state", "SELECT * EXCLUDE (updated_at) FROM learner_state"],
-    ["student_mastery", "SELECT * EXCLUDE (last_updated) FROM student_mastery"],
-    ["student_mastery_history", "SELECT * EXCLUDE (recorded_at) FROM student_mastery_history"],
-    ["bkt_elo_watermark", "SELECT * FROM bkt_elo_watermark"],
-  ] as const) {
-    const r = await store.one<{ n: bigint; h: bigint }>(
-      `SELECT count(*) AS n, bit_xor(hash(t)) AS h FROM (${sql}) t`,
-    );
-    digest[name] = `${r?.n}/${r?.h}`;
-  }
+  const digest = await bktEloDigest(store, { withoutClocks: true });
   process.stdout.write(`${JSON.stringify({ memoryLimit: process.env.MEMORY_LIMIT ?? "4GB", digest })}\n`);
 }
 store.close();
