@@ -3,10 +3,10 @@
  * <= 5 s at 1% on a 10M-event store), step by step: incremental features (features/incrementalFeatures.ts),
  * rule scores, the BKT/Elo incremental day (serving/learnerState.ts), then a CHECKPOINT (what the day
  * leaves to write to the file). Rule scores two ways, alternating on copies of the same stored store:
- *   "all":   every pair of the new snapshot rescored (what the daily run did while rule scores were stored
- *            with recency, which moves every pair every day);
- *   "dirty": only the pairs whose features were recomputed (serving/ruleScoring.ts onlyPairs; scores are
- *            stored without recency, which readers apply, so an untouched pair's row needs no write).
+ *   "all":   every pair's decayed state refolded from raw_events and rescored (a full rule run);
+ *   "dirty": only the pairs with new or late events since the previous run's watermark (serving/ruleScoring.ts
+ *            `since`; a rule row stores decayed evidence that readers take as of any time, so an untouched
+ *            pair's row needs no write).
  *
  *   STUDENTS=10000 npx tsx bench/dailyDay.bench.ts          # ~1M events
  *   STUDENTS=100000 RUNS=2 npx tsx bench/dailyDay.bench.ts  # ~10M events
@@ -194,7 +194,7 @@ for (let r = 0; r < runs; r++) {
             recomputed: r.rows,
             copied: 0,
           }))
-        : buildFeaturesIncremental(store, asOf, since, { keepDirty: true, onPhase: phaseOf("features") })
+        : buildFeaturesIncremental(store, asOf, since, { onPhase: phaseOf("features") })
       ).then(async (r) => {
         await own();
         return r;
@@ -206,7 +206,7 @@ for (let r = 0; r < runs; r++) {
       scoreRules(store, {
         asOf,
         onPhase: phaseOf("rules"),
-        ...(mode !== "all" && mode !== "full" ? { onlyPairs: "incr_dirty" } : {}),
+        ...(mode !== "all" && mode !== "full" ? { since } : {}),
       }).then(async (r) => {
         await own();
         return r;
@@ -214,7 +214,6 @@ for (let r = 0; r < runs; r++) {
     );
     if (mode !== "all" && mode !== "full" && rules.mode !== "incremental")
       throw new Error(`expected incremental rule scores: ${rules.fullReason}`);
-    await store.run("DROP TABLE IF EXISTS temp.incr_dirty");
     const bkt = await step("bkt-elo", () =>
       scoreBktElo(store, models, { onPhase: phaseOf("bkt-elo") }).then(async (r) => {
         await own();

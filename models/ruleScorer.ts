@@ -1,34 +1,42 @@
 import { type Explanation, explain, type Factor } from "./explanation.ts";
 
 /**
- * Rule-based mastery score from the windowed features (features/windows.ts).
+ * Rule-based mastery score from decayed sufficient statistics of a (student, topic) pair's events
+ * (issue 17 item 3; docs/architecture.md "Rule evidence as decayed sufficient statistics").
  *
- * 1. Evidence bands. The nested windows 7d ⊂ 30d ⊂ 90d are split into disjoint bands of age
- *    [0,7), [7,30), [30,90) days (band sums are window differences, e.g. attempts_30d - attempts_7d).
- * 2. Decay. Evidence of age t days weighs 2^(-t/h), h = evidence_half_life_days. A band's weight is
- *    that curve's mean over the band: ω_b = h / (ln2 · (b - a)) · (2^(-a/h) - 2^(-b/h)), so the
- *    7-day band always weighs more than the 30-day one, which weighs more than the 90-day one.
- *    (h = 14: ω = 0.845, 0.422, 0.072.) Events older than 90 days carry no evidence.
- * 3. Signals, each a decay-weighted ratio Σ_b ω_b num_b / Σ_b ω_b den_b normalized to [0,1]:
- *    accuracy (correct / quiz attempts), assignment_score (mean score_pct / 100), practice_success
- *    (correct_count / attempts), video_completion (mean watch_pct / 100), hint_usage
- *    (min(1, hints per attempt / hint_rate_max)), trend (0.5 + slope / (2 · trend_slope_full),
- *    clamped; only with >= trend_min_attempts attempts in 30 days), recency
- *    (2^(-days_since_last_activity / inactivity_half_life_days)). A signal without evidence is
- *    missing and drops out.
- * 4. Combination. With W+ = sum of the positive weights of the present signals and a_s = w_s / W+
- *    (so missing signals' weight is renormalized away), the evidence score is
- *    E = Σ a_s x_s: the weighted mean of the positive signals minus the penalties (negative weights,
- *    e.g. hint_usage). E can fall below 0, never above 1.
- * 5. Shrinkage toward the prior with little evidence: λ = n / (n + shrinkage_k), n = Σ_b ω_b ·
- *    (quiz attempts + practice attempts + videos + assignments)_b, raw = prior + λ (E - prior).
- * 6. score = clamp(raw, 0, 1).
+ * 1. Decay. Evidence of age t days weighs 2^(-t/h), h = evidence_half_life_days, with no cut-off. A pair's
+ *    state holds, for every quantity the score uses, its decayed sum at a reference time R (the pair's last
+ *    event L in the batch): S(R) = Σ_i 2^(-(R - t_i)/h) v_i over quiz attempts (count, correct, hints),
+ *    practice (attempts, correct_count), videos (count, watch_pct) and assignments (count, score_pct).
+ *    As of any T >= R every sum is the same factor c(T) = 2^(-(T - R)/h) times S(R).
+ * 2. Signals, ratios of two of those sums (so the same at every T >= R, as c cancels), normalized to
+ *    [0,1]: accuracy (correct / quiz attempts), assignment_score (score_pct sum / assignments / 100),
+ *    practice_success (correct_count / attempts), video_completion (watch_pct sum / videos / 100),
+ *    hint_usage (min(1, hints per attempt / hint_rate_max)), trend (0.5 + slope / (2 · trend_slope_full),
+ *    clamped), recency (2^(-days since the last event / inactivity_half_life_days), the only signal that
+ *    moves with T). A signal without evidence (a zero denominator) is missing and drops out.
+ * 3. Trend: the slope of quiz correctness (0/1) on event time in days by exponentially weighted least
+ *    squares (weights 2^(-(R - t_i)/h)): slope = (Sxy/W - mx Sy/W) / (Sxx/W - mx^2), mx = Sx/W, x_i = (t_i - R) / 1 day,
+ *    so x <= 0 and near 0 for the evidence that counts (well conditioned whatever the epoch). Scaling every
+ *    weight by c and shifting x by a constant leave the slope unchanged, so it too is decided at R. It
+ *    replaces "only with >= trend_min_attempts attempts in 30 days" by: the decayed quiz attempt count at the
+ *    last event is >= trend_min_attempts AND the weighted variance of the attempt times is >= 0.25 day^2 (a spread of
+ *    about half a day or more; one session's answers minutes apart carry no day-scale trend, as before when
+ *    all attempts on one day had no slope).
+ * 4. Combination. With W+ = sum of the positive weights of the present signals and a_s = w_s / W+, a
+ *    positive signal's part is a_s (x_s - prior), a penalty's (negative weight) a_s x_s.
+ * 5. Shrinkage: n(T) = c(T) · n(R), n = decayed (quiz attempts + practice attempts + videos + assignments),
+ *    λ(T) = n(T) / (n(T) + shrinkage_k) (0 with no evidence), raw(T) = prior + λ(T) (Σ parts + recency's part(T)),
+ *    score = clamp(raw, 0, 1). As T grows the evidence fades and the score returns to the prior.
  *
- * Explanation (additive, exact): base = prior; a positive signal contributes λ a_s (x_s - prior),
- * a negative one λ a_s x_s (these sum to λ (E - prior) because the positive a_s sum to 1); when
- * the clamp acts it is a factor "clamp" with value raw and contribution score - raw.
- * Factor values are in natural units: ratios, percent (0-100), hints per attempt, slope per day,
- * days since last activity.
+ * Explanation (additive up to float rounding): base = prior; each factor contributes λ(T) times its part;
+ * a clamp that acts is a factor "clamp" with value raw and contribution score - raw.
+ *
+ * What is stored per pair (StoredRuleState, the explanation's `rule` block) is everything above that does
+ * not depend on T: prior, R, L, n(R), the parts and their sum, recency's coefficient. The score as of T is
+ * computed from it (ruleScoreAt, ruleScoreOnlyAt, serving/readTimeScoreSql.ts), so a pair without new
+ * events needs no write while its score moves with time. States merge (mergeRuleStates): new events after
+ * R rescale the old sums, late events before R add with their own weight; fold(a ++ b) = merge(fold a, fold b).
  */
 export const RULE_SIGNALS = [
   "accuracy",
@@ -41,6 +49,12 @@ export const RULE_SIGNALS = [
 ] as const;
 export type RuleSignal = (typeof RULE_SIGNALS)[number];
 
+/**
+ * The scorer's form, hashed into the rule model version with its config (serving/ruleScoring.ts): scores of
+ * another form are never mixed with these. "decayed-1" replaced the banded 7/30/90-day form.
+ */
+export const RULE_MODEL_FORM = "decayed-1";
+
 export interface RuleConfig {
   prior: number;
   shrinkageK: number;
@@ -52,54 +66,46 @@ export interface RuleConfig {
   trendMinAttempts: number;
 }
 
-/** Age bands in days; their union is the 90-day window. */
-export const EVIDENCE_BANDS: readonly (readonly [number, number])[] = [
-  [0, 7],
-  [7, 30],
-  [30, 90],
-];
+/** The weighted variance of the attempt times (day^2) from which a trend is taken (module comment, 3). */
+export const TREND_MIN_VARIANCE_DAYS2 = 0.25;
 
 /**
- * Feature columns the scorer reads (names as in the features table). NULL is NaN in the batch form.
- * Per window: counts and rates; band sums are rebuilt as rate × count.
+ * A pair's state: decayed sums at ref_us (module comment). Names are the batch's SQL columns
+ * (storage/ruleStateSql.ts). Times are microseconds since the epoch (exact in a double until 2255).
  */
-export const RULE_FEATURE_COLUMNS = [
-  "attempts_7d",
-  "correct_7d",
-  "hint_usage_rate_7d",
-  "practice_attempts_7d",
-  "practice_success_rate_7d",
-  "videos_7d",
-  "video_watch_pct_7d",
-  "assignments_7d",
-  "assignment_score_pct_7d",
-  "attempts_30d",
-  "correct_30d",
-  "hint_usage_rate_30d",
-  "practice_attempts_30d",
-  "practice_success_rate_30d",
-  "videos_30d",
-  "video_watch_pct_30d",
-  "assignments_30d",
-  "assignment_score_pct_30d",
-  "attempts_90d",
-  "correct_90d",
-  "hint_usage_rate_90d",
-  "practice_attempts_90d",
-  "practice_success_rate_90d",
-  "videos_90d",
-  "video_watch_pct_90d",
-  "assignments_90d",
-  "assignment_score_pct_90d",
-  "trend_slope_30d",
-  "days_since_last_activity",
+export const RULE_STATE_COLUMNS = [
+  "ref_us",
+  "last_us",
+  "q_n",
+  "q_correct",
+  "q_hints",
+  "q_sx",
+  "q_sxx",
+  "q_sxy",
+  "p_n",
+  "p_correct",
+  "v_n",
+  "v_pct",
+  "a_n",
+  "a_pct",
 ] as const;
-export type RuleFeatureColumn = (typeof RULE_FEATURE_COLUMNS)[number];
+export type RuleStateColumn = (typeof RULE_STATE_COLUMNS)[number];
+export type RuleState = Record<RuleStateColumn, number>;
+/** Columnar states: one Float64Array per column. */
+export type RuleStateColumns = Record<RuleStateColumn, Float64Array>;
 
-/** One features row (extra keys ignored; NULL or missing = no value). */
-export type RuleFeatureRow = Partial<Record<RuleFeatureColumn, number | null>>;
-/** Columnar features: one Float64Array per column, NaN for NULL. */
-export type RuleFeatureColumns = Record<RuleFeatureColumn, Float64Array>;
+/** One event of a pair as the scorer reads it (raw_events' columns; null or missing = no value). */
+export interface RuleEvent {
+  /** Event time, microseconds since the epoch. */
+  tUs: number;
+  type: string;
+  isCorrect?: boolean | null;
+  hintsUsed?: number | null;
+  attempts?: number | null;
+  correctCount?: number | null;
+  watchPct?: number | null;
+  scorePct?: number | null;
+}
 
 export interface RuleScore {
   score: number;
@@ -114,123 +120,193 @@ export class RuleConfigError extends Error {
   }
 }
 
-/** Mean of 2^(-t/h) over each band [a, b): the weight of one unit of evidence in that band. */
-export function bandDecayWeights(halfLifeDays: number): Float64Array {
-  const out = new Float64Array(EVIDENCE_BANDS.length);
-  for (const [i, [a, b]] of EVIDENCE_BANDS.entries()) {
-    out[i] = (halfLifeDays / (Math.LN2 * (b - a))) * (2 ** (-a / halfLifeDays) - 2 ** (-b / halfLifeDays));
+const DAY_US = 86_400e6;
+
+/**
+ * Weight of evidence at `fromUs` as of `toUs`: 2^(-((to - from) / 1 day) / h). The batch's SQL writes the
+ * same expression (storage/ruleStateSql.ts), so both give the same bits.
+ */
+export function decayWeight(fromUs: number, toUs: number, halfLifeDays: number): number {
+  return 2 ** (-((toUs - fromUs) / DAY_US) / halfLifeDays);
+}
+
+/**
+ * The state of a pair's events (any order) with sums decayed to `refUs` (default: the last event), or null
+ * for no events. Sums are added in the given order (floating point: another order may differ in the last bits).
+ */
+export function foldRuleEvents(
+  events: readonly RuleEvent[],
+  halfLifeDays: number,
+  refUs?: number,
+): RuleState | null {
+  if (events.length === 0) return null;
+  let last = Number.NEGATIVE_INFINITY;
+  for (const e of events) if (e.tUs > last) last = e.tUs;
+  const ref = refUs ?? last;
+  if (ref < last)
+    throw new RangeError(`rule state: the reference time (${ref}) is before the last event (${last})`);
+  const s = emptyState(ref, last);
+  for (const e of events) {
+    const w = decayWeight(e.tUs, ref, halfLifeDays);
+    switch (e.type) {
+      case "quiz_attempt": {
+        const x = (e.tUs - ref) / DAY_US;
+        s.q_n += w;
+        s.q_sx += w * x;
+        s.q_sxx += w * x * x;
+        if (e.isCorrect !== null && e.isCorrect !== undefined) {
+          const y = e.isCorrect ? 1 : 0;
+          s.q_correct += w * y;
+          s.q_sxy += w * x * y;
+        }
+        if (e.hintsUsed !== null && e.hintsUsed !== undefined) s.q_hints += w * e.hintsUsed;
+        break;
+      }
+      case "practice":
+        if (e.attempts !== null && e.attempts !== undefined) s.p_n += w * e.attempts;
+        if (e.correctCount !== null && e.correctCount !== undefined) s.p_correct += w * e.correctCount;
+        break;
+      case "video":
+        if (e.watchPct !== null && e.watchPct !== undefined) {
+          s.v_n += w;
+          s.v_pct += w * e.watchPct;
+        }
+        break;
+      case "assignment":
+        if (e.scorePct !== null && e.scorePct !== undefined) {
+          s.a_n += w;
+          s.a_pct += w * e.scorePct;
+        }
+        break;
+    }
   }
-  return out;
+  return s;
 }
 
-const NUM_BANDS = 3;
-
-/** The three window columns (7d, 30d, 90d) of one feature. */
-type WindowCols = readonly [Float64Array, Float64Array, Float64Array];
-
-function windowCols(cols: RuleFeatureColumns, name: string): WindowCols {
-  const get = (w: string): Float64Array => {
-    const c = cols[`${name}_${w}` as RuleFeatureColumn];
-    if (!c) throw new RangeError(`rule scorer: missing feature column ${name}_${w}`);
-    return c;
-  };
-  return [get("7d"), get("30d"), get("90d")];
-}
-
-/** Column references resolved once per batch plus scratch buffers reused across rows. */
-interface Prepared {
-  attempts: WindowCols;
-  correct: WindowCols;
-  hintRate: WindowCols;
-  practice: WindowCols;
-  practiceRate: WindowCols;
-  videos: WindowCols;
-  videoPct: WindowCols;
-  assignments: WindowCols;
-  assignmentPct: WindowCols;
-  trend: Float64Array;
-  days: Float64Array;
-  omega: Float64Array;
-  num: Float64Array;
-  den: Float64Array;
-  x: Float64Array;
-  value: Float64Array;
-  present: Uint8Array;
-  /** Outputs of decayedRatio. */
-  ratio: number;
-  evidence: number;
-  /** Outputs of partsAt. */
-  factors: Factor[];
-  raw: number;
-  scored: boolean;
-  recency: boolean;
-  recencyWeight: number;
-  recencyCentered: boolean;
-}
-
-function prepare(cols: RuleFeatureColumns, cfg: RuleConfig): Prepared {
+function emptyState(refUs: number, lastUs: number): RuleState {
   return {
-    attempts: windowCols(cols, "attempts"),
-    correct: windowCols(cols, "correct"),
-    hintRate: windowCols(cols, "hint_usage_rate"),
-    practice: windowCols(cols, "practice_attempts"),
-    practiceRate: windowCols(cols, "practice_success_rate"),
-    videos: windowCols(cols, "videos"),
-    videoPct: windowCols(cols, "video_watch_pct"),
-    assignments: windowCols(cols, "assignments"),
-    assignmentPct: windowCols(cols, "assignment_score_pct"),
-    trend: cols.trend_slope_30d,
-    days: cols.days_since_last_activity,
-    omega: bandDecayWeights(cfg.evidenceHalfLifeDays),
-    num: new Float64Array(NUM_BANDS),
-    den: new Float64Array(NUM_BANDS),
-    x: new Float64Array(RULE_SIGNALS.length),
-    value: new Float64Array(RULE_SIGNALS.length),
-    present: new Uint8Array(RULE_SIGNALS.length),
-    ratio: 0,
-    evidence: 0,
-    factors: [],
-    raw: 0,
-    scored: false,
-    recency: false,
-    recencyWeight: 0,
-    recencyCentered: true,
+    ref_us: refUs,
+    last_us: lastUs,
+    q_n: 0,
+    q_correct: 0,
+    q_hints: 0,
+    q_sx: 0,
+    q_sxx: 0,
+    q_sxy: 0,
+    p_n: 0,
+    p_correct: 0,
+    v_n: 0,
+    v_pct: 0,
+    a_n: 0,
+    a_pct: 0,
+  };
+}
+
+/** `s` with its sums decayed to `refUs` >= s.ref_us (x shifted by the elapsed days). */
+export function rebaseRuleState(s: RuleState, refUs: number, halfLifeDays: number): RuleState {
+  if (refUs < s.ref_us)
+    throw new RangeError(
+      `rule state: cannot move back from ${s.ref_us} to ${refUs} (sums only decay forward)`,
+    );
+  if (refUs === s.ref_us) return { ...s };
+  const c = decayWeight(s.ref_us, refUs, halfLifeDays);
+  // x' = x + d: every event is d days further in the past of the new reference.
+  const d = (s.ref_us - refUs) / DAY_US;
+  return {
+    ref_us: refUs,
+    last_us: s.last_us,
+    q_n: c * s.q_n,
+    q_correct: c * s.q_correct,
+    q_hints: c * s.q_hints,
+    q_sx: c * (s.q_sx + d * s.q_n),
+    q_sxx: c * (s.q_sxx + 2 * d * s.q_sx + d * d * s.q_n),
+    q_sxy: c * (s.q_sxy + d * s.q_correct),
+    p_n: c * s.p_n,
+    p_correct: c * s.p_correct,
+    v_n: c * s.v_n,
+    v_pct: c * s.v_pct,
+    a_n: c * s.a_n,
+    a_pct: c * s.a_pct,
   };
 }
 
 /**
- * Band sums from cumulative window values: band b = window b - window b-1, where a window's
- * total is count (rate === null) or count × rate (rebuilding a sum from a mean).
+ * The state of the union of two pairs' event sets: both decayed to the later reference time and added.
+ * New events after a's reference rescale a's sums; late events (before it) add with their own weight.
+ * Equal to folding the concatenated events up to float rounding (tested to 1e-9 relative).
  */
-function bandSums(count: WindowCols, rate: WindowCols | null, i: number, out: Float64Array): void {
-  let prev = 0;
-  for (let b = 0; b < NUM_BANDS; b++) {
-    const n = nz(count[b]?.[i] as number);
-    const total = rate === null ? n : n * nz(rate[b]?.[i] as number);
-    // Windows are nested, so differences are >= 0; max() only absorbs float rounding of rate × count.
-    out[b] = Math.max(0, total - prev);
-    prev = total;
+export function mergeRuleStates(
+  a: RuleState | null,
+  b: RuleState | null,
+  halfLifeDays: number,
+): RuleState | null {
+  if (a === null) return b === null ? null : { ...b };
+  if (b === null) return { ...a };
+  const ref = Math.max(a.ref_us, b.ref_us);
+  const x = rebaseRuleState(a, ref, halfLifeDays);
+  const y = rebaseRuleState(b, ref, halfLifeDays);
+  const out = emptyState(ref, Math.max(a.last_us, b.last_us));
+  for (const c of RULE_STATE_COLUMNS) {
+    if (c === "ref_us" || c === "last_us") continue;
+    out[c] = x[c] + y[c];
   }
+  return out;
 }
 
-function nz(v: number): number {
-  return Number.isNaN(v) ? 0 : v;
+/** One factor of a stored state: its value (natural units) and its part (contribution = λ(T) · part). */
+export interface StoredRuleFactor {
+  name: RuleSignal;
+  value: number;
+  part: number;
+}
+
+/**
+ * What read time needs of a pair (the stored explanation's `rule` block): the score as of any T is
+ * clamp(prior + λ(T) (partSum + recencyWeight (2^(-days since lastUs / inactivityHalfLifeDays) - c0))),
+ * λ(T) = n / (n + shrinkageK), n = evidence · 2^(-((T - refUs) / 1 day) / evidenceHalfLifeDays), c0 = prior
+ * when `centered`, else 0.
+ */
+export interface StoredRuleState {
+  prior: number;
+  refUs: number;
+  lastUs: number;
+  /** n(refUs): decayed quiz attempts + practice attempts + videos + assignments. */
+  evidence: number;
+  shrinkageK: number;
+  evidenceHalfLifeDays: number;
+  inactivityHalfLifeDays: number;
+  /** Σ parts of `factors`, added in signal order. */
+  partSum: number;
+  /** a_recency (0: recency does not count). */
+  recencyWeight: number;
+  /** True when recency is a positive signal (its part is a (x - prior)), else a x. */
+  centered: boolean;
+  /** The factors other than recency, in signal order. */
+  factors: StoredRuleFactor[];
+}
+
+/** A stored rule explanation: the top 3 factors as of the run's as_of, and the `rule` block (last key). */
+export interface StoredRuleExplanation extends Explanation {
+  rule?: StoredRuleState;
 }
 
 function clamp01(v: number): number {
   return v < 0 ? 0 : Math.min(v, 1);
 }
 
-/** p.ratio = Σ ω num / Σ ω den (NaN when no evidence), p.evidence = Σ ω den. */
-function decayedRatio(p: Prepared): void {
-  let num = 0;
-  let den = 0;
-  for (let b = 0; b < NUM_BANDS; b++) {
-    num += (p.omega[b] as number) * (p.num[b] as number);
-    den += (p.omega[b] as number) * (p.den[b] as number);
-  }
-  p.ratio = den > 0 ? num / den : Number.NaN;
-  p.evidence = den;
+/** Scratch for the present signals, reused across rows of a batch. */
+interface Scratch {
+  x: Float64Array;
+  value: Float64Array;
+  present: Uint8Array;
+}
+
+function scratch(): Scratch {
+  return {
+    x: new Float64Array(RULE_SIGNALS.length),
+    value: new Float64Array(RULE_SIGNALS.length),
+    present: new Uint8Array(RULE_SIGNALS.length),
+  };
 }
 
 const SIG = {
@@ -243,70 +319,71 @@ const SIG = {
   recency: 6,
 } as const satisfies Record<RuleSignal, number>;
 
-function setSignal(p: Prepared, sig: number, value: number, x: number): void {
+function setSignal(p: Scratch, sig: number, value: number, x: number): void {
   p.value[sig] = value;
   p.x[sig] = x;
   p.present[sig] = 1;
 }
 
 /**
- * Everything of row i's score except the recency term, into p: the present non-recency factors (in
- * signal order), the raw sum before recency (`raw`), and recency's coefficient. Recency is the last
- * signal added, so the full raw score is `raw` + the recency contribution with the same float operations.
+ * The T-independent part of a state's score (module comment): the stored block, or null when no signal
+ * with a positive weight is present (the score is the prior at every T). Reads the state's fields through
+ * `get` so the batch's columns and a single state share it.
  */
-function partsAt(p: Prepared, i: number, cfg: RuleConfig): void {
+function stateBlock(
+  get: (c: RuleStateColumn) => number,
+  cfg: RuleConfig,
+  p: Scratch,
+): StoredRuleState | null {
   p.present.fill(0);
-  p.factors = [];
-  p.recency = false;
-  let evidence = 0;
-
-  // accuracy and hint usage share the attempts denominator
-  bandSums(p.attempts, null, i, p.den);
-  bandSums(p.correct, null, i, p.num);
-  decayedRatio(p);
-  evidence += p.evidence;
-  if (!Number.isNaN(p.ratio)) setSignal(p, SIG.accuracy, p.ratio, clamp01(p.ratio));
-  bandSums(p.attempts, p.hintRate, i, p.num);
-  decayedRatio(p);
-  if (!Number.isNaN(p.ratio)) setSignal(p, SIG.hint_usage, p.ratio, clamp01(p.ratio / cfg.hintRateMax));
-
-  bandSums(p.assignments, null, i, p.den);
-  bandSums(p.assignments, p.assignmentPct, i, p.num);
-  decayedRatio(p);
-  evidence += p.evidence;
-  if (!Number.isNaN(p.ratio)) setSignal(p, SIG.assignment_score, p.ratio, clamp01(p.ratio / 100));
-
-  bandSums(p.practice, null, i, p.den);
-  bandSums(p.practice, p.practiceRate, i, p.num);
-  decayedRatio(p);
-  evidence += p.evidence;
-  if (!Number.isNaN(p.ratio)) setSignal(p, SIG.practice_success, p.ratio, clamp01(p.ratio));
-
-  bandSums(p.videos, null, i, p.den);
-  bandSums(p.videos, p.videoPct, i, p.num);
-  decayedRatio(p);
-  evidence += p.evidence;
-  if (!Number.isNaN(p.ratio)) setSignal(p, SIG.video_completion, p.ratio, clamp01(p.ratio / 100));
-
-  const slope = p.trend[i] as number;
-  if (!Number.isNaN(slope) && nz(p.attempts[1][i] as number) >= cfg.trendMinAttempts) {
-    setSignal(p, SIG.trend, slope, clamp01(0.5 + slope / (2 * cfg.trendSlopeFull)));
+  const qN = get("q_n");
+  const pN = get("p_n");
+  const vN = get("v_n");
+  const aN = get("a_n");
+  if (qN > 0) {
+    const acc = get("q_correct") / qN;
+    setSignal(p, SIG.accuracy, acc, clamp01(acc));
+    const hints = get("q_hints") / qN;
+    setSignal(p, SIG.hint_usage, hints, clamp01(hints / cfg.hintRateMax));
   }
-  const days = p.days[i] as number;
-  if (!Number.isNaN(days))
-    setSignal(p, SIG.recency, days, 2 ** (-Math.max(0, days) / cfg.inactivityHalfLifeDays));
+  if (aN > 0) {
+    const pct = get("a_pct") / aN;
+    setSignal(p, SIG.assignment_score, pct, clamp01(pct / 100));
+  }
+  if (pN > 0) {
+    const rate = get("p_correct") / pN;
+    setSignal(p, SIG.practice_success, rate, clamp01(rate));
+  }
+  if (vN > 0) {
+    const pct = get("v_pct") / vN;
+    setSignal(p, SIG.video_completion, pct, clamp01(pct / 100));
+  }
+  // The attempt count of the trend rule is the one at the last event (a state decayed further, ref > last,
+  // decides as the state at its last event would; with ref = last the factor is exactly 1).
+  const qNAtLast = qN / decayWeight(get("last_us"), get("ref_us"), cfg.evidenceHalfLifeDays);
+  if (qN > 0 && qNAtLast >= cfg.trendMinAttempts) {
+    // Weighted means, so the test and the slope do not depend on the sums' common scale c(T).
+    const mx = get("q_sx") / qN;
+    const varX = get("q_sxx") / qN - mx * mx;
+    if (varX >= TREND_MIN_VARIANCE_DAYS2) {
+      const slope = (get("q_sxy") / qN - mx * (get("q_correct") / qN)) / varX;
+      setSignal(p, SIG.trend, slope, clamp01(0.5 + slope / (2 * cfg.trendSlopeFull)));
+    }
+  }
+  const lastUs = get("last_us");
+  if (Number.isFinite(lastUs)) p.present[SIG.recency] = 1;
 
   let wPos = 0;
   for (let k = 0; k < RULE_SIGNALS.length; k++) {
     const w = cfg.weights[RULE_SIGNALS[k] as RuleSignal];
     if (p.present[k] && w > 0) wPos += w;
   }
+  if (wPos === 0) return null;
   const prior = cfg.prior;
-  p.raw = prior;
-  p.scored = wPos !== 0;
-  if (!p.scored) return;
-
-  const lambda = evidence / (evidence + cfg.shrinkageK);
+  const factors: StoredRuleFactor[] = [];
+  let partSum = 0;
+  let recencyWeight = 0;
+  let centered = true;
   for (let k = 0; k < RULE_SIGNALS.length; k++) {
     if (!p.present[k]) continue;
     const name = RULE_SIGNALS[k] as RuleSignal;
@@ -314,224 +391,122 @@ function partsAt(p: Prepared, i: number, cfg: RuleConfig): void {
     if (w === 0) continue;
     const a = w / wPos;
     if (k === SIG.recency) {
-      p.recency = true;
-      p.recencyWeight = lambda * a;
-      p.recencyCentered = w > 0;
+      recencyWeight = a;
+      centered = w > 0;
       continue;
     }
     const x = p.x[k] as number;
-    const contribution = w > 0 ? lambda * a * (x - prior) : lambda * a * x;
-    p.raw += contribution;
-    p.factors.push({ name, value: p.value[k] as number, contribution });
+    const part = w > 0 ? a * (x - prior) : a * x;
+    partSum += part;
+    factors.push({ name, value: p.value[k] as number, part });
   }
+  return {
+    prior,
+    refUs: get("ref_us"),
+    lastUs,
+    evidence: qN + pN + vN + aN,
+    shrinkageK: cfg.shrinkageK,
+    evidenceHalfLifeDays: cfg.evidenceHalfLifeDays,
+    inactivityHalfLifeDays: cfg.inactivityHalfLifeDays,
+    partSum,
+    recencyWeight,
+    centered,
+    factors,
+  };
 }
 
-/** Recency's term of the raw score at `days` since the last activity (the last signal of scoreAt). */
-function recencyTerm(
-  weight: number,
-  centered: boolean,
-  prior: number,
-  days: number,
-  halfLifeDays: number,
-): number {
-  const x = 2 ** (-Math.max(0, days) / halfLifeDays);
-  return centered ? weight * (x - prior) : weight * x;
+/** λ(T) of a stored block (0 with no evidence left). */
+function lambdaAt(r: StoredRuleState, atUs: number): number {
+  const n = r.evidence * 2 ** (-Math.max(0, (atUs - r.refUs) / DAY_US) / r.evidenceHalfLifeDays);
+  return n > 0 ? n / (n + r.shrinkageK) : 0;
 }
 
-/** Appends the clamp factor when the clamp acts; returns the score. */
-function clamped(raw: number, factors: Factor[]): number {
+/** Recency's part at atUs and the days since the last event. */
+function recencyPart(r: StoredRuleState, atUs: number): number {
+  const x = 2 ** (-Math.max(0, (atUs - r.lastUs) / DAY_US) / r.inactivityHalfLifeDays);
+  return r.recencyWeight * (x - (r.centered ? r.prior : 0));
+}
+
+/**
+ * The score alone as of `atUs` (microseconds since the epoch) of a stored block: the operations of
+ * ruleScoreAt, so the same bits. Without a block (no signal) the score is the stored one, the prior.
+ */
+export function ruleScoreOnlyAt(r: StoredRuleState | undefined, storedScore: number, atUs: number): number {
+  if (r === undefined) return storedScore;
+  return clamp01(r.prior + lambdaAt(r, atUs) * (r.partSum + recencyPart(r, atUs)));
+}
+
+/** The score and its explanation (top 3 factors) as of `atUs` of a stored block. */
+function scoreOfBlock(r: StoredRuleState, atUs: number): RuleScore {
+  const lambda = lambdaAt(r, atUs);
+  const rec = recencyPart(r, atUs);
+  const factors: Factor[] = r.factors.map((f) => ({
+    name: f.name,
+    value: f.value,
+    contribution: lambda * f.part,
+  }));
+  if (r.recencyWeight !== 0)
+    factors.push({ name: "recency", value: (atUs - r.lastUs) / DAY_US, contribution: lambda * rec });
+  const raw = r.prior + lambda * (r.partSum + rec);
   const score = clamp01(raw);
   if (score !== raw) factors.push({ name: "clamp", value: raw, contribution: score - raw });
-  return score;
-}
-
-function scoreAt(p: Prepared, i: number, cfg: RuleConfig): RuleScore {
-  partsAt(p, i, cfg);
-  const prior = cfg.prior;
-  const factors = p.factors;
-  if (!p.scored) return { score: prior, explanation: explain(prior, factors, prior) };
-  let raw = p.raw;
-  if (p.recency) {
-    const days = p.days[i] as number;
-    const contribution = recencyTerm(
-      p.recencyWeight,
-      p.recencyCentered,
-      prior,
-      days,
-      cfg.inactivityHalfLifeDays,
-    );
-    raw += contribution;
-    factors.push({ name: "recency", value: days, contribution });
-  }
-  const score = clamped(raw, factors);
-  return { score, explanation: explain(prior, factors, score) };
+  return { score, explanation: explain(r.prior, factors, score) };
 }
 
 /**
- * What the rule-scoring job stores for a pair (issue 17 item 3): the score WITHOUT the recency term, every
- * other factor (not only the top 3), and, when recency counts, what applying it at read time needs: the
- * pair's last activity (microseconds since the epoch, exact in a double), the half-life, recency's
- * coefficient (lambda * a_recency) and the raw sum before it. `ruleScoreAt` turns it into the score as of
- * any time; as of the features snapshot's own time that is bit for bit the score scoreRuleRow gives.
- * So a pair whose features did not change needs no write when only time passes.
- */
-export interface StoredRuleExplanation extends Explanation {
-  recency?: StoredRecency;
-}
-
-export interface StoredRecency {
-  /** The prior (the explanation's base), repeated so the score alone needs only this object. */
-  prior: number;
-  lastActivityUs: number;
-  halfLifeDays: number;
-  weight: number;
-  /** True when recency is a positive signal (contribution weight * (x - prior)), else weight * x. */
-  centered: boolean;
-  /** The raw score (before the clamp) without the recency term. */
-  raw: number;
-}
-
-function storedAt(p: Prepared, i: number, cfg: RuleConfig, lastActivityUs: Float64Array): RuleScore {
-  partsAt(p, i, cfg);
-  const prior = cfg.prior;
-  const factors = p.factors;
-  if (!p.scored) return { score: prior, explanation: explain(prior, factors, prior, ALL_FACTORS) };
-  const raw = p.raw;
-  const score = clamped(raw, factors);
-  const explanation: StoredRuleExplanation = explain(prior, factors, score, ALL_FACTORS);
-  const last = lastActivityUs[i] as number;
-  if (p.recency) {
-    if (Number.isNaN(last))
-      throw new RangeError("rule scorer: days_since_last_activity is set but last_activity_at is NULL");
-    explanation.recency = {
-      prior,
-      lastActivityUs: last,
-      halfLifeDays: cfg.inactivityHalfLifeDays,
-      weight: p.recencyWeight,
-      centered: p.recencyCentered,
-      raw,
-    };
-  }
-  return { score, explanation };
-}
-
-/**
- * The score alone of ruleScoreAt (the same operations, so the same bits) from the stored recency block:
- * readers that list scores without their explanations skip building one. Without a block the score does
- * not move with time: `storedScore`.
- */
-export function ruleScoreOnlyAt(
-  recency: StoredRecency | undefined,
-  storedScore: number,
-  atUs: number,
-): number {
-  if (recency === undefined) return storedScore;
-  const days = (atUs - recency.lastActivityUs) / DAY_US;
-  const contribution = recencyTerm(
-    recency.weight,
-    recency.centered,
-    recency.prior,
-    days,
-    recency.halfLifeDays,
-  );
-  return clamp01(recency.raw + contribution);
-}
-
-/** Every factor kept in a stored explanation (read time picks the top 3 once recency is known). */
-const ALL_FACTORS = RULE_SIGNALS.length + 1;
-
-const DAY_US = 86_400e6;
-
-/**
- * The rule score of a stored explanation (storedAt) as of `atUs` (microseconds since the epoch): recency
- * from the stored last activity, added last as scoreAt adds it, the clamp, and the top 3 factors. The
- * days since the last activity are (atUs - lastActivityUs) / 1 day, the expression of features/windows.ts,
- * so at the snapshot's as_of this equals scoring the features row (tested bit for bit).
+ * The rule score of a stored explanation as of `atUs` (microseconds since the epoch): from its `rule`
+ * block; without one (no signal present) the stored score and explanation, which do not move.
  */
 export function ruleScoreAt(stored: StoredRuleExplanation, atUs: number): RuleScore {
-  const prior = stored.base;
-  const factors: Factor[] = [];
-  for (const f of stored.factors) if (f.name !== "clamp") factors.push(f);
-  const r = stored.recency;
+  const r = stored.rule;
   if (r === undefined)
-    return { score: stored.score, explanation: explain(prior, stored.factors, stored.score) };
-  const days = (atUs - r.lastActivityUs) / DAY_US;
-  const contribution = recencyTerm(r.weight, r.centered, prior, days, r.halfLifeDays);
-  factors.push({ name: "recency", value: days, contribution });
-  const score = clamped(r.raw + contribution, factors);
-  return { score, explanation: explain(prior, factors, score) };
-}
-
-/** Scores one features row. */
-export function scoreRuleRow(row: RuleFeatureRow, cfg: RuleConfig): RuleScore {
-  const cols = {} as RuleFeatureColumns;
-  for (const c of RULE_FEATURE_COLUMNS) {
-    const v = row[c];
-    cols[c] = Float64Array.of(v === null || v === undefined ? Number.NaN : v);
-  }
-  return scoreAt(prepare(cols, cfg), 0, cfg);
+    return { score: stored.score, explanation: explain(stored.base, stored.factors, stored.score) };
+  return scoreOfBlock(r, atUs);
 }
 
 /**
- * Scores `n` rows given column-wise. Same arithmetic as scoreRuleRow (one shared function), so
- * batch and single-row results are identical. `onRow` receives each result (e.g. to serialize it)
- * so the caller need not keep a million explanation objects alive.
+ * What the rule-scoring job stores for a state as of `asOfUs`: the score then, its top 3 factors, and the
+ * `rule` block (last key, so readers of the score alone parse only the tail: serving/masteryView.ts).
  */
-export function scoreRuleColumns(
-  cols: RuleFeatureColumns,
-  n: number,
-  cfg: RuleConfig,
-  onRow: (i: number, r: RuleScore) => void,
-): Float64Array {
-  const scores = new Float64Array(n);
-  const p = prepare(cols, cfg);
-  for (let i = 0; i < n; i++) {
-    const r = scoreAt(p, i, cfg);
-    scores[i] = r.score;
-    onRow(i, r);
-  }
-  return scores;
+function storedOf(block: StoredRuleState | null, asOfUs: number, cfg: RuleConfig): RuleScore {
+  if (block === null) return { score: cfg.prior, explanation: explain(cfg.prior, [], cfg.prior) };
+  const at = scoreOfBlock(block, asOfUs);
+  const explanation: StoredRuleExplanation = { ...at.explanation, rule: block };
+  return { score: at.score, explanation };
+}
+
+/** The stored form of one state as of `asOfUs`. */
+export function storedRuleRow(state: RuleState, asOfUs: number, cfg: RuleConfig): RuleScore {
+  return storedOf(
+    stateBlock((c) => state[c], cfg, scratch()),
+    asOfUs,
+    cfg,
+  );
+}
+
+/** A state's score and explanation as of `atUs` >= its reference time. */
+export function scoreRuleState(state: RuleState, atUs: number, cfg: RuleConfig): RuleScore {
+  const block = stateBlock((c) => state[c], cfg, scratch());
+  if (block === null) return { score: cfg.prior, explanation: explain(cfg.prior, [], cfg.prior) };
+  return scoreOfBlock(block, atUs);
 }
 
 /**
- * Scores rows [from, to) of the columns (a worker thread's share of a batch); same arithmetic as
- * scoreRuleColumns. `onRow` receives the row index into the columns.
- */
-export function scoreRuleRange(
-  cols: RuleFeatureColumns,
-  from: number,
-  to: number,
-  cfg: RuleConfig,
-  onRow: (i: number, r: RuleScore) => void,
-): void {
-  const p = prepare(cols, cfg);
-  for (let i = from; i < to; i++) onRow(i, scoreAt(p, i, cfg));
-}
-
-/**
- * The stored form (StoredRuleExplanation: the score without recency, every factor, what read time needs)
- * of rows [from, to); `lastActivityUs` holds each row's last_activity_at in microseconds (NaN for NULL).
+ * The stored form of rows [from, to) of columnar states as of `asOfUs` (the batch and its worker threads);
+ * the same arithmetic as storedRuleRow.
  */
 export function storedRuleRange(
-  cols: RuleFeatureColumns,
-  lastActivityUs: Float64Array,
+  cols: RuleStateColumns,
+  asOfUs: number,
   from: number,
   to: number,
   cfg: RuleConfig,
   onRow: (i: number, r: RuleScore) => void,
 ): void {
-  const p = prepare(cols, cfg);
-  for (let i = from; i < to; i++) onRow(i, storedAt(p, i, cfg, lastActivityUs));
-}
-
-/** The stored form of one features row with its last activity (microseconds since the epoch; NaN = none). */
-export function storedRuleRow(row: RuleFeatureRow, lastActivityUs: number, cfg: RuleConfig): RuleScore {
-  const cols = {} as RuleFeatureColumns;
-  for (const c of RULE_FEATURE_COLUMNS) {
-    const v = row[c];
-    cols[c] = Float64Array.of(v === null || v === undefined ? Number.NaN : v);
-  }
-  return storedAt(prepare(cols, cfg), 0, cfg, Float64Array.of(lastActivityUs));
+  const p = scratch();
+  let i = from;
+  const get = (c: RuleStateColumn): number => cols[c][i] as number;
+  for (; i < to; i++) onRow(i, storedOf(stateBlock(get, cfg, p), asOfUs, cfg));
 }
 
 /**

@@ -150,7 +150,7 @@ export function maxThreshold(cfg: ThresholdConfig): number {
 
 /**
  * Keys whose score can have crossed under a threshold with time alone (issue 17 item 3): rule scores
- * (recency applied at read time) and served scores (decay) move without new events, so no POST /events or
+ * (evidence decayed and recency applied at read time) and served scores (decay) move without new events, so no POST /events or
  * stream check sees those crossings. Every key with a rule_based or served row whose score as of `at`
  * (serving/readTimeScoreSql.ts) is under the highest threshold and whose alert state is not already
  * "below": a superset of the crossings, which AlertEngine.check then decides exactly (served source,
@@ -282,7 +282,7 @@ export class AlertEngine {
   async check(keys: readonly UpdatedKey[]): Promise<AlertPayload[]> {
     if (keys.length === 0) return [];
     const now = this.opts.now?.() ?? new Date();
-    // Scores as a reader sees them at check time: a rule score with its recency as of now, a served score
+    // Scores as a reader sees them at check time: a rule score as of now, a served score
     // decayed to now (serving/masteryView.ts rowAtReadTime). So a score that decayed under the threshold
     // without new events raises its alert the next time its key is checked.
     const rows = (await this.store.candidates(keys)).map((r) => rowAtReadTime(r, now));

@@ -2,8 +2,8 @@ import type { Explanation } from "../models/explanation.ts";
 import {
   ruleScoreAt,
   ruleScoreOnlyAt,
-  type StoredRecency,
   type StoredRuleExplanation,
+  type StoredRuleState,
 } from "../models/ruleScorer.ts";
 import { decayTowards } from "../models/servedDecay.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
@@ -100,8 +100,9 @@ export async function readStudentMastery(
     /** The student's rows of store.masteryRows when the caller already read them (one query, not two). */
     rows?: MasteryViewRow[];
     /**
-     * Request time: a 'served' score stored as of an earlier time is decayed to it and a rule score gets
-     * its recency as of it (rowAtReadTime); default: each score as of its own scoring time.
+     * Request time: a 'served' score stored as of an earlier time is decayed to it and a rule score is
+     * taken as of it (its evidence decayed, recency as of it: rowAtReadTime); default: each score as of its
+     * own scoring time.
      */
     now?: Date;
   } = {},
@@ -300,39 +301,37 @@ export function decayServedRow<
 }
 
 /**
- * A stored rule_based row as of `at` (issue 17 item 3): the rule-scoring job stores the score without the
- * recency term (models/ruleScorer.ts StoredRuleExplanation); here recency is applied as of `at` from the
- * pair's stored last activity (ruleScoreAt), the top 3 factors are chosen with it, and as_of becomes `at`.
- * As of the row's own as_of this is the score scoring its features gave (tested bit for bit). Rows of other
- * sources and rows stored before this form (no `recency` and a "recency" factor already in) are returned
- * as they are.
+ * A stored rule_based row as of `at` (issue 17 item 3): the rule-scoring job stores the pair's decayed
+ * evidence (models/ruleScorer.ts StoredRuleExplanation, its `rule` block); here the score and its top 3
+ * factors are computed as of `at` (ruleScoreAt: the evidence decayed to `at`, recency as of `at`) and as_of
+ * becomes `at`. Rows of other sources and rule rows without a block (no signal, or stored by an older form
+ * of the scorer until the next run replaces them) are returned as they are.
  */
 export function ruleRowAt<
   R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
 >(row: R, at: Date): R {
   if (row.score_source !== "rule_based") return row;
   const e = JSON.parse(row.explanation) as StoredRuleExplanation;
-  if (e.recency === undefined && e.factors.some((f) => f.name === "recency")) return row;
+  if (e.rule === undefined) return row;
   const r = ruleScoreAt(e, at.getTime() * 1000);
   return { ...row, mastery_score: r.score, as_of: at, explanation: JSON.stringify(r.explanation) };
 }
 
 /**
- * ruleRowAt's score alone. The stored form puts the recency block last (models/ruleScorer.ts storedAt), so
- * only that tail is parsed; rows without one (recency absent, or stored before this form with recency
- * already in the score) keep their stored score.
+ * ruleRowAt's score alone. The stored form puts the `rule` block last (models/ruleScorer.ts storedOf), so
+ * only that tail is parsed; rows without one keep their stored score.
  */
 export function ruleRowScoreAt(row: Pick<MasteryViewRow, "mastery_score" | "explanation">, at: Date): number {
   const e = row.explanation;
-  const j = e.lastIndexOf('"recency":{');
+  const j = e.lastIndexOf('"rule":{');
   if (j < 0) return row.mastery_score;
-  const recency = JSON.parse(e.slice(j + 10, -1)) as StoredRecency;
-  return ruleScoreOnlyAt(recency, row.mastery_score, at.getTime() * 1000);
+  const block = JSON.parse(e.slice(j + 7, -1)) as StoredRuleState;
+  return ruleScoreOnlyAt(block, row.mastery_score, at.getTime() * 1000);
 }
 
 /**
- * What a reader shows for a stored row as of the request time `now`: a rule score with its recency as of
- * `now` (as of its own as_of when `now` is not given), a served score decayed to `now` (decayServedRow);
+ * What a reader shows for a stored row as of the request time `now`: a rule score as of `now` (as of its
+ * own as_of when `now` is not given), a served score decayed to `now` (decayServedRow);
  * other rows as stored. The alert check reads through this; GET /mastery (and its rollups, hence the
  * recommendations) does the same with a score-only path for listed rows; history entries and the stack's
  * inputs (hence the export) use ruleRowAt; SQL readers serving/readTimeScoreSql.ts.
@@ -445,21 +444,25 @@ const historyEntry = (r: HistoryRow): HistoryEntry => {
 
 /**
  * The history as of `now`: when the latest served run has a decay and is older than `now`, one more entry
- * (`projected: true`) with that score decayed to `now`, so a chart shows forgetting since the last run.
- * Rule entries are each shown as of their own run (their stored scores leave recency out); GET /mastery
+ * (`projected: true`) with that score decayed to `now`, so a chart shows forgetting since the last run. Rule
+ * entries are each shown as of their own run (ruleRowAt gives a stored rule row as of any time); GET /mastery
  * shows the rule score as of `now`.
  */
 function withProjection(rows: readonly HistoryRow[], now: Date | undefined): HistoryEntry[] {
-  // A stored rule row holds its score without recency: each entry shows it as of its own run.
+  // Each rule entry as of its own run, its explanation without the stored `rule` block.
   const out = rows.map((r) => historyEntry(r.score_source === "rule_based" ? ruleRowAt(r, r.as_of) : r));
   if (now === undefined) return out;
-  let last: HistoryRow | undefined;
-  for (const r of rows)
-    if (r.score_source === "served" && (last === undefined || r.as_of >= last.as_of)) last = r;
-  if (last === undefined) return out;
-  const d = decayServedRow(last, now);
-  if (d === last) return out;
-  out.push({ ...historyEntry({ ...d, recorded_at: now }), projected: true });
+  const latest = (source: string): HistoryRow | undefined => {
+    let last: HistoryRow | undefined;
+    for (const r of rows)
+      if (r.score_source === source && (last === undefined || r.as_of >= last.as_of)) last = r;
+    return last;
+  };
+  const served = latest("served");
+  if (served !== undefined) {
+    const d = decayServedRow(served, now);
+    if (d !== served) out.push({ ...historyEntry({ ...d, recorded_at: now }), projected: true });
+  }
   return out;
 }
 

@@ -5,18 +5,22 @@
 
 /**
  * SQL for a student_mastery row's score as a reader sees it as of `atUs` (microseconds since the epoch,
- * a SQL expression): a rule score stored without recency (models/ruleScorer.ts StoredRuleExplanation)
- * gets recency from the stored last activity, added last and clamped as ruleScoreAt does; every other row
- * is its stored score, or with `served` also a served (or 'latent') score decayed to `atUs` (decayServedRow's formula).
- * DuckDB's pow() for JavaScript's **: equal up to the last bit.
+ * a SQL expression): a rule score with a stored `rule` block (models/ruleScorer.ts StoredRuleState) is
+ * computed as ruleScoreOnlyAt does: its evidence decayed to `atUs` gives λ, recency is taken as of `atUs`,
+ * then the clamp; every other row is its stored score, or with `served` also a served (or 'latent') score
+ * decayed to `atUs` (decayServedRow's formula). DuckDB's pow() for JavaScript's **: equal up to the last
+ * bit (tested to 1e-12).
  */
 export function readTimeScoreSql(m: string, atUs: string, opts: { served?: boolean } = {}): string {
-  const r = (field: string) => `CAST(json_extract_string(${m}.explanation, '$.recency.${field}') AS DOUBLE)`;
-  const x = `pow(2, -greatest(0, (${atUs} - ${r("lastActivityUs")}) / 86400e6) / ${r("halfLifeDays")})`;
-  const centered = `CASE WHEN json_extract_string(${m}.explanation, '$.recency.centered') = 'true'
-    THEN CAST(json_extract_string(${m}.explanation, '$.base') AS DOUBLE) ELSE 0 END`;
-  return `CASE WHEN ${m}.score_source = 'rule_based' AND json_exists(${m}.explanation, '$.recency')
-    THEN least(1, greatest(0, ${r("raw")} + ${r("weight")} * (${x} - ${centered})))
+  const r = (field: string) => `CAST(json_extract_string(${m}.explanation, '$.rule.${field}') AS DOUBLE)`;
+  const days = (from: string) => `greatest(0, (${atUs} - ${r(from)}) / 86400e6)`;
+  const n = `(${r("evidence")} * pow(2, -${days("refUs")} / ${r("evidenceHalfLifeDays")}))`;
+  const lambda = `(CASE WHEN ${n} > 0 THEN ${n} / (${n} + ${r("shrinkageK")}) ELSE 0 END)`;
+  const x = `pow(2, -${days("lastUs")} / ${r("inactivityHalfLifeDays")})`;
+  const centered = `CASE WHEN json_extract_string(${m}.explanation, '$.rule.centered') = 'true'
+    THEN ${r("prior")} ELSE 0 END`;
+  return `CASE WHEN ${m}.score_source = 'rule_based' AND json_exists(${m}.explanation, '$.rule')
+    THEN least(1, greatest(0, ${r("prior")} + ${lambda} * (${r("partSum")} + ${r("recencyWeight")} * (${x} - ${centered}))))
     ${
       opts.served
         ? `WHEN ${m}.score_source IN ('served', 'latent') AND json_exists(${m}.explanation, '$.decay')

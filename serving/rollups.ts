@@ -12,7 +12,8 @@ import { readTimeScoreSql } from "./readTimeScoreSql.ts";
  * dropping out or dominating. Unscored topics are left out (not counted as 0); the views report
  * coverage (topics_scored / topics_total) so a reader can tell a strong score on one topic from a
  * strong score on all of them. Topics without a course_id are not in mastery_by_course. Rule scores are
- * taken as of the latest rule run (readTimeScoreSql): stored rows leave recency out.
+ * taken as of the latest rule run (readTimeScoreSql): a stored row holds its pair's decayed evidence as of
+ * its own run, which may be older.
  */
 export const ROLLUP_LEVELS = ["chapter", "subject", "course"] as const;
 export type RollupLevel = (typeof ROLLUP_LEVELS)[number];
@@ -31,8 +32,8 @@ WITH totals AS (
 ), rt AS (
   SELECT epoch_us(max(as_of)) AS at_us FROM student_mastery WHERE score_source = 'rule_based'
 )
--- Rule scores with their recency as of the latest rule run (a run rewrites only the pairs whose
--- features changed; readTimeScoreSql), as GET /mastery shows them as of a request time.
+-- Rule scores as of the latest rule run (a run rewrites only the pairs with new or late events; the others'
+-- evidence is decayed to that time by readTimeScoreSql), as GET /mastery shows them as of a request time.
 SELECT m.student_key, m.score_source, w.${key},
        sum(w.weight * ${readTimeScoreSql("m", "rt.at_us")}) / sum(w.weight) AS mastery_score,
        CAST(count(*) AS INTEGER) AS topics_scored,

@@ -5,24 +5,20 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { DuckDBDoubleVector } from "@duckdb/node-api";
 import { parse as parseYaml } from "yaml";
-import { buildFeatures, resolveAsOf } from "../features/windows.ts";
+import type { FeatureWatermark } from "../features/incrementalFeatures.ts";
+import { resolveAsOf } from "../features/windows.ts";
 import {
   parseRuleConfig,
-  RULE_FEATURE_COLUMNS,
+  RULE_MODEL_FORM,
+  RULE_STATE_COLUMNS,
   type RuleConfig,
-  type RuleFeatureColumns,
+  type RuleStateColumns,
   storedRuleRange,
 } from "../models/ruleScorer.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
 import { DOUBLE, DuckDBDataChunk, VARCHAR } from "../storage/duckdbApi.ts";
-import {
-  daysSinceSql,
-  FEATURE_ROWS,
-  FEATURE_SNAPSHOTS,
-  featureSnapshot,
-  visibleAtSql,
-} from "../storage/featureRows.ts";
+import { RULE_DIRTY_SQL, ruleStateSql } from "../storage/ruleStateSql.ts";
 import { baseTable, deltaTable, foldDelta } from "../storage/servingTables.ts";
 import { createRollupViews } from "./rollups.ts";
 import { RuleWorkerPool } from "./ruleWorkerPool.ts";
@@ -37,7 +33,10 @@ export const DEFAULT_RULE_CONFIG = join(
 
 export interface LoadedRuleConfig {
   config: RuleConfig;
-  /** "rule-" + first 10 hex digits of SHA-256 over the validated config (formatting-insensitive). */
+  /**
+   * "rule-" + first 10 hex digits of SHA-256 over the scorer's form (RULE_MODEL_FORM) and the validated
+   * config (formatting-insensitive).
+   */
   modelVersion: string;
 }
 
@@ -56,7 +55,10 @@ export function loadRuleConfig(path = DEFAULT_RULE_CONFIG): LoadedRuleConfig {
     throw new RuleScoringError(`${path} is not valid YAML: ${(err as Error).message}`);
   }
   const config = parseRuleConfig(doc, path);
-  const modelVersion = `rule-${createHash("sha256").update(JSON.stringify(config)).digest("hex").slice(0, 10)}`;
+  const modelVersion = `rule-${createHash("sha256")
+    .update(JSON.stringify({ form: RULE_MODEL_FORM, ...config }))
+    .digest("hex")
+    .slice(0, 10)}`;
   return { config, modelVersion };
 }
 
@@ -69,7 +71,7 @@ export class RuleScoringError extends Error {
 }
 
 export interface ScoreRulesOptions {
-  /** Features snapshot to score; built first if the features table has none for it. Default: the latest snapshot (or "now"). */
+  /** Time the scores are as of: events at or after it are not read. Default: "now" (the newest event + 1 s). */
   asOf?: Date;
   configPath?: string;
   /** Wall-clock stamp for last_updated / recorded_at (default: now). */
@@ -81,34 +83,34 @@ export interface ScoreRulesOptions {
    */
   workers?: number;
   /**
-   * Incremental run (issue 17 item 3): rescore only the pairs of this temp table (student_key, topic_id),
-   * the pairs whose features changed (features/incrementalFeatures.ts `keepDirty`). Untouched pairs keep
-   * their stored row: it holds the score without recency, which read time adds (models/ruleScorer.ts
-   * ruleScoreAt), so it is what a full run would store. Falls back to a full run (the result says why)
-   * when a stored rule row is of another model version or a snapshot pair has no rule row besides these.
+   * Incremental run (issue 17 item 3): the previous run's as-of and ingest watermark. Only pairs with an event
+   * ingested after the watermark or at or after that as-of (storage/ruleStateSql.ts RULE_DIRTY_SQL) are
+   * refolded from raw_events and written; every other pair's stored state is what a full run would store
+   * (only time passed, which read time applies: models/ruleScorer.ts ruleScoreAt). Falls back to a full run
+   * (the result says why) when there is no stored rule score, one is of another model version, or the
+   * as-of is before the previous one.
    */
-  onlyPairs?: string;
+  since?: FeatureWatermark | null;
   /** Called after each step with its name (the bench prints CPU per step), as scoreBktElo's onPhase. */
   onPhase?: (phase: string) => void;
   /**
-   * With workers: feature rows read and scored per block (default ruleBlockRows of DuckDB's memory_limit),
-   * so the feature columns in memory are bounded (31 doubles a row: ~2.7 GB for the 11M rows of 100M
-   * events unblocked). The result does not depend on it.
+   * With workers: state rows read and scored per block (default ruleBlockRows of DuckDB's memory_limit), so
+   * the state columns in memory are bounded. The result does not depend on it.
    */
   blockRows?: number;
 }
 
-/** Most feature rows per block of the worker path: 31 doubles a row, two blocks (double-buffered) ~1 GB. */
+/** Most state rows per block of the worker path: 15 doubles a row, two blocks (double-buffered) ~0.5 GB. */
 export const RULE_BLOCK_ROWS = 2_000_000;
 /** Fewest rows per block, whatever the memory limit (a block's messages and chunk boundaries cost per block). */
 export const RULE_MIN_BLOCK_ROWS = 16_384;
-/** Bytes a feature row takes in one block buffer: rid, last activity and the scorer's columns as doubles. */
-export const RULE_ROW_BYTES = (2 + RULE_FEATURE_COLUMNS.length) * 8;
+/** Bytes a state row takes in one block buffer: rid and the state's columns as doubles. */
+export const RULE_ROW_BYTES = (1 + RULE_STATE_COLUMNS.length) * 8;
 
 /**
  * Rows per block of the worker path for a DuckDB memory_limit of `limitBytes`: the two block buffers (one
  * read while the other is scored) take at most 1/8 of it, as they live outside DuckDB's buffer pool, within
- * [RULE_MIN_BLOCK_ROWS, RULE_BLOCK_ROWS]. 800 MB -> 201,612 rows (2 x 50 MB); ~8 GB and more -> 2,000,000.
+ * [RULE_MIN_BLOCK_ROWS, RULE_BLOCK_ROWS]. 800 MB -> 416,666 rows (2 x 50 MB); ~4 GB and more -> 2,000,000.
  */
 export function ruleBlockRows(limitBytes: number): number {
   const fit = Math.floor(limitBytes / 8 / (2 * RULE_ROW_BYTES));
@@ -123,85 +125,79 @@ export const WORKERS_FROM_ROWS = 200_000;
 
 export interface ScoreRulesResult {
   mode: "full" | "incremental";
-  /** Why an incremental run (onlyPairs) scored every pair. */
+  /** Why an incremental run (since) scored every pair. */
   fullReason?: string;
   asOf: Date;
   modelVersion: string;
+  /** Pairs whose state was folded and written (every pair in a full run, the dirty ones in a day). */
   scored: number;
   /** Rows appended to student_mastery_history (new or changed scores). */
   changed: number;
-  builtFeatures: boolean;
   millis: number;
 }
 
 /**
- * The rule-scoring job: features snapshot -> models/ruleScorer (columnar, typed arrays) ->
- * student_mastery (upsert, score_source 'rule_based') and student_mastery_history (only rows whose
- * score changed), then (re)creates the rollup views. One transaction: readers never see half a run.
+ * The rule-scoring job: per-pair decayed states from raw_events (storage/ruleStateSql.ts, one GROUP BY) ->
+ * models/ruleScorer (columnar, typed arrays) -> student_mastery (score_source 'rule_based', the score as of
+ * the run with the `rule` block read time needs) and student_mastery_history (only rows whose score
+ * changed), then (re)creates the rollup views. One transaction: readers never see half a run. No features
+ * snapshot is read (the 7/30/90-day snapshot is for training sets, drift and the ML models).
  */
 export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {}): Promise<ScoreRulesResult> {
   const started = performance.now();
   const { config, modelVersion } = loadRuleConfig(opts.configPath);
-  let asOf = opts.asOf;
-  let builtFeatures = false;
-  if (!asOf) {
-    const latest = await store.one<{ t: Date | null }>(`SELECT max(as_of) AS t FROM ${FEATURE_SNAPSHOTS}`);
-    asOf = latest?.t ?? undefined;
-  }
-  if (!asOf) asOf = await resolveAsOf(store, "now");
+  const asOf = opts.asOf ?? (await resolveAsOf(store, "now"));
   const asOfUs = BigInt(asOf.getTime()) * 1000n;
-  const have = await store.one<{ n: bigint }>(
-    `SELECT count(*) AS n FROM ${FEATURE_SNAPSHOTS} WHERE as_of = make_timestamp($t::BIGINT)`,
-    { t: asOfUs },
-  );
-  if (Number(have?.n ?? 0n) === 0) {
-    await buildFeatures(store, asOf);
-    builtFeatures = true;
-  }
-
   const now = opts.now ?? new Date();
   let scored = 0;
   let changed = 0;
   let mode: ScoreRulesResult["mode"] = "full";
   let fullReason: string | undefined;
   await store.transaction(async () => {
-    // The snapshot's stored rows (storage/featureRows.ts), its chain resolved once.
-    const snap = await featureSnapshot(store, asOfUs);
-    if (snap === null)
-      throw new RuleScoringError(
-        `no features snapshot as of ${asOf.toISOString()}: build it first (\`mastery features build --as-of ...\`)`,
-      );
-    let onlyPairs: string | undefined;
-    if (opts.onlyPairs !== undefined) {
-      const why = await incrementalBlocker(store, opts.onlyPairs, asOfUs, snap.chainId, modelVersion);
-      if (why === null) {
+    let source = "raw_events";
+    if (opts.since !== undefined) {
+      const why =
+        opts.since === null
+          ? "no previous run recorded"
+          : await incrementalBlocker(store, opts.since, asOf, modelVersion);
+      if (why === null && opts.since !== null) {
         mode = "incremental";
-        onlyPairs = opts.onlyPairs;
-      } else fullReason = why;
-      opts.onPhase?.("incremental check");
+        const wm = opts.since.ingestedThroughUs;
+        await store.run(RULE_DIRTY_SQL, {
+          t1: asOfUs,
+          t0: BigInt(opts.since.asOf.getTime()) * 1000n,
+          wm: wm === null ? -(2n ** 62n) : BigInt(wm),
+        });
+        source =
+          "(SELECT r.* FROM raw_events r SEMI JOIN temp.rule_dirty d ON r.student_key = d.student_key AND r.topic_id = d.topic_id)";
+      } else if (why !== null) fullReason = why;
+      opts.onPhase?.("dirty pairs");
     }
-    const source = snapshotSource(snap.chainId, onlyPairs);
-    const n = await snapshotRows(store, asOfUs, source);
+    // An explicit row number joins the scores back: rows created in this transaction have rowids from 2^55
+    // on, which a DOUBLE (the scorer's columns) cannot tell apart.
+    await store.run(
+      `CREATE OR REPLACE TEMP TABLE rule_states AS SELECT row_number() OVER () AS rid, * FROM (${ruleStateSql(source)})`,
+      {
+        t: asOfUs,
+        h: config.evidenceHalfLifeDays,
+      },
+    );
+    if (mode === "incremental") await store.run("DROP TABLE temp.rule_dirty");
+    opts.onPhase?.("states");
+    const n = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.rule_states"))?.n ?? 0n);
     const cores = availableParallelism();
     const workers = opts.workers ?? (n >= WORKERS_FROM_ROWS && cores >= 2 ? Math.min(4, cores) : 0);
     scored = n;
     await store.run(
       "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
     );
+    const at = Number(asOfUs);
     if (workers > 0 && n > 0) {
       const block = Math.max(1, Math.min(n, opts.blockRows ?? ruleBlockRows(await store.memoryLimitBytes())));
-      await scoreInWorkers(store, asOfUs, source, n, block, config, workers, opts.onProgress);
+      await scoreInWorkers(store, at, n, block, config, workers, opts.onProgress);
     } else {
-      const { rid, lastUs, cols } = await readFeatureColumns(
-        store,
-        asOfUs,
-        n,
-        n,
-        false,
-        source,
-        async () => {},
-      );
-      await appendScores(store, rid, lastUs, cols, n, config, opts.onProgress);
+      const { rid, cols } = await readStateColumns(store, n, n, false, async () => {});
+      await appendScores(store, rid, at, cols, n, config, opts.onProgress);
     }
     opts.onPhase?.("score");
 
@@ -210,7 +206,7 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       `
       CREATE OR REPLACE TEMP TABLE rule_scored AS
       SELECT r.rid, f.student_key, f.topic_id, r.score, make_timestamp($t::BIGINT) AS as_of, r.explanation
-      FROM temp.rule_scores r JOIN ${FEATURE_ROWS} f ON f.rowid = r.rid::BIGINT`,
+      FROM temp.rule_scores r JOIN temp.rule_states f ON f.rid = r.rid::BIGINT`,
       { t: asOfUs },
     );
     opts.onPhase?.("join keys");
@@ -272,6 +268,7 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     opts.onPhase?.("student_mastery");
     await store.run("DROP TABLE temp.rule_scores");
     await store.run("DROP TABLE temp.rule_scored");
+    await store.run("DROP TABLE temp.rule_states");
   });
   opts.onPhase?.("commit");
   await createRollupViews(store);
@@ -282,44 +279,31 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     modelVersion,
     scored,
     changed,
-    builtFeatures,
     millis: performance.now() - started,
   };
 }
 
 /**
- * Why rescoring only the pairs of `table` would not give what a full run stores (null: it would). Every
- * stored rule row must be of this model version, and every pair of the snapshot must have a rule row or
- * be in `table` (counts: the stored rows plus the table's pairs without one equal the snapshot's rows,
- * as a snapshot never loses a pair; a rule row of a pair not in the snapshot makes them differ too).
+ * Why refolding only the dirty pairs would not give what a full run stores (null: it would): the stored
+ * rule rows must exist and all be of this model version (a changed config or scorer form rescales every
+ * pair), and time must not go back.
  */
 async function incrementalBlocker(
   store: DuckStore,
-  table: string,
-  asOfUs: bigint,
-  chainId: bigint,
+  since: FeatureWatermark,
+  asOf: Date,
   modelVersion: string,
 ): Promise<string | null> {
-  if (!/^[a-z_][a-z0-9_]*$/.test(table))
-    throw new RuleScoringError(`onlyPairs must name a temp table (got "${table}")`);
-  const r = await store.one<{ other: bigint; stored: bigint; fresh: bigint; snapshot: bigint }>(
-    `SELECT
-       (SELECT count(*) FROM student_mastery WHERE score_source = 'rule_based' AND model_version <> $mv) AS other,
-       (SELECT count(*) FROM student_mastery WHERE score_source = 'rule_based') AS stored,
-       (SELECT count(*) FROM temp.${table} d WHERE NOT EXISTS (SELECT 1 FROM student_mastery m
-          WHERE m.student_key = d.student_key AND m.topic_id = d.topic_id AND m.score_source = 'rule_based')
-          AND EXISTS (SELECT 1 FROM ${snapshotSource(chainId)}
-          AND features.student_key = d.student_key AND features.topic_id = d.topic_id)) AS fresh,
-       (SELECT count(*) FROM ${snapshotSource(chainId)}) AS snapshot`,
-    { mv: modelVersion, t: asOfUs },
+  if (asOf.getTime() < since.asOf.getTime())
+    return `as-of ${asOf.toISOString()} is before the previous run's ${since.asOf.toISOString()}`;
+  const r = await store.one<{ other: bigint; stored: bigint }>(
+    `SELECT count(*) FILTER (WHERE model_version <> $mv) AS other, count(*) AS stored
+     FROM student_mastery WHERE score_source = 'rule_based'`,
+    { mv: modelVersion },
   );
   const other = Number(r?.other ?? 0n);
   if (other > 0) return `${other} stored rule scores are of another model version than ${modelVersion}`;
-  const stored = Number(r?.stored ?? 0n);
-  const fresh = Number(r?.fresh ?? 0n);
-  const snapshot = Number(r?.snapshot ?? 0n);
-  if (stored + fresh !== snapshot)
-    return `the stored rule scores (${stored}) plus the new pairs (${fresh}) are not the snapshot's ${snapshot} pairs`;
+  if (Number(r?.stored ?? 0n) === 0) return "no stored rule scores to start from";
   return null;
 }
 
@@ -332,8 +316,8 @@ const CHUNK = 2048;
 async function appendScores(
   store: DuckStore,
   rid: Float64Array,
-  lastUs: Float64Array,
-  cols: RuleFeatureColumns,
+  asOfUs: number,
+  cols: RuleStateColumns,
   n: number,
   config: RuleConfig,
   onProgress: ((done: number, total: number) => void) | undefined,
@@ -353,7 +337,7 @@ async function appendScores(
     fill = 0;
   };
   const step = Math.max(CHUNK, Math.floor(n / 20));
-  storedRuleRange(cols, lastUs, 0, n, config, (i, r) => {
+  storedRuleRange(cols, asOfUs, 0, n, config, (i, r) => {
     ridBuf[fill] = rid[i] as number;
     scoreBuf[fill] = r.score;
     jsonBuf[fill] = JSON.stringify(r.explanation);
@@ -366,19 +350,18 @@ async function appendScores(
 }
 
 /**
- * Scores the snapshot in a pool of `workers` persistent threads (serving/ruleWorkerPool.ts), `block` rows at
- * a time: each block's feature columns are read into shared memory and split between the threads, which
+ * Scores temp.rule_states in a pool of `workers` persistent threads (serving/ruleWorkerPool.ts), `block` rows
+ * at a time: each block's state columns are read into shared memory and split between the threads, which
  * append their share as tab-separated lines (ruleScoringWorker.ts) to their own temp file; when every block
  * is scored, DuckDB loads the files into temp.rule_scores in parallel. Two block buffers: the next block is
  * read while the threads score the last one. JSON.stringify of the explanations (number-to-text
  * conversion) is most of the scoring CPU, so this divides the step's single-threaded part by the core
- * count. The connection is not used while the feature rows stream (that would end the stream), hence one
+ * count. The connection is not used while the state rows stream (that would end the stream), hence one
  * load at the end.
  */
 async function scoreInWorkers(
   store: DuckStore,
-  asOfUs: bigint,
-  source: string,
+  asOfUs: number,
   n: number,
   block: number,
   config: RuleConfig,
@@ -388,20 +371,15 @@ async function scoreInWorkers(
   // Beside the store (about 330 bytes a row), else in the OS temp directory for in-memory stores.
   const base = store.path === ":memory:" ? tmpdir() : dirname(store.path);
   const dir = mkdtempSync(join(base, ".mastery-rules-"));
-  const pool = RuleWorkerPool.start(workers, config, dir);
+  const pool = RuleWorkerPool.start(workers, config, asOfUs, dir);
   try {
     let scoredBefore = 0;
-    const scoreBlock = (
-      rid: Float64Array,
-      lastUs: Float64Array,
-      cols: RuleFeatureColumns,
-      rows: number,
-    ): Promise<void> => {
+    const scoreBlock = (rid: Float64Array, cols: RuleStateColumns, rows: number): Promise<void> => {
       const before = scoredBefore;
       scoredBefore += rows;
-      return pool.score({ rid, lastUs, cols }, rows, (k) => onProgress?.(before + k, n));
+      return pool.score({ rid, cols }, rows, (k) => onProgress?.(before + k, n));
     };
-    await readFeatureColumns(store, asOfUs, n, block, true, source, scoreBlock);
+    await readStateColumns(store, n, block, true, scoreBlock);
     const written = await pool.close();
     if (written !== n)
       throw new RuleScoringError(`rule scoring threads scored ${written} rows, expected ${n}`);
@@ -422,69 +400,29 @@ async function scoreInWorkers(
   }
 }
 
-/**
- * FROM ... WHERE of the stored rows the features snapshot as of $t reads (storage/featureRows.ts), aliased
- * `features`; the rowid joins the scores back. days_since_last_activity is computed as of the snapshot
- * (daysSinceSql), as the view does. `onlyPairs` (a temp table of keys) restricts it by a SEMI JOIN: a
- * correlated EXISTS there was planned as a delim join that materialized every visible row's ~30 columns
- * before the semi join (+0.3 CPU-s of the rule step at 1M, a 1% day; bench/dailyDay.bench.ts).
- */
-const SNAPSHOT_AS_OF = "make_timestamp($t::BIGINT)";
-
-function snapshotSource(chainId: bigint, onlyPairs?: string): string {
-  const pairs =
-    onlyPairs === undefined
-      ? ""
-      : `SEMI JOIN temp.${onlyPairs} d ON d.student_key = features.student_key AND d.topic_id = features.topic_id`;
-  return `${FEATURE_ROWS} features ${pairs} WHERE ${visibleAtSql(SNAPSHOT_AS_OF, "features", chainId)}`;
-}
-
-async function snapshotRows(store: DuckStore, asOfUs: bigint, source: string): Promise<number> {
-  const countRow = await store.one<{ n: bigint }>(`SELECT count(*) AS n FROM ${source}`, {
-    t: asOfUs,
-  });
-  return Number(countRow?.n ?? 0n);
-}
-
 async function historyCount(store: DuckStore): Promise<number> {
   const r = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history");
   return Number(r?.n ?? 0n);
 }
 
 /**
- * Reads the scorer's feature columns of one snapshot straight from DuckDB's vectors into
- * Float64Arrays (NULL -> NaN): no per-row objects. rid is the features rowid, used to join back.
- * Rows come `block` at a time: `onBlock(rid, lastUs, cols, rows, index)` is called for each full block and
- * the last one. With `shared` the arrays are SharedArrayBuffers and there are two sets: the next block is
- * read into one while onBlock's promise for the other is pending (it is awaited before that set is
- * refilled, and every one before returning). Without, one set, each onBlock awaited before the next rows
- * (block = n: one read, and the returned arrays hold every row). The connection must not run other
- * statements until this returns.
+ * Reads temp.rule_states' columns straight from DuckDB's vectors into Float64Arrays: no per-row objects.
+ * rid is the row number, used to join back. Rows come `block` at a time: `onBlock(rid, cols, rows, index)` is
+ * called for each full block and the last one. With `shared` the arrays are SharedArrayBuffers and there
+ * are two sets: the next block is read into one while onBlock's promise for the other is pending (it is
+ * awaited before that set is refilled, and every one before returning). Without, one set, each onBlock
+ * awaited before the next rows (block = n: one read, and the returned arrays hold every row). The
+ * connection must not run other statements until this returns.
  */
-async function readFeatureColumns(
+async function readStateColumns(
   store: DuckStore,
-  asOfUs: bigint,
   n: number,
   block: number,
   shared: boolean,
-  source: string,
-  onBlock: (
-    rid: Float64Array,
-    lastUs: Float64Array,
-    cols: RuleFeatureColumns,
-    rows: number,
-    index: number,
-  ) => Promise<void>,
-): Promise<{ rid: Float64Array; lastUs: Float64Array; cols: RuleFeatureColumns }> {
-  const names = ["rowid", "last_activity_us", ...RULE_FEATURE_COLUMNS];
-  const expr = (c: string): string =>
-    c === "rowid"
-      ? "features.rowid::DOUBLE AS rid"
-      : c === "last_activity_us"
-        ? "epoch_us(last_activity_at)::DOUBLE AS last_activity_us"
-        : c === "days_since_last_activity"
-          ? `(${daysSinceSql(SNAPSHOT_AS_OF, "features")})::DOUBLE AS ${c}`
-          : `${c}::DOUBLE AS ${c}`;
+  onBlock: (rid: Float64Array, cols: RuleStateColumns, rows: number, index: number) => Promise<void>,
+): Promise<{ rid: Float64Array; cols: RuleStateColumns }> {
+  const names = ["rid", ...RULE_STATE_COLUMNS];
+  const expr = (c: string): string => `${c}::DOUBLE AS ${c}`;
   const size = Math.max(0, Math.min(n, block));
   const sets = shared && size < n ? 2 : 1;
   const buffers = Array.from({ length: sets }, () => {
@@ -492,11 +430,11 @@ async function readFeatureColumns(
     const arrays = names.map(() =>
       shared ? new Float64Array(new SharedArrayBuffer(size * 8)) : new Float64Array(size),
     );
-    const cols = {} as RuleFeatureColumns;
-    RULE_FEATURE_COLUMNS.forEach((c, k) => {
-      cols[c] = arrays[k + 2] as Float64Array;
+    const cols = {} as RuleStateColumns;
+    RULE_STATE_COLUMNS.forEach((c, k) => {
+      cols[c] = arrays[k + 1] as Float64Array;
     });
-    return { arrays, rid: arrays[0] as Float64Array, lastUs: arrays[1] as Float64Array, cols };
+    return { arrays, rid: arrays[0] as Float64Array, cols };
   });
   const pending: (Promise<void> | undefined)[] = new Array(sets).fill(undefined);
   // A failed block must not go unhandled while the next one is read; it is awaited (and thrown) below.
@@ -504,16 +442,14 @@ async function readFeatureColumns(
     p.catch(() => {});
     return p;
   };
-  const result = await store.conn.stream(`SELECT ${names.map(expr).join(", ")} FROM ${source}`, {
-    t: asOfUs,
-  });
+  const result = await store.conn.stream(`SELECT ${names.map(expr).join(", ")} FROM temp.rule_states`);
   let total = 0;
   let fill = 0;
   let index = 0;
   let cur = buffers[0]!;
   const emit = async (rows: number): Promise<void> => {
     const slot = index % sets;
-    const p = hand(onBlock(cur.rid, cur.lastUs, cur.cols, rows, index++));
+    const p = hand(onBlock(cur.rid, cur.cols, rows, index++));
     if (sets === 1) await p;
     else pending[slot] = p;
     const next = index % sets;
@@ -550,12 +486,12 @@ async function readFeatureColumns(
       total += rows;
     }
     if (total !== n)
-      throw new RuleScoringError(`features changed while reading (${total} rows, expected ${n})`);
+      throw new RuleScoringError(`rule states changed while reading (${total} rows, expected ${n})`);
     if (fill > 0) await emit(fill);
   } finally {
     await Promise.allSettled(pending);
   }
   for (const p of pending) await p;
   const first = buffers[0]!;
-  return { rid: first.rid, lastUs: first.lastUs, cols: first.cols };
+  return { rid: first.rid, cols: first.cols };
 }

@@ -1,6 +1,6 @@
 /**
  * Worker thread body of the rule-scoring pool (serving/ruleWorkerPool.ts): a persistent thread that scores
- * rows [from, to) of each block of shared feature columns it is sent and appends
+ * rows [from, to) of each block of shared state columns it is sent and appends
  * "rid<TAB>score<TAB>explanation JSON" lines to its own file, which DuckDB reads in parallel at the end.
  * Tab-separated without quoting is safe because JSON.stringify escapes every control character inside
  * strings, so the JSON never holds a raw tab or newline; String(number) round-trips exactly through
@@ -8,11 +8,13 @@
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
-import { type RuleConfig, type RuleFeatureColumns, storedRuleRange } from "../models/ruleScorer.ts";
+import { type RuleConfig, type RuleStateColumns, storedRuleRange } from "../models/ruleScorer.ts";
 
 /** Given once when the thread starts. */
 export interface RuleWorkerSetup {
   config: RuleConfig;
+  /** The time the stored scores are as of (microseconds since the epoch). */
+  asOfUs: number;
   /** The thread's output file (created, truncated). */
   path: string;
 }
@@ -20,10 +22,8 @@ export interface RuleWorkerSetup {
 /** One share of one block: the arrays are views of SharedArrayBuffers, so nothing is copied. */
 export interface RuleWorkerTask {
   id: number;
-  cols: RuleFeatureColumns;
+  cols: RuleStateColumns;
   rid: Float64Array;
-  /** last_activity_at per row in microseconds (NaN for NULL): the stored form's read-time recency needs it. */
-  lastUs: Float64Array;
   from: number;
   to: number;
 }
@@ -43,7 +43,7 @@ let written = 0;
 function score(task: RuleWorkerTask): void {
   let lines: string[] = [];
   const step = Math.max(BATCH, Math.floor((task.to - task.from) / 4));
-  storedRuleRange(task.cols, task.lastUs, task.from, task.to, setup.config, (i, r) => {
+  storedRuleRange(task.cols, setup.asOfUs, task.from, task.to, setup.config, (i, r) => {
     lines.push(`${task.rid[i]}\t${r.score}\t${JSON.stringify(r.explanation)}\n`);
     if (lines.length === BATCH) {
       writeSync(fd, lines.join(""));

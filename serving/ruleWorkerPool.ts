@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
-import type { RuleConfig, RuleFeatureColumns } from "../models/ruleScorer.ts";
+import type { RuleConfig, RuleStateColumns } from "../models/ruleScorer.ts";
 import type { RuleWorkerReply, RuleWorkerSetup, RuleWorkerTask } from "./ruleScoringWorker.ts";
 
 /** Default heap cap of each scoring thread in MB (env RULE_WORKER_HEAP): a thread holds ~1 MB of lines at a time. */
@@ -21,7 +21,7 @@ interface Pending {
 
 /**
  * Persistent scoring threads for the rule job (serving/ruleScoring.ts): started once per run, each writes
- * its own TSV file (ruleScoringWorker.ts), and every block of shared feature columns is split between them.
+ * its own TSV file (ruleScoringWorker.ts), and every block of shared state columns is split between them.
  * Starting a thread costs ~0.5 s (it registers tsx from source), so a pool instead of threads per block;
  * each thread's old generation is capped (`heapMb`), so a runaway thread fails with an error instead of
  * growing the process past the batch's memory budget.
@@ -39,7 +39,13 @@ export class RuleWorkerPool {
     readonly paths: readonly string[],
   ) {}
 
-  static start(size: number, config: RuleConfig, dir: string, heapMb = heapFromEnv()): RuleWorkerPool {
+  static start(
+    size: number,
+    config: RuleConfig,
+    asOfUs: number,
+    dir: string,
+    heapMb = heapFromEnv(),
+  ): RuleWorkerPool {
     if (!Number.isInteger(size) || size < 1)
       throw new RuleWorkerError(`rule worker pool size must be an integer >= 1 (got ${size})`);
     // From source a bootstrap registers tsx in the thread first; compiled (dist/) runs the JavaScript body directly.
@@ -51,7 +57,7 @@ export class RuleWorkerPool {
     for (let w = 0; w < size; w++) {
       const path = join(dir, `scores-${w}.tsv`);
       paths.push(path);
-      const setup: RuleWorkerSetup = { config, path };
+      const setup: RuleWorkerSetup = { config, asOfUs, path };
       workers.push(
         new Worker(entry, { workerData: setup, resourceLimits: { maxOldGenerationSizeMb: heapMb } }),
       );
@@ -114,7 +120,7 @@ export class RuleWorkerPool {
    * block are scored so far.
    */
   score(
-    block: { rid: Float64Array; lastUs: Float64Array; cols: RuleFeatureColumns },
+    block: { rid: Float64Array; cols: RuleStateColumns },
     rows: number,
     onDone?: (done: number) => void,
   ): Promise<void> {

@@ -157,9 +157,11 @@ export async function lastFeatureWatermark(runs: BatchRunStore): Promise<Feature
  * (features/incrementalFeatures.ts: only pairs with new or late events, a window edge crossed or
  * day buckets moved unevenly are recomputed; the rest are copied), unless batch.full; the watermark
  * (as-of and max ingested_at) is recorded in this run's counts for the next one. Rule scores are
- * recomputed only for the recomputed pairs: they are stored without the recency signal, which read time
- * applies (models/ruleScorer.ts ruleScoreAt), so an untouched pair's stored row is already what a full run
- * would store.
+ * refolded from raw_events only for the pairs with new or late events since that watermark: a pair's rule
+ * row stores its decayed evidence, whose score read time takes as of any time (models/ruleScorer.ts
+ * ruleScoreAt), so an untouched pair's stored row is already what a full run would store. The rule step
+ * reads no features; the features snapshot is still built each day because the drift check (the `checks`
+ * job) compares feature snapshots of the recent window with a reference.
  */
 async function dailyBatch(
   store: DuckStore,
@@ -189,7 +191,7 @@ async function dailyBatch(
   // Incremental runs keep the first run's time of day (whole-day steps; see alignedAsOf).
   const asOf = alignedAsOf(since, await resolveAsOf(store, "now"));
   counts.asOf = asOf.toISOString();
-  const features = await buildFeaturesIncremental(store, asOf, since, { keepDirty: true });
+  const features = await buildFeaturesIncremental(store, asOf, since);
   counts.featureRows = features.rows;
   counts.featureMode = features.mode;
   if (features.fullReason !== undefined)
@@ -200,12 +202,8 @@ async function dailyBatch(
     asOf: features.watermark.asOf.toISOString(),
     ingestedThroughUs: features.watermark.ingestedThroughUs,
   };
-  // Rule scores are stored without recency (read time adds it), so only the recomputed pairs move.
-  const rules = await scoreRules(store, {
-    asOf,
-    ...(features.mode === "incremental" ? { onlyPairs: "incr_dirty" } : {}),
-  });
-  if (features.mode === "incremental") await store.run("DROP TABLE IF EXISTS temp.incr_dirty");
+  // Rule rows store decayed evidence (read time moves it with time), so only pairs with new or late events move.
+  const rules = await scoreRules(store, { asOf, ...(cfg.full ? {} : { since }) });
   counts.ruleScores = rules.scored;
   counts.ruleMode = rules.mode;
   if (rules.fullReason !== undefined) counts.ruleFullReason = rules.fullReason;

@@ -9,7 +9,7 @@ const DAY_SECONDS = 86_400;
 
 /**
  * The evidence behind every (student, topic) of the store as of `asOf` (issue 16): stored rule/BKT/Elo
- * scores (the rule score with its recency as of `asOf`, serving/masteryView.ts ruleRowAt), quiz attempts and correct answers before `asOf`, days since the last quiz / any event, the other
+ * scores (the rule score as of `asOf`, serving/masteryView.ts ruleRowAt), quiz attempts and correct answers before `asOf`, days since the last quiz / any event, the other
  * kinds' evidence (practice attempts/correct, assignments and their mean score, videos, chatbot requests /
  * resolved), quiz answers weighted by 2^(-age / 7 d) and every event weighted by 2^(-age / 3 d) and
  * 2^(-age / 14 d) (decayed exposure).
@@ -75,7 +75,7 @@ export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Ma
   const out = new Map<string, PairEvidence>();
   const num = (v: number | null): number => (v === null ? Number.NaN : Number(v));
   const n0 = (v: number | null): number => (v === null ? 0 : Number(v));
-  // A stored rule score leaves recency out; the stack's input is the rule score as of `asOf` (read time).
+  // A stored rule row holds decayed evidence; the stack's input is the rule score as of `asOf` (read time).
   const ruleAt = (r: (typeof rows)[number]): number =>
     r.rule === null || r.rule_explanation === null || r.rule_as_of === null
       ? num(r.rule)

@@ -2,7 +2,6 @@ import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildFeatures } from "../features/windows.ts";
 import { easeShare } from "../models/anchorEase.ts";
 import { LATENT_FORGETTING_DEFAULT, type LatentFitOptions } from "../models/latentFilter.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
@@ -120,7 +119,7 @@ export class ServedTrainError extends Error {
 /**
  * Fits the served mastery estimate (models/servedMastery.ts) on the store's own history, point in time:
  * the events before the snapshot T0 = labelEnd - labelDays are copied into a scratch store and run through
- * the same steps the pipeline runs (features -> rule scores -> BKT/Elo replay, models fitted on those events
+ * the same steps the pipeline runs (rule scores -> BKT/Elo replay, models fitted on those events
  * only); the label of a (student, topic) is its quiz accuracy in [T0, labelEnd) (the mission's proxy label),
  * weighted by its attempt count. Nothing at or after T0 reaches the inputs.
  */
@@ -190,7 +189,6 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       throw new ServedTrainError(
         `no events before the training snapshot ${snapshot.toISOString()}: the store needs more than ${labelDays} days of history (or pass a shorter --label-days)`,
       );
-    await buildFeatures(scratch, snapshot, { truncate: true });
     await scoreRules(scratch, { asOf: snapshot });
     const models = await resolveModels(scratch, {});
     await scoreBktElo(scratch, models);

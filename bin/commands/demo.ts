@@ -108,7 +108,7 @@ export function register(program: Command): void {
            WHERE m.student_key = $key AND m.score_source = 'rule_based'`,
           { key: studentKey },
         );
-        // Stored rule scores leave recency out: each as of its run (serving/masteryView.ts ruleRowAt).
+        // Stored rule rows hold decayed evidence: each as of its run (serving/masteryView.ts ruleRowAt).
         const weakest = ruleRows
           .map((r) => ruleRowAt(r, r.as_of))
           .sort((a, b) => a.mastery_score - b.mastery_score || (a.topic_id < b.topic_id ? -1 : 1))

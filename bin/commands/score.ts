@@ -15,13 +15,13 @@ export function register(program: Command): void {
   commandGroup(program, "score", "Compute mastery scores from the events in the store")
     .command("rules")
     .description(
-      "Score every (student, topic) of a features snapshot with the rule-based scorer (config/rule-weights.yaml); " +
-        "upsert student_mastery (score_source 'rule_based'), append changed scores to student_mastery_history, " +
-        "refresh the chapter/subject/course rollup views. Builds the snapshot first if it does not exist.",
+      "Score every (student, topic) with the rule-based scorer (config/rule-weights.yaml) from its events' decayed " +
+        "sums as of a time; upsert student_mastery (score_source 'rule_based'), append changed scores to " +
+        "student_mastery_history, refresh the chapter/subject/course rollup views. Needs no features snapshot.",
     )
     .option(
       "--as-of <time>",
-      'features snapshot: ISO time with offset or "now"; default: the latest snapshot',
+      'scores as of: ISO time with offset or "now" (the newest event + 1 s); default: now',
     )
     .option("--db <path>", "DuckDB store (default: $MASTERY_DB or .mastery/mastery.duckdb)")
     .option("--config <file>", "rule weights YAML (default: config/rule-weights.yaml)")
@@ -29,7 +29,7 @@ export function register(program: Command): void {
       "after",
       `
 Example:
-  npx mastery features build --as-of now && npx mastery score rules
+  npx mastery score rules
   npx mastery score rules --as-of 2024-04-01T00:00:00Z --config config/rule-weights.yaml
 `,
     )
@@ -45,7 +45,7 @@ Example:
         });
         progress.finish(`${res.scored} rows`);
         process.stdout.write(
-          `${JSON.stringify({ asOf: res.asOf.toISOString(), modelVersion: res.modelVersion, scored: res.scored, changed: res.changed, builtFeatures: res.builtFeatures, seconds: +(res.millis / 1000).toFixed(2) })}\n`,
+          `${JSON.stringify({ asOf: res.asOf.toISOString(), modelVersion: res.modelVersion, scored: res.scored, changed: res.changed, seconds: +(res.millis / 1000).toFixed(2) })}\n`,
         );
       } finally {
         store.close();

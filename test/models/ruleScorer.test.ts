@@ -6,18 +6,20 @@ import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { explanationTotal } from "../../models/explanation.ts";
 import {
-  bandDecayWeights,
+  decayWeight,
+  foldRuleEvents,
+  mergeRuleStates,
   parseRuleConfig,
-  RULE_FEATURE_COLUMNS,
-  RULE_SIGNALS,
+  RULE_STATE_COLUMNS,
   type RuleConfig,
-  type RuleFeatureColumns,
-  type RuleFeatureRow,
+  type RuleEvent,
+  type RuleState,
+  type RuleStateColumns,
   ruleScoreAt,
   ruleScoreOnlyAt,
   type StoredRuleExplanation,
-  scoreRuleColumns,
-  scoreRuleRow,
+  scoreRuleState,
+  storedRuleRange,
   storedRuleRow,
 } from "../../models/ruleScorer.ts";
 
@@ -26,13 +28,10 @@ const DEFAULT = parseRuleConfig(
   parseYaml(readFileSync(join(here, "../../config/rule-weights.yaml"), "utf8")),
   "config/rule-weights.yaml",
 );
-
-/** The same counts in all three windows: all evidence is in the 7-day band. */
-function recentOnly(f: Record<string, number | null>): RuleFeatureRow {
-  const row: Record<string, number | null> = {};
-  for (const [k, v] of Object.entries(f)) for (const w of ["7d", "30d", "90d"]) row[`${k}_${w}`] = v;
-  return row as RuleFeatureRow;
-}
+const DAY_US = 86_400e6;
+/** 2024-03-01T00:00:00Z in microseconds: day 0 of the hand-computed logs. */
+const T0 = Date.UTC(2024, 2, 1) * 1000;
+const day = (d: number): number => T0 + d * DAY_US;
 
 const config = (
   over: Partial<RuleConfig> = {},
@@ -43,324 +42,316 @@ const config = (
   weights: { ...DEFAULT.weights, ...weights },
 });
 
-describe("bandDecayWeights", () => {
-  it("is the mean of 2^(-t/h) over each band (h = 14 d, hand-computed)", () => {
-    const w = bandDecayWeights(14);
-    // 14 / (ln 2 · 7) · (1 - 2^-0.5), etc.
-    expect(w[0]).toBeCloseTo(0.8451111885843478, 14);
-    expect(w[1]).toBeCloseTo(0.42211137462532344, 14);
-    expect(w[2]).toBeCloseTo(0.0723151418125409, 14);
+const quiz = (d: number, correct: boolean, hints = 0): RuleEvent => ({
+  tUs: day(d),
+  type: "quiz_attempt",
+  isCorrect: correct,
+  hintsUsed: hints,
+});
+
+function state(events: RuleEvent[], cfg = DEFAULT, refUs?: number): RuleState {
+  const s = foldRuleEvents(events, cfg.evidenceHalfLifeDays, refUs);
+  if (s === null) throw new Error("no events");
+  return s;
+}
+
+const contribution = (e: { factors: { name: string; contribution: number }[] }, name: string) =>
+  e.factors.find((f) => f.name === name)?.contribution;
+
+describe("decayWeight and foldRuleEvents known answers", () => {
+  it("an event 14 days (one half-life) before the reference weighs 0.5, 28 days 0.25", () => {
+    expect(decayWeight(day(0), day(14), 14)).toBe(0.5);
+    expect(decayWeight(day(0), day(28), 14)).toBe(0.25);
+    expect(decayWeight(day(3), day(3), 14)).toBe(1);
   });
 
-  it("property: older bands always weigh less, and a longer half-life flattens the decay", () => {
-    fc.assert(
-      fc.property(fc.double({ min: 0.1, max: 1000, noNaN: true }), (h) => {
-        const w = bandDecayWeights(h);
-        expect(w[0]).toBeGreaterThan(w[1] as number);
-        expect(w[1]).toBeGreaterThan(w[2] as number);
-        expect(w[0]).toBeLessThanOrEqual(1);
-        expect(bandDecayWeights(h * 2)[2]).toBeGreaterThan(w[2] as number);
-      }),
-    );
+  it("folds the decayed sums at the last event (hand-computed)", () => {
+    // Day 0: a correct answer with 2 hints (weight 2^(-14/14) = 0.5 at day 14); day 14: a wrong answer
+    // (weight 1), an assignment at 80 %, a video at 60 %, practice 3 of 4.
+    const s = state([
+      quiz(0, true, 2),
+      quiz(14, false),
+      { tUs: day(14), type: "assignment", scorePct: 80 },
+      { tUs: day(14), type: "video", watchPct: 60 },
+      { tUs: day(14), type: "practice", attempts: 4, correctCount: 3 },
+      { tUs: day(10), type: "chatbot" },
+    ]);
+    expect(s.ref_us).toBe(day(14));
+    expect(s.last_us).toBe(day(14));
+    expect(s.q_n).toBe(1.5); // 0.5 + 1
+    expect(s.q_correct).toBe(0.5);
+    expect(s.q_hints).toBe(1); // 0.5 * 2
+    // x = (t - L) / 1 day: -14 and 0. Sx = 0.5 * -14 = -7, Sxx = 0.5 * 196 = 98, Sxy = 0.5 * -14 * 1 = -7.
+    expect(s.q_sx).toBe(-7);
+    expect(s.q_sxx).toBe(98);
+    expect(s.q_sxy).toBe(-7);
+    expect([s.a_n, s.a_pct, s.v_n, s.v_pct, s.p_n, s.p_correct]).toEqual([1, 80, 1, 60, 4, 3]);
   });
 });
 
-describe("scoreRuleRow known answers", () => {
-  const omega0 = (14 / (Math.LN2 * 7)) * (1 - 2 ** -0.5);
+describe("scoreRuleState known answers (hand-computed)", () => {
+  // Day 0: correct, 2 hints; day 14: wrong, no hints; day 14: assignment 80 %. L = day 14.
+  // At L: quiz n = 1.5, correct 0.5 -> accuracy 1/3; hints 1 / 1.5 = 2/3 per attempt -> x = (2/3) / 2 = 1/3;
+  // assignment 80 -> x = 0.8; quiz n 1.5 < 5 -> no trend. Present positive weights: accuracy 0.35,
+  // assignment 0.2, recency 0.15 -> W+ = 0.7; a = 0.5, 2/7, 3/14; hint_usage a = -0.1 / 0.7 = -1/7.
+  // Parts: accuracy 0.5 (1/3 - 0.5) = -1/12; assignment (2/7)(0.8 - 0.5) = 6/70; hint_usage -(1/7)(1/3) = -1/21.
+  // Evidence n(L) = 1.5 quiz + 1 assignment = 2.5.
+  const events = [quiz(0, true, 2), quiz(14, false), { tUs: day(14), type: "assignment", scorePct: 80 }];
+  const parts = -1 / 12 + 6 / 70 - 1 / 21; // = -19/420
 
-  it("accuracy + hints + recency, evidence only in the 7-day band", () => {
-    const row = {
-      ...recentOnly({
-        attempts: 4,
-        correct: 3,
-        hint_usage_rate: 0.5,
-        practice_attempts: 0,
-        videos: 0,
-        assignments: 0,
-      }),
-      trend_slope_30d: 0.01, // ignored: 4 attempts < trend_min_attempts = 5
-      days_since_last_activity: 0,
-    };
-    const { score, explanation } = scoreRuleRow(row, DEFAULT);
-    // present: accuracy x=0.75 (w .35), recency x=1 (w .15), hint_usage x=0.5/2=0.25 (w -.1)
-    // W+ = .5 -> a = .7, .3, -.2; n = 4 ω0, λ = n / (n + 5)
-    const lambda = (4 * omega0) / (4 * omega0 + 5);
-    const acc = lambda * 0.7 * (0.75 - 0.5);
-    const rec = lambda * 0.3 * (1 - 0.5);
-    const hint = lambda * -0.2 * 0.25;
-    expect(score).toBeCloseTo(0.5 + acc + rec + hint, 14); // = 0.5 + 0.275 λ
-    expect(score).toBeCloseTo(0.5 + 0.275 * lambda, 14);
-    expect(explanation.base).toBe(0.5);
-    expect(explanation.factors.map((f) => f.name)).toEqual(["accuracy", "recency", "hint_usage"]);
-    expect(explanation.factors[0]?.value).toBe(0.75);
-    expect(explanation.factors[0]?.contribution).toBeCloseTo(acc, 15);
-    expect(explanation.factors[2]?.contribution).toBeCloseTo(hint, 15);
-    expect(explanation.factors[2]?.value).toBe(0.5); // hints per attempt, natural unit
-    expect(explanation.rest).toBe(0);
+  it("as of the last event: lambda = 2.5 / 7.5 = 1/3, recency x = 1, score = 0.5 + (1/3)(-19/420 + 3/28) = 0.5 + 13/630", () => {
+    const { score, explanation } = scoreRuleState(state(events), day(14), DEFAULT);
+    expect(score).toBeCloseTo(0.5 + 13 / 630, 14);
+    expect(contribution(explanation, "recency")).toBeCloseTo((1 / 3) * (3 / 14) * 0.5, 14);
+    expect(contribution(explanation, "assignment_score")).toBeCloseTo((1 / 3) * (6 / 70), 14);
+    expect(contribution(explanation, "accuracy")).toBeCloseTo((1 / 3) * (-1 / 12), 14);
+    expect(explanation.rest).toBeCloseTo((1 / 3) * (-1 / 21), 14); // hint_usage, the 4th factor
+    expect(explanationTotal(explanation)).toBeCloseTo(score, 14);
   });
 
-  it("a missing signal drops out and the remaining weights are renormalized", () => {
-    // only assignments (2 at 80 %) and recency (30 days = one inactivity half-life -> x = 0.5)
-    const row = {
-      ...recentOnly({
-        attempts: 0,
-        correct: 0,
-        practice_attempts: 0,
-        videos: 0,
-        assignments: 2,
-        assignment_score_pct: 80,
-      }),
-      days_since_last_activity: 30,
-    };
-    const { score, explanation } = scoreRuleRow(row, DEFAULT);
-    const lambda = (2 * omega0) / (2 * omega0 + 5);
-    // W+ = .2 + .15 = .35; recency contributes λ (.15/.35)(0.5 - 0.5) = 0
-    expect(score).toBeCloseTo(0.5 + lambda * (0.2 / 0.35) * (0.8 - 0.5), 14);
-    expect(explanation.factors.find((f) => f.name === "recency")?.contribution).toBe(0);
+  it("14 days later with no event: n = 2.5 * 0.5 = 1.25, lambda = 1.25 / 6.25 = 0.2, recency x = 2^(-14/30)", () => {
+    const { score, explanation } = scoreRuleState(state(events), day(28), DEFAULT);
+    const rec = (3 / 14) * (2 ** (-14 / 30) - 0.5);
+    expect(score).toBeCloseTo(0.5 + 0.2 * (parts + rec), 14);
+    // every ratio is the same: the accuracy factor's value is still 1/3, its contribution 0.2 x its part
+    const acc = explanation.factors.find((f) => f.name === "accuracy");
+    expect(acc?.value).toBeCloseTo(1 / 3, 14);
+    expect(acc?.contribution).toBeCloseTo(0.2 * (-1 / 12), 14);
+    expect(contribution(explanation, "recency")).toBeCloseTo(0.2 * rec, 14);
+    // The same log scored directly as of day 28 (weights 0.25 and 0.5): quiz n 0.75, correct 0.25, n = 1.25.
+    const direct = state(events, DEFAULT, day(28));
+    expect(direct.q_n).toBe(0.75);
+    expect(scoreRuleState(direct, day(28), DEFAULT).score).toBeCloseTo(score, 14);
   });
 
-  it("trend maps slope 0 to 0.5 and trend_slope_full to 1", () => {
-    const base = recentOnly({
-      attempts: 10,
-      correct: 5,
-      hint_usage_rate: 0,
-      practice_attempts: 0,
-      videos: 0,
-      assignments: 0,
-    });
-    const cfg = config({}, { accuracy: 0, hint_usage: 0, recency: 0, trend: 1 });
-    const flat = scoreRuleRow({ ...base, trend_slope_30d: 0, days_since_last_activity: 1 }, cfg);
-    expect(flat.score).toBe(0.5);
-    const up = scoreRuleRow({ ...base, trend_slope_30d: 0.0333, days_since_last_activity: 1 }, cfg);
-    const lambda = (10 * omega0) / (10 * omega0 + 5);
-    expect(up.score).toBeCloseTo(0.5 + lambda * 0.5, 14);
+  it("a year later the evidence has faded (n = 2.5 * 2^(-351/14) ~ 7e-8) and the score is the prior to 1e-7", () => {
+    const { score } = scoreRuleState(state(events), day(365), DEFAULT);
+    expect(Math.abs(score - 0.5)).toBeLessThan(1e-7);
+    expect(score).not.toBe(0.5);
+  });
+
+  it("trend: the weighted least-squares slope of correctness on days (h huge: plain OLS, 9/35 per day)", () => {
+    // Days 0..5, wrong, wrong, wrong, right, right, right: x centred -2.5..2.5, Sxx = 17.5,
+    // Sum (x - mean) y = 0.5 + 1.5 + 2.5 = 4.5, slope = 4.5 / 17.5 = 9/35.
+    const cfg = config({ evidenceHalfLifeDays: 1e12 });
+    const log = [0, 1, 2, 3, 4, 5].map((d) => quiz(d, d >= 3));
+    const trend = storedRuleRow(state(log, cfg), day(5), cfg).explanation as StoredRuleExplanation;
+    const f = trend.rule?.factors.find((x) => x.name === "trend");
+    expect(f?.value).toBeCloseTo(9 / 35, 9);
+    // x = clamp(0.5 + (9/35) / (2 * 0.0333)) = 1; part = a_trend (1 - 0.5), a_trend = 0.1 / 0.6
+    expect(f?.part).toBeCloseTo((0.1 / 0.6) * 0.5, 9);
+  });
+
+  it("trend: no slope from one session's answers minutes apart (variance < 0.25 day^2), nor below trend_min_attempts", () => {
+    const session = [0, 1, 2, 3, 4, 5].map((m) => ({ ...quiz(0, m >= 3), tUs: day(0) + m * 60e6 }));
+    const e1 = storedRuleRow(state(session), day(1), DEFAULT).explanation as StoredRuleExplanation;
+    expect(e1.rule?.factors.some((f) => f.name === "trend")).toBe(false);
+    // Four attempts over four days (decayed count < 4 < 5): no trend; with trend_min_attempts 3 there is one.
+    const four = [0, 1, 2, 3].map((d) => quiz(d, d >= 2));
+    const e2 = storedRuleRow(state(four), day(3), DEFAULT).explanation as StoredRuleExplanation;
+    expect(e2.rule?.factors.some((f) => f.name === "trend")).toBe(false);
+    const cfg = config({ trendMinAttempts: 3 });
+    const e3 = storedRuleRow(state(four, cfg), day(3), cfg).explanation as StoredRuleExplanation;
+    expect(e3.rule?.factors.some((f) => f.name === "trend")).toBe(true);
+  });
+
+  it("a missing signal drops out and the remaining weights are renormalized (practice only + recency)", () => {
+    // Practice 8 of 10 at day 0, scored at day 0: present accuracy? no quiz. Positive: practice 0.15,
+    // recency 0.15 -> a = 0.5 each. lambda = 10 / 15. raw = 0.5 + (2/3)(0.5 (0.8 - 0.5) + 0.5 (1 - 0.5)) = 0.5 + (2/3)(0.4).
+    const s = state([{ tUs: day(0), type: "practice", attempts: 10, correctCount: 8 }]);
+    const { score, explanation } = scoreRuleState(s, day(0), DEFAULT);
+    expect(score).toBeCloseTo(0.5 + (2 / 3) * 0.4, 14);
+    expect(explanation.factors.map((f) => f.name).sort()).toEqual(["practice_success", "recency"]);
   });
 
   it("clamps at 0 and records the clamp as a factor so the explanation still sums", () => {
-    const cfg = config(
-      { shrinkageK: 0 },
-      {
-        accuracy: 0.1,
-        hint_usage: -1,
-        recency: 0,
-        trend: 0,
-        assignment_score: 0,
-        practice_success: 0,
-        video_completion: 0,
-      },
-    );
-    const row = {
-      ...recentOnly({ attempts: 10, correct: 0, hint_usage_rate: 4 }),
-      days_since_last_activity: 0,
-    };
-    const { score, explanation } = scoreRuleRow(row, cfg);
-    // λ = 1; accuracy: 1 · (0 - .5) = -.5; hints: (-1/.1) · 1 = -10; raw = .5 - 10.5 = -10
+    const cfg = config({ prior: 0.05, shrinkageK: 0 }, { hint_usage: -5 });
+    const s = state([quiz(0, false, 10), quiz(0, false, 10)]);
+    const { score, explanation } = scoreRuleState(s, day(0), cfg);
     expect(score).toBe(0);
     const clamp = explanation.factors.find((f) => f.name === "clamp");
-    expect(clamp?.value).toBeCloseTo(-10, 12);
-    expect(clamp?.contribution).toBeCloseTo(10, 12);
-    expect(Math.abs(explanationTotal(explanation) - score)).toBeLessThanOrEqual(1e-12);
+    expect(clamp).toBeDefined();
+    expect(explanationTotal(explanation)).toBeCloseTo(0, 12);
   });
 
-  it("with no evidence at all the score is the prior and nothing is explained", () => {
-    const r = scoreRuleRow({}, config({}, { recency: 0.15 }));
-    expect(r.score).toBe(0.5);
-    expect(r.explanation.factors).toEqual([]);
+  it("with only chatbot events there is no evidence: lambda = 0 and the score is the prior at every time", () => {
+    const s = state([{ tUs: day(0), type: "chatbot" }]);
+    expect(scoreRuleState(s, day(0), DEFAULT).score).toBe(0.5);
+    expect(scoreRuleState(s, day(40), DEFAULT).score).toBe(0.5);
   });
 });
 
 describe("decay: older evidence counts less", () => {
-  const sameEvidenceIn = (band: 0 | 1 | 2): RuleFeatureRow => {
-    const row: Record<string, number> = { days_since_last_activity: 0 };
-    ["7d", "30d", "90d"].forEach((w, i) => {
-      const n = i >= band ? 10 : 0;
-      Object.assign(row, { [`attempts_${w}`]: n, [`correct_${w}`]: n, [`hint_usage_rate_${w}`]: 0 });
-    });
-    return row;
-  };
-
   it("the same perfect answers pull the score up less the older they are", () => {
-    const s = [0, 1, 2].map((b) => scoreRuleRow(sameEvidenceIn(b as 0 | 1 | 2), DEFAULT).score);
-    expect(s[0]).toBeGreaterThan(s[1] as number);
-    expect(s[1]).toBeGreaterThan(s[2] as number);
-    expect(s[2]).toBeGreaterThan(0.5);
+    const log = [0, 0.5, 1, 1.5, 2].map((d) => quiz(d, true));
+    const s = state(log);
+    const at = [2, 10, 30, 90].map((d) => scoreRuleState(s, day(d), DEFAULT).score);
+    for (let i = 1; i < at.length; i++) expect(at[i]).toBeLessThan(at[i - 1] as number);
+    expect(at[3]).toBeGreaterThan(0.5);
   });
 
   it("recent successes after old failures score higher than the reverse", () => {
-    // 10 attempts in the last 7 days and 10 more 7-30 days ago
-    const recentGood = {
-      ...sameEvidenceIn(0),
-      attempts_30d: 20,
-      attempts_90d: 20,
-      correct_30d: 10,
-      correct_90d: 10,
-    };
-    const oldGood = { ...recentGood, correct_7d: 0 };
-    expect(scoreRuleRow(recentGood, DEFAULT).score).toBeGreaterThan(scoreRuleRow(oldGood, DEFAULT).score);
+    const failThenPass = [quiz(0, false), quiz(0.5, false), quiz(20, true), quiz(20.5, true)];
+    const passThenFail = [quiz(0, true), quiz(0.5, true), quiz(20, false), quiz(20.5, false)];
+    const a = scoreRuleState(state(failThenPass), day(21), DEFAULT).score;
+    const b = scoreRuleState(state(passThenFail), day(21), DEFAULT).score;
+    expect(a).toBeGreaterThan(b);
   });
 });
 
-/** Random nested-window feature rows (counts grow with the window). */
-const featureRow: fc.Arbitrary<RuleFeatureRow> = fc
+/** Random events of one pair within 200 days of day 0, at whole microseconds. */
+const eventArb: fc.Arbitrary<RuleEvent> = fc
   .record({
-    counts: fc.array(fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 5, maxLength: 5 }), {
-      minLength: 3,
-      maxLength: 3,
-    }),
-    rates: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 15, maxLength: 15 }),
-    hints: fc.array(fc.double({ min: 0, max: 6, noNaN: true }), { minLength: 3, maxLength: 3 }),
-    slope: fc.option(fc.double({ min: -0.2, max: 0.2, noNaN: true })),
-    days: fc.double({ min: 0, max: 400, noNaN: true }),
+    at: fc.integer({ min: 0, max: 200 * 86_400 }),
+    type: fc.constantFrom("quiz_attempt", "quiz_attempt", "practice", "video", "assignment", "chatbot"),
+    isCorrect: fc.option(fc.boolean(), { freq: 8 }),
+    hints: fc.option(fc.integer({ min: 0, max: 5 }), { freq: 8 }),
+    attempts: fc.option(fc.integer({ min: 0, max: 12 }), { freq: 8 }),
+    correct: fc.integer({ min: 0, max: 12 }),
+    pct: fc.option(fc.double({ min: 0, max: 100, noNaN: true }), { freq: 8 }),
   })
-  .map(({ counts, rates, hints, slope, days }) => {
-    const row: Record<string, number | null> = { trend_slope_30d: slope, days_since_last_activity: days };
-    const cum = [0, 0, 0, 0, 0];
-    ["7d", "30d", "90d"].forEach((w, i) => {
-      counts[i]?.forEach((c, j) => {
-        cum[j] = (cum[j] as number) + c;
-      });
-      const [attempts, practice, videos, assignments] = cum as [number, number, number, number, number];
-      const r = (k: number) => rates[i * 5 + k] as number;
-      Object.assign(row, {
-        [`attempts_${w}`]: attempts,
-        [`correct_${w}`]: Math.round(attempts * r(0)),
-        [`hint_usage_rate_${w}`]: attempts > 0 ? hints[i] : null,
-        [`practice_attempts_${w}`]: practice,
-        [`practice_success_rate_${w}`]: practice > 0 ? r(1) : null,
-        [`videos_${w}`]: videos,
-        [`video_watch_pct_${w}`]: videos > 0 ? 100 * r(2) : null,
-        [`assignments_${w}`]: assignments,
-        [`assignment_score_pct_${w}`]: assignments > 0 ? 100 * r(3) : null,
-      });
-    });
-    return row as RuleFeatureRow;
-  });
+  .map((r) => ({
+    tUs: T0 + r.at * 1e6,
+    type: r.type,
+    isCorrect: r.isCorrect,
+    hintsUsed: r.hints,
+    attempts: r.attempts,
+    correctCount: r.attempts === null ? null : Math.min(r.correct, r.attempts),
+    watchPct: r.pct,
+    scorePct: r.pct,
+  }));
+const logArb = fc.array(eventArb, { minLength: 1, maxLength: 40 });
+/** A signal weight: 0 (left out) or in [min, max] (no subnormal ratios). */
+const weightArb = (min: number, max: number) =>
+  fc.oneof(fc.constant(0), fc.double({ min, max, noNaN: true }));
+const cfgArb: fc.Arbitrary<RuleConfig> = fc.record({
+  prior: fc.double({ min: 0, max: 1, noNaN: true }),
+  shrinkageK: fc.double({ min: 0, max: 20, noNaN: true }),
+  evidenceHalfLifeDays: fc.double({ min: 0.5, max: 120, noNaN: true }),
+  inactivityHalfLifeDays: fc.double({ min: 0.5, max: 120, noNaN: true }),
+  weights: fc.record({
+    accuracy: fc.double({ min: 0.01, max: 1, noNaN: true }),
+    assignment_score: weightArb(0.01, 1),
+    practice_success: weightArb(0.01, 1),
+    video_completion: weightArb(0.01, 1),
+    hint_usage: weightArb(-1, -0.01),
+    trend: weightArb(0.01, 1),
+    recency: fc.oneof(weightArb(0.01, 1), weightArb(-0.5, -0.01)),
+  }),
+  hintRateMax: fc.double({ min: 0.5, max: 5, noNaN: true }),
+  trendSlopeFull: fc.double({ min: 0.01, max: 0.2, noNaN: true }),
+  trendMinAttempts: fc.integer({ min: 0, max: 8 }),
+});
+const laterArb = fc.integer({ min: 0, max: 400 * 86_400 }).map((s) => s * 1e6);
 
-const ruleConfig: fc.Arbitrary<RuleConfig> = fc
-  .record({
-    prior: fc.double({ min: 0, max: 1, noNaN: true }),
-    shrinkageK: fc.double({ min: 0, max: 50, noNaN: true }),
-    half: fc.double({ min: 0.5, max: 200, noNaN: true }),
-    inact: fc.double({ min: 0.5, max: 200, noNaN: true }),
-    w: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 7, maxLength: 7 }),
-    hintPenalty: fc.double({ min: 0, max: 3, noNaN: true }),
-  })
-  .map(({ prior, shrinkageK, half, inact, w, hintPenalty }) => {
-    const weights = {} as RuleConfig["weights"];
-    RULE_SIGNALS.forEach((s, i) => {
-      weights[s] = s === "hint_usage" ? -hintPenalty : (w[i] as number) + 0.01;
-    });
-    return {
-      ...DEFAULT,
-      prior,
-      shrinkageK,
-      evidenceHalfLifeDays: half,
-      inactivityHalfLifeDays: inact,
-      weights,
-    };
-  });
+/** Each column within 1e-9 of the larger magnitude (x-sums can cancel, hence the absolute floor). */
+function expectStatesClose(a: RuleState, b: RuleState): void {
+  for (const c of RULE_STATE_COLUMNS) {
+    const scale = Math.max(1, Math.abs(a[c]), Math.abs(b[c]));
+    expect(Math.abs(a[c] - b[c]), c).toBeLessThanOrEqual(1e-9 * scale);
+  }
+}
 
 describe("scorer invariants (property)", () => {
-  it("score in [0,1], explanation sums to the score within 1e-12, at most 3 factors", () => {
+  it("score in [0,1], explanation sums to the score within 1e-12, at most 3 factors, at any time after L", () => {
     fc.assert(
-      fc.property(featureRow, ruleConfig, (row, cfg) => {
-        const { score, explanation } = scoreRuleRow(row, cfg);
+      fc.property(logArb, cfgArb, laterArb, (log, cfg, later) => {
+        const s = state(log, cfg);
+        const { score, explanation } = scoreRuleState(s, s.last_us + later, cfg);
         expect(score).toBeGreaterThanOrEqual(0);
         expect(score).toBeLessThanOrEqual(1);
-        expect(explanation.score).toBe(score);
         expect(explanation.factors.length).toBeLessThanOrEqual(3);
-        expect(Math.abs(explanationTotal(explanation) - score)).toBeLessThanOrEqual(1e-12);
+        expect(Math.abs(explanationTotal(explanation) - score)).toBeLessThan(1e-12);
       }),
-      { numRuns: 500 },
     );
   });
 
-  it("the columnar batch gives exactly the single-row results", () => {
+  it("merge(fold a, fold b) equals fold(a ++ b) (1e-9 relative), whatever the order of a's and b's times", () => {
     fc.assert(
-      fc.property(fc.array(featureRow, { minLength: 1, maxLength: 20 }), ruleConfig, (rows, cfg) => {
-        const cols = {} as RuleFeatureColumns;
-        for (const c of RULE_FEATURE_COLUMNS) cols[c] = Float64Array.from(rows, (r) => r[c] ?? Number.NaN);
-        const seen: string[] = [];
-        const scores = scoreRuleColumns(cols, rows.length, cfg, (_i, r) =>
-          seen.push(JSON.stringify(r.explanation)),
-        );
-        rows.forEach((row, i) => {
-          const one = scoreRuleRow(row, cfg);
-          expect(scores[i]).toBe(one.score);
-          expect(seen[i]).toBe(JSON.stringify(one.explanation));
-        });
+      fc.property(logArb, logArb, cfgArb, (a, b, cfg) => {
+        const h = cfg.evidenceHalfLifeDays;
+        const merged = mergeRuleStates(foldRuleEvents(a, h), foldRuleEvents(b, h), h);
+        const whole = foldRuleEvents([...a, ...b], h);
+        if (merged === null || whole === null) throw new Error("non-empty logs");
+        expectStatesClose(merged, whole);
+        expect(merged.ref_us).toBe(whole.ref_us);
+        expect(merged.last_us).toBe(whole.last_us);
       }),
-      { numRuns: 100 },
+    );
+  });
+
+  it("the score as of T from the state at L equals scoring the log directly at T (1e-9)", () => {
+    fc.assert(
+      fc.property(logArb, cfgArb, laterArb, (log, cfg, later) => {
+        const s = state(log, cfg);
+        // The trend's presence is a threshold on the count and the spread: both forms compute them up to
+        // rounding, so cases within rounding of a threshold may flip it and are left out.
+        const mx = s.q_sx / s.q_n;
+        fc.pre(Math.abs(s.q_sxx / s.q_n - mx * mx - 0.25) > 1e-6);
+        fc.pre(Math.abs(s.q_n - cfg.trendMinAttempts) > 1e-9 * Math.max(1, s.q_n));
+        const at = s.last_us + later;
+        const fromL = scoreRuleState(s, at, cfg).score;
+        const direct = scoreRuleState(state(log, cfg, at), at, cfg).score;
+        expect(Math.abs(fromL - direct)).toBeLessThan(1e-9);
+      }),
+    );
+  });
+
+  it("the columnar batch gives exactly the single-state stored form", () => {
+    fc.assert(
+      fc.property(fc.array(logArb, { minLength: 1, maxLength: 8 }), cfgArb, laterArb, (logs, cfg, later) => {
+        const states = logs.map((l) => state(l, cfg));
+        const cols = {} as RuleStateColumns;
+        for (const c of RULE_STATE_COLUMNS) cols[c] = Float64Array.from(states, (s) => s[c]);
+        const at = T0 + 200 * DAY_US + later;
+        const got: string[] = [];
+        storedRuleRange(cols, at, 0, states.length, cfg, (_i, r) => got.push(JSON.stringify(r)));
+        expect(got).toEqual(states.map((s) => JSON.stringify(storedRuleRow(s, at, cfg))));
+      }),
     );
   });
 });
 
-/** A features row as of `asOfUs` whose last activity was `ageUs` before it (days as features/windows.ts computes them). */
-const DAY_US = 86_400e6;
-const timed = fc.record({
-  row: featureRow,
-  // whole milliseconds, as a Date carries them; ages up to 400 days in microseconds
-  asOfMs: fc.integer({ min: 1_600_000_000_000, max: 1_900_000_000_000 }),
-  ageUs: fc.integer({ min: 0, max: 400 * 86_400_000_000 }),
-  laterUs: fc.integer({ min: 0, max: 200 * 86_400_000_000 }),
-});
-
-describe("stored form and read-time recency (issue 17 item 3)", () => {
-  it("property: applied at the snapshot's own time, the stored form is bit for bit scoreRuleRow", () => {
+describe("stored form and read time (issue 17 item 3)", () => {
+  it("property: the stored form read as of any time is bit for bit the state scored then; the score-only path too", () => {
     fc.assert(
-      fc.property(timed, ruleConfig, ({ row, asOfMs, ageUs }, cfg) => {
-        const asOfUs = asOfMs * 1000;
-        const lastUs = asOfUs - ageUs;
-        const withDays = { ...row, days_since_last_activity: (asOfUs - lastUs) / DAY_US };
-        const stored = storedRuleRow(withDays, lastUs, cfg);
-        const atRead = ruleScoreAt(stored.explanation as StoredRuleExplanation, asOfUs);
-        const direct = scoreRuleRow(withDays, cfg);
-        expect(atRead.score).toBe(direct.score);
-        expect(JSON.stringify(atRead.explanation)).toBe(JSON.stringify(direct.explanation));
-      }),
-      { numRuns: 1000 },
-    );
-  });
-
-  it("property: as of a later time it equals scoring the same evidence with the later days since last activity", () => {
-    fc.assert(
-      fc.property(timed, ruleConfig, ({ row, asOfMs, ageUs, laterUs }, cfg) => {
-        const asOfUs = asOfMs * 1000;
-        const lastUs = asOfUs - ageUs;
-        const stored = storedRuleRow({ ...row, days_since_last_activity: ageUs / DAY_US }, lastUs, cfg);
-        const at = asOfUs + laterUs;
-        const later = scoreRuleRow({ ...row, days_since_last_activity: (at - lastUs) / DAY_US }, cfg);
-        const atRead = ruleScoreAt(stored.explanation as StoredRuleExplanation, at);
-        expect(atRead.score).toBe(later.score);
-        expect(JSON.stringify(atRead.explanation)).toBe(JSON.stringify(later.explanation));
-        expect(atRead.explanation.factors.length).toBeLessThanOrEqual(3);
-        // The score-only path (readers listing scores) gives the same bits from the stored JSON.
+      fc.property(logArb, cfgArb, laterArb, laterArb, (log, cfg, runLater, readLater) => {
+        const s = state(log, cfg);
+        const runAt = s.last_us + runLater;
+        const stored = storedRuleRow(s, runAt, cfg);
+        // through JSON, as it is stored
         const e = JSON.parse(JSON.stringify(stored.explanation)) as StoredRuleExplanation;
-        expect(ruleScoreOnlyAt(e.recency, stored.score, at)).toBe(later.score);
+        expect(ruleScoreAt(e, runAt).score).toBe(stored.score);
+        const at = runAt + readLater;
+        const direct = scoreRuleState(s, at, cfg);
+        const read = ruleScoreAt(e, at);
+        expect(read.score).toBe(direct.score);
+        expect(JSON.stringify(read.explanation)).toBe(JSON.stringify(direct.explanation));
+        expect(ruleScoreOnlyAt(e.rule, stored.score, at)).toBe(direct.score);
       }),
-      { numRuns: 500 },
     );
   });
 
-  it("the stored score leaves recency out, keeps every other factor, and says what read time needs", () => {
-    const row = recentOnly({ attempts: 10, correct: 8, hint_usage_rate: 0 });
-    const lastUs = Date.UTC(2024, 5, 1) * 1000;
-    const asOfUs = lastUs + 3 * DAY_US;
-    const stored = storedRuleRow({ ...row, days_since_last_activity: 3 }, lastUs, DEFAULT);
+  it("stores the run's score and top 3 with the `rule` block last; the block holds what read time needs", () => {
+    const events = [quiz(0, true, 2), quiz(14, false), { tUs: day(14), type: "assignment", scorePct: 80 }];
+    const stored = storedRuleRow(state(events), day(15), DEFAULT);
     const e = stored.explanation as StoredRuleExplanation;
-    expect(e.factors.map((f) => f.name).sort()).toEqual(["accuracy", "hint_usage"]);
-    expect(e.recency?.lastActivityUs).toBe(lastUs);
-    expect(e.recency?.halfLifeDays).toBe(DEFAULT.inactivityHalfLifeDays);
-    // read time adds recency: 3 days after the last activity it is above the prior, so the score rises
-    const now = ruleScoreAt(e, asOfUs);
-    expect(now.explanation.factors.map((f) => f.name)).toContain("recency");
-    const recency = now.explanation.factors.find((f) => f.name === "recency");
-    expect(recency?.value).toBe(3);
-    // a year without activity: recency pulls the score down, and keeps falling with time
-    const yearLater = ruleScoreAt(e, asOfUs + 365 * DAY_US).score;
-    const twoYears = ruleScoreAt(e, asOfUs + 730 * DAY_US).score;
-    expect(yearLater).toBeLessThan(now.score);
-    expect(twoYears).toBeLessThanOrEqual(yearLater);
+    expect(Object.keys(e).at(-1)).toBe("rule");
+    expect(e.rule).toMatchObject({
+      prior: 0.5,
+      refUs: day(14),
+      lastUs: day(14),
+      evidence: 2.5,
+      shrinkageK: 5,
+      evidenceHalfLifeDays: 14,
+      inactivityHalfLifeDays: 30,
+      centered: true,
+    });
+    expect(e.rule?.recencyWeight).toBeCloseTo(3 / 14, 15);
+    expect(e.rule?.partSum).toBeCloseTo(-19 / 420, 15);
+    expect(e.rule?.factors.map((f) => f.name)).toEqual(["accuracy", "assignment_score", "hint_usage"]);
+    expect(e.factors.length).toBe(3);
+    expect(stored.score).toBe(scoreRuleState(state(events), day(15), DEFAULT).score);
   });
 });
 
@@ -400,38 +391,19 @@ describe("parseRuleConfig", () => {
 
 describe("golden explanation", () => {
   it("matches test/golden/rule-explanation.json (UPDATE_GOLDEN=1 to rewrite after an intended change)", () => {
-    const row: RuleFeatureRow = {
-      attempts_7d: 6,
-      correct_7d: 5,
-      hint_usage_rate_7d: 0.5,
-      practice_attempts_7d: 10,
-      practice_success_rate_7d: 0.8,
-      videos_7d: 1,
-      video_watch_pct_7d: 90,
-      assignments_7d: 0,
-      assignment_score_pct_7d: null,
-      attempts_30d: 14,
-      correct_30d: 9,
-      hint_usage_rate_30d: 0.75,
-      practice_attempts_30d: 15,
-      practice_success_rate_30d: 0.6,
-      videos_30d: 2,
-      video_watch_pct_30d: 70,
-      assignments_30d: 1,
-      assignment_score_pct_30d: 85,
-      attempts_90d: 20,
-      correct_90d: 11,
-      hint_usage_rate_90d: 1,
-      practice_attempts_90d: 15,
-      practice_success_rate_90d: 0.6,
-      videos_90d: 2,
-      video_watch_pct_90d: 70,
-      assignments_90d: 2,
-      assignment_score_pct_90d: 75,
-      trend_slope_30d: 0.02,
-      days_since_last_activity: 1.5,
-    };
-    const got = `${JSON.stringify(scoreRuleRow(row, DEFAULT).explanation, null, 2)}\n`;
+    // Two weeks of a pair: quiz answers on days 0-13 (improving), practice, two videos, two assignments;
+    // the stored form as of 1.5 days after the last event.
+    const log: RuleEvent[] = [
+      ...[0, 2, 4, 6, 8, 9, 10, 11, 12, 13].map((d, i) => quiz(d, i % 3 !== 0 || d > 9, d < 6 ? 2 : 0)),
+      { tUs: day(3), type: "practice", attempts: 10, correctCount: 6 },
+      { tUs: day(11), type: "practice", attempts: 5, correctCount: 4 },
+      { tUs: day(5), type: "video", watchPct: 50 },
+      { tUs: day(12), type: "video", watchPct: 90 },
+      { tUs: day(1), type: "assignment", scorePct: 65 },
+      { tUs: day(13), type: "assignment", scorePct: 85 },
+    ];
+    const stored = storedRuleRow(state(log), day(14.5), DEFAULT);
+    const got = `${JSON.stringify(stored.explanation, null, 2)}\n`;
     const path = join(here, "../golden/rule-explanation.json");
     if (process.env.UPDATE_GOLDEN === "1") writeFileSync(path, got);
     expect(got).toBe(readFileSync(path, "utf8"));

@@ -1,6 +1,7 @@
 /**
- * Alerts on scores that move with time alone (issue 17 item 3). A rule score is stored without its recency
- * term and read with recency as of the read time; the alert check reads it the same way. Defined behaviour:
+ * Alerts on scores that move with time alone (issue 17 item 3). A rule row stores its pair's decayed
+ * evidence and is read as of the read time (evidence decayed, recency then); the alert check reads it the
+ * same way. Defined behaviour:
  * a score that was above the threshold when scored and decays under it with no new event raises its alert
  * at the first check after the crossing (the score in the alert is the read-time score), once per crossing.
  */
@@ -10,7 +11,9 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import {
+  foldRuleEvents,
   parseRuleConfig,
+  type RuleState,
   ruleScoreAt,
   type StoredRuleExplanation,
   storedRuleRow,
@@ -26,12 +29,17 @@ const DAY_MS = 86_400_000;
 
 /** A stored rule row with good recent evidence, last active one day before `asOf`; its score as of a time. */
 function decayingRule() {
-  const row: Record<string, number> = {};
-  for (const w of ["7d", "30d", "90d"])
-    Object.assign(row, { [`attempts_${w}`]: 6, [`correct_${w}`]: 5, [`hint_usage_rate_${w}`]: 0 });
   const asOf = new Date("2024-06-01T00:00:00Z");
   const lastUs = (asOf.getTime() - DAY_MS) * 1000;
-  const stored = storedRuleRow({ ...row, days_since_last_activity: 1 }, lastUs, CONFIG);
+  // six quiz attempts, five right, one every half day up to the last activity
+  const events = [0, 1, 2, 3, 4, 5].map((k) => ({
+    tUs: lastUs - k * 0.5 * DAY_MS * 1000,
+    type: "quiz_attempt",
+    isCorrect: k !== 3,
+    hintsUsed: 0,
+  }));
+  const state = foldRuleEvents(events, CONFIG.evidenceHalfLifeDays) as RuleState;
+  const stored = storedRuleRow(state, asOf.getTime() * 1000, CONFIG);
   const e = stored.explanation as StoredRuleExplanation;
   const at = (days: number) => new Date(asOf.getTime() + days * DAY_MS);
   const scoreAt = (d: Date) => ruleScoreAt(e, d.getTime() * 1000).score;

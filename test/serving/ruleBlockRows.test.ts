@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { RULE_FEATURE_COLUMNS } from "../../models/ruleScorer.ts";
+import { RULE_STATE_COLUMNS } from "../../models/ruleScorer.ts";
 import {
   RULE_BLOCK_ROWS,
   RULE_MIN_BLOCK_ROWS,
@@ -10,14 +10,14 @@ import {
 
 describe("ruleBlockRows", () => {
   it("sizes the two block buffers to 1/8 of DuckDB's memory limit", () => {
-    // rid + last activity + the scorer's 29 feature columns, 8 bytes each.
-    expect(RULE_FEATURE_COLUMNS.length).toBe(29);
-    expect(RULE_ROW_BYTES).toBe(248);
-    // 800 MB: 800e6 / 8 / (2 x 248) = 201,612.9 -> 201,612 rows (2 x 50.0 MB of buffers).
-    expect(ruleBlockRows(800e6)).toBe(201_612);
-    // DuckDB prints "2.4 GiB": 2,576,980,378 / 3,968 = 649,440.6 -> 649,440.
-    expect(ruleBlockRows(2_576_980_378)).toBe(649_440);
-    // From ~7.4 GiB up the cap: 2M rows (2 x 496 MB).
+    // rid + the state's 14 columns, 8 bytes each.
+    expect(RULE_STATE_COLUMNS.length).toBe(14);
+    expect(RULE_ROW_BYTES).toBe(120);
+    // 800 MB: 800e6 / 8 / (2 x 120) = 416,666.7 -> 416,666 rows (2 x 50.0 MB of buffers).
+    expect(ruleBlockRows(800e6)).toBe(416_666);
+    // DuckDB prints "2.4 GiB": 2,576,980,378 / 8 / 240 = 1,342,177.3 -> 1,342,177.
+    expect(ruleBlockRows(2_576_980_378)).toBe(1_342_177);
+    // From ~3.6 GiB up the cap: 2M rows (2 x 240 MB).
     expect(ruleBlockRows(8 * 2 ** 30)).toBe(RULE_BLOCK_ROWS);
     expect(ruleBlockRows(Number.POSITIVE_INFINITY)).toBe(RULE_BLOCK_ROWS);
     // A tiny limit still reads blocks of the minimum.

@@ -3,16 +3,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { buildFeatures } from "../../features/windows.ts";
+import { type FeatureWatermark, ingestWatermark } from "../../features/incrementalFeatures.ts";
 import {
-  RULE_FEATURE_COLUMNS,
-  type RuleFeatureRow,
-  scoreRuleRow,
+  foldRuleEvents,
+  RULE_STATE_COLUMNS,
+  type RuleState,
+  scoreRuleState,
   storedRuleRow,
 } from "../../models/ruleScorer.ts";
 import { ruleRowAt } from "../../serving/masteryView.ts";
 import { loadRuleConfig, scoreRules } from "../../serving/ruleScoring.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { ruleStateSql } from "../../storage/ruleStateSql.ts";
 import { insertEvents, type TestEvent } from "../features/eventRows.ts";
 
 const T = new Date("2024-03-31T00:00:00Z");
@@ -41,72 +43,189 @@ const LOG: TestEvent[] = [
 ];
 
 describe("scoreRules job", () => {
-  it("stores the pure scorer's stored form (no recency), which read as of the snapshot is exactly scoreRuleRow", async () => {
+  it("stores the pure scorer's stored form of each pair's state; the SQL state is the pure fold of its events", async () => {
     const store = await DuckStore.open(":memory:");
     await insertEvents(store, LOG);
     const res = await scoreRules(store, { asOf: T, now: new Date("2024-04-01T00:00:00Z") });
-    expect(res.builtFeatures).toBe(true);
+    expect(res.mode).toBe("full");
     expect(res.scored).toBe(4);
     expect(res.changed).toBe(4);
     const { config, modelVersion } = loadRuleConfig();
     expect(res.modelVersion).toBe(modelVersion);
     expect(modelVersion).toMatch(/^rule-[0-9a-f]{10}$/);
 
-    const features = await store.all<Record<string, unknown>>(
-      `SELECT student_key, topic_id, epoch_us(last_activity_at)::DOUBLE AS last_us, ${RULE_FEATURE_COLUMNS.join(", ")}
-       FROM features ORDER BY 1, 2`,
+    const tUs = BigInt(T.getTime()) * 1000n;
+    const states = await store.all<Record<string, unknown>>(
+      `SELECT * FROM (${ruleStateSql()}) ORDER BY student_key, topic_id`,
+      { t: tUs, h: config.evidenceHalfLifeDays },
     );
     const mastery = await store.all<Record<string, unknown>>(
       "SELECT * FROM student_mastery ORDER BY student_key, topic_id",
     );
     expect(mastery).toHaveLength(4);
-    features.forEach((f, i) => {
+    for (const [i, row] of states.entries()) {
+      const state = Object.fromEntries(RULE_STATE_COLUMNS.map((c) => [c, Number(row[c])])) as RuleState;
       const m = mastery[i] as Record<string, unknown>;
-      const stored = storedRuleRow(f as RuleFeatureRow, f.last_us as number, config);
-      expect([m.student_key, m.topic_id]).toEqual([f.student_key, f.topic_id]);
+      const stored = storedRuleRow(state, T.getTime() * 1000, config);
+      expect([m.student_key, m.topic_id]).toEqual([row.student_key, row.topic_id]);
       expect(m.mastery_score).toBe(stored.score);
       expect(m.explanation).toBe(JSON.stringify(stored.explanation));
-      // read time as of the snapshot: the score and top-3 explanation scoring the features row gives
-      const pure = scoreRuleRow(f as RuleFeatureRow, config);
-      const read = ruleRowAt(m as Parameters<typeof ruleRowAt>[0], T);
-      expect(read.mastery_score).toBe(pure.score);
-      expect(read.explanation).toBe(JSON.stringify(pure.explanation));
+      // the SQL aggregates are the pure fold of the pair's events (to rounding of the sums' order)
+      const events = LOG.filter((e) => e.student === row.student_key && e.topic === row.topic_id).map(
+        (e) => ({
+          tUs: Date.parse(e.ts) * 1000,
+          type: e.type,
+          isCorrect: e.is_correct ?? null,
+          hintsUsed: e.hints_used ?? null,
+          attempts: e.attempts ?? null,
+          correctCount: e.correct_count ?? null,
+          watchPct: e.watch_pct ?? null,
+          scorePct: e.score_pct ?? null,
+        }),
+      );
+      const pure = foldRuleEvents(events, config.evidenceHalfLifeDays) as RuleState;
+      for (const c of RULE_STATE_COLUMNS)
+        expect(Math.abs(state[c] - pure[c])).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(pure[c])));
+      // read time as of any later time: the state scored then
+      for (const later of [0, 1.5, 30]) {
+        const at = new Date(T.getTime() + later * DAY);
+        const read = ruleRowAt(m as Parameters<typeof ruleRowAt>[0], at);
+        const direct = scoreRuleState(state, at.getTime() * 1000, config);
+        expect(read.mastery_score).toBe(direct.score);
+        expect(read.explanation).toBe(JSON.stringify(direct.explanation));
+      }
       expect(m.score_source).toBe("rule_based");
       expect(m.model_version).toBe(modelVersion);
       expect((m.as_of as Date).toISOString()).toBe(T.toISOString());
-    });
+    }
     store.close();
   });
 
-  it("appends history only for new or changed scores", async () => {
+  it("an incremental run refolds and writes only the pairs with new or late events; history only for changed scores", async () => {
     const store = await DuckStore.open(":memory:");
     await insertEvents(store, LOG);
     await scoreRules(store, { asOf: T });
     const again = await scoreRules(store, { asOf: T });
     expect(again.changed).toBe(0);
-    // one new attempt for s1/t1 changes only that score
-    await insertEvents(store, [quiz("s1", "t1", -0.5, true)]);
+    const since: FeatureWatermark = { asOf: T, ingestedThroughUs: await ingestWatermark(store) };
+    // one new attempt for s1/t1 half a day later, and a late one for s2/t1 (before T, ingested now)
+    await insertEvents(store, [quiz("s1", "t1", -0.5, true), quiz("s2", "t1", 2, true)]);
     const later = new Date(T.getTime() + DAY);
-    await buildFeatures(store, later);
-    const res = await scoreRules(store); // the latest snapshot
-    expect(res.asOf.toISOString()).toBe(later.toISOString());
-    expect(res.builtFeatures).toBe(false);
-    // Stored scores leave recency out (read time adds it), so only s1/t1's score changes: the other pairs'
-    // evidence stays in the same bands a day later (s1/t2 3 -> 4 days, s2/t1 50 -> 51, s2/t2 outside all)
+    const res = await scoreRules(store, { asOf: later, since });
+    expect(res.mode).toBe("incremental");
+    expect(res.scored).toBe(2);
+    expect(res.changed).toBe(2);
     const hist = await store.all<{ student_key: string; topic_id: string; n: bigint }>(
       "SELECT student_key, topic_id, count(*) AS n FROM student_mastery_history GROUP BY ALL ORDER BY 1, 2",
     );
     expect(hist.map((h) => [h.student_key, h.topic_id, Number(h.n)])).toEqual([
       ["s1", "t1", 2],
       ["s1", "t2", 1],
-      ["s2", "t1", 1],
+      ["s2", "t1", 2],
       ["s2", "t2", 1],
     ]);
-    expect(res.changed).toBe(1);
     const cur = await store.all<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery");
     expect(cur[0]?.n).toBe(4n);
+    // a changed config (another model version) makes the next run full, and says why
+    const other = join(tmpdir(), `rule-weights-other-${process.pid}.yaml`);
+    writeFileSync(
+      other,
+      "prior: 0.4\nshrinkage_k: 5\nevidence_half_life_days: 14\ninactivity_half_life_days: 30\nweights: {accuracy: 1, recency: 0, trend: 0, hint_usage: 0, assignment_score: 0, practice_success: 0, video_completion: 0}\nnormalization: {hint_rate_max: 2, trend_slope_full: 0.03, trend_min_attempts: 5}\n",
+    );
+    const full = await scoreRules(store, {
+      asOf: later,
+      configPath: other,
+      since: { asOf: later, ingestedThroughUs: await ingestWatermark(store) },
+    });
+    expect(full.mode).toBe("full");
+    expect(full.fullReason).toMatch(/4 stored rule scores are of another model version/);
+    rmSync(other, { force: true });
     store.close();
   });
+
+  it("property: daily incremental runs over random logs with late events == one full run (states bit for bit)", async () => {
+    const ev = fc.record({
+      type: fc.constantFrom("quiz_attempt", "quiz_attempt", "assignment", "video", "practice", "chatbot"),
+      student: fc.constantFrom("a", "b", "c"),
+      topic: fc.constantFrom("x", "y"),
+      // event time in seconds from T, and the day (1..4) it is ingested, at or after its own day
+      at: fc.integer({ min: -20 * 86_400, max: 4 * 86_400 - 1 }),
+      lateBy: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 3 })),
+      correct: fc.boolean(),
+      n: fc.integer({ min: 0, max: 10 }),
+      pct: fc.integer({ min: 0, max: 100 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(ev, { minLength: 1, maxLength: 40 }), async (drawn) => {
+        const rows = drawn.map((d) => ({
+          day: Math.min(4, Math.max(0, Math.floor(d.at / 86_400) + 1) + d.lateBy),
+          event: {
+            type: d.type,
+            student: d.student,
+            topic: d.topic,
+            ts: new Date(T.getTime() + d.at * 1000).toISOString(),
+            is_correct: d.correct,
+            hints_used: d.n % 4,
+            attempts: d.n,
+            correct_count: Math.min(d.n, d.pct % 11),
+            score_pct: d.pct,
+            watch_pct: d.pct,
+          } satisfies TestEvent,
+        }));
+        const daily = await DuckStore.open(":memory:");
+        const whole = await DuckStore.open(":memory:");
+        try {
+          // day 0: the events of day 0 and before, full run as of T; days 1-4: that day's arrivals, as of T + d
+          let since: FeatureWatermark | null = null;
+          for (let day = 0; day <= 4; day++) {
+            const asOf = new Date(T.getTime() + day * DAY);
+            await insertEvents(
+              daily,
+              rows.filter((r) => r.day === day).map((r) => r.event),
+            );
+            const wm = await ingestWatermark(daily);
+            const res = await scoreRules(daily, { asOf, workers: 0, ...(since ? { since } : {}) });
+            if (
+              since !== null &&
+              res.mode !== "incremental" &&
+              res.fullReason !== "no stored rule scores to start from"
+            )
+              throw new Error(`expected an incremental day: ${res.fullReason}`);
+            since = { asOf, ingestedThroughUs: wm };
+          }
+          await insertEvents(
+            whole,
+            rows.map((r) => r.event),
+          );
+          const end = new Date(T.getTime() + 4 * DAY);
+          await scoreRules(whole, { asOf: end, workers: 0 });
+          const states = (s: DuckStore) =>
+            s.all(
+              `SELECT student_key, topic_id, model_version, json_extract(explanation, '$.rule')::VARCHAR AS state
+               FROM student_mastery WHERE score_source = 'rule_based' ORDER BY 1, 2`,
+            );
+          expect(await states(daily)).toEqual(await states(whole));
+          const read = async (s: DuckStore, at: Date) =>
+            (
+              await s.all<{ score_source: string; as_of: Date; mastery_score: number; explanation: string }>(
+                "SELECT score_source, as_of, mastery_score, explanation FROM student_mastery ORDER BY student_key, topic_id",
+              )
+            ).map((r) => {
+              const x = ruleRowAt(r, at);
+              return [x.mastery_score, x.explanation];
+            });
+          for (const later of [0, 0.25, 10])
+            expect(await read(daily, new Date(end.getTime() + later * DAY))).toEqual(
+              await read(whole, new Date(end.getTime() + later * DAY)),
+            );
+        } finally {
+          daily.close();
+          whole.close();
+        }
+      }),
+      { numRuns: 25 },
+    );
+  }, 240_000);
 
   it("writes the same rows when scoring in worker threads as on the calling thread", async () => {
     const events = variedEvents();
@@ -134,7 +253,7 @@ describe("scoreRules job", () => {
     expect(threaded.res.scored).toBe(inThread.res.scored);
     expect(threaded.rows).toEqual(inThread.rows);
     expect(threaded.hist).toEqual(inThread.hist);
-    // Bounded memory: the feature rows read and scored in blocks of any size (blocks end inside a DuckDB
+    // Bounded memory: the state rows read and scored in blocks of any size (blocks end inside a DuckDB
     // chunk, the last one is short, two block buffers alternate): every row is scored exactly once.
     await fc.assert(
       fc.asyncProperty(
@@ -170,22 +289,20 @@ describe("scoreRules job", () => {
         "SELECT student_key, topic_id, mastery_score FROM student_mastery",
       );
       await insertEvents(rerun, extra);
-      await buildFeatures(rerun, later);
       const res = await scoreRules(rerun, { asOf: later, now: new Date("2024-04-02T00:00:00Z") });
       const fresh = await open("fresh.duckdb");
       await insertEvents(fresh, [...variedEvents(), ...extra]);
-      await buildFeatures(fresh, later);
       await scoreRules(fresh, { asOf: later, now: new Date("2024-04-02T00:00:00Z") });
       const sql = "SELECT * FROM student_mastery ORDER BY student_key, topic_id, score_source";
       const rows = await rerun.all<{ student_key: string; topic_id: string; mastery_score: number }>(sql);
       expect(rows).toEqual(await fresh.all(sql));
-      // The later snapshot keeps every pair and adds the ones whose first evidence entered its window.
-      expect(res.scored).toBeGreaterThanOrEqual(first.scored);
+      // Every pair again, plus new ones (s7/t3, and pairs whose only events are at T itself, not before it).
+      expect(res.scored).toBeGreaterThan(first.scored);
       expect(rows).toHaveLength(res.scored);
       const old = new Map(before.map((r) => [`${r.student_key}/${r.topic_id}`, r.mastery_score]));
       const changed = rows.filter((r) => old.get(`${r.student_key}/${r.topic_id}`) !== r.mastery_score);
+      // A day later every pair's evidence has decayed, so (nearly) every score moved.
       expect(changed.length).toBeGreaterThan(0);
-      expect(changed.length).toBeLessThan(res.scored);
       expect(res.changed).toBe(changed.length);
       const hist = await rerun.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history");
       expect(Number(hist?.n)).toBe(first.scored + changed.length);
