@@ -139,7 +139,7 @@ describe("mastery schedule (serving/schedule.ts)", () => {
           featurePairsRecomputed: 0,
           featurePairsCopied: pairs,
           featureRows: pairs,
-          // Rule scores are stored without recency: nothing recomputed, nothing rescored.
+          // Rule rows store decayed evidence: no new event, nothing refolded or written.
           ruleMode: "incremental",
           ruleScores: 0,
         });
@@ -170,7 +170,16 @@ describe("mastery schedule (serving/schedule.ts)", () => {
         expect(day3.counts.featureMode).toBe("incremental");
         expect(day3.counts.featurePairsRecomputed).toBeGreaterThan(0);
         expect(day3.counts.ruleMode).toBe("incremental");
-        expect(day3.counts.ruleScores).toBe(day3.counts.featurePairsRecomputed);
+        // Rules refold only the pairs with an event ingested since the previous run (no window edges).
+        const wm = (again.status === "ok" ? again.counts.watermark : null) as { ingestedThroughUs: string };
+        const fresh = await store.one<{ n: bigint }>(
+          `SELECT count(*) AS n FROM (SELECT DISTINCT student_key, topic_id FROM raw_events
+           WHERE epoch_us(ingested_at) > $wm::BIGINT)`,
+          { wm: BigInt(wm.ingestedThroughUs) },
+        );
+        expect(day3.counts.ruleScores).toBe(Number(fresh?.n));
+        expect(day3.counts.ruleScores).toBeGreaterThan(0);
+        expect(day3.counts.ruleScores).toBeLessThanOrEqual(day3.counts.featurePairsRecomputed as number);
         const asOf = new Date(String(day3.counts.asOf));
         await buildFeatures(store, asOf, { table: "features_full_check" });
         const mine = await store.all(
