@@ -8,6 +8,7 @@
  * (rounded to 12 decimals) per side.
  *
  *   BENCH_DIR=/tmp/day-bench-10000 npx tsx bench/ruleDayEquality.bench.ts   # after dailyDay.bench.ts built it
+ *   FIRST=full ...   # the first side a full run too: how much two full runs differ (DuckDB's parallel sums)
  */
 import { createHash } from "node:crypto";
 import { copyFileSync, readFileSync, rmSync } from "node:fs";
@@ -23,7 +24,8 @@ const meta = JSON.parse(readFileSync(join(root, "day.json"), "utf8")) as {
   since: { asOf: string; ingestedThroughUs: string | null };
 };
 const since = { asOf: new Date(meta.since.asOf), ingestedThroughUs: meta.since.ingestedThroughUs };
-const paths = { day: join(root, "eq-day.duckdb"), full: join(root, "eq-full.duckdb") };
+const first = process.env.FIRST === "full" ? "full" : "day";
+const paths = { [first]: join(root, "eq-a.duckdb"), full2: join(root, "eq-b.duckdb") };
 let asOf = new Date(0);
 for (const [side, path] of Object.entries(paths)) {
   rmSync(path, { force: true });
@@ -31,16 +33,18 @@ for (const [side, path] of Object.entries(paths)) {
   const store = await DuckStore.open(path);
   asOf = alignedAsOf(since, await resolveAsOf(store, "now"));
   const r = await scoreRules(store, { asOf, ...(side === "day" ? { since } : {}) });
+  if (side === "day" && r.mode !== "incremental")
+    throw new Error(`expected an incremental day: ${r.fullReason}`);
   process.stderr.write(`${side}: mode ${r.mode}, ${r.scored} pairs refolded\n`);
   store.close();
   await store.whenClosed();
 }
 const store = await DuckStore.open(":memory:");
-await store.run(`ATTACH ${sqlString(paths.day)} AS d (READ_ONLY)`);
-await store.run(`ATTACH ${sqlString(paths.full)} AS f (READ_ONLY)`);
+await store.run(`ATTACH ${sqlString(join(root, "eq-a.duckdb"))} AS d (READ_ONLY)`);
+await store.run(`ATTACH ${sqlString(join(root, "eq-b.duckdb"))} AS f (READ_ONLY)`);
 const DAY_US = 86_400_000_000n;
 const t0 = BigInt(asOf.getTime()) * 1000n;
-const out: Record<string, unknown> = { asOf: asOf.toISOString() };
+const out: Record<string, unknown> = { asOf: asOf.toISOString(), sides: Object.keys(paths) };
 const blocks = await store.one<{ n: bigint; same: bigint }>(
   `SELECT count(*) AS n, count(*) FILTER (WHERE json_extract(a.explanation, '$.rule')::VARCHAR
      IS NOT DISTINCT FROM json_extract(b.explanation, '$.rule')::VARCHAR) AS same
@@ -66,7 +70,7 @@ for (const days of [0n, 1n, 30n]) {
       .update(x ?? "")
       .digest("hex")
       .slice(0, 16);
-  out[`plus${days}d`] = { maxAbsDiff: r?.maxdiff, digestDay: sha(r?.dd), digestFull: sha(r?.fd) };
+  out[`plus${days}d`] = { maxAbsDiff: r?.maxdiff, digestA: sha(r?.dd), digestB: sha(r?.fd) };
 }
 store.close();
 for (const p of Object.values(paths)) {
