@@ -1099,8 +1099,14 @@ export class LatentFilter {
     const shrink = opts.topicPriorSd ?? 1;
     // The threshold's shrinkage: given, or (round 13, "auto") chosen by the held-out likelihood of the topic
     // fits on the other half of the students (LatentFilter.chooseThresholdSd; logistic emission only).
+    // A sample too small to split (fewer than LATENT_THRESHOLD_MIN_HALF graded observations in a half) keeps the
+    // fixed LATENT_TOPIC_THRESHOLD_SD, with no choice recorded.
+    const splittable = (): boolean => {
+      const { obs } = studentHalves(sequences);
+      return Math.min(obs[0], obs[1]) >= LATENT_THRESHOLD_MIN_HALF;
+    };
     const thresholdChoice =
-      logistic && opts.topicThresholdSd === "auto"
+      logistic && opts.topicThresholdSd === "auto" && splittable()
         ? LatentFilter.chooseThresholdSd(params, sequences, { bins, topicPriorSd: shrink })
         : undefined;
     const thSd =
@@ -1174,16 +1180,10 @@ export class LatentFilter {
     const incumbent = opts.incumbent ?? LATENT_TOPIC_THRESHOLD_SD;
     const margin = opts.margin ?? LATENT_AUTO_MARGIN;
     const all = candidates.includes(incumbent) ? candidates : [...candidates, incumbent];
-    const halves: LatentSequence[][] = [[], []];
-    const obs = [0, 0];
-    sequences.forEach((s, i) => {
-      const h = studentHalf(s.student ?? `#${i}`);
-      halves[h]!.push(s);
-      for (const e of s.events) obs[h]! += gradedCount(e);
-    });
-    if (obs[0]! < 50 || obs[1]! < 50)
+    const { halves, obs } = studentHalves(sequences);
+    if (Math.min(obs[0], obs[1]) < LATENT_THRESHOLD_MIN_HALF)
       throw new LatentFilterError(
-        `only ${obs[0]} / ${obs[1]} graded observations in the two halves of the students to choose the topic threshold's shrinkage on; need 50 each: pass a number as topicThresholdSd (e.g. ${LATENT_TOPIC_THRESHOLD_SD})`,
+        `only ${obs[0]} / ${obs[1]} graded observations in the two halves of the students to choose the topic threshold's shrinkage on; need ${LATENT_THRESHOLD_MIN_HALF} each: pass a number as topicThresholdSd (e.g. ${LATENT_TOPIC_THRESHOLD_SD})`,
       );
     const fitHalf = halves.map((h) => groupByTopic(h));
     const p = new Float64Array(bins);
@@ -1205,12 +1205,12 @@ export class LatentFilter {
           ll += k.run(s.events, fitted.topicPriorMean[s.topic] ?? params.priorMean, p);
         }
       }
-      heldOut[String(sd)] = ll / (obs[0]! + obs[1]!);
+      heldOut[String(sd)] = ll / (obs[0] + obs[1]);
     }
     let top = incumbent;
     for (const sd of all) if (heldOut[String(sd)]! > heldOut[String(top)]!) top = sd;
     const chosen = heldOut[String(top)]! > heldOut[String(incumbent)]! + margin ? top : incumbent;
-    return { chosen, heldOut, incumbent, margin, observations: obs[0]! + obs[1]! };
+    return { chosen, heldOut, incumbent, margin, observations: obs[0] + obs[1] };
   }
 
   /**
@@ -1482,6 +1482,8 @@ export const LATENT_AUTO_MARGIN = 0.0005;
 
 /** The topic threshold's prior sd (K units) of the logistic emission when none is named (rounds 6-12). */
 export const LATENT_TOPIC_THRESHOLD_SD = 0.15;
+/** Graded observations each half of the students needs for LatentFilter.chooseThresholdSd. */
+export const LATENT_THRESHOLD_MIN_HALF = 50;
 /** The candidates of LatentFilter.chooseThresholdSd (round 13; 0 = one global threshold). */
 export const LATENT_THRESHOLD_SD_CANDIDATES: readonly number[] = [0, 0.05, 0.1, 0.15, 0.3];
 /**
@@ -1741,6 +1743,21 @@ export function fitTopicEffects(
     if (logistic) topicThreshold[topic] = th0 + thOff;
   }
   return { topicPriorMean, topicThreshold };
+}
+
+/** The sequences of each half of the students (`studentHalf`; a sequence without a student by its index) and their graded observations. */
+function studentHalves(sequences: readonly LatentSequence[]): {
+  halves: [LatentSequence[], LatentSequence[]];
+  obs: [number, number];
+} {
+  const halves: [LatentSequence[], LatentSequence[]] = [[], []];
+  const obs: [number, number] = [0, 0];
+  sequences.forEach((s, i) => {
+    const h = studentHalf(s.student ?? `#${i}`);
+    halves[h].push(s);
+    for (const e of s.events) obs[h] += gradedCount(e);
+  });
+  return { halves, obs };
 }
 
 /** The half (0 or 1) a student key falls in for chooseThresholdSd: FNV-1a 32-bit hash of the key, low bit. */

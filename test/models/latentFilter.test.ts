@@ -1093,8 +1093,22 @@ describe("latent filter: the topic threshold's shrinkage chosen by held-out like
     expect(() => LatentFilter.chooseThresholdSd(PARAMS, seqs)).toThrow(/logistic emission/);
   }, 300_000);
 
-  it("refuses halves with fewer than 50 graded observations, naming the fix", () => {
+  it("refuses halves with fewer than 50 graded observations, naming the fix; the fit then keeps the fixed sd", () => {
     const { seqs } = simulateStudents(LOGISTIC, { A: 0.5 }, 4, 0, 41);
     expect(() => LatentFilter.chooseThresholdSd(LOGISTIC, seqs)).toThrow(/pass a number as topicThresholdSd/);
+    // Every sequence of one student ("a", half 0): the other half is empty, so "auto" keeps the fixed sd.
+    const few = simulateStudents(LOGISTIC, { A: 0.4, B: 0.6 }, 30, 0, 43).seqs.map((s) => ({
+      ...s,
+      student: "a",
+    }));
+    const f = LatentFilter.fit(few, {
+      bins: 12,
+      maxEvaluations: 60,
+      emission: "logistic",
+      topicThresholdSd: "auto",
+    });
+    const fixed = LatentFilter.fit(few, { bins: 12, maxEvaluations: 60, emission: "logistic" });
+    expect(f.json.fit.thresholdChoice).toBeUndefined();
+    expect(f.json.topicThreshold).toEqual(fixed.json.topicThreshold);
   });
 });
