@@ -19,7 +19,7 @@
  *   LATENT_EMISSION=linear npx tsx bench/validity.bench.ts     # rounds 4-9 default emission (unset: the product default, auto)
  *   LATENT_EMISSION=logistic npx tsx bench/validity.bench.ts   # the filter's logistic (item-threshold) emission
  *   LATENT_FORGETTING=durable npx tsx bench/validity.bench.ts  # round 9's durable-share forgetting (opt-in)
- *   LATENT_THRESHOLD_SD=auto npx tsx bench/validity.bench.ts   # round 13's held-out threshold shrinkage (opt-in)
+ *   LATENT_THRESHOLD_SD=0.15 npx tsx bench/validity.bench.ts   # rounds 6-12's fixed threshold shrinkage (unset: auto, round 13)
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */

@@ -207,7 +207,7 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
         : // The emission is chosen on held-out answers unless the caller names one (round 10 in
           // docs/benchmarks.md); the forgetting is LATENT_FORGETTING_DEFAULT (the global floor; round 12's
           // held-out choice, "auto", is an option); the topic threshold's shrinkage is LATENT_THRESHOLD_SD_DEFAULT
-          // (round 13).
+          // (round 13: chosen on held-out students).
           await fitLatentOnStore(scratch, snapshot, {
             emission: "auto",
             forgetting: LATENT_FORGETTING_DEFAULT,

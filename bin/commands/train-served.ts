@@ -89,7 +89,7 @@ export function register(program: Command): void {
     )
     .option(
       "--latent-threshold-sd <auto|sd>",
-      "with --latent on and the logistic emission, the prior sd (K units) of a topic's item threshold around the global one: a number >= 0 (0.15 by default, rounds 6-12; 0 = one global threshold) or auto (opt-in: the candidate 0 / 0.05 / 0.1 / 0.15 / 0.3 with the highest held-out likelihood of the topic fits on the other half of the students; docs/benchmarks.md Validity round 13)",
+      "with --latent on and the logistic emission, the prior sd (K units) of a topic's item threshold around the global one: auto (the default since round 13: the candidate 0 / 0.05 / 0.1 / 0.15 / 0.3 with the highest held-out likelihood of the topic fits on the other half of the students, 0.15 unless another wins by more than 0.0005 ll/obs; docs/benchmarks.md Validity round 13) or a number in [0, 1] (0.15: rounds 6-12; 0: one global threshold)",
       String(LATENT_THRESHOLD_SD_DEFAULT),
     )
     .option(
