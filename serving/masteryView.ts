@@ -680,25 +680,21 @@ interface ExplanationJson {
 }
 
 /**
- * True when JSON.stringify(JSON.parse(text)) is `text` for any text JSON.stringify wrote: an object with no
- * whitespace and no escapes (those are the spellings a round trip could change in another writer's text).
+ * A text JSON.stringify wrote is what JSON.stringify(JSON.parse(text)) gives; in another writer's text
+ * whitespace or an escape could be spelled otherwise, so a text with either is parsed and re-serialized.
+ * The three fields are read from the top level of the parsed explanation: a text without their names has none.
  */
-const spliceable = (text: string): boolean =>
-  text.charCodeAt(0) === 123 &&
-  !text.includes("\\") &&
-  !text.includes(" ") &&
-  !text.includes("\n") &&
-  !text.includes("\r") &&
-  !text.includes("\t");
+const NOT_AS_IS = /[\s\\]/;
+const NOT_AS_IS_OR_FIELDS = /[\s\\]|"(?:interval|evidence|pCorrect)"/;
 
 function explanationJson(text: string): ExplanationJson {
-  const asIs = spliceable(text);
-  // The fields come from the top level of the parsed explanation; a text without their names has none.
-  if (asIs && !text.includes('"interval"') && !text.includes('"evidence"') && !text.includes('"pCorrect"'))
+  // One regular expression over the text: ~4x faster than seven `includes` (docs/benchmarks.md, serve12).
+  const object = text.charCodeAt(0) === 123;
+  if (object && !NOT_AS_IS_OR_FIELDS.test(text))
     return { text, interval: "null", evidence: "null", pCorrect: "null" };
   const e = JSON.parse(text) as { interval?: unknown; evidence?: unknown; pCorrect?: unknown };
   return {
-    text: asIs ? text : JSON.stringify(e),
+    text: object && !NOT_AS_IS.test(text) ? text : JSON.stringify(e),
     interval: JSON.stringify(e.interval ?? null),
     evidence: JSON.stringify(e.evidence ?? null),
     pCorrect: JSON.stringify(e.pCorrect ?? null),
