@@ -136,11 +136,18 @@ async function selectServed(
   const store = readStoreOf(source);
   const stored = opts.rows ?? (await store.masteryRows(studentKey));
   const now = opts.now;
-  // Rule rows get their read-time score only (ruleScoreOnlyAt); the explanation is built for the one row
-  // that is served (the original kept in ruleStored). A cache miss lists ~100 topics' scores.
+  // Rule and decaying rows get their read-time score only (ruleScoreOnlyAt, decayedScoreRow); the explanation
+  // is built for the one row that is served (the original kept in ruleStored / decayStored). A cache miss
+  // lists ~100 topics' scores.
   const ruleStored = new Map<MasteryRow, MasteryRow>();
+  const decayStored = new Map<MasteryRow, MasteryRow>();
   const rows = stored.map((r) => {
-    if (r.score_source !== "rule_based") return now === undefined ? r : decayServedRow(r, now);
+    if (r.score_source !== "rule_based") {
+      if (now === undefined) return r;
+      const moved = decayedScoreRow(r, now);
+      if (moved !== r) decayStored.set(moved, r);
+      return moved;
+    }
     const at = now ?? r.as_of;
     const moved = { ...r, mastery_score: ruleRowScoreAt(r, at), as_of: at };
     ruleStored.set(moved, r);
@@ -185,6 +192,8 @@ async function selectServed(
     }
     const original = ruleStored.get(stored);
     if (original !== undefined) stored = ruleRowAt(original, stored.as_of);
+    const decaying = decayStored.get(stored);
+    if (decaying !== undefined && now !== undefined) stored = decayServedRow(decaying, now);
     const m = opts.model?.topics.get(topicId);
     const fromModel = m !== undefined && stored.score_source !== TEACHER_OVERRIDE;
     const served: MasteryRow = fromModel
@@ -325,7 +334,7 @@ export async function studentMasteryJson(
     const { topicId, list, served: row, m, fromModel } = selected[i]!;
     served[i] = { topicId, score: row.mastery_score, scoreSource: row.score_source };
     if (withModel && fromModel) modelServedScores.push(row.mastery_score);
-    const e = explanationJson(row.explanation);
+    const e = explanationJson(row.explanation, decayedExplanations.get(row));
     json +=
       (i === 0 ? '{"topicId":' : ',{"topicId":') +
       quote(topicId) +
@@ -463,7 +472,41 @@ export function decayServedRow<
   if (e.pCorrect !== undefined) out.pCorrect = decayTowards(e.pCorrect, d.pFloor, d.halfLifeDays, elapsed);
   if (e.evidence !== undefined && e.evidence.daysSinceLast !== null)
     out.evidence = { ...e.evidence, daysSinceLast: e.evidence.daysSinceLast + elapsed };
-  return { ...row, mastery_score: score, as_of: now, explanation: JSON.stringify(out) };
+  const moved = { ...row, mastery_score: score, as_of: now, explanation: JSON.stringify(out) };
+  decayedExplanations.set(moved, out);
+  return moved;
+}
+
+/** The explanation object behind each row decayServedRow made (studentMasteryJson reads its fields, not the text again). */
+const decayedExplanations = new WeakMap<object, DecayableExplanation>();
+
+/**
+ * decayServedRow's mastery_score and as_of alone (the explanation left as stored), for a listed row that is
+ * not served. The served explanation puts `decay` last (serving/servedScoring.ts servedExplanation), so only
+ * that tail is parsed; a text where it is not the last key (the tail does not parse) goes through
+ * decayServedRow. Rows decayServedRow returns as they are are returned as they are.
+ */
+function decayedScoreRow<
+  R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
+>(row: R, now: Date): R {
+  if (!DECAYING_SOURCES.has(row.score_source)) return row;
+  const elapsed = (now.getTime() - row.as_of.getTime()) / DAY_MS;
+  if (!(elapsed > 0)) return row;
+  const e = row.explanation;
+  const j = e.lastIndexOf('"decay":{');
+  let d: DecayableExplanation["decay"];
+  try {
+    d = j < 0 ? undefined : (JSON.parse(e.slice(j + 8, -1)) as DecayableExplanation["decay"]);
+  } catch {
+    return decayServedRow(row, now);
+  }
+  if (d === undefined) return decayServedRow(row, now);
+  if (!(d.halfLifeDays > 0)) return row;
+  return {
+    ...row,
+    mastery_score: decayTowards(row.mastery_score, d.floor, d.halfLifeDays, elapsed),
+    as_of: now,
+  };
 }
 
 /**
@@ -687,7 +730,15 @@ interface ExplanationJson {
 const NOT_AS_IS = /[\s\\]/;
 const NOT_AS_IS_OR_FIELDS = /[\s\\]|"(?:interval|evidence|pCorrect)"/;
 
-function explanationJson(text: string): ExplanationJson {
+/** `parsed`: the explanation whose JSON.stringify `text` is, when the caller has it (a decayed row's). */
+function explanationJson(text: string, parsed?: DecayableExplanation): ExplanationJson {
+  if (parsed !== undefined)
+    return {
+      text,
+      interval: JSON.stringify(parsed.interval ?? null),
+      evidence: JSON.stringify(parsed.evidence ?? null),
+      pCorrect: JSON.stringify(parsed.pCorrect ?? null),
+    };
   // One regular expression over the text: ~4x faster than seven `includes` (docs/benchmarks.md, serve12).
   const object = text.charCodeAt(0) === 123;
   if (object && !NOT_AS_IS_OR_FIELDS.test(text))

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { MasteryViewRow } from "../../serving/masteryReadStore.ts";
 import {
+  decayServedRow,
   readStudentMastery,
   type StudentMasteryOptions,
   studentMasteryJson,
@@ -56,13 +57,18 @@ const ruleExplanation = (score: number, lastActivity: number) =>
     },
   });
 
-const servedExplanation = (score: number, decay: boolean) =>
-  plainExplanation(score, {
-    interval: { lo: score * 0.8, hi: Math.min(1, score * 1.2), level: 0.8 },
-    evidence: { kind: "measured", attempts: 4, daysSinceLast: 2.5 },
-    pCorrect: 0.5 + score / 3,
-    ...(decay ? { decay: { halfLifeDays: 9, floor: 0.2, pFloor: 0.35 } } : {}),
-  });
+const servedExplanation = (score: number, decay: boolean, decayFirst = false): string =>
+  decayFirst
+    ? JSON.stringify({
+        decay: { halfLifeDays: 5, floor: 0.1, pFloor: 0.3 },
+        ...JSON.parse(servedExplanation(score, false)),
+      })
+    : plainExplanation(score, {
+        interval: { lo: score * 0.8, hi: Math.min(1, score * 1.2), level: 0.8 },
+        evidence: { kind: "measured", attempts: 4, daysSinceLast: 2.5 },
+        pCorrect: 0.5 + score / 3,
+        ...(decay ? { decay: { halfLifeDays: 9, floor: 0.2, pFloor: 0.35 } } : {}),
+      });
 
 /** Texts another tool could have stored: whitespace, escapes, a key order JSON.parse changes, not an object. */
 const foreignText = fc.oneof(
@@ -84,7 +90,7 @@ const rowArb = fc
     source: fc.constantFrom(...SOURCES),
     score: fc.oneof(fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFrom(0, -0, 1, 0.1 + 0.2)),
     asOfDays: fc.integer({ min: 0, max: 40 }),
-    kind: fc.constantFrom("plain", "decay", "served-no-decay", "foreign"),
+    kind: fc.constantFrom("plain", "decay", "decay-first", "served-no-decay", "foreign"),
     foreign: foreignText,
     name: fc.option(fc.string(), { nil: null }),
     chapter: fc.option(fc.constantFrom("C0", "C1", 'q"uote'), { nil: null }),
@@ -104,7 +110,7 @@ const rowArb = fc
             ? g.foreign
             : g.kind === "plain"
               ? plainExplanation(g.score)
-              : servedExplanation(g.score, g.kind === "decay"),
+              : servedExplanation(g.score, g.kind === "decay", g.kind === "decay-first"),
       last_updated: new Date(T0 + g.asOfDays * DAY_MS + 1234),
       name: g.name,
       chapter_id: g.chapter,
@@ -231,6 +237,28 @@ describe("studentMasteryJson: the GET /mastery body without building its objects
         );
       }),
       { numRuns: 600 },
+    );
+  });
+
+  it("property: every listed score of a served / latent row is decayServedRow's (score and as_of), decay last or not", async () => {
+    await fc.assert(
+      fc.asyncProperty(optsArb, async (o) => {
+        let view: Awaited<ReturnType<typeof readStudentMastery>>;
+        try {
+          view = await readStudentMastery({} as never, "k", build(o));
+        } catch {
+          return;
+        }
+        const now = build(o).now;
+        for (const r of o.rows) {
+          if (r.score_source === "rule_based") continue;
+          const want = now === undefined ? r : decayServedRow(r, now);
+          const got = view.topics.find((t) => t.topicId === r.topic_id)!.scores[r.score_source]!;
+          expect(got.score).toBe(want.mastery_score);
+          expect(got.asOf).toBe(want.as_of.toISOString());
+        }
+      }),
+      { numRuns: 400 },
     );
   });
 
