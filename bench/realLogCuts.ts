@@ -35,6 +35,8 @@ import { BKT, type BktModelJson, type BktParams, bktStepPair, type SkillResponse
 import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
 import {
   KIND_QUIZ,
+  LATENT_THRESHOLD_SD_DEFAULT,
+  LATENT_TOPIC_THRESHOLD_SD,
   type LatentEstimate,
   type LatentEvent,
   LatentFilter,
@@ -102,6 +104,20 @@ const realEmission = ((): "linear" | "logistic" | "auto" => {
   if (v !== "linear" && v !== "logistic" && v !== "auto")
     throw new Error(`REAL_EMISSION must be linear, logistic or auto (got ${v})`);
   return v;
+})();
+/**
+ * REAL_THRESHOLD_SD=auto|<sd>: the topic threshold's shrinkage of logistic real-log fits (round 13; absent = the
+ * product's default, LATENT_THRESHOLD_SD_DEFAULT). Part of the cache file name unless it is the fixed 0.15 of
+ * rounds 6-12 (their caches).
+ */
+const realThresholdSd = ((): number | "auto" => {
+  const v = process.env.REAL_THRESHOLD_SD;
+  if (v === undefined || v === "") return LATENT_THRESHOLD_SD_DEFAULT;
+  if (v === "auto") return v;
+  const n = Number(v);
+  if (!(v.trim() !== "" && n >= 0))
+    throw new Error(`REAL_THRESHOLD_SD must be auto or a number >= 0 (got ${v})`);
+  return n;
 })();
 /** FNV-1a of a string: a deterministic pair sample, as fitLatentOnStore samples pairs by hash. */
 function hash32(s: string): number {
@@ -215,7 +231,7 @@ function fitEpoch(
       ? undefined
       : join(
           cacheDir,
-          `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}${fold === 0 ? "" : `-fold${fold}`}${realEmission === "linear" ? "" : `-${realEmission}`}.json`,
+          `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}${fold === 0 ? "" : `-fold${fold}`}${realEmission === "linear" ? "" : `-${realEmission}`}${realEmission === "linear" || realThresholdSd === LATENT_TOPIC_THRESHOLD_SD ? "" : `-th${realThresholdSd}`}.json`,
         );
   // The latent filter, on a deterministic hash sample of pairs of about maxEvents attempts (as the product).
   const bySeq = new Map<string, LatentSequence>();
@@ -290,6 +306,7 @@ function fitEpoch(
     filter = LatentFilter.fit([...bySeq.values()], {
       studentEffect,
       emission: realEmission,
+      topicThresholdSd: realThresholdSd,
       ...(minObs !== undefined ? { minObservations: Number(minObs) } : {}),
     });
     bkt = new BKT({ ...MASTERY_BKT_OPTIONS, restarts: 3 }).fit(log);

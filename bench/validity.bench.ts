@@ -19,6 +19,7 @@
  *   LATENT_EMISSION=linear npx tsx bench/validity.bench.ts     # rounds 4-9 default emission (unset: the product default, auto)
  *   LATENT_EMISSION=logistic npx tsx bench/validity.bench.ts   # the filter's logistic (item-threshold) emission
  *   LATENT_FORGETTING=durable npx tsx bench/validity.bench.ts  # round 9's durable-share forgetting (opt-in)
+ *   LATENT_THRESHOLD_SD=0.15 npx tsx bench/validity.bench.ts   # rounds 6-12's fixed threshold shrinkage (unset: auto, round 13)
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */
@@ -96,6 +97,14 @@ const MIN_LABEL_ATTEMPTS = envInt("MIN_LABEL_ATTEMPTS", 3);
 /** The served estimate's proxy label (serving/servedTraining.ts SERVED_LABELS): LABEL=quiz is round 2's. */
 const LABEL = (process.env.LABEL ?? "auto") as ServedLabelKind;
 if (!SERVED_LABELS.includes(LABEL)) throw new Error(`LABEL must be one of ${SERVED_LABELS.join(", ")}`);
+/** LATENT_THRESHOLD_SD: "auto" or an sd >= 0 (round 13). */
+function thresholdSdEnv(v: string): number | "auto" {
+  if (v === "auto") return v;
+  const n = Number(v);
+  if (!(v.trim() !== "" && n >= 0))
+    throw new Error(`LATENT_THRESHOLD_SD must be auto or a number >= 0 (got ${v}); unset it for the default`);
+  return n;
+}
 const DAY_MS = 86_400_000;
 const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");
 
@@ -251,6 +260,12 @@ async function evaluateCut(
         process.env.LATENT_FORGETTING === "floor" ||
         process.env.LATENT_FORGETTING === "auto"
           ? { forgetting: process.env.LATENT_FORGETTING as "durable" | "floor" | "auto" }
+          : {}),
+        // LATENT_THRESHOLD_SD=auto|<sd>: the topic threshold's shrinkage (round 13; unset: the product default).
+        ...(process.env.LATENT_THRESHOLD_SD !== undefined && process.env.LATENT_THRESHOLD_SD !== ""
+          ? {
+              topicThresholdSd: thresholdSdEnv(process.env.LATENT_THRESHOLD_SD),
+            }
           : {}),
         // LATENT_INTERVAL=widen-only: rounds 5-10's interval (dispersion factor >= 1); unset: the default (round 11).
         ...(process.env.LATENT_INTERVAL === "widen-only" || process.env.LATENT_INTERVAL === "two-sided"
@@ -472,6 +487,18 @@ async function evaluateCut(
       if (fc !== undefined)
         console.log(
           `forgetting choice (same split, ${fc.heldOutObservations} observations): floor ${fc.heldOut.floor.toFixed(5)} / durable ${fc.heldOut.durable.toFixed(5)} ll/obs -> ${fc.chosen}${lf.params.durableShare !== undefined ? ` (durable share ${lf.params.durableShare.toFixed(3)}, half-life ${lf.params.halfLifeDays.toFixed(1)} d)` : ""}`,
+        );
+      const tc = lf.fit.thresholdChoice;
+      const th = Object.values(lf.topicThreshold ?? {});
+      if (tc !== undefined)
+        console.log(
+          `threshold shrinkage choice (two halves of the students, ${tc.observations} observations): ${Object.entries(
+            tc.heldOut,
+          )
+            .map(([sd, v]) => `sd ${sd} ${v.toFixed(5)}`)
+            .join(
+              " / ",
+            )} ll/obs -> ${tc.chosen}; topic thresholds ${th.length > 0 ? `${Math.min(...th).toFixed(3)}-${Math.max(...th).toFixed(3)}` : "-"}`,
         );
     }
     const cal = Object.values(served.json.topics);

@@ -123,6 +123,11 @@ export interface LatentModelJson {
      * used, and the mode that turned it into the scale (`intervalFactor`). Absent in older models.
      */
     dispersion?: { ratio: number; sequences: number; mode: LatentIntervalMode };
+    /**
+     * The threshold shrinkage chosen by held-out likelihood (`topicThresholdSd: "auto"`,
+     * LatentFilter.chooseThresholdSd, round 13); absent when the sd was given or the emission is linear.
+     */
+    thresholdChoice?: ThresholdChoice;
   };
   /**
    * Posterior spread factor of the 80% interval (absent = 1): the square root of the variance factor that
@@ -1091,45 +1096,26 @@ export class LatentFilter {
       logLikPerObs = logLik(centre) / observations;
     }
     const kernel = new LatentKernel(params, bins);
-    const byTopic = new Map<string, LatentSequence[]>();
-    for (const s of sequences) {
-      const l = byTopic.get(s.topic) ?? [];
-      l.push(s);
-      byTopic.set(s.topic, l);
-    }
-    // Per-topic prior mean (and, with the logistic emission, emission threshold): maximise each topic's
-    // likelihood + a Normal(0, sd^2) penalty on the offset from the global value (golden-section searches,
-    // alternated twice when there are two).
     const shrink = opts.topicPriorSd ?? 1;
-    const thSd = opts.topicThresholdSd ?? 0.15;
-    const topicPriorMean: Record<string, number> = {};
-    const topicThreshold: Record<string, number> = {};
-    const g0 = logit(params.priorMean);
-    const th0 = params.threshold ?? 0.5;
-    for (const [topic, seqs] of byTopic) {
-      let off = 0;
-      let thOff = 0;
-      let k = kernel;
-      const ll = (kk: LatentKernel, m: number): number => {
-        let l = 0;
-        for (const s of seqs) l += kk.run(s.events, m, p);
-        return l;
-      };
-      for (let round = 0; round < (logistic ? 2 : 1); round++) {
-        off = goldenMin((o) => -ll(k, sigmoid(g0 + o)) + (0.5 * o * o) / (shrink * shrink), -3, 3, 14);
-        if (!logistic) break;
-        const m = sigmoid(g0 + off);
-        thOff = goldenMin(
-          (d) => -ll(new LatentKernel(params, bins, th0 + d), m) + (0.5 * d * d) / (thSd * thSd),
-          -0.5,
-          0.5,
-          14,
-        );
-        k = new LatentKernel(params, bins, th0 + thOff);
-      }
-      topicPriorMean[topic] = sigmoid(g0 + off);
-      if (logistic) topicThreshold[topic] = th0 + thOff;
-    }
+    // The threshold's shrinkage: given, or (round 13, "auto") chosen by the held-out likelihood of the topic
+    // fits on the other half of the students (LatentFilter.chooseThresholdSd; logistic emission only).
+    // A sample too small to split (fewer than LATENT_THRESHOLD_MIN_HALF graded observations in a half) keeps the
+    // fixed LATENT_TOPIC_THRESHOLD_SD, with no choice recorded.
+    const splittable = (): boolean => {
+      const { obs } = studentHalves(sequences);
+      return Math.min(obs[0], obs[1]) >= LATENT_THRESHOLD_MIN_HALF;
+    };
+    const thresholdChoice =
+      logistic && opts.topicThresholdSd === "auto" && splittable()
+        ? LatentFilter.chooseThresholdSd(params, sequences, { bins, topicPriorSd: shrink })
+        : undefined;
+    const thSd =
+      thresholdChoice?.chosen ??
+      (typeof opts.topicThresholdSd === "number" ? opts.topicThresholdSd : LATENT_TOPIC_THRESHOLD_SD);
+    const { topicPriorMean, topicThreshold } = fitTopicEffects(params, bins, groupByTopic(sequences), {
+      topicPriorSd: shrink,
+      topicThresholdSd: thSd,
+    });
     const kernelOf = (t: string): LatentKernel =>
       logistic && topicThreshold[t] !== undefined
         ? new LatentKernel(params, bins, topicThreshold[t])
@@ -1152,6 +1138,7 @@ export class LatentFilter {
         ...(implausible.length > 0 ? { implausible } : {}),
         ...(fallback !== undefined ? { fallback } : {}),
         dispersion: { ratio: disp.ratio, sequences: disp.sequences, mode: intervalMode },
+        ...(thresholdChoice !== undefined ? { thresholdChoice } : {}),
       },
       intervalScale: Math.sqrt(inflation),
       ...(logistic ? { topicThreshold } : {}),
@@ -1161,6 +1148,69 @@ export class LatentFilter {
       if (chosen.sd > 0) json.studentPriorSd = chosen.sd;
     }
     return new LatentFilter(json);
+  }
+
+  /**
+   * The topic threshold's shrinkage by held-out likelihood (round 13, `topicThresholdSd: "auto"`): the
+   * students are split in two halves (`studentHalf`); for each candidate sd, every topic's prior mean and
+   * threshold are fitted on one half's sequences (`fitTopicEffects`, the global `params` held) and score the
+   * other half's sequences (log-likelihood of their graded events, from the topic's fitted prior; a topic
+   * absent from the fitting half gets the global values), both directions summed, per graded observation.
+   * The best candidate wins only if it beats `incumbent` by more than `margin` (a tie keeps the incumbent).
+   * Topic-level parameters judged on students they were not fitted on: answers only. Throws when a half has
+   * fewer than 50 graded observations.
+   */
+  static chooseThresholdSd(
+    params: LatentParams,
+    sequences: readonly LatentSequence[],
+    opts: {
+      bins?: number;
+      topicPriorSd?: number;
+      candidates?: readonly number[];
+      incumbent?: number;
+      margin?: number;
+    } = {},
+  ): ThresholdChoice {
+    if (params.slope === undefined)
+      throw new LatentFilterError(
+        "the threshold shrinkage is chosen only for the logistic emission (the linear one has no topic thresholds)",
+      );
+    const bins = opts.bins ?? 40;
+    const candidates = opts.candidates ?? LATENT_THRESHOLD_SD_CANDIDATES;
+    const incumbent = opts.incumbent ?? LATENT_TOPIC_THRESHOLD_SD;
+    const margin = opts.margin ?? LATENT_AUTO_MARGIN;
+    const all = candidates.includes(incumbent) ? candidates : [...candidates, incumbent];
+    const { halves, obs } = studentHalves(sequences);
+    if (Math.min(obs[0], obs[1]) < LATENT_THRESHOLD_MIN_HALF)
+      throw new LatentFilterError(
+        `only ${obs[0]} / ${obs[1]} graded observations in the two halves of the students to choose the topic threshold's shrinkage on; need ${LATENT_THRESHOLD_MIN_HALF} each: pass a number as topicThresholdSd (e.g. ${LATENT_TOPIC_THRESHOLD_SD})`,
+      );
+    const fitHalf = halves.map((h) => groupByTopic(h));
+    const p = new Float64Array(bins);
+    const heldOut: Record<string, number> = {};
+    for (const sd of all) {
+      let ll = 0;
+      for (let h = 0; h < 2; h++) {
+        const fitted = fitTopicEffects(params, bins, fitHalf[h]!, {
+          topicPriorSd: opts.topicPriorSd ?? 1,
+          topicThresholdSd: sd,
+        });
+        const kernels = new Map<string, LatentKernel>();
+        for (const s of halves[1 - h]!) {
+          let k = kernels.get(s.topic);
+          if (k === undefined) {
+            k = new LatentKernel(params, bins, fitted.topicThreshold[s.topic]);
+            kernels.set(s.topic, k);
+          }
+          ll += k.run(s.events, fitted.topicPriorMean[s.topic] ?? params.priorMean, p);
+        }
+      }
+      heldOut[String(sd)] = ll / (obs[0] + obs[1]);
+    }
+    let top = incumbent;
+    for (const sd of all) if (heldOut[String(sd)]! > heldOut[String(top)]!) top = sd;
+    const chosen = heldOut[String(top)]! > heldOut[String(incumbent)]! + margin ? top : incumbent;
+    return { chosen, heldOut, incumbent, margin, observations: obs[0] + obs[1] };
   }
 
   /**
@@ -1187,6 +1237,9 @@ export class LatentFilter {
       fixedConcentration: _c,
       onProgress: _p,
       forgetting,
+      // The emissions are compared at the fixed threshold shrinkage (round 13's held-out choice, if asked for,
+      // runs in the chosen form's own fit).
+      topicThresholdSd: _t,
       ...rest
     } = opts;
     const forget = forgetting === "durable" ? { forgetting } : {};
@@ -1228,7 +1281,9 @@ export class LatentFilter {
         "chooseForgetting needs the emission fixed (linear or logistic): choose it first (LatentFilter.chooseEmission)",
       );
     const split = heldOutSplit(sequences, cutQuantile, "forgetting", 'pass forgetting "floor"');
-    const { studentEffect: _s, onProgress: _p, forgetting: _f, ...rest } = opts;
+    // The forms are compared at the fixed threshold shrinkage (its held-out choice, if asked for, follows in the
+    // chosen form's own fit).
+    const { studentEffect: _s, onProgress: _p, forgetting: _f, topicThresholdSd: _t, ...rest } = opts;
     const floor = floorScore ?? split.score(LatentFilter.fit(split.before, { ...rest, forgetting: "floor" }));
     const durable = split.score(LatentFilter.fit(split.before, { ...rest, forgetting: "durable" }));
     return {
@@ -1357,8 +1412,12 @@ export interface LatentFitOptions {
    * at least 1, an over-wide posterior kept as it is). Default LATENT_INTERVAL_DEFAULT.
    */
   interval?: LatentIntervalMode;
-  /** Prior sd (K units) of a topic's emission threshold from the global one (logistic emission). Default 0.15. */
-  topicThresholdSd?: number;
+  /**
+   * Prior sd (K units) of a topic's emission threshold from the global one (logistic emission). Default
+   * LATENT_TOPIC_THRESHOLD_SD (0.15, rounds 6-12); "auto" (round 13): the candidate with the highest held-out
+   * likelihood on the other half of the students (LatentFilter.chooseThresholdSd).
+   */
+  topicThresholdSd?: number | "auto";
   /**
    * Graded observations from which the global parameters are fitted by plain maximum likelihood; below it
    * they are shrunk toward `start` (the small-data guard, LatentFilter.fit). Default LATENT_MIN_OBSERVATIONS.
@@ -1420,6 +1479,32 @@ export function intervalFactor(d: { ratio: number; sequences: number }, mode: La
 export const LATENT_AUTO_CONCENTRATION = 4;
 /** Held-out ll/obs the logistic form must win by under `emission: "auto"` (a tie goes to the linear form). */
 export const LATENT_AUTO_MARGIN = 0.0005;
+
+/** The topic threshold's prior sd (K units) of the logistic emission when none is named (rounds 6-12). */
+export const LATENT_TOPIC_THRESHOLD_SD = 0.15;
+/** Graded observations each half of the students needs for LatentFilter.chooseThresholdSd. */
+export const LATENT_THRESHOLD_MIN_HALF = 50;
+/** The candidates of LatentFilter.chooseThresholdSd (round 13; 0 = one global threshold). */
+export const LATENT_THRESHOLD_SD_CANDIDATES: readonly number[] = [0, 0.05, 0.1, 0.15, 0.3];
+/**
+ * The threshold shrinkage `mastery train served` fits when none is named: since round 13 the held-out choice
+ * (it chose one global threshold, sd 0, on the two generated settings that missed Spearman 0.80 and lifted
+ * them 0.757 -> 0.765 and 0.791 -> 0.809; kept 0.15 on the other four: docs/benchmarks.md "Round 13 (valid9)").
+ * `LatentFilter.fit` called without one still fits the fixed LATENT_TOPIC_THRESHOLD_SD.
+ */
+export const LATENT_THRESHOLD_SD_DEFAULT: number | "auto" = "auto";
+
+/** The outcome of LatentFilter.chooseThresholdSd (round 13). */
+export interface ThresholdChoice {
+  chosen: number;
+  /** Held-out log-likelihood per graded observation of each candidate sd (key: the sd). */
+  heldOut: Record<string, number>;
+  /** The value kept unless another wins by more than `margin`. */
+  incumbent: number;
+  margin: number;
+  /** Graded observations scored (both halves). */
+  observations: number;
+}
 
 /** The outcome of LatentFilter.chooseForgetting (round 12). */
 export interface ForgettingChoice {
@@ -1601,6 +1686,90 @@ function fromVector(
     noise: 0.25 * sigmoid(x[6 + n]!),
     assignmentConcentration: Math.min(500, Math.max(0.5, Math.exp(x[7 + n]!))),
   };
+}
+
+/** Sequences grouped by topic (first-seen order). */
+export function groupByTopic(sequences: readonly LatentSequence[]): Map<string, LatentSequence[]> {
+  const byTopic = new Map<string, LatentSequence[]>();
+  for (const s of sequences) {
+    const l = byTopic.get(s.topic) ?? [];
+    l.push(s);
+    byTopic.set(s.topic, l);
+  }
+  return byTopic;
+}
+
+/**
+ * Per-topic prior mean (and, with the logistic emission, emission threshold) around fixed global `params`:
+ * maximise each topic's likelihood + a Normal(0, sd^2) penalty on the offset from the global value
+ * (golden-section searches, alternated twice when there are two; a threshold sd of 0 holds the global one).
+ */
+export function fitTopicEffects(
+  params: LatentParams,
+  bins: number,
+  byTopic: ReadonlyMap<string, readonly LatentSequence[]>,
+  opts: { topicPriorSd: number; topicThresholdSd: number },
+): { topicPriorMean: Record<string, number>; topicThreshold: Record<string, number> } {
+  const logistic = params.slope !== undefined;
+  const shrink = opts.topicPriorSd;
+  const thSd = opts.topicThresholdSd;
+  const searchThreshold = logistic && thSd > 0;
+  const kernel = new LatentKernel(params, bins);
+  const p = new Float64Array(bins);
+  const topicPriorMean: Record<string, number> = {};
+  const topicThreshold: Record<string, number> = {};
+  const g0 = logit(params.priorMean);
+  const th0 = params.threshold ?? 0.5;
+  for (const [topic, seqs] of byTopic) {
+    let off = 0;
+    let thOff = 0;
+    let k = kernel;
+    const ll = (kk: LatentKernel, m: number): number => {
+      let l = 0;
+      for (const s of seqs) l += kk.run(s.events, m, p);
+      return l;
+    };
+    for (let round = 0; round < (searchThreshold ? 2 : 1); round++) {
+      off = goldenMin((o) => -ll(k, sigmoid(g0 + o)) + (0.5 * o * o) / (shrink * shrink), -3, 3, 14);
+      if (!searchThreshold) break;
+      const m = sigmoid(g0 + off);
+      thOff = goldenMin(
+        (d) => -ll(new LatentKernel(params, bins, th0 + d), m) + (0.5 * d * d) / (thSd * thSd),
+        -0.5,
+        0.5,
+        14,
+      );
+      k = new LatentKernel(params, bins, th0 + thOff);
+    }
+    topicPriorMean[topic] = sigmoid(g0 + off);
+    if (logistic) topicThreshold[topic] = th0 + thOff;
+  }
+  return { topicPriorMean, topicThreshold };
+}
+
+/** The sequences of each half of the students (`studentHalf`; a sequence without a student by its index) and their graded observations. */
+function studentHalves(sequences: readonly LatentSequence[]): {
+  halves: [LatentSequence[], LatentSequence[]];
+  obs: [number, number];
+} {
+  const halves: [LatentSequence[], LatentSequence[]] = [[], []];
+  const obs: [number, number] = [0, 0];
+  sequences.forEach((s, i) => {
+    const h = studentHalf(s.student ?? `#${i}`);
+    halves[h].push(s);
+    for (const e of s.events) obs[h] += gradedCount(e);
+  });
+  return { halves, obs };
+}
+
+/** The half (0 or 1) a student key falls in for chooseThresholdSd: FNV-1a 32-bit hash of the key, low bit. */
+export function studentHalf(key: string): 0 | 1 {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return ((h >>> 0) & 1) as 0 | 1;
 }
 
 /** Golden-section minimisation of a unimodal f on [a, b] with `iters` shrinks. */

@@ -51,7 +51,7 @@ import { DuckMasteryReadStore, type MasteryReadStore, type TopicRow } from "./ma
 import {
   DEFAULT_SOURCE_ORDER,
   type ExperimentArm,
-  readStudentMastery,
+  studentMasteryJson,
   type TopicMeta,
   topicMetaOf,
 } from "./masteryView.ts";
@@ -740,7 +740,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
           }
           const topicIds = [...new Set(rows.map((r) => r.topic_id))];
           const model = await modelScoring.scoreStudent(store, studentKey, topicIds);
-          const view = await readStudentMastery(read, studentKey, {
+          const body = await studentMasteryJson(read, studentKey, {
             sourceOrder: config.scoreSources,
             arm,
             topics,
@@ -755,15 +755,15 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
           await modelScoring.logExposures(
             studentKey,
             model.info,
-            view.topics.filter((t) => t.model?.served === true).map((t) => ({ score: t.score })),
+            body.modelServedScores.map((score) => ({ score })),
           );
-          return view;
+          return body;
         };
         // A registry model reads features from the embedded store, and a read store without its own
         // connections shares the writes' one: then inside the gate. Otherwise nothing waits for it.
-        const view =
+        const body =
           read.concurrent && !modelScoring.usesStore(studentKey) ? await build() : await gate.run(build);
-        return servedBody(JSON.stringify(view), view.topics);
+        return servedBody(body.json, body.topics);
       });
     },
     readRun,

@@ -16,6 +16,7 @@ import {
 } from "./masteryReadStore.ts";
 import type { ModelTopicScore, ServedModelInfo, StudentModelScores } from "./modelScoring.ts";
 import { ROLLUP_LEVELS, type RollupLevel } from "./rollups.ts";
+import type { ServedTopicScore } from "./servedBody.ts";
 
 /**
  * What GET /mastery serves for one student: per topic, the score of the first source available in
@@ -86,27 +87,48 @@ export function readStoreOf(source: MasterySource): MasteryReadStore {
   return "masteryRows" in source ? source : new DuckMasteryReadStore(source);
 }
 
-/** The student's served scores (see the module comment); an unknown student has no topics. */
-export async function readStudentMastery(
+/** What readStudentMastery and studentMasteryJson take besides the store and the student. */
+export interface StudentMasteryOptions {
+  sourceOrder?: readonly string[];
+  arm?: ExperimentArm | null;
+  /** Topic metadata loader (the server caches it); default: read the topics table. */
+  topics?: () => Promise<TopicMeta>;
+  /** Registry model scores (serving/modelScoring.ts): served over the stored sources, below teacher_override. */
+  model?: StudentModelScores;
+  /** The student's rows of store.masteryRows when the caller already read them (one query, not two). */
+  rows?: MasteryViewRow[];
+  /**
+   * Request time: a 'served' score stored as of an earlier time is decayed to it and a rule score is
+   * taken as of it (its evidence decayed, recency as of it: rowAtReadTime); default: each score as of its
+   * own scoring time.
+   */
+  now?: Date;
+}
+
+/** One topic of the view before it is rendered (as objects, or as the body's JSON text). */
+interface ServedTopic {
+  topicId: string;
+  /** The topic's rows as of read time, in stored order (the body's `scores`). */
+  list: MasteryRow[];
+  /** The served row; its explanation is a JSON text. */
+  served: MasteryRow;
+  m: ModelTopicScore | undefined;
+  fromModel: boolean;
+}
+
+interface ServedSelection {
+  arm: ExperimentArm | null;
+  topics: ServedTopic[];
+  rollups: StudentMastery["rollups"];
+  iso: (d: Date) => string;
+}
+
+/** Which row each topic serves, the rows as of read time, and the rollups: what both renderings share. */
+async function selectServed(
   source: MasterySource,
   studentKey: string,
-  opts: {
-    sourceOrder?: readonly string[];
-    arm?: ExperimentArm | null;
-    /** Topic metadata loader (the server caches it); default: read the topics table. */
-    topics?: () => Promise<TopicMeta>;
-    /** Registry model scores (serving/modelScoring.ts): served over the stored sources, below teacher_override. */
-    model?: StudentModelScores;
-    /** The student's rows of store.masteryRows when the caller already read them (one query, not two). */
-    rows?: MasteryViewRow[];
-    /**
-     * Request time: a 'served' score stored as of an earlier time is decayed to it and a rule score is
-     * taken as of it (its evidence decayed, recency as of it: rowAtReadTime); default: each score as of its
-     * own scoring time.
-     */
-    now?: Date;
-  } = {},
-): Promise<StudentMastery> {
+  opts: StudentMasteryOptions,
+): Promise<ServedSelection> {
   const arm = opts.arm ?? null;
   const order = [
     ...(arm?.scoreSource !== undefined ? [arm.scoreSource] : []),
@@ -115,11 +137,18 @@ export async function readStudentMastery(
   const store = readStoreOf(source);
   const stored = opts.rows ?? (await store.masteryRows(studentKey));
   const now = opts.now;
-  // Rule rows get their read-time score only (ruleScoreOnlyAt); the explanation is built for the one row
-  // that is served (the original kept in ruleStored). A cache miss lists ~100 topics' scores.
+  // Rule and decaying rows get their read-time score only (ruleScoreOnlyAt, decayedScoreRow); the explanation
+  // is built for the one row that is served (the original kept in ruleStored / decayStored). A cache miss
+  // lists ~100 topics' scores.
   const ruleStored = new Map<MasteryRow, MasteryRow>();
+  const decayStored = new Map<MasteryRow, MasteryRow>();
   const rows = stored.map((r) => {
-    if (r.score_source !== "rule_based") return now === undefined ? r : decayServedRow(r, now);
+    if (r.score_source !== "rule_based") {
+      if (now === undefined) return r;
+      const moved = decayedScoreRow(r, now);
+      if (moved !== r) decayStored.set(moved, r);
+      return moved;
+    }
     const at = now ?? r.as_of;
     const moved = { ...r, mastery_score: ruleRowScoreAt(r, at), as_of: at };
     ruleStored.set(moved, r);
@@ -147,7 +176,7 @@ export async function readStudentMastery(
     }
     return s;
   };
-  const topics: TopicMastery[] = [];
+  const topics: ServedTopic[] = [];
   const servedCount = new Map<string, number>();
   const modelServed = new Map<string, number>();
   for (const [topicId, list] of byTopic) {
@@ -164,6 +193,8 @@ export async function readStudentMastery(
     }
     const original = ruleStored.get(stored);
     if (original !== undefined) stored = ruleRowAt(original, stored.as_of);
+    const decaying = decayStored.get(stored);
+    if (decaying !== undefined && now !== undefined) stored = decayServedRow(decaying, now);
     const m = opts.model?.topics.get(topicId);
     const fromModel = m !== undefined && stored.score_source !== TEACHER_OVERRIDE;
     const served: MasteryRow = fromModel
@@ -180,38 +211,7 @@ export async function readStudentMastery(
     if (served.score_source !== TEACHER_OVERRIDE) {
       servedCount.set(served.score_source, (servedCount.get(served.score_source) ?? 0) + 1);
     }
-    const scores: TopicMastery["scores"] = {};
-    for (const r of list) {
-      scores[r.score_source] = {
-        score: r.mastery_score,
-        modelVersion: r.model_version,
-        asOf: iso(r.as_of),
-      };
-    }
-    const explanation = JSON.parse(served.explanation) as TopicMastery["explanation"] & {
-      interval?: TopicMastery["interval"];
-      evidence?: TopicMastery["evidence"];
-      pCorrect?: number;
-    };
-    topics.push({
-      topicId,
-      name: served.name,
-      chapterId: served.chapter_id,
-      subjectId: served.subject_id,
-      courseId: served.course_id,
-      score: served.mastery_score,
-      scoreSource: served.score_source,
-      modelVersion: served.model_version,
-      asOf: iso(served.as_of),
-      lastUpdated: iso(served.last_updated),
-      explanation,
-      interval: explanation.interval ?? null,
-      evidence: explanation.evidence ?? null,
-      pCorrect: explanation.pCorrect ?? null,
-      experimentArm: arm,
-      scores,
-      ...(opts.model !== undefined ? { model: m === undefined ? null : { ...m, served: fromModel } } : {}),
-    });
+    topics.push({ topicId, list, served, m, fromModel });
   }
   let rollupSource: string | null = null;
   let best = 0;
@@ -238,6 +238,50 @@ export async function readStudentMastery(
     }
     for (const level of ROLLUP_LEVELS) rollups[level] = rollupLevel(meta, level, scores);
   }
+  return { arm, topics, rollups, iso };
+}
+
+/** The student's served scores (see the module comment); an unknown student has no topics. */
+export async function readStudentMastery(
+  source: MasterySource,
+  studentKey: string,
+  opts: StudentMasteryOptions = {},
+): Promise<StudentMastery> {
+  const { arm, topics: selected, rollups, iso } = await selectServed(source, studentKey, opts);
+  const topics: TopicMastery[] = selected.map(({ topicId, list, served, m, fromModel }) => {
+    const scores: TopicMastery["scores"] = {};
+    for (const r of list) {
+      scores[r.score_source] = {
+        score: r.mastery_score,
+        modelVersion: r.model_version,
+        asOf: iso(r.as_of),
+      };
+    }
+    const explanation = JSON.parse(served.explanation) as TopicMastery["explanation"] & {
+      interval?: TopicMastery["interval"];
+      evidence?: TopicMastery["evidence"];
+      pCorrect?: number;
+    };
+    return {
+      topicId,
+      name: served.name,
+      chapterId: served.chapter_id,
+      subjectId: served.subject_id,
+      courseId: served.course_id,
+      score: served.mastery_score,
+      scoreSource: served.score_source,
+      modelVersion: served.model_version,
+      asOf: iso(served.as_of),
+      lastUpdated: iso(served.last_updated),
+      explanation,
+      interval: explanation.interval ?? null,
+      evidence: explanation.evidence ?? null,
+      pCorrect: explanation.pCorrect ?? null,
+      experimentArm: arm,
+      scores,
+      ...(opts.model !== undefined ? { model: m === undefined ? null : { ...m, served: fromModel } } : {}),
+    };
+  });
   return {
     studentKey,
     topics,
@@ -246,6 +290,138 @@ export async function readStudentMastery(
   };
 }
 
+/** A GET /mastery body as text, with what the server keeps of it besides the bytes. */
+export interface StudentMasteryJson {
+  /** Byte for byte JSON.stringify(readStudentMastery(...)) of the same arguments. */
+  json: string;
+  /** The served topics in body order (ServedBody's `topics`). */
+  topics: ServedTopicScore[];
+  /** The scores served from a registry model (`model.served`), in body order: the exposures to log. */
+  modelServedScores: number[];
+}
+
+/**
+ * readStudentMastery's body as JSON text, without building its objects: each served explanation's stored
+ * text goes into the body as it is (JSON.stringify(JSON.parse(text)) is the text itself for the texts this
+ * code stores, every one written by JSON.stringify), so a cache miss neither parses nor re-serializes ~100
+ * explanations; only what read time changes (a rule row's decayed evidence and recency, a served row's decay:
+ * selectServed) is rebuilt. A text that may not survive the round trip unchanged (whitespace, an escape, not an object) is
+ * parsed and re-serialized as before. test/serving/masteryJson.test.ts checks the bytes against
+ * JSON.stringify(readStudentMastery(...)).
+ */
+export async function studentMasteryJson(
+  source: MasterySource,
+  studentKey: string,
+  opts: StudentMasteryOptions = {},
+): Promise<StudentMasteryJson> {
+  const { arm, topics: selected, rollups, iso } = await selectServed(source, studentKey, opts);
+  const armText = JSON.stringify(arm);
+  const withModel = opts.model !== undefined;
+  // Each distinct instant quoted once per body (an ISO string has nothing to escape).
+  const quotedIso = new Map<number, string>();
+  const isoText = (d: Date): string => {
+    const t = d.getTime();
+    let q = quotedIso.get(t);
+    if (q === undefined) {
+      q = `"${iso(d)}"`;
+      quotedIso.set(t, q);
+    }
+    return q;
+  };
+  const served: ServedTopicScore[] = new Array(selected.length);
+  const modelServedScores: number[] = [];
+  let json = `{"studentKey":${JSON.stringify(studentKey)},"topics":[`;
+  for (let i = 0; i < selected.length; i++) {
+    const { topicId, list, served: row, m, fromModel } = selected[i]!;
+    served[i] = { topicId, score: row.mastery_score, scoreSource: row.score_source };
+    if (withModel && fromModel) modelServedScores.push(row.mastery_score);
+    const e = explanationJson(row.explanation, decayedExplanations.get(row));
+    json +=
+      (i === 0 ? '{"topicId":' : ',{"topicId":') +
+      quote(topicId) +
+      field(',"name":', row.name) +
+      field(',"chapterId":', row.chapter_id) +
+      field(',"subjectId":', row.subject_id) +
+      field(',"courseId":', row.course_id) +
+      field(',"score":', row.mastery_score) +
+      field(',"scoreSource":', row.score_source) +
+      field(',"modelVersion":', row.model_version) +
+      ',"asOf":' +
+      isoText(row.as_of) +
+      ',"lastUpdated":' +
+      isoText(row.last_updated) +
+      ',"explanation":' +
+      e.text +
+      ',"interval":' +
+      e.interval +
+      ',"evidence":' +
+      e.evidence +
+      ',"pCorrect":' +
+      e.pCorrect +
+      ',"experimentArm":' +
+      armText +
+      ',"scores":' +
+      scoresJson(list, isoText, iso) +
+      (withModel
+        ? `,"model":${m === undefined ? "null" : JSON.stringify({ ...m, served: fromModel })}`
+        : "") +
+      "}";
+  }
+  json += `],"rollups":${JSON.stringify(rollups)}`;
+  if (withModel) json += `,"servedModel":${JSON.stringify(opts.model?.info)}`;
+  return { json: `${json}}`, topics: served, modelServedScores };
+}
+
+/** `prefix` and the value as JSON.stringify writes an object's property, or nothing when it omits it (undefined). */
+function field(prefix: string, v: unknown): string {
+  if (typeof v === "string") return prefix + quote(v);
+  if (typeof v === "number") return prefix + (Number.isFinite(v) ? String(v) : "null");
+  const t = JSON.stringify(v) as string | undefined;
+  return t === undefined ? "" : prefix + t;
+}
+
+/**
+ * JSON.stringify(s): a string with nothing to escape (no quote, backslash, control character or surrogate)
+ * in quotes, else JSON.stringify's own. The body's ~1,000 short strings take half the time this way.
+ */
+function quote(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 32 || c === 34 || c === 92 || (c >= 0xd800 && c <= 0xdfff)) return JSON.stringify(s);
+  }
+  return `"${s}"`;
+}
+
+/** A topic's `scores` object as JSON.stringify writes the one readStudentMastery builds. */
+function scoresJson(
+  list: readonly MasteryRow[],
+  isoText: (d: Date) => string,
+  iso: (d: Date) => string,
+): string {
+  let out = "{";
+  for (let i = 0; i < list.length; i++) {
+    const r = list[i]!;
+    const key = r.score_source;
+    // An array-index key moves to the front of an object, a repeated one keeps its first place with the
+    // last value: build the object then (never for stored rows, whose sources are distinct names).
+    if (isIndexKey(key) || list.findIndex((x) => x.score_source === key) !== i) {
+      const scores: TopicMastery["scores"] = {};
+      for (const x of list)
+        scores[x.score_source] = {
+          score: x.mastery_score,
+          modelVersion: x.model_version,
+          asOf: iso(x.as_of),
+        };
+      return JSON.stringify(scores);
+    }
+    const inner =
+      field(',"score":', r.mastery_score) +
+      field(',"modelVersion":', r.model_version) +
+      `,"asOf":${isoText(r.as_of)}`;
+    out += `${i === 0 ? "" : ","}${quote(key)}:{${inner.slice(1)}}`;
+  }
+  return `${out}}`;
+}
 const DAY_MS = 86_400_000;
 
 /**
@@ -297,7 +473,41 @@ export function decayServedRow<
   if (e.pCorrect !== undefined) out.pCorrect = decayTowards(e.pCorrect, d.pFloor, d.halfLifeDays, elapsed);
   if (e.evidence !== undefined && e.evidence.daysSinceLast !== null)
     out.evidence = { ...e.evidence, daysSinceLast: e.evidence.daysSinceLast + elapsed };
-  return { ...row, mastery_score: score, as_of: now, explanation: JSON.stringify(out) };
+  const moved = { ...row, mastery_score: score, as_of: now, explanation: JSON.stringify(out) };
+  decayedExplanations.set(moved, out);
+  return moved;
+}
+
+/** The explanation object behind each row decayServedRow made (studentMasteryJson reads its fields, not the text again). */
+const decayedExplanations = new WeakMap<object, DecayableExplanation>();
+
+/**
+ * decayServedRow's mastery_score and as_of alone (the explanation left as stored), for a listed row that is
+ * not served. The served explanation puts `decay` last (serving/servedScoring.ts servedExplanation), so only
+ * that tail is parsed; a text where it is not the last key (the tail does not parse) goes through
+ * decayServedRow. Rows decayServedRow returns as they are are returned as they are.
+ */
+function decayedScoreRow<
+  R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
+>(row: R, now: Date): R {
+  if (!DECAYING_SOURCES.has(row.score_source)) return row;
+  const elapsed = (now.getTime() - row.as_of.getTime()) / DAY_MS;
+  if (!(elapsed > 0)) return row;
+  const e = row.explanation;
+  const j = e.lastIndexOf('"decay":{');
+  let d: DecayableExplanation["decay"];
+  try {
+    d = j < 0 ? undefined : (JSON.parse(e.slice(j + 8, -1)) as DecayableExplanation["decay"]);
+  } catch {
+    return decayServedRow(row, now);
+  }
+  if (d === undefined) return decayServedRow(row, now);
+  if (!(d.halfLifeDays > 0)) return row;
+  return {
+    ...row,
+    mastery_score: decayTowards(row.mastery_score, d.floor, d.halfLifeDays, elapsed),
+    as_of: now,
+  };
 }
 
 /**
@@ -502,4 +712,45 @@ export async function readStudentHistories(
   for (const [t, rows] of rowsByTopic) byTopic.set(t, withProjection(rows, now));
   const ids = topicIds ?? [...byTopic.keys()].sort();
   return ids.map((topicId) => ({ topicId, history: byTopic.get(topicId) ?? [] }));
+}
+
+/** A property name an object orders before the others (an array index: "0" .. "4294967294"). */
+const isIndexKey = (k: string): boolean => /^(?:0|[1-9][0-9]{0,9})$/.test(k) && Number(k) < 4294967295;
+
+/** The served explanation's parts of a topic in the body: its text and the three fields taken from it. */
+interface ExplanationJson {
+  text: string;
+  interval: string;
+  evidence: string;
+  pCorrect: string;
+}
+
+/**
+ * A text JSON.stringify wrote is what JSON.stringify(JSON.parse(text)) gives; in another writer's text
+ * whitespace or an escape could be spelled otherwise, so a text with either is parsed and re-serialized.
+ * The three fields are read from the top level of the parsed explanation: a text without their names has none.
+ */
+const NOT_AS_IS = /[\s\\]/;
+const NOT_AS_IS_OR_FIELDS = /[\s\\]|"(?:interval|evidence|pCorrect)"/;
+
+/** `parsed`: the explanation whose JSON.stringify `text` is, when the caller has it (a decayed row's). */
+function explanationJson(text: string, parsed?: DecayableExplanation): ExplanationJson {
+  if (parsed !== undefined)
+    return {
+      text,
+      interval: JSON.stringify(parsed.interval ?? null),
+      evidence: JSON.stringify(parsed.evidence ?? null),
+      pCorrect: JSON.stringify(parsed.pCorrect ?? null),
+    };
+  // One regular expression over the text: ~4x faster than seven `includes` (docs/benchmarks.md, serve12).
+  const object = text.charCodeAt(0) === 123;
+  if (object && !NOT_AS_IS_OR_FIELDS.test(text))
+    return { text, interval: "null", evidence: "null", pCorrect: "null" };
+  const e = JSON.parse(text) as { interval?: unknown; evidence?: unknown; pCorrect?: unknown };
+  return {
+    text: object && !NOT_AS_IS.test(text) ? text : JSON.stringify(e),
+    interval: JSON.stringify(e.interval ?? null),
+    evidence: JSON.stringify(e.evidence ?? null),
+    pCorrect: JSON.stringify(e.pCorrect ?? null),
+  };
 }

@@ -3,7 +3,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { easeShare } from "../models/anchorEase.ts";
-import { LATENT_FORGETTING_DEFAULT, type LatentFitOptions } from "../models/latentFilter.ts";
+import {
+  LATENT_FORGETTING_DEFAULT,
+  LATENT_THRESHOLD_SD_DEFAULT,
+  type LatentFitOptions,
+} from "../models/latentFilter.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
 import { denseLabel, type KindWeights, kindWeights, type WindowOutcomes } from "../models/servedLabels.ts";
 import {
@@ -200,10 +204,12 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
         ? null
         : // The emission is chosen on held-out answers unless the caller names one (round 10 in
           // docs/benchmarks.md); the forgetting is LATENT_FORGETTING_DEFAULT (the global floor; round 12's
-          // held-out choice, "auto", is an option).
+          // held-out choice, "auto", is an option); the topic threshold's shrinkage is LATENT_THRESHOLD_SD_DEFAULT
+          // (round 13: chosen on held-out students).
           await fitLatentOnStore(scratch, snapshot, {
             emission: "auto",
             forgetting: LATENT_FORGETTING_DEFAULT,
+            topicThresholdSd: LATENT_THRESHOLD_SD_DEFAULT,
             ...(opts.latentFit ?? {}),
           });
     const latentEst =

@@ -7,6 +7,23 @@
  * layout) goes through the generic parser, so every input gives what `new Date("<date>T<time>Z")` gives.
  */
 export function parsePgTimestamp(text: string): Date {
+  // Rows of one scoring run share their times: the last few texts and their instants are kept (a fresh Date
+  // is returned each time all the same, as callers may keep or change it).
+  for (let i = 0; i < RECENT; i++) if (recentText[i] === text) return new Date(recentMs[i]!);
+  const ms = parseTimestampMs(text);
+  recentText[next] = text;
+  recentMs[next] = ms;
+  next = (next + 1) % RECENT;
+  return new Date(ms);
+}
+
+/** "" (the initial slots) parses to an invalid Date, as NaN gives. */
+const RECENT = 4;
+const recentText: string[] = new Array<string>(RECENT).fill("");
+const recentMs = new Float64Array(RECENT).fill(Number.NaN);
+let next = 0;
+
+function parseTimestampMs(text: string): number {
   const n = text.length;
   // "YYYY-MM-DD HH:MM:SS" is 19 characters; ".f" to ".ffffff" adds 2-7.
   if (
@@ -52,9 +69,9 @@ export function parsePgTimestamp(text: string): Date {
       second >= 0 &&
       second <= 59
     )
-      return new Date(Date.UTC(year, month - 1, day, hour, minute, second, ms));
+      return Date.UTC(year, month - 1, day, hour, minute, second, ms);
   }
-  return new Date(`${text.replace(" ", "T")}Z`);
+  return new Date(`${text.replace(" ", "T")}Z`).getTime();
 }
 
 /** The decimal number of `len` ASCII digits at `at`; -1 if any is not a digit. */

@@ -193,10 +193,70 @@ if #ids > 0 then redis.call('SADD', KEYS[2], unpack(ids)) end
 return rev
 `;
 
+/** The hash layout's fields besides `rev` (stateToPairs writes them; the packed commit drops them). */
+const HASH_LAYOUT_FIELDS = [
+  "studentKey",
+  "topicId",
+  ...STATE_NUMBER_FIELDS,
+  "lastTs",
+  "lastEventId",
+  "hasLastEvent",
+  "bktModelVersion",
+  "eloModelVersion",
+  "latent",
+  "latentModelVersion",
+  "updatedAtUs",
+] as const;
+
+/**
+ * The packed layout's commit (RedisStateStore, layout "packed"): KEYS as COMMIT_LUA's; ARGV[1] = expected
+ * revision, ARGV[2] = the packed state (packState), ARGV[3] = the Elo ability (its own field, for
+ * eloAbilities' HMGET), then the processed event ids. Fields of the hash layout left from an older writer
+ * are dropped when a key is first written packed. Returns the new revision, or 0 as COMMIT_LUA does.
+ */
+const PACKED_COMMIT_LUA = `
+local cur = redis.call('HGET', KEYS[1], 'rev') or '0'
+if cur ~= ARGV[1] then return 0 end
+local rev = tonumber(cur) + 1
+if redis.call('HEXISTS', KEYS[1], 'pMastery') == 1 then
+  redis.call('HDEL', KEYS[1], ${HASH_LAYOUT_FIELDS.map((f) => `'${f}'`).join(", ")})
+end
+redis.call('HSET', KEYS[1], 's', ARGV[2], 'eloAbility', ARGV[3], 'rev', tostring(rev))
+local ids = {}
+for i = 4, #ARGV do
+  ids[#ids + 1] = ARGV[i]
+  if #ids == 1000 then redis.call('SADD', KEYS[2], unpack(ids)); ids = {} end
+end
+if #ids > 0 then redis.call('SADD', KEYS[2], unpack(ids)) end
+return rev
+`;
+
+/**
+ * How RedisStateStore writes a key's state. "packed" (the default): one field `s` with the whole state
+ * (packState) next to `rev` and `eloAbility`, read and written as one value (half the client CPU of a
+ * POST's state round trips: docs/benchmarks.md, serve12). "fields": one hash field per state field, as
+ * versions before it wrote. Either reads both (a key written by an older server is read as it is), but
+ * a server of an older version cannot read a packed key: while such servers still run (a rolling
+ * upgrade from one), set MASTERY_REDIS_STATE_LAYOUT=fields, and unset it once they are gone.
+ */
+export type RedisStateLayout = "packed" | "fields";
+
+/** MASTERY_REDIS_STATE_LAYOUT: "packed" (default) or "fields" (see RedisStateLayout). */
+export function redisStateLayoutFromEnv(env: NodeJS.ProcessEnv = process.env): RedisStateLayout {
+  const v = env.MASTERY_REDIS_STATE_LAYOUT;
+  if (v === undefined || v === "" || v === "packed") return "packed";
+  if (v === "fields") return "fields";
+  throw new StateStoreError(
+    "REDIS_CONFIG",
+    `MASTERY_REDIS_STATE_LAYOUT=${v} must be "packed" (default) or "fields" (while servers of a version before the packed layout still run)`,
+  );
+}
+
 const PREFIX = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 type RedisWithCommit = Redis & {
   masteryCommit(stateKey: string, seenKey: string, ...args: string[]): Promise<number>;
+  masteryPackedCommit(stateKey: string, seenKey: string, ...args: string[]): Promise<number>;
 };
 
 export class RedisStateStore implements StateStore {
@@ -204,6 +264,7 @@ export class RedisStateStore implements StateStore {
     private readonly redis: RedisWithCommit,
     readonly prefix: string,
     private readonly url: string,
+    readonly layout: RedisStateLayout,
   ) {}
 
   /**
@@ -218,8 +279,9 @@ export class RedisStateStore implements StateStore {
   static async open(
     url: string,
     prefix = "mastery",
-    opts: { commandTimeoutMs?: number; connectTimeoutMs?: number } = {},
+    opts: { commandTimeoutMs?: number; connectTimeoutMs?: number; layout?: RedisStateLayout } = {},
   ): Promise<RedisStateStore> {
+    const layout = opts.layout ?? redisStateLayoutFromEnv();
     if (!PREFIX.test(prefix))
       throw new StateStoreError(
         "REDIS_PREFIX",
@@ -251,7 +313,8 @@ export class RedisStateStore implements StateStore {
       );
     }
     redis.defineCommand("masteryCommit", { numberOfKeys: 2, lua: COMMIT_LUA });
-    return new RedisStateStore(redis, prefix, url);
+    redis.defineCommand("masteryPackedCommit", { numberOfKeys: 2, lua: PACKED_COMMIT_LUA });
+    return new RedisStateStore(redis, prefix, url, layout);
   }
 
   /** Round trip to Redis (for /readyz); throws BackendUnavailableError when it does not answer. */
@@ -323,7 +386,7 @@ export class RedisStateStore implements StateStore {
         studentKey: k.studentKey,
         topicId: k.topicId,
         rev: h.rev === undefined ? 0 : Number(h.rev),
-        state: h.rev === undefined ? null : stateFromHash(h),
+        state: h.rev === undefined ? null : stateOfKey(h).state,
         seen,
       });
     }
@@ -334,9 +397,21 @@ export class RedisStateStore implements StateStore {
     if (commits.length === 0) return [];
     const p = this.redis.pipeline() as unknown as {
       masteryCommit(...args: string[]): void;
+      masteryPackedCommit(...args: string[]): void;
       exec(): Promise<[Error | null, unknown][] | null>;
     };
     for (const c of commits) {
+      if (this.layout === "packed") {
+        p.masteryPackedCommit(
+          this.stateKey(c.studentKey, c.topicId),
+          this.seenKey(c.studentKey, c.topicId),
+          String(c.expectedRev),
+          packState(c),
+          String(c.state.eloAbility),
+          ...c.processed,
+        );
+        continue;
+      }
       const pairs = stateToPairs(c);
       p.masteryCommit(
         this.stateKey(c.studentKey, c.topicId),
@@ -370,12 +445,8 @@ export class RedisStateStore implements StateStore {
         if (err) throw err;
         const h = hash as Record<string, string>;
         if (h.rev === undefined) continue;
-        out.push({
-          studentKey: h.studentKey ?? "",
-          topicId: h.topicId ?? "",
-          rev: Number(h.rev),
-          state: stateFromHash(h),
-        });
+        const { studentKey, topicId, state } = stateOfKey(h);
+        out.push({ studentKey, topicId, rev: Number(h.rev), state });
       }
     } while (cursor !== "0");
     return out;
@@ -459,6 +530,95 @@ function stateToPairs(c: StateCommit): string[] {
   pairs.push("latentModelVersion", s.latentModelVersion ?? "");
   pairs.push("updatedAtUs", String(c.updatedAtUs));
   return pairs;
+}
+
+/**
+ * The packed layout's `s`: "<rev>\n<numbers>\n<JSON strings>", where rev is the revision this commit makes
+ * (a reader takes `s` only while the hash's rev is that one: a hash-layout writer of an older version
+ * updates the fields and rev and leaves `s` behind), numbers are STATE_NUMBER_FIELDS, lastTs ("" = null)
+ * and updatedAtUs as String() writes them (the shortest text Number() reads back to the same double, as
+ * the hash layout stores them), and the strings (any characters) a JSON array of the key, the last event
+ * id, the model versions and the latent state in base64.
+ */
+function packState(c: StateCommit): string {
+  const s = c.state;
+  let numbers = `${c.expectedRev + 1}\n`;
+  for (const f of STATE_NUMBER_FIELDS) numbers += `${String(s[f])},`;
+  numbers += `${s.lastTs === null ? "" : String(s.lastTs)},${String(c.updatedAtUs)}\n`;
+  return (
+    numbers +
+    JSON.stringify([
+      c.studentKey,
+      c.topicId,
+      s.lastEventId,
+      s.bktModelVersion,
+      s.eloModelVersion,
+      s.latent == null ? null : Buffer.from(s.latent).toString("base64"),
+      s.latentModelVersion ?? null,
+    ])
+  );
+}
+
+/** packState's text back, or null when it is not for revision `rev` (then the hash fields hold the state). */
+function unpackState(
+  text: string,
+  rev: string,
+): { studentKey: string; topicId: string; state: StoredLearnerState } | null {
+  const a = text.indexOf("\n");
+  const b = text.indexOf("\n", a + 1);
+  if (a < 0 || b < 0 || text.slice(0, a) !== rev) return null;
+  const n = text.slice(a + 1, b).split(",");
+  const [studentKey, topicId, lastEventId, bktModelVersion, eloModelVersion, latent, latentModelVersion] =
+    JSON.parse(text.slice(b + 1)) as [
+      string,
+      string,
+      string | null,
+      string,
+      string,
+      string | null,
+      string | null,
+    ];
+  const num = (i: number) => Number(n[i]);
+  const lastTs = n[STATE_NUMBER_FIELDS.length];
+  return {
+    studentKey,
+    topicId,
+    state: {
+      pMastery: num(0),
+      pUnknown: num(1),
+      bktN: num(2),
+      eloAbility: num(3),
+      eloN: num(4),
+      correctN: num(5),
+      correctStreak: num(6),
+      eventN: num(7),
+      bktCorrectDelta: num(8),
+      bktIncorrectDelta: num(9),
+      bktLearnDelta: num(10),
+      bktStreakObsDelta: num(11),
+      bktStreakLearnDelta: num(12),
+      eloCorrectDelta: num(13),
+      eloIncorrectDelta: num(14),
+      eloStreakDelta: num(15),
+      lastTs: lastTs === undefined || lastTs === "" ? null : Number(lastTs),
+      lastEventId,
+      bktModelVersion,
+      eloModelVersion,
+      // As the hash layout reads them: no bytes and no version are both "none".
+      latent: latent === null || latent === "" ? null : new Uint8Array(Buffer.from(latent, "base64")),
+      latentModelVersion: latentModelVersion === "" ? null : latentModelVersion,
+    },
+  };
+}
+
+/** A stored key's state in either layout (the packed one while it is current, else the hash fields). */
+function stateOfKey(h: Record<string, string>): {
+  studentKey: string;
+  topicId: string;
+  state: StoredLearnerState;
+} {
+  const packed = h.s !== undefined && h.rev !== undefined ? unpackState(h.s, h.rev) : null;
+  return packed ?? { studentKey: h.studentKey ?? "", topicId: h.topicId ?? "", state: stateFromHash(h) };
 }
 
 function stateFromHash(h: Record<string, string>): StoredLearnerState {

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { LATENT_FORGETTING_DEFAULT } from "../../models/latentFilter.ts";
+import { LATENT_FORGETTING_DEFAULT, LATENT_THRESHOLD_SD_DEFAULT } from "../../models/latentFilter.ts";
 import {
   MASTERY_SCALES,
   type MasteryScale,
@@ -32,6 +32,7 @@ interface TrainServedCliOptions {
   latentEmission: string;
   latentInterval: string;
   latentForgetting: string;
+  latentThresholdSd: string;
   servedFrom: string;
   anchor: string;
 }
@@ -87,6 +88,11 @@ export function register(program: Command): void {
       LATENT_FORGETTING_DEFAULT,
     )
     .option(
+      "--latent-threshold-sd <auto|sd>",
+      "with --latent on and the logistic emission, the prior sd (K units) of a topic's item threshold around the global one: auto (the default since round 13: the candidate 0 / 0.05 / 0.1 / 0.15 / 0.3 with the highest held-out likelihood of the topic fits on the other half of the students, 0.15 unless another wins by more than 0.0005 ll/obs; docs/benchmarks.md Validity round 13) or a number in [0, 1] (0.15: rounds 6-12; 0: one global threshold)",
+      String(LATENT_THRESHOLD_SD_DEFAULT),
+    )
+    .option(
       "--latent-interval <two-sided|widen-only>",
       "with --latent on, how the held-out dispersion check sets the 80% interval's spread: widen-only (the default, rounds 5-10: never narrower than the posterior) or two-sided (round 11, opt-in: the method-of-moments factor as measured on held-out halves of the fit sample's answers, narrowing an over-wide posterior as it widens a narrow one; floored at half the posterior's spread; docs/benchmarks.md Validity round 11)",
       "widen-only",
@@ -140,6 +146,14 @@ Example:
         throw new CliError(
           `--latent-forgetting must be durable, floor or auto (got ${opts.latentForgetting})`,
         );
+      const thresholdSd = opts.latentThresholdSd === "auto" ? "auto" : Number(opts.latentThresholdSd);
+      if (
+        thresholdSd !== "auto" &&
+        !(opts.latentThresholdSd.trim() !== "" && thresholdSd >= 0 && thresholdSd <= 1)
+      )
+        throw new CliError(
+          `--latent-threshold-sd must be auto or a number in [0, 1] (got ${opts.latentThresholdSd}); e.g. 0.15`,
+        );
       if (opts.latentInterval !== "two-sided" && opts.latentInterval !== "widen-only")
         throw new CliError(`--latent-interval must be two-sided or widen-only (got ${opts.latentInterval})`);
       if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))
@@ -154,6 +168,7 @@ Example:
           studentEffect: opts.latentStudent === "on",
           emission: opts.latentEmission,
           forgetting: opts.latentForgetting,
+          topicThresholdSd: thresholdSd,
           interval: opts.latentInterval,
           onProgress: (ev, ll) => {
             if (ev % 100 < 2)

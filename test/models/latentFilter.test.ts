@@ -2,6 +2,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { bktPredict, bktUpdate } from "../../models/bkt.ts";
 import {
+  fitTopicEffects,
+  groupByTopic,
   implausibleParams,
   intervalFactor,
   KIND_ASSIGNMENT,
@@ -11,11 +13,14 @@ import {
   LATENT_INTERVAL_DEFAULT,
   LATENT_MIN_INFLATION,
   LATENT_MIN_OBSERVATIONS,
+  LATENT_THRESHOLD_SD_CANDIDATES,
+  LATENT_TOPIC_THRESHOLD_SD,
   type LatentEvent,
   LatentFilter,
   LatentKernel,
   type LatentParams,
   type LatentSequence,
+  studentHalf,
 } from "../../models/latentFilter.ts";
 import { mulberry32 } from "../../models/prng.ts";
 import { servedFromLatent, type TopicCalibration } from "../../models/servedMastery.ts";
@@ -950,4 +955,160 @@ describe("latent filter: the forgetting chosen by held-out likelihood (round 12)
       /emission fixed/,
     );
   }, 300_000);
+});
+
+describe("latent filter: the topic threshold's shrinkage chosen by held-out likelihood (round 13)", () => {
+  const LOGISTIC: LatentParams = {
+    ...NO_TIME,
+    priorMean: 0.45,
+    guess: 0.15,
+    slip: 0.05,
+    slope: 12,
+    threshold: 0.5,
+  };
+
+  it("splits students by the low bit of their key's FNV-1a hash (published values: '' 0x811c9dc5, 'a' 0xe40c292c)", () => {
+    expect(studentHalf("")).toBe(1);
+    expect(studentHalf("a")).toBe(0);
+    // Every key lands in one half, and a few hundred keys fill both about evenly.
+    const n = [0, 0];
+    for (let i = 0; i < 400; i++) n[studentHalf(`s${i}`)]!++;
+    expect(n[0]! + n[1]!).toBe(400);
+    expect(Math.min(n[0]!, n[1]!)).toBeGreaterThan(160);
+  });
+
+  it("scores each candidate by the other half's log-likelihood under the topic fits of one half, both directions", () => {
+    const { seqs } = simulateStudents(LOGISTIC, { A: 0.35, B: 0.6, C: 0.5 }, 120, 0.5, 23);
+    const bins = 16;
+    const ch = LatentFilter.chooseThresholdSd(LOGISTIC, seqs, { bins, candidates: [0, 0.1] });
+    // Known answer, computed directly from the two halves: the incumbent 0.15 is scored too.
+    expect(Object.keys(ch.heldOut).sort()).toEqual(["0", "0.1", "0.15"]);
+    const halves: LatentSequence[][] = [[], []];
+    for (const s of seqs) halves[studentHalf(s.student!)]!.push(s);
+    let obs = 0;
+    for (const s of seqs) for (const e of s.events) obs += e.n;
+    expect(ch.observations).toBe(obs);
+    const p = new Float64Array(bins);
+    for (const sd of [0, 0.1, 0.15]) {
+      let ll = 0;
+      for (const h of [0, 1]) {
+        const fitted = fitTopicEffects(LOGISTIC, bins, groupByTopic(halves[h]!), {
+          topicPriorSd: 1,
+          topicThresholdSd: sd,
+        });
+        if (sd === 0) for (const th of Object.values(fitted.topicThreshold)) expect(th).toBe(0.5);
+        for (const s of halves[1 - h]!)
+          ll += new LatentKernel(LOGISTIC, bins, fitted.topicThreshold[s.topic]).run(
+            s.events,
+            fitted.topicPriorMean[s.topic]!,
+            p,
+          );
+      }
+      expect(ch.heldOut[String(sd)]).toBeCloseTo(ll / obs, 12);
+    }
+    const best = [0, 0.1, 0.15].reduce((a, b) => (ch.heldOut[String(b)]! > ch.heldOut[String(a)]! ? b : a));
+    expect(ch.chosen).toBe(ch.heldOut[String(best)]! > ch.heldOut["0.15"]! + ch.margin ? best : 0.15);
+  }, 300_000);
+
+  /** Quiz answers of `students` per topic: K logit-normal around the topic's prior mean, the topic's threshold. */
+  function simulateTopics(
+    topics: Record<string, { prior: number; threshold: number }>,
+    students: number,
+    seed: number,
+  ) {
+    const rnd = mulberry32(seed);
+    const normal = () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+    const sig = (z: number) => 1 / (1 + Math.exp(-z));
+    const seqs: LatentSequence[] = [];
+    for (let s = 0; s < students; s++)
+      for (const [topic, { prior, threshold }] of Object.entries(topics)) {
+        let K = sig(Math.log(prior / (1 - prior)) + 0.6 * normal());
+        const events: LatentEvent[] = [];
+        let t = 0;
+        const n = 4 + Math.floor(rnd() * 12);
+        for (let j = 0; j < n; j++) {
+          t += rnd() * 2;
+          const pc =
+            LOGISTIC.guess + (1 - LOGISTIC.guess - LOGISTIC.slip) * sig(LOGISTIC.slope! * (K - threshold));
+          events.push({ t, kind: KIND_QUIZ, n: 1, k: rnd() < pc ? 1 : 0 });
+          K += 0.04 * (1 - K);
+        }
+        seqs.push({ topic, student: `s${s}`, events });
+      }
+    return seqs;
+  }
+  /** The choice around global parameters fitted on the same answers (as LatentFilter.fit does). */
+  const chooseOnFit = (seqs: LatentSequence[]) => {
+    const f = LatentFilter.fit(seqs, { bins: 16, maxEvaluations: 200, emission: "logistic" });
+    return LatentFilter.chooseThresholdSd(f.json.params, seqs, { bins: 16 });
+  };
+
+  it("keeps per-topic thresholds when the topics' items differ in difficulty (one global threshold scores worse)", () => {
+    const seqs = simulateTopics(
+      {
+        A: { prior: 0.45, threshold: 0.3 },
+        B: { prior: 0.45, threshold: 0.7 },
+        C: { prior: 0.45, threshold: 0.5 },
+        D: { prior: 0.45, threshold: 0.4 },
+      },
+      300,
+      29,
+    );
+    const ch = chooseOnFit(seqs);
+    expect(ch.heldOut["0"]!).toBeLessThan(ch.heldOut["0.15"]! - 2 * ch.margin);
+    expect(ch.chosen).toBeGreaterThanOrEqual(0.15);
+  }, 300_000);
+
+  it("shrinks to one global threshold when the topics differ only in their prior mean and each has few students", () => {
+    const topics = Object.fromEntries(
+      Array.from({ length: 12 }, (_, i) => [`T${i}`, { prior: 0.3 + 0.03 * i, threshold: 0.5 }]),
+    );
+    const ch = chooseOnFit(simulateTopics(topics, 40, 29));
+    expect(ch.heldOut["0"]!).toBeGreaterThan(ch.heldOut["0.15"]! + ch.margin);
+    expect(ch.heldOut["0.3"]!).toBeLessThan(ch.heldOut["0"]!);
+    expect(ch.chosen).toBe(0);
+  }, 300_000);
+
+  it("fit with topicThresholdSd auto records the choice and equals the fit at the chosen sd; sd 0 is one threshold", () => {
+    const { seqs } = simulateStudents(LOGISTIC, { A: 0.35, B: 0.6 }, 150, 0.5, 37);
+    const opts = { bins: 16, maxEvaluations: 120, emission: "logistic" as const };
+    const auto = LatentFilter.fit(seqs, { ...opts, topicThresholdSd: "auto" });
+    const tc = auto.json.fit.thresholdChoice!;
+    expect(tc.incumbent).toBe(LATENT_TOPIC_THRESHOLD_SD);
+    expect(LATENT_THRESHOLD_SD_CANDIDATES).toContain(tc.chosen);
+    const named = LatentFilter.fit(seqs, { ...opts, topicThresholdSd: tc.chosen });
+    expect(named.json.fit.thresholdChoice).toBeUndefined();
+    expect(auto.json.topicThreshold).toEqual(named.json.topicThreshold);
+    expect(auto.json.topicPriorMean).toEqual(named.json.topicPriorMean);
+    const one = LatentFilter.fit(seqs, { ...opts, topicThresholdSd: 0 });
+    for (const th of Object.values(one.json.topicThreshold!)) expect(th).toBe(one.json.params.threshold);
+    // The default (no sd named) is the fixed 0.15 of rounds 6-12, with no choice recorded.
+    const dflt = LatentFilter.fit(seqs, opts);
+    const fixed = LatentFilter.fit(seqs, { ...opts, topicThresholdSd: 0.15 });
+    expect(dflt.json.topicThreshold).toEqual(fixed.json.topicThreshold);
+    expect(dflt.json.fit.thresholdChoice).toBeUndefined();
+    // The linear emission has no thresholds: "auto" is a no-op there, and the choice itself refuses it.
+    const lin = LatentFilter.fit(seqs, { ...opts, emission: "linear", topicThresholdSd: "auto" });
+    expect(lin.json.fit.thresholdChoice).toBeUndefined();
+    expect(() => LatentFilter.chooseThresholdSd(PARAMS, seqs)).toThrow(/logistic emission/);
+  }, 300_000);
+
+  it("refuses halves with fewer than 50 graded observations, naming the fix; the fit then keeps the fixed sd", () => {
+    const { seqs } = simulateStudents(LOGISTIC, { A: 0.5 }, 4, 0, 41);
+    expect(() => LatentFilter.chooseThresholdSd(LOGISTIC, seqs)).toThrow(/pass a number as topicThresholdSd/);
+    // Every sequence of one student ("a", half 0): the other half is empty, so "auto" keeps the fixed sd.
+    const few = simulateStudents(LOGISTIC, { A: 0.4, B: 0.6 }, 30, 0, 43).seqs.map((s) => ({
+      ...s,
+      student: "a",
+    }));
+    const f = LatentFilter.fit(few, {
+      bins: 12,
+      maxEvaluations: 60,
+      emission: "logistic",
+      topicThresholdSd: "auto",
+    });
+    const fixed = LatentFilter.fit(few, { bins: 12, maxEvaluations: 60, emission: "logistic" });
+    expect(f.json.fit.thresholdChoice).toBeUndefined();
+    expect(f.json.topicThreshold).toEqual(fixed.json.topicThreshold);
+  });
 });

@@ -75,4 +75,39 @@ describe("parsePgTimestamp", () => {
       { numRuns: 5000 },
     );
   });
+
+  it("repeated texts (the few kept ones) give the generic parser's instant, each time a new Date", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.constantFrom(
+              "2026-01-05 10:00:00",
+              "2026-01-05 10:00:00.5",
+              "",
+              "infinity",
+              "2023-02-29 00:00:00",
+            ),
+            fc
+              .tuple(
+                fc.integer({ min: Date.UTC(1000, 0, 1), max: Date.UTC(9999, 0, 1) }),
+                fc.integer({ min: 0, max: 999 }),
+              )
+              .map(([ms, us]) => pgText(ms, us)),
+          ),
+          { minLength: 1, maxLength: 40 },
+        ),
+        (texts) => {
+          const seen = new Set<Date>();
+          for (const t of [...texts, ...texts.slice().reverse(), ...texts]) {
+            const d = parsePgTimestamp(t);
+            expect(Object.is(d.getTime(), generic(t).getTime())).toBe(true);
+            expect(seen.has(d)).toBe(false);
+            seen.add(d);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
 });

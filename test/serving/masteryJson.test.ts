@@ -1,0 +1,296 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import type { MasteryViewRow } from "../../serving/masteryReadStore.ts";
+import {
+  decayServedRow,
+  readStudentMastery,
+  type StudentMasteryOptions,
+  studentMasteryJson,
+  TEACHER_OVERRIDE,
+  type TopicMeta,
+} from "../../serving/masteryView.ts";
+import type { StudentModelScores } from "../../serving/modelScoring.ts";
+
+const DAY_MS = 86_400_000;
+const T0 = Date.UTC(2026, 9, 27);
+
+const META: TopicMeta = {
+  level: {
+    chapter: new Map([
+      ["T0", "C0"],
+      ["T1", "C0"],
+      ["1", "C1"],
+    ]),
+    subject: new Map([["T0", "S0"]]),
+    course: new Map(),
+  },
+  weight: new Map([["T0", 2]]),
+  totals: { chapter: new Map([["C0", 3]]), subject: new Map(), course: new Map() },
+};
+
+/** Stored explanation texts as every writer of this code makes them: JSON.stringify of an explanation. */
+const plainExplanation = (score: number, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    base: 0.3,
+    factors: [
+      { name: "correct_answers", value: 5, contribution: score / 3 },
+      { name: "hints_used", value: 0.1 + score, contribution: -score / 7 },
+    ],
+    rest: 0,
+    score,
+    ...extra,
+  });
+
+const ruleExplanation = (score: number, lastActivity: number) =>
+  JSON.stringify({
+    base: 0.4,
+    factors: [{ name: "accuracy", value: 0.7, contribution: score - 0.45 }],
+    rest: 0,
+    score,
+    // the stored form of models/ruleScorer.ts (StoredRuleState, last key)
+    rule: {
+      prior: 0.4,
+      refUs: lastActivity * 1000,
+      lastUs: lastActivity * 1000,
+      evidence: 3,
+      shrinkageK: 5,
+      evidenceHalfLifeDays: 14,
+      inactivityHalfLifeDays: 30,
+      partSum: score - 0.45,
+      recencyWeight: 0.1,
+      centered: true,
+      factors: [{ name: "accuracy", value: 0.7, part: score - 0.45 }],
+    },
+  });
+
+const servedExplanation = (score: number, decay: boolean, decayFirst = false): string =>
+  decayFirst
+    ? JSON.stringify({
+        decay: { halfLifeDays: 5, floor: 0.1, pFloor: 0.3 },
+        ...JSON.parse(servedExplanation(score, false)),
+      })
+    : plainExplanation(score, {
+        interval: { lo: score * 0.8, hi: Math.min(1, score * 1.2), level: 0.8 },
+        evidence: { kind: "measured", attempts: 4, daysSinceLast: 2.5 },
+        pCorrect: 0.5 + score / 3,
+        ...(decay ? { decay: { halfLifeDays: 9, floor: 0.2, pFloor: 0.35 } } : {}),
+      });
+
+/** Texts another tool could have stored: whitespace, escapes, a key order JSON.parse changes, not an object. */
+const foreignText = fc.oneof(
+  fc.jsonValue().map((v) => JSON.stringify(v, null, 1) ?? "null"),
+  fc.constant('{"b":1,"1":{"x":"\\u0041\\/"},"interval":{"lo":0.1}}'),
+  fc.constant('{"a":1,"a":{"pCorrect":2},"evidence":[1, 2]}'),
+  fc.constant('{ "interval" : null , "score" : 0.5 }'),
+  fc.constant("[1,2]"),
+  fc.constant('"text"'),
+  fc.dictionary(fc.string(), fc.jsonValue()).map((o) => JSON.stringify(o)),
+);
+
+const SOURCES = ["served", "latent", "rule_based", "bkt", "elo", "ml", TEACHER_OVERRIDE, "Alpha", "10", "2"];
+const TOPICS = ["T0", "T1", "1", "é\u2028\"'x", "T\uD800"];
+
+const rowArb = fc
+  .record({
+    topic: fc.constantFrom(...TOPICS),
+    source: fc.constantFrom(...SOURCES),
+    score: fc.oneof(fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFrom(0, -0, 1, 0.1 + 0.2)),
+    asOfDays: fc.integer({ min: 0, max: 40 }),
+    kind: fc.constantFrom("plain", "decay", "decay-first", "served-no-decay", "foreign"),
+    foreign: foreignText,
+    name: fc.option(fc.string(), { nil: null }),
+    chapter: fc.option(fc.constantFrom("C0", "C1", 'q"uote'), { nil: null }),
+    modelVersion: fc.constantFrom("v1", "default", "ml@3", "\u00e9"),
+  })
+  .map(
+    (g): MasteryViewRow => ({
+      topic_id: g.topic,
+      mastery_score: g.score,
+      score_source: g.source,
+      model_version: g.modelVersion,
+      as_of: new Date(T0 + g.asOfDays * DAY_MS),
+      explanation:
+        g.source === "rule_based"
+          ? ruleExplanation(g.score, T0 - 3 * DAY_MS)
+          : g.kind === "foreign"
+            ? g.foreign
+            : g.kind === "plain"
+              ? plainExplanation(g.score)
+              : servedExplanation(g.score, g.kind === "decay", g.kind === "decay-first"),
+      last_updated: new Date(T0 + g.asOfDays * DAY_MS + 1234),
+      name: g.name,
+      chapter_id: g.chapter,
+      subject_id: g.topic === "T0" ? "S0" : null,
+      course_id: null,
+    }),
+  );
+
+/** Distinct (topic, source) rows, ordered by topic then source as the stores return them. */
+const rowsArb = fc
+  .uniqueArray(rowArb, { maxLength: 14, selector: (r) => `${r.topic_id}\u0000${r.score_source}` })
+  .map((rows) =>
+    rows.sort((a, b) =>
+      a.topic_id < b.topic_id
+        ? -1
+        : a.topic_id > b.topic_id
+          ? 1
+          : a.score_source < b.score_source
+            ? -1
+            : a.score_source > b.score_source
+              ? 1
+              : 0,
+    ),
+  );
+
+const modelArb: fc.Arbitrary<StudentModelScores | undefined> = fc.option(
+  fc
+    .record({
+      topics: fc.subarray(TOPICS),
+      score: fc.double({ min: 0, max: 1, noNaN: true }),
+      detail: fc.boolean(),
+      source: fc.constantFrom("ml", "blend", "bkt"),
+    })
+    .map(({ topics, score, detail, source }) => ({
+      info: {
+        status: "served" as const,
+        modelName: "mastery",
+        modelVersion: "mastery@3",
+        version: 3,
+        kind: "gbt",
+        scoreSource: source,
+        modelRef: "mastery@champion",
+        experimentArm: null,
+        reason: "champion",
+      },
+      topics: new Map(
+        topics.map((t, i) => [
+          t,
+          {
+            score: (score + i / 10) % 1,
+            scoreSource: source,
+            modelVersion: "mastery@3",
+            asOf: new Date(T0 + DAY_MS).toISOString(),
+            explanation: {
+              base: 0.5,
+              factors: [],
+              rest: ((score + i / 10) % 1) - 0.5,
+              score: (score + i / 10) % 1,
+            },
+            ...(detail ? { detail: { logits: { bkt: 0.25 } } } : {}),
+          },
+        ]),
+      ),
+    })),
+  { nil: undefined },
+);
+
+const optsArb = fc.record({
+  rows: rowsArb,
+  model: modelArb,
+  arm: fc.option(
+    fc.record(
+      {
+        experimentId: fc.constant("exp-1"),
+        arm: fc.constantFrom("a", "b"),
+        scoreSource: fc.constantFrom(...SOURCES),
+      },
+      { requiredKeys: ["experimentId", "arm"] },
+    ),
+    { nil: undefined },
+  ),
+  order: fc.option(fc.shuffledSubarray(SOURCES.slice(0, 6)), { nil: undefined }),
+  nowDays: fc.option(fc.integer({ min: 0, max: 60 }), { nil: undefined }),
+});
+
+function build(o: {
+  rows: MasteryViewRow[];
+  model: StudentModelScores | undefined;
+  arm: { experimentId: string; arm: string; scoreSource?: string } | undefined;
+  order: string[] | undefined;
+  nowDays: number | undefined;
+}): StudentMasteryOptions {
+  return {
+    rows: o.rows,
+    topics: async () => META,
+    ...(o.model !== undefined ? { model: o.model } : {}),
+    ...(o.arm !== undefined ? { arm: o.arm } : {}),
+    ...(o.order !== undefined ? { sourceOrder: o.order } : {}),
+    ...(o.nowDays !== undefined ? { now: new Date(T0 + o.nowDays * DAY_MS + 17) } : {}),
+  };
+}
+
+describe("studentMasteryJson: the GET /mastery body without building its objects", () => {
+  it("property: byte for byte JSON.stringify(readStudentMastery(...)), with the same served topics and exposures", async () => {
+    await fc.assert(
+      fc.asyncProperty(optsArb, fc.constantFrom("k1", 'k"\u00e9'), async (o, key) => {
+        // Texts that are not objects make both throw (a missing field read on null) or both answer.
+        let view: Awaited<ReturnType<typeof readStudentMastery>>;
+        try {
+          view = await readStudentMastery({} as never, key, build(o));
+        } catch (err) {
+          await expect(studentMasteryJson({} as never, key, build(o))).rejects.toThrow(
+            (err as Error).message,
+          );
+          return;
+        }
+        const text = await studentMasteryJson({} as never, key, build(o));
+        expect(text.json).toBe(JSON.stringify(view));
+        expect(text.topics).toEqual(
+          view.topics.map((t) => ({ topicId: t.topicId, score: t.score, scoreSource: t.scoreSource })),
+        );
+        expect(text.modelServedScores).toEqual(
+          view.topics.filter((t) => t.model?.served === true).map((t) => t.score),
+        );
+      }),
+      { numRuns: 600 },
+    );
+  });
+
+  it("property: every listed score of a served / latent row is decayServedRow's (score and as_of), decay last or not", async () => {
+    await fc.assert(
+      fc.asyncProperty(optsArb, async (o) => {
+        let view: Awaited<ReturnType<typeof readStudentMastery>>;
+        try {
+          view = await readStudentMastery({} as never, "k", build(o));
+        } catch {
+          return;
+        }
+        const now = build(o).now;
+        for (const r of o.rows) {
+          if (r.score_source === "rule_based") continue;
+          const want = now === undefined ? r : decayServedRow(r, now);
+          const got = view.topics.find((t) => t.topicId === r.topic_id)!.scores[r.score_source]!;
+          expect(got.score).toBe(want.mastery_score);
+          expect(got.asOf).toBe(want.as_of.toISOString());
+        }
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it("known answer: one bkt topic, its stored explanation text in the body as stored", async () => {
+    const explanation = plainExplanation(0.25);
+    const row: MasteryViewRow = {
+      topic_id: "T0",
+      mastery_score: 0.25,
+      score_source: "bkt",
+      model_version: "default",
+      as_of: new Date(T0),
+      explanation,
+      last_updated: new Date(T0 + 1000),
+      name: "Fractions",
+      chapter_id: "C0",
+      subject_id: "S0",
+      course_id: null,
+    };
+    const { json } = await studentMasteryJson({} as never, "k1", { rows: [row], topics: async () => META });
+    expect(json).toBe(
+      `{"studentKey":"k1","topics":[{"topicId":"T0","name":"Fractions","chapterId":"C0","subjectId":"S0","courseId":null,` +
+        `"score":0.25,"scoreSource":"bkt","modelVersion":"default","asOf":"2026-10-27T00:00:00.000Z",` +
+        `"lastUpdated":"2026-10-27T00:00:01.000Z","explanation":${explanation},"interval":null,"evidence":null,` +
+        `"pCorrect":null,"experimentArm":null,"scores":{"bkt":{"score":0.25,"modelVersion":"default",` +
+        `"asOf":"2026-10-27T00:00:00.000Z"}}}],"rollups":{"scoreSource":"bkt","chapter":[{"id":"C0","score":0.25,` +
+        `"topicsScored":1,"topicsTotal":3}],"subject":[{"id":"S0","score":0.25,"topicsScored":1,"topicsTotal":1}],"course":[]}}`,
+    );
+  });
+});
