@@ -501,6 +501,17 @@ const SERVED_TAIL = new RegExp(
 /** Texts the splice leaves to decayServedRow: whitespace or an escape (a respelling), a `forgetting` already in. */
 const NOT_SPLICED = /[\s\\]|"forgetting"/;
 
+/** SERVED_TAIL's groups of numbers the splice keeps as stored: level, attempts, half-life, floor, P floor. */
+const KEPT_GROUPS = [5, 7, 11, 12, 13];
+
+/** toISOString of the last instant asked (the rows of one scoring run share their as_of). */
+let lastIso: { t: number; s: string } = { t: Number.NaN, s: "" };
+function isoOf(d: Date): string {
+  const t = d.getTime();
+  if (t !== lastIso.t) lastIso = { t, s: d.toISOString() };
+  return lastIso.s;
+}
+
 /** JSON.stringify of a number. */
 const num = (v: number): string => (Number.isFinite(v) ? String(v) : "null");
 
@@ -523,29 +534,24 @@ function decaySplicedRow<
   SERVED_TAIL.lastIndex = j;
   const t = SERVED_TAIL.exec(text);
   if (t === null) return decayServedRow(row, now);
-  // Every number as String() spells it (what JSON.parse then JSON.stringify would write), else the slow way.
-  const v: number[] = new Array(t.length);
-  for (let i = 1; i < t.length; i++) {
-    const s = t[i];
-    if (s === undefined || i === 6 || i === 8) continue;
-    const n = Number(s);
-    if (String(n) !== s) return decayServedRow(row, now);
-    v[i] = n;
-  }
-  const [rest, , lo, hi, , , , , daysSinceLast, pCorrect, halfLifeDays, floor, pFloor] = v.slice(1);
-  if (!(halfLifeDays! > 0)) return row;
-  const at = (x: number) => decayTowards(x, floor!, halfLifeDays!, elapsed);
+  // The numbers kept as stored (level, attempts, decay) must be spelled as String() spells them (what JSON.parse
+  // then JSON.stringify would write), else the slow way; the recomputed ones are written anew.
+  for (const i of KEPT_GROUPS) if (String(Number(t[i])) !== t[i]) return decayServedRow(row, now);
+  const halfLifeDays = Number(t[11]);
+  if (!(halfLifeDays > 0)) return row;
+  const floor = Number(t[12]);
+  const at = (x: number) => decayTowards(x, floor, halfLifeDays, elapsed);
   const score = at(row.mastery_score);
   const contribution = score - row.mastery_score;
-  const interval = `{"lo":${num(at(lo!))},"hi":${num(at(hi!))},"level":${t[5]}}`;
+  const interval = `{"lo":${num(at(Number(t[3])))},"hi":${num(at(Number(t[4])))},"level":${t[5]}}`;
   const evidence = `{"kind":${t[6]},"attempts":${t[7]},"daysSinceLast":${
-    daysSinceLast === undefined ? "null" : num(daysSinceLast + elapsed)
+    t[9] === undefined ? "null" : num(Number(t[9]) + elapsed)
   }}`;
-  const p = num(decayTowards(pCorrect!, pFloor!, halfLifeDays!, elapsed));
+  const p = num(decayTowards(Number(t[10]), Number(t[13]), halfLifeDays, elapsed));
   const explanation =
-    `${text.slice(0, j)},"rest":${num(rest! + contribution)},"score":${num(score)},"interval":${interval},` +
+    `${text.slice(0, j)},"rest":${num(Number(t[1]) + contribution)},"score":${num(score)},"interval":${interval},` +
     `"evidence":${evidence},"pCorrect":${p},"decay":{"halfLifeDays":${t[11]},"floor":${t[12]},"pFloor":${t[13]}},` +
-    `"forgetting":{"scoredAt":"${row.as_of.toISOString()}","elapsedDays":${num(elapsed)},"contribution":${num(contribution)}}}`;
+    `"forgetting":{"scoredAt":"${isoOf(row.as_of)}","elapsedDays":${num(elapsed)},"contribution":${num(contribution)}}}`;
   const moved = { ...row, mastery_score: score, as_of: now, explanation };
   splicedParts.set(moved, { text: explanation, interval, evidence, pCorrect: p });
   return moved;
