@@ -488,8 +488,9 @@ const splicedParts = new WeakMap<object, ExplanationJson>();
 /**
  * The stored served / latent explanation's tail as JSON.stringify writes servedExplanation's and
  * latentExplanation's (rest, score, interval, evidence, P(correct), decay last), matched from its `,"rest":`.
- * Numbers are checked to be spelled as String() spells them (a text JSON.stringify wrote), strings hold no quote
- * (the text has no backslash).
+ * The numbers kept as stored (KEPT_GROUPS) are checked to be spelled as String() spells them (a text
+ * JSON.stringify wrote); the recomputed ones are read with Number() (the text is taken to be valid JSON, as
+ * stored); strings hold no quote (the text has no backslash).
  */
 const NUM = "(-?\\d[\\d.e+-]*)";
 const SERVED_TAIL = new RegExp(
