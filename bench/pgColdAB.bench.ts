@@ -11,6 +11,8 @@
  *   PGAB_BEFORE=/tmp/ab/before npx tsx bench/pgColdAB.bench.ts
  *   PGAB_BEFORE=/tmp/ab/before PGAB_STUDENTS=300 PGAB_ROUNDS=5 PGAB_SCHEMA_PREFIX=me_ npx tsx bench/pgColdAB.bench.ts
  *
+ * PGAB_SERVED=1 seeds a decaying 'served' row per topic too (the served one; both sides read a student at one
+ * instant).
  * Without PGAB_BEFORE both sides are this tree (an A/A run: the noise floor of the ratios).
  * Target (issue 15): a cold GET /mastery <= 2 ms of server time for a student with 100 topics.
  */
@@ -32,6 +34,10 @@ import { seedWideStudents } from "./wideSeed.ts";
 const topicsN = env("PGAB_TOPICS", 100);
 const studentsN = env("PGAB_STUDENTS", 200);
 const rounds = env("PGAB_ROUNDS", 3);
+// PGAB_SERVED=1: a 'served' row per topic too (served first, decayed at read time: the served row's path).
+const withServed = process.env.PGAB_SERVED === "1";
+// Both sides read a student at the same instant (a decayed score depends on it), set before each pair.
+let readAt = new Date();
 const here = resolve(fileURLToPath(import.meta.url), "../..");
 const beforeDir = resolve(process.env.PGAB_BEFORE ?? here);
 const tag = `${process.env.PGAB_SCHEMA_PREFIX ?? ""}cold_ab_pg_${process.pid}`;
@@ -75,6 +81,7 @@ async function openSide(name: string, root: string): Promise<Side> {
     thresholds: parseThresholds({}, {}),
     defaultMetrics: false,
     ...backends.deps,
+    ...(withServed ? { now: () => readAt } : {}),
   });
   return {
     name,
@@ -90,7 +97,7 @@ async function openSide(name: string, root: string): Promise<Side> {
 const pg = await PgStore.open(PG_URL, { schema: tag, coreTables: true });
 const sides: Side[] = [];
 try {
-  await seedWideStudents(pg, pseudo, studentsN + 20, topicsN);
+  await seedWideStudents(pg, pseudo, studentsN + 20, topicsN, withServed);
   sides.push(await openSide("before", beforeDir), await openSide("after", here));
   const keys = Array.from({ length: studentsN }, (_, s) => pseudo.studentKey(`wide-${s}`));
   // Warm-up (JIT, prepared statements, topics caches) on students the measured rounds do not read.
@@ -98,7 +105,7 @@ try {
     for (const side of sides) await side.masteryJson(pseudo.studentKey(`wide-${s}`));
   console.log(
     `pg cold A/B: before ${beforeDir}${beforeDir === here ? " (this tree: A/A)" : ""}, after ${here}; ` +
-      `${studentsN} students x ${topicsN} topics (bkt + elo), schema ${tag}, ${rounds} rounds; load average ${loadavg()
+      `${studentsN} students x ${topicsN} topics (bkt + elo${withServed ? " + served" : ""}), schema ${tag}, ${rounds} rounds; load average ${loadavg()
         .map((x) => x.toFixed(1))
         .join(" ")}`,
   );
@@ -107,6 +114,7 @@ try {
     const m = sides.map(() => ({ ms: [] as number[], cpu: [] as number[] }));
     for (let i = 0; i < keys.length; i++) {
       const bodies: string[] = [];
+      readAt = new Date();
       for (const j of i % 2 === 0 ? [0, 1] : [1, 0]) {
         const c0 = cpuUs();
         const t0 = performance.now();

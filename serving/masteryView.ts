@@ -128,6 +128,7 @@ async function selectServed(
   source: MasterySource,
   studentKey: string,
   opts: StudentMasteryOptions,
+  splice = false,
 ): Promise<ServedSelection> {
   const arm = opts.arm ?? null;
   const order = [
@@ -194,7 +195,8 @@ async function selectServed(
     const original = ruleStored.get(stored);
     if (original !== undefined) stored = ruleRowAt(original, stored.as_of);
     const decaying = decayStored.get(stored);
-    if (decaying !== undefined && now !== undefined) stored = decayServedRow(decaying, now);
+    if (decaying !== undefined && now !== undefined)
+      stored = splice ? decaySplicedRow(decaying, now) : decayServedRow(decaying, now);
     const m = opts.model?.topics.get(topicId);
     const fromModel = m !== undefined && stored.score_source !== TEACHER_OVERRIDE;
     const served: MasteryRow = fromModel
@@ -305,7 +307,8 @@ export interface StudentMasteryJson {
  * text goes into the body as it is (JSON.stringify(JSON.parse(text)) is the text itself for the texts this
  * code stores, every one written by JSON.stringify), so a cache miss neither parses nor re-serializes ~100
  * explanations; only what read time changes (a rule row's decayed evidence and recency, a served row's decay:
- * selectServed) is rebuilt. A text that may not survive the round trip unchanged (whitespace, an escape, not an object) is
+ * selectServed) is rebuilt (the served row's decay spliced into its stored text: decaySplicedRow). A text
+ * that may not survive the round trip unchanged (whitespace, an escape, not an object) is
  * parsed and re-serialized as before. test/serving/masteryJson.test.ts checks the bytes against
  * JSON.stringify(readStudentMastery(...)).
  */
@@ -314,7 +317,7 @@ export async function studentMasteryJson(
   studentKey: string,
   opts: StudentMasteryOptions = {},
 ): Promise<StudentMasteryJson> {
-  const { arm, topics: selected, rollups, iso } = await selectServed(source, studentKey, opts);
+  const { arm, topics: selected, rollups, iso } = await selectServed(source, studentKey, opts, true);
   const armText = JSON.stringify(arm);
   const withModel = opts.model !== undefined;
   // Each distinct instant quoted once per body (an ISO string has nothing to escape).
@@ -335,7 +338,7 @@ export async function studentMasteryJson(
     const { topicId, list, served: row, m, fromModel } = selected[i]!;
     served[i] = { topicId, score: row.mastery_score, scoreSource: row.score_source };
     if (withModel && fromModel) modelServedScores.push(row.mastery_score);
-    const e = explanationJson(row.explanation, decayedExplanations.get(row));
+    const e = splicedParts.get(row) ?? explanationJson(row.explanation, decayedExplanations.get(row));
     json +=
       (i === 0 ? '{"topicId":' : ',{"topicId":') +
       quote(topicId) +
@@ -480,6 +483,82 @@ export function decayServedRow<
 
 /** The explanation object behind each row decayServedRow made (studentMasteryJson reads its fields, not the text again). */
 const decayedExplanations = new WeakMap<object, DecayableExplanation>();
+
+/** The body's explanation, interval, evidence and pCorrect texts of each row decaySplicedRow spliced. */
+const splicedParts = new WeakMap<object, ExplanationJson>();
+
+/**
+ * The stored served / latent explanation's tail as JSON.stringify writes servedExplanation's and
+ * latentExplanation's (rest, score, interval, evidence, P(correct), decay last), matched from its `,"rest":`.
+ * The numbers kept as stored (KEPT_GROUPS) are checked to be spelled as String() spells them (a text
+ * JSON.stringify wrote); the recomputed ones are read with Number() (the text is taken to be valid JSON, as
+ * stored); strings hold no quote (the text has no backslash).
+ */
+const NUM = "(-?\\d[\\d.e+-]*)";
+const SERVED_TAIL = new RegExp(
+  `,"rest":${NUM},"score":${NUM},"interval":\\{"lo":${NUM},"hi":${NUM},"level":${NUM}\\},` +
+    `"evidence":\\{"kind":("[^"]*"),"attempts":${NUM},"daysSinceLast":(null|${NUM})\\},"pCorrect":${NUM},` +
+    `"decay":\\{"halfLifeDays":${NUM},"floor":${NUM},"pFloor":${NUM}\\}\\}$`,
+  "y",
+);
+/** Texts the splice leaves to decayServedRow: whitespace or an escape (a respelling), a `forgetting` already in. */
+const NOT_SPLICED = /[\s\\]|"forgetting"/;
+
+/** SERVED_TAIL's groups of numbers the splice keeps as stored: level, attempts, half-life, floor, P floor. */
+const KEPT_GROUPS = [5, 7, 11, 12, 13];
+
+/** toISOString of the last instant asked (the rows of one scoring run share their as_of). */
+let lastIso: { t: number; s: string } = { t: Number.NaN, s: "" };
+function isoOf(d: Date): string {
+  const t = d.getTime();
+  if (t !== lastIso.t) lastIso = { t, s: d.toISOString() };
+  return lastIso.s;
+}
+
+/** JSON.stringify of a number. */
+const num = (v: number): string => (Number.isFinite(v) ? String(v) : "null");
+
+/**
+ * decayServedRow(row, now) without parsing or re-serializing the explanation: the values read time changes
+ * (score, rest, interval lo / hi, days since the last evidence, P(correct), and `forgetting` appended) are
+ * spliced into the stored text, the rest of it kept as stored; the explanation is byte for byte decayServedRow's
+ * for a text JSON.stringify wrote (test/serving/masteryJson.test.ts). A text in any other shape goes through
+ * decayServedRow. The body's interval, evidence and pCorrect texts are kept in splicedParts.
+ */
+function decaySplicedRow<
+  R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
+>(row: R, now: Date): R {
+  if (!DECAYING_SOURCES.has(row.score_source)) return row;
+  const elapsed = (now.getTime() - row.as_of.getTime()) / DAY_MS;
+  if (!(elapsed > 0)) return row;
+  const text = row.explanation;
+  const j = text.lastIndexOf(',"rest":');
+  if (j <= 0 || text.charCodeAt(0) !== 123 || NOT_SPLICED.test(text)) return decayServedRow(row, now);
+  SERVED_TAIL.lastIndex = j;
+  const t = SERVED_TAIL.exec(text);
+  if (t === null) return decayServedRow(row, now);
+  // The numbers kept as stored (level, attempts, decay) must be spelled as String() spells them (what JSON.parse
+  // then JSON.stringify would write), else the slow way; the recomputed ones are written anew.
+  for (const i of KEPT_GROUPS) if (String(Number(t[i])) !== t[i]) return decayServedRow(row, now);
+  const halfLifeDays = Number(t[11]);
+  if (!(halfLifeDays > 0)) return row;
+  const floor = Number(t[12]);
+  const at = (x: number) => decayTowards(x, floor, halfLifeDays, elapsed);
+  const score = at(row.mastery_score);
+  const contribution = score - row.mastery_score;
+  const interval = `{"lo":${num(at(Number(t[3])))},"hi":${num(at(Number(t[4])))},"level":${t[5]}}`;
+  const evidence = `{"kind":${t[6]},"attempts":${t[7]},"daysSinceLast":${
+    t[9] === undefined ? "null" : num(Number(t[9]) + elapsed)
+  }}`;
+  const p = num(decayTowards(Number(t[10]), Number(t[13]), halfLifeDays, elapsed));
+  const explanation =
+    `${text.slice(0, j)},"rest":${num(Number(t[1]) + contribution)},"score":${num(score)},"interval":${interval},` +
+    `"evidence":${evidence},"pCorrect":${p},"decay":{"halfLifeDays":${t[11]},"floor":${t[12]},"pFloor":${t[13]}},` +
+    `"forgetting":{"scoredAt":"${isoOf(row.as_of)}","elapsedDays":${num(elapsed)},"contribution":${num(contribution)}}}`;
+  const moved = { ...row, mastery_score: score, as_of: now, explanation };
+  splicedParts.set(moved, { text: explanation, interval, evidence, pCorrect: p });
+  return moved;
+}
 
 /**
  * decayServedRow's mastery_score and as_of alone (the explanation left as stored), for a listed row that is

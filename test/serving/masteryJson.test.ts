@@ -76,6 +76,49 @@ const servedExplanation = (score: number, decay: boolean, decayFirst = false): s
         ...(decay ? { decay: { halfLifeDays: 9, floor: 0.2, pFloor: 0.35 } } : {}),
       });
 
+/**
+ * A served / latent explanation with every read-time-changed value drawn (the splice of the served row in
+ * studentMasteryJson must write decayServedRow's bytes): numbers JSON.stringify spells with an exponent,
+ * days since the last evidence null, a half-life that is not > 0, a `forgetting` already stored, kinds with
+ * characters that need an escape, keys before the factors, a count spelled `4.0` (another writer's text).
+ */
+const decayNumber = fc.oneof(
+  fc.double({ min: -2, max: 2, noNaN: true }),
+  fc.constantFrom(0, 1e-9, -3e-8, 1e21, 0.1 + 0.2, 5e-324),
+);
+const drawnServedText = (respellable: boolean) =>
+  fc
+    .record({
+      head: fc.constantFrom({}, { a: 1 }, { forgetting: { scoredAt: "x", elapsedDays: 1, contribution: 0 } }),
+      base: decayNumber,
+      rest: decayNumber,
+      score: decayNumber,
+      lo: decayNumber,
+      hi: decayNumber,
+      level: fc.constantFrom(0.8, 0.95, 1e-7),
+      kind: fc.oneof(fc.constantFrom("measured", "prior", "indirect"), fc.string()),
+      attempts: fc.nat(1e6),
+      daysSinceLast: fc.option(decayNumber, { nil: null }),
+      pCorrect: decayNumber,
+      halfLifeDays: fc.constantFrom(9, 0.5, 1e-7, 400, 0, -1),
+      floor: decayNumber,
+      pFloor: decayNumber,
+      respell: respellable ? fc.boolean() : fc.constant(false),
+    })
+    .map((g) =>
+      JSON.stringify({
+        ...g.head,
+        base: g.base,
+        factors: [{ name: "recent_accuracy", value: g.base, contribution: g.score - g.base }],
+        rest: g.rest,
+        score: g.score,
+        interval: { lo: g.lo, hi: g.hi, level: g.level },
+        evidence: { kind: g.kind, attempts: g.attempts, daysSinceLast: g.daysSinceLast },
+        pCorrect: g.pCorrect,
+        decay: { halfLifeDays: g.halfLifeDays, floor: g.floor, pFloor: g.pFloor },
+      }).replace(/"attempts":(\d+)/, g.respell ? '"attempts":$1.0' : '"attempts":$1'),
+    );
+
 /** Texts another tool could have stored: whitespace, escapes, a key order JSON.parse changes, not an object. */
 const foreignText = fc.oneof(
   fc.jsonValue().map((v) => JSON.stringify(v, null, 1) ?? "null"),
@@ -96,8 +139,9 @@ const rowArb = fc
     source: fc.constantFrom(...SOURCES),
     score: fc.oneof(fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFrom(0, -0, 1, 0.1 + 0.2)),
     asOfDays: fc.integer({ min: 0, max: 40 }),
-    kind: fc.constantFrom("plain", "decay", "decay-first", "served-no-decay", "foreign"),
+    kind: fc.constantFrom("plain", "decay", "decay-first", "served-no-decay", "foreign", "drawn", "drawn"),
     foreign: foreignText,
+    drawn: drawnServedText(false),
     name: fc.option(fc.string(), { nil: null }),
     chapter: fc.option(fc.constantFrom("C0", "C1", 'q"uote'), { nil: null }),
     modelVersion: fc.constantFrom("v1", "default", "ml@3", "\u00e9"),
@@ -114,9 +158,11 @@ const rowArb = fc
           ? ruleExplanation(g.score, T0 - 3 * DAY_MS)
           : g.kind === "foreign"
             ? g.foreign
-            : g.kind === "plain"
-              ? plainExplanation(g.score)
-              : servedExplanation(g.score, g.kind === "decay", g.kind === "decay-first"),
+            : g.kind === "drawn"
+              ? g.drawn
+              : g.kind === "plain"
+                ? plainExplanation(g.score)
+                : servedExplanation(g.score, g.kind === "decay", g.kind === "decay-first"),
       last_updated: new Date(T0 + g.asOfDays * DAY_MS + 1234),
       name: g.name,
       chapter_id: g.chapter,
@@ -265,6 +311,85 @@ describe("studentMasteryJson: the GET /mastery body without building its objects
         }
       }),
       { numRuns: 400 },
+    );
+  });
+
+  it("property: a served / latent row's decayed explanation, interval, evidence and pCorrect are decayServedRow's bytes", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        drawnServedText(true),
+        fc.constantFrom("served", "latent"),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 0, max: 40 }),
+        fc.integer({ min: 1, max: 90 * DAY_MS }),
+        async (explanation, source, score, asOfDays, afterMs) => {
+          const row: MasteryViewRow = {
+            topic_id: "T0",
+            mastery_score: score,
+            score_source: source,
+            model_version: "v1",
+            as_of: new Date(T0 + asOfDays * DAY_MS),
+            explanation,
+            last_updated: new Date(T0),
+            name: null,
+            chapter_id: null,
+            subject_id: null,
+            course_id: null,
+          };
+          const now = new Date(row.as_of.getTime() + afterMs);
+          // A row decayServedRow leaves as stored is served as main serves it (not this test's: the first property).
+          const want = decayServedRow(row, now);
+          if (want === row) return;
+          const e = JSON.parse(want.explanation) as Record<string, unknown>;
+          const canonical = want.explanation;
+          const { json } = await studentMasteryJson({} as never, "k", {
+            rows: [row],
+            now,
+            topics: async () => META,
+          });
+          const t = json.indexOf(',"explanation":') + 15;
+          expect(json.slice(t, t + canonical.length + 1)).toBe(`${canonical},`);
+          const parts = `"interval":${JSON.stringify(e.interval ?? null)},"evidence":${JSON.stringify(e.evidence ?? null)},"pCorrect":${JSON.stringify(e.pCorrect ?? null)},`;
+          expect(json.slice(t + canonical.length + 1, t + canonical.length + 1 + parts.length)).toBe(parts);
+          expect(json).toContain(`"score":${JSON.stringify(want.mastery_score)},"scoreSource"`);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it("known answer: a served row one half-life after its scoring, spliced", async () => {
+    const explanation =
+      '{"base":0.5,"factors":[{"name":"recent_accuracy","value":0.9,"contribution":0.3}],"rest":0,"score":0.8,' +
+      '"interval":{"lo":0.6,"hi":1,"level":0.8},"evidence":{"kind":"measured","attempts":4,"daysSinceLast":2},' +
+      '"pCorrect":0.7,"decay":{"halfLifeDays":9,"floor":0.2,"pFloor":0.3}}';
+    const row: MasteryViewRow = {
+      topic_id: "T0",
+      mastery_score: 0.8,
+      score_source: "served",
+      model_version: "v1",
+      as_of: new Date(T0),
+      explanation,
+      last_updated: new Date(T0),
+      name: null,
+      chapter_id: null,
+      subject_id: null,
+      course_id: null,
+    };
+    const { json } = await studentMasteryJson({} as never, "k", {
+      rows: [row],
+      now: new Date(T0 + 9 * DAY_MS),
+      topics: async () => META,
+    });
+    // Half way to the floor: 0.2 + 0.6 / 2 = 0.5, lo 0.2 + 0.4 / 2 = 0.4, hi 0.2 + 0.8 / 2 = 0.6000000000000001 in doubles, P(correct) 0.3 + 0.4 / 2 = 0.5.
+    expect(json).toContain(
+      '"score":0.5,"scoreSource":"served","modelVersion":"v1","asOf":"2026-11-05T00:00:00.000Z",' +
+        '"lastUpdated":"2026-10-27T00:00:00.000Z","explanation":{"base":0.5,"factors":[{"name":"recent_accuracy",' +
+        '"value":0.9,"contribution":0.3}],"rest":-0.30000000000000004,"score":0.5,"interval":{"lo":0.4,"hi":0.6000000000000001,"level":0.8},' +
+        '"evidence":{"kind":"measured","attempts":4,"daysSinceLast":11},"pCorrect":0.5,' +
+        '"decay":{"halfLifeDays":9,"floor":0.2,"pFloor":0.3},"forgetting":{"scoredAt":"2026-10-27T00:00:00.000Z",' +
+        '"elapsedDays":9,"contribution":-0.30000000000000004}},"interval":{"lo":0.4,"hi":0.6000000000000001,"level":0.8},' +
+        '"evidence":{"kind":"measured","attempts":4,"daysSinceLast":11},"pCorrect":0.5,',
     );
   });
 
