@@ -2,7 +2,9 @@
  * One daily run of `mastery schedule` on a day with ACTIVE_PCT % of the students active (issue 17 item 3:
  * <= 5 s at 1% on a 10M-event store), step by step: incremental features (features/incrementalFeatures.ts),
  * rule scores, the BKT/Elo incremental day (serving/learnerState.ts), then a CHECKPOINT (what the day
- * leaves to write to the file). Rule scores two ways, alternating on copies of the same stored store:
+ * leaves to write to the file). "day" is all four; "day without features" is the batch as the schedule
+ * runs it by default (config/schedule.yaml batch.features false: the drift check's snapshot is built by
+ * the checks job, so the features step is that job's cost, not the scoring day's). Rule scores two ways, alternating on copies of the same stored store:
  *   "all":   every pair's decayed state refolded from raw_events and rescored (a full rule run);
  *   "dirty": only the pairs with new or late events since the previous run's watermark (serving/ruleScoring.ts
  *            `since`; a rule row stores decayed evidence that readers take as of any time, so an untouched
@@ -126,6 +128,7 @@ type Step =
   | "bkt-elo"
   | "checkpoint"
   | "day"
+  | "day without features"
   | "lookups"
   | "compact"
   | "lookups after compact"
@@ -146,6 +149,7 @@ for (let r = 0; r < runs; r++) {
       "bkt-elo": { wall: [], cpu: [] },
       checkpoint: { wall: [], cpu: [] },
       day: { wall: [], cpu: [] },
+      "day without features": { wall: [], cpu: [] },
       lookups: { wall: [], cpu: [] },
       compact: { wall: [], cpu: [] },
       "lookups after compact": { wall: [], cpu: [] },
@@ -225,6 +229,12 @@ for (let r = 0; r < runs; r++) {
     per.day.cpu.push(cpuNow() - dayC0);
     log(
       `run ${r + 1} ${mode} day: ${per.day.wall.at(-1)!.toFixed(2)} s (cpu ${per.day.cpu.at(-1)!.toFixed(2)} s)`,
+    );
+    // The batch as `mastery schedule` runs it by default (batch.features false): the snapshot is the checks job's.
+    per["day without features"].wall.push(per.day.wall.at(-1)! - per.features.wall.at(-1)!);
+    per["day without features"].cpu.push(per.day.cpu.at(-1)! - per.features.cpu.at(-1)!);
+    log(
+      `run ${r + 1} ${mode} day without features (the scheduled batch; features in the checks job): ${per["day without features"].wall.at(-1)!.toFixed(2)} s (cpu ${per["day without features"].cpu.at(-1)!.toFixed(2)} s)`,
     );
     if (lookups > 0) {
       const who = (

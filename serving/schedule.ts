@@ -14,6 +14,7 @@ import {
   alignedAsOf,
   buildFeaturesIncremental,
   type FeatureWatermark,
+  ingestWatermark,
 } from "../features/incrementalFeatures.ts";
 import { expandPaths, ingestPaths } from "../features/ingest.ts";
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
@@ -29,7 +30,7 @@ import { compactionReason, compactServingTables, deltaShares } from "../storage/
 import { AlertEngine, checkTimeCrossings, signWebhook, type ThresholdConfig } from "./alerts.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
-import { nextRunAt, type ScheduleConfig, type ScheduledJob } from "./scheduleConfig.ts";
+import { nextRunAt, SCHEDULED_JOBS, type ScheduleConfig, type ScheduledJob } from "./scheduleConfig.ts";
 
 export class ScheduleError extends Error {
   readonly code = "SCHEDULE";
@@ -136,14 +137,10 @@ export async function runScheduledJob(opts: RunJobOptions): Promise<JobOutcome> 
   }
 }
 
-/**
- * The previous successful batch's feature watermark (batch_runs counts.watermark), or null when there
- * is none (first run, or runs recorded before incremental features existed): then the build is full.
- */
-export async function lastFeatureWatermark(runs: BatchRunStore): Promise<FeatureWatermark | null> {
-  const last = await runs.lastSuccessfulRun("batch");
-  const w = last?.counts?.watermark as { asOf?: unknown; ingestedThroughUs?: unknown } | undefined;
-  if (w === undefined || typeof w.asOf !== "string") return null;
+/** A watermark recorded in a run's counts ({asOf, ingestedThroughUs}), or null when absent or malformed. */
+function watermarkOf(v: unknown): FeatureWatermark | null {
+  const w = v as { asOf?: unknown; ingestedThroughUs?: unknown } | undefined;
+  if (w === undefined || w === null || typeof w.asOf !== "string") return null;
   const asOf = new Date(w.asOf);
   if (Number.isNaN(asOf.getTime())) return null;
   const through = w.ingestedThroughUs;
@@ -151,17 +148,70 @@ export async function lastFeatureWatermark(runs: BatchRunStore): Promise<Feature
 }
 
 /**
- * ingest the inbox -> features as of the newest event -> rule scores -> BKT/Elo state and scores.
- * Features are incremental from the previous successful run's snapshot and watermark, as of the
- * previous as-of plus whole days (the first as-of on that grid at or after the newest event + 1 s)
- * (features/incrementalFeatures.ts: only pairs with new or late events, a window edge crossed or
- * day buckets moved unevenly are recomputed; the rest are copied), unless batch.full; the watermark
- * (as-of and max ingested_at) is recorded in this run's counts for the next one. Rule scores are
- * refolded from raw_events only for the pairs with new or late events since that watermark: a pair's rule
- * row stores its decayed evidence, whose score read time takes as of any time (models/ruleScorer.ts
- * ruleScoreAt), so an untouched pair's stored row is already what a full run would store. The rule step
- * reads no features; the features snapshot is still built each day because the drift check (the `checks`
- * job) compares feature snapshots of the recent window with a reference.
+ * The previous successful batch's watermark (batch_runs counts.watermark: its as-of and the ingest mark
+ * taken before it scored), or null when there is none (first run): the rule and BKT/Elo steps' "since".
+ */
+export async function lastFeatureWatermark(runs: BatchRunStore): Promise<FeatureWatermark | null> {
+  const last = await runs.lastSuccessfulRun("batch");
+  return watermarkOf(last?.counts?.watermark);
+}
+
+/**
+ * The newest features snapshot's watermark, from whichever job built it (counts.featureWatermark of the
+ * last successful batch or checks run; a batch recorded before that key existed built its snapshot with
+ * counts.watermark), or null: then the next build is full.
+ */
+export async function lastSnapshotWatermark(runs: BatchRunStore): Promise<FeatureWatermark | null> {
+  const found: FeatureWatermark[] = [];
+  for (const job of SCHEDULED_JOBS) {
+    const c = (await runs.lastSuccessfulRun(job))?.counts;
+    if (c === undefined || c === null) continue;
+    const w =
+      watermarkOf(c.featureWatermark) ??
+      (job === "batch" && c.featureWatermark === undefined && c.featureRows !== undefined
+        ? watermarkOf(c.watermark)
+        : null);
+    if (w !== null) found.push(w);
+  }
+  found.sort((a, b) => b.asOf.getTime() - a.asOf.getTime());
+  return found[0] ?? null;
+}
+
+/**
+ * The features snapshot as of `newest` aligned to the previous snapshot's day grid, built incrementally
+ * from it (features/incrementalFeatures.ts); its counts, with the watermark the next build starts from.
+ */
+async function buildSnapshot(
+  store: DuckStore,
+  newest: Date,
+  full: boolean,
+): Promise<Record<string, unknown>> {
+  const since = full ? null : await lastSnapshotWatermark(await BatchRunStore.open(store));
+  const features = await buildFeaturesIncremental(store, alignedAsOf(since, newest), since);
+  const counts: Record<string, unknown> = {
+    featureRows: features.rows,
+    featureMode: features.mode,
+    featurePairsRecomputed: features.recomputed,
+    featurePairsCopied: features.copied,
+    featureWatermark: {
+      asOf: features.watermark.asOf.toISOString(),
+      ingestedThroughUs: features.watermark.ingestedThroughUs,
+    },
+  };
+  if (features.fullReason !== undefined) counts.featureFullReason = full ? "batch.full" : features.fullReason;
+  return counts;
+}
+
+/**
+ * ingest the inbox -> rule scores -> BKT/Elo state and scores (-> the features snapshot with batch.features).
+ * The as-of is the previous run's plus whole days (the first as-of on that grid at or after the newest
+ * event + 1 s); the watermark (as-of and max ingested_at, taken before anything is scored) is recorded in
+ * this run's counts for the next one. Rule scores are refolded from raw_events only for the pairs with new
+ * or late events since that watermark: a pair's rule row stores its decayed evidence, whose score read time
+ * takes as of any time (models/ruleScorer.ts ruleScoreAt), so an untouched pair's stored row is already what
+ * a full run would store. No score reads the features snapshot; its reader on the schedule is the drift
+ * check, so by default (batch.features false) the checks job builds it (buildSnapshot), incrementally from
+ * the newest snapshot whichever job built it.
  */
 async function dailyBatch(
   store: DuckStore,
@@ -189,19 +239,12 @@ async function dailyBatch(
   }
   const since = cfg.full ? null : await lastFeatureWatermark(await BatchRunStore.open(store));
   // Incremental runs keep the first run's time of day (whole-day steps; see alignedAsOf).
-  const asOf = alignedAsOf(since, await resolveAsOf(store, "now"));
+  const newest = await resolveAsOf(store, "now");
+  const asOf = alignedAsOf(since, newest);
   counts.asOf = asOf.toISOString();
-  const features = await buildFeaturesIncremental(store, asOf, since);
-  counts.featureRows = features.rows;
-  counts.featureMode = features.mode;
-  if (features.fullReason !== undefined)
-    counts.featureFullReason = cfg.full ? "batch.full" : features.fullReason;
-  counts.featurePairsRecomputed = features.recomputed;
-  counts.featurePairsCopied = features.copied;
-  counts.watermark = {
-    asOf: features.watermark.asOf.toISOString(),
-    ingestedThroughUs: features.watermark.ingestedThroughUs,
-  };
+  // The mark is taken before anything is scored: rows ingested while this run works are the next run's.
+  counts.watermark = { asOf: asOf.toISOString(), ingestedThroughUs: await ingestWatermark(store) };
+  if (cfg.features) Object.assign(counts, await buildSnapshot(store, newest, cfg.full));
   // Rule rows store decayed evidence (read time moves it with time), so only pairs with new or late events move.
   const rules = await scoreRules(store, { asOf, ...(cfg.full ? {} : { since }) });
   counts.ruleScores = rules.scored;
@@ -240,6 +283,8 @@ async function dailyBatch(
 async function checks(h: JobHandles, opts: RunJobOptions, now: () => Date): Promise<Record<string, unknown>> {
   if (opts.drift === undefined) throw new ScheduleError("the checks job needs the drift configuration");
   const asOf = await resolveAsOf(h.store, "now").catch(() => now());
+  // With batch.features false the drift check's snapshots are built here, where they are read.
+  const snapshot = opts.config.batch.features ? {} : await buildSnapshot(h.store, asOf, false);
   const r = await monitorOnce({
     store: h.store,
     config: opts.drift.config,
@@ -251,6 +296,7 @@ async function checks(h: JobHandles, opts: RunJobOptions, now: () => Date): Prom
   if (r.retrain?.status === "failed") throw new ScheduleError(`retrain failed: ${r.retrain.summary}`);
   return {
     asOf: asOf.toISOString(),
+    ...snapshot,
     drift: r.drift?.decision.drift ?? null,
     driftError: r.driftError,
     triggers: r.triggers.length,

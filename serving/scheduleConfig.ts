@@ -32,6 +32,12 @@ export interface ScheduleConfig {
     bktModel: string | null;
     eloModel: string | null;
     full: boolean;
+    /**
+     * Build the 7/30/90-day features snapshot in the daily batch (true), or leave it to the checks job, its
+     * only reader on the schedule (false, the default: the drift check builds it incrementally before
+     * comparing). No score reads it: rule scores come from decayed evidence, BKT/Elo from the events.
+     */
+    features: boolean;
     /** Fold the serving tables' deltas into their bases (storage/servingTables.ts) after a run when a
      * delta holds this share of its base's rows ... */
     compactShare: number;
@@ -118,7 +124,7 @@ export function parseScheduleConfig(
   const b = section(
     d,
     "batch",
-    ["at", "inbox", "bktModel", "eloModel", "full", "compactShare", "compactAfterDays"],
+    ["at", "inbox", "bktModel", "eloModel", "full", "features", "compactShare", "compactAfterDays"],
     source,
   );
   const c = section(d, "checks", ["at", "retrain"], source);
@@ -155,6 +161,7 @@ export function parseScheduleConfig(
       bktModel: optString(b.bktModel, `${source}: batch.bktModel`),
       eloModel: optString(b.eloModel, `${source}: batch.eloModel`),
       full: bool(b.full, false, `${source}: batch.full`),
+      features: bool(b.features, false, `${source}: batch.features`),
       compactShare: positive(b.compactShare, DEFAULT_COMPACTION.maxShare, `${source}: batch.compactShare`),
       compactAfterDays: positive(
         b.compactAfterDays,

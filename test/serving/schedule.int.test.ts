@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { generateSynthetic } from "../../features/synthetic/generate.ts";
 import { buildFeatures } from "../../features/windows.ts";
+import { DEFAULT_DRIFT_CONFIG } from "../../monitoring/config.ts";
 import { PgAdvisoryLock } from "../../monitoring/locks.ts";
 import { verifyWebhookSignature } from "../../serving/alerts.ts";
 import { type JobHandles, runScheduledJob } from "../../serving/schedule.ts";
@@ -76,7 +77,8 @@ describe("mastery schedule (serving/schedule.ts)", () => {
     const store = await DuckStore.open(":memory:");
     const lock = new PgAdvisoryLock(PG, `sched-test-${randomBytes(6).toString("hex")}`);
     try {
-      const config = parseScheduleConfig({ batch: { inbox } }, {});
+      // The snapshot in the batch too (batch.features), as before the checks job built it.
+      const config = parseScheduleConfig({ batch: { inbox, features: true } }, {});
       const o = await runScheduledJob({
         job: "batch",
         config,
@@ -207,6 +209,93 @@ describe("mastery schedule (serving/schedule.ts)", () => {
         lastBatchSuccess: last.endedAt!.toISOString(),
         lastChecksSuccess: null,
       });
+    } finally {
+      await lock.close();
+      store.close();
+    }
+  });
+
+  it("batch.features false: the batch scores without a features snapshot (rules still incremental); the checks job builds the snapshot incrementally, equal to a full build", async () => {
+    const inbox = await inboxWithEvents();
+    const store = await DuckStore.open(":memory:");
+    const lock = new PgAdvisoryLock(PG, `sched-test-${randomBytes(6).toString("hex")}`);
+    const pseudonymizer = () => new Pseudonymizer(PSEUDO_KEY);
+    const snapshots = async () =>
+      Number((await store.one<{ n: bigint }>("SELECT count(DISTINCT as_of) AS n FROM features"))!.n);
+    const snapshotEqualsFull = async (asOf: Date, table: string) => {
+      await buildFeatures(store, asOf, { table });
+      const mine = await store.all(
+        "SELECT * EXCLUDE (as_of) FROM features WHERE as_of = $t::TIMESTAMP ORDER BY student_key, topic_id",
+        { t: asOf.toISOString() },
+      );
+      expect(mine.length).toBeGreaterThan(0);
+      expect(mine).toEqual(
+        await store.all(`SELECT * EXCLUDE (as_of) FROM ${table} ORDER BY student_key, topic_id`),
+      );
+    };
+    try {
+      const config = parseScheduleConfig(
+        { batch: { inbox, features: false }, checks: { retrain: false } },
+        {},
+      );
+      expect(config.batch.features).toBe(false);
+      expect(parseScheduleConfig({}, {}).batch.features).toBe(false);
+      const drift = { config: DEFAULT_DRIFT_CONFIG };
+      const b1 = await runScheduledJob({ job: "batch", config, lock, open: keep(store), pseudonymizer });
+      expect(b1.status).toBe("ok");
+      if (b1.status !== "ok") return;
+      expect(b1.counts.featureRows).toBeUndefined();
+      expect(b1.counts.ruleMode).toBe("full");
+      expect(b1.counts.ruleScores).toBeGreaterThan(0);
+      expect(await snapshots()).toBe(0);
+
+      // The checks job builds the snapshot its drift check reads: the first one in full.
+      const c1 = await runScheduledJob({ job: "checks", config, lock, open: keep(store), drift });
+      expect(c1.status).toBe("ok");
+      if (c1.status !== "ok") return;
+      expect(c1.counts.featureMode).toBe("full");
+      // Its snapshot, and any reference snapshot the drift check built for itself (a fresh install).
+      const afterChecks = await snapshots();
+      expect(afterChecks).toBeGreaterThanOrEqual(1);
+
+      // A later day: the batch refolds only the pairs with new events, still without features ...
+      await generateSynthetic({
+        students: 30,
+        topics: 8,
+        days: 2,
+        seed: 4,
+        start: "2026-09-11",
+        eventsPerDay: 1,
+        truthEvery: 0,
+        outDir: inbox,
+        workers: 0,
+      });
+      const b2 = await runScheduledJob({ job: "batch", config, lock, open: keep(store), pseudonymizer });
+      expect(b2.status).toBe("ok");
+      if (b2.status !== "ok") return;
+      expect(b2.counts.featureRows).toBeUndefined();
+      expect(b2.counts.ruleMode).toBe("incremental");
+      const wm = b1.counts.watermark as { ingestedThroughUs: string };
+      const fresh = await store.one<{ n: bigint }>(
+        `SELECT count(*) AS n FROM (SELECT DISTINCT student_key, topic_id FROM raw_events
+         WHERE epoch_us(ingested_at) > $wm::BIGINT)`,
+        { wm: BigInt(wm.ingestedThroughUs) },
+      );
+      expect(b2.counts.ruleScores).toBe(Number(fresh?.n));
+      expect(b2.counts.ruleScores).toBeGreaterThan(0);
+      expect(await snapshots()).toBe(afterChecks);
+
+      // ... and the next checks run builds the new snapshot incrementally from its own previous one.
+      const c2 = await runScheduledJob({ job: "checks", config, lock, open: keep(store), drift });
+      expect(c2.status).toBe("ok");
+      if (c2.status !== "ok") return;
+      expect(c2.counts.featureMode).toBe("incremental");
+      expect(c2.counts.featurePairsRecomputed).toBeGreaterThan(0);
+      const asOf = new Date(String((c2.counts.featureWatermark as { asOf: string }).asOf));
+      expect(asOf.getTime()).toBeGreaterThan(
+        new Date(String((c1.counts.featureWatermark as { asOf: string }).asOf)).getTime(),
+      );
+      await snapshotEqualsFull(asOf, "features_full_check2");
     } finally {
       await lock.close();
       store.close();

@@ -61,6 +61,7 @@ describe("serving/scheduleConfig", () => {
       bktModel: null,
       eloModel: null,
       full: false,
+      features: false,
       compactShare: 0.25,
       compactAfterDays: 7,
     });
