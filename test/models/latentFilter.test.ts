@@ -578,6 +578,16 @@ const NO_TIME: LatentParams = {
   priorConcentration: 6,
 };
 
+/** A logistic-emission truth for the simulated samples of rounds 6 and 13 (threshold 0.5, slope 12). */
+const LOGISTIC: LatentParams = {
+  ...NO_TIME,
+  priorMean: 0.45,
+  guess: 0.15,
+  slip: 0.05,
+  slope: 12,
+  threshold: 0.5,
+};
+
 describe("latent filter: logistic emission (round 6)", () => {
   it("emits guess + (1 - guess - slip) sigmoid(slope (K - threshold)) per cell; without a slope the linear emission", () => {
     const params: LatentParams = { ...PARAMS, slope: 10, threshold: 0.4 };
@@ -623,14 +633,7 @@ describe("latent filter: logistic emission (round 6)", () => {
   });
 
   it("fits a higher threshold to the topic whose items are harder, from data simulated with a logistic emission", () => {
-    const truth: LatentParams = {
-      ...NO_TIME,
-      priorMean: 0.45,
-      guess: 0.15,
-      slip: 0.05,
-      slope: 12,
-      threshold: 0.5,
-    };
+    const truth = LOGISTIC;
     const { seqs } = simulateStudents(truth, { A: 0.35, B: 0.65 }, 300, 0, 5);
     // Topic prior means held at the global one (sd 0.01): without labels a hard topic's lower start and its higher
     // item threshold are nearly the same likelihood; this checks that the threshold search finds the difference.
@@ -958,15 +961,6 @@ describe("latent filter: the forgetting chosen by held-out likelihood (round 12)
 });
 
 describe("latent filter: the topic threshold's shrinkage chosen by held-out likelihood (round 13)", () => {
-  const LOGISTIC: LatentParams = {
-    ...NO_TIME,
-    priorMean: 0.45,
-    guess: 0.15,
-    slip: 0.05,
-    slope: 12,
-    threshold: 0.5,
-  };
-
   it("splits students by the low bit of their key's FNV-1a hash (published values: '' 0x811c9dc5, 'a' 0xe40c292c)", () => {
     expect(studentHalf("")).toBe(1);
     expect(studentHalf("a")).toBe(0);

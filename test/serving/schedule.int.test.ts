@@ -50,6 +50,31 @@ async function inboxWithEvents(): Promise<string> {
   return inbox;
 }
 
+/** Two later days of events (another seed) into the inbox: a store's next batch has new and late pairs. */
+async function addLaterDays(inbox: string): Promise<void> {
+  await generateSynthetic({
+    students: 30,
+    topics: 8,
+    days: 2,
+    seed: 4,
+    start: "2026-09-11",
+    eventsPerDay: 1,
+    truthEvery: 0,
+    outDir: inbox,
+    workers: 0,
+  });
+}
+
+/** Distinct (student, topic) pairs with an event ingested after the watermark (microseconds). */
+async function pairsIngestedAfter(store: DuckStore, watermarkUs: string): Promise<number> {
+  const r = await store.one<{ n: bigint }>(
+    `SELECT count(*) AS n FROM (SELECT DISTINCT student_key, topic_id FROM raw_events
+     WHERE epoch_us(ingested_at) > $wm::BIGINT)`,
+    { wm: BigInt(watermarkUs) },
+  );
+  return Number(r?.n);
+}
+
 /** Receives webhook POSTs (the failure alerts) on a local port. */
 async function hookServer(): Promise<{ server: Server; url: string; got: { body: string; sig: string }[] }> {
   const got: { body: string; sig: string }[] = [];
@@ -149,17 +174,7 @@ describe("mastery schedule (serving/schedule.ts)", () => {
       }
       // A later day's files in the inbox: the incremental run recomputes some pairs, and its snapshot
       // equals a full rebuild as of the same time.
-      await generateSynthetic({
-        students: 30,
-        topics: 8,
-        days: 2,
-        seed: 4,
-        start: "2026-09-11",
-        eventsPerDay: 1,
-        truthEvery: 0,
-        outDir: inbox,
-        workers: 0,
-      });
+      await addLaterDays(inbox);
       const day3 = await runScheduledJob({
         job: "batch",
         config,
@@ -174,12 +189,7 @@ describe("mastery schedule (serving/schedule.ts)", () => {
         expect(day3.counts.ruleMode).toBe("incremental");
         // Rules refold only the pairs with an event ingested since the previous run (no window edges).
         const wm = (again.status === "ok" ? again.counts.watermark : null) as { ingestedThroughUs: string };
-        const fresh = await store.one<{ n: bigint }>(
-          `SELECT count(*) AS n FROM (SELECT DISTINCT student_key, topic_id FROM raw_events
-           WHERE epoch_us(ingested_at) > $wm::BIGINT)`,
-          { wm: BigInt(wm.ingestedThroughUs) },
-        );
-        expect(day3.counts.ruleScores).toBe(Number(fresh?.n));
+        expect(day3.counts.ruleScores).toBe(await pairsIngestedAfter(store, wm.ingestedThroughUs));
         expect(day3.counts.ruleScores).toBeGreaterThan(0);
         expect(day3.counts.ruleScores).toBeLessThanOrEqual(day3.counts.featurePairsRecomputed as number);
         const asOf = new Date(String(day3.counts.asOf));
@@ -259,29 +269,14 @@ describe("mastery schedule (serving/schedule.ts)", () => {
       expect(afterChecks).toBeGreaterThanOrEqual(1);
 
       // A later day: the batch refolds only the pairs with new events, still without features ...
-      await generateSynthetic({
-        students: 30,
-        topics: 8,
-        days: 2,
-        seed: 4,
-        start: "2026-09-11",
-        eventsPerDay: 1,
-        truthEvery: 0,
-        outDir: inbox,
-        workers: 0,
-      });
+      await addLaterDays(inbox);
       const b2 = await runScheduledJob({ job: "batch", config, lock, open: keep(store), pseudonymizer });
       expect(b2.status).toBe("ok");
       if (b2.status !== "ok") return;
       expect(b2.counts.featureRows).toBeUndefined();
       expect(b2.counts.ruleMode).toBe("incremental");
       const wm = b1.counts.watermark as { ingestedThroughUs: string };
-      const fresh = await store.one<{ n: bigint }>(
-        `SELECT count(*) AS n FROM (SELECT DISTINCT student_key, topic_id FROM raw_events
-         WHERE epoch_us(ingested_at) > $wm::BIGINT)`,
-        { wm: BigInt(wm.ingestedThroughUs) },
-      );
-      expect(b2.counts.ruleScores).toBe(Number(fresh?.n));
+      expect(b2.counts.ruleScores).toBe(await pairsIngestedAfter(store, wm.ingestedThroughUs));
       expect(b2.counts.ruleScores).toBeGreaterThan(0);
       expect(await snapshots()).toBe(afterChecks);
 
