@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -90,8 +90,12 @@ function spawnMastery(args: string[], env: Record<string, string>): Child {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let tail = "";
+  // MASTERY_CHAOS_LOG_DIR=DIR keeps each child's whole output (DIR/<pid>-<command>.log) for a post-mortem.
+  const logDir = process.env.MASTERY_CHAOS_LOG_DIR;
+  const logFile = logDir ? join(logDir, `${proc.pid ?? "x"}-${args[0] ?? "mastery"}.log`) : null;
   const keep = (d: Buffer) => {
     tail = (tail + d.toString()).slice(-6000);
+    if (logFile !== null) appendFileSync(logFile, d);
   };
   proc.stdout?.on("data", keep);
   proc.stderr?.on("data", keep);

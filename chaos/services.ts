@@ -127,11 +127,34 @@ class PgService implements Service {
   ) {
     this.asPostgres = process.getuid?.() === 0;
   }
-  private run(bin: string, args: string[]): void {
+  private command(bin: string, args: string[]): [string, string[]] {
     const exe = pgBin(bin);
     if (exe === undefined) throw new Error(`${bin} not found (install the PostgreSQL server package)`);
-    if (this.asPostgres) execFileSync("runuser", ["-u", "postgres", "--", exe, ...args], { stdio: "ignore" });
-    else execFileSync(exe, args, { stdio: "ignore" });
+    return this.asPostgres ? ["runuser", ["-u", "postgres", "--", exe, ...args]] : [exe, args];
+  }
+  private run(bin: string, args: string[]): void {
+    const [file, argv] = this.command(bin, args);
+    execFileSync(file, argv, { stdio: "ignore" });
+  }
+  /**
+   * pg_ctl without blocking this process: the harness times /healthz from its own event loop, and a
+   * synchronous `pg_ctl -w` (hundreds of ms) would be counted as the server's latency.
+   */
+  private runAsync(bin: string, args: string[]): Promise<void> {
+    const [file, argv] = this.command(bin, args);
+    return new Promise((resolve, reject) => {
+      const child = spawn(file, argv, { stdio: "ignore" });
+      child.once("error", reject);
+      child.once("exit", (code, signal) =>
+        code === 0
+          ? resolve()
+          : reject(
+              new Error(
+                `${bin} ${args.at(-1)} failed (exit ${code ?? signal}); see ${join(this.dir, "pg.log")}`,
+              ),
+            ),
+      );
+    });
   }
   init(): void {
     mkdirSync(this.dir, { recursive: true });
@@ -149,7 +172,7 @@ class PgService implements Service {
   }
   async start(): Promise<void> {
     const opts = `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1 -c max_connections=200`;
-    this.run("pg_ctl", [
+    await this.runAsync("pg_ctl", [
       "-D",
       join(this.dir, "data"),
       "-o",
@@ -164,7 +187,7 @@ class PgService implements Service {
     await waitForPort(this.port, 20_000);
   }
   async stop(): Promise<void> {
-    this.run("pg_ctl", ["-D", join(this.dir, "data"), "-m", "fast", "-w", "-t", "60", "stop"]);
+    await this.runAsync("pg_ctl", ["-D", join(this.dir, "data"), "-m", "fast", "-w", "-t", "60", "stop"]);
   }
 }
 
