@@ -5,58 +5,101 @@
  * (microseconds; events at or after it are not read), $h = evidence_half_life_days. The weight and x
  * expressions are models/ruleScorer.ts decayWeight's and foldRuleEvents' (pow() is JavaScript's ** to the bit).
  *
- * Each pair's terms are summed in one canonical order, by event time then event id (an ordered list per pair,
- * then list_sum, which adds in list order and skips NULLs as sum() does). A plain sum() adds in the order the
- * rows arrive, which is the store's physical order: a store that received a pair's events day by day (late
- * ones last) and one that received them at once would differ in the last bits, and a daily run would not
- * equal a full one (found by the property in test/serving/ruleScoring.int.test.ts).
+ * The sums do not depend on the order rows are added in. A floating-point sum() adds in the order rows arrive
+ * (the store's physical order, split across threads), so a store that received a pair's events day by day
+ * (late ones last) and one that received them at once would differ in the last bits, and a daily run would
+ * not equal a full one (found by the property in test/serving/ruleScoring.int.test.ts). Each term is therefore
+ * added as a binary fixed-point integer (term * 2^80 rounded to a HUGEINT; integer sums are exact, hence
+ * order-free), in bounded memory (an ordered list per pair ran out of memory at 10M events and 4 GB).
+ *
+ * So that a fixed point keeps full precision whatever the scale, each event kind's sums are taken in its own
+ * frame: weights and x relative to that kind's last event F (its newest term weighs exactly 1, and
+ * w * x^2 <= ~1.1 h^2 per term), then moved to L in floating point once per pair, as models/ruleScorer.ts
+ * mergeRuleStates moves a state: c = 2^(-(L - F)/h), d = (F - L) in days, S = c S', Sx = c (Sx' + d S'),
+ * Sxx = c (Sxx' + 2 d Sx' + d^2 S'), Sxy = c (Sxy' + d Sy'). Terms below 2^-80 of their frame's newest weight
+ * (older than 80 half-lives before it; 56 for the counts) count as 0.
  *
  * `source` is raw_events or a subquery of its rows (the incremental day passes its dirty pairs' rows).
  */
 export function ruleStateSql(source = "raw_events"): string {
-  const sum = (term: string, types: string, where = "true") =>
-    `coalesce(list_sum(list_transform(list_filter(evs, e -> e.type IN (${types}) AND ${where}), e -> ${term})), 0)`;
+  // One fixed-point sum of `term` over the rows of `kind`, in units of 2^-bits. Terms bounded by ~1.1 h^2 or
+  // 100 use 80 bits; the counts (hints, attempts, correct answers: up to 2^31 each by the contract) use 56,
+  // so that even 10^12 maximal terms cannot overflow a HUGEINT (2^127), at 2^-56 (1.4e-17) absolute.
+  const fx = (term: string, kind: string, bits = 80) =>
+    `coalesce(sum(CAST((${term}) * pow(2, ${bits}) AS HUGEINT)) FILTER (WHERE k = '${kind}'), 0)::DOUBLE / pow(2, ${bits})`;
   return `
 WITH ev AS (
-  SELECT student_key, topic_id, event_id, epoch_us(ts) AS t, type, is_correct::DOUBLE AS y,
-         hints_used::DOUBLE AS hints, attempts::DOUBLE AS attempts, correct_count::DOUBLE AS correct_count,
-         watch_pct, score_pct
+  SELECT student_key, topic_id, epoch_us(ts) AS t,
+         CASE WHEN type = 'quiz_attempt' THEN 'q'
+              WHEN type = 'practice' THEN 'p'
+              WHEN type = 'video' AND watch_pct IS NOT NULL THEN 'v'
+              WHEN type = 'assignment' AND score_pct IS NOT NULL THEN 'a' END AS k,
+         is_correct::DOUBLE AS y, hints_used::DOUBLE AS hints, attempts::DOUBLE AS attempts,
+         correct_count::DOUBLE AS correct_count, watch_pct, score_pct
   FROM ${source}
   WHERE ts < make_timestamp($t::BIGINT)
 ),
 last AS (
-  SELECT student_key, topic_id, max(t) AS l FROM ev GROUP BY student_key, topic_id
+  SELECT student_key, topic_id, max(t) AS l,
+         max(t) FILTER (WHERE k = 'q') AS fq, max(t) FILTER (WHERE k = 'p') AS fp,
+         max(t) FILTER (WHERE k = 'v') AS fv, max(t) FILTER (WHERE k = 'a') AS fa
+  FROM ev GROUP BY student_key, topic_id
 ),
 w AS (
-  SELECT ev.student_key, ev.topic_id, ev.event_id, ev.t, last.l, ev.type, ev.y, ev.hints, ev.attempts,
-         ev.correct_count, ev.watch_pct, ev.score_pct,
-         pow(2, -((last.l - ev.t) / 86400e6) / $h::DOUBLE) AS w,
-         (ev.t - last.l) / 86400e6 AS x
+  SELECT ev.student_key, ev.topic_id, ev.k, ev.y, ev.hints, ev.attempts, ev.correct_count, ev.watch_pct,
+         ev.score_pct,
+         pow(2, -((CASE ev.k WHEN 'q' THEN last.fq WHEN 'p' THEN last.fp WHEN 'v' THEN last.fv ELSE last.fa END
+                   - ev.t) / 86400e6) / $h::DOUBLE) AS w,
+         (ev.t - last.fq) / 86400e6 AS x
   FROM ev JOIN last ON last.student_key = ev.student_key AND last.topic_id = ev.topic_id
+  WHERE ev.k IS NOT NULL
 ),
-pairs AS (
-  SELECT student_key, topic_id, any_value(l) AS l,
-    list({type: type, w: w, x: x, y: y, hints: hints, attempts: attempts, correct_count: correct_count,
-          watch_pct: watch_pct, score_pct: score_pct} ORDER BY t, event_id) AS evs
-  FROM w
-  GROUP BY student_key, topic_id
+framed AS (
+  SELECT w.student_key, w.topic_id,
+    ${fx("w", "q")} AS q_n,
+    ${fx("w * y", "q")} AS q_y,
+    ${fx("w * hints", "q", 56)} AS q_hints,
+    ${fx("w * x", "q")} AS q_sx,
+    ${fx("w * x * x", "q")} AS q_sxx,
+    ${fx("w * x * y", "q")} AS q_sxy,
+    ${fx("w * attempts", "p", 56)} AS p_n,
+    ${fx("w * correct_count", "p", 56)} AS p_correct,
+    ${fx("w", "v")} AS v_n,
+    ${fx("w * watch_pct", "v")} AS v_pct,
+    ${fx("w", "a")} AS a_n,
+    ${fx("w * score_pct", "a")} AS a_pct
+  FROM w GROUP BY w.student_key, w.topic_id
+),
+moved AS (
+  SELECT last.student_key, last.topic_id, last.l,
+    coalesce(pow(2, -((last.l - last.fq) / 86400e6) / $h::DOUBLE), 0) AS cq,
+    coalesce((last.fq - last.l) / 86400e6, 0) AS dq,
+    coalesce(pow(2, -((last.l - last.fp) / 86400e6) / $h::DOUBLE), 0) AS cp,
+    coalesce(pow(2, -((last.l - last.fv) / 86400e6) / $h::DOUBLE), 0) AS cv,
+    coalesce(pow(2, -((last.l - last.fa) / 86400e6) / $h::DOUBLE), 0) AS ca,
+    coalesce(framed.q_n, 0) AS q_n, coalesce(framed.q_y, 0) AS q_y, coalesce(framed.q_hints, 0) AS q_hints,
+    coalesce(framed.q_sx, 0) AS q_sx, coalesce(framed.q_sxx, 0) AS q_sxx, coalesce(framed.q_sxy, 0) AS q_sxy,
+    coalesce(framed.p_n, 0) AS p_n, coalesce(framed.p_correct, 0) AS p_correct,
+    coalesce(framed.v_n, 0) AS v_n, coalesce(framed.v_pct, 0) AS v_pct,
+    coalesce(framed.a_n, 0) AS a_n, coalesce(framed.a_pct, 0) AS a_pct
+  FROM last LEFT JOIN framed ON framed.student_key = last.student_key AND framed.topic_id = last.topic_id
 )
 SELECT student_key, topic_id,
   l::DOUBLE AS ref_us,
   l::DOUBLE AS last_us,
-  ${sum("e.w", "'quiz_attempt'")} AS q_n,
-  ${sum("e.w * e.y", "'quiz_attempt'")} AS q_correct,
-  ${sum("e.w * e.hints", "'quiz_attempt'")} AS q_hints,
-  ${sum("e.w * e.x", "'quiz_attempt'")} AS q_sx,
-  ${sum("e.w * e.x * e.x", "'quiz_attempt'")} AS q_sxx,
-  ${sum("e.w * e.x * e.y", "'quiz_attempt'")} AS q_sxy,
-  ${sum("e.w * e.attempts", "'practice'")} AS p_n,
-  ${sum("e.w * e.correct_count", "'practice'")} AS p_correct,
-  ${sum("e.w", "'video'", "e.watch_pct IS NOT NULL")} AS v_n,
-  ${sum("e.w * e.watch_pct", "'video'")} AS v_pct,
-  ${sum("e.w", "'assignment'", "e.score_pct IS NOT NULL")} AS a_n,
-  ${sum("e.w * e.score_pct", "'assignment'")} AS a_pct
-FROM pairs`;
+  cq * q_n AS q_n,
+  cq * q_y AS q_correct,
+  cq * q_hints AS q_hints,
+  cq * (q_sx + dq * q_n) AS q_sx,
+  cq * (q_sxx + 2 * dq * q_sx + dq * dq * q_n) AS q_sxx,
+  cq * (q_sxy + dq * q_y) AS q_sxy,
+  cp * p_n AS p_n,
+  cp * p_correct AS p_correct,
+  cv * v_n AS v_n,
+  cv * v_pct AS v_pct,
+  ca * a_n AS a_n,
+  ca * a_pct AS a_pct
+FROM moved`;
 }
 
 /**

@@ -33,6 +33,9 @@ function quiz(student: string, topic: string, days: number, correct: boolean, hi
   };
 }
 
+/** Runs of the daily == full property (RULE_PROPERTY_RUNS=150 for a longer hunt; the deadline scales). */
+const PROPERTY_RUNS = Number(process.env.RULE_PROPERTY_RUNS ?? 25);
+
 const LOG: TestEvent[] = [
   ...[1, 2, 3, 4, 5, 6].map((d) => quiz("s1", "t1", d, d % 3 !== 0, d % 2)),
   ...[10, 20, 40].map((d) => quiz("s1", "t1", d, false, 2)),
@@ -40,6 +43,20 @@ const LOG: TestEvent[] = [
   { type: "practice", student: "s1", topic: "t2", ts: ago(3), attempts: 8, correct_count: 6 },
   { type: "video", student: "s2", topic: "t1", ts: ago(50), watch_pct: 100 },
   quiz("s2", "t2", 95, true),
+  // A quiz 100 half-lives (14 days) before the pair's last event, and the largest practice counts the
+  // contract allows: the fixed-point sums keep the first (its kind's own frame) and do not overflow.
+  quiz("s3", "t1", 1401, true),
+  { type: "video", student: "s3", topic: "t1", ts: ago(1), watch_pct: 40 },
+  ...[2, 3].map(
+    (d): TestEvent => ({
+      type: "practice",
+      student: "s3",
+      topic: "t1",
+      ts: ago(d),
+      attempts: 2147483647,
+      correct_count: 2147483646,
+    }),
+  ),
 ];
 
 describe("scoreRules job", () => {
@@ -48,8 +65,8 @@ describe("scoreRules job", () => {
     await insertEvents(store, LOG);
     const res = await scoreRules(store, { asOf: T, now: new Date("2024-04-01T00:00:00Z") });
     expect(res.mode).toBe("full");
-    expect(res.scored).toBe(4);
-    expect(res.changed).toBe(4);
+    expect(res.scored).toBe(5);
+    expect(res.changed).toBe(5);
     const { config, modelVersion } = loadRuleConfig();
     expect(res.modelVersion).toBe(modelVersion);
     expect(modelVersion).toMatch(/^rule-[0-9a-f]{10}$/);
@@ -62,7 +79,7 @@ describe("scoreRules job", () => {
     const mastery = await store.all<Record<string, unknown>>(
       "SELECT * FROM student_mastery ORDER BY student_key, topic_id",
     );
-    expect(mastery).toHaveLength(4);
+    expect(mastery).toHaveLength(5);
     for (const [i, row] of states.entries()) {
       const state = Object.fromEntries(RULE_STATE_COLUMNS.map((c) => [c, Number(row[c])])) as RuleState;
       const m = mastery[i] as Record<string, unknown>;
@@ -86,6 +103,13 @@ describe("scoreRules job", () => {
       const pure = foldRuleEvents(events, config.evidenceHalfLifeDays) as RuleState;
       for (const c of RULE_STATE_COLUMNS)
         expect(Math.abs(state[c] - pure[c])).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(pure[c])));
+      if (row.student_key === "s3") {
+        // 2^-100 of the last event's weight, yet to the pure fold's relative precision, not rounded to 0
+        expect(pure.q_n).toBeGreaterThan(0);
+        expect(Math.abs(state.q_n / pure.q_n - 1)).toBeLessThanOrEqual(1e-12);
+        expect(Math.abs(state.q_correct / pure.q_correct - 1)).toBeLessThanOrEqual(1e-12);
+        expect(Math.abs(state.p_correct / pure.p_correct - 1)).toBeLessThanOrEqual(1e-12);
+      }
       // read time as of any later time: the state scored then
       for (const later of [0, 1.5, 30]) {
         const at = new Date(T.getTime() + later * DAY);
@@ -143,89 +167,98 @@ describe("scoreRules job", () => {
     store.close();
   });
 
-  it("property: daily incremental runs over random logs with late events == one full run (states bit for bit)", async () => {
-    const ev = fc.record({
-      type: fc.constantFrom("quiz_attempt", "quiz_attempt", "assignment", "video", "practice", "chatbot"),
-      student: fc.constantFrom("a", "b", "c"),
-      topic: fc.constantFrom("x", "y"),
-      // event time in seconds from T, and the day (1..4) it is ingested, at or after its own day
-      at: fc.integer({ min: -20 * 86_400, max: 4 * 86_400 - 1 }),
-      lateBy: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 3 })),
-      correct: fc.boolean(),
-      n: fc.integer({ min: 0, max: 10 }),
-      pct: fc.integer({ min: 0, max: 100 }),
-    });
-    await fc.assert(
-      fc.asyncProperty(fc.array(ev, { minLength: 1, maxLength: 40 }), async (drawn) => {
-        const rows = drawn.map((d) => ({
-          day: Math.min(4, Math.max(0, Math.floor(d.at / 86_400) + 1) + d.lateBy),
-          event: {
-            type: d.type,
-            student: d.student,
-            topic: d.topic,
-            ts: new Date(T.getTime() + d.at * 1000).toISOString(),
-            is_correct: d.correct,
-            hints_used: d.n % 4,
-            attempts: d.n,
-            correct_count: Math.min(d.n, d.pct % 11),
-            score_pct: d.pct,
-            watch_pct: d.pct,
-          } satisfies TestEvent,
-        }));
-        const daily = await DuckStore.open(":memory:");
-        const whole = await DuckStore.open(":memory:");
-        try {
-          // day 0: the events of day 0 and before, full run as of T; days 1-4: that day's arrivals, as of T + d
-          let since: FeatureWatermark | null = null;
-          for (let day = 0; day <= 4; day++) {
-            const asOf = new Date(T.getTime() + day * DAY);
-            await insertEvents(
-              daily,
-              rows.filter((r) => r.day === day).map((r) => r.event),
-            );
-            const wm = await ingestWatermark(daily);
-            const res = await scoreRules(daily, { asOf, workers: 0, ...(since ? { since } : {}) });
-            if (
-              since !== null &&
-              res.mode !== "incremental" &&
-              res.fullReason !== "no stored rule scores to start from"
-            )
-              throw new Error(`expected an incremental day: ${res.fullReason}`);
-            since = { asOf, ingestedThroughUs: wm };
-          }
-          await insertEvents(
-            whole,
-            rows.map((r) => r.event),
-          );
-          const end = new Date(T.getTime() + 4 * DAY);
-          await scoreRules(whole, { asOf: end, workers: 0 });
-          const states = (s: DuckStore) =>
-            s.all(
-              `SELECT student_key, topic_id, model_version, json_extract(explanation, '$.rule')::VARCHAR AS state
-               FROM student_mastery WHERE score_source = 'rule_based' ORDER BY 1, 2`,
-            );
-          expect(await states(daily)).toEqual(await states(whole));
-          const read = async (s: DuckStore, at: Date) =>
-            (
-              await s.all<{ score_source: string; as_of: Date; mastery_score: number; explanation: string }>(
-                "SELECT score_source, as_of, mastery_score, explanation FROM student_mastery ORDER BY student_key, topic_id",
+  it(
+    "property: daily incremental runs over random logs with late events == one full run (states bit for bit)",
+    async () => {
+      const ev = fc.record({
+        type: fc.constantFrom("quiz_attempt", "quiz_attempt", "assignment", "video", "practice", "chatbot"),
+        student: fc.constantFrom("a", "b", "c"),
+        topic: fc.constantFrom("x", "y"),
+        // event time in seconds from T, and the day (1..4) it is ingested, at or after its own day
+        at: fc.integer({ min: -20 * 86_400, max: 4 * 86_400 - 1 }),
+        lateBy: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 3 })),
+        correct: fc.boolean(),
+        n: fc.integer({ min: 0, max: 10 }),
+        pct: fc.integer({ min: 0, max: 100 }),
+      });
+      await fc.assert(
+        fc.asyncProperty(fc.array(ev, { minLength: 1, maxLength: 40 }), async (drawn) => {
+          const rows = drawn.map((d) => ({
+            day: Math.min(4, Math.max(0, Math.floor(d.at / 86_400) + 1) + d.lateBy),
+            event: {
+              type: d.type,
+              student: d.student,
+              topic: d.topic,
+              ts: new Date(T.getTime() + d.at * 1000).toISOString(),
+              is_correct: d.correct,
+              hints_used: d.n % 4,
+              attempts: d.n,
+              correct_count: Math.min(d.n, d.pct % 11),
+              score_pct: d.pct,
+              watch_pct: d.pct,
+            } satisfies TestEvent,
+          }));
+          const daily = await DuckStore.open(":memory:");
+          const whole = await DuckStore.open(":memory:");
+          try {
+            // day 0: the events of day 0 and before, full run as of T; days 1-4: that day's arrivals, as of T + d
+            let since: FeatureWatermark | null = null;
+            for (let day = 0; day <= 4; day++) {
+              const asOf = new Date(T.getTime() + day * DAY);
+              await insertEvents(
+                daily,
+                rows.filter((r) => r.day === day).map((r) => r.event),
+              );
+              const wm = await ingestWatermark(daily);
+              const res = await scoreRules(daily, { asOf, workers: 0, ...(since ? { since } : {}) });
+              if (
+                since !== null &&
+                res.mode !== "incremental" &&
+                res.fullReason !== "no stored rule scores to start from"
               )
-            ).map((r) => {
-              const x = ruleRowAt(r, at);
-              return [x.mastery_score, x.explanation];
-            });
-          for (const later of [0, 0.25, 10])
-            expect(await read(daily, new Date(end.getTime() + later * DAY))).toEqual(
-              await read(whole, new Date(end.getTime() + later * DAY)),
+                throw new Error(`expected an incremental day: ${res.fullReason}`);
+              since = { asOf, ingestedThroughUs: wm };
+            }
+            await insertEvents(
+              whole,
+              rows.map((r) => r.event),
             );
-        } finally {
-          daily.close();
-          whole.close();
-        }
-      }),
-      { numRuns: 25 },
-    );
-  }, 240_000);
+            const end = new Date(T.getTime() + 4 * DAY);
+            await scoreRules(whole, { asOf: end, workers: 0 });
+            const states = (s: DuckStore) =>
+              s.all(
+                `SELECT student_key, topic_id, model_version, json_extract(explanation, '$.rule')::VARCHAR AS state
+               FROM student_mastery WHERE score_source = 'rule_based' ORDER BY 1, 2`,
+              );
+            expect(await states(daily)).toEqual(await states(whole));
+            const read = async (s: DuckStore, at: Date) =>
+              (
+                await s.all<{
+                  score_source: string;
+                  as_of: Date;
+                  mastery_score: number;
+                  explanation: string;
+                }>(
+                  "SELECT score_source, as_of, mastery_score, explanation FROM student_mastery ORDER BY student_key, topic_id",
+                )
+              ).map((r) => {
+                const x = ruleRowAt(r, at);
+                return [x.mastery_score, x.explanation];
+              });
+            for (const later of [0, 0.25, 10])
+              expect(await read(daily, new Date(end.getTime() + later * DAY))).toEqual(
+                await read(whole, new Date(end.getTime() + later * DAY)),
+              );
+          } finally {
+            daily.close();
+            whole.close();
+          }
+        }),
+        { numRuns: PROPERTY_RUNS },
+      );
+    },
+    9_600 * PROPERTY_RUNS,
+  );
 
   it("writes the same rows when scoring in worker threads as on the calling thread", async () => {
     const events = variedEvents();
