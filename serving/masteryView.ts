@@ -294,8 +294,15 @@ export async function readStudentMastery(
 
 /** A GET /mastery body as text, with what the server keeps of it besides the bytes. */
 export interface StudentMasteryJson {
-  /** Byte for byte JSON.stringify(readStudentMastery(...)) of the same arguments. */
-  json: string;
+  /**
+   * The body's text in pieces (the head, one per topic, the tail), each well under 128 KiB: joined, byte for
+   * byte JSON.stringify(readStudentMastery(...)) of the same arguments. servedBody encodes them one by one;
+   * a 100-topic body with served rows is ~134 kB, and one string that long is allocated in V8's large-object
+   * space (~0.5 ms a string, docs/benchmarks.md serve14), which flattening the whole text would do.
+   */
+  parts: readonly string[];
+  /** parts joined (computed when read). */
+  readonly json: string;
   /** The served topics in body order (ServedBody's `topics`). */
   topics: ServedTopicScore[];
   /** The scores served from a registry model (`model.served`), in body order: the exposures to log. */
@@ -333,46 +340,55 @@ export async function studentMasteryJson(
   };
   const served: ServedTopicScore[] = new Array(selected.length);
   const modelServedScores: number[] = [];
-  let json = `{"studentKey":${JSON.stringify(studentKey)},"topics":[`;
+  const parts: string[] = [`{"studentKey":${JSON.stringify(studentKey)},"topics":[`];
   for (let i = 0; i < selected.length; i++) {
     const { topicId, list, served: row, m, fromModel } = selected[i]!;
     served[i] = { topicId, score: row.mastery_score, scoreSource: row.score_source };
     if (withModel && fromModel) modelServedScores.push(row.mastery_score);
     const e = splicedParts.get(row) ?? explanationJson(row.explanation, decayedExplanations.get(row));
-    json +=
+    parts.push(
       (i === 0 ? '{"topicId":' : ',{"topicId":') +
-      quote(topicId) +
-      field(',"name":', row.name) +
-      field(',"chapterId":', row.chapter_id) +
-      field(',"subjectId":', row.subject_id) +
-      field(',"courseId":', row.course_id) +
-      field(',"score":', row.mastery_score) +
-      field(',"scoreSource":', row.score_source) +
-      field(',"modelVersion":', row.model_version) +
-      ',"asOf":' +
-      isoText(row.as_of) +
-      ',"lastUpdated":' +
-      isoText(row.last_updated) +
-      ',"explanation":' +
-      e.text +
-      ',"interval":' +
-      e.interval +
-      ',"evidence":' +
-      e.evidence +
-      ',"pCorrect":' +
-      e.pCorrect +
-      ',"experimentArm":' +
-      armText +
-      ',"scores":' +
-      scoresJson(list, isoText, iso) +
-      (withModel
-        ? `,"model":${m === undefined ? "null" : JSON.stringify({ ...m, served: fromModel })}`
-        : "") +
-      "}";
+        quote(topicId) +
+        field(',"name":', row.name) +
+        field(',"chapterId":', row.chapter_id) +
+        field(',"subjectId":', row.subject_id) +
+        field(',"courseId":', row.course_id) +
+        field(',"score":', row.mastery_score) +
+        field(',"scoreSource":', row.score_source) +
+        field(',"modelVersion":', row.model_version) +
+        ',"asOf":' +
+        isoText(row.as_of) +
+        ',"lastUpdated":' +
+        isoText(row.last_updated) +
+        ',"explanation":' +
+        e.text +
+        ',"interval":' +
+        e.interval +
+        ',"evidence":' +
+        e.evidence +
+        ',"pCorrect":' +
+        e.pCorrect +
+        ',"experimentArm":' +
+        armText +
+        ',"scores":' +
+        scoresJson(list, isoText, iso) +
+        (withModel
+          ? `,"model":${m === undefined ? "null" : JSON.stringify({ ...m, served: fromModel })}`
+          : "") +
+        "}",
+    );
   }
-  json += `],"rollups":${JSON.stringify(rollups)}`;
-  if (withModel) json += `,"servedModel":${JSON.stringify(opts.model?.info)}`;
-  return { json: `${json}}`, topics: served, modelServedScores };
+  parts.push(
+    `],"rollups":${JSON.stringify(rollups)}${withModel ? `,"servedModel":${JSON.stringify(opts.model?.info)}` : ""}}`,
+  );
+  return {
+    parts,
+    get json() {
+      return parts.join("");
+    },
+    topics: served,
+    modelServedScores,
+  };
 }
 
 /** `prefix` and the value as JSON.stringify writes an object's property, or nothing when it omits it (undefined). */
