@@ -42,12 +42,20 @@ export function servedBody(
   };
 }
 
+/** Longest text (UTF-16 units) encodeParts joins first: one-byte strings of it stay under V8's 128 KiB. */
+const JOIN_MAX_CHARS = 120_000;
+
 /**
- * The UTF-8 bytes of the parts joined, without joining them. A part that ends in a high surrogate could
+ * The UTF-8 bytes of the parts joined, without joining them when the text is long. A part that ends in a high surrogate could
  * make a pair with the next one's first unit (one 4-byte character joined, two replacement characters
  * apart): such parts are joined first (studentMasteryJson's never are: each ends with "[" or "}").
  */
 function encodeParts(parts: readonly string[]): Buffer {
+  let chars = 0;
+  for (const p of parts) chars += p.length;
+  // Short enough to be one flat string below 128 KiB when it is one-byte text (a 100-topic body without
+  // served rows, ~68 kB): joined and encoded at once, ~5% cheaper than part by part (docs/benchmarks.md serve14).
+  if (chars <= JOIN_MAX_CHARS) return Buffer.from(parts.join(""), "utf8");
   let n = 0;
   for (const p of parts) {
     const last = p.charCodeAt(p.length - 1);
