@@ -2,9 +2,10 @@
  * A/B of the cold GET /mastery (body cache miss) on PostgreSQL + Redis in one process: the app of another
  * tree (PGAB_BEFORE, e.g. main checked out next to this one) against this tree's, both on one seeded schema,
  * misses alternating per student between them (the order swapped each time) so that both see the same
- * machine load. Each miss is ctx.masteryJson (no HTTP) of a student with PGAB_TOPICS topics (bkt + elo
- * rows, as bench/coldRead.bench.ts seeds them); every student is read once per side per round, from an
- * empty cache. Prints per round the median wall and the median and mean CPU (this process, user + system,
+ * machine load. Each miss is ctx.masteryBody (no HTTP: what GET /mastery runs, the body's bytes and ETag) of a
+ * student with PGAB_TOPICS topics (bkt + elo rows, as bench/coldRead.bench.ts seeds them); every student is
+ * read once per side per round, from an empty cache. PGAB_TEXT=1 times ctx.masteryJson instead (the body
+ * decoded back to a string as well: what the bench timed before serve14; not server work on GET /mastery). Prints per round the median wall and the median and mean CPU (this process, user + system,
  * all threads) per miss of each side, and their ratios; checks both sides' bodies are the same bytes.
  *
  *   git worktree add /tmp/ab/before main --detach && ln -s "$PWD/node_modules" /tmp/ab/before/node_modules
@@ -36,6 +37,7 @@ const studentsN = env("PGAB_STUDENTS", 200);
 const rounds = env("PGAB_ROUNDS", 3);
 // PGAB_SERVED=1: a 'served' row per topic too (served first, decayed at read time: the served row's path).
 const withServed = process.env.PGAB_SERVED === "1";
+const asText = process.env.PGAB_TEXT === "1";
 // Both sides read a student at the same instant (a decayed score depends on it), set before each pair.
 let readAt = new Date();
 const here = resolve(fileURLToPath(import.meta.url), "../..");
@@ -52,7 +54,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 interface Side {
   name: string;
-  masteryJson(k: string): Promise<string>;
+  /** The miss's body bytes (ctx.masteryBody's, or ctx.masteryJson's text encoded with PGAB_TEXT=1). */
+  miss(k: string): Promise<Buffer | string>;
   invalidate(keys: string[]): Promise<void>;
   close(): Promise<void>;
 }
@@ -85,7 +88,7 @@ async function openSide(name: string, root: string): Promise<Side> {
   });
   return {
     name,
-    masteryJson: (k) => ctx.masteryJson(k),
+    miss: asText ? (k) => ctx.masteryJson(k) : async (k) => (await ctx.masteryBody(k)).buf,
     invalidate: (keys) => ctx.invalidate(keys),
     async close() {
       await backends.close();
@@ -102,10 +105,10 @@ try {
   const keys = Array.from({ length: studentsN }, (_, s) => pseudo.studentKey(`wide-${s}`));
   // Warm-up (JIT, prepared statements, topics caches) on students the measured rounds do not read.
   for (let s = studentsN; s < studentsN + 20; s++)
-    for (const side of sides) await side.masteryJson(pseudo.studentKey(`wide-${s}`));
+    for (const side of sides) await side.miss(pseudo.studentKey(`wide-${s}`));
   console.log(
     `pg cold A/B: before ${beforeDir}${beforeDir === here ? " (this tree: A/A)" : ""}, after ${here}; ` +
-      `${studentsN} students x ${topicsN} topics (bkt + elo${withServed ? " + served" : ""}), schema ${tag}, ${rounds} rounds; load average ${loadavg()
+      `${studentsN} students x ${topicsN} topics (bkt + elo${withServed ? " + served" : ""}), ${asText ? "ctx.masteryJson (text)" : "ctx.masteryBody (bytes)"}, schema ${tag}, ${rounds} rounds; load average ${loadavg()
         .map((x) => x.toFixed(1))
         .join(" ")}`,
   );
@@ -113,16 +116,17 @@ try {
     for (const side of sides) await side.invalidate(keys);
     const m = sides.map(() => ({ ms: [] as number[], cpu: [] as number[] }));
     for (let i = 0; i < keys.length; i++) {
-      const bodies: string[] = [];
+      const bodies: (Buffer | string)[] = [];
       readAt = new Date();
       for (const j of i % 2 === 0 ? [0, 1] : [1, 0]) {
         const c0 = cpuUs();
         const t0 = performance.now();
-        bodies[j] = await sides[j]!.masteryJson(keys[i]!);
+        bodies[j] = await sides[j]!.miss(keys[i]!);
         m[j]!.ms.push(performance.now() - t0);
         m[j]!.cpu.push(cpuUs() - c0);
       }
-      if (bodies[0] !== bodies[1])
+      const [b0, b1] = [Buffer.from(bodies[0]!), Buffer.from(bodies[1]!)];
+      if (!b0.equals(b1))
         throw new Error(
           `student ${i}: the two trees' GET /mastery bodies differ (the A/B must not change a byte)`,
         );

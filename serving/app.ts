@@ -763,7 +763,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         // connections shares the writes' one: then inside the gate. Otherwise nothing waits for it.
         const body =
           read.concurrent && !modelScoring.usesStore(studentKey) ? await build() : await gate.run(build);
-        return servedBody(body.json, body.topics);
+        return servedBody(body.parts, body.topics);
       });
     },
     readRun,

@@ -114,6 +114,8 @@ interface ServedTopic {
   served: MasteryRow;
   m: ModelTopicScore | undefined;
   fromModel: boolean;
+  /** The served row's body texts when its decay was spliced (decaySplicedRow). */
+  parts: ExplanationJson | undefined;
 }
 
 interface ServedSelection {
@@ -138,25 +140,9 @@ async function selectServed(
   const store = readStoreOf(source);
   const stored = opts.rows ?? (await store.masteryRows(studentKey));
   const now = opts.now;
-  // Rule and decaying rows get their read-time score only (ruleScoreOnlyAt, decayedScoreRow); the explanation
-  // is built for the one row that is served (the original kept in ruleStored / decayStored). A cache miss
-  // lists ~100 topics' scores.
-  const ruleStored = new Map<MasteryRow, MasteryRow>();
-  const decayStored = new Map<MasteryRow, MasteryRow>();
-  const rows = stored.map((r) => {
-    if (r.score_source !== "rule_based") {
-      if (now === undefined) return r;
-      const moved = decayedScoreRow(r, now);
-      if (moved !== r) decayStored.set(moved, r);
-      return moved;
-    }
-    const at = now ?? r.as_of;
-    const moved = { ...r, mastery_score: ruleRowScoreAt(r, at), as_of: at };
-    ruleStored.set(moved, r);
-    return moved;
-  });
+  // Rows grouped by topic as stored; the served one is chosen by its source alone (rank), before read time.
   const byTopic = new Map<string, MasteryRow[]>();
-  for (const r of rows) {
+  for (const r of stored) {
     const list = byTopic.get(r.topic_id);
     if (list) list.push(r);
     else byTopic.set(r.topic_id, [r]);
@@ -180,23 +166,41 @@ async function selectServed(
   const topics: ServedTopic[] = [];
   const servedCount = new Map<string, number>();
   const modelServed = new Map<string, number>();
-  for (const [topicId, list] of byTopic) {
+  for (const [topicId, storedList] of byTopic) {
     // The first row by (rank, source name): one pass (as sorting a copy and taking [0], which it replaced).
-    let stored = list[0]!;
-    let bestRank = rank(stored.score_source);
-    for (let i = 1; i < list.length; i++) {
-      const r = list[i]!;
+    let chosen = storedList[0]!;
+    let bestRank = rank(chosen.score_source);
+    for (let i = 1; i < storedList.length; i++) {
+      const r = storedList[i]!;
       const k = rank(r.score_source);
-      if (k < bestRank || (k === bestRank && r.score_source.localeCompare(stored.score_source) < 0)) {
-        stored = r;
+      if (k < bestRank || (k === bestRank && r.score_source.localeCompare(chosen.score_source) < 0)) {
+        chosen = r;
         bestRank = k;
       }
     }
-    const original = ruleStored.get(stored);
-    if (original !== undefined) stored = ruleRowAt(original, stored.as_of);
-    const decaying = decayStored.get(stored);
-    if (decaying !== undefined && now !== undefined)
-      stored = splice ? decaySplicedRow(decaying, now) : decayServedRow(decaying, now);
+    // The rows as of read time. Rule and decaying rows that are listed, not served, get their score only
+    // (ruleScoreOnlyAt, decayedScoreRow); the served one's explanation is built once (ruleRowAt; the decay
+    // spliced into the text, decaySplicedRow, or decayServedRow), and a decayed served row is listed as it
+    // is (its score and as_of are decayedScoreRow's). A cache miss lists ~100 topics' scores.
+    let stored = chosen;
+    let parts: ExplanationJson | undefined;
+    const list: MasteryRow[] = new Array(storedList.length);
+    for (let i = 0; i < storedList.length; i++) {
+      const r = storedList[i]!;
+      if (r.score_source === "rule_based") {
+        const at = now ?? r.as_of;
+        list[i] = { ...r, mastery_score: ruleRowScoreAt(r, at), as_of: at };
+        if (r === chosen) stored = ruleRowAt(r, at);
+      } else if (now === undefined) list[i] = r;
+      else if (r === chosen) {
+        if (splice) {
+          const spliced = decaySplicedRow(r, now);
+          stored = spliced.row;
+          parts = spliced.parts;
+        } else stored = decayServedRow(r, now);
+        list[i] = stored;
+      } else list[i] = decayedScoreRow(r, now);
+    }
     const m = opts.model?.topics.get(topicId);
     const fromModel = m !== undefined && stored.score_source !== TEACHER_OVERRIDE;
     const served: MasteryRow = fromModel
@@ -213,7 +217,7 @@ async function selectServed(
     if (served.score_source !== TEACHER_OVERRIDE) {
       servedCount.set(served.score_source, (servedCount.get(served.score_source) ?? 0) + 1);
     }
-    topics.push({ topicId, list, served, m, fromModel });
+    topics.push({ topicId, list, served, m, fromModel, parts: fromModel ? undefined : parts });
   }
   let rollupSource: string | null = null;
   let best = 0;
@@ -232,7 +236,7 @@ async function selectServed(
   if (rollupSource !== null) {
     const meta = await (opts.topics ?? (() => loadTopicMeta(store)))();
     const scores = new Map<string, number>();
-    for (const [topicId, list] of byTopic) {
+    for (const { topicId, list } of topics) {
       const fromModel = opts.model?.info.scoreSource === rollupSource ? modelServed.get(topicId) : undefined;
       const r = list.find((x) => x.score_source === rollupSource);
       if (fromModel !== undefined) scores.set(topicId, fromModel);
@@ -294,8 +298,15 @@ export async function readStudentMastery(
 
 /** A GET /mastery body as text, with what the server keeps of it besides the bytes. */
 export interface StudentMasteryJson {
-  /** Byte for byte JSON.stringify(readStudentMastery(...)) of the same arguments. */
-  json: string;
+  /**
+   * The body's text in pieces (the head, one per topic, the tail), each well under 128 KiB: joined, byte for
+   * byte JSON.stringify(readStudentMastery(...)) of the same arguments. servedBody encodes them one by one;
+   * a 100-topic body with served rows is ~134 kB, and one string that long is allocated in V8's large-object
+   * space (~0.5 ms a string, docs/benchmarks.md serve14), which flattening the whole text would do.
+   */
+  parts: readonly string[];
+  /** parts joined (computed when read). */
+  readonly json: string;
   /** The served topics in body order (ServedBody's `topics`). */
   topics: ServedTopicScore[];
   /** The scores served from a registry model (`model.served`), in body order: the exposures to log. */
@@ -333,46 +344,55 @@ export async function studentMasteryJson(
   };
   const served: ServedTopicScore[] = new Array(selected.length);
   const modelServedScores: number[] = [];
-  let json = `{"studentKey":${JSON.stringify(studentKey)},"topics":[`;
+  const parts: string[] = [`{"studentKey":${JSON.stringify(studentKey)},"topics":[`];
   for (let i = 0; i < selected.length; i++) {
-    const { topicId, list, served: row, m, fromModel } = selected[i]!;
+    const { topicId, list, served: row, m, fromModel, parts: spliced } = selected[i]!;
     served[i] = { topicId, score: row.mastery_score, scoreSource: row.score_source };
     if (withModel && fromModel) modelServedScores.push(row.mastery_score);
-    const e = splicedParts.get(row) ?? explanationJson(row.explanation, decayedExplanations.get(row));
-    json +=
+    const e = spliced ?? explanationJson(row.explanation, decayedExplanations.get(row));
+    parts.push(
       (i === 0 ? '{"topicId":' : ',{"topicId":') +
-      quote(topicId) +
-      field(',"name":', row.name) +
-      field(',"chapterId":', row.chapter_id) +
-      field(',"subjectId":', row.subject_id) +
-      field(',"courseId":', row.course_id) +
-      field(',"score":', row.mastery_score) +
-      field(',"scoreSource":', row.score_source) +
-      field(',"modelVersion":', row.model_version) +
-      ',"asOf":' +
-      isoText(row.as_of) +
-      ',"lastUpdated":' +
-      isoText(row.last_updated) +
-      ',"explanation":' +
-      e.text +
-      ',"interval":' +
-      e.interval +
-      ',"evidence":' +
-      e.evidence +
-      ',"pCorrect":' +
-      e.pCorrect +
-      ',"experimentArm":' +
-      armText +
-      ',"scores":' +
-      scoresJson(list, isoText, iso) +
-      (withModel
-        ? `,"model":${m === undefined ? "null" : JSON.stringify({ ...m, served: fromModel })}`
-        : "") +
-      "}";
+        quote(topicId) +
+        field(',"name":', row.name) +
+        field(',"chapterId":', row.chapter_id) +
+        field(',"subjectId":', row.subject_id) +
+        field(',"courseId":', row.course_id) +
+        (e.score === undefined ? field(',"score":', row.mastery_score) : `,"score":${e.score}`) +
+        field(',"scoreSource":', row.score_source) +
+        field(',"modelVersion":', row.model_version) +
+        ',"asOf":' +
+        isoText(row.as_of) +
+        ',"lastUpdated":' +
+        isoText(row.last_updated) +
+        ',"explanation":' +
+        e.text +
+        ',"interval":' +
+        e.interval +
+        ',"evidence":' +
+        e.evidence +
+        ',"pCorrect":' +
+        e.pCorrect +
+        ',"experimentArm":' +
+        armText +
+        ',"scores":' +
+        scoresJson(list, isoText, iso, row, e.score) +
+        (withModel
+          ? `,"model":${m === undefined ? "null" : JSON.stringify({ ...m, served: fromModel })}`
+          : "") +
+        "}",
+    );
   }
-  json += `],"rollups":${JSON.stringify(rollups)}`;
-  if (withModel) json += `,"servedModel":${JSON.stringify(opts.model?.info)}`;
-  return { json: `${json}}`, topics: served, modelServedScores };
+  parts.push(
+    `],"rollups":${JSON.stringify(rollups)}${withModel ? `,"servedModel":${JSON.stringify(opts.model?.info)}` : ""}}`,
+  );
+  return {
+    parts,
+    get json() {
+      return parts.join("");
+    },
+    topics: served,
+    modelServedScores,
+  };
 }
 
 /** `prefix` and the value as JSON.stringify writes an object's property, or nothing when it omits it (undefined). */
@@ -400,6 +420,8 @@ function scoresJson(
   list: readonly MasteryRow[],
   isoText: (d: Date) => string,
   iso: (d: Date) => string,
+  served: MasteryRow,
+  servedScore: string | undefined,
 ): string {
   let out = "{";
   for (let i = 0; i < list.length; i++) {
@@ -418,7 +440,9 @@ function scoresJson(
       return JSON.stringify(scores);
     }
     const inner =
-      field(',"score":', r.mastery_score) +
+      (r === served && servedScore !== undefined
+        ? `,"score":${servedScore}`
+        : field(',"score":', r.mastery_score)) +
       field(',"modelVersion":', r.model_version) +
       `,"asOf":${isoText(r.as_of)}`;
     out += `${i === 0 ? "" : ","}${quote(key)}:{${inner.slice(1)}}`;
@@ -484,9 +508,6 @@ export function decayServedRow<
 /** The explanation object behind each row decayServedRow made (studentMasteryJson reads its fields, not the text again). */
 const decayedExplanations = new WeakMap<object, DecayableExplanation>();
 
-/** The body's explanation, interval, evidence and pCorrect texts of each row decaySplicedRow spliced. */
-const splicedParts = new WeakMap<object, ExplanationJson>();
-
 /**
  * The stored served / latent explanation's tail as JSON.stringify writes servedExplanation's and
  * latentExplanation's (rest, score, interval, evidence, P(correct), decay last), matched from its `,"rest":`.
@@ -516,32 +537,42 @@ function isoOf(d: Date): string {
 }
 
 /** JSON.stringify of a number. */
-const num = (v: number): string => (Number.isFinite(v) ? String(v) : "null");
+function num(v: number): string {
+  return Number.isFinite(v) ? String(v) : "null";
+}
+
+/** num of the last elapsed days asked (the rows of one scoring run, read at one instant, share them). */
+let lastElapsed = { v: Number.NaN, s: "" };
+function elapsedText(v: number): string {
+  if (!Object.is(v, lastElapsed.v)) lastElapsed = { v, s: num(v) };
+  return lastElapsed.s;
+}
 
 /**
  * decayServedRow(row, now) without parsing or re-serializing the explanation: the values read time changes
  * (score, rest, interval lo / hi, days since the last evidence, P(correct), and `forgetting` appended) are
  * spliced into the stored text, the rest of it kept as stored; the explanation is byte for byte decayServedRow's
  * for a text JSON.stringify wrote (test/serving/masteryJson.test.ts). A text in any other shape goes through
- * decayServedRow. The body's interval, evidence and pCorrect texts are kept in splicedParts.
+ * decayServedRow. Returned with the body's interval, evidence, pCorrect and score texts (`parts`) when spliced.
  */
 function decaySplicedRow<
   R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
->(row: R, now: Date): R {
-  if (!DECAYING_SOURCES.has(row.score_source)) return row;
+>(row: R, now: Date): { row: R; parts?: ExplanationJson } {
+  if (!DECAYING_SOURCES.has(row.score_source)) return { row };
   const elapsed = (now.getTime() - row.as_of.getTime()) / DAY_MS;
-  if (!(elapsed > 0)) return row;
+  if (!(elapsed > 0)) return { row };
   const text = row.explanation;
   const j = text.lastIndexOf(',"rest":');
-  if (j <= 0 || text.charCodeAt(0) !== 123 || NOT_SPLICED.test(text)) return decayServedRow(row, now);
+  if (j <= 0 || text.charCodeAt(0) !== 123 || NOT_SPLICED.test(text))
+    return { row: decayServedRow(row, now) };
   SERVED_TAIL.lastIndex = j;
   const t = SERVED_TAIL.exec(text);
-  if (t === null) return decayServedRow(row, now);
+  if (t === null) return { row: decayServedRow(row, now) };
   // The numbers kept as stored (level, attempts, decay) must be spelled as String() spells them (what JSON.parse
   // then JSON.stringify would write), else the slow way; the recomputed ones are written anew.
-  for (const i of KEPT_GROUPS) if (String(Number(t[i])) !== t[i]) return decayServedRow(row, now);
+  for (const i of KEPT_GROUPS) if (String(Number(t[i])) !== t[i]) return { row: decayServedRow(row, now) };
   const halfLifeDays = Number(t[11]);
-  if (!(halfLifeDays > 0)) return row;
+  if (!(halfLifeDays > 0)) return { row };
   const floor = Number(t[12]);
   const at = (x: number) => decayTowards(x, floor, halfLifeDays, elapsed);
   const score = at(row.mastery_score);
@@ -551,13 +582,15 @@ function decaySplicedRow<
     t[9] === undefined ? "null" : num(Number(t[9]) + elapsed)
   }}`;
   const p = num(decayTowards(Number(t[10]), Number(t[13]), halfLifeDays, elapsed));
+  const scoreText = num(score);
   const explanation =
-    `${text.slice(0, j)},"rest":${num(Number(t[1]) + contribution)},"score":${num(score)},"interval":${interval},` +
+    `${text.slice(0, j)},"rest":${num(Number(t[1]) + contribution)},"score":${scoreText},"interval":${interval},` +
     `"evidence":${evidence},"pCorrect":${p},"decay":{"halfLifeDays":${t[11]},"floor":${t[12]},"pFloor":${t[13]}},` +
-    `"forgetting":{"scoredAt":"${isoOf(row.as_of)}","elapsedDays":${num(elapsed)},"contribution":${num(contribution)}}}`;
-  const moved = { ...row, mastery_score: score, as_of: now, explanation };
-  splicedParts.set(moved, { text: explanation, interval, evidence, pCorrect: p });
-  return moved;
+    `"forgetting":{"scoredAt":"${isoOf(row.as_of)}","elapsedDays":${elapsedText(elapsed)},"contribution":${num(contribution)}}}`;
+  return {
+    row: { ...row, mastery_score: score, as_of: now, explanation },
+    parts: { text: explanation, interval, evidence, pCorrect: p, score: scoreText },
+  };
 }
 
 /**
@@ -802,6 +835,8 @@ interface ExplanationJson {
   interval: string;
   evidence: string;
   pCorrect: string;
+  /** The served score's text, when the caller has it (num of the row's mastery_score). */
+  score?: string;
 }
 
 /**

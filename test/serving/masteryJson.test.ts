@@ -10,6 +10,7 @@ import {
   type TopicMeta,
 } from "../../serving/masteryView.ts";
 import type { StudentModelScores } from "../../serving/modelScoring.ts";
+import { servedBody } from "../../serving/servedBody.ts";
 
 const DAY_MS = 86_400_000;
 const T0 = Date.UTC(2026, 9, 27);
@@ -281,6 +282,8 @@ describe("studentMasteryJson: the GET /mastery body without building its objects
         }
         const text = await studentMasteryJson({} as never, key, build(o));
         expect(text.json).toBe(JSON.stringify(view));
+        // The parts encoded one by one (what the server caches) are the whole text's UTF-8 bytes.
+        expect(servedBody(text.parts, text.topics).buf.equals(Buffer.from(JSON.stringify(view)))).toBe(true);
         expect(text.topics).toEqual(
           view.topics.map((t) => ({ topicId: t.topicId, score: t.score, scoreSource: t.scoreSource })),
         );
