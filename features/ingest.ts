@@ -242,9 +242,22 @@ async function ingestTabular(
     : `read_csv(${sqlString(path)}, header = true, all_varchar = true, delim = ${lit(delimiter)}, ` +
       "quote = '\"', escape = '\"', ignore_errors = true, store_rejects = true, " +
       "rejects_table = '__csv_rejects', rejects_scan = '__csv_scans')";
+  // CSV: one sniff gives the header and the inferred types the schema-drift checks record; the load reads
+  // every column as text, so the columns' load types are VARCHAR. (A second DESCRIBE of the all-text
+  // reader cost ~0.05-0.1 CPU-s a file, the sample's type detection included.)
+  const sniffSql =
+    `DESCRIBE SELECT * FROM read_csv(${sqlString(path)}, header = true, delim = ${lit(delimiter)}, ` +
+    "quote = '\"', escape = '\"', ignore_errors = true)";
   let described: { column_name: string; column_type: string }[];
+  let inferred: { column_name: string; column_type: string }[];
   try {
-    described = await store.all(`DESCRIBE SELECT * FROM ${reader}`);
+    if (isParquet) {
+      described = await store.all(`DESCRIBE SELECT * FROM ${reader}`);
+      inferred = described;
+    } else {
+      inferred = await store.all(sniffSql);
+      described = inferred.map((d) => ({ column_name: d.column_name, column_type: "VARCHAR" }));
+    }
   } catch (err) {
     throw new IngestError(
       "INGEST_READ",
@@ -292,14 +305,7 @@ async function ingestTabular(
     store.transaction(async () => {
       const r = await loadRelation(store, path, source, opts, bounds, rel(fixedType), "sql", rel);
       const structural = isParquet ? 0 : await deadLetterCsvRejects(store, source, opts);
-      // Header + inferred types for schema-drift checks (features/qualityDrift.ts). The load reads
-      // CSV as text, so the types come from a separate sniff of the same file.
-      const inferred = isParquet
-        ? described
-        : await store.all<{ column_name: string; column_type: string }>(
-            `DESCRIBE SELECT * FROM read_csv(${sqlString(path)}, header = true, delim = ${lit(delimiter)}, ` +
-              "quote = '\"', escape = '\"', ignore_errors = true)",
-          );
+      // Header + inferred types for schema-drift checks (features/qualityDrift.ts), from the sniff above.
       await recordIngestProfile(store, {
         source,
         file: path,
@@ -402,16 +408,13 @@ async function loadRelation(
   specialize?: (t: EventType) => Relation,
 ): Promise<FileReport> {
   const now = tsLiteral(opts.now);
-  // Pass 1 (no validation): distinct raw ids with row counts, and the event ids seen more than once,
-  // grouped by md5_number(event_id) (128 bits) rather than by the strings: a third less CPU on a file of
-  // unique ids (the hash table holds integers, not strings). Not hash(event_id): DuckDB's 64-bit string
-  // hash collides structurally on similar ids (690 pairs among the generator's 608k quiz ids), and every
-  // false candidate would force the numbered pass below. A candidate is only a candidate: __dups groups the
-  // candidates' rows by the event_id strings, so even an MD5 collision cannot make a duplicate.
+  // Pass 1 (no validation): distinct raw ids with row counts, and the event ids seen more than once
+  // (not hash(event_id): DuckDB's 64-bit string hash collides on similar ids, and grouping the
+  // strings themselves costs about the same).
   // The third grouping set lists the types present, so a file whose type column holds one type
   // is then validated and inserted with that type's checks only.
   const pass1 = await store.conn.runAndReadAll(
-    `SELECT student_id, md5_number(event_id) AS h, "type", count(*) AS n, GROUPING(student_id, h) AS g,
+    `SELECT student_id, event_id AS h, "type", count(*) AS n, GROUPING(student_id, h) AS g,
             min(unicode(event_id)) AS lo, max(unicode(event_id)) AS hi
      FROM (SELECT student_id, event_id, "type" FROM (${rel.sql}))
      GROUP BY GROUPING SETS ((student_id), (h), ("type"))
@@ -421,14 +424,14 @@ async function loadRelation(
   // An empty result has no columns at all, hence the defaults.
   const columns = pass1.getColumnsJS();
   const ids = (columns[0] ?? []) as (string | null)[];
-  const dupCandidates = (columns[1] ?? []) as (bigint | null)[];
+  const dupCandidates = (columns[1] ?? []) as (string | null)[];
   const types = (columns[2] ?? []) as (string | null)[];
   const ns = (columns[3] ?? []) as bigint[];
   const gs = (columns[4] ?? []) as bigint[];
   const los = (columns[5] ?? []) as (number | null)[];
   const his = (columns[6] ?? []) as (number | null)[];
   let total = 0;
-  const dupHashes: string[] = [];
+  const dupIds: string[] = [];
   const present: (string | null)[] = [];
   // The code points the file's event ids start with, lowest and highest (over its per-type rows).
   let lo: number | null = null;
@@ -449,7 +452,7 @@ async function loadRelation(
     const g = Number(gs[i]);
     if (g === 3) continue;
     if (g === 2) {
-      dupHashes.push(String(dupCandidates[i]!));
+      dupIds.push(dupCandidates[i]!);
       continue;
     }
     total += Number(ns[i]);
@@ -467,13 +470,13 @@ async function loadRelation(
   let dupFilter = "";
   let from = `(${rel.sql})`;
   let withinDups = 0;
-  if (dupHashes.length > 0) {
+  if (dupIds.length > 0) {
     await store.run(
       `CREATE OR REPLACE TEMP TABLE __dups AS
        SELECT event_id, min(__rn) AS keep_rn, count(*) AS n FROM ${numbered(rel)}
-       WHERE __ok AND md5_number(event_id) IN (SELECT CAST(unnest($ids::VARCHAR[]) AS UHUGEINT))
+       WHERE __ok AND event_id IN (SELECT unnest($ids::VARCHAR[]))
        GROUP BY event_id HAVING count(*) > 1`,
-      { ids: listValue(dupHashes) },
+      { ids: listValue(dupIds) },
     );
     const d = await store.one<{ extra: bigint | null }>("SELECT sum(n - 1) AS extra FROM __dups");
     withinDups = Number(d?.extra ?? 0);
