@@ -25,12 +25,22 @@ export const STUDENT_CONTEXT_DDL = `CREATE TABLE IF NOT EXISTS student_context (
  * keep the first folded; arg_max over tied rows picks any of them too).
  */
 export function upsertStudentContextSql(rows: string): string {
-  return upsertNewestSql(`SELECT student_key,
+  return upsertNewestSql(newestContextSql(rows));
+}
+
+/**
+ * The per-student reduction upsertStudentContextSql folds in (columns student_key, school_id, school_ts,
+ * grade, grade_ts), as a query. A bulk writer can materialize it into a TEMP table and upsert that with
+ * upsertNewestSql: DuckDB runs the aggregate inside the INSERT ... ON CONFLICT about 5x slower than alone
+ * (0.38 against 0.07 CPU-s for 608k rows of one file, features/ingest.ts).
+ */
+export function newestContextSql(rows: string): string {
+  return `SELECT student_key,
          arg_max(school_id, ts) FILTER (WHERE school_id IS NOT NULL) AS school_id,
          max(ts) FILTER (WHERE school_id IS NOT NULL) AS school_ts,
          arg_max(grade, ts) FILTER (WHERE grade IS NOT NULL) AS grade,
          max(ts) FILTER (WHERE grade IS NOT NULL) AS grade_ts
-  FROM (${rows}) GROUP BY student_key`);
+  FROM (${rows}) GROUP BY student_key`;
 }
 
 /**

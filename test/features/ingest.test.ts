@@ -427,3 +427,51 @@ describe("mapping files", () => {
     store.close();
   });
 });
+
+describe("topic metadata files", () => {
+  it("upserts every topic of a file in one statement: the last copy of a topic listed twice wins, a re-sent file replaces", async () => {
+    const store = await DuckStore.open(":memory:");
+    const topic = (id: string, over: Record<string, unknown>) => ({
+      topic_id: id,
+      chapter_id: "c1",
+      subject_id: "math",
+      course_id: "m6",
+      difficulty_estimate: 0.25,
+      prerequisites: [],
+      content_length: 10,
+      ...over,
+    });
+    const first = write(
+      "topics-twice/topics.json",
+      JSON.stringify([
+        topic("t1", { name: "Fractions", prerequisites: ["t0"] }),
+        topic("t2", { difficulty_estimate: 0.1 + 0.2, content_length: 12.5 }),
+        topic("t1", { name: "Fractions II", prerequisites: ["t0", "t2"], difficulty_estimate: 0.7 }),
+        { topic_id: "t3" },
+      ]),
+    );
+    const r = await ingestFile(store, first, opts);
+    expect(r).toMatchObject({ format: "topics", accepted: 3, rejected: 1 });
+    const rows = async () =>
+      (
+        await store.all<{ topic_id: string; name: string | null; d: number; p: string[]; n: number }>(
+          "SELECT topic_id, name, difficulty_estimate AS d, prerequisites AS p, content_length AS n FROM topics ORDER BY topic_id",
+        )
+      ).map((x) => [x.topic_id, x.name, x.d, [...x.p], x.n]);
+    expect(await rows()).toEqual([
+      ["t1", "Fractions II", 0.7, ["t0", "t2"], 10],
+      ["t2", null, 0.30000000000000004, [], 12.5],
+    ]);
+    const dead = await store.all<{ row_number: bigint; type: string }>(
+      "SELECT row_number, type FROM dead_letter WHERE source = 'topics.json'",
+    );
+    expect(dead.map((x) => [Number(x.row_number), x.type])).toEqual([[4, "topic"]]);
+    const again = write("topics-again/topics.json", JSON.stringify([topic("t2", { name: "Decimals" })]));
+    await ingestFile(store, again, opts);
+    expect(await rows()).toEqual([
+      ["t1", "Fractions II", 0.7, ["t0", "t2"], 10],
+      ["t2", "Decimals", 0.25, [], 10],
+    ]);
+    store.close();
+  });
+});
