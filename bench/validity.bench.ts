@@ -20,6 +20,7 @@
  *   LATENT_EMISSION=logistic npx tsx bench/validity.bench.ts   # the filter's logistic (item-threshold) emission
  *   LATENT_FORGETTING=durable npx tsx bench/validity.bench.ts  # round 9's durable-share forgetting (opt-in)
  *   LATENT_THRESHOLD_SD=0.15 npx tsx bench/validity.bench.ts   # rounds 6-12's fixed threshold shrinkage (unset: auto, round 13)
+ *   LATENT_STUDENT_LEARNING=auto npx tsx bench/validity.bench.ts # round 14: the student offset also moves learning rates
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */
@@ -267,6 +268,11 @@ async function evaluateCut(
               topicThresholdSd: thresholdSdEnv(process.env.LATENT_THRESHOLD_SD),
             }
           : {}),
+        // LATENT_STUDENT_LEARNING=off|auto: the student offset's loading on the learning rates (round 14; unset:
+        // the product default).
+        ...(process.env.LATENT_STUDENT_LEARNING === "off" || process.env.LATENT_STUDENT_LEARNING === "auto"
+          ? { studentLearning: process.env.LATENT_STUDENT_LEARNING as "off" | "auto" }
+          : {}),
         // LATENT_INTERVAL=widen-only: rounds 5-10's interval (dispersion factor >= 1); unset: the default (round 11).
         ...(process.env.LATENT_INTERVAL === "widen-only" || process.env.LATENT_INTERVAL === "two-sided"
           ? { interval: process.env.LATENT_INTERVAL as "widen-only" | "two-sided" }
@@ -499,6 +505,15 @@ async function evaluateCut(
             .join(
               " / ",
             )} ll/obs -> ${tc.chosen}; topic thresholds ${th.length > 0 ? `${Math.min(...th).toFixed(3)}-${Math.max(...th).toFixed(3)}` : "-"}`,
+        );
+      const sc = lf.fit.studentChoice;
+      if (sc !== undefined)
+        console.log(
+          `student effect choice (leave one topic out, ${sc.observations} observations): ${Object.entries(
+            sc.heldOut,
+          )
+            .map(([l, v]) => `loading ${l} (sd ${v.sd}) ${v.logLikPerObs.toFixed(5)}`)
+            .join(" / ")} ll/obs -> sd ${sc.sd}, loading ${sc.loading}`,
         );
     }
     const cal = Object.values(served.json.topics);

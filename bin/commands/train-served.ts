@@ -1,5 +1,9 @@
 import type { Command } from "commander";
-import { LATENT_FORGETTING_DEFAULT, LATENT_THRESHOLD_SD_DEFAULT } from "../../models/latentFilter.ts";
+import {
+  LATENT_FORGETTING_DEFAULT,
+  LATENT_STUDENT_LEARNING_DEFAULT,
+  LATENT_THRESHOLD_SD_DEFAULT,
+} from "../../models/latentFilter.ts";
 import {
   MASTERY_SCALES,
   type MasteryScale,
@@ -33,6 +37,7 @@ interface TrainServedCliOptions {
   latentInterval: string;
   latentForgetting: string;
   latentThresholdSd: string;
+  latentStudentLearning: string;
   servedFrom: string;
   anchor: string;
 }
@@ -91,6 +96,11 @@ export function register(program: Command): void {
       "--latent-threshold-sd <auto|sd>",
       "with --latent on and the logistic emission, the prior sd (K units) of a topic's item threshold around the global one: auto (the default since round 13: the candidate 0 / 0.05 / 0.1 / 0.15 / 0.3 with the highest held-out likelihood of the topic fits on the other half of the students, 0.15 unless another wins by more than 0.0005 ll/obs; docs/benchmarks.md Validity round 13) or a number in [0, 1] (0.15: rounds 6-12; 0: one global threshold)",
       String(LATENT_THRESHOLD_SD_DEFAULT),
+    )
+    .option(
+      "--latent-student-learning <off|auto>",
+      "with --latent-student on, whether the student's offset also moves their learning rates: off (the level only, rounds 6-13) or auto (round 14: a loading of the learning rates' logits on the offset, 0 / 0.25 / 0.5 / 1, chosen with the offset's sd by leave-one-topic-out likelihood, a loading other than 0 only if it wins by more than 0.0005 ll/obs; docs/benchmarks.md Validity round 14)",
+      LATENT_STUDENT_LEARNING_DEFAULT,
     )
     .option(
       "--latent-interval <two-sided|widen-only>",
@@ -154,6 +164,10 @@ Example:
         throw new CliError(
           `--latent-threshold-sd must be auto or a number in [0, 1] (got ${opts.latentThresholdSd}); e.g. 0.15`,
         );
+      if (opts.latentStudentLearning !== "off" && opts.latentStudentLearning !== "auto")
+        throw new CliError(
+          `--latent-student-learning must be off or auto (got ${opts.latentStudentLearning})`,
+        );
       if (opts.latentInterval !== "two-sided" && opts.latentInterval !== "widen-only")
         throw new CliError(`--latent-interval must be two-sided or widen-only (got ${opts.latentInterval})`);
       if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))
@@ -166,6 +180,7 @@ Example:
         anchor: opts.anchor as ServedAnchor,
         latentFit: {
           studentEffect: opts.latentStudent === "on",
+          studentLearning: opts.latentStudentLearning,
           emission: opts.latentEmission,
           forgetting: opts.latentForgetting,
           topicThresholdSd: thresholdSd,
