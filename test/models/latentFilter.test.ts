@@ -13,6 +13,7 @@ import {
   LATENT_INTERVAL_DEFAULT,
   LATENT_MIN_INFLATION,
   LATENT_MIN_OBSERVATIONS,
+  LATENT_STUDENT_LOADING_CANDIDATES,
   LATENT_THRESHOLD_SD_CANDIDATES,
   LATENT_TOPIC_THRESHOLD_SD,
   type LatentEvent,
@@ -20,6 +21,7 @@ import {
   LatentKernel,
   type LatentParams,
   type LatentSequence,
+  shiftedRate,
   studentHalf,
 } from "../../models/latentFilter.ts";
 import { mulberry32 } from "../../models/prng.ts";
@@ -541,6 +543,7 @@ function simulateStudents(
   students: number,
   studentSd: number,
   seed: number,
+  learnLoading = 0,
 ): { seqs: LatentSequence[]; offsets: number[] } {
   const rnd = mulberry32(seed);
   const normal = () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
@@ -561,7 +564,7 @@ function simulateStudents(
         const shape = params.slope === undefined ? K : sig(params.slope * (K - th));
         const pc = params.guess + (1 - params.guess - params.slip) * shape;
         events.push({ t, kind: KIND_QUIZ, n: 1, k: rnd() < pc ? 1 : 0 });
-        K += (params.learn[KIND_QUIZ] ?? 0) * (1 - K);
+        K += shiftedRate(params.learn[KIND_QUIZ] ?? 0, learnLoading * off) * (1 - K);
       }
       seqs.push({ topic, student: `s${s}`, events });
     }
@@ -724,6 +727,35 @@ describe("latent filter: student effect (round 6)", () => {
     );
     expect(spearmanOf(est, differ.offsets)).toBeGreaterThan(0.6);
   }, 60_000);
+
+  it("chooses a learning loading with the sd (round 14): > 0 when able students also learn faster, 0 when they do not", () => {
+    const topics = { A: 0.5, B: 0.5, C: 0.5, D: 0.5 };
+    const truth: LatentParams = { ...NO_TIME, priorMean: 0.3, learn: [0.08, 0, 0, 0, 0] };
+    const f = new LatentFilter({
+      ...known().json,
+      params: truth,
+      topicPriorMean: { A: 0.3, B: 0.3, C: 0.3, D: 0.3 },
+    });
+    const loads = simulateStudents(truth, topics, 300, 1, 22, 1);
+    const level = simulateStudents(truth, topics, 300, 1, 22, 0);
+    const a = LatentFilter.chooseStudentSd(f, loads.seqs, undefined, LATENT_STUDENT_LOADING_CANDIDATES);
+    const b = LatentFilter.chooseStudentSd(f, level.seqs, undefined, LATENT_STUDENT_LOADING_CANDIDATES);
+    expect(a.loading).toBeGreaterThanOrEqual(0.5);
+    expect(b.loading).toBe(0);
+    expect(a.sd).toBeGreaterThanOrEqual(0.5);
+    expect(b.sd).toBeGreaterThanOrEqual(0.5);
+    // The record: every candidate's best sd and score; the winner's beats loading 0 by more than the margin.
+    expect(Object.keys(a.choice.heldOut).sort()).toEqual(
+      LATENT_STUDENT_LOADING_CANDIDATES.map(String).sort(),
+    );
+    const w = a.choice.heldOut[String(a.loading)]!;
+    expect(w.logLikPerObs).toBeGreaterThan(a.choice.heldOut["0"]!.logLikPerObs + a.choice.margin);
+    expect(a.choice.observations).toBeGreaterThan(0);
+    // Without loading candidates the choice is round 6's, and identical to loading 0's entry.
+    const c = LatentFilter.chooseStudentSd(f, loads.seqs);
+    expect(c.loading).toBe(0);
+    expect(c.choice.heldOut["0"]).toEqual(a.choice.heldOut["0"]);
+  }, 120_000);
 });
 
 /**
