@@ -1500,6 +1500,77 @@ export class LatentFilter {
   }
 }
 
+/**
+ * The held-out dispersion check of `LatentFilter.dispersion` by evidence (round 14, a diagnosis): for each
+ * lower bound L of `bands` (answers seen before the held-out part), every sequence with at least L + 4 quiz /
+ * practice answers is filtered over its events until L answers are seen, then carried forward over the next
+ * `hold` answers without observing them; the method-of-moments ratio (squared residual of the held-out number
+ * correct - its binomial part) / the posterior's part is computed per band. A ratio below 1 says the posterior
+ * after L answers is wider than the held-out answers' spread, above 1 narrower. Label-free: answers only.
+ */
+export function dispersionByEvidence(
+  kernelOf: (topic: string) => LatentKernel,
+  sequences: readonly LatentSequence[],
+  priorMean: (topic: string) => number,
+  bands: readonly number[] = [0, 1, 5, 15],
+  hold = 8,
+): { from: number; ratio: number; sequences: number }[] {
+  return bands.map((from) => {
+    let residual = 0;
+    let binomial = 0;
+    let posterior = 0;
+    let used = 0;
+    let p = new Float64Array(0);
+    for (const s of sequences) {
+      let total = 0;
+      for (const e of s.events) if (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) total += e.n;
+      if (total < from + 4) continue;
+      const kernel = kernelOf(s.topic);
+      if (p.length !== kernel.bins) p = new Float64Array(kernel.bins);
+      kernel.prior(priorMean(s.topic), p);
+      const base = kernel.mean(p);
+      let seen = 0;
+      let held = 0;
+      let last = Number.NaN;
+      let expS = 0;
+      let obsS = 0;
+      let bin = 0;
+      let sdSum = 0;
+      for (const e of s.events) {
+        if (held >= hold) break;
+        if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
+        last = e.t;
+        const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
+        if (graded && (held > 0 || seen + e.n > from)) {
+          const m = kernel.predictive(p);
+          let e2 = 0;
+          for (let i = 0; i < kernel.bins; i++) e2 += p[i]! * kernel.emit[i]! ** 2;
+          const v = Math.max(0, e2 - m * m);
+          expS += e.n * m;
+          obsS += e.k;
+          bin += e.n * (m * (1 - m) - v);
+          sdSum += e.n * Math.sqrt(v);
+          held += e.n;
+        } else if (held === 0) {
+          kernel.observe(p, e);
+          if (graded) seen += e.n;
+        }
+        kernel.learnFrom(p, e.kind);
+      }
+      if (held === 0) continue;
+      residual += (obsS - expS) ** 2;
+      binomial += bin;
+      posterior += sdSum * sdSum;
+      used++;
+    }
+    return {
+      from,
+      ratio: used > 0 && posterior > 0 ? (residual - binomial) / posterior : 1,
+      sequences: used,
+    };
+  });
+}
+
 export interface LatentSequence {
   topic: string;
   /** The student (pseudonymous key) the sequence belongs to: groups sequences for the student effect. */
