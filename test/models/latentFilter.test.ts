@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { bktPredict, bktUpdate } from "../../models/bkt.ts";
 import {
+  dispersionByEvidence,
   fitTopicEffects,
   groupByTopic,
   implausibleParams,
@@ -349,6 +350,33 @@ describe("latent filter fit", () => {
     expect(own.inflation).toBeLessThan(1.2);
     // A uniform redraw (sd 0.29) against a posterior sd of ~0.1: many times the posterior variance.
     expect(changed.inflation).toBeGreaterThan(8);
+  }, 60_000);
+
+  it("by evidence (round 14): the prior band's ratio is about 1 on the model's own data, and far above 1 when the prior is too narrow", () => {
+    const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
+    const seqs = simulate(truth, 3000, 12);
+    const own = dispersionByEvidence(
+      () => new LatentKernel(truth, 40),
+      seqs,
+      () => truth.priorMean,
+    );
+    expect(own.map((b) => b.from)).toEqual([0, 1, 5, 15]);
+    // Every sequence has >= 10 answers, so bands 0, 1 and 5 use every one of them; 15+ only the longer ones.
+    expect(own[0]!.sequences).toBe(3000);
+    expect(own[3]!.sequences).toBeGreaterThan(1000);
+    expect(own[3]!.sequences).toBeLessThan(3000);
+    // From the prior the posterior part is large (prior sd ~0.2), so the ratio is measured well: ~1.
+    expect(own[0]!.ratio).toBeGreaterThan(0.8);
+    expect(own[0]!.ratio).toBeLessThan(1.25);
+    // The same answers judged by a filter whose prior is 10x more concentrated (sd ~0.07): the held-out
+    // answers spread several times more than that prior says.
+    const tight = new LatentKernel({ ...truth, priorConcentration: 10 * truth.priorConcentration }, 40);
+    const narrow = dispersionByEvidence(
+      () => tight,
+      seqs,
+      () => truth.priorMean,
+    );
+    expect(narrow[0]!.ratio).toBeGreaterThan(3);
   }, 60_000);
 
   it("turns the held-out dispersion ratio into the interval's variance factor: two-sided as measured above the floor, widen-only at least 1", () => {
