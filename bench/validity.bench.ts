@@ -279,8 +279,10 @@ async function evaluateCut(
           ? { studentLearning: process.env.LATENT_STUDENT_LEARNING as "off" | "auto" }
           : {}),
         // LATENT_INTERVAL=widen-only: rounds 5-10's interval (dispersion factor >= 1); unset: the default (round 11).
-        ...(process.env.LATENT_INTERVAL === "widen-only" || process.env.LATENT_INTERVAL === "two-sided"
-          ? { interval: process.env.LATENT_INTERVAL as "widen-only" | "two-sided" }
+        ...(process.env.LATENT_INTERVAL === "widen-only" ||
+        process.env.LATENT_INTERVAL === "two-sided" ||
+        process.env.LATENT_INTERVAL === "by-evidence"
+          ? { interval: process.env.LATENT_INTERVAL as "widen-only" | "two-sided" | "by-evidence" }
           : {}),
         // LATENT_CONCENTRATION=c: the filter's prior concentration held at c (round 9's logistic A/B).
         ...(process.env.LATENT_CONCENTRATION !== undefined

@@ -140,6 +140,13 @@ export interface LatentModelJson {
    * the "widen-only" interval mode (rounds 5-10), in [sqrt(LATENT_MIN_INFLATION), ...) under "two-sided".
    */
   intervalScale?: number;
+  /**
+   * Round 14, interval mode "by-evidence": the interval's spread factor by the pair's graded observations, each
+   * band's from the held-out check after that many answers (`dispersionByEvidence`): sqrt(max(LATENT_MIN_INFLATION,
+   * ratio)); a band with fewer than LATENT_BAND_MIN_SEQUENCES sequences keeps `intervalScale`. Sorted by `from`;
+   * absent = `intervalScale` for every pair.
+   */
+  intervalScaleByEvidence?: { from: number; scale: number; ratio: number; sequences: number }[];
   /** Fitted emission threshold per topic (logistic emission only; topics absent use params.threshold). */
   topicThreshold?: Record<string, number>;
   /**
@@ -743,7 +750,7 @@ export class LatentFilter {
       contributions.forgetting += m - mean;
       mean = m;
     }
-    const w = this.json.intervalScale ?? 1;
+    const w = this.intervalScaleAt(s.observations);
     const widen = (q: number) => Math.min(1, Math.max(0, mean + w * (q - mean)));
     const prm = this.json.params;
     // The durable-share form moves each cell above the prior mean b to b + (x - b) d: the mean after t more
@@ -772,6 +779,13 @@ export class LatentFilter {
       events: s.events,
       daysSinceLast: Number.isFinite(last) ? Math.max(0, asOfDays - last) : null,
     };
+  }
+
+  /** The interval's spread factor of a pair with `observations` graded observations (intervalScaleByEvidence). */
+  intervalScaleAt(observations: number): number {
+    let w = this.json.intervalScale ?? 1;
+    for (const b of this.json.intervalScaleByEvidence ?? []) if (observations >= b.from) w = b.scale;
+    return w;
   }
 
   /**
@@ -1254,6 +1268,21 @@ export class LatentFilter {
         ...(thresholdChoice !== undefined ? { thresholdChoice } : {}),
       },
       intervalScale: Math.sqrt(inflation),
+      ...(intervalMode === "by-evidence"
+        ? {
+            intervalScaleByEvidence: dispersionByEvidence(
+              kernelOf,
+              sequences,
+              (t) => topicPriorMean[t] ?? params.priorMean,
+            ).map((b) => ({
+              ...b,
+              scale:
+                b.sequences >= LATENT_BAND_MIN_SEQUENCES
+                  ? Math.sqrt(Math.max(LATENT_MIN_INFLATION, b.ratio))
+                  : Math.sqrt(inflation),
+            })),
+          }
+        : {}),
       ...(logistic ? { topicThreshold } : {}),
     };
     if (opts.studentEffect === true) {
@@ -1660,8 +1689,14 @@ export const LATENT_FIT_BUDGET = { maxEvaluations: 600, stallTolerance: 1e-6 } a
  */
 export const LATENT_FORGETTING_DEFAULT: "floor" | "durable" | "auto" = "floor";
 
-export type LatentIntervalMode = "two-sided" | "widen-only";
-export const LATENT_INTERVAL_MODES: readonly LatentIntervalMode[] = ["two-sided", "widen-only"];
+export type LatentIntervalMode = "two-sided" | "widen-only" | "by-evidence";
+export const LATENT_INTERVAL_MODES: readonly LatentIntervalMode[] = [
+  "two-sided",
+  "widen-only",
+  "by-evidence",
+];
+/** Sequences a band of `dispersionByEvidence` needs for its own factor under "by-evidence" (else the one factor). */
+export const LATENT_BAND_MIN_SEQUENCES = 200;
 /** The default interval mode of LatentFilter.fit (docs/benchmarks.md Validity, round 11). */
 export const LATENT_INTERVAL_DEFAULT: LatentIntervalMode = "widen-only";
 /**
@@ -1679,7 +1714,8 @@ export const LATENT_MIN_INFLATION = 0.25;
  */
 export function intervalFactor(d: { ratio: number; sequences: number }, mode: LatentIntervalMode): number {
   if (d.sequences === 0 || !Number.isFinite(d.ratio)) return 1;
-  return mode === "widen-only" ? Math.max(1, d.ratio) : Math.max(LATENT_MIN_INFLATION, d.ratio);
+  // "by-evidence" keeps rounds 5-10's one factor for pairs outside its bands (LatentModelJson.intervalScaleByEvidence).
+  return mode !== "two-sided" ? Math.max(1, d.ratio) : Math.max(LATENT_MIN_INFLATION, d.ratio);
 }
 
 /** Prior concentration the logistic form holds under `emission: "auto"` (round 9's bench option, the start value). */

@@ -103,8 +103,8 @@ export function register(program: Command): void {
       LATENT_STUDENT_LEARNING_DEFAULT,
     )
     .option(
-      "--latent-interval <two-sided|widen-only>",
-      "with --latent on, how the held-out dispersion check sets the 80% interval's spread: widen-only (the default, rounds 5-10: never narrower than the posterior) or two-sided (round 11, opt-in: the method-of-moments factor as measured on held-out halves of the fit sample's answers, narrowing an over-wide posterior as it widens a narrow one; floored at half the posterior's spread; docs/benchmarks.md Validity round 11)",
+      "--latent-interval <two-sided|widen-only|by-evidence>",
+      "with --latent on, how the held-out dispersion check sets the 80% interval's spread: widen-only (the default, rounds 5-10: never narrower than the posterior) or two-sided (round 11, opt-in: the method-of-moments factor as measured on held-out halves of the fit sample's answers, narrowing an over-wide posterior as it widens a narrow one; floored at half the posterior's spread; docs/benchmarks.md Validity round 11) or by-evidence (round 14, opt-in: one factor per band of the pair's answers, 0 / 1-4 / 5-14 / 15+, each from the held-out check after that many answers; docs/benchmarks.md Validity round 14)",
       "widen-only",
     )
     .option(
@@ -168,8 +168,14 @@ Example:
         throw new CliError(
           `--latent-student-learning must be off or auto (got ${opts.latentStudentLearning})`,
         );
-      if (opts.latentInterval !== "two-sided" && opts.latentInterval !== "widen-only")
-        throw new CliError(`--latent-interval must be two-sided or widen-only (got ${opts.latentInterval})`);
+      if (
+        opts.latentInterval !== "two-sided" &&
+        opts.latentInterval !== "widen-only" &&
+        opts.latentInterval !== "by-evidence"
+      )
+        throw new CliError(
+          `--latent-interval must be two-sided, widen-only or by-evidence (got ${opts.latentInterval})`,
+        );
       if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))
         throw new CliError(`--anchor must be one of ${SERVED_ANCHORS.join(", ")} (got ${opts.anchor})`);
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))

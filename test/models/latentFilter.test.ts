@@ -11,6 +11,7 @@ import {
   KIND_PRACTICE,
   KIND_QUIZ,
   KIND_VIDEO,
+  LATENT_BAND_MIN_SEQUENCES,
   LATENT_INTERVAL_DEFAULT,
   LATENT_MIN_INFLATION,
   LATENT_MIN_OBSERVATIONS,
@@ -441,6 +442,46 @@ describe("latent filter fit", () => {
     );
     expect(intervalFactor(changed, "two-sided")).toBe(intervalFactor(changed, "widen-only"));
     expect(changed.ratio).toBeGreaterThan(4);
+  }, 60_000);
+
+  it("by-evidence (round 14): each band's factor from its held-out check, applied by the pair's observations; score unchanged", () => {
+    const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
+    const seqs = simulate(truth, 300, 17);
+    const banded = LatentFilter.fit(seqs, { bins: 20, maxEvaluations: 40, interval: "by-evidence" });
+    const wide = LatentFilter.fit(seqs, { bins: 20, maxEvaluations: 40 });
+    expect(banded.json.intervalScale).toBe(wide.json.intervalScale);
+    const bands = banded.json.intervalScaleByEvidence!;
+    const k = banded.kernelFor("T");
+    const check = dispersionByEvidence(
+      () => k,
+      seqs,
+      (t) => banded.priorMean(t),
+    );
+    bands.forEach((b, i) => {
+      expect(b.ratio).toBe(check[i]!.ratio);
+      expect(b.scale).toBeCloseTo(
+        b.sequences >= LATENT_BAND_MIN_SEQUENCES
+          ? Math.sqrt(Math.max(LATENT_MIN_INFLATION, b.ratio))
+          : banded.json.intervalScale!,
+        12,
+      );
+    });
+    // A pair with 6 answers takes the 5+ band's factor; one without the prior's (0+).
+    const events = seqs[0]!.events.filter((e) => e.kind === KIND_QUIZ).slice(0, 6);
+    const at = (m: LatentFilter, ev: LatentEvent[], scale: number) =>
+      new LatentFilter({ ...m.json, intervalScale: scale, intervalScaleByEvidence: [] }).predict("T", ev, 40);
+    for (const [ev, band] of [
+      [events, 2],
+      [[], 0],
+    ] as const) {
+      const got = banded.predict("T", [...ev], 40);
+      const ref = at(banded, [...ev], bands[band]!.scale);
+      expect(got.score).toBe(wide.predict("T", [...ev], 40).score);
+      expect(got.lo).toBe(ref.lo);
+      expect(got.hi).toBe(ref.hi);
+    }
+    expect(banded.intervalScaleAt(6)).toBe(bands[2]!.scale);
+    expect(banded.intervalScaleAt(0)).toBe(bands[0]!.scale);
   }, 60_000);
 
   it("records the dispersion check in the fitted model and serves the same score with a two-sided or widen-only interval", () => {
