@@ -20,6 +20,8 @@
  *   LATENT_EMISSION=logistic npx tsx bench/validity.bench.ts   # the filter's logistic (item-threshold) emission
  *   LATENT_FORGETTING=durable npx tsx bench/validity.bench.ts  # round 9's durable-share forgetting (opt-in)
  *   LATENT_THRESHOLD_SD=0.15 npx tsx bench/validity.bench.ts   # rounds 6-12's fixed threshold shrinkage (unset: auto, round 13)
+ *   LATENT_STUDENT_LEARNING=auto npx tsx bench/validity.bench.ts # round 14: the student offset also moves learning rates
+ *   LATENT_INTERVAL=by-evidence npx tsx bench/validity.bench.ts  # round 14: one interval factor per band of answers
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */
@@ -36,7 +38,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
-import { type LatentEstimate, LatentFilter } from "../models/latentFilter.ts";
+import {
+  dispersionByEvidence,
+  LATENT_MIN_INFLATION,
+  type LatentEstimate,
+  LatentFilter,
+} from "../models/latentFilter.ts";
 import { mulberry32 } from "../models/prng.ts";
 import {
   MASTERY_SCALES,
@@ -46,7 +53,7 @@ import {
   servedFromLatent,
 } from "../models/servedMastery.ts";
 import { type ScorePair, spearman, validityMeasures } from "../models/validity.ts";
-import { attachLatent } from "../serving/latentScoring.ts";
+import { attachLatent, loadLatentSequences } from "../serving/latentScoring.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { loadPairEvidence } from "../serving/servedInputs.ts";
 import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
@@ -267,9 +274,16 @@ async function evaluateCut(
               topicThresholdSd: thresholdSdEnv(process.env.LATENT_THRESHOLD_SD),
             }
           : {}),
+        // LATENT_STUDENT_LEARNING=off|auto: the student offset's loading on the learning rates (round 14; unset:
+        // the product default).
+        ...(process.env.LATENT_STUDENT_LEARNING === "off" || process.env.LATENT_STUDENT_LEARNING === "auto"
+          ? { studentLearning: process.env.LATENT_STUDENT_LEARNING as "off" | "auto" }
+          : {}),
         // LATENT_INTERVAL=widen-only: rounds 5-10's interval (dispersion factor >= 1); unset: the default (round 11).
-        ...(process.env.LATENT_INTERVAL === "widen-only" || process.env.LATENT_INTERVAL === "two-sided"
-          ? { interval: process.env.LATENT_INTERVAL as "widen-only" | "two-sided" }
+        ...(process.env.LATENT_INTERVAL === "widen-only" ||
+        process.env.LATENT_INTERVAL === "two-sided" ||
+        process.env.LATENT_INTERVAL === "by-evidence"
+          ? { interval: process.env.LATENT_INTERVAL as "widen-only" | "two-sided" | "by-evidence" }
           : {}),
         // LATENT_CONCENTRATION=c: the filter's prior concentration held at c (round 9's logistic A/B).
         ...(process.env.LATENT_CONCENTRATION !== undefined
@@ -441,6 +455,64 @@ async function evaluateCut(
       writeFileSync(file, JSON.stringify({ title: o.title, model: served.json, rows: dumped }));
       console.log(`dumped ${dumped.length} rows to ${file}`);
     }
+    // The interval by evidence (round 14): the truth's cover per band of the pair's answers (bench: reads the
+    // truth) next to the label-free held-out dispersion ratio per band on the store's own sequences as of the
+    // cut (models/latentFilter.ts dispersionByEvidence), and the cover the intervals would have with each band's
+    // ratio in place of the one factor (half-widths scaled by sqrt(max(0.25, ratio_band) / factor); offline
+    // arithmetic on the served intervals, an approximation: the offset and anchor parts scale with them).
+    if (truth.size > 0 && trained.latentFit !== null)
+      await intervalByEvidence(trained.latentFit.model).catch((e: unknown) =>
+        console.log(`DIAGNOSTIC interval by evidence failed: ${String(e)}`),
+      );
+    async function intervalByEvidence(lf: LatentFilter): Promise<void> {
+      const seqs = [...(await loadLatentSequences(store, cut)).values()];
+      const bands = dispersionByEvidence(
+        (t) => lf.kernelFor(t),
+        seqs,
+        (t) => lf.priorMean(t),
+      );
+      const factor = (lf.json.intervalScale ?? 1) ** 2;
+      const bandOf = (n: number): number => {
+        let b = 0;
+        for (let i = 0; i < bands.length; i++) if (n >= bands[i]!.from) b = i;
+        return b;
+      };
+      const agg = bands.map(() => ({ n: 0, cover: 0, below: 0, width: 0, banded: 0 }));
+      for (const r of scores) {
+        if (r.source !== "served" || r.explanation === null) continue;
+        const t = truth.get(`${r.student_key}|${r.topic_id}`);
+        if (t === undefined) continue;
+        const x = JSON.parse(r.explanation) as ServedExplanation;
+        const iv = (x as { interval?: { lo: number; hi: number } }).interval;
+        if (iv === undefined) continue;
+        const attempts = (x as { evidence?: { attempts?: number } }).evidence?.attempts ?? 0;
+        const b = bandOf(attempts);
+        const a = agg[b]!;
+        a.n++;
+        if (t >= iv.lo && t <= iv.hi) a.cover++;
+        if (t < iv.lo) a.below++;
+        a.width += iv.hi - iv.lo;
+        const k = Math.sqrt(Math.max(LATENT_MIN_INFLATION, bands[b]!.ratio) / factor);
+        const lo = Math.max(0, r.score - k * (r.score - iv.lo));
+        const hi = Math.min(1, r.score + k * (iv.hi - r.score));
+        if (t >= lo && t <= hi) a.banded++;
+      }
+      const tot = agg.reduce((x, a) => ({ n: x.n + a.n, c: x.c + a.cover, b: x.b + a.banded }), {
+        n: 0,
+        c: 0,
+        b: 0,
+      });
+      console.log(
+        `DIAGNOSTIC interval by evidence (answers from: held-out ratio on N sequences | truth cover (below) width, n | cover with the band's ratio): ${bands
+          .map(
+            (d, i) =>
+              `${d.from}+: ${d.ratio.toFixed(3)} on ${d.sequences} | ${f3(agg[i]!.cover / agg[i]!.n)} (${f3(agg[i]!.below / agg[i]!.n)}) ${f3(agg[i]!.width / agg[i]!.n)}, ${agg[i]!.n} | ${f3(agg[i]!.banded / agg[i]!.n)}`,
+          )
+          .join(
+            "; ",
+          )}; all: ${f3(tot.c / tot.n)} -> ${f3(tot.b / tot.n)} (one factor ${factor.toFixed(3)}, ratio ${lf.json.fit.dispersion?.ratio.toFixed(3) ?? "?"})`,
+      );
+    }
     if (truth.size > 0) {
       for (const quizOnly of [true, false]) {
         const m = oracle(evidence, truth, served, quizOnly);
@@ -499,6 +571,15 @@ async function evaluateCut(
             .join(
               " / ",
             )} ll/obs -> ${tc.chosen}; topic thresholds ${th.length > 0 ? `${Math.min(...th).toFixed(3)}-${Math.max(...th).toFixed(3)}` : "-"}`,
+        );
+      const sc = lf.fit.studentChoice;
+      if (sc !== undefined)
+        console.log(
+          `student effect choice (leave one topic out, ${sc.observations} observations): ${Object.entries(
+            sc.heldOut,
+          )
+            .map(([l, v]) => `loading ${l} (sd ${v.sd}) ${v.logLikPerObs.toFixed(5)}`)
+            .join(" / ")} ll/obs -> sd ${sc.sd}, loading ${sc.loading}`,
         );
     }
     const cal = Object.values(served.json.topics);

@@ -128,6 +128,11 @@ export interface LatentModelJson {
      * LatentFilter.chooseThresholdSd, round 13); absent when the sd was given or the emission is linear.
      */
     thresholdChoice?: ThresholdChoice;
+    /**
+     * The student effect's choice (round 14, `studentLearning: "auto"`): the held-out (leave one topic out)
+     * log-likelihood per graded observation of the best prior sd at each learning loading; absent otherwise.
+     */
+    studentChoice?: StudentEffectChoice;
   };
   /**
    * Posterior spread factor of the 80% interval (absent = 1): the square root of the variance factor that
@@ -135,6 +140,13 @@ export interface LatentModelJson {
    * the "widen-only" interval mode (rounds 5-10), in [sqrt(LATENT_MIN_INFLATION), ...) under "two-sided".
    */
   intervalScale?: number;
+  /**
+   * Round 14, interval mode "by-evidence": the interval's spread factor by the pair's graded observations, each
+   * band's from the held-out check after that many answers (`dispersionByEvidence`): sqrt(max(LATENT_MIN_INFLATION,
+   * ratio)); a band with fewer than LATENT_BAND_MIN_SEQUENCES sequences keeps `intervalScale`. Sorted by `from`;
+   * absent = `intervalScale` for every pair.
+   */
+  intervalScaleByEvidence?: { from: number; scale: number; ratio: number; sequences: number }[];
   /** Fitted emission threshold per topic (logistic emission only; topics absent use params.threshold). */
   topicThreshold?: Record<string, number>;
   /**
@@ -142,6 +154,14 @@ export interface LatentModelJson {
    * random effect, empirical Bayes: LatentFilter.studentOffset); absent or 0 = no student effect.
    */
   studentPriorSd?: number;
+  /**
+   * Round 14: how strongly the student's offset o also moves their learning: every learning rate's logit is
+   * shifted by studentLearnLoading x o (LatentKernel `learnShift`), so one student factor sets both what the
+   * student brings to a topic and how fast they learn it (a one-factor form of individualised BKT's per-student
+   * prior and learning rate, Yudelson, Koedinger & Gordon 2013). Chosen with the prior sd by leave-one-topic-out
+   * likelihood (LatentFilter.chooseStudentSd, `studentLearning: "auto"`); absent or 0 = the level only.
+   */
+  studentLearnLoading?: number;
 }
 
 export class LatentFilterError extends Error {
@@ -174,6 +194,13 @@ export function emissionShape(params: LatentParams, k: number, threshold?: numbe
   return 1 / (1 + Math.exp(-params.slope * (k - (threshold ?? params.threshold ?? 0.5))));
 }
 
+/** A learning rate shifted by `shift` logits (a rate of 0, a kind that does not teach, stays 0). */
+export function shiftedRate(r: number, shift: number): number {
+  if (shift === 0 || !(r > 0)) return r;
+  if (r >= 1) return 1;
+  return 1 / (1 + Math.exp(-(Math.log(r / (1 - r)) + shift)));
+}
+
 /** Per-parameter-set tables of one filter (grid, emissions, learning maps); built once per likelihood. */
 export class LatentKernel {
   readonly bins: number;
@@ -193,8 +220,15 @@ export class LatentKernel {
   private readonly learnW: Float64Array[];
   private readonly tmp: Float64Array;
   private readonly lik: Float64Array;
+  /** The learning rates' logit shift (constructor `learnShift`). */
+  readonly learnShift: number;
 
-  constructor(params: LatentParams, bins = 40, threshold?: number) {
+  /**
+   * `learnShift` (logits, round 14): every learning rate r_k > 0 of `params` becomes sigmoid(logit(r_k) +
+   * learnShift): the kernel of a student whose offset o loads on learning (LatentModelJson.studentLearnLoading,
+   * shift = loading x o). 0 = the params' rates.
+   */
+  constructor(params: LatentParams, bins = 40, threshold?: number, learnShift = 0) {
     if (!(bins >= 2)) throw new LatentFilterError(`bins must be >= 2 (got ${bins})`);
     if (!(params.guess >= 0 && params.slip >= 0 && params.guess + params.slip < 1))
       throw new LatentFilterError(
@@ -226,8 +260,9 @@ export class LatentKernel {
     }
     this.learnLo = [];
     this.learnW = [];
+    this.learnShift = learnShift;
     for (let k = 0; k < LATENT_KINDS.length; k++) {
-      const r = params.learn[k] ?? 0;
+      const r = shiftedRate(params.learn[k] ?? 0, learnShift);
       const lo = new Int32Array(G);
       const w = new Float64Array(G);
       for (let i = 0; i < G; i++) this.place(this.x[i]! + r * (1 - this.x[i]!), lo, w, i);
@@ -562,6 +597,8 @@ export class LatentFilter {
   readonly json: LatentModelJson;
   private readonly kernel: LatentKernel;
   private readonly kernels = new Map<string, LatentKernel>();
+  /** Kernels at a student offset with a learning loading: offset -> topic ("" = no own threshold) -> kernel. */
+  private readonly shiftedKernels = new Map<number, Map<string, LatentKernel>>();
   private readonly p: Float64Array;
 
   constructor(json: LatentModelJson) {
@@ -576,14 +613,33 @@ export class LatentFilter {
     return this.json.topicThreshold?.[topic] ?? this.json.params.threshold;
   }
 
-  /** The kernel of a topic: the shared one unless the topic has its own emission threshold. */
-  kernelFor(topic: string): LatentKernel {
-    const th = this.json.topicThreshold?.[topic];
-    if (th === undefined || this.json.params.slope === undefined) return this.kernel;
-    let k = this.kernels.get(topic);
+  /**
+   * The kernel of a topic: the shared one unless the topic has its own emission threshold; at a student
+   * offset `offset` other than 0 with a learning loading (studentLearnLoading), the one whose learning rates
+   * are shifted by loading x offset (a basis part's, `studentGrid`).
+   */
+  kernelFor(topic: string, offset = 0): LatentKernel {
+    const loading = this.json.studentLearnLoading ?? 0;
+    const th = this.json.params.slope === undefined ? undefined : this.json.topicThreshold?.[topic];
+    if (offset === 0 || loading === 0) {
+      if (th === undefined) return this.kernel;
+      let k = this.kernels.get(topic);
+      if (k === undefined) {
+        k = new LatentKernel(this.json.params, this.json.bins, th);
+        this.kernels.set(topic, k);
+      }
+      return k;
+    }
+    let byTopic = this.shiftedKernels.get(offset);
+    if (byTopic === undefined) {
+      byTopic = new Map();
+      this.shiftedKernels.set(offset, byTopic);
+    }
+    const key = th === undefined ? "" : topic;
+    let k = byTopic.get(key);
     if (k === undefined) {
-      k = new LatentKernel(this.json.params, this.json.bins, th);
-      this.kernels.set(topic, k);
+      k = new LatentKernel(this.json.params, this.json.bins, th, loading * offset);
+      byTopic.set(key, k);
     }
     return k;
   }
@@ -609,7 +665,7 @@ export class LatentFilter {
    */
   predict(topic: string, events: readonly LatentEvent[], asOfDays: number, priorOffset = 0): LatentEstimate {
     const s = this.init(topic, priorOffset);
-    for (const e of events) this.step(s, e, topic);
+    for (const e of events) this.step(s, e, topic, priorOffset);
     return this.estimate(s, asOfDays, topic);
   }
 
@@ -641,13 +697,14 @@ export class LatentFilter {
    * last event, the outcome (emission), then learning and noise. The posterior is rounded to float32 after
    * every event (the stored form), so a state continued from storage and a replay from the start give the
    * same bits; the rounding's change of the mean is counted with the event's learning factor. `topic` picks
-   * the topic's emission (it matters only for the opt-in item-difficulty emission). Returns ln P(outcome |
-   * history) of the event (0 for an ungraded one).
+   * the topic's emission (it matters only for the opt-in item-difficulty emission); `offset`, the student
+   * offset the state was started at (`init`), picks its learning rates when the model has a learning loading.
+   * Returns ln P(outcome | history) of the event (0 for an ungraded one).
    */
-  step(s: LatentState, e: LatentEvent, topic = ""): number {
+  step(s: LatentState, e: LatentEvent, topic = "", offset = 0): number {
     if (s.p.length !== this.json.bins)
       throw new LatentFilterError(`latent state has ${s.p.length} cells, the model ${this.json.bins}`);
-    const k = this.kernelFor(topic);
+    const k = this.kernelFor(topic, offset);
     const p = this.p;
     for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
     const c = s.contributions;
@@ -693,7 +750,7 @@ export class LatentFilter {
       contributions.forgetting += m - mean;
       mean = m;
     }
-    const w = this.json.intervalScale ?? 1;
+    const w = this.intervalScaleAt(s.observations);
     const widen = (q: number) => Math.min(1, Math.max(0, mean + w * (q - mean)));
     const prm = this.json.params;
     // The durable-share form moves each cell above the prior mean b to b + (x - b) d: the mean after t more
@@ -724,6 +781,13 @@ export class LatentFilter {
     };
   }
 
+  /** The interval's spread factor of a pair with `observations` graded observations (intervalScaleByEvidence). */
+  intervalScaleAt(observations: number): number {
+    let w = this.json.intervalScale ?? 1;
+    for (const b of this.json.intervalScaleByEvidence ?? []) if (observations >= b.from) w = b.scale;
+    return w;
+  }
+
   /**
    * The prior offsets (logits) of the student effect's basis: [0] without a student effect, else
    * STUDENT_GRID. A pair's state is the filter run from the topic's prior shifted by each of them
@@ -741,9 +805,17 @@ export class LatentFilter {
     return { parts: grid.map((o) => this.init(topic, o)), ll: new Float64Array(grid.length) };
   }
 
-  /** Folds one event into every basis part (as `step`), adding each part's log-likelihood of it. */
+  /**
+   * Folds one event into every basis part (as `step`, each part at its own basis offset), adding each part's
+   * log-likelihood of it.
+   */
   stepBasis(b: LatentBasisState, e: LatentEvent, topic = ""): void {
-    for (let j = 0; j < b.parts.length; j++) b.ll[j]! += this.step(b.parts[j]!, e, topic);
+    const grid = this.studentGrid();
+    if (b.parts.length !== grid.length)
+      throw new LatentFilterError(
+        `latent state has ${b.parts.length} basis parts, the model's student effect ${grid.length}: rebuild it from its events`,
+      );
+    for (let j = 0; j < b.parts.length; j++) b.ll[j]! += this.step(b.parts[j]!, e, topic, grid[j]!);
   }
 
   /**
@@ -854,9 +926,10 @@ export class LatentFilter {
    */
   private leanBasis(topic: string, events: readonly LatentEvent[]): LatentBasisState {
     const b = this.initBasis(topic);
-    const k = this.kernelFor(topic);
+    const grid = this.studentGrid();
     const p = this.p;
     b.parts.forEach((s, j) => {
+      const k = this.kernelFor(topic, grid[j]!);
       let ll = 0;
       let last = Number.NaN;
       for (const e of events) {
@@ -914,7 +987,7 @@ export class LatentFilter {
       const j = Math.min(grid.length - 2, Math.floor(Math.min(grid.length - 1, Math.max(0, pos))));
       for (const at of [j, j + 1]) {
         const part = this.init(x.topic, grid[at]!);
-        for (const e of events) this.step(part, e, x.topic);
+        for (const e of events) this.step(part, e, x.topic, grid[at]!);
         x.state.parts[at] = part;
       }
       return this.estimate(this.mixAt(x.state, off), asOfDays, x.topic);
@@ -926,12 +999,18 @@ export class LatentFilter {
    * Label-free choice of the student effect's prior sd among `candidates` (0 = none): each sequence of a
    * student with several is predicted from the offset fitted on the student's OTHER sequences (leave one
    * topic out, on a grid of offsets), and the sd with the highest held-out log-likelihood wins.
+   * Round 14: with `loadings` (the learning loading's candidates, LatentModelJson.studentLearnLoading) the
+   * sequences are run at each offset with the learning rates that loading gives there, and the pair (sd,
+   * loading) with the highest held-out score wins; a loading other than 0 only if its best sd beats the best
+   * sd at loading 0 by more than `margin` ll per graded observation (a tie keeps the level-only effect).
    */
   static chooseStudentSd(
     model: LatentFilter,
     sequences: readonly LatentSequence[],
     candidates: readonly number[] = [0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3],
-  ): { sd: number; heldOut: Record<string, number> } {
+    loadings: readonly number[] = [0],
+    margin = LATENT_AUTO_MARGIN,
+  ): { sd: number; heldOut: Record<string, number>; loading: number; choice: StudentEffectChoice } {
     const grid: number[] = [];
     for (let j = -12; j <= 12; j++) grid.push(j * 0.25);
     const byStudent = new Map<string, LatentSequence[]>();
@@ -941,36 +1020,84 @@ export class LatentFilter {
       l.push(s);
       byStudent.set(s.student, l);
     }
-    const p = new Float64Array(model.json.bins);
-    const total = new Float64Array(candidates.length);
+    const { params, bins } = model.json;
+    const p = new Float64Array(bins);
+    const all = loadings.includes(0) ? loadings : [0, ...loadings];
+    const total = all.map(() => new Float64Array(candidates.length));
+    // Kernels per (loading, offset, topic threshold): the shared one for loading 0 (model.kernelFor).
+    const kernels = new Map<string, LatentKernel>();
+    const kernelAt = (loading: number, o: number, topic: string): LatentKernel => {
+      if (loading === 0 || o === 0) return model.kernelFor(topic);
+      const th = model.threshold(topic);
+      const key = `${loading}|${o}|${params.slope === undefined ? "" : topic}`;
+      let k = kernels.get(key);
+      if (k === undefined) {
+        k = new LatentKernel(params, bins, th, loading * o);
+        kernels.set(key, k);
+      }
+      return k;
+    };
+    let observations = 0;
     for (const seqs of byStudent.values()) {
       if (seqs.length < 2) continue;
-      const ll = seqs.map((s) => {
-        const k = model.kernelFor(s.topic);
-        const m = logit(model.priorMean(s.topic));
-        return grid.map((o) => k.run(s.events, sigmoid(m + o), p));
-      });
-      const sum = grid.map((_, j) => ll.reduce((a, r) => a + r[j]!, 0));
-      candidates.forEach((sd, c) => {
-        for (const r of ll) {
-          let best = -Infinity;
-          let at = 0;
-          grid.forEach((o, j) => {
-            const v = sum[j]! - r[j]! - (sd > 0 ? (0.5 * o * o) / (sd * sd) : o === 0 ? 0 : Infinity);
-            if (v > best) {
-              best = v;
-              at = j;
-            }
-          });
-          total[c]! += r[at]!;
-        }
+      for (const s of seqs) for (const e of s.events) observations += gradedCount(e);
+      all.forEach((loading, li) => {
+        const ll = seqs.map((s) => {
+          const m = logit(model.priorMean(s.topic));
+          return grid.map((o) => kernelAt(loading, o, s.topic).run(s.events, sigmoid(m + o), p));
+        });
+        const sum = grid.map((_, j) => ll.reduce((a, r) => a + r[j]!, 0));
+        candidates.forEach((sd, c) => {
+          for (const r of ll) {
+            let best = -Infinity;
+            let at = 0;
+            grid.forEach((o, j) => {
+              const v = sum[j]! - r[j]! - (sd > 0 ? (0.5 * o * o) / (sd * sd) : o === 0 ? 0 : Infinity);
+              if (v > best) {
+                best = v;
+                at = j;
+              }
+            });
+            total[li]![c]! += r[at]!;
+          }
+        });
       });
     }
-    let bestC = 0;
-    for (let c = 1; c < candidates.length; c++) if (total[c]! > total[bestC]! + 1e-9) bestC = c;
+    const bestOf = (li: number): number => {
+      let b = 0;
+      for (let c = 1; c < candidates.length; c++) if (total[li]![c]! > total[li]![b]! + 1e-9) b = c;
+      return b;
+    };
+    const perObs = (v: number): number => (observations > 0 ? v / observations : 0);
+    const at0 = all.indexOf(0);
+    let chosenL = at0;
+    let chosenC = bestOf(at0);
+    for (let li = 0; li < all.length; li++) {
+      if (li === at0) continue;
+      const c = bestOf(li);
+      if (perObs(total[li]![c]!) > perObs(total[chosenL]![chosenC]!) + (chosenL === at0 ? margin : 0)) {
+        chosenL = li;
+        chosenC = c;
+      }
+    }
+    const sd = candidates[chosenC]!;
+    const loading = sd > 0 ? all[chosenL]! : 0;
     return {
-      sd: candidates[bestC]!,
-      heldOut: Object.fromEntries(candidates.map((sd, c) => [String(sd), total[c]!])),
+      sd,
+      loading,
+      heldOut: Object.fromEntries(candidates.map((c, i) => [String(c), total[chosenL]![i]!])),
+      choice: {
+        sd,
+        loading,
+        heldOut: Object.fromEntries(
+          all.map((l, li) => {
+            const c = bestOf(li);
+            return [String(l), { sd: candidates[c]!, logLikPerObs: perObs(total[li]![c]!) }];
+          }),
+        ),
+        observations,
+        margin,
+      },
     };
   }
 
@@ -1141,11 +1268,34 @@ export class LatentFilter {
         ...(thresholdChoice !== undefined ? { thresholdChoice } : {}),
       },
       intervalScale: Math.sqrt(inflation),
+      ...(intervalMode === "by-evidence"
+        ? {
+            intervalScaleByEvidence: dispersionByEvidence(
+              kernelOf,
+              sequences,
+              (t) => topicPriorMean[t] ?? params.priorMean,
+            ).map((b) => ({
+              ...b,
+              scale:
+                b.sequences >= LATENT_BAND_MIN_SEQUENCES
+                  ? Math.sqrt(Math.max(LATENT_MIN_INFLATION, b.ratio))
+                  : Math.sqrt(inflation),
+            })),
+          }
+        : {}),
       ...(logistic ? { topicThreshold } : {}),
     };
     if (opts.studentEffect === true) {
-      const chosen = LatentFilter.chooseStudentSd(new LatentFilter(json), sequences);
+      const learning = opts.studentLearning === "auto";
+      const chosen = LatentFilter.chooseStudentSd(
+        new LatentFilter(json),
+        sequences,
+        undefined,
+        learning ? LATENT_STUDENT_LOADING_CANDIDATES : [0],
+      );
       if (chosen.sd > 0) json.studentPriorSd = chosen.sd;
+      if (chosen.sd > 0 && chosen.loading !== 0) json.studentLearnLoading = chosen.loading;
+      if (learning) json.fit.studentChoice = chosen.choice;
     }
     return new LatentFilter(json);
   }
@@ -1234,6 +1384,7 @@ export class LatentFilter {
     const {
       emission: _e,
       studentEffect: _s,
+      studentLearning: _sl,
       fixedConcentration: _c,
       onProgress: _p,
       forgetting,
@@ -1283,7 +1434,14 @@ export class LatentFilter {
     const split = heldOutSplit(sequences, cutQuantile, "forgetting", 'pass forgetting "floor"');
     // The forms are compared at the fixed threshold shrinkage (its held-out choice, if asked for, follows in the
     // chosen form's own fit).
-    const { studentEffect: _s, onProgress: _p, forgetting: _f, topicThresholdSd: _t, ...rest } = opts;
+    const {
+      studentEffect: _s,
+      studentLearning: _sl,
+      onProgress: _p,
+      forgetting: _f,
+      topicThresholdSd: _t,
+      ...rest
+    } = opts;
     const floor = floorScore ?? split.score(LatentFilter.fit(split.before, { ...rest, forgetting: "floor" }));
     const durable = split.score(LatentFilter.fit(split.before, { ...rest, forgetting: "durable" }));
     return {
@@ -1371,6 +1529,77 @@ export class LatentFilter {
   }
 }
 
+/**
+ * The held-out dispersion check of `LatentFilter.dispersion` by evidence (round 14, a diagnosis): for each
+ * lower bound L of `bands` (answers seen before the held-out part), every sequence with at least L + 4 quiz /
+ * practice answers is filtered over its events until L answers are seen, then carried forward over the next
+ * `hold` answers without observing them; the method-of-moments ratio (squared residual of the held-out number
+ * correct - its binomial part) / the posterior's part is computed per band. A ratio below 1 says the posterior
+ * after L answers is wider than the held-out answers' spread, above 1 narrower. Label-free: answers only.
+ */
+export function dispersionByEvidence(
+  kernelOf: (topic: string) => LatentKernel,
+  sequences: readonly LatentSequence[],
+  priorMean: (topic: string) => number,
+  bands: readonly number[] = [0, 1, 5, 15],
+  hold = 8,
+): { from: number; ratio: number; sequences: number }[] {
+  return bands.map((from) => {
+    let residual = 0;
+    let binomial = 0;
+    let posterior = 0;
+    let used = 0;
+    let p = new Float64Array(0);
+    for (const s of sequences) {
+      let total = 0;
+      for (const e of s.events) if (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) total += e.n;
+      if (total < from + 4) continue;
+      const kernel = kernelOf(s.topic);
+      if (p.length !== kernel.bins) p = new Float64Array(kernel.bins);
+      kernel.prior(priorMean(s.topic), p);
+      const base = kernel.mean(p);
+      let seen = 0;
+      let held = 0;
+      let last = Number.NaN;
+      let expS = 0;
+      let obsS = 0;
+      let bin = 0;
+      let sdSum = 0;
+      for (const e of s.events) {
+        if (held >= hold) break;
+        if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
+        last = e.t;
+        const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
+        if (graded && (held > 0 || seen + e.n > from)) {
+          const m = kernel.predictive(p);
+          let e2 = 0;
+          for (let i = 0; i < kernel.bins; i++) e2 += p[i]! * kernel.emit[i]! ** 2;
+          const v = Math.max(0, e2 - m * m);
+          expS += e.n * m;
+          obsS += e.k;
+          bin += e.n * (m * (1 - m) - v);
+          sdSum += e.n * Math.sqrt(v);
+          held += e.n;
+        } else if (held === 0) {
+          kernel.observe(p, e);
+          if (graded) seen += e.n;
+        }
+        kernel.learnFrom(p, e.kind);
+      }
+      if (held === 0) continue;
+      residual += (obsS - expS) ** 2;
+      binomial += bin;
+      posterior += sdSum * sdSum;
+      used++;
+    }
+    return {
+      from,
+      ratio: used > 0 && posterior > 0 ? (residual - binomial) / posterior : 1,
+      sequences: used,
+    };
+  });
+}
+
 export interface LatentSequence {
   topic: string;
   /** The student (pseudonymous key) the sequence belongs to: groups sequences for the student effect. */
@@ -1428,6 +1657,13 @@ export interface LatentFitOptions {
    * likelihood (LatentFilter.chooseStudentSd; needs `student` on the sequences). Default off.
    */
   studentEffect?: boolean;
+  /**
+   * With the student effect, whether the student's offset also moves their learning rates (round 14):
+   * "off" (the default of LatentFilter.fit: the level only) or "auto" (the loading among
+   * LATENT_STUDENT_LOADING_CANDIDATES chosen with the sd by the same leave-one-topic-out likelihood,
+   * LatentModelJson.studentLearnLoading).
+   */
+  studentLearning?: "off" | "auto";
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
 }
 
@@ -1453,8 +1689,14 @@ export const LATENT_FIT_BUDGET = { maxEvaluations: 600, stallTolerance: 1e-6 } a
  */
 export const LATENT_FORGETTING_DEFAULT: "floor" | "durable" | "auto" = "floor";
 
-export type LatentIntervalMode = "two-sided" | "widen-only";
-export const LATENT_INTERVAL_MODES: readonly LatentIntervalMode[] = ["two-sided", "widen-only"];
+export type LatentIntervalMode = "two-sided" | "widen-only" | "by-evidence";
+export const LATENT_INTERVAL_MODES: readonly LatentIntervalMode[] = [
+  "two-sided",
+  "widen-only",
+  "by-evidence",
+];
+/** Sequences a band of `dispersionByEvidence` needs for its own factor under "by-evidence" (else the one factor). */
+export const LATENT_BAND_MIN_SEQUENCES = 200;
 /** The default interval mode of LatentFilter.fit (docs/benchmarks.md Validity, round 11). */
 export const LATENT_INTERVAL_DEFAULT: LatentIntervalMode = "widen-only";
 /**
@@ -1472,7 +1714,8 @@ export const LATENT_MIN_INFLATION = 0.25;
  */
 export function intervalFactor(d: { ratio: number; sequences: number }, mode: LatentIntervalMode): number {
   if (d.sequences === 0 || !Number.isFinite(d.ratio)) return 1;
-  return mode === "widen-only" ? Math.max(1, d.ratio) : Math.max(LATENT_MIN_INFLATION, d.ratio);
+  // "by-evidence" keeps rounds 5-10's one factor for pairs outside its bands (LatentModelJson.intervalScaleByEvidence).
+  return mode !== "two-sided" ? Math.max(1, d.ratio) : Math.max(LATENT_MIN_INFLATION, d.ratio);
 }
 
 /** Prior concentration the logistic form holds under `emission: "auto"` (round 9's bench option, the start value). */
@@ -1504,6 +1747,29 @@ export interface ThresholdChoice {
   margin: number;
   /** Graded observations scored (both halves). */
   observations: number;
+}
+
+/**
+ * The candidates of the student effect's learning loading (round 14, `studentLearning: "auto"`; logits of
+ * learning rate per logit of the student's offset; 0 = the level only). Fixed before any figure of round 14.
+ */
+export const LATENT_STUDENT_LOADING_CANDIDATES: readonly number[] = [0, 0.25, 0.5, 1];
+
+/**
+ * Whether `mastery train served` lets the student effect's offset move the learning rates when none is named
+ * (round 14, LatentFitOptions.studentLearning; docs/benchmarks.md "Round 14 (valid10)").
+ */
+export const LATENT_STUDENT_LEARNING_DEFAULT: "off" | "auto" = "off";
+
+/** The outcome of the student effect's choice with a learning loading (round 14). */
+export interface StudentEffectChoice {
+  sd: number;
+  loading: number;
+  /** Per loading candidate: its best prior sd and that sd's held-out ll per graded observation. */
+  heldOut: Record<string, { sd: number; logLikPerObs: number }>;
+  /** Graded observations of the held-out sequences (students with 2+ graded sequences). */
+  observations: number;
+  margin: number;
 }
 
 /** The outcome of LatentFilter.chooseForgetting (round 12). */

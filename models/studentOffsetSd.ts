@@ -33,7 +33,7 @@ export function studentOffsetSd(
   const f = (o: number): number => {
     let ll = 0;
     for (const s of sequences)
-      ll += model.kernelFor(s.topic).run(s.events, sigmoid(logit(model.priorMean(s.topic)) + o), p);
+      ll += model.kernelFor(s.topic, o).run(s.events, sigmoid(logit(model.priorMean(s.topic)) + o), p);
     return -ll + (0.5 * o * o) / (sd * sd);
   };
   const curv = (f(offset + H) - 2 * f(offset) + f(offset - H)) / (H * H);

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { easeShare } from "../models/anchorEase.ts";
 import {
   LATENT_FORGETTING_DEFAULT,
+  LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
   type LatentFitOptions,
 } from "../models/latentFilter.ts";
@@ -205,11 +206,13 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
         : // The emission is chosen on held-out answers unless the caller names one (round 10 in
           // docs/benchmarks.md); the forgetting is LATENT_FORGETTING_DEFAULT (the global floor; round 12's
           // held-out choice, "auto", is an option); the topic threshold's shrinkage is LATENT_THRESHOLD_SD_DEFAULT
-          // (round 13: chosen on held-out students).
+          // (round 13: chosen on held-out students); the student effect's learning loading is
+          // LATENT_STUDENT_LEARNING_DEFAULT (round 14).
           await fitLatentOnStore(scratch, snapshot, {
             emission: "auto",
             forgetting: LATENT_FORGETTING_DEFAULT,
             topicThresholdSd: LATENT_THRESHOLD_SD_DEFAULT,
+            studentLearning: LATENT_STUDENT_LEARNING_DEFAULT,
             ...(opts.latentFit ?? {}),
           });
     const latentEst =

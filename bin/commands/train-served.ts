@@ -1,5 +1,9 @@
 import type { Command } from "commander";
-import { LATENT_FORGETTING_DEFAULT, LATENT_THRESHOLD_SD_DEFAULT } from "../../models/latentFilter.ts";
+import {
+  LATENT_FORGETTING_DEFAULT,
+  LATENT_STUDENT_LEARNING_DEFAULT,
+  LATENT_THRESHOLD_SD_DEFAULT,
+} from "../../models/latentFilter.ts";
 import {
   MASTERY_SCALES,
   type MasteryScale,
@@ -33,6 +37,7 @@ interface TrainServedCliOptions {
   latentInterval: string;
   latentForgetting: string;
   latentThresholdSd: string;
+  latentStudentLearning: string;
   servedFrom: string;
   anchor: string;
 }
@@ -93,8 +98,13 @@ export function register(program: Command): void {
       String(LATENT_THRESHOLD_SD_DEFAULT),
     )
     .option(
-      "--latent-interval <two-sided|widen-only>",
-      "with --latent on, how the held-out dispersion check sets the 80% interval's spread: widen-only (the default, rounds 5-10: never narrower than the posterior) or two-sided (round 11, opt-in: the method-of-moments factor as measured on held-out halves of the fit sample's answers, narrowing an over-wide posterior as it widens a narrow one; floored at half the posterior's spread; docs/benchmarks.md Validity round 11)",
+      "--latent-student-learning <off|auto>",
+      "with --latent-student on, whether the student's offset also moves their learning rates: off (the level only, rounds 6-13) or auto (round 14: a loading of the learning rates' logits on the offset, 0 / 0.25 / 0.5 / 1, chosen with the offset's sd by leave-one-topic-out likelihood, a loading other than 0 only if it wins by more than 0.0005 ll/obs; docs/benchmarks.md Validity round 14)",
+      LATENT_STUDENT_LEARNING_DEFAULT,
+    )
+    .option(
+      "--latent-interval <two-sided|widen-only|by-evidence>",
+      "with --latent on, how the held-out dispersion check sets the 80% interval's spread: widen-only (the default, rounds 5-10: never narrower than the posterior) or two-sided (round 11, opt-in: the method-of-moments factor as measured on held-out halves of the fit sample's answers, narrowing an over-wide posterior as it widens a narrow one; floored at half the posterior's spread; docs/benchmarks.md Validity round 11) or by-evidence (round 14, opt-in: one factor per band of the pair's answers, 0 / 1-4 / 5-14 / 15+, each from the held-out check after that many answers; docs/benchmarks.md Validity round 14)",
       "widen-only",
     )
     .option(
@@ -154,8 +164,18 @@ Example:
         throw new CliError(
           `--latent-threshold-sd must be auto or a number in [0, 1] (got ${opts.latentThresholdSd}); e.g. 0.15`,
         );
-      if (opts.latentInterval !== "two-sided" && opts.latentInterval !== "widen-only")
-        throw new CliError(`--latent-interval must be two-sided or widen-only (got ${opts.latentInterval})`);
+      if (opts.latentStudentLearning !== "off" && opts.latentStudentLearning !== "auto")
+        throw new CliError(
+          `--latent-student-learning must be off or auto (got ${opts.latentStudentLearning})`,
+        );
+      if (
+        opts.latentInterval !== "two-sided" &&
+        opts.latentInterval !== "widen-only" &&
+        opts.latentInterval !== "by-evidence"
+      )
+        throw new CliError(
+          `--latent-interval must be two-sided, widen-only or by-evidence (got ${opts.latentInterval})`,
+        );
       if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))
         throw new CliError(`--anchor must be one of ${SERVED_ANCHORS.join(", ")} (got ${opts.anchor})`);
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
@@ -166,6 +186,7 @@ Example:
         anchor: opts.anchor as ServedAnchor,
         latentFit: {
           studentEffect: opts.latentStudent === "on",
+          studentLearning: opts.latentStudentLearning,
           emission: opts.latentEmission,
           forgetting: opts.latentForgetting,
           topicThresholdSd: thresholdSd,

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { bktPredict, bktUpdate } from "../../models/bkt.ts";
 import {
+  dispersionByEvidence,
   fitTopicEffects,
   groupByTopic,
   implausibleParams,
@@ -10,9 +11,11 @@ import {
   KIND_PRACTICE,
   KIND_QUIZ,
   KIND_VIDEO,
+  LATENT_BAND_MIN_SEQUENCES,
   LATENT_INTERVAL_DEFAULT,
   LATENT_MIN_INFLATION,
   LATENT_MIN_OBSERVATIONS,
+  LATENT_STUDENT_LOADING_CANDIDATES,
   LATENT_THRESHOLD_SD_CANDIDATES,
   LATENT_TOPIC_THRESHOLD_SD,
   type LatentEvent,
@@ -20,6 +23,7 @@ import {
   LatentKernel,
   type LatentParams,
   type LatentSequence,
+  shiftedRate,
   studentHalf,
 } from "../../models/latentFilter.ts";
 import { mulberry32 } from "../../models/prng.ts";
@@ -349,6 +353,33 @@ describe("latent filter fit", () => {
     expect(changed.inflation).toBeGreaterThan(8);
   }, 60_000);
 
+  it("by evidence (round 14): the prior band's ratio is about 1 on the model's own data, and far above 1 when the prior is too narrow", () => {
+    const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
+    const seqs = simulate(truth, 3000, 12);
+    const own = dispersionByEvidence(
+      () => new LatentKernel(truth, 40),
+      seqs,
+      () => truth.priorMean,
+    );
+    expect(own.map((b) => b.from)).toEqual([0, 1, 5, 15]);
+    // Every sequence has >= 10 answers, so bands 0, 1 and 5 use every one of them; 15+ only the longer ones.
+    expect(own[0]!.sequences).toBe(3000);
+    expect(own[3]!.sequences).toBeGreaterThan(1000);
+    expect(own[3]!.sequences).toBeLessThan(3000);
+    // From the prior the posterior part is large (prior sd ~0.2), so the ratio is measured well: ~1.
+    expect(own[0]!.ratio).toBeGreaterThan(0.8);
+    expect(own[0]!.ratio).toBeLessThan(1.25);
+    // The same answers judged by a filter whose prior is 10x more concentrated (sd ~0.07): the held-out
+    // answers spread several times more than that prior says.
+    const tight = new LatentKernel({ ...truth, priorConcentration: 10 * truth.priorConcentration }, 40);
+    const narrow = dispersionByEvidence(
+      () => tight,
+      seqs,
+      () => truth.priorMean,
+    );
+    expect(narrow[0]!.ratio).toBeGreaterThan(3);
+  }, 60_000);
+
   it("turns the held-out dispersion ratio into the interval's variance factor: two-sided as measured above the floor, widen-only at least 1", () => {
     // Known answers.
     expect(LATENT_MIN_INFLATION).toBe(0.25);
@@ -411,6 +442,46 @@ describe("latent filter fit", () => {
     );
     expect(intervalFactor(changed, "two-sided")).toBe(intervalFactor(changed, "widen-only"));
     expect(changed.ratio).toBeGreaterThan(4);
+  }, 60_000);
+
+  it("by-evidence (round 14): each band's factor from its held-out check, applied by the pair's observations; score unchanged", () => {
+    const truth: LatentParams = { ...PARAMS, noise: 0, halfLifeDays: 30, learn: [0.06, 0.15, 0.1, 0, 0] };
+    const seqs = simulate(truth, 300, 17);
+    const banded = LatentFilter.fit(seqs, { bins: 20, maxEvaluations: 40, interval: "by-evidence" });
+    const wide = LatentFilter.fit(seqs, { bins: 20, maxEvaluations: 40 });
+    expect(banded.json.intervalScale).toBe(wide.json.intervalScale);
+    const bands = banded.json.intervalScaleByEvidence!;
+    const k = banded.kernelFor("T");
+    const check = dispersionByEvidence(
+      () => k,
+      seqs,
+      (t) => banded.priorMean(t),
+    );
+    bands.forEach((b, i) => {
+      expect(b.ratio).toBe(check[i]!.ratio);
+      expect(b.scale).toBeCloseTo(
+        b.sequences >= LATENT_BAND_MIN_SEQUENCES
+          ? Math.sqrt(Math.max(LATENT_MIN_INFLATION, b.ratio))
+          : banded.json.intervalScale!,
+        12,
+      );
+    });
+    // A pair with 6 answers takes the 5+ band's factor; one without the prior's (0+).
+    const events = seqs[0]!.events.filter((e) => e.kind === KIND_QUIZ).slice(0, 6);
+    const at = (m: LatentFilter, ev: LatentEvent[], scale: number) =>
+      new LatentFilter({ ...m.json, intervalScale: scale, intervalScaleByEvidence: [] }).predict("T", ev, 40);
+    for (const [ev, band] of [
+      [events, 2],
+      [[], 0],
+    ] as const) {
+      const got = banded.predict("T", [...ev], 40);
+      const ref = at(banded, [...ev], bands[band]!.scale);
+      expect(got.score).toBe(wide.predict("T", [...ev], 40).score);
+      expect(got.lo).toBe(ref.lo);
+      expect(got.hi).toBe(ref.hi);
+    }
+    expect(banded.intervalScaleAt(6)).toBe(bands[2]!.scale);
+    expect(banded.intervalScaleAt(0)).toBe(bands[0]!.scale);
   }, 60_000);
 
   it("records the dispersion check in the fitted model and serves the same score with a two-sided or widen-only interval", () => {
@@ -541,6 +612,7 @@ function simulateStudents(
   students: number,
   studentSd: number,
   seed: number,
+  learnLoading = 0,
 ): { seqs: LatentSequence[]; offsets: number[] } {
   const rnd = mulberry32(seed);
   const normal = () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
@@ -561,7 +633,7 @@ function simulateStudents(
         const shape = params.slope === undefined ? K : sig(params.slope * (K - th));
         const pc = params.guess + (1 - params.guess - params.slip) * shape;
         events.push({ t, kind: KIND_QUIZ, n: 1, k: rnd() < pc ? 1 : 0 });
-        K += (params.learn[KIND_QUIZ] ?? 0) * (1 - K);
+        K += shiftedRate(params.learn[KIND_QUIZ] ?? 0, learnLoading * off) * (1 - K);
       }
       seqs.push({ topic, student: `s${s}`, events });
     }
@@ -724,6 +796,35 @@ describe("latent filter: student effect (round 6)", () => {
     );
     expect(spearmanOf(est, differ.offsets)).toBeGreaterThan(0.6);
   }, 60_000);
+
+  it("chooses a learning loading with the sd (round 14): > 0 when able students also learn faster, 0 when they do not", () => {
+    const topics = { A: 0.5, B: 0.5, C: 0.5, D: 0.5 };
+    const truth: LatentParams = { ...NO_TIME, priorMean: 0.3, learn: [0.08, 0, 0, 0, 0] };
+    const f = new LatentFilter({
+      ...known().json,
+      params: truth,
+      topicPriorMean: { A: 0.3, B: 0.3, C: 0.3, D: 0.3 },
+    });
+    const loads = simulateStudents(truth, topics, 300, 1, 22, 1);
+    const level = simulateStudents(truth, topics, 300, 1, 22, 0);
+    const a = LatentFilter.chooseStudentSd(f, loads.seqs, undefined, LATENT_STUDENT_LOADING_CANDIDATES);
+    const b = LatentFilter.chooseStudentSd(f, level.seqs, undefined, LATENT_STUDENT_LOADING_CANDIDATES);
+    expect(a.loading).toBeGreaterThanOrEqual(0.5);
+    expect(b.loading).toBe(0);
+    expect(a.sd).toBeGreaterThanOrEqual(0.5);
+    expect(b.sd).toBeGreaterThanOrEqual(0.5);
+    // The record: every candidate's best sd and score; the winner's beats loading 0 by more than the margin.
+    expect(Object.keys(a.choice.heldOut).sort()).toEqual(
+      LATENT_STUDENT_LOADING_CANDIDATES.map(String).sort(),
+    );
+    const w = a.choice.heldOut[String(a.loading)]!;
+    expect(w.logLikPerObs).toBeGreaterThan(a.choice.heldOut["0"]!.logLikPerObs + a.choice.margin);
+    expect(a.choice.observations).toBeGreaterThan(0);
+    // Without loading candidates the choice is round 6's, and identical to loading 0's entry.
+    const c = LatentFilter.chooseStudentSd(f, loads.seqs);
+    expect(c.loading).toBe(0);
+    expect(c.choice.heldOut["0"]).toEqual(a.choice.heldOut["0"]);
+  }, 120_000);
 });
 
 /**

@@ -6,6 +6,7 @@ import {
   LatentKernel,
   type LatentParams,
   STUDENT_GRID,
+  shiftedRate,
 } from "../../models/latentFilter.ts";
 import {
   decodeLatentBasis,
@@ -24,6 +25,8 @@ import {
 import { LATENT_TEST_PARAMS } from "./latentFixtures.ts";
 
 const PARAMS: LatentParams = LATENT_TEST_PARAMS;
+/** Mean of a stored posterior over the 40-cell grid's midpoints. */
+const meanOf = (p: Float32Array): number => p.reduce((a, v, i) => a + v * ((i + 0.5) / p.length), 0);
 
 const filter = (bins = 40, studentPriorSd?: number) =>
   new LatentFilter({
@@ -246,6 +249,50 @@ describe("models/latentState", () => {
         p,
       );
       expect(b.ll[j]).toBeCloseTo(ll, 5);
+    });
+  });
+
+  it("learning loading (round 14): basis part j learns at the rates shifted by loading x offset; replay, decoded continuation and predictStudent agree to the bit", () => {
+    const f = new LatentFilter({ ...filter(40, 1.5).json, studentLearnLoading: 0.5 });
+    const events: LatentSourceEvent[] = [
+      { type: "quiz_attempt", ts: T0, isCorrect: true },
+      { type: "video", ts: T0 + DAY_US / 2, isCorrect: null },
+      { type: "practice", ts: T0 + DAY_US, isCorrect: null, attempts: 4, correctCount: 3 },
+      { type: "quiz_attempt", ts: T0 + 3 * DAY_US, isCorrect: false },
+    ];
+    const b = foldLatentBasis(f, "algebra", events);
+    const logit = (x: number) => Math.log(x / (1 - x));
+    const p = new Float64Array(40);
+    const evs = events.map((r) => latentEventOf(r)!);
+    STUDENT_GRID.forEach((o, j) => {
+      // The reference: a float64 run of a kernel built with the shifted rates (known: 0.05 at +1 logit
+      // is sigmoid(logit(0.05) + 1) = 0.1252).
+      const k = new LatentKernel(PARAMS, 40, undefined, 0.5 * o);
+      expect(b.ll[j]).toBeCloseTo(k.run(evs, 1 / (1 + Math.exp(-(logit(0.6) + o))), p), 5);
+      expect(Math.abs(meanOf(b.parts[j]!.p) - k.mean(p))).toBeLessThan(1e-5);
+    });
+    expect(shiftedRate(0.05, 1)).toBeCloseTo(0.125_2, 4);
+    expect(shiftedRate(0, 2)).toBe(0);
+    // Parts at negative offsets learn more slowly than the level-only filter's, at positive ones faster.
+    const plain = foldLatentBasis(filter(40, 1.5), "algebra", events);
+    expect(meanOf(b.parts[6]!.p)).toBeGreaterThan(meanOf(plain.parts[6]!.p));
+    expect(meanOf(b.parts[0]!.p)).toBeLessThan(meanOf(plain.parts[0]!.p));
+    // At offset 0 the shift is 0: the level-only filter's part, to the bit.
+    expect(b.parts[3]).toEqual(plain.parts[3]);
+    expect(b.ll[3]).toBe(plain.ll[3]);
+    // The stream's path (fold from storage, offset from the summaries, mixed state) is the batch scoring's.
+    const other: LatentSourceEvent[] = [{ type: "quiz_attempt", ts: T0, isCorrect: true }];
+    const seqs = [
+      { topic: "algebra", student: "s", events: evs },
+      { topic: "algebra", student: "s", events: other.map((r) => latentEventOf(r)!) },
+    ];
+    const batch = f.predictStudent(seqs, T0 / DAY_US + 5);
+    const states = [foldLatentBasis(f, "algebra", events), foldLatentBasis(f, "algebra", other)];
+    const offset = f.studentOffsetOf(states.map((state) => ({ topic: "algebra", state })));
+    expect(offset).toBe(batch.offset);
+    states.forEach((st, i) => {
+      const from = decodeLatentBasis(encodeLatentBasis(st), 40, 7)!;
+      expect(f.estimate(f.mixAt(from, offset), T0 / DAY_US + 5, "algebra")).toEqual(batch.estimates[i]);
     });
   });
 

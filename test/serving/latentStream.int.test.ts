@@ -30,9 +30,15 @@ afterAll(() => rmSync(DIR, { recursive: true, force: true }));
 const PARAMS: LatentParams = LATENT_TEST_PARAMS;
 
 /** A served model directory whose score is the latent filter's (as `mastery train served` writes one). */
-function servedModelDir(name: string, params: LatentParams = PARAMS, studentPriorSd?: number): string {
+function servedModelDir(
+  name: string,
+  params: LatentParams = PARAMS,
+  studentPriorSd?: number,
+  studentLearnLoading?: number,
+): string {
   const latent: LatentModelJson = {
     ...(studentPriorSd === undefined ? {} : { studentPriorSd }),
+    ...(studentLearnLoading === undefined ? {} : { studentLearnLoading }),
     version: 1,
     bins: 40,
     params,
@@ -233,14 +239,16 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
     await stores.close();
   });
 
-  // Both forgetting forms (round 9's durable share decays towards each basis part's own prior mean).
-  for (const [label, params] of [
-    ["global floor", PARAMS],
-    ["durable share", { ...PARAMS, durableShare: 0.4, floor: 0 }],
+  // Both forgetting forms (round 9's durable share decays towards each basis part's own prior mean), and round
+  // 14's learning loading (each basis part learns at its offset's rates).
+  for (const [label, params, loading] of [
+    ["global floor", PARAMS, undefined],
+    ["durable share", { ...PARAMS, durableShare: 0.4, floor: 0 }, undefined],
+    ["learning loading", PARAMS, 1],
   ] as const)
     it(`with a student effect: equals the replay byte for byte and the batch scoring, whatever the arrival order (${label})`, async () => {
       const models = streamModels({
-        servedModelDir: servedModelDir(`student-b-${label.replace(" ", "-")}`, params, 1.5),
+        servedModelDir: servedModelDir(`student-b-${label.replace(" ", "-")}`, params, 1.5, loading),
       });
       const set = generateStreamEvents({ students: 8, topics: 5, events: 900, seed: 7, lateShare: 0.05 });
       const { duck, stores } = await streamEqualsRecompute(models, set);
