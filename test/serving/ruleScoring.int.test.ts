@@ -101,6 +101,38 @@ describe("scoreRules job", () => {
     store.close();
   });
 
+  it("keeps a pair whose evidence spans 60 half-lives (weights down to 1e-18) to 1e-12 of the pure fold", async () => {
+    const store = await DuckStore.open(":memory:");
+    const { config } = loadRuleConfig();
+    const h = config.evidenceHalfLifeDays;
+    // The only quiz with hints is the oldest: its column's sum is a term ~2^-60 times the newest ones'.
+    const log: TestEvent[] = [
+      quiz("old", "t", 60 * h, true, 3),
+      ...[2, 1, 0.5].map((d) => quiz("old", "t", d, d > 1)),
+      { type: "video", student: "old", topic: "t", ts: ago(59 * h), watch_pct: 40 },
+    ];
+    await insertEvents(store, log);
+    const [row] = await store.all<Record<string, unknown>>(`SELECT * FROM (${ruleStateSql()})`, {
+      t: BigInt(T.getTime()) * 1000n,
+      h,
+    });
+    const pure = foldRuleEvents(
+      log.map((e) => ({
+        tUs: Date.parse(e.ts) * 1000,
+        type: e.type,
+        isCorrect: e.is_correct ?? null,
+        hintsUsed: e.hints_used ?? null,
+        watchPct: e.watch_pct ?? null,
+      })),
+      h,
+    ) as RuleState;
+    expect(pure.q_hints).toBeLessThan(1e-17);
+    expect(pure.q_hints).toBeGreaterThan(0);
+    for (const c of RULE_STATE_COLUMNS)
+      expect(Math.abs(Number(row![c]) - pure[c]), c).toBeLessThanOrEqual(1e-12 * Math.abs(pure[c]));
+    store.close();
+  });
+
   it("an incremental run refolds and writes only the pairs with new or late events; history only for changed scores", async () => {
     const store = await DuckStore.open(":memory:");
     await insertEvents(store, LOG);
