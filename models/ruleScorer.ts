@@ -51,9 +51,11 @@ export type RuleSignal = (typeof RULE_SIGNALS)[number];
 
 /**
  * The scorer's form, hashed into the rule model version with its config (serving/ruleScoring.ts): scores of
- * another form are never mixed with these. "decayed-1" replaced the banded 7/30/90-day form.
+ * another form are never mixed with these. "decayed-1" replaced the banded 7/30/90-day form; "decayed-2" has the
+ * same arithmetic with the batch's sums exact and order-free (storage/ruleStateSql.ts fixed point), so the first
+ * run after it is full and rows summed another way (last bits) are not mixed with a day's refolds.
  */
-export const RULE_MODEL_FORM = "decayed-1";
+export const RULE_MODEL_FORM = "decayed-2";
 
 export interface RuleConfig {
   prior: number;
