@@ -51,9 +51,11 @@ export type RuleSignal = (typeof RULE_SIGNALS)[number];
 
 /**
  * The scorer's form, hashed into the rule model version with its config (serving/ruleScoring.ts): scores of
- * another form are never mixed with these. "decayed-1" replaced the banded 7/30/90-day form.
+ * another form are never mixed with these. "decayed-1" replaced the banded 7/30/90-day form; "decayed-2" has the
+ * same arithmetic with the batch's sums exact and order-free (storage/ruleStateSql.ts fixed point), so the first
+ * run after it is full and rows summed another way (last bits) are not mixed with a day's refolds.
  */
-export const RULE_MODEL_FORM = "decayed-1";
+export const RULE_MODEL_FORM = "decayed-2";
 
 export interface RuleConfig {
   prior: number;
@@ -251,6 +253,35 @@ export function mergeRuleStates(
     out[c] = x[c] + y[c];
   }
   return out;
+}
+
+/** Bytes of an encoded state (encodeRuleState): the event count, then RULE_STATE_COLUMNS, as doubles. */
+export const RULE_STATE_BYTES = (1 + RULE_STATE_COLUMNS.length) * 8;
+
+/**
+ * A state as bytes for a key-value store (the stream's learner state carries it: serving/ruleStream.ts), with
+ * the number of the key's events it folds (`eventN`, so a reader can tell a state that missed events). Every
+ * double is kept to the bit (little-endian IEEE 754).
+ */
+export function encodeRuleState(s: RuleState, eventN: number): Uint8Array {
+  const out = new Uint8Array(RULE_STATE_BYTES);
+  const v = new DataView(out.buffer);
+  v.setFloat64(0, eventN, true);
+  RULE_STATE_COLUMNS.forEach((c, i) => {
+    v.setFloat64(8 * (i + 1), s[c], true);
+  });
+  return out;
+}
+
+/** encodeRuleState's bytes back, or null when they are not of that length (another layout). */
+export function decodeRuleState(bytes: Uint8Array): { state: RuleState; eventN: number } | null {
+  if (bytes.length !== RULE_STATE_BYTES) return null;
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const state = emptyState(0, 0);
+  RULE_STATE_COLUMNS.forEach((c, i) => {
+    state[c] = v.getFloat64(8 * (i + 1), true);
+  });
+  return { state, eventN: v.getFloat64(0, true) };
 }
 
 /** One factor of a stored state: its value (natural units) and its part (contribution = λ(T) · part). */

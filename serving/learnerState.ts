@@ -28,6 +28,7 @@ import { baseTable, deltaTable, foldDelta } from "../storage/servingTables.ts";
 import { LEARNER_STATE_COLUMNS, learnerStateFromRow } from "../storage/stateStore.ts";
 import { intern } from "../training/responses.ts";
 import type { StreamLatent } from "./latentStream.ts";
+import type { StreamRule } from "./ruleStream.ts";
 
 /**
  * The BKT + Elo scoring job (the one batch path: `mastery score bkt-elo`, the pipeline, the demo and
@@ -67,6 +68,11 @@ export interface BktEloModels {
    * (serving/latentStream.ts); absent: no latent state, no 'latent' / 'served' scores from the stream.
    */
   latent?: StreamLatent | undefined;
+  /**
+   * The rule scorer's config, whose decayed state the stream updater and the recompute carry per key
+   * (serving/ruleStream.ts); absent: no rule state, no 'rule_based' rows from the stream.
+   */
+  rule?: StreamRule | undefined;
 }
 
 /** Per-topic parameters from the models (models/learnerState.ts; re-exported for the serving callers). */
@@ -373,7 +379,7 @@ async function rewriteMovedStates(
   );
   await store.run(
     `UPDATE ${base} SET ${STATE_VALUE_COLUMNS.map((c) => `${c} = x.${c}`).join(", ")}, updated_at = x.updated_at,
-         latent_state = NULL, latent_model_version = NULL
+         latent_state = NULL, latent_model_version = NULL, rule_state = NULL, rule_model_version = NULL
        FROM (SELECT * FROM temp.bkt_elo_state_rows WHERE moved AND NOT is_new AND NOT resigned) x WHERE ${match}`,
   );
   await store.run(

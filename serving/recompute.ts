@@ -5,8 +5,9 @@ import { STATE_NUMBER_FIELDS, type StateStore, type StoredLearnerState } from ".
 import { foldLatentColumns, studentOffsetOfStates } from "./latentStream.ts";
 import type { BktEloModels } from "./learnerState.ts";
 import { topicParamsResolver } from "./learnerState.ts";
+import { foldRuleColumns, RULE_SOURCE, type RuleColumns, ruleStateOf } from "./ruleStream.ts";
 import { explanationText } from "./storedExplanations.ts";
-import { learnerEvent, stateScores } from "./updater.ts";
+import { firstIngestedRows, learnerEvent, stateScores } from "./updater.ts";
 
 /**
  * The reconciliation: replays every raw event, per (student, topic), through the same functions as
@@ -14,7 +15,10 @@ import { learnerEvent, stateScores } from "./updater.ts";
  * and masteryScores), and compares the result with what the stream left in learner_state and
  * student_mastery. Differences are expected to be 0: the stream's state is the fold of exactly the
  * events it processed, in the same order, so once every event is processed both are the same
- * numbers, bit for bit.
+ * numbers, bit for bit. The one exception is the rule state (serving/ruleStream.ts) and its 'rule_based' row:
+ * the stream merges each group of new events into the stored sums, which adds them in another order than one
+ * fold, so those are compared within RULE_RELATIVE_TOLERANCE (relative, per sum; absolute for the score and
+ * the explanation's numbers, which lie in [0, 1] or are their parts).
  */
 
 export interface TableReconciliation {
@@ -33,6 +37,8 @@ export interface TableReconciliation {
   differences: number;
   /** Largest absolute difference of a numeric field over the compared rows (0 when equal). */
   maxAbsDiff: number;
+  /** learner_state: largest relative difference of a rule state's sum (within RULE_RELATIVE_TOLERANCE is equal). */
+  maxRuleRelDiff: number;
   /** A few differing keys with the first differing field, for a human to look at. */
   examples: string[];
 }
@@ -53,6 +59,28 @@ const SOURCES = ["bkt", "elo"] as const;
 /** Written by the stream with a served model's latent filter (serving/latentStream.ts). */
 const LATENT_SOURCES = ["latent", "served"] as const;
 
+/** How far a streamed rule sum (or score) may be from the replay's: float rounding of merged sums. */
+export const RULE_RELATIVE_TOLERANCE = 1e-9;
+
+/**
+ * The first difference of two stored rule states beyond RULE_RELATIVE_TOLERANCE (relative per sum; the
+ * folded event count and the model version exactly), or undefined; `maxRel` gets the largest relative one.
+ */
+function ruleStateDiff(a: RuleColumns, e: RuleColumns, track: { maxRel: number }): string | undefined {
+  if ((a.ruleModelVersion ?? null) !== (e.ruleModelVersion ?? null)) return "rule model versions differ";
+  const x = ruleStateOf(a);
+  const y = ruleStateOf(e);
+  if (x === null || y === null) return x === y ? undefined : "rule state missing on one side";
+  for (const c of Object.keys(y) as (keyof typeof y)[]) {
+    const d = Math.abs(x[c] - y[c]);
+    if (d === 0) continue;
+    const rel = d / Math.max(Math.abs(x[c]), Math.abs(y[c]));
+    if (rel > track.maxRel) track.maxRel = rel;
+    if (rel > RULE_RELATIVE_TOLERANCE) return `rule ${c} ${x[c]} != ${y[c]}`;
+  }
+  return undefined;
+}
+
 /** Byte-for-byte equality of two stored latent states (null = none). */
 function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
   if (a === null || b === null) return a === b;
@@ -71,6 +99,7 @@ function emptyTable(table: TableReconciliation["table"]): TableReconciliation {
     extra: 0,
     differences: 0,
     maxAbsDiff: 0,
+    maxRuleRelDiff: 0,
     examples: [],
   };
 }
@@ -121,11 +150,14 @@ export async function recompute(
       models.latent === undefined ? [] : replayOrder(learner),
       null,
     );
+    // The rule state (with a rule model): one fold of the first ingested copies in (ts, event_id) order.
+    const rule = foldRuleColumns(models.rule, firstIngestedRows(keyEvents), null, s.eventN);
     const stored: StoredLearnerState = {
       ...s,
       bktModelVersion: models.bktVersion,
       eloModelVersion: models.eloVersion,
       ...latent,
+      ...rule,
     };
     expectedState.set(keyId(first.student_key, first.topic_id), stored);
     const l = byStudent.get(first.student_key) ?? [];
@@ -178,6 +210,9 @@ export async function recompute(
       firstDiff ??= "latent model versions differ";
     else if (!sameBytes(a.state.latent ?? null, e.latent ?? null))
       firstDiff ??= "latent filter state differs";
+    const track = { maxRel: st.maxRuleRelDiff };
+    firstDiff ??= ruleStateDiff(a.state, e, track);
+    st.maxRuleRelDiff = track.maxRel;
     if (firstDiff !== undefined) {
       st.differences++;
       if (st.examples.length < 5) st.examples.push(`${show(id)}: ${firstDiff}`);
@@ -188,9 +223,11 @@ export async function recompute(
   // student_mastery (the bkt and elo rows)
   const sm = emptyTable("student_mastery");
   sm.expected = expectedScores.size;
-  const actualScores = await stores.mastery.all(
-    models.latent === undefined ? SOURCES : [...SOURCES, ...LATENT_SOURCES],
-  );
+  const actualScores = await stores.mastery.all([
+    ...SOURCES,
+    ...(models.latent === undefined ? [] : LATENT_SOURCES),
+    ...(models.rule === undefined ? [] : [RULE_SOURCE]),
+  ]);
   sm.actual = actualScores.length;
   const seenScores = new Set<string>();
   for (const a of actualScores) {
@@ -203,15 +240,18 @@ export async function recompute(
     }
     sm.compared++;
     let firstDiff: string | undefined;
+    // A streamed rule row comes from merged sums: equal within the tolerance (module comment).
+    const tol = a.score_source === RULE_SOURCE ? RULE_RELATIVE_TOLERANCE : 0;
     const d = Math.abs(a.mastery_score - e.score);
     if (d > sm.maxAbsDiff) sm.maxAbsDiff = d;
-    if (a.mastery_score !== e.score) firstDiff = `mastery_score ${a.mastery_score} != ${e.score}`;
+    if (d > tol) firstDiff = `mastery_score ${a.mastery_score} != ${e.score}`;
     if (a.model_version !== e.modelVersion)
       firstDiff ??= `model_version ${a.model_version} != ${e.modelVersion}`;
     if (a.as_of_us !== e.asOfUs) firstDiff ??= `as_of ${a.as_of_us} != ${e.asOfUs}`;
     const ed = explanationDiff(
       explanationText(a.explanation, a.explanation_numbers, a.mastery_score),
       e.explanation,
+      tol,
     );
     if (ed.maxAbs > sm.maxAbsDiff) sm.maxAbsDiff = ed.maxAbs;
     if (ed.differs) firstDiff ??= "explanation differs";
@@ -231,8 +271,11 @@ export async function recompute(
   };
 }
 
-/** Compares two explanation JSON texts: numbers by absolute difference, everything else exactly. */
-function explanationDiff(actual: string, expected: string): { differs: boolean; maxAbs: number } {
+/**
+ * Compares two explanation JSON texts: numbers by absolute difference (equal within `tol`; for a rule row's
+ * `rule` block, relative to the larger magnitude), everything else exactly.
+ */
+function explanationDiff(actual: string, expected: string, tol = 0): { differs: boolean; maxAbs: number } {
   if (actual === expected) return { differs: false, maxAbs: 0 };
   let maxAbs = 0;
   let differs = false;
@@ -240,7 +283,7 @@ function explanationDiff(actual: string, expected: string): { differs: boolean; 
     if (typeof a === "number" && typeof b === "number") {
       const d = Math.abs(a - b);
       if (d > maxAbs) maxAbs = d;
-      if (a !== b) differs = true;
+      if (d > tol * Math.max(1, Math.abs(a), Math.abs(b))) differs = true;
       return;
     }
     if (typeof a === "object" && a !== null && typeof b === "object" && b !== null) {

@@ -28,6 +28,7 @@ import {
   studentOffsetOfStates,
 } from "./latentStream.ts";
 import { type BktEloModels, modelFileVersion, topicParamsResolver } from "./learnerState.ts";
+import { foldRuleColumns, loadStreamRule, type RuleColumns, ruleScores, ruleUsable } from "./ruleStream.ts";
 
 /**
  * The ONE incremental update path: the stream worker and POST /events both hand validated,
@@ -179,6 +180,11 @@ export function streamModels(opts: {
   eloModelDir?: string | undefined;
   /** A served model (`mastery train served`) whose latent filter the stream carries (serving/latentStream.ts). */
   servedModelDir?: string | undefined;
+  /**
+   * The rule weights whose decayed state the stream keeps (serving/ruleStream.ts); default
+   * config/rule-weights.yaml, null: no rule state and no 'rule_based' rows from the stream.
+   */
+  ruleConfigPath?: string | null | undefined;
 }): BktEloModels {
   const models: BktEloModels = {
     bkt: undefined,
@@ -197,6 +203,7 @@ export function streamModels(opts: {
     models.eloVersion = m.version;
   }
   if (opts.servedModelDir !== undefined) models.latent = loadStreamLatent(opts.servedModelDir);
+  if (opts.ruleConfigPath !== null) models.rule = loadStreamRule(opts.ruleConfigPath);
   return models;
 }
 
@@ -238,13 +245,31 @@ export function masteryScores(
   ];
 }
 
-function toStored(s: LearnerState, models: BktEloModels, latent: LatentColumns): StoredLearnerState {
-  return { ...s, bktModelVersion: models.bktVersion, eloModelVersion: models.eloVersion, ...latent };
+function toStored(
+  s: LearnerState,
+  models: BktEloModels,
+  latent: LatentColumns,
+  rule: RuleColumns,
+): StoredLearnerState {
+  return { ...s, bktModelVersion: models.bktVersion, eloModelVersion: models.eloVersion, ...latent, ...rule };
 }
 
 function toLearner(s: StoredLearnerState): LearnerState {
-  const { bktModelVersion: _b, eloModelVersion: _e, latent: _l, latentModelVersion: _v, ...rest } = s;
+  const {
+    bktModelVersion: _b,
+    eloModelVersion: _e,
+    latent: _l,
+    latentModelVersion: _v,
+    rule: _r,
+    ruleModelVersion: _rv,
+    ...rest
+  } = s;
   return rest;
+}
+
+/** A key's stored rows as the fold counts them: the first ingested copy of each event (firstIngestedCopies). */
+export function firstIngestedRows(rows: readonly LearnerRow[]): LearnerRow[] {
+  return firstIngestedCopies(rows.map((row) => ({ ...learnerEvent(row), row }))).map((e) => e.row);
 }
 
 /**
@@ -261,7 +286,8 @@ export function stateScores(
 ): MasteryWrite["scores"] {
   const scores = masteryScores(toLearner(state), params, models);
   const latent = latentScores(models.latent, topicId, state, state.lastTs, studentOffset);
-  return latent.length === 0 ? scores : [...scores, ...latent];
+  const rule = ruleScores(models.rule, state);
+  return latent.length === 0 && rule.length === 0 ? scores : [...scores, ...latent, ...rule];
 }
 
 const keyId = (studentKey: string, topicId: string): string => `${studentKey}\u0000${topicId}`;
@@ -485,7 +511,8 @@ export class IncrementalUpdater implements EventUpdater {
           s !== null &&
           s.bktModelVersion === models.bktVersion &&
           s.eloModelVersion === models.eloVersion &&
-          latentUsable(models.latent, s);
+          latentUsable(models.latent, s) &&
+          ruleUsable(models.rule, s);
         if (fresh.length === 0) {
           plan.final = s === null ? null : { rev: l.rev, state: s };
           if (s === null || !moving.has(plan.studentKey)) continue;
@@ -512,12 +539,13 @@ export class IncrementalUpdater implements EventUpdater {
         }
         const next = replayEvents(events, this.paramsFor(plan.topicId), toLearner(s!));
         const latent = foldLatentColumns(models.latent, plan.topicId, events, s);
+        const rule = foldRuleColumns(models.rule, fresh, s, next.eventN);
         for (const r of fresh) plan.outcome.set(r.event_id, "applied");
         commits.push({
           studentKey: plan.studentKey,
           topicId: plan.topicId,
           expectedRev: l.rev,
-          state: toStored(next, models, latent),
+          state: toStored(next, models, latent, rule),
           processed: fresh.map((r) => r.event_id),
           updatedAtUs,
         });
@@ -537,10 +565,10 @@ export class IncrementalUpdater implements EventUpdater {
         }
         for (const { plan, loaded: l } of replay) {
           if (budget.due) await budget.yield();
-          const evs = firstIngestedCopies(
-            (byKey.get(keyId(plan.studentKey, plan.topicId)) ?? []).map(learnerEvent),
-          );
+          const keyRows = firstIngestedRows(byKey.get(keyId(plan.studentKey, plan.topicId)) ?? []);
+          const evs = keyRows.map(learnerEvent);
           const next = replayEvents(evs, this.paramsFor(plan.topicId));
+          const rule = foldRuleColumns(models.rule, keyRows, null, next.eventN);
           // replayEvents sorts its own copy; the filter folds the same order.
           const ordered = models.latent === undefined ? [] : replayOrder(evs);
           const latent = foldLatentColumns(models.latent, plan.topicId, ordered, null);
@@ -549,7 +577,7 @@ export class IncrementalUpdater implements EventUpdater {
             studentKey: plan.studentKey,
             topicId: plan.topicId,
             expectedRev: l.rev,
-            state: toStored(next, models, latent),
+            state: toStored(next, models, latent, rule),
             processed: evs.map((e) => e.eventId),
             updatedAtUs,
           });

@@ -56,6 +56,9 @@ export type LearnerRow = {
   attempts: number | null;
   correct_count: number | null;
   score_pct: number | null;
+  /** Quiz hints and a video's watch_pct: the rule scorer's evidence (serving/ruleStream.ts). */
+  hints_used: number | null;
+  watch_pct: number | null;
 };
 
 export interface DeadLetterRow {
@@ -188,7 +191,8 @@ const PG_TYPES: Record<ColumnKind, string> = {
 
 const PG_LEARNER_COLUMNS = `event_id, type, student_key, topic_id,
   (extract(epoch FROM ts) * 1000000)::float8 AS ts_us, is_correct, question_id,
-  (extract(epoch FROM ingested_at) * 1000000)::float8 AS ingested_at_us, attempts, correct_count, score_pct`;
+  (extract(epoch FROM ingested_at) * 1000000)::float8 AS ingested_at_us, attempts, correct_count, score_pct,
+  hints_used, watch_pct`;
 
 export class PgRawEventStore implements RawEventStore {
   private constructor(private readonly pg: PgStore) {}
@@ -285,7 +289,7 @@ export class PgRawEventStore implements RawEventStore {
 // DuckDB (embedded; one process holds the file, so no concurrent writers)
 
 const DUCK_LEARNER_COLUMNS =
-  "event_id, type, student_key, topic_id, epoch_us(ts)::DOUBLE AS ts_us, is_correct, question_id, epoch_us(ingested_at)::DOUBLE AS ingested_at_us, attempts, correct_count, score_pct";
+  "event_id, type, student_key, topic_id, epoch_us(ts)::DOUBLE AS ts_us, is_correct, question_id, epoch_us(ingested_at)::DOUBLE AS ingested_at_us, attempts, correct_count, score_pct, hints_used, watch_pct";
 
 // models/learnerState.ts firstIngestedCopies in SQL (fewer rows to ship): a key's copies of one
 // event count once, the first ingested (then the earlier ts). The fold applies the same rule again.
@@ -510,5 +514,7 @@ function learnerRow(r: RawEventRow): LearnerRow {
     attempts: r.attempts,
     correct_count: r.correct_count,
     score_pct: r.score_pct,
+    hints_used: r.hints_used,
+    watch_pct: r.watch_pct,
   };
 }

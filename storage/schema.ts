@@ -167,6 +167,10 @@ export const CORE_DDL: readonly string[] = [
   // latent model that built it; NULL without a latent model (and in rows of the batch job): rebuilt on touch.
   "ALTER TABLE learner_state ADD COLUMN IF NOT EXISTS latent_state BLOB",
   "ALTER TABLE learner_state ADD COLUMN IF NOT EXISTS latent_model_version VARCHAR",
+  // The stream's decayed rule state (models/ruleScorer.ts encodeRuleState, 120 bytes) and the rule model version
+  // that built it (serving/ruleStream.ts); NULL in rows of the batch jobs (rebuilt on the stream's next touch).
+  "ALTER TABLE learner_state ADD COLUMN IF NOT EXISTS rule_state BLOB",
+  "ALTER TABLE learner_state ADD COLUMN IF NOT EXISTS rule_model_version VARCHAR",
 ];
 
 /**

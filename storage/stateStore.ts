@@ -32,6 +32,13 @@ export interface StoredLearnerState extends LearnerState {
    */
   latent?: Uint8Array | null;
   latentModelVersion?: string | null;
+  /**
+   * The decayed rule state (models/ruleScorer.ts encodeRuleState: the sums and the count of events they fold)
+   * and the rule model version that built it (serving/ruleStream.ts); null / null (or absent) when the writer
+   * had no rule model or is a batch job.
+   */
+  rule?: Uint8Array | null;
+  ruleModelVersion?: string | null;
 }
 
 /** A learner_state row as read from SQL (last_ts as epoch microseconds). */
@@ -205,6 +212,8 @@ const HASH_LAYOUT_FIELDS = [
   "eloModelVersion",
   "latent",
   "latentModelVersion",
+  "rule",
+  "ruleModelVersion",
   "updatedAtUs",
 ] as const;
 
@@ -528,6 +537,8 @@ function stateToPairs(c: StateCommit): string[] {
   // The latent state as base64 (hgetall reads strings); "" = none.
   pairs.push("latent", s.latent == null ? "" : Buffer.from(s.latent).toString("base64"));
   pairs.push("latentModelVersion", s.latentModelVersion ?? "");
+  pairs.push("rule", s.rule == null ? "" : Buffer.from(s.rule).toString("base64"));
+  pairs.push("ruleModelVersion", s.ruleModelVersion ?? "");
   pairs.push("updatedAtUs", String(c.updatedAtUs));
   return pairs;
 }
@@ -538,7 +549,8 @@ function stateToPairs(c: StateCommit): string[] {
  * updates the fields and rev and leaves `s` behind), numbers are STATE_NUMBER_FIELDS, lastTs ("" = null)
  * and updatedAtUs as String() writes them (the shortest text Number() reads back to the same double, as
  * the hash layout stores them), and the strings (any characters) a JSON array of the key, the last event
- * id, the model versions and the latent state in base64.
+ * id, the model versions, the latent state in base64 and its version, then the rule state in base64 and its
+ * version (absent in texts of writers before it: none).
  */
 function packState(c: StateCommit): string {
   const s = c.state;
@@ -555,6 +567,8 @@ function packState(c: StateCommit): string {
       s.eloModelVersion,
       s.latent == null ? null : Buffer.from(s.latent).toString("base64"),
       s.latentModelVersion ?? null,
+      s.rule == null ? null : Buffer.from(s.rule).toString("base64"),
+      s.ruleModelVersion ?? null,
     ])
   );
 }
@@ -568,16 +582,27 @@ function unpackState(
   const b = text.indexOf("\n", a + 1);
   if (a < 0 || b < 0 || text.slice(0, a) !== rev) return null;
   const n = text.slice(a + 1, b).split(",");
-  const [studentKey, topicId, lastEventId, bktModelVersion, eloModelVersion, latent, latentModelVersion] =
-    JSON.parse(text.slice(b + 1)) as [
-      string,
-      string,
-      string | null,
-      string,
-      string,
-      string | null,
-      string | null,
-    ];
+  const [
+    studentKey,
+    topicId,
+    lastEventId,
+    bktModelVersion,
+    eloModelVersion,
+    latent,
+    latentModelVersion,
+    rule,
+    ruleModelVersion,
+  ] = JSON.parse(text.slice(b + 1)) as [
+    string,
+    string,
+    string | null,
+    string,
+    string,
+    string | null,
+    string | null,
+    (string | null)?,
+    (string | null)?,
+  ];
   const num = (i: number) => Number(n[i]);
   const lastTs = n[STATE_NUMBER_FIELDS.length];
   return {
@@ -607,6 +632,8 @@ function unpackState(
       // As the hash layout reads them: no bytes and no version are both "none".
       latent: latent === null || latent === "" ? null : new Uint8Array(Buffer.from(latent, "base64")),
       latentModelVersion: latentModelVersion === "" ? null : latentModelVersion,
+      rule: rule == null || rule === "" ? null : new Uint8Array(Buffer.from(rule, "base64")),
+      ruleModelVersion: ruleModelVersion == null || ruleModelVersion === "" ? null : ruleModelVersion,
     },
   };
 }
@@ -648,6 +675,9 @@ function stateFromHash(h: Record<string, string>): StoredLearnerState {
       h.latent === undefined || h.latent === "" ? null : new Uint8Array(Buffer.from(h.latent, "base64")),
     latentModelVersion:
       h.latentModelVersion === undefined || h.latentModelVersion === "" ? null : h.latentModelVersion,
+    rule: h.rule === undefined || h.rule === "" ? null : new Uint8Array(Buffer.from(h.rule, "base64")),
+    ruleModelVersion:
+      h.ruleModelVersion === undefined || h.ruleModelVersion === "" ? null : h.ruleModelVersion,
   };
 }
 
@@ -661,6 +691,8 @@ type DuckStateRow = LearnerStateRow & {
   /** A Buffer from getRowObjectsJS. */
   latent_state: Uint8Array | null;
   latent_model_version: string | null;
+  rule_state: Uint8Array | null;
+  rule_model_version: string | null;
   rev: bigint | number | null;
 };
 
@@ -668,7 +700,8 @@ const DUCK_SELECT = `SELECT s.student_key, s.topic_id, s.p_mastery, s.elo_abilit
   epoch_us(s.last_ts)::DOUBLE AS last_ts_us, s.last_event_id, s.correct_streak, s.correct_n,
   s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta, s.bkt_streak_obs_delta,
   s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta, s.elo_streak_delta,
-  s.bkt_model_version, s.elo_model_version, s.p_unknown, s.event_n, s.latent_state, s.latent_model_version, r.rev
+  s.bkt_model_version, s.elo_model_version, s.p_unknown, s.event_n, s.latent_state, s.latent_model_version,
+  s.rule_state, s.rule_model_version, r.rev
   FROM learner_state s LEFT JOIN learner_state_rev r USING (student_key, topic_id)`;
 
 /** DUCK_SELECT's columns read from the base and delta revisions of learner_state (storage/revisionTable.ts). */
@@ -676,7 +709,8 @@ const DUCK_REVISION_COLUMNS = `student_key, topic_id, p_mastery, elo_ability, el
   epoch_us(last_ts)::DOUBLE AS last_ts_us, last_event_id, correct_streak, correct_n,
   bkt_correct_delta, bkt_incorrect_delta, bkt_learn_delta, bkt_streak_obs_delta,
   bkt_streak_learn_delta, elo_correct_delta, elo_incorrect_delta, elo_streak_delta,
-  bkt_model_version, elo_model_version, p_unknown, event_n, latent_state, latent_model_version`;
+  bkt_model_version, elo_model_version, p_unknown, event_n, latent_state, latent_model_version, rule_state,
+  rule_model_version`;
 
 const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(BigInt(Math.round(us)));
 
@@ -686,8 +720,8 @@ export const LEARNER_STATE_COLUMNS = `student_key, topic_id, p_mastery, elo_abil
   bkt_streak_obs_delta, bkt_streak_learn_delta, elo_correct_delta, elo_incorrect_delta, elo_streak_delta,
   bkt_model_version, elo_model_version, p_unknown, event_n`;
 
-/** The stream's learner_state columns: LEARNER_STATE_COLUMNS and the latent filter's state. */
-const STREAM_STATE_COLUMNS = `${LEARNER_STATE_COLUMNS}, latent_state, latent_model_version`;
+/** The stream's learner_state columns: LEARNER_STATE_COLUMNS, the latent filter's state and the rule state. */
+const STREAM_STATE_COLUMNS = `${LEARNER_STATE_COLUMNS}, latent_state, latent_model_version, rule_state, rule_model_version`;
 
 /** Appends one learner_state row in LEARNER_STATE_COLUMNS order (used by the stream updater). */
 export function appendLearnerStateRow(
@@ -760,9 +794,19 @@ const STATE_LIST_TYPES = [
   LIST(BIGINT),
 ];
 
-/** STATE_LIST_SELECT + the latent filter's state (base64 in a VARCHAR list: a BLOB per row) and its model version. */
-const STREAM_STATE_LIST_SELECT = `${STATE_LIST_SELECT}, from_base64(unnest($24::VARCHAR[])), unnest($25::VARCHAR[])`;
-const STREAM_STATE_LIST_TYPES = [...STATE_LIST_TYPES, LIST(VARCHAR), LIST(VARCHAR)];
+/**
+ * STATE_LIST_SELECT + the latent filter's state (base64 in a VARCHAR list: a BLOB per row) and its model
+ * version, then the rule state and its model version the same way.
+ */
+const STREAM_STATE_LIST_SELECT = `${STATE_LIST_SELECT}, from_base64(unnest($24::VARCHAR[])), unnest($25::VARCHAR[]),
+  from_base64(unnest($26::VARCHAR[])), unnest($27::VARCHAR[])`;
+const STREAM_STATE_LIST_TYPES = [
+  ...STATE_LIST_TYPES,
+  LIST(VARCHAR),
+  LIST(VARCHAR),
+  LIST(VARCHAR),
+  LIST(VARCHAR),
+];
 
 /** stateLists + the latent columns, in STREAM_STATE_COLUMNS order. */
 function streamStateLists(commits: readonly StateCommit[]): DuckDBValue[] {
@@ -770,7 +814,17 @@ function streamStateLists(commits: readonly StateCommit[]): DuckDBValue[] {
     c.state.latent == null ? null : Buffer.from(c.state.latent).toString("base64"),
   );
   const version = commits.map((c) => c.state.latentModelVersion ?? null);
-  return [...stateLists(commits), listValue(latent), listValue(version)];
+  const rule = commits.map((c) =>
+    c.state.rule == null ? null : Buffer.from(c.state.rule).toString("base64"),
+  );
+  const ruleVersion = commits.map((c) => c.state.ruleModelVersion ?? null);
+  return [
+    ...stateLists(commits),
+    listValue(latent),
+    listValue(version),
+    listValue(rule),
+    listValue(ruleVersion),
+  ];
 }
 
 /** The commits' states as column lists for STATE_LIST_SELECT (the values appendLearnerStateRow appends). */
@@ -811,6 +865,8 @@ function stateFromDuck(r: DuckStateRow): StoredLearnerState {
     eloModelVersion: r.elo_model_version,
     latent: r.latent_state === null ? null : Uint8Array.from(r.latent_state),
     latentModelVersion: r.latent_model_version,
+    rule: r.rule_state == null ? null : Uint8Array.from(r.rule_state),
+    ruleModelVersion: r.rule_model_version ?? null,
   };
 }
 

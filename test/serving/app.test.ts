@@ -181,7 +181,8 @@ describe("routes", () => {
     const total =
       e.base + e.rest + e.factors.reduce((s: number, f: { contribution: number }) => s + f.contribution, 0);
     expect(total).toBeCloseTo(t1.score, 12);
-    expect(Object.keys(t1.scores).sort()).toEqual(["bkt", "elo"]);
+    // The events came through POST /events: the stream wrote the pair's rule score too (serving/ruleStream.ts).
+    expect(Object.keys(t1.scores).sort()).toEqual(["bkt", "elo", "rule_based"]);
     expect(res.body.rollups.scoreSource).toBe("bkt");
     expect(res.body.rollups.chapter.map((r: { id: string }) => r.id)).toContain("C1");
     expect(JSON.stringify(res.body)).not.toContain('"s1"');

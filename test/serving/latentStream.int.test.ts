@@ -110,7 +110,7 @@ const clean = (report: Awaited<ReturnType<typeof recompute>>) =>
 
 describe("latent filter in the stream (embedded DuckDB)", () => {
   it("moves the served score with each answer, as of the event, with interval, P(correct) and factors", async () => {
-    const models = streamModels({ servedModelDir: servedModelDir("a") });
+    const models = streamModels({ servedModelDir: servedModelDir("a"), ruleConfigPath: null });
     expect(models.latent?.served).not.toBeNull();
     const duck = await DuckStore.open(":memory:");
     const stores = await openStreamStores({ dbPath: ":memory:", duck });
@@ -150,7 +150,7 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
   });
 
   it("equals the replay (recompute) byte for byte and the batch scoring, whatever the arrival order", async () => {
-    const models = streamModels({ servedModelDir: servedModelDir("b") });
+    const models = streamModels({ servedModelDir: servedModelDir("b"), ruleConfigPath: null });
     const set = generateStreamEvents({ students: 10, topics: 4, events: 1200, seed: 5, lateShare: 0.05 });
     const { duck, stores } = await streamEqualsRecompute(models, set);
     const states = await stores.state.all();
@@ -174,7 +174,7 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
   });
 
   it("property: any arrival order with duplicates and late events gives the sorted replay's filter bytes", async () => {
-    const models = streamModels({ servedModelDir: servedModelDir("c") });
+    const models = streamModels({ servedModelDir: servedModelDir("c"), ruleConfigPath: null });
     const set = generateStreamEvents({
       students: 2,
       topics: 2,
@@ -212,7 +212,10 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
   }, 180_000);
 
   it("with a student effect: one answer moves the student's other topics' scores, in the same batch", async () => {
-    const models = streamModels({ servedModelDir: servedModelDir("student-a", PARAMS, 1.5) });
+    const models = streamModels({
+      servedModelDir: servedModelDir("student-a", PARAMS, 1.5),
+      ruleConfigPath: null,
+    });
     expect(models.latent!.parts).toBe(7);
     const stores = await openStreamStores({ dbPath: ":memory:" });
     const u = newUpdater(stores, models);
@@ -249,6 +252,7 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
     it(`with a student effect: equals the replay byte for byte and the batch scoring, whatever the arrival order (${label})`, async () => {
       const models = streamModels({
         servedModelDir: servedModelDir(`student-b-${label.replace(" ", "-")}`, params, 1.5, loading),
+        ruleConfigPath: null,
       });
       const set = generateStreamEvents({ students: 8, topics: 5, events: 900, seed: 7, lateShare: 0.05 });
       const { duck, stores } = await streamEqualsRecompute(models, set);
@@ -285,7 +289,10 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
     });
 
   it("property: with a student effect, any arrival order with duplicates and late events gives the replay's states and scores", async () => {
-    const models = streamModels({ servedModelDir: servedModelDir("student-c", PARAMS, 1.5) });
+    const models = streamModels({
+      servedModelDir: servedModelDir("student-c", PARAMS, 1.5),
+      ruleConfigPath: null,
+    });
     const set = generateStreamEvents({
       students: 2,
       topics: 3,
@@ -333,9 +340,10 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
   }, 180_000);
 
   it("a state built by another latent model (or none) is rebuilt, not continued", async () => {
-    const a = streamModels({ servedModelDir: servedModelDir("d1") });
+    const a = streamModels({ servedModelDir: servedModelDir("d1"), ruleConfigPath: null });
     const b = streamModels({
       servedModelDir: servedModelDir("d2", { ...PARAMS, learn: [0.2, 0.1, 0.1, 0.1, 0.1] }),
+      ruleConfigPath: null,
     });
     expect(a.latent!.latentVersion).not.toBe(b.latent!.latentVersion);
     const stores = await openStreamStores({ dbPath: ":memory:" });
@@ -367,7 +375,7 @@ describe("latent filter in the stream (PostgreSQL + Redis)", () => {
   afterAll(async () => drop?.());
 
   it("stores the state in Redis and equals the replay byte for byte; a second pass changes nothing", async () => {
-    const models = streamModels({ servedModelDir: servedModelDir("pg") });
+    const models = streamModels({ servedModelDir: servedModelDir("pg"), ruleConfigPath: null });
     const svc = await serviceStores(id);
     drop = svc.drop;
     const set = generateStreamEvents({ students: 12, topics: 5, events: 2000, seed: 13 });
@@ -389,7 +397,10 @@ describe("latent filter in the stream (PostgreSQL + Redis)", () => {
   });
 
   it("with a student effect: equals the replay byte for byte (states, scores)", async () => {
-    const models = streamModels({ servedModelDir: servedModelDir("pg-student", PARAMS, 1.5) });
+    const models = streamModels({
+      servedModelDir: servedModelDir("pg-student", PARAMS, 1.5),
+      ruleConfigPath: null,
+    });
     const svc = await serviceStores(`${id}s`);
     const prev = drop;
     drop = async () => {

@@ -94,7 +94,7 @@ describe("GET /recommendations on a hand-built store", () => {
       expect(r.status).toBe(201);
     }
     await store.run(
-      `INSERT INTO learner_state_base VALUES ($1, 'T3', 0.2, 0.5, 3, 3, NULL, NULL, 0, now()::TIMESTAMP, 1, 0,0,0,0,0,0,0,0, 'default', 'default', 0.8, 3, NULL, NULL)`,
+      `INSERT INTO learner_state_base VALUES ($1, 'T3', 0.2, 0.5, 3, 3, NULL, NULL, 0, now()::TIMESTAMP, 1, 0,0,0,0,0,0,0,0, 'default', 'default', 0.8, 3, NULL, NULL, NULL, NULL)`,
       [key],
     );
     const res = await request(h.app).get("/recommendations/s9").set("authorization", `Bearer ${teacher}`);

@@ -8,6 +8,7 @@ import {
   foldRuleEvents,
   RULE_STATE_COLUMNS,
   type RuleState,
+  type RuleStateColumn,
   scoreRuleState,
   storedRuleRow,
 } from "../../models/ruleScorer.ts";
@@ -125,6 +126,55 @@ describe("scoreRules job", () => {
     store.close();
   });
 
+  it("keeps a pair whose evidence spans 60 half-lives (weights down to 1e-18) to 1e-12 of the pure fold, on the scale the scorer divides by", async () => {
+    const store = await DuckStore.open(":memory:");
+    const { config } = loadRuleConfig();
+    const h = config.evidenceHalfLifeDays;
+    // The only quiz with hints is the oldest: its column's sum is a term ~2^-60 times the newest ones'.
+    const log: TestEvent[] = [
+      quiz("old", "t", 60 * h, true, 3),
+      ...[2, 1, 0.5].map((d) => quiz("old", "t", d, d > 1)),
+      { type: "video", student: "old", topic: "t", ts: ago(59 * h), watch_pct: 40 },
+    ];
+    await insertEvents(store, log);
+    const [row] = await store.all<Record<string, unknown>>(`SELECT * FROM (${ruleStateSql()})`, {
+      t: BigInt(T.getTime()) * 1000n,
+      h,
+    });
+    const pure = foldRuleEvents(
+      log.map((e) => ({
+        tUs: Date.parse(e.ts) * 1000,
+        type: e.type,
+        isCorrect: e.is_correct ?? null,
+        hintsUsed: e.hints_used ?? null,
+        watchPct: e.watch_pct ?? null,
+      })),
+      h,
+    ) as RuleState;
+    expect(pure.q_hints).toBeLessThan(1e-17);
+    expect(pure.q_hints).toBeGreaterThan(0);
+    // The scorer reads every sum as a ratio to its kind's evidence mass (q_correct / q_n, p_correct / p_n, ...),
+    // which is >= 1 in the kind's own frame: a sum is exact to 1e-12 of the larger of itself and that mass.
+    const mass = (c: RuleStateColumn) =>
+      c.startsWith("q_")
+        ? pure.q_n
+        : c.startsWith("p_")
+          ? pure.p_n
+          : c.startsWith("v_")
+            ? pure.v_n
+            : c.startsWith("a_")
+              ? pure.a_n
+              : 0;
+    for (const c of RULE_STATE_COLUMNS)
+      expect(Math.abs(Number(row![c]) - pure[c]), c).toBeLessThanOrEqual(
+        1e-12 * Math.max(Math.abs(pure[c]), mass(c)),
+      );
+    // the evidence that has mass keeps the pure fold's relative precision across 59 half-lives
+    for (const c of ["q_n", "q_correct", "v_n", "v_pct"] as const)
+      expect(Math.abs(Number(row![c]) / pure[c] - 1), c).toBeLessThanOrEqual(1e-12);
+    store.close();
+  });
+
   it("an incremental run refolds and writes only the pairs with new or late events; history only for changed scores", async () => {
     const store = await DuckStore.open(":memory:");
     await insertEvents(store, LOG);
@@ -147,9 +197,10 @@ describe("scoreRules job", () => {
       ["s1", "t2", 1],
       ["s2", "t1", 2],
       ["s2", "t2", 1],
+      ["s3", "t1", 1],
     ]);
     const cur = await store.all<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery");
-    expect(cur[0]?.n).toBe(4n);
+    expect(cur[0]?.n).toBe(5n);
     // a changed config (another model version) makes the next run full, and says why
     const other = join(tmpdir(), `rule-weights-other-${process.pid}.yaml`);
     writeFileSync(
@@ -162,7 +213,7 @@ describe("scoreRules job", () => {
       since: { asOf: later, ingestedThroughUs: await ingestWatermark(store) },
     });
     expect(full.mode).toBe("full");
-    expect(full.fullReason).toMatch(/4 stored rule scores are of another model version/);
+    expect(full.fullReason).toMatch(/5 stored rule scores are of another model version/);
     rmSync(other, { force: true });
     store.close();
   });

@@ -227,6 +227,8 @@ describe("learner_state written before p_unknown existed", () => {
     await old.run("ALTER TABLE learner_state DROP COLUMN event_n");
     await old.run("ALTER TABLE learner_state DROP COLUMN latent_state");
     await old.run("ALTER TABLE learner_state DROP COLUMN latent_model_version");
+    await old.run("ALTER TABLE learner_state DROP COLUMN rule_state");
+    await old.run("ALTER TABLE learner_state DROP COLUMN rule_model_version");
     await old.run(
       `INSERT INTO learner_state VALUES ('s1', 'T1', 0.75, 0.1, 2, 2, NULL, NULL, 1, now()::TIMESTAMP, 1,
          0,0,0,0,0,0,0,0, 'v1', 'v1')`,
@@ -242,6 +244,9 @@ describe("learner_state written before p_unknown existed", () => {
     // No latent filter state either: a stream with a latent model rebuilds the key (serving/latentStream.ts).
     expect(loaded!.state!.latent).toBeNull();
     expect(loaded!.state!.latentModelVersion).toBeNull();
+    // Nor a rule state: a stream with a rule model rebuilds the key (serving/ruleStream.ts).
+    expect(loaded!.state!.rule).toBeNull();
+    expect(loaded!.state!.ruleModelVersion).toBeNull();
     reopened.close();
     rmSync(dir, { recursive: true, force: true });
   });

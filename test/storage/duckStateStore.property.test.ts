@@ -35,6 +35,8 @@ const state: fc.Arbitrary<StoredLearnerState> = fc.record({
   // The latent filter's encoded state (any bytes, the empty blob included) and its model version, or none.
   latent: fc.option(fc.uint8Array({ maxLength: 300 }), { nil: null }),
   latentModelVersion: fc.option(fc.string({ minLength: 1, maxLength: 8 }), { nil: null }),
+  rule: fc.option(fc.uint8Array({ maxLength: 120 }), { nil: null }),
+  ruleModelVersion: fc.option(fc.string({ minLength: 1, maxLength: 8 }), { nil: null }),
 });
 
 describe("DuckStateStore commit (one INSERT of typed column lists)", () => {

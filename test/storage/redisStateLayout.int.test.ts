@@ -39,17 +39,21 @@ const stateArb: fc.Arbitrary<StoredLearnerState> = fc.record({
   eloModelVersion: text,
   latent: fc.option(fc.uint8Array({ maxLength: 40 }), { nil: null }),
   latentModelVersion: fc.option(fc.string({ minLength: 1 }), { nil: null }),
+  rule: fc.option(fc.uint8Array({ maxLength: 120 }), { nil: null }),
+  ruleModelVersion: fc.option(fc.string({ minLength: 1 }), { nil: null }),
 });
 
 /**
  * What either layout keeps: a double as its decimal text (String), so -0 reads back as 0; no latent bytes
- * and no latent version are both "none" (null).
+ * and no latent version are both "none" (null), as are no rule bytes and no rule version.
  */
 const asStored = (s: StoredLearnerState): StoredLearnerState => {
   const out = { ...s } as Record<string, unknown>;
   for (const [k, v] of Object.entries(out)) if (typeof v === "number") out[k] = Number(String(v));
   if (s.latent?.length === 0) out.latent = null;
   if (s.latentModelVersion === "") out.latentModelVersion = null;
+  if (s.rule?.length === 0) out.rule = null;
+  if (s.ruleModelVersion === "") out.ruleModelVersion = null;
   return out as unknown as StoredLearnerState;
 };
 
@@ -143,7 +147,7 @@ describe("RedisStateStore layouts: packed (default) and fields (the layout of ol
     const r = new Redis(REDIS_URL);
     try {
       const hashKey = `${prefix}:ls:{${key}:T}`;
-      expect((await r.hkeys(hashKey)).length).toBe(27);
+      expect((await r.hkeys(hashKey)).length).toBe(29);
       await commit(packed, key, { ...s, eloAbility: 1.5 }, []);
       expect((await r.hkeys(hashKey)).sort()).toEqual(["eloAbility", "rev", "s"]);
       expect(await r.hget(hashKey, "eloAbility")).toBe("1.5");

@@ -34,6 +34,8 @@ function stateOf(n: number): StoredLearnerState {
     eloModelVersion: "e",
     latent: null,
     latentModelVersion: null,
+    rule: null,
+    ruleModelVersion: null,
   };
 }
 
