@@ -1478,10 +1478,7 @@ export class LatentFilter {
   } {
     const kernelOf = typeof kernels === "function" ? kernels : () => kernels;
     let p = new Float64Array(0);
-    let residual = 0;
-    let binomial = 0;
-    let posterior = 0;
-    let used = 0;
+    const sums = new HeldOutSums();
     for (const s of sequences) {
       let total = 0;
       for (const e of s.events) if (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) total += e.n;
@@ -1493,39 +1490,73 @@ export class LatentFilter {
       let seen = 0;
       let last = Number.NaN;
       let held = false;
-      let expS = 0;
-      let obsS = 0;
-      let bin = 0;
-      let sdSum = 0;
       for (const e of s.events) {
         if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
         last = e.t;
         const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
         if (!held && graded && 2 * (seen + e.n) > total) held = true;
         if (held) {
-          if (graded) {
-            const m = kernel.predictive(p);
-            let e2 = 0;
-            for (let i = 0; i < kernel.bins; i++) e2 += p[i]! * kernel.emit[i]! ** 2;
-            const v = Math.max(0, e2 - m * m);
-            expS += e.n * m;
-            obsS += e.k;
-            bin += e.n * (m * (1 - m) - v);
-            sdSum += e.n * Math.sqrt(v);
-          }
+          if (graded) sums.add(kernel, p, e);
         } else {
           kernel.observe(p, e);
           if (graded) seen += e.n;
         }
         kernel.learnFrom(p, e.kind);
       }
-      residual += (obsS - expS) ** 2;
-      binomial += bin;
-      posterior += sdSum * sdSum;
-      used++;
+      sums.endSequence();
     }
-    const ratio = used > 0 && posterior > 0 ? (residual - binomial) / posterior : 1;
+    const ratio = sums.ratio();
+    const { used, residual, binomial, posterior } = sums;
     return { inflation: Math.max(1, ratio), ratio, sequences: used, residual, binomial, posterior };
+  }
+}
+
+/**
+ * Sums of the held-out dispersion check (method of moments): per sequence the held-out answers' expected and
+ * observed number correct, their binomial part and the posterior's sd; over sequences the squared residuals.
+ */
+class HeldOutSums {
+  residual = 0;
+  binomial = 0;
+  posterior = 0;
+  used = 0;
+  private expS = 0;
+  private obsS = 0;
+  private bin = 0;
+  private sdSum = 0;
+
+  /** One held-out graded event, predicted from the state `p` (not observed). */
+  add(kernel: LatentKernel, p: Float64Array, e: LatentEvent): void {
+    const m = kernel.predictive(p);
+    let e2 = 0;
+    for (let i = 0; i < kernel.bins; i++) e2 += p[i]! * kernel.emit[i]! ** 2;
+    const v = Math.max(0, e2 - m * m);
+    this.expS += e.n * m;
+    this.obsS += e.k;
+    this.bin += e.n * (m * (1 - m) - v);
+    this.sdSum += e.n * Math.sqrt(v);
+  }
+
+  /** The sequence's sums join the totals. */
+  endSequence(): void {
+    this.residual += (this.obsS - this.expS) ** 2;
+    this.binomial += this.bin;
+    this.posterior += this.sdSum * this.sdSum;
+    this.used++;
+    this.discardSequence();
+  }
+
+  /** Forgets the sequence's sums (nothing was held out). */
+  discardSequence(): void {
+    this.expS = 0;
+    this.obsS = 0;
+    this.bin = 0;
+    this.sdSum = 0;
+  }
+
+  /** (residual - binomial) / posterior; 1 with no sequence or no posterior spread. */
+  ratio(): number {
+    return this.used > 0 && this.posterior > 0 ? (this.residual - this.binomial) / this.posterior : 1;
   }
 }
 
@@ -1545,10 +1576,7 @@ export function dispersionByEvidence(
   hold = 8,
 ): { from: number; ratio: number; sequences: number }[] {
   return bands.map((from) => {
-    let residual = 0;
-    let binomial = 0;
-    let posterior = 0;
-    let used = 0;
+    const sums = new HeldOutSums();
     let p = new Float64Array(0);
     for (const s of sequences) {
       let total = 0;
@@ -1561,24 +1589,13 @@ export function dispersionByEvidence(
       let seen = 0;
       let held = 0;
       let last = Number.NaN;
-      let expS = 0;
-      let obsS = 0;
-      let bin = 0;
-      let sdSum = 0;
       for (const e of s.events) {
         if (held >= hold) break;
         if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
         last = e.t;
         const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
         if (graded && (held > 0 || seen + e.n > from)) {
-          const m = kernel.predictive(p);
-          let e2 = 0;
-          for (let i = 0; i < kernel.bins; i++) e2 += p[i]! * kernel.emit[i]! ** 2;
-          const v = Math.max(0, e2 - m * m);
-          expS += e.n * m;
-          obsS += e.k;
-          bin += e.n * (m * (1 - m) - v);
-          sdSum += e.n * Math.sqrt(v);
+          sums.add(kernel, p, e);
           held += e.n;
         } else if (held === 0) {
           kernel.observe(p, e);
@@ -1586,17 +1603,10 @@ export function dispersionByEvidence(
         }
         kernel.learnFrom(p, e.kind);
       }
-      if (held === 0) continue;
-      residual += (obsS - expS) ** 2;
-      binomial += bin;
-      posterior += sdSum * sdSum;
-      used++;
+      if (held === 0) sums.discardSequence();
+      else sums.endSequence();
     }
-    return {
-      from,
-      ratio: used > 0 && posterior > 0 ? (residual - binomial) / posterior : 1,
-      sequences: used,
-    };
+    return { from, ratio: sums.ratio(), sequences: sums.used };
   });
 }
 

@@ -14,7 +14,7 @@ import { openStreamStores, type StreamStores } from "../../serving/streamStores.
 import { IncrementalUpdater, streamModels } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { LATENT_TEST_PARAMS } from "../models/latentFixtures.ts";
-import { generateStreamEvents } from "./streamEvents.ts";
+import { generateStreamEvents, shuffledWithRepeats } from "./streamEvents.ts";
 import { applyFixtureInBatches, fixtureRows, pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
 
 /**
@@ -196,10 +196,7 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
         fc.integer(),
         async (picks, batch, seed) => {
           // Every event at least once, some several times, in a shuffled order (so some arrive late).
-          const order = [...picks.map((i) => set.events[i]!), ...set.events]
-            .map((e, i) => ({ e, k: hash(`${String(e.event_id)}/${i}/${seed}`) }))
-            .sort((x, y) => x.k - y.k)
-            .map((x) => x.e);
+          const order = shuffledWithRepeats(set.events, picks, seed);
           const stores = await openStreamStores({ dbPath: ":memory:" });
           await applyInBatches(newUpdater(stores, models), order, [batch]);
           const got = byKey(await stores.state.all());
@@ -319,10 +316,7 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
         fc.integer({ min: 1, max: 12 }),
         fc.integer(),
         async (picks, batch, seed) => {
-          const order = [...picks.map((i) => set.events[i]!), ...set.events]
-            .map((e, i) => ({ e, k: hash(`${String(e.event_id)}/${i}/${seed}`) }))
-            .sort((x, y) => x.k - y.k)
-            .map((x) => x.e);
+          const order = shuffledWithRepeats(set.events, picks, seed);
           const stores = await openStreamStores({ dbPath: ":memory:" });
           await applyInBatches(newUpdater(stores, models), order, [batch]);
           const report = await recompute(stores, models);
@@ -362,12 +356,6 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
     await stores.close();
   });
 });
-
-function hash(s: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
 
 describe("latent filter in the stream (PostgreSQL + Redis)", () => {
   const id = runId("latstream");

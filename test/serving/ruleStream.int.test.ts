@@ -17,7 +17,7 @@ import { openStreamStores, type StreamStores } from "../../serving/streamStores.
 import { firstIngestedRows, IncrementalUpdater, streamModels } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import type { LearnerRow } from "../../storage/rawEventStore.ts";
-import { generateStreamEvents } from "./streamEvents.ts";
+import { generateStreamEvents, shuffledWithRepeats } from "./streamEvents.ts";
 import { applyFixtureInBatches, fixtureRows, pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
 
 /**
@@ -161,10 +161,7 @@ describe("rule state in the stream (embedded DuckDB)", () => {
         fc.integer({ min: 1, max: 12 }),
         fc.integer(),
         async (picks, batch, seed) => {
-          const order = [...picks.map((i) => set.events[i]!), ...set.events]
-            .map((e, i) => ({ e, k: hash(`${String(e.event_id)}/${i}/${seed}`) }))
-            .sort((x, y) => x.k - y.k)
-            .map((x) => x.e);
+          const order = shuffledWithRepeats(set.events, picks, seed);
           const stores = await openStreamStores({ dbPath: ":memory:" });
           await applyInBatches(newUpdater(stores), order, [batch]);
           const got = await ruleStates(stores);
@@ -252,9 +249,3 @@ describe("rule state in the stream (PostgreSQL + Redis)", () => {
     expect(sorted(await svc.stores.state.all())).toEqual(sorted(before));
   });
 });
-
-function hash(s: string): number {
-  let x = 2166136261;
-  for (let i = 0; i < s.length; i++) x = Math.imul(x ^ s.charCodeAt(i), 16777619);
-  return x >>> 0;
-}

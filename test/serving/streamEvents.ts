@@ -105,3 +105,25 @@ export function generateStreamEvents(opts: StreamEventOptions): StreamEventSet {
   }
   return { events, publishOrder: order };
 }
+
+/**
+ * Every event of `events` at least once, plus `events[i]` again for each i of `repeats`, in an order that
+ * shuffles them by `seed` (FNV-1a of event id, position and seed): duplicates and late arrivals for
+ * arrival-order properties.
+ */
+export function shuffledWithRepeats<E extends Record<string, unknown>>(
+  events: readonly E[],
+  repeats: readonly number[],
+  seed: number,
+): E[] {
+  return [...repeats.map((i) => events[i] as E), ...events]
+    .map((e, i) => ({ e, k: fnv1a(`${String(e.event_id)}/${i}/${seed}`) }))
+    .sort((x, y) => x.k - y.k)
+    .map((x) => x.e);
+}
+
+function fnv1a(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
