@@ -8,6 +8,7 @@ import { signToken } from "../serving/auth.ts";
 import type { BktEloModels } from "../serving/learnerState.ts";
 import { recompute } from "../serving/recompute.ts";
 import { openStreamStores } from "../serving/streamStores.ts";
+import { streamModels } from "../serving/updater.ts";
 import { NatsBus } from "../storage/bus.ts";
 import { PgStore } from "../storage/postgres.ts";
 import { RedisStateStore } from "../storage/stateStore.ts";
@@ -25,7 +26,8 @@ import { type ChaosServices, sleep, waitForPort } from "./services.ts";
 const MASTERY = join(dirname(fileURLToPath(import.meta.url)), "..", "bin", "mastery.js");
 const PSEUDONYM_KEY = "chaos-pseudonym-key-0123456789abcdef";
 const JWT_SECRET = "chaos-jwt-secret-0123456789abcdef0123456789";
-const MODELS: BktEloModels = { bkt: undefined, bktVersion: "default", elo: undefined, eloVersion: "default" };
+/** What `mastery worker` and `mastery serve` run with here (default models, default rule weights): the audit's replay. */
+const MODELS: BktEloModels = streamModels({});
 
 export interface ScenarioResult {
   name: string;
