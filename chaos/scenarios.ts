@@ -151,6 +151,8 @@ async function audit(
     );
     const report = await recompute(stores, MODELS);
     const ls = report.tables.find((t) => t.table === "learner_state")!;
+    if (!report.ok && process.env.MASTERY_CHAOS_VERBOSE === "1")
+      console.error(JSON.stringify(report.tables, null, 1).slice(0, 12000));
     return {
       deadLetterReasons: reasons.map((r) => `${r.event_id ?? "(no id)"} ${r.field}: ${r.reason}`),
       stored: stored.size,

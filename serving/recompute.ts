@@ -296,11 +296,39 @@ function explanationDiff(actual: string, expected: string, tol = 0): { differs: 
     if (a !== b) differs = true;
   };
   try {
-    walk(JSON.parse(actual), JSON.parse(expected));
+    const parse = (text: string): unknown =>
+      tol > 0 ? withoutNegligibleFactors(JSON.parse(text), tol) : JSON.parse(text);
+    walk(parse(actual), parse(expected));
   } catch {
     differs = true;
   }
   return { differs, maxAbs };
+}
+
+/**
+ * A rule row's explanation without the factors whose contribution (or stored part) is within `tol` of 0.
+ * Merged sums may leave a factor at, say, -5e-18 where one fold gives exactly 0; which of two such
+ * immaterial factors makes the top 3 then differs (seen in the chaos audit: video_completion 49.999... with
+ * part -5e-18 against hint_usage 0). Factors that move the score are compared as they are.
+ */
+export function withoutNegligibleFactors(x: unknown, tol: number): unknown {
+  if (Array.isArray(x)) return x.map((v) => withoutNegligibleFactors(v, tol));
+  if (typeof x !== "object" || x === null) return x;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(x)) {
+    out[k] =
+      k === "factors" && Array.isArray(v)
+        ? v
+            .filter((f) => {
+              const c =
+                (f as { contribution?: unknown; part?: unknown }).contribution ??
+                (f as { part?: unknown }).part;
+              return !(typeof c === "number" && Math.abs(c) <= tol);
+            })
+            .map((f) => withoutNegligibleFactors(f, tol))
+        : withoutNegligibleFactors(v, tol);
+  }
+  return out;
 }
 
 /** The report as a small text table. */
