@@ -8,14 +8,13 @@ import { decodeLatentBasis, decodeLatentState, latentDays } from "../../models/l
 import { latentOnlyServedJson, type ServedMasteryJson } from "../../models/servedMastery.ts";
 import { latentEstimates, latentEstimatesWithOffsets } from "../../serving/latentScoring.ts";
 import { studentOffsetOfStates } from "../../serving/latentStream.ts";
-import type { BktEloModels } from "../../serving/learnerState.ts";
 import { recompute } from "../../serving/recompute.ts";
 import { openStreamStores, type StreamStores } from "../../serving/streamStores.ts";
-import { IncrementalUpdater, streamModels } from "../../serving/updater.ts";
+import { streamModels } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { LATENT_TEST_PARAMS } from "../models/latentFixtures.ts";
 import { generateStreamEvents, shuffledWithRepeats } from "./streamEvents.ts";
-import { applyFixtureInBatches, fixtureRows, pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
+import { fixtureClock, pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
 
 /**
  * The latent filter in the stream (serving/latentStream.ts): the updater carries each key's filter state,
@@ -82,18 +81,7 @@ async function streamEqualsRecompute(
   return { duck, stores, report };
 }
 
-const rows = (events: readonly Record<string, unknown>[]) => fixtureRows(events, NOW_US);
-
-function newUpdater(stores: StreamStores, models: BktEloModels): IncrementalUpdater {
-  let t = NOW_US;
-  return new IncrementalUpdater({ ...stores, models, nowUs: () => (t += 1000) });
-}
-
-const applyInBatches = (
-  updater: IncrementalUpdater,
-  events: readonly Record<string, unknown>[],
-  sizes: readonly number[],
-) => applyFixtureInBatches(updater, events, sizes, NOW_US);
+const { rows, newUpdater, applyInBatches } = fixtureClock(NOW_US);
 
 const quiz = (id: string, ts: string, correct: boolean) => ({
   event_id: id,

@@ -18,7 +18,7 @@ import { firstIngestedRows, IncrementalUpdater, streamModels } from "../../servi
 import { DuckStore } from "../../storage/duckdb.ts";
 import type { LearnerRow } from "../../storage/rawEventStore.ts";
 import { generateStreamEvents, shuffledWithRepeats } from "./streamEvents.ts";
-import { applyFixtureInBatches, fixtureRows, pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
+import { fixtureClock, fixtureRows, pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
 
 /**
  * The rule state in the stream (serving/ruleStream.ts): the updater merges each group of new events into the
@@ -32,18 +32,7 @@ const models: BktEloModels = streamModels({});
 const rule = models.rule!;
 const h = rule.config.evidenceHalfLifeDays;
 
-const rows = (events: readonly Record<string, unknown>[]) => fixtureRows(events, NOW_US);
-
-function newUpdater(stores: StreamStores): IncrementalUpdater {
-  let t = NOW_US;
-  return new IncrementalUpdater({ ...stores, models, nowUs: () => (t += 1000) });
-}
-
-const applyInBatches = (
-  updater: IncrementalUpdater,
-  events: readonly Record<string, unknown>[],
-  sizes: readonly number[],
-) => applyFixtureInBatches(updater, events, sizes, NOW_US);
+const { rows, newUpdater, applyInBatches } = fixtureClock(NOW_US, models);
 
 const quiz = (id: string, ts: string, correct: boolean, hints: number) => ({
   event_id: id,

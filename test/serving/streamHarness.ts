@@ -4,7 +4,7 @@ import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import type { BktEloModels } from "../../serving/learnerState.ts";
 import { openServingBackends, type ServingBackends } from "../../serving/servingBackends.ts";
 import { openStreamStores, type StreamStoreConfig, type StreamStores } from "../../serving/streamStores.ts";
-import { type ApplyResult, type IncrementalUpdater, rowsFromEvent } from "../../serving/updater.ts";
+import { type ApplyResult, IncrementalUpdater, rowsFromEvent } from "../../serving/updater.ts";
 import { type EventBus, type MemoryBus, NatsBus } from "../../storage/bus.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { PgStore } from "../../storage/postgres.ts";
@@ -144,4 +144,23 @@ export async function applyFixtureInBatches(
     i += n;
   }
   return out;
+}
+
+/**
+ * A fixture clock at `nowUs` for the updater tests: rows ingested at `nowUs`, updaters whose writes are
+ * stamped 1 ms apart from it (with `models` unless others are given), and batches applied as a consumer would.
+ */
+export function fixtureClock(nowUs: number, models: BktEloModels = DEFAULT_MODELS) {
+  return {
+    rows: (events: readonly Record<string, unknown>[]) => fixtureRows(events, nowUs),
+    newUpdater(stores: StreamStores, withModels: BktEloModels = models): IncrementalUpdater {
+      let t = nowUs;
+      return new IncrementalUpdater({ ...stores, models: withModels, nowUs: () => (t += 1000) });
+    },
+    applyInBatches: (
+      updater: IncrementalUpdater,
+      events: readonly Record<string, unknown>[],
+      sizes: readonly number[],
+    ) => applyFixtureInBatches(updater, events, sizes, nowUs),
+  };
 }

@@ -4,8 +4,8 @@ import { ingestEvents } from "../../features/ingest.ts";
 import { type BktParams, bktStepPair } from "../../models/bkt.ts";
 import { scoreBktElo } from "../../serving/learnerState.ts";
 import { recompute } from "../../serving/recompute.ts";
-import { openStreamStores, type StreamStores } from "../../serving/streamStores.ts";
-import { IncrementalUpdater, isoToMicros, updatedKeys } from "../../serving/updater.ts";
+import { openStreamStores } from "../../serving/streamStores.ts";
+import { isoToMicros, updatedKeys } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { generateStreamEvents } from "./streamEvents.ts";
 
@@ -16,29 +16,11 @@ function bktAfter(p: BktParams, answers: boolean[]): number {
   return belief[1]!;
 }
 
-import {
-  applyFixtureInBatches,
-  DEFAULT_MODELS,
-  fixtureRows,
-  pseudonymizer,
-  runId,
-  serviceStores,
-} from "./streamHarness.ts";
+import { DEFAULT_MODELS, fixtureClock, pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
 
 const NOW_US = Date.UTC(2026, 2, 1) * 1000;
 
-const rows = (events: readonly Record<string, unknown>[]) => fixtureRows(events, NOW_US);
-
-const applyInBatches = (
-  updater: IncrementalUpdater,
-  events: readonly Record<string, unknown>[],
-  sizes: readonly number[],
-) => applyFixtureInBatches(updater, events, sizes, NOW_US);
-
-function newUpdater(stores: StreamStores): IncrementalUpdater {
-  let t = NOW_US;
-  return new IncrementalUpdater({ ...stores, models: DEFAULT_MODELS, nowUs: () => (t += 1000) });
-}
+const { rows, newUpdater, applyInBatches } = fixtureClock(NOW_US);
 
 const quiz = (id: string, ts: string, correct: boolean, student = "alice", topic = "fractions") => ({
   event_id: id,
