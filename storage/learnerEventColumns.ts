@@ -386,17 +386,24 @@ export async function readLearnerEventColumns(
   return cols;
 }
 
-// Per event row in (key, ts, event_id) order: the answer, the question's index and the time. `byTs`: ordered
+// Per event row in (key, ts, event_id) order: the answer, the question's index and the time. `order` "ts": ordered
 // by (key, ts) only, which is the same order when no two rows of a key share a ts (the reader checks that and
 // reads again with the full order when they do): the sort then has no string column (measured at 1M rows, load
-// ~14: 0.29-0.41 CPU-s for the sorted read against 0.50-0.60 with event_id).
-const eventRows = (rowsFrom: string, keyHashUnique: boolean, byTs: boolean) => `SELECT k.k,
+// ~14: 0.29-0.41 CPU-s for the sorted read against 0.50-0.60 with event_id). `order` "none": unsorted, for the
+// read that places each row at its key's slots itself (forEachEventBlock's scatter read): no sort of every
+// event row in DuckDB.
+const eventRows = (
+  rowsFrom: string,
+  keyHashUnique: boolean,
+  order: "none" | "ts" | "ts, event_id",
+) => `SELECT k.k,
        CASE WHEN e.type = 'quiz_attempt' AND e.is_correct IS NOT NULL THEN e.is_correct::TINYINT ELSE -1 END::TINYINT AS answer,
        coalesce(q.qi, -1)::INTEGER AS question, epoch_us(e.ts)::DOUBLE AS ts_us
 FROM ${rowsFrom} e
 JOIN bkt_col_keys k ON ${keyHashUnique ? "k.h = e.h" : "k.student_key = e.student_key AND k.topic_id = e.topic_id"}
-LEFT JOIN bkt_col_questions q ON q.question_id = e.question_id
-ORDER BY k.k, e.ts${byTs ? "" : ", e.event_id"}`;
+LEFT JOIN bkt_col_questions q ON q.question_id = e.question_id${
+  order === "none" ? "" : `\nORDER BY k.k, e.ts${order === "ts" ? "" : ", e.event_id"}`
+}`;
 
 /** Thrown by a read ordered by (key, ts) only when two rows of one key share a ts: read again with event_id. */
 class TiedTimestamps extends Error {}
@@ -424,7 +431,7 @@ export async function forEachEventBlock(
   // Reads `sql` (columns k, answer, question, ts_us; the rows of keys firstKey ..) into the buffers; returns
   // the rows read. Each row's key must be the one its position says (keyStart), and its time at or after the
   // key's previous row: a block read out of order fails here instead of folding wrong states.
-  const readInto = async (sql: string, firstKey: number, limit: number, byTs = false): Promise<number> => {
+  const readInto = async (sql: string, firstKey: number, limit: number): Promise<number> => {
     const result = await store.conn.stream(sql);
     const rowBase = cols.keyStart[firstKey]!;
     let at = 0;
@@ -448,12 +455,87 @@ export async function forEachEventBlock(
           throw new Error(
             `readLearnerEventColumns: event row ${rowBase + at} is out of (key, ts) order (key ${kv.getItem(i)}, expected ${key}); the rows must be read sorted`,
           );
-        if (byTs && rowBase + at > cols.keyStart[key]! && time === ts[at - 1]!) throw new TiedTimestamps();
         answer[at] = a.getItem(i)!;
         question[at] = q.getItem(i)!;
         ts[at] = time;
       }
     }
+    return at;
+  };
+  // Orders rows start .. end - 1 of the buffers by ts: an insertion sort for a short or nearly ordered run, else a
+  // sort of the row indices. Two rows with the same ts throw TiedTimestamps (their order needs event_id).
+  const orderByTs = (start: number, end: number): void => {
+    let moves = 0;
+    for (let i = start + 1; i < end; i++) {
+      const time = ts[i]!;
+      if (time > ts[i - 1]!) continue;
+      if (time === ts[i - 1]) throw new TiedTimestamps();
+      moves += i - start;
+      if (end - start > 64 && moves > 8 * (end - start)) {
+        const index = Array.from({ length: end - start }, (_, j) => start + j).sort(
+          (x, y) => ts[x]! - ts[y]!,
+        );
+        const t = index.map((j) => ts[j]!);
+        const a = index.map((j) => answer[j]!);
+        const q = index.map((j) => question[j]!);
+        for (let j = 0; j < index.length; j++) {
+          if (j > 0 && t[j] === t[j - 1]) throw new TiedTimestamps();
+          ts[start + j] = t[j]!;
+          answer[start + j] = a[j]!;
+          question[start + j] = q[j]!;
+        }
+        return;
+      }
+      const ai = answer[i]!;
+      const qi = question[i]!;
+      let j = i - 1;
+      for (; j >= start && ts[j]! > time; j--) {
+        ts[j + 1] = ts[j]!;
+        answer[j + 1] = answer[j]!;
+        question[j + 1] = question[j]!;
+      }
+      if (j >= start && ts[j] === time) throw new TiedTimestamps();
+      ts[j + 1] = time;
+      answer[j + 1] = ai;
+      question[j + 1] = qi;
+    }
+  };
+  // Reads `sql` (columns k, answer, question, ts_us; the rows of every key, in any order) into the buffers, each
+  // row at the next free slot of its key (keyStart: a counting sort by key), then orders each key's rows by ts
+  // (insertion sort: a key's rows are few, and mostly arrive in time order). Two rows of one key with the same
+  // ts throw TiedTimestamps (the caller reads again sorted by (key, ts, event_id)), so the rows end in the order
+  // the sorted read gives. A row of an unknown key, or more rows for a key than the keys step counted, fails.
+  const scatterInto = async (sql: string, limit: number): Promise<number> => {
+    const next = cols.keyStart.slice(0, cols.keys);
+    const result = await store.conn.stream(sql);
+    let at = 0;
+    for (;;) {
+      const chunk = await result.fetchChunk();
+      if (chunk === null || chunk.rowCount === 0) break;
+      const n = chunk.rowCount;
+      if (at + n > limit)
+        throw new Error(
+          `readLearnerEventColumns: read more than the ${limit} event rows expected; the raw zone changed mid-read`,
+        );
+      const kv = chunk.getColumnVector(0) as DuckDBVector<number>;
+      const a = chunk.getColumnVector(1) as DuckDBVector<number>;
+      const q = chunk.getColumnVector(2) as DuckDBVector<number>;
+      const t = chunk.getColumnVector(3) as DuckDBVector<number>;
+      for (let i = 0; i < n; i++, at++) {
+        const key = kv.getItem(i)!;
+        const slot = key >= 0 && key < cols.keys ? next[key]! : -1;
+        if (slot < 0 || slot >= cols.keyStart[key + 1]!)
+          throw new Error(
+            `readLearnerEventColumns: event row for key ${key} is beyond the rows counted for it; the raw zone changed mid-read`,
+          );
+        next[key] = slot + 1;
+        answer[slot] = a.getItem(i)!;
+        question[slot] = q.getItem(i)!;
+        ts[slot] = t.getItem(i)!;
+      }
+    }
+    if (at !== limit) return at;
+    for (let k = 0; k < cols.keys; k++) orderByTs(cols.keyStart[k]!, cols.keyStart[k + 1]!);
     return at;
   };
   const emit = async (firstKey: number, endKey: number): Promise<void> => {
@@ -481,10 +563,10 @@ export async function forEachEventBlock(
     if (total <= capacity) {
       let got: number;
       try {
-        got = await readInto(eventRows(cols.rowsFrom, cols.keyHashUnique, true), 0, total, true);
+        got = await scatterInto(eventRows(cols.rowsFrom, cols.keyHashUnique, "none"), total);
       } catch (err) {
         if (!(err instanceof TiedTimestamps)) throw err;
-        got = await readInto(eventRows(cols.rowsFrom, cols.keyHashUnique, false), 0, total);
+        got = await readInto(eventRows(cols.rowsFrom, cols.keyHashUnique, "ts, event_id"), 0, total);
       }
       expect(got, total);
       opts.onPhase?.("read: event columns (join, sort)");
@@ -499,7 +581,7 @@ export async function forEachEventBlock(
     await store.run("SET preserve_insertion_order = true");
     try {
       await store.run(
-        `CREATE OR REPLACE TEMP TABLE bkt_col_rows AS ${eventRows(cols.rowsFrom, cols.keyHashUnique, false)}`,
+        `CREATE OR REPLACE TEMP TABLE bkt_col_rows AS ${eventRows(cols.rowsFrom, cols.keyHashUnique, "ts, event_id")}`,
       );
       await store.run("DROP TABLE IF EXISTS bkt_col_new");
       await store.run("DROP VIEW IF EXISTS bkt_col_raw");

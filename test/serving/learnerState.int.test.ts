@@ -763,6 +763,78 @@ describe("serving/learnerState (score bkt-elo job)", () => {
     store.close();
   });
 
+  it("a key's events stored in any order fold in (ts, event_id) order, also past the read's insertion-sort length", async () => {
+    // The read places each row at its key's slots and orders a key's rows by ts itself: insertion sort for short
+    // or nearly ordered runs, an index sort for a long shuffled one (over 64 rows); a tie reads again sorted.
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 2, max: 160 }).chain((n) =>
+          fc.record({
+            order: fc.shuffledSubarray(
+              Array.from({ length: n }, (_, i) => i),
+              { minLength: n, maxLength: n },
+            ),
+            correct: fc.array(fc.boolean(), { minLength: n, maxLength: n }),
+            tie: fc.boolean(),
+          }),
+        ),
+        async ({ order, correct, tie }) => {
+          const store = await DuckStore.open(":memory:");
+          // Event i at t = 3 i (with `tie`, the last two share a t); stored in the drawn order, next to a short key.
+          const t = (i: number) => (tie && i === order.length - 1 ? 3 * (i - 1) : 3 * i);
+          const events: Ev[] = order.map((i) => ({
+            id: `e${String(1000 - i)}`,
+            type: "quiz_attempt",
+            student: "s1",
+            topic: "t1",
+            t: t(i),
+            correct: correct[i]!,
+            question: i % 3 === 0 ? "q1" : "q2",
+          }));
+          await insert(store, [
+            {
+              id: "x",
+              type: "quiz_attempt",
+              student: "s2",
+              topic: "t1",
+              t: 1,
+              correct: true,
+              question: "q1",
+            },
+            ...events,
+          ]);
+          await scoreBktElo(store, DEFAULTS, { now: NOW, full: true });
+          const expected = replayEvents(
+            events.map((e) => ({
+              eventId: e.id,
+              type: e.type,
+              ts: e.t,
+              isCorrect: e.correct,
+              questionId: e.question,
+            })),
+            topicParamsResolver(DEFAULTS)("t1"),
+          );
+          const row = await store.one<{
+            p_mastery: number;
+            elo_ability: number;
+            last_event_id: string;
+            correct_streak: number;
+          }>(
+            "SELECT p_mastery, elo_ability, last_event_id, correct_streak FROM learner_state WHERE student_key = 's1'",
+          );
+          store.close();
+          expect(row).toEqual({
+            p_mastery: expected.pMastery,
+            elo_ability: expected.eloAbility,
+            last_event_id: expected.lastEventId,
+            correct_streak: expected.correctStreak,
+          });
+        },
+      ),
+      { numRuns: 12 },
+    );
+  });
+
   it("replays a key from scratch on a late event (as the stream does) or when the model version changes", async () => {
     const store = await DuckStore.open(":memory:");
     await insert(store, [
