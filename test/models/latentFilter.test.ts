@@ -1066,12 +1066,7 @@ describe("latent filter: the forgetting chosen by held-out likelihood (round 12)
         if (params.durableShare !== undefined) {
           const d = params.durableShare + (1 - params.durableShare) * 2 ** (-dt / params.halfLifeDays);
           if (K > b) K = b + (K - b) * d;
-        } else if (K > params.floor) {
-        const d = 2 ** (-dt / params.halfLifeDays);
-        // Round 15's all-or-none forgetting: the gain above the floor is kept whole with probability d, else lost.
-        if (allOrNone) K = rnd() < d ? K : params.floor;
-        else K = params.floor + (K - params.floor) * d;
-      }
+        } else if (K > params.floor) K = params.floor + (K - params.floor) * 2 ** (-dt / params.halfLifeDays);
       };
       const days = 1 + Math.floor(14 * rnd());
       for (let j = 0; j < days; j++) {
