@@ -22,6 +22,7 @@
  *   LATENT_THRESHOLD_SD=0.15 npx tsx bench/validity.bench.ts   # rounds 6-12's fixed threshold shrinkage (unset: auto, round 13)
  *   LATENT_STUDENT_LEARNING=auto npx tsx bench/validity.bench.ts # round 14: the student offset also moves learning rates
  *   LATENT_INTERVAL=by-evidence npx tsx bench/validity.bench.ts  # round 14: one interval factor per band of answers
+ *   LATENT_FORGET_SPREAD=auto npx tsx bench/validity.bench.ts    # round 15: all-or-none share of forgetting (or a number in [0, 1])
  *
  * Ratio printed per setting: each source's Spearman vs the best single stored source (the anchor).
  */
@@ -110,6 +111,15 @@ function thresholdSdEnv(v: string): number | "auto" {
   const n = Number(v);
   if (!(v.trim() !== "" && n >= 0))
     throw new Error(`LATENT_THRESHOLD_SD must be auto or a number >= 0 (got ${v}); unset it for the default`);
+  return n;
+}
+/** LATENT_FORGET_SPREAD: "auto" or a share in [0, 1] (round 15). */
+function spreadEnv(v: string): number {
+  const n = Number(v);
+  if (!(v.trim() !== "" && n >= 0 && n <= 1))
+    throw new Error(
+      `LATENT_FORGET_SPREAD must be auto or a number in [0, 1] (got ${v}); unset it for the default`,
+    );
   return n;
 }
 const DAY_MS = 86_400_000;
@@ -280,6 +290,14 @@ async function evaluateCut(
           ? { studentLearning: process.env.LATENT_STUDENT_LEARNING as "off" | "auto" }
           : {}),
         // LATENT_INTERVAL=widen-only: rounds 5-10's interval (dispersion factor >= 1); unset: the default (round 11).
+        ...(process.env.LATENT_FORGET_SPREAD !== undefined && process.env.LATENT_FORGET_SPREAD !== ""
+          ? {
+              forgetSpread:
+                process.env.LATENT_FORGET_SPREAD === "auto"
+                  ? "auto"
+                  : spreadEnv(process.env.LATENT_FORGET_SPREAD),
+            }
+          : {}),
         ...(process.env.LATENT_INTERVAL === "widen-only" ||
         process.env.LATENT_INTERVAL === "two-sided" ||
         process.env.LATENT_INTERVAL === "by-evidence"
@@ -559,6 +577,15 @@ async function evaluateCut(
       if (fc !== undefined)
         console.log(
           `forgetting choice (same split, ${fc.heldOutObservations} observations): floor ${fc.heldOut.floor.toFixed(5)} / durable ${fc.heldOut.durable.toFixed(5)} ll/obs -> ${fc.chosen}${lf.params.durableShare !== undefined ? ` (durable share ${lf.params.durableShare.toFixed(3)}, half-life ${lf.params.halfLifeDays.toFixed(1)} d)` : ""}`,
+        );
+      const spc = lf.fit.spreadChoice;
+      if (spc !== undefined)
+        console.log(
+          `forgetting spread choice (held-out dispersion ratio on ${spc.sequences} pairs): ${Object.entries(
+            spc.ratios,
+          )
+            .map(([sp, r]) => `spread ${sp} ${r.toFixed(4)}`)
+            .join(" / ")} -> ${spc.chosen}`,
         );
       const tc = lf.fit.thresholdChoice;
       const th = Object.values(lf.topicThreshold ?? {});

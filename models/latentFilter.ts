@@ -66,6 +66,17 @@ export interface LatentParams {
    * likelihood is no better and the bias stays (docs/benchmarks.md Validity round 9): opt-in.
    */
   durableShare?: number;
+  /**
+   * Round 15: the share of forgetting that acts on a pair as a whole (absent or 0 = none, rounds 4-14). Over dt
+   * days a pair's gain above the floor decays to the share d = 2^(-dt / halfLife) on average; the deterministic
+   * form moves every cell x to f + (x - f) d, which contracts the posterior's spread by d, so an idle pair's
+   * interval narrowed with time. With spread s, a share s of each cell's mass forgets all-or-none instead (the
+   * half-life read as a memoryless survival time: the gain is kept whole with probability d, lost to the floor
+   * with 1 - d) and 1 - s moves as before. The mean is the same for any s; the variance grows by
+   * s d (1 - d) E[(K - f)^2], so what an idle pair kept becomes more uncertain with time.
+   * Chosen label-free by the held-out dispersion check (LatentFilter.chooseForgetSpread).
+   */
+  forgetSpread?: number;
   noise: number;
   assignmentConcentration: number;
   /**
@@ -133,6 +144,11 @@ export interface LatentModelJson {
      * log-likelihood per graded observation of the best prior sd at each learning loading; absent otherwise.
      */
     studentChoice?: StudentEffectChoice;
+    /**
+     * The forgetting's spread chosen by the held-out dispersion check (round 15, `forgetSpread: "auto"`,
+     * LatentFilter.chooseForgetSpread); absent when the spread was given.
+     */
+    spreadChoice?: ForgetSpreadChoice;
   };
   /**
    * Posterior spread factor of the 80% interval (absent = 1): the square root of the variance factor that
@@ -329,6 +345,15 @@ export class LatentKernel {
     const G = this.bins;
     const t = this.tmp;
     t.fill(0);
+    // forgetSpread s: a share s of each cell's mass is kept whole (s d) or lost to the floor (s (1 - d));
+    // the rest, 1 - s, moves to f + (x - f) d. Linear placement on the grid keeps the mean exact.
+    const s = this.params.forgetSpread ?? 0;
+    const glide = 1 - s;
+    const keep = s * d;
+    const lose = s * (1 - d);
+    const fPos = floor * G - 0.5;
+    const fj = fPos <= 0 ? 0 : Math.min(G - 2, Math.floor(fPos));
+    const fw = fPos <= 0 ? 0 : Math.min(1, fPos - fj);
     for (let i = 0; i < G; i++) {
       const m = p[i]!;
       if (m === 0) continue;
@@ -337,13 +362,20 @@ export class LatentKernel {
         t[i]! += m;
         continue;
       }
+      const g = s > 0 ? m * glide : m;
       const pos = (floor + (x - floor) * d) * G - 0.5;
-      if (pos <= 0) t[0]! += m;
+      if (pos <= 0) t[0]! += g;
       else {
         const j = Math.floor(pos);
         const w = pos - j;
-        t[j]! += m * (1 - w);
-        if (w > 0) t[j + 1]! += m * w;
+        t[j]! += g * (1 - w);
+        if (w > 0) t[j + 1]! += g * w;
+      }
+      if (s > 0) {
+        t[i]! += m * keep;
+        const l = m * lose;
+        t[fj]! += l * (1 - fw);
+        if (fw > 0) t[fj + 1]! += l * fw;
       }
     }
     p.set(t);
@@ -1243,10 +1275,22 @@ export class LatentFilter {
       topicPriorSd: shrink,
       topicThresholdSd: thSd,
     });
+    // Round 15: the forgetting's own spread, set after the global and topic fits (the mean of every forgetting
+    // step is the same for any spread): given, or ("auto") the candidate whose held-out dispersion ratio is
+    // closest to 1 (LatentFilter.chooseForgetSpread). The interval factor below is then measured with it.
+    const spreadChoice =
+      opts.forgetSpread === "auto"
+        ? LatentFilter.chooseForgetSpread(params, sequences, { bins, topicPriorMean, topicThreshold })
+        : undefined;
+    const spread = spreadChoice?.chosen ?? (typeof opts.forgetSpread === "number" ? opts.forgetSpread : 0);
+    if (!(spread >= 0 && spread <= 1))
+      throw new LatentFilterError(`forgetSpread must be in [0, 1] or "auto" (got ${spread})`);
+    if (spread > 0) params = { ...params, forgetSpread: spread };
+    const globalKernel = spread > 0 ? new LatentKernel(params, bins) : kernel;
     const kernelOf = (t: string): LatentKernel =>
       logistic && topicThreshold[t] !== undefined
         ? new LatentKernel(params, bins, topicThreshold[t])
-        : kernel;
+        : globalKernel;
     const disp = LatentFilter.dispersion(kernelOf, sequences, (t) => topicPriorMean[t] ?? params.priorMean);
     const intervalMode = opts.interval ?? LATENT_INTERVAL_DEFAULT;
     const inflation = intervalFactor(disp, intervalMode);
@@ -1266,6 +1310,7 @@ export class LatentFilter {
         ...(fallback !== undefined ? { fallback } : {}),
         dispersion: { ratio: disp.ratio, sequences: disp.sequences, mode: intervalMode },
         ...(thresholdChoice !== undefined ? { thresholdChoice } : {}),
+        ...(spreadChoice !== undefined ? { spreadChoice } : {}),
       },
       intervalScale: Math.sqrt(inflation),
       ...(intervalMode === "by-evidence"
@@ -1391,6 +1436,8 @@ export class LatentFilter {
       // The emissions are compared at the fixed threshold shrinkage (round 13's held-out choice, if asked for,
       // runs in the chosen form's own fit).
       topicThresholdSd: _t,
+      // Round 15's forgetting spread is set after the chosen form's own fit (it leaves the fit's means as they are).
+      forgetSpread: _fs,
       ...rest
     } = opts;
     const forget = forgetting === "durable" ? { forgetting } : {};
@@ -1440,6 +1487,8 @@ export class LatentFilter {
       onProgress: _p,
       forgetting: _f,
       topicThresholdSd: _t,
+      // Round 15's forgetting spread is set after the chosen form's own fit (it leaves the fit's means as they are).
+      forgetSpread: _fs,
       ...rest
     } = opts;
     const floor = floorScore ?? split.score(LatentFilter.fit(split.before, { ...rest, forgetting: "floor" }));
@@ -1451,6 +1500,56 @@ export class LatentFilter {
       heldOutObservations: split.heldObs,
       margin,
     };
+  }
+
+  /**
+   * The forgetting's spread by the held-out dispersion check (round 15, `forgetSpread: "auto"`): with the fitted
+   * parameters, topic prior means and thresholds held, LatentFilter.dispersion runs once per candidate spread
+   * (each sequence filtered over its first half of answers, carried forward over the rest: the carry-forward
+   * crosses the gaps between events, where the spread adds variance). The ratio is the factor the held-out
+   * answers ask of the posterior's variance; the candidate whose ratio is closest to 1 (in log) wins, the
+   * smaller spread on a tie. Answers only: no label, no truth. With no qualifying sequence, 0.
+   */
+  static chooseForgetSpread(
+    params: LatentParams,
+    sequences: readonly LatentSequence[],
+    opts: {
+      bins: number;
+      topicPriorMean: Record<string, number>;
+      topicThreshold: Record<string, number>;
+      candidates?: readonly number[];
+    },
+  ): ForgetSpreadChoice {
+    const candidates = opts.candidates ?? LATENT_FORGET_SPREAD_CANDIDATES;
+    const ratios: Record<string, number> = {};
+    let chosen = 0;
+    let best = Number.POSITIVE_INFINITY;
+    let used = 0;
+    for (const c of candidates) {
+      const prm: LatentParams = c > 0 ? { ...params, forgetSpread: c } : params;
+      const global = new LatentKernel(prm, opts.bins);
+      const byTopic = new Map<string, LatentKernel>();
+      const kernelOf = (t: string): LatentKernel => {
+        const th = prm.slope !== undefined ? opts.topicThreshold[t] : undefined;
+        if (th === undefined) return global;
+        let k = byTopic.get(t);
+        if (k === undefined) {
+          k = new LatentKernel(prm, opts.bins, th);
+          byTopic.set(t, k);
+        }
+        return k;
+      };
+      const d = LatentFilter.dispersion(kernelOf, sequences, (t) => opts.topicPriorMean[t] ?? prm.priorMean);
+      ratios[String(c)] = d.ratio;
+      used = d.sequences;
+      if (d.sequences === 0 || !(d.ratio > 0)) continue;
+      const dist = Math.abs(Math.log(d.ratio));
+      if (dist < best - 1e-12) {
+        best = dist;
+        chosen = c;
+      }
+    }
+    return { chosen, ratios, sequences: used };
   }
 
   /**
@@ -1674,6 +1773,13 @@ export interface LatentFitOptions {
    * LatentModelJson.studentLearnLoading).
    */
   studentLearning?: "off" | "auto";
+  /**
+   * Round 15, LatentParams.forgetSpread: the share of forgetting that acts all-or-none on a pair (0, the default of
+   * LatentFilter.fit: rounds 4-14's deterministic decay), a number in [0, 1], or "auto": the candidate of
+   * LATENT_FORGET_SPREAD_CANDIDATES whose held-out dispersion ratio is closest to 1 (LatentFilter.chooseForgetSpread).
+   * Set after the global and topic fits (it leaves every forgetting step's mean as it is).
+   */
+  forgetSpread?: number | "auto";
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
 }
 
@@ -1707,6 +1813,23 @@ export const LATENT_INTERVAL_MODES: readonly LatentIntervalMode[] = [
 ];
 /** Sequences a band of `dispersionByEvidence` needs for its own factor under "by-evidence" (else the one factor). */
 export const LATENT_BAND_MIN_SEQUENCES = 200;
+/** The candidate spreads of LatentFilter.chooseForgetSpread (round 15; 0 = rounds 4-14's deterministic decay). */
+export const LATENT_FORGET_SPREAD_CANDIDATES: readonly number[] = [0, 0.25, 0.5, 0.75, 1];
+/**
+ * The forgetting spread `mastery train served` fits when none is named (round 15). Pre-registered rule in
+ * docs/benchmarks.md "Round 15 (valid11)": "auto" becomes the default only if it passes; until then 0.
+ */
+export const LATENT_FORGET_SPREAD_DEFAULT: number | "auto" = 0;
+
+/** The outcome of LatentFilter.chooseForgetSpread (round 15). */
+export interface ForgetSpreadChoice {
+  chosen: number;
+  /** Held-out dispersion ratio per candidate spread (key: the spread). */
+  ratios: Record<string, number>;
+  /** Sequences the check used. */
+  sequences: number;
+}
+
 /** The default interval mode of LatentFilter.fit (docs/benchmarks.md Validity, round 11). */
 export const LATENT_INTERVAL_DEFAULT: LatentIntervalMode = "widen-only";
 /**

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { easeShare } from "../models/anchorEase.ts";
 import {
+  LATENT_FORGET_SPREAD_DEFAULT,
   LATENT_FORGETTING_DEFAULT,
   LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
@@ -207,12 +208,14 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
           // docs/benchmarks.md); the forgetting is LATENT_FORGETTING_DEFAULT (the global floor; round 12's
           // held-out choice, "auto", is an option); the topic threshold's shrinkage is LATENT_THRESHOLD_SD_DEFAULT
           // (round 13: chosen on held-out students); the student effect's learning loading is
-          // LATENT_STUDENT_LEARNING_DEFAULT (round 14).
+          // LATENT_STUDENT_LEARNING_DEFAULT (round 14); the forgetting's spread is LATENT_FORGET_SPREAD_DEFAULT
+          // (round 15).
           await fitLatentOnStore(scratch, snapshot, {
             emission: "auto",
             forgetting: LATENT_FORGETTING_DEFAULT,
             topicThresholdSd: LATENT_THRESHOLD_SD_DEFAULT,
             studentLearning: LATENT_STUDENT_LEARNING_DEFAULT,
+            forgetSpread: LATENT_FORGET_SPREAD_DEFAULT,
             ...(opts.latentFit ?? {}),
           });
     const latentEst =

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import {
+  LATENT_FORGET_SPREAD_DEFAULT,
   LATENT_FORGETTING_DEFAULT,
   LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
@@ -38,6 +39,7 @@ interface TrainServedCliOptions {
   latentForgetting: string;
   latentThresholdSd: string;
   latentStudentLearning: string;
+  latentForgettingSpread: string;
   servedFrom: string;
   anchor: string;
 }
@@ -101,6 +103,11 @@ export function register(program: Command): void {
       "--latent-student-learning <off|auto>",
       "with --latent-student on, whether the student's offset also moves their learning rates: off (the level only, rounds 6-13) or auto (round 14: a loading of the learning rates' logits on the offset, 0 / 0.25 / 0.5 / 1, chosen with the offset's sd by leave-one-topic-out likelihood, a loading other than 0 only if it wins by more than 0.0005 ll/obs; docs/benchmarks.md Validity round 14)",
       LATENT_STUDENT_LEARNING_DEFAULT,
+    )
+    .option(
+      "--latent-forgetting-spread <auto|share>",
+      "with --latent on, the share of forgetting that acts all-or-none on a pair (round 15): 0 (the default: the gain above the floor decays deterministically, so an idle pair's interval narrows with time), a number in [0, 1], or auto (opt-in: the candidate 0 / 0.25 / 0.5 / 0.75 / 1 whose held-out dispersion ratio on the fit sample's answers is closest to 1; docs/benchmarks.md Validity round 15). Each forgetting step keeps the posterior's mean (scores still move: an answer after a gap weighs kept against lost); an idle pair's interval widens with time",
+      String(LATENT_FORGET_SPREAD_DEFAULT),
     )
     .option(
       "--latent-interval <two-sided|widen-only|by-evidence>",
@@ -168,6 +175,15 @@ Example:
         throw new CliError(
           `--latent-student-learning must be off or auto (got ${opts.latentStudentLearning})`,
         );
+      const forgetSpread =
+        opts.latentForgettingSpread === "auto" ? "auto" : Number(opts.latentForgettingSpread);
+      if (
+        forgetSpread !== "auto" &&
+        !(opts.latentForgettingSpread.trim() !== "" && forgetSpread >= 0 && forgetSpread <= 1)
+      )
+        throw new CliError(
+          `--latent-forgetting-spread must be auto or a number in [0, 1] (got ${opts.latentForgettingSpread}); e.g. auto`,
+        );
       if (
         opts.latentInterval !== "two-sided" &&
         opts.latentInterval !== "widen-only" &&
@@ -191,6 +207,7 @@ Example:
           forgetting: opts.latentForgetting,
           topicThresholdSd: thresholdSd,
           interval: opts.latentInterval,
+          forgetSpread,
           onProgress: (ev, ll) => {
             if (ev % 100 < 2)
               process.stderr.write(

@@ -12,6 +12,7 @@ import {
   KIND_QUIZ,
   KIND_VIDEO,
   LATENT_BAND_MIN_SEQUENCES,
+  LATENT_FORGET_SPREAD_CANDIDATES,
   LATENT_INTERVAL_DEFAULT,
   LATENT_MIN_INFLATION,
   LATENT_MIN_OBSERVATIONS,
@@ -266,6 +267,7 @@ function simulate(
   pairs: number,
   seed: number,
   redrawHalfway = false,
+  allOrNone = false,
 ): LatentSequence[] {
   const rnd = mulberry32(seed);
   const out: LatentSequence[] = [];
@@ -304,7 +306,12 @@ function simulate(
         const b = params.priorMean;
         const d = params.durableShare + (1 - params.durableShare) * 2 ** (-dt / params.halfLifeDays);
         if (K > b) K = b + (K - b) * d;
-      } else if (K > params.floor) K = params.floor + (K - params.floor) * 2 ** (-dt / params.halfLifeDays);
+      } else if (K > params.floor) {
+        const d = 2 ** (-dt / params.halfLifeDays);
+        // Round 15's all-or-none forgetting: the gain above the floor is kept whole with probability d, else lost.
+        if (allOrNone) K = rnd() < d ? K : params.floor;
+        else K = params.floor + (K - params.floor) * d;
+      }
       const kind = rnd() < 0.6 ? KIND_QUIZ : rnd() < 0.5 ? KIND_VIDEO : KIND_PRACTICE;
       const pc = params.guess + (1 - params.guess - params.slip) * K;
       if (kind === KIND_QUIZ) events.push({ t, kind, n: 1, k: rnd() < pc ? 1 : 0 });
@@ -379,6 +386,77 @@ describe("latent filter fit", () => {
     );
     expect(narrow[0]!.ratio).toBeGreaterThan(3);
   }, 60_000);
+
+  it("forgets with a spread (round 15) keeping the posterior's mean and mass, never narrower than the deterministic step, and bit-identical at spread 0", () => {
+    fc.assert(
+      fc.property(
+        fc.array(eventArb, { minLength: 1, maxLength: 20 }),
+        fc.double({ min: 0.1, max: 120, noNaN: true }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        (raw, gap, spread) => {
+          const det = new LatentKernel(PARAMS, 40);
+          const zero = new LatentKernel({ ...PARAMS, forgetSpread: 0 }, 40);
+          const spr = new LatentKernel({ ...PARAMS, forgetSpread: spread }, 40);
+          const p = new Float64Array(40);
+          det.run(toEvents(raw), PARAMS.priorMean, p);
+          const a = Float64Array.from(p);
+          const b = Float64Array.from(p);
+          const c = Float64Array.from(p);
+          det.forget(a, gap);
+          zero.forget(b, gap);
+          spr.forget(c, gap);
+          expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
+          const m = det.mean(a);
+          expect(spr.mean(c)).toBeCloseTo(m, 12);
+          expect(c.reduce((x, y) => x + y, 0)).toBeCloseTo(1, 12);
+          const v = (q: Float64Array) => q.reduce((acc, w, i) => acc + w * (det.x[i]! - m) ** 2, 0);
+          expect(v(c)).toBeGreaterThanOrEqual(v(a) - 1e-12);
+        },
+      ),
+    );
+  });
+
+  it("widens an idle pair's interval with time under an all-or-none forgetting spread, where the deterministic decay narrows it", () => {
+    const prm: LatentParams = { ...PARAMS, floor: 0.1, halfLifeDays: 60 };
+    // One session (no gap inside it), then idle days: only the idle forgetting differs between the spreads.
+    const events: LatentEvent[] = Array.from({ length: 12 }, () => ({ t: 0, kind: KIND_QUIZ, n: 1, k: 1 }));
+    const at = (spread: number, idle: number) => {
+      const f = filter(spread > 0 ? { ...prm, forgetSpread: spread } : prm);
+      const s = f.init("");
+      for (const e of events) f.step(s, e);
+      const est = f.estimate(s, idle);
+      return { w: est.hi - est.lo, lo: est.lo, score: est.score };
+    };
+    // Deterministic: idle days contract the spread above the floor by 2^(-t / 60).
+    expect(at(0, 20).w).toBeLessThan(at(0, 2).w);
+    // All-or-none: after 20 days (2^(-1/3) = 0.79 kept) over 10% of the mass is at the floor, so the 10th
+    // percentile is there and the interval reaches from near the floor to the kept level.
+    expect(at(1, 20).w).toBeGreaterThan(at(1, 2).w + 0.2);
+    expect(at(1, 20).lo).toBeLessThan(0.15);
+    expect(at(1, 20).w).toBeGreaterThan(at(0, 20).w + 0.2);
+    // The score (posterior mean) is the same either way.
+    expect(at(1, 20).score).toBeCloseTo(at(0, 20).score, 10);
+  });
+
+  it("chooses a forgetting spread from held-out answers: > 0 on pairs that forget all-or-none, 0 on pairs that decay smoothly", () => {
+    const truth: LatentParams = {
+      ...PARAMS,
+      noise: 0,
+      floor: 0.1,
+      halfLifeDays: 8,
+      learn: [0.1, 0.2, 0.15, 0, 0],
+    };
+    const opts = { bins: 40, topicPriorMean: {}, topicThreshold: {} };
+    const allOrNone = LatentFilter.chooseForgetSpread(truth, simulate(truth, 3000, 21, false, true), opts);
+    const smooth = LatentFilter.chooseForgetSpread(truth, simulate(truth, 3000, 21), opts);
+    expect(Object.keys(allOrNone.ratios).sort()).toEqual(LATENT_FORGET_SPREAD_CANDIDATES.map(String).sort());
+    // The spread adds variance to the carried-forward posterior, so the ratio falls as the spread grows.
+    const r = LATENT_FORGET_SPREAD_CANDIDATES.map((c) => allOrNone.ratios[String(c)]!);
+    for (let i = 1; i < r.length; i++) expect(r[i]!).toBeLessThan(r[i - 1]!);
+    expect(allOrNone.chosen).toBeGreaterThan(0);
+    expect(smooth.chosen).toBe(0);
+    expect(allOrNone.sequences).toBeGreaterThan(2000);
+  });
 
   it("turns the held-out dispersion ratio into the interval's variance factor: two-sided as measured above the floor, widen-only at least 1", () => {
     // Known answers.

@@ -28,11 +28,11 @@ const PARAMS: LatentParams = LATENT_TEST_PARAMS;
 /** Mean of a stored posterior over the 40-cell grid's midpoints. */
 const meanOf = (p: Float32Array): number => p.reduce((a, v, i) => a + v * ((i + 0.5) / p.length), 0);
 
-const filter = (bins = 40, studentPriorSd?: number) =>
+const filter = (bins = 40, studentPriorSd?: number, params: LatentParams = PARAMS) =>
   new LatentFilter({
     version: 1,
     bins,
-    params: PARAMS,
+    params,
     topicPriorMean: { algebra: 0.6 },
     fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
     intervalScale: 1.3,
@@ -150,23 +150,27 @@ describe("models/latentState", () => {
     expect(f.estimate(f.init("geometry"), 0).score).toBeCloseTo(PARAMS.priorMean, 1);
   });
 
-  it("property: continuing a decoded state with the rest of the events gives the replay's bytes, at any split", () => {
-    const f = filter();
-    fc.assert(
-      fc.property(eventsArb, fc.nat(), fc.nat(), (events, a, b) => {
-        const whole = encodeLatentState(foldLatent(f, "algebra", events));
-        // Stop after i events, store, decode, go on to j, store again, then finish: same bytes.
-        const i = events.length === 0 ? 0 : a % (events.length + 1);
-        const j = i + (events.length - i === 0 ? 0 : b % (events.length - i + 1));
-        let bytes = encodeLatentState(foldLatent(f, "algebra", events.slice(0, i)));
-        bytes = encodeLatentState(
-          foldLatent(f, "algebra", events.slice(i, j), decodeLatentState(bytes, 40)!),
-        );
-        bytes = encodeLatentState(foldLatent(f, "algebra", events.slice(j), decodeLatentState(bytes, 40)!));
-        expect(bytes).toEqual(whole);
-      }),
-    );
-  });
+  for (const [label, params] of [
+    ["deterministic forgetting", PARAMS],
+    ["forgetting spread 0.5, round 15", { ...PARAMS, forgetSpread: 0.5 }],
+  ] as const)
+    it(`property: continuing a decoded state with the rest of the events gives the replay's bytes, at any split (${label})`, () => {
+      const f = filter(40, undefined, params);
+      fc.assert(
+        fc.property(eventsArb, fc.nat(), fc.nat(), (events, a, b) => {
+          const whole = encodeLatentState(foldLatent(f, "algebra", events));
+          // Stop after i events, store, decode, go on to j, store again, then finish: same bytes.
+          const i = events.length === 0 ? 0 : a % (events.length + 1);
+          const j = i + (events.length - i === 0 ? 0 : b % (events.length - i + 1));
+          let bytes = encodeLatentState(foldLatent(f, "algebra", events.slice(0, i)));
+          bytes = encodeLatentState(
+            foldLatent(f, "algebra", events.slice(i, j), decodeLatentState(bytes, 40)!),
+          );
+          bytes = encodeLatentState(foldLatent(f, "algebra", events.slice(j), decodeLatentState(bytes, 40)!));
+          expect(bytes).toEqual(whole);
+        }),
+      );
+    });
 
   it("property: the estimate is predict's, and its factors sum with the base to the score", () => {
     const f = filter();

@@ -227,12 +227,14 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
     await stores.close();
   });
 
-  // Both forgetting forms (round 9's durable share decays towards each basis part's own prior mean), and round
-  // 14's learning loading (each basis part learns at its offset's rates).
+  // Both forgetting forms (round 9's durable share decays towards each basis part's own prior mean), round
+  // 14's learning loading (each basis part learns at its offset's rates), and round 15's forgetting spread (a
+  // share of each cell's mass kept whole or lost to the floor).
   for (const [label, params, loading] of [
     ["global floor", PARAMS, undefined],
     ["durable share", { ...PARAMS, durableShare: 0.4, floor: 0 }, undefined],
     ["learning loading", PARAMS, 1],
+    ["forgetting spread", { ...PARAMS, forgetSpread: 0.5 }, undefined],
   ] as const)
     it(`with a student effect: equals the replay byte for byte and the batch scoring, whatever the arrival order (${label})`, async () => {
       const models = streamModels({
