@@ -34,6 +34,7 @@
  *   LOAD_SEQ_N=200 ...                                # sequential GETs of each kind before the load (CPU each)
  *   LOAD_KINDS=1 ...                                  # then each request kind alone, open loop for LOAD_KIND_SECONDS
  *                                                       (default 5): server CPU per request of each kind
+ *   LOAD_SERVER_NODE_FLAGS="--max-semi-space-size=32" ...  # node / V8 flags of the app's server process only
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
 import { fork } from "node:child_process";
@@ -704,7 +705,12 @@ async function drive(): Promise<void> {
         `LOAD_MODES: unknown mode "${mode}"; use embedded, pg, pg-workers or a list (embedded,pg)`,
       );
     const profDir = prof ? mkdtempSync(join(tmpdir(), `load-prof-${mode}-`)) : "";
-    const app = child(["--serve", mode], {}, prof ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []);
+    // LOAD_SERVER_NODE_FLAGS: node / V8 flags of the app's server process only (e.g. --max-semi-space-size=32).
+    const serverFlags = (process.env.LOAD_SERVER_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "");
+    const app = child(["--serve", mode], {}, [
+      ...serverFlags,
+      ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []),
+    ]);
     const ready = await new Promise<Ready>((ok, fail) => {
       app.once("message", (m) => ok(m as Ready));
       app.once("exit", (code) => fail(new Error(`${mode} server exited with ${code} before it was ready`)));
