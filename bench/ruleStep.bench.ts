@@ -6,7 +6,7 @@
  * same bytes), then a CHECKPOINT (what the step leaves to write to the file is part of its cost), and prints
  * process CPU seconds (user + sys, DuckDB's and the worker threads' included) and wall seconds per phase
  * (onPhase), then the medians over RUNS. With DIGEST=1 it also prints a SHA-256 over the stored rule rows
- * (every column of student_mastery's rule_based rows) and over the history rows the step appended (recorded_at = the fixed `now`), so two
+ * (every row and column of student_mastery, and its rule_based rows alone) and over the history rows the step appended (recorded_at = the fixed `now`), so two
  * worktrees' runs can be compared byte for byte.
  *
  *   BENCH_DIR=/tmp/day1m STUDENTS=10000 RUNS=0 npx tsx bench/dailyDay.bench.ts    # build the 1M store once
@@ -89,11 +89,14 @@ for (let r = 0; r < runs; r++) {
     `run ${r + 1} ${mode} step: ${((performance.now() - t0) / 1000).toFixed(2)} s (cpu ${(cpuNow() - c0).toFixed(2)} s); ${res.scored} pairs, ${res.changed} history rows`,
   );
   if (digest) {
-    const rows = await store.all<{ h: string; n: bigint }>(
-      `SELECT sha256(string_agg(concat_ws('|', student_key, topic_id, mastery_score::VARCHAR, model_version,
-              as_of::VARCHAR, explanation, last_updated::VARCHAR), chr(10) ORDER BY student_key, topic_id)) AS h,
-              count(*) AS n
-       FROM student_mastery WHERE score_source = 'rule_based'`,
+    // Every row of student_mastery (every source and column: a full run rewrites the base table), and the
+    // rule rows alone.
+    const rows = await store.all<{ h: string; n: bigint; hr: string; nr: bigint }>(
+      `SELECT sha256(string_agg(m::VARCHAR, chr(10) ORDER BY student_key, topic_id, score_source)) AS h, count(*) AS n,
+              sha256(string_agg(m::VARCHAR, chr(10) ORDER BY student_key, topic_id)
+                FILTER (WHERE score_source = 'rule_based')) AS hr,
+              count(*) FILTER (WHERE score_source = 'rule_based') AS nr
+       FROM student_mastery m`,
     );
     const hist = await store.all<{ h: string; n: bigint }>(
       `SELECT sha256(string_agg(concat_ws('|', student_key, topic_id, mastery_score::VARCHAR, score_source,
@@ -103,7 +106,7 @@ for (let r = 0; r < runs; r++) {
       { t: BigInt(asOf.getTime()) * 1000n },
     );
     log(
-      `run ${r + 1} digest: rule rows ${rows[0]?.n} ${rows[0]?.h?.slice(0, 16)}; new history rows ${hist[0]?.n} ${hist[0]?.h?.slice(0, 16)}`,
+      `run ${r + 1} digest: student_mastery rows ${rows[0]?.n} ${rows[0]?.h?.slice(0, 16)}, of them rule rows ${rows[0]?.nr} ${rows[0]?.hr?.slice(0, 16)}; new history rows ${hist[0]?.n} ${hist[0]?.h?.slice(0, 16)}`,
     );
   }
   store.close();
