@@ -285,9 +285,12 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       await store.run("DROP TABLE temp.rule_states");
     });
     opts.onPhase?.("commit");
-  } finally {
-    await restoreThreads(store, threads);
+  } catch (err) {
+    // The step's error is the one to report, whether or not the setting can still be restored.
+    await restoreThreads(store, threads).catch(() => undefined);
+    throw err;
   }
+  await restoreThreads(store, threads);
   await createRollupViews(store);
   return {
     mode,
