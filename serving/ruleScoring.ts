@@ -207,7 +207,8 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
         await appendScores(store, rid, at, cols, n, config, opts.onProgress);
       }
       opts.onPhase?.("score");
-      await singleThreaded(store, threads);
+      // The day's writes are a few rows: switching threads would cost more than the busy-wait (measured).
+      if (mode === "full") await singleThreaded(store, threads);
 
       const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n };
       await store.run(
@@ -427,7 +428,7 @@ async function duckThreads(store: DuckStore): Promise<number> {
 }
 
 /**
- * The steps after scoring (the join of keys, history, the student_mastery writes and the commit) run on one
+ * In a full run the steps after scoring (the join of keys, history, the student_mastery writes and the commit) run on one
  * DuckDB thread. They are mostly serial (index appends and deletes, the commit), and with more threads the
  * calling thread busy-waits for the worker that does the work (DuckDB's PendingQueryResult loop spins on
  * NO_TASKS_AVAILABLE: duckdb/duckdb issue 22178), which doubled their CPU at 1M (docs/benchmarks.md "The full
