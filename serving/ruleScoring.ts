@@ -428,12 +428,12 @@ async function duckThreads(store: DuckStore): Promise<number> {
 }
 
 /**
- * In a full run the steps after scoring (the join of keys, history, the student_mastery writes and the commit) run on one
- * DuckDB thread. They are mostly serial (index appends and deletes, the commit), and with more threads the
- * calling thread busy-waits for the worker that does the work (DuckDB's PendingQueryResult loop spins on
- * NO_TASKS_AVAILABLE: duckdb/duckdb issue 22178), which doubled their CPU at 1M (docs/benchmarks.md "The full
- * rule step's CPU (rules15)"). `threads` is database-wide: other connections' statements of the process run on
- * one thread until restoreThreads.
+ * In a full run the steps after scoring (the join of keys, history, the student_mastery writes and the
+ * commit) run on one DuckDB thread. They are mostly serial (index appends, the commit), and with more threads
+ * the calling thread busy-waits for the worker that does the work (DuckDB's PendingQueryResult loop spins on
+ * NO_TASKS_AVAILABLE: duckdb/duckdb issue 22178): at 1M the join of keys cost 2.1 CPU-s instead of 0.6
+ * (docs/benchmarks.md "The full rule step's CPU (rules15)"). `threads` is database-wide: other connections'
+ * statements of the process run on one thread until restoreThreads.
  */
 async function singleThreaded(store: DuckStore, threads: number): Promise<void> {
   if (threads > 1) await store.run("SET threads = 1");
