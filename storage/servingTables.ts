@@ -1,5 +1,5 @@
 import type { DuckDBConnection } from "@duckdb/node-api";
-import type { DuckStore } from "./duckdb.ts";
+import { type DuckStore, type Params, StorageError } from "./duckdb.ts";
 import { applyFeatureLayout, isFeaturesDdl } from "./featureRows.ts";
 
 /**
@@ -197,6 +197,50 @@ export async function foldDelta(store: DuckStore, t: LayeredTable, where = "TRUE
   await store.run(`DELETE FROM ${deltaTable(t)} WHERE ${where}`);
   await store.run("DROP TABLE temp.serving_fold");
   return Number(n?.n ?? 0n);
+}
+
+/**
+ * Replaces a set of rows of `<t>_base` by writing a new base table and swapping it in under the base's name,
+ * inside the caller's transaction: the old base's rows that `keep` (a filter on the base's columns, alias b)
+ * keeps, then `rows` (a SELECT whose columns are named as the base's, inserted BY NAME: a column it does not name is
+ * NULL; $parameters from `params`). The new
+ * table is created from the old one's own DDL (duckdb_tables(): columns, types, primary key) and gets the old
+ * one's indexes again. A full rule run replaces a third of student_mastery's rows: as DELETE + INSERT, the
+ * commit removes every deleted key from the primary key's ART, fetching each deleted row's key strings from
+ * their compressed segments one row at a time (most of the commit's CPU at 1M); a new table's index is built
+ * from the appended rows only, and the old table's blocks are freed whole (docs/benchmarks.md "The full rule
+ * step's CPU (rules15)").
+ */
+export async function replaceBaseRows(
+  store: DuckStore,
+  t: LayeredTable,
+  keep: string,
+  rows: string,
+  params?: Params,
+): Promise<void> {
+  const base = baseTable(t);
+  const next = `${base}_next`;
+  const where = "database_name = current_database() AND schema_name = current_schema() AND table_name = $t";
+  const ddl = await store.one<{ sql: string | null }>(`SELECT sql FROM duckdb_tables() WHERE ${where}`, {
+    t: base,
+  });
+  const create = ddl?.sql ?? null;
+  const head = new RegExp(`^CREATE TABLE ${base}\\(`);
+  if (create === null || !head.test(create))
+    throw new StorageError(
+      "SERVING_LAYOUT",
+      `cannot rewrite ${base}: its DDL in duckdb_tables() is ${JSON.stringify(create)}, expected "CREATE TABLE ${base}(...)": open the file with this version (DuckStore.open moves it to the base + delta layout) and rerun`,
+    );
+  const indexes = await store.all<{ sql: string | null }>(`SELECT sql FROM duckdb_indexes() WHERE ${where}`, {
+    t: base,
+  });
+  await store.run(`DROP TABLE IF EXISTS ${next}`);
+  await store.run(create.replace(head, `CREATE TABLE ${next}(`));
+  await store.run(`INSERT INTO ${next} SELECT * FROM ${base} b WHERE ${keep}`);
+  await store.run(`INSERT INTO ${next} BY NAME ${rows}`, params);
+  await store.run(`DROP TABLE ${base}`);
+  await store.run(`ALTER TABLE ${next} RENAME TO ${base}`);
+  for (const i of indexes) if (i.sql !== null) await store.run(i.sql);
 }
 
 export interface CompactionResult {

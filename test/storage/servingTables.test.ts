@@ -12,6 +12,7 @@ import {
   DEFAULT_COMPACTION,
   deltaShares,
   foldDelta,
+  replaceBaseRows,
 } from "../../storage/servingTables.ts";
 
 let store: DuckStore;
@@ -205,5 +206,131 @@ describe("a file whose process was killed right after it was created", () => {
     expect(Number(rows[0]!.n)).toBe(0);
     store.close();
     rmSync(dir, { recursive: true, force: true });
+  }, 90_000);
+});
+
+describe("replaceBaseRows: a new base swapped in for a set of rows (the full rule run's write)", () => {
+  const KEEP = "NOT (b.score_source = 'rule_based' AND b.student_key = 'a')";
+  const NEW_ROW = `SELECT 'a' AS student_key, 't1' AS topic_id, 0.75 AS mastery_score, 'rule_based' AS score_source,
+    $mv AS model_version, TIMESTAMP '2024-02-01' AS as_of, '{"rule":2}' AS explanation,
+    TIMESTAMP '2024-02-01' AS last_updated`;
+  const ALL = "SELECT * FROM student_mastery_base ORDER BY student_key, topic_id, score_source";
+  const seed = async (s: DuckStore) => {
+    await s.run(
+      "CREATE INDEX IF NOT EXISTS student_mastery_by_student ON student_mastery_base (student_key)",
+    );
+    await s.run(
+      `INSERT INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version, as_of,
+         explanation, last_updated, ex_base, ex_correct) VALUES
+       ('a', 't1', 0.25, 'bkt', 'b1', '2024-01-01', '', '2024-01-01', 0.5, 3),
+       ('a', 't1', 0.5, 'rule_based', 'r1', '2024-01-01', '{"rule":1}', '2024-01-01', NULL, NULL),
+       ('b', 't2', 0.125, 'rule_based', 'r1', '2024-01-01', '{"rule":3}', '2024-01-01', NULL, NULL),
+       ('c', 't3', 0.375, 'elo', 'e1', '2024-01-02', '', '2024-01-02', 0.25, 7)`,
+    );
+  };
+
+  it("keeps every other row and column as it was, adds the new rows, keeps the primary key and the indexes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "serving-replace-"));
+    const s = await DuckStore.open(join(dir, "r.duckdb"));
+    try {
+      await seed(s);
+      const before = await s.all(ALL);
+      await s.transaction(() => replaceBaseRows(s, "student_mastery", KEEP, NEW_ROW, { mv: "r2" }));
+      const after = await s.all<Record<string, unknown>>(ALL);
+      expect(after).toHaveLength(4);
+      // The rows kept are equal in every column (the explanation numbers too); the replaced one is the new row.
+      expect(after.filter((r) => r.score_source !== "rule_based" || r.student_key !== "a")).toEqual(
+        before.filter((r) => r.score_source !== "rule_based" || r.student_key !== "a"),
+      );
+      expect(after.find((r) => r.score_source === "rule_based" && r.student_key === "a")).toMatchObject({
+        mastery_score: 0.75,
+        model_version: "r2",
+        explanation: '{"rule":2}',
+        ex_base: null,
+      });
+      await expect(
+        s.run(
+          `INSERT INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version,
+             as_of, explanation, last_updated) VALUES ('c', 't3', 0, 'elo', 'e', '2024-01-01', '', '2024-01-01')`,
+        ),
+      ).rejects.toThrow(/[Dd]uplicate key/);
+      const idx = await s.all(
+        "SELECT table_name FROM duckdb_indexes() WHERE index_name = 'student_mastery_by_student'",
+      );
+      expect(idx).toEqual([{ table_name: "student_mastery_base" }]);
+      // The view over base + delta still reads it.
+      const n = await s.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery");
+      expect(Number(n?.n)).toBe(4);
+    } finally {
+      s.close();
+      await s.whenClosed();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("rolls back with its transaction: a failed write leaves the base as it was", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "serving-replace-"));
+    const s = await DuckStore.open(join(dir, "r.duckdb"));
+    try {
+      await seed(s);
+      const before = await s.all(ALL);
+      // The new rows collide with a kept row's key: the primary key refuses them.
+      const clash = "SELECT * REPLACE ('bkt' AS score_source) FROM (" + NEW_ROW + ")";
+      await expect(
+        s.transaction(() => replaceBaseRows(s, "student_mastery", KEEP, clash, { mv: "r2" })),
+      ).rejects.toThrow(/[Dd]uplicate key/);
+      expect(await s.all(ALL)).toEqual(before);
+      const tables = await s.all(
+        "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'student_mastery_base%'",
+      );
+      expect(tables).toEqual([{ table_name: "student_mastery_base" }]);
+    } finally {
+      s.close();
+      await s.whenClosed();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("is replayed from the WAL when the process dies after the commit, before any checkpoint", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "serving-replace-kill-"));
+    const file = join(dir, "killed.duckdb");
+    const mod = (p: string) => JSON.stringify(pathToFileURL(resolve(p)).href);
+    const child = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "-e",
+        `const { DuckStore } = await import(${mod("storage/duckdb.ts")});
+         const { replaceBaseRows } = await import(${mod("storage/servingTables.ts")});
+         const s = await DuckStore.open(${JSON.stringify(file)});
+         await s.run(${JSON.stringify("CREATE INDEX IF NOT EXISTS student_mastery_by_student ON student_mastery_base (student_key)")});
+         await s.run(${JSON.stringify(`INSERT INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated) VALUES ('a', 't1', 0.5, 'rule_based', 'r1', '2024-01-01', '{}', '2024-01-01'), ('c', 't3', 0.375, 'elo', 'e1', '2024-01-02', '', '2024-01-02')`)});
+         await s.run("CHECKPOINT");
+         await s.run("SET checkpoint_threshold = '1TB'");
+         await s.transaction(() => replaceBaseRows(s, "student_mastery", ${JSON.stringify(KEEP)}, ${JSON.stringify(NEW_ROW)}, { mv: "r2" }));
+         process.kill(process.pid, "SIGKILL");`,
+      ],
+      { encoding: "utf8", timeout: 60_000 },
+    );
+    expect(child.signal, child.stderr).toBe("SIGKILL");
+    const s = await DuckStore.open(file);
+    try {
+      const rows = await s.all(
+        "SELECT student_key, score_source, mastery_score, model_version FROM student_mastery ORDER BY 1, 2",
+      );
+      expect(rows).toEqual([
+        { student_key: "a", score_source: "rule_based", mastery_score: 0.75, model_version: "r2" },
+        { student_key: "c", score_source: "elo", mastery_score: 0.375, model_version: "e1" },
+      ]);
+      const idx = await s.all(
+        "SELECT table_name FROM duckdb_indexes() WHERE index_name = 'student_mastery_by_student'",
+      );
+      expect(idx).toEqual([{ table_name: "student_mastery_base" }]);
+    } finally {
+      s.close();
+      await s.whenClosed();
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 90_000);
 });
