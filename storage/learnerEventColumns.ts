@@ -428,26 +428,37 @@ export async function forEachEventBlock(
   const answer = new Int8Array(Math.min(capacity, Math.max(total, 1)));
   const question = new Int32Array(answer.length);
   const ts = new Float64Array(answer.length);
+  // The chunks of `sql` (columns k, answer, question, ts_us) as column vectors; fails once more than `limit`
+  // rows arrive (the raw zone changed under the read).
+  async function* eventChunks(sql: string, limit: number) {
+    const result = await store.conn.stream(sql);
+    let seen = 0;
+    for (;;) {
+      const chunk = await result.fetchChunk();
+      if (chunk === null || chunk.rowCount === 0) return;
+      const n = chunk.rowCount;
+      seen += n;
+      if (seen > limit)
+        throw new Error(
+          `readLearnerEventColumns: read more than the ${limit} event rows expected; the raw zone changed mid-read`,
+        );
+      yield {
+        n,
+        kv: chunk.getColumnVector(0) as DuckDBVector<number>,
+        a: chunk.getColumnVector(1) as DuckDBVector<number>,
+        q: chunk.getColumnVector(2) as DuckDBVector<number>,
+        t: chunk.getColumnVector(3) as DuckDBVector<number>,
+      };
+    }
+  }
   // Reads `sql` (columns k, answer, question, ts_us; the rows of keys firstKey ..) into the buffers; returns
   // the rows read. Each row's key must be the one its position says (keyStart), and its time at or after the
   // key's previous row: a block read out of order fails here instead of folding wrong states.
   const readInto = async (sql: string, firstKey: number, limit: number): Promise<number> => {
-    const result = await store.conn.stream(sql);
     const rowBase = cols.keyStart[firstKey]!;
     let at = 0;
     let key = firstKey;
-    for (;;) {
-      const chunk = await result.fetchChunk();
-      if (chunk === null || chunk.rowCount === 0) break;
-      const n = chunk.rowCount;
-      if (at + n > limit)
-        throw new Error(
-          `readLearnerEventColumns: read more than the ${limit} event rows expected; the raw zone changed mid-read`,
-        );
-      const kv = chunk.getColumnVector(0) as DuckDBVector<number>;
-      const a = chunk.getColumnVector(1) as DuckDBVector<number>;
-      const q = chunk.getColumnVector(2) as DuckDBVector<number>;
-      const t = chunk.getColumnVector(3) as DuckDBVector<number>;
+    for await (const { n, kv, a, q, t } of eventChunks(sql, limit)) {
       for (let i = 0; i < n; i++, at++) {
         while (cols.keyStart[key + 1]! <= rowBase + at) key++;
         const time = t.getItem(i)!;
@@ -507,20 +518,8 @@ export async function forEachEventBlock(
   // the sorted read gives. A row of an unknown key, or more rows for a key than the keys step counted, fails.
   const scatterInto = async (sql: string, limit: number): Promise<number> => {
     const next = cols.keyStart.slice(0, cols.keys);
-    const result = await store.conn.stream(sql);
     let at = 0;
-    for (;;) {
-      const chunk = await result.fetchChunk();
-      if (chunk === null || chunk.rowCount === 0) break;
-      const n = chunk.rowCount;
-      if (at + n > limit)
-        throw new Error(
-          `readLearnerEventColumns: read more than the ${limit} event rows expected; the raw zone changed mid-read`,
-        );
-      const kv = chunk.getColumnVector(0) as DuckDBVector<number>;
-      const a = chunk.getColumnVector(1) as DuckDBVector<number>;
-      const q = chunk.getColumnVector(2) as DuckDBVector<number>;
-      const t = chunk.getColumnVector(3) as DuckDBVector<number>;
+    for await (const { n, kv, a, q, t } of eventChunks(sql, limit)) {
       for (let i = 0; i < n; i++, at++) {
         const key = kv.getItem(i)!;
         const slot = key >= 0 && key < cols.keys ? next[key]! : -1;
