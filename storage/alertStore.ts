@@ -283,19 +283,17 @@ export class PgAlertStore implements AlertStore {
       a.studentKey < b.studentKey ? -1 : a.studentKey > b.studentKey ? 1 : a.topicId < b.topicId ? -1 : 1;
     const fresh = states.filter((st) => st.prev === null).sort(byKey);
     const known = states.filter((st) => st.prev !== null).sort(byKey);
-    // The client passed explicitly (no AsyncLocalStorage: its promise hooks would slow the whole process
-    // while this transaction, which every POST's alert check runs, is open; storage/postgres.ts).
-    return this.pg.transactionOn(async (tx) => {
+    return this.pg.transaction(async () => {
       const moved = new Set<string>();
       if (known.length > 0) {
         // Row locks in key order first, so two checkers of overlapping groups cannot deadlock.
-        await tx.allArrays(
+        await this.pg.allArrays(
           `SELECT 1 FROM alert_state a JOIN unnest($1::text[], $2::text[]) AS k(student_key, topic_id)
              USING (student_key, topic_id)
            ORDER BY a.student_key, a.topic_id FOR UPDATE OF a`,
           [known.map((st) => st.studentKey), known.map((st) => st.topicId)],
         );
-        const rows = await tx.allArrays<{ student_key: string; topic_id: string }>(
+        const rows = await this.pg.allArrays<{ student_key: string; topic_id: string }>(
           `UPDATE alert_state a SET below = s.below, crossings = s.crossings, updated_at = $7::timestamp
            FROM unnest($1::text[], $2::text[], $3::boolean[], $4::int[], $5::boolean[], $6::int[])
              AS s(student_key, topic_id, below, crossings, prev_below, prev_crossings)
@@ -315,7 +313,7 @@ export class PgAlertStore implements AlertStore {
         for (const r of rows) moved.add(id(r.student_key, r.topic_id));
       }
       if (fresh.length > 0) {
-        const rows = await tx.allArrays<{ student_key: string; topic_id: string }>(
+        const rows = await this.pg.allArrays<{ student_key: string; topic_id: string }>(
           `INSERT INTO alert_state
            SELECT s.*, $5::timestamp FROM unnest($1::text[], $2::text[], $3::boolean[], $4::int[]) AS s
            ON CONFLICT (student_key, topic_id) DO NOTHING RETURNING student_key, topic_id`,
@@ -331,7 +329,7 @@ export class PgAlertStore implements AlertStore {
       }
       const mine = alerts.filter((a) => moved.has(id(a.studentKey, a.topicId)));
       if (mine.length === 0) return new Set<string>();
-      const inserted = await tx.allArrays<{ alert_id: string }>(
+      const inserted = await this.pg.allArrays<{ alert_id: string }>(
         `INSERT INTO alerts
          SELECT a.*, $11::timestamp FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
            $5::float8[], $6::float8[], $7::text[], $8::text[], $9::int[], $10::int[]) AS a

@@ -108,10 +108,6 @@ const DDL_LOCK_KEY = 0x6d617374646c;
  * close) over a pg.Pool. A statement takes any free connection; `transaction(fn)` holds ONE pooled
  * client for its BEGIN ... COMMIT, and every statement `fn` runs through this store goes to that
  * client (tracked with AsyncLocalStorage, so callers keep writing `store.run(...)` inside it).
- * An enabled AsyncLocalStorage turns on V8's promise hooks for every promise of the process (a
- * transaction at start-up left them on for good: ~2x the CPU of promise-heavy code), so the store is
- * disabled again whenever no transaction runs; `transactionOn` (the client passed explicitly) is for
- * the hot paths and never enables it.
  * After a server restart the pool drops the dead connections and opens new ones on the next query:
  * no process restart. Errors that mean "PostgreSQL is down" are thrown as BackendUnavailableError
  * (storage/unavailable.ts); SQL and data errors keep the driver's error (with its SQLSTATE `code`).
@@ -119,8 +115,6 @@ const DDL_LOCK_KEY = 0x6d617374646c;
 export class PgStore {
   readonly dialect = "postgres" as const;
   private readonly tx = new AsyncLocalStorage<pg.PoolClient>();
-  /** `transaction` calls between BEGIN and release: the AsyncLocalStorage is disabled when it drops to 0. */
-  private txRunning = 0;
   /** allPrepared's statement names by SQL text (the same name on every connection of the pool). */
   private readonly statementNames = new Map<string, string>();
 
@@ -267,30 +261,6 @@ export class PgStore {
    */
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
     if (this.tx.getStore() !== undefined) return fn();
-    this.txRunning++;
-    try {
-      return await this.onClient((client) => this.tx.run(client, fn));
-    } finally {
-      // No transaction left: promise hooks off until the next one (run() enables the storage again).
-      // Only this store's own transactions ever ran in it, so nothing else loses a context.
-      if (--this.txRunning === 0) this.tx.disable();
-    }
-  }
-
-  /**
-   * Like `transaction`, with the transaction's statements given to `fn` explicitly (`tx.run`,
-   * `tx.all`, `tx.allArrays`), so no AsyncLocalStorage is entered: for transactions on a hot path
-   * (every POST's alert record). Statements `fn` sends through the store itself do NOT join this
-   * transaction. Inside a `transaction`, `tx` is that transaction's client (joined, no BEGIN).
-   */
-  async transactionOn<T>(fn: (tx: PgTransaction) => Promise<T>): Promise<T> {
-    const outer = this.tx.getStore();
-    if (outer !== undefined) return fn(this.on(outer));
-    return this.onClient((client) => fn(this.on(client)));
-  }
-
-  /** BEGIN, `fn` on the client, COMMIT (ROLLBACK on error); the client released or destroyed. */
-  private async onClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.connect();
     let broken: unknown;
     // The pool listens for errors only on idle clients: a connection the server ends while this one is
@@ -302,7 +272,7 @@ export class PgStore {
     client.on("error", onError);
     try {
       await client.query("BEGIN");
-      const out = await fn(client);
+      const out = await this.tx.run(client, fn);
       await client.query("COMMIT");
       return out;
     } catch (err) {
@@ -316,28 +286,6 @@ export class PgStore {
       client.removeListener("error", onError);
       client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
     }
-  }
-
-  /** The statements of a transaction on `client`. */
-  private on(client: pg.PoolClient): PgTransaction {
-    const exec = async (sql: string, values: unknown[] | undefined): Promise<pg.QueryResult> => {
-      try {
-        return values === undefined ? await client.query(sql) : await client.query(sql, values);
-      } catch (err) {
-        throw this.wrap(err);
-      }
-    };
-    const plain = (params: readonly PgParam[] | undefined) =>
-      params?.map((p) => (typeof p === "bigint" ? p.toString() : p));
-    return {
-      run: async (sql, params) => void (await exec(sql, plain(params))),
-      all: async <T extends PgRow = PgRow>(sql: string, params?: readonly PgParam[]) =>
-        (await exec(sql, plain(params))).rows as T[],
-      allArrays: async <T extends PgRow = PgRow>(
-        sql: string,
-        params: readonly (PgParam | readonly PgParam[])[],
-      ) => (await exec(sql, params as unknown[])).rows as T[],
-    };
   }
 
   /** Names of the tables in the store's schema (or in "public" when no schema was given). */
@@ -418,17 +366,6 @@ export class PgStore {
       cause: err,
     });
   }
-}
-
-/** A transaction's statements on its one client (PgStore.transactionOn). */
-export interface PgTransaction {
-  run(sql: string, params?: readonly PgParam[]): Promise<void>;
-  all<T extends PgRow = PgRow>(sql: string, params?: readonly PgParam[]): Promise<T[]>;
-  /** Parameters may be arrays (PgStore.allArrays). */
-  allArrays<T extends PgRow = PgRow>(
-    sql: string,
-    params: readonly (PgParam | readonly PgParam[])[],
-  ): Promise<T[]>;
 }
 
 /**
