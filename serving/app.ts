@@ -51,6 +51,7 @@ import { DuckMasteryReadStore, type MasteryReadStore, type TopicRow } from "./ma
 import {
   DEFAULT_SOURCE_ORDER,
   type ExperimentArm,
+  scoreRowNeeds,
   studentMasteryJson,
   type TopicMeta,
   topicMetaOf,
@@ -727,9 +728,11 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       if (modelRefresh !== null) await modelRefresh;
       return bodies.get(studentKey, async () => {
         const arm = await experimentArm(studentKey);
+        // Rows that are neither served nor listed with a read-time score come without their text.
+        const needs = scoreRowNeeds({ sourceOrder: config.scoreSources, arm });
         const build = async () => {
           // The scores without the join to topics: their names and levels come from the topics cache.
-          const [rows, { byId }] = await Promise.all([read.scoreRows(studentKey), topicTable()]);
+          const [rows, { byId }] = await Promise.all([read.scoreRows(studentKey, needs), topicTable()]);
           for (const r of rows) {
             const t = byId.get(r.topic_id);
             if (t === undefined) continue;

@@ -1,5 +1,10 @@
 import type { DuckReadPool, DuckStore } from "../storage/duckdb.ts";
-import { EXPLANATION_NUMBERS_SELECT, explanationNumbersSelect } from "../storage/explanationNumbers.ts";
+import {
+  EXPLANATION_NUMBERS_SELECT,
+  explanationNumbersSelect,
+  takeExplanationNumbers,
+  type WithExplanationNumberColumns,
+} from "../storage/explanationNumbers.ts";
 import type { PgStore } from "../storage/postgres.ts";
 import { newestRevisions, type RevisionRow, revisionsSql } from "../storage/revisionTable.ts";
 import type { StateStore } from "../storage/stateStore.ts";
@@ -63,9 +68,11 @@ export interface MasteryReadStore {
   /**
    * The same rows without the join to topics (name, chapter_id, subject_id, course_id are null): for a
    * caller that fills them from its own copy of the topics table (the server's topics cache), which
-   * saves the join and four columns a row on every GET /mastery miss.
+   * saves the join and four columns a row on every GET /mastery miss. With `needs`, a row that can be
+   * neither served nor needs its text for its listed score comes with explanation "" and last_updated =
+   * as_of (neededRows); a body built from them is the one built from every row's values.
    */
-  scoreRows(studentKey: string): Promise<MasteryViewRow[]>;
+  scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]>;
   /** Every recorded change of one (student, topic), oldest first. */
   history(studentKey: string, topicId: string): Promise<HistoryRow[]>;
   /** Every recorded change of every topic of the student in one query: by topic_id, then oldest first. */
@@ -81,6 +88,44 @@ export interface MasteryReadStore {
   sampleStudentKeys(limit: number): Promise<string[]>;
 }
 
+/**
+ * Which of a student's rows a GET /mastery body reads beyond their score, model version and as_of
+ * (serving/masteryView.ts scoreRowNeeds). Per topic the served row is one of the lowest rank: `first`
+ * ranks -1, a source at position i of `order` (its first) ranks i, any other order.length; rows of that
+ * rank (ties all kept: the view breaks them) and rows of the `explained` sources (whose listed score is
+ * computed from their text at read time) need their explanation and last_updated; the others' are
+ * never read. On a served-row student (bkt + elo + served per topic) that is two rows of three.
+ */
+export interface ScoreRowNeeds {
+  readonly order: readonly string[];
+  readonly first: string;
+  readonly explained: readonly string[];
+}
+
+/** For each row, whether its explanation and last_updated are needed (ScoreRowNeeds). */
+export function neededRows(
+  rows: readonly Pick<MasteryViewRow, "topic_id" | "score_source">[],
+  needs: ScoreRowNeeds,
+): boolean[] {
+  const rank = (source: string): number => {
+    if (source === needs.first) return -1;
+    const i = needs.order.indexOf(source);
+    return i < 0 ? needs.order.length : i;
+  };
+  const ranks = rows.map((r) => rank(r.score_source));
+  const best = new Map<string, number>();
+  for (let i = 0; i < rows.length; i++) {
+    const t = rows[i]!.topic_id;
+    const b = best.get(t);
+    if (b === undefined || ranks[i]! < b) best.set(t, ranks[i]!);
+  }
+  return rows.map((r, i) => ranks[i] === best.get(r.topic_id) || needs.explained.includes(r.score_source));
+}
+
+/** A PostgreSQL text[] literal of `xs` (every element quoted, `"` and `\` escaped). */
+const pgTextArray = (xs: readonly string[]): string =>
+  `{${xs.map((x) => `"${x.replace(/[\\"]/g, "\\$&")}"`).join(",")}}`;
+
 /** A bounded scan: the first rows found, not the whole table (distinct in the outer query). */
 const SAMPLE_KEYS_SQL = `SELECT DISTINCT student_key FROM
   (SELECT student_key FROM student_mastery LIMIT $1) s LIMIT $2`;
@@ -92,6 +137,23 @@ const MASTERY_SQL = `SELECT m.topic_id, m.mastery_score, m.score_source, m.model
 /** PostgreSQL's scoreRows: the seven stored columns only, read as arrays (PgMasteryReadStore.scoreRows). */
 const SCORE_SQL = `SELECT topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated
   FROM student_mastery WHERE student_key = $1 ORDER BY topic_id, score_source`;
+/**
+ * SCORE_SQL with ScoreRowNeeds ($2 order, $3 first, $4 explained): the explanation and last_updated of a row
+ * that is not needed (neededRows' rule, ranked here) are NULL, so they are neither sent nor decoded (a
+ * served-row student's bkt / elo explanations are ~40% of its rows' bytes). The window is ordered as the
+ * result is (its frame the whole topic), so PostgreSQL sorts once.
+ */
+const SCORE_NEEDED_SQL = `SELECT topic_id, mastery_score, score_source, model_version, as_of,
+       CASE WHEN needed THEN explanation END, CASE WHEN needed THEN last_updated END
+  FROM (SELECT topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated,
+               rk = min(rk) OVER (PARTITION BY topic_id ORDER BY score_source
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) OR score_source = ANY($4::text[]) AS needed
+          FROM (SELECT topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated,
+                       CASE WHEN score_source = $3::text THEN -1
+                            ELSE coalesce(array_position($2::text[], score_source) - 1, cardinality($2::text[]))
+                       END AS rk
+                  FROM student_mastery WHERE student_key = $1) s) n
+  ORDER BY topic_id, score_source`;
 const historySql = (
   extra = "",
 ) => `SELECT mastery_score, score_source, model_version, as_of, recorded_at, explanation${extra}
@@ -130,11 +192,29 @@ const DUCK_ABILITY_SQL = revisionsSql("learner_state", "topic_id, elo_ability", 
 const byTopicAndSource = (a: MasteryViewRow, b: MasteryViewRow): number =>
   compareUtf8(a.topic_id, b.topic_id) || compareUtf8(a.score_source, b.score_source);
 
-/** One student's served rows: the newest revision per (topic, source), by topic_id then score_source. */
-function newestScores(rows: (MasteryViewRow & RevisionRow)[]): MasteryViewRow[] {
-  return withExplanationTexts(
-    newestRevisions("student_mastery", rows, ["student_key"]).sort(byTopicAndSource),
-  );
+/**
+ * One student's served rows: the newest revision per (topic, source), by topic_id then score_source. With
+ * `needs`, only the needed rows' explanations are rendered (neededRows); the others get "" and last_updated = as_of.
+ */
+function newestScores(
+  rows: (MasteryViewRow & RevisionRow & WithExplanationNumberColumns)[],
+  needs?: ScoreRowNeeds,
+): MasteryViewRow[] {
+  const newest = newestRevisions("student_mastery", rows, ["student_key"]).sort(byTopicAndSource);
+  if (needs === undefined) return withExplanationTexts(newest);
+  const needed = neededRows(newest, needs);
+  const kept: (MasteryViewRow & RevisionRow & WithExplanationNumberColumns)[] = [];
+  for (let i = 0; i < newest.length; i++) {
+    const r = newest[i]!;
+    if (needed[i]) kept.push(r);
+    else {
+      takeExplanationNumbers(r);
+      r.explanation = "";
+      r.last_updated = r.as_of;
+    }
+  }
+  withExplanationTexts(kept);
+  return newest;
 }
 
 /**
@@ -171,8 +251,11 @@ export class DuckMasteryReadStore implements MasteryReadStore {
     return newestScores(await this.store.all<MasteryViewRow & RevisionRow>(DUCK_MASTERY_SQL, [studentKey]));
   }
 
-  async scoreRows(studentKey: string): Promise<MasteryViewRow[]> {
-    return newestScores(await this.store.all<MasteryViewRow & RevisionRow>(DUCK_SCORE_SQL, [studentKey]));
+  async scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]> {
+    return newestScores(
+      await this.store.all<MasteryViewRow & RevisionRow>(DUCK_SCORE_SQL, [studentKey]),
+      needs,
+    );
   }
 
   async history(studentKey: string, topicId: string): Promise<HistoryRow[]> {
@@ -234,22 +317,31 @@ export class PgMasteryReadStore implements MasteryReadStore {
     return this.pg.allPrepared<MasteryViewRow>(MASTERY_SQL, [studentKey]);
   }
 
-  async scoreRows(studentKey: string): Promise<MasteryViewRow[]> {
+  async scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]> {
     // Rows as arrays of SCORE_SQL's columns, each turned into one object literal (one shape for every
     // row): ~10% less client CPU than node-postgres' named rows with four NULL topic columns
-    // (docs/benchmarks.md, serve10).
-    const rows = await this.pg.arraysPrepared(SCORE_SQL, [studentKey]);
+    // (docs/benchmarks.md, serve10). With needs, unneeded explanations and last_updated arrive NULL.
+    const rows =
+      needs === undefined
+        ? await this.pg.arraysPrepared(SCORE_SQL, [studentKey])
+        : await this.pg.arraysPrepared(SCORE_NEEDED_SQL, [
+            studentKey,
+            pgTextArray(needs.order),
+            needs.first,
+            pgTextArray(needs.explained),
+          ]);
     const out: MasteryViewRow[] = new Array(rows.length);
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i]!;
+      const asOf = r[4] as Date;
       out[i] = {
         topic_id: r[0] as string,
         mastery_score: r[1] as number,
         score_source: r[2] as string,
         model_version: r[3] as string,
-        as_of: r[4] as Date,
-        explanation: r[5] as string,
-        last_updated: r[6] as Date,
+        as_of: asOf,
+        explanation: (r[5] as string | null) ?? "",
+        last_updated: (r[6] as Date | null) ?? asOf,
         name: null,
         chapter_id: null,
         subject_id: null,

@@ -12,6 +12,7 @@ import {
   type HistoryRow,
   type MasteryReadStore,
   type MasteryViewRow,
+  type ScoreRowNeeds,
   type TopicRow,
 } from "./masteryReadStore.ts";
 import type { ModelTopicScore, ServedModelInfo, StudentModelScores } from "./modelScoring.ts";
@@ -125,6 +126,25 @@ interface ServedSelection {
   iso: (d: Date) => string;
 }
 
+/** The source ranking of the served row: the arm's source first, then the order asked (or the default). */
+function servedOrder(opts: Pick<StudentMasteryOptions, "arm" | "sourceOrder">): string[] {
+  const arm = opts.arm ?? null;
+  return [
+    ...(arm?.scoreSource !== undefined ? [arm.scoreSource] : []),
+    ...(opts.sourceOrder ?? DEFAULT_SOURCE_ORDER),
+  ];
+}
+
+/**
+ * What studentMasteryJson / readStudentMastery with these options read of the rows beyond score, model
+ * version and as_of (MasteryReadStore.scoreRows' `needs`): the served row's ranking (selectServed's), and
+ * the sources whose listed score is computed from their text (rule_based: ruleRowScoreAt; the decaying
+ * ones: decayedScoreRow).
+ */
+export function scoreRowNeeds(opts: Pick<StudentMasteryOptions, "arm" | "sourceOrder">): ScoreRowNeeds {
+  return { order: servedOrder(opts), first: TEACHER_OVERRIDE, explained: EXPLAINED_SOURCES };
+}
+
 /** Which row each topic serves, the rows as of read time, and the rollups: what both renderings share. */
 async function selectServed(
   source: MasterySource,
@@ -133,10 +153,7 @@ async function selectServed(
   splice = false,
 ): Promise<ServedSelection> {
   const arm = opts.arm ?? null;
-  const order = [
-    ...(arm?.scoreSource !== undefined ? [arm.scoreSource] : []),
-    ...(opts.sourceOrder ?? DEFAULT_SOURCE_ORDER),
-  ];
+  const order = servedOrder(opts);
   const store = readStoreOf(source);
   const stored = opts.rows ?? (await store.masteryRows(studentKey));
   const now = opts.now;
@@ -456,6 +473,8 @@ const DAY_MS = 86_400_000;
  * estimate and the latent filter's own estimate (serving/latentScoring.ts); both are decayed at read time.
  */
 export const DECAYING_SOURCES: ReadonlySet<string> = new Set(["served", "latent"]);
+/** The sources whose listed score selectServed computes from the row's text (scoreRowNeeds). */
+const EXPLAINED_SOURCES: readonly string[] = ["rule_based", ...DECAYING_SOURCES];
 
 /** What a served explanation (serving/servedScoring.ts) carries for request-time decay. */
 interface DecayableExplanation extends Explanation {

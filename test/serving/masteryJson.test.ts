@@ -1,10 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { MasteryViewRow } from "../../serving/masteryReadStore.ts";
+import { type MasteryViewRow, neededRows } from "../../serving/masteryReadStore.ts";
 import {
   decayServedRow,
   readStudentMastery,
   type StudentMasteryOptions,
+  scoreRowNeeds,
   studentMasteryJson,
   TEACHER_OVERRIDE,
   type TopicMeta,
@@ -293,6 +294,61 @@ describe("studentMasteryJson: the GET /mastery body without building its objects
       }),
       { numRuns: 600 },
     );
+  });
+
+  it("property: rows read with scoreRowNeeds (unneeded texts '' and last_updated = as_of) give the same body bytes", async () => {
+    await fc.assert(
+      fc.asyncProperty(optsArb, async (o) => {
+        const opts = build(o);
+        let full: Awaited<ReturnType<typeof studentMasteryJson>>;
+        try {
+          full = await studentMasteryJson({} as never, "k", opts);
+        } catch {
+          return;
+        }
+        const needed = neededRows(o.rows, scoreRowNeeds(opts));
+        const elided = o.rows.map((r, i) =>
+          needed[i] ? r : { ...r, explanation: "", last_updated: new Date(r.as_of.getTime()) },
+        );
+        const got = await studentMasteryJson({} as never, "k", { ...opts, rows: elided });
+        expect(got.json).toBe(full.json);
+        expect(got.topics).toEqual(full.topics);
+        expect(got.modelServedScores).toEqual(full.modelServedScores);
+      }),
+      { numRuns: 600 },
+    );
+  });
+
+  it("known answer: on a served-row topic (bkt, elo, served, rule_based) only bkt and elo go without their texts", () => {
+    const topic = (t: string, sources: string[]) => sources.map((s) => ({ topic_id: t, score_source: s }));
+    const rows = [
+      ...topic("T0", ["bkt", "elo", "rule_based", "served"]),
+      ...topic("T1", ["bkt", "elo"]),
+      ...topic("T2", ["Alpha", "Beta", "elo"]),
+      ...topic("T3", [TEACHER_OVERRIDE, "served", "ml"]),
+      ...topic("T4", ["bkt", TEACHER_OVERRIDE]),
+    ];
+    expect(neededRows(rows, scoreRowNeeds({}))).toEqual([
+      ...[false, false, true, true],
+      // bkt ranks before elo in the default order
+      ...[true, false],
+      // two sources outside the order tie, both kept (the view breaks the tie by name)
+      ...[false, false, true],
+      ...[true, true, false],
+      // a teacher's correction outranks every source
+      ...[false, true],
+    ]);
+    // An arm's source ranks first; an order without elo ranks it with the unknown ones.
+    expect(
+      neededRows(
+        topic("T1", ["bkt", "elo", "Alpha"]),
+        scoreRowNeeds({ arm: { experimentId: "e", arm: "a", scoreSource: "elo" } }),
+      ),
+    ).toEqual([false, true, false]);
+    expect(neededRows(topic("T1", ["elo", "Alpha"]), scoreRowNeeds({ sourceOrder: ["bkt"] }))).toEqual([
+      true,
+      true,
+    ]);
   });
 
   it("property: every listed score of a served / latent row is decayServedRow's (score and as_of), decay last or not", async () => {
