@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { type MasteryViewRow, neededRows } from "../../serving/masteryReadStore.ts";
 import {
   decayServedRow,
+  ownSpelling,
   readStudentMastery,
   type StudentMasteryOptions,
   scoreRowNeeds,
@@ -415,6 +416,65 @@ describe("studentMasteryJson: the GET /mastery body without building its objects
       ),
       { numRuns: 500 },
     );
+  });
+
+  it("property: ownSpelling(s) only when String(Number(s)) is s (decimal texts of 1-20 digits, any point, sign, zeros)", () => {
+    const decimal = fc
+      .record({
+        neg: fc.boolean(),
+        digits: fc.array(fc.integer({ min: 0, max: 9 }), { minLength: 1, maxLength: 20, size: "max" }),
+        point: fc.integer({ min: -9, max: 24 }),
+        zeros: fc.integer({ min: 0, max: 3 }),
+      })
+      .map(({ neg, digits, point, zeros }) => {
+        const d = digits.join("");
+        const body =
+          point <= 0
+            ? `0.${"0".repeat(-point)}${d}`
+            : point >= d.length
+              ? d + "0".repeat(zeros)
+              : `${d.slice(0, point)}.${d.slice(point)}`;
+        return (neg ? "-" : "") + body;
+      });
+    let own = 0;
+    fc.assert(
+      fc.property(fc.oneof(decimal, fc.double().map(String), fc.string()), (s) => {
+        if (!ownSpelling(s)) return;
+        own++;
+        expect(String(Number(s))).toBe(s);
+      }),
+      { numRuns: 20_000 },
+    );
+    expect(own).toBeGreaterThan(2_000);
+  });
+
+  it("known answer: ownSpelling at its edges", () => {
+    for (const s of [
+      "0",
+      "0.8",
+      "-0.5",
+      "45.2",
+      "12",
+      "0.000001",
+      "123456789012345",
+      "100000000000000",
+      "1.5",
+    ])
+      expect([s, ownSpelling(s)]).toEqual([s, true]);
+    // -0 is "0", 1e-7 and 1e21 have exponents, 16 digits may not be the shortest text, the rest are respellings.
+    for (const s of [
+      "-0",
+      "0.0000001",
+      "1000000000000000000000",
+      "1234567890123456",
+      "0.10",
+      "1.",
+      ".5",
+      "01",
+      "1e3",
+      "",
+    ])
+      expect([s, ownSpelling(s)]).toEqual([s, false]);
   });
 
   it("known answer: a served row one half-life after its scoring, spliced", async () => {
