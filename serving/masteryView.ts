@@ -574,10 +574,7 @@ export function ownSpelling(s: string): boolean {
     }
     if (zeros > 5 || i === n) return false;
   } else {
-    while (i < n && (c = s.charCodeAt(i)) >= 48 && c <= 57) {
-      sig++;
-      i++;
-    }
+    for (c = s.charCodeAt(i); i < n && c >= 48 && c <= 57; c = s.charCodeAt(++i)) sig++;
     if (sig > 21) return false;
     if (i === n) return sig <= 15;
     if (s.charCodeAt(i) !== 46) return false;
@@ -585,10 +582,9 @@ export function ownSpelling(s: string): boolean {
     if (i === n) return false;
   }
   let last = 0;
-  while (i < n && (c = s.charCodeAt(i)) >= 48 && c <= 57) {
+  for (c = s.charCodeAt(i); i < n && c >= 48 && c <= 57; c = s.charCodeAt(++i)) {
     sig++;
     last = c;
-    i++;
   }
   return i === n && last > 48 && sig <= 15;
 }
