@@ -69,8 +69,9 @@ export interface MasteryReadStore {
    * The same rows without the join to topics (name, chapter_id, subject_id, course_id are null): for a
    * caller that fills them from its own copy of the topics table (the server's topics cache), which
    * saves the join and four columns a row on every GET /mastery miss. With `needs`, a row that can be
-   * neither served nor needs its text for its listed score comes with explanation "" and last_updated =
-   * as_of (neededRows); a body built from them is the one built from every row's values.
+   * neither served nor needs its text for its listed score may come with explanation "" and last_updated =
+   * as_of (neededRows; the embedded store then skips rendering a batch row's text from its numbers); a body
+   * built from them is the one built from every row's values.
    */
   scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]>;
   /** Every recorded change of one (student, topic), oldest first. */
@@ -122,10 +123,6 @@ export function neededRows(
   return rows.map((r, i) => ranks[i] === best.get(r.topic_id) || needs.explained.includes(r.score_source));
 }
 
-/** A PostgreSQL text[] literal of `xs` (every element quoted, `"` and `\` escaped). */
-const pgTextArray = (xs: readonly string[]): string =>
-  `{${xs.map((x) => `"${x.replace(/[\\"]/g, "\\$&")}"`).join(",")}}`;
-
 /** A bounded scan: the first rows found, not the whole table (distinct in the outer query). */
 const SAMPLE_KEYS_SQL = `SELECT DISTINCT student_key FROM
   (SELECT student_key FROM student_mastery LIMIT $1) s LIMIT $2`;
@@ -137,23 +134,6 @@ const MASTERY_SQL = `SELECT m.topic_id, m.mastery_score, m.score_source, m.model
 /** PostgreSQL's scoreRows: the seven stored columns only, read as arrays (PgMasteryReadStore.scoreRows). */
 const SCORE_SQL = `SELECT topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated
   FROM student_mastery WHERE student_key = $1 ORDER BY topic_id, score_source`;
-/**
- * SCORE_SQL with ScoreRowNeeds ($2 order, $3 first, $4 explained): the explanation and last_updated of a row
- * that is not needed (neededRows' rule, ranked here) are NULL, so they are neither sent nor decoded (a
- * served-row student's bkt / elo explanations are ~40% of its rows' bytes). The window is ordered as the
- * result is (its frame the whole topic), so PostgreSQL sorts once.
- */
-const SCORE_NEEDED_SQL = `SELECT topic_id, mastery_score, score_source, model_version, as_of,
-       CASE WHEN needed THEN explanation END, CASE WHEN needed THEN last_updated END
-  FROM (SELECT topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated,
-               rk = min(rk) OVER (PARTITION BY topic_id ORDER BY score_source
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) OR score_source = ANY($4::text[]) AS needed
-          FROM (SELECT topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated,
-                       CASE WHEN score_source = $3::text THEN -1
-                            ELSE coalesce(array_position($2::text[], score_source) - 1, cardinality($2::text[]))
-                       END AS rk
-                  FROM student_mastery WHERE student_key = $1) s) n
-  ORDER BY topic_id, score_source`;
 const historySql = (
   extra = "",
 ) => `SELECT mastery_score, score_source, model_version, as_of, recorded_at, explanation${extra}
@@ -317,31 +297,23 @@ export class PgMasteryReadStore implements MasteryReadStore {
     return this.pg.allPrepared<MasteryViewRow>(MASTERY_SQL, [studentKey]);
   }
 
-  async scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]> {
+  async scoreRows(studentKey: string): Promise<MasteryViewRow[]> {
     // Rows as arrays of SCORE_SQL's columns, each turned into one object literal (one shape for every
     // row): ~10% less client CPU than node-postgres' named rows with four NULL topic columns
-    // (docs/benchmarks.md, serve10). With needs, unneeded explanations and last_updated arrive NULL.
-    const rows =
-      needs === undefined
-        ? await this.pg.arraysPrepared(SCORE_SQL, [studentKey])
-        : await this.pg.arraysPrepared(SCORE_NEEDED_SQL, [
-            studentKey,
-            pgTextArray(needs.order),
-            needs.first,
-            pgTextArray(needs.explained),
-          ]);
+    // (docs/benchmarks.md, serve10). Every row comes whole (no ScoreRowNeeds): ranking the sources in SQL
+    // to leave out the unneeded texts cost PostgreSQL more than it saved here (docs/benchmarks.md, cold16).
+    const rows = await this.pg.arraysPrepared(SCORE_SQL, [studentKey]);
     const out: MasteryViewRow[] = new Array(rows.length);
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i]!;
-      const asOf = r[4] as Date;
       out[i] = {
         topic_id: r[0] as string,
         mastery_score: r[1] as number,
         score_source: r[2] as string,
         model_version: r[3] as string,
-        as_of: asOf,
-        explanation: (r[5] as string | null) ?? "",
-        last_updated: (r[6] as Date | null) ?? asOf,
+        as_of: r[4] as Date,
+        explanation: r[5] as string,
+        last_updated: r[6] as Date,
         name: null,
         chapter_id: null,
         subject_id: null,
