@@ -728,7 +728,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       if (modelRefresh !== null) await modelRefresh;
       return bodies.get(studentKey, async () => {
         const arm = await experimentArm(studentKey);
-        // Rows that are neither served nor listed with a read-time score come without their text.
+        // Rows neither served nor listed with a read-time score need no text (the embedded store then
+        // renders none for them; PostgreSQL sends every row whole: docs/benchmarks.md, cold16).
         const needs = scoreRowNeeds({ sourceOrder: config.scoreSources, arm });
         const build = async () => {
           // The scores without the join to topics: their names and levels come from the topics cache.
