@@ -108,7 +108,7 @@ export function register(program: Command): void {
     )
     .option(
       "--latent-forgetting-spread <auto|share>",
-      "with --latent on, the share of forgetting that acts all-or-none on a pair (round 15): 0 (the default: the gain above the floor decays deterministically, so an idle pair's interval narrows with time), a number in [0, 1], or auto (opt-in: the candidate 0 / 0.25 / 0.5 / 0.75 / 1 whose held-out dispersion ratio on the fit sample's answers is closest to 1; docs/benchmarks.md Validity round 15). Each forgetting step keeps the posterior's mean (scores still move: an answer after a gap weighs kept against lost); an idle pair's interval widens with time",
+      "with --latent on, the share of forgetting that acts all-or-none on a pair (round 15): 0 (the default: the gain above the floor decays deterministically, so an idle pair's interval narrows with time), a number in [0, 1], or auto (opt-in: the candidate 0 / 0.25 / 0.5 / 0.75 / 1 whose held-out dispersion ratio on the fit sample's answers is closest to 1; docs/benchmarks.md Validity round 15). Each forgetting step keeps the posterior's mean (scores still move: an answer after a gap weighs kept against lost); from the last event to the scoring time see --latent-as-of-forgetting",
       String(LATENT_FORGET_SPREAD_DEFAULT),
     )
     .option(
