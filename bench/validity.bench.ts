@@ -298,6 +298,10 @@ async function evaluateCut(
                   : spreadEnv(process.env.LATENT_FORGET_SPREAD),
             }
           : {}),
+        // LATENT_AS_OF=decay|spread: with a spread, the as-of step (round 16); unset: the product default.
+        ...(process.env.LATENT_AS_OF === "decay" || process.env.LATENT_AS_OF === "spread"
+          ? { asOfForgetting: process.env.LATENT_AS_OF as "decay" | "spread" }
+          : {}),
         ...(process.env.LATENT_INTERVAL === "widen-only" ||
         process.env.LATENT_INTERVAL === "two-sided" ||
         process.env.LATENT_INTERVAL === "by-evidence"

@@ -1,4 +1,5 @@
 import { nelderMead } from "./nelderMead.ts";
+import { decayTowards } from "./servedDecay.ts";
 
 /**
  * A continuous-state knowledge-tracing filter (issue 16, round 4): the knowledge K in [0, 1] of one
@@ -77,6 +78,17 @@ export interface LatentParams {
    * Chosen label-free by the held-out dispersion check (LatentFilter.chooseForgetSpread).
    */
   forgetSpread?: number;
+  /**
+   * Round 16: how an estimate is carried from the pair's last event to the scoring time (as-of). Absent: with
+   * the between-event step above (rounds 4-15, spread included). "decay": the deterministic decay of the
+   * estimate at the last event: its mean, interval ends and P(correct) each move towards where the score
+   * decays (the floor, or the durable-share form's own asymptote) by 2^(-t / halfLife) - the same step
+   * GET /mastery applies to a stored row (serving/masteryView.ts decayServedRow), so a row stored at the last
+   * event and decayed at request time equals the scoring at that time. Set by the fit only with a spread
+   * (LatentFitOptions.asOfForgetting): the spread's variance, which grows with idle time, then shapes the
+   * posterior between events (where answers weigh kept against lost) but not the idle pair's interval.
+   */
+  asOfForgetting?: "decay";
   noise: number;
   assignmentConcentration: number;
   /**
@@ -776,7 +788,10 @@ export class LatentFilter {
     ) as Record<LatentFactor, number>;
     let mean = k.mean(p);
     const last = s.lastT;
-    if (Number.isFinite(last)) {
+    const prm = this.json.params;
+    // Round 16 (`asOfForgetting: "decay"`): the posterior stays at the last event; the summary is decayed below.
+    const idle = prm.asOfForgetting === "decay" && Number.isFinite(last) ? Math.max(0, asOfDays - last) : 0;
+    if (Number.isFinite(last) && prm.asOfForgetting !== "decay") {
       k.forget(p, asOfDays - last, s.base);
       const m = k.mean(p);
       contributions.forgetting += m - mean;
@@ -784,7 +799,6 @@ export class LatentFilter {
     }
     const w = this.intervalScaleAt(s.observations);
     const widen = (q: number) => Math.min(1, Math.max(0, mean + w * (q - mean)));
-    const prm = this.json.params;
     // The durable-share form moves each cell above the prior mean b to b + (x - b) d: the mean after t more
     // days is mean - (1 - d) E[(K - b)+], d = share + (1 - share) 2^(-t / h), i.e. exactly
     // floor + (mean - floor) 2^(-t / h) with floor = mean - (1 - share) E[(K - b)+].
@@ -794,16 +808,30 @@ export class LatentFilter {
       for (let i = 0; i < p.length; i++) if (k.x[i]! > s.base) above += p[i]! * (k.x[i]! - s.base);
       floor = mean - (1 - prm.durableShare) * above;
     }
+    const pFloor =
+      prm.slope !== undefined
+        ? prm.guess + (1 - prm.guess - prm.slip) * emissionShape(prm, floor, this.threshold(topic))
+        : undefined;
+    let score = mean;
+    let lo = widen(k.quantile(p, 0.1));
+    let hi = widen(k.quantile(p, 0.9));
+    let pCorrect = k.predictive(p);
+    if (idle > 0) {
+      // The as-of step of round 16: the estimate at the last event moved by the deterministic decay, with the
+      // very function (and P(correct)'s level, serving/latentScoring.ts latentDecay) GET /mastery applies.
+      const h = prm.halfLifeDays;
+      score = decayTowards(mean, floor, h, idle);
+      lo = decayTowards(lo, floor, h, idle);
+      hi = decayTowards(hi, floor, h, idle);
+      pCorrect = decayTowards(pCorrect, pFloor ?? prm.guess + (1 - prm.guess - prm.slip) * floor, h, idle);
+      contributions.forgetting += score - mean;
+    }
     return {
-      score: mean,
-      lo: widen(k.quantile(p, 0.1)),
-      hi: widen(k.quantile(p, 0.9)),
-      pCorrect: k.predictive(p),
-      ...(prm.slope !== undefined
-        ? {
-            pFloor: prm.guess + (1 - prm.guess - prm.slip) * emissionShape(prm, floor, this.threshold(topic)),
-          }
-        : {}),
+      score,
+      lo,
+      hi,
+      pCorrect,
+      ...(pFloor !== undefined ? { pFloor } : {}),
       floor,
       base: s.base,
       contributions,
@@ -1285,7 +1313,13 @@ export class LatentFilter {
     const spread = spreadChoice?.chosen ?? (typeof opts.forgetSpread === "number" ? opts.forgetSpread : 0);
     if (!(spread >= 0 && spread <= 1))
       throw new LatentFilterError(`forgetSpread must be in [0, 1] or "auto" (got ${spread})`);
-    if (spread > 0) params = { ...params, forgetSpread: spread };
+    if (spread > 0)
+      params = {
+        ...params,
+        forgetSpread: spread,
+        // Round 16: the interval's as-of step kept apart from the spread (LatentParams.asOfForgetting).
+        ...(opts.asOfForgetting === "decay" ? { asOfForgetting: "decay" as const } : {}),
+      };
     const globalKernel = spread > 0 ? new LatentKernel(params, bins) : kernel;
     const kernelOf = (t: string): LatentKernel =>
       logistic && topicThreshold[t] !== undefined
@@ -1780,6 +1814,13 @@ export interface LatentFitOptions {
    * Set after the global and topic fits (it leaves every forgetting step's mean as it is).
    */
   forgetSpread?: number | "auto";
+  /**
+   * Round 16, LatentParams.asOfForgetting: with a spread (forgetSpread > 0), how an estimate is carried from the
+   * pair's last event to the scoring time: "spread" (the default of LatentFilter.fit, round 15: the
+   * between-event step, spread included) or "decay" (the deterministic decay of the estimate at the last event,
+   * which GET /mastery also applies). No effect without a spread (the two steps are then the same decay).
+   */
+  asOfForgetting?: "spread" | "decay";
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
 }
 
@@ -1820,6 +1861,11 @@ export const LATENT_FORGET_SPREAD_CANDIDATES: readonly number[] = [0, 0.25, 0.5,
  * docs/benchmarks.md "Round 15 (valid11)": "auto" becomes the default only if it passes; until then 0.
  */
 export const LATENT_FORGET_SPREAD_DEFAULT: number | "auto" = 0;
+/**
+ * How `mastery train served` carries a spread model's estimate to the scoring time when none is named (round 16,
+ * LatentFitOptions.asOfForgetting). Pre-registered rule in docs/benchmarks.md "Round 16 (valid12)".
+ */
+export const LATENT_AS_OF_FORGETTING_DEFAULT: "spread" | "decay" = "decay";
 
 /** The outcome of LatentFilter.chooseForgetSpread (round 15). */
 export interface ForgetSpreadChoice {

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { easeShare } from "../models/anchorEase.ts";
 import {
+  LATENT_AS_OF_FORGETTING_DEFAULT,
   LATENT_FORGET_SPREAD_DEFAULT,
   LATENT_FORGETTING_DEFAULT,
   LATENT_STUDENT_LEARNING_DEFAULT,
@@ -209,13 +210,14 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
           // held-out choice, "auto", is an option); the topic threshold's shrinkage is LATENT_THRESHOLD_SD_DEFAULT
           // (round 13: chosen on held-out students); the student effect's learning loading is
           // LATENT_STUDENT_LEARNING_DEFAULT (round 14); the forgetting's spread is LATENT_FORGET_SPREAD_DEFAULT
-          // (round 15).
+          // (round 15), carried to the scoring time by LATENT_AS_OF_FORGETTING_DEFAULT (round 16).
           await fitLatentOnStore(scratch, snapshot, {
             emission: "auto",
             forgetting: LATENT_FORGETTING_DEFAULT,
             topicThresholdSd: LATENT_THRESHOLD_SD_DEFAULT,
             studentLearning: LATENT_STUDENT_LEARNING_DEFAULT,
             forgetSpread: LATENT_FORGET_SPREAD_DEFAULT,
+            asOfForgetting: LATENT_AS_OF_FORGETTING_DEFAULT,
             ...(opts.latentFit ?? {}),
           });
     const latentEst =

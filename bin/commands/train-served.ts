@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import {
+  LATENT_AS_OF_FORGETTING_DEFAULT,
   LATENT_FORGET_SPREAD_DEFAULT,
   LATENT_FORGETTING_DEFAULT,
   LATENT_STUDENT_LEARNING_DEFAULT,
@@ -40,6 +41,7 @@ interface TrainServedCliOptions {
   latentThresholdSd: string;
   latentStudentLearning: string;
   latentForgettingSpread: string;
+  latentAsOfForgetting: string;
   servedFrom: string;
   anchor: string;
 }
@@ -106,8 +108,13 @@ export function register(program: Command): void {
     )
     .option(
       "--latent-forgetting-spread <auto|share>",
-      "with --latent on, the share of forgetting that acts all-or-none on a pair (round 15): 0 (the default: the gain above the floor decays deterministically, so an idle pair's interval narrows with time), a number in [0, 1], or auto (opt-in: the candidate 0 / 0.25 / 0.5 / 0.75 / 1 whose held-out dispersion ratio on the fit sample's answers is closest to 1; docs/benchmarks.md Validity round 15). Each forgetting step keeps the posterior's mean (scores still move: an answer after a gap weighs kept against lost); an idle pair's interval widens with time",
+      "with --latent on, the share of forgetting that acts all-or-none on a pair (round 15): 0 (the default: the gain above the floor decays deterministically, so an idle pair's interval narrows with time), a number in [0, 1], or auto (opt-in: the candidate 0 / 0.25 / 0.5 / 0.75 / 1 whose held-out dispersion ratio on the fit sample's answers is closest to 1; docs/benchmarks.md Validity round 15). Each forgetting step keeps the posterior's mean (scores still move: an answer after a gap weighs kept against lost); from the last event to the scoring time see --latent-as-of-forgetting",
       String(LATENT_FORGET_SPREAD_DEFAULT),
+    )
+    .option(
+      "--latent-as-of-forgetting <decay|spread>",
+      "with a forgetting spread, how an estimate is carried from the pair's last event to the scoring time (round 16): decay (the default: the estimate at the last event decays deterministically, as GET /mastery decays a stored row, so an idle pair's interval narrows towards the floor) or spread (round 15: the between-event step, spread included, so an idle pair's interval widens with time; docs/benchmarks.md Validity round 16). No effect without a spread",
+      LATENT_AS_OF_FORGETTING_DEFAULT,
     )
     .option(
       "--latent-interval <two-sided|widen-only|by-evidence>",
@@ -184,6 +191,10 @@ Example:
         throw new CliError(
           `--latent-forgetting-spread must be auto or a number in [0, 1] (got ${opts.latentForgettingSpread}); e.g. auto`,
         );
+      if (opts.latentAsOfForgetting !== "decay" && opts.latentAsOfForgetting !== "spread")
+        throw new CliError(
+          `--latent-as-of-forgetting must be decay or spread (got ${opts.latentAsOfForgetting}); e.g. decay`,
+        );
       if (
         opts.latentInterval !== "two-sided" &&
         opts.latentInterval !== "widen-only" &&
@@ -208,6 +219,7 @@ Example:
           topicThresholdSd: thresholdSd,
           interval: opts.latentInterval,
           forgetSpread,
+          asOfForgetting: opts.latentAsOfForgetting,
           onProgress: (ev, ll) => {
             if (ev % 100 < 2)
               process.stderr.write(

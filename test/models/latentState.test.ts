@@ -153,6 +153,10 @@ describe("models/latentState", () => {
   for (const [label, params] of [
     ["deterministic forgetting", PARAMS],
     ["forgetting spread 0.5, round 15", { ...PARAMS, forgetSpread: 0.5 }],
+    [
+      "forgetting spread 0.5, decay as of, round 16",
+      { ...PARAMS, forgetSpread: 0.5, asOfForgetting: "decay" },
+    ],
   ] as const)
     it(`property: continuing a decoded state with the rest of the events gives the replay's bytes, at any split (${label})`, () => {
       const f = filter(40, undefined, params);

@@ -8,6 +8,7 @@ import { decodeLatentBasis, decodeLatentState, latentDays } from "../../models/l
 import { latentOnlyServedJson, type ServedMasteryJson } from "../../models/servedMastery.ts";
 import { latentEstimates, latentEstimatesWithOffsets } from "../../serving/latentScoring.ts";
 import { studentOffsetOfStates } from "../../serving/latentStream.ts";
+import { decayServedRow } from "../../serving/masteryView.ts";
 import { recompute } from "../../serving/recompute.ts";
 import { openStreamStores, type StreamStores } from "../../serving/streamStores.ts";
 import { streamModels } from "../../serving/updater.ts";
@@ -23,6 +24,7 @@ import { fixtureClock, pseudonymizer, runId, serviceStores } from "./streamHarne
  */
 
 const NOW_US = Date.UTC(2026, 2, 1) * 1000;
+const DAY_MS = 86_400_000;
 const DIR = `/tmp/latstream/${runId("latstream")}`;
 afterAll(() => rmSync(DIR, { recursive: true, force: true }));
 
@@ -235,6 +237,8 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
     ["durable share", { ...PARAMS, durableShare: 0.4, floor: 0 }, undefined],
     ["learning loading", PARAMS, 1],
     ["forgetting spread", { ...PARAMS, forgetSpread: 0.5 }, undefined],
+    // Round 16: the spread between events, the deterministic decay from the last event to the scoring time.
+    ["forgetting spread, decay as of", { ...PARAMS, forgetSpread: 0.5, asOfForgetting: "decay" }, undefined],
   ] as const)
     it(`with a student effect: equals the replay byte for byte and the batch scoring, whatever the arrival order (${label})`, async () => {
       const models = streamModels({
@@ -270,6 +274,31 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
         }
       }
       expect(moved).toBeGreaterThan(0);
+      if ("asOfForgetting" in params) {
+        // The stream stores each latent row as of the pair's last event; GET /mastery's decay of it to the
+        // batch's scoring time equals the batch's estimate there (stored times are whole microseconds, the
+        // request-time decay reads milliseconds: equal to ~1e-10).
+        let checked = 0;
+        for (const r of await stores.mastery.all(["latent"])) {
+          const want = estimates.get(`${r.student_key}|${r.topic_id}`)!;
+          const got = decayServedRow(
+            {
+              score_source: r.score_source,
+              as_of: new Date(r.as_of_us / 1000),
+              mastery_score: r.mastery_score,
+              explanation: r.explanation,
+            },
+            new Date(NOW_US / 1000),
+          );
+          const e = JSON.parse(got.explanation) as { interval: { lo: number; hi: number }; pCorrect: number };
+          expect(got.mastery_score).toBeCloseTo(want.score, 8);
+          expect(e.interval.lo).toBeCloseTo(want.lo, 8);
+          expect(e.interval.hi).toBeCloseTo(want.hi, 8);
+          expect(e.pCorrect).toBeCloseTo(want.pCorrect, 8);
+          if (NOW_US / 1000 - r.as_of_us / 1000 > DAY_MS) checked++;
+        }
+        expect(checked).toBeGreaterThan(0);
+      }
       batch.close();
       await stores.close();
       duck.close();
