@@ -7,10 +7,12 @@ import type { RawEventRow } from "../storage/rawEventStore.ts";
  * hold up POST /events (it cost a DuckDB append of ~10 ms per group inside the store's queue).
  *
  *  - Rows queued while a copy is running are written together by the next one (one append each), and
- *    copies start at most one per `minGapMs` (default 250 ms): most of a copy's CPU is per copy, not per
- *    row (six DuckDB statements and the appender's synchronous flush, ~10% of a busy server's POST CPU
- *    when every group was copied alone: docs/benchmarks.md "The POST's CPU, round 4 (post16,
- *    2026-12-05)"), so under steady writes rows wait up to that long and are copied together; a row
+ *    copies start at most one per `minGapMs` (default 500 ms): most of a copy's CPU is per copy, not per
+ *    row (six DuckDB statements and the appender's flush: ~6 ms of process CPU a copy against ~9 µs a
+ *    row; when every POST group was copied alone, ~10% of a busy server's POST CPU: docs/benchmarks.md
+ *    "The POST's CPU, round 4 (post16, 2026-12-05)"), so under steady writes rows wait up to that long
+ *    and are copied together (the copy's readers, /quality, class membership and registry-model
+ *    features, see them that much later; such bodies are dropped when the copy lands); a row
  *    queued after a quiet spell is copied at once. `idle()` cuts the wait short.
  *  - The copy is idempotent (DuckRawEventStore.record keeps the first stored version of an event),
  *    so a failed copy is retried with backoff, rows kept, up to `maxPending` rows; past that the
@@ -30,7 +32,7 @@ export interface RawMirrorOptions {
   maxPending?: number;
   /** First retry delay after a failed copy (ms, default 200; doubles up to 10 s). */
   retryMs?: number;
-  /** Least time from one copy's start to the next one's (ms, default 250; 0: back to back). */
+  /** Least time from one copy's start to the next one's (ms, default 500; 0: back to back). */
   minGapMs?: number;
 }
 
@@ -50,9 +52,9 @@ export class RawMirror {
 
   constructor(private readonly opts: RawMirrorOptions) {
     this.maxPending = opts.maxPending ?? 200_000;
-    this.minGapMs = opts.minGapMs ?? 250;
+    this.minGapMs = opts.minGapMs ?? 500;
     if (!(this.minGapMs >= 0))
-      throw new RangeError(`RawMirror minGapMs must be >= 0 ms (got ${opts.minGapMs}); e.g. 250`);
+      throw new RangeError(`RawMirror minGapMs must be >= 0 ms (got ${opts.minGapMs}); e.g. 500`);
   }
 
   /** Queues rows for the copy and returns at once. */
