@@ -16,6 +16,7 @@
 export type PgArrayElement = string | number | boolean | null;
 
 // Characters JSON.stringify would write other than as PostgreSQL's array quoting does.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what JSON escapes otherwise
 const JSON_DIFFERS = /[\u0000-\u001f\ud800-\udfff]/;
 const NEEDS_ESCAPE = /["\\]/;
 

@@ -153,7 +153,9 @@ describe("the check brings only each key's served row to check time", () => {
          VALUES ('k1', 't1', 0.2, 'bkt', 'bkt-test', $a::TIMESTAMP, '{}', $a::TIMESTAMP)`,
         { a: asOf.toISOString() },
       );
-      await store.run("UPDATE student_mastery_base SET explanation = 'not json' WHERE score_source = 'rule_based'");
+      await store.run(
+        "UPDATE student_mastery_base SET explanation = 'not json' WHERE score_source = 'rule_based'",
+      );
       // The threshold lies between the bkt score (0.2) and the rule score: only the bkt row is under it.
       const threshold = 0.3;
       expect(scoreAt(at(1))).toBeGreaterThan(threshold);

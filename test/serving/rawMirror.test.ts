@@ -106,6 +106,8 @@ describe("RawMirror: the after-the-answer copy of raw rows into the server's Duc
     await slow.idle();
     expect(performance.now() - t1).toBeLessThan(2_000);
     expect(sizes.slice(2)).toEqual([1, 2]);
-    expect(() => new RawMirror({ write: async () => undefined, minGapMs: -1 })).toThrow(/minGapMs must be >= 0/);
+    expect(() => new RawMirror({ write: async () => undefined, minGapMs: -1 })).toThrow(
+      /minGapMs must be >= 0/,
+    );
   });
 });

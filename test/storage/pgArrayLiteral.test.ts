@@ -13,7 +13,10 @@ const driverValue = (
 // Strings that reach every branch: quotes, backslashes, control characters, lone and paired surrogates.
 const element = fc.oneof(
   fc.string({ unit: "binary", maxLength: 40 }),
-  fc.string({ unit: fc.constantFrom('"', "\\", "a", "{", "}", ",", " ", "\n", "\u0000", "\ud800", "é"), maxLength: 30 }),
+  fc.string({
+    unit: fc.constantFrom('"', "\\", "a", "{", "}", ",", " ", "\n", "\u0000", "\ud800", "é"),
+    maxLength: 30,
+  }),
   fc.jsonValue().map((v) => JSON.stringify(v)),
   fc.double({ noNaN: true, noDefaultInfinity: true }),
   fc.integer(),
