@@ -19,6 +19,10 @@
  * DUCKAB_THREADS_BEFORE=n / DUCKAB_THREADS_AFTER=n: that side's DuckDB instance with n threads (default: one per
  * core), e.g. DUCKAB_THREADS_AFTER=1 without DUCKAB_BEFORE measures `serving.yaml duck_threads: 1` alone.
  * DUCKAB_PROF=dir: a V8 CPU profile of each measured phase (both sides) in dir/<phase>.cpuprofile.
+ * DUCKAB_SERVED=1: the 100-topic students also have a decaying 'served' row per topic (bench/wideSeed.ts
+ * SEED_SERVED_EXPLANATION, as of 2026-01-05: served, decayed at read time), both sides read at one instant,
+ * the cold reads time ctx.masteryBody (what GET /mastery runs, not the decode back to text) and both sides'
+ * bodies are compared byte for byte.
  * Target (issue 15): a cold GET /mastery <= 2 ms of server time for a student with 100 topics.
  */
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -31,7 +35,7 @@ import { DuckStore } from "../storage/duckdb.ts";
 import { baseTable, deltaTable } from "../storage/servingTables.ts";
 import { envNumber as env, BENCH_PSEUDONYM_KEY as KEY, quizPostBody } from "./benchEnv.ts";
 import { listenBenchApp } from "./benchServer.ts";
-import { SEED_EXPLANATION } from "./wideSeed.ts";
+import { SEED_EXPLANATION, SEED_SERVED_EXPLANATION } from "./wideSeed.ts";
 
 const STUDENTS = env("DUCKAB_STUDENTS", 3000);
 const WIDE = env("DUCKAB_WIDE", 200);
@@ -44,6 +48,9 @@ if (READS + 10 > WIDE || READS + 10 > STUDENTS)
   throw new Error(`DUCKAB_READS (${READS}) + 10 warm-up reads must not exceed DUCKAB_WIDE / DUCKAB_STUDENTS`);
 
 const EXPLANATION = SEED_EXPLANATION;
+const WITH_SERVED = process.env.DUCKAB_SERVED === "1";
+// One read instant for both sides (a decayed score depends on it).
+const readAt = new Date();
 const pseudo = new Pseudonymizer(KEY);
 const dir = mkdtempSync(join(process.env.TMPDIR ?? tmpdir(), "duck-ab-"));
 
@@ -70,6 +77,13 @@ async function seed(path: string): Promise<void> {
             'default', ${ts}, '${EXPLANATION}', ${ts}
      FROM temp.ab_keys, range(100) t(i), (VALUES ('bkt'), ('elo')) x(src) WHERE wide OR t.i < 20`,
   );
+  if (WITH_SERVED)
+    await s.run(
+      `INSERT INTO ${baseTable("student_mastery")} (${cols})
+       SELECT student_key, 'W' || t.i, ((n * 7 + t.i * 13) % 100) / 100.0, 'served', 'default', ${ts},
+              '${SEED_SERVED_EXPLANATION}', ${ts}
+       FROM temp.ab_keys, range(100) t(i) WHERE wide`,
+    );
   await s.run(
     `INSERT INTO ${deltaTable("student_mastery")} (${cols})
      SELECT student_key, 'T1', 0.9, 'bkt', 'default', TIMESTAMP '2026-01-06 10:00:00', '${EXPLANATION}',
@@ -82,7 +96,8 @@ async function seed(path: string): Promise<void> {
 
 interface Side {
   name: string;
-  masteryJson(studentKey: string): Promise<string>;
+  /** The cold read: ctx.masteryJson's text, or with DUCKAB_SERVED=1 ctx.masteryBody's bytes. */
+  masteryJson(studentKey: string): Promise<string | Buffer>;
   post(body: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -108,11 +123,14 @@ async function openSide(name: string, root: string, seeded: string): Promise<Sid
     server,
     base,
     authorization: auth,
-  } = await listenBenchApp({ createApp, parseThresholds }, { store, pseudonymizer: pseudo });
+  } = await listenBenchApp(
+    { createApp, parseThresholds },
+    { store, pseudonymizer: pseudo, ...(WITH_SERVED ? { now: () => readAt } : {}) },
+  );
   const url = `${base}/events`;
   return {
     name,
-    masteryJson: (k) => ctx.masteryJson(k),
+    masteryJson: WITH_SERVED ? async (k) => (await ctx.masteryBody(k)).buf : (k) => ctx.masteryJson(k),
     async post(body) {
       const r = await fetch(url, {
         method: "POST",
@@ -149,13 +167,18 @@ async function alternate(sides: [Side, Side], n: number, call: (s: Side, i: numb
     { ms: [], cpu: [] },
   ];
   for (let i = 0; i < n; i++) {
+    const got: unknown[] = [];
     for (const j of i % 2 === 0 ? [0, 1] : [1, 0]) {
       const c0 = cpuUs();
       const t0 = performance.now();
-      await call(sides[j]!, i);
+      got[j] = await call(sides[j]!, i);
       out[j]!.ms.push(performance.now() - t0);
       out[j]!.cpu.push(cpuUs() - c0);
     }
+    if (WITH_SERVED && Buffer.isBuffer(got[0]) && Buffer.isBuffer(got[1]) && !got[0].equals(got[1]))
+      throw new Error(
+        `call ${i}: the two trees' GET /mastery bodies differ (the A/B must not change a byte)`,
+      );
   }
   return out;
 }
@@ -200,7 +223,7 @@ const sides: [Side, Side] = [
 ];
 console.log(
   `duck A/B: before ${beforeDir}${beforeDir === here ? " (this tree: A/A)" : ""}, after ${here}; ${STUDENTS} x 20 + ${WIDE} x 100 topics, ` +
-    `${Math.round(DELTA * STUDENTS)} students with a delta row; ${READS} cold reads, ${POSTS} POSTs per side; ` +
+    `${Math.round(DELTA * STUDENTS)} students with a delta row${WITH_SERVED ? ", a served row per 100-topic topic (ctx.masteryBody, bodies compared)" : ""}; ${READS} cold reads, ${POSTS} POSTs per side; ` +
     `DuckDB threads before ${process.env.DUCKAB_THREADS_BEFORE ?? "default"}, after ${process.env.DUCKAB_THREADS_AFTER ?? "default"}`,
 );
 // JIT warm-up on students the measured reads do not use.

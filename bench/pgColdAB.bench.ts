@@ -14,9 +14,12 @@
  *
  * PGAB_SERVED=1 seeds a decaying 'served' row per topic too (the served one; both sides read a student at one
  * instant).
+ * PGAB_PROF=dir: a V8 CPU profile of each measured round (both sides) in dir/round<n>.cpuprofile.
  * Without PGAB_BEFORE both sides are this tree (an A/A run: the noise floor of the ratios).
  * Target (issue 15): a cold GET /mastery <= 2 ms of server time for a student with 100 topics.
  */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -112,8 +115,16 @@ try {
         .map((x) => x.toFixed(1))
         .join(" ")}`,
   );
+  const profDir = process.env.PGAB_PROF;
+  const inspector = profDir === undefined ? null : new Session();
   for (let r = 0; r < rounds; r++) {
     for (const side of sides) await side.invalidate(keys);
+    if (inspector !== null) {
+      inspector.connect();
+      await inspector.post("Profiler.enable");
+      await inspector.post("Profiler.setSamplingInterval", { interval: 100 });
+      await inspector.post("Profiler.start");
+    }
     const m = sides.map(() => ({ ms: [] as number[], cpu: [] as number[] }));
     for (let i = 0; i < keys.length; i++) {
       const bodies: (Buffer | string)[] = [];
@@ -130,6 +141,12 @@ try {
         throw new Error(
           `student ${i}: the two trees' GET /mastery bodies differ (the A/B must not change a byte)`,
         );
+    }
+    if (inspector !== null && profDir !== undefined) {
+      const { profile } = await inspector.post("Profiler.stop");
+      mkdirSync(profDir, { recursive: true });
+      writeFileSync(join(profDir, `round${r + 1}.cpuprofile`), JSON.stringify(profile));
+      inspector.disconnect();
     }
     const f = (x: { ms: number[]; cpu: number[] }) => ({
       ms: median(x.ms),

@@ -51,6 +51,7 @@ import { DuckMasteryReadStore, type MasteryReadStore, type TopicRow } from "./ma
 import {
   DEFAULT_SOURCE_ORDER,
   type ExperimentArm,
+  scoreRowNeeds,
   studentMasteryJson,
   type TopicMeta,
   topicMetaOf,
@@ -727,9 +728,12 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       if (modelRefresh !== null) await modelRefresh;
       return bodies.get(studentKey, async () => {
         const arm = await experimentArm(studentKey);
+        // Rows neither served nor listed with a read-time score need no text (the embedded store then
+        // renders none for them; PostgreSQL sends every row whole: docs/benchmarks.md, cold16).
+        const needs = scoreRowNeeds({ sourceOrder: config.scoreSources, arm });
         const build = async () => {
           // The scores without the join to topics: their names and levels come from the topics cache.
-          const [rows, { byId }] = await Promise.all([read.scoreRows(studentKey), topicTable()]);
+          const [rows, { byId }] = await Promise.all([read.scoreRows(studentKey, needs), topicTable()]);
           for (const r of rows) {
             const t = byId.get(r.topic_id);
             if (t === undefined) continue;

@@ -1,5 +1,10 @@
 import type { DuckReadPool, DuckStore } from "../storage/duckdb.ts";
-import { EXPLANATION_NUMBERS_SELECT, explanationNumbersSelect } from "../storage/explanationNumbers.ts";
+import {
+  EXPLANATION_NUMBERS_SELECT,
+  explanationNumbersSelect,
+  takeExplanationNumbers,
+  type WithExplanationNumberColumns,
+} from "../storage/explanationNumbers.ts";
 import type { PgStore } from "../storage/postgres.ts";
 import { newestRevisions, type RevisionRow, revisionsSql } from "../storage/revisionTable.ts";
 import type { StateStore } from "../storage/stateStore.ts";
@@ -63,9 +68,12 @@ export interface MasteryReadStore {
   /**
    * The same rows without the join to topics (name, chapter_id, subject_id, course_id are null): for a
    * caller that fills them from its own copy of the topics table (the server's topics cache), which
-   * saves the join and four columns a row on every GET /mastery miss.
+   * saves the join and four columns a row on every GET /mastery miss. With `needs`, a row that can be
+   * neither served nor needs its text for its listed score may come with explanation "" and last_updated =
+   * as_of (neededRows; the embedded store then skips rendering a batch row's text from its numbers); a body
+   * built from them is the one built from every row's values.
    */
-  scoreRows(studentKey: string): Promise<MasteryViewRow[]>;
+  scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]>;
   /** Every recorded change of one (student, topic), oldest first. */
   history(studentKey: string, topicId: string): Promise<HistoryRow[]>;
   /** Every recorded change of every topic of the student in one query: by topic_id, then oldest first. */
@@ -79,6 +87,40 @@ export interface MasteryReadStore {
   eloAbilities(studentKey: string, topicIds?: readonly string[]): Promise<Map<string, number>>;
   /** Up to `limit` distinct student keys that have scores, any ones (the start-up warm-up reads them). */
   sampleStudentKeys(limit: number): Promise<string[]>;
+}
+
+/**
+ * Which of a student's rows a GET /mastery body reads beyond their score, model version and as_of
+ * (serving/masteryView.ts scoreRowNeeds). Per topic the served row is one of the lowest rank: `first`
+ * ranks -1, a source at position i of `order` (its first) ranks i, any other order.length; rows of that
+ * rank (ties all kept: the view breaks them) and rows of the `explained` sources (whose listed score is
+ * computed from their text at read time) need their explanation and last_updated; the others' are
+ * never read. On a served-row student (bkt + elo + served per topic) that is two rows of three.
+ */
+export interface ScoreRowNeeds {
+  readonly order: readonly string[];
+  readonly first: string;
+  readonly explained: readonly string[];
+}
+
+/** For each row, whether its explanation and last_updated are needed (ScoreRowNeeds). */
+export function neededRows(
+  rows: readonly Pick<MasteryViewRow, "topic_id" | "score_source">[],
+  needs: ScoreRowNeeds,
+): boolean[] {
+  const rank = (source: string): number => {
+    if (source === needs.first) return -1;
+    const i = needs.order.indexOf(source);
+    return i < 0 ? needs.order.length : i;
+  };
+  const ranks = rows.map((r) => rank(r.score_source));
+  const best = new Map<string, number>();
+  for (let i = 0; i < rows.length; i++) {
+    const t = rows[i]!.topic_id;
+    const b = best.get(t);
+    if (b === undefined || ranks[i]! < b) best.set(t, ranks[i]!);
+  }
+  return rows.map((r, i) => ranks[i] === best.get(r.topic_id) || needs.explained.includes(r.score_source));
 }
 
 /** A bounded scan: the first rows found, not the whole table (distinct in the outer query). */
@@ -130,11 +172,29 @@ const DUCK_ABILITY_SQL = revisionsSql("learner_state", "topic_id, elo_ability", 
 const byTopicAndSource = (a: MasteryViewRow, b: MasteryViewRow): number =>
   compareUtf8(a.topic_id, b.topic_id) || compareUtf8(a.score_source, b.score_source);
 
-/** One student's served rows: the newest revision per (topic, source), by topic_id then score_source. */
-function newestScores(rows: (MasteryViewRow & RevisionRow)[]): MasteryViewRow[] {
-  return withExplanationTexts(
-    newestRevisions("student_mastery", rows, ["student_key"]).sort(byTopicAndSource),
-  );
+/**
+ * One student's served rows: the newest revision per (topic, source), by topic_id then score_source. With
+ * `needs`, only the needed rows' explanations are rendered (neededRows); the others get "" and last_updated = as_of.
+ */
+function newestScores(
+  rows: (MasteryViewRow & RevisionRow & WithExplanationNumberColumns)[],
+  needs?: ScoreRowNeeds,
+): MasteryViewRow[] {
+  const newest = newestRevisions("student_mastery", rows, ["student_key"]).sort(byTopicAndSource);
+  if (needs === undefined) return withExplanationTexts(newest);
+  const needed = neededRows(newest, needs);
+  const kept: (MasteryViewRow & RevisionRow & WithExplanationNumberColumns)[] = [];
+  for (let i = 0; i < newest.length; i++) {
+    const r = newest[i]!;
+    if (needed[i]) kept.push(r);
+    else {
+      takeExplanationNumbers(r);
+      r.explanation = "";
+      r.last_updated = r.as_of;
+    }
+  }
+  withExplanationTexts(kept);
+  return newest;
 }
 
 /**
@@ -171,8 +231,11 @@ export class DuckMasteryReadStore implements MasteryReadStore {
     return newestScores(await this.store.all<MasteryViewRow & RevisionRow>(DUCK_MASTERY_SQL, [studentKey]));
   }
 
-  async scoreRows(studentKey: string): Promise<MasteryViewRow[]> {
-    return newestScores(await this.store.all<MasteryViewRow & RevisionRow>(DUCK_SCORE_SQL, [studentKey]));
+  async scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]> {
+    return newestScores(
+      await this.store.all<MasteryViewRow & RevisionRow>(DUCK_SCORE_SQL, [studentKey]),
+      needs,
+    );
   }
 
   async history(studentKey: string, topicId: string): Promise<HistoryRow[]> {
@@ -237,7 +300,8 @@ export class PgMasteryReadStore implements MasteryReadStore {
   async scoreRows(studentKey: string): Promise<MasteryViewRow[]> {
     // Rows as arrays of SCORE_SQL's columns, each turned into one object literal (one shape for every
     // row): ~10% less client CPU than node-postgres' named rows with four NULL topic columns
-    // (docs/benchmarks.md, serve10).
+    // (docs/benchmarks.md, serve10). Every row comes whole (no ScoreRowNeeds): ranking the sources in SQL
+    // to leave out the unneeded texts cost PostgreSQL more than it saved here (docs/benchmarks.md, cold16).
     const rows = await this.pg.arraysPrepared(SCORE_SQL, [studentKey]);
     const out: MasteryViewRow[] = new Array(rows.length);
     for (let i = 0; i < rows.length; i++) {

@@ -5,13 +5,14 @@ import {
   type StoredRuleExplanation,
   type StoredRuleState,
 } from "../models/ruleScorer.ts";
-import { decayTowards } from "../models/servedDecay.ts";
+import { decayFactor, decayTowards } from "../models/servedDecay.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import {
   DuckMasteryReadStore,
   type HistoryRow,
   type MasteryReadStore,
   type MasteryViewRow,
+  type ScoreRowNeeds,
   type TopicRow,
 } from "./masteryReadStore.ts";
 import type { ModelTopicScore, ServedModelInfo, StudentModelScores } from "./modelScoring.ts";
@@ -125,6 +126,25 @@ interface ServedSelection {
   iso: (d: Date) => string;
 }
 
+/** The source ranking of the served row: the arm's source first, then the order asked (or the default). */
+function servedOrder(opts: Pick<StudentMasteryOptions, "arm" | "sourceOrder">): string[] {
+  const arm = opts.arm ?? null;
+  return [
+    ...(arm?.scoreSource !== undefined ? [arm.scoreSource] : []),
+    ...(opts.sourceOrder ?? DEFAULT_SOURCE_ORDER),
+  ];
+}
+
+/**
+ * What studentMasteryJson / readStudentMastery with these options read of the rows beyond score, model
+ * version and as_of (MasteryReadStore.scoreRows' `needs`): the served row's ranking (selectServed's), and
+ * the sources whose listed score is computed from their text (rule_based: ruleRowScoreAt; the decaying
+ * ones: decayedScoreRow).
+ */
+export function scoreRowNeeds(opts: Pick<StudentMasteryOptions, "arm" | "sourceOrder">): ScoreRowNeeds {
+  return { order: servedOrder(opts), first: TEACHER_OVERRIDE, explained: EXPLAINED_SOURCES };
+}
+
 /** Which row each topic serves, the rows as of read time, and the rollups: what both renderings share. */
 async function selectServed(
   source: MasterySource,
@@ -133,10 +153,7 @@ async function selectServed(
   splice = false,
 ): Promise<ServedSelection> {
   const arm = opts.arm ?? null;
-  const order = [
-    ...(arm?.scoreSource !== undefined ? [arm.scoreSource] : []),
-    ...(opts.sourceOrder ?? DEFAULT_SOURCE_ORDER),
-  ];
+  const order = servedOrder(opts);
   const store = readStoreOf(source);
   const stored = opts.rows ?? (await store.masteryRows(studentKey));
   const now = opts.now;
@@ -456,6 +473,8 @@ const DAY_MS = 86_400_000;
  * estimate and the latent filter's own estimate (serving/latentScoring.ts); both are decayed at read time.
  */
 export const DECAYING_SOURCES: ReadonlySet<string> = new Set(["served", "latent"]);
+/** The sources whose listed score selectServed computes from the row's text (scoreRowNeeds). */
+const EXPLAINED_SOURCES: readonly string[] = ["rule_based", ...DECAYING_SOURCES];
 
 /** What a served explanation (serving/servedScoring.ts) carries for request-time decay. */
 interface DecayableExplanation extends Explanation {
@@ -528,6 +547,48 @@ const NOT_SPLICED = /[\s\\]|"forgetting"/;
 /** SERVED_TAIL's groups of numbers the splice keeps as stored: level, attempts, half-life, floor, P floor. */
 const KEPT_GROUPS = [5, 7, 11, 12, 13];
 
+/**
+ * True only when `s` is the text String(Number(s)) gives, by its digits alone (no number conversion, ~6x
+ * cheaper): an optional "-" (not on "0"), then "0" or a digit string without leading zero of at most 21
+ * digits, then optionally "." and digits ending in a non-zero, at most 15 significant digits in all, and at
+ * most five zeros after "0." (from 1e-6 up String() writes no exponent). A decimal of at most 15 significant
+ * digits is the shortest text of its double (15-digit decimals round-trip through a double, so two of them
+ * never share one), which is what String() writes. False says nothing (the caller then converts).
+ */
+export function ownSpelling(s: string): boolean {
+  const n = s.length;
+  let i = s.charCodeAt(0) === 45 ? 1 : 0;
+  const negative = i === 1;
+  let c = s.charCodeAt(i);
+  if (!(c >= 48 && c <= 57)) return false;
+  let sig = 0;
+  if (c === 48) {
+    i++;
+    if (i === n) return !negative;
+    if (s.charCodeAt(i) !== 46) return false;
+    i++;
+    let zeros = 0;
+    while (i < n && s.charCodeAt(i) === 48) {
+      zeros++;
+      i++;
+    }
+    if (zeros > 5 || i === n) return false;
+  } else {
+    for (c = s.charCodeAt(i); i < n && c >= 48 && c <= 57; c = s.charCodeAt(++i)) sig++;
+    if (sig > 21) return false;
+    if (i === n) return sig <= 15;
+    if (s.charCodeAt(i) !== 46) return false;
+    i++;
+    if (i === n) return false;
+  }
+  let last = 0;
+  for (c = s.charCodeAt(i); i < n && c >= 48 && c <= 57; c = s.charCodeAt(++i)) {
+    sig++;
+    last = c;
+  }
+  return i === n && last > 48 && sig <= 15;
+}
+
 /** toISOString of the last instant asked (the rows of one scoring run share their as_of). */
 let lastIso: { t: number; s: string } = { t: Number.NaN, s: "" };
 function isoOf(d: Date): string {
@@ -570,18 +631,24 @@ function decaySplicedRow<
   if (t === null) return { row: decayServedRow(row, now) };
   // The numbers kept as stored (level, attempts, decay) must be spelled as String() spells them (what JSON.parse
   // then JSON.stringify would write), else the slow way; the recomputed ones are written anew.
-  for (const i of KEPT_GROUPS) if (String(Number(t[i])) !== t[i]) return { row: decayServedRow(row, now) };
+  for (const i of KEPT_GROUPS) {
+    const k = t[i]!;
+    if (!ownSpelling(k) && String(Number(k)) !== k) return { row: decayServedRow(row, now) };
+  }
   const halfLifeDays = Number(t[11]);
   if (!(halfLifeDays > 0)) return { row };
   const floor = Number(t[12]);
-  const at = (x: number) => decayTowards(x, floor, halfLifeDays, elapsed);
+  // decayTowards's arithmetic with its factor computed once for the row's four values (the same doubles).
+  const f = decayFactor(halfLifeDays, elapsed);
+  const at = (x: number) => floor + (x - floor) * f;
   const score = at(row.mastery_score);
   const contribution = score - row.mastery_score;
   const interval = `{"lo":${num(at(Number(t[3])))},"hi":${num(at(Number(t[4])))},"level":${t[5]}}`;
   const evidence = `{"kind":${t[6]},"attempts":${t[7]},"daysSinceLast":${
     t[9] === undefined ? "null" : num(Number(t[9]) + elapsed)
   }}`;
-  const p = num(decayTowards(Number(t[10]), Number(t[13]), halfLifeDays, elapsed));
+  const pFloor = Number(t[13]);
+  const p = num(pFloor + (Number(t[10]) - pFloor) * f);
   const scoreText = num(score);
   const explanation =
     `${text.slice(0, j)},"rest":${num(Number(t[1]) + contribution)},"score":${scoreText},"interval":${interval},` +

@@ -1,10 +1,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { MasteryViewRow } from "../../serving/masteryReadStore.ts";
+import { type MasteryViewRow, neededRows } from "../../serving/masteryReadStore.ts";
 import {
   decayServedRow,
+  ownSpelling,
   readStudentMastery,
   type StudentMasteryOptions,
+  scoreRowNeeds,
   studentMasteryJson,
   TEACHER_OVERRIDE,
   type TopicMeta,
@@ -295,6 +297,61 @@ describe("studentMasteryJson: the GET /mastery body without building its objects
     );
   });
 
+  it("property: rows read with scoreRowNeeds (unneeded texts '' and last_updated = as_of) give the same body bytes", async () => {
+    await fc.assert(
+      fc.asyncProperty(optsArb, async (o) => {
+        const opts = build(o);
+        let full: Awaited<ReturnType<typeof studentMasteryJson>>;
+        try {
+          full = await studentMasteryJson({} as never, "k", opts);
+        } catch {
+          return;
+        }
+        const needed = neededRows(o.rows, scoreRowNeeds(opts));
+        const elided = o.rows.map((r, i) =>
+          needed[i] ? r : { ...r, explanation: "", last_updated: new Date(r.as_of.getTime()) },
+        );
+        const got = await studentMasteryJson({} as never, "k", { ...opts, rows: elided });
+        expect(got.json).toBe(full.json);
+        expect(got.topics).toEqual(full.topics);
+        expect(got.modelServedScores).toEqual(full.modelServedScores);
+      }),
+      { numRuns: 600 },
+    );
+  });
+
+  it("known answer: on a served-row topic (bkt, elo, served, rule_based) only bkt and elo go without their texts", () => {
+    const topic = (t: string, sources: string[]) => sources.map((s) => ({ topic_id: t, score_source: s }));
+    const rows = [
+      ...topic("T0", ["bkt", "elo", "rule_based", "served"]),
+      ...topic("T1", ["bkt", "elo"]),
+      ...topic("T2", ["Alpha", "Beta", "elo"]),
+      ...topic("T3", [TEACHER_OVERRIDE, "served", "ml"]),
+      ...topic("T4", ["bkt", TEACHER_OVERRIDE]),
+    ];
+    expect(neededRows(rows, scoreRowNeeds({}))).toEqual([
+      ...[false, false, true, true],
+      // bkt ranks before elo in the default order
+      ...[true, false],
+      // two sources outside the order tie, both kept (the view breaks the tie by name)
+      ...[false, false, true],
+      ...[true, true, false],
+      // a teacher's correction outranks every source
+      ...[false, true],
+    ]);
+    // An arm's source ranks first; an order without elo ranks it with the unknown ones.
+    expect(
+      neededRows(
+        topic("T1", ["bkt", "elo", "Alpha"]),
+        scoreRowNeeds({ arm: { experimentId: "e", arm: "a", scoreSource: "elo" } }),
+      ),
+    ).toEqual([false, true, false]);
+    expect(neededRows(topic("T1", ["elo", "Alpha"]), scoreRowNeeds({ sourceOrder: ["bkt"] }))).toEqual([
+      true,
+      true,
+    ]);
+  });
+
   it("property: every listed score of a served / latent row is decayServedRow's (score and as_of), decay last or not", async () => {
     await fc.assert(
       fc.asyncProperty(optsArb, async (o) => {
@@ -359,6 +416,65 @@ describe("studentMasteryJson: the GET /mastery body without building its objects
       ),
       { numRuns: 500 },
     );
+  });
+
+  it("property: ownSpelling(s) only when String(Number(s)) is s (decimal texts of 1-20 digits, any point, sign, zeros)", () => {
+    const decimal = fc
+      .record({
+        neg: fc.boolean(),
+        digits: fc.array(fc.integer({ min: 0, max: 9 }), { minLength: 1, maxLength: 20, size: "max" }),
+        point: fc.integer({ min: -9, max: 24 }),
+        zeros: fc.integer({ min: 0, max: 3 }),
+      })
+      .map(({ neg, digits, point, zeros }) => {
+        const d = digits.join("");
+        const body =
+          point <= 0
+            ? `0.${"0".repeat(-point)}${d}`
+            : point >= d.length
+              ? d + "0".repeat(zeros)
+              : `${d.slice(0, point)}.${d.slice(point)}`;
+        return (neg ? "-" : "") + body;
+      });
+    let own = 0;
+    fc.assert(
+      fc.property(fc.oneof(decimal, fc.double().map(String), fc.string()), (s) => {
+        if (!ownSpelling(s)) return;
+        own++;
+        expect(String(Number(s))).toBe(s);
+      }),
+      { numRuns: 20_000 },
+    );
+    expect(own).toBeGreaterThan(2_000);
+  });
+
+  it("known answer: ownSpelling at its edges", () => {
+    for (const s of [
+      "0",
+      "0.8",
+      "-0.5",
+      "45.2",
+      "12",
+      "0.000001",
+      "123456789012345",
+      "100000000000000",
+      "1.5",
+    ])
+      expect([s, ownSpelling(s)]).toEqual([s, true]);
+    // -0 is "0", 1e-7 and 1e21 have exponents, 16 digits may not be the shortest text, the rest are respellings.
+    for (const s of [
+      "-0",
+      "0.0000001",
+      "1000000000000000000000",
+      "1234567890123456",
+      "0.10",
+      "1.",
+      ".5",
+      "01",
+      "1e3",
+      "",
+    ])
+      expect([s, ownSpelling(s)]).toEqual([s, false]);
   });
 
   it("known answer: a served row one half-life after its scoring, spliced", async () => {
