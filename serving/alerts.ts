@@ -282,23 +282,26 @@ export class AlertEngine {
   async check(keys: readonly UpdatedKey[]): Promise<AlertPayload[]> {
     if (keys.length === 0) return [];
     const now = this.opts.now?.() ?? new Date();
-    // Scores as a reader sees them at check time: a rule score as of now, a served score
-    // decayed to now (serving/masteryView.ts rowAtReadTime). So a score that decayed under the threshold
-    // without new events raises its alert the next time its key is checked.
-    const rows = (await this.store.candidates(keys)).map((r) => rowAtReadTime(r, now));
     const rank = (s: string) => {
       const i = DEFAULT_SOURCE_ORDER.indexOf(s);
       return s === TEACHER_OVERRIDE ? -1 : i < 0 ? DEFAULT_SOURCE_ORDER.length : i;
     };
+    // The served row of each key is picked by its source alone, so only that row is brought to check
+    // time (rowAtReadTime parses a rule row's explanation: with bkt served, the rule row's was parsed for
+    // nothing on every POST).
     const served = new Map<string, AlertCandidate>();
-    for (const r of rows) {
+    for (const r of await this.store.candidates(keys)) {
       const k = `${r.student_key}\u0000${r.topic_id}`;
       const cur = served.get(k);
       if (cur === undefined || rank(r.score_source) < rank(cur.score_source)) served.set(k, r);
     }
     const raised: AlertPayload[] = [];
     const states: AlertStateRow[] = [];
-    for (const r of served.values()) {
+    for (const stored of served.values()) {
+      // Scores as a reader sees them at check time: a rule score as of now, a served score
+      // decayed to now (serving/masteryView.ts rowAtReadTime). So a score that decayed under the threshold
+      // without new events raises its alert the next time its key is checked.
+      const r = rowAtReadTime(stored, now);
       const school = r.school_id ?? null;
       const grade = r.grade === null || r.grade === undefined ? null : Number(r.grade);
       const threshold = thresholdFor(this.cfg, school, grade);

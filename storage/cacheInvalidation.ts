@@ -109,16 +109,69 @@ export class CacheInvalidationPublisher {
     return new CacheInvalidationPublisher(r, invalidationChannel(prefix), url);
   }
 
-  /** Publishes the changed student keys (deduplicated, in messages of at most 500 keys). */
-  async publishKeys(studentKeys: Iterable<string>): Promise<void> {
-    const keys = [...new Set(studentKeys)];
-    for (let i = 0; i < keys.length; i += KEYS_PER_MESSAGE)
-      await this.publish(JSON.stringify({ k: keys.slice(i, i + KEYS_PER_MESSAGE), o: this.origin }));
+  /**
+   * Publishes the changed student keys (deduplicated, in messages of at most 500 keys). Resolves once a
+   * PUBLISH naming them was acknowledged by Redis, as before; but the calls of one event-loop turn (the
+   * POST /events requests of one group commit answer together) and those made while a publish is in flight
+   * share ONE message (the union of their keys) instead of a PUBLISH each: one command's client CPU and
+   * write per group, not per request (docs/benchmarks.md "The POST's CPU, round 4 (post16, 2026-12-05)").
+   * A failed publish fails every call it carried.
+   */
+  publishKeys(studentKeys: Iterable<string>): Promise<void> {
+    let given = 0;
+    for (const k of studentKeys) {
+      this.pendingKeys.add(k);
+      given++;
+    }
+    if (given === 0) return Promise.resolve();
+    return this.enqueue();
   }
 
-  /** Tells every server to drop its whole cache (a bulk job rewrote many students). */
-  async publishAll(): Promise<void> {
-    await this.publish(JSON.stringify({ all: 1 }));
+  /** Tells every server to drop its whole cache (a bulk job rewrote many students); after any queued keys. */
+  publishAll(): Promise<void> {
+    this.pendingAll = true;
+    return this.enqueue();
+  }
+
+  private pendingKeys = new Set<string>();
+  private pendingAll = false;
+  private waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private scheduled = false;
+  private inFlight: Promise<void> | null = null;
+
+  private enqueue(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      if (this.scheduled) return;
+      this.scheduled = true;
+      setImmediate(() => void this.drain());
+    });
+  }
+
+  /** Publishes what is queued, after the publish in flight (calls queued meanwhile join this one). */
+  private async drain(): Promise<void> {
+    while (this.inFlight !== null) await this.inFlight.catch(() => undefined);
+    this.scheduled = false;
+    const keys = [...this.pendingKeys];
+    const all = this.pendingAll;
+    const waiters = this.waiters;
+    this.pendingKeys = new Set();
+    this.pendingAll = false;
+    this.waiters = [];
+    const run = (async () => {
+      for (let i = 0; i < keys.length; i += KEYS_PER_MESSAGE)
+        await this.publish(JSON.stringify({ k: keys.slice(i, i + KEYS_PER_MESSAGE), o: this.origin }));
+      if (all) await this.publish(JSON.stringify({ all: 1 }));
+    })();
+    this.inFlight = run;
+    try {
+      await run;
+      for (const w of waiters) w.resolve();
+    } catch (err) {
+      for (const w of waiters) w.reject(err);
+    } finally {
+      this.inFlight = null;
+    }
   }
 
   private async publish(message: string): Promise<void> {

@@ -6,6 +6,7 @@ import {
   takeExplanationNumbers,
   type WithExplanationNumberColumns,
 } from "./explanationNumbers.ts";
+import { pgArrayLiteral } from "./pgArrayLiteral.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { microsToSqlTimestamp } from "./rawEventStore.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
@@ -175,11 +176,13 @@ export class PgMasteryStore implements MasteryStore {
            (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
          SELECT src.*, $11::timestamp FROM src)
        SELECT count(*) AS n FROM moved`,
+      // Array literals built by storage/pgArrayLiteral.ts (node-postgres' own text, cheaper: the
+      // explanations are most of the bytes).
       [
-        keys.map((k) => k.studentKey),
-        keys.map((k) => k.topicId),
-        keys.map((k) => k.rev),
-        ...cols,
+        pgArrayLiteral(keys.map((k) => k.studentKey)),
+        pgArrayLiteral(keys.map((k) => k.topicId)),
+        pgArrayLiteral(keys.map((k) => k.rev)),
+        ...cols.map(pgArrayLiteral),
         microsToSqlTimestamp(nowUs),
       ],
     );

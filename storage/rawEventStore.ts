@@ -1,6 +1,7 @@
 import type { DuckDBAppender } from "@duckdb/node-api";
 import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, BOOLEAN, DOUBLE, DuckDBTimestampValue, LIST, listValue, VARCHAR } from "./duckdbApi.ts";
+import { pgArrayLiteral } from "./pgArrayLiteral.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
 import { newestContextOf, upsertNewestSql } from "./studentContext.ts";
@@ -144,14 +145,22 @@ const RAW_LIST_TYPES = RAW_COLUMNS.map(([, , kind]) =>
   LIST(kind === "text" ? VARCHAR : kind === "ts" ? BIGINT : kind === "bool" ? BOOLEAN : DOUBLE),
 );
 
+let lastMicros = Number.NaN;
+let lastSqlTimestamp = "";
+
 /**
  * Epoch microseconds -> "YYYY-MM-DD HH:MM:SS.ffffff" (UTC), exact (Date alone keeps milliseconds).
  */
 export function microsToSqlTimestamp(us: number): string {
+  // A batch repeats instants (every row of a request shares its ingest time, a group its scoring time).
+  if (us === lastMicros) return lastSqlTimestamp;
   const ms = Math.floor(us / 1000);
   const rest = us - ms * 1000;
   const iso = new Date(ms).toISOString(); // 2026-01-05T10:00:00.123Z
-  return `${iso.slice(0, 10)} ${iso.slice(11, 23)}${String(rest).padStart(3, "0")}`;
+  const text = `${iso.slice(0, 10)} ${iso.slice(11, 23)}${String(rest).padStart(3, "0")}`;
+  lastMicros = us;
+  lastSqlTimestamp = text;
+  return text;
 }
 
 /**
@@ -214,11 +223,14 @@ export class PgRawEventStore implements RawEventStore {
   async record(rows: readonly RawEventRow[]): Promise<LearnerRow[]> {
     if (rows.length === 0) return [];
     const batch = firstPerEvent(rows);
+    // Each column as its array literal (storage/pgArrayLiteral.ts: node-postgres' own text, built cheaper).
     const arrays = RAW_COLUMNS.map(([field, , kind]) =>
-      batch.map((r) => {
-        const v = r[field];
-        return kind === "ts" ? microsToSqlTimestamp(v as number) : (v as string | number | boolean | null);
-      }),
+      pgArrayLiteral(
+        batch.map((r) => {
+          const v = r[field];
+          return kind === "ts" ? microsToSqlTimestamp(v as number) : (v as string | number | boolean | null);
+        }),
+      ),
     );
     const unnest = RAW_COLUMNS.map(([, , kind], i) => `$${i + 1}::${PG_TYPES[kind]}`).join(", ");
     const inserted = await this.pg.allArrays<{ event_id: string; topic_id: string }>(

@@ -241,6 +241,27 @@ return rev
 `;
 
 /**
+ * One key's load in one command (RedisStateStore.load): KEYS as COMMIT_LUA's; ARGV = the event ids to look
+ * up. Returns { HGETALL of the state hash (flat field/value list), SMISMEMBER flags of the ids in the
+ * processed set (in ARGV order; empty without ids) }: what an HGETALL and an SMISMEMBER sent side by side
+ * return, as one command instead of two (each pipelined command costs the client its own encoding, reply
+ * and promise: docs/benchmarks.md "The POST's CPU, round 4 (post16, 2026-12-05)"). Read only.
+ */
+const LOAD_LUA = `
+local flags = {}
+local ids = {}
+for i = 1, #ARGV do
+  ids[#ids + 1] = ARGV[i]
+  if #ids == 1000 or i == #ARGV then
+    local f = redis.call('SMISMEMBER', KEYS[2], unpack(ids))
+    for j = 1, #f do flags[#flags + 1] = f[j] end
+    ids = {}
+  end
+end
+return { redis.call('HGETALL', KEYS[1]), flags }
+`;
+
+/**
  * How RedisStateStore writes a key's state. "packed" (the default): one field `s` with the whole state
  * (packState) next to `rev` and `eloAbility`, read and written as one value (half the client CPU of a
  * POST's state round trips: docs/benchmarks.md, serve12). "fields": one hash field per state field, as
@@ -264,6 +285,7 @@ export function redisStateLayoutFromEnv(env: NodeJS.ProcessEnv = process.env): R
 const PREFIX = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 type RedisWithCommit = Redis & {
+  masteryLoad(stateKey: string, seenKey: string, ...eventIds: string[]): Promise<[string[], number[]]>;
   masteryCommit(stateKey: string, seenKey: string, ...args: string[]): Promise<number>;
   masteryPackedCommit(stateKey: string, seenKey: string, ...args: string[]): Promise<number>;
 };
@@ -321,6 +343,7 @@ export class RedisStateStore implements StateStore {
             : "."),
       );
     }
+    redis.defineCommand("masteryLoad", { numberOfKeys: 2, lua: LOAD_LUA });
     redis.defineCommand("masteryCommit", { numberOfKeys: 2, lua: COMMIT_LUA });
     redis.defineCommand("masteryPackedCommit", { numberOfKeys: 2, lua: PACKED_COMMIT_LUA });
     return new RedisStateStore(redis, prefix, url, layout);
@@ -371,26 +394,27 @@ export class RedisStateStore implements StateStore {
 
   async load(keys: readonly KeyLoad[]): Promise<LoadedKey[]> {
     if (keys.length === 0) return [];
-    const p = this.redis.pipeline();
-    for (const k of keys) {
-      p.hgetall(this.stateKey(k.studentKey, k.topicId));
-      if (k.eventIds.length > 0) p.smismember(this.seenKey(k.studentKey, k.topicId), ...k.eventIds);
-    }
+    const p = this.redis.pipeline() as unknown as {
+      masteryLoad(...args: string[]): void;
+      exec(): Promise<[Error | null, unknown][] | null>;
+    };
+    for (const k of keys)
+      p.masteryLoad(
+        this.stateKey(k.studentKey, k.topicId),
+        this.seenKey(k.studentKey, k.topicId),
+        ...k.eventIds,
+      );
     const res = await this.call(async () => unwrapPipeline(await p.exec()));
     const out: LoadedKey[] = [];
     let j = 0;
     for (const k of keys) {
-      const [err, hash] = res[j++] ?? [null, {}];
+      const [err, reply] = res[j++] ?? [null, [[], []]];
       if (err) throw err;
-      const h = hash as Record<string, string>;
+      const [fields, flags] = reply as [string[], number[]];
+      const h: Record<string, string> = {};
+      for (let i = 0; i + 1 < fields.length; i += 2) h[fields[i]!] = fields[i + 1]!;
       const seen = new Set<string>();
-      if (k.eventIds.length > 0) {
-        const [err2, flags] = res[j++] ?? [null, []];
-        if (err2) throw err2;
-        (flags as number[]).forEach((f, i) => {
-          if (f === 1) seen.add(k.eventIds[i]!);
-        });
-      }
+      for (let i = 0; i < flags.length; i++) if (flags[i] === 1) seen.add(k.eventIds[i]!);
       out.push({
         studentKey: k.studentKey,
         topicId: k.topicId,

@@ -139,3 +139,35 @@ describe("alerts read scores as of the check time", () => {
     }
   });
 });
+
+describe("the check brings only each key's served row to check time", () => {
+  it("a rule row beside a served bkt row is not read: the bkt score decides, the rule row's text is never parsed", async () => {
+    const { asOf, stored, e, at, scoreAt } = decayingRule();
+    const store = await storeWith(stored, e, asOf);
+    try {
+      // bkt ranks before rule_based (serving/masteryView.ts DEFAULT_SOURCE_ORDER), so bkt is served; the rule
+      // row is made unreadable, which a check that parsed it would fail on.
+      await store.run(
+        `INSERT INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version, as_of,
+           explanation, last_updated)
+         VALUES ('k1', 't1', 0.2, 'bkt', 'bkt-test', $a::TIMESTAMP, '{}', $a::TIMESTAMP)`,
+        { a: asOf.toISOString() },
+      );
+      await store.run(
+        "UPDATE student_mastery_base SET explanation = 'not json' WHERE score_source = 'rule_based'",
+      );
+      // The threshold lies between the bkt score (0.2) and the rule score: only the bkt row is under it.
+      const threshold = 0.3;
+      expect(scoreAt(at(1))).toBeGreaterThan(threshold);
+      const engine = new AlertEngine(
+        await DuckAlertStore.open(store),
+        parseThresholds({ default: { at_risk: threshold }, hysteresis: 0.01 }, {}),
+        { now: () => at(1) },
+      );
+      const raised = await engine.check([{ studentKey: "k1", topicId: "t1" }]);
+      expect(raised.map((a) => [a.scoreSource, a.score, a.crossing])).toEqual([["bkt", 0.2, 1]]);
+    } finally {
+      store.close();
+    }
+  });
+});

@@ -75,4 +75,39 @@ describe("RawMirror: the after-the-answer copy of raw rows into the server's Duc
     await over.idle();
     expect(over.dropped).toBe(1);
   });
+  it("starts copies at most one per minGapMs under steady writes; a quiet spell's row and idle() go at once", async () => {
+    const starts: number[] = [];
+    const sizes: number[] = [];
+    const mirror = new RawMirror({
+      write: async (rows) => {
+        starts.push(performance.now());
+        sizes.push(rows.length);
+      },
+      minGapMs: 80,
+    });
+    const t0 = performance.now();
+    mirror.enqueue([row("a", "s")]);
+    // The first copy started within enqueue (nothing was copied before).
+    expect(sizes).toEqual([1]);
+    // Rows arriving during the gap wait for it and are copied together.
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+      mirror.enqueue([row(`b${i}`, "s")]);
+    }
+    await new Promise((r) => setTimeout(r, 150));
+    expect(sizes).toEqual([1, 5]);
+    expect(starts[1]! - starts[0]!).toBeGreaterThanOrEqual(75);
+    expect(starts[0]! - t0).toBeLessThan(20);
+    // idle() does not wait out the gap: with a gap of a minute it still resolves at once, every row copied.
+    const slow = new RawMirror({ write: async (rows) => void sizes.push(rows.length), minGapMs: 60_000 });
+    slow.enqueue([row("c", "s")]);
+    slow.enqueue([row("d", "s"), row("e", "s")]);
+    const t1 = performance.now();
+    await slow.idle();
+    expect(performance.now() - t1).toBeLessThan(2_000);
+    expect(sizes.slice(2)).toEqual([1, 2]);
+    expect(() => new RawMirror({ write: async () => undefined, minGapMs: -1 })).toThrow(
+      /minGapMs must be >= 0/,
+    );
+  });
 });

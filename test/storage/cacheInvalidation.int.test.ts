@@ -48,3 +48,32 @@ describe("cache invalidation origin", () => {
     expect(heard).toEqual([["other-1", "other-2"], "all", ["other-3"]]);
   });
 });
+
+describe("cache invalidation publishes of one turn share a message", () => {
+  it("calls of one turn go out as ONE message with the union of their keys; a call made while it is in flight goes in the next; all resolve", async () => {
+    heard.length = 0;
+    // Ten requests of one group answered in one turn, two of them naming the same student.
+    const first = Array.from({ length: 10 }, (_, i) => other.publishKeys([`g-${i % 9}`]));
+    // Once the first message is on its way (after this turn), a call joins the next message.
+    await new Promise((r) => setImmediate(r));
+    const late = [other.publishKeys(["late-1"]), other.publishKeys(["late-2", "g-0"])];
+    await Promise.all([...first, ...late]);
+    await other.publishKeys([]);
+    await until(2);
+    expect(heard.length).toBe(2);
+    expect([...(heard[0] as string[])].sort()).toEqual(Array.from({ length: 9 }, (_, i) => `g-${i}`));
+    expect(heard[1]).toEqual(["late-1", "late-2", "g-0"]);
+    // "all" after queued keys: the keys first, in one message, then "all".
+    const keysThenAll = [other.publishKeys(["k-1"]), other.publishAll(), other.publishKeys(["k-2"])];
+    await Promise.all(keysThenAll);
+    await until(4);
+    expect(heard.slice(2)).toEqual([["k-1", "k-2"], "all"]);
+  });
+
+  it("a failed publish fails every call it carried", async () => {
+    const broken = await CacheInvalidationPublisher.open(REDIS_URL, PREFIX);
+    await broken.close();
+    const calls = [broken.publishKeys(["x"]), broken.publishKeys(["y"])];
+    for (const c of calls) await expect(c).rejects.toThrow();
+  });
+});

@@ -120,6 +120,26 @@ describe("RedisStateStore layouts: packed (default) and fields (the layout of ol
     for (const e of all) expect(e.topicId).toBe("T");
   });
 
+  it("load() in one command per key: 2,500 ids (three SMISMEMBER chunks in the script) flag exactly the processed ones, in order; keys without state or ids", async () => {
+    const key = `many${++seq}`;
+    const s = asStored(fc.sample(stateArb, { numRuns: 1, seed: 5 })[0]!);
+    const processed = Array.from({ length: 1_200 }, (_, i) => `p${i * 2}`);
+    expect(await commit(packed, key, s, processed)).toBe(1);
+    // Asked: every id 0..2,499 (even ones below 2,400 are processed), interleaved with unknown ones.
+    const asked = Array.from({ length: 2_500 }, (_, i) => `p${i}`);
+    const [k, none, noIds] = await packed.load([
+      { studentKey: key, topicId: "T", eventIds: asked },
+      { studentKey: `${key}-absent`, topicId: "T", eventIds: ["p0"] },
+      { studentKey: key, topicId: "T", eventIds: [] },
+    ]);
+    expect(k!.seen).toEqual(new Set(processed));
+    expect(k!.state).toEqual(s);
+    expect(k!.rev).toBe(1);
+    expect(none).toMatchObject({ rev: 0, state: null, seen: new Set() });
+    expect(noIds!.state).toEqual(s);
+    expect(noIds!.seen).toEqual(new Set());
+  });
+
   it("a stale commit (revision moved) writes nothing in either layout", async () => {
     const key = `stale${++seq}`;
     const s = asStored(fc.sample(stateArb, { numRuns: 1, seed: 3 })[0]!);
