@@ -712,7 +712,8 @@ export async function scoreBktElo(
     };
     // A full run's block (the staged scores, the learner_state and student_mastery writes, the history rows and
     // the COMMIT) is mostly serial and runs on one DuckDB thread: on two the calling thread busy-waits for the
-    // worker (storage/duckdb.ts withThreads). At 1M: 3.40 -> 2.80 CPU-s for the step, medians of 3 interleaved pairs
+    // worker (storage/duckdb.ts withThreads). At 1M: 3.40 -> 2.80 CPU-s for the step, medians of 3 interleaved pairs;
+    // at 10M no gain (28.8 -> 28.3): the COMMIT then writes the row groups a parallel insert writes as it goes
     // (docs/benchmarks.md "The batch's serial write phases on one DuckDB thread (duck16)"). An incremental day
     // writes a few rows: not switched.
     if (opts.full === true) await store.withThreads(1, writeBlock);
