@@ -574,140 +574,150 @@ export async function scoreBktElo(
     const hi = Math.min(nKeys, lo + writeKeys);
     const first = lo === 0;
     const last = hi >= nKeys;
-    // The block's keys (no filter when it is the whole run). bkt_elo_state is appended in key order, so the
-    // filter on s.k skips the other row groups by their min/max.
-    const keyed = `bkt_elo_state s JOIN bkt_col_keys k ON k.k = s.k::INTEGER${
-      first && last ? "" : ` AND s.k >= ${lo} AND s.k < ${hi}`
-    }`;
-    await store.run(
-      `CREATE OR REPLACE TEMP TABLE bkt_elo_score AS
-       WITH x AS (
-         SELECT k.student_key, k.topic_id, s.p_mastery AS mastery_score, 'bkt' AS score_source, $bkt AS model_version,
-                make_timestamp(s.last_ts_us::BIGINT) AS as_of, ${bktEx}
-         FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE
-         UNION ALL
-         SELECT k.student_key, k.topic_id, s.elo_score, 'elo', $elo, make_timestamp(s.last_ts_us::BIGINT), ${eloEx}
-         FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE)
-       ${
-         opts.full === true && !scoresStored
-           ? "SELECT x.*, true AS is_new, true AS moved FROM x"
-           : opts.full === true
-             ? `SELECT x.*, m.student_key IS NULL AS is_new,
-                m.student_key IS NULL OR m.mastery_score <> x.mastery_score OR m.model_version <> x.model_version
-                  OR m.explanation <> '' OR ${differs} AS moved
-              FROM x LEFT JOIN (SELECT student_key, topic_id, score_source, mastery_score, model_version, explanation,
-                                       ${EXPLANATION_NUMBERS_SELECT}
-                                FROM student_mastery WHERE score_source IN ('bkt', 'elo')) m
-                ON m.student_key = x.student_key AND m.topic_id = x.topic_id AND m.score_source = x.score_source`
-             : "SELECT * FROM x"
-       }`,
-      { bkt: params.bkt, elo: params.elo },
-    );
-    opts.onPhase?.("scores and explanation numbers (SQL)");
-    const stateRows = `SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_ability, s.elo_n::INTEGER AS elo_n,
-                s.bkt_n::INTEGER AS bkt_n, make_timestamp(s.last_ts_us::BIGINT) AS last_ts, k.last_event_id,
-                s.correct_streak::INTEGER AS correct_streak, $now AS updated_at, s.correct_n::INTEGER AS correct_n,
-                s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta, s.bkt_streak_obs_delta,
-                s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta, s.elo_streak_delta,
-                $bkt AS bkt_model_version, $elo AS elo_model_version, s.p_unknown, s.event_n::INTEGER AS event_n
-         FROM ${keyed}`;
-    // Staged before the write transaction: a temp table created inside it makes its COMMIT checkpoint the
-    // whole database (measured: 0.3-1.3 s at 1M, 8 s at 10M), where the day's commit otherwise writes a small WAL.
-    if (opts.full !== true)
-      await store.run(`CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS ${stateRows}`, params);
-    if (stateRerun)
+    const writeBlock = async (): Promise<void> => {
+      // The block's keys (no filter when it is the whole run). bkt_elo_state is appended in key order, so the
+      // filter on s.k skips the other row groups by their min/max.
+      const keyed = `bkt_elo_state s JOIN bkt_col_keys k ON k.k = s.k::INTEGER${
+        first && last ? "" : ` AND s.k >= ${lo} AND s.k < ${hi}`
+      }`;
       await store.run(
-        `CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS
-         SELECT x.*, b.student_key IS NULL AS is_new, ${learnerStateMoved("x", "b")} AS moved,
-                b.student_key IS NOT NULL AND ${learnerStateResigned("x", "b")} AS resigned
-         FROM (${stateRows}) x LEFT JOIN ${baseTable("learner_state")} b
-           ON b.student_key = x.student_key AND b.topic_id = x.topic_id`,
-        params,
+        `CREATE OR REPLACE TEMP TABLE bkt_elo_score AS
+         WITH x AS (
+           SELECT k.student_key, k.topic_id, s.p_mastery AS mastery_score, 'bkt' AS score_source, $bkt AS model_version,
+                  make_timestamp(s.last_ts_us::BIGINT) AS as_of, ${bktEx}
+           FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE
+           UNION ALL
+           SELECT k.student_key, k.topic_id, s.elo_score, 'elo', $elo, make_timestamp(s.last_ts_us::BIGINT), ${eloEx}
+           FROM ${keyed} JOIN bkt_elo_topic t ON t.ti = k.ti::DOUBLE)
+         ${
+           opts.full === true && !scoresStored
+             ? "SELECT x.*, true AS is_new, true AS moved FROM x"
+             : opts.full === true
+               ? `SELECT x.*, m.student_key IS NULL AS is_new,
+                  m.student_key IS NULL OR m.mastery_score <> x.mastery_score OR m.model_version <> x.model_version
+                    OR m.explanation <> '' OR ${differs} AS moved
+                FROM x LEFT JOIN (SELECT student_key, topic_id, score_source, mastery_score, model_version, explanation,
+                                         ${EXPLANATION_NUMBERS_SELECT}
+                                  FROM student_mastery WHERE score_source IN ('bkt', 'elo')) m
+                  ON m.student_key = x.student_key AND m.topic_id = x.topic_id AND m.score_source = x.score_source`
+               : "SELECT * FROM x"
+         }`,
+        { bkt: params.bkt, elo: params.elo },
       );
-    // History rows. An incremental day writes one per key and source (every key it scores has new events), as
-    // the stream does. A full run replays every key, so it writes one only where the visible score moved
-    // (`moved` above); a rerun over unchanged events adds none.
-    const insertHistory = async (where: string): Promise<number> => {
-      const r = await store.one<{ Count: bigint }>(
-        `INSERT INTO student_mastery_history (${scoreCols}, recorded_at)
-         SELECT ${scoreValues}, $now FROM bkt_elo_score ${where}`,
-        { now: params.now },
-      );
-      opts.onPhase?.("history insert");
-      return Number(r?.Count ?? 0n);
-    };
-    await store.transaction(async () => {
-      if (opts.full === true) {
-        // Every state is rewritten: after the DELETEs a plain INSERT (one row per key) needs no conflict checks.
-        if (first) await store.run(`DELETE FROM ${deltaTable("learner_state")}`);
-        if (stateRerun) await rewriteMovedStates(store, params.now, first);
-        else {
-          if (first) await store.run(`DELETE FROM ${baseTable("learner_state")}`);
+      opts.onPhase?.("scores and explanation numbers (SQL)");
+      const stateRows = `SELECT k.student_key, k.topic_id, s.p_mastery, s.elo_ability, s.elo_n::INTEGER AS elo_n,
+                  s.bkt_n::INTEGER AS bkt_n, make_timestamp(s.last_ts_us::BIGINT) AS last_ts, k.last_event_id,
+                  s.correct_streak::INTEGER AS correct_streak, $now AS updated_at, s.correct_n::INTEGER AS correct_n,
+                  s.bkt_correct_delta, s.bkt_incorrect_delta, s.bkt_learn_delta, s.bkt_streak_obs_delta,
+                  s.bkt_streak_learn_delta, s.elo_correct_delta, s.elo_incorrect_delta, s.elo_streak_delta,
+                  $bkt AS bkt_model_version, $elo AS elo_model_version, s.p_unknown, s.event_n::INTEGER AS event_n
+           FROM ${keyed}`;
+      // Staged before the write transaction: a temp table created inside it makes its COMMIT checkpoint the
+      // whole database (measured: 0.3-1.3 s at 1M, 8 s at 10M), where the day's commit otherwise writes a small WAL.
+      if (opts.full !== true)
+        await store.run(`CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS ${stateRows}`, params);
+      if (stateRerun)
+        await store.run(
+          `CREATE OR REPLACE TEMP TABLE bkt_elo_state_rows AS
+           SELECT x.*, b.student_key IS NULL AS is_new, ${learnerStateMoved("x", "b")} AS moved,
+                  b.student_key IS NOT NULL AND ${learnerStateResigned("x", "b")} AS resigned
+           FROM (${stateRows}) x LEFT JOIN ${baseTable("learner_state")} b
+             ON b.student_key = x.student_key AND b.topic_id = x.topic_id`,
+          params,
+        );
+      // History rows. An incremental day writes one per key and source (every key it scores has new events), as
+      // the stream does. A full run replays every key, so it writes one only where the visible score moved
+      // (`moved` above); a rerun over unchanged events adds none.
+      const insertHistory = async (where: string): Promise<number> => {
+        const r = await store.one<{ Count: bigint }>(
+          `INSERT INTO student_mastery_history (${scoreCols}, recorded_at)
+           SELECT ${scoreValues}, $now FROM bkt_elo_score ${where}`,
+          { now: params.now },
+        );
+        opts.onPhase?.("history insert");
+        return Number(r?.Count ?? 0n);
+      };
+      await store.transaction(async () => {
+        if (opts.full === true) {
+          // Every state is rewritten: after the DELETEs a plain INSERT (one row per key) needs no conflict checks.
+          if (first) await store.run(`DELETE FROM ${deltaTable("learner_state")}`);
+          if (stateRerun) await rewriteMovedStates(store, params.now, first);
+          else {
+            if (first) await store.run(`DELETE FROM ${baseTable("learner_state")}`);
+            await store.run(
+              `INSERT INTO ${baseTable("learner_state")} (${LEARNER_STATE_COLUMNS}) ${stateRows}`,
+              params,
+            );
+          }
+          opts.onPhase?.("learner_state write");
+          // The delta's bkt/elo rows first move to the base, so the base then holds every stored row of the sources.
+          if (first) await foldDelta(store, "student_mastery", "score_source IN ('bkt', 'elo')");
+          const sm = baseTable("student_mastery");
+          historyRows += await insertHistory("WHERE moved");
+          // Stored rows are updated in place and only new ones inserted (an INSERT OR REPLACE probes the primary key
+          // per row and deletes from it: ~0.6-1.3 CPU-s at 1M events against ~0.3-0.8). A row that did not move gets
+          // only its as_of and last_updated (a video event moves as_of alone): a DuckDB checkpoint rewrites the
+          // updated columns of each row group an UPDATE touches, so a rerun over unchanged events rewrites two
+          // timestamp columns, not every column.
+          const match = `${sm}.student_key = x.student_key AND ${sm}.topic_id = x.topic_id AND ${sm}.score_source = x.score_source`;
           await store.run(
-            `INSERT INTO ${baseTable("learner_state")} (${LEARNER_STATE_COLUMNS}) ${stateRows}`,
-            params,
+            `UPDATE ${sm} SET mastery_score = x.mastery_score, model_version = x.model_version, as_of = x.as_of,
+                 explanation = '', ${EXPLANATION_NUMBER_COLUMNS.map((c) => `${c} = x.${c}`).join(", ")}, last_updated = $now
+               FROM (SELECT * FROM temp.bkt_elo_score WHERE moved AND NOT is_new) x
+               WHERE ${match}`,
+            { now: params.now },
+          );
+          await store.run(
+            `UPDATE ${sm} SET as_of = x.as_of, last_updated = $now
+               FROM (SELECT student_key, topic_id, score_source, as_of FROM temp.bkt_elo_score WHERE NOT moved) x
+               WHERE ${match}`,
+            { now: params.now },
+          );
+          await store.run(
+            `INSERT INTO ${sm} (${scoreCols}, last_updated)
+               SELECT ${scoreValues}, $now FROM temp.bkt_elo_score WHERE is_new`,
+            { now: params.now },
+          );
+        } else {
+          // The newest row per key wins: an appended state replaces the key's row as a whole, so the latent
+          // filter's columns (not the batch's) are carried over from the row it replaces, as an UPDATE kept them.
+          const x = LEARNER_STATE_COLUMNS.split(",")
+            .map((c) => `x.${c.trim()}`)
+            .join(", ");
+          await store.run(
+            `INSERT INTO ${deltaTable("learner_state")} (${LEARNER_STATE_COLUMNS}, latent_state, latent_model_version)
+             SELECT ${x}, l.latent_state, l.latent_model_version FROM temp.bkt_elo_state_rows x
+             LEFT JOIN learner_state l ON l.student_key = x.student_key AND l.topic_id = x.topic_id`,
+          );
+          opts.onPhase?.("learner_state write");
+          // Every key here moved (it has new events): one history row per key and source, as the stream writes.
+          historyRows += await insertHistory("");
+          await store.run(
+            `INSERT INTO ${deltaTable("student_mastery")} (${scoreCols}, last_updated)
+             SELECT ${scoreValues}, $now FROM temp.bkt_elo_score`,
+            { now: params.now },
           );
         }
-        opts.onPhase?.("learner_state write");
-        // The delta's bkt/elo rows first move to the base, so the base then holds every stored row of the sources.
-        if (first) await foldDelta(store, "student_mastery", "score_source IN ('bkt', 'elo')");
-        const sm = baseTable("student_mastery");
-        historyRows += await insertHistory("WHERE moved");
-        // Stored rows are updated in place and only new ones inserted (an INSERT OR REPLACE probes the primary key
-        // per row and deletes from it: ~0.6-1.3 CPU-s at 1M events against ~0.3-0.8). A row that did not move gets
-        // only its as_of and last_updated (a video event moves as_of alone): a DuckDB checkpoint rewrites the
-        // updated columns of each row group an UPDATE touches, so a rerun over unchanged events rewrites two
-        // timestamp columns, not every column.
-        const match = `${sm}.student_key = x.student_key AND ${sm}.topic_id = x.topic_id AND ${sm}.score_source = x.score_source`;
-        await store.run(
-          `UPDATE ${sm} SET mastery_score = x.mastery_score, model_version = x.model_version, as_of = x.as_of,
-               explanation = '', ${EXPLANATION_NUMBER_COLUMNS.map((c) => `${c} = x.${c}`).join(", ")}, last_updated = $now
-             FROM (SELECT * FROM temp.bkt_elo_score WHERE moved AND NOT is_new) x
-             WHERE ${match}`,
-          { now: params.now },
-        );
-        await store.run(
-          `UPDATE ${sm} SET as_of = x.as_of, last_updated = $now
-             FROM (SELECT student_key, topic_id, score_source, as_of FROM temp.bkt_elo_score WHERE NOT moved) x
-             WHERE ${match}`,
-          { now: params.now },
-        );
-        await store.run(
-          `INSERT INTO ${sm} (${scoreCols}, last_updated)
-             SELECT ${scoreValues}, $now FROM temp.bkt_elo_score WHERE is_new`,
-          { now: params.now },
-        );
-      } else {
-        // The newest row per key wins: an appended state replaces the key's row as a whole, so the latent
-        // filter's columns (not the batch's) are carried over from the row it replaces, as an UPDATE kept them.
-        const x = LEARNER_STATE_COLUMNS.split(",")
-          .map((c) => `x.${c.trim()}`)
-          .join(", ");
-        await store.run(
-          `INSERT INTO ${deltaTable("learner_state")} (${LEARNER_STATE_COLUMNS}, latent_state, latent_model_version)
-           SELECT ${x}, l.latent_state, l.latent_model_version FROM temp.bkt_elo_state_rows x
-           LEFT JOIN learner_state l ON l.student_key = x.student_key AND l.topic_id = x.topic_id`,
-        );
-        opts.onPhase?.("learner_state write");
-        // Every key here moved (it has new events): one history row per key and source, as the stream writes.
-        historyRows += await insertHistory("");
-        await store.run(
-          `INSERT INTO ${deltaTable("student_mastery")} (${scoreCols}, last_updated)
-           SELECT ${scoreValues}, $now FROM temp.bkt_elo_score`,
-          { now: params.now },
-        );
-      }
-      opts.onPhase?.("student_mastery write");
-      if (last && cols.extent.maxUs !== null)
-        await writeBatchWatermark(store, {
-          ingestedThroughUs: cols.extent.maxUs,
-          rawRows: cols.extent.rows,
-          bktVersion: models.bktVersion,
-          eloVersion: models.eloVersion,
-        });
-    });
-    opts.onPhase?.("watermark and commit");
-    opts.onWriteBlock?.(hi, nKeys);
+        opts.onPhase?.("student_mastery write");
+        if (last && cols.extent.maxUs !== null)
+          await writeBatchWatermark(store, {
+            ingestedThroughUs: cols.extent.maxUs,
+            rawRows: cols.extent.rows,
+            bktVersion: models.bktVersion,
+            eloVersion: models.eloVersion,
+          });
+      });
+      opts.onPhase?.("watermark and commit");
+      opts.onWriteBlock?.(hi, nKeys);
+    };
+    // A full run's block (the staged scores, the learner_state and student_mastery writes, the history rows and
+    // the COMMIT) is mostly serial and runs on one DuckDB thread: on two the calling thread busy-waits for the
+    // worker (storage/duckdb.ts withThreads). At 1M: 3.40 -> 2.80 CPU-s for the step, medians of 3 interleaved pairs;
+    // at 10M no gain (28.8 -> 28.3): the COMMIT then writes the row groups a parallel insert writes as it goes
+    // (docs/benchmarks.md "The batch's serial write phases on one DuckDB thread (duck16)"). An incremental day
+    // writes a few rows: not switched.
+    if (opts.full === true) await store.withThreads(1, writeBlock);
+    else await writeBlock();
   }
   await dropLearnerEventColumns(store);
   for (const t of ["bkt_elo_state", "bkt_elo_score", "bkt_elo_topic", "bkt_elo_state_rows"])

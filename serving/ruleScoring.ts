@@ -153,69 +153,65 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
   let changed = 0;
   let mode: ScoreRulesResult["mode"] = "full";
   let fullReason: string | undefined;
-  const threads = await duckThreads(store);
-  try {
-    await store.transaction(async () => {
-      let source = "raw_events";
-      if (opts.since !== undefined) {
-        const why =
-          opts.since === null
-            ? "no previous run recorded"
-            : await incrementalBlocker(store, opts.since, asOf, modelVersion);
-        if (why === null && opts.since !== null) {
-          mode = "incremental";
-          const wm = opts.since.ingestedThroughUs;
-          await store.run(RULE_DIRTY_SQL, {
-            t1: asOfUs,
-            t0: BigInt(opts.since.asOf.getTime()) * 1000n,
-            wm: wm === null ? -(2n ** 62n) : BigInt(wm),
-          });
-          source =
-            "(SELECT r.* FROM raw_events r SEMI JOIN temp.rule_dirty d ON r.student_key = d.student_key AND r.topic_id = d.topic_id)";
-        } else if (why !== null) fullReason = why;
-        opts.onPhase?.("dirty pairs");
-      }
-      // An explicit row number joins the scores back: rows created in this transaction have rowids from 2^55
-      // on, which a DOUBLE (the scorer's columns) cannot tell apart.
-      await store.run(
-        `CREATE OR REPLACE TEMP TABLE rule_states AS SELECT row_number() OVER () AS rid, * FROM (${ruleStateSql(source)})`,
-        {
-          t: asOfUs,
-          h: config.evidenceHalfLifeDays,
-        },
-      );
-      if (mode === "incremental") await store.run("DROP TABLE temp.rule_dirty");
-      opts.onPhase?.("states");
-      const n = Number(
-        (await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.rule_states"))?.n ?? 0n,
-      );
-      const cores = availableParallelism();
-      const workers = opts.workers ?? (n >= WORKERS_FROM_ROWS && cores >= 2 ? Math.min(4, cores) : 0);
-      scored = n;
-      await store.run(
-        "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
-      );
-      const at = Number(asOfUs);
-      if (workers > 0 && n > 0) {
-        const block = Math.max(
-          1,
-          Math.min(n, opts.blockRows ?? ruleBlockRows(await store.memoryLimitBytes())),
-        );
-        await scoreInWorkers(store, at, n, block, config, workers, opts.onProgress);
-      } else {
-        const { rid, cols } = await readStateColumns(store, n, n, false, async () => {});
-        await appendScores(store, rid, at, cols, n, config, opts.onProgress);
-      }
-      opts.onPhase?.("score");
-      // The day's writes are a few rows: switching threads would cost more than the busy-wait (measured).
-      if (mode === "full") await singleThreaded(store, threads);
-
+  await store.transaction(async () => {
+    let source = "raw_events";
+    if (opts.since !== undefined) {
+      const why =
+        opts.since === null
+          ? "no previous run recorded"
+          : await incrementalBlocker(store, opts.since, asOf, modelVersion);
+      if (why === null && opts.since !== null) {
+        mode = "incremental";
+        const wm = opts.since.ingestedThroughUs;
+        await store.run(RULE_DIRTY_SQL, {
+          t1: asOfUs,
+          t0: BigInt(opts.since.asOf.getTime()) * 1000n,
+          wm: wm === null ? -(2n ** 62n) : BigInt(wm),
+        });
+        source =
+          "(SELECT r.* FROM raw_events r SEMI JOIN temp.rule_dirty d ON r.student_key = d.student_key AND r.topic_id = d.topic_id)";
+      } else if (why !== null) fullReason = why;
+      opts.onPhase?.("dirty pairs");
+    }
+    // An explicit row number joins the scores back: rows created in this transaction have rowids from 2^55
+    // on, which a DOUBLE (the scorer's columns) cannot tell apart.
+    await store.run(
+      `CREATE OR REPLACE TEMP TABLE rule_states AS SELECT row_number() OVER () AS rid, * FROM (${ruleStateSql(source)})`,
+      {
+        t: asOfUs,
+        h: config.evidenceHalfLifeDays,
+      },
+    );
+    if (mode === "incremental") await store.run("DROP TABLE temp.rule_dirty");
+    opts.onPhase?.("states");
+    const n = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.rule_states"))?.n ?? 0n);
+    const cores = availableParallelism();
+    const workers = opts.workers ?? (n >= WORKERS_FROM_ROWS && cores >= 2 ? Math.min(4, cores) : 0);
+    scored = n;
+    await store.run(
+      "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
+    );
+    const at = Number(asOfUs);
+    if (workers > 0 && n > 0) {
+      const block = Math.max(1, Math.min(n, opts.blockRows ?? ruleBlockRows(await store.memoryLimitBytes())));
+      await scoreInWorkers(store, at, n, block, config, workers, opts.onProgress);
+    } else {
+      const { rid, cols } = await readStateColumns(store, n, n, false, async () => {});
+      await appendScores(store, rid, at, cols, n, config, opts.onProgress);
+    }
+    opts.onPhase?.("score");
+    // The steps after scoring (the join of keys, history, the student_mastery writes and the commit) are mostly
+    // serial: a full run does them on one DuckDB thread, through the commit (storage/duckdb.ts withThreads; at
+    // 1M the join of keys cost 2.1 CPU-s instead of 0.6 on two, docs/benchmarks.md "The full rule step's CPU
+    // (rules15)"). The day's writes are a few rows: switching threads would cost more than the busy-wait
+    // (measured).
+    const writeScores = async (): Promise<void> => {
       const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n };
       await store.run(
         `
-      CREATE OR REPLACE TEMP TABLE rule_scored AS
-      SELECT r.rid, f.student_key, f.topic_id, r.score, make_timestamp($t::BIGINT) AS as_of, r.explanation
-      FROM temp.rule_scores r JOIN temp.rule_states f ON f.rid = r.rid::BIGINT`,
+        CREATE OR REPLACE TEMP TABLE rule_scored AS
+        SELECT r.rid, f.student_key, f.topic_id, r.score, make_timestamp($t::BIGINT) AS as_of, r.explanation
+        FROM temp.rule_scores r JOIN temp.rule_states f ON f.rid = r.rid::BIGINT`,
         { t: asOfUs },
       );
       opts.onPhase?.("join keys");
@@ -228,17 +224,17 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       // (the LEFT JOIN it replaces carried every scored row's explanation through the join: half the step).
       await store.run(
         `INSERT INTO student_mastery_history
-         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
-       SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
-              make_timestamp($now::BIGINT)
-       FROM temp.rule_scored s
-       ${
-         hadScores
-           ? `WHERE NOT EXISTS (SELECT 1 FROM student_mastery m
-         WHERE m.student_key = s.student_key AND m.topic_id = s.topic_id AND m.score_source = 'rule_based'
-           AND m.mastery_score = s.score)`
-           : ""
-       }`,
+           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+         SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
+                make_timestamp($now::BIGINT)
+         FROM temp.rule_scored s
+         ${
+           hadScores
+             ? `WHERE NOT EXISTS (SELECT 1 FROM student_mastery m
+           WHERE m.student_key = s.student_key AND m.topic_id = s.topic_id AND m.score_source = 'rule_based'
+             AND m.mastery_score = s.score)`
+             : ""
+         }`,
         params,
       );
       changed = (await historyCount(store)) - before;
@@ -255,10 +251,10 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       const insertScores = (): Promise<void> =>
         store.run(
           `INSERT INTO ${mode === "incremental" ? deltaTable("student_mastery") : baseTable("student_mastery")}
-         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
-       SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
-              make_timestamp($now::BIGINT)
-       FROM temp.rule_scored s`,
+           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+         SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
+                make_timestamp($now::BIGINT)
+         FROM temp.rule_scored s`,
           params,
         );
       if (upsert) {
@@ -273,10 +269,10 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
           store,
           "student_mastery",
           `NOT (b.score_source = 'rule_based' AND EXISTS (SELECT 1 FROM temp.rule_scored s
-             WHERE s.student_key = b.student_key AND s.topic_id = b.topic_id))`,
+               WHERE s.student_key = b.student_key AND s.topic_id = b.topic_id))`,
           `SELECT s.student_key, s.topic_id, s.score AS mastery_score, 'rule_based' AS score_source,
-             $mv AS model_version, s.as_of, s.explanation, make_timestamp($now::BIGINT) AS last_updated
-           FROM temp.rule_scored s`,
+               $mv AS model_version, s.as_of, s.explanation, make_timestamp($now::BIGINT) AS last_updated
+             FROM temp.rule_scored s`,
           params,
         );
       } else await insertScores();
@@ -284,14 +280,11 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       await store.run("DROP TABLE temp.rule_scores");
       await store.run("DROP TABLE temp.rule_scored");
       await store.run("DROP TABLE temp.rule_states");
-    });
-    opts.onPhase?.("commit");
-  } catch (err) {
-    // The step's error is the one to report, whether or not the setting can still be restored.
-    await restoreThreads(store, threads).catch(() => undefined);
-    throw err;
-  }
-  await restoreThreads(store, threads);
+    };
+    if (mode === "full") await store.withThreads(1, writeScores);
+    else await writeScores();
+  });
+  opts.onPhase?.("commit");
   await createRollupViews(store);
   return {
     mode,
@@ -419,28 +412,6 @@ async function scoreInWorkers(
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/** DuckDB's worker thread count (a database-wide setting). */
-async function duckThreads(store: DuckStore): Promise<number> {
-  const r = await store.one<{ t: bigint | number }>("SELECT current_setting('threads') AS t");
-  return Number(r?.t ?? 1);
-}
-
-/**
- * In a full run the steps after scoring (the join of keys, history, the student_mastery writes and the
- * commit) run on one DuckDB thread. They are mostly serial (index appends, the commit), and with more threads
- * the calling thread busy-waits for the worker that does the work (DuckDB's PendingQueryResult loop spins on
- * NO_TASKS_AVAILABLE: duckdb/duckdb issue 22178): at 1M the join of keys cost 2.1 CPU-s instead of 0.6
- * (docs/benchmarks.md "The full rule step's CPU (rules15)"). `threads` is database-wide: other connections'
- * statements of the process run on one thread until restoreThreads.
- */
-async function singleThreaded(store: DuckStore, threads: number): Promise<void> {
-  if (threads > 1) await store.run("SET threads = 1");
-}
-
-async function restoreThreads(store: DuckStore, threads: number): Promise<void> {
-  if (threads > 1 && (await duckThreads(store)) !== threads) await store.run(`SET threads = ${threads}`);
 }
 
 async function historyCount(store: DuckStore): Promise<number> {

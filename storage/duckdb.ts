@@ -161,27 +161,87 @@ export class DuckStore {
     if (this.inTransaction) return fn();
     await this.run("BEGIN TRANSACTION");
     this.inTransaction = true;
+    let out: T;
     try {
-      const out = await fn();
+      out = await fn();
       this.inTransaction = false;
       await this.run("COMMIT");
-      return out;
     } catch (err) {
-      if (this.inTransaction) {
-        this.inTransaction = false;
-        // After close() the ROLLBACK is refused: the connection's release discards the open transaction.
-        await this.run("ROLLBACK").catch((e: Error) => {
-          if (!(e instanceof StorageError && e.code === "DB_CLOSED")) throw e;
-        });
-      } else {
-        // COMMIT itself failed: DuckDB has rolled back already; a ROLLBACK now would fail on "no transaction".
-        await this.run("ROLLBACK").catch(() => undefined);
+      try {
+        if (this.inTransaction) {
+          this.inTransaction = false;
+          // After close() the ROLLBACK is refused: the connection's release discards the open transaction.
+          await this.run("ROLLBACK").catch((e: Error) => {
+            if (!(e instanceof StorageError && e.code === "DB_CLOSED")) throw e;
+          });
+        } else {
+          // COMMIT itself failed: DuckDB has rolled back already; a ROLLBACK now would fail on "no transaction".
+          await this.run("ROLLBACK").catch(() => undefined);
+        }
+      } finally {
+        // The transaction's error is the one to report, whether or not the setting can still be restored.
+        await this.restoreThreadsAfterTransaction().catch(() => undefined);
       }
       throw err;
     }
+    await this.restoreThreadsAfterTransaction();
+    return out;
   }
 
   private inTransaction = false;
+  /** Thread counts to restore when the open transaction ends (withThreads inside a transaction), innermost last. */
+  private threadsAfterTransaction: number[] = [];
+
+  /** DuckDB's worker thread count (`threads`, a database-wide setting). */
+  async threadCount(): Promise<number> {
+    const r = await this.one<{ t: bigint | number }>("SELECT current_setting('threads') AS t");
+    return Number(r?.t ?? 1);
+  }
+
+  /**
+   * Runs `fn` with DuckDB on `threads` threads and restores the previous setting afterwards, also when `fn`
+   * throws. For serial write phases of batch steps (index appends, inserts of a few columns, COMMIT): with
+   * more threads DuckDB's calling thread busy-waits for the one worker that has work (its PendingQueryResult
+   * loop spins on NO_TASKS_AVAILABLE, duckdb/duckdb issue 22178), burning the second core that parallel work
+   * (other DuckDB statements, worker threads) could use (docs/benchmarks.md "The batch's serial write phases
+   * on one DuckDB thread (duck16)"). Keep scans and large aggregates on every thread: they run in parallel.
+   *
+   * Inside a transaction the previous setting is restored when the transaction ends (after its COMMIT or
+   * ROLLBACK), not when `fn` returns: the commit is usually the largest serial part of a write phase, and a
+   * SET inside a failed transaction would fail. `threads` is database-wide: statements of the store's other
+   * connections (read pools) run on `threads` threads meanwhile. A no-op when the setting is already `threads`.
+   */
+  async withThreads<T>(threads: number, fn: () => Promise<T>): Promise<T> {
+    if (!Number.isInteger(threads) || threads < 1)
+      throw new StorageError(
+        "DB_CONFIG",
+        `withThreads needs an integer thread count >= 1 (got ${threads}); e.g. 1 for a serial write phase`,
+      );
+    const before = await this.threadCount();
+    if (before === threads) return fn();
+    await this.run(`SET threads = ${threads}`);
+    if (this.inTransaction) {
+      this.threadsAfterTransaction.push(before);
+      return fn();
+    }
+    let out: T;
+    try {
+      out = await fn();
+    } catch (err) {
+      // fn's error is the one to report, whether or not the setting can still be restored.
+      await this.run(`SET threads = ${before}`).catch(() => undefined);
+      throw err;
+    }
+    await this.run(`SET threads = ${before}`);
+    return out;
+  }
+
+  private async restoreThreadsAfterTransaction(): Promise<void> {
+    // The outermost switch holds the setting from before the transaction; restoring it alone is enough.
+    const first = this.threadsAfterTransaction[0];
+    this.threadsAfterTransaction = [];
+    if (first !== undefined) await this.run(`SET threads = ${first}`);
+  }
 
   /**
    * DuckDB's effective memory_limit in bytes (the configured value, or DuckDB's default of 80% of RAM),
