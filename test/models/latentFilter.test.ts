@@ -29,27 +29,13 @@ import {
 } from "../../models/latentFilter.ts";
 import { mulberry32 } from "../../models/prng.ts";
 import { servedFromLatent, type TopicCalibration } from "../../models/servedMastery.ts";
-import { LATENT_TEST_PARAMS } from "./latentFixtures.ts";
+import {
+  latentEventArb as eventArb,
+  LATENT_TEST_PARAMS,
+  latentEvents as toEvents,
+} from "./latentFixtures.ts";
 
 const PARAMS: LatentParams = LATENT_TEST_PARAMS;
-
-const eventArb = fc.record({
-  dt: fc.double({ min: 0, max: 30, noNaN: true }),
-  kind: fc.integer({ min: 0, max: 4 }),
-  n: fc.integer({ min: 1, max: 12 }),
-  frac: fc.double({ min: 0, max: 1, noNaN: true }),
-});
-
-function toEvents(raw: { dt: number; kind: number; n: number; frac: number }[]): LatentEvent[] {
-  let t = 0;
-  return raw.map((r) => {
-    t += r.dt;
-    if (r.kind === KIND_QUIZ) return { t, kind: r.kind, n: 1, k: r.frac >= 0.5 ? 1 : 0 };
-    if (r.kind === KIND_PRACTICE) return { t, kind: r.kind, n: r.n, k: Math.round(r.frac * r.n) };
-    if (r.kind === KIND_ASSIGNMENT) return { t, kind: r.kind, n: 1, k: r.frac };
-    return { t, kind: r.kind, n: 0, k: 0 };
-  });
-}
 
 const filter = (params: LatentParams = PARAMS, bins = 40) =>
   new LatentFilter({

@@ -1,4 +1,11 @@
-import type { LatentParams } from "../../models/latentFilter.ts";
+import fc from "fast-check";
+import {
+  KIND_ASSIGNMENT,
+  KIND_PRACTICE,
+  KIND_QUIZ,
+  type LatentEvent,
+  type LatentParams,
+} from "../../models/latentFilter.ts";
 
 /** Latent filter parameters of a plausible fitted model, shared by the filter, state and stream tests. */
 export const LATENT_TEST_PARAMS: LatentParams = {
@@ -12,3 +19,23 @@ export const LATENT_TEST_PARAMS: LatentParams = {
   noise: 0.02,
   assignmentConcentration: 8,
 };
+
+/** A random event of any kind for the filter's property tests: days since the previous one, kind, size, share. */
+export const latentEventArb = fc.record({
+  dt: fc.double({ min: 0, max: 30, noNaN: true }),
+  kind: fc.integer({ min: 0, max: 4 }),
+  n: fc.integer({ min: 1, max: 12 }),
+  frac: fc.double({ min: 0, max: 1, noNaN: true }),
+});
+
+/** The arbitrary's records as a time-ordered event sequence (quiz 0/1, practice k of n, assignment a share). */
+export function latentEvents(raw: { dt: number; kind: number; n: number; frac: number }[]): LatentEvent[] {
+  let t = 0;
+  return raw.map((r) => {
+    t += r.dt;
+    if (r.kind === KIND_QUIZ) return { t, kind: r.kind, n: 1, k: r.frac >= 0.5 ? 1 : 0 };
+    if (r.kind === KIND_PRACTICE) return { t, kind: r.kind, n: r.n, k: Math.round(r.frac * r.n) };
+    if (r.kind === KIND_ASSIGNMENT) return { t, kind: r.kind, n: 1, k: r.frac };
+    return { t, kind: r.kind, n: 0, k: 0 };
+  });
+}

@@ -1,7 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
-  KIND_ASSIGNMENT,
   KIND_PRACTICE,
   KIND_QUIZ,
   type LatentEvent,
@@ -13,7 +12,11 @@ import { latentDecay, latentExplanation } from "../../serving/latentScoring.ts";
 import type { MasteryViewRow } from "../../serving/masteryReadStore.ts";
 import { decayServedRow } from "../../serving/masteryView.ts";
 import { servedExplanation } from "../../serving/servedScoring.ts";
-import { LATENT_TEST_PARAMS } from "../models/latentFixtures.ts";
+import {
+  latentEventArb as eventArb,
+  LATENT_TEST_PARAMS,
+  latentEvents as toEvents,
+} from "../models/latentFixtures.ts";
 
 // Round 16 (docs/benchmarks.md "Round 16 (valid12)"): with a forgetting spread, the estimate is carried from the
 // pair's last event to the scoring time by the deterministic decay GET /mastery applies to a stored row.
@@ -30,24 +33,6 @@ const filter = (params: LatentParams) =>
     intervalScale: 1.1,
     fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
   });
-
-const eventArb = fc.record({
-  dt: fc.double({ min: 0, max: 30, noNaN: true }),
-  kind: fc.integer({ min: 0, max: 4 }),
-  n: fc.integer({ min: 1, max: 12 }),
-  frac: fc.double({ min: 0, max: 1, noNaN: true }),
-});
-
-function toEvents(raw: { dt: number; kind: number; n: number; frac: number }[]): LatentEvent[] {
-  let t = 0;
-  return raw.map((r) => {
-    t += r.dt;
-    if (r.kind === KIND_QUIZ) return { t, kind: r.kind, n: 1, k: r.frac >= 0.5 ? 1 : 0 };
-    if (r.kind === KIND_PRACTICE) return { t, kind: r.kind, n: r.n, k: Math.round(r.frac * r.n) };
-    if (r.kind === KIND_ASSIGNMENT) return { t, kind: r.kind, n: 1, k: r.frac };
-    return { t, kind: r.kind, n: 0, k: 0 };
-  });
-}
 
 /** The explanation's numbers GET /mastery reads (score, interval, P(correct), days since the last event). */
 function readBack(row: Pick<MasteryViewRow, "mastery_score" | "explanation">) {
