@@ -25,7 +25,13 @@ beforeAll(async () => {
     .send([quiz("seed-1", "RAWID-known", "T1", true, 1)]);
   expect(seed.status).toBe(200);
 });
-afterAll(() => store.close());
+// Stop the app's work after the answers (deferred alert checks, webhooks) before the store closes, as a
+// graceful shutdown does: a native DuckDB call on a released connection crashes the test worker.
+afterAll(async () => {
+  await h.drain();
+  store.close();
+  await store.whenClosed();
+});
 
 const rawId = fc.oneof(
   fc.string({ maxLength: 12 }).map((s) => `RAWID-${s}`),
