@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import type { AlertCandidate, AlertStateRow, AlertStore } from "../storage/alertStore.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
+import { sourceRank } from "./masteryReadStore.ts";
 import { DEFAULT_SOURCE_ORDER, rowAtReadTime, TEACHER_OVERRIDE } from "./masteryView.ts";
 import { readTimeScoreSql } from "./readTimeScoreSql.ts";
 import { type ApplyResult, alertKeys, type UpdatedKey } from "./updater.ts";
@@ -282,10 +283,7 @@ export class AlertEngine {
   async check(keys: readonly UpdatedKey[]): Promise<AlertPayload[]> {
     if (keys.length === 0) return [];
     const now = this.opts.now?.() ?? new Date();
-    const rank = (s: string) => {
-      const i = DEFAULT_SOURCE_ORDER.indexOf(s);
-      return s === TEACHER_OVERRIDE ? -1 : i < 0 ? DEFAULT_SOURCE_ORDER.length : i;
-    };
+    const rank = (s: string) => sourceRank(s, DEFAULT_SOURCE_ORDER, TEACHER_OVERRIDE);
     // The served row of each key is picked by its source alone, so only that row is brought to check
     // time (rowAtReadTime parses a rule row's explanation: with bkt served, the rule row's was parsed for
     // nothing on every POST).

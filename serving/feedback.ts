@@ -3,6 +3,7 @@ import { type Explanation, explain } from "../models/explanation.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
 import type { MasteryStore, ScoreOverride } from "../storage/masteryStore.ts";
+import { sourceRank } from "./masteryReadStore.ts";
 import { DEFAULT_SOURCE_ORDER, TEACHER_OVERRIDE } from "./masteryView.ts";
 
 export interface TeacherCorrection {
@@ -46,10 +47,7 @@ export async function recordTeacherCorrection(
   now: Date = new Date(),
 ): Promise<CorrectionResult> {
   const prev = (await scores.mastery.forStudent(c.studentKey)).filter((r) => r.topic_id === c.topicId);
-  const rank = (s: string) => {
-    const i = DEFAULT_SOURCE_ORDER.indexOf(s);
-    return s === TEACHER_OVERRIDE ? -1 : i < 0 ? DEFAULT_SOURCE_ORDER.length : i;
-  };
+  const rank = (s: string) => sourceRank(s, DEFAULT_SOURCE_ORDER, TEACHER_OVERRIDE);
   const served = prev.sort((a, b) => rank(a.score_source) - rank(b.score_source))[0];
   const base = served?.mastery_score ?? c.mastery;
   const explanation: Explanation = explain(

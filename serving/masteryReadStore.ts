@@ -103,17 +103,22 @@ export interface ScoreRowNeeds {
   readonly explained: readonly string[];
 }
 
+/**
+ * Where a score source stands in the served choice: `first` (the teacher override) before all, then the
+ * sources in `order`, then any other source. The lowest rank of a topic's rows is its served row.
+ */
+export function sourceRank(source: string, order: readonly string[], first: string): number {
+  if (source === first) return -1;
+  const i = order.indexOf(source);
+  return i < 0 ? order.length : i;
+}
+
 /** For each row, whether its explanation and last_updated are needed (ScoreRowNeeds). */
 export function neededRows(
   rows: readonly Pick<MasteryViewRow, "topic_id" | "score_source">[],
   needs: ScoreRowNeeds,
 ): boolean[] {
-  const rank = (source: string): number => {
-    if (source === needs.first) return -1;
-    const i = needs.order.indexOf(source);
-    return i < 0 ? needs.order.length : i;
-  };
-  const ranks = rows.map((r) => rank(r.score_source));
+  const ranks = rows.map((r) => sourceRank(r.score_source, needs.order, needs.first));
   const best = new Map<string, number>();
   for (let i = 0; i < rows.length; i++) {
     const t = rows[i]!.topic_id;

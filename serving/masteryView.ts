@@ -13,6 +13,7 @@ import {
   type MasteryReadStore,
   type MasteryViewRow,
   type ScoreRowNeeds,
+  sourceRank,
   type TopicRow,
 } from "./masteryReadStore.ts";
 import type { ModelTopicScore, ServedModelInfo, StudentModelScores } from "./modelScoring.ts";
@@ -164,11 +165,7 @@ async function selectServed(
     if (list) list.push(r);
     else byTopic.set(r.topic_id, [r]);
   }
-  const rank = (source: string): number => {
-    if (source === TEACHER_OVERRIDE) return -1;
-    const i = order.indexOf(source);
-    return i < 0 ? order.length : i;
-  };
+  const rank = (source: string): number => sourceRank(source, order, TEACHER_OVERRIDE);
   // Rows of one scoring run share their times: each distinct instant is formatted once per body.
   const isoOf = new Map<number, string>();
   const iso = (d: Date): string => {
