@@ -1,61 +1,54 @@
 // `npm test`: typecheck, lint, every vitest test except the fault test, then the fault test alone (it SIGKILLs
 // workers and wants the machine to itself). Every step runs even when an earlier one fails, so one failure
 // does not hide another; the summary lists each step's result and the exit code is 1 if any failed.
-// Each vitest step also writes a JSON report, and the summary names every failed test with the first lines
-// of its error, so a CI log that keeps only its tail still says what failed.
+// Each vitest step also runs scripts/failureReporter.mjs, and the summary names every failed test, hook and
+// module with the first lines of its error, so a CI log that keeps only its tail still says what failed.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name) => join(root, "node_modules", ".bin", name);
 const FAULT = "test/serving/fault.int.test.ts";
 const reports = mkdtempSync(join(tmpdir(), "mastery-test-"));
-const vitestReport = (file) => [
+const vitestReport = () => [
   "--reporter",
   "default",
   "--reporter",
-  "json",
-  "--outputFile.json",
-  join(reports, file),
+  join(root, "scripts", "failureReporter.mjs"),
 ];
 const steps = [
   ["typecheck", bin("tsc"), ["-p", "tsconfig.json", "--noEmit"]],
   ["lint", bin("biome"), ["check", "."]],
-  ["vitest (unit + int, without the fault test)", bin("vitest"), ["run", "--exclude", FAULT], "main.json"],
-  ["vitest (fault test)", bin("vitest"), ["run", FAULT], "fault.json"],
+  [
+    "vitest (unit + int, without the fault test)",
+    bin("vitest"),
+    ["run", "--exclude", FAULT],
+    "main.failures.json",
+  ],
+  ["vitest (fault test)", bin("vitest"), ["run", FAULT], "fault.failures.json"],
 ];
 
-/** Failed tests (and failed files with no failed test: an import error or a hook) from a vitest JSON report. */
+/** Every failure the run's failure reporter (scripts/failureReporter.mjs) wrote: tests, hooks, modules, unhandled. */
 function failuresIn(file) {
-  if (!existsSync(file)) return [`no JSON report was written (${file}): the run crashed before reporting`];
-  const report = JSON.parse(readFileSync(file, "utf8"));
-  const out = [];
-  for (const suite of report.testResults ?? []) {
-    const where = relative(root, suite.name);
-    const failed = (suite.assertionResults ?? []).filter((t) => t.status === "failed");
-    for (const t of failed) {
-      const first = (t.failureMessages ?? []).join("\n").split("\n").slice(0, 3).join(" | ");
-      out.push(`${where} > ${t.fullName}: ${first.slice(0, 400)}`);
-    }
-    if (failed.length === 0 && suite.status === "failed")
-      out.push(
-        `${where}: ${(suite.message ?? "failed outside any test").split("\n").slice(0, 3).join(" | ")}`,
-      );
-  }
-  if (out.length === 0 && report.success === false)
-    out.push("no test or file failed: an unhandled error or a worker crash (search the log for 'Unhandled')");
-  return out;
+  if (!existsSync(file)) return [`no failure report was written (${file}): the run crashed before reporting`];
+  const { failures } = JSON.parse(readFileSync(file, "utf8"));
+  return failures.length > 0
+    ? failures
+    : [
+        "vitest exited non-zero but reported no failure: a worker crash (search the log for 'Unhandled' or 'exited')",
+      ];
 }
 
 const results = [];
 for (const [name, cmd, args, json] of steps) {
-  const full = json ? [...args, ...vitestReport(json)] : args;
+  const full = json ? [...args, ...vitestReport()] : args;
   process.stderr.write(`\n== ${name}: ${[cmd.replace(`${root}/`, ""), ...full].join(" ")}\n`);
   const started = Date.now();
-  const r = spawnSync(cmd, full, { cwd: root, stdio: "inherit" });
+  const env = json ? { ...process.env, MASTERY_FAILURES_FILE: join(reports, json) } : process.env;
+  const r = spawnSync(cmd, full, { cwd: root, stdio: "inherit", env });
   const ok = r.status === 0;
   const failures = ok || !json ? [] : failuresIn(join(reports, json));
   results.push({ name, ok, status: r.status ?? r.signal, s: (Date.now() - started) / 1000, failures });

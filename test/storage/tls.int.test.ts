@@ -1,6 +1,6 @@
 /**
  * Encryption in transit: the same stores the worker and server use, selected by URL, talk TLS to
- * PRIVATE TLS-only PostgreSQL / Redis / NATS (ports 35432 / 36379 / 34222, self-signed CA made by
+ * PRIVATE TLS-only PostgreSQL / Redis / NATS (free ports from 15432 / 16379 / 14222, self-signed CA made by
  * openssl), and refuse a server whose certificate their CA did not sign.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,11 +13,11 @@ import { PgStore } from "../../storage/postgres.ts";
 import { RedisStateStore } from "../../storage/stateStore.ts";
 import { natsTlsOptions, redisTlsOptions } from "../../storage/tls.ts";
 import {
+  choosePorts,
   makePki,
   missingTools,
   type Pki,
-  PORTS,
-  portOpen,
+  type Ports,
   type Running,
   removePki,
   startNats,
@@ -30,10 +30,11 @@ if (missing !== null) console.warn(`skipping TLS tests: ${missing}`);
 
 let pki: Pki;
 const running: Running[] = [];
+let ports: Ports;
 const pgUrl = (ca: string, mode = "verify-full") =>
-  `postgres://postgres@127.0.0.1:${PORTS.pg}/postgres?sslmode=${mode}&sslrootcert=${encodeURIComponent(ca)}`;
-const REDIS_URL = `rediss://127.0.0.1:${PORTS.redis}`;
-const NATS_URL = `tls://127.0.0.1:${PORTS.nats}`;
+  `postgres://postgres@127.0.0.1:${ports.pg}/postgres?sslmode=${mode}&sslrootcert=${encodeURIComponent(ca)}`;
+const redisUrl = () => `rediss://127.0.0.1:${ports.redis}`;
+const natsUrl = () => `tls://127.0.0.1:${ports.nats}`;
 const saved = { ...process.env };
 
 /** Runs fn with these variables set (the stores read their TLS files from the environment). */
@@ -51,12 +52,13 @@ async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): P
 
 describe.skipIf(missing !== null)("TLS to PostgreSQL, Redis and NATS, selected by URL", () => {
   beforeAll(async () => {
-    for (const [name, port] of Object.entries(PORTS)) {
-      if (await portOpen(port))
-        throw new Error(`port ${port} (${name}) is taken: stop whatever listens there first`);
-    }
+    ports = await choosePorts();
     pki = makePki();
-    running.push(await startPostgres(pki), await startRedis(pki), await startNats(pki));
+    running.push(
+      await startPostgres(pki, ports.pg),
+      await startRedis(pki, ports.redis),
+      await startNats(pki, ports.nats),
+    );
   }, 120_000);
   afterAll(async () => {
     for (const r of running.reverse()) await r.stop();
@@ -70,7 +72,7 @@ describe.skipIf(missing !== null)("TLS to PostgreSQL, Redis and NATS, selected b
     );
     expect(r).toMatchObject({ ssl: true, version: expect.stringMatching(/^TLSv1\.[23]$/) });
     await store.close();
-    await expect(PgStore.open(`postgres://postgres@127.0.0.1:${PORTS.pg}/postgres`)).rejects.toThrow(
+    await expect(PgStore.open(`postgres://postgres@127.0.0.1:${ports.pg}/postgres`)).rejects.toThrow(
       /no encryption/,
     );
     await expect(PgStore.open(pgUrl(pki.otherCa))).rejects.toThrow(/certificate/);
@@ -78,15 +80,15 @@ describe.skipIf(missing !== null)("TLS to PostgreSQL, Redis and NATS, selected b
 
   it("Redis: rediss:// with MASTERY_REDIS_CA; without our CA, or plain redis://, it cannot connect", async () => {
     await withEnv({ MASTERY_REDIS_CA: pki.ca }, async () => {
-      const s = await RedisStateStore.open(REDIS_URL, "tls_test");
+      const s = await RedisStateStore.open(redisUrl(), "tls_test");
       await s.close();
     });
     await withEnv({ MASTERY_REDIS_CA: pki.otherCa }, async () => {
-      await expect(RedisStateStore.open(REDIS_URL, "tls_test")).rejects.toThrow(
+      await expect(RedisStateStore.open(redisUrl(), "tls_test")).rejects.toThrow(
         /MASTERY_REDIS_CA names the CA/,
       );
     });
-    await expect(RedisStateStore.open(`redis://127.0.0.1:${PORTS.redis}`, "tls_test")).rejects.toThrow(
+    await expect(RedisStateStore.open(`redis://127.0.0.1:${ports.redis}`, "tls_test")).rejects.toThrow(
       /cannot connect/,
     );
     // A CA set for a plain URL is refused rather than silently unused.
@@ -95,7 +97,7 @@ describe.skipIf(missing !== null)("TLS to PostgreSQL, Redis and NATS, selected b
 
   it("NATS: tls:// with MASTERY_NATS_CA publishes and consumes; a foreign CA is refused", async () => {
     const bus = await withEnv({ MASTERY_NATS_CA: pki.ca }, () =>
-      NatsBus.open({ url: NATS_URL, stream: "TLS_TEST", subjectPrefix: "tlstest.events", durable: "tls" }),
+      NatsBus.open({ url: natsUrl(), stream: "TLS_TEST", subjectPrefix: "tlstest.events", durable: "tls" }),
     );
     await bus.publish(bus.subjectFor("quiz_attempt"), new TextEncoder().encode('{"hello":"tls"}'), "m1");
     const got: string[] = [];
@@ -116,7 +118,7 @@ describe.skipIf(missing !== null)("TLS to PostgreSQL, Redis and NATS, selected b
     expect(got).toEqual(['{"hello":"tls"}']);
     await bus.close();
     await withEnv({ MASTERY_NATS_CA: pki.otherCa }, async () => {
-      await expect(NatsBus.open({ url: NATS_URL, stream: "TLS_TEST2" })).rejects.toThrow(
+      await expect(NatsBus.open({ url: natsUrl(), stream: "TLS_TEST2" })).rejects.toThrow(
         /cannot connect to NATS/,
       );
     });
@@ -133,7 +135,7 @@ describe.skipIf(missing !== null)("TLS to PostgreSQL, Redis and NATS, selected b
         dbPath: ":memory:",
         pgUrl: pgUrl(pki.ca),
         pgSchema: "tls_int",
-        redisUrl: REDIS_URL,
+        redisUrl: redisUrl(),
         redisPrefix: "tls_int",
       });
       try {

@@ -1,15 +1,44 @@
 /**
- * Private TLS-only PostgreSQL, Redis and NATS for the TLS tests, started on fixed private ports
- * (35432, 36379, 34222) with a throwaway CA made by openssl in a temp directory. The shared services
+ * Private TLS-only PostgreSQL, Redis and NATS for the TLS tests, started on free private ports
+ * (`choosePorts`: 15432, 16379, 14222 or the next free in steps of 100) with a throwaway CA made by openssl in a temp directory. The shared services
  * on the standard ports are never touched. Each start() says what is missing instead of failing.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createConnection } from "node:net";
+import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-export const PORTS = { pg: 35432, redis: 36379, nats: 34222 } as const;
+export interface Ports {
+  pg: number;
+  redis: number;
+  nats: number;
+}
+
+/**
+ * Ports for the three services: the first of each list that can be bound now. The lists sit below Linux's
+ * ephemeral range (32768-60999): a port in it can be held, without a listener, by any outgoing connection of
+ * the test run, and the server's bind then fails.
+ */
+export async function choosePorts(): Promise<Ports> {
+  const pick = async (name: string, first: number): Promise<number> => {
+    for (let port = first; port < first + 1000; port += 100) if (await bindable(port)) return port;
+    throw new Error(`no free port for the TLS ${name} among ${first}, ${first + 100}, ... ${first + 900}`);
+  };
+  return {
+    pg: await pick("PostgreSQL", 15432),
+    redis: await pick("Redis", 16379),
+    nats: await pick("NATS", 14222),
+  };
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen({ port, host: "127.0.0.1", exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
 
 export interface Pki {
   dir: string;
@@ -141,7 +170,7 @@ const stopChild = (child: ChildProcess): Promise<void> =>
   });
 
 /** PostgreSQL that accepts TLS connections only (pg_hba: hostssl trust, hostnossl reject). */
-export async function startPostgres(pki: Pki): Promise<Running> {
+export async function startPostgres(pki: Pki, port: number): Promise<Running> {
   const root = join(pki.dir, "pg");
   mkdirSync(root);
   const pgKey = join(root, "server.key");
@@ -160,7 +189,7 @@ export async function startPostgres(pki: Pki): Promise<Running> {
     "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
   );
   const args = ["-u", "postgres", "--", "pg_ctl", "-D", data, "-l", join(root, "log"), "-w", "-o"];
-  const opts = `-p ${PORTS.pg} -k ${root} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=${pki.cert} -c ssl_key_file=${pgKey}`;
+  const opts = `-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=${pki.cert} -c ssl_key_file=${pgKey}`;
   execFileSync("runuser", [...args, opts, "start"], { stdio: "pipe" });
   return {
     stop: async () => {
@@ -170,14 +199,14 @@ export async function startPostgres(pki: Pki): Promise<Running> {
 }
 
 /** Redis listening on its TLS port only. */
-export async function startRedis(pki: Pki): Promise<Running> {
+export async function startRedis(pki: Pki, port: number): Promise<Running> {
   const dir = join(pki.dir, "redis");
   mkdirSync(dir);
   const { child, log } = started("redis-server", [
     "--port",
     "0",
     "--tls-port",
-    String(PORTS.redis),
+    String(port),
     "--bind",
     "127.0.0.1",
     "--tls-cert-file",
@@ -195,17 +224,17 @@ export async function startRedis(pki: Pki): Promise<Running> {
     "--dir",
     dir,
   ]);
-  await waitForPort(PORTS.redis, "redis-server", child, log);
+  await waitForPort(port, "redis-server", child, log);
   return { stop: () => stopChild(child) };
 }
 
 /** NATS with JetStream that requires TLS. */
-export async function startNats(pki: Pki): Promise<Running> {
+export async function startNats(pki: Pki, port: number): Promise<Running> {
   const { child, log } = started("nats-server", [
     "-a",
     "127.0.0.1",
     "-p",
-    String(PORTS.nats),
+    String(port),
     "-js",
     "-sd",
     join(pki.dir, "nats"),
@@ -215,7 +244,7 @@ export async function startNats(pki: Pki): Promise<Running> {
     "--tlskey",
     pki.key,
   ]);
-  await waitForPort(PORTS.nats, "nats-server", child, log);
+  await waitForPort(port, "nats-server", child, log);
   return { stop: () => stopChild(child) };
 }
 
