@@ -100,6 +100,8 @@ const DAY_US = 86_400_000_000n;
  * computes it) and the chain id from the parameter $chain.
  */
 export function featureSql(table: string, source = "raw_events", stored = false): string {
+  // A fixed-point sum (HUGEINT, exact) back to seconds or percent; dividing by a power of two is exact.
+  const fixed = (sum: string): string => `((${sum})::DOUBLE / ${FIXED})`;
   // Window i (7, 30, 90 days) is the union of bands 0..i; a band missing for this pair adds 0.
   const acc = (col: string, i: number): string =>
     Array.from({ length: i + 1 }, (_, b) => `coalesce(b${b}.${col}, 0)`).join(" + ");
@@ -116,14 +118,14 @@ export function featureSql(table: string, source = "raw_events", stored = false)
       `CAST(${q} AS INTEGER) AS attempts_${w}d`,
       `CAST(${acc("q_correct", i)} AS INTEGER) AS correct_${w}d`,
       `(${acc("q_correct", i)}) / nullif(${q}, 0) AS accuracy_${w}d`,
-      `(${acc("q_time_sum", i)}) / nullif(${acc("q_time_n", i)}, 0) AS avg_time_per_question_${w}d`,
+      `${fixed(acc("q_time_sum", i))} / nullif(${acc("q_time_n", i)}, 0) AS avg_time_per_question_${w}d`,
       `(${acc("q_hints", i)}) / nullif(${q}, 0) AS hint_usage_rate_${w}d`,
       `CAST(${p} AS INTEGER) AS practice_attempts_${w}d`,
       `(${acc("p_correct", i)}) / nullif(${p}, 0) AS practice_success_rate_${w}d`,
       `CAST(${v} AS INTEGER) AS videos_${w}d`,
-      `(${acc("v_sum", i)}) / nullif(${v}, 0) AS video_watch_pct_${w}d`,
+      `${fixed(acc("v_sum", i))} / nullif(${v}, 0) AS video_watch_pct_${w}d`,
       `CAST(${a} AS INTEGER) AS assignments_${w}d`,
-      `(${acc("a_sum", i)}) / nullif(${a}, 0) AS assignment_score_pct_${w}d`,
+      `${fixed(acc("a_sum", i))} / nullif(${a}, 0) AS assignment_score_pct_${w}d`,
       `CAST(${acc("c_help", i)} AS INTEGER) AS help_requests_${w}d`,
       `CAST(${days} AS INTEGER) AS active_days_${w}d`,
       `(${days} - 1) / nullif(${days}, 0) AS revisit_rate_${w}d`,
@@ -142,7 +144,8 @@ export function featureSql(table: string, source = "raw_events", stored = false)
   // aggregates times rows): one hash aggregation of ~18 aggregates over the raw rows, plus joins.
   // Distinct active days travel as a day bitmask per band (bit k - first k of the band; bands span
   // at most 60 days), the trend as the sufficient statistics of the regression. Counts and sums are
-  // DOUBLE because sum(BIGINT) widens to HUGEINT, which is slower. $asof = BIGINT microseconds.
+  // DOUBLE because sum(BIGINT) widens to HUGEINT, which is slower; the three fractional inputs (seconds,
+  // watch and score percent) are summed as fixed-point integers instead (see FIXED). $asof = BIGINT microseconds.
   return `
 INSERT INTO ${table} BY NAME
 WITH ev AS (
@@ -162,13 +165,13 @@ banded AS (
     CASE WHEN type = 'quiz_attempt' THEN 1.0 END AS q,
     CASE WHEN type = 'quiz_attempt' THEN is_correct::DOUBLE END AS q_y,
     CASE WHEN type = 'quiz_attempt' AND k < 30 THEN (29 - k)::DOUBLE END AS q_x,
-    CASE WHEN type = 'quiz_attempt' THEN time_spent_sec END AS q_time,
+    CASE WHEN type = 'quiz_attempt' THEN round(time_spent_sec * ${FIXED})::BIGINT END AS q_time,
     CASE WHEN type = 'quiz_attempt' THEN hints_used::DOUBLE END AS q_hints,
     CASE WHEN type = 'practice' THEN attempts::DOUBLE END AS p_attempts,
     CASE WHEN type = 'practice' THEN correct_count::DOUBLE END AS p_correct,
-    CASE WHEN type = 'video' THEN watch_pct END AS v_pct,
+    CASE WHEN type = 'video' THEN round(watch_pct * ${FIXED})::BIGINT END AS v_pct,
     CASE WHEN type = 'chatbot' THEN help_requests::DOUBLE END AS c_help,
-    CASE WHEN type = 'assignment' THEN score_pct END AS a_pct
+    CASE WHEN type = 'assignment' THEN round(score_pct * ${FIXED})::BIGINT END AS a_pct
   FROM ev
 ),
 bands AS (
@@ -210,6 +213,14 @@ LEFT JOIN bands b0 ON b0.band = 0 AND b0.student_key = pairs.student_key AND b0.
 LEFT JOIN bands b1 ON b1.band = 1 AND b1.student_key = pairs.student_key AND b1.topic_id = pairs.topic_id
 LEFT JOIN bands b2 ON b2.band = 2 AND b2.student_key = pairs.student_key AND b2.topic_id = pairs.topic_id`;
 }
+
+/**
+ * Fractional inputs are summed as integers in units of 2^-20 (round(x * 2^20) as BIGINT; sum widens to an exact
+ * HUGEINT). A DOUBLE sum depends on the order DuckDB's parallel aggregation adds rows in, so the same store gave
+ * averages that differed in the last bit from run to run; integer sums are order-free. Inputs are bounded by the
+ * contract (seconds <= 1e9, percent <= 100), so x * 2^20 fits a BIGINT; the rounding moves an input by <= 2^-21.
+ */
+const FIXED = 1048576;
 
 const IDENT = /^[a-z_][a-z0-9_]*$/;
 

@@ -285,3 +285,42 @@ describe("resolveAsOf", () => {
     store.close();
   });
 });
+
+describe("fractional sums are order-free", () => {
+  // Values whose floating-point sum depends on the order of addition: 1e-13-scale parts of them are lost or
+  // kept depending on what has been added before.
+  const scores = [
+    99.99999999999, 0.1, 33.333333333333336, 0.2, 66.7, 1e-9, 12.345678901234, 0.3, 87.65, 0.05,
+  ];
+  const events = (order: readonly number[]): TestEvent[] =>
+    order.map((i, j) => ({
+      type: "assignment",
+      student: "s1",
+      topic: "t1",
+      ts: ago(1 + j / 100),
+      score_pct: scores[i] as number,
+    }));
+  const build = async (order: readonly number[]): Promise<number> => {
+    const store = await DuckStore.open(":memory:");
+    try {
+      await insertEvents(store, events(order));
+      await buildFeatures(store, T);
+      const [row] = await featureRows(store);
+      return row?.assignment_score_pct_7d as number;
+    } finally {
+      store.close();
+    }
+  };
+
+  it("gives the same average, to the bit, whatever order the rows are stored and added in", async () => {
+    const forward = scores.map((_, i) => i);
+    const got = await Promise.all(
+      [forward, [...forward].reverse(), [3, 7, 0, 9, 1, 5, 2, 8, 4, 6]].map(build),
+    );
+    // Known answer: the exact sum of the inputs in units of 2^-20, rounded once.
+    const fixed = scores.reduce((s, x) => s + BigInt(Math.round(x * 2 ** 20)), 0n);
+    const expected = Number(fixed) / 2 ** 20 / scores.length;
+    expect(got).toEqual([expected, expected, expected]);
+    expect(Math.abs(expected - scores.reduce((s, x) => s + x, 0) / scores.length)).toBeLessThan(1e-6);
+  });
+});
