@@ -131,12 +131,10 @@ export async function loadQuizLog(
     (await store.one<{ n: bigint }>(`SELECT count(*) AS n FROM raw_events WHERE ${quiz}`))?.n ?? 0n,
   );
   const every = total > max ? Math.ceil(total / max) : 1;
-  const result = await store.conn.stream(
-    `${dedupedEvents(every > 1 ? `WHERE hash(student_key) % ${every} = 0` : "")}
+  const sql = `${dedupedEvents(every > 1 ? `WHERE hash(student_key) % ${every} = 0` : "")}
      SELECT student_key, topic_id, question_id, is_correct::TINYINT AS c FROM ev
      WHERE ${quiz}
-     ORDER BY student_key, ts, event_id`,
-  );
+     ORDER BY student_key, ts, event_id`;
   const users = new Map<string, number>();
   const skills = new Map<string, number>();
   const items = new Map<string, number>();
@@ -146,9 +144,7 @@ export async function loadQuizLog(
   let item = new Int32Array(cap);
   let correct = new Uint8Array(cap);
   let n = 0;
-  for (;;) {
-    const chunk = await result.fetchChunk();
-    if (!chunk || chunk.rowCount === 0) break;
+  for await (const chunk of store.chunks(sql)) {
     const rows = chunk.rowCount;
     if (n + rows > cap) {
       cap = Math.max(cap * 2, n + rows);

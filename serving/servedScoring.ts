@@ -116,34 +116,34 @@ export async function scoreServed(
   await store.run(
     `CREATE OR REPLACE TEMP TABLE served_score (student_key VARCHAR, topic_id VARCHAR, mastery_score DOUBLE, explanation VARCHAR, score_source VARCHAR)`,
   );
-  const app = await store.conn.createAppender("served_score");
   const kinds: Record<string, number> = {};
-  for (const [key, e] of evidence) {
-    const sep = key.indexOf("|");
-    const est = servedEstimate(model, e, latentEst?.get(key));
-    kinds[est.evidence] = (kinds[est.evidence] ?? 0) + 1;
-    app.appendVarchar(key.slice(0, sep));
-    app.appendVarchar(key.slice(sep + 1));
-    app.appendDouble(est.score);
-    app.appendVarchar(JSON.stringify(servedExplanation(est)));
-    app.appendVarchar(SERVED_SOURCE);
-    app.endRow();
-  }
-  // The filter's own estimate is stored next to it (score_source 'latent', with its interval and factors).
-  for (const [key, est] of latentEst ?? []) {
-    const sep = key.indexOf("|");
-    app.appendVarchar(key.slice(0, sep));
-    app.appendVarchar(key.slice(sep + 1));
-    app.appendDouble(est.score);
-    app.appendVarchar(
-      JSON.stringify(
-        latentExplanation(est, latent === null ? undefined : latentDecay(latent.json.params, est)),
-      ),
-    );
-    app.appendVarchar(LATENT_SOURCE);
-    app.endRow();
-  }
-  app.closeSync();
+  await store.appendRows("served_score", (app) => {
+    for (const [key, e] of evidence) {
+      const sep = key.indexOf("|");
+      const est = servedEstimate(model, e, latentEst?.get(key));
+      kinds[est.evidence] = (kinds[est.evidence] ?? 0) + 1;
+      app.appendVarchar(key.slice(0, sep));
+      app.appendVarchar(key.slice(sep + 1));
+      app.appendDouble(est.score);
+      app.appendVarchar(JSON.stringify(servedExplanation(est)));
+      app.appendVarchar(SERVED_SOURCE);
+      app.endRow();
+    }
+    // The filter's own estimate is stored next to it (score_source 'latent', with its interval and factors).
+    for (const [key, est] of latentEst ?? []) {
+      const sep = key.indexOf("|");
+      app.appendVarchar(key.slice(0, sep));
+      app.appendVarchar(key.slice(sep + 1));
+      app.appendDouble(est.score);
+      app.appendVarchar(
+        JSON.stringify(
+          latentExplanation(est, latent === null ? undefined : latentDecay(latent.json.params, est)),
+        ),
+      );
+      app.appendVarchar(LATENT_SOURCE);
+      app.endRow();
+    }
+  });
   const ts = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
   await store.transaction(async () => {
     // Every pair is rewritten: the write goes to the base table (storage/servingTables.ts), after the delta's

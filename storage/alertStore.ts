@@ -175,7 +175,7 @@ export class DuckAlertStore implements AlertStore {
     }
     return store.transaction(async () => {
       // One statement for the alerts, as typed column lists (no staging table to create, fill and drop).
-      const inserted = await store.conn.runAndReadAll(
+      const inserted = await store.all<{ alert_id: string }>(
         `INSERT OR IGNORE INTO alerts
          SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]), unnest($4::VARCHAR[]),
                 unnest($5::DOUBLE[]), unnest($6::DOUBLE[]), unnest($7::VARCHAR[]), unnest($8::VARCHAR[]),
@@ -209,7 +209,7 @@ export class DuckAlertStore implements AlertStore {
         ],
       );
       await writeStates();
-      return new Set((inserted.getRowObjectsJS() as { alert_id: string }[]).map((r) => r.alert_id));
+      return new Set(inserted.map((r) => r.alert_id));
     });
   }
 

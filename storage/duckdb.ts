@@ -1,6 +1,13 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
-import type { DuckDBConnection, DuckDBPreparedStatement, DuckDBValue } from "@duckdb/node-api";
+import type {
+  DuckDBAppender,
+  DuckDBConnection,
+  DuckDBDataChunk,
+  DuckDBPreparedStatement,
+  DuckDBType,
+  DuckDBValue,
+} from "@duckdb/node-api";
 import { DuckDBInstance } from "./duckdbApi.ts";
 import { CORE_DDL, DUCK_ONLY_DDL } from "./schema.ts";
 import { applyDuckCoreDdl } from "./servingTables.ts";
@@ -30,6 +37,8 @@ export interface DbEncryption {
 /** A row as plain JS values (BIGINT -> bigint, TIMESTAMP -> Date, DECIMAL -> number, LIST -> array). */
 export type Row = Record<string, unknown>;
 export type Params = DuckDBValue[] | Record<string, DuckDBValue>;
+/** The parameters' types where DuckDB cannot infer them (typed lists: `LIST(VARCHAR)` for `$1::VARCHAR[]`). */
+export type ParamTypes = DuckDBType[] | Record<string, DuckDBType>;
 
 /**
  * The embedded store: one DuckDB file holding the raw zone, features, scores and state.
@@ -117,13 +126,60 @@ export class DuckStore {
     return store;
   }
 
-  async run(sql: string, params?: Params): Promise<void> {
-    await this.tracked(() => this.conn.run(sql, params));
+  async run(sql: string, params?: Params, types?: ParamTypes): Promise<void> {
+    await this.tracked(() => this.conn.run(sql, params, types));
   }
 
-  async all<T extends Row = Row>(sql: string, params?: Params): Promise<T[]> {
-    const reader = await this.tracked(() => this.conn.runAndReadAll(sql, params));
+  async all<T extends Row = Row>(sql: string, params?: Params, types?: ParamTypes): Promise<T[]> {
+    const reader = await this.tracked(() => this.conn.runAndReadAll(sql, params, types));
     return reader.getRowObjectsJS() as T[];
+  }
+
+  /**
+   * Runs `fn` with the native connection, counted like run/all/one: close() waits for it to end. For work
+   * that spans several awaits on the connection (an appender, a streamed read chunk by chunk); refused once
+   * close() was called.
+   */
+  withConnection<T>(fn: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
+    return this.tracked(() => fn(this.conn));
+  }
+
+  /**
+   * Appends rows to `table` (in `catalog`.`schema`; "temp", "main" for a temp table) through a DuckDB
+   * appender: `fill` appends, then the rows are flushed and the appender closed. Counted like run/all/one.
+   */
+  appendRows(
+    table: string,
+    fill: (appender: DuckDBAppender) => void | Promise<void>,
+    where: { schema?: string; catalog?: string } = {},
+  ): Promise<void> {
+    return this.withConnection(async (conn) => {
+      const appender = await conn.createAppender(table, where.schema, where.catalog);
+      await fill(appender);
+      appender.flushSync();
+      appender.closeSync();
+    });
+  }
+
+  /**
+   * The result of `sql` chunk by chunk (columnar reads without materializing every row). Counted like
+   * run/all/one from the first chunk until the loop over it ends (break and throw included), so close()
+   * waits for it; no other statement may run on the store while a chunk is held.
+   */
+  async *chunks(sql: string, params?: Params): AsyncGenerator<DuckDBDataChunk, void, undefined> {
+    this.refuseIfClosed();
+    this.inFlight++;
+    try {
+      const result = await this.conn.stream(sql, params);
+      for (;;) {
+        const chunk = await result.fetchChunk();
+        if (chunk === null || chunk.rowCount === 0) return;
+        yield chunk;
+      }
+    } finally {
+      this.inFlight--;
+      this.releaseIfDrained();
+    }
   }
 
   /**
@@ -131,12 +187,16 @@ export class DuckStore {
    * connection under it (a background read still running when its owner closes the store, e.g. a
    * /metrics refresh, crashed the process in DuckDB's native code). Refused once close() was called.
    */
-  private async tracked<T>(statement: () => Promise<T>): Promise<T> {
+  private refuseIfClosed(): void {
     if (this.closeState !== "open")
       throw new StorageError(
         "DB_CLOSED",
         `the DuckDB store ${this.path} is closed: a statement was started after close() (stop background work before closing the store)`,
       );
+  }
+
+  private async tracked<T>(statement: () => Promise<T>): Promise<T> {
+    this.refuseIfClosed();
     this.inFlight++;
     try {
       return await statement();

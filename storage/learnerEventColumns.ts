@@ -354,13 +354,10 @@ export async function readLearnerEventColumns(
   };
   opts.onPhase?.("read: keys and questions");
   let rows = 0;
-  const keyResult = await store.conn.stream(
-    "SELECT ti, replay::TINYINT AS replay, n FROM bkt_col_keys ORDER BY k",
-  );
   let k = 0;
-  for (;;) {
-    const chunk = await keyResult.fetchChunk();
-    if (chunk === null || chunk.rowCount === 0) break;
+  for await (const chunk of store.chunks(
+    "SELECT ti, replay::TINYINT AS replay, n FROM bkt_col_keys ORDER BY k",
+  )) {
     const ti = chunk.getColumnVector(0) as DuckDBVector<number>;
     const replay = chunk.getColumnVector(1) as DuckDBVector<number>;
     const n = chunk.getColumnVector(2) as DuckDBVector<number>;
@@ -431,11 +428,8 @@ export async function forEachEventBlock(
   // The chunks of `sql` (columns k, answer, question, ts_us) as column vectors; fails once more than `limit`
   // rows arrive (the raw zone changed under the read).
   async function* eventChunks(sql: string, limit: number) {
-    const result = await store.conn.stream(sql);
     let seen = 0;
-    for (;;) {
-      const chunk = await result.fetchChunk();
-      if (chunk === null || chunk.rowCount === 0) return;
+    for await (const chunk of store.chunks(sql)) {
       const n = chunk.rowCount;
       seen += n;
       if (seen > limit)
@@ -624,19 +618,22 @@ export async function appendDoubleColumns(
   columns: readonly Float64Array[],
   n: number,
 ): Promise<void> {
-  const appender = await store.conn.createAppender(table, "main", "temp");
   const types = columns.map(() => DOUBLE);
-  for (let at = 0; at < n; at += 2048) {
-    const len = Math.min(2048, n - at);
-    const chunk = DuckDBDataChunk.create(types, len);
-    for (let c = 0; c < columns.length; c++) {
-      const col = columns[c]!;
-      const vec = chunk.getColumnVector(c);
-      for (let i = 0; i < len; i++) vec.setItem(i, col[at + i]!);
-      vec.flush();
-    }
-    appender.appendDataChunk(chunk);
-  }
-  appender.flushSync();
-  appender.closeSync();
+  await store.appendRows(
+    table,
+    (appender) => {
+      for (let at = 0; at < n; at += 2048) {
+        const len = Math.min(2048, n - at);
+        const chunk = DuckDBDataChunk.create(types, len);
+        for (let c = 0; c < columns.length; c++) {
+          const col = columns[c]!;
+          const vec = chunk.getColumnVector(c);
+          for (let i = 0; i < len; i++) vec.setItem(i, col[at + i]!);
+          vec.flush();
+        }
+        appender.appendDataChunk(chunk);
+      }
+    },
+    { schema: "main", catalog: "temp" },
+  );
 }

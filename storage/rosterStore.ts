@@ -182,14 +182,17 @@ async function insertPairsDuck(store: DuckStore, table: string, pairs: readonly 
   const column = table === "roster_students" ? "student_key" : "teacher_id";
   await store.run("CREATE OR REPLACE TEMP TABLE __roster_pairs (class_id VARCHAR, v VARCHAR)");
   try {
-    const ap = await store.conn.createAppender("__roster_pairs", "main", "temp");
-    for (const [classId, v] of pairs) {
-      ap.appendVarchar(classId);
-      ap.appendVarchar(v);
-      ap.endRow();
-    }
-    ap.flushSync();
-    ap.closeSync();
+    await store.appendRows(
+      "__roster_pairs",
+      (ap) => {
+        for (const [classId, v] of pairs) {
+          ap.appendVarchar(classId);
+          ap.appendVarchar(v);
+          ap.endRow();
+        }
+      },
+      { schema: "main", catalog: "temp" },
+    );
     await store.run(
       `INSERT INTO ${table} (class_id, ${column}) SELECT DISTINCT class_id, v FROM __roster_pairs ON CONFLICT DO NOTHING`,
     );

@@ -174,7 +174,7 @@ export function compactionReason(shares: readonly DeltaShare[], policy: Compacti
  * are deleted. Inside the caller's transaction if any. Returns the keys folded.
  */
 export async function foldDelta(store: DuckStore, t: LayeredTable, where = "TRUE"): Promise<number> {
-  const cols = await baseColumns(store.conn, t);
+  const cols = await store.withConnection((conn) => baseColumns(conn, t));
   const n = await store.one<{ n: bigint }>(
     `SELECT count(DISTINCT (${LAYERED_KEY[t].join(", ")})) AS n FROM ${deltaTable(t)} WHERE ${where}`,
   );

@@ -1015,7 +1015,7 @@ export class DuckStateStore implements StateStore {
       }
       if (ok.length === 0) return out;
       // One statement, the rows as typed column lists (no staging table to create, fill and drop).
-      await d.conn.run(
+      await d.run(
         `INSERT INTO ${deltaTable("learner_state")} (${STREAM_STATE_COLUMNS}) ${STREAM_STATE_LIST_SELECT}`,
         streamStateLists(ok),
         STREAM_STATE_LIST_TYPES,

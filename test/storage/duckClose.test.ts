@@ -33,6 +33,44 @@ describe("DuckStore.close with statements in flight", () => {
     expect(pool.size).toBe(0);
   });
 
+  it("a chunked read and an appender hold off the release until they end; both are refused after close()", async () => {
+    const store = await DuckStore.open(":memory:");
+    await store.run("CREATE TABLE t (v INTEGER)");
+    let closed = false;
+    let sum = 0n;
+    let chunks = 0;
+    for await (const chunk of store.chunks("SELECT i::BIGINT AS i FROM range(100000) r(i)")) {
+      if (chunks++ === 0) {
+        store.close();
+        void store.whenClosed().then(() => {
+          closed = true;
+        });
+      }
+      // The loop reads on after close(): the native result stays valid because the release waits for it.
+      for (let r = 0; r < chunk.rowCount; r++) sum += chunk.getColumnVector(0).getItem(r) as bigint;
+      await new Promise((ok) => setImmediate(ok));
+      expect(closed).toBe(false);
+    }
+    expect(sum).toBe(4_999_950_000n);
+    await store.whenClosed();
+    expect(closed).toBe(true);
+    await expect(store.appendRows("t", () => {})).rejects.toMatchObject({ code: "DB_CLOSED" });
+    await expect(store.chunks("SELECT 1").next()).rejects.toMatchObject({ code: "DB_CLOSED" });
+
+    const other = await DuckStore.open(":memory:");
+    await other.run("CREATE TABLE t (v INTEGER)");
+    const appending = other.appendRows("t", async (ap) => {
+      other.close();
+      await new Promise((ok) => setTimeout(ok, 20));
+      for (let v = 0; v < 3; v++) {
+        ap.appendInteger(v);
+        ap.endRow();
+      }
+    });
+    await appending; // the appender flushed and closed on a live connection
+    await other.whenClosed();
+  });
+
   it("a transaction cut by close() rejects with DB_CLOSED and commits nothing", async () => {
     const path = `${process.env.TMPDIR ?? "/tmp"}/duck-close-${process.pid}-${Date.now()}.duckdb`;
     const store = await DuckStore.open(path, { encryption: null });
