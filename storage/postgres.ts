@@ -38,15 +38,11 @@ const utcTypes = {
 } as pg.CustomTypesConfig;
 
 /**
- * Rewrites DuckDB DDL from storage/schema.ts into PostgreSQL: DOUBLE -> DOUBLE PRECISION, BLOB -> BYTEA,
- * and a column's DuckDB storage hint (`USING COMPRESSION <method>`) dropped. The core tables use only types
- * the two share otherwise (VARCHAR, VARCHAR[], INTEGER, BIGINT, BOOLEAN, TIMESTAMP).
+ * Rewrites DuckDB DDL from storage/schema.ts into PostgreSQL: DOUBLE -> DOUBLE PRECISION. The core
+ * tables use only types the two share otherwise (VARCHAR, VARCHAR[], INTEGER, BIGINT, BOOLEAN, TIMESTAMP).
  */
 export function pgDialectDdl(ddl: string): string {
-  return ddl
-    .replace(/\bDOUBLE\b(?!\s+PRECISION)/g, "DOUBLE PRECISION")
-    .replace(/\bBLOB\b/g, "BYTEA")
-    .replace(/\s+USING COMPRESSION \w+/g, "");
+  return ddl.replace(/\bDOUBLE\b(?!\s+PRECISION)/g, "DOUBLE PRECISION").replace(/\bBLOB\b/g, "BYTEA");
 }
 
 export interface PgOpenOptions {

@@ -17,13 +17,8 @@ export const CORE_DDL: readonly string[] = [
    )`,
   // One row per (event, topic): an assignment covering three topics fans out into three rows
   // sharing its event_id. Deduplication is by event_id.
-  // event_id is stored uncompressed (DuckDB; PostgreSQL drops the clause, storage/postgres.ts pgDialectDdl):
-  // ids are unique, so DuckDB's dictionary analysis of every segment fails and the column is written
-  // uncompressed anyway (FSST is off during ingest, features/ingest.ts withoutFsst); naming the method
-  // skips that analysis, about a third of writing a quiz file's rows (docs/benchmarks.md "Ingest at 10M,
-  // round 3"). The stored bytes are the same.
   `CREATE TABLE IF NOT EXISTS raw_events (
-     event_id VARCHAR NOT NULL USING COMPRESSION uncompressed,
+     event_id VARCHAR NOT NULL,
      type VARCHAR NOT NULL,
      student_key VARCHAR NOT NULL,
      topic_id VARCHAR NOT NULL,
