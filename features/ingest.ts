@@ -368,7 +368,7 @@ async function deadLetterCsvRejects(store: DuckStore, source: string, opts: Inge
   // Every pass over the file records its rejects again, and a line missing several columns has
   // one reject per column, so only the first reject of each line is kept. The raw line is not
   // kept: it holds the raw student id.
-  const res = await store.conn.run(
+  const changed = await store.runCount(
     `INSERT INTO dead_letter SELECT ${lit(source)}, CAST(line - 1 AS BIGINT), NULL, NULL, '(row)', ` +
       `left('malformed CSV row: ' || error_type || ' (' || error_message || ')', 500), NULL, ${tsLiteral(opts.now)} ` +
       "FROM (SELECT *, row_number() OVER (PARTITION BY line ORDER BY scan_id, column_idx) AS k FROM __csv_rejects) " +
@@ -376,7 +376,7 @@ async function deadLetterCsvRejects(store: DuckStore, source: string, opts: Inge
   );
   await store.run("DROP TABLE IF EXISTS __csv_rejects");
   await store.run("DROP TABLE IF EXISTS __csv_scans");
-  return res.rowsChanged;
+  return changed;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -413,12 +413,14 @@ async function loadRelation(
   // strings themselves costs about the same).
   // The third grouping set lists the types present, so a file whose type column holds one type
   // is then validated and inserted with that type's checks only.
-  const pass1 = await store.conn.runAndReadAll(
-    `SELECT student_id, event_id AS h, "type", count(*) AS n, GROUPING(student_id, h) AS g,
+  const pass1 = await store.withConnection((conn) =>
+    conn.runAndReadAll(
+      `SELECT student_id, event_id AS h, "type", count(*) AS n, GROUPING(student_id, h) AS g,
             min(unicode(event_id)) AS lo, max(unicode(event_id)) AS hi
      FROM (SELECT student_id, event_id, "type" FROM (${rel.sql}))
      GROUP BY GROUPING SETS ((student_id), (h), ("type"))
      HAVING GROUPING(student_id) = 0 OR (GROUPING(h) = 0 AND h IS NOT NULL AND count(*) > 1) OR GROUPING("type") = 0`,
+    ),
   );
   // GROUPING(student_id, h): 1 = per-student row, 2 = per-event-id row, 3 = per-type row.
   // An empty result has no columns at all, hence the defaults.
@@ -447,23 +449,26 @@ async function loadRelation(
   const only = present.length === 1 ? present[0] : undefined;
   if (specialize && rel.fixedType === undefined && isEventType(only)) rel = specialize(only);
   await store.run("CREATE OR REPLACE TEMP TABLE __pseudo (student_id VARCHAR, student_key VARCHAR)");
-  const appender = await store.conn.createAppender("__pseudo", "main", "temp");
-  for (let i = 0; i < ids.length; i++) {
-    const g = Number(gs[i]);
-    if (g === 3) continue;
-    if (g === 2) {
-      dupIds.push(dupCandidates[i]!);
-      continue;
-    }
-    total += Number(ns[i]);
-    const id = ids[i];
-    if (id === null || id === undefined) continue;
-    appender.appendVarchar(id);
-    appender.appendVarchar(opts.pseudonymizer.studentKey(id));
-    appender.endRow();
-  }
-  appender.flushSync();
-  appender.closeSync();
+  await store.appendRows(
+    "__pseudo",
+    (appender) => {
+      for (let i = 0; i < ids.length; i++) {
+        const g = Number(gs[i]);
+        if (g === 3) continue;
+        if (g === 2) {
+          dupIds.push(dupCandidates[i]!);
+          continue;
+        }
+        total += Number(ns[i]);
+        const id = ids[i];
+        if (id === null || id === undefined) continue;
+        appender.appendVarchar(id);
+        appender.appendVarchar(opts.pseudonymizer.studentKey(id));
+        appender.endRow();
+      }
+    },
+    { schema: "main", catalog: "temp" },
+  );
   opts.onPhase?.(file, "pseudonymize");
 
   // Within-file duplicates: the first valid row of an event_id wins.
@@ -511,11 +516,11 @@ async function loadRelation(
   const cols = rawColumns(now, lit(source));
   let accepted = 0;
   if (rel.fixedType !== "assignment") {
-    const single = await store.conn.run(
+    const single = await store.runCount(
       `INSERT INTO raw_events SELECT ${cols.replace("{topic}", "s.topic_id")}
      FROM ${from} s JOIN __pseudo p USING (student_id)${notStored} WHERE ${keep} AND s."type" <> 'assignment'`,
     );
-    accepted += single.rowsChanged;
+    accepted += single;
   }
   if (rel.fixedType === undefined || rel.fixedType === "assignment") {
     // Assignments fan out to one row per topic (a valid one has at least one); they count as events: the
@@ -524,14 +529,13 @@ async function loadRelation(
     const assignedSql = `SELECT count(DISTINCT event_id) AS n FROM raw_events
        WHERE ingested_at = ${now} AND source = ${lit(source)} AND "type" = 'assignment'`;
     const before = Number((await store.one<{ n: bigint }>(assignedSql))?.n ?? 0n);
-    const fanned = await store.conn.run(
+    const fanned = await store.runCount(
       `INSERT INTO raw_events SELECT ${cols.replace("{topic}", "t.topic_id")}
        FROM ${from} s JOIN __pseudo p USING (student_id)${notStored},
             unnest(list_distinct(string_split(s.topic_ids, ${lit(LIST_SEPARATOR)}))) AS t(topic_id)
        WHERE ${keep} AND s."type" = 'assignment'`,
     );
-    if (fanned.rowsChanged > 0)
-      accepted += Number((await store.one<{ n: bigint }>(assignedSql))?.n ?? 0n) - before;
+    if (fanned > 0) accepted += Number((await store.one<{ n: bigint }>(assignedSql))?.n ?? 0n) - before;
   }
   // The students' newest school / grade (storage/studentContext.ts) from this file's rows, found by their
   // ingest time and source; DuckDB's zone maps on ingested_at skip the row groups stored before.
@@ -836,18 +840,21 @@ async function ingestRecords(
         await store.run(
           "CREATE OR REPLACE TEMP TABLE __dead (rn BIGINT, event_id VARCHAR, type VARCHAR, field VARCHAR, reason VARCHAR, payload VARCHAR)",
         );
-        const ap = await store.conn.createAppender("__dead", "main", "temp");
-        for (const d of dead) {
-          ap.appendBigInt(BigInt(d.rn));
-          d.eventId === null ? ap.appendNull() : ap.appendVarchar(d.eventId);
-          d.type === null ? ap.appendNull() : ap.appendVarchar(d.type);
-          ap.appendVarchar(d.field);
-          ap.appendVarchar(d.reason);
-          ap.appendVarchar(d.payload);
-          ap.endRow();
-        }
-        ap.flushSync();
-        ap.closeSync();
+        await store.appendRows(
+          "__dead",
+          (ap) => {
+            for (const d of dead) {
+              ap.appendBigInt(BigInt(d.rn));
+              d.eventId === null ? ap.appendNull() : ap.appendVarchar(d.eventId);
+              d.type === null ? ap.appendNull() : ap.appendVarchar(d.type);
+              ap.appendVarchar(d.field);
+              ap.appendVarchar(d.reason);
+              ap.appendVarchar(d.payload);
+              ap.endRow();
+            }
+          },
+          { schema: "main", catalog: "temp" },
+        );
         await store.run(
           `INSERT INTO dead_letter SELECT ${lit(source)}, rn, event_id, type, field, reason, payload, ${now} FROM __dead`,
         );
@@ -856,22 +863,25 @@ async function ingestRecords(
       await store.run(
         `CREATE OR REPLACE TEMP TABLE __stage (__rn BIGINT, "type" VARCHAR, ${STAGE_COLUMNS.map((c) => `${ident(c)} VARCHAR`).join(", ")}, __ok BOOLEAN)`,
       );
-      const ap = await store.conn.createAppender("__stage", "main", "temp");
-      for (const { rn, event } of valid) {
-        ap.appendBigInt(BigInt(rn));
-        ap.appendVarchar(event.type);
-        const e = event as unknown as Record<string, unknown>;
-        for (const c of STAGE_COLUMNS) {
-          const v = e[c];
-          if (v === undefined || v === null) ap.appendNull();
-          else if (Array.isArray(v)) ap.appendVarchar(v.join(LIST_SEPARATOR));
-          else ap.appendVarchar(String(v));
-        }
-        ap.appendBoolean(true);
-        ap.endRow();
-      }
-      ap.flushSync();
-      ap.closeSync();
+      await store.appendRows(
+        "__stage",
+        (ap) => {
+          for (const { rn, event } of valid) {
+            ap.appendBigInt(BigInt(rn));
+            ap.appendVarchar(event.type);
+            const e = event as unknown as Record<string, unknown>;
+            for (const c of STAGE_COLUMNS) {
+              const v = e[c];
+              if (v === undefined || v === null) ap.appendNull();
+              else if (Array.isArray(v)) ap.appendVarchar(v.join(LIST_SEPARATOR));
+              else ap.appendVarchar(String(v));
+            }
+            ap.appendBoolean(true);
+            ap.endRow();
+          }
+        },
+        { schema: "main", catalog: "temp" },
+      );
       const rejectedRecords = records.length - valid.length;
       const report = await loadRelation(
         store,
@@ -963,20 +973,23 @@ async function ingestTopicsFile(
       await store.run(
         "CREATE OR REPLACE TEMP TABLE __topics (topic_id VARCHAR, name VARCHAR, chapter_id VARCHAR, subject_id VARCHAR, course_id VARCHAR, difficulty DOUBLE, prereq VARCHAR, content_length DOUBLE)",
       );
-      const ap = await store.conn.createAppender("__topics", "main", "temp");
-      for (const t of last.values()) {
-        ap.appendVarchar(t.topic_id);
-        t.name === undefined ? ap.appendNull() : ap.appendVarchar(t.name);
-        ap.appendVarchar(t.chapter_id);
-        ap.appendVarchar(t.subject_id);
-        ap.appendVarchar(t.course_id);
-        ap.appendDouble(t.difficulty_estimate);
-        ap.appendVarchar(JSON.stringify(t.prerequisites));
-        ap.appendDouble(t.content_length);
-        ap.endRow();
-      }
-      ap.flushSync();
-      ap.closeSync();
+      await store.appendRows(
+        "__topics",
+        (ap) => {
+          for (const t of last.values()) {
+            ap.appendVarchar(t.topic_id);
+            t.name === undefined ? ap.appendNull() : ap.appendVarchar(t.name);
+            ap.appendVarchar(t.chapter_id);
+            ap.appendVarchar(t.subject_id);
+            ap.appendVarchar(t.course_id);
+            ap.appendDouble(t.difficulty_estimate);
+            ap.appendVarchar(JSON.stringify(t.prerequisites));
+            ap.appendDouble(t.content_length);
+            ap.endRow();
+          }
+        },
+        { schema: "main", catalog: "temp" },
+      );
       await store.run(
         `INSERT OR REPLACE INTO topics SELECT topic_id, name, chapter_id, subject_id, course_id, difficulty,
            from_json(prereq, '["VARCHAR"]'), content_length FROM __topics`,

@@ -130,6 +130,12 @@ export class DuckStore {
     await this.tracked(() => this.conn.run(sql, params, types));
   }
 
+  /** Runs one statement and returns the number of rows it inserted, updated or deleted. */
+  async runCount(sql: string, params?: Params, types?: ParamTypes): Promise<number> {
+    const result = await this.tracked(() => this.conn.run(sql, params, types));
+    return result.rowsChanged;
+  }
+
   async all<T extends Row = Row>(sql: string, params?: Params, types?: ParamTypes): Promise<T[]> {
     const reader = await this.tracked(() => this.conn.runAndReadAll(sql, params, types));
     return reader.getRowObjectsJS() as T[];

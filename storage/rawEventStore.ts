@@ -337,7 +337,7 @@ const us = (v: number | null) => (v === null ? null : BigInt(Math.round(v)));
 async function upsertContext(duck: DuckStore, rows: readonly RawEventRow[]): Promise<void> {
   const ctx = newestContextOf(rows);
   if (ctx.length === 0) return;
-  await duck.conn.run(
+  await duck.run(
     CONTEXT_SQL,
     [
       listValue(ctx.map((c) => c.studentKey)),
@@ -382,7 +382,7 @@ export class DuckRawEventStore implements RawEventStore {
     const seen = new Set(stored.map((r) => r.event_id));
     const fresh = seen.size === 0 ? batch : batch.filter((r) => !seen.has(r.event_id));
     if (fresh.length > 0)
-      await this.duck.conn.run(
+      await this.duck.run(
         `INSERT INTO raw_events (${COLUMN_LIST}) ${RAW_LIST_SELECT}`,
         RAW_COLUMNS.map(([field, , kind]) =>
           listValue(
@@ -446,12 +446,13 @@ export class DuckRawEventStore implements RawEventStore {
     if (this.stageDirty) await this.duck.run("DELETE FROM temp.raw_append_stage");
     this.stageDirty = true;
     try {
-      const ap = await this.duck.conn.createAppender("raw_append_stage", "main", "temp");
-      try {
-        for (const r of fresh) appendRow(ap, r);
-      } finally {
-        ap.closeSync(); // flushes what was appended
-      }
+      await this.duck.appendRows(
+        "raw_append_stage",
+        (ap) => {
+          for (const r of fresh) appendRow(ap, r);
+        },
+        { schema: "main", catalog: "temp" },
+      );
       await this.duck.run("INSERT INTO raw_events SELECT * FROM temp.raw_append_stage");
     } finally {
       // Inside a failed transaction this fails too (and the rollback empties the stage); the next append
@@ -487,7 +488,7 @@ export class DuckRawEventStore implements RawEventStore {
     if (rows.length === 0) return;
     // One statement for the batch; every list typed (an untyped list takes its first value's type).
     const text = (f: (r: DeadLetterRow) => string | null) => listValue(rows.map(f));
-    await this.duck.conn.run(
+    await this.duck.run(
       `INSERT INTO dead_letter (source, row_number, event_id, type, field, reason, payload, rejected_at)
        SELECT unnest($1::VARCHAR[]), NULL, unnest($2::VARCHAR[]), unnest($3::VARCHAR[]), unnest($4::VARCHAR[]),
               unnest($5::VARCHAR[]), unnest($6::VARCHAR[]), make_timestamp(unnest($7::BIGINT[]))`,
