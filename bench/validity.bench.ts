@@ -58,7 +58,13 @@ import { attachLatent, loadLatentSequences } from "../serving/latentScoring.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { loadPairEvidence } from "../serving/servedInputs.ts";
 import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
-import { SERVED_LABELS, type ServedLabelKind, trainServed } from "../serving/servedTraining.ts";
+import {
+  LATENT_CENTRES,
+  type LatentCentre,
+  SERVED_LABELS,
+  type ServedLabelKind,
+  trainServed,
+} from "../serving/servedTraining.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
 import { CANDIDATE_SOURCES, printComparison, runRealCuts } from "./realLogCuts.ts";
 
@@ -121,6 +127,15 @@ function spreadEnv(v: string): number {
       `LATENT_FORGET_SPREAD must be auto or a number in [0, 1] (got ${v}); unset it for the default`,
     );
   return n;
+}
+/** LATENT_CENTRE: one of LATENT_CENTRES (round 17). */
+function latentCentreEnv(v: string): LatentCentre {
+  const c = LATENT_CENTRES.find((x) => x === v);
+  if (c === undefined)
+    throw new Error(
+      `LATENT_CENTRE must be one of ${LATENT_CENTRES.join(", ")} (got ${v}); unset it for the default`,
+    );
+  return c;
 }
 const DAY_MS = 86_400_000;
 const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");
@@ -313,6 +328,11 @@ async function evaluateCut(
           : {}),
       },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
+      // LATENT_CENTRE=none|by-evidence: the centre's calibration by evidence band on the proxy labels (round 17;
+      // unset: the product default).
+      ...(process.env.LATENT_CENTRE !== undefined && process.env.LATENT_CENTRE !== ""
+        ? { latentCentre: latentCentreEnv(process.env.LATENT_CENTRE) }
+        : {}),
     });
     const trainSeconds = (performance.now() - t1) / 1000;
     served = trained.model;
@@ -590,6 +610,13 @@ async function evaluateCut(
           )
             .map(([sp, r]) => `spread ${sp} ${r.toFixed(4)}`)
             .join(" / ")} -> ${spc.chosen}`,
+        );
+      const cs = lf.centreShiftByEvidence;
+      if (cs !== undefined)
+        console.log(
+          `centre shift by evidence (label window's quiz answers; band from: K shift, band intercept, pairs, answers): ${cs
+            .map((b) => `${b.from}+: ${b.shift.toFixed(4)} (${b.delta.toFixed(3)}, ${b.pairs}, ${b.answers})`)
+            .join(" / ")}`,
         );
       const tc = lf.fit.thresholdChoice;
       const th = Object.values(lf.topicThreshold ?? {});

@@ -1,3 +1,4 @@
+import { type CentreShiftBand, centreShiftAt, emissionLogit } from "./latentCentre.ts";
 import { nelderMead } from "./nelderMead.ts";
 import { decayTowards } from "./servedDecay.ts";
 
@@ -175,6 +176,13 @@ export interface LatentModelJson {
    * absent = `intervalScale` for every pair.
    */
   intervalScaleByEvidence?: { from: number; scale: number; ratio: number; sequences: number }[];
+  /**
+   * Round 17 (opt-in): the centre's shift by the pair's graded observations, fitted on the proxy labels by
+   * `mastery train served --latent-centre by-evidence` (models/latentCentre.ts fitCentreShift). Added on the K
+   * scale to the posterior mean and both interval ends at the pair's last event (P(correct) moves with it
+   * through the emission), before the as-of decay. Absent = no shift (rounds 4-16).
+   */
+  centreShiftByEvidence?: CentreShiftBand[];
   /** Fitted emission threshold per topic (logistic emission only; topics absent use params.threshold). */
   topicThreshold?: Record<string, number>;
   /**
@@ -816,6 +824,22 @@ export class LatentFilter {
     let lo = widen(k.quantile(p, 0.1));
     let hi = widen(k.quantile(p, 0.9));
     let pCorrect = k.predictive(p);
+    // Round 17 (LatentModelJson.centreShiftByEvidence): the centre moved by its evidence band's shift.
+    const shift = centreShiftAt(this.json.centreShiftByEvidence, s.observations);
+    if (shift !== 0) {
+      const clip = (x: number) => Math.min(1, Math.max(0, x));
+      const moved = clip(score + shift);
+      lo = clip(lo + shift);
+      hi = clip(hi + shift);
+      if (prm.slope !== undefined) {
+        const em = { guess: prm.guess, slip: prm.slip, slope: prm.slope };
+        const z = emissionLogit(pCorrect, em) + (moved - score) * prm.slope;
+        pCorrect = prm.guess + (1 - prm.guess - prm.slip) / (1 + Math.exp(-z));
+      }
+      // (No factor of its own: the served explanation's `rest` carries it, so the factors still sum.)
+      score = moved;
+      mean = moved;
+    }
     if (idle > 0) {
       // The as-of step of round 16: the estimate at the last event moved by the deterministic decay, with the
       // very function (and P(correct)'s level, serving/latentScoring.ts latentDecay) GET /mastery applies.

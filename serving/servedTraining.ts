@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { easeShare } from "../models/anchorEase.ts";
+import { type CentreLabel, fitCentreShift } from "../models/latentCentre.ts";
 import {
   LATENT_AS_OF_FORGETTING_DEFAULT,
   LATENT_FORGET_SPREAD_DEFAULT,
@@ -65,6 +66,11 @@ export interface TrainServedOptions {
   /** Options of the latent filter's fit (serving/latentScoring.ts); `emission` defaults to "auto". */
   latentFit?: LatentFitOptions & { maxEvents?: number };
   /**
+   * Round 17: the latent filter's centre by evidence band, fitted on the proxy labels (models/latentCentre.ts):
+   * "by-evidence" or "none" (no shift). Default LATENT_CENTRE_DEFAULT.
+   */
+  latentCentre?: LatentCentre;
+  /**
    * The logit scales' anchor (what "centred-logit" serves as 0.5): "pair-centred" (default, round 7:
    * models/servedMastery.ts fitAnchor, with its uncertainty in the intervals) or "gap-accuracy" (rounds 2-6:
    * the log's typical correctness after a gap, no anchor uncertainty).
@@ -93,6 +99,14 @@ export const SERVED_BALANCE = 0;
  * docs/benchmarks.md "Validity", round 4.
  */
 export const SERVED_FROM_DEFAULT: ServedFrom = "latent";
+
+export const LATENT_CENTRES = ["none", "by-evidence"] as const;
+export type LatentCentre = (typeof LATENT_CENTRES)[number];
+/**
+ * The latent centre's calibration by evidence band (round 17, docs/benchmarks.md Validity): opt-in until the
+ * validity bench's pre-registered rule adopts it; "none" fits the model of rounds 13-16 byte for byte.
+ */
+export const LATENT_CENTRE_DEFAULT: LatentCentre = "none";
 
 export const SERVED_LABELS = ["auto", "graded", "quiz"] as const;
 export type ServedLabelKind = (typeof SERVED_LABELS)[number];
@@ -220,8 +234,39 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
             asOfForgetting: LATENT_AS_OF_FORGETTING_DEFAULT,
             ...(opts.latentFit ?? {}),
           });
-    const latentEst =
+    let latentEst =
       latentFit === null ? null : await attachLatent(scratch, evidence, latentFit.model, snapshot);
+    // Round 17 (opt-in): the centre's shift per evidence band from the label window's quiz answers of the
+    // pairs the filter scored at the snapshot; the estimates are then taken again with the shift.
+    const lpar = latentFit?.model.json.params;
+    if (
+      (opts.latentCentre ?? LATENT_CENTRE_DEFAULT) === "by-evidence" &&
+      latentFit !== null &&
+      latentEst !== null &&
+      lpar !== undefined
+    ) {
+      if (lpar.slope === undefined)
+        throw new ServedTrainError(
+          "--latent-centre by-evidence needs the filter's logistic emission, but the fit chose the linear one: pass --latent-centre none",
+        );
+      const labels: CentreLabel[] = [];
+      for (const [key, w] of windows) {
+        const est = latentEst.get(key);
+        if (est === undefined || w.quizN < minAttempts) continue;
+        labels.push({
+          pCorrect: est.pCorrect,
+          observations: est.observations,
+          answers: w.quizN,
+          correct: w.quizCorrect,
+        });
+      }
+      latentFit.model.json.centreShiftByEvidence = fitCentreShift(labels, {
+        guess: lpar.guess,
+        slip: lpar.slip,
+        slope: lpar.slope,
+      });
+      latentEst = await attachLatent(scratch, evidence, latentFit.model, snapshot);
+    }
     // Calibration per topic: guess/slip of the bounded BKT fit on the same history (mastery scale), the
     // half-life and base of the decay fit on the same history (forgetting).
     const decay = fitDecay(await loadDecayTransitions(scratch, snapshot));

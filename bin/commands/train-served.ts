@@ -13,6 +13,9 @@ import {
   type ServedFrom,
 } from "../../models/servedMastery.ts";
 import {
+  LATENT_CENTRE_DEFAULT,
+  LATENT_CENTRES,
+  type LatentCentre,
   SERVED_ANCHOR_DEFAULT,
   SERVED_ANCHORS,
   SERVED_BALANCE,
@@ -39,6 +42,7 @@ interface TrainServedCliOptions {
   latentInterval: string;
   latentForgetting: string;
   latentThresholdSd: string;
+  latentCentre: string;
   latentStudentLearning: string;
   latentForgettingSpread: string;
   latentAsOfForgetting: string;
@@ -115,6 +119,11 @@ export function register(program: Command): void {
       "--latent-as-of-forgetting <decay|spread>",
       "with a forgetting spread, how an estimate is carried from the pair's last event to the scoring time (round 16): decay (the default: the estimate at the last event decays deterministically, as GET /mastery decays a stored row, so an idle pair's interval narrows towards the floor) or spread (round 15: the between-event step, spread included, so an idle pair's interval widens with time; docs/benchmarks.md Validity round 16). No effect without a spread",
       LATENT_AS_OF_FORGETTING_DEFAULT,
+    )
+    .option(
+      "--latent-centre <none|by-evidence>",
+      "with --latent on and the logistic emission, whether the filter's centre is calibrated by evidence band on the proxy labels (round 17): none (the default) or by-evidence (opt-in: per band of the pair's graded observations, 0 / 1-4 / 5-14 / 15+, the intercept that fits the label window's quiz answers on the emission's logit scale, less the pooled one, shrunk by answers / (answers + 200), added to the score and both interval ends on the K scale; docs/benchmarks.md Validity round 17)",
+      LATENT_CENTRE_DEFAULT,
     )
     .option(
       "--latent-interval <two-sided|widen-only|by-evidence>",
@@ -203,6 +212,10 @@ Example:
         throw new CliError(
           `--latent-interval must be two-sided, widen-only or by-evidence (got ${opts.latentInterval})`,
         );
+      if (!(LATENT_CENTRES as readonly string[]).includes(opts.latentCentre))
+        throw new CliError(
+          `--latent-centre must be one of ${LATENT_CENTRES.join(", ")} (got ${opts.latentCentre}); e.g. by-evidence`,
+        );
       if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))
         throw new CliError(`--anchor must be one of ${SERVED_ANCHORS.join(", ")} (got ${opts.anchor})`);
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
@@ -211,6 +224,7 @@ Example:
         latent: opts.latent === "on",
         servedFrom: opts.servedFrom as ServedFrom,
         anchor: opts.anchor as ServedAnchor,
+        latentCentre: opts.latentCentre as LatentCentre,
         latentFit: {
           studentEffect: opts.latentStudent === "on",
           studentLearning: opts.latentStudentLearning,

@@ -36,8 +36,10 @@ function servedModelDir(
   params: LatentParams = PARAMS,
   studentPriorSd?: number,
   studentLearnLoading?: number,
+  extra: Partial<LatentModelJson> = {},
 ): string {
   const latent: LatentModelJson = {
+    ...extra,
     ...(studentPriorSd === undefined ? {} : { studentPriorSd }),
     ...(studentLearnLoading === undefined ? {} : { studentLearnLoading }),
     version: 1,
@@ -232,17 +234,38 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
   // Both forgetting forms (round 9's durable share decays towards each basis part's own prior mean), round
   // 14's learning loading (each basis part learns at its offset's rates), and round 15's forgetting spread (a
   // share of each cell's mass kept whole or lost to the floor).
-  for (const [label, params, loading] of [
-    ["global floor", PARAMS, undefined],
-    ["durable share", { ...PARAMS, durableShare: 0.4, floor: 0 }, undefined],
-    ["learning loading", PARAMS, 1],
-    ["forgetting spread", { ...PARAMS, forgetSpread: 0.5 }, undefined],
+  for (const [label, params, loading, centre] of [
+    ["global floor", PARAMS, undefined, undefined],
+    ["durable share", { ...PARAMS, durableShare: 0.4, floor: 0 }, undefined, undefined],
+    ["learning loading", PARAMS, 1, undefined],
+    ["forgetting spread", { ...PARAMS, forgetSpread: 0.5 }, undefined, undefined],
     // Round 16: the spread between events, the deterministic decay from the last event to the scoring time.
-    ["forgetting spread, decay as of", { ...PARAMS, forgetSpread: 0.5, asOfForgetting: "decay" }, undefined],
+    [
+      "forgetting spread, decay as of",
+      { ...PARAMS, forgetSpread: 0.5, asOfForgetting: "decay" },
+      undefined,
+      undefined,
+    ],
+    // Round 17: the centre shifted by evidence band (applied in `estimate`, after the state).
+    [
+      "centre shift by evidence, decay as of",
+      { ...PARAMS, forgetSpread: 0.5, asOfForgetting: "decay" },
+      undefined,
+      [
+        { from: 0, shift: -0.02, delta: 0, pairs: 1, answers: 1 },
+        { from: 5, shift: 0.03, delta: 0, pairs: 1, answers: 1 },
+      ],
+    ],
   ] as const)
     it(`with a student effect: equals the replay byte for byte and the batch scoring, whatever the arrival order (${label})`, async () => {
       const models = streamModels({
-        servedModelDir: servedModelDir(`student-b-${label.replace(" ", "-")}`, params, 1.5, loading),
+        servedModelDir: servedModelDir(
+          `student-b-${label.replace(" ", "-")}`,
+          params,
+          1.5,
+          loading,
+          centre === undefined ? {} : { centreShiftByEvidence: [...centre] },
+        ),
         ruleConfigPath: null,
       });
       const set = generateStreamEvents({ students: 8, topics: 5, events: 900, seed: 7, lateShare: 0.05 });
