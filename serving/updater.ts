@@ -489,6 +489,9 @@ export class IncrementalUpdater implements EventUpdater {
         })),
       );
       lap("load");
+      // The loop ran while the load was in flight: the fold's slice starts now (a turn right after an
+      // await is one more wait behind every queued request, for nothing).
+      budget.resume();
       const commits: StateCommit[] = [];
       const committing: KeyPlan[] = [];
       const replay: { plan: KeyPlan; loaded: LoadedKey }[] = [];
@@ -556,6 +559,7 @@ export class IncrementalUpdater implements EventUpdater {
         this.stats.replayedKeys += replay.length;
         // Rebuild these keys from every stored event (ours were stored in step 1, so they are in).
         const events = await raw.keyEvents(replay.map((x) => x.plan));
+        budget.resume();
         const byKey = new Map<string, LearnerRow[]>();
         for (const e of events) {
           const id = keyId(e.student_key, e.topic_id);
