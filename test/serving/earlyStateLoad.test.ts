@@ -68,9 +68,7 @@ async function updaterOn(early: boolean) {
 
 const snapshot = (s: DuckStore) =>
   Promise.all([
-    s.all(
-      "SELECT student_key, topic_id, p_mastery, elo_ability, event_n FROM learner_state ORDER BY 1, 2",
-    ),
+    s.all("SELECT student_key, topic_id, p_mastery, elo_ability, event_n FROM learner_state ORDER BY 1, 2"),
     s.all("SELECT count(*)::INTEGER AS n FROM learner_state_seen"),
     s.all("SELECT student_key, topic_id, score_source, mastery_score FROM student_mastery ORDER BY 1, 2, 3"),
     s.all("SELECT event_id, topic_id, student_key FROM raw_events ORDER BY 1, 2"),
