@@ -54,7 +54,7 @@ import { createApp, loadServingConfig, type ServingContext, servingDuckOptions }
 import { signToken } from "../serving/auth.ts";
 import { within } from "../serving/gracefulShutdown.ts";
 import { openServingBackends } from "../serving/servingBackends.ts";
-import { streamModels } from "../serving/updater.ts";
+import { type EventUpdater, streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { PgStore } from "../storage/postgres.ts";
 import { baseTable } from "../storage/servingTables.ts";
@@ -68,6 +68,7 @@ import {
   BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
 import { type PacedRequest, type PacedResult, pacedLoad } from "./pacedLoad.ts";
+import { PostPhases } from "./postPhases.ts";
 import { SEED_EXPLANATION } from "./wideSeed.ts";
 
 const TOPICS = 20;
@@ -269,15 +270,27 @@ const requestKind = (method: string | undefined, url: string | undefined): strin
  * kept per kind until the driver asks ("probe" message: quantiles, then reset). What the server itself
  * adds, apart from the generator and the network stack.
  */
-function installProbe(server: import("node:http").Server): void {
+function installProbe(server: import("node:http").Server, phases?: PostPhases): void {
   const times = new Map<string, number[]>();
+  // A POST's waits (PostPhases), by phase: reported as kinds "events.<phase>" (not in "all").
+  const phaseTimes = new Map<string, number[]>();
   server.on("request", (req, res) => {
     const t0 = performance.now();
     const kind = requestKind(req.method, req.url);
     res.once("finish", () => {
+      const t1 = performance.now();
       const xs = times.get(kind) ?? [];
       if (xs.length === 0) times.set(kind, xs);
-      xs.push(performance.now() - t0);
+      xs.push(t1 - t0);
+      if (kind !== "events" || phases === undefined) return;
+      const body = (req as { body?: { events?: { event_id?: unknown }[] } }).body;
+      const id = body?.events?.[0]?.event_id;
+      if (typeof id !== "string") return;
+      for (const [phase, ms] of phases.take(id, t0, t1)) {
+        const ps = phaseTimes.get(phase) ?? [];
+        if (ps.length === 0) phaseTimes.set(phase, ps);
+        ps.push(ms);
+      }
     });
   });
   process.on("message", (m) => {
@@ -290,8 +303,13 @@ function installProbe(server: import("node:http").Server): void {
       p99: quantile(xs, 0.99),
       mean: xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length),
     });
-    const probe = [stats("all", all), ...[...times.entries()].sort().map(([k, xs]) => stats(k, xs))];
+    const probe = [
+      stats("all", all),
+      ...[...times.entries()].sort().map(([k, xs]) => stats(k, xs)),
+      ...[...phaseTimes.entries()].map(([k, xs]) => stats(`events.${k}`, xs)),
+    ];
     times.clear();
+    phaseTimes.clear();
     process.send?.({ probe });
   });
 }
@@ -394,7 +412,15 @@ async function serve(mode: Mode): Promise<void> {
   const pseudo = new Pseudonymizer(KEY);
   const names = { schema: `${NAME_PREFIX}_${process.pid}`, prefix: `${NAME_PREFIX}_${process.pid}` };
   const stores = await openStores(mode, pseudo, students, names);
+  // A POST's waits for the probe (bench/postPhases.ts): the group commit's updater (PostgreSQL + Redis:
+  // the backends' IncrementalUpdater), the group commit itself and the invalidation publish, timed.
+  const phases = new PostPhases();
+  const extra = stores.extra as { updater?: EventUpdater };
+  if (extra.updater !== undefined) extra.updater = phases.inner(extra.updater);
   const { app, ctx, logger } = await openApp(stores, pseudo);
+  const groupCommit = ctx.intake.updater;
+  ctx.intake.updater = phases.outer(groupCommit);
+  ctx.invalidate = phases.invalidate(ctx.invalidate.bind(ctx));
   // Cold reads: each wide / narrow student once, sequentially, before any request.
   const time = async (key: string) => {
     const t0 = performance.now();
@@ -411,7 +437,7 @@ async function serve(mode: Mode): Promise<void> {
   const cpu2 = cpuUs();
   const server = app.listen(0, "127.0.0.1");
   await new Promise((r) => server.once("listening", r));
-  installProbe(server);
+  installProbe(server, phases);
   const port = (server.address() as AddressInfo).port;
   const ready: Ready = {
     port,
@@ -433,7 +459,7 @@ async function serve(mode: Mode): Promise<void> {
       void (async () => {
         // Requests still queued when the bench stops fail on the closed stores: not bench errors.
         logger.level = "silent";
-        const cs = (ctx.intake.updater as { stats?: object }).stats;
+        const cs = (groupCommit as { stats?: object }).stats;
         if (process.env.LOAD_GROUP_STATS === "1" && cs)
           process.stderr.write(`  coalescing stats ${JSON.stringify(cs)}\n`);
         server.closeAllConnections();

@@ -366,14 +366,20 @@ export interface ServingContext {
   readRun<T>(fn: () => Promise<T>): Promise<T>;
   /** The topics table (prerequisites, rollup levels), re-read at most once a minute. */
   topicRows(): Promise<readonly TopicRow[]>;
-  /** Drops cached data of these students (after any update), here and (shared mode) in every server. */
+  /**
+   * Drops cached data of these students (after any update): here at once (before it returns), and
+   * (shared mode) in every server once the returned publish is acknowledged.
+   */
   invalidate(studentKeys: Iterable<string>): Promise<void>;
 }
 
 export interface AppHandle {
   app: Express;
   ctx: ServingContext;
-  /** Waits for webhook deliveries in flight and the raw-row copy into DuckDB (serving/rawMirror.ts). */
+  /**
+   * Waits for webhook deliveries in flight, the raw-row copy into DuckDB (serving/rawMirror.ts) and the
+   * cache-invalidation publishes POST /events answered before.
+   */
   drain(): Promise<void>;
   /** Data-quality gauges on /metrics. */
   quality: QualityMetrics;
@@ -510,10 +516,13 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   // with the alert check's keys queued once per group (checked after the answers). Groups run in the DuckDB store's queue when the updater writes
   // this file; an updater of its own (PostgreSQL) does not wait for this file's queue.
   const intakeUpdater = new CoalescingUpdater(updater, {
-    run: mirrorRaw ? (fn) => fn() : (fn) => gate.run(fn),
+    ...(mirrorRaw ? {} : { run: <T>(fn: () => Promise<T>) => gate.run(fn) }),
     // The updater writes this file: a group's raw append, state and scores in one DuckDB transaction
     // (one commit instead of three; the alert check runs after the answers, its failure fails nothing).
     ...(deps.updater === undefined ? { atomic: <T>(fn: () => Promise<T>) => store.transaction(fn) } : {}),
+    // An updater of its own (PostgreSQL + Redis): the next group's state update overlaps this group's
+    // score write (each request still answered after its own scores are written).
+    pipelined: mirrorRaw,
     after: async (rows, results) => {
       mirror?.enqueue(rows);
       // Duplicates too: a client's retry of a request whose check never ran (updater.ts alertKeys).
@@ -552,6 +561,8 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   // Other processes' writes drop bodies here while the subscription is up (long TTL); while it is
   // down, messages may be lost: the cache is cleared and the short TTL applies until it is back.
   const shared = deps.cacheInvalidation;
+  /** Invalidation publishes not yet acknowledged by Redis (drain waits for them). */
+  const publishing = new Set<Promise<void>>();
   if (shared !== undefined && cacheTtlMs > 0) {
     const longTtl = Math.min(shared.ttlMs, SERVED_DECAY_CACHE_MS);
     await shared.subscribe({
@@ -772,19 +783,25 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     },
     readRun,
     topicRows: async () => (await topicTable()).rows,
-    async invalidate(studentKeys) {
+    invalidate(studentKeys) {
       const keys = [...studentKeys];
+      // This process's bodies are dropped at once (before this returns): its own reads after the answer
+      // see the write.
       bodies.invalidate(keys);
-      if (shared === undefined || keys.length === 0) return;
-      // After the write committed; awaited so a GET through another server right after this response
-      // finds the body dropped. A failure is logged, not the request's: its write is in.
-      await shared.publish(keys).catch((err: unknown) => {
+      if (shared === undefined || keys.length === 0) return Promise.resolve();
+      // After the write committed. POST /events answers without waiting for it (delivery to the other
+      // servers is asynchronous anyway); a graceful stop waits for it (drain). A failure is logged, not
+      // the request's: its write is in.
+      const sent = shared.publish(keys).catch((err: unknown) => {
         metrics.cacheInvalidationErrors.inc();
         logger.warn(
           { err: { message: redactErrorMessage((err as Error).message) }, keys: keys.length },
           "publishing a body cache invalidation failed; other servers may serve these bodies until their TTL",
         );
       });
+      publishing.add(sent);
+      void sent.finally(() => publishing.delete(sent));
+      return sent;
     },
   };
 
@@ -880,6 +897,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       await Promise.all([
         alertRecovery.then(() => alertChecks.drain()).then(() => alerts.drain()),
         mirror?.idle(),
+        Promise.all([...publishing]),
       ]);
     },
     quality,

@@ -18,8 +18,8 @@ import type { ApplyResult, EventUpdater } from "./updater.ts";
  *    applied alone, so only the request that carries the value fails (and eventIntake then isolates
  *    the item); any other failure (a store down) fails every request of the group: nothing of the
  *    group is acknowledged and the clients' retries are safe (idempotent by event_id).
- * Groups run one at a time, in arrival order, at most `maxRows` rows each (a request bigger than
- * that forms a group alone).
+ * Groups start in arrival order, at most `maxRows` rows each (a request bigger than that forms a group
+ * alone); one at a time, or (`pipelined`) the next one's state update overlapping this one's score write.
  */
 export interface CoalescingOptions {
   /** Runs one group's store work (the embedded server's StoreGate; default: directly). */
@@ -34,6 +34,14 @@ export interface CoalescingOptions {
   after?: (rows: readonly RawEventRow[], results: readonly ApplyResult[]) => Promise<void>;
   /** Most rows per group (default 5,000). */
   maxRows?: number;
+  /**
+   * Start the next group as soon as the updater's state stage is free (`stateStageIdle`), while this
+   * group's scores are still being written (an IncrementalUpdater with `pipelineMastery`: its own
+   * connection for the score write). Each request is still answered only after its own group's apply
+   * and `after` resolved. Only without `run` / `atomic` (a shared queue would take the next group
+   * before this one ran). Default false: one group at a time.
+   */
+  pipelined?: boolean;
 }
 
 interface Waiter {
@@ -70,6 +78,10 @@ export class CoalescingUpdater implements EventUpdater {
         `CoalescingUpdater maxRows must be an integer >= 1 (got ${opts.maxRows}); e.g. 5000`,
       );
     this.run = opts.run ?? ((fn) => fn());
+    if (opts.pipelined === true && (opts.run !== undefined || opts.atomic !== undefined))
+      throw new RangeError(
+        "CoalescingUpdater pipelined needs the updater's own stages: drop `run` and `atomic`, or set pipelined: false",
+      );
   }
 
   apply(rows: readonly RawEventRow[]): Promise<ApplyResult[]> {
@@ -93,7 +105,13 @@ export class CoalescingUpdater implements EventUpdater {
   private async drain(): Promise<void> {
     this.draining = true;
     try {
-      while (this.queue.length > 0) await this.flush(this.take());
+      while (this.queue.length > 0) {
+        const flushed = this.flush(this.take());
+        const idle = this.opts.pipelined === true ? this.inner.stateStageIdle?.() : undefined;
+        // Pipelined: the next group may start once this one's state update is done (its scores being
+        // written); flush never rejects (it answers its requests), so the race only picks the earlier.
+        await (idle === undefined ? flushed : Promise.race([flushed, idle]));
+      }
     } finally {
       this.draining = false;
     }

@@ -33,6 +33,14 @@ export class EventLoopBudget {
     return this.clock() - this.last >= this.sliceMs;
   }
 
+  /**
+   * Starts a new slice without a turn: call it after an `await` of I/O (the loop ran meanwhile), so the
+   * time spent waiting is not counted as this slice's and does not cost an extra turn right after.
+   */
+  resume(): void {
+    this.last = this.clock();
+  }
+
   /** Gives the event loop one turn and starts a new slice. */
   async yield(): Promise<void> {
     await nextTurn();

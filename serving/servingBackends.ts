@@ -120,13 +120,16 @@ export async function openServingBackends(opts: ServingBackendOptions): Promise<
     } else {
       read = new DuckMasteryReadStore(opts.duck, stores.state);
     }
-    // The server applies batches one at a time (POST /events waits for its scores), so no
-    // pipelined mastery write: a GET right after the POST must see the new scores.
+    // With PostgreSQL the score write has a connection of its own: a group's state update may run while
+    // the previous group's scores are written (serving/coalescingUpdater.ts `pipelined`). Each request is
+    // still answered only after its own group's scores are written, so a GET right after the POST sees
+    // them. On the DuckDB file's one connection (Redis only), one batch at a time.
     const updater = new IncrementalUpdater({
       raw: stores.raw,
       state: stores.state,
       mastery: stores.mastery,
       models: opts.models,
+      pipelineMastery: stores.pg !== null,
       ...(opts.nowUs !== undefined ? { nowUs: opts.nowUs } : {}),
     });
     let bus: EventBus | null = null;

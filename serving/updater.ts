@@ -16,7 +16,13 @@ import {
 } from "../models/learnerState.ts";
 import type { MasteryStore, MasteryWrite } from "../storage/masteryStore.ts";
 import type { LearnerRow, RawEventRow, RawEventStore } from "../storage/rawEventStore.ts";
-import type { LoadedKey, StateCommit, StateStore, StoredLearnerState } from "../storage/stateStore.ts";
+import type {
+  KeyLoad,
+  LoadedKey,
+  StateCommit,
+  StateStore,
+  StoredLearnerState,
+} from "../storage/stateStore.ts";
 import { EventLoopBudget } from "./eventLoopBudget.ts";
 import {
   foldLatentColumns,
@@ -307,6 +313,12 @@ export interface IncrementalUpdaterOptions {
    * connection: openStreamStores sets it for PostgreSQL, not for a shared DuckDB connection.
    */
   pipelineMastery?: boolean;
+  /**
+   * Send a batch's state load together with its raw append instead of after it (one round trip less;
+   * the load is a read, guarded by the commit's compare-and-set). Only when the raw and state stores do
+   * not share one DuckDB connection. Default: `pipelineMastery` (set for PostgreSQL).
+   */
+  earlyStateLoad?: boolean;
   /** Longest synchronous slice of a batch's fold before the event loop gets a turn (default 5 ms). */
   sliceMs?: number;
 }
@@ -423,54 +435,22 @@ export class IncrementalUpdater implements EventUpdater {
     };
     this.stats.batches++;
     this.stats.rows += rows.length;
+    const effect = hasStudentEffect(models.latent);
+    // The state load is a read: it is sent with the raw append instead of after it (one round trip less
+    // on the batch's path). It asks for the keys and event ids of the rows as received; the fold uses it
+    // when the stored rows (the canonical ones: an event_id stored before keeps its stored row) ask for
+    // the same, else it loads again. Compare-and-set at the commit guards it like any load.
+    const siblingTopics = effect ? Object.keys(models.latent!.filter.json.topicPriorMean) : [];
+    const early =
+      (this.opts.earlyStateLoad ?? this.opts.pipelineMastery) === true ? keyLoads(rows, siblingTopics) : null;
+    const earlyLoad = early === null ? null : stateStore.load(early);
+    // A failed append throws below; the early load's outcome is then not read.
+    earlyLoad?.catch(() => undefined);
     const canonical = await raw.record(rows);
     lap("record");
-
-    const plans = new Map<string, KeyPlan>();
-    for (const r of canonical) {
-      const id = keyId(r.student_key, r.topic_id);
-      let p = plans.get(id);
-      if (p === undefined) {
-        p = {
-          studentKey: r.student_key,
-          topicId: r.topic_id,
-          rows: [],
-          ids: new Set(),
-          outcome: new Map(),
-          final: null,
-        };
-        plans.set(id, p);
-      }
-      if (!p.ids.has(r.event_id)) {
-        p.ids.add(r.event_id);
-        p.rows.push(r);
-      }
-    }
-
-    // Student effect (serving/latentStream.ts): a student's offset spans all of their pairs, so the batch
-    // carries every key of the model's topics of each of its students. Those with new events fold them; the
-    // others ("siblings") are committed unchanged when the student has new events, all under compare-and-set
-    // from one load, so the offset and every pair's scores come from one consistent snapshot of the student.
-    const effect = hasStudentEffect(models.latent);
+    const plans = planKeys(canonical, siblingTopics);
+    const earlyUsable = early !== null && sameLoad(early, plans);
     const moving = new Set<string>();
-    if (effect) {
-      const topics = Object.keys(models.latent!.filter.json.topicPriorMean);
-      const students = new Set([...plans.values()].map((p) => p.studentKey));
-      for (const studentKey of students)
-        for (const topicId of topics) {
-          const id = keyId(studentKey, topicId);
-          if (!plans.has(id))
-            plans.set(id, {
-              studentKey,
-              topicId,
-              rows: [],
-              ids: new Set(),
-              outcome: new Map(),
-              final: null,
-              sibling: true,
-            });
-        }
-    }
 
     // The fold is synchronous: slices with the event loop free in between (serving/eventLoopBudget.ts).
     const budget = new EventLoopBudget(this.opts.sliceMs);
@@ -481,14 +461,14 @@ export class IncrementalUpdater implements EventUpdater {
           "UPDATER_CONTENTION",
           `${pending.length} key(s) still moved by another writer after ${this.maxAttempts} attempts; the batch will be redelivered`,
         );
-      const loaded = await stateStore.load(
-        pending.map((p) => ({
-          studentKey: p.studentKey,
-          topicId: p.topicId,
-          eventIds: p.rows.map((r) => r.event_id),
-        })),
-      );
+      const loaded =
+        attempt === 0 && earlyUsable && earlyLoad !== null
+          ? byKeyOf(await earlyLoad, pending)
+          : await stateStore.load(loadRequest(pending));
       lap("load");
+      // The loop ran while the load was in flight: the fold's slice starts now (a turn right after an
+      // await is one more wait behind every queued request, for nothing).
+      budget.resume();
       const commits: StateCommit[] = [];
       const committing: KeyPlan[] = [];
       const replay: { plan: KeyPlan; loaded: LoadedKey }[] = [];
@@ -556,6 +536,7 @@ export class IncrementalUpdater implements EventUpdater {
         this.stats.replayedKeys += replay.length;
         // Rebuild these keys from every stored event (ours were stored in step 1, so they are in).
         const events = await raw.keyEvents(replay.map((x) => x.plan));
+        budget.resume();
         const byKey = new Map<string, LearnerRow[]>();
         for (const e of events) {
           const id = keyId(e.student_key, e.topic_id);
@@ -684,4 +665,98 @@ export class IncrementalUpdater implements EventUpdater {
     }
     return results;
   }
+}
+
+/**
+ * The batch's keys, each with its distinct event rows in order (serving/updater.ts updateState).
+ * Student effect (serving/latentStream.ts): a student's offset spans all of their pairs, so the batch
+ * carries every key of the model's topics (`siblingTopics`) of each of its students. Those with new
+ * events fold them; the others ("siblings") are committed unchanged when the student has new events, all
+ * under compare-and-set from one load, so the offset and every pair's scores come from one consistent
+ * snapshot of the student.
+ */
+function planKeys(canonical: readonly LearnerRow[], siblingTopics: readonly string[]): Map<string, KeyPlan> {
+  const plans = new Map<string, KeyPlan>();
+  for (const r of canonical) {
+    const id = keyId(r.student_key, r.topic_id);
+    let p = plans.get(id);
+    if (p === undefined) {
+      p = {
+        studentKey: r.student_key,
+        topicId: r.topic_id,
+        rows: [],
+        ids: new Set(),
+        outcome: new Map(),
+        final: null,
+      };
+      plans.set(id, p);
+    }
+    if (!p.ids.has(r.event_id)) {
+      p.ids.add(r.event_id);
+      p.rows.push(r);
+    }
+  }
+  if (siblingTopics.length > 0) {
+    const students = new Set([...plans.values()].map((p) => p.studentKey));
+    for (const studentKey of students)
+      for (const topicId of siblingTopics) {
+        const id = keyId(studentKey, topicId);
+        if (!plans.has(id))
+          plans.set(id, {
+            studentKey,
+            topicId,
+            rows: [],
+            ids: new Set(),
+            outcome: new Map(),
+            final: null,
+            sibling: true,
+          });
+      }
+  }
+  return plans;
+}
+
+/** What a state load asks for the rows as received: the keys planKeys would make, with their event ids. */
+function keyLoads(rows: readonly RawEventRow[], siblingTopics: readonly string[]): KeyLoad[] {
+  const byKey = new Map<string, { studentKey: string; topicId: string; eventIds: string[] }>();
+  for (const r of rows) {
+    const id = keyId(r.student_key, r.topic_id);
+    const k = byKey.get(id);
+    if (k === undefined)
+      byKey.set(id, { studentKey: r.student_key, topicId: r.topic_id, eventIds: [r.event_id] });
+    else if (!k.eventIds.includes(r.event_id)) k.eventIds.push(r.event_id);
+  }
+  if (siblingTopics.length > 0) {
+    const students = new Set([...byKey.values()].map((k) => k.studentKey));
+    for (const studentKey of students)
+      for (const topicId of siblingTopics) {
+        const id = keyId(studentKey, topicId);
+        if (!byKey.has(id)) byKey.set(id, { studentKey, topicId, eventIds: [] });
+      }
+  }
+  return [...byKey.values()];
+}
+
+const loadRequest = (plans: readonly KeyPlan[]): KeyLoad[] =>
+  plans.map((p) => ({
+    studentKey: p.studentKey,
+    topicId: p.topicId,
+    eventIds: p.rows.map((r) => r.event_id),
+  }));
+
+/** True when `early` asked, for every key of `plans`, exactly the event ids the plan asks (any order). */
+function sameLoad(early: readonly KeyLoad[], plans: ReadonlyMap<string, KeyPlan>): boolean {
+  if (early.length !== plans.size) return false;
+  for (const k of early) {
+    const p = plans.get(keyId(k.studentKey, k.topicId));
+    if (p === undefined || p.ids.size !== k.eventIds.length) return false;
+    for (const e of k.eventIds) if (!p.ids.has(e)) return false;
+  }
+  return true;
+}
+
+/** The early load's answers in `pending`'s order (sameLoad held: every key is there). */
+function byKeyOf(loaded: readonly LoadedKey[], pending: readonly KeyPlan[]): LoadedKey[] {
+  const by = new Map(loaded.map((l) => [keyId(l.studentKey, l.topicId), l]));
+  return pending.map((p) => by.get(keyId(p.studentKey, p.topicId))!);
 }

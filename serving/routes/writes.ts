@@ -26,7 +26,10 @@ export const postEvents =
     // With --via-stream nothing is applied yet: the stream worker that applies the events publishes
     // their students once written (servingBackends publishApplied), which is what drops the bodies on
     // every server; dropping them here, before the apply, would only cost a miss of an unchanged body.
-    if (ctx.publishEvents === undefined) await ctx.invalidate(result.studentKeys);
+    // This server's bodies are dropped before the answer; the publish to the other servers goes out now
+    // and is not waited for (their delivery is asynchronous anyway; a failure is logged and counted,
+    // docs/runbook.md "Body cache across processes").
+    if (ctx.publishEvents === undefined) void ctx.invalidate(result.studentKeys);
     ctx.metrics.events.inc({ outcome: "accepted" }, result.accepted);
     ctx.metrics.events.inc({ outcome: "duplicate" }, result.duplicate);
     ctx.metrics.events.inc({ outcome: "rejected" }, result.rejected);

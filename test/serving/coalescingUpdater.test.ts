@@ -207,3 +207,132 @@ describe("CoalescingUpdater (group commit for POST /events)", () => {
     expect(() => new CoalescingUpdater(counted, { maxRows: 0 })).toThrow(/maxRows must be an integer >= 1/);
   });
 });
+
+/** A real updater whose score writes wait for `release()` (the first `hold` of them), pipelined or not. */
+async function heldScores(pipelineMastery: boolean) {
+  const store = await DuckStore.open(":memory:");
+  stores.push(store);
+  const mastery = await DuckMasteryStore.open(store);
+  let release!: () => void;
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  const log: string[] = [];
+  let writes = 0;
+  const state = await DuckStateStore.open(store);
+  const inner = new IncrementalUpdater({
+    raw: await DuckRawEventStore.open(store),
+    state: {
+      load: (k) => state.load(k),
+      commit: (c) => {
+        log.push(`state ${c.length}`);
+        return state.commit(c);
+      },
+      eloAbilities: (s, t) => state.eloAbilities(s, t),
+      all: () => state.all(),
+      close: () => state.close(),
+    },
+    mastery: {
+      write: async (w, now) => {
+        const n = ++writes;
+        log.push(`scores ${n} start`);
+        if (n === 1) await held;
+        const out = await mastery.write(w, now);
+        log.push(`scores ${n} written`);
+        return out;
+      },
+      writeOverride: (o) => mastery.writeOverride(o),
+      forStudent: (s) => mastery.forStudent(s),
+      all: (s) => mastery.all(s),
+    },
+    models: MODELS,
+    nowUs: () => NOW_US,
+    pipelineMastery,
+  });
+  return { store, inner, log, release: () => release() };
+}
+
+/** Resolves once `log` holds `entry` (polled on the loop's turns). */
+async function logged(log: readonly string[], entry: string): Promise<void> {
+  for (let i = 0; i < 500 && !log.includes(entry); i++) await new Promise((r) => setTimeout(r, 2));
+  expect(log).toContain(entry);
+}
+
+describe("CoalescingUpdater pipelined (PostgreSQL + Redis: the score write on its own connection)", () => {
+  it("the next group's state update runs while this group's scores are written; each request is answered after its own scores", async () => {
+    const { inner, log, release, store } = await heldScores(true);
+    const c = new CoalescingUpdater(inner, { pipelined: true });
+    const answered: string[] = [];
+    const first = c.apply(rows("p", 2)).then((r) => {
+      answered.push(`first ${log.filter((e) => e.endsWith("written")).length}`);
+      return r;
+    });
+    await logged(log, "scores 1 start");
+    const second = c.apply(rows("q", 3, "bob")).then((r) => {
+      answered.push(`second ${log.filter((e) => e.endsWith("written")).length}`);
+      return r;
+    });
+    // The second group's state is committed while the first group's scores are still held (its own
+    // score write waits behind them).
+    await inner.stateStageIdle();
+    expect(log).toEqual(["state 2", "scores 1 start", "state 2"]);
+    expect(answered).toEqual([]);
+    release();
+    const [r1, r2] = await Promise.all([first, second]);
+    // Answers in order, each after its own group's scores were written.
+    expect(answered).toEqual(["first 1", "second 2"]);
+    expect(outcomes(r1)).toEqual(["applied", "applied"]);
+    expect(outcomes(r2)).toEqual(["applied", "applied", "applied"]);
+    const n = await store.all<{ n: number }>(
+      "SELECT count(DISTINCT student_key)::INTEGER AS n FROM student_mastery",
+    );
+    expect(n[0]!.n).toBe(2);
+  });
+
+  it("an event sent again while its first group's scores are written is a duplicate, answered after those scores", async () => {
+    const { inner, log, release } = await heldScores(true);
+    const c = new CoalescingUpdater(inner, { pipelined: true });
+    const order: string[] = [];
+    const first = c.apply(rows("r", 2)).then((r) => (order.push("first"), r));
+    await logged(log, "scores 1 start");
+    const again = c.apply(rows("r", 2)).then((r) => (order.push("again"), r));
+    await inner.stateStageIdle();
+    expect(inner.stats.batches).toBe(2);
+    expect(order).toEqual([]);
+    release();
+    const [r1, r2] = await Promise.all([first, again]);
+    expect(order).toEqual(["first", "again"]);
+    expect(outcomes(r1)).toEqual(["applied", "applied"]);
+    expect(outcomes(r2)).toEqual(["duplicate", "duplicate"]);
+  });
+
+  it("not pipelined (the default): the next group waits for this group's scores", async () => {
+    const { inner, log, release } = await heldScores(true);
+    const c = new CoalescingUpdater(inner);
+    const first = c.apply(rows("s", 2));
+    await logged(log, "scores 1 start");
+    const second = c.apply(rows("t", 1, "bob"));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(log).toEqual(["state 2", "scores 1 start"]);
+    release();
+    await Promise.all([first, second]);
+    expect(log).toEqual([
+      "state 2",
+      "scores 1 start",
+      "scores 1 written",
+      "state 1",
+      "scores 2 start",
+      "scores 2 written",
+    ]);
+  });
+
+  it("refuses pipelined with a shared queue (`run`) or `atomic`, saying what to do", async () => {
+    const { inner } = await heldScores(true);
+    expect(() => new CoalescingUpdater(inner, { pipelined: true, run: (fn) => fn() })).toThrow(
+      /pipelined needs the updater's own stages: drop `run` and `atomic`/,
+    );
+    expect(() => new CoalescingUpdater(inner, { pipelined: true, atomic: (fn) => fn() })).toThrow(
+      /pipelined/,
+    );
+  });
+});

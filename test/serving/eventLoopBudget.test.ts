@@ -6,7 +6,7 @@ import { IncrementalUpdater } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { DuckMasteryStore } from "../../storage/masteryStore.ts";
 import { DuckRawEventStore } from "../../storage/rawEventStore.ts";
-import { DuckStateStore } from "../../storage/stateStore.ts";
+import { DuckStateStore, type StateStore } from "../../storage/stateStore.ts";
 
 const NOW = new Date(Date.UTC(2026, 2, 1));
 const MODELS = { bkt: undefined, bktVersion: "default", elo: undefined, eloVersion: "default" };
@@ -35,6 +35,18 @@ describe("EventLoopBudget", () => {
     await b.yield();
     log.push("slice 2");
     expect(log).toEqual(["slice 1", "other request", "slice 2"]);
+  });
+
+  it("resume starts a new slice without a turn (after an await of I/O)", () => {
+    let t = 100;
+    const b = new EventLoopBudget(5, () => t);
+    t = 130; // an await of 30 ms
+    expect(b.due).toBe(true);
+    b.resume();
+    expect(b.due).toBe(false);
+    expect(b.yields).toBe(0);
+    t = 135;
+    expect(b.due).toBe(true);
   });
 
   it("refuses a slice that is not a positive number of milliseconds, saying what to use", () => {
@@ -133,5 +145,63 @@ describe("POST /events batches in slices (serving/eventIntake.ts, serving/update
     expect(a[0].length).toBe(21);
     expect(a).toEqual(b);
     expect(sliced.updater.stats.rows).toBe(400);
+  });
+});
+
+describe("the fold after a slow state load (serving/updater.ts)", () => {
+  it("does not give the loop a turn before the commit when the fold itself is short", async () => {
+    const store = await DuckStore.open(":memory:");
+    try {
+      const inner = await DuckStateStore.open(store);
+      const log: string[] = [];
+      // A load that takes 4 slices of wall time; when it resolves, a turn of the loop is queued.
+      let slow = false;
+      const state: StateStore = {
+        load: async (keys) => {
+          const out = await inner.load(keys);
+          if (!slow) return out;
+          await new Promise((r) => setTimeout(r, 20));
+          setImmediate(() => log.push("turn"));
+          return out;
+        },
+        commit: (commits) => {
+          if (slow) log.push("commit");
+          return inner.commit(commits);
+        },
+        eloAbilities: (s, t) => inner.eloAbilities(s, t),
+        all: () => inner.all(),
+        close: () => inner.close(),
+      };
+      const pseudo = new Pseudonymizer("slice-test-key-0123456789");
+      const updater = new IncrementalUpdater({
+        raw: await DuckRawEventStore.open(store),
+        state,
+        mastery: await DuckMasteryStore.open(store),
+        models: MODELS,
+        nowUs: () => NOW.getTime() * 1000,
+        sliceMs: 5,
+      });
+      const deps: IntakeDeps = {
+        updater,
+        deadLetters: { deadLetter: async () => {} },
+        mirror: null,
+        pseudonymizer: pseudo,
+      };
+      // The keys' first events are folded from their stored events (a replay, another await): the
+      // second batch of the same keys is the incremental fold measured here.
+      expect((await intakeEvents(deps, batch(3, "first"), NOW)).accepted).toBe(3);
+      slow = true;
+      const later = batch(3, "slow").map((e, i) => ({
+        ...e,
+        timestamp: new Date(Date.UTC(2026, 1, 2) + i * 60_000).toISOString(),
+      }));
+      const r = await intakeEvents(deps, later, NOW);
+      expect(r.accepted).toBe(3);
+      // The fold of 3 events takes well under 5 ms: the commit is sent before the queued turn runs.
+      // (Before EventLoopBudget.resume the slice counted the load's 20 ms and yielded first: "turn" led.)
+      expect(log.slice(0, 2)).toEqual(["commit", "turn"]);
+    } finally {
+      store.close();
+    }
   });
 });
