@@ -1,7 +1,9 @@
 /**
  * The rule step alone (serving/ruleScoring.ts scoreRules), phase by phase, on copies of a store that
  * bench/dailyDay.bench.ts built: MODE=full (default) rescores every pair (a backfill or a model change), MODE=day
- * refolds only the pairs with new events since the build's watermark (the daily run). Each run copies
+ * refolds only the pairs with new events since the build's watermark (the daily run), MODE=first rescores every
+ * pair of a copy whose stored rule rows were deleted first (not timed): a first run, as bench/big.bench.ts's
+ * pipeline runs the step (no stored rule score: no history comparison, plain inserts). Each run copies
  * BENCH_DIR/base.duckdb to a scratch file, runs the step with a fixed `now` (so two code versions store the
  * same bytes), then a CHECKPOINT (what the step leaves to write to the file is part of its cost), and prints
  * process CPU seconds (user + sys, DuckDB's and the worker threads' included) and wall seconds per phase
@@ -30,8 +32,10 @@ const digest = process.env.DIGEST === "1";
 const scratch = process.env.SCRATCH ?? join(root, "rulestep.duckdb");
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
-if (mode !== "full" && mode !== "day")
-  throw new Error(`MODE must be "full" (every pair rescored) or "day" (the daily refold); got "${mode}"`);
+if (mode !== "full" && mode !== "day" && mode !== "first")
+  throw new Error(
+    `MODE must be "full" (every pair rescored), "first" (every pair, no stored rule rows) or "day" (the daily refold); got "${mode}"`,
+  );
 const metaPath = join(root, "day.json");
 if (!existsSync(metaPath))
   throw new Error(
@@ -60,6 +64,12 @@ for (let r = 0; r < runs; r++) {
   rmSync(`${scratch}.wal`, { force: true });
   copyFileSync(join(root, "base.duckdb"), scratch);
   const store = await DuckStore.open(scratch);
+  if (mode === "first") {
+    // Not timed: the copy as a first run finds it (no stored rule score), written to the file before the step.
+    await store.run("DELETE FROM student_mastery_base WHERE score_source = 'rule_based'");
+    await store.run("DELETE FROM student_mastery_delta WHERE score_source = 'rule_based'");
+    await store.run("CHECKPOINT");
+  }
   const asOf = alignedAsOf(since, await resolveAsOf(store, "now"));
   const c0 = cpuNow();
   const t0 = performance.now();
