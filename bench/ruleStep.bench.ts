@@ -15,6 +15,7 @@
  *   BENCH_DIR=/tmp/day1m RUNS=3 npx tsx bench/ruleStep.bench.ts                    # full step, 3 runs
  *   BENCH_DIR=/tmp/day1m RUNS=3 MODE=day DIGEST=1 npx tsx bench/ruleStep.bench.ts  # the daily step, digests
  *   BENCH_DIR=/tmp/day10m RUNS=1 MODE=first DIGEST=sum npx tsx bench/ruleStep.bench.ts  # 10M: order-free digests
+ *   MEMORY_LIMIT=4GB ...               # DuckDB's memory_limit (default DuckDB's, 80% of RAM)
  *   SCRATCH=/other/disk/x.duckdb ...   # where the copy goes (default BENCH_DIR/rulestep.duckdb)
  */
 import { copyFileSync, existsSync, readFileSync, rmSync } from "node:fs";
@@ -34,6 +35,8 @@ const digest = process.env.DIGEST === "1";
 // where DIGEST=1's one string of every row does not fit.
 const sumDigest = process.env.DIGEST === "sum";
 const scratch = process.env.SCRATCH ?? join(root, "rulestep.duckdb");
+/** DuckDB's memory_limit (e.g. 4GB, as bench/big.bench.ts); default DuckDB's (80% of RAM). */
+const memoryLimit = process.env.MEMORY_LIMIT;
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 if (mode !== "full" && mode !== "day" && mode !== "first")
@@ -67,7 +70,7 @@ for (let r = 0; r < runs; r++) {
   rmSync(scratch, { force: true });
   rmSync(`${scratch}.wal`, { force: true });
   copyFileSync(join(root, "base.duckdb"), scratch);
-  const store = await DuckStore.open(scratch);
+  const store = await DuckStore.open(scratch, memoryLimit === undefined ? {} : { memoryLimit });
   if (mode === "first") {
     // Not timed: the copy as a first run finds it (no stored rule score), written to the file before the step.
     await store.run("DELETE FROM student_mastery_base WHERE score_source = 'rule_based'");
