@@ -173,33 +173,47 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       } else if (why !== null) fullReason = why;
       opts.onPhase?.("dirty pairs");
     }
-    // An explicit row number joins the scores back: rows created in this transaction have rowids from 2^55
-    // on, which a DOUBLE (the scorer's columns) cannot tell apart.
-    await store.run(
-      `CREATE OR REPLACE TEMP TABLE rule_states AS SELECT row_number() OVER () AS rid, * FROM (${ruleStateSql(source)})`,
-      {
-        t: asOfUs,
-        h: config.evidenceHalfLifeDays,
-      },
-    );
+    // An explicit row number (rid, storage/ruleStateSql.ts) joins the scores back: rows created in this
+    // transaction have rowids from 2^55 on, which a DOUBLE (the scorer's columns) cannot tell apart.
+    await store.run(`CREATE OR REPLACE TEMP TABLE rule_states AS ${ruleStateSql(source)}`, {
+      t: asOfUs,
+      h: config.evidenceHalfLifeDays,
+    });
     if (mode === "incremental") await store.run("DROP TABLE temp.rule_dirty");
     opts.onPhase?.("states");
     const n = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.rule_states"))?.n ?? 0n);
     const cores = availableParallelism();
     const workers = opts.workers ?? (n >= WORKERS_FROM_ROWS && cores >= 2 ? Math.min(4, cores) : 0);
     scored = n;
-    await store.run(
-      "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
-    );
     const at = Number(asOfUs);
+    // temp.rule_scored: the scores with their keys. The worker path loads the threads' files joined with the
+    // states' keys in one parallel statement (no table of the scores alone in between: at 10M that table held
+    // ~1 GB of explanations written once more); the calling thread appends to temp.rule_scores, joined below.
+    const joinScores = (scores: string): Promise<void> =>
+      store.run(
+        `
+        CREATE OR REPLACE TEMP TABLE rule_scored AS
+        SELECT r.rid, f.student_key, f.topic_id, r.score, make_timestamp($t::BIGINT) AS as_of, r.explanation
+        FROM ${scores} r JOIN temp.rule_states f ON f.rid = r.rid::BIGINT`,
+        { t: asOfUs },
+      );
     if (workers > 0 && n > 0) {
       const block = Math.max(1, Math.min(n, opts.blockRows ?? ruleBlockRows(await store.memoryLimitBytes())));
-      await scoreInWorkers(store, at, n, block, config, workers, opts.onProgress);
+      await scoreInWorkers(store, at, n, block, config, workers, opts.onProgress, joinScores);
+      opts.onPhase?.("score");
     } else {
+      await store.run(
+        "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
+      );
       const { rid, cols } = await readStateColumns(store, n, n, false, async () => {});
       await appendScores(store, rid, at, cols, n, config, opts.onProgress);
+      opts.onPhase?.("score");
+      await store.withThreads(mode === "full" ? 1 : await store.threadCount(), async () => {
+        await joinScores("temp.rule_scores");
+        await store.run("DROP TABLE temp.rule_scores");
+      });
+      opts.onPhase?.("join keys");
     }
-    opts.onPhase?.("score");
     // The steps after scoring (the join of keys, history, the student_mastery writes and the commit) are mostly
     // serial: a full run does them on one DuckDB thread, through the commit (storage/duckdb.ts withThreads; at
     // 1M the join of keys cost 2.1 CPU-s instead of 0.6 on two, docs/benchmarks.md "The full rule step's CPU
@@ -207,14 +221,6 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     // (measured).
     const writeScores = async (): Promise<void> => {
       const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n };
-      await store.run(
-        `
-        CREATE OR REPLACE TEMP TABLE rule_scored AS
-        SELECT r.rid, f.student_key, f.topic_id, r.score, make_timestamp($t::BIGINT) AS as_of, r.explanation
-        FROM temp.rule_scores r JOIN temp.rule_states f ON f.rid = r.rid::BIGINT`,
-        { t: asOfUs },
-      );
-      opts.onPhase?.("join keys");
       const before = await historyCount(store);
       const hadScores =
         (await store.one("SELECT 1 AS x FROM student_mastery WHERE score_source = 'rule_based' LIMIT 1")) !==
@@ -277,7 +283,6 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
         );
       } else await insertScores();
       opts.onPhase?.("student_mastery");
-      await store.run("DROP TABLE temp.rule_scores");
       await store.run("DROP TABLE temp.rule_scored");
       await store.run("DROP TABLE temp.rule_states");
     };
@@ -381,6 +386,7 @@ async function scoreInWorkers(
   config: RuleConfig,
   workers: number,
   onProgress: ((done: number, total: number) => void) | undefined,
+  load: (scores: string) => Promise<void>,
 ): Promise<void> {
   // Beside the store (about 330 bytes a row), else in the OS temp directory for in-memory stores.
   const base = store.path === ":memory:" ? tmpdir() : dirname(store.path);
@@ -397,13 +403,12 @@ async function scoreInWorkers(
     const written = await pool.close();
     if (written !== n)
       throw new RuleScoringError(`rule scoring threads scored ${written} rows, expected ${n}`);
-    await store.run(
-      `INSERT INTO temp.rule_scores
-       SELECT rid, score, explanation FROM read_csv([${pool.paths.map(sqlString).join(", ")}],
+    await load(
+      `read_csv([${pool.paths.map(sqlString).join(", ")}],
          delim = '\\t', quote = '', escape = '', header = false, auto_detect = false, new_line = '\\n',
          columns = {'rid': 'DOUBLE', 'score': 'DOUBLE', 'explanation': 'VARCHAR'})`,
     );
-    const loaded = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.rule_scores");
+    const loaded = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.rule_scored");
     if (Number(loaded?.n ?? 0n) !== n)
       throw new RuleScoringError(`rule scoring workers wrote ${Number(loaded?.n)} scores, expected ${n}`);
   } catch (err) {

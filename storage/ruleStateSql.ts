@@ -1,7 +1,8 @@
 /**
  * The rule scorer's per-pair state (models/ruleScorer.ts RuleState) as one GROUP BY over raw_events: once
  * L = the pair's last event before the as-of time is known, every decayed sum is a plain aggregate.
- * Columns are RULE_STATE_COLUMNS' names (student_key, topic_id first). Parameters: $t = as-of time
+ * Columns are rid (a number per pair, 1..n, to join results back by), then RULE_STATE_COLUMNS' names
+ * (student_key, topic_id first). Parameters: $t = as-of time
  * (microseconds; events at or after it are not read), $h = evidence_half_life_days. The weight and x
  * expressions are models/ruleScorer.ts decayWeight's and foldRuleEvents' (pow() is JavaScript's ** to the bit).
  *
@@ -20,6 +21,10 @@
  * (older than 80 half-lives before it; 56 for the counts) count as 0.
  *
  * `source` is raw_events or a subquery of its rows (the incremental day passes its dirty pairs' rows).
+ *
+ * The pair's number (rid) is given once, to the pairs' last-event rows (`last`, materialized so that both of
+ * its readers see the same numbers), and the second aggregate and the final join go by it instead of by the
+ * two VARCHAR keys: hashing and comparing one BIGINT instead of two strings per event.
  */
 export function ruleStateSql(source = "raw_events"): string {
   // One fixed-point sum of `term` over the rows of `kind`, in units of 2^-bits. Terms bounded by ~1.1 h^2 or
@@ -39,14 +44,17 @@ WITH ev AS (
   FROM ${source}
   WHERE ts < make_timestamp($t::BIGINT)
 ),
-last AS (
-  SELECT student_key, topic_id, max(t) AS l,
-         max(t) FILTER (WHERE k = 'q') AS fq, max(t) FILTER (WHERE k = 'p') AS fp,
-         max(t) FILTER (WHERE k = 'v') AS fv, max(t) FILTER (WHERE k = 'a') AS fa
-  FROM ev GROUP BY student_key, topic_id
+last AS MATERIALIZED (
+  SELECT row_number() OVER () AS pid, *
+  FROM (
+    SELECT student_key, topic_id, max(t) AS l,
+           max(t) FILTER (WHERE k = 'q') AS fq, max(t) FILTER (WHERE k = 'p') AS fp,
+           max(t) FILTER (WHERE k = 'v') AS fv, max(t) FILTER (WHERE k = 'a') AS fa
+    FROM ev GROUP BY student_key, topic_id
+  )
 ),
 w AS (
-  SELECT ev.student_key, ev.topic_id, ev.k, ev.y, ev.hints, ev.attempts, ev.correct_count, ev.watch_pct,
+  SELECT last.pid, ev.k, ev.y, ev.hints, ev.attempts, ev.correct_count, ev.watch_pct,
          ev.score_pct,
          pow(2, -((CASE ev.k WHEN 'q' THEN last.fq WHEN 'p' THEN last.fp WHEN 'v' THEN last.fv ELSE last.fa END
                    - ev.t) / 86400e6) / $h::DOUBLE) AS w,
@@ -55,7 +63,7 @@ w AS (
   WHERE ev.k IS NOT NULL
 ),
 framed AS (
-  SELECT w.student_key, w.topic_id,
+  SELECT w.pid,
     ${fx("w", "q")} AS q_n,
     ${fx("w * y", "q")} AS q_y,
     ${fx("w * hints", "q", 56)} AS q_hints,
@@ -68,10 +76,10 @@ framed AS (
     ${fx("w * watch_pct", "v")} AS v_pct,
     ${fx("w", "a")} AS a_n,
     ${fx("w * score_pct", "a")} AS a_pct
-  FROM w GROUP BY w.student_key, w.topic_id
+  FROM w GROUP BY w.pid
 ),
 moved AS (
-  SELECT last.student_key, last.topic_id, last.l,
+  SELECT last.pid, last.student_key, last.topic_id, last.l,
     coalesce(pow(2, -((last.l - last.fq) / 86400e6) / $h::DOUBLE), 0) AS cq,
     coalesce((last.fq - last.l) / 86400e6, 0) AS dq,
     coalesce(pow(2, -((last.l - last.fp) / 86400e6) / $h::DOUBLE), 0) AS cp,
@@ -82,9 +90,9 @@ moved AS (
     coalesce(framed.p_n, 0) AS p_n, coalesce(framed.p_correct, 0) AS p_correct,
     coalesce(framed.v_n, 0) AS v_n, coalesce(framed.v_pct, 0) AS v_pct,
     coalesce(framed.a_n, 0) AS a_n, coalesce(framed.a_pct, 0) AS a_pct
-  FROM last LEFT JOIN framed ON framed.student_key = last.student_key AND framed.topic_id = last.topic_id
+  FROM last LEFT JOIN framed ON framed.pid = last.pid
 )
-SELECT student_key, topic_id,
+SELECT pid AS rid, student_key, topic_id,
   l::DOUBLE AS ref_us,
   l::DOUBLE AS last_us,
   cq * q_n AS q_n,

@@ -81,6 +81,8 @@ describe("scoreRules job", () => {
       "SELECT * FROM student_mastery ORDER BY student_key, topic_id",
     );
     expect(mastery).toHaveLength(5);
+    // rid numbers the pairs 1..n, once each (the scores join back by it)
+    expect(states.map((r) => Number(r.rid)).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5]);
     for (const [i, row] of states.entries()) {
       const state = Object.fromEntries(RULE_STATE_COLUMNS.map((c) => [c, Number(row[c])])) as RuleState;
       const m = mastery[i] as Record<string, unknown>;
