@@ -341,30 +341,34 @@ async function appendScores(
   config: RuleConfig,
   onProgress: ((done: number, total: number) => void) | undefined,
 ): Promise<void> {
-  const appender = await store.conn.createAppender("rule_scores", "main", "temp");
-  const ridBuf: number[] = new Array(CHUNK);
-  const scoreBuf: number[] = new Array(CHUNK);
-  const jsonBuf: string[] = new Array(CHUNK);
-  let fill = 0;
-  const flush = (): void => {
-    if (fill === 0) return;
-    const chunk = DuckDBDataChunk.create([DOUBLE, DOUBLE, VARCHAR], fill);
-    chunk.setColumnValues(0, fill === CHUNK ? ridBuf : ridBuf.slice(0, fill));
-    chunk.setColumnValues(1, fill === CHUNK ? scoreBuf : scoreBuf.slice(0, fill));
-    chunk.setColumnValues(2, fill === CHUNK ? jsonBuf : jsonBuf.slice(0, fill));
-    appender.appendDataChunk(chunk);
-    fill = 0;
-  };
-  const step = Math.max(CHUNK, Math.floor(n / 20));
-  storedRuleRange(cols, asOfUs, 0, n, config, (i, r) => {
-    ridBuf[fill] = rid[i] as number;
-    scoreBuf[fill] = r.score;
-    jsonBuf[fill] = JSON.stringify(r.explanation);
-    if (++fill === CHUNK) flush();
-    if (onProgress && (i + 1) % step === 0) onProgress(i + 1, n);
-  });
-  flush();
-  appender.closeSync();
+  await store.appendRows(
+    "rule_scores",
+    (appender) => {
+      const ridBuf: number[] = new Array(CHUNK);
+      const scoreBuf: number[] = new Array(CHUNK);
+      const jsonBuf: string[] = new Array(CHUNK);
+      let fill = 0;
+      const flush = (): void => {
+        if (fill === 0) return;
+        const chunk = DuckDBDataChunk.create([DOUBLE, DOUBLE, VARCHAR], fill);
+        chunk.setColumnValues(0, fill === CHUNK ? ridBuf : ridBuf.slice(0, fill));
+        chunk.setColumnValues(1, fill === CHUNK ? scoreBuf : scoreBuf.slice(0, fill));
+        chunk.setColumnValues(2, fill === CHUNK ? jsonBuf : jsonBuf.slice(0, fill));
+        appender.appendDataChunk(chunk);
+        fill = 0;
+      };
+      const step = Math.max(CHUNK, Math.floor(n / 20));
+      storedRuleRange(cols, asOfUs, 0, n, config, (i, r) => {
+        ridBuf[fill] = rid[i] as number;
+        scoreBuf[fill] = r.score;
+        jsonBuf[fill] = JSON.stringify(r.explanation);
+        if (++fill === CHUNK) flush();
+        if (onProgress && (i + 1) % step === 0) onProgress(i + 1, n);
+      });
+      flush();
+    },
+    { schema: "main", catalog: "temp" },
+  );
   onProgress?.(n, n);
 }
 
@@ -461,7 +465,7 @@ async function readStateColumns(
     p.catch(() => {});
     return p;
   };
-  const result = await store.conn.stream(`SELECT ${names.map(expr).join(", ")} FROM temp.rule_states`);
+  const chunks = store.chunks(`SELECT ${names.map(expr).join(", ")} FROM temp.rule_states`);
   let total = 0;
   let fill = 0;
   let index = 0;
@@ -476,9 +480,7 @@ async function readStateColumns(
     cur = buffers[next]!;
   };
   try {
-    for (;;) {
-      const chunk = await result.fetchChunk();
-      if (!chunk || chunk.rowCount === 0) break;
+    for await (const chunk of chunks) {
       const rows = chunk.rowCount;
       if (total + rows > n) {
         total += rows;

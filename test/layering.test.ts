@@ -173,3 +173,48 @@ describe("layering (docs/architecture.md 'may import')", () => {
     ]);
   });
 });
+
+/** Product folders: everything but tests, benches, scripts and the chaos harness. */
+const PRODUCT = new Set([
+  "models",
+  "storage",
+  "features",
+  "registry",
+  "experiments",
+  "training",
+  "monitoring",
+  "serving",
+  "bin",
+]);
+
+/** Uses of DuckStore's bare connection (`x.conn.` or `x.conn)`) outside storage/duckdb.ts, as "file:line". */
+function bareConnectionUses(files: readonly { file: string; text: string }[]): string[] {
+  const out: string[] = [];
+  for (const { file, text } of files) {
+    const rel = relative(ROOT, file);
+    if (!PRODUCT.has(folderOf(file)) || rel === join("storage", "duckdb.ts")) continue;
+    text.split("\n").forEach((line, i) => {
+      if (/\.conn\b(?!ection)/.test(line) && !/^\s*(\/\/|\*)/.test(line)) out.push(`${rel}:${i + 1}`);
+    });
+  }
+  return out;
+}
+
+describe("DuckDB's connection is reached only through DuckStore's counted methods (docs/architecture.md)", () => {
+  it("no product file outside storage/duckdb.ts uses store.conn (close() could free it under the use)", () => {
+    const files = tsFiles(ROOT).map((file) => ({ file, text: readFileSync(file, "utf8") }));
+    expect(files.filter((f) => PRODUCT.has(folderOf(f.file))).length).toBeGreaterThan(100);
+    expect(bareConnectionUses(files)).toEqual([]);
+  });
+
+  it("catches a planted use, not a comment or a word that merely starts with conn", () => {
+    const at = (folder: string, text: string) => ({ file: join(ROOT, folder, "x.ts"), text });
+    expect(
+      bareConnectionUses([
+        at("serving", "const a = await store.conn.createAppender(t);"),
+        at("storage", "// store.conn.run is not counted\nconst c = pool.connection;"),
+        at("test", "await store.conn.run('SELECT 1');"),
+      ]),
+    ).toEqual([join("serving", "x.ts:1")]);
+  });
+});

@@ -293,9 +293,15 @@ describe("CoalescingUpdater pipelined (PostgreSQL + Redis: the score write on it
     const { inner, log, release } = await heldScores(true);
     const c = new CoalescingUpdater(inner, { pipelined: true });
     const order: string[] = [];
-    const first = c.apply(rows("r", 2)).then((r) => (order.push("first"), r));
+    const first = c.apply(rows("r", 2)).then((r) => {
+      order.push("first");
+      return r;
+    });
     await logged(log, "scores 1 start");
-    const again = c.apply(rows("r", 2)).then((r) => (order.push("again"), r));
+    const again = c.apply(rows("r", 2)).then((r) => {
+      order.push("again");
+      return r;
+    });
     await inner.stateStageIdle();
     expect(inner.stats.batches).toBe(2);
     expect(order).toEqual([]);
