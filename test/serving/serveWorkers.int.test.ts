@@ -83,12 +83,14 @@ function call(
   });
 }
 
-/** The primary's live children (the server workers), by pid. */
+/** The primary's live children (the server workers), by pid; an exited child not yet reaped (Z) is not one. */
 function workerPids(): number[] {
   try {
-    return execFileSync("ps", ["-o", "pid=", "--ppid", String(primary.pid)], { encoding: "utf8" })
+    return execFileSync("ps", ["-o", "pid=,stat=", "--ppid", String(primary.pid)], { encoding: "utf8" })
       .split("\n")
-      .map((l) => Number(l.trim()))
+      .map((l) => l.trim().split(/\s+/))
+      .filter(([, stat]) => stat !== undefined && !stat.startsWith("Z"))
+      .map(([pid]) => Number(pid))
       .filter((n) => n > 0);
   } catch {
     return []; // ps exits 1 when there is none
@@ -174,7 +176,8 @@ describe("mastery serve --workers 2 (PostgreSQL + Redis)", () => {
   it("both workers answer on the one port and share the stores: an event posted to one is read from both", {
     timeout: 90_000,
   }, async () => {
-    expect(workerPids()).toHaveLength(2);
+    // Exactly two (a worker that failed its start is replaced after a backoff; the log tail says why).
+    await until("exactly two live server workers", 30_000, () => workerPids().length === 2);
     expect([...(await answering(12))].sort()).toEqual(["1", "2"]);
 
     const posted = await call("/events", {
@@ -203,6 +206,7 @@ describe("mastery serve --workers 2 (PostgreSQL + Redis)", () => {
   it("a worker killed with SIGKILL is replaced by the primary and the port keeps answering", {
     timeout: 90_000,
   }, async () => {
+    await until("exactly two live server workers", 30_000, () => workerPids().length === 2);
     const before = workerPids();
     expect(before).toHaveLength(2);
     const victim = before[0]!;
