@@ -400,17 +400,10 @@ export class IncrementalUpdater implements EventUpdater {
   private masteryTail: Promise<unknown> = Promise.resolve();
 
   async applied(rows: readonly RawEventRow[]): Promise<Set<string>> {
-    const keys = new Map<string, { studentKey: string; topicId: string; eventIds: string[] }>();
-    for (const r of rows) {
-      const id = keyId(r.student_key, r.topic_id);
-      const k = keys.get(id);
-      if (k === undefined)
-        keys.set(id, { studentKey: r.student_key, topicId: r.topic_id, eventIds: [r.event_id] });
-      else k.eventIds.push(r.event_id);
-    }
+    const keys = keyLoads(rows, []);
     const out = new Set<string>();
-    if (keys.size === 0) return out;
-    for (const l of await this.opts.state.load([...keys.values()])) for (const e of l.seen) out.add(e);
+    if (keys.length === 0) return out;
+    for (const l of await this.opts.state.load(keys)) for (const e of l.seen) out.add(e);
     return out;
   }
 
