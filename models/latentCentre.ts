@@ -74,8 +74,10 @@ export function emissionLogit(p: number, em: CentreEmission): number {
 
 /**
  * The intercept delta maximising sum_i [correct_i ln P_i + (answers_i - correct_i) ln (1 - P_i)],
- * P_i = guess + (1 - guess - slip) sigmoid(z_i + delta), by Newton's method on the (concave) log-likelihood,
- * bounded to [-DELTA_BOUND, DELTA_BOUND]. Returns 0 without answers.
+ * P_i = guess + (1 - guess - slip) sigmoid(z_i + delta), bounded to [-DELTA_BOUND, DELTA_BOUND]: Newton's method
+ * kept inside a bracket of the score's sign change, with a bisection step wherever Newton's would leave it or the
+ * curvature is not negative (the guess / slip floor makes the log-likelihood non-concave far from the optimum, where
+ * plain Newton stopped early and two fits of the same bias could disagree). Returns 0 without answers.
  */
 export function fitIntercept(
   z: ArrayLike<number>,
@@ -88,8 +90,8 @@ export function fitIntercept(
   let total = 0;
   for (let i = 0; i < z.length; i++) total += answers[i]!;
   if (!(total > 0)) return 0;
-  let delta = 0;
-  for (let iter = 0; iter < 50; iter++) {
+  // The score (first derivative) and the second derivative of the log-likelihood at delta.
+  const derivatives = (delta: number): [number, number] => {
     let g = 0;
     let h = 0;
     for (let i = 0; i < z.length; i++) {
@@ -100,18 +102,25 @@ export function fitIntercept(
       const p = Math.min(1 - 1e-12, Math.max(1e-12, a + b * s));
       const dp = b * ds;
       const k = correct[i]!;
-      // d/d delta of k ln p + (n - k) ln(1 - p), and its second derivative.
       const r = k / p - (n - k) / (1 - p);
       g += r * dp;
-      const d2p = b * ds * (1 - 2 * s);
-      h += r * d2p - (k / (p * p) + (n - k) / ((1 - p) * (1 - p))) * dp * dp;
+      h += r * b * ds * (1 - 2 * s) - (k / (p * p) + (n - k) / ((1 - p) * (1 - p))) * dp * dp;
     }
-    if (!(h < 0)) break;
-    const next = Math.min(DELTA_BOUND, Math.max(-DELTA_BOUND, delta - g / h));
-    if (Math.abs(next - delta) < 1e-10) {
-      delta = next;
-      break;
-    }
+    return [g, h];
+  };
+  let lo = -DELTA_BOUND;
+  let hi = DELTA_BOUND;
+  if (!(derivatives(lo)[0] > 0)) return lo; // the likelihood falls from the lower bound on
+  if (!(derivatives(hi)[0] < 0)) return hi; // it still rises at the upper bound
+  let delta = 0;
+  for (let iter = 0; iter < 200 && hi - lo > 1e-12; iter++) {
+    const [g, h] = derivatives(delta);
+    if (g === 0) return delta;
+    if (g > 0) lo = delta;
+    else hi = delta;
+    const newton = h < 0 ? delta - g / h : Number.NaN;
+    const next = newton > lo && newton < hi ? newton : (lo + hi) / 2;
+    if (Math.abs(next - delta) < 1e-12) return next;
     delta = next;
   }
   return delta;

@@ -101,6 +101,19 @@ describe("fitCentreShift (round 17)", () => {
           for (const b of bands) expect(Math.abs(b.shift)).toBeLessThan(1e-6);
         },
       ),
+      {
+        // Found by CI (seed 333829711): plain Newton stopped where the curvature was not negative.
+        examples: [
+          [
+            [
+              { z: 1.5365531851963923, obs: 0, n: 3 },
+              { z: 0, obs: 1, n: 3 },
+            ],
+            -0.999999999999997,
+          ],
+        ],
+        numRuns: 500,
+      },
     );
   });
 
