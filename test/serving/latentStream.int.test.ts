@@ -246,6 +246,14 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
       undefined,
       undefined,
     ],
+    // Round 18: round 14's learning loading and round 16's spread with the decay as-of step, together (each
+    // basis part learns at its offset's rates and forgets with the spread).
+    [
+      "learning loading, forgetting spread, decay as of",
+      { ...PARAMS, forgetSpread: 0.5, asOfForgetting: "decay" },
+      1,
+      undefined,
+    ],
     // Round 17: the centre shifted by evidence band (applied in `estimate`, after the state).
     [
       "centre shift by evidence, decay as of",
