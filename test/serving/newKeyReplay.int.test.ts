@@ -98,6 +98,32 @@ describe("recordWithNewKeys (PostgreSQL)", () => {
     expect(report.ok).toBe(true);
   });
 
+  it("two updaters appending to the same new keys at once, each with events older than the other's", async () => {
+    // Both appends may see a key as new; the second commit then finds the first's state and must rebuild
+    // from the stored events (the first's too), not from its own rows.
+    const svc = await serviceStores(runId("nklate"));
+    drops.push(svc.drop);
+    const u1 = newUpdater(svc.stores);
+    const u2 = newUpdater(svc.stores);
+    for (let round = 0; round < 12; round++) {
+      const student = `racer-${round}`;
+      const batch = (parity: number) =>
+        rows(
+          Array.from({ length: 8 }, (_, topic) =>
+            [0, 2, 4].map((m) => quiz(`r${round}-t${topic}-${m + parity}`, student, `t${topic}`, m + parity)),
+          ).flat(),
+        );
+      await Promise.all([u1.apply(batch(1)), u2.apply(batch(0))]);
+    }
+    const report = await recompute(svc.stores, DEFAULT_MODELS);
+    expect(report.tables.map((t) => [t.table, t.compared, t.differences])).toEqual([
+      ["learner_state", 96, 0],
+      ["student_mastery", 192, 0],
+    ]);
+    const states = await svc.stores.state.all();
+    expect(states.every((s) => s.state.bktN === 6)).toBe(true);
+  });
+
   it("two updaters writing the same new keys at once end at the full replay", async () => {
     const svc = await serviceStores(runId("nkrace"));
     drops.push(svc.drop);
