@@ -416,6 +416,7 @@ async function serve(mode: Mode): Promise<void> {
   // the backends' IncrementalUpdater), the group commit itself and the invalidation publish, timed.
   const phases = new PostPhases();
   const extra = stores.extra as { updater?: EventUpdater };
+  const inner = extra.updater as { stats?: { replayedKeys?: number; storedReads?: number } } | undefined;
   if (extra.updater !== undefined) extra.updater = phases.inner(extra.updater);
   const { app, ctx, logger } = await openApp(stores, pseudo);
   const groupCommit = ctx.intake.updater;
@@ -462,6 +463,11 @@ async function serve(mode: Mode): Promise<void> {
         const cs = (groupCommit as { stats?: object }).stats;
         if (process.env.LOAD_GROUP_STATS === "1" && cs)
           process.stderr.write(`  coalescing stats ${JSON.stringify(cs)}\n`);
+        // Keys rebuilt from the start, and how many of them read their stored events back (serving/updater.ts).
+        if (process.env.LOAD_GROUP_STATS === "1" && inner?.stats?.replayedKeys !== undefined)
+          process.stderr.write(
+            `  updater: ${inner.stats.replayedKeys} keys rebuilt, ${inner.stats.storedReads ?? "-"} of them read back\n`,
+          );
         server.closeAllConnections();
         server.close();
         // Queries still running keep DuckDB busy; exiting releases the file (the profile is written on exit).

@@ -349,8 +349,10 @@ interface KeyPlan {
 export interface UpdaterStats {
   batches: number;
   rows: number;
-  /** Keys rebuilt from their stored events. */
+  /** Keys rebuilt from the start (their stored events, or the batch's own rows for a key new to the store). */
   replayedKeys: number;
+  /** Of those, keys whose stored events were read back (the others had none before the batch). */
+  storedReads: number;
   /** Compare-and-set failures (another writer moved the key first); each costs a retry. */
   conflicts: number;
   /** Milliseconds spent per step, summed over batches. */
@@ -362,6 +364,7 @@ export class IncrementalUpdater implements EventUpdater {
     batches: 0,
     rows: 0,
     replayedKeys: 0,
+    storedReads: 0,
     conflicts: 0,
     ms: { record: 0, load: 0, replay: 0, commit: 0, mastery: 0 },
   };
@@ -439,7 +442,13 @@ export class IncrementalUpdater implements EventUpdater {
     const earlyLoad = early === null ? null : stateStore.load(early);
     // A failed append throws below; the early load's outcome is then not read.
     earlyLoad?.catch(() => undefined);
-    const canonical = await raw.record(rows);
+    // With the append: which keys held no stored event before it (a store that can tell in the same round trip).
+    const recorded =
+      raw.recordWithNewKeys === undefined
+        ? { rows: await raw.record(rows), newKeys: [] }
+        : await raw.recordWithNewKeys(rows);
+    const canonical = recorded.rows;
+    const newKeys = new Set(recorded.newKeys.map((k) => keyId(k.studentKey, k.topicId)));
     lap("record");
     const plans = planKeys(canonical, siblingTopics);
     const earlyUsable = early !== null && sameLoad(early, plans);
@@ -527,10 +536,23 @@ export class IncrementalUpdater implements EventUpdater {
 
       if (replay.length > 0) {
         this.stats.replayedKeys += replay.length;
-        // Rebuild these keys from every stored event (ours were stored in step 1, so they are in).
-        const events = await raw.keyEvents(replay.map((x) => x.plan));
-        budget.resume();
+        // Rebuild these keys from every stored event (ours were stored in step 1, so they are in). A key
+        // with no state and no stored event before our append is rebuilt from our rows alone, without
+        // reading them back: the state then holds exactly the events it folded, as after any replay. (An
+        // event of it stored meanwhile by another writer is that writer's to fold: its commit finds our
+        // revision and folds it onto our state. A key with a state, even one left by another writer since
+        // our load, is always read back: its state may hold events we would otherwise drop.)
+        const ownRows = (x: { plan: KeyPlan; loaded: LoadedKey }) =>
+          x.loaded.state === null &&
+          x.loaded.seen.size === 0 &&
+          newKeys.has(keyId(x.plan.studentKey, x.plan.topicId));
+        const stored = replay.filter((x) => !ownRows(x)).map((x) => x.plan);
+        const events = stored.length === 0 ? [] : await raw.keyEvents(stored);
+        if (stored.length > 0) budget.resume();
+        this.stats.storedReads += stored.length;
         const byKey = new Map<string, LearnerRow[]>();
+        for (const x of replay)
+          if (ownRows(x)) byKey.set(keyId(x.plan.studentKey, x.plan.topicId), [...x.plan.rows]);
         for (const e of events) {
           const id = keyId(e.student_key, e.topic_id);
           const list = byKey.get(id);

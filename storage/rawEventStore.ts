@@ -77,12 +77,26 @@ export interface StudentTopic {
   topicId: string;
 }
 
+/** What recordWithNewKeys returns. */
+export interface RecordedRows {
+  /** record's answer: the stored version of every given event_id's rows. */
+  rows: LearnerRow[];
+  /** Keys of the given rows that held no stored event before the append. */
+  newKeys: StudentTopic[];
+}
+
 export interface RawEventStore {
   /**
    * Appends the rows of every event_id not stored yet (the first stored version of an event wins)
    * and returns the stored version of every given event_id's rows: what the fold must use.
    */
   record(rows: readonly RawEventRow[]): Promise<LearnerRow[]>;
+  /**
+   * Optional: `record`, plus the keys of `rows` of which no event was stored before this append (read in
+   * the append's own snapshot, so in the same round trip). The updater rebuilds such a key from the
+   * batch's own rows instead of reading its stored events back (serving/updater.ts).
+   */
+  recordWithNewKeys?(rows: readonly RawEventRow[]): Promise<RecordedRows>;
   /**
    * All stored events of `keys`, ordered by (student_key, topic_id, ts, event_id). A key may hold
    * more than one copy of an event_id only in stores filled outside record(); the fold
@@ -221,7 +235,11 @@ export class PgRawEventStore implements RawEventStore {
   }
 
   async record(rows: readonly RawEventRow[]): Promise<LearnerRow[]> {
-    if (rows.length === 0) return [];
+    return (await this.recordWithNewKeys(rows)).rows;
+  }
+
+  async recordWithNewKeys(rows: readonly RawEventRow[]): Promise<RecordedRows> {
+    if (rows.length === 0) return { rows: [], newKeys: [] };
     const batch = firstPerEvent(rows);
     // Each column as its array literal (storage/pgArrayLiteral.ts: node-postgres' own text, built cheaper).
     const arrays = RAW_COLUMNS.map(([field, , kind]) =>
@@ -233,15 +251,31 @@ export class PgRawEventStore implements RawEventStore {
       ),
     );
     const unnest = RAW_COLUMNS.map(([, , kind], i) => `$${i + 1}::${PG_TYPES[kind]}`).join(", ");
-    const inserted = await this.pg.allArrays<{ event_id: string; topic_id: string }>(
-      `INSERT INTO raw_events (${COLUMN_LIST})
-       SELECT * FROM unnest(${unnest}) AS s(${COLUMN_LIST})
-       WHERE NOT EXISTS (SELECT 1 FROM raw_events r WHERE r.event_id = s.event_id)
-       ON CONFLICT (event_id, topic_id) DO NOTHING
-       RETURNING event_id, topic_id`,
+    // One statement: the append, and which of the batch's keys held no row before it. Every part of a
+    // statement reads the same snapshot, so `fresh` sees raw_events as it was before this INSERT (rows of
+    // transactions committed meanwhile are not seen either; their writers fold them, under compare-and-set).
+    const answer = await this.pg.allArrays<{ inserted: boolean; a: string; topic_id: string }>(
+      `WITH s AS (SELECT * FROM unnest(${unnest}) AS s(${COLUMN_LIST})),
+       ins AS (
+         INSERT INTO raw_events (${COLUMN_LIST})
+         SELECT * FROM s
+         WHERE NOT EXISTS (SELECT 1 FROM raw_events r WHERE r.event_id = s.event_id)
+         ON CONFLICT (event_id, topic_id) DO NOTHING
+         RETURNING event_id, topic_id),
+       fresh AS (
+         SELECT k.student_key, k.topic_id FROM (SELECT DISTINCT student_key, topic_id FROM s) k
+         WHERE NOT EXISTS (
+           SELECT 1 FROM raw_events r WHERE r.student_key = k.student_key AND r.topic_id = k.topic_id))
+       SELECT true AS inserted, event_id AS a, topic_id FROM ins
+       UNION ALL
+       SELECT false, student_key, topic_id FROM fresh`,
       arrays,
     );
-    const done = new Set(inserted.map((r) => `${r.event_id}\u0000${r.topic_id}`));
+    const done = new Set<string>();
+    const newKeys: StudentTopic[] = [];
+    for (const r of answer)
+      if (r.inserted) done.add(`${r.a}\u0000${r.topic_id}`);
+      else newKeys.push({ studentKey: r.a, topicId: r.topic_id });
     const out: LearnerRow[] = [];
     const missing = new Set<string>();
     for (const r of batch) {
@@ -256,7 +290,7 @@ export class PgRawEventStore implements RawEventStore {
       );
       out.push(...stored);
     }
-    return out;
+    return { rows: out, newKeys };
   }
 
   async keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]> {
