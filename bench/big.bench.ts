@@ -99,10 +99,10 @@ process.stderr.write(
 );
 
 startStep();
-// Features, rules and BKT/Elo run side by side (serving/batchSteps.ts) on a store of up to OVERLAP_MAX_EVENTS
-// events unless OVERLAP=0 (in sequence) or OVERLAP=1 (always): their CPU and peak RSS are the group's, each
-// step's own wall span is reported beside it.
-const overlap = process.env.OVERLAP === "0" ? false : process.env.OVERLAP === "1" ? true : "auto";
+// Features, rules and BKT/Elo in sequence, or side by side (serving/batchSteps.ts) with OVERLAP=1 (always) or
+// OVERLAP=auto (up to OVERLAP_MAX_EVENTS events): their CPU and peak RSS are the group's, each step's own wall
+// span is reported beside it.
+const overlap = process.env.OVERLAP === "1" ? true : process.env.OVERLAP === "auto" ? "auto" : false;
 const spans: Record<string, number> = {};
 const pipeline = await runPipeline({
   store,

@@ -36,7 +36,7 @@ export const OVERLAP_MAX_EVENTS = 30_000_000;
 export type OverlapSetting = boolean | "auto";
 
 /** Whether the steps overlap: `setting` when a boolean, else when raw_events holds at most OVERLAP_MAX_EVENTS rows. */
-export async function shouldOverlap(store: DuckStore, setting: OverlapSetting = "auto"): Promise<boolean> {
+export async function shouldOverlap(store: DuckStore, setting: OverlapSetting): Promise<boolean> {
   if (setting !== "auto") return setting;
   // The row count from the table's metadata (no scan).
   const r = await store.one<{ n: bigint | number | null }>(
@@ -57,7 +57,11 @@ export interface BatchStepsOptions<F, R, B> {
   rules: (store: DuckStore) => Promise<R>;
   /** BKT/Elo state and scores; `beforeWrite` goes to scoreBktElo (it resolves once the rule step committed). */
   bktElo?: (store: DuckStore, beforeWrite: () => Promise<void>) => Promise<B>;
-  /** Run the steps side by side (true), one after another (false), or by the store's size ("auto"). */
+  /**
+   * Run the steps side by side (true), one after another (false, the default), or by the store's size ("auto").
+   * Off by default: at 10M events under load the overlapped steps took 1.21x the wall and 1.11x the CPU of the
+   * sequence (one pair, docs/benchmarks.md "Overlapping the batch's steps (overlap18)"); off until a quiet A/B shows a gain.
+   */
   overlap?: OverlapSetting;
   /** Called when a step ends, with its own span (steps that overlap report overlapping spans). */
   onStep?: (step: BatchStep, span: StepSpan) => void;
@@ -93,7 +97,7 @@ export async function runBatchSteps<F, R, B>(
     return out;
   };
   const { features, rules, bktElo } = opts;
-  if (!(await shouldOverlap(store, opts.overlap ?? "auto"))) {
+  if (!(await shouldOverlap(store, opts.overlap ?? false))) {
     const f = features === undefined ? undefined : await timed("features", () => features(store));
     const r = await timed("score rules", () => rules(store));
     const b =

@@ -41,7 +41,7 @@ export interface PipelineOptions {
   models?: (store: DuckStore) => Promise<BktEloModels>;
   /** Replay every key in the BKT/Elo step (scoreBktElo full); default false. */
   bktEloFull?: boolean;
-  /** Features, rules and BKT/Elo side by side (serving/batchSteps.ts); default "auto" (by the store's size). */
+  /** Features, rules and BKT/Elo side by side (serving/batchSteps.ts runBatchSteps); default false (in sequence). */
   overlap?: OverlapSetting;
 }
 

@@ -245,8 +245,8 @@ async function dailyBatch(
   counts.asOf = asOf.toISOString();
   // The mark is taken before anything is scored: rows ingested while this run works are the next run's.
   counts.watermark = { asOf: asOf.toISOString(), ingestedThroughUs: await ingestWatermark(store) };
-  // The snapshot, the rule scores and BKT/Elo read nothing another writes: they run side by side on a store of
-  // up to OVERLAP_MAX_EVENTS events, BKT/Elo writing after the rule step's commit (serving/batchSteps.ts).
+  // The snapshot, the rule scores and BKT/Elo read nothing another writes: serving/batchSteps.ts can run them side
+  // by side (BKT/Elo writing after the rule step's commit); in sequence by default until a quiet A/B shows a gain.
   const steps = await runBatchSteps(store, {
     ...(cfg.features ? { features: (s: DuckStore) => buildSnapshot(s, newest, cfg.full) } : {}),
     // Rule rows store decayed evidence (read time moves it with time), so only pairs with new or late events move.
