@@ -19,7 +19,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
-import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
+import { resolveModels } from "../serving/learnerState.ts";
 import { DEFAULT_SOURCE_ORDER } from "../serving/masteryView.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { DuckStore } from "../storage/duckdb.ts";
@@ -99,22 +99,32 @@ process.stderr.write(
 );
 
 startStep();
+// Features, rules and BKT/Elo in sequence, or side by side (serving/batchSteps.ts) with OVERLAP=1 (always) or
+// OVERLAP=auto (up to OVERLAP_MAX_EVENTS events): their CPU and peak RSS are the group's, each step's own wall
+// span is reported beside it.
+const overlap = process.env.OVERLAP === "1" ? true : process.env.OVERLAP === "auto" ? "auto" : false;
+const spans: Record<string, number> = {};
 const pipeline = await runPipeline({
   store,
   pseudonymizer: new Pseudonymizer("bench-key-0123456789abcdef"),
   dataDir,
   ...(haveData ? {} : { generate: seedSchool(students, dataDir, { days }) }),
-  skip: ["score bkt-elo"],
+  models: (s) => resolveModels(s, { seed: 0 }),
+  bktEloFull: true,
+  overlap,
   onProgress: (s, done, total) => progress(s, done, total),
-  onStep: (s) => endStep(s === "generate" ? "generate (not counted)" : s),
+  onStep: (s, millis) => {
+    if (s === "generate" || s === "ingest" || s === "fit bkt-elo")
+      endStep(s === "ingest" ? s : `${s} (not counted)`);
+    else {
+      spans[s] = Number((millis / 1000).toFixed(1));
+      process.stderr.write(`${new Date().toISOString()}   ${s}: ${spans[s]} s (own span)\n`);
+    }
+  },
 });
-const models = await resolveModels(store, { seed: 0 });
-endStep("fit bkt-elo (not counted)");
-const bktElo = await scoreBktElo(store, models, {
-  full: true,
-  onProgress: (done, total) => progress("score bkt-elo keys", done, total),
-});
-endStep("score bkt-elo");
+const SCORING = "features + score rules + score bkt-elo";
+endStep(SCORING);
+const bktElo = { keys: pipeline.bktEloKeys };
 await store.run(
   `CREATE OR REPLACE TABLE bench_served AS
    SELECT student_key, topic_id, arg_min(mastery_score, list_position($order::VARCHAR[], score_source)) AS mastery_score
@@ -126,7 +136,7 @@ const served = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM
 endStep("served score");
 Atomics.store(shared, 1, 1);
 
-const BATCH = ["ingest", "features", "score rules", "score bkt-elo", "served score"];
+const BATCH = ["ingest", SCORING, "served score"];
 const batch = rows.filter((r) => BATCH.includes(r.step));
 const events = pipeline.ingest.total.accepted;
 const out = {
@@ -139,6 +149,8 @@ const out = {
   servedScores: served,
   memoryLimit,
   steps: rows,
+  overlapped: pipeline.scoring.overlapped,
+  spans,
   batchSeconds: Number(batch.reduce((s, r) => s + r.seconds, 0).toFixed(1)),
   batchCpuSeconds: Number(batch.reduce((s, r) => s + r.cpuSeconds, 0).toFixed(1)),
   batchPeakRssMB: Math.max(...batch.map((r) => r.peakRssMB)),
@@ -146,6 +158,26 @@ const out = {
   processCpuSeconds: Number(cpuNow().toFixed(1)),
   targets: { batchSecondsFor100M: 900, peakRssMB: 8192 },
 };
+// DIGEST=1: what the batch stored, per table "rows/xor of row hashes" with the clocks left out (equal digests
+// mean the same rows; docs/benchmarks.md "Ingest at 10M, round 3").
+if (process.env.DIGEST === "1") {
+  const digests: Record<string, string> = {};
+  for (const [name, sql] of [
+    ["raw_events", "SELECT * EXCLUDE (ingested_at) FROM raw_events"],
+    ["student_mastery", "SELECT * EXCLUDE (last_updated) FROM student_mastery"],
+    ["student_mastery_history", "SELECT * EXCLUDE (recorded_at) FROM student_mastery_history"],
+    ["learner_state", "SELECT * EXCLUDE (updated_at) FROM learner_state"],
+    ["features", "SELECT * FROM features"],
+    ["bkt_elo_watermark", "SELECT * EXCLUDE (ingested_through_us) FROM bkt_elo_watermark"],
+    ["student_context", "SELECT * FROM student_context"],
+  ] as const) {
+    const r = await store.one<{ n: bigint; h: bigint }>(
+      `SELECT count(*) AS n, bit_xor(hash(t)) AS h FROM (${sql}) t`,
+    );
+    digests[name] = `${r?.n}/${r?.h}`;
+  }
+  Object.assign(out, { digests });
+}
 store.close();
 process.stdout.write(`${JSON.stringify(out)}\n`);
 rmSync(join(base, `store-${students}`), { recursive: true, force: true });

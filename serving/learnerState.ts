@@ -255,6 +255,11 @@ export interface ScoreBktEloOptions {
   writeKeys?: number;
   /** Called after each block's transaction has committed, with the keys written so far and the run's keys. */
   onWriteBlock?: (writtenKeys: number, totalKeys: number) => void;
+  /**
+   * Awaited once after the fold, before the job reads the stored scores and states or writes anything
+   * (serving/batchSteps.ts: the batch folds while the rule step runs and writes after it has committed).
+   */
+  beforeWrite?: () => Promise<void>;
 }
 
 /**
@@ -501,6 +506,7 @@ export async function scoreBktElo(
     elo: models.eloVersion,
   };
   opts.onPhase?.("stage fold results");
+  await opts.beforeWrite?.();
   // The score rows, each with the numbers its explanation is made of (models/learnerState.ts
   // bktExplanationNumbers / eloExplanationNumbers, the same arithmetic) and an empty explanation text: readers
   // render the text (serving/storedExplanations.ts), so ~300 bytes of JSON a row are neither built nor written.

@@ -6,12 +6,23 @@ import { type GenerateOptions, generateSynthetic } from "../features/synthetic/g
 import { buildFeatures, resolveAsOf } from "../features/windows.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { RosterStore } from "../storage/rosterStore.ts";
-import { resolveModels, scoreBktElo } from "./learnerState.ts";
+import { type OverlapSetting, runBatchSteps } from "./batchSteps.ts";
+import { type BktEloModels, resolveModels, scoreBktElo } from "./learnerState.ts";
 import { loadRosterFile, type RosterLoadReport } from "./roster.ts";
 import { scoreRules } from "./ruleScoring.ts";
 
-/** The batch pipeline's steps, in order. */
-export const PIPELINE_STEPS = ["generate", "ingest", "features", "score rules", "score bkt-elo"] as const;
+/**
+ * The batch pipeline's steps, in order. "fit bkt-elo" resolves the BKT/Elo models (a quick fit on the store
+ * unless given); features, rules and BKT/Elo may then run side by side (serving/batchSteps.ts).
+ */
+export const PIPELINE_STEPS = [
+  "generate",
+  "ingest",
+  "fit bkt-elo",
+  "features",
+  "score rules",
+  "score bkt-elo",
+] as const;
 export type PipelineStep = (typeof PIPELINE_STEPS)[number];
 
 export interface PipelineOptions {
@@ -24,8 +35,14 @@ export interface PipelineOptions {
   skip?: readonly PipelineStep[];
   /** Progress of the current step: (step, done, total). */
   onProgress?: (step: PipelineStep, done: number, total: number) => void;
-  /** Called when a step ends with its wall time in milliseconds. */
+  /** Called when a step ends with its own wall time in milliseconds (overlapping steps' times overlap). */
   onStep?: (step: PipelineStep, millis: number) => void;
+  /** The BKT/Elo models, or how to resolve them once ingest is done (default: resolveModels(store, {})). */
+  models?: (store: DuckStore) => Promise<BktEloModels>;
+  /** Replay every key in the BKT/Elo step (scoreBktElo full); default false. */
+  bktEloFull?: boolean;
+  /** Features, rules and BKT/Elo side by side (serving/batchSteps.ts runBatchSteps); default false (in sequence). */
+  overlap?: OverlapSetting;
 }
 
 export interface PipelineResult {
@@ -38,6 +55,8 @@ export interface PipelineResult {
   ruleScores: number;
   bktEloKeys: number;
   millis: Record<PipelineStep, number>;
+  /** Whether features, rules and BKT/Elo overlapped, and their wall time together. */
+  scoring: { overlapped: boolean; millis: number };
 }
 
 /**
@@ -98,29 +117,41 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult
   if (events === 0) events = ingest.total.accepted;
 
   const asOf = await resolveAsOf(opts.store, "now");
-  const features = await timed("features", () =>
-    buildFeatures(opts.store, asOf, { truncate: true, onProgress: progress("features") }),
-  );
-  const rules = await timed("score rules", () =>
-    scoreRules(opts.store, { asOf, onProgress: progress("score rules") }),
-  );
-  let bktEloKeys = 0;
-  if (!skip.has("score bkt-elo")) {
-    const result = await timed("score bkt-elo", async () => {
-      const models = await resolveModels(opts.store, {});
-      return scoreBktElo(opts.store, models, { onProgress: progress("score bkt-elo") });
-    });
-    bktEloKeys = result.keys;
-  }
+  const withBktElo = !skip.has("score bkt-elo");
+  const models = withBktElo
+    ? await timed("fit bkt-elo", () => (opts.models ?? ((s) => resolveModels(s, {})))(opts.store))
+    : undefined;
+  const steps = await runBatchSteps(opts.store, {
+    features: (store) => buildFeatures(store, asOf, { truncate: true, onProgress: progress("features") }),
+    rules: (store) => scoreRules(store, { asOf, onProgress: progress("score rules") }),
+    ...(models !== undefined
+      ? {
+          bktElo: (store: DuckStore, beforeWrite: () => Promise<void>) =>
+            scoreBktElo(store, models, {
+              ...(opts.bktEloFull === true ? { full: true } : {}),
+              onProgress: progress("score bkt-elo"),
+              beforeWrite,
+            }),
+        }
+      : {}),
+    ...(opts.overlap !== undefined ? { overlap: opts.overlap } : {}),
+    onStep: (step, span) => {
+      millis[step] = span.endMs - span.startMs;
+      opts.onStep?.(step, millis[step]);
+    },
+  });
+  const rules = steps.rules;
+  const bktEloKeys = steps.bktElo?.keys ?? 0;
   return {
     events,
     ingest,
     roster,
     asOf,
-    featureRows: features.rows,
+    featureRows: steps.features?.rows ?? 0,
     ruleScores: rules.scored,
     bktEloKeys,
     millis,
+    scoring: { overlapped: steps.overlapped, millis: steps.millis },
   };
 }
 

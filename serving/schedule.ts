@@ -28,6 +28,7 @@ import { BatchRunStore } from "../storage/batchRuns.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { compactionReason, compactServingTables, deltaShares } from "../storage/servingTables.ts";
 import { AlertEngine, checkTimeCrossings, signWebhook, type ThresholdConfig } from "./alerts.ts";
+import { runBatchSteps } from "./batchSteps.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
 import { nextRunAt, SCHEDULED_JOBS, type ScheduleConfig, type ScheduledJob } from "./scheduleConfig.ts";
@@ -244,19 +245,33 @@ async function dailyBatch(
   counts.asOf = asOf.toISOString();
   // The mark is taken before anything is scored: rows ingested while this run works are the next run's.
   counts.watermark = { asOf: asOf.toISOString(), ingestedThroughUs: await ingestWatermark(store) };
-  if (cfg.features) Object.assign(counts, await buildSnapshot(store, newest, cfg.full));
-  // Rule rows store decayed evidence (read time moves it with time), so only pairs with new or late events move.
-  const rules = await scoreRules(store, { asOf, ...(cfg.full ? {} : { since }) });
+  // The snapshot, the rule scores and BKT/Elo read nothing another writes: serving/batchSteps.ts can run them side
+  // by side (BKT/Elo writing after the rule step's commit); in sequence by default until a quiet A/B shows a gain.
+  const steps = await runBatchSteps(store, {
+    ...(cfg.features ? { features: (s: DuckStore) => buildSnapshot(s, newest, cfg.full) } : {}),
+    // Rule rows store decayed evidence (read time moves it with time), so only pairs with new or late events move.
+    rules: (s) => scoreRules(s, { asOf, ...(cfg.full ? {} : { since }) }),
+    bktElo: async (s, beforeWrite) => {
+      const models = await resolveModels(s, {
+        ...(cfg.bktModel !== null ? { bktModelDir: cfg.bktModel } : {}),
+        ...(cfg.eloModel !== null ? { eloModelDir: cfg.eloModel } : {}),
+      });
+      return scoreBktElo(s, models, { full: cfg.full, beforeWrite });
+    },
+  });
+  if (steps.features !== undefined) Object.assign(counts, steps.features);
+  const rules = steps.rules;
   counts.ruleScores = rules.scored;
   counts.ruleMode = rules.mode;
   if (rules.fullReason !== undefined) counts.ruleFullReason = rules.fullReason;
-  const models = await resolveModels(store, {
-    ...(cfg.bktModel !== null ? { bktModelDir: cfg.bktModel } : {}),
-    ...(cfg.eloModel !== null ? { eloModelDir: cfg.eloModel } : {}),
-  });
-  const bktElo = await scoreBktElo(store, models, { full: cfg.full });
+  const bktElo = steps.bktElo;
+  if (bktElo === undefined) throw new ScheduleError("the batch's BKT/Elo step returned no result");
   counts.bktEloKeys = bktElo.keys;
   counts.bktEloEvents = bktElo.events;
+  counts.stepsOverlapped = steps.overlapped;
+  counts.stepMillis = Object.fromEntries(
+    Object.entries(steps.spans).map(([step, span]) => [step, Math.round(span.endMs - span.startMs)]),
+  );
   // The day's incremental rows went to the serving tables' deltas (storage/servingTables.ts): fold them into
   // the bases when a delta passes its share of the base or its age, so reads and the next days stay cheap.
   const shares = await deltaShares(store, Date.now() * 1000);

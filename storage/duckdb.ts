@@ -56,7 +56,34 @@ export class DuckStore {
     readonly conn: DuckDBConnection,
     /** The attached catalog every connection must USE (the encrypted file), if any. */
     private readonly catalog: string | null = null,
+    /** The store this one is a session of (see session()); null for a store opened with open(). */
+    private readonly owner: DuckStore | null = null,
   ) {}
+
+  /** Sessions opened on this store and not yet released. */
+  private readonly sessions: DuckStore[] = [];
+
+  /**
+   * Another store on this same DuckDB instance with a connection of its own: its own transactions, temp
+   * tables, appenders and thread-count changes, so two jobs can run side by side on one database (DuckDB is
+   * MVCC: appends to one table from two transactions do not conflict; updates or deletes of the same rows do,
+   * so callers order such writes). Its statements are counted in this store too: this store's close() waits
+   * for them and then releases the session's connection with its own. Closing the session releases only its
+   * connection. Refused once close() was called.
+   */
+  async session(): Promise<DuckStore> {
+    this.refuseIfClosed();
+    const conn = await this.tracked(() => this.instance.connect());
+    try {
+      if (this.catalog !== null) await conn.run(`USE ${this.catalog}`);
+    } catch (err) {
+      conn.closeSync();
+      throw err;
+    }
+    const s = new DuckStore(this.path, this.instance, conn, this.catalog, this.owner ?? this);
+    (this.owner ?? this).sessions.push(s);
+    return s;
+  }
 
   /**
    * `size` more connections on this same DuckDB instance, for reads that must not queue behind the
@@ -173,8 +200,7 @@ export class DuckStore {
    * waits for it; no other statement may run on the store while a chunk is held.
    */
   async *chunks(sql: string, params?: Params): AsyncGenerator<DuckDBDataChunk, void, undefined> {
-    this.refuseIfClosed();
-    this.inFlight++;
+    this.enter();
     try {
       const result = await this.conn.stream(sql, params);
       for (;;) {
@@ -183,8 +209,7 @@ export class DuckStore {
         yield chunk;
       }
     } finally {
-      this.inFlight--;
-      this.releaseIfDrained();
+      this.leave();
     }
   }
 
@@ -202,13 +227,28 @@ export class DuckStore {
   }
 
   private async tracked<T>(statement: () => Promise<T>): Promise<T> {
-    this.refuseIfClosed();
-    this.inFlight++;
+    this.enter();
     try {
       return await statement();
     } finally {
-      this.inFlight--;
-      this.releaseIfDrained();
+      this.leave();
+    }
+  }
+
+  /** Counts a statement as running here and, for a session, in its owner too (refused once either is closing). */
+  private enter(): void {
+    this.refuseIfClosed();
+    this.owner?.refuseIfClosed();
+    this.inFlight++;
+    if (this.owner !== null) this.owner.inFlight++;
+  }
+
+  private leave(): void {
+    this.inFlight--;
+    this.releaseIfDrained();
+    if (this.owner !== null) {
+      this.owner.inFlight--;
+      this.owner.releaseIfDrained();
     }
   }
 
@@ -355,6 +395,20 @@ export class DuckStore {
   private release(): void {
     this.closeState = "closed";
     for (const p of this.pools.splice(0)) p.close();
+    if (this.owner !== null) {
+      const at = this.owner.sessions.indexOf(this);
+      if (at >= 0) this.owner.sessions.splice(at, 1);
+      this.conn.closeSync();
+      for (const ok of this.closedWaiters.splice(0)) ok();
+      return;
+    }
+    // Every session's statements were counted here too, so none is running now.
+    for (const s of this.sessions.splice(0)) {
+      s.closeState = "closed";
+      for (const p of s.pools.splice(0)) p.close();
+      s.conn.closeSync();
+      for (const ok of s.closedWaiters.splice(0)) ok();
+    }
     this.conn.closeSync();
     this.instance.closeSync();
     for (const ok of this.closedWaiters.splice(0)) ok();

@@ -1,0 +1,150 @@
+/**
+ * The daily batch's scoring steps, side by side where they do not depend on each other (issue 17: on two
+ * cores a step that runs JavaScript on one thread, such as the BKT/Elo fold, leaves the other core to the
+ * rest). What each step reads and writes (docs/benchmarks.md "Overlapping the batch's steps"):
+ *
+ *   features      reads raw_events (and the previous snapshot)   writes features, feature_snapshots
+ *   score rules   reads raw_events, its own rule rows             writes student_mastery (rule_based rows, a
+ *                                                                 full rerun rewrites the base table),
+ *                                                                 student_mastery_history, the rollup views
+ *   score bkt-elo reads raw_events, learner_state, its own        writes learner_state, student_mastery (bkt /
+ *                 bkt/elo rows, bkt_elo_watermark                 elo rows), student_mastery_history,
+ *                                                                 bkt_elo_watermark
+ *
+ * No step reads what another writes, so the three start together, each on a session of the store (a
+ * connection of its own: storage/duckdb.ts session()). Two steps write the same tables: the rule step's full
+ * rerun swaps in a new student_mastery base, which must not race the BKT/Elo step's updates of the old one.
+ * So the BKT/Elo step folds while the rule step runs and writes only after the rule step has committed
+ * (scoreBktElo's beforeWrite), in the same order as the sequential batch; each step's rows are then what the
+ * sequential batch stores (test/serving/batchSteps.int.test.ts).
+ */
+import type { DuckStore } from "../storage/duckdb.ts";
+
+/** The scoring steps, in the order a sequential batch runs them. */
+export const BATCH_STEPS = ["features", "score rules", "score bkt-elo"] as const;
+export type BatchStep = (typeof BATCH_STEPS)[number];
+
+/**
+ * Above this many raw events the steps run one after another. Overlapping adds the steps' memory outside
+ * DuckDB's buffer pool (the pool itself is one limit for the whole instance, whatever the connections): at
+ * 100M events the sequential batch peaked at 7,759 MiB with a 5 GB DuckDB limit (rules 7,751, BKT/Elo 6,509 MB),
+ * so the rule step's ~2.7 GB and the BKT/Elo step's ~1.5 GB beside DuckDB's limit would pass the 8 GB target
+ * together. At 10M (~4.9 GB peak in sequence) the sum fits with room; 30M is three times that.
+ */
+export const OVERLAP_MAX_EVENTS = 30_000_000;
+
+export type OverlapSetting = boolean | "auto";
+
+/** Whether the steps overlap: `setting` when a boolean, else when raw_events holds at most OVERLAP_MAX_EVENTS rows. */
+export async function shouldOverlap(store: DuckStore, setting: OverlapSetting): Promise<boolean> {
+  if (setting !== "auto") return setting;
+  // The row count from the table's metadata (no scan).
+  const r = await store.one<{ n: bigint | number | null }>(
+    "SELECT estimated_size AS n FROM duckdb_tables() WHERE table_name = 'raw_events' AND NOT temporary LIMIT 1",
+  );
+  return Number(r?.n ?? 0) <= OVERLAP_MAX_EVENTS;
+}
+
+/** A step's own span: when it started and ended, in milliseconds since the steps started. */
+export interface StepSpan {
+  startMs: number;
+  endMs: number;
+}
+
+export interface BatchStepsOptions<F, R, B> {
+  /** The features snapshot, when this batch builds one. */
+  features?: (store: DuckStore) => Promise<F>;
+  rules: (store: DuckStore) => Promise<R>;
+  /** BKT/Elo state and scores; `beforeWrite` goes to scoreBktElo (it resolves once the rule step committed). */
+  bktElo?: (store: DuckStore, beforeWrite: () => Promise<void>) => Promise<B>;
+  /**
+   * Run the steps side by side (true), one after another (false, the default), or by the store's size ("auto").
+   * Off by default: at 10M events under load the overlapped steps took 1.21x the wall and 1.11x the CPU of the
+   * sequence (one pair, docs/benchmarks.md "Overlapping the batch's steps (overlap18)"); off until a quiet A/B shows a gain.
+   */
+  overlap?: OverlapSetting;
+  /** Called when a step ends, with its own span (steps that overlap report overlapping spans). */
+  onStep?: (step: BatchStep, span: StepSpan) => void;
+}
+
+export interface BatchStepsResult<F, R, B> {
+  features?: F;
+  rules: R;
+  bktElo?: B;
+  overlapped: boolean;
+  spans: Partial<Record<BatchStep, StepSpan>>;
+  /** Wall time of all the steps together. */
+  millis: number;
+}
+
+/**
+ * Runs the steps, overlapped or in sequence (see the module comment). When a step fails the others still
+ * run to their end (a step's transaction either commits or rolls back whole; the BKT/Elo step does not
+ * write when the rule step failed, as in sequence), then the first failure is thrown.
+ */
+export async function runBatchSteps<F, R, B>(
+  store: DuckStore,
+  opts: BatchStepsOptions<F, R, B>,
+): Promise<BatchStepsResult<F, R, B>> {
+  const t0 = performance.now();
+  const spans: Partial<Record<BatchStep, StepSpan>> = {};
+  const timed = async <T>(step: BatchStep, fn: () => Promise<T>): Promise<T> => {
+    const startMs = performance.now() - t0;
+    const out = await fn();
+    const span = { startMs, endMs: performance.now() - t0 };
+    spans[step] = span;
+    opts.onStep?.(step, span);
+    return out;
+  };
+  const { features, rules, bktElo } = opts;
+  if (!(await shouldOverlap(store, opts.overlap ?? false))) {
+    const f = features === undefined ? undefined : await timed("features", () => features(store));
+    const r = await timed("score rules", () => rules(store));
+    const b =
+      bktElo === undefined ? undefined : await timed("score bkt-elo", () => bktElo(store, async () => {}));
+    return result(f, r, b, false);
+  }
+  const sessions: DuckStore[] = [];
+  const session = async (): Promise<DuckStore> => {
+    const s = await store.session();
+    sessions.push(s);
+    return s;
+  };
+  try {
+    const rulesDone = timed("score rules", async () => rules(await session()));
+    // The BKT/Elo step waits for the rule step's commit before it writes; a failed rule step stops it there.
+    const gate = rulesDone.then(() => undefined);
+    gate.catch(() => undefined);
+    const settled = await Promise.allSettled([
+      features === undefined
+        ? Promise.resolve(undefined)
+        : timed("features", async () => features(await session())),
+      rulesDone,
+      bktElo === undefined
+        ? Promise.resolve(undefined)
+        : timed("score bkt-elo", async () => bktElo(await session(), () => gate)),
+    ]);
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+    if (failed !== undefined) throw failed.reason;
+    const [f, r, b] = settled as [
+      PromiseFulfilledResult<F | undefined>,
+      PromiseFulfilledResult<R>,
+      PromiseFulfilledResult<B | undefined>,
+    ];
+    return result(f.value, r.value, b.value, true);
+  } finally {
+    for (const s of sessions) s.close();
+    await Promise.all(sessions.map((s) => s.whenClosed()));
+  }
+
+  function result(f: F | undefined, r: R, b: B | undefined, overlapped: boolean): BatchStepsResult<F, R, B> {
+    return {
+      ...(f !== undefined ? { features: f } : {}),
+      rules: r,
+      ...(b !== undefined ? { bktElo: b } : {}),
+      overlapped,
+      spans,
+      millis: performance.now() - t0,
+    };
+  }
+}
