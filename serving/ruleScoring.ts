@@ -367,11 +367,11 @@ async function appendScores(
  * Scores temp.rule_states in a pool of `workers` persistent threads (serving/ruleWorkerPool.ts), `block` rows
  * at a time: each block's state columns are read into shared memory and split between the threads, which
  * append their share as tab-separated lines (ruleScoringWorker.ts) to their own temp file; when every block
- * is scored, DuckDB loads the files into temp.rule_scores in parallel. Two block buffers: the next block is
- * read while the threads score the last one. JSON.stringify of the explanations (number-to-text
- * conversion) is most of the scoring CPU, so this divides the step's single-threaded part by the core
- * count. The connection is not used while the state rows stream (that would end the stream), hence one
- * load at the end.
+ * is scored, `write` gets a read_csv() of the files (rid, score, explanation) to insert from, and the files are
+ * removed after it. Two block buffers: the next block is read while the threads score the last one.
+ * JSON.stringify of the explanations (number-to-text conversion) is most of the scoring CPU, so this divides
+ * the step's single-threaded part by the core count. The connection is not used while the state rows stream
+ * (that would end the stream), hence the writes at the end.
  */
 async function scoreInWorkers(
   store: DuckStore,
