@@ -186,54 +186,32 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     const workers = opts.workers ?? (n >= WORKERS_FROM_ROWS && cores >= 2 ? Math.min(4, cores) : 0);
     scored = n;
     const at = Number(asOfUs);
-    // temp.rule_scored: the scores with their keys. The worker path loads the threads' files joined with the
-    // states' keys in one parallel statement (no table of the scores alone in between: at 10M that table held
-    // ~1 GB of explanations written once more); the calling thread appends to temp.rule_scores, joined below.
-    const joinScores = (scores: string): Promise<void> =>
-      store.run(
-        `
-        CREATE OR REPLACE TEMP TABLE rule_scored AS
-        SELECT r.rid, f.student_key, f.topic_id, r.score, make_timestamp($t::BIGINT) AS as_of, r.explanation
-        FROM ${scores} r JOIN temp.rule_states f ON f.rid = r.rid::BIGINT`,
-        { t: asOfUs },
-      );
-    if (workers > 0 && n > 0) {
-      const block = Math.max(1, Math.min(n, opts.blockRows ?? ruleBlockRows(await store.memoryLimitBytes())));
-      await scoreInWorkers(store, at, n, block, config, workers, opts.onProgress, joinScores);
-      opts.onPhase?.("score");
-    } else {
-      await store.run(
-        "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
-      );
-      const { rid, cols } = await readStateColumns(store, n, n, false, async () => {});
-      await appendScores(store, rid, at, cols, n, config, opts.onProgress);
-      opts.onPhase?.("score");
-      await store.withThreads(mode === "full" ? 1 : await store.threadCount(), async () => {
-        await joinScores("temp.rule_scores");
-        await store.run("DROP TABLE temp.rule_scores");
-      });
-      opts.onPhase?.("join keys");
-    }
-    // The steps after scoring (the join of keys, history, the student_mastery writes and the commit) are mostly
-    // serial: a full run does them on one DuckDB thread, through the commit (storage/duckdb.ts withThreads; at
-    // 1M the join of keys cost 2.1 CPU-s instead of 0.6 on two, docs/benchmarks.md "The full rule step's CPU
-    // (rules15)"). The day's writes are a few rows: switching threads would cost more than the busy-wait
-    // (measured).
-    const writeScores = async (): Promise<void> => {
-      const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n };
-      const before = await historyCount(store);
+    // The steps after scoring (history, the student_mastery writes and the commit) are mostly serial: a full
+    // run does them on one DuckDB thread, through the commit (storage/duckdb.ts withThreads; docs/benchmarks.md
+    // "The full rule step's CPU (rules15)"). The day's writes are a few rows: switching threads would cost more
+    // than the busy-wait (measured).
+    const writePhase = (fn: () => Promise<void>): Promise<void> =>
+      mode === "full" ? store.withThreads(1, fn) : fn();
+    // Both writes read the scores (`scores`: rid, score, explanation) joined with the states' keys by rid as
+    // they go, rather than from a table of the joined rows: that table held every explanation once more (at
+    // 10M ~1 GB, at 100M ~10 GB of temp storage), and the worker path reads the threads' files straight
+    // into history and student_mastery (docs/benchmarks.md "The rule step's writes (rulew18)").
+    const writeScores = async (scores: string): Promise<void> => {
+      const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n, t: asOfUs };
+      const scored = `(SELECT f.student_key, f.topic_id, r.score, make_timestamp($t::BIGINT) AS as_of, r.explanation
+         FROM ${scores} r JOIN temp.rule_states f ON f.rid = r.rid::BIGINT) s`;
       const hadScores =
         (await store.one("SELECT 1 AS x FROM student_mastery WHERE score_source = 'rule_based' LIMIT 1")) !==
         undefined;
       // A row whose stored score is the same is not history. With no stored rule score (a first run) every
       // row is new, so no join; else NOT EXISTS, which DuckDB runs as an anti join that keeps only the keys
       // (the LEFT JOIN it replaces carried every scored row's explanation through the join: half the step).
-      await store.run(
+      changed = await store.runCount(
         `INSERT INTO student_mastery_history
            (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
          SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
                 make_timestamp($now::BIGINT)
-         FROM temp.rule_scored s
+         FROM ${scored}
          ${
            hadScores
              ? `WHERE NOT EXISTS (SELECT 1 FROM student_mastery m
@@ -243,7 +221,6 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
          }`,
         params,
       );
-      changed = (await historyCount(store)) - before;
       opts.onPhase?.("history");
       // student_mastery is a view over a base and an append-only delta (storage/servingTables.ts): the pairs of
       // an incremental day are appended to the delta (the newest row per key wins), so the commit writes them at
@@ -253,41 +230,55 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
         await foldDelta(store, "student_mastery", "score_source = 'rule_based'");
         opts.onPhase?.("fold delta");
       }
-      const upsert = hadScores && mode === "full";
-      const insertScores = (): Promise<void> =>
-        store.run(
-          `INSERT INTO ${mode === "incremental" ? deltaTable("student_mastery") : baseTable("student_mastery")}
-           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
-         SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
-                make_timestamp($now::BIGINT)
-         FROM temp.rule_scored s`,
-          params,
-        );
-      if (upsert) {
-        // A full run replaces the stored rule rows of the pairs it scored by writing the base anew (the rows
-        // it keeps, then the new rule rows) and swapping it in (storage/servingTables.ts replaceBaseRows):
-        // deleting a third of the base's keys from its primary key at commit cost more than the rewrite. Not
-        // ON CONFLICT DO UPDATE either: an update keeps every updated row's old values (the explanation among
-        // them) in the transaction's memory until commit, so a rerun over the stored scores of 10M events ran
-        // out of an 800 MB limit; inserts into a new table are written to the file as they go (DuckDB's
-        // optimistic writes), so the rewrite stays within the limit.
-        await replaceBaseRows(
+      const rows = `SELECT s.student_key, s.topic_id, s.score AS mastery_score, 'rule_based' AS score_source,
+               $mv AS model_version, s.as_of, s.explanation, make_timestamp($now::BIGINT) AS last_updated
+             FROM ${scored}`;
+      let written: number;
+      if (hadScores && mode === "full") {
+        // A full run replaces the stored rule rows of the pairs it scored (every pair in temp.rule_states) by
+        // writing the base anew (the rows it keeps, then the new rule rows) and swapping it in
+        // (storage/servingTables.ts replaceBaseRows): deleting a third of the base's keys from its primary key
+        // at commit cost more than the rewrite. Not ON CONFLICT DO UPDATE either: an update keeps every updated
+        // row's old values (the explanation among them) in the transaction's memory until commit, so a rerun
+        // over the stored scores of 10M events ran out of an 800 MB limit; inserts into a new table are written
+        // to the file as they go (DuckDB's optimistic writes), so the rewrite stays within the limit.
+        written = await replaceBaseRows(
           store,
           "student_mastery",
-          `NOT (b.score_source = 'rule_based' AND EXISTS (SELECT 1 FROM temp.rule_scored s
-               WHERE s.student_key = b.student_key AND s.topic_id = b.topic_id))`,
-          `SELECT s.student_key, s.topic_id, s.score AS mastery_score, 'rule_based' AS score_source,
-               $mv AS model_version, s.as_of, s.explanation, make_timestamp($now::BIGINT) AS last_updated
-             FROM temp.rule_scored s`,
+          `NOT (b.score_source = 'rule_based' AND EXISTS (SELECT 1 FROM temp.rule_states f
+               WHERE f.student_key = b.student_key AND f.topic_id = b.topic_id))`,
+          rows,
           params,
         );
-      } else await insertScores();
+      } else
+        written = await store.runCount(
+          `INSERT INTO ${mode === "incremental" ? deltaTable("student_mastery") : baseTable("student_mastery")} BY NAME ${rows}`,
+          params,
+        );
+      if (written !== n)
+        throw new RuleScoringError(
+          `the rule step wrote ${written} student_mastery rows for ${n} scored pairs: a score's rid matched no state (its scores file or table is incomplete); rerun the step`,
+        );
       opts.onPhase?.("student_mastery");
-      await store.run("DROP TABLE temp.rule_scored");
       await store.run("DROP TABLE temp.rule_states");
     };
-    if (mode === "full") await store.withThreads(1, writeScores);
-    else await writeScores();
+    if (workers > 0 && n > 0) {
+      const block = Math.max(1, Math.min(n, opts.blockRows ?? ruleBlockRows(await store.memoryLimitBytes())));
+      await scoreInWorkers(store, at, n, block, config, workers, opts.onProgress, opts.onPhase, (scores) =>
+        writePhase(() => writeScores(scores)),
+      );
+    } else {
+      await store.run(
+        "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
+      );
+      const { rid, cols } = await readStateColumns(store, n, n, false, async () => {});
+      await appendScores(store, rid, at, cols, n, config, opts.onProgress);
+      opts.onPhase?.("score");
+      await writePhase(async () => {
+        await writeScores("temp.rule_scores");
+        await store.run("DROP TABLE temp.rule_scores");
+      });
+    }
   });
   opts.onPhase?.("commit");
   await createRollupViews(store);
@@ -376,11 +367,11 @@ async function appendScores(
  * Scores temp.rule_states in a pool of `workers` persistent threads (serving/ruleWorkerPool.ts), `block` rows
  * at a time: each block's state columns are read into shared memory and split between the threads, which
  * append their share as tab-separated lines (ruleScoringWorker.ts) to their own temp file; when every block
- * is scored, DuckDB loads the files into temp.rule_scores in parallel. Two block buffers: the next block is
- * read while the threads score the last one. JSON.stringify of the explanations (number-to-text
- * conversion) is most of the scoring CPU, so this divides the step's single-threaded part by the core
- * count. The connection is not used while the state rows stream (that would end the stream), hence one
- * load at the end.
+ * is scored, `write` gets a read_csv() of the files (rid, score, explanation) to insert from, and the files are
+ * removed after it. Two block buffers: the next block is read while the threads score the last one.
+ * JSON.stringify of the explanations (number-to-text conversion) is most of the scoring CPU, so this divides
+ * the step's single-threaded part by the core count. The connection is not used while the state rows stream
+ * (that would end the stream), hence the writes at the end.
  */
 async function scoreInWorkers(
   store: DuckStore,
@@ -390,7 +381,8 @@ async function scoreInWorkers(
   config: RuleConfig,
   workers: number,
   onProgress: ((done: number, total: number) => void) | undefined,
-  load: (scores: string) => Promise<void>,
+  onPhase: ((phase: string) => void) | undefined,
+  write: (scores: string) => Promise<void>,
 ): Promise<void> {
   // Beside the store (about 330 bytes a row), else in the OS temp directory for in-memory stores.
   const base = store.path === ":memory:" ? tmpdir() : dirname(store.path);
@@ -407,25 +399,19 @@ async function scoreInWorkers(
     const written = await pool.close();
     if (written !== n)
       throw new RuleScoringError(`rule scoring threads scored ${written} rows, expected ${n}`);
-    await load(
+    onPhase?.("score");
+    // The files are read by the writes themselves (each of them once), and removed after them.
+    await write(
       `read_csv([${pool.paths.map(sqlString).join(", ")}],
          delim = '\\t', quote = '', escape = '', header = false, auto_detect = false, new_line = '\\n',
          columns = {'rid': 'DOUBLE', 'score': 'DOUBLE', 'explanation': 'VARCHAR'})`,
     );
-    const loaded = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.rule_scored");
-    if (Number(loaded?.n ?? 0n) !== n)
-      throw new RuleScoringError(`rule scoring workers wrote ${Number(loaded?.n)} scores, expected ${n}`);
   } catch (err) {
     await pool.terminate();
     throw err;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-async function historyCount(store: DuckStore): Promise<number> {
-  const r = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_history");
-  return Number(r?.n ?? 0n);
 }
 
 /**

@@ -209,7 +209,7 @@ export async function foldDelta(store: DuckStore, t: LayeredTable, where = "TRUE
  * commit removes every deleted key from the primary key's ART, fetching each deleted row's key strings from
  * their compressed segments one row at a time (most of the commit's CPU at 1M); a new table's index is built
  * from the appended rows only, and the old table's blocks are freed whole (docs/benchmarks.md "The full rule
- * step's CPU (rules15)").
+ * step's CPU (rules15)"). Returns the number of rows `rows` inserted.
  */
 export async function replaceBaseRows(
   store: DuckStore,
@@ -217,7 +217,7 @@ export async function replaceBaseRows(
   keep: string,
   rows: string,
   params?: Params,
-): Promise<void> {
+): Promise<number> {
   const base = baseTable(t);
   const next = `${base}_next`;
   const where = "database_name = current_database() AND schema_name = current_schema() AND table_name = $t";
@@ -237,10 +237,11 @@ export async function replaceBaseRows(
   await store.run(`DROP TABLE IF EXISTS ${next}`);
   await store.run(create.replace(head, `CREATE TABLE ${next}(`));
   await store.run(`INSERT INTO ${next} SELECT * FROM ${base} b WHERE ${keep}`);
-  await store.run(`INSERT INTO ${next} BY NAME ${rows}`, params);
+  const inserted = await store.runCount(`INSERT INTO ${next} BY NAME ${rows}`, params);
   await store.run(`DROP TABLE ${base}`);
   await store.run(`ALTER TABLE ${next} RENAME TO ${base}`);
   for (const i of indexes) if (i.sql !== null) await store.run(i.sql);
+  return inserted;
 }
 
 export interface CompactionResult {

@@ -235,7 +235,11 @@ describe("replaceBaseRows: a new base swapped in for a set of rows (the full rul
     try {
       await seed(s);
       const before = await s.all(ALL);
-      await s.transaction(() => replaceBaseRows(s, "student_mastery", KEEP, NEW_ROW, { mv: "r2" }));
+      // It returns how many rows `rows` inserted (the rule step checks it against the pairs it scored).
+      const inserted = await s.transaction(() =>
+        replaceBaseRows(s, "student_mastery", KEEP, NEW_ROW, { mv: "r2" }),
+      );
+      expect(inserted).toBe(1);
       const after = await s.all<Record<string, unknown>>(ALL);
       expect(after).toHaveLength(4);
       // The rows kept are equal in every column (the explanation numbers too); the replaced one is the new row.
