@@ -23,6 +23,7 @@ import { resolveModels } from "../serving/learnerState.ts";
 import { DEFAULT_SOURCE_ORDER } from "../serving/masteryView.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { BATCH_DIGEST_QUERIES, tableDigests } from "./bktEloDigest.ts";
 import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 10_000);
@@ -161,21 +162,10 @@ const out = {
 // DIGEST=1: what the batch stored, per table "rows/xor of row hashes" with the clocks left out (equal digests
 // mean the same rows; docs/benchmarks.md "Ingest at 10M, round 3").
 if (process.env.DIGEST === "1") {
-  const digests: Record<string, string> = {};
-  for (const [name, sql] of [
-    ["raw_events", "SELECT * EXCLUDE (ingested_at) FROM raw_events"],
-    ["student_mastery", "SELECT * EXCLUDE (last_updated) FROM student_mastery"],
-    ["student_mastery_history", "SELECT * EXCLUDE (recorded_at) FROM student_mastery_history"],
-    ["learner_state", "SELECT * EXCLUDE (updated_at) FROM learner_state"],
-    ["features", "SELECT * FROM features"],
-    ["bkt_elo_watermark", "SELECT * EXCLUDE (ingested_through_us) FROM bkt_elo_watermark"],
+  const digests = await tableDigests(store, [
+    ...BATCH_DIGEST_QUERIES,
     ["student_context", "SELECT * FROM student_context"],
-  ] as const) {
-    const r = await store.one<{ n: bigint; h: bigint }>(
-      `SELECT count(*) AS n, bit_xor(hash(t)) AS h FROM (${sql}) t`,
-    );
-    digests[name] = `${r?.n}/${r?.h}`;
-  }
+  ]);
   Object.assign(out, { digests });
 }
 store.close();

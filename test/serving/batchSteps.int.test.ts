@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BATCH_DIGEST_QUERIES, tableDigests } from "../../bench/bktEloDigest.ts";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { generateSynthetic } from "../../features/synthetic/generate.ts";
 import { runBatchSteps } from "../../serving/batchSteps.ts";
@@ -16,23 +17,8 @@ let work: string;
 const dataDir = () => join(work, "data");
 
 /** "rows/xor of row hashes" per table the batch writes, the wall-clock columns left out. */
-async function digests(store: DuckStore): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const [name, sql] of [
-    ["raw_events", "SELECT * EXCLUDE (ingested_at) FROM raw_events"],
-    ["student_mastery", "SELECT * EXCLUDE (last_updated) FROM student_mastery"],
-    ["student_mastery_history", "SELECT * EXCLUDE (recorded_at) FROM student_mastery_history"],
-    ["learner_state", "SELECT * EXCLUDE (updated_at) FROM learner_state"],
-    ["features", "SELECT * FROM features"],
-    ["bkt_elo_watermark", "SELECT * EXCLUDE (ingested_through_us) FROM bkt_elo_watermark"],
-  ] as const) {
-    const r = await store.one<{ n: bigint; h: bigint }>(
-      `SELECT count(*) AS n, bit_xor(hash(t)) AS h FROM (${sql}) t`,
-    );
-    out[name] = `${r?.n}/${r?.h}`;
-  }
-  return out;
-}
+const digests = (store: DuckStore): Promise<Record<string, string>> =>
+  tableDigests(store, BATCH_DIGEST_QUERIES);
 
 async function batchTwice(
   name: string,
