@@ -1,8 +1,9 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import type { ErrorObject, ValidateFunction } from "ajv";
 import type { Request, RequestHandler } from "express";
 import { show } from "../../features/contracts.ts";
 import { formatModelVersion } from "../../registry/registry.ts";
 import { RegistryError } from "../../registry/store.ts";
+import { apiAjv } from "../apiSchemas.ts";
 import type { ServingContext } from "../app.ts";
 import { AccessError, type Principal } from "../auth.ts";
 import { HttpError } from "../httpError.ts";
@@ -54,7 +55,7 @@ export interface RollbackBody {
   reason?: string;
 }
 
-const ajv = new Ajv({ allErrors: false, strict: true });
+const ajv = apiAjv;
 const validators = {
   alias: ajv.compile(ALIAS_BODY_SCHEMA),
   rollback: ajv.compile(ROLLBACK_BODY_SCHEMA),
