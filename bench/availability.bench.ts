@@ -155,7 +155,16 @@ function stallReport(dir: string, start: number): string {
 
 async function main(): Promise<void> {
   process.stdout.write(`starting the topology (deploy/local.sh, LB port ${LB_PORT})...\n`);
-  await local("start");
+  try {
+    await local("start");
+  } catch (err) {
+    // A start that timed out (a server not ready in 60 s on a starved machine) leaves processes behind.
+    await local("stop").catch(() => undefined);
+    throw new Error(
+      `deploy/local.sh start failed (${(err as Error).message.split("\n")[0]}); the topology was stopped. ` +
+        `See ${topo.LOCAL_DIR}/*.log; on a loaded machine retry with a lower AVAIL_RATE or later.`,
+    );
+  }
   // The LMS integration: one service token (services are not rate-limited by default, users are:
   // serving/rateLimit.ts). A 429 counts as a failure below, like a 5xx.
   const token = await signToken(DEMO_JWT_SECRET, {

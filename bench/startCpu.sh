@@ -24,6 +24,10 @@ cleanup() {
   [[ -n ${PID:-} ]] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
   psql "$MASTERY_PG_URL" -qc "DROP SCHEMA IF EXISTS $TAG CASCADE" >/dev/null 2>&1 || true
   redis-cli -u "$MASTERY_REDIS_URL" --scan --pattern "$TAG*" | xargs -r redis-cli -u "$MASTERY_REDIS_URL" del >/dev/null
+  (cd "$ROOT" && node --input-type=module -e "import { connect } from 'nats';
+    const nc = await connect({ servers: process.env.MASTERY_NATS_URL });
+    await (await nc.jetstreamManager()).streams.delete(process.env.MASTERY_NATS_STREAM).catch(() => false);
+    await nc.close();") || true
   rm -rf "$DIR"
 }
 trap cleanup EXIT
