@@ -34,11 +34,9 @@ export LOG_LEVEL=${LOG_LEVEL:-warn}
 # (serving/rateLimit.ts: requests without a valid token are limited per client address).
 export MASTERY_TRUST_PROXY=${MASTERY_TRUST_PROXY:-loopback}
 HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
-# NODE_ARGS: node flags for the servers and the worker (e.g. add "--cpu-prof --cpu-prof-dir=/tmp/prof", which
-# NODE_OPTIONS does not allow; the profile is written when the process exits after `stop`). Default: a 64 MB
-# young generation semi-space (V8's default is 16 MB): a request's garbage dies young, and fewer, larger
-# scavenges cost less CPU per request (docs/benchmarks.md "CPU headroom of the topology"). NODE_ARGS="" for none.
-read -r -a NODE_ARGS_ARR <<<"${NODE_ARGS---max-semi-space-size=64}"
+# NODE_ARGS: extra node flags for the servers and the worker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (which
+# NODE_OPTIONS does not allow; each profile is written when its process exits, i.e. after `stop`).
+read -r -a NODE_ARGS_ARR <<<"${NODE_ARGS:-}"
 MASTERY=(node "${NODE_ARGS_ARR[@]}" bin/mastery.js)
 DEMO=()
 if [[ -z "${MASTERY_JWT_SECRET:-}" || -z "${MASTERY_PSEUDONYM_KEY:-}" ]]; then DEMO=(--demo); fi

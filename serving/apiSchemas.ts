@@ -94,14 +94,7 @@ export interface BodyIssue {
   reason: string;
 }
 
-/**
- * The one Ajv instance of the API's own bodies (here, serving/routes/models.ts, serving/routes/experiments.ts):
- * each instance compiles and checks against the JSON Schema meta-schema on its first schema (~50 ms of CPU
- * at every server start). No body schema here validates a `format` (experiments check dates with
- * Date.parse; ajv-formats is not loaded), hence validateFormats off.
- */
-export const apiAjv = new Ajv({ allErrors: false, strict: true, validateFormats: false });
-const ajv = apiAjv;
+const ajv = new Ajv({ allErrors: false, strict: true });
 const compiled = {
   feedback: ajv.compile(FEEDBACK_SCHEMA),
   score: ajv.compile(SCORE_SCHEMA),

