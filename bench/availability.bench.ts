@@ -25,6 +25,7 @@ import { connect } from "nats";
 import { DEMO_JWT_SECRET, signToken } from "../serving/auth.ts";
 import { PgStore } from "../storage/postgres.ts";
 import { envNumber as env } from "./benchEnv.ts";
+import { cpuPerRequest, formatCpuRows, sampleCpu, topologyPids } from "./topologyCpu.ts";
 
 const run = promisify(execFile);
 const SECONDS = env("AVAIL_SECONDS", 120);
@@ -32,8 +33,17 @@ const RATE = env("AVAIL_RATE", 200);
 const PERIOD = env("AVAIL_PERIOD", 30);
 /** Seconds between progress lines (each with that stretch's p99). */
 const PROGRESS = env("AVAIL_PROGRESS_SECONDS", 30);
-const tag = `scale_avail_${process.pid}`;
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
+/** Names of this run's schema, Redis prefix and NATS stream (AVAIL_TAG: a prefix of your own on a shared machine). */
+const tag = `${process.env.AVAIL_TAG || "scale_avail"}_${process.pid}`;
+/**
+ * AVAIL_CPU_FROM / AVAIL_CPU_TO (seconds into the run): sample each topology process's CPU ticks at those
+ * two times and print CPU-ms per answered request (bench/topologyCpu.ts); meaningful with no disruption
+ * between them (AVAIL_PERIOD larger than AVAIL_SECONDS).
+ */
+const CPU_FROM = process.env.AVAIL_CPU_FROM ? env("AVAIL_CPU_FROM", 1) : undefined;
+const CPU_TO = env("AVAIL_CPU_TO", SECONDS - 5);
+/** The checkout whose deploy/local.sh and build run (AVAIL_ROOT: another worktree, for A/B pairs). */
+const ROOT = process.env.AVAIL_ROOT || fileURLToPath(new URL("..", import.meta.url));
 // Ports LB, LB+1 (stats), servers LB+3.. and their restart slots LB+5.. (deploy/local.sh): 8 apart per run.
 const LB_PORT = env("AVAIL_LB_PORT", 19080 + (process.pid % 500) * 8);
 const topo: Record<string, string> = {
@@ -49,6 +59,8 @@ const topo: Record<string, string> = {
   MASTERY_NATS_SUBJECT_PREFIX: `${tag}.events`,
   MASTERY_JWT_SECRET: "",
   MASTERY_PSEUDONYM_KEY: "",
+  // node-postgres tags every connection with it: the topology's backends in pg_stat_activity.
+  PGAPPNAME: tag,
 };
 const local = (...args: string[]) =>
   run("bash", [`${ROOT}/deploy/local.sh`, ...args], { env: topo, cwd: ROOT, timeout: 120_000 });
@@ -143,7 +155,16 @@ function stallReport(dir: string, start: number): string {
 
 async function main(): Promise<void> {
   process.stdout.write(`starting the topology (deploy/local.sh, LB port ${LB_PORT})...\n`);
-  await local("start");
+  try {
+    await local("start");
+  } catch (err) {
+    // A start that timed out (a server not ready in 60 s on a starved machine) leaves processes behind.
+    await local("stop").catch(() => undefined);
+    throw new Error(
+      `deploy/local.sh start failed (${(err as Error).message.split("\n")[0]}); the topology was stopped. ` +
+        `See ${topo.LOCAL_DIR}/*.log; on a loaded machine retry with a lower AVAIL_RATE or later.`,
+    );
+  }
   // The LMS integration: one service token (services are not rate-limited by default, users are:
   // serving/rateLimit.ts). A 429 counts as a failure below, like a 5xx.
   const token = await signToken(DEMO_JWT_SECRET, {
@@ -251,6 +272,33 @@ async function main(): Promise<void> {
         `${recent.filter((s) => !s.ok).length} failed; load ${loadavg()[0]!.toFixed(1)}\n`,
     );
   }, PROGRESS * 1000);
+  // CPU per process between AVAIL_CPU_FROM and AVAIL_CPU_TO (bench/topologyCpu.ts).
+  let cpuReport = "";
+  const cpuDone =
+    CPU_FROM === undefined
+      ? Promise.resolve()
+      : (async () => {
+          await new Promise((r) => setTimeout(r, start + CPU_FROM * 1000 - Date.now()));
+          const pgc = await PgStore.open(topo.MASTERY_PG_URL as string, { schema: tag });
+          const backends = (
+            await pgc.all<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = $1", [
+              tag,
+            ])
+          ).map((r) => Number(r.pid));
+          await pgc.close();
+          const pids = topologyPids(topo.LOCAL_DIR as string, 2, backends);
+          const before = sampleCpu(pids);
+          const n0 = samples.length;
+          const t0 = Date.now();
+          await new Promise((r) => setTimeout(r, start + CPU_TO * 1000 - Date.now()));
+          const after = sampleCpu(pids);
+          const requests = samples.length - n0;
+          cpuReport = formatCpuRows(
+            cpuPerRequest(pids, before, after, requests),
+            requests,
+            (Date.now() - t0) / 1000,
+          );
+        })();
   // Disruptions at PERIOD, 2*PERIOD, ... (not in the last 10 s).
   const steps: [string, string[]][] = [
     ["graceful restart of server 1", ["restart-server", "1"]],
@@ -270,6 +318,7 @@ async function main(): Promise<void> {
   await new Promise((r) => setTimeout(r, Math.max(0, end - Date.now())));
   clearInterval(ticker);
   await Promise.all(pending);
+  await cpuDone;
   clearInterval(progress);
   agent.destroy();
 
@@ -319,6 +368,7 @@ async function main(): Promise<void> {
   );
 
   process.stdout.write(stallReport(topo.LOCAL_DIR as string, start));
+  process.stdout.write(cpuReport);
   await local("stop").catch((e: Error) => process.stderr.write(`stop: ${e.message}\n`));
   await pg.run(`DROP SCHEMA ${tag} CASCADE`).catch(() => undefined);
   await pg.close();

@@ -14,7 +14,7 @@
 # Environment: MASTERY_PG_URL, MASTERY_PG_SCHEMA, MASTERY_REDIS_URL, MASTERY_REDIS_PREFIX, MASTERY_NATS_URL,
 # MASTERY_NATS_STREAM, MASTERY_NATS_SUBJECT_PREFIX, MASTERY_JWT_SECRET and MASTERY_PSEUDONYM_KEY (without
 # them the servers run with --demo, i.e. the PUBLIC demo secrets: development only), LOCAL_DIR (state, logs),
-# LOCAL_BUILD=0 (do not build dist/ before starting; see build() below), LB_LOG=host:port (HAProxy's per-request
+# LOCAL_BUILD=0 (do not build dist/ before starting; see build() below), NODE_ARGS (node flags, see below), LB_LOG=host:port (HAProxy's per-request
 # log, `option httplog`, as syslog over UDP to that address: queue time vs server time per request).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +34,10 @@ export LOG_LEVEL=${LOG_LEVEL:-warn}
 # (serving/rateLimit.ts: requests without a valid token are limited per client address).
 export MASTERY_TRUST_PROXY=${MASTERY_TRUST_PROXY:-loopback}
 HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
-MASTERY=(node bin/mastery.js)
+# NODE_ARGS: extra node flags for the servers and the worker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (which
+# NODE_OPTIONS does not allow; each profile is written when its process exits, i.e. after `stop`).
+read -r -a NODE_ARGS_ARR <<<"${NODE_ARGS:-}"
+MASTERY=(node "${NODE_ARGS_ARR[@]}" bin/mastery.js)
 DEMO=()
 if [[ -z "${MASTERY_JWT_SECRET:-}" || -z "${MASTERY_PSEUDONYM_KEY:-}" ]]; then DEMO=(--demo); fi
 mkdir -p "$DIR"
