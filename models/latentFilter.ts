@@ -1845,6 +1845,11 @@ export interface LatentFitOptions {
    * which GET /mastery also applies). No effect without a spread (the two steps are then the same decay).
    */
   asOfForgetting?: "spread" | "decay";
+  /**
+   * Round 19, with the student effect: "off" (the default) or "moments": after the student effect's choice, the
+   * student part's scale is reined in to its empirical-Bayes size (models/studentScale.ts).
+   */
+  studentScale?: "off" | "moments";
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
 }
 
