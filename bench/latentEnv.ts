@@ -4,10 +4,13 @@
  * both (round 19). Each option names the `mastery train served` flag it stands for (printed with the runs).
  */
 import type { LatentFitOptions } from "../models/latentFilter.ts";
+import { STUDENT_SCALE_MODES, type StudentScaleMode } from "../models/studentScale.ts";
 
 /** The filter options named by the environment, and the `mastery train served` flags they match. */
 export interface LatentEnv {
   fit: LatentFitOptions;
+  /** LATENT_STUDENT_SCALE (round 19): the student part's rein-in, applied after the fit; absent = the default. */
+  studentScale?: StudentScaleMode;
   /** The matching `mastery train served` flags, in the order read (empty: the product's defaults). */
   flags: string[];
 }
@@ -28,7 +31,13 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[]):
   return hit;
 }
 
-function numberIn(env: Env, name: string, lo: number, hi: number, auto: boolean): number | "auto" | undefined {
+function numberIn(
+  env: Env,
+  name: string,
+  lo: number,
+  hi: number,
+  auto: boolean,
+): number | "auto" | undefined {
   const v = set(env, name);
   if (v === undefined) return undefined;
   if (auto && v === "auto") return "auto";
@@ -93,18 +102,15 @@ export function latentEnv(env: Env): LatentEnv {
     fit.fixedConcentration = conc;
     flags.push(`(bench only) fixedConcentration ${conc}`);
   }
-  const scale = oneOf(env, "LATENT_STUDENT_SCALE", ["off", "moments"] as const);
-  if (scale !== undefined) {
-    fit.studentScale = scale;
-    flags.push(`--latent-student-scale ${scale}`);
-  }
-  return { fit, flags };
+  const studentScale = oneOf(env, "LATENT_STUDENT_SCALE", STUDENT_SCALE_MODES);
+  if (studentScale !== undefined) flags.push(`--latent-student-scale ${studentScale}`);
+  return studentScale === undefined ? { fit, flags } : { fit, flags, studentScale };
 }
 
 /**
  * The options that change a real-log epoch fit, as a file-name part ("" for none): the cache of an epoch
- * fitted with other options is never read for these. `studentScale` is left out: it is applied to a cached
- * fit after loading (models/studentScale.ts), so the fits without and with it share their cache.
+ * fitted with other options is never read for these. The student scale (LatentEnv.studentScale) is not a fit
+ * option: it is applied to a cached fit after loading (models/studentScale.ts), so the fits share their cache.
  */
 export function latentCacheTag(fit: LatentFitOptions): string {
   const parts: string[] = [];

@@ -41,16 +41,17 @@ import {
   LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
   LATENT_TOPIC_THRESHOLD_SD,
-  type LatentFitOptions,
   type LatentEstimate,
   type LatentEvent,
   LatentFilter,
+  type LatentFitOptions,
   type LatentModelJson,
   type LatentSequence,
 } from "../models/latentFilter.ts";
 import { mulberry32 } from "../models/prng.ts";
 import { type DecayTransition, fitDecay } from "../models/servedDecay.ts";
 import { fitAnchor, masteryOf, type ScaleAnchor, type TopicCalibration } from "../models/servedMastery.ts";
+import { applyStudentScale, type StudentScaleMode } from "../models/studentScale.ts";
 import { pairedClusterBootstrap } from "../models/validity.ts";
 import { latentCacheTag } from "./latentEnv.ts";
 
@@ -230,6 +231,7 @@ function fitEpoch(
   studentEffect: boolean,
   fold: number,
   latentFit: LatentFitOptions,
+  studentScale: StudentScaleMode,
 ): EpochModels {
   const t0 = performance.now();
   // The product's defaults as `mastery train served` passes them (serving/servedTraining.ts), then the
@@ -337,6 +339,8 @@ function fitEpoch(
       writeFileSync(cacheFile, JSON.stringify({ filter: filter.toJSON(), bkt: bkt.toJSON() }));
     }
   }
+  // Round 19: the student part's rein-in on the same sample (after the cache: the fit itself is the same).
+  if (studentScale === "moments") filter = applyStudentScale(filter, [...bySeq.values()]);
   const decay = fitDecay(transitions);
   const skillAccuracy = new Map([...acc].map(([s, c]) => [s, (c.k + 1) / (c.n + 2)]));
   // The anchor as `mastery train served` fits it: every sampled pair's served P(correct) at the epoch time,
@@ -648,6 +652,8 @@ export interface RealCutsOptions {
    * round 19). Default none: the shipped `mastery train served` fit.
    */
   latentFit?: LatentFitOptions;
+  /** Round 19: the student part's rein-in (models/studentScale.ts), applied to each epoch's fit (cached or not). */
+  studentScale?: StudentScaleMode;
   extra?: Record<string, CutSource>;
 }
 
@@ -714,6 +720,7 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
         o.studentEffect ?? true,
         fold,
         o.latentFit ?? {},
+        o.studentScale ?? "off",
       );
       o.onProgress?.(
         `fold ${fold} epoch ${k + 1}/${o.epochs}: fitted on ${m.trainAttempts} train attempts before log day ${t.toFixed(1)} in ${m.fitSeconds.toFixed(1)} s`,

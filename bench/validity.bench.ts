@@ -53,6 +53,7 @@ import {
   ServedMastery,
   servedFromLatent,
 } from "../models/servedMastery.ts";
+import type { StudentScaleCheck } from "../models/studentScale.ts";
 import { type ScorePair, spearman, validityMeasures } from "../models/validity.ts";
 import { attachLatent, loadLatentSequences } from "../serving/latentScoring.ts";
 import { runPipeline } from "../serving/pipeline.ts";
@@ -262,7 +263,11 @@ async function evaluateCut(
       minLabelAttempts: MIN_LABEL_ATTEMPTS,
       label: LABEL,
       // The LATENT_* options (bench/latentEnv.ts; the real-log harness takes the same ones).
-      latentFit: { studentEffect: true, ...LATENT_ENV.fit },
+      latentFit: {
+        studentEffect: true,
+        ...LATENT_ENV.fit,
+        ...(LATENT_ENV.studentScale !== undefined ? { studentScale: LATENT_ENV.studentScale } : {}),
+      },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
       // LATENT_CENTRE=none|by-evidence: the centre's calibration by evidence band on the proxy labels (round 17;
       // unset: the product default).
@@ -575,6 +580,8 @@ async function evaluateCut(
             .map(([l, v]) => `loading ${l} (sd ${v.sd}) ${v.logLikPerObs.toFixed(5)}`)
             .join(" / ")} ll/obs -> sd ${sc.sd}, loading ${sc.loading}`,
         );
+      const ss = lf.fit.studentScaleCheck;
+      if (ss !== undefined) console.log(`student scale check: ${studentScaleLine(ss)}`);
     }
     const cal = Object.values(served.json.topics);
     const med = (xs: number[]) => {
@@ -702,6 +709,11 @@ async function runRealLog(work: string): Promise<void> {
   }
 }
 
+/** One line of the student part's moments check (round 19, models/studentScale.ts). */
+function studentScaleLine(c: StudentScaleCheck): string {
+  return `${c.students} students, ${c.answers} graded answers; moments estimate of the students' spread (variance of the true excess of correct answers) ${c.trueVariance.toFixed(6)}, the student part's ${c.partVariance.toFixed(6)}${c.partVarianceAfter !== undefined ? ` -> ${c.partVarianceAfter.toFixed(6)}` : ""}; offsets x ${c.scale.toFixed(4)}${c.reason !== undefined ? ` (${c.reason})` : ""}`;
+}
+
 /** The latent fit's small-data guard as printed next to a fit (models/latentFilter.ts LATENT_MIN_OBSERVATIONS). */
 function guardNote(fit: LatentFilter["json"]["fit"]): string {
   if (fit.fallback !== undefined)
@@ -729,6 +741,7 @@ function runStudentCuts(): void {
     studentEffect: process.env.REAL_STUDENT !== "0",
     ...(process.env.REAL_CANDIDATES === "1" ? { extra: CANDIDATE_SOURCES } : {}),
     latentFit: LATENT_ENV.fit,
+    ...(LATENT_ENV.studentScale !== undefined ? { studentScale: LATENT_ENV.studentScale } : {}),
   };
   if (process.env.LATENT_CENTRE !== undefined && process.env.LATENT_CENTRE !== "")
     throw new Error(
@@ -744,7 +757,7 @@ function runStudentCuts(): void {
     console.log(
       `fold ${m.fold} epoch ${(i % o.epochs) + 1}: fit before ${new Date(Date.UTC(2020, 0, 1) + m.time * DAY_MS).toISOString().slice(0, 10)} (log day ${m.time.toFixed(1)}) on ${m.trainAttempts} train attempts ` +
         `(filter: ${m.filter.json.fit.sequences} pairs, ll/obs ${m.filter.json.fit.logLikPerObs.toFixed(4)}${guardNote(m.filter.json.fit)}; guess ${p.guess.toFixed(3)} slip ${p.slip.toFixed(3)} learn ${p.learn[0]!.toFixed(3)} half-life ${p.halfLifeDays.toFixed(0)} d; ` +
-        `student sd ${m.filter.json.studentPriorSd ?? 0} (marginal likelihood: ${m.sdMarginal}); centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.fold === m.fold && x.epoch === i % o.epochs).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
+        `student sd ${m.filter.json.studentPriorSd ?? 0} (marginal likelihood: ${m.sdMarginal}), loading ${m.filter.json.studentLearnLoading ?? 0}${m.filter.json.fit.studentScaleCheck !== undefined ? `, student scale check: ${studentScaleLine(m.filter.json.fit.studentScaleCheck)}` : ""}, spread ${p.forgetSpread ?? 0}; centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.fold === m.fold && x.epoch === i % o.epochs).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
     );
   }
   // REAL_DUMP=file: every scored pair as JSON (offline analysis: per epoch, per fold).
@@ -796,7 +809,7 @@ function bootstrapNextSpearman(pairs: readonly ScorePair[], reps: number, seed: 
 
 if (process.argv[1]?.endsWith("validity.bench.ts")) {
   console.log(
-    `latent fit options: ${JSON.stringify(LATENT_ENV.fit)} (mastery train served ${LATENT_ENV.flags.length === 0 ? "defaults" : LATENT_ENV.flags.join(" ")}); generated settings${process.env.REAL !== "0" ? " and the real log" : ""}`,
+    `latent fit options: ${JSON.stringify(LATENT_ENV.fit)}, student scale ${LATENT_ENV.studentScale ?? "default"} (mastery train served ${LATENT_ENV.flags.length === 0 ? "defaults" : LATENT_ENV.flags.join(" ")}); generated settings${process.env.REAL !== "0" ? " and the real log" : ""}`,
   );
   if (process.env.REAL !== "0") {
     if (process.env.REAL_PROTOCOL === "global") {
