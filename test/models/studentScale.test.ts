@@ -87,7 +87,7 @@ describe("student part's scale: the moments check (round 19)", () => {
   });
 
   it("keeps c = 1 without a student effect, and reins in a student part wider than the students differ", () => {
-    const same = students(150, 0, 7);
+    const same = students(100, 0, 7);
     expect(chooseStudentScale(model(STILL, 0), same)).toMatchObject({
       scale: 1,
       reason: "no student effect",
@@ -95,23 +95,23 @@ describe("student part's scale: the moments check (round 19)", () => {
     // The students do not differ, the model lets offsets move with a prior sd of 3: the part claims spread that
     // the answers do not hold, so c < 1 and the part's spread after it is the moments estimate's (or 0).
     const wide = chooseStudentScale(model(STILL, 3), same);
-    expect(wide.students).toBe(150);
+    expect(wide.students).toBe(100);
     expect(wide.partVariance).toBeGreaterThan(Math.max(0, wide.trueVariance));
     expect(wide.scale).toBeLessThan(0.8);
     if (wide.trueVariance > 0) expect(wide.partVarianceAfter!).toBeCloseTo(wide.trueVariance, 4);
     // Students that differ a lot, the model's prior sd about theirs: the bound holds, nothing changes.
-    const differ = students(150, 1.5, 8);
+    const differ = students(100, 1.5, 8);
     const fit = chooseStudentScale(model(STILL, 1), differ);
     expect(fit.trueVariance).toBeGreaterThan(wide.trueVariance);
     expect(fit.scale).toBeGreaterThan(wide.scale);
   }, 60_000);
 
   it("applies c to every offset and its sd, and leaves a model the check keeps byte for byte", () => {
-    const differ = students(150, 1.5, 8);
+    const differ = students(100, 1.5, 8);
     const kept = applyStudentScale(model(STILL, 1), differ);
     expect(kept.json.studentOffsetScale).toBeUndefined();
     expect(kept.json.fit.studentScaleCheck?.scale).toBe(1);
-    const same = students(150, 0, 7);
+    const same = students(100, 0, 7);
     const base = model(STILL, 3);
     const reined = applyStudentScale(base, same);
     const c = reined.json.studentOffsetScale!;
