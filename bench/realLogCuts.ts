@@ -35,18 +35,25 @@ import { BKT, type BktModelJson, type BktParams, bktStepPair, type SkillResponse
 import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
 import {
   KIND_QUIZ,
+  LATENT_AS_OF_FORGETTING_DEFAULT,
+  LATENT_FORGET_SPREAD_DEFAULT,
+  LATENT_FORGETTING_DEFAULT,
+  LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
   LATENT_TOPIC_THRESHOLD_SD,
   type LatentEstimate,
   type LatentEvent,
   LatentFilter,
+  type LatentFitOptions,
   type LatentModelJson,
   type LatentSequence,
 } from "../models/latentFilter.ts";
 import { mulberry32 } from "../models/prng.ts";
 import { type DecayTransition, fitDecay } from "../models/servedDecay.ts";
 import { fitAnchor, masteryOf, type ScaleAnchor, type TopicCalibration } from "../models/servedMastery.ts";
+import { applyStudentScale, type StudentScaleMode } from "../models/studentScale.ts";
 import { pairedClusterBootstrap } from "../models/validity.ts";
+import { latentCacheTag } from "./latentEnv.ts";
 
 const DAY_S = 86_400;
 
@@ -223,15 +230,34 @@ function fitEpoch(
   cacheDir: string | undefined,
   studentEffect: boolean,
   fold: number,
+  latentFit: LatentFitOptions,
+  studentScale: StudentScaleMode,
 ): EpochModels {
   const t0 = performance.now();
+  // The product's defaults as `mastery train served` passes them (serving/servedTraining.ts), then the
+  // options named (the bench's LATENT_* options, round 19; REAL_EMISSION / REAL_THRESHOLD_SD win when set).
+  const fitOpts: LatentFitOptions = {
+    forgetting: LATENT_FORGETTING_DEFAULT,
+    studentLearning: LATENT_STUDENT_LEARNING_DEFAULT,
+    forgetSpread: LATENT_FORGET_SPREAD_DEFAULT,
+    asOfForgetting: LATENT_AS_OF_FORGETTING_DEFAULT,
+    ...latentFit,
+    studentEffect,
+    emission: process.env.REAL_EMISSION !== undefined ? realEmission : (latentFit.emission ?? realEmission),
+    topicThresholdSd:
+      process.env.REAL_THRESHOLD_SD !== undefined && process.env.REAL_THRESHOLD_SD !== ""
+        ? realThresholdSd
+        : (latentFit.topicThresholdSd ?? realThresholdSd),
+  };
+  const emission = fitOpts.emission!;
+  const thresholdSd = fitOpts.topicThresholdSd!;
   // Fold 0 (the log's own test users) keeps the cache name of the single-fold protocol.
   const cacheFile =
     cacheDir === undefined
       ? undefined
       : join(
           cacheDir,
-          `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}${fold === 0 ? "" : `-fold${fold}`}${realEmission === "linear" ? "" : `-${realEmission}`}${realEmission === "linear" || realThresholdSd === LATENT_TOPIC_THRESHOLD_SD ? "" : `-th${realThresholdSd}`}.json`,
+          `epoch-${time.toFixed(6)}-${maxEvents}${studentEffect ? "-student" : ""}${fold === 0 ? "" : `-fold${fold}`}${emission === "linear" ? "" : `-${emission}`}${emission === "linear" || thresholdSd === LATENT_TOPIC_THRESHOLD_SD ? "" : `-th${thresholdSd}`}${latentCacheTag(fitOpts)}.json`,
         );
   // The latent filter, on a deterministic hash sample of pairs of about maxEvents attempts (as the product).
   const bySeq = new Map<string, LatentSequence>();
@@ -304,9 +330,7 @@ function fitEpoch(
     // REAL_MIN_OBS=0: the fit without the small-data guard (rounds 4-8; bench comparison only).
     const minObs = process.env.REAL_MIN_OBS;
     filter = LatentFilter.fit([...bySeq.values()], {
-      studentEffect,
-      emission: realEmission,
-      topicThresholdSd: realThresholdSd,
+      ...fitOpts,
       ...(minObs !== undefined ? { minObservations: Number(minObs) } : {}),
     });
     bkt = new BKT({ ...MASTERY_BKT_OPTIONS, restarts: 3 }).fit(log);
@@ -315,6 +339,8 @@ function fitEpoch(
       writeFileSync(cacheFile, JSON.stringify({ filter: filter.toJSON(), bkt: bkt.toJSON() }));
     }
   }
+  // Round 19: the student part's rein-in on the same sample (after the cache: the fit itself is the same).
+  if (studentScale === "moments") filter = applyStudentScale(filter, [...bySeq.values()]);
   const decay = fitDecay(transitions);
   const skillAccuracy = new Map([...acc].map(([s, c]) => [s, (c.k + 1) / (c.n + 2)]));
   // The anchor as `mastery train served` fits it: every sampled pair's served P(correct) at the epoch time,
@@ -375,6 +401,12 @@ export interface CutContext {
   /** The student's attempts on every skill before the cut (time order). */
   all: readonly Attempt[];
   latent: LatentEstimate;
+  /**
+   * The same pair as the product scores it (LatentFilter.predictStudent): the mixture of the two basis parts
+   * next to the student's offset, where `latent` runs the filter from the prior at the offset itself. The two
+   * are equal without a student effect.
+   */
+  latentMix: LatentEstimate;
   /** The first epoch's models (a scale anchor held fixed across refits: served:first-anchor). */
   first: EpochModels;
   /** The student's basis summaries before the cut per covered skill, and their sum (empty: no student effect). */
@@ -405,6 +437,12 @@ export const BASE_SOURCES: Record<string, CutSource> = {
     masteryOf(emitOf(c.m, c.latent.score), c.m.global, "centred-logit", {
       ...c.m.global,
       base: c.first.anchor.base,
+    }),
+  // Round 19: the product's path of the student effect (the basis mixture at the offset).
+  "served:mix": (c) =>
+    masteryOf(emitOf(c.m, c.latentMix.score), c.m.global, "centred-logit", {
+      ...c.m.global,
+      base: c.m.anchor.base,
     }),
   latent: (c) => c.latent.score,
   bkt: (c) => bktScore(c.m.bkt.paramsFor(c.skill), c.history),
@@ -609,6 +647,13 @@ export interface RealCutsOptions {
   cacheDir?: string;
   /** The filter's student effect (the product's default, round 7 on the real log); false = rounds 4-6's fit. */
   studentEffect?: boolean;
+  /**
+   * The filter's fit options beyond the product's defaults (the bench's LATENT_* options, bench/latentEnv.ts;
+   * round 19). Default none: the shipped `mastery train served` fit.
+   */
+  latentFit?: LatentFitOptions;
+  /** Round 19: the student part's rein-in (models/studentScale.ts), applied to each epoch's fit (cached or not). */
+  studentScale?: StudentScaleMode;
   extra?: Record<string, CutSource>;
 }
 
@@ -667,7 +712,16 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
       (_, k) => times[Math.floor((k / o.epochs) * times.length)]!,
     );
     const epochs = epochTimes.map((t, k) => {
-      const m = fitEpoch(train, t, o.maxFitEvents, o.cacheDir, o.studentEffect ?? true, fold);
+      const m = fitEpoch(
+        train,
+        t,
+        o.maxFitEvents,
+        o.cacheDir,
+        o.studentEffect ?? true,
+        fold,
+        o.latentFit ?? {},
+        o.studentScale ?? "off",
+      );
       o.onProgress?.(
         `fold ${fold} epoch ${k + 1}/${o.epochs}: fitted on ${m.trainAttempts} train attempts before log day ${t.toFixed(1)} in ${m.fitSeconds.toFixed(1)} s`,
       );
@@ -734,7 +788,25 @@ function scoreCuts(
       const history = all.filter((a) => a.skill === skill);
       const events: LatentEvent[] = history.map((a) => ({ t: a.t, kind: KIND_QUIZ, n: 1, k: a.correct }));
       const latent = m.filter.predict(skill, events, cut, offset);
-      const ctx: CutContext = { m, skill, cut, history, all, latent, first: epochs[0]!, summaries, sum };
+      const latentMix = m.filter.studentTopic(skill)
+        ? m.filter.estimate(
+            m.filter.mixAt(m.filter.foldBasis(skill, events), m.filter.offsetFor(skill, offset)),
+            cut,
+            skill,
+          )
+        : latent;
+      const ctx: CutContext = {
+        m,
+        skill,
+        cut,
+        history,
+        all,
+        latent,
+        latentMix,
+        first: epochs[0]!,
+        summaries,
+        sum,
+      };
       const scores: Record<string, number> = {};
       for (const [name, f] of Object.entries(sources)) scores[name] = f(ctx);
       const k = history.reduce((s, a) => s + a.correct, 0);

@@ -53,6 +53,7 @@ import {
   ServedMastery,
   servedFromLatent,
 } from "../models/servedMastery.ts";
+import type { StudentScaleCheck } from "../models/studentScale.ts";
 import { type ScorePair, spearman, validityMeasures } from "../models/validity.ts";
 import { attachLatent, loadLatentSequences } from "../serving/latentScoring.ts";
 import { runPipeline } from "../serving/pipeline.ts";
@@ -66,6 +67,7 @@ import {
   trainServed,
 } from "../serving/servedTraining.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
+import { latentEnv } from "./latentEnv.ts";
 import { CANDIDATE_SOURCES, printComparison, runRealCuts } from "./realLogCuts.ts";
 
 interface Setting {
@@ -111,23 +113,6 @@ const MIN_LABEL_ATTEMPTS = envInt("MIN_LABEL_ATTEMPTS", 3);
 /** The served estimate's proxy label (serving/servedTraining.ts SERVED_LABELS): LABEL=quiz is round 2's. */
 const LABEL = (process.env.LABEL ?? "auto") as ServedLabelKind;
 if (!SERVED_LABELS.includes(LABEL)) throw new Error(`LABEL must be one of ${SERVED_LABELS.join(", ")}`);
-/** LATENT_THRESHOLD_SD: "auto" or an sd >= 0 (round 13). */
-function thresholdSdEnv(v: string): number | "auto" {
-  if (v === "auto") return v;
-  const n = Number(v);
-  if (!(v.trim() !== "" && n >= 0))
-    throw new Error(`LATENT_THRESHOLD_SD must be auto or a number >= 0 (got ${v}); unset it for the default`);
-  return n;
-}
-/** LATENT_FORGET_SPREAD: "auto" or a share in [0, 1] (round 15). */
-function spreadEnv(v: string): number {
-  const n = Number(v);
-  if (!(v.trim() !== "" && n >= 0 && n <= 1))
-    throw new Error(
-      `LATENT_FORGET_SPREAD must be auto or a number in [0, 1] (got ${v}); unset it for the default`,
-    );
-  return n;
-}
 /** LATENT_CENTRE: one of LATENT_CENTRES (round 17). */
 function latentCentreEnv(v: string): LatentCentre {
   const c = LATENT_CENTRES.find((x) => x === v);
@@ -138,6 +123,8 @@ function latentCentreEnv(v: string): LatentCentre {
   return c;
 }
 const DAY_MS = 86_400_000;
+/** The LATENT_* options of this run (generated settings and real log alike), echoed once at the start. */
+const LATENT_ENV = latentEnv(process.env);
 const f3 = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");
 
 /** Copies every event file of `from` into `to` keeping rows with timestamp < cut (plus topics/roster). */
@@ -275,57 +262,11 @@ async function evaluateCut(
       labelDays: o.labelDays ?? LABEL_DAYS,
       minLabelAttempts: MIN_LABEL_ATTEMPTS,
       label: LABEL,
-      // LATENT_STUDENT=0: the latent filter without the student effect (round 6's A/B).
+      // The LATENT_* options (bench/latentEnv.ts; the real-log harness takes the same ones).
       latentFit: {
-        studentEffect: process.env.LATENT_STUDENT !== "0",
-        // LATENT_EMISSION=logistic: the filter's item-threshold emission (round 6, opt-in; round 8 A/B).
-        // LATENT_EMISSION=auto: the form with the higher held-out likelihood (round 10).
-        // Unset: the product default (auto); LATENT_EMISSION=linear: rounds 4-9's default.
-        ...(process.env.LATENT_EMISSION === "logistic" ||
-        process.env.LATENT_EMISSION === "auto" ||
-        process.env.LATENT_EMISSION === "linear"
-          ? { emission: process.env.LATENT_EMISSION as "linear" | "logistic" | "auto" }
-          : {}),
-        // LATENT_FORGETTING=durable|floor|auto: the filter's forgetting (round 9's durable share, rounds 4-11's
-        // global floor, round 12's held-out choice); unset: the product default.
-        ...(process.env.LATENT_FORGETTING === "durable" ||
-        process.env.LATENT_FORGETTING === "floor" ||
-        process.env.LATENT_FORGETTING === "auto"
-          ? { forgetting: process.env.LATENT_FORGETTING as "durable" | "floor" | "auto" }
-          : {}),
-        // LATENT_THRESHOLD_SD=auto|<sd>: the topic threshold's shrinkage (round 13; unset: the product default).
-        ...(process.env.LATENT_THRESHOLD_SD !== undefined && process.env.LATENT_THRESHOLD_SD !== ""
-          ? {
-              topicThresholdSd: thresholdSdEnv(process.env.LATENT_THRESHOLD_SD),
-            }
-          : {}),
-        // LATENT_STUDENT_LEARNING=off|auto: the student offset's loading on the learning rates (round 14; unset:
-        // the product default).
-        ...(process.env.LATENT_STUDENT_LEARNING === "off" || process.env.LATENT_STUDENT_LEARNING === "auto"
-          ? { studentLearning: process.env.LATENT_STUDENT_LEARNING as "off" | "auto" }
-          : {}),
-        // LATENT_INTERVAL=widen-only: rounds 5-10's interval (dispersion factor >= 1); unset: the default (round 11).
-        ...(process.env.LATENT_FORGET_SPREAD !== undefined && process.env.LATENT_FORGET_SPREAD !== ""
-          ? {
-              forgetSpread:
-                process.env.LATENT_FORGET_SPREAD === "auto"
-                  ? "auto"
-                  : spreadEnv(process.env.LATENT_FORGET_SPREAD),
-            }
-          : {}),
-        // LATENT_AS_OF=decay|spread: with a spread, the as-of step (round 16); unset: the product default.
-        ...(process.env.LATENT_AS_OF === "decay" || process.env.LATENT_AS_OF === "spread"
-          ? { asOfForgetting: process.env.LATENT_AS_OF as "decay" | "spread" }
-          : {}),
-        ...(process.env.LATENT_INTERVAL === "widen-only" ||
-        process.env.LATENT_INTERVAL === "two-sided" ||
-        process.env.LATENT_INTERVAL === "by-evidence"
-          ? { interval: process.env.LATENT_INTERVAL as "widen-only" | "two-sided" | "by-evidence" }
-          : {}),
-        // LATENT_CONCENTRATION=c: the filter's prior concentration held at c (round 9's logistic A/B).
-        ...(process.env.LATENT_CONCENTRATION !== undefined
-          ? { fixedConcentration: Number(process.env.LATENT_CONCENTRATION) }
-          : {}),
+        studentEffect: true,
+        ...LATENT_ENV.fit,
+        ...(LATENT_ENV.studentScale !== undefined ? { studentScale: LATENT_ENV.studentScale } : {}),
       },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
       // LATENT_CENTRE=none|by-evidence: the centre's calibration by evidence band on the proxy labels (round 17;
@@ -639,6 +580,8 @@ async function evaluateCut(
             .map(([l, v]) => `loading ${l} (sd ${v.sd}) ${v.logLikPerObs.toFixed(5)}`)
             .join(" / ")} ll/obs -> sd ${sc.sd}, loading ${sc.loading}`,
         );
+      const ss = lf.fit.studentScaleCheck;
+      if (ss !== undefined) console.log(`student scale check: ${studentScaleLine(ss)}`);
     }
     const cal = Object.values(served.json.topics);
     const med = (xs: number[]) => {
@@ -766,6 +709,11 @@ async function runRealLog(work: string): Promise<void> {
   }
 }
 
+/** One line of the student part's moments check (round 19, models/studentScale.ts). */
+function studentScaleLine(c: StudentScaleCheck): string {
+  return `${c.students} students, ${c.answers} graded answers; moments estimate of the students' spread (variance of the true excess of correct answers) ${c.trueVariance.toFixed(6)}, the student part's ${c.partVariance.toFixed(6)}${c.partVarianceAfter !== undefined ? ` -> ${c.partVarianceAfter.toFixed(6)}` : ""}; offsets x ${c.scale.toFixed(4)}${c.reason !== undefined ? ` (${c.reason})` : ""}`;
+}
+
 /** The latent fit's small-data guard as printed next to a fit (models/latentFilter.ts LATENT_MIN_OBSERVATIONS). */
 function guardNote(fit: LatentFilter["json"]["fit"]): string {
   if (fit.fallback !== undefined)
@@ -792,7 +740,13 @@ function runStudentCuts(): void {
     // REAL_STUDENT=0: the filter without the student effect (rounds 4-6's real-log runs).
     studentEffect: process.env.REAL_STUDENT !== "0",
     ...(process.env.REAL_CANDIDATES === "1" ? { extra: CANDIDATE_SOURCES } : {}),
+    latentFit: LATENT_ENV.fit,
+    ...(LATENT_ENV.studentScale !== undefined ? { studentScale: LATENT_ENV.studentScale } : {}),
   };
+  if (process.env.LATENT_CENTRE !== undefined && process.env.LATENT_CENTRE !== "")
+    throw new Error(
+      "LATENT_CENTRE is fitted on the proxy labels of `mastery train served`, which the real-log cuts do not fit: unset it with REAL=1 (or run REAL=0)",
+    );
   const r = runRealCuts(o);
   console.log(
     `\nreal log assistments17_gervet, per-student cuts: ${r.students} scored students x ${o.cutsPerStudent} cuts = ${r.cuts} cuts, ` +
@@ -803,7 +757,7 @@ function runStudentCuts(): void {
     console.log(
       `fold ${m.fold} epoch ${(i % o.epochs) + 1}: fit before ${new Date(Date.UTC(2020, 0, 1) + m.time * DAY_MS).toISOString().slice(0, 10)} (log day ${m.time.toFixed(1)}) on ${m.trainAttempts} train attempts ` +
         `(filter: ${m.filter.json.fit.sequences} pairs, ll/obs ${m.filter.json.fit.logLikPerObs.toFixed(4)}${guardNote(m.filter.json.fit)}; guess ${p.guess.toFixed(3)} slip ${p.slip.toFixed(3)} learn ${p.learn[0]!.toFixed(3)} half-life ${p.halfLifeDays.toFixed(0)} d; ` +
-        `student sd ${m.filter.json.studentPriorSd ?? 0} (marginal likelihood: ${m.sdMarginal}); centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.fold === m.fold && x.epoch === i % o.epochs).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
+        `student sd ${m.filter.json.studentPriorSd ?? 0} (marginal likelihood: ${m.sdMarginal}), loading ${m.filter.json.studentLearnLoading ?? 0}${m.filter.json.fit.studentScaleCheck !== undefined ? `, student scale check: ${studentScaleLine(m.filter.json.fit.studentScaleCheck)}` : ""}, spread ${p.forgetSpread ?? 0}; centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.fold === m.fold && x.epoch === i % o.epochs).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
     );
   }
   // REAL_DUMP=file: every scored pair as JSON (offline analysis: per epoch, per fold).
@@ -854,6 +808,9 @@ function bootstrapNextSpearman(pairs: readonly ScorePair[], reps: number, seed: 
 }
 
 if (process.argv[1]?.endsWith("validity.bench.ts")) {
+  console.log(
+    `latent fit options: ${JSON.stringify(LATENT_ENV.fit)}, student scale ${LATENT_ENV.studentScale ?? "default"} (mastery train served ${LATENT_ENV.flags.length === 0 ? "defaults" : LATENT_ENV.flags.join(" ")}); generated settings${process.env.REAL !== "0" ? " and the real log" : ""}`,
+  );
   if (process.env.REAL !== "0") {
     if (process.env.REAL_PROTOCOL === "global") {
       const work = mkdtempSync(join(tmpdir(), "valid-real-"));

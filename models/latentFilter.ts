@@ -1,6 +1,7 @@
 import { type CentreShiftBand, centreShiftAt, emissionLogit } from "./latentCentre.ts";
 import { nelderMead } from "./nelderMead.ts";
 import { decayTowards } from "./servedDecay.ts";
+import type { StudentScaleCheck } from "./studentScale.ts";
 
 /**
  * A continuous-state knowledge-tracing filter (issue 16, round 4): the knowledge K in [0, 1] of one
@@ -162,6 +163,8 @@ export interface LatentModelJson {
      * LatentFilter.chooseForgetSpread); absent when the spread was given.
      */
     spreadChoice?: ForgetSpreadChoice;
+    /** The student part's moments check (round 19, models/studentScale.ts); absent when it was not run. */
+    studentScaleCheck?: StudentScaleCheck;
   };
   /**
    * Posterior spread factor of the 80% interval (absent = 1): the square root of the variance factor that
@@ -198,6 +201,12 @@ export interface LatentModelJson {
    * likelihood (LatentFilter.chooseStudentSd, `studentLearning: "auto"`); absent or 0 = the level only.
    */
   studentLearnLoading?: number;
+  /**
+   * Round 19 (opt-in, `mastery train served --latent-student-scale moments`): every student's offset is
+   * multiplied by this factor in (0, 1] (0: the student part off) wherever it is computed (offsetFromSummary),
+   * set by the label-free moments check of models/studentScale.ts (recorded in fit.studentScaleCheck). Absent = 1.
+   */
+  studentOffsetScale?: number;
 }
 
 export class LatentFilterError extends Error {
@@ -921,17 +930,19 @@ export class LatentFilter {
     const sd = this.json.studentPriorSd ?? 0;
     const grid = this.studentGrid();
     if (!(sd > 0) || grid.length < 3 || sum.length !== grid.length) return 0;
+    // Round 19: the mode times the student part's reined-in scale (studentOffsetScale, 1 when absent).
+    const scale = this.json.studentOffsetScale ?? 1;
     const f = grid.map((o, j) => sum[j]! - (0.5 * o * o) / (sd * sd));
     let best = 0;
     for (let j = 1; j < f.length; j++) if (f[j]! > f[best]!) best = j;
-    if (best === 0 || best === f.length - 1) return grid[best]!;
+    if (best === 0 || best === f.length - 1) return scale * grid[best]!;
     const a = f[best - 1]!;
     const b = f[best]!;
     const c = f[best + 1]!;
     const den = a - 2 * b + c;
-    if (!(den < 0)) return grid[best]!;
+    if (!(den < 0)) return scale * grid[best]!;
     const step = grid[best + 1]! - grid[best]!;
-    return grid[best]! + (0.5 * step * (a - c)) / den;
+    return scale * (grid[best]! + (0.5 * step * (a - c)) / den);
   }
 
   /**

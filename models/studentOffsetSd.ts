@@ -37,8 +37,10 @@ export function studentOffsetSd(
     return -ll + (0.5 * o * o) / (sd * sd);
   };
   const curv = (f(offset + H) - 2 * f(offset) + f(offset - H)) / (H * H);
-  // The penalty alone has curvature 1 / sd^2: never report more uncertainty than the prior's.
-  return curv > 1 / (sd * sd) ? 1 / Math.sqrt(curv) : sd;
+  // The penalty alone has curvature 1 / sd^2: never report more uncertainty than the prior's. Round 19: a
+  // reined-in student part (studentOffsetScale c) scores at c times the mode, whose sd is c times the mode's.
+  const scale = model.json.studentOffsetScale ?? 1;
+  return scale * (curv > 1 / (sd * sd) ? 1 / Math.sqrt(curv) : sd);
 }
 
 /**

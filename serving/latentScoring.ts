@@ -11,6 +11,7 @@ import { latentEventOf } from "../models/latentState.ts";
 import { type LearnerEvent, replayOrder } from "../models/learnerState.ts";
 import type { PairEvidence } from "../models/servedMastery.ts";
 import { studentOffsetSd, widenForOffset } from "../models/studentOffsetSd.ts";
+import { applyStudentScale, type StudentScaleMode } from "../models/studentScale.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 
 const DAY_MS = 86_400_000;
@@ -91,6 +92,13 @@ export interface FitLatentResult {
   seconds: number;
 }
 
+/** The options of fitLatentOnStore: the filter's fit, the sample's size and the student part's rein-in. */
+export type LatentStoreFitOptions = LatentFitOptions & {
+  maxEvents?: number;
+  /** Round 19: "moments" reins the student part in on the same sample (models/studentScale.ts); default off. */
+  studentScale?: StudentScaleMode;
+};
+
 /**
  * Fits the latent filter by maximum likelihood on the store's events before `before` (a deterministic
  * sample of about `maxEvents` events' worth of students; all of them when fewer). The student effect is on
@@ -99,7 +107,7 @@ export interface FitLatentResult {
 export async function fitLatentOnStore(
   store: DuckStore,
   before: Date,
-  opts: LatentFitOptions & { maxEvents?: number } = {},
+  opts: LatentStoreFitOptions = {},
 ): Promise<FitLatentResult> {
   const t0 = performance.now();
   const total = await store.one<{ n: number }>(
@@ -109,7 +117,9 @@ export async function fitLatentOnStore(
   const maxEvents = opts.maxEvents ?? 40_000;
   const sample = Math.max(1, Math.ceil(Number(total?.n ?? 0) / maxEvents));
   const seqs = [...(await loadLatentSequences(store, before, sample)).values()];
-  const model = LatentFilter.fit(seqs, { studentEffect: true, ...opts });
+  const { studentScale, ...fitOpts } = opts;
+  const fitted = LatentFilter.fit(seqs, { studentEffect: true, ...fitOpts });
+  const model = studentScale === "moments" ? applyStudentScale(fitted, seqs) : fitted;
   return { model, sequences: seqs.length, seconds: (performance.now() - t0) / 1000 };
 }
 
@@ -247,7 +257,9 @@ export async function attachLatent(
   // Pairs with a stored score but no event before asOf: the topic's prior (shifted by the student's offset;
   // the interval carries the offset's uncertainty, the prior sd for a student without events).
   const asOfDays = asOf.getTime() / DAY_MS;
-  const priorSd = opts.offsetSd !== false ? (model.json.studentPriorSd ?? 0) : 0;
+  // (Round 19: a reined-in student part scales the prior's sd as it scales the offsets.)
+  const priorSd =
+    opts.offsetSd !== false ? (model.json.studentPriorSd ?? 0) * (model.json.studentOffsetScale ?? 1) : 0;
   for (const [k, e] of evidence) {
     let x = est.get(k);
     if (x === undefined) {

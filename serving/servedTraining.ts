@@ -10,7 +10,6 @@ import {
   LATENT_FORGETTING_DEFAULT,
   LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
-  type LatentFitOptions,
 } from "../models/latentFilter.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
 import { denseLabel, type KindWeights, kindWeights, type WindowOutcomes } from "../models/servedLabels.ts";
@@ -22,8 +21,14 @@ import {
   ServedMastery,
   type TopicCalibration,
 } from "../models/servedMastery.ts";
+import { STUDENT_SCALE_DEFAULT } from "../models/studentScale.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
-import { attachLatent, type FitLatentResult, fitLatentOnStore } from "./latentScoring.ts";
+import {
+  attachLatent,
+  type FitLatentResult,
+  fitLatentOnStore,
+  type LatentStoreFitOptions,
+} from "./latentScoring.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
 import { loadDecayTransitions, loadPairAnswers, loadPairEvidence } from "./servedInputs.ts";
@@ -64,7 +69,7 @@ export interface TrainServedOptions {
   /** What the served score is (with the latent filter on): its posterior or the stack. Default SERVED_FROM_DEFAULT. */
   servedFrom?: ServedFrom;
   /** Options of the latent filter's fit (serving/latentScoring.ts); `emission` defaults to "auto". */
-  latentFit?: LatentFitOptions & { maxEvents?: number };
+  latentFit?: LatentStoreFitOptions;
   /**
    * Round 17: the latent filter's centre by evidence band, fitted on the proxy labels (models/latentCentre.ts):
    * "by-evidence" or "none" (no shift). Default LATENT_CENTRE_DEFAULT.
@@ -224,7 +229,8 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
           // held-out choice, "auto", is an option); the topic threshold's shrinkage is LATENT_THRESHOLD_SD_DEFAULT
           // (round 13: chosen on held-out students); the student effect's learning loading is
           // LATENT_STUDENT_LEARNING_DEFAULT (round 14); the forgetting's spread is LATENT_FORGET_SPREAD_DEFAULT
-          // (round 15), carried to the scoring time by LATENT_AS_OF_FORGETTING_DEFAULT (round 16).
+          // (round 15), carried to the scoring time by LATENT_AS_OF_FORGETTING_DEFAULT (round 16); the student
+          // part's moments rein-in is STUDENT_SCALE_DEFAULT (round 19).
           await fitLatentOnStore(scratch, snapshot, {
             emission: "auto",
             forgetting: LATENT_FORGETTING_DEFAULT,
@@ -232,6 +238,7 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
             studentLearning: LATENT_STUDENT_LEARNING_DEFAULT,
             forgetSpread: LATENT_FORGET_SPREAD_DEFAULT,
             asOfForgetting: LATENT_AS_OF_FORGETTING_DEFAULT,
+            studentScale: STUDENT_SCALE_DEFAULT,
             ...(opts.latentFit ?? {}),
           });
     let latentEst =

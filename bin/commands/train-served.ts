@@ -12,6 +12,7 @@ import {
   SERVED_FROM,
   type ServedFrom,
 } from "../../models/servedMastery.ts";
+import { STUDENT_SCALE_DEFAULT, STUDENT_SCALE_MODES } from "../../models/studentScale.ts";
 import {
   LATENT_CENTRE_DEFAULT,
   LATENT_CENTRES,
@@ -46,6 +47,7 @@ interface TrainServedCliOptions {
   latentStudentLearning: string;
   latentForgettingSpread: string;
   latentAsOfForgetting: string;
+  latentStudentScale: string;
   servedFrom: string;
   anchor: string;
 }
@@ -119,6 +121,11 @@ export function register(program: Command): void {
       "--latent-as-of-forgetting <decay|spread>",
       "with a forgetting spread, how an estimate is carried from the pair's last event to the scoring time (round 16): decay (the default: the estimate at the last event decays deterministically, as GET /mastery decays a stored row, so an idle pair's interval narrows towards the floor) or spread (round 15: the between-event step, spread included, so an idle pair's interval widens with time; docs/benchmarks.md Validity round 16). No effect without a spread",
       LATENT_AS_OF_FORGETTING_DEFAULT,
+    )
+    .option(
+      "--latent-student-scale <off|moments>",
+      "with --latent-student on, whether the student part's scale is reined in (round 19): off (the default) or moments (opt-in: when what the student offsets add to the fit sample's answer predictions spreads more across students than the method-of-moments estimate of the students' true spread of correct answers, every offset is multiplied by one factor < 1 that matches the two; label-free, the students' order kept; docs/benchmarks.md Validity round 19)",
+      STUDENT_SCALE_DEFAULT,
     )
     .option(
       "--latent-centre <none|by-evidence>",
@@ -204,6 +211,11 @@ Example:
         throw new CliError(
           `--latent-as-of-forgetting must be decay or spread (got ${opts.latentAsOfForgetting}); e.g. decay`,
         );
+      const studentScale = STUDENT_SCALE_MODES.find((m) => m === opts.latentStudentScale);
+      if (studentScale === undefined)
+        throw new CliError(
+          `--latent-student-scale must be one of ${STUDENT_SCALE_MODES.join(", ")} (got ${opts.latentStudentScale}); e.g. moments`,
+        );
       if (
         opts.latentInterval !== "two-sided" &&
         opts.latentInterval !== "widen-only" &&
@@ -234,6 +246,7 @@ Example:
           interval: opts.latentInterval,
           forgetSpread,
           asOfForgetting: opts.latentAsOfForgetting,
+          studentScale,
           onProgress: (ev, ll) => {
             if (ev % 100 < 2)
               process.stderr.write(
@@ -282,6 +295,7 @@ Example:
                   fit: res.latentFit.model.json.fit,
                   intervalScale: res.latentFit.model.json.intervalScale ?? 1,
                   studentPriorSd: res.latentFit.model.json.studentPriorSd ?? 0,
+                  studentOffsetScale: res.latentFit.model.json.studentOffsetScale ?? 1,
                   seconds: res.latentFit.seconds,
                 },
           halfLifeDays: {

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { ingestEvents } from "../../features/ingest.ts";
-import type { LatentModelJson, LatentParams } from "../../models/latentFilter.ts";
+import { LatentFilter, type LatentModelJson, type LatentParams } from "../../models/latentFilter.ts";
 import { decodeLatentBasis, decodeLatentState, latentDays } from "../../models/latentState.ts";
 import { latentOnlyServedJson, type ServedMasteryJson } from "../../models/servedMastery.ts";
 import { latentEstimates, latentEstimatesWithOffsets } from "../../serving/latentScoring.ts";
@@ -234,7 +234,7 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
   // Both forgetting forms (round 9's durable share decays towards each basis part's own prior mean), round
   // 14's learning loading (each basis part learns at its offset's rates), and round 15's forgetting spread (a
   // share of each cell's mass kept whole or lost to the floor).
-  for (const [label, params, loading, centre] of [
+  for (const [label, params, loading, extra] of [
     ["global floor", PARAMS, undefined, undefined],
     ["durable share", { ...PARAMS, durableShare: 0.4, floor: 0 }, undefined, undefined],
     ["learning loading", PARAMS, 1, undefined],
@@ -259,10 +259,19 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
       "centre shift by evidence, decay as of",
       { ...PARAMS, forgetSpread: 0.5, asOfForgetting: "decay" },
       undefined,
-      [
-        { from: 0, shift: -0.02, delta: 0, pairs: 1, answers: 1 },
-        { from: 5, shift: 0.03, delta: 0, pairs: 1, answers: 1 },
-      ],
+      {
+        centreShiftByEvidence: [
+          { from: 0, shift: -0.02, delta: 0, pairs: 1, answers: 1 },
+          { from: 5, shift: 0.03, delta: 0, pairs: 1, answers: 1 },
+        ],
+      },
+    ],
+    // Round 19: round 18's three with the student part reined in (every offset times 0.6, offsetFromSummary).
+    [
+      "learning loading, forgetting spread, decay as of, student scale 0.6",
+      { ...PARAMS, forgetSpread: 0.5, asOfForgetting: "decay" },
+      1,
+      { studentOffsetScale: 0.6 },
     ],
   ] as const)
     it(`with a student effect: equals the replay byte for byte and the batch scoring, whatever the arrival order (${label})`, async () => {
@@ -272,7 +281,14 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
           params,
           1.5,
           loading,
-          centre === undefined ? {} : { centreShiftByEvidence: [...centre] },
+          extra === undefined
+            ? {}
+            : {
+                ...("centreShiftByEvidence" in extra
+                  ? { centreShiftByEvidence: [...extra.centreShiftByEvidence] }
+                  : {}),
+                ...("studentOffsetScale" in extra ? { studentOffsetScale: extra.studentOffsetScale } : {}),
+              },
         ),
         ruleConfigPath: null,
       });
@@ -305,6 +321,17 @@ describe("latent filter in the stream (embedded DuckDB)", () => {
         }
       }
       expect(moved).toBeGreaterThan(0);
+      if (extra !== undefined && "studentOffsetScale" in extra) {
+        // The reined-in offset is the scale times the plain model's, on the same stored states.
+        const { studentOffsetScale: _scale, ...plainJson } = f.json;
+        const plain = new LatentFilter(plainJson);
+        for (const st of students) {
+          const parts = states
+            .filter((k) => k.studentKey === st)
+            .map((k) => ({ topic: k.topicId, state: decodeLatentBasis(k.state.latent!, 40, 7)! }));
+          expect(f.studentOffsetOf(parts)).toBe(extra.studentOffsetScale * plain.studentOffsetOf(parts));
+        }
+      }
       if ("asOfForgetting" in params) {
         // The stream stores each latent row as of the pair's last event; GET /mastery's decay of it to the
         // batch's scoring time equals the batch's estimate there (stored times are whole microseconds, the

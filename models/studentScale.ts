@@ -1,0 +1,212 @@
+import { KIND_PRACTICE, KIND_QUIZ, LatentFilter, type LatentSequence } from "./latentFilter.ts";
+
+/**
+ * The student part's scale, reined in by a label-free moments check (issue 16, round 19). Pure: no I/O.
+ *
+ * The law of total variance bounds the spread of posterior means: for any quantity rho and data D,
+ * Var(E[rho | D]) <= Var(rho). Take rho_s = a student's mean excess of correct answers over what the filter
+ * predicts for them without a student effect (offset 0), over their graded answers. Both sides can be measured on
+ * the fit sample's own answers, no label and no truth:
+ *  - the truth's side by the method of moments: the students' observed excesses r_s = sum(k - n p0) / N_s vary
+ *    by Var(rho) plus their binomial noise, whose size each student's own predictions give (sum n p0 (1 - p0) /
+ *    N_s^2); so Var(rho) = Var_w(r) - mean_w(noise) (weights N_s, the students' graded answers);
+ *  - the model's side: d_s = sum n (p_o - p0) / N_s, the change of the same predictions at the student's
+ *    offset o (what the student part adds, in answers), and its spread Var_w(d).
+ * When the model's spread exceeds the moments estimate, the student part claims more between-student spread than
+ * the answers hold: every student's offset is multiplied by one factor c < 1 (LatentModelJson.studentOffsetScale)
+ * chosen so that Var_w(d) at c equals the estimate (a few multiplicative steps on the recomputed d). One factor for
+ * all students keeps their order. When the bound holds, c = 1 (nothing changes). The predictions are the filter's
+ * one-step-ahead P(correct) of each graded quiz / practice answer (`LatentKernel.predictive` before the answer),
+ * at a continuous offset with its learning loading (LatentFilter.kernelFor), as the loading's choice runs them.
+ */
+
+/** `mastery train served --latent-student-scale`: off (the default) or the moments check below. */
+export type StudentScaleMode = "off" | "moments";
+export const STUDENT_SCALE_MODES: readonly StudentScaleMode[] = ["off", "moments"];
+export const STUDENT_SCALE_DEFAULT: StudentScaleMode = "off";
+
+/** The outcome of the moments check (LatentModelJson.fit.studentScaleCheck). */
+export interface StudentScaleCheck {
+  /** The factor on every student's offset (LatentModelJson.studentOffsetScale): in [0, 1]. */
+  scale: number;
+  /** Students checked (>= STUDENT_SCALE_MIN_ANSWERS graded answers on covered topics) and their answers. */
+  students: number;
+  answers: number;
+  /** The moments estimate of the spread (variance) of the students' true excess of correct answers. */
+  trueVariance: number;
+  /** The spread (variance) of what the student part adds to the predictions, at c = 1 and at the chosen c. */
+  partVariance: number;
+  partVarianceAfter?: number;
+  /** Why c stayed 1 without a comparison (no student effect, too few students), or was set to 0. */
+  reason?: string;
+}
+
+/** Students with fewer graded answers than this are left out of the check (their excess is mostly noise). */
+export const STUDENT_SCALE_MIN_ANSWERS = 5;
+/** Fewer checked students than this and the check keeps c = 1 (recorded with its reason). */
+export const STUDENT_SCALE_MIN_STUDENTS = 30;
+/** Multiplicative steps of c (each on recomputed predictions). */
+const STEPS = 4;
+
+const logit = (p: number): number => Math.log(p / (1 - p));
+const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
+
+/**
+ * Each graded answer's one-step-ahead P(correct) of one sequence at student offset `offset` (0 = none): the
+ * filter's own fold (forgetting, answer, learning), recording `predictive` before each quiz / practice answer.
+ * Returns n (answers), k (correct) and p per graded event.
+ */
+export function answerPredictions(
+  model: LatentFilter,
+  seq: LatentSequence,
+  offset = 0,
+): { n: number[]; k: number[]; p: number[] } {
+  const kernel = model.kernelFor(seq.topic, offset);
+  const prior = model.priorMean(seq.topic);
+  const post = kernel.prior(offset === 0 ? prior : sigmoid(logit(prior) + offset));
+  const base = kernel.mean(post);
+  const out = { n: [] as number[], k: [] as number[], p: [] as number[] };
+  let last = Number.NaN;
+  for (const e of seq.events) {
+    if (Number.isFinite(last)) kernel.forget(post, e.t - last, base);
+    last = e.t;
+    if ((e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) && e.n > 0) {
+      out.n.push(e.n);
+      out.k.push(e.k);
+      out.p.push(kernel.predictive(post));
+    }
+    kernel.observe(post, e);
+    kernel.learnFrom(post, e.kind);
+  }
+  return out;
+}
+
+/**
+ * The moments estimate of the variance of the students' true excess: the weighted variance of the observed
+ * excesses `r` less the weighted mean of their binomial noise variances `noise` (weights `w`). Can be <= 0.
+ */
+export function excessVariance(r: readonly number[], noise: readonly number[], w: readonly number[]): number {
+  return weightedMoments(r, w).variance - weightedMoments(noise, w).mean;
+}
+
+/** Weighted mean and variance (population form) of xs with weights ws. */
+function weightedMoments(xs: readonly number[], ws: readonly number[]): { mean: number; variance: number } {
+  let sw = 0;
+  let sx = 0;
+  for (let i = 0; i < xs.length; i++) {
+    sw += ws[i]!;
+    sx += ws[i]! * xs[i]!;
+  }
+  const mean = sx / sw;
+  let sv = 0;
+  for (let i = 0; i < xs.length; i++) sv += ws[i]! * (xs[i]! - mean) ** 2;
+  return { mean, variance: sv / sw };
+}
+
+/**
+ * The moments check and its factor c for `model` (with a student effect, its `studentOffsetScale` unset or 1)
+ * on the fit sample `sequences` (grouped by `student`; only topics the effect covers count). Without a student
+ * effect, or with too few students, c = 1 and `reason` says why.
+ */
+export function chooseStudentScale(
+  model: LatentFilter,
+  sequences: readonly LatentSequence[],
+): StudentScaleCheck {
+  const keep = (reason: string, students = 0, answers = 0): StudentScaleCheck => ({
+    scale: 1,
+    students,
+    answers,
+    trueVariance: Number.NaN,
+    partVariance: Number.NaN,
+    reason,
+  });
+  if (!((model.json.studentPriorSd ?? 0) > 0)) return keep("no student effect");
+  if ((model.json.studentOffsetScale ?? 1) !== 1)
+    throw new Error(
+      `chooseStudentScale needs the fitted model before its rein-in (studentOffsetScale ${model.json.studentOffsetScale}); pass the model as LatentFilter.fit left it`,
+    );
+  const byStudent = new Map<string, LatentSequence[]>();
+  for (const s of sequences) {
+    if (s.student === undefined || !model.studentTopic(s.topic)) continue;
+    const l = byStudent.get(s.student) ?? [];
+    l.push(s);
+    byStudent.set(s.student, l);
+  }
+  // Per student: offset, answers at offset 0 (fixed), and the excess r and its noise.
+  const checked: { seqs: LatentSequence[]; offset: number; n: number; p0: number[][] }[] = [];
+  const r: number[] = [];
+  const noise: number[] = [];
+  const w: number[] = [];
+  let answers = 0;
+  for (const seqs of byStudent.values()) {
+    let n = 0;
+    let excess = 0;
+    let v = 0;
+    const p0: number[][] = [];
+    for (const q of seqs) {
+      const a = answerPredictions(model, q, 0);
+      p0.push(a.p);
+      for (let i = 0; i < a.n.length; i++) {
+        n += a.n[i]!;
+        excess += a.k[i]! - a.n[i]! * a.p[i]!;
+        v += a.n[i]! * a.p[i]! * (1 - a.p[i]!);
+      }
+    }
+    if (n < STUDENT_SCALE_MIN_ANSWERS) continue;
+    answers += n;
+    checked.push({ seqs, offset: model.studentOffset(seqs), n, p0 });
+    r.push(excess / n);
+    noise.push(v / (n * n));
+    w.push(n);
+  }
+  if (checked.length < STUDENT_SCALE_MIN_STUDENTS)
+    return keep(
+      `${checked.length} students with >= ${STUDENT_SCALE_MIN_ANSWERS} graded answers (< ${STUDENT_SCALE_MIN_STUDENTS})`,
+      checked.length,
+      answers,
+    );
+  const trueVariance = excessVariance(r, noise, w);
+  const partAt = (c: number): number => {
+    const d = checked.map((x) => {
+      let s = 0;
+      x.seqs.forEach((q, j) => {
+        const a = answerPredictions(model, q, c * x.offset);
+        const base = x.p0[j]!;
+        for (let i = 0; i < a.n.length; i++) s += a.n[i]! * (a.p[i]! - base[i]!);
+      });
+      return s / x.n;
+    });
+    return weightedMoments(d, w).variance;
+  };
+  const partVariance = partAt(1);
+  if (!(partVariance > Math.max(0, trueVariance)))
+    return { scale: 1, students: checked.length, answers, trueVariance, partVariance };
+  if (!(trueVariance > 0))
+    return {
+      scale: 0,
+      students: checked.length,
+      answers,
+      trueVariance,
+      partVariance,
+      reason: "the moments estimate of the students' spread is <= 0: the student part is switched off",
+    };
+  // The part's spread grows about as c^2 (linear in the offset to first order): c <- c sqrt(target / part(c)).
+  let c = 1;
+  let part = partVariance;
+  for (let i = 0; i < STEPS; i++) {
+    c = Math.min(1, c * Math.sqrt(trueVariance / part));
+    part = partAt(c);
+  }
+  return { scale: c, students: checked.length, answers, trueVariance, partVariance, partVarianceAfter: part };
+}
+
+/**
+ * `model` with the student part reined in by the moments check on `sequences` (its fit sample): a copy whose
+ * json carries the factor (studentOffsetScale, only when below 1) and the check (fit.studentScaleCheck).
+ */
+export function applyStudentScale(model: LatentFilter, sequences: readonly LatentSequence[]): LatentFilter {
+  const check = chooseStudentScale(model, sequences);
+  const json = { ...model.json, fit: { ...model.json.fit, studentScaleCheck: check } };
+  if (check.scale < 1) json.studentOffsetScale = check.scale;
+  return new LatentFilter(json);
+}
