@@ -34,6 +34,7 @@ import { join } from "node:path";
 import { BKT, type BktModelJson, type BktParams, bktStepPair, type SkillResponses } from "../models/bkt.ts";
 import { MASTERY_BKT_OPTIONS } from "../models/bktMasteryOptions.ts";
 import {
+  groupByStudent,
   KIND_QUIZ,
   LATENT_AS_OF_FORGETTING_DEFAULT,
   LATENT_FORGET_SPREAD_DEFAULT,
@@ -175,13 +176,7 @@ export function marginalStudentSd(
   for (let i = Math.round(lo / 0.05); i <= Math.round(grid[grid.length - 1]! / 0.05); i++)
     nodes.push(i * 0.05);
   const zero = nodes.findIndex((o) => Math.abs(o) < 1e-9);
-  const byStudent = new Map<string, LatentSequence[]>();
-  for (const s of sequences) {
-    if (s.student === undefined || !basis.studentTopic(s.topic)) continue;
-    const l = byStudent.get(s.student) ?? [];
-    l.push(s);
-    byStudent.set(s.student, l);
-  }
+  const byStudent = groupByStudent(sequences, (s) => basis.studentTopic(s.topic));
   const total = new Float64Array(candidates.length);
   const logL = new Float64Array(nodes.length);
   for (const seqs of byStudent.values()) {

@@ -1108,13 +1108,7 @@ export class LatentFilter {
   ): { sd: number; heldOut: Record<string, number>; loading: number; choice: StudentEffectChoice } {
     const grid: number[] = [];
     for (let j = -12; j <= 12; j++) grid.push(j * 0.25);
-    const byStudent = new Map<string, LatentSequence[]>();
-    for (const s of sequences) {
-      if (s.student === undefined || !s.events.some((e) => e.n > 0)) continue;
-      const l = byStudent.get(s.student) ?? [];
-      l.push(s);
-      byStudent.set(s.student, l);
-    }
+    const byStudent = groupByStudent(sequences, (s) => s.events.some((e) => e.n > 0));
     const { params, bins } = model.json;
     const p = new Float64Array(bins);
     const all = loadings.includes(0) ? loadings : [0, ...loadings];
@@ -2166,6 +2160,21 @@ function fromVector(
     noise: 0.25 * sigmoid(x[6 + n]!),
     assignmentConcentration: Math.min(500, Math.max(0.5, Math.exp(x[7 + n]!))),
   };
+}
+
+/** Sequences grouped by student (first-seen order); sequences without a student, or that `keep` refuses, left out. */
+export function groupByStudent(
+  sequences: readonly LatentSequence[],
+  keep: (s: LatentSequence) => boolean = () => true,
+): Map<string, LatentSequence[]> {
+  const byStudent = new Map<string, LatentSequence[]>();
+  for (const s of sequences) {
+    if (s.student === undefined || !keep(s)) continue;
+    const l = byStudent.get(s.student) ?? [];
+    l.push(s);
+    byStudent.set(s.student, l);
+  }
+  return byStudent;
 }
 
 /** Sequences grouped by topic (first-seen order). */

@@ -1,4 +1,10 @@
-import { KIND_PRACTICE, KIND_QUIZ, LatentFilter, type LatentSequence } from "./latentFilter.ts";
+import {
+  groupByStudent,
+  KIND_PRACTICE,
+  KIND_QUIZ,
+  LatentFilter,
+  type LatentSequence,
+} from "./latentFilter.ts";
 
 /**
  * The student part's scale, reined in by a label-free moments check (issue 16, round 19). Pure: no I/O.
@@ -125,13 +131,7 @@ export function chooseStudentScale(
     throw new Error(
       `chooseStudentScale needs the fitted model before its rein-in (studentOffsetScale ${model.json.studentOffsetScale}); pass the model as LatentFilter.fit left it`,
     );
-  const byStudent = new Map<string, LatentSequence[]>();
-  for (const s of sequences) {
-    if (s.student === undefined || !model.studentTopic(s.topic)) continue;
-    const l = byStudent.get(s.student) ?? [];
-    l.push(s);
-    byStudent.set(s.student, l);
-  }
+  const byStudent = groupByStudent(sequences, (s) => model.studentTopic(s.topic));
   // Per student: offset, answers at offset 0 (fixed), and the excess r and its noise.
   const checked: { seqs: LatentSequence[]; offset: number; n: number; p0: number[][] }[] = [];
   const r: number[] = [];
