@@ -12,6 +12,7 @@
  *
  *   npx tsx bench/availability.bench.ts                                   # 120 s at 200 req/s, period 30 s
  *   AVAIL_SECONDS=600 AVAIL_RATE=500 AVAIL_PERIOD=120 npx tsx bench/availability.bench.ts   # the issue's run
+ *   AVAIL_SECONDS=100 AVAIL_PERIOD=30 AVAIL_STEPS=kill npx tsx bench/availability.bench.ts  # SIGKILLs only
  * Targets: >= 99.9% success, 0 acknowledged events lost, p99 <= 100 ms outside restarts.
  */
 import { execFile } from "node:child_process";
@@ -28,6 +29,30 @@ import { envNumber as env } from "./benchEnv.ts";
 import { cpuPerRequest, formatCpuRows, sampleCpu, topologyPids } from "./topologyCpu.ts";
 
 const run = promisify(execFile);
+
+/** The disruptions of one cycle, by name (deploy/local.sh's commands). */
+const DISRUPTIONS: Record<string, [string, string[]]> = {
+  graceful: ["graceful restart of server 1", ["restart-server", "1"]],
+  kill: ["SIGKILL of server 2", ["kill-server", "2"]],
+  worker: ["SIGKILL + restart of the stream worker", ["restart-worker"]],
+};
+
+/**
+ * AVAIL_STEPS: the cycle of disruptions, comma-separated names of DISRUPTIONS (default
+ * "graceful,kill,worker", the issue's plan); e.g. `AVAIL_STEPS=kill` repeats the SIGKILL every period.
+ */
+function disruptionSteps(spec: string | undefined): [string, string[]][] {
+  const names = (spec || "graceful,kill,worker").split(",").map((n) => n.trim());
+  return names.map((n) => {
+    const step = DISRUPTIONS[n];
+    if (!step) {
+      throw new Error(
+        `AVAIL_STEPS: unknown disruption "${n}"; use a comma-separated list of ${Object.keys(DISRUPTIONS).join(", ")}`,
+      );
+    }
+    return step;
+  });
+}
 const SECONDS = env("AVAIL_SECONDS", 120);
 const RATE = env("AVAIL_RATE", 200);
 const PERIOD = env("AVAIL_PERIOD", 30);
@@ -300,11 +325,7 @@ async function main(): Promise<void> {
           );
         })();
   // Disruptions at PERIOD, 2*PERIOD, ... (not in the last 10 s).
-  const steps: [string, string[]][] = [
-    ["graceful restart of server 1", ["restart-server", "1"]],
-    ["SIGKILL of server 2", ["kill-server", "2"]],
-    ["SIGKILL + restart of the stream worker", ["restart-worker"]],
-  ];
+  const steps = disruptionSteps(process.env.AVAIL_STEPS);
   for (let k = 1; start + k * PERIOD * 1000 < end - 10_000; k++) {
     await new Promise((r) => setTimeout(r, start + k * PERIOD * 1000 - Date.now()));
     const [what, args] = steps[(k - 1) % steps.length] as [string, string[]];
