@@ -334,8 +334,9 @@ function fitEpoch(
       writeFileSync(cacheFile, JSON.stringify({ filter: filter.toJSON(), bkt: bkt.toJSON() }));
     }
   }
-  // Round 19: the student part's rein-in on the same sample (after the cache: the fit itself is the same).
-  if (studentScale === "moments") filter = applyStudentScale(filter, [...bySeq.values()]);
+  // Rounds 19/20: the student part's rein-in on the same sample (after the cache: the fit itself is the same).
+  if (studentScale === "moments" || studentScale === "mastery")
+    filter = applyStudentScale(filter, [...bySeq.values()], studentScale);
   const decay = fitDecay(transitions);
   const skillAccuracy = new Map([...acc].map(([s, c]) => [s, (c.k + 1) / (c.n + 2)]));
   // The anchor as `mastery train served` fits it: every sampled pair's served P(correct) at the epoch time,
@@ -647,7 +648,7 @@ export interface RealCutsOptions {
    * round 19). Default none: the shipped `mastery train served` fit.
    */
   latentFit?: LatentFitOptions;
-  /** Round 19: the student part's rein-in (models/studentScale.ts), applied to each epoch's fit (cached or not). */
+  /** Rounds 19/20: the student part's rein-in (models/studentScale.ts), applied to each epoch's fit (cached or not). */
   studentScale?: StudentScaleMode;
   extra?: Record<string, CutSource>;
 }

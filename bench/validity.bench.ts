@@ -709,9 +709,9 @@ async function runRealLog(work: string): Promise<void> {
   }
 }
 
-/** One line of the student part's moments check (round 19, models/studentScale.ts). */
+/** One line of the student part's moments check (rounds 19/20, models/studentScale.ts). */
 function studentScaleLine(c: StudentScaleCheck): string {
-  return `${c.students} students, ${c.answers} graded answers; moments estimate of the students' spread (variance of the true excess of correct answers) ${c.trueVariance.toFixed(6)}, the student part's ${c.partVariance.toFixed(6)}${c.partVarianceAfter !== undefined ? ` -> ${c.partVarianceAfter.toFixed(6)}` : ""}; offsets x ${c.scale.toFixed(4)}${c.reason !== undefined ? ` (${c.reason})` : ""}`;
+  return `${c.students} students, ${c.answers} graded answers; moments estimate of the students' spread (variance of the true excess ${c.on === "mastery" ? "of K, through the emission's slope" : "of correct answers"}) ${c.trueVariance.toFixed(6)}, the student part's ${c.partVariance.toFixed(6)}${c.partVarianceAfter !== undefined ? ` -> ${c.partVarianceAfter.toFixed(6)}` : ""}; offsets x ${c.scale.toFixed(4)}${c.reason !== undefined ? ` (${c.reason})` : ""}`;
 }
 
 /** The latent fit's small-data guard as printed next to a fit (models/latentFilter.ts LATENT_MIN_OBSERVATIONS). */

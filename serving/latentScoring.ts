@@ -95,7 +95,10 @@ export interface FitLatentResult {
 /** The options of fitLatentOnStore: the filter's fit, the sample's size and the student part's rein-in. */
 export type LatentStoreFitOptions = LatentFitOptions & {
   maxEvents?: number;
-  /** Round 19: "moments" reins the student part in on the same sample (models/studentScale.ts); default off. */
+  /**
+   * Rounds 19/20: "moments" (in answers) or "mastery" (on the K scale) reins the student part in on the same
+   * sample (models/studentScale.ts); default off.
+   */
   studentScale?: StudentScaleMode;
 };
 
@@ -119,7 +122,10 @@ export async function fitLatentOnStore(
   const seqs = [...(await loadLatentSequences(store, before, sample)).values()];
   const { studentScale, ...fitOpts } = opts;
   const fitted = LatentFilter.fit(seqs, { studentEffect: true, ...fitOpts });
-  const model = studentScale === "moments" ? applyStudentScale(fitted, seqs) : fitted;
+  const model =
+    studentScale === "moments" || studentScale === "mastery"
+      ? applyStudentScale(fitted, seqs, studentScale)
+      : fitted;
   return { model, sequences: seqs.length, seconds: (performance.now() - t0) / 1000 };
 }
 

@@ -123,8 +123,8 @@ export function register(program: Command): void {
       LATENT_AS_OF_FORGETTING_DEFAULT,
     )
     .option(
-      "--latent-student-scale <off|moments>",
-      "with --latent-student on, whether the student part's scale is reined in (round 19): off (the default) or moments (opt-in: when what the student offsets add to the fit sample's answer predictions spreads more across students than the method-of-moments estimate of the students' true spread of correct answers, every offset is multiplied by one factor < 1 that matches the two; label-free, the students' order kept; docs/benchmarks.md Validity round 19)",
+      "--latent-student-scale <off|moments|mastery>",
+      "with --latent-student on, whether the student part's scale is reined in (round 19): off (the default), moments (opt-in: when what the student offsets add to the fit sample's answer predictions spreads more across students than the method-of-moments estimate of the students' true spread of correct answers, every offset is multiplied by one factor < 1 that matches the two; label-free, the students' order kept; docs/benchmarks.md Validity round 19) or mastery (opt-in, round 20: the same check on the mastery scale, the answers' excess carried to K through the emission's local slope, so students where the emission is flat count in full)",
       STUDENT_SCALE_DEFAULT,
     )
     .option(

@@ -12,6 +12,7 @@ import {
   answerPredictions,
   applyStudentScale,
   chooseStudentScale,
+  emissionSlopes,
   excessVariance,
 } from "../../models/studentScale.ts";
 import { LATENT_TEST_PARAMS } from "./latentFixtures.ts";
@@ -139,4 +140,101 @@ describe("student part's scale: the moments check (round 19)", () => {
       { numRuns: 200 },
     );
   });
+});
+
+describe("student part's scale: the check on the mastery scale (round 20)", () => {
+  it("emission slopes: 1 - guess - slip on every cell of the linear emission (known answer)", () => {
+    const k = model(STILL, 0).kernelFor("A");
+    const b = emissionSlopes(k);
+    expect(b.length).toBe(40);
+    for (const v of b) expect(v).toBeCloseTo(1 - STILL.guess - STILL.slip, 12);
+  });
+
+  it("emission slopes: the logistic emission's derivative (1 - g - s) a s(z)(1 - s(z)) at the grid (hand values)", () => {
+    // guess 0.2, slip 0.1, slope 10, threshold 0.5, 4 cells at 0.125 / 0.375 / 0.625 / 0.875.
+    const prm: LatentParams = { ...STILL, guess: 0.2, slip: 0.1, slope: 10, threshold: 0.5 };
+    const b = emissionSlopes(model(prm, 0, 4).kernelFor("A"));
+    const e = (x: number) => 0.2 + 0.7 / (1 + Math.exp(-10 * (x - 0.5)));
+    // Central differences over two cells (0.25 apart each side), one-sided at the ends.
+    expect(b[0]).toBeCloseTo((e(0.375) - e(0.125)) / 0.25, 12);
+    expect(b[1]).toBeCloseTo((e(0.625) - e(0.125)) / 0.5, 12);
+    expect(b[2]).toBeCloseTo((e(0.875) - e(0.375)) / 0.5, 12);
+    expect(b[3]).toBeCloseTo((e(0.875) - e(0.625)) / 0.25, 12);
+    // By symmetry around the threshold the two inner cells' slopes are equal: (e(0.625) - e(0.125)) / 0.5.
+    expect(b[1]).toBeCloseTo(b[2]!, 12);
+    expect(b[1]).toBeCloseTo((0.7 / (1 + Math.exp(-1.25)) - 0.7 / (1 + Math.exp(3.75))) / 0.5, 12);
+  });
+
+  it("records the posterior's mean K and mean slope before each answer (two cells, known answer)", () => {
+    // As the round 19 hand case: cells 0.25 / 0.75, slopes (0.725 - 0.375) / 0.5 = 0.7 on both (linear).
+    const f = model({ ...STILL, priorMean: 0.5, priorConcentration: 2 }, 0, 2, 0.5);
+    const a = answerPredictions(f, {
+      topic: "A",
+      events: [
+        { t: 0, kind: KIND_QUIZ, n: 1, k: 1 },
+        { t: 0, kind: KIND_QUIZ, n: 1, k: 0 },
+      ],
+    });
+    expect(a.m[0]).toBeCloseTo(0.5, 12);
+    // After the right answer: weights 0.1875 / 0.3625 of 0.55.
+    expect(a.m[1]).toBeCloseTo((0.1875 * 0.25 + 0.3625 * 0.75) / 0.55, 12);
+    expect(a.b[0]).toBeCloseTo(0.7, 12);
+    expect(a.b[1]).toBeCloseTo(0.7, 12);
+  });
+
+  it("on the linear emission the mastery check is the answers' check divided by the slope squared: same c", () => {
+    // P(correct) = g + (1 - g - s) E[K] exactly, so both sides of the mastery check are the answers' over
+    // (1 - g - s)^2 and c is the same.
+    const same = students(100, 0, 7);
+    const b2 = (1 - STILL.guess - STILL.slip) ** 2;
+    const ans = chooseStudentScale(model(STILL, 3), same);
+    const k = chooseStudentScale(model(STILL, 3), same, "mastery");
+    expect(k.on).toBe("mastery");
+    expect(ans.on).toBeUndefined();
+    expect(k.students).toBe(ans.students);
+    expect(k.trueVariance).toBeCloseTo(ans.trueVariance / b2, 10);
+    expect(k.partVariance).toBeCloseTo(ans.partVariance / b2, 10);
+    expect(k.scale).toBeCloseTo(ans.scale, 6);
+    expect(k.scale).toBeLessThan(0.8);
+  }, 60_000);
+
+  it("on a logistic emission, students on its flat top count in full: the mastery check reins in harder", () => {
+    // The students differ a little (right with probability 0.5 or 0.9); the model's student prior sd 3 lifts
+    // the abler ones far above the threshold 0.3, where an answer hardly moves. In answers that lift is hidden;
+    // on K it is not.
+    const prm: LatentParams = { ...STILL, priorMean: 0.5, slope: 12, threshold: 0.3 };
+    const f = model(prm, 3, 40, 0.5);
+    const rnd = mulberry32(11);
+    const seqs: LatentSequence[] = [];
+    for (let s = 0; s < 80; s++)
+      for (const topic of TOPICS) {
+        const events: LatentEvent[] = [];
+        for (let j = 0; j < 8; j++)
+          events.push({ t: j, kind: KIND_QUIZ, n: 1, k: rnd() < 0.5 + 0.4 * (s % 2) ? 1 : 0 });
+        seqs.push({ topic, student: `s${s}`, events });
+      }
+    const ans = chooseStudentScale(f, seqs);
+    const k = chooseStudentScale(f, seqs, "mastery");
+    expect(ans.scale).toBeLessThan(1);
+    expect(k.scale).toBeLessThan(ans.scale);
+    if (k.trueVariance > 0) expect(k.partVarianceAfter!).toBeCloseTo(k.trueVariance, 4);
+  }, 60_000);
+
+  it("property: the mastery check's c is in [0, 1] and a model it keeps (c = 1) holds the bound", () => {
+    fc.assert(
+      fc.property(
+        fc.double({ min: 0.2, max: 3, noNaN: true }),
+        fc.double({ min: 0, max: 2, noNaN: true }),
+        fc.integer({ min: 1, max: 1000 }),
+        (priorSd, trueSd, seed) => {
+          const c = chooseStudentScale(model(STILL, priorSd), students(40, trueSd, seed), "mastery");
+          expect(c.scale).toBeGreaterThanOrEqual(0);
+          expect(c.scale).toBeLessThanOrEqual(1);
+          if (c.scale === 1) expect(c.partVariance).toBeLessThanOrEqual(Math.max(0, c.trueVariance));
+          else expect(c.partVariance).toBeGreaterThan(Math.max(0, c.trueVariance));
+        },
+      ),
+      { numRuns: 8 },
+    );
+  }, 120_000);
 });
