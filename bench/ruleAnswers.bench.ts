@@ -9,7 +9,8 @@
  * CPU-seconds (user + sys) per part. Run it with main's code and with a branch's on stores scored by each:
  * equal digests = equal answers.
  *
- *   STORE=/tmp/day1m/rulestep.duckdb SAMPLE=2000 AT=2024-07-01T00:00:00Z npx tsx bench/ruleAnswers.bench.ts
+ *   STORE=/tmp/day1m/rulestep.duckdb SAMPLE=2000 npx tsx bench/ruleAnswers.bench.ts   # AT: 10 days after the
+ *   newest rule score unless given (AT=2024-07-01T00:00:00Z)
  */
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, rmSync } from "node:fs";
@@ -27,10 +28,9 @@ if (path === undefined || !existsSync(path))
     `STORE must name a store file (got ${path ?? "nothing"}): e.g. STORE=/tmp/day1m/rulestep.duckdb`,
   );
 const sample = Number(process.env.SAMPLE ?? 2000);
-const at = new Date(process.env.AT ?? "2024-07-01T00:00:00Z");
+const atArg = process.env.AT;
 if (!Number.isInteger(sample) || sample < 1)
   throw new Error(`SAMPLE must be a positive integer (got ${process.env.SAMPLE})`);
-if (Number.isNaN(at.getTime())) throw new Error(`AT must be an ISO time (got ${process.env.AT})`);
 
 // A copy: opening migrates a file of another layout, and the answers are read from the file as it was scored.
 const copy = `${path}.answers.duckdb`;
@@ -39,6 +39,12 @@ rmSync(`${copy}.wal`, { force: true });
 copyFileSync(path, copy);
 const store = await DuckStore.open(copy);
 await DuckAlertStore.open(store);
+// Default AT: 10 days after the newest rule score (rule scores move with time alone).
+const newest = await store.one<{ t: number | null }>(
+  "SELECT epoch_ms(max(as_of))::DOUBLE AS t FROM student_mastery WHERE score_source = 'rule_based'",
+);
+const at = new Date(atArg ?? (newest?.t ?? 0) + 10 * 86_400_000);
+if (Number.isNaN(at.getTime())) throw new Error(`AT must be an ISO time (got ${atArg})`);
 const cpuNow = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
