@@ -17,6 +17,7 @@
  *   BENCH_DIR=/tmp/day10m RUNS=1 MODE=first DIGEST=sum npx tsx bench/ruleStep.bench.ts  # 10M: order-free digests
  *   MEMORY_LIMIT=4GB ...               # DuckDB's memory_limit (default DuckDB's, 80% of RAM)
  *   SCRATCH=/other/disk/x.duckdb ...   # where the copy goes (default BENCH_DIR/rulestep.duckdb)
+ *   KEEP=1 ...                          # keep the last run's scored copy (bench/ruleAnswers.bench.ts reads it)
  */
 import { copyFileSync, existsSync, readFileSync, rmSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -146,8 +147,11 @@ for (let r = 0; r < runs; r++) {
   store.close();
   await store.whenClosed();
 }
-rmSync(scratch, { force: true });
-rmSync(`${scratch}.wal`, { force: true });
+// KEEP=1: the last run's scored copy stays (e.g. for bench/ruleAnswers.bench.ts).
+if (process.env.KEEP !== "1") {
+  rmSync(scratch, { force: true });
+  rmSync(`${scratch}.wal`, { force: true });
+}
 const load1 = loadavg();
 log(`load average ${load0[0]?.toFixed(1)} -> ${load1[0]?.toFixed(1)}`);
 log(`${mode} rule step, ${runs} run(s): phase, median CPU-s [each run], median wall s`);

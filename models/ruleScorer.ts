@@ -500,7 +500,16 @@ export function ruleScoreAt(stored: StoredRuleExplanation, atUs: number): RuleSc
  * `rule` block (last key, so readers of the score alone parse only the tail: serving/masteryView.ts).
  */
 function storedOf(block: StoredRuleState | null, asOfUs: number, cfg: RuleConfig): RuleScore {
-  if (block === null) return { score: cfg.prior, explanation: explain(cfg.prior, [], cfg.prior) };
+  if (block === null) return { score: cfg.prior, explanation: priorRuleExplanation(cfg) };
+  return storedRuleScore(block, asOfUs);
+}
+
+/**
+ * The stored row of a block as of `asOfUs`: the score then, its top 3 factors and the block (last key). The
+ * batch stores the block's numbers and readers render the text with this (serving/storedExplanations.ts), so
+ * JSON.stringify of its explanation is byte for byte what storedRuleRow gives for the state.
+ */
+export function storedRuleScore(block: StoredRuleState, asOfUs: number): RuleScore {
   const at = scoreOfBlock(block, asOfUs);
   const explanation: StoredRuleExplanation = { ...at.explanation, rule: block };
   return { score: at.score, explanation };
@@ -538,6 +547,34 @@ export function storedRuleRange(
   let i = from;
   const get = (c: RuleStateColumn): number => cols[c][i] as number;
   for (; i < to; i++) onRow(i, storedOf(stateBlock(get, cfg, p), asOfUs, cfg));
+}
+
+/**
+ * What the batch stores for rows [from, to) of columnar states as of `asOfUs`: each row's block (null when no
+ * signal counts: the row's score is the prior and its explanation `priorRuleExplanation`) and its score as of
+ * `asOfUs` (ruleScoreOnlyAt: the bits of storedRuleRow's score). No explanation object is built: readers
+ * render it from the block (storedRuleScore).
+ */
+export function ruleBlockRange(
+  cols: RuleStateColumns,
+  asOfUs: number,
+  from: number,
+  to: number,
+  cfg: RuleConfig,
+  onRow: (i: number, score: number, block: StoredRuleState | null) => void,
+): void {
+  const p = scratch();
+  let i = from;
+  const get = (c: RuleStateColumn): number => cols[c][i] as number;
+  for (; i < to; i++) {
+    const block = stateBlock(get, cfg, p);
+    onRow(i, block === null ? cfg.prior : ruleScoreOnlyAt(block, cfg.prior, asOfUs), block);
+  }
+}
+
+/** The stored explanation of a state without a block (no signal counts): the prior, at every time. */
+export function priorRuleExplanation(cfg: RuleConfig): Explanation {
+  return explain(cfg.prior, [], cfg.prior);
 }
 
 /**

@@ -8,6 +8,7 @@ import type { DuckStore } from "../storage/duckdb.ts";
 import { sourceRank } from "./masteryReadStore.ts";
 import { DEFAULT_SOURCE_ORDER, rowAtReadTime, TEACHER_OVERRIDE } from "./masteryView.ts";
 import { readTimeScoreSql } from "./readTimeScoreSql.ts";
+import { explanationText } from "./storedExplanations.ts";
 import { type ApplyResult, alertKeys, type UpdatedKey } from "./updater.ts";
 
 /**
@@ -299,6 +300,16 @@ export class AlertEngine {
       // Scores as a reader sees them at check time: a rule score as of now, a served score
       // decayed to now (serving/masteryView.ts rowAtReadTime). So a score that decayed under the threshold
       // without new events raises its alert the next time its key is checked.
+      // A batch rule row's text is rendered from its block (the check reads it as of now); a bkt / elo row's
+      // is not read here.
+      if (stored.explanation_numbers !== undefined && stored.score_source === "rule_based") {
+        stored.explanation = explanationText(
+          stored.explanation,
+          stored.explanation_numbers,
+          stored.mastery_score,
+        );
+        delete stored.explanation_numbers;
+      }
       const r = rowAtReadTime(stored, now);
       const school = r.school_id ?? null;
       const grade = r.grade === null || r.grade === undefined ? null : Number(r.grade);

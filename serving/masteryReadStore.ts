@@ -1,7 +1,7 @@
 import type { DuckReadPool, DuckStore } from "../storage/duckdb.ts";
 import {
-  EXPLANATION_NUMBERS_SELECT,
-  explanationNumbersSelect,
+  STORED_NUMBERS_SELECT,
+  storedNumberNames,
   takeExplanationNumbers,
   type WithExplanationNumberColumns,
 } from "../storage/explanationNumbers.ts";
@@ -158,20 +158,20 @@ const TOPICS_SQL =
  * filtered by the student, the newest per key picked in JS (storage/revisionTable.ts), not through the
  * tables' views. Rows in the order of MASTERY_SQL's ORDER BY (DuckDB orders VARCHAR by UTF-8 bytes).
  */
-// The batch job's bkt / elo rows store their explanation as numbers (storage/explanationNumbers.ts): read
-// with them, the text rendered here (serving/storedExplanations.ts).
+// The batch jobs' bkt / elo / rule rows store their explanation as numbers (storage/explanationNumbers.ts):
+// read with them, the text rendered here (serving/storedExplanations.ts).
 const SCORE_COLUMNS = `topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated,
-  ${EXPLANATION_NUMBERS_SELECT}`;
+  ${STORED_NUMBERS_SELECT}`;
 const DUCK_MASTERY_SQL = `SELECT x.topic_id, x.mastery_score, x.score_source, x.model_version, x.as_of, x.explanation,
-       x.last_updated, t.name, t.chapter_id, t.subject_id, t.course_id, x.revision_seq, ${explanationNumbersSelect("x")}
+       x.last_updated, t.name, t.chapter_id, t.subject_id, t.course_id, x.revision_seq, ${storedNumberNames("x")}
   FROM (${revisionsSql("student_mastery", SCORE_COLUMNS, "student_key = $1")}) x LEFT JOIN topics t USING (topic_id)`;
 const DUCK_SCORE_SQL = revisionsSql(
   "student_mastery",
   `${SCORE_COLUMNS}, NULL AS name, NULL AS chapter_id, NULL AS subject_id, NULL AS course_id`,
   "student_key = $1",
 );
-const DUCK_HISTORY_SQL = historySql(`, ${EXPLANATION_NUMBERS_SELECT}`);
-const DUCK_STUDENT_HISTORY_SQL = studentHistorySql(`, ${EXPLANATION_NUMBERS_SELECT}`);
+const DUCK_HISTORY_SQL = historySql(`, ${STORED_NUMBERS_SELECT}`);
+const DUCK_STUDENT_HISTORY_SQL = studentHistorySql(`, ${STORED_NUMBERS_SELECT}`);
 const DUCK_ABILITY_SQL = revisionsSql("learner_state", "topic_id, elo_ability", "student_key = $1");
 
 const byTopicAndSource = (a: MasteryViewRow, b: MasteryViewRow): number =>

@@ -12,15 +12,22 @@
  * bit (tested to 1e-12).
  */
 export function readTimeScoreSql(m: string, atUs: string, opts: { served?: boolean } = {}): string {
-  const r = (field: string) => `CAST(json_extract_string(${m}.explanation, '$.rule.${field}') AS DOUBLE)`;
-  const days = (from: string) => `greatest(0, (${atUs} - ${r(from)}) / 86400e6)`;
-  const n = `(${r("evidence")} * pow(2, -${days("refUs")} / ${r("evidenceHalfLifeDays")}))`;
-  const lambda = `(CASE WHEN ${n} > 0 THEN ${n} / (${n} + ${r("shrinkageK")}) ELSE 0 END)`;
-  const x = `pow(2, -${days("lastUs")} / ${r("inactivityHalfLifeDays")})`;
-  const centered = `CASE WHEN json_extract_string(${m}.explanation, '$.rule.centered') = 'true'
-    THEN ${r("prior")} ELSE 0 END`;
-  return `CASE WHEN ${m}.score_source = 'rule_based' AND json_exists(${m}.explanation, '$.rule')
-    THEN least(1, greatest(0, ${r("prior")} + ${lambda} * (${r("partSum")} + ${r("recencyWeight")} * (${x} - ${centered}))))
+  // The batch's rule rows hold the block as columns (storage/schema.ts RULE_BLOCK_COLUMNS); rows written with
+  // their text (the stream's, stores from before the columns) hold it as the explanation's `rule` key.
+  const col = (field: string) => `${m}.rule_${field}`;
+  const json = (field: string) => `CAST(json_extract_string(${m}.explanation, '$.rule.${field}') AS DOUBLE)`;
+  const fromColumns = ruleScoreSql(
+    (f) => col(RULE_FIELD_COLUMN[f]),
+    `CASE WHEN ${m}.rule_centered THEN ${m}.rule_prior ELSE 0 END`,
+    atUs,
+  );
+  const fromJson = ruleScoreSql(
+    json,
+    `CASE WHEN json_extract_string(${m}.explanation, '$.rule.centered') = 'true' THEN ${json("prior")} ELSE 0 END`,
+    atUs,
+  );
+  return `CASE WHEN ${m}.score_source = 'rule_based' AND ${m}.rule_prior IS NOT NULL THEN ${fromColumns}
+    WHEN ${m}.score_source = 'rule_based' AND json_exists(${m}.explanation, '$.rule') THEN ${fromJson}
     ${
       opts.served
         ? `WHEN ${m}.score_source IN ('served', 'latent') AND json_exists(${m}.explanation, '$.decay')
@@ -28,6 +35,39 @@ export function readTimeScoreSql(m: string, atUs: string, opts: { served?: boole
         : ""
     }
     ELSE ${m}.mastery_score END`;
+}
+
+type RuleField =
+  | "prior"
+  | "refUs"
+  | "lastUs"
+  | "evidence"
+  | "shrinkageK"
+  | "evidenceHalfLifeDays"
+  | "inactivityHalfLifeDays"
+  | "partSum"
+  | "recencyWeight";
+
+/** The block's fields as columns (after `rule_`). */
+const RULE_FIELD_COLUMN: Record<RuleField, string> = {
+  prior: "prior",
+  refUs: "ref_us",
+  lastUs: "last_us",
+  evidence: "evidence",
+  shrinkageK: "shrinkage_k",
+  evidenceHalfLifeDays: "evidence_half_life_days",
+  inactivityHalfLifeDays: "inactivity_half_life_days",
+  partSum: "part_sum",
+  recencyWeight: "recency_weight",
+};
+
+/** ruleScoreOnlyAt in SQL over a block's fields (`r`) and its centering term. */
+function ruleScoreSql(r: (field: RuleField) => string, centered: string, atUs: string): string {
+  const days = (from: RuleField) => `greatest(0, (${atUs} - ${r(from)}) / 86400e6)`;
+  const n = `(${r("evidence")} * pow(2, -${days("refUs")} / ${r("evidenceHalfLifeDays")}))`;
+  const lambda = `(CASE WHEN ${n} > 0 THEN ${n} / (${n} + ${r("shrinkageK")}) ELSE 0 END)`;
+  const x = `pow(2, -${days("lastUs")} / ${r("inactivityHalfLifeDays")})`;
+  return `least(1, greatest(0, ${r("prior")} + ${lambda} * (${r("partSum")} + ${r("recencyWeight")} * (${x} - (${centered})))))`;
 }
 
 function servedDecaySql(m: string, atUs: string): string {

@@ -9,16 +9,19 @@ import type { FeatureWatermark } from "../features/incrementalFeatures.ts";
 import { resolveAsOf } from "../features/windows.ts";
 import {
   parseRuleConfig,
+  priorRuleExplanation,
   RULE_MODEL_FORM,
   RULE_STATE_COLUMNS,
   type RuleConfig,
   type RuleStateColumns,
-  storedRuleRange,
+  ruleBlockRange,
 } from "../models/ruleScorer.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
-import { DOUBLE, DuckDBDataChunk, VARCHAR } from "../storage/duckdbApi.ts";
+import { BOOLEAN, DOUBLE, DuckDBDataChunk, VARCHAR } from "../storage/duckdbApi.ts";
+import { ruleBlockValues } from "../storage/explanationNumbers.ts";
 import { RULE_DIRTY_SQL, ruleStateSql } from "../storage/ruleStateSql.ts";
+import { RULE_BLOCK_COLUMNS, ruleBlockColumnType } from "../storage/schema.ts";
 import { baseTable, deltaTable, foldDelta, replaceBaseRows } from "../storage/servingTables.ts";
 import { createRollupViews } from "./rollups.ts";
 import { RuleWorkerPool } from "./ruleWorkerPool.ts";
@@ -192,14 +195,20 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     // than the busy-wait (measured).
     const writePhase = (fn: () => Promise<void>): Promise<void> =>
       mode === "full" ? store.withThreads(1, fn) : fn();
-    // Both writes read the scores (`scores`: rid, score, explanation) joined with the states' keys by rid as
+    // Both writes read the scores (`scores`: rid, score, explanation, the rule block's columns) joined with the
+    // states' keys by rid as
     // they go, rather than from a table of the joined rows: that table held every explanation once more (at
     // 10M ~1 GB, at 100M ~10 GB of temp storage), and the worker path reads the threads' files straight
     // into history and student_mastery (docs/benchmarks.md "The rule step's writes (rulew18)").
     const writeScores = async (scores: string): Promise<void> => {
       const params = { mv: modelVersion, now: BigInt(now.getTime()) * 1000n, t: asOfUs };
-      const scored = `(SELECT f.student_key, f.topic_id, r.score, make_timestamp($t::BIGINT) AS as_of, r.explanation
+      // A row with a block stores it as numbers and '' (the worker files' '' reads as NULL); readers render the
+      // text (serving/storedExplanations.ts). A row without one (the prior) keeps its short text.
+      const scored = `(SELECT f.student_key, f.topic_id, r.score, make_timestamp($t::BIGINT) AS as_of,
+           coalesce(r.explanation, '') AS explanation, ${RULE_BLOCK_COLUMNS.map((c) => `r.${c}`).join(", ")}
          FROM ${scores} r JOIN temp.rule_states f ON f.rid = r.rid::BIGINT) s`;
+      const blockCols = RULE_BLOCK_COLUMNS.join(", ");
+      const blockOf = RULE_BLOCK_COLUMNS.map((c) => `s.${c}`).join(", ");
       const hadScores =
         (await store.one("SELECT 1 AS x FROM student_mastery WHERE score_source = 'rule_based' LIMIT 1")) !==
         undefined;
@@ -208,9 +217,10 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       // (the LEFT JOIN it replaces carried every scored row's explanation through the join: half the step).
       changed = await store.runCount(
         `INSERT INTO student_mastery_history
-           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at,
+            ${blockCols})
          SELECT s.student_key, s.topic_id, s.score, 'rule_based', $mv, s.as_of, s.explanation,
-                make_timestamp($now::BIGINT)
+                make_timestamp($now::BIGINT), ${blockOf}
          FROM ${scored}
          ${
            hadScores
@@ -231,7 +241,7 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
         opts.onPhase?.("fold delta");
       }
       const rows = `SELECT s.student_key, s.topic_id, s.score AS mastery_score, 'rule_based' AS score_source,
-               $mv AS model_version, s.as_of, s.explanation, make_timestamp($now::BIGINT) AS last_updated
+               $mv AS model_version, s.as_of, s.explanation, make_timestamp($now::BIGINT) AS last_updated, ${blockOf}
              FROM ${scored}`;
       let written: number;
       if (hadScores && mode === "full") {
@@ -269,7 +279,8 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
       );
     } else {
       await store.run(
-        "CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL)",
+        `CREATE OR REPLACE TEMP TABLE rule_scores (rid DOUBLE, score DOUBLE NOT NULL, explanation VARCHAR NOT NULL,
+           ${RULE_BLOCK_COLUMNS.map((c) => `${c} ${ruleBlockColumnType(c)}`).join(", ")})`,
       );
       const { rid, cols } = await readStateColumns(store, n, n, false, async () => {});
       await appendScores(store, rid, at, cols, n, config, opts.onProgress);
@@ -320,8 +331,9 @@ async function incrementalBlocker(
 const CHUNK = 2048;
 
 /**
- * Scores all rows and bulk-loads (rid, score, explanation JSON) into temp.rule_scores in data
- * chunks of 2048 rows (one native call per column per chunk instead of one per value).
+ * Scores all rows and bulk-loads (rid, score, explanation, the rule block's columns) into temp.rule_scores in
+ * data chunks of 2048 rows (one native call per column per chunk instead of one per value). A row with a
+ * block has explanation '' (readers render it from the block); one without has the prior's text.
  */
 async function appendScores(
   store: DuckStore,
@@ -338,21 +350,42 @@ async function appendScores(
       const ridBuf: number[] = new Array(CHUNK);
       const scoreBuf: number[] = new Array(CHUNK);
       const jsonBuf: string[] = new Array(CHUNK);
+      const blockBufs: (number | boolean | null)[][] = RULE_BLOCK_COLUMNS.map(() => new Array(CHUNK));
+      const types = [
+        DOUBLE,
+        DOUBLE,
+        VARCHAR,
+        ...RULE_BLOCK_COLUMNS.map((c) => (c === "rule_centered" ? BOOLEAN : DOUBLE)),
+      ];
+      const priorText = JSON.stringify(priorRuleExplanation(config));
+      const values: (number | boolean | null)[] = [];
       let fill = 0;
       const flush = (): void => {
         if (fill === 0) return;
-        const chunk = DuckDBDataChunk.create([DOUBLE, DOUBLE, VARCHAR], fill);
-        chunk.setColumnValues(0, fill === CHUNK ? ridBuf : ridBuf.slice(0, fill));
-        chunk.setColumnValues(1, fill === CHUNK ? scoreBuf : scoreBuf.slice(0, fill));
-        chunk.setColumnValues(2, fill === CHUNK ? jsonBuf : jsonBuf.slice(0, fill));
+        const chunk = DuckDBDataChunk.create(types, fill);
+        const part = <T>(buf: T[]): T[] => (fill === CHUNK ? buf : buf.slice(0, fill));
+        chunk.setColumnValues(0, part(ridBuf));
+        chunk.setColumnValues(1, part(scoreBuf));
+        chunk.setColumnValues(2, part(jsonBuf));
+        blockBufs.forEach((buf, k) => {
+          chunk.setColumnValues(3 + k, part(buf));
+        });
         appender.appendDataChunk(chunk);
         fill = 0;
       };
       const step = Math.max(CHUNK, Math.floor(n / 20));
-      storedRuleRange(cols, asOfUs, 0, n, config, (i, r) => {
+      ruleBlockRange(cols, asOfUs, 0, n, config, (i, score, block) => {
         ridBuf[fill] = rid[i] as number;
-        scoreBuf[fill] = r.score;
-        jsonBuf[fill] = JSON.stringify(r.explanation);
+        scoreBuf[fill] = score;
+        if (block === null) {
+          jsonBuf[fill] = priorText;
+          for (const buf of blockBufs) buf[fill] = null;
+        } else {
+          jsonBuf[fill] = "";
+          ruleBlockValues(block, values);
+          for (let k = 0; k < blockBufs.length; k++)
+            (blockBufs[k] as (number | boolean | null)[])[fill] = values[k] as number | boolean | null;
+        }
         if (++fill === CHUNK) flush();
         if (onProgress && (i + 1) % step === 0) onProgress(i + 1, n);
       });
@@ -404,7 +437,9 @@ async function scoreInWorkers(
     await write(
       `read_csv([${pool.paths.map(sqlString).join(", ")}],
          delim = '\\t', quote = '', escape = '', header = false, auto_detect = false, new_line = '\\n',
-         columns = {'rid': 'DOUBLE', 'score': 'DOUBLE', 'explanation': 'VARCHAR'})`,
+         columns = {'rid': 'DOUBLE', 'score': 'DOUBLE', 'explanation': 'VARCHAR', ${RULE_BLOCK_COLUMNS.map(
+           (c) => `'${c}': '${ruleBlockColumnType(c)}'`,
+         ).join(", ")}})`,
     );
   } catch (err) {
     await pool.terminate();

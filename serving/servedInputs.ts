@@ -1,8 +1,15 @@
 import { createHash } from "node:crypto";
 import type { PairAnswers } from "../models/anchorEase.ts";
+import { ruleScoreOnlyAt } from "../models/ruleScorer.ts";
 import type { DecayTransition } from "../models/servedDecay.ts";
 import type { PairEvidence } from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
+import {
+  RULE_AS_OF_US,
+  takeExplanationNumbers,
+  type WithExplanationNumberColumns,
+} from "../storage/explanationNumbers.ts";
+import { RULE_BLOCK_COLUMNS } from "../storage/schema.ts";
 import { ruleRowAt } from "./masteryView.ts";
 
 const DAY_SECONDS = 86_400;
@@ -16,30 +23,32 @@ const DAY_SECONDS = 86_400;
  * Pairs with a score but no event before `asOf` get Infinity days (no direct evidence).
  */
 export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Map<string, PairEvidence>> {
-  const rows = await store.all<{
-    student_key: string;
-    topic_id: string;
-    attempts: number | null;
-    correct: number | null;
-    quiz_age: number | null;
-    any_age: number | null;
-    p_attempts: number | null;
-    p_correct: number | null;
-    assignments: number | null;
-    a_mean: number | null;
-    videos: number | null;
-    c_help: number | null;
-    c_resolved: number | null;
-    r_attempts: number | null;
-    r_correct: number | null;
-    x3: number | null;
-    x14: number | null;
-    rule: number | null;
-    rule_explanation: string | null;
-    rule_as_of: Date | null;
-    bkt: number | null;
-    elo: number | null;
-  }>(
+  const rows = await store.all<
+    {
+      student_key: string;
+      topic_id: string;
+      attempts: number | null;
+      correct: number | null;
+      quiz_age: number | null;
+      any_age: number | null;
+      p_attempts: number | null;
+      p_correct: number | null;
+      assignments: number | null;
+      a_mean: number | null;
+      videos: number | null;
+      c_help: number | null;
+      c_resolved: number | null;
+      r_attempts: number | null;
+      r_correct: number | null;
+      x3: number | null;
+      x14: number | null;
+      rule: number | null;
+      rule_explanation: string | null;
+      rule_as_of: Date | null;
+      bkt: number | null;
+      elo: number | null;
+    } & WithExplanationNumberColumns
+  >(
     `WITH e AS (
        SELECT *, (epoch($1::TIMESTAMP) - epoch(ts)) / ${DAY_SECONDS} AS age FROM raw_events WHERE ts < $1::TIMESTAMP
      ), ev AS (
@@ -65,6 +74,8 @@ export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Ma
               max(mastery_score) FILTER (WHERE score_source = 'rule_based') AS rule,
               any_value(explanation) FILTER (WHERE score_source = 'rule_based') AS rule_explanation,
               any_value(as_of) FILTER (WHERE score_source = 'rule_based') AS rule_as_of,
+              ${RULE_BLOCK_COLUMNS.map((c) => `any_value(${c}) FILTER (WHERE score_source = 'rule_based') AS ${c}`).join(",\n              ")},
+              any_value(epoch_us(as_of)::DOUBLE) FILTER (WHERE score_source = 'rule_based') AS ${RULE_AS_OF_US},
               max(mastery_score) FILTER (WHERE score_source = 'bkt') AS bkt,
               max(mastery_score) FILTER (WHERE score_source = 'elo') AS elo
        FROM student_mastery GROUP BY ALL
@@ -75,9 +86,16 @@ export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Ma
   const out = new Map<string, PairEvidence>();
   const num = (v: number | null): number => (v === null ? Number.NaN : Number(v));
   const n0 = (v: number | null): number => (v === null ? 0 : Number(v));
-  // A stored rule row holds decayed evidence; the stack's input is the rule score as of `asOf` (read time).
-  const ruleAt = (r: (typeof rows)[number]): number =>
-    r.rule === null || r.rule_explanation === null || r.rule_as_of === null
+  // A stored rule row holds decayed evidence; the stack's input is the rule score as of `asOf` (read time):
+  // from the block's columns (the batch's rows), else from the block in its text (ruleRowAt parses it).
+  const asOfUs = asOf.getTime() * 1000;
+  const ruleAt = (r: (typeof rows)[number]): number => {
+    const n = takeExplanationNumbers(r);
+    if (r.rule !== null && n !== null && "rule" in n) return ruleScoreOnlyAt(n.rule, Number(r.rule), asOfUs);
+    return r.rule === null ||
+      r.rule_explanation === null ||
+      r.rule_explanation === "" ||
+      r.rule_as_of === null
       ? num(r.rule)
       : ruleRowAt(
           {
@@ -88,6 +106,7 @@ export async function loadPairEvidence(store: DuckStore, asOf: Date): Promise<Ma
           },
           asOf,
         ).mastery_score;
+  };
   for (const r of rows) {
     out.set(`${r.student_key}|${r.topic_id}`, {
       topic: r.topic_id,

@@ -1,5 +1,13 @@
 import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, TIMESTAMP, VARCHAR } from "./duckdbApi.ts";
+import {
+  STORED_NUMBERS_SELECT,
+  type StoredExplanationNumbers,
+  storedNumberNames,
+  storedNumbersSelect,
+  takeExplanationNumbers,
+  type WithExplanationNumberColumns,
+} from "./explanationNumbers.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { newestRevisions, type RevisionRow, revisionsSql } from "./revisionTable.ts";
 import { ALERT_DDL } from "./schema.ts";
@@ -21,6 +29,11 @@ export interface AlertCandidate {
   /** The stored row's time and explanation: the check evaluates the score as of its own time (read time). */
   as_of: Date;
   explanation: string;
+  /**
+   * DuckDB only: the numbers of a batch-written row, whose `explanation` is then empty (serving renders the
+   * text: serving/storedExplanations.ts explanationText). Absent on rows stored with their text.
+   */
+  explanation_numbers?: StoredExplanationNumbers;
   below: boolean | null;
   crossings: number | null;
   school_id: string | null;
@@ -126,7 +139,7 @@ export class DuckAlertStore implements AlertStore {
         ? "student_mastery"
         : `(${revisionsSql(
             "student_mastery",
-            "student_key, topic_id, mastery_score, score_source, as_of, explanation",
+            `student_key, topic_id, mastery_score, score_source, as_of, explanation, ${STORED_NUMBERS_SELECT}`,
             f.sql,
           )})`;
     const rows = await this.store.all<AlertCandidate & Partial<RevisionRow> & Record<string, unknown>>(
@@ -136,15 +149,22 @@ export class DuckAlertStore implements AlertStore {
          WHERE student_key IN (SELECT DISTINCT student_key FROM k))
        SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, m.as_of, m.explanation,
               s.below, s.crossings,
-              ctx.school_id, ctx.grade${f.params.length === 0 ? "" : ", m.revision_seq"}
+              ctx.school_id, ctx.grade${f.params.length === 0 ? "" : ", m.revision_seq"},
+              ${f.params.length === 0 ? storedNumbersSelect("m") : storedNumberNames("m")}
        FROM ${scores} m JOIN k USING (student_key, topic_id)
        LEFT JOIN alert_state s USING (student_key, topic_id)
        LEFT JOIN ctx USING (student_key)`,
       [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId)), ...f.params],
     );
-    return f.params.length === 0
-      ? rows
-      : newestRevisions("student_mastery", rows as ((typeof rows)[number] & RevisionRow)[]);
+    const newest =
+      f.params.length === 0
+        ? rows
+        : newestRevisions("student_mastery", rows as ((typeof rows)[number] & RevisionRow)[]);
+    for (const r of newest) {
+      const n = takeExplanationNumbers(r as WithExplanationNumberColumns);
+      if (n !== null) r.explanation_numbers = n;
+    }
+    return newest;
   }
 
   async record(

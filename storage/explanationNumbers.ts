@@ -1,31 +1,70 @@
 import type { BktEloExplanationNumbers } from "../models/learnerState.ts";
-import { EXPLANATION_NUMBER_COLUMNS } from "./schema.ts";
+import type { StoredRuleFactor, StoredRuleState } from "../models/ruleScorer.ts";
+import { EXPLANATION_NUMBER_COLUMNS, RULE_BLOCK_COLUMNS, RULE_FACTOR_SIGNALS } from "./schema.ts";
 
 /**
- * The stored form of a BKT / Elo explanation on the DuckDB file: the batch job writes its numbers
- * (storage/schema.ts EXPLANATION_NUMBER_COLUMNS) with an empty `explanation`; a reader selects them with
- * `EXPLANATION_NUMBERS_SELECT` and takes them off the row with `takeExplanationNumbers`, and serving renders
- * the text (serving/storedExplanations.ts). Rows written with their text (every other source, and the
- * stream's bkt / elo rows) have NULL numbers and keep their text.
+ * The stored forms of the batch jobs' explanations on the DuckDB file: the BKT / Elo job writes its numbers
+ * (storage/schema.ts EXPLANATION_NUMBER_COLUMNS) and the rule step its rows' `rule` block (RULE_BLOCK_COLUMNS),
+ * with an empty `explanation`; a reader selects them with `STORED_NUMBERS_SELECT` and takes them off the row
+ * with `takeExplanationNumbers`, and serving renders the text (serving/storedExplanations.ts). Rows written
+ * with their text (every other source, the stream's rows, rows stored before the columns) have NULL numbers
+ * and keep their text.
  */
 
-/** The numbers' select list (unqualified, or qualified by `alias`). */
+/** The BKT / Elo numbers' select list (unqualified, or qualified by `alias`); also their column list. */
 export function explanationNumbersSelect(alias?: string): string {
   return EXPLANATION_NUMBER_COLUMNS.map((c) => (alias === undefined ? c : `${alias}.${c}`)).join(", ");
 }
 export const EXPLANATION_NUMBERS_SELECT = explanationNumbersSelect();
 
-/** A row as read with EXPLANATION_NUMBERS_SELECT. */
+/** The as-of time a rule block is rendered at (the row's as_of in microseconds), as a select list column. */
+export const RULE_AS_OF_US = "rule_as_of_us";
+
+/**
+ * Every stored number a reader renders from, selected from student_mastery / its history (or their base and
+ * delta tables), unqualified or qualified by `alias`: the BKT / Elo numbers, the rule block and, as
+ * `rule_as_of_us`, the row's as_of in microseconds (exact, where a JS Date has milliseconds).
+ */
+export function storedNumbersSelect(alias?: string): string {
+  const q = (c: string) => (alias === undefined ? c : `${alias}.${c}`);
+  return [
+    ...EXPLANATION_NUMBER_COLUMNS.map(q),
+    ...RULE_BLOCK_COLUMNS.map(q),
+    `epoch_us(${q("as_of")})::DOUBLE AS ${RULE_AS_OF_US}`,
+  ].join(", ");
+}
+export const STORED_NUMBERS_SELECT = storedNumbersSelect();
+
+/** The columns of storedNumbersSelect by name, from a subquery (alias) that selected them. */
+export function storedNumberNames(alias: string): string {
+  return [...EXPLANATION_NUMBER_COLUMNS, ...RULE_BLOCK_COLUMNS, RULE_AS_OF_US]
+    .map((c) => `${alias}.${c}`)
+    .join(", ");
+}
+
+/** A row as read with STORED_NUMBERS_SELECT (or EXPLANATION_NUMBERS_SELECT). */
 export type WithExplanationNumberColumns = {
   [K in (typeof EXPLANATION_NUMBER_COLUMNS)[number]]?: number | null;
+} & { [K in (typeof RULE_BLOCK_COLUMNS)[number]]?: number | boolean | null } & {
+  rule_as_of_us?: number | null;
 };
+
+/** A rule row's stored numbers: its block and the time its text is as of (microseconds since the epoch). */
+export interface RuleExplanationNumbers {
+  rule: StoredRuleState;
+  asOfUs: number;
+}
+
+/** The numbers a stored row's explanation is rendered from. */
+export type StoredExplanationNumbers = BktEloExplanationNumbers | RuleExplanationNumbers;
 
 /**
  * Removes the number columns from `row` (in place) and returns them as an explanation's numbers, or null when
  * the row has none (its `explanation` holds the text).
  */
-export function takeExplanationNumbers(row: WithExplanationNumberColumns): BktEloExplanationNumbers | null {
+export function takeExplanationNumbers(row: WithExplanationNumberColumns): StoredExplanationNumbers | null {
   const r = row as Record<string, unknown>;
+  const rule = takeRuleBlock(r);
   const v = (c: (typeof EXPLANATION_NUMBER_COLUMNS)[number]): number | null => {
     const x = r[c];
     delete r[c];
@@ -40,6 +79,7 @@ export function takeExplanationNumbers(row: WithExplanationNumberColumns): BktEl
   const learnC = v("ex_learn_c");
   const streak = v("ex_streak");
   const streakC = v("ex_streak_c");
+  if (rule !== null) return rule;
   if (
     base === null ||
     correct === null ||
@@ -51,4 +91,70 @@ export function takeExplanationNumbers(row: WithExplanationNumberColumns): BktEl
   )
     return null;
   return { base, correct, correctC, incorrect, incorrectC, learn, learnC, streak, streakC };
+}
+
+/** The rule block columns (and rule_as_of_us) taken off `r`: the block, or null when the row has none. */
+function takeRuleBlock(r: Record<string, unknown>): RuleExplanationNumbers | null {
+  const prior = r.rule_prior;
+  const asOfUs = r[RULE_AS_OF_US];
+  const values: unknown[] = RULE_BLOCK_COLUMNS.map((c) => {
+    const x = r[c];
+    delete r[c];
+    return x;
+  });
+  delete r[RULE_AS_OF_US];
+  if (prior === null || prior === undefined || asOfUs === null || asOfUs === undefined) return null;
+  const n = (i: number): number => Number(values[i]);
+  const factors: StoredRuleFactor[] = [];
+  RULE_FACTOR_SIGNALS.forEach((name, k) => {
+    const value = values[10 + 2 * k];
+    if (value === null || value === undefined) return;
+    factors.push({ name, value: Number(value), part: n(11 + 2 * k) });
+  });
+  // The key order of models/ruleScorer.ts StoredRuleState (the text is JSON.stringify of it).
+  const rule: StoredRuleState = {
+    prior: n(0),
+    refUs: n(1),
+    lastUs: n(2),
+    evidence: n(3),
+    shrinkageK: n(4),
+    evidenceHalfLifeDays: n(5),
+    inactivityHalfLifeDays: n(6),
+    partSum: n(7),
+    recencyWeight: n(8),
+    centered: values[9] === true,
+    factors,
+  };
+  return { rule, asOfUs: Number(asOfUs) };
+}
+
+/**
+ * A block's values in RULE_BLOCK_COLUMNS order (the writer's side of takeExplanationNumbers): NULL for a
+ * signal that is not among its factors.
+ */
+export function ruleBlockValues(
+  block: StoredRuleState,
+  out: (number | boolean | null)[] = [],
+): (number | boolean | null)[] {
+  out[0] = block.prior;
+  out[1] = block.refUs;
+  out[2] = block.lastUs;
+  out[3] = block.evidence;
+  out[4] = block.shrinkageK;
+  out[5] = block.evidenceHalfLifeDays;
+  out[6] = block.inactivityHalfLifeDays;
+  out[7] = block.partSum;
+  out[8] = block.recencyWeight;
+  out[9] = block.centered;
+  for (let k = 0; k < RULE_FACTOR_SIGNALS.length; k++) {
+    out[10 + 2 * k] = null;
+    out[11 + 2 * k] = null;
+  }
+  for (const f of block.factors) {
+    const k = RULE_FACTOR_SIGNALS.indexOf(f.name as (typeof RULE_FACTOR_SIGNALS)[number]);
+    if (k < 0) throw new RangeError(`rule block: factor "${f.name}" has no column (RULE_FACTOR_SIGNALS)`);
+    out[10 + 2 * k] = f.value;
+    out[11 + 2 * k] = f.part;
+  }
+  return out;
 }

@@ -1,8 +1,8 @@
-import type { BktEloExplanationNumbers } from "../models/learnerState.ts";
 import type { DuckStore } from "./duckdb.ts";
 import { BIGINT, DOUBLE, DuckDBTimestampValue, LIST, listValue, TIMESTAMP, VARCHAR } from "./duckdbApi.ts";
 import {
-  EXPLANATION_NUMBERS_SELECT,
+  STORED_NUMBERS_SELECT,
+  type StoredExplanationNumbers,
   takeExplanationNumbers,
   type WithExplanationNumberColumns,
 } from "./explanationNumbers.ts";
@@ -46,10 +46,10 @@ export type MasteryRow = {
   explanation: string;
   last_updated_us: number;
   /**
-   * DuckDB only: the numbers of a batch-written bkt / elo row, whose `explanation` is then empty (serving
+   * DuckDB only: the numbers of a batch-written bkt / elo / rule row, whose `explanation` is then empty (serving
    * renders the text: serving/storedExplanations.ts explanationText). Absent on rows stored with their text.
    */
-  explanation_numbers?: BktEloExplanationNumbers;
+  explanation_numbers?: StoredExplanationNumbers;
 };
 
 /** A score set by hand (a teacher's correction), not derived from events: no revision applies. */
@@ -268,7 +268,7 @@ const micros = (us: number): DuckDBTimestampValue => new DuckDBTimestampValue(Bi
 
 const DUCK_READ = `SELECT student_key, topic_id, score_source, mastery_score, model_version,
   epoch_us(as_of)::DOUBLE AS as_of_us, explanation, epoch_us(last_updated)::DOUBLE AS last_updated_us,
-  ${EXPLANATION_NUMBERS_SELECT}
+  ${STORED_NUMBERS_SELECT}
   FROM student_mastery`;
 
 /** DUCK_READ's rows as MasteryRow: the explanation's numbers (where stored) under explanation_numbers. */

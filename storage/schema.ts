@@ -311,13 +311,57 @@ const EXPLANATION_NUMBER_TYPES: Record<(typeof EXPLANATION_NUMBER_COLUMNS)[numbe
 };
 
 /**
- * The embedded file's additions to CORE_DDL (storage/duckdb.ts applies both): the explanation numbers of the
- * batch job's rows. PostgreSQL's student_mastery holds only texts (the batch job writes the DuckDB file).
+ * The signals of a rule block's factors (models/ruleScorer.ts StoredRuleState.factors: every signal but
+ * recency, in signal order), each stored as a value and a part column (NULL: not among the factors).
  */
-export const DUCK_ONLY_DDL: readonly string[] = ["student_mastery", "student_mastery_history"].flatMap((t) =>
-  EXPLANATION_NUMBER_COLUMNS.map(
-    (c) => `ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS ${c} ${EXPLANATION_NUMBER_TYPES[c]}`,
-  ),
+export const RULE_FACTOR_SIGNALS = [
+  "accuracy",
+  "assignment_score",
+  "practice_success",
+  "video_completion",
+  "hint_usage",
+  "trend",
+] as const;
+
+/**
+ * The rule block (models/ruleScorer.ts StoredRuleState) of the batch rule step's rows, in column order: the
+ * step (serving/ruleScoring.ts) writes them to student_mastery and its history with an empty `explanation`,
+ * and readers render the text (serving/storedExplanations.ts). NULL on every other row (the stream's rule
+ * rows, rows without a block, and rows stored before these columns keep their text).
+ */
+export const RULE_BLOCK_COLUMNS = [
+  "rule_prior",
+  "rule_ref_us",
+  "rule_last_us",
+  "rule_evidence",
+  "rule_shrinkage_k",
+  "rule_evidence_half_life_days",
+  "rule_inactivity_half_life_days",
+  "rule_part_sum",
+  "rule_recency_weight",
+  "rule_centered",
+  ...RULE_FACTOR_SIGNALS.flatMap((s) => [`rule_${s}_value`, `rule_${s}_part`] as const),
+] as const;
+export type RuleBlockColumn = (typeof RULE_BLOCK_COLUMNS)[number];
+/** Every rule column is a DOUBLE (the block's numbers to the bit) but `rule_centered`. */
+export const ruleBlockColumnType = (c: RuleBlockColumn): string =>
+  c === "rule_centered" ? "BOOLEAN" : "DOUBLE";
+
+/**
+ * The embedded file's additions to CORE_DDL (storage/duckdb.ts applies both): the explanation numbers of the
+ * batch jobs' rows (BKT / Elo, and the rule block). ADD COLUMN IF NOT EXISTS moves a file written before them
+ * (its rows keep their text, the new columns NULL). PostgreSQL's student_mastery holds only texts (the batch
+ * jobs write the DuckDB file).
+ */
+export const DUCK_ONLY_DDL: readonly string[] = ["student_mastery", "student_mastery_history"].flatMap(
+  (t) => [
+    ...EXPLANATION_NUMBER_COLUMNS.map(
+      (c) => `ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS ${c} ${EXPLANATION_NUMBER_TYPES[c]}`,
+    ),
+    ...RULE_BLOCK_COLUMNS.map(
+      (c) => `ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS ${c} ${ruleBlockColumnType(c)}`,
+    ),
+  ],
 );
 
 /**

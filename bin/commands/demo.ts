@@ -7,8 +7,10 @@ import { ruleRowAt } from "../../serving/masteryView.ts";
 import { demoPaths, PIPELINE_STEPS, type PipelineStep, runPipeline } from "../../serving/pipeline.ts";
 import { readTimeScoreSql } from "../../serving/readTimeScoreSql.ts";
 import { rollupMastery } from "../../serving/rollups.ts";
+import { withExplanationTexts } from "../../serving/storedExplanations.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { listValue } from "../../storage/duckdbApi.ts";
+import { storedNumbersSelect } from "../../storage/explanationNumbers.ts";
 import { parseIntOption } from "../options.ts";
 import { Progress } from "../progress.ts";
 
@@ -89,24 +91,26 @@ export function register(program: Command): void {
         // One student: of the first 100 generated ids, the one with the most scored topics, found by
         // pseudonym (the raw ids never entered the store).
         const { rawId, studentKey } = await busiestStudent(store, (id) => pseudonymizer.studentKey(id));
-        const ruleRows = await store.all<{
-          topic_id: string;
-          name: string | null;
-          score_source: string;
-          as_of: Date;
-          mastery_score: number;
-          explanation: string;
-          bkt: number | null;
-          elo: number | null;
-        }>(
-          `SELECT m.topic_id, t.name, m.score_source, m.as_of, m.mastery_score, m.explanation,
-                  b.mastery_score AS bkt, e.mastery_score AS elo
+        const ruleRows = withExplanationTexts(
+          await store.all<{
+            topic_id: string;
+            name: string | null;
+            score_source: string;
+            as_of: Date;
+            mastery_score: number;
+            explanation: string;
+            bkt: number | null;
+            elo: number | null;
+          }>(
+            `SELECT m.topic_id, t.name, m.score_source, m.as_of, m.mastery_score, m.explanation,
+                  b.mastery_score AS bkt, e.mastery_score AS elo, ${storedNumbersSelect("m")}
            FROM student_mastery m
            LEFT JOIN topics t USING (topic_id)
            LEFT JOIN student_mastery b ON b.student_key = m.student_key AND b.topic_id = m.topic_id AND b.score_source = 'bkt'
            LEFT JOIN student_mastery e ON e.student_key = m.student_key AND e.topic_id = m.topic_id AND e.score_source = 'elo'
            WHERE m.student_key = $key AND m.score_source = 'rule_based'`,
-          { key: studentKey },
+            { key: studentKey },
+          ),
         );
         // Stored rule rows hold decayed evidence: each as of its run (serving/masteryView.ts ruleRowAt).
         const weakest = ruleRows

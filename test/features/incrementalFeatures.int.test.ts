@@ -16,7 +16,10 @@ import { buildFeaturesIncremental, type FeatureWatermark } from "../../features/
 import { buildFeatures } from "../../features/windows.ts";
 import { ruleRowAt } from "../../serving/masteryView.ts";
 import { scoreRules } from "../../serving/ruleScoring.ts";
+import { withExplanationTexts } from "../../serving/storedExplanations.ts";
 import { DuckStore, sqlString } from "../../storage/duckdb.ts";
+import { STORED_NUMBERS_SELECT } from "../../storage/explanationNumbers.ts";
+import { RULE_BLOCK_COLUMNS } from "../../storage/schema.ts";
 import { scaledTimeout } from "../deadline.ts";
 import { type DrawnEvent, drawnEvent, EVENT_TYPES, insertEvents, type TestEvent } from "./eventRows.ts";
 
@@ -56,23 +59,26 @@ async function snapshot(store: DuckStore, t: Date) {
  * run; the state is what a full run stores).
  */
 async function scores(store: DuckStore) {
+  // The batch stores the block as numbers (rule20): its columns, and the text of rows that have one.
   return store.all(
-    `SELECT student_key, topic_id, model_version, json_extract(explanation, '$.rule')::VARCHAR AS state
+    `SELECT student_key, topic_id, model_version, explanation, ${RULE_BLOCK_COLUMNS.join(", ")}
      FROM student_mastery WHERE score_source = 'rule_based' ORDER BY student_key, topic_id`,
   );
 }
 /** Every rule row as a reader sees it at `at` (serving/masteryView.ts ruleRowAt): score, explanation. */
 async function readTime(store: DuckStore, at: Date) {
-  const rows = await store.all<{
-    student_key: string;
-    topic_id: string;
-    score_source: string;
-    mastery_score: number;
-    as_of: Date;
-    explanation: string;
-  }>(
-    `SELECT student_key, topic_id, score_source, mastery_score, as_of, explanation
+  const rows = withExplanationTexts(
+    await store.all<{
+      student_key: string;
+      topic_id: string;
+      score_source: string;
+      mastery_score: number;
+      as_of: Date;
+      explanation: string;
+    }>(
+      `SELECT student_key, topic_id, score_source, mastery_score, as_of, explanation, ${STORED_NUMBERS_SELECT}
      FROM student_mastery WHERE score_source = 'rule_based' ORDER BY student_key, topic_id`,
+    ),
   );
   return rows.map((r) => {
     const x = ruleRowAt(r, at);

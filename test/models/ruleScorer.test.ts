@@ -10,18 +10,29 @@ import {
   foldRuleEvents,
   mergeRuleStates,
   parseRuleConfig,
+  priorRuleExplanation,
+  RULE_SIGNALS,
   RULE_STATE_COLUMNS,
   type RuleConfig,
   type RuleEvent,
   type RuleState,
   type RuleStateColumns,
+  ruleBlockRange,
   ruleScoreAt,
   ruleScoreOnlyAt,
   type StoredRuleExplanation,
+  type StoredRuleState,
   scoreRuleState,
   storedRuleRange,
   storedRuleRow,
 } from "../../models/ruleScorer.ts";
+import { withExplanationTexts } from "../../serving/storedExplanations.ts";
+import {
+  ruleBlockValues,
+  takeExplanationNumbers,
+  type WithExplanationNumberColumns,
+} from "../../storage/explanationNumbers.ts";
+import { RULE_BLOCK_COLUMNS, RULE_FACTOR_SIGNALS } from "../../storage/schema.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const DEFAULT = parseRuleConfig(
@@ -409,5 +420,64 @@ describe("golden explanation", () => {
     const path = join(here, "../golden/rule-explanation.json");
     if (process.env.UPDATE_GOLDEN === "1") writeFileSync(path, got);
     expect(got).toBe(readFileSync(path, "utf8"));
+  });
+});
+
+describe("the rule block stored as numbers, rendered on read (rule20)", () => {
+  /** A block as the batch stores it: one row of RULE_BLOCK_COLUMNS and the row's as_of, as DuckDB returns them. */
+  const asStoredRow = (block: StoredRuleState | null, asOfUs: number): WithExplanationNumberColumns => {
+    const values = block === null ? RULE_BLOCK_COLUMNS.map(() => null) : ruleBlockValues(block);
+    return { ...Object.fromEntries(RULE_BLOCK_COLUMNS.map((c, i) => [c, values[i]])), rule_as_of_us: asOfUs };
+  };
+
+  it("the factor columns are the scorer's signals but recency, in signal order", () => {
+    expect([...RULE_FACTOR_SIGNALS, "recency"]).toEqual([...RULE_SIGNALS]);
+  });
+
+  it("property: the text rendered from the stored numbers is JSON.stringify of storedRuleRow's explanation, byte for byte; the score is its score", () => {
+    fc.assert(
+      fc.property(logArb, cfgArb, laterArb, (log, cfg, later) => {
+        const s = state(log, cfg);
+        const asOfUs = s.last_us + later;
+        const before = storedRuleRow(s, asOfUs, cfg);
+        const cols = Object.fromEntries(
+          RULE_STATE_COLUMNS.map((c) => [c, Float64Array.of(s[c])]),
+        ) as RuleStateColumns;
+        let got: { score: number; block: StoredRuleState | null } | undefined;
+        ruleBlockRange(cols, asOfUs, 0, 1, cfg, (_, score, block) => {
+          got = { score, block };
+        });
+        if (got === undefined) throw new Error("ruleBlockRange scored no row");
+        expect(got.score).toBe(before.score);
+        const row = { explanation: "", mastery_score: got.score, ...asStoredRow(got.block, asOfUs) };
+        if (got.block === null) {
+          // No signal counts: the row keeps its (short) text, and has no numbers.
+          expect(JSON.stringify(priorRuleExplanation(cfg))).toBe(JSON.stringify(before.explanation));
+          expect(takeExplanationNumbers(row)).toBeNull();
+          return;
+        }
+        const [rendered] = withExplanationTexts([row]);
+        expect(rendered?.explanation).toBe(JSON.stringify(before.explanation));
+        // the columns were taken off the row
+        expect(Object.keys(rendered ?? {}).sort()).toEqual(["explanation", "mastery_score"]);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("a row with text keeps it; a row with numbers and text keeps the text (rows written before the columns)", () => {
+    const s = state([{ tUs: T0, type: "quiz_attempt", isCorrect: true, hintsUsed: 0 }], DEFAULT);
+    const stored = storedRuleRow(s, T0, DEFAULT);
+    const block = (stored.explanation as StoredRuleExplanation).rule as StoredRuleState;
+    const [a, b] = withExplanationTexts([
+      { explanation: '{"base":1}', mastery_score: 0.5, ...asStoredRow(block, T0) },
+      { explanation: "", mastery_score: stored.score, ...asStoredRow(block, T0) },
+    ]);
+    expect(a?.explanation).toBe('{"base":1}');
+    expect(b?.explanation).toBe(JSON.stringify(stored.explanation));
+    // a block's factor whose signal has no column is an error naming it, not a silent drop
+    expect(() => ruleBlockValues({ ...block, factors: [{ name: "recency", value: 1, part: 0 }] })).toThrow(
+      /factor "recency" has no column/,
+    );
   });
 });

@@ -14,8 +14,11 @@ import {
 } from "../../models/ruleScorer.ts";
 import { ruleRowAt } from "../../serving/masteryView.ts";
 import { loadRuleConfig, scoreRules } from "../../serving/ruleScoring.ts";
+import { withExplanationTexts } from "../../serving/storedExplanations.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { STORED_NUMBERS_SELECT } from "../../storage/explanationNumbers.ts";
 import { ruleStateSql } from "../../storage/ruleStateSql.ts";
+import { RULE_BLOCK_COLUMNS } from "../../storage/schema.ts";
 import { insertEvents, type TestEvent } from "../features/eventRows.ts";
 
 const T = new Date("2024-03-31T00:00:00Z");
@@ -77,8 +80,12 @@ describe("scoreRules job", () => {
       `SELECT * FROM (${ruleStateSql()}) ORDER BY student_key, topic_id`,
       { t: tUs, h: config.evidenceHalfLifeDays },
     );
-    const mastery = await store.all<Record<string, unknown>>(
-      "SELECT * FROM student_mastery ORDER BY student_key, topic_id",
+    // The stored rows as readers see them: the text rendered from the stored rule block (rule20).
+    const mastery = withExplanationTexts(
+      await store.all<{ explanation: string; mastery_score: number } & Record<string, unknown>>(
+        `SELECT * EXCLUDE (${RULE_BLOCK_COLUMNS.join(", ")}), ${STORED_NUMBERS_SELECT}
+         FROM student_mastery ORDER BY student_key, topic_id`,
+      ),
     );
     expect(mastery).toHaveLength(5);
     // rid numbers the pairs 1..n, once each (the scores join back by it)
@@ -280,20 +287,21 @@ describe("scoreRules job", () => {
             await scoreRules(whole, { asOf: end, workers: 0 });
             const states = (s: DuckStore) =>
               s.all(
-                `SELECT student_key, topic_id, model_version, json_extract(explanation, '$.rule')::VARCHAR AS state
+                `SELECT student_key, topic_id, model_version, explanation, ${RULE_BLOCK_COLUMNS.join(", ")}
                FROM student_mastery WHERE score_source = 'rule_based' ORDER BY 1, 2`,
               );
             expect(await states(daily)).toEqual(await states(whole));
             const read = async (s: DuckStore, at: Date) =>
-              (
+              withExplanationTexts(
                 await s.all<{
                   score_source: string;
                   as_of: Date;
                   mastery_score: number;
                   explanation: string;
                 }>(
-                  "SELECT score_source, as_of, mastery_score, explanation FROM student_mastery ORDER BY student_key, topic_id",
-                )
+                  `SELECT score_source, as_of, mastery_score, explanation, ${STORED_NUMBERS_SELECT}
+                   FROM student_mastery ORDER BY student_key, topic_id`,
+                ),
               ).map((r) => {
                 const x = ruleRowAt(r, at);
                 return [x.mastery_score, x.explanation];
@@ -325,10 +333,10 @@ describe("scoreRules job", () => {
         ...(blockRows === undefined ? {} : { blockRows }),
       });
       const rows = await store.all(
-        "SELECT student_key, topic_id, mastery_score, explanation FROM student_mastery ORDER BY 1, 2",
+        `SELECT student_key, topic_id, mastery_score, explanation, ${RULE_BLOCK_COLUMNS.join(", ")} FROM student_mastery ORDER BY 1, 2`,
       );
       const hist = await store.all(
-        "SELECT student_key, topic_id, mastery_score, explanation FROM student_mastery_history ORDER BY 1, 2",
+        `SELECT student_key, topic_id, mastery_score, explanation, ${RULE_BLOCK_COLUMNS.join(", ")} FROM student_mastery_history ORDER BY 1, 2`,
       );
       store.close();
       return { res, rows, hist };

@@ -13,9 +13,11 @@ import type { BktEloModels } from "../../serving/learnerState.ts";
 import { RULE_RELATIVE_TOLERANCE, recompute } from "../../serving/recompute.ts";
 import { scoreRules } from "../../serving/ruleScoring.ts";
 import { ruleEventOf } from "../../serving/ruleStream.ts";
+import { withExplanationTexts } from "../../serving/storedExplanations.ts";
 import { openStreamStores, type StreamStores } from "../../serving/streamStores.ts";
 import { firstIngestedRows, IncrementalUpdater, streamModels } from "../../serving/updater.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { STORED_NUMBERS_SELECT } from "../../storage/explanationNumbers.ts";
 import type { LearnerRow } from "../../storage/rawEventStore.ts";
 import { generateStreamEvents, shuffledWithRepeats } from "./streamEvents.ts";
 import { fixtureClock, fixtureRows, pseudonymizer, runId, serviceStores } from "./streamHarness.ts";
@@ -196,13 +198,20 @@ describe("rule state in the stream, then the daily batch (embedded DuckDB)", () 
     const whole = await DuckStore.open(":memory:");
     await ingestEvents(whole, [...before, ...streamed], { pseudonymizer, now: new Date(T0) });
     await scoreRules(whole, { asOf, workers: 0 });
-    const read = (s: DuckStore) =>
-      s.all<{ student_key: string; topic_id: string; rule: string }>(
-        // The stored block (a pair without new events keeps its row as of T0: read time decays it, so
-        // the block, not the score as of the run, is what both must share).
-        `SELECT student_key, topic_id, json_extract(explanation, '$.rule')::VARCHAR AS rule
-         FROM student_mastery WHERE score_source = 'rule_based' ORDER BY student_key, topic_id`,
-      );
+    const read = async (s: DuckStore) =>
+      // The stored block (a pair without new events keeps its row as of T0: read time decays it, so
+      // the block, not the score as of the run, is what both must share), from the text as readers see it
+      // (the batch's rows store the block as numbers, the stream's as text: serving/storedExplanations.ts).
+      withExplanationTexts(
+        await s.all<{ student_key: string; topic_id: string; explanation: string; mastery_score: number }>(
+          `SELECT student_key, topic_id, explanation, mastery_score, ${STORED_NUMBERS_SELECT}
+           FROM student_mastery WHERE score_source = 'rule_based' ORDER BY student_key, topic_id`,
+        ),
+      ).map((r) => ({
+        student_key: r.student_key,
+        topic_id: r.topic_id,
+        rule: JSON.stringify((JSON.parse(r.explanation) as { rule?: unknown }).rule),
+      }));
     const got = await read(daily);
     expect(got.length).toBeGreaterThan(10);
     expect(got).toEqual(await read(whole));
