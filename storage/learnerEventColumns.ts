@@ -391,11 +391,12 @@ export async function readLearnerEventColumns(
 // reads again with the full order when they do): the sort then has no string column (measured at 1M rows, load
 // ~14: 0.29-0.41 CPU-s for the sorted read against 0.50-0.60 with event_id). `order` "none": unsorted, for the
 // reads that place each row at its key's slots themselves (forEachEventBlock's scatter reads): no sort of every
-// event row in DuckDB. `keys`: only the rows of the key indices lo .. hi - 1.
+// event row in DuckDB. `order` "k": by key alone (an integer sort, a key's rows in any order), for the block reads
+// of forEachEventBlock. `keys`: only the rows of the key indices lo .. hi - 1.
 const eventRows = (
   rowsFrom: string,
   keyHashUnique: boolean,
-  order: "none" | "ts" | "ts, event_id",
+  order: "none" | "k" | "ts" | "ts, event_id",
   keys?: { lo: number; hi: number },
 ) => `SELECT k.k,
        CASE WHEN e.type = 'quiz_attempt' AND e.is_correct IS NOT NULL THEN e.is_correct::TINYINT ELSE -1 END::TINYINT AS answer,
@@ -404,7 +405,7 @@ FROM ${rowsFrom} e
 JOIN bkt_col_keys k ON ${keyHashUnique ? "k.h = e.h" : "k.student_key = e.student_key AND k.topic_id = e.topic_id"}
 LEFT JOIN bkt_col_questions q ON q.question_id = e.question_id${
   keys === undefined ? "" : `\nWHERE k.k >= ${keys.lo} AND k.k < ${keys.hi}`
-}${order === "none" ? "" : `\nORDER BY k.k, e.ts${order === "ts" ? "" : ", e.event_id"}`}`;
+}${order === "none" ? "" : order === "k" ? "\nORDER BY k.k" : `\nORDER BY k.k, e.ts${order === "ts" ? "" : ", e.event_id"}`}`;
 
 /** Thrown by a read ordered by (key, ts) only when two rows of one key share a ts: read again with event_id. */
 class TiedTimestamps extends Error {}
@@ -412,8 +413,9 @@ class TiedTimestamps extends Error {}
 /**
  * Calls `fn` with the event rows of `cols`' keys in blocks of whole keys, in key order, each of at most
  * `blockRows` rows (or one key's rows, when a key has more). When every row fits in one block the rows are
- * streamed into it unsorted and placed by key; otherwise they are joined to their key indices once into an
- * unsorted temp table, and each block is one key range of it, read with a filter on k and placed the same way.
+ * streamed into it unsorted and placed by key; otherwise they are joined to their key indices once into a temp
+ * table sorted by the key index alone, and each block is one key range of it, read with a filter on k (DuckDB's
+ * zone maps skip the other row groups) and placed the same way.
  * Either way a key's rows are ordered by ts in JavaScript, and a block with two rows of a key at one ts is read
  * again sorted by (key, ts, event_id). `fn` may run statements on the store: no result is open while it runs.
  * Drops the read's temp tables (bkt_col_keys stays for the writes).
@@ -589,15 +591,23 @@ export async function forEachEventBlock(
       if (cols.keys > 0) await emit(0, cols.keys);
       return;
     }
-    // More rows than one block: the event rows joined to their key indices once, unsorted, into a temp table of four
-    // numeric columns (17 bytes a row), then each block (a key range) read from it with a filter on k and placed by
-    // the scatter read. Every block scans the table's k column (an integer filter, no join, no sort), so the read is
-    // one join of the events plus a scan per block, and what DuckDB holds is the narrow table, where a sort of every
-    // event row by (key, ts, event_id) into a table ordered for the block reads spilled past the memory limit at 30M
-    // and 100M events (docs/benchmarks.md "100M's bend").
-    await store.run(
-      `CREATE OR REPLACE TEMP TABLE bkt_col_rows AS ${eventRows(cols.rowsFrom, cols.keyHashUnique, "none")}`,
+    // More rows than one block: the event rows joined to their key indices once and stored sorted by the key index
+    // alone (an integer sort; insertion order kept for this statement whatever the store's setting), then each block
+    // (a key range) read with a filter on k, which DuckDB's zone maps turn into a read of the block's row groups,
+    // and placed by the scatter read. Sorting every event row by (key, ts, event_id) instead (a string in the sort
+    // key) spilled past the memory limit at 30M and 100M events; an unsorted table made every block scan every row
+    // (docs/benchmarks.md "100M's bend").
+    const setting = await store.one<{ v: boolean }>(
+      "SELECT current_setting('preserve_insertion_order') AS v",
     );
+    await store.run("SET preserve_insertion_order = true");
+    try {
+      await store.run(
+        `CREATE OR REPLACE TEMP TABLE bkt_col_rows AS ${eventRows(cols.rowsFrom, cols.keyHashUnique, "k")}`,
+      );
+    } finally {
+      await store.run(`SET preserve_insertion_order = ${setting?.v === false ? "false" : "true"}`);
+    }
     opts.onPhase?.("read: event columns (join, sort)");
     for (let firstKey = 0; firstKey < cols.keys; ) {
       let endKey = firstKey + 1;

@@ -511,8 +511,8 @@ describe("serving/learnerState (score bkt-elo job)", () => {
     }
   });
 
-  it("event rows read in blocks of any size (unsorted, placed per key range; ties read again sorted) store what one block stores", async () => {
-    // forEachEventBlock: more rows than a block are joined to their keys once into an unsorted table and read one key
+  it("event rows read in blocks of any size (sorted by key alone, placed per key range; ties read again sorted) store what one block stores", async () => {
+    // forEachEventBlock: more rows than a block are joined to their keys once into a table sorted by key index and read one key
     // range at a time; a range with two rows of a key at one ts is read again sorted by (key, ts, event_id). Any block
     // size, full run or two days' runs (their rows from the planned copy, bkt_col_new), stores the same rows.
     await fc.assert(
