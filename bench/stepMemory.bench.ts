@@ -9,8 +9,13 @@
  *   STUDENTS=100000 BIG_DIR=/tmp/x MEMORY_LIMIT=800MB npx tsx bench/stepMemory.bench.ts   # score rules on a copy
  *   STEP="score bkt-elo" ...                                                       # the BKT/Elo full job instead
  *   RERUN=1 ...                                                                    # score rules twice (the 2nd over stored scores)
+ *   STEP="features" ...                                                            # the features build again (as of the prep's "now")
  *
- * MEMORY_LIMIT (default 4GB) is DuckDB's memory_limit; THREADS its threads. Prints one JSON line.
+ * MEMORY_LIMIT (default 4GB) is DuckDB's memory_limit; THREADS its threads. Each phase also reports the peak size
+ * of DuckDB's spill directory (`<store>.tmp`, sampled with the RSS): how much of it the phase spilled. The BKT/Elo
+ * step scores with models quick-fitted once on the prepared store and saved beside it (`prep-<students>/bkt`,
+ * `/elo`), so runs of two commits score with the same models and skip the fit; DIGEST=1 adds what it stored
+ * (bench/bktEloDigest.ts, clocks left out): equal digests mean the same rows. Prints one JSON line.
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -22,6 +27,8 @@ import { buildFeatures, resolveAsOf } from "../features/windows.ts";
 import { resolveModels, scoreBktElo } from "../serving/learnerState.ts";
 import { scoreRules } from "../serving/ruleScoring.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { bktEloDigest } from "./bktEloDigest.ts";
+import { saveQuickModels } from "./quickModels.ts";
 import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 10_000);
@@ -32,19 +39,32 @@ const step = process.env.STEP ?? "score rules";
 const dataDir = join(base, `data-${students}`);
 const prepPath = join(base, `prep-${students}`, "mastery.duckdb");
 
-const shared = new Int32Array(new SharedArrayBuffer(8)); // [0] = max RSS of the phase in MB, [1] = stop
+const workDir = join(base, `run-${students}-${process.pid}`);
+const workPath = join(workDir, "mastery.duckdb");
+// [0] = max RSS of the phase in MB, [1] = stop, [2] = max size of the spill directory in MB
+const shared = new Int32Array(new SharedArrayBuffer(12));
 const sampler = new Worker(
   `const { workerData } = require("node:worker_threads");
    const fs = require("node:fs");
-   const a = workerData;
+   const path = require("node:path");
+   const { a, spill } = workerData;
+   const spilled = () => {
+     let bytes = 0;
+     try {
+       for (const f of fs.readdirSync(spill)) bytes += fs.statSync(path.join(spill, f)).blocks * 512;
+     } catch {}
+     return bytes;
+   };
    const tick = () => {
      if (Atomics.load(a, 1) === 1) return;
      const rss = Number(fs.readFileSync("/proc/self/statm", "utf8").split(" ")[1]) * 4096 / 1048576;
      if (rss > Atomics.load(a, 0)) Atomics.store(a, 0, Math.round(rss));
+     const mb = Math.round(spilled() / 1048576);
+     if (mb > Atomics.load(a, 2)) Atomics.store(a, 2, mb);
      setTimeout(tick, 50);
    };
    tick();`,
-  { eval: true, workerData: shared },
+  { eval: true, workerData: { a: shared, spill: `${workPath}.tmp` } },
 );
 sampler.unref();
 const cpuNow = (): number => {
@@ -53,7 +73,8 @@ const cpuNow = (): number => {
 };
 const hwmMB = (): number =>
   Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? 0) / 1024);
-const phases: { phase: string; seconds: number; cpuSeconds: number; peakRssMB: number }[] = [];
+const phases: { phase: string; seconds: number; cpuSeconds: number; peakRssMB: number; spillMB: number }[] =
+  [];
 let mark = { t: performance.now(), c: cpuNow() };
 const phase = (name: string): void => {
   const r = {
@@ -61,12 +82,14 @@ const phase = (name: string): void => {
     seconds: Number(((performance.now() - mark.t) / 1000).toFixed(2)),
     cpuSeconds: Number((cpuNow() - mark.c).toFixed(2)),
     peakRssMB: Atomics.load(shared, 0),
+    spillMB: Atomics.load(shared, 2),
   };
   phases.push(r);
   process.stderr.write(
-    `${new Date().toISOString()} ${name}: ${r.seconds} s, cpu ${r.cpuSeconds} s, ${r.peakRssMB} MB\n`,
+    `${new Date().toISOString()} ${name}: ${r.seconds} s, cpu ${r.cpuSeconds} s, ${r.peakRssMB} MB, spill ${r.spillMB} MB\n`,
   );
   Atomics.store(shared, 0, 0);
+  Atomics.store(shared, 2, 0);
   mark = { t: performance.now(), c: cpuNow() };
 };
 const open = (path: string): Promise<DuckStore> =>
@@ -97,8 +120,15 @@ if (process.env.PREP === "1") {
 }
 
 if (!existsSync(prepPath)) throw new Error(`no prepared store at ${prepPath}: run with PREP=1 first`);
-const workDir = join(base, `run-${students}-${process.pid}`);
-const workPath = join(workDir, "mastery.duckdb");
+const bktDir = join(base, `prep-${students}`, "bkt");
+const eloDir = join(base, `prep-${students}`, "elo");
+if (step === "score bkt-elo" && !existsSync(join(eloDir, "model.json"))) {
+  const prep = await open(prepPath);
+  await saveQuickModels(prep, bktDir, eloDir);
+  prep.close();
+  await prep.whenClosed();
+  phase("fit (quick, once per prepared store)");
+}
 rmSync(workDir, { recursive: true, force: true });
 mkdirSync(workDir, { recursive: true });
 copyFileSync(prepPath, workPath);
@@ -113,9 +143,19 @@ const runs = process.env.RERUN === "1" ? 2 : 1;
 const results: unknown[] = [];
 for (let r = 0; r < runs; r++) {
   if (step === "score bkt-elo") {
-    const models = await resolveModels(store, { seed: 0 });
-    phase("fit (quick)");
-    results.push(await scoreBktElo(store, models, { full: true, onPhase: (p) => phase(p) }));
+    const models = await resolveModels(store, { bktModelDir: bktDir, eloModelDir: eloDir });
+    phase("models");
+    results.push(
+      await scoreBktElo(store, models, {
+        full: true,
+        now: new Date("2026-12-05T00:00:00Z"),
+        onPhase: (p) => phase(`${r > 0 ? "rerun " : ""}${p}`),
+      }),
+    );
+  } else if (step === "features") {
+    const asOf = await resolveAsOf(store, "now");
+    results.push(await buildFeatures(store, asOf, { truncate: true }));
+    phase("features");
   } else {
     results.push(await scoreRules(store, { onPhase: (p) => phase(`${r > 0 ? "rerun " : ""}${p}`) }));
   }
@@ -129,6 +169,9 @@ const out = {
   phases,
   processPeakRssMB: hwmMB(),
   load: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" "),
+  ...(process.env.DIGEST === "1" && step === "score bkt-elo"
+    ? { digest: await bktEloDigest(store, { withoutClocks: true }) }
+    : {}),
 };
 Atomics.store(shared, 1, 1);
 store.close();

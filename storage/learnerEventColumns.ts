@@ -318,11 +318,14 @@ export async function readLearnerEventColumns(
       [opts.bktVersion, opts.eloVersion],
     );
   opts.onPhase?.("read: events to fold");
+  // The cursor's event id is the event id of the key's greatest (ts, event_id): an arg_max keeps one value per key
+  // as it goes, where last(event_id ORDER BY ts, event_id) collected every row of the key to sort it, which spilled
+  // at 30M events past the memory limit (docs/benchmarks.md "100M's bend").
   await store.run(
     `CREATE OR REPLACE TEMP TABLE bkt_col_keys AS
      SELECT (row_number() OVER (ORDER BY student_key, topic_id) - 1)::INTEGER AS k, student_key, topic_id,
             (dense_rank() OVER (ORDER BY topic_id) - 1)::INTEGER AS ti,
-            bool_or(replay) AS replay, count(*)::INTEGER AS n, last(event_id ORDER BY ts, event_id) AS last_event_id,
+            bool_or(replay) AS replay, count(*)::INTEGER AS n, arg_max(event_id, (ts, event_id)) AS last_event_id,
             any_value(h) AS h
      FROM ${rowsFrom} GROUP BY student_key, topic_id`,
   );
@@ -387,30 +390,35 @@ export async function readLearnerEventColumns(
 // by (key, ts) only, which is the same order when no two rows of a key share a ts (the reader checks that and
 // reads again with the full order when they do): the sort then has no string column (measured at 1M rows, load
 // ~14: 0.29-0.41 CPU-s for the sorted read against 0.50-0.60 with event_id). `order` "none": unsorted, for the
-// read that places each row at its key's slots itself (forEachEventBlock's scatter read): no sort of every
-// event row in DuckDB.
+// reads that place each row at its key's slots themselves (forEachEventBlock's scatter reads): no sort of every
+// event row in DuckDB. `order` "k": by key alone (an integer sort, a key's rows in any order), for the block reads
+// of forEachEventBlock. `keys`: only the rows of the key indices lo .. hi - 1.
 const eventRows = (
   rowsFrom: string,
   keyHashUnique: boolean,
-  order: "none" | "ts" | "ts, event_id",
+  order: "none" | "k" | "ts" | "ts, event_id",
+  keys?: { lo: number; hi: number },
 ) => `SELECT k.k,
        CASE WHEN e.type = 'quiz_attempt' AND e.is_correct IS NOT NULL THEN e.is_correct::TINYINT ELSE -1 END::TINYINT AS answer,
        coalesce(q.qi, -1)::INTEGER AS question, epoch_us(e.ts)::DOUBLE AS ts_us
 FROM ${rowsFrom} e
 JOIN bkt_col_keys k ON ${keyHashUnique ? "k.h = e.h" : "k.student_key = e.student_key AND k.topic_id = e.topic_id"}
 LEFT JOIN bkt_col_questions q ON q.question_id = e.question_id${
-  order === "none" ? "" : `\nORDER BY k.k, e.ts${order === "ts" ? "" : ", e.event_id"}`
-}`;
+  keys === undefined ? "" : `\nWHERE k.k >= ${keys.lo} AND k.k < ${keys.hi}`
+}${order === "none" ? "" : order === "k" ? "\nORDER BY k.k" : `\nORDER BY k.k, e.ts${order === "ts" ? "" : ", e.event_id"}`}`;
 
 /** Thrown by a read ordered by (key, ts) only when two rows of one key share a ts: read again with event_id. */
 class TiedTimestamps extends Error {}
 
 /**
  * Calls `fn` with the event rows of `cols`' keys in blocks of whole keys, in key order, each of at most
- * `blockRows` rows (or one key's rows, when a key has more). When every row fits in one block the sorted rows
- * are streamed into it; otherwise they are sorted once into a temp table kept in that order, and each block is
- * one key range of it (DuckDB's zone maps on k skip the other row groups). `fn` may run statements on the
- * store: no result is open while it runs. Drops the read's temp tables (bkt_col_keys stays for the writes).
+ * `blockRows` rows (or one key's rows, when a key has more). When every row fits in one block the rows are
+ * streamed into it unsorted and placed by key; otherwise they are joined to their key indices once into a temp
+ * table sorted by the key index alone, and each block is one key range of it, read with a filter on k (DuckDB's
+ * zone maps skip the other row groups) and placed the same way.
+ * Either way a key's rows are ordered by ts in JavaScript, and a block with two rows of a key at one ts is read
+ * again sorted by (key, ts, event_id). `fn` may run statements on the store: no result is open while it runs.
+ * Drops the read's temp tables (bkt_col_keys stays for the writes).
  */
 export async function forEachEventBlock(
   store: DuckStore,
@@ -505,30 +513,37 @@ export async function forEachEventBlock(
       question[j + 1] = qi;
     }
   };
-  // Reads `sql` (columns k, answer, question, ts_us; the rows of every key, in any order) into the buffers, each
-  // row at the next free slot of its key (keyStart: a counting sort by key), then orders each key's rows by ts
-  // (insertion sort: a key's rows are few, and mostly arrive in time order). Two rows of one key with the same
-  // ts throw TiedTimestamps (the caller reads again sorted by (key, ts, event_id)), so the rows end in the order
-  // the sorted read gives. A row of an unknown key, or more rows for a key than the keys step counted, fails.
-  const scatterInto = async (sql: string, limit: number): Promise<number> => {
-    const next = cols.keyStart.slice(0, cols.keys);
+  // Reads `sql` (columns k, answer, question, ts_us; the rows of the keys firstKey .. endKey - 1, in any order) into
+  // the buffers, each row at the next free slot of its key (keyStart: a counting sort by key), then orders each key's
+  // rows by ts (insertion sort: a key's rows are few, and mostly arrive in time order). Two rows of one key with the
+  // same ts throw TiedTimestamps (the caller reads again sorted by (key, ts, event_id)), so the rows end in the order
+  // the sorted read gives. A row of a key outside the range, or more rows for a key than the keys step counted, fails.
+  const scatterInto = async (
+    sql: string,
+    firstKey: number,
+    endKey: number,
+    limit: number,
+  ): Promise<number> => {
+    const rowBase = cols.keyStart[firstKey]!;
+    const next = cols.keyStart.slice(firstKey, endKey);
     let at = 0;
     for await (const { n, kv, a, q, t } of eventChunks(sql, limit)) {
       for (let i = 0; i < n; i++, at++) {
         const key = kv.getItem(i)!;
-        const slot = key >= 0 && key < cols.keys ? next[key]! : -1;
+        const slot = key >= firstKey && key < endKey ? next[key - firstKey]! : -1;
         if (slot < 0 || slot >= cols.keyStart[key + 1]!)
           throw new Error(
-            `readLearnerEventColumns: event row for key ${key} is beyond the rows counted for it; the raw zone changed mid-read`,
+            `readLearnerEventColumns: event row for key ${key} is beyond the rows counted for it (keys ${firstKey} .. ${endKey - 1} read); the raw zone changed mid-read`,
           );
-        next[key] = slot + 1;
-        answer[slot] = a.getItem(i)!;
-        question[slot] = q.getItem(i)!;
-        ts[slot] = t.getItem(i)!;
+        next[key - firstKey] = slot + 1;
+        answer[slot - rowBase] = a.getItem(i)!;
+        question[slot - rowBase] = q.getItem(i)!;
+        ts[slot - rowBase] = t.getItem(i)!;
       }
     }
     if (at !== limit) return at;
-    for (let k = 0; k < cols.keys; k++) orderByTs(cols.keyStart[k]!, cols.keyStart[k + 1]!);
+    for (let k = firstKey; k < endKey; k++)
+      orderByTs(cols.keyStart[k]! - rowBase, cols.keyStart[k + 1]! - rowBase);
     return at;
   };
   const emit = async (firstKey: number, endKey: number): Promise<void> => {
@@ -552,49 +567,59 @@ export async function forEachEventBlock(
         `readLearnerEventColumns: read ${got} event rows, expected ${want}; the raw zone changed mid-read`,
       );
   };
+  // The rows of the keys firstKey .. endKey - 1 into the buffers, from `unsorted` (their rows in any order); on a tie
+  // of two timestamps within a key, again from the event rows joined to their keys, sorted by (key, ts, event_id).
+  const readBlock = async (unsorted: string, firstKey: number, endKey: number): Promise<void> => {
+    const want = cols.keyStart[endKey]! - cols.keyStart[firstKey]!;
+    let got: number;
+    try {
+      got = await scatterInto(unsorted, firstKey, endKey, want);
+    } catch (err) {
+      if (!(err instanceof TiedTimestamps)) throw err;
+      got = await readInto(
+        eventRows(cols.rowsFrom, cols.keyHashUnique, "ts, event_id", { lo: firstKey, hi: endKey }),
+        firstKey,
+        want,
+      );
+    }
+    expect(got, want);
+  };
   try {
     if (total <= capacity) {
-      let got: number;
-      try {
-        got = await scatterInto(eventRows(cols.rowsFrom, cols.keyHashUnique, "none"), total);
-      } catch (err) {
-        if (!(err instanceof TiedTimestamps)) throw err;
-        got = await readInto(eventRows(cols.rowsFrom, cols.keyHashUnique, "ts, event_id"), 0, total);
-      }
-      expect(got, total);
+      await readBlock(eventRows(cols.rowsFrom, cols.keyHashUnique, "none"), 0, cols.keys);
       opts.onPhase?.("read: event columns (join, sort)");
       if (cols.keys > 0) await emit(0, cols.keys);
       return;
     }
-    // Sorted once, stored in that order (insertion order kept for this statement whatever the store's
-    // setting), then read one key range at a time: each range's rows come back in the table's order.
+    // More rows than one block: the event rows joined to their key indices once and stored sorted by the key index
+    // alone (an integer sort; insertion order kept for this statement whatever the store's setting), then each block
+    // (a key range) read with a filter on k, which DuckDB's zone maps turn into a read of the block's row groups,
+    // and placed by the scatter read. Sorting every event row by (key, ts, event_id) instead (a string in the sort
+    // key) spilled past the memory limit at 30M and 100M events; an unsorted table made every block scan every row
+    // (docs/benchmarks.md "100M's bend").
     const setting = await store.one<{ v: boolean }>(
       "SELECT current_setting('preserve_insertion_order') AS v",
     );
     await store.run("SET preserve_insertion_order = true");
     try {
       await store.run(
-        `CREATE OR REPLACE TEMP TABLE bkt_col_rows AS ${eventRows(cols.rowsFrom, cols.keyHashUnique, "ts, event_id")}`,
+        `CREATE OR REPLACE TEMP TABLE bkt_col_rows AS ${eventRows(cols.rowsFrom, cols.keyHashUnique, "k")}`,
       );
-      await store.run("DROP TABLE IF EXISTS bkt_col_new");
-      await store.run("DROP VIEW IF EXISTS bkt_col_raw");
-      opts.onPhase?.("read: event columns (join, sort)");
-      for (let firstKey = 0; firstKey < cols.keys; ) {
-        let endKey = firstKey + 1;
-        while (endKey < cols.keys && cols.keyStart[endKey + 1]! - cols.keyStart[firstKey]! <= capacity)
-          endKey++;
-        const want = cols.keyStart[endKey]! - cols.keyStart[firstKey]!;
-        const got = await readInto(
-          `SELECT k, answer, question, ts_us FROM bkt_col_rows WHERE k >= ${firstKey} AND k < ${endKey}`,
-          firstKey,
-          want,
-        );
-        expect(got, want);
-        await emit(firstKey, endKey);
-        firstKey = endKey;
-      }
     } finally {
       await store.run(`SET preserve_insertion_order = ${setting?.v === false ? "false" : "true"}`);
+    }
+    opts.onPhase?.("read: event columns (join, sort)");
+    for (let firstKey = 0; firstKey < cols.keys; ) {
+      let endKey = firstKey + 1;
+      while (endKey < cols.keys && cols.keyStart[endKey + 1]! - cols.keyStart[firstKey]! <= capacity)
+        endKey++;
+      await readBlock(
+        `SELECT k, answer, question, ts_us FROM bkt_col_rows WHERE k >= ${firstKey} AND k < ${endKey}`,
+        firstKey,
+        endKey,
+      );
+      await emit(firstKey, endKey);
+      firstKey = endKey;
     }
   } finally {
     await store.run("DROP TABLE IF EXISTS bkt_col_rows");

@@ -511,6 +511,50 @@ describe("serving/learnerState (score bkt-elo job)", () => {
     }
   });
 
+  it("event rows read in blocks of any size (sorted by key alone, placed per key range; ties read again sorted) store what one block stores", async () => {
+    // forEachEventBlock: more rows than a block are joined to their keys once into a table sorted by key index and read one key
+    // range at a time; a range with two rows of a key at one ts is read again sorted by (key, ts, event_id). Any block
+    // size, full run or two days' runs (their rows from the planned copy, bkt_col_new), stores the same rows.
+    await fc.assert(
+      fc.asyncProperty(
+        eventsArb(1),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 30 }),
+        async (events, blockRows, split) => {
+          const one = await DuckStore.open(":memory:");
+          const blocked = await DuckStore.open(":memory:");
+          const days = await DuckStore.open(":memory:");
+          try {
+            await insert(one, events);
+            const whole = await scoreBktElo(one, DEFAULTS, { now: NOW, full: true });
+            expect(whole.eventBlocks).toBe(1);
+            await insert(blocked, events);
+            const r = await scoreBktElo(blocked, DEFAULTS, {
+              now: NOW,
+              full: true,
+              eventBlockRows: blockRows,
+            });
+            if (whole.events > blockRows) expect(r.eventBlocks).toBeGreaterThan(1);
+            expect(await snapshot(blocked)).toEqual(await snapshot(one));
+            await insert(days, events.slice(0, split));
+            await scoreBktElo(days, DEFAULTS, { now: NOW, eventBlockRows: blockRows });
+            await insert(
+              days,
+              events.slice(split).map((e) => ({ ...e, ingestedDay: 1 })),
+            );
+            await scoreBktElo(days, DEFAULTS, { now: NOW, eventBlockRows: blockRows });
+            expect(await snapshot(days)).toEqual(await snapshot(one));
+          } finally {
+            one.close();
+            blocked.close();
+            days.close();
+          }
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
   it("writes bkt and elo rows with explanations that sum to the score, and history rows", async () => {
     const store = await DuckStore.open(":memory:");
     await insert(store, [
