@@ -174,7 +174,7 @@ describe("the interval's dispersion check on the model with its student part (ro
     const s0 = seqs.filter((q) => q.student === "s0");
     const a = f.predictStudent(s0, 20).estimates[0]!;
     const b = refit.predictStudent(s0, 20).estimates[0]!;
-    expect(b.mean).toBe(a.mean);
+    expect(b.score).toBe(a.score);
     expect(b.hi - b.lo).toBeLessThan(a.hi - a.lo);
   }, 60_000);
 
