@@ -269,7 +269,6 @@ async function evaluateCut(
         ...LATENT_ENV.fit,
         ...(LATENT_ENV.studentScale !== undefined ? { studentScale: LATENT_ENV.studentScale } : {}),
         ...(LATENT_ENV.studentInterval !== undefined ? { studentInterval: LATENT_ENV.studentInterval } : {}),
-        ...(LATENT_ENV.studentInterval !== undefined ? { studentInterval: LATENT_ENV.studentInterval } : {}),
       },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
       // LATENT_CENTRE=none|by-evidence: the centre's calibration by evidence band on the proxy labels (round 17;
@@ -752,6 +751,7 @@ function runStudentCuts(): void {
     ...(process.env.REAL_CANDIDATES === "1" ? { extra: CANDIDATE_SOURCES } : {}),
     latentFit: LATENT_ENV.fit,
     ...(LATENT_ENV.studentScale !== undefined ? { studentScale: LATENT_ENV.studentScale } : {}),
+    ...(LATENT_ENV.studentInterval !== undefined ? { studentInterval: LATENT_ENV.studentInterval } : {}),
   };
   if (process.env.LATENT_CENTRE !== undefined && process.env.LATENT_CENTRE !== "")
     throw new Error(
