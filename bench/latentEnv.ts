@@ -4,6 +4,7 @@
  * both (round 19). Each option names the `mastery train served` flag it stands for (printed with the runs).
  */
 import type { LatentFitOptions } from "../models/latentFilter.ts";
+import { STUDENT_INTERVAL_MODES, type StudentIntervalMode } from "../models/studentInterval.ts";
 import { STUDENT_SCALE_MODES, type StudentScaleMode } from "../models/studentScale.ts";
 
 /** The filter options named by the environment, and the `mastery train served` flags they match. */
@@ -11,6 +12,8 @@ export interface LatentEnv {
   fit: LatentFitOptions;
   /** LATENT_STUDENT_SCALE (round 19): the student part's rein-in, applied after the fit; absent = the default. */
   studentScale?: StudentScaleMode;
+  /** LATENT_STUDENT_INTERVAL (round 21): the interval's check on the model with its student part; absent = the default. */
+  studentInterval?: StudentIntervalMode;
   /** The matching `mastery train served` flags, in the order read (empty: the product's defaults). */
   flags: string[];
 }
@@ -104,7 +107,14 @@ export function latentEnv(env: Env): LatentEnv {
   }
   const studentScale = oneOf(env, "LATENT_STUDENT_SCALE", STUDENT_SCALE_MODES);
   if (studentScale !== undefined) flags.push(`--latent-student-scale ${studentScale}`);
-  return studentScale === undefined ? { fit, flags } : { fit, flags, studentScale };
+  const studentInterval = oneOf(env, "LATENT_STUDENT_INTERVAL", STUDENT_INTERVAL_MODES);
+  if (studentInterval !== undefined) flags.push(`--latent-student-interval ${studentInterval}`);
+  return {
+    fit,
+    flags,
+    ...(studentScale !== undefined ? { studentScale } : {}),
+    ...(studentInterval !== undefined ? { studentInterval } : {}),
+  };
 }
 
 /**

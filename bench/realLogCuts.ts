@@ -52,6 +52,7 @@ import {
 import { mulberry32 } from "../models/prng.ts";
 import { type DecayTransition, fitDecay } from "../models/servedDecay.ts";
 import { fitAnchor, masteryOf, type ScaleAnchor, type TopicCalibration } from "../models/servedMastery.ts";
+import { applyStudentInterval, type StudentIntervalMode } from "../models/studentInterval.ts";
 import { applyStudentScale, type StudentScaleMode } from "../models/studentScale.ts";
 import { pairedClusterBootstrap } from "../models/validity.ts";
 import { latentCacheTag } from "./latentEnv.ts";
@@ -227,6 +228,7 @@ function fitEpoch(
   fold: number,
   latentFit: LatentFitOptions,
   studentScale: StudentScaleMode,
+  studentInterval: StudentIntervalMode,
 ): EpochModels {
   const t0 = performance.now();
   // The product's defaults as `mastery train served` passes them (serving/servedTraining.ts), then the
@@ -337,6 +339,8 @@ function fitEpoch(
   // Rounds 19/20: the student part's rein-in on the same sample (after the cache: the fit itself is the same).
   if (studentScale === "moments" || studentScale === "mastery")
     filter = applyStudentScale(filter, [...bySeq.values()], studentScale);
+  // Round 21: the interval's check on the model with its student part (after the rein-in and the cache).
+  if (studentInterval === "refit") filter = applyStudentInterval(filter, [...bySeq.values()]);
   const decay = fitDecay(transitions);
   const skillAccuracy = new Map([...acc].map(([s, c]) => [s, (c.k + 1) / (c.n + 2)]));
   // The anchor as `mastery train served` fits it: every sampled pair's served P(correct) at the epoch time,
@@ -650,6 +654,8 @@ export interface RealCutsOptions {
   latentFit?: LatentFitOptions;
   /** Rounds 19/20: the student part's rein-in (models/studentScale.ts), applied to each epoch's fit (cached or not). */
   studentScale?: StudentScaleMode;
+  /** Round 21: the interval's check on the model with its student part (models/studentInterval.ts). */
+  studentInterval?: StudentIntervalMode;
   extra?: Record<string, CutSource>;
 }
 
@@ -717,6 +723,7 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
         fold,
         o.latentFit ?? {},
         o.studentScale ?? "off",
+        o.studentInterval ?? "off",
       );
       o.onProgress?.(
         `fold ${fold} epoch ${k + 1}/${o.epochs}: fitted on ${m.trainAttempts} train attempts before log day ${t.toFixed(1)} in ${m.fitSeconds.toFixed(1)} s`,

@@ -53,6 +53,7 @@ import {
   ServedMastery,
   servedFromLatent,
 } from "../models/servedMastery.ts";
+import type { StudentIntervalCheck } from "../models/studentInterval.ts";
 import type { StudentScaleCheck } from "../models/studentScale.ts";
 import { type ScorePair, spearman, validityMeasures } from "../models/validity.ts";
 import { attachLatent, loadLatentSequences } from "../serving/latentScoring.ts";
@@ -267,6 +268,7 @@ async function evaluateCut(
         studentEffect: true,
         ...LATENT_ENV.fit,
         ...(LATENT_ENV.studentScale !== undefined ? { studentScale: LATENT_ENV.studentScale } : {}),
+        ...(LATENT_ENV.studentInterval !== undefined ? { studentInterval: LATENT_ENV.studentInterval } : {}),
       },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
       // LATENT_CENTRE=none|by-evidence: the centre's calibration by evidence band on the proxy labels (round 17;
@@ -582,6 +584,8 @@ async function evaluateCut(
         );
       const ss = lf.fit.studentScaleCheck;
       if (ss !== undefined) console.log(`student scale check: ${studentScaleLine(ss)}`);
+      const si = lf.fit.studentIntervalCheck;
+      if (si !== undefined) console.log(`student interval check: ${studentIntervalLine(si)}`);
     }
     const cal = Object.values(served.json.topics);
     const med = (xs: number[]) => {
@@ -709,6 +713,11 @@ async function runRealLog(work: string): Promise<void> {
   }
 }
 
+/** One line of the interval's check on the model with its student part (round 21, models/studentInterval.ts). */
+function studentIntervalLine(c: StudentIntervalCheck): string {
+  return `dispersion ratio ${c.ratioBefore.toFixed(4)} at offset 0 (scale ${c.scaleBefore.toFixed(4)}) -> ${c.ratio.toFixed(4)} with the student part (${c.sequences} sequences, ${c.withOffset} at an offset; ${c.mode}) -> scale ${c.scale.toFixed(4)}${c.reason !== undefined ? ` (${c.reason})` : ""}`;
+}
+
 /** One line of the student part's moments check (rounds 19/20, models/studentScale.ts). */
 function studentScaleLine(c: StudentScaleCheck): string {
   return `${c.students} students, ${c.answers} graded answers; moments estimate of the students' spread (variance of the true excess ${c.on === "mastery" ? "of K, through the emission's slope" : "of correct answers"}) ${c.trueVariance.toFixed(6)}, the student part's ${c.partVariance.toFixed(6)}${c.partVarianceAfter !== undefined ? ` -> ${c.partVarianceAfter.toFixed(6)}` : ""}; offsets x ${c.scale.toFixed(4)}${c.reason !== undefined ? ` (${c.reason})` : ""}`;
@@ -742,6 +751,7 @@ function runStudentCuts(): void {
     ...(process.env.REAL_CANDIDATES === "1" ? { extra: CANDIDATE_SOURCES } : {}),
     latentFit: LATENT_ENV.fit,
     ...(LATENT_ENV.studentScale !== undefined ? { studentScale: LATENT_ENV.studentScale } : {}),
+    ...(LATENT_ENV.studentInterval !== undefined ? { studentInterval: LATENT_ENV.studentInterval } : {}),
   };
   if (process.env.LATENT_CENTRE !== undefined && process.env.LATENT_CENTRE !== "")
     throw new Error(
@@ -757,7 +767,7 @@ function runStudentCuts(): void {
     console.log(
       `fold ${m.fold} epoch ${(i % o.epochs) + 1}: fit before ${new Date(Date.UTC(2020, 0, 1) + m.time * DAY_MS).toISOString().slice(0, 10)} (log day ${m.time.toFixed(1)}) on ${m.trainAttempts} train attempts ` +
         `(filter: ${m.filter.json.fit.sequences} pairs, ll/obs ${m.filter.json.fit.logLikPerObs.toFixed(4)}${guardNote(m.filter.json.fit)}; guess ${p.guess.toFixed(3)} slip ${p.slip.toFixed(3)} learn ${p.learn[0]!.toFixed(3)} half-life ${p.halfLifeDays.toFixed(0)} d; ` +
-        `student sd ${m.filter.json.studentPriorSd ?? 0} (marginal likelihood: ${m.sdMarginal}), loading ${m.filter.json.studentLearnLoading ?? 0}${m.filter.json.fit.studentScaleCheck !== undefined ? `, student scale check: ${studentScaleLine(m.filter.json.fit.studentScaleCheck)}` : ""}, spread ${p.forgetSpread ?? 0}; centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.fold === m.fold && x.epoch === i % o.epochs).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
+        `student sd ${m.filter.json.studentPriorSd ?? 0} (marginal likelihood: ${m.sdMarginal}), loading ${m.filter.json.studentLearnLoading ?? 0}${m.filter.json.fit.studentScaleCheck !== undefined ? `, student scale check: ${studentScaleLine(m.filter.json.fit.studentScaleCheck)}` : ""}${m.filter.json.fit.studentIntervalCheck !== undefined ? `, student interval check: ${studentIntervalLine(m.filter.json.fit.studentIntervalCheck)}` : ""}, spread ${p.forgetSpread ?? 0}; centred-logit anchor ${m.anchor.base.toFixed(3)} (sd ${m.anchor.sd.toFixed(3)}, gap-accuracy base ${m.global.base.toFixed(3)})); ${r.pairs.filter((x) => x.fold === m.fold && x.epoch === i % o.epochs).length} pairs; ${m.fitSeconds.toFixed(1)} s`,
     );
   }
   // REAL_DUMP=file: every scored pair as JSON (offline analysis: per epoch, per fold).
@@ -809,7 +819,7 @@ function bootstrapNextSpearman(pairs: readonly ScorePair[], reps: number, seed: 
 
 if (process.argv[1]?.endsWith("validity.bench.ts")) {
   console.log(
-    `latent fit options: ${JSON.stringify(LATENT_ENV.fit)}, student scale ${LATENT_ENV.studentScale ?? "default"} (mastery train served ${LATENT_ENV.flags.length === 0 ? "defaults" : LATENT_ENV.flags.join(" ")}); generated settings${process.env.REAL !== "0" ? " and the real log" : ""}`,
+    `latent fit options: ${JSON.stringify(LATENT_ENV.fit)}, student scale ${LATENT_ENV.studentScale ?? "default"}, student interval ${LATENT_ENV.studentInterval ?? "default"} (mastery train served ${LATENT_ENV.flags.length === 0 ? "defaults" : LATENT_ENV.flags.join(" ")}); generated settings${process.env.REAL !== "0" ? " and the real log" : ""}`,
   );
   if (process.env.REAL !== "0") {
     if (process.env.REAL_PROTOCOL === "global") {

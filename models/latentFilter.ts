@@ -1,6 +1,7 @@
 import { type CentreShiftBand, centreShiftAt, emissionLogit } from "./latentCentre.ts";
 import { nelderMead } from "./nelderMead.ts";
 import { decayTowards } from "./servedDecay.ts";
+import type { StudentIntervalCheck } from "./studentInterval.ts";
 import type { StudentScaleCheck } from "./studentScale.ts";
 
 /**
@@ -165,6 +166,11 @@ export interface LatentModelJson {
     spreadChoice?: ForgetSpreadChoice;
     /** The student part's moments check (round 19, models/studentScale.ts); absent when it was not run. */
     studentScaleCheck?: StudentScaleCheck;
+    /**
+     * Round 21 (opt-in): the held-out dispersion check run again on the model with its student part (after the
+     * rein-in), which set `intervalScale` (models/studentInterval.ts); absent when it was not run.
+     */
+    studentIntervalCheck?: StudentIntervalCheck;
   };
   /**
    * Posterior spread factor of the 80% interval (absent = 1): the square root of the variance factor that
@@ -1677,7 +1683,7 @@ export class LatentFilter {
  * Sums of the held-out dispersion check (method of moments): per sequence the held-out answers' expected and
  * observed number correct, their binomial part and the posterior's sd; over sequences the squared residuals.
  */
-class HeldOutSums {
+export class HeldOutSums {
   residual = 0;
   binomial = 0;
   posterior = 0;

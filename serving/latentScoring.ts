@@ -10,6 +10,7 @@ import {
 import { latentEventOf } from "../models/latentState.ts";
 import { type LearnerEvent, replayOrder } from "../models/learnerState.ts";
 import type { PairEvidence } from "../models/servedMastery.ts";
+import { applyStudentInterval, type StudentIntervalMode } from "../models/studentInterval.ts";
 import { studentOffsetSd, widenForOffset } from "../models/studentOffsetSd.ts";
 import { applyStudentScale, type StudentScaleMode } from "../models/studentScale.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
@@ -100,6 +101,11 @@ export type LatentStoreFitOptions = LatentFitOptions & {
    * sample (models/studentScale.ts); default off.
    */
   studentScale?: StudentScaleMode;
+  /**
+   * Round 21: "refit" runs the interval's held-out dispersion check again on the model with its student part
+   * (after the rein-in; models/studentInterval.ts); default off (the fit's factor, from offset 0).
+   */
+  studentInterval?: StudentIntervalMode;
 };
 
 /**
@@ -120,12 +126,13 @@ export async function fitLatentOnStore(
   const maxEvents = opts.maxEvents ?? 40_000;
   const sample = Math.max(1, Math.ceil(Number(total?.n ?? 0) / maxEvents));
   const seqs = [...(await loadLatentSequences(store, before, sample)).values()];
-  const { studentScale, ...fitOpts } = opts;
+  const { studentScale, studentInterval, ...fitOpts } = opts;
   const fitted = LatentFilter.fit(seqs, { studentEffect: true, ...fitOpts });
-  const model =
+  const scaled =
     studentScale === "moments" || studentScale === "mastery"
       ? applyStudentScale(fitted, seqs, studentScale)
       : fitted;
+  const model = studentInterval === "refit" ? applyStudentInterval(scaled, seqs) : scaled;
   return { model, sequences: seqs.length, seconds: (performance.now() - t0) / 1000 };
 }
 

@@ -21,6 +21,7 @@ import {
   ServedMastery,
   type TopicCalibration,
 } from "../models/servedMastery.ts";
+import { STUDENT_INTERVAL_DEFAULT } from "../models/studentInterval.ts";
 import { STUDENT_SCALE_DEFAULT } from "../models/studentScale.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
 import {
@@ -230,7 +231,8 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
           // (round 13: chosen on held-out students); the student effect's learning loading is
           // LATENT_STUDENT_LEARNING_DEFAULT (round 14); the forgetting's spread is LATENT_FORGET_SPREAD_DEFAULT
           // (round 15), carried to the scoring time by LATENT_AS_OF_FORGETTING_DEFAULT (round 16); the student
-          // part's moments rein-in is STUDENT_SCALE_DEFAULT (round 19).
+          // part's moments rein-in is STUDENT_SCALE_DEFAULT (round 19), the interval's check on the model with its
+          // student part STUDENT_INTERVAL_DEFAULT (round 21).
           await fitLatentOnStore(scratch, snapshot, {
             emission: "auto",
             forgetting: LATENT_FORGETTING_DEFAULT,
@@ -239,6 +241,7 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
             forgetSpread: LATENT_FORGET_SPREAD_DEFAULT,
             asOfForgetting: LATENT_AS_OF_FORGETTING_DEFAULT,
             studentScale: STUDENT_SCALE_DEFAULT,
+            studentInterval: STUDENT_INTERVAL_DEFAULT,
             ...(opts.latentFit ?? {}),
           });
     let latentEst =

@@ -12,6 +12,7 @@ import {
   SERVED_FROM,
   type ServedFrom,
 } from "../../models/servedMastery.ts";
+import { STUDENT_INTERVAL_DEFAULT, STUDENT_INTERVAL_MODES } from "../../models/studentInterval.ts";
 import { STUDENT_SCALE_DEFAULT, STUDENT_SCALE_MODES } from "../../models/studentScale.ts";
 import {
   LATENT_CENTRE_DEFAULT,
@@ -48,6 +49,7 @@ interface TrainServedCliOptions {
   latentForgettingSpread: string;
   latentAsOfForgetting: string;
   latentStudentScale: string;
+  latentStudentInterval: string;
   servedFrom: string;
   anchor: string;
 }
@@ -126,6 +128,11 @@ export function register(program: Command): void {
       "--latent-student-scale <off|moments|mastery>",
       "with --latent-student on, whether the student part's scale is reined in (round 19): off (the default), moments (opt-in: when what the student offsets add to the fit sample's answer predictions spreads more across students than the method-of-moments estimate of the students' true spread of correct answers, every offset is multiplied by one factor < 1 that matches the two; label-free, the students' order kept; docs/benchmarks.md Validity round 19) or mastery (opt-in, round 20: the same check on the mastery scale, the answers' excess carried to K through the emission's local slope, so students where the emission is flat count in full)",
       STUDENT_SCALE_DEFAULT,
+    )
+    .option(
+      "--latent-student-interval <off|refit>",
+      "with --latent-student on, how the 80% interval's spread factor is set (round 21): off (the default: the held-out dispersion check of the fit, run from each topic's prior without the student part) or refit (opt-in: the same check run again on the model with its student part, after --latent-student-scale, each sequence from the prior at its student's offset taken from their other topics; docs/benchmarks.md Validity round 21). Not with --latent-interval by-evidence",
+      STUDENT_INTERVAL_DEFAULT,
     )
     .option(
       "--latent-centre <none|by-evidence>",
@@ -216,6 +223,15 @@ Example:
         throw new CliError(
           `--latent-student-scale must be one of ${STUDENT_SCALE_MODES.join(", ")} (got ${opts.latentStudentScale}); e.g. moments`,
         );
+      const studentInterval = STUDENT_INTERVAL_MODES.find((m) => m === opts.latentStudentInterval);
+      if (studentInterval === undefined)
+        throw new CliError(
+          `--latent-student-interval must be one of ${STUDENT_INTERVAL_MODES.join(", ")} (got ${opts.latentStudentInterval}); e.g. refit`,
+        );
+      if (studentInterval === "refit" && opts.latentInterval === "by-evidence")
+        throw new CliError(
+          "--latent-student-interval refit sets the one interval factor: use it with --latent-interval widen-only or two-sided",
+        );
       if (
         opts.latentInterval !== "two-sided" &&
         opts.latentInterval !== "widen-only" &&
@@ -247,6 +263,7 @@ Example:
           forgetSpread,
           asOfForgetting: opts.latentAsOfForgetting,
           studentScale,
+          studentInterval,
           onProgress: (ev, ll) => {
             if (ev % 100 < 2)
               process.stderr.write(
