@@ -1654,24 +1654,7 @@ export class LatentFilter {
       const kernel = kernelOf(s.topic);
       if (p.length !== kernel.bins) p = new Float64Array(kernel.bins);
       kernel.prior(priorMean(s.topic), p);
-      const base = kernel.mean(p);
-      let seen = 0;
-      let last = Number.NaN;
-      let held = false;
-      for (const e of s.events) {
-        if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
-        last = e.t;
-        const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
-        if (!held && graded && 2 * (seen + e.n) > total) held = true;
-        if (held) {
-          if (graded) sums.add(kernel, p, e);
-        } else {
-          kernel.observe(p, e);
-          if (graded) seen += e.n;
-        }
-        kernel.learnFrom(p, e.kind);
-      }
-      sums.endSequence();
+      sums.addHalves(kernel, p, s.events, total);
     }
     const ratio = sums.ratio();
     const { used, residual, binomial, posterior } = sums;
@@ -1703,6 +1686,32 @@ export class HeldOutSums {
     this.obsS += e.k;
     this.bin += e.n * (m * (1 - m) - v);
     this.sdSum += e.n * Math.sqrt(v);
+  }
+
+  /**
+   * One sequence of `total` graded answers from the state `p` (changed in place): filtered over the events before
+   * the one that brings half of its answers, then carried forward (learning, forgetting) with the rest held out
+   * (`add`, not observed); the sequence's sums then join the totals.
+   */
+  addHalves(kernel: LatentKernel, p: Float64Array, events: readonly LatentEvent[], total: number): void {
+    const base = kernel.mean(p);
+    let seen = 0;
+    let last = Number.NaN;
+    let held = false;
+    for (const e of events) {
+      if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
+      last = e.t;
+      const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
+      if (!held && graded && 2 * (seen + e.n) > total) held = true;
+      if (held) {
+        if (graded) this.add(kernel, p, e);
+      } else {
+        kernel.observe(p, e);
+        if (graded) seen += e.n;
+      }
+      kernel.learnFrom(p, e.kind);
+    }
+    this.endSequence();
   }
 
   /** The sequence's sums join the totals. */

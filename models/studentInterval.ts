@@ -108,24 +108,7 @@ export function dispersionAtOffsets(
     const kernel = model.kernelFor(s.topic, offset);
     const prior = model.priorMean(s.topic);
     const p = kernel.prior(offset === 0 ? prior : sigmoid(logit(prior) + offset));
-    const base = kernel.mean(p);
-    let seen = 0;
-    let last = Number.NaN;
-    let held = false;
-    for (const e of s.events) {
-      if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
-      last = e.t;
-      const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
-      if (!held && graded && 2 * (seen + e.n) > total) held = true;
-      if (held) {
-        if (graded) sums.add(kernel, p, e);
-      } else {
-        kernel.observe(p, e);
-        if (graded) seen += e.n;
-      }
-      kernel.learnFrom(p, e.kind);
-    }
-    sums.endSequence();
+    sums.addHalves(kernel, p, s.events, total);
   }
   return { ratio: sums.ratio(), sequences: sums.used, withOffset };
 }
