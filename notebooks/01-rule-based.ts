@@ -15,7 +15,9 @@ import { sampleCorrelation, sampleRankCorrelation } from "simple-statistics";
 import { DEMO_PSEUDONYM_KEY, Pseudonymizer } from "../features/pseudonymize.ts";
 import { type Explanation, explanationTotal } from "../models/explanation.ts";
 import { runPipeline } from "../serving/pipeline.ts";
+import { withExplanationTexts } from "../serving/storedExplanations.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
+import { storedNumbersSelect, type WithExplanationNumberColumns } from "../storage/explanationNumbers.ts";
 import {
   barChart,
   fmt,
@@ -128,16 +130,22 @@ export async function run(o: RuleNotebookOptions): Promise<NotebookResult> {
     );
 
     // One student: the pair with the most factors' worth of evidence — the busiest (student, topic).
-    const one = await store.one<{
-      student_key: string;
-      topic_id: string;
-      mastery_score: number;
-      explanation: string;
-    }>(
-      `SELECT m.student_key, m.topic_id, m.mastery_score, m.explanation
-       FROM student_mastery m JOIN features f USING (student_key, topic_id)
-       WHERE m.score_source = 'rule_based'
-       ORDER BY f.attempts_30d DESC NULLS LAST, m.student_key, m.topic_id LIMIT 1`,
+    // The batch stores a rule row's explanation as numbers (the rule_* columns); withExplanationTexts renders
+    // the text as every reader does (serving/storedExplanations.ts).
+    const [one] = withExplanationTexts(
+      await store.all<
+        {
+          student_key: string;
+          topic_id: string;
+          mastery_score: number;
+          explanation: string;
+        } & WithExplanationNumberColumns
+      >(
+        `SELECT m.student_key, m.topic_id, m.mastery_score, m.explanation, ${storedNumbersSelect("m")}
+         FROM student_mastery m JOIN features f USING (student_key, topic_id)
+         WHERE m.score_source = 'rule_based'
+         ORDER BY f.attempts_30d DESC NULLS LAST, m.student_key, m.topic_id LIMIT 1`,
+      ),
     );
 
     const hist = histogram(

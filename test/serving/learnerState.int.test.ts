@@ -551,7 +551,8 @@ describe("serving/learnerState (score bkt-elo job)", () => {
           }
         },
       ),
-      { numRuns: 25 },
+      // 10 runs (~1.2 s each: three stores, four scoring runs): the CI's budget; block sizes 1-40 against 1-60 events.
+      { numRuns: 10 },
     );
   });
 
