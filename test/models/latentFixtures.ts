@@ -20,6 +20,22 @@ export const LATENT_TEST_PARAMS: LatentParams = {
   assignmentConcentration: 8,
 };
 
+/**
+ * No learning, no forgetting, no noise: the filter is a Bayes update of a fixed K (the student-part tests:
+ * studentScale, studentInterval).
+ */
+export const LATENT_STILL_PARAMS: LatentParams = {
+  ...LATENT_TEST_PARAMS,
+  priorMean: 0.4,
+  priorConcentration: 6,
+  learn: [0, 0, 0, 0, 0],
+  halfLifeDays: 3650,
+  floor: 0.01,
+  noise: 0,
+};
+/** The topics of the student-part tests' models. */
+export const STUDENT_TEST_TOPICS = ["A", "B", "C", "D", "E", "F"];
+
 /** A random event of any kind for the filter's property tests: days since the previous one, kind, size, share. */
 export const latentEventArb = fc.record({
   dt: fc.double({ min: 0, max: 30, noNaN: true }),

@@ -15,19 +15,7 @@ import {
   emissionSlopes,
   excessVariance,
 } from "../../models/studentScale.ts";
-import { LATENT_TEST_PARAMS } from "./latentFixtures.ts";
-
-/** No learning, no forgetting, no noise: the filter is a Bayes update of a fixed K. */
-const STILL: LatentParams = {
-  ...LATENT_TEST_PARAMS,
-  priorMean: 0.4,
-  priorConcentration: 6,
-  learn: [0, 0, 0, 0, 0],
-  halfLifeDays: 3650,
-  floor: 0.01,
-  noise: 0,
-};
-const TOPICS = ["A", "B", "C", "D", "E", "F"];
+import { LATENT_STILL_PARAMS as STILL, STUDENT_TEST_TOPICS as TOPICS } from "./latentFixtures.ts";
 
 const model = (params: LatentParams, studentPriorSd: number, bins = 40, priorMean = params.priorMean) =>
   new LatentFilter({
