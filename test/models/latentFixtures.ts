@@ -5,7 +5,9 @@ import {
   KIND_QUIZ,
   type LatentEvent,
   type LatentParams,
+  type LatentSequence,
 } from "../../models/latentFilter.ts";
+import { mulberry32 } from "../../models/prng.ts";
 
 /** Latent filter parameters of a plausible fitted model, shared by the filter, state and stream tests. */
 export const LATENT_TEST_PARAMS: LatentParams = {
@@ -54,4 +56,34 @@ export function latentEvents(raw: { dt: number; kind: number; n: number; frac: n
     if (r.kind === KIND_ASSIGNMENT) return { t, kind: r.kind, n: 1, k: r.frac };
     return { t, kind: r.kind, n: 0, k: 0 };
   });
+}
+
+/**
+ * Students answering every topic of STUDENT_TEST_TOPICS from LATENT_STILL_PARAMS' linear emission: K ~ logit-normal
+ * around the prior mean 0.4 shifted by the student's true offset (Normal(0, trueSd^2)) with a topic spread
+ * `topicSd`, `answers` answers a topic (the student-part tests: studentScale, studentInterval).
+ */
+export function stillStudents(
+  n: number,
+  trueSd: number,
+  seed: number,
+  topicSd: number,
+  answers: number,
+): LatentSequence[] {
+  const rnd = mulberry32(seed);
+  const normal = () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+  const sig = (z: number) => 1 / (1 + Math.exp(-z));
+  const still = LATENT_STILL_PARAMS;
+  const seqs: LatentSequence[] = [];
+  for (let s = 0; s < n; s++) {
+    const off = trueSd * normal();
+    for (const topic of STUDENT_TEST_TOPICS) {
+      const K = sig(Math.log(0.4 / 0.6) + off + topicSd * normal());
+      const pc = still.guess + (1 - still.guess - still.slip) * K;
+      const events: LatentEvent[] = [];
+      for (let j = 0; j < answers; j++) events.push({ t: j, kind: KIND_QUIZ, n: 1, k: rnd() < pc ? 1 : 0 });
+      seqs.push({ topic, student: `s${s}`, events });
+    }
+  }
+  return seqs;
 }

@@ -17,6 +17,7 @@ import {
 import {
   LATENT_TEST_PARAMS,
   LATENT_STILL_PARAMS as STILL,
+  stillStudents,
   STUDENT_TEST_TOPICS as TOPICS,
 } from "./latentFixtures.ts";
 
@@ -36,27 +37,8 @@ const model = (
     ...extra,
   });
 
-/**
- * Students answering every topic from the filter's own linear emission: K ~ logit-normal around the prior mean
- * shifted by the student's true offset (Normal(0, trueSd^2)), `answers` answers a topic.
- */
-function students(n: number, trueSd: number, seed: number, answers = 8): LatentSequence[] {
-  const rnd = mulberry32(seed);
-  const normal = () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
-  const sig = (z: number) => 1 / (1 + Math.exp(-z));
-  const seqs: LatentSequence[] = [];
-  for (let s = 0; s < n; s++) {
-    const off = trueSd * normal();
-    for (const topic of TOPICS) {
-      const K = sig(Math.log(0.4 / 0.6) + off + 0.3 * normal());
-      const pc = STILL.guess + (1 - STILL.guess - STILL.slip) * K;
-      const events: LatentEvent[] = [];
-      for (let j = 0; j < answers; j++) events.push({ t: j, kind: KIND_QUIZ, n: 1, k: rnd() < pc ? 1 : 0 });
-      seqs.push({ topic, student: `s${s}`, events });
-    }
-  }
-  return seqs;
-}
+const students = (n: number, trueSd: number, seed: number, answers = 8): LatentSequence[] =>
+  stillStudents(n, trueSd, seed, 0.3, answers);
 
 describe("the interval's dispersion check on the model with its student part (round 21)", () => {
   it("held-out ratio by hand: two cells, uniform prior, one answer seen, one held out", () => {

@@ -15,7 +15,11 @@ import {
   emissionSlopes,
   excessVariance,
 } from "../../models/studentScale.ts";
-import { LATENT_STILL_PARAMS as STILL, STUDENT_TEST_TOPICS as TOPICS } from "./latentFixtures.ts";
+import {
+  LATENT_STILL_PARAMS as STILL,
+  stillStudents,
+  STUDENT_TEST_TOPICS as TOPICS,
+} from "./latentFixtures.ts";
 
 const model = (params: LatentParams, studentPriorSd: number, bins = 40, priorMean = params.priorMean) =>
   new LatentFilter({
@@ -27,27 +31,8 @@ const model = (params: LatentParams, studentPriorSd: number, bins = 40, priorMea
     ...(studentPriorSd > 0 ? { studentPriorSd } : {}),
   });
 
-/**
- * Students answering every topic from the filter's own linear emission: K ~ logit-normal around the prior mean
- * shifted by the student's true offset (Normal(0, trueSd^2)), 8 answers a topic.
- */
-function students(n: number, trueSd: number, seed: number): LatentSequence[] {
-  const rnd = mulberry32(seed);
-  const normal = () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
-  const sig = (z: number) => 1 / (1 + Math.exp(-z));
-  const seqs: LatentSequence[] = [];
-  for (let s = 0; s < n; s++) {
-    const off = trueSd * normal();
-    for (const topic of TOPICS) {
-      const K = sig(Math.log(0.4 / 0.6) + off + 0.5 * normal());
-      const pc = STILL.guess + (1 - STILL.guess - STILL.slip) * K;
-      const events: LatentEvent[] = [];
-      for (let j = 0; j < 8; j++) events.push({ t: j, kind: KIND_QUIZ, n: 1, k: rnd() < pc ? 1 : 0 });
-      seqs.push({ topic, student: `s${s}`, events });
-    }
-  }
-  return seqs;
-}
+const students = (n: number, trueSd: number, seed: number): LatentSequence[] =>
+  stillStudents(n, trueSd, seed, 0.5, 8);
 
 describe("student part's scale: the moments check (round 19)", () => {
   it("predicts each answer before it (known answer: two cells, uniform prior, guess 0.2, slip 0.1)", () => {
