@@ -3,9 +3,11 @@ import {
   KIND_ASSIGNMENT,
   KIND_PRACTICE,
   KIND_QUIZ,
+  KIND_VIDEO,
   type LatentEvent,
   type LatentParams,
   type LatentSequence,
+  shiftedRate,
 } from "../../models/latentFilter.ts";
 import { mulberry32 } from "../../models/prng.ts";
 
@@ -87,3 +89,131 @@ export function stillStudents(
   }
   return seqs;
 }
+
+/**
+ * Sequences simulated from the model itself (continuous K, the same transitions and emissions), one topic "T"
+ * (the filter's unit and fit tests).
+ */
+export function simulateLatent(
+  params: LatentParams,
+  pairs: number,
+  seed: number,
+  redrawHalfway = false,
+  allOrNone = false,
+): LatentSequence[] {
+  const rnd = mulberry32(seed);
+  const out: LatentSequence[] = [];
+  for (let s = 0; s < pairs; s++) {
+    // K from the Beta(mean m, concentration c) prior, by inverse CDF on a fine grid.
+    const a = params.priorMean * params.priorConcentration;
+    const b = (1 - params.priorMean) * params.priorConcentration;
+    const grid = 2000;
+    const dens: number[] = [];
+    let tot = 0;
+    for (let i = 0; i < grid; i++) {
+      const x = (i + 0.5) / grid;
+      const d = x ** (a - 1) * (1 - x) ** (b - 1);
+      dens.push(d);
+      tot += d;
+    }
+    let u = rnd() * tot;
+    let K = 0.5;
+    for (let i = 0; i < grid; i++) {
+      u -= dens[i]!;
+      if (u <= 0) {
+        K = (i + 0.5) / grid;
+        break;
+      }
+    }
+    const events: LatentEvent[] = [];
+    let t = 0;
+    const n = 10 + Math.floor(rnd() * 30);
+    for (let j = 0; j < n; j++) {
+      // An unmodelled change: K redrawn uniformly halfway through the sequence.
+      if (redrawHalfway && j === Math.floor(n / 2)) K = rnd();
+      const dt = rnd() < 0.5 ? 0 : rnd() * 6;
+      t += dt;
+      if (params.durableShare !== undefined) {
+        // Round 9's form: the gain above the prior mean decays, a share of it is kept.
+        const b = params.priorMean;
+        const d = params.durableShare + (1 - params.durableShare) * 2 ** (-dt / params.halfLifeDays);
+        if (K > b) K = b + (K - b) * d;
+      } else if (K > params.floor) {
+        const d = 2 ** (-dt / params.halfLifeDays);
+        // Round 15's all-or-none forgetting: the gain above the floor is kept whole with probability d, else lost.
+        if (allOrNone) K = rnd() < d ? K : params.floor;
+        else K = params.floor + (K - params.floor) * d;
+      }
+      const kind = rnd() < 0.6 ? KIND_QUIZ : rnd() < 0.5 ? KIND_VIDEO : KIND_PRACTICE;
+      const pc = params.guess + (1 - params.guess - params.slip) * K;
+      if (kind === KIND_QUIZ) events.push({ t, kind, n: 1, k: rnd() < pc ? 1 : 0 });
+      else if (kind === KIND_PRACTICE) {
+        let k = 0;
+        for (let q = 0; q < 5; q++) if (rnd() < pc) k++;
+        events.push({ t, kind, n: 5, k });
+      } else events.push({ t, kind, n: 0, k: 0 });
+      K += (params.learn[kind] ?? 0) * (1 - K);
+    }
+    out.push({ topic: "T", events });
+  }
+  return out;
+}
+
+/**
+ * Sequences of `students` x `topics` simulated from the model with a logistic emission (per-topic threshold)
+ * and a student offset of the prior mean (logit units, Normal(0, studentSd^2)); returns the true offsets.
+ */
+export function simulateLatentStudents(
+  params: LatentParams,
+  thresholds: Record<string, number>,
+  students: number,
+  studentSd: number,
+  seed: number,
+  learnLoading = 0,
+): { seqs: LatentSequence[]; offsets: number[] } {
+  const rnd = mulberry32(seed);
+  const normal = () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+  const seqs: LatentSequence[] = [];
+  const offsets: number[] = [];
+  const sig = (z: number) => 1 / (1 + Math.exp(-z));
+  for (let s = 0; s < students; s++) {
+    const off = studentSd * normal();
+    offsets.push(off);
+    for (const [topic, th] of Object.entries(thresholds)) {
+      // K from a logit-normal around the shifted prior mean (spread 0.6 logit units).
+      let K = sig(Math.log(params.priorMean / (1 - params.priorMean)) + off + 0.6 * normal());
+      const events: LatentEvent[] = [];
+      let t = 0;
+      const n = 4 + Math.floor(rnd() * 12);
+      for (let j = 0; j < n; j++) {
+        t += rnd() * 2;
+        const shape = params.slope === undefined ? K : sig(params.slope * (K - th));
+        const pc = params.guess + (1 - params.guess - params.slip) * shape;
+        events.push({ t, kind: KIND_QUIZ, n: 1, k: rnd() < pc ? 1 : 0 });
+        K += shiftedRate(params.learn[KIND_QUIZ] ?? 0, learnLoading * off) * (1 - K);
+      }
+      seqs.push({ topic, student: `s${s}`, events });
+    }
+  }
+  return { seqs, offsets };
+}
+
+/** Quiz learning only, no forgetting, no noise (the filter's logistic-emission and student-effect tests). */
+export const LATENT_NO_TIME_PARAMS: LatentParams = {
+  ...LATENT_TEST_PARAMS,
+  learn: [0.04, 0, 0, 0, 0],
+  halfLifeDays: 3650,
+  floor: 0.01,
+  noise: 0,
+  priorConcentration: 6,
+};
+
+/** A logistic-emission truth for the simulated samples of rounds 6 and 13 (threshold 0.5, slope 12). */
+export const LATENT_LOGISTIC_PARAMS: LatentParams = {
+  ...LATENT_NO_TIME_PARAMS,
+  priorMean: 0.45,
+  guess: 0.15,
+  slip: 0.05,
+  slope: 12,
+  threshold: 0.5,
+};

@@ -85,7 +85,7 @@ describe("served mastery estimate on a generated store", () => {
       dbPath,
       out,
       labelDays: 7,
-      // The linear emission named: the P(correct) check below is its closed form (auto, the default, is tested in test/models/latentFilter.test.ts).
+      // The linear emission named: the P(correct) check below is its closed form (auto, the default, is tested in test/models/latentFilter.fit.int.test.ts).
       latentFit: { maxEvents: 6000, maxEvaluations: 120, emission: "linear" },
     });
     expect(trained.latentFit).not.toBeNull();
