@@ -1019,9 +1019,10 @@ describe("serving/learnerState (score bkt-elo job)", () => {
       { id: "b", type: "quiz_attempt", student: "s2", topic: "t1", t: 2, correct: false, question: "q1" },
     ]);
     store.close();
+    // The `mastery` bin as installed (dist/ after `npm ci`'s build; the TypeScript through tsx without one).
     const out = execFileSync(
-      "npx",
-      ["tsx", join(import.meta.dirname, "../../bin/cli.ts"), "score", "bkt-elo", "--db", db],
+      process.execPath,
+      [join(import.meta.dirname, "../../bin/mastery.js"), "score", "bkt-elo", "--db", db],
       {
         env: { ...process.env, MASTERY_QUIET: "1" },
         encoding: "utf8",

@@ -78,14 +78,14 @@ describe("training/elo", () => {
   it("CLI: train elo then evaluate, end to end", () => {
     const out = join(dir, "cli");
     const env = { ...process.env, MASTERY_QUIET: "1" };
-    const cli = join(import.meta.dirname, "../../bin/cli.ts");
+    // The `mastery` bin as installed (dist/ after `npm ci`'s build; the TypeScript through tsx without one).
+    const mastery = join(import.meta.dirname, "../../bin/mastery.js");
     const colSpec = "user=student,skill=kc,correct=ok,item=question";
     const trained = JSON.parse(
       execFileSync(
-        "npx",
+        process.execPath,
         [
-          "tsx",
-          cli,
+          mastery,
           "train",
           "elo",
           "--data",
@@ -106,8 +106,8 @@ describe("training/elo", () => {
     expect(trained.rows).toBe(1200);
     const evaluated = JSON.parse(
       execFileSync(
-        "npx",
-        ["tsx", cli, "evaluate", "--model", out, "--data", testPath, "--columns", colSpec],
+        process.execPath,
+        [mastery, "evaluate", "--model", out, "--data", testPath, "--columns", colSpec],
         {
           env,
           encoding: "utf8",
