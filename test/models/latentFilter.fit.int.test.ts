@@ -36,6 +36,7 @@ import {
   LATENT_NO_TIME_PARAMS as NO_TIME,
   simulateLatent as simulate,
   simulateLatentStudents as simulateStudents,
+  studentEffectFilter,
 } from "./latentFixtures.ts";
 
 const PARAMS: LatentParams = LATENT_TEST_PARAMS;
@@ -333,16 +334,7 @@ describe("latent filter: logistic emission (round 6)", () => {
 });
 
 describe("latent filter: student effect (round 6)", () => {
-  const known = (studentPriorSd?: number) =>
-    new LatentFilter({
-      version: 1,
-      bins: 40,
-      params: { ...NO_TIME, priorMean: 0.4 },
-      // The topics the student effect covers (LatentFilter.studentTopic): those with a fitted prior.
-      topicPriorMean: { A: 0.4, B: 0.4, C: 0.4, D: 0.4 },
-      fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
-      ...(studentPriorSd !== undefined ? { studentPriorSd } : {}),
-    });
+  const known = studentEffectFilter;
 
   it("chooses a student sd by leave-one-topic-out likelihood: > 0 when students differ, ~0 when they do not", () => {
     const topics = { A: 0.5, B: 0.5, C: 0.5, D: 0.5 };

@@ -19,9 +19,9 @@ import {
   latentEventArb as eventArb,
   LATENT_TEST_PARAMS,
   LATENT_LOGISTIC_PARAMS as LOGISTIC,
-  LATENT_NO_TIME_PARAMS as NO_TIME,
   simulateLatent as simulate,
   simulateLatentStudents as simulateStudents,
+  studentEffectFilter,
   latentEvents as toEvents,
 } from "./latentFixtures.ts";
 
@@ -393,16 +393,7 @@ describe("latent filter: logistic emission (round 6)", () => {
 });
 
 describe("latent filter: student effect (round 6)", () => {
-  const known = (studentPriorSd?: number) =>
-    new LatentFilter({
-      version: 1,
-      bins: 40,
-      params: { ...NO_TIME, priorMean: 0.4 },
-      // The topics the student effect covers (LatentFilter.studentTopic): those with a fitted prior.
-      topicPriorMean: { A: 0.4, B: 0.4, C: 0.4, D: 0.4 },
-      fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
-      ...(studentPriorSd !== undefined ? { studentPriorSd } : {}),
-    });
+  const known = studentEffectFilter;
 
   it("has no offset without a student effect; with one, right answers everywhere raise it and wrong ones lower it", () => {
     const seq = (k: number): LatentSequence[] =>

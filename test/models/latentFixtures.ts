@@ -5,6 +5,7 @@ import {
   KIND_QUIZ,
   KIND_VIDEO,
   type LatentEvent,
+  LatentFilter,
   type LatentParams,
   type LatentSequence,
   shiftedRate,
@@ -217,3 +218,19 @@ export const LATENT_LOGISTIC_PARAMS: LatentParams = {
   slope: 12,
   threshold: 0.5,
 };
+
+/**
+ * A filter with a known model (LATENT_NO_TIME_PARAMS at prior mean 0.4) over topics A-D, with the student effect's
+ * prior sd if given (the filter's student-effect tests).
+ */
+export function studentEffectFilter(studentPriorSd?: number): LatentFilter {
+  return new LatentFilter({
+    version: 1,
+    bins: 40,
+    params: { ...LATENT_NO_TIME_PARAMS, priorMean: 0.4 },
+    // The topics the student effect covers (LatentFilter.studentTopic): those with a fitted prior.
+    topicPriorMean: { A: 0.4, B: 0.4, C: 0.4, D: 0.4 },
+    fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
+    ...(studentPriorSd !== undefined ? { studentPriorSd } : {}),
+  });
+}
