@@ -17,6 +17,7 @@ import {
   LATENT_MIN_INFLATION,
   LATENT_MIN_OBSERVATIONS,
   LATENT_STUDENT_LOADING_CANDIDATES,
+  studentLoadingCandidates,
   LATENT_THRESHOLD_SD_CANDIDATES,
   LATENT_TOPIC_THRESHOLD_SD,
   type LatentEvent,
@@ -888,6 +889,27 @@ describe("latent filter: student effect (round 6)", () => {
     const c = LatentFilter.chooseStudentSd(f, loads.seqs);
     expect(c.loading).toBe(0);
     expect(c.choice.heldOut["0"]).toEqual(a.choice.heldOut["0"]);
+  }, 120_000);
+
+  it("wide (round 22): offers loadings above 1 and takes one when able students learn much faster", () => {
+    expect(studentLoadingCandidates("off")).toEqual([0]);
+    expect(studentLoadingCandidates("auto")).toEqual(LATENT_STUDENT_LOADING_CANDIDATES);
+    expect(studentLoadingCandidates("wide")).toEqual([0, 0.25, 0.5, 1, 1.5, 2]);
+    const topics = { A: 0.5, B: 0.5, C: 0.5, D: 0.5 };
+    const truth: LatentParams = { ...NO_TIME, priorMean: 0.3, learn: [0.08, 0, 0, 0, 0] };
+    const f = new LatentFilter({
+      ...known().json,
+      params: truth,
+      topicPriorMean: { A: 0.3, B: 0.3, C: 0.3, D: 0.3 },
+    });
+    const fast = simulateStudents(truth, topics, 150, 1, 23, 2);
+    const wide = LatentFilter.chooseStudentSd(f, fast.seqs, undefined, studentLoadingCandidates("wide"));
+    expect(wide.loading).toBeGreaterThan(1);
+    expect(Object.keys(wide.choice.heldOut).map(Number).sort()).toEqual([0, 0.25, 0.5, 1, 1.5, 2]);
+    // The loadings both modes offer score the same: "wide" only adds candidates.
+    const auto = LatentFilter.chooseStudentSd(f, fast.seqs, undefined, studentLoadingCandidates("auto"));
+    for (const l of LATENT_STUDENT_LOADING_CANDIDATES)
+      expect(wide.choice.heldOut[String(l)]).toEqual(auto.choice.heldOut[String(l)]);
   }, 120_000);
 });
 
