@@ -17,7 +17,6 @@ import {
   LATENT_MIN_INFLATION,
   LATENT_MIN_OBSERVATIONS,
   LATENT_STUDENT_LOADING_CANDIDATES,
-  studentLoadingCandidates,
   LATENT_THRESHOLD_SD_CANDIDATES,
   LATENT_TOPIC_THRESHOLD_SD,
   type LatentEvent,
@@ -27,6 +26,7 @@ import {
   type LatentSequence,
   shiftedRate,
   studentHalf,
+  studentLoadingCandidates,
 } from "../../models/latentFilter.ts";
 import { mulberry32 } from "../../models/prng.ts";
 import { servedFromLatent, type TopicCalibration } from "../../models/servedMastery.ts";

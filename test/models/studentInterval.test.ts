@@ -3,13 +3,11 @@ import { describe, expect, it } from "vitest";
 import {
   KIND_QUIZ,
   LATENT_MIN_INFLATION,
-  type LatentEvent,
   LatentFilter,
   type LatentModelJson,
   type LatentParams,
   type LatentSequence,
 } from "../../models/latentFilter.ts";
-import { mulberry32 } from "../../models/prng.ts";
 import {
   applyStudentInterval,
   dispersionAtOffsets,
