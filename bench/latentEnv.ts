@@ -3,7 +3,7 @@
  * `latentFit`) and the real-log harness (bench/realLogCuts.ts `latentFit`), so every option set is measured on
  * both (round 19). Each option names the `mastery train served` flag it stands for (printed with the runs).
  */
-import type { LatentFitOptions } from "../models/latentFilter.ts";
+import { type LatentFitOptions, STUDENT_LEARNING_MODES } from "../models/latentFilter.ts";
 import { STUDENT_INTERVAL_MODES, type StudentIntervalMode } from "../models/studentInterval.ts";
 import { STUDENT_SCALE_MODES, type StudentScaleMode } from "../models/studentScale.ts";
 
@@ -80,7 +80,7 @@ export function latentEnv(env: Env): LatentEnv {
     fit.topicThresholdSd = thSd;
     flags.push(`--latent-threshold-sd ${thSd}`);
   }
-  const learning = oneOf(env, "LATENT_STUDENT_LEARNING", ["off", "auto"] as const);
+  const learning = oneOf(env, "LATENT_STUDENT_LEARNING", STUDENT_LEARNING_MODES);
   if (learning !== undefined) {
     fit.studentLearning = learning;
     flags.push(`--latent-student-learning ${learning}`);
@@ -126,6 +126,7 @@ export function latentCacheTag(fit: LatentFitOptions): string {
   const parts: string[] = [];
   if (fit.forgetting !== undefined && fit.forgetting !== "floor") parts.push(`fg${fit.forgetting}`);
   if (fit.studentLearning === "auto") parts.push("sl");
+  if (fit.studentLearning === "wide") parts.push("slw");
   if (fit.forgetSpread !== undefined && fit.forgetSpread !== 0) parts.push(`sp${fit.forgetSpread}`);
   if (fit.asOfForgetting === "decay" && fit.forgetSpread !== undefined && fit.forgetSpread !== 0)
     parts.push("aod");

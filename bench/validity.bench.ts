@@ -21,6 +21,7 @@
  *   LATENT_FORGETTING=durable npx tsx bench/validity.bench.ts  # round 9's durable-share forgetting (opt-in)
  *   LATENT_THRESHOLD_SD=0.15 npx tsx bench/validity.bench.ts   # rounds 6-12's fixed threshold shrinkage (unset: auto, round 13)
  *   LATENT_STUDENT_LEARNING=auto npx tsx bench/validity.bench.ts # round 14: the student offset also moves learning rates
+ *   LATENT_STUDENT_LEARNING=wide npx tsx bench/validity.bench.ts # round 22: the same with loadings 1.5 and 2 offered too
  *   LATENT_INTERVAL=by-evidence npx tsx bench/validity.bench.ts  # round 14: one interval factor per band of answers
  *   LATENT_FORGET_SPREAD=auto npx tsx bench/validity.bench.ts    # round 15: all-or-none share of forgetting (or a number in [0, 1])
  *

@@ -1400,12 +1400,12 @@ export class LatentFilter {
       ...(logistic ? { topicThreshold } : {}),
     };
     if (opts.studentEffect === true) {
-      const learning = opts.studentLearning === "auto";
+      const learning = opts.studentLearning === "auto" || opts.studentLearning === "wide";
       const chosen = LatentFilter.chooseStudentSd(
         new LatentFilter(json),
         sequences,
         undefined,
-        learning ? LATENT_STUDENT_LOADING_CANDIDATES : [0],
+        studentLoadingCandidates(opts.studentLearning ?? "off"),
       );
       if (chosen.sd > 0) json.studentPriorSd = chosen.sd;
       if (chosen.sd > 0 && chosen.loading !== 0) json.studentLearnLoading = chosen.loading;
@@ -1848,9 +1848,10 @@ export interface LatentFitOptions {
    * With the student effect, whether the student's offset also moves their learning rates (round 14):
    * "off" (the default of LatentFilter.fit: the level only) or "auto" (the loading among
    * LATENT_STUDENT_LOADING_CANDIDATES chosen with the sd by the same leave-one-topic-out likelihood,
-   * LatentModelJson.studentLearnLoading).
+   * LatentModelJson.studentLearnLoading) or "wide" (round 22: the same choice among
+   * LATENT_STUDENT_LOADING_CANDIDATES_WIDE, which adds loadings above 1).
    */
-  studentLearning?: "off" | "auto";
+  studentLearning?: StudentLearningMode;
   /**
    * Round 15, LatentParams.forgetSpread: the share of forgetting that acts all-or-none on a pair (0, the default of
    * LatentFilter.fit: rounds 4-14's deterministic decay), a number in [0, 1], or "auto": the candidate of
@@ -1977,12 +1978,28 @@ export interface ThresholdChoice {
  * learning rate per logit of the student's offset; 0 = the level only). Fixed before any figure of round 14.
  */
 export const LATENT_STUDENT_LOADING_CANDIDATES: readonly number[] = [0, 0.25, 0.5, 1];
+/**
+ * Round 22 (`studentLearning: "wide"`): round 14's candidates and two above 1. On every generated setting the
+ * choice took the largest of round 14's (1) with the held-out score still rising at it (docs/benchmarks.md
+ * "Round 14 (valid10)", "Round 22 (valid22)"). Fixed before any figure of round 22.
+ */
+export const LATENT_STUDENT_LOADING_CANDIDATES_WIDE: readonly number[] = [0, 0.25, 0.5, 1, 1.5, 2];
+
+/** Whether (and among which loadings) the student's offset also moves their learning rates (LatentFitOptions.studentLearning). */
+export type StudentLearningMode = "off" | "auto" | "wide";
+export const STUDENT_LEARNING_MODES: readonly StudentLearningMode[] = ["off", "auto", "wide"];
+
+/** The learning loadings LatentFilter.chooseStudentSd is offered under each mode ([0]: the level only). */
+export function studentLoadingCandidates(mode: StudentLearningMode): readonly number[] {
+  if (mode === "wide") return LATENT_STUDENT_LOADING_CANDIDATES_WIDE;
+  return mode === "auto" ? LATENT_STUDENT_LOADING_CANDIDATES : [0];
+}
 
 /**
  * Whether `mastery train served` lets the student effect's offset move the learning rates when none is named
  * (round 14, LatentFitOptions.studentLearning; docs/benchmarks.md "Round 14 (valid10)").
  */
-export const LATENT_STUDENT_LEARNING_DEFAULT: "off" | "auto" = "off";
+export const LATENT_STUDENT_LEARNING_DEFAULT: StudentLearningMode = "off";
 
 /** The outcome of the student effect's choice with a learning loading (round 14). */
 export interface StudentEffectChoice {

@@ -5,6 +5,7 @@ import {
   LATENT_FORGETTING_DEFAULT,
   LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
+  STUDENT_LEARNING_MODES,
 } from "../../models/latentFilter.ts";
 import {
   MASTERY_SCALES,
@@ -110,8 +111,8 @@ export function register(program: Command): void {
       String(LATENT_THRESHOLD_SD_DEFAULT),
     )
     .option(
-      "--latent-student-learning <off|auto>",
-      "with --latent-student on, whether the student's offset also moves their learning rates: off (the level only, rounds 6-13) or auto (round 14: a loading of the learning rates' logits on the offset, 0 / 0.25 / 0.5 / 1, chosen with the offset's sd by leave-one-topic-out likelihood, a loading other than 0 only if it wins by more than 0.0005 ll/obs; docs/benchmarks.md Validity round 14)",
+      "--latent-student-learning <off|auto|wide>",
+      "with --latent-student on, whether the student's offset also moves their learning rates: off (the level only, rounds 6-13), auto (round 14: a loading of the learning rates' logits on the offset, 0 / 0.25 / 0.5 / 1, chosen with the offset's sd by leave-one-topic-out likelihood, a loading other than 0 only if it wins by more than 0.0005 ll/obs; docs/benchmarks.md Validity round 14) or wide (round 22: the same choice with 1.5 and 2 offered too)",
       LATENT_STUDENT_LEARNING_DEFAULT,
     )
     .option(
@@ -201,9 +202,10 @@ Example:
         throw new CliError(
           `--latent-threshold-sd must be auto or a number in [0, 1] (got ${opts.latentThresholdSd}); e.g. 0.15`,
         );
-      if (opts.latentStudentLearning !== "off" && opts.latentStudentLearning !== "auto")
+      const studentLearning = STUDENT_LEARNING_MODES.find((m) => m === opts.latentStudentLearning);
+      if (studentLearning === undefined)
         throw new CliError(
-          `--latent-student-learning must be off or auto (got ${opts.latentStudentLearning})`,
+          `--latent-student-learning must be one of ${STUDENT_LEARNING_MODES.join(", ")} (got ${opts.latentStudentLearning}); e.g. auto`,
         );
       const forgetSpread =
         opts.latentForgettingSpread === "auto" ? "auto" : Number(opts.latentForgettingSpread);
@@ -255,7 +257,7 @@ Example:
         latentCentre: opts.latentCentre as LatentCentre,
         latentFit: {
           studentEffect: opts.latentStudent === "on",
-          studentLearning: opts.latentStudentLearning,
+          studentLearning,
           emission: opts.latentEmission,
           forgetting: opts.latentForgetting,
           topicThresholdSd: thresholdSd,

@@ -28,6 +28,7 @@ import {
   type LatentParams,
   type LatentSequence,
   studentHalf,
+  studentLoadingCandidates,
 } from "../../models/latentFilter.ts";
 import { mulberry32 } from "../../models/prng.ts";
 import {
@@ -353,14 +354,19 @@ describe("latent filter: student effect (round 6)", () => {
     expect(spearmanOf(est, differ.offsets)).toBeGreaterThan(0.6);
   }, 60_000);
 
-  it("chooses a learning loading with the sd (round 14): > 0 when able students also learn faster, 0 when they do not", () => {
-    const topics = { A: 0.5, B: 0.5, C: 0.5, D: 0.5 };
+  /** Four topics whose quiz answers teach (rate 0.08) and the filter that knows it (the loading tests). */
+  const learningWorld = () => {
     const truth: LatentParams = { ...NO_TIME, priorMean: 0.3, learn: [0.08, 0, 0, 0, 0] };
     const f = new LatentFilter({
       ...known().json,
       params: truth,
       topicPriorMean: { A: 0.3, B: 0.3, C: 0.3, D: 0.3 },
     });
+    return { topics: { A: 0.5, B: 0.5, C: 0.5, D: 0.5 }, truth, f };
+  };
+
+  it("chooses a learning loading with the sd (round 14): > 0 when able students also learn faster, 0 when they do not", () => {
+    const { topics, truth, f } = learningWorld();
     const loads = simulateStudents(truth, topics, 300, 1, 22, 1);
     const level = simulateStudents(truth, topics, 300, 1, 22, 0);
     const a = LatentFilter.chooseStudentSd(f, loads.seqs, undefined, LATENT_STUDENT_LOADING_CANDIDATES);
@@ -380,6 +386,25 @@ describe("latent filter: student effect (round 6)", () => {
     const c = LatentFilter.chooseStudentSd(f, loads.seqs);
     expect(c.loading).toBe(0);
     expect(c.choice.heldOut["0"]).toEqual(a.choice.heldOut["0"]);
+  }, 120_000);
+
+  it("wide (round 22): offers loadings above 1 and takes one when able students learn much faster", () => {
+    expect(studentLoadingCandidates("off")).toEqual([0]);
+    expect(studentLoadingCandidates("auto")).toEqual(LATENT_STUDENT_LOADING_CANDIDATES);
+    expect(studentLoadingCandidates("wide")).toEqual([0, 0.25, 0.5, 1, 1.5, 2]);
+    const { topics, truth, f } = learningWorld();
+    const fast = simulateStudents(truth, topics, 150, 1, 23, 2);
+    const wide = LatentFilter.chooseStudentSd(f, fast.seqs, undefined, studentLoadingCandidates("wide"));
+    expect(wide.loading).toBeGreaterThan(1);
+    expect(
+      Object.keys(wide.choice.heldOut)
+        .map(Number)
+        .sort((a, b) => a - b),
+    ).toEqual([0, 0.25, 0.5, 1, 1.5, 2]);
+    // The loadings both modes offer score the same: "wide" only adds candidates.
+    const auto = LatentFilter.chooseStudentSd(f, fast.seqs, undefined, studentLoadingCandidates("auto"));
+    for (const l of LATENT_STUDENT_LOADING_CANDIDATES)
+      expect(wide.choice.heldOut[String(l)]).toEqual(auto.choice.heldOut[String(l)]);
   }, 120_000);
 });
 

@@ -2,13 +2,12 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   KIND_QUIZ,
-  type LatentEvent,
+  LATENT_MIN_INFLATION,
   LatentFilter,
   type LatentModelJson,
   type LatentParams,
   type LatentSequence,
 } from "../../models/latentFilter.ts";
-import { mulberry32 } from "../../models/prng.ts";
 import {
   applyStudentInterval,
   dispersionAtOffsets,
@@ -164,19 +163,31 @@ describe("the interval's dispersion check on the model with its student part (ro
     expect(() => applyStudentInterval(byEv, seqs)).toThrow(/--latent-interval widen-only or two-sided/);
   });
 
-  it("property: the factor is sqrt(max(1, ratio)) under widen-only and only intervalScale and the check change", () => {
+  it("property: the factor is sqrt(max(1, ratio)) under widen-only, sqrt(max(0.25, ratio)) under two-sided, and only intervalScale and the check change", () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 1000 }),
         fc.double({ min: 0, max: 1.5, noNaN: true }),
         fc.double({ min: 0.2, max: 2, noNaN: true }),
-        (seed, trueSd, sd) => {
+        fc.constantFrom("widen-only" as const, "two-sided" as const),
+        (seed, trueSd, sd, mode) => {
           const seqs = students(8, trueSd, seed);
-          const f = model(STILL, sd, 12, { intervalScale: 1.25 });
+          const f = model(STILL, sd, 12, {
+            intervalScale: 1.25,
+            fit: {
+              logLikPerObs: 0,
+              observations: 0,
+              sequences: 0,
+              evaluations: 0,
+              dispersion: { ratio: 1.5625, sequences: 8, mode },
+            },
+          });
           const r = applyStudentInterval(f, seqs);
           const c = r.json.fit.studentIntervalCheck!;
-          expect(r.json.intervalScale).toBe(Math.sqrt(Math.max(1, c.ratio)));
-          expect(r.json.intervalScale!).toBeGreaterThanOrEqual(1);
+          expect(c.mode).toBe(mode);
+          const floor = mode === "two-sided" ? LATENT_MIN_INFLATION : 1;
+          expect(r.json.intervalScale).toBe(Math.sqrt(Math.max(floor, c.ratio)));
+          expect(r.json.intervalScale!).toBeGreaterThanOrEqual(Math.sqrt(floor));
           const { intervalScale: _a, fit: fa, ...restA } = f.json;
           const { intervalScale: _b, fit: fb, ...restB } = r.json;
           expect(restB).toEqual(restA);
