@@ -1,6 +1,7 @@
 import type { DuckReadPool, DuckStore } from "../storage/duckdb.ts";
 import {
   STORED_NUMBERS_SELECT,
+  type StoredExplanationNumbers,
   storedNumberNames,
   takeExplanationNumbers,
   type WithExplanationNumberColumns,
@@ -32,6 +33,13 @@ export type MasteryViewRow = {
   chapter_id: string | null;
   subject_id: string | null;
   course_id: string | null;
+  /**
+   * Only on rows of scoreRows with `needs` (GET /mastery's miss): the numbers the batch stored the explanation as
+   * (storage/explanationNumbers.ts), its text not rendered (`explanation` is ""). serving/masteryView.ts computes
+   * what a body shows from them: a rule row's read-time score and explanation from its block, a BKT / Elo row's
+   * text only when it is served; serving/storedExplanations.ts explanationText gives the text they stand for.
+   */
+  stored?: StoredExplanationNumbers;
 };
 
 export type HistoryRow = {
@@ -70,8 +78,9 @@ export interface MasteryReadStore {
    * caller that fills them from its own copy of the topics table (the server's topics cache), which
    * saves the join and four columns a row on every GET /mastery miss. With `needs`, a row that can be
    * neither served nor needs its text for its listed score may come with explanation "" and last_updated =
-   * as_of (neededRows; the embedded store then skips rendering a batch row's text from its numbers); a body
-   * built from them is the one built from every row's values.
+   * as_of (neededRows; the embedded store then skips rendering a batch row's text from its numbers), and a
+   * needed row the batch stored as numbers comes with them (`stored`) and explanation "" (not rendered: the
+   * body's code reads the numbers); a body built from them is the one built from every row's values.
    */
   scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]>;
   /** Every recorded change of one (student, topic), oldest first. */
@@ -179,7 +188,8 @@ const byTopicAndSource = (a: MasteryViewRow, b: MasteryViewRow): number =>
 
 /**
  * One student's served rows: the newest revision per (topic, source), by topic_id then score_source. With
- * `needs`, only the needed rows' explanations are rendered (neededRows); the others get "" and last_updated = as_of.
+ * `needs`, no text is rendered: a needed row stored as numbers carries them (MasteryViewRow.stored, explanation
+ * ""), the rows neededRows leaves out get "" and last_updated = as_of.
  */
 function newestScores(
   rows: (MasteryViewRow & RevisionRow & WithExplanationNumberColumns)[],
@@ -188,17 +198,17 @@ function newestScores(
   const newest = newestRevisions("student_mastery", rows, ["student_key"]).sort(byTopicAndSource);
   if (needs === undefined) return withExplanationTexts(newest);
   const needed = neededRows(newest, needs);
-  const kept: (MasteryViewRow & RevisionRow & WithExplanationNumberColumns)[] = [];
   for (let i = 0; i < newest.length; i++) {
     const r = newest[i]!;
-    if (needed[i]) kept.push(r);
-    else {
-      takeExplanationNumbers(r);
+    const numbers = takeExplanationNumbers(r);
+    if (!needed[i]) {
       r.explanation = "";
       r.last_updated = r.as_of;
+    } else if (numbers !== null && r.explanation === "") {
+      // A stored text wins over numbers (explanationText): the numbers only stand for an empty one.
+      r.stored = numbers;
     }
   }
-  withExplanationTexts(kept);
   return newest;
 }
 
