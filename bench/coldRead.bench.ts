@@ -45,8 +45,8 @@ import {
   topicMetaOf,
 } from "../serving/masteryView.ts";
 import { servedBody } from "../serving/servedBody.ts";
-import { explanationText } from "../serving/storedExplanations.ts";
 import { openServingBackends } from "../serving/servingBackends.ts";
+import { explanationText } from "../serving/storedExplanations.ts";
 import { streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import {
@@ -57,6 +57,7 @@ import {
 import type { PgStore } from "../storage/postgres.ts";
 import { newestRevisions, type RevisionRow, revisionsSql } from "../storage/revisionTable.ts";
 import { compareUtf8 } from "../storage/utf8Order.ts";
+import { seedBatchRows } from "./batchRowSeed.ts";
 import {
   envNumber as env,
   BENCH_PSEUDONYM_KEY as KEY,
@@ -64,7 +65,6 @@ import {
   BENCH_REDIS_URL as REDIS_URL,
   BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
-import { seedBatchRows } from "./batchRowSeed.ts";
 import { seedWideStudents } from "./wideSeed.ts";
 
 /** The same rows as one JSON text built by PostgreSQL (the lead "one row, no per-row protocol parse"). */
