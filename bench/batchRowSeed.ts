@@ -17,6 +17,7 @@ import {
   type LearnerEvent,
   topicParamsResolver,
 } from "../models/learnerState.ts";
+import { mulberry32 } from "../models/prng.ts";
 import {
   foldRuleEvents,
   type RuleEvent,
@@ -30,18 +31,6 @@ import { EXPLANATION_NUMBER_COLUMNS, RULE_BLOCK_COLUMNS, ruleBlockColumnType } f
 import { baseTable } from "../storage/servingTables.ts";
 
 const DAY_US = 86_400e6;
-
-/** mulberry32: a small seeded generator (the same draws on every run). */
-function drawer(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Seeds topics W0..W(topics-1) and, for students `${prefix}-0` .. `${prefix}-(students-1)`, their batch rows as
@@ -69,7 +58,7 @@ export async function seedBatchRows(
        score_source VARCHAR, model_version VARCHAR, as_of_us DOUBLE, explanation VARCHAR,
        ${numberCols.map((c) => `${c} ${c === "rule_centered" ? ruleBlockColumnType(c) : "DOUBLE"}`).join(", ")})`,
   );
-  const draw = drawer(20261206);
+  const draw = mulberry32(20261206);
   const keys: string[] = [];
   const blockValues: (number | boolean | null)[] = [];
   await duck.appendRows("batch_seed", (app) => {

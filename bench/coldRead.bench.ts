@@ -36,7 +36,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { parseThresholds } from "../serving/alerts.ts";
-import { createApp, loadServingConfig, servingDuckOptions } from "../serving/app.ts";
+import { type AppDeps, createApp, loadServingConfig, servingDuckOptions } from "../serving/app.ts";
 import { type MasteryViewRow, neededRows } from "../serving/masteryReadStore.ts";
 import {
   readStudentMastery,
@@ -125,6 +125,17 @@ function roundTimers() {
   return { time, print, idle };
 }
 
+/** The app as the cold reads run it: warn-level logs, no default process metrics. */
+const benchApp = (deps: Pick<AppDeps, "store"> & Partial<AppDeps>) =>
+  createApp({
+    pseudonymizer: pseudo,
+    jwtSecret: SECRET,
+    logger: pino({ level: "warn" }),
+    thresholds: parseThresholds({}, {}),
+    defaultMetrics: false,
+    ...deps,
+  });
+
 async function pgColdRead(): Promise<void> {
   // COLD_SCHEMA_PREFIX: a prefix for the PostgreSQL schema / Redis keys (a shared machine's naming rule).
   const tag = `${process.env.COLD_SCHEMA_PREFIX ?? ""}cold_read_${process.pid}`;
@@ -137,15 +148,7 @@ async function pgColdRead(): Promise<void> {
   const pg = backends.stores?.pg as PgStore;
   try {
     await seedWideStudents(pg, pseudo, studentsN, topicsN);
-    const { ctx } = await createApp({
-      store: duck,
-      pseudonymizer: pseudo,
-      jwtSecret: SECRET,
-      logger: pino({ level: "warn" }),
-      thresholds: parseThresholds({}, {}),
-      defaultMetrics: false,
-      ...backends.deps,
-    });
+    const { ctx } = await benchApp({ store: duck, ...backends.deps });
     const keys = Array.from({ length: studentsN }, (_, s) => pseudo.studentKey(`wide-${s}`));
     const meta = topicMetaOf(await ctx.topicRows());
     // Warm-up: JIT, prepared statements on the pool's connections, the topics cache.
@@ -229,15 +232,7 @@ async function duckColdRead(): Promise<void> {
   const profDir = process.env.COLD_PROF;
   const inspector = profDir === undefined ? null : new Session();
   try {
-    const { ctx } = await createApp({
-      store: duck,
-      pseudonymizer: pseudo,
-      jwtSecret: SECRET,
-      logger: pino({ level: "warn" }),
-      thresholds: parseThresholds({}, {}),
-      defaultMetrics: false,
-      now: () => readAt,
-    });
+    const { ctx } = await benchApp({ store: duck, now: () => readAt });
     const keys = all.slice(0, studentsN);
     const meta = topicMetaOf(await ctx.topicRows());
     const needs = scoreRowNeeds({});
