@@ -16,6 +16,7 @@ import {
 import type { StudentModelScores } from "../../serving/modelScoring.ts";
 import { servedBody } from "../../serving/servedBody.ts";
 import type { StoredExplanationNumbers } from "../../storage/explanationNumbers.ts";
+import { RULE_FACTOR_SIGNALS } from "../../storage/schema.ts";
 import { renderedRows } from "./renderedRows.ts";
 
 const DAY_MS = 86_400_000;
@@ -566,14 +567,7 @@ const ruleBlockArb: fc.Arbitrary<StoredRuleState> = fc
     recencyWeight: fc.oneof(fc.constant(0), blockNumber(0, 1)),
     centered: fc.boolean(),
     factors: fc
-      .subarray([
-        "accuracy",
-        "assignment_score",
-        "practice_success",
-        "video_completion",
-        "hint_usage",
-        "trend",
-      ] as const)
+      .subarray([...RULE_FACTOR_SIGNALS])
       .chain((names) =>
         fc.tuple(
           ...names.map((name) =>
