@@ -467,8 +467,11 @@ export function ruleScoreOnlyAt(r: StoredRuleState | undefined, storedScore: num
   return clamp01(r.prior + lambdaAt(r, atUs) * (r.partSum + recencyPart(r, atUs)));
 }
 
-/** The score and its explanation (top 3 factors) as of `atUs` of a stored block. */
-function scoreOfBlock(r: StoredRuleState, atUs: number): RuleScore {
+/**
+ * The score and its explanation (top 3 factors) as of `atUs` of a stored block: ruleScoreAt of an explanation
+ * whose `rule` is the block (serving/masteryView.ts reads a block stored as numbers without its text).
+ */
+export function scoreOfBlock(r: StoredRuleState, atUs: number): RuleScore {
   const lambda = lambdaAt(r, atUs);
   const rec = recencyPart(r, atUs);
   const factors: Factor[] = r.factors.map((f) => ({

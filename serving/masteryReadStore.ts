@@ -1,15 +1,16 @@
-import type { DuckReadPool, DuckStore } from "../storage/duckdb.ts";
+import type { DuckColumns, DuckReadPool, DuckStore } from "../storage/duckdb.ts";
 import {
   STORED_NUMBERS_SELECT,
+  type StoredExplanationNumbers,
   storedNumberNames,
-  takeExplanationNumbers,
+  storedNumbersOf,
   type WithExplanationNumberColumns,
 } from "../storage/explanationNumbers.ts";
 import type { PgStore } from "../storage/postgres.ts";
-import { newestRevisions, type RevisionRow, revisionsSql } from "../storage/revisionTable.ts";
+import { newestRevisions, REVISION_SEQ, type RevisionRow, revisionsSql } from "../storage/revisionTable.ts";
 import type { StateStore } from "../storage/stateStore.ts";
 import { compareUtf8 } from "../storage/utf8Order.ts";
-import { withExplanationTexts } from "./storedExplanations.ts";
+import { explanationText, withExplanationTexts } from "./storedExplanations.ts";
 
 /**
  * The reads behind GET /mastery, /mastery/:id/history, /mastery/:id/:topic/history and /recommendations: student_mastery
@@ -32,6 +33,13 @@ export type MasteryViewRow = {
   chapter_id: string | null;
   subject_id: string | null;
   course_id: string | null;
+  /**
+   * Only on rows of scoreRows with `needs` (GET /mastery's miss): the numbers the batch stored the explanation as
+   * (storage/explanationNumbers.ts), its text not rendered (`explanation` is ""). serving/masteryView.ts computes
+   * what a body shows from them: a rule row's read-time score and explanation from its block, a BKT / Elo row's
+   * text only when it is served; serving/storedExplanations.ts explanationText gives the text they stand for.
+   */
+  stored?: StoredExplanationNumbers;
 };
 
 export type HistoryRow = {
@@ -70,8 +78,9 @@ export interface MasteryReadStore {
    * caller that fills them from its own copy of the topics table (the server's topics cache), which
    * saves the join and four columns a row on every GET /mastery miss. With `needs`, a row that can be
    * neither served nor needs its text for its listed score may come with explanation "" and last_updated =
-   * as_of (neededRows; the embedded store then skips rendering a batch row's text from its numbers); a body
-   * built from them is the one built from every row's values.
+   * as_of (neededRows; the embedded store then skips rendering a batch row's text from its numbers), and a
+   * needed row the batch stored as numbers comes with them (`stored`) and explanation "" (not rendered: the
+   * body's code reads the numbers); a body built from them is the one built from every row's values.
    */
   scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]>;
   /** Every recorded change of one (student, topic), oldest first. */
@@ -165,41 +174,82 @@ const SCORE_COLUMNS = `topic_id, mastery_score, score_source, model_version, as_
 const DUCK_MASTERY_SQL = `SELECT x.topic_id, x.mastery_score, x.score_source, x.model_version, x.as_of, x.explanation,
        x.last_updated, t.name, t.chapter_id, t.subject_id, t.course_id, x.revision_seq, ${storedNumberNames("x")}
   FROM (${revisionsSql("student_mastery", SCORE_COLUMNS, "student_key = $1")}) x LEFT JOIN topics t USING (topic_id)`;
-const DUCK_SCORE_SQL = revisionsSql(
-  "student_mastery",
-  `${SCORE_COLUMNS}, NULL AS name, NULL AS chapter_id, NULL AS subject_id, NULL AS course_id`,
-  "student_key = $1",
-);
+const DUCK_SCORE_SQL = revisionsSql("student_mastery", SCORE_COLUMNS, "student_key = $1");
 const DUCK_HISTORY_SQL = historySql(`, ${STORED_NUMBERS_SELECT}`);
 const DUCK_STUDENT_HISTORY_SQL = studentHistorySql(`, ${STORED_NUMBERS_SELECT}`);
 const DUCK_ABILITY_SQL = revisionsSql("learner_state", "topic_id, elo_ability", "student_key = $1");
 
-const byTopicAndSource = (a: MasteryViewRow, b: MasteryViewRow): number =>
+type ScoreKey = Pick<MasteryViewRow, "topic_id" | "score_source">;
+const byTopicAndSource = (a: ScoreKey, b: ScoreKey): number =>
   compareUtf8(a.topic_id, b.topic_id) || compareUtf8(a.score_source, b.score_source);
 
-/**
- * One student's served rows: the newest revision per (topic, source), by topic_id then score_source. With
- * `needs`, only the needed rows' explanations are rendered (neededRows); the others get "" and last_updated = as_of.
- */
+/** One student's served rows with the topics join (masteryRows): the newest revision per (topic, source), in order. */
 function newestScores(
   rows: (MasteryViewRow & RevisionRow & WithExplanationNumberColumns)[],
-  needs?: ScoreRowNeeds,
 ): MasteryViewRow[] {
-  const newest = newestRevisions("student_mastery", rows, ["student_key"]).sort(byTopicAndSource);
-  if (needs === undefined) return withExplanationTexts(newest);
-  const needed = neededRows(newest, needs);
-  const kept: (MasteryViewRow & RevisionRow & WithExplanationNumberColumns)[] = [];
-  for (let i = 0; i < newest.length; i++) {
-    const r = newest[i]!;
-    if (needed[i]) kept.push(r);
-    else {
-      takeExplanationNumbers(r);
-      r.explanation = "";
-      r.last_updated = r.as_of;
-    }
+  return withExplanationTexts(
+    newestRevisions("student_mastery", rows, ["student_key"]).sort(byTopicAndSource),
+  );
+}
+
+/**
+ * scoreRows' rows from DUCK_SCORE_SQL's result, read by column: the newest revision per (topic, source) by
+ * topic_id then score_source, each built as one object literal (topic columns null), and only the cells a row
+ * uses read: none of the superseded revisions', no number column of a row without numbers. Without `needs` every
+ * row's explanation is its text (rendered from its numbers where it has them); with `needs` none is rendered: a
+ * needed row stored as numbers carries them (MasteryViewRow.stored, explanation ""), the rows neededRows leaves
+ * out get explanation "" and last_updated = as_of. getRowObjectsJS built a ~40-column object per row and the
+ * number columns were deleted off each (docs/benchmarks.md "Cold read on the embedded store, round 7").
+ */
+function scoreRowsOf(result: DuckColumns, needs: ScoreRowNeeds | undefined): MasteryViewRow[] {
+  const topic = result.column("topic_id");
+  const source = result.column("score_source");
+  const seq = result.column(REVISION_SEQ);
+  const keys: (ScoreKey & RevisionRow & { row: number })[] = new Array(result.rowCount);
+  for (let i = 0; i < result.rowCount; i++)
+    keys[i] = {
+      topic_id: topic(i) as string,
+      score_source: source(i) as string,
+      revision_seq: seq(i) as number,
+      row: i,
+    };
+  const newest = newestRevisions("student_mastery", keys, ["student_key"]).sort(byTopicAndSource);
+  const needed = needs === undefined ? null : neededRows(newest, needs);
+  const score = result.column("mastery_score");
+  const version = result.column("model_version");
+  const asOf = result.column("as_of");
+  const text = result.column("explanation");
+  const updated = result.column("last_updated");
+  const rows: MasteryViewRow[] = new Array(newest.length);
+  for (let j = 0; j < newest.length; j++) {
+    const k = newest[j]!;
+    const i = k.row;
+    const at = asOf(i) as Date;
+    const r: MasteryViewRow = {
+      topic_id: k.topic_id,
+      mastery_score: score(i) as number,
+      score_source: k.score_source,
+      model_version: version(i) as string,
+      as_of: at,
+      explanation: "",
+      last_updated: at,
+      name: null,
+      chapter_id: null,
+      subject_id: null,
+      course_id: null,
+    };
+    rows[j] = r;
+    if (needed?.[j] === false) continue;
+    r.last_updated = updated(i) as Date;
+    r.explanation = text(i) as string;
+    // A stored text wins over numbers (explanationText): the numbers only stand for an empty one.
+    if (r.explanation !== "") continue;
+    const numbers = storedNumbersOf((c) => result.column(c)(i));
+    if (numbers === null) continue;
+    if (needed === null) r.explanation = explanationText("", numbers, r.mastery_score);
+    else r.stored = numbers;
   }
-  withExplanationTexts(kept);
-  return newest;
+  return rows;
 }
 
 /**
@@ -223,7 +273,7 @@ async function abilitiesFromState(
 export class DuckMasteryReadStore implements MasteryReadStore {
   readonly kind = "duckdb" as const;
   readonly concurrent: boolean;
-  private readonly store: Pick<DuckStore, "all">;
+  private readonly store: Pick<DuckStore, "all" | "columns">;
   constructor(
     store: DuckStore | DuckReadPool,
     private readonly state?: StateStore,
@@ -236,11 +286,8 @@ export class DuckMasteryReadStore implements MasteryReadStore {
     return newestScores(await this.store.all<MasteryViewRow & RevisionRow>(DUCK_MASTERY_SQL, [studentKey]));
   }
 
-  async scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]> {
-    return newestScores(
-      await this.store.all<MasteryViewRow & RevisionRow>(DUCK_SCORE_SQL, [studentKey]),
-      needs,
-    );
+  scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]> {
+    return this.store.columns(DUCK_SCORE_SQL, [studentKey], (result) => scoreRowsOf(result, needs));
   }
 
   async history(studentKey: string, topicId: string): Promise<HistoryRow[]> {

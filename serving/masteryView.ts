@@ -4,6 +4,7 @@ import {
   ruleScoreOnlyAt,
   type StoredRuleExplanation,
   type StoredRuleState,
+  scoreOfBlock,
 } from "../models/ruleScorer.ts";
 import { decayFactor, decayTowards } from "../models/servedDecay.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
@@ -19,6 +20,7 @@ import {
 import type { ModelTopicScore, ServedModelInfo, StudentModelScores } from "./modelScoring.ts";
 import { ROLLUP_LEVELS, type RollupLevel } from "./rollups.ts";
 import type { ServedTopicScore } from "./servedBody.ts";
+import { explanationText } from "./storedExplanations.ts";
 
 /**
  * What GET /mastery serves for one student: per topic, the score of the first source available in
@@ -195,18 +197,41 @@ async function selectServed(
     // The rows as of read time. Rule and decaying rows that are listed, not served, get their score only
     // (ruleScoreOnlyAt, decayedScoreRow); the served one's explanation is built once (ruleRowAt; the decay
     // spliced into the text, decaySplicedRow, or decayServedRow), and a decayed served row is listed as it
-    // is (its score and as_of are decayedScoreRow's). A cache miss lists ~100 topics' scores.
-    let stored = chosen;
+    // is (its score and as_of are decayedScoreRow's). A cache miss lists ~100 topics' scores. A row read with
+    // its stored numbers (MasteryViewRow.stored) is used without its text where it is a rule block
+    // (storedRuleBlock); otherwise its text is rendered where it is read (textRow: the served row, here unless
+    // it is a rule row, whose text its branch builds).
+    let stored = chosen.score_source === "rule_based" ? chosen : textRow(chosen);
     let parts: ExplanationJson | undefined;
     const list: MasteryRow[] = new Array(storedList.length);
     for (let i = 0; i < storedList.length; i++) {
-      const r = storedList[i]!;
-      if (r.score_source === "rule_based") {
-        const at = now ?? r.as_of;
-        list[i] = { ...r, mastery_score: ruleRowScoreAt(r, at), as_of: at };
-        if (r === chosen) stored = ruleRowAt(r, at);
-      } else if (now === undefined) list[i] = r;
-      else if (r === chosen) {
+      const row = storedList[i]!;
+      if (row.score_source === "rule_based") {
+        const at = now ?? row.as_of;
+        const block = storedRuleBlock(row);
+        if (block === undefined) {
+          const r = textRow(row);
+          list[i] = { ...r, mastery_score: ruleRowScoreAt(r, at), as_of: at };
+          if (row === chosen) stored = ruleRowAt(r, at);
+        } else {
+          // ruleRowScoreAt / ruleRowAt of the rendered text, without rendering it and parsing it back.
+          const atUs = at.getTime() * 1000;
+          list[i] = { ...row, mastery_score: ruleScoreOnlyAt(block, row.mastery_score, atUs), as_of: at };
+          if (row === chosen) {
+            const r = scoreOfBlock(block, atUs);
+            stored = {
+              ...row,
+              mastery_score: r.score,
+              as_of: at,
+              explanation: JSON.stringify(r.explanation),
+            };
+          }
+        }
+        continue;
+      }
+      const r = row === chosen ? stored : DECAYING_SOURCES.has(row.score_source) ? textRow(row) : row;
+      if (now === undefined) list[i] = r;
+      else if (row === chosen) {
         if (splice) {
           const spliced = decaySplicedRow(r, now);
           stored = spliced.row;
@@ -701,6 +726,44 @@ export function ruleRowAt<
   if (e.rule === undefined) return row;
   const r = ruleScoreAt(e, at.getTime() * 1000);
   return { ...row, mastery_score: r.score, as_of: at, explanation: JSON.stringify(r.explanation) };
+}
+
+/**
+ * The rule block of a row read with its stored numbers (MasteryViewRow.stored), to be used as it is: the block
+ * ruleRowAt / ruleRowScoreAt would parse back from the row's rendered text (JSON.stringify of storedRuleScore:
+ * the block is its last key). Every number of the block is a finite double other than -0 (JSON.parse gives
+ * such a number back to the bit; -0 comes back as 0, a non-finite one as null), or undefined: the caller then
+ * reads the rendered text (textRow).
+ */
+function storedRuleBlock(row: MasteryRow): StoredRuleState | undefined {
+  const s = row.stored;
+  if (s === undefined || !("rule" in s)) return undefined;
+  const b = s.rule;
+  const exact = (x: number) => Number.isFinite(x) && !Object.is(x, -0);
+  if (
+    !exact(b.prior) ||
+    !exact(b.refUs) ||
+    !exact(b.lastUs) ||
+    !exact(b.evidence) ||
+    !exact(b.shrinkageK) ||
+    !exact(b.evidenceHalfLifeDays) ||
+    !exact(b.inactivityHalfLifeDays) ||
+    !exact(b.partSum) ||
+    !exact(b.recencyWeight)
+  )
+    return undefined;
+  for (const f of b.factors) if (!exact(f.value) || !exact(f.part)) return undefined;
+  return b;
+}
+
+/**
+ * The row with its explanation text: a row read with its stored numbers (MasteryViewRow.stored, explanation "")
+ * gets the text they stand for (serving/storedExplanations.ts explanationText); any other row is returned as it is.
+ */
+function textRow<R extends MasteryRow>(row: R): R {
+  if (row.stored === undefined) return row;
+  const { stored, ...rest } = row;
+  return { ...rest, explanation: explanationText(row.explanation, stored, row.mastery_score) } as R;
 }
 
 /**

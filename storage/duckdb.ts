@@ -4,11 +4,12 @@ import type {
   DuckDBAppender,
   DuckDBConnection,
   DuckDBDataChunk,
+  DuckDBMaterializedResult,
   DuckDBPreparedStatement,
   DuckDBType,
   DuckDBValue,
 } from "@duckdb/node-api";
-import { DuckDBInstance } from "./duckdbApi.ts";
+import { DuckDBInstance, JSDuckDBValueConverter } from "./duckdbApi.ts";
 import { CORE_DDL, DUCK_ONLY_DDL } from "./schema.ts";
 import { applyDuckCoreDdl } from "./servingTables.ts";
 import { ensureStudentContext } from "./studentContext.ts";
@@ -166,6 +167,11 @@ export class DuckStore {
   async all<T extends Row = Row>(sql: string, params?: Params, types?: ParamTypes): Promise<T[]> {
     const reader = await this.tracked(() => this.conn.runAndReadAll(sql, params, types));
     return reader.getRowObjectsJS() as T[];
+  }
+
+  /** `sql`'s result read column by column by `read` (DuckColumns), which returns what is kept of it. */
+  async columns<T>(sql: string, params: Params | undefined, read: (result: DuckColumns) => T): Promise<T> {
+    return this.tracked(async () => read(new DuckColumns(await this.conn.run(sql, params))));
   }
 
   /**
@@ -738,22 +744,38 @@ export class DuckReadPool {
   }
 
   async all<T extends Row = Row>(sql: string, params?: Params): Promise<T[]> {
+    return this.onConnection(sql, params, async (ps) => (await ps.runAndReadAll()).getRowObjectsJS() as T[]);
+  }
+
+  /**
+   * `sql` prepared (from the connection's cache) and bound on an idle connection, or on the first one to come
+   * back, for `run`, which runs it and reads its result before the connection goes to the next query.
+   */
+  private async onConnection<T>(
+    sql: string,
+    params: Params | undefined,
+    run: (ps: DuckDBPreparedStatement) => Promise<T>,
+  ): Promise<T> {
     if (this.closed)
       throw new StorageError("DB_CLOSED", "the DuckDB read pool is closed (the store was closed)");
     const c = this.idle.pop() ?? (await new Promise<DuckDBConnection>((ok) => this.waiters.push(ok)));
     try {
-      const reader = await this.tracked(async () => {
+      return await this.tracked(async () => {
         const ps = await this.statement(c, sql);
         if (params === undefined) ps.clearBindings();
         else ps.bind(params);
-        return ps.runAndReadAll();
+        return run(ps);
       });
-      return reader.getRowObjectsJS() as T[];
     } finally {
       const next = this.waiters.shift();
       if (next !== undefined) next(c);
       else this.idle.push(c);
     }
+  }
+
+  /** `sql`'s result read column by column by `read` (DuckColumns) while the connection is held. */
+  async columns<T>(sql: string, params: Params | undefined, read: (result: DuckColumns) => T): Promise<T> {
+    return this.onConnection(sql, params, async (ps) => read(new DuckColumns(await ps.run())));
   }
 
   /** Refuses new reads from now on (the store is closing); the connections close with the store. */
@@ -790,6 +812,63 @@ export class DuckReadPool {
     for (const cache of this.prepared.values()) for (const ps of cache.values()) ps.destroySync();
     this.prepared.clear();
     for (const c of this.conns.splice(0)) c.closeSync();
+  }
+}
+
+/**
+ * A query's result read column by column (DuckStore.columns, DuckReadPool.columns): a cell is converted only
+ * when it is read, as getRowObjectsJS converts it (JSDuckDBValueConverter: the same JS values). For a reader
+ * that builds rows of one shape itself and reads some columns only on the rows that use them, where
+ * getRowObjectsJS builds an object per row with every column converted (GET /mastery's miss read on the
+ * embedded file: ~40 columns, most of them NULL, on a few hundred rows; serving/masteryReadStore.ts). Valid
+ * only inside the `read` callback it is given to.
+ */
+export class DuckColumns {
+  readonly rowCount: number;
+  private readonly chunks: DuckDBDataChunk[] = [];
+  /** The first row of each chunk. */
+  private readonly starts: number[] = [];
+  private readonly at: Map<string, number>;
+  private readonly getters = new Map<string, (row: number) => unknown>();
+
+  constructor(result: DuckDBMaterializedResult) {
+    let rows = 0;
+    for (let i = 0; i < result.chunkCount; i++) {
+      const chunk = result.getChunk(i);
+      this.chunks.push(chunk);
+      this.starts.push(rows);
+      rows += chunk.rowCount;
+    }
+    this.rowCount = rows;
+    this.at = new Map(result.deduplicatedColumnNames().map((name, i) => [name, i]));
+  }
+
+  /** Column `name`'s cell at a row (0 .. rowCount - 1), as a plain JS value (NULL: null). */
+  column(name: string): (row: number) => unknown {
+    const known = this.getters.get(name);
+    if (known !== undefined) return known;
+    const at = this.at.get(name);
+    if (at === undefined)
+      throw new StorageError(
+        "DB_COLUMN",
+        `the result has no column "${name}" (its columns: ${[...this.at.keys()].join(", ")}); select it in the query`,
+      );
+    const vectors = this.chunks.map((c) => c.getColumnVector(at));
+    const convert = JSDuckDBValueConverter;
+    let get: (row: number) => unknown;
+    if (vectors.length === 1) {
+      const v = vectors[0]!;
+      const type = v.type;
+      get = (row) => convert(v.getItem(row), type, convert);
+    } else
+      get = (row) => {
+        let k = this.starts.length - 1;
+        while (this.starts[k]! > row) k--;
+        const v = vectors[k]!;
+        return convert(v.getItem(row - this.starts[k]!), v.type, convert);
+      };
+    this.getters.set(name, get);
+    return get;
   }
 }
 

@@ -16,3 +16,5 @@ export const DuckDBTimestampValue = duck.DuckDBTimestampValue;
 export type DuckDBTimestampValue = Duck.DuckDBTimestampValue;
 export const DuckDBDataChunk = duck.DuckDBDataChunk;
 export type DuckDBDataChunk = Duck.DuckDBDataChunk;
+/** The conversion of a DuckDB value to a plain JS value that getRowObjectsJS applies to every cell. */
+export const JSDuckDBValueConverter = duck.JSDuckDBValueConverter;

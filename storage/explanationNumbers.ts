@@ -1,6 +1,11 @@
 import type { BktEloExplanationNumbers } from "../models/learnerState.ts";
 import type { StoredRuleFactor, StoredRuleState } from "../models/ruleScorer.ts";
-import { EXPLANATION_NUMBER_COLUMNS, RULE_BLOCK_COLUMNS, RULE_FACTOR_SIGNALS } from "./schema.ts";
+import {
+  EXPLANATION_NUMBER_COLUMNS,
+  RULE_BLOCK_COLUMNS,
+  RULE_FACTOR_SIGNALS,
+  type RuleBlockColumn,
+} from "./schema.ts";
 
 /**
  * The stored forms of the batch jobs' explanations on the DuckDB file: the BKT / Elo job writes its numbers
@@ -20,6 +25,14 @@ export const EXPLANATION_NUMBERS_SELECT = explanationNumbersSelect();
 /** The as-of time a rule block is rendered at (the row's as_of in microseconds), as a select list column. */
 export const RULE_AS_OF_US = "rule_as_of_us";
 
+/** Every column of storedNumbersSelect, in its order. */
+export const STORED_NUMBER_COLUMNS = [
+  ...EXPLANATION_NUMBER_COLUMNS,
+  ...RULE_BLOCK_COLUMNS,
+  RULE_AS_OF_US,
+] as const;
+export type StoredNumberColumn = (typeof STORED_NUMBER_COLUMNS)[number];
+
 /**
  * Every stored number a reader renders from, selected from student_mastery / its history (or their base and
  * delta tables), unqualified or qualified by `alias`: the BKT / Elo numbers, the rule block and, as
@@ -37,9 +50,7 @@ export const STORED_NUMBERS_SELECT = storedNumbersSelect();
 
 /** The columns of storedNumbersSelect by name, from a subquery (alias) that selected them. */
 export function storedNumberNames(alias: string): string {
-  return [...EXPLANATION_NUMBER_COLUMNS, ...RULE_BLOCK_COLUMNS, RULE_AS_OF_US]
-    .map((c) => `${alias}.${c}`)
-    .join(", ");
+  return STORED_NUMBER_COLUMNS.map((c) => `${alias}.${c}`).join(", ");
 }
 
 /** A row as read with STORED_NUMBERS_SELECT (or EXPLANATION_NUMBERS_SELECT). */
@@ -64,24 +75,37 @@ export type StoredExplanationNumbers = BktEloExplanationNumbers | RuleExplanatio
  */
 export function takeExplanationNumbers(row: WithExplanationNumberColumns): StoredExplanationNumbers | null {
   const r = row as Record<string, unknown>;
-  const rule = takeRuleBlock(r);
+  const numbers = storedNumbersOf((c) => r[c]);
+  for (const c of STORED_NUMBER_COLUMNS) delete r[c];
+  return numbers;
+}
+
+/**
+ * The numbers of a row read with STORED_NUMBERS_SELECT, its cells read through `get` (a row object's, or a
+ * result's columns: storage/duckdb.ts DuckColumns, which reads only the cells asked for): the rule block when
+ * the row has one (rule_prior and rule_as_of_us not NULL), else the BKT / Elo numbers when it has them, else null.
+ */
+export function storedNumbersOf(
+  get: (column: StoredNumberColumn) => unknown,
+): StoredExplanationNumbers | null {
+  const prior = get("rule_prior");
+  if (prior !== null && prior !== undefined) {
+    const asOfUs = get(RULE_AS_OF_US);
+    if (asOfUs !== null && asOfUs !== undefined) return { rule: ruleBlockOf(get), asOfUs: Number(asOfUs) };
+  }
   const v = (c: (typeof EXPLANATION_NUMBER_COLUMNS)[number]): number | null => {
-    const x = r[c];
-    delete r[c];
+    const x = get(c);
     return x === null || x === undefined ? null : Number(x);
   };
   const base = v("ex_base");
+  if (base === null) return null;
   const correct = v("ex_correct");
   const correctC = v("ex_correct_c");
   const incorrect = v("ex_incorrect");
   const incorrectC = v("ex_incorrect_c");
-  const learn = v("ex_learn");
-  const learnC = v("ex_learn_c");
   const streak = v("ex_streak");
   const streakC = v("ex_streak_c");
-  if (rule !== null) return rule;
   if (
-    base === null ||
     correct === null ||
     correctC === null ||
     incorrect === null ||
@@ -90,42 +114,42 @@ export function takeExplanationNumbers(row: WithExplanationNumberColumns): Store
     streakC === null
   )
     return null;
-  return { base, correct, correctC, incorrect, incorrectC, learn, learnC, streak, streakC };
+  return {
+    base,
+    correct,
+    correctC,
+    incorrect,
+    incorrectC,
+    learn: v("ex_learn"),
+    learnC: v("ex_learn_c"),
+    streak,
+    streakC,
+  };
 }
 
-/** The rule block columns (and rule_as_of_us) taken off `r`: the block, or null when the row has none. */
-function takeRuleBlock(r: Record<string, unknown>): RuleExplanationNumbers | null {
-  const prior = r.rule_prior;
-  const asOfUs = r[RULE_AS_OF_US];
-  const values: unknown[] = RULE_BLOCK_COLUMNS.map((c) => {
-    const x = r[c];
-    delete r[c];
-    return x;
-  });
-  delete r[RULE_AS_OF_US];
-  if (prior === null || prior === undefined || asOfUs === null || asOfUs === undefined) return null;
-  const n = (i: number): number => Number(values[i]);
+/** The rule block of a row whose rule_prior is not NULL (storedNumbersOf). */
+function ruleBlockOf(get: (column: StoredNumberColumn) => unknown): StoredRuleState {
+  const n = (c: RuleBlockColumn): number => Number(get(c));
   const factors: StoredRuleFactor[] = [];
-  RULE_FACTOR_SIGNALS.forEach((name, k) => {
-    const value = values[10 + 2 * k];
-    if (value === null || value === undefined) return;
-    factors.push({ name, value: Number(value), part: n(11 + 2 * k) });
-  });
+  for (const name of RULE_FACTOR_SIGNALS) {
+    const value = get(`rule_${name}_value`);
+    if (value === null || value === undefined) continue;
+    factors.push({ name, value: Number(value), part: n(`rule_${name}_part`) });
+  }
   // The key order of models/ruleScorer.ts StoredRuleState (the text is JSON.stringify of it).
-  const rule: StoredRuleState = {
-    prior: n(0),
-    refUs: n(1),
-    lastUs: n(2),
-    evidence: n(3),
-    shrinkageK: n(4),
-    evidenceHalfLifeDays: n(5),
-    inactivityHalfLifeDays: n(6),
-    partSum: n(7),
-    recencyWeight: n(8),
-    centered: values[9] === true,
+  return {
+    prior: n("rule_prior"),
+    refUs: n("rule_ref_us"),
+    lastUs: n("rule_last_us"),
+    evidence: n("rule_evidence"),
+    shrinkageK: n("rule_shrinkage_k"),
+    evidenceHalfLifeDays: n("rule_evidence_half_life_days"),
+    inactivityHalfLifeDays: n("rule_inactivity_half_life_days"),
+    partSum: n("rule_part_sum"),
+    recencyWeight: n("rule_recency_weight"),
+    centered: get("rule_centered") === true,
     factors,
   };
-  return { rule, asOfUs: Number(asOfUs) };
 }
 
 /**

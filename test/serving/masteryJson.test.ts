@@ -1,5 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { BktEloExplanationNumbers } from "../../models/learnerState.ts";
+import type { StoredRuleState } from "../../models/ruleScorer.ts";
 import { type MasteryViewRow, neededRows } from "../../serving/masteryReadStore.ts";
 import {
   decayServedRow,
@@ -13,6 +15,9 @@ import {
 } from "../../serving/masteryView.ts";
 import type { StudentModelScores } from "../../serving/modelScoring.ts";
 import { servedBody } from "../../serving/servedBody.ts";
+import type { StoredExplanationNumbers } from "../../storage/explanationNumbers.ts";
+import { RULE_FACTOR_SIGNALS } from "../../storage/schema.ts";
+import { renderedRows } from "./renderedRows.ts";
 
 const DAY_MS = 86_400_000;
 const T0 = Date.UTC(2026, 9, 27);
@@ -536,5 +541,151 @@ describe("studentMasteryJson: the GET /mastery body without building its objects
         `"asOf":"2026-10-27T00:00:00.000Z"}}}],"rollups":{"scoreSource":"bkt","chapter":[{"id":"C0","score":0.25,` +
         `"topicsScored":1,"topicsTotal":3}],"subject":[{"id":"S0","score":0.25,"topicsScored":1,"topicsTotal":1}],"course":[]}}`,
     );
+  });
+});
+
+/** A double JSON.parse may not give back as it is (-0, non-finite), now and then among plain ones. */
+const blockNumber = (min: number, max: number) =>
+  fc.oneof(
+    { weight: 12, arbitrary: fc.double({ min, max, noNaN: true }) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(-0, 0, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY),
+    },
+  );
+/** A rule block as the batch stores it (models/ruleScorer.ts StoredRuleState), with factors in signal order. */
+const ruleBlockArb: fc.Arbitrary<StoredRuleState> = fc
+  .record({
+    prior: blockNumber(0, 1),
+    refDays: fc.integer({ min: -10, max: 0 }),
+    lastDays: fc.double({ min: -40, max: 0, noNaN: true }),
+    evidence: blockNumber(0, 40),
+    shrinkageK: blockNumber(0, 10),
+    evidenceHalfLifeDays: fc.oneof(fc.constantFrom(14, 30), blockNumber(0.5, 90)),
+    inactivityHalfLifeDays: fc.oneof(fc.constantFrom(14, 30), blockNumber(0.5, 90)),
+    partSum: blockNumber(-1, 1),
+    recencyWeight: fc.oneof(fc.constant(0), blockNumber(0, 1)),
+    centered: fc.boolean(),
+    factors: fc
+      .subarray([...RULE_FACTOR_SIGNALS])
+      .chain((names) =>
+        fc.tuple(
+          ...names.map((name) =>
+            fc.record({ name: fc.constant(name), value: blockNumber(-2, 100), part: blockNumber(-1, 1) }),
+          ),
+        ),
+      ),
+  })
+  .map(({ refDays, lastDays, ...b }) => ({
+    ...b,
+    refUs: (T0 + refDays * DAY_MS) * 1000,
+    lastUs: Math.round((T0 + lastDays * DAY_MS) * 1000),
+    factors: [...b.factors],
+  }));
+const bktEloNumbersArb: fc.Arbitrary<BktEloExplanationNumbers> = fc.record({
+  base: blockNumber(0, 1),
+  correct: fc.nat(50),
+  correctC: blockNumber(-1, 1),
+  incorrect: fc.nat(50),
+  incorrectC: blockNumber(-1, 1),
+  learn: fc.option(blockNumber(0, 0.5), { nil: null }),
+  learnC: fc.option(blockNumber(-1, 1), { nil: null }),
+  streak: fc.nat(10),
+  streakC: blockNumber(-1, 1),
+});
+
+/**
+ * A student's rows as DuckMasteryReadStore.scoreRows with needs gives them: some bkt / elo / rule_based rows with
+ * their stored numbers and explanation "" (MasteryViewRow.stored), next to text rows of every kind (rowArb).
+ */
+const numberRowsArb = fc
+  .tuple(
+    rowsArb,
+    fc.array(
+      fc.record({
+        topic: fc.constantFrom(...TOPICS),
+        source: fc.constantFrom("bkt", "elo", "rule_based", "rule_based", "served"),
+        score: fc.double({ min: 0, max: 1, noNaN: true }),
+        asOfDays: fc.integer({ min: 0, max: 40 }),
+        asOfExtraUs: fc.integer({ min: 0, max: 999 }),
+        block: ruleBlockArb,
+        numbers: bktEloNumbersArb,
+        ruleAsBktElo: fc.boolean(),
+      }),
+      { maxLength: 10 },
+    ),
+  )
+  .map(([textRows, drawn]) => {
+    const byKey = new Map(textRows.map((r) => [`${r.topic_id}\u0000${r.score_source}`, r]));
+    for (const g of drawn) {
+      const asOf = T0 + g.asOfDays * DAY_MS;
+      const stored: StoredExplanationNumbers =
+        g.source === "rule_based" && !g.ruleAsBktElo
+          ? { rule: g.block, asOfUs: asOf * 1000 + g.asOfExtraUs }
+          : g.numbers;
+      byKey.set(`${g.topic}\u0000${g.source}`, {
+        topic_id: g.topic,
+        mastery_score: g.score,
+        score_source: g.source,
+        model_version: "default",
+        as_of: new Date(asOf),
+        explanation: "",
+        last_updated: new Date(asOf + 5),
+        name: null,
+        chapter_id: g.topic === "T1" ? "C0" : null,
+        subject_id: null,
+        course_id: null,
+        stored,
+      });
+    }
+    return [...byKey.values()].sort((a, b) =>
+      a.topic_id < b.topic_id ? -1 : a.topic_id > b.topic_id ? 1 : a.score_source < b.score_source ? -1 : 1,
+    );
+  });
+
+describe("rows read with their stored numbers (MasteryViewRow.stored): used without rendering their text", () => {
+  it("property: the body is byte for byte the body of the same rows with their texts rendered, and readStudentMastery's", async () => {
+    let direct = 0;
+    let throughText = 0;
+    await fc.assert(
+      fc.asyncProperty(optsArb, numberRowsArb, async (o, rows) => {
+        for (const r of rows)
+          if (r.stored !== undefined && "rule" in r.stored) {
+            const b = r.stored.rule;
+            const numbers = [
+              b.prior,
+              b.evidence,
+              b.shrinkageK,
+              b.evidenceHalfLifeDays,
+              b.inactivityHalfLifeDays,
+              b.partSum,
+              b.recencyWeight,
+              ...b.factors.flatMap((f) => [f.value, f.part]),
+            ];
+            // A block JSON.parse gives back as it is is scored as it is; another goes through its text.
+            if (numbers.every((x) => Number.isFinite(x) && !Object.is(x, -0))) direct++;
+            else throughText++;
+          }
+        const opts = build({ ...o, rows });
+        const viaText = build({ ...o, rows: renderedRows(rows) });
+        let want: Awaited<ReturnType<typeof studentMasteryJson>>;
+        try {
+          want = await studentMasteryJson({} as never, "k", viaText);
+        } catch (err) {
+          await expect(studentMasteryJson({} as never, "k", opts)).rejects.toThrow((err as Error).message);
+          return;
+        }
+        const got = await studentMasteryJson({} as never, "k", opts);
+        expect(got.json).toBe(want.json);
+        expect(got.topics).toEqual(want.topics);
+        expect(got.modelServedScores).toEqual(want.modelServedScores);
+        expect(JSON.stringify(await readStudentMastery({} as never, "k", opts))).toBe(
+          JSON.stringify(await readStudentMastery({} as never, "k", viaText)),
+        );
+      }),
+      { numRuns: 300 },
+    );
+    expect(direct).toBeGreaterThan(100);
+    expect(throughText).toBeGreaterThan(20);
   });
 });

@@ -62,3 +62,39 @@ describe("DuckStore.readPool", () => {
     pool.close();
   });
 });
+
+describe("DuckStore.columns / DuckReadPool.columns (DuckColumns)", () => {
+  let store: DuckStore | undefined;
+  afterEach(() => store?.close());
+
+  /** Rows of every type the serving reads use, NULLs among them, over two chunks (DuckDB's chunks hold 2,048). */
+  const SQL = `SELECT i, i::DOUBLE / 7 AS d, CASE WHEN i % 3 = 0 THEN NULL ELSE 'k' || i END AS s,
+      i % 2 = 0 AS b, make_timestamp(1764547200000000 + i * 1000123) AS t, (i * 1000)::BIGINT AS big,
+      CASE WHEN i % 5 = 0 THEN NULL ELSE i::DOUBLE END AS maybe, [i, i + 1] AS l
+    FROM range($1::BIGINT) r(i) ORDER BY i`;
+
+  it("every cell of a result of 2,500 rows is the value getRowObjectsJS gives (all), on the store and on its read pool", async () => {
+    store = await DuckStore.open(":memory:");
+    const pool = await store.readPool(1);
+    const want = await store.all(SQL, [2500]);
+    for (const source of [store, pool]) {
+      const got = await source.columns(SQL, [2500], (c) => {
+        const names = Object.keys(want[0]!);
+        const cells = names.map((n) => c.column(n));
+        return Array.from({ length: c.rowCount }, (_, i) =>
+          Object.fromEntries(names.map((n, k) => [n, cells[k]!(i)])),
+        );
+      });
+      expect(got).toEqual(want);
+    }
+    expect(want.filter((r) => r.s === null).length).toBe(834);
+  });
+
+  it("an empty result has no rows; a column the query did not select is an error naming the ones it did", async () => {
+    store = await DuckStore.open(":memory:");
+    expect(await store.columns(SQL, [0], (c) => c.rowCount)).toBe(0);
+    await expect(store.columns(SQL, [3], (c) => c.column("nope"))).rejects.toThrow(
+      /the result has no column "nope" \(its columns: i, d, s, b, t, big, maybe, l\)/,
+    );
+  });
+});
