@@ -345,32 +345,60 @@ export async function readLearnerEventColumns(
       [opts.bktVersion, opts.eloVersion],
     );
   opts.onPhase?.("read: events to fold");
-  // The cursor's event id is the event id of the key's greatest (ts, event_id): an arg_max keeps one value per key
-  // as it goes, where last(event_id ORDER BY ts, event_id) collected every row of the key to sort it, which spilled
-  // at 30M events past the memory limit (docs/benchmarks.md "100M's bend").
+  // The run's topics and questions as dictionaries (ti, qi: ranks in string order) from one scan of the rows for
+  // their distinct pairs (a few thousand).
   await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_col_keys AS
-     SELECT (row_number() OVER (ORDER BY student_key, topic_id) - 1)::INTEGER AS k, student_key, topic_id,
-            (dense_rank() OVER (ORDER BY topic_id) - 1)::INTEGER AS ti,
-            bool_or(replay) AS replay, count(*)::INTEGER AS n, arg_max(event_id, (ts, event_id)) AS last_event_id,
+    `CREATE OR REPLACE TEMP TABLE bkt_col_pairs AS SELECT DISTINCT topic_id, question_id FROM ${rowsFrom}`,
+  );
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_col_topics AS
+     SELECT (row_number() OVER (ORDER BY topic_id) - 1)::INTEGER AS ti, topic_id
+     FROM (SELECT DISTINCT topic_id FROM bkt_col_pairs)`,
+  );
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_col_questions AS
+     SELECT (row_number() OVER (ORDER BY question_id) - 1)::INTEGER AS qi, question_id
+     FROM (SELECT DISTINCT question_id FROM bkt_col_pairs WHERE question_id IS NOT NULL)`,
+  );
+  await store.run("DROP TABLE bkt_col_pairs");
+  // The keys: grouped with their row count and greatest ts, then numbered in (student_key, ti) order (the same order
+  // as (student_key, topic_id)), with the cursor's event id: the greatest event id among the key's rows at its
+  // greatest ts, i.e. the event id of its greatest (ts, event_id). That is found by a join of the rows to their
+  // key's greatest ts (a hash join on the key hash and ts, about one match a key) instead of an
+  // arg_max(event_id, (ts, event_id)) in the grouping (a struct holding a string compared per row: 8.5 of the keys
+  // step's 13 CPU-s at 10M events), and the keys are sorted once where a dense_rank over topic_id sorted them a
+  // second time (docs/benchmarks.md "100M's bend, round 2"). (The arg_max replaced last(event_id ORDER BY ts,
+  // event_id), which collected every row of a key to sort it and ran out of memory at 1M events and 50MB.)
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_col_groups AS
+     SELECT student_key, topic_id, bool_or(replay) AS replay, count(*)::INTEGER AS n, max(ts) AS max_ts,
             any_value(h) AS h
      FROM ${rowsFrom} GROUP BY student_key, topic_id`,
   );
   const keyHashUnique =
-    (await store.one<{ u: boolean }>("SELECT count(DISTINCT h) = count(*) AS u FROM bkt_col_keys"))?.u ===
+    (await store.one<{ u: boolean }>("SELECT count(DISTINCT h) = count(*) AS u FROM bkt_col_groups"))?.u ===
     true;
+  const keyOf = keyHashUnique ? ["h"] : ["student_key", "topic_id"];
+  const on = keyOf.map((c) => `g.${c} = e.${c}`).join(" AND ");
   await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_col_questions AS
-     SELECT (row_number() OVER (ORDER BY question_id) - 1)::INTEGER AS qi, question_id
-     FROM (SELECT DISTINCT question_id FROM ${rowsFrom} WHERE question_id IS NOT NULL)`,
+    `CREATE OR REPLACE TEMP TABLE bkt_col_keys AS
+     WITH last AS (
+       SELECT ${keyOf.map((c) => `g.${c}`).join(", ")}, max(e.event_id) AS last_event_id
+       FROM ${rowsFrom} e JOIN bkt_col_groups g ON ${on} AND g.max_ts = e.ts
+       GROUP BY ALL
+     )
+     SELECT (row_number() OVER (ORDER BY g.student_key, t.ti) - 1)::INTEGER AS k, g.student_key, g.topic_id, t.ti,
+            g.replay, g.n, last.last_event_id, g.h
+     FROM bkt_col_groups g JOIN bkt_col_topics t USING (topic_id) JOIN last USING (${keyOf.join(", ")})`,
   );
+  await store.run("DROP TABLE bkt_col_groups");
   const nKeys = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM bkt_col_keys"))?.n ?? 0n);
   const cols: LearnerEventColumns = {
     keys: nKeys,
     topic: new Int32Array(nKeys),
-    topics: (
-      await store.all<{ topic_id: string }>("SELECT DISTINCT ti, topic_id FROM bkt_col_keys ORDER BY ti")
-    ).map((r) => r.topic_id),
+    topics: (await store.all<{ topic_id: string }>("SELECT topic_id FROM bkt_col_topics ORDER BY ti")).map(
+      (r) => r.topic_id,
+    ),
     replay: new Uint8Array(nKeys),
     keyStart: new Int32Array(nKeys + 1),
     questions: (
@@ -695,6 +723,7 @@ export async function forEachEventBlock(
     await store.run("DROP TABLE IF EXISTS bkt_col_new");
     await store.run("DROP VIEW IF EXISTS bkt_col_raw");
     await store.run("DROP TABLE IF EXISTS bkt_col_questions");
+    await store.run("DROP TABLE IF EXISTS bkt_col_topics");
   }
 }
 
