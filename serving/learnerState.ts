@@ -20,6 +20,7 @@ import {
   dropLearnerEventColumns,
   type EventBlock,
   forEachEventBlock,
+  RepeatedEvents,
   readLearnerEventColumns,
   writeBatchWatermark,
 } from "../storage/learnerEventColumns.ts";
@@ -403,85 +404,103 @@ export async function scoreBktElo(
   const now = opts.now ?? new Date();
   const nowUs = now.getTime() * 1000;
   const paramsFor = topicParamsResolver(models);
-  const cols = await readLearnerEventColumns(store, {
-    bktVersion: models.bktVersion,
-    eloVersion: models.eloVersion,
-    full: opts.full === true,
-    ...(opts.onPhase !== undefined ? { onPhase: opts.onPhase } : {}),
-  });
-  const nKeys = cols.keys;
-  const nRows = cols.keyStart[nKeys]!;
-  const offsetsByMap = new Map<TopicParams["itemOffsets"], Float64Array>();
-  const topicParams = cols.topics.map((t) => paramsFor(t));
-  const offsetsOf = (params: TopicParams): Float64Array => {
-    let offsets = offsetsByMap.get(params.itemOffsets);
-    if (offsets === undefined) {
-      offsets = Float64Array.from(cols.questions, (q) => params.itemOffsets.get(q) ?? 0);
-      offsetsByMap.set(params.itemOffsets, offsets);
-    }
-    return offsets;
-  };
-  // The fold's results as columns (one Float64Array per STAGED column) for up to `stageKeys` keys at a time,
-  // appended after each block (bounded memory: 19 doubles a key would be ~1.6 GB at 100M events); the key
-  // strings, the cursor's event id and the versions are added in SQL.
-  await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_elo_state (${STAGED.map((c) => `${c} DOUBLE`).join(", ")})`,
-  );
-  const block = Math.max(1, Math.min(nKeys, opts.stageKeys ?? STAGE_KEYS));
-  const out = STAGED.map(() => new Float64Array(block));
-  const [ok, pM, eA, eN, bN, lastTs, cS, cN, d0, d1, d2, d3, d4, d5, d6, d7, pU, evN, eloS] = out;
-  let replayedKeys = 0;
-  let quizAttempts = 0;
-  // The events are read one block of whole keys at a time (storage/learnerEventColumns.ts forEachEventBlock):
-  // per row, the Elo offset of its question under its key's topic parameters, then each key's fold.
-  let eventBlocks = 0;
-  const fold = async (ev: EventBlock): Promise<void> => {
-    eventBlocks++;
-    const itemOffset = new Float64Array(ev.answer.length);
-    for (let k = ev.firstKey; k < ev.endKey; k++) {
-      const offsets = offsetsOf(topicParams[cols.topic[k]!]!);
-      for (let i = ev.keyStart[k - ev.firstKey]!; i < ev.keyStart[k - ev.firstKey + 1]!; i++) {
-        const q = ev.question[i]!;
-        itemOffset[i] = q < 0 ? 0 : offsets[q]!;
+  // A full run reads the event rows as stored and checks each key for a repeated event as its block is read
+  // (storage/learnerEventColumns.ts RepeatedEvents): no product write path stores one, so the check costs a hash
+  // per row and a look at each key's rows instead of a grouping of every row first. A store holding one (filled
+  // outside ingest and record(): a bulk load, SQL) is read again de-duplicated, and what the first read folded
+  // is discarded (bkt_elo_state is created again): the rows stored are the same either way.
+  const readAndFold = async (repeats: "on read" | "before") => {
+    const cols = await readLearnerEventColumns(store, {
+      bktVersion: models.bktVersion,
+      eloVersion: models.eloVersion,
+      full: opts.full === true,
+      repeats,
+      ...(opts.onPhase !== undefined ? { onPhase: opts.onPhase } : {}),
+    });
+    const nKeys = cols.keys;
+    const nRows = cols.keyStart[nKeys]!;
+    const offsetsByMap = new Map<TopicParams["itemOffsets"], Float64Array>();
+    const topicParams = cols.topics.map((t) => paramsFor(t));
+    const offsetsOf = (params: TopicParams): Float64Array => {
+      let offsets = offsetsByMap.get(params.itemOffsets);
+      if (offsets === undefined) {
+        offsets = Float64Array.from(cols.questions, (q) => params.itemOffsets.get(q) ?? 0);
+        offsetsByMap.set(params.itemOffsets, offsets);
       }
-    }
-    for (let i = 0; i < ev.answer.length; i++) if (ev.answer[i]! >= 0) quizAttempts++;
-    const runs: KeyRuns = { keyStart: ev.keyStart, answer: ev.answer, itemOffset, ts: ev.ts };
-    for (let k = ev.firstKey; k < ev.endKey; k++) {
-      const params = topicParams[cols.topic[k]!]!;
-      const at = k % block;
-      const storedRow = cols.replay[k] === 1 ? undefined : cols.stored.get(k);
-      if (storedRow === undefined) replayedKeys++;
-      const from = storedRow === undefined ? initialLearnerState(params) : learnerStateFromRow(storedRow);
-      // Every key here has at least one event, so its cursor's event id is bkt_col_keys.last_event_id.
-      const s = foldKeyRun(runs, k - ev.firstKey, params, from, "");
-      ok![at] = k;
-      pM![at] = s.pMastery;
-      eA![at] = s.eloAbility;
-      eN![at] = s.eloN;
-      bN![at] = s.bktN;
-      lastTs![at] = Math.round(s.lastTs ?? nowUs);
-      cS![at] = s.correctStreak;
-      cN![at] = s.correctN;
-      d0![at] = s.bktCorrectDelta;
-      d1![at] = s.bktIncorrectDelta;
-      d2![at] = s.bktLearnDelta;
-      d3![at] = s.bktStreakObsDelta;
-      d4![at] = s.bktStreakLearnDelta;
-      d5![at] = s.eloCorrectDelta;
-      d6![at] = s.eloIncorrectDelta;
-      d7![at] = s.eloStreakDelta;
-      pU![at] = s.pUnknown;
-      evN![at] = s.eventN;
-      eloS![at] = eloProbability(s.eloAbility, params.topicDifficulty);
-      if (at === block - 1 || k === nKeys - 1) await appendDoubleColumns(store, "bkt_elo_state", out, at + 1);
-      if ((k + 1) % 10_000 === 0) opts.onProgress?.(k + 1, nKeys);
-    }
+      return offsets;
+    };
+    // The fold's results as columns (one Float64Array per STAGED column) for up to `stageKeys` keys at a time,
+    // appended after each block (bounded memory: 19 doubles a key would be ~1.6 GB at 100M events); the key
+    // strings, the cursor's event id and the versions are added in SQL.
+    await store.run(
+      `CREATE OR REPLACE TEMP TABLE bkt_elo_state (${STAGED.map((c) => `${c} DOUBLE`).join(", ")})`,
+    );
+    const block = Math.max(1, Math.min(nKeys, opts.stageKeys ?? STAGE_KEYS));
+    const out = STAGED.map(() => new Float64Array(block));
+    const [ok, pM, eA, eN, bN, lastTs, cS, cN, d0, d1, d2, d3, d4, d5, d6, d7, pU, evN, eloS] = out;
+    let replayedKeys = 0;
+    let quizAttempts = 0;
+    // The events are read one block of whole keys at a time (storage/learnerEventColumns.ts forEachEventBlock):
+    // per row, the Elo offset of its question under its key's topic parameters, then each key's fold.
+    let eventBlocks = 0;
+    const fold = async (ev: EventBlock): Promise<void> => {
+      eventBlocks++;
+      const itemOffset = new Float64Array(ev.answer.length);
+      for (let k = ev.firstKey; k < ev.endKey; k++) {
+        const offsets = offsetsOf(topicParams[cols.topic[k]!]!);
+        for (let i = ev.keyStart[k - ev.firstKey]!; i < ev.keyStart[k - ev.firstKey + 1]!; i++) {
+          const q = ev.question[i]!;
+          itemOffset[i] = q < 0 ? 0 : offsets[q]!;
+        }
+      }
+      for (let i = 0; i < ev.answer.length; i++) if (ev.answer[i]! >= 0) quizAttempts++;
+      const runs: KeyRuns = { keyStart: ev.keyStart, answer: ev.answer, itemOffset, ts: ev.ts };
+      for (let k = ev.firstKey; k < ev.endKey; k++) {
+        const params = topicParams[cols.topic[k]!]!;
+        const at = k % block;
+        const storedRow = cols.replay[k] === 1 ? undefined : cols.stored.get(k);
+        if (storedRow === undefined) replayedKeys++;
+        const from = storedRow === undefined ? initialLearnerState(params) : learnerStateFromRow(storedRow);
+        // Every key here has at least one event, so its cursor's event id is bkt_col_keys.last_event_id.
+        const s = foldKeyRun(runs, k - ev.firstKey, params, from, "");
+        ok![at] = k;
+        pM![at] = s.pMastery;
+        eA![at] = s.eloAbility;
+        eN![at] = s.eloN;
+        bN![at] = s.bktN;
+        lastTs![at] = Math.round(s.lastTs ?? nowUs);
+        cS![at] = s.correctStreak;
+        cN![at] = s.correctN;
+        d0![at] = s.bktCorrectDelta;
+        d1![at] = s.bktIncorrectDelta;
+        d2![at] = s.bktLearnDelta;
+        d3![at] = s.bktStreakObsDelta;
+        d4![at] = s.bktStreakLearnDelta;
+        d5![at] = s.eloCorrectDelta;
+        d6![at] = s.eloIncorrectDelta;
+        d7![at] = s.eloStreakDelta;
+        pU![at] = s.pUnknown;
+        evN![at] = s.eventN;
+        eloS![at] = eloProbability(s.eloAbility, params.topicDifficulty);
+        if (at === block - 1 || k === nKeys - 1)
+          await appendDoubleColumns(store, "bkt_elo_state", out, at + 1);
+        if ((k + 1) % 10_000 === 0) opts.onProgress?.(k + 1, nKeys);
+      }
+    };
+    await forEachEventBlock(store, cols, fold, {
+      ...(opts.eventBlockRows !== undefined ? { blockRows: opts.eventBlockRows } : {}),
+      ...(opts.onPhase !== undefined ? { onPhase: opts.onPhase } : {}),
+    });
+    return { cols, nKeys, nRows, topicParams, replayedKeys, quizAttempts, eventBlocks };
   };
-  await forEachEventBlock(store, cols, fold, {
-    ...(opts.eventBlockRows !== undefined ? { blockRows: opts.eventBlockRows } : {}),
-    ...(opts.onPhase !== undefined ? { onPhase: opts.onPhase } : {}),
-  });
+  let read: Awaited<ReturnType<typeof readAndFold>>;
+  try {
+    read = await readAndFold("on read");
+  } catch (err) {
+    if (!(err instanceof RepeatedEvents)) throw err;
+    read = await readAndFold("before");
+  }
+  const { cols, nKeys, nRows, topicParams, replayedKeys, quizAttempts, eventBlocks } = read;
   opts.onPhase?.("fold");
   // Per topic index: the explanations' base values and the BKT learn rate shown as a factor value.
   await store.run(

@@ -34,6 +34,21 @@ export interface LearnerEventColumns {
   narrowing: string;
   /** Where the event rows are read from: the temp table bkt_col_new, or the temp view bkt_col_raw. */
   rowsFrom: "bkt_col_new" | "bkt_col_raw";
+  /**
+   * True when the rows were read without de-duplication on the assumption that no key holds an event twice
+   * (a full run's first attempt): forEachEventBlock then checks each key of each block and throws RepeatedEvents
+   * when one does.
+   */
+  repeatsCheckedOnRead: boolean;
+}
+
+/**
+ * Thrown by forEachEventBlock when a key of a run read with `repeatsCheckedOnRead` holds two rows of one event:
+ * the run must read again with `repeats: "before"` (the rows de-duplicated first). Blocks already passed to the
+ * callback were folded from rows that were not de-duplicated and must be discarded.
+ */
+export class RepeatedEvents extends Error {
+  readonly code = "repeated_events";
 }
 
 /**
@@ -254,13 +269,17 @@ SELECT student_key, topic_id, ${KEY_HASH} AS h, event_id, type, ts, is_correct, 
 FROM ${duplicates ? "ev" : "raw_events"} ${where}`;
 
 /**
- * Whether raw_events holds two rows of one event for one key (ingest already drops repeated event ids, the
- * stream's raw zone keeps them). A full run without duplicates skips the de-duplication window, whose result
- * would be raw_events itself. First a hash aggregation on one 64-bit hash of (student_key, topic_id,
- * event_id): two rows of one event have the same hash, so no repeated hash means no duplicate, and the usual
- * answer costs a grouping on 8-byte keys instead of three strings (measured at 1M rows, load ~30: 0.15-0.22
- * CPU-s against 0.35-0.99). A repeated hash (a duplicate, or a collision: ~3e-8 at 1M rows) is settled by
- * the exact grouping.
+ * Whether raw_events holds two rows of one event for one key. No product write path stores one (ingest, the
+ * stream's record() and the raw mirror's append keep the first copy of an event id), but a store filled
+ * otherwise (a bulk load, SQL) may, and a full run must fold each event once. A full run therefore reads
+ * without de-duplication first and checks each key's rows as its block is read (forEachEventBlock,
+ * RepeatedEvents); this check runs only when that found a repeated event (readLearnerEventColumns'
+ * `repeats: "before"`), to decide the de-duplicated read. First a hash aggregation on one 64-bit hash of
+ * (student_key, topic_id, event_id): two rows of one event have the same hash, so no repeated hash means no
+ * duplicate, and the usual answer costs a grouping on 8-byte keys instead of three strings (measured at 1M
+ * rows, load ~30: 0.15-0.22 CPU-s against 0.35-0.99). A repeated hash (a duplicate, or a collision: ~3e-8 at
+ * 1M rows) is settled by the exact grouping. Its one group per event row grew 5.0x for 3.0x the events past
+ * the memory limit (docs/benchmarks.md "100M's bend"): why it no longer runs first.
  */
 async function hasDuplicateEvents(store: DuckStore): Promise<boolean> {
   const repeated = (group: string) =>
@@ -285,6 +304,12 @@ export async function readLearnerEventColumns(
     full: boolean;
     /** Called at the end of each step with its name (the caller measures time or CPU between calls). */
     onPhase?: (phase: string) => void;
+    /**
+     * A full run's check for a key holding an event twice: "on read" (default) reads the rows as they are and
+     * leaves the check to forEachEventBlock (RepeatedEvents); "before" checks raw_events first and reads
+     * de-duplicated rows when it holds a repeated event. An incremental run always de-duplicates.
+     */
+    repeats?: "on read" | "before";
   },
 ): Promise<LearnerEventColumns> {
   // Before the read: rows committed after this are at most folded twice (the plan then leaves them), never missed.
@@ -294,13 +319,15 @@ export async function readLearnerEventColumns(
   const extent = since.extent;
   opts.onPhase?.("read: watermark check");
   let rowsFrom: LearnerEventColumns["rowsFrom"] = "bkt_col_new";
+  const repeatsCheckedOnRead = opts.full && opts.repeats !== "before";
   if (opts.full) {
-    const duplicates = await hasDuplicateEvents(store);
+    const duplicates = !repeatsCheckedOnRead && (await hasDuplicateEvents(store));
     opts.onPhase?.("read: duplicate check");
-    // Without duplicates the rows are read in place (a view), not copied (measured at 1M events, load ~25: the
-    // copy took 0.77 CPU-s, and the reads after it cost about the same from raw_events as from the copy). The
-    // rows are those ingested up to the extent read above, so every read of the run sees the same rows while
-    // others append (the row counts are checked on read), and the run folds exactly what its watermark says.
+    // Without duplicates (or with the check left to the read) the rows are read in place (a view), not copied
+    // (measured at 1M events, load ~25: the copy took 0.77 CPU-s, and the reads after it cost about the same from
+    // raw_events as from the copy). The rows are those ingested up to the extent read above, so every read of the
+    // run sees the same rows while others append (the row counts are checked on read), and the run folds exactly
+    // what its watermark says.
     if (!duplicates && extent.maxUs !== null) {
       rowsFrom = "bkt_col_raw";
       await store.run(
@@ -318,32 +345,60 @@ export async function readLearnerEventColumns(
       [opts.bktVersion, opts.eloVersion],
     );
   opts.onPhase?.("read: events to fold");
-  // The cursor's event id is the event id of the key's greatest (ts, event_id): an arg_max keeps one value per key
-  // as it goes, where last(event_id ORDER BY ts, event_id) collected every row of the key to sort it, which spilled
-  // at 30M events past the memory limit (docs/benchmarks.md "100M's bend").
+  // The run's topics and questions as dictionaries (ti, qi: ranks in string order) from one scan of the rows for
+  // their distinct pairs (a few thousand).
   await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_col_keys AS
-     SELECT (row_number() OVER (ORDER BY student_key, topic_id) - 1)::INTEGER AS k, student_key, topic_id,
-            (dense_rank() OVER (ORDER BY topic_id) - 1)::INTEGER AS ti,
-            bool_or(replay) AS replay, count(*)::INTEGER AS n, arg_max(event_id, (ts, event_id)) AS last_event_id,
+    `CREATE OR REPLACE TEMP TABLE bkt_col_pairs AS SELECT DISTINCT topic_id, question_id FROM ${rowsFrom}`,
+  );
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_col_topics AS
+     SELECT (row_number() OVER (ORDER BY topic_id) - 1)::INTEGER AS ti, topic_id
+     FROM (SELECT DISTINCT topic_id FROM bkt_col_pairs)`,
+  );
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_col_questions AS
+     SELECT (row_number() OVER (ORDER BY question_id) - 1)::INTEGER AS qi, question_id
+     FROM (SELECT DISTINCT question_id FROM bkt_col_pairs WHERE question_id IS NOT NULL)`,
+  );
+  await store.run("DROP TABLE bkt_col_pairs");
+  // The keys: grouped with their row count and greatest ts, then numbered in (student_key, ti) order (the same order
+  // as (student_key, topic_id)), with the cursor's event id: the greatest event id among the key's rows at its
+  // greatest ts, i.e. the event id of its greatest (ts, event_id). That is found by a join of the rows to their
+  // key's greatest ts (a hash join on the key hash and ts, about one match a key) instead of an
+  // arg_max(event_id, (ts, event_id)) in the grouping (a struct holding a string compared per row: 8.5 of the keys
+  // step's 13 CPU-s at 10M events), and the keys are sorted once where a dense_rank over topic_id sorted them a
+  // second time (docs/benchmarks.md "100M's bend, round 2"). (The arg_max replaced last(event_id ORDER BY ts,
+  // event_id), which collected every row of a key to sort it and ran out of memory at 1M events and 50MB.)
+  await store.run(
+    `CREATE OR REPLACE TEMP TABLE bkt_col_groups AS
+     SELECT student_key, topic_id, bool_or(replay) AS replay, count(*)::INTEGER AS n, max(ts) AS max_ts,
             any_value(h) AS h
      FROM ${rowsFrom} GROUP BY student_key, topic_id`,
   );
   const keyHashUnique =
-    (await store.one<{ u: boolean }>("SELECT count(DISTINCT h) = count(*) AS u FROM bkt_col_keys"))?.u ===
+    (await store.one<{ u: boolean }>("SELECT count(DISTINCT h) = count(*) AS u FROM bkt_col_groups"))?.u ===
     true;
+  const keyOf = keyHashUnique ? ["h"] : ["student_key", "topic_id"];
+  const on = keyOf.map((c) => `g.${c} = e.${c}`).join(" AND ");
   await store.run(
-    `CREATE OR REPLACE TEMP TABLE bkt_col_questions AS
-     SELECT (row_number() OVER (ORDER BY question_id) - 1)::INTEGER AS qi, question_id
-     FROM (SELECT DISTINCT question_id FROM ${rowsFrom} WHERE question_id IS NOT NULL)`,
+    `CREATE OR REPLACE TEMP TABLE bkt_col_keys AS
+     WITH last AS (
+       SELECT ${keyOf.map((c) => `g.${c}`).join(", ")}, max(e.event_id) AS last_event_id
+       FROM ${rowsFrom} e JOIN bkt_col_groups g ON ${on} AND g.max_ts = e.ts
+       GROUP BY ALL
+     )
+     SELECT (row_number() OVER (ORDER BY g.student_key, t.ti) - 1)::INTEGER AS k, g.student_key, g.topic_id, t.ti,
+            g.replay, g.n, last.last_event_id, g.h
+     FROM bkt_col_groups g JOIN bkt_col_topics t USING (topic_id) JOIN last USING (${keyOf.join(", ")})`,
   );
+  await store.run("DROP TABLE bkt_col_groups");
   const nKeys = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM bkt_col_keys"))?.n ?? 0n);
   const cols: LearnerEventColumns = {
     keys: nKeys,
     topic: new Int32Array(nKeys),
-    topics: (
-      await store.all<{ topic_id: string }>("SELECT DISTINCT ti, topic_id FROM bkt_col_keys ORDER BY ti")
-    ).map((r) => r.topic_id),
+    topics: (await store.all<{ topic_id: string }>("SELECT topic_id FROM bkt_col_topics ORDER BY ti")).map(
+      (r) => r.topic_id,
+    ),
     replay: new Uint8Array(nKeys),
     keyStart: new Int32Array(nKeys + 1),
     questions: (
@@ -354,6 +409,7 @@ export async function readLearnerEventColumns(
     extent,
     narrowing: since.watermarkUs !== null ? "watermark" : since.reason,
     rowsFrom,
+    repeatsCheckedOnRead,
   };
   opts.onPhase?.("read: keys and questions");
   let rows = 0;
@@ -392,17 +448,19 @@ export async function readLearnerEventColumns(
 // ~14: 0.29-0.41 CPU-s for the sorted read against 0.50-0.60 with event_id). `order` "none": unsorted, for the
 // reads that place each row at its key's slots themselves (forEachEventBlock's scatter reads): no sort of every
 // event row in DuckDB. `order` "k": by key alone (an integer sort, a key's rows in any order), for the block reads
-// of forEachEventBlock. `keys`: only the rows of the key indices lo .. hi - 1.
+// of forEachEventBlock. `keys`: only the rows of the key indices lo .. hi - 1. A read whose repeats are checked on read
+// (LearnerEventColumns.repeatsCheckedOnRead) adds a fifth column: 32 bits of the row's event id hash.
 const eventRows = (
-  rowsFrom: string,
-  keyHashUnique: boolean,
+  cols: LearnerEventColumns,
   order: "none" | "k" | "ts" | "ts, event_id",
   keys?: { lo: number; hi: number },
 ) => `SELECT k.k,
        CASE WHEN e.type = 'quiz_attempt' AND e.is_correct IS NOT NULL THEN e.is_correct::TINYINT ELSE -1 END::TINYINT AS answer,
-       coalesce(q.qi, -1)::INTEGER AS question, epoch_us(e.ts)::DOUBLE AS ts_us
-FROM ${rowsFrom} e
-JOIN bkt_col_keys k ON ${keyHashUnique ? "k.h = e.h" : "k.student_key = e.student_key AND k.topic_id = e.topic_id"}
+       coalesce(q.qi, -1)::INTEGER AS question, epoch_us(e.ts)::DOUBLE AS ts_us${
+         cols.repeatsCheckedOnRead ? ", (hash(e.event_id) >> 32)::UINTEGER AS eh" : ""
+       }
+FROM ${cols.rowsFrom} e
+JOIN bkt_col_keys k ON ${cols.keyHashUnique ? "k.h = e.h" : "k.student_key = e.student_key AND k.topic_id = e.topic_id"}
 LEFT JOIN bkt_col_questions q ON q.question_id = e.question_id${
   keys === undefined ? "" : `\nWHERE k.k >= ${keys.lo} AND k.k < ${keys.hi}`
 }${order === "none" ? "" : order === "k" ? "\nORDER BY k.k" : `\nORDER BY k.k, e.ts${order === "ts" ? "" : ", e.event_id"}`}`;
@@ -417,8 +475,10 @@ class TiedTimestamps extends Error {}
  * table sorted by the key index alone, and each block is one key range of it, read with a filter on k (DuckDB's
  * zone maps skip the other row groups) and placed the same way.
  * Either way a key's rows are ordered by ts in JavaScript, and a block with two rows of a key at one ts is read
- * again sorted by (key, ts, event_id). `fn` may run statements on the store: no result is open while it runs.
- * Drops the read's temp tables (bkt_col_keys stays for the writes).
+ * again sorted by (key, ts, event_id). A run read with `repeatsCheckedOnRead` also reads 32 bits of each row's
+ * event id hash and, before a block goes to `fn`, throws RepeatedEvents when a key of it holds two rows of one
+ * event (blocks already passed to `fn` are then void). `fn` may run statements on the store: no result is open
+ * while it runs. Drops the read's temp tables (bkt_col_keys stays for the writes).
  */
 export async function forEachEventBlock(
   store: DuckStore,
@@ -433,8 +493,11 @@ export async function forEachEventBlock(
   const answer = new Int8Array(Math.min(capacity, Math.max(total, 1)));
   const question = new Int32Array(answer.length);
   const ts = new Float64Array(answer.length);
-  // The chunks of `sql` (columns k, answer, question, ts_us) as column vectors; fails once more than `limit`
-  // rows arrive (the raw zone changed under the read).
+  // Per row, when the run checks repeats on read: 32 bits of its event id's hash, at the row's slot as read (the
+  // ordering by ts below moves the other columns within a key, not this one: the check looks at a key's set).
+  const eventHash = new Uint32Array(cols.repeatsCheckedOnRead ? answer.length : 0);
+  // The chunks of `sql` (columns k, answer, question, ts_us and, when repeats are checked, eh) as column vectors;
+  // fails once more than `limit` rows arrive (the raw zone changed under the read).
   async function* eventChunks(sql: string, limit: number) {
     let seen = 0;
     for await (const chunk of store.chunks(sql)) {
@@ -450,6 +513,7 @@ export async function forEachEventBlock(
         a: chunk.getColumnVector(1) as DuckDBVector<number>,
         q: chunk.getColumnVector(2) as DuckDBVector<number>,
         t: chunk.getColumnVector(3) as DuckDBVector<number>,
+        h: cols.repeatsCheckedOnRead ? (chunk.getColumnVector(4) as DuckDBVector<number>) : undefined,
       };
     }
   }
@@ -460,7 +524,7 @@ export async function forEachEventBlock(
     const rowBase = cols.keyStart[firstKey]!;
     let at = 0;
     let key = firstKey;
-    for await (const { n, kv, a, q, t } of eventChunks(sql, limit)) {
+    for await (const { n, kv, a, q, t, h } of eventChunks(sql, limit)) {
       for (let i = 0; i < n; i++, at++) {
         while (cols.keyStart[key + 1]! <= rowBase + at) key++;
         const time = t.getItem(i)!;
@@ -471,6 +535,7 @@ export async function forEachEventBlock(
         answer[at] = a.getItem(i)!;
         question[at] = q.getItem(i)!;
         ts[at] = time;
+        if (h !== undefined) eventHash[at] = h.getItem(i)!;
       }
     }
     return at;
@@ -527,7 +592,7 @@ export async function forEachEventBlock(
     const rowBase = cols.keyStart[firstKey]!;
     const next = cols.keyStart.slice(firstKey, endKey);
     let at = 0;
-    for await (const { n, kv, a, q, t } of eventChunks(sql, limit)) {
+    for await (const { n, kv, a, q, t, h } of eventChunks(sql, limit)) {
       for (let i = 0; i < n; i++, at++) {
         const key = kv.getItem(i)!;
         const slot = key >= firstKey && key < endKey ? next[key - firstKey]! : -1;
@@ -539,6 +604,7 @@ export async function forEachEventBlock(
         answer[slot - rowBase] = a.getItem(i)!;
         question[slot - rowBase] = q.getItem(i)!;
         ts[slot - rowBase] = t.getItem(i)!;
+        if (h !== undefined) eventHash[slot - rowBase] = h.getItem(i)!;
       }
     }
     if (at !== limit) return at;
@@ -567,6 +633,41 @@ export async function forEachEventBlock(
         `readLearnerEventColumns: read ${got} event rows, expected ${want}; the raw zone changed mid-read`,
       );
   };
+  // Whether rows start .. end - 1 (one key's) hold two equal event hashes: pairwise for a few rows, else sorted.
+  let sorted = new Uint32Array(0);
+  const hashRepeated = (start: number, end: number): boolean => {
+    if (end - start <= 16) {
+      for (let i = start + 1; i < end; i++)
+        for (let j = start; j < i; j++) if (eventHash[i] === eventHash[j]) return true;
+      return false;
+    }
+    if (sorted.length < end - start) sorted = new Uint32Array(Math.max(end - start, 2 * sorted.length));
+    const run = sorted.subarray(0, end - start);
+    run.set(eventHash.subarray(start, end));
+    run.sort();
+    for (let i = 1; i < run.length; i++) if (run[i] === run[i - 1]) return true;
+    return false;
+  };
+  // A run checked on read: fails with RepeatedEvents when a key of the block holds two rows of one event. Two equal
+  // 32-bit hashes of a key's event ids (a repeat, or a collision: the 10M bench store's keys hold 59M pairs of rows,
+  // so about one run in 73 meets one) are settled exactly on that key's rows (one scan of the run's rows).
+  const checkRepeats = async (firstKey: number, endKey: number): Promise<void> => {
+    if (!cols.repeatsCheckedOnRead) return;
+    const rowBase = cols.keyStart[firstKey]!;
+    for (let k = firstKey; k < endKey; k++) {
+      if (!hashRepeated(cols.keyStart[k]! - rowBase, cols.keyStart[k + 1]! - rowBase)) continue;
+      const r = await store.one<{ dup: boolean }>(
+        `SELECT EXISTS (
+           SELECT 1 FROM ${cols.rowsFrom} e SEMI JOIN (SELECT student_key, topic_id FROM bkt_col_keys WHERE k = ${k}) x
+             USING (student_key, topic_id)
+           GROUP BY e.event_id HAVING count(*) > 1) AS dup`,
+      );
+      if (r?.dup === true)
+        throw new RepeatedEvents(
+          `readLearnerEventColumns: key ${k} holds two rows of one event; read again with repeats: "before" (de-duplicated rows)`,
+        );
+    }
+  };
   // The rows of the keys firstKey .. endKey - 1 into the buffers, from `unsorted` (their rows in any order); on a tie
   // of two timestamps within a key, again from the event rows joined to their keys, sorted by (key, ts, event_id).
   const readBlock = async (unsorted: string, firstKey: number, endKey: number): Promise<void> => {
@@ -576,17 +677,14 @@ export async function forEachEventBlock(
       got = await scatterInto(unsorted, firstKey, endKey, want);
     } catch (err) {
       if (!(err instanceof TiedTimestamps)) throw err;
-      got = await readInto(
-        eventRows(cols.rowsFrom, cols.keyHashUnique, "ts, event_id", { lo: firstKey, hi: endKey }),
-        firstKey,
-        want,
-      );
+      got = await readInto(eventRows(cols, "ts, event_id", { lo: firstKey, hi: endKey }), firstKey, want);
     }
     expect(got, want);
+    await checkRepeats(firstKey, endKey);
   };
   try {
     if (total <= capacity) {
-      await readBlock(eventRows(cols.rowsFrom, cols.keyHashUnique, "none"), 0, cols.keys);
+      await readBlock(eventRows(cols, "none"), 0, cols.keys);
       opts.onPhase?.("read: event columns (join, sort)");
       if (cols.keys > 0) await emit(0, cols.keys);
       return;
@@ -602,9 +700,7 @@ export async function forEachEventBlock(
     );
     await store.run("SET preserve_insertion_order = true");
     try {
-      await store.run(
-        `CREATE OR REPLACE TEMP TABLE bkt_col_rows AS ${eventRows(cols.rowsFrom, cols.keyHashUnique, "k")}`,
-      );
+      await store.run(`CREATE OR REPLACE TEMP TABLE bkt_col_rows AS ${eventRows(cols, "k")}`);
     } finally {
       await store.run(`SET preserve_insertion_order = ${setting?.v === false ? "false" : "true"}`);
     }
@@ -614,7 +710,8 @@ export async function forEachEventBlock(
       while (endKey < cols.keys && cols.keyStart[endKey + 1]! - cols.keyStart[firstKey]! <= capacity)
         endKey++;
       await readBlock(
-        `SELECT k, answer, question, ts_us FROM bkt_col_rows WHERE k >= ${firstKey} AND k < ${endKey}`,
+        `SELECT k, answer, question, ts_us${cols.repeatsCheckedOnRead ? ", eh" : ""} FROM bkt_col_rows
+         WHERE k >= ${firstKey} AND k < ${endKey}`,
         firstKey,
         endKey,
       );
@@ -626,6 +723,7 @@ export async function forEachEventBlock(
     await store.run("DROP TABLE IF EXISTS bkt_col_new");
     await store.run("DROP VIEW IF EXISTS bkt_col_raw");
     await store.run("DROP TABLE IF EXISTS bkt_col_questions");
+    await store.run("DROP TABLE IF EXISTS bkt_col_topics");
   }
 }
 
