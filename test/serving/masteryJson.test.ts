@@ -685,7 +685,9 @@ describe("rows read with their stored numbers (MasteryViewRow.stored): used with
       }),
       { numRuns: 300 },
     );
-    expect(direct).toBeGreaterThan(100);
-    expect(throughText).toBeGreaterThan(20);
+    // Both paths must be exercised. Over 300 runs each count is ~110 with a spread of ~10 (six runs: 103-127
+    // direct, 92-123 through text); 40 leaves room for that spread, 100 failed one CI run in ten.
+    expect(direct).toBeGreaterThan(40);
+    expect(throughText).toBeGreaterThan(40);
   });
 });
