@@ -934,13 +934,13 @@ export class DuckStateStore implements StateStore {
     const keyList = `(SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k`;
     const rows =
       f.params.length === 0
-        ? await this.duck.all<DuckStateRow>(`${DUCK_SELECT} JOIN ${keyList} USING (student_key, topic_id)`, [
-            sks,
-            tps,
-          ])
+        ? await this.duck.allPrepared<DuckStateRow>(
+            `${DUCK_SELECT} JOIN ${keyList} USING (student_key, topic_id)`,
+            [sks, tps],
+          )
         : newestRevisions(
             "learner_state",
-            await this.duck.all<DuckStateRow & RevisionRow>(
+            await this.duck.allPrepared<DuckStateRow & RevisionRow>(
               `SELECT s.*, r.rev FROM (${revisionsSql("learner_state", DUCK_REVISION_COLUMNS, f.sql)}) s
                JOIN ${keyList} USING (student_key, topic_id)
                LEFT JOIN learner_state_rev r USING (student_key, topic_id)`,
@@ -960,7 +960,7 @@ export class DuckStateStore implements StateStore {
     const seenRows =
       ids.length === 0
         ? []
-        : await this.duck.all<{ student_key: string; topic_id: string; event_id: string }>(
+        : await this.duck.allPrepared<{ student_key: string; topic_id: string; event_id: string }>(
             `SELECT s.student_key, s.topic_id, s.event_id FROM learner_state_seen s
              JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id,
                           unnest($3::VARCHAR[]) AS event_id) q USING (student_key, topic_id, event_id)`,
@@ -993,7 +993,7 @@ export class DuckStateStore implements StateStore {
     if (commits.length === 0) return [];
     const d = this.duck;
     return d.transaction(async () => {
-      const revRows = await d.all<{ student_key: string; topic_id: string; rev: bigint }>(
+      const revRows = await d.allPrepared<{ student_key: string; topic_id: string; rev: bigint }>(
         `SELECT student_key, topic_id, rev FROM learner_state_rev
          JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
            USING (student_key, topic_id)`,
@@ -1015,7 +1015,7 @@ export class DuckStateStore implements StateStore {
       }
       if (ok.length === 0) return out;
       // One statement, the rows as typed column lists (no staging table to create, fill and drop).
-      await d.run(
+      await d.runPrepared(
         `INSERT INTO ${deltaTable("learner_state")} (${STREAM_STATE_COLUMNS}) ${STREAM_STATE_LIST_SELECT}`,
         streamStateLists(ok),
         STREAM_STATE_LIST_TYPES,
@@ -1025,7 +1025,7 @@ export class DuckStateStore implements StateStore {
         final.set(`${c.studentKey}\u0000${c.topicId}`, { sk: c.studentKey, tp: c.topicId, rev: 0 });
       for (const f of final.values()) f.rev = revs.get(`${f.sk}\u0000${f.tp}`)!;
       const fs = [...final.values()];
-      await d.run(
+      await d.runPrepared(
         `INSERT OR REPLACE INTO learner_state_rev
          SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::BIGINT[])`,
         [
@@ -1044,7 +1044,7 @@ export class DuckStateStore implements StateStore {
           ev.push(e);
         }
       if (ev.length > 0)
-        await d.run(
+        await d.runPrepared(
           `INSERT OR IGNORE INTO learner_state_seen
            SELECT DISTINCT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[])`,
           [listValue(sk), listValue(tp), listValue(ev)],
