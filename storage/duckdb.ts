@@ -320,6 +320,7 @@ export class DuckStore {
     if (this.inTransaction) return fn();
     await this.run("BEGIN TRANSACTION");
     this.inTransaction = true;
+    this.transactions++;
     let out: T;
     try {
       out = await fn();
@@ -348,6 +349,18 @@ export class DuckStore {
   }
 
   private inTransaction = false;
+  /** Transactions begun through transaction() so far (numbers the open one: openTransaction). */
+  private transactions = 0;
+
+  /**
+   * The number of the transaction open through transaction() on this store's connection, or null outside
+   * one. Every statement inside it reads one snapshot (plus the transaction's own writes), so a store may
+   * keep what it read inside the transaction for the rest of it (storage/stateStore.ts DuckStateStore
+   * keeps the revisions its load read for its commit's compare-and-set).
+   */
+  get openTransaction(): number | null {
+    return this.inTransaction ? this.transactions : null;
+  }
   /** Thread counts to restore when the open transaction ends (withThreads inside a transaction), innermost last. */
   private threadsAfterTransaction: number[] = [];
 

@@ -894,6 +894,28 @@ function stateFromDuck(r: DuckStateRow): StoredLearnerState {
   };
 }
 
+/**
+ * The learner_state_rev revisions read (load) or written (commit) by the state stores of a DuckStore inside its
+ * open transaction (DuckStore.openTransaction), by key. A transaction's statements read one snapshot plus its
+ * own writes, so while the same transaction is open these are what learner_state_rev holds for those keys
+ * (a concurrent writer's commit is not seen, and its write to the same key fails one of the two transactions
+ * on DuckDB's conflict check): the commit's compare-and-set needs no read of them. One POST /events group is
+ * one transaction (serving/app.ts), so its commit skips that statement. Shared by every DuckStateStore of a
+ * DuckStore (any of them may write the table inside the transaction).
+ */
+const revsInTransaction = new WeakMap<DuckStore, { transaction: number; revs: Map<string, number> }>();
+
+/** The revisions known in `duck`'s open transaction (a new, empty map for a new transaction); null outside one. */
+function transactionRevs(duck: DuckStore): Map<string, number> | null {
+  const transaction = duck.openTransaction;
+  if (transaction === null) return null;
+  const held = revsInTransaction.get(duck);
+  if (held !== undefined && held.transaction === transaction) return held.revs;
+  const revs = new Map<string, number>();
+  revsInTransaction.set(duck, { transaction, revs });
+  return revs;
+}
+
 export class DuckStateStore implements StateStore {
   private constructor(private readonly duck: DuckStore) {}
 
@@ -976,13 +998,16 @@ export class DuckStateStore implements StateStore {
       }
       s.add(r.event_id);
     }
+    const known = transactionRevs(this.duck);
     return keys.map((k) => {
       const id = `${k.studentKey}\u0000${k.topicId}`;
       const r = byKey.get(id);
+      const rev = r === undefined || r.rev === null ? 0 : Number(r.rev);
+      known?.set(id, rev);
       return {
         studentKey: k.studentKey,
         topicId: k.topicId,
-        rev: r === undefined || r.rev === null ? 0 : Number(r.rev),
+        rev,
         state: r === undefined ? null : stateFromDuck(r),
         seen: seenBy.get(id) ?? new Set(),
       };
@@ -993,13 +1018,26 @@ export class DuckStateStore implements StateStore {
     if (commits.length === 0) return [];
     const d = this.duck;
     return d.transaction(async () => {
-      const revRows = await d.allPrepared<{ student_key: string; topic_id: string; rev: bigint }>(
-        `SELECT student_key, topic_id, rev FROM learner_state_rev
-         JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
-           USING (student_key, topic_id)`,
-        [listValue(commits.map((c) => c.studentKey)), listValue(commits.map((c) => c.topicId))],
-      );
-      const revs = new Map(revRows.map((r) => [`${r.student_key}\u0000${r.topic_id}`, Number(r.rev)]));
+      const known = transactionRevs(d);
+      let revs: Map<string, number>;
+      if (known !== null && commits.every((c) => known.has(`${c.studentKey}\u0000${c.topicId}`))) {
+        // Every key's revision was read (or written) in this transaction: what a read would return now.
+        revs = new Map(
+          commits.map((c) => [
+            `${c.studentKey}\u0000${c.topicId}`,
+            known.get(`${c.studentKey}\u0000${c.topicId}`)!,
+          ]),
+        );
+      } else {
+        const revRows = await d.allPrepared<{ student_key: string; topic_id: string; rev: bigint }>(
+          `SELECT student_key, topic_id, rev FROM learner_state_rev
+           JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
+             USING (student_key, topic_id)`,
+          [listValue(commits.map((c) => c.studentKey)), listValue(commits.map((c) => c.topicId))],
+        );
+        revs = new Map(commits.map((c) => [`${c.studentKey}\u0000${c.topicId}`, 0]));
+        for (const r of revRows) revs.set(`${r.student_key}\u0000${r.topic_id}`, Number(r.rev));
+      }
       const out: (number | null)[] = [];
       const ok: StateCommit[] = [];
       for (const c of commits) {
@@ -1034,6 +1072,7 @@ export class DuckStateStore implements StateStore {
           listValue(fs.map((f) => BigInt(f.rev))),
         ],
       );
+      if (known !== null) for (const f of fs) known.set(`${f.sk}\u0000${f.tp}`, f.rev);
       const sk: string[] = [];
       const tp: string[] = [];
       const ev: string[] = [];
