@@ -186,16 +186,22 @@ async function instrument(): Promise<void> {
   const probe = await store.conn.prepare("SELECT 1");
   const psProto = Object.getPrototypeOf(probe) as Record<string, Fn>;
   probe.destroySync();
-  const runPs = psProto.runAndReadAll!;
-  psProto.runAndReadAll = async function (this: object) {
-    const t0 = performance.now();
-    const c0 = cpuUs();
-    try {
-      return await runPs.apply(this);
-    } finally {
-      note(`prepared: ${sqlOf.get(this) ?? "?"}`, t0, c0);
-    }
-  };
+  // runAndReadAll calls run: time the outer call only (DuckStore.runPrepared calls run alone).
+  for (const m of ["run", "runAndReadAll"]) {
+    const runPs = psProto[m]!;
+    psProto[m] = async function (this: { __timing?: boolean }) {
+      if (this.__timing) return runPs.apply(this);
+      const t0 = performance.now();
+      const c0 = cpuUs();
+      this.__timing = true;
+      try {
+        return await runPs.apply(this);
+      } finally {
+        this.__timing = false;
+        note(`prepared: ${sqlOf.get(this) ?? "?"}`, t0, c0);
+      }
+    };
+  }
   const createAppender = conn.createAppender!;
   conn.createAppender = async function (this: object, ...a: unknown[]) {
     const ap = (await createAppender.apply(this, a)) as { flushSync(): void };

@@ -106,6 +106,15 @@ export const PG_RECENTLY_SCORED = `SELECT student_key, topic_id FROM student_mas
 
 const micros = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
 
+/** Candidate rows with a batch row's stored numbers moved under explanation_numbers. */
+function candidateRows<R extends AlertCandidate & Record<string, unknown>>(rows: R[]): R[] {
+  for (const r of rows) {
+    const n = takeExplanationNumbers(r as WithExplanationNumberColumns);
+    if (n !== null) r.explanation_numbers = n;
+  }
+  return rows;
+}
+
 /**
  * On the embedded file `prev` is not compared: one process holds the file and its checks run one at a
  * time (the server's StoreGate, the worker at concurrency 1 on a file), so nothing moves a state
@@ -123,48 +132,54 @@ export class DuckAlertStore implements AlertStore {
 
   async candidates(keys: readonly { studentKey: string; topicId: string }[]): Promise<AlertCandidate[]> {
     if (keys.length === 0) return [];
-    // The keys as two string lists (parameters: no staging table to fill and drop). School and grade come
-    // from student_context (storage/studentContext.ts), kept per student by the raw_events writers: not an
-    // aggregate over raw_events, which has no index here and was scanned whole on every check. The scores:
-    // the base and delta revisions of student_mastery filtered by the group's students (up to
-    // MAX_FILTERED_STUDENTS of them), the newest per key picked here (storage/revisionTable.ts); a bigger
-    // group reads the view.
+    // School and grade come from student_context (storage/studentContext.ts), kept per student by the
+    // raw_events writers: not an aggregate over raw_events, which has no index here and was scanned whole on
+    // every check. The scores: the base and delta revisions of student_mastery filtered by the group's
+    // students (up to MAX_FILTERED_STUDENTS of them), the newest per key picked here
+    // (storage/revisionTable.ts); a bigger group reads the view joined with the keys.
     const f = studentFilter(
       "student_key",
       keys.map((k) => k.studentKey),
-      3,
+      1,
     );
-    const scores =
-      f.params.length === 0
-        ? "student_mastery"
-        : `(${revisionsSql(
-            "student_mastery",
-            `student_key, topic_id, mastery_score, score_source, as_of, explanation, ${STORED_NUMBERS_SELECT}`,
-            f.sql,
-          )})`;
-    const rows = await this.store.all<AlertCandidate & Partial<RevisionRow> & Record<string, unknown>>(
+    if (f.params.length > 0) {
+      // Every row of the students, the keys picked here: a join with the keys' list turned the base's
+      // student_key index read into a scan of the whole base (its join filter replaced the index lookup:
+      // 400k rows and ~13 ms a check at 10,000 students; docs/benchmarks.md "The embedded POST /events,
+      // round 1 (embpost22)"). The LEFT JOINs do not filter the scores' scan, so it stays an index read.
+      const wanted = new Set(keys.map((k) => `${k.studentKey}\u0000${k.topicId}`));
+      const rows = await this.store.allPrepared<AlertCandidate & RevisionRow & Record<string, unknown>>(
+        `SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, m.as_of, m.explanation,
+                s.below, s.crossings, ctx.school_id, ctx.grade, m.revision_seq, ${storedNumberNames("m")}
+         FROM (${revisionsSql(
+           "student_mastery",
+           `student_key, topic_id, mastery_score, score_source, as_of, explanation, ${STORED_NUMBERS_SELECT}`,
+           f.sql,
+         )}) m
+         LEFT JOIN alert_state s USING (student_key, topic_id)
+         LEFT JOIN student_context ctx USING (student_key)`,
+        f.params,
+      );
+      return candidateRows(
+        newestRevisions(
+          "student_mastery",
+          rows.filter((r) => wanted.has(`${r.student_key}\u0000${r.topic_id}`)),
+        ),
+      );
+    }
+    const rows = await this.store.all<AlertCandidate & Record<string, unknown>>(
       `WITH k AS (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id),
        ctx AS (
          SELECT student_key, school_id, grade FROM student_context
          WHERE student_key IN (SELECT DISTINCT student_key FROM k))
        SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, m.as_of, m.explanation,
-              s.below, s.crossings,
-              ctx.school_id, ctx.grade${f.params.length === 0 ? "" : ", m.revision_seq"},
-              ${f.params.length === 0 ? storedNumbersSelect("m") : storedNumberNames("m")}
-       FROM ${scores} m JOIN k USING (student_key, topic_id)
+              s.below, s.crossings, ctx.school_id, ctx.grade, ${storedNumbersSelect("m")}
+       FROM student_mastery m JOIN k USING (student_key, topic_id)
        LEFT JOIN alert_state s USING (student_key, topic_id)
        LEFT JOIN ctx USING (student_key)`,
-      [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId)), ...f.params],
+      [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId))],
     );
-    const newest =
-      f.params.length === 0
-        ? rows
-        : newestRevisions("student_mastery", rows as ((typeof rows)[number] & RevisionRow)[]);
-    for (const r of newest) {
-      const n = takeExplanationNumbers(r as WithExplanationNumberColumns);
-      if (n !== null) r.explanation_numbers = n;
-    }
-    return newest;
+    return candidateRows(rows);
   }
 
   async record(
@@ -176,7 +191,7 @@ export class DuckAlertStore implements AlertStore {
     const writeStates = async () => {
       if (states.length === 0) return;
       // Every list cast to its column's type in SQL (an untyped list takes its first value's type).
-      await store.run(
+      await store.runPrepared(
         `INSERT OR REPLACE INTO alert_state
          SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::BOOLEAN[]),
                 unnest($4::BIGINT[])::INTEGER, $5::TIMESTAMP`,
@@ -195,7 +210,7 @@ export class DuckAlertStore implements AlertStore {
     }
     return store.transaction(async () => {
       // One statement for the alerts, as typed column lists (no staging table to create, fill and drop).
-      const inserted = await store.all<{ alert_id: string }>(
+      const inserted = await store.allPrepared<{ alert_id: string }>(
         `INSERT OR IGNORE INTO alerts
          SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]), unnest($4::VARCHAR[]),
                 unnest($5::DOUBLE[]), unnest($6::DOUBLE[]), unnest($7::VARCHAR[]), unnest($8::VARCHAR[]),

@@ -169,6 +169,53 @@ export class DuckStore {
     return reader.getRowObjectsJS() as T[];
   }
 
+  /**
+   * `run` of one parameterized statement through a statement prepared once per SQL text on this store's
+   * connection (kept for the last PREPARED_PER_CONNECTION texts), so a repeated statement is bound and run
+   * without being parsed and planned again: for the fixed statements of the write path (POST /events runs
+   * ~17 per group; DuckDB's parse + plan of one is 0.2-1.9 ms of CPU, docs/benchmarks.md "The embedded
+   * POST /events, round 1 (embpost22)"). DuckDB re-plans a prepared statement itself when the catalog
+   * changed since. Returns the number of rows the statement inserted, updated or deleted.
+   */
+  async runPrepared(sql: string, params: Params, types?: ParamTypes): Promise<number> {
+    return this.tracked(
+      async () => (await this.bound(sql, params, types).then((ps) => ps.run())).rowsChanged,
+    );
+  }
+
+  /** `all` through a prepared statement kept per SQL text (runPrepared). */
+  async allPrepared<T extends Row = Row>(sql: string, params: Params, types?: ParamTypes): Promise<T[]> {
+    return this.tracked(
+      async () => (await (await this.bound(sql, params, types)).runAndReadAll()).getRowObjectsJS() as T[],
+    );
+  }
+
+  /** Prepared statements of this store's connection by SQL text, most recently used last. */
+  private readonly prepared = new Map<string, DuckDBPreparedStatement>();
+
+  /** `sql` prepared on this store's connection (from the cache, or newly) with `params` bound. */
+  private async bound(sql: string, params: Params, types?: ParamTypes): Promise<DuckDBPreparedStatement> {
+    let ps = this.prepared.get(sql);
+    if (ps !== undefined) this.prepared.delete(sql);
+    else {
+      ps = await this.conn.prepare(sql);
+      if (this.prepared.size >= PREPARED_PER_CONNECTION) {
+        const [oldestSql, oldest] = this.prepared.entries().next().value as [string, DuckDBPreparedStatement];
+        this.prepared.delete(oldestSql);
+        oldest.destroySync();
+      }
+    }
+    this.prepared.set(sql, ps);
+    ps.bind(params, types);
+    return ps;
+  }
+
+  /** Frees the prepared statements (before the connection is closed). */
+  private dropPrepared(): void {
+    for (const ps of this.prepared.values()) ps.destroySync();
+    this.prepared.clear();
+  }
+
   /** `sql`'s result read column by column by `read` (DuckColumns), which returns what is kept of it. */
   async columns<T>(sql: string, params: Params | undefined, read: (result: DuckColumns) => T): Promise<T> {
     return this.tracked(async () => read(new DuckColumns(await this.conn.run(sql, params))));
@@ -273,6 +320,7 @@ export class DuckStore {
     if (this.inTransaction) return fn();
     await this.run("BEGIN TRANSACTION");
     this.inTransaction = true;
+    this.transactions++;
     let out: T;
     try {
       out = await fn();
@@ -301,6 +349,18 @@ export class DuckStore {
   }
 
   private inTransaction = false;
+  /** Transactions begun through transaction() so far (numbers the open one: openTransaction). */
+  private transactions = 0;
+
+  /**
+   * The number of the transaction open through transaction() on this store's connection, or null outside
+   * one. Every statement inside it reads one snapshot (plus the transaction's own writes), so a store may
+   * keep what it read inside the transaction for the rest of it (storage/stateStore.ts DuckStateStore
+   * keeps the revisions its load read for its commit's compare-and-set).
+   */
+  get openTransaction(): number | null {
+    return this.inTransaction ? this.transactions : null;
+  }
   /** Thread counts to restore when the open transaction ends (withThreads inside a transaction), innermost last. */
   private threadsAfterTransaction: number[] = [];
 
@@ -404,6 +464,7 @@ export class DuckStore {
     if (this.owner !== null) {
       const at = this.owner.sessions.indexOf(this);
       if (at >= 0) this.owner.sessions.splice(at, 1);
+      this.dropPrepared();
       this.conn.closeSync();
       for (const ok of this.closedWaiters.splice(0)) ok();
       return;
@@ -412,9 +473,11 @@ export class DuckStore {
     for (const s of this.sessions.splice(0)) {
       s.closeState = "closed";
       for (const p of s.pools.splice(0)) p.close();
+      s.dropPrepared();
       s.conn.closeSync();
       for (const ok of s.closedWaiters.splice(0)) ok();
     }
+    this.dropPrepared();
     this.conn.closeSync();
     this.instance.closeSync();
     for (const ok of this.closedWaiters.splice(0)) ok();

@@ -299,7 +299,7 @@ export class DuckMasteryStore implements MasteryStore {
     }
     const keys = [...newest.values()];
     return d.transaction(async () => {
-      const cur = await d.all<{ student_key: string; topic_id: string; rev: bigint }>(
+      const cur = await d.allPrepared<{ student_key: string; topic_id: string; rev: bigint }>(
         `SELECT student_key, topic_id, rev FROM student_mastery_rev
          JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
            USING (student_key, topic_id)`,
@@ -308,7 +308,7 @@ export class DuckMasteryStore implements MasteryStore {
       const stored = new Map(cur.map((c) => [`${c.student_key}\u0000${c.topic_id}`, Number(c.rev)]));
       const moved = keys.filter((k) => (stored.get(`${k.studentKey}\u0000${k.topicId}`) ?? 0) < k.rev);
       if (moved.length === 0) return 0;
-      await d.run(
+      await d.runPrepared(
         `INSERT OR REPLACE INTO student_mastery_rev
          SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::BIGINT[])`,
         [
@@ -362,14 +362,14 @@ export class DuckMasteryStore implements MasteryStore {
       const select = `SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::DOUBLE[]), unnest($4::VARCHAR[]),
         unnest($5::VARCHAR[]), make_timestamp(unnest($6::BIGINT[])), unnest($7::VARCHAR[]), $8::TIMESTAMP`;
       // Appended to the delta (storage/servingTables.ts): the newest row per key is the view's row.
-      await d.run(
+      await d.runPrepared(
         `INSERT INTO ${deltaTable("student_mastery")}
            (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
          ${select}`,
         params,
         types,
       );
-      await d.run(
+      await d.runPrepared(
         `INSERT INTO student_mastery_history
            (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
          ${select}`,

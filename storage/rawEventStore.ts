@@ -371,7 +371,7 @@ const us = (v: number | null) => (v === null ? null : BigInt(Math.round(v)));
 async function upsertContext(duck: DuckStore, rows: readonly RawEventRow[]): Promise<void> {
   const ctx = newestContextOf(rows);
   if (ctx.length === 0) return;
-  await duck.run(
+  await duck.runPrepared(
     CONTEXT_SQL,
     [
       listValue(ctx.map((c) => c.studentKey)),
@@ -408,7 +408,7 @@ export class DuckRawEventStore implements RawEventStore {
     if (rows.length === 0) return [];
     const batch = firstPerEvent(rows);
     const ids = [...new Set(batch.map((r) => r.event_id))];
-    const stored = await this.duck.all<LearnerRow>(
+    const stored = await this.duck.allPrepared<LearnerRow>(
       `SELECT ${DUCK_LEARNER_COLUMNS} FROM raw_events WHERE event_id IN (SELECT unnest($1::VARCHAR[]))
        ${DUCK_DEDUPED}`,
       [listValue(ids)],
@@ -416,7 +416,7 @@ export class DuckRawEventStore implements RawEventStore {
     const seen = new Set(stored.map((r) => r.event_id));
     const fresh = seen.size === 0 ? batch : batch.filter((r) => !seen.has(r.event_id));
     if (fresh.length > 0)
-      await this.duck.run(
+      await this.duck.runPrepared(
         `INSERT INTO raw_events (${COLUMN_LIST}) ${RAW_LIST_SELECT}`,
         RAW_COLUMNS.map(([field, , kind]) =>
           listValue(
@@ -502,7 +502,7 @@ export class DuckRawEventStore implements RawEventStore {
 
   async keyEvents(keys: readonly StudentTopic[]): Promise<LearnerRow[]> {
     if (keys.length === 0) return [];
-    return this.duck.all<LearnerRow>(
+    return this.duck.allPrepared<LearnerRow>(
       `SELECT ${DUCK_LEARNER_COLUMNS} FROM raw_events
        JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
          USING (student_key, topic_id)

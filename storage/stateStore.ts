@@ -894,6 +894,28 @@ function stateFromDuck(r: DuckStateRow): StoredLearnerState {
   };
 }
 
+/**
+ * The learner_state_rev revisions read (load) or written (commit) by the state stores of a DuckStore inside its
+ * open transaction (DuckStore.openTransaction), by key. A transaction's statements read one snapshot plus its
+ * own writes, so while the same transaction is open these are what learner_state_rev holds for those keys
+ * (a concurrent writer's commit is not seen, and its write to the same key fails one of the two transactions
+ * on DuckDB's conflict check): the commit's compare-and-set needs no read of them. One POST /events group is
+ * one transaction (serving/app.ts), so its commit skips that statement. Shared by every DuckStateStore of a
+ * DuckStore (any of them may write the table inside the transaction).
+ */
+const revsInTransaction = new WeakMap<DuckStore, { transaction: number; revs: Map<string, number> }>();
+
+/** The revisions known in `duck`'s open transaction (a new, empty map for a new transaction); null outside one. */
+function transactionRevs(duck: DuckStore): Map<string, number> | null {
+  const transaction = duck.openTransaction;
+  if (transaction === null) return null;
+  const held = revsInTransaction.get(duck);
+  if (held !== undefined && held.transaction === transaction) return held.revs;
+  const revs = new Map<string, number>();
+  revsInTransaction.set(duck, { transaction, revs });
+  return revs;
+}
+
 export class DuckStateStore implements StateStore {
   private constructor(private readonly duck: DuckStore) {}
 
@@ -934,13 +956,13 @@ export class DuckStateStore implements StateStore {
     const keyList = `(SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k`;
     const rows =
       f.params.length === 0
-        ? await this.duck.all<DuckStateRow>(`${DUCK_SELECT} JOIN ${keyList} USING (student_key, topic_id)`, [
-            sks,
-            tps,
-          ])
+        ? await this.duck.allPrepared<DuckStateRow>(
+            `${DUCK_SELECT} JOIN ${keyList} USING (student_key, topic_id)`,
+            [sks, tps],
+          )
         : newestRevisions(
             "learner_state",
-            await this.duck.all<DuckStateRow & RevisionRow>(
+            await this.duck.allPrepared<DuckStateRow & RevisionRow>(
               `SELECT s.*, r.rev FROM (${revisionsSql("learner_state", DUCK_REVISION_COLUMNS, f.sql)}) s
                JOIN ${keyList} USING (student_key, topic_id)
                LEFT JOIN learner_state_rev r USING (student_key, topic_id)`,
@@ -960,7 +982,7 @@ export class DuckStateStore implements StateStore {
     const seenRows =
       ids.length === 0
         ? []
-        : await this.duck.all<{ student_key: string; topic_id: string; event_id: string }>(
+        : await this.duck.allPrepared<{ student_key: string; topic_id: string; event_id: string }>(
             `SELECT s.student_key, s.topic_id, s.event_id FROM learner_state_seen s
              JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id,
                           unnest($3::VARCHAR[]) AS event_id) q USING (student_key, topic_id, event_id)`,
@@ -976,13 +998,16 @@ export class DuckStateStore implements StateStore {
       }
       s.add(r.event_id);
     }
+    const known = transactionRevs(this.duck);
     return keys.map((k) => {
       const id = `${k.studentKey}\u0000${k.topicId}`;
       const r = byKey.get(id);
+      const rev = r === undefined || r.rev === null ? 0 : Number(r.rev);
+      known?.set(id, rev);
       return {
         studentKey: k.studentKey,
         topicId: k.topicId,
-        rev: r === undefined || r.rev === null ? 0 : Number(r.rev),
+        rev,
         state: r === undefined ? null : stateFromDuck(r),
         seen: seenBy.get(id) ?? new Set(),
       };
@@ -993,13 +1018,26 @@ export class DuckStateStore implements StateStore {
     if (commits.length === 0) return [];
     const d = this.duck;
     return d.transaction(async () => {
-      const revRows = await d.all<{ student_key: string; topic_id: string; rev: bigint }>(
-        `SELECT student_key, topic_id, rev FROM learner_state_rev
-         JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
-           USING (student_key, topic_id)`,
-        [listValue(commits.map((c) => c.studentKey)), listValue(commits.map((c) => c.topicId))],
-      );
-      const revs = new Map(revRows.map((r) => [`${r.student_key}\u0000${r.topic_id}`, Number(r.rev)]));
+      const known = transactionRevs(d);
+      let revs: Map<string, number>;
+      if (known !== null && commits.every((c) => known.has(`${c.studentKey}\u0000${c.topicId}`))) {
+        // Every key's revision was read (or written) in this transaction: what a read would return now.
+        revs = new Map(
+          commits.map((c) => [
+            `${c.studentKey}\u0000${c.topicId}`,
+            known.get(`${c.studentKey}\u0000${c.topicId}`)!,
+          ]),
+        );
+      } else {
+        const revRows = await d.allPrepared<{ student_key: string; topic_id: string; rev: bigint }>(
+          `SELECT student_key, topic_id, rev FROM learner_state_rev
+           JOIN (SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
+             USING (student_key, topic_id)`,
+          [listValue(commits.map((c) => c.studentKey)), listValue(commits.map((c) => c.topicId))],
+        );
+        revs = new Map(commits.map((c) => [`${c.studentKey}\u0000${c.topicId}`, 0]));
+        for (const r of revRows) revs.set(`${r.student_key}\u0000${r.topic_id}`, Number(r.rev));
+      }
       const out: (number | null)[] = [];
       const ok: StateCommit[] = [];
       for (const c of commits) {
@@ -1015,7 +1053,7 @@ export class DuckStateStore implements StateStore {
       }
       if (ok.length === 0) return out;
       // One statement, the rows as typed column lists (no staging table to create, fill and drop).
-      await d.run(
+      await d.runPrepared(
         `INSERT INTO ${deltaTable("learner_state")} (${STREAM_STATE_COLUMNS}) ${STREAM_STATE_LIST_SELECT}`,
         streamStateLists(ok),
         STREAM_STATE_LIST_TYPES,
@@ -1025,7 +1063,7 @@ export class DuckStateStore implements StateStore {
         final.set(`${c.studentKey}\u0000${c.topicId}`, { sk: c.studentKey, tp: c.topicId, rev: 0 });
       for (const f of final.values()) f.rev = revs.get(`${f.sk}\u0000${f.tp}`)!;
       const fs = [...final.values()];
-      await d.run(
+      await d.runPrepared(
         `INSERT OR REPLACE INTO learner_state_rev
          SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::BIGINT[])`,
         [
@@ -1034,6 +1072,7 @@ export class DuckStateStore implements StateStore {
           listValue(fs.map((f) => BigInt(f.rev))),
         ],
       );
+      if (known !== null) for (const f of fs) known.set(`${f.sk}\u0000${f.tp}`, f.rev);
       const sk: string[] = [];
       const tp: string[] = [];
       const ev: string[] = [];
@@ -1044,7 +1083,7 @@ export class DuckStateStore implements StateStore {
           ev.push(e);
         }
       if (ev.length > 0)
-        await d.run(
+        await d.runPrepared(
           `INSERT OR IGNORE INTO learner_state_seen
            SELECT DISTINCT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[])`,
           [listValue(sk), listValue(tp), listValue(ev)],
