@@ -47,6 +47,7 @@ import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
 import type { ScoreStore } from "./feedback.ts";
 import { errorAnswer, HttpError } from "./httpError.ts";
+import { masteryHitPath } from "./masteryHitPath.ts";
 import { DuckMasteryReadStore, type MasteryReadStore, type TopicRow } from "./masteryReadStore.ts";
 import {
   DEFAULT_SOURCE_ORDER,
@@ -70,7 +71,6 @@ import { createRollupViews } from "./rollups.ts";
 import { RosterAccess } from "./roster.ts";
 import { ROUTES } from "./routes/index.ts";
 import { MASTERY_ROUTE } from "./routes/mastery.ts";
-import { masteryHitPath } from "./masteryHitPath.ts";
 import { securityHeaderSetter } from "./securityHeaders.ts";
 import { type ServedBody, servedBody, servedBodyBytes } from "./servedBody.ts";
 import type { SharedCacheInvalidation } from "./servingBackends.ts";

@@ -21,7 +21,9 @@ export function staticSecurityHeaders(options: Parameters<typeof helmet>[0] = {}
  * staticSecurityHeaders' work without the middleware around it: sets helmet()'s headers (worked out once,
  * here) on a response. For a path that answers before the middleware chain (serving/masteryHitPath.ts).
  */
-export function securityHeaderSetter(options: Parameters<typeof helmet>[0] = {}): (res: ServerResponse) => void {
+export function securityHeaderSetter(
+  options: Parameters<typeof helmet>[0] = {},
+): (res: ServerResponse) => void {
   const set: [string, string | number | readonly string[]][] = [];
   const removed: string[] = [];
   let called = false;

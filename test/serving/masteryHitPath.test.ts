@@ -78,7 +78,9 @@ describe("GET /mastery's hit path (serving/masteryHitPath.ts)", () => {
       { role: "parent", sub: "p1", children: ["s9", "s1"] },
     ];
     for (const claims of principals) {
-      const res = await request(h.app).get("/mastery/s1").set(await h.bearer(claims));
+      const res = await request(h.app)
+        .get("/mastery/s1")
+        .set(await h.bearer(claims));
       expect([claims.role, res.status]).toEqual([claims.role, 200]);
     }
     expect(h.hits.length).toBe(4);
@@ -114,7 +116,10 @@ describe("GET /mastery's hit path (serving/masteryHitPath.ts)", () => {
       ["another student", await h.bearer({ role: "student", sub: "s2" })],
       ["a parent of another child", await h.bearer({ role: "parent", sub: "p2", children: ["s2"] })],
       ["a teacher (roster)", await h.bearer({ role: "teacher", sub: "t1", classes: ["A"] })],
-      ["a service without mastery:read", await h.bearer({ role: "service", sub: "x", scopes: ["events:write"] })],
+      [
+        "a service without mastery:read",
+        await h.bearer({ role: "service", sub: "x", scopes: ["events:write"] }),
+      ],
     ];
     for (const [what, header] of others)
       expect([what, (await request(h.app).get("/mastery/s1").set(header)).status]).toEqual([what, 299]);
@@ -165,7 +170,10 @@ describe("GET /mastery through the app with the hit path", () => {
     // A miss through the route caches the body.
     const first = await request(h.app).get("/mastery/s1").set("authorization", admin).buffer(true);
     expect(first.status).toBe(200);
-    const [hits0, ok0] = [await counter("mastery_cache_total", HIT), await counter("mastery_http_requests_total", OK)];
+    const [hits0, ok0] = [
+      await counter("mastery_cache_total", HIT),
+      await counter("mastery_http_requests_total", OK),
+    ];
     // A hit (the hit path) and the same body through the route (an If-None-Match that does not match).
     const hit = await request(h.app).get("/mastery/s1").set("authorization", admin).buffer(true);
     const routed = await request(h.app)
@@ -177,8 +185,7 @@ describe("GET /mastery through the app with the hit path", () => {
       expect(r.status).toBe(200);
       expect(r.text).toBe(first.text);
     }
-    const headers = (r: request.Response) =>
-      Object.entries(r.headers).filter(([k]) => k !== "date");
+    const headers = (r: request.Response) => Object.entries(r.headers).filter(([k]) => k !== "date");
     expect(headers(hit)).toEqual(headers(routed));
     expect(Object.keys(hit.headers)).toEqual(Object.keys(routed.headers));
     expect(await counter("mastery_cache_total", HIT)).toBe(hits0 + 2);
