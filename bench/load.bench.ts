@@ -35,6 +35,7 @@
  *   LOAD_KINDS=1 ...                                  # then each request kind alone, open loop for LOAD_KIND_SECONDS
  *                                                       (default 5): server CPU per request of each kind
  *   LOAD_SERVER_NODE_FLAGS="--max-semi-space-size=32" ...  # node / V8 flags of the app's server process only
+ *   LOAD_APP_PORT=41500 LOAD_BARE_PORT=41501 ...      # fixed ports of the app and bare Express (one-process modes)
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
 import { fork } from "node:child_process";
@@ -436,7 +437,9 @@ async function serve(mode: Mode): Promise<void> {
   const narrow: number[] = [];
   for (let s = students - 100; s < students; s++) narrow.push(await time(pseudo.studentKey(`student-${s}`)));
   const cpu2 = cpuUs();
-  const server = app.listen(0, "127.0.0.1");
+  // LOAD_APP_PORT / LOAD_BARE_PORT: fixed ports for the one-process modes (helpers sharing a machine each
+  // keep to their own range); default 0, any free port.
+  const server = app.listen(env("LOAD_APP_PORT", 0), "127.0.0.1");
   await new Promise((r) => server.once("listening", r));
   installProbe(server, phases);
   const port = (server.address() as AddressInfo).port;
@@ -595,7 +598,10 @@ async function serveBare(): Promise<void> {
   app.get("/mastery/:id/:topic/history", (_q, res) => void res.type("application/json").send(h));
   app.get("/recommendations/:id", (_q, res) => void res.type("application/json").send(r));
   app.post("/events", (_q, res) => void res.type("application/json").send(e));
-  const server = app.listen(cluster.isWorker ? Number(process.env.LOAD_PORT) : 0, "127.0.0.1");
+  const server = app.listen(
+    cluster.isWorker ? Number(process.env.LOAD_PORT) : env("LOAD_BARE_PORT", 0),
+    "127.0.0.1",
+  );
   await new Promise((ok) => server.once("listening", ok));
   if (!cluster.isWorker) installProbe(server);
   const counts = (): Counts => ({ hits: 0, misses: 0, cpuUs: cpuUs() });

@@ -47,6 +47,7 @@ import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
 import type { ScoreStore } from "./feedback.ts";
 import { errorAnswer, HttpError } from "./httpError.ts";
+import { masteryHitPath } from "./masteryHitPath.ts";
 import { DuckMasteryReadStore, type MasteryReadStore, type TopicRow } from "./masteryReadStore.ts";
 import {
   DEFAULT_SOURCE_ORDER,
@@ -69,7 +70,8 @@ import { RawMirror } from "./rawMirror.ts";
 import { createRollupViews } from "./rollups.ts";
 import { RosterAccess } from "./roster.ts";
 import { ROUTES } from "./routes/index.ts";
-import { staticSecurityHeaders } from "./securityHeaders.ts";
+import { MASTERY_ROUTE } from "./routes/mastery.ts";
+import { securityHeaderSetter } from "./securityHeaders.ts";
 import { type ServedBody, servedBody, servedBodyBytes } from "./servedBody.ts";
 import type { SharedCacheInvalidation } from "./servingBackends.ts";
 import { StoreGate } from "./storeGate.ts";
@@ -357,6 +359,11 @@ export interface ServingContext {
   student(p: Principal, rawStudentId: string, res: Response): Promise<string>;
   /** GET /mastery's JSON body for a student (hot cache). */
   masteryJson(studentKey: string): Promise<string>;
+  /**
+   * The cached GET /mastery body when a fresh one is cached (counted as a hit), else undefined (nothing
+   * counted: masteryBody then computes it). Starts a due model refresh either way (never waits for it).
+   */
+  cachedMasteryBody(studentKey: string): ServedBody | undefined;
   /** The same body as cached: encoded once, with its ETag (what GET /mastery sends). */
   masteryBody(studentKey: string): Promise<ServedBody>;
   /**
@@ -714,7 +721,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     async masteryJson(studentKey) {
       return (await ctx.masteryBody(studentKey)).buf.toString("utf8");
     },
-    async masteryBody(studentKey) {
+    cachedMasteryBody(studentKey) {
       // One model refresh at a time (it queues in the gate behind writes): a cache hit does not wait
       // for it (a refresh that changes the served models clears the cache when it ends), a miss does.
       if (modelRefresh === null && modelScoring.due()) {
@@ -731,10 +738,12 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
           });
       }
       const hit = bodies.peek(studentKey);
-      if (hit !== undefined) {
-        metrics.cache.inc({ result: "hit" });
-        return hit;
-      }
+      if (hit !== undefined) metrics.cache.inc({ result: "hit" });
+      return hit;
+    },
+    async masteryBody(studentKey) {
+      const hit = ctx.cachedMasteryBody(studentKey);
+      if (hit !== undefined) return hit;
       metrics.cache.inc({ result: "miss" });
       if (modelRefresh !== null) await modelRefresh;
       return bodies.get(studentKey, async () => {
@@ -809,22 +818,22 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   app.disable("x-powered-by");
   app.set("trust proxy", config.trustProxy);
   // helmet()'s headers, computed once (serving/securityHeaders.ts).
-  app.use(staticSecurityHeaders());
+  const setSecurityHeaders = securityHeaderSetter();
   const limiter = rateLimiter(config.rateLimit, (header) => auth.authenticate(header));
-  if (limiter !== undefined) app.use(limiter);
-  app.use(express.json({ limit: config.bodyLimit }));
-  app.use((req: Request, res: Response, next: NextFunction) => {
+  // Request metrics and the info log line, recorded when the response finishes. `route`: the matched
+  // route's pattern when known up front (the hit path), else read from Express's req.route then.
+  const observe = (req: Request, res: Response, route?: string): void => {
     const t0 = process.hrtime.bigint();
     res.on("finish", () => {
-      const route = (req.route as { path?: string } | undefined)?.path ?? "(unmatched)";
+      const pattern = route ?? (req.route as { path?: string } | undefined)?.path ?? "(unmatched)";
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      metrics.requests.inc({ method: req.method, route, status: String(res.statusCode) });
-      metrics.duration.observe({ method: req.method, route }, seconds);
+      metrics.requests.inc({ method: req.method, route: pattern, status: String(res.statusCode) });
+      metrics.duration.observe({ method: req.method, route: pattern }, seconds);
       if (logger.isLevelEnabled("info")) {
         logger.info(
           {
             method: req.method,
-            route,
+            route: pattern,
             status: res.statusCode,
             ms: Math.round(seconds * 1e5) / 100,
             studentKey: res.locals.studentKey as string | undefined,
@@ -833,6 +842,31 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         );
       }
     });
+  };
+  // GET /mastery's cache hits, answered before the chain below (serving/masteryHitPath.ts); every other
+  // request, and every hit it does not take, goes on unchanged.
+  const serviceLimit = config.rateLimit.serviceLimit ?? 0;
+  app.use(
+    masteryHitPath({
+      route: MASTERY_ROUTE,
+      cachedPrincipal: (header) => auth.cachedPrincipal(header),
+      studentKey: (rawId) => studentKeyOf(deps.pseudonymizer, rawId),
+      cachedBody: (key) => ctx.cachedMasteryBody(key),
+      anyBackendDown: () => backends.anyDown(),
+      // The limiter skips services when they have no limit of their own (serving/rateLimit.ts).
+      rateLimited: (p) => limiter !== undefined && !(p.role === "service" && serviceLimit <= 0),
+      setSecurityHeaders,
+      observe,
+    }),
+  );
+  app.use((_req: Request, res: Response, next: NextFunction) => {
+    setSecurityHeaders(res);
+    next();
+  });
+  if (limiter !== undefined) app.use(limiter);
+  app.use(express.json({ limit: config.bodyLimit }));
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    observe(req, res);
     next();
   });
   app.use(outageGuard(backends));

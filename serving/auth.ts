@@ -234,6 +234,11 @@ const stringList = (v: unknown, claim: string): string[] => {
   return v as string[];
 };
 
+/** The token of an `Authorization: Bearer <JWT>` header, or undefined when the header has another form. */
+function bearerToken(header: string): string | undefined {
+  return /^Bearer\s+(\S+)$/i.exec(header)?.[1] || undefined;
+}
+
 export interface AuthenticatorOptions {
   /** Longest accepted lifetime in seconds (default DEFAULT_MAX_TTL_SEC; `maxTtlFromEnv()` in the server). */
   maxTtlSec?: number;
@@ -266,9 +271,9 @@ export class Authenticator {
     if (header === undefined || header === "") {
       throw new AccessError(401, "authorization", "missing bearer token: send Authorization: Bearer <JWT>");
     }
-    const m = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!m?.[1]) throw new AccessError(401, "authorization", 'Authorization header must be "Bearer <JWT>"');
-    const token = m[1];
+    const token = bearerToken(header);
+    if (token === undefined)
+      throw new AccessError(401, "authorization", 'Authorization header must be "Bearer <JWT>"');
     const hit = this.cache.get(token);
     if (hit !== undefined) {
       if (hit.exp > nowSec) return hit;
@@ -300,6 +305,17 @@ export class Authenticator {
     if (this.cache.size >= this.cacheSize) this.cache.clear();
     this.cache.set(token, principal);
     return principal;
+  }
+
+  /**
+   * The principal of a bearer token verified before and not expired, without any other work; undefined
+   * otherwise (then authenticate() decides, with its reason). For the cache-hit path of GET /mastery
+   * (serving/masteryHitPath.ts), which must not wait for a promise.
+   */
+  cachedPrincipal(header: string | undefined, nowSec = Date.now() / 1000): Principal | undefined {
+    const token = header === undefined ? undefined : bearerToken(header);
+    const hit = token === undefined ? undefined : this.cache.get(token);
+    return hit !== undefined && hit.exp > nowSec ? hit : undefined;
   }
 
   /** 401 when the token would live longer than the maximum (from its iat, and from now). */
@@ -355,16 +371,18 @@ const ROLE_ACTIONS: Record<Exclude<Role, "service" | "admin">, ReadonlySet<Scope
   teacher: new Set(["mastery:read", "feedback:write", "score:write", "experiments:read"]),
 };
 
+/** Whether the principal's role (or, for services, a scope) allows `action`. */
+export function mayDo(p: Principal, action: Scope): boolean {
+  if (p.role === "admin") return true;
+  if (p.role === "service") return p.scopes.has(action);
+  return ROLE_ACTIONS[p.role].has(action);
+}
+
 /** 403 unless the principal's role (or, for services, a scope) allows `action`. */
 export function requireAction(p: Principal, action: Scope): void {
-  if (p.role === "admin") return;
-  if (p.role === "service") {
-    if (p.scopes.has(action)) return;
-    throw new AccessError(403, "scope", `service token lacks scope "${action}"`);
-  }
-  if (!ROLE_ACTIONS[p.role].has(action)) {
-    throw new AccessError(403, "role", `role "${p.role}" may not ${describe(action)}`);
-  }
+  if (mayDo(p, action)) return;
+  if (p.role === "service") throw new AccessError(403, "scope", `service token lacks scope "${action}"`);
+  throw new AccessError(403, "role", `role "${p.role}" may not ${describe(action)}`);
 }
 
 const describe = (a: Scope): string =>
@@ -399,6 +417,24 @@ export function teacherMayUseClass(p: Principal, cls: RosterClass): boolean {
 }
 
 /**
+ * Whether the principal may see this student without reading the roster: admin, service, the student
+ * themself, a parent's own child. False for everyone else, teachers included (requireStudent then
+ * reads the roster or refuses).
+ */
+export function mayReadWithoutRoster(p: Principal, studentKey: string): boolean {
+  switch (p.role) {
+    case "admin":
+    case "service":
+      return true;
+    case "student":
+    case "parent":
+      return p.studentKeys.has(studentKey);
+    case "teacher":
+      return false;
+  }
+}
+
+/**
  * 403 unless the principal may see this student: self, own child, a student on the roster of a
  * class the teacher may use (`rosterClassesOf` lists the student's roster classes), admin, service.
  */
@@ -407,15 +443,14 @@ export async function requireStudent(
   studentKey: string,
   rosterClassesOf: (studentKey: string) => Promise<readonly RosterClass[]>,
 ): Promise<void> {
+  if (mayReadWithoutRoster(p, studentKey)) return;
   switch (p.role) {
     case "admin":
     case "service":
       return;
     case "student":
-      if (p.studentKeys.has(studentKey)) return;
       throw new AccessError(403, "studentId", "a student may only see their own data");
     case "parent":
-      if (p.studentKeys.has(studentKey)) return;
       throw new AccessError(403, "studentId", "a parent may only see their children's data");
     case "teacher": {
       for (const c of await rosterClassesOf(studentKey)) if (teacherMayUseClass(p, c)) return;

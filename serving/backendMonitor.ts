@@ -82,6 +82,12 @@ export class BackendMonitor {
     return [...this.entries.values()].filter((e) => e.status.status === "down").map((e) => e.probe.backend);
   }
 
+  /** Whether any backend is known to be down (down() without building the list: asked on every request). */
+  anyDown(): boolean {
+    for (const e of this.entries.values()) if (e.status.status === "down") return true;
+    return false;
+  }
+
   /** Seconds a client should wait before retrying (the next probe, at least 1 s). */
   retryAfterSeconds(): number {
     const next = Math.max(0, ...[...this.entries.values()].map((e) => e.nextProbeAt - Date.now()));

@@ -10,6 +10,20 @@ import helmet from "helmet";
  * defaults never do; a CSP nonce function would).
  */
 export function staticSecurityHeaders(options: Parameters<typeof helmet>[0] = {}): RequestHandler {
+  const setHeaders = securityHeaderSetter(options);
+  return (_req: Request, res: Response, next: NextFunction) => {
+    setHeaders(res);
+    next();
+  };
+}
+
+/**
+ * staticSecurityHeaders' work without the middleware around it: sets helmet()'s headers (worked out once,
+ * here) on a response. For a path that answers before the middleware chain (serving/masteryHitPath.ts).
+ */
+export function securityHeaderSetter(
+  options: Parameters<typeof helmet>[0] = {},
+): (res: ServerResponse) => void {
   const set: [string, string | number | readonly string[]][] = [];
   const removed: string[] = [];
   let called = false;
@@ -28,9 +42,8 @@ export function staticSecurityHeaders(options: Parameters<typeof helmet>[0] = {}
   });
   if (!called)
     throw new Error("staticSecurityHeaders: helmet did not finish synchronously; use helmet() directly");
-  return (_req: Request, res: Response, next: NextFunction) => {
+  return (res: ServerResponse) => {
     for (const [name, value] of set) res.setHeader(name, value);
     for (const name of removed) res.removeHeader(name);
-    next();
   };
 }

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import type { ServerResponse } from "node:http";
 import type { Request, Response } from "express";
 
 /**
@@ -83,8 +84,16 @@ export function sendServedBody(req: Request, res: Response, body: ServedBody): v
     res.end();
     return;
   }
+  endServedBody(res, body, req.method !== "HEAD");
+}
+
+/**
+ * The rest of a 200 answer with a cached body (its ETag already set): type, length, and the bytes unless
+ * `withBody` is false (HEAD). Shared by sendServedBody and the cache-hit path (serving/masteryHitPath.ts).
+ */
+export function endServedBody(res: ServerResponse, body: ServedBody, withBody: boolean): void {
   res.setHeader("Content-Type", "application/json; charset=utf-8");
   res.setHeader("Content-Length", body.buf.length);
-  if (req.method === "HEAD") res.end();
-  else res.end(body.buf);
+  if (withBody) res.end(body.buf);
+  else res.end();
 }

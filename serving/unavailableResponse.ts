@@ -17,9 +17,8 @@ const NO_BACKEND = /^\/(healthz|readyz|openapi\.json|docs|app)(\/|$)/;
 /** Express middleware: 503 + Retry-After before the handler runs when a needed backend is down. */
 export function outageGuard(monitor: BackendMonitor): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
-    if (NO_BACKEND.test(req.path)) return next();
+    if (!monitor.anyDown() || NO_BACKEND.test(req.path)) return next();
     const down = monitor.down();
-    if (down.length === 0) return next();
     // DuckDB holds everything else (registry, experiments, audit); the services only the store routes.
     const needed = STORE_ROUTES.test(req.path) ? down : down.filter((b) => b === "duckdb");
     if (needed.length === 0) return next();

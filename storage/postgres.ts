@@ -115,6 +115,13 @@ const DDL_LOCK_KEY = 0x6d617374646c;
 export class PgStore {
   readonly dialect = "postgres" as const;
   private readonly tx = new AsyncLocalStorage<pg.PoolClient>();
+  /**
+   * Transactions in progress. `tx` is disabled whenever this drops to 0: an enabled AsyncLocalStorage keeps
+   * Node 20's async hooks on, which run JavaScript at every promise's creation, await and settlement in the
+   * whole process (every request's), while a transaction is rare on the serving path (alert crossings,
+   * roster loads, DDL at start). `tx.run` enables it again for the next one (docs/benchmarks.md, serve22).
+   */
+  private openTransactions = 0;
   /** allPrepared's statement names by SQL text (the same name on every connection of the pool). */
   private readonly statementNames = new Map<string, string>();
 
@@ -272,7 +279,15 @@ export class PgStore {
     client.on("error", onError);
     try {
       await client.query("BEGIN");
-      const out = await this.tx.run(client, fn);
+      this.openTransactions++;
+      let out: T;
+      try {
+        out = await this.tx.run(client, fn);
+      } finally {
+        // No transaction left: no statement may find a client in the context any more (getStore() is
+        // undefined while disabled, as it is outside every transaction).
+        if (--this.openTransactions === 0) this.tx.disable();
+      }
       await client.query("COMMIT");
       return out;
     } catch (err) {

@@ -9,7 +9,7 @@ import {
   listExperiments,
   postExperiment,
 } from "./experiments.ts";
-import { getHistories, getHistory, getMastery, getRecommendations } from "./mastery.ts";
+import { getHistories, getHistory, getMastery, getRecommendations, MASTERY_ROUTE } from "./mastery.ts";
 import {
   deleteModelVersion,
   getModel,
@@ -255,7 +255,7 @@ const ROSTER_ROUTES: readonly RouteSpec[] = [
 export const ROUTES: readonly RouteSpec[] = [
   {
     method: "get",
-    path: "/mastery/:studentId",
+    path: MASTERY_ROUTE,
     operationId: "getMastery",
     summary:
       "Served mastery per topic (score, explanation, source, model version, arm) and chapter/subject/course rollups; with ?include=history also every served topic's history",

@@ -24,6 +24,9 @@ function includeSet(raw: unknown): Set<(typeof INCLUDES)[number]> {
   return new Set(parts as (typeof INCLUDES)[number][]);
 }
 
+/** GET /mastery's route pattern (also the hit path's metrics label, serving/masteryHitPath.ts). */
+export const MASTERY_ROUTE = "/mastery/:studentId";
+
 /**
  * GET /mastery/:studentId[?include=history]: with include=history the body also carries every served
  * topic's history (`histories`, as GET /mastery/:studentId/history answers them), so the dashboard's
