@@ -4,15 +4,15 @@ import { ensureStudentContext } from "./studentContext.ts";
 
 /**
  * The core schema of the embedded store on open. The migration (storage/servingTables.ts applyDuckCoreDdl,
- * then storage/studentContext.ts ensureStudentContext) is ~145 statements, nearly all no-op
- * `ADD COLUMN IF NOT EXISTS` steps and catalog reads: ~0.15 s of CPU per open, paid in full by a new file or
- * `:memory:` store too (the tests open hundreds). A store whose catalog is empty ends up with exactly the
+ * then storage/studentContext.ts ensureStudentContext) is ~145 statements, most of them one
+ * `ADD COLUMN IF NOT EXISTS` per column, and catalog reads: ~0.1 s of CPU per open, paid in full by a new file
+ * or `:memory:` store too (the tests open hundreds). A store whose catalog is empty ends up with exactly the
  * catalog the migration leaves on an empty store, so after the first empty store of a process has been
  * migrated, that catalog (its CREATE statements, read back from DuckDB) is kept per DDL list and replayed on
- * the next empty stores in one transaction: ~20 statements. Any store with something in its catalog (a file
- * opened again, a file of an older layout) goes through the migration as before, so there is still one
- * migration path, and the replayed statements come from it (test/storage/coreSchema.test.ts compares the two
- * catalogs column by column).
+ * the next empty stores in one transaction: 15 statements, ~0.33x the CPU (bench/storeOpen.bench.ts). Any
+ * store with something in its catalog (a file opened again, a file of an older layout) goes through the
+ * migration as before, so there is still one migration path, and the replayed statements come from it
+ * (test/storage/coreSchema.test.ts compares the two catalogs column by column).
  */
 
 /** How the schema was applied: the migration, or the replay of a migrated empty store's catalog. */
