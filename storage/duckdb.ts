@@ -9,10 +9,9 @@ import type {
   DuckDBType,
   DuckDBValue,
 } from "@duckdb/node-api";
+import { applyCoreSchema } from "./coreSchema.ts";
 import { DuckDBInstance, JSDuckDBValueConverter } from "./duckdbApi.ts";
 import { CORE_DDL, DUCK_ONLY_DDL } from "./schema.ts";
-import { applyDuckCoreDdl } from "./servingTables.ts";
-import { ensureStudentContext } from "./studentContext.ts";
 
 /** The DuckDB file's encryption key (>= 32 characters), or a file holding it (first line). */
 export const DB_KEY_ENV = "MASTERY_DB_KEY";
@@ -34,6 +33,9 @@ export interface DbEncryption {
   key: string;
   crypto: DbCrypto;
 }
+
+/** The schema every embedded file gets on open: the core tables and the file's own columns. */
+const CORE_DDL_OF_FILE: readonly string[] = [...CORE_DDL, ...DUCK_ONLY_DDL];
 
 /** A row as plain JS values (BIGINT -> bigint, TIMESTAMP -> Date, DECIMAL -> number, LIST -> array). */
 export type Row = Record<string, unknown>;
@@ -149,8 +151,8 @@ export class DuckStore {
       }
     }
     const store = new DuckStore(path, instance, conn, encryption === null ? null : ENCRYPTED_CATALOG);
-    await applyDuckCoreDdl(conn, [...CORE_DDL, ...DUCK_ONLY_DDL]);
-    await ensureStudentContext(conn);
+    // A new (empty) store replays the catalog the migration left on this process's first one (storage/coreSchema.ts).
+    await applyCoreSchema(conn, CORE_DDL_OF_FILE);
     return store;
   }
 

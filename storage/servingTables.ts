@@ -71,6 +71,7 @@ export async function applyDuckCoreDdl(conn: DuckDBConnection, coreDdl: readonly
       if (i.sql !== null) await conn.run(i.sql.replace(new RegExp(`ON ${t}\\b(?!_)`), `ON ${baseTable(t)}`));
   }
   await conn.run(`CREATE SEQUENCE IF NOT EXISTS ${SEQUENCE}`);
+  const run = ddlRunner(conn);
   for (const ddl of coreDdl) {
     if (isFeaturesDdl(ddl)) {
       // features: a view over stored rows and snapshots (storage/featureRows.ts).
@@ -79,16 +80,16 @@ export async function applyDuckCoreDdl(conn: DuckDBConnection, coreDdl: readonly
     }
     const t = layeredIn(ddl);
     if (t === null) {
-      await conn.run(ddl);
+      await run(ddl);
       continue;
     }
-    await conn.run(renamed(ddl, t, baseTable(t)));
+    await run(renamed(ddl, t, baseTable(t)));
     // The delta has no primary key: an append never probes or deletes from an index.
-    await conn.run(renamed(ddl, t, deltaTable(t)).replace(/,\s*PRIMARY KEY \([^)]*\)/, ""));
+    await run(renamed(ddl, t, deltaTable(t)).replace(/,\s*PRIMARY KEY \([^)]*\)/, ""));
   }
   const views = new Map((await catalog("duckdb_views", "view_name")).map((r) => [r.name, r.sql ?? ""]));
   for (const t of LAYERED_TABLES) {
-    await conn.run(
+    await run(
       `ALTER TABLE ${deltaTable(t)} ADD COLUMN IF NOT EXISTS delta_seq BIGINT DEFAULT nextval('${SEQUENCE}')`,
     );
     // The view is replaced only when it is missing or the base's columns changed (a column added since).
@@ -100,6 +101,36 @@ export async function applyDuckCoreDdl(conn: DuckDBConnection, coreDdl: readonly
   // process killed before its first checkpoint left a file nothing could open (found by
   // test/serving/serveWorkers.int.test.ts: a SIGKILLed worker's replacement could not open its file).
   await conn.run("CHECKPOINT");
+}
+
+/** `ALTER TABLE <table> ADD COLUMN IF NOT EXISTS <column> ...`: the table and the column. */
+const ADD_COLUMN = /^\s*ALTER TABLE (\w+) ADD COLUMN IF NOT EXISTS (\w+)\s/i;
+
+/**
+ * Runs DDL on `conn`, skipping an `ADD COLUMN IF NOT EXISTS` whose column the table already has: the statement
+ * is a no-op then, but DuckDB still spends ~1 ms of catalog work on it, and a file opened again runs ~100 of
+ * them. A table's columns are read once (its first such statement) and kept up to date as columns are added.
+ */
+function ddlRunner(conn: DuckDBConnection): (ddl: string) => Promise<void> {
+  const columns = new Map<string, Set<string>>();
+  return async (ddl) => {
+    const m = ADD_COLUMN.exec(ddl);
+    if (m === null) {
+      await conn.run(ddl);
+      return;
+    }
+    const table = (m[1] as string).toLowerCase();
+    const column = (m[2] as string).toLowerCase();
+    let has = columns.get(table);
+    if (has === undefined) {
+      const names = (await conn.runAndReadAll(`SELECT * FROM ${table} LIMIT 0`)).columnNames();
+      has = new Set(names.map((n) => n.toLowerCase()));
+      columns.set(table, has);
+    }
+    if (has.has(column)) return;
+    await conn.run(ddl);
+    has.add(column);
+  };
 }
 
 async function baseColumns(conn: DuckDBConnection, t: LayeredTable): Promise<string[]> {
