@@ -25,10 +25,20 @@ export const MAX_RUNS = 4;
 /** An inclusive row-id range [lo, hi]. */
 export type RowIdRange = readonly [lo: number, hi: number];
 
+/** A scan decodes a column a vector (2,048 rows, aligned to the table's start) at a time. */
+export const VECTOR_ROWS = 2048;
+/**
+ * A range read pays when the ids hold at least this many rows per vector they touch: measured (docs/benchmarks.md
+ * "The embedded cold read, round 3"), a vector of ~40 columns scanned costs about what ~4-5 rows fetched through
+ * the index cost, plus the statement's own overhead.
+ */
+export const MIN_ROWS_PER_VECTOR = 6;
+
 /**
  * The runs of `ids` (row ids, any order; each once) as inclusive ranges in ascending order: consecutive ids (in
  * sorted order) at most `gap` apart share a run. Null when a range read would not pay: no ids, more than
- * `maxRuns` runs, or the ranges hold more than `8 x ids + 2 x gap x runs` rows (mostly other students' rows).
+ * `maxRuns` runs, or fewer than MIN_ROWS_PER_VECTOR ids per vector holding one (spread rows, where the index
+ * fetches fewer cells than a scan decodes).
  */
 export function rowIdRuns(
   ids: readonly number[],
@@ -39,16 +49,19 @@ export function rowIdRuns(
   const sorted = Float64Array.from(ids).sort();
   const runs: RowIdRange[] = [];
   let lo = sorted[0]!;
-  let span = 0;
+  let vectors = 1;
   for (let i = 1; i <= sorted.length; i++) {
+    if (
+      i < sorted.length &&
+      Math.floor(sorted[i]! / VECTOR_ROWS) !== Math.floor(sorted[i - 1]! / VECTOR_ROWS)
+    )
+      vectors++;
     if (i < sorted.length && sorted[i]! - sorted[i - 1]! <= gap) continue;
     if (runs.length === maxRuns) return null;
-    const hi = sorted[i - 1]!;
-    runs.push([lo, hi]);
-    span += hi - lo + 1;
+    runs.push([lo, sorted[i - 1]!]);
     lo = sorted[i] ?? 0;
   }
-  return span <= 8 * sorted.length + 2 * gap * runs.length ? runs : null;
+  return sorted.length >= MIN_ROWS_PER_VECTOR * vectors ? runs : null;
 }
 
 /** The row ids of `t`'s base rows for which `where` holds (a filter its index serves, e.g. `student_key = $1`). */

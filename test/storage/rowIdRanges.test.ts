@@ -13,14 +13,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DuckMasteryReadStore } from "../../serving/masteryReadStore.ts";
 import { scoreRowNeeds } from "../../serving/masteryView.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
-import { MAX_RUNS, RUN_GAP, rowIdRuns } from "../../storage/rowIdRanges.ts";
+import { MAX_RUNS, MIN_ROWS_PER_VECTOR, RUN_GAP, rowIdRuns, VECTOR_ROWS } from "../../storage/rowIdRanges.ts";
 import { EXPLANATION_NUMBER_COLUMNS, RULE_BLOCK_COLUMNS } from "../../storage/schema.ts";
 import { baseTable, deltaTable } from "../../storage/servingTables.ts";
 
 describe("rowIdRuns: the runs of a student's row ids", () => {
   it("known answers", () => {
     expect(rowIdRuns([])).toBeNull();
-    expect(rowIdRuns([7])).toEqual([[7, 7]]);
+    // One row: the index fetches it for less than a scan of its vector.
+    expect(rowIdRuns([7])).toBeNull();
     // 400 rows in a row, given in any order: one run.
     const block = Array.from({ length: 400 }, (_, i) => 1000 + ((i * 37) % 400));
     expect(rowIdRuns(block)).toEqual([[1000, 1399]]);
@@ -34,25 +35,28 @@ describe("rowIdRuns: the runs of a student's row ids", () => {
       [3e6, 3e6 + 198],
     ]);
     // A gap of exactly RUN_GAP stays in the run; one more starts a new one.
-    expect(rowIdRuns([0, RUN_GAP])).toEqual([[0, RUN_GAP]]);
-    expect(rowIdRuns([0, RUN_GAP + 1])).toEqual([
-      [0, 0],
-      [RUN_GAP + 1, RUN_GAP + 1],
+    const sixty = (from: number) => Array.from({ length: 60 }, (_, i) => from + i);
+    expect(rowIdRuns([...sixty(0), ...sixty(59 + RUN_GAP)])).toEqual([[0, 118 + RUN_GAP]]);
+    expect(rowIdRuns([...sixty(0), ...sixty(60 + RUN_GAP)])).toEqual([
+      [0, 59],
+      [60 + RUN_GAP, 119 + RUN_GAP],
     ]);
     // MAX_RUNS runs are read as ranges, one more is not.
-    const runsOf = (k: number) => Array.from({ length: k }, (_, i) => i * 1e6);
+    const runsOf = (k: number) =>
+      Array.from({ length: 10 * k }, (_, i) => Math.floor(i / 10) * 1e6 + (i % 10));
     expect(rowIdRuns(runsOf(MAX_RUNS))).toHaveLength(MAX_RUNS);
     expect(rowIdRuns(runsOf(MAX_RUNS + 1))).toBeNull();
-    // 400 rows each 2,000 apart: one run of ~800,000 rows, nearly all other students' rows: not read as a range.
+    // 400 rows 2,000 apart: one run over ~390 vectors, a row each: the index read.
     expect(rowIdRuns(Array.from({ length: 400 }, (_, i) => i * 2000))).toBeNull();
-    // 400 rows each 8 apart (3,193 rows): within 8 x 400 + 2 x RUN_GAP, read as one range.
-    expect(rowIdRuns(Array.from({ length: 400 }, (_, i) => i * 8))).toEqual([[0, 3192]]);
+    // 400 rows 400 apart (79 vectors, 5.1 rows each): the index read; 300 apart (59 vectors, 6.8 each): one range.
+    expect(rowIdRuns(Array.from({ length: 400 }, (_, i) => i * 400))).toBeNull();
+    expect(rowIdRuns(Array.from({ length: 400 }, (_, i) => i * 300))).toEqual([[0, 119_700]]);
   });
 
   it("property: the runs cover every id, start and end on ids, are ascending and apart by more than the gap", () => {
     fc.assert(
       fc.property(
-        fc.uniqueArray(fc.integer({ min: 0, max: 200_000 }), { maxLength: 300 }),
+        fc.uniqueArray(fc.integer({ min: 0, max: 40_000 }), { maxLength: 300 }),
         fc.integer({ min: 1, max: 5000 }),
         fc.integer({ min: 1, max: 6 }),
         (ids, gap, maxRuns) => {
@@ -65,9 +69,8 @@ describe("rowIdRuns: the runs of a student's row ids", () => {
             if (last !== undefined && id - last[1] <= gap) last[1] = id;
             else ref.push([id, id]);
           }
-          const span = ref.reduce((s, [lo, hi]) => s + hi - lo + 1, 0);
-          const pays =
-            ids.length > 0 && ref.length <= maxRuns && span <= 8 * ids.length + 2 * gap * ref.length;
+          const vectors = new Set(ids.map((id) => Math.floor(id / VECTOR_ROWS))).size;
+          const pays = ids.length > 0 && ref.length <= maxRuns && ids.length >= MIN_ROWS_PER_VECTOR * vectors;
           if (!pays) {
             expect(runs).toBeNull();
             return;
@@ -92,7 +95,7 @@ const TOPICS = 60;
  * Every student's 240 base rows (bkt / elo with their numbers, rule_based with a block, served with a text), from
  * a fixed formula, inserted in `order` (an ORDER BY over the rows' columns), then checkpointed.
  */
-async function seed(duck: DuckStore, order: string): Promise<void> {
+async function seed(duck: DuckStore, order: string, filler = 0): Promise<void> {
   const f = (salt: number) => `((hash(s.i * 7919 + t.i * 104729 + ${salt}) % 1000000) / 1000000.0)`;
   const ex = EXPLANATION_NUMBER_COLUMNS.map(
     (c, k) =>
@@ -112,7 +115,12 @@ async function seed(duck: DuckStore, order: string): Promise<void> {
               make_timestamp(1764000000000000 + t.i * 1000000) AS as_of,
               CASE WHEN v.src = 'served' THEN '{"score":' || (${f(98)})::VARCHAR || '}' ELSE '' END AS explanation,
               make_timestamp(1764000000000000 + s.i * 1000000) AS last_updated, ${[...ex, ...rule].join(", ")}
-       FROM range(${STUDENTS}) s(i), range(${TOPICS}) t(i), (VALUES ${SOURCES.map((x) => `('${x}')`).join(", ")}) v(src))
+       FROM range(${STUDENTS}) s(i), range(${TOPICS}) t(i), (VALUES ${SOURCES.map((x) => `('${x}')`).join(", ")}) v(src)
+       UNION ALL BY NAME
+       SELECT 'filler-' || f.i::VARCHAR AS student_key, 'F' AS topic_id, 0.5 AS mastery_score, 'bkt' AS score_source,
+              'v1' AS model_version, TIMESTAMP '2026-11-01' AS as_of, '{}' AS explanation,
+              TIMESTAMP '2026-11-01' AS last_updated
+       FROM range(${filler}) f(i))
      ORDER BY ${order}`,
   );
   // Revisions in the delta: a newer bkt row for topics 0, 17, 34, 51 of every third student; student-30 only there.
@@ -150,12 +158,12 @@ describe("DuckMasteryReadStore.scoreRows by row-id ranges", () => {
       order: "score_source = 'rule_based', student_key, topic_id, score_source",
       ranged: true,
     },
-    // Spread over the table: the index read.
-    spread: { order: "hash(student_key || topic_id || score_source)", ranged: false },
+    // Spread over a table of ~127,000 rows (fewer than MIN_ROWS_PER_VECTOR a vector): the index read.
+    spread: { order: "hash(student_key || topic_id || score_source)", ranged: false, filler: 120_000 },
   };
   for (const [name, layout] of Object.entries(layouts))
     it(`${name}: the same rows as the index read, on the store's connection and on a read pool`, async () => {
-      await seed(duck, layout.order);
+      await seed(duck, layout.order, "filler" in layout ? layout.filler : 0);
       const pool = await duck.readPool(2);
       const byIndex = new DuckMasteryReadStore(duck, undefined, { rangeReads: false });
       const stores = [new DuckMasteryReadStore(duck), new DuckMasteryReadStore(pool)];
