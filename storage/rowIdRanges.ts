@@ -28,17 +28,20 @@ export type RowIdRange = readonly [lo: number, hi: number];
 /** A scan decodes a column a vector (2,048 rows, aligned to the table's start) at a time. */
 export const VECTOR_ROWS = 2048;
 /**
- * A range read pays when the ids hold at least this many rows per vector they touch: measured (docs/benchmarks.md
- * "The embedded cold read, round 3"), a vector of ~40 columns scanned costs about what ~4-5 rows fetched through
- * the index cost, plus the statement's own overhead.
+ * A range read pays when the ids hold at least MIN_ROWS + ROWS_PER_VECTOR x (vectors they touch) rows. Measured
+ * (docs/benchmarks.md "The embedded cold read, round 3 (mastery22)", CPU at load ~30): through the index ~0.1 ms
+ * a row of ~40 columns plus ~2 ms a statement; by ranges ~5.5 ms fixed (the transaction, the row-id read, a scan
+ * per run) plus ~1 ms a vector touched. So 400 rows in 1-4 vectors: ranges (~8 ms against ~38); a student of
+ * 27-60 rows in two vectors: the index (~6 ms against ~7.7 by ranges).
  */
-export const MIN_ROWS_PER_VECTOR = 6;
+export const MIN_ROWS = 64;
+export const ROWS_PER_VECTOR = 8;
 
 /**
  * The runs of `ids` (row ids, any order; each once) as inclusive ranges in ascending order: consecutive ids (in
  * sorted order) at most `gap` apart share a run. Null when a range read would not pay: no ids, more than
- * `maxRuns` runs, or fewer than MIN_ROWS_PER_VECTOR ids per vector holding one (spread rows, where the index
- * fetches fewer cells than a scan decodes).
+ * `maxRuns` runs, or fewer than MIN_ROWS + ROWS_PER_VECTOR x (vectors holding one) ids (few rows, or rows spread
+ * over many vectors: the index then fetches for less than the scans decode).
  */
 export function rowIdRuns(
   ids: readonly number[],
@@ -61,7 +64,7 @@ export function rowIdRuns(
     runs.push([lo, sorted[i - 1]!]);
     lo = sorted[i] ?? 0;
   }
-  return sorted.length >= MIN_ROWS_PER_VECTOR * vectors ? runs : null;
+  return sorted.length >= MIN_ROWS + ROWS_PER_VECTOR * vectors ? runs : null;
 }
 
 /** The row ids of `t`'s base rows for which `where` holds (a filter its index serves, e.g. `student_key = $1`). */

@@ -13,15 +13,23 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DuckMasteryReadStore } from "../../serving/masteryReadStore.ts";
 import { scoreRowNeeds } from "../../serving/masteryView.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
-import { MAX_RUNS, MIN_ROWS_PER_VECTOR, RUN_GAP, rowIdRuns, VECTOR_ROWS } from "../../storage/rowIdRanges.ts";
+import {
+  MAX_RUNS,
+  MIN_ROWS,
+  ROWS_PER_VECTOR,
+  RUN_GAP,
+  rowIdRuns,
+  VECTOR_ROWS,
+} from "../../storage/rowIdRanges.ts";
 import { EXPLANATION_NUMBER_COLUMNS, RULE_BLOCK_COLUMNS } from "../../storage/schema.ts";
 import { baseTable, deltaTable } from "../../storage/servingTables.ts";
 
 describe("rowIdRuns: the runs of a student's row ids", () => {
   it("known answers", () => {
     expect(rowIdRuns([])).toBeNull();
-    // One row: the index fetches it for less than a scan of its vector.
+    // One row, or 40 in a row: the index fetches them for less than the range read's fixed cost.
     expect(rowIdRuns([7])).toBeNull();
+    expect(rowIdRuns(Array.from({ length: 40 }, (_, i) => 500 + i))).toBeNull();
     // 400 rows in a row, given in any order: one run.
     const block = Array.from({ length: 400 }, (_, i) => 1000 + ((i * 37) % 400));
     expect(rowIdRuns(block)).toEqual([[1000, 1399]]);
@@ -43,14 +51,14 @@ describe("rowIdRuns: the runs of a student's row ids", () => {
     ]);
     // MAX_RUNS runs are read as ranges, one more is not.
     const runsOf = (k: number) =>
-      Array.from({ length: 10 * k }, (_, i) => Math.floor(i / 10) * 1e6 + (i % 10));
+      Array.from({ length: 40 * k }, (_, i) => Math.floor(i / 40) * 1e6 + (i % 40));
     expect(rowIdRuns(runsOf(MAX_RUNS))).toHaveLength(MAX_RUNS);
     expect(rowIdRuns(runsOf(MAX_RUNS + 1))).toBeNull();
     // 400 rows 2,000 apart: one run over ~390 vectors, a row each: the index read.
     expect(rowIdRuns(Array.from({ length: 400 }, (_, i) => i * 2000))).toBeNull();
-    // 400 rows 400 apart (79 vectors, 5.1 rows each): the index read; 300 apart (59 vectors, 6.8 each): one range.
-    expect(rowIdRuns(Array.from({ length: 400 }, (_, i) => i * 400))).toBeNull();
-    expect(rowIdRuns(Array.from({ length: 400 }, (_, i) => i * 300))).toEqual([[0, 119_700]]);
+    // 400 rows 250 apart (49 vectors): the index read; 100 apart (20 vectors): one range.
+    expect(rowIdRuns(Array.from({ length: 400 }, (_, i) => i * 250))).toBeNull();
+    expect(rowIdRuns(Array.from({ length: 400 }, (_, i) => i * 100))).toEqual([[0, 39_900]]);
   });
 
   it("property: the runs cover every id, start and end on ids, are ascending and apart by more than the gap", () => {
@@ -70,7 +78,8 @@ describe("rowIdRuns: the runs of a student's row ids", () => {
             else ref.push([id, id]);
           }
           const vectors = new Set(ids.map((id) => Math.floor(id / VECTOR_ROWS))).size;
-          const pays = ids.length > 0 && ref.length <= maxRuns && ids.length >= MIN_ROWS_PER_VECTOR * vectors;
+          const pays =
+            ids.length > 0 && ref.length <= maxRuns && ids.length >= MIN_ROWS + ROWS_PER_VECTOR * vectors;
           if (!pays) {
             expect(runs).toBeNull();
             return;
@@ -88,7 +97,7 @@ describe("rowIdRuns: the runs of a student's row ids", () => {
 });
 
 const SOURCES = ["bkt", "elo", "rule_based", "served"] as const;
-const STUDENTS = 30;
+const STUDENTS = 12;
 const TOPICS = 60;
 
 /**
@@ -123,7 +132,7 @@ async function seed(duck: DuckStore, order: string, filler = 0): Promise<void> {
        FROM range(${filler}) f(i))
      ORDER BY ${order}`,
   );
-  // Revisions in the delta: a newer bkt row for topics 0, 17, 34, 51 of every third student; student-30 only there.
+  // Revisions in the delta: a newer bkt row for topics 0, 17, 34, 51 of every third student; student-12 only there.
   await duck.run(
     `INSERT INTO ${deltaTable("student_mastery")} (student_key, topic_id, mastery_score, score_source, model_version,
        as_of, explanation, last_updated)
@@ -150,6 +159,29 @@ describe("DuckMasteryReadStore.scoreRows by row-id ranges", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it("a snapshot's statements see one state of the file while another connection commits", async () => {
+    await seed(duck, "student_key, topic_id, score_source");
+    const pool = await duck.readPool(1);
+    const count = "SELECT count(*)::DOUBLE AS n FROM student_mastery WHERE student_key = 'student-1'";
+    const n = (r: { column(c: string): (i: number) => unknown }) => r.column("n")(0) as number;
+    const seen = await pool.snapshot(async (q) => {
+      const before = await q.columns(count, undefined, n);
+      await duck.run(
+        `INSERT INTO ${deltaTable("student_mastery")} (student_key, topic_id, mastery_score, score_source,
+           model_version, as_of, explanation, last_updated)
+         VALUES ('student-1', 'new-topic', 0.5, 'bkt', 'v', TIMESTAMP '2026-12-02', '{}', TIMESTAMP '2026-12-02')`,
+      );
+      return [before, await q.columns(count, undefined, n)];
+    });
+    expect(seen).toEqual([240, 240]);
+    expect(await pool.snapshot((q) => q.columns(count, undefined, n))).toBe(241);
+    // A failing read rolls its transaction back and leaves the connection usable.
+    await expect(
+      pool.snapshot((q) => q.columns("SELECT * FROM no_such_table", undefined, n)),
+    ).rejects.toThrow(/no_such_table/);
+    expect(await pool.snapshot((q) => q.columns(count, undefined, n))).toBe(241);
+  });
+
   const layouts = {
     // A student's rows next to each other: one run.
     contiguous: { order: "student_key, topic_id, score_source", ranged: true },
@@ -158,7 +190,7 @@ describe("DuckMasteryReadStore.scoreRows by row-id ranges", () => {
       order: "score_source = 'rule_based', student_key, topic_id, score_source",
       ranged: true,
     },
-    // Spread over a table of ~127,000 rows (fewer than MIN_ROWS_PER_VECTOR a vector): the index read.
+    // Spread over a table of ~127,000 rows (a few rows a vector): the index read.
     spread: { order: "hash(student_key || topic_id || score_source)", ranged: false, filler: 120_000 },
   };
   for (const [name, layout] of Object.entries(layouts))
@@ -187,30 +219,7 @@ describe("DuckMasteryReadStore.scoreRows by row-id ranges", () => {
           for (const read of stores) expect(await read.scoreRows(key)).toEqual(wantAll);
         }
       }
-      // The layout takes the path it is meant to (student-30 has no base rows: the index read).
+      // The layout takes the path it is meant to (the last student has no base rows: the index read).
       expect(ranged).toBe(layout.ranged ? STUDENTS : 0);
     });
-
-  it("a snapshot's statements see one state of the file while another connection commits", async () => {
-    await seed(duck, "student_key, topic_id, score_source");
-    const pool = await duck.readPool(1);
-    const count = "SELECT count(*)::DOUBLE AS n FROM student_mastery WHERE student_key = 'student-1'";
-    const n = (r: { column(c: string): (i: number) => unknown }) => r.column("n")(0) as number;
-    const seen = await pool.snapshot(async (q) => {
-      const before = await q.columns(count, undefined, n);
-      await duck.run(
-        `INSERT INTO ${deltaTable("student_mastery")} (student_key, topic_id, mastery_score, score_source,
-           model_version, as_of, explanation, last_updated)
-         VALUES ('student-1', 'new-topic', 0.5, 'bkt', 'v', TIMESTAMP '2026-12-02', '{}', TIMESTAMP '2026-12-02')`,
-      );
-      return [before, await q.columns(count, undefined, n)];
-    });
-    expect(seen).toEqual([240, 240]);
-    expect(await pool.snapshot((q) => q.columns(count, undefined, n))).toBe(241);
-    // A failing read rolls its transaction back and leaves the connection usable.
-    await expect(
-      pool.snapshot((q) => q.columns("SELECT * FROM no_such_table", undefined, n)),
-    ).rejects.toThrow(/no_such_table/);
-    expect(await pool.snapshot((q) => q.columns(count, undefined, n))).toBe(241);
-  });
 });
