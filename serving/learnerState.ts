@@ -694,9 +694,12 @@ export async function scoreBktElo(
                WHERE ${match}`,
             { now: params.now },
           );
+          // New keys' rows in student order (a block is a range of keys in student order): one student's bkt and
+          // elo rows lie next to each other, for GET /mastery's row-id range read (storage/rowIdRanges.ts).
           await store.run(
             `INSERT INTO ${sm} (${scoreCols}, last_updated)
-               SELECT ${scoreValues}, $now FROM temp.bkt_elo_score WHERE is_new`,
+               SELECT ${scoreValues}, $now FROM temp.bkt_elo_score WHERE is_new
+               ORDER BY student_key, topic_id, score_source`,
             { now: params.now },
           );
         } else {

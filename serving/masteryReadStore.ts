@@ -1,4 +1,4 @@
-import type { DuckColumns, DuckReadPool, DuckStore } from "../storage/duckdb.ts";
+import { type DuckColumns, type DuckReadPool, type DuckStore, StorageError } from "../storage/duckdb.ts";
 import {
   STORED_NUMBERS_SELECT,
   type StoredExplanationNumbers,
@@ -8,6 +8,7 @@ import {
 } from "../storage/explanationNumbers.ts";
 import type { PgStore } from "../storage/postgres.ts";
 import { newestRevisions, REVISION_SEQ, type RevisionRow, revisionsSql } from "../storage/revisionTable.ts";
+import { baseRowIdsSql, MAX_RUNS, rangeRevisionsSql, rowIdRuns } from "../storage/rowIdRanges.ts";
 import type { StateStore } from "../storage/stateStore.ts";
 import { compareUtf8 } from "../storage/utf8Order.ts";
 import { explanationText, withExplanationTexts } from "./storedExplanations.ts";
@@ -175,6 +176,14 @@ const DUCK_MASTERY_SQL = `SELECT x.topic_id, x.mastery_score, x.score_source, x.
        x.last_updated, t.name, t.chapter_id, t.subject_id, t.course_id, x.revision_seq, ${storedNumberNames("x")}
   FROM (${revisionsSql("student_mastery", SCORE_COLUMNS, "student_key = $1")}) x LEFT JOIN topics t USING (topic_id)`;
 const DUCK_SCORE_SQL = revisionsSql("student_mastery", SCORE_COLUMNS, "student_key = $1");
+/**
+ * The same rows with the base read as 1..MAX_RUNS row-id ranges (storage/rowIdRanges.ts), by run count; the
+ * ranges' bounds are $2, $3, ...
+ */
+const DUCK_BASE_IDS_SQL = baseRowIdsSql("student_mastery", "student_key = $1");
+const DUCK_RANGE_SCORE_SQL = Array.from({ length: MAX_RUNS }, (_, i) =>
+  rangeRevisionsSql("student_mastery", SCORE_COLUMNS, "student_key = $1", i + 1, 2),
+);
 const DUCK_HISTORY_SQL = historySql(`, ${STORED_NUMBERS_SELECT}`);
 const DUCK_STUDENT_HISTORY_SQL = studentHistorySql(`, ${STORED_NUMBERS_SELECT}`);
 const DUCK_ABILITY_SQL = revisionsSql("learner_state", "topic_id, elo_ability", "student_key = $1");
@@ -201,18 +210,32 @@ function newestScores(
  * out get explanation "" and last_updated = as_of. getRowObjectsJS built a ~40-column object per row and the
  * number columns were deleted off each (docs/benchmarks.md "Cold read on the embedded store, round 7").
  */
-function scoreRowsOf(result: DuckColumns, needs: ScoreRowNeeds | undefined): MasteryViewRow[] {
+function scoreRowsOf(
+  result: DuckColumns,
+  needs: ScoreRowNeeds | undefined,
+  baseRows?: number,
+): MasteryViewRow[] {
   const topic = result.column("topic_id");
   const source = result.column("score_source");
   const seq = result.column(REVISION_SEQ);
   const keys: (ScoreKey & RevisionRow & { row: number })[] = new Array(result.rowCount);
-  for (let i = 0; i < result.rowCount; i++)
+  let base = 0;
+  for (let i = 0; i < result.rowCount; i++) {
     keys[i] = {
       topic_id: topic(i) as string,
       score_source: source(i) as string,
       revision_seq: seq(i) as number,
       row: i,
     };
+    if (keys[i]!.revision_seq < 0) base++;
+  }
+  // The ranges hold every id the index gave, in the same snapshot: fewer base rows would be a lost row.
+  if (baseRows !== undefined && base !== baseRows)
+    throw new StorageError(
+      "DB_READ",
+      `GET /mastery's range read found ${base} base rows of the student where the index has ${baseRows}: ` +
+        "the two statements did not see one snapshot (DuckStore.snapshot / DuckReadPool.snapshot); report it",
+    );
   const newest = newestRevisions("student_mastery", keys, ["student_key"]).sort(byTopicAndSource);
   const needed = needs === undefined ? null : neededRows(newest, needs);
   const score = result.column("mastery_score");
@@ -273,21 +296,53 @@ async function abilitiesFromState(
 export class DuckMasteryReadStore implements MasteryReadStore {
   readonly kind = "duckdb" as const;
   readonly concurrent: boolean;
-  private readonly store: Pick<DuckStore, "all" | "columns">;
+  private readonly store: Pick<DuckStore, "all" | "columns" | "snapshot">;
+  /** scoreRows reads the base as row-id ranges when they pay (storage/rowIdRanges.ts); false: through the index. */
+  private readonly ranges: boolean;
   constructor(
     store: DuckStore | DuckReadPool,
     private readonly state?: StateStore,
+    opts: { rangeReads?: boolean } = {},
   ) {
     this.store = store;
     this.concurrent = !("conn" in store);
+    this.ranges = opts.rangeReads ?? true;
   }
 
   async masteryRows(studentKey: string): Promise<MasteryViewRow[]> {
     return newestScores(await this.store.all<MasteryViewRow & RevisionRow>(DUCK_MASTERY_SQL, [studentKey]));
   }
 
+  /**
+   * Without range reads: one statement through the student index. With them (default): the student's base row
+   * ids from the index, then, when they lie in a few short runs, the rows read by those row-id ranges (a scan
+   * decodes each vector once; the index read fetches each row's ~40 columns one by one), else through the
+   * index; both statements in one snapshot. The same rows either way.
+   */
   scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]> {
-    return this.store.columns(DUCK_SCORE_SQL, [studentKey], (result) => scoreRowsOf(result, needs));
+    if (!this.ranges)
+      return this.store.columns(DUCK_SCORE_SQL, [studentKey], (result) => scoreRowsOf(result, needs));
+    return this.store.snapshot(async (q) => {
+      // Rows a still open transaction of this connection added have ids from 2^62 (DuckDB's transaction-local
+      // storage), beyond a double's exact integers: such a read goes through the index.
+      const ids = await q.columns(DUCK_BASE_IDS_SQL, [studentKey], (result) => {
+        const id = result.column("row_id");
+        const out: number[] = new Array(result.rowCount);
+        for (let i = 0; i < result.rowCount; i++) {
+          const x = Number(id(i) as bigint);
+          if (!Number.isSafeInteger(x)) return [];
+          out[i] = x;
+        }
+        return out;
+      });
+      const runs = rowIdRuns(ids);
+      if (runs === null)
+        return q.columns(DUCK_SCORE_SQL, [studentKey], (result) => scoreRowsOf(result, needs));
+      const bounds = runs.flatMap(([lo, hi]) => [BigInt(lo), BigInt(hi)]);
+      return q.columns(DUCK_RANGE_SCORE_SQL[runs.length - 1]!, [studentKey, ...bounds], (result) =>
+        scoreRowsOf(result, needs, ids.length),
+      );
+    });
   }
 
   async history(studentKey: string, topicId: string): Promise<HistoryRow[]> {

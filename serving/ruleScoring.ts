@@ -240,9 +240,13 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
         await foldDelta(store, "student_mastery", "score_source = 'rule_based'");
         opts.onPhase?.("fold delta");
       }
+      // A full run writes its rows to the base in student order (the pairs come in the GROUP BY's hash order):
+      // one student's rule rows then lie next to each other, and GET /mastery's miss reads them as one row-id
+      // range instead of fetching each through the index (storage/rowIdRanges.ts; docs/benchmarks.md "The
+      // embedded cold read, round 3 (mastery22)"). The day's rows go to the delta, which is scanned whole.
       const rows = `SELECT s.student_key, s.topic_id, s.score AS mastery_score, 'rule_based' AS score_source,
                $mv AS model_version, s.as_of, s.explanation, make_timestamp($now::BIGINT) AS last_updated, ${blockOf}
-             FROM ${scored}`;
+             FROM ${scored}${mode === "full" ? " ORDER BY s.student_key, s.topic_id" : ""}`;
       let written: number;
       if (hadScores && mode === "full") {
         // A full run replaces the stored rule rows of the pairs it scored (every pair in temp.rule_states) by

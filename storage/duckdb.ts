@@ -224,6 +224,14 @@ export class DuckStore {
   }
 
   /**
+   * Runs `read` inside one transaction on this store's connection (the caller's, if one is open), so its
+   * statements see one snapshot of the file (DuckReadPool.snapshot is the same on a pooled connection).
+   */
+  snapshot<T>(read: (q: DuckSnapshotReader) => Promise<T>): Promise<T> {
+    return this.transaction(() => read(this));
+  }
+
+  /**
    * Runs `fn` with the native connection, counted like run/all/one: close() waits for it to end. For work
    * that spans several awaits on the connection (an appender, a streamed read chunk by chunk); refused once
    * close() was called.
@@ -816,26 +824,61 @@ export class DuckReadPool {
    * `sql` prepared (from the connection's cache) and bound on an idle connection, or on the first one to come
    * back, for `run`, which runs it and reads its result before the connection goes to the next query.
    */
-  private async onConnection<T>(
+  private onConnection<T>(
     sql: string,
     params: Params | undefined,
     run: (ps: DuckDBPreparedStatement) => Promise<T>,
   ): Promise<T> {
+    return this.held(async (c) => run(await this.bound(c, sql, params)));
+  }
+
+  /** An idle connection (or the first to come back) held for `fn`, then handed to the next waiter. */
+  private async held<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
     if (this.closed)
       throw new StorageError("DB_CLOSED", "the DuckDB read pool is closed (the store was closed)");
     const c = this.idle.pop() ?? (await new Promise<DuckDBConnection>((ok) => this.waiters.push(ok)));
     try {
-      return await this.tracked(async () => {
-        const ps = await this.statement(c, sql);
-        if (params === undefined) ps.clearBindings();
-        else ps.bind(params);
-        return run(ps);
-      });
+      return await this.tracked(() => fn(c));
     } finally {
       const next = this.waiters.shift();
       if (next !== undefined) next(c);
       else this.idle.push(c);
     }
+  }
+
+  /** `sql` prepared on `c` (its cache) with `params` bound (none: bindings cleared). */
+  private async bound(
+    c: DuckDBConnection,
+    sql: string,
+    params: Params | undefined,
+  ): Promise<DuckDBPreparedStatement> {
+    const ps = await this.statement(c, sql);
+    if (params === undefined) ps.clearBindings();
+    else ps.bind(params);
+    return ps;
+  }
+
+  /**
+   * Runs `read` on one connection inside one read transaction: its statements (prepared from the connection's
+   * cache) see one snapshot of the file, whatever other connections commit meanwhile. The transaction ends
+   * (COMMIT, or ROLLBACK when `read` throws) before the connection goes to the next query.
+   */
+  snapshot<T>(read: (q: DuckSnapshotReader) => Promise<T>): Promise<T> {
+    return this.held(async (c) => {
+      await (await this.bound(c, "BEGIN TRANSACTION", undefined)).run();
+      let out: T;
+      try {
+        out = await read({
+          columns: async (sql, params, fn) =>
+            fn(new DuckColumns(await (await this.bound(c, sql, params)).run())),
+        });
+      } catch (err) {
+        await c.run("ROLLBACK").catch(() => undefined);
+        throw err;
+      }
+      await (await this.bound(c, "COMMIT", undefined)).run();
+      return out;
+    });
   }
 
   /** `sql`'s result read column by column by `read` (DuckColumns) while the connection is held. */
@@ -878,6 +921,11 @@ export class DuckReadPool {
     this.prepared.clear();
     for (const c of this.conns.splice(0)) c.closeSync();
   }
+}
+
+/** Statements of one snapshot (DuckStore.snapshot, DuckReadPool.snapshot): results read by column. */
+export interface DuckSnapshotReader {
+  columns<T>(sql: string, params: Params | undefined, read: (result: DuckColumns) => T): Promise<T>;
 }
 
 /**
