@@ -1,5 +1,6 @@
 import { CENTRE_BANDS, CENTRE_SHRINK_ANSWERS, type CentreShiftBand } from "./latentCentre.ts";
 import {
+  emissionShape,
   groupByStudent,
   HeldOutSums,
   intervalFactor,
@@ -12,7 +13,6 @@ import {
   type LatentIntervalMode,
   type LatentSequence,
 } from "./latentFilter.ts";
-import { emissionSlopes } from "./studentScale.ts";
 
 /**
  * The interval's dispersion check run again on the model with its student part (issue 16, round 21). Pure: no I/O.
@@ -74,7 +74,7 @@ export interface HeldOutBand {
   /** Sum over sequences of (correct - expected) in the held-out answers, and its z = sum / sqrt(sum of squares). */
   excess: number;
   z: number;
-  /** The excess carried to K through the emission's slope: sum excess / sum (answers x posterior mean slope). */
+  /** The shift of K (every cell of the held-out answers' posteriors) at which the expected correct equal the observed. */
   rawShift: number;
   /** The shift served (K scale): rawShift x answers / (answers + 200) when |z| >= 2 and the band has enough sequences, else 0. */
   shift: number;
@@ -205,16 +205,17 @@ export function applyStudentInterval(
  * every sequence with at least L + 4 graded answers starts from the prior at its offset in `offsets` (absent = 0,
  * the kernel with the offset's learning loading), is filtered until L answers are seen and then carried forward
  * (forgetting, learning) over the next HELD_OUT_BAND_HOLD answers without observing them, as
- * `dispersionByEvidence`. Per sequence: the held-out excess r = correct - expected, its binomial part, the
- * posterior's part (HeldOutSums) and B = sum of answers x the posterior's mean emission slope dP/dK
- * (studentScale.ts emissionSlopes) before each. Per band:
- * - the centre: rawShift = sum r / sum B, the excess carried to K through the slope (the least-squares shift of
- *   K that removes it); served only when |z| >= HELD_OUT_BAND_MIN_Z (z = sum r / sqrt(sum r^2), the excess
- *   against its own spread across sequences) and the band has LATENT_BAND_MIN_SEQUENCES sequences, shrunk by
- *   answers / (answers + CENTRE_SHRINK_ANSWERS);
- * - the width: the ratio (sum (r - B shift)^2 - binomial) / posterior, i.e. the dispersion check about the
- *   shifted centre (a bias is not counted as width), and the factor sqrt(max(LATENT_MIN_INFLATION, ratio)); a
- *   band with fewer sequences keeps `fallbackScale`.
+ * `dispersionByEvidence`. Each held-out answer keeps the posterior it was predicted from. Per band, with E_s(d) =
+ * the sequence's expected number correct when every cell's K is moved by d (the emission at min(1, max(0, x + d)),
+ * the topic's own emission) and r_s = correct - E_s(0):
+ * - the centre: rawShift = the d at which sum E_s(d) = sum correct (bisection on [-1, 1]; the emission is
+ *   monotone in K, so the shift of K that removes the band's excess, exact where a linear carry through the mean
+ *   slope overshoots on the emission's flat parts); served only when |z| >= HELD_OUT_BAND_MIN_Z (z = sum r_s /
+ *   sqrt(sum r_s^2), the excess against its own spread across sequences) and the band has
+ *   LATENT_BAND_MIN_SEQUENCES sequences, shrunk by answers / (answers + CENTRE_SHRINK_ANSWERS);
+ * - the width: the moments ratio about the shifted centre, (sum (correct - E_s(shift))^2 - binomial) / posterior
+ *   with both parts at the shift (a bias is not counted as width), and the factor sqrt(max(LATENT_MIN_INFLATION,
+ *   ratio)); a band with fewer sequences keeps `fallbackScale`.
  * Label-free with respect to any truth: the fit sample's own later answers are the labels. `centre` false: every
  * shift 0 (the widths about the uncorrected centre).
  */
@@ -225,47 +226,49 @@ export function heldOutBands(
   fallbackScale: number,
   centre = true,
 ): HeldOutBand[] {
+  const prm = model.json.params;
+  // The emission at K moved by d, per grid cell, for a topic's threshold (cached per threshold and d).
+  const emitAt = (x: Float64Array, threshold: number | undefined, d: number): Float64Array => {
+    const out = new Float64Array(x.length);
+    for (let i = 0; i < x.length; i++)
+      out[i] =
+        prm.guess +
+        (1 - prm.guess - prm.slip) * emissionShape(prm, Math.min(1, Math.max(0, x[i]! + d)), threshold);
+    return out;
+  };
   return CENTRE_BANDS.map((from) => {
-    const r: number[] = [];
-    const slopeSum: number[] = [];
-    let binomial = 0;
-    let posterior = 0;
+    // Held-out answers: the posterior each was predicted from, its answers and correct, and its sequence.
+    const posts: Float64Array[] = [];
+    const ns: number[] = [];
+    const ks: number[] = [];
+    const seqOf: number[] = [];
+    const thOf: (number | undefined)[] = [];
+    const xOf: Float64Array[] = [];
+    let n = 0;
     let answers = 0;
     for (const s of sequences) {
       if (gradedAnswers(s) < from + 4) continue;
       const offset = offsets.get(s) ?? 0;
       const kernel = model.kernelFor(s.topic, offset);
-      const slopes = emissionSlopes(kernel);
       const prior = model.priorMean(s.topic);
       const p = kernel.prior(offset === 0 ? prior : sigmoid(logit(prior) + offset));
       const base = kernel.mean(p);
+      const th = model.threshold(s.topic);
       let seen = 0;
       let held = 0;
       let last = Number.NaN;
-      let exp = 0;
-      let obs = 0;
-      let bin = 0;
-      let sd = 0;
-      let b = 0;
       for (const e of s.events) {
         if (held >= HELD_OUT_BAND_HOLD) break;
         if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
         last = e.t;
         const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
         if (graded && (held > 0 || seen + e.n > from)) {
-          const m = kernel.predictive(p);
-          let e2 = 0;
-          let slope = 0;
-          for (let i = 0; i < kernel.bins; i++) {
-            e2 += p[i]! * kernel.emit[i]! ** 2;
-            slope += p[i]! * slopes[i]!;
-          }
-          const v = Math.max(0, e2 - m * m);
-          exp += e.n * m;
-          obs += e.k;
-          bin += e.n * (m * (1 - m) - v);
-          sd += e.n * Math.sqrt(v);
-          b += e.n * slope;
+          posts.push(p.slice());
+          ns.push(e.n);
+          ks.push(e.k);
+          seqOf.push(n);
+          thOf.push(th);
+          xOf.push(kernel.x);
           held += e.n;
         } else if (held === 0) {
           kernel.observe(p, e);
@@ -274,30 +277,80 @@ export function heldOutBands(
         kernel.learnFrom(p, e.kind);
       }
       if (held === 0) continue;
-      r.push(obs - exp);
-      slopeSum.push(b);
-      binomial += bin;
-      posterior += sd * sd;
       answers += held;
+      n++;
     }
-    const n = r.length;
+    // Per sequence at shift d: expected and observed correct, binomial part, posterior sd sum.
+    const atShift = (d: number) => {
+      const tables = new Map<string, Float64Array>();
+      const exp = new Float64Array(n);
+      const obs = new Float64Array(n);
+      const bin = new Float64Array(n);
+      const sd = new Float64Array(n);
+      for (let j = 0; j < posts.length; j++) {
+        const key = `${thOf[j]}:${xOf[j]!.length}`;
+        let e = tables.get(key);
+        if (e === undefined) {
+          e = emitAt(xOf[j]!, thOf[j], d);
+          tables.set(key, e);
+        }
+        const p = posts[j]!;
+        let m = 0;
+        let e2 = 0;
+        for (let i = 0; i < p.length; i++) {
+          m += p[i]! * e[i]!;
+          e2 += p[i]! * e[i]! ** 2;
+        }
+        const v = Math.max(0, e2 - m * m);
+        const s = seqOf[j]!;
+        exp[s]! += ns[j]! * m;
+        obs[s]! += ks[j]!;
+        bin[s]! += ns[j]! * (m * (1 - m) - v);
+        sd[s]! += ns[j]! * Math.sqrt(v);
+      }
+      return { exp, obs, bin, sd };
+    };
+    const at0 = atShift(0);
     let excess = 0;
     let squares = 0;
-    let bSum = 0;
-    for (let i = 0; i < n; i++) {
-      excess += r[i]!;
-      squares += r[i]! ** 2;
-      bSum += slopeSum[i]!;
+    let correct = 0;
+    for (let s = 0; s < n; s++) {
+      const r = at0.obs[s]! - at0.exp[s]!;
+      excess += r;
+      squares += r * r;
+      correct += at0.obs[s]!;
+    }
+    const expected = (d: number) => atShift(d).exp.reduce((a, b) => a + b, 0);
+    let rawShift = 0;
+    if (n > 0 && excess !== 0) {
+      let lo = -1;
+      let hi = 1;
+      if (expected(hi) <= correct) rawShift = hi;
+      else if (expected(lo) >= correct) rawShift = lo;
+      else {
+        for (let it = 0; it < 60; it++) {
+          const mid = (lo + hi) / 2;
+          if (expected(mid) < correct) lo = mid;
+          else hi = mid;
+        }
+        rawShift = (lo + hi) / 2;
+      }
     }
     const z = squares > 0 ? excess / Math.sqrt(squares) : 0;
-    const rawShift = bSum > 0 ? excess / bSum : 0;
     const enough = n >= LATENT_BAND_MIN_SEQUENCES;
     const shift =
       centre && enough && Math.abs(z) >= HELD_OUT_BAND_MIN_Z
         ? (rawShift * answers) / (answers + CENTRE_SHRINK_ANSWERS)
         : 0;
+    const at = shift === 0 ? at0 : atShift(shift);
     let centred = 0;
-    for (let i = 0; i < n; i++) centred += (r[i]! - slopeSum[i]! * shift) ** 2;
+    let binomial = 0;
+    let posterior = 0;
+    for (let s = 0; s < n; s++) {
+      centred += (at.obs[s]! - at.exp[s]!) ** 2;
+      binomial += at.bin[s]!;
+      posterior += at.sd[s]! ** 2;
+    }
     const ratio = n > 0 && posterior > 0 ? (centred - binomial) / posterior : 1;
     const band: HeldOutBand = {
       from,

@@ -208,11 +208,11 @@ describe("the interval's dispersion check on the model with its student part (ro
 
 describe("the held-out calibration by evidence band (round 23, --latent-student-interval bands)", () => {
   it("by hand: 200 sequences of right, right, wrong, wrong from a two-cell uniform prior", () => {
-    // Cells 0.25 / 0.75, P(correct) 0.375 / 0.725 (slope 0.7 on both), nothing learnt or forgotten: band 0 holds
-    // out all four answers from the prior. Per sequence: expected 4 x 0.55 = 2.2, excess -0.2; posterior sd of
-    // P(correct) 0.175, binomial 4 (0.55 x 0.45 - 0.175^2) = 0.8675, posterior (4 x 0.175)^2 = 0.49, slope sum
-    // 4 x 0.7 = 2.8. Band: excess -40, z = -40 / sqrt(200 x 0.04), raw shift -40 / 560, shift x 800 / 1000;
-    // centred residual 200 (-0.2 + 2.8 x 0.8 / 14)^2 = 0.32, ratio (0.32 - 173.5) / 98, factor floored at 0.5.
+    // Cells 0.25 / 0.75, P(correct) = 0.2 + 0.7 K, nothing learnt or forgotten: band 0 holds out all four answers
+    // from the prior. Per sequence: expected 4 x 0.55 = 2.2, excess -0.2, z = -40 / sqrt(200 x 0.04). The raw
+    // shift d solves 4 (0.55 + 0.7 d) = 2: d = -1/14; served x 800 / (800 + 200). At that shift P(correct) is
+    // 0.335 / 0.685 (mean 0.51, sd 0.175): residual 200 x (2 - 2.04)^2 = 0.32, binomial 200 x 4 (0.51 x 0.49 -
+    // 0.175^2) = 175.42, posterior 200 x (4 x 0.175)^2 = 98: ratio (0.32 - 175.42) / 98, factor floored at 0.5.
     const f = model({ ...STILL, priorMean: 0.5, priorConcentration: 2 }, 0, 2);
     const seq = (i: number): LatentSequence => ({
       topic: "A",
@@ -227,7 +227,7 @@ describe("the held-out calibration by evidence band (round 23, --latent-student-
     expect(b0!.z).toBeCloseTo(-Math.sqrt(200), 9);
     expect(b0!.rawShift).toBeCloseTo(-1 / 14, 9);
     expect(b0!.shift).toBeCloseTo(-0.8 / 14, 9);
-    expect(b0!.ratio).toBeCloseTo((0.32 - 173.5) / 98, 9);
+    expect(b0!.ratio).toBeCloseTo((0.32 - 175.42) / 98, 9);
     expect(b0!.scale).toBe(Math.sqrt(LATENT_MIN_INFLATION));
     // Bands 1, 5, 15 need 5, 9, 19 answers: none qualifies, the one factor and no shift.
     for (const b of [b1!, b5!, b15!]) {
@@ -241,7 +241,8 @@ describe("the held-out calibration by evidence band (round 23, --latent-student-
     expect(Math.abs(few.z)).toBeGreaterThan(HELD_OUT_BAND_MIN_Z);
     expect(few.shift).toBe(0);
     expect(few.scale).toBe(1.3);
-    // Without the centre (the linear emission's case): the ratio about the uncorrected centre, 200 x 0.04 = 8.
+    // Without the centre (the linear emission's case): the ratio about the uncorrected centre: residual 200 x 0.04
+    // = 8, binomial 200 x 4 (0.55 x 0.45 - 0.175^2) = 173.5.
     const flat = heldOutBands(f, seqs, new Map(), 1.3, false)[0]!;
     expect(flat.shift).toBe(0);
     expect(flat.ratio).toBeCloseTo((8 - 173.5) / 98, 9);
@@ -292,7 +293,9 @@ describe("the held-out calibration by evidence band (round 23, --latent-student-
     const before = f.predict("A", [], 0);
     const after = g.predict("A", [], 0);
     expect(after.score).toBeCloseTo(before.score + b0!.shift, 12);
-    const level = sim.reduce((s, q) => s + q.events.filter((e) => e.k === 1).length / q.events.length, 0) / sim.length;
+    // The students' level where band 0 is checked: their first 8 answers.
+    const first = sim.flatMap((q) => q.events.slice(0, 8));
+    const level = first.filter((e) => e.k === 1).length / first.length;
     expect(Math.sign(after.pCorrect - before.pCorrect)).toBe(sign);
     expect(Math.abs(after.pCorrect - level)).toBeLessThan(Math.abs(before.pCorrect - level));
     // Each band's factor is the one the pair's evidence reaches.
