@@ -340,7 +340,8 @@ function fitEpoch(
   if (studentScale === "moments" || studentScale === "mastery")
     filter = applyStudentScale(filter, [...bySeq.values()], studentScale);
   // Round 21: the interval's check on the model with its student part (after the rein-in and the cache).
-  if (studentInterval !== "off") filter = applyStudentIntervalMode(filter, [...bySeq.values()], studentInterval);
+  if (studentInterval !== "off")
+    filter = applyStudentIntervalMode(filter, [...bySeq.values()], studentInterval);
   const decay = fitDecay(transitions);
   const skillAccuracy = new Map([...acc].map(([s, c]) => [s, (c.k + 1) / (c.n + 2)]));
   // The anchor as `mastery train served` fits it: every sampled pair's served P(correct) at the epoch time,

@@ -273,34 +273,44 @@ describe("the held-out calibration by evidence band (round 23, --latent-student-
   it.each([
     [0.25, 1],
     [0.7, -1],
-  ])("a topic prior of %s against students at 0.45: band 0's shift has sign %s and moves the score towards them", (prior, sign) => {
-    const f = logisticModel(prior);
-    const g = applyHeldOutBands(f, sim);
-    const bands = g.json.fit.studentIntervalCheck!.bands!;
-    expect(bands.map((b) => b.from)).toEqual([0, 1, 5, 15]);
-    const [b0, , b5, b15] = bands;
-    expect(b0!.sequences).toBe(sim.length);
-    expect(Math.sign(b0!.z)).toBe(sign);
-    expect(Math.abs(b0!.z)).toBeGreaterThan(HELD_OUT_BAND_MIN_Z);
-    expect(Math.sign(b0!.shift)).toBe(sign);
-    expect(b0!.shift).toBeCloseTo((b0!.rawShift * b0!.answers) / (b0!.answers + 200), 12);
-    expect(b5!.sequences).toBeGreaterThanOrEqual(200);
-    expect(Math.abs(b5!.rawShift)).toBeLessThan(Math.abs(b0!.rawShift));
-    // 4-15 answers a sequence: none reaches band 15's 19.
-    expect(b15!.sequences).toBe(0);
-    expect(b15!.shift).toBe(0);
-    // The model served: a pair without answers moves by band 0's shift, towards the students' level.
-    const before = f.predict("A", [], 0);
-    const after = g.predict("A", [], 0);
-    expect(after.score).toBeCloseTo(before.score + b0!.shift, 12);
-    // The students' level where band 0 is checked: their first 8 answers.
-    const first = sim.flatMap((q) => q.events.slice(0, 8));
-    const level = first.filter((e) => e.k === 1).length / first.length;
-    expect(Math.sign(after.pCorrect - before.pCorrect)).toBe(sign);
-    expect(Math.abs(after.pCorrect - level)).toBeLessThan(Math.abs(before.pCorrect - level));
-    // Each band's factor is the one the pair's evidence reaches.
-    expect(g.json.intervalScaleByEvidence!.map((b) => b.scale)).toEqual(bands.map((b) => b.scale));
-  }, 60_000);
+  ])(
+    "a topic prior of %s against students at 0.45: band 0's shift has sign %s and moves the score towards them",
+    (prior, sign) => {
+      const f = logisticModel(prior);
+      const g = applyHeldOutBands(f, sim);
+      const bands = g.json.fit.studentIntervalCheck!.bands!;
+      expect(bands.map((b) => b.from)).toEqual([0, 1, 5, 15]);
+      const [b0, , b5, b15] = bands;
+      expect(b0!.sequences).toBe(sim.length);
+      expect(Math.sign(b0!.z)).toBe(sign);
+      expect(Math.abs(b0!.z)).toBeGreaterThan(HELD_OUT_BAND_MIN_Z);
+      expect(Math.sign(b0!.shift)).toBe(sign);
+      expect(b0!.shift).toBeCloseTo((b0!.rawShift * b0!.answers) / (b0!.answers + 200), 12);
+      expect(b5!.sequences).toBeGreaterThanOrEqual(200);
+      expect(Math.abs(b5!.rawShift)).toBeLessThan(Math.abs(b0!.rawShift));
+      // 4-15 answers a sequence: none reaches band 15's 19.
+      expect(b15!.sequences).toBe(0);
+      expect(b15!.shift).toBe(0);
+      // The model served: a pair without answers moves by band 0's shift, towards the students' starting level
+      // (the simulation's K ~ sigmoid(logit 0.45 + 0.6 Z): its mean by quadrature on a fine grid of Z).
+      const before = f.predict("A", [], 0);
+      const after = g.predict("A", [], 0);
+      expect(after.score).toBeCloseTo(before.score + b0!.shift, 12);
+      let mass = 0;
+      let kLevel = 0;
+      for (let z = -8; z <= 8; z += 0.001) {
+        const w = Math.exp((-z * z) / 2);
+        mass += w;
+        kLevel += w / (1 + Math.exp(-(Math.log(0.45 / 0.55) + 0.6 * z)));
+      }
+      kLevel /= mass;
+      expect(Math.abs(after.score - kLevel)).toBeLessThan(Math.abs(before.score - kLevel) / 2);
+      expect(Math.sign(after.pCorrect - before.pCorrect)).toBe(sign);
+      // Each band's factor is the one the pair's evidence reaches.
+      expect(g.json.intervalScaleByEvidence!.map((b) => b.scale)).toEqual(bands.map((b) => b.scale));
+    },
+    60_000,
+  );
 
   it("property: only the interval's factors, the centre shift and the check change; factors >= 0.5; shifts gated; linear emission: no shift", () => {
     fc.assert(
@@ -359,7 +369,7 @@ describe("the held-out calibration by evidence band (round 23, --latent-student-
       ),
       { numRuns: 12 },
     );
-  }, 120_000);
+  }, 240_000);
 
   it("refuses a model that already has a centre shift, naming the fix", () => {
     const f = new LatentFilter({
