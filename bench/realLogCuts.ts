@@ -52,7 +52,7 @@ import {
 import { mulberry32 } from "../models/prng.ts";
 import { type DecayTransition, fitDecay } from "../models/servedDecay.ts";
 import { fitAnchor, masteryOf, type ScaleAnchor, type TopicCalibration } from "../models/servedMastery.ts";
-import { applyStudentInterval, type StudentIntervalMode } from "../models/studentInterval.ts";
+import { applyStudentIntervalMode, type StudentIntervalMode } from "../models/studentInterval.ts";
 import { applyStudentScale, type StudentScaleMode } from "../models/studentScale.ts";
 import { pairedClusterBootstrap } from "../models/validity.ts";
 import { latentCacheTag } from "./latentEnv.ts";
@@ -340,7 +340,8 @@ function fitEpoch(
   if (studentScale === "moments" || studentScale === "mastery")
     filter = applyStudentScale(filter, [...bySeq.values()], studentScale);
   // Round 21: the interval's check on the model with its student part (after the rein-in and the cache).
-  if (studentInterval === "refit") filter = applyStudentInterval(filter, [...bySeq.values()]);
+  if (studentInterval !== "off")
+    filter = applyStudentIntervalMode(filter, [...bySeq.values()], studentInterval);
   const decay = fitDecay(transitions);
   const skillAccuracy = new Map([...acc].map(([s, c]) => [s, (c.k + 1) / (c.n + 2)]));
   // The anchor as `mastery train served` fits it: every sampled pair's served P(correct) at the epoch time,

@@ -558,7 +558,7 @@ async function evaluateCut(
       const cs = lf.centreShiftByEvidence;
       if (cs !== undefined)
         console.log(
-          `centre shift by evidence (label window's quiz answers; band from: K shift, band intercept, pairs, answers): ${cs
+          `centre shift by evidence (${lf.fit.studentIntervalCheck?.bands !== undefined ? "the fit sample's held-out answers, round 23; band from: K shift, raw K shift, sequences" : "label window's quiz answers; band from: K shift, band intercept, pairs"}, answers): ${cs
             .map((b) => `${b.from}+: ${b.shift.toFixed(4)} (${b.delta.toFixed(3)}, ${b.pairs}, ${b.answers})`)
             .join(" / ")}`,
         );
@@ -716,7 +716,16 @@ async function runRealLog(work: string): Promise<void> {
 
 /** One line of the interval's check on the model with its student part (round 21, models/studentInterval.ts). */
 function studentIntervalLine(c: StudentIntervalCheck): string {
-  return `dispersion ratio ${c.ratioBefore.toFixed(4)} at offset 0 (scale ${c.scaleBefore.toFixed(4)}) -> ${c.ratio.toFixed(4)} with the student part (${c.sequences} sequences, ${c.withOffset} at an offset; ${c.mode}) -> scale ${c.scale.toFixed(4)}${c.reason !== undefined ? ` (${c.reason})` : ""}`;
+  const bands =
+    c.bands === undefined
+      ? ""
+      : `; held-out bands (from: sequences, answers, excess, z, raw K shift -> shift, ratio about it -> scale): ${c.bands
+          .map(
+            (b) =>
+              `${b.from}+: ${b.sequences}, ${b.answers}, ${b.excess.toFixed(1)}, ${b.z.toFixed(2)}, ${b.rawShift.toFixed(4)} -> ${b.shift.toFixed(4)}, ${b.ratio.toFixed(4)} -> ${b.scale.toFixed(4)}${b.reason !== undefined ? ` (${b.reason})` : ""}`,
+          )
+          .join(" / ")}`;
+  return `dispersion ratio ${c.ratioBefore.toFixed(4)} at offset 0 (scale ${c.scaleBefore.toFixed(4)}) -> ${c.ratio.toFixed(4)} with the student part (${c.sequences} sequences, ${c.withOffset} at an offset; ${c.mode}) -> scale ${c.scale.toFixed(4)}${c.reason !== undefined ? ` (${c.reason})` : ""}${bands}`;
 }
 
 /** One line of the student part's moments check (rounds 19/20, models/studentScale.ts). */

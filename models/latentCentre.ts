@@ -41,7 +41,11 @@ export interface CentreShiftBand {
   from: number;
   /** The shift added to the posterior mean and both interval ends on the K scale (before the as-of decay). */
   shift: number;
-  /** The band's own intercept on the emission's logit scale, before the pooled one is taken off and shrinkage. */
+  /**
+   * Round 17 (fitCentreShift): the band's own intercept on the emission's logit scale, before the pooled one is taken
+   * off and shrinkage. Round 23 (studentInterval.ts applyHeldOutBands): the held-out excess carried to K, before its
+   * gate and shrinkage.
+   */
   delta: number;
   pairs: number;
   answers: number;

@@ -1,10 +1,14 @@
+import { CENTRE_BANDS, CENTRE_SHRINK_ANSWERS, type CentreShiftBand } from "./latentCentre.ts";
 import {
+  emissionShape,
   groupByStudent,
   HeldOutSums,
   intervalFactor,
   KIND_PRACTICE,
   KIND_QUIZ,
+  LATENT_BAND_MIN_SEQUENCES,
   LATENT_INTERVAL_DEFAULT,
+  LATENT_MIN_INFLATION,
   LatentFilter,
   type LatentIntervalMode,
   type LatentSequence,
@@ -30,9 +34,13 @@ import {
  * Label-free: the fit sample's own answers.
  */
 
-/** `mastery train served --latent-student-interval`: off (the default: the fit's factor) or refit (round 21). */
-export type StudentIntervalMode = "off" | "refit";
-export const STUDENT_INTERVAL_MODES: readonly StudentIntervalMode[] = ["off", "refit"];
+/**
+ * `mastery train served --latent-student-interval`: off (the default: the fit's factor), refit (round 21) or bands
+ * (round 23: the refit, then a centre shift and a two-sided factor per evidence band from the held-out answers;
+ * `applyHeldOutBands`).
+ */
+export type StudentIntervalMode = "off" | "refit" | "bands";
+export const STUDENT_INTERVAL_MODES: readonly StudentIntervalMode[] = ["off", "refit", "bands"];
 export const STUDENT_INTERVAL_DEFAULT: StudentIntervalMode = "off";
 
 /** The outcome of the refit (LatentModelJson.fit.studentIntervalCheck). */
@@ -49,7 +57,38 @@ export interface StudentIntervalCheck {
   withOffset: number;
   /** Why the factor was kept (no student effect). */
   reason?: string;
+  /** Round 23 (`bands`): each evidence band's held-out calibration (centre shift and factor); absent otherwise. */
+  bands?: HeldOutBand[];
 }
+
+/**
+ * One evidence band of the held-out calibration (round 23, `heldOutBands`): the sequences that reach `from` graded
+ * answers + 4, each filtered over its first `from` answers at its student's offset and carried over the next
+ * HELD_OUT_BAND_HOLD answers without observing them.
+ */
+export interface HeldOutBand {
+  from: number;
+  sequences: number;
+  /** Held-out graded answers. */
+  answers: number;
+  /** Sum over sequences of (correct - expected) in the held-out answers, and its z = sum / sqrt(sum of squares). */
+  excess: number;
+  z: number;
+  /** The shift of K (every cell of the held-out answers' posteriors) at which the expected correct equal the observed. */
+  rawShift: number;
+  /** The shift served (K scale): rawShift x answers / (answers + 200) when |z| >= 2 and the band has enough sequences, else 0. */
+  shift: number;
+  /** The method-of-moments ratio about the shifted centre, and the band's interval factor from it. */
+  ratio: number;
+  scale: number;
+  /** Why the band kept the one factor (too few sequences). */
+  reason?: string;
+}
+
+/** Held-out answers per sequence and band (round 14's `dispersionByEvidence`). */
+export const HELD_OUT_BAND_HOLD = 8;
+/** |z| of a band's held-out excess below which its centre is not moved (round 23's gate, fixed before its runs). */
+export const HELD_OUT_BAND_MIN_Z = 2;
 
 const logit = (p: number): number => Math.log(p / (1 - p));
 const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
@@ -158,4 +197,225 @@ export function applyStudentInterval(
     intervalScale: scale,
     fit: { ...model.json.fit, studentIntervalCheck: check },
   });
+}
+
+/**
+ * The held-out calibration per evidence band on `model` as served (round 23). For each band's lower bound L
+ * (CENTRE_BANDS: 0 / 1 / 5 / 15 graded answers, the served bands of the centre shift and the by-evidence factor),
+ * every sequence with at least L + 4 graded answers starts from the prior at its offset in `offsets` (absent = 0,
+ * the kernel with the offset's learning loading), is filtered until L answers are seen and then carried forward
+ * (forgetting, learning) over the next HELD_OUT_BAND_HOLD answers without observing them, as
+ * `dispersionByEvidence`. Each held-out answer keeps the posterior it was predicted from. Per band, with E_s(d) =
+ * the sequence's expected number correct when every cell's K is moved by d (the emission at min(1, max(0, x + d)),
+ * the topic's own emission) and r_s = correct - E_s(0):
+ * - the centre: rawShift = the d at which sum E_s(d) = sum correct (bisection on [-1, 1]; the emission is
+ *   monotone in K, so the shift of K that removes the band's excess, exact where a linear carry through the mean
+ *   slope overshoots on the emission's flat parts); served only when |z| >= HELD_OUT_BAND_MIN_Z (z = sum r_s /
+ *   sqrt(sum r_s^2), the excess against its own spread across sequences) and the band has
+ *   LATENT_BAND_MIN_SEQUENCES sequences, shrunk by answers / (answers + CENTRE_SHRINK_ANSWERS);
+ * - the width: the moments ratio about the shifted centre, (sum (correct - E_s(shift))^2 - binomial) / posterior
+ *   with both parts at the shift (a bias is not counted as width), and the factor sqrt(max(LATENT_MIN_INFLATION,
+ *   ratio)); a band with fewer sequences keeps `fallbackScale`.
+ * Label-free with respect to any truth: the fit sample's own later answers are the labels. `centre` false: every
+ * shift 0 (the widths about the uncorrected centre).
+ */
+export function heldOutBands(
+  model: LatentFilter,
+  sequences: readonly LatentSequence[],
+  offsets: ReadonlyMap<LatentSequence, number>,
+  fallbackScale: number,
+  centre = true,
+): HeldOutBand[] {
+  const prm = model.json.params;
+  // The emission at K moved by d, per grid cell, for a topic's threshold (cached per threshold and d).
+  const emitAt = (x: Float64Array, threshold: number | undefined, d: number): Float64Array => {
+    const out = new Float64Array(x.length);
+    for (let i = 0; i < x.length; i++)
+      out[i] =
+        prm.guess +
+        (1 - prm.guess - prm.slip) * emissionShape(prm, Math.min(1, Math.max(0, x[i]! + d)), threshold);
+    return out;
+  };
+  return CENTRE_BANDS.map((from) => {
+    // Held-out answers: the posterior each was predicted from, its answers and correct, and its sequence.
+    const posts: Float64Array[] = [];
+    const ns: number[] = [];
+    const ks: number[] = [];
+    const seqOf: number[] = [];
+    const thOf: (number | undefined)[] = [];
+    const xOf: Float64Array[] = [];
+    let n = 0;
+    let answers = 0;
+    for (const s of sequences) {
+      if (gradedAnswers(s) < from + 4) continue;
+      const offset = offsets.get(s) ?? 0;
+      const kernel = model.kernelFor(s.topic, offset);
+      const prior = model.priorMean(s.topic);
+      const p = kernel.prior(offset === 0 ? prior : sigmoid(logit(prior) + offset));
+      const base = kernel.mean(p);
+      const th = model.threshold(s.topic);
+      let seen = 0;
+      let held = 0;
+      let last = Number.NaN;
+      for (const e of s.events) {
+        if (held >= HELD_OUT_BAND_HOLD) break;
+        if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
+        last = e.t;
+        const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
+        if (graded && (held > 0 || seen + e.n > from)) {
+          posts.push(p.slice());
+          ns.push(e.n);
+          ks.push(e.k);
+          seqOf.push(n);
+          thOf.push(th);
+          xOf.push(kernel.x);
+          held += e.n;
+        } else if (held === 0) {
+          kernel.observe(p, e);
+          if (graded) seen += e.n;
+        }
+        kernel.learnFrom(p, e.kind);
+      }
+      if (held === 0) continue;
+      answers += held;
+      n++;
+    }
+    // Per sequence at shift d: expected and observed correct, binomial part, posterior sd sum.
+    const atShift = (d: number) => {
+      const tables = new Map<string, Float64Array>();
+      const exp = new Float64Array(n);
+      const obs = new Float64Array(n);
+      const bin = new Float64Array(n);
+      const sd = new Float64Array(n);
+      for (let j = 0; j < posts.length; j++) {
+        const key = `${thOf[j]}:${xOf[j]!.length}`;
+        let e = tables.get(key);
+        if (e === undefined) {
+          e = emitAt(xOf[j]!, thOf[j], d);
+          tables.set(key, e);
+        }
+        const p = posts[j]!;
+        let m = 0;
+        let e2 = 0;
+        for (let i = 0; i < p.length; i++) {
+          m += p[i]! * e[i]!;
+          e2 += p[i]! * e[i]! ** 2;
+        }
+        const v = Math.max(0, e2 - m * m);
+        const s = seqOf[j]!;
+        exp[s]! += ns[j]! * m;
+        obs[s]! += ks[j]!;
+        bin[s]! += ns[j]! * (m * (1 - m) - v);
+        sd[s]! += ns[j]! * Math.sqrt(v);
+      }
+      return { exp, obs, bin, sd };
+    };
+    const at0 = atShift(0);
+    let excess = 0;
+    let squares = 0;
+    let correct = 0;
+    for (let s = 0; s < n; s++) {
+      const r = at0.obs[s]! - at0.exp[s]!;
+      excess += r;
+      squares += r * r;
+      correct += at0.obs[s]!;
+    }
+    const expected = (d: number) => atShift(d).exp.reduce((a, b) => a + b, 0);
+    let rawShift = 0;
+    if (n > 0 && excess !== 0) {
+      let lo = -1;
+      let hi = 1;
+      if (expected(hi) <= correct) rawShift = hi;
+      else if (expected(lo) >= correct) rawShift = lo;
+      else {
+        for (let it = 0; it < 60; it++) {
+          const mid = (lo + hi) / 2;
+          if (expected(mid) < correct) lo = mid;
+          else hi = mid;
+        }
+        rawShift = (lo + hi) / 2;
+      }
+    }
+    const z = squares > 0 ? excess / Math.sqrt(squares) : 0;
+    const enough = n >= LATENT_BAND_MIN_SEQUENCES;
+    const shift =
+      centre && enough && Math.abs(z) >= HELD_OUT_BAND_MIN_Z
+        ? (rawShift * answers) / (answers + CENTRE_SHRINK_ANSWERS)
+        : 0;
+    const at = shift === 0 ? at0 : atShift(shift);
+    let centred = 0;
+    let binomial = 0;
+    let posterior = 0;
+    for (let s = 0; s < n; s++) {
+      centred += (at.obs[s]! - at.exp[s]!) ** 2;
+      binomial += at.bin[s]!;
+      posterior += at.sd[s]! ** 2;
+    }
+    const ratio = n > 0 && posterior > 0 ? (centred - binomial) / posterior : 1;
+    const band: HeldOutBand = {
+      from,
+      sequences: n,
+      answers,
+      excess,
+      z,
+      rawShift,
+      shift,
+      ratio,
+      scale: enough ? Math.sqrt(Math.max(LATENT_MIN_INFLATION, ratio)) : fallbackScale,
+    };
+    if (!enough)
+      band.reason = `fewer than ${LATENT_BAND_MIN_SEQUENCES} sequences: the one factor, no centre shift`;
+    return band;
+  });
+}
+
+/**
+ * Round 23 (`--latent-student-interval bands`): `applyStudentInterval` (the one factor, from the check with the
+ * student part), then `heldOutBands` at the same leave-one-topic-out offsets: the copy carries each band's factor
+ * (`intervalScaleByEvidence`) and centre shift (`centreShiftByEvidence`, added to the score and both interval ends
+ * on the K scale at the pair's last event, before the as-of decay, by LatentFilter.estimate), and the bands in
+ * fit.studentIntervalCheck. Without a student effect every sequence starts at offset 0 (the same check). Under a
+ * linear emission only the factors are set (the served P(correct) follows a centre shift through the logistic
+ * emission only, LatentFilter.estimate), every shift 0. Throws on a model that already has a centre shift.
+ */
+export function applyHeldOutBands(model: LatentFilter, sequences: readonly LatentSequence[]): LatentFilter {
+  if (model.json.centreShiftByEvidence !== undefined)
+    throw new Error(
+      "--latent-student-interval bands sets the centre shift by evidence itself: drop --latent-centre by-evidence",
+    );
+  const refit = applyStudentInterval(model, sequences);
+  const check = refit.json.fit.studentIntervalCheck!;
+  const offsets = leaveOneTopicOutOffsets(refit, sequences);
+  const logistic = refit.json.params.slope !== undefined;
+  const bands = heldOutBands(refit, sequences, offsets, refit.json.intervalScale ?? 1, logistic);
+  if (!logistic) for (const b of bands) b.reason ??= "linear emission: no centre shift";
+  const centre: CentreShiftBand[] = bands.map((b) => ({
+    from: b.from,
+    shift: b.shift,
+    delta: b.rawShift,
+    pairs: b.sequences,
+    answers: b.answers,
+  }));
+  return new LatentFilter({
+    ...refit.json,
+    intervalScaleByEvidence: bands.map((b) => ({
+      from: b.from,
+      scale: b.scale,
+      ratio: b.ratio,
+      sequences: b.sequences,
+    })),
+    centreShiftByEvidence: centre,
+    fit: { ...refit.json.fit, studentIntervalCheck: { ...check, bands } },
+  });
+}
+
+/** The model with the interval's check of `mode` applied on `sequences` (its fit sample); `off` = unchanged. */
+export function applyStudentIntervalMode(
+  model: LatentFilter,
+  sequences: readonly LatentSequence[],
+  mode: StudentIntervalMode,
+): LatentFilter {
+  if (mode === "refit") return applyStudentInterval(model, sequences);
+  if (mode === "bands") return applyHeldOutBands(model, sequences);
+  return model;
 }

@@ -10,7 +10,7 @@ import {
 import { latentEventOf } from "../models/latentState.ts";
 import { type LearnerEvent, replayOrder } from "../models/learnerState.ts";
 import type { PairEvidence } from "../models/servedMastery.ts";
-import { applyStudentInterval, type StudentIntervalMode } from "../models/studentInterval.ts";
+import { applyStudentIntervalMode, type StudentIntervalMode } from "../models/studentInterval.ts";
 import { studentOffsetSd, widenForOffset } from "../models/studentOffsetSd.ts";
 import { applyStudentScale, type StudentScaleMode } from "../models/studentScale.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
@@ -103,7 +103,8 @@ export type LatentStoreFitOptions = LatentFitOptions & {
   studentScale?: StudentScaleMode;
   /**
    * Round 21: "refit" runs the interval's held-out dispersion check again on the model with its student part
-   * (after the rein-in; models/studentInterval.ts); default off (the fit's factor, from offset 0).
+   * (after the rein-in; models/studentInterval.ts); round 23: "bands" adds a centre shift and a factor per evidence
+   * band from the held-out answers; default off (the fit's factor, from offset 0).
    */
   studentInterval?: StudentIntervalMode;
 };
@@ -132,7 +133,7 @@ export async function fitLatentOnStore(
     studentScale === "moments" || studentScale === "mastery"
       ? applyStudentScale(fitted, seqs, studentScale)
       : fitted;
-  const model = studentInterval === "refit" ? applyStudentInterval(scaled, seqs) : scaled;
+  const model = applyStudentIntervalMode(scaled, seqs, studentInterval ?? "off");
   return { model, sequences: seqs.length, seconds: (performance.now() - t0) / 1000 };
 }
 

@@ -255,6 +255,10 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       latentEst !== null &&
       lpar !== undefined
     ) {
+      if (latentFit.model.json.centreShiftByEvidence !== undefined)
+        throw new ServedTrainError(
+          "--latent-centre by-evidence would replace the centre shift --latent-student-interval bands fitted: pass only one of them",
+        );
       if (lpar.slope === undefined)
         throw new ServedTrainError(
           "--latent-centre by-evidence needs the filter's logistic emission, but the fit chose the linear one: pass --latent-centre none",

@@ -131,8 +131,8 @@ export function register(program: Command): void {
       STUDENT_SCALE_DEFAULT,
     )
     .option(
-      "--latent-student-interval <off|refit>",
-      "with --latent-student on, how the 80% interval's spread factor is set (round 21): off (the default: the held-out dispersion check of the fit, run from each topic's prior without the student part) or refit (opt-in: the same check run again on the model with its student part, after --latent-student-scale, each sequence from the prior at its student's offset taken from their other topics; docs/benchmarks.md Validity round 21). Not with --latent-interval by-evidence",
+      "--latent-student-interval <off|refit|bands>",
+      "with --latent-student on, how the 80% interval's spread factor is set (round 21): off (the default: the held-out dispersion check of the fit, run from each topic's prior without the student part), refit (opt-in: the same check run again on the model with its student part, after --latent-student-scale, each sequence from the prior at its student's offset taken from their other topics; docs/benchmarks.md Validity round 21) or bands (opt-in, round 23: refit, then per evidence band, 0 / 1-4 / 5-14 / 15+ graded answers, the fit sample's next 8 answers predicted from the posterior after that many: a centre shift on the K scale where their excess is beyond 2 standard errors, and a two-sided factor about that centre). Not with --latent-interval by-evidence; bands not with --latent-centre by-evidence",
       STUDENT_INTERVAL_DEFAULT,
     )
     .option(
@@ -230,9 +230,13 @@ Example:
         throw new CliError(
           `--latent-student-interval must be one of ${STUDENT_INTERVAL_MODES.join(", ")} (got ${opts.latentStudentInterval}); e.g. refit`,
         );
-      if (studentInterval === "refit" && opts.latentInterval === "by-evidence")
+      if (studentInterval !== "off" && opts.latentInterval === "by-evidence")
         throw new CliError(
-          "--latent-student-interval refit sets the one interval factor: use it with --latent-interval widen-only or two-sided",
+          `--latent-student-interval ${studentInterval} sets the interval's factors itself: use it with --latent-interval widen-only or two-sided`,
+        );
+      if (studentInterval === "bands" && opts.latentCentre === "by-evidence")
+        throw new CliError(
+          "--latent-student-interval bands sets the centre shift by evidence from held-out answers: drop --latent-centre by-evidence (or use --latent-student-interval refit)",
         );
       if (
         opts.latentInterval !== "two-sided" &&

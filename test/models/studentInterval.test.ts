@@ -9,13 +9,19 @@ import {
   type LatentSequence,
 } from "../../models/latentFilter.ts";
 import {
+  applyHeldOutBands,
   applyStudentInterval,
+  applyStudentIntervalMode,
   dispersionAtOffsets,
+  HELD_OUT_BAND_MIN_Z,
+  heldOutBands,
   leaveOneTopicOutOffsets,
 } from "../../models/studentInterval.ts";
 import {
+  LATENT_LOGISTIC_PARAMS,
   LATENT_TEST_PARAMS,
   LATENT_STILL_PARAMS as STILL,
+  simulateLatentStudents,
   stillStudents,
   STUDENT_TEST_TOPICS as TOPICS,
 } from "./latentFixtures.ts";
@@ -198,4 +204,178 @@ describe("the interval's dispersion check on the model with its student part (ro
       { numRuns: 15 },
     );
   }, 60_000);
+});
+
+describe("the held-out calibration by evidence band (round 23, --latent-student-interval bands)", () => {
+  it("by hand: 200 sequences of right, right, wrong, wrong from a two-cell uniform prior", () => {
+    // Cells 0.25 / 0.75, P(correct) = 0.2 + 0.7 K, nothing learnt or forgotten: band 0 holds out all four answers
+    // from the prior. Per sequence: expected 4 x 0.55 = 2.2, excess -0.2, z = -40 / sqrt(200 x 0.04). The raw
+    // shift d solves 4 (0.55 + 0.7 d) = 2: d = -1/14; served x 800 / (800 + 200). At that shift P(correct) is
+    // 0.335 / 0.685 (mean 0.51, sd 0.175): residual 200 x (2 - 2.04)^2 = 0.32, binomial 200 x 4 (0.51 x 0.49 -
+    // 0.175^2) = 175.42, posterior 200 x (4 x 0.175)^2 = 98: ratio (0.32 - 175.42) / 98, factor floored at 0.5.
+    const f = model({ ...STILL, priorMean: 0.5, priorConcentration: 2 }, 0, 2);
+    const seq = (i: number): LatentSequence => ({
+      topic: "A",
+      student: `s${i}`,
+      events: [1, 1, 0, 0].map((k) => ({ t: 0, kind: KIND_QUIZ, n: 1, k })),
+    });
+    const seqs = Array.from({ length: 200 }, (_, i) => seq(i));
+    const [b0, b1, b5, b15] = heldOutBands(f, seqs, new Map(), 1.3);
+    expect(b0!.sequences).toBe(200);
+    expect(b0!.answers).toBe(800);
+    expect(b0!.excess).toBeCloseTo(-40, 9);
+    expect(b0!.z).toBeCloseTo(-Math.sqrt(200), 9);
+    expect(b0!.rawShift).toBeCloseTo(-1 / 14, 9);
+    expect(b0!.shift).toBeCloseTo(-0.8 / 14, 9);
+    expect(b0!.ratio).toBeCloseTo((0.32 - 175.42) / 98, 9);
+    expect(b0!.scale).toBe(Math.sqrt(LATENT_MIN_INFLATION));
+    // Bands 1, 5, 15 need 5, 9, 19 answers: none qualifies, the one factor and no shift.
+    for (const b of [b1!, b5!, b15!]) {
+      expect(b.sequences).toBe(0);
+      expect(b.shift).toBe(0);
+      expect(b.scale).toBe(1.3);
+      expect(b.reason).toMatch(/fewer than 200 sequences/);
+    }
+    // Fewer than 200 sequences: no shift, the one factor, even with |z| far above the gate.
+    const few = heldOutBands(f, seqs.slice(0, 199), new Map(), 1.3)[0]!;
+    expect(Math.abs(few.z)).toBeGreaterThan(HELD_OUT_BAND_MIN_Z);
+    expect(few.shift).toBe(0);
+    expect(few.scale).toBe(1.3);
+    // Without the centre (the linear emission's case): the ratio about the uncorrected centre: residual 200 x 0.04
+    // = 8, binomial 200 x 4 (0.55 x 0.45 - 0.175^2) = 173.5.
+    const flat = heldOutBands(f, seqs, new Map(), 1.3, false)[0]!;
+    expect(flat.shift).toBe(0);
+    expect(flat.ratio).toBeCloseTo((8 - 173.5) / 98, 9);
+  });
+
+  // Students simulated with the logistic emission around prior mean 0.45; a model whose topic prior is too low or
+  // too high: the held-out answers after no evidence say which way, the shift moves the no-evidence score towards
+  // the students' level, and after 5 answers the posterior has mostly caught up (a smaller raw shift).
+  const thresholds = { A: 0.5, B: 0.5, C: 0.5, D: 0.5 };
+  const logisticModel = (priorMean: number) =>
+    new LatentFilter({
+      version: 1,
+      bins: 40,
+      params: { ...LATENT_LOGISTIC_PARAMS, priorMean },
+      topicPriorMean: Object.fromEntries(Object.keys(thresholds).map((t) => [t, priorMean])),
+      topicThreshold: thresholds,
+      fit: {
+        logLikPerObs: 0,
+        observations: 0,
+        sequences: 0,
+        evaluations: 0,
+        dispersion: { ratio: 1, sequences: 0, mode: "widen-only" },
+      },
+      intervalScale: 1,
+    });
+  const { seqs: sim } = simulateLatentStudents(LATENT_LOGISTIC_PARAMS, thresholds, 150, 0, 23);
+
+  it.each([
+    [0.25, 1],
+    [0.7, -1],
+  ])(
+    "a topic prior of %s against students at 0.45: band 0's shift has sign %s and moves the score towards them",
+    (prior, sign) => {
+      const f = logisticModel(prior);
+      const g = applyHeldOutBands(f, sim);
+      const bands = g.json.fit.studentIntervalCheck!.bands!;
+      expect(bands.map((b) => b.from)).toEqual([0, 1, 5, 15]);
+      const [b0, , b5, b15] = bands;
+      expect(b0!.sequences).toBe(sim.length);
+      expect(Math.sign(b0!.z)).toBe(sign);
+      expect(Math.abs(b0!.z)).toBeGreaterThan(HELD_OUT_BAND_MIN_Z);
+      expect(Math.sign(b0!.shift)).toBe(sign);
+      expect(b0!.shift).toBeCloseTo((b0!.rawShift * b0!.answers) / (b0!.answers + 200), 12);
+      expect(b5!.sequences).toBeGreaterThanOrEqual(200);
+      expect(Math.abs(b5!.rawShift)).toBeLessThan(Math.abs(b0!.rawShift));
+      // 4-15 answers a sequence: none reaches band 15's 19.
+      expect(b15!.sequences).toBe(0);
+      expect(b15!.shift).toBe(0);
+      // The model served: a pair without answers moves by band 0's shift, towards the students' starting level
+      // (the simulation's K ~ sigmoid(logit 0.45 + 0.6 Z): its mean by quadrature on a fine grid of Z).
+      const before = f.predict("A", [], 0);
+      const after = g.predict("A", [], 0);
+      expect(after.score).toBeCloseTo(before.score + b0!.shift, 12);
+      let mass = 0;
+      let kLevel = 0;
+      for (let z = -8; z <= 8; z += 0.001) {
+        const w = Math.exp((-z * z) / 2);
+        mass += w;
+        kLevel += w / (1 + Math.exp(-(Math.log(0.45 / 0.55) + 0.6 * z)));
+      }
+      kLevel /= mass;
+      expect(Math.abs(after.score - kLevel)).toBeLessThan(Math.abs(before.score - kLevel) / 2);
+      expect(Math.sign(after.pCorrect - before.pCorrect)).toBe(sign);
+      // Each band's factor is the one the pair's evidence reaches.
+      expect(g.json.intervalScaleByEvidence!.map((b) => b.scale)).toEqual(bands.map((b) => b.scale));
+    },
+    60_000,
+  );
+
+  it("property: only the interval's factors, the centre shift and the check change; factors >= 0.5; shifts gated; linear emission: no shift", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 1000 }),
+        fc.double({ min: 0, max: 1.5, noNaN: true }),
+        fc.double({ min: 0.2, max: 2, noNaN: true }),
+        fc.boolean(),
+        (seed, trueSd, sd, logistic) => {
+          const seqs = logistic
+            ? simulateLatentStudents(LATENT_LOGISTIC_PARAMS, thresholds, 60, trueSd, seed).seqs
+            : students(40, trueSd, seed, 10);
+          const f = logistic
+            ? new LatentFilter({ ...logisticModel(0.45).json, studentPriorSd: sd })
+            : model(STILL, sd, 12, {
+                intervalScale: 1.25,
+                fit: {
+                  logLikPerObs: 0,
+                  observations: 0,
+                  sequences: 0,
+                  evaluations: 0,
+                  dispersion: { ratio: 1.5625, sequences: 8, mode: "widen-only" },
+                },
+              });
+          const g = applyStudentIntervalMode(f, seqs, "bands");
+          const refit = applyStudentInterval(f, seqs);
+          expect(g.json.intervalScale).toBe(refit.json.intervalScale);
+          const bands = g.json.fit.studentIntervalCheck!.bands!;
+          for (const [i, b] of bands.entries()) {
+            expect(b.scale).toBeGreaterThanOrEqual(Math.sqrt(LATENT_MIN_INFLATION));
+            if (b.sequences < 200) expect(b.scale).toBe(refit.json.intervalScale);
+            const gated = Math.abs(b.z) >= HELD_OUT_BAND_MIN_Z && b.sequences >= 200 && logistic;
+            expect(b.shift === 0).toBe(!gated || b.rawShift === 0);
+            expect(g.json.centreShiftByEvidence![i]!.shift).toBe(b.shift);
+            expect(g.json.intervalScaleByEvidence![i]!.scale).toBe(b.scale);
+          }
+          const {
+            intervalScale: _a,
+            intervalScaleByEvidence: _b,
+            centreShiftByEvidence: _c,
+            fit: fa,
+            ...restA
+          } = f.json;
+          const {
+            intervalScale: _d,
+            intervalScaleByEvidence: _e,
+            centreShiftByEvidence: _f,
+            fit: fb,
+            ...restB
+          } = g.json;
+          expect(restB).toEqual(restA);
+          const { studentIntervalCheck: _g, ...fbRest } = fb;
+          expect(fbRest).toEqual(fa);
+          expect(applyStudentIntervalMode(f, seqs, "off")).toBe(f);
+        },
+      ),
+      { numRuns: 12 },
+    );
+  }, 240_000);
+
+  it("refuses a model that already has a centre shift, naming the fix", () => {
+    const f = new LatentFilter({
+      ...logisticModel(0.45).json,
+      centreShiftByEvidence: [{ from: 0, shift: 0.01, delta: 0.1, pairs: 300, answers: 900 }],
+    });
+    expect(() => applyHeldOutBands(f, sim)).toThrow(/drop --latent-centre by-evidence/);
+  });
 });
