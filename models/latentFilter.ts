@@ -1762,29 +1762,48 @@ export function dispersionByEvidence(
       const kernel = kernelOf(s.topic);
       if (p.length !== kernel.bins) p = new Float64Array(kernel.bins);
       kernel.prior(priorMean(s.topic), p);
-      const base = kernel.mean(p);
-      let seen = 0;
-      let held = 0;
-      let last = Number.NaN;
-      for (const e of s.events) {
-        if (held >= hold) break;
-        if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
-        last = e.t;
-        const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
-        if (graded && (held > 0 || seen + e.n > from)) {
-          sums.add(kernel, p, e);
-          held += e.n;
-        } else if (held === 0) {
-          kernel.observe(p, e);
-          if (graded) seen += e.n;
-        }
-        kernel.learnFrom(p, e.kind);
-      }
+      const held = walkHeldOut(kernel, p, s.events, from, hold, (e) => sums.add(kernel, p, e));
       if (held === 0) sums.discardSequence();
       else sums.endSequence();
     }
     return { from, ratio: sums.ratio(), sequences: sums.used };
   });
+}
+
+/**
+ * One sequence's held-out walk, shared by the dispersion checks (dispersionByEvidence, models/studentInterval.ts):
+ * from the posterior `p` (updated in place, forgetting between events towards its starting mean), graded answers
+ * are observed until more than `from` have been seen; the graded events after that, up to `hold` answers, are held
+ * out: each is passed to `onHeld` with `p` as the posterior it is predicted from and is not observed. Returns the
+ * number of held-out answers (0: the sequence had none after `from`).
+ */
+export function walkHeldOut(
+  kernel: LatentKernel,
+  p: Float64Array,
+  events: readonly LatentEvent[],
+  from: number,
+  hold: number,
+  onHeld: (e: LatentEvent) => void,
+): number {
+  const base = kernel.mean(p);
+  let seen = 0;
+  let held = 0;
+  let last = Number.NaN;
+  for (const e of events) {
+    if (held >= hold) break;
+    if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
+    last = e.t;
+    const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
+    if (graded && (held > 0 || seen + e.n > from)) {
+      onHeld(e);
+      held += e.n;
+    } else if (held === 0) {
+      kernel.observe(p, e);
+      if (graded) seen += e.n;
+    }
+    kernel.learnFrom(p, e.kind);
+  }
+  return held;
 }
 
 export interface LatentSequence {

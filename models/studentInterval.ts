@@ -12,6 +12,7 @@ import {
   LatentFilter,
   type LatentIntervalMode,
   type LatentSequence,
+  walkHeldOut,
 } from "./latentFilter.ts";
 
 /**
@@ -252,30 +253,15 @@ export function heldOutBands(
       const kernel = model.kernelFor(s.topic, offset);
       const prior = model.priorMean(s.topic);
       const p = kernel.prior(offset === 0 ? prior : sigmoid(logit(prior) + offset));
-      const base = kernel.mean(p);
       const th = model.threshold(s.topic);
-      let seen = 0;
-      let held = 0;
-      let last = Number.NaN;
-      for (const e of s.events) {
-        if (held >= HELD_OUT_BAND_HOLD) break;
-        if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
-        last = e.t;
-        const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
-        if (graded && (held > 0 || seen + e.n > from)) {
-          posts.push(p.slice());
-          ns.push(e.n);
-          ks.push(e.k);
-          seqOf.push(n);
-          thOf.push(th);
-          xOf.push(kernel.x);
-          held += e.n;
-        } else if (held === 0) {
-          kernel.observe(p, e);
-          if (graded) seen += e.n;
-        }
-        kernel.learnFrom(p, e.kind);
-      }
+      const held = walkHeldOut(kernel, p, s.events, from, HELD_OUT_BAND_HOLD, (e) => {
+        posts.push(p.slice());
+        ns.push(e.n);
+        ks.push(e.k);
+        seqOf.push(n);
+        thOf.push(th);
+        xOf.push(kernel.x);
+      });
       if (held === 0) continue;
       answers += held;
       n++;
