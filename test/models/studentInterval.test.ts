@@ -4,6 +4,7 @@ import {
   KIND_QUIZ,
   LATENT_MIN_INFLATION,
   LatentFilter,
+  type LatentIntervalMode,
   type LatentModelJson,
   type LatentParams,
   type LatentSequence,
@@ -40,6 +41,19 @@ const model = (
     fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
     ...(studentPriorSd > 0 ? { studentPriorSd } : {}),
     ...extra,
+  });
+
+/** The still model at 12 bins whose fit-time dispersion check widened the interval by 1.25 (ratio 1.5625). */
+const widenedModel = (studentPriorSd: number, mode: LatentIntervalMode) =>
+  model(STILL, studentPriorSd, 12, {
+    intervalScale: 1.25,
+    fit: {
+      logLikPerObs: 0,
+      observations: 0,
+      sequences: 0,
+      evaluations: 0,
+      dispersion: { ratio: 1.5625, sequences: 8, mode },
+    },
   });
 
 const students = (n: number, trueSd: number, seed: number, answers = 8): LatentSequence[] =>
@@ -178,16 +192,7 @@ describe("the interval's dispersion check on the model with its student part (ro
         fc.constantFrom("widen-only" as const, "two-sided" as const),
         (seed, trueSd, sd, mode) => {
           const seqs = students(8, trueSd, seed);
-          const f = model(STILL, sd, 12, {
-            intervalScale: 1.25,
-            fit: {
-              logLikPerObs: 0,
-              observations: 0,
-              sequences: 0,
-              evaluations: 0,
-              dispersion: { ratio: 1.5625, sequences: 8, mode },
-            },
-          });
+          const f = widenedModel(sd, mode);
           const r = applyStudentInterval(f, seqs);
           const c = r.json.fit.studentIntervalCheck!;
           expect(c.mode).toBe(mode);
@@ -325,16 +330,7 @@ describe("the held-out calibration by evidence band (round 23, --latent-student-
             : students(40, trueSd, seed, 10);
           const f = logistic
             ? new LatentFilter({ ...logisticModel(0.45).json, studentPriorSd: sd })
-            : model(STILL, sd, 12, {
-                intervalScale: 1.25,
-                fit: {
-                  logLikPerObs: 0,
-                  observations: 0,
-                  sequences: 0,
-                  evaluations: 0,
-                  dispersion: { ratio: 1.5625, sequences: 8, mode: "widen-only" },
-                },
-              });
+            : widenedModel(sd, "widen-only");
           const g = applyStudentIntervalMode(f, seqs, "bands");
           const refit = applyStudentInterval(f, seqs);
           expect(g.json.intervalScale).toBe(refit.json.intervalScale);
