@@ -39,7 +39,19 @@ const DAY_US = 86_400e6;
 export async function seedBatchRows(
   duck: DuckStore,
   pseudo: Pseudonymizer,
-  opts: { students: number; topics: number; served: boolean; asOf: Date; prefix?: string },
+  opts: {
+    students: number;
+    topics: number;
+    served: boolean;
+    asOf: Date;
+    prefix?: string;
+    /**
+     * The base's row order: "student" (default: the rows as drawn, a student's next to each other, as the
+     * batch's sorted writes leave them) or "spread" (hash order: as a file the batch wrote before mastery22's sorted writes,
+     * or the load bench's seeded store).
+     */
+    layout?: "student" | "spread";
+  },
 ): Promise<string[]> {
   const prefix = opts.prefix ?? "wide";
   const topicRows = Array.from(
@@ -244,7 +256,7 @@ export async function seedBatchRows(
      SELECT student_key, topic_id, mastery_score, score_source, model_version, make_timestamp(as_of_us::BIGINT),
        explanation, ${asOf},
        ${numberCols.join(", ")}
-     FROM temp.batch_seed`,
+     FROM temp.batch_seed${opts.layout === "spread" ? "\n     ORDER BY hash(student_key, topic_id, score_source)" : ""}`,
   );
   await duck.run("DROP TABLE temp.batch_seed");
   await duck.run("CHECKPOINT");

@@ -11,7 +11,7 @@
  *
  * Embedded (COLD_STORE=duckdb): a DuckDB file whose students have the daily batch's rows (bench/batchRowSeed.ts:
  * per topic bkt and elo stored as numbers, rule_based as its block, and a decaying 'served' text row unless
- * COLD_SERVED=0), the app as `mastery serve` opens it (serving.yaml duck_threads, or COLD_DUCK_THREADS; the
+ * COLD_SERVED=0; in student order, or spread in hash order with COLD_LAYOUT=spread), the app as `mastery serve` opens it (serving.yaml duck_threads, or COLD_DUCK_THREADS; the
  * read pool), read at one fixed instant. Measured: the
  * whole miss (ctx.masteryBody: what GET /mastery runs), CPU per miss median and p90, and a SHA-256 of every
  * body (two trees must print the same); then the miss's parts on their own over the same students, as main's
@@ -25,6 +25,8 @@
  *   npx tsx bench/coldRead.bench.ts                     # PostgreSQL + Redis, 100 topics, 200 students, 3 rounds
  *   COLD_TOPICS=20 COLD_STUDENTS=300 COLD_ROUNDS=5 npx tsx bench/coldRead.bench.ts
  *   COLD_STORE=duckdb npx tsx bench/coldRead.bench.ts   # the embedded file, batch rows + served rows
+ *   COLD_STORE=duckdb COLD_LAYOUT=spread npx tsx bench/coldRead.bench.ts   # its base rows in hash order
+ *   COLD_STORE=duckdb COLD_RANGE_READS=0 npx tsx bench/coldRead.bench.ts   # every miss through the index
  *
  * Target (issue 15): a cold GET /mastery <= 2 ms of server time for a student with 100 topics.
  */
@@ -37,7 +39,7 @@ import { pino } from "pino";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { parseThresholds } from "../serving/alerts.ts";
 import { type AppDeps, createApp, loadServingConfig, servingDuckOptions } from "../serving/app.ts";
-import { type MasteryViewRow, neededRows } from "../serving/masteryReadStore.ts";
+import { DuckMasteryReadStore, type MasteryViewRow, neededRows } from "../serving/masteryReadStore.ts";
 import {
   readStudentMastery,
   scoreRowNeeds,
@@ -217,11 +219,13 @@ async function duckColdRead(): Promise<void> {
   const served = process.env.COLD_SERVED !== "0";
   const warm = 20;
   const seeded = await DuckStore.open(path, { encryption: null });
+  const layout = process.env.COLD_LAYOUT === "spread" ? "spread" : "student";
   const all = await seedBatchRows(seeded, pseudo, {
     students: studentsN + warm,
     topics: topicsN,
     served,
     asOf: new Date(readAt.getTime() - 20 * 3600_000),
+    layout,
   });
   seeded.close();
   await seeded.whenClosed();
@@ -232,7 +236,23 @@ async function duckColdRead(): Promise<void> {
   const profDir = process.env.COLD_PROF;
   const inspector = profDir === undefined ? null : new Session();
   try {
-    const { ctx } = await benchApp({ store: duck, now: () => readAt });
+    // COLD_RANGE_READS=0: the read before mastery22 (every miss through the student index, one statement).
+    const byIndex = process.env.COLD_RANGE_READS === "0";
+    const { ctx } = await benchApp({
+      store: duck,
+      now: () => readAt,
+      ...(byIndex
+        ? {
+            read: new DuckMasteryReadStore(
+              await duck.readPool(loadServingConfig().readConnections || 1),
+              undefined,
+              {
+                rangeReads: false,
+              },
+            ),
+          }
+        : {}),
+    });
     const keys = all.slice(0, studentsN);
     const meta = topicMetaOf(await ctx.topicRows());
     const needs = scoreRowNeeds({});
@@ -241,7 +261,7 @@ async function duckColdRead(): Promise<void> {
     for (const k of all.slice(studentsN)) await ctx.masteryBody(k);
     console.log(
       `cold read, embedded: ${studentsN} students x ${topicsN} topics (bkt + elo as numbers, rule_based as its block` +
-        `${served ? ", served text" : ""}), read at ${readAt.toISOString()}, DuckDB threads ${duckThreads || "default"}, ` +
+        `${served ? ", served text" : ""})${byIndex ? ", index reads only" : ""}, base rows in ${layout === "spread" ? "hash order (spread)" : "student order"}, read at ${readAt.toISOString()}, DuckDB threads ${duckThreads || "default"}, ` +
         `${rounds} rounds; load average ${loadText()}`,
     );
     for (let r = 0; r < rounds; r++) {

@@ -8,7 +8,17 @@ import {
 } from "../storage/explanationNumbers.ts";
 import type { PgStore } from "../storage/postgres.ts";
 import { newestRevisions, REVISION_SEQ, type RevisionRow, revisionsSql } from "../storage/revisionTable.ts";
-import { baseRowIdsSql, MAX_RUNS, rangeRevisionsSql, rowIdRuns } from "../storage/rowIdRanges.ts";
+import {
+  BASE_ROWS,
+  baseRowIdsSql,
+  indexRevisionsSql,
+  MAX_RUNS,
+  ROW_ID,
+  type RowIdRange,
+  RowIdRunMemory,
+  rangeRevisionsSql,
+  rowIdRuns,
+} from "../storage/rowIdRanges.ts";
 import type { StateStore } from "../storage/stateStore.ts";
 import { compareUtf8 } from "../storage/utf8Order.ts";
 import { explanationText, withExplanationTexts } from "./storedExplanations.ts";
@@ -184,6 +194,12 @@ const DUCK_BASE_IDS_SQL = baseRowIdsSql("student_mastery", "student_key = $1");
 const DUCK_RANGE_SCORE_SQL = Array.from({ length: MAX_RUNS }, (_, i) =>
   rangeRevisionsSql("student_mastery", SCORE_COLUMNS, "student_key = $1", i + 1, 2),
 );
+/** The same with the student's base rows counted by the index in the statement (a remembered student's runs). */
+const DUCK_VERIFIED_RANGE_SCORE_SQL = Array.from({ length: MAX_RUNS }, (_, i) =>
+  rangeRevisionsSql("student_mastery", SCORE_COLUMNS, "student_key = $1", i + 1, 2, { verify: true }),
+);
+/** DUCK_SCORE_SQL with the base rows' row ids (where the student's rows lie, for RowIdRunMemory). */
+const DUCK_INDEX_SCORE_SQL = indexRevisionsSql("student_mastery", SCORE_COLUMNS, "student_key = $1");
 const DUCK_HISTORY_SQL = historySql(`, ${STORED_NUMBERS_SELECT}`);
 const DUCK_STUDENT_HISTORY_SQL = studentHistorySql(`, ${STORED_NUMBERS_SELECT}`);
 const DUCK_ABILITY_SQL = revisionsSql("learner_state", "topic_id, elo_ability", "student_key = $1");
@@ -213,8 +229,8 @@ function newestScores(
 function scoreRowsOf(
   result: DuckColumns,
   needs: ScoreRowNeeds | undefined,
-  baseRows?: number,
-): MasteryViewRow[] {
+  check: { baseRows?: number | "counted"; ids?: (ids: number[]) => void } = {},
+): MasteryViewRow[] | null {
   const topic = result.column("topic_id");
   const source = result.column("score_source");
   const seq = result.column(REVISION_SEQ);
@@ -229,13 +245,23 @@ function scoreRowsOf(
     };
     if (keys[i]!.revision_seq < 0) base++;
   }
-  // The ranges hold every id the index gave, in the same snapshot: fewer base rows would be a lost row.
-  if (baseRows !== undefined && base !== baseRows)
+  if (check.baseRows === "counted") {
+    // Remembered runs: whole when they gave as many base rows as the index counts (the same statement), else
+    // the caller reads again. No row: nothing to compare with (the student's rows moved or are gone).
+    if (result.rowCount === 0 || base !== (result.column(BASE_ROWS)(0) as number)) return null;
+  } else if (check.baseRows !== undefined && base !== check.baseRows)
+    // The ranges hold every id the index gave, in the same snapshot: fewer base rows would be a lost row.
     throw new StorageError(
       "DB_READ",
-      `GET /mastery's range read found ${base} base rows of the student where the index has ${baseRows}: ` +
+      `GET /mastery's range read found ${base} base rows of the student where the index has ${check.baseRows}: ` +
         "the two statements did not see one snapshot (DuckStore.snapshot / DuckReadPool.snapshot); report it",
     );
+  if (check.ids !== undefined) {
+    const id = result.column(ROW_ID);
+    const ids: number[] = [];
+    for (let i = 0; i < result.rowCount; i++) if (keys[i]!.revision_seq < 0) ids.push(id(i) as number);
+    check.ids(ids);
+  }
   const newest = newestRevisions("student_mastery", keys, ["student_key"]).sort(byTopicAndSource);
   const needed = needs === undefined ? null : neededRows(newest, needs);
   const score = result.column("mastery_score");
@@ -275,6 +301,10 @@ function scoreRowsOf(
   return rows;
 }
 
+/** Row-id ranges as the range statements' bounds: lo and hi of each, in order. */
+const bigintBounds = (runs: readonly RowIdRange[]): bigint[] =>
+  runs.flatMap(([lo, hi]) => [BigInt(lo), BigInt(hi)]);
+
 /**
  * The StateStore is keyed by (student, topic) and has no per-student scan (Redis hashes), so the
  * student's topics are taken from student_mastery: the updater writes a score for every key it
@@ -297,16 +327,19 @@ export class DuckMasteryReadStore implements MasteryReadStore {
   readonly kind = "duckdb" as const;
   readonly concurrent: boolean;
   private readonly store: Pick<DuckStore, "all" | "columns" | "snapshot">;
-  /** scoreRows reads the base as row-id ranges when they pay (storage/rowIdRanges.ts); false: through the index. */
-  private readonly ranges: boolean;
+  /**
+   * Where the students' rows lay when last read, for scoreRows' choice of read (storage/rowIdRanges.ts); null
+   * (`rangeReads: false`): always through the index.
+   */
+  readonly memory: RowIdRunMemory | null;
   constructor(
     store: DuckStore | DuckReadPool,
     private readonly state?: StateStore,
-    opts: { rangeReads?: boolean } = {},
+    opts: { rangeReads?: boolean; memory?: RowIdRunMemory } = {},
   ) {
     this.store = store;
     this.concurrent = !("conn" in store);
-    this.ranges = opts.rangeReads ?? true;
+    this.memory = opts.rangeReads === false ? null : (opts.memory ?? new RowIdRunMemory());
   }
 
   async masteryRows(studentKey: string): Promise<MasteryViewRow[]> {
@@ -314,14 +347,52 @@ export class DuckMasteryReadStore implements MasteryReadStore {
   }
 
   /**
-   * Without range reads: one statement through the student index. With them (default): the student's base row
-   * ids from the index, then, when they lie in a few short runs, the rows read by those row-id ranges (a scan
-   * decodes each vector once; the index read fetches each row's ~40 columns one by one), else through the
-   * index; both statements in one snapshot. The same rows either way.
+   * Without range reads: one statement through the student index. With them (default), as `memory` plans it
+   * (storage/rowIdRanges.ts RowIdRunMemory): a student read before whose rows lay in a few short runs is read by
+   * those row-id ranges in one statement that checks it got every base row (a scan decodes each vector once;
+   * the index read fetches each row's ~40 columns one by one), read again as below when not; a student not seen
+   * yet, while recent reads found such runs: its base row ids from the index, then the ranges or the index, both
+   * statements in one snapshot; otherwise through the index, its row ids read along. Every read tells the memory
+   * where the student's rows lie. The same rows whichever way.
    */
-  scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]> {
-    if (!this.ranges)
-      return this.store.columns(DUCK_SCORE_SQL, [studentKey], (result) => scoreRowsOf(result, needs));
+  async scoreRows(studentKey: string, needs?: ScoreRowNeeds): Promise<MasteryViewRow[]> {
+    if (this.memory === null)
+      return this.store.columns(DUCK_SCORE_SQL, [studentKey], (result) => scoreRowsOf(result, needs)!);
+    const plan = this.memory.plan(studentKey);
+    if (plan.kind === "index") return this.indexRead(studentKey, needs);
+    if (plan.kind === "ranges") {
+      const rows = await this.store.columns(
+        DUCK_VERIFIED_RANGE_SCORE_SQL[plan.runs.length - 1]!,
+        [studentKey, ...bigintBounds(plan.runs)],
+        (result) => scoreRowsOf(result, needs, { baseRows: "counted" }),
+      );
+      if (rows !== null) {
+        this.memory.learn(studentKey, plan.runs);
+        return rows;
+      }
+    }
+    return this.probeRead(studentKey, needs, this.memory);
+  }
+
+  /** The index read, learning the student's runs from the row ids it reads along. */
+  private indexRead(studentKey: string, needs: ScoreRowNeeds | undefined): Promise<MasteryViewRow[]> {
+    const memory = this.memory!;
+    return this.store.columns(
+      DUCK_INDEX_SCORE_SQL,
+      [studentKey],
+      (result) =>
+        scoreRowsOf(result, needs, {
+          ids: (ids) => memory.learn(studentKey, ids.every(Number.isSafeInteger) ? rowIdRuns(ids) : null),
+        })!,
+    );
+  }
+
+  /** mastery22's read: the row ids from the index, then the ranges or the index, in one snapshot. */
+  private probeRead(
+    studentKey: string,
+    needs: ScoreRowNeeds | undefined,
+    memory: RowIdRunMemory,
+  ): Promise<MasteryViewRow[]> {
     return this.store.snapshot(async (q) => {
       // Rows a still open transaction of this connection added have ids from 2^62 (DuckDB's transaction-local
       // storage), beyond a double's exact integers: such a read goes through the index.
@@ -336,11 +407,13 @@ export class DuckMasteryReadStore implements MasteryReadStore {
         return out;
       });
       const runs = rowIdRuns(ids);
+      memory.learn(studentKey, runs);
       if (runs === null)
-        return q.columns(DUCK_SCORE_SQL, [studentKey], (result) => scoreRowsOf(result, needs));
-      const bounds = runs.flatMap(([lo, hi]) => [BigInt(lo), BigInt(hi)]);
-      return q.columns(DUCK_RANGE_SCORE_SQL[runs.length - 1]!, [studentKey, ...bounds], (result) =>
-        scoreRowsOf(result, needs, ids.length),
+        return q.columns(DUCK_SCORE_SQL, [studentKey], (result) => scoreRowsOf(result, needs)!);
+      return q.columns(
+        DUCK_RANGE_SCORE_SQL[runs.length - 1]!,
+        [studentKey, ...bigintBounds(runs)],
+        (result) => scoreRowsOf(result, needs, { baseRows: ids.length })!,
       );
     });
   }

@@ -72,11 +72,30 @@ export function baseRowIdsSql(t: LayeredTable, where: string): string {
   return `SELECT rowid AS row_id FROM ${baseTable(t)} WHERE ${where}`;
 }
 
+/** The column of indexRevisionsSql holding a base row's row id (a DOUBLE; NULL on delta rows). */
+export const ROW_ID = "row_id";
+/** The column of rangeRevisionsSql with `verify` holding the count of the student's base rows by the index. */
+export const BASE_ROWS = "base_rows";
+
+/**
+ * revisionsSql's rows (storage/revisionTable.ts) with each base row's row id as ROW_ID (a DOUBLE: exact below
+ * 2^53; rows a still open transaction of the connection added have ids from 2^62), NULL on delta rows: the index
+ * read, which tells the reader where the student's rows lie at no statement more.
+ */
+export function indexRevisionsSql(t: LayeredTable, columns: string, where: string): string {
+  return `SELECT ${columns}, -1::DOUBLE AS ${REVISION_SEQ}, rowid::DOUBLE AS ${ROW_ID} FROM ${baseTable(t)} WHERE ${where}
+  UNION ALL
+  SELECT ${columns}, delta_seq::DOUBLE AS ${REVISION_SEQ}, NULL::DOUBLE AS ${ROW_ID} FROM ${deltaTable(t)} WHERE ${where}`;
+}
+
 /**
  * revisionsSql's rows (storage/revisionTable.ts: `columns` plus revision_seq, the base's and the delta's rows
  * for which `where` holds) with the base read as `runs` row-id ranges: parameters `$first`, `$first + 1`, ...
- * are the ranges' bounds in order (BIGINT), lo and hi of each. `where` must hold only on rows inside the
- * ranges (they are its rows' ids, from baseRowIdsSql in the same transaction).
+ * are the ranges' bounds in order (BIGINT), lo and hi of each. Without `verify`, `where` must hold only on rows
+ * inside the ranges (they are its rows' ids, from baseRowIdsSql in the same transaction). With it, every row also
+ * carries BASE_ROWS, the number of base rows for which `where` holds, counted through the index in the same
+ * statement (so of the same snapshot): the ranges held them all when they gave that many base rows. (No row at
+ * all when the ranges and the delta hold none.)
  */
 export function rangeRevisionsSql(
   t: LayeredTable,
@@ -84,6 +103,7 @@ export function rangeRevisionsSql(
   where: string,
   runs: number,
   first: number,
+  opts: { verify?: boolean } = {},
 ): string {
   if (!Number.isInteger(runs) || runs < 1)
     throw new RangeError(`rangeRevisionsSql: runs must be an integer >= 1 (got ${runs})`);
@@ -93,7 +113,79 @@ export function rangeRevisionsSql(
       `SELECT ${columns}, -1::DOUBLE AS ${REVISION_SEQ} FROM ${baseTable(t)}
   WHERE rowid BETWEEN $${first + 2 * i}::BIGINT AND $${first + 2 * i + 1}::BIGINT AND ${where}`,
   );
-  return `${base.join("\n  UNION ALL\n  ")}
+  const rows = `${base.join("\n  UNION ALL\n  ")}
   UNION ALL
   SELECT ${columns}, delta_seq::DOUBLE AS ${REVISION_SEQ} FROM ${deltaTable(t)} WHERE ${where}`;
+  if (opts.verify !== true) return rows;
+  return `SELECT x.*, n.${BASE_ROWS} FROM (${rows}) x,
+  (SELECT count(*)::DOUBLE AS ${BASE_ROWS} FROM ${baseTable(t)} WHERE ${where}) n`;
+}
+
+/**
+ * How scoreRows reads a student's base rows this time (RowIdRunMemory.plan):
+ * - "ranges": by the `runs` a read of this student found before, in one statement that also counts the student's
+ *   base rows through the index (rangeRevisionsSql with `verify`): the rows are whole when the ranges hold as many
+ *   base rows as the count (the rows are the student's, so equal counts are equal sets), else the layout moved
+ *   and the read is made again with "probe".
+ * - "probe": the row ids from the index first, then ranges or the index (mastery22's two statements in one
+ *   snapshot), for a student not seen yet while recent reads found ranges that pay.
+ * - "index": through the index in one statement, its row ids read along: a student whose rows did not lie in
+ *   runs that pay when last read, or one not seen yet while recent reads found none that pay (a spread base).
+ */
+export type RunPlan = { kind: "ranges"; runs: readonly RowIdRange[] } | { kind: "probe" } | { kind: "index" };
+
+/**
+ * Decides the read of scoreRows' next miss from what earlier reads found, so that a base whose rows are not in
+ * student order pays no statement more than the plain index read (the probe of mastery22 costs one there:
+ * docs/benchmarks.md "The embedded cold read, round 4 (emb24)"). Every read learns the student's runs (the index
+ * read selects the row ids too), so the choice follows the layout as the batch rewrites it, without a statement
+ * of its own. Only cost depends on the choice: every plan reads the same rows (a "ranges" plan checks itself).
+ *
+ * Per student: the runs (or "no runs that pay") of its last read, for at most `capacity` students (least recently
+ * read dropped first). For a student not in it: "probe" while the share of recent reads whose rows lay in runs
+ * that pay (an exponentially weighted mean, weight `rate` for the newest read, starting at 1: a batch-written
+ * file is in student order) is at least `minShare`, else "index".
+ */
+export class RowIdRunMemory {
+  private readonly runs = new Map<string, readonly RowIdRange[] | null>();
+  private share = 1;
+  readonly capacity: number;
+  readonly rate: number;
+  readonly minShare: number;
+
+  constructor(opts: { capacity?: number; rate?: number; minShare?: number } = {}) {
+    this.capacity = opts.capacity ?? 20_000;
+    this.rate = opts.rate ?? 0.25;
+    this.minShare = opts.minShare ?? 1 / 16;
+    if (!Number.isInteger(this.capacity) || this.capacity < 0)
+      throw new RangeError(`RowIdRunMemory: capacity must be an integer >= 0 (got ${this.capacity})`);
+    if (!(this.rate > 0 && this.rate <= 1))
+      throw new RangeError(`RowIdRunMemory: rate must be in (0, 1] (got ${this.rate})`);
+  }
+
+  /** The read to make for `key`'s next miss. */
+  plan(key: string): RunPlan {
+    const known = this.runs.get(key);
+    if (known === undefined) return this.share >= this.minShare ? { kind: "probe" } : { kind: "index" };
+    return known === null ? { kind: "index" } : { kind: "ranges", runs: known };
+  }
+
+  /** What a read of `key` found: its base rows' runs when a range read pays (rowIdRuns), else null. */
+  learn(key: string, runs: readonly RowIdRange[] | null): void {
+    this.share += this.rate * ((runs === null ? 0 : 1) - this.share);
+    this.runs.delete(key);
+    if (this.capacity === 0) return;
+    if (this.runs.size >= this.capacity) this.runs.delete(this.runs.keys().next().value as string);
+    this.runs.set(key, runs);
+  }
+
+  /** The weighted share of recent reads whose rows lay in runs that pay (1 before any read). */
+  get recentShare(): number {
+    return this.share;
+  }
+
+  /** Students remembered. */
+  get size(): number {
+    return this.runs.size;
+  }
 }
