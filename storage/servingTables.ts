@@ -275,6 +275,99 @@ export async function replaceBaseRows(
   return inserted;
 }
 
+/** The table a staged rewrite of `<t>_base` is written to (storage/servingTables.ts stageBaseRows). */
+export const stagedTable = (t: LayeredTable): string => `${baseTable(t)}_staged`;
+
+/** `<t>_base`'s DDL (duckdb_tables()) with its primary-key clause apart, and the DDL of its other indexes. */
+async function baseLayout(
+  store: DuckStore,
+  t: LayeredTable,
+): Promise<{ create: string; head: RegExp; primaryKey: string | null; indexes: string[] }> {
+  const base = baseTable(t);
+  const where = "database_name = current_database() AND schema_name = current_schema() AND table_name = $t";
+  const ddl = await store.one<{ sql: string | null }>(`SELECT sql FROM duckdb_tables() WHERE ${where}`, {
+    t: base,
+  });
+  const create = ddl?.sql ?? null;
+  const head = new RegExp(`^CREATE TABLE ${base}\\(`);
+  if (create === null || !head.test(create))
+    throw new StorageError(
+      "SERVING_LAYOUT",
+      `cannot rewrite ${base}: its DDL in duckdb_tables() is ${JSON.stringify(create)}, expected "CREATE TABLE ${base}(...)": open the file with this version (DuckStore.open moves it to the base + delta layout) and rerun`,
+    );
+  const indexes = await store.all<{ sql: string | null }>(`SELECT sql FROM duckdb_indexes() WHERE ${where}`, {
+    t: base,
+  });
+  return {
+    create,
+    head,
+    primaryKey: PRIMARY_KEY.exec(create)?.[1] ?? null,
+    indexes: indexes.flatMap((i) => (i.sql === null ? [] : [i.sql])),
+  };
+}
+/** A primary-key clause as duckdb_tables() writes it: `, PRIMARY KEY(a, b)`. */
+const PRIMARY_KEY = /, PRIMARY KEY\(([^)]*)\)/;
+
+/**
+ * The first half of a bulk rewrite of `<t>_base` (a full run writing rows into bases that hold none of its
+ * rows): writes the rows of the new base to a table of their own (`stagedTable(t)`) with the base's columns
+ * but no primary key and no index, in a transaction of its own, committed before the caller's: the base's rows
+ * that `keep` keeps (a filter on its columns, alias b; "FALSE": none), then `rows` (a SELECT naming the base's
+ * columns, inserted BY NAME in its order; $parameters from `params`). Returns the rows `rows` inserted.
+ *
+ * Why: rows inserted into a table with a primary key go into a transaction-local index first (with a lookup in
+ * the table's index per row) and into the table's indexes again at COMMIT, one key at a time; an index built
+ * on committed rows (swapStagedBase) is built from all of them at once. Until swapStagedBase commits, the
+ * staged table is invisible to every reader of the base; a run that stops in between leaves it behind, and the
+ * next stage drops it. Must run outside a transaction (its rows are committed so that the swap's index
+ * builds read them as stored rows). The job must be the base's one writer between the two halves (a full
+ * run is: docs/architecture.md).
+ */
+export async function stageBaseRows(
+  store: DuckStore,
+  t: LayeredTable,
+  keep: string,
+  rows: string,
+  params?: Params,
+): Promise<number> {
+  if (store.openTransaction !== null)
+    throw new StorageError(
+      "SERVING_LAYOUT",
+      `stageBaseRows(${t}) must run outside a transaction: its rows are committed before the swap that makes them the base`,
+    );
+  const { create, head, primaryKey } = await baseLayout(store, t);
+  const staged = stagedTable(t);
+  return store.transaction(async () => {
+    await store.run(`DROP TABLE IF EXISTS ${staged}`);
+    await store.run(
+      create.replace(head, `CREATE TABLE ${staged}(`).replace(primaryKey === null ? "" : PRIMARY_KEY, ""),
+    );
+    if (keep !== "FALSE")
+      await store.run(`INSERT INTO ${staged} SELECT * FROM ${baseTable(t)} b WHERE ${keep}`);
+    return store.runCount(`INSERT INTO ${staged} BY NAME ${rows}`, params);
+  });
+}
+
+/**
+ * The second half of a bulk rewrite, inside the caller's transaction: the staged table (stageBaseRows) gets the
+ * base's primary key and indexes, built from its committed rows, and replaces the base under its name. A
+ * duplicate key fails the statement (and so the caller's transaction: the base stays as it was).
+ */
+export async function swapStagedBase(store: DuckStore, t: LayeredTable): Promise<void> {
+  const { primaryKey, indexes } = await baseLayout(store, t);
+  const staged = stagedTable(t);
+  if (primaryKey !== null) await store.run(`ALTER TABLE ${staged} ADD PRIMARY KEY (${primaryKey})`);
+  await store.run(`DROP TABLE ${baseTable(t)}`);
+  await store.run(`ALTER TABLE ${staged} RENAME TO ${baseTable(t)}`);
+  for (const sql of indexes) await store.run(sql);
+}
+
+/** Drops what a bulk rewrite staged and did not swap in (stageBaseRows), if anything; best effort. */
+export async function dropStagedBases(store: DuckStore): Promise<void> {
+  for (const t of LAYERED_TABLES)
+    await store.run(`DROP TABLE IF EXISTS ${stagedTable(t)}`).catch(() => undefined);
+}
+
 export interface CompactionResult {
   folded: Record<LayeredTable, number>;
   millis: number;

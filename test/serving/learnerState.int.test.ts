@@ -782,6 +782,100 @@ describe("serving/learnerState (score bkt-elo job)", () => {
     );
   }, 300_000);
 
+  it("a first full run writes its bases in bulk and stores what the row path stores (rows, their order, keys, indexes); a failure in its transaction leaves the store as it was", async () => {
+    // The bases as stored, in row order (the bkt / elo rows in student order after the rows stored before), and
+    // the file's layout: the tables' DDL (primary keys) and indexes, and no staged table left.
+    const bases = async (db: DuckStore) => ({
+      mastery: await db.all("SELECT * EXCLUDE (last_updated) FROM student_mastery_base ORDER BY rowid"),
+      states: await db.all(
+        "SELECT * EXCLUDE (updated_at) FROM learner_state_base ORDER BY student_key, topic_id",
+      ),
+      history: await db.all("SELECT * EXCLUDE (recorded_at) FROM student_mastery_history ORDER BY ALL"),
+      // (created by the first run)
+      watermark: (await db.all("SELECT 1 FROM duckdb_tables() WHERE table_name = 'bkt_elo_watermark'")).length
+        ? await db.all("SELECT * FROM bkt_elo_watermark")
+        : [],
+      tables: await db.all(
+        "SELECT table_name, sql FROM duckdb_tables() WHERE NOT temporary AND table_name NOT LIKE 'bkt_elo_watermark' ORDER BY ALL",
+      ),
+      indexes: await db.all("SELECT table_name, index_name, sql FROM duckdb_indexes() ORDER BY ALL"),
+    });
+    // Rows another step stored before (the rule step runs first in the batch): kept, and kept first.
+    const seed = async (db: DuckStore, events: readonly Ev[]) => {
+      await insert(db, events);
+      await db.run(
+        `INSERT INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version, as_of,
+           explanation, last_updated)
+         SELECT DISTINCT student_key, topic_id, 0.5, 'rule_based', 'r1', TIMESTAMP '2026-02-01', '{"rule":1}',
+                TIMESTAMP '2026-02-01'
+         FROM raw_events ORDER BY ALL`,
+      );
+    };
+    await fc.assert(
+      fc.asyncProperty(
+        eventsArb(1),
+        fc.constantFrom("staged bases", "learner_state write", "history insert", "student_mastery write"),
+        async (events, failAt) => {
+          const bulk = await DuckStore.open(":memory:");
+          const rows = await DuckStore.open(":memory:");
+          const failed = await DuckStore.open(":memory:");
+          try {
+            for (const db of [bulk, rows, failed]) await seed(db, events);
+            const phases: string[] = [];
+            const r1 = await scoreBktElo(bulk, DEFAULTS, {
+              now: NOW,
+              full: true,
+              onPhase: (p) => phases.push(p),
+            });
+            expect(phases).toContain("staged bases");
+            const r2 = await scoreBktElo(rows, DEFAULTS, { now: NOW, full: true, bulkFirstRun: false });
+            expect(r1).toEqual(r2);
+            const stored = await bases(bulk);
+            expect(stored).toEqual(await bases(rows));
+            expect(await snapshot(bulk)).toEqual(await snapshot(rows));
+            expect(stored.tables.map((t) => t.table_name)).not.toContain("student_mastery_base_staged");
+            // The rows stored before come first, then the run's rows in (student, topic, source) order.
+            const keys = stored.mastery.map((m) => `${m.student_key}|${m.topic_id}|${m.score_source}`);
+            const rules = keys.filter((k) => k.endsWith("|rule_based"));
+            expect(keys.slice(0, rules.length)).toEqual(rules);
+            expect(keys.slice(rules.length)).toEqual(keys.slice(rules.length).sort());
+            expect(keys.length).toBe(rules.length * 3);
+            // The primary keys hold: a second copy of a stored row is refused.
+            await expect(
+              bulk.run(
+                "INSERT INTO student_mastery_base SELECT * FROM student_mastery_base WHERE score_source = 'bkt' LIMIT 1",
+              ),
+            ).rejects.toThrow(/PRIMARY KEY|primary key/);
+            await expect(
+              bulk.run("INSERT INTO learner_state_base SELECT * FROM learner_state_base LIMIT 1"),
+            ).rejects.toThrow(/PRIMARY KEY|primary key/);
+            // A run failing inside its write transaction (after the staged bases were committed) stores nothing,
+            // drops what it staged, and the next run stores what one run stores.
+            const before = await bases(failed);
+            const stop = new Error(`stopped at ${failAt}`);
+            await expect(
+              scoreBktElo(failed, DEFAULTS, {
+                now: NOW,
+                full: true,
+                onPhase: (p) => {
+                  if (p === failAt) throw stop;
+                },
+              }),
+            ).rejects.toBe(stop);
+            expect(await bases(failed)).toEqual(before);
+            await scoreBktElo(failed, DEFAULTS, { now: NOW, full: true });
+            expect(await bases(failed)).toEqual(stored);
+          } finally {
+            bulk.close();
+            rows.close();
+            failed.close();
+          }
+        },
+      ),
+      { numRuns: 8 },
+    );
+  }, 300_000);
+
   it("events of one key at the same ts fold in event_id order (the read ordered by ts alone reads again)", async () => {
     const store = await DuckStore.open(":memory:");
     // Stored in the other order: "b" (wrong) first, then "a" (right), both at t = 5; another key has no tie.
