@@ -25,14 +25,7 @@ import {
   writeBatchWatermark,
 } from "../storage/learnerEventColumns.ts";
 import { EXPLANATION_NUMBER_COLUMNS } from "../storage/schema.ts";
-import {
-  baseTable,
-  deltaTable,
-  dropStagedBases,
-  foldDelta,
-  stageBaseRows,
-  swapStagedBase,
-} from "../storage/servingTables.ts";
+import { baseTable, deltaTable, foldDelta } from "../storage/servingTables.ts";
 import { LEARNER_STATE_COLUMNS, learnerStateFromRow } from "../storage/stateStore.ts";
 import { intern } from "../training/responses.ts";
 import type { StreamLatent } from "./latentStream.ts";
@@ -261,11 +254,6 @@ export interface ScoreBktEloOptions {
    * depend on it, only what one transaction holds until its COMMIT.
    */
   writeKeys?: number;
-  /**
-   * A first full run written in one block writes its bases in bulk (the default; see scoreBktElo); false writes them
-   * row by row as a rerun does. The rows stored are the same either way (test/serving/learnerState.int.test.ts).
-   */
-  bulkFirstRun?: boolean;
   /** Called after each block's transaction has committed, with the keys written so far and the run's keys. */
   onWriteBlock?: (writtenKeys: number, totalKeys: number) => void;
   /**
@@ -591,7 +579,7 @@ export async function scoreBktElo(
   // a full run rewrites the bases; an incremental day appends its rows to the deltas, so its commit writes
   // them at the tail instead of rewriting every row group holding one of its keys.
   const scoreCols = `student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, ${EXPLANATION_NUMBERS_SELECT}`;
-  const scoreValues = `student_key, topic_id, mastery_score, score_source, model_version, as_of, '' AS explanation, ${EXPLANATION_NUMBERS_SELECT}`;
+  const scoreValues = `student_key, topic_id, mastery_score, score_source, model_version, as_of, '', ${EXPLANATION_NUMBERS_SELECT}`;
   // The writes go in blocks of `writeKeys` keys (key indices lo .. hi - 1), each block staged and then written in a
   // transaction of its own, so what a transaction holds until its COMMIT (the rows, their primary-key entries, the
   // staged score rows) is bounded by the block, not the run: at 100M events and a 5 GB DuckDB limit the one
@@ -602,15 +590,6 @@ export async function scoreBktElo(
   // written counts as stored, so it adds no second history point). Blocks only split the writes: the rows written
   // are the same whatever the block size (test/serving/learnerState.int.test.ts).
   const writeKeys = Math.max(1, opts.writeKeys ?? bktEloWriteKeys(await store.memoryLimitBytes()));
-  // A full run into bases holding none of its rows (no bkt / elo score, no state: the first run on a store), written
-  // in one block, writes the two bases in bulk (storage/servingTables.ts stageBaseRows / swapStagedBase): their new
-  // rows are staged in tables without indexes and committed first, then the step's transaction builds the primary
-  // keys and indexes from them at once and swaps them in. Appended row by row, each row went into the transaction's
-  // own primary-key index (with a lookup in the table's), then into the table's indexes at COMMIT
-  // (docs/benchmarks.md "The 10M batch by CPU, round 2 (big24)"). More than one block (a memory limit too small for
-  // the run: 100M events) keeps the row path, whose transactions stay bounded by the block.
-  const bulk =
-    opts.full === true && opts.bulkFirstRun !== false && !scoresStored && !stateRerun && nKeys <= writeKeys;
   let historyRows = 0;
   for (let lo = 0; lo === 0 || lo < nKeys; lo += writeKeys) {
     const hi = Math.min(nKeys, lo + writeKeys);
@@ -670,15 +649,6 @@ export async function scoreBktElo(
       // History rows. An incremental day writes one per key and source (every key it scores has new events), as
       // the stream does. A full run replays every key, so it writes one only where the visible score moved
       // (`moved` above); a rerun over unchanged events adds none.
-      // The new keys' score rows in student order (a block is a range of keys in student order): one student's bkt and
-      // elo rows lie next to each other, for GET /mastery's row-id range read (storage/rowIdRanges.ts).
-      const newScores = `SELECT ${scoreValues}, $now AS last_updated FROM temp.bkt_elo_score WHERE is_new
-               ORDER BY student_key, topic_id, score_source`;
-      if (bulk) {
-        await stageBaseRows(store, "learner_state", "FALSE", stateRows, params);
-        await stageBaseRows(store, "student_mastery", "TRUE", newScores, { now: params.now });
-        opts.onPhase?.("staged bases");
-      }
       const insertHistory = async (where: string): Promise<number> => {
         const r = await store.one<{ Count: bigint }>(
           `INSERT INTO student_mastery_history (${scoreCols}, recorded_at)
@@ -692,8 +662,7 @@ export async function scoreBktElo(
         if (opts.full === true) {
           // Every state is rewritten: after the DELETEs a plain INSERT (one row per key) needs no conflict checks.
           if (first) await store.run(`DELETE FROM ${deltaTable("learner_state")}`);
-          if (bulk) await swapStagedBase(store, "learner_state");
-          else if (stateRerun) await rewriteMovedStates(store, params.now, first);
+          if (stateRerun) await rewriteMovedStates(store, params.now, first);
           else {
             if (first) await store.run(`DELETE FROM ${baseTable("learner_state")}`);
             await store.run(
@@ -703,34 +672,36 @@ export async function scoreBktElo(
           }
           opts.onPhase?.("learner_state write");
           // The delta's bkt/elo rows first move to the base, so the base then holds every stored row of the sources.
-          if (first && !bulk) await foldDelta(store, "student_mastery", "score_source IN ('bkt', 'elo')");
+          if (first) await foldDelta(store, "student_mastery", "score_source IN ('bkt', 'elo')");
           const sm = baseTable("student_mastery");
           historyRows += await insertHistory("WHERE moved");
-          if (bulk) await swapStagedBase(store, "student_mastery");
-          else {
-            // Stored rows are updated in place and only new ones inserted (an INSERT OR REPLACE probes the primary key
-            // per row and deletes from it: ~0.6-1.3 CPU-s at 1M events against ~0.3-0.8). A row that did not move gets
-            // only its as_of and last_updated (a video event moves as_of alone): a DuckDB checkpoint rewrites the
-            // updated columns of each row group an UPDATE touches, so a rerun over unchanged events rewrites two
-            // timestamp columns, not every column.
-            const match = `${sm}.student_key = x.student_key AND ${sm}.topic_id = x.topic_id AND ${sm}.score_source = x.score_source`;
-            await store.run(
-              `UPDATE ${sm} SET mastery_score = x.mastery_score, model_version = x.model_version, as_of = x.as_of,
+          // Stored rows are updated in place and only new ones inserted (an INSERT OR REPLACE probes the primary key
+          // per row and deletes from it: ~0.6-1.3 CPU-s at 1M events against ~0.3-0.8). A row that did not move gets
+          // only its as_of and last_updated (a video event moves as_of alone): a DuckDB checkpoint rewrites the
+          // updated columns of each row group an UPDATE touches, so a rerun over unchanged events rewrites two
+          // timestamp columns, not every column.
+          const match = `${sm}.student_key = x.student_key AND ${sm}.topic_id = x.topic_id AND ${sm}.score_source = x.score_source`;
+          await store.run(
+            `UPDATE ${sm} SET mastery_score = x.mastery_score, model_version = x.model_version, as_of = x.as_of,
                  explanation = '', ${EXPLANATION_NUMBER_COLUMNS.map((c) => `${c} = x.${c}`).join(", ")}, last_updated = $now
                FROM (SELECT * FROM temp.bkt_elo_score WHERE moved AND NOT is_new) x
                WHERE ${match}`,
-              { now: params.now },
-            );
-            await store.run(
-              `UPDATE ${sm} SET as_of = x.as_of, last_updated = $now
+            { now: params.now },
+          );
+          await store.run(
+            `UPDATE ${sm} SET as_of = x.as_of, last_updated = $now
                FROM (SELECT student_key, topic_id, score_source, as_of FROM temp.bkt_elo_score WHERE NOT moved) x
                WHERE ${match}`,
-              { now: params.now },
-            );
-            await store.run(`INSERT INTO ${sm} (${scoreCols}, last_updated) ${newScores}`, {
-              now: params.now,
-            });
-          }
+            { now: params.now },
+          );
+          // New keys' rows in student order (a block is a range of keys in student order): one student's bkt and
+          // elo rows lie next to each other, for GET /mastery's row-id range read (storage/rowIdRanges.ts).
+          await store.run(
+            `INSERT INTO ${sm} (${scoreCols}, last_updated)
+               SELECT ${scoreValues}, $now FROM temp.bkt_elo_score WHERE is_new
+               ORDER BY student_key, topic_id, score_source`,
+            { now: params.now },
+          );
         } else {
           // The newest row per key wins: an appended state replaces the key's row as a whole, so the latent
           // filter's columns (not the batch's) are carried over from the row it replaces, as an UPDATE kept them.
@@ -769,12 +740,7 @@ export async function scoreBktElo(
     // at 10M no gain (28.8 -> 28.3): the COMMIT then writes the row groups a parallel insert writes as it goes
     // (docs/benchmarks.md "The batch's serial write phases on one DuckDB thread (duck16)"). An incremental day
     // writes a few rows: not switched.
-    // A failed bulk write leaves the bases as they were (the swap is in the failed transaction); what it staged and
-    // committed apart is dropped with it.
-    const written = bulk
-      ? () => writeBlock().catch((err) => dropStagedBases(store).then(() => Promise.reject(err)))
-      : writeBlock;
-    if (opts.full === true) await store.withThreads(1, written);
+    if (opts.full === true) await store.withThreads(1, writeBlock);
     else await writeBlock();
   }
   await dropLearnerEventColumns(store);
