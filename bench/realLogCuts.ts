@@ -52,8 +52,12 @@ import {
 import { mulberry32 } from "../models/prng.ts";
 import { type DecayTransition, fitDecay } from "../models/servedDecay.ts";
 import { fitAnchor, masteryOf, type ScaleAnchor, type TopicCalibration } from "../models/servedMastery.ts";
-import { applyStudentIntervalMode, type StudentIntervalMode } from "../models/studentInterval.ts";
-import { applyStudentScale, type StudentScaleMode } from "../models/studentScale.ts";
+import {
+  applyStudentIntervalMode,
+  STUDENT_INTERVAL_DEFAULT,
+  type StudentIntervalMode,
+} from "../models/studentInterval.ts";
+import { applyStudentScale, STUDENT_SCALE_DEFAULT, type StudentScaleMode } from "../models/studentScale.ts";
 import { pairedClusterBootstrap } from "../models/validity.ts";
 import { latentCacheTag } from "./latentEnv.ts";
 
@@ -653,9 +657,12 @@ export interface RealCutsOptions {
    * round 19). Default none: the shipped `mastery train served` fit.
    */
   latentFit?: LatentFitOptions;
-  /** Rounds 19/20: the student part's rein-in (models/studentScale.ts), applied to each epoch's fit (cached or not). */
+  /**
+   * Rounds 19/20: the student part's rein-in (models/studentScale.ts), applied to each epoch's fit (cached or not).
+   * Default STUDENT_SCALE_DEFAULT, as `mastery train served` (mastery since round 24).
+   */
   studentScale?: StudentScaleMode;
-  /** Round 21: the interval's check on the model with its student part (models/studentInterval.ts). */
+  /** Round 21: the interval's check on the model with its student part (models/studentInterval.ts); default STUDENT_INTERVAL_DEFAULT. */
   studentInterval?: StudentIntervalMode;
   extra?: Record<string, CutSource>;
 }
@@ -723,8 +730,8 @@ export function runRealCuts(o: RealCutsOptions): RealCutsResult {
         o.studentEffect ?? true,
         fold,
         o.latentFit ?? {},
-        o.studentScale ?? "off",
-        o.studentInterval ?? "off",
+        o.studentScale ?? STUDENT_SCALE_DEFAULT,
+        o.studentInterval ?? STUDENT_INTERVAL_DEFAULT,
       );
       o.onProgress?.(
         `fold ${fold} epoch ${k + 1}/${o.epochs}: fitted on ${m.trainAttempts} train attempts before log day ${t.toFixed(1)} in ${m.fitSeconds.toFixed(1)} s`,

@@ -1921,10 +1921,11 @@ export const LATENT_BAND_MIN_SEQUENCES = 200;
 /** The candidate spreads of LatentFilter.chooseForgetSpread (round 15; 0 = rounds 4-14's deterministic decay). */
 export const LATENT_FORGET_SPREAD_CANDIDATES: readonly number[] = [0, 0.25, 0.5, 0.75, 1];
 /**
- * The forgetting spread `mastery train served` fits when none is named (round 15). Pre-registered rule in
- * docs/benchmarks.md "Round 15 (valid11)": "auto" becomes the default only if it passes; until then 0.
+ * The forgetting spread `mastery train served` fits when none is named: "auto" (the held-out choice of round 15)
+ * since round 24, as part of round 20's candidate adopted as the served default (docs/benchmarks.md "Round 24
+ * (valid24)"); `--latent-forgetting-spread 0` is rounds 4-23's deterministic decay.
  */
-export const LATENT_FORGET_SPREAD_DEFAULT: number | "auto" = 0;
+export const LATENT_FORGET_SPREAD_DEFAULT: number | "auto" = "auto";
 /**
  * How `mastery train served` carries a spread model's estimate to the scoring time when none is named (round 16,
  * LatentFitOptions.asOfForgetting). Pre-registered rule in docs/benchmarks.md "Round 16 (valid12)".
@@ -2016,9 +2017,11 @@ export function studentLoadingCandidates(mode: StudentLearningMode): readonly nu
 
 /**
  * Whether `mastery train served` lets the student effect's offset move the learning rates when none is named
- * (round 14, LatentFitOptions.studentLearning; docs/benchmarks.md "Round 14 (valid10)").
+ * (round 14, LatentFitOptions.studentLearning; docs/benchmarks.md "Round 14 (valid10)"): "auto" since round 24
+ * (round 20's candidate adopted as the served default, docs/benchmarks.md "Round 24 (valid24)"); "off" is
+ * rounds 6-23's level-only offset.
  */
-export const LATENT_STUDENT_LEARNING_DEFAULT: StudentLearningMode = "off";
+export const LATENT_STUDENT_LEARNING_DEFAULT: StudentLearningMode = "auto";
 
 /** The outcome of the student effect's choice with a learning loading (round 14). */
 export interface StudentEffectChoice {

@@ -41,12 +41,12 @@ import {
  */
 
 /**
- * `mastery train served --latent-student-scale`: off (the default), the moments check in answers (round 19) or
- * on the mastery scale (round 20).
+ * `mastery train served --latent-student-scale`: off (rounds 6-23's default), the moments check in answers
+ * (round 19) or on the mastery scale (round 20; the default since round 24, docs/benchmarks.md "Round 24 (valid24)").
  */
 export type StudentScaleMode = "off" | "moments" | "mastery";
 export const STUDENT_SCALE_MODES: readonly StudentScaleMode[] = ["off", "moments", "mastery"];
-export const STUDENT_SCALE_DEFAULT: StudentScaleMode = "off";
+export const STUDENT_SCALE_DEFAULT: StudentScaleMode = "mastery";
 
 /** The outcome of the moments check (LatentModelJson.fit.studentScaleCheck). */
 export interface StudentScaleCheck {

@@ -231,8 +231,9 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
           // (round 13: chosen on held-out students); the student effect's learning loading is
           // LATENT_STUDENT_LEARNING_DEFAULT (round 14); the forgetting's spread is LATENT_FORGET_SPREAD_DEFAULT
           // (round 15), carried to the scoring time by LATENT_AS_OF_FORGETTING_DEFAULT (round 16); the student
-          // part's moments rein-in is STUDENT_SCALE_DEFAULT (round 19), the interval's check on the model with its
-          // student part STUDENT_INTERVAL_DEFAULT (round 21).
+          // part's rein-in is STUDENT_SCALE_DEFAULT (round 19), the interval's check on the model with its
+          // student part STUDENT_INTERVAL_DEFAULT (round 21). Since round 24 the learning loading, the spread and
+          // the rein-in are round 20's candidate (auto / auto / mastery; docs/benchmarks.md "Round 24 (valid24)").
           await fitLatentOnStore(scratch, snapshot, {
             emission: "auto",
             forgetting: LATENT_FORGETTING_DEFAULT,

@@ -112,12 +112,12 @@ export function register(program: Command): void {
     )
     .option(
       "--latent-student-learning <off|auto|wide>",
-      "with --latent-student on, whether the student's offset also moves their learning rates: off (the level only, rounds 6-13), auto (round 14: a loading of the learning rates' logits on the offset, 0 / 0.25 / 0.5 / 1, chosen with the offset's sd by leave-one-topic-out likelihood, a loading other than 0 only if it wins by more than 0.0005 ll/obs; docs/benchmarks.md Validity round 14) or wide (round 22: the same choice with 1.5 and 2 offered too)",
+      "with --latent-student on, whether the student's offset also moves their learning rates: off (the level only, rounds 6-23's default), auto (the default since round 24; round 14: a loading of the learning rates' logits on the offset, 0 / 0.25 / 0.5 / 1, chosen with the offset's sd by leave-one-topic-out likelihood, a loading other than 0 only if it wins by more than 0.0005 ll/obs; docs/benchmarks.md Validity rounds 14 and 24) or wide (round 22: the same choice with 1.5 and 2 offered too)",
       LATENT_STUDENT_LEARNING_DEFAULT,
     )
     .option(
       "--latent-forgetting-spread <auto|share>",
-      "with --latent on, the share of forgetting that acts all-or-none on a pair (round 15): 0 (the default: the gain above the floor decays deterministically, so an idle pair's interval narrows with time), a number in [0, 1], or auto (opt-in: the candidate 0 / 0.25 / 0.5 / 0.75 / 1 whose held-out dispersion ratio on the fit sample's answers is closest to 1; docs/benchmarks.md Validity round 15). Each forgetting step keeps the posterior's mean (scores still move: an answer after a gap weighs kept against lost); from the last event to the scoring time see --latent-as-of-forgetting",
+      "with --latent on, the share of forgetting that acts all-or-none on a pair (round 15): auto (the default since round 24: the candidate 0 / 0.25 / 0.5 / 0.75 / 1 whose held-out dispersion ratio on the fit sample's answers is closest to 1; docs/benchmarks.md Validity rounds 15 and 24), 0 (rounds 4-23's default: the gain above the floor decays deterministically, so an idle pair's interval narrows with time) or a number in [0, 1]. Each forgetting step keeps the posterior's mean (scores still move: an answer after a gap weighs kept against lost); from the last event to the scoring time see --latent-as-of-forgetting",
       String(LATENT_FORGET_SPREAD_DEFAULT),
     )
     .option(
@@ -127,7 +127,7 @@ export function register(program: Command): void {
     )
     .option(
       "--latent-student-scale <off|moments|mastery>",
-      "with --latent-student on, whether the student part's scale is reined in (round 19): off (the default), moments (opt-in: when what the student offsets add to the fit sample's answer predictions spreads more across students than the method-of-moments estimate of the students' true spread of correct answers, every offset is multiplied by one factor < 1 that matches the two; label-free, the students' order kept; docs/benchmarks.md Validity round 19) or mastery (opt-in, round 20: the same check on the mastery scale, the answers' excess carried to K through the emission's local slope, so students where the emission is flat count in full)",
+      "with --latent-student on, whether the student part's scale is reined in (round 19): mastery (the default since round 24; see below), off (rounds 6-23's default: no rein-in), moments (opt-in: when what the student offsets add to the fit sample's answer predictions spreads more across students than the method-of-moments estimate of the students' true spread of correct answers, every offset is multiplied by one factor < 1 that matches the two; label-free, the students' order kept; docs/benchmarks.md Validity round 19) or mastery (round 20: the same check on the mastery scale, the answers' excess carried to K through the emission's local slope, so students where the emission is flat count in full; docs/benchmarks.md Validity round 24)",
       STUDENT_SCALE_DEFAULT,
     )
     .option(
@@ -166,6 +166,10 @@ export function register(program: Command): void {
 Example:
   npx mastery train served --db .mastery/demo/mastery.duckdb --out out/served
   npx mastery score served --db .mastery/demo/mastery.duckdb --model out/served
+
+Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
+  npx mastery train served --out out/served --latent-student-learning off \
+    --latent-forgetting-spread 0 --latent-as-of-forgetting decay --latent-student-scale off
 `,
     )
     .action(async (opts: TrainServedCliOptions) => {
