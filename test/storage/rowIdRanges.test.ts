@@ -5,14 +5,10 @@
  * regions (a region per batch step) or spread (the index read then), with delta revisions; and a snapshot's two
  * statements see one state of the file while another connection commits.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { DuckMasteryReadStore } from "../../serving/masteryReadStore.ts";
 import { scoreRowNeeds } from "../../serving/masteryView.ts";
-import { DuckStore } from "../../storage/duckdb.ts";
 import {
   MAX_RUNS,
   MIN_ROWS,
@@ -22,7 +18,7 @@ import {
   VECTOR_ROWS,
 } from "../../storage/rowIdRanges.ts";
 import { baseTable, deltaTable } from "../../storage/servingTables.ts";
-import { SOURCES, STUDENTS, seed, TOPICS } from "./rowIdSeed.ts";
+import { SOURCES, STUDENTS, seed, seedFile, TOPICS } from "./rowIdSeed.ts";
 
 describe("rowIdRuns: the runs of a student's row ids", () => {
   it("known answers", () => {
@@ -97,29 +93,16 @@ describe("rowIdRuns: the runs of a student's row ids", () => {
 });
 
 describe("DuckMasteryReadStore.scoreRows by row-id ranges", () => {
-  let dir: string;
-  let duck: DuckStore;
-  beforeAll(async () => {
-    dir = mkdtempSync(join(process.env.TMPDIR ?? tmpdir(), "row-id-ranges-"));
-    duck = await DuckStore.open(join(dir, "m.duckdb"), { encryption: null });
-    await duck.run(
-      `CREATE INDEX IF NOT EXISTS student_mastery_by_student ON ${baseTable("student_mastery")} (student_key)`,
-    );
-  });
-  afterAll(async () => {
-    duck.close();
-    await duck.whenClosed();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const file = seedFile("row-id-ranges-");
 
   it("a snapshot's statements see one state of the file while another connection commits", async () => {
-    await seed(duck, "student_key, topic_id, score_source");
-    const pool = await duck.readPool(1);
+    await seed(file.duck, "student_key, topic_id, score_source");
+    const pool = await file.duck.readPool(1);
     const count = "SELECT count(*)::DOUBLE AS n FROM student_mastery WHERE student_key = 'student-1'";
     const n = (r: { column(c: string): (i: number) => unknown }) => r.column("n")(0) as number;
     const seen = await pool.snapshot(async (q) => {
       const before = await q.columns(count, undefined, n);
-      await duck.run(
+      await file.duck.run(
         `INSERT INTO ${deltaTable("student_mastery")} (student_key, topic_id, mastery_score, score_source,
            model_version, as_of, explanation, last_updated)
          VALUES ('student-1', 'new-topic', 0.5, 'bkt', 'v', TIMESTAMP '2026-12-02', '{}', TIMESTAMP '2026-12-02')`,
@@ -148,16 +131,16 @@ describe("DuckMasteryReadStore.scoreRows by row-id ranges", () => {
   };
   for (const [name, layout] of Object.entries(layouts))
     it(`${name}: the same rows as the index read, on the store's connection and on a read pool`, async () => {
-      await seed(duck, layout.order, "filler" in layout ? layout.filler : 0);
-      const pool = await duck.readPool(2);
-      const byIndex = new DuckMasteryReadStore(duck, undefined, { rangeReads: false });
-      const stores = [new DuckMasteryReadStore(duck), new DuckMasteryReadStore(pool)];
+      await seed(file.duck, layout.order, "filler" in layout ? layout.filler : 0);
+      const pool = await file.duck.readPool(2);
+      const byIndex = new DuckMasteryReadStore(file.duck, undefined, { rangeReads: false });
+      const stores = [new DuckMasteryReadStore(file.duck), new DuckMasteryReadStore(pool)];
       const needs = scoreRowNeeds({});
       let ranged = 0;
       for (let s = 0; s <= STUDENTS; s++) {
         const key = `student-${s}`;
         const ids = (
-          await duck.all<{ r: bigint }>(
+          await file.duck.all<{ r: bigint }>(
             `SELECT rowid AS r FROM ${baseTable("student_mastery")} WHERE student_key = $1`,
             [key],
           )

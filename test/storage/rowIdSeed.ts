@@ -2,7 +2,11 @@
  * The students of test/storage/rowIdRanges.test.ts and rowIdRunMemory.int.test.ts: STUDENTS students x TOPICS
  * topics x SOURCES rows on a checkpointed DuckDB file, in a chosen row order, with revisions in the delta.
  */
-import type { DuckStore } from "../../storage/duckdb.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll } from "vitest";
+import { DuckStore } from "../../storage/duckdb.ts";
 import { EXPLANATION_NUMBER_COLUMNS, RULE_BLOCK_COLUMNS } from "../../storage/schema.ts";
 import { baseTable, deltaTable } from "../../storage/servingTables.ts";
 
@@ -51,4 +55,31 @@ export async function seed(duck: DuckStore, order: string, filler = 0): Promise<
      FROM range(0, ${STUDENTS + 1}, 3) s(i), range(0, ${TOPICS}, 17) t(i)`,
   );
   await duck.run("CHECKPOINT");
+}
+
+/**
+ * A checkpointable DuckDB file in its own temporary folder for one describe block, with the student index the
+ * server creates on open (the bench stores lack it): opened before the block's tests, closed and removed after.
+ */
+export function seedFile(prefix: string): { readonly duck: DuckStore } {
+  let dir = "";
+  let duck: DuckStore | undefined;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(process.env.TMPDIR ?? tmpdir(), prefix));
+    duck = await DuckStore.open(join(dir, "m.duckdb"), { encryption: null });
+    await duck.run(
+      `CREATE INDEX IF NOT EXISTS student_mastery_by_student ON ${baseTable("student_mastery")} (student_key)`,
+    );
+  });
+  afterAll(async () => {
+    duck?.close();
+    await duck?.whenClosed();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    get duck(): DuckStore {
+      if (!duck) throw new Error("seedFile: the store is opened in beforeAll; use it inside a test");
+      return duck;
+    },
+  };
 }
