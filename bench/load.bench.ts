@@ -324,15 +324,20 @@ function installProbe(server: import("node:http").Server, phases?: PostPhases): 
       stats("all", all),
       ...[...times.entries()].sort().map(([k, xs]) => stats(k, xs)),
       ...[...phaseTimes.entries()].map(([k, xs]) => stats(`events.${k}`, xs)),
-      {
-        kind: "loop",
-        n: loop.count,
-        p50: loop.percentile(50) / 1e6,
-        p99: loop.percentile(99) / 1e6,
-        mean: loop.mean / 1e6,
-      },
-      stats("gc", gcPauses),
-      stats("gc-major", gcMajor),
+      // (Kinds without a sample are left out: their quantiles are NaN, which the IPC sends as null.)
+      ...(loop.count > 0
+        ? [
+            {
+              kind: "loop",
+              n: loop.count,
+              p50: loop.percentile(50) / 1e6,
+              p99: loop.percentile(99) / 1e6,
+              mean: loop.mean / 1e6,
+            },
+          ]
+        : []),
+      ...(gcPauses.length > 0 ? [stats("gc", gcPauses)] : []),
+      ...(gcMajor.length > 0 ? [stats("gc-major", gcMajor)] : []),
     ];
     times.clear();
     phaseTimes.clear();
