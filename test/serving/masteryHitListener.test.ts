@@ -1,4 +1,11 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  Agent,
+  createServer,
+  get as httpGet,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import type { AddressInfo } from "node:net";
 import { connect } from "node:net";
 import express from "express";
@@ -133,6 +140,36 @@ describe("the hit path in front of Express (masteryHitListener)", () => {
       { front: "listener", route: "/mastery/:studentId", studentKey: pseudo.studentKey("s1") },
     ]);
     expect(enteredExpress).toEqual([]);
+  });
+
+  it("answers hit after hit on one keep-alive connection, each whole", async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const body = bodies.get(pseudo.studentKey("s1"))!;
+    const reused: boolean[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { status, buf, reusedSocket } = await new Promise<{
+        status: number;
+        buf: Buffer;
+        reusedSocket: boolean;
+      }>((ok, fail) => {
+        const req = httpGet(
+          { host: "127.0.0.1", port: listenerPort, path: "/mastery/s1", agent, headers: { authorization } },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () =>
+              ok({ status: res.statusCode ?? 0, buf: Buffer.concat(chunks), reusedSocket: req.reusedSocket }),
+            );
+          },
+        );
+        req.on("error", fail);
+      });
+      expect(status).toBe(200);
+      expect(Buffer.compare(buf, body.buf)).toBe(0);
+      reused.push(reusedSocket);
+    }
+    agent.destroy();
+    expect(reused).toEqual([false, true, true]);
   });
 
   it("leaves every other request to Express untouched (nothing written, nothing observed)", async () => {
