@@ -35,16 +35,19 @@
  *   LOAD_KINDS=1 ...                                  # then each request kind alone, open loop for LOAD_KIND_SECONDS
  *                                                       (default 5): server CPU per request of each kind
  *   LOAD_SERVER_NODE_FLAGS="--max-semi-space-size=32" ...  # node / V8 flags of the app's server process only
+ *   LOAD_HEAP_PROF=/tmp/dir ...                       # the server's allocations (sampling heap profiler, freed
+ *                                                       objects included) in /tmp/dir/server.heapprofile
  *   LOAD_APP_PORT=41500 LOAD_BARE_PORT=41501 ...      # fixed ports of the app and bare Express (one-process modes)
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
 import { fork } from "node:child_process";
 import cluster, { type Worker } from "node:cluster";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { monitorEventLoopDelay, PerformanceObserver, constants as perfConstants } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import express from "express";
 import { Redis } from "ioredis";
@@ -269,10 +272,23 @@ const requestKind = (method: string | undefined, url: string | undefined): strin
 /**
  * The server-side probe: every request's time in this process, from its 'request' event to 'finish',
  * kept per kind until the driver asks ("probe" message: quantiles, then reset). What the server itself
- * adds, apart from the generator and the network stack.
+ * adds, apart from the generator and the network stack. Also, over the same stretch, the event loop's
+ * delay (monitorEventLoopDelay, 1 ms resolution: how late a due timer ran, i.e. how long the loop was
+ * held, kind "loop") and the garbage collector's pauses (kind "gc": n pauses, their p50 / p99 / mean ms; "gc-major": the mark-compact ones).
  */
 function installProbe(server: import("node:http").Server, phases?: PostPhases): void {
   const times = new Map<string, number[]>();
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  const gcPauses: number[] = [];
+  const gcMajor: number[] = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gcPauses.push(e.duration);
+      if ((e as { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR)
+        gcMajor.push(e.duration);
+    }
+  }).observe({ entryTypes: ["gc"] });
   // A POST's waits (PostPhases), by phase: reported as kinds "events.<phase>" (not in "all").
   const phaseTimes = new Map<string, number[]>();
   server.on("request", (req, res) => {
@@ -308,9 +324,26 @@ function installProbe(server: import("node:http").Server, phases?: PostPhases): 
       stats("all", all),
       ...[...times.entries()].sort().map(([k, xs]) => stats(k, xs)),
       ...[...phaseTimes.entries()].map(([k, xs]) => stats(`events.${k}`, xs)),
+      // (Kinds without a sample are left out: their quantiles are NaN, which the IPC sends as null.)
+      ...(loop.count > 0
+        ? [
+            {
+              kind: "loop",
+              n: loop.count,
+              p50: loop.percentile(50) / 1e6,
+              p99: loop.percentile(99) / 1e6,
+              mean: loop.mean / 1e6,
+            },
+          ]
+        : []),
+      ...(gcPauses.length > 0 ? [stats("gc", gcPauses)] : []),
+      ...(gcMajor.length > 0 ? [stats("gc-major", gcMajor)] : []),
     ];
     times.clear();
     phaseTimes.clear();
+    loop.reset();
+    gcPauses.length = 0;
+    gcMajor.length = 0;
     process.send?.({ probe });
   });
 }
@@ -456,11 +489,13 @@ async function serve(mode: Mode): Promise<void> {
     },
     ...(await sizeAndPost(port)),
   };
+  const heap = await startHeapSampling();
   process.send?.(ready);
   process.on("message", (m) => {
     if (m === "cache") void cacheCounts(ctx).then((cache) => process.send?.({ cache }));
     if (m === "stop")
       void (async () => {
+        await heap?.();
         // Requests still queued when the bench stops fail on the closed stores: not bench errors.
         logger.level = "silent";
         const cs = (groupCommit as { stats?: object }).stats;
@@ -478,6 +513,30 @@ async function serve(mode: Mode): Promise<void> {
         process.exit(0);
       })();
   });
+}
+
+/**
+ * LOAD_HEAP_PROF=dir: V8's sampling heap profiler in the server from when it is ready until it stops, counting
+ * the objects the garbage collector freed too (where the young generation's churn is allocated), written to
+ * dir/server.heapprofile (Chrome DevTools reads it). Returns the stop, or undefined when not asked for.
+ */
+async function startHeapSampling(): Promise<(() => Promise<void>) | undefined> {
+  const dir = process.env.LOAD_HEAP_PROF;
+  if (dir === undefined || dir === "") return undefined;
+  const { Session } = await import("node:inspector/promises");
+  const session = new Session();
+  session.connect();
+  await session.post("HeapProfiler.enable");
+  await session.post("HeapProfiler.startSampling", {
+    samplingInterval: 16384,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+  return async () => {
+    const { profile } = await session.post("HeapProfiler.stopSampling");
+    writeFileSync(join(dir, "server.heapprofile"), JSON.stringify(profile));
+    session.disconnect();
+  };
 }
 
 /**

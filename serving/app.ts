@@ -6,6 +6,7 @@
  */
 
 import { readFileSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import express, { type Express, type NextFunction, type Request, type Response } from "express";
@@ -47,7 +48,7 @@ import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
 import type { ScoreStore } from "./feedback.ts";
 import { errorAnswer, HttpError } from "./httpError.ts";
-import { masteryHitPath } from "./masteryHitPath.ts";
+import { masteryHitListener } from "./masteryHitPath.ts";
 import { DuckMasteryReadStore, type MasteryReadStore, type TopicRow } from "./masteryReadStore.ts";
 import {
   DEFAULT_SOURCE_ORDER,
@@ -71,13 +72,16 @@ import { createRollupViews } from "./rollups.ts";
 import { RosterAccess } from "./roster.ts";
 import { ROUTES } from "./routes/index.ts";
 import { MASTERY_ROUTE } from "./routes/mastery.ts";
-import { securityHeaderSetter } from "./securityHeaders.ts";
+import { securityHeaderList, securityHeaderSetter } from "./securityHeaders.ts";
 import { type ServedBody, servedBody, servedBodyBytes } from "./servedBody.ts";
 import type { SharedCacheInvalidation } from "./servingBackends.ts";
 import { StoreGate } from "./storeGate.ts";
 import type { BackendProbe } from "./streamStores.ts";
 import { outageGuard, respondUnavailable } from "./unavailableResponse.ts";
 import { alertKeys, type EventUpdater, IncrementalUpdater, streamModels } from "./updater.ts";
+
+/** Express's application dispatch, app.handle (not in its type declarations); `next` when mounted in a parent app. */
+type ExpressDispatch = (req: IncomingMessage, res: ServerResponse, next?: NextFunction) => void;
 
 /** Longest life of a cached GET /mastery body: served scores decay at request time. */
 export const SERVED_DECAY_CACHE_MS = 3_600_000;
@@ -821,44 +825,62 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   const setSecurityHeaders = securityHeaderSetter();
   const limiter = rateLimiter(config.rateLimit, (header) => auth.authenticate(header));
   // Request metrics and the info log line, recorded when the response finishes. `route`: the matched
-  // route's pattern when known up front (the hit path), else read from Express's req.route then.
-  const observe = (req: Request, res: Response, route?: string): void => {
+  // route's pattern when known up front (the hit path), else read from Express's req.route then;
+  // `studentKey`: the hit path's, else what the route left in res.locals.
+  const observe = (req: IncomingMessage, res: ServerResponse, route?: string, studentKey?: string): void => {
     const t0 = process.hrtime.bigint();
     res.on("finish", () => {
-      const pattern = route ?? (req.route as { path?: string } | undefined)?.path ?? "(unmatched)";
+      const pattern =
+        route ?? ((req as Request).route as { path?: string } | undefined)?.path ?? "(unmatched)";
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      metrics.requests.inc({ method: req.method, route: pattern, status: String(res.statusCode) });
-      metrics.duration.observe({ method: req.method, route: pattern }, seconds);
+      // A server's request always has its method (IncomingMessage types it optional for client responses).
+      const method = req.method ?? "";
+      metrics.requests.inc({ method, route: pattern, status: String(res.statusCode) });
+      metrics.duration.observe({ method, route: pattern }, seconds);
       if (logger.isLevelEnabled("info")) {
         logger.info(
           {
-            method: req.method,
+            method,
             route: pattern,
             status: res.statusCode,
             ms: Math.round(seconds * 1e5) / 100,
-            studentKey: res.locals.studentKey as string | undefined,
+            studentKey: studentKey ?? ((res as Response).locals?.studentKey as string | undefined),
           },
           "request",
         );
       }
     });
   };
-  // GET /mastery's cache hits, answered before the chain below (serving/masteryHitPath.ts); every other
-  // request, and every hit it does not take, goes on unchanged.
+  // GET /mastery's cache hits, answered in front of Express (serving/masteryHitPath.ts): Express's own
+  // dispatch (app.handle: its final handler, the request and response prototype swaps, the router) runs
+  // only for the requests the hit path leaves, which go on unchanged.
   const serviceLimit = config.rateLimit.serviceLimit ?? 0;
-  app.use(
-    masteryHitPath({
-      route: MASTERY_ROUTE,
-      cachedPrincipal: (header) => auth.cachedPrincipal(header),
-      studentKey: (rawId) => studentKeyOf(deps.pseudonymizer, rawId),
-      cachedBody: (key) => ctx.cachedMasteryBody(key),
-      anyBackendDown: () => backends.anyDown(),
-      // The limiter skips services when they have no limit of their own (serving/rateLimit.ts).
-      rateLimited: (p) => limiter !== undefined && !(p.role === "service" && serviceLimit <= 0),
-      setSecurityHeaders,
-      observe,
-    }),
-  );
+  const hitPath = masteryHitListener({
+    route: MASTERY_ROUTE,
+    cachedPrincipal: (header) => auth.cachedPrincipal(header),
+    studentKey: (rawId) => studentKeyOf(deps.pseudonymizer, rawId),
+    cachedBody: (key) => ctx.cachedMasteryBody(key),
+    anyBackendDown: () => backends.anyDown(),
+    // The limiter skips services when they have no limit of their own (serving/rateLimit.ts).
+    rateLimited: (p) => limiter !== undefined && !(p.role === "service" && serviceLimit <= 0),
+    securityHeaders: securityHeaderList(),
+    observe,
+  });
+  // Express's application function calls app.handle(req, res, next) for every request (a server made with
+  // app.listen or http.createServer(app), supertest, a parent app): the one place in front of all of it.
+  const dispatch = app as unknown as { handle: ExpressDispatch };
+  const expressHandle = dispatch.handle.bind(app);
+  dispatch.handle = (req, res, next) => {
+    let taken: boolean;
+    try {
+      taken = hitPath(req, res);
+    } catch (err) {
+      // Nothing written: the route answers it (and its error handler any failure). Written: cut it short.
+      if (res.headersSent) return void res.destroy(err as Error);
+      taken = false;
+    }
+    if (!taken) expressHandle(req, res, next);
+  };
   app.use((_req: Request, res: Response, next: NextFunction) => {
     setSecurityHeaders(res);
     next();

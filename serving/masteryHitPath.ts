@@ -1,16 +1,18 @@
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { mayDo, mayReadWithoutRoster, type Principal } from "./auth.ts";
-import { endServedBody, type ServedBody } from "./servedBody.ts";
+import { endServedBody, SERVED_BODY_TYPE, type ServedBody } from "./servedBody.ts";
 
 /**
- * GET /mastery/:studentId answered from the body cache as the first middleware, before the rest of the
- * chain and the router (issue 15: most of the production mix are such hits, and each went through the
- * security-header, rate-limit, JSON, metrics and outage middlewares, the router and an async handler of
- * four awaits for a map lookup and one write).
+ * GET /mastery/:studentId answered from the body cache before the rest of the chain and the router (issue
+ * 15: most of the production mix are such hits, and each went through the security-header, rate-limit,
+ * JSON, metrics and outage middlewares, the router and an async handler of four awaits for a map lookup and
+ * one write). Two front-ends over the same checks: `masteryHitListener`, which the app runs in front of
+ * Express itself (serving/app.ts: Express's dispatch, its prototype swaps and final handler are skipped
+ * too, and the headers go out in one writeHead), and `masteryHitPath`, the same as a middleware.
  *
- * Only a strict subset of requests is taken here; every other one goes on (`next()`) to the same route
- * as before, which then decides everything itself (refusals, error bodies, 304, misses, HEAD, ?include=).
+ * Only a strict subset of requests is taken here; every other one goes on to the same route as before,
+ * which then decides everything itself (refusals, error bodies, 304, misses, HEAD, ?include=).
  * Taken: GET of `/mastery/<segment>` exactly (no query string, no `%` escapes, no trailing slash), without
  * If-None-Match / If-Modified-Since, while no backend is down, with a bearer token verified before and
  * not expired whose principal may read mastery and this student without the roster (admin, service, the
@@ -18,7 +20,7 @@ import { endServedBody, type ServedBody } from "./servedBody.ts";
  * is the route's: the same security headers, ETag, type and length in the same order, the same body
  * bytes, the same request metrics and log line, and the hit counted once.
  */
-export interface MasteryHitPathDeps {
+export interface MasteryHitChecks {
   /** The route's pattern, for the request metrics (`/mastery/:studentId`). */
   route: string;
   /** A cached, unexpired principal of the Authorization header, or undefined (serving/auth.ts). */
@@ -30,35 +32,83 @@ export interface MasteryHitPathDeps {
   anyBackendDown(): boolean;
   /** Whether the rate limiter counts this principal's requests (then the request goes the whole way). */
   rateLimited(p: Principal): boolean;
+}
+
+export interface MasteryHitPathDeps extends MasteryHitChecks {
   /** Sets the security headers every answer carries (serving/securityHeaders.ts). */
   setSecurityHeaders(res: ServerResponse): void;
   /** Starts the request's metrics and log line (recorded at 'finish'), as the metrics middleware does. */
   observe(req: Request, res: Response, route: string): void;
 }
 
+export interface MasteryHitListenerDeps extends MasteryHitChecks {
+  /** The security headers every answer carries, flat (name, value, ...): securityHeaderList(). */
+  securityHeaders: readonly string[];
+  /** Starts the request's metrics and log line (recorded at 'finish') with the answer's student_key. */
+  observe(req: IncomingMessage, res: ServerResponse, route: string, studentKey: string): void;
+}
+
 const PREFIX = "/mastery/";
 /** A path segment the router would decode or split, or a query string: left to the route. */
 const NOT_PLAIN = /[/?%#]/;
 
+/** The student_key and cached body of a request the hit path takes, or undefined (left to the route). */
+function takenHit(
+  deps: MasteryHitChecks,
+  req: IncomingMessage,
+): { key: string; body: ServedBody } | undefined {
+  const url = req.url ?? "";
+  if (req.method !== "GET" || !url.startsWith(PREFIX) || url.length === PREFIX.length) return undefined;
+  const rawId = url.slice(PREFIX.length);
+  if (NOT_PLAIN.test(rawId)) return undefined;
+  const h = req.headers;
+  if (h["if-none-match"] !== undefined || h["if-modified-since"] !== undefined) return undefined;
+  if (deps.anyBackendDown()) return undefined;
+  const p = deps.cachedPrincipal(h.authorization);
+  if (p === undefined || !mayDo(p, "mastery:read") || deps.rateLimited(p)) return undefined;
+  const key = deps.studentKey(rawId);
+  if (!mayReadWithoutRoster(p, key)) return undefined;
+  const body = deps.cachedBody(key);
+  return body === undefined ? undefined : { key, body };
+}
+
+/** The hit path as an Express middleware (answers, or `next()` to the route). */
 export function masteryHitPath(deps: MasteryHitPathDeps): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
-    const url = req.url;
-    if (req.method !== "GET" || !url.startsWith(PREFIX) || url.length === PREFIX.length) return next();
-    const rawId = url.slice(PREFIX.length);
-    if (NOT_PLAIN.test(rawId)) return next();
-    const h = req.headers;
-    if (h["if-none-match"] !== undefined || h["if-modified-since"] !== undefined) return next();
-    if (deps.anyBackendDown()) return next();
-    const p = deps.cachedPrincipal(h.authorization);
-    if (p === undefined || !mayDo(p, "mastery:read") || deps.rateLimited(p)) return next();
-    const key = deps.studentKey(rawId);
-    if (!mayReadWithoutRoster(p, key)) return next();
-    const body = deps.cachedBody(key);
-    if (body === undefined) return next();
-    res.locals.studentKey = key;
+    const hit = takenHit(deps, req);
+    if (hit === undefined) return next();
+    res.locals.studentKey = hit.key;
     deps.observe(req, res, deps.route);
     deps.setSecurityHeaders(res);
-    res.setHeader("ETag", body.etag);
-    endServedBody(res, body, true);
+    res.setHeader("ETag", hit.body.etag);
+    endServedBody(res, hit.body, true);
+  };
+}
+
+/**
+ * The hit path on the bare Node request, for in front of Express: answers and returns true, or returns false
+ * having written nothing (the request then goes to Express). The headers are the middleware's, in its order,
+ * written with one `writeHead` of a flat list (no per-header setHeader bookkeeping), then the body.
+ */
+export function masteryHitListener(
+  deps: MasteryHitListenerDeps,
+): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const security = deps.securityHeaders;
+  return (req, res) => {
+    const hit = takenHit(deps, req);
+    if (hit === undefined) return false;
+    deps.observe(req, res, deps.route, hit.key);
+    const headers = security.slice();
+    headers.push(
+      "ETag",
+      hit.body.etag,
+      "Content-Type",
+      SERVED_BODY_TYPE,
+      "Content-Length",
+      String(hit.body.buf.length),
+    );
+    res.writeHead(200, headers);
+    res.end(hit.body.buf);
+    return true;
   };
 }

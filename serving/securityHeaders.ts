@@ -24,6 +24,36 @@ export function staticSecurityHeaders(options: Parameters<typeof helmet>[0] = {}
 export function securityHeaderSetter(
   options: Parameters<typeof helmet>[0] = {},
 ): (res: ServerResponse) => void {
+  const { set, removed } = recordHelmet(options);
+  return (res: ServerResponse) => {
+    for (const [name, value] of set) res.setHeader(name, value);
+    for (const name of removed) res.removeHeader(name);
+  };
+}
+
+/**
+ * helmet()'s headers as one flat list (name, value, name, value, ...) in the order helmet sets them: what
+ * `res.writeHead(status, list)` takes, for an answer written before any header is set (serving/masteryHitPath.ts,
+ * in front of Express). The same headers and order as securityHeaderSetter; the headers helmet removes are
+ * never set on such an answer (nothing sets one before it).
+ */
+export function securityHeaderList(options: Parameters<typeof helmet>[0] = {}): readonly string[] {
+  const flat: string[] = [];
+  for (const [name, value] of recordHelmet(options).set) {
+    if (typeof value !== "string")
+      throw new Error(
+        `securityHeaderList: helmet set ${name} to a non-string value; use securityHeaderSetter`,
+      );
+    flat.push(name, value);
+  }
+  return flat;
+}
+
+/** The headers helmet sets and removes with these options, recorded once against a stand-in response. */
+function recordHelmet(options: Parameters<typeof helmet>[0]): {
+  set: [string, string | number | readonly string[]][];
+  removed: string[];
+} {
   const set: [string, string | number | readonly string[]][] = [];
   const removed: string[] = [];
   let called = false;
@@ -42,8 +72,5 @@ export function securityHeaderSetter(
   });
   if (!called)
     throw new Error("staticSecurityHeaders: helmet did not finish synchronously; use helmet() directly");
-  return (res: ServerResponse) => {
-    for (const [name, value] of set) res.setHeader(name, value);
-    for (const name of removed) res.removeHeader(name);
-  };
+  return { set, removed };
 }

@@ -87,12 +87,15 @@ export function sendServedBody(req: Request, res: Response, body: ServedBody): v
   endServedBody(res, body, req.method !== "HEAD");
 }
 
+/** The Content-Type of a served body (Express's res.json type, which clients saw before the cache). */
+export const SERVED_BODY_TYPE = "application/json; charset=utf-8";
+
 /**
  * The rest of a 200 answer with a cached body (its ETag already set): type, length, and the bytes unless
  * `withBody` is false (HEAD). Shared by sendServedBody and the cache-hit path (serving/masteryHitPath.ts).
  */
 export function endServedBody(res: ServerResponse, body: ServedBody, withBody: boolean): void {
-  res.setHeader("Content-Type", "application/json; charset=utf-8");
+  res.setHeader("Content-Type", SERVED_BODY_TYPE);
   res.setHeader("Content-Length", body.buf.length);
   if (withBody) res.end(body.buf);
   else res.end();
