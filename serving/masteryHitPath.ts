@@ -1,15 +1,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { mayDo, mayReadWithoutRoster, type Principal } from "./auth.ts";
-import { endServedBody, SERVED_BODY_TYPE, type ServedBody } from "./servedBody.ts";
+import { SERVED_BODY_TYPE, type ServedBody } from "./servedBody.ts";
 
 /**
  * GET /mastery/:studentId answered from the body cache before the rest of the chain and the router (issue
  * 15: most of the production mix are such hits, and each went through the security-header, rate-limit,
  * JSON, metrics and outage middlewares, the router and an async handler of four awaits for a map lookup and
- * one write). Two front-ends over the same checks: `masteryHitListener`, which the app runs in front of
- * Express itself (serving/app.ts: Express's dispatch, its prototype swaps and final handler are skipped
- * too, and the headers go out in one writeHead), and `masteryHitPath`, the same as a middleware.
+ * one write). `masteryHitListener` runs in front of Express itself (serving/app.ts: Express's dispatch, its
+ * prototype swaps and final handler are skipped too, and the headers go out in one writeHead).
  *
  * Only a strict subset of requests is taken here; every other one goes on to the same route as before,
  * which then decides everything itself (refusals, error bodies, 304, misses, HEAD, ?include=).
@@ -32,13 +30,6 @@ export interface MasteryHitChecks {
   anyBackendDown(): boolean;
   /** Whether the rate limiter counts this principal's requests (then the request goes the whole way). */
   rateLimited(p: Principal): boolean;
-}
-
-export interface MasteryHitPathDeps extends MasteryHitChecks {
-  /** Sets the security headers every answer carries (serving/securityHeaders.ts). */
-  setSecurityHeaders(res: ServerResponse): void;
-  /** Starts the request's metrics and log line (recorded at 'finish'), as the metrics middleware does. */
-  observe(req: Request, res: Response, route: string): void;
 }
 
 export interface MasteryHitListenerDeps extends MasteryHitChecks {
@@ -72,23 +63,10 @@ function takenHit(
   return body === undefined ? undefined : { key, body };
 }
 
-/** The hit path as an Express middleware (answers, or `next()` to the route). */
-export function masteryHitPath(deps: MasteryHitPathDeps): RequestHandler {
-  return (req: Request, res: Response, next: NextFunction) => {
-    const hit = takenHit(deps, req);
-    if (hit === undefined) return next();
-    res.locals.studentKey = hit.key;
-    deps.observe(req, res, deps.route);
-    deps.setSecurityHeaders(res);
-    res.setHeader("ETag", hit.body.etag);
-    endServedBody(res, hit.body, true);
-  };
-}
-
 /**
  * The hit path on the bare Node request, for in front of Express: answers and returns true, or returns false
- * having written nothing (the request then goes to Express). The headers are the middleware's, in its order,
- * written with one `writeHead` of a flat list (no per-header setHeader bookkeeping), then the body.
+ * having written nothing (the request then goes to Express). The headers are the route's, in its order (security
+ * headers, ETag, type, length), written with one `writeHead` of a flat list, then the body.
  */
 export function masteryHitListener(
   deps: MasteryHitListenerDeps,

@@ -92,9 +92,9 @@ export const SERVED_BODY_TYPE = "application/json; charset=utf-8";
 
 /**
  * The rest of a 200 answer with a cached body (its ETag already set): type, length, and the bytes unless
- * `withBody` is false (HEAD). Shared by sendServedBody and the cache-hit path (serving/masteryHitPath.ts).
+ * `withBody` is false (HEAD).
  */
-export function endServedBody(res: ServerResponse, body: ServedBody, withBody: boolean): void {
+function endServedBody(res: ServerResponse, body: ServedBody, withBody: boolean): void {
   res.setHeader("Content-Type", SERVED_BODY_TYPE);
   res.setHeader("Content-Length", body.buf.length);
   if (withBody) res.end(body.buf);

@@ -1,11 +1,12 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import express from "express";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import type { AppHandle } from "../../serving/app.ts";
 import { Authenticator, type Principal, signToken, type TokenClaims } from "../../serving/auth.ts";
-import { masteryHitPath } from "../../serving/masteryHitPath.ts";
-import { securityHeaderSetter } from "../../serving/securityHeaders.ts";
+import { masteryHitListener } from "../../serving/masteryHitPath.ts";
+import { securityHeaderList } from "../../serving/securityHeaders.ts";
 import { type ServedBody, servedBody } from "../../serving/servedBody.ts";
 import type { DuckStore } from "../../storage/duckdb.ts";
 import { quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
@@ -14,34 +15,35 @@ const SECRET = "h".repeat(40);
 const pseudo = new Pseudonymizer("p".repeat(20));
 
 /**
- * The hit path alone in front of a stand-in for the route (status 299): which requests it takes, and what
- * it answers when it does.
+ * The hit path alone in front of an Express app standing in for the route (status 299), as serving/app.ts
+ * runs it: which requests it takes, and what it answers when it does.
  */
 async function harness(opts: { down?: boolean; limited?: (p: Principal) => boolean } = {}) {
   const auth = new Authenticator(SECRET, pseudo);
   const bodies = new Map<string, ServedBody>();
   const observed: string[] = [];
   const hits: string[] = [];
-  const app = express();
-  app.use(
-    masteryHitPath({
-      route: "/mastery/:studentId",
-      cachedPrincipal: (header) => auth.cachedPrincipal(header),
-      studentKey: (raw) => pseudo.studentKey(raw),
-      cachedBody: (key) => {
-        const b = bodies.get(key);
-        if (b !== undefined) hits.push(key);
-        return b;
-      },
-      anyBackendDown: () => opts.down === true,
-      rateLimited: opts.limited ?? (() => false),
-      setSecurityHeaders: securityHeaderSetter(),
-      observe: (_req, res, route) => {
-        res.on("finish", () => observed.push(`${route} ${res.statusCode} ${String(res.locals.studentKey)}`));
-      },
-    }),
-  );
-  app.use((_req, res) => void res.status(299).json({ route: true }));
+  const hit = masteryHitListener({
+    route: "/mastery/:studentId",
+    cachedPrincipal: (header) => auth.cachedPrincipal(header),
+    studentKey: (raw) => pseudo.studentKey(raw),
+    cachedBody: (key) => {
+      const b = bodies.get(key);
+      if (b !== undefined) hits.push(key);
+      return b;
+    },
+    anyBackendDown: () => opts.down === true,
+    rateLimited: opts.limited ?? (() => false),
+    securityHeaders: securityHeaderList(),
+    observe: (_req, res, route, studentKey) => {
+      res.on("finish", () => observed.push(`${route} ${res.statusCode} ${studentKey}`));
+    },
+  });
+  const route = express();
+  route.use((_req, res) => void res.status(299).json({ route: true }));
+  const app = (req: IncomingMessage, res: ServerResponse) => {
+    if (!hit(req, res)) route(req, res);
+  };
   /** A bearer header whose token the authenticator has verified (cached), or not when `verified` is false. */
   const bearer = async (claims: TokenClaims, verified = true, exp: string | number = "1h") => {
     const header = `Bearer ${await signToken(SECRET, claims, exp)}`;
