@@ -147,18 +147,24 @@ export class DuckAlertStore implements AlertStore {
       // student_key index read into a scan of the whole base (its join filter replaced the index lookup:
       // 400k rows and ~13 ms a check at 10,000 students; docs/benchmarks.md "The embedded POST /events,
       // round 1 (embpost22)"). The LEFT JOINs do not filter the scores' scan, so it stays an index read.
+      // The group's topics filter both scans too (a filter on the scan, not a join: the index read stays),
+      // and alert_state and student_context are read through the same student filter: joined on the key
+      // alone, each was scanned whole on every check (alert_state holds a row per key ever checked).
       const wanted = new Set(keys.map((k) => `${k.studentKey}\u0000${k.topicId}`));
+      const topics = `list_contains($${f.params.length + 1}::VARCHAR[], topic_id)`;
       const rows = await this.store.allPrepared<AlertCandidate & RevisionRow & Record<string, unknown>>(
         `SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, m.as_of, m.explanation,
                 s.below, s.crossings, ctx.school_id, ctx.grade, m.revision_seq, ${storedNumberNames("m")}
          FROM (${revisionsSql(
            "student_mastery",
            `student_key, topic_id, mastery_score, score_source, as_of, explanation, ${STORED_NUMBERS_SELECT}`,
-           f.sql,
+           `${f.sql} AND ${topics}`,
          )}) m
-         LEFT JOIN alert_state s USING (student_key, topic_id)
-         LEFT JOIN student_context ctx USING (student_key)`,
-        f.params,
+         LEFT JOIN (SELECT student_key, topic_id, below, crossings FROM alert_state WHERE ${f.sql} AND ${topics}) s
+           USING (student_key, topic_id)
+         LEFT JOIN (SELECT student_key, school_id, grade FROM student_context WHERE ${f.sql}) ctx USING (student_key)`,
+        [...f.params, listValue([...new Set(keys.map((k) => k.topicId))])],
+        [...f.params.map(() => VARCHAR), LIST(VARCHAR)],
       );
       return candidateRows(
         newestRevisions(

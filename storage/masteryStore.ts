@@ -11,6 +11,7 @@ import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { microsToSqlTimestamp } from "./rawEventStore.ts";
 import { CORE_DDL, STREAM_DDL } from "./schema.ts";
 import { deltaTable } from "./servingTables.ts";
+import { revisionKey, transactionRevisions } from "./transactionRevisions.ts";
 
 /**
  * student_mastery (current score per key and source) and student_mastery_history (one row per
@@ -299,15 +300,25 @@ export class DuckMasteryStore implements MasteryStore {
     }
     const keys = [...newest.values()];
     return d.transaction(async () => {
-      const cur = await d.allPrepared<{ student_key: string; topic_id: string; rev: bigint }>(
-        `SELECT student_key, topic_id, rev FROM student_mastery_rev
-         JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
-           USING (student_key, topic_id)`,
-        [listValue(keys.map((k) => k.studentKey)), listValue(keys.map((k) => k.topicId))],
-      );
-      const stored = new Map(cur.map((c) => [`${c.student_key}\u0000${c.topic_id}`, Number(c.rev)]));
-      const moved = keys.filter((k) => (stored.get(`${k.studentKey}\u0000${k.topicId}`) ?? 0) < k.rev);
+      // A key whose state this transaction committed at exactly the write's revision is newer than its
+      // stored score revision without a read (storage/transactionRevisions.ts); the others are read.
+      const committed = transactionRevisions(d)?.committed;
+      const unknown = keys.filter((k) => committed?.get(revisionKey(k.studentKey, k.topicId)) !== k.rev);
+      const stored = new Map<string, number>();
+      if (unknown.length > 0) {
+        const cur = await d.allPrepared<{ student_key: string; topic_id: string; rev: bigint }>(
+          `SELECT student_key, topic_id, rev FROM student_mastery_rev
+           JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k
+             USING (student_key, topic_id)`,
+          [listValue(unknown.map((k) => k.studentKey)), listValue(unknown.map((k) => k.topicId))],
+        );
+        for (const c of cur) stored.set(revisionKey(c.student_key, c.topic_id), Number(c.rev));
+      }
+      const moved = keys.filter((k) => (stored.get(revisionKey(k.studentKey, k.topicId)) ?? 0) < k.rev);
       if (moved.length === 0) return 0;
+      // Their score revision is now the state's: a second write at it in this transaction must read it.
+      if (committed !== undefined)
+        for (const k of moved) committed.delete(revisionKey(k.studentKey, k.topicId));
       await d.runPrepared(
         `INSERT OR REPLACE INTO student_mastery_rev
          SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::BIGINT[])`,

@@ -8,6 +8,7 @@ import { STREAM_DDL } from "./schema.ts";
 import { deltaTable } from "./servingTables.ts";
 import { studentFilter } from "./studentFilter.ts";
 import { redisTlsOptions } from "./tls.ts";
+import { transactionRevisions } from "./transactionRevisions.ts";
 import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "./unavailable.ts";
 
 /**
@@ -709,6 +710,9 @@ function stateFromHash(h: Record<string, string>): StoredLearnerState {
 // DuckDB (embedded: one process holds the file, and the updater runs one batch at a time, so the
 // revision check never fails in practice; it is kept so both stores behave the same)
 
+/** A row of DuckStateStore.load's statement: a key, its state revision (revision_seq null: none), rev, seen ids. */
+type LoadRow = DuckStateRow & { revision_seq: number | null; seen_ids: string[] | null };
+
 type DuckStateRow = LearnerStateRow & {
   bkt_model_version: string;
   elo_model_version: string;
@@ -894,28 +898,6 @@ function stateFromDuck(r: DuckStateRow): StoredLearnerState {
   };
 }
 
-/**
- * The learner_state_rev revisions read (load) or written (commit) by the state stores of a DuckStore inside its
- * open transaction (DuckStore.openTransaction), by key. A transaction's statements read one snapshot plus its
- * own writes, so while the same transaction is open these are what learner_state_rev holds for those keys
- * (a concurrent writer's commit is not seen, and its write to the same key fails one of the two transactions
- * on DuckDB's conflict check): the commit's compare-and-set needs no read of them. One POST /events group is
- * one transaction (serving/app.ts), so its commit skips that statement. Shared by every DuckStateStore of a
- * DuckStore (any of them may write the table inside the transaction).
- */
-const revsInTransaction = new WeakMap<DuckStore, { transaction: number; revs: Map<string, number> }>();
-
-/** The revisions known in `duck`'s open transaction (a new, empty map for a new transaction); null outside one. */
-function transactionRevs(duck: DuckStore): Map<string, number> | null {
-  const transaction = duck.openTransaction;
-  if (transaction === null) return null;
-  const held = revsInTransaction.get(duck);
-  if (held !== undefined && held.transaction === transaction) return held.revs;
-  const revs = new Map<string, number>();
-  revsInTransaction.set(duck, { transaction, revs });
-  return revs;
-}
-
 export class DuckStateStore implements StateStore {
   private constructor(private readonly duck: DuckStore) {}
 
@@ -951,25 +933,70 @@ export class DuckStateStore implements StateStore {
     const f = studentFilter(
       "student_key",
       keys.map((k) => k.studentKey),
-      3,
+      4,
     );
     const keyList = `(SELECT DISTINCT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id) k`;
-    const rows =
-      f.params.length === 0
-        ? await this.duck.allPrepared<DuckStateRow>(
-            `${DUCK_SELECT} JOIN ${keyList} USING (student_key, topic_id)`,
-            [sks, tps],
-          )
-        : newestRevisions(
-            "learner_state",
-            await this.duck.allPrepared<DuckStateRow & RevisionRow>(
-              `SELECT s.*, r.rev FROM (${revisionsSql("learner_state", DUCK_REVISION_COLUMNS, f.sql)}) s
-               JOIN ${keyList} USING (student_key, topic_id)
-               LEFT JOIN learner_state_rev r USING (student_key, topic_id)`,
-              [sks, tps, ...f.params],
-            ),
-          );
-    const byKey = new Map(rows.map((r) => [`${r.student_key}\u0000${r.topic_id}`, r]));
+    const byKey = new Map<string, { row: DuckStateRow | null; rev: number }>();
+    const seenBy = new Map<string, Set<string>>();
+    if (f.params.length > 0) {
+      // One statement: each key's state revisions, its learner_state_rev and which of the batch's event ids
+      // its seen set holds (one statement less than a separate seen read). The revision and seen tables are
+      // read through the same student filter: joined with the keys alone, each was scanned whole, and both
+      // grow with every key and event streamed.
+      const ids = [...new Set(keys.flatMap((k) => k.eventIds))];
+      const rows = await this.duck.allPrepared<LoadRow>(
+        `SELECT * FROM ${keyList}
+         LEFT JOIN (${revisionsSql("learner_state", DUCK_REVISION_COLUMNS, f.sql)}) s USING (student_key, topic_id)
+         LEFT JOIN (SELECT student_key, topic_id, rev FROM learner_state_rev WHERE ${f.sql}) r
+           USING (student_key, topic_id)
+         LEFT JOIN (SELECT student_key, topic_id, list(event_id) AS seen_ids FROM learner_state_seen
+                    WHERE ${f.sql} AND list_contains($3::VARCHAR[], event_id) GROUP BY student_key, topic_id) q
+           USING (student_key, topic_id)`,
+        [sks, tps, listValue(ids), ...f.params],
+        [LIST(VARCHAR), LIST(VARCHAR), LIST(VARCHAR), ...f.params.map(() => VARCHAR)],
+      );
+      // The newest revision of each key, as newestRevisions picks it (a delta row over the base row, the
+      // highest delta_seq over other delta rows); revision_seq is null only on a key without any state row.
+      const seq = new Map<string, number>();
+      for (const r of rows) {
+        const id = `${r.student_key}\u0000${r.topic_id}`;
+        const at = r.revision_seq ?? Number.NEGATIVE_INFINITY;
+        const held = seq.get(id);
+        if (held !== undefined && held >= at) continue;
+        seq.set(id, at);
+        byKey.set(id, { row: r.revision_seq === null ? null : r, rev: r.rev === null ? 0 : Number(r.rev) });
+        if (r.seen_ids !== null && r.seen_ids.length > 0) seenBy.set(id, new Set(r.seen_ids));
+      }
+    } else {
+      for (const r of await this.duck.allPrepared<DuckStateRow>(
+        `${DUCK_SELECT} JOIN ${keyList} USING (student_key, topic_id)`,
+        [sks, tps],
+      ))
+        byKey.set(`${r.student_key}\u0000${r.topic_id}`, { row: r, rev: r.rev === null ? 0 : Number(r.rev) });
+      for (const [id, seen] of await this.seenOf(keys)) seenBy.set(id, seen);
+    }
+    const known = transactionRevisions(this.duck)?.state;
+    return keys.map((k) => {
+      const id = `${k.studentKey}\u0000${k.topicId}`;
+      const r = byKey.get(id);
+      const rev = r?.rev ?? 0;
+      known?.set(id, rev);
+      // Only the event ids asked for this key (an assignment's event id is shared by its topics' keys).
+      const held = seenBy.get(id);
+      const seen = new Set<string>();
+      if (held !== undefined) for (const e of k.eventIds) if (held.has(e)) seen.add(e);
+      return {
+        studentKey: k.studentKey,
+        topicId: k.topicId,
+        rev,
+        state: r?.row == null ? null : stateFromDuck(r.row),
+        seen,
+      };
+    });
+  }
+
+  /** The asked event ids that each key's seen set holds (the read of a group of more students than a filter takes). */
+  private async seenOf(keys: readonly KeyLoad[]): Promise<Map<string, Set<string>>> {
     const ids: string[] = [];
     const idSk: string[] = [];
     const idTp: string[] = [];
@@ -979,16 +1006,14 @@ export class DuckStateStore implements StateStore {
         idSk.push(k.studentKey);
         idTp.push(k.topicId);
       }
-    const seenRows =
-      ids.length === 0
-        ? []
-        : await this.duck.allPrepared<{ student_key: string; topic_id: string; event_id: string }>(
-            `SELECT s.student_key, s.topic_id, s.event_id FROM learner_state_seen s
-             JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id,
-                          unnest($3::VARCHAR[]) AS event_id) q USING (student_key, topic_id, event_id)`,
-            [listValue(idSk), listValue(idTp), listValue(ids)],
-          );
     const seenBy = new Map<string, Set<string>>();
+    if (ids.length === 0) return seenBy;
+    const seenRows = await this.duck.allPrepared<{ student_key: string; topic_id: string; event_id: string }>(
+      `SELECT s.student_key, s.topic_id, s.event_id FROM learner_state_seen s
+       JOIN (SELECT unnest($1::VARCHAR[]) AS student_key, unnest($2::VARCHAR[]) AS topic_id,
+                    unnest($3::VARCHAR[]) AS event_id) q USING (student_key, topic_id, event_id)`,
+      [listValue(idSk), listValue(idTp), listValue(ids)],
+    );
     for (const r of seenRows) {
       const id = `${r.student_key}\u0000${r.topic_id}`;
       let s = seenBy.get(id);
@@ -998,27 +1023,15 @@ export class DuckStateStore implements StateStore {
       }
       s.add(r.event_id);
     }
-    const known = transactionRevs(this.duck);
-    return keys.map((k) => {
-      const id = `${k.studentKey}\u0000${k.topicId}`;
-      const r = byKey.get(id);
-      const rev = r === undefined || r.rev === null ? 0 : Number(r.rev);
-      known?.set(id, rev);
-      return {
-        studentKey: k.studentKey,
-        topicId: k.topicId,
-        rev,
-        state: r === undefined ? null : stateFromDuck(r),
-        seen: seenBy.get(id) ?? new Set(),
-      };
-    });
+    return seenBy;
   }
 
   async commit(commits: readonly StateCommit[]): Promise<(number | null)[]> {
     if (commits.length === 0) return [];
     const d = this.duck;
     return d.transaction(async () => {
-      const known = transactionRevs(d);
+      const inTransaction = transactionRevisions(d);
+      const known = inTransaction?.state ?? null;
       let revs: Map<string, number>;
       if (known !== null && commits.every((c) => known.has(`${c.studentKey}\u0000${c.topicId}`))) {
         // Every key's revision was read (or written) in this transaction: what a read would return now.
@@ -1072,7 +1085,11 @@ export class DuckStateStore implements StateStore {
           listValue(fs.map((f) => BigInt(f.rev))),
         ],
       );
-      if (known !== null) for (const f of fs) known.set(`${f.sk}\u0000${f.tp}`, f.rev);
+      if (inTransaction !== null)
+        for (const f of fs) {
+          inTransaction.state.set(`${f.sk}\u0000${f.tp}`, f.rev);
+          inTransaction.committed.set(`${f.sk}\u0000${f.tp}`, f.rev);
+        }
       const sk: string[] = [];
       const tp: string[] = [];
       const ev: string[] = [];

@@ -3,7 +3,7 @@ import { DuckStore } from "../../storage/duckdb.ts";
 import { DuckStateStore, type StateCommit, type StoredLearnerState } from "../../storage/stateStore.ts";
 
 // DuckStateStore.commit inside a transaction whose load read the keys' revisions compares against those
-// (storage/stateStore.ts revsInTransaction) instead of reading learner_state_rev again. These tests pin what
+// (storage/transactionRevisions.ts) instead of reading learner_state_rev again. These tests pin what
 // that must keep: the compare-and-set answers of a read, no reuse across transactions, and a concurrent
 // writer's revision never overwritten.
 
