@@ -1,7 +1,7 @@
 /**
  * POST /events' write path alone, one vs several score writers in flight (IncrementalUpdater `masteryWriters`,
  * serving/updater.ts), interleaved in ONE process so both sides see the same machine: segments A B A B ...
- * of SCORE_SEGMENT_S seconds each, A with 1 writer (main's behaviour), B with SCORE_WRITERS (default 4).
+ * of SCORE_SEGMENT_S seconds each (pairs B/A in the summary), A with 1 writer (main's behaviour), B with SCORE_WRITERS (default 4).
  *
  * Each side is the server's stack without HTTP: a CoalescingUpdater (pipelined) over an IncrementalUpdater on
  * real PostgreSQL + Redis (own schema / prefix `post25_sw_<pid>`, dropped at the end). Offered load, open loop:
@@ -12,6 +12,7 @@
  *
  *   npx tsx bench/scoreWriters.bench.ts
  *   SCORE_SEGMENTS=6 SCORE_SEGMENT_S=15 SCORE_RATE=50 SCORE_WRITERS=4 npx tsx bench/scoreWriters.bench.ts
+ *   SCORE_B_FIRST=1 ...                                  # segments B A B A ... (the order's bias, other way)
  */
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { CoalescingUpdater } from "../serving/coalescingUpdater.ts";
@@ -32,6 +33,8 @@ const SEGMENT_S = env("SCORE_SEGMENT_S", 15);
 const RATE = env("SCORE_RATE", 50);
 const READS = env("SCORE_READS", 200);
 const WRITERS = env("SCORE_WRITERS", 4);
+/** SCORE_B_FIRST=1: segments B A B A ... (each side runs first in half of the runs: the stores fill with time). */
+const B_FIRST = process.env.SCORE_B_FIRST === "1";
 const STUDENTS = 10_000;
 const TOPICS = 20;
 const BATCH = 10;
@@ -201,7 +204,7 @@ for (const s of ["A", "B"] as const) {
   while (performance.now() - w < 2000) await sides[s].outer.apply(request());
 }
 for (let i = 0; i < SEGMENTS; i++) {
-  const s = await segment(i % 2 === 0 ? "A" : "B");
+  const s = await segment((i % 2 === 0) !== B_FIRST ? "A" : "B");
   out.push(s);
   const b = s.perBatch;
   console.log(
@@ -210,8 +213,10 @@ for (let i = 0; i < SEGMENTS; i++) {
 }
 const med = (xs: number[]) => pct(xs, 50);
 const pairs: { p50: number; p99: number }[] = [];
-for (let i = 0; i + 1 < out.length; i += 2)
-  pairs.push({ p50: out[i + 1]!.p50 / out[i]!.p50, p99: out[i + 1]!.p99 / out[i]!.p99 });
+for (let i = 0; i + 1 < out.length; i += 2) {
+  const [a, b] = out[i]!.side === "A" ? [out[i]!, out[i + 1]!] : [out[i + 1]!, out[i]!];
+  pairs.push({ p50: b.p50 / a.p50, p99: b.p99 / a.p99 });
+}
 const A = out.filter((s) => s.side === "A");
 const B = out.filter((s) => s.side === "B");
 console.log(
