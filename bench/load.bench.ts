@@ -506,6 +506,14 @@ async function serve(mode: Mode): Promise<void> {
           process.stderr.write(
             `  updater: ${inner.stats.replayedKeys} keys rebuilt, ${inner.stats.storedReads ?? "-"} of them read back\n`,
           );
+        // Mean milliseconds per batch of each updater step (serving/updater.ts UpdaterStats.ms).
+        const u = inner?.stats as { batches?: number; ms?: Record<string, number> } | undefined;
+        if (process.env.LOAD_GROUP_STATS === "1" && u?.ms !== undefined && (u.batches ?? 0) > 0)
+          process.stderr.write(
+            `  updater ms per batch (${u.batches}): ${Object.entries(u.ms)
+              .map(([k, v]) => `${k} ${(v / u.batches!).toFixed(1)}`)
+              .join(", ")}\n`,
+          );
         server.closeAllConnections();
         server.close();
         // Queries still running keep DuckDB busy; exiting releases the file (the profile is written on exit).

@@ -108,7 +108,15 @@ export class PostPhases {
   }
 }
 
-const zeroSteps = (): Steps => ({ record: 0, load: 0, replay: 0, commit: 0, mastery: 0 });
+const zeroSteps = (): Steps => ({
+  record: 0,
+  load: 0,
+  replay: 0,
+  commit: 0,
+  mastery: 0,
+  scoreWrite: 0,
+  scoreQueue: 0,
+});
 
 function wrap(
   updater: EventUpdater,

@@ -321,6 +321,14 @@ export interface IncrementalUpdaterOptions {
   earlyStateLoad?: boolean;
   /** Longest synchronous slice of a batch's fold before the event loop gets a turn (default 5 ms). */
   sliceMs?: number;
+  /**
+   * With `pipelineMastery`: how many batches' score writes may be in flight at once (default 1: one after
+   * the other). Each write is one statement guarded by the revisions (a key's row moves only to a newer
+   * revision; keys are locked in one order, so writers cannot deadlock), the same guard that lets several
+   * workers write at once; so a batch's write need not wait for the previous batch's. A batch is still
+   * answered only after its own write.
+   */
+  masteryWriters?: number;
 }
 
 interface Staged {
@@ -355,8 +363,20 @@ export interface UpdaterStats {
   storedReads: number;
   /** Compare-and-set failures (another writer moved the key first); each costs a retry. */
   conflicts: number;
-  /** Milliseconds spent per step, summed over batches. */
-  ms: { record: number; load: number; replay: number; commit: number; mastery: number };
+  /**
+   * Milliseconds spent per step, summed over batches. `mastery` is the score step (rows built and written);
+   * of it, `scoreWrite` the write statement alone; `scoreQueue` is the wait before the step for a free
+   * score writer (pipelined: the previous batches' writes).
+   */
+  ms: {
+    record: number;
+    load: number;
+    replay: number;
+    commit: number;
+    mastery: number;
+    scoreWrite: number;
+    scoreQueue: number;
+  };
 }
 
 export class IncrementalUpdater implements EventUpdater {
@@ -366,7 +386,7 @@ export class IncrementalUpdater implements EventUpdater {
     replayedKeys: 0,
     storedReads: 0,
     conflicts: 0,
-    ms: { record: 0, load: 0, replay: 0, commit: 0, mastery: 0 },
+    ms: { record: 0, load: 0, replay: 0, commit: 0, mastery: 0, scoreWrite: 0, scoreQueue: 0 },
   };
   private readonly paramsFor: (topicId: string) => TopicParams;
   private readonly nowUs: () => number;
@@ -378,6 +398,12 @@ export class IncrementalUpdater implements EventUpdater {
     this.paramsFor = topicParamsResolver(opts.models);
     this.nowUs = opts.nowUs ?? (() => Date.now() * 1000);
     this.maxAttempts = opts.maxAttempts ?? 50;
+    const writers = opts.masteryWriters ?? 1;
+    if (!Number.isInteger(writers) || writers < 1)
+      throw new RangeError(
+        `IncrementalUpdater masteryWriters must be an integer >= 1 (got ${opts.masteryWriters}); e.g. 4`,
+      );
+    this.writers = new WriterSlots(writers);
   }
 
   apply(rows: readonly RawEventRow[]): Promise<ApplyResult[]> {
@@ -389,18 +415,20 @@ export class IncrementalUpdater implements EventUpdater {
       this.tail = run.catch(() => undefined);
       return run;
     }
-    // Two stages, each one batch at a time, in order: batch n+1's state update may run while
-    // batch n's scores are written.
+    // Two stages: the state update one batch at a time, in order; batch n+1's state update may run while
+    // batch n's scores are written, and up to `masteryWriters` batches' score writes run at once.
     const staged = this.tail.then(() => this.updateState(rows));
     this.tail = staged.catch(() => undefined);
     return staged.then((st) => {
-      const run = this.masteryTail.then(() => this.writeMastery(st));
-      this.masteryTail = run.catch(() => undefined);
-      return run;
+      const queued = performance.now();
+      return this.writers.run(() => {
+        this.stats.ms.scoreQueue += performance.now() - queued;
+        return this.writeMastery(st);
+      });
     });
   }
 
-  private masteryTail: Promise<unknown> = Promise.resolve();
+  private readonly writers: WriterSlots;
 
   async applied(rows: readonly RawEventRow[]): Promise<Set<string>> {
     const keys = keyLoads(rows, []);
@@ -652,8 +680,11 @@ export class IncrementalUpdater implements EventUpdater {
         scores,
       });
     }
+    const w = performance.now();
     await mastery.write(writes, this.nowUs());
-    this.stats.ms.mastery += performance.now() - t;
+    const end = performance.now();
+    this.stats.ms.scoreWrite += end - w;
+    this.stats.ms.mastery += end - t;
 
     // One result per input row; a second copy of an (event, topic) in the batch, or a row whose
     // event_id was already stored with other content, is a duplicate.
@@ -679,6 +710,26 @@ export class IncrementalUpdater implements EventUpdater {
       });
     }
     return results;
+  }
+}
+
+/** At most `size` tasks at once; the others start in call order as slots free up. */
+class WriterSlots {
+  private busy = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly size: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.busy >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.busy++;
+    try {
+      return await task();
+    } finally {
+      // The slot passes straight to the next waiter (busy stays), else it is freed.
+      const next = this.waiting.shift();
+      if (next !== undefined) next();
+      else this.busy--;
+    }
   }
 }
 

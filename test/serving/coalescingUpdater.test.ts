@@ -342,3 +342,22 @@ describe("CoalescingUpdater pipelined (PostgreSQL + Redis: the score write on it
     );
   });
 });
+
+describe("IncrementalUpdater masteryWriters", () => {
+  it("refuses a count of score writers that is not an integer >= 1, saying what to pass", async () => {
+    const store = await DuckStore.open(":memory:");
+    stores.push(store);
+    const base = {
+      raw: await DuckRawEventStore.open(store),
+      state: await DuckStateStore.open(store),
+      mastery: await DuckMasteryStore.open(store),
+      models: MODELS,
+      pipelineMastery: true,
+    };
+    for (const bad of [0, -1, 1.5, Number.NaN])
+      expect(() => new IncrementalUpdater({ ...base, masteryWriters: bad })).toThrow(
+        /masteryWriters must be an integer >= 1 \(got .*\); e\.g\. 4/,
+      );
+    expect(new IncrementalUpdater({ ...base, masteryWriters: 3 }).stats.batches).toBe(0);
+  });
+});
