@@ -639,6 +639,13 @@ export interface LatentState {
  * A model with a student effect carries a pair's filter from each (LatentFilter.studentGrid).
  */
 export const STUDENT_GRID: readonly number[] = [-3, -2, -1, 0, 1, 2, 3];
+
+/**
+ * How many off-basis student offsets keep their kernels in a LatentFilter (kernelFor): the newest ones. A
+ * student's scoring and offset-uncertainty passes use up to 5 offsets in turn (its offset, +-1 step, +-1 sd),
+ * each over all of its topics, so 8 keeps every reuse within a student while the memory stays bounded.
+ */
+export const LATENT_OFF_GRID_KERNEL_OFFSETS = 8;
 const NO_STUDENT_GRID: readonly number[] = [0];
 /** Pair summaries are rounded to multiples of 1 / LL_QUANTUM (exact float64 sums up to ~2^28 nats). */
 const LL_QUANTUM = 2 ** 24;
@@ -664,8 +671,18 @@ export class LatentFilter {
   readonly json: LatentModelJson;
   private readonly kernel: LatentKernel;
   private readonly kernels = new Map<string, LatentKernel>();
-  /** Kernels at a student offset with a learning loading: offset -> topic ("" = no own threshold) -> kernel. */
+  /**
+   * Kernels at a basis offset (`studentGrid`) with a learning loading: offset -> topic ("" = no own threshold)
+   * -> kernel. Kept for the model's life: the basis has a few offsets.
+   */
   private readonly shiftedKernels = new Map<number, Map<string, LatentKernel>>();
+  /**
+   * Kernels at other offsets (a student's own offset, its +-sd or +-step for the offset's uncertainty, c x the
+   * offset of the rein-in): continuous values, one set per student, so only the LATENT_OFF_GRID_KERNEL_OFFSETS
+   * most recently added offsets are kept (round 25: kept for the model's life they held ~1.6 GB on a 3,000-student
+   * store). A kernel is a pure function of (params, bins, threshold, shift): a rebuilt one computes the same bits.
+   */
+  private readonly offGridKernels = new Map<number, Map<string, LatentKernel>>();
   private readonly p: Float64Array;
 
   constructor(json: LatentModelJson) {
@@ -697,10 +714,17 @@ export class LatentFilter {
       }
       return k;
     }
-    let byTopic = this.shiftedKernels.get(offset);
+    const onGrid = this.studentGrid().includes(offset);
+    const cache = onGrid ? this.shiftedKernels : this.offGridKernels;
+    let byTopic = cache.get(offset);
     if (byTopic === undefined) {
       byTopic = new Map();
-      this.shiftedKernels.set(offset, byTopic);
+      if (!onGrid && cache.size >= LATENT_OFF_GRID_KERNEL_OFFSETS) {
+        // Maps iterate in insertion order: drop the oldest offset's kernels.
+        const oldest = cache.keys().next().value;
+        if (oldest !== undefined) cache.delete(oldest);
+      }
+      cache.set(offset, byTopic);
     }
     const key = th === undefined ? "" : topic;
     let k = byTopic.get(key);
