@@ -279,24 +279,40 @@ export class LatentKernel {
    * learnShift): the kernel of a student whose offset o loads on learning (LatentModelJson.studentLearnLoading,
    * shift = loading x o). 0 = the params' rates.
    */
-  constructor(params: LatentParams, bins = 40, threshold?: number, learnShift = 0) {
+  constructor(
+    params: LatentParams,
+    bins = 40,
+    threshold?: number,
+    learnShift = 0,
+    /**
+     * Round 25: a kernel of the same `params` object, `bins` and threshold whose grid and emission tables
+     * (which do not depend on `learnShift`) this one shares read-only instead of recomputing them: the same
+     * values, so the same bits. Only the learning maps are built.
+     */
+    tablesOf?: LatentKernel,
+  ) {
     if (!(bins >= 2)) throw new LatentFilterError(`bins must be >= 2 (got ${bins})`);
     if (!(params.guess >= 0 && params.slip >= 0 && params.guess + params.slip < 1))
       throw new LatentFilterError(
         `guess ${params.guess} + slip ${params.slip} must be in [0, 1): refit the latent filter`,
       );
+    if (tablesOf !== undefined && (tablesOf.params !== params || tablesOf.bins !== bins))
+      throw new LatentFilterError(
+        "a kernel can share the emission tables only of a kernel with the same parameters and bins: build it without `tablesOf`",
+      );
     this.bins = bins;
     this.params = params;
     const G = bins;
-    this.x = new Float64Array(G);
-    this.emit = new Float64Array(G);
-    this.logEmit = new Float64Array(G);
-    this.logMiss = new Float64Array(G);
-    this.betaA = new Float64Array(G);
-    this.betaB = new Float64Array(G);
-    this.betaC = new Float64Array(G);
+    const shared = tablesOf !== undefined;
+    this.x = tablesOf?.x ?? new Float64Array(G);
+    this.emit = tablesOf?.emit ?? new Float64Array(G);
+    this.logEmit = tablesOf?.logEmit ?? new Float64Array(G);
+    this.logMiss = tablesOf?.logMiss ?? new Float64Array(G);
+    this.betaA = tablesOf?.betaA ?? new Float64Array(G);
+    this.betaB = tablesOf?.betaB ?? new Float64Array(G);
+    this.betaC = tablesOf?.betaC ?? new Float64Array(G);
     const c = params.assignmentConcentration;
-    for (let i = 0; i < G; i++) {
+    for (let i = 0; i < G && !shared; i++) {
       const x = (i + 0.5) / G;
       this.x[i] = x;
       const e = params.guess + (1 - params.guess - params.slip) * emissionShape(params, x, threshold);
@@ -714,22 +730,26 @@ export class LatentFilter {
       }
       return k;
     }
-    const onGrid = this.studentGrid().includes(offset);
-    const cache = onGrid ? this.shiftedKernels : this.offGridKernels;
-    let byTopic = cache.get(offset);
+    let byTopic = this.shiftedKernels.get(offset) ?? this.offGridKernels.get(offset);
     if (byTopic === undefined) {
       byTopic = new Map();
-      if (!onGrid && cache.size >= LATENT_OFF_GRID_KERNEL_OFFSETS) {
-        // Maps iterate in insertion order: drop the oldest offset's kernels.
-        const oldest = cache.keys().next().value;
-        if (oldest !== undefined) cache.delete(oldest);
+      if (this.studentGrid().includes(offset)) this.shiftedKernels.set(offset, byTopic);
+      else {
+        const cache = this.offGridKernels;
+        if (cache.size >= LATENT_OFF_GRID_KERNEL_OFFSETS) {
+          // Maps iterate in insertion order: drop the oldest offset's kernels.
+          const oldest = cache.keys().next().value;
+          if (oldest !== undefined) cache.delete(oldest);
+        }
+        cache.set(offset, byTopic);
       }
-      cache.set(offset, byTopic);
     }
     const key = th === undefined ? "" : topic;
     let k = byTopic.get(key);
     if (k === undefined) {
-      k = new LatentKernel(this.json.params, this.json.bins, th, loading * offset);
+      // The emission tables are the topic's unshifted kernel's (kept for the model's life): only the learning
+      // maps depend on the offset.
+      k = new LatentKernel(this.json.params, this.json.bins, th, loading * offset, this.kernelFor(topic));
       byTopic.set(key, k);
     }
     return k;

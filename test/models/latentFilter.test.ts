@@ -489,6 +489,30 @@ describe("latent filter kernels at student offsets (round 25: bounded memory)", 
     expect(m.kernelFor("A", 0)).toBe(m.kernelFor("A"));
   });
 
+  it("builds an offset's kernel on the topic kernel's emission tables: the same bits as a kernel built alone", () => {
+    const m = loaded();
+    const shared = m.kernelFor("B", 0.37);
+    const params = m.json.params;
+    const alone = new LatentKernel(params, 40, 0.65, 0.37);
+    expect(shared.emit).toBe(m.kernelFor("B").emit);
+    expect(shared.x).toBe(m.kernelFor("B").x);
+    expect(Array.from(shared.emit)).toEqual(Array.from(alone.emit));
+    expect(shared.learnShift).toBe(0.37);
+    fc.assert(
+      fc.property(fc.array(eventArb, { maxLength: 30 }), (raw) => {
+        const ev = toEvents(raw);
+        const p1 = new Float64Array(40);
+        const p2 = new Float64Array(40);
+        expect(shared.run(ev, 0.45, p1)).toBe(alone.run(ev, 0.45, p2));
+        expect(Array.from(p1)).toEqual(Array.from(p2));
+      }),
+      { numRuns: 50 },
+    );
+    // Tables of another parameter set or grid are refused, with the fix named.
+    expect(() => new LatentKernel({ ...params }, 40, 0.65, 0.37, shared)).toThrow(/without `tablesOf`/);
+    expect(() => new LatentKernel(params, 30, 0.65, 0.37, shared)).toThrow(/same parameters and bins/);
+  });
+
   it("predicts the same bits at an offset whether its kernel was kept or rebuilt", () => {
     fc.assert(
       fc.property(
