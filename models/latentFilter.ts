@@ -279,24 +279,40 @@ export class LatentKernel {
    * learnShift): the kernel of a student whose offset o loads on learning (LatentModelJson.studentLearnLoading,
    * shift = loading x o). 0 = the params' rates.
    */
-  constructor(params: LatentParams, bins = 40, threshold?: number, learnShift = 0) {
+  constructor(
+    params: LatentParams,
+    bins = 40,
+    threshold?: number,
+    learnShift = 0,
+    /**
+     * Round 25: a kernel of the same `params` object, `bins` and threshold whose grid and emission tables
+     * (which do not depend on `learnShift`) this one shares read-only instead of recomputing them: the same
+     * values, so the same bits. Only the learning maps are built.
+     */
+    tablesOf?: LatentKernel,
+  ) {
     if (!(bins >= 2)) throw new LatentFilterError(`bins must be >= 2 (got ${bins})`);
     if (!(params.guess >= 0 && params.slip >= 0 && params.guess + params.slip < 1))
       throw new LatentFilterError(
         `guess ${params.guess} + slip ${params.slip} must be in [0, 1): refit the latent filter`,
       );
+    if (tablesOf !== undefined && (tablesOf.params !== params || tablesOf.bins !== bins))
+      throw new LatentFilterError(
+        "a kernel can share the emission tables only of a kernel with the same parameters and bins: build it without `tablesOf`",
+      );
     this.bins = bins;
     this.params = params;
     const G = bins;
-    this.x = new Float64Array(G);
-    this.emit = new Float64Array(G);
-    this.logEmit = new Float64Array(G);
-    this.logMiss = new Float64Array(G);
-    this.betaA = new Float64Array(G);
-    this.betaB = new Float64Array(G);
-    this.betaC = new Float64Array(G);
+    const shared = tablesOf !== undefined;
+    this.x = tablesOf?.x ?? new Float64Array(G);
+    this.emit = tablesOf?.emit ?? new Float64Array(G);
+    this.logEmit = tablesOf?.logEmit ?? new Float64Array(G);
+    this.logMiss = tablesOf?.logMiss ?? new Float64Array(G);
+    this.betaA = tablesOf?.betaA ?? new Float64Array(G);
+    this.betaB = tablesOf?.betaB ?? new Float64Array(G);
+    this.betaC = tablesOf?.betaC ?? new Float64Array(G);
     const c = params.assignmentConcentration;
-    for (let i = 0; i < G; i++) {
+    for (let i = 0; i < G && !shared; i++) {
       const x = (i + 0.5) / G;
       this.x[i] = x;
       const e = params.guess + (1 - params.guess - params.slip) * emissionShape(params, x, threshold);
@@ -639,6 +655,13 @@ export interface LatentState {
  * A model with a student effect carries a pair's filter from each (LatentFilter.studentGrid).
  */
 export const STUDENT_GRID: readonly number[] = [-3, -2, -1, 0, 1, 2, 3];
+
+/**
+ * How many off-basis student offsets keep their kernels in a LatentFilter (kernelFor): the newest ones. A
+ * student's scoring and offset-uncertainty passes use up to 5 offsets in turn (its offset, +-1 step, +-1 sd),
+ * each over all of its topics, so 8 keeps every reuse within a student while the memory stays bounded.
+ */
+export const LATENT_OFF_GRID_KERNEL_OFFSETS = 8;
 const NO_STUDENT_GRID: readonly number[] = [0];
 /** Pair summaries are rounded to multiples of 1 / LL_QUANTUM (exact float64 sums up to ~2^28 nats). */
 const LL_QUANTUM = 2 ** 24;
@@ -664,8 +687,18 @@ export class LatentFilter {
   readonly json: LatentModelJson;
   private readonly kernel: LatentKernel;
   private readonly kernels = new Map<string, LatentKernel>();
-  /** Kernels at a student offset with a learning loading: offset -> topic ("" = no own threshold) -> kernel. */
+  /**
+   * Kernels at a basis offset (`studentGrid`) with a learning loading: offset -> topic ("" = no own threshold)
+   * -> kernel. Kept for the model's life: the basis has a few offsets.
+   */
   private readonly shiftedKernels = new Map<number, Map<string, LatentKernel>>();
+  /**
+   * Kernels at other offsets (a student's own offset, its +-sd or +-step for the offset's uncertainty, c x the
+   * offset of the rein-in): continuous values, one set per student, so only the LATENT_OFF_GRID_KERNEL_OFFSETS
+   * most recently added offsets are kept (round 25: kept for the model's life they held ~1.6 GB on a 3,000-student
+   * store). A kernel is a pure function of (params, bins, threshold, shift): a rebuilt one computes the same bits.
+   */
+  private readonly offGridKernels = new Map<number, Map<string, LatentKernel>>();
   private readonly p: Float64Array;
 
   constructor(json: LatentModelJson) {
@@ -697,15 +730,26 @@ export class LatentFilter {
       }
       return k;
     }
-    let byTopic = this.shiftedKernels.get(offset);
+    let byTopic = this.shiftedKernels.get(offset) ?? this.offGridKernels.get(offset);
     if (byTopic === undefined) {
       byTopic = new Map();
-      this.shiftedKernels.set(offset, byTopic);
+      if (this.studentGrid().includes(offset)) this.shiftedKernels.set(offset, byTopic);
+      else {
+        const cache = this.offGridKernels;
+        if (cache.size >= LATENT_OFF_GRID_KERNEL_OFFSETS) {
+          // Maps iterate in insertion order: drop the oldest offset's kernels.
+          const oldest = cache.keys().next().value;
+          if (oldest !== undefined) cache.delete(oldest);
+        }
+        cache.set(offset, byTopic);
+      }
     }
     const key = th === undefined ? "" : topic;
     let k = byTopic.get(key);
     if (k === undefined) {
-      k = new LatentKernel(this.json.params, this.json.bins, th, loading * offset);
+      // The emission tables are the topic's unshifted kernel's (kept for the model's life): only the learning
+      // maps depend on the offset.
+      k = new LatentKernel(this.json.params, this.json.bins, th, loading * offset, this.kernelFor(topic));
       byTopic.set(key, k);
     }
     return k;

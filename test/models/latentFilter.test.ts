@@ -7,11 +7,13 @@ import {
   KIND_VIDEO,
   LATENT_INTERVAL_DEFAULT,
   LATENT_MIN_INFLATION,
+  LATENT_OFF_GRID_KERNEL_OFFSETS,
   type LatentEvent,
   LatentFilter,
   LatentKernel,
   type LatentParams,
   type LatentSequence,
+  STUDENT_GRID,
   studentHalf,
 } from "../../models/latentFilter.ts";
 import { servedFromLatent, type TopicCalibration } from "../../models/servedMastery.ts";
@@ -444,5 +446,89 @@ describe("latent filter: the topic threshold's shrinkage chosen by held-out like
     const fixed = LatentFilter.fit(few, { bins: 12, maxEvaluations: 60, emission: "logistic" });
     expect(f.json.fit.thresholdChoice).toBeUndefined();
     expect(f.json.topicThreshold).toEqual(fixed.json.topicThreshold);
+  });
+});
+
+describe("latent filter kernels at student offsets (round 25: bounded memory)", () => {
+  // A logistic model with a threshold per topic and a learning loading: every off-basis offset and topic
+  // needs its own kernel (learning rates shifted by loading x offset).
+  const loaded = (): LatentFilter =>
+    new LatentFilter({
+      version: 1,
+      bins: 40,
+      params: { ...LOGISTIC, priorMean: 0.4 },
+      topicPriorMean: { A: 0.4, B: 0.5 },
+      topicThreshold: { A: 0.55, B: 0.65 },
+      fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
+      studentPriorSd: 1,
+      studentLearnLoading: 1,
+    });
+  const events = toEvents([
+    { kind: KIND_QUIZ, n: 1, frac: 1, dt: 0 },
+    { kind: KIND_VIDEO, n: 1, frac: 0, dt: 1 },
+    { kind: KIND_QUIZ, n: 1, frac: 0, dt: 2 },
+    { kind: KIND_QUIZ, n: 1, frac: 1, dt: 1 },
+  ]);
+
+  it("keeps only the newest LATENT_OFF_GRID_KERNEL_OFFSETS off-basis offsets' kernels, the basis' for good", () => {
+    const m = loaded();
+    const onGrid = m.kernelFor("A", STUDENT_GRID[1]!);
+    const first = m.kernelFor("A", 0.123);
+    // Within the cap: the same kernel again (a student's passes reuse their offsets' kernels).
+    for (let i = 1; i < LATENT_OFF_GRID_KERNEL_OFFSETS; i++) m.kernelFor("A", 0.123 + i / 1000);
+    expect(m.kernelFor("A", 0.123)).toBe(first);
+    // 8 newer offsets push it out: a new kernel, with the same tables (a pure function of its inputs).
+    for (let i = 1; i <= LATENT_OFF_GRID_KERNEL_OFFSETS; i++) m.kernelFor("A", 1 + i / 1000);
+    const again = m.kernelFor("A", 0.123);
+    expect(again).not.toBe(first);
+    expect(again.learnShift).toBe(first.learnShift);
+    expect(Array.from(again.emit)).toEqual(Array.from(first.emit));
+    // The basis offsets' kernels are never dropped, however many students pass through.
+    for (let i = 0; i < 100; i++) m.kernelFor("A", -2 + i / 100 + 0.001);
+    expect(m.kernelFor("A", STUDENT_GRID[1]!)).toBe(onGrid);
+    expect(m.kernelFor("A", 0)).toBe(m.kernelFor("A"));
+  });
+
+  it("builds an offset's kernel on the topic kernel's emission tables: the same bits as a kernel built alone", () => {
+    const m = loaded();
+    const shared = m.kernelFor("B", 0.37);
+    const params = m.json.params;
+    const alone = new LatentKernel(params, 40, 0.65, 0.37);
+    expect(shared.emit).toBe(m.kernelFor("B").emit);
+    expect(shared.x).toBe(m.kernelFor("B").x);
+    expect(Array.from(shared.emit)).toEqual(Array.from(alone.emit));
+    expect(shared.learnShift).toBe(0.37);
+    fc.assert(
+      fc.property(fc.array(eventArb, { maxLength: 30 }), (raw) => {
+        const ev = toEvents(raw);
+        const p1 = new Float64Array(40);
+        const p2 = new Float64Array(40);
+        expect(shared.run(ev, 0.45, p1)).toBe(alone.run(ev, 0.45, p2));
+        expect(Array.from(p1)).toEqual(Array.from(p2));
+      }),
+      { numRuns: 50 },
+    );
+    // Tables of another parameter set or grid are refused, with the fix named.
+    expect(() => new LatentKernel({ ...params }, 40, 0.65, 0.37, shared)).toThrow(/without `tablesOf`/);
+    expect(() => new LatentKernel(params, 30, 0.65, 0.37, shared)).toThrow(/same parameters and bins/);
+  });
+
+  it("predicts the same bits at an offset whether its kernel was kept or rebuilt", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: -3, max: 3, noNaN: true }), { minLength: 1, maxLength: 30 }),
+        (offsets) => {
+          const m = loaded();
+          const fresh = offsets.map((o) => loaded().predict("B", events, 10, o));
+          // One model through all offsets twice: the second pass meets both kept and evicted kernels.
+          const seen = [...offsets, ...offsets].map((o) => m.predict("B", events, 10, o));
+          offsets.forEach((_, i) => {
+            expect(seen[i]).toEqual(fresh[i]);
+            expect(seen[i + offsets.length]).toEqual(fresh[i]);
+          });
+        },
+      ),
+      { numRuns: 30 },
+    );
   });
 });
