@@ -67,7 +67,13 @@ describe("runBatchSteps' writes schedule", () => {
           return "b";
         }),
     });
-    expect(out).toMatchObject({ features: "f", rules: "r", bktElo: "b", overlapped: true, schedule: "writes" });
+    expect(out).toMatchObject({
+      features: "f",
+      rules: "r",
+      bktElo: "b",
+      overlapped: true,
+      schedule: "writes",
+    });
     const at = (e: string) => r.log.indexOf(e);
     expect(at("rules start")).toBe(0);
     expect(at("bkt start")).toBeGreaterThan(at("rules writes"));
@@ -166,7 +172,14 @@ describe("runBatchSteps' writes schedule", () => {
     });
     expect(out.schedule).toBe("sequence");
     expect(out.overlapped).toBe(false);
-    expect(r.log).toEqual(["features start", "features end", "rules start", "rules end", "bkt start", "bkt end"]);
+    expect(r.log).toEqual([
+      "features start",
+      "features end",
+      "rules start",
+      "rules end",
+      "bkt start",
+      "bkt end",
+    ]);
   });
 });
 
@@ -178,7 +191,9 @@ describe("batchSchedule", () => {
     // An empty store: at most OVERLAP_MAX_EVENTS rows.
     expect(await batchSchedule(store, "auto")).toBe("writes");
     // The count is raw_events' row count from the metadata: a stand-in table of one column holds the rows here.
-    await store.run(`CREATE OR REPLACE TABLE raw_events AS SELECT true AS b FROM range(${OVERLAP_MAX_EVENTS})`);
+    await store.run(
+      `CREATE OR REPLACE TABLE raw_events AS SELECT true AS b FROM range(${OVERLAP_MAX_EVENTS})`,
+    );
     expect(await batchSchedule(store, "auto")).toBe("writes");
     // One row past the limit: in sequence (the overlapped steps' memory outside DuckDB's pool adds up).
     await store.run("INSERT INTO raw_events VALUES (true)");
