@@ -113,47 +113,56 @@ describe("the batch's steps overlapped", () => {
     }
   });
 
-  it("a failed rule step stops the BKT/Elo step before it writes, and the failure is thrown", {
-    timeout: 120_000,
-  }, async () => {
-    const store = await DuckStore.open(join(work, "failed", "mastery.duckdb"), { encryption: null });
-    try {
-      await runPipeline({
-        store,
-        pseudonymizer: new Pseudonymizer("batch-steps-int-key-0123456789"),
-        dataDir: dataDir(),
-        skip: ["score bkt-elo"],
-        overlap: false,
-      });
-      const models = await resolveModels(store, { seed: 0 });
-      let folded = false;
-      await expect(
-        runBatchSteps(store, {
-          overlap: true,
-          rules: async () => {
-            await new Promise((ok) => setTimeout(ok, 50));
-            throw new Error("rule step failed on purpose");
-          },
-          bktElo: (s, beforeWrite) =>
-            scoreBktElo(s, models, {
-              full: true,
-              onPhase: (p) => {
-                if (p === "fold") folded = true;
-              },
-              beforeWrite,
-            }),
-        }),
-      ).rejects.toThrow("rule step failed on purpose");
-      expect(folded).toBe(true);
-      const n = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM learner_state");
-      expect(Number(n?.n)).toBe(0);
-      const bkt = await store.one<{ n: bigint }>(
-        "SELECT count(*) AS n FROM student_mastery WHERE score_source IN ('bkt', 'elo')",
-      );
-      expect(Number(bkt?.n)).toBe(0);
-    } finally {
-      store.close();
-      await store.whenClosed();
-    }
-  });
+  it.each([
+    [true, "failed"],
+    ["writes", "failed-writes"],
+  ] as const)(
+    "a failed rule step stops the BKT/Elo step before it writes, and the failure is thrown (overlap %s)",
+    {
+      timeout: 120_000,
+    },
+    async (overlap, dir) => {
+      const store = await DuckStore.open(join(work, dir, "mastery.duckdb"), { encryption: null });
+      try {
+        await runPipeline({
+          store,
+          pseudonymizer: new Pseudonymizer("batch-steps-int-key-0123456789"),
+          dataDir: dataDir(),
+          skip: ["score bkt-elo"],
+          overlap: false,
+        });
+        const models = await resolveModels(store, { seed: 0 });
+        let folded = false;
+        await expect(
+          runBatchSteps(store, {
+            overlap,
+            // It fails in its writes ("writes" starts BKT/Elo there).
+            rules: async (_s, writesBegin) => {
+              writesBegin();
+              await new Promise((ok) => setTimeout(ok, 50));
+              throw new Error("rule step failed on purpose");
+            },
+            bktElo: (s, beforeWrite) =>
+              scoreBktElo(s, models, {
+                full: true,
+                onPhase: (p) => {
+                  if (p === "fold") folded = true;
+                },
+                beforeWrite,
+              }),
+          }),
+        ).rejects.toThrow("rule step failed on purpose");
+        expect(folded).toBe(true);
+        const n = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM learner_state");
+        expect(Number(n?.n)).toBe(0);
+        const bkt = await store.one<{ n: bigint }>(
+          "SELECT count(*) AS n FROM student_mastery WHERE score_source IN ('bkt', 'elo')",
+        );
+        expect(Number(bkt?.n)).toBe(0);
+      } finally {
+        store.close();
+        await store.whenClosed();
+      }
+    },
+  );
 });
