@@ -100,10 +100,20 @@ process.stderr.write(
 );
 
 startStep();
-// Features, rules and BKT/Elo in sequence, or side by side (serving/batchSteps.ts) with OVERLAP=1 (always) or
-// OVERLAP=auto (up to OVERLAP_MAX_EVENTS events): their CPU and peak RSS are the group's, each step's own wall
-// span is reported beside it.
-const overlap = process.env.OVERLAP === "1" ? true : process.env.OVERLAP === "auto" ? "auto" : false;
+// Features, rules and BKT/Elo in sequence (OVERLAP=0), or side by side (serving/batchSteps.ts) with OVERLAP=1 (all
+// together), OVERLAP=writes (each one-thread write phase beside the next step's work) or OVERLAP=auto ("writes"
+// up to OVERLAP_MAX_EVENTS events, the pipeline's default): their CPU and peak RSS are the group's, each step's
+// own wall span is reported beside it.
+// OVERLAP=writes: the one-thread write phases beside the next step's work; unset: the pipeline's default ("auto").
+const overlapEnv = process.env.OVERLAP;
+const overlap =
+  overlapEnv === "1"
+    ? true
+    : overlapEnv === "auto" || overlapEnv === "writes"
+      ? overlapEnv
+      : overlapEnv === undefined
+        ? undefined
+        : false;
 const spans: Record<string, number> = {};
 const pipeline = await runPipeline({
   store,
@@ -112,7 +122,7 @@ const pipeline = await runPipeline({
   ...(haveData ? {} : { generate: seedSchool(students, dataDir, { days }) }),
   models: (s) => resolveModels(s, { seed: 0 }),
   bktEloFull: true,
-  overlap,
+  ...(overlap !== undefined ? { overlap } : {}),
   onProgress: (s, done, total) => progress(s, done, total),
   onStep: (s, millis) => {
     if (s === "generate" || s === "ingest" || s === "fit bkt-elo")

@@ -6,7 +6,7 @@ import { type GenerateOptions, generateSynthetic } from "../features/synthetic/g
 import { buildFeatures, resolveAsOf } from "../features/windows.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { RosterStore } from "../storage/rosterStore.ts";
-import { type OverlapSetting, runBatchSteps } from "./batchSteps.ts";
+import { type BatchSchedule, type OverlapSetting, runBatchSteps } from "./batchSteps.ts";
 import { type BktEloModels, resolveModels, scoreBktElo } from "./learnerState.ts";
 import { loadRosterFile, type RosterLoadReport } from "./roster.ts";
 import { scoreRules } from "./ruleScoring.ts";
@@ -41,7 +41,10 @@ export interface PipelineOptions {
   models?: (store: DuckStore) => Promise<BktEloModels>;
   /** Replay every key in the BKT/Elo step (scoreBktElo full); default false. */
   bktEloFull?: boolean;
-  /** Features, rules and BKT/Elo side by side (serving/batchSteps.ts runBatchSteps); default false (in sequence). */
+  /**
+   * How features, rules and BKT/Elo share the cores (serving/batchSteps.ts runBatchSteps): default "auto" (each
+   * one-thread write phase beside the next step's work, up to OVERLAP_MAX_EVENTS raw events; in sequence above).
+   */
   overlap?: OverlapSetting;
 }
 
@@ -54,9 +57,11 @@ export interface PipelineResult {
   featureRows: number;
   ruleScores: number;
   bktEloKeys: number;
+  /** Event rows the BKT/Elo step folded (0 when skipped). */
+  bktEloEvents: number;
   millis: Record<PipelineStep, number>;
-  /** Whether features, rules and BKT/Elo overlapped, and their wall time together. */
-  scoring: { overlapped: boolean; millis: number };
+  /** Whether features, rules and BKT/Elo overlapped, on which schedule, and their wall time together. */
+  scoring: { overlapped: boolean; schedule: BatchSchedule; millis: number };
 }
 
 /**
@@ -123,7 +128,8 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult
     : undefined;
   const steps = await runBatchSteps(opts.store, {
     features: (store) => buildFeatures(store, asOf, { truncate: true, onProgress: progress("features") }),
-    rules: (store) => scoreRules(store, { asOf, onProgress: progress("score rules") }),
+    rules: (store, writesBegin) =>
+      scoreRules(store, { asOf, onProgress: progress("score rules"), onWrites: writesBegin }),
     ...(models !== undefined
       ? {
           bktElo: (store: DuckStore, beforeWrite: () => Promise<void>) =>
@@ -134,7 +140,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult
             }),
         }
       : {}),
-    ...(opts.overlap !== undefined ? { overlap: opts.overlap } : {}),
+    overlap: opts.overlap ?? "auto",
     onStep: (step, span) => {
       millis[step] = span.endMs - span.startMs;
       opts.onStep?.(step, millis[step]);
@@ -150,8 +156,9 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult
     featureRows: steps.features?.rows ?? 0,
     ruleScores: rules.scored,
     bktEloKeys,
+    bktEloEvents: steps.bktElo?.events ?? 0,
     millis,
-    scoring: { overlapped: steps.overlapped, millis: steps.millis },
+    scoring: { overlapped: steps.overlapped, schedule: steps.schedule, millis: steps.millis },
   };
 }
 

@@ -94,6 +94,11 @@ export interface ScoreRulesOptions {
    * as-of is before the previous one.
    */
   since?: FeatureWatermark | null;
+  /**
+   * Called once when the scores are computed and the writes begin (serving/batchSteps.ts: the "writes" schedule
+   * starts the BKT/Elo step's reads beside the rule step's one-thread writes).
+   */
+  onWrites?: () => void;
   /** Called after each step with its name (the bench prints CPU per step), as scoreBktElo's onPhase. */
   onPhase?: (phase: string) => void;
   /**
@@ -193,8 +198,10 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     // run does them on one DuckDB thread, through the commit (storage/duckdb.ts withThreads; docs/benchmarks.md
     // "The full rule step's CPU (rules15)"). The day's writes are a few rows: switching threads would cost more
     // than the busy-wait (measured).
-    const writePhase = (fn: () => Promise<void>): Promise<void> =>
-      mode === "full" ? store.withThreads(1, fn) : fn();
+    const writePhase = (fn: () => Promise<void>): Promise<void> => {
+      opts.onWrites?.();
+      return mode === "full" ? store.withThreads(1, fn) : fn();
+    };
     // Both writes read the scores (`scores`: rid, score, explanation, the rule block's columns) joined with the
     // states' keys by rid as
     // they go, rather than from a table of the joined rows: that table held every explanation once more (at
