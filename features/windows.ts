@@ -244,7 +244,7 @@ const IDENT = /^[a-z_][a-z0-9_]*$/;
  * hash aggregation (one group per (student, topic, band)), the bands it materializes, the joins and the insert
  * peaked at 2.27 GB of DuckDB's buffer for 10.6M event rows (214 bytes a row, 2 threads); past the limit the
  * aggregation spills and its cost per row grows with the spill (docs/benchmarks.md "100M's bend, round 3": 30M
- * rows at 1.6 GB spilled 1.9 GB and took 1.4x the CPU of the same build in 6 ranges). 256 leaves a margin.
+ * rows at 1.6 GB spilled 1.9-2.1 GB and took 1.28x the CPU of the same build in 6 ranges). 256 leaves a margin.
  */
 export const FEATURE_BYTES_PER_EVENT = 256;
 /** Most student-key ranges a build is split into (two hex digits of the key; studentRangeSql). */
