@@ -10,6 +10,7 @@
  *   STEP="score bkt-elo" ...                                                       # the BKT/Elo full job instead
  *   RERUN=1 ...                                                                    # score rules twice (the 2nd over stored scores)
  *   STEP="features" ...                                                            # the features build again (as of the prep's "now")
+ *   STEP="features" FEATURE_PARTS=6 ...                                            # ... in 6 student-key ranges (default: featureParts)
  *
  * MEMORY_LIMIT (default 4GB) is DuckDB's memory_limit; THREADS its threads. Each phase also reports the peak size
  * of DuckDB's spill directory (`<store>.tmp`, sampled with the RSS): how much of it the phase spilled. The BKT/Elo
@@ -134,6 +135,12 @@ mkdirSync(workDir, { recursive: true });
 copyFileSync(prepPath, workPath);
 const store = await open(workPath);
 await store.run("SET preserve_insertion_order = false");
+if (step === "features") {
+  // The prepared snapshot is emptied before the clock starts: the phase is the build alone, as on a fresh store.
+  await store.run("DELETE FROM features_rows");
+  await store.run("DELETE FROM feature_snapshots");
+  await store.run("CHECKPOINT");
+}
 const effective = (await store.one<{ v: string }>("SELECT current_setting('memory_limit') AS v"))?.v;
 process.stderr.write(`stepMemory: ${step}, ${students} students, memory_limit ${effective}\n`);
 phase("open");
@@ -154,7 +161,10 @@ for (let r = 0; r < runs; r++) {
     );
   } else if (step === "features") {
     const asOf = await resolveAsOf(store, "now");
-    results.push(await buildFeatures(store, asOf, { truncate: true }));
+    const parts = process.env.FEATURE_PARTS;
+    results.push(
+      await buildFeatures(store, asOf, { truncate: true, ...(parts ? { parts: Number(parts) } : {}) }),
+    );
     phase("features");
   } else {
     results.push(await scoreRules(store, { onPhase: (p) => phase(`${r > 0 ? "rerun " : ""}${p}`) }));
@@ -169,6 +179,14 @@ const out = {
   phases,
   processPeakRssMB: hwmMB(),
   load: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" "),
+  ...(step === "features"
+    ? {
+        features: results.map((r) => ({
+          rows: (r as { rows: number }).rows,
+          parts: (r as { parts: number }).parts,
+        })),
+      }
+    : {}),
   ...(process.env.DIGEST === "1" && step === "score bkt-elo"
     ? { digest: await bktEloDigest(store, { withoutClocks: true }) }
     : {}),

@@ -75,12 +75,19 @@ export interface BuildFeaturesOptions {
   truncate?: boolean;
   /** Called after each as-of snapshot with (done, total). */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Student-key ranges each snapshot is built in, one statement each (default: featureParts of raw_events' rows
+   * and DuckDB's memory_limit). The rows do not depend on it.
+   */
+  parts?: number;
 }
 
 export interface BuildFeaturesResult {
   asOf: Date[];
   rows: number;
   millis: number;
+  /** Student-key ranges each snapshot was built in. */
+  parts: number;
 }
 
 export class FeatureBuildError extends Error {
@@ -97,9 +104,17 @@ const DAY_US = 86_400_000_000n;
  * The INSERT ... SELECT that builds one as-of snapshot into `table` (the parameter $asof is the time)
  * from `source` (default raw_events; the incremental build passes the rows of its dirty pairs only).
  * `stored`: the rows go to features_rows (storage/featureRows.ts): no days_since_last_activity (read time
- * computes it) and the chain id from the parameter $chain.
+ * computes it) and the chain id from the parameter $chain. `part`: only the pairs whose student_key is in
+ * range `part.index` of `part.of` (studentRangeSql); the statements of the `of` ranges insert the snapshot's
+ * rows between them, each row once.
  */
-export function featureSql(table: string, source = "raw_events", stored = false): string {
+export function featureSql(
+  table: string,
+  source = "raw_events",
+  stored = false,
+  part: { index: number; of: number } = { index: 0, of: 1 },
+): string {
+  const inPart = studentRangeSql(part.index, part.of);
   // A fixed-point sum (HUGEINT, exact) back to seconds or percent; dividing by a power of two is exact.
   const fixed = (sum: string): string => `((${sum})::DOUBLE / ${FIXED})`;
   // Window i (7, 30, 90 days) is the union of bands 0..i; a band missing for this pair adds 0.
@@ -154,7 +169,7 @@ WITH ev AS (
          -- k = ceil((T - ts) / 1 day) - 1 in integer microseconds: ts in [T-(k+1)d, T-k d)
          ($asof::BIGINT - epoch_us(ts) - 1) // ${DAY_US} AS k
   FROM ${source}
-  WHERE ts < make_timestamp($asof::BIGINT)
+  WHERE ts < make_timestamp($asof::BIGINT)${inPart === "" ? "" : ` AND ${inPart}`}
 ),
 banded AS (
   SELECT student_key, topic_id, ts, k,
@@ -224,6 +239,72 @@ const FIXED = 1048576;
 
 const IDENT = /^[a-z_][a-z0-9_]*$/;
 
+/**
+ * Bytes of DuckDB memory_limit a full build wants per event row to run without spilling. The one statement's
+ * hash aggregation (one group per (student, topic, band)), the bands it materializes, the joins and the insert
+ * peaked at 2.27 GB of DuckDB's buffer for 10.6M event rows (214 bytes a row, 2 threads); past the limit the
+ * aggregation spills and its cost per row grows with the spill (docs/benchmarks.md "100M's bend, round 3": 30M
+ * rows at 1.6 GB spilled 1.9-2.1 GB and took 1.28x the CPU of the same build in 6 ranges). 256 leaves a margin.
+ */
+export const FEATURE_BYTES_PER_EVENT = 256;
+/** Most student-key ranges a build is split into (two hex digits of the key; studentRangeSql). */
+export const FEATURE_MAX_PARTS = 256;
+
+/**
+ * Student-key ranges a full build of `eventRows` event rows runs in under a DuckDB memory_limit of `limitBytes`:
+ * enough that each range's share of FEATURE_BYTES_PER_EVENT fits the limit, 1 when the whole build does, at
+ * most FEATURE_MAX_PARTS. 10.6M rows at 4 GB -> 1; 31.8M at 1.6 GB -> 6; 102M at 5 GB -> 6.
+ */
+export function featureParts(eventRows: number, limitBytes: number): number {
+  if (!Number.isFinite(limitBytes) || limitBytes <= 0)
+    throw new FeatureBuildError(
+      `featureParts: the memory limit must be a positive number of bytes, got ${limitBytes}; pass DuckStore.memoryLimitBytes()`,
+    );
+  if (!Number.isInteger(eventRows) || eventRows < 0)
+    throw new FeatureBuildError(
+      `featureParts: the event row count must be a non-negative integer, got ${eventRows}`,
+    );
+  return Math.max(
+    1,
+    Math.min(FEATURE_MAX_PARTS, Math.ceil((eventRows * FEATURE_BYTES_PER_EVENT) / limitBytes)),
+  );
+}
+
+/**
+ * SQL condition on student_key selecting range `index` (0-based) of `of` ranges, "" when of = 1. The ranges
+ * split the key space at two-hex-digit prefixes (range i starts at floor(256 i / of) in hex), the first range
+ * has no lower bound and the last no upper bound, so every string is in exactly one range whatever it holds;
+ * they hold about equal numbers of students because a student_key is hex of an HMAC (features/pseudonymize.ts).
+ * A range is a plain comparison, which DuckDB evaluates in the scan (measured cheaper than a hash of the key).
+ */
+export function studentRangeSql(index: number, of: number): string {
+  if (!Number.isInteger(of) || of < 1 || of > FEATURE_MAX_PARTS)
+    throw new FeatureBuildError(
+      `the number of student-key ranges must be an integer in 1..${FEATURE_MAX_PARTS} (got ${of})`,
+    );
+  if (!Number.isInteger(index) || index < 0 || index >= of)
+    throw new FeatureBuildError(
+      `a student-key range index must be an integer in 0..${of - 1} (got ${index})`,
+    );
+  const bound = (i: number): string =>
+    Math.floor((256 * i) / of)
+      .toString(16)
+      .padStart(2, "0");
+  const lower = index > 0 ? `student_key >= '${bound(index)}'` : "";
+  const upper = index < of - 1 ? `student_key < '${bound(index + 1)}'` : "";
+  return [lower, upper].filter((c) => c !== "").join(" AND ");
+}
+
+/** The ranges a full build from raw_events runs in: opts.parts, else featureParts of the store's rows and limit. */
+async function partsFor(store: DuckStore, opts: BuildFeaturesOptions): Promise<number> {
+  if (opts.parts !== undefined) {
+    studentRangeSql(0, opts.parts);
+    return opts.parts;
+  }
+  const r = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM raw_events");
+  return featureParts(Number(r?.n ?? 0n), await store.memoryLimitBytes());
+}
+
 /** Microseconds since the Unix epoch (what $asof carries). */
 function toMicros(d: Date): bigint {
   const ms = d.getTime();
@@ -233,7 +314,8 @@ function toMicros(d: Date): bigint {
 
 /**
  * Builds the feature snapshot(s) as of each given time into `opts.table` (default `features`),
- * replacing any rows already there for the same as_of. One SQL statement per as-of time.
+ * replacing any rows already there for the same as_of. One SQL statement per as-of time and student-key range
+ * (opts.parts; one range unless raw_events outgrows DuckDB's memory_limit, see featureParts).
  */
 export async function buildFeatures(
   store: DuckStore,
@@ -248,8 +330,11 @@ export async function buildFeatures(
   if (table !== "features") {
     await store.run(`CREATE TABLE IF NOT EXISTS ${table} AS SELECT * FROM features WHERE false`);
   }
-  if (table === "features") return buildStoredSnapshots(store, times, opts, started);
-  const sql = featureSql(table);
+  const parts = await partsFor(store, opts);
+  if (table === "features") return buildStoredSnapshots(store, times, opts, parts, started);
+  const sqls = Array.from({ length: parts }, (_, index) =>
+    featureSql(table, "raw_events", false, { index, of: parts }),
+  );
   let rows = 0;
   await store.transaction(async () => {
     if (opts.truncate) await store.run(`DELETE FROM ${table}`);
@@ -257,12 +342,12 @@ export async function buildFeatures(
       const us = toMicros(times[i] as Date);
       await store.run(`DELETE FROM ${table} WHERE as_of = make_timestamp($asof::BIGINT)`, { asof: us });
       const before = await countRows(store, table);
-      await store.run(sql, { asof: us });
+      for (const sql of sqls) await store.run(sql, { asof: us });
       rows += (await countRows(store, table)) - before;
       opts.onProgress?.(i + 1, times.length);
     }
   });
-  return { asOf: times, rows, millis: performance.now() - started };
+  return { asOf: times, rows, millis: performance.now() - started, parts };
 }
 
 /** buildFeatures into the features view's tables: each snapshot a new chain of stored rows. */
@@ -270,9 +355,12 @@ async function buildStoredSnapshots(
   store: DuckStore,
   times: readonly Date[],
   opts: BuildFeaturesOptions,
+  parts: number,
   started: number,
 ): Promise<BuildFeaturesResult> {
-  const sql = featureSql(FEATURE_ROWS, "raw_events", true);
+  const sqls = Array.from({ length: parts }, (_, index) =>
+    featureSql(FEATURE_ROWS, "raw_events", true, { index, of: parts }),
+  );
   let rows = 0;
   await store.transaction(async () => {
     if (opts.truncate) await dropAllFeatureSnapshots(store);
@@ -280,7 +368,7 @@ async function buildStoredSnapshots(
       const us = toMicros(times[i] as Date);
       await dropFeatureSnapshot(store, us);
       const chain = await nextChainId(store);
-      await store.run(sql, { asof: us, chain });
+      for (const sql of sqls) await store.run(sql, { asof: us, chain });
       await store.run(`INSERT INTO ${FEATURE_SNAPSHOTS} VALUES (make_timestamp($asof::BIGINT), $chain)`, {
         asof: us,
         chain,
@@ -295,7 +383,7 @@ async function buildStoredSnapshots(
       opts.onProgress?.(i + 1, times.length);
     }
   });
-  return { asOf: [...times], rows, millis: performance.now() - started };
+  return { asOf: [...times], rows, millis: performance.now() - started, parts };
 }
 
 async function countRows(store: DuckStore, table: string): Promise<number> {

@@ -1,5 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildFeatures, resolveAsOf, WINDOW_DAYS, WINDOW_FEATURES } from "../../features/windows.ts";
+import {
+  buildFeatures,
+  FEATURE_MAX_PARTS,
+  FeatureBuildError,
+  featureParts,
+  resolveAsOf,
+  studentRangeSql,
+  WINDOW_DAYS,
+  WINDOW_FEATURES,
+} from "../../features/windows.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { insertEvents, type TestEvent } from "./eventRows.ts";
 
@@ -322,5 +331,47 @@ describe("fractional sums are order-free", () => {
     const expected = Number(fixed) / 2 ** 20 / scores.length;
     expect(got).toEqual([expected, expected, expected]);
     expect(Math.abs(expected - scores.reduce((s, x) => s + x, 0) / scores.length)).toBeLessThan(1e-6);
+  });
+});
+
+describe("student-key ranges of a full build", () => {
+  it("splits a build only when raw_events outgrows the memory limit (256 bytes of limit per event row)", () => {
+    // The stores of docs/benchmarks.md "100M's bend, round 3": 10M rows at 4 GB, 30M at 1.6 GB, 100M at 5 GB.
+    expect(featureParts(10_615_118, 4e9)).toBe(1);
+    expect(featureParts(31_844_870, 1.6e9)).toBe(6);
+    expect(featureParts(102_116_982, 5e9)).toBe(6);
+    expect(featureParts(0, 1e9)).toBe(1);
+    expect(featureParts(1_000_000, 256_000_000)).toBe(1);
+    expect(featureParts(1_000_001, 256_000_000)).toBe(2);
+    expect(featureParts(1e12, 1e6)).toBe(FEATURE_MAX_PARTS);
+    expect(() => featureParts(10, 0)).toThrow(FeatureBuildError);
+    expect(() => featureParts(10, Number.NaN)).toThrow(/memoryLimitBytes/);
+    expect(() => featureParts(-1, 1e9)).toThrow(/non-negative integer/);
+  });
+
+  it("bounds the ranges at two-hex-digit prefixes, the first without a lower and the last without an upper bound", () => {
+    expect(studentRangeSql(0, 1)).toBe("");
+    expect(studentRangeSql(0, 2)).toBe("student_key < '80'");
+    expect(studentRangeSql(1, 2)).toBe("student_key >= '80'");
+    // floor(256 i / 6) = 0, 42, 85, 128, 170, 213
+    expect(studentRangeSql(1, 6)).toBe("student_key >= '2a' AND student_key < '55'");
+    expect(studentRangeSql(5, 6)).toBe("student_key >= 'd5'");
+    expect(studentRangeSql(255, 256)).toBe("student_key >= 'ff'");
+    expect(() => studentRangeSql(2, 2)).toThrow(/0\.\.1/);
+    expect(() => studentRangeSql(0, 0)).toThrow(/1\.\.256/);
+    expect(() => studentRangeSql(0, 257)).toThrow(FeatureBuildError);
+  });
+
+  it("reports the ranges it used, from the store's rows and memory limit unless given", async () => {
+    const store = await DuckStore.open(":memory:");
+    await insertEvents(store, LOG);
+    expect((await buildFeatures(store, T)).parts).toBe(
+      featureParts(LOG.length, await store.memoryLimitBytes()),
+    );
+    const split = await buildFeatures(store, T, { parts: 3 });
+    expect(split.parts).toBe(3);
+    expect(split.rows).toBe(2);
+    await expect(buildFeatures(store, T, { parts: 0 })).rejects.toThrow(/1\.\.256/);
+    store.close();
   });
 });
