@@ -295,12 +295,22 @@ export function studentRangeSql(index: number, of: number): string {
   return [lower, upper].filter((c) => c !== "").join(" AND ");
 }
 
-/** The ranges a full build from raw_events runs in: opts.parts, else featureParts of the store's rows and limit. */
+/** The ranges a full build from raw_events runs in: opts.parts, else rawEventParts. */
 async function partsFor(store: DuckStore, opts: BuildFeaturesOptions): Promise<number> {
   if (opts.parts !== undefined) {
     studentRangeSql(0, opts.parts);
     return opts.parts;
   }
+  return rawEventParts(store);
+}
+
+/**
+ * featureParts of the store's raw_events rows and DuckDB memory_limit: how many student-key ranges a statement
+ * that groups all of raw_events by (student, topic) should run in. Also the rule step's states statement
+ * (serving/ruleScoring.ts), which has the same shape and spilled the same way (docs/benchmarks.md "100M's bend,
+ * round 3").
+ */
+export async function rawEventParts(store: DuckStore): Promise<number> {
   const r = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM raw_events");
   return featureParts(Number(r?.n ?? 0n), await store.memoryLimitBytes());
 }

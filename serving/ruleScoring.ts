@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import type { DuckDBDoubleVector } from "@duckdb/node-api";
 import { parse as parseYaml } from "yaml";
 import type { FeatureWatermark } from "../features/incrementalFeatures.ts";
-import { resolveAsOf } from "../features/windows.ts";
+import { rawEventParts, resolveAsOf, studentRangeSql } from "../features/windows.ts";
 import {
   parseRuleConfig,
   priorRuleExplanation,
@@ -106,6 +106,11 @@ export interface ScoreRulesOptions {
    * the state columns in memory are bounded. The result does not depend on it.
    */
   blockRows?: number;
+  /**
+   * A full run builds temp.rule_states in this many student-key ranges, one statement each (default:
+   * rawEventParts, 1 unless raw_events outgrows DuckDB's memory_limit). The states do not depend on it.
+   */
+  parts?: number;
 }
 
 /** Most state rows per block of the worker path: 15 doubles a row, two blocks (double-buffered) ~0.5 GB. */
@@ -183,10 +188,30 @@ export async function scoreRules(store: DuckStore, opts: ScoreRulesOptions = {})
     }
     // An explicit row number (rid, storage/ruleStateSql.ts) joins the scores back: rows created in this
     // transaction have rowids from 2^55 on, which a DOUBLE (the scorer's columns) cannot tell apart.
-    await store.run(`CREATE OR REPLACE TEMP TABLE rule_states AS ${ruleStateSql(source)}`, {
-      t: asOfUs,
-      h: config.evidenceHalfLifeDays,
-    });
+    const stateParams = { t: asOfUs, h: config.evidenceHalfLifeDays };
+    const parts = mode === "full" ? (opts.parts ?? (await rawEventParts(store))) : 1;
+    if (parts === 1)
+      await store.run(`CREATE OR REPLACE TEMP TABLE rule_states AS ${ruleStateSql(source)}`, stateParams);
+    else {
+      // One GROUP BY over all of raw_events spills past the memory limit and slows several fold (at 30M events
+      // and 1.6 GB: 0.51x of the CPU in 6 ranges, docs/benchmarks.md "100M's bend, round 3"): the states are
+      // built a student-key range at a time, each range's rids (1..m) moved past the rows before it, so the
+      // rids stay 1..n and every pair's state is the same (its events all lie in its student's range).
+      let before = 0n;
+      for (let i = 0; i < parts; i++) {
+        const range = `(SELECT * FROM raw_events WHERE ${studentRangeSql(i, parts)})`;
+        if (i === 0) {
+          await store.run(`CREATE OR REPLACE TEMP TABLE rule_states AS ${ruleStateSql(range)}`, stateParams);
+          before = (await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.rule_states"))?.n ?? 0n;
+        } else
+          before += BigInt(
+            await store.runCount(
+              `INSERT INTO temp.rule_states SELECT * REPLACE (rid + $before::BIGINT AS rid) FROM (${ruleStateSql(range)})`,
+              { ...stateParams, before },
+            ),
+          );
+      }
+    }
     if (mode === "incremental") await store.run("DROP TABLE temp.rule_dirty");
     opts.onPhase?.("states");
     const n = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM temp.rule_states"))?.n ?? 0n);

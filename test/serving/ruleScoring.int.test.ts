@@ -1,9 +1,11 @@
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type FeatureWatermark, ingestWatermark } from "../../features/incrementalFeatures.ts";
+import { studentRangeSql } from "../../features/windows.ts";
 import {
   foldRuleEvents,
   RULE_STATE_COLUMNS,
@@ -368,6 +370,70 @@ describe("scoreRules job", () => {
         ],
       },
     );
+  }, 240_000);
+
+  it("builds the same states in student-key ranges as in one statement: same rows, history and rids 1..n", async () => {
+    // Hex student keys as the pseudonymizer makes them, plus keys on and just below the range bounds.
+    const hex = (s: string) => createHash("sha256").update(s).digest("hex").slice(0, 32);
+    const bounds = ["80", "7fffffff", "40", "c0", "00", "ff", "3f"];
+    const events = variedEvents().map((e, i) => ({
+      ...e,
+      student: i % 11 === 0 ? (bounds[(i / 11) % bounds.length] as string) : hex(e.student),
+    }));
+    const read = async (parts?: number) => {
+      const store = await DuckStore.open(":memory:");
+      await insertEvents(store, events);
+      const res = await scoreRules(store, {
+        asOf: T,
+        now: new Date("2024-04-01T00:00:00Z"),
+        workers: 0,
+        ...(parts === undefined ? {} : { parts }),
+      });
+      const cols = `student_key, topic_id, mastery_score, explanation, ${RULE_BLOCK_COLUMNS.join(", ")}`;
+      const rows = await store.all(`SELECT ${cols} FROM student_mastery ORDER BY 1, 2`);
+      const hist = await store.all(`SELECT ${cols} FROM student_mastery_history ORDER BY 1, 2`);
+      store.close();
+      return { res, rows, hist };
+    };
+    const one = await read();
+    expect(one.res.scored).toBeGreaterThan(200);
+    for (const parts of [2, 3, 7, 42]) {
+      const split = await read(parts);
+      expect([parts, split.res.scored]).toEqual([parts, one.res.scored]);
+      expect(split.rows).toEqual(one.rows);
+      expect(split.hist).toEqual(one.hist);
+    }
+    // The rids of a build in ranges are 1..n, each once (the scores join back by them).
+    const store = await DuckStore.open(":memory:");
+    await insertEvents(store, events);
+    const src = (i: number, of: number) => `(SELECT * FROM raw_events WHERE ${studentRangeSql(i, of)})`;
+    await store.run(`CREATE TEMP TABLE rs AS ${ruleStateSql(src(0, 3))}`, {
+      t: BigInt(T.getTime()) * 1000n,
+      h: 14,
+    });
+    const sizes = [Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM rs"))?.n)];
+    for (const i of [1, 2])
+      sizes.push(
+        await store.runCount(
+          `INSERT INTO rs SELECT * REPLACE (rid + $b::BIGINT AS rid) FROM (${ruleStateSql(src(i, 3))})`,
+          {
+            t: BigInt(T.getTime()) * 1000n,
+            h: 14,
+            b: BigInt(sizes.reduce((x, y) => x + y, 0)),
+          },
+        ),
+      );
+    expect(sizes.every((n) => n > 0)).toBe(true);
+    const r = await store.one<{ n: bigint; lo: bigint; hi: bigint; d: bigint }>(
+      "SELECT count(*) AS n, min(rid) AS lo, max(rid) AS hi, count(DISTINCT rid) AS d FROM rs",
+    );
+    store.close();
+    expect([r?.n, r?.lo, r?.hi, r?.d].map(Number)).toEqual([
+      one.res.scored,
+      1,
+      one.res.scored,
+      one.res.scored,
+    ]);
   }, 240_000);
 
   it("a full rerun over stored scores replaces them: the rows a first run stores, history for the changed ones", async () => {
