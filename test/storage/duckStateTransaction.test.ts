@@ -1,47 +1,15 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { DuckStore } from "../../storage/duckdb.ts";
-import { DuckStateStore, type StateCommit, type StoredLearnerState } from "../../storage/stateStore.ts";
+import { DuckStateStore, type StateCommit } from "../../storage/stateStore.ts";
+import { stateCommit } from "./learnerStateFixture.ts";
 
 // DuckStateStore.commit inside a transaction whose load read the keys' revisions compares against those
 // (storage/transactionRevisions.ts) instead of reading learner_state_rev again. These tests pin what
 // that must keep: the compare-and-set answers of a read, no reuse across transactions, and a concurrent
 // writer's revision never overwritten.
 
-const state = (pMastery: number): StoredLearnerState => ({
-  pMastery,
-  pUnknown: 1 - pMastery,
-  bktN: 1,
-  eloAbility: 0.25,
-  eloN: 1,
-  correctN: 1,
-  correctStreak: 1,
-  lastTs: 1_767_600_000_000_000,
-  lastEventId: "e1",
-  eventN: 1,
-  bktCorrectDelta: 0.1,
-  bktIncorrectDelta: 0,
-  bktLearnDelta: 0.05,
-  bktStreakObsDelta: 0,
-  bktStreakLearnDelta: 0,
-  eloCorrectDelta: 0.25,
-  eloIncorrectDelta: 0,
-  eloStreakDelta: 0,
-  bktModelVersion: "default",
-  eloModelVersion: "default",
-  latent: null,
-  latentModelVersion: null,
-  rule: null,
-  ruleModelVersion: null,
-});
-
-const commit = (topicId: string, expectedRev: number, p: number, event: string): StateCommit => ({
-  studentKey: "s1",
-  topicId,
-  expectedRev,
-  state: state(p),
-  processed: [event],
-  updatedAtUs: 1_767_600_000_000_000,
-});
+const commit = (topicId: string, expectedRev: number, p: number, event: string): StateCommit =>
+  stateCommit("s1", topicId, expectedRev, p, [event]);
 
 const load = (states: DuckStateStore, topics: string[]) =>
   states.load(topics.map((topicId) => ({ studentKey: "s1", topicId, eventIds: [] })));

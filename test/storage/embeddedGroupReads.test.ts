@@ -4,60 +4,14 @@ import { DuckAlertStore } from "../../storage/alertStore.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { DuckMasteryStore, type MasteryWrite } from "../../storage/masteryStore.ts";
 import { baseTable } from "../../storage/servingTables.ts";
-import {
-  DuckStateStore,
-  type KeyLoad,
-  type StateCommit,
-  type StoredLearnerState,
-} from "../../storage/stateStore.ts";
+import { DuckStateStore, type KeyLoad } from "../../storage/stateStore.ts";
 import { MAX_FILTERED_STUDENTS } from "../../storage/studentFilter.ts";
+import { stateCommit } from "./learnerStateFixture.ts";
 
 // The embedded POST /events group's reads (emb25): DuckStateStore.load reads states, revisions and seen ids in
 // one statement filtered by the group's students; DuckMasteryStore.write skips its revision read for keys the
 // same transaction's state commit moved; DuckAlertStore.candidates reads alert_state and student_context
 // through the student filter. These pin that the answers are the ones of the reads they replace.
-
-const state = (pMastery: number, lastEventId: string): StoredLearnerState => ({
-  pMastery,
-  pUnknown: 1 - pMastery,
-  bktN: 1,
-  eloAbility: 0.25,
-  eloN: 1,
-  correctN: 1,
-  correctStreak: 1,
-  lastTs: 1_767_600_000_000_000,
-  lastEventId,
-  eventN: 1,
-  bktCorrectDelta: 0.1,
-  bktIncorrectDelta: 0,
-  bktLearnDelta: 0.05,
-  bktStreakObsDelta: 0,
-  bktStreakLearnDelta: 0,
-  eloCorrectDelta: 0.25,
-  eloIncorrectDelta: 0,
-  eloStreakDelta: 0,
-  bktModelVersion: "default",
-  eloModelVersion: "default",
-  latent: null,
-  latentModelVersion: null,
-  rule: null,
-  ruleModelVersion: null,
-});
-
-const commitOf = (
-  studentKey: string,
-  topicId: string,
-  expectedRev: number,
-  p: number,
-  processed: string[],
-): StateCommit => ({
-  studentKey,
-  topicId,
-  expectedRev,
-  state: state(p, processed[0] ?? "none"),
-  processed,
-  updatedAtUs: 1_767_600_000_000_000,
-});
 
 const score = (studentKey: string, topicId: string, rev: number, s: number): MasteryWrite => ({
   studentKey,
@@ -75,8 +29,11 @@ describe("the embedded group's reads", () => {
     store = await DuckStore.open(":memory:");
     const states = await DuckStateStore.open(store);
     // e1 is an assignment's event id on two topics: only t1's state holds it.
-    await states.commit([commitOf("s1", "t1", 0, 0.3, ["e1", "e2"]), commitOf("s2", "t1", 0, 0.6, ["e9"])]);
-    await states.commit([commitOf("s1", "t1", 1, 0.4, ["e3"])]);
+    await states.commit([
+      stateCommit("s1", "t1", 0, 0.3, ["e1", "e2"]),
+      stateCommit("s2", "t1", 0, 0.6, ["e9"]),
+    ]);
+    await states.commit([stateCommit("s1", "t1", 1, 0.4, ["e3"])]);
     const loaded = await states.load([
       { studentKey: "s1", topicId: "t1", eventIds: ["e1", "e3", "e4"] },
       { studentKey: "s1", topicId: "t2", eventIds: ["e1"] },
@@ -121,7 +78,7 @@ describe("the embedded group's reads", () => {
           for (const c of commits) {
             const [cur] = await states.load([{ studentKey: sk(c.s), topicId: c.t, eventIds: [] }]);
             const ids = c.events.map((e) => `${run}-${e}`);
-            await states.commit([commitOf(sk(c.s), c.t, cur!.rev, 0.1 + cur!.rev / 10, ids)]);
+            await states.commit([stateCommit(sk(c.s), c.t, cur!.rev, 0.1 + cur!.rev / 10, ids)]);
           }
           const keys = new Map<string, KeyLoad>();
           for (const a of asked)
@@ -154,7 +111,7 @@ describe("the embedded group's reads", () => {
     const mastery = await DuckMasteryStore.open(duck);
     await duck.transaction(async () => {
       await states.load([{ studentKey: "s1", topicId: "t1", eventIds: ["e1"] }]);
-      const [rev] = await states.commit([commitOf("s1", "t1", 0, 0.3, ["e1"])]);
+      const [rev] = await states.commit([stateCommit("s1", "t1", 0, 0.3, ["e1"])]);
       expect(rev).toBe(1);
       expect(await mastery.write([score("s1", "t1", 1, 0.3)], 1_767_600_000_000_000)).toBe(1);
       // The same revision again in the same transaction: its score revision is 1 now, so nothing is written.
