@@ -16,7 +16,9 @@
  *    the append (estimates + explanation JSON) and the writes + commit.
  *
  *   STUDENTS=10000 npx tsx bench/servedBatch.bench.ts                  # ~1M events, ~112k pairs
- *   STUDENTS=100000 REUSE=1 MODEL=/tmp/x/model npx tsx bench/servedBatch.bench.ts   # ~10M, a model trained at 1M
+ *   STUDENTS=100000 REUSE=1 MODEL=/tmp/x/model node --max-old-space-size=12288 --import tsx \
+ *     bench/servedBatch.bench.ts                                      # ~10M with a model trained at 1M (~12 GB RSS;
+ *                                                                      # node's default heap is too small)
  *   GC=1 node --expose-gc --import tsx bench/servedBatch.bench.ts      # heap after a full GC at each mark (retained
  *                                                                      # JS memory per pair / per event; GC time is
  *                                                                      # left out of the phases)
