@@ -1,0 +1,387 @@
+/**
+ * The real served score in the daily batch (issue 17 item 1, issue 16's estimate): what `mastery score served`
+ * (serving/servedScoring.ts scoreServed) costs at the batch's scale, apart from the stand-in the pipeline benches
+ * time (bench/pipeline.bench.ts, bench/big.bench.ts: `bench_served` = the first source in config order).
+ *
+ * 1. Builds a store with the pipeline (serving/pipeline.ts runPipeline: generate, ingest, features, rule scores,
+ *    BKT/Elo full, as bench/pipeline.bench.ts does; STUDENTS=N, 30 days), or reuses it (REUSE=1).
+ * 2. Trains the served model on it as `mastery train served` does with its defaults (serving/servedTraining.ts
+ *    trainServed; reported apart: the daily batch scores with a registered model), or reuses one (MODEL=dir, or
+ *    REUSE=1 and a model already trained on the store).
+ * 3. On a copy of the store (so reruns start equal), times the stand-in, then `scoreServed` as of the batch's as-of
+ *    (latest event + 1 s, as the pipeline's): wall, process CPU-s (user + sys, DuckDB's threads included), peak RSS
+ *    (VmHWM reset before scoring, and a 100 ms sampler per phase), pairs scored, CPU-us per pair and per event, and
+ *    its phases: the store's calls (all / run / appendRows / transaction) are timestamped on entry and exit, so the
+ *    segments are the evidence query, the evidence map (JS), the latent sequences query, the latent filter (JS),
+ *    the append (estimates + explanation JSON) and the writes + commit.
+ *
+ *   STUDENTS=10000 npx tsx bench/servedBatch.bench.ts                  # ~1M events, ~112k pairs
+ *   STUDENTS=100000 REUSE=1 MODEL=/tmp/x/model node --max-old-space-size=12288 --import tsx \
+ *     bench/servedBatch.bench.ts                                      # ~10M with a model trained at 1M (~12 GB RSS;
+ *                                                                      # node's default heap is too small)
+ *   GC=1 node --expose-gc --import tsx bench/servedBatch.bench.ts      # heap after a full GC at each mark (retained
+ *                                                                      # JS memory per pair / per event; GC time is
+ *                                                                      # left out of the phases)
+ *   BENCH_DIR (default $TMPDIR/servedBatch), MEMORY_LIMIT (DuckDB's, default DuckDB's own), RUNS (scorings, default 1)
+ */
+import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { Worker } from "node:worker_threads";
+import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { resolveAsOf } from "../features/windows.ts";
+import {
+  LATENT_AS_OF_FORGETTING_DEFAULT,
+  LATENT_FORGET_SPREAD_DEFAULT,
+  LATENT_FORGETTING_DEFAULT,
+  LATENT_STUDENT_LEARNING_DEFAULT,
+  LATENT_THRESHOLD_SD_DEFAULT,
+} from "../models/latentFilter.ts";
+import { STUDENT_INTERVAL_DEFAULT } from "../models/studentInterval.ts";
+import { STUDENT_SCALE_DEFAULT } from "../models/studentScale.ts";
+import { resolveModels } from "../serving/learnerState.ts";
+import { DEFAULT_SOURCE_ORDER } from "../serving/masteryView.ts";
+import { runPipeline } from "../serving/pipeline.ts";
+import { loadServedModel, scoreServed } from "../serving/servedScoring.ts";
+import {
+  LATENT_CENTRE_DEFAULT,
+  SERVED_ANCHOR_DEFAULT,
+  SERVED_BALANCE,
+  SERVED_FROM_DEFAULT,
+  SERVED_SCALE,
+  trainServed,
+} from "../serving/servedTraining.ts";
+import { DuckStore } from "../storage/duckdb.ts";
+import { cpuNow, roundedMedian } from "./cpuClock.ts";
+import { seedSchool } from "./seedSchool.ts";
+
+const students = Number(process.env.STUDENTS ?? 2_000);
+const days = Number(process.env.DAYS ?? 30);
+const runs = Number(process.env.RUNS ?? 1);
+const reuse = process.env.REUSE === "1";
+const memoryLimit = process.env.MEMORY_LIMIT;
+const root = join(process.env.BENCH_DIR ?? join(tmpdir(), "servedBatch"), `store-${students}`);
+const dbPath = join(root, "mastery.duckdb");
+const builtPath = join(root, "built.json");
+const modelDir = process.env.MODEL ?? join(root, "model");
+const gc = process.env.GC === "1" ? (globalThis as { gc?: () => void }).gc : undefined;
+if (process.env.GC === "1" && gc === undefined)
+  throw new Error(
+    "GC=1 needs node --expose-gc (e.g. GC=1 node --expose-gc --import tsx bench/servedBatch.bench.ts)",
+  );
+
+const load = () => loadavg().map((x) => Number(x.toFixed(2)));
+const log = (s: string) => process.stderr.write(`${new Date().toISOString()} ${s}\n`);
+const mb = (bytes: number) => Math.round(bytes / 1048576);
+const hwmMB = () =>
+  Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? 0) / 1024);
+/** Resets VmHWM to the current RSS (Linux clear_refs 5); false where the kernel refuses. */
+const resetHwm = (): boolean => {
+  try {
+    writeFileSync("/proc/self/clear_refs", "5");
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+// Peak RSS between marks: a worker thread samples /proc/self/statm (the whole process) every 100 ms into shared
+// memory, so a phase that blocks the main thread (the filter's JS, a native query) is still sampled.
+const shared = new Int32Array(new SharedArrayBuffer(8)); // [0] = max RSS in MB since the last mark, [1] = stop
+const sampler = new Worker(
+  `const { workerData } = require("node:worker_threads");
+   const fs = require("node:fs");
+   const a = workerData;
+   const tick = () => {
+     if (Atomics.load(a, 1) === 1) return;
+     const rss = Number(fs.readFileSync("/proc/self/statm", "utf8").split(" ")[1]) * 4096 / 1048576;
+     if (rss > Atomics.load(a, 0)) Atomics.store(a, 0, Math.round(rss));
+     setTimeout(tick, 100);
+   };
+   tick();`,
+  { eval: true, workerData: shared },
+);
+sampler.unref();
+const takePeak = (): number => Math.max(Atomics.exchange(shared, 0, 0), mb(process.memoryUsage().rss));
+
+/** Wall, process CPU and peak RSS of `fn` (the sampler's peak over it). */
+async function measured<T>(
+  name: string,
+  fn: () => Promise<T>,
+): Promise<{ out: T; seconds: number; cpuSeconds: number; peakRssMB: number; load: number[] }> {
+  takePeak();
+  const t0 = performance.now();
+  const c0 = cpuNow();
+  const out = await fn();
+  const r = {
+    out,
+    seconds: Number(((performance.now() - t0) / 1000).toFixed(2)),
+    cpuSeconds: Number((cpuNow() - c0).toFixed(2)),
+    peakRssMB: takePeak(),
+    load: load(),
+  };
+  log(`${name}: ${r.seconds} s, cpu ${r.cpuSeconds} s, peak RSS ${r.peakRssMB} MB, load ${r.load.join(" ")}`);
+  return r;
+}
+
+// 1. The store: the pipeline's batch on generated data (or the one a previous REUSE=1 run built).
+let built: { events: number; pipelineSeconds: Record<string, number>; buildLoad: number[] };
+if (reuse && existsSync(builtPath) && existsSync(dbPath)) {
+  built = JSON.parse(readFileSync(builtPath, "utf8")) as typeof built;
+  log(`reusing ${dbPath} (${built.events.toLocaleString("en")} events)`);
+} else {
+  rmSync(root, { recursive: true, force: true });
+  const dataDir = join(root, "data");
+  const store = await DuckStore.open(dbPath, memoryLimit === undefined ? {} : { memoryLimit });
+  const b = await measured("build (generate + pipeline)", () =>
+    runPipeline({
+      store,
+      pseudonymizer: new Pseudonymizer("bench-key-0123456789abcdef"),
+      dataDir,
+      generate: seedSchool(students, dataDir, { days }),
+      models: (s) => resolveModels(s, { seed: 0 }),
+      bktEloFull: true,
+    }),
+  );
+  await store.run("CHECKPOINT");
+  store.close();
+  rmSync(dataDir, { recursive: true, force: true });
+  built = {
+    events: b.out.events,
+    pipelineSeconds: Object.fromEntries(
+      Object.entries(b.out.millis).map(([k, v]) => [k, Number((v / 1000).toFixed(2))]),
+    ),
+    buildLoad: b.load,
+  };
+  writeFileSync(builtPath, JSON.stringify(built));
+}
+
+// 2. The served model, as `mastery train served` fits it with the CLI's defaults (bin/commands/train-served.ts).
+let training: {
+  seconds: number;
+  cpuSeconds: number;
+  peakRssMB: number;
+  load: number[];
+  labelledPairs: number;
+} | null = null;
+if (existsSync(join(modelDir, "model.json")) && (reuse || process.env.MODEL !== undefined)) {
+  log(`reusing the served model ${modelDir}`);
+} else {
+  const t = await measured("train served (not part of the batch)", () =>
+    trainServed({
+      dbPath,
+      out: modelDir,
+      latent: true,
+      servedFrom: SERVED_FROM_DEFAULT,
+      anchor: SERVED_ANCHOR_DEFAULT,
+      latentCentre: LATENT_CENTRE_DEFAULT,
+      latentFit: {
+        studentEffect: true,
+        studentLearning: LATENT_STUDENT_LEARNING_DEFAULT,
+        emission: "auto",
+        forgetting: LATENT_FORGETTING_DEFAULT,
+        topicThresholdSd: LATENT_THRESHOLD_SD_DEFAULT,
+        interval: "widen-only",
+        forgetSpread: LATENT_FORGET_SPREAD_DEFAULT,
+        asOfForgetting: LATENT_AS_OF_FORGETTING_DEFAULT,
+        studentScale: STUDENT_SCALE_DEFAULT,
+        studentInterval: STUDENT_INTERVAL_DEFAULT,
+      },
+      label: "auto",
+      balance: SERVED_BALANCE,
+      scale: SERVED_SCALE,
+      labelDays: 7,
+      minLabelAttempts: 3,
+    }),
+  );
+  training = {
+    seconds: t.seconds,
+    cpuSeconds: t.cpuSeconds,
+    peakRssMB: t.peakRssMB,
+    load: t.load,
+    labelledPairs: t.out.labelledPairs,
+  };
+}
+const { model, version } = loadServedModel(modelDir);
+
+// 3. The scoring, on a copy of the store each run.
+interface Mark {
+  label: string;
+  tBefore: number;
+  tAfter: number;
+  cpuBefore: number;
+  cpuAfter: number;
+  peakRssMB: number;
+  heapMB: number;
+  rssMB: number;
+}
+interface Segment {
+  phase: string;
+  seconds: number;
+  cpuSeconds: number;
+  peakRssMB: number;
+  heapAfterMB: number;
+}
+/** Timestamps every call of the store's all / run / appendRows / transaction (entry and exit, nested ones too). */
+function instrument(store: DuckStore, marks: Mark[]): void {
+  const mark = (label: string) => {
+    const tBefore = performance.now();
+    const cpuBefore = cpuNow();
+    const peakRssMB = takePeak();
+    gc?.();
+    const mu = process.memoryUsage();
+    marks.push({
+      label,
+      tBefore,
+      cpuBefore,
+      tAfter: performance.now(),
+      cpuAfter: cpuNow(),
+      peakRssMB,
+      heapMB: mb(mu.heapUsed),
+      rssMB: mb(mu.rss),
+    });
+  };
+  const s = store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  for (const method of ["all", "run", "appendRows", "transaction"]) {
+    const orig = s[method]!.bind(store);
+    s[method] = async (...args: unknown[]) => {
+      const head = typeof args[0] === "string" ? args[0].replace(/\s+/g, " ").trim().slice(0, 48) : "(fn)";
+      mark(`${method} ${head}`);
+      const out = await orig(...args);
+      mark(`after ${method} ${head}`);
+      return out;
+    };
+  }
+  mark("start");
+}
+/** Segment i runs from mark i to mark i + 1 (GC at the marks left out). */
+function segments(marks: readonly Mark[]): Segment[] {
+  const out: Segment[] = [];
+  for (let i = 0; i + 1 < marks.length; i++) {
+    const a = marks[i]!;
+    const b = marks[i + 1]!;
+    out.push({
+      phase: a.label,
+      seconds: Number(((b.tBefore - a.tAfter) / 1000).toFixed(3)),
+      cpuSeconds: Number((b.cpuBefore - a.cpuAfter).toFixed(3)),
+      peakRssMB: b.peakRssMB,
+      heapAfterMB: b.heapMB,
+    });
+  }
+  return out;
+}
+
+const scoreDb = join(root, "score.duckdb");
+const results = [];
+for (let run = 0; run < runs; run++) {
+  rmSync(scoreDb, { force: true });
+  rmSync(`${scoreDb}.wal`, { force: true });
+  copyFileSync(dbPath, scoreDb);
+  const store = await DuckStore.open(scoreDb, memoryLimit === undefined ? {} : { memoryLimit });
+  const asOf = await resolveAsOf(store, "now");
+  const pairs = Number(
+    (
+      await store.one<{ n: bigint }>(
+        "SELECT count(*) AS n FROM (SELECT DISTINCT student_key, topic_id FROM raw_events)",
+      )
+    )?.n ?? 0n,
+  );
+  const events = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM raw_events"))?.n ?? 0n);
+  // The stand-in the pipeline benches time (first source in config order), for scale.
+  const standIn = await measured("stand-in served (first source in order)", () =>
+    store.run(
+      `CREATE OR REPLACE TEMP TABLE bench_served AS
+       SELECT student_key, topic_id, arg_min(mastery_score, list_position($order::VARCHAR[], score_source)) AS mastery_score
+       FROM student_mastery WHERE list_position($order::VARCHAR[], score_source) IS NOT NULL
+       GROUP BY student_key, topic_id`,
+      { order: `[${DEFAULT_SOURCE_ORDER.map((x) => `"${x}"`).join(",")}]` },
+    ),
+  );
+  await store.run("DROP TABLE bench_served");
+  gc?.();
+  const hwmReset = resetHwm();
+  const hwmBefore = hwmMB();
+  const rssBefore = mb(process.memoryUsage().rss);
+  const heapBefore = mb(process.memoryUsage().heapUsed);
+  const marks: Mark[] = [];
+  instrument(store, marks);
+  log(
+    `scoreServed: ${pairs.toLocaleString("en")} pairs, ${events.toLocaleString("en")} events, as of ${asOf.toISOString()}`,
+  );
+  const t0 = performance.now();
+  const c0 = cpuNow();
+  const res = await scoreServed(store, model, version, { asOf });
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuNow() - c0;
+  const hwmAfter = hwmMB();
+  const segs = segments([...marks, { ...marks[marks.length - 1]!, label: "end" }]).filter(
+    (x) => x.seconds >= 0.001 || x.cpuSeconds >= 0.001,
+  );
+  // The last mark is the exit of the final call: the segment list ends there.
+  const segWall = segs.reduce((a, x) => a + x.seconds, 0);
+  const segCpu = segs.reduce((a, x) => a + x.cpuSeconds, 0);
+  for (const x of segs)
+    log(
+      `  ${x.phase.padEnd(60)} ${x.seconds.toFixed(2).padStart(8)} s  cpu ${x.cpuSeconds.toFixed(2).padStart(8)} s  peak ${x.peakRssMB} MB  heap ${x.heapAfterMB} MB`,
+    );
+  const rows = await store.all<{ score_source: string; n: bigint }>(
+    "SELECT score_source, count(*) AS n FROM student_mastery WHERE score_source IN ('served', 'latent') GROUP BY ALL ORDER BY 1",
+  );
+  store.close();
+  rmSync(scoreDb, { force: true });
+  rmSync(`${scoreDb}.wal`, { force: true });
+  // With GC=1 the marks' full collections are left out of the phases: the scoring's own figures are their sum.
+  const wallOwn = gc === undefined ? wall : segWall;
+  const cpuOwn = gc === undefined ? cpu : segCpu;
+  const r = {
+    run,
+    events,
+    pairs,
+    scored: res.scored,
+    evidence: res.evidence,
+    storedRows: Object.fromEntries(rows.map((x) => [x.score_source, Number(x.n)])),
+    asOf: res.asOf,
+    standIn: { seconds: standIn.seconds, cpuSeconds: standIn.cpuSeconds },
+    seconds: Number(wallOwn.toFixed(2)),
+    cpuSeconds: Number(cpuOwn.toFixed(2)),
+    rawSeconds: Number(wall.toFixed(2)),
+    rawCpuSeconds: Number(cpu.toFixed(2)),
+    cpuUsPerPair: Number(((cpuOwn * 1e6) / res.scored).toFixed(1)),
+    cpuUsPerEvent: Number(((cpuOwn * 1e6) / events).toFixed(2)),
+    peakRssMB: Math.max(0, ...segs.map((x) => x.peakRssMB)),
+    vmHwmMB: hwmReset ? hwmAfter : null,
+    before: { rssMB: rssBefore, heapMB: heapBefore, vmHwmMB: hwmBefore },
+    phases: segs,
+    gcAtMarks: gc !== undefined,
+    load: load(),
+  };
+  log(
+    `scoreServed: ${r.seconds} s, cpu ${r.cpuSeconds} s (${r.cpuUsPerPair} us/pair, ${r.cpuUsPerEvent} us/event), peak RSS ${r.peakRssMB} MB (VmHWM ${r.vmHwmMB} MB), load ${r.load.join(" ")}`,
+  );
+  results.push(r);
+}
+Atomics.store(shared, 1, 1);
+
+const out = {
+  students,
+  days,
+  events: built.events,
+  build: built,
+  model: { dir: modelDir, version },
+  training,
+  scoring: results,
+  medians:
+    results.length > 1
+      ? {
+          seconds: roundedMedian(results.map((x) => x.seconds)),
+          cpuSeconds: roundedMedian(results.map((x) => x.cpuSeconds)),
+          peakRssMB: roundedMedian(results.map((x) => x.peakRssMB)),
+        }
+      : null,
+  memoryLimit: memoryLimit ?? null,
+  heapLimitMB: null as number | null,
+};
+const { getHeapStatistics } = await import("node:v8");
+out.heapLimitMB = mb(getHeapStatistics().heap_size_limit);
+process.stdout.write(`${JSON.stringify(out)}\n`);
+if (!reuse) rmSync(root, { recursive: true, force: true });
