@@ -30,27 +30,11 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { resolveAsOf } from "../features/windows.ts";
-import {
-  LATENT_AS_OF_FORGETTING_DEFAULT,
-  LATENT_FORGET_SPREAD_DEFAULT,
-  LATENT_FORGETTING_DEFAULT,
-  LATENT_STUDENT_LEARNING_DEFAULT,
-  LATENT_THRESHOLD_SD_DEFAULT,
-} from "../models/latentFilter.ts";
-import { STUDENT_INTERVAL_DEFAULT } from "../models/studentInterval.ts";
-import { STUDENT_SCALE_DEFAULT } from "../models/studentScale.ts";
 import { resolveModels } from "../serving/learnerState.ts";
 import { DEFAULT_SOURCE_ORDER } from "../serving/masteryView.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { loadServedModel, scoreServed } from "../serving/servedScoring.ts";
-import {
-  LATENT_CENTRE_DEFAULT,
-  SERVED_ANCHOR_DEFAULT,
-  SERVED_BALANCE,
-  SERVED_FROM_DEFAULT,
-  SERVED_SCALE,
-  trainServed,
-} from "../serving/servedTraining.ts";
+import { trainServed } from "../serving/servedTraining.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { cpuNow, roundedMedian } from "./cpuClock.ts";
 import { seedSchool } from "./seedSchool.ts";
@@ -168,31 +152,8 @@ if (existsSync(join(modelDir, "model.json")) && (reuse || process.env.MODEL !== 
   log(`reusing the served model ${modelDir}`);
 } else {
   const t = await measured("train served (not part of the batch)", () =>
-    trainServed({
-      dbPath,
-      out: modelDir,
-      latent: true,
-      servedFrom: SERVED_FROM_DEFAULT,
-      anchor: SERVED_ANCHOR_DEFAULT,
-      latentCentre: LATENT_CENTRE_DEFAULT,
-      latentFit: {
-        studentEffect: true,
-        studentLearning: LATENT_STUDENT_LEARNING_DEFAULT,
-        emission: "auto",
-        forgetting: LATENT_FORGETTING_DEFAULT,
-        topicThresholdSd: LATENT_THRESHOLD_SD_DEFAULT,
-        interval: "widen-only",
-        forgetSpread: LATENT_FORGET_SPREAD_DEFAULT,
-        asOfForgetting: LATENT_AS_OF_FORGETTING_DEFAULT,
-        studentScale: STUDENT_SCALE_DEFAULT,
-        studentInterval: STUDENT_INTERVAL_DEFAULT,
-      },
-      label: "auto",
-      balance: SERVED_BALANCE,
-      scale: SERVED_SCALE,
-      labelDays: 7,
-      minLabelAttempts: 3,
-    }),
+    // Every option at trainServed's defaults, which are `mastery train served`'s without flags.
+    trainServed({ dbPath, out: modelDir }),
   );
   training = {
     seconds: t.seconds,
