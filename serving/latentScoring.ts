@@ -8,10 +8,10 @@ import {
   type LatentSequence,
 } from "../models/latentFilter.ts";
 import { latentEventOf } from "../models/latentState.ts";
+import { scoreStudentLatent } from "../models/latentStudent.ts";
 import { type LearnerEvent, replayOrder } from "../models/learnerState.ts";
 import type { PairEvidence } from "../models/servedMastery.ts";
 import { applyStudentIntervalMode, type StudentIntervalMode } from "../models/studentInterval.ts";
-import { studentOffsetSd, widenForOffset } from "../models/studentOffsetSd.ts";
 import { applyStudentScale, type StudentScaleMode } from "../models/studentScale.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 
@@ -216,9 +216,26 @@ export async function latentEstimatesWithOffsets(
   offsets: Map<string, number>;
   offsetSds: Map<string, number>;
 }> {
+  return latentByStudent(await loadLatentSequences(store, asOf), new Map(), model, asOf, opts);
+}
+
+/**
+ * Every student's pairs scored together (models/latentStudent.ts scoreStudentLatent): the sequences' pairs and
+ * `priorPairs` (student -> topics without events before `asOf`), keyed "studentKey|topic".
+ */
+function latentByStudent(
+  seqs: Map<string, LatentSequence>,
+  priorPairs: Map<string, string[]>,
+  model: LatentFilter,
+  asOf: Date,
+  opts: { offsetSd?: boolean; raw?: Map<string, LatentEstimate> },
+): {
+  estimates: Map<string, LatentEstimate>;
+  offsets: Map<string, number>;
+  offsetSds: Map<string, number>;
+} {
   const out = new Map<string, LatentEstimate>();
   const asOfDays = asOf.getTime() / DAY_MS;
-  const seqs = await loadLatentSequences(store, asOf);
   const byStudent = new Map<string, [string, LatentSequence][]>();
   for (const [k, s] of seqs) {
     const st = s.student ?? "";
@@ -226,31 +243,34 @@ export async function latentEstimatesWithOffsets(
     l.push([k, s]);
     byStudent.set(st, l);
   }
+  for (const st of priorPairs.keys()) if (!byStudent.has(st)) byStudent.set(st, []);
   const offsets = new Map<string, number>();
   const offsetSds = new Map<string, number>();
-  const withSd = opts.offsetSd !== false && (model.json.studentPriorSd ?? 0) > 0;
+  const studentOpts = {
+    raw: opts.raw !== undefined,
+    ...(opts.offsetSd === false ? { offsetSd: false } : {}),
+  };
   for (const [st, list] of byStudent) {
-    // One (lean) fold per sequence from each basis prior; the offset in closed form from the pairs'
-    // summaries (models/latentFilter.ts predictStudent: the stream's computation on its stored states).
-    const seqs = list.map(([, s]) => s);
-    const r = model.predictStudent(seqs, asOfDays);
-    const off = r.offset;
-    offsets.set(st, off);
-    const sd = withSd ? studentOffsetSd(model, seqs, off) : 0;
-    offsetSds.set(st, sd);
-    list.forEach(([k, s], i) => {
-      const est = r.estimates[i]!;
-      opts.raw?.set(k, est);
-      out.set(
-        k,
-        sd > 0 && model.studentTopic(s.topic)
-          ? widenForOffset(
-              est,
-              model.predict(s.topic, s.events, asOfDays, off - sd),
-              model.predict(s.topic, s.events, asOfDays, off + sd),
-            )
-          : est,
-      );
+    const topics = priorPairs.get(st) ?? [];
+    const r = scoreStudentLatent(
+      model,
+      list.map(([, s]) => s),
+      topics,
+      asOfDays,
+      studentOpts,
+    );
+    if (list.length > 0) {
+      offsets.set(st, r.offset);
+      offsetSds.set(st, r.offsetSd);
+    }
+    list.forEach(([k], i) => {
+      opts.raw?.set(k, r.raw![i]!);
+      out.set(k, r.estimates[i]!);
+    });
+    topics.forEach((t, i) => {
+      const k = `${st}|${t}`;
+      opts.raw?.set(k, r.rawPriors![i]!);
+      out.set(k, r.priors[i]!);
     });
   }
   return { estimates: out, offsets, offsetSds };
@@ -267,30 +287,17 @@ export async function attachLatent(
   asOf: Date,
   opts: { offsetSd?: boolean; raw?: Map<string, LatentEstimate> } = {},
 ): Promise<Map<string, LatentEstimate>> {
-  const { estimates: est, offsets, offsetSds } = await latentEstimatesWithOffsets(store, model, asOf, opts);
-  // Pairs with a stored score but no event before asOf: the topic's prior (shifted by the student's offset;
-  // the interval carries the offset's uncertainty, the prior sd for a student without events).
-  const asOfDays = asOf.getTime() / DAY_MS;
-  // (Round 19: a reined-in student part scales the prior's sd as it scales the offsets.)
-  const priorSd =
-    opts.offsetSd !== false ? (model.json.studentPriorSd ?? 0) * (model.json.studentOffsetScale ?? 1) : 0;
+  const seqs = await loadLatentSequences(store, asOf);
+  // Pairs with a stored score but no event before asOf: the topic's prior (shifted by the student's offset).
+  const priorPairs = new Map<string, string[]>();
   for (const [k, e] of evidence) {
-    let x = est.get(k);
-    if (x === undefined) {
-      const st = k.slice(0, k.indexOf("|"));
-      const off = model.offsetFor(e.topic, offsets.get(st) ?? 0);
-      const sd = model.studentTopic(e.topic) ? (offsetSds.get(st) ?? priorSd) : 0;
-      x = model.estimate(model.mixAt(model.initBasis(e.topic), off), asOfDays, e.topic);
-      opts.raw?.set(k, x);
-      if (sd > 0)
-        x = widenForOffset(
-          x,
-          model.predict(e.topic, [], asOfDays, off - sd),
-          model.predict(e.topic, [], asOfDays, off + sd),
-        );
-      est.set(k, x);
-    }
-    e.latent = x.score;
+    if (seqs.has(k)) continue;
+    const st = k.slice(0, k.indexOf("|"));
+    const l = priorPairs.get(st) ?? [];
+    l.push(e.topic);
+    priorPairs.set(st, l);
   }
+  const { estimates: est } = latentByStudent(seqs, priorPairs, model, asOf, opts);
+  for (const [k, e] of evidence) e.latent = est.get(k)!.score;
   return est;
 }
