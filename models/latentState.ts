@@ -55,6 +55,9 @@ const KIND_OF: Record<string, number> = {
   chatbot: KIND_CHATBOT,
 };
 
+/** The event types the filter reads (raw_events.type), in a fixed order. */
+export const LATENT_EVENT_TYPES: readonly string[] = Object.freeze(Object.keys(KIND_OF));
+
 /** What the filter reads of a stored event (raw_events columns). */
 export interface LatentSourceEvent {
   type: string;

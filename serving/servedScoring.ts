@@ -1,72 +1,17 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Explanation, explain } from "../models/explanation.ts";
-import { type LatentEstimate, LatentFilter } from "../models/latentFilter.ts";
-import {
-  type PairEvidence,
-  type ServedEstimate,
-  ServedMastery,
-  type ServedMasteryJson,
-  servedFromLatent,
-} from "../models/servedMastery.ts";
+import { LatentFilter } from "../models/latentFilter.ts";
+import { ServedMastery, type ServedMasteryJson } from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
 import type { BatchScore } from "../storage/masteryStore.ts";
 import { baseTable, foldDelta } from "../storage/servingTables.ts";
 import { attachLatent, LATENT_SOURCE, latentDecay, latentExplanation } from "./latentScoring.ts";
 import { loadPairEvidence } from "./servedInputs.ts";
+import { SERVED_SOURCE, servedEstimate, servedExplanation } from "./servedRows.ts";
 
-/** The score_source of the served estimate in student_mastery (first in the serving order). */
-export const SERVED_SOURCE = "served";
-
-/**
- * The explanation stored with a served score: the usual base + top factors + rest (= score), plus the 80%
- * interval and the evidence behind it (issue 16, item 3). GET /mastery lifts `interval` and `evidence` out.
- */
-export interface ServedExplanation extends Explanation {
-  interval: { lo: number; hi: number; level: 0.8 };
-  evidence: { kind: ServedEstimate["evidence"]; attempts: number; daysSinceLast: number | null };
-  /** P(correct on an average next item) (the score is P(learned), the mastery scale). */
-  pCorrect: number;
-  /** Forgetting after as_of (GET /mastery applies it at request time: serving/masteryView.ts). */
-  decay: ServedEstimate["decay"];
-}
-
-export function servedExplanation(est: ServedEstimate): ServedExplanation {
-  const e = explain(
-    est.base,
-    est.contributions.map((c) => ({ name: c.name, value: c.value, contribution: c.contribution })),
-    est.score,
-  );
-  return {
-    ...e,
-    rest: e.rest + est.rest,
-    interval: { lo: est.lo, hi: est.hi, level: 0.8 },
-    evidence: { kind: est.evidence, attempts: est.attempts, daysSinceLast: est.daysSinceLast },
-    pCorrect: est.pCorrect,
-    decay: est.decay,
-  };
-}
-
-/** The served estimate of one pair: the latent filter's (model.json.servedFrom "latent") or the stack's. */
-export function servedEstimate(
-  model: ServedMastery,
-  e: PairEvidence,
-  latent: LatentEstimate | undefined,
-): ServedEstimate {
-  const lj = model.json.latent;
-  if (model.json.servedFrom === "latent" && lj !== undefined && latent !== undefined)
-    return servedFromLatent(
-      latent,
-      lj.params,
-      model.calibration(e.topic),
-      model.json.scale,
-      model.anchorCalibration(),
-      model.anchorSd(),
-    );
-  return model.predict(e);
-}
+export { SERVED_SOURCE, type ServedExplanation, servedEstimate, servedExplanation } from "./servedRows.ts";
 
 export class ServedModelError extends Error {
   readonly code = "SERVED_MODEL";
@@ -144,6 +89,21 @@ export async function scoreServed(
       app.endRow();
     }
   });
+  await writeServedScores(store, modelVersion, opts.asOf, now);
+  return { scored: evidence.size, asOf: opts.asOf.toISOString(), evidence: kinds, modelVersion };
+}
+
+/**
+ * Writes temp.served_score (student_key, topic_id, mastery_score, explanation, score_source: the 'served' and
+ * 'latent' rows of a run) to student_mastery and its history as of `asOf`, in one transaction, and drops it.
+ * Shared by scoreServed and the daily batch's served step (serving/servedBatch.ts).
+ */
+export async function writeServedScores(
+  store: DuckStore,
+  modelVersion: string,
+  asOf: Date,
+  now: Date,
+): Promise<void> {
   const ts = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
   await store.transaction(async () => {
     // Every pair is rewritten: the write goes to the base table (storage/servingTables.ts), after the delta's
@@ -153,17 +113,16 @@ export async function scoreServed(
       `INSERT OR REPLACE INTO ${baseTable("student_mastery")}
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
        SELECT student_key, topic_id, mastery_score, score_source, $1, $2, explanation, $3 FROM served_score`,
-      [modelVersion, ts(opts.asOf), ts(now)],
+      [modelVersion, ts(asOf), ts(now)],
     );
     await store.run(
       `INSERT INTO student_mastery_history
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
        SELECT student_key, topic_id, mastery_score, score_source, $1, $2, explanation, $3 FROM served_score`,
-      [modelVersion, ts(opts.asOf), ts(now)],
+      [modelVersion, ts(asOf), ts(now)],
     );
   });
   await store.run("DROP TABLE IF EXISTS served_score");
-  return { scored: evidence.size, asOf: opts.asOf.toISOString(), evidence: kinds, modelVersion };
 }
 
 /** Where the served scores are published besides the DuckDB file (PgMasteryStore: `mastery serve` on PostgreSQL). */
