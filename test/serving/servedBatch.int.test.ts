@@ -49,7 +49,7 @@ beforeAll(async () => {
        WHERE ts < $1::TIMESTAMP - INTERVAL 1 DAY AND type = 'quiz_attempt' GROUP BY ALL ORDER BY count(*) DESC, 1, 2 LIMIT 1`,
       [asOf.toISOString()],
     );
-    if (pair === null) throw new Error("fixture: no quiz pair before as-of");
+    if (pair === undefined || pair === null) throw new Error("fixture: no quiz pair before as-of");
     const at = `${pair.ts}.250`;
     // Four answers at one instant; ids chosen so that DuckDB's (UTF-8) and JavaScript's (UTF-16) orders differ
     // ('\u{1F600}' sorts after '\uE000' in UTF-8, before it in UTF-16), plus a re-delivered copy of one of them
