@@ -22,7 +22,12 @@
  *   GC=1 node --expose-gc --import tsx bench/servedBatch.bench.ts      # heap after a full GC at each mark (retained
  *                                                                      # JS memory per pair / per event; GC time is
  *                                                                      # left out of the phases)
+ *   SERVED_PATH=old                                                  # scoreServed (mastery score served) instead
+ *                                                                      # of the batch's step (scoreServedBatch)
+ *   WORKERS (the batch step's scoring threads; default its own), PARTS (its student-key ranges)
  *   BENCH_DIR (default $TMPDIR/servedBatch), MEMORY_LIMIT (DuckDB's, default DuckDB's own), RUNS (scorings, default 1)
+ * Both paths print a digest of the stored served/latent rows (count and xor of row hashes, the clock columns left
+ * out): equal digests mean the same rows.
  */
 import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -33,6 +38,7 @@ import { resolveAsOf } from "../features/windows.ts";
 import { resolveModels } from "../serving/learnerState.ts";
 import { DEFAULT_SOURCE_ORDER } from "../serving/masteryView.ts";
 import { runPipeline } from "../serving/pipeline.ts";
+import { scoreServedBatch } from "../serving/servedBatch.ts";
 import { loadServedModel, scoreServed } from "../serving/servedScoring.ts";
 import { trainServed } from "../serving/servedTraining.ts";
 import { DuckStore } from "../storage/duckdb.ts";
@@ -48,6 +54,11 @@ const root = join(process.env.BENCH_DIR ?? join(tmpdir(), "servedBatch"), `store
 const dbPath = join(root, "mastery.duckdb");
 const builtPath = join(root, "built.json");
 const modelDir = process.env.MODEL ?? join(root, "model");
+const servedPath = process.env.SERVED_PATH ?? "batch";
+if (servedPath !== "batch" && servedPath !== "old")
+  throw new Error(`SERVED_PATH must be "batch" or "old" (got "${servedPath}")`);
+const envInt = (name: string): number | undefined =>
+  process.env[name] === undefined || process.env[name] === "" ? undefined : Number(process.env[name]);
 const gc = process.env.GC === "1" ? (globalThis as { gc?: () => void }).gc : undefined;
 if (process.env.GC === "1" && gc === undefined)
   throw new Error(
@@ -271,7 +282,15 @@ for (let run = 0; run < runs; run++) {
   );
   const t0 = performance.now();
   const c0 = cpuNow();
-  const res = await scoreServed(store, model, version, { asOf });
+  const res =
+    servedPath === "old"
+      ? await scoreServed(store, model, version, { asOf })
+      : await scoreServedBatch(store, model, version, {
+          asOf,
+          ...(envInt("WORKERS") !== undefined ? { workers: envInt("WORKERS")! } : {}),
+          ...(envInt("PARTS") !== undefined ? { parts: envInt("PARTS")! } : {}),
+          onPhase: (phase) => log(`  phase: ${phase} (load ${load().join(" ")})`),
+        });
   const wall = (performance.now() - t0) / 1000;
   const cpu = cpuNow() - c0;
   const hwmAfter = hwmMB();
@@ -288,6 +307,11 @@ for (let run = 0; run < runs; run++) {
   const rows = await store.all<{ score_source: string; n: bigint }>(
     "SELECT score_source, count(*) AS n FROM student_mastery WHERE score_source IN ('served', 'latent') GROUP BY ALL ORDER BY 1",
   );
+  const digest = await store.one<{ n: bigint; x: bigint }>(
+    `SELECT count(*) AS n, bit_xor(hash(student_key, topic_id, score_source, model_version, as_of, explanation,
+            mastery_score)) AS x
+     FROM student_mastery WHERE score_source IN ('served', 'latent')`,
+  );
   store.close();
   rmSync(scoreDb, { force: true });
   rmSync(`${scoreDb}.wal`, { force: true });
@@ -300,6 +324,8 @@ for (let run = 0; run < runs; run++) {
     pairs,
     scored: res.scored,
     evidence: res.evidence,
+    path: servedPath,
+    digest: `${digest?.n ?? 0n}/${(digest?.x ?? 0n).toString(16)}`,
     storedRows: Object.fromEntries(rows.map((x) => [x.score_source, Number(x.n)])),
     asOf: res.asOf,
     standIn: { seconds: standIn.seconds, cpuSeconds: standIn.cpuSeconds },
@@ -317,7 +343,7 @@ for (let run = 0; run < runs; run++) {
     load: load(),
   };
   log(
-    `scoreServed: ${r.seconds} s, cpu ${r.cpuSeconds} s (${r.cpuUsPerPair} us/pair, ${r.cpuUsPerEvent} us/event), peak RSS ${r.peakRssMB} MB (VmHWM ${r.vmHwmMB} MB), load ${r.load.join(" ")}`,
+    `${servedPath === "old" ? "scoreServed" : "scoreServedBatch"}: ${r.seconds} s, cpu ${r.cpuSeconds} s (${r.cpuUsPerPair} us/pair, ${r.cpuUsPerEvent} us/event), peak RSS ${r.peakRssMB} MB (VmHWM ${r.vmHwmMB} MB), load ${r.load.join(" ")}`,
   );
   results.push(r);
 }

@@ -513,7 +513,8 @@ interface DecayableExplanation extends Explanation {
  * row's as_of to `now`; days since the last evidence grow by the same; as_of becomes `now`. The change goes
  * into the explanation's `rest` (base + factors + rest = score still holds) and is shown as `forgetting`.
  * Only the stored fields are read: no query. Rows of other sources, rows without `decay` (scored by an
- * older model) and `now` not after as_of are returned as they are.
+ * older model), a pair without events (evidence.daysSinceLast null: the model's prior does not move with time)
+ * and `now` not after as_of are returned as they are.
  */
 export function decayServedRow<
   R extends Pick<MasteryViewRow, "score_source" | "as_of" | "mastery_score" | "explanation">,
@@ -524,6 +525,9 @@ export function decayServedRow<
   const e = JSON.parse(row.explanation) as DecayableExplanation;
   const d = e.decay;
   if (d === undefined || !(d.halfLifeDays > 0)) return row;
+  // A pair without events (the prior, shifted by the student's offset) has nothing to forget: the model scores
+  // it the same at any later time, so read time leaves it as stored.
+  if (e.evidence !== undefined && e.evidence.daysSinceLast === null) return row;
   const at = (v: number) => decayTowards(v, d.floor, d.halfLifeDays, elapsed);
   const score = at(row.mastery_score);
   const out: DecayableExplanation = {
@@ -658,7 +662,8 @@ function decaySplicedRow<
     if (!ownSpelling(k) && String(Number(k)) !== k) return { row: decayServedRow(row, now) };
   }
   const halfLifeDays = Number(t[11]);
-  if (!(halfLifeDays > 0)) return { row };
+  // No event: nothing to forget (decayServedRow).
+  if (!(halfLifeDays > 0) || t[9] === undefined) return { row };
   const floor = Number(t[12]);
   // decayTowards's arithmetic with its factor computed once for the row's four values (the same doubles).
   const f = decayFactor(halfLifeDays, elapsed);
@@ -703,7 +708,9 @@ function decayedScoreRow<
     return decayServedRow(row, now);
   }
   if (d === undefined) return decayServedRow(row, now);
-  if (!(d.halfLifeDays > 0)) return row;
+  // No event: nothing to forget (decayServedRow); the evidence block comes right before `decay`.
+  if (!(d.halfLifeDays > 0) || e.lastIndexOf('"daysSinceLast":null}', j) > e.lastIndexOf('"evidence":{', j))
+    return row;
   return {
     ...row,
     mastery_score: decayTowards(row.mastery_score, d.floor, d.halfLifeDays, elapsed),

@@ -4,12 +4,14 @@ import { expandPaths, type IngestReport, ingestPaths, PHASES } from "../features
 import type { Pseudonymizer } from "../features/pseudonymize.ts";
 import { type GenerateOptions, generateSynthetic } from "../features/synthetic/generate.ts";
 import { buildFeatures, resolveAsOf } from "../features/windows.ts";
+import type { ServedMastery } from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { RosterStore } from "../storage/rosterStore.ts";
 import { type BatchSchedule, type OverlapSetting, runBatchSteps } from "./batchSteps.ts";
 import { type BktEloModels, resolveModels, scoreBktElo } from "./learnerState.ts";
 import { loadRosterFile, type RosterLoadReport } from "./roster.ts";
 import { scoreRules } from "./ruleScoring.ts";
+import { scoreServedBatch } from "./servedBatch.ts";
 
 /**
  * The batch pipeline's steps, in order. "fit bkt-elo" resolves the BKT/Elo models (a quick fit on the store
@@ -22,6 +24,7 @@ export const PIPELINE_STEPS = [
   "features",
   "score rules",
   "score bkt-elo",
+  "score served",
 ] as const;
 export type PipelineStep = (typeof PIPELINE_STEPS)[number];
 
@@ -46,6 +49,13 @@ export interface PipelineOptions {
    * one-thread write phase beside the next step's work, up to OVERLAP_MAX_EVENTS raw events; in sequence above).
    */
   overlap?: OverlapSetting;
+  /**
+   * The served model (`mastery train served`; serving/servedScoring.ts loadServedModel): with it the batch ends
+   * with its served score for every pair (serving/servedBatch.ts, "score served"); without it that step is skipped.
+   */
+  served?: { model: ServedMastery; version: string };
+  /** Scoring threads of the served step (default its own: serving/servedBatch.ts). */
+  servedWorkers?: number;
 }
 
 export interface PipelineResult {
@@ -59,13 +69,16 @@ export interface PipelineResult {
   bktEloKeys: number;
   /** Event rows the BKT/Elo step folded (0 when skipped). */
   bktEloEvents: number;
+  /** Pairs the served step scored, by evidence kind (null without a served model). */
+  served: { pairs: number; evidence: Record<string, number>; modelVersion: string } | null;
   millis: Record<PipelineStep, number>;
   /** Whether features, rules and BKT/Elo overlapped, on which schedule, and their wall time together. */
   scoring: { overlapped: boolean; schedule: BatchSchedule; millis: number };
 }
 
 /**
- * generate -> ingest (+ the directory's roster.csv) -> features as of the latest event -> rule scores -> BKT/Elo state and scores.
+ * generate -> ingest (+ the directory's roster.csv) -> features as of the latest event -> rule scores -> BKT/Elo state and
+ * scores -> the served score (with a served model).
  * The same functions the CLI commands call; nothing here is demo-specific. Features are built in full
  * (a backfill of everything ingested); the daily run that builds them incrementally from the previous
  * run's watermark is `mastery schedule` (serving/schedule.ts, features/incrementalFeatures.ts).
@@ -148,6 +161,18 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult
   });
   const rules = steps.rules;
   const bktEloKeys = steps.bktElo?.keys ?? 0;
+  // The served score last: its pairs are every pair with an event or a stored score (the steps above).
+  const served = opts.served;
+  const servedRun =
+    served !== undefined && !skip.has("score served")
+      ? await timed("score served", () =>
+          scoreServedBatch(opts.store, served.model, served.version, {
+            asOf,
+            ...(opts.servedWorkers !== undefined ? { workers: opts.servedWorkers } : {}),
+            onProgress: progress("score served"),
+          }),
+        )
+      : null;
   return {
     events,
     ingest,
@@ -157,6 +182,10 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineResult
     ruleScores: rules.scored,
     bktEloKeys,
     bktEloEvents: steps.bktElo?.events ?? 0,
+    served:
+      servedRun === null
+        ? null
+        : { pairs: servedRun.scored, evidence: servedRun.evidence, modelVersion: servedRun.modelVersion },
     millis,
     scoring: { overlapped: steps.overlapped, schedule: steps.schedule, millis: steps.millis },
   };

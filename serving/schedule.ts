@@ -32,6 +32,8 @@ import { runBatchSteps } from "./batchSteps.ts";
 import { resolveModels, scoreBktElo } from "./learnerState.ts";
 import { scoreRules } from "./ruleScoring.ts";
 import { nextRunAt, SCHEDULED_JOBS, type ScheduleConfig, type ScheduledJob } from "./scheduleConfig.ts";
+import { scoreServedBatch } from "./servedBatch.ts";
+import { loadServedModel } from "./servedScoring.ts";
 
 export class ScheduleError extends Error {
   readonly code = "SCHEDULE";
@@ -269,6 +271,19 @@ async function dailyBatch(
   counts.bktEloKeys = bktElo.keys;
   counts.bktEloEvents = bktElo.events;
   counts.stepsOverlapped = steps.overlapped;
+  if (cfg.servedModel !== null) {
+    // The served score last (its pairs include every stored score's); a daily run rescoring only the students
+    // with rows ingested since the last run (a student's offset moves all of their topics).
+    const { model, version } = loadServedModel(cfg.servedModel);
+    const t0 = performance.now();
+    const served = await scoreServedBatch(store, model, version, {
+      asOf,
+      since: cfg.full ? null : since,
+    });
+    counts.servedPairs = served.scored;
+    counts.servedIncremental = served.incremental;
+    counts.servedMillis = Math.round(performance.now() - t0);
+  }
   counts.stepMillis = Object.fromEntries(
     Object.entries(steps.spans).map(([step, span]) => [step, Math.round(span.endMs - span.startMs)]),
   );

@@ -31,6 +31,11 @@ export interface ScheduleConfig {
     inbox: string | null;
     bktModel: string | null;
     eloModel: string | null;
+    /**
+     * The served model directory (`mastery train served --out DIR`): the batch ends with its served score
+     * (serving/servedBatch.ts; a daily run scores only the students with new rows). null: no served step.
+     */
+    servedModel: string | null;
     full: boolean;
     /**
      * Build the 7/30/90-day features snapshot in the daily batch (true), or leave it to the checks job, its
@@ -124,7 +129,17 @@ export function parseScheduleConfig(
   const b = section(
     d,
     "batch",
-    ["at", "inbox", "bktModel", "eloModel", "full", "features", "compactShare", "compactAfterDays"],
+    [
+      "at",
+      "inbox",
+      "bktModel",
+      "eloModel",
+      "servedModel",
+      "full",
+      "features",
+      "compactShare",
+      "compactAfterDays",
+    ],
     source,
   );
   const c = section(d, "checks", ["at", "retrain"], source);
@@ -160,6 +175,7 @@ export function parseScheduleConfig(
       inbox: optString(b.inbox, `${source}: batch.inbox`),
       bktModel: optString(b.bktModel, `${source}: batch.bktModel`),
       eloModel: optString(b.eloModel, `${source}: batch.eloModel`),
+      servedModel: optString(b.servedModel, `${source}: batch.servedModel`),
       full: bool(b.full, false, `${source}: batch.full`),
       features: bool(b.features, false, `${source}: batch.features`),
       compactShare: positive(b.compactShare, DEFAULT_COMPACTION.maxShare, `${source}: batch.compactShare`),

@@ -3,6 +3,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { DuckDBVector } from "@duckdb/node-api";
+import type { FeatureWatermark } from "../features/incrementalFeatures.ts";
 import { rawEventParts, studentRangeSql } from "../features/windows.ts";
 import { LATENT_EVENT_TYPES, latentDays, latentEventOf } from "../models/latentState.ts";
 import type { ServedMastery } from "../models/servedMastery.ts";
@@ -42,6 +43,16 @@ export interface ScoreServedBatchOptions {
   parts?: number;
   /** Events per group sent to a thread (whole students; default SERVED_GROUP_EVENTS). */
   groupEvents?: number;
+  /**
+   * The previous run's watermark (features/incrementalFeatures.ts FeatureWatermark: its as-of and
+   * max(raw_events.ingested_at)): only the students with a row ingested after it, or with an event time in
+   * [its as-of, this as-of) (a far-dated row ingested earlier), are scored, every pair of theirs (a student's offset
+   * moves all of their topics). The others' stored rows stay: their scores move with time at read time by the
+   * decay their explanation carries (GET /mastery, serving/masteryView.ts), which is what a full run computes for
+   * them when the filter's as-of step is the deterministic decay (`asOfForgetting: "decay"`, the default). With
+   * another as-of step, or null / undefined, every student is scored (`incremental` in the result says which).
+   */
+  since?: FeatureWatermark | null;
   onProgress?: (pairsDone: number, pairsTotal: number) => void;
   onPhase?: (phase: string) => void;
 }
@@ -50,6 +61,8 @@ export interface ScoreServedBatchResult extends ScoreServedResult {
   workers: number;
   parts: number;
   events: number;
+  /** Whether only the students with rows ingested after `since` were scored; else why not (null: asked for all). */
+  incremental: true | string | null;
 }
 
 export const SERVED_GROUP_EVENTS = 65_536;
@@ -66,20 +79,57 @@ export async function scoreServedBatch(
   modelVersion: string,
   opts: ScoreServedBatchOptions,
 ): Promise<ScoreServedBatchResult> {
+  const asOf = opts.asOf;
+  const asOfIso = asOf.toISOString();
   const lj = model.json.latent;
   if (model.json.servedFrom !== "latent" || lj === undefined) {
     opts.onPhase?.("served from the stack: scoreServed");
     const r = await scoreServed(store, model, modelVersion, opts);
-    return { ...r, workers: 0, parts: 1, events: 0 };
+    return {
+      ...r,
+      workers: 0,
+      parts: 1,
+      events: 0,
+      incremental: opts.since == null ? null : "served from the stack",
+    };
   }
-  const asOf = opts.asOf;
-  const asOfIso = asOf.toISOString();
+  let incremental: true | string | null = null;
+  if (opts.since != null) {
+    const wm = opts.since.ingestedThroughUs;
+    if (wm !== null && !/^\d+$/.test(wm))
+      throw new ServedBatchError(
+        `since.ingestedThroughUs must be microseconds as a decimal string (got "${wm}"): pass the previous run's watermark`,
+      );
+    if (!(opts.since.asOf.getTime() <= asOf.getTime()))
+      throw new ServedBatchError(
+        `since.asOf ${opts.since.asOf.toISOString()} is after this run's as-of ${asOf.toISOString()}: a daily run moves forward`,
+      );
+    incremental =
+      lj.params.asOfForgetting === "decay"
+        ? true
+        : `the filter's as-of step is "${lj.params.asOfForgetting ?? "forget"}", not "decay"`;
+  }
   opts.onPhase?.("pairs");
+  // An incremental run's students: those with a row ingested after the watermark or an event time the previous
+  // run's as-of did not reach.
+  const students = incremental === true ? "served_students" : null;
+  if (students !== null) {
+    const wm = opts.since!.ingestedThroughUs;
+    await store.run(
+      `CREATE OR REPLACE TEMP TABLE served_students AS
+       SELECT DISTINCT student_key FROM raw_events
+       WHERE ${wm === null ? "true" : "ingested_at > make_timestamp($3::BIGINT)"}
+          OR (ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP)`,
+      wm === null ? [opts.since!.asOf.toISOString(), asOfIso] : [opts.since!.asOf.toISOString(), asOfIso, wm],
+    );
+  }
+  const only = (rel: string) =>
+    students === null ? rel : `(SELECT * FROM ${rel} SEMI JOIN ${students} USING (student_key))`;
   await store.run(
     `CREATE OR REPLACE TEMP TABLE served_pairs AS
      SELECT (row_number() OVER (ORDER BY student_key, topic_id) - 1)::DOUBLE AS pid, student_key, topic_id
-     FROM (SELECT student_key, topic_id FROM raw_events WHERE ts < $1::TIMESTAMP
-           UNION SELECT student_key, topic_id FROM student_mastery)`,
+     FROM (SELECT student_key, topic_id FROM ${only("raw_events")} WHERE ts < $1::TIMESTAMP
+           UNION SELECT student_key, topic_id FROM ${only("student_mastery")})`,
     [asOfIso],
   );
   const total = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM served_pairs"))?.n ?? 0n);
@@ -130,7 +180,7 @@ export async function scoreServedBatch(
                       CASE WHEN is_correct IS NULL THEN -1 WHEN is_correct THEN 1 ELSE 0 END::TINYINT AS correct,
                       coalesce(attempts, 0)::DOUBLE AS attempts, coalesce(correct_count, 0)::DOUBLE AS correct_count,
                       coalesce(score_pct, 'NaN'::DOUBLE) AS score_pct
-               FROM raw_events ${where}
+               FROM ${only("raw_events")} ${where}
                QUALIFY row_number() OVER (PARTITION BY student_key, topic_id, event_id ORDER BY ingested_at, ts) = 1) e
          JOIN served_pairs p USING (student_key, topic_id)
          WHERE e.ts < $1::TIMESTAMP AND e.type_code >= 0
@@ -164,8 +214,9 @@ export async function scoreServedBatch(
   } finally {
     rmSync(dir, { recursive: true, force: true });
     await store.run("DROP TABLE IF EXISTS served_pairs");
+    await store.run("DROP TABLE IF EXISTS served_students");
   }
-  return { scored: total, asOf: asOfIso, evidence: kinds, modelVersion, workers, parts, events };
+  return { scored: total, asOf: asOfIso, evidence: kinds, modelVersion, workers, parts, events, incremental };
 }
 
 /** One range's pairs in pid order: pid, a student number (changes with the student key) and topic index. */

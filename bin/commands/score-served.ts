@@ -1,15 +1,18 @@
 import type { Command } from "commander";
 import { resolveAsOf } from "../../features/windows.ts";
-import { loadServedModel, publishServedScores, scoreServed } from "../../serving/servedScoring.ts";
+import { scoreServedBatch } from "../../serving/servedBatch.ts";
+import { loadServedModel, publishServedScores } from "../../serving/servedScoring.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 import { PgMasteryStore } from "../../storage/masteryStore.ts";
 import { PgStore } from "../../storage/postgres.ts";
 import { commandGroup, defaultDbPath } from "../options.ts";
+import { Progress } from "../progress.ts";
 
 interface ScoreServedCliOptions {
   db?: string;
   model: string;
   asOf: string;
+  workers?: string;
 }
 
 /** `mastery score served`: the one served mastery estimate as of a time (issue 16). */
@@ -25,6 +28,7 @@ export function register(program: Command): void {
     .option("--db <path>", "DuckDB store (default: $MASTERY_DB or .mastery/mastery.duckdb)")
     .requiredOption("--model <dir>", "served model directory (model.json from `mastery train served`)")
     .option("--as-of <time>", 'scoring time: "now" (latest event + 1 s) or an ISO time with offset', "now")
+    .option("--workers <n>", "scoring threads (default: up to 4, one per core, from 20,000 pairs on)")
     .addHelpText(
       "after",
       `
@@ -37,7 +41,20 @@ Example:
       const store = await DuckStore.open(opts.db ?? defaultDbPath());
       try {
         const asOf = await resolveAsOf(store, opts.asOf);
-        const res = await scoreServed(store, model, version, { asOf });
+        const workers = opts.workers === undefined ? undefined : Number(opts.workers);
+        if (workers !== undefined && !(Number.isInteger(workers) && workers >= 0))
+          throw new Error(`--workers must be a whole number >= 0 (got "${opts.workers}")`);
+        let progress: Progress | undefined;
+        // The batch's served step (serving/servedBatch.ts): scoreServed's rows, per student-key range, in threads.
+        const res = await scoreServedBatch(store, model, version, {
+          asOf,
+          ...(workers !== undefined ? { workers } : {}),
+          onProgress: (done, total) => {
+            progress ??= new Progress("score served", total);
+            progress.set(done);
+          },
+        });
+        progress?.finish();
         const pgUrl = process.env.MASTERY_PG_URL;
         let published: number | undefined;
         if (pgUrl !== undefined && pgUrl !== "") {

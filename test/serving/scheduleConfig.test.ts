@@ -60,6 +60,7 @@ describe("serving/scheduleConfig", () => {
       inbox: null,
       bktModel: null,
       eloModel: null,
+      servedModel: null,
       full: false,
       features: false,
       compactShare: 0.25,

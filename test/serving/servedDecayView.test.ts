@@ -62,6 +62,11 @@ describe("served scores forget at request time (GET /mastery)", () => {
     expect(decayServedRow(row, new Date(asOf.getTime() - DAY_MS))).toBe(row);
   });
 
+  it("leaves a pair without events alone: its prior does not move with time (a full recompute scores it the same)", () => {
+    const prior = servedRow(0.35, { evidence: { kind: "prior", attempts: 0, daysSinceLast: null } });
+    expect(decayServedRow(prior, new Date(asOf.getTime() + 30 * DAY_MS))).toBe(prior);
+  });
+
   it("property: monotone in elapsed time, interval keeps the score, everything in [0, 1]", () => {
     fc.assert(
       fc.property(
