@@ -8,6 +8,7 @@
  *   STUDENTS=10000 npx tsx bench/big.bench.ts                       # ~1M events
  *   STUDENTS=100000 npx tsx bench/big.bench.ts                      # ~10M
  *   STUDENTS=1000000 BIG_DIR=/tmp/big nice -n 19 npx tsx bench/big.bench.ts   # ~100M, ~11 GB of CSV
+ *   SERVED_MODEL=dir ...                                            # the served model (default: bench/trainedServedModel.ts)
  *
  * MEMORY_LIMIT (default 4GB) is DuckDB's memory_limit; it spills to the store's `.tmp` directory beyond it.
  * THREADS sets DuckDB's threads (default: one per core). REUSE=1 keeps the generated CSV files between runs
@@ -20,11 +21,12 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { resolveModels } from "../serving/learnerState.ts";
-import { DEFAULT_SOURCE_ORDER } from "../serving/masteryView.ts";
 import { runPipeline } from "../serving/pipeline.ts";
+import { scoreServedBatch } from "../serving/servedBatch.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { BATCH_DIGEST_QUERIES, tableDigests } from "./bktEloDigest.ts";
 import { seedSchool } from "./seedSchool.ts";
+import { trainedServedModel } from "./trainedServedModel.ts";
 
 const students = Number(process.env.STUDENTS ?? 10_000);
 const days = Number(process.env.DAYS ?? 30);
@@ -37,6 +39,8 @@ const dbPath = join(base, `store-${students}`, "mastery.duckdb");
 rmSync(join(base, `store-${students}`), { recursive: true, force: true });
 const haveData = reuse && existsSync(join(dataDir, "manifest.json"));
 if (!haveData) rmSync(dataDir, { recursive: true, force: true });
+// The served model (SERVED_MODEL=dir, else one trained on 2,000 generated students, cached in BIG_DIR; not timed).
+const served = await trainedServedModel(base);
 
 // Peak RSS per step: a worker thread samples /proc/self/statm (the whole process) into shared memory.
 const shared = new Int32Array(new SharedArrayBuffer(8)); // [0] = max RSS of the step in MB, [1] = stop
@@ -136,18 +140,16 @@ const pipeline = await runPipeline({
 const SCORING = "features + score rules + score bkt-elo";
 endStep(SCORING);
 const bktElo = { keys: pipeline.bktEloKeys };
-await store.run(
-  `CREATE OR REPLACE TABLE bench_served AS
-   SELECT student_key, topic_id, arg_min(mastery_score, list_position($order::VARCHAR[], score_source)) AS mastery_score
-   FROM student_mastery WHERE list_position($order::VARCHAR[], score_source) IS NOT NULL
-   GROUP BY student_key, topic_id`,
-  { order: `[${DEFAULT_SOURCE_ORDER.map((s) => `"${s}"`).join(",")}]` },
-);
-const served = Number((await store.one<{ n: bigint }>("SELECT count(*) AS n FROM bench_served"))?.n ?? 0n);
-endStep("served score");
+// The served score (issue 16's estimate; the pipeline's last step, run here on its own so its figures are apart).
+const servedRun = await scoreServedBatch(store, served.model, served.version, {
+  asOf: pipeline.asOf,
+  onProgress: (done, total) => progress("score served", done, total),
+});
+const servedScores = servedRun.scored;
+endStep("score served");
 Atomics.store(shared, 1, 1);
 
-const BATCH = ["ingest", SCORING, "served score"];
+const BATCH = ["ingest", SCORING, "score served"];
 const batch = rows.filter((r) => BATCH.includes(r.step));
 const events = pipeline.ingest.total.accepted;
 const out = {
@@ -157,7 +159,11 @@ const out = {
   featureRows: pipeline.featureRows,
   ruleScores: pipeline.ruleScores,
   bktEloKeys: bktElo.keys,
-  servedScores: served,
+  servedScores,
+  servedEvidence: servedRun.evidence,
+  servedParts: servedRun.parts,
+  servedWorkers: servedRun.workers,
+  servedModel: served.dir,
   memoryLimit,
   steps: rows,
   overlapped: pipeline.scoring.overlapped,

@@ -1,8 +1,8 @@
 /**
  * The whole daily batch on the embedded default, end to end: generate N events (timed apart, not part
  * of the batch), ingest, features, rule scores, BKT/Elo state and scores (learner_state,
- * student_mastery, student_mastery_history), the served score per (student, topic) (the source order
- * GET /mastery applies), with process CPU and peak RSS. Then the stream updater (the one incremental
+ * student_mastery, student_mastery_history), the served score per (student, topic) (issue 16's estimate, the
+ * batch's last step: serving/servedBatch.ts), with process CPU and peak RSS. Then the stream updater (the one incremental
  * path of POST /events and the worker) on a sample of the same events, so events/s of both paths sit
  * side by side.
  *
@@ -13,6 +13,9 @@
  *   DIGEST=1 ...                                      # digests of the stored rows after the batch (bench/bktEloDigest.ts)
  *   OVERLAP=0|writes|auto|1 ...                       # how features, rules and BKT/Elo share the cores (default: the
  *                                                     # pipeline's, "auto"; serving/batchSteps.ts)
+ *   SERVED_MODEL=dir ...                              # the served model (default: one trained on 2,000 generated
+ *                                                     # students, cached in BENCH_DIR: bench/trainedServedModel.ts)
+ *   SERVED_WORKERS=n ...                              # the served step's scoring threads (default its own)
  *
  * BKT/Elo scoring is the columnar batch (serving/learnerState.ts scoreBktElo, the one batch path).
  * The BKT/Elo models are quick-fitted on the store's quiz attempts after ingest ("fit bkt-elo", reported,
@@ -24,10 +27,12 @@
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
+import { ingestWatermark } from "../features/incrementalFeatures.ts";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { resolveAsOf } from "../features/windows.ts";
 import { type BktEloModels, resolveModels, scoreBktElo } from "../serving/learnerState.ts";
-import { DEFAULT_SOURCE_ORDER } from "../serving/masteryView.ts";
 import { runPipeline } from "../serving/pipeline.ts";
+import { scoreServedBatch } from "../serving/servedBatch.ts";
 import { IncrementalUpdater } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { DuckMasteryStore } from "../storage/masteryStore.ts";
@@ -36,12 +41,17 @@ import { DuckStateStore } from "../storage/stateStore.ts";
 import { BATCH_DIGEST_QUERIES, tableDigests } from "./bktEloDigest.ts";
 import { appendNextDay } from "./nextDay.ts";
 import { seedSchool } from "./seedSchool.ts";
+import { trainedServedModel } from "./trainedServedModel.ts";
 
 const students = Number(process.env.STUDENTS ?? 2_000);
 const days = Number(process.env.DAYS ?? 30);
 const streamEvents = Number(process.env.STREAM_EVENTS ?? 20_000);
-const root = join(process.env.BENCH_DIR ?? "bench/out", `pipeline-${students}`);
+const benchDir = process.env.BENCH_DIR ?? "bench/out";
+const root = join(benchDir, `pipeline-${students}`);
 rmSync(root, { recursive: true, force: true });
+const served = await trainedServedModel(benchDir);
+const servedWorkers =
+  process.env.SERVED_WORKERS === undefined ? undefined : Number(process.env.SERVED_WORKERS);
 const dataDir = join(root, "data");
 const store = await DuckStore.open(join(root, "mastery.duckdb"));
 
@@ -81,6 +91,7 @@ const overlap =
             })();
 let stepCpu = cpuNow();
 let groupCpu = 0;
+let groupEndCpu: number | undefined;
 let models: BktEloModels | undefined;
 const pipeline = await runPipeline({
   store,
@@ -93,6 +104,8 @@ const pipeline = await runPipeline({
   },
   bktEloFull: true,
   ...(overlap !== undefined ? { overlap } : {}),
+  served: { model: served.model, version: served.version },
+  ...(servedWorkers !== undefined ? { servedWorkers } : {}),
   // CPU per step: the process's user + sys since the previous step ended (onStep fires at each step's end). With
   // the steps overlapped a step's CPU is not its own: the group's CPU is reported instead.
   onStep: (s, ms) => {
@@ -101,6 +114,8 @@ const pipeline = await runPipeline({
     seconds[name] = Number((ms / 1000).toFixed(2));
     cpuSeconds[name] = Number((c - stepCpu).toFixed(2));
     if (s === "fit bkt-elo") groupCpu = c;
+    // The served step runs after the scoring group: the group's CPU ends where it starts.
+    if (s === "score served") groupEndCpu = stepCpu;
     stepCpu = c;
     process.stderr.write(`${name}: ${seconds[name]} s (cpu ${cpuSeconds[name]} s)\n`);
   },
@@ -109,7 +124,7 @@ if (models === undefined) throw new Error("the pipeline did not fit the BKT/Elo 
 const fitted: BktEloModels = models;
 const SCORING = "features + score rules + score bkt-elo";
 seconds[SCORING] = Number((pipeline.scoring.millis / 1000).toFixed(2));
-cpuSeconds[SCORING] = Number((cpuNow() - groupCpu).toFixed(2));
+cpuSeconds[SCORING] = Number(((groupEndCpu ?? cpuNow()) - groupCpu).toFixed(2));
 process.stderr.write(
   `${SCORING} (${pipeline.scoring.schedule}): ${seconds[SCORING]} s (cpu ${cpuSeconds[SCORING]} s)\n`,
 );
@@ -121,24 +136,25 @@ const historyRows = await count(
 );
 // An incremental day: 1% of the students active (their last day of events again, one day later, new
 // event ids), then the daily BKT/Elo run folds only those keys' new events onto their stored states.
+// The day's served step rescores the students with rows ingested after this watermark (serving/servedBatch.ts since).
+const dayWatermark = await ingestWatermark(store);
 const dayEvents = await step("append a day, 1% of students (not counted)", async () => {
   await appendNextDay(store, { mod: 100, below: 1 });
   return count("SELECT count(*) AS n FROM raw_events WHERE event_id LIKE '%-next'");
 });
 const incremental = await step("score bkt-elo, incremental day", () => scoreBktElo(store, fitted));
-// The served score: per (student, topic) the first source of GET /mastery's order that has a score.
-const served = await step("served score", async () => {
-  await store.run(
-    `CREATE OR REPLACE TABLE bench_served AS
-     SELECT student_key, topic_id, arg_min(mastery_score, list_position($order::VARCHAR[], score_source)) AS mastery_score
-     FROM student_mastery WHERE list_position($order::VARCHAR[], score_source) IS NOT NULL
-     GROUP BY student_key, topic_id`,
-    { order: `[${DEFAULT_SOURCE_ORDER.map((s) => `"${s}"`).join(",")}]` },
-  );
-  return count("SELECT count(*) AS n FROM bench_served");
-});
+const dayAsOf = await resolveAsOf(store, "now");
+const servedDay = await step("score served, incremental day", () =>
+  scoreServedBatch(store, served.model, served.version, {
+    asOf: dayAsOf,
+    since: { asOf: pipeline.asOf, ingestedThroughUs: dayWatermark },
+  }),
+);
+// The served score (the pipeline's last step, serving/servedBatch.ts): every pair scored by the served model.
+if (pipeline.served === null) throw new Error("the pipeline ran no served step");
+const servedScores = pipeline.served.pairs;
 
-const BATCH_STEPS = ["ingest", SCORING, "served score"];
+const BATCH_STEPS = ["ingest", SCORING, "score served"];
 const batchSeconds = BATCH_STEPS.reduce((s, k) => s + (seconds[k] ?? 0), 0);
 const events = pipeline.events;
 
@@ -171,7 +187,9 @@ const out = {
   schedule: pipeline.scoring.schedule,
   bktEloKeys: pipeline.bktEloKeys,
   historyRowsBktElo: historyRows,
-  servedScores: served,
+  servedScores,
+  servedEvidence: pipeline.served.evidence,
+  servedModel: served.dir,
   seconds,
   cpuSeconds,
   batchSeconds: Number(batchSeconds.toFixed(2)),
@@ -184,6 +202,13 @@ const out = {
     keys: incremental.keys,
     seconds: seconds["score bkt-elo, incremental day"],
     cpuSeconds: cpuSeconds["score bkt-elo, incremental day"],
+    served: {
+      incremental: servedDay.incremental,
+      pairs: servedDay.scored,
+      events: servedDay.events,
+      seconds: seconds["score served, incremental day"],
+      cpuSeconds: cpuSeconds["score served, incremental day"],
+    },
   },
   streamUpdater: {
     events: sample.length,
