@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
 import { generateSynthetic } from "../../features/synthetic/generate.ts";
 import { buildFeatures } from "../../features/windows.ts";
+import { latentOnlyServedJson } from "../../models/servedMastery.ts";
 import { DEFAULT_DRIFT_CONFIG } from "../../monitoring/config.ts";
 import { PgAdvisoryLock } from "../../monitoring/locks.ts";
 import { verifyWebhookSignature } from "../../serving/alerts.ts";
@@ -18,6 +19,7 @@ import { type JobHandles, runScheduledJob } from "../../serving/schedule.ts";
 import { parseScheduleConfig } from "../../serving/scheduleConfig.ts";
 import { BatchRunStore } from "../../storage/batchRuns.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { LATENT_TEST_PARAMS } from "../models/latentFixtures.ts";
 import { PSEUDO_KEY, testApp, token } from "./appFixture.ts";
 
 const PG = process.env.MASTERY_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -75,6 +77,25 @@ async function pairsIngestedAfter(store: DuckStore, watermarkUs: string): Promis
   return Number(r?.n);
 }
 
+/** A served model directory: the latent filter with hand-set parameters and a student effect over t0001 .. t00nn. */
+function servedModelDir(dir: string, topics: number): string {
+  const topicIds = Array.from({ length: topics }, (_, i) => `t${String(i + 1).padStart(4, "0")}`);
+  writeFileSync(
+    join(dir, "model.json"),
+    JSON.stringify(
+      latentOnlyServedJson({
+        version: 1,
+        bins: 40,
+        params: { ...LATENT_TEST_PARAMS, asOfForgetting: "decay" },
+        topicPriorMean: Object.fromEntries(topicIds.map((t) => [t, 0.35])),
+        fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
+        studentPriorSd: 0.8,
+      }),
+    ),
+  );
+  return dir;
+}
+
 /** Receives webhook POSTs (the failure alerts) on a local port. */
 async function hookServer(): Promise<{ server: Server; url: string; got: { body: string; sig: string }[] }> {
   const got: { body: string; sig: string }[] = [];
@@ -103,7 +124,9 @@ describe("mastery schedule (serving/schedule.ts)", () => {
     const lock = new PgAdvisoryLock(PG, `sched-test-${randomBytes(6).toString("hex")}`);
     try {
       // The snapshot in the batch too (batch.features), as before the checks job built it.
-      const config = parseScheduleConfig({ batch: { inbox, features: true } }, {});
+      // With a served model (hand-set filter with a student effect over the generated topics): the batch's last step.
+      const servedModel = servedModelDir(tmp(), 8);
+      const config = parseScheduleConfig({ batch: { inbox, features: true, servedModel } }, {});
       const o = await runScheduledJob({
         job: "batch",
         config,
@@ -136,6 +159,13 @@ describe("mastery schedule (serving/schedule.ts)", () => {
         ))!.n,
       );
       expect(o.counts.featureRows).toBe(pairs);
+      // The first run scores every pair (no watermark yet); the served and latent rows are stored.
+      expect(o.counts.servedPairs).toBe(pairs);
+      expect(o.counts.servedIncremental).toBe(null);
+      const servedRows = await store.one<{ n: bigint }>(
+        "SELECT count(*) AS n FROM student_mastery WHERE score_source IN ('served', 'latent')",
+      );
+      expect(Number(servedRows!.n)).toBe(2 * pairs);
       expect(o.counts.ruleScores).toBe(rule);
       expect(o.counts.bktEloKeys).toBe(bkt);
       expect(bkt).toBe(pairs);
@@ -159,6 +189,8 @@ describe("mastery schedule (serving/schedule.ts)", () => {
       if (again.status === "ok") {
         expect(again.counts.files).toBe(0);
         expect(again.counts.bktEloKeys).toBe(0);
+        // Nothing ingested and no event time between the two as-ofs: no student is scored again.
+        expect(again.counts).toMatchObject({ servedIncremental: true, servedPairs: 0 });
         // Features: the first run was full (no watermark yet), this one incremental with nothing to recompute.
         expect(o.counts.featureMode).toBe("full");
         expect(again.counts).toMatchObject({
@@ -192,6 +224,15 @@ describe("mastery schedule (serving/schedule.ts)", () => {
         expect(day3.counts.ruleScores).toBe(await pairsIngestedAfter(store, wm.ingestedThroughUs));
         expect(day3.counts.ruleScores).toBeGreaterThan(0);
         expect(day3.counts.ruleScores).toBeLessThanOrEqual(day3.counts.featurePairsRecomputed as number);
+        // The served step: every pair of the students with a row ingested since the previous run.
+        const touched = await store.one<{ n: bigint }>(
+          `SELECT count(*) AS n FROM (SELECT DISTINCT student_key, topic_id FROM student_mastery
+           WHERE student_key IN (SELECT student_key FROM raw_events WHERE epoch_us(ingested_at) > $wm::BIGINT))`,
+          { wm: BigInt(wm.ingestedThroughUs) },
+        );
+        expect(day3.counts.servedIncremental).toBe(true);
+        expect(day3.counts.servedPairs).toBe(Number(touched!.n));
+        expect(day3.counts.servedPairs).toBeGreaterThan(day3.counts.ruleScores as number);
         const asOf = new Date(String(day3.counts.asOf));
         await buildFeatures(store, asOf, { table: "features_full_check" });
         const mine = await store.all(
