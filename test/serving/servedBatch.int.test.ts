@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -137,6 +138,53 @@ describe("the daily batch's served step", () => {
         Object.values(r.evidence).reduce((a, b) => a + b, 0),
         name,
       ).toBe(r.scored);
+    }
+  });
+});
+
+describe("`mastery score served`", () => {
+  it("runs the batch's served step (threads from the installed bin) and stores the same rows", {
+    timeout: 300_000,
+  }, async () => {
+    const { model, version } = loadServedModel(modelDir);
+    const ref = await scoredCopy("cli-ref", (s) =>
+      scoreServedBatch(s, model, version, { asOf, now: NOW, workers: 0 }),
+    );
+    const db = join(work, "cli.duckdb");
+    copyFileSync(dbPath, db);
+    // The `mastery` bin as installed (dist/ after `npm ci`'s build; the TypeScript through tsx without one).
+    const out = execFileSync(
+      process.execPath,
+      [
+        join(import.meta.dirname, "../../bin/mastery.js"),
+        ...[
+          "score",
+          "served",
+          "--db",
+          db,
+          "--model",
+          modelDir,
+          "--as-of",
+          asOf.toISOString(),
+          "--workers",
+          "2",
+        ],
+      ],
+      { env: { ...process.env, MASTERY_QUIET: "1" }, encoding: "utf8" },
+    );
+    const res = JSON.parse(out) as { scored: number; workers: number; modelVersion: string };
+    expect(res).toMatchObject({ scored: ref.current.length / 2, workers: 2, modelVersion: version });
+    const store = await DuckStore.open(db);
+    try {
+      // The same rows but the write clock (last_updated, recorded_at, not compared) and the same as-of.
+      const rows = await store.all<{ r: string }>(
+        `SELECT concat_ws('|', student_key, topic_id, score_source, model_version, as_of, explanation,
+                printf('%.17g', mastery_score)) AS r
+         FROM student_mastery WHERE score_source IN ('served', 'latent') ORDER BY r`,
+      );
+      expect(rows.map((x) => x.r)).toEqual(ref.current);
+    } finally {
+      store.close();
     }
   });
 });
