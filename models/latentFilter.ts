@@ -238,6 +238,8 @@ function lnGamma(x: number): number {
 }
 
 const ASSIGN_EPS = 0.01;
+/** Emission rows kept per emission table and kind (LatentKernel.keepLik): 4096 x 40 cells ~ 1.3 MB at most. */
+const LIK_CACHE_SIZE = 4096;
 
 /** The emission's increasing part in [0, 1]: K (linear) or sigmoid(slope (K - threshold)) (logistic). */
 export function emissionShape(params: LatentParams, k: number, threshold?: number): number {
@@ -269,8 +271,21 @@ export class LatentKernel {
   /** Learning map per kind: target cell and weight of the upper neighbour for each source cell. */
   private readonly learnLo: Int32Array[];
   private readonly learnW: Float64Array[];
+  /** Scratch rows (shared by the kernels sharing the emission tables: every method runs to its end alone). */
   private readonly tmp: Float64Array;
   private readonly lik: Float64Array;
+  /** ln x and ln(1 - x) per cell: the discretised Beta prior's terms (`prior`). */
+  private readonly logX: Float64Array;
+  private readonly log1mX: Float64Array;
+  /**
+   * exp(lik - max) per cell and max of an emission that recurs (a practice set's (correct, missed), an
+   * assignment's score): `condition`'s factors, computed once per emission table (the same bits as computing
+   * them again). Shared with the kernels sharing the tables.
+   */
+  private readonly practiceLik: Map<number, { e: Float64Array; max: number }>;
+  private readonly assignmentLik: Map<number, { e: Float64Array; max: number }>;
+  /** 1 - P(correct | K) per cell (a wrong quiz answer's likelihood). */
+  private readonly missEmit: Float64Array;
   /** The learning rates' logit shift (constructor `learnShift`). */
   readonly learnShift: number;
 
@@ -290,6 +305,11 @@ export class LatentKernel {
      * values, so the same bits. Only the learning maps are built.
      */
     tablesOf?: LatentKernel,
+    /**
+     * fold26: a kernel of the same `params` object, `bins` and `learnShift` whose learning maps (which do not
+     * depend on the threshold) this one shares read-only instead of rebuilding them: the same values.
+     */
+    mapsOf?: LatentKernel,
   ) {
     if (!(bins >= 2)) throw new LatentFilterError(`bins must be >= 2 (got ${bins})`);
     if (!(params.guess >= 0 && params.slip >= 0 && params.guess + params.slip < 1))
@@ -299,6 +319,13 @@ export class LatentKernel {
     if (tablesOf !== undefined && (tablesOf.params !== params || tablesOf.bins !== bins))
       throw new LatentFilterError(
         "a kernel can share the emission tables only of a kernel with the same parameters and bins: build it without `tablesOf`",
+      );
+    if (
+      mapsOf !== undefined &&
+      (mapsOf.params !== params || mapsOf.bins !== bins || mapsOf.learnShift !== learnShift)
+    )
+      throw new LatentFilterError(
+        "a kernel can share the learning maps only of a kernel with the same parameters, bins and learning shift: build it without `mapsOf`",
       );
     this.bins = bins;
     this.params = params;
@@ -311,6 +338,13 @@ export class LatentKernel {
     this.betaA = tablesOf?.betaA ?? new Float64Array(G);
     this.betaB = tablesOf?.betaB ?? new Float64Array(G);
     this.betaC = tablesOf?.betaC ?? new Float64Array(G);
+    this.logX = tablesOf?.logX ?? new Float64Array(G);
+    this.log1mX = tablesOf?.log1mX ?? new Float64Array(G);
+    this.tmp = tablesOf?.tmp ?? new Float64Array(G);
+    this.lik = tablesOf?.lik ?? new Float64Array(G);
+    this.practiceLik = tablesOf?.practiceLik ?? new Map();
+    this.assignmentLik = tablesOf?.assignmentLik ?? new Map();
+    this.missEmit = tablesOf?.missEmit ?? new Float64Array(G);
     const c = params.assignmentConcentration;
     for (let i = 0; i < G && !shared; i++) {
       const x = (i + 0.5) / G;
@@ -324,11 +358,14 @@ export class LatentKernel {
       this.betaA[i] = a - 1;
       this.betaB[i] = b - 1;
       this.betaC[i] = lnGamma(c) - lnGamma(a) - lnGamma(b);
+      this.missEmit[i] = 1 - e;
+      this.logX[i] = Math.log(x);
+      this.log1mX[i] = Math.log(1 - x);
     }
-    this.learnLo = [];
-    this.learnW = [];
+    this.learnLo = mapsOf?.learnLo ?? [];
+    this.learnW = mapsOf?.learnW ?? [];
     this.learnShift = learnShift;
-    for (let k = 0; k < LATENT_KINDS.length; k++) {
+    for (let k = 0; k < LATENT_KINDS.length && mapsOf === undefined; k++) {
       const r = shiftedRate(params.learn[k] ?? 0, learnShift);
       const lo = new Int32Array(G);
       const w = new Float64Array(G);
@@ -336,8 +373,6 @@ export class LatentKernel {
       this.learnLo.push(lo);
       this.learnW.push(w);
     }
-    this.tmp = new Float64Array(G);
-    this.lik = new Float64Array(G);
   }
 
   /** Where value y lands on the grid: the cell below and the upper neighbour's share (linear interpolation). */
@@ -363,9 +398,10 @@ export class LatentKernel {
     const a = mean * c;
     const b = (1 - mean) * c;
     let max = Number.NEGATIVE_INFINITY;
+    const lx = this.logX;
+    const l1x = this.log1mX;
     for (let i = 0; i < this.bins; i++) {
-      const x = this.x[i]!;
-      const l = (a - 1) * Math.log(x) + (b - 1) * Math.log(1 - x);
+      const l = (a - 1) * lx[i]! + (b - 1) * l1x[i]!;
       out[i] = l;
       if (l > max) max = l;
     }
@@ -443,27 +479,33 @@ export class LatentKernel {
       if (!(e.n > 0)) return 0;
       if (e.kind === KIND_QUIZ && e.n === 1) {
         let s = 0;
-        const src = e.k >= 1 ? this.emit : null;
-        for (let i = 0; i < G; i++) {
-          const l = src !== null ? src[i]! : 1 - this.emit[i]!;
-          lik[i] = l;
-          s += p[i]! * l;
-        }
-        for (let i = 0; i < G; i++) p[i] = (p[i]! * lik[i]!) / s;
+        const src = e.k >= 1 ? this.emit : this.missEmit;
+        for (let i = 0; i < G; i++) s += p[i]! * src[i]!;
+        for (let i = 0; i < G; i++) p[i] = (p[i]! * src[i]!) / s;
         return Math.log(s);
       }
       const k = e.k;
       const miss = e.n - e.k;
+      // A (correct, missed) pair recurs across pairs and folds: its factors are kept (small whole counts only).
+      const key =
+        Number.isInteger(k) && Number.isInteger(miss) && k >= 0 && miss >= 0 && k < 4096 && miss < 4096
+          ? k + 4096 * miss
+          : -1;
+      const cached = key >= 0 ? this.practiceLik.get(key) : undefined;
+      if (cached !== undefined) return this.conditionBy(p, cached.e, cached.max);
       let max = Number.NEGATIVE_INFINITY;
       for (let i = 0; i < G; i++) {
         const l = k * this.logEmit[i]! + miss * this.logMiss[i]!;
         lik[i] = l;
         if (l > max) max = l;
       }
-      return this.condition(p, max);
+      if (key < 0) return this.condition(p, max);
+      return this.conditionBy(p, this.keepLik(this.practiceLik, key, max), max);
     }
     if (e.kind === KIND_ASSIGNMENT) {
       const s = Math.min(1 - ASSIGN_EPS, Math.max(ASSIGN_EPS, e.k));
+      const cached = this.assignmentLik.get(s);
+      if (cached !== undefined) return this.conditionBy(p, cached.e, cached.max);
       const ls = Math.log(s);
       const l1s = Math.log(1 - s);
       let max = Number.NEGATIVE_INFINITY;
@@ -472,7 +514,7 @@ export class LatentKernel {
         lik[i] = l;
         if (l > max) max = l;
       }
-      return this.condition(p, max);
+      return this.conditionBy(p, this.keepLik(this.assignmentLik, s, max), max);
     }
     return 0;
   }
@@ -490,12 +532,41 @@ export class LatentKernel {
     return Math.log(s) + max;
   }
 
+  /** `condition` with the factors exp(lik - max) given (`keepLik`): the same arithmetic. */
+  private conditionBy(p: Float64Array, f: Float64Array, max: number): number {
+    const G = this.bins;
+    let s = 0;
+    for (let i = 0; i < G; i++) {
+      const v = p[i]! * f[i]!;
+      p[i] = v;
+      s += v;
+    }
+    for (let i = 0; i < G; i++) p[i]! /= s;
+    return Math.log(s) + max;
+  }
+
+  /** exp(lik - max) of the row in `lik`, kept in `cache` under `key` (up to LIK_CACHE_SIZE rows). */
+  private keepLik(
+    cache: Map<number, { e: Float64Array; max: number }>,
+    key: number,
+    max: number,
+  ): Float64Array {
+    const G = this.bins;
+    const f = new Float64Array(G);
+    for (let i = 0; i < G; i++) f[i] = Math.exp(this.lik[i]! - max);
+    if (cache.size < LIK_CACHE_SIZE) cache.set(key, { e: f, max });
+    return f;
+  }
+
   /** Learning from an event of `kind`, then process noise (in place). */
   learnFrom(p: Float64Array, kind: number): void {
     const G = this.bins;
     const t = this.tmp;
     const lo = this.learnLo[kind];
     const w = this.learnW[kind];
+    // The noise reads the learnt posterior (in `t` after learning, else `p`) and writes `p`: each cell's new
+    // value from its old one and its neighbours' (the previous one kept aside), so it can run in place.
+    let src = p;
     if (lo !== undefined && w !== undefined && (this.params.learn[kind] ?? 0) > 0) {
       t.fill(0);
       for (let i = 0; i < G; i++) {
@@ -505,20 +576,19 @@ export class LatentKernel {
         t[j]! += m * (1 - u);
         t[j + 1]! += m * u;
       }
-      p.set(t);
+      src = t;
     }
     const q = this.params.noise;
     if (q > 0) {
       // Reflecting boundaries: the edge cells keep the share that would leave the grid.
-      let prev = p[0]!;
+      let prev = src[0]!;
       for (let i = 0; i < G; i++) {
-        const cur = p[i]!;
-        const next = i + 1 < G ? p[i + 1]! : cur;
-        t[i] = cur * (1 - 2 * q) + q * (i > 0 ? prev : cur) + q * next;
+        const cur = src[i]!;
+        const next = i + 1 < G ? src[i + 1]! : cur;
+        p[i] = cur * (1 - 2 * q) + q * (i > 0 ? prev : cur) + q * next;
         prev = cur;
       }
-      p.set(t);
-    }
+    } else if (src !== p) p.set(src);
   }
 
   /**
@@ -700,11 +770,19 @@ export class LatentFilter {
    */
   private readonly offGridKernels = new Map<number, Map<string, LatentKernel>>();
   private readonly p: Float64Array;
+  /** A float32 posterior to fold in (the lean folds' state: `leanBasisLL`, `predictScore`). */
+  private readonly q: Float32Array;
+  /**
+   * fold26: the discretised prior (float32, as `init` stores it) and its mean per topic and basis offset
+   * (`studentGrid` index): the same for every student, so computed once (a few topics x 7 offsets x 40 cells).
+   */
+  private readonly priors = new Map<string, ({ p: Float32Array; base: number } | undefined)[]>();
 
   constructor(json: LatentModelJson) {
     this.json = json;
     this.kernel = new LatentKernel(json.params, json.bins);
     this.p = new Float64Array(json.bins);
+    this.q = new Float32Array(json.bins);
   }
 
   /** The topic's emission threshold (logistic emission; undefined for the linear one). */
@@ -749,7 +827,16 @@ export class LatentFilter {
     if (k === undefined) {
       // The emission tables are the topic's unshifted kernel's (kept for the model's life): only the learning
       // maps depend on the offset.
-      k = new LatentKernel(this.json.params, this.json.bins, th, loading * offset, this.kernelFor(topic));
+      // fold26: and the learning maps are any kernel's at this offset (they do not depend on the topic).
+      const maps: LatentKernel | undefined = byTopic.values().next().value;
+      k = new LatentKernel(
+        this.json.params,
+        this.json.bins,
+        th,
+        loading * offset,
+        this.kernelFor(topic),
+        maps,
+      );
       byTopic.set(key, k);
     }
     return k;
@@ -785,22 +872,46 @@ export class LatentFilter {
    * `priorOffset` logits (the student effect, LatentFilter.studentOffset; 0 = none).
    */
   init(topic: string, priorOffset = 0): LatentState {
-    const k = this.kernelFor(topic);
-    const p = this.p;
-    const prior = this.priorMean(topic);
-    k.prior(priorOffset === 0 ? prior : sigmoid(logit(prior) + priorOffset), p);
-    const state: LatentState = {
-      p: Float32Array.from(p),
-      base: 0,
+    const p = new Float32Array(this.json.bins);
+    const base = this.priorInto(topic, priorOffset, p);
+    return {
+      p,
+      base,
       contributions: new Float64Array(LATENT_FACTORS.length),
       observations: 0,
       events: 0,
       lastT: Number.NaN,
     };
-    // The discretised prior's mean differs from the topic's prior mean by the grid's rounding: the
-    // explanation's base is the discretised (stored) prior's mean, so base + contributions = score.
-    state.base = meanOf(state.p, k.x);
-    return state;
+  }
+
+  /**
+   * Writes `init`'s posterior (the topic's prior shifted by `priorOffset`, float32) into `out` and returns its
+   * mean: the explanation's base (the discretised prior's mean differs from the topic's prior mean by the grid's
+   * rounding, so base + contributions = score). At a basis offset from the cache (`priors`).
+   */
+  private priorInto(topic: string, priorOffset: number, out: Float32Array): number {
+    const grid = this.studentGrid();
+    const j = grid.indexOf(priorOffset);
+    let byOffset = j < 0 ? undefined : this.priors.get(topic);
+    const hit = byOffset?.[j];
+    if (hit !== undefined) {
+      out.set(hit.p);
+      return hit.base;
+    }
+    const k = this.kernelFor(topic);
+    const p = this.p;
+    const prior = this.priorMean(topic);
+    k.prior(priorOffset === 0 ? prior : sigmoid(logit(prior) + priorOffset), p);
+    for (let i = 0; i < p.length; i++) out[i] = p[i]!;
+    const base = meanOf(out, k.x);
+    if (j >= 0) {
+      if (byOffset === undefined) {
+        byOffset = new Array(grid.length);
+        this.priors.set(topic, byOffset);
+      }
+      byOffset[j] = { p: out.slice(), base };
+    }
+    return base;
   }
 
   /**
@@ -815,7 +926,11 @@ export class LatentFilter {
   step(s: LatentState, e: LatentEvent, topic = "", offset = 0): number {
     if (s.p.length !== this.json.bins)
       throw new LatentFilterError(`latent state has ${s.p.length} cells, the model ${this.json.bins}`);
-    const k = this.kernelFor(topic, offset);
+    return this.stepWith(s, e, this.kernelFor(topic, offset));
+  }
+
+  /** `step` with the kernel given (`kernelFor(topic, offset)`). */
+  private stepWith(s: LatentState, e: LatentEvent, k: LatentKernel): number {
     const p = this.p;
     for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
     const c = s.contributions;
@@ -850,9 +965,8 @@ export class LatentFilter {
     const k = this.kernelFor(topic);
     const p = this.p;
     for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
-    const contributions = Object.fromEntries(
-      LATENT_FACTORS.map((f, i) => [f, s.contributions[i]!]),
-    ) as Record<LatentFactor, number>;
+    const contributions = {} as Record<LatentFactor, number>;
+    for (let i = 0; i < LATENT_FACTORS.length; i++) contributions[LATENT_FACTORS[i]!] = s.contributions[i]!;
     let mean = k.mean(p);
     const last = s.lastT;
     const prm = this.json.params;
@@ -1014,11 +1128,15 @@ export class LatentFilter {
    * of covered topics (`studentTopic`), then `offsetFromSummary`. Exact sums: any order of the pairs.
    */
   studentOffsetOf(pairs: readonly { topic: string; state: LatentBasisState }[]): number {
+    return this.offsetOfLogLiks(pairs.map(({ topic, state }) => ({ topic, ll: state.ll })));
+  }
+
+  /** `studentOffsetOf` from each pair's basis log-likelihoods (LatentBasisState.ll): the same sums. */
+  private offsetOfLogLiks(pairs: readonly { topic: string; ll: Float64Array }[]): number {
     const sum = new Float64Array(this.studentGrid().length);
-    for (const { topic, state } of pairs) {
+    for (const { topic, ll } of pairs) {
       if (!this.studentTopic(topic)) continue;
-      const q = LatentFilter.summary(state);
-      for (let j = 0; j < sum.length; j++) sum[j]! += q[j]!;
+      for (let j = 0; j < sum.length; j++) sum[j]! += Math.round(ll[j]! * LL_QUANTUM) / LL_QUANTUM;
     }
     return this.offsetFromSummary(sum);
   }
@@ -1036,15 +1154,22 @@ export class LatentFilter {
         `latent state has ${b.parts.length} basis parts, the model's student effect ${grid.length}: rebuild it from its events`,
       );
     if (grid.length === 1) return b.parts[0]!;
+    const { j, w } = this.basisPosition(offset);
+    return this.mixParts(b.parts[j]!, b.parts[j + 1]!, b.ll[j]!, b.ll[j + 1]!, w);
+  }
+
+  /** The basis parts `j`, `j + 1` that `offset` lies between (clamped to the grid) and the upper one's prior weight. */
+  private basisPosition(offset: number): { j: number; w: number } {
+    const grid = this.studentGrid();
     const lo = grid[0]!;
     const step = grid[1]! - lo;
     const pos = Math.min(grid.length - 1, Math.max(0, (offset - lo) / step));
     const j = Math.min(grid.length - 2, Math.floor(pos));
-    const w = pos - j;
-    const a = b.parts[j]!;
-    const c = b.parts[j + 1]!;
-    const la = b.ll[j]!;
-    const lc = b.ll[j + 1]!;
+    return { j, w: pos - j };
+  }
+
+  /** `mixAt` of two neighbouring basis parts with log-likelihoods `la`, `lc` and the upper one's prior weight `w`. */
+  private mixParts(a: LatentState, c: LatentState, la: number, lc: number, w: number): LatentState {
     const m = Math.max(la, lc);
     let wa = (1 - w) * Math.exp(la - m);
     let wc = w * Math.exp(lc - m);
@@ -1067,27 +1192,77 @@ export class LatentFilter {
 
   /**
    * Each basis part's log-likelihood of a sequence with `step`'s arithmetic (float32 posterior between events),
-   * and the parts' posteriors only (no explanation): for the summaries. Not a state to store or score.
+   * without the explanation or a state kept: for the summaries (`offsetOfLogLiks`).
    */
-  private leanBasis(topic: string, events: readonly LatentEvent[]): LatentBasisState {
-    const b = this.initBasis(topic);
+  private leanBasisLL(topic: string, events: readonly LatentEvent[]): Float64Array {
     const grid = this.studentGrid();
+    const out = new Float64Array(grid.length);
     const p = this.p;
-    b.parts.forEach((s, j) => {
+    const q = this.q;
+    for (let j = 0; j < grid.length; j++) {
       const k = this.kernelFor(topic, grid[j]!);
+      const base = this.priorInto(topic, grid[j]!, q);
       let ll = 0;
       let last = Number.NaN;
       for (const e of events) {
-        for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
-        if (Number.isFinite(last)) k.forget(p, e.t - last, s.base);
+        for (let i = 0; i < p.length; i++) p[i] = q[i]!;
+        if (Number.isFinite(last)) k.forget(p, e.t - last, base);
         last = e.t;
         ll += k.observe(p, e);
         k.learnFrom(p, e.kind);
-        s.p.set(p);
+        q.set(p);
       }
-      b.ll[j] = ll;
-    });
-    return b;
+      out[j] = ll;
+    }
+    return out;
+  }
+
+  /**
+   * `predict(topic, events, asOfDays, priorOffset).score` without the explanation: the same folds (float32
+   * posterior between events) and the same arithmetic of the score (`estimate`), for the interval's widening
+   * (models/latentStudent.ts), which needs only the score.
+   */
+  predictScore(topic: string, events: readonly LatentEvent[], asOfDays: number, priorOffset = 0): number {
+    const p = this.p;
+    const q = this.q;
+    const base = this.priorInto(topic, priorOffset, q);
+    const k = this.kernelFor(topic, priorOffset);
+    let last = Number.NaN;
+    let observations = 0;
+    for (const e of events) {
+      for (let i = 0; i < p.length; i++) p[i] = q[i]!;
+      if (Number.isFinite(last)) k.forget(p, e.t - last, base);
+      last = e.t;
+      k.observe(p, e);
+      if (OBS_FACTOR[e.kind] !== undefined) observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
+      k.learnFrom(p, e.kind);
+      q.set(p);
+    }
+    // `estimate`'s score, in its order of operations.
+    const ke = this.kernelFor(topic);
+    for (let i = 0; i < p.length; i++) p[i] = q[i]!;
+    let mean = ke.mean(p);
+    const prm = this.json.params;
+    const idle = prm.asOfForgetting === "decay" && Number.isFinite(last) ? Math.max(0, asOfDays - last) : 0;
+    if (Number.isFinite(last) && prm.asOfForgetting !== "decay") {
+      ke.forget(p, asOfDays - last, base);
+      mean = ke.mean(p);
+    }
+    // The durable-share floor is the posterior's, before the centre's shift (only the as-of decay uses it).
+    let floor = prm.floor;
+    if (idle > 0 && prm.durableShare !== undefined) {
+      let above = 0;
+      for (let i = 0; i < p.length; i++) if (ke.x[i]! > base) above += p[i]! * (ke.x[i]! - base);
+      floor = mean - (1 - prm.durableShare) * above;
+    }
+    let score = mean;
+    const shift = centreShiftAt(this.json.centreShiftByEvidence, observations);
+    if (shift !== 0) {
+      score = Math.min(1, Math.max(0, score + shift));
+      mean = score;
+    }
+    if (idle > 0) score = decayTowards(mean, floor, prm.halfLifeDays, idle);
+    return score;
   }
 
   /** A fold of a sequence from every basis prior. */
@@ -1122,20 +1297,20 @@ export class LatentFilter {
     // The summaries from lean folds (the same arithmetic as `step`, so the same log-likelihood bits, without
     // the explanation's bookkeeping); then the full fold of only the two basis parts the offset mixes.
     const grid = this.studentGrid();
-    const pairs = sequences.map((s) => ({ topic: s.topic, state: this.leanBasis(s.topic, s.events) }));
-    const offset = this.studentOffsetOf(pairs);
+    const pairs = sequences.map((s) => ({ topic: s.topic, ll: this.leanBasisLL(s.topic, s.events) }));
+    const offset = this.offsetOfLogLiks(pairs);
     const estimates = pairs.map((x, i) => {
       const off = this.offsetFor(x.topic, offset);
       const events = sequences[i]!.events;
       if (grid.length === 1) return this.predict(x.topic, events, asOfDays);
-      const pos = (off - grid[0]!) / (grid[1]! - grid[0]!);
-      const j = Math.min(grid.length - 2, Math.floor(Math.min(grid.length - 1, Math.max(0, pos))));
-      for (const at of [j, j + 1]) {
-        const part = this.init(x.topic, grid[at]!);
-        for (const e of events) this.step(part, e, x.topic, grid[at]!);
-        x.state.parts[at] = part;
-      }
-      return this.estimate(this.mixAt(x.state, off), asOfDays, x.topic);
+      const { j, w } = this.basisPosition(off);
+      const a = this.init(x.topic, grid[j]!);
+      const ka = this.kernelFor(x.topic, grid[j]!);
+      for (const e of events) this.stepWith(a, e, ka);
+      const c = this.init(x.topic, grid[j + 1]!);
+      const kc = this.kernelFor(x.topic, grid[j + 1]!);
+      for (const e of events) this.stepWith(c, e, kc);
+      return this.estimate(this.mixParts(a, c, x.ll[j]!, x.ll[j + 1]!, w), asOfDays, x.topic);
     });
     return { offset, estimates };
   }
