@@ -20,7 +20,7 @@
  *   STUDENT_LIMIT=n scores only the first n students (smoke runs); PASSES (default 1).
  */
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";

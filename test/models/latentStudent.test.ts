@@ -1,7 +1,10 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { type LatentEstimate, type LatentFilter, LatentKernel } from "../../models/latentFilter.ts";
 import { scoreStudentLatent } from "../../models/latentStudent.ts";
+import { latentEventArb, latentEvents } from "./latentFixtures.ts";
 import {
   digestNumbers,
   LATENT_STUDENT_OPTIONS,
@@ -38,5 +41,84 @@ describe("scoreStudentLatent is bit for bit the scoring before the optimisations
     expect(r.filter((x) => x.offsetSd > 0).length).toBeGreaterThan(30);
     expect(r.filter((x) => x.priors.length > 0).length).toBeGreaterThan(5);
     expect(new Set(r.map((x) => x.offset)).size).toBeGreaterThan(30);
+  });
+});
+
+describe("the lean paths compute the full folds' numbers (fold26)", () => {
+  const topicArb = fc.constantFrom("A", "B", "C", "D", "Z");
+
+  it("predictScore is predict's score, bit for bit, at any offset, for every variant", () => {
+    for (const { model } of LATENT_STUDENT_VARIANTS)
+      fc.assert(
+        fc.property(
+          fc.array(latentEventArb, { maxLength: 30 }),
+          topicArb,
+          fc.double({ min: -4, max: 4, noNaN: true }),
+          fc.double({ min: 0, max: 60, noNaN: true }),
+          (raw, topic, offset, idle) => {
+            const events = latentEvents(raw);
+            const asOf = (events[events.length - 1]?.t ?? 0) + idle;
+            expect(
+              Object.is(
+                model.predictScore(topic, events, asOf, offset),
+                model.predict(topic, events, asOf, offset).score,
+              ),
+            ).toBe(true);
+          },
+        ),
+        { numRuns: 60 },
+      );
+  });
+
+  it("predictStudent is the full fold of every basis part mixed at the student's offset, bit for bit", () => {
+    // Every number of an estimate as its float64 bits (hex), so -0 / NaN / 1 ulp differences show.
+    const bits = (e: LatentEstimate) =>
+      latentStudentNumbers({ offset: 0, offsetSd: 0, estimates: [e], priors: [] }).map((x) =>
+        Buffer.from(Float64Array.of(x).buffer).toString("hex"),
+      );
+    for (const { model } of LATENT_STUDENT_VARIANTS)
+      fc.assert(
+        fc.property(
+          fc.array(fc.tuple(topicArb, fc.array(latentEventArb, { minLength: 1, maxLength: 20 })), {
+            minLength: 1,
+            maxLength: 4,
+          }),
+          fc.double({ min: 0, max: 30, noNaN: true }),
+          (pairs, idle) => {
+            const seqs = pairs.map(([topic, raw]) => ({ topic, events: latentEvents(raw) }));
+            const asOf = Math.max(...seqs.map((s) => s.events[s.events.length - 1]!.t)) + idle;
+            // The straightforward path: every basis part folded with `step`, the offset from their summaries.
+            const states = seqs.map((s) => ({ topic: s.topic, state: model.foldBasis(s.topic, s.events) }));
+            const offset = model.studentOffsetOf(states);
+            const want = states.map(({ topic, state }) =>
+              model.estimate(model.mixAt(state, model.offsetFor(topic, offset)), asOf, topic),
+            );
+            const got = model.predictStudent(seqs, asOf);
+            expect(Object.is(got.offset, offset)).toBe(true);
+            expect(got.estimates.map(bits)).toEqual(want.map(bits));
+          },
+        ),
+        { numRuns: 25 },
+      );
+  });
+
+  it("a kernel on another's learning maps runs as one built alone, and refuses maps of another shift", () => {
+    const model = LATENT_STUDENT_VARIANTS[3]!.model as LatentFilter;
+    const params = model.json.params;
+    const a = model.kernelFor("A", 0.731);
+    const b = model.kernelFor("B", 0.731);
+    const alone = new LatentKernel(params, 40, model.threshold("B"), 0.731);
+    fc.assert(
+      fc.property(fc.array(latentEventArb, { maxLength: 30 }), (raw) => {
+        const ev = latentEvents(raw);
+        const p1 = new Float64Array(40);
+        const p2 = new Float64Array(40);
+        expect(Object.is(b.run(ev, 0.45, p1), alone.run(ev, 0.45, p2))).toBe(true);
+        expect(Array.from(p1)).toEqual(Array.from(p2));
+      }),
+      { numRuns: 50 },
+    );
+    expect(b.learnShift).toBe(a.learnShift);
+    expect(() => new LatentKernel(params, 40, 0.5, 0.2, undefined, a)).toThrow(/without `mapsOf`/);
   });
 });
