@@ -269,8 +269,8 @@ export class LatentKernel {
   private readonly betaB: Float64Array;
   private readonly betaC: Float64Array;
   /** Learning map per kind: target cell and weight of the upper neighbour for each source cell. */
-  private readonly learnLo: Int32Array[];
-  private readonly learnW: Float64Array[];
+  private readonly learnLo: Int32Array;
+  private readonly learnW: Float64Array;
   /** Scratch rows (shared by the kernels sharing the emission tables: every method runs to its end alone). */
   private readonly tmp: Float64Array;
   private readonly lik: Float64Array;
@@ -362,16 +362,14 @@ export class LatentKernel {
       this.logX[i] = Math.log(x);
       this.log1mX[i] = Math.log(1 - x);
     }
-    this.learnLo = mapsOf?.learnLo ?? [];
-    this.learnW = mapsOf?.learnW ?? [];
+    // One row of G cells per kind (LATENT_KINDS order) in one array each: a few allocations per kernel.
+    this.learnLo = mapsOf?.learnLo ?? new Int32Array(LATENT_KINDS.length * G);
+    this.learnW = mapsOf?.learnW ?? new Float64Array(LATENT_KINDS.length * G);
     this.learnShift = learnShift;
     for (let k = 0; k < LATENT_KINDS.length && mapsOf === undefined; k++) {
       const r = shiftedRate(params.learn[k] ?? 0, learnShift);
-      const lo = new Int32Array(G);
-      const w = new Float64Array(G);
-      for (let i = 0; i < G; i++) this.place(this.x[i]! + r * (1 - this.x[i]!), lo, w, i);
-      this.learnLo.push(lo);
-      this.learnW.push(w);
+      for (let i = 0; i < G; i++)
+        this.place(this.x[i]! + r * (1 - this.x[i]!), this.learnLo, this.learnW, k * G + i);
     }
   }
 
@@ -558,21 +556,31 @@ export class LatentKernel {
     return f;
   }
 
-  /** Learning from an event of `kind`, then process noise (in place). */
-  learnFrom(p: Float64Array, kind: number): void {
+  /**
+   * Learning from an event of `kind`, then process noise (in place). `round32`: leave p rounded to float32, as a
+   * copy through a Float32Array would (Math.fround is the same rounding): the stored form LatentFilter.step keeps
+   * between events.
+   */
+  learnFrom(p: Float64Array, kind: number, round32 = false): void {
     const G = this.bins;
     const t = this.tmp;
-    const lo = this.learnLo[kind];
-    const w = this.learnW[kind];
+    const lo = this.learnLo;
+    const w = this.learnW;
     // The noise reads the learnt posterior (in `t` after learning, else `p`) and writes `p`: each cell's new
     // value from its old one and its neighbours' (the previous one kept aside), so it can run in place.
     let src = p;
-    if (lo !== undefined && w !== undefined && (this.params.learn[kind] ?? 0) > 0) {
+    if (
+      Number.isInteger(kind) &&
+      kind >= 0 &&
+      kind < LATENT_KINDS.length &&
+      (this.params.learn[kind] ?? 0) > 0
+    ) {
       t.fill(0);
+      const at = kind * G;
       for (let i = 0; i < G; i++) {
         const m = p[i]!;
-        const j = lo[i]!;
-        const u = w[i]!;
+        const j = lo[at + i]!;
+        const u = w[at + i]!;
         t[j]! += m * (1 - u);
         t[j + 1]! += m * u;
       }
@@ -582,13 +590,22 @@ export class LatentKernel {
     if (q > 0) {
       // Reflecting boundaries: the edge cells keep the share that would leave the grid.
       let prev = src[0]!;
-      for (let i = 0; i < G; i++) {
-        const cur = src[i]!;
-        const next = i + 1 < G ? src[i + 1]! : cur;
-        p[i] = cur * (1 - 2 * q) + q * (i > 0 ? prev : cur) + q * next;
-        prev = cur;
-      }
-    } else if (src !== p) p.set(src);
+      if (round32)
+        for (let i = 0; i < G; i++) {
+          const cur = src[i]!;
+          const next = i + 1 < G ? src[i + 1]! : cur;
+          p[i] = Math.fround(cur * (1 - 2 * q) + q * (i > 0 ? prev : cur) + q * next);
+          prev = cur;
+        }
+      else
+        for (let i = 0; i < G; i++) {
+          const cur = src[i]!;
+          const next = i + 1 < G ? src[i + 1]! : cur;
+          p[i] = cur * (1 - 2 * q) + q * (i > 0 ? prev : cur) + q * next;
+          prev = cur;
+        }
+    } else if (round32) for (let i = 0; i < G; i++) p[i] = Math.fround(src[i]!);
+    else if (src !== p) p.set(src);
   }
 
   /**
@@ -777,12 +794,17 @@ export class LatentFilter {
    * (`studentGrid` index): the same for every student, so computed once (a few topics x 7 offsets x 40 cells).
    */
   private readonly priors = new Map<string, ({ p: Float32Array; base: number } | undefined)[]>();
+  /** Two states to fold the basis parts predictStudent mixes into (mixParts copies what it keeps). */
+  private readonly scratchA: LatentState;
+  private readonly scratchC: LatentState;
 
   constructor(json: LatentModelJson) {
     this.json = json;
     this.kernel = new LatentKernel(json.params, json.bins);
     this.p = new Float64Array(json.bins);
     this.q = new Float32Array(json.bins);
+    this.scratchA = this.init("", 0);
+    this.scratchC = this.init("", 0);
   }
 
   /** The topic's emission threshold (logistic emission; undefined for the linear one). */
@@ -871,6 +893,16 @@ export class LatentFilter {
    * The state of a pair without events: the topic's prior on the grid (float32, as stored), its mean shifted by
    * `priorOffset` logits (the student effect, LatentFilter.studentOffset; 0 = none).
    */
+  /** `init` into an existing state (the scratch states of predictStudent's folds). */
+  private initInto(s: LatentState, topic: string, priorOffset: number): LatentState {
+    s.base = this.priorInto(topic, priorOffset, s.p);
+    s.contributions.fill(0);
+    s.observations = 0;
+    s.events = 0;
+    s.lastT = Number.NaN;
+    return s;
+  }
+
   init(topic: string, priorOffset = 0): LatentState {
     const p = new Float32Array(this.json.bins);
     const base = this.priorInto(topic, priorOffset, p);
@@ -927,6 +959,41 @@ export class LatentFilter {
     if (s.p.length !== this.json.bins)
       throw new LatentFilterError(`latent state has ${s.p.length} cells, the model ${this.json.bins}`);
     return this.stepWith(s, e, this.kernelFor(topic, offset));
+  }
+
+  /**
+   * `step` of every event of `events` into `s` with the kernel given (`kernelFor(topic, offset)`): the same
+   * arithmetic, the posterior kept float32-rounded in place between events (learnFrom's round32) and stored once.
+   */
+  private foldInto(s: LatentState, events: readonly LatentEvent[], k: LatentKernel): void {
+    const p = this.p;
+    for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
+    const c = s.contributions;
+    let mean = k.mean(p);
+    for (const e of events) {
+      if (Number.isFinite(s.lastT)) {
+        k.forget(p, e.t - s.lastT, s.base);
+        const m = k.mean(p);
+        c[FACTOR_FORGETTING]! += m - mean;
+        mean = m;
+      }
+      s.lastT = e.t;
+      k.observe(p, e);
+      const of = OBS_FACTOR[e.kind];
+      if (of !== undefined) {
+        const m = k.mean(p);
+        c[of]! += m - mean;
+        mean = m;
+        s.observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
+      }
+      k.learnFrom(p, e.kind, true);
+      // The rounded posterior's mean (`step`'s meanOf(s.p)) is the next event's starting mean.
+      const m = k.mean(p);
+      c[LEARN_FACTOR[e.kind] ?? LEARN_FACTOR[KIND_QUIZ]!]! += m - mean;
+      mean = m;
+      s.events++;
+    }
+    s.p.set(p);
   }
 
   /** `step` with the kernel given (`kernelFor(topic, offset)`). */
@@ -1202,15 +1269,15 @@ export class LatentFilter {
     for (let j = 0; j < grid.length; j++) {
       const k = this.kernelFor(topic, grid[j]!);
       const base = this.priorInto(topic, grid[j]!, q);
+      for (let i = 0; i < p.length; i++) p[i] = q[i]!;
       let ll = 0;
       let last = Number.NaN;
+      // `p` holds float32 values between events (learnFrom's round32): `step`'s copy through s.p, in place.
       for (const e of events) {
-        for (let i = 0; i < p.length; i++) p[i] = q[i]!;
         if (Number.isFinite(last)) k.forget(p, e.t - last, base);
         last = e.t;
         ll += k.observe(p, e);
-        k.learnFrom(p, e.kind);
-        q.set(p);
+        k.learnFrom(p, e.kind, true);
       }
       out[j] = ll;
     }
@@ -1227,20 +1294,18 @@ export class LatentFilter {
     const q = this.q;
     const base = this.priorInto(topic, priorOffset, q);
     const k = this.kernelFor(topic, priorOffset);
+    for (let i = 0; i < p.length; i++) p[i] = q[i]!;
     let last = Number.NaN;
     let observations = 0;
     for (const e of events) {
-      for (let i = 0; i < p.length; i++) p[i] = q[i]!;
       if (Number.isFinite(last)) k.forget(p, e.t - last, base);
       last = e.t;
       k.observe(p, e);
       if (OBS_FACTOR[e.kind] !== undefined) observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
-      k.learnFrom(p, e.kind);
-      q.set(p);
+      k.learnFrom(p, e.kind, true);
     }
     // `estimate`'s score, in its order of operations.
     const ke = this.kernelFor(topic);
-    for (let i = 0; i < p.length; i++) p[i] = q[i]!;
     let mean = ke.mean(p);
     const prm = this.json.params;
     const idle = prm.asOfForgetting === "decay" && Number.isFinite(last) ? Math.max(0, asOfDays - last) : 0;
@@ -1304,12 +1369,10 @@ export class LatentFilter {
       const events = sequences[i]!.events;
       if (grid.length === 1) return this.predict(x.topic, events, asOfDays);
       const { j, w } = this.basisPosition(off);
-      const a = this.init(x.topic, grid[j]!);
-      const ka = this.kernelFor(x.topic, grid[j]!);
-      for (const e of events) this.stepWith(a, e, ka);
-      const c = this.init(x.topic, grid[j + 1]!);
-      const kc = this.kernelFor(x.topic, grid[j + 1]!);
-      for (const e of events) this.stepWith(c, e, kc);
+      const a = this.initInto(this.scratchA, x.topic, grid[j]!);
+      this.foldInto(a, events, this.kernelFor(x.topic, grid[j]!));
+      const c = this.initInto(this.scratchC, x.topic, grid[j + 1]!);
+      this.foldInto(c, events, this.kernelFor(x.topic, grid[j + 1]!));
       return this.estimate(this.mixParts(a, c, x.ll[j]!, x.ll[j + 1]!, w), asOfDays, x.topic);
     });
     return { offset, estimates };
