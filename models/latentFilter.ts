@@ -254,6 +254,19 @@ export function shiftedRate(r: number, shift: number): number {
   return 1 / (1 + Math.exp(-(Math.log(r / (1 - r)) + shift)));
 }
 
+/** Forgetting plans by dt (LatentKernel.keepForgetPlans): slot per dt, each slot's targets, weights and decay. */
+interface ForgetPlans {
+  slots: Map<number, number>;
+  j: Int32Array;
+  w: Float64Array;
+  d: Float64Array;
+  /** Per slot: the first cell from which on no move but the spread's loss reaches the floor's two cells. */
+  fast: Int32Array;
+  next: number;
+}
+/** Gaps kept per emission table (a student's pair has ~10 events; a ring: the oldest are dropped together). */
+const FORGET_PLAN_SLOTS = 128;
+
 /** Per-parameter-set tables of one filter (grid, emissions, learning maps); built once per likelihood. */
 export class LatentKernel {
   readonly bins: number;
@@ -288,6 +301,8 @@ export class LatentKernel {
   private readonly missEmit: Float64Array;
   /** The learning rates' logit shift (constructor `learnShift`). */
   readonly learnShift: number;
+  /** The forgetting's plans per dt (`keepForgetPlans`; null = computed every time). Shared like the tables. */
+  private plans: ForgetPlans | null;
 
   /**
    * `learnShift` (logits, round 14): every learning rate r_k > 0 of `params` becomes sigmoid(logit(r_k) +
@@ -345,6 +360,7 @@ export class LatentKernel {
     this.practiceLik = tablesOf?.practiceLik ?? new Map();
     this.assignmentLik = tablesOf?.assignmentLik ?? new Map();
     this.missEmit = tablesOf?.missEmit ?? new Float64Array(G);
+    this.plans = tablesOf?.plans ?? null;
     const c = params.assignmentConcentration;
     for (let i = 0; i < G && !shared; i++) {
       const x = (i + 0.5) / G;
@@ -420,12 +436,23 @@ export class LatentKernel {
   forget(p: Float64Array, dtDays: number, base = Number.NaN): void {
     if (!(dtDays > 0)) return;
     const { halfLifeDays, durableShare } = this.params;
-    const decay = 2 ** (-dtDays / halfLifeDays);
     const durable = durableShare !== undefined;
+    // fold26: the global floor's moves depend only on dt: planned once per dt (`keepForgetPlans`).
+    const plans = durable ? null : this.plans;
+    const slot = plans?.slots.get(dtDays);
+    if (plans !== null && slot !== undefined) {
+      this.forgetByPlan(p, plans, slot);
+      return;
+    }
+    const decay = 2 ** (-dtDays / halfLifeDays);
     if (durable && !Number.isFinite(base))
       throw new LatentFilterError("the durable-share forgetting needs the pair's prior mean (base)");
     const floor = durable ? base : this.params.floor;
     const d = durable ? durableShare + (1 - durableShare) * decay : decay;
+    if (plans !== null) {
+      this.forgetByPlan(p, plans, this.planForget(plans, dtDays, floor, d));
+      return;
+    }
     if (d >= 1) return;
     const G = this.bins;
     const t = this.tmp;
@@ -463,6 +490,131 @@ export class LatentKernel {
         if (fw > 0) t[fj + 1]! += l * fw;
       }
     }
+    p.set(t);
+  }
+
+  /**
+   * Keep the global-floor forgetting's moves per dt (a plan: each cell's target and weight, `forget`'s very
+   * numbers) in a ring of FORGET_PLAN_SLOTS, shared with the kernels built on this one's tables afterwards: a
+   * student's pair is folded ~14 times over the same gaps. For the filter's own kernels (LatentFilter.kernelFor).
+   */
+  keepForgetPlans(): this {
+    if (this.plans === null) {
+      const G = this.bins;
+      const n = FORGET_PLAN_SLOTS;
+      this.plans = {
+        slots: new Map(),
+        j: new Int32Array(n * G),
+        w: new Float64Array(n * G),
+        d: new Float64Array(n),
+        fast: new Int32Array(n),
+        next: 0,
+      };
+    }
+    return this;
+  }
+
+  /** Writes the plan of a move by `d` towards `floor` into the next slot (keyed by `dtDays`) and returns the slot. */
+  private planForget(plans: ForgetPlans, dtDays: number, floor: number, d: number): number {
+    if (plans.next === FORGET_PLAN_SLOTS) {
+      plans.slots.clear();
+      plans.next = 0;
+    }
+    const slot = plans.next++;
+    plans.slots.set(dtDays, slot);
+    plans.d[slot] = d;
+    const G = this.bins;
+    const at = slot * G;
+    // -1: the cell is at or below the floor (its mass stays); -2: it lands below the first midpoint; else the
+    // cell below and the upper neighbour's share, as `forget` computes them.
+    const fPos = floor * G - 0.5;
+    const fj = fPos <= 0 ? 0 : Math.min(G - 2, Math.floor(fPos));
+    let fast = 0;
+    for (let i = 0; i < G; i++) {
+      const x = this.x[i]!;
+      if (x <= floor) {
+        plans.j[at + i] = -1;
+        fast = i + 1;
+        continue;
+      }
+      const pos = (floor + (x - floor) * d) * G - 0.5;
+      if (pos <= 0) plans.j[at + i] = -2;
+      else {
+        const j = Math.floor(pos);
+        plans.j[at + i] = j;
+        plans.w[at + i] = pos - j;
+      }
+      // A cell that may add to the floor's cells fj, fj + 1 other than by the spread's loss (its own mass kept,
+      // or its move's targets) is in the general part.
+      const tj = pos <= 0 ? 0 : Math.floor(pos);
+      if (i <= fj + 1 || tj <= fj + 1) fast = i + 1;
+    }
+    plans.fast[slot] = fast;
+    return slot;
+  }
+
+  /** `forget` by a plan (`planForget`): the same additions in the same order. */
+  private forgetByPlan(p: Float64Array, plans: ForgetPlans, slot: number): void {
+    const d = plans.d[slot]!;
+    if (d >= 1) return;
+    const G = this.bins;
+    const t = this.tmp;
+    t.fill(0);
+    const floor = this.params.floor;
+    const s = this.params.forgetSpread ?? 0;
+    const glide = 1 - s;
+    const keep = s * d;
+    const lose = s * (1 - d);
+    const fPos = floor * G - 0.5;
+    const fj = fPos <= 0 ? 0 : Math.min(G - 2, Math.floor(fPos));
+    const fw = fPos <= 0 ? 0 : Math.min(1, fPos - fj);
+    const at = slot * G;
+    const pj = plans.j;
+    const pw = plans.w;
+    const fast = plans.fast[slot]!;
+    for (let i = 0; i < fast; i++) {
+      const m = p[i]!;
+      if (m === 0) continue;
+      const j = pj[at + i]!;
+      if (j === -1) {
+        t[i]! += m;
+        continue;
+      }
+      const g = s > 0 ? m * glide : m;
+      if (j === -2) t[0]! += g;
+      else {
+        const w = pw[at + i]!;
+        t[j]! += g * (1 - w);
+        if (w > 0) t[j + 1]! += g * w;
+      }
+      if (s > 0) {
+        t[i]! += m * keep;
+        const l = m * lose;
+        t[fj]! += l * (1 - fw);
+        if (fw > 0) t[fj + 1]! += l * fw;
+      }
+    }
+    // From `fast` on only the spread's loss adds to the floor's cells: their sums are carried in registers (the
+    // same additions in the same order).
+    let f0 = t[fj]!;
+    let f1 = t[fj + 1]!;
+    for (let i = fast; i < G; i++) {
+      const m = p[i]!;
+      if (m === 0) continue;
+      const j = pj[at + i]!;
+      const g = s > 0 ? m * glide : m;
+      const w = pw[at + i]!;
+      t[j]! += g * (1 - w);
+      if (w > 0) t[j + 1]! += g * w;
+      if (s > 0) {
+        t[i]! += m * keep;
+        const l = m * lose;
+        f0 += l * (1 - fw);
+        if (fw > 0) f1 += l * fw;
+      }
+    }
+    t[fj] = f0;
+    t[fj + 1] = f1;
     p.set(t);
   }
 
@@ -577,31 +729,51 @@ export class LatentKernel {
     ) {
       t.fill(0);
       const at = kind * G;
+      // The two target cells c, c + 1 are carried in registers while consecutive cells land on them (the map
+      // is monotone): every cell still receives the same additions in the same order, without a store and a
+      // reload between them.
+      let c = -1;
+      let tc = 0;
+      let tc1 = 0;
       for (let i = 0; i < G; i++) {
         const m = p[i]!;
         const j = lo[at + i]!;
         const u = w[at + i]!;
-        t[j]! += m * (1 - u);
-        t[j + 1]! += m * u;
+        if (j !== c) {
+          if (c >= 0) {
+            t[c] = tc;
+            t[c + 1] = tc1;
+          }
+          c = j;
+          tc = t[j]!;
+          tc1 = t[j + 1]!;
+        }
+        tc += m * (1 - u);
+        tc1 += m * u;
+      }
+      if (c >= 0) {
+        t[c] = tc;
+        t[c + 1] = tc1;
       }
       src = t;
     }
     const q = this.params.noise;
     if (q > 0) {
       // Reflecting boundaries: the edge cells keep the share that would leave the grid.
+      const stay = 1 - 2 * q;
       let prev = src[0]!;
       if (round32)
         for (let i = 0; i < G; i++) {
           const cur = src[i]!;
           const next = i + 1 < G ? src[i + 1]! : cur;
-          p[i] = Math.fround(cur * (1 - 2 * q) + q * (i > 0 ? prev : cur) + q * next);
+          p[i] = Math.fround(cur * stay + q * (i > 0 ? prev : cur) + q * next);
           prev = cur;
         }
       else
         for (let i = 0; i < G; i++) {
           const cur = src[i]!;
           const next = i + 1 < G ? src[i + 1]! : cur;
-          p[i] = cur * (1 - 2 * q) + q * (i > 0 ? prev : cur) + q * next;
+          p[i] = cur * stay + q * (i > 0 ? prev : cur) + q * next;
           prev = cur;
         }
     } else if (round32) for (let i = 0; i < G; i++) p[i] = Math.fround(src[i]!);
@@ -800,7 +972,7 @@ export class LatentFilter {
 
   constructor(json: LatentModelJson) {
     this.json = json;
-    this.kernel = new LatentKernel(json.params, json.bins);
+    this.kernel = new LatentKernel(json.params, json.bins).keepForgetPlans();
     this.p = new Float64Array(json.bins);
     this.q = new Float32Array(json.bins);
     this.scratchA = this.init("", 0);
@@ -825,7 +997,7 @@ export class LatentFilter {
       if (th === undefined) return this.kernel;
       let k = this.kernels.get(topic);
       if (k === undefined) {
-        k = new LatentKernel(this.json.params, this.json.bins, th);
+        k = new LatentKernel(this.json.params, this.json.bins, th).keepForgetPlans();
         this.kernels.set(topic, k);
       }
       return k;
