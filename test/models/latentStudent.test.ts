@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type LatentEstimate, type LatentFilter, LatentKernel } from "../../models/latentFilter.ts";
+import { type LatentEstimate, type LatentFilter, LatentKernel, shiftedRate } from "../../models/latentFilter.ts";
 import { scoreStudentLatent } from "../../models/latentStudent.ts";
 import { latentEventArb, latentEvents } from "./latentFixtures.ts";
 import {
@@ -120,5 +120,128 @@ describe("the lean paths compute the full folds' numbers (fold26)", () => {
     );
     expect(b.learnShift).toBe(a.learnShift);
     expect(() => new LatentKernel(params, 40, 0.5, 0.2, undefined, a)).toThrow(/without `mapsOf`/);
+  });
+});
+
+/** forget as written before fold26 (the arithmetic the planned forgetting must reproduce bit for bit). */
+function referenceForget(k: LatentKernel, p: Float64Array, dtDays: number, base: number): void {
+  if (!(dtDays > 0)) return;
+  const { halfLifeDays, durableShare } = k.params;
+  const decay = 2 ** (-dtDays / halfLifeDays);
+  const durable = durableShare !== undefined;
+  const floor = durable ? base : k.params.floor;
+  const d = durable ? durableShare + (1 - durableShare) * decay : decay;
+  if (d >= 1) return;
+  const G = k.bins;
+  const t = new Float64Array(G);
+  const s = k.params.forgetSpread ?? 0;
+  const fPos = floor * G - 0.5;
+  const fj = fPos <= 0 ? 0 : Math.min(G - 2, Math.floor(fPos));
+  const fw = fPos <= 0 ? 0 : Math.min(1, fPos - fj);
+  for (let i = 0; i < G; i++) {
+    const m = p[i]!;
+    if (m === 0) continue;
+    const x = k.x[i]!;
+    if (x <= floor) {
+      t[i]! += m;
+      continue;
+    }
+    const g = s > 0 ? m * (1 - s) : m;
+    const pos = (floor + (x - floor) * d) * G - 0.5;
+    if (pos <= 0) t[0]! += g;
+    else {
+      const j = Math.floor(pos);
+      const w = pos - j;
+      t[j]! += g * (1 - w);
+      if (w > 0) t[j + 1]! += g * w;
+    }
+    if (s > 0) {
+      t[i]! += m * (s * d);
+      const l = m * (s * (1 - d));
+      t[fj]! += l * (1 - fw);
+      if (fw > 0) t[fj + 1]! += l * fw;
+    }
+  }
+  p.set(t);
+}
+
+/** learnFrom as written before fold26: the learning map through a buffer, then the noise through another. */
+function referenceLearnFrom(k: LatentKernel, p: Float64Array, kind: number): void {
+  const G = k.bins;
+  const r = shiftedRate(k.params.learn[kind] ?? 0, k.learnShift);
+  if ((k.params.learn[kind] ?? 0) > 0) {
+    const t = new Float64Array(G);
+    for (let i = 0; i < G; i++) {
+      const pos = (k.x[i]! + r * (1 - k.x[i]!)) * G - 0.5;
+      const j = pos <= 0 ? 0 : pos >= G - 1 ? G - 2 : Math.floor(pos);
+      const u = pos <= 0 ? 0 : pos >= G - 1 ? 1 : pos - j;
+      t[j]! += p[i]! * (1 - u);
+      t[j + 1]! += p[i]! * u;
+    }
+    p.set(t);
+  }
+  const q = k.params.noise;
+  if (q > 0) {
+    const t = new Float64Array(G);
+    let prev = p[0]!;
+    for (let i = 0; i < G; i++) {
+      const cur = p[i]!;
+      const next = i + 1 < G ? p[i + 1]! : cur;
+      t[i] = cur * (1 - 2 * q) + q * (i > 0 ? prev : cur) + q * next;
+      prev = cur;
+    }
+    p.set(t);
+  }
+}
+
+describe("the kernel's planned forgetting and register sums are the straightforward arithmetic (fold26)", () => {
+  const massArb = fc.array(fc.oneof(fc.constant(0), fc.double({ min: 1e-9, max: 1, noNaN: true })), {
+    minLength: 40,
+    maxLength: 40,
+  });
+  const kernels = LATENT_STUDENT_VARIANTS.flatMap(({ model }) => [
+    model.kernelFor("A"),
+    model.kernelFor("B", 0.613),
+    model.kernelFor("Z", -1.37),
+  ]);
+
+  it("forget (planned once per gap, then reused) equals forget written out, for every variant's kernel", () => {
+    fc.assert(
+      fc.property(
+        massArb,
+        fc.oneof(fc.double({ min: 0, max: 400, noNaN: true }), fc.constantFrom(0, 0.5, 3, 1e-9, 1e6)),
+        fc.double({ min: 0.05, max: 0.9, noNaN: true }),
+        (mass, dt, base) => {
+          for (const k of kernels)
+            for (let rep = 0; rep < 2; rep++) {
+              const got = Float64Array.from(mass);
+              const want = Float64Array.from(mass);
+              k.forget(got, dt, base);
+              referenceForget(k, want, dt, base);
+              expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+            }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it("learnFrom equals the map and the noise written out, and round32 equals a copy through a Float32Array", () => {
+    fc.assert(
+      fc.property(massArb, fc.integer({ min: 0, max: 4 }), (mass, kind) => {
+        for (const k of kernels) {
+          const want = Float64Array.from(mass);
+          referenceLearnFrom(k, want, kind);
+          const got = Float64Array.from(mass);
+          k.learnFrom(got, kind);
+          expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+          const rounded = Float64Array.from(mass);
+          k.learnFrom(rounded, kind, true);
+          const viaF32 = Float64Array.from(Float32Array.from(want));
+          expect(Buffer.from(rounded.buffer).equals(Buffer.from(viaF32.buffer))).toBe(true);
+        }
+      }),
+      { numRuns: 150 },
+    );
   });
 });

@@ -106,6 +106,35 @@ export const LATENT_STUDENT_VARIANTS: readonly { name: string; model: LatentFilt
     ),
   },
   {
+    // A floor between two midpoints (its cells share the spread's loss unevenly) with the spread.
+    name: "floor between cells, spread, loading, rein-in",
+    model: filter(
+      { ...LATENT_TEST_PARAMS, floor: 0.042, forgetSpread: 0.5 },
+      { studentPriorSd: 0.75, studentLearnLoading: 1, studentOffsetScale: 0.72 },
+    ),
+  },
+  {
+    // The shape `mastery train served` fits by default (logistic, spread, as-of decay, loading, rein-in).
+    name: "served defaults' shape",
+    model: filter(
+      {
+        ...LATENT_LOGISTIC_PARAMS,
+        learn: [0.053, 0.107, 0.066, 0.0066, 0.018],
+        halfLifeDays: 33.8,
+        floor: 0.042,
+        noise: 0.0107,
+        forgetSpread: 0.5,
+        asOfForgetting: "decay",
+      },
+      {
+        studentPriorSd: 0.75,
+        studentLearnLoading: 1,
+        studentOffsetScale: 0.716,
+        topicThreshold: { A: 0.41, B: 0.38, C: 0.47, D: 0.44 },
+      },
+    ),
+  },
+  {
     name: "still (no time, no noise), student effect",
     model: filter(LATENT_STILL_PARAMS, { studentPriorSd: 1.5 }),
   },
