@@ -281,7 +281,10 @@ export class LatentKernel {
   private readonly betaA: Float64Array;
   private readonly betaB: Float64Array;
   private readonly betaC: Float64Array;
-  /** Learning map per kind: target cell and weight of the upper neighbour for each source cell. */
+  /**
+   * Learning map per kind: target cell and weight of the upper neighbour for each source cell (kind k's row at
+   * k x bins).
+   */
   private readonly learnLo: Int32Array;
   private readonly learnW: Float64Array;
   /** Scratch rows (shared by the kernels sharing the emission tables: every method runs to its end alone). */
