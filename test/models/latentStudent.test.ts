@@ -2,7 +2,12 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type LatentEstimate, type LatentFilter, LatentKernel, shiftedRate } from "../../models/latentFilter.ts";
+import {
+  type LatentEstimate,
+  type LatentFilter,
+  LatentKernel,
+  shiftedRate,
+} from "../../models/latentFilter.ts";
 import { scoreStudentLatent } from "../../models/latentStudent.ts";
 import { latentEventArb, latentEvents } from "./latentFixtures.ts";
 import {
