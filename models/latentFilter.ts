@@ -238,6 +238,8 @@ function lnGamma(x: number): number {
 }
 
 const ASSIGN_EPS = 0.01;
+/** Emission rows kept per emission table and kind (LatentKernel.keepLik): 4096 x 40 cells ~ 1.3 MB at most. */
+const LIK_CACHE_SIZE = 4096;
 
 /** The emission's increasing part in [0, 1]: K (linear) or sigmoid(slope (K - threshold)) (logistic). */
 export function emissionShape(params: LatentParams, k: number, threshold?: number): number {
@@ -251,6 +253,19 @@ export function shiftedRate(r: number, shift: number): number {
   if (r >= 1) return 1;
   return 1 / (1 + Math.exp(-(Math.log(r / (1 - r)) + shift)));
 }
+
+/** Forgetting plans by dt (LatentKernel.keepForgetPlans): slot per dt, each slot's targets, weights and decay. */
+interface ForgetPlans {
+  slots: Map<number, number>;
+  j: Int32Array;
+  w: Float64Array;
+  d: Float64Array;
+  /** Per slot: the first cell from which on no move but the spread's loss reaches the floor's two cells. */
+  fast: Int32Array;
+  next: number;
+}
+/** Gaps kept per emission table (a student's pair has ~10 events; a ring: the oldest are dropped together). */
+const FORGET_PLAN_SLOTS = 128;
 
 /** Per-parameter-set tables of one filter (grid, emissions, learning maps); built once per likelihood. */
 export class LatentKernel {
@@ -266,13 +281,31 @@ export class LatentKernel {
   private readonly betaA: Float64Array;
   private readonly betaB: Float64Array;
   private readonly betaC: Float64Array;
-  /** Learning map per kind: target cell and weight of the upper neighbour for each source cell. */
-  private readonly learnLo: Int32Array[];
-  private readonly learnW: Float64Array[];
+  /**
+   * Learning map per kind: target cell and weight of the upper neighbour for each source cell (kind k's row at
+   * k x bins).
+   */
+  private readonly learnLo: Int32Array;
+  private readonly learnW: Float64Array;
+  /** Scratch rows (shared by the kernels sharing the emission tables: every method runs to its end alone). */
   private readonly tmp: Float64Array;
   private readonly lik: Float64Array;
+  /** ln x and ln(1 - x) per cell: the discretised Beta prior's terms (`prior`). */
+  private readonly logX: Float64Array;
+  private readonly log1mX: Float64Array;
+  /**
+   * exp(lik - max) per cell and max of an emission that recurs (a practice set's (correct, missed), an
+   * assignment's score): `condition`'s factors, computed once per emission table (the same bits as computing
+   * them again). Shared with the kernels sharing the tables.
+   */
+  private readonly practiceLik: Map<number, { e: Float64Array; max: number }>;
+  private readonly assignmentLik: Map<number, { e: Float64Array; max: number }>;
+  /** 1 - P(correct | K) per cell (a wrong quiz answer's likelihood). */
+  private readonly missEmit: Float64Array;
   /** The learning rates' logit shift (constructor `learnShift`). */
   readonly learnShift: number;
+  /** The forgetting's plans per dt (`keepForgetPlans`; null = computed every time). Shared like the tables. */
+  private plans: ForgetPlans | null;
 
   /**
    * `learnShift` (logits, round 14): every learning rate r_k > 0 of `params` becomes sigmoid(logit(r_k) +
@@ -290,6 +323,11 @@ export class LatentKernel {
      * values, so the same bits. Only the learning maps are built.
      */
     tablesOf?: LatentKernel,
+    /**
+     * fold26: a kernel of the same `params` object, `bins` and `learnShift` whose learning maps (which do not
+     * depend on the threshold) this one shares read-only instead of rebuilding them: the same values.
+     */
+    mapsOf?: LatentKernel,
   ) {
     if (!(bins >= 2)) throw new LatentFilterError(`bins must be >= 2 (got ${bins})`);
     if (!(params.guess >= 0 && params.slip >= 0 && params.guess + params.slip < 1))
@@ -299,6 +337,13 @@ export class LatentKernel {
     if (tablesOf !== undefined && (tablesOf.params !== params || tablesOf.bins !== bins))
       throw new LatentFilterError(
         "a kernel can share the emission tables only of a kernel with the same parameters and bins: build it without `tablesOf`",
+      );
+    if (
+      mapsOf !== undefined &&
+      (mapsOf.params !== params || mapsOf.bins !== bins || mapsOf.learnShift !== learnShift)
+    )
+      throw new LatentFilterError(
+        "a kernel can share the learning maps only of a kernel with the same parameters, bins and learning shift: build it without `mapsOf`",
       );
     this.bins = bins;
     this.params = params;
@@ -311,6 +356,14 @@ export class LatentKernel {
     this.betaA = tablesOf?.betaA ?? new Float64Array(G);
     this.betaB = tablesOf?.betaB ?? new Float64Array(G);
     this.betaC = tablesOf?.betaC ?? new Float64Array(G);
+    this.logX = tablesOf?.logX ?? new Float64Array(G);
+    this.log1mX = tablesOf?.log1mX ?? new Float64Array(G);
+    this.tmp = tablesOf?.tmp ?? new Float64Array(G);
+    this.lik = tablesOf?.lik ?? new Float64Array(G);
+    this.practiceLik = tablesOf?.practiceLik ?? new Map();
+    this.assignmentLik = tablesOf?.assignmentLik ?? new Map();
+    this.missEmit = tablesOf?.missEmit ?? new Float64Array(G);
+    this.plans = tablesOf?.plans ?? null;
     const c = params.assignmentConcentration;
     for (let i = 0; i < G && !shared; i++) {
       const x = (i + 0.5) / G;
@@ -324,20 +377,19 @@ export class LatentKernel {
       this.betaA[i] = a - 1;
       this.betaB[i] = b - 1;
       this.betaC[i] = lnGamma(c) - lnGamma(a) - lnGamma(b);
+      this.missEmit[i] = 1 - e;
+      this.logX[i] = Math.log(x);
+      this.log1mX[i] = Math.log(1 - x);
     }
-    this.learnLo = [];
-    this.learnW = [];
+    // One row of G cells per kind (LATENT_KINDS order) in one array each: a few allocations per kernel.
+    this.learnLo = mapsOf?.learnLo ?? new Int32Array(LATENT_KINDS.length * G);
+    this.learnW = mapsOf?.learnW ?? new Float64Array(LATENT_KINDS.length * G);
     this.learnShift = learnShift;
-    for (let k = 0; k < LATENT_KINDS.length; k++) {
+    for (let k = 0; k < LATENT_KINDS.length && mapsOf === undefined; k++) {
       const r = shiftedRate(params.learn[k] ?? 0, learnShift);
-      const lo = new Int32Array(G);
-      const w = new Float64Array(G);
-      for (let i = 0; i < G; i++) this.place(this.x[i]! + r * (1 - this.x[i]!), lo, w, i);
-      this.learnLo.push(lo);
-      this.learnW.push(w);
+      for (let i = 0; i < G; i++)
+        this.place(this.x[i]! + r * (1 - this.x[i]!), this.learnLo, this.learnW, k * G + i);
     }
-    this.tmp = new Float64Array(G);
-    this.lik = new Float64Array(G);
   }
 
   /** Where value y lands on the grid: the cell below and the upper neighbour's share (linear interpolation). */
@@ -363,9 +415,10 @@ export class LatentKernel {
     const a = mean * c;
     const b = (1 - mean) * c;
     let max = Number.NEGATIVE_INFINITY;
+    const lx = this.logX;
+    const l1x = this.log1mX;
     for (let i = 0; i < this.bins; i++) {
-      const x = this.x[i]!;
-      const l = (a - 1) * Math.log(x) + (b - 1) * Math.log(1 - x);
+      const l = (a - 1) * lx[i]! + (b - 1) * l1x[i]!;
       out[i] = l;
       if (l > max) max = l;
     }
@@ -386,12 +439,23 @@ export class LatentKernel {
   forget(p: Float64Array, dtDays: number, base = Number.NaN): void {
     if (!(dtDays > 0)) return;
     const { halfLifeDays, durableShare } = this.params;
-    const decay = 2 ** (-dtDays / halfLifeDays);
     const durable = durableShare !== undefined;
+    // fold26: the global floor's moves depend only on dt: planned once per dt (`keepForgetPlans`).
+    const plans = durable ? null : this.plans;
+    const slot = plans?.slots.get(dtDays);
+    if (plans !== null && slot !== undefined) {
+      this.forgetByPlan(p, plans, slot);
+      return;
+    }
+    const decay = 2 ** (-dtDays / halfLifeDays);
     if (durable && !Number.isFinite(base))
       throw new LatentFilterError("the durable-share forgetting needs the pair's prior mean (base)");
     const floor = durable ? base : this.params.floor;
     const d = durable ? durableShare + (1 - durableShare) * decay : decay;
+    if (plans !== null) {
+      this.forgetByPlan(p, plans, this.planForget(plans, dtDays, floor, d));
+      return;
+    }
     if (d >= 1) return;
     const G = this.bins;
     const t = this.tmp;
@@ -433,6 +497,131 @@ export class LatentKernel {
   }
 
   /**
+   * Keep the global-floor forgetting's moves per dt (a plan: each cell's target and weight, `forget`'s very
+   * numbers) in a ring of FORGET_PLAN_SLOTS, shared with the kernels built on this one's tables afterwards: a
+   * student's pair is folded ~14 times over the same gaps. For the filter's own kernels (LatentFilter.kernelFor).
+   */
+  keepForgetPlans(): this {
+    if (this.plans === null) {
+      const G = this.bins;
+      const n = FORGET_PLAN_SLOTS;
+      this.plans = {
+        slots: new Map(),
+        j: new Int32Array(n * G),
+        w: new Float64Array(n * G),
+        d: new Float64Array(n),
+        fast: new Int32Array(n),
+        next: 0,
+      };
+    }
+    return this;
+  }
+
+  /** Writes the plan of a move by `d` towards `floor` into the next slot (keyed by `dtDays`) and returns the slot. */
+  private planForget(plans: ForgetPlans, dtDays: number, floor: number, d: number): number {
+    if (plans.next === FORGET_PLAN_SLOTS) {
+      plans.slots.clear();
+      plans.next = 0;
+    }
+    const slot = plans.next++;
+    plans.slots.set(dtDays, slot);
+    plans.d[slot] = d;
+    const G = this.bins;
+    const at = slot * G;
+    // -1: the cell is at or below the floor (its mass stays); -2: it lands below the first midpoint; else the
+    // cell below and the upper neighbour's share, as `forget` computes them.
+    const fPos = floor * G - 0.5;
+    const fj = fPos <= 0 ? 0 : Math.min(G - 2, Math.floor(fPos));
+    let fast = 0;
+    for (let i = 0; i < G; i++) {
+      const x = this.x[i]!;
+      if (x <= floor) {
+        plans.j[at + i] = -1;
+        fast = i + 1;
+        continue;
+      }
+      const pos = (floor + (x - floor) * d) * G - 0.5;
+      if (pos <= 0) plans.j[at + i] = -2;
+      else {
+        const j = Math.floor(pos);
+        plans.j[at + i] = j;
+        plans.w[at + i] = pos - j;
+      }
+      // A cell that may add to the floor's cells fj, fj + 1 other than by the spread's loss (its own mass kept,
+      // or its move's targets) is in the general part.
+      const tj = pos <= 0 ? 0 : Math.floor(pos);
+      if (i <= fj + 1 || tj <= fj + 1) fast = i + 1;
+    }
+    plans.fast[slot] = fast;
+    return slot;
+  }
+
+  /** `forget` by a plan (`planForget`): the same additions in the same order. */
+  private forgetByPlan(p: Float64Array, plans: ForgetPlans, slot: number): void {
+    const d = plans.d[slot]!;
+    if (d >= 1) return;
+    const G = this.bins;
+    const t = this.tmp;
+    t.fill(0);
+    const floor = this.params.floor;
+    const s = this.params.forgetSpread ?? 0;
+    const glide = 1 - s;
+    const keep = s * d;
+    const lose = s * (1 - d);
+    const fPos = floor * G - 0.5;
+    const fj = fPos <= 0 ? 0 : Math.min(G - 2, Math.floor(fPos));
+    const fw = fPos <= 0 ? 0 : Math.min(1, fPos - fj);
+    const at = slot * G;
+    const pj = plans.j;
+    const pw = plans.w;
+    const fast = plans.fast[slot]!;
+    for (let i = 0; i < fast; i++) {
+      const m = p[i]!;
+      if (m === 0) continue;
+      const j = pj[at + i]!;
+      if (j === -1) {
+        t[i]! += m;
+        continue;
+      }
+      const g = s > 0 ? m * glide : m;
+      if (j === -2) t[0]! += g;
+      else {
+        const w = pw[at + i]!;
+        t[j]! += g * (1 - w);
+        if (w > 0) t[j + 1]! += g * w;
+      }
+      if (s > 0) {
+        t[i]! += m * keep;
+        const l = m * lose;
+        t[fj]! += l * (1 - fw);
+        if (fw > 0) t[fj + 1]! += l * fw;
+      }
+    }
+    // From `fast` on only the spread's loss adds to the floor's cells: their sums are carried in registers (the
+    // same additions in the same order).
+    let f0 = t[fj]!;
+    let f1 = t[fj + 1]!;
+    for (let i = fast; i < G; i++) {
+      const m = p[i]!;
+      if (m === 0) continue;
+      const j = pj[at + i]!;
+      const g = s > 0 ? m * glide : m;
+      const w = pw[at + i]!;
+      t[j]! += g * (1 - w);
+      if (w > 0) t[j + 1]! += g * w;
+      if (s > 0) {
+        t[i]! += m * keep;
+        const l = m * lose;
+        f0 += l * (1 - fw);
+        if (fw > 0) f1 += l * fw;
+      }
+    }
+    t[fj] = f0;
+    t[fj + 1] = f1;
+    p.set(t);
+  }
+
+  /**
    * Conditions p on one event's outcome (in place) and returns ln P(outcome | history) (0 for kinds without
    * an emission; the binomial coefficient of practice sets is left out: it does not depend on the parameters).
    */
@@ -443,27 +632,33 @@ export class LatentKernel {
       if (!(e.n > 0)) return 0;
       if (e.kind === KIND_QUIZ && e.n === 1) {
         let s = 0;
-        const src = e.k >= 1 ? this.emit : null;
-        for (let i = 0; i < G; i++) {
-          const l = src !== null ? src[i]! : 1 - this.emit[i]!;
-          lik[i] = l;
-          s += p[i]! * l;
-        }
-        for (let i = 0; i < G; i++) p[i] = (p[i]! * lik[i]!) / s;
+        const src = e.k >= 1 ? this.emit : this.missEmit;
+        for (let i = 0; i < G; i++) s += p[i]! * src[i]!;
+        for (let i = 0; i < G; i++) p[i] = (p[i]! * src[i]!) / s;
         return Math.log(s);
       }
       const k = e.k;
       const miss = e.n - e.k;
+      // A (correct, missed) pair recurs across pairs and folds: its factors are kept (small whole counts only).
+      const key =
+        Number.isInteger(k) && Number.isInteger(miss) && k >= 0 && miss >= 0 && k < 4096 && miss < 4096
+          ? k + 4096 * miss
+          : -1;
+      const cached = key >= 0 ? this.practiceLik.get(key) : undefined;
+      if (cached !== undefined) return this.conditionBy(p, cached.e, cached.max);
       let max = Number.NEGATIVE_INFINITY;
       for (let i = 0; i < G; i++) {
         const l = k * this.logEmit[i]! + miss * this.logMiss[i]!;
         lik[i] = l;
         if (l > max) max = l;
       }
-      return this.condition(p, max);
+      if (key < 0) return this.condition(p, max);
+      return this.conditionBy(p, this.keepLik(this.practiceLik, key, max), max);
     }
     if (e.kind === KIND_ASSIGNMENT) {
       const s = Math.min(1 - ASSIGN_EPS, Math.max(ASSIGN_EPS, e.k));
+      const cached = this.assignmentLik.get(s);
+      if (cached !== undefined) return this.conditionBy(p, cached.e, cached.max);
       const ls = Math.log(s);
       const l1s = Math.log(1 - s);
       let max = Number.NEGATIVE_INFINITY;
@@ -472,7 +667,7 @@ export class LatentKernel {
         lik[i] = l;
         if (l > max) max = l;
       }
-      return this.condition(p, max);
+      return this.conditionBy(p, this.keepLik(this.assignmentLik, s, max), max);
     }
     return 0;
   }
@@ -490,35 +685,102 @@ export class LatentKernel {
     return Math.log(s) + max;
   }
 
-  /** Learning from an event of `kind`, then process noise (in place). */
-  learnFrom(p: Float64Array, kind: number): void {
+  /** `condition` with the factors exp(lik - max) given (`keepLik`): the same arithmetic. */
+  private conditionBy(p: Float64Array, f: Float64Array, max: number): number {
+    const G = this.bins;
+    let s = 0;
+    for (let i = 0; i < G; i++) {
+      const v = p[i]! * f[i]!;
+      p[i] = v;
+      s += v;
+    }
+    for (let i = 0; i < G; i++) p[i]! /= s;
+    return Math.log(s) + max;
+  }
+
+  /** exp(lik - max) of the row in `lik`, kept in `cache` under `key` (up to LIK_CACHE_SIZE rows). */
+  private keepLik(
+    cache: Map<number, { e: Float64Array; max: number }>,
+    key: number,
+    max: number,
+  ): Float64Array {
+    const G = this.bins;
+    const f = new Float64Array(G);
+    for (let i = 0; i < G; i++) f[i] = Math.exp(this.lik[i]! - max);
+    if (cache.size < LIK_CACHE_SIZE) cache.set(key, { e: f, max });
+    return f;
+  }
+
+  /**
+   * Learning from an event of `kind`, then process noise (in place). `round32`: leave p rounded to float32, as a
+   * copy through a Float32Array would (Math.fround is the same rounding): the stored form LatentFilter.step keeps
+   * between events.
+   */
+  learnFrom(p: Float64Array, kind: number, round32 = false): void {
     const G = this.bins;
     const t = this.tmp;
-    const lo = this.learnLo[kind];
-    const w = this.learnW[kind];
-    if (lo !== undefined && w !== undefined && (this.params.learn[kind] ?? 0) > 0) {
+    const lo = this.learnLo;
+    const w = this.learnW;
+    // The noise reads the learnt posterior (in `t` after learning, else `p`) and writes `p`: each cell's new
+    // value from its old one and its neighbours' (the previous one kept aside), so it can run in place.
+    let src = p;
+    if (
+      Number.isInteger(kind) &&
+      kind >= 0 &&
+      kind < LATENT_KINDS.length &&
+      (this.params.learn[kind] ?? 0) > 0
+    ) {
       t.fill(0);
+      const at = kind * G;
+      // The two target cells c, c + 1 are carried in registers while consecutive cells land on them (the map
+      // is monotone): every cell still receives the same additions in the same order, without a store and a
+      // reload between them.
+      let c = -1;
+      let tc = 0;
+      let tc1 = 0;
       for (let i = 0; i < G; i++) {
         const m = p[i]!;
-        const j = lo[i]!;
-        const u = w[i]!;
-        t[j]! += m * (1 - u);
-        t[j + 1]! += m * u;
+        const j = lo[at + i]!;
+        const u = w[at + i]!;
+        if (j !== c) {
+          if (c >= 0) {
+            t[c] = tc;
+            t[c + 1] = tc1;
+          }
+          c = j;
+          tc = t[j]!;
+          tc1 = t[j + 1]!;
+        }
+        tc += m * (1 - u);
+        tc1 += m * u;
       }
-      p.set(t);
+      if (c >= 0) {
+        t[c] = tc;
+        t[c + 1] = tc1;
+      }
+      src = t;
     }
     const q = this.params.noise;
     if (q > 0) {
       // Reflecting boundaries: the edge cells keep the share that would leave the grid.
-      let prev = p[0]!;
-      for (let i = 0; i < G; i++) {
-        const cur = p[i]!;
-        const next = i + 1 < G ? p[i + 1]! : cur;
-        t[i] = cur * (1 - 2 * q) + q * (i > 0 ? prev : cur) + q * next;
-        prev = cur;
-      }
-      p.set(t);
-    }
+      const stay = 1 - 2 * q;
+      let prev = src[0]!;
+      if (round32)
+        for (let i = 0; i < G; i++) {
+          const cur = src[i]!;
+          const next = i + 1 < G ? src[i + 1]! : cur;
+          p[i] = Math.fround(cur * stay + q * (i > 0 ? prev : cur) + q * next);
+          prev = cur;
+        }
+      else
+        for (let i = 0; i < G; i++) {
+          const cur = src[i]!;
+          const next = i + 1 < G ? src[i + 1]! : cur;
+          p[i] = cur * stay + q * (i > 0 ? prev : cur) + q * next;
+          prev = cur;
+        }
+    } else if (round32) for (let i = 0; i < G; i++) p[i] = Math.fround(src[i]!);
+    else if (src !== p) p.set(src);
   }
 
   /**
@@ -700,11 +962,24 @@ export class LatentFilter {
    */
   private readonly offGridKernels = new Map<number, Map<string, LatentKernel>>();
   private readonly p: Float64Array;
+  /** A float32 posterior to fold in (the lean folds' state: `leanBasisLL`, `predictScore`). */
+  private readonly q: Float32Array;
+  /**
+   * fold26: the discretised prior (float32, as `init` stores it) and its mean per topic and basis offset
+   * (`studentGrid` index): the same for every student, so computed once (a few topics x 7 offsets x 40 cells).
+   */
+  private readonly priors = new Map<string, ({ p: Float32Array; base: number } | undefined)[]>();
+  /** Two states to fold the basis parts predictStudent mixes into (mixParts copies what it keeps). */
+  private readonly scratchA: LatentState;
+  private readonly scratchC: LatentState;
 
   constructor(json: LatentModelJson) {
     this.json = json;
-    this.kernel = new LatentKernel(json.params, json.bins);
+    this.kernel = new LatentKernel(json.params, json.bins).keepForgetPlans();
     this.p = new Float64Array(json.bins);
+    this.q = new Float32Array(json.bins);
+    this.scratchA = this.init("", 0);
+    this.scratchC = this.init("", 0);
   }
 
   /** The topic's emission threshold (logistic emission; undefined for the linear one). */
@@ -725,7 +1000,7 @@ export class LatentFilter {
       if (th === undefined) return this.kernel;
       let k = this.kernels.get(topic);
       if (k === undefined) {
-        k = new LatentKernel(this.json.params, this.json.bins, th);
+        k = new LatentKernel(this.json.params, this.json.bins, th).keepForgetPlans();
         this.kernels.set(topic, k);
       }
       return k;
@@ -749,7 +1024,16 @@ export class LatentFilter {
     if (k === undefined) {
       // The emission tables are the topic's unshifted kernel's (kept for the model's life): only the learning
       // maps depend on the offset.
-      k = new LatentKernel(this.json.params, this.json.bins, th, loading * offset, this.kernelFor(topic));
+      // fold26: and the learning maps are any kernel's at this offset (they do not depend on the topic).
+      const maps: LatentKernel | undefined = byTopic.values().next().value;
+      k = new LatentKernel(
+        this.json.params,
+        this.json.bins,
+        th,
+        loading * offset,
+        this.kernelFor(topic),
+        maps,
+      );
       byTopic.set(key, k);
     }
     return k;
@@ -784,23 +1068,57 @@ export class LatentFilter {
    * The state of a pair without events: the topic's prior on the grid (float32, as stored), its mean shifted by
    * `priorOffset` logits (the student effect, LatentFilter.studentOffset; 0 = none).
    */
+  /** `init` into an existing state (the scratch states of predictStudent's folds). */
+  private initInto(s: LatentState, topic: string, priorOffset: number): LatentState {
+    s.base = this.priorInto(topic, priorOffset, s.p);
+    s.contributions.fill(0);
+    s.observations = 0;
+    s.events = 0;
+    s.lastT = Number.NaN;
+    return s;
+  }
+
   init(topic: string, priorOffset = 0): LatentState {
-    const k = this.kernelFor(topic);
-    const p = this.p;
-    const prior = this.priorMean(topic);
-    k.prior(priorOffset === 0 ? prior : sigmoid(logit(prior) + priorOffset), p);
-    const state: LatentState = {
-      p: Float32Array.from(p),
-      base: 0,
+    const p = new Float32Array(this.json.bins);
+    const base = this.priorInto(topic, priorOffset, p);
+    return {
+      p,
+      base,
       contributions: new Float64Array(LATENT_FACTORS.length),
       observations: 0,
       events: 0,
       lastT: Number.NaN,
     };
-    // The discretised prior's mean differs from the topic's prior mean by the grid's rounding: the
-    // explanation's base is the discretised (stored) prior's mean, so base + contributions = score.
-    state.base = meanOf(state.p, k.x);
-    return state;
+  }
+
+  /**
+   * Writes `init`'s posterior (the topic's prior shifted by `priorOffset`, float32) into `out` and returns its
+   * mean: the explanation's base (the discretised prior's mean differs from the topic's prior mean by the grid's
+   * rounding, so base + contributions = score). At a basis offset from the cache (`priors`).
+   */
+  private priorInto(topic: string, priorOffset: number, out: Float32Array): number {
+    const grid = this.studentGrid();
+    const j = grid.indexOf(priorOffset);
+    let byOffset = j < 0 ? undefined : this.priors.get(topic);
+    const hit = byOffset?.[j];
+    if (hit !== undefined) {
+      out.set(hit.p);
+      return hit.base;
+    }
+    const k = this.kernelFor(topic);
+    const p = this.p;
+    const prior = this.priorMean(topic);
+    k.prior(priorOffset === 0 ? prior : sigmoid(logit(prior) + priorOffset), p);
+    for (let i = 0; i < p.length; i++) out[i] = p[i]!;
+    const base = meanOf(out, k.x);
+    if (j >= 0) {
+      if (byOffset === undefined) {
+        byOffset = new Array(grid.length);
+        this.priors.set(topic, byOffset);
+      }
+      byOffset[j] = { p: out.slice(), base };
+    }
+    return base;
   }
 
   /**
@@ -815,7 +1133,46 @@ export class LatentFilter {
   step(s: LatentState, e: LatentEvent, topic = "", offset = 0): number {
     if (s.p.length !== this.json.bins)
       throw new LatentFilterError(`latent state has ${s.p.length} cells, the model ${this.json.bins}`);
-    const k = this.kernelFor(topic, offset);
+    return this.stepWith(s, e, this.kernelFor(topic, offset));
+  }
+
+  /**
+   * `step` of every event of `events` into `s` with the kernel given (`kernelFor(topic, offset)`): the same
+   * arithmetic, the posterior kept float32-rounded in place between events (learnFrom's round32) and stored once.
+   */
+  private foldInto(s: LatentState, events: readonly LatentEvent[], k: LatentKernel): void {
+    const p = this.p;
+    for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
+    const c = s.contributions;
+    let mean = k.mean(p);
+    for (const e of events) {
+      if (Number.isFinite(s.lastT)) {
+        k.forget(p, e.t - s.lastT, s.base);
+        const m = k.mean(p);
+        c[FACTOR_FORGETTING]! += m - mean;
+        mean = m;
+      }
+      s.lastT = e.t;
+      k.observe(p, e);
+      const of = OBS_FACTOR[e.kind];
+      if (of !== undefined) {
+        const m = k.mean(p);
+        c[of]! += m - mean;
+        mean = m;
+        s.observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
+      }
+      k.learnFrom(p, e.kind, true);
+      // The rounded posterior's mean (`step`'s meanOf(s.p)) is the next event's starting mean.
+      const m = k.mean(p);
+      c[LEARN_FACTOR[e.kind] ?? LEARN_FACTOR[KIND_QUIZ]!]! += m - mean;
+      mean = m;
+      s.events++;
+    }
+    s.p.set(p);
+  }
+
+  /** `step` with the kernel given (`kernelFor(topic, offset)`). */
+  private stepWith(s: LatentState, e: LatentEvent, k: LatentKernel): number {
     const p = this.p;
     for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
     const c = s.contributions;
@@ -850,9 +1207,8 @@ export class LatentFilter {
     const k = this.kernelFor(topic);
     const p = this.p;
     for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
-    const contributions = Object.fromEntries(
-      LATENT_FACTORS.map((f, i) => [f, s.contributions[i]!]),
-    ) as Record<LatentFactor, number>;
+    const contributions = {} as Record<LatentFactor, number>;
+    for (let i = 0; i < LATENT_FACTORS.length; i++) contributions[LATENT_FACTORS[i]!] = s.contributions[i]!;
     let mean = k.mean(p);
     const last = s.lastT;
     const prm = this.json.params;
@@ -1014,11 +1370,15 @@ export class LatentFilter {
    * of covered topics (`studentTopic`), then `offsetFromSummary`. Exact sums: any order of the pairs.
    */
   studentOffsetOf(pairs: readonly { topic: string; state: LatentBasisState }[]): number {
+    return this.offsetOfLogLiks(pairs.map(({ topic, state }) => ({ topic, ll: state.ll })));
+  }
+
+  /** `studentOffsetOf` from each pair's basis log-likelihoods (LatentBasisState.ll): the same sums. */
+  private offsetOfLogLiks(pairs: readonly { topic: string; ll: Float64Array }[]): number {
     const sum = new Float64Array(this.studentGrid().length);
-    for (const { topic, state } of pairs) {
+    for (const { topic, ll } of pairs) {
       if (!this.studentTopic(topic)) continue;
-      const q = LatentFilter.summary(state);
-      for (let j = 0; j < sum.length; j++) sum[j]! += q[j]!;
+      for (let j = 0; j < sum.length; j++) sum[j]! += Math.round(ll[j]! * LL_QUANTUM) / LL_QUANTUM;
     }
     return this.offsetFromSummary(sum);
   }
@@ -1036,15 +1396,22 @@ export class LatentFilter {
         `latent state has ${b.parts.length} basis parts, the model's student effect ${grid.length}: rebuild it from its events`,
       );
     if (grid.length === 1) return b.parts[0]!;
+    const { j, w } = this.basisPosition(offset);
+    return this.mixParts(b.parts[j]!, b.parts[j + 1]!, b.ll[j]!, b.ll[j + 1]!, w);
+  }
+
+  /** The basis parts `j`, `j + 1` that `offset` lies between (clamped to the grid) and the upper one's prior weight. */
+  private basisPosition(offset: number): { j: number; w: number } {
+    const grid = this.studentGrid();
     const lo = grid[0]!;
     const step = grid[1]! - lo;
     const pos = Math.min(grid.length - 1, Math.max(0, (offset - lo) / step));
     const j = Math.min(grid.length - 2, Math.floor(pos));
-    const w = pos - j;
-    const a = b.parts[j]!;
-    const c = b.parts[j + 1]!;
-    const la = b.ll[j]!;
-    const lc = b.ll[j + 1]!;
+    return { j, w: pos - j };
+  }
+
+  /** `mixAt` of two neighbouring basis parts with log-likelihoods `la`, `lc` and the upper one's prior weight `w`. */
+  private mixParts(a: LatentState, c: LatentState, la: number, lc: number, w: number): LatentState {
     const m = Math.max(la, lc);
     let wa = (1 - w) * Math.exp(la - m);
     let wc = w * Math.exp(lc - m);
@@ -1067,27 +1434,75 @@ export class LatentFilter {
 
   /**
    * Each basis part's log-likelihood of a sequence with `step`'s arithmetic (float32 posterior between events),
-   * and the parts' posteriors only (no explanation): for the summaries. Not a state to store or score.
+   * without the explanation or a state kept: for the summaries (`offsetOfLogLiks`).
    */
-  private leanBasis(topic: string, events: readonly LatentEvent[]): LatentBasisState {
-    const b = this.initBasis(topic);
+  private leanBasisLL(topic: string, events: readonly LatentEvent[]): Float64Array {
     const grid = this.studentGrid();
+    const out = new Float64Array(grid.length);
     const p = this.p;
-    b.parts.forEach((s, j) => {
+    const q = this.q;
+    for (let j = 0; j < grid.length; j++) {
       const k = this.kernelFor(topic, grid[j]!);
+      const base = this.priorInto(topic, grid[j]!, q);
+      for (let i = 0; i < p.length; i++) p[i] = q[i]!;
       let ll = 0;
       let last = Number.NaN;
+      // `p` holds float32 values between events (learnFrom's round32): `step`'s copy through s.p, in place.
       for (const e of events) {
-        for (let i = 0; i < p.length; i++) p[i] = s.p[i]!;
-        if (Number.isFinite(last)) k.forget(p, e.t - last, s.base);
+        if (Number.isFinite(last)) k.forget(p, e.t - last, base);
         last = e.t;
         ll += k.observe(p, e);
-        k.learnFrom(p, e.kind);
-        s.p.set(p);
+        k.learnFrom(p, e.kind, true);
       }
-      b.ll[j] = ll;
-    });
-    return b;
+      out[j] = ll;
+    }
+    return out;
+  }
+
+  /**
+   * `predict(topic, events, asOfDays, priorOffset).score` without the explanation: the same folds (float32
+   * posterior between events) and the same arithmetic of the score (`estimate`), for the interval's widening
+   * (models/latentStudent.ts), which needs only the score.
+   */
+  predictScore(topic: string, events: readonly LatentEvent[], asOfDays: number, priorOffset = 0): number {
+    const p = this.p;
+    const q = this.q;
+    const base = this.priorInto(topic, priorOffset, q);
+    const k = this.kernelFor(topic, priorOffset);
+    for (let i = 0; i < p.length; i++) p[i] = q[i]!;
+    let last = Number.NaN;
+    let observations = 0;
+    for (const e of events) {
+      if (Number.isFinite(last)) k.forget(p, e.t - last, base);
+      last = e.t;
+      k.observe(p, e);
+      if (OBS_FACTOR[e.kind] !== undefined) observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
+      k.learnFrom(p, e.kind, true);
+    }
+    // `estimate`'s score, in its order of operations.
+    const ke = this.kernelFor(topic);
+    let mean = ke.mean(p);
+    const prm = this.json.params;
+    const idle = prm.asOfForgetting === "decay" && Number.isFinite(last) ? Math.max(0, asOfDays - last) : 0;
+    if (Number.isFinite(last) && prm.asOfForgetting !== "decay") {
+      ke.forget(p, asOfDays - last, base);
+      mean = ke.mean(p);
+    }
+    // The durable-share floor is the posterior's, before the centre's shift (only the as-of decay uses it).
+    let floor = prm.floor;
+    if (idle > 0 && prm.durableShare !== undefined) {
+      let above = 0;
+      for (let i = 0; i < p.length; i++) if (ke.x[i]! > base) above += p[i]! * (ke.x[i]! - base);
+      floor = mean - (1 - prm.durableShare) * above;
+    }
+    let score = mean;
+    const shift = centreShiftAt(this.json.centreShiftByEvidence, observations);
+    if (shift !== 0) {
+      score = Math.min(1, Math.max(0, score + shift));
+      mean = score;
+    }
+    if (idle > 0) score = decayTowards(mean, floor, prm.halfLifeDays, idle);
+    return score;
   }
 
   /** A fold of a sequence from every basis prior. */
@@ -1122,20 +1537,18 @@ export class LatentFilter {
     // The summaries from lean folds (the same arithmetic as `step`, so the same log-likelihood bits, without
     // the explanation's bookkeeping); then the full fold of only the two basis parts the offset mixes.
     const grid = this.studentGrid();
-    const pairs = sequences.map((s) => ({ topic: s.topic, state: this.leanBasis(s.topic, s.events) }));
-    const offset = this.studentOffsetOf(pairs);
+    const pairs = sequences.map((s) => ({ topic: s.topic, ll: this.leanBasisLL(s.topic, s.events) }));
+    const offset = this.offsetOfLogLiks(pairs);
     const estimates = pairs.map((x, i) => {
       const off = this.offsetFor(x.topic, offset);
       const events = sequences[i]!.events;
       if (grid.length === 1) return this.predict(x.topic, events, asOfDays);
-      const pos = (off - grid[0]!) / (grid[1]! - grid[0]!);
-      const j = Math.min(grid.length - 2, Math.floor(Math.min(grid.length - 1, Math.max(0, pos))));
-      for (const at of [j, j + 1]) {
-        const part = this.init(x.topic, grid[at]!);
-        for (const e of events) this.step(part, e, x.topic, grid[at]!);
-        x.state.parts[at] = part;
-      }
-      return this.estimate(this.mixAt(x.state, off), asOfDays, x.topic);
+      const { j, w } = this.basisPosition(off);
+      const a = this.initInto(this.scratchA, x.topic, grid[j]!);
+      this.foldInto(a, events, this.kernelFor(x.topic, grid[j]!));
+      const c = this.initInto(this.scratchC, x.topic, grid[j + 1]!);
+      this.foldInto(c, events, this.kernelFor(x.topic, grid[j + 1]!));
+      return this.estimate(this.mixParts(a, c, x.ll[j]!, x.ll[j + 1]!, w), asOfDays, x.topic);
     });
     return { offset, estimates };
   }

@@ -1,5 +1,5 @@
 import type { LatentEstimate, LatentFilter, LatentSequence } from "./latentFilter.ts";
-import { studentOffsetSd, widenForOffset } from "./studentOffsetSd.ts";
+import { studentOffsetSd, widenByScores } from "./studentOffsetSd.ts";
 
 /**
  * One student's latent estimates as the batch serves them (issue 16 / issue 17 item 1): every pair of the
@@ -50,11 +50,12 @@ export function scoreStudentLatent(
   const sd = withSd && sequences.length > 0 ? studentOffsetSd(model, sequences, offset) : 0;
   const estimates = rawEst.map((est, i) => {
     const s = sequences[i]!;
+    // The widening needs only the two predictions' scores (predictScore: predict's score without its explanation).
     return sd > 0 && model.studentTopic(s.topic)
-      ? widenForOffset(
+      ? widenByScores(
           est,
-          model.predict(s.topic, s.events, asOfDays, offset - sd),
-          model.predict(s.topic, s.events, asOfDays, offset + sd),
+          model.predictScore(s.topic, s.events, asOfDays, offset - sd),
+          model.predictScore(s.topic, s.events, asOfDays, offset + sd),
         )
       : est;
   });
@@ -69,10 +70,10 @@ export function scoreStudentLatent(
     const x = model.estimate(model.mixAt(model.initBasis(topic), off), asOfDays, topic);
     rawPriors.push(x);
     return psd > 0
-      ? widenForOffset(
+      ? widenByScores(
           x,
-          model.predict(topic, [], asOfDays, off - psd),
-          model.predict(topic, [], asOfDays, off + psd),
+          model.predictScore(topic, [], asOfDays, off - psd),
+          model.predictScore(topic, [], asOfDays, off + psd),
         )
       : x;
   });

@@ -53,7 +53,15 @@ export function widenForOffset(
   below: LatentEstimate,
   above: LatentEstimate,
 ): LatentEstimate {
-  const d = Math.abs(above.score - below.score) / 2;
+  return widenByScores(est, below.score, above.score);
+}
+
+/**
+ * `widenForOffset` from the two predictions' scores alone (LatentFilter.predictScore: the widening needs no
+ * more of them).
+ */
+export function widenByScores(est: LatentEstimate, below: number, above: number): LatentEstimate {
+  const d = Math.abs(above - below) / 2;
   if (!(d > 0)) return est;
   const e = (Z80 * d) ** 2;
   const m = est.score;
