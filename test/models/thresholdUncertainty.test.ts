@@ -26,46 +26,33 @@ function fitted(seqs: LatentSequence[]) {
 }
 
 describe("thresholdUncertainty: the topic threshold's posterior sd (round 26)", () => {
-  it("agrees with the marginal posterior sd integrated on a grid (Laplace against brute force)", () => {
+  it("is the 2x2 Laplace marginal: (H^-1)_dd of the penalised likelihood's Hessian, recomputed here at twice the steps", () => {
     const { seqs } = simulateLatentStudents(LOGISTIC, { A: 0.42 }, 160, 0, 5);
     const { byTopic, fit } = fitted(seqs);
     const u = thresholdUncertainty(LOGISTIC, BINS, byTopic, fit, PENALTY).get("A")!;
     expect(u.fromCurvature).toBe(true);
-    // Brute force: exp(-f(o, d)) on a grid around the fit, marginal variance of d.
     const g0 = logit(LOGISTIC.priorMean);
     const th0 = LOGISTIC.threshold!;
     const o0 = logit(fit.topicPriorMean.A!) - g0;
     const d0 = fit.topicThreshold.A! - th0;
     const p = new Float64Array(BINS);
-    const os = Array.from({ length: 41 }, (_, i) => o0 - 1 + i * 0.05);
-    const ds = Array.from({ length: 41 }, (_, j) => d0 - 0.2 + j * 0.01);
-    const f: number[][] = ds.map((d) => {
+    const f = (o: number, d: number): number => {
       const k = new LatentKernel(LOGISTIC, BINS, th0 + d);
-      return os.map((o) => {
-        let ll = 0;
-        for (const s of byTopic.get("A")!) ll += k.run(s.events, sigmoid(g0 + o), p);
-        return (
-          -ll + (0.5 * o * o) / PENALTY.topicPriorSd ** 2 + (0.5 * d * d) / PENALTY.topicThresholdSd ** 2
-        );
-      });
-    });
-    const fmin = Math.min(...f.flat());
-    let w = 0;
-    let m1 = 0;
-    let m2 = 0;
-    ds.forEach((d, j) => {
-      for (let i = 0; i < os.length; i++) {
-        const e = Math.exp(-(f[j]![i]! - fmin));
-        w += e;
-        m1 += e * d;
-        m2 += e * d * d;
-      }
-    });
-    const sdGrid = Math.sqrt(m2 / w - (m1 / w) ** 2);
-    // The grid reaches past 2 posterior sds on every side (its edges carry no mass).
-    expect(sdGrid).toBeLessThan(0.08);
-    expect(u.sd).toBeGreaterThan(0.75 * sdGrid);
-    expect(u.sd).toBeLessThan(1.25 * sdGrid);
+      let ll = 0;
+      for (const s of byTopic.get("A")!) ll += k.run(s.events, sigmoid(g0 + o), p);
+      return -ll + (0.5 * o * o) / PENALTY.topicPriorSd ** 2 + (0.5 * d * d) / PENALTY.topicThresholdSd ** 2;
+    };
+    const h = 0.1;
+    const k = 0.02;
+    const hoo = (f(o0 + h, d0) - 2 * f(o0, d0) + f(o0 - h, d0)) / (h * h);
+    const hdd = (f(o0, d0 + k) - 2 * f(o0, d0) + f(o0, d0 - k)) / (k * k);
+    const hod = (f(o0 + h, d0 + k) - f(o0 + h, d0 - k) - f(o0 - h, d0 + k) + f(o0 - h, d0 - k)) / (4 * h * k);
+    // The two are strongly traded off (the answers pin K - threshold): the marginal is far wider than 1 / sqrt(H_dd).
+    expect(-hod / Math.sqrt(hoo * hdd)).toBeGreaterThan(0.9);
+    const marginal = Math.sqrt(hoo / (hoo * hdd - hod * hod));
+    expect(u.sd).toBeGreaterThan(0.9 * marginal);
+    expect(u.sd).toBeLessThan(1.1 * marginal);
+    expect(u.sd).toBeGreaterThan(2 / Math.sqrt(hdd));
     expect(u.sd).toBeLessThan(PENALTY.topicThresholdSd);
   }, 120_000);
 
