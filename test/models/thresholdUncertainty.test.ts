@@ -57,8 +57,8 @@ describe("thresholdUncertainty: the topic threshold's posterior sd (round 26)", 
   }, 120_000);
 
   it("narrows as a topic has more students (4x the students: about half the sd), never past the prior", () => {
-    const { seqs } = simulateLatentStudents(LOGISTIC, { A: 0.5, B: 0.58 }, 240, 0, 11);
-    const few = seqs.filter((s) => Number(s.student!.slice(1)) < 60);
+    const { seqs } = simulateLatentStudents(LOGISTIC, { A: 0.5, B: 0.58 }, 160, 0, 11);
+    const few = seqs.filter((s) => Number(s.student!.slice(1)) < 40);
     const sdOf = (ss: LatentSequence[]): Map<string, ThresholdUncertainty> => {
       const { byTopic, fit } = fitted(ss);
       return thresholdUncertainty(LOGISTIC, BINS, byTopic, fit, PENALTY);
@@ -66,8 +66,8 @@ describe("thresholdUncertainty: the topic threshold's posterior sd (round 26)", 
     const a = sdOf(few);
     const b = sdOf(seqs);
     for (const t of ["A", "B"]) {
-      expect(a.get(t)!.sequences).toBe(60);
-      expect(b.get(t)!.sequences).toBe(240);
+      expect(a.get(t)!.sequences).toBe(40);
+      expect(b.get(t)!.sequences).toBe(160);
       expect(b.get(t)!.sd).toBeLessThan(a.get(t)!.sd);
       expect(b.get(t)!.sd / a.get(t)!.sd).toBeGreaterThan(0.35);
       expect(b.get(t)!.sd / a.get(t)!.sd).toBeLessThan(0.75);
@@ -97,7 +97,7 @@ describe("thresholdUncertainty: the topic threshold's posterior sd (round 26)", 
   });
 
   it("property: every topic's sd is in (0, topicThresholdSd] whatever the penalties", () => {
-    const { seqs } = simulateLatentStudents(LOGISTIC, { A: 0.45, B: 0.55 }, 40, 0.3, 3);
+    const { seqs } = simulateLatentStudents(LOGISTIC, { A: 0.45, B: 0.55 }, 30, 0.3, 3);
     const byTopic = groupByTopic(seqs);
     fc.assert(
       fc.property(
@@ -112,7 +112,7 @@ describe("thresholdUncertainty: the topic threshold's posterior sd (round 26)", 
           }
         },
       ),
-      { numRuns: 8 },
+      { numRuns: 5 },
     );
   }, 120_000);
 
