@@ -62,6 +62,8 @@ import { runPipeline } from "../serving/pipeline.ts";
 import { loadPairEvidence } from "../serving/servedInputs.ts";
 import { type ServedExplanation, scoreServed } from "../serving/servedScoring.ts";
 import {
+  ANCHOR_EASES,
+  type AnchorEase,
   LATENT_CENTRES,
   type LatentCentre,
   SERVED_LABELS,
@@ -115,6 +117,17 @@ const MIN_LABEL_ATTEMPTS = envInt("MIN_LABEL_ATTEMPTS", 3);
 /** The served estimate's proxy label (serving/servedTraining.ts SERVED_LABELS): LABEL=quiz is round 2's. */
 const LABEL = (process.env.LABEL ?? "auto") as ServedLabelKind;
 if (!SERVED_LABELS.includes(LABEL)) throw new Error(`LABEL must be one of ${SERVED_LABELS.join(", ")}`);
+/** ANCHOR_EASE: one of ANCHOR_EASES (round 26); unset = the product default. */
+const ANCHOR_EASE = ((): AnchorEase | undefined => {
+  const v = process.env.ANCHOR_EASE;
+  if (v === undefined || v === "") return undefined;
+  const hit = ANCHOR_EASES.find((a) => a === v);
+  if (hit === undefined)
+    throw new Error(
+      `ANCHOR_EASE must be one of ${ANCHOR_EASES.join(", ")} (got ${v}); unset it for the default`,
+    );
+  return hit;
+})();
 /** LATENT_CENTRE: one of LATENT_CENTRES (round 17). */
 function latentCentreEnv(v: string): LatentCentre {
   const c = LATENT_CENTRES.find((x) => x === v);
@@ -272,6 +285,8 @@ async function evaluateCut(
         ...(LATENT_ENV.studentInterval !== undefined ? { studentInterval: LATENT_ENV.studentInterval } : {}),
       },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
+      // ANCHOR_EASE=share|thresholds: what the anchor's sd carries (round 26; unset: the product default).
+      ...(ANCHOR_EASE !== undefined ? { anchorEase: ANCHOR_EASE } : {}),
       // LATENT_CENTRE=none|by-evidence: the centre's calibration by evidence band on the proxy labels (round 17;
       // unset: the product default).
       ...(process.env.LATENT_CENTRE !== undefined && process.env.LATENT_CENTRE !== ""
@@ -530,6 +545,11 @@ async function evaluateCut(
     console.log(
       `served (${served.json.scale}): ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}; weights ${served.json.inputs.map((n, j) => `${n}=${served.json.weights[j]!.toFixed(3)}`).join(" ")} intercept=${served.json.intercept.toFixed(3)} ridge=${served.json.ridge} (${served.json.trainPairs} training pairs, label ${trained.label}${trained.labelCv === null ? "" : ` (CV error quiz ${trained.labelCv.quiz.toFixed(4)} / graded ${trained.labelCv.graded.toFixed(4)})`}, balance ${process.env.BALANCE ?? "default"}: practice set = ${trained.kindWeights.practice.toFixed(2)} / assignment = ${trained.kindWeights.assignment.toFixed(2)} quiz answers; train ${trainSeconds.toFixed(1)} s)`,
     );
+    const an = served.json.anchor;
+    if (an !== undefined)
+      console.log(
+        `anchor (${ANCHOR_EASE ?? "default"}): base ${an.base.toFixed(4)}, sd ${an.sd.toFixed(4)} logit; between-topic sd ${an.betweenSd?.toFixed(4) ?? "-"}, ease share ${an.easeShare?.toFixed(4) ?? "-"} on ${an.easeTopics ?? "-"} topics${an.ease === "thresholds" ? `; from the thresholds' posterior sd on ${an.thresholdTopics} topics (the share's sd ${an.shareSd?.toFixed(4)})` : ""}`,
+      );
     if (trained.latentFit !== null) {
       const lf = trained.latentFit.model.json;
       const tp = Object.values(lf.topicPriorMean);

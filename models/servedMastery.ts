@@ -274,6 +274,14 @@ export interface ScaleAnchor {
   betweenSd?: number;
   easeShare?: number;
   easeTopics?: number;
+  /**
+   * Round 26 (serving/servedTraining.ts `anchorEase: "thresholds"`): sd is the latent filter's topic thresholds'
+   * posterior sd in logit units (models/thresholdUncertainty.ts anchorSdFromThresholds) on `thresholdTopics`
+   * topics; `shareSd` is what round 8's ease share would have carried. Absent: sd is round 8's.
+   */
+  ease?: "thresholds";
+  shareSd?: number;
+  thresholdTopics?: number;
 }
 
 /** z of the 90th percentile of a standard normal: the 80% interval's half-width in sds. */

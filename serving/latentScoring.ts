@@ -91,6 +91,8 @@ export interface FitLatentResult {
   model: LatentFilter;
   sequences: number;
   seconds: number;
+  /** The fit's sample of sequences (round 26: the anchor's threshold uncertainty reads the same sample). */
+  sample: readonly LatentSequence[];
 }
 
 /** The options of fitLatentOnStore: the filter's fit, the sample's size and the student part's rein-in. */
@@ -134,7 +136,7 @@ export async function fitLatentOnStore(
       ? applyStudentScale(fitted, seqs, studentScale)
       : fitted;
   const model = applyStudentIntervalMode(scaled, seqs, studentInterval ?? "off");
-  return { model, sequences: seqs.length, seconds: (performance.now() - t0) / 1000 };
+  return { model, sequences: seqs.length, seconds: (performance.now() - t0) / 1000, sample: seqs };
 }
 
 /** The stored explanation of a latent score: factors (sum with the base = score), interval, evidence. */

@@ -10,6 +10,7 @@ import {
   LATENT_FORGETTING_DEFAULT,
   LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
+  LATENT_TOPIC_THRESHOLD_SD,
 } from "../models/latentFilter.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
 import { denseLabel, type KindWeights, kindWeights, type WindowOutcomes } from "../models/servedLabels.ts";
@@ -23,6 +24,7 @@ import {
 } from "../models/servedMastery.ts";
 import { STUDENT_INTERVAL_DEFAULT } from "../models/studentInterval.ts";
 import { STUDENT_SCALE_DEFAULT } from "../models/studentScale.ts";
+import { anchorSdFromThresholds, filterThresholdUncertainty } from "../models/thresholdUncertainty.ts";
 import { DuckStore, sqlString } from "../storage/duckdb.ts";
 import {
   attachLatent,
@@ -82,7 +84,19 @@ export interface TrainServedOptions {
    * the log's typical correctness after a gap, no anchor uncertainty).
    */
   anchor?: ServedAnchor;
+  /**
+   * What the pair-centred anchor's sd carries (round 26): "share" (rounds 8-25: the between-topic sd of the
+   * pairs' logit K times the square root of the answers' ease share, models/anchorEase.ts) or "thresholds"
+   * (the latent filter's topic thresholds' posterior sd, models/thresholdUncertainty.ts: the ease the answers
+   * leave unpinned; falls back to "share" without topic thresholds). Default SERVED_ANCHOR_EASE_DEFAULT.
+   */
+  anchorEase?: AnchorEase;
 }
+
+export const ANCHOR_EASES = ["share", "thresholds"] as const;
+export type AnchorEase = (typeof ANCHOR_EASES)[number];
+/** docs/benchmarks.md "Round 26 (valid26)". */
+export const SERVED_ANCHOR_EASE_DEFAULT: AnchorEase = "share";
 
 export const SERVED_ANCHORS = ["pair-centred", "gap-accuracy"] as const;
 export type ServedAnchor = (typeof SERVED_ANCHORS)[number];
@@ -417,12 +431,30 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
       // Round 8: only the share of the between-topic spread that persists from first to last answers is
       // read as ease (models/anchorEase.ts); the rest is mastery and the anchor does not need to cover it.
       const ease = easeShare(await loadPairAnswers(scratch, snapshot));
+      const shareSd = anchor.sd * Math.sqrt(ease.share);
+      // Round 26 (opt-in "thresholds"): the ease left in K after the filter's topic thresholds took the part the
+      // answers identify: their posterior sd on the fit's own sample (models/thresholdUncertainty.ts).
+      const unc =
+        (opts.anchorEase ?? SERVED_ANCHOR_EASE_DEFAULT) === "thresholds" && fromLatent && latentFit !== null
+          ? filterThresholdUncertainty(latentFit.model.json, latentFit.sample, {
+              topicPriorSd: opts.latentFit?.topicPriorSd ?? 1,
+              topicThresholdSd:
+                typeof opts.latentFit?.topicThresholdSd === "number"
+                  ? opts.latentFit.topicThresholdSd
+                  : LATENT_TOPIC_THRESHOLD_SD,
+            })
+          : null;
+      const th = unc === null ? null : anchorSdFromThresholds(ps, unc);
+      const useTh = th !== null && Number.isFinite(th.sd);
       model.json.anchor = {
         ...anchor,
-        sd: anchor.sd * Math.sqrt(ease.share),
+        sd: useTh ? th.sd : shareSd,
         betweenSd: anchor.sd,
         easeShare: ease.share,
         easeTopics: ease.topics,
+        ...(th !== null && Number.isFinite(th.sd)
+          ? { ease: "thresholds" as const, shareSd, thresholdTopics: th.topics }
+          : {}),
       };
     }
     let modelPath: string | null = null;

@@ -16,10 +16,13 @@ import {
 import { STUDENT_INTERVAL_DEFAULT, STUDENT_INTERVAL_MODES } from "../../models/studentInterval.ts";
 import { STUDENT_SCALE_DEFAULT, STUDENT_SCALE_MODES } from "../../models/studentScale.ts";
 import {
+  ANCHOR_EASES,
+  type AnchorEase,
   LATENT_CENTRE_DEFAULT,
   LATENT_CENTRES,
   type LatentCentre,
   SERVED_ANCHOR_DEFAULT,
+  SERVED_ANCHOR_EASE_DEFAULT,
   SERVED_ANCHORS,
   SERVED_BALANCE,
   SERVED_FROM_DEFAULT,
@@ -53,6 +56,7 @@ interface TrainServedCliOptions {
   latentStudentInterval: string;
   servedFrom: string;
   anchor: string;
+  anchorEase: string;
 }
 
 /** `mastery train served`: fit the one served mastery estimate on a store's history (issue 16). */
@@ -160,6 +164,11 @@ export function register(program: Command): void {
       `where the logit scales put 0.5: ${SERVED_ANCHORS.join(" | ")} (pair-centred: the scored pairs' mean logit P(correct) at the snapshot, its between-topic sd carried by the intervals; gap-accuracy: the log's typical correctness after a gap, rounds 2-6)`,
       SERVED_ANCHOR_DEFAULT,
     )
+    .option(
+      "--anchor-ease <what>",
+      `with --anchor pair-centred, what the anchor's sd in every interval carries: ${ANCHOR_EASES.join(" | ")} (share: the between-topic sd of the pairs' logit K times the square root of the answers' ease share, rounds 8-25; thresholds: the latent filter's topic thresholds' posterior sd, round 26, opt-in, narrower; docs/benchmarks.md Validity round 26)`,
+      SERVED_ANCHOR_EASE_DEFAULT,
+    )
     .addHelpText(
       "after",
       `
@@ -256,12 +265,17 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
         );
       if (!(SERVED_ANCHORS as readonly string[]).includes(opts.anchor))
         throw new CliError(`--anchor must be one of ${SERVED_ANCHORS.join(", ")} (got ${opts.anchor})`);
+      if (!(ANCHOR_EASES as readonly string[]).includes(opts.anchorEase))
+        throw new CliError(
+          `--anchor-ease must be one of ${ANCHOR_EASES.join(", ")} (got ${opts.anchorEase}); e.g. thresholds`,
+        );
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
         throw new CliError(`--served-from must be one of ${SERVED_FROM.join(", ")} (got ${opts.servedFrom})`);
       const res = await trainServed({
         latent: opts.latent === "on",
         servedFrom: opts.servedFrom as ServedFrom,
         anchor: opts.anchor as ServedAnchor,
+        anchorEase: opts.anchorEase as AnchorEase,
         latentCentre: opts.latentCentre as LatentCentre,
         latentFit: {
           studentEffect: opts.latentStudent === "on",
