@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { RuleConfig, RuleStateColumns } from "../models/ruleScorer.ts";
+import { poolHeapMb, watchPoolThread } from "./poolThread.ts";
 import type { RuleWorkerReply, RuleWorkerSetup, RuleWorkerTask } from "./ruleScoringWorker.ts";
 
 /** Default heap cap of each scoring thread in MB (env RULE_WORKER_HEAP): a thread holds ~1 MB of lines at a time. */
@@ -72,46 +73,29 @@ export class RuleWorkerPool {
   }
 
   private watch(worker: Worker, w: number, heapMb: number): void {
-    let closedOk: (rows: number) => void = () => {};
-    let closedFail: (err: Error) => void = () => {};
     this.closed.push(
-      new Promise<number>((ok, fail) => {
-        closedOk = ok;
-        closedFail = fail;
+      watchPoolThread<RuleWorkerReply>(worker, {
+        name: `rule scoring thread ${w}`,
+        heapMb,
+        heapEnv: "RULE_WORKER_HEAP",
+        makeError: (message) => new RuleWorkerError(message),
+        closedCount: (m) => ("closed" in m ? m.rows : undefined),
+        onMessage: (m) => {
+          if ("closed" in m) return;
+          this.progress.get(m.id)?.(m.done);
+          if (m.finished) {
+            this.progress.delete(m.id);
+            this.pending.get(m.id)?.resolve();
+            this.pending.delete(m.id);
+          }
+        },
+        onFailure: (e) => {
+          this.failure ??= e;
+          for (const p of this.pending.values()) p.reject(e);
+          this.pending.clear();
+        },
       }),
     );
-    // A failed close is reported by close(); this keeps it from being an unhandled rejection meanwhile.
-    this.closed[w]?.catch(() => {});
-    let wasClosed = false;
-    worker.on("message", (m: RuleWorkerReply) => {
-      if ("closed" in m) {
-        wasClosed = true;
-        closedOk(m.rows);
-        return;
-      }
-      this.progress.get(m.id)?.(m.done);
-      if (m.finished) {
-        this.progress.delete(m.id);
-        this.pending.get(m.id)?.resolve();
-        this.pending.delete(m.id);
-      }
-    });
-    const fail = (err: Error): void => {
-      const e =
-        (err as { code?: string }).code === "ERR_WORKER_OUT_OF_MEMORY"
-          ? new RuleWorkerError(
-              `rule scoring thread ${w} ran out of its ${heapMb} MB heap: raise RULE_WORKER_HEAP (MB), e.g. RULE_WORKER_HEAP=256`,
-            )
-          : new RuleWorkerError(`rule scoring thread ${w} failed: ${err.message}`);
-      this.failure ??= e;
-      for (const p of this.pending.values()) p.reject(e);
-      this.pending.clear();
-      closedFail(e);
-    };
-    worker.on("error", fail);
-    worker.on("exit", (code) => {
-      if (!wasClosed) fail(new Error(`exited with code ${code} before it was closed`));
-    });
   }
 
   /**
@@ -163,10 +147,5 @@ export class RuleWorkerPool {
 }
 
 function heapFromEnv(): number {
-  const raw = process.env.RULE_WORKER_HEAP;
-  if (raw === undefined || raw === "") return RULE_WORKER_HEAP_MB;
-  const mb = Number(raw);
-  if (!Number.isInteger(mb) || mb < 16)
-    throw new RuleWorkerError(`RULE_WORKER_HEAP must be a whole number of MB >= 16 (got "${raw}"); e.g. 64`);
-  return mb;
+  return poolHeapMb("RULE_WORKER_HEAP", RULE_WORKER_HEAP_MB, 16, (m) => new RuleWorkerError(m));
 }

@@ -9,6 +9,7 @@ import { LATENT_EVENT_TYPES, latentDays, latentEventOf } from "../models/latentS
 import type { ServedMastery } from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
+import { poolHeapMb, watchPoolThread } from "./poolThread.ts";
 import {
   type EvidenceCounts,
   ServedBatchError,
@@ -537,43 +538,28 @@ class ThreadPool implements GroupSink {
   }
 
   private watch(worker: Worker, w: number, heapMb: number): void {
-    let closedOk: (pairs: number) => void = () => {};
-    let closedFail: (err: Error) => void = () => {};
-    const closed = new Promise<number>((ok, fail) => {
-      closedOk = ok;
-      closedFail = fail;
-    });
-    closed.catch(() => {});
-    this.closed.push(closed);
-    let wasClosed = false;
-    worker.on("message", (m: ServedWorkerReply) => {
-      if ("closed" in m) {
-        wasClosed = true;
-        closedOk(m.pairs);
-        return;
-      }
-      const p = this.pending.get(m.id);
-      if (p === undefined) return;
-      this.pending.delete(m.id);
-      this.load[p.w]! -= p.pairs;
-      p.resolve({ pairs: m.pairs, kinds: m.kinds });
-    });
-    const fail = (err: Error): void => {
-      const e =
-        (err as { code?: string }).code === "ERR_WORKER_OUT_OF_MEMORY"
-          ? new ServedBatchError(
-              `served scoring thread ${w} ran out of its ${heapMb} MB heap: raise SERVED_WORKER_HEAP (MB), e.g. SERVED_WORKER_HEAP=1024`,
-            )
-          : new ServedBatchError(`served scoring thread ${w} failed: ${err.message}`);
-      this.failure ??= e;
-      for (const p of this.pending.values()) p.reject(e);
-      this.pending.clear();
-      closedFail(e);
-    };
-    worker.on("error", fail);
-    worker.on("exit", (code) => {
-      if (!wasClosed) fail(new Error(`exited with code ${code} before it was closed`));
-    });
+    this.closed.push(
+      watchPoolThread<ServedWorkerReply>(worker, {
+        name: `served scoring thread ${w}`,
+        heapMb,
+        heapEnv: "SERVED_WORKER_HEAP",
+        makeError: (message) => new ServedBatchError(message),
+        closedCount: (m) => ("closed" in m ? m.pairs : undefined),
+        onMessage: (m) => {
+          if ("closed" in m) return;
+          const p = this.pending.get(m.id);
+          if (p === undefined) return;
+          this.pending.delete(m.id);
+          this.load[p.w]! -= p.pairs;
+          p.resolve({ pairs: m.pairs, kinds: m.kinds });
+        },
+        onFailure: (e) => {
+          this.failure ??= e;
+          for (const p of this.pending.values()) p.reject(e);
+          this.pending.clear();
+        },
+      }),
+    );
   }
 
   score(g: ServedGroup): Promise<{ pairs: number; kinds: EvidenceCounts }> {
@@ -602,12 +588,5 @@ class ThreadPool implements GroupSink {
 }
 
 function heapFromEnv(): number {
-  const raw = process.env.SERVED_WORKER_HEAP;
-  if (raw === undefined || raw === "") return SERVED_WORKER_HEAP_MB;
-  const mb = Number(raw);
-  if (!Number.isInteger(mb) || mb < 32)
-    throw new ServedBatchError(
-      `SERVED_WORKER_HEAP must be a whole number of MB >= 32 (got "${raw}"); e.g. 512`,
-    );
-  return mb;
+  return poolHeapMb("SERVED_WORKER_HEAP", SERVED_WORKER_HEAP_MB, 32, (m) => new ServedBatchError(m));
 }
