@@ -897,7 +897,7 @@ const historyEntry = (r: HistoryRow): HistoryEntry => {
  * entries are each shown as of their own run (ruleRowAt gives a stored rule row as of any time); GET /mastery
  * shows the rule score as of `now`.
  */
-function withProjection(rows: readonly HistoryRow[], now: Date | undefined): HistoryEntry[] {
+export function withProjection(rows: readonly HistoryRow[], now: Date | undefined): HistoryEntry[] {
   // Each rule entry as of its own run, its explanation without the stored `rule` block.
   const out = rows.map((r) => historyEntry(r.score_source === "rule_based" ? ruleRowAt(r, r.as_of) : r));
   if (now === undefined) return out;
@@ -913,6 +913,89 @@ function withProjection(rows: readonly HistoryRow[], now: Date | undefined): His
     if (d !== served) out.push({ ...historyEntry({ ...d, recorded_at: now }), projected: true });
   }
   return out;
+}
+
+/**
+ * JSON.stringify(withProjection(rows, now)), byte for byte, without the entries' objects (GET
+ * /mastery/:id/:topic/history; issue 15). The history route's cost grows with the history: a hot student's topic
+ * has one entry per source and POST that touched it (hundreds in the load bench), and each entry was parsed from
+ * its stored text, a rule entry's rebuilt text parsed once more, and all of it serialized again. Here a stored
+ * text goes into the array as it is, as GET /mastery's body does (explanationJson: a text JSON.stringify wrote
+ * is its own round trip); a rule entry's text is JSON.stringify of its explanation as of its run (ruleRowAt's,
+ * parsed once); a text that may not round-trip unchanged (whitespace, an escape, not an object) and a text
+ * naming interval, evidence or pCorrect are parsed, as before.
+ */
+export function historyJson(rows: readonly HistoryRow[], now: Date | undefined): string {
+  const parts: string[] = new Array(rows.length);
+  for (let i = 0; i < rows.length; i++) parts[i] = historyEntryJson(rows[i]!);
+  if (now !== undefined) {
+    // withProjection's projected entry: the latest served run decayed to `now`, `projected` its last key.
+    let served: HistoryRow | undefined;
+    for (const r of rows)
+      if (r.score_source === "served" && (served === undefined || r.as_of >= served.as_of)) served = r;
+    if (served !== undefined) {
+      const d = decayServedRow(served, now);
+      if (d !== served)
+        parts.push(`${historyEntryJson({ ...d, recorded_at: now }).slice(0, -1)},"projected":true}`);
+    }
+  }
+  return `[${parts.join(",")}]`;
+}
+
+/** JSON.stringify(historyEntry(r)) of a history row as withProjection shows it (a rule row as of its own run). */
+function historyEntryJson(r: HistoryRow): string {
+  const t = r.explanation;
+  if (r.score_source === "rule_based") {
+    // ruleRowAt(r, r.as_of), its explanation used as the object it is instead of its text parsed back.
+    const e = JSON.parse(t) as StoredRuleExplanation;
+    if (e.rule !== undefined) {
+      const at = ruleScoreAt(e, r.as_of.getTime() * 1000);
+      return entryJson(r, at.score, JSON.stringify(at.explanation), at.explanation as ExplanationFields);
+    }
+  }
+  if (t.charCodeAt(0) === 123 && !NOT_AS_IS.test(t))
+    return entryJson(r, r.mastery_score, t, HISTORY_FIELDS.test(t) ? JSON.parse(t) : undefined);
+  // Whitespace, an escape, or not an object: the entry as historyEntry builds it (and fails it).
+  return JSON.stringify(historyEntry(r));
+}
+
+const HISTORY_FIELDS = /"(?:interval|evidence|pCorrect)"/;
+
+/** The three explanation keys an entry lists beside it (historyEntry). */
+type ExplanationFields = { interval?: unknown; evidence?: unknown; pCorrect?: unknown };
+
+/**
+ * The entry's text: each key as JSON.stringify writes historyEntry's object (a key whose value it omits is
+ * omitted), `text` the explanation's JSON, `fields` the explanation whose interval, evidence and pCorrect are
+ * listed (none when undefined: the text names none of them).
+ */
+function entryJson(
+  r: HistoryRow,
+  score: number,
+  text: string,
+  fields: ExplanationFields | undefined,
+): string {
+  const keys =
+    field(',"score":', score) +
+    field(',"scoreSource":', r.score_source) +
+    field(',"modelVersion":', r.model_version) +
+    `,"asOf":"${r.as_of.toISOString()}","recordedAt":"${r.recorded_at.toISOString()}","explanation":${text}` +
+    (fields === undefined
+      ? ""
+      : field(',"interval":', fields.interval) +
+        field(',"evidence":', fields.evidence) +
+        field(',"pCorrect":', fields.pCorrect));
+  return `{${keys.slice(1)}}`;
+}
+
+/** readHistory's entries as JSON text: historyJson of the rows (the route sends it as it is). */
+export async function readHistoryJson(
+  source: MasterySource,
+  studentKey: string,
+  topicId: string,
+  now?: Date,
+): Promise<string> {
+  return historyJson(await readStoreOf(source).history(studentKey, topicId), now);
 }
 
 /** Every recorded change of one (student, topic), oldest first (plus the projection as of `now`, when given). */
