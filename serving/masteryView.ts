@@ -926,8 +926,10 @@ export function withProjection(rows: readonly HistoryRow[], now: Date | undefine
  * naming interval, evidence or pCorrect are parsed, as before.
  */
 export function historyJson(rows: readonly HistoryRow[], now: Date | undefined): string {
+  // A group's rows share their times (ordered by recorded_at, as_of): each instant is formatted once.
+  const text = new HistoryText();
   const parts: string[] = new Array(rows.length);
-  for (let i = 0; i < rows.length; i++) parts[i] = historyEntryJson(rows[i]!);
+  for (let i = 0; i < rows.length; i++) parts[i] = text.entry(rows[i]!);
   if (now !== undefined) {
     // withProjection's projected entry: the latest served run decayed to `now`, `projected` its last key.
     let served: HistoryRow | undefined;
@@ -936,56 +938,71 @@ export function historyJson(rows: readonly HistoryRow[], now: Date | undefined):
     if (served !== undefined) {
       const d = decayServedRow(served, now);
       if (d !== served)
-        parts.push(`${historyEntryJson({ ...d, recorded_at: now }).slice(0, -1)},"projected":true}`);
+        parts.push(`${text.entry({ ...d, recorded_at: now }).slice(0, -1)},"projected":true}`);
     }
   }
   return `[${parts.join(",")}]`;
 }
 
-/** JSON.stringify(historyEntry(r)) of a history row as withProjection shows it (a rule row as of its own run). */
-function historyEntryJson(r: HistoryRow): string {
-  const t = r.explanation;
-  if (r.score_source === "rule_based") {
-    // ruleRowAt(r, r.as_of), its explanation used as the object it is instead of its text parsed back.
-    const e = JSON.parse(t) as StoredRuleExplanation;
-    if (e.rule !== undefined) {
-      const at = ruleScoreAt(e, r.as_of.getTime() * 1000);
-      return entryJson(r, at.score, JSON.stringify(at.explanation), at.explanation as ExplanationFields);
-    }
-  }
-  if (t.charCodeAt(0) === 123 && !NOT_AS_IS.test(t))
-    return entryJson(r, r.mastery_score, t, HISTORY_FIELDS.test(t) ? JSON.parse(t) : undefined);
-  // Whitespace, an escape, or not an object: the entry as historyEntry builds it (and fails it).
-  return JSON.stringify(historyEntry(r));
-}
-
-const HISTORY_FIELDS = /"(?:interval|evidence|pCorrect)"/;
-
 /** The three explanation keys an entry lists beside it (historyEntry). */
 type ExplanationFields = { interval?: unknown; evidence?: unknown; pCorrect?: unknown };
 
-/**
- * The entry's text: each key as JSON.stringify writes historyEntry's object (a key whose value it omits is
- * omitted), `text` the explanation's JSON, `fields` the explanation whose interval, evidence and pCorrect are
- * listed (none when undefined: the text names none of them).
- */
-function entryJson(
-  r: HistoryRow,
-  score: number,
-  text: string,
-  fields: ExplanationFields | undefined,
-): string {
-  const keys =
-    field(',"score":', score) +
-    field(',"scoreSource":', r.score_source) +
-    field(',"modelVersion":', r.model_version) +
-    `,"asOf":"${r.as_of.toISOString()}","recordedAt":"${r.recorded_at.toISOString()}","explanation":${text}` +
-    (fields === undefined
-      ? ""
-      : field(',"interval":', fields.interval) +
-        field(',"evidence":', fields.evidence) +
-        field(',"pCorrect":', fields.pCorrect));
-  return `{${keys.slice(1)}}`;
+/** Date.prototype.toISOString with the last instant remembered (and an invalid date failing as it does). */
+class IsoMemo {
+  private t = Number.NaN;
+  private text = "";
+  of(d: Date): string {
+    const t = d.getTime();
+    if (t !== this.t) {
+      this.text = d.toISOString();
+      this.t = t;
+    }
+    return this.text;
+  }
+}
+
+/** historyJson's entries: JSON.stringify(historyEntry(r)) of a row as withProjection shows it (a rule row as of its own run). */
+class HistoryText {
+  private readonly asOf = new IsoMemo();
+  private readonly recordedAt = new IsoMemo();
+
+  entry(r: HistoryRow): string {
+    // A key JSON.stringify would omit (a store's row without the column): the entry as historyEntry builds it.
+    if (r.mastery_score === undefined || r.score_source === undefined || r.model_version === undefined)
+      return JSON.stringify(historyEntry(r.score_source === "rule_based" ? ruleRowAt(r, r.as_of) : r));
+    const t = r.explanation;
+    if (r.score_source === "rule_based") {
+      // ruleRowAt(r, r.as_of), its explanation used as the object it is instead of its text parsed back.
+      const e = JSON.parse(t) as StoredRuleExplanation;
+      if (e.rule !== undefined) {
+        const at = ruleScoreAt(e, r.as_of.getTime() * 1000);
+        return this.json(r, at.score, JSON.stringify(at.explanation), at.explanation as ExplanationFields);
+      }
+    }
+    const object = t.charCodeAt(0) === 123;
+    // One pass over the text for the common case: an object written by JSON.stringify naming none of the three.
+    if (object && !NOT_AS_IS_OR_FIELDS.test(t)) return this.json(r, r.mastery_score, t, undefined);
+    if (object && !NOT_AS_IS.test(t)) return this.json(r, r.mastery_score, t, JSON.parse(t));
+    // Whitespace, an escape, or not an object: the entry as historyEntry builds it (and fails it).
+    return JSON.stringify(historyEntry(r));
+  }
+
+  /**
+   * The entry's text: each key as JSON.stringify writes historyEntry's object, `text` the explanation's JSON,
+   * `fields` the explanation whose interval, evidence and pCorrect are listed (a key whose value JSON.stringify
+   * omits is omitted; none when undefined: the text names none of them).
+   */
+  private json(r: HistoryRow, score: number, text: string, fields: ExplanationFields | undefined): string {
+    return (
+      field('{"score":', score) +
+      field(',"scoreSource":', r.score_source) +
+      field(',"modelVersion":', r.model_version) +
+      `,"asOf":"${this.asOf.of(r.as_of)}","recordedAt":"${this.recordedAt.of(r.recorded_at)}","explanation":${text}` +
+      (fields === undefined
+        ? "}"
+        : `${field(',"interval":', fields.interval)}${field(',"evidence":', fields.evidence)}${field(',"pCorrect":', fields.pCorrect)}}`)
+    );
+  }
 }
 
 /** readHistory's entries as JSON text: historyJson of the rows (the route sends it as it is). */
