@@ -20,6 +20,7 @@
  *   REQ_NAME_PREFIX=me_req REQ_PORT=41220 ...     # PostgreSQL schema / Redis prefix and the server's port
  *   REQ_KINDS=miss,events ...                      # only these kinds (the warm-up still sends every kind)
  *   REQ_PROF=/tmp/dir ...                          # the server under --cpu-prof, its .cpuprofile written there
+ *   REQ_SERVER_NODE_FLAGS="--trace-gc" ...         # node / V8 flags of the server process
  */
 import { fork } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -172,7 +173,12 @@ async function drive(): Promise<void> {
       throw new Error(`REQ_KINDS: unknown kind "${k}"; use a list of ${KINDS.join(", ")}`);
   const prof = process.env.REQ_PROF;
   const server = fork(fileURLToPath(import.meta.url), ["--serve"], {
-    execArgv: ["--import", "tsx", ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [])],
+    execArgv: [
+      "--import",
+      "tsx",
+      ...(process.env.REQ_SERVER_NODE_FLAGS ?? "").split(" ").filter((f) => f !== ""),
+      ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : []),
+    ],
   });
   const ready = await new Promise<{ port: number; name: string }>((ok, fail) => {
     server.once("message", (m) => ok(m as { port: number; name: string }));
