@@ -29,6 +29,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
 import { pino } from "pino";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { parseThresholds } from "../serving/alerts.ts";
@@ -147,6 +148,15 @@ async function serve(): Promise<void> {
         server.close();
         await pg.run(`DROP SCHEMA ${name} CASCADE`).catch(() => undefined);
         await backends.close();
+        // The learner states and processed sets this run left in Redis (its own prefix).
+        const redis = new Redis(REDIS_URL);
+        let cursor = "0";
+        do {
+          const [next, keys] = await redis.scan(cursor, "MATCH", `${name}:*`, "COUNT", 5000);
+          if (keys.length > 0) await redis.unlink(...keys);
+          cursor = next;
+        } while (cursor !== "0");
+        redis.disconnect();
         rmSync(dir, { recursive: true, force: true });
         process.exit(0);
       })();
