@@ -904,7 +904,7 @@ const historyEntry = (r: HistoryRow): HistoryEntry => {
  * entries are each shown as of their own run (ruleRowAt gives a stored rule row as of any time); GET /mastery
  * shows the rule score as of `now`.
  */
-function withProjection(rows: readonly HistoryRow[], now: Date | undefined): HistoryEntry[] {
+export function withProjection(rows: readonly HistoryRow[], now: Date | undefined): HistoryEntry[] {
   // Each rule entry as of its own run, its explanation without the stored `rule` block.
   const out = rows.map((r) => historyEntry(r.score_source === "rule_based" ? ruleRowAt(r, r.as_of) : r));
   if (now === undefined) return out;
@@ -920,6 +920,106 @@ function withProjection(rows: readonly HistoryRow[], now: Date | undefined): His
     if (d !== served) out.push({ ...historyEntry({ ...d, recorded_at: now }), projected: true });
   }
   return out;
+}
+
+/**
+ * JSON.stringify(withProjection(rows, now)), byte for byte, without the entries' objects (GET
+ * /mastery/:id/:topic/history; issue 15). The history route's cost grows with the history: a hot student's topic
+ * has one entry per source and POST that touched it (hundreds in the load bench), and each entry was parsed from
+ * its stored text, a rule entry's rebuilt text parsed once more, and all of it serialized again. Here a stored
+ * text goes into the array as it is, as GET /mastery's body does (explanationJson: a text JSON.stringify wrote
+ * is its own round trip); a rule entry's text is JSON.stringify of its explanation as of its run (ruleRowAt's,
+ * parsed once); a text that may not round-trip unchanged (whitespace, an escape, not an object) and a text
+ * naming interval, evidence or pCorrect are parsed, as before.
+ */
+export function historyJson(rows: readonly HistoryRow[], now: Date | undefined): string {
+  // A group's rows share their times (ordered by recorded_at, as_of): each instant is formatted once.
+  const text = new HistoryText();
+  const parts: string[] = new Array(rows.length);
+  for (let i = 0; i < rows.length; i++) parts[i] = text.entry(rows[i]!);
+  if (now !== undefined) {
+    // withProjection's projected entry: the latest served run decayed to `now`, `projected` its last key.
+    let served: HistoryRow | undefined;
+    for (const r of rows)
+      if (r.score_source === "served" && (served === undefined || r.as_of >= served.as_of)) served = r;
+    if (served !== undefined) {
+      const d = decayServedRow(served, now);
+      if (d !== served)
+        parts.push(`${text.entry({ ...d, recorded_at: now }).slice(0, -1)},"projected":true}`);
+    }
+  }
+  return `[${parts.join(",")}]`;
+}
+
+/** The three explanation keys an entry lists beside it (historyEntry). */
+type ExplanationFields = { interval?: unknown; evidence?: unknown; pCorrect?: unknown };
+
+/** Date.prototype.toISOString with the last instant remembered (and an invalid date failing as it does). */
+class IsoMemo {
+  private t = Number.NaN;
+  private text = "";
+  of(d: Date): string {
+    const t = d.getTime();
+    if (t !== this.t) {
+      this.text = d.toISOString();
+      this.t = t;
+    }
+    return this.text;
+  }
+}
+
+/** historyJson's entries: JSON.stringify(historyEntry(r)) of a row as withProjection shows it (a rule row as of its own run). */
+class HistoryText {
+  private readonly asOf = new IsoMemo();
+  private readonly recordedAt = new IsoMemo();
+
+  entry(r: HistoryRow): string {
+    // A key JSON.stringify would omit (a store's row without the column): the entry as historyEntry builds it.
+    if (r.mastery_score === undefined || r.score_source === undefined || r.model_version === undefined)
+      return JSON.stringify(historyEntry(r.score_source === "rule_based" ? ruleRowAt(r, r.as_of) : r));
+    const t = r.explanation;
+    if (r.score_source === "rule_based") {
+      // ruleRowAt(r, r.as_of), its explanation used as the object it is instead of its text parsed back.
+      const e = JSON.parse(t) as StoredRuleExplanation;
+      if (e.rule !== undefined) {
+        const at = ruleScoreAt(e, r.as_of.getTime() * 1000);
+        return this.json(r, at.score, JSON.stringify(at.explanation), at.explanation as ExplanationFields);
+      }
+    }
+    const object = t.charCodeAt(0) === 123;
+    // One pass over the text for the common case: an object written by JSON.stringify naming none of the three.
+    if (object && !NOT_AS_IS_OR_FIELDS.test(t)) return this.json(r, r.mastery_score, t, undefined);
+    if (object && !NOT_AS_IS.test(t)) return this.json(r, r.mastery_score, t, JSON.parse(t));
+    // Whitespace, an escape, or not an object: the entry as historyEntry builds it (and fails it).
+    return JSON.stringify(historyEntry(r));
+  }
+
+  /**
+   * The entry's text: each key as JSON.stringify writes historyEntry's object, `text` the explanation's JSON,
+   * `fields` the explanation whose interval, evidence and pCorrect are listed (a key whose value JSON.stringify
+   * omits is omitted; none when undefined: the text names none of them).
+   */
+  private json(r: HistoryRow, score: number, text: string, fields: ExplanationFields | undefined): string {
+    return (
+      field('{"score":', score) +
+      field(',"scoreSource":', r.score_source) +
+      field(',"modelVersion":', r.model_version) +
+      `,"asOf":"${this.asOf.of(r.as_of)}","recordedAt":"${this.recordedAt.of(r.recorded_at)}","explanation":${text}` +
+      (fields === undefined
+        ? "}"
+        : `${field(',"interval":', fields.interval)}${field(',"evidence":', fields.evidence)}${field(',"pCorrect":', fields.pCorrect)}}`)
+    );
+  }
+}
+
+/** readHistory's entries as JSON text: historyJson of the rows (the route sends it as it is). */
+export async function readHistoryJson(
+  source: MasterySource,
+  studentKey: string,
+  topicId: string,
+  now?: Date,
+): Promise<string> {
+  return historyJson(await readStoreOf(source).history(studentKey, topicId), now);
 }
 
 /** Every recorded change of one (student, topic), oldest first (plus the projection as of `now`, when given). */

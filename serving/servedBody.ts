@@ -87,6 +87,21 @@ export function sendServedBody(req: Request, res: Response, body: ServedBody): v
   endServedBody(res, body, req.method !== "HEAD");
 }
 
+/**
+ * res.json(JSON.parse(json)) for a text that is already what JSON.stringify would write (serving/masteryView.ts
+ * historyJson): the same type, ETag, 304 and HEAD handling (res.send), without parsing and serializing it again.
+ * An app that sets Express's "json replacer", "json spaces" or "json escape" gets res.json's own output.
+ */
+export function sendJsonText(res: Response, json: string): void {
+  const app = res.app;
+  if (app.get("json replacer") || app.get("json spaces") || app.get("json escape")) {
+    res.json(JSON.parse(json));
+    return;
+  }
+  if (!res.get("Content-Type")) res.set("Content-Type", "application/json");
+  res.send(json);
+}
+
 /** The Content-Type of a served body (Express's res.json type, which clients saw before the cache). */
 export const SERVED_BODY_TYPE = "application/json; charset=utf-8";
 

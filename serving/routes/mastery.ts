@@ -1,9 +1,9 @@
 import type { RequestHandler } from "express";
 import type { ServingContext } from "../app.ts";
 import { HttpError } from "../httpError.ts";
-import { readHistory, readStudentHistories } from "../masteryView.ts";
+import { readHistoryJson, readStudentHistories } from "../masteryView.ts";
 import { loadRecommendationContext, recommend } from "../recommendations.ts";
-import { sendServedBody } from "../servedBody.ts";
+import { sendJsonText, sendServedBody } from "../servedBody.ts";
 
 const param = (v: string | string[] | undefined): string => (Array.isArray(v) ? (v[0] ?? "") : (v ?? ""));
 
@@ -56,8 +56,12 @@ export const getHistory =
     const p = await ctx.principal(req, "mastery:read");
     const key = await ctx.student(p, param(req.params.studentId), res);
     const topicId = param(req.params.topicId);
-    const history = await ctx.readRun(() => readHistory(ctx.read, key, topicId, ctx.now()));
-    res.json({ studentKey: key, topicId, history });
+    // The entries as JSON text (a hot topic's history is hundreds of entries): res.json's bytes, unparsed.
+    const history = await ctx.readRun(() => readHistoryJson(ctx.read, key, topicId, ctx.now()));
+    sendJsonText(
+      res,
+      `{"studentKey":${JSON.stringify(key)},"topicId":${JSON.stringify(topicId)},"history":${history}}`,
+    );
   };
 
 /** Longest ?topics= list GET /mastery/:studentId/history accepts. */

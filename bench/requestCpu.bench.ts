@@ -1,0 +1,323 @@
+/**
+ * Server CPU per request of each request kind of the load bench's mix, at a fixed store state (issue 15: what a
+ * GET /mastery hit and miss, a history, a recommendation and a POST /events x10 each cost the server process on
+ * PostgreSQL + Redis). bench/load.bench.ts measures the mix, whose state moves with its own throughput (a hot
+ * topic's history grows with the POSTs made so far, the hit rate with the requests); here every kind runs against
+ * the same state in every run, so two trees can be compared kind by kind.
+ *
+ * The server runs in a child process (as `mastery serve` would, with the load bench's options); the driver
+ * (autocannon, this process) sends each kind for REQ_N requests on REQ_CONNECTIONS connections and reads the
+ * child's CPU time (user + system) before and after: CPU per request = its difference / requests answered.
+ * Kinds, in order: `hit` (GET /mastery of REQ_HOT students read before: cache hits), `miss` (GET /mastery of
+ * students never read: each request a cold miss), `history` (GET /mastery/:id/T0/history of REQ_HOT students whose
+ * T0 history holds ~3 x REQ_HISTORY_POSTS entries, written by real POSTs before the runs), `recommendations` (of the
+ * hot students), `events` (POST /events x10 of random students). Each kind runs REQ_ROUNDS times, interleaved
+ * (hit, miss, ..., hit, miss, ...); the median is printed. Store: REQ_STUDENTS students x 20 topics seeded with a
+ * bkt and an elo score each (the load bench's rows).
+ *
+ *   npx tsx bench/requestCpu.bench.ts
+ *   REQ_N=3000 REQ_ROUNDS=5 REQ_HISTORY_POSTS=100 npx tsx bench/requestCpu.bench.ts
+ *   REQ_NAME_PREFIX=me_req REQ_PORT=41220 ...     # PostgreSQL schema / Redis prefix and the server's port
+ *   REQ_KINDS=miss,events ...                      # only these kinds (the warm-up still sends every kind)
+ *   REQ_PROF=/tmp/dir ...                          # the server under --cpu-prof, its .cpuprofile written there
+ *   REQ_SERVER_NODE_FLAGS="--trace-gc" ...         # node / V8 flags of the server process
+ */
+import { fork } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
+import { pino } from "pino";
+import { Pseudonymizer } from "../features/pseudonymize.ts";
+import { parseThresholds } from "../serving/alerts.ts";
+import { createApp, loadServingConfig, servingDuckOptions } from "../serving/app.ts";
+import { signToken } from "../serving/auth.ts";
+import { openServingBackends } from "../serving/servingBackends.ts";
+import { streamModels } from "../serving/updater.ts";
+import { DuckStore } from "../storage/duckdb.ts";
+import type { PgStore } from "../storage/postgres.ts";
+import {
+  envNumber as env,
+  BENCH_PSEUDONYM_KEY as KEY,
+  BENCH_PG_URL as PG_URL,
+  quizPostBody,
+  BENCH_REDIS_URL as REDIS_URL,
+  BENCH_SECRET as SECRET,
+} from "./benchEnv.ts";
+import { SEED_EXPLANATION } from "./wideSeed.ts";
+
+const TOPICS = 20;
+const KINDS = ["hit", "miss", "history", "recommendations", "events"] as const;
+type Kind = (typeof KINDS)[number];
+const PREFIX = (() => {
+  const p = process.env.REQ_NAME_PREFIX ?? "req_cpu";
+  if (!/^[a-z_][a-z0-9_]{0,40}$/.test(p))
+    throw new Error(
+      `REQ_NAME_PREFIX must be a lower-case SQL identifier of at most 41 characters (got "${p}")`,
+    );
+  return p;
+})();
+
+interface CannonResult {
+  requests: { total: number; average: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+type Cannon = (opts: Record<string, unknown>) => Promise<CannonResult>;
+
+// ------------------------------------------------------------------------------------------------
+// Server child
+
+async function serve(): Promise<void> {
+  const students = env("REQ_STUDENTS", 8000);
+  const pseudo = new Pseudonymizer(KEY);
+  const name = `${PREFIX}_${process.pid}`;
+  const dir = mkdtempSync(join(tmpdir(), "req-cpu-"));
+  const store = await DuckStore.open(join(dir, "mastery.duckdb"), {
+    encryption: null,
+    ...servingDuckOptions({ duckThreads: loadServingConfig().duckThreads }),
+  });
+  const backends = await openServingBackends({
+    duck: store,
+    stores: {
+      dbPath: store.path,
+      duck: store,
+      pgUrl: PG_URL,
+      pgSchema: name,
+      redisUrl: REDIS_URL,
+      redisPrefix: name,
+    },
+    models: streamModels({}),
+    invalidatedCacheTtlMs: 30_000,
+  });
+  const pg = backends.stores?.pg as PgStore;
+  // The load bench's rows: a bkt and an elo score per (student, topic), 3 bkt history rows each.
+  const topicRows = Array.from(
+    { length: TOPICS },
+    (_, i) => `('T${i}', 'Topic ${i}', 'C${i % 4}', 'S1', 'K1', 0, 10)`,
+  );
+  await pg.run(
+    `INSERT INTO topics (topic_id, name, chapter_id, subject_id, course_id, difficulty_estimate, content_length) VALUES ${topicRows.join(",")}`,
+  );
+  await pg.run("CREATE TABLE req_keys (student_key VARCHAR, n INTEGER)");
+  for (let s = 0; s < students; s += 5000) {
+    const rows: string[] = [];
+    for (let i = s; i < Math.min(students, s + 5000); i++)
+      rows.push(`('${pseudo.studentKey(`student-${i}`)}', ${i})`);
+    await pg.run(`INSERT INTO req_keys VALUES ${rows.join(",")}`);
+  }
+  const ts = "TIMESTAMP '2026-01-05 10:00:00'";
+  const scores = `SELECT k.student_key, t.topic_id, ((k.n * 7 + CAST(substr(t.topic_id, 2) AS INTEGER) * 13) % 100) / 100.0 AS score, s.src
+      FROM req_keys k, topics t, (VALUES ('bkt'), ('elo')) s(src)`;
+  await pg.run(
+    `INSERT INTO student_mastery (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+     SELECT student_key, topic_id, score, src, 'default', ${ts}, '${SEED_EXPLANATION}', ${ts} FROM (${scores}) x`,
+  );
+  await pg.run(
+    `INSERT INTO student_mastery_history (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+     SELECT student_key, topic_id, score * h.f, src, 'default', ${ts}, '${SEED_EXPLANATION}', ${ts}
+     FROM (${scores}) x, (VALUES (0.5), (0.8), (1.0)) h(f) WHERE src = 'bkt'`,
+  );
+  await pg.run("DROP TABLE req_keys");
+  await pg.run("ANALYZE");
+  const { app } = await createApp({
+    store,
+    pseudonymizer: pseudo,
+    jwtSecret: SECRET,
+    logger: pino({ level: "warn" }),
+    thresholds: parseThresholds({}, {}),
+    defaultMetrics: false,
+    config: { rateLimit: { windowMs: 60_000, limit: 0 } },
+    ...backends.deps,
+  });
+  const server = app.listen(env("REQ_PORT", 0), "127.0.0.1");
+  await new Promise((r) => server.once("listening", r));
+  const cpu = () => {
+    const u = process.cpuUsage();
+    return u.user + u.system;
+  };
+  process.on("message", (m) => {
+    if (m === "cpu") process.send?.({ cpu: cpu() });
+    if (m === "stop")
+      void (async () => {
+        server.closeAllConnections();
+        server.close();
+        await pg.run(`DROP SCHEMA ${name} CASCADE`).catch(() => undefined);
+        await backends.close();
+        // The learner states and processed sets this run left in Redis (its own prefix).
+        const redis = new Redis(REDIS_URL);
+        let cursor = "0";
+        do {
+          const [next, keys] = await redis.scan(cursor, "MATCH", `${name}:*`, "COUNT", 5000);
+          if (keys.length > 0) await redis.unlink(...keys);
+          cursor = next;
+        } while (cursor !== "0");
+        redis.disconnect();
+        rmSync(dir, { recursive: true, force: true });
+        process.exit(0);
+      })();
+  });
+  process.send?.({ port: (server.address() as AddressInfo).port, name });
+}
+
+// ------------------------------------------------------------------------------------------------
+// Driver
+
+async function drive(): Promise<void> {
+  const students = env("REQ_STUDENTS", 8000);
+  const hot = env("REQ_HOT", 20);
+  const n = env("REQ_N", 2000);
+  const rounds = env("REQ_ROUNDS", 3);
+  const connections = env("REQ_CONNECTIONS", 16);
+  const historyPosts = env("REQ_HISTORY_POSTS", 100);
+  const autocannon = createRequire(import.meta.url)("autocannon") as Cannon;
+  const token = await signToken(SECRET, { role: "admin", sub: "bench" });
+  const auth = { authorization: `Bearer ${token}` };
+  const kinds = (process.env.REQ_KINDS ?? KINDS.join(",")).split(",").map((k) => k.trim()) as Kind[];
+  for (const k of kinds)
+    if (!KINDS.includes(k))
+      throw new Error(`REQ_KINDS: unknown kind "${k}"; use a list of ${KINDS.join(", ")}`);
+  const prof = process.env.REQ_PROF;
+  const server = fork(fileURLToPath(import.meta.url), ["--serve"], {
+    execArgv: [
+      "--import",
+      "tsx",
+      ...(process.env.REQ_SERVER_NODE_FLAGS ?? "").split(" ").filter((f) => f !== ""),
+      ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : []),
+    ],
+  });
+  const ready = await new Promise<{ port: number; name: string }>((ok, fail) => {
+    server.once("message", (m) => ok(m as { port: number; name: string }));
+    server.once("exit", (code) => fail(new Error(`the server exited with ${code} before it was ready`)));
+  });
+  const base = `http://127.0.0.1:${ready.port}`;
+  const cpu = () =>
+    new Promise<number>((ok) => {
+      const on = (m: unknown) => {
+        const c = (m as { cpu?: number }).cpu;
+        if (c === undefined) return;
+        server.off("message", on);
+        ok(c);
+      };
+      server.on("message", on);
+      server.send("cpu");
+    });
+  let seq = 0;
+  const post = (student: number, topics: number) => {
+    const body = quizPostBody(`req-${process.pid}`, student, seq, topics);
+    seq += 10;
+    return body;
+  };
+  // The hot students' T0 histories: REQ_HISTORY_POSTS POSTs each of 10 events on T0 (a bkt, an elo and a
+  // rule_based entry per group that moved the key), the hot students in parallel as the mix sends them.
+  const t0 = performance.now();
+  for (let r = 0; r < historyPosts; r++)
+    await Promise.all(
+      Array.from({ length: hot }, (_, s) =>
+        fetch(`${base}/events`, {
+          method: "POST",
+          headers: { ...auth, "content-type": "application/json" },
+          body: post(s, 1),
+        }).then((res) => res.text()),
+      ),
+    );
+  const histories = await Promise.all(
+    Array.from({ length: hot }, (_, s) =>
+      fetch(`${base}/mastery/student-${s}/T0/history`, { headers: auth }).then(
+        async (res) => ((await res.json()) as { history: unknown[] }).history.length,
+      ),
+    ),
+  );
+  const meanHistory = histories.reduce((a, b) => a + b, 0) / histories.length;
+  process.stdout.write(
+    `request CPU bench: ${students} students x ${TOPICS} topics (PostgreSQL + Redis, ${ready.name}); ${hot} hot students, ` +
+      `T0 history ${meanHistory.toFixed(0)} entries on average (${historyPosts} POSTs each, ${((performance.now() - t0) / 1000).toFixed(1)} s); ` +
+      `${n} requests a kind a round on ${connections} connections, ${rounds} rounds\n`,
+  );
+  // Cold students for the misses: never read, each read once (students hot..students-1, in order).
+  let cold = hot;
+  const path = (kind: Kind, i: number): { method: string; path: string; body?: string } => {
+    const s = i % hot;
+    switch (kind) {
+      case "hit":
+        return { method: "GET", path: `/mastery/student-${s}` };
+      case "miss":
+        if (cold >= students) throw new Error(`REQ_STUDENTS=${students} is too few for the misses: raise it`);
+        return { method: "GET", path: `/mastery/student-${cold++}` };
+      case "history":
+        return { method: "GET", path: `/mastery/student-${s}/T0/history` };
+      case "recommendations":
+        return { method: "GET", path: `/recommendations/student-${s}` };
+      case "events":
+        return {
+          method: "POST",
+          path: "/events",
+          body: post(hot + Math.floor(Math.random() * (students - hot)), TOPICS),
+        };
+    }
+  };
+  const run = (kind: Kind, amount: number) => {
+    let i = 0;
+    return autocannon({
+      url: base,
+      connections,
+      amount,
+      headers: auth,
+      requests: [
+        {
+          setupRequest: (req: Record<string, unknown>) => {
+            const r = path(kind, i++);
+            return r.body === undefined
+              ? { ...req, method: r.method, path: r.path }
+              : {
+                  ...req,
+                  method: r.method,
+                  path: r.path,
+                  headers: { ...(req.headers as Record<string, string>), "content-type": "application/json" },
+                  body: r.body,
+                };
+          },
+        },
+      ],
+    });
+  };
+  // Warm-up: the JIT and the hot students' bodies (cached from here on; nothing invalidates them).
+  for (const kind of KINDS) if (kind !== "miss") await run(kind, Math.min(n, 500));
+  await run("miss", Math.min(n, 200));
+  const results = new Map<Kind, { cpuUs: number; rps: number }[]>();
+  for (let r = 0; r < rounds; r++)
+    for (const kind of kinds) {
+      // The POSTs touch cold students only: the hot students' bodies stay cached.
+      const amount = kind === "events" ? Math.max(50, Math.round(n / 10)) : n;
+      const c0 = await cpu();
+      const res = await run(kind, amount);
+      const c1 = await cpu();
+      if (res.non2xx + res.errors + res.timeouts > 0)
+        throw new Error(
+          `${kind}: ${res.non2xx} non-2xx, ${res.errors} errors, ${res.timeouts} timeouts; the bench needs every answer 2xx`,
+        );
+      const list = results.get(kind) ?? [];
+      results.set(kind, list);
+      list.push({ cpuUs: (c1 - c0) / res.requests.total, rps: res.requests.average });
+    }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+  for (const kind of kinds) {
+    const list = results.get(kind) ?? [];
+    process.stdout.write(
+      `  ${kind.padEnd(16)} server CPU ${median(list.map((x) => x.cpuUs))
+        .toFixed(0)
+        .padStart(6)} µs a request (rounds ${list
+        .map((x) => x.cpuUs.toFixed(0))
+        .join(", ")}), ${median(list.map((x) => x.rps)).toFixed(0)} req/s\n`,
+    );
+  }
+  server.send("stop");
+  await new Promise((ok) => server.once("exit", ok));
+}
+
+if (process.argv.includes("--serve")) await serve();
+else await drive();
