@@ -208,7 +208,13 @@ export async function scoreServedBatch(
               columns = {'pid': 'DOUBLE', 'score_source': 'VARCHAR', 'mastery_score': 'DOUBLE', 'explanation': 'VARCHAR'}) s
        JOIN served_pairs p USING (pid)`,
     );
-    await writeServedScores(store, modelVersion, asOf, opts.now ?? new Date());
+    await writeServedScores(
+      store,
+      modelVersion,
+      asOf,
+      opts.now ?? new Date(),
+      incremental === true ? "incremental" : "full",
+    );
   } catch (err) {
     await pool.terminate();
     throw err;

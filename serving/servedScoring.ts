@@ -6,7 +6,7 @@ import { ServedMastery, type ServedMasteryJson } from "../models/servedMastery.t
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
 import type { BatchScore } from "../storage/masteryStore.ts";
-import { baseTable, foldDelta } from "../storage/servingTables.ts";
+import { deltaTable, replaceBaseRows } from "../storage/servingTables.ts";
 import { attachLatent, LATENT_SOURCE, latentDecay, latentExplanation } from "./latentScoring.ts";
 import { loadPairEvidence } from "./servedInputs.ts";
 import { SERVED_SOURCE, servedEstimate, servedExplanation } from "./servedRows.ts";
@@ -96,30 +96,41 @@ export async function scoreServed(
 /**
  * Writes temp.served_score (student_key, topic_id, mastery_score, explanation, score_source: the 'served' and
  * 'latent' rows of a run) to student_mastery and its history as of `asOf`, in one transaction, and drops it.
- * Shared by scoreServed and the daily batch's served step (serving/servedBatch.ts).
+ * Shared by scoreServed and the daily batch's served step (serving/servedBatch.ts). A run over every pair
+ * ("full") writes the serving table's base anew without the old served and latent rows (storage/servingTables.ts
+ * replaceBaseRows: replacing a third of the base's keys in place through its primary key cost more, as for the
+ * rule step) and drops their delta rows (the stream's, all older than this run's); a run over some students
+ * ("incremental") appends to the delta, as the other steps' daily runs do.
  */
 export async function writeServedScores(
   store: DuckStore,
   modelVersion: string,
   asOf: Date,
   now: Date,
+  mode: "full" | "incremental" = "full",
 ): Promise<void> {
   const ts = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
+  const params = [modelVersion, ts(asOf), ts(now)];
+  const sources = `score_source IN ('${SERVED_SOURCE}', '${LATENT_SOURCE}')`;
+  const rows = `SELECT student_key, topic_id, mastery_score, score_source, $1 AS model_version, $2 AS as_of,
+                       explanation, $3 AS last_updated FROM served_score`;
   await store.transaction(async () => {
-    // Every pair is rewritten: the write goes to the base table (storage/servingTables.ts), after the delta's
-    // rows of these sources moved to it, so the base holds every stored row of them.
-    await foldDelta(store, "student_mastery", `score_source IN ('${SERVED_SOURCE}', '${LATENT_SOURCE}')`);
-    await store.run(
-      `INSERT OR REPLACE INTO ${baseTable("student_mastery")}
-         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
-       SELECT student_key, topic_id, mastery_score, score_source, $1, $2, explanation, $3 FROM served_score`,
-      [modelVersion, ts(asOf), ts(now)],
-    );
+    if (mode === "incremental")
+      await store.run(
+        `INSERT INTO ${deltaTable("student_mastery")}
+           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+         ${rows}`,
+        params,
+      );
+    else {
+      await store.run(`DELETE FROM ${deltaTable("student_mastery")} WHERE ${sources}`);
+      await replaceBaseRows(store, "student_mastery", `NOT (b.${sources})`, rows, params);
+    }
     await store.run(
       `INSERT INTO student_mastery_history
          (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
        SELECT student_key, topic_id, mastery_score, score_source, $1, $2, explanation, $3 FROM served_score`,
-      [modelVersion, ts(asOf), ts(now)],
+      params,
     );
   });
   await store.run("DROP TABLE IF EXISTS served_score");
