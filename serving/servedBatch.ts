@@ -408,7 +408,7 @@ class GroupBuilder {
     this.tied.clear();
   }
 
-  /** The group of pairs groupStart .. at - 2 (the last opened pair starts the next group). */
+  /** The group of pairs groupStart .. at - 1 with their events (called before pair `at` opens: it starts the next group). */
   private take(): ServedGroup {
     const from = this.groupStart;
     const to = this.at; // exclusive: pair `at` is not opened yet
