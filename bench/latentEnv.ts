@@ -3,7 +3,12 @@
  * `latentFit`) and the real-log harness (bench/realLogCuts.ts `latentFit`), so every option set is measured on
  * both (round 19). Each option names the `mastery train served` flag it stands for (printed with the runs).
  */
-import { type LatentFitOptions, STUDENT_LEARNING_MODES } from "../models/latentFilter.ts";
+import {
+  type LatentFitOptions,
+  STUDENT_LEARNING_MODES,
+  STUDENT_WIDENINGS,
+  type StudentWidening,
+} from "../models/latentFilter.ts";
 import { STUDENT_INTERVAL_MODES, type StudentIntervalMode } from "../models/studentInterval.ts";
 import { STUDENT_SCALE_MODES, type StudentScaleMode } from "../models/studentScale.ts";
 
@@ -14,6 +19,8 @@ export interface LatentEnv {
   studentScale?: StudentScaleMode;
   /** LATENT_STUDENT_INTERVAL (round 21): the interval's check on the model with its student part; absent = the default. */
   studentInterval?: StudentIntervalMode;
+  /** LATENT_STUDENT_WIDENING (fold27): how scoring widens an interval by the offset's sd; absent = the default. */
+  studentWidening?: StudentWidening;
   /** The matching `mastery train served` flags, in the order read (empty: the product's defaults). */
   flags: string[];
 }
@@ -54,7 +61,8 @@ function numberIn(
 
 /**
  * LATENT_STUDENT=0, LATENT_EMISSION, LATENT_FORGETTING, LATENT_THRESHOLD_SD, LATENT_STUDENT_LEARNING,
- * LATENT_FORGET_SPREAD, LATENT_AS_OF, LATENT_INTERVAL, LATENT_CONCENTRATION, LATENT_STUDENT_SCALE: the
+ * LATENT_FORGET_SPREAD, LATENT_AS_OF, LATENT_INTERVAL, LATENT_CONCENTRATION, LATENT_STUDENT_SCALE,
+ * LATENT_STUDENT_INTERVAL, LATENT_STUDENT_WIDENING: the
  * filter's fit options they name (unset: absent, i.e. the caller's default). Throws on a value outside the
  * option's range, naming the variable.
  */
@@ -109,11 +117,14 @@ export function latentEnv(env: Env): LatentEnv {
   if (studentScale !== undefined) flags.push(`--latent-student-scale ${studentScale}`);
   const studentInterval = oneOf(env, "LATENT_STUDENT_INTERVAL", STUDENT_INTERVAL_MODES);
   if (studentInterval !== undefined) flags.push(`--latent-student-interval ${studentInterval}`);
+  const studentWidening = oneOf(env, "LATENT_STUDENT_WIDENING", STUDENT_WIDENINGS);
+  if (studentWidening !== undefined) flags.push(`--latent-student-widening ${studentWidening}`);
   return {
     fit,
     flags,
     ...(studentScale !== undefined ? { studentScale } : {}),
     ...(studentInterval !== undefined ? { studentInterval } : {}),
+    ...(studentWidening !== undefined ? { studentWidening } : {}),
   };
 }
 

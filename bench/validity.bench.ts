@@ -283,6 +283,7 @@ async function evaluateCut(
         ...LATENT_ENV.fit,
         ...(LATENT_ENV.studentScale !== undefined ? { studentScale: LATENT_ENV.studentScale } : {}),
         ...(LATENT_ENV.studentInterval !== undefined ? { studentInterval: LATENT_ENV.studentInterval } : {}),
+        ...(LATENT_ENV.studentWidening !== undefined ? { studentWidening: LATENT_ENV.studentWidening } : {}),
       },
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
       // ANCHOR_EASE=share|thresholds: what the anchor's sd carries (round 26; unset: the product default).

@@ -213,7 +213,20 @@ export interface LatentModelJson {
    * set by the label-free moments check of models/studentScale.ts (recorded in fit.studentScaleCheck). Absent = 1.
    */
   studentOffsetScale?: number;
+  /**
+   * fold27: how a student's interval carries the offset's uncertainty (models/latentStudent.ts
+   * scoreStudentLatent): "refold" (absent: today's) folds each pair again at off-grid offsets (the offset's sd
+   * at offset -+ 0.25, the widening at offset -+ sd); "basis" takes both from the basis folds the score already
+   * ran (models/studentOffsetSd.ts studentOffsetSdFromBasis, widenFromBasis). The scores are the same.
+   */
+  studentWidening?: StudentWidening;
 }
+
+/** fold27: the two ways of carrying the offset's uncertainty into an interval (LatentModelJson.studentWidening). */
+export type StudentWidening = "refold" | "basis";
+export const STUDENT_WIDENINGS: readonly StudentWidening[] = ["refold", "basis"];
+/** The default of LatentModelJson.studentWidening (fold27's pre-registered rule: docs/benchmarks.md). */
+export const STUDENT_WIDENING_DEFAULT: StudentWidening = "refold";
 
 export class LatentFilterError extends Error {
   readonly code = "LATENT_FILTER";
@@ -937,6 +950,16 @@ export interface LatentBasisState {
   ll: Float64Array;
 }
 
+/** `LatentFilter.predictStudentBasis`'s result: predictStudent's, with each sequence's basis parts' numbers. */
+export interface StudentBasisPrediction {
+  offset: number;
+  estimates: LatentEstimate[];
+  /** Per sequence, each basis part's log-likelihood of its graded events (`studentGrid` order). */
+  ll: Float64Array[];
+  /** Per sequence, each basis part's score as of the as-of (empty from `predictStudent`). */
+  scores: Float64Array[];
+}
+
 /** Mean of a posterior over grid midpoints `x`. */
 function meanOf(p: Float32Array, x: Float64Array): number {
   let s = 0;
@@ -1436,11 +1459,19 @@ export class LatentFilter {
    * Each basis part's log-likelihood of a sequence with `step`'s arithmetic (float32 posterior between events),
    * without the explanation or a state kept: for the summaries (`offsetOfLogLiks`).
    */
-  private leanBasisLL(topic: string, events: readonly LatentEvent[]): Float64Array {
+  private leanBasisLL(
+    topic: string,
+    events: readonly LatentEvent[],
+    scores?: { out: Float64Array; asOfDays: number },
+  ): Float64Array {
     const grid = this.studentGrid();
     const out = new Float64Array(grid.length);
     const p = this.p;
     const q = this.q;
+    let observations = 0;
+    if (scores !== undefined)
+      for (const e of events)
+        if (OBS_FACTOR[e.kind] !== undefined) observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
     for (let j = 0; j < grid.length; j++) {
       const k = this.kernelFor(topic, grid[j]!);
       const base = this.priorInto(topic, grid[j]!, q);
@@ -1455,6 +1486,9 @@ export class LatentFilter {
         k.learnFrom(p, e.kind, true);
       }
       out[j] = ll;
+      // fold27: the part's score as of asOfDays: predictScore at this basis offset (the same fold and arithmetic).
+      if (scores !== undefined)
+        scores.out[j] = this.scoreOfFolded(topic, p, base, last, observations, scores.asOfDays);
     }
     return out;
   }
@@ -1479,7 +1513,21 @@ export class LatentFilter {
       if (OBS_FACTOR[e.kind] !== undefined) observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
       k.learnFrom(p, e.kind, true);
     }
-    // `estimate`'s score, in its order of operations.
+    return this.scoreOfFolded(topic, p, base, last, observations, asOfDays);
+  }
+
+  /**
+   * `estimate`'s score, in its order of operations, of a folded posterior `p` (float32 values; forgotten to
+   * as-of in place) with its prior's mean `base`, last event time and graded observations.
+   */
+  private scoreOfFolded(
+    topic: string,
+    p: Float64Array,
+    base: number,
+    last: number,
+    observations: number,
+    asOfDays: number,
+  ): number {
     const ke = this.kernelFor(topic);
     let mean = ke.mean(p);
     const prm = this.json.params;
@@ -1503,6 +1551,16 @@ export class LatentFilter {
     }
     if (idle > 0) score = decayTowards(mean, floor, prm.halfLifeDays, idle);
     return score;
+  }
+
+  /**
+   * fold27: `values` given at the basis offsets (`studentGrid`), linearly interpolated at `offset` (clamped to
+   * the grid): e.g. the basis parts' scores (`predictStudentBasis`) at a student's offset -+ its sd.
+   */
+  interpolateBasis(values: ArrayLike<number>, offset: number): number {
+    if (values.length === 1) return values[0]!;
+    const { j, w } = this.basisPosition(offset);
+    return w === 0 ? values[j]! : (1 - w) * values[j]! + w * values[j + 1]!;
   }
 
   /** A fold of a sequence from every basis prior. */
@@ -1534,10 +1592,35 @@ export class LatentFilter {
     sequences: readonly LatentSequence[],
     asOfDays: number,
   ): { offset: number; estimates: LatentEstimate[] } {
+    const { offset, estimates } = this.predictStudentWith(sequences, asOfDays, false);
+    return { offset, estimates };
+  }
+
+  /**
+   * fold27: `predictStudent` (the same offset and estimates, bit for bit) with what its lean basis folds give for
+   * free: per sequence each basis part's log-likelihood (`ll`, as LatentBasisState.ll) and score as of `asOfDays`
+   * (`scores`: predictScore at that basis offset, bit for bit). The offset's sd and the interval's widening
+   * (models/studentOffsetSd.ts studentOffsetSdFromBasis, widenFromBasis) need nothing more.
+   */
+  predictStudentBasis(sequences: readonly LatentSequence[], asOfDays: number): StudentBasisPrediction {
+    return this.predictStudentWith(sequences, asOfDays, true);
+  }
+
+  private predictStudentWith(
+    sequences: readonly LatentSequence[],
+    asOfDays: number,
+    withScores: boolean,
+  ): StudentBasisPrediction {
     // The summaries from lean folds (the same arithmetic as `step`, so the same log-likelihood bits, without
     // the explanation's bookkeeping); then the full fold of only the two basis parts the offset mixes.
     const grid = this.studentGrid();
-    const pairs = sequences.map((s) => ({ topic: s.topic, ll: this.leanBasisLL(s.topic, s.events) }));
+    const scores: Float64Array[] = [];
+    const pairs = sequences.map((s) => {
+      if (!withScores) return { topic: s.topic, ll: this.leanBasisLL(s.topic, s.events) };
+      const out = new Float64Array(grid.length);
+      scores.push(out);
+      return { topic: s.topic, ll: this.leanBasisLL(s.topic, s.events, { out, asOfDays }) };
+    });
     const offset = this.offsetOfLogLiks(pairs);
     const estimates = pairs.map((x, i) => {
       const off = this.offsetFor(x.topic, offset);
@@ -1550,7 +1633,7 @@ export class LatentFilter {
       this.foldInto(c, events, this.kernelFor(x.topic, grid[j + 1]!));
       return this.estimate(this.mixParts(a, c, x.ll[j]!, x.ll[j + 1]!, w), asOfDays, x.topic);
     });
-    return { offset, estimates };
+    return { offset, estimates, ll: pairs.map((x) => x.ll), scores };
   }
 
   /**

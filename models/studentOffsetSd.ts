@@ -44,6 +44,60 @@ export function studentOffsetSd(
 }
 
 /**
+ * fold27: `studentOffsetSd` from the basis folds the score already ran (LatentFilter.predictStudentBasis), with
+ * no fold at an off-grid offset. The basis parts are the filter run from the prior shifted by each basis offset
+ * g_j (with that offset's learning rates), so f at the basis offsets is exact: F_j = -sum ll_j + g_j^2 / (2 sd^2)
+ * over the same sequences as `studentOffsetSd`. f'' is the second difference of F at each inner basis offset
+ * (step 1: the curvature of the parabola whose vertex is the offset, LatentFilter.offsetFromSummary),
+ * interpolated linearly at `offset`; then the same floor and rein-in scale as `studentOffsetSd`.
+ */
+export function studentOffsetSdFromBasis(
+  model: LatentFilter,
+  ll: readonly ArrayLike<number>[],
+  offset: number,
+): number {
+  const sd = model.json.studentPriorSd ?? 0;
+  if (!(sd > 0)) return 0;
+  const grid = model.studentGrid();
+  const n = grid.length;
+  const scale = model.json.studentOffsetScale ?? 1;
+  if (n < 3) return scale * sd;
+  const f = new Float64Array(n);
+  for (let j = 0; j < n; j++) {
+    let s = 0;
+    for (const x of ll) s += x[j]!;
+    f[j] = -s + (0.5 * grid[j]! * grid[j]!) / (sd * sd);
+  }
+  const step = grid[1]! - grid[0]!;
+  const d2 = (k: number) => (f[k - 1]! - 2 * f[k]! + f[k + 1]!) / (step * step);
+  // Centres grid[1] .. grid[n - 2]; the curvature between two centres by linear interpolation, clamped at the ends.
+  const pos = Math.min(n - 3, Math.max(0, (offset - grid[1]!) / step));
+  const k = Math.min(n - 4, Math.floor(pos));
+  const w = pos - k;
+  const curv = n === 3 ? d2(1) : (1 - w) * d2(k + 1) + w * d2(k + 2);
+  return scale * (curv > 1 / (sd * sd) ? 1 / Math.sqrt(curv) : sd);
+}
+
+/**
+ * fold27: `widenByScores` with the two predictions' scores at offset -+ offsetSd taken from the basis parts'
+ * scores (`scores`, LatentFilter.predictStudentBasis: each is predictScore at a basis offset, exactly), linearly
+ * interpolated (LatentFilter.interpolateBasis) instead of folded again at the two off-grid offsets.
+ */
+export function widenFromBasis(
+  model: LatentFilter,
+  est: LatentEstimate,
+  scores: ArrayLike<number>,
+  offset: number,
+  offsetSd: number,
+): LatentEstimate {
+  return widenByScores(
+    est,
+    model.interpolateBasis(scores, offset - offsetSd),
+    model.interpolateBasis(scores, offset + offsetSd),
+  );
+}
+
+/**
  * `est` (predicted with the student's offset) with its 80% interval widened by the offset's uncertainty:
  * d = half the change of the posterior mean between the predictions at offset -+ offsetSd; each side's
  * half-width w becomes sqrt(w^2 + (z80 d)^2), clamped to [0, 1]. Score and explanation unchanged.

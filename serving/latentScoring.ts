@@ -6,6 +6,7 @@ import {
   LatentFilter,
   type LatentFitOptions,
   type LatentSequence,
+  type StudentWidening,
 } from "../models/latentFilter.ts";
 import { latentEventOf } from "../models/latentState.ts";
 import { scoreStudentLatent } from "../models/latentStudent.ts";
@@ -109,6 +110,11 @@ export type LatentStoreFitOptions = LatentFitOptions & {
    * band from the held-out answers; default off (the fit's factor, from offset 0).
    */
   studentInterval?: StudentIntervalMode;
+  /**
+   * fold27: how scoring carries the offset's uncertainty into an interval (LatentModelJson.studentWidening);
+   * absent: the field is left out and the scoring's default applies (STUDENT_WIDENING_DEFAULT).
+   */
+  studentWidening?: StudentWidening;
 };
 
 /**
@@ -129,13 +135,15 @@ export async function fitLatentOnStore(
   const maxEvents = opts.maxEvents ?? 40_000;
   const sample = Math.max(1, Math.ceil(Number(total?.n ?? 0) / maxEvents));
   const seqs = [...(await loadLatentSequences(store, before, sample)).values()];
-  const { studentScale, studentInterval, ...fitOpts } = opts;
+  const { studentScale, studentInterval, studentWidening, ...fitOpts } = opts;
   const fitted = LatentFilter.fit(seqs, { studentEffect: true, ...fitOpts });
   const scaled =
     studentScale === "moments" || studentScale === "mastery"
       ? applyStudentScale(fitted, seqs, studentScale)
       : fitted;
-  const model = applyStudentIntervalMode(scaled, seqs, studentInterval ?? "off");
+  const checked = applyStudentIntervalMode(scaled, seqs, studentInterval ?? "off");
+  const model =
+    studentWidening === undefined ? checked : new LatentFilter({ ...checked.json, studentWidening });
   return { model, sequences: seqs.length, seconds: (performance.now() - t0) / 1000, sample: seqs };
 }
 

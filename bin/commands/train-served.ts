@@ -6,6 +6,8 @@ import {
   LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
   STUDENT_LEARNING_MODES,
+  STUDENT_WIDENING_DEFAULT,
+  STUDENT_WIDENINGS,
 } from "../../models/latentFilter.ts";
 import {
   MASTERY_SCALES,
@@ -54,6 +56,7 @@ interface TrainServedCliOptions {
   latentAsOfForgetting: string;
   latentStudentScale: string;
   latentStudentInterval: string;
+  latentStudentWidening?: string;
   servedFrom: string;
   anchor: string;
   anchorEase: string;
@@ -138,6 +141,10 @@ export function register(program: Command): void {
       "--latent-student-interval <off|refit|bands>",
       "with --latent-student on, how the 80% interval's spread factor is set (round 21): off (the default: the held-out dispersion check of the fit, run from each topic's prior without the student part), refit (opt-in: the same check run again on the model with its student part, after --latent-student-scale, each sequence from the prior at its student's offset taken from their other topics; docs/benchmarks.md Validity round 21) or bands (opt-in, round 23: refit, then per evidence band, 0 / 1-4 / 5-14 / 15+ graded answers, the fit sample's next 8 answers predicted from the posterior after that many: a centre shift on the K scale where their excess is beyond 2 standard errors, and a two-sided factor about that centre). Not with --latent-interval by-evidence; bands not with --latent-centre by-evidence",
       STUDENT_INTERVAL_DEFAULT,
+    )
+    .option(
+      "--latent-student-widening <refold|basis>",
+      `with --latent-student on, how each served interval carries the uncertainty of the student's offset (fold27; stored in the model, used when it scores): refold (folds each pair again at off-grid offsets: the offset's sd from a second difference at offset -+ 0.25, the widening from the scores at offset -+ sd) or basis (both from the basis folds the score runs anyway: about a third less CPU per pair, the same scores, slightly different intervals; docs/benchmarks.md "The served step's folds, round 2"). Unset: the scoring default, ${STUDENT_WIDENING_DEFAULT}`,
     )
     .option(
       "--latent-centre <none|by-evidence>",
@@ -271,6 +278,14 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
         );
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
         throw new CliError(`--served-from must be one of ${SERVED_FROM.join(", ")} (got ${opts.servedFrom})`);
+      const studentWidening =
+        opts.latentStudentWidening === undefined
+          ? undefined
+          : STUDENT_WIDENINGS.find((m) => m === opts.latentStudentWidening);
+      if (opts.latentStudentWidening !== undefined && studentWidening === undefined)
+        throw new CliError(
+          `--latent-student-widening must be one of ${STUDENT_WIDENINGS.join(", ")} (got ${opts.latentStudentWidening}); e.g. basis`,
+        );
       const res = await trainServed({
         latent: opts.latent === "on",
         servedFrom: opts.servedFrom as ServedFrom,
@@ -288,6 +303,7 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
           asOfForgetting: opts.latentAsOfForgetting,
           studentScale,
           studentInterval,
+          ...(studentWidening !== undefined ? { studentWidening } : {}),
           onProgress: (ev, ll) => {
             if (ev % 100 < 2)
               process.stderr.write(
