@@ -48,6 +48,13 @@ const passes = Number(process.env.PASSES ?? 1);
 const limit =
   process.env.STUDENT_LIMIT === undefined ? Number.POSITIVE_INFINITY : Number(process.env.STUDENT_LIMIT);
 const reuse = process.env.REUSE === "1";
+// fold27: WIDENING=refold|basis picks scoreStudentLatent's `widening` (unset: the model's / the default);
+// COMPARE=1 also scores every student both ways after the timing and prints how the intervals differ.
+const widening =
+  process.env.WIDENING === "basis" || process.env.WIDENING === "refold" ? process.env.WIDENING : undefined;
+if (process.env.WIDENING !== undefined && widening === undefined)
+  throw new Error(`WIDENING must be refold or basis (got ${process.env.WIDENING}); unset it for the default`);
+const compare = process.env.COMPARE === "1";
 const root = join(process.env.BENCH_DIR ?? join(tmpdir(), "servedBatch"), `store-${students}`);
 const dbPath = join(root, "mastery.duckdb");
 const builtPath = join(root, "built.json");
@@ -134,7 +141,13 @@ for (let pass = 0; pass < passes; pass++) {
   const c0 = cpuNow();
   for (let i = 0; i < work.length; i++) {
     const w = work[i]!;
-    results[i] = scoreStudentLatent(model, w.seqs, w.topics, asOfDays, {});
+    results[i] = scoreStudentLatent(
+      model,
+      w.seqs,
+      w.topics,
+      asOfDays,
+      widening === undefined ? {} : { widening },
+    );
   }
   const r = { cpuSeconds: cpuNow() - c0, seconds: (performance.now() - t0) / 1000, load: load() };
   timings.push(r);
@@ -179,6 +192,81 @@ for (const r of results) {
 }
 hash.update(new Uint8Array(buf.buffer, 0, n * 8));
 const digest = hash.digest("hex");
+// fold27: the same numbers without lo, hi and offsetSd (what the widening may change): equal between the two
+// widenings and main when the scores are the same bits.
+const scoresHash = createHash("sha256");
+{
+  const xs: number[] = [];
+  const est = (e: LatentEstimate) => {
+    xs.push(
+      e.score,
+      e.pCorrect,
+      e.pFloor ?? -1,
+      e.floor ?? -1,
+      e.base,
+      e.observations,
+      e.events,
+      e.daysSinceLast ?? -1,
+    );
+    for (const f of LATENT_FACTORS) xs.push(e.contributions[f]);
+  };
+  for (const r of results) {
+    xs.push(r.offset, r.estimates.length, r.priors.length);
+    for (const e of r.estimates) est(e);
+    for (const e of r.priors) est(e);
+    if (xs.length > 1 << 16) {
+      scoresHash.update(new Uint8Array(Float64Array.from(xs).buffer));
+      xs.length = 0;
+    }
+  }
+  scoresHash.update(new Uint8Array(Float64Array.from(xs).buffer));
+}
+const scoresDigest = scoresHash.digest("hex");
+let comparison: Record<string, number> | null = null;
+if (compare) {
+  // Every student scored both ways (outside the timing): the offset sd's and the interval ends' differences.
+  const q = (xs: Float64Array, p: number) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+  const sdRel: number[] = [];
+  const ends: number[] = [];
+  const widthRel: number[] = [];
+  let scoreDiffs = 0;
+  for (const w of work) {
+    const a = scoreStudentLatent(model, w.seqs, w.topics, asOfDays, { widening: "refold" });
+    const b = scoreStudentLatent(model, w.seqs, w.topics, asOfDays, { widening: "basis" });
+    if (!Object.is(a.offset, b.offset)) scoreDiffs++;
+    if (a.offsetSd > 0) sdRel.push(b.offsetSd / a.offsetSd - 1);
+    const ea = [...a.estimates, ...a.priors];
+    const eb = [...b.estimates, ...b.priors];
+    ea.forEach((x, i) => {
+      const y = eb[i]!;
+      if (!Object.is(x.score, y.score)) scoreDiffs++;
+      ends.push(Math.max(Math.abs(x.lo - y.lo), Math.abs(x.hi - y.hi)));
+      if (x.hi > x.lo) widthRel.push((y.hi - y.lo) / (x.hi - x.lo) - 1);
+    });
+  }
+  const sorted = (xs: number[]) => Float64Array.from(xs).sort();
+  const s1 = sorted(sdRel);
+  const s2 = sorted(ends);
+  const s3 = sorted(widthRel);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  comparison = {
+    scoreDiffs,
+    students: sdRel.length,
+    sdRelQ05: q(s1, 0.05),
+    sdRelMedian: q(s1, 0.5),
+    sdRelQ95: q(s1, 0.95),
+    sdRelMeanAbs: mean(sdRel.map(Math.abs)),
+    pairs: ends.length,
+    endAbsMedian: q(s2, 0.5),
+    endAbsQ95: q(s2, 0.95),
+    endAbsQ99: q(s2, 0.99),
+    endAbsMax: q(s2, 1),
+    widthRelMean: mean(widthRel),
+    widthRelQ05: q(s3, 0.05),
+    widthRelQ95: q(s3, 0.95),
+  };
+  log(`compare refold / basis: ${JSON.stringify(comparison)}`);
+}
 
 const best = timings.reduce((a, b) => (b.cpuSeconds < a.cpuSeconds ? b : a));
 const out = {
@@ -198,8 +286,11 @@ const out = {
   cpuUsPerFilterEvent: Number(((best.cpuSeconds * 1e6) / events).toFixed(3)),
   cpuUsPerPair: Number(((best.cpuSeconds * 1e6) / pairs).toFixed(2)),
   digest,
+  scoresDigest,
+  widening: widening ?? "default",
+  ...(comparison !== null ? { comparison } : {}),
 };
 log(
-  `scoreStudentLatent: ${out.cpuUsPerRawEvent} CPU-us per raw event, ${out.cpuUsPerFilterEvent} per filter event, ${out.cpuUsPerPair} per pair, digest ${digest}`,
+  `scoreStudentLatent: ${out.cpuUsPerRawEvent} CPU-us per raw event, ${out.cpuUsPerFilterEvent} per filter event, ${out.cpuUsPerPair} per pair, digest ${digest}, scores digest ${scoresDigest}`,
 );
 process.stdout.write(`${JSON.stringify(out)}\n`);

@@ -7,7 +7,7 @@ import {
   type LatentSequence,
 } from "../../models/latentFilter.ts";
 import { mulberry32 } from "../../models/prng.ts";
-import { studentOffsetSd, widenForOffset } from "../../models/studentOffsetSd.ts";
+import { studentOffsetSd, studentOffsetSdFromBasis, widenForOffset } from "../../models/studentOffsetSd.ts";
 import { LATENT_TEST_PARAMS } from "./latentFixtures.ts";
 
 const PARAMS: LatentParams = {
@@ -104,6 +104,25 @@ describe("student offset uncertainty (round 7)", () => {
     // approximation add a little.
     expect(inside / sim.length).toBeGreaterThan(0.72);
     expect(inside / sim.length).toBeLessThan(0.9);
+  }, 60_000);
+
+  it("fold27: the sd from the basis folds is calibrated on the same simulated data, and near the refold's", () => {
+    const f = model(1);
+    const sim = simulate(f, 300, 4, 6, 1, 5);
+    let inside = 0;
+    let sumRefold = 0;
+    let sumBasis = 0;
+    for (const { offset, seqs } of sim) {
+      const r = f.predictStudentBasis(seqs, 6);
+      const sd = studentOffsetSdFromBasis(f, r.ll, r.offset);
+      sumBasis += sd;
+      sumRefold += studentOffsetSd(f, seqs, r.offset);
+      if (Math.abs(offset - r.offset) <= 1.2815515655446004 * sd) inside++;
+    }
+    expect(inside / sim.length).toBeGreaterThan(0.72);
+    expect(inside / sim.length).toBeLessThan(0.9);
+    // Seen: mean sd 0.616 (refold) / 0.639 (basis) on 400 such students.
+    expect(Math.abs(sumBasis / sumRefold - 1)).toBeLessThan(0.06);
   }, 60_000);
 
   it("widenForOffset adds the offset's spread in variance around the same score (known answer)", () => {
