@@ -45,6 +45,7 @@ import {
   LATENT_MIN_INFLATION,
   type LatentEstimate,
   LatentFilter,
+  STUDENT_WIDENINGS,
 } from "../models/latentFilter.ts";
 import { mulberry32 } from "../models/prng.ts";
 import {
@@ -420,6 +421,34 @@ async function evaluateCut(
       }
       bySource.set("served:gap-anchor", list);
       bySource.set("served:new-anchor", list2);
+      // fold27: the served score with each interval widening (LatentModelJson.studentWidening) on the same fit:
+      // the same scores, only lo / hi differ. The one the model uses reproduces the "served" row (a self-check).
+      if ((served.json.latent.studentPriorSd ?? 0) > 0)
+        for (const w of STUDENT_WIDENINGS) {
+          const lj = { ...served.json.latent, studentWidening: w };
+          const est = await attachLatent(store, evidence, LatentFilter.fromJSON(lj), cut);
+          const list3: ScorePair[] = [];
+          for (const [k, e] of evidence) {
+            const x = est.get(k);
+            if (x === undefined) continue;
+            const a = servedFromLatent(
+              x,
+              lj.params,
+              served.calibration(e.topic),
+              served.json.scale,
+              served.anchorCalibration(),
+              served.anchorSd(),
+            );
+            list3.push({
+              score: a.score,
+              truth: truth.get(k),
+              nextWeek: nextWeek.get(k),
+              lo: a.lo,
+              hi: a.hi,
+            });
+          }
+          bySource.set(`served:${w}-widening`, list3);
+        }
     }
     if (served.json.servedFrom === "latent") {
       const list: ScorePair[] = [];
