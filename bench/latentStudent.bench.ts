@@ -32,6 +32,7 @@ import {
   type LatentSequence,
 } from "../models/latentFilter.ts";
 import { type StudentLatentResult, scoreStudentLatent } from "../models/latentStudent.ts";
+import { studentOffsetSd } from "../models/studentOffsetSd.ts";
 import { loadLatentSequences } from "../serving/latentScoring.ts";
 import { resolveModels } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
@@ -52,7 +53,7 @@ const reuse = process.env.REUSE === "1";
 // COMPARE=1 also scores every student both ways after the timing and prints how the intervals differ.
 const widening =
   process.env.WIDENING === "basis" || process.env.WIDENING === "refold" ? process.env.WIDENING : undefined;
-if (process.env.WIDENING !== undefined && widening === undefined)
+if ((process.env.WIDENING ?? "") !== "" && widening === undefined)
   throw new Error(`WIDENING must be refold or basis (got ${process.env.WIDENING}); unset it for the default`);
 const compare = process.env.COMPARE === "1";
 const root = join(process.env.BENCH_DIR ?? join(tmpdir(), "servedBatch"), `store-${students}`);
@@ -244,6 +245,37 @@ if (compare) {
       if (x.hi > x.lo) widthRel.push((y.hi - y.lo) / (x.hi - x.lo) - 1);
     });
   }
+  // The two approximations apart, on every covered pair: the widening's half-change d at today's sd from the
+  // interpolated basis scores against the refolds at offset -+ sd; and the served score (the mixture of the two
+  // basis parts, mixAt) against a direct fold at the student's offset (predictScore: that offset's prior and
+  // learning rates).
+  const dErr: number[] = [];
+  const dRef: number[] = [];
+  const mixErr: number[] = [];
+  for (const w of work) {
+    if (w.seqs.length === 0) continue;
+    const r = model.predictStudentBasis(w.seqs, asOfDays);
+    const sd = studentOffsetSd(model, w.seqs, r.offset);
+    w.seqs.forEach((s, i) => {
+      if (!model.studentTopic(s.topic)) return;
+      const o = r.offset;
+      const dOld =
+        Math.abs(
+          model.predictScore(s.topic, s.events, asOfDays, o + sd) -
+            model.predictScore(s.topic, s.events, asOfDays, o - sd),
+        ) / 2;
+      const dNew =
+        Math.abs(
+          model.interpolateBasis(r.scores[i]!, o + sd) - model.interpolateBasis(r.scores[i]!, o - sd),
+        ) / 2;
+      dErr.push(Math.abs(dNew - dOld));
+      dRef.push(dOld);
+      mixErr.push(Math.abs(r.estimates[i]!.score - model.predictScore(s.topic, s.events, asOfDays, o)));
+    });
+  }
+  const sd4 = Float64Array.from(dErr).sort();
+  const sd5 = Float64Array.from(mixErr).sort();
+  const sd6 = Float64Array.from(dRef).sort();
   const sorted = (xs: number[]) => Float64Array.from(xs).sort();
   const s1 = sorted(sdRel);
   const s2 = sorted(ends);
@@ -264,6 +296,14 @@ if (compare) {
     widthRelMean: mean(widthRel),
     widthRelQ05: q(s3, 0.05),
     widthRelQ95: q(s3, 0.95),
+    coveredPairs: dErr.length,
+    widenDMedian: q(sd6, 0.5),
+    widenDErrMedian: q(sd4, 0.5),
+    widenDErrQ95: q(sd4, 0.95),
+    widenDErrMax: q(sd4, 1),
+    mixVsDirectMedian: q(sd5, 0.5),
+    mixVsDirectQ95: q(sd5, 0.95),
+    mixVsDirectMax: q(sd5, 1),
   };
   log(`compare refold / basis: ${JSON.stringify(comparison)}`);
 }

@@ -215,9 +215,10 @@ export interface LatentModelJson {
   studentOffsetScale?: number;
   /**
    * fold27: how a student's interval carries the offset's uncertainty (models/latentStudent.ts
-   * scoreStudentLatent): "refold" (absent: today's) folds each pair again at off-grid offsets (the offset's sd
-   * at offset -+ 0.25, the widening at offset -+ sd); "basis" takes both from the basis folds the score already
-   * ran (models/studentOffsetSd.ts studentOffsetSdFromBasis, widenFromBasis). The scores are the same.
+   * scoreStudentLatent): "basis" (absent: STUDENT_WIDENING_DEFAULT) takes the offset's sd and the widening from
+   * the basis folds the score already ran (models/studentOffsetSd.ts studentOffsetSdFromBasis, widenFromBasis);
+   * "refold" (rounds 7 to fold26) folds each pair again at off-grid offsets (the offset's sd at offset -+ 0.25,
+   * the widening at offset -+ sd). The scores are the same.
    */
   studentWidening?: StudentWidening;
 }
@@ -225,8 +226,11 @@ export interface LatentModelJson {
 /** fold27: the two ways of carrying the offset's uncertainty into an interval (LatentModelJson.studentWidening). */
 export type StudentWidening = "refold" | "basis";
 export const STUDENT_WIDENINGS: readonly StudentWidening[] = ["refold", "basis"];
-/** The default of LatentModelJson.studentWidening (fold27's pre-registered rule: docs/benchmarks.md). */
-export const STUDENT_WIDENING_DEFAULT: StudentWidening = "refold";
+/**
+ * The default of LatentModelJson.studentWidening: "basis" since fold27 (its pre-registered rule passed on all six
+ * validity settings: docs/benchmarks.md "The served step's folds, round 2").
+ */
+export const STUDENT_WIDENING_DEFAULT: StudentWidening = "basis";
 
 export class LatentFilterError extends Error {
   readonly code = "LATENT_FILTER";

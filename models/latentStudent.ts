@@ -41,8 +41,9 @@ export interface StudentLatentOptions {
   raw?: boolean;
   /**
    * fold27: how the offset's sd and the widening are computed (LatentModelJson.studentWidening; default the
-   * model's, else STUDENT_WIDENING_DEFAULT): "refold" folds each pair again at off-grid offsets, "basis" takes
-   * them from the basis folds the score runs anyway. The scores are the same; only lo / hi and offsetSd differ.
+   * model's, else STUDENT_WIDENING_DEFAULT, "basis"): "basis" takes them from the basis folds the score runs
+   * anyway, "refold" folds each pair again at off-grid offsets. The scores are the same; only lo / hi and
+   * offsetSd differ.
    */
   widening?: StudentWidening;
 }

@@ -144,7 +144,7 @@ export function register(program: Command): void {
     )
     .option(
       "--latent-student-widening <refold|basis>",
-      `with --latent-student on, how each served interval carries the uncertainty of the student's offset (fold27; stored in the model, used when it scores): refold (folds each pair again at off-grid offsets: the offset's sd from a second difference at offset -+ 0.25, the widening from the scores at offset -+ sd) or basis (both from the basis folds the score runs anyway: about a third less CPU per pair, the same scores, slightly different intervals; docs/benchmarks.md "The served step's folds, round 2"). Unset: the scoring default, ${STUDENT_WIDENING_DEFAULT}`,
+      `with --latent-student on, how each served interval carries the uncertainty of the student's offset (fold27; stored in the model, used when it scores): basis (both from the basis folds the score runs anyway: ~1.6x less CPU in the per-student scoring, the same scores, intervals within ~0.005 of refold's for 95% of pairs; docs/benchmarks.md "The served step's folds, round 2") or refold (rounds 7 to fold26: folds each pair again at off-grid offsets, the offset's sd from a second difference at offset -+ 0.25, the widening from the scores at offset -+ sd). Unset: the scoring default, ${STUDENT_WIDENING_DEFAULT}`,
     )
     .option(
       "--latent-centre <none|by-evidence>",

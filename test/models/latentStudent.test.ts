@@ -31,7 +31,14 @@ describe("scoreStudentLatent is bit for bit the scoring before the optimisations
         const xs: number[] = [];
         for (const c of cases)
           xs.push(
-            ...latentStudentNumbers(scoreStudentLatent(model, c.sequences, c.priorTopics, c.asOfDays, opts)),
+            ...latentStudentNumbers(
+              // fold27: the digests are of the refolding widening (main 56ebe82's); studentWidening.test.ts
+              // checks the basis widening against it (the same bits but lo / hi / offsetSd).
+              scoreStudentLatent(model, c.sequences, c.priorTopics, c.asOfDays, {
+                ...opts,
+                widening: "refold",
+              }),
+            ),
           );
         expect({ label, digest: digestNumbers(xs) }).toEqual({ label, digest: expected[name]?.[label] });
       }
@@ -42,7 +49,9 @@ describe("scoreStudentLatent is bit for bit the scoring before the optimisations
     // "raw" and "no widening" agree only without a student effect (nothing to widen).
     expect(new Set(all).size).toBe(all.length - 1);
     const m = LATENT_STUDENT_VARIANTS[2]!.model;
-    const r = cases.map((c) => scoreStudentLatent(m, c.sequences, c.priorTopics, c.asOfDays));
+    const r = cases.map((c) =>
+      scoreStudentLatent(m, c.sequences, c.priorTopics, c.asOfDays, { widening: "refold" }),
+    );
     expect(r.filter((x) => x.offsetSd > 0).length).toBeGreaterThan(30);
     expect(r.filter((x) => x.priors.length > 0).length).toBeGreaterThan(5);
     expect(new Set(r.map((x) => x.offset)).size).toBeGreaterThan(30);

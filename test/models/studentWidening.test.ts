@@ -1,6 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { LATENT_FACTORS, type LatentEstimate, STUDENT_GRID } from "../../models/latentFilter.ts";
+import {
+  LATENT_FACTORS,
+  type LatentEstimate,
+  STUDENT_GRID,
+  STUDENT_WIDENING_DEFAULT,
+} from "../../models/latentFilter.ts";
 import { scoreStudentLatent } from "../../models/latentStudent.ts";
 import { studentOffsetSdFromBasis, widenFromBasis } from "../../models/studentOffsetSd.ts";
 import { latentEventArb, latentEvents } from "./latentFixtures.ts";
@@ -58,23 +63,25 @@ describe("the basis widening changes only the intervals (fold27)", () => {
         }
     });
 
-  it("the model's studentWidening field picks the method; the option overrides it", () => {
-    const m = LATENT_STUDENT_VARIANTS[8]!.model;
-    const basisModel = new (m.constructor as new (j: typeof m.json) => typeof m)({
-      ...m.json,
-      studentWidening: "basis",
-    });
+  it("the model's studentWidening field picks the method, the option overrides it, and the default is basis", () => {
+    expect(STUDENT_WIDENING_DEFAULT).toBe("basis");
+    const m = LATENT_STUDENT_VARIANTS[8]!.model; // no studentWidening field
+    const withField = (w: "basis" | "refold") =>
+      new (m.constructor as new (j: typeof m.json) => typeof m)({ ...m.json, studentWidening: w });
+    const basisModel = withField("basis");
+    const refoldModel = withField("refold");
     let differ = 0;
     for (const c of cases) {
-      const viaField = scoreStudentLatent(basisModel, c.sequences, c.priorTopics, c.asOfDays);
-      const viaOption = scoreStudentLatent(m, c.sequences, c.priorTopics, c.asOfDays, { widening: "basis" });
-      const refold = scoreStudentLatent(m, c.sequences, c.priorTopics, c.asOfDays);
-      const forced = scoreStudentLatent(basisModel, c.sequences, c.priorTopics, c.asOfDays, {
-        widening: "refold",
-      });
-      expect(latentStudentNumbers(viaField)).toEqual(latentStudentNumbers(viaOption));
-      expect(latentStudentNumbers(forced)).toEqual(latentStudentNumbers(refold));
-      if (viaField.offsetSd !== refold.offsetSd) differ++;
+      const score = (model: typeof m, opts = {}) =>
+        latentStudentNumbers(scoreStudentLatent(model, c.sequences, c.priorTopics, c.asOfDays, opts));
+      const basis = score(m, { widening: "basis" });
+      const refold = score(m, { widening: "refold" });
+      expect(score(m)).toEqual(basis);
+      expect(score(basisModel)).toEqual(basis);
+      expect(score(refoldModel)).toEqual(refold);
+      expect(score(basisModel, { widening: "refold" })).toEqual(refold);
+      expect(score(refoldModel, { widening: "basis" })).toEqual(basis);
+      if (basis[1] !== refold[1]) differ++;
     }
     expect(differ).toBeGreaterThan(30);
   });
