@@ -4,6 +4,7 @@
  * both (round 19). Each option names the `mastery train served` flag it stands for (printed with the runs).
  */
 import {
+  LATENT_TOPIC_FITS,
   type LatentFitOptions,
   STUDENT_LEARNING_MODES,
   STUDENT_WIDENINGS,
@@ -61,7 +62,7 @@ function numberIn(
 
 /**
  * LATENT_STUDENT=0, LATENT_EMISSION, LATENT_FORGETTING, LATENT_THRESHOLD_SD, LATENT_STUDENT_LEARNING,
- * LATENT_FORGET_SPREAD, LATENT_AS_OF, LATENT_INTERVAL, LATENT_CONCENTRATION, LATENT_STUDENT_SCALE,
+ * LATENT_FORGET_SPREAD, LATENT_AS_OF, LATENT_INTERVAL, LATENT_CONCENTRATION, LATENT_STUDENT_SCALE, LATENT_TOPIC_FIT,
  * LATENT_STUDENT_INTERVAL, LATENT_STUDENT_WIDENING: the
  * filter's fit options they name (unset: absent, i.e. the caller's default). Throws on a value outside the
  * option's range, naming the variable.
@@ -87,6 +88,11 @@ export function latentEnv(env: Env): LatentEnv {
   if (thSd !== undefined) {
     fit.topicThresholdSd = thSd;
     flags.push(`--latent-threshold-sd ${thSd}`);
+  }
+  const topicFit = oneOf(env, "LATENT_TOPIC_FIT", LATENT_TOPIC_FITS);
+  if (topicFit !== undefined) {
+    fit.topicFit = topicFit;
+    flags.push(`--latent-topic-fit ${topicFit}`);
   }
   const learning = oneOf(env, "LATENT_STUDENT_LEARNING", STUDENT_LEARNING_MODES);
   if (learning !== undefined) {
@@ -143,5 +149,6 @@ export function latentCacheTag(fit: LatentFitOptions): string {
     parts.push("aod");
   if (fit.interval !== undefined && fit.interval !== "widen-only") parts.push(`iv${fit.interval}`);
   if (fit.fixedConcentration !== undefined) parts.push(`c${fit.fixedConcentration}`);
+  if (fit.topicFit === "joint") parts.push("tfj");
   return parts.length === 0 ? "" : `-${parts.join("-")}`;
 }

@@ -164,6 +164,8 @@ export interface LatentModelJson {
      * LatentFilter.chooseForgetSpread); absent when the spread was given.
      */
     spreadChoice?: ForgetSpreadChoice;
+    /** Round 27: "joint" when the topic effects were fitted by the joint search (`topicFit`); absent = alternating. */
+    topicFit?: "joint";
     /** The student part's moments check (round 19, models/studentScale.ts); absent when it was not run. */
     studentScaleCheck?: StudentScaleCheck;
     /**
@@ -1873,7 +1875,11 @@ export class LatentFilter {
     };
     const thresholdChoice =
       logistic && opts.topicThresholdSd === "auto" && splittable()
-        ? LatentFilter.chooseThresholdSd(params, sequences, { bins, topicPriorSd: shrink })
+        ? LatentFilter.chooseThresholdSd(params, sequences, {
+            bins,
+            topicPriorSd: shrink,
+            ...(opts.topicFit !== undefined ? { method: opts.topicFit } : {}),
+          })
         : undefined;
     const thSd =
       thresholdChoice?.chosen ??
@@ -1881,6 +1887,7 @@ export class LatentFilter {
     const { topicPriorMean, topicThreshold } = fitTopicEffects(params, bins, groupByTopic(sequences), {
       topicPriorSd: shrink,
       topicThresholdSd: thSd,
+      ...(opts.topicFit !== undefined ? { method: opts.topicFit } : {}),
     });
     // Round 15: the forgetting's own spread, set after the global and topic fits (the mean of every forgetting
     // step is the same for any spread): given, or ("auto") the candidate whose held-out dispersion ratio is
@@ -1924,6 +1931,7 @@ export class LatentFilter {
         dispersion: { ratio: disp.ratio, sequences: disp.sequences, mode: intervalMode },
         ...(thresholdChoice !== undefined ? { thresholdChoice } : {}),
         ...(spreadChoice !== undefined ? { spreadChoice } : {}),
+        ...(opts.topicFit === "joint" ? { topicFit: "joint" as const } : {}),
       },
       intervalScale: Math.sqrt(inflation),
       ...(intervalMode === "by-evidence"
@@ -1977,6 +1985,8 @@ export class LatentFilter {
       candidates?: readonly number[];
       incumbent?: number;
       margin?: number;
+      /** How each half's topic effects are fitted (round 27); default LATENT_TOPIC_FIT_DEFAULT. */
+      method?: LatentTopicFit;
     } = {},
   ): ThresholdChoice {
     if (params.slope === undefined)
@@ -2002,6 +2012,7 @@ export class LatentFilter {
         const fitted = fitTopicEffects(params, bins, fitHalf[h]!, {
           topicPriorSd: opts.topicPriorSd ?? 1,
           topicThresholdSd: sd,
+          ...(opts.method !== undefined ? { method: opts.method } : {}),
         });
         const kernels = new Map<string, LatentKernel>();
         for (const s of halves[1 - h]!) {
@@ -2398,6 +2409,12 @@ export interface LatentFitOptions {
    */
   topicThresholdSd?: number | "auto";
   /**
+   * How each topic's prior mean and threshold are searched (round 27, `fitTopicEffects`): "alternating" (the
+   * default, LATENT_TOPIC_FIT_DEFAULT) or "joint" (damped Newton in both at once, `jointTopicMin`); also used by
+   * the threshold shrinkage's held-out choice. Recorded in the model as `fit.topicFit` when "joint".
+   */
+  topicFit?: LatentTopicFit;
+  /**
    * Graded observations from which the global parameters are fitted by plain maximum likelihood; below it
    * they are shrunk toward `start` (the small-data guard, LatentFilter.fit). Default LATENT_MIN_OBSERVATIONS.
    */
@@ -2787,15 +2804,135 @@ export function groupByTopic(sequences: readonly LatentSequence[]): Map<string, 
 }
 
 /**
+ * How `fitTopicEffects` searches a topic's (prior-mean offset, threshold offset) when both are fitted (round 27):
+ * "alternating" (rounds 6-26: two golden-section searches, one coordinate at a time, alternated twice) or
+ * "joint" (`jointTopicMin`: damped Newton steps in both at once). The penalised likelihood is a narrow curved
+ * ridge in the two (the answers pin K - threshold far better than the split), along which the alternating search
+ * stops short of the optimum; the joint search follows the ridge to it. Same objective, answers only.
+ */
+export const LATENT_TOPIC_FITS = ["alternating", "joint"] as const;
+export type LatentTopicFit = (typeof LATENT_TOPIC_FITS)[number];
+/** The topic fit of LatentFilter.fit and `mastery train served` (round 27: "joint" opt-in, docs/benchmarks.md Validity round 27). */
+export const LATENT_TOPIC_FIT_DEFAULT: LatentTopicFit = "alternating";
+
+/**
+ * The joint topic search's budget and steps (round 27): at most `maxEvaluations` runs of a topic's sequences
+ * (the alternating search makes 64); stop once a Newton step's predicted decrease of the negative penalised
+ * log-likelihood is below `tolerance` nats; central differences over (`priorLogit`, `threshold`), the steps
+ * models/thresholdUncertainty.ts reads the curvature with.
+ */
+export const LATENT_TOPIC_JOINT = {
+  maxEvaluations: 150,
+  tolerance: 1e-4,
+  priorLogit: 0.05,
+  threshold: 0.01,
+} as const;
+
+/** What `jointTopicMin` did: the point, its value, Newton steps taken, runs of the objective, why it stopped. */
+export interface JointTopicMin {
+  o: number;
+  d: number;
+  value: number;
+  steps: number;
+  evaluations: number;
+  stop: "converged" | "budget" | "no-descent";
+}
+
+/**
+ * Minimises f(o, d) on the box [lo, hi] (o, d each) from (o0, d0) by damped Newton steps (Levenberg-Marquardt):
+ * each step reads the gradient and Hessian from f on the 3 x 3 stencil of central differences (steps `h`), solves
+ * (H + lambda diag|H|) s = -g (lambda raised tenfold, from 0, until the matrix is positive definite and the step,
+ * cut back to the box, lowers f; lowered tenfold after a success), and moves only when f falls, so the result is
+ * never worse than the start. Stops when the accepted step's predicted decrease -g.s - s.H.s / 2 is below
+ * `tolerance` ("converged"), when no damping lowers f ("no-descent", a minimum up to the stencil's resolution),
+ * or before a stencil would pass `maxEvaluations` runs of f ("budget"). Deterministic; pure.
+ */
+export function jointTopicMin(
+  f: (o: number, d: number) => number,
+  start: { o: number; d: number },
+  box: { lo: readonly [number, number]; hi: readonly [number, number] },
+  opts: { h: readonly [number, number]; tolerance: number; maxEvaluations: number },
+): JointTopicMin {
+  const [ho, hd] = opts.h;
+  let evaluations = 0;
+  const F = (o: number, d: number): number => {
+    evaluations++;
+    return f(o, d);
+  };
+  let o = Math.min(box.hi[0], Math.max(box.lo[0], start.o));
+  let d = Math.min(box.hi[1], Math.max(box.lo[1], start.d));
+  let fx = F(o, d);
+  let lambda = 0;
+  let steps = 0;
+  const maxTries = 10;
+  for (;;) {
+    if (evaluations + 8 + 1 > opts.maxEvaluations)
+      return { o, d, value: fx, steps, evaluations, stop: "budget" };
+    const fp0 = F(o + ho, d);
+    const fm0 = F(o - ho, d);
+    const f0p = F(o, d + hd);
+    const f0m = F(o, d - hd);
+    const fpp = F(o + ho, d + hd);
+    const fpm = F(o + ho, d - hd);
+    const fmp = F(o - ho, d + hd);
+    const fmm = F(o - ho, d - hd);
+    const go = (fp0 - fm0) / (2 * ho);
+    const gd = (f0p - f0m) / (2 * hd);
+    const hoo = (fp0 - 2 * fx + fm0) / (ho * ho);
+    const hdd = (f0p - 2 * fx + f0m) / (hd * hd);
+    const hod = (fpp - fpm - fmp + fmm) / (4 * ho * hd);
+    const doo = Math.max(Math.abs(hoo), 1e-9);
+    const ddd = Math.max(Math.abs(hdd), 1e-9);
+    let moved = false;
+    let predicted = 0;
+    for (let tries = 0; tries < maxTries && evaluations < opts.maxEvaluations; tries++) {
+      const a = hoo + lambda * doo;
+      const c = hdd + lambda * ddd;
+      const det = a * c - hod * hod;
+      if (!(a > 0 && det > 0 && Number.isFinite(det))) {
+        lambda = lambda === 0 ? 1e-3 : lambda * 10;
+        continue;
+      }
+      let so = -(c * go - hod * gd) / det;
+      let sd = -(a * gd - hod * go) / det;
+      // Cut the step back to the box (along its direction).
+      let t = 1;
+      if (o + so > box.hi[0]) t = Math.min(t, (box.hi[0] - o) / so);
+      if (o + so < box.lo[0]) t = Math.min(t, (box.lo[0] - o) / so);
+      if (d + sd > box.hi[1]) t = Math.min(t, (box.hi[1] - d) / sd);
+      if (d + sd < box.lo[1]) t = Math.min(t, (box.lo[1] - d) / sd);
+      so *= t;
+      sd *= t;
+      predicted = -(go * so + gd * sd) - 0.5 * (hoo * so * so + 2 * hod * so * sd + hdd * sd * sd);
+      const fn = F(o + so, d + sd);
+      if (fn < fx) {
+        o += so;
+        d += sd;
+        fx = fn;
+        lambda = lambda / 10 < 1e-3 ? 0 : lambda / 10;
+        moved = true;
+        break;
+      }
+      lambda = lambda === 0 ? 1e-3 : lambda * 10;
+    }
+    if (!moved) return { o, d, value: fx, steps, evaluations, stop: "no-descent" };
+    steps++;
+    if (predicted < opts.tolerance) return { o, d, value: fx, steps, evaluations, stop: "converged" };
+  }
+}
+
+/**
  * Per-topic prior mean (and, with the logistic emission, emission threshold) around fixed global `params`:
- * maximise each topic's likelihood + a Normal(0, sd^2) penalty on the offset from the global value
- * (golden-section searches, alternated twice when there are two; a threshold sd of 0 holds the global one).
+ * maximise each topic's likelihood + a Normal(0, sd^2) penalty on the offset from the global value. One
+ * coordinate: a golden-section search. Both (logistic emission, threshold sd > 0): `method` "alternating" (the
+ * default, rounds 6-26: golden-section searches alternated twice) or "joint" (round 27, `jointTopicMin` from
+ * (0, 0) on the same box and objective). A threshold sd of 0 holds the global one.
  */
 export function fitTopicEffects(
   params: LatentParams,
   bins: number,
   byTopic: ReadonlyMap<string, readonly LatentSequence[]>,
-  opts: { topicPriorSd: number; topicThresholdSd: number },
+  opts: { topicPriorSd: number; topicThresholdSd: number; method?: LatentTopicFit },
 ): { topicPriorMean: Record<string, number>; topicThreshold: Record<string, number> } {
   const logistic = params.slope !== undefined;
   const shrink = opts.topicPriorSd;
@@ -2807,6 +2944,7 @@ export function fitTopicEffects(
   const topicThreshold: Record<string, number> = {};
   const g0 = logit(params.priorMean);
   const th0 = params.threshold ?? 0.5;
+  const joint = searchThreshold && (opts.method ?? LATENT_TOPIC_FIT_DEFAULT) === "joint";
   for (const [topic, seqs] of byTopic) {
     let off = 0;
     let thOff = 0;
@@ -2816,18 +2954,47 @@ export function fitTopicEffects(
       for (const s of seqs) l += kk.run(s.events, m, p);
       return l;
     };
-    for (let round = 0; round < (searchThreshold ? 2 : 1); round++) {
-      off = goldenMin((o) => -ll(k, sigmoid(g0 + o)) + (0.5 * o * o) / (shrink * shrink), -3, 3, 14);
-      if (!searchThreshold) break;
-      const m = sigmoid(g0 + off);
-      thOff = goldenMin(
-        (d) => -ll(new LatentKernel(params, bins, th0 + d), m) + (0.5 * d * d) / (thSd * thSd),
-        -0.5,
-        0.5,
-        14,
+    if (joint) {
+      // Kernels by threshold offset, sharing the learning maps of the topic-free kernel (the same values);
+      // the stencil's three rows are reused across its nine runs and by the next step's trial.
+      const kernels = new Map<number, LatentKernel>();
+      const kernelAt = (dd: number): LatentKernel => {
+        let kk = kernels.get(dd);
+        if (kk === undefined) {
+          if (kernels.size >= 8) kernels.clear();
+          kk = new LatentKernel(params, bins, th0 + dd, 0, undefined, kernel);
+          kernels.set(dd, kk);
+        }
+        return kk;
+      };
+      const r = jointTopicMin(
+        (o, dd) =>
+          -ll(kernelAt(dd), sigmoid(g0 + o)) +
+          (0.5 * o * o) / (shrink * shrink) +
+          (0.5 * dd * dd) / (thSd * thSd),
+        { o: 0, d: 0 },
+        { lo: [-3, -0.5], hi: [3, 0.5] },
+        {
+          h: [LATENT_TOPIC_JOINT.priorLogit, LATENT_TOPIC_JOINT.threshold],
+          tolerance: LATENT_TOPIC_JOINT.tolerance,
+          maxEvaluations: LATENT_TOPIC_JOINT.maxEvaluations,
+        },
       );
-      k = new LatentKernel(params, bins, th0 + thOff);
-    }
+      off = r.o;
+      thOff = r.d;
+    } else
+      for (let round = 0; round < (searchThreshold ? 2 : 1); round++) {
+        off = goldenMin((o) => -ll(k, sigmoid(g0 + o)) + (0.5 * o * o) / (shrink * shrink), -3, 3, 14);
+        if (!searchThreshold) break;
+        const m = sigmoid(g0 + off);
+        thOff = goldenMin(
+          (d) => -ll(new LatentKernel(params, bins, th0 + d), m) + (0.5 * d * d) / (thSd * thSd),
+          -0.5,
+          0.5,
+          14,
+        );
+        k = new LatentKernel(params, bins, th0 + thOff);
+      }
     topicPriorMean[topic] = sigmoid(g0 + off);
     if (logistic) topicThreshold[topic] = th0 + thOff;
   }

@@ -5,6 +5,8 @@ import {
   LATENT_FORGETTING_DEFAULT,
   LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
+  LATENT_TOPIC_FIT_DEFAULT,
+  LATENT_TOPIC_FITS,
   STUDENT_LEARNING_MODES,
   STUDENT_WIDENING_DEFAULT,
   STUDENT_WIDENINGS,
@@ -50,6 +52,7 @@ interface TrainServedCliOptions {
   latentInterval: string;
   latentForgetting: string;
   latentThresholdSd: string;
+  latentTopicFit: string;
   latentCentre: string;
   latentStudentLearning: string;
   latentForgettingSpread: string;
@@ -116,6 +119,11 @@ export function register(program: Command): void {
       "--latent-threshold-sd <auto|sd>",
       "with --latent on and the logistic emission, the prior sd (K units) of a topic's item threshold around the global one: auto (the default since round 13: the candidate 0 / 0.05 / 0.1 / 0.15 / 0.3 with the highest held-out likelihood of the topic fits on the other half of the students, 0.15 unless another wins by more than 0.0005 ll/obs; docs/benchmarks.md Validity round 13) or a number in [0, 1] (0.15: rounds 6-12; 0: one global threshold)",
       String(LATENT_THRESHOLD_SD_DEFAULT),
+    )
+    .option(
+      "--latent-topic-fit <alternating|joint>",
+      "with --latent on and the logistic emission, how each topic's prior mean and item threshold are fitted (round 27; also in the threshold shrinkage's held-out choice): alternating (the default: golden-section searches of one at a time, alternated twice) or joint (opt-in: damped Newton steps in both at once, which reach the penalised likelihood's optimum along the ridge where the answers trade the two off; docs/benchmarks.md Validity round 27)",
+      LATENT_TOPIC_FIT_DEFAULT,
     )
     .option(
       "--latent-student-learning <off|auto|wide>",
@@ -222,6 +230,11 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
         throw new CliError(
           `--latent-threshold-sd must be auto or a number in [0, 1] (got ${opts.latentThresholdSd}); e.g. 0.15`,
         );
+      const topicFit = LATENT_TOPIC_FITS.find((m) => m === opts.latentTopicFit);
+      if (topicFit === undefined)
+        throw new CliError(
+          `--latent-topic-fit must be one of ${LATENT_TOPIC_FITS.join(", ")} (got ${opts.latentTopicFit}); e.g. joint`,
+        );
       const studentLearning = STUDENT_LEARNING_MODES.find((m) => m === opts.latentStudentLearning);
       if (studentLearning === undefined)
         throw new CliError(
@@ -298,6 +311,7 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
           emission: opts.latentEmission,
           forgetting: opts.latentForgetting,
           topicThresholdSd: thresholdSd,
+          topicFit,
           interval: opts.latentInterval,
           forgetSpread,
           asOfForgetting: opts.latentAsOfForgetting,
