@@ -1,6 +1,9 @@
 import { type LatentEvent, LatentFilter, type LatentSequence } from "../models/latentFilter.ts";
 import { scoreStudentLatent } from "../models/latentStudent.ts";
+import { type ServedExplanationShape, servedExplanationNumbers } from "../models/servedExplanationNumbers.ts";
 import { ServedMastery, type ServedMasteryJson, servedFromLatent } from "../models/servedMastery.ts";
+import { servedNumberValues } from "../storage/explanationNumbers.ts";
+import { SERVED_EXPLANATION_COLUMNS } from "../storage/schema.ts";
 import { LATENT_SOURCE, latentDecay, latentExplanation } from "./latentScoring.ts";
 import { SERVED_SOURCE, servedExplanation } from "./servedRows.ts";
 
@@ -49,11 +52,29 @@ export class ServedBatchError extends Error {
 /** A number as the file's text: String(number) round-trips through DuckDB's DOUBLE parser, -0 included. */
 const num = (v: number): string => (Object.is(v, -0) ? "-0" : String(v));
 
+/** The explanation fields of a row kept as text: the text, then every number column empty (NULL). */
+const NO_NUMBERS = "\t".repeat(SERVED_EXPLANATION_COLUMNS.length);
+
+/**
+ * A row's explanation as the file's fields "explanation<TAB>numbers...": the numbers (storage/schema.ts
+ * SERVED_EXPLANATION_COLUMNS) with an empty text where they hold it (models/servedExplanationNumbers.ts), else
+ * the text and empty numbers.
+ */
+function explanationFields(e: ServedExplanationShape, score: number, values: (number | null)[]): string {
+  const n = servedExplanationNumbers(e, score);
+  if (n === null) return `${JSON.stringify(e)}${NO_NUMBERS}`;
+  servedNumberValues(n, values);
+  let out = "";
+  for (const v of values) out += v === null ? "\t" : `\t${num(v)}`;
+  return out;
+}
+
 /**
  * Scores groups: per student, models/latentStudent.ts scoreStudentLatent (the same estimates as `mastery score
  * served`), then each pair's served estimate (models/servedMastery.ts servedFromLatent) and the two stored rows,
- * as "pid<TAB>source<TAB>score<TAB>explanation" lines. The explanations are those serving/servedScoring.ts
- * stores. Pure apart from the lines it returns, so it runs the same in a thread or in the caller's.
+ * as "pid<TAB>source<TAB>score<TAB>explanation<TAB>numbers..." lines: the explanations are those
+ * serving/servedScoring.ts stores, as numbers (explanationFields: the text empty) where they hold them. Pure
+ * apart from the lines it returns, so it runs the same in a thread or in the caller's.
  */
 export class ServedGroupScorer {
   private readonly served: ServedMastery;
@@ -75,6 +96,7 @@ export class ServedGroupScorer {
     const f = this.filter;
     const m = this.served;
     const params = f.json.params;
+    const values: (number | null)[] = [];
     let p = 0;
     while (p < g.pairs) {
       const sid = g.sid[p]!;
@@ -114,8 +136,14 @@ export class ServedGroupScorer {
         );
         kinds[e.evidence] = (kinds[e.evidence] ?? 0) + 1;
         const pid = num(g.pid[q]!);
+        const servedFields = explanationFields(servedExplanation(e), e.score, values);
+        const latentFields = explanationFields(
+          latentExplanation(est, latentDecay(params, est)),
+          est.score,
+          values,
+        );
         out.push(
-          `${pid}\t${SERVED_SOURCE}\t${num(e.score)}\t${JSON.stringify(servedExplanation(e))}\n${pid}\t${LATENT_SOURCE}\t${num(est.score)}\t${JSON.stringify(latentExplanation(est, latentDecay(params, est)))}\n`,
+          `${pid}\t${SERVED_SOURCE}\t${num(e.score)}\t${servedFields}\n${pid}\t${LATENT_SOURCE}\t${num(est.score)}\t${latentFields}\n`,
         );
       };
       for (let i = 0; i < seqPair.length; i++) write(seqPair[i]!, r.estimates[i]!);
