@@ -132,3 +132,92 @@ export function servedExplanationFromNumbers(
 export function servedExplanationText(n: ServedExplanationNumbers, score: number): string {
   return JSON.stringify(servedExplanationFromNumbers(n, score));
 }
+
+/** Each factor name's place in String.prototype.localeCompare order (explain's tie-break), computed once. */
+const NAME_RANK: Int32Array = (() => {
+  const order = SERVED_FACTOR_NAMES.map((_, i) => i).sort((a, b) =>
+    SERVED_FACTOR_NAMES[a]!.localeCompare(SERVED_FACTOR_NAMES[b]!),
+  );
+  const rank = new Int32Array(SERVED_FACTOR_NAMES.length);
+  for (const [r, f] of order.entries()) rank[f] = r;
+  return rank;
+})();
+
+/**
+ * models/explanation.ts explain's top factors and rest, for factors named by their SERVED_FACTOR_NAMES index
+ * (each index at most once): the same order (|contribution| descending, then the name by localeCompare), the
+ * same top SERVED_STORED_FACTORS, and `rest` summed in the same order, without building the factor objects.
+ * Null when a contribution is not finite (explain's order is then not a total order; the caller builds the
+ * explanation itself).
+ */
+export function topServedFactors(
+  factor: ArrayLike<number>,
+  value: ArrayLike<number>,
+  contribution: ArrayLike<number>,
+  n: number,
+): { factors: ServedExplanationNumbers["factors"]; rest: number } | null {
+  const order: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (!Number.isFinite(contribution[i]!)) return null;
+    // Insertion by explain's comparator: a before b when |b| - |a| < 0, or equal and a's name first.
+    let j = order.length;
+    while (j > 0) {
+      const k = order[j - 1]!;
+      const d = Math.abs(contribution[i]!) - Math.abs(contribution[k]!);
+      if (d > 0 || (d === 0 && NAME_RANK[factor[i]!]! < NAME_RANK[factor[k]!]!)) j--;
+      else break;
+    }
+    order.splice(j, 0, i);
+  }
+  const factors: ServedExplanationNumbers["factors"] = [];
+  let rest = 0;
+  for (let r = 0; r < order.length; r++) {
+    const i = order[r]!;
+    if (r < SERVED_STORED_FACTORS)
+      factors.push({ factor: factor[i]!, value: value[i]!, contribution: contribution[i]! });
+    else rest += contribution[i]!;
+  }
+  return { factors, rest };
+}
+
+/**
+ * The numbers of an explanation whose factors come from topServedFactors and the rest of its fields as given
+ * (servedExplanationNumbers' checks on them: finite numbers, a known evidence kind), else null.
+ */
+export function servedNumbersFrom(
+  top: { factors: ServedExplanationNumbers["factors"]; rest: number },
+  fields: Omit<ServedExplanationNumbers, "factors" | "rest" | "kind"> & { kind: string; restExtra?: number },
+): ServedExplanationNumbers | null {
+  const kind = KIND_INDEX.get(fields.kind);
+  if (kind === undefined) return null;
+  for (const f of top.factors) if (!kept(f.value)) return null;
+  const rest = fields.restExtra === undefined ? top.rest : top.rest + fields.restExtra;
+  const days = fields.daysSinceLast;
+  if (
+    !kept(fields.base) ||
+    !kept(rest) ||
+    !kept(fields.lo) ||
+    !kept(fields.hi) ||
+    !kept(fields.attempts) ||
+    (days !== null && !kept(days)) ||
+    !kept(fields.pCorrect) ||
+    !kept(fields.halfLifeDays) ||
+    !kept(fields.floor) ||
+    !kept(fields.pFloor)
+  )
+    return null;
+  return {
+    base: fields.base,
+    rest,
+    factors: top.factors,
+    lo: fields.lo,
+    hi: fields.hi,
+    kind,
+    attempts: fields.attempts,
+    daysSinceLast: days,
+    pCorrect: fields.pCorrect,
+    halfLifeDays: fields.halfLifeDays,
+    floor: fields.floor,
+    pFloor: fields.pFloor,
+  };
+}

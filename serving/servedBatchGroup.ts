@@ -1,11 +1,11 @@
 import { type LatentEvent, LatentFilter, type LatentSequence } from "../models/latentFilter.ts";
 import { scoreStudentLatent } from "../models/latentStudent.ts";
-import { type ServedExplanationShape, servedExplanationNumbers } from "../models/servedExplanationNumbers.ts";
+import type { ServedExplanationNumbers, ServedExplanationShape } from "../models/servedExplanationNumbers.ts";
 import { ServedMastery, type ServedMasteryJson, servedFromLatent } from "../models/servedMastery.ts";
 import { servedNumberValues } from "../storage/explanationNumbers.ts";
 import { SERVED_EXPLANATION_COLUMNS } from "../storage/schema.ts";
-import { LATENT_SOURCE, latentDecay, latentExplanation } from "./latentScoring.ts";
-import { SERVED_SOURCE, servedExplanation } from "./servedRows.ts";
+import { LATENT_SOURCE, latentDecay, latentExplanation, latentExplanationNumbers } from "./latentScoring.ts";
+import { SERVED_SOURCE, servedExplanation, servedExplanationNumbersOf } from "./servedRows.ts";
 
 /**
  * One group of whole students of the daily batch's served step (serving/servedBatch.ts), as columns: what a
@@ -56,14 +56,17 @@ const num = (v: number): string => (Object.is(v, -0) ? "-0" : String(v));
 const NO_NUMBERS = "\t".repeat(SERVED_EXPLANATION_COLUMNS.length);
 
 /**
- * A row's explanation as the file's fields "explanation<TAB>numbers...": the numbers (storage/schema.ts
- * SERVED_EXPLANATION_COLUMNS) with an empty text where they hold it (models/servedExplanationNumbers.ts), else
- * the text and empty numbers.
+ * A row's explanation as the file's fields "explanation<TAB>numbers...": its numbers (storage/schema.ts
+ * SERVED_EXPLANATION_COLUMNS) with an empty text where it has them (models/servedExplanationNumbers.ts), else
+ * its text (built by `text`) and empty numbers.
  */
-function explanationFields(e: ServedExplanationShape, score: number, values: (number | null)[]): string {
-  const n = servedExplanationNumbers(e, score);
-  if (n === null) return `${JSON.stringify(e)}${NO_NUMBERS}`;
-  servedNumberValues(n, values);
+function explanationFields(
+  numbers: ServedExplanationNumbers | null,
+  text: () => ServedExplanationShape,
+  values: (number | null)[],
+): string {
+  if (numbers === null) return `${JSON.stringify(text())}${NO_NUMBERS}`;
+  servedNumberValues(numbers, values);
   let out = "";
   for (const v of values) out += v === null ? "\t" : `\t${num(v)}`;
   return out;
@@ -136,10 +139,17 @@ export class ServedGroupScorer {
         );
         kinds[e.evidence] = (kinds[e.evidence] ?? 0) + 1;
         const pid = num(g.pid[q]!);
-        const servedFields = explanationFields(servedExplanation(e), e.score, values);
+        // The numbers straight from the estimates (the explanation objects and texts are built only for a
+        // row the numbers cannot hold).
+        const decay = latentDecay(params, est);
+        const servedFields = explanationFields(
+          servedExplanationNumbersOf(e),
+          () => servedExplanation(e),
+          values,
+        );
         const latentFields = explanationFields(
-          latentExplanation(est, latentDecay(params, est)),
-          est.score,
+          latentExplanationNumbers(est, decay),
+          () => latentExplanation(est, decay),
           values,
         );
         out.push(

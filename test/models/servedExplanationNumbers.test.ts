@@ -7,8 +7,8 @@ import {
   servedExplanationText,
 } from "../../models/servedExplanationNumbers.ts";
 import type { ServedEstimate } from "../../models/servedMastery.ts";
-import { latentDecay, latentExplanation } from "../../serving/latentScoring.ts";
-import { servedExplanation } from "../../serving/servedRows.ts";
+import { latentDecay, latentExplanation, latentExplanationNumbers } from "../../serving/latentScoring.ts";
+import { servedExplanation, servedExplanationNumbersOf } from "../../serving/servedRows.ts";
 import { explanationText } from "../../serving/storedExplanations.ts";
 import { servedNumberValues, storedNumbersOf } from "../../storage/explanationNumbers.ts";
 import { SERVED_EXPLANATION_COLUMNS } from "../../storage/schema.ts";
@@ -19,6 +19,8 @@ import { SERVED_EXPLANATION_COLUMNS } from "../../storage/schema.ts";
 
 // Any finite double whose sums stay finite (an overflow to Infinity is JSON null: left to the text, tested below).
 const anyDouble = fc.double({ min: -1e300, max: 1e300, noNaN: true });
+// Contributions that tie often (zeros of both signs, equal magnitudes of both signs): explain's name order decides.
+const tying = fc.oneof(anyDouble, fc.constantFrom(0, -0, 0.125, -0.125, 0.5));
 const unit = fc.double({ min: 0, max: 1, noNaN: true });
 const days = fc.option(fc.double({ min: 0, max: 400, noNaN: true }), { nil: null });
 
@@ -31,7 +33,7 @@ const latentArb: fc.Arbitrary<LatentEstimate> = fc
     pFloor: fc.option(unit, { nil: undefined }),
     floor: fc.option(unit, { nil: undefined }),
     base: unit,
-    contributions: fc.array(anyDouble, {
+    contributions: fc.array(tying, {
       minLength: LATENT_FACTORS.length,
       maxLength: LATENT_FACTORS.length,
     }),
@@ -66,9 +68,7 @@ const servedArb: fc.Arbitrary<ServedEstimate> = fc.record({
     .shuffledSubarray([...LATENT_FACTORS], { minLength: 0 })
     .chain((names) =>
       fc.tuple(
-        ...names.map((name) =>
-          fc.record({ name: fc.constant(name), value: anyDouble, contribution: anyDouble }),
-        ),
+        ...names.map((name) => fc.record({ name: fc.constant(name), value: anyDouble, contribution: tying })),
       ),
     ),
   rest: anyDouble,
@@ -97,6 +97,8 @@ describe("served explanations stored as numbers", () => {
         expect(n).not.toBeNull();
         expect(servedExplanationText(n!, est.score)).toBe(text);
         expect(throughColumns(e as ServedExplanationShape, est.score)).toBe(text);
+        // The batch's way: the numbers straight from the estimate, equal to the bit (Object.is).
+        expect(latentExplanationNumbers(est, latentDecay(params as never, est))).toEqual(n);
       }),
       { numRuns: 400 },
     );
@@ -108,6 +110,7 @@ describe("served explanations stored as numbers", () => {
         const e = servedExplanation(est);
         const text = JSON.stringify(e);
         expect(throughColumns(e, est.score)).toBe(text);
+        expect(servedExplanationNumbersOf(est)).toEqual(servedExplanationNumbers(e, est.score));
       }),
       { numRuns: 400 },
     );
@@ -169,6 +172,23 @@ describe("served explanations stored as numbers", () => {
     ).toBeNull();
     expect(servedExplanationNumbers({ ...e, pCorrect: Number.NaN }, 0.5)).toBeNull();
     expect(servedExplanationNumbers({ ...e, decay: undefined }, 0.5)).toBeNull();
+    // The estimates' way refuses the same shapes.
+    expect(
+      servedExplanationNumbersOf({
+        ...est,
+        contributions: [{ name: "rule_score", value: 1, contribution: 0.2 }],
+      }),
+    ).toBeNull();
+    expect(servedExplanationNumbersOf({ ...est, pCorrect: Number.POSITIVE_INFINITY })).toBeNull();
+    expect(
+      servedExplanationNumbersOf({
+        ...est,
+        contributions: [
+          { name: "quiz_answers", value: 1, contribution: 0.2 },
+          { name: "quiz_answers", value: 1, contribution: 0.1 },
+        ],
+      }),
+    ).toBeNull();
     expect(
       servedExplanationNumbers(
         { ...e, factors: [e.factors[0]!, e.factors[0]!, e.factors[0]!, e.factors[0]!] },
