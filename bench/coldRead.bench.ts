@@ -27,9 +27,6 @@
  *   COLD_STORE=duckdb npx tsx bench/coldRead.bench.ts   # the embedded file, batch rows + served rows
  *   COLD_STORE=duckdb COLD_LAYOUT=spread npx tsx bench/coldRead.bench.ts   # its base rows in hash order
  *   COLD_STORE=duckdb COLD_RANGE_READS=0 npx tsx bench/coldRead.bench.ts   # every miss through the index
- *   COLD_STORE=duckdb COLD_LATENT=1 ...      # also a 'latent' row per served row (the served step writes both)
- *   COLD_STORE=duckdb COLD_SERVED_NUMBERS=1 ...   # the served / latent rows stored as numbers, as the served step
- *                                                 # writes them (servw27); the same texts rendered on read
  *
  * Target (issue 15): a cold GET /mastery <= 2 ms of server time for a student with 100 topics.
  */
@@ -40,7 +37,6 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
-import { type ServedExplanationShape, servedExplanationNumbers } from "../models/servedExplanationNumbers.ts";
 import { parseThresholds } from "../serving/alerts.ts";
 import { type AppDeps, createApp, loadServingConfig, servingDuckOptions } from "../serving/app.ts";
 import { DuckMasteryReadStore, type MasteryViewRow, neededRows } from "../serving/masteryReadStore.ts";
@@ -57,14 +53,11 @@ import { streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import {
   STORED_NUMBERS_SELECT,
-  servedNumberValues,
   takeExplanationNumbers,
   type WithExplanationNumberColumns,
 } from "../storage/explanationNumbers.ts";
 import type { PgStore } from "../storage/postgres.ts";
 import { newestRevisions, type RevisionRow, revisionsSql } from "../storage/revisionTable.ts";
-import { SERVED_EXPLANATION_COLUMNS, servedExplanationColumnType } from "../storage/schema.ts";
-import { baseTable } from "../storage/servingTables.ts";
 import { compareUtf8 } from "../storage/utf8Order.ts";
 import { seedBatchRows } from "./batchRowSeed.ts";
 import {
@@ -218,47 +211,6 @@ const DUCK_SCORE_SQL = revisionsSql(
   "student_key = $1",
 );
 
-/**
- * The seeded served / latent rows as the served step stores them (servw27): each text's numbers in the
- * SERVED_EXPLANATION_COLUMNS and an empty text, updated in place (the base's row order is kept).
- */
-async function servedRowsAsNumbers(duck: DuckStore): Promise<void> {
-  const base = baseTable("student_mastery");
-  const rows = await duck.all<{ id: bigint; explanation: string; mastery_score: number }>(
-    `SELECT rowid AS id, explanation, mastery_score FROM ${base} WHERE score_source IN ('served', 'latent')`,
-  );
-  await duck.run(
-    `CREATE OR REPLACE TEMP TABLE served_numbers (id BIGINT, ${SERVED_EXPLANATION_COLUMNS.map(
-      (c) => `${c} ${servedExplanationColumnType(c)}`,
-    ).join(", ")})`,
-  );
-  const values: (number | null)[] = [];
-  await duck.appendRows("served_numbers", (app) => {
-    for (const r of rows) {
-      const n = servedExplanationNumbers(
-        JSON.parse(r.explanation) as ServedExplanationShape,
-        r.mastery_score,
-      );
-      if (n === null) throw new Error(`the seeded served text does not encode: ${r.explanation}`);
-      servedNumberValues(n, values);
-      app.appendBigInt(r.id);
-      for (const [i, c] of SERVED_EXPLANATION_COLUMNS.entries()) {
-        const v = values[i]!;
-        if (v === null) app.appendNull();
-        else if (servedExplanationColumnType(c) === "UTINYINT") app.appendUTinyInt(v);
-        else app.appendDouble(v);
-      }
-      app.endRow();
-    }
-  });
-  await duck.run(
-    `UPDATE ${base} b SET explanation = '', ${SERVED_EXPLANATION_COLUMNS.map((c) => `${c} = x.${c}`).join(", ")}
-     FROM served_numbers x WHERE b.rowid = x.id`,
-  );
-  await duck.run("DROP TABLE served_numbers");
-  await duck.run("CHECKPOINT");
-}
-
 async function duckColdRead(): Promise<void> {
   // One read instant and scoring time for every run and tree (a decayed score depends on them).
   const readAt = new Date(Date.UTC(2026, 11, 6));
@@ -276,7 +228,6 @@ async function duckColdRead(): Promise<void> {
     asOf: new Date(readAt.getTime() - 20 * 3600_000),
     layout,
   });
-  if (process.env.COLD_SERVED_NUMBERS === "1") await servedRowsAsNumbers(seeded);
   seeded.close();
   await seeded.whenClosed();
   // Opened as `mastery serve` opens it: config/serving.yaml duck_threads (COLD_DUCK_THREADS overrides), the app's

@@ -300,10 +300,9 @@ export class AlertEngine {
       // Scores as a reader sees them at check time: a rule score as of now, a served score
       // decayed to now (serving/masteryView.ts rowAtReadTime). So a score that decayed under the threshold
       // without new events raises its alert the next time its key is checked.
-      // A batch rule row's text is rendered from its block (the check reads it as of now), a batch served row's
-      // from its numbers (the decay reads it); a bkt / elo row's is not read here.
-      const numbers = stored.explanation_numbers;
-      if (numbers !== undefined && ("rule" in numbers || "served" in numbers)) {
+      // A batch rule row's text is rendered from its block (the check reads it as of now); a bkt / elo row's
+      // is not read here.
+      if (stored.explanation_numbers !== undefined && stored.score_source === "rule_based") {
         stored.explanation = explanationText(
           stored.explanation,
           stored.explanation_numbers,

@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import { explain } from "../models/explanation.ts";
 import {
-  LATENT_FACTORS,
   type LatentEstimate,
   type LatentEvent,
   LatentFilter,
@@ -11,11 +10,6 @@ import {
 import { latentEventOf } from "../models/latentState.ts";
 import { scoreStudentLatent } from "../models/latentStudent.ts";
 import { type LearnerEvent, replayOrder } from "../models/learnerState.ts";
-import {
-  type ServedExplanationNumbers,
-  servedNumbersFrom,
-  topServedFactors,
-} from "../models/servedExplanationNumbers.ts";
 import type { PairEvidence } from "../models/servedMastery.ts";
 import { applyStudentIntervalMode, type StudentIntervalMode } from "../models/studentInterval.ts";
 import { applyStudentScale, type StudentScaleMode } from "../models/studentScale.ts";
@@ -192,36 +186,6 @@ export function latentExplanation(est: LatentEstimate, decay?: LatentExplanation
     ...(decay !== undefined ? { decay } : {}),
   };
   return { ...e, ...extra };
-}
-
-/** LATENT_FACTORS as SERVED_FACTOR_NAMES indexes (the same list). */
-const LATENT_FACTOR_INDEX = LATENT_FACTORS.map((_, i) => i);
-
-/**
- * The numbers of latentExplanation(est, decay) (models/servedExplanationNumbers.ts), computed without building
- * its text or objects: servedExplanationNumbers(latentExplanation(est, decay), est.score) whenever that is not
- * null (tested); null where it is, or where a contribution is not finite (the caller then stores the text).
- */
-export function latentExplanationNumbers(
-  est: LatentEstimate,
-  decay: NonNullable<LatentExplanationExtra["decay"]>,
-): ServedExplanationNumbers | null {
-  const c = est.contributions;
-  const contribution = LATENT_FACTORS.map((f) => c[f]);
-  const top = topServedFactors(LATENT_FACTOR_INDEX, contribution, contribution, LATENT_FACTORS.length);
-  if (top === null || Object.keys(c).length !== LATENT_FACTORS.length) return null;
-  return servedNumbersFrom(top, {
-    base: est.base,
-    lo: est.lo,
-    hi: est.hi,
-    kind: est.observations > 0 ? "measured" : est.events > 0 ? "indirect" : "prior",
-    attempts: est.observations,
-    daysSinceLast: est.daysSinceLast,
-    pCorrect: est.pCorrect,
-    halfLifeDays: decay.halfLifeDays,
-    floor: decay.floor,
-    pFloor: decay.pFloor,
-  });
 }
 
 export const LATENT_SOURCE = "latent";

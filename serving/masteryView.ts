@@ -7,7 +7,6 @@ import {
   scoreOfBlock,
 } from "../models/ruleScorer.ts";
 import { decayFactor, decayTowards } from "../models/servedDecay.ts";
-import type { ServedExplanationNumbers } from "../models/servedExplanationNumbers.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import {
   DuckMasteryReadStore,
@@ -228,12 +227,6 @@ async function selectServed(
             };
           }
         }
-        continue;
-      }
-      if (row !== chosen && now !== undefined && row.stored !== undefined && "served" in row.stored) {
-        // A listed served / latent row stored as numbers (the batch's served step): its decayed score from them,
-        // without rendering its text (decayedScoreRow's score).
-        list[i] = decayedScoreOfNumbers(row, row.stored.served, now);
         continue;
       }
       const r = row === chosen ? stored : DECAYING_SOURCES.has(row.score_source) ? textRow(row) : row;
@@ -723,22 +716,6 @@ function decayedScoreRow<
     mastery_score: decayTowards(row.mastery_score, d.floor, d.halfLifeDays, elapsed),
     as_of: now,
   };
-}
-
-/**
- * decayedScoreRow of a row read with its served numbers (MasteryViewRow.stored), from the numbers: the same score
- * and as_of (the numbers are the doubles its text's decay would parse to). The row's explanation is left
- * unrendered (a listed row's is not read); rows decayedScoreRow returns as they are get their text.
- */
-function decayedScoreOfNumbers<R extends MasteryRow>(row: R, n: ServedExplanationNumbers, now: Date): R {
-  const elapsed = (now.getTime() - row.as_of.getTime()) / DAY_MS;
-  if (!(elapsed > 0) || !(n.halfLifeDays > 0) || n.daysSinceLast === null) return textRow(row);
-  const { stored: _, ...rest } = row;
-  return {
-    ...rest,
-    mastery_score: decayTowards(row.mastery_score, n.floor, n.halfLifeDays, elapsed),
-    as_of: now,
-  } as R;
 }
 
 /**

@@ -30,14 +30,8 @@ export function readTimeScoreSql(m: string, atUs: string, opts: { served?: boole
     WHEN ${m}.score_source = 'rule_based' AND json_exists(${m}.explanation, '$.rule') THEN ${fromJson}
     ${
       opts.served
-        ? `WHEN ${m}.score_source IN ('served', 'latent') AND ${m}.explanation = '' AND ${m}.sv_half_life IS NOT NULL
-      AND ${atUs} > epoch_us(${m}.as_of) THEN ${servedDecaySql(m, atUs, (f) => `${m}.${SERVED_DECAY_COLUMN[f]}`)}
-    WHEN ${m}.score_source IN ('served', 'latent') AND json_exists(${m}.explanation, '$.decay')
-      AND ${atUs} > epoch_us(${m}.as_of) THEN ${servedDecaySql(
-        m,
-        atUs,
-        (f) => `CAST(json_extract_string(${m}.explanation, '$.decay.${f}') AS DOUBLE)`,
-      )}`
+        ? `WHEN ${m}.score_source IN ('served', 'latent') AND json_exists(${m}.explanation, '$.decay')
+      AND ${atUs} > epoch_us(${m}.as_of) THEN ${servedDecaySql(m, atUs)}`
         : ""
     }
     ELSE ${m}.mastery_score END`;
@@ -76,15 +70,8 @@ function ruleScoreSql(r: (field: RuleField) => string, centered: string, atUs: s
   return `least(1, greatest(0, ${r("prior")} + ${lambda} * (${r("partSum")} + ${r("recencyWeight")} * (${x} - (${centered})))))`;
 }
 
-/** The served step's decay numbers as columns (storage/schema.ts SERVED_EXPLANATION_COLUMNS). */
-const SERVED_DECAY_COLUMN = { floor: "sv_floor", halfLifeDays: "sv_half_life" } as const;
-
-/** decayServedRow's score in SQL, the decay's fields read through `d` (the columns, or the text's `decay`). */
-function servedDecaySql(
-  m: string,
-  atUs: string,
-  d: (field: keyof typeof SERVED_DECAY_COLUMN) => string,
-): string {
+function servedDecaySql(m: string, atUs: string): string {
+  const d = (field: string) => `CAST(json_extract_string(${m}.explanation, '$.decay.${field}') AS DOUBLE)`;
   return `${d("floor")} + (${m}.mastery_score - ${d("floor")})
     * pow(2, -((${atUs} - epoch_us(${m}.as_of)) / 86400e6) / ${d("halfLifeDays")})`;
 }

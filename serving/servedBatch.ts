@@ -9,7 +9,6 @@ import { LATENT_EVENT_TYPES, latentDays, latentEventOf } from "../models/latentS
 import type { ServedMastery } from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
-import { SERVED_EXPLANATION_COLUMNS, servedExplanationColumnType } from "../storage/schema.ts";
 import { poolHeapMb, watchPoolThread } from "./poolThread.ts";
 import {
   type EvidenceCounts,
@@ -201,16 +200,12 @@ export async function scoreServedBatch(
         `the served step scored ${scored} pairs, expected ${total}: the store changed mid-run`,
       );
     opts.onPhase?.("write");
-    // The explanation as numbers (an empty text, NULL in the file) or as its text (empty numbers).
     await store.run(
       `CREATE OR REPLACE TEMP TABLE served_score AS
-       SELECT p.student_key, p.topic_id, s.mastery_score, coalesce(s.explanation, '') AS explanation, s.score_source,
-              ${SERVED_EXPLANATION_COLUMNS.map((c) => `s.${c}`).join(", ")}
+       SELECT p.student_key, p.topic_id, s.mastery_score, s.explanation, s.score_source
        FROM read_csv([${pool.paths.map(sqlString).join(", ")}],
               delim = '\\t', quote = '', escape = '', header = false, auto_detect = false, new_line = '\\n',
-              columns = {'pid': 'DOUBLE', 'score_source': 'VARCHAR', 'mastery_score': 'DOUBLE', 'explanation': 'VARCHAR', ${SERVED_EXPLANATION_COLUMNS.map(
-                (c) => `'${c}': '${servedExplanationColumnType(c)}'`,
-              ).join(", ")}}) s
+              columns = {'pid': 'DOUBLE', 'score_source': 'VARCHAR', 'mastery_score': 'DOUBLE', 'explanation': 'VARCHAR'}) s
        JOIN served_pairs p USING (pid)`,
     );
     await writeServedScores(
@@ -219,7 +214,6 @@ export async function scoreServedBatch(
       asOf,
       opts.now ?? new Date(),
       incremental === true ? "incremental" : "full",
-      SERVED_EXPLANATION_COLUMNS,
     );
   } catch (err) {
     await pool.terminate();

@@ -1,11 +1,8 @@
 import { type LatentEvent, LatentFilter, type LatentSequence } from "../models/latentFilter.ts";
 import { scoreStudentLatent } from "../models/latentStudent.ts";
-import type { ServedExplanationNumbers, ServedExplanationShape } from "../models/servedExplanationNumbers.ts";
 import { ServedMastery, type ServedMasteryJson, servedFromLatent } from "../models/servedMastery.ts";
-import { servedNumberValues } from "../storage/explanationNumbers.ts";
-import { SERVED_EXPLANATION_COLUMNS } from "../storage/schema.ts";
-import { LATENT_SOURCE, latentDecay, latentExplanation, latentExplanationNumbers } from "./latentScoring.ts";
-import { SERVED_SOURCE, servedExplanation, servedExplanationNumbersOf } from "./servedRows.ts";
+import { LATENT_SOURCE, latentDecay, latentExplanation } from "./latentScoring.ts";
+import { SERVED_SOURCE, servedExplanation } from "./servedRows.ts";
 
 /**
  * One group of whole students of the daily batch's served step (serving/servedBatch.ts), as columns: what a
@@ -52,32 +49,11 @@ export class ServedBatchError extends Error {
 /** A number as the file's text: String(number) round-trips through DuckDB's DOUBLE parser, -0 included. */
 const num = (v: number): string => (Object.is(v, -0) ? "-0" : String(v));
 
-/** The explanation fields of a row kept as text: the text, then every number column empty (NULL). */
-const NO_NUMBERS = "\t".repeat(SERVED_EXPLANATION_COLUMNS.length);
-
-/**
- * A row's explanation as the file's fields "explanation<TAB>numbers...": its numbers (storage/schema.ts
- * SERVED_EXPLANATION_COLUMNS) with an empty text where it has them (models/servedExplanationNumbers.ts), else
- * its text (built by `text`) and empty numbers.
- */
-function explanationFields(
-  numbers: ServedExplanationNumbers | null,
-  text: () => ServedExplanationShape,
-  values: (number | null)[],
-): string {
-  if (numbers === null) return `${JSON.stringify(text())}${NO_NUMBERS}`;
-  servedNumberValues(numbers, values);
-  let out = "";
-  for (const v of values) out += v === null ? "\t" : `\t${num(v)}`;
-  return out;
-}
-
 /**
  * Scores groups: per student, models/latentStudent.ts scoreStudentLatent (the same estimates as `mastery score
  * served`), then each pair's served estimate (models/servedMastery.ts servedFromLatent) and the two stored rows,
- * as "pid<TAB>source<TAB>score<TAB>explanation<TAB>numbers..." lines: the explanations are those
- * serving/servedScoring.ts stores, as numbers (explanationFields: the text empty) where they hold them. Pure
- * apart from the lines it returns, so it runs the same in a thread or in the caller's.
+ * as "pid<TAB>source<TAB>score<TAB>explanation" lines. The explanations are those serving/servedScoring.ts
+ * stores. Pure apart from the lines it returns, so it runs the same in a thread or in the caller's.
  */
 export class ServedGroupScorer {
   private readonly served: ServedMastery;
@@ -99,7 +75,6 @@ export class ServedGroupScorer {
     const f = this.filter;
     const m = this.served;
     const params = f.json.params;
-    const values: (number | null)[] = [];
     let p = 0;
     while (p < g.pairs) {
       const sid = g.sid[p]!;
@@ -139,21 +114,8 @@ export class ServedGroupScorer {
         );
         kinds[e.evidence] = (kinds[e.evidence] ?? 0) + 1;
         const pid = num(g.pid[q]!);
-        // The numbers straight from the estimates (the explanation objects and texts are built only for a
-        // row the numbers cannot hold).
-        const decay = latentDecay(params, est);
-        const servedFields = explanationFields(
-          servedExplanationNumbersOf(e),
-          () => servedExplanation(e),
-          values,
-        );
-        const latentFields = explanationFields(
-          latentExplanationNumbers(est, decay),
-          () => latentExplanation(est, decay),
-          values,
-        );
         out.push(
-          `${pid}\t${SERVED_SOURCE}\t${num(e.score)}\t${servedFields}\n${pid}\t${LATENT_SOURCE}\t${num(est.score)}\t${latentFields}\n`,
+          `${pid}\t${SERVED_SOURCE}\t${num(e.score)}\t${JSON.stringify(servedExplanation(e))}\n${pid}\t${LATENT_SOURCE}\t${num(est.score)}\t${JSON.stringify(latentExplanation(est, latentDecay(params, est)))}\n`,
         );
       };
       for (let i = 0; i < seqPair.length; i++) write(seqPair[i]!, r.estimates[i]!);

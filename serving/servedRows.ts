@@ -1,12 +1,6 @@
 import { type Explanation, explain } from "../models/explanation.ts";
 import type { LatentEstimate } from "../models/latentFilter.ts";
 import {
-  SERVED_FACTOR_NAMES,
-  type ServedExplanationNumbers,
-  servedNumbersFrom,
-  topServedFactors,
-} from "../models/servedExplanationNumbers.ts";
-import {
   type PairEvidence,
   type ServedEstimate,
   type ServedMastery,
@@ -49,45 +43,6 @@ export function servedExplanation(est: ServedEstimate): ServedExplanation {
     pCorrect: est.pCorrect,
     decay: est.decay,
   };
-}
-
-const FACTOR_INDEX = new Map(SERVED_FACTOR_NAMES.map((n, i) => [n, i]));
-
-/**
- * The numbers of servedExplanation(est) (models/servedExplanationNumbers.ts), computed without building its
- * text or objects: servedExplanationNumbers(servedExplanation(est), est.score) whenever that is not null
- * (tested); null where it is (a factor outside SERVED_FACTOR_NAMES or named twice, a non-finite number).
- */
-export function servedExplanationNumbersOf(est: ServedEstimate): ServedExplanationNumbers | null {
-  const n = est.contributions.length;
-  const factor: number[] = new Array(n);
-  const value: number[] = new Array(n);
-  const contribution: number[] = new Array(n);
-  let seen = 0;
-  for (let i = 0; i < n; i++) {
-    const c = est.contributions[i]!;
-    const f = FACTOR_INDEX.get(c.name);
-    if (f === undefined || (seen & (1 << f)) !== 0) return null;
-    seen |= 1 << f;
-    factor[i] = f;
-    value[i] = c.value;
-    contribution[i] = c.contribution;
-  }
-  const top = topServedFactors(factor, value, contribution, n);
-  if (top === null) return null;
-  return servedNumbersFrom(top, {
-    base: est.base,
-    restExtra: est.rest,
-    lo: est.lo,
-    hi: est.hi,
-    kind: est.evidence,
-    attempts: est.attempts,
-    daysSinceLast: est.daysSinceLast,
-    pCorrect: est.pCorrect,
-    halfLifeDays: est.decay.halfLifeDays,
-    floor: est.decay.floor,
-    pFloor: est.decay.pFloor,
-  });
 }
 
 /** The served estimate of one pair: the latent filter's (model.json.servedFrom "latent") or the stack's. */

@@ -5,14 +5,11 @@ import { LatentFilter } from "../models/latentFilter.ts";
 import { ServedMastery, type ServedMasteryJson } from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { DuckDBTimestampValue } from "../storage/duckdbApi.ts";
-import { STORED_NUMBERS_SELECT, type WithExplanationNumberColumns } from "../storage/explanationNumbers.ts";
 import type { BatchScore } from "../storage/masteryStore.ts";
-import type { ServedExplanationColumn } from "../storage/schema.ts";
 import { deltaTable, replaceBaseRows } from "../storage/servingTables.ts";
 import { attachLatent, LATENT_SOURCE, latentDecay, latentExplanation } from "./latentScoring.ts";
 import { loadPairEvidence } from "./servedInputs.ts";
 import { SERVED_SOURCE, servedEstimate, servedExplanation } from "./servedRows.ts";
-import { withExplanationTexts } from "./storedExplanations.ts";
 
 export { SERVED_SOURCE, type ServedExplanation, servedEstimate, servedExplanation } from "./servedRows.ts";
 
@@ -98,9 +95,7 @@ export async function scoreServed(
 
 /**
  * Writes temp.served_score (student_key, topic_id, mastery_score, explanation, score_source: the 'served' and
- * 'latent' rows of a run, and the `numbers` columns it has: storage/schema.ts SERVED_EXPLANATION_COLUMNS, the
- * batch step's explanations as numbers) to student_mastery and its history as of `asOf`, in one transaction,
- * and drops it.
+ * 'latent' rows of a run) to student_mastery and its history as of `asOf`, in one transaction, and drops it.
  * Shared by scoreServed and the daily batch's served step (serving/servedBatch.ts). A run over every pair
  * ("full") writes the serving table's base anew without the old served and latent rows (storage/servingTables.ts
  * replaceBaseRows: replacing a third of the base's keys in place through its primary key cost more, as for the
@@ -113,19 +108,17 @@ export async function writeServedScores(
   asOf: Date,
   now: Date,
   mode: "full" | "incremental" = "full",
-  numbers: readonly ServedExplanationColumn[] = [],
 ): Promise<void> {
   const ts = (d: Date) => new DuckDBTimestampValue(BigInt(d.getTime()) * 1000n);
   const params = [modelVersion, ts(asOf), ts(now)];
   const sources = `score_source IN ('${SERVED_SOURCE}', '${LATENT_SOURCE}')`;
-  const extra = numbers.map((c) => `, ${c}`).join("");
   const rows = `SELECT student_key, topic_id, mastery_score, score_source, $1 AS model_version, $2 AS as_of,
-                       explanation, $3 AS last_updated${extra} FROM served_score`;
+                       explanation, $3 AS last_updated FROM served_score`;
   await store.transaction(async () => {
     if (mode === "incremental")
       await store.run(
         `INSERT INTO ${deltaTable("student_mastery")}
-           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated${extra})
+           (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
          ${rows}`,
         params,
       );
@@ -135,8 +128,8 @@ export async function writeServedScores(
     }
     await store.run(
       `INSERT INTO student_mastery_history
-         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at${extra})
-       SELECT student_key, topic_id, mastery_score, score_source, $1, $2, explanation, $3${extra} FROM served_score`,
+         (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, recorded_at)
+       SELECT student_key, topic_id, mastery_score, score_source, $1, $2, explanation, $3 FROM served_score`,
       params,
     );
   });
@@ -150,9 +143,8 @@ export interface BatchScoreSink {
 
 /**
  * Copies the served (and 'latent') scores of the run as of `asOf` from the DuckDB file to another mastery
- * store (PostgreSQL), explanations (interval, P(correct), evidence, decay) as stored (the text, rendered where
- * the batch stored numbers), so a server reading PostgreSQL serves them as the embedded one does. Returns the
- * rows written.
+ * store (PostgreSQL), explanations (interval, P(correct), evidence, decay) as stored, so a server reading
+ * PostgreSQL serves them as the embedded one does. Returns the rows written.
  */
 export async function publishServedScores(
   store: DuckStore,
@@ -160,22 +152,18 @@ export async function publishServedScores(
   asOf: Date,
   now: Date = new Date(),
 ): Promise<number> {
-  const rows = await store.all<
-    {
-      student_key: string;
-      topic_id: string;
-      score_source: string;
-      mastery_score: number;
-      model_version: string;
-      explanation: string;
-    } & WithExplanationNumberColumns
-  >(
-    `SELECT student_key, topic_id, score_source, mastery_score, model_version, explanation, ${STORED_NUMBERS_SELECT}
-     FROM student_mastery
+  const rows = await store.all<{
+    student_key: string;
+    topic_id: string;
+    score_source: string;
+    mastery_score: number;
+    model_version: string;
+    explanation: string;
+  }>(
+    `SELECT student_key, topic_id, score_source, mastery_score, model_version, explanation FROM student_mastery
      WHERE score_source IN ($1, $2) AND as_of = $3::TIMESTAMP ORDER BY student_key, topic_id, score_source`,
     [SERVED_SOURCE, LATENT_SOURCE, asOf.toISOString()],
   );
-  withExplanationTexts(rows);
   const asOfUs = asOf.getTime() * 1000;
   return sink.writeScores(
     rows.map((r) => ({

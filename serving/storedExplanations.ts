@@ -1,6 +1,5 @@
 import { explanationFromNumbers } from "../models/learnerState.ts";
 import { storedRuleScore } from "../models/ruleScorer.ts";
-import { servedExplanationText } from "../models/servedExplanationNumbers.ts";
 import {
   type StoredExplanationNumbers,
   takeExplanationNumbers,
@@ -14,8 +13,7 @@ import {
  * with the models' own code, so it is byte for byte what the job stored before: for BKT / Elo rows
  * JSON.stringify(bktMastery(...) / eloMastery(...).explanation) (models/learnerState.ts
  * explanationFromNumbers), for rule rows JSON.stringify(storedRuleRow(...).explanation) (models/ruleScorer.ts
- * storedRuleScore of the stored block as of the row's as_of), for the served step's 'served' / 'latent' rows
- * JSON.stringify(servedExplanation(...) / latentExplanation(...)) (models/servedExplanationNumbers.ts).
+ * storedRuleScore of the stored block as of the row's as_of).
  */
 
 /** The explanation text of a stored row: its text, or the text rendered from its numbers. */
@@ -26,7 +24,6 @@ export function explanationText(
 ): string {
   if (numbers === null || numbers === undefined || explanation !== "") return explanation;
   if ("rule" in numbers) return JSON.stringify(storedRuleScore(numbers.rule, numbers.asOfUs).explanation);
-  if ("served" in numbers) return servedExplanationText(numbers.served, score);
   return JSON.stringify(explanationFromNumbers(numbers, score));
 }
 

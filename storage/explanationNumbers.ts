@@ -1,18 +1,16 @@
 import type { BktEloExplanationNumbers } from "../models/learnerState.ts";
 import type { StoredRuleFactor, StoredRuleState } from "../models/ruleScorer.ts";
-import type { ServedExplanationNumbers } from "../models/servedExplanationNumbers.ts";
 import {
   EXPLANATION_NUMBER_COLUMNS,
   RULE_BLOCK_COLUMNS,
   RULE_FACTOR_SIGNALS,
   type RuleBlockColumn,
-  SERVED_EXPLANATION_COLUMNS,
 } from "./schema.ts";
 
 /**
  * The stored forms of the batch jobs' explanations on the DuckDB file: the BKT / Elo job writes its numbers
- * (storage/schema.ts EXPLANATION_NUMBER_COLUMNS), the rule step its rows' `rule` block (RULE_BLOCK_COLUMNS) and
- * the served step its served / latent explanations (SERVED_EXPLANATION_COLUMNS), with an empty `explanation`; a reader selects them with `STORED_NUMBERS_SELECT` and takes them off the row
+ * (storage/schema.ts EXPLANATION_NUMBER_COLUMNS) and the rule step its rows' `rule` block (RULE_BLOCK_COLUMNS),
+ * with an empty `explanation`; a reader selects them with `STORED_NUMBERS_SELECT` and takes them off the row
  * with `takeExplanationNumbers`, and serving renders the text (serving/storedExplanations.ts). Rows written
  * with their text (every other source, the stream's rows, rows stored before the columns) have NULL numbers
  * and keep their text.
@@ -32,15 +30,13 @@ export const STORED_NUMBER_COLUMNS = [
   ...EXPLANATION_NUMBER_COLUMNS,
   ...RULE_BLOCK_COLUMNS,
   RULE_AS_OF_US,
-  ...SERVED_EXPLANATION_COLUMNS,
 ] as const;
 export type StoredNumberColumn = (typeof STORED_NUMBER_COLUMNS)[number];
 
 /**
  * Every stored number a reader renders from, selected from student_mastery / its history (or their base and
  * delta tables), unqualified or qualified by `alias`: the BKT / Elo numbers, the rule block and, as
- * `rule_as_of_us`, the row's as_of in microseconds (exact, where a JS Date has milliseconds), and the served
- * explanation's numbers.
+ * `rule_as_of_us`, the row's as_of in microseconds (exact, where a JS Date has milliseconds).
  */
 export function storedNumbersSelect(alias?: string): string {
   const q = (c: string) => (alias === undefined ? c : `${alias}.${c}`);
@@ -48,7 +44,6 @@ export function storedNumbersSelect(alias?: string): string {
     ...EXPLANATION_NUMBER_COLUMNS.map(q),
     ...RULE_BLOCK_COLUMNS.map(q),
     `epoch_us(${q("as_of")})::DOUBLE AS ${RULE_AS_OF_US}`,
-    ...SERVED_EXPLANATION_COLUMNS.map(q),
   ].join(", ");
 }
 export const STORED_NUMBERS_SELECT = storedNumbersSelect();
@@ -63,7 +58,7 @@ export type WithExplanationNumberColumns = {
   [K in (typeof EXPLANATION_NUMBER_COLUMNS)[number]]?: number | null;
 } & { [K in (typeof RULE_BLOCK_COLUMNS)[number]]?: number | boolean | null } & {
   rule_as_of_us?: number | null;
-} & { [K in (typeof SERVED_EXPLANATION_COLUMNS)[number]]?: number | null };
+};
 
 /** A rule row's stored numbers: its block and the time its text is as of (microseconds since the epoch). */
 export interface RuleExplanationNumbers {
@@ -71,13 +66,8 @@ export interface RuleExplanationNumbers {
   asOfUs: number;
 }
 
-/** A served / latent row's stored numbers (the daily batch's served step). */
-export interface ServedRowNumbers {
-  served: ServedExplanationNumbers;
-}
-
 /** The numbers a stored row's explanation is rendered from. */
-export type StoredExplanationNumbers = BktEloExplanationNumbers | RuleExplanationNumbers | ServedRowNumbers;
+export type StoredExplanationNumbers = BktEloExplanationNumbers | RuleExplanationNumbers;
 
 /**
  * Removes the number columns from `row` (in place) and returns them as an explanation's numbers, or null when
@@ -93,8 +83,7 @@ export function takeExplanationNumbers(row: WithExplanationNumberColumns): Store
 /**
  * The numbers of a row read with STORED_NUMBERS_SELECT, its cells read through `get` (a row object's, or a
  * result's columns: storage/duckdb.ts DuckColumns, which reads only the cells asked for): the rule block when
- * the row has one (rule_prior and rule_as_of_us not NULL), else the served numbers when it has them (sv_half_life
- * not NULL), else the BKT / Elo numbers when it has them, else null.
+ * the row has one (rule_prior and rule_as_of_us not NULL), else the BKT / Elo numbers when it has them, else null.
  */
 export function storedNumbersOf(
   get: (column: StoredNumberColumn) => unknown,
@@ -104,8 +93,6 @@ export function storedNumbersOf(
     const asOfUs = get(RULE_AS_OF_US);
     if (asOfUs !== null && asOfUs !== undefined) return { rule: ruleBlockOf(get), asOfUs: Number(asOfUs) };
   }
-  const halfLife = get("sv_half_life");
-  if (halfLife !== null && halfLife !== undefined) return { served: servedNumbersOf(get, Number(halfLife)) };
   const v = (c: (typeof EXPLANATION_NUMBER_COLUMNS)[number]): number | null => {
     const x = get(c);
     return x === null || x === undefined ? null : Number(x);
@@ -138,70 +125,6 @@ export function storedNumbersOf(
     streak,
     streakC,
   };
-}
-
-/** The served numbers of a row whose sv_half_life is not NULL (storedNumbersOf). */
-function servedNumbersOf(
-  get: (column: StoredNumberColumn) => unknown,
-  halfLifeDays: number,
-): ServedExplanationNumbers {
-  const n = (c: (typeof SERVED_EXPLANATION_COLUMNS)[number]): number => Number(get(c));
-  const factors: ServedExplanationNumbers["factors"] = [];
-  for (const [f, v, c] of SERVED_FACTOR_COLUMNS) {
-    const factor = get(f);
-    if (factor === null || factor === undefined) break;
-    factors.push({ factor: Number(factor), value: n(v), contribution: n(c) });
-  }
-  const days = get("sv_days");
-  return {
-    base: n("sv_base"),
-    rest: n("sv_rest"),
-    factors,
-    lo: n("sv_lo"),
-    hi: n("sv_hi"),
-    kind: n("sv_kind"),
-    attempts: n("sv_attempts"),
-    daysSinceLast: days === null || days === undefined ? null : Number(days),
-    pCorrect: n("sv_p_correct"),
-    halfLifeDays,
-    floor: n("sv_floor"),
-    pFloor: n("sv_p_floor"),
-  };
-}
-
-/** The factor columns (index, value, contribution) of the stored served factors, in order. */
-const SERVED_FACTOR_COLUMNS = [
-  ["sv_f1", "sv_v1", "sv_c1"],
-  ["sv_f2", "sv_v2", "sv_c2"],
-  ["sv_f3", "sv_v3", "sv_c3"],
-] as const;
-
-/**
- * The served numbers' values in SERVED_EXPLANATION_COLUMNS order (the writer's side of storedNumbersOf): NULL for
- * a factor past the explanation's last and for days since the last event of a pair without events.
- */
-export function servedNumberValues(
-  n: ServedExplanationNumbers,
-  out: (number | null)[] = [],
-): (number | null)[] {
-  out[0] = n.base;
-  out[1] = n.rest;
-  for (let k = 0; k < SERVED_FACTOR_COLUMNS.length; k++) {
-    const f = n.factors[k];
-    out[2 + 3 * k] = f === undefined ? null : f.factor;
-    out[3 + 3 * k] = f === undefined ? null : f.value;
-    out[4 + 3 * k] = f === undefined ? null : f.contribution;
-  }
-  out[11] = n.lo;
-  out[12] = n.hi;
-  out[13] = n.kind;
-  out[14] = n.attempts;
-  out[15] = n.daysSinceLast;
-  out[16] = n.pCorrect;
-  out[17] = n.halfLifeDays;
-  out[18] = n.floor;
-  out[19] = n.pFloor;
-  return out;
 }
 
 /** The rule block of a row whose rule_prior is not NULL (storedNumbersOf). */

@@ -348,43 +348,9 @@ export const ruleBlockColumnType = (c: RuleBlockColumn): string =>
   c === "rule_centered" ? "BOOLEAN" : "DOUBLE";
 
 /**
- * A served / latent explanation (models/servedExplanationNumbers.ts ServedExplanationNumbers), in column order:
- * the daily batch's served step (serving/servedBatch.ts) writes them to student_mastery and its history with an
- * empty `explanation`, and readers render the text (serving/storedExplanations.ts). NULL on every other row (the
- * stream's served / latent rows, `mastery score served`'s through scoreServed, rows stored before these columns
- * keep their text). sv_f1..3 index the factor names, sv_kind the evidence kinds.
- */
-export const SERVED_EXPLANATION_COLUMNS = [
-  "sv_base",
-  "sv_rest",
-  "sv_f1",
-  "sv_v1",
-  "sv_c1",
-  "sv_f2",
-  "sv_v2",
-  "sv_c2",
-  "sv_f3",
-  "sv_v3",
-  "sv_c3",
-  "sv_lo",
-  "sv_hi",
-  "sv_kind",
-  "sv_attempts",
-  "sv_days",
-  "sv_p_correct",
-  "sv_half_life",
-  "sv_floor",
-  "sv_p_floor",
-] as const;
-export type ServedExplanationColumn = (typeof SERVED_EXPLANATION_COLUMNS)[number];
-/** Every served column is a DOUBLE (the numbers to the bit) but the indexes (UTINYINT). */
-export const servedExplanationColumnType = (c: ServedExplanationColumn): string =>
-  c === "sv_f1" || c === "sv_f2" || c === "sv_f3" || c === "sv_kind" ? "UTINYINT" : "DOUBLE";
-
-/**
  * The embedded file's additions to CORE_DDL (storage/duckdb.ts applies both): the explanation numbers of the
- * batch jobs' rows (BKT / Elo, the rule block, the served step's served / latent explanations). ADD COLUMN IF
- * NOT EXISTS moves a file written before them (its rows keep their text, the new columns NULL). PostgreSQL's student_mastery holds only texts (the batch
+ * batch jobs' rows (BKT / Elo, and the rule block). ADD COLUMN IF NOT EXISTS moves a file written before them
+ * (its rows keep their text, the new columns NULL). PostgreSQL's student_mastery holds only texts (the batch
  * jobs write the DuckDB file).
  */
 export const DUCK_ONLY_DDL: readonly string[] = ["student_mastery", "student_mastery_history"].flatMap(
@@ -394,9 +360,6 @@ export const DUCK_ONLY_DDL: readonly string[] = ["student_mastery", "student_mas
     ),
     ...RULE_BLOCK_COLUMNS.map(
       (c) => `ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS ${c} ${ruleBlockColumnType(c)}`,
-    ),
-    ...SERVED_EXPLANATION_COLUMNS.map(
-      (c) => `ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS ${c} ${servedExplanationColumnType(c)}`,
     ),
   ],
 );

@@ -1,46 +1,21 @@
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pseudonymizer } from "../../features/pseudonymize.ts";
-import { studentIdOf } from "../../features/synthetic/csvSink.ts";
-import { parseThresholds, timeCrossingKeys } from "../../serving/alerts.ts";
 import { decayServedRow } from "../../serving/masteryView.ts";
 import { runPipeline } from "../../serving/pipeline.ts";
-import { ROLLUP_LEVELS, rollupMastery } from "../../serving/rollups.ts";
 import { scoreServedBatch } from "../../serving/servedBatch.ts";
-import {
-  loadServedModel,
-  publishServedScores,
-  scoreServed,
-  servedExportCsv,
-  servedExportRows,
-} from "../../serving/servedScoring.ts";
+import { loadServedModel, scoreServed } from "../../serving/servedScoring.ts";
 import { trainServed } from "../../serving/servedTraining.ts";
-import { withExplanationTexts } from "../../serving/storedExplanations.ts";
-import { DuckAlertStore } from "../../storage/alertStore.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
-import {
-  STORED_NUMBERS_SELECT,
-  type WithExplanationNumberColumns,
-} from "../../storage/explanationNumbers.ts";
-import type { BatchScore } from "../../storage/masteryStore.ts";
-import { SERVED_EXPLANATION_COLUMNS } from "../../storage/schema.ts";
-import { testApp, token } from "./appFixture.ts";
 
 // The daily batch's served step (serving/servedBatch.ts) against `mastery score served` (scoreServed) on the same
 // store: the same rows, to the bit, whatever the threads, ranges and group sizes. The store is a generated school
 // through the real pipeline, plus rows that exercise the read's rules: copies of one event (the first ingested
 // wins), several events at one time with event ids whose UTF-8 and UTF-16 orders differ (the fold's order is
 // compareEvents'), and pairs with a stored score but no event before as-of (scored at the prior).
-// scoreServed stores each explanation's text; the batch step stores the numbers (storage/schema.ts
-// SERVED_EXPLANATION_COLUMNS, servw27) and readers render the text: rows are compared as readers see them.
-
-const PSEUDO_KEY = "served-batch-int-test-key-0123456789";
-const STUDENTS = 160;
 
 let work: string;
 let dbPath: string;
@@ -54,10 +29,10 @@ beforeAll(async () => {
   try {
     const res = await runPipeline({
       store,
-      pseudonymizer: new Pseudonymizer(PSEUDO_KEY),
+      pseudonymizer: new Pseudonymizer("served-batch-int-test-key-0123456789"),
       dataDir: join(work, "data"),
       generate: {
-        students: STUDENTS,
+        students: 160,
         topics: 12,
         days: 28,
         seed: 7,
@@ -110,42 +85,24 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const NOW = new Date("2027-01-01T00:00:00Z");
 
-/**
- * The served / latent rows of `table` as readers see them (the text rendered where the row stores numbers),
- * one string a row, sorted; and how many store numbers (an empty text).
- */
-async function servedRows(store: DuckStore, table: string): Promise<{ rows: string[]; numbered: number }> {
-  const raw = await store.all<
-    { head: string; explanation: string; mastery_score: number; score: string } & WithExplanationNumberColumns
-  >(
-    `SELECT concat_ws('|', student_key, topic_id, score_source, model_version, as_of) AS head, explanation,
-            mastery_score, printf('%.17g', mastery_score) AS score, ${STORED_NUMBERS_SELECT}
-     FROM ${table} WHERE score_source IN ('served', 'latent')`,
-  );
-  const numbered = raw.filter((r) => r.explanation === "").length;
-  const rows = withExplanationTexts(raw)
-    .map((r) => `${r.head}|${r.explanation}|${r.score}`)
-    .sort();
-  return { rows, numbered };
-}
-
 async function scoredCopy(
   name: string,
   score: (store: DuckStore) => Promise<unknown>,
-): Promise<{ current: string[]; history: string[]; numbered: number; result: unknown }> {
+): Promise<{ current: string[]; history: string[]; result: unknown }> {
   const path = join(work, `${name}.duckdb`);
   copyFileSync(dbPath, path);
   const store = await DuckStore.open(path);
   try {
     const result = await score(store);
-    const current = await servedRows(store, "student_mastery");
-    const history = await servedRows(store, "student_mastery_history");
-    return {
-      current: current.rows,
-      history: history.rows,
-      numbered: current.numbered + history.numbered,
-      result,
-    };
+    const rows = async (table: string) =>
+      (
+        await store.all<{ r: string }>(
+          `SELECT concat_ws('|', student_key, topic_id, score_source, model_version, as_of, explanation,
+                  printf('%.17g', mastery_score)) AS r
+           FROM ${table} WHERE score_source IN ('served', 'latent') ORDER BY r`,
+        )
+      ).map((x) => x.r);
+    return { current: await rows("student_mastery"), history: await rows("student_mastery_history"), result };
   } finally {
     store.close();
   }
@@ -159,8 +116,6 @@ describe("the daily batch's served step", () => {
     expect(model.json.servedFrom).toBe("latent");
     const ref = await scoredCopy("ref", (s) => scoreServed(s, model, version, { asOf, now: NOW }));
     expect(ref.current.length).toBeGreaterThan(1000);
-    // scoreServed stores texts; the batch step below numbers (compared through the readers' rendering).
-    expect(ref.numbered).toBe(0);
     // Every pair has both rows, the prior pairs included.
     const priors = ref.current.filter((r) => r.includes('"kind":"prior"'));
     expect(priors.length).toBeGreaterThan(0);
@@ -176,7 +131,6 @@ describe("the daily batch's served step", () => {
       );
       expect(got.current, name).toEqual(ref.current);
       expect(got.history, name).toEqual(ref.history);
-      expect(got.numbered, name).toBe(ref.current.length + ref.history.length);
       expect(progress.at(-1), name).toBe(ref.current.length / 2);
       const r = got.result as Awaited<ReturnType<typeof scoreServedBatch>>;
       expect(r.scored, name).toBe(ref.current.length / 2);
@@ -223,9 +177,12 @@ describe("`mastery score served`", () => {
     const store = await DuckStore.open(db);
     try {
       // The same rows but the write clock (last_updated, recorded_at, not compared) and the same as-of.
-      const rows = await servedRows(store, "student_mastery");
-      expect(rows.rows).toEqual(ref.current);
-      expect(rows.numbered).toBe(ref.current.length);
+      const rows = await store.all<{ r: string }>(
+        `SELECT concat_ws('|', student_key, topic_id, score_source, model_version, as_of, explanation,
+                printf('%.17g', mastery_score)) AS r
+         FROM student_mastery WHERE score_source IN ('served', 'latent') ORDER BY r`,
+      );
+      expect(rows.map((x) => x.r)).toEqual(ref.current);
     } finally {
       store.close();
     }
@@ -327,20 +284,16 @@ async function scoredCopyOf(
   const store = await DuckStore.open(path);
   try {
     const result = await score(store);
-    const rows = withExplanationTexts(
-      await store.all<
-        {
-          student_key: string;
-          topic_id: string;
-          score_source: string;
-          as_of: Date;
-          mastery_score: number;
-          explanation: string;
-        } & WithExplanationNumberColumns
-      >(
-        `SELECT student_key, topic_id, score_source, as_of, mastery_score, explanation, ${STORED_NUMBERS_SELECT}
-         FROM student_mastery WHERE score_source IN ('served', 'latent') ORDER BY student_key, topic_id, score_source`,
-      ),
+    const rows = await store.all<{
+      student_key: string;
+      topic_id: string;
+      score_source: string;
+      as_of: Date;
+      mastery_score: number;
+      explanation: string;
+    }>(
+      `SELECT student_key, topic_id, score_source, as_of, mastery_score, explanation FROM student_mastery
+       WHERE score_source IN ('served', 'latent') ORDER BY student_key, topic_id, score_source`,
     );
     return {
       rows: rows.map((r) => ({
@@ -353,169 +306,3 @@ async function scoredCopyOf(
     store.close();
   }
 }
-
-const LATER = new Date(NOW.getTime() + 9.5 * 86_400_000);
-const sha = (parts: readonly string[]): string => createHash("sha256").update(parts.join("\n")).digest("hex");
-interface Rollup {
-  key: string;
-  score: number;
-}
-
-function expectSameAnswers(
-  got: Awaited<ReturnType<typeof answers>>,
-  want: Awaited<ReturnType<typeof answers>>,
-): void {
-  expect(got.digests).toEqual(want.digests);
-  expect(got.rollups.map((r) => r.key)).toEqual(want.rollups.map((r) => r.key));
-  let worst = 0;
-  for (const [i, r] of got.rollups.entries())
-    worst = Math.max(worst, Math.abs(r.score - want.rollups[i]!.score));
-  expect(worst).toBeLessThan(1e-12);
-}
-
-/**
- * Every answer that reads the served / latent rows, as SHA-256 digests: GET /mastery of every student (over HTTP,
- * the embedded read store's miss; at a fixed clock, as stored and 9.5 days later), the student's histories and
- * one topic's history, the alert pass's time-crossing keys, the copy to PostgreSQL (publishServedScores' rows)
- * and the analysts' export as of a later time; and the rollups' rows, whose scores are DuckDB's parallel sums
- * (their last bits vary run to run on one file: docs/benchmarks.md, rule20): their keys and counts exactly, their
- * scores within 1e-12.
- */
-async function answers(path: string): Promise<{ digests: Record<string, string>; rollups: Rollup[] }> {
-  const store = await DuckStore.open(path);
-  try {
-    await DuckAlertStore.open(store);
-    const admin = `Bearer ${await token({ role: "admin", sub: "root" })}`;
-    const out: Record<string, string[]> = { mastery: [], histories: [], history: [], published: [] };
-    for (const at of [NOW, LATER]) {
-      const h = await testApp(store, { pseudonymizer: new Pseudonymizer(PSEUDO_KEY), now: () => at });
-      for (let s = 0; s < STUDENTS; s++) {
-        const id = studentIdOf(s, STUDENTS);
-        const m = await request(h.app)
-          .get(`/mastery/${encodeURIComponent(id)}`)
-          .set("authorization", admin);
-        expect(m.status).toBe(200);
-        out.mastery!.push(m.text);
-        const hs = await request(h.app)
-          .get(`/mastery/${encodeURIComponent(id)}/history`)
-          .set("authorization", admin);
-        expect(hs.status).toBe(200);
-        out.histories!.push(hs.text);
-        const topic = (m.body as { topics: { topicId: string }[] }).topics[0]?.topicId;
-        if (topic === undefined) continue;
-        const one = await request(h.app)
-          .get(`/mastery/${encodeURIComponent(id)}/${encodeURIComponent(topic)}/history`)
-          .set("authorization", admin);
-        expect(one.status).toBe(200);
-        out.history!.push(one.text);
-      }
-      await h.drain();
-    }
-    const rollups: Rollup[] = [];
-    for (const level of ROLLUP_LEVELS)
-      for (const r of await rollupMastery(store, level)) {
-        const { masteryScore, ...key } = r;
-        rollups.push({ key: `${level} ${JSON.stringify(key)}`, score: masteryScore });
-      }
-    rollups.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    const crossings: string[] = [];
-    for (const atRisk of [0.3, 0.5, 0.7])
-      for (const k of await timeCrossingKeys(
-        store,
-        LATER,
-        parseThresholds({ default: { at_risk: atRisk } }, {}),
-      ))
-        crossings.push(`${atRisk} ${JSON.stringify(k)}`);
-    const published: BatchScore[] = [];
-    await publishServedScores(store, { writeScores: async (rows) => published.push(...rows) }, asOf, NOW);
-    const { model } = loadServedModel(modelDir);
-    const exported = servedExportCsv(await servedExportRows(store, model, LATER));
-    expect(out.mastery!.length).toBe(2 * STUDENTS);
-    expect(published.length).toBeGreaterThan(1000);
-    expect(rollups.length).toBeGreaterThan(100);
-    return {
-      digests: {
-        mastery: sha(out.mastery!),
-        histories: sha(out.histories!),
-        history: sha(out.history!),
-        crossings: sha(crossings),
-        published: sha(published.map((r) => JSON.stringify(r))),
-        exported: sha([exported]),
-      },
-      rollups,
-    };
-  } finally {
-    store.close();
-  }
-}
-
-/**
- * A store the batch wrote now put back into the layout before the served columns: each served / latent row's
- * text put in `explanation` (rendered from its numbers), then the columns dropped (as a file written by main
- * before servw27 is).
- */
-async function toTextLayout(path: string): Promise<void> {
-  const store = await DuckStore.open(path);
-  try {
-    for (const table of ["student_mastery_base", "student_mastery_delta", "student_mastery_history"]) {
-      const rows = withExplanationTexts(
-        await store.all<
-          { explanation: string; mastery_score: number; id: bigint } & WithExplanationNumberColumns
-        >(
-          `SELECT rowid AS id, mastery_score, explanation, ${STORED_NUMBERS_SELECT} FROM ${table}
-           WHERE score_source IN ('served', 'latent')`,
-        ),
-      );
-      for (const r of rows)
-        await store.run(`UPDATE ${table} SET explanation = $1 WHERE rowid = $2`, [r.explanation, r.id]);
-    }
-    await store.run("DROP INDEX IF EXISTS student_mastery_by_student");
-    await store.run("DROP INDEX IF EXISTS student_mastery_history_by_student");
-    for (const table of ["student_mastery_base", "student_mastery_delta", "student_mastery_history"])
-      for (const c of SERVED_EXPLANATION_COLUMNS) await store.run(`ALTER TABLE ${table} DROP COLUMN ${c}`);
-    await store.run("DROP VIEW student_mastery");
-    await store.run(
-      "CREATE VIEW student_mastery AS SELECT * EXCLUDE (delta_seq) FROM student_mastery_delta WHERE false UNION ALL SELECT * FROM student_mastery_base",
-    );
-  } finally {
-    store.close();
-  }
-}
-
-describe("served explanations as numbers (servw27)", () => {
-  it("every reader answers byte for byte as on texts; a file from before the columns is read and moved on open", {
-    timeout: 600_000,
-  }, async () => {
-    const { model, version } = loadServedModel(modelDir);
-    await scoredCopy("answers-text", (s) => scoreServed(s, model, version, { asOf, now: NOW }));
-    const numbers = await scoredCopy("answers-numbers", (s) =>
-      scoreServedBatch(s, model, version, { asOf, now: NOW, workers: 0 }),
-    );
-    expect(numbers.numbered).toBe(numbers.current.length + numbers.history.length);
-    const text = await answers(join(work, "answers-text.duckdb"));
-    const fromNumbers = await answers(join(work, "answers-numbers.duckdb"));
-    expectSameAnswers(fromNumbers, text);
-    // The same file in the layout before the columns (texts, no sv_ columns): opening it adds the columns
-    // (ADD COLUMN IF NOT EXISTS, NULL) and every reader answers the same.
-    const old = join(work, "answers-old.duckdb");
-    copyFileSync(join(work, "answers-numbers.duckdb"), old);
-    await toTextLayout(old);
-    expectSameAnswers(await answers(old), text);
-    const moved = await DuckStore.open(old);
-    try {
-      const cols = await moved.all<{ column_name: string }>(
-        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'student_mastery_base' AND column_name LIKE 'sv_%'",
-      );
-      expect(cols.length).toBe(SERVED_EXPLANATION_COLUMNS.length);
-      const before = await servedRows(moved, "student_mastery");
-      expect(before.numbered).toBe(0);
-      // A full rerun on the moved file writes numbers, the same rows as readers see them.
-      await scoreServedBatch(moved, model, version, { asOf, now: NOW, workers: 0 });
-      const after = await servedRows(moved, "student_mastery");
-      expect(after.rows).toEqual(numbers.current);
-      expect(after.numbered).toBe(after.rows.length);
-    } finally {
-      moved.close();
-    }
-  });
-});
