@@ -3,7 +3,9 @@
  * cold-read benches (bench/coldRead.bench.ts COLD_STORE=duckdb): per topic a bkt and an elo row stored as
  * their explanation's numbers (serving/learnerState.ts), a rule_based row stored as its rule block
  * (serving/ruleScoring.ts), both with an empty explanation, and, with `served`, a decaying 'served' row with
- * its text (serving/servedScoring.ts servedExplanation's shape, full-precision numbers). The numbers come from
+ * its text (serving/servedScoring.ts servedExplanation's shape, full-precision numbers, the latent filter's factor
+ * names), with `latent` also the 'latent' row the served step stores beside it (the same shape, each factor's
+ * value its contribution). The numbers come from
  * the models' own code over a drawn event log per (student, topic), from a fixed seed: every run and tree
  * stores the same rows.
  */
@@ -43,6 +45,8 @@ export async function seedBatchRows(
     students: number;
     topics: number;
     served: boolean;
+    /** Also a 'latent' row per served row (the daily batch's served step writes both). */
+    latent?: boolean;
     asOf: Date;
     prefix?: string;
     /**
@@ -227,9 +231,9 @@ export async function seedBatchRows(
             JSON.stringify({
               base,
               factors: [
-                { name: "recent_accuracy", value: draw(), contribution: c[0] },
-                { name: "attempts_log", value: Math.log1p(quizzes), contribution: c[1] },
-                { name: "topic_difficulty", value: p.topicDifficulty, contribution: c[2] },
+                { name: "quiz_answers", value: draw(), contribution: c[0] },
+                { name: "practice_results", value: Math.log1p(quizzes), contribution: c[1] },
+                { name: "forgetting", value: p.topicDifficulty, contribution: c[2] },
               ],
               rest: 0,
               score,
@@ -245,6 +249,35 @@ export async function seedBatchRows(
             null,
             null,
           );
+          if (opts.latent === true) {
+            const k = Math.min(1, Math.max(0, score + (draw() - 0.5) / 10));
+            const lc = [(draw() - 0.3) / 3, (draw() - 0.5) / 4, -draw() / 8];
+            const lb = k - lc[0]! - lc[1]! - lc[2]!;
+            row(
+              key,
+              topic,
+              k,
+              "latent",
+              "served@4",
+              asOfUs,
+              JSON.stringify({
+                base: lb,
+                factors: [
+                  { name: "quiz_answers", value: lc[0], contribution: lc[0] },
+                  { name: "learning_quiz", value: lc[1], contribution: lc[1] },
+                  { name: "forgetting", value: lc[2], contribution: lc[2] },
+                ],
+                rest: 0,
+                score: k,
+                interval: { lo: k * (0.7 + draw() / 10), hi: Math.min(1, k * 1.2 + draw() / 20), level: 0.8 },
+                evidence: { kind: "measured", attempts: quizzes, daysSinceLast: draw() * 30 },
+                pCorrect: 0.2 + k * 0.6,
+                decay: { halfLifeDays: 20 + draw() * 60, floor: 0.1 + draw() / 5, pFloor: 0.2 + draw() / 5 },
+              }),
+              null,
+              null,
+            );
+          }
         }
       }
     }

@@ -224,6 +224,7 @@ async function duckColdRead(): Promise<void> {
     students: studentsN + warm,
     topics: topicsN,
     served,
+    latent: process.env.COLD_LATENT === "1",
     asOf: new Date(readAt.getTime() - 20 * 3600_000),
     layout,
   });

@@ -27,9 +27,15 @@
  *   WORKERS (the batch step's scoring threads; default its own), PARTS (its student-key ranges)
  *   BENCH_DIR (default $TMPDIR/servedBatch), MEMORY_LIMIT (DuckDB's, default DuckDB's own), RUNS (scorings, default 1)
  * Both paths print a digest of the stored served/latent rows (count and xor of row hashes, the clock columns left
- * out): equal digests mean the same rows.
+ * out): equal digests mean the same rows; and `textDigest`: SHA-256 of the served/latent rows of student_mastery and
+ * of its history as readers see them (the explanation text rendered where a row stores numbers: serving/
+ * storedExplanations.ts), comparable between a tree that stores texts and one that stores numbers.
+ * `write` sums the phases from the read-back of the threads' files (CREATE ... served_score) to the end;
+ * `fileMB` is the scored store's size after a CHECKPOINT. KEEP=name keeps the scored store as
+ * BENCH_DIR/store-N/kept-<name>.duckdb (the read-side benches' input).
  */
-import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { copyFileSync, existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
@@ -41,7 +47,9 @@ import { runPipeline } from "../serving/pipeline.ts";
 import { scoreServedBatch } from "../serving/servedBatch.ts";
 import { loadServedModel, scoreServed } from "../serving/servedScoring.ts";
 import { trainServed } from "../serving/servedTraining.ts";
+import { withExplanationTexts } from "../serving/storedExplanations.ts";
 import { DuckStore } from "../storage/duckdb.ts";
+import { STORED_NUMBERS_SELECT, type WithExplanationNumberColumns } from "../storage/explanationNumbers.ts";
 import { cpuNow, roundedMedian } from "./cpuClock.ts";
 import { seedSchool } from "./seedSchool.ts";
 
@@ -312,9 +320,42 @@ for (let run = 0; run < runs; run++) {
             mastery_score)) AS x
      FROM student_mastery WHERE score_source IN ('served', 'latent')`,
   );
+  const textDigest = async (table: string): Promise<string> => {
+    const h = createHash("sha256");
+    const rowsOf = await store.all<
+      {
+        student_key: string;
+        topic_id: string;
+        score_source: string;
+        model_version: string;
+        as_of_us: bigint;
+        explanation: string;
+        mastery_score: number;
+      } & WithExplanationNumberColumns
+    >(
+      `SELECT student_key, topic_id, score_source, model_version, epoch_us(as_of) AS as_of_us, explanation,
+              mastery_score, ${STORED_NUMBERS_SELECT}
+       FROM ${table} WHERE score_source IN ('served', 'latent') ORDER BY student_key, topic_id, score_source`,
+    );
+    for (const x of withExplanationTexts(rowsOf))
+      h.update(
+        `${x.student_key}|${x.topic_id}|${x.score_source}|${x.model_version}|${x.as_of_us}|${x.explanation}|${x.mastery_score}\n`,
+      );
+    return h.digest("hex").slice(0, 16);
+  };
+  const texts = {
+    current: await textDigest("student_mastery"),
+    history: await textDigest("student_mastery_history"),
+  };
+  await store.run("CHECKPOINT");
   store.close();
+  const fileMB = Number((statSync(scoreDb).size / 1048576).toFixed(1));
+  if (process.env.KEEP !== undefined && process.env.KEEP !== "")
+    renameSync(scoreDb, join(root, `kept-${process.env.KEEP}.duckdb`));
   rmSync(scoreDb, { force: true });
   rmSync(`${scoreDb}.wal`, { force: true });
+  const w = segs.findIndex((x) => x.phase.startsWith("run CREATE OR REPLACE TEMP TABLE served_score"));
+  const writeSegs = w < 0 ? [] : segs.slice(w);
   // With GC=1 the marks' full collections are left out of the phases: the scoring's own figures are their sum.
   const wallOwn = gc === undefined ? wall : segWall;
   const cpuOwn = gc === undefined ? cpu : segCpu;
@@ -326,6 +367,12 @@ for (let run = 0; run < runs; run++) {
     evidence: res.evidence,
     path: servedPath,
     digest: `${digest?.n ?? 0n}/${(digest?.x ?? 0n).toString(16)}`,
+    textDigest: texts,
+    fileMB,
+    write: {
+      seconds: Number(writeSegs.reduce((a, x) => a + x.seconds, 0).toFixed(2)),
+      cpuSeconds: Number(writeSegs.reduce((a, x) => a + x.cpuSeconds, 0).toFixed(2)),
+    },
     storedRows: Object.fromEntries(rows.map((x) => [x.score_source, Number(x.n)])),
     asOf: res.asOf,
     standIn: { seconds: standIn.seconds, cpuSeconds: standIn.cpuSeconds },
@@ -343,7 +390,7 @@ for (let run = 0; run < runs; run++) {
     load: load(),
   };
   log(
-    `${servedPath === "old" ? "scoreServed" : "scoreServedBatch"}: ${r.seconds} s, cpu ${r.cpuSeconds} s (${r.cpuUsPerPair} us/pair, ${r.cpuUsPerEvent} us/event), peak RSS ${r.peakRssMB} MB (VmHWM ${r.vmHwmMB} MB), load ${r.load.join(" ")}`,
+    `${servedPath === "old" ? "scoreServed" : "scoreServedBatch"}: ${r.seconds} s, cpu ${r.cpuSeconds} s (${r.cpuUsPerPair} us/pair, ${r.cpuUsPerEvent} us/event), write ${r.write.seconds} s / cpu ${r.write.cpuSeconds} s, file ${fileMB} MB, texts ${texts.current}/${texts.history}, peak RSS ${r.peakRssMB} MB (VmHWM ${r.vmHwmMB} MB), load ${r.load.join(" ")}`,
   );
   results.push(r);
 }
