@@ -8,8 +8,9 @@
  * a SQL expression): a rule score with a stored `rule` block (models/ruleScorer.ts StoredRuleState) is
  * computed as ruleScoreOnlyAt does: its evidence decayed to `atUs` gives λ, recency is taken as of `atUs`,
  * then the clamp; every other row is its stored score, or with `served` also a served (or 'latent') score
- * decayed to `atUs` (decayServedRow's formula). DuckDB's pow() for JavaScript's **: equal up to the last
- * bit (tested to 1e-12).
+ * decayed to `atUs` as serving/masteryView.ts decayServedRow decays it (its formula, and the same rows left as
+ * stored: no decay, a half-life not above 0, a pair without events whose evidence.daysSinceLast is null).
+ * DuckDB's pow() for JavaScript's **: equal up to the last bit (tested to 1e-12).
  */
 export function readTimeScoreSql(m: string, atUs: string, opts: { served?: boolean } = {}): string {
   // The batch's rule rows hold the block as columns (storage/schema.ts RULE_BLOCK_COLUMNS); rows written with
@@ -31,6 +32,9 @@ export function readTimeScoreSql(m: string, atUs: string, opts: { served?: boole
     ${
       opts.served
         ? `WHEN ${m}.score_source IN ('served', 'latent') AND json_exists(${m}.explanation, '$.decay')
+      AND CAST(json_extract_string(${m}.explanation, '$.decay.halfLifeDays') AS DOUBLE) > 0
+      AND NOT (json_exists(${m}.explanation, '$.evidence')
+        AND json_extract_string(${m}.explanation, '$.evidence.daysSinceLast') IS NULL)
       AND ${atUs} > epoch_us(${m}.as_of) THEN ${servedDecaySql(m, atUs)}`
         : ""
     }

@@ -19,6 +19,7 @@ import {
   storedRuleRow,
 } from "../../models/ruleScorer.ts";
 import { AlertEngine, checkTimeCrossings, parseThresholds } from "../../serving/alerts.ts";
+import { decayServedRow } from "../../serving/masteryView.ts";
 import { readTimeScoreSql } from "../../serving/readTimeScoreSql.ts";
 import { DuckAlertStore } from "../../storage/alertStore.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
@@ -166,6 +167,74 @@ describe("the check brings only each key's served row to check time", () => {
       );
       const raised = await engine.check([{ studentKey: "k1", topicId: "t1" }]);
       expect(raised.map((a) => [a.scoreSource, a.score, a.crossing])).toEqual([["bkt", 0.2, 1]]);
+    } finally {
+      store.close();
+    }
+  });
+});
+
+describe("the SQL read-time score of served rows is decayServedRow's", () => {
+  it("decays a pair with evidence to 1e-12 and leaves a pair without events, an undecaying row and a later as_of as stored", async () => {
+    const asOf = new Date("2024-06-01T00:00:00Z");
+    const explanation = (daysSinceLast: number | null, halfLifeDays: number) =>
+      JSON.stringify({
+        base: 0.4,
+        factors: [{ name: "quiz answers", value: 6, contribution: 0.22 }],
+        rest: 0,
+        interval: { lo: 0.5, hi: 0.75, level: 0.8 },
+        evidence: { kind: daysSinceLast === null ? "prior" : "direct", attempts: 6, daysSinceLast },
+        pCorrect: 0.7,
+        decay: { halfLifeDays, floor: 0.18, pFloor: 0.35 },
+      });
+    // key, source, score, explanation: evidence 2 days old; a prior pair (no events); half-life 0 (no decay);
+    // a row without evidence (an older model's: decays as GET /mastery decays it)
+    const rows: [string, string, number, string][] = [
+      ["k1", "served", 0.62, explanation(2, 30)],
+      ["k2", "served", 0.41, explanation(null, 30)],
+      ["k3", "latent", 0.55, explanation(1, 0)],
+      [
+        "k4",
+        "latent",
+        0.66,
+        JSON.stringify({
+          base: 0.66,
+          factors: [],
+          rest: 0,
+          decay: { halfLifeDays: 12, floor: 0.2, pFloor: 0.3 },
+        }),
+      ],
+    ];
+    const store = await DuckStore.open(":memory:");
+    try {
+      for (const [k, src, s, e] of rows)
+        await store.run(
+          `INSERT INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version, as_of,
+             explanation, last_updated)
+           VALUES ($k, 't1', $s, $src, 'served-test', $a::TIMESTAMP, $e, $a::TIMESTAMP)`,
+          { k, s, src, a: asOf.toISOString(), e },
+        );
+      for (const days of [-1, 0, 0.5, 7, 45]) {
+        const at = new Date(asOf.getTime() + days * DAY_MS);
+        const got = await store.all<{ k: string; s: number }>(
+          `SELECT student_key AS k, ${readTimeScoreSql("m", "$at::BIGINT", { served: true })} AS s
+           FROM student_mastery m ORDER BY student_key`,
+          { at: BigInt(at.getTime()) * 1000n },
+        );
+        for (const [i, [k, src, s, e]] of rows.entries()) {
+          const want = decayServedRow(
+            { score_source: src, as_of: asOf, mastery_score: s, explanation: e },
+            at,
+          ).mastery_score;
+          expect(got[i]!.k).toBe(k);
+          expect(Math.abs(got[i]!.s - want)).toBeLessThanOrEqual(1e-12);
+        }
+        // The hand-computed cases: k1 moves towards its floor by 2^(-days/30); k2 and k3 never move.
+        const moved = days > 0 ? 0.18 + (0.62 - 0.18) * 2 ** (-days / 30) : 0.62;
+        expect(Math.abs(got[0]!.s - moved)).toBeLessThanOrEqual(1e-12);
+        expect(got[1]!.s).toBe(0.41);
+        expect(got[2]!.s).toBe(0.55);
+        if (days > 0) expect(got[3]!.s).toBeLessThan(0.66);
+      }
     } finally {
       store.close();
     }
