@@ -4,6 +4,7 @@ import {
   KIND_PRACTICE,
   KIND_QUIZ,
   KIND_VIDEO,
+  type LatentEstimate,
   type LatentEvent,
   LatentFilter,
   type LatentParams,
@@ -233,4 +234,45 @@ export function studentEffectFilter(studentPriorSd?: number): LatentFilter {
     fit: { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 },
     ...(studentPriorSd !== undefined ? { studentPriorSd } : {}),
   });
+}
+
+/** The topics of the per-student property tests' sequences ("Z": a topic the models do not know). */
+export const PROPERTY_TOPICS: readonly string[] = ["A", "B", "C", "D", "Z"];
+
+/**
+ * One student's sequences for the per-student property tests: 1-4 pairs on `topics` (a topic may repeat), each
+ * of 1-`maxEvents` events, and an as-of up to `maxIdle` days after the student's last event.
+ */
+export function studentSequencesArb(topics: readonly string[], maxEvents: number, maxIdle: number) {
+  return fc
+    .tuple(
+      fc.array(
+        fc.tuple(
+          fc.constantFrom(...topics),
+          fc.array(latentEventArb, { minLength: 1, maxLength: maxEvents }),
+        ),
+        { minLength: 1, maxLength: 4 },
+      ),
+      fc.double({ min: 0, max: maxIdle, noNaN: true }),
+    )
+    .map(([pairs, idle]) => {
+      const seqs = pairs.map(([topic, raw]) => ({ topic, events: latentEvents(raw) }));
+      const asOf = Math.max(...seqs.map((s) => s.events[s.events.length - 1]!.t)) + idle;
+      return { seqs, asOf };
+    });
+}
+
+/** A LatentEstimate for the interval arithmetic's known-answer tests (score 0.5 in [0.4, 0.65], 3 observations). */
+export function estimateFixture(): LatentEstimate {
+  return {
+    score: 0.5,
+    lo: 0.4,
+    hi: 0.65,
+    pCorrect: 0.5,
+    base: 0.4,
+    contributions: {} as never,
+    observations: 3,
+    events: 3,
+    daysSinceLast: 0,
+  };
 }

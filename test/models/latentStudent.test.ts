@@ -9,7 +9,7 @@ import {
   shiftedRate,
 } from "../../models/latentFilter.ts";
 import { scoreStudentLatent } from "../../models/latentStudent.ts";
-import { latentEventArb, latentEvents } from "./latentFixtures.ts";
+import { latentEventArb, latentEvents, PROPERTY_TOPICS, studentSequencesArb } from "./latentFixtures.ts";
 import {
   digestNumbers,
   LATENT_STUDENT_OPTIONS,
@@ -59,7 +59,7 @@ describe("scoreStudentLatent is bit for bit the scoring before the optimisations
 });
 
 describe("the lean paths compute the full folds' numbers (fold26)", () => {
-  const topicArb = fc.constantFrom("A", "B", "C", "D", "Z");
+  const topicArb = fc.constantFrom(...PROPERTY_TOPICS);
 
   it("predictScore is predict's score, bit for bit, at any offset, for every variant", () => {
     for (const { model } of LATENT_STUDENT_VARIANTS)
@@ -92,26 +92,17 @@ describe("the lean paths compute the full folds' numbers (fold26)", () => {
       );
     for (const { model } of LATENT_STUDENT_VARIANTS)
       fc.assert(
-        fc.property(
-          fc.array(fc.tuple(topicArb, fc.array(latentEventArb, { minLength: 1, maxLength: 20 })), {
-            minLength: 1,
-            maxLength: 4,
-          }),
-          fc.double({ min: 0, max: 30, noNaN: true }),
-          (pairs, idle) => {
-            const seqs = pairs.map(([topic, raw]) => ({ topic, events: latentEvents(raw) }));
-            const asOf = Math.max(...seqs.map((s) => s.events[s.events.length - 1]!.t)) + idle;
-            // The straightforward path: every basis part folded with `step`, the offset from their summaries.
-            const states = seqs.map((s) => ({ topic: s.topic, state: model.foldBasis(s.topic, s.events) }));
-            const offset = model.studentOffsetOf(states);
-            const want = states.map(({ topic, state }) =>
-              model.estimate(model.mixAt(state, model.offsetFor(topic, offset)), asOf, topic),
-            );
-            const got = model.predictStudent(seqs, asOf);
-            expect(Object.is(got.offset, offset)).toBe(true);
-            expect(got.estimates.map(bits)).toEqual(want.map(bits));
-          },
-        ),
+        fc.property(studentSequencesArb(PROPERTY_TOPICS, 20, 30), ({ seqs, asOf }) => {
+          // The straightforward path: every basis part folded with `step`, the offset from their summaries.
+          const states = seqs.map((s) => ({ topic: s.topic, state: model.foldBasis(s.topic, s.events) }));
+          const offset = model.studentOffsetOf(states);
+          const want = states.map(({ topic, state }) =>
+            model.estimate(model.mixAt(state, model.offsetFor(topic, offset)), asOf, topic),
+          );
+          const got = model.predictStudent(seqs, asOf);
+          expect(Object.is(got.offset, offset)).toBe(true);
+          expect(got.estimates.map(bits)).toEqual(want.map(bits));
+        }),
         { numRuns: 25 },
       );
   });

@@ -8,7 +8,7 @@ import {
 } from "../../models/latentFilter.ts";
 import { mulberry32 } from "../../models/prng.ts";
 import { studentOffsetSd, studentOffsetSdFromBasis, widenForOffset } from "../../models/studentOffsetSd.ts";
-import { LATENT_TEST_PARAMS } from "./latentFixtures.ts";
+import { estimateFixture, LATENT_TEST_PARAMS } from "./latentFixtures.ts";
 
 const PARAMS: LatentParams = {
   ...LATENT_TEST_PARAMS,
@@ -126,17 +126,7 @@ describe("student offset uncertainty (round 7)", () => {
   }, 60_000);
 
   it("widenForOffset adds the offset's spread in variance around the same score (known answer)", () => {
-    const base = {
-      score: 0.5,
-      lo: 0.4,
-      hi: 0.65,
-      pCorrect: 0.5,
-      base: 0.4,
-      contributions: {} as never,
-      observations: 3,
-      events: 3,
-      daysSinceLast: 0,
-    };
+    const base = estimateFixture();
     const w = widenForOffset(base, { ...base, score: 0.45 }, { ...base, score: 0.61 });
     const e = (1.2815515655446004 * 0.08) ** 2;
     expect(w.score).toBe(0.5);

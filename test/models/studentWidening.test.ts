@@ -8,7 +8,7 @@ import {
 } from "../../models/latentFilter.ts";
 import { scoreStudentLatent } from "../../models/latentStudent.ts";
 import { studentOffsetSdFromBasis, widenFromBasis } from "../../models/studentOffsetSd.ts";
-import { latentEventArb, latentEvents } from "./latentFixtures.ts";
+import { estimateFixture, PROPERTY_TOPICS, studentSequencesArb } from "./latentFixtures.ts";
 import {
   LATENT_STUDENT_OPTIONS,
   LATENT_STUDENT_VARIANTS,
@@ -88,33 +88,23 @@ describe("the basis widening changes only the intervals (fold27)", () => {
 });
 
 describe("predictStudentBasis is predictStudent plus each basis part's numbers, bit for bit (fold27)", () => {
-  const topicArb = fc.constantFrom("A", "B", "C", "D", "Z");
   it("same offset and estimates; ll is foldBasis's; scores are predictScore at each basis offset", () => {
     for (const { model } of LATENT_STUDENT_VARIANTS)
       fc.assert(
-        fc.property(
-          fc.array(fc.tuple(topicArb, fc.array(latentEventArb, { minLength: 1, maxLength: 20 })), {
-            minLength: 1,
-            maxLength: 4,
-          }),
-          fc.double({ min: 0, max: 30, noNaN: true }),
-          (pairs, idle) => {
-            const seqs = pairs.map(([topic, raw]) => ({ topic, events: latentEvents(raw) }));
-            const asOf = Math.max(...seqs.map((s) => s.events[s.events.length - 1]!.t)) + idle;
-            const want = model.predictStudent(seqs, asOf);
-            const got = model.predictStudentBasis(seqs, asOf);
-            expect(Object.is(got.offset, want.offset)).toBe(true);
-            const nums = (es: LatentEstimate[]) =>
-              latentStudentNumbers({ offset: 0, offsetSd: 0, estimates: es, priors: [] });
-            expect(nums(got.estimates)).toEqual(nums(want.estimates));
-            const grid = model.studentGrid();
-            seqs.forEach((s, i) => {
-              expect(Array.from(got.ll[i]!)).toEqual(Array.from(model.foldBasis(s.topic, s.events).ll));
-              const want = grid.map((g) => model.predictScore(s.topic, s.events, asOf, g));
-              expect(Array.from(got.scores[i]!).every((x, j) => Object.is(x, want[j]))).toBe(true);
-            });
-          },
-        ),
+        fc.property(studentSequencesArb(PROPERTY_TOPICS, 20, 30), ({ seqs, asOf }) => {
+          const want = model.predictStudent(seqs, asOf);
+          const got = model.predictStudentBasis(seqs, asOf);
+          expect(Object.is(got.offset, want.offset)).toBe(true);
+          const nums = (es: LatentEstimate[]) =>
+            latentStudentNumbers({ offset: 0, offsetSd: 0, estimates: es, priors: [] });
+          expect(nums(got.estimates)).toEqual(nums(want.estimates));
+          const grid = model.studentGrid();
+          seqs.forEach((s, i) => {
+            expect(Array.from(got.ll[i]!)).toEqual(Array.from(model.foldBasis(s.topic, s.events).ll));
+            const want = grid.map((g) => model.predictScore(s.topic, s.events, asOf, g));
+            expect(Array.from(got.scores[i]!).every((x, j) => Object.is(x, want[j]))).toBe(true);
+          });
+        }),
         { numRuns: 20 },
       );
   });
@@ -155,17 +145,7 @@ describe("the basis sd and widening: known answers (fold27)", () => {
   });
 
   it("widenFromBasis: scores linear in the offset move by slope x sd, added in variance (known answer)", () => {
-    const est = {
-      score: 0.5,
-      lo: 0.4,
-      hi: 0.65,
-      pCorrect: 0.5,
-      base: 0.4,
-      contributions: {} as never,
-      observations: 3,
-      events: 3,
-      daysSinceLast: 0,
-    };
+    const est = estimateFixture();
     const scores = Float64Array.from(STUDENT_GRID, (g) => 0.5 + 0.04 * g);
     const w = widenFromBasis(model, est, scores, 0.3, 0.5);
     const e = (Z80 * 0.04 * 0.5) ** 2;
@@ -219,19 +199,12 @@ describe("the basis interval against the refold's (fold27; tolerances from these
   });
 
   it("property: a widened interval contains its score and never narrows (every variant)", () => {
-    const topicArb = fc.constantFrom("A", "B", "C", "D", "Z");
     for (const { model } of LATENT_STUDENT_VARIANTS)
       fc.assert(
         fc.property(
-          fc.array(fc.tuple(topicArb, fc.array(latentEventArb, { minLength: 1, maxLength: 25 })), {
-            minLength: 1,
-            maxLength: 4,
-          }),
+          studentSequencesArb(PROPERTY_TOPICS, 25, 40),
           fc.subarray(["A", "B", "Z"]),
-          fc.double({ min: 0, max: 40, noNaN: true }),
-          (pairs, priorTopics, idle) => {
-            const seqs = pairs.map(([topic, raw]) => ({ topic, events: latentEvents(raw) }));
-            const asOf = Math.max(...seqs.map((s) => s.events[s.events.length - 1]!.t)) + idle;
+          ({ seqs, asOf }, priorTopics) => {
             const r = scoreStudentLatent(model, seqs, priorTopics, asOf, { widening: "basis", raw: true });
             expect(r.offsetSd).toBeGreaterThanOrEqual(0);
             const all = [...r.estimates, ...r.priors];
