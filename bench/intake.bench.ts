@@ -32,17 +32,13 @@ import { checkRecord } from "../features/ingest.ts";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { parseThresholds } from "../serving/alerts.ts";
 import { createApp } from "../serving/app.ts";
-import { openServingBackends } from "../serving/servingBackends.ts";
-import { type IncrementalUpdater, rowsFromEvent, streamModels } from "../serving/updater.ts";
+import { type IncrementalUpdater, rowsFromEvent } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import type { PgStore } from "../storage/postgres.ts";
 import { baseTable } from "../storage/servingTables.ts";
 import { upsertStudentContextSql } from "../storage/studentContext.ts";
-import {
-  BENCH_PSEUDONYM_KEY as KEY,
-  BENCH_PG_URL as PG_URL,
-  BENCH_REDIS_URL as REDIS_URL,
-} from "./benchEnv.ts";
+import { openBenchPgBackends } from "./benchBackends.ts";
+import { BENCH_PSEUDONYM_KEY as KEY } from "./benchEnv.ts";
 import { listenBenchApp } from "./benchServer.ts";
 
 const REPS = Number(process.env.INTAKE_REPS ?? 7);
@@ -93,18 +89,7 @@ async function open(mode: Mode, dir: string) {
   const store = await DuckStore.open(join(dir, "intake.duckdb"), { encryption: null });
   if (mode === "embedded") return { store, extra: {}, close: async () => {} };
   const tag = `intake_bench_${process.pid}`;
-  const backends = await openServingBackends({
-    duck: store,
-    stores: {
-      dbPath: store.path,
-      duck: store,
-      pgUrl: PG_URL,
-      pgSchema: tag,
-      redisUrl: REDIS_URL,
-      redisPrefix: tag,
-    },
-    models: streamModels({}),
-  });
+  const backends = await openBenchPgBackends(store, tag);
   const pg = backends.stores?.pg as PgStore;
   const state = backends.stores?.state as { clear?: () => Promise<number> } | undefined;
   return {

@@ -23,18 +23,15 @@ import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { parseThresholds } from "../serving/alerts.ts";
 import { createApp } from "../serving/app.ts";
 import { signToken } from "../serving/auth.ts";
-import { openServingBackends } from "../serving/servingBackends.ts";
-import { streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import type { PgStore } from "../storage/postgres.ts";
 import { rawEventRow } from "../test/storage/rawEventRowFixture.ts";
+import { openBenchPgBackends } from "./benchBackends.ts";
 import {
   BENCH_PSEUDONYM_KEY as KEY,
   envNumber as num,
-  BENCH_PG_URL as PG_URL,
   POST_BATCH,
   quizPostBody,
-  BENCH_REDIS_URL as REDIS_URL,
   BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
 
@@ -51,19 +48,7 @@ async function serve(): Promise<void> {
   const name = `${process.env.POST_NAME_PREFIX || "post_bench"}_${process.pid}`;
   const dir = mkdtempSync(join(tmpdir(), "post-bench-"));
   const store = await DuckStore.open(join(dir, "mastery.duckdb"), { encryption: null });
-  const backends = await openServingBackends({
-    duck: store,
-    stores: {
-      dbPath: store.path,
-      duck: store,
-      pgUrl: PG_URL,
-      pgSchema: name,
-      redisUrl: REDIS_URL,
-      redisPrefix: name,
-    },
-    models: streamModels({}),
-    invalidatedCacheTtlMs: 30_000,
-  });
+  const backends = await openBenchPgBackends(store, name, { invalidatedCacheTtlMs: 30_000 });
   const pg = backends.stores?.pg as PgStore;
   // POST_RAW_ROWS: history already in the server's DuckDB copy of raw rows (a server that has run a while).
   const history = Number(process.env.POST_RAW_ROWS ?? 0);

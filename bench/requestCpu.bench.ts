@@ -35,14 +35,12 @@ import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { parseThresholds } from "../serving/alerts.ts";
 import { createApp, loadServingConfig, servingDuckOptions } from "../serving/app.ts";
 import { signToken } from "../serving/auth.ts";
-import { openServingBackends } from "../serving/servingBackends.ts";
-import { streamModels } from "../serving/updater.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import type { PgStore } from "../storage/postgres.ts";
+import { openBenchPgBackends } from "./benchBackends.ts";
 import {
   envNumber as env,
   BENCH_PSEUDONYM_KEY as KEY,
-  BENCH_PG_URL as PG_URL,
   quizPostBody,
   BENCH_REDIS_URL as REDIS_URL,
   BENCH_SECRET as SECRET,
@@ -81,19 +79,7 @@ async function serve(): Promise<void> {
     encryption: null,
     ...servingDuckOptions({ duckThreads: loadServingConfig().duckThreads }),
   });
-  const backends = await openServingBackends({
-    duck: store,
-    stores: {
-      dbPath: store.path,
-      duck: store,
-      pgUrl: PG_URL,
-      pgSchema: name,
-      redisUrl: REDIS_URL,
-      redisPrefix: name,
-    },
-    models: streamModels({}),
-    invalidatedCacheTtlMs: 30_000,
-  });
+  const backends = await openBenchPgBackends(store, name, { invalidatedCacheTtlMs: 30_000 });
   const pg = backends.stores?.pg as PgStore;
   // The load bench's rows: a bkt and an elo score per (student, topic), 3 bkt history rows each.
   const topicRows = Array.from(
