@@ -16,15 +16,15 @@
  * The BKT/Elo models are quick-fitted on the store ("fit", not counted; the quick fit reads a bounded sample
  * of students' quiz attempts, serving/learnerState.ts QUICK_FIT_MAX_ATTEMPTS).
  */
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { Worker } from "node:worker_threads";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { resolveModels } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
 import { scoreServedBatch } from "../serving/servedBatch.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { BATCH_DIGEST_QUERIES, tableDigests } from "./bktEloDigest.ts";
+import { hwmMB, startRssSampler } from "./rssSampler.ts";
 import { seedSchool } from "./seedSchool.ts";
 import { trainedServedModel } from "./trainedServedModel.ts";
 
@@ -42,34 +42,17 @@ if (!haveData) rmSync(dataDir, { recursive: true, force: true });
 // The served model (SERVED_MODEL=dir, else one trained on 2,000 generated students, cached in BIG_DIR; not timed).
 const served = await trainedServedModel(base);
 
-// Peak RSS per step: a worker thread samples /proc/self/statm (the whole process) into shared memory.
-const shared = new Int32Array(new SharedArrayBuffer(8)); // [0] = max RSS of the step in MB, [1] = stop
-const sampler = new Worker(
-  `const { workerData } = require("node:worker_threads");
-   const fs = require("node:fs");
-   const a = workerData;
-   const page = 4096;
-   const tick = () => {
-     if (Atomics.load(a, 1) === 1) return;
-     const rss = Number(fs.readFileSync("/proc/self/statm", "utf8").split(" ")[1]) * page / 1048576;
-     if (rss > Atomics.load(a, 0)) Atomics.store(a, 0, Math.round(rss));
-     setTimeout(tick, 100);
-   };
-   tick();`,
-  { eval: true, workerData: shared },
-);
-sampler.unref();
+// Peak RSS per step: a worker thread samples /proc/self/statm (the whole process) every 100 ms.
+const sampler = startRssSampler();
 
 const cpuNow = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
 };
-const hwmMB = () =>
-  Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? 0) / 1024);
 const rows: { step: string; seconds: number; cpuSeconds: number; peakRssMB: number }[] = [];
 let mark = { t: performance.now(), c: cpuNow() };
 const startStep = () => {
-  Atomics.store(shared, 0, 0);
+  sampler.takePeak();
   mark = { t: performance.now(), c: cpuNow() };
 };
 const endStep = (step: string) => {
@@ -77,7 +60,7 @@ const endStep = (step: string) => {
     step,
     seconds: Number(((performance.now() - mark.t) / 1000).toFixed(1)),
     cpuSeconds: Number((cpuNow() - mark.c).toFixed(1)),
-    peakRssMB: Atomics.load(shared, 0),
+    peakRssMB: sampler.takePeak(),
   };
   rows.push(r);
   process.stderr.write(
@@ -147,7 +130,7 @@ const servedRun = await scoreServedBatch(store, served.model, served.version, {
 });
 const servedScores = servedRun.scored;
 endStep("score served");
-Atomics.store(shared, 1, 1);
+sampler.stop();
 
 const BATCH = ["ingest", SCORING, "score served"];
 const batch = rows.filter((r) => BATCH.includes(r.step));

@@ -26,6 +26,25 @@ export const LAYERED_KEY: Record<LayeredTable, readonly string[]> = {
 const STAMP: Record<LayeredTable, string> = { student_mastery: "last_updated", learner_state: "updated_at" };
 const SEQUENCE = "serving_delta_seq";
 
+/**
+ * Whether a layered table's base keeps the table's PRIMARY KEY. student_mastery's does not: DuckDB keeps a
+ * primary key as an in-memory ART (~200 bytes a key), and the full runs' base rewrite (replaceBaseRows) builds
+ * it whole inside one transaction, ~55M keys at 100M events (5 rows a pair), ~11 GB: the served step's write
+ * ran out of a 5 GB limit there (docs/benchmarks.md "100M with the real served step: scored, then out of DuckDB
+ * memory at the write"). Its writers keep the keys unique instead (a full run's rewrite drops the rows it
+ * replaces; foldDelta updates the keys it finds and inserts only the others; `baseDuplicateKeys` checks it),
+ * and its reads go by student through student_mastery_by_student, one ART key a student. A base written
+ * with the key (a file from before) loses it at its next rewrite. learner_state's base keeps its key (one
+ * row a pair; the batch's state writes and the embedded POST's state reads go through it).
+ */
+export const BASE_PRIMARY_KEY: Record<LayeredTable, boolean> = {
+  student_mastery: false,
+  learner_state: true,
+};
+
+/** `ddl` (a CREATE TABLE statement) without its PRIMARY KEY clause. */
+export const withoutPrimaryKey = (ddl: string): string => ddl.replace(/,\s*PRIMARY KEY\s*\([^)]*\)/, "");
+
 export const baseTable = (t: LayeredTable): string => `${t}_base`;
 export const deltaTable = (t: LayeredTable): string => `${t}_delta`;
 
@@ -83,9 +102,10 @@ export async function applyDuckCoreDdl(conn: DuckDBConnection, coreDdl: readonly
       await run(ddl);
       continue;
     }
-    await run(renamed(ddl, t, baseTable(t)));
+    const base = renamed(ddl, t, baseTable(t));
+    await run(BASE_PRIMARY_KEY[t] ? base : withoutPrimaryKey(base));
     // The delta has no primary key: an append never probes or deletes from an index.
-    await run(renamed(ddl, t, deltaTable(t)).replace(/,\s*PRIMARY KEY \([^)]*\)/, ""));
+    await run(withoutPrimaryKey(renamed(ddl, t, deltaTable(t))));
   }
   const views = new Map((await catalog("duckdb_views", "view_name")).map((r) => [r.name, r.sql ?? ""]));
   for (const t of LAYERED_TABLES) {
@@ -150,6 +170,24 @@ function newestRowSql(t: LayeredTable, cols: readonly string[]): string {
   SELECT ${cols.map((c) => `b.${c}`).join(", ")} FROM ${baseTable(t)} b
     LEFT JOIN ${deltaTable(t)} d ON ${key.map((k) => `d.${k} = b.${k}`).join(" AND ")}
     WHERE d.${key[0]} IS NULL`;
+}
+
+/**
+ * Keys of `t`'s base held by more than one row (with their row counts, at most `limit`, in key order): none when
+ * its writers kept their promise (BASE_PRIMARY_KEY). A check for tests and for an operator, one aggregate over the
+ * base.
+ */
+export async function baseDuplicateKeys(
+  store: DuckStore,
+  t: LayeredTable,
+  limit = 10,
+): Promise<{ key: string[]; rows: number }[]> {
+  const key = LAYERED_KEY[t];
+  const found = await store.all<Record<string, unknown> & { n: bigint }>(
+    `SELECT ${key.join(", ")}, count(*) AS n FROM ${baseTable(t)} GROUP BY ALL HAVING count(*) > 1
+     ORDER BY ${key.join(", ")} LIMIT ${Math.max(0, Math.floor(limit))}`,
+  );
+  return found.map((r) => ({ key: key.map((k) => String(r[k])), rows: Number(r.n) }));
 }
 
 export interface DeltaShare {
@@ -234,9 +272,10 @@ export async function foldDelta(store: DuckStore, t: LayeredTable, where = "TRUE
  * Replaces a set of rows of `<t>_base` by writing a new base table and swapping it in under the base's name,
  * inside the caller's transaction: the old base's rows that `keep` (a filter on the base's columns, alias b)
  * keeps, then `rows` (a SELECT whose columns are named as the base's, inserted BY NAME: a column it does not name is
- * NULL; $parameters from `params`). The new
- * table is created from the old one's own DDL (duckdb_tables(): columns, types, primary key) and gets the old
- * one's indexes again. A full rule run replaces a third of student_mastery's rows: as DELETE + INSERT, the
+ * NULL; $parameters from `params`). The caller keeps the keys unique: `keep` drops every base row of a key `rows`
+ * writes, and `rows` holds each key once (a base without its primary key, BASE_PRIMARY_KEY, checks nothing). The new
+ * table is created from the old one's own DDL (duckdb_tables(): columns, types; its primary key only where
+ * BASE_PRIMARY_KEY keeps one, so an older file's key goes at its first rewrite) and gets the old one's indexes again. A full rule run replaces a third of student_mastery's rows: as DELETE + INSERT, the
  * commit removes every deleted key from the primary key's ART, fetching each deleted row's key strings from
  * their compressed segments one row at a time (most of the commit's CPU at 1M); a new table's index is built
  * from the appended rows only, and the old table's blocks are freed whole (docs/benchmarks.md "The full rule
@@ -266,7 +305,8 @@ export async function replaceBaseRows(
     t: base,
   });
   await store.run(`DROP TABLE IF EXISTS ${next}`);
-  await store.run(create.replace(head, `CREATE TABLE ${next}(`));
+  const nextDdl = create.replace(head, `CREATE TABLE ${next}(`);
+  await store.run(BASE_PRIMARY_KEY[t] ? nextDdl : withoutPrimaryKey(nextDdl));
   await store.run(`INSERT INTO ${next} SELECT * FROM ${base} b WHERE ${keep}`);
   const inserted = await store.runCount(`INSERT INTO ${next} BY NAME ${rows}`, params);
   await store.run(`DROP TABLE ${base}`);

@@ -9,6 +9,7 @@ import { type OverlapSetting, runBatchSteps } from "../../serving/batchSteps.ts"
 import { resolveModels, scoreBktElo } from "../../serving/learnerState.ts";
 import { type PipelineResult, runPipeline } from "../../serving/pipeline.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { baseDuplicateKeys } from "../../storage/servingTables.ts";
 
 // One generated school, batched into fresh stores in sequence and with the steps overlapped, twice each (the
 // second run is a full rerun over the stored rows: the rule step swaps in a new student_mastery base and the
@@ -51,6 +52,8 @@ async function batchTwice(
         }),
       );
       threadsAfter.push(await threads());
+      // The base holds each key once (it has no primary key: the steps' writes keep that promise).
+      expect(await baseDuplicateKeys(store, "student_mastery")).toEqual([]);
     };
     await once(0);
     const first = await digests(store);

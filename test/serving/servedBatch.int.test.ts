@@ -10,6 +10,7 @@ import { scoreServedBatch } from "../../serving/servedBatch.ts";
 import { loadServedModel, scoreServed } from "../../serving/servedScoring.ts";
 import { trainServed } from "../../serving/servedTraining.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
+import { baseDuplicateKeys } from "../../storage/servingTables.ts";
 
 // The daily batch's served step (serving/servedBatch.ts) against `mastery score served` (scoreServed) on the same
 // store: the same rows, to the bit, whatever the threads, ranges and group sizes. The store is a generated school
@@ -284,6 +285,7 @@ async function scoredCopyOf(
   const store = await DuckStore.open(path);
   try {
     const result = await score(store);
+    expect(await baseDuplicateKeys(store, "student_mastery")).toEqual([]);
     const rows = await store.all<{
       student_key: string;
       topic_id: string;

@@ -58,10 +58,18 @@ async function apply(duck: DuckStore, run: number, o: OpValue) {
   // Base rows replace the key's base row (the last of a key in the write wins); delta rows append in list
   // order, each with the next delta_seq.
   const rows = o.kind === "base" ? dedupeLast(o.rows, (r) => `${r.s}/${r.topic}/${r.source}`) : o.rows;
-  const target =
-    o.kind === "base"
-      ? `INSERT OR REPLACE INTO ${baseTable("student_mastery")}`
-      : `INSERT INTO ${deltaTable("student_mastery")}`;
+  // The student_mastery base has no primary key (BASE_PRIMARY_KEY): a base write drops the keys' rows first.
+  if (o.kind === "base")
+    await duck.run(
+      `DELETE FROM ${baseTable("student_mastery")} WHERE (student_key, topic_id, score_source) IN
+         (SELECT (unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[])))`,
+      [
+        listValue(rows.map((r) => sk(r.s))),
+        listValue(rows.map((r) => r.topic)),
+        listValue(rows.map((r) => r.source)),
+      ],
+    );
+  const target = `INSERT INTO ${o.kind === "base" ? baseTable("student_mastery") : deltaTable("student_mastery")}`;
   await duck.run(
     `${target} (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
      SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($4::DOUBLE[]), unnest($3::VARCHAR[]), 'v',

@@ -7,6 +7,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DuckStore } from "../../storage/duckdb.ts";
 import {
+  baseDuplicateKeys,
   compactionReason,
   compactServingTables,
   DEFAULT_COMPACTION,
@@ -71,8 +72,13 @@ describe("student_mastery as the newest row per key over a base and an append-on
             // A base write is what a full run does: only after the delta's rows of its source were folded.
             if (op.kind === "base") {
               await foldDelta(store, "student_mastery", `score_source = '${op.source}'`);
+              // The base has no primary key (BASE_PRIMARY_KEY): a writer replaces a key's row itself.
               await store.run(
-                `INSERT OR REPLACE INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
+                "DELETE FROM student_mastery_base WHERE student_key = $1 AND topic_id = $2 AND score_source = $3",
+                [row.student_key, row.topic_id, row.score_source],
+              );
+              await store.run(
+                `INSERT INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version, as_of, explanation, last_updated)
                  VALUES ($1, $2, $3, $4, 'v', now()::TIMESTAMP, '{}', now()::TIMESTAMP)`,
                 [row.student_key, row.topic_id, row.mastery_score, row.score_source],
               );
@@ -91,10 +97,13 @@ describe("student_mastery as the newest row per key over a base and an append-on
               : 1,
           );
           expect(await read()).toEqual(want);
+          // foldDelta keeps the base's keys unique without a primary key.
+          expect(await baseDuplicateKeys(store, "student_mastery")).toEqual([]);
         }
         const before = await read();
         await compactServingTables(store);
         expect(await read()).toEqual(before);
+        expect(await baseDuplicateKeys(store, "student_mastery")).toEqual([]);
         const d = await store.one<{ n: bigint }>("SELECT count(*) AS n FROM student_mastery_delta");
         expect(d?.n).toBe(0n);
       }),
@@ -209,6 +218,14 @@ describe("a file whose process was killed right after it was created", () => {
   }, 90_000);
 });
 
+/** The layered bases holding a PRIMARY KEY constraint. */
+const primaryKeys = (s: DuckStore) =>
+  s.all<{ table_name: string }>(
+    `SELECT DISTINCT table_name FROM duckdb_constraints()
+     WHERE constraint_type = 'PRIMARY KEY' AND table_name IN ('student_mastery_base', 'learner_state_base')
+     ORDER BY table_name`,
+  );
+
 describe("replaceBaseRows: a new base swapped in for a set of rows (the full rule run's write)", () => {
   const KEEP = "NOT (b.score_source = 'rule_based' AND b.student_key = 'a')";
   const NEW_ROW = `SELECT 'a' AS student_key, 't1' AS topic_id, 0.75 AS mastery_score, 'rule_based' AS score_source,
@@ -229,7 +246,7 @@ describe("replaceBaseRows: a new base swapped in for a set of rows (the full rul
     );
   };
 
-  it("keeps every other row and column as it was, adds the new rows, keeps the primary key and the indexes", async () => {
+  it("keeps every other row and column as it was, adds the new rows, keeps the indexes (and no primary key)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "serving-replace-"));
     const s = await DuckStore.open(join(dir, "r.duckdb"));
     try {
@@ -252,12 +269,10 @@ describe("replaceBaseRows: a new base swapped in for a set of rows (the full rul
         explanation: '{"rule":2}',
         ex_base: null,
       });
-      await expect(
-        s.run(
-          `INSERT INTO student_mastery_base (student_key, topic_id, mastery_score, score_source, model_version,
-             as_of, explanation, last_updated) VALUES ('c', 't3', 0, 'elo', 'e', '2024-01-01', '', '2024-01-01')`,
-        ),
-      ).rejects.toThrow(/[Dd]uplicate key/);
+      // student_mastery's base keeps no primary key (BASE_PRIMARY_KEY; its ART would not fit at 100M); the
+      // writers keep the keys unique.
+      expect(await primaryKeys(s)).toEqual([{ table_name: "learner_state_base" }]);
+      expect(await baseDuplicateKeys(s, "student_mastery")).toEqual([]);
       const idx = await s.all(
         "SELECT table_name FROM duckdb_indexes() WHERE index_name = 'student_mastery_by_student'",
       );
@@ -272,17 +287,53 @@ describe("replaceBaseRows: a new base swapped in for a set of rows (the full rul
     }
   }, 60_000);
 
+  it("drops the primary key of a base written before (an older file) and keeps its indexes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "serving-replace-old-"));
+    const s = await DuckStore.open(join(dir, "r.duckdb"));
+    try {
+      // The layout of a file from before: student_mastery's base with the table's primary key.
+      const ddl = await s.one<{ sql: string }>(
+        "SELECT sql FROM duckdb_tables() WHERE table_name = 'student_mastery_base'",
+      );
+      await s.run("DROP VIEW student_mastery");
+      await s.run("DROP TABLE student_mastery_base");
+      await s.run(
+        (ddl?.sql ?? "").replace(/\);?\s*$/, ", PRIMARY KEY (student_key, topic_id, score_source));"),
+      );
+      await s.run(
+        `CREATE VIEW student_mastery AS SELECT * EXCLUDE (delta_seq) FROM student_mastery_delta
+         UNION ALL BY NAME SELECT * FROM student_mastery_base`,
+      );
+      await seed(s);
+      expect(await primaryKeys(s)).toEqual([
+        { table_name: "learner_state_base" },
+        { table_name: "student_mastery_base" },
+      ]);
+      await s.transaction(() => replaceBaseRows(s, "student_mastery", KEEP, NEW_ROW, { mv: "r2" }));
+      expect(await primaryKeys(s)).toEqual([{ table_name: "learner_state_base" }]);
+      const idx = await s.all(
+        "SELECT index_name FROM duckdb_indexes() WHERE table_name = 'student_mastery_base'",
+      );
+      expect(idx).toEqual([{ index_name: "student_mastery_by_student" }]);
+      expect(await s.all(ALL)).toHaveLength(4);
+    } finally {
+      s.close();
+      await s.whenClosed();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it("rolls back with its transaction: a failed write leaves the base as it was", async () => {
     const dir = mkdtempSync(join(tmpdir(), "serving-replace-"));
     const s = await DuckStore.open(join(dir, "r.duckdb"));
     try {
       await seed(s);
       const before = await s.all(ALL);
-      // The new rows collide with a kept row's key: the primary key refuses them.
-      const clash = "SELECT * REPLACE ('bkt' AS score_source) FROM (" + NEW_ROW + ")";
+      // The new rows fail while they are inserted (after the kept rows went into the new table).
+      const failing = `SELECT * REPLACE (error('injected failure') AS explanation) FROM (${NEW_ROW})`;
       await expect(
-        s.transaction(() => replaceBaseRows(s, "student_mastery", KEEP, clash, { mv: "r2" })),
-      ).rejects.toThrow(/[Dd]uplicate key/);
+        s.transaction(() => replaceBaseRows(s, "student_mastery", KEEP, failing, { mv: "r2" })),
+      ).rejects.toThrow(/injected failure/);
       expect(await s.all(ALL)).toEqual(before);
       const tables = await s.all(
         "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'student_mastery_base%'",
