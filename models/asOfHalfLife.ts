@@ -51,7 +51,10 @@ export function idleLogLik(answers: readonly IdleAnswer[], halfLifeDays: number)
     throw new AsOfHalfLifeError(`half-life must be > 0 days (got ${halfLifeDays}): pass a positive number`);
   let ll = 0;
   for (const a of answers) {
-    const p = Math.min(1 - P_EPS, Math.max(P_EPS, decayTowards(a.pBefore, a.pFloor, halfLifeDays, a.gapDays)));
+    const p = Math.min(
+      1 - P_EPS,
+      Math.max(P_EPS, decayTowards(a.pBefore, a.pFloor, halfLifeDays, a.gapDays)),
+    );
     ll += a.k * Math.log(p) + (a.n - a.k) * Math.log(1 - p);
   }
   return ll;
@@ -117,10 +120,12 @@ export function fitIdleHalfLife(
   const hi = Math.log(AS_OF_HALF_LIFE_RANGE.max);
   const G = 97;
   const at = (i: number) => lo + ((hi - lo) * i) / (G - 1);
+  const days = (logH: number) =>
+    Math.min(AS_OF_HALF_LIFE_RANGE.max, Math.max(AS_OF_HALF_LIFE_RANGE.min, Math.exp(logH)));
   let bestI = 0;
   let bestF = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < G; i++) {
-    const f = perAnswer(Math.exp(at(i)));
+    const f = perAnswer(days(at(i)));
     if (f > bestF) {
       bestF = f;
       bestI = i;
@@ -132,27 +137,27 @@ export function fitIdleHalfLife(
   const r = (Math.sqrt(5) - 1) / 2;
   let c = b - r * (b - a);
   let d = a + r * (b - a);
-  let fc = perAnswer(Math.exp(c));
-  let fd = perAnswer(Math.exp(d));
+  let fc = perAnswer(days(c));
+  let fd = perAnswer(days(d));
   for (let it = 0; it < 40 && b - a > 1e-6; it++) {
     if (fc >= fd) {
       b = d;
       d = c;
       fd = fc;
       c = b - r * (b - a);
-      fc = perAnswer(Math.exp(c));
+      fc = perAnswer(days(c));
     } else {
       a = c;
       c = d;
       fc = fd;
       d = a + r * (b - a);
-      fd = perAnswer(Math.exp(d));
+      fd = perAnswer(days(d));
     }
   }
-  let h = Math.exp((a + b) / 2);
+  let h = days((a + b) / 2);
   let f = perAnswer(h);
   if (bestF > f) {
-    h = Math.exp(at(bestI));
+    h = days(at(bestI));
     f = bestF;
   }
   return { ...base, halfLifeDays: h, logLikPerAnswer: f, filterLogLikPerAnswer: filterLL };

@@ -1,4 +1,9 @@
-import { AS_OF_MIN_GAP_DAYS, type AsOfHalfLifeChoice, fitIdleHalfLife, type IdleAnswer } from "./asOfHalfLife.ts";
+import {
+  AS_OF_MIN_GAP_DAYS,
+  type AsOfHalfLifeChoice,
+  fitIdleHalfLife,
+  type IdleAnswer,
+} from "./asOfHalfLife.ts";
 import { type CentreShiftBand, centreShiftAt, emissionLogit } from "./latentCentre.ts";
 import { nelderMead } from "./nelderMead.ts";
 import { decayTowards } from "./servedDecay.ts";

@@ -1,4 +1,9 @@
-import { asOfHalfLife, type LatentEstimate, type LatentFactor, type LatentModelJson } from "./latentFilter.ts";
+import {
+  asOfHalfLife,
+  type LatentEstimate,
+  type LatentFactor,
+  type LatentModelJson,
+} from "./latentFilter.ts";
 import { decayTowards } from "./servedDecay.ts";
 
 /**
@@ -705,7 +710,10 @@ export class ServedMastery {
  */
 export function servedFromLatent(
   est: LatentEstimate,
-  latent: Pick<LatentModelJson["params"], "guess" | "slip" | "halfLifeDays" | "asOfHalfLifeDays" | "floor" | "slope">,
+  latent: Pick<
+    LatentModelJson["params"],
+    "guess" | "slip" | "halfLifeDays" | "asOfHalfLifeDays" | "floor" | "slope"
+  >,
   c: TopicCalibration,
   scale: MasteryScale,
   global: TopicCalibration,
