@@ -1928,11 +1928,12 @@ export class LatentFilter {
         : globalKernel;
     // Round 28 (opt-in): the as-of decay's half-life fitted on the answers after idle gaps (models/asOfHalfLife.ts).
     let asOfChoice: AsOfHalfLifeChoice | undefined;
-    if ((opts.asOfHalfLife ?? LATENT_AS_OF_HALF_LIFE_DEFAULT) === "idle-gaps") {
-      if (params.asOfForgetting !== "decay")
-        throw new LatentFilterError(
-          `asOfHalfLife "idle-gaps" fits the half-life of the "decay" as-of step, which this fit does not use (spread ${spread}, asOfForgetting ${opts.asOfForgetting ?? "spread"}): pass asOfForgetting "decay" with a forgetting spread > 0 (the defaults of mastery train served), or drop asOfHalfLife`,
-        );
+    // Only a model with the "decay" as-of step has that half-life (no effect otherwise, as the as-of step itself
+    // has none without a spread; `mastery train served` refuses idle-gaps with the spread as-of step).
+    if (
+      (opts.asOfHalfLife ?? LATENT_AS_OF_HALF_LIFE_DEFAULT) === "idle-gaps" &&
+      params.asOfForgetting === "decay"
+    ) {
       const prm = params;
       const pFloorOf = (t: string): number => {
         const th = topicThreshold[t] ?? prm.threshold;
