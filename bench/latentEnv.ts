@@ -4,6 +4,7 @@
  * both (round 19). Each option names the `mastery train served` flag it stands for (printed with the runs).
  */
 import {
+  LATENT_AS_OF_HALF_LIVES,
   LATENT_TOPIC_FITS,
   type LatentFitOptions,
   STUDENT_LEARNING_MODES,
@@ -62,7 +63,7 @@ function numberIn(
 
 /**
  * LATENT_STUDENT=0, LATENT_EMISSION, LATENT_FORGETTING, LATENT_THRESHOLD_SD, LATENT_STUDENT_LEARNING,
- * LATENT_FORGET_SPREAD, LATENT_AS_OF, LATENT_INTERVAL, LATENT_CONCENTRATION, LATENT_STUDENT_SCALE, LATENT_TOPIC_FIT,
+ * LATENT_FORGET_SPREAD, LATENT_AS_OF, LATENT_AS_OF_HALF_LIFE (round 28), LATENT_INTERVAL, LATENT_CONCENTRATION, LATENT_STUDENT_SCALE, LATENT_TOPIC_FIT,
  * LATENT_STUDENT_INTERVAL, LATENT_STUDENT_WIDENING: the
  * filter's fit options they name (unset: absent, i.e. the caller's default). Throws on a value outside the
  * option's range, naming the variable.
@@ -109,6 +110,11 @@ export function latentEnv(env: Env): LatentEnv {
     fit.asOfForgetting = asOf;
     flags.push(`--latent-as-of-forgetting ${asOf}`);
   }
+  const asOfHalfLife = oneOf(env, "LATENT_AS_OF_HALF_LIFE", LATENT_AS_OF_HALF_LIVES);
+  if (asOfHalfLife !== undefined) {
+    fit.asOfHalfLife = asOfHalfLife;
+    flags.push(`--latent-as-of-half-life ${asOfHalfLife}`);
+  }
   const interval = oneOf(env, "LATENT_INTERVAL", ["widen-only", "two-sided", "by-evidence"] as const);
   if (interval !== undefined) {
     fit.interval = interval;
@@ -150,5 +156,6 @@ export function latentCacheTag(fit: LatentFitOptions): string {
   if (fit.interval !== undefined && fit.interval !== "widen-only") parts.push(`iv${fit.interval}`);
   if (fit.fixedConcentration !== undefined) parts.push(`c${fit.fixedConcentration}`);
   if (fit.topicFit === "joint") parts.push("tfj");
+  if (fit.asOfHalfLife === "idle-gaps") parts.push("ahi");
   return parts.length === 0 ? "" : `-${parts.join("-")}`;
 }

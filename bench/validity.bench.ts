@@ -605,6 +605,11 @@ async function evaluateCut(
             .map(([sp, r]) => `spread ${sp} ${r.toFixed(4)}`)
             .join(" / ")} -> ${spc.chosen}`,
         );
+      const ahc = lf.fit.asOfHalfLifeChoice;
+      if (ahc !== undefined)
+        console.log(
+          `as-of half-life (round 28, answers after idle gaps >= ${ahc.minGapDays} d: ${ahc.events} events, ${ahc.answers} answers, median gap ${ahc.medianGapDays.toFixed(1)} d): filter's ${ahc.filterHalfLifeDays.toFixed(1)} d ${ahc.filterLogLikPerAnswer.toFixed(5)} ll/answer -> ${ahc.halfLifeDays.toFixed(1)} d ${ahc.logLikPerAnswer.toFixed(5)}${ahc.kept !== undefined ? ` (${ahc.kept})` : ""}`,
+        );
       const cs = lf.centreShiftByEvidence;
       if (cs !== undefined)
         console.log(

@@ -1,3 +1,9 @@
+import {
+  AS_OF_MIN_GAP_DAYS,
+  type AsOfHalfLifeChoice,
+  fitIdleHalfLife,
+  type IdleAnswer,
+} from "./asOfHalfLife.ts";
 import { type CentreShiftBand, centreShiftAt, emissionLogit } from "./latentCentre.ts";
 import { nelderMead } from "./nelderMead.ts";
 import { decayTowards } from "./servedDecay.ts";
@@ -92,6 +98,13 @@ export interface LatentParams {
    * posterior between events (where answers weigh kept against lost) but not the idle pair's interval.
    */
   asOfForgetting?: "decay";
+  /**
+   * Round 28 (opt-in, LatentFitOptions.asOfHalfLife "idle-gaps"): the half-life of the as-of decay above, fitted
+   * on the answers that follow idle gaps in the fit sample (models/asOfHalfLife.ts); absent = `halfLifeDays`.
+   * Only the as-of step (and GET /mastery's request-time decay, which stores it) uses it; the filter between
+   * events keeps `halfLifeDays`.
+   */
+  asOfHalfLifeDays?: number;
   noise: number;
   assignmentConcentration: number;
   /**
@@ -164,6 +177,8 @@ export interface LatentModelJson {
      * LatentFilter.chooseForgetSpread); absent when the spread was given.
      */
     spreadChoice?: ForgetSpreadChoice;
+    /** Round 28: the as-of half-life's fit on answers after idle gaps (`asOfHalfLife: "idle-gaps"`); absent otherwise. */
+    asOfHalfLifeChoice?: AsOfHalfLifeChoice;
     /** Round 27: "joint" when the topic effects were fitted by the joint search (`topicFit`); absent = alternating. */
     topicFit?: "joint";
     /** The student part's moments check (round 19, models/studentScale.ts); absent when it was not run. */
@@ -1287,7 +1302,7 @@ export class LatentFilter {
     if (idle > 0) {
       // The as-of step of round 16: the estimate at the last event moved by the deterministic decay, with the
       // very function (and P(correct)'s level, serving/latentScoring.ts latentDecay) GET /mastery applies.
-      const h = prm.halfLifeDays;
+      const h = asOfHalfLife(prm);
       score = decayTowards(mean, floor, h, idle);
       lo = decayTowards(lo, floor, h, idle);
       hi = decayTowards(hi, floor, h, idle);
@@ -1555,7 +1570,7 @@ export class LatentFilter {
       score = Math.min(1, Math.max(0, score + shift));
       mean = score;
     }
-    if (idle > 0) score = decayTowards(mean, floor, prm.halfLifeDays, idle);
+    if (idle > 0) score = decayTowards(mean, floor, asOfHalfLife(prm), idle);
     return score;
   }
 
@@ -1911,6 +1926,27 @@ export class LatentFilter {
       logistic && topicThreshold[t] !== undefined
         ? new LatentKernel(params, bins, topicThreshold[t])
         : globalKernel;
+    // Round 28 (opt-in): the as-of decay's half-life fitted on the answers after idle gaps (models/asOfHalfLife.ts).
+    let asOfChoice: AsOfHalfLifeChoice | undefined;
+    // Only a model with the "decay" as-of step has that half-life (no effect otherwise, as the as-of step itself
+    // has none without a spread; `mastery train served` refuses idle-gaps with the spread as-of step).
+    if (
+      (opts.asOfHalfLife ?? LATENT_AS_OF_HALF_LIFE_DEFAULT) === "idle-gaps" &&
+      params.asOfForgetting === "decay"
+    ) {
+      const prm = params;
+      const pFloorOf = (t: string): number => {
+        const th = topicThreshold[t] ?? prm.threshold;
+        return prm.slope !== undefined
+          ? prm.guess + (1 - prm.guess - prm.slip) * emissionShape(prm, prm.floor, th)
+          : prm.guess + (1 - prm.guess - prm.slip) * prm.floor;
+      };
+      asOfChoice = fitIdleHalfLife(
+        LatentFilter.idleAnswers(kernelOf, sequences, (t) => topicPriorMean[t] ?? prm.priorMean, pFloorOf),
+        prm.halfLifeDays,
+      );
+      if (asOfChoice.kept === undefined) params = { ...params, asOfHalfLifeDays: asOfChoice.halfLifeDays };
+    }
     const disp = LatentFilter.dispersion(kernelOf, sequences, (t) => topicPriorMean[t] ?? params.priorMean);
     const intervalMode = opts.interval ?? LATENT_INTERVAL_DEFAULT;
     const inflation = intervalFactor(disp, intervalMode);
@@ -1932,6 +1968,7 @@ export class LatentFilter {
         ...(thresholdChoice !== undefined ? { thresholdChoice } : {}),
         ...(spreadChoice !== undefined ? { spreadChoice } : {}),
         ...(opts.topicFit === "joint" ? { topicFit: "joint" as const } : {}),
+        ...(asOfChoice !== undefined ? { asOfHalfLifeChoice: asOfChoice } : {}),
       },
       intervalScale: Math.sqrt(inflation),
       ...(intervalMode === "by-evidence"
@@ -2186,6 +2223,44 @@ export class LatentFilter {
    * posterior's part that makes the squared residuals match: (sum (S - E[S])^2 - sum binomial) / sum posterior,
    * at least 1 (a posterior that is too wide is left as it is). 1 when no sequence qualifies.
    */
+  /**
+   * Round 28: every graded event of `sequences` that follows a gap of >= `minGapDays` without any event on the
+   * pair, with P(correct) of the filter's posterior right after the previous event (the state the as-of step
+   * starts from), the floor's P(correct), the gap and the outcome (models/asOfHalfLife.ts IdleAnswer). The
+   * filter runs each sequence as in the fit (forgetting between events, then the emission, then the learning);
+   * the answers are read before they update it. Assignment scores are left out (not Bernoulli answers).
+   */
+  static idleAnswers(
+    kernelOf: (topic: string) => LatentKernel,
+    sequences: readonly LatentSequence[],
+    priorMean: (topic: string) => number,
+    pFloorOf: (topic: string) => number,
+    minGapDays = AS_OF_MIN_GAP_DAYS,
+  ): IdleAnswer[] {
+    const out: IdleAnswer[] = [];
+    let p = new Float64Array(0);
+    for (const s of sequences) {
+      const kernel = kernelOf(s.topic);
+      if (p.length !== kernel.bins) p = new Float64Array(kernel.bins);
+      kernel.prior(priorMean(s.topic), p);
+      const base = kernel.mean(p);
+      const pFloor = pFloorOf(s.topic);
+      let last = Number.NaN;
+      for (const e of s.events) {
+        if (Number.isFinite(last)) {
+          const gap = e.t - last;
+          if (gap >= minGapDays && (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) && e.n >= 1)
+            out.push({ pBefore: kernel.predictive(p), pFloor, gapDays: gap, n: e.n, k: e.k });
+          kernel.forget(p, gap, base);
+        }
+        last = e.t;
+        kernel.observe(p, e);
+        kernel.learnFrom(p, e.kind);
+      }
+    }
+    return out;
+  }
+
   static dispersion(
     kernels: LatentKernel | ((topic: string) => LatentKernel),
     sequences: readonly LatentSequence[],
@@ -2446,7 +2521,25 @@ export interface LatentFitOptions {
    * which GET /mastery also applies). No effect without a spread (the two steps are then the same decay).
    */
   asOfForgetting?: "spread" | "decay";
+  /**
+   * Round 28: the half-life of the as-of decay (`asOfForgetting: "decay"`): "filter" (the default: the filter's
+   * own `halfLifeDays`, rounds 16-27) or "idle-gaps" (opt-in: fitted on the fit sample's answers after idle gaps
+   * of >= AS_OF_MIN_GAP_DAYS, each predicted as the as-of step predicts; LatentFilter.idleAnswers,
+   * models/asOfHalfLife.ts fitIdleHalfLife). Needs the "decay" as-of step.
+   */
+  asOfHalfLife?: LatentAsOfHalfLife;
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
+}
+
+/** How the as-of decay's half-life is set (round 28; LatentFitOptions.asOfHalfLife). */
+export const LATENT_AS_OF_HALF_LIVES = ["filter", "idle-gaps"] as const;
+export type LatentAsOfHalfLife = (typeof LATENT_AS_OF_HALF_LIVES)[number];
+/** The as-of half-life of `mastery train served` (round 28: "idle-gaps" opt-in, docs/benchmarks.md Validity round 28). */
+export const LATENT_AS_OF_HALF_LIFE_DEFAULT: LatentAsOfHalfLife = "filter";
+
+/** The half-life of the as-of decay: the fitted as-of one (round 28) when present, else the filter's own. */
+export function asOfHalfLife(params: Pick<LatentParams, "halfLifeDays" | "asOfHalfLifeDays">): number {
+  return params.asOfHalfLifeDays ?? params.halfLifeDays;
 }
 
 /**

@@ -1,4 +1,9 @@
-import type { LatentEstimate, LatentFactor, LatentModelJson } from "./latentFilter.ts";
+import {
+  asOfHalfLife,
+  type LatentEstimate,
+  type LatentFactor,
+  type LatentModelJson,
+} from "./latentFilter.ts";
 import { decayTowards } from "./servedDecay.ts";
 
 /**
@@ -705,7 +710,10 @@ export class ServedMastery {
  */
 export function servedFromLatent(
   est: LatentEstimate,
-  latent: Pick<LatentModelJson["params"], "guess" | "slip" | "halfLifeDays" | "floor" | "slope">,
+  latent: Pick<
+    LatentModelJson["params"],
+    "guess" | "slip" | "halfLifeDays" | "asOfHalfLifeDays" | "floor" | "slope"
+  >,
   c: TopicCalibration,
   scale: MasteryScale,
   global: TopicCalibration,
@@ -741,7 +749,7 @@ export function servedFromLatent(
     hi,
     // The estimate's own asymptote (the durable-share forgetting's depends on the pair), else the global floor.
     decay: {
-      halfLifeDays: latent.halfLifeDays,
+      halfLifeDays: asOfHalfLife(latent),
       floor: map(est.floor ?? latent.floor),
       pFloor: est.pFloor ?? emit(est.floor ?? latent.floor),
     },

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { explain } from "../models/explanation.ts";
 import {
+  asOfHalfLife,
   type LatentEstimate,
   type LatentEvent,
   LatentFilter,
@@ -167,7 +168,7 @@ export function latentDecay(
 ): NonNullable<LatentExplanationExtra["decay"]> {
   const floor = est?.floor ?? p.floor;
   return {
-    halfLifeDays: p.halfLifeDays,
+    halfLifeDays: asOfHalfLife(p),
     floor,
     pFloor: est?.pFloor ?? p.guess + (1 - p.guess - p.slip) * floor,
   };

@@ -1,6 +1,8 @@
 import type { Command } from "commander";
 import {
   LATENT_AS_OF_FORGETTING_DEFAULT,
+  LATENT_AS_OF_HALF_LIFE_DEFAULT,
+  LATENT_AS_OF_HALF_LIVES,
   LATENT_FORGET_SPREAD_DEFAULT,
   LATENT_FORGETTING_DEFAULT,
   LATENT_STUDENT_LEARNING_DEFAULT,
@@ -57,6 +59,7 @@ interface TrainServedCliOptions {
   latentStudentLearning: string;
   latentForgettingSpread: string;
   latentAsOfForgetting: string;
+  latentAsOfHalfLife: string;
   latentStudentScale: string;
   latentStudentInterval: string;
   latentStudentWidening?: string;
@@ -139,6 +142,11 @@ export function register(program: Command): void {
       "--latent-as-of-forgetting <decay|spread>",
       "with a forgetting spread, how an estimate is carried from the pair's last event to the scoring time (round 16): decay (the default: the estimate at the last event decays deterministically, as GET /mastery decays a stored row, so an idle pair's interval narrows towards the floor) or spread (round 15: the between-event step, spread included, so an idle pair's interval widens with time; docs/benchmarks.md Validity round 16). No effect without a spread",
       LATENT_AS_OF_FORGETTING_DEFAULT,
+    )
+    .option(
+      "--latent-as-of-half-life <filter|idle-gaps>",
+      "with --latent-as-of-forgetting decay, the half-life of the decay from a pair's last event to the scoring time (round 28): filter (the default: the filter's own half-life, fitted with everything else on all gaps between events) or idle-gaps (opt-in: fitted on the fit sample's answers after gaps of a week or more without any event on the pair, each predicted as the as-of step predicts a score; stored in the model and used by GET /mastery's decay too; docs/benchmarks.md Validity round 28)",
+      LATENT_AS_OF_HALF_LIFE_DEFAULT,
     )
     .option(
       "--latent-student-scale <off|moments|mastery>",
@@ -249,6 +257,15 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
         throw new CliError(
           `--latent-forgetting-spread must be auto or a number in [0, 1] (got ${opts.latentForgettingSpread}); e.g. auto`,
         );
+      const asOfHalfLife = LATENT_AS_OF_HALF_LIVES.find((m) => m === opts.latentAsOfHalfLife);
+      if (asOfHalfLife === undefined)
+        throw new CliError(
+          `--latent-as-of-half-life must be one of ${LATENT_AS_OF_HALF_LIVES.join(", ")} (got ${opts.latentAsOfHalfLife}); e.g. idle-gaps`,
+        );
+      if (asOfHalfLife === "idle-gaps" && opts.latentAsOfForgetting !== "decay")
+        throw new CliError(
+          `--latent-as-of-half-life idle-gaps fits the half-life of the decay as-of step: use it with --latent-as-of-forgetting decay (the default), not ${opts.latentAsOfForgetting}`,
+        );
       if (opts.latentAsOfForgetting !== "decay" && opts.latentAsOfForgetting !== "spread")
         throw new CliError(
           `--latent-as-of-forgetting must be decay or spread (got ${opts.latentAsOfForgetting}); e.g. decay`,
@@ -315,6 +332,7 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
           interval: opts.latentInterval,
           forgetSpread,
           asOfForgetting: opts.latentAsOfForgetting,
+          asOfHalfLife,
           studentScale,
           studentInterval,
           ...(studentWidening !== undefined ? { studentWidening } : {}),

@@ -21,3 +21,16 @@ describe("bench/latentEnv.ts: LATENT_TOPIC_FIT (round 27)", () => {
     );
   });
 });
+
+describe("bench/latentEnv.ts: LATENT_AS_OF_HALF_LIFE (round 28)", () => {
+  it("idle-gaps names the fit option, the CLI flag and its own real-log cache tag; filter keeps the default's", () => {
+    const idle = latentEnv({ LATENT_AS_OF_HALF_LIFE: "idle-gaps" });
+    expect(idle.fit).toEqual({ asOfHalfLife: "idle-gaps" });
+    expect(idle.flags).toEqual(["--latent-as-of-half-life idle-gaps"]);
+    expect(latentCacheTag(idle.fit)).toBe("-ahi");
+    expect(latentCacheTag(latentEnv({ LATENT_AS_OF_HALF_LIFE: "filter" }).fit)).toBe("");
+    expect(() => latentEnv({ LATENT_AS_OF_HALF_LIFE: "long" })).toThrow(
+      /LATENT_AS_OF_HALF_LIFE must be one of filter, idle-gaps \(got long\)/,
+    );
+  });
+});

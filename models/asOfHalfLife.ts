@@ -1,0 +1,164 @@
+import { decayTowards } from "./servedDecay.ts";
+
+/**
+ * The as-of step's half-life fitted on the answers it predicts (issue 16, round 28; opt-in).
+ *
+ * The latent filter carries an estimate from a pair's last event to the scoring time by a deterministic decay
+ * (round 16, `asOfForgetting: "decay"`): mean, interval ends and P(correct) move towards the floor by
+ * 2^(-idle / h). Until this round h was the filter's own half-life, which the likelihood fits jointly with
+ * every other parameter on all gaps between events, most of them a few days long, through the spread form of
+ * forgetting. The as-of step is an extrapolation over idle spans of weeks. This module fits its h on exactly
+ * that extrapolation, as the store's own answers show it: each graded event that follows an idle gap of at
+ * least `minGapDays` is predicted the way the as-of step predicts a pair at its scoring time, P(correct) at the
+ * previous event decayed towards the floor's P(correct) over the gap, and h maximises the Bernoulli / binomial
+ * log-likelihood of those answers. Answers only, no labels, no truth.
+ *
+ * Pure math: no I/O, no clock.
+ */
+
+/** One graded event after an idle gap: P(correct) at the previous event, the floor's, the gap, the outcome. */
+export interface IdleAnswer {
+  /** P(correct on the next item) of the posterior right after the previous event (before any forgetting). */
+  pBefore: number;
+  /** P(correct) at the floor the as-of step decays towards. */
+  pFloor: number;
+  /** Days between the previous event and this one (>= the minimum gap). */
+  gapDays: number;
+  /** Answers (1 for a quiz answer, the attempts of a practice set) and how many were correct. */
+  n: number;
+  k: number;
+}
+
+export class AsOfHalfLifeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "AsOfHalfLifeError";
+  }
+}
+
+/** An idle gap the as-of fit counts: a week or more without any event on the pair (fixed before any run). */
+export const AS_OF_MIN_GAP_DAYS = 7;
+/** Fewer answers after idle gaps than this and the fit keeps the filter's half-life (recorded as too few). */
+export const AS_OF_MIN_ANSWERS = 200;
+/** The search range of h (days): the filter's own bounds (models/latentFilter.ts fromVector). */
+export const AS_OF_HALF_LIFE_RANGE = { min: 0.5, max: 3650 } as const;
+
+const P_EPS = 1e-9;
+
+/** Sum of ln P(outcomes) of `answers` under the as-of decay with half-life h (days). */
+export function idleLogLik(answers: readonly IdleAnswer[], halfLifeDays: number): number {
+  if (!(halfLifeDays > 0))
+    throw new AsOfHalfLifeError(`half-life must be > 0 days (got ${halfLifeDays}): pass a positive number`);
+  let ll = 0;
+  for (const a of answers) {
+    const p = Math.min(
+      1 - P_EPS,
+      Math.max(P_EPS, decayTowards(a.pBefore, a.pFloor, halfLifeDays, a.gapDays)),
+    );
+    ll += a.k * Math.log(p) + (a.n - a.k) * Math.log(1 - p);
+  }
+  return ll;
+}
+
+/** What `fitIdleHalfLife` found (stored in the model as `fit.asOfHalfLifeChoice`). */
+export interface AsOfHalfLifeChoice {
+  /** The as-of half-life in days: the fitted one, or the filter's own when too few answers. */
+  halfLifeDays: number;
+  /** The filter's own half-life it replaces. */
+  filterHalfLifeDays: number;
+  minGapDays: number;
+  /** Graded events after idle gaps, their answers, and the median gap (days). */
+  events: number;
+  answers: number;
+  medianGapDays: number;
+  /** ln P per answer at the chosen h and at the filter's h (equal when too few answers). */
+  logLikPerAnswer: number;
+  filterLogLikPerAnswer: number;
+  /** Present when the fit kept the filter's half-life: why. */
+  kept?: string;
+}
+
+/**
+ * The as-of half-life maximising `idleLogLik` over [AS_OF_HALF_LIFE_RANGE]: a grid of 97 log-spaced points, then
+ * a golden-section search in log h between the best point's neighbours (the likelihood of a single decay rate
+ * is smooth in log h; the grid keeps a second local optimum from trapping the search). With fewer than
+ * `minAnswers` answers it keeps `filterHalfLifeDays`.
+ */
+export function fitIdleHalfLife(
+  answers: readonly IdleAnswer[],
+  filterHalfLifeDays: number,
+  opts: { minGapDays?: number; minAnswers?: number } = {},
+): AsOfHalfLifeChoice {
+  if (!(filterHalfLifeDays > 0))
+    throw new AsOfHalfLifeError(
+      `the filter's half-life must be > 0 days (got ${filterHalfLifeDays}): fit the latent filter first`,
+    );
+  const minGapDays = opts.minGapDays ?? AS_OF_MIN_GAP_DAYS;
+  const minAnswers = opts.minAnswers ?? AS_OF_MIN_ANSWERS;
+  let n = 0;
+  for (const a of answers) {
+    if (!(a.n >= 1 && a.k >= 0 && a.k <= a.n && a.gapDays >= 0 && a.pBefore >= 0 && a.pBefore <= 1))
+      throw new AsOfHalfLifeError(
+        `an idle answer needs n >= 1, 0 <= k <= n, a gap >= 0 and P(correct) in [0, 1] (got n ${a.n}, k ${a.k}, gap ${a.gapDays}, p ${a.pBefore})`,
+      );
+    n += a.n;
+  }
+  const gaps = answers.map((a) => a.gapDays).sort((x, y) => x - y);
+  const medianGapDays = gaps.length === 0 ? 0 : gaps[Math.floor(gaps.length / 2)]!;
+  const perAnswer = (h: number) => (n === 0 ? 0 : idleLogLik(answers, h) / n);
+  const filterLL = perAnswer(filterHalfLifeDays);
+  const base = { filterHalfLifeDays, minGapDays, events: answers.length, answers: n, medianGapDays };
+  if (n < minAnswers)
+    return {
+      ...base,
+      halfLifeDays: filterHalfLifeDays,
+      logLikPerAnswer: filterLL,
+      filterLogLikPerAnswer: filterLL,
+      kept: `${n} answers after idle gaps of >= ${minGapDays} days (< ${minAnswers}): the filter's half-life kept`,
+    };
+  const lo = Math.log(AS_OF_HALF_LIFE_RANGE.min);
+  const hi = Math.log(AS_OF_HALF_LIFE_RANGE.max);
+  const G = 97;
+  const at = (i: number) => lo + ((hi - lo) * i) / (G - 1);
+  const days = (logH: number) =>
+    Math.min(AS_OF_HALF_LIFE_RANGE.max, Math.max(AS_OF_HALF_LIFE_RANGE.min, Math.exp(logH)));
+  let bestI = 0;
+  let bestF = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < G; i++) {
+    const f = perAnswer(days(at(i)));
+    if (f > bestF) {
+      bestF = f;
+      bestI = i;
+    }
+  }
+  // Golden section (maximising) in log h on [at(i - 1), at(i + 1)].
+  let a = at(Math.max(0, bestI - 1));
+  let b = at(Math.min(G - 1, bestI + 1));
+  const r = (Math.sqrt(5) - 1) / 2;
+  let c = b - r * (b - a);
+  let d = a + r * (b - a);
+  let fc = perAnswer(days(c));
+  let fd = perAnswer(days(d));
+  for (let it = 0; it < 40 && b - a > 1e-6; it++) {
+    if (fc >= fd) {
+      b = d;
+      d = c;
+      fd = fc;
+      c = b - r * (b - a);
+      fc = perAnswer(days(c));
+    } else {
+      a = c;
+      c = d;
+      fc = fd;
+      d = a + r * (b - a);
+      fd = perAnswer(days(d));
+    }
+  }
+  let h = days((a + b) / 2);
+  let f = perAnswer(h);
+  if (bestF > f) {
+    h = days(at(bestI));
+    f = bestF;
+  }
+  return { ...base, halfLifeDays: h, logLikPerAnswer: f, filterLogLikPerAnswer: filterLL };
+}
