@@ -840,7 +840,11 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       });
     },
     historyBody(studentKey, topicId) {
-      return histories.get(historyCacheKey(studentKey, topicId), async () => {
+      const key = historyCacheKey(studentKey, topicId);
+      const hit = histories.peek(key);
+      metrics.historyCache.inc({ result: hit !== undefined ? "hit" : "miss" });
+      if (hit !== undefined) return Promise.resolve(hit);
+      return histories.get(key, async () => {
         const rows = await readRun(() => read.history(studentKey, topicId));
         return historyBodyOf(studentKey, topicId, historyJsonParts(rows));
       });
