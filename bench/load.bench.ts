@@ -239,13 +239,24 @@ async function openApp(stores: Awaited<ReturnType<typeof openStores>>, pseudo: P
 async function cacheCounts(ctx: ServingContext): Promise<Counts> {
   const c = await ctx.metrics.cache.get();
   const n = (r: string) => c.values.find((v) => v.labels.result === r)?.value ?? 0;
-  return { hits: n("hit"), misses: n("miss"), cpuUs: cpuUs() };
+  const h = await ctx.metrics.historyCache.get();
+  const hn = (r: string) => h.values.find((v) => v.labels.result === r)?.value ?? 0;
+  return {
+    hits: n("hit"),
+    misses: n("miss"),
+    historyHits: hn("hit"),
+    historyMisses: hn("miss"),
+    cpuUs: cpuUs(),
+  };
 }
 
 /** GET /mastery cache counters and CPU time (user + system, µs) of a server process so far. */
 interface Counts {
   hits: number;
   misses: number;
+  /** GET /mastery/:id/:topic/history cache hits and misses (its /metrics counter). */
+  historyHits: number;
+  historyMisses: number;
   cpuUs: number;
 }
 const cpuUs = (): number => {
@@ -351,6 +362,8 @@ function installProbe(server: import("node:http").Server, phases?: PostPhases): 
 const sumCounts = (cs: Counts[]): Counts => ({
   hits: cs.reduce((a, c) => a + c.hits, 0),
   misses: cs.reduce((a, c) => a + c.misses, 0),
+  historyHits: cs.reduce((a, c) => a + c.historyHits, 0),
+  historyMisses: cs.reduce((a, c) => a + c.historyMisses, 0),
   cpuUs: cs.reduce((a, c) => a + c.cpuUs, 0),
 });
 
@@ -671,7 +684,7 @@ async function serveBare(): Promise<void> {
   );
   await new Promise((ok) => server.once("listening", ok));
   if (!cluster.isWorker) installProbe(server);
-  const counts = (): Counts => ({ hits: 0, misses: 0, cpuUs: cpuUs() });
+  const counts = (): Counts => ({ hits: 0, misses: 0, historyHits: 0, historyMisses: 0, cpuUs: cpuUs() });
   if (cluster.isWorker) {
     process.on("message", (msg) => {
       if (msg === "cache") process.send?.({ cache: counts() });
@@ -912,6 +925,8 @@ async function drive(): Promise<void> {
       const c1 = await counts(proc);
       const h = c1.hits - c0.hits;
       const n = h + c1.misses - c0.misses;
+      const hh = c1.historyHits - c0.historyHits;
+      const hn = hh + c1.historyMisses - c0.historyMisses;
       const cpuPerReq = (c1.cpuUs - c0.cpuUs) / Math.max(1, r.requests.total);
       // The load generator's own CPU (this process, autocannon) per request: it shares the 2 cores.
       const clientCpuPerReq = (k1 - k0) / Math.max(1, r.requests.total);
@@ -919,6 +934,7 @@ async function drive(): Promise<void> {
       return {
         r,
         hits: `${((100 * h) / Math.max(1, n)).toFixed(1)}% of ${n}`,
+        historyHits: `${((100 * hh) / Math.max(1, hn)).toFixed(1)}% of ${hn}`,
         cpuPerReq,
         clientCpuPerReq,
         probe,
@@ -1004,6 +1020,7 @@ async function drive(): Promise<void> {
               .map(([k, v]) => `${k} ${v.medianMs.toFixed(2)} ms, ${v.cpuUs.toFixed(0)} µs`)
               .join("; "),
       `  GET /mastery body cache hits: open loop ${aHits}, at ${rate} req/s ${afHits}`,
+      `  GET history cache hits: open loop ${am.historyHits}, at ${rate} req/s ${afm.historyHits}`,
       `  server time per request (probe: request to finish, in the server): open loop app ${probeLine(am.probe)} | bare ${probeLine(bm.probe)}`,
       `  server time per request at ${rate} req/s${pacedMode === "only" ? " paced" : ""}: app ${probeLine(afm.probe)} | bare ${probeLine(bfm.probe)}`,
       ...(pacedMode === "only" && bfLag !== undefined && afLag !== undefined

@@ -21,6 +21,9 @@
  *   REQ_KINDS=miss,events ...                      # only these kinds (the warm-up still sends every kind)
  *   REQ_PROF=/tmp/dir ...                          # the server under --cpu-prof, its .cpuprofile written there
  *   REQ_SERVER_NODE_FLAGS="--trace-gc" ...         # node / V8 flags of the server process
+ *   REQ_HISTORY_CACHE_MB=0 ...                     # the history cache off: each history request a miss
+ * The history kind reads the same hot histories without writes in between: with the history cache (its default)
+ * that is the cost of a history cache hit; REQ_HISTORY_CACHE_MB=0 gives the cost of a miss.
  */
 import { fork } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -66,6 +69,16 @@ interface CannonResult {
   timeouts: number;
 }
 type Cannon = (opts: Record<string, unknown>) => Promise<CannonResult>;
+
+/** REQ_HISTORY_CACHE_MB: the server's history cache bound in MiB (0 turns it off), or undefined (the default). */
+function historyCacheMb(): number | undefined {
+  const v = process.env.REQ_HISTORY_CACHE_MB;
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0)
+    throw new Error(`REQ_HISTORY_CACHE_MB=${v} must be a number >= 0 (MiB; 0 turns the history cache off)`);
+  return n;
+}
 
 // ------------------------------------------------------------------------------------------------
 // Server child
@@ -117,7 +130,11 @@ async function serve(): Promise<void> {
     logger: pino({ level: "warn" }),
     thresholds: parseThresholds({}, {}),
     defaultMetrics: false,
-    config: { rateLimit: { windowMs: 60_000, limit: 0 } },
+    config: {
+      rateLimit: { windowMs: 60_000, limit: 0 },
+      // REQ_HISTORY_CACHE_MB=0: every history a miss (the history cache off; a tree without it ignores this).
+      ...(historyCacheMb() !== undefined ? { historyCacheMaxBytes: historyCacheMb()! * 1024 * 1024 } : {}),
+    },
     ...backends.deps,
   });
   const server = app.listen(env("REQ_PORT", 0), "127.0.0.1");

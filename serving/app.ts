@@ -47,12 +47,20 @@ import { DeferredAlertChecks } from "./deferredAlertChecks.ts";
 import type { IntakeDeps } from "./eventIntake.ts";
 import { ExperimentArms } from "./experimentArms.ts";
 import type { ScoreStore } from "./feedback.ts";
+import {
+  type HistoryBody,
+  historyBodyBytes,
+  historyBodyOf,
+  historyCacheGroup,
+  historyCacheKey,
+} from "./historyBody.ts";
 import { errorAnswer, HttpError } from "./httpError.ts";
 import { masteryHitListener } from "./masteryHitPath.ts";
 import { DuckMasteryReadStore, type MasteryReadStore, type TopicRow } from "./masteryReadStore.ts";
 import {
   DEFAULT_SOURCE_ORDER,
   type ExperimentArm,
+  historyJsonParts,
   scoreRowNeeds,
   studentMasteryJson,
   type TopicMeta,
@@ -101,6 +109,11 @@ export interface ServingConfig {
   cacheSize: number;
   /** Upper bound of the GET /mastery body cache in bytes (serving.yaml cache_max_mb). */
   cacheMaxBytes: number;
+  /**
+   * Upper bound of the GET /mastery/:id/:topic/history body cache in bytes (serving.yaml history_cache_max_mb;
+   * 0 turns it off). Invalidated as the GET /mastery bodies are: on every write of the student.
+   */
+  historyCacheMaxBytes: number;
   /**
    * GET /mastery body cache TTL in PostgreSQL + Redis mode while cross-process invalidation is heard
    * (ms; serving.yaml shared_cache_ttl_s; 0: no invalidation channel, the 1 s TTL always).
@@ -152,6 +165,7 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   maxBatch: 1000,
   cacheSize: 20_000,
   cacheMaxBytes: 64 * 1024 * 1024,
+  historyCacheMaxBytes: 16 * 1024 * 1024,
   sharedCacheTtlMs: 30_000,
   readConnections: 4,
   pgPoolMax: 10,
@@ -186,6 +200,11 @@ export function loadServingConfig(path = DEFAULT_SERVING_CONFIG_PATH): ServingCo
     cacheSize: num(d.cache_size, def.cacheSize, "cache_size"),
     cacheMaxBytes: Math.round(
       1024 * 1024 * num(d.cache_max_mb, def.cacheMaxBytes / (1024 * 1024), "cache_max_mb"),
+    ),
+    historyCacheMaxBytes: Math.round(
+      1024 *
+        1024 *
+        num(d.history_cache_max_mb, def.historyCacheMaxBytes / (1024 * 1024), "history_cache_max_mb"),
     ),
     sharedCacheTtlMs: 1000 * num(d.shared_cache_ttl_s, def.sharedCacheTtlMs / 1000, "shared_cache_ttl_s"),
     readConnections: num(d.read_connections, def.readConnections, "read_connections"),
@@ -370,6 +389,11 @@ export interface ServingContext {
   cachedMasteryBody(studentKey: string): ServedBody | undefined;
   /** The same body as cached: encoded once, with its ETag (what GET /mastery sends). */
   masteryBody(studentKey: string): Promise<ServedBody>;
+  /**
+   * GET /mastery/:studentId/:topicId/history's answer of one (student, topic), from its own cache (bounded by
+   * history_cache_max_mb, dropped on every write of the student as GET /mastery's bodies are).
+   */
+  historyBody(studentKey: string, topicId: string): Promise<HistoryBody>;
   /**
    * Runs a read of `read`: at once when it is concurrent (PostgreSQL pool, DuckDB read pool), else
    * inside `gate` with the writes.
@@ -568,6 +592,14 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     maxEntries: config.cacheSize,
     ttlMs: cacheTtlMs,
   });
+  // GET /mastery/:id/:topic/history's answers, by (student, topic), under the same rules: a write of the
+  // student drops all of that student's histories (groupOf), here and, through the channel, in every server.
+  const histories = new BodyCache<HistoryBody>({
+    bytesOf: historyBodyBytes,
+    maxBytes: cacheTtlMs > 0 ? config.historyCacheMaxBytes : 0,
+    ttlMs: cacheTtlMs,
+    groupOf: historyCacheGroup,
+  });
 
   // Other processes' writes drop bodies here while the subscription is up (long TTL); while it is
   // down, messages may be lost: the cache is cleared and the short TTL applies until it is back.
@@ -577,17 +609,27 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   if (shared !== undefined && cacheTtlMs > 0) {
     const longTtl = Math.min(shared.ttlMs, SERVED_DECAY_CACHE_MS);
     await shared.subscribe({
-      keys: (keys) => bodies.invalidate(keys),
-      all: () => bodies.clear(),
+      keys: (keys) => {
+        bodies.invalidate(keys);
+        histories.invalidateGroups(keys);
+      },
+      all: () => {
+        bodies.clear();
+        histories.clear();
+      },
       up: () => {
         // Writes made while not subscribed were not heard.
         bodies.clear();
+        histories.clear();
         bodies.setTtlMs(longTtl);
+        histories.setTtlMs(longTtl);
         metrics.cacheInvalidation.set(1);
       },
       down: (detail) => {
         bodies.clear();
+        histories.clear();
         bodies.setTtlMs(cacheTtlMs);
+        histories.setTtlMs(cacheTtlMs);
         metrics.cacheInvalidation.set(0);
         logger.warn(
           { detail: redactErrorMessage(detail), ttlMs: cacheTtlMs },
@@ -611,7 +653,10 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     ...(deps.modelCacheDir !== undefined ? { cacheDir: deps.modelCacheDir } : {}),
     ...(deps.modelRefreshMs !== undefined ? { refreshMs: deps.modelRefreshMs } : {}),
   });
-  const invalidateAll = (): void => bodies.clear();
+  const invalidateAll = (): void => {
+    bodies.clear();
+    histories.clear();
+  };
   let modelRefresh: Promise<void> | null = null;
   const experimentArm =
     deps.experimentArm ??
@@ -794,6 +839,16 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         return servedBody(body.parts, body.topics);
       });
     },
+    historyBody(studentKey, topicId) {
+      const key = historyCacheKey(studentKey, topicId);
+      const hit = histories.peek(key);
+      metrics.historyCache.inc({ result: hit !== undefined ? "hit" : "miss" });
+      if (hit !== undefined) return Promise.resolve(hit);
+      return histories.get(key, async () => {
+        const rows = await readRun(() => read.history(studentKey, topicId));
+        return historyBodyOf(studentKey, topicId, historyJsonParts(rows));
+      });
+    },
     readRun,
     topicRows: async () => (await topicTable()).rows,
     invalidate(studentKeys) {
@@ -801,6 +856,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       // This process's bodies are dropped at once (before this returns): its own reads after the answer
       // see the write.
       bodies.invalidate(keys);
+      histories.invalidateGroups(keys);
       if (shared === undefined || keys.length === 0) return Promise.resolve();
       // After the write committed. POST /events answers without waiting for it (delivery to the other
       // servers is asynchronous anyway); a graceful stop waits for it (drain). A failure is logged, not

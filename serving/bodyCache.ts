@@ -9,6 +9,9 @@
  *   came in between; a read that starts after an invalidation computes afresh.
  * - Entries expire after `ttlMs` (short when other processes write the scores and their
  *   invalidations are not heard, long while they are: see setTtlMs); LRU eviction keeps the total of body sizes <= `maxBytes`.
+ * - With `groupOf`, invalidateGroups drops every key of a group (e.g. all of a student's history bodies, keyed by
+ *   student and topic, on a write of that student) with the same rules as invalidate: the group's cached bodies
+ *   go, and its reads in flight do not cache what they computed.
  */
 export interface BodyCacheOptions<V = string> {
   /** Upper bound of the sum of cached body sizes (bytesOf of each body). */
@@ -23,6 +26,11 @@ export interface BodyCacheOptions<V = string> {
   /** How long a body may be served (ms); default: until invalidated. */
   ttlMs?: number;
   now?: () => number;
+  /**
+   * The group of a key (invalidateGroups drops a whole group); without it invalidateGroups is an error. The
+   * cache keeps the keys of each group that are cached or being read, so a group's invalidation costs its size.
+   */
+  groupOf?: (key: string) => string;
 }
 
 interface Entry<V> {
@@ -58,6 +66,9 @@ export class BodyCache<V = string> {
   private readonly maxEntries: number;
   private ttl: number;
   private readonly now: () => number;
+  private readonly groupOf: ((key: string) => string) | undefined;
+  /** With groupOf: the keys of each group that are cached or have reads in flight. */
+  private readonly members = new Map<string, Set<string>>();
   /** Counters for /metrics and tests. */
   readonly stats = { hits: 0, misses: 0, shared: 0, discarded: 0, evicted: 0 };
 
@@ -69,6 +80,7 @@ export class BodyCache<V = string> {
     this.ttl = opts.ttlMs ?? Number.POSITIVE_INFINITY;
     this.now = opts.now ?? Date.now;
     this.bytesOf = opts.bytesOf ?? utf8Bytes;
+    this.groupOf = opts.groupOf;
   }
 
   /** How long a body may be served now (ms). */
@@ -88,6 +100,11 @@ export class BodyCache<V = string> {
   /** Cached bytes now (always <= maxBytes). */
   get size(): { entries: number; bytes: number } {
     return { entries: this.entries.size, bytes: this.bytes };
+  }
+
+  /** Groups (groupOf) with a key cached or being read (what invalidateGroups has to look through). */
+  get groupsTracked(): number {
+    return this.members.size;
   }
 
   /** The fresh cached body, or undefined. A hit moves the entry to the most recently used end. */
@@ -127,6 +144,7 @@ export class BodyCache<V = string> {
     if (f === undefined) {
       f = { version: 0, promise: null, startedVersion: 0, readers: 0 };
       this.flights.set(key, f);
+      this.link(key);
     }
     const flight = f;
     flight.readers++;
@@ -155,17 +173,57 @@ export class BodyCache<V = string> {
     }
   }
 
+  /**
+   * Drops the bodies of every key of the groups (groupOf); reads of them in flight will not cache what they
+   * computed. A read that starts afterwards computes afresh.
+   */
+  invalidateGroups(groups: Iterable<string>): void {
+    if (this.groupOf === undefined)
+      throw new Error("body cache: invalidateGroups needs the groupOf option (the group of a key)");
+    for (const g of groups) {
+      const keys = this.members.get(g);
+      if (keys !== undefined) this.invalidate([...keys]);
+    }
+  }
+
   /** Drops every body; no read in flight will cache its result. */
   clear(): void {
     this.epoch++;
     this.entries.clear();
     this.bytes = 0;
     for (const f of this.flights.values()) f.version++;
+    // Only the keys being read stay members of their groups.
+    for (const [g, keys] of this.members) {
+      for (const k of keys) if (!this.flights.has(k)) keys.delete(k);
+      if (keys.size === 0) this.members.delete(g);
+    }
   }
 
   private leave(key: string, f: Flight<V>): void {
     f.readers--;
-    if (f.readers === 0 && this.flights.get(key) === f) this.flights.delete(key);
+    if (f.readers === 0 && this.flights.get(key) === f) {
+      this.flights.delete(key);
+      this.unlink(key);
+    }
+  }
+
+  /** Records `key` in its group (groupOf), once it is cached or being read. */
+  private link(key: string): void {
+    if (this.groupOf === undefined) return;
+    const g = this.groupOf(key);
+    const keys = this.members.get(g);
+    if (keys === undefined) this.members.set(g, new Set([key]));
+    else keys.add(key);
+  }
+
+  /** Drops `key` from its group once it is neither cached nor being read. */
+  private unlink(key: string): void {
+    if (this.groupOf === undefined || this.entries.has(key) || this.flights.has(key)) return;
+    const g = this.groupOf(key);
+    const keys = this.members.get(g);
+    if (keys === undefined) return;
+    keys.delete(key);
+    if (keys.size === 0) this.members.delete(g);
   }
 
   private store(key: string, body: V): void {
@@ -174,6 +232,7 @@ export class BodyCache<V = string> {
     if (n > this.maxBytes) return;
     this.entries.set(key, { body, bytes: n, at: this.now() });
     this.bytes += n;
+    this.link(key);
     while (this.bytes > this.maxBytes || this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next();
       if (oldest.done) break;
@@ -187,5 +246,6 @@ export class BodyCache<V = string> {
     if (e === undefined) return;
     this.entries.delete(key);
     this.bytes -= e.bytes;
+    this.unlink(key);
   }
 }

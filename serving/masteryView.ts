@@ -933,22 +933,42 @@ export function withProjection(rows: readonly HistoryRow[], now: Date | undefine
  * naming interval, evidence or pCorrect are parsed, as before.
  */
 export function historyJson(rows: readonly HistoryRow[], now: Date | undefined): string {
+  return historyJsonAt(historyJsonParts(rows), now);
+}
+
+/**
+ * historyJson in the two parts a cache keeps apart: the stored entries' text (the same at any request time)
+ * and the latest served row, from which historyJsonAt makes the projected entry as of a request's time.
+ */
+export interface HistoryJsonParts {
+  /** The stored entries, each as historyJson writes it, joined by commas (no brackets). */
+  readonly entries: string;
+  /** The latest 'served' row (the one withProjection decays to `now`), or undefined: then no time changes the text. */
+  readonly latestServed: HistoryRow | undefined;
+}
+
+/** historyJson's parts of a history (see HistoryJsonParts). */
+export function historyJsonParts(rows: readonly HistoryRow[]): HistoryJsonParts {
   // A group's rows share their times (ordered by recorded_at, as_of): each instant is formatted once.
   const text = new HistoryText();
   const parts: string[] = new Array(rows.length);
   for (let i = 0; i < rows.length; i++) parts[i] = text.entry(rows[i]!);
-  if (now !== undefined) {
+  let served: HistoryRow | undefined;
+  for (const r of rows)
+    if (r.score_source === "served" && (served === undefined || r.as_of >= served.as_of)) served = r;
+  return { entries: parts.join(","), latestServed: served };
+}
+
+/** historyJson(rows, now) from historyJsonParts(rows): the entries, then the projected entry as of `now` if any. */
+export function historyJsonAt(parts: HistoryJsonParts, now: Date | undefined): string {
+  const served = parts.latestServed;
+  if (now !== undefined && served !== undefined) {
     // withProjection's projected entry: the latest served run decayed to `now`, `projected` its last key.
-    let served: HistoryRow | undefined;
-    for (const r of rows)
-      if (r.score_source === "served" && (served === undefined || r.as_of >= served.as_of)) served = r;
-    if (served !== undefined) {
-      const d = decayServedRow(served, now);
-      if (d !== served)
-        parts.push(`${text.entry({ ...d, recorded_at: now }).slice(0, -1)},"projected":true}`);
-    }
+    const d = decayServedRow(served, now);
+    if (d !== served)
+      return `[${parts.entries},${new HistoryText().entry({ ...d, recorded_at: now }).slice(0, -1)},"projected":true}]`;
   }
-  return `[${parts.join(",")}]`;
+  return `[${parts.entries}]`;
 }
 
 /** The three explanation keys an entry lists beside it (historyEntry). */
@@ -1010,16 +1030,6 @@ class HistoryText {
         : `${field(',"interval":', fields.interval)}${field(',"evidence":', fields.evidence)}${field(',"pCorrect":', fields.pCorrect)}}`)
     );
   }
-}
-
-/** readHistory's entries as JSON text: historyJson of the rows (the route sends it as it is). */
-export async function readHistoryJson(
-  source: MasterySource,
-  studentKey: string,
-  topicId: string,
-  now?: Date,
-): Promise<string> {
-  return historyJson(await readStoreOf(source).history(studentKey, topicId), now);
 }
 
 /** Every recorded change of one (student, topic), oldest first (plus the projection as of `now`, when given). */

@@ -31,6 +31,12 @@ export class ServerMetrics {
     labelNames: ["result"] as const,
     registers: [this.registry],
   });
+  readonly historyCache = new Counter({
+    name: "mastery_history_cache_total",
+    help: "GET /mastery/:id/:topic/history cache lookups by result (hit, miss)",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
   readonly cacheInvalidation = new Gauge({
     name: "mastery_cache_invalidation_up",
     help: "1 while the cross-process body cache invalidation channel is subscribed (long TTL), else 0",

@@ -93,13 +93,21 @@ export function sendServedBody(req: Request, res: Response, body: ServedBody): v
  * An app that sets Express's "json replacer", "json spaces" or "json escape" gets res.json's own output.
  */
 export function sendJsonText(res: Response, json: string): void {
-  const app = res.app;
-  if (app.get("json replacer") || app.get("json spaces") || app.get("json escape")) {
+  if (!jsonSentAsIs(res)) {
     res.json(JSON.parse(json));
     return;
   }
   if (!res.get("Content-Type")) res.set("Content-Type", "application/json");
   res.send(json);
+}
+
+/**
+ * True when res.json writes JSON.stringify's text unchanged: none of Express's "json replacer", "json spaces"
+ * or "json escape" is set (so a text JSON.stringify wrote, or its cached bytes, is res.json's answer).
+ */
+export function jsonSentAsIs(res: Response): boolean {
+  const app = res.app;
+  return !(app.get("json replacer") || app.get("json spaces") || app.get("json escape"));
 }
 
 /** The Content-Type of a served body (Express's res.json type, which clients saw before the cache). */

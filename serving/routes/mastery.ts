@@ -1,9 +1,10 @@
 import type { RequestHandler } from "express";
 import type { ServingContext } from "../app.ts";
+import { historyBodyJson } from "../historyBody.ts";
 import { HttpError } from "../httpError.ts";
-import { readHistoryJson, readStudentHistories } from "../masteryView.ts";
+import { readStudentHistories } from "../masteryView.ts";
 import { loadRecommendationContext, recommend } from "../recommendations.ts";
-import { sendJsonText, sendServedBody } from "../servedBody.ts";
+import { jsonSentAsIs, sendJsonText, sendServedBody } from "../servedBody.ts";
 
 const param = (v: string | string[] | undefined): string => (Array.isArray(v) ? (v[0] ?? "") : (v ?? ""));
 
@@ -56,12 +57,11 @@ export const getHistory =
     const p = await ctx.principal(req, "mastery:read");
     const key = await ctx.student(p, param(req.params.studentId), res);
     const topicId = param(req.params.topicId);
-    // The entries as JSON text (a hot topic's history is hundreds of entries): res.json's bytes, unparsed.
-    const history = await ctx.readRun(() => readHistoryJson(ctx.read, key, topicId, ctx.now()));
-    sendJsonText(
-      res,
-      `{"studentKey":${JSON.stringify(key)},"topicId":${JSON.stringify(topicId)},"history":${history}}`,
-    );
+    // The answer as JSON text (a hot topic's history is hundreds of entries), cached by (student, topic): a
+    // history without a served row is sent as its cached bytes and ETag, as GET /mastery's bodies are.
+    const h = await ctx.historyBody(key, topicId);
+    if (h.kind === "fixed" && jsonSentAsIs(res)) sendServedBody(req, res, h.body);
+    else sendJsonText(res, historyBodyJson(key, topicId, h, ctx.now()));
   };
 
 /** Longest ?topics= list GET /mastery/:studentId/history accepts. */

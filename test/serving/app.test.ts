@@ -267,6 +267,63 @@ describe("routes", () => {
     expect(res.body.history.map((x: { scoreSource: string }) => x.scoreSource)).toContain("bkt");
   });
 
+  it("GET history from the history cache: a hit is the miss byte for byte (ETag, 304, HEAD); a POST drops it", async () => {
+    const path = "/mastery/s4/T1/history";
+    expect(
+      (
+        await request(h.app)
+          .post("/events")
+          .set(auth("admin"))
+          .send([quiz("hc-1", "s4", "T1", true, 50)])
+      ).status,
+    ).toBe(200);
+    const miss = await request(h.app).get(path).set(auth("admin"));
+    expect(miss.status).toBe(200);
+    expect(miss.body.history.length).toBeGreaterThanOrEqual(1);
+    const hit = await request(h.app).get(path).set(auth("admin"));
+    expect(hit.text).toBe(miss.text);
+    for (const name of ["etag", "content-type", "content-length"])
+      expect(hit.headers[name]).toBe(miss.headers[name]);
+    expect(miss.headers["content-type"]).toBe("application/json; charset=utf-8");
+    // Express's own ETag of the same text (the uncached route's res.send).
+    const sha = createHash("sha1").update(miss.text, "utf8").digest("base64").slice(0, 27);
+    expect(hit.headers.etag).toBe(`W/"${Buffer.byteLength(miss.text).toString(16)}-${sha}"`);
+    const notModified = await request(h.app)
+      .get(path)
+      .set(auth("admin"))
+      .set("if-none-match", hit.headers.etag!);
+    expect(notModified.status).toBe(304);
+    const head = await request(h.app).head(path).set(auth("admin"));
+    expect([head.status, head.headers["content-length"]]).toEqual([200, miss.headers["content-length"]]);
+    // A write of the student (another topic too) drops the student's histories: the next read sees the write.
+    const before = miss.body.history.length as number;
+    expect(
+      (
+        await request(h.app)
+          .post("/events")
+          .set(auth("admin"))
+          .send([quiz("hc-2", "s4", "T1", false, 51)])
+      ).status,
+    ).toBe(200);
+    const after = await request(h.app).get(path).set(auth("admin"));
+    expect(after.body.history.length).toBeGreaterThan(before);
+    expect(after.headers.etag).not.toBe(miss.headers.etag);
+    const t2 = await request(h.app).get(path).set(auth("admin"));
+    expect(
+      (
+        await request(h.app)
+          .post("/events")
+          .set(auth("admin"))
+          .send([quiz("hc-3", "s4", "T2", true, 52)])
+      ).status,
+    ).toBe(200);
+    const other = await request(h.app).get(path).set(auth("admin"));
+    expect(other.text).toBe(t2.text); // T1's history itself did not change
+    expect(
+      (await request(h.app).get("/mastery/s4/T2/history").set(auth("admin"))).body.history.length,
+    ).toBeGreaterThan(0);
+  });
+
   it("GET /mastery/:id/history answers many topics at once, each list equal to the per-topic route's", async () => {
     const all = await request(h.app).get("/mastery/s1/history").set(auth("parent"));
     expect(all.status).toBe(200);

@@ -209,3 +209,137 @@ describe("BodyCache maxEntries", () => {
     expect(c.size).toEqual({ entries: 2, bytes: 2 });
   });
 });
+
+describe("BodyCache groups (groupOf, invalidateGroups)", () => {
+  // Keys "<student>/<topic>", grouped by student, as the history cache keys (student, topic).
+  const groupOf = (k: string) => k.slice(0, k.indexOf("/"));
+
+  it("invalidateGroups drops every cached key of the group and no other", async () => {
+    const c = new BodyCache({ maxBytes: 1000, groupOf });
+    for (const k of ["s1/a", "s1/b", "s2/a"]) await c.get(k, async () => `${k}:0`);
+    expect(c.groupsTracked).toBe(2);
+    c.invalidateGroups(["s1"]);
+    expect(c.peek("s1/a")).toBeUndefined();
+    expect(c.peek("s1/b")).toBeUndefined();
+    expect(c.peek("s2/a")).toBe("s2/a:0");
+    expect(c.size).toEqual({ entries: 1, bytes: 6 });
+    expect(c.groupsTracked).toBe(1);
+    // A group with nothing cached or read is a no-op.
+    c.invalidateGroups(["s9"]);
+    expect(c.size.entries).toBe(1);
+  });
+
+  it("a read in flight of a key of the group does not cache what it computed; a later read does", async () => {
+    const c = new BodyCache({ maxBytes: 1000, groupOf });
+    const d = deferred<string>();
+    const p = c.get("s1/b", () => d.promise);
+    c.invalidateGroups(["s1"]);
+    d.resolve("old");
+    expect(await p).toBe("old");
+    expect(c.peek("s1/b")).toBeUndefined();
+    expect(c.stats.discarded).toBe(1);
+    expect(c.groupsTracked).toBe(0);
+    expect(await c.get("s1/b", async () => "new")).toBe("new");
+    expect(c.peek("s1/b")).toBe("new");
+  });
+
+  it("a key evicted, expired or failed leaves its group (no record kept for keys no longer held)", async () => {
+    let t = 0;
+    const c = new BodyCache({ maxBytes: 10, groupOf, ttlMs: 5, now: () => t });
+    await c.get("s1/a", async () => "12345");
+    await c.get("s2/a", async () => "12345");
+    expect(c.groupsTracked).toBe(2);
+    await c.get("s3/a", async () => "12345"); // evicts s1/a
+    expect(c.groupsTracked).toBe(2);
+    t = 10; // both expire; a peek removes each
+    expect(c.peek("s2/a")).toBeUndefined();
+    expect(c.peek("s3/a")).toBeUndefined();
+    expect(c.groupsTracked).toBe(0);
+    await expect(c.get("s4/a", async () => Promise.reject(new Error("read failed")))).rejects.toThrow(
+      "read failed",
+    );
+    expect(c.groupsTracked).toBe(0);
+    // clear() keeps only the keys being read.
+    const d = deferred<string>();
+    await c.get("s5/a", async () => "v");
+    const p = c.get("s6/a", () => d.promise);
+    c.clear();
+    expect(c.groupsTracked).toBe(1);
+    d.resolve("w");
+    await p;
+    expect(c.peek("s6/a")).toBeUndefined();
+    expect(c.groupsTracked).toBe(0);
+  });
+
+  it("invalidateGroups without groupOf names the option", () => {
+    expect(() => new BodyCache({ maxBytes: 10 }).invalidateGroups(["s1"])).toThrow(/groupOf/);
+  });
+
+  it("property: never serves a body older than its group's latest invalidation; groups track only held keys", async () => {
+    const keys = ["s1/a", "s1/b", "s2/a", "s2/b"];
+    const groups = ["s1", "s2"];
+    const op = fc.oneof(
+      fc.record({ t: fc.constant("read" as const), k: fc.constantFrom(...keys) }),
+      fc.record({ t: fc.constant("finish" as const), i: fc.nat(8) }),
+      fc.record({ t: fc.constant("group" as const), g: fc.constantFrom(...groups) }),
+      fc.record({ t: fc.constant("invalidate" as const), k: fc.constantFrom(...keys) }),
+      fc.record({ t: fc.constant("clear" as const) }),
+      fc.record({ t: fc.constant("peek" as const), k: fc.constantFrom(...keys) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(op, { maxLength: 60 }),
+        fc.integer({ min: 0, max: 40 }),
+        async (ops, maxBytes) => {
+          const c = new BodyCache({ maxBytes, groupOf });
+          const truth = new Map(keys.map((k) => [k, 0]));
+          const bump = (k: string) => truth.set(k, (truth.get(k) ?? 0) + 1);
+          const pending: { resolve: () => void }[] = [];
+          const results: Promise<string>[] = [];
+          const check = (k: string, body: string | undefined) => {
+            if (body === undefined) return;
+            const [key, v] = body.split(":");
+            expect(key).toBe(k);
+            expect(Number(v)).toBe(truth.get(k));
+          };
+          for (const o of ops) {
+            if (o.t === "read") {
+              const d = deferred<string>();
+              const body = `${o.k}:${truth.get(o.k)}${"x".repeat(o.k.charCodeAt(3) % 7)}`;
+              results.push(c.get(o.k, () => d.promise));
+              pending.push({ resolve: () => d.resolve(body) });
+            } else if (o.t === "finish") {
+              const p = pending.splice(o.i % Math.max(1, pending.length), 1)[0];
+              p?.resolve();
+              await ticks();
+            } else if (o.t === "group") {
+              for (const k of keys) if (groupOf(k) === o.g) bump(k);
+              c.invalidateGroups([o.g]);
+            } else if (o.t === "invalidate") {
+              bump(o.k);
+              c.invalidate([o.k]);
+            } else if (o.t === "clear") {
+              for (const k of keys) bump(k);
+              c.clear();
+            } else {
+              check(o.k, c.peek(o.k)?.replace(/x+$/, ""));
+            }
+            expect(c.size.bytes).toBeLessThanOrEqual(maxBytes);
+          }
+          for (const p of pending) p.resolve();
+          await Promise.all(results);
+          await ticks();
+          const held = new Set<string>();
+          for (const k of keys) {
+            const body = c.peek(k);
+            check(k, body?.replace(/x+$/, ""));
+            if (body !== undefined) held.add(groupOf(k));
+          }
+          // Nothing in flight now: the groups tracked are exactly those with a cached key.
+          expect(c.groupsTracked).toBe(held.size);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});

@@ -126,6 +126,18 @@ async function cachedOnB(student: string): Promise<string> {
   return body;
 }
 
+/** GET /mastery/:id/T1/history lookups of `h` served from its history cache, so far. */
+async function historyHits(h: AppHandle): Promise<number> {
+  const m = await h.ctx.metrics.historyCache.get();
+  return m.values.find((v) => v.labels.result === "hit")?.value ?? 0;
+}
+
+async function history(h: AppHandle, student: string): Promise<string> {
+  const res = await request(h.app).get(`/mastery/${student}/T1/history`).set(admin);
+  expect(res.status).toBe(200);
+  return res.text;
+}
+
 describe("body cache invalidation across processes (PostgreSQL + Redis)", () => {
   it("both servers are subscribed", async () => {
     expect(await invalidationUp(a)).toBe(1);
@@ -140,6 +152,21 @@ describe("body cache invalidation across processes (PostgreSQL + Redis)", () => 
     expect(fresh).not.toBe(before);
     // Delivery to B is asynchronous (a few ms); with a 10-minute TTL only the invalidation refreshes it.
     await eventually(async () => (await mastery(b, "s1")) === fresh);
+  });
+
+  it("a POST /events through A drops B's cached histories of the student", async () => {
+    await post(a, "s7", false);
+    let before = "";
+    // Cached on B: a second read is a hit with the same text (retried past a late invalidation, as cachedOnB).
+    await eventually(async () => {
+      before = await history(b, "s7");
+      const h0 = await historyHits(b);
+      return (await history(b, "s7")) === before && (await historyHits(b)) === h0 + 1;
+    });
+    await post(a, "s7", true);
+    const fresh = await history(a, "s7");
+    expect(JSON.parse(fresh).history.length).toBeGreaterThan(JSON.parse(before).history.length);
+    await eventually(async () => (await history(b, "s7")) === fresh);
   });
 
   it("a POST /feedback override through A drops B's cached body", async () => {

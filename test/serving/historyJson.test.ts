@@ -2,8 +2,15 @@ import express from "express";
 import fc from "fast-check";
 import request from "supertest";
 import { describe, expect, it } from "vitest";
+import {
+  historyBodyJson,
+  historyBodyOf,
+  historyCacheGroup,
+  historyCacheKey,
+  historyResponseJson,
+} from "../../serving/historyBody.ts";
 import type { HistoryRow } from "../../serving/masteryReadStore.ts";
-import { historyJson, ruleRowAt, withProjection } from "../../serving/masteryView.ts";
+import { historyJson, historyJsonParts, ruleRowAt, withProjection } from "../../serving/masteryView.ts";
 import { sendJsonText } from "../../serving/servedBody.ts";
 
 const DAY_MS = 86_400_000;
@@ -164,6 +171,54 @@ describe("historyJson: GET /mastery/:id/:topic/history's entries as text", () =>
     const bad = [row("bkt", 0.5, "{not json", 1)];
     expect(() => historyJson(bad, new Date(T0))).toThrow(SyntaxError);
     expect(() => historyJson([row("rule_based", 0.5, "null", 1)], new Date(T0))).toThrow(TypeError);
+  });
+});
+
+describe("historyBody: the history cache's form of an answer", () => {
+  it("answers as the uncached route at every request time; fixed bytes exactly when no served row", () => {
+    fc.assert(
+      fc.property(
+        fc.array(historyRow, { maxLength: 12 }),
+        fc.integer({ min: -30, max: 400 }),
+        fc.integer({ min: -30, max: 400 }),
+        fc.string(),
+        (rows, d1, d2, topicId) => {
+          let parts: ReturnType<typeof historyJsonParts>;
+          try {
+            parts = historyJsonParts(rows);
+          } catch {
+            // A text the route fails on fails before anything is cached (historyJson throws too).
+            expect(() => historyJson(rows, new Date(T0))).toThrow();
+            return;
+          }
+          const cached = historyBodyOf("key-1", topicId, parts);
+          const hasServed = rows.some((r) => r.score_source === "served");
+          expect(cached.kind).toBe(hasServed ? "timed" : "fixed");
+          // One cached object, two request times: each answer is the route's for that time.
+          for (const days of [d1, d2]) {
+            const now = new Date(T0 + days * DAY_MS);
+            const want = outcome(() => historyResponseJson("key-1", topicId, historyJson(rows, now)));
+            expect(outcome(() => historyBodyJson("key-1", topicId, cached, now))).toBe(want);
+          }
+          if (cached.kind === "fixed") {
+            const text = historyResponseJson("key-1", topicId, historyJson(rows, undefined));
+            expect(cached.body.buf.equals(Buffer.from(text, "utf8"))).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("a (student, topic) key gives its student back; no two pairs share a key", () => {
+    fc.assert(
+      fc.property(fc.string(), fc.string(), fc.string(), fc.string(), (s1, t1, s2, t2) => {
+        expect(historyCacheGroup(historyCacheKey(s1, t1))).toBe(s1);
+        if (s1 !== s2 || t1 !== t2) expect(historyCacheKey(s1, t1)).not.toBe(historyCacheKey(s2, t2));
+      }),
+      { numRuns: 500 },
+    );
+    expect(historyCacheKey("ab", "c:d")).toBe("2:abc:d");
   });
 });
 

@@ -14,18 +14,32 @@ describe("loadServingConfig: pool and cache sizing", () => {
   };
 
   it("reads cache_max_mb (MiB -> bytes), read_connections and pg_pool_max", () => {
-    const c = loadServingConfig(write("cache_max_mb: 8\nread_connections: 2\npg_pool_max: 25\n"));
+    const c = loadServingConfig(
+      write("cache_max_mb: 8\nhistory_cache_max_mb: 0.5\nread_connections: 2\npg_pool_max: 25\n"),
+    );
     expect(c.cacheMaxBytes).toBe(8 * 1024 * 1024);
+    expect(c.historyCacheMaxBytes).toBe(512 * 1024);
     expect(c.readConnections).toBe(2);
     expect(c.pgPoolMax).toBe(25);
   });
 
   it("defaults when absent, and the shipped config/serving.yaml matches the defaults", () => {
     const c = loadServingConfig(write("mastered_at: 0.7\n"));
-    expect([c.cacheMaxBytes, c.readConnections, c.pgPoolMax]).toEqual([64 * 1024 * 1024, 4, 10]);
+    expect([c.cacheMaxBytes, c.historyCacheMaxBytes, c.readConnections, c.pgPoolMax]).toEqual([
+      64 * 1024 * 1024,
+      16 * 1024 * 1024,
+      4,
+      10,
+    ]);
     const shipped = loadServingConfig();
-    expect([shipped.cacheMaxBytes, shipped.readConnections, shipped.pgPoolMax]).toEqual([
+    expect([
+      shipped.cacheMaxBytes,
+      shipped.historyCacheMaxBytes,
+      shipped.readConnections,
+      shipped.pgPoolMax,
+    ]).toEqual([
       DEFAULT_SERVING_CONFIG.cacheMaxBytes,
+      DEFAULT_SERVING_CONFIG.historyCacheMaxBytes,
       DEFAULT_SERVING_CONFIG.readConnections,
       DEFAULT_SERVING_CONFIG.pgPoolMax,
     ]);
