@@ -321,6 +321,10 @@ export class LatentKernel {
   private readonly assignmentLik: Map<number, { e: Float64Array; max: number }>;
   /** 1 - P(correct | K) per cell (a wrong quiz answer's likelihood). */
   private readonly missEmit: Float64Array;
+  /** `foldWide`'s scratch sums (its own per kernel). */
+  private wide: { sums: Float64Array; means: Float64Array } | null = null;
+  /** Scratch emission row of an event whose factors are not kept (`emissionRow`). */
+  private readonly oddRow: { e: Float64Array; max: number };
   /** The learning rates' logit shift (constructor `learnShift`). */
   readonly learnShift: number;
   /** The forgetting's plans per dt (`keepForgetPlans`; null = computed every time). Shared like the tables. */
@@ -382,6 +386,7 @@ export class LatentKernel {
     this.practiceLik = tablesOf?.practiceLik ?? new Map();
     this.assignmentLik = tablesOf?.assignmentLik ?? new Map();
     this.missEmit = tablesOf?.missEmit ?? new Float64Array(G);
+    this.oddRow = tablesOf?.oddRow ?? { e: new Float64Array(G), max: 0 };
     this.plans = tablesOf?.plans ?? null;
     const c = params.assignmentConcentration;
     for (let i = 0; i < G && !shared; i++) {
@@ -645,17 +650,28 @@ export class LatentKernel {
    * an emission; the binomial coefficient of practice sets is left out: it does not depend on the parameters).
    */
   observe(p: Float64Array, e: LatentEvent): number {
+    if (e.kind === KIND_QUIZ && e.n === 1) {
+      const G = this.bins;
+      let s = 0;
+      const src = e.k >= 1 ? this.emit : this.missEmit;
+      for (let i = 0; i < G; i++) s += p[i]! * src[i]!;
+      for (let i = 0; i < G; i++) p[i] = (p[i]! * src[i]!) / s;
+      return Math.log(s);
+    }
+    const row = this.emissionRow(e);
+    return row === null ? 0 : this.conditionBy(p, row.e, row.max);
+  }
+
+  /**
+   * The factors exp(lik - max) per cell and the max of an event's emission other than one quiz answer (null for
+   * an event without an emission): `observe` conditions by them. A recurring (correct, missed) pair or assignment
+   * score is kept per emission table (`keepLik`); any other goes into a scratch row (the same exps).
+   */
+  private emissionRow(e: LatentEvent): { e: Float64Array; max: number } | null {
     const G = this.bins;
     const lik = this.lik;
     if (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) {
-      if (!(e.n > 0)) return 0;
-      if (e.kind === KIND_QUIZ && e.n === 1) {
-        let s = 0;
-        const src = e.k >= 1 ? this.emit : this.missEmit;
-        for (let i = 0; i < G; i++) s += p[i]! * src[i]!;
-        for (let i = 0; i < G; i++) p[i] = (p[i]! * src[i]!) / s;
-        return Math.log(s);
-      }
+      if (!(e.n > 0)) return null;
       const k = e.k;
       const miss = e.n - e.k;
       // A (correct, missed) pair recurs across pairs and folds: its factors are kept (small whole counts only).
@@ -664,20 +680,23 @@ export class LatentKernel {
           ? k + 4096 * miss
           : -1;
       const cached = key >= 0 ? this.practiceLik.get(key) : undefined;
-      if (cached !== undefined) return this.conditionBy(p, cached.e, cached.max);
+      if (cached !== undefined) return cached;
       let max = Number.NEGATIVE_INFINITY;
       for (let i = 0; i < G; i++) {
         const l = k * this.logEmit[i]! + miss * this.logMiss[i]!;
         lik[i] = l;
         if (l > max) max = l;
       }
-      if (key < 0) return this.condition(p, max);
-      return this.conditionBy(p, this.keepLik(this.practiceLik, key, max), max);
+      if (key >= 0) return { e: this.keepLik(this.practiceLik, key, max), max };
+      const row = this.oddRow;
+      for (let i = 0; i < G; i++) row.e[i] = Math.exp(lik[i]! - max);
+      row.max = max;
+      return row;
     }
     if (e.kind === KIND_ASSIGNMENT) {
       const s = Math.min(1 - ASSIGN_EPS, Math.max(ASSIGN_EPS, e.k));
       const cached = this.assignmentLik.get(s);
-      if (cached !== undefined) return this.conditionBy(p, cached.e, cached.max);
+      if (cached !== undefined) return cached;
       const ls = Math.log(s);
       const l1s = Math.log(1 - s);
       let max = Number.NEGATIVE_INFINITY;
@@ -686,25 +705,15 @@ export class LatentKernel {
         lik[i] = l;
         if (l > max) max = l;
       }
-      return this.conditionBy(p, this.keepLik(this.assignmentLik, s, max), max);
+      return { e: this.keepLik(this.assignmentLik, s, max), max };
     }
-    return 0;
+    return null;
   }
 
-  /** p *= exp(lik - max), normalised; returns the log of the normalising constant. */
-  private condition(p: Float64Array, max: number): number {
-    const G = this.bins;
-    let s = 0;
-    for (let i = 0; i < G; i++) {
-      const v = p[i]! * Math.exp(this.lik[i]! - max);
-      p[i] = v;
-      s += v;
-    }
-    for (let i = 0; i < G; i++) p[i]! /= s;
-    return Math.log(s) + max;
-  }
-
-  /** `condition` with the factors exp(lik - max) given (`keepLik`): the same arithmetic. */
+  /**
+   * p *= f (an emission's factors exp(lik - max), `emissionRow`), normalised; returns the log of the normalising
+   * constant plus max.
+   */
   private conditionBy(p: Float64Array, f: Float64Array, max: number): number {
     const G = this.bins;
     let s = 0;
@@ -818,6 +827,211 @@ export class LatentKernel {
       this.learnFrom(p, e.kind);
     }
     return ll;
+  }
+
+  /**
+   * Whether `foldWide` can fold these kernels' posteriors together: one emission table set (the kernels of one
+   * topic at the basis offsets, LatentFilter.kernelFor, differ only in their learning maps), the global floor's
+   * forgetting with its plans kept (`keepForgetPlans`; the durable-share floor is each part's own prior mean).
+   */
+  static canFoldWide(ks: readonly LatentKernel[]): boolean {
+    const k0 = ks[0];
+    if (k0 === undefined || k0.plans === null || k0.params.durableShare !== undefined) return false;
+    return ks.every((k) => k.params === k0.params && k.emit === k0.emit && k.plans === k0.plans);
+  }
+
+  /**
+   * lean28: `ks.length` (W) folds of one sequence at once, each exactly `run`'s loop of its own kernel with
+   * learnFrom's round32 (`LatentFilter`'s lean basis folds): the posteriors are the columns of `p` (cell-major,
+   * cell i of part b at i W + b, float32 values), and each event's shared work (the forgetting plan of its gap, the
+   * emission row) is found once for all W. Every part receives the same operations in the same order as its own
+   * fold, so the same bits. `t` is scratch of the same size; adds each part's ln P(outcome | history) of the graded
+   * events to `ll[b]`. With `track` (W x LATENT_FACTORS.length, part-major, from `trackMeans`' initial means) also
+   * `LatentFilter.foldInto`'s factor contributions, the same differences of means. Returns the array (`p` or `t`)
+   * that holds the posteriors. Only for kernels `canFoldWide` accepts.
+   */
+  static foldWide(
+    ks: readonly LatentKernel[],
+    events: readonly LatentEvent[],
+    p: Float64Array,
+    t: Float64Array,
+    ll: Float64Array,
+    track?: { contributions: Float64Array; means: Float64Array },
+  ): Float64Array {
+    const k0 = ks[0]!;
+    const W = ks.length;
+    const G = k0.bins;
+    const prm = k0.params;
+    const plans = k0.plans!;
+    const s = prm.forgetSpread ?? 0;
+    const glide = 1 - s;
+    const floor = prm.floor;
+    const fPos = floor * G - 0.5;
+    const fj = fPos <= 0 ? 0 : Math.min(G - 2, Math.floor(fPos));
+    const fw = fPos <= 0 ? 0 : Math.min(1, fPos - fj);
+    const fAt = fj * W;
+    const f1At = (fj + 1) * W;
+    const q = prm.noise;
+    const stay = 1 - 2 * q;
+    const { sums, means: ms } = k0.wideScratch(W);
+    const F = LATENT_FACTORS.length;
+    const c = track?.contributions;
+    const mean = track?.means;
+    // `foldInto`'s bookkeeping: each part's new mean, and its difference from the last one added to the factor.
+    const addMeans = (v: Float64Array, factor: number): void => {
+      k0.wideMeans(v, W, ms);
+      for (let r = 0; r < W; r++) {
+        const m = ms[r]!;
+        c![r * F + factor]! += m - mean![r]!;
+        mean![r] = m;
+      }
+    };
+    let a = p;
+    let b = t;
+    let last = Number.NaN;
+    for (const e of events) {
+      // Forgetting since the previous event (`forget`: global floor, planned per gap).
+      if (Number.isFinite(last)) {
+        const dt = e.t - last;
+        let moved = false;
+        if (dt > 0) {
+          let slot = plans.slots.get(dt);
+          if (slot === undefined)
+            slot = k0.planForget(plans, dt, floor, 2 ** (-dt / prm.halfLifeDays));
+          const d = plans.d[slot]!;
+          if (d < 1) {
+            const keep = s * d;
+            const lose = s * (1 - d);
+            b.fill(0);
+            const at = slot * G;
+            const pj = plans.j;
+            const pw = plans.w;
+            for (let i = 0; i < G; i++) {
+              const j = pj[at + i]!;
+              const row = i * W;
+              if (j === -1) {
+                for (let r = 0; r < W; r++) b[row + r]! += a[row + r]!;
+                continue;
+              }
+              const w = pw[at + i]!;
+              const lo = j === -2 ? 0 : j * W;
+              const hi = lo + W;
+              for (let r = 0; r < W; r++) {
+                const m = a[row + r]!;
+                if (m === 0) continue;
+                const g = s > 0 ? m * glide : m;
+                if (j === -2) b[r]! += g;
+                else {
+                  b[lo + r]! += g * (1 - w);
+                  if (w > 0) b[hi + r]! += g * w;
+                }
+                if (s > 0) {
+                  b[row + r]! += m * keep;
+                  const l = m * lose;
+                  b[fAt + r]! += l * (1 - fw);
+                  if (fw > 0) b[f1At + r]! += l * fw;
+                }
+              }
+            }
+            const sw = a;
+            a = b;
+            b = sw;
+            moved = true;
+          }
+        }
+        if (c !== undefined && mean !== undefined && moved) addMeans(a, FACTOR_FORGETTING);
+      }
+      last = e.t;
+      // The outcome (`observe`): one emission row for all parts.
+      let f: Float64Array | null = null;
+      let max = 0;
+      let quiz = false;
+      if (e.kind === KIND_QUIZ && e.n === 1) {
+        f = e.k >= 1 ? k0.emit : k0.missEmit;
+        quiz = true;
+      } else {
+        const row = k0.emissionRow(e);
+        if (row !== null) {
+          f = row.e;
+          max = row.max;
+        }
+      }
+      if (f !== null) {
+        sums.fill(0);
+        for (let i = 0; i < G; i++) {
+          const fi = f[i]!;
+          const row = i * W;
+          for (let r = 0; r < W; r++) {
+            const v = a[row + r]! * fi;
+            if (!quiz) a[row + r] = v;
+            sums[r]! += v;
+          }
+        }
+        for (let i = 0; i < G; i++) {
+          const fi = f[i]!;
+          const row = i * W;
+          if (quiz) for (let r = 0; r < W; r++) a[row + r] = (a[row + r]! * fi) / sums[r]!;
+          else for (let r = 0; r < W; r++) a[row + r]! /= sums[r]!;
+        }
+        for (let r = 0; r < W; r++) ll[r]! += quiz ? Math.log(sums[r]!) : Math.log(sums[r]!) + max;
+      }
+      const of = OBS_FACTOR[e.kind];
+      if (c !== undefined && mean !== undefined && of !== undefined && f !== null) addMeans(a, of);
+      // Learning (each part's own map), then the noise, rounded to float32 (`learnFrom` with round32).
+      const kind = e.kind;
+      let src = a;
+      if (Number.isInteger(kind) && kind >= 0 && kind < LATENT_KINDS.length && (prm.learn[kind] ?? 0) > 0) {
+        b.fill(0);
+        const at = kind * G;
+        for (let r = 0; r < W; r++) {
+          const lo = ks[r]!.learnLo;
+          const lw = ks[r]!.learnW;
+          for (let i = 0; i < G; i++) {
+            const m = a[i * W + r]!;
+            const j = lo[at + i]! * W + r;
+            const u = lw[at + i]!;
+            b[j]! += m * (1 - u);
+            b[j + W]! += m * u;
+          }
+        }
+        src = b;
+      }
+      const dst = src === a ? b : a;
+      if (q > 0)
+        for (let i = 0; i < G; i++) {
+          const row = i * W;
+          const prev = i > 0 ? row - W : row;
+          const next = i + 1 < G ? row + W : row;
+          for (let r = 0; r < W; r++)
+            dst[row + r] = Math.fround(src[row + r]! * stay + q * src[prev + r]! + q * src[next + r]!);
+        }
+      else for (let i = 0; i < G * W; i++) dst[i] = Math.fround(src[i]!);
+      a = dst;
+      b = dst === p ? t : p;
+      if (c !== undefined && mean !== undefined) addMeans(a, LEARN_FACTOR[kind] ?? LEARN_FACTOR[KIND_QUIZ]!);
+    }
+    return a;
+  }
+
+  /** The mean of each of the W posteriors of `p` (cell-major) into `out`, each summed as `mean` sums it. */
+  wideMeans(p: Float64Array, W: number, out: Float64Array): void {
+    out.fill(0, 0, W);
+    const x = this.x;
+    for (let i = 0; i < this.bins; i++) {
+      const xi = x[i]!;
+      const row = i * W;
+      for (let r = 0; r < W; r++) out[r]! += p[row + r]! * xi;
+    }
+  }
+
+  /** `foldWide`'s per-part sums (W wide), kept per kernel. */
+  private wideScratch(W: number): { sums: Float64Array; means: Float64Array } {
+    let w = this.wide;
+    if (w === null || w.sums.length !== W) {
+      w = { sums: new Float64Array(W), means: new Float64Array(W) };
+      this.wide = w;
+    }
+    return w;
   }
 
   mean(p: Float64Array): number {
@@ -998,6 +1212,10 @@ export class LatentFilter {
    * (`studentGrid` index): the same for every student, so computed once (a few topics x 7 offsets x 40 cells).
    */
   private readonly priors = new Map<string, ({ p: Float32Array; base: number } | undefined)[]>();
+  /** `basisKernels`' cache: the kernels at the basis offsets per topic (shifted ones are kept for the model's life). */
+  private readonly basisKernelsByTopic = new Map<string, LatentKernel[]>();
+  /** `wideBuffers`' buffers. */
+  private wide: { a: Float64Array; b: Float64Array; bases: Float64Array } | null = null;
   /** Two states to fold the basis parts predictStudent mixes into (mixParts copies what it keeps). */
   private readonly scratchA: LatentState;
   private readonly scratchC: LatentState;
@@ -1478,8 +1696,28 @@ export class LatentFilter {
     if (scores !== undefined)
       for (const e of events)
         if (OBS_FACTOR[e.kind] !== undefined) observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
+    const ks = this.basisKernels(topic);
+    if (ks.length > 1 && LatentKernel.canFoldWide(ks)) {
+      // lean28: the parts folded together (LatentKernel.foldWide: the same arithmetic per part).
+      const W = ks.length;
+      const G = p.length;
+      const { a, b, bases } = this.wideBuffers(W);
+      for (let r = 0; r < W; r++) {
+        bases[r] = this.priorInto(topic, grid[r]!, q);
+        for (let i = 0; i < G; i++) a[i * W + r] = q[i]!;
+      }
+      const res = LatentKernel.foldWide(ks, events, a, b, out);
+      if (scores !== undefined) {
+        const last = events.length > 0 ? events[events.length - 1]!.t : Number.NaN;
+        for (let r = 0; r < W; r++) {
+          for (let i = 0; i < G; i++) p[i] = res[i * W + r]!;
+          scores.out[r] = this.scoreOfFolded(topic, p, bases[r]!, last, observations, scores.asOfDays);
+        }
+      }
+      return out;
+    }
     for (let j = 0; j < grid.length; j++) {
-      const k = this.kernelFor(topic, grid[j]!);
+      const k = ks[j]!;
       const base = this.priorInto(topic, grid[j]!, q);
       for (let i = 0; i < p.length; i++) p[i] = q[i]!;
       let ll = 0;
@@ -1497,6 +1735,27 @@ export class LatentFilter {
         scores.out[j] = this.scoreOfFolded(topic, p, base, last, observations, scores.asOfDays);
     }
     return out;
+  }
+
+  /** The topic's kernels at the basis offsets (`studentGrid` order), kept per topic. */
+  private basisKernels(topic: string): LatentKernel[] {
+    let ks = this.basisKernelsByTopic.get(topic);
+    if (ks === undefined) {
+      ks = this.studentGrid().map((g) => this.kernelFor(topic, g));
+      this.basisKernelsByTopic.set(topic, ks);
+    }
+    return ks;
+  }
+
+  /** Two W x bins posteriors (cell-major) and W prior means: `foldWide`'s buffers for the lean folds. */
+  private wideBuffers(W: number): { a: Float64Array; b: Float64Array; bases: Float64Array } {
+    let w = this.wide;
+    if (w === null || w.bases.length !== W) {
+      const n = W * this.json.bins;
+      w = { a: new Float64Array(n), b: new Float64Array(n), bases: new Float64Array(W) };
+      this.wide = w;
+    }
+    return w;
   }
 
   /**
