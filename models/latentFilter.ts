@@ -1180,6 +1180,23 @@ export interface StudentBasisPrediction {
   scores: Float64Array[];
 }
 
+/**
+ * lean28: one sequence's basis parts folded together (LatentKernel.foldWide): the posteriors (cell-major, in `res`,
+ * one of the two buffers `a`, `b`), each part's factor contributions (part-major) and last mean, prior mean
+ * (`base`), and the counts every part shares.
+ */
+interface WideFold {
+  a: Float64Array;
+  b: Float64Array;
+  res: Float64Array;
+  contributions: Float64Array;
+  means: Float64Array;
+  bases: Float64Array;
+  observations: number;
+  events: number;
+  lastT: number;
+}
+
 /** Mean of a posterior over grid midpoints `x`. */
 function meanOf(p: Float32Array, x: Float64Array): number {
   let s = 0;
@@ -1214,8 +1231,8 @@ export class LatentFilter {
   private readonly priors = new Map<string, ({ p: Float32Array; base: number } | undefined)[]>();
   /** `basisKernels`' cache: the kernels at the basis offsets per topic (shifted ones are kept for the model's life). */
   private readonly basisKernelsByTopic = new Map<string, LatentKernel[]>();
-  /** `wideBuffers`' buffers. */
-  private wide: { a: Float64Array; b: Float64Array; bases: Float64Array } | null = null;
+  /** `wideFold`'s buffers per sequence of a student. */
+  private readonly wideFolds: WideFold[] = [];
   /** Two states to fold the basis parts predictStudent mixes into (mixParts copies what it keeps). */
   private readonly scratchA: LatentState;
   private readonly scratchC: LatentState;
@@ -1686,35 +1703,39 @@ export class LatentFilter {
   private leanBasisLL(
     topic: string,
     events: readonly LatentEvent[],
+    slot: number,
     scores?: { out: Float64Array; asOfDays: number },
-  ): Float64Array {
+  ): { ll: Float64Array; wide: WideFold | null } {
     const grid = this.studentGrid();
     const out = new Float64Array(grid.length);
     const p = this.p;
     const q = this.q;
     let observations = 0;
-    if (scores !== undefined)
-      for (const e of events)
-        if (OBS_FACTOR[e.kind] !== undefined) observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
+    for (const e of events)
+      if (OBS_FACTOR[e.kind] !== undefined) observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
     const ks = this.basisKernels(topic);
     if (ks.length > 1 && LatentKernel.canFoldWide(ks)) {
-      // lean28: the parts folded together (LatentKernel.foldWide: the same arithmetic per part).
+      // lean28: the parts folded together (LatentKernel.foldWide: the same arithmetic per part), keeping each
+      // part's posterior and factor contributions (`foldInto`'s) for the estimate's two parts.
       const W = ks.length;
       const G = p.length;
-      const { a, b, bases } = this.wideBuffers(W);
+      const w = this.wideFold(slot, W);
       for (let r = 0; r < W; r++) {
-        bases[r] = this.priorInto(topic, grid[r]!, q);
-        for (let i = 0; i < G; i++) a[i * W + r] = q[i]!;
+        w.bases[r] = this.priorInto(topic, grid[r]!, q);
+        for (let i = 0; i < G; i++) w.a[i * W + r] = q[i]!;
       }
-      const res = LatentKernel.foldWide(ks, events, a, b, out);
-      if (scores !== undefined) {
-        const last = events.length > 0 ? events[events.length - 1]!.t : Number.NaN;
+      w.contributions.fill(0);
+      ks[0]!.wideMeans(w.a, W, w.means);
+      w.res = LatentKernel.foldWide(ks, events, w.a, w.b, out, w);
+      w.observations = observations;
+      w.events = events.length;
+      w.lastT = events.length > 0 ? events[events.length - 1]!.t : Number.NaN;
+      if (scores !== undefined)
         for (let r = 0; r < W; r++) {
-          for (let i = 0; i < G; i++) p[i] = res[i * W + r]!;
-          scores.out[r] = this.scoreOfFolded(topic, p, bases[r]!, last, observations, scores.asOfDays);
+          for (let i = 0; i < G; i++) p[i] = w.res[i * W + r]!;
+          scores.out[r] = this.scoreOfFolded(topic, p, w.bases[r]!, w.lastT, observations, scores.asOfDays);
         }
-      }
-      return out;
+      return { ll: out, wide: w };
     }
     for (let j = 0; j < grid.length; j++) {
       const k = ks[j]!;
@@ -1734,7 +1755,7 @@ export class LatentFilter {
       if (scores !== undefined)
         scores.out[j] = this.scoreOfFolded(topic, p, base, last, observations, scores.asOfDays);
     }
-    return out;
+    return { ll: out, wide: null };
   }
 
   /** The topic's kernels at the basis offsets (`studentGrid` order), kept per topic. */
@@ -1747,15 +1768,39 @@ export class LatentFilter {
     return ks;
   }
 
-  /** Two W x bins posteriors (cell-major) and W prior means: `foldWide`'s buffers for the lean folds. */
-  private wideBuffers(W: number): { a: Float64Array; b: Float64Array; bases: Float64Array } {
-    let w = this.wide;
-    if (w === null || w.bases.length !== W) {
+  /** The `slot`-th sequence's wide fold buffers (W parts), kept between students. */
+  private wideFold(slot: number, W: number): WideFold {
+    let w = this.wideFolds[slot];
+    if (w === undefined || w.bases.length !== W) {
       const n = W * this.json.bins;
-      w = { a: new Float64Array(n), b: new Float64Array(n), bases: new Float64Array(W) };
-      this.wide = w;
+      const a = new Float64Array(n);
+      w = {
+        a,
+        b: new Float64Array(n),
+        res: a,
+        contributions: new Float64Array(W * LATENT_FACTORS.length),
+        means: new Float64Array(W),
+        bases: new Float64Array(W),
+        observations: 0,
+        events: 0,
+        lastT: Number.NaN,
+      };
+      this.wideFolds[slot] = w;
     }
     return w;
+  }
+
+  /** Part `r` of a wide fold as `foldInto` leaves a state started by `initInto` at that basis offset. */
+  private wideState(s: LatentState, w: WideFold, r: number): LatentState {
+    const W = w.bases.length;
+    const F = LATENT_FACTORS.length;
+    for (let i = 0; i < s.p.length; i++) s.p[i] = w.res[i * W + r]!;
+    for (let f = 0; f < F; f++) s.contributions[f] = w.contributions[r * F + f]!;
+    s.base = w.bases[r]!;
+    s.observations = w.observations;
+    s.events = w.events;
+    s.lastT = w.lastT;
+    return s;
   }
 
   /**
@@ -1880,11 +1925,17 @@ export class LatentFilter {
     // the explanation's bookkeeping); then the full fold of only the two basis parts the offset mixes.
     const grid = this.studentGrid();
     const scores: Float64Array[] = [];
-    const pairs = sequences.map((s) => {
-      if (!withScores) return { topic: s.topic, ll: this.leanBasisLL(s.topic, s.events) };
-      const out = new Float64Array(grid.length);
-      scores.push(out);
-      return { topic: s.topic, ll: this.leanBasisLL(s.topic, s.events, { out, asOfDays }) };
+    const wide: (WideFold | null)[] = [];
+    const pairs = sequences.map((s, n) => {
+      let r: { ll: Float64Array; wide: WideFold | null };
+      if (!withScores) r = this.leanBasisLL(s.topic, s.events, n);
+      else {
+        const out = new Float64Array(grid.length);
+        scores.push(out);
+        r = this.leanBasisLL(s.topic, s.events, n, { out, asOfDays });
+      }
+      wide.push(r.wide);
+      return { topic: s.topic, ll: r.ll };
     });
     const offset = this.offsetOfLogLiks(pairs);
     const estimates = pairs.map((x, i) => {
@@ -1892,6 +1943,13 @@ export class LatentFilter {
       const events = sequences[i]!.events;
       if (grid.length === 1) return this.predict(x.topic, events, asOfDays);
       const { j, w } = this.basisPosition(off);
+      const folded = wide[i];
+      if (folded !== null && folded !== undefined) {
+        // lean28: the two parts as the wide fold left them (the same bits as folding them again).
+        const a = this.wideState(this.scratchA, folded, j);
+        const c = this.wideState(this.scratchC, folded, j + 1);
+        return this.estimate(this.mixParts(a, c, x.ll[j]!, x.ll[j + 1]!, w), asOfDays, x.topic);
+      }
       const a = this.initInto(this.scratchA, x.topic, grid[j]!);
       this.foldInto(a, events, this.kernelFor(x.topic, grid[j]!));
       const c = this.initInto(this.scratchC, x.topic, grid[j + 1]!);
