@@ -273,6 +273,17 @@ export function shiftedRate(r: number, shift: number): number {
   return 1 / (1 + Math.exp(-(Math.log(r / (1 - r)) + shift)));
 }
 
+/**
+ * lean28: kernels that LatentKernel.foldWide folds together (`LatentKernel.wide`): the kernels, and their learning
+ * maps laid out cell-major (W parts: entry (kind x bins + i) x W + r).
+ */
+export interface WideKernels {
+  ks: readonly LatentKernel[];
+  lo: Int32Array;
+  u: Float64Array;
+  u1: Float64Array;
+}
+
 /** Forgetting plans by dt (LatentKernel.keepForgetPlans): slot per dt, each slot's targets, weights and decay. */
 interface ForgetPlans {
   slots: Map<number, number>;
@@ -830,56 +841,77 @@ export class LatentKernel {
   }
 
   /**
-   * Whether `foldWide` can fold these kernels' posteriors together: one emission table set (the kernels of one
-   * topic at the basis offsets, LatentFilter.kernelFor, differ only in their learning maps), the global floor's
-   * forgetting with its plans kept (`keepForgetPlans`; the durable-share floor is each part's own prior mean).
+   * lean28: `ks` (W kernels) as `foldWide` folds them together, or null if it cannot: they must share one emission
+   * table set (the kernels of one topic at the basis offsets, LatentFilter.kernelFor, differ only in their
+   * learning maps) and the global floor's forgetting with its plans kept (`keepForgetPlans`; the durable-share
+   * floor is each part's own prior mean). The learning maps are laid out cell-major as the posteriors are: entry
+   * (kind x bins + i) x W + r is part r's target of cell i (an index into the W x bins posterior), its upper
+   * neighbour's share u and 1 - u.
    */
-  static canFoldWide(ks: readonly LatentKernel[]): boolean {
+  static wide(ks: readonly LatentKernel[]): WideKernels | null {
     const k0 = ks[0];
-    if (k0 === undefined || k0.plans === null || k0.params.durableShare !== undefined) return false;
-    return ks.every((k) => k.params === k0.params && k.emit === k0.emit && k.plans === k0.plans);
+    if (k0 === undefined || k0.plans === null || k0.params.durableShare !== undefined) return null;
+    if (!ks.every((k) => k.params === k0.params && k.emit === k0.emit && k.plans === k0.plans)) return null;
+    const W = ks.length;
+    const G = k0.bins;
+    const n = LATENT_KINDS.length * G;
+    const lo = new Int32Array(n * W);
+    const u = new Float64Array(n * W);
+    const u1 = new Float64Array(n * W);
+    ks.forEach((k, r) => {
+      for (let i = 0; i < n; i++) {
+        lo[i * W + r] = k.learnLo[i]! * W + r;
+        u[i * W + r] = k.learnW[i]!;
+        u1[i * W + r] = 1 - k.learnW[i]!;
+      }
+    });
+    return { ks: [...ks], lo, u, u1 };
   }
 
   /**
-   * lean28: `ks.length` (W) folds of one sequence at once, each exactly `run`'s loop of its own kernel with
-   * learnFrom's round32 (`LatentFilter`'s lean basis folds): the posteriors are the columns of `p` (cell-major,
-   * cell i of part b at i W + b, float32 values), and each event's shared work (the forgetting plan of its gap, the
-   * emission row) is found once for all W. Every part receives the same operations in the same order as its own
-   * fold, so the same bits. `t` is scratch of the same size; adds each part's ln P(outcome | history) of the graded
-   * events to `ll[b]`. With `track` (W x LATENT_FACTORS.length, part-major, from `trackMeans`' initial means) also
-   * `LatentFilter.foldInto`'s factor contributions, the same differences of means. Returns the array (`p` or `t`)
-   * that holds the posteriors. Only for kernels `canFoldWide` accepts.
+   * lean28: W folds of one sequence at once (`wk`: `LatentKernel.wide` of W kernels), each exactly `run`'s loop
+   * of its own kernel with learnFrom's round32 (LatentFilter's lean basis folds): the posteriors are the columns
+   * of `p` (cell-major: cell i of part r at i W + r; float32 values), and each event's shared work (its gap's
+   * forgetting plan, its emission row, the grid) is found once for all W. Every part receives the same
+   * operations in the same order as in its own fold, so the same bits; where the fold skips an operation whose
+   * result is an addition of +0 (no mass in a cell, no spread, an upper share of 0), this one adds the +0, which
+   * leaves every (non-negative) cell as it is. `t` is scratch of the same size. Adds each part's ln P(outcome |
+   * history) of the graded events to `ll[r]`. With `track` (`contributions`: W x LATENT_FACTORS.length,
+   * part-major; `means`: each part's posterior mean to start from) also LatentFilter.foldInto's factor
+   * contributions (the same means: each summed over the cells in order). Returns the array (`p` or `t`) that
+   * holds the posteriors.
    */
   static foldWide(
-    ks: readonly LatentKernel[],
+    wk: WideKernels,
     events: readonly LatentEvent[],
     p: Float64Array,
     t: Float64Array,
     ll: Float64Array,
     track?: { contributions: Float64Array; means: Float64Array },
   ): Float64Array {
-    const k0 = ks[0]!;
-    const W = ks.length;
+    const k0 = wk.ks[0]!;
+    const W = wk.ks.length;
     const G = k0.bins;
     const prm = k0.params;
     const plans = k0.plans!;
     const s = prm.forgetSpread ?? 0;
-    const glide = 1 - s;
+    const glide = s > 0 ? 1 - s : 1;
     const floor = prm.floor;
     const fPos = floor * G - 0.5;
     const fj = fPos <= 0 ? 0 : Math.min(G - 2, Math.floor(fPos));
     const fw = fPos <= 0 ? 0 : Math.min(1, fPos - fj);
+    const fw1 = 1 - fw;
     const fAt = fj * W;
     const f1At = (fj + 1) * W;
     const q = prm.noise;
     const stay = 1 - 2 * q;
+    const x = k0.x;
     const { sums, means: ms } = k0.wideScratch(W);
     const F = LATENT_FACTORS.length;
     const c = track?.contributions;
     const mean = track?.means;
-    // `foldInto`'s bookkeeping: each part's new mean, and its difference from the last one added to the factor.
-    const addMeans = (v: Float64Array, factor: number): void => {
-      k0.wideMeans(v, W, ms);
+    // `foldInto`'s bookkeeping: each part's new mean (in `ms`) and its difference from the last one, to `factor`.
+    const add = (factor: number): void => {
       for (let r = 0; r < W; r++) {
         const m = ms[r]!;
         c![r * F + factor]! += m - mean![r]!;
@@ -890,66 +922,58 @@ export class LatentKernel {
     let b = t;
     let last = Number.NaN;
     for (const e of events) {
-      // Forgetting since the previous event (`forget`: global floor, planned per gap).
-      if (Number.isFinite(last)) {
+      // Forgetting since the previous event (`forget`: the global floor's, by its plan for the gap).
+      if (Number.isFinite(last) && e.t - last > 0) {
         const dt = e.t - last;
-        let moved = false;
-        if (dt > 0) {
-          let slot = plans.slots.get(dt);
-          if (slot === undefined)
-            slot = k0.planForget(plans, dt, floor, 2 ** (-dt / prm.halfLifeDays));
-          const d = plans.d[slot]!;
-          if (d < 1) {
-            const keep = s * d;
-            const lose = s * (1 - d);
-            b.fill(0);
-            const at = slot * G;
-            const pj = plans.j;
-            const pw = plans.w;
-            for (let i = 0; i < G; i++) {
-              const j = pj[at + i]!;
-              const row = i * W;
-              if (j === -1) {
-                for (let r = 0; r < W; r++) b[row + r]! += a[row + r]!;
-                continue;
-              }
-              const w = pw[at + i]!;
-              const lo = j === -2 ? 0 : j * W;
-              const hi = lo + W;
-              for (let r = 0; r < W; r++) {
-                const m = a[row + r]!;
-                if (m === 0) continue;
-                const g = s > 0 ? m * glide : m;
-                if (j === -2) b[r]! += g;
-                else {
-                  b[lo + r]! += g * (1 - w);
-                  if (w > 0) b[hi + r]! += g * w;
-                }
-                if (s > 0) {
-                  b[row + r]! += m * keep;
-                  const l = m * lose;
-                  b[fAt + r]! += l * (1 - fw);
-                  if (fw > 0) b[f1At + r]! += l * fw;
-                }
-              }
+        let slot = plans.slots.get(dt);
+        if (slot === undefined) slot = k0.planForget(plans, dt, floor, 2 ** (-dt / prm.halfLifeDays));
+        const d = plans.d[slot]!;
+        if (d < 1) {
+          const keep = s > 0 ? s * d : 0;
+          const lose = s > 0 ? s * (1 - d) : 0;
+          b.fill(0);
+          const at = slot * G;
+          const pj = plans.j;
+          const pw = plans.w;
+          for (let i = 0; i < G; i++) {
+            const j = pj[at + i]!;
+            const row = i * W;
+            if (j === -1) {
+              for (let r = 0; r < W; r++) b[row + r]! += a[row + r]!;
+              continue;
             }
-            const sw = a;
-            a = b;
-            b = sw;
-            moved = true;
+            // -2: all of the move lands on the first cell (its weight 1, the next cell's 0).
+            const w = j === -2 ? 0 : pw[at + i]!;
+            const w1 = j === -2 ? 1 : 1 - w;
+            const lo = j === -2 ? 0 : j * W;
+            const hi = lo + W;
+            for (let r = 0; r < W; r++) {
+              const m = a[row + r]!;
+              const g = m * glide;
+              b[lo + r]! += g * w1;
+              b[hi + r]! += g * w;
+              b[row + r]! += m * keep;
+              const l = m * lose;
+              b[fAt + r]! += l * fw1;
+              b[f1At + r]! += l * fw;
+            }
+          }
+          const sw = a;
+          a = b;
+          b = sw;
+          if (c !== undefined) {
+            k0.wideMeans(a, W, ms);
+            add(FACTOR_FORGETTING);
           }
         }
-        if (c !== undefined && mean !== undefined && moved) addMeans(a, FACTOR_FORGETTING);
       }
       last = e.t;
-      // The outcome (`observe`): one emission row for all parts.
+      // The outcome (`observe`): one emission row for all parts; the normalised cells' means summed on the way.
       let f: Float64Array | null = null;
       let max = 0;
-      let quiz = false;
-      if (e.kind === KIND_QUIZ && e.n === 1) {
-        f = e.k >= 1 ? k0.emit : k0.missEmit;
-        quiz = true;
-      } else {
+      const quiz = e.kind === KIND_QUIZ && e.n === 1;
+      if (quiz) f = e.k >= 1 ? k0.emit : k0.missEmit;
+      else {
         const row = k0.emissionRow(e);
         if (row !== null) {
           f = row.e;
@@ -958,57 +982,92 @@ export class LatentKernel {
       }
       if (f !== null) {
         sums.fill(0);
-        for (let i = 0; i < G; i++) {
-          const fi = f[i]!;
-          const row = i * W;
-          for (let r = 0; r < W; r++) {
-            const v = a[row + r]! * fi;
-            if (!quiz) a[row + r] = v;
-            sums[r]! += v;
+        ms.fill(0);
+        if (quiz) {
+          for (let i = 0; i < G; i++) {
+            const fi = f[i]!;
+            const row = i * W;
+            for (let r = 0; r < W; r++) sums[r]! += a[row + r]! * fi;
           }
+          for (let i = 0; i < G; i++) {
+            const fi = f[i]!;
+            const xi = x[i]!;
+            const row = i * W;
+            for (let r = 0; r < W; r++) {
+              const v = (a[row + r]! * fi) / sums[r]!;
+              a[row + r] = v;
+              ms[r]! += v * xi;
+            }
+          }
+          for (let r = 0; r < W; r++) ll[r]! += Math.log(sums[r]!);
+        } else {
+          for (let i = 0; i < G; i++) {
+            const fi = f[i]!;
+            const row = i * W;
+            for (let r = 0; r < W; r++) {
+              const v = a[row + r]! * fi;
+              a[row + r] = v;
+              sums[r]! += v;
+            }
+          }
+          for (let i = 0; i < G; i++) {
+            const xi = x[i]!;
+            const row = i * W;
+            for (let r = 0; r < W; r++) {
+              const v = a[row + r]! / sums[r]!;
+              a[row + r] = v;
+              ms[r]! += v * xi;
+            }
+          }
+          for (let r = 0; r < W; r++) ll[r]! += Math.log(sums[r]!) + max;
         }
-        for (let i = 0; i < G; i++) {
-          const fi = f[i]!;
-          const row = i * W;
-          if (quiz) for (let r = 0; r < W; r++) a[row + r] = (a[row + r]! * fi) / sums[r]!;
-          else for (let r = 0; r < W; r++) a[row + r]! /= sums[r]!;
-        }
-        for (let r = 0; r < W; r++) ll[r]! += quiz ? Math.log(sums[r]!) : Math.log(sums[r]!) + max;
+        const of = OBS_FACTOR[e.kind];
+        if (c !== undefined && of !== undefined) add(of);
       }
-      const of = OBS_FACTOR[e.kind];
-      if (c !== undefined && mean !== undefined && of !== undefined && f !== null) addMeans(a, of);
       // Learning (each part's own map), then the noise, rounded to float32 (`learnFrom` with round32).
       const kind = e.kind;
       let src = a;
       if (Number.isInteger(kind) && kind >= 0 && kind < LATENT_KINDS.length && (prm.learn[kind] ?? 0) > 0) {
         b.fill(0);
-        const at = kind * G;
-        for (let r = 0; r < W; r++) {
-          const lo = ks[r]!.learnLo;
-          const lw = ks[r]!.learnW;
-          for (let i = 0; i < G; i++) {
-            const m = a[i * W + r]!;
-            const j = lo[at + i]! * W + r;
-            const u = lw[at + i]!;
-            b[j]! += m * (1 - u);
-            b[j + W]! += m * u;
-          }
+        const lo = wk.lo;
+        const u = wk.u;
+        const u1 = wk.u1;
+        const at = kind * G * W;
+        for (let i = 0; i < G * W; i++) {
+          const m = a[i]!;
+          const j = lo[at + i]!;
+          b[j]! += m * u1[at + i]!;
+          b[j + W]! += m * u[at + i]!;
         }
         src = b;
       }
       const dst = src === a ? b : a;
+      ms.fill(0);
       if (q > 0)
         for (let i = 0; i < G; i++) {
           const row = i * W;
           const prev = i > 0 ? row - W : row;
           const next = i + 1 < G ? row + W : row;
-          for (let r = 0; r < W; r++)
-            dst[row + r] = Math.fround(src[row + r]! * stay + q * src[prev + r]! + q * src[next + r]!);
+          const xi = x[i]!;
+          for (let r = 0; r < W; r++) {
+            const v = Math.fround(src[row + r]! * stay + q * src[prev + r]! + q * src[next + r]!);
+            dst[row + r] = v;
+            ms[r]! += v * xi;
+          }
         }
-      else for (let i = 0; i < G * W; i++) dst[i] = Math.fround(src[i]!);
+      else
+        for (let i = 0; i < G; i++) {
+          const row = i * W;
+          const xi = x[i]!;
+          for (let r = 0; r < W; r++) {
+            const v = Math.fround(src[row + r]!);
+            dst[row + r] = v;
+            ms[r]! += v * xi;
+          }
+        }
       a = dst;
       b = dst === p ? t : p;
-      if (c !== undefined && mean !== undefined) addMeans(a, LEARN_FACTOR[kind] ?? LEARN_FACTOR[KIND_QUIZ]!);
+      if (c !== undefined) add(LEARN_FACTOR[kind] ?? LEARN_FACTOR[KIND_QUIZ]!);
     }
     return a;
   }
@@ -1231,6 +1290,8 @@ export class LatentFilter {
   private readonly priors = new Map<string, ({ p: Float32Array; base: number } | undefined)[]>();
   /** `basisKernels`' cache: the kernels at the basis offsets per topic (shifted ones are kept for the model's life). */
   private readonly basisKernelsByTopic = new Map<string, LatentKernel[]>();
+  /** `wideKernels`' cache. */
+  private readonly wideKernelsByTopic = new Map<string, WideKernels | null>();
   /** `wideFold`'s buffers per sequence of a student. */
   private readonly wideFolds: WideFold[] = [];
   /** Two states to fold the basis parts predictStudent mixes into (mixParts copies what it keeps). */
@@ -1714,7 +1775,8 @@ export class LatentFilter {
     for (const e of events)
       if (OBS_FACTOR[e.kind] !== undefined) observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
     const ks = this.basisKernels(topic);
-    if (ks.length > 1 && LatentKernel.canFoldWide(ks)) {
+    const wk = ks.length > 1 ? this.wideKernels(topic, ks) : null;
+    if (wk !== null) {
       // lean28: the parts folded together (LatentKernel.foldWide: the same arithmetic per part), keeping each
       // part's posterior and factor contributions (`foldInto`'s) for the estimate's two parts.
       const W = ks.length;
@@ -1726,7 +1788,7 @@ export class LatentFilter {
       }
       w.contributions.fill(0);
       ks[0]!.wideMeans(w.a, W, w.means);
-      w.res = LatentKernel.foldWide(ks, events, w.a, w.b, out, w);
+      w.res = LatentKernel.foldWide(wk, events, w.a, w.b, out, w);
       w.observations = observations;
       w.events = events.length;
       w.lastT = events.length > 0 ? events[events.length - 1]!.t : Number.NaN;
@@ -1766,6 +1828,16 @@ export class LatentFilter {
       this.basisKernelsByTopic.set(topic, ks);
     }
     return ks;
+  }
+
+  /** The topic's basis kernels as `LatentKernel.foldWide` folds them (null if it cannot), kept per topic. */
+  private wideKernels(topic: string, ks: readonly LatentKernel[]): WideKernels | null {
+    let wk = this.wideKernelsByTopic.get(topic);
+    if (wk === undefined) {
+      wk = LatentKernel.wide(ks);
+      this.wideKernelsByTopic.set(topic, wk);
+    }
+    return wk;
   }
 
   /** The `slot`-th sequence's wide fold buffers (W parts), kept between students. */
