@@ -698,11 +698,7 @@ export class LatentKernel {
         lik[i] = l;
         if (l > max) max = l;
       }
-      if (key >= 0) return { e: this.keepLik(this.practiceLik, key, max), max };
-      const row = this.oddRow;
-      for (let i = 0; i < G; i++) row.e[i] = Math.exp(lik[i]! - max);
-      row.max = max;
-      return row;
+      return this.keepLik(key >= 0 ? this.practiceLik : null, key, max);
     }
     if (e.kind === KIND_ASSIGNMENT) {
       const s = Math.min(1 - ASSIGN_EPS, Math.max(ASSIGN_EPS, e.k));
@@ -716,7 +712,7 @@ export class LatentKernel {
         lik[i] = l;
         if (l > max) max = l;
       }
-      return { e: this.keepLik(this.assignmentLik, s, max), max };
+      return this.keepLik(this.assignmentLik, s, max);
     }
     return null;
   }
@@ -737,17 +733,21 @@ export class LatentKernel {
     return Math.log(s) + max;
   }
 
-  /** exp(lik - max) of the row in `lik`, kept in `cache` under `key` (up to LIK_CACHE_SIZE rows). */
+  /**
+   * exp(lik - max) of the row in `lik`, kept in `cache` under `key` (up to LIK_CACHE_SIZE rows); past that, or
+   * without a cache (a row that does not recur), in the scratch row `oddRow` (lean28: no allocation per event).
+   */
   private keepLik(
-    cache: Map<number, { e: Float64Array; max: number }>,
+    cache: Map<number, { e: Float64Array; max: number }> | null,
     key: number,
     max: number,
-  ): Float64Array {
+  ): { e: Float64Array; max: number } {
     const G = this.bins;
-    const f = new Float64Array(G);
-    for (let i = 0; i < G; i++) f[i] = Math.exp(this.lik[i]! - max);
-    if (cache.size < LIK_CACHE_SIZE) cache.set(key, { e: f, max });
-    return f;
+    const row = cache !== null && cache.size < LIK_CACHE_SIZE ? { e: new Float64Array(G), max } : this.oddRow;
+    for (let i = 0; i < G; i++) row.e[i] = Math.exp(this.lik[i]! - max);
+    row.max = max;
+    if (cache !== null && row !== this.oddRow) cache.set(key, row);
+    return row;
   }
 
   /**
@@ -1290,6 +1290,9 @@ export class LatentFilter {
   private readonly priors = new Map<string, ({ p: Float32Array; base: number } | undefined)[]>();
   /** `basisKernels`' cache: the kernels at the basis offsets per topic (shifted ones are kept for the model's life). */
   private readonly basisKernelsByTopic = new Map<string, LatentKernel[]>();
+  /** `priorEstimate`'s basis priors and `basisPriorScores`' scores per topic. */
+  private readonly priorBases = new Map<string, LatentBasisState>();
+  private readonly priorScores = new Map<string, { asOfDays: number; scores: Float64Array }>();
   /** `wideKernels`' cache. */
   private readonly wideKernelsByTopic = new Map<string, WideKernels | null>();
   /** `wideFold`'s buffers per sequence of a student. */
@@ -1933,6 +1936,33 @@ export class LatentFilter {
     }
     if (idle > 0) score = decayTowards(mean, floor, prm.halfLifeDays, idle);
     return score;
+  }
+
+  /**
+   * lean28: the estimate of a pair without events at the student's `offset` (`offsetFor`'s) as of `asOfDays`:
+   * `estimate(mixAt(initBasis(topic), offset), asOfDays, topic)`, with the basis priors kept per topic (the same for
+   * every student; mixAt and estimate only read them).
+   */
+  priorEstimate(topic: string, offset: number, asOfDays: number): LatentEstimate {
+    let b = this.priorBases.get(topic);
+    if (b === undefined) {
+      b = this.initBasis(topic);
+      this.priorBases.set(topic, b);
+    }
+    return this.estimate(this.mixAt(b, offset), asOfDays, topic);
+  }
+
+  /**
+   * lean28: the basis priors' scores of a pair without events (`predictScore(topic, [], asOfDays, g)` at each basis
+   * offset g, `studentGrid` order): the same numbers for every student, so kept per topic for the last as-of.
+   * Read-only.
+   */
+  basisPriorScores(topic: string, asOfDays: number): Float64Array {
+    const hit = this.priorScores.get(topic);
+    if (hit !== undefined && Object.is(hit.asOfDays, asOfDays)) return hit.scores;
+    const scores = Float64Array.from(this.studentGrid(), (g) => this.predictScore(topic, [], asOfDays, g));
+    this.priorScores.set(topic, { asOfDays, scores });
+    return scores;
   }
 
   /**
