@@ -297,6 +297,21 @@ interface ForgetPlans {
 /** Gaps kept per emission table (a student's pair has ~10 events; a ring: the oldest are dropped together). */
 const FORGET_PLAN_SLOTS = 128;
 
+/**
+ * `LatentFilter.foldInto`'s bookkeeping for W parts at once (`LatentKernel.foldWide`): each part's new mean (`ms`)
+ * less its last one (`mean`, then set to the new one) added to its contribution to `factor` (`c`, part-major).
+ * A function of its own, not a closure in the fold: a captured variable would be read from a context in the
+ * fold's loops.
+ */
+function addMeans(c: Float64Array, mean: Float64Array, ms: Float64Array, W: number, factor: number): void {
+  const F = LATENT_FACTORS.length;
+  for (let r = 0; r < W; r++) {
+    const m = ms[r]!;
+    c[r * F + factor]! += m - mean[r]!;
+    mean[r] = m;
+  }
+}
+
 /** Per-parameter-set tables of one filter (grid, emissions, learning maps); built once per likelihood. */
 export class LatentKernel {
   readonly bins: number;
@@ -907,17 +922,8 @@ export class LatentKernel {
     const stay = 1 - 2 * q;
     const x = k0.x;
     const { sums, means: ms } = k0.wideScratch(W);
-    const F = LATENT_FACTORS.length;
     const c = track?.contributions;
     const mean = track?.means;
-    // `foldInto`'s bookkeeping: each part's new mean (in `ms`) and its difference from the last one, to `factor`.
-    const add = (factor: number): void => {
-      for (let r = 0; r < W; r++) {
-        const m = ms[r]!;
-        c![r * F + factor]! += m - mean![r]!;
-        mean![r] = m;
-      }
-    };
     let a = p;
     let b = t;
     let last = Number.NaN;
@@ -961,9 +967,9 @@ export class LatentKernel {
           const sw = a;
           a = b;
           b = sw;
-          if (c !== undefined) {
+          if (c !== undefined && mean !== undefined) {
             k0.wideMeans(a, W, ms);
-            add(FACTOR_FORGETTING);
+            addMeans(c, mean, ms, W, FACTOR_FORGETTING);
           }
         }
       }
@@ -1022,7 +1028,7 @@ export class LatentKernel {
           for (let r = 0; r < W; r++) ll[r]! += Math.log(sums[r]!) + max;
         }
         const of = OBS_FACTOR[e.kind];
-        if (c !== undefined && of !== undefined) add(of);
+        if (c !== undefined && mean !== undefined && of !== undefined) addMeans(c, mean, ms, W, of);
       }
       // Learning (each part's own map), then the noise, rounded to float32 (`learnFrom` with round32).
       const kind = e.kind;
@@ -1067,7 +1073,8 @@ export class LatentKernel {
         }
       a = dst;
       b = dst === p ? t : p;
-      if (c !== undefined) add(LEARN_FACTOR[kind] ?? LEARN_FACTOR[KIND_QUIZ]!);
+      if (c !== undefined && mean !== undefined)
+        addMeans(c, mean, ms, W, LEARN_FACTOR[kind] ?? LEARN_FACTOR[KIND_QUIZ]!);
     }
     return a;
   }
