@@ -274,14 +274,10 @@ export function shiftedRate(r: number, shift: number): number {
 }
 
 /**
- * lean28: kernels that LatentKernel.foldWide folds together (`LatentKernel.wide`): the kernels, and their learning
- * maps laid out cell-major (W parts: entry (kind x bins + i) x W + r).
+ * lean28: kernels that LatentKernel.foldWide folds together (`LatentKernel.wide`).
  */
 export interface WideKernels {
   ks: readonly LatentKernel[];
-  lo: Int32Array;
-  u: Float64Array;
-  u1: Float64Array;
 }
 
 /** Forgetting plans by dt (LatentKernel.keepForgetPlans): slot per dt, each slot's targets, weights and decay. */
@@ -296,21 +292,6 @@ interface ForgetPlans {
 }
 /** Gaps kept per emission table (a student's pair has ~10 events; a ring: the oldest are dropped together). */
 const FORGET_PLAN_SLOTS = 128;
-
-/**
- * `LatentFilter.foldInto`'s bookkeeping for W parts at once (`LatentKernel.foldWide`): each part's new mean (`ms`)
- * less its last one (`mean`, then set to the new one) added to its contribution to `factor` (`c`, part-major).
- * A function of its own, not a closure in the fold: a captured variable would be read from a context in the
- * fold's loops.
- */
-function addMeans(c: Float64Array, mean: Float64Array, ms: Float64Array, W: number, factor: number): void {
-  const F = LATENT_FACTORS.length;
-  for (let r = 0; r < W; r++) {
-    const m = ms[r]!;
-    c[r * F + factor]! += m - mean[r]!;
-    mean[r] = m;
-  }
-}
 
 /** Per-parameter-set tables of one filter (grid, emissions, learning maps); built once per likelihood. */
 export class LatentKernel {
@@ -347,8 +328,6 @@ export class LatentKernel {
   private readonly assignmentLik: Map<number, { e: Float64Array; max: number }>;
   /** 1 - P(correct | K) per cell (a wrong quiz answer's likelihood). */
   private readonly missEmit: Float64Array;
-  /** `foldWide`'s scratch sums (its own per kernel). */
-  private wide: { sums: Float64Array; means: Float64Array } | null = null;
   /** Scratch emission row of an event whose factors are not kept (`emissionRow`). */
   private readonly oddRow: { e: Float64Array; max: number };
   /** The learning rates' logit shift (constructor `learnShift`). */
@@ -859,35 +838,20 @@ export class LatentKernel {
    * lean28: `ks` (W kernels) as `foldWide` folds them together, or null if it cannot: they must share one emission
    * table set (the kernels of one topic at the basis offsets, LatentFilter.kernelFor, differ only in their
    * learning maps) and the global floor's forgetting with its plans kept (`keepForgetPlans`; the durable-share
-   * floor is each part's own prior mean). The learning maps are laid out cell-major as the posteriors are: entry
-   * (kind x bins + i) x W + r is part r's target of cell i (an index into the W x bins posterior), its upper
-   * neighbour's share u and 1 - u.
+   * floor is each part's own prior mean).
    */
   static wide(ks: readonly LatentKernel[]): WideKernels | null {
     const k0 = ks[0];
     if (k0 === undefined || k0.plans === null || k0.params.durableShare !== undefined) return null;
     if (!ks.every((k) => k.params === k0.params && k.emit === k0.emit && k.plans === k0.plans)) return null;
-    const W = ks.length;
-    const G = k0.bins;
-    const n = LATENT_KINDS.length * G;
-    const lo = new Int32Array(n * W);
-    const u = new Float64Array(n * W);
-    const u1 = new Float64Array(n * W);
-    ks.forEach((k, r) => {
-      for (let i = 0; i < n; i++) {
-        lo[i * W + r] = k.learnLo[i]! * W + r;
-        u[i * W + r] = k.learnW[i]!;
-        u1[i * W + r] = 1 - k.learnW[i]!;
-      }
-    });
-    return { ks: [...ks], lo, u, u1 };
+    return { ks: [...ks] };
   }
 
   /**
    * lean28: W folds of one sequence at once (`wk`: `LatentKernel.wide` of W kernels), each exactly `run`'s loop
-   * of its own kernel with learnFrom's round32 (LatentFilter's lean basis folds): the posteriors are the columns
-   * of `p` (cell-major: cell i of part r at i W + r; float32 values), and each event's shared work (its gap's
-   * forgetting plan, its emission row, the grid) is found once for all W. Every part receives the same
+   * of its own kernel with learnFrom's round32 (LatentFilter's lean basis folds): the posteriors are the W rows of
+   * `p` (structure of arrays: cell i of part r at r x bins + i; float32 values), and each event's shared work (its
+   * gap's forgetting plan, its emission row) is found once for all W. Every part receives the same
    * operations in the same order as in its own fold, so the same bits; where the fold skips an operation whose
    * result is an addition of +0 (no mass in a cell, no spread, an upper share of 0), this one adds the +0, which
    * leaves every (non-negative) cell as it is. `t` is scratch of the same size. Adds each part's ln P(outcome |
@@ -904,8 +868,9 @@ export class LatentKernel {
     ll: Float64Array,
     track?: { contributions: Float64Array; means: Float64Array },
   ): Float64Array {
-    const k0 = wk.ks[0]!;
-    const W = wk.ks.length;
+    const ks = wk.ks;
+    const k0 = ks[0]!;
+    const W = ks.length;
     const G = k0.bins;
     const prm = k0.params;
     const plans = k0.plans!;
@@ -916,12 +881,10 @@ export class LatentKernel {
     const fj = fPos <= 0 ? 0 : Math.min(G - 2, Math.floor(fPos));
     const fw = fPos <= 0 ? 0 : Math.min(1, fPos - fj);
     const fw1 = 1 - fw;
-    const fAt = fj * W;
-    const f1At = (fj + 1) * W;
     const q = prm.noise;
     const stay = 1 - 2 * q;
     const x = k0.x;
-    const { sums, means: ms } = k0.wideScratch(W);
+    const F = LATENT_FACTORS.length;
     const c = track?.contributions;
     const mean = track?.means;
     let a = p;
@@ -941,40 +904,40 @@ export class LatentKernel {
           const at = slot * G;
           const pj = plans.j;
           const pw = plans.w;
-          for (let i = 0; i < G; i++) {
-            const j = pj[at + i]!;
-            const row = i * W;
-            if (j === -1) {
-              for (let r = 0; r < W; r++) b[row + r]! += a[row + r]!;
-              continue;
-            }
-            // -2: all of the move lands on the first cell (its weight 1, the next cell's 0).
-            const w = j === -2 ? 0 : pw[at + i]!;
-            const w1 = j === -2 ? 1 : 1 - w;
-            const lo = j === -2 ? 0 : j * W;
-            const hi = lo + W;
-            for (let r = 0; r < W; r++) {
-              const m = a[row + r]!;
+          for (let r = 0; r < W; r++) {
+            const o = r * G;
+            for (let i = 0; i < G; i++) {
+              const j = pj[at + i]!;
+              const m = a[o + i]!;
+              if (j === -1) {
+                b[o + i]! += m;
+                continue;
+              }
+              // -2: all of the move lands on the first cell (its weight 1, the next cell's 0).
+              const w = j === -2 ? 0 : pw[at + i]!;
+              const lo = o + (j === -2 ? 0 : j);
               const g = m * glide;
-              b[lo + r]! += g * w1;
-              b[hi + r]! += g * w;
-              b[row + r]! += m * keep;
+              b[lo]! += g * (j === -2 ? 1 : 1 - w);
+              b[lo + 1]! += g * w;
+              b[o + i]! += m * keep;
               const l = m * lose;
-              b[fAt + r]! += l * fw1;
-              b[f1At + r]! += l * fw;
+              b[o + fj]! += l * fw1;
+              b[o + fj + 1]! += l * fw;
+            }
+            if (c !== undefined && mean !== undefined) {
+              let m = 0;
+              for (let i = 0; i < G; i++) m += b[o + i]! * x[i]!;
+              c[r * F + FACTOR_FORGETTING]! += m - mean[r]!;
+              mean[r] = m;
             }
           }
           const sw = a;
           a = b;
           b = sw;
-          if (c !== undefined && mean !== undefined) {
-            k0.wideMeans(a, W, ms);
-            addMeans(c, mean, ms, W, FACTOR_FORGETTING);
-          }
         }
       }
       last = e.t;
-      // The outcome (`observe`): one emission row for all parts; the normalised cells' means summed on the way.
+      // The outcome (`observe`): one emission row for all parts; each normalised part's mean summed on the way.
       let f: Float64Array | null = null;
       let max = 0;
       const quiz = e.kind === KIND_QUIZ && e.n === 1;
@@ -986,118 +949,101 @@ export class LatentKernel {
           max = row.max;
         }
       }
-      if (f !== null) {
-        sums.fill(0);
-        ms.fill(0);
-        if (quiz) {
-          for (let i = 0; i < G; i++) {
-            const fi = f[i]!;
-            const row = i * W;
-            for (let r = 0; r < W; r++) sums[r]! += a[row + r]! * fi;
-          }
-          for (let i = 0; i < G; i++) {
-            const fi = f[i]!;
-            const xi = x[i]!;
-            const row = i * W;
-            for (let r = 0; r < W; r++) {
-              const v = (a[row + r]! * fi) / sums[r]!;
-              a[row + r] = v;
-              ms[r]! += v * xi;
-            }
-          }
-          for (let r = 0; r < W; r++) ll[r]! += Math.log(sums[r]!);
-        } else {
-          for (let i = 0; i < G; i++) {
-            const fi = f[i]!;
-            const row = i * W;
-            for (let r = 0; r < W; r++) {
-              const v = a[row + r]! * fi;
-              a[row + r] = v;
-              sums[r]! += v;
-            }
-          }
-          for (let i = 0; i < G; i++) {
-            const xi = x[i]!;
-            const row = i * W;
-            for (let r = 0; r < W; r++) {
-              const v = a[row + r]! / sums[r]!;
-              a[row + r] = v;
-              ms[r]! += v * xi;
-            }
-          }
-          for (let r = 0; r < W; r++) ll[r]! += Math.log(sums[r]!) + max;
-        }
-        const of = OBS_FACTOR[e.kind];
-        if (c !== undefined && mean !== undefined && of !== undefined) addMeans(c, mean, ms, W, of);
-      }
-      // Learning (each part's own map), then the noise, rounded to float32 (`learnFrom` with round32).
       const kind = e.kind;
-      let src = a;
-      if (Number.isInteger(kind) && kind >= 0 && kind < LATENT_KINDS.length && (prm.learn[kind] ?? 0) > 0) {
-        b.fill(0);
-        const lo = wk.lo;
-        const u = wk.u;
-        const u1 = wk.u1;
-        const at = kind * G * W;
-        for (let i = 0; i < G * W; i++) {
-          const m = a[i]!;
-          const j = lo[at + i]!;
-          b[j]! += m * u1[at + i]!;
-          b[j + W]! += m * u[at + i]!;
+      const of = OBS_FACTOR[kind];
+      const learns =
+        Number.isInteger(kind) && kind >= 0 && kind < LATENT_KINDS.length && (prm.learn[kind] ?? 0) > 0;
+      const lf = LEARN_FACTOR[kind] ?? LEARN_FACTOR[KIND_QUIZ]!;
+      if (learns) b.fill(0);
+      for (let r = 0; r < W; r++) {
+        const o = r * G;
+        if (f !== null) {
+          let sum = 0;
+          let m = 0;
+          if (quiz) {
+            for (let i = 0; i < G; i++) sum += a[o + i]! * f[i]!;
+            for (let i = 0; i < G; i++) {
+              const v = (a[o + i]! * f[i]!) / sum;
+              a[o + i] = v;
+              m += v * x[i]!;
+            }
+            ll[r]! += Math.log(sum);
+          } else {
+            for (let i = 0; i < G; i++) {
+              const v = a[o + i]! * f[i]!;
+              a[o + i] = v;
+              sum += v;
+            }
+            for (let i = 0; i < G; i++) {
+              const v = a[o + i]! / sum;
+              a[o + i] = v;
+              m += v * x[i]!;
+            }
+            ll[r]! += Math.log(sum) + max;
+          }
+          if (c !== undefined && mean !== undefined && of !== undefined) {
+            c[r * F + of]! += m - mean[r]!;
+            mean[r] = m;
+          }
         }
-        src = b;
+        // Learning (the part's own map, `learnFrom`'s), then the noise, rounded to float32 (round32).
+        let src = a;
+        if (learns) {
+          const k = ks[r]!;
+          const lo = k.learnLo;
+          const lw = k.learnW;
+          const at = kind * G;
+          for (let i = 0; i < G; i++) {
+            const m = a[o + i]!;
+            const j = o + lo[at + i]!;
+            const u = lw[at + i]!;
+            b[j]! += m * (1 - u);
+            b[j + 1]! += m * u;
+          }
+          src = b;
+        }
+        const dst = src === a ? b : a;
+        let m = 0;
+        if (q > 0) {
+          let prev = src[o]!;
+          for (let i = 0; i < G; i++) {
+            const cur = src[o + i]!;
+            const next = i + 1 < G ? src[o + i + 1]! : cur;
+            const v = Math.fround(cur * stay + q * (i > 0 ? prev : cur) + q * next);
+            dst[o + i] = v;
+            m += v * x[i]!;
+            prev = cur;
+          }
+        } else
+          for (let i = 0; i < G; i++) {
+            const v = Math.fround(src[o + i]!);
+            dst[o + i] = v;
+            m += v * x[i]!;
+          }
+        if (c !== undefined && mean !== undefined) {
+          c[r * F + lf]! += m - mean[r]!;
+          mean[r] = m;
+        }
       }
-      const dst = src === a ? b : a;
-      ms.fill(0);
-      if (q > 0)
-        for (let i = 0; i < G; i++) {
-          const row = i * W;
-          const prev = i > 0 ? row - W : row;
-          const next = i + 1 < G ? row + W : row;
-          const xi = x[i]!;
-          for (let r = 0; r < W; r++) {
-            const v = Math.fround(src[row + r]! * stay + q * src[prev + r]! + q * src[next + r]!);
-            dst[row + r] = v;
-            ms[r]! += v * xi;
-          }
-        }
-      else
-        for (let i = 0; i < G; i++) {
-          const row = i * W;
-          const xi = x[i]!;
-          for (let r = 0; r < W; r++) {
-            const v = Math.fround(src[row + r]!);
-            dst[row + r] = v;
-            ms[r]! += v * xi;
-          }
-        }
-      a = dst;
-      b = dst === p ? t : p;
-      if (c !== undefined && mean !== undefined)
-        addMeans(c, mean, ms, W, LEARN_FACTOR[kind] ?? LEARN_FACTOR[KIND_QUIZ]!);
+      // Without learning the noise wrote the posteriors into `b`; with it, back into `a`.
+      if (!learns) {
+        const sw = a;
+        a = b;
+        b = sw;
+      }
     }
     return a;
   }
 
-  /** The mean of each of the W posteriors of `p` (cell-major) into `out`, each summed as `mean` sums it. */
+  /** The mean of each of the W posteriors of `p` (part-major) into `out`, each summed as `mean` sums it. */
   wideMeans(p: Float64Array, W: number, out: Float64Array): void {
-    out.fill(0, 0, W);
+    const G = this.bins;
     const x = this.x;
-    for (let i = 0; i < this.bins; i++) {
-      const xi = x[i]!;
-      const row = i * W;
-      for (let r = 0; r < W; r++) out[r]! += p[row + r]! * xi;
+    for (let r = 0; r < W; r++) {
+      let m = 0;
+      for (let i = 0; i < G; i++) m += p[r * G + i]! * x[i]!;
+      out[r] = m;
     }
-  }
-
-  /** `foldWide`'s per-part sums (W wide), kept per kernel. */
-  private wideScratch(W: number): { sums: Float64Array; means: Float64Array } {
-    let w = this.wide;
-    if (w === null || w.sums.length !== W) {
-      w = { sums: new Float64Array(W), means: new Float64Array(W) };
-      this.wide = w;
-    }
-    return w;
   }
 
   mean(p: Float64Array): number {
@@ -1247,7 +1193,7 @@ export interface StudentBasisPrediction {
 }
 
 /**
- * lean28: one sequence's basis parts folded together (LatentKernel.foldWide): the posteriors (cell-major, in `res`,
+ * lean28: one sequence's basis parts folded together (LatentKernel.foldWide): the posteriors (part-major, in `res`,
  * one of the two buffers `a`, `b`), each part's factor contributions (part-major) and last mean, prior mean
  * (`base`), and the counts every part shares.
  */
@@ -1794,7 +1740,7 @@ export class LatentFilter {
       const w = this.wideFold(slot, W);
       for (let r = 0; r < W; r++) {
         w.bases[r] = this.priorInto(topic, grid[r]!, q);
-        for (let i = 0; i < G; i++) w.a[i * W + r] = q[i]!;
+        for (let i = 0; i < G; i++) w.a[r * G + i] = q[i]!;
       }
       w.contributions.fill(0);
       ks[0]!.wideMeans(w.a, W, w.means);
@@ -1804,7 +1750,7 @@ export class LatentFilter {
       w.lastT = events.length > 0 ? events[events.length - 1]!.t : Number.NaN;
       if (scores !== undefined)
         for (let r = 0; r < W; r++) {
-          for (let i = 0; i < G; i++) p[i] = w.res[i * W + r]!;
+          for (let i = 0; i < G; i++) p[i] = w.res[r * G + i]!;
           scores.out[r] = this.scoreOfFolded(topic, p, w.bases[r]!, w.lastT, observations, scores.asOfDays);
         }
       return { ll: out, wide: w };
@@ -1874,9 +1820,9 @@ export class LatentFilter {
 
   /** Part `r` of a wide fold as `foldInto` leaves a state started by `initInto` at that basis offset. */
   private wideState(s: LatentState, w: WideFold, r: number): LatentState {
-    const W = w.bases.length;
+    const G = s.p.length;
     const F = LATENT_FACTORS.length;
-    for (let i = 0; i < s.p.length; i++) s.p[i] = w.res[i * W + r]!;
+    for (let i = 0; i < G; i++) s.p[i] = w.res[r * G + i]!;
     for (let f = 0; f < F; f++) s.contributions[f] = w.contributions[r * F + f]!;
     s.base = w.bases[r]!;
     s.observations = w.observations;

@@ -39,7 +39,7 @@ describe("LatentKernel.foldWide (lean28: the basis parts of a pair folded in one
             const states: LatentState[] = grid.map((g) => model.init(s.topic, g));
             const p = new Float64Array(W * G);
             states.forEach((st, r) => {
-              for (let i = 0; i < G; i++) p[i * W + r] = st.p[i]!;
+              for (let i = 0; i < G; i++) p[r * G + i] = st.p[i]!;
             });
             const means = new Float64Array(W);
             ks[0]!.wideMeans(p, W, means);
@@ -52,7 +52,7 @@ describe("LatentKernel.foldWide (lean28: the basis parts of a pair folded in one
             states.forEach((st, r) => {
               let l = 0;
               for (const e of s.events) l += model.step(st, e, s.topic, grid[r]!);
-              const col = Array.from({ length: G }, (_, i) => bits(res[i * W + r]!));
+              const col = Array.from({ length: G }, (_, i) => bits(res[r * G + i]!));
               expect(col, `${name}: part ${r}'s posterior`).toEqual(Array.from(st.p, bits));
               expect(bits(ll[r]!), `${name}: part ${r}'s log-likelihood`).toBe(bits(l));
               expect(
