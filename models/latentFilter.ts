@@ -288,6 +288,13 @@ export function shiftedRate(r: number, shift: number): number {
   return 1 / (1 + Math.exp(-(Math.log(r / (1 - r)) + shift)));
 }
 
+/**
+ * lean28: kernels that LatentKernel.foldWide folds together (`LatentKernel.wide`).
+ */
+export interface WideKernels {
+  ks: readonly LatentKernel[];
+}
+
 /** Forgetting plans by dt (LatentKernel.keepForgetPlans): slot per dt, each slot's targets, weights and decay. */
 interface ForgetPlans {
   slots: Map<number, number>;
@@ -336,6 +343,8 @@ export class LatentKernel {
   private readonly assignmentLik: Map<number, { e: Float64Array; max: number }>;
   /** 1 - P(correct | K) per cell (a wrong quiz answer's likelihood). */
   private readonly missEmit: Float64Array;
+  /** Scratch emission row of an event whose factors are not kept (`emissionRow`). */
+  private readonly oddRow: { e: Float64Array; max: number };
   /** The learning rates' logit shift (constructor `learnShift`). */
   readonly learnShift: number;
   /** The forgetting's plans per dt (`keepForgetPlans`; null = computed every time). Shared like the tables. */
@@ -397,6 +406,7 @@ export class LatentKernel {
     this.practiceLik = tablesOf?.practiceLik ?? new Map();
     this.assignmentLik = tablesOf?.assignmentLik ?? new Map();
     this.missEmit = tablesOf?.missEmit ?? new Float64Array(G);
+    this.oddRow = tablesOf?.oddRow ?? { e: new Float64Array(G), max: 0 };
     this.plans = tablesOf?.plans ?? null;
     const c = params.assignmentConcentration;
     for (let i = 0; i < G && !shared; i++) {
@@ -660,17 +670,28 @@ export class LatentKernel {
    * an emission; the binomial coefficient of practice sets is left out: it does not depend on the parameters).
    */
   observe(p: Float64Array, e: LatentEvent): number {
+    if (e.kind === KIND_QUIZ && e.n === 1) {
+      const G = this.bins;
+      let s = 0;
+      const src = e.k >= 1 ? this.emit : this.missEmit;
+      for (let i = 0; i < G; i++) s += p[i]! * src[i]!;
+      for (let i = 0; i < G; i++) p[i] = (p[i]! * src[i]!) / s;
+      return Math.log(s);
+    }
+    const row = this.emissionRow(e);
+    return row === null ? 0 : this.conditionBy(p, row.e, row.max);
+  }
+
+  /**
+   * The factors exp(lik - max) per cell and the max of an event's emission other than one quiz answer (null for
+   * an event without an emission): `observe` conditions by them. A recurring (correct, missed) pair or assignment
+   * score is kept per emission table (`keepLik`); any other goes into a scratch row (the same exps).
+   */
+  private emissionRow(e: LatentEvent): { e: Float64Array; max: number } | null {
     const G = this.bins;
     const lik = this.lik;
     if (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) {
-      if (!(e.n > 0)) return 0;
-      if (e.kind === KIND_QUIZ && e.n === 1) {
-        let s = 0;
-        const src = e.k >= 1 ? this.emit : this.missEmit;
-        for (let i = 0; i < G; i++) s += p[i]! * src[i]!;
-        for (let i = 0; i < G; i++) p[i] = (p[i]! * src[i]!) / s;
-        return Math.log(s);
-      }
+      if (!(e.n > 0)) return null;
       const k = e.k;
       const miss = e.n - e.k;
       // A (correct, missed) pair recurs across pairs and folds: its factors are kept (small whole counts only).
@@ -679,20 +700,19 @@ export class LatentKernel {
           ? k + 4096 * miss
           : -1;
       const cached = key >= 0 ? this.practiceLik.get(key) : undefined;
-      if (cached !== undefined) return this.conditionBy(p, cached.e, cached.max);
+      if (cached !== undefined) return cached;
       let max = Number.NEGATIVE_INFINITY;
       for (let i = 0; i < G; i++) {
         const l = k * this.logEmit[i]! + miss * this.logMiss[i]!;
         lik[i] = l;
         if (l > max) max = l;
       }
-      if (key < 0) return this.condition(p, max);
-      return this.conditionBy(p, this.keepLik(this.practiceLik, key, max), max);
+      return this.keepLik(key >= 0 ? this.practiceLik : null, key, max);
     }
     if (e.kind === KIND_ASSIGNMENT) {
       const s = Math.min(1 - ASSIGN_EPS, Math.max(ASSIGN_EPS, e.k));
       const cached = this.assignmentLik.get(s);
-      if (cached !== undefined) return this.conditionBy(p, cached.e, cached.max);
+      if (cached !== undefined) return cached;
       const ls = Math.log(s);
       const l1s = Math.log(1 - s);
       let max = Number.NEGATIVE_INFINITY;
@@ -701,25 +721,15 @@ export class LatentKernel {
         lik[i] = l;
         if (l > max) max = l;
       }
-      return this.conditionBy(p, this.keepLik(this.assignmentLik, s, max), max);
+      return this.keepLik(this.assignmentLik, s, max);
     }
-    return 0;
+    return null;
   }
 
-  /** p *= exp(lik - max), normalised; returns the log of the normalising constant. */
-  private condition(p: Float64Array, max: number): number {
-    const G = this.bins;
-    let s = 0;
-    for (let i = 0; i < G; i++) {
-      const v = p[i]! * Math.exp(this.lik[i]! - max);
-      p[i] = v;
-      s += v;
-    }
-    for (let i = 0; i < G; i++) p[i]! /= s;
-    return Math.log(s) + max;
-  }
-
-  /** `condition` with the factors exp(lik - max) given (`keepLik`): the same arithmetic. */
+  /**
+   * p *= f (an emission's factors exp(lik - max), `emissionRow`), normalised; returns the log of the normalising
+   * constant plus max.
+   */
   private conditionBy(p: Float64Array, f: Float64Array, max: number): number {
     const G = this.bins;
     let s = 0;
@@ -732,17 +742,21 @@ export class LatentKernel {
     return Math.log(s) + max;
   }
 
-  /** exp(lik - max) of the row in `lik`, kept in `cache` under `key` (up to LIK_CACHE_SIZE rows). */
+  /**
+   * exp(lik - max) of the row in `lik`, kept in `cache` under `key` (up to LIK_CACHE_SIZE rows); past that, or
+   * without a cache (a row that does not recur), in the scratch row `oddRow` (lean28: no allocation per event).
+   */
   private keepLik(
-    cache: Map<number, { e: Float64Array; max: number }>,
+    cache: Map<number, { e: Float64Array; max: number }> | null,
     key: number,
     max: number,
-  ): Float64Array {
+  ): { e: Float64Array; max: number } {
     const G = this.bins;
-    const f = new Float64Array(G);
-    for (let i = 0; i < G; i++) f[i] = Math.exp(this.lik[i]! - max);
-    if (cache.size < LIK_CACHE_SIZE) cache.set(key, { e: f, max });
-    return f;
+    const row = cache !== null && cache.size < LIK_CACHE_SIZE ? { e: new Float64Array(G), max } : this.oddRow;
+    for (let i = 0; i < G; i++) row.e[i] = Math.exp(this.lik[i]! - max);
+    row.max = max;
+    if (cache !== null && row !== this.oddRow) cache.set(key, row);
+    return row;
   }
 
   /**
@@ -833,6 +847,218 @@ export class LatentKernel {
       this.learnFrom(p, e.kind);
     }
     return ll;
+  }
+
+  /**
+   * lean28: `ks` (W kernels) as `foldWide` folds them together, or null if it cannot: they must share one emission
+   * table set (the kernels of one topic at the basis offsets, LatentFilter.kernelFor, differ only in their
+   * learning maps) and the global floor's forgetting with its plans kept (`keepForgetPlans`; the durable-share
+   * floor is each part's own prior mean).
+   */
+  static wide(ks: readonly LatentKernel[]): WideKernels | null {
+    const k0 = ks[0];
+    if (k0 === undefined || k0.plans === null || k0.params.durableShare !== undefined) return null;
+    if (!ks.every((k) => k.params === k0.params && k.emit === k0.emit && k.plans === k0.plans)) return null;
+    return { ks: [...ks] };
+  }
+
+  /**
+   * lean28: W folds of one sequence at once (`wk`: `LatentKernel.wide` of W kernels), each exactly `run`'s loop
+   * of its own kernel with learnFrom's round32 (LatentFilter's lean basis folds): the posteriors are the W rows of
+   * `p` (structure of arrays: cell i of part r at r x bins + i; float32 values), and each event's shared work (its
+   * gap's forgetting plan, its emission row) is found once for all W. Every part receives the same
+   * operations in the same order as in its own fold, so the same bits; where the fold skips an operation whose
+   * result is an addition of +0 (no mass in a cell, no spread, an upper share of 0), this one adds the +0, which
+   * leaves every (non-negative) cell as it is. `t` is scratch of the same size. Adds each part's ln P(outcome |
+   * history) of the graded events to `ll[r]`. With `track` (`contributions`: W x LATENT_FACTORS.length,
+   * part-major; `means`: each part's posterior mean to start from) also LatentFilter.foldInto's factor
+   * contributions (the same means: each summed over the cells in order). Returns the array (`p` or `t`) that
+   * holds the posteriors.
+   */
+  static foldWide(
+    wk: WideKernels,
+    events: readonly LatentEvent[],
+    p: Float64Array,
+    t: Float64Array,
+    ll: Float64Array,
+    track?: { contributions: Float64Array; means: Float64Array },
+  ): Float64Array {
+    const ks = wk.ks;
+    const k0 = ks[0]!;
+    const W = ks.length;
+    const G = k0.bins;
+    const prm = k0.params;
+    const plans = k0.plans!;
+    const s = prm.forgetSpread ?? 0;
+    const glide = s > 0 ? 1 - s : 1;
+    const floor = prm.floor;
+    const fPos = floor * G - 0.5;
+    const fj = fPos <= 0 ? 0 : Math.min(G - 2, Math.floor(fPos));
+    const fw = fPos <= 0 ? 0 : Math.min(1, fPos - fj);
+    const fw1 = 1 - fw;
+    const q = prm.noise;
+    const stay = 1 - 2 * q;
+    const x = k0.x;
+    const F = LATENT_FACTORS.length;
+    const c = track?.contributions;
+    const mean = track?.means;
+    let a = p;
+    let b = t;
+    let last = Number.NaN;
+    for (const e of events) {
+      // Forgetting since the previous event (`forget`: the global floor's, by its plan for the gap).
+      if (Number.isFinite(last) && e.t - last > 0) {
+        const dt = e.t - last;
+        let slot = plans.slots.get(dt);
+        if (slot === undefined) slot = k0.planForget(plans, dt, floor, 2 ** (-dt / prm.halfLifeDays));
+        const d = plans.d[slot]!;
+        if (d < 1) {
+          const keep = s > 0 ? s * d : 0;
+          const lose = s > 0 ? s * (1 - d) : 0;
+          b.fill(0);
+          const at = slot * G;
+          const pj = plans.j;
+          const pw = plans.w;
+          for (let r = 0; r < W; r++) {
+            const o = r * G;
+            for (let i = 0; i < G; i++) {
+              const j = pj[at + i]!;
+              const m = a[o + i]!;
+              if (j === -1) {
+                b[o + i]! += m;
+                continue;
+              }
+              // -2: all of the move lands on the first cell (its weight 1, the next cell's 0).
+              const w = j === -2 ? 0 : pw[at + i]!;
+              const lo = o + (j === -2 ? 0 : j);
+              const g = m * glide;
+              b[lo]! += g * (j === -2 ? 1 : 1 - w);
+              b[lo + 1]! += g * w;
+              b[o + i]! += m * keep;
+              const l = m * lose;
+              b[o + fj]! += l * fw1;
+              b[o + fj + 1]! += l * fw;
+            }
+            if (c !== undefined && mean !== undefined) {
+              let m = 0;
+              for (let i = 0; i < G; i++) m += b[o + i]! * x[i]!;
+              c[r * F + FACTOR_FORGETTING]! += m - mean[r]!;
+              mean[r] = m;
+            }
+          }
+          const sw = a;
+          a = b;
+          b = sw;
+        }
+      }
+      last = e.t;
+      // The outcome (`observe`): one emission row for all parts; each normalised part's mean summed on the way.
+      let f: Float64Array | null = null;
+      let max = 0;
+      const quiz = e.kind === KIND_QUIZ && e.n === 1;
+      if (quiz) f = e.k >= 1 ? k0.emit : k0.missEmit;
+      else {
+        const row = k0.emissionRow(e);
+        if (row !== null) {
+          f = row.e;
+          max = row.max;
+        }
+      }
+      const kind = e.kind;
+      const of = OBS_FACTOR[kind];
+      const learns =
+        Number.isInteger(kind) && kind >= 0 && kind < LATENT_KINDS.length && (prm.learn[kind] ?? 0) > 0;
+      const lf = LEARN_FACTOR[kind] ?? LEARN_FACTOR[KIND_QUIZ]!;
+      if (learns) b.fill(0);
+      for (let r = 0; r < W; r++) {
+        const o = r * G;
+        if (f !== null) {
+          let sum = 0;
+          let m = 0;
+          if (quiz) {
+            for (let i = 0; i < G; i++) sum += a[o + i]! * f[i]!;
+            for (let i = 0; i < G; i++) {
+              const v = (a[o + i]! * f[i]!) / sum;
+              a[o + i] = v;
+              m += v * x[i]!;
+            }
+            ll[r]! += Math.log(sum);
+          } else {
+            for (let i = 0; i < G; i++) {
+              const v = a[o + i]! * f[i]!;
+              a[o + i] = v;
+              sum += v;
+            }
+            for (let i = 0; i < G; i++) {
+              const v = a[o + i]! / sum;
+              a[o + i] = v;
+              m += v * x[i]!;
+            }
+            ll[r]! += Math.log(sum) + max;
+          }
+          if (c !== undefined && mean !== undefined && of !== undefined) {
+            c[r * F + of]! += m - mean[r]!;
+            mean[r] = m;
+          }
+        }
+        // Learning (the part's own map, `learnFrom`'s), then the noise, rounded to float32 (round32).
+        let src = a;
+        if (learns) {
+          const k = ks[r]!;
+          const lo = k.learnLo;
+          const lw = k.learnW;
+          const at = kind * G;
+          for (let i = 0; i < G; i++) {
+            const m = a[o + i]!;
+            const j = o + lo[at + i]!;
+            const u = lw[at + i]!;
+            b[j]! += m * (1 - u);
+            b[j + 1]! += m * u;
+          }
+          src = b;
+        }
+        const dst = src === a ? b : a;
+        let m = 0;
+        if (q > 0) {
+          let prev = src[o]!;
+          for (let i = 0; i < G; i++) {
+            const cur = src[o + i]!;
+            const next = i + 1 < G ? src[o + i + 1]! : cur;
+            const v = Math.fround(cur * stay + q * (i > 0 ? prev : cur) + q * next);
+            dst[o + i] = v;
+            m += v * x[i]!;
+            prev = cur;
+          }
+        } else
+          for (let i = 0; i < G; i++) {
+            const v = Math.fround(src[o + i]!);
+            dst[o + i] = v;
+            m += v * x[i]!;
+          }
+        if (c !== undefined && mean !== undefined) {
+          c[r * F + lf]! += m - mean[r]!;
+          mean[r] = m;
+        }
+      }
+      // Without learning the noise wrote the posteriors into `b`; with it, back into `a`.
+      if (!learns) {
+        const sw = a;
+        a = b;
+        b = sw;
+      }
+    }
+    return a;
+  }
+
+  /** The mean of each of the W posteriors of `p` (part-major) into `out`, each summed as `mean` sums it. */
+  wideMeans(p: Float64Array, W: number, out: Float64Array): void {
+    const G = this.bins;
+    const x = this.x;
+    for (let r = 0; r < W; r++) {
+      let m = 0;
+      for (let i = 0; i < G; i++) m += p[r * G + i]! * x[i]!;
+      out[r] = m;
+    }
   }
 
   mean(p: Float64Array): number {
@@ -981,6 +1207,23 @@ export interface StudentBasisPrediction {
   scores: Float64Array[];
 }
 
+/**
+ * lean28: one sequence's basis parts folded together (LatentKernel.foldWide): the posteriors (part-major, in `res`,
+ * one of the two buffers `a`, `b`), each part's factor contributions (part-major) and last mean, prior mean
+ * (`base`), and the counts every part shares.
+ */
+interface WideFold {
+  a: Float64Array;
+  b: Float64Array;
+  res: Float64Array;
+  contributions: Float64Array;
+  means: Float64Array;
+  bases: Float64Array;
+  observations: number;
+  events: number;
+  lastT: number;
+}
+
 /** Mean of a posterior over grid midpoints `x`. */
 function meanOf(p: Float32Array, x: Float64Array): number {
   let s = 0;
@@ -1013,6 +1256,15 @@ export class LatentFilter {
    * (`studentGrid` index): the same for every student, so computed once (a few topics x 7 offsets x 40 cells).
    */
   private readonly priors = new Map<string, ({ p: Float32Array; base: number } | undefined)[]>();
+  /** `basisKernels`' cache: the kernels at the basis offsets per topic (shifted ones are kept for the model's life). */
+  private readonly basisKernelsByTopic = new Map<string, LatentKernel[]>();
+  /** `priorEstimate`'s basis priors and `basisPriorScores`' scores per topic. */
+  private readonly priorBases = new Map<string, LatentBasisState>();
+  private readonly priorScores = new Map<string, { asOfDays: number; scores: Float64Array }>();
+  /** `wideKernels`' cache. */
+  private readonly wideKernelsByTopic = new Map<string, WideKernels | null>();
+  /** `wideFold`'s buffers per sequence of a student. */
+  private readonly wideFolds: WideFold[] = [];
   /** Two states to fold the basis parts predictStudent mixes into (mixParts copies what it keeps). */
   private readonly scratchA: LatentState;
   private readonly scratchC: LatentState;
@@ -1483,18 +1735,43 @@ export class LatentFilter {
   private leanBasisLL(
     topic: string,
     events: readonly LatentEvent[],
+    slot: number,
     scores?: { out: Float64Array; asOfDays: number },
-  ): Float64Array {
+  ): { ll: Float64Array; wide: WideFold | null } {
     const grid = this.studentGrid();
     const out = new Float64Array(grid.length);
     const p = this.p;
     const q = this.q;
     let observations = 0;
-    if (scores !== undefined)
-      for (const e of events)
-        if (OBS_FACTOR[e.kind] !== undefined) observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
+    for (const e of events)
+      if (OBS_FACTOR[e.kind] !== undefined) observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
+    const ks = this.basisKernels(topic);
+    const wk = ks.length > 1 ? this.wideKernels(topic, ks) : null;
+    if (wk !== null) {
+      // lean28: the parts folded together (LatentKernel.foldWide: the same arithmetic per part), keeping each
+      // part's posterior and factor contributions (`foldInto`'s) for the estimate's two parts.
+      const W = ks.length;
+      const G = p.length;
+      const w = this.wideFold(slot, W);
+      for (let r = 0; r < W; r++) {
+        w.bases[r] = this.priorInto(topic, grid[r]!, q);
+        for (let i = 0; i < G; i++) w.a[r * G + i] = q[i]!;
+      }
+      w.contributions.fill(0);
+      ks[0]!.wideMeans(w.a, W, w.means);
+      w.res = LatentKernel.foldWide(wk, events, w.a, w.b, out, w);
+      w.observations = observations;
+      w.events = events.length;
+      w.lastT = events.length > 0 ? events[events.length - 1]!.t : Number.NaN;
+      if (scores !== undefined)
+        for (let r = 0; r < W; r++) {
+          for (let i = 0; i < G; i++) p[i] = w.res[r * G + i]!;
+          scores.out[r] = this.scoreOfFolded(topic, p, w.bases[r]!, w.lastT, observations, scores.asOfDays);
+        }
+      return { ll: out, wide: w };
+    }
     for (let j = 0; j < grid.length; j++) {
-      const k = this.kernelFor(topic, grid[j]!);
+      const k = ks[j]!;
       const base = this.priorInto(topic, grid[j]!, q);
       for (let i = 0; i < p.length; i++) p[i] = q[i]!;
       let ll = 0;
@@ -1511,7 +1788,62 @@ export class LatentFilter {
       if (scores !== undefined)
         scores.out[j] = this.scoreOfFolded(topic, p, base, last, observations, scores.asOfDays);
     }
-    return out;
+    return { ll: out, wide: null };
+  }
+
+  /** The topic's kernels at the basis offsets (`studentGrid` order), kept per topic. */
+  private basisKernels(topic: string): LatentKernel[] {
+    let ks = this.basisKernelsByTopic.get(topic);
+    if (ks === undefined) {
+      ks = this.studentGrid().map((g) => this.kernelFor(topic, g));
+      this.basisKernelsByTopic.set(topic, ks);
+    }
+    return ks;
+  }
+
+  /** The topic's basis kernels as `LatentKernel.foldWide` folds them (null if it cannot), kept per topic. */
+  private wideKernels(topic: string, ks: readonly LatentKernel[]): WideKernels | null {
+    let wk = this.wideKernelsByTopic.get(topic);
+    if (wk === undefined) {
+      wk = LatentKernel.wide(ks);
+      this.wideKernelsByTopic.set(topic, wk);
+    }
+    return wk;
+  }
+
+  /** The `slot`-th sequence's wide fold buffers (W parts), kept between students. */
+  private wideFold(slot: number, W: number): WideFold {
+    let w = this.wideFolds[slot];
+    if (w === undefined || w.bases.length !== W) {
+      const n = W * this.json.bins;
+      const a = new Float64Array(n);
+      w = {
+        a,
+        b: new Float64Array(n),
+        res: a,
+        contributions: new Float64Array(W * LATENT_FACTORS.length),
+        means: new Float64Array(W),
+        bases: new Float64Array(W),
+        observations: 0,
+        events: 0,
+        lastT: Number.NaN,
+      };
+      this.wideFolds[slot] = w;
+    }
+    return w;
+  }
+
+  /** Part `r` of a wide fold as `foldInto` leaves a state started by `initInto` at that basis offset. */
+  private wideState(s: LatentState, w: WideFold, r: number): LatentState {
+    const G = s.p.length;
+    const F = LATENT_FACTORS.length;
+    for (let i = 0; i < G; i++) s.p[i] = w.res[r * G + i]!;
+    for (let f = 0; f < F; f++) s.contributions[f] = w.contributions[r * F + f]!;
+    s.base = w.bases[r]!;
+    s.observations = w.observations;
+    s.events = w.events;
+    s.lastT = w.lastT;
+    return s;
   }
 
   /**
@@ -1572,6 +1904,33 @@ export class LatentFilter {
     }
     if (idle > 0) score = decayTowards(mean, floor, asOfHalfLife(prm), idle);
     return score;
+  }
+
+  /**
+   * lean28: the estimate of a pair without events at the student's `offset` (`offsetFor`'s) as of `asOfDays`:
+   * `estimate(mixAt(initBasis(topic), offset), asOfDays, topic)`, with the basis priors kept per topic (the same for
+   * every student; mixAt and estimate only read them).
+   */
+  priorEstimate(topic: string, offset: number, asOfDays: number): LatentEstimate {
+    let b = this.priorBases.get(topic);
+    if (b === undefined) {
+      b = this.initBasis(topic);
+      this.priorBases.set(topic, b);
+    }
+    return this.estimate(this.mixAt(b, offset), asOfDays, topic);
+  }
+
+  /**
+   * lean28: the basis priors' scores of a pair without events (`predictScore(topic, [], asOfDays, g)` at each basis
+   * offset g, `studentGrid` order): the same numbers for every student, so kept per topic for the last as-of.
+   * Read-only.
+   */
+  basisPriorScores(topic: string, asOfDays: number): Float64Array {
+    const hit = this.priorScores.get(topic);
+    if (hit !== undefined && Object.is(hit.asOfDays, asOfDays)) return hit.scores;
+    const scores = Float64Array.from(this.studentGrid(), (g) => this.predictScore(topic, [], asOfDays, g));
+    this.priorScores.set(topic, { asOfDays, scores });
+    return scores;
   }
 
   /**
@@ -1636,11 +1995,17 @@ export class LatentFilter {
     // the explanation's bookkeeping); then the full fold of only the two basis parts the offset mixes.
     const grid = this.studentGrid();
     const scores: Float64Array[] = [];
-    const pairs = sequences.map((s) => {
-      if (!withScores) return { topic: s.topic, ll: this.leanBasisLL(s.topic, s.events) };
-      const out = new Float64Array(grid.length);
-      scores.push(out);
-      return { topic: s.topic, ll: this.leanBasisLL(s.topic, s.events, { out, asOfDays }) };
+    const wide: (WideFold | null)[] = [];
+    const pairs = sequences.map((s, n) => {
+      let r: { ll: Float64Array; wide: WideFold | null };
+      if (!withScores) r = this.leanBasisLL(s.topic, s.events, n);
+      else {
+        const out = new Float64Array(grid.length);
+        scores.push(out);
+        r = this.leanBasisLL(s.topic, s.events, n, { out, asOfDays });
+      }
+      wide.push(r.wide);
+      return { topic: s.topic, ll: r.ll };
     });
     const offset = this.offsetOfLogLiks(pairs);
     const estimates = pairs.map((x, i) => {
@@ -1648,6 +2013,13 @@ export class LatentFilter {
       const events = sequences[i]!.events;
       if (grid.length === 1) return this.predict(x.topic, events, asOfDays);
       const { j, w } = this.basisPosition(off);
+      const folded = wide[i];
+      if (folded !== null && folded !== undefined) {
+        // lean28: the two parts as the wide fold left them (the same bits as folding them again).
+        const a = this.wideState(this.scratchA, folded, j);
+        const c = this.wideState(this.scratchC, folded, j + 1);
+        return this.estimate(this.mixParts(a, c, x.ll[j]!, x.ll[j + 1]!, w), asOfDays, x.topic);
+      }
       const a = this.initInto(this.scratchA, x.topic, grid[j]!);
       this.foldInto(a, events, this.kernelFor(x.topic, grid[j]!));
       const c = this.initInto(this.scratchC, x.topic, grid[j + 1]!);

@@ -100,17 +100,16 @@ export function scoreStudentLatent(
   // scales the prior's sd as it scales the offsets).
   const priorSd = withSd ? (model.json.studentPriorSd ?? 0) * (model.json.studentOffsetScale ?? 1) : 0;
   const rawPriors: LatentEstimate[] = [];
-  const grid = model.studentGrid();
   const priors = priorTopics.map((topic) => {
     const off = model.offsetFor(topic, offset);
     const psd = model.studentTopic(topic) ? (sequences.length > 0 ? sd : priorSd) : 0;
-    const x = model.estimate(model.mixAt(model.initBasis(topic), off), asOfDays, topic);
+    const x = model.priorEstimate(topic, off, asOfDays);
     rawPriors.push(x);
     if (!(psd > 0)) return x;
     if (fromBasis) {
-      // The basis priors' scores (predictScore without events at a basis offset: no off-grid kernel).
-      const scores = grid.map((g) => model.predictScore(topic, [], asOfDays, g));
-      return widenFromBasis(model, x, scores, off, psd);
+      // The basis priors' scores (predictScore without events at a basis offset: no off-grid kernel; lean28: kept
+      // per topic and as-of).
+      return widenFromBasis(model, x, model.basisPriorScores(topic, asOfDays), off, psd);
     }
     return widenByScores(
       x,
