@@ -154,41 +154,7 @@ describe("BodyCache", () => {
         fc.integer({ min: 0, max: 40 }),
         async (ops, maxBytes) => {
           const c = new BodyCache({ maxBytes });
-          // The truth: each key's data version, bumped by every update (invalidate / clear).
-          const truth = new Map(keys.map((k) => [k, 0]));
-          const pending: { resolve: () => void }[] = [];
-          const results: Promise<string>[] = [];
-          const check = (k: string, body: string | undefined) => {
-            if (body === undefined) return;
-            const [key, v] = body.split(":");
-            expect(key).toBe(k);
-            expect(Number(v)).toBe(truth.get(k));
-          };
-          for (const o of ops) {
-            if (o.t === "read") {
-              // The body a read computes reflects the data as of its start.
-              const d = deferred<string>();
-              const body = `${o.k}:${truth.get(o.k)}${"x".repeat(o.k.charCodeAt(0) % 7)}`;
-              results.push(c.get(o.k, () => d.promise));
-              pending.push({ resolve: () => d.resolve(body) });
-            } else if (o.t === "finish") {
-              const p = pending.splice(o.i % Math.max(1, pending.length), 1)[0];
-              p?.resolve();
-              await ticks();
-            } else if (o.t === "invalidate") {
-              truth.set(o.k, (truth.get(o.k) ?? 0) + 1);
-              c.invalidate([o.k]);
-            } else if (o.t === "clear") {
-              for (const k of keys) truth.set(k, (truth.get(k) ?? 0) + 1);
-              c.clear();
-            } else {
-              check(o.k, c.peek(o.k)?.replace(/x+$/, ""));
-            }
-            expect(c.size.bytes).toBeLessThanOrEqual(maxBytes);
-          }
-          for (const p of pending) p.resolve();
-          await Promise.all(results);
-          for (const k of keys) check(k, c.peek(k)?.replace(/x+$/, ""));
+          await runCacheModel(c, keys, ops, maxBytes);
           expect(c.size.bytes).toBeLessThanOrEqual(maxBytes);
         },
       ),
@@ -196,6 +162,75 @@ describe("BodyCache", () => {
     );
   });
 });
+
+/** An operation of the cache-model properties below. */
+type CacheOp =
+  | { t: "read"; k: string }
+  | { t: "finish"; i: number }
+  | { t: "invalidate"; k: string }
+  | { t: "group"; g: string }
+  | { t: "clear" }
+  | { t: "peek"; k: string };
+
+/**
+ * Runs `ops` against `c` and a model of the data (each key's version, bumped by every update: invalidate, a group's
+ * invalidation, clear), checking that every body served is of the key's latest version and that the cache stays
+ * within `maxBytes` after each operation; then finishes every read in flight and checks every key again. A read's
+ * body reflects the data as of its start. Returns the keys still cached at the end.
+ */
+async function runCacheModel(
+  c: BodyCache,
+  keys: readonly string[],
+  ops: readonly CacheOp[],
+  maxBytes: number,
+  groupOf?: (k: string) => string,
+): Promise<string[]> {
+  const truth = new Map(keys.map((k) => [k, 0]));
+  const bump = (k: string) => truth.set(k, (truth.get(k) ?? 0) + 1);
+  const pending: { resolve: () => void }[] = [];
+  const results: Promise<string>[] = [];
+  const check = (k: string, body: string | undefined) => {
+    if (body === undefined) return;
+    const [key, v] = body.split(":");
+    expect(key).toBe(k);
+    expect(Number(v)).toBe(truth.get(k));
+  };
+  for (const o of ops) {
+    if (o.t === "read") {
+      const d = deferred<string>();
+      const body = `${o.k}:${truth.get(o.k)}${"x".repeat(o.k.charCodeAt(o.k.length - 1) % 7)}`;
+      results.push(c.get(o.k, () => d.promise));
+      pending.push({ resolve: () => d.resolve(body) });
+    } else if (o.t === "finish") {
+      const p = pending.splice(o.i % Math.max(1, pending.length), 1)[0];
+      p?.resolve();
+      await ticks();
+    } else if (o.t === "group") {
+      if (groupOf === undefined) throw new Error("runCacheModel: a group operation needs groupOf");
+      for (const k of keys) if (groupOf(k) === o.g) bump(k);
+      c.invalidateGroups([o.g]);
+    } else if (o.t === "invalidate") {
+      bump(o.k);
+      c.invalidate([o.k]);
+    } else if (o.t === "clear") {
+      for (const k of keys) bump(k);
+      c.clear();
+    } else {
+      check(o.k, c.peek(o.k)?.replace(/x+$/, ""));
+    }
+    expect(c.size.bytes).toBeLessThanOrEqual(maxBytes);
+  }
+  for (const p of pending) p.resolve();
+  await Promise.all(results);
+  await ticks();
+  const held: string[] = [];
+  for (const k of keys) {
+    const body = c.peek(k);
+    check(k, body?.replace(/x+$/, ""));
+    if (body !== undefined) held.push(k);
+  }
+  return held;
+}
 
 describe("BodyCache maxEntries", () => {
   it("evicts the least recently used entry beyond maxEntries", async () => {
@@ -292,49 +327,7 @@ describe("BodyCache groups (groupOf, invalidateGroups)", () => {
         fc.integer({ min: 0, max: 40 }),
         async (ops, maxBytes) => {
           const c = new BodyCache({ maxBytes, groupOf });
-          const truth = new Map(keys.map((k) => [k, 0]));
-          const bump = (k: string) => truth.set(k, (truth.get(k) ?? 0) + 1);
-          const pending: { resolve: () => void }[] = [];
-          const results: Promise<string>[] = [];
-          const check = (k: string, body: string | undefined) => {
-            if (body === undefined) return;
-            const [key, v] = body.split(":");
-            expect(key).toBe(k);
-            expect(Number(v)).toBe(truth.get(k));
-          };
-          for (const o of ops) {
-            if (o.t === "read") {
-              const d = deferred<string>();
-              const body = `${o.k}:${truth.get(o.k)}${"x".repeat(o.k.charCodeAt(3) % 7)}`;
-              results.push(c.get(o.k, () => d.promise));
-              pending.push({ resolve: () => d.resolve(body) });
-            } else if (o.t === "finish") {
-              const p = pending.splice(o.i % Math.max(1, pending.length), 1)[0];
-              p?.resolve();
-              await ticks();
-            } else if (o.t === "group") {
-              for (const k of keys) if (groupOf(k) === o.g) bump(k);
-              c.invalidateGroups([o.g]);
-            } else if (o.t === "invalidate") {
-              bump(o.k);
-              c.invalidate([o.k]);
-            } else if (o.t === "clear") {
-              for (const k of keys) bump(k);
-              c.clear();
-            } else {
-              check(o.k, c.peek(o.k)?.replace(/x+$/, ""));
-            }
-            expect(c.size.bytes).toBeLessThanOrEqual(maxBytes);
-          }
-          for (const p of pending) p.resolve();
-          await Promise.all(results);
-          await ticks();
-          const held = new Set<string>();
-          for (const k of keys) {
-            const body = c.peek(k);
-            check(k, body?.replace(/x+$/, ""));
-            if (body !== undefined) held.add(groupOf(k));
-          }
+          const held = new Set((await runCacheModel(c, keys, ops, maxBytes, groupOf)).map(groupOf));
           // Nothing in flight now: the groups tracked are exactly those with a cached key.
           expect(c.groupsTracked).toBe(held.size);
         },
