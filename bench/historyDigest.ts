@@ -20,6 +20,7 @@ import { pino } from "pino";
 import request from "supertest";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { signToken } from "../serving/auth.ts";
+import { servedText } from "../test/serving/servedTextFixture.ts";
 import {
   envNumber as env,
   BENCH_PSEUDONYM_KEY as KEY,
@@ -73,19 +74,6 @@ async function openTree(root: string, dir: string): Promise<Tree> {
     },
   };
 }
-
-/** A stored 'served' explanation (serving/servedScoring.ts's shape), with a decay or without. */
-const servedText = (score: number, decay: boolean) =>
-  JSON.stringify({
-    base: 0.3,
-    factors: [{ name: "recent_accuracy", value: 0.8, contribution: score - 0.3 }],
-    rest: 0,
-    score,
-    interval: { lo: score * 0.8, hi: Math.min(1, score * 1.2), level: 0.8 },
-    evidence: { kind: "measured", attempts: 4, daysSinceLast: 2.5 },
-    pCorrect: 0.5 + score / 3,
-    ...(decay ? { decay: { halfLifeDays: 9, floor: 0.2, pFloor: 0.35 } } : {}),
-  });
 
 async function main(): Promise<void> {
   const students = env("HD_STUDENTS", 30);

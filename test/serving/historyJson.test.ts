@@ -12,6 +12,7 @@ import {
 import type { HistoryRow } from "../../serving/masteryReadStore.ts";
 import { historyJson, historyJsonParts, ruleRowAt, withProjection } from "../../serving/masteryView.ts";
 import { sendJsonText } from "../../serving/servedBody.ts";
+import { servedText } from "./servedTextFixture.ts";
 
 const DAY_MS = 86_400_000;
 const T0 = Date.UTC(2026, 9, 27);
@@ -36,19 +37,6 @@ const ruleText = (score: number, lastDaysBefore: number, evidence: number) =>
       centered: true,
       factors: [{ name: "accuracy", value: 0.7, part: score - 0.4 }],
     },
-  });
-
-/** A stored served explanation (serving/servedScoring.ts's shape), with a decay or without. */
-const servedText = (score: number, decay: boolean) =>
-  JSON.stringify({
-    base: 0.3,
-    factors: [{ name: "recent_accuracy", value: 0.8, contribution: score - 0.3 }],
-    rest: 0,
-    score,
-    interval: { lo: score * 0.8, hi: Math.min(1, score * 1.2), level: 0.8 },
-    evidence: { kind: "measured", attempts: 4, daysSinceLast: 2.5 },
-    pCorrect: 0.5 + score / 3,
-    ...(decay ? { decay: { halfLifeDays: 9, floor: 0.2, pFloor: 0.35 } } : {}),
   });
 
 const plainText = (score: number) =>
