@@ -20,7 +20,6 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { Worker } from "node:worker_threads";
 import { ingestPaths } from "../features/ingest.ts";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { generateSynthetic } from "../features/synthetic/generate.ts";
@@ -30,6 +29,7 @@ import { scoreRules } from "../serving/ruleScoring.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { bktEloDigest } from "./bktEloDigest.ts";
 import { saveQuickModels } from "./quickModels.ts";
+import { hwmMB, startRssSampler } from "./rssSampler.ts";
 import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 10_000);
@@ -42,38 +42,11 @@ const prepPath = join(base, `prep-${students}`, "mastery.duckdb");
 
 const workDir = join(base, `run-${students}-${process.pid}`);
 const workPath = join(workDir, "mastery.duckdb");
-// [0] = max RSS of the phase in MB, [1] = stop, [2] = max size of the spill directory in MB
-const shared = new Int32Array(new SharedArrayBuffer(12));
-const sampler = new Worker(
-  `const { workerData } = require("node:worker_threads");
-   const fs = require("node:fs");
-   const path = require("node:path");
-   const { a, spill } = workerData;
-   const spilled = () => {
-     let bytes = 0;
-     try {
-       for (const f of fs.readdirSync(spill)) bytes += fs.statSync(path.join(spill, f)).blocks * 512;
-     } catch {}
-     return bytes;
-   };
-   const tick = () => {
-     if (Atomics.load(a, 1) === 1) return;
-     const rss = Number(fs.readFileSync("/proc/self/statm", "utf8").split(" ")[1]) * 4096 / 1048576;
-     if (rss > Atomics.load(a, 0)) Atomics.store(a, 0, Math.round(rss));
-     const mb = Math.round(spilled() / 1048576);
-     if (mb > Atomics.load(a, 2)) Atomics.store(a, 2, mb);
-     setTimeout(tick, 50);
-   };
-   tick();`,
-  { eval: true, workerData: { a: shared, spill: `${workPath}.tmp` } },
-);
-sampler.unref();
+const sampler = startRssSampler(50, `${workPath}.tmp`);
 const cpuNow = (): number => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
 };
-const hwmMB = (): number =>
-  Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? 0) / 1024);
 const phases: { phase: string; seconds: number; cpuSeconds: number; peakRssMB: number; spillMB: number }[] =
   [];
 let mark = { t: performance.now(), c: cpuNow() };
@@ -82,15 +55,13 @@ const phase = (name: string): void => {
     phase: name,
     seconds: Number(((performance.now() - mark.t) / 1000).toFixed(2)),
     cpuSeconds: Number((cpuNow() - mark.c).toFixed(2)),
-    peakRssMB: Atomics.load(shared, 0),
-    spillMB: Atomics.load(shared, 2),
+    peakRssMB: sampler.takePeak(),
+    spillMB: sampler.takeSpillPeak(),
   };
   phases.push(r);
   process.stderr.write(
     `${new Date().toISOString()} ${name}: ${r.seconds} s, cpu ${r.cpuSeconds} s, ${r.peakRssMB} MB, spill ${r.spillMB} MB\n`,
   );
-  Atomics.store(shared, 0, 0);
-  Atomics.store(shared, 2, 0);
   mark = { t: performance.now(), c: cpuNow() };
 };
 const open = (path: string): Promise<DuckStore> =>
@@ -191,7 +162,7 @@ const out = {
     ? { digest: await bktEloDigest(store, { withoutClocks: true }) }
     : {}),
 };
-Atomics.store(shared, 1, 1);
+sampler.stop();
 store.close();
 await store.whenClosed();
 rmSync(workDir, { recursive: true, force: true });
