@@ -21,6 +21,7 @@ import { IncrementalUpdater, streamModels } from "../serving/updater.ts";
 import { PgStore } from "../storage/postgres.ts";
 import type { RawEventRow } from "../storage/rawEventStore.ts";
 import { RedisStateStore } from "../storage/stateStore.ts";
+import { rawEventRow } from "../test/storage/rawEventRowFixture.ts";
 import {
   BENCH_PSEUDONYM_KEY,
   envNumber as env,
@@ -73,33 +74,19 @@ function request(): RawEventRow[] {
   const key = student();
   const rows: RawEventRow[] = [];
   for (let i = 0; i < BATCH; i++, n++)
-    rows.push({
-      event_id: `${id}-${n}`,
-      type: "quiz_attempt",
-      student_key: key,
-      topic_id: `T${n % TOPICS}`,
-      ts_us: t0Us + n * 1_000_000,
-      school_id: null,
-      class_id: null,
-      grade: null,
-      question_id: `q-${n % 50}`,
-      is_correct: n % 3 !== 0,
-      time_spent_sec: 20,
-      attempt_number: null,
-      hints_used: null,
-      assignment_id: null,
-      score_pct: null,
-      video_id: null,
-      watch_pct: null,
-      watch_duration_sec: null,
-      rewind_count: null,
-      attempts: null,
-      correct_count: null,
-      help_requests: null,
-      resolved_count: null,
-      source: "bench",
-      ingested_at_us: Date.now() * 1000,
-    });
+    rows.push(
+      rawEventRow(
+        {
+          event_id: `${id}-${n}`,
+          type: "quiz_attempt",
+          student_key: key,
+          topic_id: `T${n % TOPICS}`,
+          ts_us: t0Us + n * 1_000_000,
+          ingested_at_us: Date.now() * 1000,
+        },
+        { question_id: `q-${n % 50}`, is_correct: n % 3 !== 0, time_spent_sec: 20, source: "bench" },
+      ),
+    );
   return rows;
 }
 
