@@ -153,12 +153,16 @@ function scoreLines(model: ServedMasteryJson): { digest: string; lines: number; 
   const kinds: EvidenceCounts = {};
   let lines = 0;
   for (const g of gs) {
-    const out: string[] = [];
-    scorer.score(g, out, kinds);
-    for (const l of out) {
-      h.update(l);
-      lines += l.split("\n").length - 1;
-    }
+    scorer.score(
+      g,
+      {
+        write: (text) => {
+          h.update(text);
+          lines += text.split("\n").length - 1;
+        },
+      },
+      kinds,
+    );
   }
   return { digest: h.digest("hex"), lines, kinds };
 }
