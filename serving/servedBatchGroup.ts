@@ -3,6 +3,7 @@ import { type LatentEvent, LatentFilter, type LatentSequence } from "../models/l
 import { scoreStudentLatent } from "../models/latentStudent.ts";
 import { ServedMastery, type ServedMasteryJson, servedFromLatent } from "../models/servedMastery.ts";
 import { LATENT_SOURCE, latentDecay, latentExplanation } from "./latentScoring.ts";
+import { latentExplanationText, servedExplanationText } from "./servedExplanationText.ts";
 import { SERVED_SOURCE, servedExplanation } from "./servedRows.ts";
 
 /**
@@ -158,8 +159,12 @@ export class ServedGroupScorer {
         );
         kinds[e.evidence] = (kinds[e.evidence] ?? 0) + 1;
         const pid = num(g.pid[q]!);
+        const decay = latentDecay(params, est);
+        // lean29: the texts straight from the estimates (JSON.stringify of the built explanations, the same text).
+        const served = servedExplanationText(e) ?? JSON.stringify(servedExplanation(e));
+        const latent = latentExplanationText(est, decay) ?? JSON.stringify(latentExplanation(est, decay));
         out.write(
-          `${pid}\t${SERVED_SOURCE}\t${num(e.score)}\t${JSON.stringify(servedExplanation(e))}\n${pid}\t${LATENT_SOURCE}\t${num(est.score)}\t${JSON.stringify(latentExplanation(est, latentDecay(params, est)))}\n`,
+          `${pid}\t${SERVED_SOURCE}\t${num(e.score)}\t${served}\n${pid}\t${LATENT_SOURCE}\t${num(est.score)}\t${latent}\n`,
         );
       };
       for (let i = 0; i < seqPair.length; i++) write(seqPair[i]!, r.estimates[i]!);
