@@ -103,6 +103,9 @@ const num = (v: number): string => (Object.is(v, -0) ? "-0" : String(v));
 export class ServedGroupScorer {
   private readonly served: ServedMastery;
   private readonly filter: LatentFilter;
+  /** The model's anchor calibration and sd (the same for every pair: built once, not once a pair). */
+  private readonly anchor: ReturnType<ServedMastery["anchorCalibration"]>;
+  private readonly anchorSd: number;
 
   constructor(private readonly setup: ServedGroupSetup) {
     this.served = ServedMastery.fromJSON(setup.model);
@@ -112,6 +115,8 @@ export class ServedGroupScorer {
         "the batch's served step scores a model served from its latent filter; this one serves from the stack: score it with `mastery score served`",
       );
     this.filter = LatentFilter.fromJSON(lj);
+    this.anchor = this.served.anchorCalibration();
+    this.anchorSd = this.served.anchorSd();
   }
 
   /** Writes the group's lines to `out` (one call per pair: its two lines) and counts its pairs by evidence kind. */
@@ -154,8 +159,8 @@ export class ServedGroupScorer {
           params,
           m.calibration(topic),
           m.json.scale,
-          m.anchorCalibration(),
-          m.anchorSd(),
+          this.anchor,
+          this.anchorSd,
         );
         kinds[e.evidence] = (kinds[e.evidence] ?? 0) + 1;
         const pid = num(g.pid[q]!);
