@@ -64,7 +64,12 @@ function head(n: number, base: number, score: number, restExtra: number): string
   return `${text}],"rest":${num(rest + restExtra)},"score":${num(score)}`;
 }
 
-/** `,"interval":..,"evidence":..,"pCorrect":..,"decay":..}`: the fields both explanations end with. */
+const isNum = (v: unknown): v is number => typeof v === "number";
+
+/**
+ * `,"interval":..,"evidence":..,"pCorrect":..,"decay":..}`: the fields both explanations end with; null where one
+ * of them is not a number (JSON.stringify would leave it out).
+ */
 function tail(
   lo: number,
   hi: number,
@@ -72,32 +77,31 @@ function tail(
   attempts: number,
   daysSinceLast: number | null,
   pCorrect: number,
-  decay: { halfLifeDays: number; floor: number; pFloor: number },
-): string {
-  return `,"interval":{"lo":${num(lo)},"hi":${num(hi)},"level":0.8},"evidence":{"kind":"${kind}","attempts":${num(attempts)},"daysSinceLast":${daysSinceLast === null ? "null" : num(daysSinceLast)}},"pCorrect":${num(pCorrect)},"decay":{"halfLifeDays":${num(decay.halfLifeDays)},"floor":${num(decay.floor)},"pFloor":${num(decay.pFloor)}}}`;
-}
-
-const isNum = (v: unknown): v is number => typeof v === "number";
-const decayOk = (d: { halfLifeDays: number; floor: number; pFloor: number } | undefined): boolean =>
-  d !== undefined && isNum(d.halfLifeDays) && isNum(d.floor) && isNum(d.pFloor);
-
-/** JSON.stringify(servedExplanation(e)), or null (see the module comment). */
-export function servedExplanationText(e: ServedEstimate): string | null {
-  const cs = e.contributions;
+  decay: { halfLifeDays: number; floor: number; pFloor: number } | undefined,
+): string | null {
   if (
     !(
-      isNum(e.base) &&
-      isNum(e.score) &&
-      isNum(e.rest) &&
-      isNum(e.lo) &&
-      isNum(e.hi) &&
-      isNum(e.attempts) &&
-      isNum(e.pCorrect) &&
-      (e.daysSinceLast === null || isNum(e.daysSinceLast)) &&
-      decayOk(e.decay)
+      isNum(lo) &&
+      isNum(hi) &&
+      isNum(attempts) &&
+      (daysSinceLast === null || isNum(daysSinceLast)) &&
+      isNum(pCorrect) &&
+      decay !== undefined &&
+      isNum(decay.halfLifeDays) &&
+      isNum(decay.floor) &&
+      isNum(decay.pFloor)
     )
   )
     return null;
+  return `,"interval":{"lo":${num(lo)},"hi":${num(hi)},"level":0.8},"evidence":{"kind":"${kind}","attempts":${num(attempts)},"daysSinceLast":${daysSinceLast === null ? "null" : num(daysSinceLast)}},"pCorrect":${num(pCorrect)},"decay":{"halfLifeDays":${num(decay.halfLifeDays)},"floor":${num(decay.floor)},"pFloor":${num(decay.pFloor)}}}`;
+}
+
+/** JSON.stringify(servedExplanation(e)), or null (see the module comment). */
+export function servedExplanationText(e: ServedEstimate): string | null {
+  if (!(isNum(e.base) && isNum(e.score) && isNum(e.rest))) return null;
+  const t = tail(e.lo, e.hi, e.evidence, e.attempts, e.daysSinceLast, e.pCorrect, e.decay);
+  if (t === null) return null;
+  const cs = e.contributions;
   for (let i = 0; i < cs.length; i++) {
     const c = cs[i]!;
     if (!(isNum(c.value) && isNum(c.contribution))) return null;
@@ -106,8 +110,7 @@ export function servedExplanationText(e: ServedEstimate): string | null {
     contributions[i] = c.contribution;
   }
   const h = head(cs.length, e.base, e.score, e.rest);
-  if (h === null) return null;
-  return h + tail(e.lo, e.hi, e.evidence, e.attempts, e.daysSinceLast, e.pCorrect, e.decay);
+  return h === null ? null : h + t;
 }
 
 /** JSON.stringify(latentExplanation(est, decay)), or null (see the module comment). */
@@ -115,20 +118,10 @@ export function latentExplanationText(
   est: LatentEstimate,
   decay: NonNullable<LatentExplanationExtra["decay"]>,
 ): string | null {
-  if (
-    !(
-      isNum(est.base) &&
-      isNum(est.score) &&
-      isNum(est.lo) &&
-      isNum(est.hi) &&
-      isNum(est.observations) &&
-      isNum(est.events) &&
-      isNum(est.pCorrect) &&
-      (est.daysSinceLast === null || isNum(est.daysSinceLast)) &&
-      decayOk(decay)
-    )
-  )
-    return null;
+  if (!(isNum(est.base) && isNum(est.score) && isNum(est.events))) return null;
+  const kind = est.observations > 0 ? "measured" : est.events > 0 ? "indirect" : "prior";
+  const t = tail(est.lo, est.hi, kind, est.observations, est.daysSinceLast, est.pCorrect, decay);
+  if (t === null) return null;
   // Object.entries' order (latentExplanation's): the record's own keys as the estimate built them.
   let n = 0;
   for (const name in est.contributions) {
@@ -141,7 +134,5 @@ export function latentExplanationText(
     n++;
   }
   const h = head(n, est.base, est.score, 0);
-  if (h === null) return null;
-  const kind = est.observations > 0 ? "measured" : est.events > 0 ? "indirect" : "prior";
-  return h + tail(est.lo, est.hi, kind, est.observations, est.daysSinceLast, est.pCorrect, decay);
+  return h === null ? null : h + t;
 }
