@@ -9,7 +9,7 @@ import { LATENT_STUDENT_VARIANTS, latentStudentCases } from "../models/latentStu
 /**
  * The daily batch's served lines to the bit (lean29): every "pid, source, score, explanation" line the scoring
  * threads write (serving/servedBatchGroup.ts ServedGroupScorer: the per-student scoring, the served estimate, both
- * explanations' text), over the seeded students of models/latentStudentCases.ts, for every filter variant on two
+ * explanations' text), over the seeded students of test/models/latentStudentCases.ts, for every filter variant on two
  * served scales. `EXPECTED` holds the SHA-256 of the lines as main 8705392 wrote them (before lean29's changes to
  * the fold, the event columns and the text): a change that moves any number or character of any line fails here.
  */
