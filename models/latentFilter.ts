@@ -307,6 +307,12 @@ interface ForgetPlans {
 }
 /** Gaps kept per emission table (a student's pair has ~10 events; a ring: the oldest are dropped together). */
 const FORGET_PLAN_SLOTS = 128;
+/**
+ * lean29: the slot after the ring, where `LatentKernel.foldWide` writes each gap's plan without keeping it: since
+ * lean28 a plan serves all basis parts of an event at once, and a gap recurs in ~1 event in 10 of the 1M store, so
+ * looking it up (a Map keyed by a double) and keeping it cost more than planning it again (the same numbers).
+ */
+const FORGET_PLAN_SCRATCH = FORGET_PLAN_SLOTS;
 
 /** Per-parameter-set tables of one filter (grid, emissions, learning maps); built once per likelihood. */
 export class LatentKernel {
@@ -548,7 +554,7 @@ export class LatentKernel {
   keepForgetPlans(): this {
     if (this.plans === null) {
       const G = this.bins;
-      const n = FORGET_PLAN_SLOTS;
+      const n = FORGET_PLAN_SLOTS + 1;
       this.plans = {
         slots: new Map(),
         j: new Int32Array(n * G),
@@ -569,6 +575,12 @@ export class LatentKernel {
     }
     const slot = plans.next++;
     plans.slots.set(dtDays, slot);
+    this.writePlan(plans, slot, floor, d);
+    return slot;
+  }
+
+  /** Writes the plan of a move by `d` towards `floor` into `slot` (`planForget`'s ring slot, or FORGET_PLAN_SCRATCH). */
+  private writePlan(plans: ForgetPlans, slot: number, floor: number, d: number): void {
     plans.d[slot] = d;
     const G = this.bins;
     const at = slot * G;
@@ -597,7 +609,6 @@ export class LatentKernel {
       if (i <= fj + 1 || tj <= fj + 1) fast = i + 1;
     }
     plans.fast[slot] = fast;
-    return slot;
   }
 
   /** `forget` by a plan (`planForget`): the same additions in the same order. */
@@ -909,8 +920,8 @@ export class LatentKernel {
       // Forgetting since the previous event (`forget`: the global floor's, by its plan for the gap).
       if (Number.isFinite(last) && e.t - last > 0) {
         const dt = e.t - last;
-        let slot = plans.slots.get(dt);
-        if (slot === undefined) slot = k0.planForget(plans, dt, floor, 2 ** (-dt / prm.halfLifeDays));
+        const slot = FORGET_PLAN_SCRATCH;
+        k0.writePlan(plans, slot, floor, 2 ** (-dt / prm.halfLifeDays));
         const d = plans.d[slot]!;
         if (d < 1) {
           const keep = s > 0 ? s * d : 0;

@@ -1,4 +1,4 @@
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Worker } from "node:worker_threads";
@@ -15,6 +15,7 @@ import {
   ServedBatchError,
   type ServedGroup,
   ServedGroupScorer,
+  ServedLineFile,
 } from "./servedBatchGroup.ts";
 import type { ServedWorkerReply, ServedWorkerSetup } from "./servedBatchWorker.ts";
 import { type ScoreServedResult, scoreServed, writeServedScores } from "./servedScoring.ts";
@@ -461,11 +462,14 @@ interface GroupSink {
 /** Scores in the calling thread (small stores, `workers: 0`), into one file. */
 class InlineScorer implements GroupSink {
   private written = 0;
+  private readonly file: ServedLineFile;
   private constructor(
     private readonly scorer: ServedGroupScorer,
     private readonly fd: number,
     readonly paths: readonly string[],
-  ) {}
+  ) {
+    this.file = new ServedLineFile(fd);
+  }
 
   static start(setup: Omit<ServedWorkerSetup, "path">, dir: string): InlineScorer {
     const path = join(dir, "served-0.tsv");
@@ -473,10 +477,9 @@ class InlineScorer implements GroupSink {
   }
 
   async score(g: ServedGroup): Promise<{ pairs: number; kinds: EvidenceCounts }> {
-    const lines: string[] = [];
     const kinds: EvidenceCounts = {};
-    this.scorer.score(g, lines, kinds);
-    for (let i = 0; i < lines.length; i += 1000) writeSync(this.fd, lines.slice(i, i + 1000).join(""));
+    this.scorer.score(g, this.file, kinds);
+    this.file.flush();
     this.written += g.pairs;
     return { pairs: g.pairs, kinds };
   }

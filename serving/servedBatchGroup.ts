@@ -1,7 +1,9 @@
+import { writeSync } from "node:fs";
 import { type LatentEvent, LatentFilter, type LatentSequence } from "../models/latentFilter.ts";
 import { scoreStudentLatent } from "../models/latentStudent.ts";
 import { ServedMastery, type ServedMasteryJson, servedFromLatent } from "../models/servedMastery.ts";
 import { LATENT_SOURCE, latentDecay, latentExplanation } from "./latentScoring.ts";
+import { latentExplanationText, servedExplanationText } from "./servedExplanationText.ts";
 import { SERVED_SOURCE, servedExplanation } from "./servedRows.ts";
 
 /**
@@ -46,6 +48,49 @@ export class ServedBatchError extends Error {
   }
 }
 
+/** Where a scorer's lines go, in order (whole lines, one or more a call). */
+export interface ServedLineSink {
+  write(text: string): void;
+}
+
+/** Bytes of a scoring file's write buffer (ServedLineFile): ~1,000 pairs' lines. */
+export const SERVED_LINE_BUFFER = 1 << 20;
+
+/**
+ * A scoring file written through one fixed buffer (lean29): each pair's text is encoded into the buffer as it is
+ * scored, so no line outlives its pair in the heap. Before, a thread kept a group's lines (~9 MB of strings for
+ * 65,536 events) until the group's end, and the young generation's collections copied and promoted them.
+ */
+export class ServedLineFile implements ServedLineSink {
+  private readonly buf = Buffer.allocUnsafe(SERVED_LINE_BUFFER);
+  private used = 0;
+
+  constructor(private readonly fd: number) {}
+
+  write(text: string): void {
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+    if (this.used + 3 * text.length > this.buf.length) {
+      this.flush();
+      if (3 * text.length > this.buf.length) {
+        writeAll(this.fd, Buffer.from(text, "utf8"));
+        return;
+      }
+    }
+    this.used += this.buf.write(text, this.used, "utf8");
+  }
+
+  /** Writes what the buffer holds to the file. */
+  flush(): void {
+    writeAll(this.fd, this.buf.subarray(0, this.used));
+    this.used = 0;
+  }
+}
+
+function writeAll(fd: number, b: Buffer): void {
+  let at = 0;
+  while (at < b.length) at += writeSync(fd, b, at, b.length - at);
+}
+
 /** A number as the file's text: String(number) round-trips through DuckDB's DOUBLE parser, -0 included. */
 const num = (v: number): string => (Object.is(v, -0) ? "-0" : String(v));
 
@@ -53,11 +98,14 @@ const num = (v: number): string => (Object.is(v, -0) ? "-0" : String(v));
  * Scores groups: per student, models/latentStudent.ts scoreStudentLatent (the same estimates as `mastery score
  * served`), then each pair's served estimate (models/servedMastery.ts servedFromLatent) and the two stored rows,
  * as "pid<TAB>source<TAB>score<TAB>explanation" lines. The explanations are those serving/servedScoring.ts
- * stores. Pure apart from the lines it returns, so it runs the same in a thread or in the caller's.
+ * stores. Pure apart from the lines it hands to its sink, so it runs the same in a thread or in the caller's.
  */
 export class ServedGroupScorer {
   private readonly served: ServedMastery;
   private readonly filter: LatentFilter;
+  /** The model's anchor calibration and sd (the same for every pair: built once, not once a pair). */
+  private readonly anchor: ReturnType<ServedMastery["anchorCalibration"]>;
+  private readonly anchorSd: number;
 
   constructor(private readonly setup: ServedGroupSetup) {
     this.served = ServedMastery.fromJSON(setup.model);
@@ -67,10 +115,12 @@ export class ServedGroupScorer {
         "the batch's served step scores a model served from its latent filter; this one serves from the stack: score it with `mastery score served`",
       );
     this.filter = LatentFilter.fromJSON(lj);
+    this.anchor = this.served.anchorCalibration();
+    this.anchorSd = this.served.anchorSd();
   }
 
-  /** Appends the group's lines to `out` (one string per line pair) and counts its pairs by evidence kind. */
-  score(g: ServedGroup, out: string[], kinds: EvidenceCounts): void {
+  /** Writes the group's lines to `out` (one call per pair: its two lines) and counts its pairs by evidence kind. */
+  score(g: ServedGroup, out: ServedLineSink, kinds: EvidenceCounts): void {
     const { topics, asOfDays } = this.setup;
     const f = this.filter;
     const m = this.served;
@@ -109,13 +159,17 @@ export class ServedGroupScorer {
           params,
           m.calibration(topic),
           m.json.scale,
-          m.anchorCalibration(),
-          m.anchorSd(),
+          this.anchor,
+          this.anchorSd,
         );
         kinds[e.evidence] = (kinds[e.evidence] ?? 0) + 1;
         const pid = num(g.pid[q]!);
-        out.push(
-          `${pid}\t${SERVED_SOURCE}\t${num(e.score)}\t${JSON.stringify(servedExplanation(e))}\n${pid}\t${LATENT_SOURCE}\t${num(est.score)}\t${JSON.stringify(latentExplanation(est, latentDecay(params, est)))}\n`,
+        const decay = latentDecay(params, est);
+        // lean29: the texts straight from the estimates (JSON.stringify of the built explanations, the same text).
+        const served = servedExplanationText(e) ?? JSON.stringify(servedExplanation(e));
+        const latent = latentExplanationText(est, decay) ?? JSON.stringify(latentExplanation(est, decay));
+        out.write(
+          `${pid}\t${SERVED_SOURCE}\t${num(e.score)}\t${served}\n${pid}\t${LATENT_SOURCE}\t${num(est.score)}\t${latent}\n`,
         );
       };
       for (let i = 0; i < seqPair.length; i++) write(seqPair[i]!, r.estimates[i]!);

@@ -5,13 +5,14 @@
  * without quoting is safe: JSON.stringify escapes every control character, and the keys are not in the file
  * (pairs are named by pid).
  */
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import {
   type EvidenceCounts,
   type ServedGroup,
   ServedGroupScorer,
   type ServedGroupSetup,
+  ServedLineFile,
 } from "./servedBatchGroup.ts";
 
 export interface ServedWorkerSetup extends ServedGroupSetup {
@@ -28,6 +29,7 @@ const setup = workerData as ServedWorkerSetup;
 const port = parentPort!;
 const scorer = new ServedGroupScorer(setup);
 const fd = openSync(setup.path, "w");
+const file = new ServedLineFile(fd);
 let written = 0;
 
 port.on("message", (m: ServedGroup | { close: true }) => {
@@ -37,11 +39,9 @@ port.on("message", (m: ServedGroup | { close: true }) => {
     port.close();
     return;
   }
-  const lines: string[] = [];
   const kinds: EvidenceCounts = {};
-  scorer.score(m, lines, kinds);
-  // About 1 MB a write.
-  for (let i = 0; i < lines.length; i += 1000) writeSync(fd, lines.slice(i, i + 1000).join(""));
+  scorer.score(m, file, kinds);
+  file.flush();
   written += m.pairs;
   port.postMessage({ id: m.id, pairs: m.pairs, kinds } satisfies ServedWorkerReply);
 });
