@@ -38,7 +38,6 @@ import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { Worker } from "node:worker_threads";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
 import { resolveAsOf } from "../features/windows.ts";
 import { resolveModels } from "../serving/learnerState.ts";
@@ -51,6 +50,7 @@ import { withExplanationTexts } from "../serving/storedExplanations.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { STORED_NUMBERS_SELECT, type WithExplanationNumberColumns } from "../storage/explanationNumbers.ts";
 import { cpuNow, roundedMedian } from "./cpuClock.ts";
+import { hwmMB, resetHwm, startRssSampler } from "./rssSampler.ts";
 import { seedSchool } from "./seedSchool.ts";
 
 const students = Number(process.env.STUDENTS ?? 2_000);
@@ -76,36 +76,10 @@ if (process.env.GC === "1" && gc === undefined)
 const load = () => loadavg().map((x) => Number(x.toFixed(2)));
 const log = (s: string) => process.stderr.write(`${new Date().toISOString()} ${s}\n`);
 const mb = (bytes: number) => Math.round(bytes / 1048576);
-const hwmMB = () =>
-  Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? 0) / 1024);
-/** Resets VmHWM to the current RSS (Linux clear_refs 5); false where the kernel refuses. */
-const resetHwm = (): boolean => {
-  try {
-    writeFileSync("/proc/self/clear_refs", "5");
-    return true;
-  } catch {
-    return false;
-  }
-};
-
-// Peak RSS between marks: a worker thread samples /proc/self/statm (the whole process) every 100 ms into shared
-// memory, so a phase that blocks the main thread (the filter's JS, a native query) is still sampled.
-const shared = new Int32Array(new SharedArrayBuffer(8)); // [0] = max RSS in MB since the last mark, [1] = stop
-const sampler = new Worker(
-  `const { workerData } = require("node:worker_threads");
-   const fs = require("node:fs");
-   const a = workerData;
-   const tick = () => {
-     if (Atomics.load(a, 1) === 1) return;
-     const rss = Number(fs.readFileSync("/proc/self/statm", "utf8").split(" ")[1]) * 4096 / 1048576;
-     if (rss > Atomics.load(a, 0)) Atomics.store(a, 0, Math.round(rss));
-     setTimeout(tick, 100);
-   };
-   tick();`,
-  { eval: true, workerData: shared },
-);
-sampler.unref();
-const takePeak = (): number => Math.max(Atomics.exchange(shared, 0, 0), mb(process.memoryUsage().rss));
+// Peak RSS between marks (bench/rssSampler.ts: a thread samples the whole process every 100 ms, so a phase that
+// blocks the main thread, the filter's JS or a native query, is still sampled).
+const sampler = startRssSampler(100);
+const takePeak = (): number => sampler.takePeak();
 
 /** Wall, process CPU and peak RSS of `fn` (the sampler's peak over it). */
 async function measured<T>(
@@ -394,7 +368,7 @@ for (let run = 0; run < runs; run++) {
   );
   results.push(r);
 }
-Atomics.store(shared, 1, 1);
+sampler.stop();
 
 const out = {
   students,
