@@ -7,7 +7,9 @@
  *
  * The server runs in a child process (as `mastery serve` would, with the load bench's options); the driver
  * (autocannon, this process) sends each kind for REQ_N requests on REQ_CONNECTIONS connections and reads the
- * child's CPU time (user + system) before and after: CPU per request = its difference / requests answered.
+ * child's CPU time (user + system) before and after, each time once the work the requests left for after their
+ * answers is done (createApp's drain: a POST's alert check and raw copy, cache invalidations): CPU per request =
+ * its difference / requests answered.
  * Kinds, in order: `hit` (GET /mastery of REQ_HOT students read before: cache hits), `miss` (GET /mastery of
  * students never read: each request a cold miss), `history` (GET /mastery/:id/T0/history of REQ_HOT students whose
  * T0 history holds ~3 x REQ_HISTORY_POSTS entries, written by real POSTs before the runs), `recommendations` (of the
@@ -127,7 +129,7 @@ async function serve(): Promise<void> {
   );
   await pg.run("DROP TABLE req_keys");
   await pg.run("ANALYZE");
-  const { app, ctx } = await createApp({
+  const { app, ctx, drain } = await createApp({
     store,
     pseudonymizer: pseudo,
     jwtSecret: SECRET,
@@ -150,8 +152,13 @@ async function serve(): Promise<void> {
   process.on("message", (m) => {
     // With the POST group commit's counters (a tree whose intake updater has none sends 0s).
     const groups = (ctx.intake.updater as { stats?: { groups?: number; requests?: number } }).stats;
+    // The work a request leaves for after its answer (a POST's alert check and raw copy into DuckDB, cache
+    // invalidations sent) is done first, so that it counts for the kind that caused it and not for the next
+    // kind's round.
     if (m === "cpu")
-      process.send?.({ cpu: cpu(), groups: groups?.groups ?? 0, posts: groups?.requests ?? 0 });
+      void drain().then(() =>
+        process.send?.({ cpu: cpu(), groups: groups?.groups ?? 0, posts: groups?.requests ?? 0 }),
+      );
     if (m === "stop")
       void (async () => {
         server.closeAllConnections();
