@@ -7,7 +7,9 @@
  *
  * The server runs in a child process (as `mastery serve` would, with the load bench's options); the driver
  * (autocannon, this process) sends each kind for REQ_N requests on REQ_CONNECTIONS connections and reads the
- * child's CPU time (user + system) before and after: CPU per request = its difference / requests answered.
+ * child's CPU time (user + system) before and after, each time once the work the requests left for after their
+ * answers is done (createApp's drain: a POST's alert check and raw copy, cache invalidations): CPU per request =
+ * its difference / requests answered.
  * Kinds, in order: `hit` (GET /mastery of REQ_HOT students read before: cache hits), `miss` (GET /mastery of
  * students never read: each request a cold miss), `history` (GET /mastery/:id/T0/history of REQ_HOT students whose
  * T0 history holds ~3 x REQ_HISTORY_POSTS entries, written by real POSTs before the runs), `recommendations` (of the
@@ -19,14 +21,18 @@
  *   REQ_N=3000 REQ_ROUNDS=5 REQ_HISTORY_POSTS=100 npx tsx bench/requestCpu.bench.ts
  *   REQ_NAME_PREFIX=me_req REQ_PORT=41220 ...     # PostgreSQL schema / Redis prefix and the server's port
  *   REQ_KINDS=miss,events ...                      # only these kinds (the warm-up still sends every kind)
- *   REQ_PROF=/tmp/dir ...                          # the server under --cpu-prof, its .cpuprofile written there
+ *   REQ_PROF=/tmp/dir ...                          # the server under --cpu-prof, its .cpuprofile written there,
+ *                                                  # with windows.json (REQ_WINDOWS)
+ *   REQ_WINDOWS=/tmp/w.json ...                    # each measured round's kind, start and end (µs, CLOCK_MONOTONIC:
+ *                                                  # the clock of a .cpuprofile and of /proc samples), and the
+ *                                                  # server's pid
  *   REQ_SERVER_NODE_FLAGS="--trace-gc" ...         # node / V8 flags of the server process
  *   REQ_HISTORY_CACHE_MB=0 ...                     # the history cache off: each history request a miss
  * The history kind reads the same hot histories without writes in between: with the history cache (its default)
  * that is the cost of a history cache hit; REQ_HISTORY_CACHE_MB=0 gives the cost of a miss.
  */
 import { fork } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -123,7 +129,7 @@ async function serve(): Promise<void> {
   );
   await pg.run("DROP TABLE req_keys");
   await pg.run("ANALYZE");
-  const { app } = await createApp({
+  const { app, ctx, drain } = await createApp({
     store,
     pseudonymizer: pseudo,
     jwtSecret: SECRET,
@@ -144,7 +150,15 @@ async function serve(): Promise<void> {
     return u.user + u.system;
   };
   process.on("message", (m) => {
-    if (m === "cpu") process.send?.({ cpu: cpu() });
+    // With the POST group commit's counters (a tree whose intake updater has none sends 0s).
+    const groups = (ctx.intake.updater as { stats?: { groups?: number; requests?: number } }).stats;
+    // The work a request leaves for after its answer (a POST's alert check and raw copy into DuckDB, cache
+    // invalidations sent) is done first, so that it counts for the kind that caused it and not for the next
+    // kind's round.
+    if (m === "cpu")
+      void drain().then(() =>
+        process.send?.({ cpu: cpu(), groups: groups?.groups ?? 0, posts: groups?.requests ?? 0 }),
+      );
     if (m === "stop")
       void (async () => {
         server.closeAllConnections();
@@ -198,13 +212,14 @@ async function drive(): Promise<void> {
     server.once("exit", (code) => fail(new Error(`the server exited with ${code} before it was ready`)));
   });
   const base = `http://127.0.0.1:${ready.port}`;
+  /** The server's CPU µs so far, and its POST groups and the requests they held. */
   const cpu = () =>
-    new Promise<number>((ok) => {
+    new Promise<{ cpu: number; groups: number; posts: number }>((ok) => {
       const on = (m: unknown) => {
-        const c = (m as { cpu?: number }).cpu;
-        if (c === undefined) return;
+        const c = m as { cpu?: number; groups?: number; posts?: number };
+        if (c.cpu === undefined) return;
         server.off("message", on);
-        ok(c);
+        ok({ cpu: c.cpu, groups: c.groups ?? 0, posts: c.posts ?? 0 });
       };
       server.on("message", on);
       server.send("cpu");
@@ -291,13 +306,18 @@ async function drive(): Promise<void> {
   // Warm-up: the JIT and the hot students' bodies (cached from here on; nothing invalidates them).
   for (const kind of KINDS) if (kind !== "miss") await run(kind, Math.min(n, 500));
   await run("miss", Math.min(n, 200));
-  const results = new Map<Kind, { cpuUs: number; rps: number }[]>();
+  const results = new Map<Kind, { cpuUs: number; rps: number; perGroup: number }[]>();
+  // The profile's timestamps are CLOCK_MONOTONIC µs, as process.hrtime's in any process of this machine.
+  const windows: { kind: Kind; round: number; fromUs: number; toUs: number }[] = [];
+  const monoUs = () => Number(process.hrtime.bigint() / 1000n);
   for (let r = 0; r < rounds; r++)
     for (const kind of kinds) {
       // The POSTs touch cold students only: the hot students' bodies stay cached.
       const amount = kind === "events" ? Math.max(50, Math.round(n / 10)) : n;
       const c0 = await cpu();
+      const fromUs = monoUs();
       const res = await run(kind, amount);
+      windows.push({ kind, round: r, fromUs, toUs: monoUs() });
       const c1 = await cpu();
       if (res.non2xx + res.errors + res.timeouts > 0)
         throw new Error(
@@ -305,7 +325,11 @@ async function drive(): Promise<void> {
         );
       const list = results.get(kind) ?? [];
       results.set(kind, list);
-      list.push({ cpuUs: (c1 - c0) / res.requests.total, rps: res.requests.average });
+      list.push({
+        cpuUs: (c1.cpu - c0.cpu) / res.requests.total,
+        rps: res.requests.average,
+        perGroup: c1.groups > c0.groups ? (c1.posts - c0.posts) / (c1.groups - c0.groups) : 0,
+      });
     }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
   for (const kind of kinds) {
@@ -315,11 +339,16 @@ async function drive(): Promise<void> {
         .toFixed(0)
         .padStart(6)} µs a request (rounds ${list
         .map((x) => x.cpuUs.toFixed(0))
-        .join(", ")}), ${median(list.map((x) => x.rps)).toFixed(0)} req/s\n`,
+        .join(", ")}), ${median(list.map((x) => x.rps)).toFixed(0)} req/s${
+        kind === "events" ? `, ${median(list.map((x) => x.perGroup)).toFixed(1)} POSTs a group` : ""
+      }\n`,
     );
   }
   server.send("stop");
   await new Promise((ok) => server.once("exit", ok));
+  const windowsFile = process.env.REQ_WINDOWS ?? (prof ? join(prof, "windows.json") : undefined);
+  if (windowsFile !== undefined)
+    writeFileSync(windowsFile, `${JSON.stringify({ serverPid: server.pid, windows }, null, 1)}\n`);
 }
 
 if (process.argv.includes("--serve")) await serve();
