@@ -1,0 +1,309 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  CONSOLIDATION_LR_CRITICAL,
+  ConsolidationError,
+  fitConsolidation,
+} from "../../models/consolidation.ts";
+import {
+  consolidatedFloor,
+  consolidatedShare,
+  forgettingDays,
+  KIND_QUIZ,
+  LATENT_FACTORS,
+  type LatentEstimate,
+  type LatentEvent,
+  LatentFilter,
+  LatentKernel,
+  type LatentParams,
+} from "../../models/latentFilter.ts";
+import {
+  LATENT_LOGISTIC_PARAMS,
+  LATENT_TEST_PARAMS,
+  latentEventArb,
+  latentEvents,
+  PROPERTY_TOPICS,
+  studentSequencesArb,
+} from "./latentFixtures.ts";
+import { latentStudentNumbers } from "./latentStudentCases.ts";
+
+/** A float64's bits (hex), so that -0, NaN and 1-ulp differences show in a failure. */
+const bits = (x: number): string => Buffer.from(Float64Array.of(x).buffer).toString("hex");
+const FIT = { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 };
+
+/** Consolidating models: linear with a student effect, and the served defaults' shape (logistic, spread, as-of decay). */
+const MODELS: readonly { name: string; model: LatentFilter }[] = [
+  {
+    name: "linear, student effect + loading, consolidation 0.12",
+    model: new LatentFilter({
+      version: 1,
+      bins: 40,
+      params: { ...LATENT_TEST_PARAMS, consolidation: 0.12 },
+      topicPriorMean: { A: 0.35, B: 0.5, C: 0.22, D: 0.61 },
+      fit: FIT,
+      studentPriorSd: 0.9,
+      studentLearnLoading: 0.5,
+    }),
+  },
+  {
+    name: "served defaults' shape, consolidation 0.08",
+    model: new LatentFilter({
+      version: 1,
+      bins: 40,
+      params: {
+        ...LATENT_LOGISTIC_PARAMS,
+        learn: [0.053, 0.107, 0.066, 0.0066, 0.018],
+        halfLifeDays: 33.8,
+        floor: 0.042,
+        noise: 0.0107,
+        forgetSpread: 0.5,
+        asOfForgetting: "decay",
+        consolidation: 0.08,
+      },
+      topicPriorMean: { A: 0.35, B: 0.5, C: 0.22, D: 0.61 },
+      topicThreshold: { A: 0.41, B: 0.38, C: 0.47, D: 0.44 },
+      fit: FIT,
+      studentPriorSd: 0.75,
+      studentLearnLoading: 1,
+    }),
+  },
+];
+
+describe("consolidation (round 29): the share kept and the forgetting it leaves", () => {
+  it("keeps 1 - (1 - c)^n of the gain after n events; none without consolidation or events", () => {
+    expect(consolidatedShare({ consolidation: 0.1 }, 3)).toBeCloseTo(0.271, 12);
+    expect(consolidatedShare({ consolidation: 0.1 }, 0)).toBe(0);
+    expect(consolidatedShare({}, 25)).toBe(0);
+    // dt = h: d = 0.271 + 0.729 / 2 = 0.6355, i.e. the plain forgetting of -h log2(0.6355) days.
+    const p = { consolidation: 0.1, halfLifeDays: 20 };
+    expect(forgettingDays(p, 20, 3)).toBeCloseTo(-20 * Math.log2(0.6355), 10);
+    expect(forgettingDays({ halfLifeDays: 20 }, 20, 3)).toBe(20);
+    expect(forgettingDays(p, 20, 0)).toBe(20);
+    // However long the gap, the consolidated share stays: at most -h log2(phi) plain days.
+    expect(forgettingDays(p, 1e6, 3)).toBeCloseTo(-20 * Math.log2(0.271), 8);
+  });
+
+  it("moves the kernel's posterior mean to f + (mean - f)(phi + (1 - phi) 2^(-dt / h)), a plateau above the floor", () => {
+    const params: LatentParams = { ...LATENT_TEST_PARAMS, floor: 0.1, halfLifeDays: 20, consolidation: 0.15 };
+    const k = new LatentKernel(params, 200);
+    const start = k.prior(0.7);
+    const m0 = k.mean(start);
+    for (const [dt, n] of [
+      [5, 1],
+      [20, 4],
+      [60, 10],
+      [10_000, 10],
+    ] as const) {
+      const p = Float64Array.from(start);
+      k.forget(p, dt, Number.NaN, n);
+      const phi = 1 - 0.85 ** n;
+      const want = 0.1 + (m0 - 0.1) * (phi + (1 - phi) * 2 ** (-dt / 20));
+      // The prior's mass below the floor stays where it is (as without consolidation): a small, fixed part.
+      expect(Math.abs(k.mean(p) - want), `dt ${dt}, n ${n}`).toBeLessThan(2e-3);
+    }
+    // A practised pair keeps much more after a long idle span than an unpractised one (the floor's form).
+    const practised = Float64Array.from(start);
+    const fresh = Float64Array.from(start);
+    k.forget(practised, 10_000, Number.NaN, 10);
+    k.forget(fresh, 10_000, Number.NaN, 0);
+    expect(k.mean(practised)).toBeGreaterThan(0.1 + 0.75 * (m0 - 0.1));
+    expect(k.mean(fresh)).toBeLessThan(0.11);
+  });
+
+  it("the as-of decay and GET /mastery's stored floor are the filter's own mean t days later", () => {
+    const { model } = MODELS[0]!;
+    const events: LatentEvent[] = [];
+    for (let i = 0; i < 12; i++) events.push({ t: i * 2, kind: KIND_QUIZ, n: 1, k: i % 4 === 0 ? 0 : 1 });
+    const s = model.init("A");
+    for (const e of events) model.step(s, e, "A");
+    const last = events[events.length - 1]!.t;
+    const atLast = model.estimate(s, last, "A");
+    expect(atLast.floor).toBeCloseTo(consolidatedFloor(model.json.params, atLast.score, 12), 15);
+    expect(atLast.floor!).toBeGreaterThan(
+      model.json.params.floor + 0.5 * (atLast.score - model.json.params.floor),
+    );
+    // Carried 40 days by the filter (no as-of decay in this model): the stored floor's exponential gives the same.
+    const later = model.estimate(s, last + 40, "A");
+    const decayed = atLast.floor! + (atLast.score - atLast.floor!) * 2 ** (-40 / 20);
+    expect(Math.abs(later.score - decayed)).toBeLessThan(2e-3);
+    // The served-defaults model decays the estimate at the last event towards the same consolidated floor.
+    const m2 = MODELS[1]!.model;
+    const s2 = m2.init("B");
+    for (const e of events) m2.step(s2, e, "B");
+    const e0 = m2.estimate(s2, last, "B");
+    const e1 = m2.estimate(s2, last + 40, "B");
+    expect(e1.floor).toBe(e0.floor);
+    expect(e1.score).toBeCloseTo(e0.floor! + (e0.score - e0.floor!) * 2 ** (-40 / 33.8), 12);
+    expect(e0.floor!).toBeGreaterThan(m2.json.params.floor);
+  });
+
+  it("without consolidation the model is rounds 4-28's: the global floor, the plain gap", () => {
+    const plain = new LatentFilter({ ...MODELS[0]!.model.json, params: { ...LATENT_TEST_PARAMS } });
+    const s = plain.init("A");
+    for (const e of latentEvents([
+      { dt: 0, kind: 0, n: 1, frac: 1 },
+      { dt: 3, kind: 0, n: 1, frac: 1 },
+    ]))
+      plain.step(s, e, "A");
+    expect(plain.estimate(s, 30, "A").floor).toBe(LATENT_TEST_PARAMS.floor);
+  });
+});
+
+describe("consolidation (round 29): every path folds it the same way", () => {
+  const topicArb = fc.constantFrom(...PROPERTY_TOPICS);
+  const estimateBits = (e: LatentEstimate) =>
+    latentStudentNumbers({ offset: 0, offsetSd: 0, estimates: [e], priors: [] }).map(bits);
+
+  it("predictScore (the batch's lean fold) is predict's score, bit for bit", () => {
+    for (const { name, model } of MODELS)
+      fc.assert(
+        fc.property(
+          fc.array(latentEventArb, { maxLength: 30 }),
+          topicArb,
+          fc.double({ min: -3, max: 3, noNaN: true }),
+          fc.double({ min: 0, max: 90, noNaN: true }),
+          (raw, topic, offset, idle) => {
+            const events = latentEvents(raw);
+            const asOf = (events[events.length - 1]?.t ?? 0) + idle;
+            expect(
+              Object.is(
+                model.predictScore(topic, events, asOf, offset),
+                model.predict(topic, events, asOf, offset).score,
+              ),
+              name,
+            ).toBe(true);
+          },
+        ),
+        { numRuns: 40 },
+      );
+  });
+
+  it("predictStudent (the wide fold of the basis parts) is the stream's step-by-step fold mixed, bit for bit", () => {
+    for (const { name, model } of MODELS)
+      fc.assert(
+        fc.property(studentSequencesArb(PROPERTY_TOPICS, 20, 60), ({ seqs, asOf }) => {
+          const states = seqs.map((s) => ({ topic: s.topic, state: model.foldBasis(s.topic, s.events) }));
+          const offset = model.studentOffsetOf(states);
+          const want = states.map(({ topic, state }) =>
+            model.estimate(model.mixAt(state, model.offsetFor(topic, offset)), asOf, topic),
+          );
+          const got = model.predictStudent(seqs, asOf);
+          expect(Object.is(got.offset, offset), name).toBe(true);
+          expect(got.estimates.map(estimateBits), name).toEqual(want.map(estimateBits));
+        }),
+        { numRuns: 20 },
+      );
+  });
+
+  it("LatentKernel.foldWide gives each basis part the bits of its own step-by-step fold", () => {
+    for (const { name, model } of MODELS) {
+      const grid = model.studentGrid();
+      const W = grid.length;
+      const G = model.json.bins;
+      const F = LATENT_FACTORS.length;
+      fc.assert(
+        fc.property(studentSequencesArb(PROPERTY_TOPICS, 20, 30), ({ seqs }) => {
+          for (const s of seqs) {
+            const ks = grid.map((g) => model.kernelFor(s.topic, g));
+            const wk = LatentKernel.wide(ks);
+            expect(wk, name).not.toBeNull();
+            const states = grid.map((g) => model.init(s.topic, g));
+            const p = new Float64Array(W * G);
+            states.forEach((st, r) => {
+              for (let i = 0; i < G; i++) p[r * G + i] = st.p[i]!;
+            });
+            const means = new Float64Array(W);
+            ks[0]!.wideMeans(p, W, means);
+            const contributions = new Float64Array(W * F);
+            const ll = new Float64Array(W);
+            const res = LatentKernel.foldWide(wk!, s.events, p, new Float64Array(W * G), ll, {
+              contributions,
+              means,
+            });
+            states.forEach((st, r) => {
+              let l = 0;
+              for (const e of s.events) l += model.step(st, e, s.topic, grid[r]!);
+              const col = Array.from({ length: G }, (_, i) => bits(res[r * G + i]!));
+              expect(col, `${name}: part ${r}'s posterior`).toEqual(Array.from(st.p, bits));
+              expect(bits(ll[r]!), `${name}: part ${r}'s log-likelihood`).toBe(bits(l));
+            });
+          }
+        }),
+        { numRuns: 20 },
+      );
+    }
+  });
+});
+
+describe("fitConsolidation (round 29): the share and half-life by the likelihood, kept past a likelihood-ratio test", () => {
+  const logit = (p: number) => Math.log(p / (1 - p));
+
+  it("finds the maximum of a known log-likelihood surface and keeps it when the gain is significant", () => {
+    // A concave surface in (logit c, ln h) with its maximum at c = 0.2, h = 30 d, 50 nats above c = 0's value.
+    const ll = (c: number, h: number) =>
+      c === 0 ? -1050 : -1000 - 40 * (logit(c) - logit(0.2)) ** 2 - 40 * (Math.log(h) - Math.log(30)) ** 2;
+    const r = fitConsolidation(ll, 60);
+    expect(r.chosen).toBeCloseTo(0.2, 2);
+    expect(r.halfLifeDays).toBeCloseTo(30, 0);
+    expect(r.filterHalfLifeDays).toBe(60);
+    expect(r.logLik.none).toBe(-1050);
+    expect(r.logLik.best).toBeGreaterThan(-1000.01);
+    expect(r.evaluations).toBeLessThanOrEqual(81);
+  });
+
+  it("keeps c = 0 and the filter's half-life when the gain does not pass the test", () => {
+    const gain = CONSOLIDATION_LR_CRITICAL / 2 - 0.1;
+    const ll = (c: number, h: number) =>
+      c === 0 ? -1000 - gain : -1000 - (logit(c) - logit(0.3)) ** 2 - (Math.log(h) - Math.log(10)) ** 2;
+    const r = fitConsolidation(ll, 25);
+    expect(r.chosen).toBe(0);
+    expect(r.halfLifeDays).toBe(25);
+    expect(r.best.consolidation).toBeCloseTo(0.3, 1);
+  });
+
+  it("a property: the choice is never worse than c = 0 at the filter's half-life", () => {
+    fc.assert(
+      fc.property(
+        fc.double({ min: 0.01, max: 0.9, noNaN: true }),
+        fc.double({ min: 1, max: 300, noNaN: true }),
+        fc.double({ min: -20, max: 20, noNaN: true }),
+        (cStar, hStar, offset) => {
+          const ll = (c: number, h: number) =>
+            c === 0
+              ? -500 + offset
+              : -500 - 10 * (logit(c) - logit(cStar)) ** 2 - 10 * (Math.log(h) - Math.log(hStar)) ** 2;
+          const r = fitConsolidation(ll, 20);
+          const chosenLl = r.chosen === 0 ? ll(0, r.halfLifeDays) : ll(r.chosen, r.halfLifeDays);
+          expect(chosenLl).toBeGreaterThanOrEqual(ll(0, 20));
+          if (r.chosen > 0) expect(2 * (chosenLl - ll(0, 20))).toBeGreaterThan(CONSOLIDATION_LR_CRITICAL);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it("names the fix when it cannot start", () => {
+    expect(() => fitConsolidation(() => -1, 0)).toThrow(ConsolidationError);
+    expect(() => fitConsolidation(() => -1, 0)).toThrow(/fit the filter first/);
+    expect(() => fitConsolidation(() => Number.NaN, 10)).toThrow(/check the fit sample/);
+  });
+});
+
+describe("LatentFilter.fit with consolidation (round 29)", () => {
+  it("is refused with the durable-share forgetting, naming the fix", () => {
+    const seqs = [] as { topic: string; events: LatentEvent[] }[];
+    for (let s = 0; s < 30; s++)
+      seqs.push({
+        topic: "T",
+        events: Array.from({ length: 6 }, (_, i) => ({
+          t: i,
+          kind: KIND_QUIZ,
+          n: 1,
+          k: (s + i) % 3 === 0 ? 0 : 1,
+        })),
+      });
+    expect(() =>
+      LatentFilter.fit(seqs, { forgetting: "durable", consolidation: "fit", maxEvaluations: 20 }),
+    ).toThrow(/use forgetting "floor" with consolidation "fit"/);
+  });
+});
