@@ -116,10 +116,22 @@ export function latentEnv(env: Env): LatentEnv {
     fit.asOfHalfLife = asOfHalfLife;
     flags.push(`--latent-as-of-half-life ${asOfHalfLife}`);
   }
-  const consolidation = oneOf(env, "LATENT_CONSOLIDATION", LATENT_CONSOLIDATIONS);
-  if (consolidation !== undefined) {
-    fit.consolidation = consolidation;
-    flags.push(`--latent-consolidation ${consolidation}`);
+  // A number in (0, 1) is the diagnostic's fixed share (bench only: no CLI flag takes it).
+  const fixedShare = Number(env.LATENT_CONSOLIDATION);
+  if (
+    env.LATENT_CONSOLIDATION !== undefined &&
+    env.LATENT_CONSOLIDATION.trim() !== "" &&
+    fixedShare > 0 &&
+    fixedShare < 1
+  ) {
+    fit.consolidation = fixedShare;
+    flags.push(`(bench only, diagnostic) consolidation fixed at ${fixedShare}`);
+  } else {
+    const consolidation = oneOf(env, "LATENT_CONSOLIDATION", LATENT_CONSOLIDATIONS);
+    if (consolidation !== undefined) {
+      fit.consolidation = consolidation;
+      flags.push(`--latent-consolidation ${consolidation}`);
+    }
   }
   const interval = oneOf(env, "LATENT_INTERVAL", ["widen-only", "two-sided", "by-evidence"] as const);
   if (interval !== undefined) {
@@ -164,5 +176,6 @@ export function latentCacheTag(fit: LatentFitOptions): string {
   if (fit.topicFit === "joint") parts.push("tfj");
   if (fit.asOfHalfLife === "idle-gaps") parts.push("ahi");
   if (fit.consolidation === "fit") parts.push("cons");
+  if (typeof fit.consolidation === "number") parts.push(`cons${fit.consolidation}`);
   return parts.length === 0 ? "" : `-${parts.join("-")}`;
 }

@@ -52,12 +52,17 @@ const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 /**
  * `logLik(c, h)`: the fit sample's log-likelihood (total) with consolidation share c and half-life h, every
  * other parameter held (c = 0 must give the filter's own model). `halfLifeDays`: the c = 0 fit's half-life.
+ * `fixed` (a diagnostic, never the product's choice): c held at this share, only h fitted, kept whatever the
+ * likelihood says (what the form would do if the answers identified c).
  */
 export function fitConsolidation(
   logLik: (consolidation: number, halfLifeDays: number) => number,
   halfLifeDays: number,
   maxEvaluations = CONSOLIDATION_MAX_EVALUATIONS,
+  fixed?: number,
 ): ConsolidationChoice {
+  if (fixed !== undefined && !(fixed > 0 && fixed < 1))
+    throw new ConsolidationError(`a fixed consolidation share must be in (0, 1) (got ${fixed}); e.g. 0.1`);
   if (!(halfLifeDays > 0))
     throw new ConsolidationError(
       `the consolidation's fit starts from the filter's half-life, which must be > 0 days (got ${halfLifeDays}): fit the filter first`,
@@ -68,25 +73,28 @@ export function fitConsolidation(
       `the filter's log-likelihood without consolidation is ${none}: the consolidation cannot be compared with it; check the fit sample`,
     );
   const h0 = Math.min(H_MAX, Math.max(H_MIN, halfLifeDays));
-  const at = (y: Float64Array): { c: number; h: number } => ({
-    c: sigmoid(y[0]!),
-    h: Math.min(H_MAX, Math.max(H_MIN, Math.exp(y[1]!))),
-  });
+  const at = (y: Float64Array): { c: number; h: number } =>
+    fixed !== undefined
+      ? { c: fixed, h: Math.min(H_MAX, Math.max(H_MIN, Math.exp(y[0]!))) }
+      : { c: sigmoid(y[0]!), h: Math.min(H_MAX, Math.max(H_MIN, Math.exp(y[1]!))) };
   const nll = (y: Float64Array): number => {
     const { c, h } = at(y);
     const ll = logLik(c, h);
     return Number.isFinite(ll) ? -ll : Number.POSITIVE_INFINITY;
   };
-  const start = Float64Array.of(Math.log(CONSOLIDATION_START / (1 - CONSOLIDATION_START)), Math.log(h0));
+  const start =
+    fixed !== undefined
+      ? Float64Array.of(Math.log(h0))
+      : Float64Array.of(Math.log(CONSOLIDATION_START / (1 - CONSOLIDATION_START)), Math.log(h0));
   const res = nelderMead(nll, start, {
-    step: [1, 0.5],
+    step: fixed !== undefined ? [0.5] : [1, 0.5],
     maxEvaluations,
     fTolerance: 0.01,
     xTolerance: 0.01,
   });
   const best = at(res.x);
   const bestLl = -res.f;
-  const kept = 2 * (bestLl - none) > CONSOLIDATION_LR_CRITICAL;
+  const kept = fixed !== undefined || 2 * (bestLl - none) > CONSOLIDATION_LR_CRITICAL;
   return {
     chosen: kept ? best.c : 0,
     halfLifeDays: kept ? best.h : halfLifeDays,

@@ -2326,24 +2326,30 @@ export class LatentFilter {
     }
     // Round 29 (opt-in): the consolidation share and the half-life with it, the other global parameters held.
     let consolidationChoice: ConsolidationChoice | undefined;
-    if ((opts.consolidation ?? LATENT_CONSOLIDATION_DEFAULT) === "fit") {
+    const consolidation = opts.consolidation ?? LATENT_CONSOLIDATION_DEFAULT;
+    if (consolidation !== "off") {
       if (durable)
         throw new LatentFilterError(
           'the consolidation raises the global floor with practice; the durable-share forgetting has no global floor: use forgetting "floor" with consolidation "fit"',
         );
       const held = params;
-      consolidationChoice = fitConsolidation((c, h) => {
-        const q: LatentParams = { ...held, halfLifeDays: h, ...(c > 0 ? { consolidation: c } : {}) };
-        let k: LatentKernel;
-        try {
-          k = new LatentKernel(q, bins);
-        } catch {
-          return Number.NEGATIVE_INFINITY;
-        }
-        let ll = 0;
-        for (const s of sequences) ll += k.run(s.events, q.priorMean, p);
-        return ll;
-      }, held.halfLifeDays);
+      consolidationChoice = fitConsolidation(
+        (c, h) => {
+          const q: LatentParams = { ...held, halfLifeDays: h, ...(c > 0 ? { consolidation: c } : {}) };
+          let k: LatentKernel;
+          try {
+            k = new LatentKernel(q, bins);
+          } catch {
+            return Number.NEGATIVE_INFINITY;
+          }
+          let ll = 0;
+          for (const s of sequences) ll += k.run(s.events, q.priorMean, p);
+          return ll;
+        },
+        held.halfLifeDays,
+        undefined,
+        typeof consolidation === "number" ? consolidation : undefined,
+      );
       if (consolidationChoice.chosen > 0) {
         params = {
           ...params,
@@ -3011,8 +3017,10 @@ export interface LatentFitOptions {
    * Round 29: "off" (the default, LATENT_CONSOLIDATION_DEFAULT: rounds 4-28's filter) or "fit" (opt-in: the
    * consolidation share LatentParams.consolidation and the half-life refitted with it by the likelihood after the
    * global fit, kept only past a likelihood-ratio test; models/consolidation.ts). The floor forgetting only.
+   * A number in (0, 1) is a diagnostic (the bench's, never `mastery train served`'s): c held there, only the
+   * half-life refitted with it, kept whatever the likelihood says.
    */
-  consolidation?: LatentConsolidation;
+  consolidation?: LatentConsolidation | number;
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
 }
 

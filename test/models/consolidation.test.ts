@@ -282,6 +282,15 @@ describe("fitConsolidation (round 29): the share and half-life by the likelihood
     );
   });
 
+  it("a fixed share (the diagnostic) fits only the half-life and keeps the share whatever the likelihood", () => {
+    // The surface's best h at c = 0.12 is 50 d; c = 0 scores higher, yet the fixed share is kept.
+    const ll = (c: number, h: number) => (c === 0 ? -900 : -1000 - 40 * (Math.log(h) - Math.log(50)) ** 2);
+    const r = fitConsolidation(ll, 20, undefined, 0.12);
+    expect(r.chosen).toBe(0.12);
+    expect(r.halfLifeDays).toBeCloseTo(50, 0);
+    expect(() => fitConsolidation(ll, 20, undefined, 1)).toThrow(/must be in \(0, 1\)/);
+  });
+
   it("names the fix when it cannot start", () => {
     expect(() => fitConsolidation(() => -1, 0)).toThrow(ConsolidationError);
     expect(() => fitConsolidation(() => -1, 0)).toThrow(/fit the filter first/);
