@@ -1,13 +1,14 @@
 import { nelderMead } from "./nelderMead.ts";
 
 /**
- * Round 29 (issue 16): the latent filter's consolidation share c (LatentParams.consolidation) and its half-life,
- * fitted together by the likelihood of the fit sample's outcomes with every other global parameter held.
+ * Round 29 (issue 16): the latent filter's consolidation share c (LatentParams.consolidation), fitted together with
+ * the filter's other global parameters by the likelihood of the fit sample's outcomes.
  *
- * Why both: with consolidation a pair keeps the share 1 - (1 - c)^n of its gain after n events, so the
+ * Why all of them: with consolidation a pair keeps the share 1 - (1 - c)^n of its gain after n events, so the
  * forgetting seen over the fit sample's gaps can be explained by a short half-life towards a rising floor or by
- * a long one towards the global floor; fitting c alone at the c = 0 fit's half-life would pin that trade-off at
- * one end. The search is a 2-D Nelder-Mead in (logit c, ln h) from c = CONSOLIDATION_START at the fitted h.
+ * a long one towards the global floor, and the learning rates and the floor trade with both; fitting c alone at
+ * the c = 0 fit's values would pin those trade-offs at one end. The search is a Nelder-Mead in (logit c, the
+ * global fit's unconstrained coordinates) from c = CONSOLIDATION_START at the fitted values.
  *
  * The choice is a likelihood-ratio test of the nested models (c = 0 is rounds 4-28's filter): c is kept only if
  * twice the log-likelihood gain exceeds CONSOLIDATION_LR_CRITICAL (chi-square with 1 degree of freedom, 95%);
@@ -21,22 +22,38 @@ export const CONSOLIDATION_START = 0.05;
 /** chi-square(1) at 95%: the likelihood-ratio bar the consolidation must clear to be kept. */
 export const CONSOLIDATION_LR_CRITICAL = 3.841;
 /** The search's evaluation budget (each is one pass of the filter over the fit sample). */
-export const CONSOLIDATION_MAX_EVALUATIONS = 80;
-/** The half-lives the search may reach (days), as the global fit's. */
-const H_MIN = 0.25;
-const H_MAX = 3650;
+export const CONSOLIDATION_MAX_EVALUATIONS = 300;
+/** The search's first step in logit c and in each other coordinate (the global fit's restart step). */
+const STEP_C = 1;
+const STEP_REST = 0.3;
 
+/** What LatentFilter.fit stores of the search (model.json `fit.consolidationChoice`). */
 export interface ConsolidationChoice {
-  /** The consolidation share chosen (0 = none kept). */
+  /** The consolidation share chosen (0 = none kept: the filter's own fit, bit for bit). */
   chosen: number;
-  /** The half-life that goes with it (the filter's own when c = 0 is kept). */
-  halfLifeDays: number;
-  /** The filter's half-life without consolidation (the search's start). */
+  /** The search's best share (held there with `fixed`). */
+  best: number;
+  /** The fit sample's log-likelihood (total) at c = 0 (the filter's fit) and at the search's best. */
+  logLik: { none: number; best: number };
+  /** Likelihood evaluations, and how many other parameters were refitted with c. */
+  evaluations: number;
+  refitted: number;
+  /** The half-life without consolidation and with the chosen share (equal when c = 0 is kept). */
   filterHalfLifeDays: number;
-  /** The search's best share and half-life, and the log-likelihoods (total, not per observation) at c = 0 and there. */
-  best: { consolidation: number; halfLifeDays: number };
+  halfLifeDays: number;
+  /** Set when the share was held (the bench's diagnostic), not chosen. */
+  fixed?: true;
+  /** Why no search ran (a small-data fit), when none did. */
+  skipped?: string;
+}
+
+export interface ConsolidationFit {
+  chosen: number;
+  best: number;
   logLik: { none: number; best: number };
   evaluations: number;
+  /** The other coordinates at the chosen share: the search's when c is kept, else `rest0` itself. */
+  rest: Float64Array;
 }
 
 export class ConsolidationError extends Error {
@@ -50,57 +67,55 @@ export class ConsolidationError extends Error {
 const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 
 /**
- * `logLik(c, h)`: the fit sample's log-likelihood (total) with consolidation share c and half-life h, every
- * other parameter held (c = 0 must give the filter's own model). `halfLifeDays`: the c = 0 fit's half-life.
- * `fixed` (a diagnostic, never the product's choice): c held at this share, only h fitted, kept whatever the
+ * `logLik(c, rest)`: the fit sample's log-likelihood (total) with consolidation share c and the filter's other
+ * free coordinates `rest` (the global fit's unconstrained vector; c = 0 at `rest0` must be the filter's own fit).
+ * The search refits c and every coordinate of `rest` together from (CONSOLIDATION_START, rest0). `fixed` (a
+ * diagnostic, never the product's choice): c held at this share, only `rest` refitted, kept whatever the
  * likelihood says (what the form would do if the answers identified c).
  */
 export function fitConsolidation(
-  logLik: (consolidation: number, halfLifeDays: number) => number,
-  halfLifeDays: number,
-  maxEvaluations = CONSOLIDATION_MAX_EVALUATIONS,
-  fixed?: number,
-): ConsolidationChoice {
+  logLik: (consolidation: number, rest: Float64Array) => number,
+  rest0: Float64Array,
+  opts: { fixed?: number; maxEvaluations?: number } = {},
+): ConsolidationFit {
+  const { fixed } = opts;
   if (fixed !== undefined && !(fixed > 0 && fixed < 1))
     throw new ConsolidationError(`a fixed consolidation share must be in (0, 1) (got ${fixed}); e.g. 0.1`);
-  if (!(halfLifeDays > 0))
+  if (rest0.length === 0 || !rest0.every(Number.isFinite))
     throw new ConsolidationError(
-      `the consolidation's fit starts from the filter's half-life, which must be > 0 days (got ${halfLifeDays}): fit the filter first`,
+      "the consolidation's search starts from the filter's fitted parameters, which must be finite: fit the filter first",
     );
-  const none = logLik(0, halfLifeDays);
+  const none = logLik(0, rest0);
   if (!Number.isFinite(none))
     throw new ConsolidationError(
       `the filter's log-likelihood without consolidation is ${none}: the consolidation cannot be compared with it; check the fit sample`,
     );
-  const h0 = Math.min(H_MAX, Math.max(H_MIN, halfLifeDays));
-  const at = (y: Float64Array): { c: number; h: number } =>
-    fixed !== undefined
-      ? { c: fixed, h: Math.min(H_MAX, Math.max(H_MIN, Math.exp(y[0]!))) }
-      : { c: sigmoid(y[0]!), h: Math.min(H_MAX, Math.max(H_MIN, Math.exp(y[1]!))) };
+  const r = rest0.length;
+  // y = (logit c, rest...), or rest alone with a fixed share.
+  const off = fixed !== undefined ? 0 : 1;
+  const shareOf = (y: Float64Array): number => (fixed !== undefined ? fixed : sigmoid(y[0]!));
   const nll = (y: Float64Array): number => {
-    const { c, h } = at(y);
-    const ll = logLik(c, h);
+    const ll = logLik(shareOf(y), y.subarray(off));
     return Number.isFinite(ll) ? -ll : Number.POSITIVE_INFINITY;
   };
-  const start =
-    fixed !== undefined
-      ? Float64Array.of(Math.log(h0))
-      : Float64Array.of(Math.log(CONSOLIDATION_START / (1 - CONSOLIDATION_START)), Math.log(h0));
+  const start = new Float64Array(off + r);
+  if (fixed === undefined) start[0] = Math.log(CONSOLIDATION_START / (1 - CONSOLIDATION_START));
+  start.set(rest0, off);
+  const step = Array.from(start, (_, i) => (i < off ? STEP_C : STEP_REST));
   const res = nelderMead(nll, start, {
-    step: fixed !== undefined ? [0.5] : [1, 0.5],
-    maxEvaluations,
+    step,
+    maxEvaluations: opts.maxEvaluations ?? CONSOLIDATION_MAX_EVALUATIONS,
     fTolerance: 0.01,
     xTolerance: 0.01,
   });
-  const best = at(res.x);
+  const best = shareOf(res.x);
   const bestLl = -res.f;
   const kept = fixed !== undefined || 2 * (bestLl - none) > CONSOLIDATION_LR_CRITICAL;
   return {
-    chosen: kept ? best.c : 0,
-    halfLifeDays: kept ? best.h : halfLifeDays,
-    filterHalfLifeDays: halfLifeDays,
-    best: { consolidation: best.c, halfLifeDays: best.h },
+    chosen: kept ? best : 0,
+    best,
     logLik: { none, best: bestLl },
     evaluations: res.evaluations + 1,
+    rest: kept ? Float64Array.from(res.x.subarray(off)) : rest0,
   };
 }

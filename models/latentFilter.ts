@@ -2324,7 +2324,9 @@ export class LatentFilter {
       params = fixC(fromVector(centre, present, logistic, durable));
       logLikPerObs = logLik(centre) / observations;
     }
-    // Round 29 (opt-in): the consolidation share and the half-life with it, the other global parameters held.
+    // Round 29 (opt-in): the consolidation share, the other global parameters refitted with it
+    // (models/consolidation.ts). Below `minObservations` the global fit is a penalised one (and may have fallen
+    // back to the defaults): no consolidation is searched there, and the choice says so.
     let consolidationChoice: ConsolidationChoice | undefined;
     const consolidation = opts.consolidation ?? LATENT_CONSOLIDATION_DEFAULT;
     if (consolidation !== "off") {
@@ -2332,32 +2334,54 @@ export class LatentFilter {
         throw new LatentFilterError(
           'the consolidation raises the global floor with practice; the durable-share forgetting has no global floor: use forgetting "floor" with consolidation "fit"',
         );
-      const held = params;
-      consolidationChoice = fitConsolidation(
-        (c, h) => {
-          const q: LatentParams = { ...held, halfLifeDays: h, ...(c > 0 ? { consolidation: c } : {}) };
-          let k: LatentKernel;
-          try {
-            k = new LatentKernel(q, bins);
-          } catch {
-            return Number.NEGATIVE_INFINITY;
-          }
-          let ll = 0;
-          for (const s of sequences) ll += k.run(s.events, q.priorMean, p);
-          return ll;
-        },
-        held.halfLifeDays,
-        undefined,
-        typeof consolidation === "number" ? consolidation : undefined,
-      );
-      if (consolidationChoice.chosen > 0) {
-        params = {
-          ...params,
-          halfLifeDays: consolidationChoice.halfLifeDays,
-          consolidation: consolidationChoice.chosen,
+      const fixedShare = typeof consolidation === "number" ? consolidation : undefined;
+      const rest0 = x;
+      const res = Number.isFinite(priorSd)
+        ? null
+        : fitConsolidation(
+            (c, rest) => {
+              const q = fixC(fromVector(rest, present, logistic, durable));
+              if (c > 0) q.consolidation = c;
+              let k: LatentKernel;
+              try {
+                k = new LatentKernel(q, bins);
+              } catch {
+                return Number.NEGATIVE_INFINITY;
+              }
+              let ll = 0;
+              for (const s of sequences) ll += k.run(s.events, q.priorMean, p);
+              return ll;
+            },
+            rest0,
+            fixedShare !== undefined ? { fixed: fixedShare } : {},
+          );
+      const filterHalfLifeDays = params.halfLifeDays;
+      if (res === null)
+        consolidationChoice = {
+          chosen: 0,
+          best: 0,
+          logLik: { none: logLikPerObs * observations, best: logLikPerObs * observations },
+          evaluations: 0,
+          refitted: 0,
+          filterHalfLifeDays,
+          halfLifeDays: filterHalfLifeDays,
+          skipped: `${observations} graded observations (< ${minObservations}): the global fit is the small-data penalised one; no consolidation searched`,
         };
-        logLikPerObs = consolidationChoice.logLik.best / observations;
+      else if (res.chosen > 0) {
+        params = { ...fixC(fromVector(res.rest, present, logistic, durable)), consolidation: res.chosen };
+        logLikPerObs = res.logLik.best / observations;
       }
+      if (res !== null)
+        consolidationChoice = {
+          chosen: res.chosen,
+          best: res.best,
+          logLik: res.logLik,
+          evaluations: res.evaluations,
+          refitted: rest0.length,
+          filterHalfLifeDays,
+          halfLifeDays: params.halfLifeDays,
+          ...(fixedShare !== undefined ? { fixed: true as const } : {}),
+        };
     }
     const kernel = new LatentKernel(params, bins);
     const shrink = opts.topicPriorSd ?? 1;

@@ -235,66 +235,77 @@ describe("consolidation (round 29): every path folds it the same way", () => {
   });
 });
 
-describe("fitConsolidation (round 29): the share and half-life by the likelihood, kept past a likelihood-ratio test", () => {
+describe("fitConsolidation (round 29): the share and the other parameters by the likelihood, kept past a likelihood-ratio test", () => {
   const logit = (p: number) => Math.log(p / (1 - p));
+  // The other coordinates: (ln h, a second one), as the global fit's unconstrained vector.
+  const rest0 = Float64Array.of(Math.log(60), 0);
 
   it("finds the maximum of a known log-likelihood surface and keeps it when the gain is significant", () => {
-    // A concave surface in (logit c, ln h) with its maximum at c = 0.2, h = 30 d, 50 nats above c = 0's value.
-    const ll = (c: number, h: number) =>
-      c === 0 ? -1050 : -1000 - 40 * (logit(c) - logit(0.2)) ** 2 - 40 * (Math.log(h) - Math.log(30)) ** 2;
-    const r = fitConsolidation(ll, 60);
-    expect(r.chosen).toBeCloseTo(0.2, 2);
-    expect(r.halfLifeDays).toBeCloseTo(30, 0);
-    expect(r.filterHalfLifeDays).toBe(60);
-    expect(r.logLik.none).toBe(-1050);
-    expect(r.logLik.best).toBeGreaterThan(-1000.01);
-    expect(r.evaluations).toBeLessThanOrEqual(81);
+    // A concave surface in (logit c, ln h, z) with its maximum at c = 0.2, h = 30 d, z = 0.5, 50 nats above c = 0's.
+    const ll = (c: number, r: Float64Array) =>
+      c === 0
+        ? -1050
+        : -1000 -
+          40 * (logit(c) - logit(0.2)) ** 2 -
+          40 * (r[0]! - Math.log(30)) ** 2 -
+          40 * (r[1]! - 0.5) ** 2;
+    const res = fitConsolidation(ll, rest0);
+    expect(res.chosen).toBeCloseTo(0.2, 2);
+    expect(Math.exp(res.rest[0]!)).toBeCloseTo(30, 0);
+    expect(res.rest[1]!).toBeCloseTo(0.5, 2);
+    expect(res.logLik.none).toBe(-1050);
+    expect(res.logLik.best).toBeGreaterThan(-1000.01);
+    expect(res.evaluations).toBeLessThanOrEqual(301);
   });
 
-  it("keeps c = 0 and the filter's half-life when the gain does not pass the test", () => {
+  it("keeps c = 0 and the filter's own coordinates when the gain does not pass the test", () => {
     const gain = CONSOLIDATION_LR_CRITICAL / 2 - 0.1;
-    const ll = (c: number, h: number) =>
-      c === 0 ? -1000 - gain : -1000 - (logit(c) - logit(0.3)) ** 2 - (Math.log(h) - Math.log(10)) ** 2;
-    const r = fitConsolidation(ll, 25);
-    expect(r.chosen).toBe(0);
-    expect(r.halfLifeDays).toBe(25);
-    expect(r.best.consolidation).toBeCloseTo(0.3, 1);
+    const ll = (c: number, r: Float64Array) =>
+      c === 0
+        ? -1000 - gain
+        : -1000 - (logit(c) - logit(0.3)) ** 2 - (r[0]! - Math.log(10)) ** 2 - r[1]! ** 2;
+    const res = fitConsolidation(ll, rest0);
+    expect(res.chosen).toBe(0);
+    expect(res.rest).toBe(rest0);
+    expect(res.best).toBeCloseTo(0.3, 1);
   });
 
-  it("a property: the choice is never worse than c = 0 at the filter's half-life", () => {
+  it("a property: the choice is never worse than c = 0 at the filter's own coordinates", () => {
     fc.assert(
       fc.property(
         fc.double({ min: 0.01, max: 0.9, noNaN: true }),
         fc.double({ min: 1, max: 300, noNaN: true }),
         fc.double({ min: -20, max: 20, noNaN: true }),
         (cStar, hStar, offset) => {
-          const ll = (c: number, h: number) =>
+          const ll = (c: number, r: Float64Array) =>
             c === 0
               ? -500 + offset
-              : -500 - 10 * (logit(c) - logit(cStar)) ** 2 - 10 * (Math.log(h) - Math.log(hStar)) ** 2;
-          const r = fitConsolidation(ll, 20);
-          const chosenLl = r.chosen === 0 ? ll(0, r.halfLifeDays) : ll(r.chosen, r.halfLifeDays);
-          expect(chosenLl).toBeGreaterThanOrEqual(ll(0, 20));
-          if (r.chosen > 0) expect(2 * (chosenLl - ll(0, 20))).toBeGreaterThan(CONSOLIDATION_LR_CRITICAL);
+              : -500 - 10 * (logit(c) - logit(cStar)) ** 2 - 10 * (r[0]! - Math.log(hStar)) ** 2 - r[1]! ** 2;
+          const res = fitConsolidation(ll, rest0);
+          const chosenLl = ll(res.chosen, res.rest);
+          expect(chosenLl).toBeGreaterThanOrEqual(ll(0, rest0));
+          if (res.chosen > 0)
+            expect(2 * (chosenLl - ll(0, rest0))).toBeGreaterThan(CONSOLIDATION_LR_CRITICAL);
         },
       ),
       { numRuns: 40 },
     );
   });
 
-  it("a fixed share (the diagnostic) fits only the half-life and keeps the share whatever the likelihood", () => {
+  it("a fixed share (the diagnostic) fits only the other coordinates and keeps the share whatever the likelihood", () => {
     // The surface's best h at c = 0.12 is 50 d; c = 0 scores higher, yet the fixed share is kept.
-    const ll = (c: number, h: number) => (c === 0 ? -900 : -1000 - 40 * (Math.log(h) - Math.log(50)) ** 2);
-    const r = fitConsolidation(ll, 20, undefined, 0.12);
-    expect(r.chosen).toBe(0.12);
-    expect(r.halfLifeDays).toBeCloseTo(50, 0);
-    expect(() => fitConsolidation(ll, 20, undefined, 1)).toThrow(/must be in \(0, 1\)/);
+    const ll = (c: number, r: Float64Array) =>
+      c === 0 ? -900 : -1000 - 40 * (r[0]! - Math.log(50)) ** 2 - 40 * r[1]! ** 2;
+    const res = fitConsolidation(ll, rest0, { fixed: 0.12 });
+    expect(res.chosen).toBe(0.12);
+    expect(Math.exp(res.rest[0]!)).toBeCloseTo(50, 0);
+    expect(() => fitConsolidation(ll, rest0, { fixed: 1 })).toThrow(/must be in \(0, 1\)/);
   });
 
   it("names the fix when it cannot start", () => {
-    expect(() => fitConsolidation(() => -1, 0)).toThrow(ConsolidationError);
-    expect(() => fitConsolidation(() => -1, 0)).toThrow(/fit the filter first/);
-    expect(() => fitConsolidation(() => Number.NaN, 10)).toThrow(/check the fit sample/);
+    expect(() => fitConsolidation(() => -1, new Float64Array(0))).toThrow(ConsolidationError);
+    expect(() => fitConsolidation(() => -1, Float64Array.of(Number.NaN))).toThrow(/fit the filter first/);
+    expect(() => fitConsolidation(() => Number.NaN, rest0)).toThrow(/check the fit sample/);
   });
 });
 
