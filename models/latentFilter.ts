@@ -2360,7 +2360,11 @@ export class LatentFilter {
         consolidationChoice = {
           chosen: 0,
           best: 0,
-          logLik: { none: logLikPerObs * observations, best: logLikPerObs * observations },
+          logLik: {
+            filter: logLikPerObs * observations,
+            none: logLikPerObs * observations,
+            best: logLikPerObs * observations,
+          },
           evaluations: 0,
           refitted: 0,
           filterHalfLifeDays,

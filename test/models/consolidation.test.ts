@@ -254,8 +254,20 @@ describe("fitConsolidation (round 29): the share and the other parameters by the
     expect(Math.exp(res.rest[0]!)).toBeCloseTo(30, 0);
     expect(res.rest[1]!).toBeCloseTo(0.5, 2);
     expect(res.logLik.none).toBe(-1050);
+    expect(res.logLik.filter).toBe(-1050);
     expect(res.logLik.best).toBeGreaterThan(-1000.01);
-    expect(res.evaluations).toBeLessThanOrEqual(301);
+    expect(res.evaluations).toBeLessThanOrEqual(401);
+  });
+
+  it("counts no gain the null model reaches too: an unconverged filter fit is not a consolidation", () => {
+    // c changes nothing; the other coordinate's optimum (ln 30) is far from the start (ln 60) for both models.
+    const ll = (c: number, r: Float64Array) =>
+      -1000 - 40 * (r[0]! - Math.log(30)) ** 2 - 40 * r[1]! ** 2 - 1e-6 * c;
+    const res = fitConsolidation(ll, rest0);
+    expect(res.logLik.filter).toBeLessThan(-1010);
+    expect(res.logLik.none).toBeGreaterThan(-1000.01);
+    expect(res.chosen).toBe(0);
+    expect(res.rest).toBe(rest0);
   });
 
   it("keeps c = 0 and the filter's own coordinates when the gain does not pass the test", () => {
