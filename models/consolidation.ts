@@ -12,7 +12,9 @@ import { nelderMead } from "./nelderMead.ts";
  *
  * The choice is a likelihood-ratio test of the nested models (c = 0 is rounds 4-28's filter): c is kept only if
  * twice the log-likelihood gain exceeds CONSOLIDATION_LR_CRITICAL (chi-square with 1 degree of freedom, 95%);
- * otherwise the filter's c = 0 fit stays, bit for bit. Label-free: answers only.
+ * otherwise the filter's c = 0 fit stays, bit for bit. The null model gets the same search with c held at 0 (the
+ * same start and budget), so that what the global fit left unconverged is not counted as the consolidation's
+ * gain. Label-free: answers only.
  *
  * Pure math: no I/O, no clock.
  */
@@ -21,8 +23,8 @@ import { nelderMead } from "./nelderMead.ts";
 export const CONSOLIDATION_START = 0.05;
 /** chi-square(1) at 95%: the likelihood-ratio bar the consolidation must clear to be kept. */
 export const CONSOLIDATION_LR_CRITICAL = 3.841;
-/** The search's evaluation budget (each is one pass of the filter over the fit sample). */
-export const CONSOLIDATION_MAX_EVALUATIONS = 300;
+/** Each search's evaluation budget (with c, and the null one; each is one pass of the filter over the fit sample). */
+export const CONSOLIDATION_MAX_EVALUATIONS = 200;
 /** The search's first step in logit c and in each other coordinate (the global fit's restart step). */
 const STEP_C = 1;
 const STEP_REST = 0.3;
@@ -33,8 +35,11 @@ export interface ConsolidationChoice {
   chosen: number;
   /** The search's best share (held there with `fixed`). */
   best: number;
-  /** The fit sample's log-likelihood (total) at c = 0 (the filter's fit) and at the search's best. */
-  logLik: { none: number; best: number };
+  /**
+   * The fit sample's log-likelihood (total): the filter's fit (c = 0), the null search's best (c = 0, the other
+   * coordinates searched as with c) and the search's best with c.
+   */
+  logLik: { filter: number; none: number; best: number };
   /** Likelihood evaluations, and how many other parameters were refitted with c. */
   evaluations: number;
   refitted: number;
@@ -50,7 +55,7 @@ export interface ConsolidationChoice {
 export interface ConsolidationFit {
   chosen: number;
   best: number;
-  logLik: { none: number; best: number };
+  logLik: { filter: number; none: number; best: number };
   evaluations: number;
   /** The other coordinates at the chosen share: the search's when c is kept, else `rest0` itself. */
   rest: Float64Array;
@@ -85,10 +90,10 @@ export function fitConsolidation(
     throw new ConsolidationError(
       "the consolidation's search starts from the filter's fitted parameters, which must be finite: fit the filter first",
     );
-  const none = logLik(0, rest0);
-  if (!Number.isFinite(none))
+  const filter = logLik(0, rest0);
+  if (!Number.isFinite(filter))
     throw new ConsolidationError(
-      `the filter's log-likelihood without consolidation is ${none}: the consolidation cannot be compared with it; check the fit sample`,
+      `the filter's log-likelihood without consolidation is ${filter}: the consolidation cannot be compared with it; check the fit sample`,
     );
   const r = rest0.length;
   // y = (logit c, rest...), or rest alone with a fixed share.
@@ -102,20 +107,34 @@ export function fitConsolidation(
   if (fixed === undefined) start[0] = Math.log(CONSOLIDATION_START / (1 - CONSOLIDATION_START));
   start.set(rest0, off);
   const step = Array.from(start, (_, i) => (i < off ? STEP_C : STEP_REST));
-  const res = nelderMead(nll, start, {
-    step,
+  const budget = {
     maxEvaluations: opts.maxEvaluations ?? CONSOLIDATION_MAX_EVALUATIONS,
     fTolerance: 0.01,
     xTolerance: 0.01,
-  });
+  };
+  const res = nelderMead(nll, start, { step, ...budget });
   const best = shareOf(res.x);
   const bestLl = -res.f;
+  let none = filter;
+  let evaluations = res.evaluations + 1;
+  if (fixed === undefined) {
+    const nullRes = nelderMead(
+      (y) => {
+        const ll = logLik(0, y);
+        return Number.isFinite(ll) ? -ll : Number.POSITIVE_INFINITY;
+      },
+      Float64Array.from(rest0),
+      { step: STEP_REST, ...budget },
+    );
+    none = Math.max(filter, -nullRes.f);
+    evaluations += nullRes.evaluations;
+  }
   const kept = fixed !== undefined || 2 * (bestLl - none) > CONSOLIDATION_LR_CRITICAL;
   return {
     chosen: kept ? best : 0,
     best,
-    logLik: { none, best: bestLl },
-    evaluations: res.evaluations + 1,
+    logLik: { filter, none, best: bestLl },
+    evaluations,
     rest: kept ? Float64Array.from(res.x.subarray(off)) : rest0,
   };
 }
