@@ -3043,8 +3043,9 @@ export interface LatentFitOptions {
   asOfHalfLife?: LatentAsOfHalfLife;
   /**
    * Round 29: "off" (the default, LATENT_CONSOLIDATION_DEFAULT: rounds 4-28's filter) or "fit" (opt-in: the
-   * consolidation share LatentParams.consolidation and the half-life refitted with it by the likelihood after the
-   * global fit, kept only past a likelihood-ratio test; models/consolidation.ts). The floor forgetting only.
+   * consolidation share LatentParams.consolidation and the other global parameters refitted with it by the
+   * likelihood after the global fit, kept only past a likelihood-ratio test; models/consolidation.ts). The floor
+   * forgetting only.
    * A number in (0, 1) is a diagnostic (the bench's, never `mastery train served`'s): c held there, only the
    * half-life refitted with it, kept whatever the likelihood says.
    */

@@ -153,7 +153,7 @@ export function register(program: Command): void {
     )
     .option(
       "--latent-consolidation <off|fit>",
-      "whether each event on a pair consolidates a share of its gain, so forgetting decays a well-practised pair towards a higher level than a barely-practised one (round 29): off (the default: every pair forgets towards the one global floor) or fit (opt-in: the consolidation share and the half-life with it fitted by the likelihood of the store's answers after the global fit, kept only past a likelihood-ratio test; stored in the model, so GET /mastery's decay uses the pair's own level too; docs/benchmarks.md Validity round 29). With --latent-forgetting floor (the default) only",
+      "whether each event on a pair consolidates a share of its gain, so forgetting decays a well-practised pair towards a higher level than a barely-practised one (round 29): off (the default: every pair forgets towards the one global floor) or fit (opt-in: the consolidation share fitted with the filter's other global parameters by the likelihood of the store's answers after the global fit, kept only past a likelihood-ratio test against the same search without it; stored in the model, so GET /mastery's decay uses the pair's own level too; docs/benchmarks.md Validity round 29). With --latent-forgetting floor (the default) only",
       LATENT_CONSOLIDATION_DEFAULT,
     )
     .option(
