@@ -10,8 +10,6 @@ import {
   consolidatedShare,
   forgettingDays,
   KIND_QUIZ,
-  LATENT_FACTORS,
-  type LatentEstimate,
   type LatentEvent,
   LatentFilter,
   LatentKernel,
@@ -20,15 +18,12 @@ import {
 import {
   LATENT_LOGISTIC_PARAMS,
   LATENT_TEST_PARAMS,
-  latentEventArb,
   latentEvents,
   PROPERTY_TOPICS,
   studentSequencesArb,
 } from "./latentFixtures.ts";
-import { latentStudentNumbers } from "./latentStudentCases.ts";
+import { checkPredictScore, checkPredictStudent, expectWideFoldEqualsSteps } from "./latentPathChecks.ts";
 
-/** A float64's bits (hex), so that -0, NaN and 1-ulp differences show in a failure. */
-const bits = (x: number): string => Buffer.from(Float64Array.of(x).buffer).toString("hex");
 const FIT = { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 };
 
 /** Consolidating models: linear with a student effect, and the served defaults' shape (logistic, spread, as-of decay). */
@@ -150,88 +145,22 @@ describe("consolidation (round 29): the share kept and the forgetting it leaves"
 });
 
 describe("consolidation (round 29): every path folds it the same way", () => {
-  const topicArb = fc.constantFrom(...PROPERTY_TOPICS);
-  const estimateBits = (e: LatentEstimate) =>
-    latentStudentNumbers({ offset: 0, offsetSd: 0, estimates: [e], priors: [] }).map(bits);
-
   it("predictScore (the batch's lean fold) is predict's score, bit for bit", () => {
-    for (const { name, model } of MODELS)
-      fc.assert(
-        fc.property(
-          fc.array(latentEventArb, { maxLength: 30 }),
-          topicArb,
-          fc.double({ min: -3, max: 3, noNaN: true }),
-          fc.double({ min: 0, max: 90, noNaN: true }),
-          (raw, topic, offset, idle) => {
-            const events = latentEvents(raw);
-            const asOf = (events[events.length - 1]?.t ?? 0) + idle;
-            expect(
-              Object.is(
-                model.predictScore(topic, events, asOf, offset),
-                model.predict(topic, events, asOf, offset).score,
-              ),
-              name,
-            ).toBe(true);
-          },
-        ),
-        { numRuns: 40 },
-      );
+    for (const { name, model } of MODELS) checkPredictScore(model, 40, name, 90);
   });
 
   it("predictStudent (the wide fold of the basis parts) is the stream's step-by-step fold mixed, bit for bit", () => {
-    for (const { name, model } of MODELS)
-      fc.assert(
-        fc.property(studentSequencesArb(PROPERTY_TOPICS, 20, 60), ({ seqs, asOf }) => {
-          const states = seqs.map((s) => ({ topic: s.topic, state: model.foldBasis(s.topic, s.events) }));
-          const offset = model.studentOffsetOf(states);
-          const want = states.map(({ topic, state }) =>
-            model.estimate(model.mixAt(state, model.offsetFor(topic, offset)), asOf, topic),
-          );
-          const got = model.predictStudent(seqs, asOf);
-          expect(Object.is(got.offset, offset), name).toBe(true);
-          expect(got.estimates.map(estimateBits), name).toEqual(want.map(estimateBits));
-        }),
-        { numRuns: 20 },
-      );
+    for (const { name, model } of MODELS) checkPredictStudent(model, 20, name, 60);
   });
 
   it("LatentKernel.foldWide gives each basis part the bits of its own step-by-step fold", () => {
-    for (const { name, model } of MODELS) {
-      const grid = model.studentGrid();
-      const W = grid.length;
-      const G = model.json.bins;
-      const F = LATENT_FACTORS.length;
+    for (const { name, model } of MODELS)
       fc.assert(
         fc.property(studentSequencesArb(PROPERTY_TOPICS, 20, 30), ({ seqs }) => {
-          for (const s of seqs) {
-            const ks = grid.map((g) => model.kernelFor(s.topic, g));
-            const wk = LatentKernel.wide(ks);
-            expect(wk, name).not.toBeNull();
-            const states = grid.map((g) => model.init(s.topic, g));
-            const p = new Float64Array(W * G);
-            states.forEach((st, r) => {
-              for (let i = 0; i < G; i++) p[r * G + i] = st.p[i]!;
-            });
-            const means = new Float64Array(W);
-            ks[0]!.wideMeans(p, W, means);
-            const contributions = new Float64Array(W * F);
-            const ll = new Float64Array(W);
-            const res = LatentKernel.foldWide(wk!, s.events, p, new Float64Array(W * G), ll, {
-              contributions,
-              means,
-            });
-            states.forEach((st, r) => {
-              let l = 0;
-              for (const e of s.events) l += model.step(st, e, s.topic, grid[r]!);
-              const col = Array.from({ length: G }, (_, i) => bits(res[r * G + i]!));
-              expect(col, `${name}: part ${r}'s posterior`).toEqual(Array.from(st.p, bits));
-              expect(bits(ll[r]!), `${name}: part ${r}'s log-likelihood`).toBe(bits(l));
-            });
-          }
+          for (const s of seqs) expectWideFoldEqualsSteps(model, s, name);
         }),
         { numRuns: 20 },
       );
-    }
   });
 });
 
