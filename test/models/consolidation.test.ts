@@ -15,53 +15,23 @@ import {
   LatentKernel,
   type LatentParams,
 } from "../../models/latentFilter.ts";
-import {
-  LATENT_LOGISTIC_PARAMS,
-  LATENT_TEST_PARAMS,
-  latentEvents,
-  PROPERTY_TOPICS,
-  studentSequencesArb,
-} from "./latentFixtures.ts";
+import { LATENT_TEST_PARAMS, latentEvents, PROPERTY_TOPICS, studentSequencesArb } from "./latentFixtures.ts";
 import { checkPredictScore, checkPredictStudent, expectWideFoldEqualsSteps } from "./latentPathChecks.ts";
+import { LATENT_STUDENT_VARIANTS } from "./latentStudentCases.ts";
 
-const FIT = { logLikPerObs: 0, observations: 0, sequences: 0, evaluations: 0 };
+/** A variant of the lean paths' model set (latentStudentCases.ts) with a consolidation share. */
+function consolidating(variant: string, c: number): { name: string; model: LatentFilter } {
+  const json = LATENT_STUDENT_VARIANTS.find((v) => v.name === variant)!.model.json;
+  return {
+    name: `${variant}, consolidation ${c}`,
+    model: new LatentFilter({ ...json, params: { ...json.params, consolidation: c } }),
+  };
+}
 
 /** Consolidating models: linear with a student effect, and the served defaults' shape (logistic, spread, as-of decay). */
 const MODELS: readonly { name: string; model: LatentFilter }[] = [
-  {
-    name: "linear, student effect + loading, consolidation 0.12",
-    model: new LatentFilter({
-      version: 1,
-      bins: 40,
-      params: { ...LATENT_TEST_PARAMS, consolidation: 0.12 },
-      topicPriorMean: { A: 0.35, B: 0.5, C: 0.22, D: 0.61 },
-      fit: FIT,
-      studentPriorSd: 0.9,
-      studentLearnLoading: 0.5,
-    }),
-  },
-  {
-    name: "served defaults' shape, consolidation 0.08",
-    model: new LatentFilter({
-      version: 1,
-      bins: 40,
-      params: {
-        ...LATENT_LOGISTIC_PARAMS,
-        learn: [0.053, 0.107, 0.066, 0.0066, 0.018],
-        halfLifeDays: 33.8,
-        floor: 0.042,
-        noise: 0.0107,
-        forgetSpread: 0.5,
-        asOfForgetting: "decay",
-        consolidation: 0.08,
-      },
-      topicPriorMean: { A: 0.35, B: 0.5, C: 0.22, D: 0.61 },
-      topicThreshold: { A: 0.41, B: 0.38, C: 0.47, D: 0.44 },
-      fit: FIT,
-      studentPriorSd: 0.75,
-      studentLearnLoading: 1,
-    }),
-  },
+  consolidating("student effect + learning loading", 0.12),
+  consolidating("served defaults' shape", 0.08),
 ];
 
 describe("consolidation (round 29): the share kept and the forgetting it leaves", () => {
