@@ -5,6 +5,7 @@
  */
 import {
   LATENT_AS_OF_HALF_LIVES,
+  LATENT_CONSOLIDATIONS,
   LATENT_TOPIC_FITS,
   type LatentFitOptions,
   STUDENT_LEARNING_MODES,
@@ -63,7 +64,7 @@ function numberIn(
 
 /**
  * LATENT_STUDENT=0, LATENT_EMISSION, LATENT_FORGETTING, LATENT_THRESHOLD_SD, LATENT_STUDENT_LEARNING,
- * LATENT_FORGET_SPREAD, LATENT_AS_OF, LATENT_AS_OF_HALF_LIFE (round 28), LATENT_INTERVAL, LATENT_CONCENTRATION, LATENT_STUDENT_SCALE, LATENT_TOPIC_FIT,
+ * LATENT_FORGET_SPREAD, LATENT_AS_OF, LATENT_AS_OF_HALF_LIFE (round 28), LATENT_CONSOLIDATION (round 29), LATENT_INTERVAL, LATENT_CONCENTRATION, LATENT_STUDENT_SCALE, LATENT_TOPIC_FIT,
  * LATENT_STUDENT_INTERVAL, LATENT_STUDENT_WIDENING: the
  * filter's fit options they name (unset: absent, i.e. the caller's default). Throws on a value outside the
  * option's range, naming the variable.
@@ -115,6 +116,23 @@ export function latentEnv(env: Env): LatentEnv {
     fit.asOfHalfLife = asOfHalfLife;
     flags.push(`--latent-as-of-half-life ${asOfHalfLife}`);
   }
+  // A number in (0, 1) is the diagnostic's fixed share (bench only: no CLI flag takes it).
+  const fixedShare = Number(env.LATENT_CONSOLIDATION);
+  if (
+    env.LATENT_CONSOLIDATION !== undefined &&
+    env.LATENT_CONSOLIDATION.trim() !== "" &&
+    fixedShare > 0 &&
+    fixedShare < 1
+  ) {
+    fit.consolidation = fixedShare;
+    flags.push(`(bench only, diagnostic) consolidation fixed at ${fixedShare}`);
+  } else {
+    const consolidation = oneOf(env, "LATENT_CONSOLIDATION", LATENT_CONSOLIDATIONS);
+    if (consolidation !== undefined) {
+      fit.consolidation = consolidation;
+      flags.push(`--latent-consolidation ${consolidation}`);
+    }
+  }
   const interval = oneOf(env, "LATENT_INTERVAL", ["widen-only", "two-sided", "by-evidence"] as const);
   if (interval !== undefined) {
     fit.interval = interval;
@@ -157,5 +175,7 @@ export function latentCacheTag(fit: LatentFitOptions): string {
   if (fit.fixedConcentration !== undefined) parts.push(`c${fit.fixedConcentration}`);
   if (fit.topicFit === "joint") parts.push("tfj");
   if (fit.asOfHalfLife === "idle-gaps") parts.push("ahi");
+  if (fit.consolidation === "fit") parts.push("cons");
+  if (typeof fit.consolidation === "number") parts.push(`cons${fit.consolidation}`);
   return parts.length === 0 ? "" : `-${parts.join("-")}`;
 }

@@ -610,6 +610,11 @@ async function evaluateCut(
         console.log(
           `as-of half-life (round 28, answers after idle gaps >= ${ahc.minGapDays} d: ${ahc.events} events, ${ahc.answers} answers, median gap ${ahc.medianGapDays.toFixed(1)} d): filter's ${ahc.filterHalfLifeDays.toFixed(1)} d ${ahc.filterLogLikPerAnswer.toFixed(5)} ll/answer -> ${ahc.halfLifeDays.toFixed(1)} d ${ahc.logLikPerAnswer.toFixed(5)}${ahc.kept !== undefined ? ` (${ahc.kept})` : ""}`,
         );
+      const cc = lf.fit.consolidationChoice;
+      if (cc !== undefined)
+        console.log(
+          `consolidation (round 29, ${cc.evaluations} evaluations, ${cc.refitted} other coordinates refitted with it${cc.fixed === true ? ", share held (diagnostic)" : ""}${cc.skipped !== undefined ? `, skipped: ${cc.skipped}` : ""}): ll ${cc.logLik.filter.toFixed(2)} at c 0 (h ${cc.filterHalfLifeDays.toFixed(1)} d), ${cc.logLik.none.toFixed(2)} refitted at c 0 -> ${cc.logLik.best.toFixed(2)} at c ${cc.best.toFixed(4)} (LR ${(2 * (cc.logLik.best - cc.logLik.none)).toFixed(2)}) -> chosen c ${cc.chosen.toFixed(4)}, h ${cc.halfLifeDays.toFixed(1)} d`,
+        );
       const cs = lf.centreShiftByEvidence;
       if (cs !== undefined)
         console.log(

@@ -4,6 +4,7 @@ import {
   fitIdleHalfLife,
   type IdleAnswer,
 } from "./asOfHalfLife.ts";
+import { type ConsolidationChoice, fitConsolidation } from "./consolidation.ts";
 import { type CentreShiftBand, centreShiftAt, emissionLogit } from "./latentCentre.ts";
 import { nelderMead } from "./nelderMead.ts";
 import { decayTowards } from "./servedDecay.ts";
@@ -105,6 +106,15 @@ export interface LatentParams {
    * events keeps `halfLifeDays`.
    */
   asOfHalfLifeDays?: number;
+  /**
+   * Round 29 (opt-in, LatentFitOptions.consolidation "fit"): each event on a pair consolidates this share c of
+   * what is still forgettable of its gain above the floor, so after n events the share phi_n = 1 - (1 - c)^n of
+   * the gain is kept for good and forgetting over dt days moves a cell x to f + (x - f) (phi_n + (1 - phi_n)
+   * 2^(-dt / halfLife)): a well-practised pair decays towards a higher level than a barely-practised one (the
+   * consolidation of memory with practice; exponential forgetting towards an asymptote, Rubin & Wenzel 1996).
+   * Absent or 0 = rounds 4-28 (every pair towards the global floor). The floor form only (not `durableShare`).
+   */
+  consolidation?: number;
   noise: number;
   assignmentConcentration: number;
   /**
@@ -179,6 +189,8 @@ export interface LatentModelJson {
     spreadChoice?: ForgetSpreadChoice;
     /** Round 28: the as-of half-life's fit on answers after idle gaps (`asOfHalfLife: "idle-gaps"`); absent otherwise. */
     asOfHalfLifeChoice?: AsOfHalfLifeChoice;
+    /** Round 29: the consolidation's fit (`consolidation: "fit"`); absent otherwise. */
+    consolidationChoice?: ConsolidationChoice;
     /** Round 27: "joint" when the topic effects were fitted by the joint search (`topicFit`); absent = alternating. */
     topicFit?: "joint";
     /** The student part's moments check (round 19, models/studentScale.ts); absent when it was not run. */
@@ -286,6 +298,43 @@ export function shiftedRate(r: number, shift: number): number {
   if (shift === 0 || !(r > 0)) return r;
   if (r >= 1) return 1;
   return 1 / (1 + Math.exp(-(Math.log(r / (1 - r)) + shift)));
+}
+
+/**
+ * Round 29: the share of a pair's gain above the floor that its first `events` events consolidated
+ * (LatentParams.consolidation): 1 - (1 - c)^events, 0 without consolidation.
+ */
+export function consolidatedShare(params: Pick<LatentParams, "consolidation">, events: number): number {
+  const c = params.consolidation;
+  if (c === undefined || !(c > 0) || !(events > 0)) return 0;
+  return 1 - (1 - c) ** events;
+}
+
+/**
+ * The plain forgetting's idle days that decay a pair's gain as much as `dtDays` decay it after `events` events
+ * with consolidation: d = phi + (1 - phi) 2^(-dt / h) = 2^(-dt' / h), so dt' = -h log2(d) (dt itself without
+ * consolidation). Every forgetting path goes through it, so the plans keyed by dt' serve both forms.
+ */
+export function forgettingDays(
+  params: Pick<LatentParams, "consolidation" | "halfLifeDays">,
+  dtDays: number,
+  events: number,
+): number {
+  const phi = consolidatedShare(params, events);
+  if (phi === 0 || !(dtDays > 0)) return dtDays;
+  const d = phi + (1 - phi) * 2 ** (-dtDays / params.halfLifeDays);
+  return d >= 1 ? 0 : -params.halfLifeDays * Math.log2(d);
+}
+
+/**
+ * The level an estimate of posterior mean `mean` after `events` events decays to (the as-of step and GET
+ * /mastery's request-time decay): with consolidation the filter's mean t days later is f + (mean - f) (phi +
+ * (1 - phi) 2^(-t / h)), i.e. exactly floor' + (mean - floor') 2^(-t / h) with floor' = f + phi (mean - f);
+ * the global floor f without it.
+ */
+export function consolidatedFloor(params: LatentParams, mean: number, events: number): number {
+  const phi = consolidatedShare(params, events);
+  return phi === 0 ? params.floor : params.floor + phi * (mean - params.floor);
 }
 
 /**
@@ -485,8 +534,10 @@ export class LatentKernel {
   /**
    * Forgetting over dt days (in place): mass above the floor moves towards it. `base` is the pair's prior
    * mean, the floor of the durable-share form (LatentParams.durableShare); the global-floor form ignores it.
+   * `events`: the pair's events before the gap (their consolidation, LatentParams.consolidation; 0 = none).
    */
-  forget(p: Float64Array, dtDays: number, base = Number.NaN): void {
+  forget(p: Float64Array, idleDays: number, base = Number.NaN, events = 0): void {
+    const dtDays = forgettingDays(this.params, idleDays, events);
     if (!(dtDays > 0)) return;
     const { halfLifeDays, durableShare } = this.params;
     const durable = durableShare !== undefined;
@@ -851,8 +902,9 @@ export class LatentKernel {
     const base = this.mean(p);
     let ll = 0;
     let last = Number.NaN;
-    for (const e of events) {
-      if (Number.isFinite(last)) this.forget(p, e.t - last, base);
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
+      if (Number.isFinite(last)) this.forget(p, e.t - last, base, i);
       last = e.t;
       ll += this.observe(p, e);
       this.learnFrom(p, e.kind);
@@ -916,10 +968,12 @@ export class LatentKernel {
     let a = p;
     let b = t;
     let last = Number.NaN;
-    for (const e of events) {
-      // Forgetting since the previous event (`forget`: the global floor's, by its plan for the gap).
-      if (Number.isFinite(last) && e.t - last > 0) {
-        const dt = e.t - last;
+    for (let n = 0; n < events.length; n++) {
+      const e = events[n]!;
+      // Forgetting since the previous event (`forget`: the global floor's, by its plan for the gap, written into
+      // the scratch slot; with consolidation the gap's plain-forgetting equivalent, `forgettingDays`).
+      const dt = Number.isFinite(last) ? forgettingDays(prm, e.t - last, n) : 0;
+      if (dt > 0) {
         const slot = FORGET_PLAN_SCRATCH;
         k0.writePlan(plans, slot, floor, 2 ** (-dt / prm.halfLifeDays));
         const d = plans.d[slot]!;
@@ -1454,7 +1508,7 @@ export class LatentFilter {
     let mean = k.mean(p);
     for (const e of events) {
       if (Number.isFinite(s.lastT)) {
-        k.forget(p, e.t - s.lastT, s.base);
+        k.forget(p, e.t - s.lastT, s.base, s.events);
         const m = k.mean(p);
         c[FACTOR_FORGETTING]! += m - mean;
         mean = m;
@@ -1485,7 +1539,7 @@ export class LatentFilter {
     const c = s.contributions;
     let mean = k.mean(p);
     if (Number.isFinite(s.lastT)) {
-      k.forget(p, e.t - s.lastT, s.base);
+      k.forget(p, e.t - s.lastT, s.base, s.events);
       const m = k.mean(p);
       c[FACTOR_FORGETTING]! += m - mean;
       mean = m;
@@ -1522,7 +1576,7 @@ export class LatentFilter {
     // Round 16 (`asOfForgetting: "decay"`): the posterior stays at the last event; the summary is decayed below.
     const idle = prm.asOfForgetting === "decay" && Number.isFinite(last) ? Math.max(0, asOfDays - last) : 0;
     if (Number.isFinite(last) && prm.asOfForgetting !== "decay") {
-      k.forget(p, asOfDays - last, s.base);
+      k.forget(p, asOfDays - last, s.base, s.events);
       const m = k.mean(p);
       contributions.forgetting += m - mean;
       mean = m;
@@ -1537,7 +1591,7 @@ export class LatentFilter {
       let above = 0;
       for (let i = 0; i < p.length; i++) if (k.x[i]! > s.base) above += p[i]! * (k.x[i]! - s.base);
       floor = mean - (1 - prm.durableShare) * above;
-    }
+    } else floor = consolidatedFloor(prm, mean, s.events);
     const pFloor =
       prm.slope !== undefined
         ? prm.guess + (1 - prm.guess - prm.slip) * emissionShape(prm, floor, this.threshold(topic))
@@ -1777,7 +1831,15 @@ export class LatentFilter {
       if (scores !== undefined)
         for (let r = 0; r < W; r++) {
           for (let i = 0; i < G; i++) p[i] = w.res[r * G + i]!;
-          scores.out[r] = this.scoreOfFolded(topic, p, w.bases[r]!, w.lastT, observations, scores.asOfDays);
+          scores.out[r] = this.scoreOfFolded(
+            topic,
+            p,
+            w.bases[r]!,
+            w.lastT,
+            observations,
+            events.length,
+            scores.asOfDays,
+          );
         }
       return { ll: out, wide: w };
     }
@@ -1788,8 +1850,9 @@ export class LatentFilter {
       let ll = 0;
       let last = Number.NaN;
       // `p` holds float32 values between events (learnFrom's round32): `step`'s copy through s.p, in place.
-      for (const e of events) {
-        if (Number.isFinite(last)) k.forget(p, e.t - last, base);
+      for (let n = 0; n < events.length; n++) {
+        const e = events[n]!;
+        if (Number.isFinite(last)) k.forget(p, e.t - last, base, n);
         last = e.t;
         ll += k.observe(p, e);
         k.learnFrom(p, e.kind, true);
@@ -1797,7 +1860,15 @@ export class LatentFilter {
       out[j] = ll;
       // fold27: the part's score as of asOfDays: predictScore at this basis offset (the same fold and arithmetic).
       if (scores !== undefined)
-        scores.out[j] = this.scoreOfFolded(topic, p, base, last, observations, scores.asOfDays);
+        scores.out[j] = this.scoreOfFolded(
+          topic,
+          p,
+          base,
+          last,
+          observations,
+          events.length,
+          scores.asOfDays,
+        );
     }
     return { ll: out, wide: null };
   }
@@ -1870,19 +1941,20 @@ export class LatentFilter {
     for (let i = 0; i < p.length; i++) p[i] = q[i]!;
     let last = Number.NaN;
     let observations = 0;
-    for (const e of events) {
-      if (Number.isFinite(last)) k.forget(p, e.t - last, base);
+    for (let n = 0; n < events.length; n++) {
+      const e = events[n]!;
+      if (Number.isFinite(last)) k.forget(p, e.t - last, base, n);
       last = e.t;
       k.observe(p, e);
       if (OBS_FACTOR[e.kind] !== undefined) observations += e.kind === KIND_ASSIGNMENT ? 1 : e.n;
       k.learnFrom(p, e.kind, true);
     }
-    return this.scoreOfFolded(topic, p, base, last, observations, asOfDays);
+    return this.scoreOfFolded(topic, p, base, last, observations, events.length, asOfDays);
   }
 
   /**
    * `estimate`'s score, in its order of operations, of a folded posterior `p` (float32 values; forgotten to
-   * as-of in place) with its prior's mean `base`, last event time and graded observations.
+   * as-of in place) with its prior's mean `base`, last event time, graded observations and events.
    */
   private scoreOfFolded(
     topic: string,
@@ -1890,6 +1962,7 @@ export class LatentFilter {
     base: number,
     last: number,
     observations: number,
+    events: number,
     asOfDays: number,
   ): number {
     const ke = this.kernelFor(topic);
@@ -1897,16 +1970,17 @@ export class LatentFilter {
     const prm = this.json.params;
     const idle = prm.asOfForgetting === "decay" && Number.isFinite(last) ? Math.max(0, asOfDays - last) : 0;
     if (Number.isFinite(last) && prm.asOfForgetting !== "decay") {
-      ke.forget(p, asOfDays - last, base);
+      ke.forget(p, asOfDays - last, base, events);
       mean = ke.mean(p);
     }
-    // The durable-share floor is the posterior's, before the centre's shift (only the as-of decay uses it).
+    // The durable-share floor is the posterior's, before the centre's shift (only the as-of decay uses it);
+    // so is the consolidated one (`asOfFloor`).
     let floor = prm.floor;
     if (idle > 0 && prm.durableShare !== undefined) {
       let above = 0;
       for (let i = 0; i < p.length; i++) if (ke.x[i]! > base) above += p[i]! * (ke.x[i]! - base);
       floor = mean - (1 - prm.durableShare) * above;
-    }
+    } else if (idle > 0) floor = consolidatedFloor(prm, mean, events);
     let score = mean;
     const shift = centreShiftAt(this.json.centreShiftByEvidence, observations);
     if (shift !== 0) {
@@ -2261,6 +2335,69 @@ export class LatentFilter {
       params = fixC(fromVector(centre, present, logistic, durable));
       logLikPerObs = logLik(centre) / observations;
     }
+    // Round 29 (opt-in): the consolidation share, the other global parameters refitted with it
+    // (models/consolidation.ts). Below `minObservations` the global fit is a penalised one (and may have fallen
+    // back to the defaults): no consolidation is searched there, and the choice says so.
+    let consolidationChoice: ConsolidationChoice | undefined;
+    const consolidation = opts.consolidation ?? LATENT_CONSOLIDATION_DEFAULT;
+    if (consolidation !== "off") {
+      if (durable)
+        throw new LatentFilterError(
+          'the consolidation raises the global floor with practice; the durable-share forgetting has no global floor: use forgetting "floor" with consolidation "fit"',
+        );
+      const fixedShare = typeof consolidation === "number" ? consolidation : undefined;
+      const rest0 = x;
+      const res = Number.isFinite(priorSd)
+        ? null
+        : fitConsolidation(
+            (c, rest) => {
+              const q = fixC(fromVector(rest, present, logistic, durable));
+              if (c > 0) q.consolidation = c;
+              let k: LatentKernel;
+              try {
+                k = new LatentKernel(q, bins);
+              } catch {
+                return Number.NEGATIVE_INFINITY;
+              }
+              let ll = 0;
+              for (const s of sequences) ll += k.run(s.events, q.priorMean, p);
+              return ll;
+            },
+            rest0,
+            fixedShare !== undefined ? { fixed: fixedShare } : {},
+          );
+      const filterHalfLifeDays = params.halfLifeDays;
+      if (res === null)
+        consolidationChoice = {
+          chosen: 0,
+          best: 0,
+          logLik: {
+            filter: logLikPerObs * observations,
+            none: logLikPerObs * observations,
+            best: logLikPerObs * observations,
+          },
+          evaluations: 0,
+          refitted: 0,
+          filterHalfLifeDays,
+          halfLifeDays: filterHalfLifeDays,
+          skipped: `${observations} graded observations (< ${minObservations}): the global fit is the small-data penalised one; no consolidation searched`,
+        };
+      else if (res.chosen > 0) {
+        params = { ...fixC(fromVector(res.rest, present, logistic, durable)), consolidation: res.chosen };
+        logLikPerObs = res.logLik.best / observations;
+      }
+      if (res !== null)
+        consolidationChoice = {
+          chosen: res.chosen,
+          best: res.best,
+          logLik: res.logLik,
+          evaluations: res.evaluations,
+          refitted: rest0.length,
+          filterHalfLifeDays,
+          halfLifeDays: params.halfLifeDays,
+          ...(fixedShare !== undefined ? { fixed: true as const } : {}),
+        };
+    }
     const kernel = new LatentKernel(params, bins);
     const shrink = opts.topicPriorSd ?? 1;
     // The threshold's shrinkage: given, or (round 13, "auto") chosen by the held-out likelihood of the topic
@@ -2352,6 +2489,7 @@ export class LatentFilter {
         ...(spreadChoice !== undefined ? { spreadChoice } : {}),
         ...(opts.topicFit === "joint" ? { topicFit: "joint" as const } : {}),
         ...(asOfChoice !== undefined ? { asOfHalfLifeChoice: asOfChoice } : {}),
+        ...(consolidationChoice !== undefined ? { consolidationChoice } : {}),
       },
       intervalScale: Math.sqrt(inflation),
       ...(intervalMode === "by-evidence"
@@ -2629,12 +2767,13 @@ export class LatentFilter {
       const base = kernel.mean(p);
       const pFloor = pFloorOf(s.topic);
       let last = Number.NaN;
-      for (const e of s.events) {
+      for (let n = 0; n < s.events.length; n++) {
+        const e = s.events[n]!;
         if (Number.isFinite(last)) {
           const gap = e.t - last;
           if (gap >= minGapDays && (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) && e.n >= 1)
             out.push({ pBefore: kernel.predictive(p), pFloor, gapDays: gap, n: e.n, k: e.k });
-          kernel.forget(p, gap, base);
+          kernel.forget(p, gap, base, n);
         }
         last = e.t;
         kernel.observe(p, e);
@@ -2711,8 +2850,9 @@ export class HeldOutSums {
     let seen = 0;
     let last = Number.NaN;
     let held = false;
-    for (const e of events) {
-      if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
+    for (let n = 0; n < events.length; n++) {
+      const e = events[n]!;
+      if (Number.isFinite(last)) kernel.forget(p, e.t - last, base, n);
       last = e.t;
       const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
       if (!held && graded && 2 * (seen + e.n) > total) held = true;
@@ -2802,9 +2942,10 @@ export function walkHeldOut(
   let seen = 0;
   let held = 0;
   let last = Number.NaN;
-  for (const e of events) {
+  for (let n = 0; n < events.length; n++) {
+    const e = events[n]!;
     if (held >= hold) break;
-    if (Number.isFinite(last)) kernel.forget(p, e.t - last, base);
+    if (Number.isFinite(last)) kernel.forget(p, e.t - last, base, n);
     last = e.t;
     const graded = e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE;
     if (graded && (held > 0 || seen + e.n > from)) {
@@ -2911,8 +3052,22 @@ export interface LatentFitOptions {
    * models/asOfHalfLife.ts fitIdleHalfLife). Needs the "decay" as-of step.
    */
   asOfHalfLife?: LatentAsOfHalfLife;
+  /**
+   * Round 29: "off" (the default, LATENT_CONSOLIDATION_DEFAULT: rounds 4-28's filter) or "fit" (opt-in: the
+   * consolidation share LatentParams.consolidation and the other global parameters refitted with it by the
+   * likelihood after the global fit, kept only past a likelihood-ratio test; models/consolidation.ts). The floor
+   * forgetting only.
+   * A number in (0, 1) is a diagnostic (the bench's, never `mastery train served`'s): c held there, only the
+   * half-life refitted with it, kept whatever the likelihood says.
+   */
+  consolidation?: LatentConsolidation | number;
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
 }
+
+export const LATENT_CONSOLIDATIONS = ["off", "fit"] as const;
+export type LatentConsolidation = (typeof LATENT_CONSOLIDATIONS)[number];
+/** What `mastery train served` fits when no consolidation is named (round 29's candidate is opt-in). */
+export const LATENT_CONSOLIDATION_DEFAULT: LatentConsolidation = "off";
 
 /** How the as-of decay's half-life is set (round 28; LatentFitOptions.asOfHalfLife). */
 export const LATENT_AS_OF_HALF_LIVES = ["filter", "idle-gaps"] as const;
@@ -3133,8 +3288,9 @@ function heldOutSplit(
       k.prior(m.json.topicPriorMean[s.topic] ?? m.json.params.priorMean, p);
       const base = k.mean(p);
       let last = Number.NaN;
-      for (const e of s.events) {
-        if (Number.isFinite(last)) k.forget(p, e.t - last, base);
+      for (let n = 0; n < s.events.length; n++) {
+        const e = s.events[n]!;
+        if (Number.isFinite(last)) k.forget(p, e.t - last, base, n);
         last = e.t;
         const l = k.observe(p, e);
         if (e.t >= cut) ll += l;

@@ -112,8 +112,9 @@ export function answerPredictions(model: LatentFilter, seq: LatentSequence, offs
   const base = kernel.mean(post);
   const out: AnswerPredictions = { n: [], k: [], p: [], m: [], b: [] };
   let last = Number.NaN;
-  for (const e of seq.events) {
-    if (Number.isFinite(last)) kernel.forget(post, e.t - last, base);
+  for (let n = 0; n < seq.events.length; n++) {
+    const e = seq.events[n]!;
+    if (Number.isFinite(last)) kernel.forget(post, e.t - last, base, n);
     last = e.t;
     if ((e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) && e.n > 0) {
       out.n.push(e.n);

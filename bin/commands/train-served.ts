@@ -3,6 +3,8 @@ import {
   LATENT_AS_OF_FORGETTING_DEFAULT,
   LATENT_AS_OF_HALF_LIFE_DEFAULT,
   LATENT_AS_OF_HALF_LIVES,
+  LATENT_CONSOLIDATION_DEFAULT,
+  LATENT_CONSOLIDATIONS,
   LATENT_FORGET_SPREAD_DEFAULT,
   LATENT_FORGETTING_DEFAULT,
   LATENT_STUDENT_LEARNING_DEFAULT,
@@ -60,6 +62,7 @@ interface TrainServedCliOptions {
   latentForgettingSpread: string;
   latentAsOfForgetting: string;
   latentAsOfHalfLife: string;
+  latentConsolidation: string;
   latentStudentScale: string;
   latentStudentInterval: string;
   latentStudentWidening?: string;
@@ -147,6 +150,11 @@ export function register(program: Command): void {
       "--latent-as-of-half-life <filter|idle-gaps>",
       "with --latent-as-of-forgetting decay, the half-life of the decay from a pair's last event to the scoring time (round 28): filter (the default: the filter's own half-life, fitted with everything else on all gaps between events) or idle-gaps (opt-in: fitted on the fit sample's answers after gaps of a week or more without any event on the pair, each predicted as the as-of step predicts a score; stored in the model and used by GET /mastery's decay too; docs/benchmarks.md Validity round 28)",
       LATENT_AS_OF_HALF_LIFE_DEFAULT,
+    )
+    .option(
+      "--latent-consolidation <off|fit>",
+      "whether each event on a pair consolidates a share of its gain, so forgetting decays a well-practised pair towards a higher level than a barely-practised one (round 29): off (the default: every pair forgets towards the one global floor) or fit (opt-in: the consolidation share fitted with the filter's other global parameters by the likelihood of the store's answers after the global fit, kept only past a likelihood-ratio test against the same search without it; stored in the model, so GET /mastery's decay uses the pair's own level too; docs/benchmarks.md Validity round 29). With --latent-forgetting floor (the default) only",
+      LATENT_CONSOLIDATION_DEFAULT,
     )
     .option(
       "--latent-student-scale <off|moments|mastery>",
@@ -266,6 +274,15 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
         throw new CliError(
           `--latent-as-of-half-life idle-gaps fits the half-life of the decay as-of step: use it with --latent-as-of-forgetting decay (the default), not ${opts.latentAsOfForgetting}`,
         );
+      const consolidation = LATENT_CONSOLIDATIONS.find((m) => m === opts.latentConsolidation);
+      if (consolidation === undefined)
+        throw new CliError(
+          `--latent-consolidation must be one of ${LATENT_CONSOLIDATIONS.join(", ")} (got ${opts.latentConsolidation}); e.g. fit`,
+        );
+      if (consolidation === "fit" && opts.latentForgetting !== "floor")
+        throw new CliError(
+          `--latent-consolidation fit raises the global floor with practice: use it with --latent-forgetting floor (the default), not ${opts.latentForgetting}`,
+        );
       if (opts.latentAsOfForgetting !== "decay" && opts.latentAsOfForgetting !== "spread")
         throw new CliError(
           `--latent-as-of-forgetting must be decay or spread (got ${opts.latentAsOfForgetting}); e.g. decay`,
@@ -333,6 +350,7 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
           forgetSpread,
           asOfForgetting: opts.latentAsOfForgetting,
           asOfHalfLife,
+          consolidation,
           studentScale,
           studentInterval,
           ...(studentWidening !== undefined ? { studentWidening } : {}),

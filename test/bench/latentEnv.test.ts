@@ -34,3 +34,20 @@ describe("bench/latentEnv.ts: LATENT_AS_OF_HALF_LIFE (round 28)", () => {
     );
   });
 });
+
+describe("bench/latentEnv.ts: LATENT_CONSOLIDATION (round 29)", () => {
+  it("fit names the fit option, the CLI flag and its own real-log cache tag; off keeps the default's", () => {
+    const fit = latentEnv({ LATENT_CONSOLIDATION: "fit" });
+    expect(fit.fit).toEqual({ consolidation: "fit" });
+    expect(fit.flags).toEqual(["--latent-consolidation fit"]);
+    expect(latentCacheTag(fit.fit)).toBe("-cons");
+    expect(latentCacheTag(latentEnv({ LATENT_CONSOLIDATION: "off" }).fit)).toBe("");
+    // A share in (0, 1) is the bench-only diagnostic (no CLI flag), with a cache tag of its own.
+    const fixed = latentEnv({ LATENT_CONSOLIDATION: "0.12" });
+    expect(fixed.fit).toEqual({ consolidation: 0.12 });
+    expect(latentCacheTag(fixed.fit)).toBe("-cons0.12");
+    expect(() => latentEnv({ LATENT_CONSOLIDATION: "on" })).toThrow(
+      /LATENT_CONSOLIDATION must be one of off, fit \(got on\)/,
+    );
+  });
+});

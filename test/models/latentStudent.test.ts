@@ -2,14 +2,10 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import {
-  type LatentEstimate,
-  type LatentFilter,
-  LatentKernel,
-  shiftedRate,
-} from "../../models/latentFilter.ts";
+import { type LatentFilter, LatentKernel, shiftedRate } from "../../models/latentFilter.ts";
 import { scoreStudentLatent } from "../../models/latentStudent.ts";
-import { latentEventArb, latentEvents, PROPERTY_TOPICS, studentSequencesArb } from "./latentFixtures.ts";
+import { latentEventArb, latentEvents } from "./latentFixtures.ts";
+import { checkPredictScore, checkPredictStudent } from "./latentPathChecks.ts";
 import {
   digestNumbers,
   LATENT_STUDENT_OPTIONS,
@@ -59,52 +55,12 @@ describe("scoreStudentLatent is bit for bit the scoring before the optimisations
 });
 
 describe("the lean paths compute the full folds' numbers (fold26)", () => {
-  const topicArb = fc.constantFrom(...PROPERTY_TOPICS);
-
   it("predictScore is predict's score, bit for bit, at any offset, for every variant", () => {
-    for (const { model } of LATENT_STUDENT_VARIANTS)
-      fc.assert(
-        fc.property(
-          fc.array(latentEventArb, { maxLength: 30 }),
-          topicArb,
-          fc.double({ min: -4, max: 4, noNaN: true }),
-          fc.double({ min: 0, max: 60, noNaN: true }),
-          (raw, topic, offset, idle) => {
-            const events = latentEvents(raw);
-            const asOf = (events[events.length - 1]?.t ?? 0) + idle;
-            expect(
-              Object.is(
-                model.predictScore(topic, events, asOf, offset),
-                model.predict(topic, events, asOf, offset).score,
-              ),
-            ).toBe(true);
-          },
-        ),
-        { numRuns: 60 },
-      );
+    for (const { model } of LATENT_STUDENT_VARIANTS) checkPredictScore(model, 60);
   });
 
   it("predictStudent is the full fold of every basis part mixed at the student's offset, bit for bit", () => {
-    // Every number of an estimate as its float64 bits (hex), so -0 / NaN / 1 ulp differences show.
-    const bits = (e: LatentEstimate) =>
-      latentStudentNumbers({ offset: 0, offsetSd: 0, estimates: [e], priors: [] }).map((x) =>
-        Buffer.from(Float64Array.of(x).buffer).toString("hex"),
-      );
-    for (const { model } of LATENT_STUDENT_VARIANTS)
-      fc.assert(
-        fc.property(studentSequencesArb(PROPERTY_TOPICS, 20, 30), ({ seqs, asOf }) => {
-          // The straightforward path: every basis part folded with `step`, the offset from their summaries.
-          const states = seqs.map((s) => ({ topic: s.topic, state: model.foldBasis(s.topic, s.events) }));
-          const offset = model.studentOffsetOf(states);
-          const want = states.map(({ topic, state }) =>
-            model.estimate(model.mixAt(state, model.offsetFor(topic, offset)), asOf, topic),
-          );
-          const got = model.predictStudent(seqs, asOf);
-          expect(Object.is(got.offset, offset)).toBe(true);
-          expect(got.estimates.map(bits)).toEqual(want.map(bits));
-        }),
-        { numRuns: 25 },
-      );
+    for (const { model } of LATENT_STUDENT_VARIANTS) checkPredictStudent(model, 25);
   });
 
   it("a kernel on another's learning maps runs as one built alone, and refuses maps of another shift", () => {
