@@ -49,6 +49,7 @@ import {
   type LatentModelJson,
   type LatentSequence,
 } from "../models/latentFilter.ts";
+import { sigmoid } from "../models/logistic.ts";
 import { mulberry32 } from "../models/prng.ts";
 import { type DecayTransition, fitDecay } from "../models/servedDecay.ts";
 import { fitAnchor, masteryOf, type ScaleAnchor, type TopicCalibration } from "../models/servedMastery.ts";
@@ -460,7 +461,6 @@ const emitOf = (m: EpochModels, k: number): number => {
 };
 
 const logit = (p: number): number => Math.log(p / (1 - p));
-const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 
 /**
  * The student's ability offset (logit) from their attempts on the OTHER skills before the cut: observed

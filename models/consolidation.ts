@@ -1,3 +1,4 @@
+import { sigmoid } from "./logistic.ts";
 import { nelderMead } from "./nelderMead.ts";
 
 /**
@@ -68,8 +69,6 @@ export class ConsolidationError extends Error {
     this.name = "ConsolidationError";
   }
 }
-
-const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 
 /**
  * `logLik(c, rest)`: the fit sample's log-likelihood (total) with consolidation share c and the filter's other

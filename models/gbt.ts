@@ -33,6 +33,7 @@ import {
   type PartitionItem,
   SerialHistogramBuilder,
 } from "./gbtHistogram.ts";
+import { sigmoid } from "./logistic.ts";
 import { mulberry32 as rng } from "./prng.ts";
 import {
   allocTree,
@@ -164,10 +165,6 @@ function checkParams(p: GbtParams): void {
   if (!Number.isInteger(p.nThreads) || p.nThreads < 1 || p.nThreads > 64)
     bad("nThreads", "an integer in 1..64", p.nThreads);
   if (p.baseScore !== null && !Number.isFinite(p.baseScore)) bad("baseScore", "finite or null", p.baseScore);
-}
-
-function sigmoid(m: number): number {
-  return 1 / (1 + Math.exp(-m));
 }
 
 /** Mean loss at margins `m`: squared error, or log-loss for logistic (computed stably from the margin). */

@@ -1,3 +1,4 @@
+import { sigmoid } from "./logistic.ts";
 /**
  * The latent filter's centre calibrated by evidence band on proxy labels (issue 16, round 17).
  *
@@ -66,8 +67,6 @@ export class LatentCentreError extends Error {
     this.name = "LatentCentreError";
   }
 }
-
-const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 
 /** z of a P(correct) under the emission: logit((p - guess) / (1 - guess - slip)), clipped inside (0, 1). */
 export function emissionLogit(p: number, em: CentreEmission): number {

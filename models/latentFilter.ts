@@ -6,6 +6,7 @@ import {
 } from "./asOfHalfLife.ts";
 import { type ConsolidationChoice, fitConsolidation } from "./consolidation.ts";
 import { type CentreShiftBand, centreShiftAt, emissionLogit } from "./latentCentre.ts";
+import { sigmoid } from "./logistic.ts";
 import { nelderMead } from "./nelderMead.ts";
 import { decayTowards } from "./servedDecay.ts";
 import type { StudentIntervalCheck } from "./studentInterval.ts";
@@ -3359,7 +3360,6 @@ const LOGISTIC_START: LatentParams = {
   threshold: 0.45,
 };
 
-const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 const logit = (p: number): number => Math.log(p / (1 - p));
 const clampP = (p: number): number => Math.min(1 - 1e-6, Math.max(1e-6, p));
 

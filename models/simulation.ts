@@ -18,6 +18,7 @@
  *  - hints, rewinds, time spent, practice attempts and chatbot requests grow with 1 - K.
  */
 
+import { sigmoid } from "./logistic.ts";
 import { Xoshiro128 } from "./prng.ts";
 
 /** Stream ids that keep the per-domain random streams independent of each other. */
@@ -63,7 +64,6 @@ const CONCEPTS = [
 ];
 
 export const clamp = (x: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, x));
-export const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 
 /** Knowledge after a learning step with rate r (linear-operator model). */
 export function learnStep(k: number, rate: number): number {

@@ -14,6 +14,7 @@ import {
   type LatentSequence,
   walkHeldOut,
 } from "./latentFilter.ts";
+import { sigmoid } from "./logistic.ts";
 
 /**
  * The interval's dispersion check run again on the model with its student part (issue 16, round 21). Pure: no I/O.
@@ -92,7 +93,6 @@ export const HELD_OUT_BAND_HOLD = 8;
 export const HELD_OUT_BAND_MIN_Z = 2;
 
 const logit = (p: number): number => Math.log(p / (1 - p));
-const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 
 /** Graded answers of a sequence (quiz and practice). */
 function gradedAnswers(s: LatentSequence): number {

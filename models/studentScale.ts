@@ -6,6 +6,7 @@ import {
   type LatentKernel,
   type LatentSequence,
 } from "./latentFilter.ts";
+import { sigmoid } from "./logistic.ts";
 
 /**
  * The student part's scale, reined in by a label-free moments check (issue 16, round 19). Pure: no I/O.
@@ -74,7 +75,6 @@ export const STUDENT_SCALE_MIN_STUDENTS = 30;
 const STEPS = 4;
 
 const logit = (p: number): number => Math.log(p / (1 - p));
-const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 
 /** Per grid cell of `kernel`, the emission's slope dP(correct | K)/dK (central differences; one-sided at the ends). */
 export function emissionSlopes(kernel: LatentKernel): Float64Array {

@@ -26,6 +26,7 @@ import {
   type LatentParams,
   type LatentSequence,
 } from "./latentFilter.ts";
+import { sigmoid } from "./logistic.ts";
 
 export interface ThresholdUncertainty {
   /** Posterior sd of the topic's threshold (K units). */
@@ -39,7 +40,6 @@ export interface ThresholdUncertainty {
 /** Central-difference steps: the prior mean's logit offset and the threshold (K units). */
 export const THRESHOLD_CURVATURE_STEPS = { priorLogit: 0.05, threshold: 0.01 } as const;
 
-const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 const logit = (p: number): number => Math.log(p / (1 - p));
 
 export class ThresholdUncertaintyError extends Error {

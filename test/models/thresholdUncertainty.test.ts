@@ -7,6 +7,7 @@ import {
   LatentKernel,
   type LatentSequence,
 } from "../../models/latentFilter.ts";
+import { sigmoid } from "../../models/logistic.ts";
 import {
   anchorSdFromThresholds,
   filterThresholdUncertainty,
@@ -15,7 +16,6 @@ import {
 } from "../../models/thresholdUncertainty.ts";
 import { LATENT_LOGISTIC_PARAMS as LOGISTIC, simulateLatentStudents } from "./latentFixtures.ts";
 
-const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 const logit = (p: number): number => Math.log(p / (1 - p));
 const BINS = 24;
 const PENALTY = { topicPriorSd: 1, topicThresholdSd: 0.15 };
