@@ -8,7 +8,7 @@
  * inside strings, so the JSON never holds a raw tab or newline; String(number) round-trips exactly through
  * DuckDB's DOUBLE parser.
  */
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import {
   priorRuleExplanation,
@@ -18,6 +18,7 @@ import {
 } from "../models/ruleScorer.ts";
 import { ruleBlockValues } from "../storage/explanationNumbers.ts";
 import { RULE_BLOCK_COLUMNS } from "../storage/schema.ts";
+import { writeAllSync } from "./writeAllSync.ts";
 
 /** Given once when the thread starts. */
 export interface RuleWorkerSetup {
@@ -65,13 +66,13 @@ function score(task: RuleWorkerTask): void {
       lines.push(`${line}\n`);
     }
     if (lines.length === BATCH) {
-      writeSync(fd, lines.join(""));
+      writeAllSync(fd, lines.join(""));
       lines = [];
     }
     if ((i + 1 - task.from) % step === 0)
       port.postMessage({ id: task.id, done: i + 1 - task.from, finished: false } satisfies RuleWorkerReply);
   });
-  if (lines.length > 0) writeSync(fd, lines.join(""));
+  if (lines.length > 0) writeAllSync(fd, lines.join(""));
   written += task.to - task.from;
   port.postMessage({ id: task.id, done: task.to - task.from, finished: true } satisfies RuleWorkerReply);
 }

@@ -1,10 +1,10 @@
-import { writeSync } from "node:fs";
 import { type LatentEvent, LatentFilter, type LatentSequence } from "../models/latentFilter.ts";
 import { scoreStudentLatent } from "../models/latentStudent.ts";
 import { ServedMastery, type ServedMasteryJson, servedFromLatent } from "../models/servedMastery.ts";
 import { LATENT_SOURCE, latentDecay, latentExplanation } from "./latentScoring.ts";
 import { latentExplanationText, servedExplanationText } from "./servedExplanationText.ts";
 import { SERVED_SOURCE, servedExplanation } from "./servedRows.ts";
+import { writeAllSync } from "./writeAllSync.ts";
 
 /**
  * One group of whole students of the daily batch's served step (serving/servedBatch.ts), as columns: what a
@@ -72,7 +72,7 @@ export class ServedLineFile implements ServedLineSink {
     if (this.used + 3 * text.length > this.buf.length) {
       this.flush();
       if (3 * text.length > this.buf.length) {
-        writeAll(this.fd, Buffer.from(text, "utf8"));
+        writeAllSync(this.fd, Buffer.from(text, "utf8"));
         return;
       }
     }
@@ -81,14 +81,9 @@ export class ServedLineFile implements ServedLineSink {
 
   /** Writes what the buffer holds to the file. */
   flush(): void {
-    writeAll(this.fd, this.buf.subarray(0, this.used));
+    writeAllSync(this.fd, this.buf.subarray(0, this.used));
     this.used = 0;
   }
-}
-
-function writeAll(fd: number, b: Buffer): void {
-  let at = 0;
-  while (at < b.length) at += writeSync(fd, b, at, b.length - at);
 }
 
 /** A number as the file's text: String(number) round-trips through DuckDB's DOUBLE parser, -0 included. */
