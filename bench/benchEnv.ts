@@ -5,6 +5,7 @@ export const BENCH_SECRET = "bench-secret-bench-secret-bench-secret";
 export const BENCH_PSEUDONYM_KEY = "bench-pseudonym-key-0123456789";
 export const BENCH_PG_URL = process.env.MASTERY_PG_URL || "postgres://postgres@127.0.0.1:5432/test";
 export const BENCH_REDIS_URL = process.env.MASTERY_REDIS_URL || "redis://127.0.0.1:6379";
+export const BENCH_NATS_URL = process.env.MASTERY_NATS_URL || "nats://127.0.0.1:4222";
 
 /** A positive number from the environment variable `name`, else `fallback`; says what is wrong otherwise. */
 export function envNumber(name: string, fallback: number): number {

@@ -21,6 +21,14 @@
  *   pg-workers  the same stores, LOAD_WORKERS (default 2) app processes sharing one port (node:cluster,
  *             as `mastery serve --workers 2` deploys on a 2-core box), against bare Express with as
  *             many cluster workers; each process has its own body cache (no cold-read figure).
+ *   pg-stream the pg stores with the write path as deploy/local.sh and the systemd example run it
+ *             (`mastery serve --via-stream` + one `mastery worker`): POST /events is acknowledged once
+ *             NATS JetStream (MASTERY_NATS_URL or nats://127.0.0.1:4222, own stream) holds the batch, and
+ *             the worker (a child process of the server, the compiled build: `npm run build` first, as
+ *             deploy/local.sh) applies it. Not in the default list. The server CPU per request counts
+ *             the worker's CPU too, and after each run the server waits until the worker has applied
+ *             everything (the drain, counted in that CPU): printed with the largest backlog seen, so the
+ *             freshness the write path gave up is in the output next to the latency it bought.
  *
  * Default size is reduced for the shared machine; the issue's size:
  *   LOAD_STUDENTS=10000 LOAD_SECONDS=30 npx tsx bench/load.bench.ts
@@ -40,7 +48,7 @@
  *   LOAD_APP_PORT=41500 LOAD_BARE_PORT=41501 ...      # fixed ports of the app and bare Express (one-process modes)
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
-import { fork } from "node:child_process";
+import { type ChildProcess, fork, spawn } from "node:child_process";
 import cluster, { type Worker } from "node:cluster";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -59,12 +67,14 @@ import { signToken } from "../serving/auth.ts";
 import { within } from "../serving/gracefulShutdown.ts";
 import { openServingBackends } from "../serving/servingBackends.ts";
 import { type EventUpdater, streamModels } from "../serving/updater.ts";
+import { NatsBus } from "../storage/bus.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { PgStore } from "../storage/postgres.ts";
 import { baseTable } from "../storage/servingTables.ts";
 import {
   envNumber as env,
   BENCH_PSEUDONYM_KEY as KEY,
+  BENCH_NATS_URL as NATS_URL,
   BENCH_PG_URL as PG_URL,
   POST_BATCH,
   quizPostBody,
@@ -73,6 +83,7 @@ import {
 } from "./benchEnv.ts";
 import { type PacedRequest, type PacedResult, pacedLoad } from "./pacedLoad.ts";
 import { PostPhases } from "./postPhases.ts";
+import { processCpuMs } from "./topologyCpu.ts";
 import { SEED_EXPLANATION } from "./wideSeed.ts";
 
 const TOPICS = 20;
@@ -90,7 +101,7 @@ const WIDE_TOPICS = 100;
 
 const EXPLANATION = SEED_EXPLANATION;
 
-type Mode = "embedded" | "pg" | "pg-workers";
+type Mode = "embedded" | "pg" | "pg-stream" | "pg-workers";
 interface Ready {
   port: number;
   postMedianMs: number;
@@ -164,7 +175,7 @@ const quantile = (xs: number[], q: number): number => {
 
 /** Opens the server's stores; with `seedStudents` also seeds them (pg: a new schema). */
 async function openStores(
-  mode: "embedded" | "pg",
+  mode: "embedded" | "pg" | "pg-stream",
   pseudo: Pseudonymizer,
   seedStudents: number | null,
   names: { schema: string; prefix: string },
@@ -179,7 +190,8 @@ async function openStores(
   let extra = {};
   let describe = `embedded DuckDB file ${store.path}`;
   let close = async (_drop: boolean) => {};
-  if (mode === "pg") {
+  let backlog: (() => Promise<number>) | undefined;
+  if (mode !== "embedded") {
     const backends = await openServingBackends({
       duck: store,
       stores: {
@@ -193,8 +205,15 @@ async function openStores(
       models: streamModels({}),
       // LOAD_SHARED_TTL_S: serving.yaml shared_cache_ttl_s (0: no Redis invalidation, the 1 s TTL as before it).
       invalidatedCacheTtlMs: 1000 * Number(process.env.LOAD_SHARED_TTL_S ?? 30),
+      ...(mode === "pg-stream" ? { viaStream: { natsUrl: NATS_URL, ...streamNames(names.schema) } } : {}),
     });
     const pg = backends.stores?.pg as PgStore;
+    const bus = backends.bus;
+    if (bus instanceof NatsBus)
+      backlog = async () => {
+        const b = await bus.backlog();
+        return b.pending + b.ackPending;
+      };
     if (seedStudents !== null) {
       await seed((sql) => pg.run(sql), pseudo, seedStudents, "student_mastery");
       await pg.run("ANALYZE");
@@ -203,6 +222,7 @@ async function openStores(
     describe = backends.describe;
     close = async (drop: boolean) => {
       if (drop) await pg.run(`DROP SCHEMA ${names.schema} CASCADE`).catch(() => undefined);
+      if (drop && bus instanceof NatsBus) await bus.destroy().catch(() => undefined);
       await backends.close();
     };
   } else if (seedStudents !== null) {
@@ -213,6 +233,9 @@ async function openStores(
     store,
     extra,
     describe,
+    dir,
+    /** pg-stream: events published and not yet applied and acknowledged by the worker (its durable consumer). */
+    backlog,
     close: async (drop: boolean) => {
       await close(drop);
       rmSync(dir, { recursive: true, force: true });
@@ -236,7 +259,7 @@ async function openApp(stores: Awaited<ReturnType<typeof openStores>>, pseudo: P
 }
 
 /** This process's GET /mastery body cache hits and misses so far (its /metrics counter). */
-async function cacheCounts(ctx: ServingContext): Promise<Counts> {
+async function cacheCounts(ctx: ServingContext, workerPid?: number): Promise<Counts> {
   const c = await ctx.metrics.cache.get();
   const n = (r: string) => c.values.find((v) => v.labels.result === r)?.value ?? 0;
   const h = await ctx.metrics.historyCache.get();
@@ -246,7 +269,8 @@ async function cacheCounts(ctx: ServingContext): Promise<Counts> {
     misses: n("miss"),
     historyHits: hn("hit"),
     historyMisses: hn("miss"),
-    cpuUs: cpuUs(),
+    // pg-stream: the worker applies the POSTs' events; its CPU is part of what a request costs.
+    cpuUs: cpuUs() + (workerPid === undefined ? 0 : 1000 * (processCpuMs(workerPid) ?? 0)),
   };
 }
 
@@ -459,6 +483,8 @@ async function serve(mode: Mode): Promise<void> {
   const pseudo = new Pseudonymizer(KEY);
   const names = { schema: `${NAME_PREFIX}_${process.pid}`, prefix: `${NAME_PREFIX}_${process.pid}` };
   const stores = await openStores(mode, pseudo, students, names);
+  const worker = mode === "pg-stream" ? await startStreamWorker(names, stores.dir) : undefined;
+  const sampler = stores.backlog === undefined ? undefined : new BacklogSampler(stores.backlog);
   // A POST's waits for the probe (bench/postPhases.ts): the group commit's updater (PostgreSQL + Redis:
   // the backends' IncrementalUpdater), the group commit itself and the invalidation publish, timed.
   const phases = new PostPhases();
@@ -505,10 +531,14 @@ async function serve(mode: Mode): Promise<void> {
   const heap = await startHeapSampling();
   process.send?.(ready);
   process.on("message", (m) => {
-    if (m === "cache") void cacheCounts(ctx).then((cache) => process.send?.({ cache }));
+    if (m === "cache") void cacheCounts(ctx, worker?.pid).then((cache) => process.send?.({ cache }));
+    if (m === "backlog" && sampler !== undefined)
+      void sampler.drain().then((backlog) => process.send?.({ backlog }));
     if (m === "stop")
       void (async () => {
         await heap?.();
+        sampler?.stop();
+        if (worker !== undefined) await stopChild(worker, 12_000);
         // Requests still queued when the bench stops fail on the closed stores: not bench errors.
         logger.level = "silent";
         const cs = (groupCommit as { stats?: object }).stats;
@@ -534,6 +564,119 @@ async function serve(mode: Mode): Promise<void> {
         process.exit(0);
       })();
   });
+}
+
+/** pg-stream: the run's NATS stream, subject prefix and durable consumer (own names on a shared NATS). */
+function streamNames(schema: string) {
+  return { stream: schema.toUpperCase(), subjectPrefix: `${schema}.events`, durable: `${schema}-worker` };
+}
+
+/**
+ * pg-stream: one `mastery worker` on the run's schema, Redis prefix and stream (as deploy/local.sh starts it,
+ * from the compiled build), with the bench's pseudonym key; resolves once it logged that it consumes.
+ */
+async function startStreamWorker(
+  names: { schema: string; prefix: string },
+  dir: string,
+): Promise<ChildProcess> {
+  const s = streamNames(names.schema);
+  const bin = fileURLToPath(new URL("../bin/mastery.js", import.meta.url));
+  const w = spawn(
+    process.execPath,
+    [
+      bin,
+      "worker",
+      "--db",
+      join(dir, "worker.duckdb"),
+      "--stream",
+      s.stream,
+      "--subject-prefix",
+      s.subjectPrefix,
+      "--durable",
+      s.durable,
+    ],
+    {
+      env: {
+        ...process.env,
+        MASTERY_NATS_URL: NATS_URL,
+        MASTERY_PG_URL: PG_URL,
+        MASTERY_PG_SCHEMA: names.schema,
+        MASTERY_REDIS_URL: REDIS_URL,
+        MASTERY_REDIS_PREFIX: names.prefix,
+        MASTERY_PSEUDONYM_KEY: KEY,
+        LOG_LEVEL: "warn",
+      },
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
+  let log = "";
+  await new Promise<void>((ok, fail) => {
+    const timer = setTimeout(
+      () => fail(new Error(`pg-stream: the stream worker did not start within 60 s; its log:\n${log}`)),
+      60_000,
+    );
+    w.stderr?.on("data", (d: Buffer) => {
+      log += d.toString();
+      if (process.env.LOAD_WORKER_LOG === "1") process.stderr.write(`[worker] ${d}`);
+      // Its first line names the stores and models, once it has opened them and before it consumes.
+      if (/ worker: /.test(log)) {
+        clearTimeout(timer);
+        ok();
+      }
+    });
+    w.once("exit", (code) => {
+      clearTimeout(timer);
+      fail(new Error(`pg-stream: the stream worker exited with ${code} before it started; its log:\n${log}`));
+    });
+  });
+  return w;
+}
+
+/** SIGTERM, then SIGKILL after `ms`; resolves when the process is gone. */
+async function stopChild(p: ChildProcess, ms: number): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  let exited = false;
+  const gone = new Promise((ok) => p.once("exit", ok)).then(() => {
+    exited = true;
+  });
+  p.kill("SIGTERM");
+  await within(gone, ms);
+  if (!exited) p.kill("SIGKILL");
+  await gone;
+}
+
+/**
+ * pg-stream: the worker's backlog (events acknowledged to the client and not yet applied), sampled every
+ * 200 ms; drain() waits until it is empty (at most 120 s) and returns the largest backlog since the last
+ * drain and how long the emptying took.
+ */
+class BacklogSampler {
+  private max = 0;
+  private readonly timer: NodeJS.Timeout;
+  constructor(private readonly read: () => Promise<number>) {
+    this.timer = setInterval(() => {
+      void this.read()
+        .then((n) => {
+          this.max = Math.max(this.max, n);
+        })
+        .catch(() => undefined);
+    }, 200);
+  }
+  async drain(): Promise<{ maxEvents: number; drainMs: number; leftEvents: number }> {
+    const t0 = performance.now();
+    let left = await this.read();
+    while (left > 0 && performance.now() - t0 < 120_000) {
+      this.max = Math.max(this.max, left);
+      await new Promise((r) => setTimeout(r, 50));
+      left = await this.read();
+    }
+    const out = { maxEvents: this.max, drainMs: performance.now() - t0, leftEvents: left };
+    this.max = 0;
+    return out;
+  }
+  stop(): void {
+    clearInterval(this.timer);
+  }
 }
 
 /**
@@ -743,6 +886,27 @@ interface CannonResult {
 }
 type Cannon = (opts: Record<string, unknown>) => Promise<CannonResult>;
 
+/** pg-stream's drain after a run (BacklogSampler.drain, in the server). */
+interface Backlog {
+  maxEvents: number;
+  drainMs: number;
+  leftEvents: number;
+}
+
+/** Sends `what` to a server child and resolves with the field of that name of its reply. */
+function ask<T>(proc: ChildProcess, what: "cache" | "probe" | "backlog"): Promise<T> {
+  return new Promise<T>((ok) => {
+    const on = (m: unknown) => {
+      const v = (m as Record<string, unknown>)[what];
+      if (v === undefined) return;
+      proc.off("message", on);
+      ok(v as T);
+    };
+    proc.on("message", on);
+    proc.send(what);
+  });
+}
+
 function child(args: string[], extraEnv: Record<string, string>, execArgv: string[] = []) {
   return fork(fileURLToPath(import.meta.url), args, {
     execArgv: ["--import", "tsx", ...execArgv],
@@ -818,9 +982,9 @@ async function drive(): Promise<void> {
       `mix 85% GET /mastery, 5% history, 5% recommendations, 5% POST /events x10; Zipf(1) students; ${seconds} s per run`,
   ];
   for (const mode of modes) {
-    if (mode !== "embedded" && mode !== "pg" && mode !== "pg-workers")
+    if (mode !== "embedded" && mode !== "pg" && mode !== "pg-stream" && mode !== "pg-workers")
       throw new Error(
-        `LOAD_MODES: unknown mode "${mode}"; use embedded, pg, pg-workers or a list (embedded,pg)`,
+        `LOAD_MODES: unknown mode "${mode}"; use embedded, pg, pg-stream, pg-workers or a list (embedded,pg)`,
       );
     const profDir = prof ? mkdtempSync(join(tmpdir(), `load-prof-${mode}-`)) : "";
     // LOAD_SERVER_NODE_FLAGS: node / V8 flags of the app's server process only (e.g. --max-semi-space-size=32).
@@ -903,17 +1067,7 @@ async function drive(): Promise<void> {
     };
     const pacedLast: { r: PacedResult | null } = { r: null };
     // Body cache hits / misses of the app's GET /mastery so far (its /metrics counter).
-    const counts = (proc: ReturnType<typeof child>) =>
-      new Promise<Counts>((ok) => {
-        const on = (m: unknown) => {
-          const c = (m as { cache?: Counts }).cache;
-          if (c === undefined) return;
-          proc.off("message", on);
-          ok(c);
-        };
-        proc.on("message", on);
-        proc.send("cache");
-      });
+    const counts = (proc: ReturnType<typeof child>) => ask<Counts>(proc, "cache");
     // A run with the server's body cache hit rate and CPU time per request served (user + system of
     // the server process(es) over the run / requests answered): the cost of a request, which the
     // other jobs on a shared machine inflate far less than they move req/s.
@@ -922,6 +1076,8 @@ async function drive(): Promise<void> {
       const k0 = cpuUs();
       const r = await fn();
       const k1 = cpuUs();
+      // pg-stream: wait until the worker has applied the run's events (its CPU for them is counted below).
+      const backlog = mode === "pg-stream" && proc === app ? await ask<Backlog>(proc, "backlog") : undefined;
       const c1 = await counts(proc);
       const h = c1.hits - c0.hits;
       const n = h + c1.misses - c0.misses;
@@ -938,22 +1094,12 @@ async function drive(): Promise<void> {
         cpuPerReq,
         clientCpuPerReq,
         probe,
+        backlog,
       };
     };
     // The server-side probe's figures since the last call (installProbe; none from cluster workers).
     const probeOf = (proc: ReturnType<typeof child>) =>
-      mode === "pg-workers"
-        ? Promise.resolve<ProbeStats[]>([])
-        : new Promise<ProbeStats[]>((ok) => {
-            const on = (m: unknown) => {
-              const p = (m as { probe?: ProbeStats[] }).probe;
-              if (p === undefined) return;
-              proc.off("message", on);
-              ok(p);
-            };
-            proc.on("message", on);
-            proc.send("probe");
-          });
+      mode === "pg-workers" ? Promise.resolve<ProbeStats[]>([]) : ask<ProbeStats[]>(proc, "probe");
     const probeLine = (ps: ProbeStats[]) =>
       ps
         .map(
@@ -1019,6 +1165,16 @@ async function drive(): Promise<void> {
             Object.entries(ready.seq)
               .map(([k, v]) => `${k} ${v.medianMs.toFixed(2)} ms, ${v.cpuUs.toFixed(0)} µs`)
               .join("; "),
+      ...(am.backlog === undefined || afm.backlog === undefined
+        ? []
+        : [
+            `  stream worker backlog (events acknowledged, not yet applied): open loop at most ${am.backlog.maxEvents}, ` +
+              `applied ${(am.backlog.drainMs / 1000).toFixed(1)} s after the run; at ${rate} req/s at most ${afm.backlog.maxEvents}, ` +
+              `applied ${(afm.backlog.drainMs / 1000).toFixed(1)} s after the run` +
+              (am.backlog.leftEvents + afm.backlog.leftEvents > 0
+                ? ` (NOT drained after 120 s: ${am.backlog.leftEvents} / ${afm.backlog.leftEvents} left)`
+                : ""),
+          ]),
       `  GET /mastery body cache hits: open loop ${aHits}, at ${rate} req/s ${afHits}`,
       `  GET history cache hits: open loop ${am.historyHits}, at ${rate} req/s ${afm.historyHits}`,
       `  server time per request (probe: request to finish, in the server): open loop app ${probeLine(am.probe)} | bare ${probeLine(bm.probe)}`,

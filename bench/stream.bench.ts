@@ -33,6 +33,11 @@ import { streamModels } from "../serving/updater.ts";
 import { NatsBus } from "../storage/bus.ts";
 import { PgStore } from "../storage/postgres.ts";
 import { RedisStateStore } from "../storage/stateStore.ts";
+import {
+  BENCH_NATS_URL as NATS_URL,
+  BENCH_PG_URL as PG_URL,
+  BENCH_REDIS_URL as REDIS_URL,
+} from "./benchEnv.ts";
 import { benchServedModel } from "./benchServedModel.ts";
 
 const args = process.argv.slice(2);
@@ -62,9 +67,6 @@ const SERVED_MODEL_DIR = args.includes("--served-model")
   : undefined;
 const SAMPLE_EVERY = 10;
 const P99_TARGET_MS = 1000;
-const NATS_URL = process.env.MASTERY_NATS_URL || "nats://127.0.0.1:4222";
-const PG_URL = process.env.MASTERY_PG_URL || "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_URL = process.env.MASTERY_REDIS_URL || "redis://127.0.0.1:6379";
 const KEY = "stream-bench-key-0123456789abcdef";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const say = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
