@@ -594,7 +594,7 @@ async function evaluateCut(
       const gp = lf.fit.globalPolish;
       if (gp !== undefined)
         console.log(
-          `global fit polish (round 30, BFGS): ${gp.evaluations} passes, ${gp.iterations} steps, stop ${gp.stop}; ll ${gp.logLikBefore.toFixed(2)} -> ${gp.logLikAfter.toFixed(2)} (+${(gp.logLikAfter - gp.logLikBefore).toFixed(2)} nats), |gradient| max ${gp.gradientMax.toExponential(2)}`,
+          `global fit polish (round 30): ${gp.evaluations} passes, ${gp.restarts} restarts, ${gp.iterations} BFGS steps, stop ${gp.stop}; ll ${gp.logLikBefore.toFixed(2)} -> ${gp.logLikAfter.toFixed(2)} (+${(gp.logLikAfter - gp.logLikBefore).toFixed(2)} nats), |gradient| max ${gp.gradientMax.toExponential(2)}`,
         );
       const ch = lf.fit.emissionChoice;
       if (ch !== undefined)

@@ -161,7 +161,7 @@ export function register(program: Command): void {
     )
     .option(
       "--latent-global-fit <budget|converged>",
-      "how far the filter's global parameters are fitted (round 30): budget (the default: a Nelder-Mead search that stops at its 600 likelihood passes, short of the optimum) or converged (opt-in: the same search, then BFGS on central-difference gradients of the likelihood to a stationary point, at most 1,500 more passes; docs/benchmarks.md Validity round 30)",
+      "how far the filter's global parameters are fitted (round 30): budget (the default: a Nelder-Mead search that stops at its 600 likelihood passes, short of the optimum) or converged (opt-in: the same search, then up to 4 more Nelder-Mead searches from its point and BFGS on central-difference gradients of the likelihood, at most 3,400 more passes; docs/benchmarks.md Validity round 30)",
       LATENT_GLOBAL_FIT_DEFAULT,
     )
     .option(
