@@ -46,6 +46,15 @@ describe("quasiNewton", () => {
     expect(r.f).toBeLessThan(rosen(Float64Array.from([-1.2, 1])));
   });
 
+  it("returns the central-difference gradient at its point (a quadratic's analytic gradient, to 1e-6)", () => {
+    const f = (x: Float64Array) => 2 * x[0]! ** 2 + 0.5 * x[1]! ** 2 + x[0]! * x[1]!;
+    const r = quasiNewton(f, [3, -4], { maxEvaluations: 12 });
+    expect(r.stop).toBe("budget");
+    expect(r.gradient[0]!).toBeCloseTo(4 * r.x[0]! + r.x[1]!, 6);
+    expect(r.gradient[1]!).toBeCloseTo(r.x[1]! + r.x[0]!, 6);
+    expect(Math.hypot(r.gradient[0]!, r.gradient[1]!)).toBeGreaterThan(1e-3);
+  });
+
   it("names the fix when the start is not finite", () => {
     expect(() => quasiNewton(() => Number.POSITIVE_INFINITY, [0, 0])).toThrow(QuasiNewtonError);
     expect(() => quasiNewton(() => Number.NaN, [0])).toThrow(/start quasiNewton where f is finite/);
