@@ -10,8 +10,13 @@
  *   METHODS=budget,polish,nm3000 ...   # the default runs all of: budget, polish, nm3000, restarts
  */
 import { readFileSync } from "node:fs";
-import { LATENT_AUTO_CONCENTRATION, LATENT_FIT_BUDGET, LATENT_GLOBAL_POLISH } from "../models/latentFilter.ts";
-import { type LatentSequence, latentGlobalObjective } from "../models/latentFilter.ts";
+import {
+  LATENT_AUTO_CONCENTRATION,
+  LATENT_FIT_BUDGET,
+  LATENT_GLOBAL_POLISH,
+  type LatentSequence,
+  latentGlobalObjective,
+} from "../models/latentFilter.ts";
 import { nelderMead } from "../models/nelderMead.ts";
 import { quasiNewton } from "../models/quasiNewton.ts";
 
@@ -91,11 +96,14 @@ const methods: Record<string, Method> = {
 };
 
 const names = (process.env.METHODS ?? "budget,polish,nm3000,restarts").split(",");
-console.log(`${file}: ${sequences.length} sequences, ${n} graded observations, ${obj.centre.length} coordinates`);
+console.log(
+  `${file}: ${sequences.length} sequences, ${n} graded observations, ${obj.centre.length} coordinates`,
+);
 let base: number | undefined;
 for (const name of names) {
   const m = methods[name];
-  if (m === undefined) throw new Error(`METHODS: unknown method ${name}; known: ${Object.keys(methods).join(", ")}`);
+  if (m === undefined)
+    throw new Error(`METHODS: unknown method ${name}; known: ${Object.keys(methods).join(", ")}`);
   const c0 = cpu();
   const r = m();
   const c1 = cpu();

@@ -175,7 +175,9 @@ export function quasiNewton(
       for (let i = 0; i < dim; i++)
         for (let j = 0; j < dim; j++)
           H[i * dim + j] =
-            H[i * dim + j]! - rho * (Hy[i]! * s[j]! + s[i]! * Hy[j]!) + (rho * rho * yHy + rho) * s[i]! * s[j]!;
+            H[i * dim + j]! -
+            rho * (Hy[i]! * s[j]! + s[i]! * Hy[j]!) +
+            (rho * rho * yHy + rho) * s[i]! * s[j]!;
     }
     small = decrease < fTol ? small + 1 : 0;
     if (small >= 2) {
