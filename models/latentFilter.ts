@@ -2289,43 +2289,10 @@ export class LatentFilter {
     }
     let globalPolish: LatentGlobalPolish | undefined;
     if ((opts.globalFit ?? LATENT_GLOBAL_FIT_DEFAULT) === "converged") {
-      const before = nll(x);
-      // Round 30's probe (bench/latentGlobalFit.bench.ts, seed 4): fresh simplexes from the last point gained
-      // more per pass than BFGS alone on this ridge, so restarts first, BFGS to finish.
-      let restartEvaluations = 0;
-      let restarts = 0;
-      let fx = before;
-      for (let r = 0; r < LATENT_GLOBAL_POLISH.restarts; r++) {
-        const res = nelderMead(nll, x, {
-          step: LATENT_GLOBAL_POLISH.restartStep,
-          maxEvaluations: LATENT_FIT_BUDGET.maxEvaluations,
-          fTolerance: 1e-7,
-          xTolerance: 1e-3,
-        });
-        restartEvaluations += res.evaluations;
-        restarts++;
-        const gain = (fx - res.f) * observations;
-        if (res.f < fx) {
-          x = res.x;
-          fx = res.f;
-        }
-        if (gain < LATENT_GLOBAL_POLISH.restartGainNats) break;
-      }
-      const pol = quasiNewton(nll, x, LATENT_GLOBAL_POLISH);
-      if (pol.f < fx) {
-        x = pol.x;
-        fx = pol.f;
-      }
-      best = fx;
-      globalPolish = {
-        evaluations: restartEvaluations + pol.evaluations,
-        restarts,
-        iterations: pol.iterations,
-        stop: pol.stop,
-        logLikBefore: -before * observations,
-        logLikAfter: -fx * observations,
-        gradientMax: pol.gradient.reduce((m, g) => Math.max(m, Math.abs(g)), 0),
-      };
+      const polished = polishGlobalFit(nll, x, observations);
+      x = polished.x;
+      best = polished.f;
+      globalPolish = polished.record;
     }
     let params = fixC(fromVector(x, present, logistic, durable));
     let logLikPerObs = Number.isFinite(priorSd) ? logLik(x) / observations : -best;
@@ -3418,6 +3385,59 @@ const clampP = (p: number): number => Math.min(1 - 1e-6, Math.max(1e-6, p));
  * Unconstrained coordinates: logits / logs of the bounded parameters (guess, slip in (0, 0.5); noise in (0, 0.25)).
  * The forgetting's second parameter takes one slot: the global floor, or (`durable`) the durable share.
  */
+/**
+ * Round 30's converged global fit from the Nelder-Mead's point `x0` (LATENT_GLOBAL_POLISH): up to `restarts`
+ * fresh Nelder-Mead searches from the last point, then BFGS (models/quasiNewton.ts). `observations` turns the
+ * per-observation objective into nats for the record. Never returns a point worse than `x0`.
+ */
+export function polishGlobalFit(
+  nll: (x: Float64Array) => number,
+  x0: Float64Array,
+  observations: number,
+): { x: Float64Array; f: number; record: LatentGlobalPolish } {
+  const before = nll(x0);
+  let x = x0;
+  // Round 30's probe (bench/latentGlobalFit.bench.ts, seed 4): fresh simplexes from the last point gained
+  // more per pass than BFGS alone on this ridge, so restarts first, BFGS to finish.
+  let restartEvaluations = 0;
+  let restarts = 0;
+  let fx = before;
+  for (let r = 0; r < LATENT_GLOBAL_POLISH.restarts; r++) {
+    const res = nelderMead(nll, x, {
+      step: LATENT_GLOBAL_POLISH.restartStep,
+      maxEvaluations: LATENT_FIT_BUDGET.maxEvaluations,
+      fTolerance: 1e-7,
+      xTolerance: 1e-3,
+    });
+    restartEvaluations += res.evaluations;
+    restarts++;
+    const gain = (fx - res.f) * observations;
+    if (res.f < fx) {
+      x = res.x;
+      fx = res.f;
+    }
+    if (gain < LATENT_GLOBAL_POLISH.restartGainNats) break;
+  }
+  const pol = quasiNewton(nll, x, LATENT_GLOBAL_POLISH);
+  if (pol.f < fx) {
+    x = pol.x;
+    fx = pol.f;
+  }
+  return {
+    x,
+    f: fx,
+    record: {
+      evaluations: restartEvaluations + pol.evaluations,
+      restarts,
+      iterations: pol.iterations,
+      stop: pol.stop,
+      logLikBefore: -before * observations,
+      logLikAfter: -fx * observations,
+      gradientMax: pol.gradient.reduce((m, g) => Math.max(m, Math.abs(g)), 0),
+    },
+  };
+}
+
 /** The global fit's objective (LatentFilter.fit; exported for round 30's stationarity check and bench). */
 export interface LatentGlobalObjective {
   bins: number;
