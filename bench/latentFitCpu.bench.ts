@@ -12,19 +12,11 @@ import { existsSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
-import {
-  LATENT_AS_OF_FORGETTING_DEFAULT,
-  LATENT_FORGET_SPREAD_DEFAULT,
-  LATENT_FORGETTING_DEFAULT,
-  LATENT_STUDENT_LEARNING_DEFAULT,
-  LATENT_THRESHOLD_SD_DEFAULT,
-  type LatentGlobalFit,
-} from "../models/latentFilter.ts";
-import { STUDENT_INTERVAL_DEFAULT } from "../models/studentInterval.ts";
-import { STUDENT_SCALE_DEFAULT } from "../models/studentScale.ts";
+import type { LatentGlobalFit } from "../models/latentFilter.ts";
 import { fitLatentOnStore } from "../serving/latentScoring.ts";
 import { resolveModels } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
+import { servedLatentFitDefaults } from "../serving/servedTraining.ts";
 import { DuckStore } from "../storage/duckdb.ts";
 import { seedSchool } from "./seedSchool.ts";
 
@@ -61,17 +53,7 @@ for (let i = 0; i < pairs; i++) order.push("budget", "converged", "converged", "
 for (const globalFit of order) {
   const c0 = cpu();
   const t0 = performance.now();
-  const fit = await fitLatentOnStore(store, snapshot, {
-    emission: "auto",
-    forgetting: LATENT_FORGETTING_DEFAULT,
-    topicThresholdSd: LATENT_THRESHOLD_SD_DEFAULT,
-    studentLearning: LATENT_STUDENT_LEARNING_DEFAULT,
-    forgetSpread: LATENT_FORGET_SPREAD_DEFAULT,
-    asOfForgetting: LATENT_AS_OF_FORGETTING_DEFAULT,
-    studentScale: STUDENT_SCALE_DEFAULT,
-    studentInterval: STUDENT_INTERVAL_DEFAULT,
-    globalFit,
-  });
+  const fit = await fitLatentOnStore(store, snapshot, { ...servedLatentFitDefaults(), globalFit });
   const f = fit.model.json.fit;
   const gp = f.globalPolish;
   console.log(

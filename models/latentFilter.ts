@@ -2260,7 +2260,7 @@ export class LatentFilter {
       return f;
     }
     const objective = latentGlobalObjective(sequences, opts);
-    const { bins, logistic, durable, fixC, observations, present, p, centre, minObservations, priorSd } =
+    const { bins, logistic, durable, fixC, observations, present, centre, minObservations, priorSd } =
       objective;
     const { logLik, nll } = objective;
     let x: Float64Array = Float64Array.from(centre);
@@ -2323,15 +2323,7 @@ export class LatentFilter {
             (c, rest) => {
               const q = fixC(fromVector(rest, present, logistic, durable));
               if (c > 0) q.consolidation = c;
-              let k: LatentKernel;
-              try {
-                k = new LatentKernel(q, bins);
-              } catch {
-                return Number.NEGATIVE_INFINITY;
-              }
-              let ll = 0;
-              for (const s of sequences) ll += k.run(s.events, q.priorMean, p);
-              return ll;
+              return objective.logLikAt(q);
             },
             rest0,
             fixedShare !== undefined ? { fixed: fixedShare } : {},
@@ -3455,6 +3447,8 @@ export interface LatentGlobalObjective {
   minObservations: number;
   /** The small-data prior's sd per coordinate (infinite from `minObservations` on: no prior). */
   priorSd: number;
+  /** Log-likelihood of the sample (nats) under a parameter set (-Infinity where the kernel refuses it). */
+  logLikAt: (q: LatentParams) => number;
   /** Log-likelihood of the sample (nats) at unconstrained coordinates x. */
   logLik: (x: Float64Array) => number;
   /** What the fit minimises: (the small-data penalty - logLik) / observations. */
@@ -3502,8 +3496,7 @@ export function latentGlobalObjective(
     observations < minObservations
       ? LATENT_SMALL_DATA_PRIOR_SD * Math.sqrt(observations / (minObservations - observations))
       : Number.POSITIVE_INFINITY;
-  const logLik = (x: Float64Array): number => {
-    const params = fixC(fromVector(x, present, logistic, durable));
+  const logLikAt = (params: LatentParams): number => {
     let kernel: LatentKernel;
     try {
       kernel = new LatentKernel(params, bins);
@@ -3514,6 +3507,7 @@ export function latentGlobalObjective(
     for (const s of sequences) ll += kernel.run(s.events, params.priorMean, p);
     return ll;
   };
+  const logLik = (x: Float64Array): number => logLikAt(fixC(fromVector(x, present, logistic, durable)));
   const penalty = (x: Float64Array): number => {
     if (!Number.isFinite(priorSd)) return 0;
     let q = 0;
@@ -3532,6 +3526,7 @@ export function latentGlobalObjective(
     centre,
     minObservations,
     priorSd,
+    logLikAt,
     logLik,
     nll,
     params: (x) => fixC(fromVector(x, present, logistic, durable)),
