@@ -7,12 +7,13 @@
  * the fit itself is single-threaded JS).
  *
  *   STUDENTS=2000 PAIRS=1 npx tsx bench/latentFitCpu.bench.ts     # BENCH_DIR (default $TMPDIR/latentFitCpu) keeps the store
+ *   ORDER=converged,budget ...                                   # these fits in this order instead of PAIRS x A B B A
  */
 import { existsSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pseudonymizer } from "../features/pseudonymize.ts";
-import type { LatentGlobalFit } from "../models/latentFilter.ts";
+import { LATENT_GLOBAL_FITS, type LatentGlobalFit } from "../models/latentFilter.ts";
 import { fitLatentOnStore } from "../serving/latentScoring.ts";
 import { resolveModels } from "../serving/learnerState.ts";
 import { runPipeline } from "../serving/pipeline.ts";
@@ -48,8 +49,16 @@ const cpu = (): number => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
 };
+// ORDER=converged,budget runs those fits in that order instead (e.g. the second half of a pair).
 const order: LatentGlobalFit[] = [];
-for (let i = 0; i < pairs; i++) order.push("budget", "converged", "converged", "budget");
+if (process.env.ORDER !== undefined && process.env.ORDER !== "")
+  for (const o of process.env.ORDER.split(",")) {
+    const hit = LATENT_GLOBAL_FITS.find((m) => m === o);
+    if (hit === undefined)
+      throw new Error(`ORDER: each entry is one of ${LATENT_GLOBAL_FITS.join(", ")} (got ${o})`);
+    order.push(hit);
+  }
+else for (let i = 0; i < pairs; i++) order.push("budget", "converged", "converged", "budget");
 for (const globalFit of order) {
   const c0 = cpu();
   const t0 = performance.now();
