@@ -6,6 +6,7 @@
 import {
   LATENT_AS_OF_HALF_LIVES,
   LATENT_CONSOLIDATIONS,
+  LATENT_GLOBAL_FITS,
   LATENT_TOPIC_FITS,
   type LatentFitOptions,
   STUDENT_LEARNING_MODES,
@@ -64,7 +65,7 @@ function numberIn(
 
 /**
  * LATENT_STUDENT=0, LATENT_EMISSION, LATENT_FORGETTING, LATENT_THRESHOLD_SD, LATENT_STUDENT_LEARNING,
- * LATENT_FORGET_SPREAD, LATENT_AS_OF, LATENT_AS_OF_HALF_LIFE (round 28), LATENT_CONSOLIDATION (round 29), LATENT_INTERVAL, LATENT_CONCENTRATION, LATENT_STUDENT_SCALE, LATENT_TOPIC_FIT,
+ * LATENT_FORGET_SPREAD, LATENT_AS_OF, LATENT_AS_OF_HALF_LIFE (round 28), LATENT_CONSOLIDATION (round 29), LATENT_GLOBAL_FIT (round 30), LATENT_INTERVAL, LATENT_CONCENTRATION, LATENT_STUDENT_SCALE, LATENT_TOPIC_FIT,
  * LATENT_STUDENT_INTERVAL, LATENT_STUDENT_WIDENING: the
  * filter's fit options they name (unset: absent, i.e. the caller's default). Throws on a value outside the
  * option's range, naming the variable.
@@ -133,6 +134,11 @@ export function latentEnv(env: Env): LatentEnv {
       flags.push(`--latent-consolidation ${consolidation}`);
     }
   }
+  const globalFit = oneOf(env, "LATENT_GLOBAL_FIT", LATENT_GLOBAL_FITS);
+  if (globalFit !== undefined) {
+    fit.globalFit = globalFit;
+    flags.push(`--latent-global-fit ${globalFit}`);
+  }
   const interval = oneOf(env, "LATENT_INTERVAL", ["widen-only", "two-sided", "by-evidence"] as const);
   if (interval !== undefined) {
     fit.interval = interval;
@@ -177,5 +183,6 @@ export function latentCacheTag(fit: LatentFitOptions): string {
   if (fit.asOfHalfLife === "idle-gaps") parts.push("ahi");
   if (fit.consolidation === "fit") parts.push("cons");
   if (typeof fit.consolidation === "number") parts.push(`cons${fit.consolidation}`);
+  if (fit.globalFit === "converged") parts.push("gfc");
   return parts.length === 0 ? "" : `-${parts.join("-")}`;
 }

@@ -296,6 +296,11 @@ async function evaluateCut(
         : {}),
     });
     const trainSeconds = (performance.now() - t1) / 1000;
+    // FIT_SAMPLE_OUT=file (round 30): the latent fit's sample of sequences as JSON, so the global fit's
+    // convergence can be studied on it alone (bench/latentGlobalFit.bench.ts).
+    const sampleOut = process.env.FIT_SAMPLE_OUT;
+    if (sampleOut !== undefined && sampleOut !== "" && trained.latentFit !== null)
+      writeFileSync(sampleOut, JSON.stringify(trained.latentFit.sample));
     served = trained.model;
     store = await DuckStore.open(join(work, "mastery.duckdb"));
     closed = false;
@@ -586,6 +591,11 @@ async function evaluateCut(
       console.log(
         `anchor ${JSON.stringify(served.json.anchor ?? null)} (gap-accuracy base ${served.json.global.base.toFixed(3)}); latent filter: interval scale ${(lf.intervalScale ?? 1).toFixed(3)} (held-out dispersion ratio ${lf.fit.dispersion?.ratio.toFixed(4) ?? "?"} on ${lf.fit.dispersion?.sequences ?? "?"} pairs, ${lf.fit.dispersion?.mode ?? "widen-only"}); student prior sd ${lf.studentPriorSd ?? 0}; ${JSON.stringify(lf.params, (_, v) => (typeof v === "number" ? Number(v.toPrecision(4)) : v))}; topic prior means ${tp.length > 0 ? `${Math.min(...tp).toFixed(3)}-${Math.max(...tp).toFixed(3)}` : "-"}; fit on ${lf.fit.sequences} pairs, ${lf.fit.observations} observations, ${lf.fit.evaluations} evaluations (stop: ${lf.fit.stop ?? "?"}), ll/obs ${lf.fit.logLikPerObs.toFixed(4)}${guardNote(lf.fit)}, ${trained.latentFit.seconds.toFixed(1)} s`,
       );
+      const gp = lf.fit.globalPolish;
+      if (gp !== undefined)
+        console.log(
+          `global fit polish (round 30): ${gp.evaluations} passes, ${gp.restarts} restarts, ${gp.iterations} BFGS steps, stop ${gp.stop}; ll ${gp.logLikBefore.toFixed(2)} -> ${gp.logLikAfter.toFixed(2)} (+${(gp.logLikAfter - gp.logLikBefore).toFixed(2)} nats), |gradient| max ${gp.gradientMax.toExponential(2)}`,
+        );
       const ch = lf.fit.emissionChoice;
       if (ch !== undefined)
         console.log(

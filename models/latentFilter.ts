@@ -8,6 +8,7 @@ import { type ConsolidationChoice, fitConsolidation } from "./consolidation.ts";
 import { type CentreShiftBand, centreShiftAt, emissionLogit } from "./latentCentre.ts";
 import { sigmoid } from "./logistic.ts";
 import { nelderMead } from "./nelderMead.ts";
+import { quasiNewton } from "./quasiNewton.ts";
 import { decayTowards } from "./servedDecay.ts";
 import type { StudentIntervalCheck } from "./studentInterval.ts";
 import type { StudentScaleCheck } from "./studentScale.ts";
@@ -144,6 +145,11 @@ export interface LatentModelJson {
      * (LATENT_FIT_BUDGET), "tolerance" = simplex tolerances met, "budget" = the evaluation cap.
      */
     stop?: "tolerance" | "stall" | "budget";
+    /**
+     * Round 30 (`globalFit: "converged"`): the quasi-Newton polish of the global parameters after the
+     * Nelder-Mead search (LatentGlobalPolish); absent when the fit stopped at the Nelder-Mead's budget.
+     */
+    globalPolish?: LatentGlobalPolish;
     /**
      * The emission choice by held-out likelihood (`emission: "auto"`, LatentFilter.chooseEmission): the
      * held-out log-likelihood per observation of each form and the cut; absent when the form was given.
@@ -2253,54 +2259,10 @@ export class LatentFilter {
       f.json.fit.forgettingChoice = choice;
       return f;
     }
-    const bins = opts.bins ?? 40;
-    const logistic = opts.emission === "logistic";
-    const durable = opts.forgetting === "durable";
-    const fixC = (q: LatentParams): LatentParams =>
-      opts.fixedConcentration === undefined ? q : { ...q, priorConcentration: opts.fixedConcentration };
-    let observations = 0;
-    for (const s of sequences)
-      for (const e of s.events)
-        if (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) observations += e.n;
-        else if (e.kind === KIND_ASSIGNMENT) observations += 1;
-    if (observations < 50)
-      throw new LatentFilterError(
-        `only ${observations} graded observations (quiz / practice answers, assignment scores) to fit the latent filter on; need 50: ingest more events`,
-      );
-    const present = new Set<number>();
-    for (const s of sequences) for (const e of s.events) present.add(e.kind);
-    const p = new Float64Array(bins);
-    const start = opts.start ?? (logistic ? LOGISTIC_START : DEFAULT_START);
-    const centre = toVector(start, logistic, durable);
-    // Small-data guard: below `minObservations` the ~10 global parameters are weakly identified (a fit on a
-    // few hundred answers can land on slip 0.49 / learning rate 1 / a 1-day half-life), so the fit is the
-    // posterior mode under a Normal prior centred on the start values in the unconstrained coordinates, its
-    // variance priorSd0^2 n / (min - n): the prior's precision falls with the data and is 0 from `min` on,
-    // where the fit is the plain maximum likelihood (unchanged).
-    const minObservations = opts.minObservations ?? LATENT_MIN_OBSERVATIONS;
-    const priorSd =
-      observations < minObservations
-        ? LATENT_SMALL_DATA_PRIOR_SD * Math.sqrt(observations / (minObservations - observations))
-        : Number.POSITIVE_INFINITY;
-    const logLik = (x: Float64Array): number => {
-      const params = fixC(fromVector(x, present, logistic, durable));
-      let kernel: LatentKernel;
-      try {
-        kernel = new LatentKernel(params, bins);
-      } catch {
-        return Number.NEGATIVE_INFINITY;
-      }
-      let ll = 0;
-      for (const s of sequences) ll += kernel.run(s.events, params.priorMean, p);
-      return ll;
-    };
-    const penalty = (x: Float64Array): number => {
-      if (!Number.isFinite(priorSd)) return 0;
-      let q = 0;
-      for (let i = 0; i < x.length; i++) q += (x[i]! - centre[i]!) ** 2;
-      return q / (2 * priorSd * priorSd);
-    };
-    const nll = (x: Float64Array): number => (penalty(x) - logLik(x)) / observations;
+    const objective = latentGlobalObjective(sequences, opts);
+    const { bins, logistic, durable, fixC, observations, present, centre, minObservations, priorSd } =
+      objective;
+    const { logLik, nll } = objective;
     let x: Float64Array = Float64Array.from(centre);
     let evaluations = 0;
     let stop: NonNullable<LatentModelJson["fit"]["stop"]> = "budget";
@@ -2324,6 +2286,13 @@ export class LatentFilter {
         break;
       }
       best = res.f;
+    }
+    let globalPolish: LatentGlobalPolish | undefined;
+    if ((opts.globalFit ?? LATENT_GLOBAL_FIT_DEFAULT) === "converged") {
+      const polished = polishGlobalFit(nll, x, observations);
+      x = polished.x;
+      best = polished.f;
+      globalPolish = polished.record;
     }
     let params = fixC(fromVector(x, present, logistic, durable));
     let logLikPerObs = Number.isFinite(priorSd) ? logLik(x) / observations : -best;
@@ -2354,15 +2323,7 @@ export class LatentFilter {
             (c, rest) => {
               const q = fixC(fromVector(rest, present, logistic, durable));
               if (c > 0) q.consolidation = c;
-              let k: LatentKernel;
-              try {
-                k = new LatentKernel(q, bins);
-              } catch {
-                return Number.NEGATIVE_INFINITY;
-              }
-              let ll = 0;
-              for (const s of sequences) ll += k.run(s.events, q.priorMean, p);
-              return ll;
+              return objective.logLikAt(q);
             },
             rest0,
             fixedShare !== undefined ? { fixed: fixedShare } : {},
@@ -2482,6 +2443,7 @@ export class LatentFilter {
         sequences: sequences.length,
         evaluations,
         stop,
+        ...(globalPolish !== undefined ? { globalPolish } : {}),
         ...(Number.isFinite(priorSd) ? { smallData: { minObservations, priorSd } } : {}),
         ...(implausible.length > 0 ? { implausible } : {}),
         ...(fallback !== undefined ? { fallback } : {}),
@@ -2621,6 +2583,8 @@ export class LatentFilter {
       topicThresholdSd: _t,
       // Round 15's forgetting spread is set after the chosen form's own fit (it leaves the fit's means as they are).
       forgetSpread: _fs,
+      // Round 30: the held-out choices keep the budgeted global fit (the converged one is the model's own).
+      globalFit: _g,
       ...rest
     } = opts;
     const forget = forgetting === "durable" ? { forgetting } : {};
@@ -2672,6 +2636,7 @@ export class LatentFilter {
       topicThresholdSd: _t,
       // Round 15's forgetting spread is set after the chosen form's own fit (it leaves the fit's means as they are).
       forgetSpread: _fs,
+      globalFit: _g,
       ...rest
     } = opts;
     const floor = floorScore ?? split.score(LatentFilter.fit(split.before, { ...rest, forgetting: "floor" }));
@@ -3062,7 +3027,52 @@ export interface LatentFitOptions {
    * half-life refitted with it, kept whatever the likelihood says.
    */
   consolidation?: LatentConsolidation | number;
+  /**
+   * Round 30: "budget" (the default, LATENT_GLOBAL_FIT_DEFAULT: rounds 4-29's global fit, which stops at the
+   * Nelder-Mead's LATENT_FIT_BUDGET) or "converged" (opt-in: the Nelder-Mead's result polished by BFGS with
+   * central-difference gradients, models/quasiNewton.ts, to a stationary point within LATENT_GLOBAL_POLISH).
+   * Applies to the model's own global fit; the held-out choices' fits (emission, forgetting) keep the budget.
+   */
+  globalFit?: LatentGlobalFit;
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
+}
+
+export const LATENT_GLOBAL_FITS = ["budget", "converged"] as const;
+export type LatentGlobalFit = (typeof LATENT_GLOBAL_FITS)[number];
+/** What `mastery train served` fits when no global fit is named (round 30's converged fit is opt-in). */
+export const LATENT_GLOBAL_FIT_DEFAULT: LatentGlobalFit = "budget";
+/**
+ * The converged global fit's polish (round 30): after the Nelder-Mead's budget, up to `restarts` more
+ * Nelder-Mead searches from its point, then BFGS of at most `maxEvaluations` likelihood passes, which stops when
+ * every gradient component of the mean negative log-likelihood per graded observation is below
+ * `gradientTolerance` or two steps gain less than `fTolerance` per observation.
+ */
+export const LATENT_GLOBAL_POLISH = {
+  /** Nelder-Mead restarts (each LATENT_FIT_BUDGET passes, a fresh simplex of this step) before the BFGS. */
+  restarts: 4,
+  restartStep: 0.3,
+  /** A restart that gains less than this (nats, whole sample) ends the restarts. */
+  restartGainNats: 0.05,
+  maxEvaluations: 1_000,
+  gradientStep: 1e-4,
+  gradientTolerance: 1e-6,
+  fTolerance: 1e-9,
+} as const;
+
+/** The converged global fit's record (LatentModelJson.fit.globalPolish). */
+export interface LatentGlobalPolish {
+  /** Likelihood passes of the polish, restarts and BFGS (the first Nelder-Mead's are `fit.evaluations`). */
+  evaluations: number;
+  /** Nelder-Mead restarts run (LATENT_GLOBAL_POLISH.restarts at most). */
+  restarts: number;
+  /** BFGS steps. */
+  iterations: number;
+  stop: "gradient" | "f-tolerance" | "no-descent" | "budget";
+  /** Log-likelihood (nats, whole sample) at the Nelder-Mead's result and after the polish. */
+  logLikBefore: number;
+  logLikAfter: number;
+  /** The largest gradient component at the end (per graded observation, unconstrained coordinates). */
+  gradientMax: number;
 }
 
 export const LATENT_CONSOLIDATIONS = ["off", "fit"] as const;
@@ -3367,6 +3377,163 @@ const clampP = (p: number): number => Math.min(1 - 1e-6, Math.max(1e-6, p));
  * Unconstrained coordinates: logits / logs of the bounded parameters (guess, slip in (0, 0.5); noise in (0, 0.25)).
  * The forgetting's second parameter takes one slot: the global floor, or (`durable`) the durable share.
  */
+/**
+ * Round 30's converged global fit from the Nelder-Mead's point `x0` (LATENT_GLOBAL_POLISH): up to `restarts`
+ * fresh Nelder-Mead searches from the last point, then BFGS (models/quasiNewton.ts). `observations` turns the
+ * per-observation objective into nats for the record. Never returns a point worse than `x0`.
+ */
+export function polishGlobalFit(
+  nll: (x: Float64Array) => number,
+  x0: Float64Array,
+  observations: number,
+): { x: Float64Array; f: number; record: LatentGlobalPolish } {
+  const before = nll(x0);
+  let x = x0;
+  // Round 30's probe (bench/latentGlobalFit.bench.ts, seed 4): fresh simplexes from the last point gained
+  // more per pass than BFGS alone on this ridge, so restarts first, BFGS to finish.
+  let restartEvaluations = 0;
+  let restarts = 0;
+  let fx = before;
+  for (let r = 0; r < LATENT_GLOBAL_POLISH.restarts; r++) {
+    const res = nelderMead(nll, x, {
+      step: LATENT_GLOBAL_POLISH.restartStep,
+      maxEvaluations: LATENT_FIT_BUDGET.maxEvaluations,
+      fTolerance: 1e-7,
+      xTolerance: 1e-3,
+    });
+    restartEvaluations += res.evaluations;
+    restarts++;
+    const gain = (fx - res.f) * observations;
+    if (res.f < fx) {
+      x = res.x;
+      fx = res.f;
+    }
+    if (gain < LATENT_GLOBAL_POLISH.restartGainNats) break;
+  }
+  const pol = quasiNewton(nll, x, LATENT_GLOBAL_POLISH);
+  if (pol.f < fx) {
+    x = pol.x;
+    fx = pol.f;
+  }
+  return {
+    x,
+    f: fx,
+    record: {
+      evaluations: restartEvaluations + pol.evaluations,
+      restarts,
+      iterations: pol.iterations,
+      stop: pol.stop,
+      logLikBefore: -before * observations,
+      logLikAfter: -fx * observations,
+      gradientMax: pol.gradient.reduce((m, g) => Math.max(m, Math.abs(g)), 0),
+    },
+  };
+}
+
+/** The global fit's objective (LatentFilter.fit; exported for round 30's stationarity check and bench). */
+export interface LatentGlobalObjective {
+  bins: number;
+  logistic: boolean;
+  durable: boolean;
+  /** The options' fixed prior concentration, if any, put into a parameter set. */
+  fixC: (q: LatentParams) => LatentParams;
+  /** Graded observations of the sample (quiz / practice answers, assignment scores). */
+  observations: number;
+  present: ReadonlySet<number>;
+  /** Scratch for the kernel's runs. */
+  p: Float64Array;
+  /** The start's unconstrained coordinates (the small-data prior's centre). */
+  centre: Float64Array;
+  minObservations: number;
+  /** The small-data prior's sd per coordinate (infinite from `minObservations` on: no prior). */
+  priorSd: number;
+  /** Log-likelihood of the sample (nats) under a parameter set (-Infinity where the kernel refuses it). */
+  logLikAt: (q: LatentParams) => number;
+  /** Log-likelihood of the sample (nats) at unconstrained coordinates x. */
+  logLik: (x: Float64Array) => number;
+  /** What the fit minimises: (the small-data penalty - logLik) / observations. */
+  nll: (x: Float64Array) => number;
+  /** Coordinates <-> global parameters (the fixed concentration applied). */
+  params: (x: Float64Array) => LatentParams;
+  vector: (q: LatentParams) => Float64Array;
+}
+
+/**
+ * The objective LatentFilter.fit minimises over the global parameters, on the unconstrained coordinates of
+ * `toVector`: the mean negative log-likelihood per graded observation of the forward passes (plus the small-data
+ * guard's penalty below `minObservations`). Pure; throws LatentFilterError below 50 graded observations.
+ */
+export function latentGlobalObjective(
+  sequences: readonly LatentSequence[],
+  opts: LatentFitOptions = {},
+): LatentGlobalObjective {
+  const bins = opts.bins ?? 40;
+  const logistic = opts.emission === "logistic";
+  const durable = opts.forgetting === "durable";
+  const fixC = (q: LatentParams): LatentParams =>
+    opts.fixedConcentration === undefined ? q : { ...q, priorConcentration: opts.fixedConcentration };
+  let observations = 0;
+  for (const s of sequences)
+    for (const e of s.events)
+      if (e.kind === KIND_QUIZ || e.kind === KIND_PRACTICE) observations += e.n;
+      else if (e.kind === KIND_ASSIGNMENT) observations += 1;
+  if (observations < 50)
+    throw new LatentFilterError(
+      `only ${observations} graded observations (quiz / practice answers, assignment scores) to fit the latent filter on; need 50: ingest more events`,
+    );
+  const present = new Set<number>();
+  for (const s of sequences) for (const e of s.events) present.add(e.kind);
+  const p = new Float64Array(bins);
+  const start = opts.start ?? (logistic ? LOGISTIC_START : DEFAULT_START);
+  const centre = toVector(start, logistic, durable);
+  // Small-data guard: below `minObservations` the ~10 global parameters are weakly identified (a fit on a
+  // few hundred answers can land on slip 0.49 / learning rate 1 / a 1-day half-life), so the fit is the
+  // posterior mode under a Normal prior centred on the start values in the unconstrained coordinates, its
+  // variance priorSd0^2 n / (min - n): the prior's precision falls with the data and is 0 from `min` on,
+  // where the fit is the plain maximum likelihood (unchanged).
+  const minObservations = opts.minObservations ?? LATENT_MIN_OBSERVATIONS;
+  const priorSd =
+    observations < minObservations
+      ? LATENT_SMALL_DATA_PRIOR_SD * Math.sqrt(observations / (minObservations - observations))
+      : Number.POSITIVE_INFINITY;
+  const logLikAt = (params: LatentParams): number => {
+    let kernel: LatentKernel;
+    try {
+      kernel = new LatentKernel(params, bins);
+    } catch {
+      return Number.NEGATIVE_INFINITY;
+    }
+    let ll = 0;
+    for (const s of sequences) ll += kernel.run(s.events, params.priorMean, p);
+    return ll;
+  };
+  const logLik = (x: Float64Array): number => logLikAt(fixC(fromVector(x, present, logistic, durable)));
+  const penalty = (x: Float64Array): number => {
+    if (!Number.isFinite(priorSd)) return 0;
+    let q = 0;
+    for (let i = 0; i < x.length; i++) q += (x[i]! - centre[i]!) ** 2;
+    return q / (2 * priorSd * priorSd);
+  };
+  const nll = (x: Float64Array): number => (penalty(x) - logLik(x)) / observations;
+  return {
+    bins,
+    logistic,
+    durable,
+    fixC,
+    observations,
+    present,
+    p,
+    centre,
+    minObservations,
+    priorSd,
+    logLikAt,
+    logLik,
+    nll,
+    params: (x) => fixC(fromVector(x, present, logistic, durable)),
+    vector: (q) => toVector(q, logistic, durable),
+  };
+}
+
 function toVector(p: LatentParams, logistic = false, durable = false): Float64Array {
   const v = [
     logit(clampP(p.priorMean)),

@@ -149,6 +149,23 @@ export interface TrainServedResult {
   kindWeights: KindWeights;
 }
 
+/**
+ * The latent filter's fit options `mastery train served` passes when none is named (each a model's documented
+ * default; the comment in trainServed says which round chose each).
+ */
+export function servedLatentFitDefaults(): LatentStoreFitOptions {
+  return {
+    emission: "auto",
+    forgetting: LATENT_FORGETTING_DEFAULT,
+    topicThresholdSd: LATENT_THRESHOLD_SD_DEFAULT,
+    studentLearning: LATENT_STUDENT_LEARNING_DEFAULT,
+    forgetSpread: LATENT_FORGET_SPREAD_DEFAULT,
+    asOfForgetting: LATENT_AS_OF_FORGETTING_DEFAULT,
+    studentScale: STUDENT_SCALE_DEFAULT,
+    studentInterval: STUDENT_INTERVAL_DEFAULT,
+  };
+}
+
 export class ServedTrainError extends Error {
   readonly code = "SERVED_TRAIN";
   constructor(message: string) {
@@ -249,14 +266,7 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
           // student part STUDENT_INTERVAL_DEFAULT (round 21). Since round 24 the learning loading, the spread and
           // the rein-in are round 20's candidate (auto / auto / mastery; docs/benchmarks.md "Round 24 (valid24)").
           await fitLatentOnStore(scratch, snapshot, {
-            emission: "auto",
-            forgetting: LATENT_FORGETTING_DEFAULT,
-            topicThresholdSd: LATENT_THRESHOLD_SD_DEFAULT,
-            studentLearning: LATENT_STUDENT_LEARNING_DEFAULT,
-            forgetSpread: LATENT_FORGET_SPREAD_DEFAULT,
-            asOfForgetting: LATENT_AS_OF_FORGETTING_DEFAULT,
-            studentScale: STUDENT_SCALE_DEFAULT,
-            studentInterval: STUDENT_INTERVAL_DEFAULT,
+            ...servedLatentFitDefaults(),
             ...(opts.latentFit ?? {}),
           });
     let latentEst =

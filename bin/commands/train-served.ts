@@ -7,6 +7,8 @@ import {
   LATENT_CONSOLIDATIONS,
   LATENT_FORGET_SPREAD_DEFAULT,
   LATENT_FORGETTING_DEFAULT,
+  LATENT_GLOBAL_FIT_DEFAULT,
+  LATENT_GLOBAL_FITS,
   LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
   LATENT_TOPIC_FIT_DEFAULT,
@@ -63,6 +65,7 @@ interface TrainServedCliOptions {
   latentAsOfForgetting: string;
   latentAsOfHalfLife: string;
   latentConsolidation: string;
+  latentGlobalFit: string;
   latentStudentScale: string;
   latentStudentInterval: string;
   latentStudentWidening?: string;
@@ -155,6 +158,11 @@ export function register(program: Command): void {
       "--latent-consolidation <off|fit>",
       "whether each event on a pair consolidates a share of its gain, so forgetting decays a well-practised pair towards a higher level than a barely-practised one (round 29): off (the default: every pair forgets towards the one global floor) or fit (opt-in: the consolidation share fitted with the filter's other global parameters by the likelihood of the store's answers after the global fit, kept only past a likelihood-ratio test against the same search without it; stored in the model, so GET /mastery's decay uses the pair's own level too; docs/benchmarks.md Validity round 29). With --latent-forgetting floor (the default) only",
       LATENT_CONSOLIDATION_DEFAULT,
+    )
+    .option(
+      "--latent-global-fit <budget|converged>",
+      "how far the filter's global parameters are fitted (round 30): budget (the default: a Nelder-Mead search that stops at its 600 likelihood passes, short of the optimum) or converged (opt-in: the same search, then up to 4 more Nelder-Mead searches from its point and BFGS on central-difference gradients of the likelihood, at most 3,400 more passes; docs/benchmarks.md Validity round 30)",
+      LATENT_GLOBAL_FIT_DEFAULT,
     )
     .option(
       "--latent-student-scale <off|moments|mastery>",
@@ -283,6 +291,11 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
         throw new CliError(
           `--latent-consolidation fit raises the global floor with practice: use it with --latent-forgetting floor (the default), not ${opts.latentForgetting}`,
         );
+      const globalFit = LATENT_GLOBAL_FITS.find((m) => m === opts.latentGlobalFit);
+      if (globalFit === undefined)
+        throw new CliError(
+          `--latent-global-fit must be one of ${LATENT_GLOBAL_FITS.join(", ")} (got ${opts.latentGlobalFit}); e.g. converged`,
+        );
       if (opts.latentAsOfForgetting !== "decay" && opts.latentAsOfForgetting !== "spread")
         throw new CliError(
           `--latent-as-of-forgetting must be decay or spread (got ${opts.latentAsOfForgetting}); e.g. decay`,
@@ -351,6 +364,7 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
           asOfForgetting: opts.latentAsOfForgetting,
           asOfHalfLife,
           consolidation,
+          globalFit,
           studentScale,
           studentInterval,
           ...(studentWidening !== undefined ? { studentWidening } : {}),

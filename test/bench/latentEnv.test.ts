@@ -51,3 +51,16 @@ describe("bench/latentEnv.ts: LATENT_CONSOLIDATION (round 29)", () => {
     );
   });
 });
+
+describe("bench/latentEnv.ts: LATENT_GLOBAL_FIT (round 30)", () => {
+  it("converged names the fit option, the CLI flag and its own real-log cache tag; budget keeps the default's", () => {
+    const conv = latentEnv({ LATENT_GLOBAL_FIT: "converged" });
+    expect(conv.fit).toEqual({ globalFit: "converged" });
+    expect(conv.flags).toEqual(["--latent-global-fit converged"]);
+    expect(latentCacheTag(conv.fit)).toBe("-gfc");
+    expect(latentCacheTag(latentEnv({ LATENT_GLOBAL_FIT: "budget" }).fit)).toBe("");
+    expect(() => latentEnv({ LATENT_GLOBAL_FIT: "bfgs" })).toThrow(
+      /LATENT_GLOBAL_FIT must be one of budget, converged \(got bfgs\)/,
+    );
+  });
+});
