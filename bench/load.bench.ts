@@ -48,7 +48,7 @@
  *   LOAD_APP_PORT=41500 LOAD_BARE_PORT=41501 ...      # fixed ports of the app and bare Express (one-process modes)
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
-import { type ChildProcess, fork, spawn } from "node:child_process";
+import { type ChildProcess, fork } from "node:child_process";
 import cluster, { type Worker } from "node:cluster";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -83,6 +83,7 @@ import {
 } from "./benchEnv.ts";
 import { type PacedRequest, type PacedResult, pacedLoad } from "./pacedLoad.ts";
 import { PostPhases } from "./postPhases.ts";
+import { spawnStreamWorker } from "./streamWorker.ts";
 import { processCpuMs } from "./topologyCpu.ts";
 import { SEED_EXPLANATION } from "./wideSeed.ts";
 
@@ -580,50 +581,34 @@ async function startStreamWorker(
   dir: string,
 ): Promise<ChildProcess> {
   const s = streamNames(names.schema);
-  const bin = fileURLToPath(new URL("../bin/mastery.js", import.meta.url));
-  const w = spawn(
-    process.execPath,
-    [
-      bin,
-      "worker",
-      "--db",
-      join(dir, "worker.duckdb"),
-      "--stream",
-      s.stream,
-      "--subject-prefix",
-      s.subjectPrefix,
-      "--durable",
-      s.durable,
-    ],
-    {
-      env: {
-        ...process.env,
-        MASTERY_NATS_URL: NATS_URL,
-        MASTERY_PG_URL: PG_URL,
-        MASTERY_PG_SCHEMA: names.schema,
-        MASTERY_REDIS_URL: REDIS_URL,
-        MASTERY_REDIS_PREFIX: names.prefix,
-        MASTERY_PSEUDONYM_KEY: KEY,
-        LOG_LEVEL: "warn",
-      },
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
   let log = "";
+  let started: (() => void) | undefined;
+  const w = spawnStreamWorker({
+    stream: s.stream,
+    subjectPrefix: s.subjectPrefix,
+    durable: s.durable,
+    schema: names.schema,
+    redisPrefix: names.prefix,
+    pseudonymKey: KEY,
+    db: join(dir, "worker.duckdb"),
+    env: { LOG_LEVEL: "warn" },
+    onLog: (d) => {
+      log += d;
+      if (process.env.LOAD_WORKER_LOG === "1") process.stderr.write(`[worker] ${d}`);
+      // Its first line names the stores and models, once it has opened them and before it consumes.
+      if (/ worker: /.test(log)) started?.();
+    },
+  });
   await new Promise<void>((ok, fail) => {
     const timer = setTimeout(
       () => fail(new Error(`pg-stream: the stream worker did not start within 60 s; its log:\n${log}`)),
       60_000,
     );
-    w.stderr?.on("data", (d: Buffer) => {
-      log += d.toString();
-      if (process.env.LOAD_WORKER_LOG === "1") process.stderr.write(`[worker] ${d}`);
-      // Its first line names the stores and models, once it has opened them and before it consumes.
-      if (/ worker: /.test(log)) {
-        clearTimeout(timer);
-        ok();
-      }
-    });
+    started = () => {
+      clearTimeout(timer);
+      ok();
+    };
+    if (/ worker: /.test(log)) started();
     w.once("exit", (code) => {
       clearTimeout(timer);
       fail(new Error(`pg-stream: the stream worker exited with ${code} before it started; its log:\n${log}`));

@@ -20,7 +20,7 @@
  * a fresh stream, schema and key prefix ("scale_stream_*"), removed at its end. Results:
  * docs/benchmarks.md ("Stream", "Stream scale-out").
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -39,6 +39,7 @@ import {
   BENCH_REDIS_URL as REDIS_URL,
 } from "./benchEnv.ts";
 import { benchServedModel } from "./benchServedModel.ts";
+import { spawnStreamWorker } from "./streamWorker.ts";
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: string): string => {
@@ -134,37 +135,20 @@ async function runOnce(RATE: number, WORKERS: number): Promise<RunResult> {
 
   try {
     for (let k = 0; k < WORKERS; k++) {
-      const w = spawn(
-        process.execPath,
-        [
-          join(root, "bin", "mastery.js"),
-          "worker",
-          "--stream",
-          id,
-          "--subject-prefix",
-          `bench.${id}`,
-          "--durable",
-          "workers",
-          ...(SERVED_MODEL_DIR !== undefined ? ["--served-model", SERVED_MODEL_DIR] : []),
-        ],
-        {
-          env: {
-            ...process.env,
-            MASTERY_NATS_URL: NATS_URL,
-            MASTERY_PG_URL: PG_URL,
-            MASTERY_PG_SCHEMA: id,
-            MASTERY_REDIS_URL: REDIS_URL,
-            MASTERY_REDIS_PREFIX: id,
-            MASTERY_PSEUDONYM_KEY: KEY,
-            MASTERY_QUIET: "1",
-          },
-          stdio: ["ignore", "ignore", "pipe"],
-        },
-      );
       logs.push("");
-      w.stderr?.on("data", (d: Buffer) => {
-        logs[k] += d.toString();
-        if (process.env.BENCH_VERBOSE) process.stderr.write(`[worker ${k + 1}] ${d}`);
+      const w = spawnStreamWorker({
+        stream: id,
+        subjectPrefix: `bench.${id}`,
+        durable: "workers",
+        schema: id,
+        redisPrefix: id,
+        pseudonymKey: KEY,
+        ...(SERVED_MODEL_DIR !== undefined ? { servedModel: SERVED_MODEL_DIR } : {}),
+        env: { MASTERY_QUIET: "1" },
+        onLog: (d) => {
+          logs[k] += d;
+          if (process.env.BENCH_VERBOSE) process.stderr.write(`[worker ${k + 1}] ${d}`);
+        },
       });
       workers.push(w);
     }
