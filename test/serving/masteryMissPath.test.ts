@@ -155,7 +155,10 @@ function failingRead(store: DuckStore): { read: MasteryReadStore; fail: (e: Erro
   let failure: Error | null = null;
   const read = Object.create(inner) as DuckMasteryReadStore;
   read.scoreRows = (key, needs) => (failure !== null ? Promise.reject(failure) : inner.scoreRows(key, needs));
-  return { read, fail: (e) => void (failure = e) };
+  const fail = (e: Error | null): void => {
+    failure = e;
+  };
+  return { read, fail };
 }
 
 describe("a miss whose body fails, in front of Express", () => {
