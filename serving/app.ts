@@ -907,9 +907,11 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
       }
     });
   };
-  // GET /mastery's cache hits, answered in front of Express (serving/masteryHitPath.ts): Express's own
-  // dispatch (app.handle: its final handler, the request and response prototype swaps, the router) runs
-  // only for the requests the hit path leaves, which go on unchanged.
+  // GET /mastery's cache hits and misses, answered in front of Express (serving/masteryHitPath.ts): Express's
+  // own dispatch (app.handle: its final handler, the request and response prototype swaps, the router) runs
+  // only for the requests the hit path leaves, which go on unchanged, and for a taken miss whose body failed:
+  // that one enters Express already observed, with its error (missFailures), answered by the error handler.
+  const missFailures = new WeakMap<IncomingMessage, { err: unknown; studentKey: string }>();
   const serviceLimit = config.rateLimit.serviceLimit ?? 0;
   const hitPath = masteryHitListener({
     route: MASTERY_ROUTE,
@@ -921,6 +923,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
     rateLimited: (p) => limiter !== undefined && !(p.role === "service" && serviceLimit <= 0),
     securityHeaders: securityHeaderList(),
     observe,
+    missBody: (key) => ctx.masteryBody(key),
   });
   // Express's application function calls app.handle(req, res, next) for every request (a server made with
   // app.listen or http.createServer(app), supertest, a parent app): the one place in front of all of it.
@@ -929,7 +932,10 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   dispatch.handle = (req, res, next) => {
     let taken: boolean;
     try {
-      taken = hitPath(req, res);
+      taken = hitPath(req, res, (err, studentKey) => {
+        missFailures.set(req, { err, studentKey });
+        expressHandle(req, res, next);
+      });
     } catch (err) {
       // Nothing written: the route answers it (and its error handler any failure). Written: cut it short.
       if (res.headersSent) return void res.destroy(err as Error);
@@ -944,8 +950,14 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   if (limiter !== undefined) app.use(limiter);
   app.use(express.json({ limit: config.bodyLimit }));
   app.use((req: Request, res: Response, next: NextFunction) => {
-    observe(req, res);
-    next();
+    const failed = missFailures.get(req);
+    if (failed === undefined) {
+      observe(req, res);
+      return next();
+    }
+    // A miss of the hit path whose body failed (observed there): the route's failure, as the route had it.
+    res.locals.studentKey = failed.studentKey;
+    next(failed.err);
   });
   app.use(outageGuard(backends));
   for (const r of ROUTES) app[r.method](r.path, r.handler(ctx));

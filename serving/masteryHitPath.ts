@@ -17,6 +17,12 @@ import { SERVED_BODY_TYPE, type ServedBody } from "./servedBody.ts";
  * student, a parent's child), that the rate limiter would not count, and a fresh cached body. The answer
  * is the route's: the same security headers, ETag, type and length in the same order, the same body
  * bytes, the same request metrics and log line, and the hit counted once.
+ *
+ * With `missBody`, a request that passes every check but the cached body (a miss) is taken too: its body is
+ * computed by `missBody` (the route's own ctx.masteryBody: the same read, rendering, cache write and counters)
+ * and answered as a hit is, so a miss skips Express's dispatch and its middlewares as well. Should the body
+ * fail, nothing has been written yet: the request is handed to Express with the error (`leave`), where the
+ * app's error handler answers it as it answered the route's failures.
  */
 export interface MasteryHitChecks {
   /** The route's pattern, for the request metrics (`/mastery/:studentId`). */
@@ -37,17 +43,30 @@ export interface MasteryHitListenerDeps extends MasteryHitChecks {
   securityHeaders: readonly string[];
   /** Starts the request's metrics and log line (recorded at 'finish') with the answer's student_key. */
   observe(req: IncomingMessage, res: ServerResponse, route: string, studentKey: string): void;
+  /** The body of a student whose body is not cached (computed and cached as the route does); absent: misses are left. */
+  missBody?: (studentKey: string) => Promise<ServedBody>;
 }
+
+/**
+ * The hit path's answer: true when it took the request (a hit is answered before this returns, a miss once its
+ * body is computed), false when it wrote nothing and the request goes to Express. `leave` is called for a taken
+ * miss whose body failed before anything was written: the request then goes to Express with that error.
+ */
+export type MasteryHitListener = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  leave?: (err: unknown, studentKey: string) => void,
+) => boolean;
 
 const PREFIX = "/mastery/";
 /** A path segment the router would decode or split, or a query string: left to the route. */
 const NOT_PLAIN = /[/?%#]/;
 
-/** The student_key and cached body of a request the hit path takes, or undefined (left to the route). */
-function takenHit(
-  deps: MasteryHitChecks,
-  req: IncomingMessage,
-): { key: string; body: ServedBody } | undefined {
+/**
+ * The student_key of a request the hit path may take (every check but the cache's), or undefined (left to the
+ * route).
+ */
+function takenKey(deps: MasteryHitChecks, req: IncomingMessage): string | undefined {
   const url = req.url ?? "";
   if (req.method !== "GET" || !url.startsWith(PREFIX) || url.length === PREFIX.length) return undefined;
   const rawId = url.slice(PREFIX.length);
@@ -58,35 +77,52 @@ function takenHit(
   const p = deps.cachedPrincipal(h.authorization);
   if (p === undefined || !mayDo(p, "mastery:read") || deps.rateLimited(p)) return undefined;
   const key = deps.studentKey(rawId);
-  if (!mayReadWithoutRoster(p, key)) return undefined;
-  const body = deps.cachedBody(key);
-  return body === undefined ? undefined : { key, body };
+  return mayReadWithoutRoster(p, key) ? key : undefined;
 }
 
 /**
- * The hit path on the bare Node request, for in front of Express: answers and returns true, or returns false
- * having written nothing (the request then goes to Express). The headers are the route's, in its order (security
- * headers, ETag, type, length), written with one `writeHead` of a flat list, then the body.
+ * The hit path on the bare Node request, for in front of Express (MasteryHitListener). The headers are the
+ * route's, in its order (security headers, ETag, type, length), written with one `writeHead` of a flat list,
+ * then the body.
  */
-export function masteryHitListener(
-  deps: MasteryHitListenerDeps,
-): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function masteryHitListener(deps: MasteryHitListenerDeps): MasteryHitListener {
   const security = deps.securityHeaders;
-  return (req, res) => {
-    const hit = takenHit(deps, req);
-    if (hit === undefined) return false;
-    deps.observe(req, res, deps.route, hit.key);
+  const answer = (res: ServerResponse, body: ServedBody): void => {
     const headers = security.slice();
     headers.push(
       "ETag",
-      hit.body.etag,
+      body.etag,
       "Content-Type",
       SERVED_BODY_TYPE,
       "Content-Length",
-      String(hit.body.buf.length),
+      String(body.buf.length),
     );
     res.writeHead(200, headers);
-    res.end(hit.body.buf);
+    res.end(body.buf);
+  };
+  const missBody = deps.missBody;
+  return (req, res, leave) => {
+    const key = takenKey(deps, req);
+    if (key === undefined) return false;
+    const body = deps.cachedBody(key);
+    if (body !== undefined) {
+      deps.observe(req, res, deps.route, key);
+      answer(res, body);
+      return true;
+    }
+    if (missBody === undefined || leave === undefined) return false;
+    deps.observe(req, res, deps.route, key);
+    missBody(key).then(
+      (b) => {
+        try {
+          answer(res, b);
+        } catch (err) {
+          // Cut short: part of an answer may be out.
+          res.destroy(err as Error);
+        }
+      },
+      (err: unknown) => leave(err, key),
+    );
     return true;
   };
 }

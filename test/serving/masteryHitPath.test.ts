@@ -18,7 +18,13 @@ const pseudo = new Pseudonymizer("p".repeat(20));
  * The hit path alone in front of an Express app standing in for the route (status 299), as serving/app.ts
  * runs it: which requests it takes, and what it answers when it does.
  */
-async function harness(opts: { down?: boolean; limited?: (p: Principal) => boolean } = {}) {
+async function harness(
+  opts: {
+    down?: boolean;
+    limited?: (p: Principal) => boolean;
+    missBody?: (key: string) => Promise<ServedBody>;
+  } = {},
+) {
   const auth = new Authenticator(SECRET, pseudo);
   const bodies = new Map<string, ServedBody>();
   const observed: string[] = [];
@@ -38,11 +44,18 @@ async function harness(opts: { down?: boolean; limited?: (p: Principal) => boole
     observe: (_req, res, route, studentKey) => {
       res.on("finish", () => observed.push(`${route} ${res.statusCode} ${studentKey}`));
     },
+    ...(opts.missBody !== undefined ? { missBody: opts.missBody } : {}),
   });
   const route = express();
+  /** What each request handed over by `leave` carried (the error's message and the key). */
+  const left: string[] = [];
   route.use((_req, res) => void res.status(299).json({ route: true }));
   const app = (req: IncomingMessage, res: ServerResponse) => {
-    if (!hit(req, res)) route(req, res);
+    const taken = hit(req, res, (err, key) => {
+      left.push(`${(err as Error).message} ${key} ${res.headersSent}`);
+      route(req, res);
+    });
+    if (!taken) route(req, res);
   };
   /** A bearer header whose token the authenticator has verified (cached), or not when `verified` is false. */
   const bearer = async (claims: TokenClaims, verified = true, exp: string | number = "1h") => {
@@ -52,7 +65,7 @@ async function harness(opts: { down?: boolean; limited?: (p: Principal) => boole
   };
   const body = servedBody(JSON.stringify({ studentKey: pseudo.studentKey("s1"), topics: [] }), []);
   bodies.set(pseudo.studentKey("s1"), body);
-  return { app, bearer, body, observed, hits };
+  return { app, bearer, body, observed, hits, left };
 }
 
 describe("GET /mastery's hit path (serving/masteryHitPath.ts)", () => {
@@ -141,6 +154,49 @@ describe("GET /mastery's hit path (serving/masteryHitPath.ts)", () => {
     const service = await limited.bearer({ role: "service", sub: "lms", scopes: ["mastery:read"] });
     expect((await request(limited.app).get("/mastery/s1").set(student)).status).toBe(299);
     expect((await request(limited.app).get("/mastery/s1").set(service)).status).toBe(200);
+  });
+});
+
+describe("GET /mastery's misses on the hit path (missBody)", () => {
+  it("answers a miss with missBody's body as a hit is answered, observed once; hits do not call it", async () => {
+    const computed: string[] = [];
+    const other = servedBody(JSON.stringify({ studentKey: pseudo.studentKey("s2"), topics: [1] }), []);
+    const h = await harness({
+      missBody: async (key) => {
+        computed.push(key);
+        return other;
+      },
+    });
+    const admin = await h.bearer({ role: "admin", sub: "root" });
+    const miss = await request(h.app).get("/mastery/s2").set(admin).buffer(true);
+    const hit = await request(h.app).get("/mastery/s1").set(admin).buffer(true);
+    expect(miss.status).toBe(200);
+    expect(Buffer.compare(Buffer.from(miss.text), other.buf)).toBe(0);
+    expect(miss.headers.etag).toBe(other.etag);
+    expect(miss.headers["content-length"]).toBe(String(other.buf.length));
+    const names = (r: request.Response) => Object.keys(r.headers).filter((k) => k !== "date");
+    expect(names(miss)).toEqual(names(hit));
+    expect(computed).toEqual([pseudo.studentKey("s2")]);
+    expect(h.observed).toEqual([
+      `/mastery/:studentId 200 ${pseudo.studentKey("s2")}`,
+      `/mastery/:studentId 200 ${pseudo.studentKey("s1")}`,
+    ]);
+    // What the hit path leaves, it leaves before computing anything (a teacher needs the roster).
+    const teacher = await h.bearer({ role: "teacher", sub: "t1", classes: ["A"] });
+    expect((await request(h.app).get("/mastery/s3").set(teacher)).status).toBe(299);
+    expect(computed.length).toBe(1);
+    expect(h.left).toEqual([]);
+  });
+
+  it("hands a failed miss to the route with its error and key, nothing written; observed once", async () => {
+    const h = await harness({ missBody: () => Promise.reject(new Error("read failed")) });
+    const admin = await h.bearer({ role: "admin", sub: "root" });
+    const res = await request(h.app).get("/mastery/s2").set(admin);
+    expect(res.status).toBe(299);
+    expect(res.body).toEqual({ route: true });
+    expect(res.headers["content-security-policy"]).toBeUndefined();
+    expect(h.left).toEqual([`read failed ${pseudo.studentKey("s2")} false`]);
+    expect(h.observed).toEqual([`/mastery/:studentId 299 ${pseudo.studentKey("s2")}`]);
   });
 });
 
