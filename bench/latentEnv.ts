@@ -184,5 +184,6 @@ export function latentCacheTag(fit: LatentFitOptions): string {
   if (fit.consolidation === "fit") parts.push("cons");
   if (typeof fit.consolidation === "number") parts.push(`cons${fit.consolidation}`);
   if (fit.globalFit === "converged") parts.push("gfc");
+  if (fit.globalFit === "converged-noise-held") parts.push("gfn");
   return parts.length === 0 ? "" : `-${parts.join("-")}`;
 }
