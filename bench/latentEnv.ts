@@ -185,5 +185,6 @@ export function latentCacheTag(fit: LatentFitOptions): string {
   if (typeof fit.consolidation === "number") parts.push(`cons${fit.consolidation}`);
   if (fit.globalFit === "converged") parts.push("gfc");
   if (fit.globalFit === "converged-noise-held") parts.push("gfn");
+  if (fit.globalFit === "converged-forgetting-held") parts.push("gff");
   return parts.length === 0 ? "" : `-${parts.join("-")}`;
 }

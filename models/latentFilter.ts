@@ -2292,7 +2292,14 @@ export class LatentFilter {
     if (globalFit !== "budget") {
       // Round 31 ("converged-noise-held"): the per-event noise kept at the budgeted search's estimate, the
       // other coordinates converged (round 30's converged fit takes the noise to its cap 0.25).
-      const held = globalFit === "converged-noise-held" ? [LATENT_NOISE_COORDINATE] : [];
+      // "converged-forgetting-held" (round 31's diagnostic of where the ridge goes): the half-life, the floor
+      // and the noise held.
+      const held =
+        globalFit === "converged-noise-held"
+          ? [LATENT_NOISE_COORDINATE]
+          : globalFit === "converged-forgetting-held"
+            ? [LATENT_NOISE_COORDINATE - 2, LATENT_NOISE_COORDINATE - 1, LATENT_NOISE_COORDINATE]
+            : [];
       const polished = polishGlobalFit(nll, x, observations, held);
       x = polished.x;
       best = polished.f;
@@ -3036,14 +3043,20 @@ export interface LatentFitOptions {
    * Nelder-Mead's LATENT_FIT_BUDGET) or "converged" (opt-in: the Nelder-Mead's result polished by BFGS with
    * central-difference gradients, models/quasiNewton.ts, to a stationary point within LATENT_GLOBAL_POLISH).
    * Round 31: "converged-noise-held" (opt-in): the same polish with the per-event noise held at the
-   * Nelder-Mead's estimate, so the likelihood cannot trade forgetting for noise on the way to its maximum.
+   * Nelder-Mead's estimate, so the likelihood cannot trade forgetting for noise on the way to its maximum;
+   * "converged-forgetting-held" (opt-in) holds the half-life and the floor there too.
    * Applies to the model's own global fit; the held-out choices' fits (emission, forgetting) keep the budget.
    */
   globalFit?: LatentGlobalFit;
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
 }
 
-export const LATENT_GLOBAL_FITS = ["budget", "converged", "converged-noise-held"] as const;
+export const LATENT_GLOBAL_FITS = [
+  "budget",
+  "converged",
+  "converged-noise-held",
+  "converged-forgetting-held",
+] as const;
 export type LatentGlobalFit = (typeof LATENT_GLOBAL_FITS)[number];
 /** What `mastery train served` fits when no global fit is named (round 30's converged fit is opt-in). */
 export const LATENT_GLOBAL_FIT_DEFAULT: LatentGlobalFit = "budget";
