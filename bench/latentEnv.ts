@@ -184,5 +184,7 @@ export function latentCacheTag(fit: LatentFitOptions): string {
   if (fit.consolidation === "fit") parts.push("cons");
   if (typeof fit.consolidation === "number") parts.push(`cons${fit.consolidation}`);
   if (fit.globalFit === "converged") parts.push("gfc");
+  if (fit.globalFit === "converged-noise-held") parts.push("gfn");
+  if (fit.globalFit === "converged-forgetting-held") parts.push("gff");
   return parts.length === 0 ? "" : `-${parts.join("-")}`;
 }

@@ -2288,8 +2288,19 @@ export class LatentFilter {
       best = res.f;
     }
     let globalPolish: LatentGlobalPolish | undefined;
-    if ((opts.globalFit ?? LATENT_GLOBAL_FIT_DEFAULT) === "converged") {
-      const polished = polishGlobalFit(nll, x, observations);
+    const globalFit = opts.globalFit ?? LATENT_GLOBAL_FIT_DEFAULT;
+    if (globalFit !== "budget") {
+      // Round 31 ("converged-noise-held"): the per-event noise kept at the budgeted search's estimate, the
+      // other coordinates converged (round 30's converged fit takes the noise to its cap 0.25).
+      // "converged-forgetting-held" (round 31's diagnostic of where the ridge goes): the half-life, the floor
+      // and the noise held.
+      const held =
+        globalFit === "converged-noise-held"
+          ? [LATENT_NOISE_COORDINATE]
+          : globalFit === "converged-forgetting-held"
+            ? [LATENT_NOISE_COORDINATE - 2, LATENT_NOISE_COORDINATE - 1, LATENT_NOISE_COORDINATE]
+            : [];
+      const polished = polishGlobalFit(nll, x, observations, held);
       x = polished.x;
       best = polished.f;
       globalPolish = polished.record;
@@ -3031,13 +3042,21 @@ export interface LatentFitOptions {
    * Round 30: "budget" (the default, LATENT_GLOBAL_FIT_DEFAULT: rounds 4-29's global fit, which stops at the
    * Nelder-Mead's LATENT_FIT_BUDGET) or "converged" (opt-in: the Nelder-Mead's result polished by BFGS with
    * central-difference gradients, models/quasiNewton.ts, to a stationary point within LATENT_GLOBAL_POLISH).
+   * Round 31: "converged-noise-held" (opt-in): the same polish with the per-event noise held at the
+   * Nelder-Mead's estimate, so the likelihood cannot trade forgetting for noise on the way to its maximum;
+   * "converged-forgetting-held" (opt-in) holds the half-life and the floor there too.
    * Applies to the model's own global fit; the held-out choices' fits (emission, forgetting) keep the budget.
    */
   globalFit?: LatentGlobalFit;
   onProgress?: (evaluations: number, logLikPerObs: number) => void;
 }
 
-export const LATENT_GLOBAL_FITS = ["budget", "converged"] as const;
+export const LATENT_GLOBAL_FITS = [
+  "budget",
+  "converged",
+  "converged-noise-held",
+  "converged-forgetting-held",
+] as const;
 export type LatentGlobalFit = (typeof LATENT_GLOBAL_FITS)[number];
 /** What `mastery train served` fits when no global fit is named (round 30's converged fit is opt-in). */
 export const LATENT_GLOBAL_FIT_DEFAULT: LatentGlobalFit = "budget";
@@ -3068,6 +3087,8 @@ export interface LatentGlobalPolish {
   /** BFGS steps. */
   iterations: number;
   stop: "gradient" | "f-tolerance" | "no-descent" | "budget";
+  /** Coordinates held at the Nelder-Mead's values during the polish (round 31: ["noise"]); absent: none. */
+  held?: string[];
   /** Log-likelihood (nats, whole sample) at the Nelder-Mead's result and after the polish. */
   logLikBefore: number;
   logLikAfter: number;
@@ -3383,10 +3404,23 @@ const clampP = (p: number): number => Math.min(1 - 1e-6, Math.max(1e-6, p));
  * per-observation objective into nats for the record. Never returns a point worse than `x0`.
  */
 export function polishGlobalFit(
-  nll: (x: Float64Array) => number,
-  x0: Float64Array,
+  nllFull: (x: Float64Array) => number,
+  x0Full: Float64Array,
   observations: number,
+  held: readonly number[] = [],
 ): { x: Float64Array; f: number; record: LatentGlobalPolish } {
+  // The held coordinates keep x0's values: the searches run on the others only.
+  const free = [...x0Full.keys()].filter((i) => !held.includes(i));
+  const expand = (z: Float64Array): Float64Array => {
+    if (held.length === 0) return z;
+    const full = Float64Array.from(x0Full);
+    free.forEach((i, j) => {
+      full[i] = z[j]!;
+    });
+    return full;
+  };
+  const nll = held.length === 0 ? nllFull : (z: Float64Array): number => nllFull(expand(z));
+  const x0 = held.length === 0 ? x0Full : Float64Array.from(free, (i) => x0Full[i]!);
   const before = nll(x0);
   let x = x0;
   // Round 30's probe (bench/latentGlobalFit.bench.ts, seed 4): fresh simplexes from the last point gained
@@ -3416,9 +3450,10 @@ export function polishGlobalFit(
     fx = pol.f;
   }
   return {
-    x,
+    x: expand(x),
     f: fx,
     record: {
+      ...(held.length > 0 ? { held: held.map((i) => LATENT_COORDINATE_NAMES[i] ?? String(i)) } : {}),
       evaluations: restartEvaluations + pol.evaluations,
       restarts,
       iterations: pol.iterations,
@@ -3533,6 +3568,23 @@ export function latentGlobalObjective(
     vector: (q) => toVector(q, logistic, durable),
   };
 }
+
+/** Names of toVector's coordinates (the forgetting's second slot: the floor, or the durable share). */
+const LATENT_COORDINATE_NAMES = [
+  "priorMean",
+  "priorConcentration",
+  "guess",
+  "slip",
+  ...LATENT_KINDS.map((k) => `learn.${k}`),
+  "halfLifeDays",
+  "floor",
+  "noise",
+  "assignmentConcentration",
+  "slope",
+  "threshold",
+];
+/** The per-event noise's coordinate in toVector's order. */
+export const LATENT_NOISE_COORDINATE = 6 + LATENT_KINDS.length;
 
 function toVector(p: LatentParams, logistic = false, durable = false): Float64Array {
   const v = [

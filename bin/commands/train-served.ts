@@ -160,8 +160,8 @@ export function register(program: Command): void {
       LATENT_CONSOLIDATION_DEFAULT,
     )
     .option(
-      "--latent-global-fit <budget|converged>",
-      "how far the filter's global parameters are fitted (round 30): budget (the default: a Nelder-Mead search that stops at its 600 likelihood passes, short of the optimum) or converged (opt-in: the same search, then up to 4 more Nelder-Mead searches from its point and BFGS on central-difference gradients of the likelihood, at most 3,400 more passes; docs/benchmarks.md Validity round 30)",
+      "--latent-global-fit <budget|converged|converged-noise-held|converged-forgetting-held>",
+      "how far the filter's global parameters are fitted (round 30): budget (the default: a Nelder-Mead search that stops at its 600 likelihood passes, short of the optimum) or converged (opt-in: the same search, then up to 4 more Nelder-Mead searches from its point and BFGS on central-difference gradients of the likelihood, at most 3,400 more passes; docs/benchmarks.md Validity round 30) or converged-noise-held (opt-in, round 31: the same with the per-event noise held at the first search's estimate) or converged-forgetting-held (opt-in, round 31: the half-life, the floor and the noise held there)",
       LATENT_GLOBAL_FIT_DEFAULT,
     )
     .option(

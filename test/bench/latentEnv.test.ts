@@ -60,7 +60,14 @@ describe("bench/latentEnv.ts: LATENT_GLOBAL_FIT (round 30)", () => {
     expect(latentCacheTag(conv.fit)).toBe("-gfc");
     expect(latentCacheTag(latentEnv({ LATENT_GLOBAL_FIT: "budget" }).fit)).toBe("");
     expect(() => latentEnv({ LATENT_GLOBAL_FIT: "bfgs" })).toThrow(
-      /LATENT_GLOBAL_FIT must be one of budget, converged \(got bfgs\)/,
+      /LATENT_GLOBAL_FIT must be one of budget, converged, converged-noise-held, converged-forgetting-held \(got bfgs\)/,
     );
+  });
+  it("converged-noise-held (round 31) names its option, flag and a cache tag of its own", () => {
+    const held = latentEnv({ LATENT_GLOBAL_FIT: "converged-noise-held" });
+    expect(held.fit).toEqual({ globalFit: "converged-noise-held" });
+    expect(held.flags).toEqual(["--latent-global-fit converged-noise-held"]);
+    expect(latentCacheTag(held.fit)).toBe("-gfn");
+    expect(latentCacheTag(latentEnv({ LATENT_GLOBAL_FIT: "converged-forgetting-held" }).fit)).toBe("-gff");
   });
 });
