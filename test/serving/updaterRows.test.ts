@@ -93,7 +93,7 @@ describe("firstIngestedRows", () => {
           (e) => rows[e.i]!,
         );
         expect(kept).toHaveLength(want.length);
-        kept.forEach((r, i) => expect(r).toBe(want[i]));
+        for (const [i, r] of kept.entries()) expect(r).toBe(want[i]);
         expect(new Set(kept.map((r) => r.event_id)).size).toBe(kept.length);
       }),
       { numRuns: 300 },
