@@ -212,6 +212,28 @@ const PG_TYPES: Record<ColumnKind, string> = {
   ts: "timestamp[]",
 };
 
+/**
+ * PgRawEventStore.recordWithNewKeys' statement: the append, and which of the batch's keys held no row before
+ * it. Every part of a statement reads the same snapshot, so `fresh` sees raw_events as it was before this
+ * INSERT (rows of transactions committed meanwhile are not seen either; their writers fold them, under
+ * compare-and-set). Run as a named prepared statement: PostgreSQL parses and plans its ~1 kB text once per
+ * pooled connection, and each POST group sends only the parameters.
+ */
+const PG_RECORD_SQL = `WITH s AS (SELECT * FROM unnest(${RAW_COLUMNS.map(([, , kind], i) => `$${i + 1}::${PG_TYPES[kind]}`).join(", ")}) AS s(${COLUMN_LIST})),
+       ins AS (
+         INSERT INTO raw_events (${COLUMN_LIST})
+         SELECT * FROM s
+         WHERE NOT EXISTS (SELECT 1 FROM raw_events r WHERE r.event_id = s.event_id)
+         ON CONFLICT (event_id, topic_id) DO NOTHING
+         RETURNING event_id, topic_id),
+       fresh AS (
+         SELECT k.student_key, k.topic_id FROM (SELECT DISTINCT student_key, topic_id FROM s) k
+         WHERE NOT EXISTS (
+           SELECT 1 FROM raw_events r WHERE r.student_key = k.student_key AND r.topic_id = k.topic_id))
+       SELECT true AS inserted, event_id AS a, topic_id FROM ins
+       UNION ALL
+       SELECT false, student_key, topic_id FROM fresh`;
+
 const PG_LEARNER_COLUMNS = `event_id, type, student_key, topic_id,
   (extract(epoch FROM ts) * 1000000)::float8 AS ts_us, is_correct, question_id,
   (extract(epoch FROM ingested_at) * 1000000)::float8 AS ingested_at_us, attempts, correct_count, score_pct,
@@ -250,25 +272,9 @@ export class PgRawEventStore implements RawEventStore {
         }),
       ),
     );
-    const unnest = RAW_COLUMNS.map(([, , kind], i) => `$${i + 1}::${PG_TYPES[kind]}`).join(", ");
-    // One statement: the append, and which of the batch's keys held no row before it. Every part of a
-    // statement reads the same snapshot, so `fresh` sees raw_events as it was before this INSERT (rows of
-    // transactions committed meanwhile are not seen either; their writers fold them, under compare-and-set).
-    const answer = await this.pg.allArrays<{ inserted: boolean; a: string; topic_id: string }>(
-      `WITH s AS (SELECT * FROM unnest(${unnest}) AS s(${COLUMN_LIST})),
-       ins AS (
-         INSERT INTO raw_events (${COLUMN_LIST})
-         SELECT * FROM s
-         WHERE NOT EXISTS (SELECT 1 FROM raw_events r WHERE r.event_id = s.event_id)
-         ON CONFLICT (event_id, topic_id) DO NOTHING
-         RETURNING event_id, topic_id),
-       fresh AS (
-         SELECT k.student_key, k.topic_id FROM (SELECT DISTINCT student_key, topic_id FROM s) k
-         WHERE NOT EXISTS (
-           SELECT 1 FROM raw_events r WHERE r.student_key = k.student_key AND r.topic_id = k.topic_id))
-       SELECT true AS inserted, event_id AS a, topic_id FROM ins
-       UNION ALL
-       SELECT false, student_key, topic_id FROM fresh`,
+    // One statement (PG_RECORD_SQL): the append, and which of the batch's keys held no row before it.
+    const answer = await this.pg.allPrepared<{ inserted: boolean; a: string; topic_id: string }>(
+      PG_RECORD_SQL,
       arrays,
     );
     const done = new Set<string>();
