@@ -8,6 +8,7 @@ import {
   takeExplanationNumbers,
   type WithExplanationNumberColumns,
 } from "./explanationNumbers.ts";
+import { pgArrayLiteral } from "./pgArrayLiteral.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { newestRevisions, type RevisionRow, revisionsSql } from "./revisionTable.ts";
 import { ALERT_DDL } from "./schema.ts";
@@ -70,12 +71,30 @@ export interface DeliveryRow {
   error: string | null;
 }
 
+/**
+ * Which score row of a key the check reads (serving/masteryReadStore.ts ScoreRowNeeds has this shape): the
+ * served one, the row whose source ranks first (`first` before all, then `order`, then any other source), and
+ * its explanation only when its source is one of `explained` (the check scores those from their text).
+ */
+export interface ServedRowPick {
+  readonly order: readonly string[];
+  readonly first: string;
+  readonly explained: readonly string[];
+}
+
 export interface AlertStore {
   readonly kind: "duckdb" | "postgres";
   /** True when calls need no serialization with the server's other store work (a connection pool). */
   readonly concurrent: boolean;
-  /** Every score row of these keys with their alert state and context, in ONE statement. */
-  candidates(keys: readonly { studentKey: string; topicId: string }[]): Promise<AlertCandidate[]>;
+  /**
+   * The score rows of these keys with their alert state and context, in ONE statement: every row, or with
+   * `pick` at least the row it picks of each key (a store may return that row alone, its explanation ""
+   * when its source is not one of pick.explained).
+   */
+  candidates(
+    keys: readonly { studentKey: string; topicId: string }[],
+    pick?: ServedRowPick,
+  ): Promise<AlertCandidate[]>;
   /**
    * Moves each key's state from `prev` to the new one (compare-and-set: a key another checker moved
    * since the read is left alone, and its alert dropped) and writes the raised alerts of the keys it
@@ -278,6 +297,36 @@ export class DuckAlertStore implements AlertStore {
 
 const pgTs = (d: Date) => d.toISOString().replace("T", " ").replace("Z", "");
 
+/**
+ * PgAlertStore.candidates' keys ($1 students, $2 topics, in pairs) and their students' newest school and
+ * grade; raw_events_key_ts (student_key, topic_id, ts) serves the per-student context lookup.
+ */
+const PG_CANDIDATE_KEYS = `WITH k AS (SELECT DISTINCT * FROM unnest($1::text[], $2::text[]) AS k(student_key, topic_id)),
+       ctx AS (
+         SELECT s.student_key,
+                (SELECT r.school_id FROM raw_events r WHERE r.student_key = s.student_key
+                   AND r.school_id IS NOT NULL ORDER BY r.ts DESC LIMIT 1) AS school_id,
+                (SELECT r.grade FROM raw_events r WHERE r.student_key = s.student_key
+                   AND r.grade IS NOT NULL ORDER BY r.ts DESC LIMIT 1) AS grade
+         FROM (SELECT DISTINCT student_key FROM k) s)`;
+
+/** The candidates' columns after the score row's own, and the joins that give them. */
+const PG_CANDIDATE_STATE = `st.below, st.crossings, ctx.school_id, ctx.grade
+       FROM student_mastery m JOIN k USING (student_key, topic_id)
+       LEFT JOIN alert_state st USING (student_key, topic_id)
+       LEFT JOIN ctx USING (student_key)`;
+
+/**
+ * The picked row of each key (ServedRowPick): $3 the sources by rank (pick.first, then pick.order; another
+ * source ranks after them all, as serving/masteryReadStore.ts sourceRank), $4 the sources whose explanation is
+ * read (any other row's comes as ""). Ties of unranked sources go to the first source by name.
+ */
+const PG_PICKED_CANDIDATES = `${PG_CANDIDATE_KEYS}
+       SELECT DISTINCT ON (m.student_key, m.topic_id) m.student_key, m.topic_id, m.mastery_score, m.score_source,
+              m.as_of, CASE WHEN m.score_source = ANY($4::text[]) THEN m.explanation ELSE '' END AS explanation,
+              ${PG_CANDIDATE_STATE}
+       ORDER BY m.student_key, m.topic_id, array_position($3::text[], m.score_source) NULLS LAST, m.score_source`;
+
 export class PgAlertStore implements AlertStore {
   readonly kind = "postgres";
   readonly concurrent = true;
@@ -290,25 +339,29 @@ export class PgAlertStore implements AlertStore {
     return new PgAlertStore(pg);
   }
 
-  async candidates(keys: readonly { studentKey: string; topicId: string }[]): Promise<AlertCandidate[]> {
+  async candidates(
+    keys: readonly { studentKey: string; topicId: string }[],
+    pick?: ServedRowPick,
+  ): Promise<AlertCandidate[]> {
     if (keys.length === 0) return [];
-    // raw_events_key_ts (student_key, topic_id, ts) serves the per-student context lookup.
-    return this.pg.allArrays<AlertCandidate & Record<string, unknown>>(
-      `WITH k AS (SELECT DISTINCT * FROM unnest($1::text[], $2::text[]) AS k(student_key, topic_id)),
-       ctx AS (
-         SELECT s.student_key,
-                (SELECT r.school_id FROM raw_events r WHERE r.student_key = s.student_key
-                   AND r.school_id IS NOT NULL ORDER BY r.ts DESC LIMIT 1) AS school_id,
-                (SELECT r.grade FROM raw_events r WHERE r.student_key = s.student_key
-                   AND r.grade IS NOT NULL ORDER BY r.ts DESC LIMIT 1) AS grade
-         FROM (SELECT DISTINCT student_key FROM k) s)
+    const students = pgArrayLiteral(keys.map((k) => k.studentKey));
+    const topics = pgArrayLiteral(keys.map((k) => k.topicId));
+    // The picked row of each key alone, and its text only where the check reads it: a POST's keys have a
+    // bkt, an elo and a rule_based row each, and the bkt one is served, so two of three rows and every
+    // explanation (~1.2 kB a key) were read and parsed for nothing (docs/benchmarks.md "The app's CPU per
+    // request, round 8 (req29)").
+    if (pick !== undefined)
+      return this.pg.allPrepared<AlertCandidate & Record<string, unknown>>(PG_PICKED_CANDIDATES, [
+        students,
+        topics,
+        pgArrayLiteral([pick.first, ...pick.order]),
+        pgArrayLiteral([...pick.explained]),
+      ]);
+    return this.pg.allPrepared<AlertCandidate & Record<string, unknown>>(
+      `${PG_CANDIDATE_KEYS}
        SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, m.as_of, m.explanation,
-              st.below, st.crossings,
-              ctx.school_id, ctx.grade
-       FROM student_mastery m JOIN k USING (student_key, topic_id)
-       LEFT JOIN alert_state st USING (student_key, topic_id)
-       LEFT JOIN ctx USING (student_key)`,
-      [keys.map((k) => k.studentKey), keys.map((k) => k.topicId)],
+              ${PG_CANDIDATE_STATE}`,
+      [students, topics],
     );
   }
 
