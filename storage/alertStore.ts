@@ -350,14 +350,16 @@ export class PgAlertStore implements AlertStore {
     // bkt, an elo and a rule_based row each, and the bkt one is served, so two of three rows and every
     // explanation (~1.2 kB a key) were read and parsed for nothing (docs/benchmarks.md "The app's CPU per
     // request, round 8 (req29)").
+    // Both forms are sent unnamed (planned with each batch's keys): a named statement's generic plan, made while
+    // student_mastery was small, joins it by a sequential scan that grows with the table (round 9, req30).
     if (pick !== undefined)
-      return this.pg.allPrepared<AlertCandidate & Record<string, unknown>>(PG_PICKED_CANDIDATES, [
+      return this.pg.allArrays<AlertCandidate & Record<string, unknown>>(PG_PICKED_CANDIDATES, [
         students,
         topics,
         pgArrayLiteral([pick.first, ...pick.order]),
         pgArrayLiteral([...pick.explained]),
       ]);
-    return this.pg.allPrepared<AlertCandidate & Record<string, unknown>>(
+    return this.pg.allArrays<AlertCandidate & Record<string, unknown>>(
       `${PG_CANDIDATE_KEYS}
        SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, m.as_of, m.explanation,
               ${PG_CANDIDATE_STATE}`,

@@ -216,8 +216,10 @@ const PG_TYPES: Record<ColumnKind, string> = {
  * PgRawEventStore.recordWithNewKeys' statement: the append, and which of the batch's keys held no row before
  * it. Every part of a statement reads the same snapshot, so `fresh` sees raw_events as it was before this
  * INSERT (rows of transactions committed meanwhile are not seen either; their writers fold them, under
- * compare-and-set). Run as a named prepared statement: PostgreSQL parses and plans its ~1 kB text once per
- * pooled connection, and each POST group sends only the parameters.
+ * compare-and-set). Sent unnamed, so planned with each batch's parameters and the tables' current sizes: as a
+ * named statement, PostgreSQL's plan cache (plan_cache_mode auto) may keep a generic plan made while raw_events
+ * was small, a hash anti-join over a sequential scan of the whole table, whose cost then grows with the table
+ * (docs/benchmarks.md "The app's CPU per request, round 9 (req30)"; test/storage/postStatementsGrownTables.int.test.ts).
  */
 const PG_RECORD_SQL = `WITH s AS (SELECT * FROM unnest(${RAW_COLUMNS.map(([, , kind], i) => `$${i + 1}::${PG_TYPES[kind]}`).join(", ")}) AS s(${COLUMN_LIST})),
        ins AS (
@@ -273,7 +275,7 @@ export class PgRawEventStore implements RawEventStore {
       ),
     );
     // One statement (PG_RECORD_SQL): the append, and which of the batch's keys held no row before it.
-    const answer = await this.pg.allPrepared<{ inserted: boolean; a: string; topic_id: string }>(
+    const answer = await this.pg.allArrays<{ inserted: boolean; a: string; topic_id: string }>(
       PG_RECORD_SQL,
       arrays,
     );
