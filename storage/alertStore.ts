@@ -379,6 +379,43 @@ export class PgAlertStore implements AlertStore {
       a.studentKey < b.studentKey ? -1 : a.studentKey > b.studentKey ? 1 : a.topicId < b.topicId ? -1 : 1;
     const fresh = states.filter((st) => st.prev === null).sort(byKey);
     const known = states.filter((st) => st.prev !== null).sort(byKey);
+    const alertArrays = (list: readonly AlertRow[]) => [
+      list.map((a) => a.alertId),
+      list.map((a) => a.studentKey),
+      list.map((a) => a.topicId),
+      list.map((a) => a.rule),
+      list.map((a) => a.threshold),
+      list.map((a) => a.score),
+      list.map((a) => a.scoreSource),
+      list.map((a) => a.schoolId),
+      list.map((a) => a.grade),
+      list.map((a) => a.crossing),
+    ];
+    if (known.length === 0) {
+      // Keys checked for the first time only (a POST's new keys): the states' insert and the alerts of the keys
+      // it inserted in one statement, atomic as the transaction below but one round trip instead of four.
+      const inserted = await this.pg.allArrays<{ alert_id: string }>(
+        `WITH moved AS (
+           INSERT INTO alert_state
+           SELECT s.*, $5::timestamp FROM unnest($1::text[], $2::text[], $3::boolean[], $4::int[]) AS s
+           ON CONFLICT (student_key, topic_id) DO NOTHING RETURNING student_key, topic_id)
+         INSERT INTO alerts
+         SELECT a.*, $5::timestamp FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::float8[],
+             $11::float8[], $12::text[], $13::text[], $14::int[], $15::int[])
+           AS a(alert_id, student_key, topic_id, rule, threshold, score, score_source, school_id, grade, crossing)
+         WHERE (a.student_key, a.topic_id) IN (SELECT student_key, topic_id FROM moved)
+         ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id`,
+        [
+          fresh.map((st) => st.studentKey),
+          fresh.map((st) => st.topicId),
+          fresh.map((st) => st.below),
+          fresh.map((st) => st.crossings),
+          ts,
+          ...alertArrays(alerts),
+        ],
+      );
+      return new Set(inserted.map((r) => r.alert_id));
+    }
     return this.pg.transaction(async () => {
       const moved = new Set<string>();
       if (known.length > 0) {
@@ -430,19 +467,7 @@ export class PgAlertStore implements AlertStore {
          SELECT a.*, $11::timestamp FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
            $5::float8[], $6::float8[], $7::text[], $8::text[], $9::int[], $10::int[]) AS a
          ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id`,
-        [
-          mine.map((a) => a.alertId),
-          mine.map((a) => a.studentKey),
-          mine.map((a) => a.topicId),
-          mine.map((a) => a.rule),
-          mine.map((a) => a.threshold),
-          mine.map((a) => a.score),
-          mine.map((a) => a.scoreSource),
-          mine.map((a) => a.schoolId),
-          mine.map((a) => a.grade),
-          mine.map((a) => a.crossing),
-          ts,
-        ],
+        [...alertArrays(mine), ts],
       );
       return new Set(inserted.map((r) => r.alert_id));
     });
