@@ -77,7 +77,9 @@ async function scenario(
     AT,
   );
   expect([...mixed].sort()).toEqual(["a6"]);
-  expect(await rows("SELECT crossings FROM alert_state WHERE student_key = 'k2'")).toEqual([{ crossings: 2 }]);
+  expect(await rows("SELECT crossings FROM alert_state WHERE student_key = 'k2'")).toEqual([
+    { crossings: 2 },
+  ]);
   expect((await rows("SELECT alert_id FROM alerts ORDER BY alert_id")).map((r) => r.alert_id)).toEqual([
     "a1",
     "a2",
