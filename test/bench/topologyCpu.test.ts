@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import {
   cpuPerRequest,
   formatCpuRows,
-  procStatTicks,
   processCpuMs,
+  procStatTicks,
   samplePids,
   type TopologyPids,
   windowCpu,
