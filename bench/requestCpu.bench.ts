@@ -10,6 +10,11 @@
  * child's CPU time (user + system) before and after, each time once the work the requests left for after their
  * answers is done (createApp's drain: a POST's alert check and raw copy, cache invalidations): CPU per request =
  * its difference / requests answered.
+ * The same windows read the CPU of the PostgreSQL backends serving the server (its pooled connections, tagged with
+ * application_name = the run's schema name through PGAPPNAME; pids from pg_stat_activity at each sample, utime +
+ * stime from /proc/<pid>/stat) and of redis-server (shared: other users' commands count there too, so compare its
+ * column only between interleaved runs). "product" = app + PostgreSQL backends per request; "+Redis" adds Redis.
+ * /proc's clock ticks are 10 ms: a round's PostgreSQL figure is good to ~10 ms over its requests.
  * Kinds, in order: `hit` (GET /mastery of REQ_HOT students read before: cache hits), `miss` (GET /mastery of
  * students never read: each request a cold miss), `history` (GET /mastery/:id/T0/history of REQ_HOT students whose
  * T0 history holds ~3 x REQ_HISTORY_POSTS entries, written by real POSTs before the runs), `recommendations` (of the
@@ -28,6 +33,7 @@
  *                                                  # server's pid
  *   REQ_SERVER_NODE_FLAGS="--trace-gc" ...         # node / V8 flags of the server process
  *   REQ_HISTORY_CACHE_MB=0 ...                     # the history cache off: each history request a miss
+ *   REQ_JSON=/tmp/r.json ...                       # every round's figures per kind, and their medians, as JSON
  * The history kind reads the same hot histories without writes in between: with the history cache (its default)
  * that is the cost of a history cache hit; REQ_HISTORY_CACHE_MB=0 gives the cost of a miss.
  */
@@ -45,15 +51,17 @@ import { parseThresholds } from "../serving/alerts.ts";
 import { createApp, loadServingConfig, servingDuckOptions } from "../serving/app.ts";
 import { signToken } from "../serving/auth.ts";
 import { DuckStore } from "../storage/duckdb.ts";
-import type { PgStore } from "../storage/postgres.ts";
+import { PgStore } from "../storage/postgres.ts";
 import { openBenchPgBackends } from "./benchBackends.ts";
 import {
   envNumber as env,
   BENCH_PSEUDONYM_KEY as KEY,
+  BENCH_PG_URL as PG_URL,
   quizPostBody,
   BENCH_REDIS_URL as REDIS_URL,
   BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
+import { pgrep, samplePids, windowCpu } from "./topologyCpu.ts";
 import { SEED_EXPLANATION } from "./wideSeed.ts";
 
 const TOPICS = 20;
@@ -93,6 +101,9 @@ async function serve(): Promise<void> {
   const students = env("REQ_STUDENTS", 8000);
   const pseudo = new Pseudonymizer(KEY);
   const name = `${PREFIX}_${process.pid}`;
+  // Every connection node-postgres opens from here on carries the name: the driver finds this server's
+  // backends in pg_stat_activity by it.
+  process.env.PGAPPNAME = name;
   const dir = mkdtempSync(join(tmpdir(), "req-cpu-"));
   const store = await DuckStore.open(join(dir, "mastery.duckdb"), {
     encryption: null,
@@ -212,6 +223,17 @@ async function drive(): Promise<void> {
     server.once("exit", (code) => fail(new Error(`the server exited with ${code} before it was ready`)));
   });
   const base = `http://127.0.0.1:${ready.port}`;
+  // The driver's own connection (not tagged with the server's name) lists the server's backends at each sample.
+  const pgc = await PgStore.open(PG_URL, { poolMax: 1 });
+  const redisPids = pgrep(["-x", "redis-server"]);
+  const sampleServices = async () => {
+    const pids = (
+      await pgc.all<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = $1", [
+        ready.name,
+      ])
+    ).map((r) => Number(r.pid));
+    return { pg: samplePids(pids), redis: samplePids(redisPids) };
+  };
   /** The server's CPU µs so far, and its POST groups and the requests they held. */
   const cpu = () =>
     new Promise<{ cpu: number; groups: number; posts: number }>((ok) => {
@@ -306,7 +328,17 @@ async function drive(): Promise<void> {
   // Warm-up: the JIT and the hot students' bodies (cached from here on; nothing invalidates them).
   for (const kind of KINDS) if (kind !== "miss") await run(kind, Math.min(n, 500));
   await run("miss", Math.min(n, 200));
-  const results = new Map<Kind, { cpuUs: number; rps: number; perGroup: number }[]>();
+  interface Round {
+    cpuUs: number;
+    pgUs: number;
+    redisUs: number;
+    productUs: number;
+    rps: number;
+    perGroup: number;
+    pgBackends: number;
+    pgGone: number;
+  }
+  const results = new Map<Kind, Round[]>();
   // The profile's timestamps are CLOCK_MONOTONIC µs, as process.hrtime's in any process of this machine.
   const windows: { kind: Kind; round: number; fromUs: number; toUs: number }[] = [];
   const monoUs = () => Number(process.hrtime.bigint() / 1000n);
@@ -315,35 +347,79 @@ async function drive(): Promise<void> {
       // The POSTs touch cold students only: the hot students' bodies stay cached.
       const amount = kind === "events" ? Math.max(50, Math.round(n / 10)) : n;
       const c0 = await cpu();
+      const s0 = await sampleServices();
       const fromUs = monoUs();
       const res = await run(kind, amount);
       windows.push({ kind, round: r, fromUs, toUs: monoUs() });
       const c1 = await cpu();
+      const s1 = await sampleServices();
+      const pgWin = windowCpu(s0.pg, s1.pg);
+      const redisWin = windowCpu(s0.redis, s1.redis);
       if (res.non2xx + res.errors + res.timeouts > 0)
         throw new Error(
           `${kind}: ${res.non2xx} non-2xx, ${res.errors} errors, ${res.timeouts} timeouts; the bench needs every answer 2xx`,
         );
       const list = results.get(kind) ?? [];
       results.set(kind, list);
+      const total = res.requests.total;
+      const cpuUs = (c1.cpu - c0.cpu) / total;
+      const pgUs = (pgWin.cpuMs * 1000) / total;
       list.push({
-        cpuUs: (c1.cpu - c0.cpu) / res.requests.total,
+        cpuUs,
+        pgUs,
+        redisUs: (redisWin.cpuMs * 1000) / total,
+        productUs: cpuUs + pgUs,
         rps: res.requests.average,
         perGroup: c1.groups > c0.groups ? (c1.posts - c0.posts) / (c1.groups - c0.groups) : 0,
+        pgBackends: pgWin.counted + pgWin.started,
+        pgGone: pgWin.gone,
       });
     }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+  const col = (list: Round[], f: (x: Round) => number) =>
+    `${median(list.map(f)).toFixed(0).padStart(6)} (${list.map((x) => f(x).toFixed(0)).join(", ")})`;
+  process.stdout.write(
+    "  CPU-µs a request, median of the rounds (each round's in parentheses); Redis is shared (other users count)\n" +
+      `  ${"kind".padEnd(16)} ${"app".padEnd(24)} ${"PostgreSQL backends".padEnd(24)} ${"product = app + PG".padEnd(24)} ${"Redis (shared)".padEnd(24)} +Redis\n`,
+  );
   for (const kind of kinds) {
     const list = results.get(kind) ?? [];
     process.stdout.write(
-      `  ${kind.padEnd(16)} server CPU ${median(list.map((x) => x.cpuUs))
-        .toFixed(0)
-        .padStart(6)} µs a request (rounds ${list
-        .map((x) => x.cpuUs.toFixed(0))
-        .join(", ")}), ${median(list.map((x) => x.rps)).toFixed(0)} req/s${
-        kind === "events" ? `, ${median(list.map((x) => x.perGroup)).toFixed(1)} POSTs a group` : ""
-      }\n`,
+      `  ${kind.padEnd(16)} ${col(list, (x) => x.cpuUs).padEnd(24)} ${col(list, (x) => x.pgUs).padEnd(24)} ` +
+        `${col(list, (x) => x.productUs).padEnd(24)} ${col(list, (x) => x.redisUs).padEnd(24)} ` +
+        `${median(list.map((x) => x.productUs + x.redisUs)).toFixed(0)}; ` +
+        `${median(list.map((x) => x.rps)).toFixed(0)} req/s, ${Math.max(...list.map((x) => x.pgBackends))} backends` +
+        `${list.some((x) => x.pgGone > 0) ? ` (${list.reduce((n, x) => n + x.pgGone, 0)} closed in a window: their CPU there lost)` : ""}` +
+        `${kind === "events" ? `, ${median(list.map((x) => x.perGroup)).toFixed(1)} POSTs a group` : ""}\n`,
     );
   }
+  const jsonFile = process.env.REQ_JSON;
+  if (jsonFile !== undefined)
+    writeFileSync(
+      jsonFile,
+      `${JSON.stringify(
+        Object.fromEntries(
+          kinds.map((k) => {
+            const list = results.get(k) ?? [];
+            return [
+              k,
+              {
+                rounds: list,
+                median: {
+                  app: median(list.map((x) => x.cpuUs)),
+                  pg: median(list.map((x) => x.pgUs)),
+                  redis: median(list.map((x) => x.redisUs)),
+                  product: median(list.map((x) => x.productUs)),
+                },
+              },
+            ];
+          }),
+        ),
+        null,
+        1,
+      )}\n`,
+    );
+  await pgc.close();
   server.send("stop");
   await new Promise((ok) => server.once("exit", ok));
   const windowsFile = process.env.REQ_WINDOWS ?? (prof ? join(prof, "windows.json") : undefined);

@@ -12,6 +12,22 @@ import { join } from "node:path";
 /** Clock ticks per second of /proc's utime and stime (USER_HZ; 100 on every Linux this runs on). */
 const TICKS_PER_S = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
+/**
+ * utime + stime in clock ticks from the text of a /proc/<pid>/stat file, or undefined when it does not parse.
+ * The command name (field 2) may hold spaces and parentheses: the fields after it start after the last ")".
+ */
+export function procStatTicks(stat: string): number | undefined {
+  const close = stat.lastIndexOf(")");
+  if (close < 0) return undefined;
+  const fields = stat.slice(close + 2).split(" ");
+  // Fields 14 (utime) and 15 (stime) of proc(5), i.e. 11 and 12 counted from field 3.
+  const utime = fields[11];
+  const stime = fields[12];
+  if (utime === undefined || stime === undefined || !/^\d+$/.test(utime) || !/^\d+$/.test(stime))
+    return undefined;
+  return Number(utime) + Number(stime);
+}
+
 /** utime + stime of `pid` in ms of CPU, or undefined when the process is gone. */
 export function processCpuMs(pid: number): number | undefined {
   let stat: string;
@@ -20,11 +36,56 @@ export function processCpuMs(pid: number): number | undefined {
   } catch {
     return undefined;
   }
-  // The command name (field 2) may hold spaces and parentheses: the fields after it start after the last ")".
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields 14 (utime) and 15 (stime) of proc(5), i.e. 11 and 12 counted from field 3.
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return Number.isFinite(ticks) ? (ticks * 1000) / TICKS_PER_S : undefined;
+  const ticks = procStatTicks(stat);
+  return ticks === undefined ? undefined : (ticks * 1000) / TICKS_PER_S;
+}
+
+/** CPU-ms of each of `pids` at this instant (a pid that is gone is left out). */
+export function samplePids(pids: readonly number[]): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const pid of pids) {
+    const ms = processCpuMs(pid);
+    if (ms !== undefined) out.set(pid, ms);
+  }
+  return out;
+}
+
+/** The CPU a set of processes used in one window, from a sample at its start and one at its end. */
+export interface WindowCpu {
+  cpuMs: number;
+  /** Processes in both samples (their difference counted). */
+  counted: number;
+  /** Processes only in the end's sample: started inside the window, their whole CPU counted. */
+  started: number;
+  /** Processes only in the start's sample: ended inside the window, their CPU in it lost (not counted). */
+  gone: number;
+}
+
+/**
+ * CPU used between two samples of a group whose members may change (a pool's PostgreSQL backends: one opened in
+ * the window counts from 0, since all its CPU was spent after the start's sample; one closed in it is lost and
+ * shows in `gone`). The end's sample must list every member alive at the end.
+ */
+export function windowCpu(
+  before: ReadonlyMap<number, number>,
+  after: ReadonlyMap<number, number>,
+): WindowCpu {
+  let cpuMs = 0;
+  let counted = 0;
+  let started = 0;
+  for (const [pid, ms] of after) {
+    const b = before.get(pid);
+    if (b === undefined) {
+      started++;
+      cpuMs += ms;
+    } else {
+      counted++;
+      cpuMs += ms - b;
+    }
+  }
+  let gone = 0;
+  for (const pid of before.keys()) if (!after.has(pid)) gone++;
+  return { cpuMs, counted, started, gone };
 }
 
 export interface TopologyPids {
@@ -39,7 +100,8 @@ const pidFile = (dir: string, name: string): number[] => {
   return Number.isInteger(pid) && pid > 0 ? [pid] : [];
 };
 
-const pgrep = (args: string[]): number[] => {
+/** pgrep's pids for `args` (none when nothing matches). */
+export const pgrep = (args: string[]): number[] => {
   try {
     return execFileSync("pgrep", args)
       .toString()
@@ -77,13 +139,7 @@ export function topologyPids(localDir: string, servers: number, pgBackends: numb
 
 /** CPU-ms of every pid of `t` at this instant. */
 export function sampleCpu(t: TopologyPids): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const pids of t.groups.values())
-    for (const pid of pids) {
-      const ms = processCpuMs(pid);
-      if (ms !== undefined) out.set(pid, ms);
-    }
-  return out;
+  return samplePids([...t.groups.values()].flat());
 }
 
 export interface CpuRow {

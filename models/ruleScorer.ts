@@ -514,7 +514,16 @@ function storedOf(block: StoredRuleState | null, asOfUs: number, cfg: RuleConfig
  */
 export function storedRuleScore(block: StoredRuleState, asOfUs: number): RuleScore {
   const at = scoreOfBlock(block, asOfUs);
-  const explanation: StoredRuleExplanation = { ...at.explanation, rule: block };
+  const e = at.explanation;
+  // Field by field, in the explanation's order (the stored text's bytes): a spread that adds `rule` would leave
+  // V8's fast path (~4-7 µs a row on every POST's rule rows).
+  const explanation: StoredRuleExplanation = {
+    base: e.base,
+    factors: e.factors,
+    rest: e.rest,
+    score: e.score,
+    rule: block,
+  };
   return { score: at.score, explanation };
 }
 

@@ -6,10 +6,17 @@ import { parse as parseYaml } from "yaml";
 import type { AlertCandidate, AlertStateRow, AlertStore } from "../storage/alertStore.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sourceRank } from "./masteryReadStore.ts";
-import { DEFAULT_SOURCE_ORDER, rowAtReadTime, TEACHER_OVERRIDE } from "./masteryView.ts";
+import { rowAtReadTime, scoreRowNeeds } from "./masteryView.ts";
 import { readTimeScoreSql } from "./readTimeScoreSql.ts";
 import { explanationText } from "./storedExplanations.ts";
 import { type ApplyResult, alertKeys, type UpdatedKey } from "./updater.ts";
+
+/**
+ * The row of a key the check reads: the one served without an experiment arm or a configured order (the
+ * teacher's override, then DEFAULT_SOURCE_ORDER), with its text when its source is scored from it at read
+ * time (rule_based, the decaying sources).
+ */
+const CHECKED_ROW = scoreRowNeeds({});
 
 /**
  * At-risk alerts: when a student's served mastery on a topic drops below the threshold of their
@@ -284,12 +291,13 @@ export class AlertEngine {
   async check(keys: readonly UpdatedKey[]): Promise<AlertPayload[]> {
     if (keys.length === 0) return [];
     const now = this.opts.now?.() ?? new Date();
-    const rank = (s: string) => sourceRank(s, DEFAULT_SOURCE_ORDER, TEACHER_OVERRIDE);
+    const rank = (s: string) => sourceRank(s, CHECKED_ROW.order, CHECKED_ROW.first);
     // The served row of each key is picked by its source alone, so only that row is brought to check
     // time (rowAtReadTime parses a rule row's explanation: with bkt served, the rule row's was parsed for
-    // nothing on every POST).
+    // nothing on every POST); a store that can (PostgreSQL) reads that row alone, with its text only when
+    // rowAtReadTime reads it.
     const served = new Map<string, AlertCandidate>();
-    for (const r of await this.store.candidates(keys)) {
+    for (const r of await this.store.candidates(keys, CHECKED_ROW)) {
       const k = `${r.student_key}\u0000${r.topic_id}`;
       const cur = served.get(k);
       if (cur === undefined || rank(r.score_source) < rank(cur.score_source)) served.set(k, r);

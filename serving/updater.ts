@@ -146,10 +146,17 @@ export function rowsFromEvent(
   const e = event as unknown as Record<string, unknown>;
   const str = (k: string): string | null => (typeof e[k] === "string" ? (e[k] as string) : null);
   const num = (k: string): number | null => (typeof e[k] === "number" ? (e[k] as number) : null);
-  const base: Omit<RawEventRow, "topic_id"> = {
+  const topics = event.type === "assignment" ? [...new Set(event.topic_ids)] : [event.topic_id];
+  const topic = topics[0];
+  if (topic === undefined) return [];
+  // The row as one literal with its topic: a spread that adds a field (`{ ...base, topic_id }`) leaves V8's
+  // fast path (~7 µs a row, docs/benchmarks.md "The app's CPU per request, round 8 (req29)"); one that only
+  // overrides a field (an assignment's further topics, below) stays on it.
+  const first: RawEventRow = {
     event_id: event.event_id,
     type: event.type,
     student_key: pseudonymizer.studentKey(event.student_id),
+    topic_id: topic,
     ts_us: isoToMicros(event.timestamp),
     school_id: str("school_id"),
     class_id: str("class_id"),
@@ -172,8 +179,7 @@ export function rowsFromEvent(
     source: opts.source,
     ingested_at_us: opts.ingestedAtUs,
   };
-  const topics = event.type === "assignment" ? [...new Set(event.topic_ids)] : [event.topic_id];
-  return topics.map((topic_id) => ({ ...base, topic_id }));
+  return topics.length === 1 ? [first] : topics.map((topic_id) => ({ ...first, topic_id }));
 }
 
 /**
@@ -251,31 +257,57 @@ export function masteryScores(
   ];
 }
 
+// The stored state as one object literal: a rest pattern (the LearnerState part of a stored state) or a
+// spread followed by new fields copies through V8's generic property path, ~1-4 µs a key, and both ran for
+// every key of every POST (docs/benchmarks.md "The app's CPU per request, round 8 (req29)"). A field added
+// to StoredLearnerState fails to compile here until it is listed. The fold and the scores read a stored
+// state's LearnerState fields as they are (applyEvent copies its input; the extra fields it carries over are
+// not read, and not kept: this literal takes the LearnerState fields only).
 function toStored(
   s: LearnerState,
   models: BktEloModels,
   latent: LatentColumns,
   rule: RuleColumns,
 ): StoredLearnerState {
-  return { ...s, bktModelVersion: models.bktVersion, eloModelVersion: models.eloVersion, ...latent, ...rule };
-}
-
-function toLearner(s: StoredLearnerState): LearnerState {
-  const {
-    bktModelVersion: _b,
-    eloModelVersion: _e,
-    latent: _l,
-    latentModelVersion: _v,
-    rule: _r,
-    ruleModelVersion: _rv,
-    ...rest
-  } = s;
-  return rest;
+  return {
+    pMastery: s.pMastery,
+    pUnknown: s.pUnknown,
+    bktN: s.bktN,
+    eloAbility: s.eloAbility,
+    eloN: s.eloN,
+    correctN: s.correctN,
+    correctStreak: s.correctStreak,
+    lastTs: s.lastTs,
+    lastEventId: s.lastEventId,
+    eventN: s.eventN,
+    bktCorrectDelta: s.bktCorrectDelta,
+    bktIncorrectDelta: s.bktIncorrectDelta,
+    bktLearnDelta: s.bktLearnDelta,
+    bktStreakObsDelta: s.bktStreakObsDelta,
+    bktStreakLearnDelta: s.bktStreakLearnDelta,
+    eloCorrectDelta: s.eloCorrectDelta,
+    eloIncorrectDelta: s.eloIncorrectDelta,
+    eloStreakDelta: s.eloStreakDelta,
+    bktModelVersion: models.bktVersion,
+    eloModelVersion: models.eloVersion,
+    latent: latent.latent ?? null,
+    latentModelVersion: latent.latentModelVersion ?? null,
+    rule: rule.rule ?? null,
+    ruleModelVersion: rule.ruleModelVersion ?? null,
+  };
 }
 
 /** A key's stored rows as the fold counts them: the first ingested copy of each event (firstIngestedCopies). */
 export function firstIngestedRows(rows: readonly LearnerRow[]): LearnerRow[] {
-  return firstIngestedCopies(rows.map((row) => ({ ...learnerEvent(row), row }))).map((e) => e.row);
+  // Each row by its event object (not `{ ...learnerEvent(row), row }`: a spread that adds a field leaves V8's
+  // fast path, ~4-7 µs a row).
+  const byEvent = new Map<LearnerEvent, LearnerRow>();
+  const events = rows.map((row) => {
+    const e = learnerEvent(row);
+    byEvent.set(e, row);
+    return e;
+  });
+  return firstIngestedCopies(events).map((e) => byEvent.get(e)!);
 }
 
 /**
@@ -290,7 +322,7 @@ export function stateScores(
   models: BktEloModels,
   studentOffset = 0,
 ): MasteryWrite["scores"] {
-  const scores = masteryScores(toLearner(state), params, models);
+  const scores = masteryScores(state, params, models);
   const latent = latentScores(models.latent, topicId, state, state.lastTs, studentOffset);
   const rule = ruleScores(models.rule, state);
   return latent.length === 0 && rule.length === 0 ? scores : [...scores, ...latent, ...rule];
@@ -547,7 +579,7 @@ export class IncrementalUpdater implements EventUpdater {
           replay.push({ plan, loaded: l });
           continue;
         }
-        const next = replayEvents(events, this.paramsFor(plan.topicId), toLearner(s!));
+        const next = replayEvents(events, this.paramsFor(plan.topicId), s!);
         const latent = foldLatentColumns(models.latent, plan.topicId, events, s);
         const rule = foldRuleColumns(models.rule, fresh, s, next.eventN);
         for (const r of fresh) plan.outcome.set(r.event_id, "applied");

@@ -8,6 +8,7 @@ import {
   takeExplanationNumbers,
   type WithExplanationNumberColumns,
 } from "./explanationNumbers.ts";
+import { pgArrayLiteral } from "./pgArrayLiteral.ts";
 import { type PgStore, pgDialectDdl } from "./postgres.ts";
 import { newestRevisions, type RevisionRow, revisionsSql } from "./revisionTable.ts";
 import { ALERT_DDL } from "./schema.ts";
@@ -70,12 +71,30 @@ export interface DeliveryRow {
   error: string | null;
 }
 
+/**
+ * Which score row of a key the check reads (serving/masteryReadStore.ts ScoreRowNeeds has this shape): the
+ * served one, the row whose source ranks first (`first` before all, then `order`, then any other source), and
+ * its explanation only when its source is one of `explained` (the check scores those from their text).
+ */
+export interface ServedRowPick {
+  readonly order: readonly string[];
+  readonly first: string;
+  readonly explained: readonly string[];
+}
+
 export interface AlertStore {
   readonly kind: "duckdb" | "postgres";
   /** True when calls need no serialization with the server's other store work (a connection pool). */
   readonly concurrent: boolean;
-  /** Every score row of these keys with their alert state and context, in ONE statement. */
-  candidates(keys: readonly { studentKey: string; topicId: string }[]): Promise<AlertCandidate[]>;
+  /**
+   * The score rows of these keys with their alert state and context, in ONE statement: every row, or with
+   * `pick` at least the row it picks of each key (a store may return that row alone, its explanation ""
+   * when its source is not one of pick.explained).
+   */
+  candidates(
+    keys: readonly { studentKey: string; topicId: string }[],
+    pick?: ServedRowPick,
+  ): Promise<AlertCandidate[]>;
   /**
    * Moves each key's state from `prev` to the new one (compare-and-set: a key another checker moved
    * since the read is left alone, and its alert dropped) and writes the raised alerts of the keys it
@@ -278,6 +297,36 @@ export class DuckAlertStore implements AlertStore {
 
 const pgTs = (d: Date) => d.toISOString().replace("T", " ").replace("Z", "");
 
+/**
+ * PgAlertStore.candidates' keys ($1 students, $2 topics, in pairs) and their students' newest school and
+ * grade; raw_events_key_ts (student_key, topic_id, ts) serves the per-student context lookup.
+ */
+const PG_CANDIDATE_KEYS = `WITH k AS (SELECT DISTINCT * FROM unnest($1::text[], $2::text[]) AS k(student_key, topic_id)),
+       ctx AS (
+         SELECT s.student_key,
+                (SELECT r.school_id FROM raw_events r WHERE r.student_key = s.student_key
+                   AND r.school_id IS NOT NULL ORDER BY r.ts DESC LIMIT 1) AS school_id,
+                (SELECT r.grade FROM raw_events r WHERE r.student_key = s.student_key
+                   AND r.grade IS NOT NULL ORDER BY r.ts DESC LIMIT 1) AS grade
+         FROM (SELECT DISTINCT student_key FROM k) s)`;
+
+/** The candidates' columns after the score row's own, and the joins that give them. */
+const PG_CANDIDATE_STATE = `st.below, st.crossings, ctx.school_id, ctx.grade
+       FROM student_mastery m JOIN k USING (student_key, topic_id)
+       LEFT JOIN alert_state st USING (student_key, topic_id)
+       LEFT JOIN ctx USING (student_key)`;
+
+/**
+ * The picked row of each key (ServedRowPick): $3 the sources by rank (pick.first, then pick.order; another
+ * source ranks after them all, as serving/masteryReadStore.ts sourceRank), $4 the sources whose explanation is
+ * read (any other row's comes as ""). Ties of unranked sources go to the first source by name.
+ */
+const PG_PICKED_CANDIDATES = `${PG_CANDIDATE_KEYS}
+       SELECT DISTINCT ON (m.student_key, m.topic_id) m.student_key, m.topic_id, m.mastery_score, m.score_source,
+              m.as_of, CASE WHEN m.score_source = ANY($4::text[]) THEN m.explanation ELSE '' END AS explanation,
+              ${PG_CANDIDATE_STATE}
+       ORDER BY m.student_key, m.topic_id, array_position($3::text[], m.score_source) NULLS LAST, m.score_source`;
+
 export class PgAlertStore implements AlertStore {
   readonly kind = "postgres";
   readonly concurrent = true;
@@ -290,25 +339,31 @@ export class PgAlertStore implements AlertStore {
     return new PgAlertStore(pg);
   }
 
-  async candidates(keys: readonly { studentKey: string; topicId: string }[]): Promise<AlertCandidate[]> {
+  async candidates(
+    keys: readonly { studentKey: string; topicId: string }[],
+    pick?: ServedRowPick,
+  ): Promise<AlertCandidate[]> {
     if (keys.length === 0) return [];
-    // raw_events_key_ts (student_key, topic_id, ts) serves the per-student context lookup.
+    const students = pgArrayLiteral(keys.map((k) => k.studentKey));
+    const topics = pgArrayLiteral(keys.map((k) => k.topicId));
+    // The picked row of each key alone, and its text only where the check reads it: a POST's keys have a
+    // bkt, an elo and a rule_based row each, and the bkt one is served, so two of three rows and every
+    // explanation (~1.2 kB a key) were read and parsed for nothing (docs/benchmarks.md "The app's CPU per
+    // request, round 8 (req29)").
+    // Both forms are sent unnamed (planned with each batch's keys): a named statement's generic plan, made while
+    // student_mastery was small, joins it by a sequential scan that grows with the table (round 9, req30).
+    if (pick !== undefined)
+      return this.pg.allArrays<AlertCandidate & Record<string, unknown>>(PG_PICKED_CANDIDATES, [
+        students,
+        topics,
+        pgArrayLiteral([pick.first, ...pick.order]),
+        pgArrayLiteral([...pick.explained]),
+      ]);
     return this.pg.allArrays<AlertCandidate & Record<string, unknown>>(
-      `WITH k AS (SELECT DISTINCT * FROM unnest($1::text[], $2::text[]) AS k(student_key, topic_id)),
-       ctx AS (
-         SELECT s.student_key,
-                (SELECT r.school_id FROM raw_events r WHERE r.student_key = s.student_key
-                   AND r.school_id IS NOT NULL ORDER BY r.ts DESC LIMIT 1) AS school_id,
-                (SELECT r.grade FROM raw_events r WHERE r.student_key = s.student_key
-                   AND r.grade IS NOT NULL ORDER BY r.ts DESC LIMIT 1) AS grade
-         FROM (SELECT DISTINCT student_key FROM k) s)
+      `${PG_CANDIDATE_KEYS}
        SELECT m.student_key, m.topic_id, m.mastery_score, m.score_source, m.as_of, m.explanation,
-              st.below, st.crossings,
-              ctx.school_id, ctx.grade
-       FROM student_mastery m JOIN k USING (student_key, topic_id)
-       LEFT JOIN alert_state st USING (student_key, topic_id)
-       LEFT JOIN ctx USING (student_key)`,
-      [keys.map((k) => k.studentKey), keys.map((k) => k.topicId)],
+              ${PG_CANDIDATE_STATE}`,
+      [students, topics],
     );
   }
 
@@ -324,6 +379,43 @@ export class PgAlertStore implements AlertStore {
       a.studentKey < b.studentKey ? -1 : a.studentKey > b.studentKey ? 1 : a.topicId < b.topicId ? -1 : 1;
     const fresh = states.filter((st) => st.prev === null).sort(byKey);
     const known = states.filter((st) => st.prev !== null).sort(byKey);
+    const alertArrays = (list: readonly AlertRow[]) => [
+      list.map((a) => a.alertId),
+      list.map((a) => a.studentKey),
+      list.map((a) => a.topicId),
+      list.map((a) => a.rule),
+      list.map((a) => a.threshold),
+      list.map((a) => a.score),
+      list.map((a) => a.scoreSource),
+      list.map((a) => a.schoolId),
+      list.map((a) => a.grade),
+      list.map((a) => a.crossing),
+    ];
+    if (known.length === 0) {
+      // Keys checked for the first time only (a POST's new keys): the states' insert and the alerts of the keys
+      // it inserted in one statement, atomic as the transaction below but one round trip instead of four.
+      const inserted = await this.pg.allArrays<{ alert_id: string }>(
+        `WITH moved AS (
+           INSERT INTO alert_state
+           SELECT s.*, $5::timestamp FROM unnest($1::text[], $2::text[], $3::boolean[], $4::int[]) AS s
+           ON CONFLICT (student_key, topic_id) DO NOTHING RETURNING student_key, topic_id)
+         INSERT INTO alerts
+         SELECT a.*, $5::timestamp FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::float8[],
+             $11::float8[], $12::text[], $13::text[], $14::int[], $15::int[])
+           AS a(alert_id, student_key, topic_id, rule, threshold, score, score_source, school_id, grade, crossing)
+         WHERE (a.student_key, a.topic_id) IN (SELECT student_key, topic_id FROM moved)
+         ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id`,
+        [
+          fresh.map((st) => st.studentKey),
+          fresh.map((st) => st.topicId),
+          fresh.map((st) => st.below),
+          fresh.map((st) => st.crossings),
+          ts,
+          ...alertArrays(alerts),
+        ],
+      );
+      return new Set(inserted.map((r) => r.alert_id));
+    }
     return this.pg.transaction(async () => {
       const moved = new Set<string>();
       if (known.length > 0) {
@@ -375,19 +467,7 @@ export class PgAlertStore implements AlertStore {
          SELECT a.*, $11::timestamp FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
            $5::float8[], $6::float8[], $7::text[], $8::text[], $9::int[], $10::int[]) AS a
          ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id`,
-        [
-          mine.map((a) => a.alertId),
-          mine.map((a) => a.studentKey),
-          mine.map((a) => a.topicId),
-          mine.map((a) => a.rule),
-          mine.map((a) => a.threshold),
-          mine.map((a) => a.score),
-          mine.map((a) => a.scoreSource),
-          mine.map((a) => a.schoolId),
-          mine.map((a) => a.grade),
-          mine.map((a) => a.crossing),
-          ts,
-        ],
+        [...alertArrays(mine), ts],
       );
       return new Set(inserted.map((r) => r.alert_id));
     });

@@ -155,7 +155,8 @@ export class PgMasteryStore implements MasteryStore {
     // One statement (one round trip, atomic on its own). Rows are locked in key order (sorted
     // above), so two writers cannot deadlock; the row lock held until the statement commits
     // serializes writers of one key, and the WHERE skips revisions that are not newer.
-    const rows2 = await this.pg.allArrays<{ n: string }>(
+    // A named prepared statement (one text): parsed and planned once per pooled connection, not per batch.
+    const rows2 = await this.pg.allPrepared<{ n: string }>(
       `WITH moved AS (
          INSERT INTO student_mastery_rev AS m (student_key, topic_id, rev)
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])

@@ -212,6 +212,37 @@ const PG_TYPES: Record<ColumnKind, string> = {
   ts: "timestamp[]",
 };
 
+/**
+ * PgRawEventStore.recordWithNewKeys' statement: the append, and which of the batch's keys held no row before
+ * it. Every part of a statement reads the same snapshot, so `fresh` sees raw_events as it was before this
+ * INSERT (rows of transactions committed meanwhile are not seen either; their writers fold them, under
+ * compare-and-set). Sent unnamed, so planned with each batch's parameters and the tables' current sizes: as a
+ * named statement, PostgreSQL's plan cache (plan_cache_mode auto) may keep a generic plan made while raw_events
+ * was small, a hash anti-join over a sequential scan of the whole table, whose cost then grows with the table
+ * (docs/benchmarks.md "The app's CPU per request, round 9 (req30)"; test/storage/postStatementsGrownTables.int.test.ts).
+ * Its two lookups (is the event stored? did the key hold a row?) are LATERAL subqueries with LIMIT 1, which the
+ * planner cannot turn into a join: each is an index probe per event or key. As NOT EXISTS anti-joins, a group's
+ * key lookup on a never-analyzed raw_events of a few thousand rows was planned as a hash anti-join over a
+ * sequential scan of the table, ~4x the statement's CPU (round 11, post32; test/storage/rawAppendGroupScans.int.test.ts).
+ */
+const PG_RECORD_SQL = `WITH s AS (SELECT * FROM unnest(${RAW_COLUMNS.map(([, , kind], i) => `$${i + 1}::${PG_TYPES[kind]}`).join(", ")}) AS s(${COLUMN_LIST})),
+       ins AS (
+         INSERT INTO raw_events (${COLUMN_LIST})
+         SELECT s.* FROM s
+         LEFT JOIN LATERAL (SELECT true AS stored FROM raw_events r WHERE r.event_id = s.event_id LIMIT 1) e ON true
+         WHERE e.stored IS NULL
+         ON CONFLICT (event_id, topic_id) DO NOTHING
+         RETURNING event_id, topic_id),
+       fresh AS (
+         SELECT k.student_key, k.topic_id FROM (SELECT DISTINCT student_key, topic_id FROM s) k
+         LEFT JOIN LATERAL (
+           SELECT true AS stored FROM raw_events r
+           WHERE r.student_key = k.student_key AND r.topic_id = k.topic_id LIMIT 1) e ON true
+         WHERE e.stored IS NULL)
+       SELECT true AS inserted, event_id AS a, topic_id FROM ins
+       UNION ALL
+       SELECT false, student_key, topic_id FROM fresh`;
+
 const PG_LEARNER_COLUMNS = `event_id, type, student_key, topic_id,
   (extract(epoch FROM ts) * 1000000)::float8 AS ts_us, is_correct, question_id,
   (extract(epoch FROM ingested_at) * 1000000)::float8 AS ingested_at_us, attempts, correct_count, score_pct,
@@ -250,25 +281,9 @@ export class PgRawEventStore implements RawEventStore {
         }),
       ),
     );
-    const unnest = RAW_COLUMNS.map(([, , kind], i) => `$${i + 1}::${PG_TYPES[kind]}`).join(", ");
-    // One statement: the append, and which of the batch's keys held no row before it. Every part of a
-    // statement reads the same snapshot, so `fresh` sees raw_events as it was before this INSERT (rows of
-    // transactions committed meanwhile are not seen either; their writers fold them, under compare-and-set).
+    // One statement (PG_RECORD_SQL): the append, and which of the batch's keys held no row before it.
     const answer = await this.pg.allArrays<{ inserted: boolean; a: string; topic_id: string }>(
-      `WITH s AS (SELECT * FROM unnest(${unnest}) AS s(${COLUMN_LIST})),
-       ins AS (
-         INSERT INTO raw_events (${COLUMN_LIST})
-         SELECT * FROM s
-         WHERE NOT EXISTS (SELECT 1 FROM raw_events r WHERE r.event_id = s.event_id)
-         ON CONFLICT (event_id, topic_id) DO NOTHING
-         RETURNING event_id, topic_id),
-       fresh AS (
-         SELECT k.student_key, k.topic_id FROM (SELECT DISTINCT student_key, topic_id FROM s) k
-         WHERE NOT EXISTS (
-           SELECT 1 FROM raw_events r WHERE r.student_key = k.student_key AND r.topic_id = k.topic_id))
-       SELECT true AS inserted, event_id AS a, topic_id FROM ins
-       UNION ALL
-       SELECT false, student_key, topic_id FROM fresh`,
+      PG_RECORD_SQL,
       arrays,
     );
     const done = new Set<string>();

@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { cpuPerRequest, formatCpuRows, processCpuMs, type TopologyPids } from "../../bench/topologyCpu.ts";
+import {
+  cpuPerRequest,
+  formatCpuRows,
+  processCpuMs,
+  procStatTicks,
+  samplePids,
+  type TopologyPids,
+  windowCpu,
+} from "../../bench/topologyCpu.ts";
 
 describe("bench/topologyCpu", () => {
   it("splits the CPU between two samples per group and per request, leaving out processes seen once", () => {
@@ -40,5 +48,38 @@ describe("bench/topologyCpu", () => {
     const ms = processCpuMs(process.pid);
     expect(ms).toBeGreaterThan(0);
     expect(processCpuMs(2 ** 30)).toBeUndefined();
+  });
+
+  it("reads utime + stime from a stat line whose command name holds spaces and parentheses", () => {
+    // A PostgreSQL backend's line (proc(5): pid, (comm), state, ppid, ... field 14 utime, 15 stime, 16 cutime).
+    const line =
+      "4242 (postgres: post32 a) (b) S 900 900 900 0 -1 4194560 2651 0 0 0 137 29 0 0 20 0 1 0 5312 226312192 3221 18446744073709551615\n";
+    expect(procStatTicks(line)).toBe(137 + 29);
+    // cutime / cstime (fields 16-17, the children's) are not counted.
+    expect(procStatTicks("1 (x) R 0 0 0 0 -1 0 0 0 0 0 5 7 1000 1000 20 0")).toBe(12);
+    expect(procStatTicks("no parenthesis here")).toBeUndefined();
+    expect(procStatTicks("1 (x) R 0 0")).toBeUndefined();
+    expect(procStatTicks("1 (x) R 0 0 0 0 -1 0 0 0 0 0 5 x7 0 0")).toBeUndefined();
+  });
+
+  it("counts a window's CPU of a changing set: both samples' difference, a started process whole, an ended one lost", () => {
+    // 20 and 21 alive throughout; 22 closed inside the window (its CPU there unknown: lost); 23 opened in it.
+    const before = new Map([
+      [20, 50],
+      [21, 70],
+      [22, 5],
+    ]);
+    const after = new Map([
+      [20, 150],
+      [21, 90],
+      [23, 30],
+    ]);
+    // (150 - 50) + (90 - 70) + 30 = 150 ms.
+    expect(windowCpu(before, after)).toEqual({ cpuMs: 150, counted: 2, started: 1, gone: 1 });
+    expect(windowCpu(new Map(), new Map())).toEqual({ cpuMs: 0, counted: 0, started: 0, gone: 0 });
+    // samplePids: this process's own CPU, and nothing for a pid that does not exist.
+    const sample = samplePids([process.pid, 2 ** 30]);
+    expect([...sample.keys()]).toEqual([process.pid]);
+    expect(windowCpu(sample, samplePids([process.pid])).cpuMs).toBeGreaterThanOrEqual(0);
   });
 });

@@ -204,3 +204,32 @@ describe("exported schemas", () => {
     expect(() => ajv.compile(structuredClone(TOPIC_SCHEMA))).not.toThrow();
   });
 });
+
+describe("the contract's own keywords (x-max-bytes, items' x-max-bytes, x-plausible-time)", () => {
+  // 400 four-byte characters: within maxLength (1,024 UTF-16 units: 800), over x-max-bytes (1,024 bytes: 1,600).
+  const wide = "\u{1F600}".repeat(400);
+  const bounds = {
+    minUs: Date.UTC(2020, 0, 1) * 1000,
+    maxUs: Date.UTC(2027, 0, 1) * 1000,
+    futureText: "1 day",
+  };
+  const fieldsOf = (r: ReturnType<typeof validateEvent>) => (r.ok ? [] : r.issues.map((i) => i.field));
+
+  it("names the field of a string over its byte limit, of a list item over it, and of a time out of bounds", () => {
+    expect(fieldsOf(validateEvent({ ...VALID.quiz_attempt, student_id: wide }, { bounds }))).toEqual([
+      "student_id",
+    ]);
+    expect(fieldsOf(validateEvent({ ...VALID.assignment, topic_ids: ["t1", wide] }, { bounds }))).toEqual([
+      "topic_ids",
+    ]);
+    expect(
+      fieldsOf(validateEvent({ ...VALID.video, timestamp: "2019-06-01T00:00:00Z" }, { bounds })),
+    ).toEqual(["timestamp"]);
+    expect(fieldsOf(validateEvent({ ...VALID.assignment, topic_ids: ["t1", "t2"] }, { bounds }))).toEqual([]);
+  });
+
+  it("checks each event type's schema alike, whichever type was checked first", () => {
+    for (const t of [...EVENT_TYPES].reverse())
+      expect(fieldsOf(validateEvent({ ...VALID[t], event_id: wide }, { bounds }))).toEqual(["event_id"]);
+  });
+});
