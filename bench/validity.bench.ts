@@ -67,7 +67,9 @@ import {
   type AnchorEase,
   LATENT_CENTRES,
   type LatentCentre,
+  SERVED_AS_OF_HALF_LIVES,
   SERVED_LABELS,
+  type ServedAsOfHalfLife,
   type ServedLabelKind,
   trainServed,
 } from "../serving/servedTraining.ts";
@@ -126,6 +128,17 @@ const ANCHOR_EASE = ((): AnchorEase | undefined => {
   if (hit === undefined)
     throw new Error(
       `ANCHOR_EASE must be one of ${ANCHOR_EASES.join(", ")} (got ${v}); unset it for the default`,
+    );
+  return hit;
+})();
+/** SERVED_AS_OF_HALF_LIFE: one of SERVED_AS_OF_HALF_LIVES (round 32); unset = the product default. */
+const SERVED_AS_OF = ((): ServedAsOfHalfLife | undefined => {
+  const v = process.env.SERVED_AS_OF_HALF_LIFE;
+  if (v === undefined || v === "") return undefined;
+  const hit = SERVED_AS_OF_HALF_LIVES.find((a) => a === v);
+  if (hit === undefined)
+    throw new Error(
+      `SERVED_AS_OF_HALF_LIFE must be one of ${SERVED_AS_OF_HALF_LIVES.join(", ")} (got ${v}); unset it for the default`,
     );
   return hit;
 })();
@@ -289,6 +302,8 @@ async function evaluateCut(
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
       // ANCHOR_EASE=share|thresholds: what the anchor's sd carries (round 26; unset: the product default).
       ...(ANCHOR_EASE !== undefined ? { anchorEase: ANCHOR_EASE } : {}),
+      // SERVED_AS_OF_HALF_LIFE=filter|labels: the as-of decay's half-life (round 32; unset: the product default).
+      ...(SERVED_AS_OF !== undefined ? { asOfHalfLife: SERVED_AS_OF } : {}),
       // LATENT_CENTRE=none|by-evidence: the centre's calibration by evidence band on the proxy labels (round 17;
       // unset: the product default).
       ...(process.env.LATENT_CENTRE !== undefined && process.env.LATENT_CENTRE !== ""
@@ -620,6 +635,11 @@ async function evaluateCut(
         console.log(
           `as-of half-life (round 28, answers after idle gaps >= ${ahc.minGapDays} d: ${ahc.events} events, ${ahc.answers} answers, median gap ${ahc.medianGapDays.toFixed(1)} d): filter's ${ahc.filterHalfLifeDays.toFixed(1)} d ${ahc.filterLogLikPerAnswer.toFixed(5)} ll/answer -> ${ahc.halfLifeDays.toFixed(1)} d ${ahc.logLikPerAnswer.toFixed(5)}${ahc.kept !== undefined ? ` (${ahc.kept})` : ""}`,
         );
+      const alc = lf.fit.asOfHalfLifeLabels;
+      if (alc !== undefined)
+        console.log(
+          `as-of half-life (round 32, proxy labels: ${alc.pairs} labelled pairs idle at the snapshot, ${alc.answers} answers, median idle ${alc.medianIdleDays.toFixed(1)} d): ll by multiplier of the filter's ${alc.filterHalfLifeDays.toFixed(1)} d ${alc.multipliers.map((m, i) => `${m.toFixed(3)}: ${alc.logLik[i]!.toFixed(2)}`).join(" / ")} -> ${alc.halfLifeDays.toFixed(1)} d (gain ${alc.gainNats.toFixed(2)} nats)${alc.kept !== undefined ? ` (${alc.kept})` : ""}`,
+        );
       const cc = lf.fit.consolidationChoice;
       if (cc !== undefined)
         console.log(
@@ -833,6 +853,10 @@ function runStudentCuts(): void {
     ...(LATENT_ENV.studentScale !== undefined ? { studentScale: LATENT_ENV.studentScale } : {}),
     ...(LATENT_ENV.studentInterval !== undefined ? { studentInterval: LATENT_ENV.studentInterval } : {}),
   };
+  if (SERVED_AS_OF !== undefined && SERVED_AS_OF !== "filter")
+    throw new Error(
+      "SERVED_AS_OF_HALF_LIFE=labels is chosen on the proxy labels of `mastery train served`, which the real-log cuts do not fit: unset it with REAL=1 (or run REAL=0)",
+    );
   if (process.env.LATENT_CENTRE !== undefined && process.env.LATENT_CENTRE !== "")
     throw new Error(
       "LATENT_CENTRE is fitted on the proxy labels of `mastery train served`, which the real-log cuts do not fit: unset it with REAL=1 (or run REAL=0)",

@@ -1,4 +1,4 @@
-import { decayTowards } from "./servedDecay.ts";
+import { decayFactor, decayTowards } from "./servedDecay.ts";
 
 /**
  * The as-of step's half-life fitted on the answers it predicts (issue 16, round 28; opt-in).
@@ -161,4 +161,130 @@ export function fitIdleHalfLife(
     f = bestF;
   }
   return { ...base, halfLifeDays: h, logLikPerAnswer: f, filterLogLikPerAnswer: filterLL };
+}
+
+/**
+ * Round 32 (opt-in, serving/servedTraining.ts `asOfHalfLife: "labels"`): the as-of half-life chosen on the
+ * served training's proxy labels. The as-of step predicts a pair idle at the training snapshot; the label
+ * window's quiz answers of that pair are what it predicts (the same proxy labels the stack, the label kind and
+ * round 17's centre are fitted on). Each labelled pair idle at the snapshot is an `IdleAnswer` whose gap is its
+ * idle time at the snapshot and whose answers are the window's; the half-life is the grid point of
+ * `AS_OF_LABEL_MULTIPLIERS` x the filter's that maximises their binomial log-likelihood, kept only if it gains
+ * more than `AS_OF_LABEL_MIN_GAIN_NATS` over the filter's own (a likelihood-ratio test at 95%, one parameter).
+ * Grid, bar and minimum were fixed before any run of this round.
+ */
+/** Half-life multipliers tried (log-spaced by sqrt 2, 0.5x to 4x the filter's; 1 is the filter's own). */
+export const AS_OF_LABEL_MULTIPLIERS: readonly number[] = [
+  0.5,
+  Math.SQRT1_2,
+  1,
+  Math.SQRT2,
+  2,
+  2 * Math.SQRT2,
+  4,
+];
+/** Gain (nats) a multiplier other than 1 must pass: half the chi-square(1) 95% point, 3.841 / 2. */
+export const AS_OF_LABEL_MIN_GAIN_NATS = 3.841 / 2;
+/** Fewer labelled pairs idle at the snapshot than this and the filter's half-life is kept. */
+export const AS_OF_LABEL_MIN_PAIRS = 50;
+
+/** What `chooseAsOfHalfLifeByLabels` found (stored in the model as `fit.asOfHalfLifeLabels`). */
+export interface AsOfLabelChoice {
+  /** The as-of half-life in days: the chosen grid point, or the filter's own. */
+  halfLifeDays: number;
+  filterHalfLifeDays: number;
+  /** Labelled pairs idle at the snapshot (gap > 0), their label answers, their median idle days. */
+  pairs: number;
+  answers: number;
+  medianIdleDays: number;
+  /** The multipliers tried and the log-likelihood (nats) of the label answers at each. */
+  multipliers: number[];
+  logLik: number[];
+  /** Log-likelihood gained by the chosen point over the filter's half-life (0 when kept). */
+  gainNats: number;
+  /** Present when the filter's half-life was kept: why. */
+  kept?: string;
+}
+
+/** The as-of half-life the proxy labels choose (see the block comment above). Pure. */
+export function chooseAsOfHalfLifeByLabels(
+  labels: readonly IdleAnswer[],
+  filterHalfLifeDays: number,
+  opts: { minPairs?: number; minGainNats?: number } = {},
+): AsOfLabelChoice {
+  if (!(filterHalfLifeDays > 0))
+    throw new AsOfHalfLifeError(
+      `the filter's half-life must be > 0 days (got ${filterHalfLifeDays}): fit the latent filter first`,
+    );
+  const minPairs = opts.minPairs ?? AS_OF_LABEL_MIN_PAIRS;
+  const minGain = opts.minGainNats ?? AS_OF_LABEL_MIN_GAIN_NATS;
+  const idle: IdleAnswer[] = [];
+  let answers = 0;
+  for (const a of labels) {
+    if (!(a.n >= 1 && a.k >= 0 && a.k <= a.n && a.gapDays >= 0 && a.pBefore >= 0 && a.pBefore <= 1))
+      throw new AsOfHalfLifeError(
+        `a labelled pair needs n >= 1 label answers, 0 <= k <= n, an idle time >= 0 and P(correct) in [0, 1] (got n ${a.n}, k ${a.k}, idle ${a.gapDays}, p ${a.pBefore})`,
+      );
+    if (a.gapDays > 0) {
+      idle.push(a);
+      answers += a.n;
+    }
+  }
+  const gaps = idle.map((a) => a.gapDays).sort((x, y) => x - y);
+  const multipliers = [...AS_OF_LABEL_MULTIPLIERS];
+  const days = (m: number) =>
+    Math.min(AS_OF_HALF_LIFE_RANGE.max, Math.max(AS_OF_HALF_LIFE_RANGE.min, m * filterHalfLifeDays));
+  const logLik = multipliers.map((m) => idleLogLik(idle, days(m)));
+  const base = {
+    filterHalfLifeDays,
+    pairs: idle.length,
+    answers,
+    medianIdleDays: gaps.length === 0 ? 0 : gaps[Math.floor(gaps.length / 2)]!,
+    multipliers,
+    logLik,
+  };
+  const own = logLik[multipliers.indexOf(1)]!;
+  if (idle.length < minPairs)
+    return {
+      ...base,
+      halfLifeDays: filterHalfLifeDays,
+      gainNats: 0,
+      kept: `${idle.length} labelled pairs idle at the snapshot (< ${minPairs}): the filter's half-life kept`,
+    };
+  let best = multipliers.indexOf(1);
+  for (let i = 0; i < multipliers.length; i++) if (logLik[i]! > logLik[best]!) best = i;
+  const gain = logLik[best]! - own;
+  if (!(gain > minGain))
+    return {
+      ...base,
+      halfLifeDays: filterHalfLifeDays,
+      gainNats: 0,
+      kept: `the best multiplier ${multipliers[best]!.toFixed(3)} gains ${gain.toFixed(2)} nats (<= ${minGain.toFixed(2)}): the filter's half-life kept`,
+    };
+  return { ...base, halfLifeDays: days(multipliers[best]!), gainNats: gain };
+}
+
+/**
+ * A labelled pair as `chooseAsOfHalfLifeByLabels` reads it, from its estimate at the snapshot: the as-of step
+ * decayed P(correct) over the idle days with half-life `halfLifeDays` towards the floor's P(correct) (the
+ * estimate's `pFloor`, or guess + (1 - guess - slip) x floor for the linear emission), so the P(correct) at the
+ * last event is recovered by undoing that decay. `n` / `k`: the label window's quiz answers and correct ones.
+ */
+export function labelAnswerOf(
+  est: {
+    pCorrect: number;
+    pFloor?: number;
+    floor?: number;
+    daysSinceLast: number | null;
+  },
+  params: { guess: number; slip: number; floor: number },
+  halfLifeDays: number,
+  n: number,
+  k: number,
+): IdleAnswer {
+  const gapDays = est.daysSinceLast ?? 0;
+  const pFloor = est.pFloor ?? params.guess + (1 - params.guess - params.slip) * (est.floor ?? params.floor);
+  const d = decayFactor(halfLifeDays, gapDays);
+  const pBefore = Math.min(1, Math.max(0, pFloor + (est.pCorrect - pFloor) / d));
+  return { pBefore, pFloor, gapDays, n, k };
 }

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { easeShare } from "../models/anchorEase.ts";
+import { chooseAsOfHalfLifeByLabels, type IdleAnswer, labelAnswerOf } from "../models/asOfHalfLife.ts";
 import { type CentreLabel, fitCentreShift } from "../models/latentCentre.ts";
 import {
   LATENT_AS_OF_FORGETTING_DEFAULT,
@@ -91,7 +92,18 @@ export interface TrainServedOptions {
    * leave unpinned; falls back to "share" without topic thresholds). Default SERVED_ANCHOR_EASE_DEFAULT.
    */
   anchorEase?: AnchorEase;
+  /**
+   * Round 32: the half-life of the latent filter's as-of decay: "filter" (the default: the filter's own, or
+   * round 28's idle-gap fit when the latent fit was asked for it) or "labels" (opt-in: chosen on the proxy
+   * labels, models/asOfHalfLife.ts chooseAsOfHalfLifeByLabels). Default SERVED_AS_OF_HALF_LIFE_DEFAULT.
+   */
+  asOfHalfLife?: ServedAsOfHalfLife;
 }
+
+export const SERVED_AS_OF_HALF_LIVES = ["filter", "labels"] as const;
+export type ServedAsOfHalfLife = (typeof SERVED_AS_OF_HALF_LIVES)[number];
+/** docs/benchmarks.md "Round 32 (valid32, 2026-12-07)": opt-in until its pre-registered rule adopts it. */
+export const SERVED_AS_OF_HALF_LIFE_DEFAULT: ServedAsOfHalfLife = "filter";
 
 export const ANCHOR_EASES = ["share", "thresholds"] as const;
 export type AnchorEase = (typeof ANCHOR_EASES)[number];
@@ -305,6 +317,35 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
         slope: lpar.slope,
       });
       latentEst = await attachLatent(scratch, evidence, latentFit.model, snapshot);
+    }
+    // Round 32 (opt-in): the as-of decay's half-life chosen on the label window's quiz answers of the pairs idle
+    // at the snapshot; the estimates are then taken again with it (the stack's latent input and the anchor too).
+    if ((opts.asOfHalfLife ?? SERVED_AS_OF_HALF_LIFE_DEFAULT) === "labels") {
+      if (latentFit === null || latentEst === null || lpar === undefined)
+        throw new ServedTrainError(
+          "--served-as-of-half-life labels chooses the latent filter's as-of half-life: it needs --latent on",
+        );
+      if (lpar.asOfForgetting !== "decay")
+        throw new ServedTrainError(
+          "--served-as-of-half-life labels needs the as-of decay step: pass --latent-as-of-forgetting decay",
+        );
+      if (lpar.asOfHalfLifeDays !== undefined)
+        throw new ServedTrainError(
+          "--served-as-of-half-life labels would replace the as-of half-life --latent-as-of-half-life idle-gaps fitted: pass only one of them",
+        );
+      const labels: IdleAnswer[] = [];
+      for (const [key, w] of windows) {
+        const est = latentEst.get(key);
+        if (est === undefined || w.quizN < minAttempts) continue;
+        labels.push(labelAnswerOf(est, lpar, lpar.halfLifeDays, w.quizN, w.quizCorrect));
+      }
+      const choice = chooseAsOfHalfLifeByLabels(labels, lpar.halfLifeDays);
+      latentFit.model.json.fit.asOfHalfLifeLabels = choice;
+      if (choice.kept === undefined) {
+        // The params object is mutated in place (its kernels share it); the as-of step reads it at each call.
+        lpar.asOfHalfLifeDays = choice.halfLifeDays;
+        latentEst = await attachLatent(scratch, evidence, latentFit.model, snapshot);
+      }
     }
     // Calibration per topic: guess/slip of the bounded BKT fit on the same history (mastery scale), the
     // half-life and base of the decay fit on the same history (forgetting).
