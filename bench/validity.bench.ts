@@ -120,28 +120,22 @@ const MIN_LABEL_ATTEMPTS = envInt("MIN_LABEL_ATTEMPTS", 3);
 /** The served estimate's proxy label (serving/servedTraining.ts SERVED_LABELS): LABEL=quiz is round 2's. */
 const LABEL = (process.env.LABEL ?? "auto") as ServedLabelKind;
 if (!SERVED_LABELS.includes(LABEL)) throw new Error(`LABEL must be one of ${SERVED_LABELS.join(", ")}`);
+/** The environment variable `name` as one of `values`; unset or empty = undefined (the product default). */
+function enumEnv<T extends string>(name: string, values: readonly T[]): T | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === "") return undefined;
+  const hit = values.find((a) => a === v);
+  if (hit === undefined)
+    throw new Error(`${name} must be one of ${values.join(", ")} (got ${v}); unset it for the default`);
+  return hit;
+}
 /** ANCHOR_EASE: one of ANCHOR_EASES (round 26); unset = the product default. */
-const ANCHOR_EASE = ((): AnchorEase | undefined => {
-  const v = process.env.ANCHOR_EASE;
-  if (v === undefined || v === "") return undefined;
-  const hit = ANCHOR_EASES.find((a) => a === v);
-  if (hit === undefined)
-    throw new Error(
-      `ANCHOR_EASE must be one of ${ANCHOR_EASES.join(", ")} (got ${v}); unset it for the default`,
-    );
-  return hit;
-})();
+const ANCHOR_EASE: AnchorEase | undefined = enumEnv("ANCHOR_EASE", ANCHOR_EASES);
 /** SERVED_AS_OF_HALF_LIFE: one of SERVED_AS_OF_HALF_LIVES (round 32); unset = the product default. */
-const SERVED_AS_OF = ((): ServedAsOfHalfLife | undefined => {
-  const v = process.env.SERVED_AS_OF_HALF_LIFE;
-  if (v === undefined || v === "") return undefined;
-  const hit = SERVED_AS_OF_HALF_LIVES.find((a) => a === v);
-  if (hit === undefined)
-    throw new Error(
-      `SERVED_AS_OF_HALF_LIFE must be one of ${SERVED_AS_OF_HALF_LIVES.join(", ")} (got ${v}); unset it for the default`,
-    );
-  return hit;
-})();
+const SERVED_AS_OF: ServedAsOfHalfLife | undefined = enumEnv(
+  "SERVED_AS_OF_HALF_LIFE",
+  SERVED_AS_OF_HALF_LIVES,
+);
 /** LATENT_CENTRE: one of LATENT_CENTRES (round 17). */
 function latentCentreEnv(v: string): LatentCentre {
   const c = LATENT_CENTRES.find((x) => x === v);

@@ -60,6 +60,21 @@ export function idleLogLik(answers: readonly IdleAnswer[], halfLifeDays: number)
   return ll;
 }
 
+function assertFilterHalfLife(filterHalfLifeDays: number): void {
+  if (!(filterHalfLifeDays > 0))
+    throw new AsOfHalfLifeError(
+      `the filter's half-life must be > 0 days (got ${filterHalfLifeDays}): fit the latent filter first`,
+    );
+}
+
+/** `what` (an idle answer, a labelled pair) must have n >= 1 answers, k of them right, a gap >= 0, P in [0, 1]. */
+function assertIdleAnswer(a: IdleAnswer, what: string): void {
+  if (!(a.n >= 1 && a.k >= 0 && a.k <= a.n && a.gapDays >= 0 && a.pBefore >= 0 && a.pBefore <= 1))
+    throw new AsOfHalfLifeError(
+      `${what} needs n >= 1, 0 <= k <= n, a gap >= 0 and P(correct) in [0, 1] (got n ${a.n}, k ${a.k}, gap ${a.gapDays}, p ${a.pBefore})`,
+    );
+}
+
 /** What `fitIdleHalfLife` found (stored in the model as `fit.asOfHalfLifeChoice`). */
 export interface AsOfHalfLifeChoice {
   /** The as-of half-life in days: the fitted one, or the filter's own when too few answers. */
@@ -89,18 +104,12 @@ export function fitIdleHalfLife(
   filterHalfLifeDays: number,
   opts: { minGapDays?: number; minAnswers?: number } = {},
 ): AsOfHalfLifeChoice {
-  if (!(filterHalfLifeDays > 0))
-    throw new AsOfHalfLifeError(
-      `the filter's half-life must be > 0 days (got ${filterHalfLifeDays}): fit the latent filter first`,
-    );
+  assertFilterHalfLife(filterHalfLifeDays);
   const minGapDays = opts.minGapDays ?? AS_OF_MIN_GAP_DAYS;
   const minAnswers = opts.minAnswers ?? AS_OF_MIN_ANSWERS;
   let n = 0;
   for (const a of answers) {
-    if (!(a.n >= 1 && a.k >= 0 && a.k <= a.n && a.gapDays >= 0 && a.pBefore >= 0 && a.pBefore <= 1))
-      throw new AsOfHalfLifeError(
-        `an idle answer needs n >= 1, 0 <= k <= n, a gap >= 0 and P(correct) in [0, 1] (got n ${a.n}, k ${a.k}, gap ${a.gapDays}, p ${a.pBefore})`,
-      );
+    assertIdleAnswer(a, "an idle answer");
     n += a.n;
   }
   const gaps = answers.map((a) => a.gapDays).sort((x, y) => x - y);
@@ -212,19 +221,13 @@ export function chooseAsOfHalfLifeByLabels(
   filterHalfLifeDays: number,
   opts: { minPairs?: number; minGainNats?: number } = {},
 ): AsOfLabelChoice {
-  if (!(filterHalfLifeDays > 0))
-    throw new AsOfHalfLifeError(
-      `the filter's half-life must be > 0 days (got ${filterHalfLifeDays}): fit the latent filter first`,
-    );
+  assertFilterHalfLife(filterHalfLifeDays);
   const minPairs = opts.minPairs ?? AS_OF_LABEL_MIN_PAIRS;
   const minGain = opts.minGainNats ?? AS_OF_LABEL_MIN_GAIN_NATS;
   const idle: IdleAnswer[] = [];
   let answers = 0;
   for (const a of labels) {
-    if (!(a.n >= 1 && a.k >= 0 && a.k <= a.n && a.gapDays >= 0 && a.pBefore >= 0 && a.pBefore <= 1))
-      throw new AsOfHalfLifeError(
-        `a labelled pair needs n >= 1 label answers, 0 <= k <= n, an idle time >= 0 and P(correct) in [0, 1] (got n ${a.n}, k ${a.k}, idle ${a.gapDays}, p ${a.pBefore})`,
-      );
+    assertIdleAnswer(a, "a labelled pair");
     if (a.gapDays > 0) {
       idle.push(a);
       answers += a.n;
