@@ -12,6 +12,7 @@ import {
   LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
   LATENT_TOPIC_THRESHOLD_SD,
+  type LatentEstimate,
 } from "../models/latentFilter.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
 import { denseLabel, type KindWeights, kindWeights, type WindowOutcomes } from "../models/servedLabels.ts";
@@ -283,6 +284,15 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
           });
     let latentEst =
       latentFit === null ? null : await attachLatent(scratch, evidence, latentFit.model, snapshot);
+    /** The pairs the filter scored at the snapshot with >= minAttempts quiz answers in the label window. */
+    const labelledEstimates = (est: Map<string, LatentEstimate>): [LatentEstimate, WindowOutcomes][] => {
+      const out: [LatentEstimate, WindowOutcomes][] = [];
+      for (const [key, w] of windows) {
+        const e = est.get(key);
+        if (e !== undefined && w.quizN >= minAttempts) out.push([e, w]);
+      }
+      return out;
+    };
     // Round 17 (opt-in): the centre's shift per evidence band from the label window's quiz answers of the
     // pairs the filter scored at the snapshot; the estimates are then taken again with the shift.
     const lpar = latentFit?.model.json.params;
@@ -300,17 +310,12 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
         throw new ServedTrainError(
           "--latent-centre by-evidence needs the filter's logistic emission, but the fit chose the linear one: pass --latent-centre none",
         );
-      const labels: CentreLabel[] = [];
-      for (const [key, w] of windows) {
-        const est = latentEst.get(key);
-        if (est === undefined || w.quizN < minAttempts) continue;
-        labels.push({
-          pCorrect: est.pCorrect,
-          observations: est.observations,
-          answers: w.quizN,
-          correct: w.quizCorrect,
-        });
-      }
+      const labels: CentreLabel[] = labelledEstimates(latentEst).map(([est, w]) => ({
+        pCorrect: est.pCorrect,
+        observations: est.observations,
+        answers: w.quizN,
+        correct: w.quizCorrect,
+      }));
       latentFit.model.json.centreShiftByEvidence = fitCentreShift(labels, {
         guess: lpar.guess,
         slip: lpar.slip,
@@ -333,12 +338,9 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
         throw new ServedTrainError(
           "--served-as-of-half-life labels would replace the as-of half-life --latent-as-of-half-life idle-gaps fitted: pass only one of them",
         );
-      const labels: IdleAnswer[] = [];
-      for (const [key, w] of windows) {
-        const est = latentEst.get(key);
-        if (est === undefined || w.quizN < minAttempts) continue;
-        labels.push(labelAnswerOf(est, lpar, lpar.halfLifeDays, w.quizN, w.quizCorrect));
-      }
+      const labels: IdleAnswer[] = labelledEstimates(latentEst).map(([est, w]) =>
+        labelAnswerOf(est, lpar, lpar.halfLifeDays, w.quizN, w.quizCorrect),
+      );
       const choice = chooseAsOfHalfLifeByLabels(labels, lpar.halfLifeDays);
       latentFit.model.json.fit.asOfHalfLifeLabels = choice;
       if (choice.kept === undefined) {
