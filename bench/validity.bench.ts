@@ -632,7 +632,7 @@ async function evaluateCut(
       const alc = lf.fit.asOfHalfLifeLabels;
       if (alc !== undefined)
         console.log(
-          `as-of half-life (round 32, proxy labels: ${alc.pairs} labelled pairs idle at the snapshot, ${alc.answers} answers, median idle ${alc.medianIdleDays.toFixed(1)} d): ll by multiplier of the filter's ${alc.filterHalfLifeDays.toFixed(1)} d ${alc.multipliers.map((m, i) => `${m.toFixed(3)}: ${alc.logLik[i]!.toFixed(2)}`).join(" / ")} -> ${alc.halfLifeDays.toFixed(1)} d (gain ${alc.gainNats.toFixed(2)} nats)${alc.kept !== undefined ? ` (${alc.kept})` : ""}`,
+          `as-of half-life (round 32, proxy labels: ${alc.pairs} labelled pairs idle at the snapshot, ${alc.answers} answers, median idle ${alc.medianIdleDays.toFixed(1)} d): ll by multiplier of the filter's ${alc.filterHalfLifeDays.toFixed(1)} d ${alc.multipliers.map((m, i) => `${m.toFixed(3)}: ${alc.logLik[i]!.toFixed(2)}`).join(" / ")} ${alc.intercepts !== undefined ? ` (the window's common logit shift profiled out: ${alc.intercepts.map((b) => b.toFixed(3)).join(" / ")})` : ""} -> ${alc.halfLifeDays.toFixed(1)} d (gain ${alc.gainNats.toFixed(2)} nats)${alc.kept !== undefined ? ` (${alc.kept})` : ""}`,
         );
       const cc = lf.fit.consolidationChoice;
       if (cc !== undefined)

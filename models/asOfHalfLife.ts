@@ -1,3 +1,4 @@
+import { sigmoid } from "./logistic.ts";
 import { decayFactor, decayTowards } from "./servedDecay.ts";
 
 /**
@@ -211,15 +212,67 @@ export interface AsOfLabelChoice {
   logLik: number[];
   /** Log-likelihood gained by the chosen point over the filter's half-life (0 when kept). */
   gainNats: number;
+  /**
+   * With `intercept` (round 32's second candidate, "labels-centred"): the label window's common logit shift
+   * profiled out at each multiplier (`logLik` is then the profile log-likelihood); absent otherwise.
+   */
+  intercepts?: number[];
   /** Present when the filter's half-life was kept: why. */
   kept?: string;
+}
+
+/**
+ * The label answers' log-likelihood at half-life h with a common logit shift b profiled out (Newton steps on b):
+ * every labelled pair's P(correct) is sigmoid(logit(p_h) + b). b stands for what moves the whole label window's
+ * accuracy alike, above all the new practice during the window (round 17's centre takes out the same pooled
+ * intercept), so h is chosen on how the answers vary with idle time, not on their common level. Pure.
+ */
+export function idleLogLikCentred(
+  answers: readonly IdleAnswer[],
+  halfLifeDays: number,
+): { logLik: number; intercept: number } {
+  const z = answers.map((a) => {
+    const p = Math.min(
+      1 - P_EPS,
+      Math.max(P_EPS, decayTowards(a.pBefore, a.pFloor, halfLifeDays, a.gapDays)),
+    );
+    return Math.log(p / (1 - p));
+  });
+  const at = (b: number) => {
+    let ll = 0;
+    let g = 0;
+    let h = 0;
+    for (let i = 0; i < answers.length; i++) {
+      const a = answers[i]!;
+      const q = Math.min(1 - P_EPS, Math.max(P_EPS, sigmoid(z[i]! + b)));
+      ll += a.k * Math.log(q) + (a.n - a.k) * Math.log(1 - q);
+      g += a.k - a.n * q;
+      h += a.n * q * (1 - q);
+    }
+    return { ll, g, h };
+  };
+  let b = 0;
+  let cur = at(b);
+  // The log-likelihood is concave in b: Newton steps, halved while they do not raise it.
+  for (let it = 0; it < 50 && cur.h > 0 && Math.abs(cur.g) > 1e-10 * Math.max(1, cur.h); it++) {
+    let step = cur.g / cur.h;
+    let next = at(b + step);
+    for (let k = 0; k < 30 && next.ll < cur.ll; k++) {
+      step /= 2;
+      next = at(b + step);
+    }
+    if (next.ll < cur.ll) break;
+    b += step;
+    cur = next;
+  }
+  return { logLik: cur.ll, intercept: b };
 }
 
 /** The as-of half-life the proxy labels choose (see the block comment above). Pure. */
 export function chooseAsOfHalfLifeByLabels(
   labels: readonly IdleAnswer[],
   filterHalfLifeDays: number,
-  opts: { minPairs?: number; minGainNats?: number } = {},
+  opts: { minPairs?: number; minGainNats?: number; intercept?: boolean } = {},
 ): AsOfLabelChoice {
   assertFilterHalfLife(filterHalfLifeDays);
   const minPairs = opts.minPairs ?? AS_OF_LABEL_MIN_PAIRS;
@@ -237,7 +290,8 @@ export function chooseAsOfHalfLifeByLabels(
   const multipliers = [...AS_OF_LABEL_MULTIPLIERS];
   const days = (m: number) =>
     Math.min(AS_OF_HALF_LIFE_RANGE.max, Math.max(AS_OF_HALF_LIFE_RANGE.min, m * filterHalfLifeDays));
-  const logLik = multipliers.map((m) => idleLogLik(idle, days(m)));
+  const centred = opts.intercept === true ? multipliers.map((m) => idleLogLikCentred(idle, days(m))) : null;
+  const logLik = centred?.map((c) => c.logLik) ?? multipliers.map((m) => idleLogLik(idle, days(m)));
   const base = {
     filterHalfLifeDays,
     pairs: idle.length,
@@ -245,6 +299,7 @@ export function chooseAsOfHalfLifeByLabels(
     medianIdleDays: gaps.length === 0 ? 0 : gaps[Math.floor(gaps.length / 2)]!,
     multipliers,
     logLik,
+    ...(centred !== null ? { intercepts: centred.map((c) => c.intercept) } : {}),
   };
   const own = logLik[multipliers.indexOf(1)]!;
   if (idle.length < minPairs)

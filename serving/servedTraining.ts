@@ -96,12 +96,13 @@ export interface TrainServedOptions {
   /**
    * Round 32: the half-life of the latent filter's as-of decay: "filter" (the default: the filter's own, or
    * round 28's idle-gap fit when the latent fit was asked for it) or "labels" (opt-in: chosen on the proxy
-   * labels, models/asOfHalfLife.ts chooseAsOfHalfLifeByLabels). Default SERVED_AS_OF_HALF_LIFE_DEFAULT.
+   * labels, models/asOfHalfLife.ts chooseAsOfHalfLifeByLabels) or "labels-centred" (opt-in: the same with the
+   * label window's common logit shift profiled out). Default SERVED_AS_OF_HALF_LIFE_DEFAULT.
    */
   asOfHalfLife?: ServedAsOfHalfLife;
 }
 
-export const SERVED_AS_OF_HALF_LIVES = ["filter", "labels"] as const;
+export const SERVED_AS_OF_HALF_LIVES = ["filter", "labels", "labels-centred"] as const;
 export type ServedAsOfHalfLife = (typeof SERVED_AS_OF_HALF_LIVES)[number];
 /** docs/benchmarks.md "Round 32 (valid32, 2026-12-07)": opt-in until its pre-registered rule adopts it. */
 export const SERVED_AS_OF_HALF_LIFE_DEFAULT: ServedAsOfHalfLife = "filter";
@@ -325,23 +326,27 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
     }
     // Round 32 (opt-in): the as-of decay's half-life chosen on the label window's quiz answers of the pairs idle
     // at the snapshot; the estimates are then taken again with it (the stack's latent input and the anchor too).
-    if ((opts.asOfHalfLife ?? SERVED_AS_OF_HALF_LIFE_DEFAULT) === "labels") {
+    const asOfFrom = opts.asOfHalfLife ?? SERVED_AS_OF_HALF_LIFE_DEFAULT;
+    if (asOfFrom === "labels" || asOfFrom === "labels-centred") {
       if (latentFit === null || latentEst === null || lpar === undefined)
         throw new ServedTrainError(
-          "--served-as-of-half-life labels chooses the latent filter's as-of half-life: it needs --latent on",
+          `--served-as-of-half-life ${asOfFrom} chooses the latent filter's as-of half-life: it needs --latent on`,
         );
       if (lpar.asOfForgetting !== "decay")
         throw new ServedTrainError(
-          "--served-as-of-half-life labels needs the as-of decay step: pass --latent-as-of-forgetting decay",
+          `--served-as-of-half-life ${asOfFrom} needs the as-of decay step: pass --latent-as-of-forgetting decay`,
         );
       if (lpar.asOfHalfLifeDays !== undefined)
         throw new ServedTrainError(
-          "--served-as-of-half-life labels would replace the as-of half-life --latent-as-of-half-life idle-gaps fitted: pass only one of them",
+          `--served-as-of-half-life ${asOfFrom} would replace the as-of half-life --latent-as-of-half-life idle-gaps fitted: pass only one of them`,
         );
       const labels: IdleAnswer[] = labelledEstimates(latentEst).map(([est, w]) =>
         labelAnswerOf(est, lpar, lpar.halfLifeDays, w.quizN, w.quizCorrect),
       );
-      const choice = chooseAsOfHalfLifeByLabels(labels, lpar.halfLifeDays);
+      // "labels-centred" (the second candidate): the label window's common logit shift profiled out at each h.
+      const choice = chooseAsOfHalfLifeByLabels(labels, lpar.halfLifeDays, {
+        intercept: asOfFrom === "labels-centred",
+      });
       latentFit.model.json.fit.asOfHalfLifeLabels = choice;
       if (choice.kept === undefined) {
         // The params object is mutated in place (its kernels share it); the as-of step reads it at each call.

@@ -213,7 +213,7 @@ export function register(program: Command): void {
     )
     .option(
       "--served-as-of-half-life <from>",
-      `with --latent on and --latent-as-of-forgetting decay, the half-life of the as-of decay that carries an estimate from a pair's last event to the scoring time: ${SERVED_AS_OF_HALF_LIVES.join(" | ")} (filter: the filter's own; labels: round 32, opt-in: the multiple 0.5x-4x of the filter's that best predicts the label window's quiz answers of the pairs idle at the snapshot, kept only past a likelihood-ratio test; docs/benchmarks.md "Round 32 (valid32, 2026-12-07)")`,
+      `with --latent on and --latent-as-of-forgetting decay, the half-life of the as-of decay that carries an estimate from a pair's last event to the scoring time: ${SERVED_AS_OF_HALF_LIVES.join(" | ")} (filter: the filter's own; labels: round 32, opt-in: the multiple 0.5x-4x of the filter's that best predicts the label window's quiz answers of the pairs idle at the snapshot, kept only past a likelihood-ratio test; labels-centred: the same with the label window's common logit shift, its new practice, profiled out; docs/benchmarks.md "Round 32 (valid32, 2026-12-07)")`,
       SERVED_AS_OF_HALF_LIFE_DEFAULT,
     )
     .addHelpText(
@@ -349,9 +349,9 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
         throw new CliError(
           `--served-as-of-half-life must be one of ${SERVED_AS_OF_HALF_LIVES.join(", ")} (got ${opts.servedAsOfHalfLife}); e.g. labels`,
         );
-      if (servedAsOf === "labels" && asOfHalfLife === "idle-gaps")
+      if (servedAsOf !== "filter" && asOfHalfLife === "idle-gaps")
         throw new CliError(
-          "--served-as-of-half-life labels and --latent-as-of-half-life idle-gaps both set the as-of half-life: pass only one of them",
+          `--served-as-of-half-life ${servedAsOf} and --latent-as-of-half-life idle-gaps both set the as-of half-life: pass only one of them`,
         );
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
         throw new CliError(`--served-from must be one of ${SERVED_FROM.join(", ")} (got ${opts.servedFrom})`);
