@@ -6,6 +6,7 @@ import {
   chooseAsOfHalfLifeByLabels,
   type IdleAnswer,
   idleLogLik,
+  idleLogLikCentred,
   labelAnswerOf,
 } from "../../models/asOfHalfLife.ts";
 import { KIND_PRACTICE, KIND_QUIZ, type LatentEvent, LatentFilter } from "../../models/latentFilter.ts";
@@ -16,8 +17,11 @@ import { LATENT_TEST_PARAMS } from "./latentFixtures.ts";
 // Round 32 (docs/benchmarks.md "Round 32 (valid32, 2026-12-07)"): the as-of half-life chosen on the served
 // training's proxy labels, the label window's quiz answers of the pairs idle at the snapshot.
 
-/** Labelled pairs whose window answers are drawn from the as-of decay with half-life h (idle 1-60 days). */
-function simulateLabels(h: number, count: number, seed: number): IdleAnswer[] {
+/**
+ * Labelled pairs whose window answers are drawn from the as-of decay with half-life h (idle 1-60 days), their
+ * P(correct) moved by `shift` on the logit scale (the window's new practice, common to every pair).
+ */
+function simulateLabels(h: number, count: number, seed: number, shift = 0): IdleAnswer[] {
   const rnd = mulberry32(seed);
   const out: IdleAnswer[] = [];
   for (let i = 0; i < count; i++) {
@@ -25,7 +29,8 @@ function simulateLabels(h: number, count: number, seed: number): IdleAnswer[] {
     const pFloor = 0.25 + 0.1 * rnd();
     const gapDays = 1 + 59 * rnd();
     const n = 3 + Math.floor(5 * rnd());
-    const p = decayTowards(pBefore, pFloor, h, gapDays);
+    const d = decayTowards(pBefore, pFloor, h, gapDays);
+    const p = 1 / (1 + Math.exp(-(Math.log(d / (1 - d)) + shift)));
     let k = 0;
     for (let j = 0; j < n; j++) if (rnd() < p) k++;
     out.push({ pBefore, pFloor, gapDays, n, k });
@@ -93,6 +98,42 @@ describe("chooseAsOfHalfLifeByLabels (round 32)", () => {
     expect(() =>
       chooseAsOfHalfLifeByLabels([{ pBefore: 0.5, pFloor: 0.3, gapDays: 3, n: 2, k: 3 }], 20),
     ).toThrow(/0 <= k <= n/);
+  });
+});
+
+describe("the label window's common shift profiled out (round 32's second candidate, labels-centred)", () => {
+  it("known answer: one pair with 1 of 2 right is fitted exactly at 0.5 whatever the half-life", () => {
+    const a: IdleAnswer = { pBefore: 0.8, pFloor: 0.4, gapDays: 10, n: 2, k: 1 };
+    for (const h of [5, 10, 40]) {
+      const c = idleLogLikCentred([a], h);
+      expect(c.logLik).toBeCloseTo(2 * Math.log(0.5), 10);
+      const p = decayTowards(0.8, 0.4, h, 10);
+      expect(c.intercept).toBeCloseTo(-Math.log(p / (1 - p)), 8);
+    }
+    // Without the shift the same answers do prefer one half-life (P 0.5 at 5 days).
+    expect(idleLogLik([a], 5)).toBeGreaterThan(idleLogLik([a], 40));
+  });
+
+  it("known answer: a common shift of +0.6 logit pushes the plain choice off, the centred one recovers 1x and the shift", () => {
+    const h0 = 84.7;
+    const labels = simulateLabels(h0, 6000, 11, 0.6);
+    const plain = chooseAsOfHalfLifeByLabels(labels, h0);
+    expect(plain.halfLifeDays).toBeGreaterThan(h0);
+    const c = chooseAsOfHalfLifeByLabels(labels, h0, { intercept: true });
+    expect(c.halfLifeDays).toBe(h0);
+    expect(c.kept).toBeDefined();
+    const b = c.intercepts![c.multipliers.indexOf(1)]!;
+    expect(Math.abs(b - 0.6)).toBeLessThan(0.08);
+    // logLik is the profile: at least the plain likelihood at every multiplier.
+    for (let i = 0; i < c.multipliers.length; i++)
+      expect(c.logLik[i]!).toBeGreaterThanOrEqual(plain.logLik[i]! - 1e-9);
+  });
+
+  it("known answer: with a common shift, answers drawn at 2x still choose 2x", () => {
+    const h0 = 84.7;
+    const c = chooseAsOfHalfLifeByLabels(simulateLabels(2 * h0, 6000, 12, 0.6), h0, { intercept: true });
+    expect(c.halfLifeDays).toBeCloseTo(2 * h0, 9);
+    expect(c.gainNats).toBeGreaterThan(AS_OF_LABEL_MIN_GAIN_NATS);
   });
 });
 
