@@ -67,7 +67,9 @@ import {
   type AnchorEase,
   LATENT_CENTRES,
   type LatentCentre,
+  SERVED_AS_OF_HALF_LIVES,
   SERVED_LABELS,
+  type ServedAsOfHalfLife,
   type ServedLabelKind,
   trainServed,
 } from "../serving/servedTraining.ts";
@@ -118,17 +120,22 @@ const MIN_LABEL_ATTEMPTS = envInt("MIN_LABEL_ATTEMPTS", 3);
 /** The served estimate's proxy label (serving/servedTraining.ts SERVED_LABELS): LABEL=quiz is round 2's. */
 const LABEL = (process.env.LABEL ?? "auto") as ServedLabelKind;
 if (!SERVED_LABELS.includes(LABEL)) throw new Error(`LABEL must be one of ${SERVED_LABELS.join(", ")}`);
-/** ANCHOR_EASE: one of ANCHOR_EASES (round 26); unset = the product default. */
-const ANCHOR_EASE = ((): AnchorEase | undefined => {
-  const v = process.env.ANCHOR_EASE;
+/** The environment variable `name` as one of `values`; unset or empty = undefined (the product default). */
+function enumEnv<T extends string>(name: string, values: readonly T[]): T | undefined {
+  const v = process.env[name];
   if (v === undefined || v === "") return undefined;
-  const hit = ANCHOR_EASES.find((a) => a === v);
+  const hit = values.find((a) => a === v);
   if (hit === undefined)
-    throw new Error(
-      `ANCHOR_EASE must be one of ${ANCHOR_EASES.join(", ")} (got ${v}); unset it for the default`,
-    );
+    throw new Error(`${name} must be one of ${values.join(", ")} (got ${v}); unset it for the default`);
   return hit;
-})();
+}
+/** ANCHOR_EASE: one of ANCHOR_EASES (round 26); unset = the product default. */
+const ANCHOR_EASE: AnchorEase | undefined = enumEnv("ANCHOR_EASE", ANCHOR_EASES);
+/** SERVED_AS_OF_HALF_LIFE: one of SERVED_AS_OF_HALF_LIVES (round 32); unset = the product default. */
+const SERVED_AS_OF: ServedAsOfHalfLife | undefined = enumEnv(
+  "SERVED_AS_OF_HALF_LIFE",
+  SERVED_AS_OF_HALF_LIVES,
+);
 /** LATENT_CENTRE: one of LATENT_CENTRES (round 17). */
 function latentCentreEnv(v: string): LatentCentre {
   const c = LATENT_CENTRES.find((x) => x === v);
@@ -289,6 +296,8 @@ async function evaluateCut(
       ...(process.env.BALANCE !== undefined ? { balance: Number(process.env.BALANCE) } : {}),
       // ANCHOR_EASE=share|thresholds: what the anchor's sd carries (round 26; unset: the product default).
       ...(ANCHOR_EASE !== undefined ? { anchorEase: ANCHOR_EASE } : {}),
+      // SERVED_AS_OF_HALF_LIFE=filter|labels: the as-of decay's half-life (round 32; unset: the product default).
+      ...(SERVED_AS_OF !== undefined ? { asOfHalfLife: SERVED_AS_OF } : {}),
       // LATENT_CENTRE=none|by-evidence: the centre's calibration by evidence band on the proxy labels (round 17;
       // unset: the product default).
       ...(process.env.LATENT_CENTRE !== undefined && process.env.LATENT_CENTRE !== ""
@@ -620,6 +629,11 @@ async function evaluateCut(
         console.log(
           `as-of half-life (round 28, answers after idle gaps >= ${ahc.minGapDays} d: ${ahc.events} events, ${ahc.answers} answers, median gap ${ahc.medianGapDays.toFixed(1)} d): filter's ${ahc.filterHalfLifeDays.toFixed(1)} d ${ahc.filterLogLikPerAnswer.toFixed(5)} ll/answer -> ${ahc.halfLifeDays.toFixed(1)} d ${ahc.logLikPerAnswer.toFixed(5)}${ahc.kept !== undefined ? ` (${ahc.kept})` : ""}`,
         );
+      const alc = lf.fit.asOfHalfLifeLabels;
+      if (alc !== undefined)
+        console.log(
+          `as-of half-life (round 32, proxy labels: ${alc.pairs} labelled pairs idle at the snapshot, ${alc.answers} answers, median idle ${alc.medianIdleDays.toFixed(1)} d): ll by multiplier of the filter's ${alc.filterHalfLifeDays.toFixed(1)} d ${alc.multipliers.map((m, i) => `${m.toFixed(3)}: ${alc.logLik[i]!.toFixed(2)}`).join(" / ")} ${alc.intercepts !== undefined ? ` (the window's common logit shift profiled out: ${alc.intercepts.map((b) => b.toFixed(3)).join(" / ")})` : ""} -> ${alc.halfLifeDays.toFixed(1)} d (gain ${alc.gainNats.toFixed(2)} nats)${alc.kept !== undefined ? ` (${alc.kept})` : ""}`,
+        );
       const cc = lf.fit.consolidationChoice;
       if (cc !== undefined)
         console.log(
@@ -833,6 +847,10 @@ function runStudentCuts(): void {
     ...(LATENT_ENV.studentScale !== undefined ? { studentScale: LATENT_ENV.studentScale } : {}),
     ...(LATENT_ENV.studentInterval !== undefined ? { studentInterval: LATENT_ENV.studentInterval } : {}),
   };
+  if (SERVED_AS_OF !== undefined && SERVED_AS_OF !== "filter")
+    throw new Error(
+      "SERVED_AS_OF_HALF_LIFE=labels is chosen on the proxy labels of `mastery train served`, which the real-log cuts do not fit: unset it with REAL=1 (or run REAL=0)",
+    );
   if (process.env.LATENT_CENTRE !== undefined && process.env.LATENT_CENTRE !== "")
     throw new Error(
       "LATENT_CENTRE is fitted on the proxy labels of `mastery train served`, which the real-log cuts do not fit: unset it with REAL=1 (or run REAL=0)",

@@ -1,6 +1,7 @@
 import {
   AS_OF_MIN_GAP_DAYS,
   type AsOfHalfLifeChoice,
+  type AsOfLabelChoice,
   fitIdleHalfLife,
   type IdleAnswer,
 } from "./asOfHalfLife.ts";
@@ -196,6 +197,11 @@ export interface LatentModelJson {
     spreadChoice?: ForgetSpreadChoice;
     /** Round 28: the as-of half-life's fit on answers after idle gaps (`asOfHalfLife: "idle-gaps"`); absent otherwise. */
     asOfHalfLifeChoice?: AsOfHalfLifeChoice;
+    /**
+     * Round 32: the as-of half-life chosen on the served training's proxy labels (serving/servedTraining.ts
+     * `asOfHalfLife: "labels"`, models/asOfHalfLife.ts chooseAsOfHalfLifeByLabels); absent otherwise.
+     */
+    asOfHalfLifeLabels?: AsOfLabelChoice;
     /** Round 29: the consolidation's fit (`consolidation: "fit"`); absent otherwise. */
     consolidationChoice?: ConsolidationChoice;
     /** Round 27: "joint" when the topic effects were fitted by the joint search (`topicFit`); absent = alternating. */

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { easeShare } from "../models/anchorEase.ts";
+import { chooseAsOfHalfLifeByLabels, type IdleAnswer, labelAnswerOf } from "../models/asOfHalfLife.ts";
 import { type CentreLabel, fitCentreShift } from "../models/latentCentre.ts";
 import {
   LATENT_AS_OF_FORGETTING_DEFAULT,
@@ -11,6 +12,7 @@ import {
   LATENT_STUDENT_LEARNING_DEFAULT,
   LATENT_THRESHOLD_SD_DEFAULT,
   LATENT_TOPIC_THRESHOLD_SD,
+  type LatentEstimate,
 } from "../models/latentFilter.ts";
 import { type DecayFit, fitDecay } from "../models/servedDecay.ts";
 import { denseLabel, type KindWeights, kindWeights, type WindowOutcomes } from "../models/servedLabels.ts";
@@ -91,7 +93,19 @@ export interface TrainServedOptions {
    * leave unpinned; falls back to "share" without topic thresholds). Default SERVED_ANCHOR_EASE_DEFAULT.
    */
   anchorEase?: AnchorEase;
+  /**
+   * Round 32: the half-life of the latent filter's as-of decay: "filter" (the default: the filter's own, or
+   * round 28's idle-gap fit when the latent fit was asked for it) or "labels" (opt-in: chosen on the proxy
+   * labels, models/asOfHalfLife.ts chooseAsOfHalfLifeByLabels) or "labels-centred" (opt-in: the same with the
+   * label window's common logit shift profiled out). Default SERVED_AS_OF_HALF_LIFE_DEFAULT.
+   */
+  asOfHalfLife?: ServedAsOfHalfLife;
 }
+
+export const SERVED_AS_OF_HALF_LIVES = ["filter", "labels", "labels-centred"] as const;
+export type ServedAsOfHalfLife = (typeof SERVED_AS_OF_HALF_LIVES)[number];
+/** docs/benchmarks.md "Round 32 (valid32, 2026-12-07)": opt-in until its pre-registered rule adopts it. */
+export const SERVED_AS_OF_HALF_LIFE_DEFAULT: ServedAsOfHalfLife = "filter";
 
 export const ANCHOR_EASES = ["share", "thresholds"] as const;
 export type AnchorEase = (typeof ANCHOR_EASES)[number];
@@ -271,6 +285,15 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
           });
     let latentEst =
       latentFit === null ? null : await attachLatent(scratch, evidence, latentFit.model, snapshot);
+    /** The pairs the filter scored at the snapshot with >= minAttempts quiz answers in the label window. */
+    const labelledEstimates = (est: Map<string, LatentEstimate>): [LatentEstimate, WindowOutcomes][] => {
+      const out: [LatentEstimate, WindowOutcomes][] = [];
+      for (const [key, w] of windows) {
+        const e = est.get(key);
+        if (e !== undefined && w.quizN >= minAttempts) out.push([e, w]);
+      }
+      return out;
+    };
     // Round 17 (opt-in): the centre's shift per evidence band from the label window's quiz answers of the
     // pairs the filter scored at the snapshot; the estimates are then taken again with the shift.
     const lpar = latentFit?.model.json.params;
@@ -288,23 +311,48 @@ export async function trainServed(opts: TrainServedOptions): Promise<TrainServed
         throw new ServedTrainError(
           "--latent-centre by-evidence needs the filter's logistic emission, but the fit chose the linear one: pass --latent-centre none",
         );
-      const labels: CentreLabel[] = [];
-      for (const [key, w] of windows) {
-        const est = latentEst.get(key);
-        if (est === undefined || w.quizN < minAttempts) continue;
-        labels.push({
-          pCorrect: est.pCorrect,
-          observations: est.observations,
-          answers: w.quizN,
-          correct: w.quizCorrect,
-        });
-      }
+      const labels: CentreLabel[] = labelledEstimates(latentEst).map(([est, w]) => ({
+        pCorrect: est.pCorrect,
+        observations: est.observations,
+        answers: w.quizN,
+        correct: w.quizCorrect,
+      }));
       latentFit.model.json.centreShiftByEvidence = fitCentreShift(labels, {
         guess: lpar.guess,
         slip: lpar.slip,
         slope: lpar.slope,
       });
       latentEst = await attachLatent(scratch, evidence, latentFit.model, snapshot);
+    }
+    // Round 32 (opt-in): the as-of decay's half-life chosen on the label window's quiz answers of the pairs idle
+    // at the snapshot; the estimates are then taken again with it (the stack's latent input and the anchor too).
+    const asOfFrom = opts.asOfHalfLife ?? SERVED_AS_OF_HALF_LIFE_DEFAULT;
+    if (asOfFrom === "labels" || asOfFrom === "labels-centred") {
+      if (latentFit === null || latentEst === null || lpar === undefined)
+        throw new ServedTrainError(
+          `--served-as-of-half-life ${asOfFrom} chooses the latent filter's as-of half-life: it needs --latent on`,
+        );
+      if (lpar.asOfForgetting !== "decay")
+        throw new ServedTrainError(
+          `--served-as-of-half-life ${asOfFrom} needs the as-of decay step: pass --latent-as-of-forgetting decay`,
+        );
+      if (lpar.asOfHalfLifeDays !== undefined)
+        throw new ServedTrainError(
+          `--served-as-of-half-life ${asOfFrom} would replace the as-of half-life --latent-as-of-half-life idle-gaps fitted: pass only one of them`,
+        );
+      const labels: IdleAnswer[] = labelledEstimates(latentEst).map(([est, w]) =>
+        labelAnswerOf(est, lpar, lpar.halfLifeDays, w.quizN, w.quizCorrect),
+      );
+      // "labels-centred" (the second candidate): the label window's common logit shift profiled out at each h.
+      const choice = chooseAsOfHalfLifeByLabels(labels, lpar.halfLifeDays, {
+        intercept: asOfFrom === "labels-centred",
+      });
+      latentFit.model.json.fit.asOfHalfLifeLabels = choice;
+      if (choice.kept === undefined) {
+        // The params object is mutated in place (its kernels share it); the as-of step reads it at each call.
+        lpar.asOfHalfLifeDays = choice.halfLifeDays;
+        latentEst = await attachLatent(scratch, evidence, latentFit.model, snapshot);
+      }
     }
     // Calibration per topic: guess/slip of the bounded BKT fit on the same history (mastery scale), the
     // half-life and base of the decay fit on the same history (forgetting).

@@ -34,6 +34,8 @@ import {
   SERVED_ANCHOR_DEFAULT,
   SERVED_ANCHOR_EASE_DEFAULT,
   SERVED_ANCHORS,
+  SERVED_AS_OF_HALF_LIFE_DEFAULT,
+  SERVED_AS_OF_HALF_LIVES,
   SERVED_BALANCE,
   SERVED_FROM_DEFAULT,
   SERVED_LABELS,
@@ -72,6 +74,7 @@ interface TrainServedCliOptions {
   servedFrom: string;
   anchor: string;
   anchorEase: string;
+  servedAsOfHalfLife: string;
 }
 
 /** `mastery train served`: fit the one served mastery estimate on a store's history (issue 16). */
@@ -208,6 +211,11 @@ export function register(program: Command): void {
       `with --anchor pair-centred, what the anchor's sd in every interval carries: ${ANCHOR_EASES.join(" | ")} (share: the between-topic sd of the pairs' logit K times the square root of the answers' ease share, rounds 8-25; thresholds: the latent filter's topic thresholds' posterior sd, round 26, opt-in, narrower; docs/benchmarks.md Validity round 26)`,
       SERVED_ANCHOR_EASE_DEFAULT,
     )
+    .option(
+      "--served-as-of-half-life <from>",
+      `with --latent on and --latent-as-of-forgetting decay, the half-life of the as-of decay that carries an estimate from a pair's last event to the scoring time: ${SERVED_AS_OF_HALF_LIVES.join(" | ")} (filter: the filter's own; labels: round 32, opt-in: the multiple 0.5x-4x of the filter's that best predicts the label window's quiz answers of the pairs idle at the snapshot, kept only past a likelihood-ratio test; labels-centred: the same with the label window's common logit shift, its new practice, profiled out; docs/benchmarks.md "Round 32 (valid32, 2026-12-07)")`,
+      SERVED_AS_OF_HALF_LIFE_DEFAULT,
+    )
     .addHelpText(
       "after",
       `
@@ -336,6 +344,15 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
         throw new CliError(
           `--anchor-ease must be one of ${ANCHOR_EASES.join(", ")} (got ${opts.anchorEase}); e.g. thresholds`,
         );
+      const servedAsOf = SERVED_AS_OF_HALF_LIVES.find((m) => m === opts.servedAsOfHalfLife);
+      if (servedAsOf === undefined)
+        throw new CliError(
+          `--served-as-of-half-life must be one of ${SERVED_AS_OF_HALF_LIVES.join(", ")} (got ${opts.servedAsOfHalfLife}); e.g. labels`,
+        );
+      if (servedAsOf !== "filter" && asOfHalfLife === "idle-gaps")
+        throw new CliError(
+          `--served-as-of-half-life ${servedAsOf} and --latent-as-of-half-life idle-gaps both set the as-of half-life: pass only one of them`,
+        );
       if (!(SERVED_FROM as readonly string[]).includes(opts.servedFrom))
         throw new CliError(`--served-from must be one of ${SERVED_FROM.join(", ")} (got ${opts.servedFrom})`);
       const studentWidening =
@@ -351,6 +368,7 @@ Rounds 4-23's served model (the defaults before round 24, cheaper to fit):
         servedFrom: opts.servedFrom as ServedFrom,
         anchor: opts.anchor as ServedAnchor,
         anchorEase: opts.anchorEase as AnchorEase,
+        asOfHalfLife: servedAsOf,
         latentCentre: opts.latentCentre as LatentCentre,
         latentFit: {
           studentEffect: opts.latentStudent === "on",

@@ -362,6 +362,36 @@ describe("served mastery estimate on a generated store", () => {
     }
   });
 
+  it("round 32: --served-as-of-half-life labels records its choice and changes only the as-of half-life", {
+    timeout: 300_000,
+  }, async () => {
+    const latentFit = { maxEvents: 6000, maxEvaluations: 120, emission: "linear" } as const;
+    const plain = await trainServed({ dbPath, labelDays: 7, latentFit });
+    const labels = await trainServed({ dbPath, labelDays: 7, latentFit, asOfHalfLife: "labels" });
+    const p0 = plain.model.json.latent!.params;
+    const lj = labels.model.json.latent!;
+    const c = lj.fit.asOfHalfLifeLabels!;
+    expect(plain.model.json.latent!.fit.asOfHalfLifeLabels).toBeUndefined();
+    expect(c.filterHalfLifeDays).toBe(p0.halfLifeDays);
+    expect(c.logLik).toHaveLength(c.multipliers.length);
+    const own = c.logLik[c.multipliers.indexOf(1)]!;
+    if (c.kept === undefined) {
+      // A grid multiple of the filter's half-life, better than it by the test's bar, stored for the as-of step.
+      const i = c.multipliers.findIndex((m) => Math.abs(m * p0.halfLifeDays - c.halfLifeDays) < 1e-9);
+      expect(i).toBeGreaterThanOrEqual(0);
+      expect(c.gainNats).toBeCloseTo(c.logLik[i]! - own, 9);
+      expect(c.gainNats).toBeGreaterThan(3.841 / 2);
+      expect(lj.params.asOfHalfLifeDays).toBe(c.halfLifeDays);
+    } else {
+      expect(lj.params.asOfHalfLifeDays).toBeUndefined();
+      expect(c.halfLifeDays).toBe(p0.halfLifeDays);
+    }
+    // Everything the filter fitted is the default's, bit for bit: the option only sets the as-of half-life.
+    const { asOfHalfLifeDays: _, ...rest } = lj.params;
+    expect(rest).toEqual(p0);
+    expect(lj.topicPriorMean).toEqual(plain.model.json.latent!.topicPriorMean);
+  });
+
   it("refuses a model of another kind with a message saying to refit", () => {
     const bad = { ...trainedShape(), inputs: ["x"] };
     expect(() => ServedMastery.fromJSON(bad as never)).toThrow(/refit/);
