@@ -33,8 +33,15 @@ export interface WarmUpPlan {
    * students (an empty or new store: one probe id) is a dozen requests; 0 or absent: `rounds` only.
    */
   minRequests?: number;
-  /** Requests in flight at once (e.g. the PostgreSQL pool size, so every connection opens). */
+  /**
+   * The opening burst: this many requests at once (e.g. the PostgreSQL pool size, so every pooled
+   * connection opens). Every request after the burst runs `steadyConcurrency` at a time (default 1):
+   * its job is only to run the code paths often enough for V8, and the process answers /healthz on its
+   * public port meanwhile, so the warm-up must not keep a batch of cold requests queued on the event loop
+   * (ten lanes held /healthz 100-140 ms in the chaos run's first seconds).
+   */
   concurrency: number;
+  steadyConcurrency?: number;
   /** Stop starting new requests after this many ms (a slow start must not delay readiness long). */
   budgetMs: number;
 }
@@ -132,6 +139,7 @@ export async function runWarmUp(
   let firstRoundMedianMs = Number.NaN;
   let lastRoundMedianMs = Number.NaN;
   let stoppedBy: WarmUpResult["stoppedBy"] = "rounds";
+  let inFlight = 0;
   const minRequests = plan.minRequests ?? 0;
   for (let round = 0; (round < plan.rounds || requests < minRequests) && perRound.length > 0; round++) {
     if (now() - t0 > plan.budgetMs) {
@@ -140,17 +148,23 @@ export async function runWarmUp(
     }
     const times: number[] = [];
     let next = 0;
-    const lane = async (): Promise<void> => {
+    const steady = Math.max(1, plan.steadyConcurrency ?? 1);
+    // Lane i keeps going while it is one of the steady lanes, or while the opening burst is not sent yet.
+    const lane = async (i: number): Promise<void> => {
       while (next < perRound.length && now() - t0 <= plan.budgetMs) {
+        if (i >= steady && requests + inFlight >= plan.concurrency) return;
         const r = perRound[next++] as WarmRequest;
+        inFlight++;
         const start = now();
         const status = await send(r);
+        inFlight--;
         times.push(now() - start);
         requests++;
         if (status !== r.expect) failed++;
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(plan.concurrency, perRound.length)) }, lane));
+    const lanes = Math.max(steady, requests < plan.concurrency ? plan.concurrency : 1);
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(lanes, perRound.length)) }, (_, i) => lane(i)));
     if (round === 0) firstRoundMedianMs = median(times);
     lastRoundMedianMs = median(times);
     if (next < perRound.length) {

@@ -31,6 +31,47 @@ describe("runWarmUp (the plan, with a recording sender)", () => {
     expect(Number.isFinite(result.firstRoundMedianMs)).toBe(true);
   });
 
+  it("opens with `concurrency` requests at once, then sends one at a time (steadyConcurrency 1)", async () => {
+    let inFlight = 0;
+    // The number in flight as each request starts, in order.
+    const atStart: number[] = [];
+    const result = await runWarmUp(
+      { students: ["a", "b", "c", "d", "e"], rounds: 2, concurrency: 4, budgetMs: 60_000 },
+      async (r) => {
+        inFlight++;
+        atStart.push(inFlight);
+        await new Promise((res) => setTimeout(res, 1));
+        inFlight--;
+        return r.expect;
+      },
+    );
+    expect(result.requests).toBe(2 * 5 * 4);
+    // The burst: 4 requests in flight together (so 4 pooled connections open) ...
+    expect(atStart.slice(0, 4)).toEqual([1, 2, 3, 4]);
+    // ... and once the burst's stragglers are answered, never more than one: the event loop is free
+    // between requests (lane 0 goes on while the other burst lanes finish, so allow 4 more starts).
+    expect(Math.max(...atStart)).toBe(4);
+    expect(Math.max(...atStart.slice(8))).toBe(1);
+    // With steadyConcurrency 2, two lanes after the burst.
+    inFlight = 0;
+    let most = 0;
+    let after = 0;
+    let sent = 0;
+    await runWarmUp(
+      { students: ["a", "b", "c"], rounds: 3, concurrency: 5, steadyConcurrency: 2, budgetMs: 60_000 },
+      async (r) => {
+        inFlight++;
+        if (++sent > 10) after = Math.max(after, inFlight);
+        most = Math.max(most, inFlight);
+        await new Promise((res) => setTimeout(res, 1));
+        inFlight--;
+        return r.expect;
+      },
+    );
+    expect(most).toBe(5);
+    expect(after).toBe(2);
+  });
+
   it("stops starting requests once the budget is spent", async () => {
     let clock = 0;
     const result = await runWarmUp(
