@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AlertRow, type AlertStore, PgAlertStore } from "../../storage/alertStore.ts";
 import { PgStore } from "../../storage/postgres.ts";
+import { atRiskAlert } from "./alertRowFixture.ts";
 
 /**
  * AlertStore.record for keys checked for the first time (every state's `prev` null: a POST's new keys) and the
@@ -14,18 +15,11 @@ const URL = process.env.MASTERY_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:54
 const SCHEMA = `alert_first_${process.pid}`;
 const AT = new Date(Date.UTC(2026, 11, 7, 8, 30));
 
-const alert = (id: string, studentKey: string, topicId: string, crossing = 1): AlertRow => ({
-  alertId: id,
-  studentKey,
-  topicId,
-  rule: "at_risk",
-  threshold: 0.35,
-  score: 0.2,
-  scoreSource: "bkt",
-  schoolId: studentKey === "k1" ? "school_1" : null,
-  grade: studentKey === "k1" ? 7 : null,
-  crossing,
-});
+const alert = (id: string, studentKey: string, topicId: string, crossing = 1): AlertRow =>
+  atRiskAlert(id, studentKey, topicId, {
+    crossing,
+    ...(studentKey === "k1" ? { schoolId: "school_1", grade: 7 } : {}),
+  });
 const first = (studentKey: string, topicId: string, below: boolean) => ({
   studentKey,
   topicId,

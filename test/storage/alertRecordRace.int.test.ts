@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AlertRow, type AlertStateRow, PgAlertStore } from "../../storage/alertStore.ts";
 import { PgStore } from "../../storage/postgres.ts";
+import { atRiskAlert } from "./alertRowFixture.ts";
 
 /**
  * PgAlertStore.record's one statement (no explicit transaction) under a race on the real PostgreSQL: two checkers
@@ -14,18 +15,8 @@ const SCHEMA = `alert_race_${process.pid}`;
 const AT = new Date(Date.UTC(2026, 11, 7, 11, 0));
 const ROUNDS = 12;
 
-const alert = (checker: string, studentKey: string, topicId: string): AlertRow => ({
-  alertId: `${checker}:${studentKey}:${topicId}`,
-  studentKey,
-  topicId,
-  rule: "at_risk",
-  threshold: 0.35,
-  score: 0.2,
-  scoreSource: "bkt",
-  schoolId: null,
-  grade: null,
-  crossing: 1,
-});
+const alert = (checker: string, studentKey: string, topicId: string): AlertRow =>
+  atRiskAlert(`${checker}:${studentKey}:${topicId}`, studentKey, topicId);
 /** The check of a key from the state it read (null: none stored) to below with one crossing. */
 const crossed = (studentKey: string, topicId: string, read: boolean): AlertStateRow => ({
   studentKey,
