@@ -21,7 +21,8 @@ export function statementName(sql: string): string {
   const text = sql.trim();
   const verb = (/^[A-Za-z]+/.exec(text)?.[0] ?? "").toUpperCase();
   if (verb === "") return "(none)";
-  const write = /\b(INSERT\s+INTO|UPDATE)\s+([A-Za-z_][A-Za-z0-9_.]*)/i.exec(text);
+  // (Not the lock clause FOR UPDATE [OF t].)
+  const write = /\b(INSERT\s+INTO|(?<!\bFOR\s+)UPDATE)\s+(?!OF\b)([A-Za-z_][A-Za-z0-9_.]*)/i.exec(text);
   if (verb === "WITH" && write !== null)
     return `WITH..${(write[1] ?? "").split(/\s+/)[0]?.toUpperCase()} ${write[2]}`;
   if (write !== null && (verb === "INSERT" || verb === "UPDATE")) return `${verb} ${write[2]}`;

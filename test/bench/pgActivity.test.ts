@@ -19,6 +19,13 @@ describe("bench/pgActivity", () => {
     expect(statementName("WITH k AS (SELECT 1) SELECT * FROM student_mastery m JOIN k USING (x)")).toBe(
       "WITH student_mastery",
     );
+    // A lock clause is not the write: the first write of the alert check's statement is its UPDATE.
+    expect(
+      statementName(
+        "WITH locked AS (SELECT a.x FROM alert_state a ORDER BY a.x FOR UPDATE OF a), updated AS (UPDATE alert_state a SET y = 1) INSERT INTO alerts SELECT 1",
+      ),
+    ).toBe("WITH..UPDATE alert_state");
+    expect(statementName("SELECT 1 FROM alert_state a FOR UPDATE OF a")).toBe("SELECT alert_state");
     expect(statementName("")).toBe("(none)");
   });
 
