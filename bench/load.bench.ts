@@ -46,6 +46,10 @@
  *   LOAD_HEAP_PROF=/tmp/dir ...                       # the server's allocations (sampling heap profiler, freed
  *                                                       objects included) in /tmp/dir/server.heapprofile
  *   LOAD_APP_PORT=41500 LOAD_BARE_PORT=41501 ...      # fixed ports of the app and bare Express (one-process modes)
+ *   LOAD_PG_ACTIVITY=1 ...                            # the app's PostgreSQL backends (pg_stat_activity every 20 ms)
+ *                                                       over its fixed-rate run: mean backends by state and statement
+ * The app's PostgreSQL pool: MASTERY_PG_POOL_MAX (default 10); the line pg-acquire gives how long its acquires
+ * waited for a connection (PgStore.onAcquire), in both runs of the app.
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
 import { type ChildProcess, fork } from "node:child_process";
@@ -82,6 +86,7 @@ import {
   BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
 import { type PacedRequest, type PacedResult, pacedLoad } from "./pacedLoad.ts";
+import { type ActivitySummary, sampleActivity } from "./pgActivity.ts";
 import { PostPhases } from "./postPhases.ts";
 import { spawnStreamWorker } from "./streamWorker.ts";
 import { processCpuMs } from "./topologyCpu.ts";
@@ -124,6 +129,8 @@ interface Ready {
   };
   bodies: { mastery: number; history: number; recommendations: number; events: number };
   describe: string;
+  /** The server's shared PostgreSQL pool size (null: embedded), whose acquires the probe times (pg-acquire). */
+  pgPoolMax: number | null;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -192,6 +199,7 @@ async function openStores(
   let describe = `embedded DuckDB file ${store.path}`;
   let close = async (_drop: boolean) => {};
   let backlog: (() => Promise<number>) | undefined;
+  let pgStore: PgStore | undefined;
   if (mode !== "embedded") {
     const backends = await openServingBackends({
       duck: store,
@@ -221,6 +229,7 @@ async function openStores(
     }
     extra = backends.deps;
     describe = backends.describe;
+    pgStore = pg;
     close = async (drop: boolean) => {
       if (drop) await pg.run(`DROP SCHEMA ${names.schema} CASCADE`).catch(() => undefined);
       if (drop && bus instanceof NatsBus) await bus.destroy().catch(() => undefined);
@@ -237,6 +246,8 @@ async function openStores(
     dir,
     /** pg-stream: events published and not yet applied and acknowledged by the worker (its durable consumer). */
     backlog,
+    /** The shared PostgreSQL store (pool) of the server, when not embedded. */
+    pg: pgStore,
     close: async (drop: boolean) => {
       await close(drop);
       rmSync(dir, { recursive: true, force: true });
@@ -311,8 +322,13 @@ const requestKind = (method: string | undefined, url: string | undefined): strin
  * adds, apart from the generator and the network stack. Also, over the same stretch, the event loop's
  * delay (monitorEventLoopDelay, 1 ms resolution: how late a due timer ran, i.e. how long the loop was
  * held, kind "loop") and the garbage collector's pauses (kind "gc": n pauses, their p50 / p99 / mean ms; "gc-major": the mark-compact ones).
+ * Returns a recorder of other waits in this process (e.g. "pg-acquire": each acquire of the PostgreSQL pool),
+ * reported as their own kinds over the same stretch and not counted in "all".
  */
-function installProbe(server: import("node:http").Server, phases?: PostPhases): void {
+function installProbe(
+  server: import("node:http").Server,
+  phases?: PostPhases,
+): (kind: string, ms: number) => void {
   const times = new Map<string, number[]>();
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
@@ -327,6 +343,7 @@ function installProbe(server: import("node:http").Server, phases?: PostPhases): 
   }).observe({ entryTypes: ["gc"] });
   // A POST's waits (PostPhases), by phase: reported as kinds "events.<phase>" (not in "all").
   const phaseTimes = new Map<string, number[]>();
+  const waits = new Map<string, number[]>();
   server.on("request", (req, res) => {
     const t0 = performance.now();
     const kind = requestKind(req.method, req.url);
@@ -360,6 +377,7 @@ function installProbe(server: import("node:http").Server, phases?: PostPhases): 
       stats("all", all),
       ...[...times.entries()].sort().map(([k, xs]) => stats(k, xs)),
       ...[...phaseTimes.entries()].map(([k, xs]) => stats(`events.${k}`, xs)),
+      ...[...waits.entries()].map(([k, xs]) => stats(k, xs)),
       // (Kinds without a sample are left out: their quantiles are NaN, which the IPC sends as null.)
       ...(loop.count > 0
         ? [
@@ -377,11 +395,17 @@ function installProbe(server: import("node:http").Server, phases?: PostPhases): 
     ];
     times.clear();
     phaseTimes.clear();
+    waits.clear();
     loop.reset();
     gcPauses.length = 0;
     gcMajor.length = 0;
     process.send?.({ probe });
   });
+  return (kind, ms) => {
+    const xs = waits.get(kind) ?? [];
+    if (xs.length === 0) waits.set(kind, xs);
+    xs.push(ms);
+  };
 }
 
 const sumCounts = (cs: Counts[]): Counts => ({
@@ -514,11 +538,14 @@ async function serve(mode: Mode): Promise<void> {
   // keep to their own range); default 0, any free port.
   const server = app.listen(env("LOAD_APP_PORT", 0), "127.0.0.1");
   await new Promise((r) => server.once("listening", r));
-  installProbe(server, phases);
+  const record = installProbe(server, phases);
+  // pg-acquire: how long each acquire of the shared PostgreSQL pool waited for a connection.
+  if (stores.pg !== undefined) stores.pg.onAcquire = (ms) => record("pg-acquire", ms);
   const port = (server.address() as AddressInfo).port;
   const ready: Ready = {
     port,
     describe: stores.describe,
+    pgPoolMax: stores.pg?.poolMax ?? null,
     cold: {
       wideMedianMs: quantile(wide, 0.5),
       wideP90Ms: quantile(wide, 0.9),
@@ -737,6 +764,7 @@ async function serveWorkers(): Promise<void> {
   const ready: Ready = {
     port,
     describe: `${n} app processes (node:cluster, one port) on PostgreSQL schema ${names.schema} + Redis prefix ${names.prefix}`,
+    pgPoolMax: null,
     cold: {
       wideMedianMs: Number.NaN,
       wideP90Ms: Number.NaN,
@@ -974,7 +1002,10 @@ async function drive(): Promise<void> {
     const profDir = prof ? mkdtempSync(join(tmpdir(), `load-prof-${mode}-`)) : "";
     // LOAD_SERVER_NODE_FLAGS: node / V8 flags of the app's server process only (e.g. --max-semi-space-size=32).
     const serverFlags = (process.env.LOAD_SERVER_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "");
-    const app = child(["--serve", mode], {}, [
+    // LOAD_PG_ACTIVITY=1: the app's connections carry application_name <prefix>_app (PGAPPNAME), sampled below.
+    const activityName =
+      process.env.LOAD_PG_ACTIVITY === "1" && mode !== "embedded" ? `${NAME_PREFIX}_app` : null;
+    const app = child(["--serve", mode], activityName === null ? {} : { PGAPPNAME: activityName }, [
       ...serverFlags,
       ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []),
     ]);
@@ -1102,7 +1133,16 @@ async function drive(): Promise<void> {
     const fixed = (port: number) => (pacedMode === "only" ? paced(port, seconds) : run(port, seconds, rate));
     const bfm = await measured(bare, () => fixed(barePort));
     const bfLag = pacedLast.r?.sendLag;
-    const afm = await measured(app, () => fixed(ready.port));
+    // LOAD_PG_ACTIVITY=1: the app's PostgreSQL backends sampled every 20 ms over its fixed-rate run (bench/pgActivity.ts).
+    const activityPg = activityName === null ? null : await PgStore.open(PG_URL, { poolMax: 1 });
+    const activity: { r: ActivitySummary | null } = { r: null };
+    const afm = await measured(app, async () => {
+      const sampler = activityPg === null ? null : sampleActivity(activityPg, activityName as string, 20);
+      const r = await fixed(ready.port);
+      activity.r = (await sampler?.stop()) ?? null;
+      return r;
+    });
+    await activityPg?.close();
     const afLag = pacedLast.r?.sendLag;
     const pacedRuns =
       pacedMode === "1"
@@ -1162,6 +1202,18 @@ async function drive(): Promise<void> {
           ]),
       `  GET /mastery body cache hits: open loop ${aHits}, at ${rate} req/s ${afHits}`,
       `  GET history cache hits: open loop ${am.historyHits}, at ${rate} req/s ${afm.historyHits}`,
+      ...(ready.pgPoolMax === null
+        ? []
+        : [
+            `  pg-acquire (wait for a connection of the server's pool of ${ready.pgPoolMax}): open loop ${probeLine(am.probe.filter((p) => p.kind === "pg-acquire"))}; ` +
+              `at ${rate} req/s ${probeLine(afm.probe.filter((p) => p.kind === "pg-acquire"))}`,
+          ]),
+      ...(activity.r === null
+        ? []
+        : [
+            `  PostgreSQL backends of the app at ${rate} req/s (mean over ${activity.r.samples} samples of pg_stat_activity, 20 ms apart): ` +
+              activity.r.lines.map(([line, n]) => `${line} ${n.toFixed(3)}`).join("; "),
+          ]),
       `  server time per request (probe: request to finish, in the server): open loop app ${probeLine(am.probe)} | bare ${probeLine(bm.probe)}`,
       `  server time per request at ${rate} req/s${pacedMode === "only" ? " paced" : ""}: app ${probeLine(afm.probe)} | bare ${probeLine(bfm.probe)}`,
       ...(pacedMode === "only" && bfLag !== undefined && afLag !== undefined

@@ -98,6 +98,13 @@ export function pgPoolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): {
   };
 }
 
+/** pg-pool's connect callback: an error, or a client and its release. */
+type AcquireCallback = (
+  err: Error | undefined | null,
+  client: pg.PoolClient | undefined,
+  done: (release?: unknown) => void,
+) => void;
+
 /** CREATE TABLE / INDEX / SCHEMA ... IF NOT EXISTS: run one at a time across processes (see PgStore.run). */
 const IDEMPOTENT_DDL = /^\s*CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX|SCHEMA)\s+IF\s+NOT\s+EXISTS\b/i;
 /** The advisory lock key of that DDL ("mastddl" in ASCII). */
@@ -124,6 +131,13 @@ export class PgStore {
   private openTransactions = 0;
   /** allPrepared's statement names by SQL text (the same name on every connection of the pool). */
   private readonly statementNames = new Map<string, string>();
+  /**
+   * When set, told how long each acquire of a pooled connection waited (ms): from the request for a connection
+   * to the connection in hand (a free one, a new one, or one another caller released). Every statement outside
+   * a transaction acquires once, a transaction once. For the benches' probes (bench/load.bench.ts pg-acquire);
+   * unset, an acquire costs one check more. Not told of acquires that failed (a timeout, PostgreSQL down).
+   */
+  onAcquire: ((waitMs: number) => void) | undefined = undefined;
 
   private constructor(
     readonly url: string,
@@ -132,7 +146,25 @@ export class PgStore {
     readonly poolMax: number,
     /** One connection of its own for ping(): never queued behind the pool's busy connections. */
     private readonly probePool: pg.Pool,
-  ) {}
+  ) {
+    // pool.query and pool.connect both go through the instance's connect (pg-pool calls this.connect), so
+    // wrapping it here times every acquire of the pool, whichever path asked.
+    const connect = pool.connect.bind(pool) as (cb?: AcquireCallback) => Promise<pg.PoolClient> | undefined;
+    (pool as { connect: unknown }).connect = (cb?: AcquireCallback) => {
+      const report = this.onAcquire;
+      if (report === undefined) return connect(cb);
+      const t0 = performance.now();
+      if (cb === undefined)
+        return connect()?.then((client) => {
+          report(performance.now() - t0);
+          return client;
+        });
+      return connect((err, client, done) => {
+        if (err === undefined || err === null) report(performance.now() - t0);
+        cb(err, client, done);
+      });
+    };
+  }
 
   /** Connects to `url` (e.g. postgres://postgres@127.0.0.1:5432/test). */
   static async open(url: string, opts: PgOpenOptions = {}): Promise<PgStore> {

@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AlertRow, type AlertStore, PgAlertStore } from "../../storage/alertStore.ts";
 import { PgStore } from "../../storage/postgres.ts";
+import { atRiskAlert } from "./alertRowFixture.ts";
 
 /**
- * AlertStore.record for keys checked for the first time (every state's `prev` null: a POST's new keys), which
- * PostgreSQL writes as one statement (the states' insert and the alerts of the keys it inserted), and the mixed
- * call (a known key too), which stays a transaction, on PostgreSQL (the embedded store does not compare-and-set
- * first states: one process writes them). A key whose state another
+ * AlertStore.record for keys checked for the first time (every state's `prev` null: a POST's new keys) and the
+ * mixed call (a known key too), each one statement on PostgreSQL (the states' compare-and-set update and insert
+ * and the alerts of the keys they moved; the embedded store does not compare-and-set first states: one process
+ * writes them). A key whose state another
  * checker inserted first is not moved, and its alert is neither stored nor returned; an alert whose key has no
  * state in the call is not stored; an alert id stored before is not returned again.
  */
@@ -14,18 +15,11 @@ const URL = process.env.MASTERY_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:54
 const SCHEMA = `alert_first_${process.pid}`;
 const AT = new Date(Date.UTC(2026, 11, 7, 8, 30));
 
-const alert = (id: string, studentKey: string, topicId: string, crossing = 1): AlertRow => ({
-  alertId: id,
-  studentKey,
-  topicId,
-  rule: "at_risk",
-  threshold: 0.35,
-  score: 0.2,
-  scoreSource: "bkt",
-  schoolId: studentKey === "k1" ? "school_1" : null,
-  grade: studentKey === "k1" ? 7 : null,
-  crossing,
-});
+const alert = (id: string, studentKey: string, topicId: string, crossing = 1): AlertRow =>
+  atRiskAlert(id, studentKey, topicId, {
+    crossing,
+    ...(studentKey === "k1" ? { schoolId: "school_1", grade: 7 } : {}),
+  });
 const first = (studentKey: string, topicId: string, below: boolean) => ({
   studentKey,
   topicId,
@@ -67,7 +61,7 @@ async function scenario(
   ]);
   // The same first check again (a redelivery): every state is there already, nothing moves.
   expect(await alerts.record([alert("a1", "k1", "T1")], [first("k1", "T1", true)], AT)).toEqual(new Set());
-  // A mixed call (the transaction): k2 moves from its stored state, k6 is new; a stored id is not returned.
+  // A mixed call: k2 moves from its stored state, k6 is new; a stored id is not returned.
   const mixed = await alerts.record(
     [alert("a2", "k2", "T1"), alert("a6", "k6", "T1")],
     [
@@ -97,7 +91,7 @@ describe("AlertStore.record of keys checked for the first time", () => {
       await pg.run(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`);
       await pg.close();
     });
-    it("the same answers (the first check's one statement, the mixed call's transaction)", async () => {
+    it("the same answers (the first check and the mixed call, one statement each)", async () => {
       const alerts = await PgAlertStore.open(pg);
       await scenario(alerts, (sql) => pg.all(sql));
     });
