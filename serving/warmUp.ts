@@ -164,7 +164,9 @@ export async function runWarmUp(
       }
     };
     const lanes = Math.max(steady, requests < plan.concurrency ? plan.concurrency : 1);
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(lanes, perRound.length)) }, (_, i) => lane(i)));
+    await Promise.all(
+      Array.from({ length: Math.max(1, Math.min(lanes, perRound.length)) }, (_, i) => lane(i)),
+    );
     if (round === 0) firstRoundMedianMs = median(times);
     lastRoundMedianMs = median(times);
     if (next < perRound.length) {
