@@ -34,6 +34,13 @@ export interface PacedOptions {
   headers?: Record<string, string>;
   /** A request not answered within this is a timeout (default 10 s). */
   timeoutMs?: number;
+  /**
+   * A keep-alive socket idle longer than this is closed instead of reused (default 4,000 ms), as clients
+   * that honour the server's `Keep-Alive: timeout=5` do (undici keeps 1 s of margin). Node's server closes a
+   * socket idle for keepAliveTimeout (5 s) + 1 s, and a request written at that instant fails with the
+   * socket closed under it; reusing the least recently used sockets first would meet that race now and then.
+   */
+  maxIdleMs?: number;
 }
 
 export interface PacedResult {
@@ -47,6 +54,8 @@ export interface PacedResult {
   timeouts: number;
   /** Latency from due time to the last byte of the answer, ms. */
   latency: { p50: number; p90: number; p99: number; max: number };
+  /** Keep-alive sockets closed by this generator for idling past maxIdleMs (reopened when needed). */
+  retiredIdle: number;
   /** Answers per second over the run (until the last answer). */
   achievedRate: number;
   /** How late the generator itself sent requests that had a free socket (ms, p99 / max): its own error. */
@@ -66,6 +75,8 @@ const quantile = (sorted: Float64Array, q: number): number =>
 /** One keep-alive connection that sends a request and parses one answer at a time. */
 class Conn {
   busy: InFlight | null = null;
+  /** When this socket last became free (performance.now()). */
+  freeSince = 0;
   private buf: Buffer | null = null;
   private headerEnd = -1;
   private need = -1;
@@ -98,6 +109,13 @@ class Conn {
     this.need = -1;
     this.timer = setTimeout(() => this.die(true), this.timeoutMs);
     this.socket.write(bytes);
+  }
+
+  /** Closes an idle socket on purpose (no request in flight; onDead is not told). */
+  retire(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.socket.destroy();
   }
 
   private die(timedOut: boolean): void {
@@ -169,6 +187,21 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
     const backlog: { bytes: Buffer; dueMs: number }[] = [];
     const idle: Conn[] = [];
     let open = 0;
+    const maxIdleMs = opts.maxIdleMs ?? 4000;
+    let retiredIdle = 0;
+    // The most recently freed idle socket that has not idled past maxIdleMs; older ones are closed (they sit
+    // below it in the stack, so all of them have idled longer).
+    const takeIdle = (now: number): Conn | undefined => {
+      const c = idle.pop();
+      if (c === undefined || now - c.freeSince <= maxIdleMs) return c;
+      const stale = [c, ...idle.splice(0)];
+      for (const old of stale) {
+        retiredIdle++;
+        open--;
+        old.retire();
+      }
+      return undefined;
+    };
     const t0 = performance.now();
 
     const finish = () => {
@@ -183,6 +216,7 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
         non2xx,
         errors,
         timeouts,
+        retiredIdle,
         latency: {
           p50: quantile(sorted, 0.5),
           p90: quantile(sorted, 0.9),
@@ -200,6 +234,7 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
     const dispatch = (c: Conn) => {
       const job = backlog.shift();
       if (job === undefined) {
+        c.freeSince = performance.now();
         idle.push(c);
         return;
       }
@@ -253,7 +288,7 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
         const dueMs = t0 + sent * intervalMs;
         sent++;
         const bytes = encode(opts.next());
-        const c = idle.pop();
+        const c = takeIdle(now);
         if (c !== undefined) {
           lags.push(performance.now() - dueMs);
           backlog.push({ bytes, dueMs });
