@@ -64,7 +64,6 @@ const mul = bin(0x6c);
 const ltS = bin(0x48);
 const geS = bin(0x4e);
 const gtS = bin(0x4a);
-const eq = bin(0x46);
 const fsub = bin(0xa1);
 const fmul = bin(0xa2);
 const fadd = bin(0xa0);
@@ -74,7 +73,6 @@ const ffloor = (a: Code): Code => [...a, 0x9c];
 const truncS = (a: Code): Code => [...a, 0xaa];
 const convS = (a: Code): Code => [...a, 0xb7];
 const ldI32 = (addr: Code): Code => [...addr, 0x28, 2, 0];
-const stI32 = (addr: Code, v: Code): Code => [...addr, ...v, 0x36, 2, 0];
 const ldF64 = (addr: Code): Code => [...addr, 0x2b, 3, 0];
 const stF64 = (addr: Code, v: Code): Code => [...addr, ...v, 0x39, 3, 0];
 const simd = (opcode: number): Code => [0xfd, ...uleb(opcode)];
@@ -99,23 +97,6 @@ const iff = (cond: Code, then: Code, otherwise?: Code): Code => [
 ];
 /** memory.fill(addr, 0, bytes) (bulk memory). */
 const zero = (addr: Code, bytes: Code): Code => [...addr, ...i32(0), ...bytes, 0xfc, ...uleb(11), 0];
-/** for (l = from; l < to; l += step) body (`to` re-evaluated each time; no branch out of `body`). */
-const loop = (l: number, from: Code, to: Code, step: number, body: Code): Code => [
-  ...set(l, from),
-  0x02,
-  VOID,
-  0x03,
-  VOID,
-  ...geS(get(l), to),
-  0x0d,
-  1,
-  ...body,
-  ...set(l, add(get(l), i32(step))),
-  0x0c,
-  0,
-  0x0b,
-  0x0b,
-];
 
 /** The fold function's parameters, in order (i32 byte addresses or counts unless F64). */
 const PARAMS = [

@@ -4,10 +4,11 @@ import {
   KIND_PRACTICE,
   LATENT_FACTORS,
   type LatentEvent,
+  LatentFilter,
   LatentKernel,
   type LatentSequence,
 } from "../../models/latentFilter.ts";
-import { LatentWideWasm, latentWideWasmBytes } from "../../models/latentWideWasm.ts";
+import { type LatentWideKernel, LatentWideWasm, latentWideWasmBytes } from "../../models/latentWideWasm.ts";
 import { PROPERTY_TOPICS, studentSequencesArb } from "./latentFixtures.ts";
 import { LATENT_STUDENT_VARIANTS } from "./latentStudentCases.ts";
 
@@ -20,9 +21,25 @@ const fractional = (events: readonly LatentEvent[]): LatentEvent[] =>
 
 const engine = new LatentWideWasm();
 
+/**
+ * Every variant of the lean paths' model set (global floor with and without the forget spread, learning loadings,
+ * logistic and linear emissions, noise and none), and two with consolidation (the gap's plain-forgetting
+ * equivalent): the forgetting forms foldWide supports (the durable share has no shared plan: `wide` refuses it).
+ */
+const MODELS: readonly { name: string; model: LatentFilter }[] = [
+  ...LATENT_STUDENT_VARIANTS,
+  ...(["student effect + learning loading", "served defaults' shape"] as const).map((variant) => {
+    const json = LATENT_STUDENT_VARIANTS.find((v) => v.name === variant)!.model.json;
+    return {
+      name: `${variant}, consolidation 0.1`,
+      model: new LatentFilter({ ...json, params: { ...json.params, consolidation: 0.1 } }),
+    };
+  }),
+];
+
 /** Both kernels' fold of one sequence's basis parts from the basis priors: every output's bits. */
 function bothFolds(
-  model: (typeof LATENT_STUDENT_VARIANTS)[number]["model"],
+  model: LatentFilter,
   s: LatentSequence,
   parts?: number,
 ): { js: string[]; wasm: string[] } | null {
@@ -58,7 +75,8 @@ function bothFolds(
 describe("LatentKernel.foldWideWasm (wasm34: foldWide's cell loops in WebAssembly)", () => {
   it("gives foldWide's bits on random sequences: posteriors, log-likelihoods, contributions, means", () => {
     let compared = 0;
-    for (const { name, model } of LATENT_STUDENT_VARIANTS) {
+    const kinds = new Set<number>();
+    for (const { name, model } of MODELS) {
       fc.assert(
         fc.property(studentSequencesArb(PROPERTY_TOPICS, 20, 30), ({ seqs }) => {
           for (const s of seqs.flatMap((x) => [x, { ...x, events: fractional(x.events) }])) {
@@ -67,6 +85,7 @@ describe("LatentKernel.foldWideWasm (wasm34: foldWide's cell loops in WebAssembl
               const r = bothFolds(model, s, parts);
               if (r === null) continue;
               compared++;
+              for (const e of s.events) kinds.add(e.kind);
               expect(r.wasm, `${name}, ${s.topic}, ${s.events.length} events`).toEqual(r.js);
             }
           }
@@ -75,6 +94,40 @@ describe("LatentKernel.foldWideWasm (wasm34: foldWide's cell loops in WebAssembl
       );
     }
     expect(compared).toBeGreaterThan(500);
+    expect([...kinds].sort()).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it("LatentFilter.predictStudentBasis with the wasm kernel is the js kernel's, bit for bit", () => {
+    for (const { name, model } of MODELS) {
+      const js = new LatentFilter(model.json).useWideKernel("js");
+      const wasm = new LatentFilter(model.json).useWideKernel("wasm");
+      fc.assert(
+        fc.property(studentSequencesArb(PROPERTY_TOPICS, 15, 30), ({ seqs }) => {
+          const a = js.predictStudentBasis(seqs, 40);
+          const b = wasm.predictStudentBasis(seqs, 40);
+          const flat = (r: typeof a): string[] =>
+            [
+              r.offset,
+              ...r.ll.flatMap((x) => [...x]),
+              ...r.scores.flatMap((x) => [...x]),
+              ...r.estimates.flatMap((e) => [
+                e.score,
+                e.lo,
+                e.hi,
+                e.pCorrect,
+                ...Object.values(e.contributions),
+              ]),
+            ].map(bits);
+          expect(flat(b), name).toEqual(flat(a));
+        }),
+        { numRuns: 15 },
+      );
+    }
+  });
+
+  it("refuses a kernel name it does not know, naming the choices", () => {
+    const model = MODELS[0]!.model;
+    expect(() => model.useWideKernel("c" as LatentWideKernel)).toThrow(/one of js, wasm \(got "c"\)/);
   });
 
   it("emits a valid module", () => {

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { LatentFilter } from "../../models/latentFilter.ts";
 import { LATENT_WIDE_KERNELS, type LatentWideKernel } from "../../models/latentWideWasm.ts";
 import { type MasteryScale, SERVED_INPUTS, type ServedMasteryJson } from "../../models/servedMastery.ts";
+import { latentKernelFromEnv } from "../../serving/servedBatch.ts";
 import { type EvidenceCounts, type ServedGroup, ServedGroupScorer } from "../../serving/servedBatchGroup.ts";
 import { LATENT_STUDENT_VARIANTS, latentStudentCases } from "../models/latentStudentCases.ts";
 
@@ -211,3 +212,15 @@ if (printTo !== undefined && printTo !== "") {
     for (const scale of SCALES) out[`${name} / ${scale}`] = scoreLines(servedJson(model, scale)).digest;
   writeFileSync(printTo, `${JSON.stringify(out, null, 2)}\n`);
 }
+
+describe("MASTERY_LATENT_KERNEL (wasm34)", () => {
+  it("picks the served step's wide kernel: wasm unless set, js when asked, a clear refusal otherwise", () => {
+    expect(latentKernelFromEnv(undefined)).toBe("wasm");
+    expect(latentKernelFromEnv("")).toBe("wasm");
+    expect(latentKernelFromEnv("js")).toBe("js");
+    expect(latentKernelFromEnv("wasm")).toBe("wasm");
+    expect(() => latentKernelFromEnv("JS")).toThrow(
+      /MASTERY_LATENT_KERNEL must be one of js, wasm \(got "JS"\)/,
+    );
+  });
+});
