@@ -7,6 +7,7 @@ import {
 } from "./asOfHalfLife.ts";
 import { type ConsolidationChoice, fitConsolidation } from "./consolidation.ts";
 import { type CentreShiftBand, centreShiftAt, emissionLogit } from "./latentCentre.ts";
+import { align16, LATENT_WIDE_KERNELS, type LatentWideKernel, LatentWideWasm } from "./latentWideWasm.ts";
 import { sigmoid } from "./logistic.ts";
 import { nelderMead } from "./nelderMead.ts";
 import { quasiNewton } from "./quasiNewton.ts";
@@ -1128,6 +1129,163 @@ export class LatentKernel {
     return a;
   }
 
+  /**
+   * wasm34: `foldWide` with its cell loops in WebAssembly (models/latentWideWasm.ts, `engine`): the same inputs and
+   * outputs, bit for bit (the module's own notes say why); the gaps' decays, the emission rows and the logs of
+   * the normalising sums are computed here, as `foldWide` computes them. Leaves the posteriors in `p` and returns
+   * it (`t` is not used).
+   */
+  static foldWideWasm(
+    engine: LatentWideWasm,
+    wk: WideKernels,
+    events: readonly LatentEvent[],
+    p: Float64Array,
+    _t: Float64Array,
+    ll: Float64Array,
+    track?: { contributions: Float64Array; means: Float64Array },
+  ): Float64Array {
+    const ks = wk.ks;
+    const k0 = ks[0]!;
+    const W = ks.length;
+    const Wp = W + (W & 1);
+    const G = k0.bins;
+    const prm = k0.params;
+    const F = LATENT_FACTORS.length;
+    const K = LATENT_KINDS.length;
+    const nEv = events.length;
+    const cellBytes = G * Wp * 8;
+    // The tables of these kernels: x, the quiz's two emission rows, then per kind the learning maps (per cell and
+    // lane: the lower target's byte offset in a state, then the upper share).
+    const mapBytes = G * Wp * 12;
+    const mapsAt = align16(3 * G * 8);
+    let tables = engine.tablesAt(wk);
+    if (tables < 0) {
+      tables = engine.addTables(wk, mapsAt + K * mapBytes);
+      const f = engine.f64;
+      const n = engine.i32;
+      f.set(k0.x, tables / 8);
+      f.set(k0.emit, tables / 8 + G);
+      f.set(k0.missEmit, tables / 8 + 2 * G);
+      for (let kind = 0; kind < K; kind++) {
+        const m = tables + mapsAt + kind * mapBytes;
+        for (let i = 0; i < G; i++)
+          for (let r = 0; r < Wp; r++) {
+            const k = ks[Math.min(r, W - 1)]!;
+            n[m / 4 + i * Wp + r] = (k.learnLo[kind * G + i]! * Wp + r) * 8;
+            f[(m + G * Wp * 4) / 8 + i * Wp + r] = k.learnW[kind * G + i]!;
+          }
+      }
+    }
+    // This fold's scratch: the two states, the lanes' means and contributions, then per event.
+    const oA = 0;
+    const oB = oA + cellBytes;
+    const oMean = oB + cellBytes;
+    const oC = align16(oMean + Wp * 8);
+    const oD = align16(oC + F * Wp * 8);
+    const oKeep = align16(oD + nEv * 8);
+    const oLose = align16(oKeep + nEv * 8);
+    const oMax = align16(oLose + nEv * 8);
+    const oRow = align16(oMax + nEv * 8);
+    const oLearn = align16(oRow + nEv * 4);
+    const oOf = align16(oLearn + nEv * 4);
+    const oLf = align16(oOf + nEv * 4);
+    const oSum = align16(oLf + nEv * 4);
+    const oRows = align16(oSum + nEv * Wp * 8);
+    const base = engine.scratch(oRows + nEv * G * 8);
+    const f = engine.f64;
+    const n32 = engine.i32;
+    const A = (base + oA) / 8;
+    for (let r = 0; r < Wp; r++) {
+      const o = Math.min(r, W - 1) * G;
+      for (let i = 0; i < G; i++) f[A + i * Wp + r] = p[o + i]!;
+    }
+    if (track === undefined) f.fill(0, (base + oMean) / 8, (base + oC) / 8 + F * Wp);
+    else
+      for (let r = 0; r < Wp; r++) {
+        const rr = Math.min(r, W - 1);
+        f[(base + oMean) / 8 + r] = track.means[rr]!;
+        for (let c = 0; c < F; c++) f[(base + oC) / 8 + c * Wp + r] = track.contributions[rr * F + c]!;
+      }
+    const s = prm.forgetSpread ?? 0;
+    const maxes = (base + oMax) / 8;
+    let last = Number.NaN;
+    for (let n = 0; n < nEv; n++) {
+      const e = events[n]!;
+      const dt = Number.isFinite(last) ? forgettingDays(prm, e.t - last, n) : 0;
+      const d = dt > 0 ? 2 ** (-dt / prm.halfLifeDays) : 2;
+      f[(base + oD) / 8 + n] = d;
+      f[(base + oKeep) / 8 + n] = s > 0 ? s * d : 0;
+      f[(base + oLose) / 8 + n] = s > 0 ? s * (1 - d) : 0;
+      last = e.t;
+      let row = 0;
+      f[maxes + n] = Number.NaN;
+      if (e.kind === KIND_QUIZ && e.n === 1) {
+        row = tables + (e.k >= 1 ? G * 8 : 2 * G * 8);
+        f[maxes + n] = 0;
+      } else {
+        const em = k0.emissionRow(e);
+        if (em !== null) {
+          row = base + oRows + n * G * 8;
+          f.set(em.e, row / 8);
+          f[maxes + n] = em.max;
+        }
+      }
+      n32[(base + oRow) / 4 + n] = row;
+      const kind = e.kind;
+      const learns = Number.isInteger(kind) && kind >= 0 && kind < K && (prm.learn[kind] ?? 0) > 0;
+      n32[(base + oLearn) / 4 + n] = learns ? tables + mapsAt + kind * mapBytes : 0;
+      n32[(base + oOf) / 4 + n] = OBS_FACTOR[kind] ?? -1;
+      n32[(base + oLf) / 4 + n] = LEARN_FACTOR[kind] ?? LEARN_FACTOR[KIND_QUIZ]!;
+    }
+    const floor = prm.floor;
+    const fPos = floor * G - 0.5;
+    const fj = fPos <= 0 ? 0 : Math.min(G - 2, Math.floor(fPos));
+    const fw = fPos <= 0 ? 0 : Math.min(1, fPos - fj);
+    const q = prm.noise;
+    const res = engine.foldOf(Wp / 2)(
+      nEv,
+      G,
+      base + oA,
+      base + oB,
+      tables,
+      base + oD,
+      base + oKeep,
+      base + oLose,
+      base + oRow,
+      base + oLearn,
+      base + oOf,
+      base + oLf,
+      base + oSum,
+      base + oMean,
+      base + oC,
+      floor,
+      fj,
+      fw,
+      1 - fw,
+      s > 0 ? 1 - s : 1,
+      q,
+      1 - 2 * q,
+      FACTOR_FORGETTING,
+    );
+    for (let n = 0; n < nEv; n++) {
+      const max = f[maxes + n]!;
+      if (Number.isNaN(max)) continue;
+      const quiz = events[n]!.kind === KIND_QUIZ && events[n]!.n === 1;
+      const at = (base + oSum) / 8 + n * Wp;
+      for (let r = 0; r < W; r++) {
+        if (quiz) ll[r]! += Math.log(f[at + r]!);
+        else ll[r]! += Math.log(f[at + r]!) + max;
+      }
+    }
+    for (let r = 0; r < W; r++) for (let i = 0; i < G; i++) p[r * G + i] = f[res / 8 + i * Wp + r]!;
+    if (track !== undefined)
+      for (let r = 0; r < W; r++) {
+        track.means[r] = f[(base + oMean) / 8 + r]!;
+        for (let c = 0; c < F; c++) track.contributions[r * F + c] = f[(base + oC) / 8 + c * Wp + r]!;
+      }
+    return p;
+  }
+
   /** The mean of each of the W posteriors of `p` (part-major) into `out`, each summed as `mean` sums it. */
   wideMeans(p: Float64Array, W: number, out: Float64Array): void {
     const G = this.bins;
@@ -1343,6 +1501,12 @@ export class LatentFilter {
   private readonly wideKernelsByTopic = new Map<string, WideKernels | null>();
   /** `wideFold`'s buffers per sequence of a student. */
   private readonly wideFolds: WideFold[] = [];
+  /**
+   * wasm34: which kernel folds the basis parts (`useWideKernel`; "js" = LatentKernel.foldWide, the reference) and
+   * the WebAssembly one's instance, made on the first fold that uses it.
+   */
+  private wideKernel: LatentWideKernel = "js";
+  private wasm: LatentWideWasm | null = null;
   /** Two states to fold the basis parts predictStudent mixes into (mixParts copies what it keeps). */
   private readonly scratchA: LatentState;
   private readonly scratchC: LatentState;
@@ -1354,6 +1518,25 @@ export class LatentFilter {
     this.q = new Float32Array(json.bins);
     this.scratchA = this.init("", 0);
     this.scratchC = this.init("", 0);
+  }
+
+  /**
+   * wasm34: fold the basis parts with `kind`'s kernel: "wasm" (LatentKernel.foldWideWasm) or "js"
+   * (LatentKernel.foldWide, the default). The same bits either way; "wasm" is faster where WebAssembly runs.
+   */
+  useWideKernel(kind: LatentWideKernel): this {
+    if (!LATENT_WIDE_KERNELS.includes(kind))
+      throw new LatentFilterError(
+        `the wide kernel must be one of ${LATENT_WIDE_KERNELS.join(", ")} (got "${kind}")`,
+      );
+    this.wideKernel = kind;
+    return this;
+  }
+
+  private wideEngine(): LatentWideWasm | null {
+    if (this.wideKernel === "js") return null;
+    this.wasm ??= new LatentWideWasm();
+    return this.wasm;
   }
 
   /** The topic's emission threshold (logistic emission; undefined for the linear one). */
@@ -1837,7 +2020,11 @@ export class LatentFilter {
       }
       w.contributions.fill(0);
       ks[0]!.wideMeans(w.a, W, w.means);
-      w.res = LatentKernel.foldWide(wk, events, w.a, w.b, out, w);
+      const engine = this.wideEngine();
+      w.res =
+        engine === null
+          ? LatentKernel.foldWide(wk, events, w.a, w.b, out, w)
+          : LatentKernel.foldWideWasm(engine, wk, events, w.a, w.b, out, w);
       w.observations = observations;
       w.events = events.length;
       w.lastT = events.length > 0 ? events[events.length - 1]!.t : Number.NaN;

@@ -6,6 +6,7 @@ import type { DuckDBVector } from "@duckdb/node-api";
 import type { FeatureWatermark } from "../features/incrementalFeatures.ts";
 import { rawEventParts, studentRangeSql } from "../features/windows.ts";
 import { LATENT_EVENT_TYPES, latentDays, latentEventOf } from "../models/latentState.ts";
+import { LATENT_WIDE_KERNELS, type LatentWideKernel } from "../models/latentWideWasm.ts";
 import type { ServedMastery } from "../models/servedMastery.ts";
 import type { DuckStore } from "../storage/duckdb.ts";
 import { sqlString } from "../storage/duckdb.ts";
@@ -55,6 +56,11 @@ export interface ScoreServedBatchOptions {
    * another as-of step, or null / undefined, every student is scored (`incremental` in the result says which).
    */
   since?: FeatureWatermark | null;
+  /**
+   * The latent filter's kernel for a pair's basis folds (wasm34): "wasm" (WebAssembly, the default) or "js" (the
+   * reference); the same bits. Default: MASTERY_LATENT_KERNEL if set, else "wasm".
+   */
+  latentKernel?: LatentWideKernel;
   onProgress?: (pairsDone: number, pairsTotal: number) => void;
   onPhase?: (phase: string) => void;
 }
@@ -151,7 +157,8 @@ export async function scoreServedBatch(
   const dir = mkdtempSync(
     join(store.path === ":memory:" ? tmpdir() : dirname(store.path), ".mastery-served-"),
   );
-  const setup = { model: model.json, topics, asOfDays: latentDays(asOf.getTime() * 1000) };
+  const latentKernel = opts.latentKernel ?? latentKernelFromEnv(process.env.MASTERY_LATENT_KERNEL);
+  const setup = { model: model.json, topics, asOfDays: latentDays(asOf.getTime() * 1000), latentKernel };
   const pool = workers > 0 ? ThreadPool.start(workers, setup, dir) : InlineScorer.start(setup, dir);
   const kinds: EvidenceCounts = {};
   let done = 0;
@@ -598,4 +605,15 @@ class ThreadPool implements GroupSink {
 
 function heapFromEnv(): number {
   return poolHeapMb("SERVED_WORKER_HEAP", SERVED_WORKER_HEAP_MB, 32, (m) => new ServedBatchError(m));
+}
+
+/** MASTERY_LATENT_KERNEL's kernel ("wasm" when unset or empty); any other value is refused with the choices. */
+export function latentKernelFromEnv(value: string | undefined): LatentWideKernel {
+  if (value === undefined || value === "") return "wasm";
+  const kind = LATENT_WIDE_KERNELS.find((k) => k === value);
+  if (kind === undefined)
+    throw new ServedBatchError(
+      `MASTERY_LATENT_KERNEL must be one of ${LATENT_WIDE_KERNELS.join(", ")} (got "${value}"): unset it for the default, wasm`,
+    );
+  return kind;
 }

@@ -1,5 +1,6 @@
 import { type LatentEvent, LatentFilter, type LatentSequence } from "../models/latentFilter.ts";
 import { scoreStudentLatent } from "../models/latentStudent.ts";
+import type { LatentWideKernel } from "../models/latentWideWasm.ts";
 import { ServedMastery, type ServedMasteryJson, servedFromLatent } from "../models/servedMastery.ts";
 import { LATENT_SOURCE, latentDecay, latentExplanation } from "./latentScoring.ts";
 import { latentExplanationText, servedExplanationText } from "./servedExplanationText.ts";
@@ -35,6 +36,8 @@ export interface ServedGroupSetup {
   topics: string[];
   /** As-of time in days (models/latentState.ts latentDays). */
   asOfDays: number;
+  /** The latent filter's wide kernel (models/latentWideWasm.ts; LatentFilter.useWideKernel). */
+  latentKernel: LatentWideKernel;
 }
 
 /** Pairs scored by evidence kind ("measured" / "indirect" / "prior"). */
@@ -109,7 +112,7 @@ export class ServedGroupScorer {
       throw new ServedBatchError(
         "the batch's served step scores a model served from its latent filter; this one serves from the stack: score it with `mastery score served`",
       );
-    this.filter = LatentFilter.fromJSON(lj);
+    this.filter = LatentFilter.fromJSON(lj).useWideKernel(setup.latentKernel);
     this.anchor = this.served.anchorCalibration();
     this.anchorSd = this.served.anchorSd();
   }

@@ -2,7 +2,9 @@ import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { LatentFilter } from "../../models/latentFilter.ts";
+import { LATENT_WIDE_KERNELS, type LatentWideKernel } from "../../models/latentWideWasm.ts";
 import { type MasteryScale, SERVED_INPUTS, type ServedMasteryJson } from "../../models/servedMastery.ts";
+import { latentKernelFromEnv } from "../../serving/servedBatch.ts";
 import { type EvidenceCounts, type ServedGroup, ServedGroupScorer } from "../../serving/servedBatchGroup.ts";
 import { LATENT_STUDENT_VARIANTS, latentStudentCases } from "../models/latentStudentCases.ts";
 
@@ -146,9 +148,12 @@ function groups(): { groups: ServedGroup[]; topics: string[]; asOfDays: number }
 }
 
 /** SHA-256 of every line one scorer writes for all the groups, and the evidence counts. */
-function scoreLines(model: ServedMasteryJson): { digest: string; lines: number; kinds: EvidenceCounts } {
+function scoreLines(
+  model: ServedMasteryJson,
+  latentKernel: LatentWideKernel = "js",
+): { digest: string; lines: number; kinds: EvidenceCounts } {
   const { groups: gs, topics, asOfDays } = groups();
-  const scorer = new ServedGroupScorer({ model, topics, asOfDays });
+  const scorer = new ServedGroupScorer({ model, topics, asOfDays, latentKernel });
   const h = createHash("sha256");
   const kinds: EvidenceCounts = {};
   let lines = 0;
@@ -172,10 +177,16 @@ const SCALES: readonly MasteryScale[] = ["centred-logit", "identity"];
 describe("the served step's lines are main 8705392's to the bit (lean29)", () => {
   for (const { name, model } of LATENT_STUDENT_VARIANTS)
     it(`${name}: every line's pid, source, score and explanation text`, () => {
-      for (const scale of SCALES) {
-        const r = scoreLines(servedJson(model, scale));
-        expect({ scale, digest: r.digest }).toEqual({ scale, digest: EXPECTED[`${name} / ${scale}`] });
-      }
+      for (const scale of SCALES)
+        for (const kernel of LATENT_WIDE_KERNELS) {
+          // wasm34: the WebAssembly kernel's lines are the JavaScript one's, to the bit.
+          const r = scoreLines(servedJson(model, scale), kernel);
+          expect({ scale, kernel, digest: r.digest }).toEqual({
+            scale,
+            kernel,
+            digest: EXPECTED[`${name} / ${scale}`],
+          });
+        }
     });
 
   it("the cases cover every evidence kind, several groups and two lines a pair", () => {
@@ -201,3 +212,15 @@ if (printTo !== undefined && printTo !== "") {
     for (const scale of SCALES) out[`${name} / ${scale}`] = scoreLines(servedJson(model, scale)).digest;
   writeFileSync(printTo, `${JSON.stringify(out, null, 2)}\n`);
 }
+
+describe("MASTERY_LATENT_KERNEL (wasm34)", () => {
+  it("picks the served step's wide kernel: wasm unless set, js when asked, a clear refusal otherwise", () => {
+    expect(latentKernelFromEnv(undefined)).toBe("wasm");
+    expect(latentKernelFromEnv("")).toBe("wasm");
+    expect(latentKernelFromEnv("js")).toBe("js");
+    expect(latentKernelFromEnv("wasm")).toBe("wasm");
+    expect(() => latentKernelFromEnv("JS")).toThrow(
+      /MASTERY_LATENT_KERNEL must be one of js, wasm \(got "JS"\)/,
+    );
+  });
+});
