@@ -88,7 +88,7 @@ export interface PacedResult {
 interface InFlight {
   id: number;
   dueMs: number;
-  /** Set by Conn.send: when the bytes were handed to the socket (performance.now()). */
+  /** With a trace: when the bytes were handed to the socket (performance.now()). */
   writeMs?: number;
   done: (status: number | null) => void;
 }
@@ -134,7 +134,6 @@ class Conn {
     this.headerEnd = -1;
     this.need = -1;
     this.timer = setTimeout(() => this.die(true), this.timeoutMs);
-    f.writeMs = performance.now();
     this.socket.write(bytes);
   }
 
@@ -294,6 +293,8 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
           finish();
         },
       };
+      // Traced: the write time (Conn.send writes right after setting its timer); untraced, not read.
+      if (trace !== undefined) f.writeMs = performance.now();
       c.send(job.bytes, f);
     };
     const onDead = (c: Conn, timedOut: boolean) => {
