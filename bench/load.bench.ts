@@ -48,6 +48,11 @@
  *   LOAD_APP_PORT=41500 LOAD_BARE_PORT=41501 ...      # fixed ports of the app and bare Express (one-process modes)
  *   LOAD_PG_ACTIVITY=1 ...                            # the app's PostgreSQL backends (pg_stat_activity every 20 ms)
  *                                                       over its fixed-rate run: mean backends by state and statement
+ *   LOAD_PACED=only LOAD_TRACE=1 ...                  # each paced request's latency cut into segments (due -> written
+ *                                                       -> server 'request' -> 'finish' -> answer read; bench/paceTrace.ts),
+ *                                                       per kind, for bare Express and the app; the tail's clustering in
+ *                                                       time with GC, loop lag, POSTs in flight and CPU meanwhile
+ *                                                       (LOAD_TRACE_DIR=/tmp/dir: the raw trace as JSON there)
  * The app's PostgreSQL pool: MASTERY_PG_POOL_MAX (default 10); the line pg-acquire gives how long its acquires
  * waited for a connection (PgStore.onAcquire), in both runs of the app.
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
@@ -85,7 +90,20 @@ import {
   BENCH_REDIS_URL as REDIS_URL,
   BENCH_SECRET as SECRET,
 } from "./benchEnv.ts";
-import { type PacedRequest, type PacedResult, pacedLoad } from "./pacedLoad.ts";
+import { monoOffsetMs, type PacedRequest, type PacedResult, pacedLoad } from "./pacedLoad.ts";
+import {
+  complete,
+  cpuShare,
+  maxIn,
+  maxInFlight,
+  type Pause,
+  pausesIn,
+  type Sample,
+  SEGMENTS,
+  segmentTable,
+  type TraceRow,
+  tailClusters,
+} from "./paceTrace.ts";
 import { type ActivitySummary, sampleActivity } from "./pgActivity.ts";
 import { PostPhases } from "./postPhases.ts";
 import { spawnStreamWorker } from "./streamWorker.ts";
@@ -325,6 +343,118 @@ const requestKind = (method: string | undefined, url: string | undefined): strin
  * Returns a recorder of other waits in this process (e.g. "pg-acquire": each acquire of the PostgreSQL pool),
  * reported as their own kinds over the same stretch and not counted in "all".
  */
+/**
+ * LOAD_TRACE=1: this server's times of each paced request that carries `x-bench-id` (bench/pacedLoad.ts
+ * `trace`), its 'request' event (a listener ahead of the app's) and its res.end call, on the machine's monotonic
+ * clock; its GC pauses (start, duration) and its event loop's lateness (a 5 ms timer: how late it ran,
+ * kept when over 1 ms). Sent and cleared on a "trace" message.
+ */
+function installTrace(server: import("node:http").Server): void {
+  const mono = monoOffsetMs();
+  const ids: number[] = [];
+  const reqs: number[] = [];
+  const fins: number[] = [];
+  const gc: Pause[] = [];
+  const lag: Sample[] = [];
+  server.prependListener("request", (req, res) => {
+    const t0 = performance.now() + mono;
+    const id = req.headers["x-bench-id"];
+    if (typeof id !== "string") return;
+    // The end of the server's time is when the app called res.end (the answer's bytes go to the kernel
+    // then): 'finish' waits for a write callback, which a busy loop runs late, after the client has read it.
+    const end = res.end;
+    let t1 = Number.NaN;
+    res.end = function (this: typeof res, ...args: unknown[]) {
+      t1 = performance.now() + mono;
+      return (end as (...a: unknown[]) => typeof res).apply(this, args);
+    } as typeof res.end;
+    res.once("finish", () => {
+      ids.push(Number(id));
+      reqs.push(t0);
+      fins.push(t1);
+    });
+  });
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gc.push({ start: e.startTime + mono, duration: e.duration });
+  }).observe({ entryTypes: ["gc"] });
+  let expected = performance.now() + 5;
+  setInterval(() => {
+    const now = performance.now();
+    if (now - expected > 1) lag.push({ t: expected + mono, v: now - expected });
+    expected = now + 5;
+  }, 5).unref();
+  process.on("message", (m) => {
+    if (m !== "trace") return;
+    process.send?.({ trace: { ids, reqs, fins, gc, lag } });
+    for (const xs of [ids, reqs, fins, gc, lag]) xs.length = 0;
+  });
+}
+
+/** What installTrace sends. */
+interface ServerTrace {
+  ids: number[];
+  reqs: number[];
+  fins: number[];
+  gc: Pause[];
+  lag: Sample[];
+}
+
+/**
+ * The paced run's decomposition (bench/paceTrace.ts) as lines: each segment's quantiles over all kinds and
+ * per kind, the tail's (>= p99) clustering in 100 ms windows of due time, and for the largest windows what
+ * the processes did over the window plus the tail's median latency: the server's GC and loop lag, the
+ * generator's loop lag, POSTs in flight at the server, and the CPU (share of one core) of the server, the
+ * generator and every postgres process on the machine.
+ */
+function traceLines(
+  who: string,
+  rows: TraceRow[],
+  server: ServerTrace,
+  genLag: Sample[],
+  cpu: { server: Sample[]; gen: Sample[]; pg: Sample[] },
+): string[] {
+  const ok = complete(rows);
+  const f = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
+  const out = [
+    `  paced trace, ${who}: ${ok.length} of ${rows.length} requests with every time (ms: p50 / p90 / p99 / max)`,
+  ];
+  for (const [kind, rec] of segmentTable(ok))
+    out.push(
+      `    ${kind.padEnd(16)} ` +
+        SEGMENTS.map(
+          (s) => `${s} ${f(rec[s].p50)} / ${f(rec[s].p90)} / ${f(rec[s].p99)} / ${f(rec[s].max)}`,
+        ).join("; ") +
+        ` (n ${rec.total.n})`,
+    );
+  const t = tailClusters(ok, 0.99, 100, 5);
+  const mean = (m: Record<string, number>) => SEGMENTS.map((s) => `${s} ${f(m[s] ?? Number.NaN)}`).join(", ");
+  out.push(
+    `    tail (total >= p99 ${f(t.threshold)} ms, ${t.n} requests): mean ${mean(t.mean)}; in ${t.windows} of ` +
+      `${t.runWindows} windows of 100 ms, half of them in ${t.windowsForHalf}, 80% in ${t.windowsFor80}`,
+  );
+  const tailMedian = quantile(
+    ok.filter((r) => r.done - r.due >= t.threshold).map((r) => r.done - r.due),
+    0.5,
+  );
+  for (const w of t.top) {
+    const [a, b] = [w.start, w.start + 100 + tailMedian];
+    const g = pausesIn(server.gc, a, b);
+    const pct = (xs: Sample[]) => `${f(100 * cpuShare(xs, a, b))}%`;
+    out.push(
+      `    window +${f((w.start - (ok[0]?.due ?? w.start)) / 1000)} s: ${w.n} tail requests, mean ${mean(w.mean)}; ` +
+        `over ${f(b - a)} ms: server GC ${f(g.ms)} ms in ${g.n} pauses (longest ${f(g.max)}), server loop lag max ${f(maxIn(server.lag, a, b))}, ` +
+        `generator loop lag max ${f(maxIn(genLag, a, b))}, POSTs in flight max ${maxInFlight(ok, "events", a, b)}; ` +
+        `CPU server ${pct(cpu.server)}, generator ${pct(cpu.gen)}, postgres ${pct(cpu.pg)}`,
+    );
+  }
+  const all = pausesIn(server.gc, ok[0]?.due ?? 0, ok.at(-1)?.done ?? 0);
+  out.push(
+    `    whole run: server GC ${f(all.ms)} ms in ${all.n} pauses; server loop lag samples > 1 ms ${server.lag.length} (max ${f(maxIn(server.lag, 0, Number.POSITIVE_INFINITY))}); ` +
+      `generator's ${genLag.length} (max ${f(maxIn(genLag, 0, Number.POSITIVE_INFINITY))})`,
+  );
+  return out;
+}
+
 function installProbe(
   server: import("node:http").Server,
   phases?: PostPhases,
@@ -539,6 +669,7 @@ async function serve(mode: Mode): Promise<void> {
   const server = app.listen(env("LOAD_APP_PORT", 0), "127.0.0.1");
   await new Promise((r) => server.once("listening", r));
   const record = installProbe(server, phases);
+  if (process.env.LOAD_TRACE === "1") installTrace(server);
   // pg-acquire: how long each acquire of the shared PostgreSQL pool waited for a connection.
   if (stores.pg !== undefined) stores.pg.onAcquire = (ms) => record("pg-acquire", ms);
   const port = (server.address() as AddressInfo).port;
@@ -840,6 +971,7 @@ async function serveBare(): Promise<void> {
   );
   await new Promise((ok) => server.once("listening", ok));
   if (!cluster.isWorker) installProbe(server);
+  if (!cluster.isWorker && process.env.LOAD_TRACE === "1") installTrace(server);
   const counts = (): Counts => ({ hits: 0, misses: 0, historyHits: 0, historyMisses: 0, cpuUs: cpuUs() });
   if (cluster.isWorker) {
     process.on("message", (msg) => {
@@ -906,8 +1038,83 @@ interface Backlog {
   leftEvents: number;
 }
 
+/**
+ * LOAD_TRACE=1, over one paced run: the generator's loop lateness (a 5 ms timer, kept when over 1 ms) and
+ * every 50 ms the cumulative CPU-ms of the server, this process and all postgres processes (listed again
+ * every 500 ms, as the pool's backends come and go; a backend that exits keeps its last reading, so its CPU
+ * after that reading is missed); then joins the generator's trace with the server's (installTrace) into traceLines.
+ */
+class TraceSampler {
+  private readonly mono = monoOffsetMs();
+  private readonly lag: Sample[] = [];
+  private readonly cpu = { server: [] as Sample[], gen: [] as Sample[], pg: [] as Sample[] };
+  /** CPU-ms of each postgres process at its last reading. */
+  private readonly pgMs = new Map<number, number>();
+  private pgPids: number[] = [];
+  private pgListed = 0;
+  private readonly timers: NodeJS.Timeout[];
+  constructor(private readonly proc: ChildProcess) {
+    let expected = performance.now() + 5;
+    const lagTimer = setInterval(() => {
+      const now = performance.now();
+      if (now - expected > 1) this.lag.push({ t: expected + this.mono, v: now - expected });
+      expected = now + 5;
+    }, 5);
+    const cpuTimer = setInterval(() => this.sampleCpu(), 50);
+    this.sampleCpu();
+    this.timers = [lagTimer, cpuTimer];
+  }
+  private sampleCpu(): void {
+    const t = performance.now() + this.mono;
+    this.cpu.server.push({ t, v: processCpuMs(this.proc.pid ?? -1) ?? Number.NaN });
+    this.cpu.gen.push({ t, v: cpuUs() / 1000 });
+    if (t - this.pgListed >= 500) {
+      this.pgListed = t;
+      this.pgPids = readdirSync("/proc").flatMap((d) => {
+        if (!/^\d+$/.test(d)) return [];
+        try {
+          return readFileSync(`/proc/${d}/comm`, "utf8").trim() === "postgres" ? [Number(d)] : [];
+        } catch {
+          return [];
+        }
+      });
+    }
+    for (const pid of this.pgPids) {
+      const ms = processCpuMs(pid);
+      if (ms !== undefined) this.pgMs.set(pid, ms);
+    }
+    this.cpu.pg.push({ t, v: [...this.pgMs.values()].reduce((a, b) => a + b, 0) });
+  }
+  async lines(who: string, trace: import("./pacedLoad.ts").PacedTrace, kinds: string[]): Promise<string[]> {
+    this.sampleCpu();
+    for (const t of this.timers) clearInterval(t);
+    const server = await ask<ServerTrace>(this.proc, "trace");
+    const rows: TraceRow[] = kinds.map((kind, i) => ({
+      kind,
+      due: trace.due[i] ?? Number.NaN,
+      write: trace.write[i] ?? Number.NaN,
+      req: Number.NaN,
+      fin: Number.NaN,
+      done: trace.done[i] ?? Number.NaN,
+    }));
+    server.ids.forEach((id, j) => {
+      const r = rows[id];
+      if (r === undefined) return;
+      r.req = server.reqs[j] ?? Number.NaN;
+      r.fin = server.fins[j] ?? Number.NaN;
+    });
+    const dir = process.env.LOAD_TRACE_DIR;
+    if (dir !== undefined && dir !== "")
+      writeFileSync(
+        join(dir, `trace-${who.replace(/[^a-z]+/gi, "_")}-${process.pid}.json`),
+        JSON.stringify({ rows, server, genLag: this.lag, cpu: this.cpu }),
+      );
+    return traceLines(who, rows, server, this.lag, this.cpu);
+  }
+}
+
 /** Sends `what` to a server child and resolves with the field of that name of its reply. */
-function ask<T>(proc: ChildProcess, what: "cache" | "probe" | "backlog"): Promise<T> {
+function ask<T>(proc: ChildProcess, what: "cache" | "probe" | "backlog" | "trace"): Promise<T> {
   return new Promise<T>((ok) => {
     const on = (m: unknown) => {
       const v = (m as Record<string, unknown>)[what];
@@ -1058,14 +1265,26 @@ async function drive(): Promise<void> {
       });
     // The mix at a fixed rate from the paced generator (bench/pacedLoad.ts), as a CannonResult.
     const paced = async (port: number, duration: number): Promise<CannonResult> => {
+      const tracing = process.env.LOAD_TRACE === "1";
+      const kinds: string[] = [];
+      const sampler = tracing ? new TraceSampler(port === barePort ? bare : app) : null;
       const p = await pacedLoad({
         port,
         rate,
         durationS: duration,
         connections,
         headers: { authorization: `Bearer ${token}` },
-        next: () => draw(),
+        next: () => {
+          const r = draw();
+          if (tracing) kinds.push(requestKind(r.method, r.path));
+          return r;
+        },
+        trace: tracing,
       });
+      if (sampler !== null && p.trace !== undefined)
+        traceOut.push(
+          ...(await sampler.lines(port === barePort ? "bare Express" : `app (${mode})`, p.trace, kinds)),
+        );
       pacedLast.r = p;
       const ms = (x: number) => Math.round(x * 10) / 10;
       return {
@@ -1082,6 +1301,7 @@ async function drive(): Promise<void> {
       };
     };
     const pacedLast: { r: PacedResult | null } = { r: null };
+    const traceOut: string[] = [];
     // Body cache hits / misses of the app's GET /mastery so far (its /metrics counter).
     const counts = (proc: ReturnType<typeof child>) => ask<Counts>(proc, "cache");
     // A run with the server's body cache hit rate and CPU time per request served (user + system of
@@ -1234,6 +1454,7 @@ async function drive(): Promise<void> {
       `  load generator CPU per request (autocannon, or the paced generator at the fixed rate with LOAD_PACED=only; this process): open loop ${am.clientCpuPerReq.toFixed(0)} µs (bare ${bm.clientCpuPerReq.toFixed(0)}); ` +
         `at ${rate} req/s ${afm.clientCpuPerReq.toFixed(0)} µs (bare ${bfm.clientCpuPerReq.toFixed(0)})`,
     );
+    out.push(...traceOut);
     if (process.env.LOAD_KINDS === "1") {
       // Each kind alone, open loop: the server's CPU per request of that kind (hits and misses as they
       // come for GET /mastery, with the cache as the mix left it).

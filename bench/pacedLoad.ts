@@ -41,7 +41,28 @@ export interface PacedOptions {
    * socket closed under it; reusing the least recently used sockets first would meet that race now and then.
    */
   maxIdleMs?: number;
+  /**
+   * Per-request timing (default off): each request carries `x-bench-id: <i>` (i: its index in due order)
+   * and the result's `trace` holds its due, write and answer times on the machine's monotonic clock
+   * (monoMs), for joining with the server's own times of the same ids.
+   */
+  trace?: boolean;
 }
+
+/** Per request i (index in due order), ms on the monotonic clock (monoMs); NaN: never written / answered. */
+export interface PacedTrace {
+  due: Float64Array;
+  /** When the generator wrote the request to its socket (after waiting for a free one). */
+  write: Float64Array;
+  /** When the generator had read the answer's last byte. */
+  done: Float64Array;
+}
+
+/**
+ * This process's performance.now() on the machine's monotonic clock (CLOCK_MONOTONIC, ms), which every
+ * process on the machine shares: performance.now() is hrtime minus the process's own origin.
+ */
+export const monoOffsetMs = (): number => Number(process.hrtime.bigint()) / 1e6 - performance.now();
 
 export interface PacedResult {
   /** Requests due in the run (rate x duration). */
@@ -60,10 +81,15 @@ export interface PacedResult {
   achievedRate: number;
   /** How late the generator itself sent requests that had a free socket (ms, p99 / max): its own error. */
   sendLag: { p99: number; max: number };
+  /** With `trace`: each request's times. */
+  trace?: PacedTrace;
 }
 
 interface InFlight {
+  id: number;
   dueMs: number;
+  /** With a trace: when the bytes were handed to the socket (performance.now()). */
+  writeMs?: number;
   done: (status: number | null) => void;
 }
 
@@ -165,14 +191,22 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
   const fixed = Object.entries({ host: `${host}:${opts.port}`, connection: "keep-alive", ...opts.headers })
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join("");
-  const encode = (r: PacedRequest): Buffer => {
+  const encode = (r: PacedRequest, id: number): Buffer => {
     const body = r.body === undefined ? "" : r.body;
     const extra =
-      r.body === undefined
+      (r.body === undefined
         ? ""
-        : `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n`;
+        : `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n`) +
+      (opts.trace === true ? `x-bench-id: ${id}\r\n` : "");
     return Buffer.from(`${r.method} ${r.path} HTTP/1.1\r\n${fixed}${extra}\r\n${body}`);
   };
+  const trace: PacedTrace | undefined =
+    opts.trace === true
+      ? { due: new Float64Array(due), write: new Float64Array(due), done: new Float64Array(due) }
+      : undefined;
+  trace?.write.fill(Number.NaN);
+  trace?.done.fill(Number.NaN);
+  const mono = monoOffsetMs();
 
   return new Promise((resolve) => {
     const latencies = new Float64Array(due);
@@ -184,7 +218,7 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
     let errors = 0;
     let timeouts = 0;
     let lastAnswer = 0;
-    const backlog: { bytes: Buffer; dueMs: number }[] = [];
+    const backlog: { bytes: Buffer; dueMs: number; id: number }[] = [];
     const idle: Conn[] = [];
     let open = 0;
     const maxIdleMs = opts.maxIdleMs ?? 4000;
@@ -208,6 +242,7 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
       if (finished < due) return;
       clearTimeout(tick);
       for (const c of idle) c.socket.destroy();
+      if (trace !== undefined) for (let i = 0; i < due; i++) trace.due[i] = t0 + i * intervalMs + mono;
       const sorted = latencies.slice(0, nLat).sort();
       const lagSorted = Float64Array.from(lags).sort();
       resolve({
@@ -228,6 +263,7 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
           p99: quantile(lagSorted, 0.99),
           max: lagSorted.length === 0 ? 0 : (lagSorted.at(-1) ?? 0),
         },
+        ...(trace !== undefined ? { trace } : {}),
       });
     };
 
@@ -239,19 +275,27 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
         return;
       }
       const dueMs = job.dueMs;
-      c.send(job.bytes, {
+      const f: InFlight = {
+        id: job.id,
         dueMs,
         done: (status) => {
           finished++;
           const now = performance.now();
           lastAnswer = now;
+          if (trace !== undefined && status !== null) {
+            trace.write[f.id] = (f.writeMs ?? Number.NaN) + mono;
+            trace.done[f.id] = now + mono;
+          }
           if (status !== null) {
             latencies[nLat++] = now - dueMs;
             if (status < 200 || status >= 300) non2xx++;
           }
           finish();
         },
-      });
+      };
+      // Traced: the write time (Conn.send writes right after setting its timer); untraced, not read.
+      if (trace !== undefined) f.writeMs = performance.now();
+      c.send(job.bytes, f);
     };
     const onDead = (c: Conn, timedOut: boolean) => {
       open--;
@@ -286,15 +330,16 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
       const upTo = Math.min(due, Math.floor((now - t0) / intervalMs) + 1);
       while (sent < upTo) {
         const dueMs = t0 + sent * intervalMs;
+        const id = sent;
         sent++;
-        const bytes = encode(opts.next());
+        const bytes = encode(opts.next(), id);
         const c = takeIdle(now);
         if (c !== undefined) {
           lags.push(performance.now() - dueMs);
-          backlog.push({ bytes, dueMs });
+          backlog.push({ bytes, dueMs, id });
           dispatch(c);
         } else {
-          backlog.push({ bytes, dueMs });
+          backlog.push({ bytes, dueMs, id });
           grow();
         }
       }

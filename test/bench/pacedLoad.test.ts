@@ -46,3 +46,50 @@ describe("pacedLoad's keep-alive sockets", () => {
     expect(connections).toBeGreaterThanOrEqual(3 + 5);
   });
 });
+
+describe("pacedLoad's trace", () => {
+  // Answers after `delay` ms, and keeps the x-bench-id it saw with its monotonic time of arrival.
+  let server: Server;
+  let port = 0;
+  const seen: { id: string | undefined; at: number }[] = [];
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      seen.push({
+        id: req.headers["x-bench-id"] as string | undefined,
+        at: Number(process.hrtime.bigint()) / 1e6,
+      });
+      setTimeout(() => res.end("ok"), 30);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it("sends each request's index and gives its due, write and answer times on the monotonic clock", async () => {
+    // 10 requests 20 ms apart, each answered after 30 ms, on 1 connection: each waits for the one before.
+    const r = await pacedLoad({
+      port,
+      rate: 50,
+      durationS: 0.2,
+      connections: 1,
+      next: () => ({ method: "GET", path: "/" }),
+      trace: true,
+    });
+    expect(r.completed).toBe(10);
+    const t = r.trace;
+    if (t === undefined) throw new Error("no trace");
+    expect(seen.map((s) => s.id)).toEqual(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    for (let i = 0; i < 10; i++) {
+      expect(t.due[i]).toBeCloseTo((t.due[0] ?? 0) + 20 * i, 6);
+      const at = seen[i]?.at ?? Number.NaN;
+      // written at or after its due time, seen by the server after that, answered >= 30 ms after arrival.
+      expect(t.write[i]).toBeGreaterThanOrEqual(t.due[i] ?? Number.NaN);
+      // The same clock as the server's: its arrival less than a second after the due time.
+      expect(at - (t.due[i] ?? Number.NaN)).toBeLessThan(1000);
+      expect(at).toBeGreaterThanOrEqual(t.write[i] ?? Number.NaN);
+      expect(t.done[i] ?? 0).toBeGreaterThanOrEqual(at + 29);
+    }
+    // One connection, 30 ms per answer, 20 ms between due times: the queue wait grows ~10 ms a request.
+    expect((t.write[9] ?? 0) - (t.due[9] ?? 0)).toBeGreaterThanOrEqual(80);
+  });
+});
