@@ -53,6 +53,10 @@
  *                                                       per kind, for bare Express and the app; the tail's clustering in
  *                                                       time with GC, loop lag, POSTs in flight and CPU meanwhile
  *                                                       (LOAD_TRACE_DIR=/tmp/dir: the raw trace as JSON there)
+ *   LOAD_STEADY_FROM_S=5 ...                          # the paced runs' latency also without their first 5 s (default
+ *                                                       5; 0 = off): the headline p99 keeps them (a run starts with
+ *                                                       the body cache's entries expired: its TTL is 30 s and the
+ *                                                       bare run before lasts 30 s), this line shows the rest
  * The app's PostgreSQL pool: MASTERY_PG_POOL_MAX (default 10); the line pg-acquire gives how long its acquires
  * waited for a connection (PgStore.onAcquire), in both runs of the app.
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
@@ -1280,6 +1284,7 @@ async function drive(): Promise<void> {
           return r;
         },
         trace: tracing,
+        ...(steadyFromS > 0 ? { steadyFromS } : {}),
       });
       if (sampler !== null && p.trace !== undefined)
         traceOut.push(
@@ -1301,6 +1306,7 @@ async function drive(): Promise<void> {
       };
     };
     const pacedLast: { r: PacedResult | null } = { r: null };
+    const steadyFromS = env("LOAD_STEADY_FROM_S", 5);
     const traceOut: string[] = [];
     // Body cache hits / misses of the app's GET /mastery so far (its /metrics counter).
     const counts = (proc: ReturnType<typeof child>) => ask<Counts>(proc, "cache");
@@ -1353,6 +1359,7 @@ async function drive(): Promise<void> {
     const fixed = (port: number) => (pacedMode === "only" ? paced(port, seconds) : run(port, seconds, rate));
     const bfm = await measured(bare, () => fixed(barePort));
     const bfLag = pacedLast.r?.sendLag;
+    const bfSteady = pacedMode === "only" ? pacedLast.r?.steady : undefined;
     // LOAD_PG_ACTIVITY=1: the app's PostgreSQL backends sampled every 20 ms over its fixed-rate run (bench/pgActivity.ts).
     const activityPg = activityName === null ? null : await PgStore.open(PG_URL, { poolMax: 1 });
     const activity: { r: ActivitySummary | null } = { r: null };
@@ -1364,15 +1371,29 @@ async function drive(): Promise<void> {
     });
     await activityPg?.close();
     const afLag = pacedLast.r?.sendLag;
+    const afSteady = pacedMode === "only" ? pacedLast.r?.steady : undefined;
     const pacedRuns =
       pacedMode === "1"
         ? {
             bare: await measured(bare, () => paced(barePort, seconds)),
             bareLag: pacedLast.r?.sendLag,
+            bareSteady: pacedLast.r?.steady,
             app: await measured(app, () => paced(ready.port, seconds)),
             appLag: pacedLast.r?.sendLag,
+            appSteady: pacedLast.r?.steady,
           }
         : null;
+    const steadyLine = (
+      bareS: PacedResult["steady"] | undefined,
+      appS: PacedResult["steady"] | undefined,
+    ): string[] =>
+      bareS === undefined || appS === undefined
+        ? []
+        : [
+            `  paced at ${rate} req/s from +${steadyFromS} s (the run without its first seconds; the p99 above keeps them): ` +
+              `app p50 ${appS.p50.toFixed(1)} / p99 ${appS.p99.toFixed(1)} / max ${appS.max.toFixed(1)} ms (${appS.n} requests) vs ` +
+              `bare p50 ${bareS.p50.toFixed(1)} / p99 ${bareS.p99.toFixed(1)} / max ${bareS.max.toFixed(1)} ms (${bareS.n})`,
+          ];
     const [b, a, bf, af] = [bm.r, am.r, bfm.r, afm.r];
     const [aHits, afHits] = [am.hits, afm.hits];
     const row = (name: string, r: CannonResult) =>
@@ -1441,6 +1462,8 @@ async function drive(): Promise<void> {
             `  paced generator send lag p99 / max: bare run ${bfLag.p99.toFixed(1)} / ${bfLag.max.toFixed(1)} ms, app run ${afLag.p99.toFixed(1)} / ${afLag.max.toFixed(1)} ms`,
           ]
         : []),
+      ...steadyLine(bfSteady, afSteady),
+      ...(pacedRuns === null ? [] : steadyLine(pacedRuns.bareSteady, pacedRuns.appSteady)),
       ...(pacedRuns === null
         ? []
         : [

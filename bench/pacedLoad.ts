@@ -47,6 +47,12 @@ export interface PacedOptions {
    * (monoMs), for joining with the server's own times of the same ids.
    */
   trace?: boolean;
+  /**
+   * Also the latency quantiles of the requests due from this many seconds after the start (the result's
+   * `steady`): the run without its first seconds, where a server that starts the run with cold caches falls
+   * behind and catches up. Absent: not computed.
+   */
+  steadyFromS?: number;
 }
 
 /** Per request i (index in due order), ms on the monotonic clock (monoMs); NaN: never written / answered. */
@@ -83,6 +89,8 @@ export interface PacedResult {
   sendLag: { p99: number; max: number };
   /** With `trace`: each request's times. */
   trace?: PacedTrace;
+  /** With `steadyFromS`: the latency of the requests due from then on (ms), and how many there were. */
+  steady?: { fromS: number; n: number; p50: number; p90: number; p99: number; max: number };
 }
 
 interface InFlight {
@@ -97,6 +105,29 @@ const quantile = (sorted: Float64Array, q: number): number =>
   sorted.length === 0
     ? Number.NaN
     : (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0);
+
+/**
+ * The latency quantiles (ms) of the first `n` answers whose request was due at or after `fromS` seconds into the
+ * run (`dueAfterMs[i]`: answer i's due time after the start, ms).
+ */
+export function steadyLatency(
+  latencies: Float64Array,
+  dueAfterMs: Float64Array,
+  n: number,
+  fromS: number,
+): { fromS: number; n: number; p50: number; p90: number; p99: number; max: number } {
+  const kept: number[] = [];
+  for (let i = 0; i < n; i++) if (dueAfterMs[i]! >= fromS * 1000) kept.push(latencies[i]!);
+  const sorted = Float64Array.from(kept).sort();
+  return {
+    fromS,
+    n: sorted.length,
+    p50: quantile(sorted, 0.5),
+    p90: quantile(sorted, 0.9),
+    p99: quantile(sorted, 0.99),
+    max: sorted.length === 0 ? Number.NaN : (sorted[sorted.length - 1] ?? 0),
+  };
+}
 
 /** One keep-alive connection that sends a request and parses one answer at a time. */
 class Conn {
@@ -210,6 +241,8 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
 
   return new Promise((resolve) => {
     const latencies = new Float64Array(due);
+    // Each answered request's due time after the start (ms), in answer order, for `steady`.
+    const dueAfter = opts.steadyFromS === undefined ? null : new Float64Array(due);
     const lags: number[] = [];
     let nLat = 0;
     let sent = 0;
@@ -264,6 +297,9 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
           max: lagSorted.length === 0 ? 0 : (lagSorted.at(-1) ?? 0),
         },
         ...(trace !== undefined ? { trace } : {}),
+        ...(dueAfter !== null && opts.steadyFromS !== undefined
+          ? { steady: steadyLatency(latencies, dueAfter, nLat, opts.steadyFromS) }
+          : {}),
       });
     };
 
@@ -287,6 +323,7 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
             trace.done[f.id] = now + mono;
           }
           if (status !== null) {
+            if (dueAfter !== null) dueAfter[nLat] = dueMs - t0;
             latencies[nLat++] = now - dueMs;
             if (status < 200 || status >= 300) non2xx++;
           }

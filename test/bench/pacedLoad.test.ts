@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pacedLoad } from "../../bench/pacedLoad.ts";
+import { pacedLoad, steadyLatency } from "../../bench/pacedLoad.ts";
 
 describe("pacedLoad's keep-alive sockets", () => {
   let server: Server;
@@ -91,5 +91,46 @@ describe("pacedLoad's trace", () => {
     }
     // One connection, 30 ms per answer, 20 ms between due times: the queue wait grows ~10 ms a request.
     expect((t.write[9] ?? 0) - (t.due[9] ?? 0)).toBeGreaterThanOrEqual(80);
+  });
+});
+
+describe("pacedLoad's steady window (the run without its first seconds)", () => {
+  it("keeps only the answers whose request was due at or after fromS, known quantiles", () => {
+    // Answer order, not due order: the slow first request (due at 0) came back last.
+    const lat = Float64Array.from([5, 6, 7, 100]);
+    const due = Float64Array.from([4000, 5000, 6000, 0]);
+    expect(steadyLatency(lat, due, 4, 5)).toEqual({ fromS: 5, n: 2, p50: 7, p90: 7, p99: 7, max: 7 });
+    expect(steadyLatency(lat, due, 4, 4)).toEqual({ fromS: 4, n: 3, p50: 6, p90: 7, p99: 7, max: 7 });
+    expect(steadyLatency(lat, due, 4, 0)).toMatchObject({ n: 4, p99: 100, max: 100 });
+    // Only the first n answers count.
+    expect(steadyLatency(lat, due, 2, 0)).toMatchObject({ n: 2, p50: 6, max: 6 });
+  });
+
+  it("measures from the due time: a server slow for its first 300 ms leaves the steady part fast", async () => {
+    let slowUntil = 0;
+    const server = createServer((_req, res) => {
+      if (performance.now() < slowUntil) setTimeout(() => res.end("ok"), 150);
+      else res.end("ok");
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      slowUntil = performance.now() + 300;
+      const r = await pacedLoad({
+        port,
+        rate: 50,
+        durationS: 1.2,
+        connections: 4,
+        next: () => ({ method: "GET", path: "/" }),
+        steadyFromS: 0.6,
+      });
+      expect(r.errors).toBe(0);
+      expect(r.latency.max).toBeGreaterThanOrEqual(150);
+      expect(r.steady?.n).toBeGreaterThanOrEqual(25);
+      expect(r.steady?.n).toBeLessThan(r.completed);
+      expect(r.steady?.max).toBeLessThan(150);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });
