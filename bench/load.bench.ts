@@ -63,7 +63,7 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import cluster, { type Worker } from "node:cluster";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -1108,11 +1108,14 @@ class TraceSampler {
       r.fin = server.fins[j] ?? Number.NaN;
     });
     const dir = process.env.LOAD_TRACE_DIR;
-    if (dir !== undefined && dir !== "")
+    if (dir !== undefined && dir !== "") {
+      // Created here, so a run of minutes does not end on a missing directory after its measurements.
+      mkdirSync(dir, { recursive: true });
       writeFileSync(
         join(dir, `trace-${who.replace(/[^a-z]+/gi, "_")}-${process.pid}.json`),
         JSON.stringify({ rows, server, genLag: this.lag, cpu: this.cpu }),
       );
+    }
     return traceLines(who, rows, server, this.lag, this.cpu);
   }
 }
