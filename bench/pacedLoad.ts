@@ -80,7 +80,7 @@ export interface PacedResult {
   errors: number;
   timeouts: number;
   /** Latency from due time to the last byte of the answer, ms. */
-  latency: { p50: number; p90: number; p99: number; max: number };
+  latency: LatencyQuantiles;
   /** Keep-alive sockets closed by this generator for idling past maxIdleMs (reopened when needed). */
   retiredIdle: number;
   /** Answers per second over the run (until the last answer). */
@@ -90,7 +90,7 @@ export interface PacedResult {
   /** With `trace`: each request's times. */
   trace?: PacedTrace;
   /** With `steadyFromS`: the latency of the requests due from then on (ms), and how many there were. */
-  steady?: { fromS: number; n: number; p50: number; p90: number; p99: number; max: number };
+  steady?: { fromS: number; n: number } & LatencyQuantiles;
 }
 
 interface InFlight {
@@ -106,6 +106,16 @@ const quantile = (sorted: Float64Array, q: number): number =>
     ? Number.NaN
     : (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0);
 
+/** p50 / p90 / p99 / max of ascending latencies (ms; NaN when empty). */
+export type LatencyQuantiles = { p50: number; p90: number; p99: number; max: number };
+
+const latencyQuantiles = (sorted: Float64Array): LatencyQuantiles => ({
+  p50: quantile(sorted, 0.5),
+  p90: quantile(sorted, 0.9),
+  p99: quantile(sorted, 0.99),
+  max: sorted.length === 0 ? Number.NaN : (sorted[sorted.length - 1] ?? 0),
+});
+
 /**
  * The latency quantiles (ms) of the first `n` answers whose request was due at or after `fromS` seconds into the
  * run (`dueAfterMs[i]`: answer i's due time after the start, ms).
@@ -115,18 +125,11 @@ export function steadyLatency(
   dueAfterMs: Float64Array,
   n: number,
   fromS: number,
-): { fromS: number; n: number; p50: number; p90: number; p99: number; max: number } {
+): { fromS: number; n: number } & LatencyQuantiles {
   const kept: number[] = [];
   for (let i = 0; i < n; i++) if (dueAfterMs[i]! >= fromS * 1000) kept.push(latencies[i]!);
   const sorted = Float64Array.from(kept).sort();
-  return {
-    fromS,
-    n: sorted.length,
-    p50: quantile(sorted, 0.5),
-    p90: quantile(sorted, 0.9),
-    p99: quantile(sorted, 0.99),
-    max: sorted.length === 0 ? Number.NaN : (sorted[sorted.length - 1] ?? 0),
-  };
+  return { fromS, n: sorted.length, ...latencyQuantiles(sorted) };
 }
 
 /** One keep-alive connection that sends a request and parses one answer at a time. */
@@ -285,12 +288,7 @@ export function pacedLoad(opts: PacedOptions): Promise<PacedResult> {
         errors,
         timeouts,
         retiredIdle,
-        latency: {
-          p50: quantile(sorted, 0.5),
-          p90: quantile(sorted, 0.9),
-          p99: quantile(sorted, 0.99),
-          max: sorted.length === 0 ? Number.NaN : (sorted[sorted.length - 1] ?? 0),
-        },
+        latency: latencyQuantiles(sorted),
         achievedRate: (1000 * nLat) / Math.max(1, lastAnswer - t0),
         sendLag: {
           p99: quantile(lagSorted, 0.99),
