@@ -1522,6 +1522,9 @@ async function drive(): Promise<void> {
 }
 
 const i = process.argv.indexOf("--serve");
+// A server child ends with its driver: if the driver dies (an error, a kill), the IPC channel closes, and a
+// server left running would load the machine under every later bench.
+if (process.send !== undefined) process.on("disconnect", () => process.exit(0));
 if (i > 0) await serve(process.argv[i + 1] as Mode);
 else if (process.argv.includes("--bare")) await serveBare();
 else await drive();
