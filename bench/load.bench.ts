@@ -58,7 +58,8 @@
  *                                                       the body cache's entries expired: its TTL is 30 s and the
  *                                                       bare run before lasts 30 s), this line shows the rest
  * The app's PostgreSQL pool: MASTERY_PG_POOL_MAX (default 10); the line pg-acquire gives how long its acquires
- * waited for a connection (PgStore.onAcquire), in both runs of the app.
+ * waited for a connection (PgStore.onAcquire), in both runs of the app, and a line counts the connections the app
+ * opened during each run (pg_stat_activity's backend_start of its application_name, those still open at the end).
  * Targets: throughput >= 0.5x bare Express; p99 <= 50 ms at 1,000 req/s; 0 errors; cold GET <= 2 ms.
  */
 import { type ChildProcess, fork } from "node:child_process";
@@ -1216,10 +1217,11 @@ async function drive(): Promise<void> {
     const profDir = prof ? mkdtempSync(join(tmpdir(), `load-prof-${mode}-`)) : "";
     // LOAD_SERVER_NODE_FLAGS: node / V8 flags of the app's server process only (e.g. --max-semi-space-size=32).
     const serverFlags = (process.env.LOAD_SERVER_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "");
-    // LOAD_PG_ACTIVITY=1: the app's connections carry application_name <prefix>_app (PGAPPNAME), sampled below.
-    const activityName =
-      process.env.LOAD_PG_ACTIVITY === "1" && mode !== "embedded" ? `${NAME_PREFIX}_app` : null;
-    const app = child(["--serve", mode], activityName === null ? {} : { PGAPPNAME: activityName }, [
+    // The app's PostgreSQL connections carry application_name <prefix>_app (PGAPPNAME): each run counts the
+    // ones opened during it, and LOAD_PG_ACTIVITY=1 samples what they do.
+    const appName = mode !== "embedded" ? `${NAME_PREFIX}_app` : null;
+    const activityName = process.env.LOAD_PG_ACTIVITY === "1" ? appName : null;
+    const app = child(["--serve", mode], appName === null ? {} : { PGAPPNAME: appName }, [
       ...serverFlags,
       ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []),
     ]);
@@ -1319,8 +1321,12 @@ async function drive(): Promise<void> {
     const measured = async (proc: ReturnType<typeof child>, fn: () => Promise<CannonResult>) => {
       const c0 = await counts(proc);
       const k0 = cpuUs();
+      const opened0 = proc === app ? await backendsNow() : null;
       const r = await fn();
       const k1 = cpuUs();
+      // The app's PostgreSQL connections opened during the run and open at its end (a new backend each: a
+      // process start, cold catalog caches, statements to prepare again).
+      const opened = opened0 === null ? null : await backendsOpenedSince(opened0.at);
       // pg-stream: wait until the worker has applied the run's events (its CPU for them is counted below).
       const backlog = mode === "pg-stream" && proc === app ? await ask<Backlog>(proc, "backlog") : undefined;
       const c1 = await counts(proc);
@@ -1340,8 +1346,26 @@ async function drive(): Promise<void> {
         clientCpuPerReq,
         probe,
         backlog,
+        opened,
       };
     };
+    const backendPg = appName === null ? null : await PgStore.open(PG_URL, { poolMax: 1 });
+    /** PostgreSQL's clock now (backend_start is compared on the server's own clock). */
+    const backendsNow = async () =>
+      backendPg === null
+        ? null
+        : { at: String((await backendPg.all<{ at: string }>("SELECT now()::text AS at"))[0]?.at) };
+    const backendsOpenedSince = async (at: string) =>
+      backendPg === null
+        ? null
+        : Number(
+            (
+              await backendPg.all<{ n: string }>(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND backend_start >= $2::timestamptz",
+                [appName, at],
+              )
+            )[0]?.n ?? 0,
+          );
     // The server-side probe's figures since the last call (installProbe; none from cluster workers).
     const probeOf = (proc: ReturnType<typeof child>) =>
       mode === "pg-workers" ? Promise.resolve<ProbeStats[]>([]) : ask<ProbeStats[]>(proc, "probe");
@@ -1446,6 +1470,11 @@ async function drive(): Promise<void> {
           ]),
       `  GET /mastery body cache hits: open loop ${aHits}, at ${rate} req/s ${afHits}`,
       `  GET history cache hits: open loop ${am.historyHits}, at ${rate} req/s ${afm.historyHits}`,
+      ...(am.opened === null || afm.opened === null
+        ? []
+        : [
+            `  the app's PostgreSQL connections opened during the run (still open at its end): open loop ${am.opened}, at ${rate} req/s${pacedMode === "only" ? " paced" : ""} ${afm.opened}`,
+          ]),
       ...(ready.pgPoolMax === null
         ? []
         : [
@@ -1497,6 +1526,7 @@ async function drive(): Promise<void> {
         `  server CPU per request by kind, each alone, open loop ${kindSeconds} s: ${parts.join("; ")}`,
       );
     }
+    await backendPg?.close();
     bare.send("stop");
     app.send("stop");
     await new Promise((ok) => app.once("exit", ok));
