@@ -56,6 +56,16 @@ export interface PgOpenOptions {
   /** Pool size (default: MASTERY_PG_POOL_MAX or 10). */
   poolMax?: number;
   /**
+   * Connections the pool keeps open however long they sit idle (default: MASTERY_PG_POOL_MIN, else poolMax:
+   * a fixed-size pool). Above it, a connection idle for 30 s is closed. A pool that shrinks in a quiet
+   * period pays for it in the first seconds of the next burst: each new connection is a PostgreSQL backend
+   * to start, and its first statements run with cold catalog caches and no prepared plans
+   * (docs/benchmarks.md, "The paced run's first seconds: the pool").
+   */
+  poolMin?: number;
+  /** How long a connection above poolMin may sit idle before the pool closes it (ms; default 30000). */
+  idleTimeoutMs?: number;
+  /**
    * How long a query waits for a connection (a new one, or a free one from the pool) before it fails
    * as unavailable (ms; default MASTERY_PG_CONNECT_TIMEOUT_MS or 2000).
    */
@@ -75,6 +85,7 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** Pool settings from the environment (documented in docs/runbook.md). */
 export function pgPoolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): {
   poolMax: number;
+  poolMin: number | undefined;
   connectTimeoutMs: number;
   statementTimeoutMs: number | undefined;
   queryTimeoutMs: number | undefined;
@@ -92,6 +103,7 @@ export function pgPoolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): {
   };
   return {
     poolMax: int("MASTERY_PG_POOL_MAX", 10, 1) ?? 10,
+    poolMin: int("MASTERY_PG_POOL_MIN", undefined, 0),
     connectTimeoutMs: int("MASTERY_PG_CONNECT_TIMEOUT_MS", 2000, 100) ?? 2000,
     statementTimeoutMs: int("MASTERY_PG_STATEMENT_TIMEOUT_MS", undefined, 1),
     queryTimeoutMs: int("MASTERY_PG_QUERY_TIMEOUT_MS", undefined, 1),
@@ -175,6 +187,7 @@ export class PgStore {
       );
     const env = pgPoolSettingsFromEnv();
     const poolMax = opts.poolMax ?? env.poolMax;
+    const poolMin = Math.min(opts.poolMin ?? env.poolMin ?? poolMax, poolMax);
     const statementTimeout = opts.statementTimeoutMs ?? env.statementTimeoutMs;
     const queryTimeout = opts.queryTimeoutMs ?? env.queryTimeoutMs;
     // Session settings travel in the startup packet, so every pooled connection (including the
@@ -186,8 +199,9 @@ export class PgStore {
       connectionString: url,
       types: utcTypes,
       max: poolMax,
+      min: poolMin,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? env.connectTimeoutMs,
-      idleTimeoutMillis: 30_000,
+      idleTimeoutMillis: opts.idleTimeoutMs ?? 30_000,
       keepAlive: true,
       options: settings.join(" "),
       ...(queryTimeout !== undefined ? { query_timeout: queryTimeout } : {}),
