@@ -21,8 +21,8 @@ const CHECKED_ROW = scoreRowNeeds({});
 /**
  * At-risk alerts: when a student's served mastery on a topic drops below the threshold of their
  * school and grade (config/thresholds.yaml), one alert row is written and every configured webhook
- * is called with it. One crossing raises one alert: alert_state remembers that the key is below,
- * and it re-arms only when the score comes back to threshold + hysteresis or above (so a score
+ * is called with it. One crossing raises one alert: alert_state remembers that the key is below (a key
+ * never seen below has no row: a row is written only when a check moves the state), and it re-arms only when the score comes back to threshold + hysteresis or above (so a score
  * hovering at the threshold does not flood teachers). The alert id is a hash of (student, topic,
  * rule, crossing number): the same crossing always has the same id, sent as Idempotency-Key.
  *
@@ -348,7 +348,10 @@ export class AlertEngine {
       } else if (wasBelow && r.mastery_score >= threshold + this.cfg.hysteresis) {
         below = false;
       }
-      if (below !== wasBelow || r.below === null)
+      // A state is stored only when the check moves it. A first check that finds the key above its threshold
+      // stores nothing: no row reads as (above, 0 crossings) already, and a stored (above, 0) row made a
+      // concurrent first crossing of the same key (another checker, whose insert expects no row) lose its alert.
+      if (below !== wasBelow)
         states.push({
           studentKey: r.student_key,
           topicId: r.topic_id,

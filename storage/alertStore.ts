@@ -169,7 +169,7 @@ export class DuckAlertStore implements AlertStore {
       // round 1 (embpost22)"). The LEFT JOINs do not filter the scores' scan, so it stays an index read.
       // The group's topics filter both scans too (a filter on the scan, not a join: the index read stays),
       // and alert_state and student_context are read through the same student filter: joined on the key
-      // alone, each was scanned whole on every check (alert_state holds a row per key ever checked).
+      // alone, each was scanned whole on every check (alert_state holds a row per key ever below its threshold).
       const wanted = new Set(keys.map((k) => `${k.studentKey}\u0000${k.topicId}`));
       const topics = `list_contains($${f.params.length + 1}::VARCHAR[], topic_id)`;
       const rows = await this.store.allPrepared<AlertCandidate & RevisionRow & Record<string, unknown>>(

@@ -405,7 +405,7 @@ export const ALERT_DDL: readonly string[] = [
  * correction (also a training label); audit_log: who changed what through the API (actor is the
  * token's sub for staff, the student_key for students; never a raw student id). alerts: one row per
  * threshold crossing, alert_id = idempotency key sent with the webhook; alert_state remembers whether
- * a (student, topic) is below its threshold so one crossing raises one alert. webhook_deliveries logs
+ * a (student, topic) is below its threshold so one crossing raises one alert (no row: never below). webhook_deliveries logs
  * every delivery attempt.
  */
 export const SERVING_DDL: readonly string[] = [

@@ -12,6 +12,7 @@ import {
 } from "../../serving/alerts.ts";
 import { startWorker } from "../../serving/streamWorker.ts";
 import { IncrementalUpdater } from "../../serving/updater.ts";
+import type { AlertStore } from "../../storage/alertStore.ts";
 import { PgStore } from "../../storage/postgres.ts";
 import { PSEUDO_KEY, quiz, storeWithTopics, testApp, token } from "./appFixture.ts";
 import { DEFAULT_MODELS, PG_URL, pgServingBackends, publishAll } from "./streamHarness.ts";
@@ -239,6 +240,76 @@ describe("at-risk alerts in every deployment mode", () => {
     expect(await a.check([{ studentKey: key, topicId: "T1" }])).toEqual([]);
     await a.drain();
     expect(received).toHaveLength(2);
+  });
+
+  it("PostgreSQL: a first check above the threshold stores no state, so a concurrent first crossing keeps its alert", async () => {
+    const { h, backends } = await pgApp("alerts_first");
+    const auth = await admin();
+    const stores = backends.stores!;
+    const key = new Pseudonymizer(PSEUDO_KEY).studentKey("s3");
+    // Right answers: the served score is above 0.35, and the server's check stores nothing for the key.
+    expect(
+      (
+        await request(h.app)
+          .post("/events")
+          .set(auth)
+          .send(right(0, 6, "s3"))
+      ).status,
+    ).toBe(200);
+    await h.drain();
+    expect(received).toEqual([]);
+    expect(await stores.pg!.all("SELECT below, crossings FROM alert_state")).toEqual([]);
+
+    // Two checkers race on the key's first check: A reads the score above the threshold; the score then drops
+    // (another writer); B reads it below; A writes its result, then B. B's crossing must be stored and sent.
+    const signal = () => {
+      let open!: () => void;
+      const opened = new Promise<void>((r) => {
+        open = r;
+      });
+      return { open, opened };
+    };
+    const aRead = signal();
+    const bRead = signal();
+    const aGo = signal();
+    const base = stores.alerts;
+    const storeA = Object.create(base) as AlertStore;
+    storeA.candidates = async (...args) => {
+      const rows = await base.candidates(...args);
+      aRead.open();
+      return rows;
+    };
+    storeA.record = async (...args) => {
+      await aGo.opened;
+      return base.record(...args);
+    };
+    const a = new AlertEngine(storeA, thresholds);
+    const checkA = a.check([{ studentKey: key, topicId: "T1" }]);
+    await aRead.opened;
+    await stores.pg!.run(`UPDATE student_mastery SET mastery_score = 0.1 WHERE student_key = '${key}'`);
+    const storeB = Object.create(base) as AlertStore;
+    storeB.candidates = async (...args) => {
+      const rows = await base.candidates(...args);
+      bRead.open();
+      return rows;
+    };
+    storeB.record = async (...args) => {
+      await checkA; // B's write lands after A's
+      return base.record(...args);
+    };
+    const b = new AlertEngine(storeB, thresholds);
+    const checkB = b.check([{ studentKey: key, topicId: "T1" }]);
+    await bRead.opened;
+    aGo.open();
+    expect(await checkA).toEqual([]);
+    const raised = await checkB;
+    await Promise.all([a.drain(), b.drain()]);
+    expect(raised.map((r) => [r.crossing, r.topicId])).toEqual([[1, "T1"]]);
+    expect(await stores.pg!.all("SELECT below, crossings FROM alert_state")).toEqual([
+      { below: true, crossings: 1 },
+    ]);
+    expect(await stores.pg!.all("SELECT alert_id FROM alerts")).toEqual([{ alert_id: raised[0]!.alertId }]);
+    expect(received.map((r) => [r.alertId, r.crossing, r.signed])).toEqual([[raised[0]!.alertId, 1, true]]);
   });
 
   it("PostgreSQL: a failing alert check keeps the events, answers 200, does not apply them twice, and is retried", async () => {
