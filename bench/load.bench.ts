@@ -17,7 +17,8 @@
  *   pg        PostgreSQL (MASTERY_PG_URL or postgres://postgres@127.0.0.1:5432/test, own schema) for
  *             scores/history/raw events + Redis (MASTERY_REDIS_URL or redis://127.0.0.1:6379, own prefix)
  *             for learner_state, as `mastery serve` with those variables (body cache invalidated over
- *             Redis pub/sub, 30 s TTL; LOAD_SHARED_TTL_S=0: no invalidation channel, the 1 s TTL).
+ *             Redis pub/sub, serving.yaml shared_cache_ttl_s (300 s) unless LOAD_SHARED_TTL_S says otherwise;
+ *             LOAD_SHARED_TTL_S=0: no invalidation channel, the 1 s TTL).
  *   pg-workers  the same stores, LOAD_WORKERS (default 2) app processes sharing one port (node:cluster,
  *             as `mastery serve --workers 2` deploys on a 2-core box), against bare Express with as
  *             many cluster workers; each process has its own body cache (no cold-read figure).
@@ -236,7 +237,11 @@ async function openStores(
       },
       models: streamModels({}),
       // LOAD_SHARED_TTL_S: serving.yaml shared_cache_ttl_s (0: no Redis invalidation, the 1 s TTL as before it).
-      invalidatedCacheTtlMs: 1000 * Number(process.env.LOAD_SHARED_TTL_S ?? 30),
+      // Unset: the product's default (serving/servingBackends.ts INVALIDATED_CACHE_TTL_MS).
+      invalidatedCacheTtlMs:
+        process.env.LOAD_SHARED_TTL_S === undefined
+          ? undefined
+          : 1000 * Number(process.env.LOAD_SHARED_TTL_S),
       ...(mode === "pg-stream" ? { viaStream: { natsUrl: NATS_URL, ...streamNames(names.schema) } } : {}),
     });
     const pg = backends.stores?.pg as PgStore;

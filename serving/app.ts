@@ -166,7 +166,7 @@ export const DEFAULT_SERVING_CONFIG: ServingConfig = {
   cacheSize: 20_000,
   cacheMaxBytes: 64 * 1024 * 1024,
   historyCacheMaxBytes: 16 * 1024 * 1024,
-  sharedCacheTtlMs: 30_000,
+  sharedCacheTtlMs: 300_000,
   readConnections: 4,
   pgPoolMax: 10,
   duckThreads: 1,
@@ -606,6 +606,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
   const shared = deps.cacheInvalidation;
   /** Invalidation publishes not yet acknowledged by Redis (drain waits for them). */
   const publishing = new Set<Promise<void>>();
+  if (shared !== undefined) metrics.owedInvalidations = () => shared.owedKeys();
   if (shared !== undefined && cacheTtlMs > 0) {
     const longTtl = Math.min(shared.ttlMs, SERVED_DECAY_CACHE_MS);
     await shared.subscribe({
@@ -865,7 +866,7 @@ export async function createApp(deps: AppDeps): Promise<AppHandle> {
         metrics.cacheInvalidationErrors.inc();
         logger.warn(
           { err: { message: redactErrorMessage((err as Error).message) }, keys: keys.length },
-          "publishing a body cache invalidation failed; other servers may serve these bodies until their TTL",
+          "publishing a body cache invalidation failed; it is re-published in the background until Redis answers (mastery_cache_invalidation_owed_keys)",
         );
       });
       publishing.add(sent);

@@ -42,6 +42,16 @@ export class ServerMetrics {
     help: "1 while the cross-process body cache invalidation channel is subscribed (long TTL), else 0",
     registers: [this.registry],
   });
+  /** Set by the app to read its publisher's owed keys at each scrape. */
+  owedInvalidations: () => number = () => 0;
+  readonly cacheInvalidationOwed = new Gauge({
+    name: "mastery_cache_invalidation_owed_keys",
+    help: "Student keys of failed invalidation publishes not yet re-published (retried in the background; an owed flush-all counts as 1)",
+    registers: [this.registry],
+    collect: () => {
+      this.cacheInvalidationOwed.set(this.owedInvalidations());
+    },
+  });
   readonly cacheInvalidationErrors = new Counter({
     name: "mastery_cache_invalidation_publish_errors_total",
     help: "Body cache invalidations this server failed to publish to the other processes",

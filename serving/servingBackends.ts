@@ -41,7 +41,7 @@ export class ServingBackendError extends Error {
 export const SHARED_STORE_CACHE_TTL_MS = 1000;
 
 /** Cache TTL while cross-process invalidations are heard over Redis (ms; serving.yaml shared_cache_ttl_s). */
-export const INVALIDATED_CACHE_TTL_MS = 30_000;
+export const INVALIDATED_CACHE_TTL_MS = 300_000;
 
 /**
  * Cross-process invalidation of the body cache (storage/cacheInvalidation.ts), wired by
@@ -50,8 +50,13 @@ export const INVALIDATED_CACHE_TTL_MS = 30_000;
 export interface SharedCacheInvalidation {
   /** TTL while the subscription is up. */
   ttlMs: number;
-  /** Tells every server these students' bodies changed (after the write committed). */
+  /**
+   * Tells every server these students' bodies changed (after the write committed). A failed publish rejects,
+   * and its keys are re-published in the background until Redis acknowledges them.
+   */
   publish(studentKeys: readonly string[]): Promise<void>;
+  /** Keys of failed publishes not yet re-published (an owed flush-all counts as 1). */
+  owedKeys(): number;
   /** Subscribes (resolves once confirmed); `events.down` / `events.up` on loss / recovery. */
   subscribe(events: InvalidationEvents): Promise<void>;
 }
@@ -155,6 +160,10 @@ export async function openServingBackends(opts: ServingBackendOptions): Promise<
       deps.cacheInvalidation = {
         ttlMs: invalidatedTtl,
         publish: (keys) => publisher.publishKeys(keys),
+        owedKeys: () => {
+          const o = publisher.owed;
+          return o.keys + (o.all ? 1 : 0);
+        },
         subscribe: async (events) => {
           // This server's own key messages are skipped: it dropped those bodies before publishing.
           const sub = await CacheInvalidationSubscriber.open(url, prefix, events, publisher.origin);

@@ -12,9 +12,15 @@ import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "
  * writer publishes "all" (a generation bump). Every server subscribes and drops those bodies.
  *
  * Pub/sub is at most once: a message sent while a subscriber is disconnected is lost. So the
- * subscriber reports `down` as soon as its connection closes (the server then clears its cache and
- * falls back to a short TTL) and `up` only once SUBSCRIBE is confirmed again (the server clears once
- * more, since writes in between were not heard, and goes back to the long TTL).
+ * subscriber reports `down` as soon as its connection closes, or as soon as a heartbeat PING on it goes
+ * unanswered (a connection that died without closing: a frozen host, a dropped route), and the server then
+ * clears its cache and falls back to a short TTL; it reports `up` only once SUBSCRIBE is confirmed again
+ * (the server clears once more, since writes in between were not heard, and goes back to the long TTL).
+ *
+ * On the publishing side a failed PUBLISH is not forgotten: its keys are owed and re-published in the
+ * background with a capped backoff until Redis acknowledges them (past OWED_KEYS_MAX owed keys, one "all"
+ * instead). So a body outlives a write on another server only while the writer cannot reach Redis at all,
+ * or when the writer dies between its commit and its publish (then up to the long TTL).
  */
 
 export interface InvalidationEvents {
@@ -31,6 +37,21 @@ export interface InvalidationEvents {
 const PREFIX = /^[A-Za-z0-9_.:-]{1,64}$/;
 /** Keys per message (a POST group of 1,000 events touches at most 1,000 students). */
 const KEYS_PER_MESSAGE = 500;
+/** Owed keys (failed publishes not yet re-published) kept one by one; past this, one "all" instead. */
+export const OWED_KEYS_MAX = 50_000;
+
+export interface PublisherOptions {
+  /** Re-publish backoff for owed keys: base, doubling per failed attempt, capped (ms; default 100 and 5,000). */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** Called when owed keys were delivered (how many keys, whether an "all", after how many failed attempts). */
+  onOwedDelivered?: (delivered: { keys: number; all: boolean; failedAttempts: number }) => void;
+}
+
+export interface SubscriberOptions {
+  /** The subscribed connection's heartbeat (PING) period, ms; default 5,000; 0 turns it off. */
+  heartbeatMs?: number;
+}
 
 export function invalidationChannel(prefix: string): string {
   return `${prefix}:bodycache`;
@@ -96,9 +117,14 @@ export class CacheInvalidationPublisher {
     private readonly redis: Redis,
     readonly channel: string,
     private readonly url: string,
+    private readonly opts: PublisherOptions,
   ) {}
 
-  static async open(url: string, prefix = "mastery"): Promise<CacheInvalidationPublisher> {
+  static async open(
+    url: string,
+    prefix = "mastery",
+    opts: PublisherOptions = {},
+  ): Promise<CacheInvalidationPublisher> {
     if (!PREFIX.test(prefix))
       throw new StateStoreError(
         "REDIS_PREFIX",
@@ -106,7 +132,7 @@ export class CacheInvalidationPublisher {
       );
     const r = client(url);
     await connect(r, url);
-    return new CacheInvalidationPublisher(r, invalidationChannel(prefix), url);
+    return new CacheInvalidationPublisher(r, invalidationChannel(prefix), url, opts);
   }
 
   /**
@@ -115,7 +141,8 @@ export class CacheInvalidationPublisher {
    * POST /events requests of one group commit answer together) and those made while a publish is in flight
    * share ONE message (the union of their keys) instead of a PUBLISH each: one command's client CPU and
    * write per group, not per request (docs/benchmarks.md "The POST's CPU, round 4 (post16, 2026-12-05)").
-   * A failed publish fails every call it carried.
+   * A failed publish fails every call it carried, and its keys are owed: re-published in the background
+   * (with whatever is queued by then) until Redis acknowledges them, or until close.
    */
   publishKeys(studentKeys: Iterable<string>): Promise<void> {
     let given = 0;
@@ -139,35 +166,93 @@ export class CacheInvalidationPublisher {
   private scheduled = false;
   private inFlight: Promise<void> | null = null;
 
+  /** Keys of failed publishes not yet delivered (`all`: an "all" is owed, or the keys overflowed into one). */
+  private owedKeys = new Set<string>();
+  private owedAll = false;
+  private failedAttempts = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  /** What is owed now: keys of failed publishes, and whether an "all" is (for /metrics and tests). */
+  get owed(): { keys: number; all: boolean } {
+    return { keys: this.owedKeys.size, all: this.owedAll };
+  }
+
   private enqueue(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
-      if (this.scheduled) return;
-      this.scheduled = true;
-      setImmediate(() => void this.drain());
+      this.schedule();
     });
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => void this.drain());
+  }
+
+  /** Keeps what a failed publish carried, and arms the next attempt. */
+  private owe(keys: readonly string[], all: boolean): void {
+    if (this.closed) return;
+    // An owed "all" covers any key.
+    if (!this.owedAll) for (const k of keys) this.owedKeys.add(k);
+    if (all || this.owedKeys.size > OWED_KEYS_MAX) {
+      // Past the cap, one "all" covers every owed key.
+      this.owedAll = true;
+      this.owedKeys.clear();
+    }
+    this.failedAttempts++;
+    if (this.retryTimer !== null) return;
+    const base = this.opts.retryBaseMs ?? 100;
+    const delay = Math.min(this.opts.retryMaxMs ?? 5000, base * 2 ** Math.min(this.failedAttempts - 1, 16));
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.closed) return;
+      this.schedule(); // drain takes the owed keys
+    }, delay);
+    this.retryTimer.unref();
+  }
+
+  /** Moves the owed keys into the next message. */
+  private takeOwed(): { keys: number; all: boolean } {
+    const taken = { keys: this.owedKeys.size, all: this.owedAll };
+    for (const k of this.owedKeys) this.pendingKeys.add(k);
+    this.pendingAll ||= this.owedAll;
+    this.owedKeys = new Set();
+    this.owedAll = false;
+    return taken;
   }
 
   /** Publishes what is queued, after the publish in flight (calls queued meanwhile join this one). */
   private async drain(): Promise<void> {
     while (this.inFlight !== null) await this.inFlight.catch(() => undefined);
     this.scheduled = false;
+    // Owed keys ride along with any publish (the connection may be back before the retry timer fires).
+    const retried = this.owedKeys.size > 0 || this.owedAll ? this.takeOwed() : null;
+    const failedBefore = this.failedAttempts;
     const keys = [...this.pendingKeys];
     const all = this.pendingAll;
     const waiters = this.waiters;
     this.pendingKeys = new Set();
     this.pendingAll = false;
     this.waiters = [];
+    let sent = 0;
     const run = (async () => {
-      for (let i = 0; i < keys.length; i += KEYS_PER_MESSAGE)
-        await this.publish(JSON.stringify({ k: keys.slice(i, i + KEYS_PER_MESSAGE), o: this.origin }));
+      for (; sent < keys.length; sent += KEYS_PER_MESSAGE)
+        await this.publish(JSON.stringify({ k: keys.slice(sent, sent + KEYS_PER_MESSAGE), o: this.origin }));
       if (all) await this.publish(JSON.stringify({ all: 1 }));
     })();
     this.inFlight = run;
     try {
       await run;
+      if (failedBefore > 0) {
+        this.failedAttempts = 0;
+        if (retried !== null) this.opts.onOwedDelivered?.({ ...retried, failedAttempts: failedBefore });
+      }
       for (const w of waiters) w.resolve();
     } catch (err) {
+      // The messages from the failed one on are owed (those before it were acknowledged).
+      this.owe(keys.slice(sent), all);
       for (const w of waiters) w.reject(err);
     } finally {
       this.inFlight = null;
@@ -185,7 +270,22 @@ export class CacheInvalidationPublisher {
     }
   }
 
+  /**
+   * Closes the connection after the publish in flight. Owed keys get one last attempt (a graceful stop
+   * after Redis came back); if it fails they are given up (the caller may log `owed` first).
+   */
   async close(): Promise<void> {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (!this.closed && (this.owedKeys.size > 0 || this.owedAll) && this.redis.status === "ready") {
+      this.takeOwed();
+      await new Promise<void>((resolve) => {
+        this.waiters.push({ resolve, reject: () => resolve() });
+        this.schedule();
+      });
+    }
+    this.closed = true;
+    while (this.inFlight !== null) await this.inFlight.catch(() => undefined);
     await closeRedis(this.redis);
   }
 }
@@ -194,6 +294,8 @@ export class CacheInvalidationPublisher {
 export class CacheInvalidationSubscriber {
   private closed = false;
   private isUp = false;
+
+  private heartbeat: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly redis: Redis,
@@ -213,6 +315,7 @@ export class CacheInvalidationSubscriber {
     prefix: string,
     events: InvalidationEvents,
     ignoreOrigin?: string,
+    opts: SubscriberOptions = {},
   ): Promise<CacheInvalidationSubscriber> {
     if (!PREFIX.test(prefix))
       throw new StateStoreError(
@@ -238,7 +341,32 @@ export class CacheInvalidationSubscriber {
       r.disconnect();
       throw new StateStoreError("REDIS_CONNECT", "could not subscribe to the cache invalidation channel");
     }
+    const every = opts.heartbeatMs ?? 5000;
+    if (every > 0) {
+      s.heartbeat = setInterval(() => void s.beat(), every);
+      s.heartbeat.unref();
+    }
     return s;
+  }
+
+  /**
+   * A PING on the subscribed connection (allowed in subscriber mode). Unanswered within the command timeout,
+   * the connection is taken as dead though it never closed (messages were not arriving either): `down`, and
+   * the connection is dropped so that the client reconnects and subscribes again.
+   */
+  private beating = false;
+  private async beat(): Promise<void> {
+    if (this.closed || !this.isUp || this.beating) return;
+    this.beating = true;
+    try {
+      await this.redis.ping();
+    } catch (err) {
+      if (this.closed) return;
+      this.lost(`heartbeat failed: ${faultDetail(err)}`);
+      this.redis.disconnect(true);
+    } finally {
+      this.beating = false;
+    }
   }
 
   /** Whether the subscription is confirmed now. */
@@ -273,6 +401,7 @@ export class CacheInvalidationSubscriber {
   async close(): Promise<void> {
     this.closed = true;
     this.isUp = false;
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
     this.redis.disconnect();
   }
 }

@@ -166,7 +166,7 @@ Example:
           if (cachePublisher !== null)
             await publishApplied(cachePublisher, results).catch((err: unknown) =>
               log(
-                `publishing body cache invalidations failed (servers may serve these students' previous bodies up to shared_cache_ttl_s): ${faultDetail(err)}`,
+                `publishing body cache invalidations failed (re-published in the background until Redis answers): ${faultDetail(err)}`,
               ),
             );
           await checkAlerts(results);

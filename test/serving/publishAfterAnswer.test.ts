@@ -25,6 +25,7 @@ function heldChannel() {
       acked.push([...keys]);
     },
     subscribe: async (events) => events.up(),
+    owedKeys: () => 0,
   };
   return { channel, published, acked, release: () => release() };
 }

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_SERVING_CONFIG, loadServingConfig, servingDuckOptions } from "../../serving/app.ts";
 import { DEFAULT_SOURCE_ORDER } from "../../serving/masteryView.ts";
+import { INVALIDATED_CACHE_TTL_MS } from "../../serving/servingBackends.ts";
 import { DuckStore } from "../../storage/duckdb.ts";
 
 describe("loadServingConfig: pool and cache sizing", () => {
@@ -52,7 +53,7 @@ describe("loadServingConfig: pool and cache sizing", () => {
     expect(loadServingConfig().scoreSources[0]).toBe("served");
   });
 
-  it("reads shared_cache_ttl_s (s -> ms), 30 s by default and in the shipped file", () => {
+  it("reads shared_cache_ttl_s (s -> ms), 300 s by default and in the shipped file", () => {
     expect(loadServingConfig(write("shared_cache_ttl_s: 5\n")).sharedCacheTtlMs).toBe(5000);
     expect(loadServingConfig(write("warm_up:\n  rounds: 0\n")).warmUp).toEqual({
       rounds: 0,
@@ -69,7 +70,8 @@ describe("loadServingConfig: pool and cache sizing", () => {
       minRequests: 40,
     });
     expect(loadServingConfig().warmUp).toEqual(DEFAULT_SERVING_CONFIG.warmUp);
-    expect(loadServingConfig(write("mastered_at: 0.7\n")).sharedCacheTtlMs).toBe(30_000);
+    expect(loadServingConfig(write("mastered_at: 0.7\n")).sharedCacheTtlMs).toBe(300_000);
+    expect(loadServingConfig().sharedCacheTtlMs).toBe(INVALIDATED_CACHE_TTL_MS);
     expect(loadServingConfig().sharedCacheTtlMs).toBe(DEFAULT_SERVING_CONFIG.sharedCacheTtlMs);
   });
 

@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CacheInvalidationPublisher, CacheInvalidationSubscriber } from "../../storage/cacheInvalidation.ts";
+import {
+  CacheInvalidationPublisher,
+  CacheInvalidationSubscriber,
+  OWED_KEYS_MAX,
+} from "../../storage/cacheInvalidation.ts";
+import { TcpProxy } from "../serving/tcpProxy.ts";
 
 /**
  * A subscriber given its own process's publisher origin skips that publisher's key messages (the
@@ -75,5 +80,115 @@ describe("cache invalidation publishes of one turn share a message", () => {
     await broken.close();
     const calls = [broken.publishKeys(["x"]), broken.publishKeys(["y"])];
     for (const c of calls) await expect(c).rejects.toThrow();
+  });
+});
+
+describe("cache invalidation through faults (a TCP proxy in front of the real Redis)", () => {
+  const REDIS_PORT = Number(new URL(REDIS_URL).port || 6379);
+  const wait = async (cond: () => boolean, what: string, ms = 15_000): Promise<void> => {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  it("a publish that failed is owed and re-published once the writer reaches Redis again; a subscriber connected all along hears it", async () => {
+    const proxy = new TcpProxy(REDIS_PORT);
+    await proxy.up();
+    const delivered: { keys: number; all: boolean; failedAttempts: number }[] = [];
+    const writer = await CacheInvalidationPublisher.open(`redis://127.0.0.1:${proxy.port}`, PREFIX, {
+      retryBaseMs: 50,
+      retryMaxMs: 200,
+      onOwedDelivered: (d) => delivered.push(d),
+    });
+    try {
+      heard.length = 0;
+      // The writer's own connection breaks; the subscriber's (direct) does not.
+      await proxy.down();
+      await expect(writer.publishKeys(["owed-1", "owed-2"])).rejects.toThrow();
+      await expect(writer.publishAll()).rejects.toThrow();
+      expect(writer.owed).toEqual({ keys: 0, all: true }); // an owed "all" covers the keys
+      await expect(writer.publishKeys(["owed-3"])).rejects.toThrow();
+      expect(writer.owed).toEqual({ keys: 0, all: true }); // and any key after it
+      await new Promise((r) => setTimeout(r, 300)); // retries fail meanwhile
+      expect(heard).toEqual([]);
+      await proxy.up();
+      await wait(() => heard.length >= 1, "the owed 'all'");
+      await new Promise((r) => setTimeout(r, 100));
+      expect(heard).toEqual(["all"]);
+      expect(writer.owed).toEqual({ keys: 0, all: false });
+      expect(delivered).toHaveLength(1);
+      expect(delivered[0]).toMatchObject({ keys: 0, all: true });
+      expect(delivered[0]!.failedAttempts).toBeGreaterThanOrEqual(3);
+      // Keys only (no "all") are re-published as keys.
+      heard.length = 0;
+      await proxy.down();
+      await expect(writer.publishKeys(["late-a", "late-b"])).rejects.toThrow();
+      expect(writer.owed).toEqual({ keys: 2, all: false });
+      await proxy.up();
+      await wait(() => heard.length >= 1, "the owed keys");
+      expect(heard).toEqual([["late-a", "late-b"]]);
+    } finally {
+      await writer.close();
+      await proxy.down();
+    }
+  });
+
+  it("past OWED_KEYS_MAX owed keys, one 'all' is owed instead", async () => {
+    const proxy = new TcpProxy(REDIS_PORT);
+    await proxy.up();
+    const writer = await CacheInvalidationPublisher.open(`redis://127.0.0.1:${proxy.port}`, PREFIX, {
+      retryBaseMs: 60_000,
+    });
+    try {
+      await proxy.down();
+      const many = Array.from({ length: OWED_KEYS_MAX }, (_, i) => `m-${i}`);
+      await expect(writer.publishKeys(many)).rejects.toThrow();
+      expect(writer.owed).toEqual({ keys: OWED_KEYS_MAX, all: false });
+      await expect(writer.publishKeys(["one-more"])).rejects.toThrow();
+      expect(writer.owed).toEqual({ keys: 0, all: true });
+    } finally {
+      await writer.close();
+      await proxy.down();
+    }
+  });
+
+  it("a subscribed connection that stops answering (frozen, never closed) is reported down by the heartbeat, then up again", async () => {
+    const proxy = new TcpProxy(REDIS_PORT);
+    await proxy.up();
+    const log: string[] = [];
+    const got: (string[] | "all")[] = [];
+    const frozen = await CacheInvalidationSubscriber.open(
+      `redis://127.0.0.1:${proxy.port}`,
+      PREFIX,
+      {
+        keys: (k) => got.push(k),
+        all: () => got.push("all"),
+        up: () => log.push("up"),
+        down: (d) => log.push(`down: ${d}`),
+      },
+      undefined,
+      { heartbeatMs: 100 },
+    );
+    try {
+      expect(log).toEqual(["up"]);
+      proxy.stall();
+      await other.publishKeys(["unheard"]);
+      // The command timeout (MASTERY_REDIS_COMMAND_TIMEOUT_MS, 1 s by default) plus a beat.
+      await wait(() => log.length >= 2, "the heartbeat's down");
+      expect(log[1]).toMatch(/^down: heartbeat failed/);
+      expect(got).toEqual([]);
+      await proxy.down();
+      await proxy.up();
+      await wait(() => log.length >= 3, "up again");
+      expect(log[2]).toBe("up");
+      await other.publishKeys(["heard"]);
+      await wait(() => got.length >= 1, "a message after the reconnect");
+      expect(got).toEqual([["heard"]]);
+    } finally {
+      await frozen.close();
+      await proxy.down();
+    }
   });
 });
