@@ -292,7 +292,13 @@ async function openApp(stores: Awaited<ReturnType<typeof openStores>>, pseudo: P
     logger,
     thresholds: parseThresholds({}, {}),
     defaultMetrics: false,
-    config: { rateLimit: { windowMs: 60_000, limit: 0 } },
+    config: {
+      rateLimit: { windowMs: 60_000, limit: 0 },
+      // LOAD_CACHE_MB: serving.yaml cache_max_mb (the GET /mastery body cache's bound); unset: the product's.
+      ...(process.env.LOAD_CACHE_MB !== undefined
+        ? { cacheMaxBytes: Math.round(Number(process.env.LOAD_CACHE_MB) * 1024 * 1024) }
+        : {}),
+    },
     ...stores.extra,
   });
   return { app, ctx, logger };
@@ -707,6 +713,9 @@ async function serve(mode: Mode): Promise<void> {
       void (async () => {
         await heap?.();
         sampler?.stop();
+        process.stderr.write(
+          `  app server process: peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB\n`,
+        );
         if (worker !== undefined) await stopChild(worker, 12_000);
         // Requests still queued when the bench stops fail on the closed stores: not bench errors.
         logger.level = "silent";

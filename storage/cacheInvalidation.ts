@@ -12,7 +12,7 @@ import { BackendUnavailableError, faultDetail, isUnavailable, redactUrl } from "
  * writer publishes "all" (a generation bump). Every server subscribes and drops those bodies.
  *
  * Pub/sub is at most once: a message sent while a subscriber is disconnected is lost. So the
- * subscriber reports `down` as soon as its connection closes, or as soon as a heartbeat PING on it goes
+ * subscriber reports `down` as soon as its connection closes, or when two heartbeat PINGs in a row on it go
  * unanswered (a connection that died without closing: a frozen host, a dropped route), and the server then
  * clears its cache and falls back to a short TTL; it reports `up` only once SUBSCRIBE is confirmed again
  * (the server clears once more, since writes in between were not heard, and goes back to the long TTL).
@@ -49,7 +49,7 @@ export interface PublisherOptions {
 }
 
 export interface SubscriberOptions {
-  /** The subscribed connection's heartbeat (PING) period, ms; default 5,000; 0 turns it off. */
+  /** The subscribed connection's heartbeat (PING) period, ms; default 5,000; 0 turns it off. Two missed: down. */
   heartbeatMs?: number;
 }
 
@@ -350,19 +350,23 @@ export class CacheInvalidationSubscriber {
   }
 
   /**
-   * A PING on the subscribed connection (allowed in subscriber mode). Unanswered within the command timeout,
-   * the connection is taken as dead though it never closed (messages were not arriving either): `down`, and
-   * the connection is dropped so that the client reconnects and subscribes again.
+   * A PING on the subscribed connection (allowed in subscriber mode). Two in a row unanswered within the
+   * command timeout, the connection is taken as dead though it never closed (messages were not arriving
+   * either): `down`, and the connection is dropped so that the client reconnects and subscribes again. One
+   * miss is forgiven: an event loop stalled past the timeout (a long GC) would otherwise clear the cache.
    */
   private beating = false;
+  private missedBeats = 0;
   private async beat(): Promise<void> {
     if (this.closed || !this.isUp || this.beating) return;
     this.beating = true;
     try {
       await this.redis.ping();
+      this.missedBeats = 0;
     } catch (err) {
-      if (this.closed) return;
-      this.lost(`heartbeat failed: ${faultDetail(err)}`);
+      if (this.closed || ++this.missedBeats < 2) return;
+      this.missedBeats = 0;
+      this.lost(`heartbeat failed twice: ${faultDetail(err)}`);
       this.redis.disconnect(true);
     } finally {
       this.beating = false;
