@@ -3937,8 +3937,21 @@ export function jointTopicMin(
         lambda = lambda === 0 ? 1e-3 : lambda * 10;
         continue;
       }
+      // Active set: a coordinate on a bound whose Newton step points out of the box is held there and the
+      // other takes its own (damped) one-dimensional Newton step. Without that, a search that had stepped into a
+      // corner could not leave it ("no-descent" short of the optimum, cutting the whole step back to zero).
       let so = -(c * go - hod * gd) / det;
       let sd = -(a * gd - hod * go) / det;
+      const holdO = (o <= box.lo[0] && so < 0) || (o >= box.hi[0] && so > 0);
+      const holdD = (d <= box.lo[1] && sd < 0) || (d >= box.hi[1] && sd > 0);
+      if (holdO && holdD) break;
+      if (holdD) {
+        so = -go / a;
+        sd = 0;
+      } else if (holdO) {
+        so = 0;
+        sd = -gd / c;
+      }
       // Cut the step back to the box (along its direction).
       let t = 1;
       if (o + so > box.hi[0]) t = Math.min(t, (box.hi[0] - o) / so);

@@ -104,6 +104,24 @@ describe("fitTopicEffects with method joint reaches the penalised likelihood's o
     );
   }, 300_000);
 
+  it("known answer: a Newton step into the box's corner is left again (the property's counterexample of 2026-12-07)", () => {
+    // fast-check's shrunk counterexample: the joint search stepped to (o, d) = (-2.25, -0.5), a corner, and
+    // stopped there ("no-descent", 418.31 nats) above the alternating search's 417.07. Holding the bound that
+    // the step points out of and moving the other coordinate, it reaches the interior minimum near (-0.46, -0.34).
+    const pen = { topicPriorSd: 1.6328072825532707, topicThresholdSd: 0.13119215715828558 };
+    const { seqs } = simulateLatentStudents(LOGISTIC, { A: 0.42, B: 0.3 }, 112, 0, 10);
+    const byTopic = groupByTopic(seqs);
+    const alt = fitTopicEffects(LOGISTIC, BINS, byTopic, pen);
+    const joint = fitTopicEffects(LOGISTIC, BINS, byTopic, { ...pen, method: "joint" });
+    const f = objective(byTopic.get("B")!, pen);
+    const [o, d] = offsets(joint, "B");
+    expect(f(o, d)).toBeLessThanOrEqual(f(...offsets(alt, "B")) - 2);
+    expect(f(o, d)).toBeLessThan(414.5);
+    expect(o).toBeCloseTo(-0.456, 1);
+    expect(d).toBeCloseTo(-0.343, 1);
+    expect(d).toBeGreaterThan(-0.5);
+  }, 120_000);
+
   it("holds the global threshold at a threshold sd of 0 and with the linear emission: the same fit as the alternating one", () => {
     const { seqs } = simulateLatentStudents(LOGISTIC, { A: 0.42, B: 0.6 }, 60, 0.2, 8);
     const byTopic = groupByTopic(seqs);
