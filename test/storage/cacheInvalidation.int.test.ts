@@ -154,6 +154,39 @@ describe("cache invalidation through faults (a TCP proxy in front of the real Re
     }
   });
 
+  it("one missed heartbeat is forgiven: a connection frozen for about one command timeout stays up and delivers what was sent meanwhile", async () => {
+    const proxy = new TcpProxy(REDIS_PORT);
+    await proxy.up();
+    const log: string[] = [];
+    const got: (string[] | "all")[] = [];
+    const slow = await CacheInvalidationSubscriber.open(
+      `redis://127.0.0.1:${proxy.port}`,
+      PREFIX,
+      {
+        keys: (k) => got.push(k),
+        all: () => got.push("all"),
+        up: () => log.push("up"),
+        down: (d) => log.push(`down: ${d}`),
+      },
+      undefined,
+      { heartbeatMs: 300 },
+    );
+    try {
+      proxy.stall();
+      await other.publishKeys(["sent-while-frozen"]);
+      // A beat times out after the command timeout (1 s); the next one is sent before the connection thaws.
+      await new Promise((r) => setTimeout(r, 1400));
+      proxy.resume();
+      await wait(() => got.length >= 1, "the message sent while frozen");
+      await new Promise((r) => setTimeout(r, 700)); // later beats answered
+      expect(got).toEqual([["sent-while-frozen"]]);
+      expect(log).toEqual(["up"]);
+    } finally {
+      await slow.close();
+      await proxy.down();
+    }
+  });
+
   it("a subscribed connection that stops answering (frozen, never closed) is reported down by the heartbeat, then up again", async () => {
     const proxy = new TcpProxy(REDIS_PORT);
     await proxy.up();
