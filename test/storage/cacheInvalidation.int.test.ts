@@ -93,6 +93,27 @@ describe("cache invalidation through faults (a TCP proxy in front of the real Re
     }
   };
 
+  /** A subscriber whose connection goes through its own proxy; what it hears in `got`, up/down in `log`. */
+  const subscribedThroughProxy = async (heartbeatMs: number) => {
+    const proxy = new TcpProxy(REDIS_PORT);
+    await proxy.up();
+    const log: string[] = [];
+    const got: (string[] | "all")[] = [];
+    const sub = await CacheInvalidationSubscriber.open(
+      `redis://127.0.0.1:${proxy.port}`,
+      PREFIX,
+      {
+        keys: (k) => got.push(k),
+        all: () => got.push("all"),
+        up: () => log.push("up"),
+        down: (d) => log.push(`down: ${d}`),
+      },
+      undefined,
+      { heartbeatMs },
+    );
+    return { proxy, log, got, sub };
+  };
+
   it("a publish that failed is owed and re-published once the writer reaches Redis again; a subscriber connected all along hears it", async () => {
     const proxy = new TcpProxy(REDIS_PORT);
     await proxy.up();
@@ -155,22 +176,7 @@ describe("cache invalidation through faults (a TCP proxy in front of the real Re
   });
 
   it("one missed heartbeat is forgiven: a connection frozen for about one command timeout stays up and delivers what was sent meanwhile", async () => {
-    const proxy = new TcpProxy(REDIS_PORT);
-    await proxy.up();
-    const log: string[] = [];
-    const got: (string[] | "all")[] = [];
-    const slow = await CacheInvalidationSubscriber.open(
-      `redis://127.0.0.1:${proxy.port}`,
-      PREFIX,
-      {
-        keys: (k) => got.push(k),
-        all: () => got.push("all"),
-        up: () => log.push("up"),
-        down: (d) => log.push(`down: ${d}`),
-      },
-      undefined,
-      { heartbeatMs: 300 },
-    );
+    const { proxy, log, got, sub: slow } = await subscribedThroughProxy(300);
     try {
       proxy.stall();
       await other.publishKeys(["sent-while-frozen"]);
@@ -188,22 +194,7 @@ describe("cache invalidation through faults (a TCP proxy in front of the real Re
   });
 
   it("a subscribed connection that stops answering (frozen, never closed) is reported down by the heartbeat, then up again", async () => {
-    const proxy = new TcpProxy(REDIS_PORT);
-    await proxy.up();
-    const log: string[] = [];
-    const got: (string[] | "all")[] = [];
-    const frozen = await CacheInvalidationSubscriber.open(
-      `redis://127.0.0.1:${proxy.port}`,
-      PREFIX,
-      {
-        keys: (k) => got.push(k),
-        all: () => got.push("all"),
-        up: () => log.push("up"),
-        down: (d) => log.push(`down: ${d}`),
-      },
-      undefined,
-      { heartbeatMs: 100 },
-    );
+    const { proxy, log, got, sub: frozen } = await subscribedThroughProxy(100);
     try {
       expect(log).toEqual(["up"]);
       proxy.stall();
