@@ -278,7 +278,7 @@ export class CacheInvalidationPublisher {
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     if (!this.closed && (this.owedKeys.size > 0 || this.owedAll) && this.redis.status === "ready") {
-      this.takeOwed();
+      // The drain takes the owed keys, as it does for any publish.
       await new Promise<void>((resolve) => {
         this.waiters.push({ resolve, reject: () => resolve() });
         this.schedule();
